@@ -1,0 +1,57 @@
+#include "core/clock.h"
+
+#include <cassert>
+#include <thread>
+
+namespace prescale {
+
+Clock& Clock::real() {
+  static RealClock clock;
+  return clock;
+}
+
+Clock::TimePoint RealClock::now() const {
+  return std::chrono::time_point_cast<Duration>(std::chrono::steady_clock::now());
+}
+
+Clock::WallTime RealClock::wall_now() const {
+  return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+}
+
+void RealClock::sleep_until(TimePoint deadline) { std::this_thread::sleep_until(deadline); }
+
+ManualClock::ManualClock(WallTime wall_start) : wall_start_(wall_start) {}
+
+Clock::TimePoint ManualClock::now() const {
+  std::lock_guard lock(mu_);
+  return now_;
+}
+
+Clock::WallTime ManualClock::wall_now() const {
+  std::lock_guard lock(mu_);
+  return wall_start_ + now_.time_since_epoch();
+}
+
+void ManualClock::sleep_until(TimePoint deadline) {
+  std::unique_lock lock(mu_);
+  moved_.wait(lock, [&] { return now_ >= deadline; });
+}
+
+void ManualClock::advance(Duration d) {
+  {
+    std::lock_guard lock(mu_);
+    now_ += d;
+  }
+  moved_.notify_all();
+}
+
+void ManualClock::set(TimePoint t) {
+  {
+    std::lock_guard lock(mu_);
+    assert(t >= now_);
+    now_ = t;
+  }
+  moved_.notify_all();
+}
+
+}  // namespace prescale

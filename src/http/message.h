@@ -1,0 +1,82 @@
+// HTTP messages as the rest of Prescale sees them: plain structs with no Boost.Beast types,
+// so that services, the gateway and the runtime include nothing heavy.
+//
+// A handler receives the request and a `Responder`. It may respond at once (the common case)
+// or later from any thread (e.g. after an upstream call); the responder must be called exactly
+// once. A handler must not block the I/O thread.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace prescale::http {
+
+enum class Method { kGet, kHead, kPost, kPut, kPatch, kDelete, kOptions, kOther };
+
+std::string_view to_string(Method m);
+Method method_from_string(std::string_view s);
+
+// Header fields in arrival order; names compare case-insensitively.
+class Headers {
+ public:
+  void add(std::string name, std::string value);
+  // Replaces every field with this name by one field.
+  void set(std::string name, std::string value);
+  void remove(std::string_view name);
+  std::optional<std::string_view> get(std::string_view name) const;
+  const std::vector<std::pair<std::string, std::string>>& fields() const { return fields_; }
+  bool empty() const { return fields_.empty(); }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> fields_;
+};
+
+struct Request {
+  Method method = Method::kGet;
+  std::string method_name;  // as received, e.g. "GET"
+  std::string target;       // as received: path plus optional "?query"
+  std::string path;         // target up to '?', percent-decoding not applied
+  std::string query;        // after '?', without it
+  Headers headers;
+  std::string body;
+  std::string remote_address;  // peer IP, e.g. "127.0.0.1"
+  // Filled by the router: values of `{name}` segments in the matched pattern.
+  std::vector<std::pair<std::string, std::string>> path_params;
+  // The matched route pattern (e.g. "/v1/users/{id}"), for metrics labels; empty if none.
+  std::string route;
+
+  std::optional<std::string_view> param(std::string_view name) const;
+  // Value of a query parameter, percent-decoded; nullopt when absent.
+  std::optional<std::string> query_param(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  Headers headers;
+  std::string body;
+
+  static Response text(int status, std::string body);
+  static Response json(int status, std::string body);
+};
+
+// Call exactly once, from any thread.
+class Responder {
+ public:
+  using Fn = std::function<void(Response)>;
+  Responder() = default;
+  explicit Responder(Fn fn) : fn_(std::make_shared<Fn>(std::move(fn))) {}
+  void operator()(Response response) const { (*fn_)(std::move(response)); }
+  explicit operator bool() const { return fn_ != nullptr; }
+
+ private:
+  std::shared_ptr<Fn> fn_;
+};
+
+using Handler = std::function<void(Request&, Responder)>;
+
+}  // namespace prescale::http
