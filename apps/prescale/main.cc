@@ -1,0 +1,113 @@
+// prescale: one binary, subcommands. This is an edge: exceptions from CLI parsing and config
+// loading are turned into messages and exit codes here.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "core/logging.h"
+#include "runtime/runtime.h"
+#include "services/echo/echo_service.h"
+#include "version.h"
+
+namespace prescale {
+namespace {
+
+struct ServeFlags {
+  std::string kind;
+  std::string address = "127.0.0.1";
+  int port = 8080;
+  int threads = 0;
+  size_t max_body_bytes = 4 * 1024 * 1024;
+  int shutdown_grace_ms = 10000;
+  std::string port_file;
+  std::string log_level = "info";
+  std::string log_format = "text";
+};
+
+int serve(const ServeFlags& flags) {
+  if (!init_logging({.level = flags.log_level,
+                     .format = flags.log_format == "json" ? LogFormat::kJson : LogFormat::kText})) {
+    std::cerr << "prescale serve: --log-level: unknown level \"" << flags.log_level << "\"\n";
+    return 2;
+  }
+  runtime::Runtime::block_termination_signals();
+
+  std::unique_ptr<runtime::Service> service;
+  if (flags.kind == "echo") {
+    service = std::make_unique<services::EchoService>();
+  } else {
+    std::cerr << "prescale serve: unknown service kind \"" << flags.kind
+              << "\"; available: echo\n";
+    return 2;
+  }
+
+  runtime::RuntimeOptions options;
+  options.server.address = flags.address;
+  options.server.port = static_cast<uint16_t>(flags.port);
+  options.server.threads = flags.threads;
+  options.server.max_body_bytes = flags.max_body_bytes;
+  options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
+  runtime::Runtime rt(*service, options);
+  if (auto started = rt.start(); !started) {
+    std::cerr << "prescale serve " << flags.kind << ": " << started.error().to_string() << "\n";
+    return 1;
+  }
+  if (!flags.port_file.empty()) {
+    // Written after binding, via a rename, so a reader never sees a partial file.
+    std::string tmp = flags.port_file + ".tmp";
+    std::ofstream(tmp) << rt.port() << "\n";
+    std::rename(tmp.c_str(), flags.port_file.c_str());
+  }
+  return rt.run();
+}
+
+}  // namespace
+}  // namespace prescale
+
+int main(int argc, char** argv) {
+  using prescale::ServeFlags;
+  CLI::App app{"Prescale: predictive autoscaling for AI microservices", "prescale"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("prescale ") + PRESCALE_VERSION);
+
+  auto* version = app.add_subcommand("version", "Print the version and build information");
+
+  ServeFlags flags;
+  auto* serve = app.add_subcommand("serve", "Run one service replica on the service runtime");
+  serve->add_option("kind", flags.kind, "Service kind: echo")->required();
+  serve->add_option("--address", flags.address, "Address to listen on")->capture_default_str();
+  serve->add_option("--port", flags.port, "Port to listen on; 0 picks a free port")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  serve->add_option("--threads", flags.threads, "I/O threads; 0 = number of cores")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  serve->add_option("--max-body-bytes", flags.max_body_bytes, "Largest accepted request body")
+      ->capture_default_str();
+  serve->add_option("--shutdown-grace-ms", flags.shutdown_grace_ms,
+                    "How long in-flight requests may take to finish after SIGTERM")
+      ->check(CLI::Range(0, 3600000))
+      ->capture_default_str();
+  serve->add_option("--port-file", flags.port_file,
+                    "Write the bound port to this file once listening");
+  serve->add_option("--log-level", flags.log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str();
+  serve->add_option("--log-format", flags.log_format, "text or json (one JSON object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (version->parsed()) {
+    std::cout << "prescale " << PRESCALE_VERSION << " (" << PRESCALE_BUILD_TYPE << ", "
+              << PRESCALE_COMPILER << ")\n";
+    return 0;
+  }
+  if (serve->parsed()) return prescale::serve(flags);
+  return 0;
+}

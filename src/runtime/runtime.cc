@@ -1,0 +1,185 @@
+#include "runtime/runtime.h"
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <csignal>
+#include <string>
+
+#include "http/router.h"
+#include "telemetry/exposition.h"
+#include "telemetry/process_metrics.h"
+
+namespace prescale::runtime {
+namespace {
+
+// Per-route instruments. Counters per status code are looked up once and cached, so the
+// request path touches only atomics.
+class RouteMetrics {
+ public:
+  RouteMetrics(telemetry::CounterFamily& requests, telemetry::HistogramFamily& durations,
+               std::string service, std::string route)
+      : requests_(requests),
+        duration_(durations.with({service, route})),
+        service_(std::move(service)),
+        route_(std::move(route)) {}
+
+  void record(int status, Clock::Duration elapsed) {
+    counter(status).inc();
+    duration_.observe(to_seconds(elapsed));
+  }
+
+ private:
+  telemetry::Counter& counter(int status) {
+    if (status < 100 || status > 599) status = 500;
+    auto& slot = by_status_[static_cast<size_t>(status)];
+    telemetry::Counter* c = slot.load(std::memory_order_acquire);
+    if (c == nullptr) {
+      c = &requests_.with({service_, route_, std::to_string(status)});
+      slot.store(c, std::memory_order_release);
+    }
+    return *c;
+  }
+
+  telemetry::CounterFamily& requests_;
+  telemetry::Histogram& duration_;
+  std::string service_;
+  std::string route_;
+  std::array<std::atomic<telemetry::Counter*>, 600> by_status_{};
+};
+
+}  // namespace
+
+class Runtime::InstrumentedRoutes final : public Routes {
+ public:
+  InstrumentedRoutes(Runtime& rt, std::string service)
+      : rt_(rt),
+        service_(std::move(service)),
+        requests_(rt.registry_->counter("prescale_requests_total",
+                                        "Requests handled, by route and status code.",
+                                        {"service", "route", "code"})),
+        durations_(rt.registry_->histogram("prescale_request_duration_seconds",
+                                           "Time from request read to response handed to the "
+                                           "server, by route.",
+                                           {"service", "route"},
+                                           telemetry::default_latency_buckets())),
+        inflight_(rt.registry_
+                      ->gauge("prescale_inflight_requests", "Requests being handled now.",
+                              {"service"})
+                      .with({service_})) {}
+
+  void add(http::Method method, std::string pattern, http::Handler handler) override {
+    auto& metrics = route_metrics_.emplace_back(
+        std::make_unique<RouteMetrics>(requests_, durations_, service_, pattern));
+    RouteMetrics* m = metrics.get();
+    Clock* clock = rt_.options_.clock;
+    telemetry::Gauge* inflight = &inflight_;
+    rt_.router_->add(
+        method, std::move(pattern),
+        [m, clock, inflight, handler = std::move(handler)](http::Request& req,
+                                                            http::Responder respond) {
+          inflight->inc();
+          auto start = clock->now();
+          handler(req, http::Responder([m, clock, inflight, start,
+                                        respond = std::move(respond)](http::Response r) {
+                    m->record(r.status, clock->now() - start);
+                    inflight->dec();
+                    respond(std::move(r));
+                  }));
+        });
+  }
+
+ private:
+  Runtime& rt_;
+  std::string service_;
+  telemetry::CounterFamily& requests_;
+  telemetry::HistogramFamily& durations_;
+  telemetry::Gauge& inflight_;
+  std::vector<std::unique_ptr<RouteMetrics>> route_metrics_;
+};
+
+Runtime::Runtime(Service& service, RuntimeOptions options)
+    : service_(service), options_(std::move(options)) {
+  if (options_.registry == nullptr) {
+    owned_registry_ = std::make_unique<telemetry::Registry>();
+    registry_ = owned_registry_.get();
+  } else {
+    registry_ = options_.registry;
+  }
+  router_ = std::make_unique<http::Router>();
+}
+
+Runtime::~Runtime() {
+  if (server_) server_->shutdown(std::chrono::milliseconds(0));
+}
+
+Result<void> Runtime::start() {
+  telemetry::register_process_metrics(*registry_);
+  routes_ = std::make_unique<InstrumentedRoutes>(*this, std::string(service_.name()));
+  service_.register_routes(*routes_);
+
+  // The standard endpoints are not instrumented per route: scrapes and probes would drown the
+  // service's own traffic in its metrics.
+  router_->add(http::Method::kGet, "/metrics", [this](http::Request&, http::Responder respond) {
+    http::Response r;
+    r.status = 200;
+    r.headers.set("Content-Type", std::string(telemetry::kTextContentType));
+    r.body = telemetry::expose(*registry_);
+    respond(std::move(r));
+  });
+  router_->add(http::Method::kGet, "/healthz", [](http::Request&, http::Responder respond) {
+    respond(http::Response::text(200, "ok\n"));
+  });
+  router_->add(http::Method::kGet, "/readyz", [this](http::Request&, http::Responder respond) {
+    if (draining()) {
+      respond(http::Response::text(503, "draining\n"));
+    } else if (!service_.ready()) {
+      respond(http::Response::text(503, "not ready\n"));
+    } else {
+      respond(http::Response::text(200, "ready\n"));
+    }
+  });
+
+  http::Router* router = router_.get();
+  server_ = std::make_unique<http::Server>(
+      options_.server,
+      [router](http::Request& req, http::Responder respond) { router->dispatch(req, respond); });
+  if (auto started = server_->start(); !started) return started;
+  spdlog::info("service {} listening on {}:{}", service_.name(), options_.server.address,
+               server_->port());
+  return {};
+}
+
+uint16_t Runtime::port() const { return server_ ? server_->port() : 0; }
+
+void Runtime::block_termination_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int Runtime::run() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  spdlog::info("service {} received {}, draining (grace {} ms)", service_.name(),
+               sig == SIGTERM ? "SIGTERM" : "SIGINT", options_.shutdown_grace.count());
+  drain();
+  spdlog::info("service {} drained, exiting", service_.name());
+  return 0;
+}
+
+void Runtime::drain() {
+  if (draining_.exchange(true, std::memory_order_acq_rel)) return;
+  service_.on_drain();
+  if (server_) server_->shutdown(options_.shutdown_grace);
+}
+
+}  // namespace prescale::runtime

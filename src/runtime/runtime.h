@@ -1,0 +1,75 @@
+// Runs a `Service` as an HTTP server with the standard endpoints and instrumentation:
+//   GET /metrics  Prometheus text format 0.0.4 (metrics contract of ARCHITECTURE.md)
+//   GET /healthz  200 while the process is alive
+//   GET /readyz   200 when ready for traffic; 503 while draining or while Service::ready() is false
+// and, for every route, prescale_requests_total{service,route,code} and
+// prescale_request_duration_seconds{service,route}, plus prescale_inflight_requests{service}.
+//
+// Drain (on SIGTERM/SIGINT in run(), or drain() directly): /readyz turns 503, the listener
+// closes, in-flight requests finish up to `shutdown_grace`, then the server stops.
+//
+// Thread safety: start()/drain()/run() from one controlling thread; handlers run on I/O threads.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "core/clock.h"
+#include "core/result.h"
+#include "http/server.h"
+#include "runtime/service.h"
+#include "telemetry/registry.h"
+
+namespace prescale::http {
+class Router;
+}
+
+namespace prescale::runtime {
+
+struct RuntimeOptions {
+  http::ServerOptions server;
+  std::chrono::milliseconds shutdown_grace{10000};
+  Clock* clock = &Clock::real();  // measures request latency
+  // Defaults to a registry owned by the runtime (one per service process).
+  telemetry::Registry* registry = nullptr;
+};
+
+class Runtime {
+ public:
+  Runtime(Service& service, RuntimeOptions options);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Registers routes and binds the listener. After success, port() is the bound port.
+  Result<void> start();
+  uint16_t port() const;
+
+  // Blocks until SIGTERM or SIGINT, then drains. Returns the process exit code (0 after a clean
+  // drain). start() must have succeeded. The signals must be blocked in every thread, which
+  // block_termination_signals() does; call it first thing in main().
+  int run();
+  static void block_termination_signals();
+
+  // Readiness off, stop accepting, finish in-flight requests up to shutdown_grace.
+  void drain();
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+
+  telemetry::Registry& registry() { return *registry_; }
+
+ private:
+  class InstrumentedRoutes;
+
+  Service& service_;
+  RuntimeOptions options_;
+  std::unique_ptr<telemetry::Registry> owned_registry_;
+  telemetry::Registry* registry_;
+  std::unique_ptr<http::Router> router_;
+  std::unique_ptr<Routes> routes_;  // an InstrumentedRoutes; owns per-route metrics
+  std::unique_ptr<http::Server> server_;
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace prescale::runtime

@@ -1,0 +1,137 @@
+#include "runtime/runtime.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+#include <vector>
+
+#include "http/client.h"
+#include "services/echo/echo_service.h"
+#include "telemetry/exposition.h"
+
+namespace prescale::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+http::Request get(std::string target) {
+  http::Request req;
+  req.method = http::Method::kGet;
+  req.method_name = "GET";
+  req.target = std::move(target);
+  return req;
+}
+
+RuntimeOptions test_options() {
+  RuntimeOptions options;
+  options.server.port = 0;
+  options.server.threads = 2;
+  options.shutdown_grace = 5s;
+  return options;
+}
+
+TEST(RuntimeTest, ServesRoutesAndStandardEndpoints) {
+  services::EchoService echo;
+  Runtime rt(echo, test_options());
+  ASSERT_TRUE(rt.start());
+  http::Client client;
+
+  auto hello = client.request("127.0.0.1", rt.port(), get("/"));
+  ASSERT_TRUE(hello) << hello.error().to_string();
+  EXPECT_EQ(hello->status, 200);
+  EXPECT_EQ(hello->body, "hello");
+
+  EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/healthz"))->status, 200);
+  EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/readyz"))->status, 200);
+  EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/status/503"))->status, 503);
+  EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/status/abc"))->status, 400);
+  EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/no/such/route"))->status, 404);
+
+  auto metrics = client.request("127.0.0.1", rt.port(), get("/metrics"));
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_THAT(std::string(*metrics->headers.get("Content-Type")), HasSubstr("version=0.0.4"));
+  EXPECT_THAT(metrics->body,
+              HasSubstr("prescale_requests_total{service=\"echo\",route=\"/\",code=\"200\"} 1"));
+  EXPECT_THAT(metrics->body, HasSubstr("prescale_requests_total{service=\"echo\",route=\"/status/"
+                                       "{code}\",code=\"503\"} 1"));
+  EXPECT_THAT(metrics->body, HasSubstr("prescale_request_duration_seconds_count{service=\"echo\","
+                                       "route=\"/\"} 1"));
+  EXPECT_THAT(metrics->body, HasSubstr("prescale_inflight_requests{service=\"echo\"} 0"));
+  EXPECT_THAT(metrics->body, HasSubstr("process_resident_memory_bytes "));
+  rt.drain();
+}
+
+// A service whose handler takes exactly 250 ms of manual-clock time.
+class SlowOnManualClock final : public Service {
+ public:
+  explicit SlowOnManualClock(ManualClock& clock) : clock_(clock) {}
+  std::string_view name() const override { return "slow"; }
+  void register_routes(Routes& routes) override {
+    routes.get("/work", [this](http::Request&, http::Responder respond) {
+      clock_.advance(250ms);
+      respond(http::Response::text(200, "done"));
+    });
+  }
+
+ private:
+  ManualClock& clock_;
+};
+
+TEST(RuntimeTest, LatencyHistogramMeasuresWithTheInjectedClock) {
+  ManualClock clock;
+  SlowOnManualClock service(clock);
+  auto options = test_options();
+  options.clock = &clock;
+  Runtime rt(service, options);
+  ASSERT_TRUE(rt.start());
+  http::Client client;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(client.request("127.0.0.1", rt.port(), get("/work"))->status, 200);
+  }
+  std::string text = telemetry::expose(rt.registry());
+  EXPECT_THAT(text, HasSubstr("prescale_request_duration_seconds_sum{service=\"slow\","
+                              "route=\"/work\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("prescale_request_duration_seconds_bucket{service=\"slow\","
+                              "route=\"/work\",le=\"0.25\"} 4\n"));
+  rt.drain();
+}
+
+TEST(RuntimeTest, DrainFinishesInFlightRequestsAndTurnsReadinessOff) {
+  services::EchoService echo;
+  Runtime rt(echo, test_options());
+  ASSERT_TRUE(rt.start());
+  uint16_t port = rt.port();
+  http::Client client;
+
+  std::vector<std::future<Result<http::Response>>> inflight;
+  for (int i = 0; i < 8; ++i) {
+    inflight.push_back(std::async(std::launch::async, [&client, port] {
+      return client.request("127.0.0.1", port, get("/delay/300"));
+    }));
+  }
+  // Let the requests reach the service before draining.
+  for (int i = 0; i < 200; ++i) {
+    auto m = client.request("127.0.0.1", port, get("/metrics"));
+    if (m && m->body.find("prescale_inflight_requests{service=\"echo\"} 8") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  std::thread drainer([&] { rt.drain(); });
+  for (auto& f : inflight) {
+    auto r = f.get();
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(r->status, 200);
+  }
+  drainer.join();
+  EXPECT_TRUE(rt.draining());
+  auto after = client.request("127.0.0.1", port, get("/readyz"), 500ms);
+  EXPECT_FALSE(after.has_value()) << "server still accepting after drain";
+}
+
+}  // namespace
+}  // namespace prescale::runtime

@@ -1,0 +1,131 @@
+#include "services/echo/echo_service.h"
+
+#include <charconv>
+#include <condition_variable>
+#include <mutex>
+#include <queue>
+#include <thread>
+#include <vector>
+
+#include "http/json.h"
+
+namespace prescale::services {
+namespace {
+
+constexpr int kMaxDelayMs = 60000;
+
+std::optional<int> parse_int(std::string_view s) {
+  int v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+// Holds delayed responses on one background thread, so /delay never blocks an I/O thread.
+class EchoService::DelayQueue {
+ public:
+  explicit DelayQueue(Clock& clock) : clock_(clock), thread_([this] { loop(); }) {}
+
+  ~DelayQueue() {
+    stop();
+    thread_.join();
+  }
+
+  void push(Clock::TimePoint due, http::Responder respond) {
+    {
+      std::lock_guard lock(mu_);
+      pending_.push(Item{due, std::move(respond)});
+    }
+    cv_.notify_one();
+  }
+
+  // Answers everything still waiting at once.
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  struct Item {
+    Clock::TimePoint due;
+    http::Responder respond;
+    bool operator>(const Item& o) const { return due > o.due; }
+  };
+
+  void loop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      if (pending_.empty()) {
+        if (stopping_) return;
+        cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+        continue;
+      }
+      auto wait = pending_.top().due - clock_.now();
+      if (wait > Clock::Duration::zero() && !stopping_) {
+        cv_.wait_for(lock, wait);
+        continue;
+      }
+      Item item = pending_.top();
+      pending_.pop();
+      lock.unlock();
+      item.respond(http::Response::text(200, "delayed\n"));
+      lock.lock();
+    }
+  }
+
+  Clock& clock_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::priority_queue<Item, std::vector<Item>, std::greater<>> pending_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+EchoService::EchoService(Clock& clock)
+    : clock_(clock), delays_(std::make_unique<DelayQueue>(clock)) {}
+EchoService::~EchoService() = default;
+
+void EchoService::register_routes(runtime::Routes& routes) {
+  routes.get("/", [](http::Request&, http::Responder respond) {
+    respond(http::Response::text(200, "hello"));
+  });
+
+  auto echo = [](http::Request& req, http::Responder respond) {
+    nlohmann::json headers = nlohmann::json::object();
+    for (const auto& [k, v] : req.headers.fields()) headers[k] = v;
+    respond(http::json_response(200, {{"method", req.method_name},
+                                      {"path", req.path},
+                                      {"query", req.query},
+                                      {"headers", headers},
+                                      {"body", req.body}}));
+  };
+  routes.get("/echo", echo);
+  routes.post("/echo", echo);
+
+  routes.get("/delay/{ms}", [this](http::Request& req, http::Responder respond) {
+    auto ms = parse_int(*req.param("ms"));
+    if (!ms || *ms < 0 || *ms > kMaxDelayMs) {
+      respond(http::error_response(400, "invalid_argument",
+                                   "path parameter ms: expected an integer in 0..60000"));
+      return;
+    }
+    delays_->push(clock_.now() + std::chrono::milliseconds(*ms), std::move(respond));
+  });
+
+  routes.get("/status/{code}", [](http::Request& req, http::Responder respond) {
+    auto code = parse_int(*req.param("code"));
+    if (!code || *code < 100 || *code > 599) {
+      respond(http::error_response(400, "invalid_argument",
+                                   "path parameter code: expected an integer in 100..599"));
+      return;
+    }
+    respond(http::Response::text(*code, "status " + std::to_string(*code) + "\n"));
+  });
+}
+
+}  // namespace prescale::services

@@ -1,0 +1,32 @@
+// `prescale serve echo`: a small example service on the runtime, used by tests, benchmarks and
+// the first `make demo`.
+//
+//   GET  /                 "hello" (the body nginx returns in bench/http_hello.sh)
+//   GET  /echo, POST /echo JSON describing the request: method, path, query, headers, body
+//   GET  /delay/{ms}       answers 200 after `ms` milliseconds (at most 60000) without
+//                          holding an I/O thread; for drain and timeout tests
+//   GET  /status/{code}    answers with that status code (100..599)
+#pragma once
+
+#include <memory>
+
+#include "core/clock.h"
+#include "runtime/service.h"
+
+namespace prescale::services {
+
+class EchoService final : public runtime::Service {
+ public:
+  explicit EchoService(Clock& clock = Clock::real());
+  ~EchoService() override;
+
+  std::string_view name() const override { return "echo"; }
+  void register_routes(runtime::Routes& routes) override;
+
+ private:
+  class DelayQueue;
+  Clock& clock_;
+  std::unique_ptr<DelayQueue> delays_;
+};
+
+}  // namespace prescale::services

@@ -1,0 +1,81 @@
+// End-to-end: the `prescale` binary as users run it.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <future>
+#include <vector>
+
+#include "http/client.h"
+#include "support/subprocess.h"
+
+namespace prescale {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using testing::Subprocess;
+using testing::TempDir;
+
+http::Request get(std::string target) {
+  http::Request req;
+  req.method_name = "GET";
+  req.target = std::move(target);
+  return req;
+}
+
+TEST(ServeTest, VersionAndHelp) {
+  TempDir dir;
+  Subprocess version({PRESCALE_BIN, "version"}, dir.file("version.log"));
+  EXPECT_EQ(version.wait(10s), 0);
+  EXPECT_THAT(version.log(), HasSubstr("prescale 0."));
+
+  Subprocess help({PRESCALE_BIN, "--help"}, dir.file("help.log"));
+  EXPECT_EQ(help.wait(10s), 0);
+  EXPECT_THAT(help.log(), HasSubstr("serve"));
+
+  Subprocess bad({PRESCALE_BIN, "serve", "nosuchkind", "--port", "0"}, dir.file("bad.log"));
+  EXPECT_EQ(bad.wait(10s), 2);
+  EXPECT_THAT(bad.log(), HasSubstr("unknown service kind \"nosuchkind\""));
+}
+
+TEST(ServeTest, SigtermDrainsInFlightRequestsAndExitsZero) {
+  TempDir dir;
+  std::string port_file = dir.file("port");
+  Subprocess echo({PRESCALE_BIN, "serve", "echo", "--port", "0", "--threads", "2", "--port-file",
+                   port_file, "--log-format", "json"},
+                  dir.file("echo.log"));
+  ASSERT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 10s))
+      << echo.log();
+  uint16_t port = static_cast<uint16_t>(std::stoi(testing::read_file(port_file)));
+
+  http::Client client;
+  ASSERT_EQ(client.request("127.0.0.1", port, get("/readyz"))->status, 200);
+
+  std::vector<std::future<Result<http::Response>>> inflight;
+  for (int i = 0; i < 6; ++i) {
+    inflight.push_back(std::async(std::launch::async, [&client, port] {
+      return client.request("127.0.0.1", port, get("/delay/400"));
+    }));
+  }
+  ASSERT_TRUE(testing::wait_for(
+      [&] {
+        auto m = client.request("127.0.0.1", port, get("/metrics"));
+        return m && m->body.find("prescale_inflight_requests{service=\"echo\"} 6") !=
+                        std::string::npos;
+      },
+      10s));
+  echo.signal(SIGTERM);
+  for (auto& f : inflight) {
+    auto r = f.get();
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(r->status, 200);
+  }
+  EXPECT_EQ(echo.wait(10s), 0) << echo.log();
+  // JSON log lines: one object per line, with the drain recorded.
+  EXPECT_THAT(echo.log(), HasSubstr("\"level\":\"info\""));
+  EXPECT_THAT(echo.log(), HasSubstr("received SIGTERM, draining"));
+}
+
+}  // namespace
+}  // namespace prescale
