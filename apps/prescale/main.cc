@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "core/config.h"
 #include "core/logging.h"
 #include "runtime/runtime.h"
 #include "services/echo/echo_service.h"
@@ -19,6 +20,7 @@ namespace {
 
 struct ServeFlags {
   std::string kind;
+  std::string config_path;
   std::string address = "127.0.0.1";
   int port = 8080;
   int threads = 0;
@@ -27,9 +29,38 @@ struct ServeFlags {
   std::string port_file;
   std::string log_level = "info";
   std::string log_format = "text";
+  // Only settable through prescale.yaml.
+  std::optional<size_t> max_header_bytes;
+  std::optional<std::chrono::milliseconds> read_timeout;
+  std::optional<std::chrono::milliseconds> idle_timeout;
+  std::optional<size_t> max_connections;
 };
 
-int serve(const ServeFlags& flags) {
+// Settings from prescale.yaml (http, logging) apply first; flags given on the command line win.
+int serve(ServeFlags flags, const CLI::App& cmd) {
+  if (!flags.config_path.empty()) {
+    auto config = load_config_file(flags.config_path);
+    if (!config) {
+      std::cerr << "prescale serve: " << config.error().message << "\n";
+      return 2;
+    }
+    const HttpConfig& http = config->http;
+    if (cmd.count("--threads") == 0) flags.threads = http.threads;
+    if (cmd.count("--max-body-bytes") == 0) {
+      flags.max_body_bytes = static_cast<size_t>(http.max_body_bytes);
+    }
+    if (cmd.count("--shutdown-grace-ms") == 0) {
+      flags.shutdown_grace_ms = static_cast<int>(http.shutdown_grace.count());
+    }
+    if (cmd.count("--log-level") == 0) flags.log_level = to_string(config->logging.level);
+    if (cmd.count("--log-format") == 0) {
+      flags.log_format = config->logging.format == LogFormat::kJson ? "json" : "text";
+    }
+    flags.max_header_bytes = static_cast<size_t>(http.max_header_bytes);
+    flags.read_timeout = http.read_timeout;
+    flags.idle_timeout = http.idle_timeout;
+    flags.max_connections = static_cast<size_t>(http.max_connections);
+  }
   if (!init_logging({.level = flags.log_level,
                      .format = flags.log_format == "json" ? LogFormat::kJson : LogFormat::kText})) {
     std::cerr << "prescale serve: --log-level: unknown level \"" << flags.log_level << "\"\n";
@@ -51,6 +82,10 @@ int serve(const ServeFlags& flags) {
   options.server.port = static_cast<uint16_t>(flags.port);
   options.server.threads = flags.threads;
   options.server.max_body_bytes = flags.max_body_bytes;
+  if (flags.max_header_bytes) options.server.max_header_bytes = *flags.max_header_bytes;
+  if (flags.read_timeout) options.server.read_timeout = *flags.read_timeout;
+  if (flags.idle_timeout) options.server.idle_timeout = *flags.idle_timeout;
+  if (flags.max_connections) options.server.max_connections = *flags.max_connections;
   options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
   runtime::Runtime rt(*service, options);
   if (auto started = rt.start(); !started) {
@@ -80,6 +115,8 @@ int main(int argc, char** argv) {
   ServeFlags flags;
   auto* serve = app.add_subcommand("serve", "Run one service replica on the service runtime");
   serve->add_option("kind", flags.kind, "Service kind: echo")->required();
+  serve->add_option("-f,--config", flags.config_path,
+                    "prescale.yaml whose http and logging settings apply (flags win)");
   serve->add_option("--address", flags.address, "Address to listen on")->capture_default_str();
   serve->add_option("--port", flags.port, "Port to listen on; 0 picks a free port")
       ->check(CLI::Range(0, 65535))
@@ -108,6 +145,6 @@ int main(int argc, char** argv) {
               << PRESCALE_COMPILER << ")\n";
     return 0;
   }
-  if (serve->parsed()) return prescale::serve(flags);
+  if (serve->parsed()) return prescale::serve(flags, *serve);
   return 0;
 }

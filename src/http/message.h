@@ -31,6 +31,8 @@ class Headers {
   std::optional<std::string_view> get(std::string_view name) const;
   const std::vector<std::pair<std::string, std::string>>& fields() const { return fields_; }
   bool empty() const { return fields_.empty(); }
+  // Removes every field (keeps the capacity, so a connection can reuse the object).
+  void clear();
 
  private:
   std::vector<std::pair<std::string, std::string>> fields_;

@@ -1,0 +1,71 @@
+// Demand traces: how many requests arrive per time step. The simulator replays them at the entry
+// services; forecasters learn from them. read_trace() understands the files in
+// ../shared/data/traces (NASA HTTP, Alibaba GenAI QPS, Azure LLM requests), NAB series and a
+// generic "timestamp or step index, count" CSV; docs/traces.md documents each format, the unit
+// decisions and the request-cost model.
+//
+// Thread safety: all functions are pure; a Trace is a value.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.h"
+
+namespace prescale::forecast {
+
+// A demand series at a fixed step: counts[i] = requests arriving in
+// [start + i*step, start + (i+1)*step).
+struct Trace {
+  std::string name;  // the file stem
+  double step_seconds = 60;
+  double start_unix_seconds = 0;  // 0 when the source has only step indices
+  std::vector<double> counts;     // requests per step (not per second)
+  // Per-request detail, present only for per-request sources (Azure LLM traces), sorted:
+  // arrival offsets in seconds from start, and each request's relative work (mean 1.0 over the
+  // trace; docs/traces.md gives the token-based model).
+  std::vector<double> arrival_seconds;
+  std::vector<double> request_cost;
+
+  double rate_rps(size_t i) const;  // counts[i] / step_seconds, req/s
+  double peak_rps() const;          // largest rate_rps(i); 0 for an empty trace
+  double total_requests() const;    // sum of counts
+  double duration_seconds() const;  // counts.size() * step_seconds
+};
+
+struct TraceOptions {
+  // The value column to read. Empty: the format's default (Alibaba: generative_qps_sum +
+  // api_qps_sum; the others: the second column). Unknown names are an error.
+  std::string column;
+  // Step of the result, seconds. 0: the source's own step (1 s for per-request traces). Other
+  // sources are resample()d to it; per-request traces are binned at it.
+  double step_seconds = 0;
+  // Azure LLM cost model: cost ∝ context_tokens + decode_token_weight * generated_tokens.
+  double decode_token_weight = 4.0;
+};
+
+// Reads a trace file; the header row selects the format (docs/traces.md). Errors: kNotFound with
+// the path; kInvalidArgument naming `file:line` (and the column) for a malformed file.
+Result<Trace> read_trace(const std::string& path, const TraceOptions& options = {});
+
+// Same as read_trace() for text already in memory; `source` names it in errors and its stem
+// becomes the trace's name.
+Result<Trace> parse_trace(std::string_view text, std::string_view source,
+                          const TraceOptions& options = {});
+
+// Scales the counts so that peak_rps() == peak_rps (> 0). Per-request detail stays consistent:
+// arrivals are duplicated (spread over the gap to the next arrival, within its step) or thinned
+// deterministically, so each step keeps within one request of its scaled count; copies keep
+// their request's cost and costs are renormalised to mean 1. A trace whose peak is 0, or a
+// non-positive `peak_rps`, is returned unchanged.
+Trace rescale_to_peak(Trace trace, double peak_rps);
+
+// The same trace at another step (seconds, > 0): each old step's count is spread uniformly over
+// its interval and summed into the new steps it overlaps, so a coarser step sums and a finer one
+// splits evenly; the total is preserved. The last step may extend past the old end. Arrivals and
+// costs are unchanged. A non-positive step returns the trace unchanged.
+Trace resample(const Trace& trace, double step_seconds);
+
+}  // namespace prescale::forecast

@@ -1,0 +1,454 @@
+#include "forecast/trace.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <numeric>
+#include <string>
+
+namespace prescale::forecast {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::string source_dir() {
+  const char* dir = std::getenv("PRESCALE_SOURCE_DIR");
+  return dir != nullptr ? dir : PRESCALE_TEST_SOURCE_DIR;
+}
+
+std::string fixture(const std::string& name) {
+  return source_dir() + "/src/forecast/testdata/" + name;
+}
+
+std::string shared_trace(const std::string& name) {
+  return source_dir() + "/../shared/data/" + name;
+}
+
+#define SKIP_WITHOUT_SHARED_DATA()                                         \
+  if (!std::filesystem::exists(source_dir() + "/../shared/data/traces")) { \
+    GTEST_SKIP() << "skipped: ../shared/data missing";                     \
+  }
+
+TraceOptions column(std::string name) {
+  TraceOptions options;
+  options.column = std::move(name);
+  return options;
+}
+
+TraceOptions step(double seconds) {
+  TraceOptions options;
+  options.step_seconds = seconds;
+  return options;
+}
+
+TraceOptions decode_weight(double weight) {
+  TraceOptions options;
+  options.decode_token_weight = weight;
+  return options;
+}
+
+Trace series(double step_seconds, std::vector<double> counts) {
+  Trace t;
+  t.step_seconds = step_seconds;
+  t.counts = std::move(counts);
+  return t;
+}
+
+double mean(const std::vector<double>& v) {
+  return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+}
+
+// ---- formats -------------------------------------------------------------------------------
+
+TEST(TraceReadTest, NasaMinutesFillGapsAndConvertEdtToUtc) {
+  auto t = read_trace(fixture("nasa_minutes.csv"));
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->name, "nasa_minutes");
+  EXPECT_EQ(t->step_seconds, 60);
+  EXPECT_EQ(t->start_unix_seconds, 804571200);  // 1995-07-01 00:00 EDT = 04:00 UTC
+  EXPECT_THAT(t->counts, ElementsAre(42, 61, 0, 0, 10, 7));
+  EXPECT_DOUBLE_EQ(t->rate_rps(1), 61.0 / 60);
+  EXPECT_DOUBLE_EQ(t->peak_rps(), 61.0 / 60);
+  EXPECT_EQ(t->duration_seconds(), 360);
+  EXPECT_EQ(t->total_requests(), 120);
+  EXPECT_TRUE(t->arrival_seconds.empty());
+}
+
+TEST(TraceReadTest, AlibabaRatesBecomeRequestsPerMinute) {
+  auto t = read_trace(fixture("alibaba_minutes.csv"));
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->step_seconds, 60);
+  EXPECT_EQ(t->start_unix_seconds, 1662859140);
+  ASSERT_EQ(t->counts.size(), 5u);  // two missing minutes filled with 0
+  EXPECT_NEAR(t->counts[0], 0.09 * 60, 1e-9);
+  EXPECT_NEAR(t->counts[1], 0.75 * 60, 1e-9);
+  EXPECT_EQ(t->counts[2], 0);
+  EXPECT_EQ(t->counts[3], 0);
+  EXPECT_NEAR(t->counts[4], 60, 1e-9);
+  EXPECT_NEAR(t->peak_rps(), 1.0, 1e-12);  // the value is a rate: 1.0 req/s over the minute
+
+  auto generative = read_trace(fixture("alibaba_minutes.csv"), column("generative_qps_sum"));
+  ASSERT_TRUE(generative) << generative.error().to_string();
+  EXPECT_NEAR(generative->counts[1], 30, 1e-9);
+  auto api = read_trace(fixture("alibaba_minutes.csv"), column("api_qps_sum"));
+  ASSERT_TRUE(api) << api.error().to_string();
+  EXPECT_NEAR(api->counts[0], 5.4, 1e-9);
+  EXPECT_NEAR(api->counts[4], 0, 1e-12);
+}
+
+TEST(TraceReadTest, AzureRequestsGiveArrivalsCostsAndPerSecondCounts) {
+  auto t = read_trace(fixture("azure_requests.csv"));
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->step_seconds, 1);
+  EXPECT_EQ(t->start_unix_seconds, 1700158623);  // 18:17:03 UTC, the first arrival's second
+  EXPECT_THAT(t->counts, ElementsAre(2, 0, 2));
+  EXPECT_THAT(t->arrival_seconds, ElementsAre(0.25, 0.75, 2.0, 2.5));
+  // cost ∝ context + 4 * generated: 140, 300, 200, 20 (mean 165)
+  ASSERT_EQ(t->request_cost.size(), 4u);
+  EXPECT_DOUBLE_EQ(t->request_cost[0], 140.0 / 165);
+  EXPECT_DOUBLE_EQ(t->request_cost[1], 300.0 / 165);
+  EXPECT_DOUBLE_EQ(t->request_cost[2], 200.0 / 165);
+  EXPECT_DOUBLE_EQ(t->request_cost[3], 20.0 / 165);
+  EXPECT_NEAR(mean(t->request_cost), 1.0, 1e-12);
+
+  auto coarse = read_trace(fixture("azure_requests.csv"), step(2));
+  ASSERT_TRUE(coarse) << coarse.error().to_string();
+  EXPECT_EQ(coarse->start_unix_seconds, 1700158622);  // aligned to the 2 s grid
+  EXPECT_THAT(coarse->counts, ElementsAre(2, 2));
+  EXPECT_THAT(coarse->arrival_seconds, ElementsAre(1.25, 1.75, 3.0, 3.5));
+
+  auto prefill_only = read_trace(fixture("azure_requests.csv"), decode_weight(0));
+  ASSERT_TRUE(prefill_only);
+  EXPECT_DOUBLE_EQ(prefill_only->request_cost[3], 0);
+}
+
+TEST(TraceReadTest, UnsortedRequestLogIsSortedByArrival) {
+  auto t = parse_trace(
+      "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+      "2023-11-16 18:17:05.5,10,0\n"
+      "2023-11-16 18:17:03.0,30,0\n",
+      "log.csv");
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_THAT(t->arrival_seconds, ElementsAre(0.0, 2.5));
+  EXPECT_THAT(t->request_cost, ElementsAre(1.5, 0.5));
+  EXPECT_THAT(t->counts, ElementsAre(1, 0, 1));
+}
+
+TEST(TraceReadTest, NabSeriesDetectsFiveMinuteStepAndFillsGap) {
+  auto t = read_trace(fixture("nab_tweets.csv"));
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->step_seconds, 300);
+  EXPECT_EQ(t->start_unix_seconds, 1424986973);
+  EXPECT_THAT(t->counts, ElementsAre(104, 100, 99, 0, 154));
+}
+
+TEST(TraceReadTest, GenericIsoTimestampsDetectTheMostCommonStep) {
+  auto t = read_trace(fixture("generic_iso.csv"));
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->step_seconds, 10);
+  EXPECT_EQ(t->start_unix_seconds, 1704067200);
+  EXPECT_THAT(t->counts, ElementsAre(5, 7, 0, 0, 3, 1));
+}
+
+TEST(TraceReadTest, GenericUnixSecondsAndColumnChoice) {
+  auto t = read_trace(fixture("generic_unix.csv"));
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->step_seconds, 60);
+  EXPECT_EQ(t->start_unix_seconds, 1704067200);
+  EXPECT_THAT(t->counts, ElementsAre(12, 18, 30));
+  auto errors = read_trace(fixture("generic_unix.csv"), column("errors"));
+  ASSERT_TRUE(errors) << errors.error().to_string();
+  EXPECT_THAT(errors->counts, ElementsAre(0, 1, 0));
+  auto missing = read_trace(fixture("generic_unix.csv"), column("latency"));
+  ASSERT_FALSE(missing);
+  EXPECT_THAT(missing.error().message, HasSubstr("\"latency\" not found"));
+  EXPECT_THAT(missing.error().message, HasSubstr("requests, errors"));
+}
+
+TEST(TraceReadTest, GenericUnixMillisecondsAndFractionalSeconds) {
+  auto ms = parse_trace("t,n\n1704067200000,1\n1704067201000,2\n", "ms.csv");
+  ASSERT_TRUE(ms) << ms.error().to_string();
+  EXPECT_EQ(ms->step_seconds, 1);
+  EXPECT_EQ(ms->start_unix_seconds, 1704067200);
+  auto frac =
+      parse_trace("t,n\n1704067200.5,1\n1704067201.0,2\n1704067202.0,3\n1704067203.0,4\n", "f.csv");
+  ASSERT_TRUE(frac) << frac.error().to_string();
+  EXPECT_EQ(frac->step_seconds, 1);  // the most common difference
+  EXPECT_EQ(frac->start_unix_seconds, 1704067200.5);
+  EXPECT_THAT(frac->counts, ElementsAre(1, 2, 3, 4));
+  auto mixed = parse_trace("t,n\n0.0,1\n1704067200.5,1\n", "mixed.csv");
+  ASSERT_FALSE(mixed);  // a step index first, then a timestamp: the kinds must not mix
+}
+
+TEST(TraceReadTest, GenericStepIndexUsesOptionStepAndFillsGaps) {
+  auto t = read_trace(fixture("generic_index.csv"));
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->step_seconds, 60);  // the default when the file has no time
+  EXPECT_EQ(t->start_unix_seconds, 0);
+  EXPECT_THAT(t->counts, ElementsAre(4, 6, 8, 0, 2));
+  auto per_second = read_trace(fixture("generic_index.csv"), step(1));
+  ASSERT_TRUE(per_second);
+  EXPECT_EQ(per_second->step_seconds, 1);
+  EXPECT_THAT(per_second->counts, ElementsAre(4, 6, 8, 0, 2));
+}
+
+TEST(TraceReadTest, OffGridRowsGoToTheNearestStep) {
+  auto t = parse_trace("t,n\n0,1\n", "one.csv", step(5));
+  ASSERT_TRUE(t);
+  EXPECT_THAT(t->counts, ElementsAre(1));
+  auto jitter = parse_trace(
+      "t,n\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,2\n2024-01-01 00:02:01,3\n"
+      "2024-01-01 00:03:00,4\n2024-01-01 00:04:00,5\n",
+      "jitter.csv");
+  ASSERT_TRUE(jitter) << jitter.error().to_string();
+  EXPECT_EQ(jitter->step_seconds, 60);
+  EXPECT_THAT(jitter->counts, ElementsAre(1, 2, 3, 4, 5));
+}
+
+TEST(TraceReadTest, OptionStepResamplesAggregatedTraces) {
+  auto t = read_trace(fixture("nasa_minutes.csv"), step(120));
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->step_seconds, 120);
+  EXPECT_THAT(t->counts, ElementsAre(103, 0, 17));
+}
+
+// ---- errors --------------------------------------------------------------------------------
+
+TEST(TraceErrorTest, MissingFileIsNotFound) {
+  auto t = read_trace(fixture("no_such_trace.csv"));
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().code, ErrorCode::kNotFound);
+  EXPECT_THAT(t.error().message, HasSubstr("no_such_trace.csv"));
+}
+
+TEST(TraceErrorTest, EmptyFile) {
+  auto t = read_trace(fixture("empty.csv"));
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_THAT(t.error().message, HasSubstr("empty.csv: empty file"));
+}
+
+TEST(TraceErrorTest, NonNumericValueNamesLineAndColumn) {
+  auto t = read_trace(fixture("bad_value.csv"));
+  ASSERT_FALSE(t);
+  EXPECT_THAT(t.error().message,
+              HasSubstr("bad_value.csv:4: column 2 \"requests\": expected a number, got \"x\""));
+}
+
+TEST(TraceErrorTest, DuplicateAndDecreasingTimesNameTheLine) {
+  auto dup = read_trace(fixture("duplicate_time.csv"));
+  ASSERT_FALSE(dup);
+  EXPECT_THAT(dup.error().message,
+              HasSubstr("duplicate_time.csv:4: duplicate time \"2015-02-26 21:47:53\""));
+  auto dec = parse_trace("t,n\n5,1\n6,1\n\n4,1\n", "dec.csv");
+  ASSERT_FALSE(dec);
+  EXPECT_THAT(dec.error().message, HasSubstr("dec.csv:5: decreasing time \"4\""));
+}
+
+TEST(TraceErrorTest, NegativeCount) {
+  auto t = read_trace(fixture("negative_count.csv"));
+  ASSERT_FALSE(t);
+  EXPECT_THAT(t.error().message,
+              HasSubstr("negative_count.csv:3: column 2 \"requests\": expected a non-negative "
+                        "count, got \"-6\""));
+}
+
+TEST(TraceErrorTest, BadHeadersAndRows) {
+  auto one_column = parse_trace("requests\n1\n", "one.csv");
+  ASSERT_FALSE(one_column);
+  EXPECT_THAT(one_column.error().message, HasSubstr("one.csv:1: bad header"));
+
+  auto no_header = parse_trace("0,5\n1,6\n", "nohdr.csv");
+  ASSERT_FALSE(no_header);
+  EXPECT_THAT(no_header.error().message, HasSubstr("nohdr.csv:1: expected a header row"));
+
+  auto header_only = parse_trace("t,n\n", "hdr.csv");
+  ASSERT_FALSE(header_only);
+  EXPECT_THAT(header_only.error().message, HasSubstr("hdr.csv: no data rows"));
+
+  auto short_row = parse_trace("t,n\n0,1\n1\n", "short.csv");
+  ASSERT_FALSE(short_row);
+  EXPECT_THAT(short_row.error().message, HasSubstr("short.csv:3: expected 2 fields"));
+
+  auto bad_time = parse_trace("time,n\n2024-01-01 00:00,1\nyesterday,2\n", "time.csv");
+  ASSERT_FALSE(bad_time);
+  EXPECT_THAT(bad_time.error().message,
+              HasSubstr("time.csv:3: column 1 \"time\": expected a timestamp, got \"yesterday\""));
+
+  auto bad_index = parse_trace("step,n\n0,1\n1.5,2\n", "idx.csv");
+  ASSERT_FALSE(bad_index);
+  EXPECT_THAT(bad_index.error().message, HasSubstr("idx.csv:3: column 1 \"step\""));
+
+  auto bad_tokens = parse_trace(
+      "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.0,ten,1\n", "llm.csv");
+  ASSERT_FALSE(bad_tokens);
+  EXPECT_THAT(bad_tokens.error().message,
+              HasSubstr("llm.csv:2: column 2 \"ContextTokens\": expected a non-negative token "
+                        "count, got \"ten\""));
+
+  auto huge_gap = parse_trace(
+      "t,n\n2024-01-01 00:00:00,1\n2024-01-01 00:00:01,1\n"
+      "2099-01-01 00:00:00,1\n",
+      "gap.csv");
+  ASSERT_FALSE(huge_gap);
+  EXPECT_EQ(huge_gap.error().code, ErrorCode::kOutOfRange);
+
+  EXPECT_FALSE(parse_trace("t,n\n0,1\n", "s.csv", step(-1)));
+  EXPECT_FALSE(parse_trace("t,n\n0,1\n", "s.csv", step(1e-6)));
+  auto tiny_step = parse_trace("t,n\n2024-01-01,1\n2025-01-01,1\n", "s.csv", step(0.001));
+  ASSERT_FALSE(tiny_step);
+  EXPECT_EQ(tiny_step.error().code, ErrorCode::kOutOfRange);
+  auto far_future = parse_trace("t,n\n1e300,1\n", "f.csv");
+  ASSERT_FALSE(far_future);
+  EXPECT_THAT(far_future.error().message, HasSubstr("expected Unix seconds"));
+}
+
+// ---- rescale and resample ------------------------------------------------------------------
+
+TEST(TraceTransformTest, RescaleToPeakScalesCounts) {
+  Trace t = series(10, {10, 50, 20});
+  Trace r = rescale_to_peak(t, 20);
+  EXPECT_DOUBLE_EQ(r.peak_rps(), 20);
+  EXPECT_THAT(r.counts, ElementsAre(40, 200, 80));
+  EXPECT_THAT(rescale_to_peak(t, 0).counts, ElementsAre(10, 50, 20));
+  Trace zero = series(60, {0, 0});
+  EXPECT_THAT(rescale_to_peak(zero, 5).counts, ElementsAre(0, 0));
+}
+
+// Arrivals per step after rescaling stay within one request of the scaled counts.
+void ExpectArrivalsMatchCounts(const Trace& t) {
+  std::vector<double> binned(t.counts.size(), 0);
+  for (size_t i = 0; i < t.arrival_seconds.size(); ++i) {
+    if (i > 0) {
+      ASSERT_LE(t.arrival_seconds[i - 1], t.arrival_seconds[i]);
+    }
+    auto step = static_cast<size_t>(t.arrival_seconds[i] / t.step_seconds);
+    ASSERT_LT(step, binned.size());
+    binned[step] += 1;
+  }
+  for (size_t s = 0; s < binned.size(); ++s) {
+    EXPECT_NEAR(binned[s], t.counts[s], 1.0) << "step " << s;
+  }
+  ASSERT_EQ(t.request_cost.size(), t.arrival_seconds.size());
+  if (!t.request_cost.empty()) {
+    EXPECT_NEAR(mean(t.request_cost), 1.0, 1e-9);
+  }
+}
+
+TEST(TraceTransformTest, RescaleDuplicatesOrThinsArrivals) {
+  auto t = read_trace(fixture("azure_requests.csv"));
+  ASSERT_TRUE(t);
+  Trace up = rescale_to_peak(*t, 5.0);  // x2.5
+  EXPECT_THAT(up.counts, ElementsAre(5, 0, 5));
+  EXPECT_EQ(up.arrival_seconds.size(), 10u);
+  ExpectArrivalsMatchCounts(up);
+  Trace down = rescale_to_peak(*t, 0.5);  // x0.25
+  EXPECT_THAT(down.counts, ElementsAre(0.5, 0, 0.5));
+  EXPECT_EQ(down.arrival_seconds.size(), 1u);
+  ExpectArrivalsMatchCounts(down);
+}
+
+TEST(TraceTransformTest, ResampleSumsToCoarserAndSplitsToFinerSteps) {
+  Trace t = series(60, {6, 12, 18, 24, 30});
+  t.start_unix_seconds = 100;
+  Trace coarse = resample(t, 120);
+  EXPECT_EQ(coarse.step_seconds, 120);
+  EXPECT_EQ(coarse.start_unix_seconds, 100);
+  EXPECT_THAT(coarse.counts, ElementsAre(18, 42, 30));  // the last step is partial
+  Trace fine = resample(t, 20);
+  ASSERT_EQ(fine.counts.size(), 15u);
+  EXPECT_THAT(std::vector<double>(fine.counts.begin(), fine.counts.begin() + 4),
+              ElementsAre(2, 2, 2, 4));
+  Trace odd = resample(t, 90);  // 1.5 old steps per new step
+  ASSERT_EQ(odd.counts.size(), 4u);
+  EXPECT_DOUBLE_EQ(odd.counts[0], 6 + 6);
+  EXPECT_DOUBLE_EQ(odd.counts[1], 6 + 18);
+  EXPECT_DOUBLE_EQ(odd.counts[2], 24 + 15);
+  EXPECT_DOUBLE_EQ(odd.counts[3], 15);
+  for (const Trace& r : {coarse, fine, odd}) {
+    EXPECT_NEAR(r.total_requests(), t.total_requests(), 1e-9);
+  }
+  EXPECT_THAT(resample(t, 0).counts, ElementsAre(6, 12, 18, 24, 30));
+}
+
+// ---- the real traces in ../shared/data -----------------------------------------------------
+
+TEST(TraceSharedDataTest, NasaJuly) {
+  SKIP_WITHOUT_SHARED_DATA();
+  auto begin = std::chrono::steady_clock::now();
+  auto t = read_trace(shared_trace("traces/nasa-http-1995-07.csv"));
+  auto elapsed =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begin);
+  ASSERT_TRUE(t) << t.error().to_string();
+  std::cout << "read nasa-http-1995-07.csv (39,693 rows) in " << elapsed.count() << " ms\n";
+  RecordProperty("nasa_read_ms", std::to_string(elapsed.count()));
+  EXPECT_LT(elapsed.count(), 500);  // ~5 ms in a release build; generous for loaded machines
+  EXPECT_EQ(t->name, "nasa-http-1995-07");
+  EXPECT_EQ(t->step_seconds, 60);
+  EXPECT_EQ(t->counts.size(), 39693u);  // 07-01 00:00 .. 07-28 13:32 with no missing minute
+  EXPECT_EQ(t->total_requests(), 1891713);
+  EXPECT_EQ(t->duration_seconds(), 39693 * 60);
+  EXPECT_EQ(t->start_unix_seconds, 804571200);
+  EXPECT_DOUBLE_EQ(t->peak_rps(), 405.0 / 60);
+}
+
+TEST(TraceSharedDataTest, AlibabaGenAi) {
+  SKIP_WITHOUT_SHARED_DATA();
+  auto t = read_trace(shared_trace("traces/alibaba-genai-2026-qps-per-minute.csv"));
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->step_seconds, 60);
+  EXPECT_EQ(t->counts.size(), 1340u);  // 1,090 rows over 1,340 minutes; idle minutes are 0
+  EXPECT_NEAR(t->total_requests(), 3526.455 * 60, 1e-6);
+  EXPECT_NEAR(t->peak_rps(), 15.27, 1e-9);
+  auto generative = read_trace(shared_trace("traces/alibaba-genai-2026-qps-per-minute.csv"),
+                               column("generative_qps_sum"));
+  ASSERT_TRUE(generative) << generative.error().to_string();
+  EXPECT_NEAR(generative->total_requests(), 2136.36 * 60, 1e-6);
+}
+
+TEST(TraceSharedDataTest, AzureLlmTraces) {
+  SKIP_WITHOUT_SHARED_DATA();
+  struct Case {
+    const char* file;
+    size_t rows;
+    size_t seconds;
+  };
+  for (const Case& c : {Case{"traces/azure-llm-2023-code-requests.csv", 8819, 3437},
+                        Case{"traces/azure-llm-2023-conv-requests.csv", 19366, 3503}}) {
+    SCOPED_TRACE(c.file);
+    auto t = read_trace(shared_trace(c.file));
+    ASSERT_TRUE(t) << t.error().to_string();
+    EXPECT_EQ(t->step_seconds, 1);
+    EXPECT_EQ(t->arrival_seconds.size(), c.rows);
+    EXPECT_EQ(t->request_cost.size(), c.rows);
+    EXPECT_EQ(t->total_requests(), static_cast<double>(c.rows));
+    EXPECT_EQ(t->counts.size(), c.seconds);
+    EXPECT_NEAR(mean(t->request_cost), 1.0, 1e-9);
+    EXPECT_TRUE(std::is_sorted(t->arrival_seconds.begin(), t->arrival_seconds.end()));
+    EXPECT_GE(t->arrival_seconds.front(), 0);
+    EXPECT_LT(t->arrival_seconds.back(), t->duration_seconds());
+    Trace scaled = rescale_to_peak(*t, 200);
+    EXPECT_NEAR(scaled.peak_rps(), 200, 1e-9);
+    ExpectArrivalsMatchCounts(scaled);
+  }
+}
+
+TEST(TraceSharedDataTest, NabRealTweets) {
+  SKIP_WITHOUT_SHARED_DATA();
+  auto t = read_trace(shared_trace("nab/data/realTweets/Twitter_volume_AAPL.csv"));
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->name, "Twitter_volume_AAPL");
+  EXPECT_EQ(t->step_seconds, 300);
+  EXPECT_EQ(t->counts.size(), 15902u);
+  EXPECT_EQ(t->total_requests(), 1360453);
+  EXPECT_DOUBLE_EQ(t->peak_rps(), 13479.0 / 300);
+}
+
+}  // namespace
+}  // namespace prescale::forecast

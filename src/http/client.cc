@@ -1,0 +1,578 @@
+#include "http/client.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/error.hpp>
+
+#include "core/clock.h"
+#include "http/internal/parsers.h"
+#include "http/internal/wire.h"
+
+namespace prescale::http {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+constexpr size_t kReadChunkBytes = 16 * 1024;
+constexpr std::uint32_t kMaxResponseHeaderBytes = 64 * 1024;
+
+Clock::TimePoint now() { return Clock::real().now(); }
+
+bool idempotent(Method m) {
+  return m == Method::kGet || m == Method::kHead || m == Method::kPut || m == Method::kDelete ||
+         m == Method::kOptions;
+}
+
+}  // namespace
+
+namespace internal {
+
+// One request in flight, with everything needed to finish or retry it.
+struct Exchange {
+  std::string host;
+  uint16_t port = 0;
+  std::string key;  // "host:port", the pool key
+  Request req;
+  std::function<void(Result<Response>)> done;
+  Clock::TimePoint deadline;
+  bool retried = false;
+};
+
+class ClientConnection;
+
+struct ClientCore : std::enable_shared_from_this<ClientCore> {
+  explicit ClientCore(ClientOptions o);
+
+  void start_threads();
+  void stop();
+  // Hands `ex` to a pooled connection or a new one.
+  void submit(std::unique_ptr<Exchange> ex);
+  void start_fresh(std::unique_ptr<Exchange> ex);
+  // Puts a connection that finished an exchange cleanly back into the pool (or drops it).
+  void release(const std::shared_ptr<ClientConnection>& conn);
+  void arm_pool_sweep();
+  void sweep_pool();
+  bool on_client_thread() const;
+
+  ClientOptions options;
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::vector<std::thread> threads;
+  std::atomic<size_t> next_context{0};
+  std::optional<asio::steady_timer> pool_sweep_timer;
+
+  mutable std::mutex mu;
+  std::unordered_map<std::string, std::vector<std::shared_ptr<ClientConnection>>> idle;
+  std::unordered_set<ClientConnection*> live;  // every connection, for cancellation at destruction
+  bool stopping = false;
+
+  std::atomic<uint64_t> opened{0};
+  std::atomic<uint64_t> reused{0};
+  std::atomic<uint64_t> timeouts{0};
+};
+
+namespace {
+thread_local const ClientCore* current_client = nullptr;
+}  // namespace
+
+// One TCP connection to one host:port, running one exchange at a time on its io_context.
+class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
+ public:
+  ClientConnection(std::shared_ptr<ClientCore> client, asio::io_context& ioc, std::string key)
+      : client_(std::move(client)),
+        ioc_(ioc),
+        key_(std::move(key)),
+        socket_(ioc),
+        resolver_(ioc),
+        timer_(ioc) {
+    std::lock_guard lock(client_->mu);
+    client_->live.insert(this);
+  }
+
+  ~ClientConnection() {
+    std::lock_guard lock(client_->mu);
+    client_->live.erase(this);
+  }
+
+  asio::io_context& io() { return ioc_; }
+  const std::string& key() const { return key_; }
+  Clock::TimePoint idle_since() const { return idle_since_; }
+  void mark_idle() { idle_since_ = now(); }
+
+  // For a pooled (idle, unused) connection: false when the peer closed it or sent something
+  // unsolicited. A non-blocking peek, safe from any thread while the connection is idle.
+  bool usable() {
+    if (!socket_.is_open()) return false;
+    char c;
+    const ssize_t n = ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
+  // On this connection's thread.
+  void connect_and_run(std::unique_ptr<Exchange> ex) {
+    begin(std::move(ex), /*reused=*/false);
+    if (abort_if_stopping()) return;
+    connecting_ = true;
+    const auto connect_deadline =
+        std::min(ex_->deadline, now() + client_->options.connect_timeout);
+    arm_timer(connect_deadline);
+    error_code ec;
+    auto address = asio::ip::make_address(ex_->host, ec);
+    if (!ec) {
+      std::array<tcp::endpoint, 1> endpoints = {tcp::endpoint(address, ex_->port)};
+      asio::async_connect(socket_, endpoints,
+                          [self = shared_from_this(), id = id_](const error_code& e,
+                                                                const tcp::endpoint&) {
+                            self->on_connected(id, e);
+                          });
+      return;
+    }
+    resolver_.async_resolve(
+        ex_->host, std::to_string(ex_->port),
+        [self = shared_from_this(), id = id_](const error_code& e,
+                                              const tcp::resolver::results_type& results) {
+          if (id != self->id_ || !self->ex_) return;
+          if (e) {
+            self->finish_error(self->timed_out_ ? ErrorCode::kTimeout : ErrorCode::kUnavailable,
+                               self->timed_out_ ? "connect timed out"
+                                                : "cannot resolve " + self->ex_->host + ": " +
+                                                      e.message(),
+                               false);
+            return;
+          }
+          asio::async_connect(self->socket_, results,
+                              [self, id](const error_code& e2, const tcp::endpoint&) {
+                                self->on_connected(id, e2);
+                              });
+        });
+  }
+
+  // On this connection's thread; the connection came from the pool.
+  void run_reused(std::unique_ptr<Exchange> ex) {
+    begin(std::move(ex), /*reused=*/true);
+    if (abort_if_stopping()) return;
+    arm_timer(ex_->deadline);
+    send();
+  }
+
+  // On this connection's thread, at Client destruction.
+  void cancel() {
+    cancelled_ = true;
+    error_code ignored;
+    resolver_.cancel();
+    socket_.close(ignored);
+  }
+
+ private:
+  void begin(std::unique_ptr<Exchange> ex, bool reused) {
+    ex_ = std::move(ex);
+    ++id_;
+    reused_ = reused;
+    timed_out_ = false;
+    connecting_ = false;
+    got_response_bytes_ = false;
+    resp_ = Response();
+  }
+
+  bool abort_if_stopping() {
+    if (!cancelled_) {
+      std::lock_guard lock(client_->mu);
+      if (!client_->stopping) return false;
+    }
+    finish_error(ErrorCode::kCancelled, "client is shutting down", false);
+    return true;
+  }
+
+  void arm_timer(Clock::TimePoint deadline) {
+    timer_.expires_at(std::chrono::steady_clock::time_point(
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+            deadline.time_since_epoch())));
+    timer_.async_wait([self = shared_from_this(), id = id_](const error_code& ec) {
+      if (ec || id != self->id_ || !self->ex_) return;
+      self->timed_out_ = true;
+      error_code ignored;
+      self->resolver_.cancel();
+      self->socket_.close(ignored);
+    });
+  }
+
+  void on_connected(uint64_t id, const error_code& ec) {
+    if (id != id_ || !ex_) return;
+    connecting_ = false;
+    if (ec) {
+      if (timed_out_) {
+        finish_error(ErrorCode::kTimeout, "connect to " + ex_->key + " timed out", false);
+      } else if (cancelled_) {
+        finish_error(ErrorCode::kCancelled, "client is shutting down", false);
+      } else {
+        finish_error(ErrorCode::kUnavailable, "connect to " + ex_->key + ": " + ec.message(),
+                     false);
+      }
+      return;
+    }
+    client_->opened.fetch_add(1, std::memory_order_relaxed);
+    error_code ignored;
+    socket_.set_option(tcp::no_delay(true), ignored);
+    arm_timer(ex_->deadline);  // from here the request timeout alone applies
+    send();
+  }
+
+  void send() {
+    out_.clear();
+    std::string host_header = ex_->host;
+    if (host_header.find(':') != std::string::npos) host_header = "[" + host_header + "]";
+    if (ex_->port != 80) host_header += ":" + std::to_string(ex_->port);
+    const std::string_view method = internal::request_method_token(ex_->req);
+    if (method.empty() || method.find_first_of(" \r\n") != std::string_view::npos) {
+      finish_error(ErrorCode::kInvalidArgument, "request has no valid method", false);
+      return;
+    }
+    internal::append_request_head(out_, ex_->req, host_header);
+    expect_close_ = false;
+    if (auto c = ex_->req.headers.get("Connection"); c && internal::has_token(*c, "close")) {
+      expect_close_ = true;
+    }
+    std::array<asio::const_buffer, 2> buffers = {asio::buffer(out_),
+                                                 asio::buffer(ex_->req.body)};
+    asio::async_write(socket_, buffers,
+                      [self = shared_from_this(), id = id_](const error_code& ec, size_t n) {
+                        self->on_written(id, ec, n);
+                      });
+  }
+
+  void on_written(uint64_t id, const error_code& ec, size_t n) {
+    if (id != id_ || !ex_) return;
+    if (ec) {
+      fail_io(ec, /*nothing_sent=*/n == 0);
+      return;
+    }
+    buffer_.clear();
+    start_parser();
+    read_response();
+  }
+
+  void start_parser() {
+    parser_.emplace(resp_);
+    parser_->eager(true);
+    parser_->header_limit(kMaxResponseHeaderBytes);
+    parser_->body_limit(static_cast<std::uint64_t>(client_->options.max_response_body_bytes));
+    if (ex_->req.method == Method::kHead) parser_->skip(true);
+  }
+
+  void read_response() {
+    while (buffer_.size() > 0) {
+      got_response_bytes_ = true;
+      error_code ec;
+      const size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec && ec != boost::beast::http::error::need_more) {
+        if (ec == boost::beast::http::error::body_limit) {
+          finish_error(ErrorCode::kOutOfRange, "response body from " + ex_->key +
+                                                   " exceeds max_response_body_bytes",
+                       false);
+        } else {
+          finish_error(ErrorCode::kUnavailable,
+                       "malformed response from " + ex_->key + ": " + ec.message(), false);
+        }
+        return;
+      }
+      if (parser_->is_done()) {
+        if (resp_.status / 100 == 1 && resp_.status != 101) {
+          resp_ = Response();  // interim (e.g. 100 Continue): the real response follows
+          start_parser();
+          continue;
+        }
+        finish_ok();
+        return;
+      }
+      if (used == 0) break;
+    }
+    socket_.async_read_some(buffer_.prepare(kReadChunkBytes),
+                            [self = shared_from_this(), id = id_](const error_code& ec,
+                                                                  size_t n) {
+                              self->on_read(id, ec, n);
+                            });
+  }
+
+  void on_read(uint64_t id, const error_code& ec, size_t n) {
+    if (id != id_ || !ex_) return;
+    if (ec) {
+      if (ec == asio::error::eof && parser_->got_some()) {
+        // A body delimited by the end of the connection ends here.
+        error_code e;
+        parser_->put_eof(e);
+        if (!e && parser_->is_done()) {
+          expect_close_ = true;
+          finish_ok();
+          return;
+        }
+      }
+      fail_io(ec, /*nothing_sent=*/false);
+      return;
+    }
+    buffer_.commit(n);
+    read_response();
+  }
+
+  void fail_io(const error_code& ec, bool nothing_sent) {
+    if (timed_out_) {
+      finish_error(ErrorCode::kTimeout, "request to " + ex_->key + " timed out", false);
+      return;
+    }
+    if (cancelled_) {
+      finish_error(ErrorCode::kCancelled, "client is shutting down", false);
+      return;
+    }
+    // A reused connection the server had already closed: retry once on a fresh one if the
+    // server cannot have acted on the request.
+    const bool retry = reused_ && !got_response_bytes_ &&
+                       (nothing_sent || idempotent(ex_->req.method));
+    finish_error(ErrorCode::kUnavailable,
+                 "connection to " + ex_->key + " failed: " + ec.message(), retry);
+  }
+
+  void finish_ok() {
+    timer_.cancel();
+    auto ex = std::move(ex_);
+    ++id_;
+    Response resp = std::move(resp_);
+    const bool reusable = parser_->keep_alive() && !expect_close_ && buffer_.size() == 0 &&
+                          !cancelled_ && resp.status != 101;
+    if (reusable) {
+      client_->release(shared_from_this());
+    } else {
+      error_code ignored;
+      socket_.close(ignored);
+    }
+    ex->done(std::move(resp));
+  }
+
+  void finish_error(ErrorCode code, std::string message, bool retry) {
+    timer_.cancel();
+    error_code ignored;
+    socket_.close(ignored);
+    auto ex = std::move(ex_);
+    ++id_;
+    if (retry && !ex->retried) {
+      ex->retried = true;
+      client_->start_fresh(std::move(ex));
+      return;
+    }
+    if (code == ErrorCode::kTimeout) client_->timeouts.fetch_add(1, std::memory_order_relaxed);
+    ex->done(make_error(code, std::move(message)));
+  }
+
+  std::shared_ptr<ClientCore> client_;
+  asio::io_context& ioc_;
+  std::string key_;
+  tcp::socket socket_;
+  tcp::resolver resolver_;
+  asio::steady_timer timer_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<internal::ResponseParser> parser_;
+  Response resp_;
+  std::string out_;
+  std::unique_ptr<Exchange> ex_;
+  uint64_t id_ = 0;  // bumps per exchange, so stale completions are recognized
+  Clock::TimePoint idle_since_{};
+  bool reused_ = false;
+  bool timed_out_ = false;
+  bool cancelled_ = false;
+  bool connecting_ = false;
+  bool got_response_bytes_ = false;
+  bool expect_close_ = false;
+};
+
+ClientCore::ClientCore(ClientOptions o) : options(std::move(o)) {
+  const int n = std::max(options.threads, 1);
+  for (int i = 0; i < n; ++i) {
+    contexts.push_back(std::make_unique<asio::io_context>(1));
+    guards.push_back(asio::make_work_guard(*contexts.back()));
+  }
+  pool_sweep_timer.emplace(*contexts[0]);
+}
+
+void ClientCore::start_threads() {
+  arm_pool_sweep();
+  for (auto& ctx : contexts) {
+    threads.emplace_back([this, c = ctx.get()] {
+      current_client = this;
+      while (true) {
+        try {
+          c->run();
+          return;
+        } catch (...) {
+          // A throwing `done` callback must not stop the client.
+        }
+      }
+    });
+  }
+}
+
+void ClientCore::stop() {
+  std::vector<std::shared_ptr<ClientConnection>> dropped;
+  std::vector<std::weak_ptr<ClientConnection>> active;
+  {
+    std::lock_guard lock(mu);
+    stopping = true;
+    for (auto& [key, conns] : idle) {
+      for (auto& c : conns) dropped.push_back(std::move(c));
+    }
+    idle.clear();
+    for (ClientConnection* c : live) active.push_back(c->weak_from_this());
+  }
+  dropped.clear();
+  for (auto& w : active) {
+    if (auto c = w.lock()) asio::post(c->io(), [c] { c->cancel(); });
+  }
+  asio::post(*contexts[0], [this] { pool_sweep_timer->cancel(); });
+  guards.clear();
+  for (auto& t : threads) t.join();
+  threads.clear();
+}
+
+bool ClientCore::on_client_thread() const { return current_client == this; }
+
+void ClientCore::submit(std::unique_ptr<Exchange> ex) {
+  std::shared_ptr<ClientConnection> conn;
+  std::vector<std::shared_ptr<ClientConnection>> discarded;
+  {
+    std::lock_guard lock(mu);
+    if (!stopping) {
+      auto it = idle.find(ex->key);
+      if (it != idle.end()) {
+        auto& conns = it->second;
+        const auto oldest_ok = now() - options.idle_timeout;
+        while (!conns.empty()) {
+          auto c = std::move(conns.back());
+          conns.pop_back();
+          if (c->idle_since() >= oldest_ok && c->usable()) {
+            conn = std::move(c);
+            break;
+          }
+          discarded.push_back(std::move(c));
+        }
+      }
+    }
+  }
+  discarded.clear();
+  if (!conn) {
+    start_fresh(std::move(ex));
+    return;
+  }
+  reused.fetch_add(1, std::memory_order_relaxed);
+  auto* raw = conn.get();
+  asio::post(raw->io(), [conn = std::move(conn), ex = std::move(ex)]() mutable {
+    conn->run_reused(std::move(ex));
+  });
+}
+
+void ClientCore::start_fresh(std::unique_ptr<Exchange> ex) {
+  auto& ctx = *contexts[next_context.fetch_add(1, std::memory_order_relaxed) % contexts.size()];
+  auto conn = std::make_shared<ClientConnection>(shared_from_this(), ctx, ex->key);
+  asio::post(ctx, [conn = std::move(conn), ex = std::move(ex)]() mutable {
+    conn->connect_and_run(std::move(ex));
+  });
+}
+
+void ClientCore::release(const std::shared_ptr<ClientConnection>& conn) {
+  std::lock_guard lock(mu);
+  if (stopping) return;
+  auto& conns = idle[conn->key()];
+  if (conns.size() >= options.max_idle_per_host) return;  // dropped: closes when released
+  conn->mark_idle();
+  conns.push_back(conn);
+}
+
+void ClientCore::arm_pool_sweep() {
+  const auto period = std::clamp<std::chrono::milliseconds>(
+      options.idle_timeout / 2, std::chrono::milliseconds(50), std::chrono::seconds(5));
+  pool_sweep_timer->expires_after(period);
+  pool_sweep_timer->async_wait([this](const error_code& ec) {
+    if (ec) return;
+    sweep_pool();
+    arm_pool_sweep();
+  });
+}
+
+void ClientCore::sweep_pool() {
+  // Closes idle connections that expired or that the server closed, so they do not linger
+  // as half-closed sockets.
+  std::vector<std::shared_ptr<ClientConnection>> discarded;
+  {
+    std::lock_guard lock(mu);
+    const auto oldest_ok = now() - options.idle_timeout;
+    for (auto it = idle.begin(); it != idle.end();) {
+      auto& conns = it->second;
+      std::erase_if(conns, [&](std::shared_ptr<ClientConnection>& c) {
+        if (c->idle_since() >= oldest_ok && c->usable()) return false;
+        discarded.push_back(std::move(c));
+        return true;
+      });
+      it = conns.empty() ? idle.erase(it) : std::next(it);
+    }
+  }
+}
+
+}  // namespace internal
+
+Client::Client(ClientOptions options)
+    : impl_(std::make_shared<internal::ClientCore>(std::move(options))) {
+  impl_->start_threads();
+}
+
+Client::~Client() { impl_->stop(); }
+
+void Client::async_request(std::string host, uint16_t port, Request req,
+                           std::function<void(Result<Response>)> done,
+                           std::optional<std::chrono::milliseconds> timeout) {
+  auto ex = std::make_unique<internal::Exchange>();
+  ex->key = host + ":" + std::to_string(port);
+  ex->host = std::move(host);
+  ex->port = port;
+  ex->req = std::move(req);
+  ex->done = std::move(done);
+  ex->deadline = now() + timeout.value_or(impl_->options.request_timeout);
+  impl_->submit(std::move(ex));
+}
+
+Result<Response> Client::request(std::string host, uint16_t port, Request req,
+                                 std::optional<std::chrono::milliseconds> timeout) {
+  if (impl_->on_client_thread()) {
+    return make_error(ErrorCode::kInternal,
+                      "Client::request called on a client I/O thread (it would deadlock)");
+  }
+  std::promise<Result<Response>> promise;
+  auto future = promise.get_future();
+  async_request(
+      std::move(host), port, std::move(req),
+      [&promise](Result<Response> r) { promise.set_value(std::move(r)); }, timeout);
+  return future.get();
+}
+
+Client::Stats Client::stats() const {
+  return Stats{impl_->opened.load(), impl_->reused.load(), impl_->timeouts.load()};
+}
+
+}  // namespace prescale::http

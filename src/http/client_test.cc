@@ -1,0 +1,360 @@
+#include "http/client.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "http/server.h"
+
+namespace prescale::http {
+namespace {
+
+using std::chrono::milliseconds;
+
+ServerOptions local_options() {
+  ServerOptions o;
+  o.address = "127.0.0.1";
+  o.port = 0;
+  o.threads = 2;
+  return o;
+}
+
+Request get(std::string target) {
+  Request r;
+  r.method = Method::kGet;
+  r.target = std::move(target);
+  return r;
+}
+
+Handler echo() {
+  return [](Request& req, Responder respond) {
+    respond(Response::text(200, req.method_name + " " + req.target + " " + req.body));
+  };
+}
+
+// A scripted TCP server for failure modes our Server never produces. Each accepted connection
+// is handed to `script` (on the server thread, one connection at a time) with its fd.
+class ScriptedServer {
+ public:
+  explicit ScriptedServer(std::function<void(int fd, int index)> script)
+      : script_(std::move(script)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    ::listen(fd_, 16);
+    thread_ = std::thread([this] {
+      for (int i = 0;; ++i) {
+        int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        script_(c, i);
+        ::close(c);
+      }
+    });
+  }
+  ~ScriptedServer() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+
+  // Reads until a blank line (requests here carry no body).
+  static bool read_request(int fd) {
+    std::string buf;
+    char chunk[4096];
+    while (buf.find("\r\n\r\n") == std::string::npos) {
+      ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+      if (n <= 0) return false;
+      buf.append(chunk, static_cast<size_t>(n));
+    }
+    return true;
+  }
+  static void write(int fd, std::string_view s) { ::send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
+
+ private:
+  std::function<void(int, int)> script_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+TEST(ClientTest, SequentialRequestsReuseOneConnection) {
+  Server server(local_options(), echo());
+  ASSERT_TRUE(server.start().has_value());
+  Client client;
+  constexpr int kRequests = 10;
+  for (int i = 0; i < kRequests; ++i) {
+    auto r = client.request("127.0.0.1", server.port(), get("/r/" + std::to_string(i)));
+    ASSERT_TRUE(r.has_value()) << r.error().to_string();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "GET /r/" + std::to_string(i) + " ");
+    EXPECT_EQ(r->headers.get("Server"), "prescale");
+  }
+  const auto stats = client.stats();
+  EXPECT_EQ(stats.connections_opened, 1u);
+  EXPECT_EQ(stats.reused, static_cast<uint64_t>(kRequests - 1));
+  EXPECT_EQ(server.connections(), 1u);
+}
+
+TEST(ClientTest, SendsBodyAndPathWithQuery) {
+  Server server(local_options(), echo());
+  ASSERT_TRUE(server.start().has_value());
+  Client client;
+  Request req;
+  req.method = Method::kPost;
+  req.path = "/items";
+  req.query = "a=1";
+  req.body = "payload";
+  req.headers.add("Content-Type", "text/plain");
+  auto r = client.request("localhost", server.port(), req);  // resolved by name
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->body, "POST /items?a=1 payload");
+}
+
+TEST(ClientTest, HeadResponseHasNoBody) {
+  Server server(local_options(), echo());
+  ASSERT_TRUE(server.start().has_value());
+  Client client;
+  Request req = get("/h");
+  req.method = Method::kHead;
+  auto r = client.request("127.0.0.1", server.port(), req);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_TRUE(r->body.empty());
+  // The connection is still in sync for the next request.
+  auto r2 = client.request("127.0.0.1", server.port(), get("/after"));
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->body, "GET /after ");
+  EXPECT_EQ(client.stats().connections_opened, 1u);
+}
+
+TEST(ClientTest, ConcurrentRequestsAllComplete) {
+  Server server(local_options(), echo());
+  ASSERT_TRUE(server.start().has_value());
+  ClientOptions o;
+  o.threads = 2;
+  Client client(o);
+  constexpr int kRequests = 200;
+  std::atomic<int> ok{0};
+  std::atomic<int> done{0};
+  std::promise<void> all_done;
+  for (int i = 0; i < kRequests; ++i) {
+    client.async_request("127.0.0.1", server.port(), get("/c/" + std::to_string(i)),
+                         [&, i](Result<Response> r) {
+                           if (r && r->body == "GET /c/" + std::to_string(i) + " ") ++ok;
+                           if (++done == kRequests) all_done.set_value();
+                         });
+  }
+  all_done.get_future().wait();
+  EXPECT_EQ(ok.load(), kRequests);
+  const auto stats = client.stats();
+  EXPECT_EQ(stats.connections_opened + stats.reused, static_cast<uint64_t>(kRequests));
+}
+
+TEST(ClientTest, SlowHandlerTimesOut) {
+  std::mutex mu;
+  std::vector<Responder> parked;
+  Server server(local_options(), [&](Request& req, Responder respond) {
+    if (req.path == "/fast") {
+      respond(Response::text(200, "fast"));
+      return;
+    }
+    std::lock_guard lock(mu);
+    parked.push_back(std::move(respond));  // answered only at the end of the test
+  });
+  ASSERT_TRUE(server.start().has_value());
+  Client client;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = client.request("127.0.0.1", server.port(), get("/slow"), milliseconds(200));
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kTimeout) << r.error().to_string();
+  EXPECT_GE(took, milliseconds(190));
+  EXPECT_LT(took, milliseconds(2000));
+  EXPECT_EQ(client.stats().timeouts, 1u);
+  // The timed-out connection is not reused: the next request opens a new one.
+  auto fast = client.request("127.0.0.1", server.port(), get("/fast"));
+  ASSERT_TRUE(fast.has_value()) << fast.error().to_string();
+  EXPECT_EQ(fast->body, "fast");
+  EXPECT_EQ(client.stats().connections_opened, 2u);
+  {
+    std::lock_guard lock(mu);
+    for (auto& p : parked) p(Response::text(200, "late"));
+    parked.clear();
+  }
+  server.shutdown(milliseconds(1000));
+}
+
+TEST(ClientTest, ConnectionRefusedIsUnavailable) {
+  uint16_t port;
+  {
+    Server server(local_options(), echo());
+    ASSERT_TRUE(server.start().has_value());
+    port = server.port();
+  }  // closed: nothing listens there now
+  Client client;
+  auto r = client.request("127.0.0.1", port, get("/"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable) << r.error().to_string();
+  EXPECT_EQ(client.stats().connections_opened, 0u);
+}
+
+TEST(ClientTest, UnresolvableHostIsUnavailable) {
+  Client client;
+  auto r = client.request("no-such-host.invalid", 80, get("/"), milliseconds(3000));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_TRUE(r.error().code == ErrorCode::kUnavailable || r.error().code == ErrorCode::kTimeout)
+      << r.error().to_string();
+}
+
+TEST(ClientTest, ServerClosingIdleConnectionIsTransparent) {
+  ServerOptions o = local_options();
+  o.idle_timeout = milliseconds(100);
+  Server server(o, echo());
+  ASSERT_TRUE(server.start().has_value());
+  Client client;
+  ASSERT_TRUE(client.request("127.0.0.1", server.port(), get("/1")).has_value());
+  // Wait until the server has dropped the idle connection.
+  for (int i = 0; i < 400 && server.connections() > 0; ++i) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_EQ(server.connections(), 0u);
+  auto r = client.request("127.0.0.1", server.port(), get("/2"));
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->body, "GET /2 ");
+  EXPECT_EQ(client.stats().connections_opened, 2u);
+}
+
+// The server closes a kept-alive connection just as the next request arrives (it reads the
+// request, then closes without answering): an idempotent request is retried on a new
+// connection.
+TEST(ClientTest, StaleConnectionRaceIsRetriedForIdempotentRequests) {
+  ScriptedServer server([](int fd, int index) {
+    if (!ScriptedServer::read_request(fd)) return;
+    if (index == 0) {
+      ScriptedServer::write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst");
+      ScriptedServer::read_request(fd);  // the second request: dropped unanswered
+      return;
+    }
+    ScriptedServer::write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nretry");
+    ScriptedServer::read_request(fd);
+  });
+  Client client;
+  auto first = client.request("127.0.0.1", server.port(), get("/a"));
+  ASSERT_TRUE(first.has_value()) << first.error().to_string();
+  EXPECT_EQ(first->body, "first");
+  auto second = client.request("127.0.0.1", server.port(), get("/b"));
+  ASSERT_TRUE(second.has_value()) << second.error().to_string();
+  EXPECT_EQ(second->body, "retry");
+  EXPECT_EQ(client.stats().connections_opened, 2u);
+  EXPECT_EQ(client.stats().reused, 1u);
+}
+
+TEST(ClientTest, StaleConnectionRaceIsNotRetriedForPost) {
+  ScriptedServer server([](int fd, int index) {
+    if (!ScriptedServer::read_request(fd)) return;
+    if (index == 0) {
+      ScriptedServer::write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst");
+      ScriptedServer::read_request(fd);
+      return;
+    }
+    ScriptedServer::write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nretry");
+  });
+  Client client;
+  ASSERT_TRUE(client.request("127.0.0.1", server.port(), get("/a")).has_value());
+  Request post = get("/b");
+  post.method = Method::kPost;
+  auto second = client.request("127.0.0.1", server.port(), post);
+  ASSERT_FALSE(second.has_value());
+  EXPECT_EQ(second.error().code, ErrorCode::kUnavailable) << second.error().to_string();
+}
+
+TEST(ClientTest, ChunkedAndCloseDelimitedResponses) {
+  ScriptedServer server([](int fd, int index) {
+    if (!ScriptedServer::read_request(fd)) return;
+    if (index == 0) {
+      ScriptedServer::write(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+      if (!ScriptedServer::read_request(fd)) return;
+    }
+    // No framing: the body runs until the server closes.
+    ScriptedServer::write(fd, "HTTP/1.1 200 OK\r\n\r\nuntil-close");
+  });
+  Client client;
+  auto r1 = client.request("127.0.0.1", server.port(), get("/1"));
+  ASSERT_TRUE(r1.has_value()) << r1.error().to_string();
+  EXPECT_EQ(r1->body, "abcde");
+  auto r2 = client.request("127.0.0.1", server.port(), get("/2"));
+  ASSERT_TRUE(r2.has_value()) << r2.error().to_string();
+  EXPECT_EQ(r2->body, "until-close");
+}
+
+TEST(ClientTest, OversizedResponseBodyIsOutOfRange) {
+  Server server(local_options(), [](Request&, Responder respond) {
+    respond(Response::text(200, std::string(4096, 'x')));
+  });
+  ASSERT_TRUE(server.start().has_value());
+  ClientOptions o;
+  o.max_response_body_bytes = 1024;
+  Client client(o);
+  auto r = client.request("127.0.0.1", server.port(), get("/big"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kOutOfRange);
+}
+
+TEST(ClientTest, BlockingRequestOnClientThreadFails) {
+  Server server(local_options(), echo());
+  ASSERT_TRUE(server.start().has_value());
+  Client client;
+  std::promise<Result<Response>> inner;
+  client.async_request("127.0.0.1", server.port(), get("/"), [&](Result<Response>) {
+    inner.set_value(client.request("127.0.0.1", server.port(), get("/inner")));
+  });
+  auto r = inner.get_future().get();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kInternal);
+}
+
+TEST(ClientTest, DestroyingClientCancelsOutstandingRequests) {
+  std::mutex mu;
+  std::vector<Responder> parked;
+  Server server(local_options(), [&](Request&, Responder respond) {
+    std::lock_guard lock(mu);
+    parked.push_back(std::move(respond));
+  });
+  ASSERT_TRUE(server.start().has_value());
+  std::promise<Result<Response>> outcome;
+  {
+    Client client;
+    client.async_request("127.0.0.1", server.port(), get("/parked"),
+                         [&](Result<Response> r) { outcome.set_value(std::move(r)); });
+    for (int i = 0; i < 400 && server.inflight() == 0; ++i) {
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+  }
+  auto r = outcome.get_future().get();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kCancelled) << r.error().to_string();
+  std::lock_guard lock(mu);
+  for (auto& p : parked) p(Response::text(200, "late"));
+  parked.clear();
+}
+
+}  // namespace
+}  // namespace prescale::http

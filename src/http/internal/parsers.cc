@@ -1,0 +1,118 @@
+#include "http/internal/parsers.h"
+
+#include <algorithm>
+
+#include <boost/beast/http/error.hpp>
+
+#include "http/internal/wire.h"
+
+namespace prescale::http::internal {
+namespace {
+
+// Up-front reservation for a body of known length is capped, so a client that announces a
+// large Content-Length and sends nothing does not make us allocate it.
+constexpr std::uint64_t kMaxBodyReserve = 1024 * 1024;
+
+}  // namespace
+
+void RequestParser::on_request_impl(beast_http::verb /*method*/, bsv method_str,
+                                    bsv target, int version,
+                                    boost::beast::error_code& /*ec*/) {
+  req_.method_name.assign(method_str);
+  req_.method = method_from_string(method_str);
+  req_.target.assign(target);
+  split_target(target, req_.path, req_.query);
+  version_ = version;
+}
+
+void RequestParser::on_response_impl(int, bsv, int, boost::beast::error_code& ec) {
+  ec = beast_http::error::bad_method;  // unreachable for a request parser
+}
+
+void RequestParser::on_field_impl(beast_http::field name, bsv name_string,
+                                  bsv value, boost::beast::error_code& ec) {
+  // Request smuggling defences (RFC 9112 section 6.3): one unambiguous framing or none.
+  if (name == beast_http::field::content_length) {
+    if (saw_content_length_ || saw_transfer_encoding_) {
+      ec = beast_http::error::bad_content_length;
+      return;
+    }
+    saw_content_length_ = true;
+  } else if (name == beast_http::field::transfer_encoding) {
+    if (saw_transfer_encoding_ || saw_content_length_ || !iequals(trim(value), "chunked")) {
+      ec = beast_http::error::bad_transfer_encoding;
+      return;
+    }
+    saw_transfer_encoding_ = true;
+  } else if (name == beast_http::field::expect) {
+    expect_continue_ = iequals(trim(value), "100-continue");
+  }
+  req_.headers.add(std::string(name_string), std::string(value));
+}
+
+void RequestParser::on_header_impl(boost::beast::error_code& /*ec*/) {}
+
+void RequestParser::on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
+                                      boost::beast::error_code& /*ec*/) {
+  if (content_length) {
+    req_.body.reserve(static_cast<size_t>(std::min(*content_length, kMaxBodyReserve)));
+  }
+}
+
+std::size_t RequestParser::on_body_impl(bsv body, boost::beast::error_code& /*ec*/) {
+  req_.body.append(body);
+  return body.size();
+}
+
+void RequestParser::on_chunk_header_impl(std::uint64_t, bsv,
+                                         boost::beast::error_code& /*ec*/) {}
+
+std::size_t RequestParser::on_chunk_body_impl(std::uint64_t, bsv body,
+                                              boost::beast::error_code& /*ec*/) {
+  req_.body.append(body);
+  return body.size();
+}
+
+void RequestParser::on_finish_impl(boost::beast::error_code& /*ec*/) {}
+
+void ResponseParser::on_request_impl(beast_http::verb, bsv, bsv, int,
+                                     boost::beast::error_code& ec) {
+  ec = beast_http::error::bad_status;  // unreachable for a response parser
+}
+
+void ResponseParser::on_response_impl(int code, bsv /*reason*/, int /*version*/,
+                                      boost::beast::error_code& /*ec*/) {
+  resp_.status = code;
+}
+
+void ResponseParser::on_field_impl(beast_http::field /*name*/, bsv name_string,
+                                   bsv value, boost::beast::error_code& /*ec*/) {
+  resp_.headers.add(std::string(name_string), std::string(value));
+}
+
+void ResponseParser::on_header_impl(boost::beast::error_code& /*ec*/) {}
+
+void ResponseParser::on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
+                                       boost::beast::error_code& /*ec*/) {
+  if (content_length) {
+    resp_.body.reserve(static_cast<size_t>(std::min(*content_length, kMaxBodyReserve)));
+  }
+}
+
+std::size_t ResponseParser::on_body_impl(bsv body, boost::beast::error_code&) {
+  resp_.body.append(body);
+  return body.size();
+}
+
+void ResponseParser::on_chunk_header_impl(std::uint64_t, bsv,
+                                          boost::beast::error_code&) {}
+
+std::size_t ResponseParser::on_chunk_body_impl(std::uint64_t, bsv body,
+                                               boost::beast::error_code&) {
+  resp_.body.append(body);
+  return body.size();
+}
+
+void ResponseParser::on_finish_impl(boost::beast::error_code&) {}
+
+}  // namespace prescale::http::internal

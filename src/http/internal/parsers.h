@@ -1,0 +1,81 @@
+// Internal: Beast parsers that fill Prescale's Request/Response directly (no intermediate
+// beast::http::message, so no per-field allocations beyond our own Headers), with the request
+// framing checks Beast leaves to the application. Includes Boost; only .cc files of src/http
+// may include this header.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include <boost/beast/http/basic_parser.hpp>
+
+#include "http/message.h"
+
+namespace prescale::http::internal {
+
+namespace beast_http = boost::beast::http;
+using bsv = boost::beast::string_view;
+
+// Parses one request into `req` (whose strings are assigned, so their capacity is reused).
+// On top of Beast's checks it rejects, with a parse error: a second Content-Length field
+// (equal or not), Content-Length together with Transfer-Encoding, more than one
+// Transfer-Encoding field, and any Transfer-Encoding other than exactly "chunked".
+class RequestParser final : public beast_http::basic_parser<true> {
+ public:
+  explicit RequestParser(Request& req) : req_(req) {}
+
+  int version() const { return version_; }  // 10 or 11
+  bool expect_continue() const { return expect_continue_; }
+
+ private:
+  void on_request_impl(beast_http::verb method, bsv method_str,
+                       bsv target, int version,
+                       boost::beast::error_code& ec) override;
+  void on_response_impl(int code, bsv reason, int version,
+                        boost::beast::error_code& ec) override;
+  void on_field_impl(beast_http::field name, bsv name_string,
+                     bsv value, boost::beast::error_code& ec) override;
+  void on_header_impl(boost::beast::error_code& ec) override;
+  void on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
+                         boost::beast::error_code& ec) override;
+  std::size_t on_body_impl(bsv body, boost::beast::error_code& ec) override;
+  void on_chunk_header_impl(std::uint64_t size, bsv extensions,
+                            boost::beast::error_code& ec) override;
+  std::size_t on_chunk_body_impl(std::uint64_t remain, bsv body,
+                                 boost::beast::error_code& ec) override;
+  void on_finish_impl(boost::beast::error_code& ec) override;
+
+  Request& req_;
+  int version_ = 11;
+  bool saw_content_length_ = false;
+  bool saw_transfer_encoding_ = false;
+  bool expect_continue_ = false;
+};
+
+// Parses one response into `resp`.
+class ResponseParser final : public beast_http::basic_parser<false> {
+ public:
+  explicit ResponseParser(Response& resp) : resp_(resp) {}
+
+ private:
+  void on_request_impl(beast_http::verb method, bsv method_str,
+                       bsv target, int version,
+                       boost::beast::error_code& ec) override;
+  void on_response_impl(int code, bsv reason, int version,
+                        boost::beast::error_code& ec) override;
+  void on_field_impl(beast_http::field name, bsv name_string,
+                     bsv value, boost::beast::error_code& ec) override;
+  void on_header_impl(boost::beast::error_code& ec) override;
+  void on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
+                         boost::beast::error_code& ec) override;
+  std::size_t on_body_impl(bsv body, boost::beast::error_code& ec) override;
+  void on_chunk_header_impl(std::uint64_t size, bsv extensions,
+                            boost::beast::error_code& ec) override;
+  std::size_t on_chunk_body_impl(std::uint64_t remain, bsv body,
+                                 boost::beast::error_code& ec) override;
+  void on_finish_impl(boost::beast::error_code& ec) override;
+
+  Response& resp_;
+};
+
+}  // namespace prescale::http::internal

@@ -1,0 +1,386 @@
+// Connection: one client socket of http::Server. See server_internal.h.
+//
+// Life of a request: kIdle (waiting for a first byte; idle_timeout, or read_timeout on a fresh
+// connection) -> kReading (read_timeout from the first byte) -> kHandling (the handler has it;
+// no timeout) -> kWriting (write_timeout) -> back to kIdle/kReading, or close. Error answers
+// go through kLingering (discard input for a moment after the answer) before closing.
+// Timeouts are enforced by Worker::sweep() calling on_sweep().
+#include <algorithm>
+#include <array>
+#include <exception>
+
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/error.hpp>
+
+#include "http/internal/server_internal.h"
+#include "http/internal/wire.h"
+
+namespace prescale::http::internal {
+namespace {
+
+namespace beast_error = boost::beast::http;
+
+constexpr size_t kReadChunkBytes = 8 * 1024;
+// A body buffer that grew past this is released after its request instead of being reused.
+constexpr size_t kMaxRetainedBodyBytes = 64 * 1024;
+constexpr Clock::Duration kLingerTime = std::chrono::seconds(1);
+// Bodies this small are copied behind the header block so the response is one buffer.
+constexpr size_t kInlineBodyBytes = 2048;
+
+Clock::TimePoint now() { return Clock::real().now(); }
+
+// The server's own error answers; bodies follow the project error shape.
+Response rejection(int status) {
+  std::string_view code = "bad_request";
+  std::string_view message = "malformed request";
+  switch (status) {
+    case 408: code = "request_timeout"; message = "request not received in time"; break;
+    case 413: code = "body_too_large"; message = "request body exceeds the limit"; break;
+    case 431: code = "header_too_large"; message = "request header exceeds the limit"; break;
+    case 500: code = "internal"; message = "the handler did not respond"; break;
+    case 503: code = "unavailable"; message = "too many connections"; break;
+    default: break;
+  }
+  std::string body = R"({"error":{"code":")";
+  body += code;
+  body += R"(","message":")";
+  body += message;
+  body += R"("}})";
+  return Response::json(status, std::move(body));
+}
+
+int status_for(const boost::system::error_code& ec) {
+  if (ec == beast_error::error::header_limit) return 431;
+  if (ec == beast_error::error::body_limit) return 413;
+  return 400;
+}
+
+// The callable inside each Responder. Delivers exactly one response for request `seq`: the
+// handler's, or a 500 when the last copy of the Responder is dropped without being called.
+// Responder never copies its function (it shares it), so the destructor runs once.
+class ResponderFn {
+ public:
+  ResponderFn(std::shared_ptr<Connection> conn, uint64_t seq) : conn_(std::move(conn)), seq_(seq) {}
+  ResponderFn(ResponderFn&& o) noexcept
+      : conn_(std::move(o.conn_)), seq_(o.seq_), called_(o.called_) {}
+  // Required by std::function; never used by Responder.
+  ResponderFn(const ResponderFn& o) = default;
+  ResponderFn& operator=(const ResponderFn&) = delete;
+  ResponderFn& operator=(ResponderFn&&) = delete;
+
+  ~ResponderFn() {
+    if (conn_ && !called_) conn_->deliver(seq_, rejection(500));
+  }
+
+  void operator()(Response response) {
+    if (called_ || !conn_) return;  // a second call is a handler bug; ignore it
+    called_ = true;
+    conn_->deliver(seq_, std::move(response));
+  }
+
+ private:
+  std::shared_ptr<Connection> conn_;
+  uint64_t seq_;
+  bool called_ = false;
+};
+
+}  // namespace
+
+Connection::Connection(std::shared_ptr<Worker> worker, tcp::socket socket)
+    : worker_(std::move(worker)), shared_(worker_->shared()), socket_(std::move(socket)) {
+  worker_->link(this);
+}
+
+Connection::~Connection() {
+  if (counted_) {
+    counted_ = false;
+    shared_.connection_closed();
+  }
+  worker_->unlink(this);
+}
+
+void Connection::reset_parser() {
+  parser_.emplace(req_);
+  parser_->eager(true);
+  parser_->header_limit(static_cast<std::uint32_t>(
+      std::min<size_t>(shared_.options.max_header_bytes, UINT32_MAX)));
+  parser_->body_limit(static_cast<std::uint64_t>(shared_.options.max_body_bytes));
+  continue_sent_ = false;
+}
+
+void Connection::start() {
+  boost::system::error_code ec;
+  auto remote = socket_.remote_endpoint(ec);
+  if (!ec) req_.remote_address = remote.address().to_string();
+  state_ = State::kIdle;
+  deadline_ = now() + shared_.options.read_timeout;
+  reset_parser();
+  read_more();
+}
+
+void Connection::start_rejected(int status) {
+  state_ = State::kReading;
+  fail(status);
+}
+
+void Connection::read_more() {
+  // Unparsed bytes are at most an incomplete header or chunk header (the parser consumes
+  // everything else), so more than this means the peer is not speaking HTTP we accept.
+  const size_t cap = shared_.options.max_header_bytes + kReadChunkBytes;
+  if (state_ != State::kLingering && buffer_.size() >= cap) {
+    fail(parser_ && parser_->is_header_done() ? 400 : 431);
+    return;
+  }
+  read_pending_ = true;
+  socket_.async_read_some(buffer_.prepare(kReadChunkBytes),
+                          [self = shared_from_this()](const boost::system::error_code& ec,
+                                                      size_t n) { self->on_read(ec, n); });
+}
+
+void Connection::on_read(const boost::system::error_code& ec, size_t n) {
+  read_pending_ = false;
+  if (state_ == State::kClosed) return;
+  if (ec) {
+    // EOF or reset: nothing to answer to (a partial request cannot be completed).
+    close();
+    return;
+  }
+  buffer_.commit(n);
+  if (state_ == State::kLingering) {
+    buffer_.clear();
+    read_more();
+    return;
+  }
+  if (state_ == State::kWriting) {
+    // An error answer is being written; what the client sends now is discarded.
+    buffer_.clear();
+    return;
+  }
+  parse();
+}
+
+void Connection::parse() {
+  while (true) {
+    if (buffer_.size() == 0) {
+      read_more();
+      return;
+    }
+    if (state_ == State::kIdle) {
+      state_ = State::kReading;
+      deadline_ = now() + shared_.options.read_timeout;
+    }
+    boost::system::error_code ec;
+    const size_t used = parser_->put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec && ec != beast_error::error::need_more) {
+      fail(status_for(ec));
+      return;
+    }
+    if (parser_->is_done()) {
+      dispatch();
+      return;
+    }
+    if (parser_->is_header_done() && parser_->expect_continue() && !continue_sent_ &&
+        parser_->version() >= 11) {
+      write_continue();
+      return;
+    }
+    if (used == 0) {
+      read_more();
+      return;
+    }
+  }
+}
+
+void Connection::write_continue() {
+  continue_sent_ = true;
+  static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  write_pending_ = true;
+  asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+                    [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+                      self->write_pending_ = false;
+                      if (self->state_ == State::kClosed) return;
+                      if (ec) {
+                        self->close();
+                        return;
+                      }
+                      self->parse();
+                    });
+}
+
+void Connection::dispatch() {
+  state_ = State::kHandling;
+  version_ = parser_->version();
+  keep_alive_ = parser_->keep_alive() && !draining_;
+  is_head_ = req_.method == Method::kHead;
+  ++seq_;
+  worker_->inflight().fetch_add(1, std::memory_order_relaxed);
+  in_handler_ = true;
+  have_response_ = false;
+  try {
+    shared_.handler(req_, Responder(ResponderFn(shared_from_this(), seq_)));
+  } catch (...) {
+    // The Responder's guard answers 500 if the handler threw before responding.
+  }
+  in_handler_ = false;
+  if (have_response_) write_response();
+}
+
+void Connection::deliver(uint64_t seq, Response&& response) {
+  if (worker_->io().get_executor().running_in_this_thread()) {
+    on_response(seq, std::move(response));
+    return;
+  }
+  const bool posted = worker_->post_if_running(
+      [self = shared_from_this(), seq, r = std::move(response)]() mutable {
+        self->on_response(seq, std::move(r));
+      });
+  if (!posted) worker_->inflight().fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Connection::on_response(uint64_t seq, Response&& response) {
+  worker_->inflight().fetch_sub(1, std::memory_order_relaxed);
+  if (seq != seq_ || state_ != State::kHandling) return;  // closed meanwhile
+  resp_ = std::move(response);
+  if (in_handler_) {
+    have_response_ = true;  // written once the handler returns
+    return;
+  }
+  write_response();
+}
+
+void Connection::write_response() {
+  state_ = State::kWriting;
+  deadline_ = now() + shared_.options.write_timeout;
+  if (resp_.status < 200 || resp_.status > 999) {
+    // Interim (1xx) and out-of-range statuses cannot be final answers.
+    resp_ = rejection(500);
+  }
+  if (draining_) keep_alive_ = false;
+  if (auto c = resp_.headers.get("Connection"); c && has_token(*c, "close")) keep_alive_ = false;
+  const ConnectionHeader connection = !keep_alive_   ? ConnectionHeader::kClose
+                                      : version_ < 11 ? ConnectionHeader::kKeepAlive
+                                                      : ConnectionHeader::kNone;
+  head_.clear();
+  append_response_head(head_, resp_, resp_.body.size(), connection);
+  const bool send_body =
+      !is_head_ && resp_.status != 204 && resp_.status != 304 && !resp_.body.empty();
+  write_pending_ = true;
+  auto on_done = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+    self->on_written(ec);
+  };
+  if (send_body && resp_.body.size() > kInlineBodyBytes) {
+    std::array<asio::const_buffer, 2> buffers = {asio::buffer(head_), asio::buffer(resp_.body)};
+    asio::async_write(socket_, buffers, std::move(on_done));
+  } else {
+    if (send_body) head_ += resp_.body;
+    asio::async_write(socket_, asio::buffer(head_), std::move(on_done));
+  }
+}
+
+void Connection::on_written(const boost::system::error_code& ec) {
+  write_pending_ = false;
+  if (state_ == State::kClosed) return;
+  if (ec) {
+    close();
+    return;
+  }
+  if (error_close_) {
+    linger();
+    return;
+  }
+  if (!keep_alive_ || draining_) {
+    finish_after_response();
+    return;
+  }
+  // Ready for the next request on this connection; buffers keep their capacity.
+  req_.headers.clear();
+  if (req_.body.capacity() > kMaxRetainedBodyBytes) {
+    std::string().swap(req_.body);
+  } else {
+    req_.body.clear();
+  }
+  req_.path_params.clear();
+  req_.route.clear();
+  resp_ = Response();
+  reset_parser();
+  if (buffer_.size() > 0) {
+    state_ = State::kReading;  // a pipelined request is already here
+    deadline_ = now() + shared_.options.read_timeout;
+    parse();
+  } else {
+    state_ = State::kIdle;
+    deadline_ = now() + shared_.options.idle_timeout;
+    read_more();
+  }
+}
+
+void Connection::finish_after_response() {
+  if (buffer_.size() > 0) {
+    // Pipelined requests we will not answer: linger so the client gets our response rather
+    // than a reset.
+    linger();
+    return;
+  }
+  boost::system::error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  close();
+}
+
+void Connection::fail(int status) {
+  if (state_ == State::kClosed) return;
+  if (write_pending_) {  // cannot put an answer on the wire now
+    close();
+    return;
+  }
+  shared_.reject(status);
+  error_close_ = true;
+  keep_alive_ = false;
+  is_head_ = false;
+  resp_ = rejection(status);
+  write_response();
+}
+
+void Connection::linger() {
+  state_ = State::kLingering;
+  deadline_ = now() + std::min<Clock::Duration>(kLingerTime, shared_.options.read_timeout);
+  boost::system::error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  buffer_.clear();
+  if (!read_pending_) read_more();
+}
+
+void Connection::on_sweep(Clock::TimePoint t) {
+  if (t < deadline_) return;
+  switch (state_) {
+    case State::kIdle:
+    case State::kWriting:
+    case State::kLingering:
+      close();
+      break;
+    case State::kReading:
+      fail(408);
+      break;
+    case State::kHandling:
+    case State::kClosed:
+      break;
+  }
+}
+
+void Connection::begin_drain() {
+  draining_ = true;
+  if (state_ == State::kIdle) close();
+}
+
+void Connection::close() {
+  if (state_ == State::kClosed) return;
+  state_ = State::kClosed;
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+  if (counted_) {
+    counted_ = false;
+    shared_.connection_closed();
+  }
+}
+
+}  // namespace prescale::http::internal

@@ -1,0 +1,181 @@
+// Internal: the pieces of http::Server — per-thread Worker (io_context, acceptor, timeout sweep,
+// list of connections) and Connection (one client socket, one request at a time). Includes
+// Boost; only .cc files of src/http may include this header.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+
+#include "core/clock.h"
+#include "http/internal/parsers.h"
+#include "http/server.h"
+
+namespace prescale::http::internal {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+class Connection;
+
+// State shared by all workers of one Server; immutable after start() except the counters.
+struct ServerShared {
+  ServerOptions options;
+  Handler handler;
+  Clock::Duration sweep_period{};
+  std::atomic<size_t> connections{0};
+  std::atomic<bool> draining{false};
+  // Signalled when `connections` drops to zero while draining.
+  std::mutex drain_mu;
+  std::condition_variable drain_cv;
+
+  void reject(int status) const;
+  void connection_closed();
+};
+
+// One I/O thread: its io_context, its acceptor (or none, in round-robin fallback mode), the
+// timeout sweep and the connections living on it.
+class Worker : public std::enable_shared_from_this<Worker> {
+ public:
+  explicit Worker(std::shared_ptr<ServerShared> shared);
+  ~Worker();
+
+  ServerShared& shared() { return *shared_; }
+  asio::io_context& io() { return ioc_; }
+  std::atomic<size_t>& inflight() { return inflight_; }
+
+  // Opens, binds and listens; `reuse_port` sets SO_REUSEPORT first.
+  boost::system::error_code listen(const tcp::endpoint& endpoint, bool reuse_port);
+  uint16_t local_port() const;
+  void close_acceptor();
+  // Where accepted sockets go: this worker only, or round-robin over `targets`.
+  void set_accept_targets(std::vector<std::shared_ptr<Worker>> targets);
+
+  // Starts the accept loop (if listening), the sweep timer and the thread.
+  void run();
+  void join();
+
+  // On this worker's thread: stop accepting, close idle connections, mark the rest to close
+  // after their current response.
+  void begin_drain();
+  // On this worker's thread: close every connection and stop the sweep, so run() returns.
+  void force_close_all();
+  // After join(): refuse further posts, then run what was posted before that.
+  void finish();
+
+  // Posts `fn` to the io_context unless the worker has finished; false when dropped.
+  template <class Fn>
+  bool post_if_running(Fn&& fn) {
+    std::lock_guard lock(post_mu_);
+    if (!accepting_posts_) return false;
+    asio::post(ioc_, std::forward<Fn>(fn));
+    return true;
+  }
+
+  void link(Connection* c);
+  void unlink(Connection* c);
+
+ private:
+  void do_accept();
+  void on_accepted(tcp::socket socket);
+  void arm_sweep();
+  void sweep();
+  template <class Fn>
+  void for_each_connection(Fn&& fn);
+
+  std::shared_ptr<ServerShared> shared_;
+  alignas(64) std::atomic<size_t> inflight_{0};
+
+  // Declared before the io_context: handlers destroyed with it may destroy connections, which
+  // unlink themselves from this list.
+  std::mutex list_mu_;
+  Connection* head_ = nullptr;
+  std::vector<std::shared_ptr<Connection>> scratch_;  // sweep snapshot, reused
+
+  std::mutex post_mu_;
+  bool accepting_posts_ = true;
+
+  asio::io_context ioc_{1};
+  std::optional<tcp::acceptor> acceptor_;
+  asio::steady_timer sweep_timer_{ioc_};
+  asio::steady_timer accept_retry_timer_{ioc_};
+  std::vector<std::shared_ptr<Worker>> accept_targets_;
+  size_t next_target_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// One client connection. Lives on its worker's thread; only deliver() may be called from
+// other threads.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(std::shared_ptr<Worker> worker, tcp::socket socket);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  void start();
+  // Answers `status` (503 when over max_connections) and closes.
+  void start_rejected(int status);
+  void on_sweep(Clock::TimePoint now);
+  void begin_drain();
+  void close();
+  // The response for request number `seq`, from any thread.
+  void deliver(uint64_t seq, Response&& response);
+
+  Connection* prev = nullptr;
+  Connection* next = nullptr;
+
+ private:
+  enum class State { kIdle, kReading, kHandling, kWriting, kLingering, kClosed };
+
+  void reset_parser();
+  void read_more();
+  void on_read(const boost::system::error_code& ec, size_t n);
+  void parse();
+  void dispatch();
+  void on_response(uint64_t seq, Response&& response);
+  void write_response();
+  void on_written(const boost::system::error_code& ec);
+  void write_continue();
+  void fail(int status);
+  void linger();
+  void finish_after_response();
+
+  std::shared_ptr<Worker> worker_;
+  ServerShared& shared_;
+  tcp::socket socket_;
+  boost::beast::flat_buffer buffer_;
+  Request req_;
+  std::optional<RequestParser> parser_;
+  Response resp_;
+  std::string head_;
+  State state_ = State::kIdle;
+  Clock::TimePoint deadline_{};
+  uint64_t seq_ = 0;
+  int version_ = 11;
+  bool keep_alive_ = true;
+  bool draining_ = false;
+  bool in_handler_ = false;
+  bool have_response_ = false;
+  bool is_head_ = false;
+  bool continue_sent_ = false;
+  bool read_pending_ = false;
+  bool write_pending_ = false;
+  bool error_close_ = false;
+  bool counted_ = true;
+};
+
+}  // namespace prescale::http::internal

@@ -1,0 +1,191 @@
+#include "http/internal/wire.h"
+
+#include <cctype>
+#include <charconv>
+
+namespace prescale::http::internal {
+namespace {
+
+void append_number(std::string& out, uint64_t v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  (void)ec;
+  out.append(buf, end);
+}
+
+bool is_tchar(char c) {
+  if (std::isalnum(static_cast<unsigned char>(c))) return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
+    case '.': case '^': case '_': case '`': case '|': case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_framing_field(std::string_view name) {
+  return iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+         iequals(name, "connection");
+}
+
+void append_fields(std::string& out, const Headers& headers) {
+  for (const auto& [name, value] : headers.fields()) {
+    if (is_framing_field(name) || !valid_field(name, value)) continue;
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+}
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    if (iequals(trim(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+  }
+}
+
+bool valid_field(std::string_view name, std::string_view value) {
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (!is_tchar(c)) return false;
+  }
+  return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+void append_response_head(std::string& out, const Response& response, uint64_t content_length,
+                          ConnectionHeader connection) {
+  out += "HTTP/1.1 ";
+  append_number(out, static_cast<uint64_t>(response.status));
+  out += ' ';
+  out += reason_phrase(response.status);
+  out += "\r\n";
+  if (!response.headers.get("Server")) out += "Server: prescale\r\n";
+  append_fields(out, response.headers);
+  const bool no_length = response.status / 100 == 1 || response.status == 204;
+  if (!no_length) {
+    out += "Content-Length: ";
+    append_number(out, content_length);
+    out += "\r\n";
+  }
+  switch (connection) {
+    case ConnectionHeader::kNone: break;
+    case ConnectionHeader::kClose: out += "Connection: close\r\n"; break;
+    case ConnectionHeader::kKeepAlive: out += "Connection: keep-alive\r\n"; break;
+  }
+  out += "\r\n";
+}
+
+std::string_view request_method_token(const Request& request) {
+  if (request.method == Method::kOther) return request.method_name;
+  return to_string(request.method);
+}
+
+void append_request_head(std::string& out, const Request& request, std::string_view host_header) {
+  out += request_method_token(request);
+  out += ' ';
+  if (!request.target.empty()) {
+    out += request.target;
+  } else {
+    out += request.path.empty() ? std::string_view("/") : std::string_view(request.path);
+    if (!request.query.empty()) {
+      out += '?';
+      out += request.query;
+    }
+  }
+  out += " HTTP/1.1\r\n";
+  if (!request.headers.get("Host")) {
+    out += "Host: ";
+    out += host_header;
+    out += "\r\n";
+  }
+  append_fields(out, request.headers);
+  const bool body_method = request.method == Method::kPost || request.method == Method::kPut ||
+                           request.method == Method::kPatch;
+  if (!request.body.empty() || body_method) {
+    out += "Content-Length: ";
+    append_number(out, request.body.size());
+    out += "\r\n";
+  }
+  if (auto c = request.headers.get("Connection"); c && has_token(*c, "close")) {
+    out += "Connection: close\r\n";
+  }
+  out += "\r\n";
+}
+
+void split_target(std::string_view target, std::string& path, std::string& query) {
+  size_t q = target.find('?');
+  if (q == std::string_view::npos) {
+    path.assign(target);
+    query.clear();
+  } else {
+    path.assign(target.substr(0, q));
+    query.assign(target.substr(q + 1));
+  }
+}
+
+}  // namespace prescale::http::internal

@@ -1,0 +1,45 @@
+// Internal: the byte-level HTTP/1.1 pieces shared by the server and the client — writing
+// status lines and header blocks into a reusable buffer. Not part of the public API.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "http/message.h"
+
+namespace prescale::http::internal {
+
+bool iequals(std::string_view a, std::string_view b);
+std::string_view trim(std::string_view s);
+// True when the comma-separated `list` contains `token` (case-insensitively).
+bool has_token(std::string_view list, std::string_view token);
+
+// Reason phrase for a status code ("OK", "Not Found"); "Unknown" for unlisted codes.
+std::string_view reason_phrase(int status);
+
+// Field name is an RFC 9110 token and the value holds no CR, LF or NUL (so a handler cannot
+// split the response by accident).
+bool valid_field(std::string_view name, std::string_view value);
+
+enum class ConnectionHeader { kNone, kClose, kKeepAlive };
+
+// Appends the status line and header block (ending with the blank line) of `response` to
+// `out`. Framing is ours: the handler's Content-Length, Transfer-Encoding and Connection
+// fields are dropped, `Content-Length: content_length` is written unless the status is 1xx or
+// 204, and `Server: prescale` is added unless the handler set a Server field.
+void append_response_head(std::string& out, const Response& response, uint64_t content_length,
+                          ConnectionHeader connection);
+
+// Method token to put on the request line: to_string(method), or method_name for kOther.
+std::string_view request_method_token(const Request& request);
+
+// Appends the request line and header block of `request` to `out`, with `Host: host_header`
+// unless the request has a Host field, and Content-Length when the request has a body or its
+// method usually carries one. The request's own framing fields are dropped.
+void append_request_head(std::string& out, const Request& request, std::string_view host_header);
+
+// Splits a request-target into path and query (without '?').
+void split_target(std::string_view target, std::string& path, std::string& query);
+
+}  // namespace prescale::http::internal

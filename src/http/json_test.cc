@@ -1,0 +1,75 @@
+#include "http/json.h"
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace prescale::http {
+namespace {
+
+TEST(JsonTest, ParsesValidDocuments) {
+  auto r = parse_json(R"({"a": [1, 2, {"b": null}], "c": "d"})");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ((*r)["a"][1], 2);
+  EXPECT_EQ((*r)["c"], "d");
+  EXPECT_TRUE(parse_json("  42 ").has_value());
+}
+
+TEST(JsonTest, ErrorNamesTheByteOffset) {
+  auto r = parse_json(R"({"a": tru})");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  // The literal "tru" (bytes 6-8) is found invalid at the '}' (byte 9).
+  EXPECT_NE(r.error().message.find("at byte 9"), std::string::npos) << r.error().message;
+
+  auto r2 = parse_json(R"({"a": 1,})");
+  ASSERT_FALSE(r2.has_value());
+  EXPECT_NE(r2.error().message.find("at byte 8"), std::string::npos) << r2.error().message;
+}
+
+TEST(JsonTest, RejectsEmptyAndTrailingGarbage) {
+  auto empty = parse_json("");
+  ASSERT_FALSE(empty.has_value());
+  EXPECT_NE(empty.error().message.find("at byte 0"), std::string::npos) << empty.error().message;
+  auto trailing = parse_json(R"({"a":1} x)");
+  ASSERT_FALSE(trailing.has_value());
+  EXPECT_NE(trailing.error().message.find("at byte 8"), std::string::npos)
+      << trailing.error().message;
+}
+
+TEST(JsonTest, RejectsExcessiveNesting) {
+  std::string deep(kMaxJsonDepth + 1, '[');
+  deep += std::string(kMaxJsonDepth + 1, ']');
+  auto r = parse_json(deep);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("at byte " + std::to_string(kMaxJsonDepth)),
+            std::string::npos)
+      << r.error().message;
+  std::string ok(kMaxJsonDepth, '[');
+  ok += std::string(kMaxJsonDepth, ']');
+  EXPECT_TRUE(parse_json(ok).has_value());
+}
+
+TEST(JsonTest, JsonResponseSetsContentType) {
+  Response r = json_response(201, {{"id", 7}});
+  EXPECT_EQ(r.status, 201);
+  EXPECT_EQ(r.headers.get("Content-Type"), "application/json");
+  EXPECT_EQ(r.body, R"({"id":7})");
+}
+
+TEST(JsonTest, JsonResponseReplacesInvalidUtf8) {
+  Response r = json_response(200, {{"s", std::string("a\xff")}});
+  EXPECT_EQ(r.body, "{\"s\":\"a\xEF\xBF\xBD\"}");
+}
+
+TEST(JsonTest, ErrorResponseShape) {
+  Response r = error_response(404, "not_found", "no \"such\" thing");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.headers.get("Content-Type"), "application/json");
+  auto body = nlohmann::json::parse(r.body);
+  EXPECT_EQ(body, (nlohmann::json{{"error", {{"code", "not_found"},
+                                             {"message", "no \"such\" thing"}}}}));
+}
+
+}  // namespace
+}  // namespace prescale::http

@@ -1,0 +1,96 @@
+// Server: an asynchronous HTTP/1.1 server (Boost.Beast parser, Boost.Asio sockets) that calls
+// one Handler per request.
+//
+// Threading: `threads` I/O threads, each with its own io_context and its own acceptor bound to
+// the same port with SO_REUSEPORT, so the kernel spreads connections across threads and a
+// connection lives on one thread for its whole life (no locks on the request path). Where
+// SO_REUSEPORT is unavailable one acceptor hands sockets to the threads round-robin.
+// A handler runs on its connection's I/O thread and must not block it; the Responder may be
+// called later from any thread. Requests on one connection are processed strictly in order
+// (pipelining-safe): the next request is not parsed before the previous response is written.
+// The Request passed to a handler stays valid until its Responder is called.
+// A Responder dropped without being called is a handler bug; the server then answers 500.
+//
+// Responses always carry `Server: prescale` (unless the handler set one) and Content-Length
+// (except 1xx/204); a response to HEAD has no body. Keep-alive is the default for HTTP/1.1
+// and for HTTP/1.0 with `Connection: keep-alive`.
+//
+// Limits and their defaults (ServerOptions):
+//   max_header_bytes  16 KiB  request line + header fields; larger          -> 431, close
+//   max_body_bytes     4 MiB  body by Content-Length or chunked total; more -> 413, close
+//   read_timeout        10 s  a whole request (headers + body) must arrive within this,
+//                             counted from its first byte (from accept for a new connection);
+//                             late -> 408 and close (just close if nothing was received)
+//   idle_timeout        60 s  keep-alive connection waiting for its next request -> close
+//   write_timeout       10 s  writing one response; slower readers are cut off
+//   max_connections    10000  open connections; the next one gets 503 and is closed
+// Malformed requests get 400 and the connection is closed: a bad request line, bad header
+// syntax, Content-Length together with Transfer-Encoding, two Content-Length fields (equal or
+// not), a Transfer-Encoding other than exactly "chunked", invalid chunked framing.
+// Timeouts are checked by a per-thread sweep, so they fire up to ~1/8 of the shortest timeout
+// (at most 250 ms) late. After an error answer the server reads and discards what the client
+// still sends for up to 1 s, so the client sees the answer instead of a connection reset.
+//
+// Thread safety: start() and shutdown() are meant for one controlling thread; port(),
+// inflight() and connections() may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/result.h"
+#include "http/message.h"
+
+namespace prescale::http {
+
+struct ServerOptions {
+  std::string address = "127.0.0.1";
+  uint16_t port = 0;  // 0 = an ephemeral port; read it back with Server::port()
+  int threads = 0;    // I/O threads; 0 = std::thread::hardware_concurrency()
+  size_t max_header_bytes = 16 * 1024;
+  size_t max_body_bytes = 4 * 1024 * 1024;
+  std::chrono::milliseconds read_timeout{10000};
+  std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds write_timeout{10000};
+  size_t max_connections = 10000;
+  // Called (on an I/O thread; keep it cheap and thread-safe) whenever the server itself answers
+  // 400, 408, 413, 431 or 503, with that status.
+  std::function<void(int status)> on_rejected;
+};
+
+class Server {
+ public:
+  Server(ServerOptions options, Handler handler);
+  // Calls shutdown(0 ms) if still running.
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds (SO_REUSEADDR), listens and starts the I/O threads. Fails with kUnavailable when the
+  // address cannot be bound, kInvalidArgument for a bad address, kInternal if already started.
+  Result<void> start();
+
+  // The bound port (the ephemeral one when options.port was 0); 0 before start().
+  uint16_t port() const;
+
+  // Graceful stop: stops accepting, closes idle keep-alive connections, lets requests already
+  // received finish and be written (with `Connection: close`), then at `deadline` (from now)
+  // force-closes whatever is left and joins the I/O threads. Returns when the threads are gone.
+  // Idempotent. Responders called after this are ignored.
+  void shutdown(std::chrono::milliseconds deadline);
+
+  // Requests handed to the handler whose response has not been produced yet.
+  size_t inflight() const;
+  // Open client connections.
+  size_t connections() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace prescale::http

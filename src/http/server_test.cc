@@ -1,0 +1,583 @@
+#include "http/server.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "http/test_util.h"
+
+namespace prescale::http {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::RawSocket;
+
+Handler hello() {
+  return [](Request&, Responder respond) { respond(Response::text(200, "hello")); };
+}
+
+// Echoes "<METHOD> <target> <body>" so tests can see what the server parsed.
+Handler echo() {
+  return [](Request& req, Responder respond) {
+    respond(Response::text(200, req.method_name + " " + req.target + " " + req.body));
+  };
+}
+
+ServerOptions local_options(int threads = 2) {
+  ServerOptions o;
+  o.address = "127.0.0.1";
+  o.port = 0;
+  o.threads = threads;
+  return o;
+}
+
+std::string get(std::string_view target, std::string_view extra = "") {
+  return "GET " + std::string(target) + " HTTP/1.1\r\nHost: test\r\n" + std::string(extra) +
+         "\r\n";
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  Server& start(ServerOptions options, Handler handler) {
+    server_ = std::make_unique<Server>(std::move(options), std::move(handler));
+    auto started = server_->start();
+    EXPECT_TRUE(started.has_value()) << started.error().to_string();
+    return *server_;
+  }
+  void TearDown() override {
+    if (server_) server_->shutdown(milliseconds(1000));
+  }
+  std::unique_ptr<Server> server_;
+};
+
+TEST_F(ServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  Server& server = start(local_options(), echo());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.connected());
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(s.send(get("/n/" + std::to_string(i))));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "GET /n/" + std::to_string(i) + " ");
+    EXPECT_EQ(r->header("Server"), "prescale");
+    EXPECT_EQ(r->header("Content-Length"), std::to_string(r->body.size()));
+    EXPECT_EQ(r->header("Connection"), std::nullopt);
+  }
+  EXPECT_EQ(server.connections(), 1u);
+}
+
+TEST_F(ServerTest, PipelinedRequestsAreAnsweredInOrder) {
+  Server& server = start(local_options(), echo());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/a") + "POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyz" +
+                     get("/c")));
+  for (std::string expected : {"GET /a ", "POST /b xyz", "GET /c "}) {
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->body, expected);
+  }
+}
+
+TEST_F(ServerTest, ChunkedRequestBodyIsDecoded) {
+  Server& server = start(local_options(), echo());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send("POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "POST /c abcde");
+}
+
+TEST_F(ServerTest, Http10ClosesUnlessKeepAliveAsked) {
+  Server& server = start(local_options(), hello());
+  {
+    RawSocket s(server.port());
+    ASSERT_TRUE(s.send("GET / HTTP/1.0\r\n\r\n"));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->header("Connection"), "close");
+    EXPECT_TRUE(s.closed_within(milliseconds(2000)));
+  }
+  RawSocket s(server.port());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(s.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->header("Connection"), "keep-alive");
+  }
+}
+
+TEST_F(ServerTest, ConnectionCloseRequestIsHonoured) {
+  Server& server = start(local_options(), hello());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/", "Connection: close\r\n")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->header("Connection"), "close");
+  EXPECT_TRUE(s.closed_within(milliseconds(2000)));
+}
+
+TEST_F(ServerTest, HeadResponseHasLengthButNoBody) {
+  Server& server = start(local_options(), hello());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send("HEAD / HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto r = s.read_response(/*head=*/true);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->header("Content-Length"), "5");
+  // No body bytes were sent: the next response starts right after the HEAD header block.
+  ASSERT_TRUE(s.send(get("/")));
+  auto r2 = s.read_response();
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->status, 200);
+  EXPECT_EQ(r2->body, "hello");
+}
+
+TEST_F(ServerTest, HandlerHeadersAreKeptFramingIsOurs) {
+  Server& server = start(local_options(), [](Request&, Responder respond) {
+    Response r = Response::text(201, "abc");
+    r.headers.add("X-Custom", "v");
+    r.headers.add("Content-Length", "999");  // ignored: the server frames the body
+    r.headers.add("X-Bad", "a\r\nInjected: yes");  // dropped: would split the response
+    respond(std::move(r));
+  });
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 201);
+  EXPECT_EQ(r->header("X-Custom"), "v");
+  EXPECT_EQ(r->header("Content-Length"), "3");
+  EXPECT_EQ(r->header("Injected"), std::nullopt);
+  EXPECT_EQ(r->header("X-Bad"), std::nullopt);
+  EXPECT_EQ(r->body, "abc");
+}
+
+TEST_F(ServerTest, ResponderMayBeCalledFromAnotherThread) {
+  std::vector<std::thread> workers;
+  std::mutex mu;
+  Server& server = start(local_options(), [&](Request& req, Responder respond) {
+    std::string path = req.path;
+    std::lock_guard lock(mu);
+    workers.emplace_back([respond, path] {
+      std::this_thread::sleep_for(milliseconds(20));
+      respond(Response::text(200, "later " + path));
+    });
+  });
+  RawSocket s(server.port());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(s.send(get("/x" + std::to_string(i))));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->body, "later /x" + std::to_string(i));
+  }
+  EXPECT_EQ(server.inflight(), 0u);
+  std::lock_guard lock(mu);
+  for (auto& t : workers) t.join();
+}
+
+TEST_F(ServerTest, DroppedResponderAnswers500) {
+  Server& server = start(local_options(), [](Request&, Responder) {});
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 500);
+  EXPECT_EQ(server.inflight(), 0u);
+}
+
+TEST_F(ServerTest, ThrowingHandlerAnswers500) {
+  Server& server = start(local_options(), [](Request&, Responder) {
+    throw std::runtime_error("boom");
+  });
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 500);
+}
+
+TEST_F(ServerTest, ExpectContinueGets100BeforeTheBody) {
+  Server& server = start(local_options(), echo());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send("POST /u HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+                     "Expect: 100-continue\r\n\r\n"));
+  auto interim = s.read_response();
+  ASSERT_TRUE(interim.has_value());
+  EXPECT_EQ(interim->status, 100);
+  ASSERT_TRUE(s.send("data"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "POST /u data");
+}
+
+TEST_F(ServerTest, OversizedHeaderGets431AndClose) {
+  std::vector<int> rejected;
+  std::mutex mu;
+  ServerOptions o = local_options();
+  o.on_rejected = [&](int status) {
+    std::lock_guard lock(mu);
+    rejected.push_back(status);
+  };
+  Server& server = start(std::move(o), hello());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/", "X-Big: " + std::string(17 * 1024, 'a') + "\r\n")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 431);
+  EXPECT_EQ(r->header("Connection"), "close");
+  EXPECT_TRUE(s.closed_within(milliseconds(3000)));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(rejected, std::vector<int>{431});
+}
+
+TEST_F(ServerTest, OversizedBodyByContentLengthGets413) {
+  ServerOptions o = local_options();
+  o.max_body_bytes = 1024;
+  Server& server = start(std::move(o), echo());
+  RawSocket s(server.port());
+  // 5 MiB announced; the answer comes after the header, without waiting for the body.
+  ASSERT_TRUE(s.send("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 5242880\r\n\r\n" +
+                     std::string(64 * 1024, 'x')));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 413);
+  EXPECT_TRUE(s.closed_within(milliseconds(3000)));
+}
+
+TEST_F(ServerTest, OversizedChunkedBodyGets413) {
+  ServerOptions o = local_options();
+  o.max_body_bytes = 1024;
+  Server& server = start(std::move(o), echo());
+  RawSocket s(server.port());
+  std::string req = "POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 5; ++i) req += "200\r\n" + std::string(512, 'y') + "\r\n";  // 2.5 KiB
+  ASSERT_TRUE(s.send(req));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 413);
+  EXPECT_TRUE(s.closed_within(milliseconds(3000)));
+}
+
+TEST_F(ServerTest, BodyAtTheLimitIsAccepted) {
+  ServerOptions o = local_options();
+  o.max_body_bytes = 1024;
+  Server& server = start(std::move(o), echo());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 1024\r\n\r\n" +
+                     std::string(1024, 'z')));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+}
+
+struct BadRequestCase {
+  const char* name;
+  std::string bytes;
+};
+
+class ServerBadRequestTest : public ServerTest,
+                             public ::testing::WithParamInterface<BadRequestCase> {};
+
+TEST_P(ServerBadRequestTest, Gets400AndClose) {
+  std::atomic<int> handled{0};
+  std::atomic<int> rejected_400{0};
+  ServerOptions o = local_options();
+  o.on_rejected = [&](int status) {
+    if (status == 400) ++rejected_400;
+  };
+  Server& server = start(std::move(o), [&](Request&, Responder respond) {
+    ++handled;
+    respond(Response::text(200, "should not happen"));
+  });
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(GetParam().bytes));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value()) << "no response, the connection was just dropped";
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(r->header("Connection"), "close");
+  EXPECT_TRUE(s.closed_within(milliseconds(3000)));
+  EXPECT_EQ(handled.load(), 0);
+  EXPECT_EQ(rejected_400.load(), 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Framing, ServerBadRequestTest,
+    ::testing::Values(
+        BadRequestCase{"ContentLengthThenChunked",
+                       "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+        BadRequestCase{"ChunkedThenContentLength",
+                       "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                       "Content-Length: 5\r\n\r\n0\r\n\r\n"},
+        BadRequestCase{"GzipThenContentLength",
+                       "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n"
+                       "Content-Length: 5\r\n\r\nhello"},
+        BadRequestCase{"TwoDifferentContentLengths",
+                       "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                       "Content-Length: 6\r\n\r\nhello!"},
+        BadRequestCase{"DuplicateContentLength",
+                       "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                       "Content-Length: 5\r\n\r\nhello"},
+        BadRequestCase{"ContentLengthList", "POST / HTTP/1.1\r\nHost: t\r\n"
+                                            "Content-Length: 5, 6\r\n\r\nhello!"},
+        BadRequestCase{"NegativeContentLength",
+                       "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n"},
+        BadRequestCase{"TransferEncodingNotChunked",
+                       "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n"},
+        BadRequestCase{"ChunkedNotAlone",
+                       "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                       "0\r\n\r\n"},
+        BadRequestCase{"TwoTransferEncodings",
+                       "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+        BadRequestCase{"InvalidChunkSize",
+                       "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "zz\r\nhello\r\n0\r\n\r\n"},
+        BadRequestCase{"ChunkMissingCrlf",
+                       "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "5\r\nhelloXX0\r\n\r\n"},
+        BadRequestCase{"GarbageRequestLine", "HELLO THERE\r\n\r\n"},
+        BadRequestCase{"BinaryGarbage", std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\r\n\r\n",
+                                                    13)},
+        BadRequestCase{"BadVersion", "GET / HTTP/9.9\r\nHost: t\r\n\r\n"},
+        BadRequestCase{"SpaceInHeaderName", "GET / HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n"},
+        BadRequestCase{"HeaderWithoutColon",
+                       "GET / HTTP/1.1\r\nHost: t\r\nNoColonHere\r\n\r\n"}),
+    [](const ::testing::TestParamInfo<BadRequestCase>& p) { return p.param.name; });
+
+TEST_F(ServerTest, SlowClientIsCutOffWith408) {
+  std::atomic<int> rejected_408{0};
+  ServerOptions o = local_options();
+  o.read_timeout = milliseconds(200);
+  o.on_rejected = [&](int status) {
+    if (status == 408) ++rejected_408;
+  };
+  Server& server = start(std::move(o), hello());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send("GET /slow HTTP/1.1\r\nHost: t\r\n"));  // never finished
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 408);
+  EXPECT_TRUE(s.closed_within(milliseconds(2000)));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(2000));
+  EXPECT_EQ(rejected_408.load(), 1);
+}
+
+TEST_F(ServerTest, TricklingClientIsCutOffAtReadTimeout) {
+  ServerOptions o = local_options();
+  o.read_timeout = milliseconds(200);
+  Server& server = start(std::move(o), hello());
+  RawSocket s(server.port());
+  // One byte every 50 ms keeps the socket busy but the request never completes in time.
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string req = "GET /trickle HTTP/1.1\r\nHost: t\r\n";
+  bool cut = false;
+  for (char c : req) {
+    if (!s.send(std::string_view(&c, 1))) {
+      cut = true;
+      break;
+    }
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  (void)cut;
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 408);
+  EXPECT_TRUE(s.closed_within(milliseconds(2000)));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(2500));
+}
+
+TEST_F(ServerTest, SilentConnectionIsClosedWithoutAnswer) {
+  ServerOptions o = local_options();
+  o.read_timeout = milliseconds(200);
+  Server& server = start(std::move(o), hello());
+  RawSocket s(server.port());
+  EXPECT_TRUE(s.closed_within(milliseconds(2000)));
+  EXPECT_TRUE(s.pending().empty());
+}
+
+TEST_F(ServerTest, IdleKeepAliveConnectionIsClosed) {
+  ServerOptions o = local_options();
+  o.idle_timeout = milliseconds(200);
+  Server& server = start(std::move(o), hello());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/")));
+  ASSERT_TRUE(s.read_response().has_value());
+  EXPECT_TRUE(s.closed_within(milliseconds(2000)));
+}
+
+TEST_F(ServerTest, ConnectionsOverTheLimitGet503) {
+  std::atomic<int> rejected_503{0};
+  ServerOptions o = local_options(1);
+  o.max_connections = 1;
+  o.on_rejected = [&](int status) {
+    if (status == 503) ++rejected_503;
+  };
+  Server& server = start(std::move(o), hello());
+  RawSocket first(server.port());
+  ASSERT_TRUE(first.send(get("/")));
+  ASSERT_TRUE(first.read_response().has_value());  // accepted and counted
+  RawSocket second(server.port());
+  auto r = second.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 503);
+  EXPECT_TRUE(second.closed_within(milliseconds(3000)));
+  EXPECT_EQ(rejected_503.load(), 1);
+  // The first connection is unaffected.
+  ASSERT_TRUE(first.send(get("/")));
+  auto again = first.read_response();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->status, 200);
+}
+
+TEST_F(ServerTest, GracefulShutdownFinishesInFlightRequestsAndRefusesNewOnes) {
+  constexpr int kRequests = 6;
+  std::mutex mu;
+  std::vector<Responder> pending;
+  Server& server = start(local_options(), [&](Request& req, Responder respond) {
+    if (req.path == "/idle") {
+      respond(Response::text(200, "idle"));
+      return;
+    }
+    std::lock_guard lock(mu);
+    pending.push_back(std::move(respond));
+  });
+  const uint16_t port = server.port();
+
+  std::vector<std::unique_ptr<RawSocket>> clients;
+  for (int i = 0; i < kRequests; ++i) {
+    clients.push_back(std::make_unique<RawSocket>(port));
+    ASSERT_TRUE(clients.back()->send(get("/slow")));
+  }
+  RawSocket idle(port);  // an idle keep-alive connection: closed right away by shutdown
+  ASSERT_TRUE(idle.send(get("/idle")));
+  ASSERT_TRUE(idle.read_response().has_value());
+  for (int i = 0; i < 400 && server.inflight() < kRequests; ++i) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_EQ(server.inflight(), static_cast<size_t>(kRequests));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto stopped = std::async(std::launch::async, [&] { server.shutdown(milliseconds(5000)); });
+
+  // New connections are refused once the drain has begun.
+  bool refused = false;
+  for (int i = 0; i < 200 && !refused; ++i) {
+    refused = testing::connect_refused(port);
+    if (!refused) std::this_thread::sleep_for(milliseconds(5));
+  }
+  EXPECT_TRUE(refused);
+  EXPECT_TRUE(idle.closed_within(milliseconds(2000)));
+
+  // The in-flight handlers answer ~200 ms later, from another thread.
+  std::thread responder([&] {
+    std::this_thread::sleep_for(milliseconds(200));
+    std::lock_guard lock(mu);
+    for (auto& r : pending) r(Response::text(200, "done"));
+    pending.clear();
+  });
+  for (auto& c : clients) {
+    auto r = c->read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "done");
+    EXPECT_EQ(r->header("Connection"), "close");
+    EXPECT_TRUE(c->closed_within(milliseconds(2000)));
+  }
+  stopped.get();
+  responder.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(4000));
+  EXPECT_EQ(server.connections(), 0u);
+  EXPECT_EQ(server.inflight(), 0u);
+  EXPECT_TRUE(testing::connect_refused(port));
+}
+
+TEST_F(ServerTest, ShutdownForceClosesAtTheDeadline) {
+  std::mutex mu;
+  std::vector<Responder> pending;
+  Server& server = start(local_options(), [&](Request&, Responder respond) {
+    std::lock_guard lock(mu);
+    pending.push_back(std::move(respond));
+  });
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/never")));
+  for (int i = 0; i < 200 && server.inflight() < 1; ++i) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  server.shutdown(milliseconds(200));
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, milliseconds(150));
+  EXPECT_LT(took, milliseconds(2000));
+  EXPECT_TRUE(s.closed_within(milliseconds(1000)));
+  server.shutdown(milliseconds(200));  // idempotent
+  // A late answer after shutdown is dropped without harm.
+  std::lock_guard lock(mu);
+  for (auto& r : pending) r(Response::text(200, "late"));
+  pending.clear();
+  EXPECT_EQ(server.inflight(), 0u);
+}
+
+TEST_F(ServerTest, ManyConcurrentConnections) {
+  Server& server = start(local_options(), echo());
+  constexpr int kClients = 16;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      RawSocket s(server.port());
+      for (int i = 0; i < 20; ++i) {
+        const std::string target = "/c" + std::to_string(c) + "/" + std::to_string(i);
+        if (!s.send(get(target))) return;
+        auto r = s.read_response();
+        if (r && r->body == "GET " + target + " ") ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), kClients * 20);
+}
+
+TEST(ServerStartTest, FixedPortInUseFails) {
+  Server a(local_options(2), hello());
+  ASSERT_TRUE(a.start().has_value());
+  ServerOptions o = local_options(2);
+  o.port = a.port();
+  Server b(o, hello());
+  auto started = b.start();
+  ASSERT_FALSE(started.has_value());
+  EXPECT_EQ(started.error().code, ErrorCode::kUnavailable);
+}
+
+TEST(ServerStartTest, FixedPortIsUsed) {
+  const uint16_t port = testing::unused_port();
+  ServerOptions o = local_options(2);
+  o.port = port;
+  Server s(o, hello());
+  ASSERT_TRUE(s.start().has_value());
+  EXPECT_EQ(s.port(), port);
+  RawSocket c(port);
+  ASSERT_TRUE(c.send(get("/")));
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST(ServerStartTest, BadAddressIsInvalidArgument) {
+  ServerOptions o = local_options(1);
+  o.address = "not an address";
+  Server s(o, hello());
+  auto started = s.start();
+  ASSERT_FALSE(started.has_value());
+  EXPECT_EQ(started.error().code, ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace prescale::http

@@ -1,0 +1,186 @@
+#include "http/test_util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace prescale::http::testing {
+namespace {
+
+bool iequal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+sockaddr_in loopback(uint16_t port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
+}  // namespace
+
+std::optional<std::string> RawResponse::header(std::string_view name) const {
+  for (const auto& [n, v] : headers) {
+    if (iequal(n, name)) return v;
+  }
+  return std::nullopt;
+}
+
+RawSocket::RawSocket(uint16_t port, std::chrono::milliseconds io_timeout) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd_ < 0) return;
+  timeval tv{};
+  tv.tv_sec = io_timeout.count() / 1000;
+  tv.tv_usec = (io_timeout.count() % 1000) * 1000;
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  sockaddr_in addr = loopback(port);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+RawSocket::~RawSocket() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool RawSocket::send(std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+void RawSocket::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
+bool RawSocket::fill() {
+  char chunk[16384];
+  while (true) {
+    ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
+    if (n > 0) {
+      buf_.append(chunk, static_cast<size_t>(n));
+      return true;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return false;
+  }
+}
+
+std::optional<RawResponse> RawSocket::read_response(bool head) {
+  size_t end;
+  while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
+    if (!fill()) return std::nullopt;
+  }
+  RawResponse r;
+  std::string_view block(buf_.data(), end);
+  size_t line_end = block.find("\r\n");
+  std::string_view status_line = block.substr(0, line_end);
+  if (status_line.size() < 12) return std::nullopt;
+  r.status = std::atoi(std::string(status_line.substr(9, 3)).c_str());
+  std::string_view rest = line_end == std::string_view::npos ? "" : block.substr(line_end + 2);
+  while (!rest.empty()) {
+    size_t e = rest.find("\r\n");
+    std::string_view line = rest.substr(0, e);
+    size_t colon = line.find(':');
+    if (colon != std::string_view::npos) {
+      std::string_view value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+      r.headers.emplace_back(std::string(line.substr(0, colon)), std::string(value));
+    }
+    if (e == std::string_view::npos) break;
+    rest = rest.substr(e + 2);
+  }
+  buf_.erase(0, end + 4);
+  if (head || r.status / 100 == 1 || r.status == 204 || r.status == 304) return r;
+  if (auto cl = r.header("Content-Length")) {
+    const size_t len = std::strtoull(cl->c_str(), nullptr, 10);
+    while (buf_.size() < len) {
+      if (!fill()) return std::nullopt;
+    }
+    r.body = buf_.substr(0, len);
+    buf_.erase(0, len);
+    return r;
+  }
+  if (auto te = r.header("Transfer-Encoding"); te && iequal(*te, "chunked")) {
+    while (true) {
+      size_t le;
+      while ((le = buf_.find("\r\n")) == std::string::npos) {
+        if (!fill()) return std::nullopt;
+      }
+      const size_t size = std::strtoull(buf_.substr(0, le).c_str(), nullptr, 16);
+      while (buf_.size() < le + 2 + size + 2) {
+        if (!fill()) return std::nullopt;
+      }
+      r.body += buf_.substr(le + 2, size);
+      buf_.erase(0, le + 2 + size + 2);
+      if (size == 0) return r;
+    }
+  }
+  while (fill()) {
+  }
+  r.body = std::move(buf_);
+  buf_.clear();
+  return r;
+}
+
+bool RawSocket::closed_within(std::chrono::milliseconds within) {
+  const auto until = std::chrono::steady_clock::now() + within;
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    int rc = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc <= 0) return false;
+    char chunk[4096];
+    ssize_t n = ::recv(fd_, chunk, sizeof(chunk), MSG_DONTWAIT);
+    if (n == 0) return true;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return true;
+  }
+}
+
+bool connect_refused(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = loopback(port);
+  const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  const int err = errno;
+  ::close(fd);
+  return rc != 0 && err == ECONNREFUSED;
+}
+
+uint16_t unused_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = loopback(0);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace prescale::http::testing

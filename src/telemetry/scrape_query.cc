@@ -1,0 +1,184 @@
+#include "telemetry/scrape_query.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <map>
+
+namespace prescale::telemetry {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+bool has_label(const Labels& labels, const std::pair<std::string, std::string>& wanted) {
+  return std::find(labels.begin(), labels.end(), wanted) != labels.end();
+}
+
+bool includes_all(const Labels& labels, const Labels& selector) {
+  return std::all_of(selector.begin(), selector.end(),
+                     [&](const auto& pair) { return has_label(labels, pair); });
+}
+
+// The family that holds samples named `sample_name`: the exact name, or the histogram/summary
+// it is a _bucket, _sum or _count of.
+const ParsedFamily* family_of_sample(std::span<const ParsedFamily> families,
+                                     std::string_view sample_name) {
+  if (const ParsedFamily* f = find_family(families, sample_name)) return f;
+  for (std::string_view suffix : {"_bucket", "_sum", "_count"}) {
+    if (sample_name.size() > suffix.size() && sample_name.ends_with(suffix)) {
+      return find_family(families, sample_name.substr(0, sample_name.size() - suffix.size()));
+    }
+  }
+  return nullptr;
+}
+
+// `le` as written by any client ("0.005", "1", "1e+06", "+Inf").
+std::optional<double> parse_le(const Labels& labels) {
+  for (const auto& [name, value] : labels) {
+    if (name != "le") continue;
+    std::string_view s = value;
+    bool negative = false;
+    if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
+      negative = s[0] == '-';
+      s.remove_prefix(1);
+    }
+    double v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+    return negative ? -v : v;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+const ParsedFamily* find_family(std::span<const ParsedFamily> families, std::string_view name) {
+  for (const ParsedFamily& f : families) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+const ParsedSample* find_sample(std::span<const ParsedFamily> families,
+                                std::string_view sample_name, const Labels& labels) {
+  const ParsedFamily* family = family_of_sample(families, sample_name);
+  if (family == nullptr) return nullptr;
+  for (const ParsedSample& s : family->samples) {
+    if (s.name == sample_name && s.labels.size() == labels.size() &&
+        includes_all(s.labels, labels)) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
+std::optional<double> find_value(std::span<const ParsedFamily> families,
+                                 std::string_view sample_name, const Labels& labels) {
+  const ParsedSample* s = find_sample(families, sample_name, labels);
+  if (s == nullptr) return std::nullopt;
+  return s->value;
+}
+
+double sum_values(std::span<const ParsedFamily> families, std::string_view sample_name,
+                  const Labels& selector) {
+  const ParsedFamily* family = family_of_sample(families, sample_name);
+  if (family == nullptr) return 0;
+  double total = 0;
+  for (const ParsedSample& s : family->samples) {
+    if (s.name == sample_name && includes_all(s.labels, selector)) total += s.value;
+  }
+  return total;
+}
+
+Result<HistogramData> histogram_data(const ParsedFamily& family, const Labels& selector) {
+  if (family.type != MetricType::kHistogram) {
+    return make_error(ErrorCode::kInvalidArgument, "metric " + family.name + " is a " +
+                                                       std::string(to_string(family.type)) +
+                                                       ", not a histogram");
+  }
+  const std::string bucket_name = family.name + "_bucket";
+  const std::string sum_name = family.name + "_sum";
+  const std::string count_name = family.name + "_count";
+  std::map<double, double> by_bound;
+  HistogramData data;
+  for (const ParsedSample& s : family.samples) {
+    if (!includes_all(s.labels, selector)) continue;
+    if (s.name == bucket_name) {
+      // The parser guarantees a float `le` on buckets of a typed histogram.
+      if (std::optional<double> le = parse_le(s.labels); le && !std::isnan(*le)) {
+        by_bound[*le] += s.value;
+      }
+    } else if (s.name == sum_name) {
+      data.sum += s.value;
+    } else if (s.name == count_name) {
+      data.count += s.value;
+    }
+  }
+  data.buckets.assign(by_bound.begin(), by_bound.end());
+  return data;
+}
+
+HistogramData histogram_delta(const HistogramData& later, const HistogramData& earlier) {
+  if (later.count < earlier.count) return later;
+  HistogramData delta;
+  delta.sum = later.sum - earlier.sum;
+  delta.count = later.count - earlier.count;
+  delta.buckets.reserve(later.buckets.size());
+  for (const auto& [le, count] : later.buckets) {
+    double before = 0;
+    for (const auto& [earlier_le, earlier_count] : earlier.buckets) {
+      if (earlier_le == le) before = earlier_count;
+    }
+    if (count < before) return later;
+    delta.buckets.emplace_back(le, count - before);
+  }
+  return delta;
+}
+
+double histogram_quantile(double q, std::vector<std::pair<double, double>> buckets) {
+  if (std::isnan(q)) return kNaN;
+  if (q < 0) return -kInf;
+  if (q > 1) return kInf;
+  if (buckets.empty()) return kNaN;
+  std::sort(buckets.begin(), buckets.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (buckets.back().first != kInf) return kNaN;
+
+  // Merge buckets with the same bound (e.g. "1" and "1.0" from two clients), then force
+  // monotonic counts.
+  std::vector<std::pair<double, double>> merged;
+  for (const auto& b : buckets) {
+    if (!merged.empty() && merged.back().first == b.first) {
+      merged.back().second += b.second;
+    } else {
+      merged.push_back(b);
+    }
+  }
+  for (size_t i = 1; i < merged.size(); ++i) {
+    merged[i].second = std::max(merged[i].second, merged[i - 1].second);
+  }
+  if (merged.size() < 2) return kNaN;
+  double observations = merged.back().second;
+  if (observations == 0) return kNaN;
+
+  double rank = q * observations;
+  // The first bucket (excluding +Inf) whose cumulative count reaches the rank.
+  size_t b = 0;
+  while (b < merged.size() - 1 && merged[b].second < rank) ++b;
+  if (b == merged.size() - 1) return merged[merged.size() - 2].first;
+  if (b == 0 && merged[0].first <= 0) return merged[0].first;
+
+  double bucket_start = 0;
+  double bucket_end = merged[b].first;
+  double count = merged[b].second;
+  if (b > 0) {
+    bucket_start = merged[b - 1].first;
+    count -= merged[b - 1].second;
+    rank -= merged[b - 1].second;
+  }
+  return bucket_start + (bucket_end - bucket_start) * (rank / count);
+}
+
+}  // namespace prescale::telemetry

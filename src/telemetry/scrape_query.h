@@ -1,0 +1,58 @@
+// Reading values out of parsed scrapes (see text_parser.h): find a sample, sum a selection, and
+// histogram quantiles with PromQL's histogram_quantile() semantics, which is how the controller
+// gets a replica's p99 from its latency histogram.
+#pragma once
+
+#include <optional>
+#include <span>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/result.h"
+#include "telemetry/text_parser.h"
+
+namespace prescale::telemetry {
+
+// The family named `name`, or nullptr.
+const ParsedFamily* find_family(std::span<const ParsedFamily> families, std::string_view name);
+
+// The sample named `sample_name` (e.g. "x_count") whose label set is exactly `labels` (in any
+// order), or nullptr.
+const ParsedSample* find_sample(std::span<const ParsedFamily> families,
+                                std::string_view sample_name, const Labels& labels = {});
+std::optional<double> find_value(std::span<const ParsedFamily> families,
+                                 std::string_view sample_name, const Labels& labels = {});
+
+// Sum over the samples named `sample_name` whose labels include every pair in `selector`, like
+// PromQL's sum(name{selector}); 0 when none match.
+double sum_values(std::span<const ParsedFamily> families, std::string_view sample_name,
+                  const Labels& selector = {});
+
+struct HistogramData {
+  // (upper bound `le`, cumulative count), ascending by bound; the last bound is +Inf in a
+  // well-formed histogram.
+  std::vector<std::pair<double, double>> buckets;
+  double sum = 0;
+  double count = 0;
+};
+
+// The histogram of `family` summed over the series whose labels include every pair in
+// `selector` (PromQL's sum by (le)); empty buckets when none match. Fails when `family` is not a
+// histogram.
+Result<HistogramData> histogram_data(const ParsedFamily& family, const Labels& selector = {});
+
+// What was observed between two scrapes of one histogram: `later` minus `earlier`, bucket by
+// bucket. When any count went down (the replica restarted), returns `later` as is, as PromQL's
+// rate() treats a counter reset.
+HistogramData histogram_delta(const HistogramData& later, const HistogramData& earlier);
+
+// The q-quantile (0 <= q <= 1) of (upper bound, cumulative count) buckets, as PromQL's
+// histogram_quantile(): linear interpolation inside the bucket holding the rank, the lower
+// bound of the first bucket taken as 0 (unless its upper bound is <= 0, then that bound); the
+// highest finite bound when the rank falls in +Inf; NaN when there are no observations, fewer
+// than two buckets or no +Inf bucket; -Inf for q < 0 and +Inf for q > 1. Non-monotonic counts
+// (scraped mid-update) are made monotonic first.
+double histogram_quantile(double q, std::vector<std::pair<double, double>> buckets);
+
+}  // namespace prescale::telemetry

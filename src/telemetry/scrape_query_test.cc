@@ -1,0 +1,148 @@
+#include "telemetry/scrape_query.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "telemetry/exposition.h"
+
+namespace prescale::telemetry {
+namespace {
+
+using ::testing::DoubleNear;
+using ::testing::ElementsAre;
+using ::testing::Pair;
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+std::vector<ParsedFamily> parse_ok(std::string_view text) {
+  auto parsed = parse_text(text);
+  EXPECT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  return parsed ? *parsed : std::vector<ParsedFamily>{};
+}
+
+constexpr std::string_view kScrape =
+    "# TYPE prescale_requests_total counter\n"
+    "prescale_requests_total{service=\"a\",code=\"200\"} 90\n"
+    "prescale_requests_total{service=\"a\",code=\"500\"} 10\n"
+    "prescale_requests_total{service=\"b\",code=\"200\"} 5\n"
+    "# TYPE lat_seconds histogram\n"
+    "lat_seconds_bucket{route=\"/x\",le=\"0.1\"} 10\n"
+    "lat_seconds_bucket{route=\"/x\",le=\"0.2\"} 20\n"
+    "lat_seconds_bucket{route=\"/x\",le=\"+Inf\"} 20\n"
+    "lat_seconds_sum{route=\"/x\"} 3\n"
+    "lat_seconds_count{route=\"/x\"} 20\n"
+    "lat_seconds_bucket{route=\"/y\",le=\"0.1\"} 0\n"
+    "lat_seconds_bucket{route=\"/y\",le=\"0.2\"} 0\n"
+    "lat_seconds_bucket{route=\"/y\",le=\"+Inf\"} 20\n"
+    "lat_seconds_sum{route=\"/y\"} 100\n"
+    "lat_seconds_count{route=\"/y\"} 20\n";
+
+TEST(TextParserQuery, FindsSamplesByNameAndExactLabels) {
+  auto families = parse_ok(kScrape);
+  EXPECT_EQ(find_value(families, "prescale_requests_total", {{"code", "500"}, {"service", "a"}}),
+            10);
+  EXPECT_FALSE(find_value(families, "prescale_requests_total", {{"service", "a"}}).has_value());
+  EXPECT_FALSE(find_value(families, "missing").has_value());
+  EXPECT_EQ(find_value(families, "lat_seconds_count", {{"route", "/y"}}), 20);
+  const ParsedSample* s =
+      find_sample(families, "lat_seconds_bucket", {{"route", "/x"}, {"le", "0.2"}});
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->value, 20);
+  EXPECT_EQ(find_family(families, "lat_seconds")->type, MetricType::kHistogram);
+}
+
+TEST(TextParserQuery, SumsSelectedSamples) {
+  auto families = parse_ok(kScrape);
+  EXPECT_EQ(sum_values(families, "prescale_requests_total"), 105);
+  EXPECT_EQ(sum_values(families, "prescale_requests_total", {{"service", "a"}}), 100);
+  EXPECT_EQ(sum_values(families, "prescale_requests_total", {{"code", "500"}}), 10);
+  EXPECT_EQ(sum_values(families, "lat_seconds_sum"), 103);
+  EXPECT_EQ(sum_values(families, "nothing"), 0);
+}
+
+TEST(TextParserQuery, ExtractsHistogramsPerSelectionAndSummed) {
+  auto families = parse_ok(kScrape);
+  const ParsedFamily* lat = find_family(families, "lat_seconds");
+  ASSERT_NE(lat, nullptr);
+  auto x = histogram_data(*lat, {{"route", "/x"}});
+  ASSERT_TRUE(x.has_value());
+  EXPECT_THAT(x->buckets, ElementsAre(Pair(0.1, 10), Pair(0.2, 20), Pair(kInf, 20)));
+  EXPECT_EQ(x->sum, 3);
+  EXPECT_EQ(x->count, 20);
+  auto all = histogram_data(*lat);
+  ASSERT_TRUE(all.has_value());
+  EXPECT_THAT(all->buckets, ElementsAre(Pair(0.1, 10), Pair(0.2, 20), Pair(kInf, 40)));
+  EXPECT_EQ(all->count, 40);
+  auto none = histogram_data(*lat, {{"route", "/z"}});
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->buckets.empty());
+  EXPECT_TRUE(std::isnan(histogram_quantile(0.99, none->buckets)));
+
+  auto not_histogram = histogram_data(*find_family(families, "prescale_requests_total"));
+  ASSERT_FALSE(not_histogram.has_value());
+  EXPECT_EQ(not_histogram.error().message,
+            "metric prescale_requests_total is a counter, not a histogram");
+}
+
+TEST(TextParserQuery, QuantileInterpolatesLikePromQL) {
+  std::vector<std::pair<double, double>> b = {{0.1, 10}, {0.2, 20}, {kInf, 20}};
+  EXPECT_DOUBLE_EQ(histogram_quantile(0.5, b), 0.1);
+  EXPECT_DOUBLE_EQ(histogram_quantile(0.75, b), 0.15);
+  EXPECT_DOUBLE_EQ(histogram_quantile(0.25, b), 0.05);  // first bucket starts at 0
+  EXPECT_DOUBLE_EQ(histogram_quantile(1, b), 0.2);
+  // Unsorted input is sorted first.
+  EXPECT_DOUBLE_EQ(histogram_quantile(0.75, {{kInf, 20}, {0.2, 20}, {0.1, 10}}), 0.15);
+  // A rank in +Inf: the highest finite bound.
+  EXPECT_DOUBLE_EQ(histogram_quantile(0.99, {{0.1, 10}, {0.2, 15}, {kInf, 20}}), 0.2);
+  // A first bucket at or below zero returns its bound.
+  EXPECT_DOUBLE_EQ(histogram_quantile(0.1, {{-1, 5}, {kInf, 10}}), -1);
+  // Non-monotonic counts are forced monotonic: 0.2's count becomes 10.
+  EXPECT_DOUBLE_EQ(histogram_quantile(0.5, {{0.1, 10}, {0.2, 8}, {0.4, 20}, {kInf, 20}}), 0.1);
+  // Duplicate bounds (the same le from two series) are added: 10 of 10 are <= 0.1.
+  EXPECT_DOUBLE_EQ(histogram_quantile(0.5, {{0.1, 5}, {0.1, 5}, {kInf, 10}}), 0.05);
+}
+
+TEST(TextParserQuery, QuantileEdgeCases) {
+  std::vector<std::pair<double, double>> b = {{0.1, 10}, {kInf, 20}};
+  EXPECT_EQ(histogram_quantile(-0.1, b), -kInf);
+  EXPECT_EQ(histogram_quantile(1.1, b), kInf);
+  EXPECT_TRUE(std::isnan(histogram_quantile(std::nan(""), b)));
+  EXPECT_TRUE(std::isnan(histogram_quantile(0.5, {})));
+  EXPECT_TRUE(std::isnan(histogram_quantile(0.5, {{0.1, 10}, {0.2, 20}})));  // no +Inf
+  EXPECT_TRUE(std::isnan(histogram_quantile(0.5, {{kInf, 20}})));            // one bucket
+  EXPECT_TRUE(std::isnan(histogram_quantile(0.5, {{0.1, 0}, {kInf, 0}})));   // no observations
+}
+
+TEST(TextParserQuery, P99OfAnExposedRegistryHistogram) {
+  Registry r;
+  Histogram& h = r.histogram("lat_seconds", "L.").with();
+  for (int i = 0; i < 980; ++i) h.observe(0.003);  // le="0.005"
+  for (int i = 0; i < 20; ++i) h.observe(0.2);     // le="0.25"
+  auto families = parse_ok(expose(r));
+  auto data = histogram_data(*find_family(families, "lat_seconds"));
+  ASSERT_TRUE(data.has_value());
+  EXPECT_EQ(data->count, 1000);
+  // Rank 990 lies halfway through the 20 observations of (0.1, 0.25].
+  EXPECT_THAT(histogram_quantile(0.99, data->buckets), DoubleNear(0.175, 1e-12));
+  EXPECT_THAT(histogram_quantile(0.5, data->buckets),
+              DoubleNear(0.0025 + 0.0025 * 500 / 980, 1e-12));
+}
+
+TEST(TextParserQuery, DeltaBetweenScrapesAndResets) {
+  HistogramData earlier{{{0.1, 10}, {kInf, 12}}, 2.0, 12};
+  HistogramData later{{{0.1, 15}, {kInf, 20}}, 3.5, 20};
+  HistogramData d = histogram_delta(later, earlier);
+  EXPECT_THAT(d.buckets, ElementsAre(Pair(0.1, 5), Pair(kInf, 8)));
+  EXPECT_EQ(d.sum, 1.5);
+  EXPECT_EQ(d.count, 8);
+  HistogramData restarted{{{0.1, 1}, {kInf, 1}}, 0.05, 1};
+  HistogramData r = histogram_delta(restarted, earlier);
+  EXPECT_THAT(r.buckets, ElementsAre(Pair(0.1, 1), Pair(kInf, 1)));
+  EXPECT_EQ(r.count, 1);
+}
+
+}  // namespace
+}  // namespace prescale::telemetry
