@@ -5,14 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cerrno>
-#include <future>
-#include <mutex>
-#include <thread>
-#include <unordered_map>
-#include <unordered_set>
-#include <vector>
-
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -22,6 +14,13 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
+#include <cerrno>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "core/clock.h"
 #include "http/internal/parsers.h"
@@ -133,19 +132,17 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   void connect_and_run(std::unique_ptr<Exchange> ex) {
     begin(std::move(ex), /*reused=*/false);
     if (abort_if_stopping()) return;
-    connecting_ = true;
-    const auto connect_deadline =
-        std::min(ex_->deadline, now() + client_->options.connect_timeout);
+    const auto connect_deadline = std::min(ex_->deadline, now() + client_->options.connect_timeout);
     arm_timer(connect_deadline);
     error_code ec;
     auto address = asio::ip::make_address(ex_->host, ec);
     if (!ec) {
       std::array<tcp::endpoint, 1> endpoints = {tcp::endpoint(address, ex_->port)};
-      asio::async_connect(socket_, endpoints,
-                          [self = shared_from_this(), id = id_](const error_code& e,
-                                                                const tcp::endpoint&) {
-                            self->on_connected(id, e);
-                          });
+      asio::async_connect(
+          socket_, endpoints,
+          [self = shared_from_this(), id = id_](const error_code& e, const tcp::endpoint&) {
+            self->on_connected(id, e);
+          });
       return;
     }
     resolver_.async_resolve(
@@ -155,9 +152,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
           if (id != self->id_ || !self->ex_) return;
           if (e) {
             self->finish_error(self->timed_out_ ? ErrorCode::kTimeout : ErrorCode::kUnavailable,
-                               self->timed_out_ ? "connect timed out"
-                                                : "cannot resolve " + self->ex_->host + ": " +
-                                                      e.message(),
+                               self->timed_out_
+                                   ? "connect timed out"
+                                   : "cannot resolve " + self->ex_->host + ": " + e.message(),
                                false);
             return;
           }
@@ -190,7 +187,6 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     ++id_;
     reused_ = reused;
     timed_out_ = false;
-    connecting_ = false;
     got_response_bytes_ = false;
     resp_ = Response();
   }
@@ -219,7 +215,6 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
 
   void on_connected(uint64_t id, const error_code& ec) {
     if (id != id_ || !ex_) return;
-    connecting_ = false;
     if (ec) {
       if (timed_out_) {
         finish_error(ErrorCode::kTimeout, "connect to " + ex_->key + " timed out", false);
@@ -234,7 +229,8 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     client_->opened.fetch_add(1, std::memory_order_relaxed);
     error_code ignored;
     socket_.set_option(tcp::no_delay(true), ignored);
-    arm_timer(ex_->deadline);  // from here the request timeout alone applies
+    socket_.non_blocking(true, ignored);  // reads are attempted directly on readiness
+    arm_timer(ex_->deadline);             // from here the request timeout alone applies
     send();
   }
 
@@ -253,23 +249,24 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     if (auto c = ex_->req.headers.get("Connection"); c && internal::has_token(*c, "close")) {
       expect_close_ = true;
     }
-    std::array<asio::const_buffer, 2> buffers = {asio::buffer(out_),
-                                                 asio::buffer(ex_->req.body)};
+    buffer_.clear();
+    start_parser();
+    write_done_ = false;
+    peer_eof_ = false;
+    std::array<asio::const_buffer, 2> buffers = {asio::buffer(out_), asio::buffer(ex_->req.body)};
     asio::async_write(socket_, buffers,
                       [self = shared_from_this(), id = id_](const error_code& ec, size_t n) {
                         self->on_written(id, ec, n);
                       });
+    // Watch for the response from now on (not from the write's completion): readiness that
+    // arrived with nothing waiting for it would be lost with the edge-triggered reactor.
+    arm_wait();
   }
 
   void on_written(uint64_t id, const error_code& ec, size_t n) {
     if (id != id_ || !ex_) return;
-    if (ec) {
-      fail_io(ec, /*nothing_sent=*/n == 0);
-      return;
-    }
-    buffer_.clear();
-    start_parser();
-    read_response();
+    write_done_ = true;
+    if (ec) fail_io(ec, /*nothing_sent=*/n == 0);
   }
 
   void start_parser() {
@@ -280,45 +277,39 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     if (ex_->req.method == Method::kHead) parser_->skip(true);
   }
 
-  void read_response() {
-    while (buffer_.size() > 0) {
-      got_response_bytes_ = true;
-      error_code ec;
-      const size_t used = parser_->put(buffer_.data(), ec);
-      buffer_.consume(used);
-      if (ec && ec != boost::beast::http::error::need_more) {
-        if (ec == boost::beast::http::error::body_limit) {
-          finish_error(ErrorCode::kOutOfRange, "response body from " + ex_->key +
-                                                   " exceeds max_response_body_bytes",
-                       false);
-        } else {
-          finish_error(ErrorCode::kUnavailable,
-                       "malformed response from " + ex_->key + ": " + ec.message(), false);
-        }
-        return;
-      }
-      if (parser_->is_done()) {
-        if (resp_.status / 100 == 1 && resp_.status != 101) {
-          resp_ = Response();  // interim (e.g. 100 Continue): the real response follows
-          start_parser();
-          continue;
-        }
-        finish_ok();
-        return;
-      }
-      if (used == 0) break;
-    }
-    socket_.async_read_some(buffer_.prepare(kReadChunkBytes),
-                            [self = shared_from_this(), id = id_](const error_code& ec,
-                                                                  size_t n) {
-                              self->on_read(id, ec, n);
-                            });
+  // Readiness-based reading, as in the server: no speculative recv() per response.
+  void arm_wait() {
+    socket_.async_wait(
+        tcp::socket::wait_read,
+        [self = shared_from_this(), id = id_](const error_code& ec) { self->on_readable(id, ec); });
   }
 
-  void on_read(uint64_t id, const error_code& ec, size_t n) {
+  void on_readable(uint64_t id, const error_code& ec) {
     if (id != id_ || !ex_) return;
     if (ec) {
-      if (ec == asio::error::eof && parser_->got_some()) {
+      fail_io(ec, /*nothing_sent=*/false);
+      return;
+    }
+    // Read until drained: a short read means the socket is empty and new data raises a new
+    // readiness edge.
+    while (true) {
+      error_code rec;
+      const size_t n = socket_.read_some(buffer_.prepare(kReadChunkBytes), rec);
+      if (rec == asio::error::would_block || rec == asio::error::try_again) break;
+      if (rec == asio::error::eof) {
+        peer_eof_ = true;
+        break;
+      }
+      if (rec) {
+        fail_io(rec, /*nothing_sent=*/false);
+        return;
+      }
+      buffer_.commit(n);
+      if (n < kReadChunkBytes) break;
+    }
+    if (!parse_response()) return;
+    if (peer_eof_) {
+      if (parser_->got_some()) {
         // A body delimited by the end of the connection ends here.
         error_code e;
         parser_->put_eof(e);
@@ -328,11 +319,42 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
           return;
         }
       }
-      fail_io(ec, /*nothing_sent=*/false);
+      fail_io(asio::error::eof, /*nothing_sent=*/false);
       return;
     }
-    buffer_.commit(n);
-    read_response();
+    arm_wait();
+  }
+
+  // Feeds the buffer to the parser; false when the exchange finished (either way).
+  bool parse_response() {
+    while (buffer_.size() > 0) {
+      got_response_bytes_ = true;
+      error_code ec;
+      const size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec && ec != boost::beast::http::error::need_more) {
+        if (ec == boost::beast::http::error::body_limit) {
+          finish_error(ErrorCode::kOutOfRange,
+                       "response body from " + ex_->key + " exceeds max_response_body_bytes",
+                       false);
+        } else {
+          finish_error(ErrorCode::kUnavailable,
+                       "malformed response from " + ex_->key + ": " + ec.message(), false);
+        }
+        return false;
+      }
+      if (parser_->is_done()) {
+        if (resp_.status / 100 == 1 && resp_.status != 101) {
+          resp_ = Response();  // interim (e.g. 100 Continue): the real response follows
+          start_parser();
+          continue;
+        }
+        finish_ok();
+        return false;
+      }
+      if (used == 0) break;
+    }
+    return true;
   }
 
   void fail_io(const error_code& ec, bool nothing_sent) {
@@ -346,10 +368,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     }
     // A reused connection the server had already closed: retry once on a fresh one if the
     // server cannot have acted on the request.
-    const bool retry = reused_ && !got_response_bytes_ &&
-                       (nothing_sent || idempotent(ex_->req.method));
-    finish_error(ErrorCode::kUnavailable,
-                 "connection to " + ex_->key + " failed: " + ec.message(), retry);
+    const bool retry =
+        reused_ && !got_response_bytes_ && (nothing_sent || idempotent(ex_->req.method));
+    finish_error(ErrorCode::kUnavailable, "connection to " + ex_->key + " failed: " + ec.message(),
+                 retry);
   }
 
   void finish_ok() {
@@ -357,8 +379,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     auto ex = std::move(ex_);
     ++id_;
     Response resp = std::move(resp_);
+    // An early response (before the request was fully written) leaves the stream unusable.
     const bool reusable = parser_->keep_alive() && !expect_close_ && buffer_.size() == 0 &&
-                          !cancelled_ && resp.status != 101;
+                          !cancelled_ && write_done_ && resp.status != 101;
     if (reusable) {
       client_->release(shared_from_this());
     } else {
@@ -399,9 +422,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   bool reused_ = false;
   bool timed_out_ = false;
   bool cancelled_ = false;
-  bool connecting_ = false;
   bool got_response_bytes_ = false;
   bool expect_close_ = false;
+  bool write_done_ = false;
+  bool peer_eof_ = false;
 };
 
 ClientCore::ClientCore(ClientOptions o) : options(std::move(o)) {

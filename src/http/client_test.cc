@@ -1,6 +1,7 @@
 #include "http/client.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,8 +13,6 @@
 #include <mutex>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "http/server.h"
 
@@ -289,8 +288,9 @@ TEST(ClientTest, ChunkedAndCloseDelimitedResponses) {
   ScriptedServer server([](int fd, int index) {
     if (!ScriptedServer::read_request(fd)) return;
     if (index == 0) {
-      ScriptedServer::write(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+      ScriptedServer::write(fd,
+                            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
       if (!ScriptedServer::read_request(fd)) return;
     }
     // No framing: the body runs until the server closes.

@@ -31,8 +31,7 @@ class RecordingSax : public nlohmann::detail::json_sax_dom_parser<json> {
   }
 
   template <class Exception>
-  bool parse_error(std::size_t position, const std::string& /*last_token*/,
-                   const Exception& ex) {
+  bool parse_error(std::size_t position, const std::string& /*last_token*/, const Exception& ex) {
     failed_ = true;
     // `position` counts the bytes read including the offending one.
     offset_ = position > 0 ? position - 1 : 0;

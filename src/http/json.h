@@ -5,9 +5,8 @@
 // All functions are thread-safe (no shared state) and never throw on bad input.
 #pragma once
 
-#include <string_view>
-
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "core/result.h"
 #include "http/message.h"

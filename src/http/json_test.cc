@@ -1,8 +1,8 @@
 #include "http/json.h"
 
-#include <string>
-
 #include <gtest/gtest.h>
+
+#include <string>
 
 namespace prescale::http {
 namespace {
@@ -42,8 +42,7 @@ TEST(JsonTest, RejectsExcessiveNesting) {
   deep += std::string(kMaxJsonDepth + 1, ']');
   auto r = parse_json(deep);
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message.find("at byte " + std::to_string(kMaxJsonDepth)),
-            std::string::npos)
+  EXPECT_NE(r.error().message.find("at byte " + std::to_string(kMaxJsonDepth)), std::string::npos)
       << r.error().message;
   std::string ok(kMaxJsonDepth, '[');
   ok += std::string(kMaxJsonDepth, ']');
@@ -67,8 +66,8 @@ TEST(JsonTest, ErrorResponseShape) {
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(r.headers.get("Content-Type"), "application/json");
   auto body = nlohmann::json::parse(r.body);
-  EXPECT_EQ(body, (nlohmann::json{{"error", {{"code", "not_found"},
-                                             {"message", "no \"such\" thing"}}}}));
+  EXPECT_EQ(body,
+            (nlohmann::json{{"error", {{"code", "not_found"}, {"message", "no \"such\" thing"}}}}));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "http/internal/wire.h"
 #include "http/json.h"
 
 namespace prescale::http {
@@ -23,30 +24,6 @@ size_t method_index(Method m) { return static_cast<size_t>(m); }
 bool is_name_char(char c, bool first) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
          (!first && c >= '0' && c <= '9');
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Percent-decoding of a path segment; malformed escapes are kept verbatim.
-std::string percent_decode(std::string_view s) {
-  if (s.find('%') == std::string_view::npos) return std::string(s);
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
-        hex_value(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
 }
 
 [[noreturn]] void reject(const std::string& pattern, const std::string& why) {
@@ -89,7 +66,6 @@ struct Router::Node {
   static const Route* match(const Node* node, size_t i, MatchState& st);
   static const Route* match_at_leaf(const Node* node, MatchState& st);
 };
-
 
 Router::Router() : root_(std::make_unique<Node>()) {}
 Router::~Router() = default;
@@ -247,9 +223,9 @@ void Router::dispatch(Request& req, Responder respond) const {
     if (st.allow_mask == 0) {
       respond(error_response(404, "not_found", "no route for " + std::string(path)));
     } else {
-      Response r = error_response(405, "method_not_allowed",
-                                  "method " + req.method_name + " not allowed for " +
-                                      std::string(path));
+      Response r =
+          error_response(405, "method_not_allowed",
+                         "method " + req.method_name + " not allowed for " + std::string(path));
       r.headers.set("Allow", allow_header(st.allow_mask));
       respond(std::move(r));
     }
@@ -257,7 +233,8 @@ void Router::dispatch(Request& req, Responder respond) const {
   }
 
   for (size_t k = 0; k < route->param_names.size() && k < st.captured.size(); ++k) {
-    req.path_params.emplace_back(route->param_names[k], percent_decode(st.captured[k]));
+    req.path_params.emplace_back(route->param_names[k],
+                                 internal::percent_decode(st.captured[k], false));
   }
   req.route = route->pattern;
   route->handler(req, std::move(respond));

@@ -1,9 +1,9 @@
 #include "http/router.h"
 
-#include <stdexcept>
-
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 namespace prescale::http {
 namespace {
@@ -154,9 +154,8 @@ TEST(RouterTest, OtherMethodOnKnownPathIs405) {
 TEST(RouterTest, RejectsInvalidPatternsAtAdd) {
   Router r;
   const char* bad[] = {
-      "",             "no-slash",      "/a//b",       "/a/",        "/{}",
-      "/{1abc}",      "/{a-b}",        "/x{id}",      "/{id}x",     "/{id",
-      "/a}",          "/{p...}/more",  "/{id}/{id}",  "/{...}",
+      "",       "no-slash", "/a//b", "/a/", "/{}",          "/{1abc}",    "/{a-b}",
+      "/x{id}", "/{id}x",   "/{id",  "/a}", "/{p...}/more", "/{id}/{id}", "/{...}",
   };
   for (const char* p : bad) {
     EXPECT_THROW(r.add(Method::kGet, p, answer("x")), std::invalid_argument) << p;

@@ -1,7 +1,8 @@
 #include "http/server.h"
 
-#include <algorithm>
 #include <sys/socket.h>
+
+#include <algorithm>
 
 #include "http/internal/server_internal.h"
 
@@ -224,21 +225,19 @@ Result<void> Server::start() {
   if (!shared.handler) return make_error(ErrorCode::kInvalidArgument, "server has no handler");
 
   boost::system::error_code ec;
-  auto address = boost::asio::ip::make_address(opts.address == "localhost" ? "127.0.0.1"
-                                                                           : opts.address,
-                                               ec);
+  auto address =
+      boost::asio::ip::make_address(opts.address == "localhost" ? "127.0.0.1" : opts.address, ec);
   if (ec) {
-    return make_error(ErrorCode::kInvalidArgument, "invalid listen address '" + opts.address +
-                                                       "' (an IP literal is required)");
+    return make_error(ErrorCode::kInvalidArgument,
+                      "invalid listen address '" + opts.address + "' (an IP literal is required)");
   }
 
-  const auto shortest =
-      std::min({opts.read_timeout, opts.idle_timeout, opts.write_timeout});
+  const auto shortest = std::min({opts.read_timeout, opts.idle_timeout, opts.write_timeout});
   shared.sweep_period = std::clamp<Clock::Duration>(shortest / 8, std::chrono::milliseconds(5),
                                                     std::chrono::milliseconds(250));
 
-  int threads = opts.threads > 0 ? opts.threads
-                                 : static_cast<int>(std::thread::hardware_concurrency());
+  int threads =
+      opts.threads > 0 ? opts.threads : static_cast<int>(std::thread::hardware_concurrency());
   threads = std::max(threads, 1);
   auto& workers = impl_->workers;
   for (int i = 0; i < threads; ++i) {
@@ -264,8 +263,7 @@ Result<void> Server::start() {
   if (ec) {
     workers.clear();
     return make_error(ErrorCode::kUnavailable, "cannot listen on " + opts.address + ":" +
-                                                   std::to_string(opts.port) + ": " +
-                                                   ec.message());
+                                                   std::to_string(opts.port) + ": " + ec.message());
   }
   impl_->port = workers[0]->local_port();
   endpoint.port(impl_->port);

@@ -1,13 +1,13 @@
 #include "http/server.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <future>
 #include <mutex>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "http/test_util.h"
 
@@ -37,8 +37,7 @@ ServerOptions local_options(int threads = 2) {
 }
 
 std::string get(std::string_view target, std::string_view extra = "") {
-  return "GET " + std::string(target) + " HTTP/1.1\r\nHost: test\r\n" + std::string(extra) +
-         "\r\n";
+  return "GET " + std::string(target) + " HTTP/1.1\r\nHost: test\r\n" + std::string(extra) + "\r\n";
 }
 
 class ServerTest : public ::testing::Test {
@@ -87,8 +86,9 @@ TEST_F(ServerTest, PipelinedRequestsAreAnsweredInOrder) {
 TEST_F(ServerTest, ChunkedRequestBodyIsDecoded) {
   Server& server = start(local_options(), echo());
   RawSocket s(server.port());
-  ASSERT_TRUE(s.send("POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n"));
+  ASSERT_TRUE(
+      s.send("POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n"));
   auto r = s.read_response();
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->body, "POST /c abcde");
@@ -142,7 +142,7 @@ TEST_F(ServerTest, HandlerHeadersAreKeptFramingIsOurs) {
   Server& server = start(local_options(), [](Request&, Responder respond) {
     Response r = Response::text(201, "abc");
     r.headers.add("X-Custom", "v");
-    r.headers.add("Content-Length", "999");  // ignored: the server frames the body
+    r.headers.add("Content-Length", "999");        // ignored: the server frames the body
     r.headers.add("X-Bad", "a\r\nInjected: yes");  // dropped: would split the response
     respond(std::move(r));
   });
@@ -192,9 +192,8 @@ TEST_F(ServerTest, DroppedResponderAnswers500) {
 }
 
 TEST_F(ServerTest, ThrowingHandlerAnswers500) {
-  Server& server = start(local_options(), [](Request&, Responder) {
-    throw std::runtime_error("boom");
-  });
+  Server& server =
+      start(local_options(), [](Request&, Responder) { throw std::runtime_error("boom"); });
   RawSocket s(server.port());
   ASSERT_TRUE(s.send(get("/")));
   auto r = s.read_response();
@@ -205,8 +204,9 @@ TEST_F(ServerTest, ThrowingHandlerAnswers500) {
 TEST_F(ServerTest, ExpectContinueGets100BeforeTheBody) {
   Server& server = start(local_options(), echo());
   RawSocket s(server.port());
-  ASSERT_TRUE(s.send("POST /u HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
-                     "Expect: 100-continue\r\n\r\n"));
+  ASSERT_TRUE(
+      s.send("POST /u HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+             "Expect: 100-continue\r\n\r\n"));
   auto interim = s.read_response();
   ASSERT_TRUE(interim.has_value());
   EXPECT_EQ(interim->status, 100);
@@ -324,8 +324,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequestCase{"DuplicateContentLength",
                        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
                        "Content-Length: 5\r\n\r\nhello"},
-        BadRequestCase{"ContentLengthList", "POST / HTTP/1.1\r\nHost: t\r\n"
-                                            "Content-Length: 5, 6\r\n\r\nhello!"},
+        BadRequestCase{"ContentLengthList",
+                       "POST / HTTP/1.1\r\nHost: t\r\n"
+                       "Content-Length: 5, 6\r\n\r\nhello!"},
         BadRequestCase{"NegativeContentLength",
                        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n"},
         BadRequestCase{"TransferEncodingNotChunked",
@@ -343,12 +344,11 @@ INSTANTIATE_TEST_SUITE_P(
                        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                        "5\r\nhelloXX0\r\n\r\n"},
         BadRequestCase{"GarbageRequestLine", "HELLO THERE\r\n\r\n"},
-        BadRequestCase{"BinaryGarbage", std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\r\n\r\n",
-                                                    13)},
+        BadRequestCase{"BinaryGarbage",
+                       std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\r\n\r\n", 13)},
         BadRequestCase{"BadVersion", "GET / HTTP/9.9\r\nHost: t\r\n\r\n"},
         BadRequestCase{"SpaceInHeaderName", "GET / HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n"},
-        BadRequestCase{"HeaderWithoutColon",
-                       "GET / HTTP/1.1\r\nHost: t\r\nNoColonHere\r\n\r\n"}),
+        BadRequestCase{"HeaderWithoutColon", "GET / HTTP/1.1\r\nHost: t\r\nNoColonHere\r\n\r\n"}),
     [](const ::testing::TestParamInfo<BadRequestCase>& p) { return p.param.name; });
 
 TEST_F(ServerTest, SlowClientIsCutOffWith408) {

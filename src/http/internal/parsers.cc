@@ -1,7 +1,6 @@
 #include "http/internal/parsers.h"
 
 #include <algorithm>
-
 #include <boost/beast/http/error.hpp>
 
 #include "http/internal/wire.h"
@@ -15,9 +14,8 @@ constexpr std::uint64_t kMaxBodyReserve = 1024 * 1024;
 
 }  // namespace
 
-void RequestParser::on_request_impl(beast_http::verb /*method*/, bsv method_str,
-                                    bsv target, int version,
-                                    boost::beast::error_code& /*ec*/) {
+void RequestParser::on_request_impl(beast_http::verb /*method*/, bsv method_str, bsv target,
+                                    int version, boost::beast::error_code& /*ec*/) {
   req_.method_name.assign(method_str);
   req_.method = method_from_string(method_str);
   req_.target.assign(target);
@@ -29,8 +27,8 @@ void RequestParser::on_response_impl(int, bsv, int, boost::beast::error_code& ec
   ec = beast_http::error::bad_method;  // unreachable for a request parser
 }
 
-void RequestParser::on_field_impl(beast_http::field name, bsv name_string,
-                                  bsv value, boost::beast::error_code& ec) {
+void RequestParser::on_field_impl(beast_http::field name, bsv name_string, bsv value,
+                                  boost::beast::error_code& ec) {
   // Request smuggling defences (RFC 9112 section 6.3): one unambiguous framing or none.
   if (name == beast_http::field::content_length) {
     if (saw_content_length_ || saw_transfer_encoding_) {
@@ -64,8 +62,7 @@ std::size_t RequestParser::on_body_impl(bsv body, boost::beast::error_code& /*ec
   return body.size();
 }
 
-void RequestParser::on_chunk_header_impl(std::uint64_t, bsv,
-                                         boost::beast::error_code& /*ec*/) {}
+void RequestParser::on_chunk_header_impl(std::uint64_t, bsv, boost::beast::error_code& /*ec*/) {}
 
 std::size_t RequestParser::on_chunk_body_impl(std::uint64_t, bsv body,
                                               boost::beast::error_code& /*ec*/) {
@@ -85,8 +82,8 @@ void ResponseParser::on_response_impl(int code, bsv /*reason*/, int /*version*/,
   resp_.status = code;
 }
 
-void ResponseParser::on_field_impl(beast_http::field /*name*/, bsv name_string,
-                                   bsv value, boost::beast::error_code& /*ec*/) {
+void ResponseParser::on_field_impl(beast_http::field /*name*/, bsv name_string, bsv value,
+                                   boost::beast::error_code& /*ec*/) {
   resp_.headers.add(std::string(name_string), std::string(value));
 }
 
@@ -104,11 +101,9 @@ std::size_t ResponseParser::on_body_impl(bsv body, boost::beast::error_code&) {
   return body.size();
 }
 
-void ResponseParser::on_chunk_header_impl(std::uint64_t, bsv,
-                                          boost::beast::error_code&) {}
+void ResponseParser::on_chunk_header_impl(std::uint64_t, bsv, boost::beast::error_code&) {}
 
-std::size_t ResponseParser::on_chunk_body_impl(std::uint64_t, bsv body,
-                                               boost::beast::error_code&) {
+std::size_t ResponseParser::on_chunk_body_impl(std::uint64_t, bsv body, boost::beast::error_code&) {
   resp_.body.append(body);
   return body.size();
 }

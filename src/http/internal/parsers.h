@@ -4,10 +4,9 @@
 // may include this header.
 #pragma once
 
+#include <boost/beast/http/basic_parser.hpp>
 #include <cstdint>
 #include <string_view>
-
-#include <boost/beast/http/basic_parser.hpp>
 
 #include "http/message.h"
 
@@ -28,13 +27,11 @@ class RequestParser final : public beast_http::basic_parser<true> {
   bool expect_continue() const { return expect_continue_; }
 
  private:
-  void on_request_impl(beast_http::verb method, bsv method_str,
-                       bsv target, int version,
+  void on_request_impl(beast_http::verb method, bsv method_str, bsv target, int version,
                        boost::beast::error_code& ec) override;
-  void on_response_impl(int code, bsv reason, int version,
-                        boost::beast::error_code& ec) override;
-  void on_field_impl(beast_http::field name, bsv name_string,
-                     bsv value, boost::beast::error_code& ec) override;
+  void on_response_impl(int code, bsv reason, int version, boost::beast::error_code& ec) override;
+  void on_field_impl(beast_http::field name, bsv name_string, bsv value,
+                     boost::beast::error_code& ec) override;
   void on_header_impl(boost::beast::error_code& ec) override;
   void on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
                          boost::beast::error_code& ec) override;
@@ -58,13 +55,11 @@ class ResponseParser final : public beast_http::basic_parser<false> {
   explicit ResponseParser(Response& resp) : resp_(resp) {}
 
  private:
-  void on_request_impl(beast_http::verb method, bsv method_str,
-                       bsv target, int version,
+  void on_request_impl(beast_http::verb method, bsv method_str, bsv target, int version,
                        boost::beast::error_code& ec) override;
-  void on_response_impl(int code, bsv reason, int version,
-                        boost::beast::error_code& ec) override;
-  void on_field_impl(beast_http::field name, bsv name_string,
-                     bsv value, boost::beast::error_code& ec) override;
+  void on_response_impl(int code, bsv reason, int version, boost::beast::error_code& ec) override;
+  void on_field_impl(beast_http::field name, bsv name_string, bsv value,
+                     boost::beast::error_code& ec) override;
   void on_header_impl(boost::beast::error_code& ec) override;
   void on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
                          boost::beast::error_code& ec) override;

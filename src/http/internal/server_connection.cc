@@ -7,10 +7,9 @@
 // Timeouts are enforced by Worker::sweep() calling on_sweep().
 #include <algorithm>
 #include <array>
-#include <exception>
-
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
+#include <exception>
 
 #include "http/internal/server_internal.h"
 #include "http/internal/wire.h"
@@ -26,6 +25,8 @@ constexpr size_t kMaxRetainedBodyBytes = 64 * 1024;
 constexpr Clock::Duration kLingerTime = std::chrono::seconds(1);
 // Bodies this small are copied behind the header block so the response is one buffer.
 constexpr size_t kInlineBodyBytes = 2048;
+// Responses written synchronously back to back (pipelining) before yielding to the scheduler.
+constexpr int kMaxSyncWriteDepth = 8;
 
 Clock::TimePoint now() { return Clock::real().now(); }
 
@@ -34,12 +35,28 @@ Response rejection(int status) {
   std::string_view code = "bad_request";
   std::string_view message = "malformed request";
   switch (status) {
-    case 408: code = "request_timeout"; message = "request not received in time"; break;
-    case 413: code = "body_too_large"; message = "request body exceeds the limit"; break;
-    case 431: code = "header_too_large"; message = "request header exceeds the limit"; break;
-    case 500: code = "internal"; message = "the handler did not respond"; break;
-    case 503: code = "unavailable"; message = "too many connections"; break;
-    default: break;
+    case 408:
+      code = "request_timeout";
+      message = "request not received in time";
+      break;
+    case 413:
+      code = "body_too_large";
+      message = "request body exceeds the limit";
+      break;
+    case 431:
+      code = "header_too_large";
+      message = "request header exceeds the limit";
+      break;
+    case 500:
+      code = "internal";
+      message = "the handler did not respond";
+      break;
+    case 503:
+      code = "unavailable";
+      message = "too many connections";
+      break;
+    default:
+      break;
   }
   std::string body = R"({"error":{"code":")";
   body += code;
@@ -102,8 +119,8 @@ Connection::~Connection() {
 void Connection::reset_parser() {
   parser_.emplace(req_);
   parser_->eager(true);
-  parser_->header_limit(static_cast<std::uint32_t>(
-      std::min<size_t>(shared_.options.max_header_bytes, UINT32_MAX)));
+  parser_->header_limit(
+      static_cast<std::uint32_t>(std::min<size_t>(shared_.options.max_header_bytes, UINT32_MAX)));
   parser_->body_limit(static_cast<std::uint64_t>(shared_.options.max_body_bytes));
   continue_sent_ = false;
 }
@@ -112,10 +129,14 @@ void Connection::start() {
   boost::system::error_code ec;
   auto remote = socket_.remote_endpoint(ec);
   if (!ec) req_.remote_address = remote.address().to_string();
+  socket_.non_blocking(true, ec);  // reads and writes are attempted directly, never blocking
   state_ = State::kIdle;
   deadline_ = now() + shared_.options.read_timeout;
   reset_parser();
-  read_more();
+  // The request often arrived with the connection, possibly before the socket was watched:
+  // read at once, then wait for readiness.
+  read_paused_ = true;
+  arm_read();
 }
 
 void Connection::start_rejected(int status) {
@@ -123,46 +144,102 @@ void Connection::start_rejected(int status) {
   fail(status);
 }
 
-void Connection::read_more() {
+size_t Connection::read_cap() const {
   // Unparsed bytes are at most an incomplete header or chunk header (the parser consumes
-  // everything else), so more than this means the peer is not speaking HTTP we accept.
-  const size_t cap = shared_.options.max_header_bytes + kReadChunkBytes;
-  if (state_ != State::kLingering && buffer_.size() >= cap) {
-    fail(parser_ && parser_->is_header_done() ? 400 : 431);
-    return;
-  }
-  read_pending_ = true;
-  socket_.async_read_some(buffer_.prepare(kReadChunkBytes),
-                          [self = shared_from_this()](const boost::system::error_code& ec,
-                                                      size_t n) { self->on_read(ec, n); });
+  // everything else), or pipelined requests waiting for their turn.
+  return shared_.options.max_header_bytes + kReadChunkBytes;
 }
 
-void Connection::on_read(const boost::system::error_code& ec, size_t n) {
-  read_pending_ = false;
+// Reading is readiness-based: a wait for "readable" is kept armed whenever the connection may
+// receive, and on readiness the socket is read until it is drained (a short read). Unlike
+// asio's async_read_some this costs no speculative recv() that fails with EAGAIN on every
+// request. Invariant: on return to the event loop either a wait is armed, or reading is paused
+// (read_paused_; resumed with an immediate read), or the peer finished sending, or the
+// connection is closed.
+void Connection::arm_read() {
+  if (wait_pending_ || peer_eof_ || state_ == State::kClosed) return;
+  if (state_ != State::kLingering && buffer_.size() >= read_cap()) {
+    read_paused_ = true;  // TCP flow control holds the client back meanwhile
+    return;
+  }
+  wait_pending_ = true;
+  if (read_paused_) {
+    // Data may have arrived while paused without a readiness edge we could see: read now.
+    read_paused_ = false;
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this()] { self->on_readable(boost::system::error_code()); });
+    return;
+  }
+  socket_.async_wait(
+      tcp::socket::wait_read,
+      [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
+}
+
+bool Connection::read_available() {
+  while (true) {
+    if (state_ != State::kLingering && buffer_.size() >= read_cap()) {
+      read_paused_ = true;
+      return true;
+    }
+    boost::system::error_code ec;
+    const size_t n = socket_.read_some(buffer_.prepare(kReadChunkBytes), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return true;
+    if (ec == asio::error::eof) {
+      peer_eof_ = true;
+      return true;
+    }
+    if (ec) {
+      close();  // reset: nothing can be answered any more
+      return false;
+    }
+    buffer_.commit(n);
+    if (state_ == State::kLingering || error_close_) buffer_.clear();
+    if (n < kReadChunkBytes) return true;  // drained; new data raises a new readiness edge
+  }
+}
+
+void Connection::on_readable(const boost::system::error_code& ec) {
+  wait_pending_ = false;
   if (state_ == State::kClosed) return;
   if (ec) {
-    // EOF or reset: nothing to answer to (a partial request cannot be completed).
     close();
     return;
   }
-  buffer_.commit(n);
-  if (state_ == State::kLingering) {
-    buffer_.clear();
-    read_more();
-    return;
+  if (!read_available()) return;
+  switch (state_) {
+    case State::kIdle:
+    case State::kReading:
+      if (write_pending_) {  // "100 Continue" is on its way; its completion parses
+        arm_read();
+        return;
+      }
+      parse();
+      return;
+    case State::kLingering:
+      if (peer_eof_) {
+        close();
+        return;
+      }
+      arm_read();
+      return;
+    case State::kHandling:
+    case State::kWriting:
+      // Pipelined bytes wait in the buffer until the response is out.
+      arm_read();
+      return;
+    case State::kClosed:
+      return;
   }
-  if (state_ == State::kWriting) {
-    // An error answer is being written; what the client sends now is discarded.
-    buffer_.clear();
-    return;
-  }
-  parse();
 }
 
 void Connection::parse() {
   while (true) {
     if (buffer_.size() == 0) {
-      read_more();
+      if (peer_eof_) {
+        close();  // the client is done sending; nothing to answer
+        return;
+      }
+      arm_read();
       return;
     }
     if (state_ == State::kIdle) {
@@ -186,7 +263,15 @@ void Connection::parse() {
       return;
     }
     if (used == 0) {
-      read_more();
+      if (peer_eof_) {
+        close();  // an incomplete request that will never be completed
+        return;
+      }
+      if (buffer_.size() >= read_cap()) {
+        fail(parser_->is_header_done() ? 400 : 431);
+        return;
+      }
+      arm_read();
       return;
     }
   }
@@ -206,6 +291,7 @@ void Connection::write_continue() {
                       }
                       self->parse();
                     });
+  arm_read();
 }
 
 void Connection::dispatch() {
@@ -214,6 +300,7 @@ void Connection::dispatch() {
   keep_alive_ = parser_->keep_alive() && !draining_;
   is_head_ = req_.method == Method::kHead;
   ++seq_;
+  arm_read();  // see arm_read(): watch the socket while the handler works
   worker_->inflight().fetch_add(1, std::memory_order_relaxed);
   in_handler_ = true;
   have_response_ = false;
@@ -231,8 +318,8 @@ void Connection::deliver(uint64_t seq, Response&& response) {
     on_response(seq, std::move(response));
     return;
   }
-  const bool posted = worker_->post_if_running(
-      [self = shared_from_this(), seq, r = std::move(response)]() mutable {
+  const bool posted =
+      worker_->post_if_running([self = shared_from_this(), seq, r = std::move(response)]() mutable {
         self->on_response(seq, std::move(r));
       });
   if (!posted) worker_->inflight().fetch_sub(1, std::memory_order_relaxed);
@@ -258,24 +345,49 @@ void Connection::write_response() {
   }
   if (draining_) keep_alive_ = false;
   if (auto c = resp_.headers.get("Connection"); c && has_token(*c, "close")) keep_alive_ = false;
-  const ConnectionHeader connection = !keep_alive_   ? ConnectionHeader::kClose
+  const ConnectionHeader connection = !keep_alive_    ? ConnectionHeader::kClose
                                       : version_ < 11 ? ConnectionHeader::kKeepAlive
                                                       : ConnectionHeader::kNone;
   head_.clear();
   append_response_head(head_, resp_, resp_.body.size(), connection);
   const bool send_body =
       !is_head_ && resp_.status != 204 && resp_.status != 304 && !resp_.body.empty();
-  write_pending_ = true;
-  auto on_done = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-    self->on_written(ec);
-  };
+  std::array<asio::const_buffer, 2> buffers = {asio::buffer(head_), asio::const_buffer()};
   if (send_body && resp_.body.size() > kInlineBodyBytes) {
-    std::array<asio::const_buffer, 2> buffers = {asio::buffer(head_), asio::buffer(resp_.body)};
-    asio::async_write(socket_, buffers, std::move(on_done));
-  } else {
-    if (send_body) head_ += resp_.body;
-    asio::async_write(socket_, asio::buffer(head_), std::move(on_done));
+    buffers[1] = asio::buffer(resp_.body);
+  } else if (send_body) {
+    head_ += resp_.body;
+    buffers[0] = asio::buffer(head_);
   }
+  send(buffers);
+}
+
+void Connection::send(std::array<asio::const_buffer, 2> buffers) {
+  write_pending_ = true;
+  // Most responses fit the socket buffer: write at once (one sendmsg, no trip through the
+  // scheduler) and fall back to an asynchronous write for what does not fit. Nesting is
+  // bounded because a pipelined burst would otherwise recurse request by request.
+  const size_t total = buffers[0].size() + buffers[1].size();
+  boost::system::error_code ec;
+  size_t n = 0;
+  if (sync_write_depth_ < kMaxSyncWriteDepth) n = socket_.write_some(buffers, ec);
+  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+    on_written(ec);
+    return;
+  }
+  if (sync_write_depth_ < kMaxSyncWriteDepth && n == total) {
+    ++sync_write_depth_;
+    on_written({});
+    --sync_write_depth_;
+    return;
+  }
+  const size_t first = std::min(n, buffers[0].size());
+  buffers[0] += first;
+  buffers[1] += n - first;
+  asio::async_write(socket_, buffers,
+                    [self = shared_from_this()](const boost::system::error_code& e, size_t) {
+                      self->on_written(e);
+                    });
 }
 
 void Connection::on_written(const boost::system::error_code& ec) {
@@ -307,12 +419,11 @@ void Connection::on_written(const boost::system::error_code& ec) {
   if (buffer_.size() > 0) {
     state_ = State::kReading;  // a pipelined request is already here
     deadline_ = now() + shared_.options.read_timeout;
-    parse();
   } else {
     state_ = State::kIdle;
     deadline_ = now() + shared_.options.idle_timeout;
-    read_more();
   }
+  parse();
 }
 
 void Connection::finish_after_response() {
@@ -347,7 +458,11 @@ void Connection::linger() {
   boost::system::error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_send, ignored);
   buffer_.clear();
-  if (!read_pending_) read_more();
+  if (peer_eof_) {
+    close();
+    return;
+  }
+  arm_read();
 }
 
 void Connection::on_sweep(Clock::TimePoint t) {

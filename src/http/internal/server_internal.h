@@ -3,7 +3,13 @@
 // Boost; only .cc files of src/http may include this header.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -12,12 +18,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 
 #include "core/clock.h"
 #include "http/internal/parsers.h"
@@ -142,12 +142,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   enum class State { kIdle, kReading, kHandling, kWriting, kLingering, kClosed };
 
   void reset_parser();
-  void read_more();
-  void on_read(const boost::system::error_code& ec, size_t n);
+  size_t read_cap() const;
+  void arm_read();
+  bool read_available();
+  void on_readable(const boost::system::error_code& ec);
   void parse();
   void dispatch();
   void on_response(uint64_t seq, Response&& response);
   void write_response();
+  void send(std::array<asio::const_buffer, 2> buffers);
   void on_written(const boost::system::error_code& ec);
   void write_continue();
   void fail(int status);
@@ -166,13 +169,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Clock::TimePoint deadline_{};
   uint64_t seq_ = 0;
   int version_ = 11;
+  int sync_write_depth_ = 0;
   bool keep_alive_ = true;
   bool draining_ = false;
   bool in_handler_ = false;
   bool have_response_ = false;
   bool is_head_ = false;
   bool continue_sent_ = false;
-  bool read_pending_ = false;
+  bool wait_pending_ = false;
+  bool read_paused_ = false;
+  bool peer_eof_ = false;
   bool write_pending_ = false;
   bool error_close_ = false;
   bool counted_ = true;

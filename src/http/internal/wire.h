@@ -15,6 +15,10 @@ std::string_view trim(std::string_view s);
 // True when the comma-separated `list` contains `token` (case-insensitively).
 bool has_token(std::string_view list, std::string_view token);
 
+// Decodes "%XX" escapes (and '+' as a space when `plus_as_space`, for query strings).
+// Malformed escapes are kept verbatim.
+std::string percent_decode(std::string_view s, bool plus_as_space);
+
 // Reason phrase for a status code ("OK", "Not Found"); "Unknown" for unlisted codes.
 std::string_view reason_phrase(int status);
 
