@@ -1,0 +1,53 @@
+// The controller loop: observe -> update history -> policy -> act. The same code drives the
+// simulator, the local world and Kubernetes; only the World and the Clock differ.
+//
+// tick() performs one iteration at clock.now(): it observes the world, feeds the snapshot to
+// the policy, and when the policy's period has elapsed asks it for a plan and applies the plan.
+// Every applied change is recorded as an Event with the policy's reason.
+//
+// Thread safety: one thread drives a Controller.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/world.h"
+#include "core/clock.h"
+#include "scaling/policy.h"
+
+namespace prescale::control {
+
+struct Event {
+  Clock::TimePoint time;
+  std::string service;
+  int from_replicas = 0;
+  int to_replicas = 0;
+  std::string reason;
+};
+
+class Controller {
+ public:
+  Controller(World& world, scaling::Policy& policy, std::vector<scaling::ServiceSpec> services,
+             Clock& clock);
+
+  // One iteration at clock.now(). Returns the plan if the policy decided this tick.
+  std::optional<scaling::Plan> tick();
+
+  const std::vector<Event>& events() const { return events_; }
+  const scaling::Snapshot& last_snapshot() const { return last_; }
+  const std::vector<scaling::ServiceSpec>& services() const { return services_; }
+
+ private:
+  void apply(const scaling::Plan& plan);
+
+  World& world_;
+  scaling::Policy& policy_;
+  std::vector<scaling::ServiceSpec> services_;
+  Clock& clock_;
+  std::optional<Clock::TimePoint> next_decision_;
+  scaling::Snapshot last_;
+  std::vector<Event> events_;
+};
+
+}  // namespace prescale::control

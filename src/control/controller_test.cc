@@ -1,0 +1,92 @@
+#include "control/controller.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace prescale::control {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A world that records what the controller asks of it and reports its replica counts.
+class RecordingWorld final : public World {
+ public:
+  scaling::Snapshot observe(Clock::TimePoint now) override {
+    ++observations;
+    scaling::Snapshot s;
+    s.time = now;
+    for (const auto& [name, n] : desired) {
+      scaling::ServiceObservation o;
+      o.name = name;
+      o.desired_replicas = n;
+      s.services.push_back(o);
+    }
+    return s;
+  }
+  Result<void> scale(std::string_view service, int replicas) override {
+    desired[std::string(service)] = replicas;
+    return {};
+  }
+  Result<void> restart(std::string_view) override { return {}; }
+
+  std::map<std::string, int> desired{{"api", 1}};
+  int observations = 0;
+};
+
+// Asks for one more replica at every decision.
+class GrowPolicy final : public scaling::Policy {
+ public:
+  std::string_view name() const override { return "grow"; }
+  Clock::Duration period() const override { return 15s; }
+  void init(const std::vector<scaling::ServiceSpec>& s) override { inited = s.size(); }
+  void observe(const scaling::Snapshot&) override { ++observed; }
+  scaling::Plan decide(const scaling::Snapshot& snap, Clock::TimePoint now) override {
+    scaling::Plan p{now, {}};
+    for (const auto& s : snap.services) {
+      p.decisions.push_back({s.name, s.desired_replicas + 1, "grow by one"});
+    }
+    return p;
+  }
+  size_t inited = 0;
+  int observed = 0;
+};
+
+TEST(ControllerTest, ObservesEveryTickAndDecidesEveryPeriod) {
+  ManualClock clock;
+  RecordingWorld world;
+  GrowPolicy policy;
+  Controller controller(world, policy, {{.name = "api", .min_replicas = 1, .max_replicas = 3}},
+                        clock);
+  EXPECT_EQ(policy.inited, 1u);
+
+  int decisions = 0;
+  for (int t = 0; t < 60; ++t) {
+    if (controller.tick()) ++decisions;
+    clock.advance(1s);
+  }
+  EXPECT_EQ(world.observations, 60);
+  EXPECT_EQ(policy.observed, 60);
+  EXPECT_EQ(decisions, 4);  // t = 0, 15, 30, 45
+  // Grows 1 -> 2 -> 3, then the max bound holds it at 3 (no event for a no-op).
+  EXPECT_EQ(world.desired["api"], 3);
+  ASSERT_EQ(controller.events().size(), 2u);
+  EXPECT_EQ(controller.events()[0].from_replicas, 1);
+  EXPECT_EQ(controller.events()[0].to_replicas, 2);
+  EXPECT_EQ(controller.events()[0].reason, "grow by one");
+  EXPECT_EQ(controller.events()[1].time, Clock::TimePoint{} + 15s);
+}
+
+TEST(ControllerTest, IgnoresDecisionsForUnknownServices) {
+  ManualClock clock;
+  RecordingWorld world;
+  world.desired["other"] = 5;
+  GrowPolicy policy;
+  Controller controller(world, policy, {{.name = "api", .max_replicas = 10}}, clock);
+  controller.tick();
+  EXPECT_EQ(world.desired["api"], 2);
+  EXPECT_EQ(world.desired["other"], 5);
+}
+
+}  // namespace
+}  // namespace prescale::control

@@ -1,0 +1,27 @@
+// World: where the controller acts — the simulator, local child processes, or Kubernetes.
+// The controller loop is the same for all of them; only the World and the Clock differ.
+//
+// Thread safety: used from the controller's thread only.
+#pragma once
+
+#include <string_view>
+
+#include "core/clock.h"
+#include "core/result.h"
+#include "scaling/observation.h"
+
+namespace prescale::control {
+
+class World {
+ public:
+  virtual ~World() = default;
+  // What a controller can see at `now` (scraped metrics, replica states, edge counters).
+  virtual scaling::Snapshot observe(Clock::TimePoint now) = 0;
+  // Sets the desired replica count of a service; replicas start (taking their startup time) or
+  // drain accordingly. Errors: unknown service (kNotFound), count out of bounds.
+  virtual Result<void> scale(std::string_view service, int replicas) = 0;
+  // Replaces one replica (crash recovery, healing).
+  virtual Result<void> restart(std::string_view replica_id) = 0;
+};
+
+}  // namespace prescale::control

@@ -1,0 +1,97 @@
+#include "scaling/baseline_policies.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace prescale::scaling {
+namespace {
+
+// The pod as the HPA sees it: a replica still starting is Running but not Ready (its
+// readiness probe fails until the service has loaded), a draining one is being deleted.
+PodSample pod_sample(const ReplicaObservation& r) {
+  PodSample p;
+  p.name = r.id;
+  p.phase = PodSample::Phase::kRunning;
+  p.being_deleted = r.state == ReplicaState::kDraining;
+  p.ready = r.state == ReplicaState::kReady;
+  p.start_time = r.started_at;
+  p.ready_transition_time = r.ready_at.value_or(r.started_at);
+  if (r.cpu_utilization) p.cpu_usage_millicores = *r.cpu_utilization * p.cpu_request_millicores;
+  p.metric_timestamp = r.metric_time;
+  p.metric_window = r.metric_window;
+  return p;
+}
+
+}  // namespace
+
+HpaPolicy::HpaPolicy(HpaPolicyOptions options) : options_(std::move(options)) {}
+
+void HpaPolicy::init(const std::vector<ServiceSpec>& services) {
+  hpas_.clear();
+  for (const auto& s : services) {
+    HpaSpec spec;
+    spec.min_replicas = s.min_replicas;
+    spec.max_replicas = s.max_replicas;
+    spec.target_cpu_utilization_percent = options_.target_cpu_utilization_percent;
+    spec.tolerance = options_.tolerance;
+    if (!options_.legacy_normalization) spec.behavior = options_.behavior;
+    hpas_.emplace(s.name, HorizontalPodAutoscaler(spec));
+  }
+}
+
+Plan HpaPolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
+  Plan plan{now, {}};
+  std::vector<PodSample> pods;
+  for (const auto& svc : snapshot.services) {
+    auto it = hpas_.find(svc.name);
+    if (it == hpas_.end()) continue;
+    pods.clear();
+    for (const auto& r : svc.replicas) pods.push_back(pod_sample(r));
+    HpaDecision d = it->second.reconcile(now, svc.desired_replicas, pods);
+    plan.decisions.push_back(Decision{svc.name, d.desired, "hpa: " + d.reason});
+  }
+  return plan;
+}
+
+KpaPolicy::KpaPolicy(KpaPolicyOptions options) : options_(std::move(options)) {}
+
+void KpaPolicy::init(const std::vector<ServiceSpec>& services) {
+  services_.clear();
+  for (const auto& s : services) {
+    KpaSpec spec = options_.spec;
+    if (s.max_concurrency > 0) {
+      spec.target_concurrency = s.max_concurrency * options_.target_utilization;
+    }
+    spec.min_scale = s.min_replicas;
+    spec.max_scale = s.max_replicas;
+    services_[s.name].autoscaler = std::make_unique<KnativeAutoscaler>(spec);
+  }
+}
+
+void KpaPolicy::observe(const Snapshot& snapshot) {
+  for (const auto& svc : snapshot.services) {
+    auto it = services_.find(svc.name);
+    if (it == services_.end() || !svc.last_second.valid) continue;
+    PerService& ps = it->second;
+    if (svc.last_second.at <= ps.last_recorded) continue;  // already seen this second
+    // The collector stores the second's sample in the bucket of the second it describes.
+    ps.autoscaler->record(svc.last_second.at - std::chrono::seconds(1),
+                          svc.last_second.concurrency, svc.last_second.requests);
+    ps.last_recorded = svc.last_second.at;
+  }
+}
+
+Plan KpaPolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
+  Plan plan{now, {}};
+  for (const auto& svc : snapshot.services) {
+    auto it = services_.find(svc.name);
+    if (it == services_.end()) continue;
+    auto d = it->second.autoscaler->scale(now, svc.count(ReplicaState::kReady));
+    if (!d.valid) continue;  // no data: keep the current scale
+    plan.decisions.push_back(Decision{svc.name, d.desired, "kpa: " + d.reason});
+  }
+  return plan;
+}
+
+}  // namespace prescale::scaling

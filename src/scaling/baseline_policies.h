@@ -1,0 +1,65 @@
+// The Kubernetes HPA and Knative KPA ports (hpa.h, kpa.h) as Policies: one autoscaler per
+// service, fed from the Snapshot exactly as the real controllers are fed from their metric
+// pipelines (metrics-server CPU samples for the HPA, per-second queue-proxy concurrency for
+// the KPA).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "scaling/hpa.h"
+#include "scaling/kpa.h"
+#include "scaling/policy.h"
+
+namespace prescale::scaling {
+
+struct HpaPolicyOptions {
+  int target_cpu_utilization_percent = 80;  // the API default; users often pick 50-70
+  Clock::Duration sync_period{std::chrono::seconds(15)};
+  // nullopt = the HPA's API defaults for `behavior`. Set `legacy_normalization` for HPAs
+  // created without behavior through autoscaling/v1.
+  std::optional<HpaBehavior> behavior = HpaBehavior::defaults();
+  bool legacy_normalization = false;
+  double tolerance = 0.1;
+};
+
+class HpaPolicy final : public Policy {
+ public:
+  explicit HpaPolicy(HpaPolicyOptions options = {});
+  std::string_view name() const override { return "hpa"; }
+  Clock::Duration period() const override { return options_.sync_period; }
+  void init(const std::vector<ServiceSpec>& services) override;
+  Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
+
+ private:
+  HpaPolicyOptions options_;
+  std::map<std::string, HorizontalPodAutoscaler, std::less<>> hpas_;
+};
+
+struct KpaPolicyOptions {
+  KpaSpec spec;  // Knative's defaults; target_concurrency is replaced per service (below)
+  // With a service's max_concurrency set (containerConcurrency), the per-pod target is
+  // max_concurrency x this utilisation, as Knative computes it.
+  double target_utilization = 0.7;
+};
+
+class KpaPolicy final : public Policy {
+ public:
+  explicit KpaPolicy(KpaPolicyOptions options = {});
+  std::string_view name() const override { return "kpa"; }
+  Clock::Duration period() const override { return options_.spec.tick; }
+  void init(const std::vector<ServiceSpec>& services) override;
+  void observe(const Snapshot& snapshot) override;
+  Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
+
+ private:
+  struct PerService {
+    std::unique_ptr<KnativeAutoscaler> autoscaler;
+    Clock::TimePoint last_recorded{};
+  };
+  KpaPolicyOptions options_;
+  std::map<std::string, PerService, std::less<>> services_;
+};
+
+}  // namespace prescale::scaling

@@ -1,0 +1,84 @@
+#include "scaling/baseline_policies.h"
+
+#include <gtest/gtest.h>
+
+namespace prescale::scaling {
+namespace {
+
+using namespace std::chrono_literals;
+
+Clock::TimePoint at(int seconds) { return Clock::TimePoint{} + std::chrono::seconds(seconds); }
+
+ServiceObservation service_with_cpu(int ready, double cpu, Clock::TimePoint now) {
+  ServiceObservation s;
+  s.name = "api";
+  s.desired_replicas = ready;
+  for (int i = 0; i < ready; ++i) {
+    ReplicaObservation r;
+    r.id = "api-" + std::to_string(i);
+    r.state = ReplicaState::kReady;
+    r.started_at = at(0);
+    r.ready_at = at(60);
+    r.cpu_utilization = cpu;
+    r.metric_time = now;
+    s.replicas.push_back(r);
+  }
+  return s;
+}
+
+TEST(HpaPolicyTest, ScalesOnCpuLikeTheHpa) {
+  HpaPolicy policy({.target_cpu_utilization_percent = 50});
+  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 20}});
+  // 4 pods at 100 % of request against a 50 % target: desired = ceil(2.0 * 4) = 8, which the
+  // default behavior allows (max(4 pods, 100 %) per 15 s).
+  Snapshot snap{at(900), {service_with_cpu(4, 1.0, at(900))}, {}};
+  Plan plan = policy.decide(snap, at(900));
+  ASSERT_EQ(plan.decisions.size(), 1u);
+  EXPECT_EQ(plan.decisions[0].replicas, 8);
+  EXPECT_NE(plan.decisions[0].reason.find("hpa"), std::string::npos);
+}
+
+TEST(HpaPolicyTest, StartingReplicasAreUnreadyAndDrainingIgnored) {
+  HpaPolicy policy({.target_cpu_utilization_percent = 50});
+  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 20}});
+  ServiceObservation s = service_with_cpu(2, 0.5, at(900));  // exactly on target
+  ReplicaObservation starting;
+  starting.id = "api-new";
+  starting.state = ReplicaState::kStarting;
+  starting.started_at = at(890);
+  s.replicas.push_back(starting);
+  ReplicaObservation draining = s.replicas[0];
+  draining.id = "api-old";
+  draining.state = ReplicaState::kDraining;
+  draining.cpu_utilization = 0.0;
+  s.replicas.push_back(draining);
+  s.desired_replicas = 3;
+  Plan plan = policy.decide({at(900), {s}, {}}, at(900));
+  ASSERT_EQ(plan.decisions.size(), 1u);
+  EXPECT_EQ(plan.decisions[0].replicas, 3);  // within tolerance: keep current
+}
+
+TEST(KpaPolicyTest, TargetsContainerConcurrencyTimesUtilization) {
+  KpaPolicy policy;
+  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 50, .max_concurrency = 10}});
+  // 70 concurrent requests against a per-pod target of 10 x 0.7 = 7 -> 10 pods.
+  for (int t = 1; t <= 60; ++t) {
+    ServiceObservation s = service_with_cpu(10, 0.5, at(t));
+    s.last_second = {at(t), 70.0, 700.0, true};
+    policy.observe({at(t), {s}, {}});
+  }
+  ServiceObservation s = service_with_cpu(10, 0.5, at(60));
+  Plan plan = policy.decide({at(60), {s}, {}}, at(60));
+  ASSERT_EQ(plan.decisions.size(), 1u);
+  EXPECT_EQ(plan.decisions[0].replicas, 10);
+}
+
+TEST(KpaPolicyTest, NoDecisionWithoutData) {
+  KpaPolicy policy;
+  policy.init({{.name = "api"}});
+  ServiceObservation s = service_with_cpu(3, 0.5, at(10));
+  EXPECT_TRUE(policy.decide({at(10), {s}, {}}, at(10)).decisions.empty());
+}
+
+}  // namespace
+}  // namespace prescale::scaling

@@ -1,0 +1,91 @@
+// What a controller sees of the world at one instant: the same fields whether the world is the
+// simulator, local processes or Kubernetes. Every value is something a live controller could
+// have scraped by then — never the future, never ground truth it could not measure.
+//
+// Two metric pipelines exist, as in real clusters:
+//  - `ServiceObservation::window`: a metrics-server/Prometheus style scrape (default every 15 s),
+//    rates and means over the scrape window, plus per-replica CPU as the HPA reads it;
+//  - `ServiceObservation::last_second`: the per-second concurrency and request count that
+//    Knative's autoscaler scrapes from its queue-proxies, and that Prescale's own controller uses
+//    for its reactive floor.
+#pragma once
+
+#include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+
+namespace prescale::scaling {
+
+enum class ReplicaState { kStarting, kReady, kDraining };
+
+struct ReplicaObservation {
+  std::string id;
+  ReplicaState state = ReplicaState::kStarting;
+  Clock::TimePoint started_at;                // when the replica started costing
+  std::optional<Clock::TimePoint> ready_at;   // when it passed readiness; nullopt while starting
+  // CPU used over the last metric window, as a fraction of the replica's CPU request
+  // (1.0 = 100 %); nullopt when no sample exists yet (the HPA counts such a pod as missing).
+  std::optional<double> cpu_utilization;
+  Clock::TimePoint metric_time;               // end of that window
+  Clock::Duration metric_window{std::chrono::seconds(30)};
+};
+
+// Aggregates over one scrape window [sampled_at - length, sampled_at].
+struct WindowMetrics {
+  Clock::TimePoint sampled_at;
+  Clock::Duration length{0};          // 0 until the first scrape
+  double arrival_rps = 0;             // requests arriving (counted by the caller or gateway)
+  double served_rps = 0;              // requests completed
+  double dropped_rps = 0;             // requests timed out or rejected
+  double concurrency = 0;             // mean requests in the service (queued + in service)
+  double latency_p99_seconds = NAN;   // of the requests completed in the window; NaN if none
+  double mean_cpu_utilization = NAN;  // over ready replicas; NaN if none
+};
+
+// The last completed second.
+struct SecondMetrics {
+  Clock::TimePoint at;          // end of the second
+  double concurrency = 0;       // mean requests in the service over that second
+  double requests = 0;          // requests that arrived in that second
+  bool valid = false;           // false before the first second has been observed
+};
+
+struct ServiceObservation {
+  std::string name;
+  int desired_replicas = 0;  // the last replica count the controller asked for
+  std::vector<ReplicaObservation> replicas;
+  WindowMetrics window;
+  SecondMetrics last_second;
+
+  int count(ReplicaState s) const {
+    int n = 0;
+    for (const auto& r : replicas) n += r.state == s ? 1 : 0;
+    return n;
+  }
+};
+
+// A caller -> callee edge: cumulative calls observed (prescale_calls_total), for learning the
+// call graph.
+struct EdgeObservation {
+  std::string caller;
+  std::string callee;
+  double calls_total = 0;
+};
+
+struct Snapshot {
+  Clock::TimePoint time;
+  std::vector<ServiceObservation> services;
+  std::vector<EdgeObservation> edges;
+
+  const ServiceObservation* service(std::string_view name) const {
+    for (const auto& s : services) {
+      if (s.name == name) return &s;
+    }
+    return nullptr;
+  }
+};
+
+}  // namespace prescale::scaling

@@ -1,0 +1,57 @@
+// Policy: decides how many replicas each service should have. Implementations: hpa, kpa, aws,
+// static, oracle (simulator only) and prescale. A policy never knows which world it runs in.
+//
+// The controller calls observe() with every snapshot (each controller tick, 1 s in the
+// simulator) so policies that keep their own metric history (Knative's per-second buckets,
+// AWS's hourly load) can record it, and decide() once per period(). Thread safety: a policy is
+// used from the controller's thread only.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "scaling/observation.h"
+
+namespace prescale::scaling {
+
+// What the operator declared about a service (from prescale.yaml or the simulator's setup).
+struct ServiceSpec {
+  std::string name;
+  int min_replicas = 1;
+  int max_replicas = 100;
+  double capacity_rps = 100;              // per replica, at which the latency SLO is just met
+  double slo_latency_p99_seconds = 0.2;
+  // Requests one replica serves at once (Knative's containerConcurrency); 0 = unbounded.
+  int max_concurrency = 0;
+  Clock::Duration startup_time{std::chrono::seconds(60)};
+};
+
+struct Decision {
+  std::string service;
+  int replicas = 0;
+  // Why, for the dashboard and logs, e.g. "cpu 93% > target 80%", "forecast p90 412 rps",
+  // "reactive floor", "clamped to max".
+  std::string reason;
+};
+
+struct Plan {
+  Clock::TimePoint time;
+  std::vector<Decision> decisions;  // services without a decision keep their replica count
+};
+
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  virtual std::string_view name() const = 0;
+  // How often decide() runs (the HPA's sync period, Knative's tick, ...).
+  virtual Clock::Duration period() const = 0;
+  // Called once before the first observe() with the services it manages.
+  virtual void init(const std::vector<ServiceSpec>& services) = 0;
+  virtual void observe(const Snapshot& snapshot) { (void)snapshot; }
+  virtual Plan decide(const Snapshot& snapshot, Clock::TimePoint now) = 0;
+};
+
+}  // namespace prescale::scaling
