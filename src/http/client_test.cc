@@ -214,14 +214,6 @@ TEST(ClientTest, ConnectionRefusedIsUnavailable) {
   EXPECT_EQ(client.stats().connections_opened, 0u);
 }
 
-TEST(ClientTest, UnresolvableHostIsUnavailable) {
-  Client client;
-  auto r = client.request("no-such-host.invalid", 80, get("/"), milliseconds(3000));
-  ASSERT_FALSE(r.has_value());
-  EXPECT_TRUE(r.error().code == ErrorCode::kUnavailable || r.error().code == ErrorCode::kTimeout)
-      << r.error().to_string();
-}
-
 TEST(ClientTest, ServerClosingIdleConnectionIsTransparent) {
   ServerOptions o = local_options();
   o.idle_timeout = milliseconds(100);

@@ -9,7 +9,8 @@
 // called later from any thread. Requests on one connection are processed strictly in order
 // (pipelining-safe): the next request is not parsed before the previous response is written.
 // The Request passed to a handler stays valid until its Responder is called.
-// A Responder dropped without being called is a handler bug; the server then answers 500.
+// A Responder dropped without being called is a handler bug; the server then answers 500, as it
+// does when a handler throws. A final status outside 200..999 is answered as 500.
 //
 // Responses always carry `Server: prescale` (unless the handler set one) and Content-Length
 // (except 1xx/204); a response to HEAD has no body. Keep-alive is the default for HTTP/1.1
@@ -27,8 +28,8 @@
 // Malformed requests get 400 and the connection is closed: a bad request line, bad header
 // syntax, Content-Length together with Transfer-Encoding, two Content-Length fields (equal or
 // not), a Transfer-Encoding other than exactly "chunked", invalid chunked framing.
-// Timeouts are checked by a per-thread sweep, so they fire up to ~1/8 of the shortest timeout
-// (at most 250 ms) late. After an error answer the server reads and discards what the client
+// Timeouts are real (socket) time, checked by a per-thread sweep, so they fire up to ~1/8 of
+// the shortest timeout (at most 250 ms) late. After an error answer the server reads and discards what the client
 // still sends for up to 1 s, so the client sees the answer instead of a connection reset.
 //
 // Thread safety: start() and shutdown() are meant for one controlling thread; port(),

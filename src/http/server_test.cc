@@ -413,6 +413,22 @@ TEST_F(ServerTest, IdleKeepAliveConnectionIsClosed) {
   EXPECT_TRUE(s.closed_within(milliseconds(2000)));
 }
 
+TEST_F(ServerTest, SlowReaderIsCutOffAtWriteTimeout) {
+  ServerOptions o = local_options();
+  o.write_timeout = milliseconds(200);
+  Server& server = start(std::move(o), [](Request&, Responder respond) {
+    respond(Response::text(200, std::string(32 * 1024 * 1024, 'x')));  // more than socket buffers
+  });
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/big")));  // ... and never read the answer
+  bool closed = false;
+  for (int i = 0; i < 400 && !closed; ++i) {
+    closed = server.connections() == 0;
+    if (!closed) std::this_thread::sleep_for(milliseconds(5));
+  }
+  EXPECT_TRUE(closed);
+}
+
 TEST_F(ServerTest, ConnectionsOverTheLimitGet503) {
   std::atomic<int> rejected_503{0};
   ServerOptions o = local_options(1);

@@ -337,8 +337,7 @@ void Connection::on_response(uint64_t seq, Response&& response) {
 }
 
 void Connection::write_response() {
-  state_ = State::kWriting;
-  deadline_ = now() + shared_.options.write_timeout;
+  state_ = State::kWriting;  // the write deadline is set only if the write has to wait
   if (resp_.status < 200 || resp_.status > 999) {
     // Interim (1xx) and out-of-range statuses cannot be final answers.
     resp_ = rejection(500);
@@ -381,6 +380,7 @@ void Connection::send(std::array<asio::const_buffer, 2> buffers) {
     --sync_write_depth_;
     return;
   }
+  deadline_ = now() + shared_.options.write_timeout;
   const size_t first = std::min(n, buffers[0].size());
   buffers[0] += first;
   buffers[1] += n - first;

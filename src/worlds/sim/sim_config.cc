@@ -1,0 +1,118 @@
+#include "worlds/sim/sim_config.h"
+
+#include <cmath>
+#include <string>
+
+#include "worlds/sim/queueing.h"
+
+namespace prescale::sim {
+
+namespace {
+
+std::unexpected<Error> invalid(const std::string& what) {
+  return make_error(ErrorCode::kInvalidArgument, "sim config: " + what);
+}
+
+Result<void> validate_service(const SimServiceConfig& s) {
+  const std::string where = "service \"" + s.name + "\": ";
+  if (!(s.mean_service_time_seconds > 0) || !std::isfinite(s.mean_service_time_seconds)) {
+    return invalid(where + "mean_service_time_seconds must be positive");
+  }
+  if (s.workers_per_replica <= 0) return invalid(where + "workers_per_replica must be >= 1");
+  if (s.startup_time.count() < 0) return invalid(where + "startup_time must not be negative");
+  if (!(s.startup_jitter >= 0 && s.startup_jitter < 1)) {
+    return invalid(where + "startup_jitter must be in [0, 1)");
+  }
+  if (s.drain_time.count() < 0) return invalid(where + "drain_time must not be negative");
+  if (!(s.request_timeout_seconds > 0)) {
+    return invalid(where + "request_timeout_seconds must be positive");
+  }
+  if (s.min_replicas < 0 || s.min_replicas > s.initial_replicas ||
+      s.initial_replicas > s.max_replicas) {
+    return invalid(where + "need 0 <= min_replicas <= initial_replicas <= max_replicas");
+  }
+  if (!(s.slo_latency_p99_seconds > 0)) {
+    return invalid(where + "slo_latency_p99_seconds must be positive");
+  }
+  if (!(s.idle_cpu_utilization >= 0 && s.idle_cpu_utilization < 1)) {
+    return invalid(where + "idle_cpu_utilization must be in [0, 1)");
+  }
+  return {};
+}
+
+bool multiple_of(Clock::Duration d, Clock::Duration step) {
+  return d.count() > 0 && d.count() % step.count() == 0;
+}
+
+}  // namespace
+
+Result<std::vector<SimServiceConfig>> resolve_services(const SimConfig& config) {
+  const Clock::Duration step = config.step;
+  const Clock::Duration second = std::chrono::seconds(1);
+  if (step.count() <= 0) return invalid("step must be positive");
+  if (second.count() % step.count() != 0 && step.count() % second.count() != 0) {
+    return invalid("step must divide 1 s or be whole seconds");
+  }
+  if (!multiple_of(config.scrape_interval, step)) {
+    return invalid("scrape_interval must be a positive multiple of step");
+  }
+  if (!multiple_of(config.metric_window, step)) {
+    return invalid("metric_window must be a positive multiple of step");
+  }
+  if (!multiple_of(config.record_interval, step)) {
+    return invalid("record_interval must be a positive multiple of step");
+  }
+  if (config.graph.services.empty()) return invalid("the call graph has no service");
+  std::vector<bool> used(config.services.size(), false);
+  std::vector<SimServiceConfig> out;
+  out.reserve(config.graph.services.size());
+  for (const auto& name : config.graph.services) {
+    SimServiceConfig s = config.service_defaults;
+    s.name = name;
+    bool found = false;
+    for (size_t i = 0; i < config.services.size(); ++i) {
+      if (config.services[i].name != name) continue;
+      if (found) return invalid("service \"" + name + "\" is configured twice");
+      s = config.services[i];
+      used[i] = found = true;
+    }
+    if (auto ok = validate_service(s); !ok) return std::unexpected(ok.error());
+    out.push_back(std::move(s));
+  }
+  for (size_t i = 0; i < config.services.size(); ++i) {
+    if (!used[i]) {
+      return invalid("service \"" + config.services[i].name + "\" is not in the call graph");
+    }
+  }
+  return out;
+}
+
+Result<double> capacity_rps(const SimServiceConfig& s) {
+  auto c = slo_capacity_rps(s.mean_service_time_seconds, s.workers_per_replica,
+                            s.slo_latency_p99_seconds);
+  if (!c) {
+    return make_error(c.error().code, "service \"" + s.name + "\": " + c.error().message);
+  }
+  return c;
+}
+
+Result<std::vector<scaling::ServiceSpec>> service_specs(const SimConfig& config) {
+  auto services = resolve_services(config);
+  if (!services) return std::unexpected(services.error());
+  std::vector<scaling::ServiceSpec> specs;
+  for (const auto& s : *services) {
+    auto cap = capacity_rps(s);
+    if (!cap) return std::unexpected(cap.error());
+    scaling::ServiceSpec spec;
+    spec.name = s.name;
+    spec.min_replicas = s.min_replicas;
+    spec.max_replicas = s.max_replicas;
+    spec.capacity_rps = *cap;
+    spec.slo_latency_p99_seconds = s.slo_latency_p99_seconds;
+    spec.startup_time = s.startup_time;
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+}  // namespace prescale::sim
