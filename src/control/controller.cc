@@ -12,9 +12,13 @@ Controller::Controller(World& world, scaling::Policy& policy,
 
 std::optional<scaling::Plan> Controller::tick() {
   const Clock::TimePoint now = clock_.now();
+  const bool decide = !next_decision_ || now >= *next_decision_;
+  const bool observe = !next_observation_ || now >= *next_observation_;
+  if (!decide && !observe) return std::nullopt;
   last_ = world_.observe(now);
   policy_.observe(last_);
-  if (next_decision_ && now < *next_decision_) return std::nullopt;
+  next_observation_ = now + policy_.observe_interval();
+  if (!decide) return std::nullopt;
   next_decision_ = now + policy_.period();
   scaling::Plan plan = policy_.decide(last_, now);
   apply(plan);
@@ -34,6 +38,15 @@ void Controller::apply(const scaling::Plan& plan) {
       events_.push_back(Event{plan.time, d.service, current, target, d.reason});
     }
   }
+}
+
+}  // namespace prescale::control
+
+namespace prescale::control {
+
+Clock::TimePoint Controller::next_tick() const {
+  if (!next_decision_ || !next_observation_) return clock_.now();
+  return std::min(*next_decision_, *next_observation_);
 }
 
 }  // namespace prescale::control

@@ -33,6 +33,9 @@ class Controller {
 
   // One iteration at clock.now(). Returns the plan if the policy decided this tick.
   std::optional<scaling::Plan> tick();
+  // When the next tick has work to do: the earlier of the next observation and the next
+  // decision. Ticking earlier is harmless; a driver may sleep (or a simulator step) until then.
+  Clock::TimePoint next_tick() const;
 
   const std::vector<Event>& events() const { return events_; }
   const scaling::Snapshot& last_snapshot() const { return last_; }
@@ -46,6 +49,7 @@ class Controller {
   std::vector<scaling::ServiceSpec> services_;
   Clock& clock_;
   std::optional<Clock::TimePoint> next_decision_;
+  std::optional<Clock::TimePoint> next_observation_;
   scaling::Snapshot last_;
   std::vector<Event> events_;
 };

@@ -52,6 +52,36 @@ class GrowPolicy final : public scaling::Policy {
   int observed = 0;
 };
 
+// Observes every second, decides every 15 s.
+class FastObserver final : public scaling::Policy {
+ public:
+  std::string_view name() const override { return "fast"; }
+  Clock::Duration period() const override { return 15s; }
+  Clock::Duration observe_interval() const override { return 1s; }
+  void init(const std::vector<scaling::ServiceSpec>&) override {}
+  void observe(const scaling::Snapshot&) override { ++observed; }
+  scaling::Plan decide(const scaling::Snapshot&, Clock::TimePoint now) override {
+    ++decided;
+    return {now, {}};
+  }
+  int observed = 0;
+  int decided = 0;
+};
+
+TEST(ControllerTest, ObserveIntervalAndNextTick) {
+  ManualClock clock;
+  RecordingWorld world;
+  FastObserver policy;
+  Controller controller(world, policy, {{.name = "api"}}, clock);
+  for (int t = 0; t < 30; ++t) {
+    controller.tick();
+    clock.advance(1s);
+  }
+  EXPECT_EQ(policy.observed, 30);
+  EXPECT_EQ(policy.decided, 2);
+  EXPECT_EQ(controller.next_tick(), clock.now());
+}
+
 TEST(ControllerTest, ObservesEveryTickAndDecidesEveryPeriod) {
   ManualClock clock;
   RecordingWorld world;
@@ -65,8 +95,9 @@ TEST(ControllerTest, ObservesEveryTickAndDecidesEveryPeriod) {
     if (controller.tick()) ++decisions;
     clock.advance(1s);
   }
-  EXPECT_EQ(world.observations, 60);
-  EXPECT_EQ(policy.observed, 60);
+  // Observes once per decision period (the policy's default observe interval).
+  EXPECT_EQ(world.observations, 4);
+  EXPECT_EQ(policy.observed, 4);
   EXPECT_EQ(decisions, 4);  // t = 0, 15, 30, 45
   // Grows 1 -> 2 -> 3, then the max bound holds it at 3 (no event for a no-op).
   EXPECT_EQ(world.desired["api"], 3);

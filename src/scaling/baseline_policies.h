@@ -49,6 +49,8 @@ class KpaPolicy final : public Policy {
   explicit KpaPolicy(KpaPolicyOptions options = {});
   std::string_view name() const override { return "kpa"; }
   Clock::Duration period() const override { return options_.spec.tick; }
+  // The collector scrapes every second.
+  Clock::Duration observe_interval() const override { return std::chrono::seconds(1); }
   void init(const std::vector<ServiceSpec>& services) override;
   void observe(const Snapshot& snapshot) override;
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;

@@ -1,8 +1,7 @@
 // Policy: decides how many replicas each service should have. Implementations: hpa, kpa, aws,
 // static, oracle (simulator only) and prescale. A policy never knows which world it runs in.
 //
-// The controller calls observe() with every snapshot (each controller tick, 1 s in the
-// simulator) so policies that keep their own metric history (Knative's per-second buckets,
+// The controller calls observe() with a snapshot every observe_interval() so policies that keep their own metric history (Knative's per-second buckets,
 // AWS's hourly load) can record it, and decide() once per period(). Thread safety: a policy is
 // used from the controller's thread only.
 #pragma once
@@ -48,6 +47,9 @@ class Policy {
   virtual std::string_view name() const = 0;
   // How often decide() runs (the HPA's sync period, Knative's tick, ...).
   virtual Clock::Duration period() const = 0;
+  // How often the policy needs a fresh snapshot (observe()). Knative's collector reads every
+  // second; a policy that only looks at scrapes is served by its decision period.
+  virtual Clock::Duration observe_interval() const { return period(); }
   // Called once before the first observe() with the services it manages.
   virtual void init(const std::vector<ServiceSpec>& services) = 0;
   virtual void observe(const Snapshot& snapshot) { (void)snapshot; }

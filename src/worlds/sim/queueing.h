@@ -10,6 +10,7 @@
 // Thread safety: all functions are pure.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <span>
 
@@ -52,6 +53,25 @@ struct MmcQueue {
 };
 MmcQueue mmc_queue(int servers, double arrival_rps, double mu);
 
+// Sojourn = (with probability wait_probability, an Exp(wait_rate) wait) + an Exp(mu) service:
+// the M/M/c form, also used with a corrected wait rate for M/G/c (weight 1).
+LatencyComponent wait_then_service(double wait_probability, double wait_rate, double mu);
+
+// Mean number in an M/M/c system at utilisation rho in [0, 1): L = c·rho + f·C·rho / (1 − rho),
+// and its derivative dL/drho. `queue_factor` f scales the queue (M/G/c, Allen–Cunneen: f =
+// (1 + Cs²) / 2 for service times of squared coefficient of variation Cs²).
+struct MmcOccupancy {
+  double in_system = 0;
+  double derivative = 0;
+};
+MmcOccupancy mmc_occupancy(int servers, double rho, double queue_factor = 1);
+
+// One implicit-Euler step of the pointwise-stationary fluid-flow approximation (PSFFA) of a
+// time-varying M/M/c queue: the mean number in system x evolves as dx/dt = λ − c·mu·rho(x), with
+// rho(x) the inverse of L(rho). Given y = x0 + λ·dt and k = c·mu·dt, returns rho1 solving
+// L(rho1) + k·rho1 = y (then x1 = L(rho1)); `guess` warm-starts Newton's method.
+double psffa_utilization(int servers, double y, double k, double guess, double queue_factor = 1);
+
 // Waiting time uniform on [wait_a, wait_b] (either order, seconds) plus an Exp(mu) service.
 LatencyComponent fluid_sojourn(double wait_a, double wait_b, double mu, double weight);
 
@@ -59,8 +79,9 @@ LatencyComponent fluid_sojourn(double wait_a, double wait_b, double mu, double w
 double tail(const LatencyComponent& c, double t_seconds);
 // Weighted P(T > t) of a mixture; 0 for an empty or weightless mixture.
 double mixture_tail(std::span<const LatencyComponent> mix, double t_seconds);
-// The q-quantile of a mixture (seconds), to 1e-9 relative; NaN when it has no weight.
-double mixture_quantile(std::span<const LatencyComponent> mix, double q);
+// The q-quantile of a mixture (seconds), to 1e-9 relative; NaN when it has no weight. `guess`
+// (e.g. the previous result) warm-starts the safeguarded Newton iteration.
+double mixture_quantile(std::span<const LatencyComponent> mix, double q, double guess = NAN);
 inline double quantile(const LatencyComponent& c, double q) {
   LatencyComponent one = c;
   one.weight = 1;

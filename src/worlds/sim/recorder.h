@@ -18,16 +18,16 @@
 namespace prescale::sim {
 
 struct IntervalRecord {
-  double seconds = 0;       // length (the last record of a run may be shorter)
-  double arrived = 0;       // requests that reached the service
-  double served = 0;        // requests that started service (time-stepped) or completed (DES)
-  double dropped = 0;       // timed out before service
-  double queued_start = 0;  // backlog at the start (waiting or, in the DES, in service)
-  double queued_end = 0;    // and at the end
+  double seconds = 0;            // length (the last record of a run may be shorter)
+  double arrived = 0;            // requests that reached the service
+  double served = 0;             // requests that started service (time-stepped) or completed (DES)
+  double dropped = 0;            // timed out before service
+  double queued_start = 0;       // backlog at the start (waiting or, in the DES, in service)
+  double queued_end = 0;         // and at the end
   double served_within_slo = 0;  // served requests with latency <= the service's p99 SLO
-  double latency_p99_seconds = 0;  // of the requests served in the interval; NaN if none
-  double busy_worker_seconds = 0;  // ∫ busy workers dt
-  double concurrency_seconds = 0;  // ∫ requests in the service dt (0 in the DES)
+  double latency_p99_seconds = 0;       // of the requests served in the interval; NaN if none
+  double busy_worker_seconds = 0;       // ∫ busy workers dt
+  double concurrency_seconds = 0;       // ∫ requests in the service dt (0 in the DES)
   double ready_replica_seconds = 0;     // ∫ ready replicas dt
   double starting_replica_seconds = 0;  // ∫ starting replicas dt
   double draining_replica_seconds = 0;  // ∫ draining replicas dt
@@ -67,9 +67,7 @@ class SimRecorder {
 
   // Writers (SimWorld, run_des).
   void reserve(size_t intervals);
-  void append(size_t service, const IntervalRecord& record) {
-    records_[service].push_back(record);
-  }
+  void append(size_t service, const IntervalRecord& record) { records_[service].push_back(record); }
   std::vector<IntervalRecord>& mutable_records(size_t service) { return records_[service]; }
   void add_ready_change(size_t service, double at_seconds, int ready);
 

@@ -2,9 +2,11 @@
 // default). Entry services receive the trace; every other service receives the calls its
 // callers make per request they serve (the call graph's fan-outs). Each service is a FIFO queue
 // in front of ready replicas × workers servers with exponential service times: while it keeps
-// up, latency follows the stationary M/M/c (Erlang C) sojourn distribution; when it falls
-// behind, a backlog of per-step cohorts carries over, waits grow and requests past the timeout
-// are dropped. Replicas go starting → ready → draining → gone and cost from start to gone.
+// up, latency follows the M/M/c (Erlang C) sojourn distribution at the utilisation its queue has
+// built up to (exactly the stationary one under steady load); when it falls behind, a backlog of
+// per-step cohorts carries over, waits grow and requests past the timeout are dropped. Replicas
+// go starting → ready → draining → gone and cost from start to gone. Steps in which nothing
+// changes are replayed in bulk, so a 28-day trace takes about a second.
 //
 // Policies see the world only through observe(): replica states as the API server lists them,
 // and metrics as a metrics-server / Prometheus scrape every 15 s averaged over 30 s, plus the

@@ -2,12 +2,66 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace prescale::sim::internal {
 
+CostMix CostMix::from_costs(std::vector<double> costs) {
+  CostMix mix;
+  if (costs.size() < 20) return mix;
+  std::sort(costs.begin(), costs.end());
+  double sum = 0, squares = 0;
+  for (double c : costs) {
+    sum += c;
+    squares += c * c;
+  }
+  const auto n = static_cast<double>(costs.size());
+  const double mean = sum / n;
+  if (!(mean > 0)) return mix;
+  const double cv2 = std::max(0.0, squares / n / (mean * mean) - 1.0);
+  mix.share.clear();
+  mix.relative_cost.clear();
+  static constexpr std::array<double, kMaxCostClasses + 1> kBands = {
+      0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1};
+  for (size_t b = 0; b + 1 < kBands.size(); ++b) {
+    const auto lo = static_cast<size_t>(kBands[b] * n);
+    const auto hi = static_cast<size_t>(kBands[b + 1] * n);
+    if (hi <= lo) continue;
+    double band = 0;
+    for (size_t i = lo; i < hi; ++i) band += costs[i];
+    mix.share.push_back(static_cast<double>(hi - lo) / n);
+    mix.relative_cost.push_back(band / static_cast<double>(hi - lo) / mean);
+  }
+  mix.wait_factor = 1.0 + cv2;  // (1 + Cs²) / 2 with Cs² = 1 + 2·CV²
+  return mix;
+}
+
+double capacity_rps(double mean_service_time_seconds, int workers, double slo_seconds,
+                    const CostMix& costs) {
+  const double mu = 1.0 / mean_service_time_seconds;
+  std::array<LatencyComponent, kMaxCostClasses> mix;
+  auto p99 = [&](double rate) {
+    const MmcQueue q = mmc_queue(workers, rate, mu);
+    const double wait_rate = (workers * mu - rate) / costs.wait_factor;
+    for (size_t k = 0; k < costs.classes(); ++k) {
+      mix[k] = wait_then_service(q.wait_probability, wait_rate, mu / costs.relative_cost[k]);
+      mix[k].weight = costs.share[k];
+    }
+    return mixture_quantile(std::span<const LatencyComponent>(mix.data(), costs.classes()), 0.99);
+  };
+  if (p99(0) >= slo_seconds) return NAN;
+  double lo = 0, hi = workers * mu;
+  while (hi - lo > 1e-9 * hi) {
+    const double mid = 0.5 * (lo + hi);
+    (p99(mid) > slo_seconds ? hi : lo) = mid;
+  }
+  return lo;
+}
+
 ServiceQueue::ServiceQueue(double mean_service_time_seconds, double timeout_seconds,
-                           double slo_seconds, double step_seconds)
-    : service_time_(mean_service_time_seconds),
+                           double slo_seconds, double step_seconds, CostMix costs)
+    : costs_(std::move(costs)),
+      service_time_(mean_service_time_seconds),
       timeout_(timeout_seconds),
       slo_(slo_seconds),
       dt_(step_seconds) {
@@ -42,20 +96,55 @@ const ServiceQueue::Stationary& ServiceQueue::stationary(int servers, double arr
     memo_.servers = servers;
     memo_.arrival_rps = arrival_rps;
     memo_.mu = mu;
-    memo_.queue = mmc_queue(servers, arrival_rps, mu);
-    memo_.within_slo = 1.0 - tail(memo_.queue.sojourn, slo_);
+    const MmcQueue q = mmc_queue(servers, arrival_rps, mu);
+    // M/G/c (Allen–Cunneen): the M/M/c probability of waiting, waits longer by wait_factor.
+    const double wait_rate = (servers * mu - arrival_rps) / costs_.wait_factor;
+    memo_.within_slo = 0;
+    for (size_t k = 0; k < costs_.classes(); ++k) {
+      LatencyComponent& c = memo_.sojourn[k];
+      c = costs_.classes() == 1
+              ? q.sojourn
+              : wait_then_service(q.wait_probability, wait_rate, mu / costs_.relative_cost[k]);
+      c.weight = costs_.share[k];
+      memo_.within_slo += c.weight * (1.0 - tail(c, slo_));
+    }
+    memo_.mean_queue_length = q.mean_queue_length * costs_.wait_factor;
   }
   return memo_;
 }
 
-void ServiceQueue::add(StepOutcome& out, const LatencyComponent& c, double within_share) {
-  out.components[static_cast<size_t>(out.component_count++)] = c;
-  out.served_within_slo += c.weight * within_share;
+void ServiceQueue::add_fluid(StepOutcome& out, double wait_a, double wait_b, double mu, double n) {
+  for (size_t k = 0; k < costs_.classes(); ++k) {
+    const LatencyComponent f =
+        fluid_sojourn(wait_a, wait_b, mu / costs_.relative_cost[k], n * costs_.share[k]);
+    out.components[static_cast<size_t>(out.component_count++)] = f;
+    out.served_within_slo += f.weight * (1.0 - tail(f, slo_));
+  }
 }
 
 void ServiceQueue::step(double t0, int servers, double arrivals, double cost, StepOutcome& out) {
-  out = StepOutcome{};
+  if (repeat_valid_ && size_ == 0 && servers == rest_servers_ && arrivals == repeat_.arrived &&
+      cost == repeat_cost_) {
+    // The same inputs at the same resting state: the same outcome (most steps of a trace whose
+    // rate changes once a minute).
+    out.arrived = repeat_.arrived;
+    out.served = repeat_.served;
+    out.dropped = out.queued_start = out.queued_end = 0;
+    out.served_within_slo = repeat_.served_within_slo;
+    out.busy_worker_seconds = repeat_.busy_worker_seconds;
+    out.concurrency_seconds = repeat_.concurrency_seconds;
+    out.component_count = repeat_.component_count;
+    for (int i = 0; i < repeat_.component_count; ++i) {
+      out.components[static_cast<size_t>(i)] = repeat_.components[static_cast<size_t>(i)];
+    }
+    out.repeated = true;
+    return;
+  }
+  repeat_valid_ = false;
+  out.repeated = false;
   out.arrived = arrivals;
+  out.served = out.dropped = out.served_within_slo = 0;
+  out.component_count = 0;
   const double t1 = t0 + dt_;
   double queued_start = 0;
   for (size_t i = 0; i < size_; ++i) queued_start += cohort(i).n;
@@ -108,35 +197,29 @@ void ServiceQueue::step(double t0, int servers, double arrivals, double cost, St
   }
   if (backlog_served > 0) {
     // One component for the served backlog: mean cost from the work it took.
-    const LatencyComponent f =
-        fluid_sojourn(first_wait, last_wait, backlog_served / (used * service_time_),
-                      backlog_served);
-    add(out, f, 1.0 - tail(f, slo_));
+    add_fluid(out, first_wait, last_wait, backlog_served / (used * service_time_), backlog_served);
   }
   out.served = backlog_served;
-  double stationary_queue_seconds = 0;
 
-  // This step's arrivals, uniform over [t0, t1), behind whatever backlog is left.
+  // This step's arrivals, uniform over [t0, t1), behind whatever backlog is left. `saturated`
+  // is how long the servers run flat out on queued work; after it the step is "stochastic".
+  const double mu = 1.0 / (service_time_ * cost);
+  double saturated = servers > 0 ? used / rate : dt_;
+  double stochastic_arrivals = 0;
   if (arrivals > 0) {
-    const double mu = 1.0 / (service_time_ * cost);
     if (size_ > 0 || servers == 0) {
       push(Cohort{arrivals, cost, t0, t1});
+      saturated = dt_;
     } else {
-      // The backlog took used/rate of the step. Work arrives at `inflow`; an arrival at offset u
-      // starts at max(u, (used + inflow·u) / rate): the backlog clears at u* when inflow < rate.
+      // Work arrives at `inflow`; an arrival at offset u starts at max(u, (used + inflow·u) /
+      // rate): the backlog clears at u* = used / (rate − inflow) when inflow < rate.
       const double inflow = arrivals * cost / dt_;
       const double clear = inflow < rate ? used / (rate - inflow) : INFINITY;
       if (clear < dt_) {
         const double fluid_n = arrivals * clear / dt_;
-        if (fluid_n > 0) {
-          const LatencyComponent f = fluid_sojourn(used / rate, 0.0, mu, fluid_n);
-          add(out, f, 1.0 - tail(f, slo_));
-        }
-        const Stationary& st = stationary(servers, arrivals / dt_, mu);
-        LatencyComponent m = st.queue.sojourn;
-        m.weight = arrivals - fluid_n;
-        add(out, m, st.within_slo);
-        stationary_queue_seconds = st.queue.mean_queue_length * (dt_ - clear);
+        if (fluid_n > 0) add_fluid(out, used / rate, 0.0, mu, fluid_n);
+        saturated = clear;
+        stochastic_arrivals = arrivals - fluid_n;
         out.served += arrivals;
         used += arrivals * cost;
       } else {
@@ -144,13 +227,67 @@ void ServiceQueue::step(double t0, int servers, double arrivals, double cost, St
         const double u_s = std::clamp((budget - used) / inflow, 0.0, dt_);
         const double n = arrivals * u_s / dt_;
         if (n > 0) {
-          const LatencyComponent f = fluid_sojourn(used / rate, dt_ - u_s, mu, n);
-          add(out, f, 1.0 - tail(f, slo_));
+          add_fluid(out, used / rate, dt_ - u_s, mu, n);
           out.served += n;
           used += n * cost;
         }
         if (arrivals - n > 0) push(Cohort{arrivals - n, cost, t0 + u_s, t1});
+        saturated = dt_;
       }
+    }
+  }
+
+  // The stochastic queue (PSFFA): x, the mean number in the M/M/c system, is fed at the arrival
+  // rate while the service keeps up and at c·mu while saturated, and drained at c·mu·rho(x).
+  // Arrivals of the stochastic part see the M/M/c at the utilisation rho(x) reached.
+  double stationary_queue_seconds = 0;
+  if (servers == 0) {
+    x_ = 0;
+    rho_ = 0;
+    at_rest_ = false;
+  } else {
+    const double lambda = stochastic_arrivals / (dt_ - saturated > 0 ? dt_ - saturated : dt_);
+    const bool pure = saturated == 0;  // no backlog this step: the layer may be at rest
+    if (!(pure && at_rest_ && servers == rest_servers_ && lambda == rest_lambda_ &&
+          mu == rest_mu_)) {
+      const double y = x_ + servers * mu * saturated + lambda * (dt_ - saturated);
+      const double k = servers * mu * dt_;
+      const double target = lambda / (servers * mu);
+      // Within 1e-5 relative of the stationary utilisation the latency differs by < 1e-4
+      // (rho <= 0.9): rest exactly there, so that later identical steps are free.
+      const double tolerance = 1e-5 * std::max(target, 1e-3);
+      at_rest_ = false;
+      if (pure && target < 1) {
+        // Linearised, the implicit step ends (x − L*) / (L' + k) from the stationary point: a
+        // fast-relaxing queue gets there within the step.
+        const MmcOccupancy rest = mmc_occupancy(servers, target, costs_.wait_factor);
+        if (std::abs(x_ - rest.in_system) / (rest.derivative + k) <= tolerance) {
+          at_rest_ = true;
+          x_ = rest.in_system;
+        }
+      }
+      if (!at_rest_) {
+        rho_ = psffa_utilization(servers, y, k, pure && target < 1 ? target : rho_,
+                                 costs_.wait_factor);
+        at_rest_ = pure && target < 1 && std::abs(rho_ - target) <= tolerance;
+        x_ = mmc_occupancy(servers, at_rest_ ? target : rho_, costs_.wait_factor).in_system;
+      }
+      if (at_rest_) {
+        rho_ = target;
+        rest_servers_ = servers;
+        rest_lambda_ = lambda;
+        rest_mu_ = mu;
+      }
+    }
+    if (stochastic_arrivals > 0) {
+      const Stationary& st = stationary(servers, servers * mu * rho_, mu);
+      for (size_t c = 0; c < costs_.classes(); ++c) {
+        LatencyComponent m = st.sojourn[c];
+        m.weight *= stochastic_arrivals;
+        out.components[static_cast<size_t>(out.component_count++)] = m;
+      }
+      out.served_within_slo += stochastic_arrivals * st.within_slo;
+      stationary_queue_seconds = st.mean_queue_length * (dt_ - saturated);
     }
   }
 
@@ -161,17 +298,35 @@ void ServiceQueue::step(double t0, int servers, double arrivals, double cost, St
   out.concurrency_seconds = out.busy_worker_seconds +
                             0.5 * (queued_after_drops + queued_end) * dt_ +
                             stationary_queue_seconds;
+  if (at_rest_ && queued_start == 0 && size_ == 0) {
+    repeat_valid_ = true;
+    repeat_cost_ = cost;
+    repeat_.arrived = out.arrived;
+    repeat_.served = out.served;
+    repeat_.served_within_slo = out.served_within_slo;
+    repeat_.busy_worker_seconds = out.busy_worker_seconds;
+    repeat_.concurrency_seconds = out.concurrency_seconds;
+    repeat_.component_count = out.component_count;
+    for (int i = 0; i < out.component_count; ++i) {
+      repeat_.components[static_cast<size_t>(i)] = out.components[static_cast<size_t>(i)];
+    }
+  }
 }
 
-double ServiceQueue::p99(std::span<const LatencyComponent> mix) {
+double ServiceQueue::p99(std::span<const LatencyComponent> mix, int stream) {
   if (mix.size() == 1) {
-    if (p99_value_ < 0 || !mix[0].same_shape(p99_shape_)) {
-      p99_shape_ = mix[0];
-      p99_value_ = quantile(mix[0], 0.99);
+    for (const CachedQuantile& c : p99_cache_) {
+      if (c.p99 >= 0 && c.shape.same_shape(mix[0])) return c.p99;
     }
-    return p99_value_;
+    CachedQuantile& slot = p99_cache_[p99_next_];
+    p99_next_ = (p99_next_ + 1) % p99_cache_.size();
+    slot.shape = mix[0];
+    slot.p99 = quantile(mix[0], 0.99);
+    return slot.p99;
   }
-  return mixture_quantile(mix, 0.99);
+  double& last = last_mixture_p99_[static_cast<size_t>(stream)];
+  last = mixture_quantile(mix, 0.99, last);
+  return last;
 }
 
 }  // namespace prescale::sim::internal

@@ -1,8 +1,11 @@
 // The queueing model of one service for one time step (docs/simulator.md, "Queueing"): a FIFO
-// backlog of per-step cohorts in front of `servers` exponential servers. While the service keeps
-// up (no backlog, arrivals below capacity) its requests see the stationary M/M/c sojourn time;
-// otherwise the backlog is served as a fluid, oldest first, and each served group's wait follows
-// from its position. Requests that waited past the timeout are dropped at step boundaries.
+// backlog of per-step cohorts in front of `servers` exponential servers, plus a stochastic layer.
+// While the service keeps up, its requests see the M/M/c sojourn time at the utilisation the
+// queue has built up to (the pointwise-stationary fluid approximation, PSFFA, carried from step
+// to step); when arrivals exceed capacity the excess waits as a fluid backlog served oldest first,
+// each served group's wait following from its position. Requests that waited past the timeout are
+// dropped at step boundaries. Per-request costs turn the exponential service into a mixture over
+// cost bands (M/G/c, Allen–Cunneen).
 //
 // No allocation after construction: the backlog is a fixed ring of cohorts (older ones time
 // out), and the M/M/c solution is memoised on (servers, arrival rate, service rate).
@@ -11,11 +14,33 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <vector>
 
 #include "worlds/sim/queueing.h"
 
 namespace prescale::sim::internal {
+
+// Per-request costs (per-request traces): service times are cost × Exp(mean), a mixture, not an
+// exponential. The queue keeps a few cost classes (share of requests, mean cost relative to the
+// overall mean) and scales M/M/c waits by Allen–Cunneen's (1 + Cs²) / 2 for the service time's
+// squared coefficient of variation Cs² = 1 + 2·CV²(cost).
+struct CostMix {
+  std::vector<double> share{1.0};
+  std::vector<double> relative_cost{1.0};
+  double wait_factor = 1;
+  size_t classes() const { return share.size(); }
+  // Classes from a sample of costs: quantile bands 0–25–50–75–90–95–98–99–99.5–99.9–100 %, so the
+  // expensive tail that sets a p99 is resolved. Fewer than 20 costs give one class.
+  static CostMix from_costs(std::vector<double> costs);
+};
+constexpr size_t kMaxCostClasses = 10;
+
+// Per-replica capacity (req/s) at which the p99 of the M/G/c approximation with `costs` meets
+// the SLO (equals slo_capacity_rps() for one class); NaN when no rate does.
+double capacity_rps(double mean_service_time_seconds, int workers, double slo_seconds,
+                    const CostMix& costs);
+constexpr size_t kMaxComponents = 3 * kMaxCostClasses;  // backlog, catch-up and steady parts
 
 struct StepOutcome {
   double arrived = 0;
@@ -26,15 +51,19 @@ struct StepOutcome {
   double served_within_slo = 0;
   double busy_worker_seconds = 0;  // work served × service time
   double concurrency_seconds = 0;  // ∫ (waiting + in service) dt over the step
-  std::array<LatencyComponent, 3> components;  // latency of the served requests
+  std::array<LatencyComponent, kMaxComponents> components;  // latency of the served requests
   int component_count = 0;
+  bool repeated = false;  // the outcome is exactly the previous step's
 };
 
 class ServiceQueue {
  public:
   // Seconds; `step_seconds` is the step length.
   ServiceQueue(double mean_service_time_seconds, double timeout_seconds, double slo_seconds,
-               double step_seconds);
+               double step_seconds, CostMix costs = {});
+
+  // Latency components a step produces at most.
+  size_t max_components() const { return 3 * costs_.classes(); }
 
   // Runs the step [t0, t0 + step) (t0 seconds since the start) with `servers` servers and
   // `arrivals` requests of mean cost `cost` arriving uniformly over the step.
@@ -42,8 +71,14 @@ class ServiceQueue {
 
   double queued() const;  // backlog, requests
 
-  // The p99 of a mixture, memoised for the frequent case of one stationary component.
-  double p99(std::span<const LatencyComponent> mix);
+  // The last step's outcome when the next step, given the same servers and arrivals, is certain
+  // to repeat it (no backlog, the stochastic layer at rest); nullptr otherwise.
+  const StepOutcome* repeatable() const { return repeat_valid_ ? &repeat_ : nullptr; }
+
+  // The p99 of a mixture. One-component mixtures (a steady service) come from a small cache;
+  // others warm-start from the previous result of the same `stream` (0: scrape windows,
+  // 1: record intervals), which is usually close.
+  double p99(std::span<const LatencyComponent> mix, int stream);
 
  private:
   struct Cohort {
@@ -55,8 +90,9 @@ class ServiceQueue {
   struct Stationary {
     int servers = -1;
     double arrival_rps = -1, mu = -1;
-    MmcQueue queue;
-    double within_slo = 0;  // P(T <= SLO)
+    std::array<LatencyComponent, kMaxCostClasses> sojourn;  // per cost class, weight = share
+    double within_slo = 0;                                  // P(T <= SLO)
+    double mean_queue_length = 0;
   };
 
   const Stationary& stationary(int servers, double arrival_rps, double mu);
@@ -66,8 +102,10 @@ class ServiceQueue {
     head_ = (head_ + 1) % ring_.size();
     --size_;
   }
-  void add(StepOutcome& out, const LatencyComponent& c, double within_share);
+  // Adds n requests that waited uniformly in [wait_a, wait_b] (mean cost: service rate mu).
+  void add_fluid(StepOutcome& out, double wait_a, double wait_b, double mu, double n);
 
+  CostMix costs_;
   double service_time_;
   double timeout_;
   double slo_;
@@ -75,8 +113,24 @@ class ServiceQueue {
   std::vector<Cohort> ring_;
   size_t head_ = 0, size_ = 0;
   Stationary memo_;
-  LatencyComponent p99_shape_;
-  double p99_value_ = -1;
+  // The stochastic (PSFFA) layer: mean number in the M/M/c system and its utilisation, and
+  // the (servers, arrival rate, mu) at whose stationary point it rests, if any.
+  double x_ = 0;
+  double rho_ = 0;
+  bool at_rest_ = false;
+  int rest_servers_ = 0;
+  double rest_lambda_ = 0, rest_mu_ = 0;
+  // The outcome of the last step that ended at rest with no backlog, for identical repeats.
+  bool repeat_valid_ = false;
+  double repeat_cost_ = 0;
+  StepOutcome repeat_;
+  struct CachedQuantile {
+    LatencyComponent shape;
+    double p99 = -1;
+  };
+  std::array<CachedQuantile, 4> p99_cache_;
+  size_t p99_next_ = 0;                               // round-robin replacement
+  std::array<double, 2> last_mixture_p99_{NAN, NAN};  // warm starts per stream
 };
 
 }  // namespace prescale::sim::internal
