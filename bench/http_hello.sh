@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Tiny-response HTTP throughput: nginx (`return 200 "hello"`) vs `prescale serve echo` (GET /
 # answers "hello"), same machine, same wrk settings, alternating rounds in one run.
+# Both servers start in their own session (setsid) so the kernel's per-session CPU grouping
+# treats them alike.
 # Prints requests/s and p99 per round, the medians and their ratios, and a RESULT line.
 #
 # Usage: bench/http_hello.sh [--rounds N] [--duration SECONDS] [--connections N] [--threads N]
@@ -53,10 +55,10 @@ http {
   }
 }
 NGINX
-/usr/sbin/nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+setsid /usr/sbin/nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
 
-"$prescale" serve echo --port 0 --threads "$server_threads" --port-file "$work/prescale.port" \
+setsid "$prescale" serve echo --port 0 --threads "$server_threads" --port-file "$work/prescale.port" \
   --log-level warn &
 pids+=($!)
 
