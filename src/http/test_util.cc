@@ -1,5 +1,7 @@
 #include "http/test_util.h"
 
+#include "http/internal/wire.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,17 +16,6 @@
 namespace prescale::http::testing {
 namespace {
 
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 sockaddr_in loopback(uint16_t port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -37,7 +28,7 @@ sockaddr_in loopback(uint16_t port) {
 
 std::optional<std::string> RawResponse::header(std::string_view name) const {
   for (const auto& [n, v] : headers) {
-    if (iequal(n, name)) return v;
+    if (internal::iequals(n, name)) return v;
   }
   return std::nullopt;
 }
@@ -125,7 +116,7 @@ std::optional<RawResponse> RawSocket::read_response(bool head) {
     buf_.erase(0, len);
     return r;
   }
-  if (auto te = r.header("Transfer-Encoding"); te && iequal(*te, "chunked")) {
+  if (auto te = r.header("Transfer-Encoding"); te && internal::iequals(*te, "chunked")) {
     while (true) {
       size_t le;
       while ((le = buf_.find("\r\n")) == std::string::npos) {
