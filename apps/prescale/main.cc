@@ -13,6 +13,7 @@
 #include "core/logging.h"
 #include "runtime/runtime.h"
 #include "services/echo/echo_service.h"
+#include "sim_command.h"
 #include "version.h"
 
 namespace prescale {
@@ -138,6 +139,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
 
+  prescale::SimCommand sim(app);
+
   CLI11_PARSE(app, argc, argv);
 
   if (version->parsed()) {
@@ -146,5 +149,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (serve->parsed()) return prescale::serve(flags, *serve);
+  if (sim.parsed()) return sim.run();
   return 0;
 }

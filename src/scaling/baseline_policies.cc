@@ -66,6 +66,7 @@ void KpaPolicy::init(const std::vector<ServiceSpec>& services) {
     spec.min_scale = s.min_replicas;
     spec.max_scale = s.max_replicas;
     services_[s.name].autoscaler = std::make_unique<KnativeAutoscaler>(spec);
+    services_[s.name].autoscaler->set_explain(false);  // explained below when it changes
   }
 }
 
@@ -87,9 +88,12 @@ Plan KpaPolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
   for (const auto& svc : snapshot.services) {
     auto it = services_.find(svc.name);
     if (it == services_.end()) continue;
+    const KnativeAutoscaler& autoscaler = *it->second.autoscaler;
     auto d = it->second.autoscaler->scale(now, svc.count(ReplicaState::kReady));
     if (!d.valid) continue;  // no data: keep the current scale
-    plan.decisions.push_back(Decision{svc.name, d.desired, "kpa: " + d.reason});
+    // An unchanged count needs no decision (nor the cost of its words).
+    if (d.desired == svc.desired_replicas) continue;
+    plan.decisions.push_back(Decision{svc.name, d.desired, "kpa: " + autoscaler.explain(d)});
   }
   return plan;
 }

@@ -1,5 +1,6 @@
 #include "scaling/baseline_policies.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 namespace prescale::scaling {
@@ -68,9 +69,14 @@ TEST(KpaPolicyTest, TargetsContainerConcurrencyTimesUtilization) {
     policy.observe({at(t), {s}, {}});
   }
   ServiceObservation s = service_with_cpu(10, 0.5, at(60));
+  s.desired_replicas = 4;
   Plan plan = policy.decide({at(60), {s}, {}}, at(60));
   ASSERT_EQ(plan.decisions.size(), 1u);
   EXPECT_EQ(plan.decisions[0].replicas, 10);
+  EXPECT_THAT(plan.decisions[0].reason, testing::HasSubstr("kpa: stable concurrency 70.00"));
+  // Already at 10: no decision.
+  s.desired_replicas = 10;
+  EXPECT_TRUE(policy.decide({at(62), {s}, {}}, at(62)).decisions.empty());
 }
 
 TEST(KpaPolicyTest, NoDecisionWithoutData) {

@@ -218,8 +218,7 @@ KnativeAutoscaler::Decision KnativeAutoscaler::scale(Clock::TimePoint now, int r
   if (stable.is_empty(now)) {
     Decision d;
     d.panicking = panic_time_.has_value();
-    d.reason = "no data: nothing recorded in the last " + secs(spec_.stable_window) +
-               "; keep the current scale";
+    if (explain_) d.reason = explain(d);
     return d;
   }
   return decide(now, ready_pods, stable.average(now), panic.average(now));
@@ -236,32 +235,27 @@ KnativeAutoscaler::Decision KnativeAutoscaler::decide(Clock::TimePoint now, int 
   // Rounded so that even a small rate can move by one pod each way.
   const double max_scale_up = std::ceil(spec_.max_scale_up_rate * ready);
   const double max_scale_down = std::floor(ready / spec_.max_scale_down_rate);
-  const double target = spec_.rps_mode ? spec_.target_rps : spec_.target_concurrency;
-  const double dspc = std::ceil(stable_avg / target);
-  const double dppc = std::ceil(panic_avg / target);
+  d.target = spec_.rps_mode ? spec_.target_rps : spec_.target_concurrency;
+  const double dspc = std::ceil(stable_avg / d.target);
+  const double dppc = std::ceil(panic_avg / d.target);
+  d.stable_pods = dspc;
+  d.panic_pods = dppc;
   const int desired_stable = to_int(std::min(std::max(dspc, max_scale_down), max_scale_up));
   const int desired_panic = to_int(std::min(std::max(dppc, max_scale_down), max_scale_up));
-
-  const char* metric = spec_.rps_mode ? "rps" : "concurrency";
-  d.reason = std::string("stable ") + metric + " " + fmt(stable_avg, 2) + ", panic " +
-             fmt(panic_avg, 2) + " / target " + fmt(target, 2) + " per pod -> " + fmt(dspc, 0) +
-             " stable, " + fmt(dppc, 0) + " panic pods";
-  if (dspc > max_scale_up || dppc > max_scale_up) {
-    d.reason += "; scale-up rate limit " + fmt(max_scale_up, 0);
-  }
-  if (dspc < max_scale_down) d.reason += "; scale-down rate limit " + fmt(max_scale_down, 0);
+  if (dspc > max_scale_up || dppc > max_scale_up) d.scale_up_limit = to_int(max_scale_up);
+  if (dspc < max_scale_down) d.scale_down_limit = to_int(max_scale_down);
 
   const bool over_threshold = dppc / ready >= spec_.panic_threshold_percentage / 100.0;
   if (!panic_time_ && over_threshold) {
     panic_time_ = now;
-    d.reason += "; entering panic";
+    d.entered_panic = true;
   } else if (over_threshold) {
     panic_time_ = now;  // still over the threshold: extend the panic
   } else if (panic_time_ && *panic_time_ + spec_.stable_window < now) {
     // A full stable window without a reason to panic: the surge is in the stable metric now.
     panic_time_.reset();
     max_panic_pods_ = 0;
-    d.reason += "; leaving panic";
+    d.left_panic = true;
   }
 
   int desired = desired_stable;
@@ -270,22 +264,48 @@ KnativeAutoscaler::Decision KnativeAutoscaler::decide(Clock::TimePoint now, int 
     if (desired > max_panic_pods_) {
       max_panic_pods_ = desired;
     } else if (desired < max_panic_pods_) {
-      d.reason += "; panic: no scale-down below " + std::to_string(max_panic_pods_);
+      d.panic_floor = max_panic_pods_;
     }
     desired = max_panic_pods_;
   }
   if (spec_.scale_down_delay > Clock::Duration::zero()) {
     const int held = delayed(now, desired);
-    if (held != desired) {
-      d.reason += "; scale-down delay " + secs(spec_.scale_down_delay) + ": holding " +
-                  std::to_string(held);
-    }
+    if (held != desired) d.delay_held = held;
     desired = held;
   }
   d.panicking = panic_time_.has_value();
   d.decider_desired = desired;
-  d.desired = bounded(now, desired, d.reason);
+  d.desired = bounded(now, desired, d);
+  if (explain_) d.reason = explain(d);
   return d;
+}
+
+std::string KnativeAutoscaler::explain(const Decision& d) const {
+  if (!d.valid) {
+    return "no data: nothing recorded in the last " + secs(spec_.stable_window) +
+           "; keep the current scale";
+  }
+  const char* metric = spec_.rps_mode ? "rps" : "concurrency";
+  std::string reason = std::string("stable ") + metric + " " + fmt(d.stable_avg, 2) + ", panic " +
+                       fmt(d.panic_avg, 2) + " / target " + fmt(d.target, 2) + " per pod -> " +
+                       fmt(d.stable_pods, 0) + " stable, " + fmt(d.panic_pods, 0) + " panic pods";
+  if (d.scale_up_limit >= 0) reason += "; scale-up rate limit " + std::to_string(d.scale_up_limit);
+  if (d.scale_down_limit >= 0) {
+    reason += "; scale-down rate limit " + std::to_string(d.scale_down_limit);
+  }
+  if (d.entered_panic) reason += "; entering panic";
+  if (d.left_panic) reason += "; leaving panic";
+  if (d.panic_floor >= 0) reason += "; panic: no scale-down below " + std::to_string(d.panic_floor);
+  if (d.delay_held >= 0) {
+    reason += "; scale-down delay " + secs(spec_.scale_down_delay) + ": holding " +
+              std::to_string(d.delay_held);
+  }
+  if (d.clamped_min >= 0) reason += "; clamped to min-scale " + std::to_string(d.clamped_min);
+  if (d.clamped_max >= 0) reason += "; clamped to max-scale " + std::to_string(d.clamped_max);
+  if (d.zero_grace) {
+    reason += "; scale to zero after " + secs(spec_.scale_to_zero_grace) + " grace: keep 1";
+  }
+  return reason;
 }
 
 int KnativeAutoscaler::delayed(Clock::TimePoint now, int desired) {
@@ -308,15 +328,15 @@ int KnativeAutoscaler::delayed(Clock::TimePoint now, int desired) {
   return delay_maxima_.front().second;
 }
 
-int KnativeAutoscaler::bounded(Clock::TimePoint now, int desired, std::string& reason) {
+int KnativeAutoscaler::bounded(Clock::TimePoint now, int desired, Decision& d) {
   int x = desired;
   if (x < spec_.min_scale) {
     x = spec_.min_scale;
-    reason += "; clamped to min-scale " + std::to_string(x);
+    d.clamped_min = x;
   }
   if (spec_.max_scale != 0 && x > spec_.max_scale) {
     x = spec_.max_scale;
-    reason += "; clamped to max-scale " + std::to_string(x);
+    d.clamped_max = x;
   }
   if (x != 0) {
     zero_since_.reset();
@@ -326,7 +346,7 @@ int KnativeAutoscaler::bounded(Clock::TimePoint now, int desired, std::string& r
   // activator has been in the request path for scale-to-zero-grace-period).
   if (!zero_since_) zero_since_ = now;
   if (now - *zero_since_ >= spec_.scale_to_zero_grace) return 0;
-  reason += "; scale to zero after " + secs(spec_.scale_to_zero_grace) + " grace: keep 1";
+  d.zero_grace = true;
   return 1;
 }
 

@@ -108,7 +108,20 @@ class KnativeAutoscaler {
     double stable_avg = 0;     // observed concurrency (or rps) over the stable window
     double panic_avg = 0;      // ... over the panic window
     int decider_desired = -1;  // upstream ScaleResult.DesiredPodCount, before the bounds
+    // Why, in words; empty when explanations are off (set_explain), then explain() builds it.
     std::string reason;
+
+    // The facts the reason is made of.
+    double target = 0;                       // per pod
+    double stable_pods = 0, panic_pods = 0;  // ceil(average / target) per window
+    int scale_up_limit = -1;                 // >= 0: the scale-up rate limited the result
+    int scale_down_limit = -1;               // >= 0: the scale-down rate limited it
+    bool entered_panic = false, left_panic = false;
+    int panic_floor = -1;   // >= 0: panic held the count at this
+    int delay_held = -1;    // >= 0: the scale-down delay held the count at this
+    int clamped_min = -1;   // >= 0: raised to min-scale
+    int clamped_max = -1;   // >= 0: lowered to max-scale
+    bool zero_grace = false;  // kept at 1 during the scale-to-zero grace period
   };
 
   // One tick: average the recorded load over both windows and decide. `ready_pods` is the
@@ -120,9 +133,15 @@ class KnativeAutoscaler {
 
   const KpaSpec& spec() const { return spec_; }
 
+  // Whether scale() and decide() fill Decision::reason (on by default). Formatting the numbers
+  // costs more than deciding; a caller that only needs the reason of some decisions turns it
+  // off and calls explain() for those.
+  void set_explain(bool on) { explain_ = on; }
+  std::string explain(const Decision& decision) const;
+
  private:
   int delayed(Clock::TimePoint now, int desired);
-  int bounded(Clock::TimePoint now, int desired, std::string& reason);
+  int bounded(Clock::TimePoint now, int desired, Decision& d);
 
   KpaSpec spec_;
   KpaWindowAverager stable_concurrency_;
@@ -134,6 +153,7 @@ class KnativeAutoscaler {
   // Scale-down delay: (tick index, decision) pairs in descending decision order, oldest first.
   std::deque<std::pair<std::int64_t, int>> delay_maxima_;
   std::optional<Clock::TimePoint> zero_since_;  // decider has wanted 0 pods since
+  bool explain_ = true;
 };
 
 }  // namespace prescale::scaling

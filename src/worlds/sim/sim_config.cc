@@ -110,9 +110,60 @@ Result<std::vector<scaling::ServiceSpec>> service_specs(const SimConfig& config)
     spec.capacity_rps = *cap;
     spec.slo_latency_p99_seconds = s.slo_latency_p99_seconds;
     spec.startup_time = s.startup_time;
+    // A replica serves workers_per_replica requests at once and queues the rest: Knative's
+    // containerConcurrency, from which the KPA derives its per-pod target.
+    spec.max_concurrency = s.workers_per_replica;
     specs.push_back(std::move(spec));
   }
   return specs;
+}
+
+Result<SimConfig> sim_config_from(const Config& config, const SimServiceConfig& defaults) {
+  if (config.services.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "prescale.yaml: no services to simulate");
+  }
+  std::vector<scaling::CallEdge> edges;
+  std::vector<std::string> names;
+  for (const ServiceConfig& svc : config.services) {
+    names.push_back(svc.name);
+    for (const std::string& callee : svc.depends_on) {
+      edges.push_back(scaling::CallEdge{svc.name, callee, 1.0, 0});
+    }
+  }
+  auto graph = scaling::make_callgraph(std::move(edges), std::move(names));
+  if (!graph) return std::unexpected(graph.error());
+
+  SimConfig out;
+  out.graph = std::move(*graph);
+  out.service_defaults = defaults;
+  for (const ServiceConfig& svc : config.services) {
+    SimServiceConfig s = defaults;
+    s.name = svc.name;
+    s.min_replicas = svc.replicas.min;
+    s.max_replicas = svc.replicas.max;
+    s.initial_replicas = svc.replicas.initial;
+    s.startup_time = svc.startup_time;
+    s.slo_latency_p99_seconds = svc.slo.latency_p99_ms / 1000.0;
+    // capacity_rps falls as the service time grows and vanishes once an idle replica's p99
+    // (ln 100 × the service time) reaches the SLO: bisect on that interval.
+    double lo = 0, hi = s.slo_latency_p99_seconds / std::log(100.0);
+    for (int i = 0; i < 100; ++i) {
+      s.mean_service_time_seconds = 0.5 * (lo + hi);
+      auto cap = capacity_rps(s);
+      (cap && *cap >= svc.capacity_rps ? lo : hi) = s.mean_service_time_seconds;
+    }
+    s.mean_service_time_seconds = lo;
+    auto cap = lo > 0 ? capacity_rps(s) : Result<double>(0.0);
+    if (!cap || !(*cap > 0) || std::abs(*cap / svc.capacity_rps - 1) > 1e-6) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "service \"" + svc.name + "\": capacity_rps " +
+                            std::to_string(svc.capacity_rps) + " is not reachable within p99 " +
+                            std::to_string(svc.slo.latency_p99_ms) + " ms with " +
+                            std::to_string(s.workers_per_replica) + " workers per replica");
+    }
+    out.services.push_back(std::move(s));
+  }
+  return out;
 }
 
 }  // namespace prescale::sim

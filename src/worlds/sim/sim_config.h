@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/config.h"
 #include "core/result.h"
 #include "scaling/callgraph.h"
 #include "scaling/policy.h"
@@ -72,5 +73,13 @@ Result<double> capacity_rps(const SimServiceConfig& service);
 
 // What the harness tells policies about each service (ServiceSpec), in graph order.
 Result<std::vector<scaling::ServiceSpec>> service_specs(const SimConfig& config);
+
+// A world modelled on a prescale.yaml: its services (replica bounds, startup time, p99 SLO), the
+// call graph of their depends_on (one call of each dependency per request), and for each
+// service the mean service time at which capacity_rps() equals the file's capacity_rps. What the
+// file does not say (workers, jitter, drain, timeout) comes from `defaults`. Errors:
+// kInvalidArgument naming the service (no services; a dependency cycle; a capacity that the SLO
+// makes unreachable).
+Result<SimConfig> sim_config_from(const Config& config, const SimServiceConfig& defaults = {});
 
 }  // namespace prescale::sim

@@ -27,7 +27,7 @@ SimResults compute_results(const SimRecorder& rec, const ResultOptions& options)
     minutes = std::max(minutes, (rec.records(s).size() + per_minute - 1) / per_minute);
   }
   // Per minute: -1 no requests in any service, 0 some service missed, 1 all met.
-  std::vector<int> minute_ok(minutes, -1);
+  std::vector<signed char> minute_ok(minutes, -1);
   double total_needed = 0, total_busy = 0, total_ready_workers = 0;
 
   for (size_t s = 0; s < rec.services().size(); ++s) {
@@ -75,12 +75,13 @@ SimResults compute_results(const SimRecorder& rec, const ResultOptions& options)
     total_ready_workers += ready_workers;
     out.services.push_back(std::move(r));
   }
-  for (int ok : minute_ok) {
+  for (signed char ok : minute_ok) {
     if (ok < 0) continue;
     ++out.total.minutes;
     out.total.minutes_meeting_slo += ok;
   }
   finish(out.total, total_needed, total_busy, total_ready_workers);
+  out.minute_met = std::move(minute_ok);
   return out;
 }
 

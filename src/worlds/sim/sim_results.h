@@ -36,6 +36,9 @@ struct ServiceResults {
 struct SimResults {
   std::vector<ServiceResults> services;  // in recorder order
   ServiceResults total;
+  // Per minute, over all services: 1 when every service with requests met the SLO, 0 when one
+  // missed it, -1 when no service had requests (for plots of when the SLO was missed).
+  std::vector<signed char> minute_met;
 };
 
 struct ResultOptions {

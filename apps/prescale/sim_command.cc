@@ -1,0 +1,532 @@
+#include "sim_command.h"
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/internal/config_scalars.h"
+#include "dashboard/sim_report.h"
+#include "forecast/trace.h"
+#include "scaling/callgraph.h"
+#include "worlds/sim/experiment.h"
+
+namespace prescale {
+
+struct SimFlags {
+  std::string trace;
+  std::string column;
+  std::string topology = "single";
+  std::string config_path;
+  std::string data_dir;
+  std::string policies = "hpa,kpa,aws,static,oracle";
+  double slo_ms = 200;
+  std::string startup = "60s";
+  double startup_jitter = 0;
+  double peak_rps = 0;
+  std::string offset = "0s";
+  std::string duration;
+  std::string step = "1s";
+  double service_time_ms = 20;
+  int workers = 4;
+  int min_replicas = 1;
+  int max_replicas = 0;
+  int hpa_target = 80;
+  double kpa_utilization = 0.7;
+  double aws_utilization = 0.5;
+  double static_headroom = 1.0;
+  int threads = 0;
+  std::string progress = "auto";
+  bool per_service = false;
+  std::string json_path;
+  std::string plot_path;
+};
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+std::optional<std::chrono::milliseconds> duration_flag(const std::string& flag,
+                                                       const std::string& text) {
+  auto d = internal::parse_duration(text);
+  if (!d) {
+    std::cerr << "prescale sim: " << flag << ": " << d.error() << "\n";
+    return std::nullopt;
+  }
+  return *d;
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// The part [offset, offset + duration) of a trace (duration 0: to the end), in whole steps.
+forecast::Trace slice(forecast::Trace t, double offset_s, double duration_s) {
+  const auto first = static_cast<size_t>(std::floor(offset_s / t.step_seconds + 1e-9));
+  const size_t n = t.counts.size();
+  const size_t begin = std::min(first, n);
+  const size_t end =
+      duration_s > 0
+          ? std::min(n, begin + static_cast<size_t>(std::ceil(duration_s / t.step_seconds - 1e-9)))
+          : n;
+  t.counts = std::vector<double>(t.counts.begin() + static_cast<long>(begin),
+                                 t.counts.begin() + static_cast<long>(end));
+  const double from = static_cast<double>(begin) * t.step_seconds;
+  const double to = static_cast<double>(end) * t.step_seconds;
+  if (!t.arrival_seconds.empty()) {
+    std::vector<double> arrivals, costs;
+    const bool with_costs = t.request_cost.size() == t.arrival_seconds.size();
+    for (size_t i = 0; i < t.arrival_seconds.size(); ++i) {
+      const double a = t.arrival_seconds[i];
+      if (a < from || a >= to) continue;
+      arrivals.push_back(a - from);
+      if (with_costs) costs.push_back(t.request_cost[i]);
+    }
+    t.arrival_seconds = std::move(arrivals);
+    t.request_cost = std::move(costs);
+  }
+  if (t.start_unix_seconds > 0) t.start_unix_seconds += from;
+  return t;
+}
+
+std::string default_data_dir() {
+  if (const char* env = std::getenv("PRESCALE_DATA_DIR"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  return "../shared/data";
+}
+
+Json number_or_null(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
+
+Json service_json(const sim::ServiceResults& r, const sim::ServiceResults* oracle, int actions) {
+  Json j;
+  j["service"] = r.name;
+  j["requests"] = r.arrived;
+  j["served"] = r.served;
+  j["served_within_slo"] = r.served_within_slo;
+  j["slo_attainment"] = r.slo_attainment;
+  j["minute_slo_share"] = r.minute_slo_share;
+  j["dropped"] = r.dropped;
+  j["queued_at_end"] = r.queued_at_end;
+  j["replica_hours"] = r.replica_hours;
+  j["cost_ratio_to_oracle"] = number_or_null(
+      oracle != nullptr && oracle->replica_hours > 0 ? r.replica_hours / oracle->replica_hours
+                                                     : NAN);
+  j["scale_actions"] = actions;
+  j["mean_overprovisioning"] = r.mean_overprovisioning;
+  j["mean_cpu_utilization"] = r.mean_cpu_utilization;
+  return j;
+}
+
+std::string percent(double share, int decimals) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f %%", decimals, 100 * share);
+  return buf;
+}
+
+std::string fixed(double v, int decimals) {
+  if (!std::isfinite(v)) return "-";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+void print_table(std::ostream& out, const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(header.size());
+  for (size_t c = 0; c < header.size(); ++c) {
+    width[c] = header[c].size();
+    for (const auto& row : rows) width[c] = std::max(width[c], row[c].size());
+  }
+  auto line = [&](const std::vector<std::string>& cells) {
+    for (size_t c = 0; c < cells.size(); ++c) {
+      const size_t pad = width[c] - cells[c].size();
+      // The first column (names) is left-aligned, figures right-aligned.
+      if (c == 0) {
+        out << cells[c] << std::string(pad, ' ');
+      } else {
+        out << "  " << std::string(pad, ' ') << cells[c];
+      }
+    }
+    out << "\n";
+  };
+  line(header);
+  for (const auto& row : rows) line(row);
+}
+
+// Redraws one status line on stderr, at most ten times a second.
+class ProgressLine {
+ public:
+  ProgressLine(std::vector<std::string> names, bool enabled)
+      : names_(std::move(names)), done_(names_.size(), 0), enabled_(enabled) {}
+  void update(size_t run, double done) {
+    if (!enabled_) return;
+    std::lock_guard lock(mu_);
+    done_[run] = done;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(100) && done < 1) return;
+    last_ = now;
+    std::string line = "\rsimulating";
+    for (size_t i = 0; i < names_.size(); ++i) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, " %s %3d%%", names_[i].c_str(),
+                    static_cast<int>(100 * done_[i]));
+      line += buf;
+    }
+    std::cerr << line << std::flush;
+    drawn_ = true;
+  }
+  void finish() {
+    if (drawn_) std::cerr << "\r" << std::string(12 + names_.size() * 12, ' ') << "\r";
+  }
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<double> done_;
+  bool enabled_;
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point last_{};
+  bool drawn_ = false;
+};
+
+int run_sim(const SimFlags& f, const CLI::App& cmd) {
+  // --- The world: topology and service parameters ---
+  sim::SimServiceConfig defaults;
+  defaults.mean_service_time_seconds = f.service_time_ms / 1000.0;
+  defaults.workers_per_replica = f.workers;
+  defaults.slo_latency_p99_seconds = f.slo_ms / 1000.0;
+  defaults.startup_jitter = f.startup_jitter;
+  defaults.min_replicas = f.min_replicas;
+  defaults.initial_replicas = f.min_replicas;
+  auto startup = duration_flag("--startup", f.startup);
+  auto step = duration_flag("--step", f.step);
+  auto offset = duration_flag("--offset", f.offset);
+  std::optional<std::chrono::milliseconds> duration = std::chrono::milliseconds(0);
+  if (!f.duration.empty()) duration = duration_flag("--duration", f.duration);
+  if (!startup || !step || !offset || !duration) return 2;
+  if (step->count() <= 0) {
+    std::cerr << "prescale sim: --step: must be positive\n";
+    return 2;
+  }
+  defaults.startup_time = *startup;
+
+  sim::SimConfig config;
+  std::string topology_name = f.topology;
+  if (!f.config_path.empty()) {
+    if (cmd.count("--topology") > 0) {
+      std::cerr << "prescale sim: give either --topology or -f/--config, not both\n";
+      return 2;
+    }
+    auto file = load_config_file(f.config_path);
+    if (!file) {
+      std::cerr << "prescale sim: " << file.error().message << "\n";
+      return 2;
+    }
+    auto from = sim::sim_config_from(*file, defaults);
+    if (!from) {
+      std::cerr << "prescale sim: " << f.config_path << ": " << from.error().message << "\n";
+      return 2;
+    }
+    config = std::move(*from);
+    topology_name = std::filesystem::path(f.config_path).filename().string();
+  } else {
+    const std::string data_dir = f.data_dir.empty() ? default_data_dir() : f.data_dir;
+    auto graph = scaling::builtin_topology(f.topology, data_dir);
+    if (!graph) {
+      std::cerr << "prescale sim: --topology " << f.topology << ": " << graph.error().message
+                << (f.data_dir.empty() ? " (set --data-dir or PRESCALE_DATA_DIR)" : "") << "\n";
+      return 2;
+    }
+    config.graph = std::move(*graph);
+    config.service_defaults = defaults;
+  }
+  config.step = *step;
+
+  // --- The load ---
+  forecast::TraceOptions trace_options;
+  trace_options.column = f.column;
+  auto read = forecast::read_trace(f.trace, trace_options);
+  if (!read) {
+    std::cerr << "prescale sim: --trace: " << read.error().message << "\n";
+    return 2;
+  }
+  forecast::Trace trace = slice(std::move(*read), std::chrono::duration<double>(*offset).count(),
+                                std::chrono::duration<double>(*duration).count());
+  if (trace.counts.empty()) {
+    std::cerr << "prescale sim: --offset/--duration leave no steps of the trace (it has "
+              << fixed(read->duration_seconds() / 3600, 1) << " h)\n";
+    return 2;
+  }
+  if (f.peak_rps > 0) trace = forecast::rescale_to_peak(std::move(trace), f.peak_rps);
+  if (!(trace.peak_rps() > 0)) {
+    std::cerr << "prescale sim: --trace: the trace has no requests in the chosen window\n";
+    return 2;
+  }
+
+  // Replica ceilings for the built-in topologies: twice what the trace's peak needs, at least
+  // 10, so a ceiling never decides a policy's result (prescale.yaml files set their own).
+  if (f.config_path.empty()) {
+    auto resolved = sim::resolve_services(config);
+    if (!resolved) {
+      std::cerr << "prescale sim: " << resolved.error().message << "\n";
+      return 2;
+    }
+    const std::vector<double> peak = config.graph.service_load(trace.peak_rps());
+    for (size_t s = 0; s < resolved->size(); ++s) {
+      auto& svc = (*resolved)[s];
+      if (f.max_replicas > 0) {
+        svc.max_replicas = f.max_replicas;
+      } else {
+        auto cap = sim::capacity_rps(svc);
+        const double need = cap && *cap > 0 ? peak[s] / *cap : 0;
+        svc.max_replicas = std::max({10, svc.min_replicas, static_cast<int>(std::ceil(2 * need))});
+      }
+      svc.initial_replicas = std::clamp(svc.initial_replicas, svc.min_replicas, svc.max_replicas);
+    }
+    config.services = std::move(*resolved);
+  }
+
+  // --- The experiment ---
+  sim::ExperimentOptions options;
+  options.sim = config;
+  options.policies = split_list(f.policies);
+  options.threads = f.threads;
+  options.settings.hpa.target_cpu_utilization_percent = f.hpa_target;
+  options.settings.kpa.target_utilization = f.kpa_utilization;
+  options.settings.aws.target_utilization = f.aws_utilization;
+  options.settings.static_headroom = f.static_headroom;
+  const bool show_progress =
+      f.progress == "always" || (f.progress == "auto" && ::isatty(STDERR_FILENO) != 0);
+  ProgressLine progress(options.policies, show_progress);
+  options.progress = [&progress](size_t run, double done) { progress.update(run, done); };
+  const auto began = std::chrono::steady_clock::now();
+  auto result = sim::run_experiment(options, trace);
+  progress.finish();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  if (!result) {
+    std::cerr << "prescale sim: " << result.error().message << "\n";
+    return result.error().code == ErrorCode::kInvalidArgument ? 2 : 1;
+  }
+
+  // --- Report ---
+  const sim::PolicyRun* oracle = nullptr;
+  for (const auto& run : result->runs) {
+    if (run.policy == "oracle") oracle = &run;
+  }
+  const double days = trace.duration_seconds() / 86400;
+  std::cout << "trace " << trace.name << ": "
+            << (days >= 1 ? fixed(days, 1) + " d" : fixed(trace.duration_seconds() / 3600, 1) + " h")
+            << ", " << fixed(trace.total_requests(), 0) << " requests, peak "
+            << fixed(trace.peak_rps(), 1) << " req/s; topology " << topology_name << " ("
+            << config.graph.services.size() << " services); SLO p99 " << fixed(f.slo_ms, 0)
+            << " ms; startup " << internal::format_duration(*startup) << "\n"
+            << "oracle replica-hours: " << fixed(result->oracle_replica_hours, 1)
+            << "; simulated in " << fixed(wall, 1) << " s\n\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& run : result->runs) {
+    const auto& t = run.results.total;
+    rows.push_back({run.policy, percent(t.slo_attainment, 3), percent(t.minute_slo_share, 2),
+                    fixed(t.dropped, 0), fixed(t.replica_hours, 1),
+                    fixed(run.cost_ratio_to_oracle, 3), std::to_string(run.scale_actions),
+                    fixed(t.mean_overprovisioning, 2)});
+  }
+  print_table(std::cout,
+              {"policy", "within SLO", "minutes OK", "dropped", "replica-h", "x oracle",
+               "actions", "overprov"},
+              rows);
+  if (f.per_service) {
+    for (size_t s = 0; s < config.graph.services.size(); ++s) {
+      std::cout << "\n" << config.graph.services[s] << " (capacity "
+                << fixed(result->specs[s].capacity_rps, 1) << " req/s per replica, starts with "
+                << result->initial_replicas[s] << ")\n";
+      rows.clear();
+      for (const auto& run : result->runs) {
+        const auto& r = run.results.services[s];
+        const double ratio = oracle != nullptr && oracle->results.services[s].replica_hours > 0
+                                 ? r.replica_hours / oracle->results.services[s].replica_hours
+                                 : NAN;
+        rows.push_back({run.policy, percent(r.slo_attainment, 3), percent(r.minute_slo_share, 2),
+                        fixed(r.dropped, 0), fixed(r.replica_hours, 1), fixed(ratio, 3),
+                        std::to_string(run.service_scale_actions[s]),
+                        fixed(r.mean_overprovisioning, 2)});
+      }
+      print_table(std::cout,
+                  {"  policy", "within SLO", "minutes OK", "dropped", "replica-h", "x oracle",
+                   "actions", "overprov"},
+                  rows);
+    }
+  }
+
+  if (!f.json_path.empty()) {
+    Json all = Json::array();
+    for (const auto& run : result->runs) {
+      const auto& t = run.results.total;
+      Json j;
+      j["policy"] = run.policy;
+      j["trace"] = trace.name;
+      j["topology"] = topology_name;
+      j["slo_ms"] = f.slo_ms;
+      j["startup_seconds"] = std::chrono::duration<double>(*startup).count();
+      j["duration_seconds"] = trace.duration_seconds();
+      j["peak_rps"] = trace.peak_rps();
+      j["requests"] = t.arrived;
+      j["served"] = t.served;
+      j["served_within_slo"] = t.served_within_slo;
+      j["slo_attainment"] = t.slo_attainment;
+      j["minute_slo_share"] = t.minute_slo_share;
+      j["dropped"] = t.dropped;
+      j["queued_at_end"] = t.queued_at_end;
+      j["replica_hours"] = t.replica_hours;
+      j["oracle_replica_hours"] = result->oracle_replica_hours;
+      j["cost_ratio_to_oracle"] = number_or_null(run.cost_ratio_to_oracle);
+      j["scale_actions"] = run.scale_actions;
+      j["mean_overprovisioning"] = t.mean_overprovisioning;
+      j["mean_cpu_utilization"] = t.mean_cpu_utilization;
+      j["wall_seconds"] = run.wall_seconds;
+      Json services = Json::array();
+      for (size_t s = 0; s < run.results.services.size(); ++s) {
+        services.push_back(service_json(run.results.services[s],
+                                        oracle ? &oracle->results.services[s] : nullptr,
+                                        run.service_scale_actions[s]));
+        services.back()["capacity_rps"] = result->specs[s].capacity_rps;
+        services.back()["initial_replicas"] = result->initial_replicas[s];
+      }
+      j["services"] = std::move(services);
+      all.push_back(std::move(j));
+    }
+    std::ofstream out(f.json_path);
+    out << all.dump(2) << "\n";
+    if (!out) {
+      std::cerr << "prescale sim: --json: cannot write " << f.json_path << "\n";
+      return 1;
+    }
+  }
+
+  if (!f.plot_path.empty()) {
+    dashboard::SimReport report;
+    report.title = "prescale sim: " + trace.name + " on " + topology_name;
+    report.subtitle = "peak " + fixed(trace.peak_rps(), 1) + " req/s, SLO p99 " +
+                      fixed(f.slo_ms, 0) + " ms, startup " +
+                      internal::format_duration(*startup);
+    report.step_seconds = result->record_interval_seconds;
+    report.load_rps = result->load_rps;
+    for (const auto& run : result->runs) {
+      dashboard::PolicyTimeline line;
+      line.policy = run.policy;
+      line.replicas = run.replicas;
+      for (signed char met : run.results.minute_met) line.slo_violated_minute.push_back(met == 0);
+      line.summary = percent(run.results.total.slo_attainment, 2) + " within SLO, " +
+                     fixed(run.results.total.replica_hours, 1) + " replica-h (" +
+                     fixed(run.cost_ratio_to_oracle, 2) + "x oracle), " +
+                     std::to_string(run.scale_actions) + " actions";
+      report.policies.push_back(std::move(line));
+    }
+    std::ofstream out(f.plot_path);
+    out << dashboard::render_sim_report_html(report);
+    if (!out) {
+      std::cerr << "prescale sim: --plot: cannot write " << f.plot_path << "\n";
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
+  SimFlags& f = *flags_;
+  command_ = app.add_subcommand(
+      "sim", "Replay a trace through the simulated cluster under each policy and compare");
+  CLI::App& c = *command_;
+  c.add_option("--trace", f.trace, "Trace file (docs/traces.md)")->required();
+  c.add_option("--column", f.column, "Trace value column (default: the format's)");
+  c.add_option("--topology", f.topology, "single, online-boutique or train-ticket")
+      ->capture_default_str();
+  c.add_option("-f,--config", f.config_path,
+               "Simulate the services and depends_on graph of a prescale.yaml instead");
+  c.add_option("--data-dir", f.data_dir,
+               "Shared data directory with callgraphs/ (default: $PRESCALE_DATA_DIR or "
+               "../shared/data)");
+  c.add_option("--policies", f.policies, "Comma-separated: hpa, kpa, aws, static, oracle")
+      ->capture_default_str();
+  c.add_option("--slo-ms", f.slo_ms, "p99 latency SLO, ms")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c.add_option("--startup", f.startup, "Replica startup time (e.g. 60s, 2m)")
+      ->capture_default_str();
+  c.add_option("--startup-jitter", f.startup_jitter,
+               "Startup time drawn uniformly within ± this fraction")
+      ->check(CLI::Range(0.0, 0.99))
+      ->capture_default_str();
+  c.add_option("--peak-rps", f.peak_rps, "Rescale the trace so its peak is this many req/s")
+      ->check(CLI::NonNegativeNumber);
+  c.add_option("--offset", f.offset, "Start this far into the trace (e.g. 168h)")
+      ->capture_default_str();
+  c.add_option("--duration", f.duration, "Simulate only this much of the trace (e.g. 24h)");
+  c.add_option("--step", f.step, "Simulation step")->capture_default_str();
+  c.add_option("--service-time-ms", f.service_time_ms, "Mean service time of a request, ms")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c.add_option("--workers", f.workers, "Requests one replica serves at once")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  c.add_option("--min-replicas", f.min_replicas, "Replica floor of every service")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  c.add_option("--max-replicas", f.max_replicas,
+               "Replica ceiling of every service; 0 = twice the trace's peak need (at least 10)")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  c.add_option("--hpa-target", f.hpa_target, "hpa: target CPU utilisation, percent")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  c.add_option("--kpa-target-utilization", f.kpa_utilization,
+               "kpa: share of containerConcurrency to aim for")
+      ->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
+  c.add_option("--aws-target-utilization", f.aws_utilization,
+               "aws: target CPU utilisation (fraction) for target tracking and the forecast")
+      ->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
+  c.add_option("--static-headroom", f.static_headroom, "static: replicas for peak × this")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c.add_option("--threads", f.threads, "Policies simulated at once; 0 = one per core")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
+  c.add_option("--progress", f.progress, "auto (when stderr is a terminal), always or never")
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->capture_default_str();
+  c.add_flag("--per-service", f.per_service, "Also print a table per service");
+  c.add_option("--json", f.json_path, "Write the results as JSON (docs/simulator.md)");
+  c.add_option("--plot", f.plot_path, "Write an HTML plot of load, replicas and SLO misses");
+}
+
+SimCommand::~SimCommand() = default;
+
+bool SimCommand::parsed() const { return command_->parsed(); }
+
+int SimCommand::run() const { return run_sim(*flags_, *command_); }
+
+}  // namespace prescale

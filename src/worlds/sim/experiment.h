@@ -1,0 +1,97 @@
+// The evaluation harness: replays one trace through the simulated world once per policy, each
+// run driven by the same Controller loop the live worlds use (a ManualClock stands in for time),
+// and compares what each policy achieved and spent with the oracle's perfect-foresight cost.
+//
+// Every run starts from the same state: each service has the replicas the oracle's schedule
+// holds at the first step (enough for the load at the start and for what arrives within one
+// startup time), ready for ten minutes. Runs are independent and deterministic; they execute on
+// worker threads, one policy per thread. docs/simulator.md ("## Experiments") documents the
+// harness; docs/cli.md the `prescale sim` command built on it.
+//
+// Thread safety: run_experiment() may be called from any thread; it calls `progress` from its
+// worker threads.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.h"
+#include "forecast/trace.h"
+#include "scaling/aws_predictive.h"
+#include "scaling/baseline_policies.h"
+#include "scaling/policy.h"
+#include "worlds/sim/sim_config.h"
+#include "worlds/sim/sim_results.h"
+
+namespace prescale::sim {
+
+// The policies the harness can build, in the order results are usually shown.
+inline constexpr std::string_view kPolicyNames[] = {"hpa", "kpa", "aws", "static", "oracle"};
+
+// How each policy is configured (each policy's own defaults unless changed).
+struct PolicySettings {
+  scaling::HpaPolicyOptions hpa;
+  scaling::KpaPolicyOptions kpa;
+  scaling::AwsPredictiveOptions aws;
+  double static_headroom = 1.0;  // static replicas = ceil(peak × headroom / capacity)
+};
+
+struct ExperimentOptions {
+  // The world. The harness overrides every service's initial_replicas (see above); everything
+  // else (graph, service parameters, step, metric pipeline, start) is used as given.
+  SimConfig sim;
+  std::vector<std::string> policies;  // names from kPolicyNames, each at most once
+  PolicySettings settings;
+  ResultOptions results;
+  int threads = 0;  // worker threads; 0 = one per core
+  // Called from worker threads with a run's index in `policies` and the share of the trace it
+  // has simulated, in [0, 1]; about a hundred calls per run. Must be thread-safe.
+  std::function<void(size_t run, double done)> progress;
+};
+
+struct PolicyRun {
+  std::string policy;
+  SimResults results;
+  // results.total.replica_hours / the oracle's replica-hours on the same world; NaN when the
+  // oracle spent nothing.
+  double cost_ratio_to_oracle = 0;
+  int scale_actions = 0;                   // replica-count changes the controller applied
+  std::vector<int> service_scale_actions;  // the same per service, in results.services order
+  // Mean replicas (starting + ready + draining, all services) per record interval.
+  std::vector<double> replicas;
+  double wall_seconds = 0;  // real time the run took
+};
+
+struct ExperimentResult {
+  std::vector<scaling::ServiceSpec> specs;  // what policies were told, in graph order
+  std::vector<int> initial_replicas;        // per service, in graph order
+  double oracle_replica_hours = 0;
+  double record_interval_seconds = 0;
+  std::vector<double> load_rps;  // arrivals at the entry services per record interval, req/s
+  std::vector<PolicyRun> runs;   // in options.policies order
+};
+
+// Runs every policy on `trace`. Errors (kInvalidArgument): an unknown or repeated policy name, no
+// policies, an empty trace, and those of SimWorld::create() and of the policies' options.
+Result<ExperimentResult> run_experiment(const ExperimentOptions& options,
+                                        const forecast::Trace& trace);
+
+// Everything a policy may be built from: the trace only reaches the static policy (its peak)
+// and the oracle (its future).
+struct PolicyContext {
+  const forecast::Trace* trace = nullptr;
+  const scaling::CallGraph* graph = nullptr;
+  Clock::TimePoint start{};
+  Clock::Duration step{std::chrono::seconds(1)};  // the simulation step
+};
+
+// Builds the named policy. Errors: kInvalidArgument for an unknown name (listing the known ones)
+// or invalid options.
+Result<std::unique_ptr<scaling::Policy>> make_policy(std::string_view name,
+                                                     const PolicySettings& settings,
+                                                     const PolicyContext& context);
+
+}  // namespace prescale::sim

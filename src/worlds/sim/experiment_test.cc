@@ -1,0 +1,257 @@
+#include "worlds/sim/experiment.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <string>
+
+#include "scaling/callgraph.h"
+
+namespace prescale::sim {
+namespace {
+
+// Two hours at 1-minute steps: a quiet start, a ramp to a peak and back, with a sharp spike.
+forecast::Trace ramp_trace() {
+  forecast::Trace t;
+  t.name = "ramp";
+  t.step_seconds = 60;
+  for (int m = 0; m < 120; ++m) {
+    double rps = 40;
+    if (m >= 20 && m < 60) rps = 40 + (m - 20) * 9.0;  // to 400 req/s
+    if (m >= 60 && m < 90) rps = 400 - (m - 60) * 12.0;
+    if (m == 100) rps = 300;
+    t.counts.push_back(rps * 60);
+  }
+  return t;
+}
+
+SimConfig chain_config() {
+  SimConfig c;
+  c.graph = *scaling::make_callgraph({{"front", "cart", 2.0, 0}, {"cart", "db", 0.5, 0}});
+  return c;
+}
+
+ExperimentOptions all_policies(SimConfig config) {
+  ExperimentOptions o;
+  o.sim = std::move(config);
+  o.policies = {"hpa", "kpa", "aws", "static", "oracle"};
+  return o;
+}
+
+const PolicyRun& run_of(const ExperimentResult& r, std::string_view policy) {
+  for (const auto& run : r.runs) {
+    if (run.policy == policy) return run;
+  }
+  ADD_FAILURE() << "no run for " << policy;
+  return r.runs.front();
+}
+
+// What every run must satisfy, whatever the policy.
+void expect_consistent(const ExperimentResult& r) {
+  for (const auto& run : r.runs) {
+    SCOPED_TRACE(run.policy);
+    for (const auto& s : run.results.services) {
+      // Conservation: every arrival is served, dropped or still queued at the end.
+      EXPECT_NEAR(s.served + s.dropped + s.queued_at_end, s.arrived, 1e-6 * (1 + s.arrived))
+          << s.name;
+      EXPECT_GE(s.slo_attainment, 0.0);
+      EXPECT_LE(s.slo_attainment, 1.0);
+    }
+    EXPECT_NEAR(run.cost_ratio_to_oracle * r.oracle_replica_hours,
+                run.results.total.replica_hours, 1e-9);
+    int actions = 0;
+    for (int a : run.service_scale_actions) actions += a;
+    EXPECT_EQ(actions, run.scale_actions);
+    EXPECT_EQ(run.replicas.size(), r.load_rps.size());
+  }
+}
+
+TEST(ExperimentTest, RunsEveryBaselineFromTheSameStart) {
+  auto result = run_experiment(all_policies(chain_config()), ramp_trace());
+  ASSERT_TRUE(result) << result.error().message;
+  ASSERT_EQ(result->runs.size(), 5u);
+  expect_consistent(*result);
+
+  EXPECT_EQ(result->load_rps.size(), 120u);
+  EXPECT_NEAR(result->load_rps[0], 40, 1e-9);
+  EXPECT_NEAR(result->load_rps[59], 391, 1e-9);
+  // Every run starts with the oracle's first-step replicas; the HPA keeps them while the load
+  // is flat.
+  int initial = 0;
+  for (int n : result->initial_replicas) initial += n;
+  EXPECT_NEAR(run_of(*result, "hpa").replicas[0], initial, 1e-9);
+  ASSERT_EQ(result->initial_replicas.size(), 3u);
+  const std::vector<double> load = chain_config().graph.service_load(40);
+  for (size_t s = 0; s < 3; ++s) {
+    EXPECT_GE(result->initial_replicas[s], std::ceil(load[s] / result->specs[s].capacity_rps))
+        << result->specs[s].name;
+  }
+
+  const PolicyRun& oracle = run_of(*result, "oracle");
+  EXPECT_DOUBLE_EQ(oracle.cost_ratio_to_oracle, 1.0);
+  EXPECT_GT(oracle.scale_actions, 0);
+  const PolicyRun& fixed = run_of(*result, "static");
+  EXPECT_LE(fixed.scale_actions, 3);  // one decision per service at most
+  EXPECT_GT(fixed.cost_ratio_to_oracle, 1.5);
+  EXPECT_GT(fixed.results.total.slo_attainment, 0.999);
+  // The reactive baselines lag the ramp: they miss the SLO somewhere the oracle does not.
+  EXPECT_LT(run_of(*result, "hpa").results.total.slo_attainment,
+            oracle.results.total.slo_attainment);
+}
+
+TEST(ExperimentTest, OracleCostsNoMoreThanAnyPolicyThatMeetsTheSloAsOften) {
+  auto result = run_experiment(all_policies(chain_config()), ramp_trace());
+  ASSERT_TRUE(result) << result.error().message;
+  const PolicyRun& oracle = run_of(*result, "oracle");
+  for (const auto& run : result->runs) {
+    if (run.results.total.slo_attainment + 1e-12 < oracle.results.total.slo_attainment) continue;
+    EXPECT_GE(run.results.total.replica_hours, oracle.results.total.replica_hours * (1 - 1e-9))
+        << run.policy;
+  }
+  // The same holds per service.
+  for (const auto& run : result->runs) {
+    for (size_t s = 0; s < run.results.services.size(); ++s) {
+      const auto& mine = run.results.services[s];
+      const auto& best = oracle.results.services[s];
+      if (mine.slo_attainment + 1e-12 < best.slo_attainment) continue;
+      EXPECT_GE(mine.replica_hours, best.replica_hours * (1 - 1e-9)) << run.policy << " "
+                                                                       << mine.name;
+    }
+  }
+}
+
+TEST(ExperimentTest, MoreCapacityNeverLowersSloAttainment) {
+  // More replicas of the same service: the static policy with growing headroom.
+  double previous = -1;
+  double previous_cost = -1;
+  for (double headroom : {0.5, 0.7, 0.9, 1.0, 1.2, 1.6}) {
+    ExperimentOptions o;
+    o.sim = chain_config();
+    o.policies = {"static"};
+    o.settings.static_headroom = headroom;
+    auto result = run_experiment(o, ramp_trace());
+    ASSERT_TRUE(result) << result.error().message;
+    const auto& total = result->runs[0].results.total;
+    EXPECT_GE(total.slo_attainment, previous - 1e-12) << "headroom " << headroom;
+    EXPECT_GE(total.replica_hours, previous_cost) << "headroom " << headroom;
+    previous = total.slo_attainment;
+    previous_cost = total.replica_hours;
+  }
+  EXPECT_GT(previous, 0.999);
+
+  // Faster replicas, the same replica counts (min = max pins them).
+  previous = -1;
+  for (double service_time : {0.04, 0.03, 0.02, 0.01}) {
+    ExperimentOptions o;
+    o.sim = chain_config();
+    o.sim.service_defaults.mean_service_time_seconds = service_time;
+    o.sim.service_defaults.min_replicas = 6;
+    o.sim.service_defaults.max_replicas = 6;
+    o.sim.service_defaults.initial_replicas = 6;
+    o.policies = {"static"};
+    auto result = run_experiment(o, ramp_trace());
+    ASSERT_TRUE(result) << result.error().message;
+    const double attainment = result->runs[0].results.total.slo_attainment;
+    EXPECT_GE(attainment, previous - 1e-12) << "service time " << service_time;
+    previous = attainment;
+  }
+  EXPECT_GT(previous, 0.99);
+}
+
+TEST(ExperimentTest, IsDeterministicWhateverTheThreads) {
+  ExperimentOptions one = all_policies(chain_config());
+  one.threads = 1;
+  ExperimentOptions two = one;
+  two.threads = 2;
+  auto a = run_experiment(one, ramp_trace());
+  auto b = run_experiment(two, ramp_trace());
+  ASSERT_TRUE(a && b);
+  for (size_t i = 0; i < a->runs.size(); ++i) {
+    EXPECT_EQ(a->runs[i].policy, b->runs[i].policy);
+    EXPECT_EQ(a->runs[i].results.total.replica_hours, b->runs[i].results.total.replica_hours);
+    EXPECT_EQ(a->runs[i].results.total.served_within_slo,
+              b->runs[i].results.total.served_within_slo);
+    EXPECT_EQ(a->runs[i].scale_actions, b->runs[i].scale_actions);
+  }
+}
+
+TEST(ExperimentTest, ReportsProgressPerRun) {
+  ExperimentOptions o = all_policies(chain_config());
+  o.policies = {"hpa", "static"};
+  std::mutex mu;
+  std::vector<double> last(2, -1);
+  bool monotone = true;
+  o.progress = [&](size_t run, double done) {
+    std::lock_guard lock(mu);
+    ASSERT_LT(run, 2u);
+    if (done < last[run]) monotone = false;
+    last[run] = done;
+  };
+  auto result = run_experiment(o, ramp_trace());
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_TRUE(monotone);
+  EXPECT_DOUBLE_EQ(last[0], 1.0);
+  EXPECT_DOUBLE_EQ(last[1], 1.0);
+  // The oracle runs for the cost ratio without being reported.
+  EXPECT_EQ(result->runs.size(), 2u);
+  EXPECT_GT(result->oracle_replica_hours, 0);
+}
+
+TEST(ExperimentTest, RejectsBadPolicyLists) {
+  ExperimentOptions o = all_policies(chain_config());
+  o.policies = {"hpa", "vpa"};
+  auto r = run_experiment(o, ramp_trace());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("unknown policy \"vpa\""), std::string::npos);
+  EXPECT_NE(r.error().message.find("hpa, kpa, aws, static, oracle"), std::string::npos);
+
+  o.policies = {"hpa", "hpa"};
+  r = run_experiment(o, ramp_trace());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("listed twice"), std::string::npos);
+
+  o.policies = {};
+  EXPECT_FALSE(run_experiment(o, ramp_trace()));
+
+  o.policies = {"hpa"};
+  EXPECT_FALSE(run_experiment(o, forecast::Trace{}));
+
+  o.policies = {"aws"};
+  o.settings.aws.target_utilization = 0;
+  EXPECT_FALSE(run_experiment(o, ramp_trace()));
+}
+
+std::string data_dir() {
+  const char* root = std::getenv("PRESCALE_SOURCE_DIR");
+  return std::string(root ? root : ".") + "/../shared/data";
+}
+
+// On a real day of a real trace and call graph: the oracle is the cheapest of the policies that
+// meet the SLO at least as often, per service and in total.
+TEST(ExperimentTest, OracleIsTheLowerBoundOnARealDay) {
+  const std::string path = data_dir() + "/traces/nasa-http-1995-07.csv";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "skipped: ../shared/data missing";
+  auto trace = forecast::read_trace(path);
+  ASSERT_TRUE(trace) << trace.error().message;
+  trace->counts.resize(std::min<size_t>(trace->counts.size(), 2 * 1440));
+  *trace = forecast::rescale_to_peak(std::move(*trace), 300);
+  auto graph = scaling::builtin_topology("online-boutique", data_dir());
+  ASSERT_TRUE(graph) << graph.error().message;
+  SimConfig config;
+  config.graph = *graph;
+  auto result = run_experiment(all_policies(config), *trace);
+  ASSERT_TRUE(result) << result.error().message;
+  expect_consistent(*result);
+  const PolicyRun& oracle = run_of(*result, "oracle");
+  for (const auto& run : result->runs) {
+    if (run.results.total.slo_attainment + 1e-12 >= oracle.results.total.slo_attainment) {
+      EXPECT_GE(run.cost_ratio_to_oracle, 1 - 1e-9) << run.policy;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace prescale::sim
