@@ -15,12 +15,12 @@ std::optional<scaling::Plan> Controller::tick() {
   const bool decide = !next_decision_ || now >= *next_decision_;
   const bool observe = !next_observation_ || now >= *next_observation_;
   if (!decide && !observe) return std::nullopt;
-  last_ = world_.observe(now);
-  policy_.observe(last_);
+  last_ = &world_.observe(now);
+  policy_.observe(*last_);
   next_observation_ = now + policy_.observe_interval();
   if (!decide) return std::nullopt;
   next_decision_ = now + policy_.period();
-  scaling::Plan plan = policy_.decide(last_, now);
+  scaling::Plan plan = policy_.decide(*last_, now);
   apply(plan);
   return plan;
 }
@@ -31,7 +31,7 @@ void Controller::apply(const scaling::Plan& plan) {
                              [&](const scaling::ServiceSpec& s) { return s.name == d.service; });
     if (spec == services_.end()) continue;
     const int target = std::clamp(d.replicas, spec->min_replicas, spec->max_replicas);
-    const scaling::ServiceObservation* seen = last_.service(d.service);
+    const scaling::ServiceObservation* seen = last_->service(d.service);
     const int current = seen ? seen->desired_replicas : -1;
     if (target == current) continue;
     if (world_.scale(d.service, target)) {

@@ -38,7 +38,8 @@ class Controller {
   Clock::TimePoint next_tick() const;
 
   const std::vector<Event>& events() const { return events_; }
-  const scaling::Snapshot& last_snapshot() const { return last_; }
+  // The latest observation (empty before the first tick); the World owns it.
+  const scaling::Snapshot& last_snapshot() const { return last_ ? *last_ : empty_; }
   const std::vector<scaling::ServiceSpec>& services() const { return services_; }
 
  private:
@@ -50,7 +51,8 @@ class Controller {
   Clock& clock_;
   std::optional<Clock::TimePoint> next_decision_;
   std::optional<Clock::TimePoint> next_observation_;
-  scaling::Snapshot last_;
+  const scaling::Snapshot* last_ = nullptr;
+  scaling::Snapshot empty_;
   std::vector<Event> events_;
 };
 

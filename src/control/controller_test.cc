@@ -12,9 +12,10 @@ using namespace std::chrono_literals;
 // A world that records what the controller asks of it and reports its replica counts.
 class RecordingWorld final : public World {
  public:
-  scaling::Snapshot observe(Clock::TimePoint now) override {
+  const scaling::Snapshot& observe(Clock::TimePoint now) override {
     ++observations;
-    scaling::Snapshot s;
+    scaling::Snapshot& s = snapshot;
+    s = {};
     s.time = now;
     for (const auto& [name, n] : desired) {
       scaling::ServiceObservation o;
@@ -32,6 +33,7 @@ class RecordingWorld final : public World {
 
   std::map<std::string, int> desired{{"api", 1}};
   int observations = 0;
+  scaling::Snapshot snapshot;
 };
 
 // Asks for one more replica at every decision.

@@ -210,7 +210,7 @@ void SimWorld::Impl::close_interval() {
     sv.merged_at = kNoIndex;
   }
 }
-scaling::Snapshot SimWorld::observe(Clock::TimePoint now) {
+const scaling::Snapshot& SimWorld::observe(Clock::TimePoint now) {
   advance_to(now);
   Impl& w = *impl_;
   scaling::Snapshot& snap = w.snapshot;

@@ -41,7 +41,7 @@ class SimWorld final : public control::World {
   // Advances to `now` (see advance_to), then returns what a controller sees at `now`: live
   // replica states, and the metrics of the latest scrape at or before `now`. A `now` earlier than
   // the world's time sees the world's time.
-  scaling::Snapshot observe(Clock::TimePoint now) override;
+  const scaling::Snapshot& observe(Clock::TimePoint now) override;
   // Takes effect at the world's current time. Errors: kNotFound (unknown service), kOutOfRange
   // (outside [min_replicas, max_replicas]).
   Result<void> scale(std::string_view service, int replicas) override;

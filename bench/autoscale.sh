@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The baseline table: every shared trace × topology × policy through `prescale sim`, one
+# simulation per trace and topology (all policies from the same start, on the same load).
+# Prints a markdown table per trace (SLO attainment, minutes meeting the p99 SLO, dropped
+# requests, replica-hours and their ratio to the oracle, scaling actions), then the speed figure
+# (28 days of NASA July on online-boutique, all five baselines, wall seconds) and a RESULT line.
+#
+# Usage: bench/autoscale.sh [--peak-rps X] [--slo-ms MS] [--startup DUR] [--out FILE]
+#   --out FILE  also write the tables (markdown) to FILE
+# Env:   PRESCALE=path/to/prescale (default build/apps/prescale/prescale)
+#        PRESCALE_DATA_DIR=path/to/shared/data (default ../shared/data)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+peak=3000 slo=200 startup=60s out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --peak-rps) peak=$2; shift 2 ;;
+    --slo-ms) slo=$2; shift 2 ;;
+    --startup) startup=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+prescale=${PRESCALE:-build/apps/prescale/prescale}
+data=${PRESCALE_DATA_DIR:-../shared/data}
+[ -x "$prescale" ] || { echo "missing $prescale: run make build" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "missing python3: run scripts/install-deps" >&2; exit 1; }
+[ -d "$data/traces" ] || { echo "missing $data/traces: the shared data directory" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Every file in traces/, and one NAB realTweets series (5-minute tweet volumes).
+traces=("$data"/traces/*.csv)
+[ -f "$data/nab/data/realTweets/Twitter_volume_AMZN.csv" ] &&
+  traces+=("$data/nab/data/realTweets/Twitter_volume_AMZN.csv")
+topologies=(single online-boutique train-ticket)
+
+n=0
+for trace in "${traces[@]}"; do
+  for topo in "${topologies[@]}"; do
+    n=$((n + 1))
+    name=$(basename "$trace" .csv)
+    echo "[$n/$(( ${#traces[@]} * ${#topologies[@]} ))] $name on $topo" >&2
+    start=$(date +%s.%N)
+    "$prescale" sim --trace "$trace" --topology "$topo" --data-dir "$data" --peak-rps "$peak" \
+      --slo-ms "$slo" --startup "$startup" --progress never \
+      --json "$work/$n.json" > "$work/$n.txt"
+    end=$(date +%s.%N)
+    python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" \
+      "$start" "$end" > "$work/$n.wall"
+  done
+done
+
+python3 - "$work" "$n" "$peak" "$slo" "$startup" "$out" <<'PY'
+import json, sys, os
+work, n, peak, slo, startup, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+lines = []
+def emit(s=""):
+    lines.append(s)
+by_trace = {}
+speed = None
+for i in range(1, n + 1):
+    runs = json.load(open(os.path.join(work, f"{i}.json")))
+    wall = float(open(os.path.join(work, f"{i}.wall")).read())
+    first = runs[0]
+    by_trace.setdefault(first["trace"], []).append((first["topology"], runs, wall))
+    if first["trace"] == "nasa-http-1995-07" and first["topology"] == "online-boutique":
+        speed = wall
+emit(f"Settings: `--peak-rps {peak} --slo-ms {slo} --startup {startup}`; every other setting is "
+     "the simulator's default (docs/simulator.md).")
+emit()
+worst = {}
+for trace, entries in by_trace.items():
+    first = entries[0][1][0]
+    days = first["duration_seconds"] / 86400
+    span = f"{days:.1f} d" if days >= 1 else f"{first['duration_seconds'] / 3600:.1f} h"
+    emit(f"### {trace} ({span}, {first['requests']:,.0f} requests at the entry)")
+    emit()
+    emit("| topology | policy | within SLO | minutes OK | dropped | replica-h | × oracle | actions |")
+    emit("|---|---|---|---|---|---|---|---|")
+    for topo, runs, wall in entries:
+        for r in runs:
+            ratio = r["cost_ratio_to_oracle"]
+            emit(f"| {topo} | {r['policy']} | {100 * r['slo_attainment']:.3f} % | "
+                 f"{100 * r['minute_slo_share']:.2f} % | {r['dropped']:,.0f} | "
+                 f"{r['replica_hours']:,.1f} | {'-' if ratio is None else f'{ratio:.3f}'} | "
+                 f"{r['scale_actions']:,} |")
+            key = r["policy"]
+            worst[key] = min(worst.get(key, 1.0), r["slo_attainment"])
+    emit()
+text = "\n".join(lines)
+print(text)
+if out:
+    with open(out, "w") as f:
+        f.write(text + "\n")
+result = [f"runs={n}"]
+if speed is not None:
+    result.append(f"nasa_28d_online_boutique_5_policies_seconds={speed:.2f}")
+for policy, value in worst.items():
+    result.append(f"min_slo_attainment_{policy}={value:.5f}")
+print("RESULT " + " ".join(result))
+PY
