@@ -640,3 +640,51 @@ TEST(SimWorldSpeed, NasaJulyOnlineBoutique) {
 
 }  // namespace
 }  // namespace prescale::sim
+
+namespace prescale::sim {
+namespace {
+
+TEST(SimWorldConfig, FromPrescaleYaml) {
+  auto config = load_config_string(R"(version: 1
+services:
+  - name: checkout
+    kind: command
+    command: ["./checkout", "--port", "{port}"]
+    replicas: {min: 2, max: 20, initial: 3}
+    startup_time: 45s
+    capacity_rps: 120
+    slo: {latency_p99_ms: 300}
+    depends_on: [fraud]
+  - name: fraud
+    kind: builtin/fraud
+    capacity_rps: 400
+)");
+  ASSERT_TRUE(config) << config.error().message;
+  auto sim = sim_config_from(*config);
+  ASSERT_TRUE(sim) << sim.error().message;
+  EXPECT_EQ(sim->graph.entries, std::vector<std::string>{"checkout"});
+  ASSERT_EQ(sim->graph.edges.size(), 1u);
+  EXPECT_EQ(sim->graph.edges[0].fanout, 1.0);
+  auto specs = service_specs(*sim);
+  ASSERT_TRUE(specs) << specs.error().message;
+  ASSERT_EQ(specs->size(), 2u);
+  const scaling::ServiceSpec& checkout = (*specs)[sim->graph.index_of("checkout")];
+  EXPECT_NEAR(checkout.capacity_rps, 120, 120e-6);
+  EXPECT_EQ(checkout.min_replicas, 2);
+  EXPECT_EQ(checkout.max_replicas, 20);
+  EXPECT_EQ(checkout.startup_time, std::chrono::seconds(45));
+  EXPECT_DOUBLE_EQ(checkout.slo_latency_p99_seconds, 0.3);
+  EXPECT_NEAR((*specs)[sim->graph.index_of("fraud")].capacity_rps, 400, 400e-6);
+
+  // Any capacity is reachable: a shorter service time serves more within the SLO.
+  for (double capacity : {0.5, 5.0, 1e5}) {
+    config->services[1].capacity_rps = capacity;
+    auto other = sim_config_from(*config);
+    ASSERT_TRUE(other) << other.error().message;
+    EXPECT_NEAR((*service_specs(*other))[other->graph.index_of("fraud")].capacity_rps, capacity,
+                capacity * 1e-6);
+  }
+}
+
+}  // namespace
+}  // namespace prescale::sim
