@@ -1,8 +1,8 @@
 // prescale: one binary, subcommands. This is an edge: exceptions from CLI parsing and config
 // loading are turned into messages and exit codes here.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -73,8 +73,7 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
   if (flags.kind == "echo") {
     service = std::make_unique<services::EchoService>();
   } else {
-    std::cerr << "prescale serve: unknown service kind \"" << flags.kind
-              << "\"; available: echo\n";
+    std::cerr << "prescale serve: unknown service kind \"" << flags.kind << "\"; available: echo\n";
     return 2;
   }
 
@@ -127,8 +126,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve->add_option("--max-body-bytes", flags.max_body_bytes, "Largest accepted request body")
       ->capture_default_str();
-  serve->add_option("--shutdown-grace-ms", flags.shutdown_grace_ms,
-                    "How long in-flight requests may take to finish after SIGTERM")
+  serve
+      ->add_option("--shutdown-grace-ms", flags.shutdown_grace_ms,
+                   "How long in-flight requests may take to finish after SIGTERM")
       ->check(CLI::Range(0, 3600000))
       ->capture_default_str();
   serve->add_option("--port-file", flags.port_file,
@@ -141,7 +141,12 @@ int main(int argc, char** argv) {
 
   prescale::SimCommand sim(app);
 
-  CLI11_PARSE(app, argc, argv);
+  // Bad flags exit 2 like every other input error (CLI11's own codes are 100+); --help is 0.
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
 
   if (version->parsed()) {
     std::cout << "prescale " << PRESCALE_VERSION << " (" << PRESCALE_BUILD_TYPE << ", "

@@ -2,8 +2,6 @@
 
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -14,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -110,6 +109,24 @@ forecast::Trace slice(forecast::Trace t, double offset_s, double duration_s) {
   return t;
 }
 
+// The busiest minute's mean arrival rate (the busiest step's, for steps of a minute or more).
+double minute_peak_rps(const forecast::Trace& trace) {
+  return trace.step_seconds < 60 ? forecast::resample(trace, 60).peak_rps() : trace.peak_rps();
+}
+
+// "27.6 d", "22.3 h", "45 min".
+std::string span_text(double seconds) {
+  char buf[48];
+  if (seconds >= 86400) {
+    std::snprintf(buf, sizeof buf, "%.1f d", seconds / 86400);
+  } else if (seconds >= 3600) {
+    std::snprintf(buf, sizeof buf, "%.1f h", seconds / 3600);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.0f min", seconds / 60);
+  }
+  return buf;
+}
+
 std::string default_data_dir() {
   if (const char* env = std::getenv("PRESCALE_DATA_DIR"); env != nullptr && *env != '\0') {
     return env;
@@ -130,9 +147,9 @@ Json service_json(const sim::ServiceResults& r, const sim::ServiceResults* oracl
   j["dropped"] = r.dropped;
   j["queued_at_end"] = r.queued_at_end;
   j["replica_hours"] = r.replica_hours;
-  j["cost_ratio_to_oracle"] = number_or_null(
-      oracle != nullptr && oracle->replica_hours > 0 ? r.replica_hours / oracle->replica_hours
-                                                     : NAN);
+  j["cost_ratio_to_oracle"] = number_or_null(oracle != nullptr && oracle->replica_hours > 0
+                                                 ? r.replica_hours / oracle->replica_hours
+                                                 : NAN);
   j["scale_actions"] = actions;
   j["mean_overprovisioning"] = r.mean_overprovisioning;
   j["mean_cpu_utilization"] = r.mean_cpu_utilization;
@@ -225,6 +242,10 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   std::optional<std::chrono::milliseconds> duration = std::chrono::milliseconds(0);
   if (!f.duration.empty()) duration = duration_flag("--duration", f.duration);
   if (!startup || !step || !offset || !duration) return 2;
+  if (!f.duration.empty() && duration->count() <= 0) {
+    std::cerr << "prescale sim: --duration: must be positive (leave it out for the whole trace)\n";
+    return 2;
+  }
   if (step->count() <= 0) {
     std::cerr << "prescale sim: --step: must be positive\n";
     return 2;
@@ -254,14 +275,24 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     const std::string data_dir = f.data_dir.empty() ? default_data_dir() : f.data_dir;
     auto graph = scaling::builtin_topology(f.topology, data_dir);
     if (!graph) {
+      // Only a missing or unreadable data directory is helped by pointing at it.
+      const bool data_problem = graph.error().code != ErrorCode::kInvalidArgument;
       std::cerr << "prescale sim: --topology " << f.topology << ": " << graph.error().message
-                << (f.data_dir.empty() ? " (set --data-dir or PRESCALE_DATA_DIR)" : "") << "\n";
+                << (data_problem && f.data_dir.empty() ? " (set --data-dir or PRESCALE_DATA_DIR)"
+                                                       : "")
+                << "\n";
       return 2;
     }
     config.graph = std::move(*graph);
     config.service_defaults = defaults;
   }
   config.step = *step;
+  if (auto valid = sim::resolve_services(config); !valid) {
+    // The step must divide the metric pipeline's cadences (15 s scrapes, 30 s window, 60 s
+    // records): say which flag that is.
+    std::cerr << "prescale sim: --step " << f.step << ": " << valid.error().message << "\n";
+    return 2;
+  }
 
   // --- The load ---
   forecast::TraceOptions trace_options;
@@ -271,14 +302,23 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     std::cerr << "prescale sim: --trace: " << read.error().message << "\n";
     return 2;
   }
+  const double trace_seconds = read->duration_seconds();
   forecast::Trace trace = slice(std::move(*read), std::chrono::duration<double>(*offset).count(),
                                 std::chrono::duration<double>(*duration).count());
   if (trace.counts.empty()) {
     std::cerr << "prescale sim: --offset/--duration leave no steps of the trace (it has "
-              << fixed(read->duration_seconds() / 3600, 1) << " h)\n";
+              << span_text(trace_seconds) << ")\n";
     return 2;
   }
-  if (f.peak_rps > 0) trace = forecast::rescale_to_peak(std::move(trace), f.peak_rps);
+  if (f.peak_rps > 0) {
+    // The peak is the busiest minute's mean rate: what people mean by "our peak is X req/s",
+    // and the same yardstick for per-request traces (1 s steps, whose busiest second is mostly
+    // noise) as for per-minute ones. Coarser traces use their own step.
+    const double busiest = minute_peak_rps(trace);
+    if (busiest > 0) {
+      trace = forecast::rescale_to_peak(std::move(trace), trace.peak_rps() * f.peak_rps / busiest);
+    }
+  }
   if (!(trace.peak_rps() > 0)) {
     std::cerr << "prescale sim: --trace: the trace has no requests in the chosen window\n";
     return 2;
@@ -323,7 +363,8 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   const auto began = std::chrono::steady_clock::now();
   auto result = sim::run_experiment(options, trace);
   progress.finish();
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
   if (!result) {
     std::cerr << "prescale sim: " << result.error().message << "\n";
     return result.error().code == ErrorCode::kInvalidArgument ? 2 : 1;
@@ -334,13 +375,13 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   for (const auto& run : result->runs) {
     if (run.policy == "oracle") oracle = &run;
   }
-  const double days = trace.duration_seconds() / 86400;
-  std::cout << "trace " << trace.name << ": "
-            << (days >= 1 ? fixed(days, 1) + " d" : fixed(trace.duration_seconds() / 3600, 1) + " h")
-            << ", " << fixed(trace.total_requests(), 0) << " requests, peak "
-            << fixed(trace.peak_rps(), 1) << " req/s; topology " << topology_name << " ("
-            << config.graph.services.size() << " services); SLO p99 " << fixed(f.slo_ms, 0)
-            << " ms; startup " << internal::format_duration(*startup) << "\n"
+  const double peak_rps = minute_peak_rps(trace);
+  const size_t service_count = config.graph.services.size();
+  std::cout << "trace " << trace.name << ": " << span_text(trace.duration_seconds()) << ", "
+            << fixed(trace.total_requests(), 0) << " requests, peak " << fixed(peak_rps, 1)
+            << " req/s; topology " << topology_name << " (" << service_count
+            << (service_count == 1 ? " service" : " services") << "); SLO p99 "
+            << fixed(f.slo_ms, 0) << " ms; startup " << internal::format_duration(*startup) << "\n"
             << "oracle replica-hours: " << fixed(result->oracle_replica_hours, 1)
             << "; simulated in " << fixed(wall, 1) << " s\n\n";
   std::vector<std::vector<std::string>> rows;
@@ -352,12 +393,13 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
                     fixed(t.mean_overprovisioning, 2)});
   }
   print_table(std::cout,
-              {"policy", "within SLO", "minutes OK", "dropped", "replica-h", "x oracle",
-               "actions", "overprov"},
+              {"policy", "within SLO", "minutes OK", "dropped", "replica-h", "x oracle", "actions",
+               "overprov"},
               rows);
   if (f.per_service) {
     for (size_t s = 0; s < config.graph.services.size(); ++s) {
-      std::cout << "\n" << config.graph.services[s] << " (capacity "
+      std::cout << "\n"
+                << config.graph.services[s] << " (capacity "
                 << fixed(result->specs[s].capacity_rps, 1) << " req/s per replica, starts with "
                 << result->initial_replicas[s] << ")\n";
       rows.clear();
@@ -389,7 +431,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
       j["slo_ms"] = f.slo_ms;
       j["startup_seconds"] = std::chrono::duration<double>(*startup).count();
       j["duration_seconds"] = trace.duration_seconds();
-      j["peak_rps"] = trace.peak_rps();
+      j["peak_rps"] = peak_rps;
       j["requests"] = t.arrived;
       j["served"] = t.served;
       j["served_within_slo"] = t.served_within_slo;
@@ -426,9 +468,8 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   if (!f.plot_path.empty()) {
     dashboard::SimReport report;
     report.title = "prescale sim: " + trace.name + " on " + topology_name;
-    report.subtitle = "peak " + fixed(trace.peak_rps(), 1) + " req/s, SLO p99 " +
-                      fixed(f.slo_ms, 0) + " ms, startup " +
-                      internal::format_duration(*startup);
+    report.subtitle = "peak " + fixed(peak_rps, 1) + " req/s, SLO p99 " + fixed(f.slo_ms, 0) +
+                      " ms, startup " + internal::format_duration(*startup);
     report.step_seconds = result->record_interval_seconds;
     report.load_rps = result->load_rps;
     for (const auto& run : result->runs) {
@@ -479,7 +520,8 @@ SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
                "Startup time drawn uniformly within ± this fraction")
       ->check(CLI::Range(0.0, 0.99))
       ->capture_default_str();
-  c.add_option("--peak-rps", f.peak_rps, "Rescale the trace so its peak is this many req/s")
+  c.add_option("--peak-rps", f.peak_rps,
+               "Rescale the trace so its busiest minute averages this many req/s")
       ->check(CLI::NonNegativeNumber);
   c.add_option("--offset", f.offset, "Start this far into the trace (e.g. 168h)")
       ->capture_default_str();

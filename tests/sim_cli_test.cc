@@ -1,0 +1,345 @@
+// End-to-end: `prescale sim` as users run it, on small generated traces (no shared data needed).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <numbers>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "support/subprocess.h"
+
+namespace prescale {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::Subprocess;
+using testing::TempDir;
+using Json = nlohmann::json;
+
+struct Outcome {
+  int exit_status = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+// Runs `prescale sim ARGS...` with stdout and stderr captured apart, so a test can tell the
+// report from the diagnostics. The shell only redirects; "$@" passes every argument verbatim.
+Outcome run_sim(const TempDir& dir, const std::string& tag, std::vector<std::string> args) {
+  const std::string err_path = dir.file(tag + ".err");
+  std::vector<std::string> argv = {"/bin/sh", "-c",         "exec \"$@\" 2>\"$0\"",
+                                   err_path,  PRESCALE_BIN, "sim"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Subprocess sim(std::move(argv), dir.file(tag + ".out"));
+  Outcome o;
+  o.exit_status = sim.wait(60s).value_or(-1);
+  o.out = sim.log();
+  o.err = testing::read_file(err_path);
+  return o;
+}
+
+// Requests in minute `m` of the generated traces: a two-hour wave between 200 and 800 req/s, so
+// reactive policies have something to chase.
+double minute_count(int m) { return 60 * (500 + 300 * std::sin(2 * std::numbers::pi * m / 120.0)); }
+
+// A generic CSV of `minutes` rows, Unix-second timestamps 60 s apart (so a 60 s step).
+std::string write_trace(const TempDir& dir, const std::string& name, int minutes) {
+  std::ostringstream csv;
+  csv << "timestamp,count\n";
+  for (int m = 0; m < minutes; ++m) {
+    csv << 1'700'000'040 + 60 * m << "," << minute_count(m) << "\n";
+  }
+  const std::string path = dir.file(name);
+  testing::write_file(path, csv.str());
+  return path;
+}
+
+Json read_json(const std::string& path) {
+  std::string text = testing::read_file(path);
+  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  EXPECT_FALSE(j.is_discarded()) << path << " is not JSON:\n" << text;
+  return j;
+}
+
+bool near(double a, double b, double relative) {
+  return std::abs(a - b) <= relative * std::max({std::abs(a), std::abs(b), 1.0});
+}
+
+// requests == served + dropped + queued_at_end, for a policy's totals or one service.
+void expect_conserved(const Json& j, const std::string& what) {
+  const double requests = j.at("requests").get<double>();
+  const double accounted = j.at("served").get<double>() + j.at("dropped").get<double>() +
+                           j.at("queued_at_end").get<double>();
+  EXPECT_TRUE(near(requests, accounted, 1e-6))
+      << what << ": requests " << requests << " != served + dropped + queued_at_end " << accounted;
+}
+
+// The lines of `text` without those naming `field`: a JSON dump with that field left out.
+std::string without_field(const std::string& text, const std::string& field) {
+  std::istringstream in(text);
+  std::string kept;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("\"" + field + "\"") == std::string::npos) kept += line + "\n";
+  }
+  return kept;
+}
+
+TEST(SimCliTest, ComparesPoliciesAndWritesJsonAndPlot) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 180);
+  const std::vector<std::string> policies = {"hpa", "static", "oracle"};
+  Outcome o = run_sim(
+      dir, "sim",
+      {"--trace", trace, "--topology", "single", "--policies", "hpa,static,oracle", "--json",
+       dir.file("out.json"), "--plot", dir.file("out.html"), "--progress", "never"});
+  ASSERT_EQ(o.exit_status, 0) << o.out << o.err;
+  EXPECT_EQ(o.err, "");
+
+  // The table: a header, then one row per policy in --policies order.
+  std::istringstream table(o.out);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(table, line);) lines.push_back(line);
+  size_t header = 0;
+  while (header < lines.size() && lines[header].rfind("policy", 0) != 0) ++header;
+  ASSERT_EQ(lines.size(), header + 1 + policies.size()) << o.out;
+  EXPECT_THAT(lines[header], AllOf(HasSubstr("policy"), HasSubstr("within SLO")));
+  for (size_t i = 0; i < policies.size(); ++i) {
+    EXPECT_EQ(lines[header + 1 + i].rfind(policies[i] + " ", 0), 0u)
+        << "row " << i << ": " << lines[header + 1 + i];
+  }
+
+  const Json all = read_json(dir.file("out.json"));
+  ASSERT_TRUE(all.is_array());
+  ASSERT_EQ(all.size(), policies.size());
+  double trace_requests = 0;
+  for (int m = 0; m < 180; ++m) trace_requests += minute_count(m);
+  for (size_t i = 0; i < policies.size(); ++i) {
+    const Json& p = all[i];
+    SCOPED_TRACE(policies[i]);
+    EXPECT_EQ(p.at("policy"), policies[i]);
+    EXPECT_EQ(p.at("trace"), "wave");
+    EXPECT_EQ(p.at("topology"), "single");
+    EXPECT_DOUBLE_EQ(p.at("duration_seconds").get<double>(), 3 * 3600);
+    const double slo = p.at("slo_attainment").get<double>();
+    EXPECT_GE(slo, 0);
+    EXPECT_LE(slo, 1);
+    const double share = p.at("minute_slo_share").get<double>();
+    EXPECT_GE(share, 0);
+    EXPECT_LE(share, 1);
+    EXPECT_GT(p.at("replica_hours").get<double>(), 0);
+    ASSERT_TRUE(p.at("cost_ratio_to_oracle").is_number());
+    EXPECT_GT(p.at("cost_ratio_to_oracle").get<double>(), 0);
+    EXPECT_GE(p.at("dropped").get<double>(), 0);
+    ASSERT_TRUE(p.at("scale_actions").is_number_integer());
+    EXPECT_GE(p.at("scale_actions").get<int>(), 0);
+    EXPECT_TRUE(p.at("mean_overprovisioning").is_number());
+    // One service: every request of the trace arrives at it.
+    EXPECT_TRUE(near(p.at("requests").get<double>(), trace_requests, 1e-6))
+        << p.at("requests") << " vs the trace's " << trace_requests;
+    expect_conserved(p, policies[i]);
+
+    const Json& services = p.at("services");
+    ASSERT_TRUE(services.is_array());
+    ASSERT_EQ(services.size(), 1u);
+    const Json& app = services[0];
+    EXPECT_EQ(app.at("service"), "app");
+    for (const char* field : {"slo_attainment", "replica_hours", "cost_ratio_to_oracle",
+                              "scale_actions", "dropped", "capacity_rps", "initial_replicas"}) {
+      EXPECT_TRUE(app.contains(field)) << field;
+    }
+    EXPECT_GT(app.at("capacity_rps").get<double>(), 0);
+    EXPECT_GE(app.at("initial_replicas").get<int>(), 1);
+    EXPECT_EQ(app.at("scale_actions"), p.at("scale_actions"));
+    EXPECT_DOUBLE_EQ(app.at("replica_hours").get<double>(), p.at("replica_hours").get<double>());
+    expect_conserved(app, policies[i] + "/app");
+  }
+  EXPECT_DOUBLE_EQ(all[2].at("cost_ratio_to_oracle").get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(all[2].at("services")[0].at("cost_ratio_to_oracle").get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(all[2].at("replica_hours").get<double>(),
+                   all[2].at("oracle_replica_hours").get<double>());
+  // Every run starts from the same state.
+  EXPECT_EQ(all[0].at("services")[0].at("initial_replicas"),
+            all[2].at("services")[0].at("initial_replicas"));
+
+  const std::string html = testing::read_file(dir.file("out.html"));
+  std::string opening = html.substr(0, 15);
+  for (char& c : opening) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  EXPECT_EQ(opening, "<!doctype html>");
+  for (const auto& policy : policies) EXPECT_THAT(html, HasSubstr("<b>" + policy + "</b>"));
+  EXPECT_THAT(html, HasSubstr("</html>"));
+}
+
+TEST(SimCliTest, PeakRpsRescalesTheTrace) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 180);
+  Outcome plain = run_sim(dir, "plain",
+                          {"--trace", trace, "--policies", "oracle", "--json",
+                           dir.file("plain.json"), "--progress", "never"});
+  ASSERT_EQ(plain.exit_status, 0) << plain.out << plain.err;
+  Outcome scaled = run_sim(dir, "scaled",
+                           {"--trace", trace, "--policies", "oracle", "--peak-rps", "500", "--json",
+                            dir.file("scaled.json"), "--progress", "never"});
+  ASSERT_EQ(scaled.exit_status, 0) << scaled.out << scaled.err;
+
+  const Json before = read_json(dir.file("plain.json"));
+  const Json after = read_json(dir.file("scaled.json"));
+  ASSERT_EQ(before.size(), 1u);
+  ASSERT_EQ(after.size(), 1u);
+  const double peak_before = before[0].at("peak_rps").get<double>();
+  EXPECT_TRUE(near(peak_before, 800, 1e-3)) << peak_before;  // the wave's crest
+  EXPECT_NEAR(after[0].at("peak_rps").get<double>(), 500, 1e-6);
+  const double factor = 500 / peak_before;
+  EXPECT_TRUE(near(after[0].at("requests").get<double>(),
+                   before[0].at("requests").get<double>() * factor, 1e-6))
+      << after[0].at("requests") << " vs " << before[0].at("requests") << " x " << factor;
+  // Fewer requests need fewer replicas.
+  EXPECT_LT(after[0].at("replica_hours").get<double>(),
+            before[0].at("replica_hours").get<double>());
+}
+
+TEST(SimCliTest, OffsetAndDurationSliceTheTrace) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 180);
+  Outcome o = run_sim(dir, "window",
+                      {"--trace", trace, "--policies", "static,oracle", "--duration", "1h",
+                       "--offset", "30m", "--json", dir.file("out.json"), "--progress", "never"});
+  ASSERT_EQ(o.exit_status, 0) << o.out << o.err;
+  const Json all = read_json(dir.file("out.json"));
+  ASSERT_EQ(all.size(), 2u);
+  double window_requests = 0;
+  for (int m = 30; m < 90; ++m) window_requests += minute_count(m);
+  for (const Json& p : all) {
+    EXPECT_DOUBLE_EQ(p.at("duration_seconds").get<double>(), 3600);
+    EXPECT_TRUE(near(p.at("requests").get<double>(), window_requests, 1e-6))
+        << p.at("requests") << " vs minutes 30..89 of the trace: " << window_requests;
+  }
+  EXPECT_THAT(o.out, HasSubstr("1.0 h"));
+}
+
+TEST(SimCliTest, SimulatesAPrescaleYamlTopology) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 120);
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, R"(version: 1
+world: sim
+services:
+  - name: frontend
+    kind: builtin/echo
+    replicas: {min: 1, max: 40}
+    startup_time: 30s
+    capacity_rps: 120
+    slo: {latency_p99_ms: 250}
+    depends_on: [backend]
+  - name: backend
+    kind: builtin/echo
+    replicas: {min: 2, max: 60}
+    startup_time: 45s
+    capacity_rps: 75.5
+    slo: {latency_p99_ms: 150}
+)");
+  Outcome o = run_sim(dir, "yaml",
+                      {"--trace", trace, "-f", config, "--policies", "oracle,static", "--json",
+                       dir.file("out.json"), "--progress", "never"});
+  ASSERT_EQ(o.exit_status, 0) << o.out << o.err;
+  EXPECT_THAT(o.out, HasSubstr("topology prescale.yaml (2 services)"));
+
+  const Json all = read_json(dir.file("out.json"));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].at("policy"), "oracle");
+  EXPECT_EQ(all[1].at("policy"), "static");
+  for (const Json& p : all) {
+    SCOPED_TRACE(p.at("policy").get<std::string>());
+    EXPECT_EQ(p.at("topology"), "prescale.yaml");
+    const Json& services = p.at("services");
+    ASSERT_EQ(services.size(), 2u);
+    // Graph order: the entry first, then what it calls.
+    EXPECT_EQ(services[0].at("service"), "frontend");
+    EXPECT_EQ(services[1].at("service"), "backend");
+    EXPECT_TRUE(near(services[0].at("capacity_rps").get<double>(), 120, 1e-3))
+        << services[0].at("capacity_rps");
+    EXPECT_TRUE(near(services[1].at("capacity_rps").get<double>(), 75.5, 1e-3))
+        << services[1].at("capacity_rps");
+    // The backend receives calls from the frontend, one per request; never more.
+    EXPECT_GT(services[1].at("requests").get<double>(), 0);
+    EXPECT_LE(services[1].at("requests").get<double>(),
+              services[0].at("requests").get<double>() * (1 + 1e-9));
+    EXPECT_GE(services[1].at("initial_replicas").get<int>(), 2);  // the yaml's min
+    expect_conserved(p, "total");
+    for (const Json& s : services) expect_conserved(s, s.at("service").get<std::string>());
+  }
+}
+
+TEST(SimCliTest, BadInputExitsTwoNamingTheProblem) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 180);
+  const std::vector<std::string> quiet = {"--progress", "never"};
+  auto run = [&](const std::string& tag, std::vector<std::string> args) {
+    args.insert(args.end(), quiet.begin(), quiet.end());
+    Outcome o = run_sim(dir, tag, std::move(args));
+    EXPECT_EQ(o.exit_status, 2) << tag << ": " << o.out << o.err;
+    EXPECT_THAT(o.out, Not(HasSubstr("within SLO"))) << tag;
+    return o;
+  };
+
+  Outcome policy = run("policy", {"--trace", trace, "--policies", "hpa,vpa"});
+  EXPECT_THAT(policy.err, AllOf(HasSubstr("unknown policy \"vpa\""),
+                                HasSubstr("hpa, kpa, aws, static, oracle")));
+
+  const std::string missing = dir.file("no-such-trace.csv");
+  Outcome no_trace = run("missing", {"--trace", missing});
+  EXPECT_THAT(no_trace.err, AllOf(HasSubstr("--trace"), HasSubstr(missing)));
+
+  Outcome topology = run("topology", {"--trace", trace, "--topology", "nosuch"});
+  EXPECT_THAT(topology.err, AllOf(HasSubstr("unknown topology \"nosuch\""), HasSubstr("single")));
+
+  Outcome past_end = run("past-end", {"--trace", trace, "--offset", "4h"});
+  EXPECT_THAT(past_end.err, AllOf(HasSubstr("leave no steps"), HasSubstr("it has 3.0 h")));
+
+  Outcome zero = run("zero-duration", {"--trace", trace, "--duration", "0s"});
+  EXPECT_THAT(zero.err, HasSubstr("--duration: must be positive"));
+
+  Outcome bad_flag = run("bad-flag", {"--trace", trace, "--progress", "sometimes"});
+  EXPECT_THAT(bad_flag.err, HasSubstr("--progress"));
+
+  Outcome step = run("step", {"--trace", trace, "--step", "7s"});
+  EXPECT_THAT(step.err, HasSubstr("--step 7s"));
+
+  Outcome bad_duration = run("bad-duration", {"--trace", trace, "--duration", "soon"});
+  EXPECT_THAT(bad_duration.err, HasSubstr("--duration"));
+
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, "version: 1\nservices:\n  - name: app\n    kind: builtin/echo\n");
+  Outcome both = run("both", {"--trace", trace, "-f", config, "--topology", "single"});
+  EXPECT_THAT(both.err, HasSubstr("either --topology or -f/--config"));
+
+  const std::string malformed = dir.file("malformed.csv");
+  testing::write_file(malformed, "timestamp,count\n1700000040,5\n1700000100,lots\n");
+  Outcome bad_trace = run("malformed", {"--trace", malformed});
+  EXPECT_THAT(bad_trace.err, HasSubstr(malformed + ":3"));
+}
+
+TEST(SimCliTest, IdenticalRunsWriteIdenticalJson) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 120);
+  std::vector<std::string> texts;
+  for (const std::string tag : {"first", "second"}) {
+    Outcome o =
+        run_sim(dir, tag,
+                {"--trace", trace, "--policies", "hpa,kpa,aws,static,oracle", "--startup-jitter",
+                 "0.3", "--json", dir.file(tag + ".json"), "--progress", "never"});
+    ASSERT_EQ(o.exit_status, 0) << o.out << o.err;
+    texts.push_back(testing::read_file(dir.file(tag + ".json")));
+  }
+  ASSERT_THAT(texts[0], HasSubstr("\"wall_seconds\""));
+  EXPECT_EQ(without_field(texts[0], "wall_seconds"), without_field(texts[1], "wall_seconds"));
+}
+
+}  // namespace
+}  // namespace prescale
