@@ -32,7 +32,7 @@ struct SimFlags {
   std::string topology = "single";
   std::string config_path;
   std::string data_dir;
-  std::string policies = "hpa,kpa,aws,static,oracle";
+  std::string policies = "prescale,hpa,kpa,aws,static,oracle";
   double slo_ms = 200;
   std::string startup = "60s";
   double startup_jitter = 0;
@@ -509,7 +509,9 @@ SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
   c.add_option("--data-dir", f.data_dir,
                "Shared data directory with callgraphs/ (default: $PRESCALE_DATA_DIR or "
                "../shared/data)");
-  c.add_option("--policies", f.policies, "Comma-separated: hpa, kpa, aws, static, oracle")
+  c.add_option("--policies", f.policies,
+               "Comma-separated: prescale, hpa, kpa, aws, static, oracle, or an ablation: "
+               "prescale-no-topology, prescale-p50, prescale-no-floor")
       ->capture_default_str();
   c.add_option("--slo-ms", f.slo_ms, "p99 latency SLO, ms")
       ->check(CLI::PositiveNumber)

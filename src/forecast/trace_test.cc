@@ -3,12 +3,16 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <numeric>
+#include <random>
 #include <string>
 
 namespace prescale::forecast {
@@ -321,37 +325,145 @@ TEST(TraceTransformTest, RescaleToPeakScalesCounts) {
   EXPECT_THAT(rescale_to_peak(zero, 5).counts, ElementsAre(0, 0));
 }
 
-// Arrivals per step after rescaling stay within one request of the scaled counts.
-void ExpectArrivalsMatchCounts(const Trace& t) {
+// What every rescaled per-request trace promises: counts are exactly the binned arrivals, which
+// are sorted and inside the trace, one cost each, costs averaging 1.
+void ExpectConsistentPerRequestTrace(const Trace& t) {
+  ASSERT_FALSE(t.counts.empty());
   std::vector<double> binned(t.counts.size(), 0);
   for (size_t i = 0; i < t.arrival_seconds.size(); ++i) {
     if (i > 0) {
       ASSERT_LE(t.arrival_seconds[i - 1], t.arrival_seconds[i]);
     }
-    auto step = static_cast<size_t>(t.arrival_seconds[i] / t.step_seconds);
-    ASSERT_LT(step, binned.size());
-    binned[step] += 1;
+    ASSERT_GE(t.arrival_seconds[i], 0);
+    ASSERT_LT(t.arrival_seconds[i], t.duration_seconds());
+    binned[static_cast<size_t>(t.arrival_seconds[i] / t.step_seconds)] += 1;
   }
-  for (size_t s = 0; s < binned.size(); ++s) {
-    EXPECT_NEAR(binned[s], t.counts[s], 1.0) << "step " << s;
-  }
+  EXPECT_EQ(binned, t.counts);
   ASSERT_EQ(t.request_cost.size(), t.arrival_seconds.size());
   if (!t.request_cost.empty()) {
     EXPECT_NEAR(mean(t.request_cost), 1.0, 1e-9);
   }
 }
 
-TEST(TraceTransformTest, RescaleDuplicatesOrThinsArrivals) {
+// A per-request trace of Poisson arrivals at `rps(second)`, binned at `step_seconds`, with
+// distinct random costs.
+template <typename Rate>
+Trace poisson_trace(double seconds, double step_seconds, uint64_t seed, Rate rps) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> uniform(0, 1);
+  Trace t;
+  t.step_seconds = step_seconds;
+  t.counts.assign(static_cast<size_t>(std::ceil(seconds / step_seconds)), 0);
+  for (int s = 0; s < static_cast<int>(seconds); ++s) {
+    std::poisson_distribution<int> in_second(rps(s));
+    std::vector<double> at(static_cast<size_t>(in_second(rng)));
+    for (double& a : at) a = s + uniform(rng);
+    std::sort(at.begin(), at.end());
+    for (double a : at) {
+      t.arrival_seconds.push_back(a);
+      t.request_cost.push_back(0.2 + 2 * uniform(rng));
+      t.counts[static_cast<size_t>(a / step_seconds)] += 1;
+    }
+  }
+  const double m = mean(t.request_cost);
+  for (double& c : t.request_cost) c /= m;
+  return t;
+}
+
+// Variance over mean of counts[begin, end): 1 for Poisson counts.
+double index_of_dispersion(const std::vector<double>& counts, size_t begin, size_t end) {
+  const std::vector<double> part(counts.begin() + static_cast<long>(begin),
+                                 counts.begin() + static_cast<long>(end));
+  const double m = mean(part);
+  double var = 0;
+  for (double c : part) var += (c - m) * (c - m);
+  return var / static_cast<double>(part.size() - 1) / m;
+}
+
+TEST(TraceTransformTest, RescaleUpSuperposesCopiesAndThinsDown) {
   auto t = read_trace(fixture("azure_requests.csv"));
   ASSERT_TRUE(t);
-  Trace up = rescale_to_peak(*t, 5.0);  // x2.5
-  EXPECT_THAT(up.counts, ElementsAre(5, 0, 5));
+  Trace up = rescale_to_peak(*t, 5.0);  // x2.5: the trace, one full copy, half a copy
   EXPECT_EQ(up.arrival_seconds.size(), 10u);
-  ExpectArrivalsMatchCounts(up);
-  Trace down = rescale_to_peak(*t, 0.5);  // x0.25
-  EXPECT_THAT(down.counts, ElementsAre(0.5, 0, 0.5));
-  EXPECT_EQ(down.arrival_seconds.size(), 1u);
-  ExpectArrivalsMatchCounts(down);
+  EXPECT_EQ(up.total_requests(), 10);
+  ExpectConsistentPerRequestTrace(up);
+  Trace down = rescale_to_peak(*t, 0.5);  // x0.25: one of the four requests
+  EXPECT_THAT(down.arrival_seconds, ElementsAre(2.5));
+  EXPECT_THAT(down.counts, ElementsAre(0, 0, 1));
+  EXPECT_THAT(down.request_cost, ElementsAre(1.0));
+  ExpectConsistentPerRequestTrace(down);
+}
+
+TEST(TraceTransformTest, RescaleUpCopiesEveryRequestWithItsCostAndIsDeterministic) {
+  const Trace t = poisson_trace(600, 1, 11, [](int) { return 5.0; });
+  const double factor = 3.4;
+  const Trace up = rescale_to_peak(t, factor * t.peak_rps());
+  ExpectConsistentPerRequestTrace(up);
+  const auto n = static_cast<double>(t.arrival_seconds.size());
+  EXPECT_EQ(up.arrival_seconds.size(), static_cast<size_t>(std::llround(factor * n)));
+  // Costs are the originals', each 3 or 4 times, all scaled by the one renormalising factor.
+  std::map<double, size_t> copies;  // original cost -> times seen
+  for (double c : t.request_cost) copies[c] = 0;
+  ASSERT_EQ(copies.size(), t.request_cost.size()) << "the costs must be distinct";
+  const double scale =
+      *std::min_element(up.request_cost.begin(), up.request_cost.end()) / copies.begin()->first;
+  for (double c : up.request_cost) {
+    auto it = copies.lower_bound(c / scale * (1 - 1e-12));
+    ASSERT_NE(it, copies.end());
+    ASSERT_NEAR(it->first * scale, c, 1e-12 * c);
+    ++it->second;
+  }
+  for (const auto& [cost, seen] : copies) {
+    EXPECT_TRUE(seen == 3 || seen == 4) << cost << " seen " << seen;
+  }
+  const Trace again = rescale_to_peak(t, factor * t.peak_rps());
+  EXPECT_EQ(again.arrival_seconds, up.arrival_seconds);
+  EXPECT_EQ(again.request_cost, up.request_cost);
+  EXPECT_EQ(again.counts, up.counts);
+}
+
+// The reason for superposing: a Poisson stream scaled x10 must look like a Poisson stream ten
+// times as busy (per-second index of dispersion 1), not like ten coincident copies of one (10).
+TEST(TraceTransformTest, RescaleUpKeepsAPoissonStreamPoisson) {
+  const Trace t = poisson_trace(2000, 1, 7, [](int) { return 5.0; });
+  const Trace up = rescale_to_peak(t, 10 * t.peak_rps());
+  ExpectConsistentPerRequestTrace(up);
+  const double original = index_of_dispersion(t.counts, 100, 1900);
+  const double scaled = index_of_dispersion(up.counts, 100, 1900);
+  std::vector<double> in_place = t.counts;  // what duplicating each arrival in place gives
+  for (double& c : in_place) c *= 10;
+  EXPECT_NEAR(original, 1, 0.15);
+  EXPECT_NEAR(scaled, 1, 0.15);
+  EXPECT_GT(index_of_dispersion(in_place, 100, 1900), 8);
+  EXPECT_NEAR(mean(up.counts), 10 * mean(t.counts), 1e-9 * mean(up.counts));
+  // Beyond ~37x the copies squeeze into ±30 s, closer than a step: dispersion about f / 60.
+  const Trace x100 = rescale_to_peak(t, 100 * t.peak_rps());
+  EXPECT_LT(index_of_dispersion(x100.counts, 100, 1900), 2.5);
+}
+
+// Shifts of a few seconds keep the shape on the scale of minutes: a rate that triples at
+// 20 minutes stays a step, and every minute keeps f times its requests to within a few percent.
+// The busiest step of a trace binned at 60 s is therefore within a few percent of the target.
+TEST(TraceTransformTest, RescaleUpKeepsTheShapeAboveAMinute) {
+  const Trace t = poisson_trace(2400, 60, 3, [](int s) { return s < 1200 ? 5.0 : 15.0; });
+  const Trace up = rescale_to_peak(t, 8 * t.peak_rps());
+  ExpectConsistentPerRequestTrace(up);
+  ASSERT_EQ(up.counts.size(), 40u);
+  for (size_t m = 0; m < up.counts.size(); ++m) {
+    const double ratio = up.counts[m] / (8 * t.counts[m]);
+    EXPECT_NEAR(ratio, 1, m == 19 || m == 20 ? 0.06 : 0.04) << "minute " << m;
+  }
+  EXPECT_NEAR(up.peak_rps() / (8 * t.peak_rps()), 1, 0.03);
+}
+
+TEST(TraceTransformTest, RescaleDownThinsWithinOneRequestPerStep) {
+  const Trace t = poisson_trace(600, 1, 5, [](int s) { return 3.0 + s % 7; });
+  const Trace down = rescale_to_peak(t, 0.37 * t.peak_rps());
+  ExpectConsistentPerRequestTrace(down);
+  for (size_t i = 0; i < t.counts.size(); ++i) {
+    EXPECT_NEAR(down.counts[i], 0.37 * t.counts[i], 1.0) << "step " << i;
+  }
+  EXPECT_LT(std::abs(down.peak_rps() - 0.37 * t.peak_rps()), 1.0);
 }
 
 TEST(TraceTransformTest, ResampleSumsToCoarserAndSplitsToFinerSteps) {
@@ -433,9 +545,15 @@ TEST(TraceSharedDataTest, AzureLlmTraces) {
     EXPECT_TRUE(std::is_sorted(t->arrival_seconds.begin(), t->arrival_seconds.end()));
     EXPECT_GE(t->arrival_seconds.front(), 0);
     EXPECT_LT(t->arrival_seconds.back(), t->duration_seconds());
+    // The busiest minute scales by f to within 3 %; the busiest second, mostly noise (a burst
+    // of 67 requests in the code trace), does not (rescale_to_peak's comment).
+    const double factor = 200 / t->peak_rps();
     Trace scaled = rescale_to_peak(*t, 200);
-    EXPECT_NEAR(scaled.peak_rps(), 200, 1e-9);
-    ExpectArrivalsMatchCounts(scaled);
+    ExpectConsistentPerRequestTrace(scaled);
+    EXPECT_EQ(scaled.arrival_seconds.size(),
+              static_cast<size_t>(std::llround(factor * static_cast<double>(c.rows))));
+    EXPECT_LT(scaled.peak_rps(), 200);
+    EXPECT_NEAR(resample(scaled, 60).peak_rps() / (factor * resample(*t, 60).peak_rps()), 1, 0.03);
   }
 }
 

@@ -43,6 +43,9 @@ struct WindowMetrics {
   double concurrency = 0;             // mean requests in the service (queued + in service)
   double latency_p99_seconds = NAN;   // of the requests completed in the window; NaN if none
   double mean_cpu_utilization = NAN;  // over ready replicas; NaN if none
+  // Requests completed since the start, as of the latest scrape (a Prometheus counter: it
+  // restarts from 0 when the service does).
+  double served_total = 0;
 };
 
 // The last completed second.

@@ -145,6 +145,20 @@ Result<PolicyRun> run_policy(const RunSetup& setup, std::string_view name,
 Result<std::unique_ptr<scaling::Policy>> make_policy(std::string_view name,
                                                      const PolicySettings& settings,
                                                      const PolicyContext& context) {
+  if (name == "prescale" || name.starts_with("prescale-")) {
+    scaling::PrescalePolicyOptions options = settings.prescale;
+    if (name == "prescale-no-topology") {
+      options.use_topology = false;
+    } else if (name == "prescale-p50") {
+      options.quantile = 0.5;
+    } else if (name == "prescale-no-floor") {
+      options.reactive_floor = false;
+    } else if (name != "prescale") {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "unknown policy \"" + std::string(name) + "\"; known: " + known_policies());
+    }
+    return std::make_unique<scaling::PrescalePolicy>(std::move(options));
+  }
   if (name == "hpa") return std::make_unique<scaling::HpaPolicy>(settings.hpa);
   if (name == "kpa") return std::make_unique<scaling::KpaPolicy>(settings.kpa);
   if (name == "aws") {

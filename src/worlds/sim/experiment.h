@@ -23,13 +23,19 @@
 #include "scaling/aws_predictive.h"
 #include "scaling/baseline_policies.h"
 #include "scaling/policy.h"
+#include "scaling/prescale_policy.h"
 #include "worlds/sim/sim_config.h"
 #include "worlds/sim/sim_results.h"
 
 namespace prescale::sim {
 
-// The policies the harness can build, in the order results are usually shown.
-inline constexpr std::string_view kPolicyNames[] = {"hpa", "kpa", "aws", "static", "oracle"};
+// The policies the harness can build, in the order results are usually shown: Prescale's, the
+// baselines, and the Prescale ablations (docs/prescale_policy.md): without the call graph (each
+// service forecast on its own load), planning at the P50 instead of the P90, without the
+// reactive floor.
+inline constexpr std::string_view kPolicyNames[] = {
+    "prescale", "hpa", "kpa", "aws", "static", "oracle",
+    "prescale-no-topology", "prescale-p50", "prescale-no-floor"};
 
 // How each policy is configured (each policy's own defaults unless changed).
 struct PolicySettings {
@@ -37,6 +43,7 @@ struct PolicySettings {
   scaling::KpaPolicyOptions kpa;
   scaling::AwsPredictiveOptions aws;
   double static_headroom = 1.0;  // static replicas = ceil(peak × headroom / capacity)
+  scaling::PrescalePolicyOptions prescale;  // the ablations change one field of it
 };
 
 struct ExperimentOptions {

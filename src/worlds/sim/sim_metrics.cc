@@ -119,6 +119,7 @@ void SimWorld::Impl::record(Service& sv, const internal::StepOutcome& o, int ser
     }
     if (o.component_count != 1) sv.merged_at = kNoIndex;
   }
+  sv.served_total += times * o.served;
   for (size_t e : sv.out_edges) edges[e].calls_total += times * o.served * edges[e].fanout;
 }
 
@@ -193,6 +194,7 @@ void SimWorld::Impl::scrape() {
       }
     }
     m.mean_cpu_utilization = ready_samples > 0 ? cpu_ready / ready_samples : NAN;
+    m.served_total = sv.served_total;
     ++sv.replicas_version;
   }
   for (size_t i = 0; i < edges.size(); ++i) snapshot.edges[i].calls_total = edges[i].calls_total;

@@ -59,6 +59,8 @@ struct Service {
   bool entry = false;
   std::vector<size_t> out_edges;
   double inbound = 0;  // calls received this step
+  // Requests completed so far; each scrape copies it to WindowMetrics::served_total.
+  double served_total = 0;
 
   std::vector<Replica> replicas;  // in creation order (serials increase)
   int desired = 0, starting = 0, ready = 0, draining = 0;

@@ -1,0 +1,326 @@
+#include "forecast/forecaster.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace prescale::forecast {
+
+namespace {
+
+// Forecasts and outcomes of one model over a backtest: for each origin, the path it predicted
+// and what happened (NaN where the outcome is missing).
+struct Backtest {
+  std::vector<std::vector<double>> predicted;  // [origin][h - 1]
+  std::vector<std::vector<double>> actual;
+};
+
+// The conformal quantile: the ceil(q (n + 1))-th smallest value, so that a new error exceeds it
+// with probability at most 1 − q when errors are exchangeable; the largest one when there are
+// too few.
+double conformal_quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const auto rank = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size() + 1)));
+  return v[std::min(v.size(), std::max<size_t>(rank, 1)) - 1];
+}
+
+double mean_finite(std::span<const double> v) {
+  double sum = 0;
+  size_t n = 0;
+  for (double x : v) {
+    if (std::isfinite(x)) {
+      sum += x;
+      ++n;
+    }
+  }
+  return n > 0 ? sum / static_cast<double>(n) : 0;
+}
+
+// In-sample MAE of the one-step naive forecast (the MASE scale); 1 when it is 0 or undefined.
+double naive_scale(std::span<const double> v) {
+  double sum = 0;
+  size_t n = 0;
+  double last = NAN;
+  for (double x : v) {
+    if (!std::isfinite(x)) continue;
+    if (std::isfinite(last)) {
+      sum += std::abs(x - last);
+      ++n;
+    }
+    last = x;
+  }
+  return n > 0 && sum > 0 ? sum / static_cast<double>(n) : 1.0;
+}
+
+Series prefix(const Series& s, size_t n) {
+  Series out{s.start_seconds, s.step_seconds, {}};
+  out.values.assign(s.values.begin(), s.values.begin() + static_cast<long>(n));
+  return out;
+}
+
+// Fits `model` on values [0, first) and rolls it through the rest, predicting `horizon` steps
+// at each origin (ascending, each >= first).
+Backtest run_backtest(Model& model, const Series& s, size_t first, std::span<const size_t> origins,
+                      int horizon) {
+  Backtest b;
+  model.fit(prefix(s, first));
+  std::vector<double> path(static_cast<size_t>(horizon));
+  size_t next = 0;
+  for (size_t t = first; t < s.values.size() && next < origins.size(); ++t) {
+    if (t == origins[next]) {
+      model.predict(path);
+      std::vector<double> actual(path.size(), NAN);
+      for (size_t h = 0; h < path.size() && t + h < s.values.size(); ++h) {
+        actual[h] = s.values[t + h];
+      }
+      b.predicted.push_back(path);
+      b.actual.push_back(std::move(actual));
+      ++next;
+    }
+    model.update(s.values[t]);
+  }
+  return b;
+}
+
+struct Calibration {
+  std::vector<double> q50, q90, q99;  // per horizon
+};
+
+Calibration calibrate(const Backtest& b, size_t begin, size_t end, int horizon, double floor) {
+  Calibration c;
+  for (int h = 0; h < horizon; ++h) {
+    std::vector<double> z;
+    for (size_t o = begin; o < end; ++o) {
+      const double y = b.actual[o][static_cast<size_t>(h)];
+      const double f = b.predicted[o][static_cast<size_t>(h)];
+      if (std::isfinite(y) && std::isfinite(f)) z.push_back((y - f) / (std::max(f, 0.0) + floor));
+    }
+    const double q50 = conformal_quantile(z, 0.5);
+    const double q90 = std::max(q50, conformal_quantile(z, 0.9));
+    const double q99 = std::max(q90, conformal_quantile(z, 0.99));
+    c.q50.push_back(q50);
+    c.q90.push_back(q90);
+    c.q99.push_back(q99);
+  }
+  return c;
+}
+
+double quantile_at(double forecast, double z, double floor) {
+  return std::max(0.0, forecast + z * (std::max(forecast, 0.0) + floor));
+}
+
+// Accumulates the scores of forecasts at one horizon.
+struct ScoreSum {
+  double abs = 0, smape = 0, p50 = 0, p90 = 0, p99 = 0, covered = 0;
+  int n = 0;
+  void add(double y, double f, double q50, double q90, double q99) {
+    abs += std::abs(y - f);
+    const double denom = std::abs(y) + std::abs(f);
+    smape += denom > 0 ? 2 * std::abs(y - f) / denom : 0;
+    p50 += pinball(y, q50, 0.5);
+    p90 += pinball(y, q90, 0.9);
+    p99 += pinball(y, q99, 0.99);
+    covered += y <= q90 ? 1 : 0;
+    ++n;
+  }
+  ForecastScore score(std::string model, int horizon, double scale) const {
+    ForecastScore s;
+    s.model = std::move(model);
+    s.horizon = horizon;
+    s.samples = n;
+    if (n == 0) return s;
+    const double k = 1.0 / n;
+    s.mae = abs * k;
+    s.mase = s.mae / scale;
+    s.smape = smape * k;
+    s.pinball_p50 = p50 * k;
+    s.pinball_p90 = p90 * k;
+    s.pinball_p99 = p99 * k;
+    s.coverage_p90 = covered * k;
+    return s;
+  }
+};
+
+// Backtest origins for a history of n values: every `every` steps, the last one with a full
+// horizon after it, at most `max_origins`, none before `min_first`.
+std::vector<size_t> backtest_origins(size_t n, int horizon, int every, int max_origins,
+                                     size_t min_first) {
+  std::vector<size_t> origins;
+  if (n < static_cast<size_t>(horizon) + 1) return origins;
+  for (long t = static_cast<long>(n) - horizon;
+       t >= static_cast<long>(min_first) && static_cast<int>(origins.size()) < max_origins;
+       t -= every) {
+    origins.push_back(static_cast<size_t>(t));
+  }
+  std::reverse(origins.begin(), origins.end());
+  return origins;
+}
+
+}  // namespace
+
+Forecaster::Forecaster(ForecasterOptions options) : options_(std::move(options)) {}
+
+Forecaster::Forecaster(const Forecaster& other)
+    : options_(other.options_),
+      model_(other.model_ ? other.model_->clone() : nullptr),
+      backtest_(other.backtest_),
+      q50_(other.q50_),
+      q90_(other.q90_),
+      q99_(other.q99_),
+      scale_floor_(other.scale_floor_) {}
+
+Forecaster& Forecaster::operator=(const Forecaster& other) {
+  if (this != &other) *this = Forecaster(other);
+  return *this;
+}
+
+Result<void> Forecaster::fit(const Series& history) {
+  if (options_.candidates.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "forecaster: no candidate models");
+  }
+  const int horizon = std::max(1, options_.max_horizon);
+  size_t observed = 0;
+  for (double v : history.values) observed += std::isfinite(v) ? 1 : 0;
+  if (observed < 2 * static_cast<size_t>(horizon + 1)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "forecaster: " + std::to_string(observed) + " observed values; need at least " +
+                          std::to_string(2 * (horizon + 1)));
+  }
+  std::vector<std::unique_ptr<Model>> models;
+  for (const std::string& name : options_.candidates) {
+    auto m = make_model(name, options_.model);
+    if (!m) return std::unexpected(m.error());
+    models.push_back(std::move(*m));
+  }
+
+  const size_t n = history.values.size();
+  const auto min_first = static_cast<size_t>(
+      std::ceil(std::clamp(options_.min_fit_share, 0.05, 0.95) * static_cast<double>(n)));
+  const std::vector<size_t> origins =
+      backtest_origins(n, horizon, std::max(1, options_.origin_every), options_.max_origins,
+                       std::max<size_t>(min_first, 1));
+  scale_floor_ = kScaleFloorShare * std::max(mean_finite(history.values), 1e-9);
+  const double scale = naive_scale(history.values);
+
+  // Split conformal: the first half of the origins calibrates, the second half scores. With few
+  // origins both use all of them (optimistic, said in the docs).
+  const size_t half = origins.size() >= 8 ? origins.size() / 2 : 0;
+  backtest_.clear();
+  size_t best = 0;
+  double best_loss = std::numeric_limits<double>::infinity();
+  std::vector<Calibration> calibrations;
+  for (size_t m = 0; m < models.size(); ++m) {
+    if (origins.empty()) break;
+    const Backtest b = run_backtest(*models[m], history, origins.front(), origins, horizon);
+    const Calibration split = calibrate(b, 0, half > 0 ? half : b.predicted.size(), horizon,
+                                        scale_floor_);
+    double loss = 0;
+    for (int h = 0; h < horizon; ++h) {
+      ScoreSum sum;
+      const auto hh = static_cast<size_t>(h);
+      for (size_t o = half; o < b.predicted.size(); ++o) {
+        const double y = b.actual[o][hh];
+        const double f = b.predicted[o][hh];
+        if (!std::isfinite(y) || !std::isfinite(f)) continue;
+        sum.add(y, f, quantile_at(f, split.q50[hh], scale_floor_),
+                quantile_at(f, split.q90[hh], scale_floor_),
+                quantile_at(f, split.q99[hh], scale_floor_));
+      }
+      backtest_.push_back(sum.score(options_.candidates[m], h + 1, scale));
+      loss += backtest_.back().pinball_p90;
+    }
+    calibrations.push_back(calibrate(b, 0, b.predicted.size(), horizon, scale_floor_));
+    if (loss < best_loss) {
+      best_loss = loss;
+      best = m;
+    }
+  }
+
+  model_ = std::move(models[best]);
+  model_->fit(history);
+  if (!calibrations.empty()) {
+    q50_ = calibrations[best].q50;
+    q90_ = calibrations[best].q90;
+    q99_ = calibrations[best].q99;
+  } else {
+    q50_.assign(static_cast<size_t>(horizon), 0.0);
+    q90_.assign(static_cast<size_t>(horizon), 0.0);
+    q99_.assign(static_cast<size_t>(horizon), 0.0);
+  }
+  return {};
+}
+
+void Forecaster::update(double value) {
+  if (model_) model_->update(value);
+}
+
+QuantileForecast Forecaster::predict(int horizon) const {
+  QuantileForecast out;
+  if (!model_ || horizon <= 0) return out;
+  out.model = std::string(model_->name());
+  std::vector<double> path(static_cast<size_t>(horizon));
+  model_->predict(path);
+  out.p50.resize(path.size());
+  out.p90.resize(path.size());
+  out.p99.resize(path.size());
+  for (size_t h = 0; h < path.size(); ++h) {
+    const size_t c = std::min(h, q50_.size() - 1);
+    out.p50[h] = quantile_at(path[h], q50_[c], scale_floor_);
+    out.p90[h] = std::max(out.p50[h], quantile_at(path[h], q90_[c], scale_floor_));
+    out.p99[h] = std::max(out.p90[h], quantile_at(path[h], q99_[c], scale_floor_));
+  }
+  return out;
+}
+
+std::string_view Forecaster::selected() const {
+  return model_ ? model_->name() : std::string_view{};
+}
+
+Result<std::vector<ForecastScore>> evaluate_forecasts(const Series& series, size_t test_begin,
+                                                     std::string_view model_name,
+                                                     std::span<const int> horizons,
+                                                     const ForecasterOptions& options) {
+  if (horizons.empty()) return make_error(ErrorCode::kInvalidArgument, "no horizons to score");
+  if (test_begin == 0 || test_begin >= series.values.size()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "the test part must start inside the series (at " +
+                          std::to_string(test_begin) + " of " +
+                          std::to_string(series.values.size()) + " steps)");
+  }
+  const int max_h = *std::max_element(horizons.begin(), horizons.end());
+  if (*std::min_element(horizons.begin(), horizons.end()) < 1) {
+    return make_error(ErrorCode::kInvalidArgument, "horizons must be at least one step");
+  }
+  ForecasterOptions opts = options;
+  opts.max_horizon = std::max(opts.max_horizon, max_h);
+  if (model_name != "selected") opts.candidates = {std::string(model_name)};
+  Forecaster forecaster(opts);
+  const Series train = prefix(series, test_begin);
+  if (auto fitted = forecaster.fit(train); !fitted) return std::unexpected(fitted.error());
+
+  const double scale = naive_scale(train.values);
+  std::vector<ScoreSum> sums(horizons.size());
+  const int every = std::max(1, opts.origin_every);
+  for (size_t t = test_begin; t < series.values.size(); ++t) {
+    if ((t - test_begin) % static_cast<size_t>(every) == 0) {
+      const QuantileForecast f = forecaster.predict(max_h);
+      // The point forecast scored by MAE, MASE and sMAPE is the calibrated median.
+      for (size_t i = 0; i < horizons.size(); ++i) {
+        const auto h = static_cast<size_t>(horizons[i]);
+        if (t + h - 1 >= series.values.size()) continue;
+        const double y = series.values[t + h - 1];
+        if (!std::isfinite(y)) continue;
+        sums[i].add(y, f.p50[h - 1], f.p50[h - 1], f.p90[h - 1], f.p99[h - 1]);
+      }
+    }
+    forecaster.update(series.values[t]);
+  }
+  std::vector<ForecastScore> out;
+  for (size_t i = 0; i < horizons.size(); ++i) {
+    out.push_back(sums[i].score(std::string(model_name), horizons[i], scale));
+  }
+  return out;
+}
+
+}  // namespace prescale::forecast

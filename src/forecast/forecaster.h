@@ -1,0 +1,102 @@
+// Forecaster: the model zoo behind one demand series. fit() backtests every candidate model on
+// the history (rolling origin: each model is fitted on the early part, then rolled forward one
+// observation at a time, forecasting the next `max_horizon` steps at every origin), keeps the
+// model whose calibrated P90 forecasts score best, and calibrates quantiles from its backtest
+// errors (split conformal: errors scaled by the forecast level, per horizon). After fit(),
+// update() rolls the selected model forward in O(1) and predict() gives P50/P90/P99 paths.
+// docs/forecasting.md ("## Backtesting, selection and quantiles") documents the method.
+//
+// Thread safety: a Forecaster is a value owned by one thread.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+#include "forecast/model.h"
+
+namespace prescale::forecast {
+
+// Quantile paths for the steps after the last observation: element h-1 is h steps ahead.
+struct QuantileForecast {
+  std::string model;  // the model that produced it
+  std::vector<double> p50, p90, p99;
+};
+
+struct ForecasterOptions {
+  std::vector<std::string> candidates{std::begin(kModelNames), std::end(kModelNames)};
+  ModelOptions model;
+  int max_horizon = 15;  // steps; predict() beyond it reuses the last horizon's calibration
+  // Backtest origins: up to this many, one every `origin_every` steps, over the last part of the
+  // history; the part before the first origin is what the models are fitted on (at least
+  // `min_fit_share` of the history).
+  int max_origins = 240;
+  int origin_every = 5;
+  double min_fit_share = 0.5;
+};
+
+// Errors of one model at one horizon over a backtest or an evaluation.
+struct ForecastScore {
+  std::string model;
+  int horizon = 0;    // steps
+  int samples = 0;    // forecasts scored
+  double mae = 0;
+  double mase = 0;    // mae / in-sample MAE of the one-step naive forecast
+  double smape = 0;   // mean of 2|y − ŷ| / (|y| + |ŷ|), 0 where both are 0; a share, not percent
+  double pinball_p50 = 0, pinball_p90 = 0, pinball_p99 = 0;
+  double coverage_p90 = 0;  // share of outcomes at or below the P90
+};
+
+// The pinball (quantile) loss of forecasting `q` for an outcome `y` at quantile `tau`.
+inline double pinball(double y, double q, double tau) {
+  return y >= q ? tau * (y - q) : (1 - tau) * (q - y);
+}
+
+// How errors scale with the level of the forecast: errors are divided by (ŷ + floor) before
+// their quantiles are taken, so intervals widen with the level. floor = this share of the
+// series' mean, so near-zero forecasts do not give zero-width intervals.
+inline constexpr double kScaleFloorShare = 0.1;
+
+class Forecaster {
+ public:
+  explicit Forecaster(ForecasterOptions options = {});
+  Forecaster(const Forecaster& other);
+  Forecaster& operator=(const Forecaster& other);
+  Forecaster(Forecaster&&) noexcept = default;
+  Forecaster& operator=(Forecaster&&) noexcept = default;
+
+  // Backtests the candidates, selects and calibrates. Errors (kInvalidArgument): an unknown
+  // candidate, no candidates, fewer than 2 × (max_horizon + 1) observed values.
+  Result<void> fit(const Series& history);
+  // One more observation (NaN = missing) after the history.
+  void update(double value);
+  // Quantile paths of the next `horizon` steps. Before fit(): empty paths.
+  QuantileForecast predict(int horizon) const;
+
+  std::string_view selected() const;  // "" before fit()
+  // The backtest of every candidate at every horizon 1..max_horizon (with the calibration each
+  // would get), in candidate order then horizon order.
+  const std::vector<ForecastScore>& backtest() const { return backtest_; }
+  bool fitted() const { return model_ != nullptr; }
+
+ private:
+  ForecasterOptions options_;
+  std::unique_ptr<Model> model_;
+  std::vector<ForecastScore> backtest_;
+  // Per horizon: quantiles of the scaled errors (y − ŷ) / (ŷ + floor) at 0.5, 0.9, 0.99.
+  std::vector<double> q50_, q90_, q99_;
+  double scale_floor_ = 0;
+};
+
+// Scores forecasts of `model_name` on `series`: fitted on values before `test_begin`, then rolled
+// forward through the rest, forecasting 1..max(horizons) steps every `origin_every` steps, with
+// quantiles calibrated on the fit part's own backtest (as Forecaster does). model_name
+// "selected" scores the Forecaster itself. One score per requested horizon (steps).
+Result<std::vector<ForecastScore>> evaluate_forecasts(const Series& series, size_t test_begin,
+                                                     std::string_view model_name,
+                                                     std::span<const int> horizons,
+                                                     const ForecasterOptions& options = {});
+
+}  // namespace prescale::forecast

@@ -1,0 +1,134 @@
+#include "forecast/forecaster.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numbers>
+#include <random>
+
+namespace prescale::forecast {
+namespace {
+
+// A daily cycle at 1-minute steps (a "day" of `day` steps) with multiplicative noise.
+Series cyclic(int days, int day = 1440, double noise = 0.05, unsigned seed = 7) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> n(0, noise);
+  Series s;
+  s.step_seconds = 60;
+  for (int i = 0; i < days * day; ++i) {
+    const double phase = 2 * std::numbers::pi * (i % day) / day;
+    s.values.push_back(std::max(0.0, (100 + 60 * std::sin(phase)) * (1 + n(rng))));
+  }
+  return s;
+}
+
+ForecasterOptions hourly_day() {
+  ForecasterOptions o;
+  o.model.day_seconds = 3600;  // a 60-step "day" keeps the tests fast
+  o.model.week_seconds = 7 * 3600;
+  return o;
+}
+
+TEST(PinballTest, WeighsUnderAndOverForecastsByTheQuantile) {
+  EXPECT_DOUBLE_EQ(pinball(10, 8, 0.9), 0.9 * 2);
+  EXPECT_DOUBLE_EQ(pinball(8, 10, 0.9), 0.1 * 2);
+  EXPECT_DOUBLE_EQ(pinball(5, 5, 0.5), 0);
+}
+
+TEST(ForecasterTest, SelectsASeasonalModelAndOrdersQuantiles) {
+  Forecaster f(hourly_day());
+  ASSERT_TRUE(f.fit(cyclic(48, 60)));
+  EXPECT_NE(f.selected(), "naive");
+  ASSERT_EQ(f.backtest().size(), std::size(kModelNames) * 15);
+  const QuantileForecast q = f.predict(20);
+  ASSERT_EQ(q.p50.size(), 20u);
+  EXPECT_EQ(q.model, f.selected());
+  for (size_t h = 0; h < q.p50.size(); ++h) {
+    EXPECT_GE(q.p50[h], 0);
+    EXPECT_LE(q.p50[h], q.p90[h]);
+    EXPECT_LE(q.p90[h], q.p99[h]);
+  }
+}
+
+TEST(ForecasterTest, CalibratedP90CoversAboutNineInTen) {
+  const Series all = cyclic(60, 60, 0.08, 11);
+  const size_t split = 48 * 60;
+  Series train = all;
+  train.values.resize(split);
+  Forecaster f(hourly_day());
+  ASSERT_TRUE(f.fit(train));
+  int covered = 0, total = 0;
+  for (size_t t = split; t + 5 < all.values.size(); ++t) {
+    const QuantileForecast q = f.predict(5);
+    covered += all.values[t + 4] <= q.p90[4] ? 1 : 0;
+    ++total;
+    f.update(all.values[t]);
+  }
+  const double coverage = static_cast<double>(covered) / total;
+  EXPECT_GT(coverage, 0.8);
+  EXPECT_LT(coverage, 0.97);
+}
+
+TEST(ForecasterTest, CopiesAreIndependent) {
+  Forecaster a(hourly_day());
+  ASSERT_TRUE(a.fit(cyclic(10, 60)));
+  Forecaster b = a;
+  for (int i = 0; i < 70; ++i) b.update(500);  // more than a (60-step) season
+  EXPECT_LT(a.predict(1).p50[0], 300);
+  EXPECT_GT(b.predict(1).p50[0], 300);
+}
+
+TEST(ForecasterTest, RejectsTooLittleHistoryAndUnknownModels) {
+  Series s;
+  s.values = {1, 2, 3};
+  auto r = Forecaster().fit(s);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("need at least 32"), std::string::npos);
+
+  ForecasterOptions o;
+  o.candidates = {"prophet"};
+  r = Forecaster(o).fit(cyclic(2, 60));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("prophet"), std::string::npos);
+  EXPECT_TRUE(Forecaster().predict(5).p50.empty());  // before fit
+}
+
+TEST(ForecasterTest, HandlesGapsInTheHistory) {
+  Series s = cyclic(8, 60);
+  for (size_t i = 100; i < 160; ++i) s.values[i] = NAN;
+  Forecaster f(hourly_day());
+  ASSERT_TRUE(f.fit(s));
+  f.update(NAN);
+  for (double v : f.predict(15).p99) EXPECT_TRUE(std::isfinite(v));
+}
+
+TEST(EvaluateForecastsTest, NaiveOnARandomWalkHasMaseNearOne) {
+  std::mt19937 rng(3);
+  std::normal_distribution<double> step(0, 1);
+  Series s;
+  double v = 1000;
+  for (int i = 0; i < 3000; ++i) {
+    v += step(rng);
+    s.values.push_back(v);
+  }
+  const int horizons[] = {1, 5};
+  auto scores = evaluate_forecasts(s, 2000, "naive", horizons);
+  ASSERT_TRUE(scores) << scores.error().message;
+  ASSERT_EQ(scores->size(), 2u);
+  EXPECT_EQ((*scores)[0].model, "naive");
+  EXPECT_EQ((*scores)[0].horizon, 1);
+  EXPECT_GT((*scores)[0].samples, 150);
+  EXPECT_NEAR((*scores)[0].mase, 1.0, 0.2);
+  // Errors of a random walk grow with the horizon (about as its square root).
+  EXPECT_GT((*scores)[1].mase, 1.5 * (*scores)[0].mase);
+  EXPECT_GT((*scores)[1].coverage_p90, 0.75);
+
+  EXPECT_FALSE(evaluate_forecasts(s, 0, "naive", horizons));
+  EXPECT_FALSE(evaluate_forecasts(s, 2000, "naive", std::span<const int>{}));
+  auto selected = evaluate_forecasts(s, 2000, "selected", horizons);
+  ASSERT_TRUE(selected) << selected.error().message;
+  EXPECT_EQ((*selected)[0].model, "selected");
+}
+
+}  // namespace
+}  // namespace prescale::forecast

@@ -1,0 +1,238 @@
+#include "scaling/capacity_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace prescale::scaling {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+const double kLogHundred = std::log(100.0);  // −ln(1 − 0.99): the p99 of Exp(1)
+
+double seconds_of(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
+
+// P(T > t) of the M/M/c sojourn: with probability C an Exp(γ) wait (γ = cμ − λ), then an
+// Exp(μ) service. For γ ≠ μ the convolution gives two exponentials; at γ = μ their limit.
+double sojourn_tail(double wait_probability, double gamma, double mu, double t) {
+  const double c = wait_probability;
+  if (std::abs(gamma - mu) < 1e-6 * mu) return (1 + c * mu * t) * std::exp(-mu * t);
+  const double a = (1 - c) + c * gamma / (gamma - mu);
+  const double b = c * mu / (gamma - mu);
+  return a * std::exp(-mu * t) - b * std::exp(-gamma * t);
+}
+
+// Bisection to ~1e-8 relative (far below what the estimates are good for): every function
+// inverted here is monotone.
+template <typename Increasing>
+double solve_increasing(Increasing f, double target, double lo, double hi) {
+  for (int i = 0; i < 200 && hi - lo > 1e-8 * hi; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (f(mid) < target ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+}  // namespace
+
+double erlang_c(int servers, double offered_load) {
+  if (offered_load >= servers) return 1;
+  if (offered_load <= 0) return 0;
+  // Erlang B by its stable recurrence, then C = B / (1 − ρ(1 − B)).
+  double b = 1;
+  for (int k = 1; k <= servers; ++k) b = offered_load * b / (k + offered_load * b);
+  const double rho = offered_load / servers;
+  return b / (1 - rho * (1 - b));
+}
+
+double mmc_mean_in_system(int servers, double offered_load) {
+  if (offered_load >= servers) return kInf;
+  const double a = std::max(offered_load, 0.0);
+  return a + erlang_c(servers, a) * a / (servers - a);
+}
+
+double mmc_p99_seconds(int servers, double arrival_rps, double service_time_seconds) {
+  const double mu = 1 / service_time_seconds;
+  const double gamma = servers * mu - arrival_rps;
+  if (!(gamma > 0)) return kInf;
+  const double wait = erlang_c(servers, arrival_rps * service_time_seconds);
+  auto tail = [&](double t) { return sojourn_tail(wait, gamma, mu, t); };
+  double hi = kLogHundred / std::min(mu, gamma);
+  while (tail(hi) > 0.01) hi *= 2;
+  // The tail decreases in t, so its negation increases.
+  return solve_increasing([&](double t) { return -tail(t); }, -0.01, 0.0, hi);
+}
+
+double mmc_capacity_rps(int servers, double service_time_seconds, double p99_target_seconds) {
+  if (!(service_time_seconds > 0) || !(p99_target_seconds > 0) || servers < 1) return 0;
+  if (kLogHundred * service_time_seconds >= p99_target_seconds) return 0;
+  return solve_increasing(
+      [&](double rps) { return mmc_p99_seconds(servers, rps, service_time_seconds); },
+      p99_target_seconds, 0.0, servers / service_time_seconds);
+}
+
+namespace {
+
+// The service time at which mmc_capacity_rps gives `capacity_rps`; NaN when none does.
+double service_time_for(int servers, double capacity_rps, double p99_target_seconds) {
+  if (!(capacity_rps > 0) || !(p99_target_seconds > 0)) return NAN;
+  const double hi = std::min(p99_target_seconds / kLogHundred, servers / capacity_rps);
+  return solve_increasing([&](double s) { return mmc_p99_seconds(servers, capacity_rps, s); },
+                          p99_target_seconds, 0.0, hi);
+}
+
+// The offered load a (busy servers) whose M/M/c mean occupancy is `in_system`, when it is below
+// max_utilization × servers.
+std::optional<double> offered_load_for(int servers, double in_system, double max_utilization) {
+  const double top = max_utilization * servers;
+  if (!(in_system > 0) || mmc_mean_in_system(servers, top) < in_system) return std::nullopt;
+  return solve_increasing([&](double a) { return mmc_mean_in_system(servers, a); }, in_system, 0.0,
+                          top);
+}
+
+}  // namespace
+
+CapacityModel::CapacityModel(CapacityModelOptions options) : options_(options) {}
+
+void CapacityModel::init(const std::vector<ServiceSpec>& services) {
+  std::map<std::string, Learned, std::less<>> next;
+  for (const auto& spec : services) {
+    Learned s;
+    if (auto it = services_.find(spec.name); it != services_.end()) s = it->second;
+    s.spec = spec;
+    s.servers = std::max(spec.max_concurrency, 1);
+    s.seed_service_time =
+        service_time_for(s.servers, spec.capacity_rps, spec.slo_latency_p99_seconds);
+    update_capacity(s);
+    next.insert_or_assign(spec.name, std::move(s));
+  }
+  services_ = std::move(next);
+}
+
+void CapacityModel::observe(const Snapshot& snapshot) {
+  for (const auto& o : snapshot.services) {
+    if (auto it = services_.find(o.name); it != services_.end()) learn(it->second, o);
+  }
+}
+
+void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
+  const WindowMetrics& w = o.window;
+  if (w.length <= Clock::Duration::zero()) return;
+  if (s.sampled_at && w.sampled_at <= *s.sampled_at) return;
+  s.sampled_at = w.sampled_at;
+
+  // The window must have had the ready replicas the snapshot lists: none joined during it, and
+  // none is draining (it served part of the window, and is not counted as ready).
+  const int ready = o.count(ReplicaState::kReady);
+  if (ready == 0) return;
+  const Clock::TimePoint window_start = w.sampled_at - w.length;
+  for (const auto& r : o.replicas) {
+    if (r.state == ReplicaState::kDraining) return;
+    if (r.state == ReplicaState::kReady && r.ready_at && *r.ready_at > window_start) return;
+  }
+  const double requests = w.served_rps * seconds_of(w.length);
+  if (!(requests >= options_.min_requests)) return;
+  if (w.dropped_rps > options_.max_drop_share * std::max(w.arrival_rps, w.served_rps)) return;
+
+  // One queue for all replicas, or `ready` equal queues each with its share.
+  const int servers = options_.shared_queue ? ready * s.servers : s.servers;
+  const double share = options_.shared_queue ? 1.0 : 1.0 / ready;
+  const double arrival_rps = w.served_rps * share;
+  double service_time = NAN;
+  if (std::isfinite(w.concurrency) && w.concurrency > 0) {
+    // Little's law: the mean number in the system is the M/M/c occupancy at the offered load.
+    auto busy = offered_load_for(servers, w.concurrency * share, options_.max_utilization);
+    if (!busy) return;
+    service_time = *busy / arrival_rps;
+  } else if (std::isfinite(w.mean_cpu_utilization)) {
+    const double idle = options_.idle_cpu_utilization;
+    const double busy = std::max(w.mean_cpu_utilization - idle, 0.0) / (1 - idle);
+    if (busy > options_.max_utilization) return;
+    service_time = busy * servers / arrival_rps;
+  }
+  if (!(service_time > 0)) return;
+
+  // The sums decay from the last scrape learned from, so skipped scrapes age them too.
+  const double age = s.decayed_at ? seconds_of(w.sampled_at - *s.decayed_at) : 0.0;
+  s.decayed_at = w.sampled_at;
+  auto keep = [age](Clock::Duration half_life) {
+    const double h = seconds_of(half_life);
+    return h > 0 ? std::exp2(-age / h) : 0.0;
+  };
+  const double keep_s = keep(options_.half_life), keep_c = keep(options_.correction_half_life);
+  s.busy_seconds = s.busy_seconds * keep_s + service_time * requests;
+  s.requests = s.requests * keep_s + requests;
+  ++s.samples;
+  s.log_correction *= keep_c;
+  s.correction_weight *= keep_c;
+
+  // The correction compares like with like: the model's p99 at this scrape's own load and
+  // service time, so a service time still being tracked after a release does not leak into it.
+  const double slo = s.spec.slo_latency_p99_seconds;
+  const double model_p99 = mmc_p99_seconds(servers, arrival_rps, service_time);
+  if (std::isfinite(w.latency_p99_seconds) && w.latency_p99_seconds > 0 &&
+      std::isfinite(model_p99) && model_p99 >= options_.correction_min_p99_fraction * slo) {
+    const double bound = std::log(std::max(options_.max_correction, 1.0));
+    const double r = std::clamp(std::log(w.latency_p99_seconds / model_p99), -bound, bound);
+    s.log_correction += r * requests;
+    s.correction_weight += requests;
+    ++s.correction_samples;
+  }
+  update_capacity(s);
+}
+
+double CapacityModel::correction(const Learned& s) const {
+  if (!(s.correction_weight > 0)) return 1;
+  // Trusted in proportion to its samples, like the learned capacity against the seed.
+  const double trust =
+      std::min(1.0, static_cast<double>(s.correction_samples) / std::max(options_.min_samples, 1));
+  return std::exp(trust * s.log_correction / s.correction_weight);
+}
+
+void CapacityModel::update_capacity(Learned& s) const {
+  const double seed = s.spec.capacity_rps;
+  const double slo = s.spec.slo_latency_p99_seconds;
+  if (s.samples == 0 || !(s.requests > 0) || !(slo > 0)) {
+    s.capacity_rps = std::max(seed, 0.0);
+    return;
+  }
+  const double evidence =
+      std::min(1.0, static_cast<double>(s.samples) / std::max(options_.min_samples, 1));
+  const double service_time = s.busy_seconds / s.requests;
+  const double target = slo / correction(s);
+  auto moved = [](double now, double then) {
+    return !(std::abs(now - then) <= 5e-4 * std::abs(then));
+  };
+  if (moved(service_time, s.learned_for_service_time) || moved(target, s.learned_for_target)) {
+    s.learned_capacity = mmc_capacity_rps(s.servers, service_time, target);
+    s.learned_for_service_time = service_time;
+    s.learned_for_target = target;
+  }
+  const double learned = s.learned_capacity;
+  s.capacity_rps = seed > 0 ? evidence * learned + (1 - evidence) * seed : learned;
+}
+
+double CapacityModel::capacity_rps(std::string_view service) const {
+  auto it = services_.find(service);
+  return it == services_.end() ? 0.0 : it->second.capacity_rps;
+}
+
+double CapacityModel::service_time_seconds(std::string_view service) const {
+  auto it = services_.find(service);
+  if (it == services_.end()) return NAN;
+  const Learned& s = it->second;
+  return s.samples > 0 && s.requests > 0 ? s.busy_seconds / s.requests : s.seed_service_time;
+}
+
+int CapacityModel::samples(std::string_view service) const {
+  auto it = services_.find(service);
+  return it == services_.end() ? 0 : it->second.samples;
+}
+
+double CapacityModel::latency_correction(std::string_view service) const {
+  auto it = services_.find(service);
+  return it == services_.end() ? 1.0 : correction(it->second);
+}
+
+}  // namespace prescale::scaling

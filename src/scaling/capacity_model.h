@@ -1,0 +1,115 @@
+// CapacityModel: per service, the requests/s ONE replica sustains with its p99 latency within
+// the SLO, learned online from the scrapes and seeded from ServiceSpec::capacity_rps.
+//
+// From each scrape it estimates the mean service time S: the window's mean concurrency, served
+// rate and ready replicas give, by Little's law and the M/M/c occupancy, the busy workers and so
+// S (the CPU utilisation law when a service reports no concurrency). Estimates are combined as
+// an exponentially weighted ratio of sums (busy time over requests), so a release that slows a
+// service is followed within a few half-lives. Capacity is then the per-replica arrival rate at
+// which an M/M/c queue with c = max_concurrency and service time S has its p99 sojourn at the
+// SLO, after a multiplicative latency correction learned where the observed p99 near the SLO
+// disagrees with the model's. While evidence is thin the result is blended with the seed.
+// docs/learning.md gives the formulas and every option.
+//
+// Thread safety: none; one thread (the controller's) observes and reads.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "scaling/observation.h"
+#include "scaling/policy.h"
+
+namespace prescale::scaling {
+
+struct CapacityModelOptions {
+  // A scrape's service-time estimate weighs its requests × 2^(−age / half_life).
+  Clock::Duration half_life{std::chrono::minutes(3)};
+  // The latency correction changes slowly: it fixes the model's shape, not a release.
+  Clock::Duration correction_half_life{std::chrono::minutes(30)};
+  // Scrapes that count as samples before the learned capacity replaces the seed; until then the
+  // two are blended in proportion.
+  int min_samples = 8;
+  // Requests a scrape window must have served to count as a sample.
+  double min_requests = 20;
+  // Scrapes whose estimated utilisation exceeds this, or that dropped more than `max_drop_share`
+  // of their arrivals, are left out: near saturation or behind, the queue is not stationary.
+  double max_utilization = 0.97;
+  double max_drop_share = 0.01;
+  // Scrapes whose model p99 is at least this fraction of the SLO teach the latency correction,
+  // which stays within [1 / max_correction, max_correction].
+  double correction_min_p99_fraction = 0.5;
+  double max_correction = 2.0;
+  // Whether the ready replicas share one queue (the simulator; a least-request balancer) or
+  // each has its own, the arrivals split evenly (random or round-robin balancing).
+  bool shared_queue = true;
+  // CPU of an idle replica, as a fraction of its request; only used when a service reports no
+  // concurrency and S comes from CPU (busy = (cpu − idle) / (1 − idle) of its workers).
+  double idle_cpu_utilization = 0.05;
+};
+
+class CapacityModel {
+ public:
+  explicit CapacityModel(CapacityModelOptions options = {});
+
+  // The services to learn (others in snapshots are ignored) and their seeds. Forgets what was
+  // learned about services not listed again.
+  void init(const std::vector<ServiceSpec>& services);
+  // Learns from each service's latest scrape; a scrape already seen changes nothing.
+  void observe(const Snapshot& snapshot);
+
+  // Per replica, req/s. The seed until the first sample; 0 for an unknown service, or when even
+  // an idle replica misses the SLO at the learned service time.
+  double capacity_rps(std::string_view service) const;
+  // The learned mean service time, seconds; the seed's (the one whose capacity is the seed's
+  // capacity_rps) before any sample; NaN for an unknown service or without either.
+  double service_time_seconds(std::string_view service) const;
+  // Scrapes learned from; 0 for an unknown service.
+  int samples(std::string_view service) const;
+  // The latency correction applied: observed p99 / model p99 near the SLO, trusted in
+  // proportion to its samples (1 until learned). Above 1 the service's tail is slower than an
+  // M/M/c queue with its service time.
+  double latency_correction(std::string_view service) const;
+
+ private:
+  struct Learned {
+    ServiceSpec spec;
+    int servers = 1;                                   // max_concurrency, 1 when unbounded (0)
+    double seed_service_time = NAN;                    // S whose capacity is spec.capacity_rps
+    double busy_seconds = 0, requests = 0;             // decayed sums: S = busy_seconds / requests
+    double log_correction = 0, correction_weight = 0;  // decayed sums of log(observed / model)
+    int samples = 0, correction_samples = 0;
+    std::optional<Clock::TimePoint> sampled_at;  // the last scrape seen
+    std::optional<Clock::TimePoint> decayed_at;  // the last scrape learned from
+    double capacity_rps = 0;
+    // The learned capacity and the (service time, p99 target) it was computed for: inverting
+    // the queueing model costs thousands of exp() calls, so it is redone only when either has
+    // moved by more than 0.05 %.
+    double learned_capacity = NAN, learned_for_service_time = NAN, learned_for_target = NAN;
+  };
+  void learn(Learned& s, const ServiceObservation& o);
+  void update_capacity(Learned& s) const;
+  double correction(const Learned& s) const;  // the multiplier applied to the model's p99
+
+  CapacityModelOptions options_;
+  std::map<std::string, Learned, std::less<>> services_;
+};
+
+// The M/M/c formulas the model rests on (c servers, Poisson arrivals, exponential service of
+// mean `service_time_seconds`), for tests and for policies that want a latency at a load.
+// Erlang C: the probability that an arrival waits; 1 when offered_load >= servers.
+double erlang_c(int servers, double offered_load);
+// Mean requests in the system (waiting + in service) at offered load a = λ·S < c.
+double mmc_mean_in_system(int servers, double offered_load);
+// The p99 of the sojourn time (wait + service), seconds; +inf when λ·S >= c.
+double mmc_p99_seconds(int servers, double arrival_rps, double service_time_seconds);
+// The arrival rate, req/s, at which mmc_p99_seconds equals `p99_target_seconds`; 0 when even
+// an idle queue misses it.
+double mmc_capacity_rps(int servers, double service_time_seconds, double p99_target_seconds);
+
+}  // namespace prescale::scaling

@@ -1,0 +1,271 @@
+#include "scaling/capacity_model.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace prescale::scaling {
+namespace {
+
+using std::chrono::minutes;
+using std::chrono::seconds;
+
+ServiceSpec spec(std::string name, double capacity_rps, int max_concurrency = 4,
+                 double slo_seconds = 0.2) {
+  ServiceSpec s;
+  s.name = std::move(name);
+  s.capacity_rps = capacity_rps;
+  s.max_concurrency = max_concurrency;
+  s.slo_latency_p99_seconds = slo_seconds;
+  return s;
+}
+
+// A scrape of a service whose replicas share one M/M/c queue, as the model assumes: the
+// window's concurrency and p99 are the stationary ones at `rps` with service time `s`.
+struct Scrape {
+  double rps = 100;
+  double service_time = 0.02;
+  int replicas = 1;
+  int workers = 4;
+  double p99_factor = 1;  // the observed p99 is this × the M/M/c one
+  bool report_concurrency = true;
+  double idle_cpu = 0.05;
+};
+
+ServiceObservation observe(const std::string& name, Clock::Duration at, const Scrape& x) {
+  ServiceObservation o;
+  o.name = name;
+  for (int i = 0; i < x.replicas; ++i) {
+    ReplicaObservation r;
+    r.id = name + "-" + std::to_string(i);
+    r.state = ReplicaState::kReady;
+    r.ready_at = Clock::TimePoint{} - minutes(10);
+    o.replicas.push_back(r);
+  }
+  const int servers = x.replicas * x.workers;
+  const double busy = x.rps * x.service_time;
+  WindowMetrics& w = o.window;
+  w.sampled_at = Clock::TimePoint{} + at;
+  w.length = seconds(30);
+  w.arrival_rps = w.served_rps = x.rps;
+  w.concurrency = x.report_concurrency ? mmc_mean_in_system(servers, busy) : 0;
+  w.latency_p99_seconds = x.p99_factor * mmc_p99_seconds(servers, x.rps, x.service_time);
+  w.mean_cpu_utilization = x.idle_cpu + (1 - x.idle_cpu) * busy / servers;
+  return o;
+}
+
+Snapshot snapshot_of(ServiceObservation o) {
+  Snapshot snap;
+  snap.time = o.window.sampled_at;
+  snap.services.push_back(std::move(o));
+  return snap;
+}
+
+// Every 15 s for `duration`, starting at `from`; the load swings between 20 % and 90 % of
+// what `x.replicas` replicas sustain at `truth_rps` each.
+Clock::Duration feed(CapacityModel& model, const std::string& name, Scrape x, double truth_rps,
+                     Clock::Duration from, Clock::Duration duration) {
+  Clock::Duration t = from;
+  for (; t < from + duration; t += seconds(15)) {
+    const double phase = std::chrono::duration<double>(t).count() / 600.0 * 2 * M_PI;
+    x.rps = x.replicas * truth_rps * (0.55 + 0.35 * std::sin(phase));
+    model.observe(snapshot_of(observe(name, t, x)));
+  }
+  return t;
+}
+
+// ---- the M/M/c formulas --------------------------------------------------------------------
+
+TEST(MmcFormulas, MatchClosedFormsForOneServer) {
+  // M/M/1: the wait probability is ρ, the number in system ρ/(1−ρ), the sojourn Exp(μ − λ).
+  EXPECT_NEAR(erlang_c(1, 0.5), 0.5, 1e-12);
+  EXPECT_NEAR(mmc_mean_in_system(1, 0.5), 1.0, 1e-12);
+  EXPECT_NEAR(mmc_p99_seconds(1, 30, 0.02), std::log(100.0) / (50 - 30), 1e-8);
+  // Capacity at the SLO: μ − ln(100) / SLO.
+  EXPECT_NEAR(mmc_capacity_rps(1, 0.02, 0.2), 50 - std::log(100.0) / 0.2, 1e-6);
+  EXPECT_EQ(erlang_c(2, 2.5), 1);
+  EXPECT_TRUE(std::isinf(mmc_p99_seconds(2, 100, 0.02)));
+}
+
+TEST(MmcFormulas, CapacityOfTheSimulatorDefaults) {
+  // 20 ms, 4 workers, p99 200 ms: 175.0 req/s per replica (docs/simulator.md).
+  const double cap = mmc_capacity_rps(4, 0.02, 0.2);
+  EXPECT_NEAR(cap, 175.0, 0.05);
+  EXPECT_NEAR(mmc_p99_seconds(4, cap, 0.02), 0.2, 1e-8);
+  // Two-server Erlang C by hand: a = 1, C = (a²/2 · 2/(2−a)) / (1 + a + a²/2 · 2/(2−a)) = 1/3.
+  EXPECT_NEAR(erlang_c(2, 1.0), 1.0 / 3, 1e-12);
+  // An idle replica alone misses an SLO below ln(100) × S.
+  EXPECT_EQ(mmc_capacity_rps(4, 0.05, 0.2), 0);
+  EXPECT_EQ(mmc_capacity_rps(4, 0.0, 0.2), 0);
+}
+
+// ---- the model -----------------------------------------------------------------------------
+
+TEST(CapacityModel, StartsFromTheSeed) {
+  CapacityModel model;
+  model.init({spec("api", 175.0)});
+  EXPECT_DOUBLE_EQ(model.capacity_rps("api"), 175.0);
+  EXPECT_NEAR(model.service_time_seconds("api"), 0.02, 1e-5);
+  EXPECT_EQ(model.samples("api"), 0);
+  EXPECT_EQ(model.latency_correction("api"), 1);
+  EXPECT_EQ(model.capacity_rps("ghost"), 0);
+  EXPECT_TRUE(std::isnan(model.service_time_seconds("ghost")));
+  EXPECT_EQ(model.samples("ghost"), 0);
+}
+
+TEST(CapacityModel, LearnsTheServiceTimeByLittlesLaw) {
+  CapacityModel model;
+  model.init({spec("api", 175.0)});  // the seed thinks 20 ms; the truth is 30 ms
+  const double truth = mmc_capacity_rps(4, 0.03, 0.2);
+  feed(model, "api", {.service_time = 0.03, .replicas = 3}, truth, seconds(15), minutes(30));
+  EXPECT_EQ(model.samples("api"), 120);
+  EXPECT_NEAR(model.service_time_seconds("api"), 0.03, 1e-8);
+  EXPECT_NEAR(model.capacity_rps("api") / truth, 1.0, 1e-6) << truth;
+  EXPECT_NEAR(model.latency_correction("api"), 1.0, 1e-6);
+}
+
+TEST(CapacityModel, BlendsWithTheSeedWhileSamplesAreFew) {
+  CapacityModelOptions options;
+  options.min_samples = 4;
+  CapacityModel model(options);
+  model.init({spec("api", 175.0)});
+  const double truth = mmc_capacity_rps(4, 0.03, 0.2);
+  Scrape x{.rps = 150, .service_time = 0.03, .replicas = 2};
+  for (int i = 1; i <= 5; ++i) {
+    model.observe(snapshot_of(observe("api", seconds(15 * i), x)));
+    const double weight = std::min(1.0, i / 4.0);
+    EXPECT_NEAR(model.capacity_rps("api"), weight * truth + (1 - weight) * 175.0, 1e-3) << i;
+  }
+}
+
+TEST(CapacityModel, UsesCpuWhenNoConcurrencyIsReported) {
+  CapacityModel model;
+  model.init({spec("api", 175.0)});
+  const double truth = mmc_capacity_rps(4, 0.025, 0.2);
+  feed(model, "api", {.service_time = 0.025, .replicas = 2, .report_concurrency = false}, truth,
+       seconds(15), minutes(10));
+  EXPECT_NEAR(model.service_time_seconds("api"), 0.025, 1e-9);
+  EXPECT_NEAR(model.capacity_rps("api") / truth, 1.0, 1e-6);
+}
+
+TEST(CapacityModel, SeparateQueuesPerReplica) {
+  CapacityModelOptions options;
+  options.shared_queue = false;
+  CapacityModel model(options);
+  model.init({spec("api", 175.0)});
+  // Three replicas each an M/M/4 queue at a third of the load.
+  Clock::Duration t = seconds(15);
+  for (int i = 0; i < 40; ++i, t += seconds(15)) {
+    Scrape one{.rps = 50.0 + i, .service_time = 0.03, .replicas = 1};
+    ServiceObservation o = observe("api", t, one);
+    Scrape all = one;
+    all.replicas = 3;
+    ServiceObservation three = observe("api", t, all);
+    three.window.served_rps = three.window.arrival_rps = 3 * one.rps;
+    three.window.concurrency = 3 * o.window.concurrency;
+    three.window.latency_p99_seconds = o.window.latency_p99_seconds;
+    three.window.mean_cpu_utilization = o.window.mean_cpu_utilization;
+    model.observe(snapshot_of(three));
+  }
+  EXPECT_NEAR(model.service_time_seconds("api"), 0.03, 1e-8);
+  EXPECT_NEAR(model.capacity_rps("api") / mmc_capacity_rps(4, 0.03, 0.2), 1.0, 1e-6);
+}
+
+TEST(CapacityModel, LatencyWorseThanTheModelLowersCapacity) {
+  CapacityModel model;
+  model.init({spec("api", 175.0)});
+  // Same service time, but the tail is 25 % slower than M/M/c (e.g. heavier-tailed service).
+  const double plain = mmc_capacity_rps(4, 0.02, 0.2);
+  feed(model, "api", {.service_time = 0.02, .replicas = 1, .p99_factor = 1.25}, plain, seconds(15),
+       minutes(30));
+  EXPECT_NEAR(model.service_time_seconds("api"), 0.02, 1e-8);
+  EXPECT_NEAR(model.latency_correction("api"), 1.25, 1e-6);
+  EXPECT_NEAR(model.capacity_rps("api"), mmc_capacity_rps(4, 0.02, 0.2 / 1.25), 1e-3);
+  // Near the SLO the p99 climbs steeply with load: a tail 25 % slower costs 4 % of capacity.
+  EXPECT_LT(model.capacity_rps("api"), 0.96 * plain);
+}
+
+TEST(CapacityModel, FollowsASlowerReleaseWithinMinutes) {
+  CapacityModel model;
+  model.init({spec("api", mmc_capacity_rps(4, 0.01, 0.2))});
+  const double fast = mmc_capacity_rps(4, 0.01, 0.2);
+  const double slow = mmc_capacity_rps(4, 0.02, 0.2);
+  Clock::Duration t =
+      feed(model, "api", {.service_time = 0.01, .replicas = 2}, fast, seconds(15), minutes(30));
+  EXPECT_NEAR(model.capacity_rps("api") / fast, 1.0, 1e-6);
+  // The release doubles the service time; the replicas are resized to keep 20..90 %.
+  const Clock::Duration release = t;
+  std::optional<Clock::Duration> within;
+  for (int i = 0; i < 60; ++i) {
+    t = feed(model, "api", {.service_time = 0.02, .replicas = 4}, slow, t, seconds(15));
+    const bool close = std::abs(model.capacity_rps("api") / slow - 1) <= 0.1;
+    if (close && !within) within = t - release;
+    if (!close) within.reset();
+  }
+  ASSERT_TRUE(within);
+  std::printf("[capacity] 10 ms -> 20 ms: within 10 %% of the new capacity after %.1f min\n",
+              std::chrono::duration<double>(*within).count() / 60);
+  EXPECT_LE(*within, minutes(12));
+  EXPECT_NEAR(model.capacity_rps("api") / slow, 1.0, 0.02);
+}
+
+TEST(CapacityModel, SkipsScrapesThatDoNotDescribeASteadyQueue) {
+  CapacityModel model;
+  model.init({spec("api", 175.0)});
+  const Scrape x{.rps = 200, .service_time = 0.03, .replicas = 2};
+  auto counted = [&](ServiceObservation o) {
+    const int before = model.samples("api");
+    model.observe(snapshot_of(std::move(o)));
+    return model.samples("api") - before;
+  };
+  Clock::Duration t = seconds(15);
+  EXPECT_EQ(counted(observe("api", t, x)), 1);
+  EXPECT_EQ(counted(observe("api", t, x)), 0) << "the same scrape again";
+  t += seconds(15);
+  ServiceObservation joined = observe("api", t, x);
+  joined.replicas[1].ready_at = Clock::TimePoint{} + t - seconds(10);  // within the window
+  EXPECT_EQ(counted(joined), 0);
+  t += seconds(15);
+  ServiceObservation draining = observe("api", t, x);
+  draining.replicas[1].state = ReplicaState::kDraining;
+  EXPECT_EQ(counted(draining), 0);
+  t += seconds(15);
+  ServiceObservation dropping = observe("api", t, x);
+  dropping.window.dropped_rps = 10;
+  EXPECT_EQ(counted(dropping), 0);
+  t += seconds(15);
+  ServiceObservation saturated = observe("api", t, x);
+  saturated.window.concurrency = 500;  // a backlog: no stationary queue has this occupancy
+  EXPECT_EQ(counted(saturated), 0);
+  t += seconds(15);
+  ServiceObservation quiet = observe("api", t, {.rps = 0.5, .replicas = 2});
+  EXPECT_EQ(counted(quiet), 0);
+  t += seconds(15);
+  ServiceObservation none_ready = observe("api", t, x);
+  for (auto& r : none_ready.replicas) r.state = ReplicaState::kStarting;
+  EXPECT_EQ(counted(none_ready), 0);
+  t += seconds(15);
+  ServiceObservation unscraped = observe("api", t, x);
+  unscraped.window.length = Clock::Duration::zero();
+  EXPECT_EQ(counted(unscraped), 0);
+  t += seconds(15);
+  EXPECT_EQ(counted(observe("api", t, x)), 1);
+  EXPECT_NEAR(model.service_time_seconds("api"), 0.03, 1e-8);
+}
+
+TEST(CapacityModel, InitKeepsWhatWasLearnedForListedServices) {
+  CapacityModel model;
+  model.init({spec("a", 175.0), spec("b", 175.0)});
+  model.observe(snapshot_of(observe("a", seconds(15), {.service_time = 0.03})));
+  model.init({spec("a", 175.0, 4, 0.3)});  // a's SLO changes; b is gone
+  EXPECT_EQ(model.samples("a"), 1);
+  EXPECT_NEAR(model.service_time_seconds("a"), 0.03, 1e-8);
+  EXPECT_EQ(model.capacity_rps("b"), 0);
+}
+
+}  // namespace
+}  // namespace prescale::scaling

@@ -1,0 +1,312 @@
+#include "scaling/prescale_policy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <limits>
+
+namespace prescale::scaling {
+
+namespace {
+
+constexpr auto kMinute = std::chrono::minutes(1);
+
+std::int64_t minute_of(Clock::TimePoint t) {
+  const auto ns = t.time_since_epoch().count();
+  const std::int64_t per = std::chrono::nanoseconds(kMinute).count();
+  return ns >= 0 ? ns / per : -((-ns + per - 1) / per);
+}
+
+Clock::TimePoint minute_start(std::int64_t minute) {
+  return Clock::TimePoint(std::chrono::duration_cast<Clock::Duration>(kMinute * minute));
+}
+
+double seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
+
+std::string fmt(double v, int decimals) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+}  // namespace
+
+struct PrescalePolicy::ServiceState {
+  ServiceSpec spec;
+  size_t snapshot_index = std::numeric_limits<size_t>::max();  // where it was last seen
+
+  // Per-minute mean arrival rate. `minute` is the minute being accumulated; `history` ends with
+  // the minute before it.
+  std::optional<std::int64_t> minute;
+  double sum = 0;
+  int samples = 0;
+  std::deque<double> history;
+  size_t observed_minutes = 0;  // finite values in `history`
+  std::optional<Clock::TimePoint> last_scrape;
+
+  std::optional<forecast::Forecaster> forecaster;
+  std::optional<Clock::TimePoint> fitted_at;
+  size_t fitted_size = 0;
+  // The forecast made after the latest completed minute: index 0 is the current minute.
+  forecast::QuantileForecast forecast;
+
+  // What decide() saw and planned.
+  int current = -1;  // the replica count the controller last asked for
+  double observed_rps = 0;
+  double backlog_rps = 0;      // the rate at which the backlog must drain
+  std::vector<double> demand;  // planned demand per minute from the current one
+  std::string demand_source;   // "forecast p90", "callers", "observed"
+  std::deque<std::pair<Clock::TimePoint, int>> recent;  // plans within scale_down_delay
+};
+
+PrescalePolicy::PrescalePolicy(PrescalePolicyOptions options, std::optional<CallGraph> seed)
+    : options_(std::move(options)),
+      topology_(options_.topology, std::move(seed)),
+      capacity_(options_.capacity) {}
+
+PrescalePolicy::~PrescalePolicy() = default;
+
+void PrescalePolicy::init(const std::vector<ServiceSpec>& services) {
+  services_.clear();
+  index_.clear();
+  for (const ServiceSpec& spec : services) {
+    auto s = std::make_unique<ServiceState>();
+    s->spec = spec;
+    index_[spec.name] = services_.size();
+    services_.push_back(std::move(s));
+  }
+  capacity_.init(services);
+  order_.clear();
+  for (size_t i = 0; i < services_.size(); ++i) order_.push_back(i);
+  callers_.assign(services_.size(), {});
+  graph_minute_.reset();
+}
+
+PrescalePolicy::ServiceState* PrescalePolicy::find(std::string_view name) {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : services_[it->second].get();
+}
+
+const PrescalePolicy::ServiceState* PrescalePolicy::find(std::string_view name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : services_[it->second].get();
+}
+
+void PrescalePolicy::record_minute(ServiceState& s, double rate) {
+  s.history.push_back(rate);
+  if (std::isfinite(rate)) ++s.observed_minutes;
+  const auto keep = static_cast<size_t>(options_.max_history / kMinute);
+  while (s.history.size() > keep) {
+    if (std::isfinite(s.history.front())) --s.observed_minutes;
+    s.history.pop_front();
+  }
+  if (s.forecaster) s.forecaster->update(rate);
+}
+
+void PrescalePolicy::maybe_refit(ServiceState& s, Clock::TimePoint now) {
+  const auto min_minutes = static_cast<size_t>(options_.min_history / kMinute);
+  if (s.observed_minutes < std::max<size_t>(min_minutes, 1)) return;
+  const bool due =
+      !s.fitted_at ||
+      (s.history.size() >= 2 * s.fitted_size && s.history.size() < static_cast<size_t>(24 * 60)) ||
+      now - *s.fitted_at >= options_.refit_interval;
+  if (!due) return;
+  forecast::ForecasterOptions fo = options_.forecaster;
+  forecast::Forecaster f(fo);
+  forecast::Series series;
+  series.step_seconds = 60;
+  series.start_seconds = seconds(
+      minute_start(*s.minute - static_cast<std::int64_t>(s.history.size())).time_since_epoch());
+  series.values.assign(s.history.begin(), s.history.end());
+  s.fitted_at = now;
+  s.fitted_size = s.history.size();
+  if (!f.fit(series)) return;  // too little observed history yet: try again later
+  s.forecaster = std::move(f);
+}
+
+void PrescalePolicy::observe(const Snapshot& snapshot) {
+  topology_.observe(snapshot);
+  capacity_.observe(snapshot);
+  for (size_t i = 0; i < snapshot.services.size(); ++i) {
+    const ServiceObservation& o = snapshot.services[i];
+    ServiceState* s = find(o.name);
+    if (s == nullptr) continue;
+    s->snapshot_index = i;
+    const WindowMetrics& w = o.window;
+    if (w.length <= Clock::Duration::zero()) continue;
+    if (s->last_scrape && w.sampled_at <= *s->last_scrape) continue;
+    s->last_scrape = w.sampled_at;
+    // A scrape describes (sampled_at − length, sampled_at]: it belongs to the minute of its middle.
+    const std::int64_t m = minute_of(w.sampled_at - w.length / 2);
+    if (!s->minute) s->minute = m;
+    if (m > *s->minute) {
+      record_minute(*s, s->samples > 0 ? s->sum / s->samples : NAN);
+      for (std::int64_t gap = *s->minute + 1; gap < m; ++gap) record_minute(*s, NAN);
+      s->minute = m;
+      s->sum = 0;
+      s->samples = 0;
+      maybe_refit(*s, w.sampled_at);
+      if (s->forecaster) {
+        const int horizon = options_.forecaster.max_horizon;
+        s->forecast = s->forecaster->predict(horizon);
+      }
+    }
+    if (m == *s->minute && std::isfinite(w.arrival_rps)) {
+      s->sum += w.arrival_rps;
+      ++s->samples;
+    }
+  }
+}
+
+void PrescalePolicy::refresh_graph() {
+  order_.clear();
+  callers_.assign(services_.size(), {});
+  std::vector<bool> placed(services_.size(), false);
+  if (options_.use_topology) {
+    auto graph = topology_.graph();
+    if (graph) {
+      for (const std::string& name : graph->services) {
+        auto it = index_.find(name);
+        if (it == index_.end()) continue;
+        order_.push_back(it->second);
+        placed[it->second] = true;
+      }
+      for (const CallEdge& e : graph->edges) {
+        auto caller = index_.find(e.caller);
+        auto callee = index_.find(e.callee);
+        if (caller == index_.end() || callee == index_.end()) continue;
+        callers_[callee->second].emplace_back(caller->second, e.fanout);
+      }
+    }
+  }
+  for (size_t i = 0; i < services_.size(); ++i) {
+    if (!placed[i]) order_.push_back(i);
+  }
+}
+
+Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
+  Plan plan{now, {}};
+  const std::int64_t minute = minute_of(now);
+  if (graph_minute_ != minute) {
+    refresh_graph();
+    graph_minute_ = minute;
+  }
+  const double into_minute = seconds(now - minute_start(minute));
+
+  // Demand per service and minute ahead, sources before the services they call.
+  for (size_t idx : order_) {
+    ServiceState& s = *services_[idx];
+    const ServiceObservation* o = s.snapshot_index < snapshot.services.size() &&
+                                          snapshot.services[s.snapshot_index].name == s.spec.name
+                                      ? &snapshot.services[s.snapshot_index]
+                                      : snapshot.service(s.spec.name);
+    s.observed_rps = 0;
+    s.backlog_rps = 0;
+    s.current = o != nullptr ? o->desired_replicas : -1;
+    if (o != nullptr) {
+      const double window = std::isfinite(o->window.arrival_rps) ? o->window.arrival_rps : 0;
+      // The last second is current but noisy; it overrides the 30 s window only on a surge.
+      const double second = o->last_second.valid ? o->last_second.requests : 0;
+      s.observed_rps = second > 1.5 * window ? second : window;
+      const int ready = o->count(ReplicaState::kReady);
+      const double in_service = static_cast<double>(ready) * std::max(1, s.spec.max_concurrency);
+      const double concurrency =
+          o->last_second.valid ? o->last_second.concurrency : o->window.concurrency;
+      if (s.spec.max_concurrency > 0 && concurrency > in_service) {
+        s.backlog_rps = (concurrency - in_service) / std::max(1.0, seconds(options_.backlog_drain));
+      }
+    }
+    // Minutes the plan must cover: from now until a replica started now would be ready, plus
+    // one decision period.
+    const double ahead = into_minute + seconds(s.spec.startup_time) + seconds(options_.period);
+    const auto minutes = static_cast<size_t>(std::max(1.0, std::ceil(ahead / 60.0)));
+    s.demand.assign(minutes, 0.0);
+
+    if (!callers_[idx].empty()) {
+      for (const auto& [caller, fanout] : callers_[idx]) {
+        const ServiceState& c = *services_[caller];
+        if (c.demand.empty()) continue;
+        for (size_t k = 0; k < minutes; ++k) {
+          s.demand[k] += fanout * c.demand[std::min(k, c.demand.size() - 1)];
+        }
+      }
+      s.demand_source = "callers";
+    } else if (!s.forecast.p50.empty()) {
+      const std::vector<double>& q = options_.quantile >= 0.99  ? s.forecast.p99
+                                     : options_.quantile >= 0.9 ? s.forecast.p90
+                                                                : s.forecast.p50;
+      // The forecast was made when the current minute began: index 0 is this minute.
+      for (size_t k = 0; k < minutes; ++k) s.demand[k] = q[std::min(k, q.size() - 1)];
+      s.demand_source = "forecast p" + fmt(options_.quantile * 100, 0);
+      // Load above the forecast band: the forecast is wrong by this much; lift the whole path.
+      if (options_.reactive_floor && s.observed_rps > s.forecast.p99[0] && s.demand[0] > 0) {
+        const double lift = s.observed_rps / s.demand[0];
+        for (double& d : s.demand) d *= lift;
+        s.demand_source += " lifted x" + fmt(lift, 2) + " (load above the P99 band)";
+      }
+    } else {
+      std::fill(s.demand.begin(), s.demand.end(), s.observed_rps);
+      s.demand_source = "observed (no forecast yet)";
+    }
+  }
+
+  for (size_t idx : order_) {
+    ServiceState& s = *services_[idx];
+    const double capacity = std::max(1e-9, capacity_.capacity_rps(s.spec.name));
+    double peak = 0;
+    for (double d : s.demand) peak = std::max(peak, d);
+    const int planned = static_cast<int>(std::ceil(peak / capacity - 1e-9));
+    int floor = 0;
+    double floor_rps = 0;
+    if (options_.reactive_floor) {
+      floor_rps = s.observed_rps * (1 + options_.floor_headroom) + s.backlog_rps;
+      floor = static_cast<int>(std::ceil(floor_rps / capacity - 1e-9));
+    }
+    const int need = std::max(planned, floor);
+    int desired = std::clamp(need, s.spec.min_replicas, s.spec.max_replicas);
+
+    // Scale down only to the highest plan of the last scale_down_delay.
+    s.recent.emplace_back(now, desired);
+    while (!s.recent.empty() && now - s.recent.front().first > options_.scale_down_delay) {
+      s.recent.pop_front();
+    }
+    int held = -1;
+    if (desired < s.current) {
+      held = desired;
+      for (const auto& entry : s.recent) held = std::max(held, entry.second);
+      held = std::min(held, s.current);
+      if (held > desired) desired = held;
+    }
+    if (desired == s.current) continue;
+
+    // The words, only for a change (formatting costs more than deciding).
+    std::string reason;
+    if (floor > planned) {
+      reason = "reactive floor: observed " + fmt(s.observed_rps, 1) + " rps" +
+               (s.backlog_rps > 0 ? " + backlog " + fmt(s.backlog_rps, 1) + " rps" : "") + " / " +
+               fmt(capacity, 1) + " rps per replica";
+    } else {
+      reason = s.demand_source + ": peak " + fmt(peak, 1) + " rps within the " +
+               fmt(seconds(s.spec.startup_time), 0) + " s startup / " + fmt(capacity, 1) +
+               " rps per replica";
+    }
+    if (need < s.spec.min_replicas)
+      reason += "; raised to min " + std::to_string(s.spec.min_replicas);
+    if (need > s.spec.max_replicas)
+      reason += "; capped at max " + std::to_string(s.spec.max_replicas);
+    if (held == desired && held > 0 &&
+        desired != std::clamp(need, s.spec.min_replicas, s.spec.max_replicas)) {
+      reason += "; scale-down delay: holding " + std::to_string(desired);
+    }
+    plan.decisions.push_back(Decision{s.spec.name, desired, "prescale: " + reason});
+  }
+  return plan;
+}
+
+forecast::QuantileForecast PrescalePolicy::demand_forecast(std::string_view service) const {
+  const ServiceState* s = find(service);
+  return s != nullptr ? s->forecast : forecast::QuantileForecast{};
+}
+
+}  // namespace prescale::scaling

@@ -1,0 +1,97 @@
+// PrescalePolicy ("prescale"): predictive, call-graph-aware scaling.
+//
+// Every decision period, per service:
+//  1. demand: the entry services' per-minute arrival rates are forecast (Forecaster: model
+//     selected by backtest, calibrated quantiles) and carried along the learned call graph
+//     (TopologyLearner) to every downstream service, at the planning quantile (P90 by default);
+//  2. need: demand ÷ the learned per-replica capacity at the SLO (CapacityModel), rounded up;
+//  3. lead: the replicas asked for now are the most needed at any time between now and one
+//     startup time (plus a decision period) ahead, so they are ready when the load arrives — and
+//     a replica is kept while the forecast says it is needed again within its startup time;
+//  4. reactive floor: never fewer than the observed load (arrivals plus the backlog to drain)
+//     needs right now, and when the observed load leaves the forecast band the forecast path is
+//     lifted by the surprise, so a wrong forecast costs one decision period, not a startup time;
+//  5. bounds: min/max replicas.
+// With too little history to forecast, the policy is the reactive floor with the learned
+// topology: downstream services scale with their callers' observed load at once.
+// Every decision carries its reason (which of forecast, floor, hold or bound set it).
+//
+// Thread safety: none; a Policy is driven by one controller thread.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "forecast/forecaster.h"
+#include "scaling/capacity_model.h"
+#include "scaling/policy.h"
+#include "scaling/topology_learner.h"
+
+namespace prescale::scaling {
+
+struct PrescalePolicyOptions {
+  Clock::Duration period{std::chrono::seconds(5)};
+  // The demand quantile replicas are planned for: 0.5, 0.9 or 0.99.
+  double quantile = 0.9;
+  // Ablations (docs/prescale_policy.md): forecast every service on its own load instead of
+  // propagating entry forecasts along the call graph; no reactive floor.
+  bool use_topology = true;
+  bool reactive_floor = true;
+  // The floor's margin over the observed load, and how fast a backlog must be drained.
+  double floor_headroom = 0.05;
+  Clock::Duration backlog_drain{std::chrono::seconds(10)};
+  // Forecasting: per-minute series; the first fit once this much history exists, refits as the
+  // history doubles, then every refit_interval; history beyond max_history is dropped.
+  Clock::Duration min_history{std::chrono::minutes(60)};
+  Clock::Duration refit_interval{std::chrono::hours(6)};
+  Clock::Duration max_history{std::chrono::hours(24 * 14)};
+  forecast::ForecasterOptions forecaster;
+  // A lower replica count is applied only after the plan has stayed lower this long (noise in
+  // the observed load must not make the floor flap).
+  Clock::Duration scale_down_delay{std::chrono::seconds(60)};
+  TopologyLearnerOptions topology;
+  CapacityModelOptions capacity;
+};
+
+class PrescalePolicy final : public Policy {
+ public:
+  explicit PrescalePolicy(PrescalePolicyOptions options = {},
+                          std::optional<CallGraph> seed_topology = std::nullopt);
+  ~PrescalePolicy() override;
+
+  std::string_view name() const override { return "prescale"; }
+  Clock::Duration period() const override { return options_.period; }
+  void init(const std::vector<ServiceSpec>& services) override;
+  void observe(const Snapshot& snapshot) override;
+  Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
+
+  // For the dashboard and tests: the latest demand forecast of a service (req/s per minute ahead
+  // at P50/P90/P99; empty before its first forecast) and the learners.
+  forecast::QuantileForecast demand_forecast(std::string_view service) const;
+  const TopologyLearner& topology() const { return topology_; }
+  const CapacityModel& capacity() const { return capacity_; }
+
+ private:
+  struct ServiceState;
+  ServiceState* find(std::string_view name);
+  const ServiceState* find(std::string_view name) const;
+  void record_minute(ServiceState& s, double rate);
+  void maybe_refit(ServiceState& s, Clock::TimePoint now);
+  void refresh_graph();
+
+  PrescalePolicyOptions options_;
+  TopologyLearner topology_;
+  CapacityModel capacity_;
+  std::vector<std::unique_ptr<ServiceState>> services_;
+  std::map<std::string, size_t, std::less<>> index_;
+  // The propagation order and edges, refreshed once a minute from the learner.
+  std::vector<size_t> order_;
+  std::vector<std::vector<std::pair<size_t, double>>> callers_;  // per service: (caller, fanout)
+  std::optional<std::int64_t> graph_minute_;
+};
+
+}  // namespace prescale::scaling

@@ -1,0 +1,210 @@
+#include "scaling/prescale_policy.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numbers>
+
+namespace prescale::scaling {
+namespace {
+
+using testing::HasSubstr;
+using namespace std::chrono_literals;
+
+Clock::TimePoint at(double seconds) {
+  return Clock::TimePoint(std::chrono::duration_cast<Clock::Duration>(
+      std::chrono::duration<double>(seconds)));
+}
+
+// A tiny world: services with a load each, edges with fan-outs, replicas always ready, scraped
+// every 15 s over 30 s windows; counters accumulate exactly.
+struct FakeWorld {
+  struct Svc {
+    std::string name;
+    double rps = 0;
+    int replicas = 1;
+    double served_total = 0;
+  };
+  std::vector<Svc> services;
+  std::vector<std::tuple<std::string, std::string, double, double>> edges;  // a, b, fanout, total
+
+  Snapshot at_time(double t) {
+    Snapshot s;
+    s.time = at(t);
+    for (auto& svc : services) {
+      svc.served_total += svc.rps * 15;
+      ServiceObservation o;
+      o.name = svc.name;
+      o.desired_replicas = svc.replicas;
+      for (int i = 0; i < svc.replicas; ++i) {
+        ReplicaObservation r;
+        r.id = svc.name + "-" + std::to_string(i);
+        r.state = ReplicaState::kReady;
+        o.replicas.push_back(r);
+      }
+      o.window.sampled_at = at(t);
+      o.window.length = 30s;
+      o.window.arrival_rps = svc.rps;
+      o.window.served_rps = svc.rps;
+      o.window.served_total = svc.served_total;
+      o.last_second = {at(t), 0, svc.rps, true};
+      s.services.push_back(o);
+    }
+    for (auto& [a, b, fanout, total] : edges) {
+      for (const auto& svc : services) {
+        if (svc.name == a) total += svc.rps * 15 * fanout;
+      }
+      s.edges.push_back({a, b, total});
+    }
+    return s;
+  }
+};
+
+ServiceSpec spec(std::string name, double capacity = 100) {
+  ServiceSpec s;
+  s.name = std::move(name);
+  s.min_replicas = 1;
+  s.max_replicas = 200;
+  s.capacity_rps = capacity;
+  s.max_concurrency = 4;
+  s.startup_time = 60s;
+  return s;
+}
+
+const Decision* decision_for(const Plan& plan, std::string_view service) {
+  for (const auto& d : plan.decisions) {
+    if (d.service == service) return &d;
+  }
+  return nullptr;
+}
+
+TEST(PrescalePolicyTest, WithoutHistoryItIsTheReactiveFloor) {
+  PrescalePolicy policy;
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 500, 1, 0}}, {}};
+  const Snapshot s = world.at_time(15);
+  policy.observe(s);
+  const Plan plan = policy.decide(s, at(15));
+  const Decision* d = decision_for(plan, "api");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->replicas, 6);  // 500 rps × 1.05 headroom / 100 per replica
+  EXPECT_THAT(d->reason, HasSubstr("reactive floor"));
+}
+
+TEST(PrescalePolicyTest, DownstreamScalesWithItsCallersAtOnce) {
+  PrescalePolicy policy;
+  policy.init({spec("front"), spec("back")});
+  // The back end has seen no load yet; the front end's calls teach a fan-out of 2.
+  FakeWorld world{{{"front", 100, 2, 0}, {"back", 200, 4, 0}}, {{"front", "back", 2.0, 0}}};
+  double t = 0;
+  for (int i = 0; i < 8; ++i) {
+    t += 15;
+    policy.observe(world.at_time(t));
+  }
+  EXPECT_NEAR(policy.topology().fanout("front", "back"), 2.0, 1e-6);
+  // A surge at the front: the back end is planned for it before its own metrics move.
+  world.services[0].rps = 400;
+  world.services[1].rps = 200;
+  t += 60;  // a new minute, so the propagation order is refreshed
+  const Snapshot s = world.at_time(t);
+  policy.observe(s);
+  const Plan plan = policy.decide(s, at(t));
+  const Decision* back = decision_for(plan, "back");
+  ASSERT_NE(back, nullptr);
+  EXPECT_GE(back->replicas, 8);  // 400 × 2 / 100
+  EXPECT_THAT(back->reason, HasSubstr("callers"));
+
+  // The topology ablation waits for the back end's own load.
+  PrescalePolicyOptions alone;
+  alone.use_topology = false;
+  PrescalePolicy blind(alone);
+  blind.init({spec("front"), spec("back")});
+  FakeWorld same{{{"front", 400, 2, 0}, {"back", 200, 4, 0}}, {{"front", "back", 2.0, 0}}};
+  for (double u = 15; u <= 180; u += 15) blind.observe(same.at_time(u));
+  const Snapshot s2 = same.at_time(195);
+  const Plan blind_plan = blind.decide(s2, at(195));
+  const Decision* blind_back = decision_for(blind_plan, "back");
+  EXPECT_TRUE(blind_back == nullptr || blind_back->replicas < 8);
+}
+
+TEST(PrescalePolicyTest, ScalesUpAheadOfAForecastRamp) {
+  // A load that repeats every hour: flat at 100 rps, then 400 rps for minutes 40-49. The "day"
+  // of the forecasting models is set to an hour so a few hours of history teach the pattern.
+  PrescalePolicyOptions options;
+  options.forecaster.model.day_seconds = 3600;
+  options.forecaster.model.week_seconds = 7 * 3600;
+  options.min_history = 120min;
+  PrescalePolicy policy(options);
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  auto load = [](double t) {
+    const int minute = static_cast<int>(t / 60) % 60;
+    return minute >= 40 && minute < 50 ? 400.0 : 100.0;
+  };
+  int before_ramp = 0, mid_flat = 0;
+  for (double t = 15; t <= 6 * 3600; t += 15) {
+    world.services[0].rps = load(t - 15);  // the window just ended
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    if (static_cast<int>(t) % 5 != 0) continue;
+    const Plan plan = policy.decide(s, at(t));
+    if (const Decision* d = decision_for(plan, "api")) world.services[0].replicas = d->replicas;
+    // In the last hour, 30 s before the ramp (the load is still 100 rps): the plan already holds
+    // enough for 400 rps, because a replica started later would not be ready in time.
+    if (t == 5 * 3600 + 39 * 60 + 30) before_ramp = world.services[0].replicas;
+    if (t == 5 * 3600 + 30 * 60) mid_flat = world.services[0].replicas;
+  }
+  EXPECT_GE(before_ramp, 4);
+  EXPECT_LE(mid_flat, 3);  // and not all the time
+  const auto f = policy.demand_forecast("api");
+  ASSERT_FALSE(f.p50.empty());
+  EXPECT_NE(f.model, "naive");
+}
+
+TEST(PrescalePolicyTest, ScaleDownWaitsForTheDelay) {
+  PrescalePolicy policy;
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 500, 6, 0}}, {}};
+  Snapshot s = world.at_time(15);
+  policy.observe(s);
+  policy.decide(s, at(15));
+  world.services[0].rps = 100;
+  s = world.at_time(30);
+  policy.observe(s);
+  EXPECT_EQ(decision_for(policy.decide(s, at(30)), "api"), nullptr);  // held at 6
+  s = world.at_time(90);
+  policy.observe(s);
+  const Decision* d = decision_for(policy.decide(s, at(90)), "api");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->replicas, 2);  // 100 × 1.05 / 100, after the 60 s delay
+}
+
+TEST(PrescalePolicyTest, RespectsBoundsAndDrainsBacklogs) {
+  PrescalePolicy policy;
+  ServiceSpec capped = spec("api");
+  capped.max_replicas = 3;
+  policy.init({capped});
+  FakeWorld world{{{"api", 1000, 2, 0}}, {}};
+  Snapshot s = world.at_time(15);
+  policy.observe(s);
+  const Decision* d = decision_for(policy.decide(s, at(15)), "api");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->replicas, 3);
+  EXPECT_THAT(d->reason, HasSubstr("capped at max 3"));
+
+  // A backlog (concurrency far above what the ready replicas serve) adds its drain rate.
+  PrescalePolicy drain;
+  drain.init({spec("api")});
+  FakeWorld backlog{{{"api", 100, 1, 0}}, {}};
+  Snapshot b = backlog.at_time(15);
+  b.services[0].last_second.concurrency = 4 + 1000;  // 1000 queued, drained in 10 s
+  drain.observe(b);
+  const Decision* bd = decision_for(drain.decide(b, at(15)), "api");
+  ASSERT_NE(bd, nullptr);
+  EXPECT_EQ(bd->replicas, 3);  // (100 × 1.05 + 1000 queued / 10 s) / 100 per replica
+  EXPECT_THAT(bd->reason, HasSubstr("backlog"));
+}
+
+}  // namespace
+}  // namespace prescale::scaling

@@ -1,0 +1,448 @@
+#include "scaling/topology_learner.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace prescale::scaling {
+namespace {
+
+using std::chrono::minutes;
+using std::chrono::seconds;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr auto kScrape = seconds(15);
+
+// Builds the snapshots a Prometheus scrape every 15 s would give: cumulative counters per
+// service (served_total) and per edge (calls_total), which a test moves as it likes.
+class Counters {
+ public:
+  void serve(const std::string& service, double requests) { served_[service] += requests; }
+  void call(const std::string& caller, const std::string& callee, double calls) {
+    calls_[{caller, callee}] += calls;
+  }
+  void reset_service(const std::string& service) { served_[service] = 0; }
+  void reset_edge(const std::string& caller, const std::string& callee) {
+    calls_[{caller, callee}] = 0;
+  }
+  void remove_service(const std::string& service) { served_.erase(service); }
+  void remove_edge(const std::string& caller, const std::string& callee) {
+    calls_.erase({caller, callee});
+  }
+
+  // The scrape at `t` (seconds since the start); `rates` gives served_rps per service.
+  Snapshot scrape(Clock::Duration t) const {
+    Snapshot snap;
+    snap.time = Clock::TimePoint{} + t;
+    for (const auto& [name, total] : served_) {
+      ServiceObservation o;
+      o.name = name;
+      o.window.sampled_at = snap.time;
+      o.window.length = seconds(30);
+      o.window.served_total = total;
+      auto rate = last_rate_.find(name);
+      o.window.served_rps = rate == last_rate_.end() ? 0 : rate->second;
+      snap.services.push_back(std::move(o));
+    }
+    for (const auto& [key, total] : calls_) {
+      snap.edges.push_back({key.first, key.second, total});
+    }
+    return snap;
+  }
+  void set_rate(const std::string& service, double rps) { last_rate_[service] = rps; }
+
+ private:
+  std::map<std::string, double> served_;
+  std::map<std::pair<std::string, std::string>, double> calls_;
+  std::map<std::string, double> last_rate_;
+};
+
+struct TrueEdge {
+  std::string caller, callee;
+  double fanout;
+};
+
+// Serves `rps` at the entry for one scrape interval; each edge's calls are Poisson with mean
+// served(caller) × fanout, and a callee serves the calls it received (Poisson too).
+void serve_interval(Counters& counters, std::mt19937_64& rng, const std::string& entry,
+                    const std::vector<TrueEdge>& edges, double rps) {
+  std::map<std::string, double> served;
+  auto poisson = [&rng](double mean) {
+    return mean > 0 ? static_cast<double>(std::poisson_distribution<long long>(mean)(rng)) : 0.0;
+  };
+  served[entry] = poisson(rps * 15);
+  // `edges` are listed callers first, so a caller's requests are complete when it calls.
+  for (const auto& e : edges) {
+    const double calls = poisson(served[e.caller] * e.fanout);
+    counters.call(e.caller, e.callee, calls);
+    served[e.callee] += calls;
+  }
+  for (const auto& [name, n] : served) {
+    counters.serve(name, n);
+    counters.set_rate(name, n / 15);
+  }
+}
+
+double relative_error(double learned, double truth) { return std::abs(learned / truth - 1); }
+
+// ---------------------------------------------------------------------------------------------
+
+TEST(TopologyLearner, ConvergesWithinTwoPercentOnPoissonCounters) {
+  const std::vector<TrueEdge> truth = {
+      {"frontend", "cart", 2.5}, {"frontend", "catalog", 4.0}, {"frontend", "ads", 0.4},
+      {"cart", "redis", 1.2},    {"catalog", "redis", 0.05},
+  };
+  std::mt19937_64 rng(42);
+  Counters counters;
+  TopologyLearner learner;
+  Clock::Duration t{0};
+  for (int i = 0; i <= 240; ++i, t += kScrape) {  // one hour; the load swings 40..160 req/s
+    const double rps = 100 + 60 * std::sin(2 * M_PI * i / 120.0);
+    serve_interval(counters, rng, "frontend", truth, i == 0 ? 0 : rps);  // 0: the baseline
+    learner.observe(counters.scrape(t));
+  }
+  const auto learned = learner.learned_edges();
+  ASSERT_EQ(learned.size(), truth.size());
+  double worst = 0;
+  for (const auto& e : truth) {
+    const double f = learner.fanout(e.caller, e.callee);
+    worst = std::max(worst, relative_error(f, e.fanout));
+    EXPECT_LT(relative_error(f, e.fanout), 0.02) << e.caller << " -> " << e.callee << ": " << f;
+  }
+  std::printf("[topology] Poisson counters, 1 h: worst fan-out error %.2f %%\n", 100 * worst);
+  for (const auto& e : learned) {
+    EXPECT_EQ(e.intervals, 240) << e.edge.caller << " -> " << e.edge.callee;
+    EXPECT_GT(e.caller_requests, 0);
+    EXPECT_NEAR(e.edge.fanout, e.calls / e.caller_requests, 1e-12);
+    EXPECT_FALSE(e.seeded);
+    ASSERT_TRUE(e.last_call);
+  }
+  EXPECT_THAT(learner.services(), ElementsAre("ads", "cart", "catalog", "frontend", "redis"));
+  EXPECT_EQ(learner.fanout("frontend", "nobody"), 0);
+}
+
+TEST(TopologyLearner, SnapshotWithoutANewScrapeChangesNothing) {
+  Counters counters;
+  TopologyLearner learner;
+  counters.serve("a", 0);
+  counters.call("a", "b", 0);
+  learner.observe(counters.scrape(seconds(15)));
+  counters.serve("a", 100);
+  counters.call("a", "b", 300);
+  const Snapshot snap = counters.scrape(seconds(30));
+  learner.observe(snap);
+  learner.observe(snap);
+  learner.observe(counters.scrape(seconds(20)));  // older than the last scrape
+  ASSERT_EQ(learner.learned_edges().size(), 1u);
+  EXPECT_EQ(learner.learned_edges()[0].intervals, 1);
+  EXPECT_NEAR(learner.fanout("a", "b"), 3.0, 1e-12);
+  // No service has a window yet: nothing to learn from.
+  Snapshot empty = snap;
+  for (auto& s : empty.services) s.window.length = Clock::Duration::zero();
+  empty.services[0].window.sampled_at += minutes(5);
+  learner.observe(empty);
+  EXPECT_EQ(learner.learned_edges()[0].intervals, 1);
+}
+
+TEST(TopologyLearner, CounterResetsRestartFromZero) {
+  Counters counters;
+  TopologyLearner learner;
+  Clock::Duration t{0};
+  auto step = [&](double served, double calls) {
+    counters.serve("a", served);
+    counters.set_rate("a", served / 15);
+    counters.call("a", "b", calls);
+    t += kScrape;
+    learner.observe(counters.scrape(t));
+  };
+  step(0, 0);
+  for (int i = 0; i < 20; ++i) step(1500, 3000);
+  EXPECT_NEAR(learner.fanout("a", "b"), 2.0, 1e-12);
+
+  // Both counters restart (the service restarted): the new values are the interval's counts.
+  counters.reset_service("a");
+  counters.reset_edge("a", "b");
+  step(1500, 3000);
+  EXPECT_NEAR(learner.fanout("a", "b"), 2.0, 1e-12);
+  EXPECT_EQ(learner.learned_edges()[0].intervals, 21);
+
+  // Only the edge counter restarts: the two no longer cover the same interval, so it is skipped.
+  counters.reset_edge("a", "b");
+  step(1500, 900);
+  EXPECT_NEAR(learner.fanout("a", "b"), 2.0, 1e-12);
+  EXPECT_EQ(learner.learned_edges()[0].intervals, 21);
+  step(1500, 3000);  // the next interval pairs again
+  EXPECT_EQ(learner.learned_edges()[0].intervals, 22);
+}
+
+TEST(TopologyLearner, AResetOfSummedCountersWeighsOneInterval) {
+  // a's counters are sums over its replicas, which have been up a long time.
+  Counters counters;
+  TopologyLearner learner;
+  Clock::Duration t{0};
+  counters.serve("a", 3e6);
+  counters.call("a", "b", 6e6);
+  learner.observe(counters.scrape(t));
+  for (int i = 0; i < 20; ++i) {
+    counters.serve("a", 1500);
+    counters.set_rate("a", 100);
+    counters.call("a", "b", 3000);
+    t += kScrape;
+    learner.observe(counters.scrape(t));
+  }
+  EXPECT_NEAR(learner.fanout("a", "b"), 2.0, 1e-12);
+  // One replica restarts: both sums fall, and what is left is the other replicas' history (at
+  // the fan-out of an old release). As a "delta" it would swamp the estimate (≈ 1.01); it
+  // weighs one interval's requests (100 req/s × 15 s) instead.
+  t += kScrape;
+  Snapshot snap = counters.scrape(t);
+  snap.services[0].window.served_total = 2e6;
+  snap.edges[0].calls_total = 2e6;
+  learner.observe(snap);
+  EXPECT_LT(learner.fanout("a", "b"), 2.0);
+  EXPECT_GT(learner.fanout("a", "b"), 1.9);
+}
+
+TEST(TopologyLearner, EdgesAppearAndVanish) {
+  TopologyLearnerOptions options;
+  options.edge_expiry = minutes(10);
+  Counters counters;
+  TopologyLearner learner(options);
+  Clock::Duration t{0};
+  bool calls_c = true;
+  bool calls_d = false;
+  auto step = [&] {
+    counters.serve("a", 1500);
+    counters.set_rate("a", 100);
+    counters.call("a", "b", 1500);
+    if (calls_c) counters.call("a", "c", 750);
+    if (calls_d) counters.call("a", "d", 300);
+    t += kScrape;
+    learner.observe(counters.scrape(t));
+  };
+  counters.serve("a", 0);
+  counters.call("a", "b", 0);
+  counters.call("a", "c", 0);
+  learner.observe(counters.scrape(t));
+  for (int i = 0; i < 40; ++i) step();  // 10 min
+  EXPECT_NEAR(learner.fanout("a", "c"), 0.5, 1e-12);
+
+  // A new edge: its series appears with the calls made since the previous scrape.
+  calls_d = true;
+  step();
+  EXPECT_NEAR(learner.fanout("a", "d"), 0.2, 1e-12);
+  EXPECT_EQ(learner.learned_edges().size(), 3u);
+
+  // a stops calling c: the counter stays flat, the fan-out decays and the edge goes 10 min
+  // after the last call (a keeps serving, so the silence is evidence).
+  calls_c = false;
+  const Clock::Duration last_call = t;
+  double previous = learner.fanout("a", "c");
+  while (t < last_call + minutes(10) - kScrape) {
+    step();
+    const double f = learner.fanout("a", "c");
+    ASSERT_LT(f, previous);
+    previous = f;
+  }
+  EXPECT_GT(previous, 0);
+  EXPECT_LT(previous, 0.5 * 0.5) << "10 min of silence is a half-life: below half";
+  EXPECT_EQ(learner.learned_edges().size(), 3u);
+  step();
+  EXPECT_EQ(learner.fanout("a", "c"), 0);
+  EXPECT_EQ(learner.learned_edges().size(), 2u);
+  // Its series is still scraped, flat: it stays gone.
+  for (int i = 0; i < 4; ++i) step();
+  EXPECT_EQ(learner.fanout("a", "c"), 0);
+  EXPECT_EQ(learner.learned_edges().size(), 2u);
+
+  // An edge whose series disappears from the scrape made no calls either.
+  calls_d = false;
+  counters.remove_edge("a", "d");
+  for (int i = 0; i < 39; ++i) step();
+  EXPECT_GT(learner.fanout("a", "d"), 0);
+  step();
+  EXPECT_EQ(learner.fanout("a", "d"), 0);
+  // ...and if it comes back later, it is learned afresh from its new series.
+  calls_d = true;
+  step();
+  EXPECT_NEAR(learner.fanout("a", "d"), 0.2, 1e-12);
+}
+
+TEST(TopologyLearner, AnIdleCallerKeepsItsEdges) {
+  Counters counters;
+  TopologyLearner learner;
+  Clock::Duration t{0};
+  counters.serve("a", 0);
+  counters.call("a", "b", 0);
+  learner.observe(counters.scrape(t));
+  for (int i = 0; i < 8; ++i) {
+    counters.serve("a", 150);
+    counters.call("a", "b", 450);
+    t += kScrape;
+    learner.observe(counters.scrape(t));
+  }
+  // An hour in which a serves nothing: no calls expected, so none missing.
+  for (int i = 0; i < 240; ++i) {
+    t += kScrape;
+    learner.observe(counters.scrape(t));
+  }
+  EXPECT_NEAR(learner.fanout("a", "b"), 3.0, 1e-12);
+}
+
+TEST(TopologyLearner, ServicesAppearAndVanish) {
+  Counters counters;
+  TopologyLearner learner;
+  Clock::Duration t{0};
+  auto step = [&](bool with_c) {
+    counters.serve("a", 1500);
+    counters.call("a", "b", 1500);
+    counters.serve("b", 1500);
+    if (with_c) {
+      counters.call("b", "c", 300);
+      counters.serve("c", 300);
+    }
+    t += kScrape;
+    learner.observe(counters.scrape(t));
+  };
+  counters.serve("a", 0);
+  counters.serve("b", 0);
+  counters.call("a", "b", 0);
+  learner.observe(counters.scrape(t));
+  step(false);
+  EXPECT_THAT(learner.services(), ElementsAre("a", "b"));
+  // c is deployed: its first scrape is a baseline; b's new edge to it counts from the start.
+  counters.serve("c", 0);
+  step(true);
+  EXPECT_THAT(learner.services(), ElementsAre("a", "b", "c"));
+  EXPECT_NEAR(learner.fanout("b", "c"), 0.2, 1e-12);
+  for (int i = 0; i < 4; ++i) step(true);
+
+  // c is removed: it and its edges disappear from the scrapes, and are forgotten 10 min later.
+  counters.remove_service("c");
+  counters.remove_edge("b", "c");
+  const Clock::Duration gone = t;
+  while (t < gone + minutes(10) - kScrape) step(false);
+  EXPECT_THAT(learner.services(), ElementsAre("a", "b", "c"));
+  step(false);
+  EXPECT_THAT(learner.services(), ElementsAre("a", "b"));
+  EXPECT_EQ(learner.fanout("b", "c"), 0);
+  auto graph = learner.graph();
+  ASSERT_TRUE(graph) << graph.error().to_string();
+  EXPECT_THAT(graph->services, ElementsAre("a", "b"));
+}
+
+TEST(TopologyLearner, SeedGivesTheStartAndDataTakesOver) {
+  auto seed = make_callgraph({{"a", "b", 1.0, 3.5}, {"a", "x", 0.3, 0}}, {"lonely"});
+  ASSERT_TRUE(seed);
+  TopologyLearner learner({}, *seed);
+  EXPECT_NEAR(learner.fanout("a", "b"), 1.0, 1e-12);
+  EXPECT_NEAR(learner.fanout("a", "x"), 0.3, 1e-12);
+  EXPECT_THAT(learner.services(), ElementsAre("a", "b", "lonely", "x"));
+  ASSERT_EQ(learner.learned_edges().size(), 2u);
+  EXPECT_TRUE(learner.learned_edges()[0].seeded);
+  EXPECT_EQ(learner.learned_edges()[0].edge.mean_callee_span_ms, 3.5);
+
+  Counters counters;
+  Clock::Duration t{0};
+  counters.serve("a", 0);
+  counters.call("a", "b", 0);
+  learner.observe(counters.scrape(t));
+  for (int i = 0; i < 4; ++i) {  // one minute at fan-out 2: 6000 requests outweigh the seed's 100
+    counters.serve("a", 1500);
+    counters.call("a", "b", 3000);
+    t += kScrape;
+    learner.observe(counters.scrape(t));
+  }
+  EXPECT_NEAR(learner.fanout("a", "b"), 2.0, 0.02);
+  EXPECT_GT(learner.fanout("a", "b"), 1.98);
+  // The seeded a -> x never shows calls while a serves: it expires like a vanished edge.
+  EXPECT_GT(learner.fanout("a", "x"), 0);
+  while (t < minutes(10)) {
+    counters.serve("a", 1500);
+    counters.call("a", "b", 3000);
+    t += kScrape;
+    learner.observe(counters.scrape(t));
+  }
+  EXPECT_EQ(learner.fanout("a", "x"), 0);
+  // Seeded services never observed stay: nothing says they are gone.
+  EXPECT_THAT(learner.services(), ElementsAre("a", "b", "lonely", "x"));
+}
+
+TEST(TopologyLearner, CallsWithoutServedRequestsTeachNoFanout) {
+  // A world that exports calls_total but not served_total: nothing to divide by.
+  auto seed = make_callgraph({{"a", "b", 1.5, 0}});
+  ASSERT_TRUE(seed);
+  TopologyLearner learner({}, *seed);
+  Counters counters;
+  Clock::Duration t{0};
+  counters.serve("a", 0);
+  for (int i = 0; i <= 80; ++i, t += kScrape) {  // 20 min
+    counters.call("a", "b", i == 0 ? 0 : 3000);
+    counters.call("a", "c", i == 0 ? 0 : 300);
+    learner.observe(counters.scrape(t));
+  }
+  EXPECT_NEAR(learner.fanout("a", "b"), 1.5, 1e-12);  // the seed stands, and does not expire
+  ASSERT_EQ(learner.learned_edges().size(), 2u);
+  EXPECT_EQ(learner.learned_edges()[1].edge.callee, "c");
+  EXPECT_EQ(learner.learned_edges()[1].edge.fanout, 0);  // known to exist, ratio unknown
+  EXPECT_EQ(learner.learned_edges()[1].intervals, 0);
+}
+
+TEST(TopologyLearner, GraphBreaksCyclesAtTheWeakestEdgeDeterministically) {
+  auto learn = [](bool reversed) {
+    Counters counters;
+    TopologyLearner learner;
+    // a -> b -> c -> a, where c -> a carries few calls; and d -> e <-> d with a tie.
+    const std::vector<TrueEdge> edges = {
+        {"a", "b", 2}, {"b", "c", 1}, {"c", "a", 0.01}, {"d", "e", 1}, {"e", "d", 1}};
+    Clock::Duration t{0};
+    for (int i = 0; i < 10; ++i) {
+      for (size_t k = 0; k < edges.size(); ++k) {
+        const TrueEdge& e = edges[reversed ? edges.size() - 1 - k : k];
+        counters.serve(e.caller, i == 0 ? 0 : 1000);
+        counters.call(e.caller, e.callee, i == 0 ? 0 : 1000 * e.fanout);
+      }
+      learner.observe(counters.scrape(t));
+      t += kScrape;
+    }
+    return learner.graph();
+  };
+  auto graph = learn(false);
+  ASSERT_TRUE(graph) << graph.error().to_string();
+  std::vector<std::string> edges;
+  for (const auto& e : graph->edges) edges.push_back(e.caller + ">" + e.callee);
+  // The tie between d -> e and e -> d goes to the first edge of the cycle in name order.
+  EXPECT_THAT(edges, ElementsAre("a>b", "e>d", "b>c"));
+  EXPECT_THAT(graph->entries, ElementsAre("a", "e"));
+  ASSERT_EQ(graph->warnings.size(), 2u);
+  EXPECT_THAT(graph->warnings[0], HasSubstr("dropped c -> a"));
+  EXPECT_THAT(graph->warnings[0], HasSubstr("a -> b -> c -> a"));
+  EXPECT_THAT(graph->warnings[1], HasSubstr("dropped d -> e"));
+
+  auto again = learn(true);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->services, graph->services);
+  EXPECT_EQ(again->warnings, graph->warnings);
+  // The learned graph propagates load like any other.
+  const auto load = graph->service_load(10);
+  EXPECT_NEAR(load[static_cast<size_t>(graph->index_of("c"))], 20, 1e-9);
+}
+
+TEST(TopologyLearner, GraphNeedsAService) {
+  TopologyLearner learner;
+  auto graph = learner.graph();
+  ASSERT_FALSE(graph);
+  EXPECT_EQ(graph.error().code, ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace prescale::scaling
