@@ -37,6 +37,7 @@ struct SimFlags {
   std::string startup = "60s";
   double startup_jitter = 0;
   double peak_rps = 0;
+  bool keep_counting_noise = false;
   std::string offset = "0s";
   std::string duration;
   std::string step = "1s";
@@ -310,6 +311,10 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
               << span_text(trace_seconds) << ")\n";
     return 2;
   }
+  if (f.peak_rps > 0 && f.peak_rps > minute_peak_rps(trace) && !f.keep_counting_noise) {
+    // Scaling a low-volume count trace up would scale its counting noise with it.
+    trace = forecast::remove_counting_noise(std::move(trace));
+  }
   if (f.peak_rps > 0) {
     // The peak is the busiest minute's mean rate: what people mean by "our peak is X req/s",
     // and the same yardstick for per-request traces (1 s steps, whose busiest second is mostly
@@ -525,6 +530,9 @@ SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
   c.add_option("--peak-rps", f.peak_rps,
                "Rescale the trace so its busiest minute averages this many req/s")
       ->check(CLI::NonNegativeNumber);
+  c.add_flag("--keep-counting-noise", f.keep_counting_noise,
+             "With --peak-rps above the trace's peak, keep the source's counting noise instead of "
+             "removing it before scaling up (docs/traces.md)");
   c.add_option("--offset", f.offset, "Start this far into the trace (e.g. 168h)")
       ->capture_default_str();
   c.add_option("--duration", f.duration, "Simulate only this much of the trace (e.g. 24h)");

@@ -183,9 +183,9 @@ Result<void> Forecaster::fit(const Series& history) {
   size_t observed = 0;
   for (double v : history.values) observed += std::isfinite(v) ? 1 : 0;
   if (observed < 2 * static_cast<size_t>(horizon + 1)) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "forecaster: " + std::to_string(observed) + " observed values; need at least " +
-                          std::to_string(2 * (horizon + 1)));
+    return make_error(ErrorCode::kInvalidArgument, "forecaster: " + std::to_string(observed) +
+                                                       " observed values; need at least " +
+                                                       std::to_string(2 * (horizon + 1)));
   }
   std::vector<std::unique_ptr<Model>> models;
   for (const std::string& name : options_.candidates) {
@@ -213,8 +213,8 @@ Result<void> Forecaster::fit(const Series& history) {
   for (size_t m = 0; m < models.size(); ++m) {
     if (origins.empty()) break;
     const Backtest b = run_backtest(*models[m], history, origins.front(), origins, horizon);
-    const Calibration split = calibrate(b, 0, half > 0 ? half : b.predicted.size(), horizon,
-                                        scale_floor_);
+    const Calibration split =
+        calibrate(b, 0, half > 0 ? half : b.predicted.size(), horizon, scale_floor_);
     double loss = 0;
     for (int h = 0; h < horizon; ++h) {
       ScoreSum sum;
@@ -278,9 +278,9 @@ std::string_view Forecaster::selected() const {
 }
 
 Result<std::vector<ForecastScore>> evaluate_forecasts(const Series& series, size_t test_begin,
-                                                     std::string_view model_name,
-                                                     std::span<const int> horizons,
-                                                     const ForecasterOptions& options) {
+                                                      std::string_view model_name,
+                                                      std::span<const int> horizons,
+                                                      const ForecasterOptions& options) {
   if (horizons.empty()) return make_error(ErrorCode::kInvalidArgument, "no horizons to score");
   if (test_begin == 0 || test_begin >= series.values.size()) {
     return make_error(ErrorCode::kInvalidArgument,

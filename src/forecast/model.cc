@@ -134,7 +134,7 @@ struct Cursor {
 struct Season {
   std::vector<double> knots;
   size_t period = 0;
-  Cursor at;
+  Cursor at;  // where the next observation falls
 
   void reset(size_t steps) {
     period = steps;
@@ -159,8 +159,6 @@ struct Season {
       ++c.knot;
     }
   }
-  double value() const { return value(at); }
-  void advance() { advance(at); }
 };
 
 struct State {
@@ -334,31 +332,33 @@ State initial_state(std::span<const double> ys, std::span<const size_t> periods)
     Season& season = s.season[k];
     std::vector<double> sum(season.knots.size(), 0.0);
     std::vector<double> weight(season.knots.size(), 0.0);
-    for (size_t t = 0; t < rest.size(); ++t, season.advance()) {
+    Cursor at;
+    for (size_t t = 0; t < rest.size(); ++t, season.advance(at)) {
       if (!std::isfinite(rest[t])) continue;
-      const double w = season.weight(season.at);
-      sum[season.at.knot] += (1 - w) * rest[t];
-      weight[season.at.knot] += 1 - w;
-      sum[season.next_knot(season.at)] += w * rest[t];
-      weight[season.next_knot(season.at)] += w;
+      const double w = season.weight(at);
+      sum[at.knot] += (1 - w) * rest[t];
+      weight[at.knot] += 1 - w;
+      sum[season.next_knot(at)] += w * rest[t];
+      weight[season.next_knot(at)] += w;
     }
     for (size_t j = 0; j < sum.size(); ++j) {
       season.knots[j] = weight[j] > 0 ? sum[j] / weight[j] : 0;
     }
     const double centre = mean_of_finite(season.knots);
     for (double& v : season.knots) v -= centre;
-    // rest.size() is whole cycles of every season, so each is back at phase 0 here.
-    for (size_t t = 0; t < rest.size(); ++t, season.advance()) rest[t] -= season.value();
+    at = {};
+    for (size_t t = 0; t < rest.size(); ++t, season.advance(at)) rest[t] -= season.value(at);
   }
   return s;
 }
 
 // Nelder–Mead on the unit cube (points clamped into it), deterministic. `f` evaluates a batch
 // of points at once (see roll), so each iteration tries the reflection, the expansion and
-// both contractions together, then keeps what the classic rules keep. Stops after `max_batches`
-// calls of `f` or when the simplex's values agree to 1e-9.
+// both contractions together, then keeps what the classic rules keep. Stops after
+// `max_iterations` iterations (each one call of `f`, two when it shrinks) or when the simplex's
+// values agree to 1e-9.
 template <typename F>
-std::vector<double> minimise(F&& f, const std::vector<double>& start, size_t max_batches) {
+std::vector<double> minimise(F&& f, const std::vector<double>& start, size_t max_iterations) {
   using Point = std::vector<double>;
   const size_t d = start.size();
   auto clamp_unit = [](Point x) {
@@ -367,9 +367,7 @@ std::vector<double> minimise(F&& f, const std::vector<double>& start, size_t max
   };
   std::vector<Point> simplex(d + 1, start);
   for (size_t i = 0; i < d; ++i) simplex[i + 1][i] += start[i] < 0.9 ? 0.1 : -0.1;
-  size_t batches = 0;
   auto eval = [&](const std::vector<Point>& points) {
-    ++batches;
     std::vector<Point> clamped;
     clamped.reserve(points.size());
     for (const Point& p : points) clamped.push_back(clamp_unit(p));
@@ -377,7 +375,7 @@ std::vector<double> minimise(F&& f, const std::vector<double>& start, size_t max
   };
   std::vector<double> value = eval(simplex);
   std::vector<size_t> order(d + 1);
-  while (batches < max_batches) {
+  for (size_t iteration = 0; iteration < max_iterations; ++iteration) {
     std::iota(order.begin(), order.end(), 0);
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return value[a] < value[b]; });
     const size_t best = order.front(), worst = order.back(), second = order[d - 1];
@@ -462,7 +460,7 @@ class SmoothingModel final : public Model {
 constexpr size_t kSearchMinSteps = 4096;
 constexpr size_t kSearchPeriods = 4;
 // Nelder–Mead iterations of the search: enough to settle 4-6 parameters from a grid point.
-constexpr size_t kSearchBatches = 60;
+constexpr size_t kSearchIterations = 60;
 // Below this many observations there is nothing to fit; the default parameters are used.
 constexpr size_t kMinObservationsToFit = 16;
 
@@ -543,7 +541,7 @@ Params SmoothingModel::search(std::span<const double> ys, const State& start) co
   const std::vector<double> f_grid = sse(grid);
   const auto best =
       static_cast<size_t>(std::min_element(f_grid.begin(), f_grid.end()) - f_grid.begin());
-  return to_params(minimise(sse, grid[best], kSearchBatches));
+  return to_params(minimise(sse, grid[best], kSearchIterations));
 }
 
 void SmoothingModel::predict(std::span<double> out) const {

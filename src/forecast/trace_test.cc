@@ -568,5 +568,44 @@ TEST(TraceSharedDataTest, NabRealTweets) {
   EXPECT_DOUBLE_EQ(t->peak_rps(), 13479.0 / 300);
 }
 
+TEST(RemoveCountingNoiseTest, RemovesPoissonNoiseAndKeepsBursts) {
+  std::mt19937 rng(5);
+  std::poisson_distribution<int> poisson(50);
+  Trace t;
+  t.step_seconds = 60;
+  for (int i = 0; i < 2000; ++i) t.counts.push_back(poisson(rng));
+  t.counts[1000] = 400;  // a real burst
+  auto spread = [](const std::vector<double>& v) {
+    const double mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+    double ss = 0;
+    for (double x : v) ss += (x - mean) * (x - mean);
+    return std::sqrt(ss / static_cast<double>(v.size())) / mean;
+  };
+  auto quiet = [](const std::vector<double>& v) {  // the steps away from the burst
+    return std::vector<double>(v.begin(), v.begin() + 900);
+  };
+  const double before = spread(quiet(t.counts));
+  const Trace clean = remove_counting_noise(t);
+  ASSERT_EQ(clean.counts.size(), t.counts.size());
+  EXPECT_GT(before, 0.12);
+  EXPECT_LT(spread(quiet(clean.counts)), 0.45 * before);
+  EXPECT_NEAR(clean.total_requests(), t.total_requests(), 0.03 * t.total_requests());
+  // The burst stays, less what counting noise could explain.
+  EXPECT_GT(clean.counts[1000], 400 - 50 - 2 * std::sqrt(50.0) - 10);
+}
+
+TEST(RemoveCountingNoiseTest, LeavesRatesAndPerRequestTracesAlone) {
+  Trace rates;
+  rates.step_seconds = 60;
+  rates.counts = {1.5, 2.25, 3.0, 1.0, 2.0};
+  EXPECT_EQ(remove_counting_noise(rates).counts, rates.counts);
+  Trace requests;
+  requests.step_seconds = 1;
+  requests.counts = {1, 0, 2};
+  requests.arrival_seconds = {0.1, 2.2, 2.5};
+  requests.request_cost = {1, 1, 1};
+  EXPECT_EQ(remove_counting_noise(requests).counts, requests.counts);
+}
+
 }  // namespace
 }  // namespace prescale::forecast
