@@ -58,6 +58,8 @@ struct PrescalePolicy::ServiceState {
   std::vector<double> demand;  // planned demand per minute from the current one
   std::string demand_source;   // "forecast p90", "callers", "observed"
   std::deque<std::pair<Clock::TimePoint, int>> recent;  // plans within scale_down_delay
+  bool seen = false;  // whether any metrics of the service have been observed
+  std::optional<Clock::TimePoint> first_decision;
 };
 
 PrescalePolicy::PrescalePolicy(PrescalePolicyOptions options, std::optional<CallGraph> seed)
@@ -204,6 +206,9 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     s.observed_rps = 0;
     s.backlog_rps = 0;
     s.current = o != nullptr ? o->desired_replicas : -1;
+    if (o != nullptr && (o->window.length > Clock::Duration::zero() || o->last_second.valid)) {
+      s.seen = true;
+    }
     if (o != nullptr) {
       const double window = std::isfinite(o->window.arrival_rps) ? o->window.arrival_rps : 0;
       // The last second is current but noisy; it overrides the 30 s window only on a surge.
@@ -253,6 +258,9 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
 
   for (size_t idx : order_) {
     ServiceState& s = *services_[idx];
+    // No metrics yet (and none propagated from callers): nothing to decide on.
+    if (!s.seen && callers_[idx].empty()) continue;
+    if (!s.first_decision) s.first_decision = now;
     const double capacity = std::max(1e-9, capacity_.capacity_rps(s.spec.name));
     double peak = 0;
     for (double d : s.demand) peak = std::max(peak, d);
@@ -272,7 +280,11 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       s.recent.pop_front();
     }
     int held = -1;
-    if (desired < s.current) {
+    if (desired < s.current && now - *s.first_decision < options_.scale_down_delay) {
+      // Not yet a full delay's worth of plans: too early to know that fewer are enough.
+      held = s.current;
+      desired = s.current;
+    } else if (desired < s.current) {
       held = desired;
       for (const auto& entry : s.recent) held = std::max(held, entry.second);
       held = std::min(held, s.current);
