@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "core/logging.h"
+#include "eval_command.h"
 #include "runtime/runtime.h"
 #include "services/echo/echo_service.h"
 #include "sim_command.h"
@@ -140,6 +141,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   prescale::SimCommand sim(app);
+  prescale::EvalCommand eval(app);
 
   // Bad flags exit 2 like every other input error (CLI11's own codes are 100+); --help is 0.
   try {
@@ -155,5 +157,6 @@ int main(int argc, char** argv) {
   }
   if (serve->parsed()) return prescale::serve(flags, *serve);
   if (sim.parsed()) return sim.run();
+  if (eval.parsed()) return eval.run();
   return 0;
 }

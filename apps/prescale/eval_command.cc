@@ -1,0 +1,208 @@
+#include "eval_command.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/internal/config_scalars.h"
+#include "forecast/forecaster.h"
+#include "forecast/trace.h"
+
+namespace prescale {
+
+struct EvalFlags {
+  std::string trace;
+  std::string column;
+  std::string horizons = "1m,5m,15m";
+  std::string step = "auto";
+  double test_share = 0.2;
+  std::string models;  // empty: every model and "selected"
+  int origin_every = 1;
+  std::string json_path;
+};
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+std::string fixed(double v, int decimals) {
+  if (!std::isfinite(v)) return "-";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+int run_forecast_eval(const EvalFlags& f) {
+  const char* who = "prescale eval forecast";
+  forecast::TraceOptions options;
+  options.column = f.column;
+  auto trace = forecast::read_trace(f.trace, options);
+  if (!trace) {
+    std::cerr << who << ": --trace: " << trace.error().message << "\n";
+    return 2;
+  }
+  // "auto": a minute, or 10 s for a trace shorter than a day with steps that fine (an hour of
+  // per-request arrivals has only 60 minutes), or the trace's own step when it is coarser.
+  std::string step_text = f.step;
+  if (step_text == "auto") {
+    step_text = trace->duration_seconds() < 86400 && trace->step_seconds <= 10 ? "10s" : "60s";
+    if (trace->step_seconds > 60) {
+      step_text = std::to_string(static_cast<long>(std::lround(trace->step_seconds))) + "s";
+    }
+  }
+  auto step = internal::parse_duration(step_text);
+  if (!step || step->count() <= 0) {
+    std::cerr << who << ": --step: " << (step ? "must be positive" : step.error()) << "\n";
+    return 2;
+  }
+  const double step_seconds = std::chrono::duration<double>(*step).count();
+
+  // Horizons: durations, each a whole number of steps.
+  std::vector<std::string> labels;
+  std::vector<int> horizons;
+  std::stringstream list(f.horizons);
+  for (std::string item; std::getline(list, item, ',');) {
+    if (item.empty()) continue;
+    auto d = internal::parse_duration(item);
+    if (!d) {
+      std::cerr << who << ": --horizons: \"" << item << "\": " << d.error() << "\n";
+      return 2;
+    }
+    const double steps = std::chrono::duration<double>(*d).count() / step_seconds;
+    if (steps < 1 - 1e-9 || std::abs(steps - std::round(steps)) > 1e-9) {
+      std::cerr << who << ": --horizons: \"" << item << "\" is not a whole number of "
+                << internal::format_duration(*step) << " steps (≥ 1); set --step\n";
+      return 2;
+    }
+    labels.push_back(item);
+    horizons.push_back(static_cast<int>(std::lround(steps)));
+  }
+  if (horizons.empty()) {
+    std::cerr << who << ": --horizons: no horizons given\n";
+    return 2;
+  }
+
+  if (std::abs(trace->step_seconds - step_seconds) > 1e-9) {
+    if (trace->step_seconds > step_seconds + 1e-9) {
+      std::cerr << who << ": --step " << step_text << " is finer than the trace's own step ("
+                << fixed(trace->step_seconds, 0) << " s)\n";
+      return 2;
+    }
+    *trace = forecast::resample(*trace, step_seconds);
+  }
+  forecast::Series series;
+  series.start_seconds = trace->start_unix_seconds;
+  series.step_seconds = step_seconds;
+  for (size_t i = 0; i < trace->counts.size(); ++i) series.values.push_back(trace->rate_rps(i));
+  const auto n = series.values.size();
+  const auto test_begin =
+      static_cast<size_t>(std::floor(static_cast<double>(n) * (1 - f.test_share)));
+  const int longest = *std::max_element(horizons.begin(), horizons.end());
+  if (n - test_begin < static_cast<size_t>(longest)) {
+    std::cerr << who << ": the scored part (" << n - test_begin << " steps) is shorter than the "
+              << "longest horizon (" << longest << " steps): raise --test-share or use a finer "
+              << "--step\n";
+    return 2;
+  }
+
+  std::vector<std::string> models;
+  if (f.models.empty()) {
+    models.assign(std::begin(forecast::kModelNames), std::end(forecast::kModelNames));
+    models.emplace_back("selected");
+  } else {
+    std::stringstream in(f.models);
+    for (std::string m; std::getline(in, m, ',');) {
+      if (!m.empty()) models.push_back(m);
+    }
+  }
+
+  forecast::ForecasterOptions fo;
+  fo.origin_every = f.origin_every;
+  Json all = Json::array();
+  std::printf("trace %s: %zu steps of %s, scored on the last %zu (%.0f %%)\n\n",
+              trace->name.c_str(), n, internal::format_duration(*step).c_str(), n - test_begin,
+              100 * f.test_share);
+  std::printf("%-20s %8s %7s %7s %11s %11s %11s %9s\n", "model", "horizon", "MASE", "sMAPE",
+              "pinball50", "pinball90", "pinball99", "cover90");
+  for (const std::string& model : models) {
+    auto scores = forecast::evaluate_forecasts(series, test_begin, model, horizons, fo);
+    if (!scores) {
+      std::cerr << who << ": " << model << ": " << scores.error().message << "\n";
+      return 2;
+    }
+    for (size_t i = 0; i < scores->size(); ++i) {
+      const forecast::ForecastScore& s = (*scores)[i];
+      std::printf("%-20s %8s %7.3f %7.4f %11.4f %11.4f %11.4f %9.3f\n", model.c_str(),
+                  labels[i].c_str(), s.mase, s.smape, s.pinball_p50, s.pinball_p90, s.pinball_p99,
+                  s.coverage_p90);
+      if (s.samples == 0) continue;  // a horizon longer than what follows any origin
+      Json j;
+      j["model"] = model;
+      j["horizon"] = labels[i];
+      j["horizon_seconds"] = horizons[i] * step_seconds;
+      j["samples"] = s.samples;
+      j["mae"] = s.mae;
+      j["mase"] = s.mase;
+      j["smape"] = s.smape;
+      j["pinball_p50"] = s.pinball_p50;
+      j["pinball_p90"] = s.pinball_p90;
+      j["pinball_p99"] = s.pinball_p99;
+      j["coverage_p90"] = s.coverage_p90;
+      all.push_back(std::move(j));
+    }
+  }
+  if (!f.json_path.empty()) {
+    std::ofstream out(f.json_path);
+    out << all.dump(2) << "\n";
+    if (!out) {
+      std::cerr << who << ": --json: cannot write " << f.json_path << "\n";
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+EvalCommand::EvalCommand(CLI::App& app) : flags_(std::make_unique<EvalFlags>()) {
+  EvalFlags& f = *flags_;
+  command_ = app.add_subcommand("eval", "Evaluate models against baselines on held-out data");
+  command_->require_subcommand(1);
+  forecast_ = command_->add_subcommand(
+      "forecast", "Score every forecasting model on a trace's held-out tail (rolling origin)");
+  CLI::App& c = *forecast_;
+  c.add_option("--trace", f.trace, "Trace file (docs/traces.md)")->required();
+  c.add_option("--column", f.column, "Trace value column (default: the format's)");
+  c.add_option("--horizons", f.horizons, "Comma-separated horizons, whole steps (e.g. 1m,5m,15m)")
+      ->capture_default_str();
+  c.add_option("--step", f.step,
+               "Series step (the trace is resampled to it; not finer than the trace's own); auto: "
+               "1m, 10s for traces under a day with steps that fine")
+      ->capture_default_str();
+  c.add_option("--test-share", f.test_share, "Share of the trace, at its end, that is scored")
+      ->check(CLI::Range(0.01, 0.9))
+      ->capture_default_str();
+  c.add_option("--models", f.models,
+               "Comma-separated models (default: all, and \"selected\", the forecaster's choice)");
+  c.add_option("--origin-every", f.origin_every, "Forecast from every N-th step of the test part")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  c.add_option("--json", f.json_path, "Write the scores as JSON (docs/forecasting.md)");
+}
+
+EvalCommand::~EvalCommand() = default;
+
+bool EvalCommand::parsed() const { return command_->parsed(); }
+
+int EvalCommand::run() const {
+  if (forecast_->parsed()) return run_forecast_eval(*flags_);
+  return 2;
+}
+
+}  // namespace prescale
