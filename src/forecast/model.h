@@ -59,8 +59,9 @@ class Model {
 };
 
 // The model names make_model() accepts, in the order reports list them.
-inline constexpr std::string_view kModelNames[] = {
-    "naive", "seasonal_naive_day", "seasonal_naive_week", "holt_winters", "double_seasonal"};
+inline constexpr std::string_view kModelNames[] = {"naive", "seasonal_naive_day",
+                                                   "seasonal_naive_week", "holt_winters",
+                                                   "double_seasonal"};
 
 // Errors: kInvalidArgument for an unknown name (listing the known ones).
 Result<std::unique_ptr<Model>> make_model(std::string_view name, const ModelOptions& options = {});

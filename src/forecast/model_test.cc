@@ -17,6 +17,8 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "forecast/trace.h"
@@ -30,10 +32,9 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kDay = 86400;
 constexpr double kWeek = 7 * kDay;
 
+// For names that exist: value() throws (and fails the test) otherwise.
 std::unique_ptr<Model> make(std::string_view name, const ModelOptions& options = {}) {
-  auto model = make_model(name, options);
-  EXPECT_TRUE(model) << model.error().to_string();
-  return std::move(*model);
+  return std::move(make_model(name, options).value());
 }
 
 std::vector<double> predict(const Model& model, size_t steps) {
@@ -57,12 +58,12 @@ double demand(double t, double weekend_dip = 0) {
 }
 
 Series demand_series(size_t steps, double step_seconds, double noise_sd = 0, double weekend_dip = 0,
-                     size_t first_step = 0, unsigned seed = 1) {
+                     unsigned seed = 1) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> noise(0, noise_sd > 0 ? noise_sd : 1);
   Series s;
   s.step_seconds = step_seconds;
-  for (size_t i = first_step; i < first_step + steps; ++i) {
+  for (size_t i = 0; i < steps; ++i) {
     const double v = demand(static_cast<double>(i) * step_seconds, weekend_dip);
     s.values.push_back(noise_sd > 0 ? v + noise(rng) : v);
   }
@@ -169,8 +170,13 @@ TEST(SeasonalNaiveTest, WeekUsesTheValueAWeekEarlier) {
 }
 
 TEST(ModelTest, UpdateMatchesFitOnTheExtendedSeries) {
-  const Series full = demand_series(3 * 1440, 60, 3, 0, 0, 5);
-  const size_t split = 2 * 1440 + 100;
+  // Six days with a wandering level, so that the fitted parameters are not at their bounds.
+  Series full = demand_series(6 * 1440, 60, 3, 0, 5);
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> step(0, 0.3);
+  double level = 0;
+  for (double& v : full.values) v += level += step(rng);
+  const size_t split = 5 * 1440 + 100;
   Series head = full;
   head.values.resize(split);
   for (std::string_view name : kModelNames) {
@@ -184,10 +190,12 @@ TEST(ModelTest, UpdateMatchesFitOnTheExtendedSeries) {
     if (name.starts_with("naive") || name.starts_with("seasonal_naive")) {
       EXPECT_EQ(a, b) << name;
     } else {
-      // The refit re-estimates the parameters on a later window: close, not equal.
+      // The refit re-estimates the parameters and the seasons on a later window: close over the
+      // next quarter hour (within the noise, 3), apart further out as the fits extrapolate the
+      // wandering level differently.
       double diff = 0;
-      for (size_t k = 0; k < a.size(); ++k) diff += std::abs(a[k] - b[k]) / a.size();
-      EXPECT_LT(diff, 3.0) << name;  // the daily amplitude is 50, the noise 3
+      for (size_t k = 0; k < 15; ++k) diff += std::abs(a[k] - b[k]) / 15;
+      EXPECT_LT(diff, 3.0) << name;
     }
   }
 }
