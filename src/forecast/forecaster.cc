@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "forecast/period.h"
+
 namespace prescale::forecast {
 
 namespace {
@@ -187,11 +189,30 @@ Result<void> Forecaster::fit(const Series& history) {
                                                        " observed values; need at least " +
                                                        std::to_string(2 * (horizon + 1)));
   }
+  ModelOptions model_options = options_.model;
+  if (options_.detect_cycle && !(model_options.cycle_seconds > 0)) {
+    for (double period : detect_periods(history)) {
+      const bool calendar = std::abs(period - model_options.day_seconds) < 1e-6 ||
+                            std::abs(period - model_options.week_seconds) < 1e-6;
+      if (!calendar) {
+        model_options.cycle_seconds = period;
+        break;
+      }
+    }
+  }
+  cycle_seconds_ = model_options.cycle_seconds;
   std::vector<std::unique_ptr<Model>> models;
+  std::vector<std::string> names;
   for (const std::string& name : options_.candidates) {
-    auto m = make_model(name, options_.model);
+    if (name.ends_with("_cycle") && !(model_options.cycle_seconds > 0)) continue;
+    auto m = make_model(name, model_options);
     if (!m) return std::unexpected(m.error());
     models.push_back(std::move(*m));
+    names.push_back(name);
+  }
+  if (models.empty()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "forecaster: no candidate applies (the \"_cycle\" models need a cycle)");
   }
 
   const size_t n = history.values.size();
@@ -227,7 +248,7 @@ Result<void> Forecaster::fit(const Series& history) {
                 quantile_at(f, split.q90[hh], scale_floor_),
                 quantile_at(f, split.q99[hh], scale_floor_));
       }
-      backtest_.push_back(sum.score(options_.candidates[m], h + 1, scale));
+      backtest_.push_back(sum.score(names[m], h + 1, scale));
       loss += backtest_.back().pinball_p90;
     }
     calibrations.push_back(calibrate(b, 0, b.predicted.size(), horizon, scale_floor_));

@@ -35,16 +35,19 @@ struct ForecasterOptions {
   int max_origins = 240;
   int origin_every = 5;
   double min_fit_share = 0.5;
+  // Look for a cycle other than a day or a week (detect_periods) at each fit and give it to the
+  // "_cycle" candidates; they are left out when there is none (or model.cycle_seconds is set).
+  bool detect_cycle = true;
 };
 
 // Errors of one model at one horizon over a backtest or an evaluation.
 struct ForecastScore {
   std::string model;
-  int horizon = 0;    // steps
-  int samples = 0;    // forecasts scored
+  int horizon = 0;  // steps
+  int samples = 0;  // forecasts scored
   double mae = 0;
-  double mase = 0;    // mae / in-sample MAE of the one-step naive forecast
-  double smape = 0;   // mean of 2|y − ŷ| / (|y| + |ŷ|), 0 where both are 0; a share, not percent
+  double mase = 0;   // mae / in-sample MAE of the one-step naive forecast
+  double smape = 0;  // mean of 2|y − ŷ| / (|y| + |ŷ|), 0 where both are 0; a share, not percent
   double pinball_p50 = 0, pinball_p90 = 0, pinball_p99 = 0;
   double coverage_p90 = 0;  // share of outcomes at or below the P90
 };
@@ -75,7 +78,8 @@ class Forecaster {
   // Quantile paths of the next `horizon` steps. Before fit(): empty paths.
   QuantileForecast predict(int horizon) const;
 
-  std::string_view selected() const;  // "" before fit()
+  std::string_view selected() const;                       // "" before fit()
+  double cycle_seconds() const { return cycle_seconds_; }  // the cycle the fit used; 0 = none
   // The backtest of every candidate at every horizon 1..max_horizon (with the calibration each
   // would get), in candidate order then horizon order.
   const std::vector<ForecastScore>& backtest() const { return backtest_; }
@@ -88,6 +92,7 @@ class Forecaster {
   // Per horizon: quantiles of the scaled errors (y − ŷ) / (ŷ + floor) at 0.5, 0.9, 0.99.
   std::vector<double> q50_, q90_, q99_;
   double scale_floor_ = 0;
+  double cycle_seconds_ = 0;
 };
 
 // Scores forecasts of `model_name` on `series`: fitted on values before `test_begin`, then rolled
@@ -95,8 +100,8 @@ class Forecaster {
 // quantiles calibrated on the fit part's own backtest (as Forecaster does). model_name
 // "selected" scores the Forecaster itself. One score per requested horizon (steps).
 Result<std::vector<ForecastScore>> evaluate_forecasts(const Series& series, size_t test_begin,
-                                                     std::string_view model_name,
-                                                     std::span<const int> horizons,
-                                                     const ForecasterOptions& options = {});
+                                                      std::string_view model_name,
+                                                      std::span<const int> horizons,
+                                                      const ForecasterOptions& options = {});
 
 }  // namespace prescale::forecast

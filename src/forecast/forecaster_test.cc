@@ -39,7 +39,9 @@ TEST(ForecasterTest, SelectsASeasonalModelAndOrdersQuantiles) {
   Forecaster f(hourly_day());
   ASSERT_TRUE(f.fit(cyclic(48, 60)));
   EXPECT_NE(f.selected(), "naive");
-  ASSERT_EQ(f.backtest().size(), std::size(kModelNames) * 15);
+  // The "day" (an hour here) is the only cycle, so the two "_cycle" models sit out.
+  EXPECT_EQ(f.cycle_seconds(), 0);
+  ASSERT_EQ(f.backtest().size(), (std::size(kModelNames) - 2) * 15);
   const QuantileForecast q = f.predict(20);
   ASSERT_EQ(q.p50.size(), 20u);
   EXPECT_EQ(q.model, f.selected());
@@ -48,6 +50,25 @@ TEST(ForecasterTest, SelectsASeasonalModelAndOrdersQuantiles) {
     EXPECT_LE(q.p50[h], q.p90[h]);
     EXPECT_LE(q.p90[h], q.p99[h]);
   }
+}
+
+TEST(ForecasterTest, FindsAndForecastsRecurringBursts) {
+  // A wandering level with a burst every 19 steps (a batch job), as in Alibaba's trace.
+  std::mt19937 rng(17);
+  std::normal_distribution<double> step(0, 2);
+  Series s;
+  double level = 100;
+  for (int i = 0; i < 1200; ++i) {
+    level = std::max(20.0, level + step(rng));
+    s.values.push_back(level + (i % 19 == 0 ? 300 : 0));
+  }
+  Forecaster f;
+  ASSERT_TRUE(f.fit(s));
+  EXPECT_DOUBLE_EQ(f.cycle_seconds(), 19 * 60);
+  EXPECT_TRUE(f.selected().ends_with("_cycle")) << f.selected();
+  // The next burst (1197 = 63 × 19 was the last; the next is at 1216, index 16) is forecast.
+  const QuantileForecast q = f.predict(19);
+  EXPECT_GT(q.p50[16], q.p50[15] + 150);
 }
 
 TEST(ForecasterTest, CalibratedP90CoversAboutNineInTen) {

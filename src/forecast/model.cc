@@ -579,6 +579,15 @@ Result<std::unique_ptr<Model>> make_model(std::string_view name, const ModelOpti
   }
   if (name == "holt_winters") return std::make_unique<SmoothingModel>(name, options, false);
   if (name == "double_seasonal") return std::make_unique<SmoothingModel>(name, options, true);
+  if (name == "seasonal_naive_cycle") {
+    return std::make_unique<SeasonalNaiveModel>(name, options.cycle_seconds);
+  }
+  if (name == "holt_winters_cycle") {
+    // Holt-Winters with the detected cycle as its one season.
+    ModelOptions cycle = options;
+    cycle.day_seconds = options.cycle_seconds;
+    return std::make_unique<SmoothingModel>(name, cycle, false);
+  }
   std::string known;
   for (std::string_view n : kModelNames) known += (known.empty() ? "" : ", ") + std::string(n);
   return make_error(ErrorCode::kInvalidArgument,

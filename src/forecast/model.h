@@ -42,6 +42,9 @@ struct ModelOptions {
   // ≥ 2). The defaults are a day and a week.
   double day_seconds = 86400;
   double week_seconds = 7 * 86400;
+  // A cycle that is neither (a batch job every 19 minutes, an hourly report), as detect_periods()
+  // finds it; 0 = none. The "_cycle" models use it; without one they fall back like the others.
+  double cycle_seconds = 0;
 };
 
 class Model {
@@ -59,9 +62,9 @@ class Model {
 };
 
 // The model names make_model() accepts, in the order reports list them.
-inline constexpr std::string_view kModelNames[] = {"naive", "seasonal_naive_day",
-                                                   "seasonal_naive_week", "holt_winters",
-                                                   "double_seasonal"};
+inline constexpr std::string_view kModelNames[] = {
+    "naive",           "seasonal_naive_day",   "seasonal_naive_week", "holt_winters",
+    "double_seasonal", "seasonal_naive_cycle", "holt_winters_cycle"};
 
 // Errors: kInvalidArgument for an unknown name (listing the known ones).
 Result<std::unique_ptr<Model>> make_model(std::string_view name, const ModelOptions& options = {});

@@ -6,6 +6,7 @@
 #include <complex>
 #include <cstddef>
 #include <numbers>
+#include <optional>
 #include <vector>
 
 namespace prescale::forecast {
@@ -176,13 +177,12 @@ bool near(double a, double b, double fraction) {
 
 }  // namespace
 
-std::vector<double> detect_periods(const Series& series, const PeriodOptions& options) {
-  const size_t n = series.values.size();
-  if (n < 4 || !(series.step_seconds > 0)) return {};
-  std::vector<double> x = series.values;
-  if (!fill_gaps(x)) return {};
-  detrend(x);
-  clip_bursts(x);
+namespace {
+
+// The accepted cycle lengths (steps) of the prepared series `x`, strongest first.
+std::vector<size_t> find_lags(const std::vector<double>& x, double step,
+                              const PeriodOptions& options) {
+  const size_t n = x.size();
   double energy = 0;
   for (double v : x) energy += v * v;
   if (!(energy > 0)) return {};
@@ -252,7 +252,6 @@ std::vector<double> detect_periods(const Series& series, const PeriodOptions& op
     if (r[lag] < required_autocorrelation(options, n, lag)) continue;
     if (r[lag] - min_before[lag] < options.min_prominence) continue;
 
-    const double step = series.step_seconds;
     bool calendar = false;
     for (double target : {options.day_seconds, options.week_seconds}) {
       const double steps = target / step;
@@ -282,6 +281,65 @@ std::vector<double> detect_periods(const Series& series, const PeriodOptions& op
       }
     }
     if (!duplicate) lags.push_back(lag);
+  }
+
+  return lags;
+}
+
+// Cycles of recurring bursts, from the autocorrelation of the first differences: a spike train
+// of period P puts equal power at every harmonic of 1/P, and differencing boosts the high ones,
+// so the periodogram's strongest peaks point at P/9, P/8, ...; the autocorrelation instead peaks
+// at P itself (and its multiples). The highest local maximum at lags 2..n/4 that clears the bar,
+// replaced by its shortest divisor with at least 90 % of its autocorrelation.
+std::optional<size_t> burst_cycle(const std::vector<double>& diff, const PeriodOptions& options) {
+  const size_t n = diff.size();
+  if (n < 16) return std::nullopt;
+  double energy = 0;
+  for (double v : diff) energy += v * v;
+  if (!(energy > 0)) return std::nullopt;
+  const std::vector<double> r = autocorrelation(diff, std::bit_ceil(2 * n));
+  const size_t max_lag = n / static_cast<size_t>(std::max(2.0, options.min_cycles_other));
+  size_t best = 0;
+  for (size_t lag = 2; lag + 1 <= max_lag; ++lag) {
+    if (r[lag] >= r[lag - 1] && r[lag] >= r[lag + 1] && (best == 0 || r[lag] > r[best])) {
+      best = lag;
+    }
+  }
+  if (best == 0 || r[best] < required_autocorrelation(options, n, best) + options.min_prominence) {
+    return std::nullopt;
+  }
+  for (size_t k = best; k >= 2; --k) {
+    if (best % k != 0) continue;
+    const size_t divisor = best / k;
+    if (divisor >= 2 && r[divisor] >= 0.9 * r[best]) return divisor;
+  }
+  return best;
+}
+
+}  // namespace
+
+std::vector<double> detect_periods(const Series& series, const PeriodOptions& options) {
+  const size_t n = series.values.size();
+  if (n < 4 || !(series.step_seconds > 0)) return {};
+  std::vector<double> x = series.values;
+  if (!fill_gaps(x)) return {};
+  // First differences, unclipped: a burst that recurs every P steps (a batch job, a cron) is
+  // exactly what clipping removes, and differencing makes it stand out against a wandering level
+  // (a level's differences are noise; a spike's are a +/- pair that repeats every P steps).
+  std::vector<double> diff(x.size() - 1);
+  for (size_t i = 0; i + 1 < x.size(); ++i) diff[i] = x[i + 1] - x[i];
+  detrend(x);
+  clip_bursts(x);
+  std::vector<size_t> lags = find_lags(x, series.step_seconds, options);
+  if (auto cycle = burst_cycle(diff, options); cycle && lags.size() < options.max_periods) {
+    const size_t lag = *cycle;
+    bool known = false;
+    for (size_t accepted : lags) {
+      const double ratio = static_cast<double>(lag) / static_cast<double>(accepted);
+      known = known || near(ratio, std::round(ratio), kMultipleFraction) ||
+              near(1 / ratio, std::round(1 / ratio), kMultipleFraction);
+    }
+    if (!known) lags.push_back(lag);
   }
 
   std::vector<double> periods;

@@ -158,5 +158,20 @@ TEST(DetectPeriodsDataTest, FindsDayAndWeekInNasa) {
   EXPECT_THAT(detect_periods(s), ElementsAre(kDay, kWeek));
 }
 
+TEST(DetectPeriodsTest, FindsRecurringBurstsOnAWanderingLevel) {
+  // A burst every 19 steps (a batch job) on a random-walk level: clipping the bursts hides them
+  // from the periodogram; the differences' autocorrelation shows them.
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> step(0, 2);
+  Series s;
+  s.step_seconds = 60;
+  double level = 100;
+  for (int i = 0; i < 1300; ++i) {
+    level = std::max(20.0, level + step(rng));
+    s.values.push_back(level + (i % 19 == 0 ? 250 : 0));
+  }
+  EXPECT_THAT(detect_periods(s), ElementsAre(19 * 60.0));
+}
+
 }  // namespace
 }  // namespace prescale::forecast
