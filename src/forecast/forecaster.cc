@@ -10,11 +10,36 @@ namespace prescale::forecast {
 
 namespace {
 
+// The scale forecast errors are measured in: an exponentially weighted mean of the recent
+// one-step absolute errors, so intervals widen in turbulent hours and narrow in calm ones
+// (volatility clusters), floored at a small share of the series' mean so a flat stretch does not
+// promise zero-width intervals.
+class ErrorScale {
+ public:
+  ErrorScale(double half_life_steps, double floor, double mean_abs = NAN)
+      : keep_(std::exp2(-1.0 / std::max(half_life_steps, 1.0))),
+        floor_(floor),
+        mean_abs_(mean_abs) {}
+  void observe(double error) {
+    if (!std::isfinite(error)) return;
+    mean_abs_ = std::isfinite(mean_abs_) ? keep_ * mean_abs_ + (1 - keep_) * std::abs(error)
+                                         : std::abs(error);
+  }
+  double value() const { return std::isfinite(mean_abs_) ? std::max(mean_abs_, floor_) : floor_; }
+
+ private:
+  double keep_;
+  double floor_;
+  double mean_abs_ = NAN;
+};
+
 // Forecasts and outcomes of one model over a backtest: for each origin, the path it predicted
 // and what happened (NaN where the outcome is missing).
 struct Backtest {
   std::vector<std::vector<double>> predicted;  // [origin][h - 1]
   std::vector<std::vector<double>> actual;
+  std::vector<double> scale;  // the error scale at each origin
+  double final_scale = 0;     // ...and after the last value
 };
 
 // The conformal quantile: the ceil(q (n + 1))-th smallest value, so that a new error exceeds it
@@ -62,15 +87,16 @@ Series prefix(const Series& s, size_t n) {
 }
 
 // Fits `model` on values [0, first) and rolls it through the rest, predicting `horizon` steps
-// at each origin (ascending, each >= first).
+// at each origin (ascending, each >= first) and tracking the error scale all the way.
 Backtest run_backtest(Model& model, const Series& s, size_t first, std::span<const size_t> origins,
-                      int horizon) {
+                      int horizon, ErrorScale scale) {
   Backtest b;
   model.fit(prefix(s, first));
   std::vector<double> path(static_cast<size_t>(horizon));
+  double one = 0;
   size_t next = 0;
-  for (size_t t = first; t < s.values.size() && next < origins.size(); ++t) {
-    if (t == origins[next]) {
+  for (size_t t = first; t < s.values.size(); ++t) {
+    if (next < origins.size() && t == origins[next]) {
       model.predict(path);
       std::vector<double> actual(path.size(), NAN);
       for (size_t h = 0; h < path.size() && t + h < s.values.size(); ++h) {
@@ -78,10 +104,14 @@ Backtest run_backtest(Model& model, const Series& s, size_t first, std::span<con
       }
       b.predicted.push_back(path);
       b.actual.push_back(std::move(actual));
+      b.scale.push_back(scale.value());
       ++next;
     }
+    model.predict(std::span(&one, 1));
+    scale.observe(s.values[t] - one);
     model.update(s.values[t]);
   }
+  b.final_scale = scale.value();
   return b;
 }
 
@@ -89,14 +119,23 @@ struct Calibration {
   std::vector<double> q50, q90, q99;  // per horizon
 };
 
-Calibration calibrate(const Backtest& b, size_t begin, size_t end, int horizon, double floor) {
+// The unit of a forecast's error: the recent one-step error, or the forecast's own level.
+double unit_of(ErrorUnit unit, const Backtest& b, size_t origin, double forecast,
+               double level_floor) {
+  return unit == ErrorUnit::kRecentError ? b.scale[origin] : std::max(forecast, 0.0) + level_floor;
+}
+
+Calibration calibrate(const Backtest& b, size_t begin, size_t end, int horizon, ErrorUnit unit,
+                      double level_floor) {
   Calibration c;
   for (int h = 0; h < horizon; ++h) {
     std::vector<double> z;
     for (size_t o = begin; o < end; ++o) {
       const double y = b.actual[o][static_cast<size_t>(h)];
       const double f = b.predicted[o][static_cast<size_t>(h)];
-      if (std::isfinite(y) && std::isfinite(f)) z.push_back((y - f) / (std::max(f, 0.0) + floor));
+      if (std::isfinite(y) && std::isfinite(f)) {
+        z.push_back((y - f) / unit_of(unit, b, o, f, level_floor));
+      }
     }
     const double q50 = conformal_quantile(z, 0.5);
     const double q90 = std::max(q50, conformal_quantile(z, 0.9));
@@ -108,8 +147,8 @@ Calibration calibrate(const Backtest& b, size_t begin, size_t end, int horizon, 
   return c;
 }
 
-double quantile_at(double forecast, double z, double floor) {
-  return std::max(0.0, forecast + z * (std::max(forecast, 0.0) + floor));
+double quantile_at(double forecast, double z, double scale) {
+  return std::max(0.0, forecast + z * scale);
 }
 
 // Accumulates the scores of forecasts at one horizon.
@@ -170,7 +209,11 @@ Forecaster::Forecaster(const Forecaster& other)
       q50_(other.q50_),
       q90_(other.q90_),
       q99_(other.q99_),
-      scale_floor_(other.scale_floor_) {}
+      scale_floor_(other.scale_floor_),
+      level_floor_(other.level_floor_),
+      error_scale_(other.error_scale_),
+      unit_(other.unit_),
+      cycle_seconds_(other.cycle_seconds_) {}
 
 Forecaster& Forecaster::operator=(const Forecaster& other) {
   if (this != &other) *this = Forecaster(other);
@@ -221,7 +264,10 @@ Result<void> Forecaster::fit(const Series& history) {
   const std::vector<size_t> origins =
       backtest_origins(n, horizon, std::max(1, options_.origin_every), options_.max_origins,
                        std::max<size_t>(min_first, 1));
-  scale_floor_ = kScaleFloorShare * std::max(mean_finite(history.values), 1e-9);
+  const double mean = std::max(mean_finite(history.values), 1e-9);
+  scale_floor_ = kScaleFloorShare * mean;
+  level_floor_ = kLevelFloorShare * mean;
+  const ErrorScale fresh_scale(options_.error_half_life, scale_floor_);
   const double scale = naive_scale(history.values);
 
   // Split conformal: the first half of the origins calibrates, the second half scores. With few
@@ -230,40 +276,59 @@ Result<void> Forecaster::fit(const Series& history) {
   backtest_.clear();
   size_t best = 0;
   double best_loss = std::numeric_limits<double>::infinity();
-  std::vector<Calibration> calibrations;
+  std::vector<Calibration> calibrations;  // per model, then unit
+  std::vector<double> final_scales;
+  ErrorUnit best_unit = ErrorUnit::kRecentError;
   for (size_t m = 0; m < models.size(); ++m) {
     if (origins.empty()) break;
-    const Backtest b = run_backtest(*models[m], history, origins.front(), origins, horizon);
-    const Calibration split =
-        calibrate(b, 0, half > 0 ? half : b.predicted.size(), horizon, scale_floor_);
-    double loss = 0;
-    for (int h = 0; h < horizon; ++h) {
-      ScoreSum sum;
-      const auto hh = static_cast<size_t>(h);
-      for (size_t o = half; o < b.predicted.size(); ++o) {
-        const double y = b.actual[o][hh];
-        const double f = b.predicted[o][hh];
-        if (!std::isfinite(y) || !std::isfinite(f)) continue;
-        sum.add(y, f, quantile_at(f, split.q50[hh], scale_floor_),
-                quantile_at(f, split.q90[hh], scale_floor_),
-                quantile_at(f, split.q99[hh], scale_floor_));
+    const Backtest b =
+        run_backtest(*models[m], history, origins.front(), origins, horizon, fresh_scale);
+    final_scales.push_back(b.final_scale);
+    // Both units of error are tried; the model's reported scores are those of its better one.
+    std::vector<ForecastScore> kept;
+    double kept_loss = std::numeric_limits<double>::infinity();
+    for (ErrorUnit unit : {ErrorUnit::kRecentError, ErrorUnit::kLevel}) {
+      const Calibration split =
+          calibrate(b, 0, half > 0 ? half : b.predicted.size(), horizon, unit, level_floor_);
+      std::vector<ForecastScore> scores;
+      double loss = 0;
+      for (int h = 0; h < horizon; ++h) {
+        ScoreSum sum;
+        const auto hh = static_cast<size_t>(h);
+        for (size_t o = half; o < b.predicted.size(); ++o) {
+          const double y = b.actual[o][hh];
+          const double f = b.predicted[o][hh];
+          if (!std::isfinite(y) || !std::isfinite(f)) continue;
+          const double u = unit_of(unit, b, o, f, level_floor_);
+          sum.add(y, f, quantile_at(f, split.q50[hh], u), quantile_at(f, split.q90[hh], u),
+                  quantile_at(f, split.q99[hh], u));
+        }
+        scores.push_back(sum.score(names[m], h + 1, scale));
+        loss += scores.back().pinball_p90;
       }
-      backtest_.push_back(sum.score(names[m], h + 1, scale));
-      loss += backtest_.back().pinball_p90;
+      calibrations.push_back(calibrate(b, 0, b.predicted.size(), horizon, unit, level_floor_));
+      if (loss < kept_loss) {
+        kept_loss = loss;
+        kept = std::move(scores);
+      }
+      if (loss < best_loss) {
+        best_loss = loss;
+        best = m;
+        best_unit = unit;
+      }
     }
-    calibrations.push_back(calibrate(b, 0, b.predicted.size(), horizon, scale_floor_));
-    if (loss < best_loss) {
-      best_loss = loss;
-      best = m;
-    }
+    backtest_.insert(backtest_.end(), kept.begin(), kept.end());
   }
 
   model_ = std::move(models[best]);
   model_->fit(history);
+  error_scale_ = final_scales.empty() ? scale_floor_ : final_scales[best];
+  unit_ = best_unit;
   if (!calibrations.empty()) {
-    q50_ = calibrations[best].q50;
-    q90_ = calibrations[best].q90;
-    q99_ = calibrations[best].q99;
+    const Calibration& c = calibrations[2 * best + (best_unit == ErrorUnit::kLevel ? 1 : 0)];
+    q50_ = c.q50;
+    q90_ = c.q90;
+    q99_ = c.q99;
   } else {
     q50_.assign(static_cast<size_t>(horizon), 0.0);
     q90_.assign(static_cast<size_t>(horizon), 0.0);
@@ -273,7 +338,13 @@ Result<void> Forecaster::fit(const Series& history) {
 }
 
 void Forecaster::update(double value) {
-  if (model_) model_->update(value);
+  if (!model_) return;
+  double one = 0;
+  model_->predict(std::span(&one, 1));
+  ErrorScale scale(options_.error_half_life, scale_floor_, error_scale_);
+  scale.observe(value - one);
+  error_scale_ = scale.value();
+  model_->update(value);
 }
 
 QuantileForecast Forecaster::predict(int horizon) const {
@@ -287,9 +358,11 @@ QuantileForecast Forecaster::predict(int horizon) const {
   out.p99.resize(path.size());
   for (size_t h = 0; h < path.size(); ++h) {
     const size_t c = std::min(h, q50_.size() - 1);
-    out.p50[h] = quantile_at(path[h], q50_[c], scale_floor_);
-    out.p90[h] = std::max(out.p50[h], quantile_at(path[h], q90_[c], scale_floor_));
-    out.p99[h] = std::max(out.p90[h], quantile_at(path[h], q99_[c], scale_floor_));
+    const double u =
+        unit_ == ErrorUnit::kRecentError ? error_scale_ : std::max(path[h], 0.0) + level_floor_;
+    out.p50[h] = quantile_at(path[h], q50_[c], u);
+    out.p90[h] = std::max(out.p50[h], quantile_at(path[h], q90_[c], u));
+    out.p99[h] = std::max(out.p90[h], quantile_at(path[h], q99_[c], u));
   }
   return out;
 }

@@ -2,7 +2,7 @@
 // the history (rolling origin: each model is fitted on the early part, then rolled forward one
 // observation at a time, forecasting the next `max_horizon` steps at every origin), keeps the
 // model whose calibrated P90 forecasts score best, and calibrates quantiles from its backtest
-// errors (split conformal: errors scaled by the forecast level, per horizon). After fit(),
+// errors (split conformal: errors in units of the recent one-step error, per horizon). After fit(),
 // update() rolls the selected model forward in O(1) and predict() gives P50/P90/P99 paths.
 // docs/forecasting.md ("## Backtesting, selection and quantiles") documents the method.
 //
@@ -38,6 +38,8 @@ struct ForecasterOptions {
   // Look for a cycle other than a day or a week (detect_periods) at each fit and give it to the
   // "_cycle" candidates; they are left out when there is none (or model.cycle_seconds is set).
   bool detect_cycle = true;
+  // Half-life, in steps, of the recent one-step errors that scale the intervals.
+  double error_half_life = 30;
 };
 
 // Errors of one model at one horizon over a backtest or an evaluation.
@@ -57,10 +59,17 @@ inline double pinball(double y, double q, double tau) {
   return y >= q ? tau * (y - q) : (1 - tau) * (q - y);
 }
 
-// How errors scale with the level of the forecast: errors are divided by (ŷ + floor) before
-// their quantiles are taken, so intervals widen with the level. floor = this share of the
-// series' mean, so near-zero forecasts do not give zero-width intervals.
-inline constexpr double kScaleFloorShare = 0.1;
+// Errors are measured in units of the recent one-step error (an exponentially weighted mean of
+// |y − ŷ|, half-life ForecasterOptions::error_half_life): intervals widen in turbulent hours and
+// narrow in calm ones. The unit is at least this share of the series' mean, so a flat stretch
+// does not promise zero-width intervals.
+inline constexpr double kScaleFloorShare = 0.02;
+
+// The other unit tried: the forecast's own level (plus this share of the series' mean), for
+// series whose errors grow with their level rather than cluster in time. fit() keeps, per model,
+// whichever unit calibrates better on the backtest.
+inline constexpr double kLevelFloorShare = 0.1;
+enum class ErrorUnit { kRecentError, kLevel };
 
 class Forecaster {
  public:
@@ -80,6 +89,7 @@ class Forecaster {
 
   std::string_view selected() const;                       // "" before fit()
   double cycle_seconds() const { return cycle_seconds_; }  // the cycle the fit used; 0 = none
+  ErrorUnit error_unit() const { return unit_; }
   // The backtest of every candidate at every horizon 1..max_horizon (with the calibration each
   // would get), in candidate order then horizon order.
   const std::vector<ForecastScore>& backtest() const { return backtest_; }
@@ -89,9 +99,12 @@ class Forecaster {
   ForecasterOptions options_;
   std::unique_ptr<Model> model_;
   std::vector<ForecastScore> backtest_;
-  // Per horizon: quantiles of the scaled errors (y − ŷ) / (ŷ + floor) at 0.5, 0.9, 0.99.
+  // Per horizon: quantiles of the scaled errors (y − ŷ) / scale at 0.5, 0.9, 0.99.
   std::vector<double> q50_, q90_, q99_;
   double scale_floor_ = 0;
+  double level_floor_ = 0;
+  double error_scale_ = 0;  // the current recent-error unit
+  ErrorUnit unit_ = ErrorUnit::kRecentError;
   double cycle_seconds_ = 0;
 };
 
