@@ -320,8 +320,11 @@ Result<void> Forecaster::fit(const Series& history) {
     backtest_.insert(backtest_.end(), kept.begin(), kept.end());
   }
 
+  // The winner has already been rolled through the whole history by its backtest: its state is
+  // current, and its parameters come from the fitted part (at least min_fit_share of it), so no
+  // second fit is needed.
   model_ = std::move(models[best]);
-  model_->fit(history);
+  if (origins.empty()) model_->fit(history);
   error_scale_ = final_scales.empty() ? scale_floor_ : final_scales[best];
   unit_ = best_unit;
   if (!calibrations.empty()) {

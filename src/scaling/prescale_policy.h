@@ -47,7 +47,7 @@ struct PrescalePolicyOptions {
   // Forecasting: per-minute series; the first fit once this much history exists, refits as the
   // history doubles, then every refit_interval; history beyond max_history is dropped.
   Clock::Duration min_history{std::chrono::minutes(60)};
-  Clock::Duration refit_interval{std::chrono::hours(6)};
+  Clock::Duration refit_interval{std::chrono::hours(24)};
   Clock::Duration max_history{std::chrono::hours(24 * 14)};
   forecast::ForecasterOptions forecaster;
   // A lower replica count is applied only after the plan has stayed lower this long (noise in
