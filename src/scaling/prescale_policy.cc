@@ -41,7 +41,8 @@ struct PrescalePolicy::ServiceState {
   std::optional<std::int64_t> minute;
   double sum = 0;
   int samples = 0;
-  std::deque<double> history;
+  // Rates kept as float: 14 days of minutes is 80 KB a service, and seven digits are plenty.
+  std::deque<float> history;
   size_t observed_minutes = 0;  // finite values in `history`
   std::optional<Clock::TimePoint> last_scrape;
 
@@ -96,7 +97,7 @@ const PrescalePolicy::ServiceState* PrescalePolicy::find(std::string_view name) 
 }
 
 void PrescalePolicy::record_minute(ServiceState& s, double rate) {
-  s.history.push_back(rate);
+  s.history.push_back(static_cast<float>(rate));
   if (std::isfinite(rate)) ++s.observed_minutes;
   const auto keep = static_cast<size_t>(options_.max_history / kMinute);
   while (s.history.size() > keep) {
@@ -199,10 +200,15 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
   // Demand per service and minute ahead, sources before the services they call.
   for (size_t idx : order_) {
     ServiceState& s = *services_[idx];
-    const ServiceObservation* o = s.snapshot_index < snapshot.services.size() &&
-                                          snapshot.services[s.snapshot_index].name == s.spec.name
-                                      ? &snapshot.services[s.snapshot_index]
-                                      : snapshot.service(s.spec.name);
+    // Snapshots list services in a stable order: the position found once is checked, not
+    // searched, on later ticks.
+    const ServiceObservation* o = nullptr;
+    if (s.snapshot_index < snapshot.services.size() &&
+        snapshot.services[s.snapshot_index].name == s.spec.name) {
+      o = &snapshot.services[s.snapshot_index];
+    } else if ((o = snapshot.service(s.spec.name)) != nullptr) {
+      s.snapshot_index = static_cast<size_t>(o - snapshot.services.data());
+    }
     s.observed_rps = 0;
     s.backlog_rps = 0;
     s.current = o != nullptr ? o->desired_replicas : -1;
@@ -314,6 +320,37 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     plan.decisions.push_back(Decision{s.spec.name, desired, "prescale: " + reason});
   }
   return plan;
+}
+
+Result<void> PrescalePolicy::load_history(std::string_view service, const forecast::Series& minutes,
+                                          Clock::TimePoint end,
+                                          std::optional<forecast::Forecaster> fitted) {
+  ServiceState* s = find(service);
+  if (s == nullptr) {
+    return make_error(ErrorCode::kNotFound,
+                      "prescale: unknown service \"" + std::string(service) + "\"");
+  }
+  if (std::abs(minutes.step_seconds - 60) > 1e-9) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "prescale: history of \"" + std::string(service) +
+                          "\" must be at 60 s steps, got " + std::to_string(minutes.step_seconds));
+  }
+  s->history.clear();
+  s->observed_minutes = 0;
+  s->forecaster.reset();
+  s->minute = minute_of(end);
+  s->sum = 0;
+  s->samples = 0;
+  for (double v : minutes.values) record_minute(*s, v);
+  if (fitted && fitted->fitted()) {
+    s->forecaster = std::move(fitted);
+    s->fitted_at = end;
+    s->fitted_size = s->history.size();
+  } else {
+    maybe_refit(*s, end);
+  }
+  if (s->forecaster) s->forecast = s->forecaster->predict(options_.forecaster.max_horizon);
+  return {};
 }
 
 forecast::QuantileForecast PrescalePolicy::demand_forecast(std::string_view service) const {

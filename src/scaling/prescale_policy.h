@@ -69,6 +69,15 @@ class PrescalePolicy final : public Policy {
   void observe(const Snapshot& snapshot) override;
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
 
+  // Replaces a service's history with `minutes` (60 s steps, mean req/s, the last one the minute
+  // before the one that contains `end`) and fits its forecaster — or takes `fitted`, one already
+  // fitted on that history (a restart restoring its state, or a benchmark cloning one). For seeding
+  // from a store; observe() continues from there. Errors: kNotFound, kInvalidArgument (other
+  // steps).
+  Result<void> load_history(std::string_view service, const forecast::Series& minutes,
+                            Clock::TimePoint end,
+                            std::optional<forecast::Forecaster> fitted = std::nullopt);
+
   // For the dashboard and tests: the latest demand forecast of a service (req/s per minute ahead
   // at P50/P90/P99; empty before its first forecast) and the learners.
   forecast::QuantileForecast demand_forecast(std::string_view service) const;
