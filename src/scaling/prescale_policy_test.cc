@@ -13,8 +13,8 @@ using testing::HasSubstr;
 using namespace std::chrono_literals;
 
 Clock::TimePoint at(double seconds) {
-  return Clock::TimePoint(std::chrono::duration_cast<Clock::Duration>(
-      std::chrono::duration<double>(seconds)));
+  return Clock::TimePoint(
+      std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(seconds)));
 }
 
 // A tiny world: services with a load each, edges with fan-outs, replicas always ready, scraped
@@ -204,6 +204,30 @@ TEST(PrescalePolicyTest, RespectsBoundsAndDrainsBacklogs) {
   ASSERT_NE(bd, nullptr);
   EXPECT_EQ(bd->replicas, 3);  // (100 × 1.05 + 1000 queued / 10 s) / 100 per replica
   EXPECT_THAT(bd->reason, HasSubstr("backlog"));
+}
+
+TEST(PrescalePolicyTest, LoadsHistoryAndForecastsFromIt) {
+  PrescalePolicyOptions options;
+  options.forecaster.model.day_seconds = 3600;
+  PrescalePolicy policy(options);
+  policy.init({spec("api")});
+  forecast::Series minutes;
+  minutes.step_seconds = 60;
+  // Five hours and 35 minutes of an hourly pattern: the ramp (minutes 40-49) is 5 minutes away.
+  for (int m = 0; m < 5 * 60 + 35; ++m) {
+    minutes.values.push_back(m % 60 >= 40 && m % 60 < 50 ? 400 : 100);
+  }
+  ASSERT_TRUE(policy.load_history("api", minutes, at((5 * 60 + 35) * 60)));
+  const forecast::QuantileForecast f = policy.demand_forecast("api");
+  ASSERT_EQ(f.p50.size(), 15u);
+  EXPECT_NEAR(f.p50[0], 100, 20);  // minute 35
+  EXPECT_NEAR(f.p50[6], 400, 60);  // minute 41: the recurring ramp
+
+  auto unknown = policy.load_history("nope", minutes, at(0));
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+  minutes.step_seconds = 300;
+  EXPECT_FALSE(policy.load_history("api", minutes, at(0)));
 }
 
 }  // namespace
