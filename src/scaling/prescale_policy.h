@@ -50,9 +50,11 @@ struct PrescalePolicyOptions {
   Clock::Duration refit_interval{std::chrono::hours(24)};
   Clock::Duration max_history{std::chrono::hours(24 * 14)};
   forecast::ForecasterOptions forecaster;
-  // A lower replica count is applied only after the plan has stayed lower this long (noise in
-  // the observed load must not make the floor flap).
-  Clock::Duration scale_down_delay{std::chrono::seconds(60)};
+  // A lower replica count is applied only after the plan has stayed lower this long: noise in
+  // the observed load must not make the floor flap, and intermittent load (bursts every few
+  // minutes, an hour of history too short to forecast them) must find its replicas still there.
+  // Five minutes, the HPA's scale-down stabilisation window.
+  Clock::Duration scale_down_delay{std::chrono::minutes(5)};
   TopologyLearnerOptions topology;
   CapacityModelOptions capacity;
 };

@@ -163,7 +163,9 @@ TEST(PrescalePolicyTest, ScalesUpAheadOfAForecastRamp) {
 }
 
 TEST(PrescalePolicyTest, ScaleDownWaitsForTheDelay) {
-  PrescalePolicy policy;
+  PrescalePolicyOptions options;
+  options.scale_down_delay = 60s;
+  PrescalePolicy policy(options);
   policy.init({spec("api")});
   FakeWorld world{{{"api", 500, 6, 0}}, {}};
   Snapshot s = world.at_time(15);
