@@ -5,8 +5,10 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numbers>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -32,10 +34,9 @@ struct Outcome {
 
 // Runs `prescale sim ARGS...` with stdout and stderr captured apart, so a test can tell the
 // report from the diagnostics. The shell only redirects; "$@" passes every argument verbatim.
-Outcome run_sim(const TempDir& dir, const std::string& tag, std::vector<std::string> args) {
+Outcome run_prescale(const TempDir& dir, const std::string& tag, std::vector<std::string> args) {
   const std::string err_path = dir.file(tag + ".err");
-  std::vector<std::string> argv = {"/bin/sh", "-c",         "exec \"$@\" 2>\"$0\"",
-                                   err_path,  PRESCALE_BIN, "sim"};
+  std::vector<std::string> argv = {"/bin/sh", "-c", "exec \"$@\" 2>\"$0\"", err_path, PRESCALE_BIN};
   argv.insert(argv.end(), args.begin(), args.end());
   Subprocess sim(std::move(argv), dir.file(tag + ".out"));
   Outcome o;
@@ -43,6 +44,12 @@ Outcome run_sim(const TempDir& dir, const std::string& tag, std::vector<std::str
   o.out = sim.log();
   o.err = testing::read_file(err_path);
   return o;
+}
+
+Outcome run_sim(const TempDir& dir, const std::string& tag, std::vector<std::string> args) {
+  std::vector<std::string> all{std::string("sim")};
+  all.insert(all.end(), std::make_move_iterator(args.begin()), std::make_move_iterator(args.end()));
+  return run_prescale(dir, tag, std::move(all));
 }
 
 // Requests in minute `m` of the generated traces: a two-hour wave between 200 and 800 req/s, so
@@ -339,6 +346,60 @@ TEST(SimCliTest, IdenticalRunsWriteIdenticalJson) {
   }
   ASSERT_THAT(texts[0], HasSubstr("\"wall_seconds\""));
   EXPECT_EQ(without_field(texts[0], "wall_seconds"), without_field(texts[1], "wall_seconds"));
+}
+
+// `prescale eval forecast`: every model and the forecaster's choice, scored on the held-out tail.
+TEST(EvalForecastCliTest, ScoresEveryModelAtEveryHorizon) {
+  TempDir dir;
+  // Three days of a daily cycle with Poisson-like noise, 1-minute steps.
+  std::mt19937 rng(42);
+  std::normal_distribution<double> noise(0, 1);
+  std::ostringstream csv;
+  csv << "timestamp,count\n";
+  for (int m = 0; m < 3 * 1440; ++m) {
+    const double mean = 60 * (300 + 200 * std::sin(2 * std::numbers::pi * (m % 1440) / 1440.0));
+    csv << 1'700'000'040 + 60 * m << "," << std::lround(mean + std::sqrt(mean) * noise(rng))
+        << "\n";
+  }
+  const std::string trace = dir.file("daily.csv");
+  testing::write_file(trace, csv.str());
+  const std::string out = dir.file("scores.json");
+  Outcome o = run_prescale(
+      dir, "eval", {"eval", "forecast", "--trace", trace, "--horizons", "1m,5m", "--json", out});
+  ASSERT_EQ(o.exit_status, 0) << o.out << o.err;
+  EXPECT_THAT(o.out, AllOf(HasSubstr("pinball90"), HasSubstr("selected")));
+  const Json scores = read_json(out);
+  ASSERT_TRUE(scores.is_array());
+  std::map<std::string, Json> by;  // "model@horizon" -> scores
+  for (const Json& s : scores) {
+    for (const char* field :
+         {"model", "horizon", "horizon_seconds", "samples", "mae", "mase", "smape", "pinball_p50",
+          "pinball_p90", "pinball_p99", "coverage_p90"}) {
+      EXPECT_TRUE(s.contains(field)) << field;
+    }
+    by[s.at("model").get<std::string>() + "@" + s.at("horizon").get<std::string>()] = s;
+  }
+  for (const char* model : {"naive", "seasonal_naive_day", "holt_winters", "selected"}) {
+    for (const char* horizon : {"1m", "5m"}) {
+      const std::string key = std::string(model) + "@" + horizon;
+      ASSERT_TRUE(by.contains(key)) << key;
+      const Json& s = by.at(key);
+      EXPECT_GT(s.at("samples").get<int>(), 100);
+      EXPECT_GE(s.at("coverage_p90").get<double>(), 0.5);
+      EXPECT_LE(s.at("pinball_p50").get<double>(), s.at("mae").get<double>());
+    }
+  }
+  const Json& naive5 = by.at("naive@5m");
+  const Json& selected5 = by.at("selected@5m");
+  EXPECT_EQ(naive5.at("horizon_seconds").get<double>(), 300);
+  // The forecaster's choice is never much worse than naive on its own held-out data.
+  EXPECT_LE(selected5.at("pinball_p90").get<double>(),
+            1.1 * naive5.at("pinball_p90").get<double>());
+
+  Outcome bad =
+      run_prescale(dir, "bad", {"eval", "forecast", "--trace", trace, "--horizons", "90s"});
+  EXPECT_EQ(bad.exit_status, 2);
+  EXPECT_THAT(bad.err, HasSubstr("\"90s\" is not a whole number"));
 }
 
 }  // namespace
