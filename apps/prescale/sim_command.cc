@@ -49,6 +49,7 @@ struct SimFlags {
   double kpa_utilization = 0.7;
   double aws_utilization = 0.5;
   double static_headroom = 1.0;
+  double prescale_quantile = 0.9;
   int threads = 0;
   std::string progress = "auto";
   bool per_service = false;
@@ -361,6 +362,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   options.settings.kpa.target_utilization = f.kpa_utilization;
   options.settings.aws.target_utilization = f.aws_utilization;
   options.settings.static_headroom = f.static_headroom;
+  options.settings.prescale.quantile = f.prescale_quantile;
   const bool show_progress =
       f.progress == "always" || (f.progress == "auto" && ::isatty(STDERR_FILENO) != 0);
   ProgressLine progress(options.policies, show_progress);
@@ -563,6 +565,10 @@ SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
       ->capture_default_str();
   c.add_option("--static-headroom", f.static_headroom, "static: replicas for peak × this")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c.add_option("--prescale-quantile", f.prescale_quantile,
+               "prescale: the demand quantile replicas are planned for (0.5, 0.9 or 0.99)")
+      ->check(CLI::IsMember({0.5, 0.9, 0.99}))
       ->capture_default_str();
   c.add_option("--threads", f.threads, "Policies simulated at once; 0 = one per core")
       ->check(CLI::Range(0, 256))
