@@ -126,7 +126,10 @@ void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
   // none is draining (it served part of the window, and is not counted as ready).
   const int ready = o.count(ReplicaState::kReady);
   if (ready == 0) return;
-  const Clock::TimePoint window_start = w.sampled_at - w.length;
+  // A queue needs time to settle after the replicas change: the window must follow
+  // `settle_windows` − 1 window lengths without a change as well.
+  const Clock::TimePoint window_start =
+      w.sampled_at - w.length * std::max(1, options_.settle_windows);
   for (const auto& r : o.replicas) {
     if (r.state == ReplicaState::kDraining) return;
     if (r.state == ReplicaState::kReady && r.ready_at && *r.ready_at > window_start) return;

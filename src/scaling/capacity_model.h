@@ -40,6 +40,10 @@ struct CapacityModelOptions {
   // Scrapes whose estimated utilisation exceeds this, or that dropped more than `max_drop_share`
   // of their arrivals, are left out: near saturation or behind, the queue is not stationary.
   double max_utilization = 0.97;
+  // Windows learned from must follow this many window lengths without a replica becoming ready
+  // (1 = only the window itself): after a change the queue takes time to settle, and windows
+  // caught mid-way bias the latency correction.
+  int settle_windows = 2;
   double max_drop_share = 0.01;
   // Scrapes whose model p99 is at least this fraction of the SLO teach the latency correction,
   // which stays within [1 / max_correction, max_correction].
