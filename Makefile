@@ -30,6 +30,8 @@ demo: build
 bench: build
 	bench/http_hello.sh
 	$(BUILD_DIR)/bench/metrics_bench --benchmark_min_time=0.2
+	$(BUILD_DIR)/bench/policy_bench --benchmark_min_time=1
+	bench/autoscale.sh
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
