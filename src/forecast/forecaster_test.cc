@@ -41,7 +41,7 @@ TEST(ForecasterTest, SelectsASeasonalModelAndOrdersQuantiles) {
   EXPECT_NE(f.selected(), "naive");
   // The "day" (an hour here) is the only cycle, so the two "_cycle" models sit out.
   EXPECT_EQ(f.cycle_seconds(), 0);
-  ASSERT_EQ(f.backtest().size(), (std::size(kModelNames) - 2) * 15);
+  ASSERT_EQ(f.backtest().size(), (std::size(kDefaultCandidates) - 2) * 15);
   const QuantileForecast q = f.predict(20);
   ASSERT_EQ(q.p50.size(), 20u);
   EXPECT_EQ(q.model, f.selected());

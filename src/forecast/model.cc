@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "forecast/gbt_model.h"
+
 namespace prescale::forecast {
 namespace {
 
@@ -588,6 +590,7 @@ Result<std::unique_ptr<Model>> make_model(std::string_view name, const ModelOpti
     cycle.day_seconds = options.cycle_seconds;
     return std::make_unique<SmoothingModel>(name, cycle, false);
   }
+  if (name == "gbt") return make_gbt_model(nullptr, GbtOptions{.seasons = options});
   std::string known;
   for (std::string_view n : kModelNames) known += (known.empty() ? "" : ", ") + std::string(n);
   return make_error(ErrorCode::kInvalidArgument,

@@ -7,7 +7,8 @@
 // which a caller may set to a detected period, see period.h), "double_seasonal" (Taylor's
 // double-seasonal Holt-Winters: daily and weekly, with AR(1) errors). The seasonal ones need
 // history (one period for seasonal naive, two for the smoothing models) and otherwise fall back
-// to what they can (docs/forecasting.md). Predictions are never negative; a model that has seen
+// to what they can (docs/forecasting.md). "gbt" is a gradient-boosted model (gbt_model.h) that
+// trains on the series it is fitted on. Predictions are never negative; a model that has seen
 // no value predicts 0. A model not yet fitted behaves as one fitted on an empty series at the
 // default 60 s step.
 //
@@ -64,7 +65,7 @@ class Model {
 // The model names make_model() accepts, in the order reports list them.
 inline constexpr std::string_view kModelNames[] = {
     "naive",           "seasonal_naive_day",   "seasonal_naive_week", "holt_winters",
-    "double_seasonal", "seasonal_naive_cycle", "holt_winters_cycle"};
+    "double_seasonal", "seasonal_naive_cycle", "holt_winters_cycle",  "gbt"};
 
 // Errors: kInvalidArgument for an unknown name (listing the known ones).
 Result<std::unique_ptr<Model>> make_model(std::string_view name, const ModelOptions& options = {});
