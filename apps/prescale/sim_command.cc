@@ -50,6 +50,8 @@ struct SimFlags {
   double aws_utilization = 0.5;
   double static_headroom = 1.0;
   double prescale_quantile = 0.9;
+  double prescale_error_budget = 0;
+  double prescale_budget_step = 0.0005;
   int threads = 0;
   std::string progress = "auto";
   bool per_service = false;
@@ -363,6 +365,8 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   options.settings.aws.target_utilization = f.aws_utilization;
   options.settings.static_headroom = f.static_headroom;
   options.settings.prescale.quantile = f.prescale_quantile;
+  options.settings.prescale.error_budget = f.prescale_error_budget;
+  options.settings.prescale.budget_step = f.prescale_budget_step;
   const bool show_progress =
       f.progress == "always" || (f.progress == "auto" && ::isatty(STDERR_FILENO) != 0);
   ProgressLine progress(options.policies, show_progress);
@@ -567,8 +571,17 @@ SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   c.add_option("--prescale-quantile", f.prescale_quantile,
-               "prescale: the demand quantile replicas are planned for (0.5, 0.9 or 0.99)")
-      ->check(CLI::IsMember({0.5, 0.9, 0.99}))
+               "prescale: the demand quantile replicas are planned for, 0.5 to 0.9999")
+      ->check(CLI::Range(0.5, 0.9999))
+      ->capture_default_str();
+  c.add_option("--prescale-error-budget", f.prescale_error_budget,
+               "prescale: steer the planning quantile so that the share of requests over the SLO "
+               "or dropped tracks this budget (0 = plan at --prescale-quantile always)")
+      ->check(CLI::Range(0.0, 0.5))
+      ->capture_default_str();
+  c.add_option("--prescale-budget-step", f.prescale_budget_step,
+               "prescale: how far one minute's budget error moves the planning quantile's score")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   c.add_option("--threads", f.threads, "Policies simulated at once; 0 = one per core")
       ->check(CLI::Range(0, 256))

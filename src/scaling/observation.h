@@ -40,6 +40,9 @@ struct WindowMetrics {
   double arrival_rps = 0;             // requests arriving (counted by the caller or gateway)
   double served_rps = 0;              // requests completed
   double dropped_rps = 0;             // requests timed out or rejected
+  // Requests completed slower than the service's latency SLO: what a latency histogram with a
+  // bucket boundary at the SLO gives (rate of its +Inf bucket minus the SLO bucket).
+  double slow_rps = 0;
   double concurrency = 0;             // mean requests in the service (queued + in service)
   double latency_p99_seconds = NAN;   // of the requests completed in the window; NaN if none
   double mean_cpu_utilization = NAN;  // over ready replicas; NaN if none

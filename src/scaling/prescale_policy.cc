@@ -24,6 +24,28 @@ Clock::TimePoint minute_start(std::int64_t minute) {
 
 double seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
 
+// The standard normal quantile of `q` in (0, 1), by bisection on erfc (to 1e-9).
+double normal_score(double q) {
+  double lo = -10, hi = 10;
+  for (int i = 0; i < 80; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (0.5 * std::erfc(-mid / std::sqrt(2.0)) < q ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+// The demand at normal score `z` between the calibrated quantiles: linear in z from P50 (z = 0)
+// to P90 and from P90 to P99, extended past P99 with the P90–P99 slope. The forecaster's
+// quantiles are calibrated only at those three levels; a normal shape between them is the
+// least committal reading of three points.
+double demand_at(double p50, double p90, double p99, double z) {
+  static const double z90 = normal_score(0.9);
+  static const double z99 = normal_score(0.99);
+  if (z <= 0) return p50;
+  if (z <= z90) return p50 + (p90 - p50) * z / z90;
+  return p90 + (p99 - p90) * (z - z90) / (z99 - z90);
+}
+
 std::string fmt(double v, int decimals) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
@@ -45,6 +67,8 @@ struct PrescalePolicy::ServiceState {
   std::deque<float> history;
   size_t observed_minutes = 0;  // finite values in `history`
   std::optional<Clock::TimePoint> last_scrape;
+  // The start of the window of the previous scrape, so that overlapping windows are counted once.
+  std::optional<Clock::TimePoint> counted_until;
 
   std::optional<forecast::Forecaster> forecaster;
   std::optional<Clock::TimePoint> fitted_at;
@@ -66,7 +90,8 @@ struct PrescalePolicy::ServiceState {
 PrescalePolicy::PrescalePolicy(PrescalePolicyOptions options, std::optional<CallGraph> seed)
     : options_(std::move(options)),
       topology_(options_.topology, std::move(seed)),
-      capacity_(options_.capacity) {}
+      capacity_(options_.capacity),
+      quantile_score_(normal_score(std::clamp(options_.quantile, 0.5, 0.9999))) {}
 
 PrescalePolicy::~PrescalePolicy() = default;
 
@@ -140,6 +165,18 @@ void PrescalePolicy::observe(const Snapshot& snapshot) {
     if (w.length <= Clock::Duration::zero()) continue;
     if (s->last_scrape && w.sampled_at <= *s->last_scrape) continue;
     s->last_scrape = w.sampled_at;
+    {
+      // Requests and bad ones over the part of the window not counted by the previous scrape.
+      const Clock::TimePoint from =
+          s->counted_until ? std::max(*s->counted_until, w.sampled_at - w.length)
+                           : w.sampled_at - w.length;
+      const double dt = seconds(w.sampled_at - from);
+      s->counted_until = w.sampled_at;
+      if (dt > 0 && std::isfinite(w.arrival_rps)) {
+        minute_requests_ += (std::max(w.served_rps, 0.0) + std::max(w.dropped_rps, 0.0)) * dt;
+        minute_bad_ += (std::max(w.slow_rps, 0.0) + std::max(w.dropped_rps, 0.0)) * dt;
+      }
+    }
     // A scrape describes (sampled_at − length, sampled_at]: it belongs to the minute of its middle.
     const std::int64_t m = minute_of(w.sampled_at - w.length / 2);
     if (!s->minute) s->minute = m;
@@ -193,6 +230,13 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
   const std::int64_t minute = minute_of(now);
   if (graph_minute_ != minute) {
     refresh_graph();
+    if (graph_minute_ && options_.error_budget > 0 && minute_requests_ > 0) {
+      const double ratio = minute_bad_ / minute_requests_ / options_.error_budget;
+      quantile_score_ = std::clamp(quantile_score_ + options_.budget_step * (ratio - 1),
+                                   normal_score(options_.min_quantile),
+                                   normal_score(options_.max_quantile));
+    }
+    minute_requests_ = minute_bad_ = 0;
     graph_minute_ = minute;
   }
   const double into_minute = seconds(now - minute_start(minute));
@@ -244,12 +288,14 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       }
       s.demand_source = "callers";
     } else if (!s.forecast.p50.empty()) {
-      const std::vector<double>& q = options_.quantile >= 0.99  ? s.forecast.p99
-                                     : options_.quantile >= 0.9 ? s.forecast.p90
-                                                                : s.forecast.p50;
+      const forecast::QuantileForecast& f = s.forecast;
       // The forecast was made when the current minute began: index 0 is this minute.
-      for (size_t k = 0; k < minutes; ++k) s.demand[k] = q[std::min(k, q.size() - 1)];
-      s.demand_source = "forecast p" + fmt(options_.quantile * 100, 0);
+      for (size_t k = 0; k < minutes; ++k) {
+        const size_t h = std::min(k, f.p50.size() - 1);
+        s.demand[k] = demand_at(f.p50[h], f.p90[h], f.p99[h], quantile_score_);
+      }
+      const double level = planning_quantile();
+      s.demand_source = "forecast p" + fmt(level * 100, level < 0.99 ? 0 : 2);
       // Load above the forecast band: the forecast is wrong by this much; lift the whole path.
       if (options_.reactive_floor && s.observed_rps > s.forecast.p99[0] && s.demand[0] > 0) {
         const double lift = s.observed_rps / s.demand[0];
@@ -351,6 +397,10 @@ Result<void> PrescalePolicy::load_history(std::string_view service, const foreca
   }
   if (s->forecaster) s->forecast = s->forecaster->predict(options_.forecaster.max_horizon);
   return {};
+}
+
+double PrescalePolicy::planning_quantile() const {
+  return 0.5 * std::erfc(-quantile_score_ / std::sqrt(2.0));
 }
 
 forecast::QuantileForecast PrescalePolicy::demand_forecast(std::string_view service) const {

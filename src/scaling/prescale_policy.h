@@ -35,8 +35,17 @@ namespace prescale::scaling {
 
 struct PrescalePolicyOptions {
   Clock::Duration period{std::chrono::seconds(5)};
-  // The demand quantile replicas are planned for: 0.5, 0.9 or 0.99.
+  // The demand quantile replicas are planned for, in [0.5, 0.9999]: the forecaster calibrates
+  // P50, P90 and P99; levels between (and past P99) are interpolated in normal-score space.
   double quantile = 0.9;
+  // Error-budget-driven headroom: when > 0, the planning quantile starts at `quantile` and is
+  // steered once a minute so that the share of requests served slower than their SLO or dropped
+  // tracks this budget over time (adaptive-conformal-style tracking in normal-score space: each
+  // minute moves the score by budget_step × (bad share ÷ error_budget − 1), so the long-run bad
+  // share approaches the budget whatever the trace). 0 = always plan at `quantile`.
+  double error_budget = 0;
+  double budget_step = 0.0005;
+  double min_quantile = 0.5, max_quantile = 0.9999;
   // Ablations (docs/prescale_policy.md): forecast every service on its own load instead of
   // propagating entry forecasts along the call graph; no reactive floor.
   bool use_topology = true;
@@ -85,6 +94,8 @@ class PrescalePolicy final : public Policy {
   forecast::QuantileForecast demand_forecast(std::string_view service) const;
   const TopologyLearner& topology() const { return topology_; }
   const CapacityModel& capacity() const { return capacity_; }
+  // The demand quantile planned for now (options.quantile unless steered by the error budget).
+  double planning_quantile() const;
 
  private:
   struct ServiceState;
@@ -103,6 +114,9 @@ class PrescalePolicy final : public Policy {
   std::vector<size_t> order_;
   std::vector<std::vector<std::pair<size_t, double>>> callers_;  // per service: (caller, fanout)
   std::optional<std::int64_t> graph_minute_;
+  double quantile_score_;  // the normal score of the planning quantile now
+  // Requests and bad ones (slow or dropped) seen across services in the current minute.
+  double minute_requests_ = 0, minute_bad_ = 0;
 };
 
 }  // namespace prescale::scaling

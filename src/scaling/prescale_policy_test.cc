@@ -25,6 +25,7 @@ struct FakeWorld {
     double rps = 0;
     int replicas = 1;
     double served_total = 0;
+    double slow_rps = 0;  // served slower than the SLO
   };
   std::vector<Svc> services;
   std::vector<std::tuple<std::string, std::string, double, double>> edges;  // a, b, fanout, total
@@ -48,6 +49,7 @@ struct FakeWorld {
       o.window.arrival_rps = svc.rps;
       o.window.served_rps = svc.rps;
       o.window.served_total = svc.served_total;
+      o.window.slow_rps = svc.slow_rps;
       o.last_second = {at(t), 0, svc.rps, true};
       s.services.push_back(o);
     }
@@ -230,6 +232,87 @@ TEST(PrescalePolicyTest, LoadsHistoryAndForecastsFromIt) {
   EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
   minutes.step_seconds = 300;
   EXPECT_FALSE(policy.load_history("api", minutes, at(0)));
+}
+
+TEST(PrescalePolicyTest, PlansAtQuantilesBetweenTheCalibratedOnes) {
+  // A noisy hourly pattern: P50 < P90 < P99 differ. One replica serves 1 rps, so the replicas
+  // asked for read the planned demand directly.
+  forecast::Series minutes;
+  minutes.step_seconds = 60;
+  std::uint32_t seed = 12345;
+  for (int m = 0; m < 6 * 60; ++m) {
+    seed = seed * 1664525u + 1013904223u;
+    const double noise = static_cast<double>(seed >> 8) / (1 << 24) - 0.5;  // [-0.5, 0.5)
+    minutes.values.push_back((m % 60 >= 40 && m % 60 < 50 ? 400 : 100) * (1 + 0.4 * noise));
+  }
+  auto replicas_at = [&](double quantile) {
+    PrescalePolicyOptions options;
+    options.forecaster.model.day_seconds = 3600;
+    options.quantile = quantile;
+    PrescalePolicy policy(options);
+    ServiceSpec s = spec("api", 1);
+    s.max_replicas = 10000;
+    policy.init({s});
+    EXPECT_TRUE(policy.load_history("api", minutes, at(6 * 3600)));
+    FakeWorld world{{{"api", 10, 1, 0}}, {}};  // little load now: the forecast decides
+    const Snapshot snap = world.at_time(6 * 3600 + 15);
+    policy.observe(snap);
+    const Decision* d = decision_for(policy.decide(snap, at(6 * 3600 + 15)), "api");
+    EXPECT_NE(d, nullptr);
+    return d == nullptr ? 0 : d->replicas;
+  };
+  const int p50 = replicas_at(0.5), p90 = replicas_at(0.9), p95 = replicas_at(0.95),
+            p99 = replicas_at(0.99), p999 = replicas_at(0.999);
+  EXPECT_LT(p50, p90);
+  EXPECT_LT(p90, p95);
+  EXPECT_LT(p95, p99);
+  EXPECT_LT(p99, p999);  // past P99: extended with the P90-P99 slope
+}
+
+TEST(PrescalePolicyTest, ErrorBudgetSteersThePlanningQuantile) {
+  PrescalePolicyOptions options;
+  options.error_budget = 0.001;
+  options.budget_step = 0.01;
+  PrescalePolicy policy(options);
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  double t = 0;
+  auto run_minutes = [&](int n) {
+    for (int i = 0; i < 4 * n; ++i) {
+      t += 15;
+      const Snapshot s = world.at_time(t);
+      policy.observe(s);
+      policy.decide(s, at(t));
+    }
+  };
+  EXPECT_DOUBLE_EQ(policy.planning_quantile(), 0.9);
+  // No request over the SLO for an hour: the budget is unspent, the headroom shrinks.
+  run_minutes(60);
+  const double relaxed = policy.planning_quantile();
+  EXPECT_LT(relaxed, 0.8);
+  EXPECT_GE(relaxed, 0.5);
+  // 1 % of requests slow, ten times the budget: the quantile climbs, up to its bound.
+  world.services[0].slow_rps = 1;
+  run_minutes(30);
+  EXPECT_GT(policy.planning_quantile(), 0.99);
+  run_minutes(600);
+  EXPECT_NEAR(policy.planning_quantile(), 0.9999, 1e-6);
+  // Exactly the budget: it stays where it is.
+  world.services[0].slow_rps = 0.1;
+  const double before = policy.planning_quantile();
+  run_minutes(30);
+  EXPECT_NEAR(policy.planning_quantile(), before, 1e-3);
+
+  // Without a budget the quantile is fixed.
+  PrescalePolicy fixed;
+  fixed.init({spec("api")});
+  FakeWorld slow{{{"api", 100, 2, 0, 50}}, {}};
+  for (double u = 15; u <= 3600; u += 15) {
+    const Snapshot s = slow.at_time(u);
+    fixed.observe(s);
+    fixed.decide(s, at(u));
+  }
+  EXPECT_DOUBLE_EQ(fixed.planning_quantile(), 0.9);
 }
 
 }  // namespace

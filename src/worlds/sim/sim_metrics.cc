@@ -67,6 +67,7 @@ void SimWorld::Impl::record(Service& sv, const internal::StepOutcome& o, int ser
     ws.arrived = o.arrived;
     ws.served = o.served;
     ws.dropped = o.dropped;
+    ws.served_within_slo = o.served_within_slo;
     ws.concurrency_seconds = o.concurrency_seconds;
     ws.component_count = o.component_count;
     if (!repeated && j == 0) {
@@ -129,7 +130,7 @@ void SimWorld::Impl::scrape() {
   const auto w = static_cast<size_t>(window_steps);
   const double seconds = static_cast<double>(len) * dt;
   for (Service& sv : services) {
-    double arrived = 0, served = 0, dropped = 0, conc = 0;
+    double arrived = 0, served = 0, dropped = 0, conc = 0, within = 0;
     scratch.clear();
     // Steps that share their components form runs: each run is merged once, its weight
     // multiplied by its length.
@@ -149,6 +150,7 @@ void SimWorld::Impl::scrape() {
       arrived += ws.arrived;
       served += ws.served;
       dropped += ws.dropped;
+      within += ws.served_within_slo;
       conc += ws.concurrency_seconds;
       if (j > 0 && ws.components_slot == run_source && ws.component_count == run_count) {
         ++run_length;
@@ -167,6 +169,7 @@ void SimWorld::Impl::scrape() {
     m.arrival_rps = arrived / seconds;
     m.served_rps = served / seconds;
     m.dropped_rps = dropped / seconds;
+    m.slow_rps = std::max(0.0, served - within) / seconds;
     m.concurrency = conc / seconds;
     m.latency_p99_seconds = scratch.empty() ? NAN : sv.queue.p99(scratch, 0);
 

@@ -333,6 +333,12 @@ TEST(SimWorldOverload, BacklogGrowsLatencyGrowsThenDrops) {
   EXPECT_NEAR(dropped, 40 * 200, 200);
   EXPECT_NEAR(r[40].queued_end, 400 * 10, 400);
   EXPECT_EQ(r[40].served_within_slo, 0);
+  // A scrape in the overload counts every request it saw served as slower than the SLO.
+  auto again = make(c, per_second(load));
+  again->advance_to(at(45));
+  const auto m = obs(again->observe(at(45)), "app").window;
+  EXPECT_NEAR(m.slow_rps, m.served_rps, 1e-6);
+  EXPECT_GT(m.slow_rps, 100);
   // Load stops at 60 s: the backlog drains within its timeout, then the service is idle.
   EXPECT_EQ(r[75].queued_end, 0);
   EXPECT_EQ(r[119].arrived, 0);
@@ -402,6 +408,7 @@ TEST(SimWorldObservation, ScrapesLagAStepChangeInLoad) {
   EXPECT_NEAR(m.arrival_rps, 150, 1e-9);
   EXPECT_NEAR(m.served_rps, 150, 1e-6);
   EXPECT_EQ(m.dropped_rps, 0);
+  EXPECT_LT(m.slow_rps, 1e-3 * m.served_rps);  // 4 replicas for 150 req/s: well within the SLO
   EXPECT_GT(m.latency_p99_seconds, 0.0);
 
   // The per-second pipeline sees the last completed second, no more.

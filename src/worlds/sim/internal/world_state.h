@@ -33,6 +33,7 @@ struct Replica {
 // One step of the metric window.
 struct WindowSlot {
   double arrived = 0, served = 0, dropped = 0, concurrency_seconds = 0;
+  double served_within_slo = 0;
   // The step's latency components live at `components_slot` (this slot, or for a step that
   // repeated its predecessor exactly, the slot of the step it repeats: that slot's components
   // are only overwritten by a step that differs, which comes after this one).
