@@ -1,0 +1,270 @@
+#include "services/forecast/forecast_service.h"
+
+#include <charconv>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "http/json.h"
+#include "telemetry/registry.h"
+
+namespace prescale::services {
+namespace {
+
+using forecast_service::ForecastResult;
+using forecast_service::Points;
+
+int status_of(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+      return 400;
+    case ErrorCode::kNotFound:
+      return 404;
+    case ErrorCode::kOutOfRange:
+      return 507;  // the store is full: nothing a retry of the same request fixes
+    default:
+      return 500;
+  }
+}
+
+http::Response error(const Error& e) {
+  const char* code = e.code == ErrorCode::kInvalidArgument ? "invalid_argument"
+                     : e.code == ErrorCode::kNotFound      ? "not_found"
+                     : e.code == ErrorCode::kOutOfRange    ? "limit_exceeded"
+                                                           : "internal";
+  return http::error_response(status_of(e.code), code, e.message);
+}
+
+http::Response invalid(std::string message) {
+  return http::error_response(400, "invalid_argument", message);
+}
+
+// Rejects fields other than `allowed`.
+std::optional<std::string> unknown_field(const nlohmann::json& body,
+                                         std::initializer_list<std::string_view> allowed) {
+  for (const auto& [key, value] : body.items()) {
+    bool ok = false;
+    for (std::string_view a : allowed) ok = ok || key == a;
+    if (!ok) return key + ": unknown field";
+  }
+  return std::nullopt;
+}
+
+// An optional positive number field.
+Result<std::optional<double>> optional_number(const nlohmann::json& body, const char* field) {
+  if (!body.contains(field)) return std::optional<double>{};
+  const nlohmann::json& v = body.at(field);  // present: at() does not throw
+  if (v.is_null()) return std::optional<double>{};
+  if (!v.is_number()) return make_error(ErrorCode::kInvalidArgument, std::string(field) + ": expected a number");
+  return std::optional<double>{v.get<double>()};
+}
+
+Result<int> horizon_from(std::optional<double> v, int default_horizon, int max_horizon,
+                         std::string_view field) {
+  if (!v) return default_horizon;
+  if (*v != std::floor(*v) || *v < 1 || *v > max_horizon) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      std::string(field) + ": expected a whole number of steps in 1.." +
+                          std::to_string(max_horizon));
+  }
+  return static_cast<int>(*v);
+}
+
+nlohmann::json to_json(const ForecastResult& r) {
+  const size_t n = r.quantiles.p50.size();
+  std::vector<double> timestamps(n);
+  for (size_t i = 0; i < n; ++i) {
+    timestamps[i] = r.start_seconds + static_cast<double>(i) * r.step_seconds;
+  }
+  return {{"model", r.quantiles.model},
+          {"model_version", kForecastModelVersion},
+          {"step_seconds", r.step_seconds},
+          {"timestamps", timestamps},
+          {"p50", r.quantiles.p50},
+          {"p90", r.quantiles.p90},
+          {"p99", r.quantiles.p99},
+          {"backtest",
+           {{"horizons", r.backtest.horizons},
+            {"mae", r.backtest.mae},
+            {"mase", r.backtest.mase},
+            {"pinball_p90", r.backtest.pinball_p90},
+            {"coverage_p90", r.backtest.coverage_p90}}},
+          {"history_points", r.history_points}};
+}
+
+}  // namespace
+
+// A fixed pool of threads for the fits, so I/O threads only parse and answer.
+class ForecastService::Workers {
+ public:
+  explicit Workers(int n) {
+    if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { loop(); });
+  }
+  ~Workers() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  void post(std::function<void()> task) {
+    {
+      std::lock_guard lock(mu_);
+      tasks_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  // Runs queued tasks until stopped and the queue is empty: accepted requests are answered.
+  void loop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stopping_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;
+      auto task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+struct ForecastService::Metrics {
+  telemetry::Gauge* series = nullptr;
+};
+
+ForecastService::ForecastService(ForecastServiceOptions options)
+    : options_(std::move(options)),
+      store_(options_.store),
+      workers_(std::make_unique<Workers>(options_.workers)),
+      metrics_(std::make_unique<Metrics>()) {
+  if (options_.registry != nullptr) {
+    options_.registry
+        ->gauge("prescale_model_info", "The model a service serves: 1 for its version",
+                {"service", "version"})
+        .with({"forecast", kForecastModelVersion})
+        .set(1);
+    metrics_->series =
+        &options_.registry->gauge("prescale_forecast_series", "Series the forecast service keeps")
+             .with();
+  }
+}
+
+ForecastService::~ForecastService() = default;
+
+forecast_service::SeriesStore& ForecastService::store() { return store_; }
+
+void ForecastService::on_drain() {}
+
+void ForecastService::register_routes(runtime::Routes& routes) {
+  routes.post("/v1/forecast", [this](http::Request& req, http::Responder respond) {
+    workers_->post([this, body = std::move(req.body), respond = std::move(respond)]() mutable {
+      auto json = http::parse_json(body);
+      if (!json) return respond(invalid(json.error().message));
+      if (!json->is_object()) return respond(invalid("body: expected a JSON object"));
+      if (auto bad = unknown_field(*json, {"timestamps", "values", "step_seconds", "horizon"})) {
+        return respond(invalid(*bad));
+      }
+      auto points = forecast_service::parse_points(*json);
+      if (!points) return respond(error(points.error()));
+      auto step = optional_number(*json, "step_seconds");
+      if (!step) return respond(error(step.error()));
+      auto h = optional_number(*json, "horizon");
+      if (!h) return respond(error(h.error()));
+      auto horizon = horizon_from(*h, options_.default_horizon, options_.max_horizon, "horizon");
+      if (!horizon) return respond(error(horizon.error()));
+      auto series = forecast_service::to_series(*points, *step);
+      if (!series) return respond(error(series.error()));
+      auto result = forecast_service::forecast_once(*series, *horizon, options_.store.forecaster);
+      if (!result) return respond(error(result.error()));
+      respond(http::json_response(200, to_json(*result)));
+    });
+  });
+
+  routes.post("/v1/series/{name}/points", [this](http::Request& req, http::Responder respond) {
+    const std::string name(*req.param("name"));
+    if (!forecast_service::valid_series_name(name)) {
+      return respond(invalid("path parameter name: expected 1..128 of [a-zA-Z0-9_.-]"));
+    }
+    auto json = http::parse_json(req.body);
+    if (!json) return respond(invalid(json.error().message));
+    if (!json->is_object()) return respond(invalid("body: expected a JSON object"));
+    if (auto bad = unknown_field(*json, {"timestamps", "values", "step_seconds"})) {
+      return respond(invalid(*bad));
+    }
+    auto points = forecast_service::parse_points(*json);
+    if (!points) return respond(error(points.error()));
+    auto step = optional_number(*json, "step_seconds");
+    if (!step) return respond(error(step.error()));
+    auto r = store_.append(name, *points, *step);
+    if (!r) return respond(error(r.error()));
+    if (metrics_->series != nullptr) metrics_->series->set(static_cast<double>(store_.size()));
+    respond(http::json_response(200, {{"series", name},
+                                      {"appended", r->appended},
+                                      {"points", r->points},
+                                      {"step_seconds", r->step_seconds},
+                                      {"last_timestamp", r->last_timestamp}}));
+  });
+
+  routes.get("/v1/series/{name}/forecast", [this](http::Request& req, http::Responder respond) {
+    std::string name(*req.param("name"));
+    std::optional<double> h;
+    if (auto q = req.query_param("horizon")) {
+      double v = 0;
+      auto [p, ec] = std::from_chars(q->data(), q->data() + q->size(), v);
+      if (ec != std::errc() || p != q->data() + q->size()) {
+        return respond(invalid("query parameter horizon: expected a whole number of steps"));
+      }
+      h = v;
+    }
+    auto horizon = horizon_from(h, options_.default_horizon, options_.max_horizon,
+                                "query parameter horizon");
+    if (!horizon) return respond(error(horizon.error()));
+    workers_->post([this, name = std::move(name), horizon = *horizon,
+                    respond = std::move(respond)]() mutable {
+      auto r = store_.forecast(name, horizon);
+      if (!r) return respond(error(r.error()));
+      nlohmann::json body = to_json(*r);
+      body["series"] = name;
+      respond(http::json_response(200, body));
+    });
+  });
+
+  routes.get("/v1/series", [this](http::Request&, http::Responder respond) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& s : store_.list()) {
+      list.push_back({{"name", s.name},
+                      {"points", s.points},
+                      {"step_seconds", s.step_seconds},
+                      {"first_timestamp", s.first_timestamp},
+                      {"last_timestamp", s.last_timestamp},
+                      {"model", s.model}});
+    }
+    respond(http::json_response(200, {{"series", list}}));
+  });
+
+  routes.del("/v1/series/{name}", [this](http::Request& req, http::Responder respond) {
+    const std::string name(*req.param("name"));
+    if (!store_.erase(name)) {
+      return respond(http::error_response(404, "not_found",
+                                          "series \"" + name + "\" does not exist"));
+    }
+    if (metrics_->series != nullptr) metrics_->series->set(static_cast<double>(store_.size()));
+    respond(http::json_response(200, {{"deleted", name}}));
+  });
+}
+
+}  // namespace prescale::services

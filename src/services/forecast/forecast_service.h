@@ -1,0 +1,61 @@
+// `prescale serve forecast`: demand forecasting as a service, on the forecasting library that
+// the prescale policy uses (model selected per series by backtest, calibrated P50/P90/P99).
+//
+//   POST   /v1/forecast                 a series in the body → quantile forecasts
+//   POST   /v1/series/{name}/points     append points to a stream the service keeps
+//   GET    /v1/series/{name}/forecast   ?horizon=N steps → quantile forecasts of that stream
+//   GET    /v1/series                   the streams kept
+//   DELETE /v1/series/{name}
+//
+// Request and response fields, limits and errors: docs/services/forecast.md and
+// docs/api/forecast.yaml. Fitting (milliseconds to ~50 ms for two weeks of minutes) runs on the
+// service's worker threads, never on an I/O thread.
+//
+// Thread safety: handlers may run on any I/O thread at once.
+#pragma once
+
+#include <memory>
+
+#include "runtime/service.h"
+#include "services/forecast/series_store.h"
+
+namespace prescale::telemetry {
+class Registry;
+}
+
+namespace prescale::services {
+
+struct ForecastServiceOptions {
+  forecast_service::StoreOptions store;
+  int workers = 0;           // fitting threads; 0 = one per core
+  int max_horizon = 1440;    // steps a request may ask for
+  int default_horizon = 15;  // steps when a request names none
+  // Where prescale_model_info and the service's own counters go (the runtime's registry).
+  telemetry::Registry* registry = nullptr;
+};
+
+class ForecastService final : public runtime::Service {
+ public:
+  explicit ForecastService(ForecastServiceOptions options = {});
+  ~ForecastService() override;
+
+  std::string_view name() const override { return "forecast"; }
+  void register_routes(runtime::Routes& routes) override;
+  void on_drain() override;
+
+  forecast_service::SeriesStore& store();
+
+ private:
+  class Workers;
+  struct Metrics;
+  ForecastServiceOptions options_;
+  forecast_service::SeriesStore store_;
+  std::unique_ptr<Workers> workers_;
+  std::unique_ptr<Metrics> metrics_;
+};
+
+// The version reported as `model_version` and in prescale_model_info: the forecasting method's
+// version (models are fitted from each request's or stream's own data; there is no model file).
+inline constexpr std::string_view kForecastModelVersion = "forecaster-1";
+
+}  // namespace prescale::services

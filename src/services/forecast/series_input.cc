@@ -1,0 +1,117 @@
+#include "services/forecast/series_input.h"
+
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+namespace prescale::services::forecast_service {
+namespace {
+
+std::unexpected<Error> invalid(std::string message) {
+  return make_error(ErrorCode::kInvalidArgument, std::move(message));
+}
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// Reads a JSON array of numbers (nulls allowed when `nulls`) into `out`.
+Result<void> read_array(const nlohmann::json& body, const char* field, bool nulls,
+                        std::vector<double>& out) {
+  if (!body.contains(field)) return invalid(std::string(field) + ": required");
+  const nlohmann::json& array = body.at(field);  // present: at() does not throw
+  if (!array.is_array()) return invalid(std::string(field) + ": expected an array");
+  if (array.size() > kMaxPointsPerRequest) {
+    return invalid(std::string(field) + ": " + std::to_string(array.size()) +
+                   " entries, more than the limit of " + std::to_string(kMaxPointsPerRequest));
+  }
+  out.reserve(array.size());
+  for (size_t i = 0; i < array.size(); ++i) {
+    const nlohmann::json& v = array[i];
+    if (v.is_number()) {
+      out.push_back(v.get<double>());
+    } else if (nulls && v.is_null()) {
+      out.push_back(std::numeric_limits<double>::quiet_NaN());
+    } else {
+      return invalid(std::string(field) + "[" + std::to_string(i) + "]: expected a number" +
+                     (nulls ? " or null" : ""));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<Points> parse_points(const nlohmann::json& body) {
+  if (!body.is_object()) return invalid("body: expected a JSON object");
+  Points p;
+  if (auto r = read_array(body, "timestamps", false, p.timestamps); !r) return std::unexpected(r.error());
+  if (auto r = read_array(body, "values", true, p.values); !r) return std::unexpected(r.error());
+  if (p.timestamps.size() != p.values.size()) {
+    return invalid("timestamps: " + std::to_string(p.timestamps.size()) + " entries but values has " +
+                   std::to_string(p.values.size()));
+  }
+  for (size_t i = 0; i < p.values.size(); ++i) {
+    const double v = p.values[i];
+    if (std::isnan(v)) continue;
+    if (!std::isfinite(v) || v < 0) {
+      return invalid("values[" + std::to_string(i) + "]: " + number(v) +
+                     " is not a demand (expected a finite number ≥ 0, or null)");
+    }
+  }
+  for (size_t i = 0; i < p.timestamps.size(); ++i) {
+    if (!std::isfinite(p.timestamps[i]) || p.timestamps[i] < 0) {
+      return invalid("timestamps[" + std::to_string(i) + "]: expected Unix seconds ≥ 0");
+    }
+    if (i > 0 && p.timestamps[i] <= p.timestamps[i - 1]) {
+      return invalid("timestamps[" + std::to_string(i) + "]: " + number(p.timestamps[i]) +
+                     " is not after the previous timestamp " + number(p.timestamps[i - 1]));
+    }
+  }
+  return p;
+}
+
+Result<forecast::Series> to_series(const Points& points, std::optional<double> step_seconds) {
+  const auto& ts = points.timestamps;
+  if (ts.empty()) return invalid("timestamps: no points");
+  double step = 0;
+  if (step_seconds) {
+    step = *step_seconds;
+  } else {
+    if (ts.size() < 2) return invalid("step_seconds: required when only one point is sent");
+    step = std::numeric_limits<double>::infinity();
+    for (size_t i = 1; i < ts.size(); ++i) step = std::min(step, ts[i] - ts[i - 1]);
+  }
+  if (!(step >= kMinStepSeconds && step <= kMaxStepSeconds)) {
+    return invalid(std::string(step_seconds ? "step_seconds" : "timestamps") + ": a step of " +
+                   number(step) + " s is outside " + number(kMinStepSeconds) + ".." +
+                   number(kMaxStepSeconds) + " s");
+  }
+  constexpr double kTolerance = 1e-3;  // seconds
+  forecast::Series s;
+  s.start_seconds = ts.front();
+  s.step_seconds = step;
+  s.values.reserve(ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const double k = (ts[i] - s.start_seconds) / step;
+    const double whole = std::round(k);
+    if (std::abs(k - whole) * step > kTolerance) {
+      return invalid("timestamps[" + std::to_string(i) + "]: " + number(ts[i] - ts[i > 0 ? i - 1 : 0]) +
+                     " s after the previous one, not a whole number of " + number(step) +
+                     " s steps");
+    }
+    if (whole - static_cast<double>(s.values.size()) > kMaxGapSteps) {
+      return invalid("timestamps[" + std::to_string(i) + "]: a gap of more than " +
+                     number(kMaxGapSteps) + " steps");
+    }
+    while (static_cast<double>(s.values.size()) < whole) {
+      s.values.push_back(std::numeric_limits<double>::quiet_NaN());
+    }
+    s.values.push_back(points.values[i]);
+  }
+  return s;
+}
+
+}  // namespace prescale::services::forecast_service

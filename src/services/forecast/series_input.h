@@ -1,0 +1,47 @@
+// Turning the points a client sends (timestamps and values) into a regular forecast::Series,
+// with errors that name the field and index at fault.
+//
+// Timestamps are Unix seconds, strictly increasing; the step is given or inferred as the
+// smallest difference between consecutive timestamps. Every timestamp must fall on the grid
+// start + k × step (within 1 ms); skipped steps become missing values. A value may be null
+// (missing). Values are demand: finite and ≥ 0.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/result.h"
+#include "forecast/model.h"
+
+namespace prescale::services::forecast_service {
+
+// Documented limits (docs/services/forecast.md).
+inline constexpr size_t kMaxPointsPerRequest = 100'000;
+inline constexpr double kMinStepSeconds = 1;
+inline constexpr double kMaxStepSeconds = 7 * 86400;
+// A gap larger than this many steps between two points is refused rather than filled.
+inline constexpr double kMaxGapSteps = 100'000;
+
+// Points as sent: timestamps (Unix seconds) and values, NaN for null.
+struct Points {
+  std::vector<double> timestamps;
+  std::vector<double> values;
+};
+
+// Reads `body[timestamps_field]` and `body[values_field]` (arrays of equal length, at most
+// kMaxPointsPerRequest). Errors (kInvalidArgument) read like "values[3]: expected a number or
+// null" or "timestamps: 5 entries but values has 4".
+Result<Points> parse_points(const nlohmann::json& body);
+
+// The regular series through `points`: step `step_seconds` when given, else inferred (needs two
+// points). Errors name the offending index, e.g. "timestamps[7]: 90 s after the previous one,
+// not a whole number of 60 s steps".
+Result<forecast::Series> to_series(const Points& points, std::optional<double> step_seconds);
+
+}  // namespace prescale::services::forecast_service

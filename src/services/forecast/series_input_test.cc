@@ -1,0 +1,67 @@
+#include "services/forecast/series_input.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+namespace prescale::services::forecast_service {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(SeriesInputTest, ParsesPointsWithNulls) {
+  auto p = parse_points(nlohmann::json::parse(R"({"timestamps":[0,60,120],"values":[1,null,3]})"));
+  ASSERT_TRUE(p) << p.error().message;
+  ASSERT_EQ(p->values.size(), 3u);
+  EXPECT_TRUE(std::isnan(p->values[1]));
+}
+
+TEST(SeriesInputTest, NamesTheFieldAndIndexAtFault) {
+  auto err = [](const char* body) {
+    auto p = parse_points(nlohmann::json::parse(body));
+    EXPECT_FALSE(p);
+    return p ? std::string() : p.error().message;
+  };
+  EXPECT_THAT(err(R"({"values":[1]})"), HasSubstr("timestamps: required"));
+  EXPECT_THAT(err(R"({"timestamps":5,"values":[1]})"), HasSubstr("timestamps: expected an array"));
+  EXPECT_THAT(err(R"({"timestamps":[0,60],"values":[1,"x"]})"),
+              HasSubstr("values[1]: expected a number or null"));
+  EXPECT_THAT(err(R"({"timestamps":[0,null],"values":[1,2]})"),
+              HasSubstr("timestamps[1]: expected a number"));
+  EXPECT_THAT(err(R"({"timestamps":[0,60],"values":[1]})"),
+              HasSubstr("timestamps: 2 entries but values has 1"));
+  EXPECT_THAT(err(R"({"timestamps":[0,60],"values":[1,-2]})"), HasSubstr("values[1]: -2"));
+  EXPECT_THAT(err(R"({"timestamps":[60,60],"values":[1,2]})"),
+              HasSubstr("timestamps[1]: 60 is not after the previous timestamp 60"));
+  EXPECT_THAT(err("[1,2]"), HasSubstr("body: expected a JSON object"));
+}
+
+TEST(SeriesInputTest, InfersTheStepAndFillsGaps) {
+  Points p{{1000, 1060, 1240, 1300}, {1, 2, 3, 4}};
+  auto s = to_series(p, std::nullopt);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ(s->step_seconds, 60);
+  EXPECT_EQ(s->start_seconds, 1000);
+  ASSERT_EQ(s->values.size(), 6u);  // 1000, 1060, (1120), (1180), 1240, 1300
+  EXPECT_TRUE(std::isnan(s->values[2]));
+  EXPECT_TRUE(std::isnan(s->values[3]));
+  EXPECT_EQ(s->values[5], 4);
+}
+
+TEST(SeriesInputTest, RejectsOffGridPointsAndBadSteps) {
+  Points off{{0, 60, 150}, {1, 2, 3}};
+  auto s = to_series(off, std::nullopt);
+  ASSERT_FALSE(s);
+  EXPECT_THAT(s.error().message, HasSubstr("timestamps[2]: 90 s after the previous one"));
+  Points one{{0}, {1}};
+  EXPECT_THAT(to_series(one, std::nullopt).error().message, HasSubstr("step_seconds: required"));
+  EXPECT_TRUE(to_series(one, 60.0));
+  EXPECT_THAT(to_series(one, 0.5).error().message, HasSubstr("step_seconds: a step of 0.5 s"));
+  Points far{{0, 60, 60 * 200'000.0}, {1, 2, 3}};
+  EXPECT_THAT(to_series(far, std::nullopt).error().message, HasSubstr("a gap of more than"));
+}
+
+}  // namespace
+}  // namespace prescale::services::forecast_service
