@@ -28,6 +28,9 @@ enum class WorldKind { kSim, kLocal, kKube };
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
 enum class PolicyName { kPrescale, kHpa, kKpa, kAws, kStatic, kOracle };
 enum class ServiceKind { kRecommend, kFraud, kForecast, kEcho, kCommand };
+// What makes a failed attempt worth another one (Envoy's retry_on names).
+enum class RetryOn { k5xx, kGatewayError, kConnectFailure, kReset, kRetriableStatusCodes };
+enum class LoadBalancerKind { kP2cPeakEwma, kLeastRequest, kRoundRobin };
 
 // The spelling used in prescale.yaml: "local", "builtin/recommend", "hpa", ...
 std::string_view to_string(WorldKind v);
@@ -35,6 +38,8 @@ std::string_view to_string(LogLevel v);
 std::string_view to_string(LogFormat v);
 std::string_view to_string(PolicyName v);
 std::string_view to_string(ServiceKind v);
+std::string_view to_string(RetryOn v);
+std::string_view to_string(LoadBalancerKind v);
 
 // Defaults for every HTTP server Prescale runs (gateway, services, dashboard).
 struct HttpConfig {
@@ -81,21 +86,93 @@ struct ServiceConfig {
   std::vector<std::string> depends_on;  // names of services this one calls
 };
 
+// Which requests a route takes. After loading, exactly one of `path_prefix` and `path` is
+// non-empty.
 struct RouteMatch {
-  std::string path_prefix = "/";
-  std::string host;                            // empty = any host
-  std::map<std::string, std::string> headers;  // all must match exactly
+  std::string host;               // "" = any; "api.example.com", or "*.example.com"
+  std::string path_prefix = "/";  // request paths starting with this (characters, not segments)
+  std::string path;               // whole-path pattern: "/v1/users/{id}", "/static/{rest...}"
+  std::map<std::string, std::string> headers;  // all must be present with exactly these values
+  std::vector<std::string> headers_present;    // all must be present, any value
+};
+
+struct RetryPolicyConfig {
+  int num_retries = 1;  // further attempts after the first; 0 = never retry
+  std::vector<RetryOn> retry_on = {RetryOn::kGatewayError, RetryOn::kConnectFailure,
+                                   RetryOn::kReset};
+  std::vector<int> retriable_status_codes;  // listing codes turns on kRetriableStatusCodes
+  bool retryable = false;  // retry POST, PATCH on every cause, not only on connect failure
+};
+
+// A token bucket per key (client IP, or the value of a header).
+struct RateLimitConfig {
+  double requests_per_second = 0;  // 0 = no limit
+  int burst = 0;  // bucket size; the loader turns 0 into one second's worth (at least 1)
+  std::string key = "client_ip";  // "client_ip" or "header:<name>"
 };
 
 struct RouteConfig {
   RouteMatch match;
   std::string service;
-  std::chrono::milliseconds timeout = std::chrono::seconds(15);  // per attempt
-  int retries = 2;
+  std::chrono::milliseconds timeout = std::chrono::seconds(15);  // whole request, retries included
+  std::chrono::milliseconds per_try_timeout{0};                  // per attempt; 0 = only `timeout`
+  RetryPolicyConfig retries;  // `retries: 2` in a file is short for `retries: {num_retries: 2}`
+  RateLimitConfig rate_limit;
+};
+
+// Active health checks of upstream endpoints (Kubernetes readiness probe defaults).
+struct HealthCheckConfig {
+  std::string path = "/readyz";
+  std::chrono::milliseconds interval = std::chrono::seconds(10);
+  std::chrono::milliseconds timeout = std::chrono::seconds(1);
+  int healthy_threshold = 1;    // consecutive successes to mark an endpoint healthy
+  int unhealthy_threshold = 3;  // consecutive failures to mark it unhealthy
+};
+
+// Passive ejection of failing endpoints (Envoy's defaults, except that consecutive gateway
+// failures are enforced: they are the gateway's own signal). A threshold of 0 turns it off.
+struct OutlierDetectionConfig {
+  int consecutive_5xx = 5;
+  int consecutive_gateway_failure = 5;  // 502/503/504 and connect failures only
+  std::chrono::milliseconds interval = std::chrono::seconds(10);
+  std::chrono::milliseconds base_ejection_time = std::chrono::seconds(30);  // x times ejected
+  std::chrono::milliseconds max_ejection_time = std::chrono::seconds(300);
+  int max_ejection_percent = 10;  // of a service's endpoints; at least one may always be ejected
+};
+
+// Per upstream service: Envoy's admission limits, and a failure-rate breaker per endpoint
+// (Hystrix's window and sleep, resilience4j's slow-call rule). Rates are percentages.
+struct CircuitBreakerConfig {
+  int max_connections = 1024;
+  int max_pending_requests = 1024;
+  int max_requests = 1024;
+  int max_retries = 3;                 // retries in flight at once
+  double failure_rate_threshold = 50;  // % of requests in the window; opens at or above
+  std::chrono::milliseconds slow_call_duration = std::chrono::seconds(60);
+  double slow_call_rate_threshold = 100;  // % of requests slower than slow_call_duration
+  int minimum_requests = 20;              // in the window, before the rates are judged
+  std::chrono::milliseconds window = std::chrono::seconds(10);
+  std::chrono::milliseconds open_duration = std::chrono::seconds(5);
+  int half_open_trials = 1;
+};
+
+// Retries allowed in flight: budget_percent of active + pending requests, never fewer than
+// min_retry_concurrency (Envoy defaults).
+struct RetryBudgetConfig {
+  double budget_percent = 20;
+  int min_retry_concurrency = 3;
 };
 
 struct GatewayConfig {
   std::string listen = "127.0.0.1:8080";  // host:port
+  int threads = 0;                        // I/O threads; 0 = one per core
+  LoadBalancerKind load_balancer = LoadBalancerKind::kP2cPeakEwma;
+  HealthCheckConfig health_check;
+  OutlierDetectionConfig outlier_detection;
+  CircuitBreakerConfig circuit_breakers;
+  RetryBudgetConfig retry_budget;
+  // Static endpoints per service, "host:port" each, for a gateway run without a controller.
+  std::map<std::string, std::vector<std::string>> upstreams;
   std::vector<RouteConfig> routes;
 };
 

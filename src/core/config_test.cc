@@ -90,13 +90,162 @@ TEST(ConfigLoad, FullFileLoadsWithExpectedValues) {
   EXPECT_EQ(c.gateway.routes[0].match.path_prefix, "/v1/recommend");
   EXPECT_EQ(c.gateway.routes[0].service, "recommend");
   EXPECT_EQ(c.gateway.routes[0].timeout, 2s);
-  EXPECT_EQ(c.gateway.routes[0].retries, 1);
+  EXPECT_EQ(c.gateway.routes[0].retries.num_retries, 1);  // `retries: 1`, the integer form
   EXPECT_EQ(c.gateway.routes[1].match.host, "shop.example.com");
   EXPECT_THAT(c.gateway.routes[1].match.headers, ElementsAre(Pair("x-tenant", "acme")));
-  EXPECT_EQ(c.gateway.routes[1].retries, 0);
+  EXPECT_EQ(c.gateway.routes[1].retries.num_retries, 0);
   EXPECT_EQ(c.gateway.routes[2].service, "fraud");
-  EXPECT_EQ(c.gateway.routes[2].timeout, 15s);  // default
-  EXPECT_EQ(c.gateway.routes[2].retries, 2);    // default
+  EXPECT_EQ(c.gateway.routes[2].timeout, 15s);            // default
+  EXPECT_EQ(c.gateway.routes[2].retries.num_retries, 1);  // default
+}
+
+TEST(ConfigLoad, GatewayFileLoadsWithExpectedValues) {
+  const std::string path = (source_dir() / "src/core/testdata/gateway.yaml").string();
+  Result<Config> r = load_config_file(path);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  const GatewayConfig& g = r->gateway;
+
+  EXPECT_EQ(g.listen, "[::]:9090");
+  EXPECT_EQ(g.threads, 8);
+  EXPECT_EQ(g.load_balancer, LoadBalancerKind::kLeastRequest);
+  EXPECT_EQ(g.health_check.path, "/healthz");
+  EXPECT_EQ(g.health_check.interval, 5s);
+  EXPECT_EQ(g.health_check.timeout, 500ms);
+  EXPECT_EQ(g.health_check.healthy_threshold, 2);
+  EXPECT_EQ(g.health_check.unhealthy_threshold, 4);
+  EXPECT_EQ(g.outlier_detection.consecutive_5xx, 3);
+  EXPECT_EQ(g.outlier_detection.consecutive_gateway_failure, 2);
+  EXPECT_EQ(g.outlier_detection.interval, 5s);
+  EXPECT_EQ(g.outlier_detection.base_ejection_time, 10s);
+  EXPECT_EQ(g.outlier_detection.max_ejection_time, 2min);
+  EXPECT_EQ(g.outlier_detection.max_ejection_percent, 50);
+  const CircuitBreakerConfig& cb = g.circuit_breakers;
+  EXPECT_EQ(cb.max_connections, 100);
+  EXPECT_EQ(cb.max_pending_requests, 50);
+  EXPECT_EQ(cb.max_requests, 200);
+  EXPECT_EQ(cb.max_retries, 5);
+  EXPECT_DOUBLE_EQ(cb.failure_rate_threshold, 25);
+  EXPECT_EQ(cb.slow_call_duration, 2s);
+  EXPECT_DOUBLE_EQ(cb.slow_call_rate_threshold, 80);
+  EXPECT_EQ(cb.minimum_requests, 10);
+  EXPECT_EQ(cb.window, 30s);
+  EXPECT_EQ(cb.open_duration, 15s);
+  EXPECT_EQ(cb.half_open_trials, 3);
+  EXPECT_DOUBLE_EQ(g.retry_budget.budget_percent, 10);
+  EXPECT_EQ(g.retry_budget.min_retry_concurrency, 5);
+  EXPECT_THAT(g.upstreams,
+              ElementsAre(Pair("checkout", ElementsAre("127.0.0.1:9001")),
+                          Pair("payments", ElementsAre("10.0.0.7:8443", "10.0.0.8:8443"))));
+
+  ASSERT_EQ(g.routes.size(), 4u);
+  const RouteConfig& canary = g.routes[0];
+  EXPECT_EQ(canary.service, "checkout-canary");
+  EXPECT_EQ(canary.match.host, "shop.example.com");
+  EXPECT_THAT(canary.match.headers, ElementsAre(Pair("x-canary", "1")));
+  EXPECT_EQ(canary.timeout, 15s);
+  EXPECT_EQ(canary.per_try_timeout, 0ms);
+  EXPECT_EQ(canary.retries.num_retries, 1);
+  EXPECT_THAT(canary.retries.retry_on,
+              ElementsAre(RetryOn::kGatewayError, RetryOn::kConnectFailure, RetryOn::kReset));
+  EXPECT_FALSE(canary.retries.retryable);
+  EXPECT_EQ(canary.rate_limit.requests_per_second, 0);
+
+  const RouteConfig& checkout = g.routes[1];
+  EXPECT_EQ(checkout.timeout, 10s);
+  EXPECT_EQ(checkout.per_try_timeout, 3s);
+  EXPECT_EQ(checkout.retries.num_retries, 2);
+  // Listing codes turns on retrying by code.
+  EXPECT_THAT(checkout.retries.retry_on,
+              ElementsAre(RetryOn::k5xx, RetryOn::kConnectFailure, RetryOn::kRetriableStatusCodes));
+  EXPECT_THAT(checkout.retries.retriable_status_codes, ElementsAre(409));
+  EXPECT_TRUE(checkout.retries.retryable);
+
+  const RouteConfig& users = g.routes[2];
+  EXPECT_EQ(users.match.host, "*.example.com");
+  EXPECT_EQ(users.match.path, "/v1/users/{id}/recommendations");
+  EXPECT_EQ(users.match.path_prefix, "");  // `path` replaces the default prefix
+  EXPECT_THAT(users.match.headers_present, ElementsAre("authorization"));
+  EXPECT_DOUBLE_EQ(users.rate_limit.requests_per_second, 50);
+  EXPECT_EQ(users.rate_limit.burst, 100);
+  EXPECT_EQ(users.rate_limit.key, "header:x-api-key");
+
+  const RouteConfig& pay = g.routes[3];
+  EXPECT_EQ(pay.service, "payments");  // known only through gateway.upstreams
+  EXPECT_EQ(pay.retries.num_retries, 0);
+  EXPECT_EQ(pay.rate_limit.burst, 3);  // one second's worth, rounded up
+  EXPECT_EQ(pay.rate_limit.key, "client_ip");
+}
+
+TEST(ConfigLoad, GatewayDefaults) {
+  Result<Config> r = load_config_string(R"(
+version: 1
+services: [{name: echo, kind: builtin/echo}]
+gateway:
+  routes: [{service: echo}]
+)");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  const GatewayConfig& g = r->gateway;
+  EXPECT_EQ(g.threads, 0);
+  EXPECT_EQ(g.load_balancer, LoadBalancerKind::kP2cPeakEwma);
+  EXPECT_EQ(g.health_check.path, "/readyz");
+  EXPECT_EQ(g.health_check.interval, 10s);
+  EXPECT_EQ(g.health_check.timeout, 1s);
+  EXPECT_EQ(g.health_check.healthy_threshold, 1);
+  EXPECT_EQ(g.health_check.unhealthy_threshold, 3);
+  EXPECT_EQ(g.outlier_detection.consecutive_5xx, 5);
+  EXPECT_EQ(g.outlier_detection.consecutive_gateway_failure, 5);
+  EXPECT_EQ(g.outlier_detection.interval, 10s);
+  EXPECT_EQ(g.outlier_detection.base_ejection_time, 30s);
+  EXPECT_EQ(g.outlier_detection.max_ejection_time, 300s);
+  EXPECT_EQ(g.outlier_detection.max_ejection_percent, 10);
+  const CircuitBreakerConfig& cb = g.circuit_breakers;
+  EXPECT_EQ(cb.max_connections, 1024);
+  EXPECT_EQ(cb.max_pending_requests, 1024);
+  EXPECT_EQ(cb.max_requests, 1024);
+  EXPECT_EQ(cb.max_retries, 3);
+  EXPECT_DOUBLE_EQ(cb.failure_rate_threshold, 50);
+  EXPECT_EQ(cb.slow_call_duration, 60s);
+  EXPECT_DOUBLE_EQ(cb.slow_call_rate_threshold, 100);
+  EXPECT_EQ(cb.minimum_requests, 20);
+  EXPECT_EQ(cb.window, 10s);
+  EXPECT_EQ(cb.open_duration, 5s);
+  EXPECT_EQ(cb.half_open_trials, 1);
+  EXPECT_DOUBLE_EQ(g.retry_budget.budget_percent, 20);
+  EXPECT_EQ(g.retry_budget.min_retry_concurrency, 3);
+  EXPECT_TRUE(g.upstreams.empty());
+
+  const RouteConfig& route = g.routes[0];
+  EXPECT_EQ(route.match.path_prefix, "/");
+  EXPECT_EQ(route.match.path, "");
+  EXPECT_TRUE(route.match.headers_present.empty());
+  EXPECT_EQ(route.timeout, 15s);
+  EXPECT_EQ(route.per_try_timeout, 0ms);
+  EXPECT_EQ(route.retries.num_retries, 1);
+  EXPECT_THAT(route.retries.retry_on,
+              ElementsAre(RetryOn::kGatewayError, RetryOn::kConnectFailure, RetryOn::kReset));
+  EXPECT_TRUE(route.retries.retriable_status_codes.empty());
+  EXPECT_FALSE(route.retries.retryable);
+  EXPECT_EQ(route.rate_limit.requests_per_second, 0);
+  EXPECT_EQ(route.rate_limit.burst, 0);
+  EXPECT_EQ(route.rate_limit.key, "client_ip");
+  EXPECT_EQ(to_string(LoadBalancerKind::kP2cPeakEwma), "p2c_peak_ewma");
+  EXPECT_EQ(to_string(RetryOn::kRetriableStatusCodes), "retriable-status-codes");
+}
+
+TEST(ConfigLoad, RetriesIntegerIsShortForNumRetries) {
+  Result<Config> r = load_config_string(R"(
+version: 1
+services: [{name: a, kind: builtin/echo}]
+gateway:
+  routes:
+    - {match: {path_prefix: /x}, service: a, retries: 3}
+    - {match: {path_prefix: /y}, service: a, retries: {num_retries: 3}}
+)");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  for (const RouteConfig& route : r->gateway.routes) {
+    EXPECT_EQ(route.retries.num_retries, 3);
+    EXPECT_EQ(route.retries.retry_on.size(), 3u);
+  }
 }
 
 TEST(ConfigLoad, DocsCompleteExampleLoads) {
@@ -115,7 +264,8 @@ TEST(ConfigLoad, DocsCompleteExampleLoads) {
   Result<Config> r = load_config_string(doc.substr(begin, end - begin), "docs/config.md");
   ASSERT_TRUE(r.has_value()) << r.error().message;
   EXPECT_EQ(r->services.size(), 4u);
-  EXPECT_EQ(r->gateway.routes.size(), 3u);
+  EXPECT_EQ(r->gateway.routes.size(), 4u);
+  EXPECT_EQ(r->gateway.upstreams.size(), 1u);
 }
 
 TEST(ConfigLoad, MinimalFileGetsDefaults) {
@@ -411,6 +561,133 @@ gateway:
 )"),
             "prescale.yaml:7:7: gateway.routes[1]: same match as routes[0]; only one of them can "
             "receive requests");
+}
+
+// A config with one service `a` and the given gateway block, for gateway error tests.
+std::string gateway_error(std::string_view gateway_block) {
+  return error_of("version: 1\nservices: [{name: a, kind: builtin/echo}]\ngateway:\n" +
+                  std::string(gateway_block));
+}
+
+TEST(ConfigError, GatewayTopLevel) {
+  EXPECT_EQ(gateway_error("  load_balancer: random\n"),
+            R"(prescale.yaml:4:18: gateway.load_balancer: must be one of p2c_peak_ewma, )"
+            R"(least_request, round_robin; got "random")");
+  EXPECT_EQ(gateway_error("  listen: \"local host:80\"\n"),
+            R"(prescale.yaml:4:11: gateway.listen: must be "host:port" (e.g. "127.0.0.1:8080", )"
+            R"("[::]:8080"), got "local host:80")");
+  EXPECT_EQ(gateway_error("  threads: -2\n"),
+            "prescale.yaml:4:12: gateway.threads: must be >= 0, got -2");
+  EXPECT_EQ(gateway_error("  health_check: {interval: 1s, timeout: 2s}\n"),
+            "prescale.yaml:4:41: gateway.health_check.timeout: must be <= interval (1s), got 2s");
+  EXPECT_EQ(gateway_error("  health_check: {path: readyz}\n"),
+            R"(prescale.yaml:4:24: gateway.health_check.path: must start with "/", got "readyz")");
+  EXPECT_EQ(
+      gateway_error("  outlier_detection: {base_ejection_time: 1m, max_ejection_time: 30s}\n"),
+      "prescale.yaml:4:66: gateway.outlier_detection.max_ejection_time: must be >= "
+      "base_ejection_time (1m), got 30s");
+  EXPECT_EQ(gateway_error("  outlier_detection: {interval: -1s}\n"),
+            R"(prescale.yaml:4:33: gateway.outlier_detection.interval: durations cannot be )"
+            R"(negative, got "-1s")");
+  EXPECT_EQ(gateway_error("  circuit_breakers: {failure_rate_threshold: 150}\n"),
+            "prescale.yaml:4:46: gateway.circuit_breakers.failure_rate_threshold: must be <= 100, "
+            "got 150");
+  EXPECT_EQ(gateway_error("  circuit_breakers: {max_rquests: 5}\n"),
+            R"(prescale.yaml:4:22: gateway.circuit_breakers: unknown key "max_rquests"; )"
+            R"(did you mean "max_requests"?)");
+  EXPECT_EQ(gateway_error("  retry_budget: {budget_percent: 120}\n"),
+            "prescale.yaml:4:34: gateway.retry_budget.budget_percent: must be <= 100, got 120");
+}
+
+TEST(ConfigError, GatewayUpstreams) {
+  EXPECT_EQ(gateway_error("  upstreams: {pay: [\"10.0.0.1\"]}\n"),
+            R"(prescale.yaml:4:21: gateway.upstreams.pay[0]: must be "host:port" )"
+            R"((e.g. "10.0.0.7:8080", "[::1]:8080"), got "10.0.0.1")");
+  EXPECT_EQ(gateway_error("  upstreams: {pay: [\"10.0.0.1:0\"]}\n"),
+            R"(prescale.yaml:4:21: gateway.upstreams.pay[0]: port must be 1..65535, got "0")");
+  EXPECT_EQ(gateway_error("  upstreams: {pay: [\"h:1\", \"h:1\"]}\n"),
+            R"(prescale.yaml:4:28: gateway.upstreams.pay[1]: lists "h:1" twice)");
+  EXPECT_EQ(gateway_error("  upstreams: {Pay: [\"h:1\"]}\n"),
+            "prescale.yaml:4:15: gateway.upstreams.Pay: must be 1 to 63 characters of a-z, 0-9 "
+            "and \"-\", starting and ending with a letter or digit, got \"Pay\"");
+}
+
+TEST(ConfigError, GatewayRouteMatch) {
+  EXPECT_EQ(gateway_error("  routes: [{match: {path: /x, path_prefix: /y}, service: a}]\n"),
+            "prescale.yaml:4:27: gateway.routes[0].match.path: set either path or path_prefix, "
+            "not both");
+  EXPECT_EQ(gateway_error("  routes: [{match: {path: \"/x/{rest...}/y\"}, service: a}]\n"),
+            R"(prescale.yaml:4:27: gateway.routes[0].match.path: a {name...} segment must be )"
+            R"(the last one, in "/x/{rest...}/y")");
+  EXPECT_EQ(gateway_error("  routes: [{match: {path: \"/x/{id}/{id}\"}, service: a}]\n"),
+            R"(prescale.yaml:4:27: gateway.routes[0].match.path: parameter "id" appears twice )"
+            R"(in "/x/{id}/{id}")");
+  EXPECT_EQ(gateway_error("  routes: [{match: {path: \"/x//y\"}, service: a}]\n"),
+            R"(prescale.yaml:4:27: gateway.routes[0].match.path: empty path segment in "/x//y")");
+  EXPECT_EQ(gateway_error("  routes: [{match: {path: \"/x{id}\"}, service: a}]\n"),
+            R"(prescale.yaml:4:27: gateway.routes[0].match.path: "{" and "}" may only enclose )"
+            R"(a whole segment, got "x{id}")");
+  EXPECT_EQ(gateway_error("  routes: [{match: {host: \"example.com:8080\"}, service: a}]\n"),
+            R"(prescale.yaml:4:27: gateway.routes[0].match.host: must be a host name )"
+            R"(("api.example.com"), a wildcard ("*.example.com") or an IP address, without a )"
+            R"(port; got "example.com:8080")");
+  EXPECT_THAT(gateway_error("  routes: [{match: {host: \"a.*.com\"}, service: a}]\n"),
+              HasSubstr("gateway.routes[0].match.host: must be a host name"));
+  EXPECT_EQ(gateway_error("  routes: [{match: {headers: {X-Canary: \"1\"}, "
+                          "headers_present: [x-canary]}, service: a}]\n"),
+            R"(prescale.yaml:4:65: gateway.routes[0].match.headers_present[0]: header )"
+            R"("x-canary" is already matched by headers.X-Canary)");
+  EXPECT_EQ(gateway_error("  routes: [{match: {headers: {\"x canary\": \"1\"}}, service: a}]\n"),
+            R"(prescale.yaml:4:31: gateway.routes[0].match.headers.x canary: not a valid header )"
+            R"(name (letters, digits and !#$%&'*+-.^_`|~), got "x canary")");
+  // Same requests, spelled differently: host case, header name case, parameter names.
+  EXPECT_EQ(gateway_error(R"(  routes:
+    - {match: {host: Shop.example.com, path: "/u/{id}", headers: {X-A: "1"}}, service: a}
+    - {match: {host: shop.example.com, path: "/u/{name}", headers: {x-a: "1"}}, service: a}
+)"),
+            "prescale.yaml:6:7: gateway.routes[1]: same match as routes[0]; only one of them "
+            "can receive requests");
+}
+
+TEST(ConfigError, GatewayRouteRetriesAndLimits) {
+  EXPECT_EQ(
+      gateway_error("  routes: [{service: a, retries: {retriable_status_codes: [409, 42]}}]\n"),
+      "prescale.yaml:4:65: gateway.routes[0].retries.retriable_status_codes[1]: not an "
+      "HTTP status code (100..599), got 42");
+  EXPECT_EQ(gateway_error("  routes: [{service: a, retries: {retry_on: [5xx, timeout]}}]\n"),
+            R"(prescale.yaml:4:51: gateway.routes[0].retries.retry_on[1]: must be one of 5xx, )"
+            R"(gateway-error, connect-failure, reset, retriable-status-codes; got "timeout")");
+  EXPECT_EQ(
+      gateway_error("  routes: [{service: a, retries: {retry_on: [retriable-status-codes]}}]\n"),
+      "prescale.yaml:4:45: gateway.routes[0].retries.retry_on: lists "
+      "\"retriable-status-codes\" but retriable_status_codes is empty");
+  EXPECT_EQ(gateway_error("  routes: [{service: a, retries: 11}]\n"),
+            "prescale.yaml:4:34: gateway.routes[0].retries: must be 0..10, got 11");
+  EXPECT_EQ(gateway_error("  routes: [{service: a, retries: many}]\n"),
+            "prescale.yaml:4:34: gateway.routes[0].retries: expected a number of retries or a "
+            "mapping (num_retries, retry_on, ...), got \"many\"");
+  EXPECT_EQ(gateway_error("  routes: [{service: a, retries: {num_retry: 2}}]\n"),
+            R"(prescale.yaml:4:35: gateway.routes[0].retries: unknown key "num_retry"; )"
+            R"(did you mean "num_retries"?)");
+  EXPECT_EQ(gateway_error("  routes: [{service: a, timeout: 2s, per_try_timeout: 5s}]\n"),
+            "prescale.yaml:4:55: gateway.routes[0].per_try_timeout: must be <= timeout (2s), got "
+            "5s");
+  EXPECT_EQ(gateway_error("  routes: [{service: a, per_try_timeout: -5s}]\n"),
+            R"(prescale.yaml:4:42: gateway.routes[0].per_try_timeout: durations cannot be )"
+            R"(negative, got "-5s")");
+  EXPECT_EQ(
+      gateway_error("  routes: [{service: a, rate_limit: {requests_per_second: 5, key: ip}}]\n"),
+      R"(prescale.yaml:4:67: gateway.routes[0].rate_limit.key: must be "client_ip" or )"
+      R"("header:<name>" (e.g. "header:x-api-key"), got "ip")");
+  EXPECT_EQ(gateway_error("  routes: [{service: a, rate_limit: {burst: 5}}]\n"),
+            "prescale.yaml:4:45: gateway.routes[0].rate_limit.burst: has no effect without "
+            "requests_per_second");
+  EXPECT_EQ(gateway_error("  routes: [{service: a, rate_limit: {requests_per_second: -1}}]\n"),
+            "prescale.yaml:4:59: gateway.routes[0].rate_limit.requests_per_second: must be >= 0, "
+            "got -1");
+  EXPECT_EQ(gateway_error("  upstreams: {pay: [\"h:1\"]}\n  routes: [{service: pya}]\n"),
+            R"(prescale.yaml:5:22: gateway.routes[0].service: unknown service "pya"; )"
+            R"(did you mean "pay"?)");
 }
 
 TEST(ConfigError, OneDocumentOnly) {

@@ -315,7 +315,7 @@ class Schema {
     std::vector<std::string> keys_written;
     if (node.IsMap()) {
       for (auto it = node.begin(); it != node.end(); ++it) {
-        const YAML::Node& key = it->first;
+        const YAML::Node key = it->first;  // a copy: `it->first` is a temporary of the iterator
         const std::string name = key.Scalar();
         if (!key.IsScalar()) {
           diag.report(key.Mark(), site.path, "keys must be strings, got " + describe_node(key));

@@ -1,0 +1,156 @@
+#include "gateway/health_checker.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "http/client.h"
+#include "http/server.h"
+
+namespace prescale::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A replica whose /readyz answers `status`, or holds the request when status is 0.
+class Replica {
+ public:
+  Replica() {
+    http::ServerOptions o;
+    o.threads = 1;
+    server_ = std::make_unique<http::Server>(o, [this](http::Request&, http::Responder respond) {
+      ++requests;
+      const int s = status.load();
+      if (s == 0) {
+        std::lock_guard lock(mu_);
+        held_.push_back(std::move(respond));
+        return;
+      }
+      respond(http::Response::text(s, "ready?\n"));
+    });
+    EXPECT_TRUE(server_->start());
+  }
+  ~Replica() {
+    {
+      std::lock_guard lock(mu_);
+      for (auto& r : held_) r(http::Response::text(200, "late\n"));
+    }
+    server_->shutdown(1s);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
+
+  std::atomic<int> status{200};
+  std::atomic<int> requests{0};
+
+ private:
+  std::unique_ptr<http::Server> server_;
+  std::mutex mu_;
+  std::vector<http::Responder> held_;
+};
+
+// Waits (real time, for the probes' I/O) until `pred` holds, up to 5 s.
+template <class Pred>
+bool eventually(Pred pred) {
+  for (int i = 0; i < 500; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+class HealthCheckerTest : public ::testing::Test {
+ protected:
+  // One round: advance the manual clock by an interval, start the due probes, wait for them.
+  void round(HealthChecker& checker) {
+    clock_.advance(config_.interval);
+    const auto before = checker.stats();
+    const std::size_t started = checker.tick();
+    ASSERT_TRUE(eventually([&] {
+      const auto s = checker.stats();
+      return s.passes + s.failures >= before.passes + before.failures + started;
+    }));
+  }
+
+  ManualClock clock_;
+  http::Client client_;
+  HealthCheckConfig config_;
+};
+
+TEST_F(HealthCheckerTest, ThresholdsTurnHostsUnhealthyAndBack) {
+  Replica good, bad;
+  auto good_host = std::make_shared<UpstreamHost>(good.address(), clock_.now());
+  auto bad_host = std::make_shared<UpstreamHost>(bad.address(), clock_.now());
+  std::vector<std::pair<std::string, bool>> changes;
+  std::mutex mu;
+  HealthChecker checker(config_, clock_, client_, [&](const UpstreamHost& h, bool healthy) {
+    std::lock_guard lock(mu);
+    changes.emplace_back(h.address(), healthy);
+  });
+  checker.set_hosts({good_host, bad_host});
+  EXPECT_EQ(checker.next_due(), clock_.now());  // the first check is due at once
+
+  bad.status = 503;
+  round(checker);
+  round(checker);
+  EXPECT_TRUE(bad_host->healthy());  // two failures: not yet
+  round(checker);
+  EXPECT_FALSE(bad_host->healthy());  // the third
+  EXPECT_TRUE(good_host->healthy());
+  EXPECT_FALSE(bad_host->in_service(clock_.now()));
+
+  bad.status = 204;  // any 2xx/3xx passes
+  round(checker);
+  EXPECT_TRUE(bad_host->healthy());  // healthy_threshold 1
+  const auto s = checker.stats();
+  EXPECT_EQ(s.probes, 8u);
+  EXPECT_EQ(s.went_unhealthy, 1u);
+  EXPECT_EQ(s.went_healthy, 1u);
+  std::lock_guard lock(mu);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0], std::make_pair(bad.address(), false));
+  EXPECT_EQ(changes[1], std::make_pair(bad.address(), true));
+}
+
+TEST_F(HealthCheckerTest, RefusedConnectionsAndTimeoutsFail) {
+  std::string gone_address;
+  {
+    Replica gone;
+    gone_address = gone.address();
+  }
+  Replica hung;
+  hung.status = 0;
+  config_.timeout = 100ms;
+  config_.unhealthy_threshold = 2;
+  auto gone_host = std::make_shared<UpstreamHost>(gone_address, clock_.now());
+  auto hung_host = std::make_shared<UpstreamHost>(hung.address(), clock_.now());
+  HealthChecker checker(config_, clock_, client_);
+  checker.set_hosts({gone_host, hung_host});
+  round(checker);
+  round(checker);
+  EXPECT_FALSE(gone_host->healthy());
+  EXPECT_FALSE(hung_host->healthy());
+  EXPECT_EQ(checker.stats().failures, 4u);
+}
+
+TEST_F(HealthCheckerTest, OneProbeAtATimeAndRemovedHostsStop) {
+  Replica slow;
+  slow.status = 0;  // holds every probe
+  config_.timeout = 500ms;  // the checker waits for the held probe to time out when destroyed
+  auto host = std::make_shared<UpstreamHost>(slow.address(), clock_.now());
+  HealthChecker checker(config_, clock_, client_);
+  checker.set_hosts({host});
+  EXPECT_EQ(checker.tick(), 1u);
+  ASSERT_TRUE(eventually([&] { return slow.requests.load() == 1; }));
+  clock_.advance(config_.interval * 3);
+  EXPECT_EQ(checker.tick(), 0u);  // the first probe is still out
+  checker.set_hosts({});
+  slow.status = 200;
+  clock_.advance(config_.interval);
+  EXPECT_EQ(checker.tick(), 0u);
+  EXPECT_EQ(checker.next_due(), Clock::TimePoint::max());
+}
+
+}  // namespace
+}  // namespace prescale::gateway
