@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/logging.h"
 #include "eval_command.h"
+#include "gateway_command.h"
 #include "runtime/runtime.h"
 #include "services/echo/echo_service.h"
 #include "sim_command.h"
@@ -142,6 +143,7 @@ int main(int argc, char** argv) {
 
   prescale::SimCommand sim(app);
   prescale::EvalCommand eval(app);
+  prescale::GatewayCommand gateway(app);
 
   // Bad flags exit 2 like every other input error (CLI11's own codes are 100+); --help is 0.
   try {
@@ -158,5 +160,6 @@ int main(int argc, char** argv) {
   if (serve->parsed()) return prescale::serve(flags, *serve);
   if (sim.parsed()) return sim.run();
   if (eval.parsed()) return eval.run();
+  if (gateway.parsed()) return gateway.run();
   return 0;
 }

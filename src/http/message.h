@@ -28,6 +28,13 @@ class Headers {
   // Replaces every field with this name by one field.
   void set(std::string name, std::string value);
   void remove(std::string_view name);
+  // Removes every field for which `pred(name, value)` is true; keeps the order of the rest.
+  template <class Pred>
+  void remove_if(Pred pred) {
+    std::erase_if(fields_, [&](const auto& f) {
+      return pred(std::string_view(f.first), std::string_view(f.second));
+    });
+  }
   std::optional<std::string_view> get(std::string_view name) const;
   const std::vector<std::pair<std::string, std::string>>& fields() const { return fields_; }
   bool empty() const { return fields_.empty(); }
@@ -51,6 +58,13 @@ struct Request {
   std::vector<std::pair<std::string, std::string>> path_params;
   // The matched route pattern (e.g. "/v1/users/{id}"), for metrics labels; empty if none.
   std::string route;
+  // For a handler that answers later (e.g. after an upstream call) and can stop early: when set,
+  // the server calls it once, on the connection's I/O thread, if the client goes away before
+  // the response is produced: the connection fails or is closed (also at the shutdown
+  // deadline), or the client ends its input with no further request pending. The handler must
+  // still call its Responder (the answer is written if the connection is still open, else
+  // dropped). The server clears it once the response is produced.
+  std::function<void()> on_client_gone;
 
   std::optional<std::string_view> param(std::string_view name) const;
   // Value of a query parameter, percent-decoded; nullopt when absent.

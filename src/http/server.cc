@@ -71,6 +71,7 @@ void Worker::run() {
   if (acceptor_) do_accept();
   arm_sweep();
   thread_ = std::thread([this] {
+    set_current_io_thread(&io_thread_);
     while (true) {
       try {
         ioc_.run();
@@ -169,6 +170,7 @@ void Worker::force_close_all() {
   sweep_timer_.cancel();
   accept_retry_timer_.cancel();
   for_each_connection([](Connection& c) { c.close(); });
+  io_thread_.stop();
 }
 
 void Worker::finish() {

@@ -13,8 +13,10 @@
 // does when a handler throws. A final status outside 200..999 is answered as 500.
 //
 // Responses always carry `Server: prescale` (unless the handler set one) and Content-Length
-// (except 1xx/204); a response to HEAD has no body. Keep-alive is the default for HTTP/1.1
-// and for HTTP/1.0 with `Connection: keep-alive`.
+// (except 1xx/204); a response to HEAD has no body (its Content-Length is the body's size, or,
+// when the handler gave no body, the handler's own Content-Length field if it set one).
+// A handler that answers later may set Request::on_client_gone to learn that its client left.
+// Keep-alive is the default for HTTP/1.1 and for HTTP/1.0 with `Connection: keep-alive`.
 //
 // Limits and their defaults (ServerOptions):
 //   max_header_bytes  16 KiB  request line + header fields; larger          -> 431, close

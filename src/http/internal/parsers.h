@@ -1,7 +1,7 @@
 // Internal: Beast parsers that fill Prescale's Request/Response directly (no intermediate
 // beast::http::message, so no per-field allocations beyond our own Headers), with the request
 // framing checks Beast leaves to the application. Includes Boost; only .cc files of src/http
-// may include this header.
+// (and of the gateway's upstream connections, src/gateway/upstream_pool.cc) may include it.
 #pragma once
 
 #include <boost/beast/http/basic_parser.hpp>

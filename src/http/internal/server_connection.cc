@@ -9,6 +9,7 @@
 #include <array>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
+#include <charconv>
 #include <exception>
 
 #include "http/internal/server_internal.h"
@@ -223,6 +224,13 @@ void Connection::on_readable(const boost::system::error_code& ec) {
       arm_read();
       return;
     case State::kHandling:
+      // The client ended its input with nothing pipelined: it will not read an answer (or only
+      // a half-closed one does), so a handler that can stop early is told.
+      if (peer_eof_ && buffer_.size() == 0) notify_client_gone();
+      if (state_ == State::kClosed) return;
+      // Pipelined bytes wait in the buffer until the response is out.
+      arm_read();
+      return;
     case State::kWriting:
       // Pipelined bytes wait in the buffer until the response is out.
       arm_read();
@@ -328,6 +336,7 @@ void Connection::deliver(uint64_t seq, Response&& response) {
 void Connection::on_response(uint64_t seq, Response&& response) {
   worker_->inflight().fetch_sub(1, std::memory_order_relaxed);
   if (seq != seq_ || state_ != State::kHandling) return;  // closed meanwhile
+  req_.on_client_gone = nullptr;
   resp_ = std::move(response);
   if (in_handler_) {
     have_response_ = true;  // written once the handler returns
@@ -347,8 +356,18 @@ void Connection::write_response() {
   const ConnectionHeader connection = !keep_alive_    ? ConnectionHeader::kClose
                                       : version_ < 11 ? ConnectionHeader::kKeepAlive
                                                       : ConnectionHeader::kNone;
+  uint64_t content_length = resp_.body.size();
+  if (is_head_ && resp_.body.empty()) {
+    // A bodiless answer to HEAD (e.g. relayed by the gateway) may state the length of the body
+    // a GET would get.
+    if (auto cl = resp_.headers.get("Content-Length")) {
+      uint64_t n = 0;
+      auto [end, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), n);
+      if (ec == std::errc() && end == cl->data() + cl->size()) content_length = n;
+    }
+  }
   head_.clear();
-  append_response_head(head_, resp_, resp_.body.size(), connection);
+  append_response_head(head_, resp_, content_length, connection);
   const bool send_body =
       !is_head_ && resp_.status != 204 && resp_.status != 304 && !resp_.body.empty();
   std::array<asio::const_buffer, 2> buffers = {asio::buffer(head_), asio::const_buffer()};
@@ -414,6 +433,7 @@ void Connection::on_written(const boost::system::error_code& ec) {
   }
   req_.path_params.clear();
   req_.route.clear();
+  req_.on_client_gone = nullptr;
   resp_ = Response();
   reset_parser();
   if (buffer_.size() > 0) {
@@ -489,12 +509,26 @@ void Connection::begin_drain() {
 
 void Connection::close() {
   if (state_ == State::kClosed) return;
+  const bool handling = state_ == State::kHandling;
   state_ = State::kClosed;
   boost::system::error_code ignored;
   socket_.close(ignored);
   if (counted_) {
     counted_ = false;
     shared_.connection_closed();
+  }
+  if (handling) notify_client_gone();
+}
+
+void Connection::notify_client_gone() {
+  if (!req_.on_client_gone) return;
+  // Moved out first: the callback typically responds, which clears the field.
+  auto fn = std::move(req_.on_client_gone);
+  req_.on_client_gone = nullptr;
+  try {
+    fn();
+  } catch (...) {
+    // A handler bug; the connection's own state is already consistent.
   }
 }
 

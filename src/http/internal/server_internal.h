@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "http/internal/io_thread.h"
 #include "http/internal/parsers.h"
 #include "http/server.h"
 
@@ -70,7 +71,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
   // On this worker's thread: stop accepting, close idle connections, mark the rest to close
   // after their current response.
   void begin_drain();
-  // On this worker's thread: close every connection and stop the sweep, so run() returns.
+  // On this worker's thread: close every connection, stop the sweep and run the IoThread's stop
+  // hooks, so run() returns.
   void force_close_all();
   // After join(): refuse further posts, then run what was posted before that.
   void finish();
@@ -108,6 +110,9 @@ class Worker : public std::enable_shared_from_this<Worker> {
   bool accepting_posts_ = true;
 
   asio::io_context ioc_{1};
+  // What handlers on this thread may use of it (http/internal/io_thread.h); after ioc_, so it is
+  // destroyed first.
+  IoThread io_thread_{ioc_};
   std::optional<tcp::acceptor> acceptor_;
   asio::steady_timer sweep_timer_{ioc_};
   asio::steady_timer accept_retry_timer_{ioc_};
@@ -156,6 +161,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void fail(int status);
   void linger();
   void finish_after_response();
+  void notify_client_gone();
 
   std::shared_ptr<Worker> worker_;
   ServerShared& shared_;

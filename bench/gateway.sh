@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Reverse-proxy throughput and latency: nginx (proxy_pass to an upstream block with keepalive),
+# haproxy (http mode, keep-alive to the servers) and `prescale gateway`, in front of the same two
+# upstream instances, on the same machine, with the same wrk settings, rounds alternating in one
+# run. Every proxy adds the same fields (X-Forwarded-For/-Proto/-Host and a request id), as a
+# production configuration would.
+# Every server starts in its own session (setsid) so the kernel's per-session CPU grouping treats
+# them alike; ports are picked free at run time; everything started is stopped on exit.
+# Prints req/s, p50 and p99 per round and proxy, the medians, and a RESULT line with the ratios.
+#
+# Usage: bench/gateway.sh [--rounds N] [--duration SECONDS] [--connections N] [--threads N]
+#                         [--proxy-threads N] [--upstream echo|nginx]
+#   --upstream echo   two `prescale serve echo` instances (GET / answers "hello"), the default
+#   --upstream nginx  one nginx with two ports answering "hello" (a cheaper upstream)
+# Env:   PRESCALE=path/to/prescale (default build/apps/prescale/prescale)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=3 duration=8 connections=64 wrk_threads=2 proxy_threads=$(nproc) upstream_kind=echo
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --connections) connections=$2; shift 2 ;;
+    --threads) wrk_threads=$2; shift 2 ;;
+    --proxy-threads) proxy_threads=$2; shift 2 ;;
+    --upstream) upstream_kind=$2; shift 2 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+case "$upstream_kind" in echo|nginx) ;; *) echo "--upstream: echo or nginx" >&2; exit 2 ;; esac
+prescale=${PRESCALE:-build/apps/prescale/prescale}
+for tool in nginx haproxy wrk curl python3; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "missing $tool: run scripts/install-deps" >&2; exit 1; }
+done
+[ -x "$prescale" ] || { echo "missing $prescale: run make build" >&2; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() {  # URL: until it answers 200, at most 10 s
+  for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "not answering: $1" >&2; exit 1
+}
+nginx_temp_paths() {
+  cat <<NGINX
+  client_body_temp_path $1/body;
+  proxy_temp_path $1/proxy;
+  fastcgi_temp_path $1/fastcgi;
+  uwsgi_temp_path $1/uwsgi;
+  scgi_temp_path $1/scgi;
+NGINX
+}
+
+# --- the two upstream instances -----------------------------------------------------------------
+if [ "$upstream_kind" = echo ]; then
+  for i in 1 2; do
+    setsid "$prescale" serve echo --port 0 --threads 1 --port-file "$work/up$i.port" \
+      --log-level warn &
+    pids+=($!)
+  done
+  for i in 1 2; do
+    for _ in $(seq 1 100); do [ -s "$work/up$i.port" ] && break; sleep 0.1; done
+  done
+  up1=$(cat "$work/up1.port"); up2=$(cat "$work/up2.port")
+else
+  up1=$(free_port); up2=$(free_port)
+  mkdir -p "$work/upstream/logs"
+  cat > "$work/upstream/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/upstream/nginx.pid;
+error_log $work/upstream/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+$(nginx_temp_paths "$work/upstream")
+  server {
+    listen 127.0.0.1:$up1;
+    listen 127.0.0.1:$up2;
+    location / { default_type text/plain; return 200 "hello"; }
+  }
+}
+NGINX
+  setsid /usr/sbin/nginx -p "$work/upstream" -c "$work/upstream/nginx.conf" &
+  pids+=($!)
+fi
+wait_for "http://127.0.0.1:$up1/"; wait_for "http://127.0.0.1:$up2/"
+
+# --- nginx ------------------------------------------------------------------------------------
+nginx_port=$(free_port)
+mkdir -p "$work/nginx/logs"
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes $proxy_threads;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+$(nginx_temp_paths "$work/nginx")
+  upstream backend {
+    server 127.0.0.1:$up1;
+    server 127.0.0.1:$up2;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host;
+      proxy_set_header X-Request-Id \$request_id;
+    }
+  }
+}
+NGINX
+setsid /usr/sbin/nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+pids+=($!)
+
+# --- haproxy ----------------------------------------------------------------------------------
+haproxy_port=$(free_port)
+cat > "$work/haproxy.cfg" <<HAPROXY
+global
+  nbthread $proxy_threads
+  maxconn 4096
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 60s
+frontend gateway
+  bind 127.0.0.1:$haproxy_port
+  option forwardfor
+  unique-id-format %{+X}o\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header X-Request-Id %[unique-id]
+  default_backend upstreams
+backend upstreams
+  balance roundrobin
+  server up1 127.0.0.1:$up1
+  server up2 127.0.0.1:$up2
+HAPROXY
+setsid /usr/sbin/haproxy -f "$work/haproxy.cfg" -db &
+pids+=($!)
+
+# --- prescale gateway -------------------------------------------------------------------------
+setsid "$prescale" gateway --upstream "echo=127.0.0.1:$up1,127.0.0.1:$up2" --port 0 \
+  --port-file "$work/prescale.port" --threads "$proxy_threads" --admin-port -1 --log-level warn &
+pids+=($!)
+for _ in $(seq 1 100); do [ -s "$work/prescale.port" ] && break; sleep 0.1; done
+prescale_port=$(cat "$work/prescale.port")
+
+names=(nginx haproxy prescale)
+ports=("$nginx_port" "$haproxy_port" "$prescale_port")
+for p in "${ports[@]}"; do
+  wait_for "http://127.0.0.1:$p/"
+  [ "$(curl -fsS "http://127.0.0.1:$p/")" = hello ] || { echo "port $p: unexpected answer" >&2; exit 1; }
+done
+
+# wrk prints "Requests/sec: N" and, with --latency, " 50%  1.23ms" / " 99%  4.56ms".
+to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'; }
+run_wrk() {
+  local out rps p50 p99 errors
+  out=$(wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:$1/")
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx or 3xx responses:/ {print $NF} /Socket errors:/ {print "socket_errors"}' <<<"$out" | tr '\n' ' ')
+  [ -z "$errors" ] || echo "warning: port $1: $errors" >&2
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+}
+median() { sort -g | awk '{a[NR]=$1} END { if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
+
+# Reference: one upstream instance straight, to see whether the upstreams bound the proxies.
+direct=$(run_wrk "$up1")
+for p in "${ports[@]}"; do wrk -t1 -c8 -d1s "http://127.0.0.1:$p/" >/dev/null; done
+for n in "${names[@]}"; do : > "$work/$n.txt"; done
+
+echo "wrk -t$wrk_threads -c$connections -d${duration}s --latency, $rounds rounds; proxies with $proxy_threads workers/threads; upstream: 2 × $upstream_kind; $(nproc) cores"
+echo "one upstream instance direct: $(cut -d' ' -f1 <<<"$direct") req/s, p99 $(cut -d' ' -f3 <<<"$direct") ms"
+printf '%-6s %-9s %12s %10s %10s\n' round proxy req/s p50_ms p99_ms
+for r in $(seq 1 "$rounds"); do
+  for i in "${!names[@]}"; do
+    read -r rps p50 p99 <<<"$(run_wrk "${ports[$i]}")"
+    echo "$rps $p50 $p99" >> "$work/${names[$i]}.txt"
+    printf '%-6s %-9s %12s %10s %10s\n' "$r" "${names[$i]}" "$rps" "$p50" "$p99"
+  done
+done
+
+declare -A m_rps m_p50 m_p99
+echo
+printf '%-9s %12s %10s %10s\n' median req/s p50_ms p99_ms
+for n in "${names[@]}"; do
+  m_rps[$n]=$(cut -d' ' -f1 "$work/$n.txt" | median)
+  m_p50[$n]=$(cut -d' ' -f2 "$work/$n.txt" | median)
+  m_p99[$n]=$(cut -d' ' -f3 "$work/$n.txt" | median)
+  printf '%-9s %12s %10s %10s\n' "$n" "${m_rps[$n]}" "${m_p50[$n]}" "${m_p99[$n]}"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a/b }'; }
+echo "RESULT rps_ratio_vs_nginx=$(ratio "${m_rps[prescale]}" "${m_rps[nginx]}")" \
+  "p99_ratio_vs_nginx=$(ratio "${m_p99[prescale]}" "${m_p99[nginx]}")" \
+  "rps_ratio_vs_haproxy=$(ratio "${m_rps[prescale]}" "${m_rps[haproxy]}")" \
+  "p99_ratio_vs_haproxy=$(ratio "${m_p99[prescale]}" "${m_p99[haproxy]}")" \
+  "prescale_rps=${m_rps[prescale]} nginx_rps=${m_rps[nginx]} haproxy_rps=${m_rps[haproxy]}" \
+  "prescale_p99_ms=${m_p99[prescale]} nginx_p99_ms=${m_p99[nginx]} haproxy_p99_ms=${m_p99[haproxy]}"

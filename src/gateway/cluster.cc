@@ -1,0 +1,198 @@
+#include "gateway/cluster.h"
+
+#include <random>
+
+namespace prescale::gateway {
+namespace {
+
+// What one attempt holds until the proxy releases its pick: the balancer's request (outstanding
+// count, breaker permit), the endpoint's in-flight count (draining) and the admission guards.
+struct AttemptContext {
+  std::optional<UpstreamRequest> request;
+  std::shared_ptr<EndpointState> endpoint;
+  std::optional<ResourceGuard> active;
+  std::optional<ResourceGuard> retry;
+  const Clock* clock = nullptr;
+
+  ~AttemptContext() {
+    request.reset();  // cancels an attempt that was never reported
+    if (endpoint) endpoint->release();
+  }
+};
+
+}  // namespace
+
+Cluster::Cluster(std::string service, ClusterOptions options, EndpointTable& table,
+                 const Clock& clock)
+    : service_(std::move(service)),
+      options_(std::move(options)),
+      table_(table),
+      clock_(clock),
+      detector_(std::make_shared<OutlierDetector>(options_.outlier)),
+      balancer_(options_.balancer),
+      limits_(options_.limits),
+      budget_(options_.retry_budget) {
+  refresh();
+}
+
+void Cluster::refresh() {
+  std::lock_guard lock(mu_);
+  const std::shared_ptr<const EndpointSnapshot> snapshot = table_.snapshot();
+  const ServiceEndpoints* endpoints = snapshot->find(service_);
+  std::vector<std::shared_ptr<UpstreamHost>> hosts;
+  std::vector<std::shared_ptr<EndpointState>> states;
+  std::vector<EndpointSpec> specs;
+  std::map<std::string, std::shared_ptr<UpstreamHost>, std::less<>> next;
+  if (endpoints != nullptr) {
+    for (const Endpoint& e : endpoints->endpoints) {
+      auto it = hosts_.find(e.state->spec.id);
+      std::shared_ptr<UpstreamHost> host =
+          it != hosts_.end() && it->second->address() == e.state->address
+              ? it->second
+              : std::make_shared<UpstreamHost>(e.state->address, clock_.now(), options_.host,
+                                               detector_);
+      host->set_draining(e.draining);
+      next.emplace(e.state->spec.id, host);
+      hosts.push_back(std::move(host));
+      states.push_back(e.state);
+      specs.push_back(e.state->spec);
+    }
+  }
+  hosts_ = std::move(next);
+  view_.store(std::make_shared<const View>(
+                  View{HostSet(std::move(hosts)), std::move(states), std::move(specs)}),
+              std::memory_order_release);
+  static std::atomic<std::uint64_t> versions{0};
+  view_version_.store(versions.fetch_add(1, std::memory_order_relaxed) + 1,
+                      std::memory_order_release);
+}
+
+const Cluster::View& Cluster::current_view() const {
+  struct Cached {
+    const Cluster* cluster;
+    std::uint64_t version;
+    std::shared_ptr<const View> view;
+  };
+  thread_local std::vector<Cached> cache;
+  const std::uint64_t version = view_version_.load(std::memory_order_acquire);
+  for (Cached& c : cache) {
+    if (c.cluster != this) continue;
+    if (c.version != version) {
+      c.view = view();
+      c.version = version;
+    }
+    return *c.view;
+  }
+  cache.push_back(Cached{this, version, view()});
+  return *cache.back().view;
+}
+
+void Cluster::evaluate_outliers() {
+  const std::shared_ptr<const View> v = view();
+  detector_->evaluate(v->hosts.outlier_states(), clock_.now());
+}
+
+std::vector<std::shared_ptr<UpstreamHost>> Cluster::hosts() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<UpstreamHost>> out;
+  out.reserve(hosts_.size());
+  for (const auto& [id, host] : hosts_) out.push_back(host);
+  return out;
+}
+
+std::optional<UpstreamPick> Cluster::select(int attempt, const UpstreamPick* previous) {
+  const View* v = &current_view();
+  if (v->hosts.size() == 0) {
+    no_host_.fetch_add(1, std::memory_order_relaxed);
+    return std::nullopt;
+  }
+  auto ctx = std::make_shared<AttemptContext>();
+  ctx->clock = &clock_;
+  if (attempt > 0) {
+    ctx->retry = budget_.try_start_retry(limits_.in_use(UpstreamResource::kRequests),
+                                         limits_.in_use(UpstreamResource::kPendingRequests));
+    if (!ctx->retry) {
+      budget_overflows_.fetch_add(1, std::memory_order_relaxed);
+      return std::nullopt;
+    }
+  }
+  ctx->active = limits_.try_acquire(UpstreamResource::kRequests);
+  if (!ctx->active) {
+    limit_overflows_.fetch_add(1, std::memory_order_relaxed);
+    return std::nullopt;
+  }
+  const Clock::TimePoint now = clock_.now();
+  const auto hosts = v->hosts.hosts();
+  for (int tries = 0; tries < 4; ++tries) {
+    std::shared_ptr<UpstreamHost> host = balancer_.choose(v->hosts, now);
+    if (!host) break;
+    size_t i = 0;
+    while (i < hosts.size() && hosts[i] != host) ++i;
+    if (i == hosts.size()) continue;
+    const EndpointSpec& spec = v->specs[i];
+    // A retry goes elsewhere when another host is in service (two more draws at most).
+    if (previous != nullptr && tries < 2 && hosts.size() > 1 && previous->host == spec.host &&
+        previous->port == spec.port) {
+      continue;
+    }
+    if (!v->states[i]->try_acquire()) continue;  // draining since the view was made
+    ctx->request = UpstreamRequest::start(host, now);
+    if (!ctx->request) {  // the breaker closed its door since the pick
+      v->states[i]->release();
+      continue;
+    }
+    ctx->endpoint = v->states[i];
+    UpstreamPick pick;
+    pick.host = spec.host;
+    pick.port = spec.port;
+    pick.tag = i;
+    pick.context = std::move(ctx);
+    return pick;
+  }
+  no_host_.fetch_add(1, std::memory_order_relaxed);
+  return std::nullopt;
+}
+
+void Cluster::report(const AttemptReport& report) {
+  auto* ctx = static_cast<AttemptContext*>(report.pick.context.get());
+  if (ctx == nullptr || !ctx->request) return;
+  if (report.cancelled) {
+    ctx->request->cancel();
+  } else {
+    ctx->request->finish(ctx->clock->now(), report.outcome);
+  }
+}
+
+Cluster::Stats Cluster::stats() const {
+  return Stats{no_host_.load(std::memory_order_relaxed),
+               limit_overflows_.load(std::memory_order_relaxed),
+               budget_overflows_.load(std::memory_order_relaxed)};
+}
+
+RouteSelector::RouteSelector(std::shared_ptr<Cluster> cluster, RetryPolicy policy)
+    : cluster_(std::move(cluster)), policy_(std::move(policy)), rng_(std::random_device{}()) {}
+
+std::optional<UpstreamPick> RouteSelector::select(const http::Request&, int attempt,
+                                                  const UpstreamPick* previous) {
+  return cluster_->select(attempt, previous);
+}
+
+void RouteSelector::report(const http::Request&, const AttemptReport& report) {
+  Cluster::report(report);
+}
+
+RetryDecision RouteSelector::retry(const http::Request& request, const AttemptReport& report) {
+  if (!should_retry(policy_, request.method_name, report.outcome,
+                    static_cast<std::uint32_t>(report.attempt))) {
+    return {};
+  }
+  // splitmix64 over a shared counter: cheap, lock-free, independent draws per retry.
+  std::uint64_t z = rng_.fetch_add(0x9e3779b97f4a7c15ULL, std::memory_order_relaxed);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return RetryDecision{true, backoff_delay(policy_.backoff,
+                                           static_cast<std::uint32_t>(report.attempt) + 1, z)};
+}
+
+}  // namespace prescale::gateway

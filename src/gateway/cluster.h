@@ -1,0 +1,122 @@
+// Cluster: one upstream service as the gateway sees it — its endpoints (from the controller or
+// static config), what the data path learns about each (UpstreamHost: peak-EWMA latency,
+// outstanding requests, breaker, outlier state), and the service-wide admission limits,
+// outlier detector and retry budget. docs/gateway.md, "Resilience".
+//
+// Endpoints live in an EndpointTable (membership and draining: a removed endpoint takes no new
+// requests and is dropped when its last request ends or its drain deadline passes); each has
+// one UpstreamHost for as long as it is listed. The data path reads an immutable View published
+// atomically: the balancer's HostSet and, at the same index, the endpoint's table state.
+//
+// Thread safety: every method may be called from any thread. select()/the attempt's release
+// take no lock but the breaker's (half-open trials) and the atomic view load.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/result.h"
+#include "gateway/balancer.h"
+#include "gateway/circuit_breaker.h"
+#include "gateway/endpoint_table.h"
+#include "gateway/outlier_detector.h"
+#include "gateway/proxy.h"
+#include "gateway/retry.h"
+#include "gateway/route_table.h"
+
+namespace prescale::gateway {
+
+struct ClusterOptions {
+  BalancerConfig balancer;
+  UpstreamHostConfig host;  // every endpoint's latency estimate and failure-rate breaker
+  OutlierDetectionConfig outlier;
+  UpstreamLimitsConfig limits;
+  RetryBudgetConfig retry_budget;
+};
+
+class Cluster {
+ public:
+  struct View {
+    HostSet hosts;
+    std::vector<std::shared_ptr<EndpointState>> states;  // same order as hosts.hosts()
+    std::vector<EndpointSpec> specs;                     // same order
+  };
+
+  // `table` holds the endpoints of every service; it must outlive the cluster.
+  Cluster(std::string service, ClusterOptions options, EndpointTable& table, const Clock& clock);
+
+  const std::string& service() const { return service_; }
+
+  // Rebuilds the view after the table changed (endpoints added, removed or reaped): new
+  // endpoints get a host, gone ones lose theirs, draining ones are marked on their host.
+  void refresh();
+  // Outlier detection's interval work (success-rate ejection, host count) when due.
+  void evaluate_outliers();
+  std::shared_ptr<const View> view() const { return view_.load(std::memory_order_acquire); }
+  // The view as the data path reads it: a per-thread copy, reloaded only when the version
+  // moved (libstdc++'s atomic<shared_ptr> load takes a lock; this is one atomic read).
+  const View& current_view() const;
+  // Every endpoint's host now (for health checks).
+  std::vector<std::shared_ptr<UpstreamHost>> hosts() const;
+
+  // One attempt of a request on `route`: a host picked by the balancer among those in service,
+  // counted in the endpoint's in-flight requests (for draining) and the service's active
+  // requests; on a retry (attempt > 0) also in the retry budget, and, when possible, not the
+  // previous attempt's host. nullopt: no host is in service, or a limit refused.
+  std::optional<UpstreamPick> select(int attempt, const UpstreamPick* previous);
+  // The attempt's end: teaches the host's latency estimate, breaker and outlier state.
+  static void report(const AttemptReport& report);
+
+  UpstreamLimits& limits() { return limits_; }
+  RetryBudget& retry_budget() { return budget_; }
+  OutlierDetector& detector() { return *detector_; }
+  const OutlierDetector& detector() const { return *detector_; }
+
+  struct Stats {
+    std::uint64_t no_host = 0;          // selects that found no host in service
+    std::uint64_t limit_overflows = 0;  // selects refused by max_requests
+    std::uint64_t budget_overflows = 0; // retries refused by the retry budget
+  };
+  Stats stats() const;
+
+ private:
+  const std::string service_;
+  const ClusterOptions options_;
+  EndpointTable& table_;
+  const Clock& clock_;
+  std::shared_ptr<OutlierDetector> detector_;
+  Balancer balancer_;
+  UpstreamLimits limits_;
+  RetryBudget budget_;
+  mutable std::mutex mu_;  // serialises refresh(); guards hosts_
+  std::map<std::string, std::shared_ptr<UpstreamHost>, std::less<>> hosts_;  // by endpoint id
+  std::atomic<std::shared_ptr<const View>> view_;
+  std::atomic<std::uint64_t> view_version_{0};  // from a process-wide counter: never reused
+  std::atomic<std::uint64_t> no_host_{0}, limit_overflows_{0}, budget_overflows_{0};
+};
+
+// The UpstreamSelector of one route: its cluster and its retry policy.
+class RouteSelector final : public UpstreamSelector {
+ public:
+  RouteSelector(std::shared_ptr<Cluster> cluster, RetryPolicy policy);
+  std::optional<UpstreamPick> select(const http::Request& request, int attempt,
+                                     const UpstreamPick* previous) override;
+  void report(const http::Request& request, const AttemptReport& report) override;
+  RetryDecision retry(const http::Request& request, const AttemptReport& report) override;
+
+  const std::shared_ptr<Cluster>& cluster() const { return cluster_; }
+
+ private:
+  std::shared_ptr<Cluster> cluster_;
+  const RetryPolicy policy_;
+  std::atomic<std::uint64_t> rng_;
+};
+
+}  // namespace prescale::gateway

@@ -1,0 +1,6 @@
+# The gateway as a whole (docs/gateway.md): clusters of upstream endpoints with their resilience
+# state, and the request handler that routes, rate-limits, traces and forwards.
+target_sources(prescale_gateway PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/cluster.cc
+  ${CMAKE_CURRENT_LIST_DIR}/gateway.cc
+)

@@ -1,0 +1,86 @@
+// Gateway: the whole data plane of `prescale gateway` — routes (RouteTable), per-route rate
+// limits, W3C trace context, and per service a Cluster (balancer, breakers, outlier ejection,
+// retry budget) behind the Proxy's attempt loop; plus the upkeep that runs beside it: active
+// health checks, outlier evaluation and reaping drained endpoints. docs/gateway.md.
+//
+//   auto gw = Gateway::create(config.gateway, options);      // Result<unique_ptr<Gateway>>
+//   http::Server server(server_options, (*gw)->handler());
+//   (*gw)->start_upkeep();                                    // health checks etc., a thread
+//   (*gw)->set_endpoints("recommend", {{"r-1", "127.0.0.1", 9001}, ...});  // the controller
+//
+// Thread safety: handler() serves any number of I/O threads at once; set_endpoints(),
+// add_endpoint(), remove_endpoint() and upkeep() may be called from any thread. Destroy the
+// servers that use the handler before the Gateway.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/result.h"
+#include "gateway/endpoint_table.h"
+#include "http/message.h"
+
+namespace prescale::telemetry {
+class Registry;
+}
+
+namespace prescale::gateway {
+
+class Cluster;
+
+struct GatewayOptions {
+  Clock* clock = &Clock::real();
+  telemetry::Registry* registry = nullptr;  // request, upstream and resilience metrics
+  std::string service_label = "gateway";
+  std::chrono::milliseconds connect_timeout{2000};
+  // How long a removed endpoint may keep its in-flight requests before it is dropped.
+  std::chrono::milliseconds drain_timeout{30000};
+  bool health_checks = true;  // active checks per gateway.health_check
+  std::chrono::milliseconds upkeep_interval{100};
+};
+
+class Gateway {
+ public:
+  // Errors (kInvalidArgument): a route the RouteTable refuses, a bad static upstream.
+  static Result<std::unique_ptr<Gateway>> create(const GatewayConfig& config,
+                                                 GatewayOptions options = {});
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // The request handler for the gateway's http::Server(s).
+  http::Handler handler();
+
+  // The controller's view of replicas (docs/gateway.md, "Endpoints"). set_endpoints() makes
+  // `endpoints` the service's set: new ones start taking requests, missing ones drain.
+  Result<void> set_endpoints(std::string_view service, std::vector<EndpointSpec> endpoints);
+  Result<void> add_endpoint(std::string_view service, EndpointSpec endpoint);
+  bool remove_endpoint(std::string_view service, std::string_view id);
+
+  // One round of upkeep: drops drained endpoints, evaluates outlier detection, starts due
+  // health checks. start_upkeep() runs it every upkeep_interval on a thread of its own (on the
+  // clock's sleep_until); tests with a ManualClock call upkeep() themselves.
+  void upkeep();
+  void start_upkeep();
+  void stop_upkeep();
+
+  // For tests and the CLI.
+  const Cluster* cluster(std::string_view service) const;
+  std::vector<std::string> services() const;
+
+ private:
+  struct Impl;
+  explicit Gateway(std::unique_ptr<Impl> impl);
+  void handle(http::Request& request, http::Responder respond);
+
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace prescale::gateway

@@ -1,0 +1,16 @@
+# The data path (docs/gateway.md): upstream connection pools on the server's I/O threads and
+# the proxy's attempt loop. Tests run real servers on port 0.
+target_sources(prescale_gateway PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/upstream_pool.cc
+  ${CMAKE_CURRENT_LIST_DIR}/proxy.cc
+)
+# GCC's -Wnull-dereference fires inside inlined Asio internals (see src/http/CMakeLists.txt).
+set_source_files_properties(
+  ${CMAKE_CURRENT_LIST_DIR}/upstream_pool.cc
+  ${CMAKE_CURRENT_LIST_DIR}/proxy.cc
+  PROPERTIES COMPILE_OPTIONS "-Wno-null-dereference")
+
+prescale_test(gateway_proxy_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/proxy_test.cc ${CMAKE_CURRENT_LIST_DIR}/proxy_test_util.cc
+          ${PROJECT_SOURCE_DIR}/src/http/test_util.cc
+  LIBS prescale_gateway)

@@ -1,0 +1,167 @@
+// Proxy: the gateway's data path. Forwards a request to an upstream endpoint (method, target,
+// fields, body) and the upstream's response back, over keep-alive connections that live on the
+// I/O thread the request arrived on (UpstreamPool): no thread hops, no locks on the way.
+//
+// The integrator matches the route, applies rate limits and then calls forward(). The proxy
+// runs the attempt loop and asks the route's UpstreamSelector, the seam to routing and
+// resilience (balancer, breakers, outlier ejection, retry budget), three things:
+//   select()  where attempt N goes (nullopt: nowhere; answered 503, or the previous answer);
+//   report()  how each attempt ended: status or local failure, latency, or "cancelled";
+//   retry()   whether, and after what back-off, to try again after a failed attempt.
+// Every select() that returns a pick is followed by exactly one report() for it.
+//
+// Header handling (docs/gateway.md): hop-by-hop fields (Connection and the fields it names,
+// Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) are dropped both ways and the
+// body is reframed with Content-Length; X-Forwarded-For gets the client address appended,
+// X-Forwarded-Proto and X-Forwarded-Host are set unless present, Host is kept, and
+// `x-request-id` is added when absent. Failures are JSON bodies: 503 no_healthy_upstream /
+// upstream_unavailable (nothing could be connected to), 502 bad_gateway (reset, closed or
+// malformed response), 504 upstream_timeout (connect, per-try or route timeout).
+//
+// Thread safety: add_route() before serving. forward() and answer() on http::Server I/O
+// threads, any number at once; stats() anywhere. The Proxy must outlive every Server that calls
+// it, and those servers must be shut down before it is destroyed (declare it first).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/clock.h"
+#include "gateway/upstream_outcome.h"
+#include "http/message.h"
+
+namespace prescale::telemetry {
+class Registry;
+}  // namespace prescale::telemetry
+
+namespace prescale::gateway {
+
+// Where one attempt goes.
+struct UpstreamPick {
+  std::string host;  // IP literal or DNS name; IPv6 without brackets
+  uint16_t port = 0;
+  // Handed back untouched (previous pick, report): whatever the selector needs to account for
+  // the attempt, e.g. an endpoint index in `tag`, a balancer's UpstreamRequest in `context`.
+  // The proxy releases `context` after the attempt's report().
+  uint64_t tag = 0;
+  std::shared_ptr<void> context;
+};
+
+// How one attempt ended.
+struct AttemptReport {
+  const UpstreamPick& pick;
+  int attempt = 0;  // 0 = the first
+  // The HTTP status, or the local failure as the resilience primitives classify it: connect
+  // failures and connect timeouts are kConnectFailure (nothing was sent), a reset or
+  // malformed response kReset, no complete response before the try's deadline kTimeout.
+  UpstreamOutcome outcome;
+  // Ended without an outcome: the client went away or the gateway is stopping. Not the
+  // endpoint's doing; `outcome` is empty (e.g. UpstreamRequest::cancel()).
+  bool cancelled = false;
+  bool request_sent = false;  // some of the request was written: the upstream may have acted
+  Clock::Duration latency{};  // from the attempt's start, connecting included
+  Clock::TimePoint finished_at{};
+  std::string_view detail;  // what failed, for logs; empty on a response
+};
+
+struct RetryDecision {
+  bool retry = false;
+  Clock::Duration backoff{0};  // wait before the next attempt (its resolution: 5..250 ms)
+};
+
+// Implemented by the integrator (balancer, breakers, outlier detection, retry budget), or
+// RoundRobinSelector. Called concurrently on every I/O thread: thread-safe, never blocking.
+class UpstreamSelector {
+ public:
+  virtual ~UpstreamSelector() = default;
+  // The endpoint for attempt `attempt` of `request`; `previous` is the previous attempt's pick
+  // (nullptr for the first). nullopt: nothing may take it — the first attempt is answered
+  // 503 no_healthy_upstream, a retry ends with the previous attempt's answer.
+  virtual std::optional<UpstreamPick> select(const http::Request& request, int attempt,
+                                             const UpstreamPick* previous) = 0;
+  // Every attempt's end, on the I/O thread that ran it. Default: nothing.
+  virtual void report(const http::Request& request, const AttemptReport& report);
+  // Asked after an attempt that failed locally or answered 5xx (not when cancelled, past the
+  // route's timeout, or at max_attempts). Default: retry a connect failure once, at once,
+  // whatever the method (nothing was sent).
+  virtual RetryDecision retry(const http::Request& request, const AttemptReport& report);
+};
+
+// Round robin over fixed endpoints; a retry goes to the endpoint after the previous one. For a
+// gateway without a balancer (the CLI's static upstreams, tests).
+class RoundRobinSelector final : public UpstreamSelector {
+ public:
+  explicit RoundRobinSelector(std::vector<std::pair<std::string, uint16_t>> endpoints);
+  std::optional<UpstreamPick> select(const http::Request& request, int attempt,
+                                     const UpstreamPick* previous) override;
+
+ private:
+  std::vector<std::pair<std::string, uint16_t>> endpoints_;
+};
+
+struct ProxyRoute {
+  std::string name;     // the `route` label of metrics, e.g. the route's path rule
+  std::string service;  // the service behind it, for messages
+  std::chrono::milliseconds timeout{15000};      // the whole request, retries included
+  std::chrono::milliseconds per_try_timeout{0};  // one attempt, connecting included; 0 = none
+  std::shared_ptr<UpstreamSelector> selector;    // required
+};
+
+struct ProxyOptions {
+  std::chrono::milliseconds connect_timeout{2000};
+  size_t max_idle_per_endpoint = 64;  // idle upstream connections, per endpoint and I/O thread
+  std::chrono::milliseconds idle_timeout{30000};
+  size_t max_response_header_bytes = 64 * 1024;
+  size_t max_response_body_bytes = 64 * 1024 * 1024;  // larger -> 502
+  int max_attempts = 11;                              // retries included
+  // Metrics go here (docs/gateway.md); nullptr: none. Must outlive the Proxy.
+  telemetry::Registry* registry = nullptr;
+  std::string service_label = "gateway";  // `service` label of the request metrics
+};
+
+class Proxy {
+ public:
+  using RouteId = uint32_t;
+  static constexpr RouteId kNoRoute = UINT32_MAX;
+
+  struct Stats {
+    uint64_t inflight = 0;            // requests in forward() not yet answered
+    uint64_t connections_opened = 0;  // upstream TCP connections established
+    uint64_t reused = 0;              // attempts on a pooled upstream connection
+    uint64_t stale_retries = 0;       // attempts sent again after a stale pooled connection
+    uint64_t idle_connections = 0;
+    uint64_t active_connections = 0;  // connecting or running an exchange
+  };
+
+  explicit Proxy(ProxyOptions options = {});
+  ~Proxy();
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
+
+  // Registers a route; before serving. Throws std::invalid_argument without a selector or
+  // with a timeout <= 0 (configuration time, not the request path).
+  RouteId add_route(ProxyRoute route);
+
+  // Forwards `request` on `route` and answers through `respond`. On an http::Server I/O thread
+  // (from a Handler); elsewhere it answers 500. Sets request.on_client_gone.
+  void forward(RouteId route, http::Request& request, http::Responder respond);
+
+  // Answers a request the gateway handles itself (no route: 404, rate limited: 429), counted
+  // in the request metrics of `route` (kNoRoute: route="unmatched").
+  void answer(RouteId route, http::Response response, http::Responder respond);
+
+  Stats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace prescale::gateway

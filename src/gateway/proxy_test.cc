@@ -1,0 +1,652 @@
+#include "gateway/proxy.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "gateway/proxy_test_util.h"
+#include "http/server.h"
+#include "http/test_util.h"
+#include "telemetry/exposition.h"
+#include "telemetry/registry.h"
+
+namespace prescale::gateway {
+namespace {
+
+using http::testing::RawSocket;
+using std::chrono::milliseconds;
+using testing::RawUpstream;
+
+http::ServerOptions local(int threads = 1) {
+  http::ServerOptions o;
+  o.address = "127.0.0.1";
+  o.port = 0;
+  o.threads = threads;
+  return o;
+}
+
+std::string get(std::string_view target, std::string_view extra = "") {
+  return "GET " + std::string(target) + " HTTP/1.1\r\nHost: example.test\r\n" + std::string(extra) +
+         "\r\n";
+}
+
+std::string post(std::string_view target, std::string_view body) {
+  return "POST " + std::string(target) +
+         " HTTP/1.1\r\nHost: example.test\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + std::string(body);
+}
+
+bool eventually(const std::function<bool()>& cond, milliseconds within = milliseconds(3000)) {
+  const auto until = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < until) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return cond();
+}
+
+// An in-process upstream on http::Server.
+class Upstream {
+ public:
+  explicit Upstream(http::Handler handler, http::ServerOptions options = local())
+      : server_(std::move(options), std::move(handler)) {
+    auto started = server_.start();
+    EXPECT_TRUE(started.has_value());
+  }
+  uint16_t port() const { return server_.port(); }
+  http::Server& server() { return server_; }
+
+ private:
+  http::Server server_;
+};
+
+// Answers "<METHOD> <target>\n<field>: <value>\n...\n\n<body>", and X-Upstream: <name>.
+http::Handler echo(std::string name = "u") {
+  return [name](http::Request& req, http::Responder respond) {
+    std::string out = req.method_name + " " + req.target + "\n";
+    for (const auto& [k, v] : req.headers.fields()) out += k + ": " + v + "\n";
+    out += "\n" + req.body;
+    http::Response r = http::Response::text(200, std::move(out));
+    r.headers.add("X-Upstream", name);
+    respond(std::move(r));
+  };
+}
+
+// Records every report; selects from a script (attempt -> endpoint), or nothing past its end.
+class ScriptedSelector final : public UpstreamSelector {
+ public:
+  explicit ScriptedSelector(std::vector<uint16_t> ports) : ports_(std::move(ports)) {}
+  std::optional<UpstreamPick> select(const http::Request&, int attempt,
+                                     const UpstreamPick*) override {
+    if (static_cast<size_t>(attempt) >= ports_.size()) return std::nullopt;
+    return UpstreamPick{.host = "127.0.0.1",
+                        .port = ports_[static_cast<size_t>(attempt)],
+                        .tag = static_cast<uint64_t>(attempt),
+                        .context = nullptr};
+  }
+  void report(const http::Request&, const AttemptReport& r) override {
+    std::lock_guard lock(mu);
+    reports.push_back({r.attempt, r.outcome, r.cancelled, r.request_sent, r.pick.port});
+  }
+  RetryDecision retry(const http::Request& req, const AttemptReport& r) override {
+    if (backoff) return RetryDecision{.retry = true, .backoff = *backoff};
+    return UpstreamSelector::retry(req, r);
+  }
+
+  struct Seen {
+    int attempt;
+    UpstreamOutcome outcome;
+    bool cancelled;
+    bool request_sent;
+    uint16_t port;
+  };
+  std::vector<Seen> seen() {
+    std::lock_guard lock(mu);
+    return reports;
+  }
+
+  std::optional<Clock::Duration> backoff;
+
+ private:
+  std::vector<uint16_t> ports_;
+  std::mutex mu;
+  std::vector<Seen> reports;
+};
+
+// A gateway: a Proxy with one route "r" to `selector`, served by an http::Server.
+class Gateway {
+ public:
+  Gateway(std::shared_ptr<UpstreamSelector> selector, milliseconds per_try = milliseconds(0),
+          milliseconds timeout = milliseconds(5000), int threads = 1)
+      : proxy_(ProxyOptions{.connect_timeout = milliseconds(1000), .registry = &registry_}) {
+    route_ = proxy_.add_route(ProxyRoute{.name = "r",
+                                         .service = "svc",
+                                         .timeout = timeout,
+                                         .per_try_timeout = per_try,
+                                         .selector = std::move(selector)});
+    server_ = std::make_unique<http::Server>(local(threads),
+                                             [this](http::Request& req, http::Responder respond) {
+                                               proxy_.forward(route_, req, std::move(respond));
+                                             });
+    auto started = server_->start();
+    EXPECT_TRUE(started.has_value());
+  }
+  ~Gateway() { server_->shutdown(milliseconds(1000)); }
+
+  uint16_t port() const { return server_->port(); }
+  Proxy& proxy() { return proxy_; }
+  http::Server& server() { return *server_; }
+  std::string metrics() const { return telemetry::expose(registry_); }
+
+ private:
+  telemetry::Registry registry_;
+  Proxy proxy_;  // before the server: it must outlive it
+  Proxy::RouteId route_ = 0;
+  std::unique_ptr<http::Server> server_;
+};
+
+std::shared_ptr<RoundRobinSelector> to(std::initializer_list<uint16_t> ports) {
+  std::vector<std::pair<std::string, uint16_t>> endpoints;
+  for (uint16_t p : ports) endpoints.emplace_back("127.0.0.1", p);
+  return std::make_shared<RoundRobinSelector>(std::move(endpoints));
+}
+
+std::string field_line(std::string_view name, std::string_view value) {
+  return std::string(name) + ": " + std::string(value) + "\n";
+}
+
+TEST(ProxyTest, ForwardsMethodTargetFieldsAndBodyBothWays) {
+  Upstream up(echo("one"));
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(
+      s.send("PUT /v1/items/7?x=1&y=%20 HTTP/1.1\r\nHost: example.test\r\n"
+             "X-Custom: a b\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
+             "hello"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("X-Upstream"), "one");
+  EXPECT_EQ(r->header("Content-Type"), "text/plain; charset=utf-8");
+  const std::string& body = r->body;
+  EXPECT_EQ(body.rfind("PUT /v1/items/7?x=1&y=%20\n", 0), 0u) << body;
+  EXPECT_NE(body.find(field_line("Host", "example.test")), std::string::npos) << body;
+  EXPECT_NE(body.find(field_line("X-Custom", "a b")), std::string::npos) << body;
+  EXPECT_NE(body.find(field_line("Content-Type", "text/plain")), std::string::npos) << body;
+  EXPECT_NE(body.find(field_line("Content-Length", "5")), std::string::npos) << body;
+  EXPECT_EQ(body.substr(body.size() - 7), "\n\nhello") << body;
+
+  // Other statuses and methods pass through as they are.
+  ASSERT_TRUE(s.send("DELETE /gone HTTP/1.1\r\nHost: example.test\r\n\r\n"));
+  auto d = s.read_response();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->body.rfind("DELETE /gone\n", 0), 0u);
+}
+
+TEST(ProxyTest, UpstreamStatusesAreRelayedAsTheyAre) {
+  Upstream up([](http::Request& req, http::Responder respond) {
+    respond(http::Response::text(req.path == "/404" ? 404 : 503, "from upstream"));
+  });
+  auto selector = std::make_shared<ScriptedSelector>(std::vector<uint16_t>{up.port(), up.port()});
+  Gateway gw(selector);
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/404")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(r->body, "from upstream");
+  ASSERT_TRUE(s.send(get("/503")));
+  auto r2 = s.read_response();
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->status, 503);  // the upstream's own 503, not retried by default
+  EXPECT_EQ(r2->body, "from upstream");
+  EXPECT_EQ(selector->seen().size(), 2u);
+}
+
+TEST(ProxyTest, HeadResponseKeepsTheUpstreamLength) {
+  Upstream up(
+      [](http::Request&, http::Responder respond) { respond(http::Response::text(200, "hello")); });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send("HEAD / HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto r = s.read_response(/*head=*/true);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("Content-Length"), "5");
+  ASSERT_TRUE(s.send(get("/")));  // nothing of a body was sent after the HEAD answer
+  auto r2 = s.read_response();
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->body, "hello");
+}
+
+TEST(ProxyTest, HopByHopFieldsAreRemovedBothWays) {
+  RawUpstream up([](int, int, const std::string&) {
+    return RawUpstream::Reply{
+        "HTTP/1.1 200 OK\r\nConnection: X-Resp-Hop, keep-alive\r\nX-Resp-Hop: 1\r\n"
+        "Keep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nUpgrade: h2c\r\n"
+        "Trailer: X-T\r\nX-Kept: yes\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n",
+        false};
+  });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(
+      s.send("GET / HTTP/1.1\r\nHost: example.test\r\nConnection: keep-alive, X-Hop\r\n"
+             "X-Hop: 1\r\nKeep-Alive: 300\r\nProxy-Authorization: Basic eA==\r\n"
+             "Proxy-Connection: keep-alive\r\nTE: trailers\r\nUpgrade: websocket\r\n"
+             "Trailer: X-T\r\nX-Kept: yes\r\n\r\n"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "hello");
+  EXPECT_EQ(r->header("Content-Length"), "5");
+  EXPECT_EQ(r->header("X-Kept"), "yes");
+  for (const char* hop : {"Connection", "X-Resp-Hop", "Keep-Alive", "Proxy-Authenticate", "Upgrade",
+                          "Trailer", "Transfer-Encoding"}) {
+    EXPECT_EQ(r->header(hop), std::nullopt) << hop;
+  }
+  auto requests = up.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  std::string lower = requests[0];
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* hop : {"\r\nconnection:", "\r\nx-hop:", "\r\nkeep-alive:", "\r\nproxy-",
+                          "\r\nte:", "\r\nupgrade:", "\r\ntrailer:", "\r\ntransfer-encoding:"}) {
+    EXPECT_EQ(lower.find(hop), std::string::npos) << hop << " in\n" << requests[0];
+  }
+  EXPECT_NE(lower.find("\r\nx-kept: yes\r\n"), std::string::npos);
+  EXPECT_EQ(lower.rfind("get / http/1.1\r\n", 0), 0u);
+}
+
+TEST(ProxyTest, ForwardedFieldsAndRequestId) {
+  RawUpstream up([](int, int, const std::string&) { return RawUpstream::ok("ok"); });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/a", "X-Forwarded-For: 10.0.0.1\r\n")));
+  ASSERT_TRUE(s.read_response().has_value());
+  ASSERT_TRUE(s.send(get("/b", "X-Request-Id: abc\r\nX-Forwarded-Proto: https\r\n")));
+  ASSERT_TRUE(s.read_response().has_value());
+  auto requests = up.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  const std::string& a = requests[0];
+  EXPECT_NE(a.find("\r\nHost: example.test\r\n"), std::string::npos) << a;
+  EXPECT_NE(a.find("\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n"), std::string::npos) << a;
+  EXPECT_NE(a.find("\r\nX-Forwarded-Proto: http\r\n"), std::string::npos) << a;
+  EXPECT_NE(a.find("\r\nX-Forwarded-Host: example.test\r\n"), std::string::npos) << a;
+  const size_t id = a.find("\r\nx-request-id: ");
+  ASSERT_NE(id, std::string::npos) << a;
+  const std::string uuid = a.substr(id + 16, 36);
+  EXPECT_EQ(uuid[8], '-');
+  EXPECT_EQ(uuid[14], '4');  // version 4
+  EXPECT_EQ(a.substr(id + 16 + 36, 2), "\r\n");
+
+  const std::string& b = requests[1];
+  EXPECT_NE(b.find("\r\nX-Forwarded-For: 127.0.0.1\r\n"), std::string::npos) << b;
+  EXPECT_NE(b.find("\r\nX-Request-Id: abc\r\n"), std::string::npos) << b;
+  EXPECT_EQ(b.find("x-request-id"), std::string::npos) << b;  // not added a second time
+  EXPECT_NE(b.find("\r\nX-Forwarded-Proto: https\r\n"), std::string::npos) << b;
+  EXPECT_EQ(b.find("X-Forwarded-Proto: http\r\n"), std::string::npos) << b;
+}
+
+TEST(ProxyTest, UpstreamConnectionsAreKeptAliveAndReused) {
+  RawUpstream raw([](int, int, const std::string&) { return RawUpstream::ok("ok"); });
+  Upstream up(echo());
+  Gateway gw(to({raw.port()}));
+  Gateway gw2(to({up.port()}));
+  for (Gateway* g : {&gw, &gw2}) {
+    // Fresh client connections each time: the upstream side is still one connection.
+    for (int i = 0; i < 20; ++i) {
+      RawSocket s(g->port());
+      ASSERT_TRUE(s.send(get("/n")));
+      auto r = s.read_response();
+      ASSERT_TRUE(r.has_value());
+      EXPECT_EQ(r->status, 200);
+    }
+    auto stats = g->proxy().stats();
+    EXPECT_EQ(stats.connections_opened, 1u);
+    EXPECT_EQ(stats.reused, 19u);
+    EXPECT_EQ(stats.idle_connections, 1u);
+    EXPECT_EQ(stats.inflight, 0u);
+  }
+  EXPECT_EQ(raw.accepts(), 1);
+  EXPECT_EQ(up.server().connections(), 1u);
+}
+
+TEST(ProxyTest, StalePooledConnectionIsRetriedOnAFreshOneWhenSafe) {
+  // The first connection answers once, then drops the next request unanswered, as a server
+  // closing a keep-alive connection at the moment it is reused would.
+  RawUpstream up([](int conn, int index, const std::string&) -> std::optional<RawUpstream::Reply> {
+    if (conn == 0 && index == 1) return std::nullopt;
+    return RawUpstream::ok("conn " + std::to_string(conn));
+  });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/1")));
+  auto r1 = s.read_response();
+  ASSERT_TRUE(r1.has_value());
+  EXPECT_EQ(r1->body, "conn 0");
+  ASSERT_TRUE(s.send(get("/2")));  // idempotent: sent again on a fresh connection
+  auto r2 = s.read_response();
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->status, 200);
+  EXPECT_EQ(r2->body, "conn 1");
+  EXPECT_EQ(gw.proxy().stats().stale_retries, 1u);
+  EXPECT_EQ(up.accepts(), 2);
+}
+
+TEST(ProxyTest, StaleConnectionIsNotRetriedForAPostTheUpstreamMayHaveSeen) {
+  RawUpstream up([](int conn, int index, const std::string&) -> std::optional<RawUpstream::Reply> {
+    if (conn == 0 && index == 1) return std::nullopt;
+    return RawUpstream::ok("ok");
+  });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(post("/1", "a")));
+  ASSERT_TRUE(s.read_response().has_value());
+  ASSERT_TRUE(s.send(post("/2", "b")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 502);
+  EXPECT_NE(r->body.find(R"("code":"bad_gateway")"), std::string::npos) << r->body;
+  EXPECT_EQ(up.accepts(), 1);
+}
+
+TEST(ProxyTest, NothingListeningIs503) {
+  const uint16_t dead = http::testing::unused_port();
+  auto selector = std::make_shared<ScriptedSelector>(std::vector<uint16_t>{dead});
+  Gateway gw(selector);
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->header("Content-Type"), "application/json");
+  EXPECT_NE(r->body.find(R"("code":"upstream_unavailable")"), std::string::npos) << r->body;
+  auto seen = selector->seen();
+  ASSERT_EQ(seen.size(), 1u);  // a retry found no endpoint: the first failure is the answer
+  EXPECT_EQ(seen[0].outcome.error, UpstreamError::kConnectFailure);
+  EXPECT_FALSE(seen[0].request_sent);
+}
+
+TEST(ProxyTest, NoEndpointIs503NoHealthyUpstream) {
+  Gateway gw(to({}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 503);
+  EXPECT_NE(r->body.find(R"("code":"no_healthy_upstream")"), std::string::npos) << r->body;
+}
+
+TEST(ProxyTest, ConnectFailureIsRetriedOnAnotherEndpoint) {
+  Upstream up(echo("live"));
+  const uint16_t dead = http::testing::unused_port();
+  auto selector = std::make_shared<ScriptedSelector>(std::vector<uint16_t>{dead, up.port()});
+  Gateway gw(selector);
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(post("/p", "body")));  // nothing was sent: safe for a POST too
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("X-Upstream"), "live");
+  auto seen = selector->seen();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].port, dead);
+  EXPECT_EQ(seen[0].outcome.error, UpstreamError::kConnectFailure);
+  EXPECT_EQ(seen[1].attempt, 1);
+  EXPECT_EQ(seen[1].port, up.port());
+  EXPECT_EQ(seen[1].outcome.status, 200);
+  EXPECT_NE(gw.metrics().find(R"(prescale_gateway_retries_total{route="r"} 1)"), std::string::npos);
+}
+
+TEST(ProxyTest, RoundRobinRetriesPastADeadEndpoint) {
+  Upstream up(echo("live"));
+  Gateway gw(to({http::testing::unused_port(), up.port()}), milliseconds(0), milliseconds(5000),
+             /*threads=*/2);
+  for (int i = 0; i < 10; ++i) {
+    RawSocket s(gw.port());
+    ASSERT_TRUE(s.send(get("/")));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200) << r->body;
+  }
+}
+
+TEST(ProxyTest, RetryWaitsTheBackoff) {
+  Upstream up(echo("live"));
+  auto selector = std::make_shared<ScriptedSelector>(
+      std::vector<uint16_t>{http::testing::unused_port(), up.port()});
+  selector->backoff = milliseconds(100);
+  Gateway gw(selector);
+  RawSocket s(gw.port());
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(100));
+}
+
+TEST(ProxyTest, UpstreamClosingMidResponseIs502) {
+  RawUpstream up([](int, int, const std::string&) {
+    return RawUpstream::Reply{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..", true};
+  });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 502);
+  EXPECT_NE(r->body.find(R"("code":"bad_gateway")"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("before the response was complete"), std::string::npos) << r->body;
+}
+
+TEST(ProxyTest, MalformedResponseIs502) {
+  RawUpstream up([](int, int, const std::string&) {
+    return RawUpstream::Reply{"SMTP ready\r\n\r\n", false};
+  });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 502);
+  EXPECT_NE(r->body.find("malformed response"), std::string::npos) << r->body;
+}
+
+// An upstream that never answers until released.
+class HangingUpstream {
+ public:
+  HangingUpstream()
+      : up_([this](http::Request& req, http::Responder respond) {
+          // The gateway closing its connection is how the upstream learns it was given up.
+          req.on_client_gone = [this] { ++abandoned_; };
+          std::lock_guard lock(mu_);
+          held_.push_back(std::move(respond));
+        }) {}
+  ~HangingUpstream() { release(); }
+  uint16_t port() const { return up_.port(); }
+  http::Server& server() { return up_.server(); }
+  size_t held() {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+  // Requests whose gateway connection closed before they were answered.
+  int abandoned() const { return abandoned_.load(); }
+  void release() {
+    std::vector<http::Responder> held;
+    {
+      std::lock_guard lock(mu_);
+      held.swap(held_);
+    }
+    for (auto& r : held) r(http::Response::text(200, "late"));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<http::Responder> held_;
+  std::atomic<int> abandoned_{0};
+  Upstream up_;
+};
+
+TEST(ProxyTest, UpstreamHangingPastThePerTryTimeoutIs504) {
+  HangingUpstream up;
+  auto selector = std::make_shared<ScriptedSelector>(std::vector<uint16_t>{up.port()});
+  Gateway gw(selector, /*per_try=*/milliseconds(200));
+  RawSocket s(gw.port());
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 504);
+  EXPECT_NE(r->body.find(R"("code":"upstream_timeout")"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("per-try timeout of 200 ms"), std::string::npos) << r->body;
+  EXPECT_GE(elapsed, milliseconds(200));
+  EXPECT_LT(elapsed, milliseconds(1500));
+  auto seen = selector->seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].outcome.error, UpstreamError::kTimeout);
+  EXPECT_TRUE(seen[0].request_sent);
+  // The timed-out connection is closed, not pooled.
+  EXPECT_TRUE(eventually([&] { return up.abandoned() == 1; }));
+  EXPECT_EQ(gw.proxy().stats().idle_connections, 0u);
+}
+
+TEST(ProxyTest, RouteTimeoutIs504) {
+  HangingUpstream up;
+  Gateway gw(to({up.port()}), /*per_try=*/milliseconds(0), /*timeout=*/milliseconds(150));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 504);
+  EXPECT_NE(r->body.find("route r timed out after 150 ms"), std::string::npos) << r->body;
+}
+
+TEST(ProxyTest, ClientGoingAwayCancelsTheUpstreamExchange) {
+  HangingUpstream up;
+  auto selector = std::make_shared<ScriptedSelector>(std::vector<uint16_t>{up.port()});
+  Gateway gw(selector);
+  {
+    RawSocket s(gw.port());
+    ASSERT_TRUE(s.send(get("/")));
+    ASSERT_TRUE(eventually([&] { return up.held() == 1; }));
+    EXPECT_EQ(gw.proxy().stats().inflight, 1u);
+  }  // the client closes its connection
+  EXPECT_TRUE(eventually([&] { return gw.proxy().stats().inflight == 0; }));
+  EXPECT_TRUE(eventually([&] { return up.abandoned() == 1; }));  // the upstream call ended
+  auto stats = gw.proxy().stats();
+  EXPECT_EQ(stats.active_connections, 0u);
+  EXPECT_EQ(stats.idle_connections, 0u);
+  auto seen = selector->seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_TRUE(seen[0].cancelled);
+  EXPECT_NE(gw.metrics().find(R"(code="499")"), std::string::npos);
+  // The gateway still serves.
+  up.release();
+  Upstream live(echo());
+  Gateway gw2(to({live.port()}));
+  RawSocket s(gw2.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST(ProxyTest, LargeBodiesRoundTrip) {
+  Upstream up([](http::Request& req, http::Responder respond) {
+    respond(http::Response::text(200, req.body));  // the body back
+  });
+  Gateway gw(to({up.port()}));
+  std::string body(1024 * 1024, 'x');
+  for (size_t i = 0; i < body.size(); i += 97) body[i] = static_cast<char>('a' + i % 26);
+  RawSocket s(gw.port(), milliseconds(10000));
+  ASSERT_TRUE(s.send(post("/big", body)));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body.size(), body.size());
+  EXPECT_TRUE(r->body == body);
+}
+
+TEST(ProxyTest, PipelinedRequestsAreAnsweredInOrder) {
+  // The first answer is the slowest: order comes from the client connection, not the upstream.
+  Upstream up([](http::Request& req, http::Responder respond) {
+    if (req.path == "/slow") {
+      std::thread([respond, target = req.target] {
+        std::this_thread::sleep_for(milliseconds(100));
+        respond(http::Response::text(200, target));
+      }).detach();
+      return;
+    }
+    respond(http::Response::text(200, req.target + " " + req.body));
+  });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/slow") + post("/b", "xyz") + get("/c")));
+  for (std::string expected : {"/slow", "/b xyz", "/c "}) {
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->body, expected);
+  }
+}
+
+TEST(ProxyTest, MetricsCountRequestsPerRouteAndUpstream) {
+  Upstream up(echo());
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(s.send(get("/")));
+    ASSERT_TRUE(s.read_response().has_value());
+  }
+  const std::string m = gw.metrics();
+  const std::string upstream = "127.0.0.1:" + std::to_string(up.port());
+  EXPECT_NE(m.find(R"(prescale_requests_total{service="gateway",route="r",code="200"} 3)"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find(R"(prescale_request_duration_seconds_count{service="gateway",route="r"} 3)"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find(R"(prescale_gateway_upstream_requests_total{route="r",upstream=")" + upstream +
+                   R"(",code="200"} 3)"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(
+      m.find(R"(prescale_gateway_upstream_request_duration_seconds_count{route="r",upstream=")" +
+             upstream + R"("} 3)"),
+      std::string::npos)
+      << m;
+  EXPECT_NE(m.find(R"(prescale_gateway_upstream_connections{state="idle"} 1)"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find(R"(prescale_inflight_requests{service="gateway"} 0)"), std::string::npos) << m;
+}
+
+TEST(ProxyTest, ShutdownWithAnUpstreamRequestInFlightDoesNotHang) {
+  HangingUpstream up;
+  auto gw = std::make_unique<Gateway>(to({up.port()}));
+  RawSocket s(gw->port());
+  ASSERT_TRUE(s.send(get("/")));
+  ASSERT_TRUE(eventually([&] { return up.held() == 1; }));
+  const auto start = std::chrono::steady_clock::now();
+  gw->server().shutdown(milliseconds(100));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(2000));
+  EXPECT_TRUE(eventually([&] { return up.abandoned() == 1; }));
+  gw.reset();
+}
+
+TEST(ProxyTest, ForwardOutsideAServerThreadAnswers500) {
+  Proxy proxy;
+  auto id = proxy.add_route(ProxyRoute{.name = "r", .service = "s", .selector = to({1})});
+  http::Request req;
+  int status = 0;
+  proxy.forward(id, req, http::Responder([&](http::Response r) { status = r.status; }));
+  EXPECT_EQ(status, 500);
+}
+
+}  // namespace
+}  // namespace prescale::gateway

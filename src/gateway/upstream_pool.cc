@@ -1,0 +1,593 @@
+#include "gateway/upstream_pool.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <optional>
+#include <vector>
+
+#include "http/internal/parsers.h"
+
+namespace prescale::gateway {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+constexpr size_t kReadChunkBytes = size_t{16} * 1024;
+
+Clock::TimePoint now() { return Clock::real().now(); }
+
+// A counter written by one thread and read by any: a plain load and store, no locked
+// instruction on the request path.
+class StatCounter {
+ public:
+  void add(int64_t delta) {
+    v_.store(v_.load(std::memory_order_relaxed) + static_cast<uint64_t>(delta),
+             std::memory_order_relaxed);
+  }
+  void set(uint64_t v) { v_.store(v, std::memory_order_relaxed); }
+  uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+std::string millis(Clock::Duration d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+}
+
+}  // namespace
+
+std::string_view to_string(ExchangeError error) {
+  switch (error) {
+    case ExchangeError::kNone:
+      return "none";
+    case ExchangeError::kConnectFailed:
+      return "connect_failed";
+    case ExchangeError::kConnectTimeout:
+      return "connect_timeout";
+    case ExchangeError::kReset:
+      return "reset";
+    case ExchangeError::kMalformed:
+      return "malformed";
+    case ExchangeError::kTimeout:
+      return "timeout";
+    case ExchangeError::kCancelled:
+      return "cancelled";
+  }
+  return "none";
+}
+
+namespace internal {
+
+// One endpoint's idle connections, the most recently used last.
+struct EndpointPool {
+  std::string host;
+  uint16_t port = 0;
+  std::string label;                         // "host:port", "[::1]:port"
+  std::optional<asio::ip::address> address;  // the host as an IP literal; else resolved
+  std::vector<std::shared_ptr<UpstreamConnection>> idle;
+};
+
+struct PoolCore : std::enable_shared_from_this<PoolCore> {
+  PoolCore(asio::io_context& context, UpstreamPoolOptions o) : io(context), options(o) {
+    sweep_timer.emplace(io);
+  }
+
+  EndpointPool& endpoint(std::string_view host, uint16_t port);
+  void start_fresh(EndpointPool& ep, Exchange& ex);
+  void release(std::shared_ptr<UpstreamConnection> conn);
+  void drop_idle(UpstreamConnection* conn);
+  void link(UpstreamConnection* c);
+  void unlink(UpstreamConnection* c);
+  void ensure_sweep();
+  void sweep();
+  void stop();
+
+  asio::io_context& io;
+  const UpstreamPoolOptions options;
+  EndpointMap<EndpointPool> endpoints;
+  UpstreamConnection* active_head = nullptr;  // connecting or busy connections
+  std::optional<asio::steady_timer> sweep_timer;
+  bool sweep_armed = false;
+  bool stopped = false;
+  std::vector<std::shared_ptr<UpstreamConnection>> scratch;  // sweep snapshot, reused
+
+  StatCounter opened, reused, stale_retries, idle_count, active_count;
+};
+
+// One TCP connection to one endpoint, running one exchange at a time.
+class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection> {
+ public:
+  enum class State { kConnecting, kBusy, kIdle, kClosed };
+
+  UpstreamConnection(std::shared_ptr<PoolCore> pool, EndpointPool& ep)
+      : pool_(std::move(pool)), ep_(ep), socket_(pool_->io) {}
+  ~UpstreamConnection() {
+    if (linked) pool_->unlink(this);
+  }
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+
+  State state() const { return state_; }
+  EndpointPool& endpoint() const { return ep_; }
+  Clock::TimePoint deadline() const { return deadline_; }
+  Clock::TimePoint idle_since() const { return idle_since_; }
+
+  // A fresh connection: resolve (unless an IP literal), connect, then run `ex`.
+  void connect(Exchange& ex) {
+    attach(ex, /*reused=*/false);
+    state_ = State::kConnecting;
+    deadline_ = std::min(ex.deadline, now() + pool_->options.connect_timeout);
+    pool_->link(this);
+    if (ep_.address) {
+      socket_.async_connect(
+          tcp::endpoint(*ep_.address, ep_.port),
+          [self = shared_from_this()](const error_code& ec) { self->on_connected(ec); });
+      return;
+    }
+    resolver_.emplace(pool_->io);
+    resolver_->async_resolve(
+        ep_.host, std::to_string(ep_.port),
+        [self = shared_from_this()](const error_code& ec,
+                                    const tcp::resolver::results_type& results) {
+          if (self->state_ != State::kConnecting) return;
+          if (ec) {
+            self->finish_error(ExchangeError::kConnectFailed,
+                               "cannot resolve " + self->ep_.host + ": " + ec.message());
+            return;
+          }
+          asio::async_connect(
+              self->socket_, results,
+              [self](const error_code& e, const tcp::endpoint&) { self->on_connected(e); });
+        });
+  }
+
+  // A pooled connection: send `ex` at once.
+  void run(Exchange& ex) {
+    attach(ex, /*reused=*/true);
+    state_ = State::kBusy;
+    deadline_ = ex.deadline;
+    pool_->link(this);
+    send();
+  }
+
+  // The owner gave up on the exchange: close without completing it.
+  void abort() {
+    if (ex_ == nullptr) return;
+    detach();
+    close();
+  }
+
+  void on_deadline() {
+    if (state_ == State::kConnecting) {
+      finish_error(
+          ExchangeError::kConnectTimeout,
+          "connect to " + ep_.label + " timed out" +
+              (deadline_ == ex_->deadline ? std::string()
+                                          : " after " + millis(pool_->options.connect_timeout)));
+    } else if (state_ == State::kBusy) {
+      finish_error(ExchangeError::kTimeout, "no complete response from " + ep_.label + " in time");
+    }
+  }
+
+  void close() {
+    if (state_ == State::kClosed) return;
+    state_ = State::kClosed;
+    if (linked) pool_->unlink(this);
+    error_code ignored;
+    socket_.close(ignored);
+    if (resolver_) resolver_->cancel();
+  }
+
+  // The pool stops: ends the running exchange.
+  void finish_cancelled() { finish_error(ExchangeError::kCancelled, "the gateway is stopping"); }
+
+  UpstreamConnection* prev = nullptr;
+  UpstreamConnection* next = nullptr;
+  bool linked = false;
+
+ private:
+  void attach(Exchange& ex, bool reused) {
+    ex_ = &ex;
+    ex.conn_ = this;
+    reused_ = reused;
+    sent_ = false;
+    write_done_ = false;
+    got_bytes_ = false;
+    peer_eof_ = false;
+    start_parser();
+  }
+
+  void start_parser() {
+    parser_.emplace(ex_->response);
+    parser_->eager(true);
+    parser_->header_limit(static_cast<std::uint32_t>(
+        std::min<size_t>(pool_->options.max_response_header_bytes, UINT32_MAX)));
+    parser_->body_limit(static_cast<std::uint64_t>(pool_->options.max_response_body_bytes));
+    if (ex_->head_request) parser_->skip(true);
+  }
+
+  Exchange* detach() {
+    Exchange* ex = ex_;
+    ex_ = nullptr;
+    ex->conn_ = nullptr;
+    if (linked) pool_->unlink(this);
+    return ex;
+  }
+
+  void on_connected(const error_code& ec) {
+    if (state_ != State::kConnecting) return;  // timed out or aborted meanwhile
+    if (ec) {
+      finish_error(ExchangeError::kConnectFailed, "connect to " + ep_.label + ": " + ec.message());
+      return;
+    }
+    pool_->opened.add(1);
+    error_code ignored;
+    socket_.set_option(tcp::no_delay(true), ignored);
+    socket_.non_blocking(true, ignored);  // reads and writes are tried directly, never blocking
+    state_ = State::kBusy;
+    deadline_ = ex_->deadline;
+    arm_read();
+    send();
+  }
+
+  // Writes what the socket takes at once (one sendmsg, the common case) and leaves the rest
+  // to an asynchronous write.
+  void send() {
+    std::array<asio::const_buffer, 2> buffers = {
+        asio::const_buffer(ex_->head.data(), ex_->head.size()),
+        asio::const_buffer(ex_->body.data(), ex_->body.size())};
+    const size_t total = buffers[0].size() + buffers[1].size();
+    error_code ec;
+    const size_t n = socket_.write_some(buffers, ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      fail_io(ec);
+      return;
+    }
+    if (n > 0) mark_sent();
+    if (n == total) {
+      write_done_ = true;
+      return;
+    }
+    const size_t first = std::min(n, buffers[0].size());
+    buffers[0] += first;
+    buffers[1] += n - first;
+    asio::async_write(socket_, buffers,
+                      [self = shared_from_this()](const error_code& e, size_t written) {
+                        self->on_written(e, written);
+                      });
+  }
+
+  void mark_sent() {
+    sent_ = true;
+    ex_->request_sent = true;
+  }
+
+  void on_written(const error_code& ec, size_t written) {
+    // A pending write keeps the exchange from completing successfully, so a busy connection
+    // here still runs the exchange that wrote.
+    if (state_ != State::kBusy) return;
+    if (written > 0) mark_sent();
+    if (ec) {
+      fail_io(ec);
+      return;
+    }
+    write_done_ = true;
+  }
+
+  // Keeps one read pending from the connect to the close: it notices an idle connection being
+  // closed, and it reads the response of a busy one. A read rather than a wait for readiness:
+  // asio queues a read after a short one without a system call, while every wait costs an
+  // epoll_ctl().
+  void arm_read() {
+    if (read_pending_ || state_ == State::kClosed) return;
+    read_pending_ = true;
+    socket_.async_read_some(
+        buffer_.prepare(kReadChunkBytes),
+        [self = shared_from_this()](const error_code& ec, size_t n) { self->on_read(ec, n); });
+  }
+
+  void on_read(const error_code& ec, size_t n) {
+    read_pending_ = false;
+    switch (state_) {
+      case State::kClosed:
+      case State::kConnecting:
+        return;
+      case State::kIdle:
+        // Readable while idle: the upstream closed it (or sent something unasked).
+        pool_->drop_idle(this);
+        return;
+      case State::kBusy:
+        break;
+    }
+    if (ec == asio::error::eof) {
+      peer_eof_ = true;
+    } else if (ec) {
+      fail_io(ec);
+      return;
+    } else {
+      buffer_.commit(n);
+    }
+    while (buffer_.size() > 0) {
+      got_bytes_ = true;
+      error_code pec;
+      const size_t used = parser_->put(buffer_.data(), pec);
+      buffer_.consume(used);
+      if (pec && pec != boost::beast::http::error::need_more) {
+        if (pec == boost::beast::http::error::body_limit) {
+          finish_error(ExchangeError::kMalformed,
+                       "response body from " + ep_.label + " exceeds " +
+                           std::to_string(pool_->options.max_response_body_bytes) + " bytes");
+        } else if (pec == boost::beast::http::error::header_limit) {
+          finish_error(ExchangeError::kMalformed,
+                       "response header from " + ep_.label + " exceeds " +
+                           std::to_string(pool_->options.max_response_header_bytes) + " bytes");
+        } else {
+          finish_error(ExchangeError::kMalformed,
+                       "malformed response from " + ep_.label + ": " + pec.message());
+        }
+        return;
+      }
+      if (parser_->is_done()) {
+        const int status = ex_->response.status;
+        if (status / 100 == 1 && status != 101) {
+          // Interim (100 Continue, 103 Early Hints): the final response follows.
+          ex_->response = http::Response();
+          start_parser();
+          continue;
+        }
+        if (status == 101) {
+          finish_error(ExchangeError::kMalformed,
+                       "upstream " + ep_.label + " switched protocols, which is not supported");
+          return;
+        }
+        finish_ok();
+        return;
+      }
+      if (used == 0) break;
+    }
+    if (peer_eof_) {
+      if (parser_->got_some()) {
+        // A body delimited by the end of the connection ends here.
+        error_code e;
+        parser_->put_eof(e);
+        if (!e && parser_->is_done()) {
+          finish_ok();
+          return;
+        }
+      }
+      fail_io(asio::error::eof);
+      return;
+    }
+    arm_read();
+  }
+
+  void fail_io(const error_code& ec) {
+    if (state_ != State::kBusy) return;
+    // A pooled connection the upstream had closed: send again on a fresh one if the upstream
+    // cannot have acted on the request.
+    if (reused_ && !got_bytes_ && !ex_->stale_retried_ && (!sent_ || ex_->idempotent) &&
+        !pool_->stopped) {
+      Exchange* ex = detach();
+      close();
+      ex->stale_retried_ = true;
+      pool_->stale_retries.add(1);
+      pool_->start_fresh(ep_, *ex);
+      return;
+    }
+    finish_error(ExchangeError::kReset,
+                 ec == asio::error::eof
+                     ? "upstream " + ep_.label + " closed the connection" +
+                           (got_bytes_ ? " before the response was complete" : "")
+                     : "connection to " + ep_.label + " failed: " + ec.message());
+  }
+
+  void finish_ok() {
+    const bool reusable = parser_->keep_alive() && write_done_ && buffer_.size() == 0 &&
+                          !peer_eof_ && !pool_->stopped;
+    Exchange* ex = detach();
+    ex->error = ExchangeError::kNone;
+    ex->reused = reused_;
+    if (reusable) {
+      state_ = State::kIdle;
+      idle_since_ = now();
+      pool_->release(shared_from_this());
+      arm_read();  // a no-op if the pool closed it
+    } else {
+      close();
+    }
+    ex->on_complete();  // last: it may start another exchange on this connection
+  }
+
+  void finish_error(ExchangeError error, std::string detail) {
+    Exchange* ex = detach();
+    close();
+    ex->error = error;
+    ex->reused = reused_;
+    ex->detail = std::move(detail);
+    ex->on_complete();
+  }
+
+  std::shared_ptr<PoolCore> pool_;
+  EndpointPool& ep_;
+  tcp::socket socket_;
+  std::optional<tcp::resolver> resolver_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<http::internal::ResponseParser> parser_;
+  Exchange* ex_ = nullptr;
+  State state_ = State::kConnecting;
+  Clock::TimePoint deadline_{};
+  Clock::TimePoint idle_since_{};
+  bool reused_ = false;
+  bool sent_ = false;        // some of this exchange's request went out on this connection
+  bool write_done_ = false;  // all of it did
+  bool got_bytes_ = false;   // some of the response arrived
+  bool peer_eof_ = false;
+  bool read_pending_ = false;
+};
+
+EndpointPool& PoolCore::endpoint(std::string_view host, uint16_t port) {
+  EndpointPool& ep = endpoints(host, port);
+  if (ep.label.empty()) {
+    ep.host = std::string(host);
+    ep.port = port;
+    const bool v6 = host.find(':') != std::string_view::npos;
+    ep.label = (v6 ? "[" + ep.host + "]" : ep.host) + ":" + std::to_string(port);
+    error_code ec;
+    auto address = asio::ip::make_address(ep.host, ec);
+    if (!ec) ep.address = address;
+  }
+  return ep;
+}
+
+void PoolCore::start_fresh(EndpointPool& ep, Exchange& ex) {
+  auto conn = std::make_shared<UpstreamConnection>(shared_from_this(), ep);
+  conn->connect(ex);
+  ensure_sweep();
+}
+
+void PoolCore::release(std::shared_ptr<UpstreamConnection> conn) {
+  auto& idle = conn->endpoint().idle;
+  if (stopped || idle.size() >= options.max_idle_per_endpoint) {
+    conn->close();
+    return;
+  }
+  idle.push_back(std::move(conn));
+  idle_count.add(1);
+  ensure_sweep();
+}
+
+void PoolCore::drop_idle(UpstreamConnection* conn) {
+  auto& idle = conn->endpoint().idle;
+  auto it = std::find_if(idle.begin(), idle.end(), [&](const auto& c) { return c.get() == conn; });
+  if (it != idle.end()) {
+    auto keep = std::move(*it);
+    idle.erase(it);
+    idle_count.add(-1);
+    keep->close();
+    return;
+  }
+  conn->close();
+}
+
+void PoolCore::link(UpstreamConnection* c) {
+  if (c->linked) return;
+  c->linked = true;
+  c->prev = nullptr;
+  c->next = active_head;
+  if (active_head != nullptr) active_head->prev = c;
+  active_head = c;
+  active_count.add(1);
+}
+
+void PoolCore::unlink(UpstreamConnection* c) {
+  if (!c->linked) return;
+  c->linked = false;
+  if (c->prev != nullptr) c->prev->next = c->next;
+  if (c->next != nullptr) c->next->prev = c->prev;
+  if (active_head == c) active_head = c->next;
+  c->prev = c->next = nullptr;
+  active_count.add(-1);
+}
+
+void PoolCore::ensure_sweep() {
+  if (sweep_armed || stopped) return;
+  sweep_armed = true;
+  sweep_timer->expires_after(options.timeout_resolution);
+  sweep_timer->async_wait([self = shared_from_this()](const error_code& ec) {
+    self->sweep_armed = false;
+    if (ec || self->stopped) return;
+    self->sweep();
+  });
+}
+
+void PoolCore::sweep() {
+  const Clock::TimePoint t = now();
+  scratch.clear();
+  for (UpstreamConnection* c = active_head; c != nullptr; c = c->next) {
+    if (t >= c->deadline()) scratch.push_back(c->shared_from_this());
+  }
+  // Acting may complete exchanges, whose owners may start others: work on the snapshot.
+  for (auto& c : scratch) c->on_deadline();
+  scratch.clear();
+  const Clock::TimePoint oldest_ok = t - options.idle_timeout;
+  endpoints.for_each([&](std::string_view, uint16_t, EndpointPool& ep) {
+    std::erase_if(ep.idle, [&](const std::shared_ptr<UpstreamConnection>& c) {
+      if (c->idle_since() >= oldest_ok) return false;
+      c->close();
+      idle_count.add(-1);
+      return true;
+    });
+  });
+  if (active_count.get() > 0 || idle_count.get() > 0) ensure_sweep();
+}
+
+void PoolCore::stop() {
+  if (stopped) return;
+  stopped = true;
+  sweep_timer.reset();
+  endpoints.for_each([](std::string_view, uint16_t, EndpointPool& ep) {
+    for (auto& c : ep.idle) c->close();
+    ep.idle.clear();
+  });
+  idle_count.set(0);
+  scratch.clear();
+  for (UpstreamConnection* c = active_head; c != nullptr; c = c->next) {
+    scratch.push_back(c->shared_from_this());
+  }
+  for (auto& c : scratch) c->finish_cancelled();
+  scratch.clear();
+}
+
+}  // namespace internal
+
+UpstreamPool::UpstreamPool(boost::asio::io_context& io, UpstreamPoolOptions options)
+    : core_(std::make_shared<internal::PoolCore>(io, options)) {}
+
+UpstreamPool::~UpstreamPool() { core_->stop(); }
+
+bool UpstreamPool::start(std::string_view host, uint16_t port, Exchange& exchange) {
+  auto& core = *core_;
+  if (core.stopped) return false;
+  exchange.error = ExchangeError::kNone;
+  exchange.response = http::Response();
+  exchange.request_sent = false;
+  exchange.reused = false;
+  exchange.detail.clear();
+  exchange.stale_retried_ = false;
+  internal::EndpointPool& ep = core.endpoint(host, port);
+  if (!ep.idle.empty()) {
+    auto conn = std::move(ep.idle.back());
+    ep.idle.pop_back();
+    core.idle_count.add(-1);
+    core.reused.add(1);
+    conn->run(exchange);
+    core.ensure_sweep();
+    return true;
+  }
+  core.start_fresh(ep, exchange);
+  return true;
+}
+
+void UpstreamPool::cancel(Exchange& exchange) {
+  if (exchange.conn_ != nullptr) exchange.conn_->abort();
+}
+
+void UpstreamPool::stop() { core_->stop(); }
+
+UpstreamPool::Stats UpstreamPool::stats() const {
+  return Stats{core_->opened.get(), core_->reused.get(), core_->stale_retries.get(),
+               core_->idle_count.get(), core_->active_count.get()};
+}
+
+}  // namespace prescale::gateway

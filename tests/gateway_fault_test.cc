@@ -1,0 +1,295 @@
+// The gateway under load while upstreams fail (issue "Gateway: routing, balancing and
+// resilience"): a replica killed with SIGKILL, a replica that hangs (SIGSTOP), an upstream
+// answering 503 half the time, and a route's rate limit. Real processes and sockets; the
+// gateway runs in-process on the real clock, because the faults play out in real time.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <atomic>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "core/config.h"
+#include "gateway/cluster.h"
+#include "gateway/gateway.h"
+#include "http/client.h"
+#include "http/server.h"
+#include "support/subprocess.h"
+#include "telemetry/registry.h"
+
+namespace prescale {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Subprocess;
+using testing::TempDir;
+
+http::Request get(std::string target) {
+  http::Request req;
+  req.method = http::Method::kGet;
+  req.method_name = "GET";
+  req.target = std::move(target);
+  return req;
+}
+
+// `prescale serve echo` replicas.
+struct Replicas {
+  explicit Replicas(int n) {
+    for (int i = 0; i < n; ++i) {
+      const std::string port_file = dir.file("port" + std::to_string(i));
+      procs.push_back(std::make_unique<Subprocess>(
+          std::vector<std::string>{PRESCALE_BIN, "serve", "echo", "--port", "0", "--threads", "1",
+                                   "--port-file", port_file},
+          dir.file("echo" + std::to_string(i) + ".log")));
+      EXPECT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 10s));
+      ports.push_back(std::stoi(testing::read_file(port_file)));
+    }
+  }
+  std::string upstreams() const {
+    std::string s = "[";
+    for (size_t i = 0; i < ports.size(); ++i) {
+      s += (i ? ", \"127.0.0.1:" : "\"127.0.0.1:") + std::to_string(ports[i]) + "\"";
+    }
+    return s + "]";
+  }
+  TempDir dir;
+  std::vector<std::unique_ptr<Subprocess>> procs;
+  std::vector<int> ports;
+};
+
+// A gateway from a prescale.yaml text, serving on port 0 with upkeep running.
+struct RunningGateway {
+  explicit RunningGateway(const std::string& yaml) {
+    auto config = load_config_string(yaml, "gateway_fault_test.yaml");
+    EXPECT_TRUE(config) << config.error().message;
+    gateway::GatewayOptions o;
+    o.registry = &registry;
+    auto g = gateway::Gateway::create(config->gateway, o);
+    EXPECT_TRUE(g) << g.error().message;
+    gw = std::move(*g);
+    http::ServerOptions so;
+    so.threads = 2;
+    server = std::make_unique<http::Server>(so, gw->handler());
+    EXPECT_TRUE(server->start());
+    gw->start_upkeep();
+  }
+  ~RunningGateway() {
+    server->shutdown(2s);
+    gw->stop_upkeep();
+  }
+  uint16_t port() const { return server->port(); }
+
+  telemetry::Registry registry;
+  std::unique_ptr<gateway::Gateway> gw;
+  std::unique_ptr<http::Server> server;
+};
+
+// Closed-loop GETs from `clients` threads for `duration`; counts and latencies by phase.
+struct Load {
+  struct Sample {
+    double at_s;       // since the start
+    double latency_ms;
+    int status;        // 0: a local error
+  };
+  std::vector<Sample> samples;
+  std::mutex mu;
+
+  void run(uint16_t port, int clients, std::chrono::milliseconds duration,
+           std::function<void(double at_s)> at_each_second = {}) {
+    http::Client client(http::ClientOptions{.request_timeout = 10s, .threads = 2});
+    const auto start = std::chrono::steady_clock::now();
+    const auto end = start + duration;
+    std::vector<std::thread> threads;
+    for (int c = 0; c < clients; ++c) {
+      threads.emplace_back([&] {
+        std::vector<Sample> mine;
+        while (std::chrono::steady_clock::now() < end) {
+          const auto t0 = std::chrono::steady_clock::now();
+          auto r = client.request("127.0.0.1", port, get("/echo"));
+          const auto t1 = std::chrono::steady_clock::now();
+          mine.push_back({std::chrono::duration<double>(t0 - start).count(),
+                          std::chrono::duration<double, std::milli>(t1 - t0).count(),
+                          r ? r->status : 0});
+        }
+        std::lock_guard lock(mu);
+        samples.insert(samples.end(), mine.begin(), mine.end());
+      });
+    }
+    if (at_each_second) {
+      for (int s = 1; std::chrono::steady_clock::now() < end; ++s) {
+        std::this_thread::sleep_until(start + std::chrono::seconds(s));
+        at_each_second(s);
+      }
+    }
+    for (auto& t : threads) t.join();
+  }
+
+  size_t failed() const {
+    return static_cast<size_t>(std::count_if(samples.begin(), samples.end(),
+                                             [](const Sample& s) { return s.status != 200; }));
+  }
+  size_t count(int status) const {
+    return static_cast<size_t>(std::count_if(
+        samples.begin(), samples.end(), [&](const Sample& s) { return s.status == status; }));
+  }
+  // p99 latency of the requests started in [from_s, to_s).
+  double p99_ms(double from_s, double to_s) const {
+    std::vector<double> l;
+    for (const Sample& s : samples) {
+      if (s.at_s >= from_s && s.at_s < to_s) l.push_back(s.latency_ms);
+    }
+    if (l.empty()) return 0;
+    std::sort(l.begin(), l.end());
+    return l[static_cast<size_t>(0.99 * static_cast<double>(l.size() - 1))];
+  }
+};
+
+std::string echo_gateway_yaml(const Replicas& r, const std::string& extra_route = "") {
+  return R"(version: 1
+gateway:
+  health_check: {interval: 1s, timeout: 500ms, unhealthy_threshold: 2}
+  outlier_detection: {consecutive_5xx: 5, consecutive_gateway_failure: 3, base_ejection_time: 30s}
+  upstreams:
+    echo: )" + r.upstreams() + R"(
+  routes:
+    - match: {path_prefix: /}
+      service: echo
+      timeout: 10s
+      per_try_timeout: 1s
+      retries: {num_retries: 2, retry_on: [gateway-error, connect-failure, reset]}
+)" + extra_route;
+}
+
+TEST(GatewayFaultTest, ReplicaKilledUnderLoadCostsNoRequest) {
+  Replicas replicas(4);
+  RunningGateway g(echo_gateway_yaml(replicas));
+  Load load;
+  load.run(g.port(), 8, 20s, [&](double at) {
+    if (at == 5) replicas.procs[1]->signal(SIGKILL);
+  });
+  std::printf("kill -9: %zu requests, %zu failed, p99 %.1f ms\n", load.samples.size(),
+              load.failed(), load.p99_ms(0, 20));
+  EXPECT_GT(load.samples.size(), 2000u);
+  EXPECT_EQ(load.failed(), 0u);
+  // The dead replica is out of the balancer's set: unhealthy (health checks) or ejected.
+  const auto view = g.gw->cluster("echo")->view();
+  int out = 0;
+  for (const auto& h : view->hosts.hosts()) {
+    out += !h->in_service(Clock::real().now()) ? 1 : 0;
+  }
+  EXPECT_EQ(out, 1);
+}
+
+TEST(GatewayFaultTest, HungReplicaIsTakenOutAndP99Recovers) {
+  Replicas replicas(4);
+  RunningGateway g(echo_gateway_yaml(replicas));
+  Load load;
+  load.run(g.port(), 8, 12s, [&](double at) {
+    if (at == 2) replicas.procs[2]->signal(SIGSTOP);
+  });
+  replicas.procs[2]->signal(SIGCONT);
+  EXPECT_EQ(load.failed(), 0u);
+  // Attempts on the hung replica time out after 1 s and are retried elsewhere; the balancer
+  // steers away from it at once, three timeouts in a row eject it and failed health checks mark
+  // it unhealthy, so by the last seconds no request waits on it. (Bounds leave room for a
+  // loaded machine: a request that waited on the hung replica takes over 1 s.)
+  const double before = load.p99_ms(0, 2);
+  const double after = load.p99_ms(8, 12);
+  std::printf("hang: %zu requests, %zu failed, p99 %.1f ms before, %.1f ms in 2-4 s, %.1f ms in 8-12 s\n",
+              load.samples.size(), load.failed(), before, load.p99_ms(2, 4), after);
+  EXPECT_LT(after, 250) << "p99 before the hang " << before << " ms";
+  const auto view = g.gw->cluster("echo")->view();
+  int out = 0;
+  for (const auto& h : view->hosts.hosts()) out += !h->in_service(Clock::real().now()) ? 1 : 0;
+  EXPECT_EQ(out, 1);
+}
+
+// Upstreams that answer 503 to half the requests, in-process, counting attempts.
+struct FlakyUpstreams {
+  explicit FlakyUpstreams(int n) {
+    for (int i = 0; i < n; ++i) {
+      http::ServerOptions o;
+      o.threads = 1;
+      servers.push_back(std::make_unique<http::Server>(o, [this](http::Request&, http::Responder r) {
+        attempts.fetch_add(1);
+        thread_local std::mt19937 rng(std::random_device{}());
+        const bool fail = (rng() & 1u) != 0;
+        r(http::Response::text(fail ? 503 : 200, fail ? "busy\n" : "ok\n"));
+      }));
+      EXPECT_TRUE(servers.back()->start());
+    }
+  }
+  std::string upstreams() const {
+    std::string s = "[";
+    for (size_t i = 0; i < servers.size(); ++i) {
+      s += (i ? ", \"127.0.0.1:" : "\"127.0.0.1:") + std::to_string(servers[i]->port()) + "\"";
+    }
+    return s + "]";
+  }
+  std::atomic<uint64_t> attempts{0};
+  std::vector<std::unique_ptr<http::Server>> servers;
+};
+
+TEST(GatewayFaultTest, RetryBudgetCapsRetriesAtItsShare) {
+  FlakyUpstreams up(4);
+  // Outlier ejection and the failure-rate breaker off, so only the budget limits retries.
+  RunningGateway g(R"(version: 1
+gateway:
+  outlier_detection: {consecutive_5xx: 0, consecutive_gateway_failure: 0}
+  circuit_breakers: {failure_rate_threshold: 100}
+  retry_budget: {budget_percent: 20, min_retry_concurrency: 3}
+  upstreams:
+    flaky: )" + up.upstreams() + R"(
+  routes:
+    - match: {path_prefix: /}
+      service: flaky
+      retries: {num_retries: 3, retry_on: [5xx]}
+)");
+  Load load;
+  load.run(g.port(), 32, 5s);
+  const double requests = static_cast<double>(load.samples.size());
+  const double retries = static_cast<double>(up.attempts.load()) - requests;
+  // Unbounded, three retries at 50 % failure would add 0.5 + 0.25 + 0.125 = 0.875 attempts
+  // per request. The budget allows retries in flight up to 20 % of the active requests.
+  std::printf("503 x 50%%: %.0f requests, %.0f retries (%.3f per request), %zu failed\n", requests,
+              retries, retries / requests, load.failed());
+  EXPECT_GT(requests, 1000);
+  EXPECT_GT(retries / requests, 0.05);
+  EXPECT_LT(retries / requests, 0.30) << retries << " retries for " << requests << " requests";
+  EXPECT_GT(g.gw->cluster("flaky")->stats().budget_overflows, 0u);
+}
+
+TEST(GatewayFaultTest, RateLimitIsAccurateOverTenSeconds) {
+  http::ServerOptions o;
+  o.threads = 1;
+  http::Server upstream(o, [](http::Request&, http::Responder r) {
+    r(http::Response::text(200, "ok\n"));
+  });
+  ASSERT_TRUE(upstream.start());
+  RunningGateway g(R"(version: 1
+gateway:
+  upstreams:
+    api: ["127.0.0.1:)" + std::to_string(upstream.port()) + R"("]
+  routes:
+    - match: {path_prefix: /}
+      service: api
+      rate_limit: {requests_per_second: 200, burst: 20}
+)");
+  Load load;
+  load.run(g.port(), 8, 10s);
+  const double admitted = static_cast<double>(load.count(200));
+  std::printf("rate limit 200/s burst 20 over 10 s: %.0f admitted (%.4f of 2020), %zu refused\n",
+              admitted, admitted / 2020, load.count(429));
+  EXPECT_GT(load.count(429), 1000u);  // the load is well over the limit
+  EXPECT_EQ(load.count(200) + load.count(429), load.samples.size());
+  // 200 req/s for 10 s, plus the initial burst of 20.
+  EXPECT_NEAR(admitted, 2020, 0.05 * 2000);
+  upstream.shutdown(1s);
+}
+
+}  // namespace
+}  // namespace prescale
