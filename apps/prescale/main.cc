@@ -12,9 +12,17 @@
 #include "core/config.h"
 #include "core/logging.h"
 #include "eval_command.h"
+#include "eval_fraud.h"
+#include "eval_recommend.h"
 #include "gateway_command.h"
 #include "runtime/runtime.h"
 #include "services/echo/echo_service.h"
+#include "services/forecast/forecast_service.h"
+#include "services/fraud/fraud_service.h"
+#include "services/recommend/recommend_service.h"
+#include "telemetry/registry.h"
+#include "train_fraud.h"
+#include "train_recommend.h"
 #include "sim_command.h"
 #include "version.h"
 
@@ -32,6 +40,12 @@ struct ServeFlags {
   std::string port_file;
   std::string log_level = "info";
   std::string log_format = "text";
+  // Model services (fraud, recommend): where versioned model files are, how often to look for
+  // a new one; fraud's decision threshold (< 0: the model file's) and batch limit.
+  std::string model_dir = "models";
+  int model_poll_ms = 5000;
+  double threshold = -1;
+  size_t max_batch = 1000;
   // Only settable through prescale.yaml.
   std::optional<size_t> max_header_bytes;
   std::optional<std::chrono::milliseconds> read_timeout;
@@ -71,11 +85,43 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
   }
   runtime::Runtime::block_termination_signals();
 
+  // One registry for the runtime and the service, so a service's own metrics (e.g.
+  // prescale_model_info) are on /metrics with the runtime's.
+  telemetry::Registry registry;
   std::unique_ptr<runtime::Service> service;
   if (flags.kind == "echo") {
     service = std::make_unique<services::EchoService>();
+  } else if (flags.kind == "forecast") {
+    services::ForecastServiceOptions o;
+    o.registry = &registry;
+    service = std::make_unique<services::ForecastService>(o);
+  } else if (flags.kind == "fraud") {
+    services::FraudServiceOptions o;
+    o.model_dir = flags.model_dir;
+    o.poll_period = std::chrono::milliseconds(flags.model_poll_ms);
+    if (flags.threshold >= 0) o.threshold = flags.threshold;
+    o.max_batch = flags.max_batch;
+    o.registry = &registry;
+    auto made = services::make_fraud_service(o);
+    if (!made) {
+      std::cerr << "prescale serve fraud: " << made.error().message << "\n";
+      return 2;
+    }
+    service = std::move(*made);
+  } else if (flags.kind == "recommend") {
+    services::RecommendServiceOptions o;
+    o.model_dir = flags.model_dir;
+    o.poll_interval = std::chrono::milliseconds(flags.model_poll_ms);
+    o.registry = &registry;
+    auto made = services::make_recommend_service(o);
+    if (!made) {
+      std::cerr << "prescale serve recommend: " << made.error().message << "\n";
+      return 2;
+    }
+    service = std::move(*made);
   } else {
-    std::cerr << "prescale serve: unknown service kind \"" << flags.kind << "\"; available: echo\n";
+    std::cerr << "prescale serve: unknown service kind \"" << flags.kind
+              << "\"; available: echo, forecast, fraud, recommend\n";
     return 2;
   }
 
@@ -89,6 +135,7 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
   if (flags.idle_timeout) options.server.idle_timeout = *flags.idle_timeout;
   if (flags.max_connections) options.server.max_connections = *flags.max_connections;
   options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
+  options.registry = &registry;
   runtime::Runtime rt(*service, options);
   if (auto started = rt.start(); !started) {
     std::cerr << "prescale serve " << flags.kind << ": " << started.error().to_string() << "\n";
@@ -116,7 +163,20 @@ int main(int argc, char** argv) {
 
   ServeFlags flags;
   auto* serve = app.add_subcommand("serve", "Run one service replica on the service runtime");
-  serve->add_option("kind", flags.kind, "Service kind: echo")->required();
+  serve->add_option("kind", flags.kind, "Service kind: echo, forecast, fraud, recommend")
+      ->required();
+  serve->add_option("--model-dir", flags.model_dir,
+                    "fraud, recommend: directory of versioned model files (prescale train)")
+      ->capture_default_str();
+  serve->add_option("--model-poll-ms", flags.model_poll_ms,
+                    "fraud, recommend: how often to look for a new model version; 0 = never")
+      ->check(CLI::Range(0, 86400000))
+      ->capture_default_str();
+  serve->add_option("--threshold", flags.threshold,
+                    "fraud: decision threshold on the fraud probability (default: the model's)")
+      ->check(CLI::Range(0.0, 1.0));
+  serve->add_option("--max-batch", flags.max_batch, "fraud: transactions per batch request")
+      ->capture_default_str();
   serve->add_option("-f,--config", flags.config_path,
                     "prescale.yaml whose http and logging settings apply (flags win)");
   serve->add_option("--address", flags.address, "Address to listen on")->capture_default_str();
@@ -143,6 +203,12 @@ int main(int argc, char** argv) {
 
   prescale::SimCommand sim(app);
   prescale::EvalCommand eval(app);
+  prescale::EvalFraudCommand eval_fraud(*app.get_subcommand("eval"));
+  prescale::EvalRecommendCommand eval_recommend(*app.get_subcommand("eval"));
+  auto* train = app.add_subcommand("train", "Train a model and write a versioned model file");
+  train->require_subcommand(1);
+  prescale::TrainFraudCommand train_fraud(*train);
+  prescale::TrainRecommendCommand train_recommend(*train);
   prescale::GatewayCommand gateway(app);
 
   // Bad flags exit 2 like every other input error (CLI11's own codes are 100+); --help is 0.
@@ -159,7 +225,11 @@ int main(int argc, char** argv) {
   }
   if (serve->parsed()) return prescale::serve(flags, *serve);
   if (sim.parsed()) return sim.run();
+  if (eval_fraud.parsed()) return eval_fraud.run();
+  if (eval_recommend.parsed()) return eval_recommend.run();
   if (eval.parsed()) return eval.run();
+  if (train_fraud.parsed()) return train_fraud.run();
+  if (train_recommend.parsed()) return train_recommend.run();
   if (gateway.parsed()) return gateway.run();
   return 0;
 }

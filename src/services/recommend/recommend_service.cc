@@ -1,0 +1,311 @@
+#include "services/recommend/recommend_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "services/recommend/model_file.h"
+#include "services/recommend/user_store.h"
+#include "telemetry/registry.h"
+
+namespace prescale::services {
+
+using recommend::ItemWeight;
+using recommend::Model;
+using recommend::ScoredItem;
+
+namespace {
+
+// The training history merged with posted events of known items (weights of one item summed),
+// sorted by item index.
+std::vector<ItemWeight> merged_history(const Model& model, std::span<const ItemWeight> trained,
+                                       std::span<const recommend::PostedEvent> events) {
+  std::vector<ItemWeight> all(trained.begin(), trained.end());
+  for (const recommend::PostedEvent& e : events) {
+    if (auto i = model.item_index(e.item)) all.push_back({*i, e.weight});
+  }
+  std::sort(all.begin(), all.end(),
+            [](const ItemWeight& a, const ItemWeight& b) { return a.item < b.item; });
+  std::vector<ItemWeight> out;
+  out.reserve(all.size());
+  for (const ItemWeight& e : all) {
+    if (!out.empty() && out.back().item == e.item) {
+      out.back().weight += e.weight;
+    } else {
+      out.push_back(e);
+    }
+  }
+  return out;
+}
+
+std::vector<int32_t> known_items(const Model& model, const std::vector<int64_t>& ids) {
+  std::vector<int32_t> out;
+  out.reserve(ids.size());
+  for (int64_t id : ids) {
+    if (auto i = model.item_index(id)) out.push_back(*i);
+  }
+  return out;
+}
+
+}  // namespace
+
+// The served model with the generation number that tags per-user caches computed from it.
+struct RecommendService::Served {
+  std::shared_ptr<const Model> model;
+  uint64_t generation = 0;
+};
+
+class RecommendService::Impl {
+ public:
+  Impl(std::shared_ptr<const Model> model, RecommendServiceOptions o)
+      : options(std::move(o)), users(options.max_users, options.max_events_per_user) {
+    served.store(std::make_shared<const Served>(Served{std::move(model), 1}));
+    if (options.registry != nullptr) {
+      telemetry::Registry& r = *options.registry;
+      model_info = &r.gauge("prescale_model_info", "The model a service serves: 1 for its version",
+                            {"service", "version"});
+      ignored_unknown = &r.counter("prescale_recommend_ignored_unknown_items_total",
+                                   "Posted interactions ignored: the item is not in the model")
+                             .with();
+      accepted = &r.counter("prescale_recommend_interactions_total",
+                            "Posted interactions folded into users' recommendations")
+                      .with();
+      cold_starts = &r.counter("prescale_recommend_cold_starts_total",
+                               "Recommendations for users without interactions (popular items)")
+                         .with();
+      reloads = &r.counter("prescale_recommend_reloads_total",
+                           "Model reloads by result (ok, error)", {"result"});
+      tracked_users = &r.gauge("prescale_recommend_users_with_interactions",
+                               "Users with interactions posted since the model was trained")
+                           .with();
+      model_info->with({"recommend", current()->model->version_label()}).set(1);
+    }
+    next_poll = options.clock->now();
+    if (options.poll_interval.count() > 0 && options.background_poll) {
+      poller = std::thread([this] { poll_loop(); });
+    }
+  }
+
+  ~Impl() { stop(); }
+
+  void stop() {
+    stopping.store(true, std::memory_order_release);
+    if (poller.joinable()) poller.join();
+  }
+
+  std::shared_ptr<const Served> current() const { return served.load(); }
+
+  // The user's ALS factors for `history`: trained, cached, or folded in now (and cached).
+  std::vector<float> factors_for(const Served& s, int64_t user,
+                                 const std::optional<recommend::UserStore::Snapshot>& snapshot,
+                                 std::span<const ItemWeight> history) {
+    const Model& m = *s.model;
+    if (!snapshot) {
+      auto trained = m.factors(user);
+      return {trained.begin(), trained.end()};
+    }
+    if (snapshot->factors && snapshot->factors->model_generation == s.generation &&
+        snapshot->factors->revision == snapshot->revision) {
+      return snapshot->factors->factors;
+    }
+    auto cached = std::make_shared<recommend::CachedFactors>();
+    cached->model_generation = s.generation;
+    cached->revision = snapshot->revision;
+    cached->factors = m.fold_in(history);
+    std::vector<float> out = cached->factors;
+    users.set_factors(user, std::move(cached));
+    return out;
+  }
+
+  Result<bool> reload() {
+    std::lock_guard lock(reload_mu);
+    auto latest = recommend::latest_manifest(options.model_dir);
+    if (!latest) return failed_reload(latest.error());
+    const std::shared_ptr<const Served> old = current();
+    if (latest->version == old->model->version()) return false;
+    auto model = recommend::load_model(latest->path);
+    if (!model) return failed_reload(model.error());
+    served.store(std::make_shared<const Served>(Served{*model, old->generation + 1}));
+    // Events the new model was trained on would otherwise count twice.
+    users.forget_through((*model)->trained_through());
+    if (model_info != nullptr) {
+      model_info->with({"recommend", old->model->version_label()}).set(0);
+      model_info->with({"recommend", (*model)->version_label()}).set(1);
+      reloads->with({"ok"}).inc();
+      tracked_users->set(static_cast<double>(users.users()));
+    }
+    spdlog::info("recommend: serving model {} ({}) from {}", (*model)->version_label(),
+                 recommend::to_string((*model)->kind()), latest->path);
+    return true;
+  }
+
+  Result<bool> poll() {
+    if (options.poll_interval.count() <= 0 || options.model_dir.empty()) return false;
+    {
+      std::lock_guard lock(poll_mu);
+      const Clock::TimePoint now = options.clock->now();
+      if (now < next_poll) return false;
+      next_poll = now + options.poll_interval;
+    }
+    return reload();
+  }
+
+  RecommendServiceOptions options;
+  std::atomic<std::shared_ptr<const Served>> served;
+  recommend::UserStore users;
+
+  telemetry::GaugeFamily* model_info = nullptr;
+  telemetry::Counter* ignored_unknown = nullptr;
+  telemetry::Counter* accepted = nullptr;
+  telemetry::Counter* cold_starts = nullptr;
+  telemetry::CounterFamily* reloads = nullptr;
+  telemetry::Gauge* tracked_users = nullptr;
+
+ private:
+  std::unexpected<Error> failed_reload(const Error& e) {
+    if (reloads != nullptr) reloads->with({"error"}).inc();
+    spdlog::warn("recommend: reload failed, the served model stays: {}", e.message);
+    return std::unexpected(e);
+  }
+
+  // Sleeps in steps of at most 100 ms of clock time, so that stop() returns quickly.
+  void poll_loop() {
+    while (!stopping.load(std::memory_order_acquire)) {
+      const auto step =
+          std::min<Clock::Duration>(options.poll_interval, std::chrono::milliseconds(100));
+      options.clock->sleep_until(options.clock->now() + step);
+      if (stopping.load(std::memory_order_acquire)) break;
+      (void)poll();  // failures are logged and counted
+    }
+  }
+
+  std::mutex reload_mu;
+  std::mutex poll_mu;
+  Clock::TimePoint next_poll;
+  std::atomic<bool> stopping{false};
+  std::thread poller;
+};
+
+RecommendService::RecommendService(std::shared_ptr<const Model> model,
+                                   RecommendServiceOptions options)
+    : impl_(std::make_unique<Impl>(std::move(model), std::move(options))) {}
+
+RecommendService::~RecommendService() = default;
+
+void RecommendService::on_drain() { impl_->stop(); }
+
+std::shared_ptr<const Model> RecommendService::model() const { return impl_->current()->model; }
+
+const RecommendServiceOptions& RecommendService::options() const { return impl_->options; }
+
+Result<bool> RecommendService::reload() { return impl_->reload(); }
+Result<bool> RecommendService::poll() { return impl_->poll(); }
+
+Result<Recommendations> RecommendService::recommend(const RecommendQuery& query) const {
+  if (query.k < 1 || query.k > static_cast<size_t>(impl_->options.max_k)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "k: expected 1.." + std::to_string(impl_->options.max_k));
+  }
+  const std::shared_ptr<const Served> served = impl_->current();
+  const Model& m = *served->model;
+  const std::vector<int32_t> exclude = known_items(m, query.exclude);
+  std::vector<int32_t> include;
+  if (!query.include.empty()) include = known_items(m, query.include);
+
+  Model::Query q;
+  q.k = query.k;
+  q.exclude = exclude;
+  if (!query.include.empty()) q.allow = &include;
+
+  Recommendations out;
+  out.model_version = m.version_label();
+  const auto snapshot = impl_->users.get(query.user);
+  std::vector<ItemWeight> merged;
+  q.history = m.history(query.user);
+  if (snapshot) {
+    merged = merged_history(m, q.history, snapshot->events);
+    q.history = merged;
+  }
+  if (q.history.empty()) {
+    out.cold_start = true;
+    out.items = m.popular(q);
+    if (impl_->cold_starts != nullptr) impl_->cold_starts->inc();
+    return out;
+  }
+  std::vector<float> factors;
+  if (m.kind() == recommend::ModelKind::kAls) {
+    factors = impl_->factors_for(*served, query.user, snapshot, q.history);
+    q.factors = factors;
+  }
+  out.items = m.recommend(q);
+  return out;
+}
+
+Result<InteractionsResult> RecommendService::add_interactions(
+    std::span<const PostedInteraction> interactions) {
+  const std::shared_ptr<const Served> served = impl_->current();
+  const Model& m = *served->model;
+  InteractionsResult result;
+  result.model_version = m.version_label();
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       impl_->options.clock->wall_now().time_since_epoch())
+                       .count();
+  std::map<int64_t, std::vector<recommend::PostedEvent>> by_user;
+  for (const PostedInteraction& x : interactions) {
+    if (!m.item_index(x.item)) {
+      ++result.ignored_unknown_items;
+      continue;
+    }
+    by_user[x.user].push_back({x.item, x.weight, x.timestamp.value_or(now)});
+    ++result.accepted;
+  }
+  if (impl_->ignored_unknown != nullptr) {
+    impl_->ignored_unknown->inc(static_cast<double>(result.ignored_unknown_items));
+  }
+  for (const auto& [user, events] : by_user) {
+    auto added = impl_->users.add(user, events);
+    if (!added) return std::unexpected(added.error());
+    if (impl_->accepted != nullptr) impl_->accepted->inc(static_cast<double>(events.size()));
+    // ALS: fold the user in now, so the next recommendation costs no solve.
+    if (m.kind() == recommend::ModelKind::kAls) {
+      const auto snapshot = impl_->users.get(user);
+      const auto history = merged_history(m, m.history(user), snapshot ? snapshot->events : events);
+      (void)impl_->factors_for(*served, user, snapshot, history);
+    }
+  }
+  result.users = by_user.size();
+  if (impl_->tracked_users != nullptr) {
+    impl_->tracked_users->set(static_cast<double>(impl_->users.users()));
+  }
+  return result;
+}
+
+Result<std::vector<ScoredItem>> RecommendService::similar(int64_t item, size_t k) const {
+  if (k < 1 || k > static_cast<size_t>(impl_->options.max_k)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "k: expected 1.." + std::to_string(impl_->options.max_k));
+  }
+  const std::shared_ptr<const Served> served = impl_->current();
+  auto index = served->model->item_index(item);
+  if (!index) {
+    return make_error(ErrorCode::kNotFound,
+                      "item " + std::to_string(item) + " is not in the model's catalogue");
+  }
+  return served->model->similar(*index, k);
+}
+
+Result<std::unique_ptr<RecommendService>> make_recommend_service(RecommendServiceOptions options) {
+  auto latest = recommend::latest_manifest(options.model_dir);
+  if (!latest) return std::unexpected(latest.error());
+  auto model = recommend::load_model(latest->path);
+  if (!model) return std::unexpected(model.error());
+  spdlog::info("recommend: serving model {} ({}) from {}", (*model)->version_label(),
+               recommend::to_string((*model)->kind()), latest->path);
+  return std::make_unique<RecommendService>(std::move(*model), std::move(options));
+}
+
+}  // namespace prescale::services

@@ -1,0 +1,296 @@
+#include "services/recommend/recommend_service.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "http/client.h"
+#include "runtime/runtime.h"
+#include "services/recommend/internal/test_interactions.h"
+#include "services/recommend/model_file.h"
+#include "telemetry/registry.h"
+
+namespace prescale::services {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using recommend::ModelKind;
+using ::testing::HasSubstr;
+
+std::string KindName(const ::testing::TestParamInfo<ModelKind>& info) {
+  return std::string(recommend::to_string(info.param));
+}
+
+std::shared_ptr<const recommend::Model> train(ModelKind kind, int drop_last_users = 0) {
+  recommend::TrainOptions o;
+  o.kind = kind;
+  o.als.factors = 8;
+  o.als.regularization = 0.1f;
+  o.ease.lambda = 1;
+  o.ease.min_item_interactions = 1;
+  auto data = recommend::testing::two_groups();
+  std::erase_if(data,
+                [&](const recommend::Interaction& x) { return x.user > 40 - drop_last_users; });
+  auto m = recommend::Model::train(data, o);
+  EXPECT_TRUE(m) << m.error().message;
+  return *m;
+}
+
+std::vector<int64_t> item_ids(const nlohmann::json& body) {
+  std::vector<int64_t> out;
+  for (const auto& i : body["items"]) out.push_back(i["item"].get<int64_t>());
+  return out;
+}
+
+class RecommendServiceTest : public ::testing::TestWithParam<ModelKind> {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("recommend_service_" + std::to_string(::getpid()) + "_" +
+                                        std::to_string(reinterpret_cast<uintptr_t>(this)));
+    fs::remove_all(dir_);
+    ASSERT_TRUE(recommend::save_model(*train(GetParam(), /*drop_last_users=*/1), dir_.string()));
+    RecommendServiceOptions o;
+    o.model_dir = dir_.string();
+    o.registry = &registry_;
+    o.clock = &clock_;
+    o.poll_interval = 10s;
+    o.background_poll = false;
+    o.max_batch = 50;
+    auto service = make_recommend_service(o);
+    ASSERT_TRUE(service) << service.error().message;
+    service_ = std::move(*service);
+    runtime::RuntimeOptions ro;
+    ro.server.port = 0;
+    ro.server.threads = 2;
+    ro.shutdown_grace = 5s;
+    ro.registry = &registry_;
+    runtime_ = std::make_unique<runtime::Runtime>(*service_, ro);
+    ASSERT_TRUE(runtime_->start());
+  }
+  void TearDown() override {
+    runtime_.reset();
+    service_.reset();
+    fs::remove_all(dir_);
+  }
+
+  http::Response call(http::Method m, std::string target, std::string body = {}) {
+    http::Request req;
+    req.method = m;
+    req.method_name = std::string(http::to_string(m));
+    req.target = std::move(target);
+    req.body = std::move(body);
+    if (!req.body.empty()) req.headers.set("Content-Type", "application/json");
+    auto r = client_.request("127.0.0.1", runtime_->port(), std::move(req));
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? *r : http::Response{};
+  }
+  nlohmann::json get_json(std::string target, int status = 200) {
+    const http::Response r = call(http::Method::kGet, std::move(target));
+    EXPECT_EQ(r.status, status) << r.body;
+    return nlohmann::json::parse(r.body, nullptr, false);
+  }
+  nlohmann::json post_json(std::string target, const nlohmann::json& body, int status = 200) {
+    const http::Response r = call(http::Method::kPost, std::move(target), body.dump());
+    EXPECT_EQ(r.status, status) << r.body;
+    return nlohmann::json::parse(r.body, nullptr, false);
+  }
+  std::string metrics() { return call(http::Method::kGet, "/metrics").body; }
+
+  fs::path dir_;
+  ManualClock clock_;
+  telemetry::Registry registry_;
+  std::unique_ptr<RecommendService> service_;
+  std::unique_ptr<runtime::Runtime> runtime_;
+  http::Client client_;
+};
+
+TEST_P(RecommendServiceTest, RecommendsUnseenItemsWithTheModelVersion) {
+  const auto body = get_json("/v1/users/3/recommendations?k=5");
+  EXPECT_EQ(body["user"], 3);
+  EXPECT_EQ(body["model"], recommend::to_string(GetParam()));
+  EXPECT_EQ(body["model_version"], "v1");
+  EXPECT_EQ(body["cold_start"], false);
+  const auto items = item_ids(body);
+  ASSERT_EQ(items.size(), 5u);
+  const auto model = service_->model();
+  for (int64_t item : items) {
+    for (const auto& h : model->history(3)) EXPECT_NE(item, model->item_id(h.item));
+  }
+  EXPECT_THAT(metrics(), HasSubstr("prescale_model_info{service=\"recommend\",version=\"v1\"} 1"));
+}
+
+TEST_P(RecommendServiceTest, ColdUsersGetPopularItemsFlagged) {
+  const auto body = get_json("/v1/users/40/recommendations?k=2");  // not in the model
+  EXPECT_EQ(body["cold_start"], true);
+  EXPECT_THAT(item_ids(body), ::testing::UnorderedElementsAre(101, 201));
+  EXPECT_THAT(metrics(), HasSubstr("prescale_recommend_cold_starts_total 1"));
+}
+
+TEST_P(RecommendServiceTest, PostedInteractionsChangeTheNextRecommendation) {
+  if (GetParam() == ModelKind::kTopPop) GTEST_SKIP() << "popularity ignores the history";
+  // User 40 is new: after interactions with the 20x group, 20x items come back at once.
+  auto r =
+      post_json("/v1/interactions", {{"interactions",
+                                      {{{"user", 40}, {"item", 202}},
+                                       {{"user", 40}, {"item", 204}, {"weight", 2}},
+                                       {{"user", 40}, {"item", 206}, {"timestamp", 1'700'000'000}},
+                                       {{"user", 40}, {"item", 999}}}}});
+  EXPECT_EQ(r["accepted"], 3);
+  EXPECT_EQ(r["ignored_unknown_items"], 1);
+  EXPECT_EQ(r["users"], 1);
+  EXPECT_EQ(r["model_version"], "v1");
+  auto body = get_json("/v1/users/40/recommendations?k=3");
+  EXPECT_EQ(body["cold_start"], false);
+  for (int64_t item : item_ids(body)) {
+    EXPECT_TRUE(item > 200 && item <= 220 && item != 202 && item != 204 && item != 206) << item;
+  }
+  // A user of the 10x group who now interacts heavily with the 20x group.
+  const auto before = item_ids(get_json("/v1/users/3/recommendations?k=3"));
+  for (int64_t item : before) EXPECT_LT(item, 200);
+  nlohmann::json batch = nlohmann::json::array();
+  for (int64_t item = 201; item <= 215; ++item) {
+    batch.push_back({{"user", 3}, {"item", item}, {"weight", 5}});
+  }
+  post_json("/v1/interactions", {{"interactions", batch}});
+  const auto after = item_ids(get_json("/v1/users/3/recommendations?k=3"));
+  EXPECT_NE(after, before);
+  for (int64_t item : after) EXPECT_GT(item, 215) << "unseen 20x items lead now";
+  EXPECT_THAT(metrics(), HasSubstr("prescale_recommend_ignored_unknown_items_total 1"));
+}
+
+TEST_P(RecommendServiceTest, FiltersExcludeAndInclude) {
+  const auto first = item_ids(get_json("/v1/users/3/recommendations?k=3"));
+  ASSERT_EQ(first.size(), 3u);
+  const auto excluded = item_ids(
+      get_json("/v1/users/3/recommendations?k=3&exclude=" + std::to_string(first[0]) + ",999"));
+  EXPECT_THAT(excluded, ::testing::Not(::testing::Contains(first[0])));
+  const auto included = item_ids(get_json("/v1/users/3/recommendations?k=3&include=215,216,999"));
+  for (int64_t item : included) EXPECT_TRUE(item == 215 || item == 216);
+}
+
+TEST_P(RecommendServiceTest, SimilarItems) {
+  const auto body = get_json("/v1/items/105/similar?k=3");
+  EXPECT_EQ(body["item"], 105);
+  EXPECT_EQ(body["model_version"], "v1");
+  const auto items = item_ids(body);
+  EXPECT_FALSE(items.empty());
+  EXPECT_THAT(items, ::testing::Not(::testing::Contains(105)));
+  const auto missing = get_json("/v1/items/999/similar", 404);
+  EXPECT_THAT(missing["error"]["message"].get<std::string>(), HasSubstr("999"));
+}
+
+TEST_P(RecommendServiceTest, ValidationErrorsNameTheFieldPath) {
+  auto message = [](const nlohmann::json& j) { return j["error"]["message"].get<std::string>(); };
+  EXPECT_THAT(message(get_json("/v1/users/abc/recommendations", 400)),
+              HasSubstr("path parameter id"));
+  EXPECT_THAT(message(get_json("/v1/users/3/recommendations?k=0", 400)),
+              HasSubstr("query parameter k"));
+  EXPECT_THAT(message(get_json("/v1/users/3/recommendations?k=5000", 400)), HasSubstr("1..1000"));
+  EXPECT_THAT(message(get_json("/v1/users/3/recommendations?exclude=1,x", 400)),
+              HasSubstr("exclude[1]"));
+  EXPECT_THAT(message(get_json("/v1/users/3/recommendations?genre=comedy", 400)),
+              HasSubstr("\"genre\": unknown"));
+  EXPECT_THAT(message(post_json(
+                  "/v1/interactions",
+                  {{"interactions",
+                    {{{"user", 1}, {"item", 101}}, {{"user", 1}, {"item", 102}, {"weight", -1}}}}},
+                  400)),
+              HasSubstr("interactions[1].weight"));
+  EXPECT_THAT(message(post_json("/v1/interactions", {{"user", "me"}, {"item", 101}}, 400)),
+              HasSubstr("user: expected an integer"));
+  EXPECT_THAT(message(post_json("/v1/interactions", {{"item", 101}}, 400)),
+              HasSubstr("user: missing"));
+  EXPECT_THAT(
+      message(post_json("/v1/interactions", {{"user", 1}, {"item", 1}, {"colour", 1}}, 400)),
+      HasSubstr("colour: unknown field"));
+  nlohmann::json big = nlohmann::json::array();
+  for (int i = 0; i < 51; ++i) big.push_back({{"user", 1}, {"item", 101}});
+  EXPECT_THAT(message(post_json("/v1/interactions", {{"interactions", big}}, 400)),
+              HasSubstr("at most 50"));
+  const http::Response bad = call(http::Method::kPost, "/v1/interactions", "{\"user\": 1,");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_THAT(bad.body, HasSubstr("invalid JSON at byte"));
+}
+
+TEST_P(RecommendServiceTest, HotReloadSwapsTheModelOnPoll) {
+  EXPECT_EQ(get_json("/v1/users/40/recommendations")["cold_start"], true);
+  // Nothing new: poll() checks (the interval has passed at start) but keeps v1.
+  auto polled = service_->poll();
+  ASSERT_TRUE(polled);
+  EXPECT_FALSE(*polled);
+  // A new model that knows user 40.
+  ASSERT_TRUE(recommend::save_model(*train(GetParam()), dir_.string()));
+  clock_.advance(5s);
+  EXPECT_FALSE(*service_->poll());  // within the interval: no check yet
+  clock_.advance(6s);
+  polled = service_->poll();
+  ASSERT_TRUE(polled) << polled.error().message;
+  EXPECT_TRUE(*polled);
+  const auto body = get_json("/v1/users/40/recommendations");
+  EXPECT_EQ(body["model_version"], "v2");
+  EXPECT_EQ(body["cold_start"], false);
+  const std::string m = metrics();
+  EXPECT_THAT(m, HasSubstr("prescale_model_info{service=\"recommend\",version=\"v2\"} 1"));
+  EXPECT_THAT(m, HasSubstr("prescale_model_info{service=\"recommend\",version=\"v1\"} 0"));
+  EXPECT_EQ(get_json("/v1/model")["model_version"], "v2");
+}
+
+TEST_P(RecommendServiceTest, ABrokenNewModelKeepsTheServedOne) {
+  auto saved = recommend::save_model(*train(GetParam()), dir_.string());
+  ASSERT_TRUE(saved);
+  std::filesystem::resize_file(saved->model_path, 10);
+  const http::Response r = call(http::Method::kPost, "/v1/model/reload");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_THAT(r.body, HasSubstr("recommend-v2"));
+  EXPECT_EQ(get_json("/v1/model")["model_version"], "v1");
+  EXPECT_THAT(metrics(), HasSubstr("prescale_recommend_reloads_total{result=\"error\"} 1"));
+}
+
+TEST_P(RecommendServiceTest, ConcurrentReadsDuringUpdatesAndReloads) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      for (int i = 0; !stop.load(); ++i) {
+        RecommendQuery q;
+        q.user = 1 + (i + t) % 41;
+        q.k = 5;
+        auto r = service_->recommend(q);
+        if (!r || r->items.empty()) failures.fetch_add(1);
+      }
+    });
+  }
+  for (int i = 0; i < 200; ++i) {
+    std::vector<PostedInteraction> xs = {{1 + i % 41, 101 + i % 20, 1, std::nullopt}};
+    ASSERT_TRUE(service_->add_interactions(xs));
+    if (i == 100) {
+      ASSERT_TRUE(recommend::save_model(*train(GetParam()), dir_.string()));
+      ASSERT_TRUE(service_->reload());
+    }
+  }
+  stop.store(true);
+  for (auto& th : readers) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(service_->model()->version(), 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, RecommendServiceTest,
+                         ::testing::Values(ModelKind::kTopPop, ModelKind::kItemKnn, ModelKind::kAls,
+                                           ModelKind::kEase),
+                         KindName);
+
+TEST(MakeRecommendService, NamesTheDirectoryWithoutAModel) {
+  RecommendServiceOptions o;
+  o.model_dir = "/nonexistent/models";
+  auto s = make_recommend_service(o);
+  ASSERT_FALSE(s);
+  EXPECT_THAT(s.error().message, HasSubstr("/nonexistent/models"));
+}
+
+}  // namespace
+}  // namespace prescale::services
