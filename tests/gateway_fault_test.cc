@@ -96,6 +96,7 @@ struct Load {
     int status;        // 0: a local error
   };
   std::vector<Sample> samples;
+  std::vector<std::string> failures;  // the first few failed answers, for the test's message
   std::mutex mu;
 
   void run(uint16_t port, int clients, std::chrono::milliseconds duration,
@@ -107,6 +108,7 @@ struct Load {
     for (int c = 0; c < clients; ++c) {
       threads.emplace_back([&] {
         std::vector<Sample> mine;
+        std::vector<std::string> why;
         while (std::chrono::steady_clock::now() < end) {
           const auto t0 = std::chrono::steady_clock::now();
           auto r = client.request("127.0.0.1", port, get("/echo"));
@@ -114,8 +116,12 @@ struct Load {
           mine.push_back({std::chrono::duration<double>(t0 - start).count(),
                           std::chrono::duration<double, std::milli>(t1 - t0).count(),
                           r ? r->status : 0});
+          if ((!r || r->status != 200) && why.size() < 5) {
+            why.push_back(r ? std::to_string(r->status) + " " + r->body : r.error().message);
+          }
         }
         std::lock_guard lock(mu);
+        failures.insert(failures.end(), why.begin(), why.end());
         samples.insert(samples.end(), mine.begin(), mine.end());
       });
     }
@@ -128,6 +134,11 @@ struct Load {
     for (auto& t : threads) t.join();
   }
 
+  std::string failure_text() const {
+    std::string s;
+    for (const std::string& f : failures) s += "\n  " + f;
+    return s;
+  }
   size_t failed() const {
     return static_cast<size_t>(std::count_if(samples.begin(), samples.end(),
                                              [](const Sample& s) { return s.status != 200; }));
@@ -174,7 +185,7 @@ TEST(GatewayFaultTest, ReplicaKilledUnderLoadCostsNoRequest) {
   std::printf("kill -9: %zu requests, %zu failed, p99 %.1f ms\n", load.samples.size(),
               load.failed(), load.p99_ms(0, 20));
   EXPECT_GT(load.samples.size(), 2000u);
-  EXPECT_EQ(load.failed(), 0u);
+  EXPECT_EQ(load.failed(), 0u) << load.failure_text();
   // The dead replica is out of the balancer's set: unhealthy (health checks) or ejected.
   const auto view = g.gw->cluster("echo")->view();
   int out = 0;
@@ -192,7 +203,15 @@ TEST(GatewayFaultTest, HungReplicaIsTakenOutAndP99Recovers) {
     if (at == 2) replicas.procs[2]->signal(SIGSTOP);
   });
   replicas.procs[2]->signal(SIGCONT);
-  EXPECT_EQ(load.failed(), 0u);
+  // Requests caught on the replica when it hangs time out after the per-try timeout and are
+  // retried elsewhere. The one way such a request may still fail is the retry budget (Envoy's
+  // semantics: at most max(20 % of active requests, 3) retries in flight): when several time out
+  // in the same instant on a loaded machine, the budget refuses the extra retries. Any other
+  // failure is a bug.
+  const gateway::Cluster::Stats stats = g.gw->cluster("echo")->stats();
+  EXPECT_LE(load.failed(), stats.budget_overflows)
+      << "retry budget refusals " << stats.budget_overflows << ", no host " << stats.no_host
+      << ", max_requests refusals " << stats.limit_overflows << load.failure_text();
   // Attempts on the hung replica time out after 1 s and are retried elsewhere; the balancer
   // steers away from it at once, three timeouts in a row eject it and failed health checks mark
   // it unhealthy, so by the last seconds no request waits on it. (Bounds leave room for a

@@ -1,0 +1,58 @@
+// Child processes of the local world: a replica is a process started from an argv (never through
+// a shell), in a process group of its own, with its output appended to a log file.
+//
+// ProcessLauncher is the seam the Supervisor uses, so its tests drive fake processes on a
+// manual clock; PosixLauncher is the real one.
+//
+// Replicas do not outlive the platform: each child asks the kernel for SIGKILL when the thread
+// that started it exits (PR_SET_PDEATHSIG), so launch from a thread that lives as long as the
+// platform does; a Process destroyed while its child still runs kills the child's group.
+//
+// Thread safety: a Process and a launcher are used from one thread (the supervisor's).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/result.h"
+
+namespace prescale::local {
+
+struct LaunchSpec {
+  std::vector<std::string> argv;  // argv[0]: a path, or a name looked up in PATH
+  std::vector<std::pair<std::string, std::string>> env;  // added to (or replacing) ours
+  std::string log_path;  // stdout and stderr, appended; "" = /dev/null
+};
+
+class Process {
+ public:
+  virtual ~Process() = default;
+  virtual int pid() const = 0;
+  // Sends `sig` to the child's whole process group.
+  virtual void signal(int sig) = 0;
+  // The exit status once the child has exited (128 + signal number when a signal ended it),
+  // nullopt while it runs. Reaps the child; later calls return the same status.
+  virtual std::optional<int> poll_exit() = 0;
+};
+
+class ProcessLauncher {
+ public:
+  virtual ~ProcessLauncher() = default;
+  // Errors: kNotFound (argv[0] not found or not executable), kUnavailable (exec failed, with
+  // the system's reason), kInvalidArgument (empty argv).
+  virtual Result<std::unique_ptr<Process>> launch(const LaunchSpec& spec) = 0;
+};
+
+class PosixLauncher final : public ProcessLauncher {
+ public:
+  Result<std::unique_ptr<Process>> launch(const LaunchSpec& spec) override;
+};
+
+// The absolute path `name` runs as: itself when it contains '/', else the first executable
+// match in $PATH. Errors: kNotFound naming what was searched.
+Result<std::string> resolve_executable(const std::string& name);
+
+}  // namespace prescale::local

@@ -1,0 +1,417 @@
+#include "worlds/local/supervisor.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+#include "http/client.h"
+
+namespace prescale::local {
+
+std::string_view to_string(ReplicaPhase phase) {
+  switch (phase) {
+    case ReplicaPhase::kStarting: return "starting";
+    case ReplicaPhase::kReady: return "ready";
+    case ReplicaPhase::kDraining: return "draining";
+    case ReplicaPhase::kStopping: return "stopping";
+    case ReplicaPhase::kCrashed: return "crashed";
+  }
+  return "unknown";
+}
+
+struct Supervisor::Replica {
+  std::string id;
+  ReplicaPhase phase = ReplicaPhase::kStarting;
+  std::unique_ptr<Process> process;
+  std::uint16_t port = 0;
+  std::string port_file;
+  Clock::TimePoint started_at{};
+  std::optional<Clock::TimePoint> ready_at;
+  Clock::TimePoint next_probe{};
+  Clock::TimePoint phase_since{};  // when draining or stopping began
+  bool registered = false;         // announced to the sink
+  int restarts = 0;
+  int crash_streak = 0;            // consecutive crashes, for the back-off
+  std::optional<Clock::TimePoint> restart_at;
+  bool retiring = false;           // leaves once stopped, whatever its phase
+};
+
+struct Supervisor::Service {
+  ReplicaTemplate tmpl;
+  bool uses_port_file = false;
+  int desired = 0;
+  int next_index = 1;
+  std::vector<std::unique_ptr<Replica>> replicas;
+};
+
+namespace {
+
+std::string substitute(std::string s, std::string_view key, std::string_view value) {
+  for (size_t at = s.find(key); at != std::string::npos; at = s.find(key, at + value.size())) {
+    s.replace(at, key.size(), value);
+  }
+  return s;
+}
+
+bool mentions(const ReplicaTemplate& t, std::string_view key) {
+  auto has = [&](const std::string& s) { return s.find(key) != std::string::npos; };
+  return std::any_of(t.argv.begin(), t.argv.end(), has) ||
+         std::any_of(t.env.begin(), t.env.end(), [&](const auto& kv) { return has(kv.second); });
+}
+
+bool serving(ReplicaPhase p) {
+  return p == ReplicaPhase::kStarting || p == ReplicaPhase::kReady || p == ReplicaPhase::kCrashed;
+}
+
+}  // namespace
+
+Supervisor::Supervisor(SupervisorOptions options, ProcessLauncher& launcher, ReplicaProbe& probe,
+                       EndpointSink& sink)
+    : options_(std::move(options)), launcher_(launcher), probe_(probe), sink_(sink) {}
+
+Supervisor::~Supervisor() = default;  // each Process kills its child's group
+
+Result<void> Supervisor::add_service(ReplicaTemplate t) {
+  if (t.argv.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "service " + t.service + ": empty command");
+  }
+  if (find(t.service) != nullptr) {
+    return make_error(ErrorCode::kInvalidArgument, "service " + t.service + " declared twice");
+  }
+  auto s = std::make_unique<Service>();
+  s->uses_port_file = mentions(t, "{port_file}");
+  if (s->uses_port_file && mentions(t, "{port}")) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "service " + t.service + ": use either {port} or {port_file}, not both");
+  }
+  if (s->uses_port_file && options_.run_dir.empty()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "service " + t.service + ": {port_file} needs the supervisor's run_dir");
+  }
+  s->tmpl = std::move(t);
+  services_.push_back(std::move(s));
+  return {};
+}
+
+Supervisor::Service* Supervisor::find(std::string_view name) {
+  for (auto& s : services_) {
+    if (s->tmpl.service == name) return s.get();
+  }
+  return nullptr;
+}
+
+const Supervisor::Service* Supervisor::find(std::string_view name) const {
+  for (const auto& s : services_) {
+    if (s->tmpl.service == name) return s.get();
+  }
+  return nullptr;
+}
+
+Result<void> Supervisor::set_desired(std::string_view service, int replicas) {
+  Service* s = find(service);
+  if (s == nullptr) {
+    return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
+  }
+  if (replicas < 0) {
+    return make_error(ErrorCode::kInvalidArgument, "replicas must be >= 0");
+  }
+  s->desired = replicas;
+  return {};
+}
+
+int Supervisor::desired(std::string_view service) const {
+  const Service* s = find(service);
+  return s != nullptr ? s->desired : 0;
+}
+
+Result<void> Supervisor::replace(std::string_view replica_id, Clock::TimePoint now) {
+  for (auto& s : services_) {
+    for (auto& r : s->replicas) {
+      if (r->id != replica_id || r->retiring) continue;
+      r->retiring = true;
+      begin_drain(*s, *r, now);
+      reconcile(*s, now);  // the replacement starts now, before the old one has gone
+      return {};
+    }
+  }
+  return make_error(ErrorCode::kNotFound, "no replica named " + std::string(replica_id));
+}
+
+void Supervisor::event(Clock::TimePoint now, std::string kind, const Service& s, const Replica& r,
+                       std::string message) {
+  if (options_.on_event) {
+    options_.on_event(ReplicaEvent{now, std::move(kind), s.tmpl.service, r.id, std::move(message)});
+  }
+}
+
+void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
+  LaunchSpec spec;
+  std::string port_text;
+  r.port = 0;
+  r.port_file.clear();
+  if (s.uses_port_file) {
+    r.port_file = options_.run_dir + "/" + r.id + ".port";
+    ::unlink(r.port_file.c_str());
+  } else {
+    auto port = probe_.free_port();
+    if (!port) {
+      crashed(s, r, now, "no free port: " + port.error().message);
+      return;
+    }
+    r.port = *port;
+    port_text = std::to_string(*port);
+  }
+  auto expand = [&](std::string v) {
+    v = substitute(std::move(v), "{port_file}", r.port_file);
+    v = substitute(std::move(v), "{port}", port_text);
+    return substitute(std::move(v), "{replica}", r.id);
+  };
+  for (const auto& a : s.tmpl.argv) spec.argv.push_back(expand(a));
+  for (const auto& [k, v] : s.tmpl.env) spec.env.emplace_back(k, expand(v));
+  spec.env.emplace_back("PRESCALE_REPLICA", r.id);
+  spec.env.emplace_back("PRESCALE_SERVICE", s.tmpl.service);
+  if (!options_.log_dir.empty()) spec.log_path = options_.log_dir + "/" + r.id + ".log";
+  r.phase = ReplicaPhase::kStarting;
+  r.started_at = now;
+  r.ready_at.reset();
+  r.restart_at.reset();
+  r.next_probe = now;
+  auto process = launcher_.launch(spec);
+  if (!process) {
+    r.process.reset();
+    crashed(s, r, now, process.error().message);
+    return;
+  }
+  r.process = std::move(*process);
+  event(now, r.restarts > 0 ? "restart" : "start", s, r,
+        "pid " + std::to_string(r.process->pid()) +
+            (r.port != 0 ? ", port " + std::to_string(r.port) : std::string()));
+}
+
+void Supervisor::crashed(Service& s, Replica& r, Clock::TimePoint now, const std::string& why) {
+  if (r.registered) {
+    sink_.remove(s.tmpl.service, r.id);
+    r.registered = false;
+  }
+  if (r.ready_at && now - *r.ready_at >= options_.backoff_reset_after) r.crash_streak = 0;
+  ++r.crash_streak;
+  Clock::Duration delay = options_.restart_backoff;
+  for (int i = 1; i < r.crash_streak && delay < options_.max_restart_backoff; ++i) delay *= 2;
+  delay = std::min(delay, options_.max_restart_backoff);
+  r.phase = ReplicaPhase::kCrashed;
+  r.ready_at.reset();
+  r.restart_at = now + delay;
+  event(now, "crash", s, r,
+        why + "; restarting in " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(delay).count()) + " s");
+}
+
+void Supervisor::begin_drain(Service& s, Replica& r, Clock::TimePoint now) {
+  r.retiring = true;
+  if (r.phase == ReplicaPhase::kCrashed || !r.process) {
+    r.phase = ReplicaPhase::kStopping;
+    r.process.reset();
+    return;
+  }
+  if (r.registered) sink_.remove(s.tmpl.service, r.id);
+  r.phase = ReplicaPhase::kDraining;
+  r.phase_since = now;
+  event(now, "drain", s, r, r.registered ? "no new requests; in-flight ones finish" : "never ready");
+}
+
+void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
+  if (r.process) {
+    if (std::optional<int> status = r.process->poll_exit()) {
+      r.process.reset();
+      if (r.retiring) {
+        if (r.registered) sink_.remove(s.tmpl.service, r.id);
+        r.registered = false;
+        event(now, "stop", s, r, "exited with status " + std::to_string(*status));
+        r.phase = ReplicaPhase::kStopping;  // reaped below
+        return;
+      }
+      crashed(s, r, now, "exited with status " + std::to_string(*status));
+      return;
+    }
+  }
+  switch (r.phase) {
+    case ReplicaPhase::kCrashed:
+      if (r.restart_at && now >= *r.restart_at) {
+        ++r.restarts;
+        start(s, r, now);
+      }
+      return;
+    case ReplicaPhase::kStarting: {
+      if (now < r.next_probe) return;
+      r.next_probe = now + options_.probe_interval;
+      if (r.port == 0 && !r.port_file.empty()) {
+        if (auto port = probe_.read_port_file(r.port_file)) r.port = *port;
+      }
+      if (r.port != 0 && probe_.ready(r.port)) {
+        r.phase = ReplicaPhase::kReady;
+        r.ready_at = now;
+        sink_.add(s.tmpl.service, r.id, r.port);
+        r.registered = true;
+        event(now, "ready", s, r,
+              "port " + std::to_string(r.port) + ", ready after " +
+                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - r.started_at).count()) +
+                  " ms");
+        return;
+      }
+      if (now - r.started_at >= options_.ready_timeout) {
+        r.process->signal(SIGKILL);
+        r.process.reset();
+        crashed(s, r, now, "not ready within the ready timeout");
+      }
+      return;
+    }
+    case ReplicaPhase::kReady:
+      if (r.ready_at && now - *r.ready_at >= options_.backoff_reset_after) r.crash_streak = 0;
+      return;
+    case ReplicaPhase::kDraining:
+      if ((r.registered ? sink_.in_flight(s.tmpl.service, r.id) : 0) <= 0 ||
+          now - r.phase_since >= options_.drain_timeout) {
+        r.registered = false;
+        r.process->signal(SIGTERM);
+        r.phase = ReplicaPhase::kStopping;
+        r.phase_since = now;
+      }
+      return;
+    case ReplicaPhase::kStopping:
+      if (r.process && now - r.phase_since >= options_.term_grace) {
+        r.process->signal(SIGKILL);
+        event(now, "kill", s, r, "still running after SIGTERM; SIGKILL");
+        r.phase_since = now + std::chrono::hours(24);  // once
+      }
+      return;
+  }
+}
+
+void Supervisor::reconcile(Service& s, Clock::TimePoint now) {
+  int active = 0;
+  for (const auto& r : s.replicas) active += !r->retiring && serving(r->phase) ? 1 : 0;
+  while (active < s.desired) {
+    auto r = std::make_unique<Replica>();
+    r->id = s.tmpl.service + "-" + std::to_string(s.next_index++);
+    Replica& ref = *r;
+    s.replicas.push_back(std::move(r));
+    start(s, ref, now);
+    ++active;
+  }
+  // Fewest losses first: a replica waiting to restart, then one still starting, then the
+  // newest ready one (the oldest have proven themselves).
+  auto rank = [](const Replica& r) {
+    switch (r.phase) {
+      case ReplicaPhase::kCrashed: return 0;
+      case ReplicaPhase::kStarting: return 1;
+      default: return 2;
+    }
+  };
+  while (active > s.desired) {
+    Replica* victim = nullptr;
+    for (auto& r : s.replicas) {
+      if (r->retiring || !serving(r->phase)) continue;
+      if (victim == nullptr || rank(*r) < rank(*victim) ||
+          (rank(*r) == rank(*victim) && r->started_at >= victim->started_at)) {
+        victim = r.get();
+      }
+    }
+    if (victim == nullptr) break;
+    begin_drain(s, *victim, now);
+    --active;
+  }
+}
+
+void Supervisor::tick(Clock::TimePoint now) {
+  for (auto& s : services_) {
+    for (auto& r : s->replicas) advance(*s, *r, now);
+    std::erase_if(s->replicas, [](const std::unique_ptr<Replica>& r) {
+      return r->retiring && r->phase == ReplicaPhase::kStopping && !r->process;
+    });
+    reconcile(*s, now);
+  }
+}
+
+void Supervisor::stop_all() {
+  for (auto& s : services_) s->desired = 0;
+}
+
+bool Supervisor::idle() const {
+  for (const auto& s : services_) {
+    if (!s->replicas.empty()) return false;
+  }
+  return true;
+}
+
+std::vector<ReplicaStatus> Supervisor::replicas(std::string_view service) const {
+  std::vector<ReplicaStatus> out;
+  const Service* s = find(service);
+  if (s == nullptr) return out;
+  for (const auto& r : s->replicas) {
+    out.push_back(ReplicaStatus{r->id, r->phase, r->process ? r->process->pid() : 0, r->port,
+                                r->started_at, r->ready_at, r->restarts, r->restart_at});
+  }
+  return out;
+}
+
+std::vector<std::string> Supervisor::services() const {
+  std::vector<std::string> out;
+  for (const auto& s : services_) out.push_back(s->tmpl.service);
+  return out;
+}
+
+// --- HttpReplicaProbe -----------------------------------------------------------------------
+
+struct HttpReplicaProbe::Impl {
+  explicit Impl(std::chrono::milliseconds timeout)
+      : client(http::ClientOptions{.connect_timeout = timeout, .request_timeout = timeout,
+                                   .threads = 1}) {}
+  http::Client client;
+};
+
+HttpReplicaProbe::HttpReplicaProbe(std::chrono::milliseconds timeout)
+    : impl_(std::make_unique<Impl>(timeout)) {}
+HttpReplicaProbe::~HttpReplicaProbe() = default;
+
+Result<std::uint16_t> HttpReplicaProbe::free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return make_error(ErrorCode::kUnavailable, "socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  ::close(fd);
+  if (!ok) return make_error(ErrorCode::kUnavailable, "could not bind an ephemeral port");
+  return static_cast<std::uint16_t>(ntohs(addr.sin_port));
+}
+
+std::optional<std::uint16_t> HttpReplicaProbe::read_port_file(const std::string& path) {
+  std::ifstream in(path);
+  std::string text;
+  if (!(in >> text)) return std::nullopt;
+  unsigned value = 0;
+  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || p != text.data() + text.size() || value == 0 || value > 65535) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint16_t>(value);
+}
+
+bool HttpReplicaProbe::ready(std::uint16_t port) {
+  http::Request req;
+  req.method = http::Method::kGet;
+  req.method_name = "GET";
+  req.target = "/readyz";
+  auto r = impl_->client.request("127.0.0.1", port, std::move(req));
+  return r && r->status == 200;
+}
+
+}  // namespace prescale::local

@@ -1,0 +1,170 @@
+// Supervisor: keeps each service of the local world at its desired number of replica
+// processes.
+//
+// A replica's life: starting (launched; its port known from the port file it writes, or
+// chosen for it; /readyz polled) -> ready (registered with the gateway) -> draining (removed
+// from the gateway: no new requests; its in-flight requests finish) -> stopping (SIGTERM; the
+// replica drains itself too) -> gone (SIGKILL after term_grace if it has not exited).
+// A replica that exits on its own, or is not ready within ready_timeout, has crashed: it leaves
+// the gateway at once and restarts under the same id after a back-off that starts at
+// restart_backoff and doubles up to max_restart_backoff, reset once it has stayed ready for
+// backoff_reset_after (Kubernetes' CrashLoopBackOff).
+// Scale-down takes replicas that are not serving first (crashed, then starting), then the
+// newest ready ones.
+//
+// All waiting is driven by tick(now): the Supervisor reads time only from its argument, so tests
+// run it on a manual clock with a fake ProcessLauncher and ReplicaProbe.
+//
+// Thread safety: one thread calls everything, and it must be the thread that lives as long as
+// the replicas (children are tied to their launching thread, see process.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/result.h"
+#include "worlds/local/process.h"
+
+namespace prescale::local {
+
+// How to start one replica of a service. In argv and env values, "{port}" becomes the port the
+// replica must listen on and "{port_file}" a file where a replica that binds port 0 writes the
+// port it got (then "{port}" must not appear); "{replica}" becomes the replica's id.
+struct ReplicaTemplate {
+  std::string service;
+  std::vector<std::string> argv;
+  std::vector<std::pair<std::string, std::string>> env;
+};
+
+// What the supervisor asks of the network: free ports, a replica's readiness.
+class ReplicaProbe {
+ public:
+  virtual ~ReplicaProbe() = default;
+  // A port nothing listens on now.
+  virtual Result<std::uint16_t> free_port() = 0;
+  // The port a replica wrote to `path`, once it has.
+  virtual std::optional<std::uint16_t> read_port_file(const std::string& path) = 0;
+  // GET /readyz on 127.0.0.1:port answered 200.
+  virtual bool ready(std::uint16_t port) = 0;
+};
+
+// Where ready replicas are announced (the gateway).
+class EndpointSink {
+ public:
+  virtual ~EndpointSink() = default;
+  virtual void add(const std::string& service, const std::string& replica, std::uint16_t port) = 0;
+  // Stops new requests to the replica; in-flight ones continue.
+  virtual void remove(const std::string& service, const std::string& replica) = 0;
+  // Requests to the replica still in flight (0 once removed and drained, or unknown).
+  virtual std::int64_t in_flight(const std::string& service, const std::string& replica) = 0;
+};
+
+enum class ReplicaPhase { kStarting, kReady, kDraining, kStopping, kCrashed };
+std::string_view to_string(ReplicaPhase phase);
+
+struct ReplicaStatus {
+  std::string id;  // "<service>-<n>"
+  ReplicaPhase phase = ReplicaPhase::kStarting;
+  int pid = 0;     // 0 while crashed
+  std::uint16_t port = 0;
+  Clock::TimePoint started_at;               // the current process's start
+  std::optional<Clock::TimePoint> ready_at;  // its readiness
+  int restarts = 0;                          // over the replica's life
+  std::optional<Clock::TimePoint> restart_at;  // while crashed
+};
+
+// Something that happened to a replica, for the event timeline and logs.
+struct ReplicaEvent {
+  Clock::TimePoint time;
+  std::string kind;  // "start", "ready", "crash", "restart", "drain", "stop", "kill"
+  std::string service;
+  std::string replica;
+  std::string message;
+};
+
+struct SupervisorOptions {
+  std::string log_dir;  // replica logs: <log_dir>/<replica>.log; "" = discard
+  std::string run_dir;  // port files; required when a template uses {port_file}
+  Clock::Duration ready_timeout{std::chrono::seconds(120)};
+  Clock::Duration probe_interval{std::chrono::milliseconds(100)};
+  Clock::Duration restart_backoff{std::chrono::seconds(10)};
+  Clock::Duration max_restart_backoff{std::chrono::minutes(5)};
+  Clock::Duration backoff_reset_after{std::chrono::minutes(10)};
+  // Longest wait for a draining replica's in-flight requests before SIGTERM.
+  Clock::Duration drain_timeout{std::chrono::seconds(30)};
+  // From SIGTERM to SIGKILL.
+  Clock::Duration term_grace{std::chrono::seconds(15)};
+  std::function<void(const ReplicaEvent&)> on_event;
+};
+
+class Supervisor {
+ public:
+  Supervisor(SupervisorOptions options, ProcessLauncher& launcher, ReplicaProbe& probe,
+             EndpointSink& sink);
+  ~Supervisor();  // kills what still runs (shutdown() first for a graceful stop)
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Declares a service (before scaling it). Errors: kInvalidArgument (empty argv, "{port_file}"
+  // without a run_dir, both placeholders), a name declared twice.
+  Result<void> add_service(ReplicaTemplate replica_template);
+  // The number of replicas to keep (starting, ready or waiting to restart). Errors: kNotFound.
+  Result<void> set_desired(std::string_view service, int replicas);
+  int desired(std::string_view service) const;
+  // Replaces a replica: a new one starts, the old one drains. Errors: kNotFound.
+  Result<void> replace(std::string_view replica_id, Clock::TimePoint now);
+
+  // Advances every replica's life to `now`: reaps exits, probes readiness, restarts, drains,
+  // signals, and starts or stops replicas to meet the desired counts. Call it often (every
+  // probe_interval); it does not block longer than the probes it makes.
+  void tick(Clock::TimePoint now);
+
+  // Desired 0 everywhere; then tick() until idle() (or the caller's deadline).
+  void stop_all();
+  bool idle() const;  // no process left
+
+  std::vector<ReplicaStatus> replicas(std::string_view service) const;
+  std::vector<std::string> services() const;
+
+ private:
+  struct Replica;
+  struct Service;
+  Service* find(std::string_view name);
+  const Service* find(std::string_view name) const;
+  void event(Clock::TimePoint now, std::string kind, const Service& s, const Replica& r,
+             std::string message);
+  void start(Service& s, Replica& r, Clock::TimePoint now);
+  void crashed(Service& s, Replica& r, Clock::TimePoint now, const std::string& why);
+  void begin_drain(Service& s, Replica& r, Clock::TimePoint now);
+  void advance(Service& s, Replica& r, Clock::TimePoint now);
+  void reconcile(Service& s, Clock::TimePoint now);
+
+  SupervisorOptions options_;
+  ProcessLauncher& launcher_;
+  ReplicaProbe& probe_;
+  EndpointSink& sink_;
+  std::vector<std::unique_ptr<Service>> services_;
+};
+
+// The real probe: ports from the kernel, readiness over HTTP with a short timeout.
+class HttpReplicaProbe final : public ReplicaProbe {
+ public:
+  explicit HttpReplicaProbe(std::chrono::milliseconds timeout = std::chrono::milliseconds(500));
+  ~HttpReplicaProbe() override;
+  Result<std::uint16_t> free_port() override;
+  std::optional<std::uint16_t> read_port_file(const std::string& path) override;
+  bool ready(std::uint16_t port) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace prescale::local

@@ -1,0 +1,288 @@
+#include "worlds/local/supervisor.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <map>
+#include <set>
+
+namespace prescale::local {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Fake processes: each records the signals it got; tests end them with exit().
+struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
+  struct Proc final : Process {
+    Proc(FakeWorld& w, int pid, LaunchSpec launched_spec)
+        : world(w), id(pid), spec(std::move(launched_spec)) {}
+    int pid() const override { return id; }
+    void signal(int sig) override {
+      signals.push_back(sig);
+      if (sig == SIGKILL || (sig == SIGTERM && world.exit_on_term)) status = 128 + sig;
+    }
+    std::optional<int> poll_exit() override { return status; }
+    FakeWorld& world;
+    int id;
+    LaunchSpec spec;
+    std::vector<int> signals;
+    std::optional<int> status;
+  };
+
+  Result<std::unique_ptr<Process>> launch(const LaunchSpec& spec) override {
+    if (fail_launch) return make_error(ErrorCode::kNotFound, "'x' was not found in PATH");
+    auto p = std::make_unique<Proc>(*this, next_pid++, spec);
+    procs[p->id] = p.get();
+    launched.push_back(spec);
+    return std::unique_ptr<Process>(std::move(p));
+  }
+  Result<std::uint16_t> free_port() override { return next_port++; }
+  std::optional<std::uint16_t> read_port_file(const std::string& path) override {
+    auto it = port_files.find(path);
+    return it == port_files.end() ? std::nullopt : std::optional<std::uint16_t>(it->second);
+  }
+  bool ready(std::uint16_t port) override { return ready_ports.count(port) > 0; }
+  void add(const std::string&, const std::string& replica, std::uint16_t) override {
+    endpoints.insert(replica);
+  }
+  void remove(const std::string&, const std::string& replica) override {
+    endpoints.erase(replica);
+    removed.push_back(replica);
+  }
+  std::int64_t in_flight(const std::string&, const std::string& replica) override {
+    return in_flight_by[replica];
+  }
+
+  Proc* by_port(std::uint16_t port) {
+    for (auto& [pid, p] : procs) {
+      for (const auto& a : p->spec.argv) {
+        if (a == std::to_string(port) && !p->status) return p;
+      }
+    }
+    return nullptr;
+  }
+
+  int next_pid = 100;
+  std::uint16_t next_port = 9000;
+  bool fail_launch = false;
+  bool exit_on_term = true;
+  std::map<int, Proc*> procs;  // owned by the supervisor's replicas
+  std::vector<LaunchSpec> launched;
+  std::map<std::string, std::uint16_t> port_files;
+  std::set<std::uint16_t> ready_ports;
+  std::set<std::string> endpoints;
+  std::vector<std::string> removed;
+  std::map<std::string, std::int64_t> in_flight_by;
+};
+
+struct SupervisorTest : ::testing::Test {
+  SupervisorTest() {
+    SupervisorOptions o;
+    o.run_dir = "/run/test";
+    o.on_event = [this](const ReplicaEvent& e) { events.push_back(e.kind + " " + e.replica); };
+    sup = std::make_unique<Supervisor>(o, world, world, world);
+    EXPECT_TRUE(sup->add_service({"api", {"server", "--port", "{port}", "--id", "{replica}"}, {}}));
+  }
+  void tick() { sup->tick(clock.now()); }
+  void step(Clock::Duration d) {
+    clock.advance(d);
+    tick();
+  }
+  std::vector<ReplicaStatus> replicas() { return sup->replicas("api"); }
+
+  ManualClock clock;
+  FakeWorld world;
+  std::unique_ptr<Supervisor> sup;
+  std::vector<std::string> events;
+};
+
+TEST_F(SupervisorTest, StartsReplicasAndAnnouncesThemWhenReady) {
+  ASSERT_TRUE(sup->set_desired("api", 2));
+  tick();
+  ASSERT_EQ(world.launched.size(), 2u);
+  EXPECT_EQ(world.launched[0].argv,
+            (std::vector<std::string>{"server", "--port", "9000", "--id", "api-1"}));
+  EXPECT_TRUE(world.endpoints.empty());
+  world.ready_ports = {9000};
+  step(100ms);
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-1"}));
+  auto r = replicas();
+  EXPECT_EQ(r[0].phase, ReplicaPhase::kReady);
+  EXPECT_EQ(r[1].phase, ReplicaPhase::kStarting);
+  world.ready_ports.insert(9001);
+  step(100ms);
+  EXPECT_EQ(world.endpoints.size(), 2u);
+}
+
+TEST_F(SupervisorTest, PortFileReplicasAreReadyOnceTheyWriteTheirPort) {
+  ASSERT_TRUE(sup->add_service({"pf", {"server", "--port-file", "{port_file}"}, {}}));
+  ASSERT_TRUE(sup->set_desired("pf", 1));
+  tick();
+  ASSERT_EQ(world.launched.back().argv[2], "/run/test/pf-1.port");
+  world.ready_ports = {7777};
+  step(100ms);
+  EXPECT_TRUE(world.endpoints.empty());
+  world.port_files["/run/test/pf-1.port"] = 7777;
+  step(100ms);
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"pf-1"}));
+  EXPECT_EQ(sup->replicas("pf")[0].port, 7777);
+}
+
+TEST_F(SupervisorTest, CrashedReplicaRestartsWithDoublingBackoffThatResetsAfterHealthyTime) {
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports = {9000, 9001, 9002, 9003, 9004};
+  tick();
+  step(100ms);
+  ASSERT_EQ(world.endpoints.size(), 1u);
+  auto crash = [&] {
+    const int pid = replicas()[0].pid;
+    world.procs[pid]->status = 1;
+    tick();
+  };
+  crash();
+  EXPECT_TRUE(world.endpoints.empty()) << "a crashed replica leaves the gateway at once";
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kCrashed);
+  EXPECT_EQ(world.launched.size(), 1u) << "no second replica while one waits to restart";
+  step(9900ms);
+  EXPECT_EQ(world.launched.size(), 1u);
+  step(100ms);  // 10 s
+  EXPECT_EQ(world.launched.size(), 2u);
+  EXPECT_EQ(replicas()[0].id, "api-1") << "same id";
+  step(100ms);
+  crash();  // second crash in a row: 20 s
+  step(19900ms);
+  EXPECT_EQ(world.launched.size(), 2u);
+  step(100ms);
+  EXPECT_EQ(world.launched.size(), 3u);
+  step(100ms);
+  ASSERT_EQ(replicas()[0].phase, ReplicaPhase::kReady);
+  step(10min);  // healthy long enough: the streak resets
+  crash();
+  step(10s);
+  EXPECT_EQ(world.launched.size(), 4u);
+  EXPECT_EQ(replicas()[0].restarts, 3);
+}
+
+TEST_F(SupervisorTest, BackoffIsCappedAtFiveMinutes) {
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  tick();
+  for (int i = 0; i < 8; ++i) {
+    world.procs[replicas()[0].pid]->status = 1;
+    tick();
+    const auto wait = *replicas()[0].restart_at - clock.now();
+    EXPECT_EQ(wait, std::min<Clock::Duration>(10s * (1 << i), 5min)) << "crash " << i + 1;
+    clock.advance(wait);
+    tick();
+  }
+}
+
+TEST_F(SupervisorTest, ScaleDownDrainsThenTerminatesThenKills) {
+  world.exit_on_term = false;
+  ASSERT_TRUE(sup->set_desired("api", 2));
+  world.ready_ports = {9000, 9001};
+  tick();
+  step(100ms);
+  ASSERT_EQ(world.endpoints.size(), 2u);
+  world.in_flight_by["api-2"] = 3;
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  tick();
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-1"})) << "the newest drains";
+  auto* p = world.by_port(9001);
+  ASSERT_NE(p, nullptr);
+  step(5s);
+  EXPECT_TRUE(p->signals.empty()) << "in-flight requests finish first";
+  world.in_flight_by["api-2"] = 0;
+  step(100ms);
+  EXPECT_EQ(p->signals, std::vector<int>{SIGTERM});
+  step(14s);
+  EXPECT_EQ(p->signals.size(), 1u);
+  step(1s);  // term_grace 15 s
+  EXPECT_EQ(p->signals, (std::vector<int>{SIGTERM, SIGKILL}));
+  step(100ms);
+  EXPECT_EQ(replicas().size(), 1u);
+  EXPECT_EQ(world.launched.size(), 2u) << "the stopped replica is not replaced";
+}
+
+TEST_F(SupervisorTest, DrainGivesUpAfterTheDrainTimeout) {
+  ASSERT_TRUE(sup->set_desired("api", 2));
+  world.ready_ports = {9000, 9001};
+  tick();
+  step(100ms);
+  world.in_flight_by["api-2"] = 1;  // never finishes
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  tick();
+  auto* p = world.by_port(9001);
+  ASSERT_NE(p, nullptr);
+  step(29s);
+  EXPECT_TRUE(p->signals.empty());
+  step(1s);
+  EXPECT_EQ(p->signals, std::vector<int>{SIGTERM});
+}
+
+TEST_F(SupervisorTest, ScaleDownPrefersReplicasThatAreNotServing) {
+  ASSERT_TRUE(sup->set_desired("api", 3));
+  world.ready_ports = {9000, 9002};
+  tick();
+  step(100ms);  // api-1, api-3 ready; api-2 starting
+  ASSERT_TRUE(sup->set_desired("api", 2));
+  tick();
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-1", "api-3"}));
+  bool api2_draining = false;
+  for (const auto& r : replicas()) api2_draining |= r.id == "api-2" && r.phase != ReplicaPhase::kReady;
+  EXPECT_TRUE(api2_draining);
+}
+
+TEST_F(SupervisorTest, ReplaceStartsTheNewReplicaBeforeTheOldOneGoes) {
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports = {9000, 9001};
+  tick();
+  step(100ms);
+  ASSERT_TRUE(sup->replace("api-1", clock.now()));
+  EXPECT_EQ(world.launched.size(), 2u);
+  EXPECT_FALSE(world.endpoints.count("api-1"));
+  step(100ms);
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-2"}));
+  EXPECT_FALSE(sup->replace("nope", clock.now()));
+}
+
+TEST_F(SupervisorTest, NotReadyInTimeCountsAsACrash) {
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  tick();
+  auto* p = world.procs[replicas()[0].pid];
+  ASSERT_NE(p, nullptr);
+  step(119s);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kStarting);
+  step(1s);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kCrashed);
+  EXPECT_EQ(p->signals, std::vector<int>{SIGKILL});
+}
+
+TEST_F(SupervisorTest, LaunchFailureIsACrashWithItsReason) {
+  world.fail_launch = true;
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  tick();
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kCrashed);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back(), "crash api-1");
+}
+
+TEST_F(SupervisorTest, StopAllEndsEveryReplica) {
+  ASSERT_TRUE(sup->set_desired("api", 2));
+  world.ready_ports = {9000, 9001};
+  tick();
+  step(100ms);
+  sup->stop_all();
+  for (int i = 0; i < 5 && !sup->idle(); ++i) step(100ms);
+  EXPECT_TRUE(sup->idle());
+  EXPECT_TRUE(world.endpoints.empty());
+}
+
+TEST_F(SupervisorTest, BadTemplatesAreRefused) {
+  EXPECT_FALSE(sup->add_service({"api", {"x"}, {}})) << "declared twice";
+  EXPECT_FALSE(sup->add_service({"e", {}, {}}));
+  EXPECT_FALSE(sup->add_service({"both", {"x", "{port}", "{port_file}"}, {}}));
+  EXPECT_FALSE(sup->set_desired("missing", 1));
+}
+
+}  // namespace
+}  // namespace prescale::local
