@@ -15,6 +15,8 @@
 #include "eval_fraud.h"
 #include "eval_recommend.h"
 #include "gateway_command.h"
+#include "load_command.h"
+#include "up_command.h"
 #include "runtime/runtime.h"
 #include "services/echo/echo_service.h"
 #include "services/forecast/forecast_service.h"
@@ -210,6 +212,8 @@ int main(int argc, char** argv) {
   prescale::TrainFraudCommand train_fraud(*train);
   prescale::TrainRecommendCommand train_recommend(*train);
   prescale::GatewayCommand gateway(app);
+  prescale::LoadCommand load(app);
+  prescale::UpCommand up(app);
 
   // Bad flags exit 2 like every other input error (CLI11's own codes are 100+); --help is 0.
   try {
@@ -231,5 +235,7 @@ int main(int argc, char** argv) {
   if (train_fraud.parsed()) return train_fraud.run();
   if (train_recommend.parsed()) return train_recommend.run();
   if (gateway.parsed()) return gateway.run();
+  if (up.parsed()) return up.run();
+  if (load.parsed()) return load.run();
   return 0;
 }

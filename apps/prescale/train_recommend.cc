@@ -105,7 +105,7 @@ TrainRecommendCommand::TrainRecommendCommand(CLI::App& train)
   c.add_option("--model", f.model, "toppop, itemknn, als or ease")
       ->check(CLI::IsMember({"toppop", "itemknn", "als", "ease"}))
       ->capture_default_str();
-  c.add_option("--out", f.out, "Model directory (created if missing)")->required();
+  c.add_option("--model-dir,--out", f.out, "Model directory (created if missing)")->required();
   c.add_flag("--no-validate", f.no_validate,
              "Skip the validation fit whose metrics the manifest records");
   c.add_option("--min-rating", f.min_rating, "Ratings below this are not interactions")

@@ -312,7 +312,14 @@ static void describe(Schema<ServiceConfig>& s) {
   s.field("capacity_rps", &ServiceConfig::capacity_rps).greater_than(0.0);
   s.field("slo", &ServiceConfig::slo);
   s.field("depends_on", &ServiceConfig::depends_on);
+  s.field("model_dir", &ServiceConfig::model_dir);
   s.check([](ServiceConfig& svc, const Checker& c) {
+    svc.line = c.line();
+    if (!svc.model_dir.empty() && svc.kind != ServiceKind::kRecommend &&
+        svc.kind != ServiceKind::kFraud) {
+      c.at("model_dir").error("only allowed for builtin/recommend and builtin/fraud (kind is \"" +
+                              std::string(to_string(svc.kind)) + "\")");
+    }
     if (svc.kind == ServiceKind::kCommand && svc.command.empty()) {
       c.at("command").error("required when kind is \"command\"");
     } else if (svc.kind != ServiceKind::kCommand && c.has("command")) {

@@ -84,6 +84,10 @@ struct ServiceConfig {
   double capacity_rps = 100;  // seed for requests/s one replica sustains within its SLO
   SloConfig slo;
   std::vector<std::string> depends_on;  // names of services this one calls
+  // builtin/recommend and builtin/fraud: the directory of versioned model files (prescale
+  // train); relative paths are relative to the config file's directory. "" = the serve default.
+  std::string model_dir;
+  int line = 0;  // where the service's entry starts in its file (1-based), for later messages
 };
 
 // Which requests a route takes. After loading, exactly one of `path_prefix` and `path` is

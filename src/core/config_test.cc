@@ -517,6 +517,21 @@ TEST(ConfigError, CommandRequiredIffKindCommand) {
             R"((kind is "builtin/echo"))");
 }
 
+TEST(ConfigError, ModelDirOnlyForModelServices) {
+  EXPECT_EQ(error_of("version: 1\nservices:\n  - name: a\n    kind: builtin/echo\n"
+                     "    model_dir: m\n"),
+            R"(prescale.yaml:5:16: services[0].model_dir: only allowed for builtin/recommend and )"
+            R"(builtin/fraud (kind is "builtin/echo"))");
+  auto ok = load_config_string(
+      "version: 1\nservices:\n  - name: a\n    kind: builtin/echo\n  - name: f\n"
+      "    kind: builtin/fraud\n    model_dir: models/fraud\n",
+      "prescale.yaml");
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->services[1].model_dir, "models/fraud");
+  EXPECT_EQ(ok->services[0].line, 3) << "each service remembers where it was written";
+  EXPECT_EQ(ok->services[1].line, 5);
+}
+
 TEST(ConfigError, MalformedYamlReportsItsLine) {
   EXPECT_EQ(error_of("version: 1\nservices: [a, b\nworld: sim\n"),
             "prescale.yaml:3:6: invalid YAML: end of sequence flow not found");

@@ -16,12 +16,14 @@
 
 #include <chrono>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/clock.h"
+#include "core/result.h"
 #include "scaling/observation.h"
 #include "scaling/policy.h"
 
@@ -79,6 +81,15 @@ class CapacityModel {
   // proportion to its samples (1 until learned). Above 1 the service's tail is slower than an
   // M/M/c queue with its service time.
   double latency_correction(std::string_view service) const;
+
+  // What was learned per service, for a restarted platform to continue from (docs/state.md).
+  // Times are stored relative to `now` and from_json() places them relative to its own `now`, so
+  // evidence does not age while nothing observes. from_json() applies to the services init()
+  // listed (call it after init()); others in the state are ignored, and the seeds and SLOs are
+  // the current specs'. Errors: kInvalidArgument for a malformed state (the model is then
+  // unchanged).
+  nlohmann::json to_json(Clock::TimePoint now) const;
+  Result<void> from_json(const nlohmann::json& state, Clock::TimePoint now);
 
  private:
   struct Learned {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -265,6 +266,71 @@ TEST(CapacityModel, InitKeepsWhatWasLearnedForListedServices) {
   EXPECT_EQ(model.samples("a"), 1);
   EXPECT_NEAR(model.service_time_seconds("a"), 0.03, 1e-8);
   EXPECT_EQ(model.capacity_rps("b"), 0);
+}
+
+// ---- saving and restoring (docs/state.md) ----------------------------------------------------
+
+TEST(CapacityModel, JsonRoundTripRestoresWhatWasLearned) {
+  CapacityModel model;
+  model.init({spec("api", 175.0), spec("db", 50.0)});
+  const auto end = feed(model, "api", {.service_time = 0.03, .replicas = 3, .p99_factor = 1.3},
+                        mmc_capacity_rps(4, 0.03, 0.2), seconds(15), minutes(20));
+  const Clock::TimePoint saved_at = Clock::TimePoint{} + end;
+  const auto text = model.to_json(saved_at).dump();
+
+  auto expect_same = [](const CapacityModel& a, const CapacityModel& b) {
+    for (const char* s : {"api", "db"}) {
+      EXPECT_EQ(a.capacity_rps(s), b.capacity_rps(s)) << s;
+      EXPECT_EQ(a.service_time_seconds(s), b.service_time_seconds(s)) << s;
+      EXPECT_EQ(a.samples(s), b.samples(s)) << s;
+      EXPECT_EQ(a.latency_correction(s), b.latency_correction(s)) << s;
+    }
+  };
+  CapacityModel same;
+  same.init({spec("api", 175.0), spec("db", 50.0)});
+  ASSERT_TRUE(same.from_json(nlohmann::json::parse(text), saved_at));
+  expect_same(model, same);
+  EXPECT_GT(same.samples("api"), 0);
+  EXPECT_NE(same.latency_correction("api"), 1.0);
+
+  // Restored a day later: nothing aged while down, so the same scrapes teach the same.
+  CapacityModel later;
+  later.init({spec("api", 175.0), spec("db", 50.0)});
+  ASSERT_TRUE(later.from_json(nlohmann::json::parse(text), saved_at + std::chrono::hours(24)));
+  expect_same(model, later);
+  const Scrape slower{.service_time = 0.04, .replicas = 3};
+  const double truth = mmc_capacity_rps(4, 0.04, 0.2);
+  feed(model, "api", slower, truth, end, minutes(5));
+  feed(same, "api", slower, truth, end, minutes(5));
+  feed(later, "api", slower, truth, end + std::chrono::hours(24), minutes(5));
+  expect_same(model, same);
+  EXPECT_NEAR(later.service_time_seconds("api"), model.service_time_seconds("api"), 1e-9);
+}
+
+TEST(CapacityModel, RestoringFollowsTheCurrentSpecs) {
+  CapacityModel model;
+  model.init({spec("api", 175.0), spec("gone", 10.0)});
+  feed(model, "api", {.service_time = 0.03}, mmc_capacity_rps(4, 0.03, 0.2), seconds(15),
+       minutes(10));
+  const auto state = model.to_json(Clock::TimePoint{});
+  // The SLO of api is looser now, and "gone" is no longer configured.
+  CapacityModel restored;
+  restored.init({spec("api", 175.0, 4, 0.3)});
+  ASSERT_TRUE(restored.from_json(state, Clock::TimePoint{}));
+  EXPECT_NEAR(restored.service_time_seconds("api"), 0.03, 1e-8);
+  EXPECT_NEAR(restored.capacity_rps("api"), mmc_capacity_rps(4, 0.03, 0.3), 1e-3);
+  EXPECT_EQ(restored.capacity_rps("gone"), 0);
+}
+
+TEST(CapacityModel, MalformedStateIsRefusedAndChangesNothing) {
+  CapacityModel model;
+  model.init({spec("api", 175.0)});
+  auto r =
+      model.from_json({{"services", {{{"name", "api"}, {"samples", "many"}}}}}, Clock::TimePoint{});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(model.capacity_rps("api"), 175.0);
+  EXPECT_EQ(model.samples("api"), 0);
 }
 
 }  // namespace

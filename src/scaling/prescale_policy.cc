@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <deque>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 namespace prescale::scaling {
 
@@ -73,6 +74,9 @@ struct PrescalePolicy::ServiceState {
   std::optional<forecast::Forecaster> forecaster;
   std::optional<Clock::TimePoint> fitted_at;
   size_t fitted_size = 0;
+  // The minutes [first, second) `forecaster` was fitted on, for export_state(): a restart refits
+  // on them. Unset for a forecaster handed to load_history().
+  std::optional<std::pair<std::int64_t, std::int64_t>> model_window;
   // The forecast made after the latest completed minute: index 0 is the current minute.
   forecast::QuantileForecast forecast;
 
@@ -151,6 +155,7 @@ void PrescalePolicy::maybe_refit(ServiceState& s, Clock::TimePoint now) {
   s.fitted_size = s.history.size();
   if (!f.fit(series)) return;  // too little observed history yet: try again later
   s.forecaster = std::move(f);
+  s.model_window = {*s.minute - static_cast<std::int64_t>(s.history.size()), *s.minute};
 }
 
 void PrescalePolicy::observe(const Snapshot& snapshot) {
@@ -384,6 +389,7 @@ Result<void> PrescalePolicy::load_history(std::string_view service, const foreca
   s->history.clear();
   s->observed_minutes = 0;
   s->forecaster.reset();
+  s->model_window.reset();
   s->minute = minute_of(end);
   s->sum = 0;
   s->samples = 0;
@@ -406,6 +412,203 @@ double PrescalePolicy::planning_quantile() const {
 forecast::QuantileForecast PrescalePolicy::demand_forecast(std::string_view service) const {
   const ServiceState* s = find(service);
   return s != nullptr ? s->forecast : forecast::QuantileForecast{};
+}
+
+Result<forecast::Series> PrescalePolicy::history(std::string_view service) const {
+  const ServiceState* s = find(service);
+  if (s == nullptr) {
+    return make_error(ErrorCode::kNotFound,
+                      "prescale: unknown service \"" + std::string(service) + "\"");
+  }
+  forecast::Series series;
+  series.step_seconds = 60;
+  if (!s->minute) return series;
+  series.start_seconds = seconds(
+      minute_start(*s->minute - static_cast<std::int64_t>(s->history.size())).time_since_epoch());
+  series.values.assign(s->history.begin(), s->history.end());
+  return series;
+}
+
+namespace {
+
+constexpr int kStateVersion = 1;
+
+nlohmann::json optional_age(Clock::TimePoint now, const std::optional<Clock::TimePoint>& t) {
+  return t ? nlohmann::json((now - *t).count()) : nlohmann::json();
+}
+std::optional<Clock::TimePoint> optional_at(Clock::TimePoint now, const nlohmann::json& age) {
+  if (age.is_null()) return std::nullopt;
+  return now - Clock::Duration(age.get<std::int64_t>());
+}
+
+// One service's entry of export_state().
+struct SavedService {
+  std::string name;
+  std::int64_t history_from = 0, history_to = 0;  // minutes, the saving clock's
+  double minute_sum = 0;
+  int minute_samples = 0;
+  std::optional<std::pair<std::int64_t, std::int64_t>> model_window;
+  std::optional<Clock::TimePoint> fitted_at;  // on the restoring clock
+  size_t fitted_size = 0;
+};
+
+}  // namespace
+
+nlohmann::json PrescalePolicy::export_state(Clock::TimePoint now) const {
+  nlohmann::json services = nlohmann::json::object();
+  for (const auto& s : services_) {
+    if (!s->minute) continue;  // nothing observed yet
+    const auto to = *s->minute;
+    nlohmann::json j = {{"history_from_minute", to - static_cast<std::int64_t>(s->history.size())},
+                        {"history_to_minute", to},
+                        // The current minute so far: its mean is recorded when it ends.
+                        {"minute_sum", s->sum},
+                        {"minute_samples", s->samples},
+                        {"fitted_at_age_ns", optional_age(now, s->fitted_at)},
+                        {"fitted_size", s->fitted_size}};
+    if (s->forecaster && s->model_window) {
+      j["model_from_minute"] = s->model_window->first;
+      j["model_to_minute"] = s->model_window->second;
+    }
+    services[s->spec.name] = std::move(j);
+  }
+  return {{"version", kStateVersion},
+          {"quantile_score", quantile_score_},
+          {"topology", topology_.to_json(now)},
+          {"capacity", capacity_.to_json(now)},
+          {"services", std::move(services)}};
+}
+
+Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const MinuteSource& minutes,
+                                          Clock::TimePoint now, Clock::Duration clock_shift) {
+  auto invalid = [](const std::string& what) {
+    return make_error(ErrorCode::kInvalidArgument, "prescale state: " + what);
+  };
+  // Everything is parsed and read before anything changes, so a failure leaves the policy as
+  // it was.
+  TopologyLearner topology = topology_;
+  CapacityModel capacity = capacity_;
+  std::vector<SavedService> saved;
+  double quantile_score = quantile_score_;
+  try {
+    if (!state.is_object() || state.value("version", 0) != kStateVersion) {
+      return invalid("unsupported version " + state.value("version", nlohmann::json()).dump() +
+                     " (this build reads " + std::to_string(kStateVersion) + ")");
+    }
+    if (auto r = topology.from_json(state.at("topology"), now); !r) {
+      return std::unexpected(r.error());
+    }
+    if (auto r = capacity.from_json(state.at("capacity"), now); !r) {
+      return std::unexpected(r.error());
+    }
+    quantile_score = state.at("quantile_score").get<double>();
+    for (const auto& [name, j] : state.at("services").items()) {
+      if (find(name) == nullptr) continue;
+      SavedService s;
+      s.name = name;
+      s.history_from = j.at("history_from_minute").get<std::int64_t>();
+      s.history_to = j.at("history_to_minute").get<std::int64_t>();
+      s.minute_sum = j.at("minute_sum").get<double>();
+      s.minute_samples = j.at("minute_samples").get<int>();
+      if (j.contains("model_from_minute")) {
+        s.model_window = {j.at("model_from_minute").get<std::int64_t>(),
+                          j.at("model_to_minute").get<std::int64_t>()};
+      }
+      s.fitted_at = optional_at(now, j.at("fitted_at_age_ns"));
+      s.fitted_size = j.at("fitted_size").get<size_t>();
+      saved.push_back(std::move(s));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return invalid(e.what());
+  }
+
+  const std::int64_t shift = static_cast<std::int64_t>(std::llround(
+      std::chrono::duration<double>(clock_shift) / std::chrono::duration<double>(kMinute)));
+  const std::int64_t now_minute = minute_of(now);
+  const auto keep = static_cast<std::int64_t>(options_.max_history / kMinute);
+  auto read = [&](const std::string& name, std::int64_t from,
+                  std::int64_t until) -> Result<forecast::Series> {
+    auto series = minutes(name, minute_start(from), minute_start(until));
+    if (!series) return series;
+    if (series->values.size() != static_cast<size_t>(until - from)) {
+      return make_error(ErrorCode::kInternal, "prescale state: history of \"" + name +
+                                                  "\" came back with " +
+                                                  std::to_string(series->values.size()) +
+                                                  " minutes, not " + std::to_string(until - from));
+    }
+    series->step_seconds = 60;
+    series->start_seconds = seconds(minute_start(from).time_since_epoch());
+    return series;
+  };
+  struct Restored {
+    ServiceState* service;
+    const SavedService* saved;
+    std::int64_t minute;  // the current one
+    forecast::Series history;
+    std::optional<forecast::Forecaster> forecaster;
+  };
+  std::vector<Restored> restored;
+  for (const SavedService& s : saved) {
+    // The history ends where it ended; the minutes missed while down become gaps at the next
+    // scrape, as any minutes without scrapes do.
+    const std::int64_t to = std::min(s.history_to + shift, now_minute);
+    const std::int64_t from = std::clamp(s.history_from + shift, to - keep, to);
+    auto history = read(s.name, from, to);
+    if (!history) return std::unexpected(history.error());
+    std::optional<forecast::Forecaster> forecaster;
+    if (s.model_window) {
+      const std::int64_t fit_from = s.model_window->first + shift;
+      const std::int64_t fit_to = s.model_window->second + shift;
+      if (fit_from < fit_to && fit_to <= to) {
+        auto fit = read(s.name, fit_from, fit_to);
+        if (!fit) return std::unexpected(fit.error());
+        auto since = read(s.name, fit_to, to);
+        if (!since) return std::unexpected(since.error());
+        forecast::Forecaster f(options_.forecaster);
+        if (f.fit(*fit)) {
+          for (double v : since->values) f.update(v);
+          forecaster = std::move(f);
+        }
+      }
+    }
+    restored.push_back({find(s.name), &s, to, std::move(*history), std::move(forecaster)});
+  }
+
+  topology_ = std::move(topology);
+  capacity_ = std::move(capacity);
+  if (options_.error_budget > 0) {
+    quantile_score_ = std::clamp(quantile_score, normal_score(options_.min_quantile),
+                                 normal_score(options_.max_quantile));
+  }
+  graph_minute_.reset();  // the propagation order follows the restored topology
+  for (Restored& r : restored) {
+    ServiceState& s = *r.service;
+    s.history.clear();
+    s.observed_minutes = 0;
+    s.forecaster.reset();
+    s.model_window.reset();
+    s.forecast = {};
+    s.minute = r.minute;
+    const bool same_minute = r.minute == r.saved->history_to + shift;
+    s.sum = same_minute ? r.saved->minute_sum : 0;
+    s.samples = same_minute ? r.saved->minute_samples : 0;
+    s.last_scrape.reset();
+    s.counted_until.reset();
+    for (double v : r.history.values) record_minute(s, v);
+    s.fitted_at = r.saved->fitted_at;
+    s.fitted_size = r.saved->fitted_size;
+    if (r.forecaster) {
+      s.forecaster = std::move(r.forecaster);
+      s.model_window = {r.saved->model_window->first + shift,
+                        r.saved->model_window->second + shift};
+    } else if (r.saved->model_window) {
+      // The minutes it was fitted on are gone (pruned, or another store): fit on what there is.
+      s.fitted_at.reset();
+      maybe_refit(s, now);
+    }
+    if (s.forecaster) s.forecast = s.forecaster->predict(options_.forecaster.max_horizon);
+  }
+  return {};
 }
 
 }  // namespace prescale::scaling

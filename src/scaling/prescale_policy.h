@@ -20,8 +20,10 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -96,6 +98,36 @@ class PrescalePolicy final : public Policy {
   const CapacityModel& capacity() const { return capacity_; }
   // The demand quantile planned for now (options.quantile unless steered by the error budget).
   double planning_quantile() const;
+  const PrescalePolicyOptions& options() const { return options_; }
+
+  // A service's per-minute demand history as load_history() takes it: mean req/s per 60 s step
+  // from its first kept minute to the minute before the current one (start_seconds on this
+  // process's monotonic clock, a whole minute), NaN for minutes without scrapes; empty before its
+  // first scrape. Errors: kNotFound.
+  Result<forecast::Series> history(std::string_view service) const;
+
+  // Restart support (docs/state.md; control/persistent_policy_state.h keeps it in SQLite).
+  // export_state() is everything learned except the per-minute histories, which the caller keeps
+  // from history(): the topology and capacity learners, the planning quantile, and per service
+  // the minutes its history spans and the window its forecaster was fitted on.
+  nlohmann::json export_state(Clock::TimePoint now) const;
+  // Per-minute history of `service` over [from, to) (whole minutes on this process's clock), one
+  // value a minute, NaN where none is kept.
+  using MinuteSource = std::function<Result<forecast::Series>(
+      std::string_view service, Clock::TimePoint from, Clock::TimePoint to)>;
+  // Restores export_state()'s output after init(). Each service's history is read back from
+  // `minutes` up to the minute it had reached (the minutes missed while down become gaps at the
+  // next scrape, as minutes without scrapes always do), and its forecaster is refitted on the
+  // same window as before and rolled forward through the minutes since, which reproduces its
+  // forecast (the same, to the float rounding of the history). Without that window's minutes it
+  // is refitted on the history there is.
+  // `clock_shift` carries the saved minute numbers onto this process's clock (the monotonic
+  // clock restarts with the machine; whole minutes). The learners' and the refit schedule's times
+  // are relative to the save: evidence does not age while the platform is down. Services the
+  // state does not name are left as they are; those init() did not list are ignored.
+  // Errors: kInvalidArgument (a malformed state; nothing is changed), those of `minutes`.
+  Result<void> import_state(const nlohmann::json& state, const MinuteSource& minutes,
+                            Clock::TimePoint now, Clock::Duration clock_shift = {});
 
  private:
   struct ServiceState;

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <numbers>
 
 namespace prescale::scaling {
@@ -312,6 +314,182 @@ TEST(PrescalePolicyTest, ErrorBudgetSteersThePlanningQuantile) {
     fixed.observe(s);
     fixed.decide(s, at(u));
   }
+  EXPECT_DOUBLE_EQ(fixed.planning_quantile(), 0.9);
+}
+
+// ---- restart support (docs/state.md) ---------------------------------------------------------
+
+// Feeds `minutes` of an hourly pattern with deterministic noise to `policy`, every 15 s.
+void feed_hourly(PrescalePolicy& policy, FakeWorld& world, double& t, int minutes) {
+  std::uint32_t seed = 777;
+  for (int i = 0; i < 4 * minutes; ++i) {
+    t += 15;
+    seed = seed * 1664525u + 1013904223u;
+    const double noise = static_cast<double>(seed >> 8) / (1 << 24) - 0.5;
+    const int minute = static_cast<int>(t / 60) % 60;
+    world.services[0].rps = (minute >= 40 && minute < 50 ? 400 : 100) * (1 + 0.2 * noise);
+    const Snapshot snap = world.at_time(t);
+    policy.observe(snap);
+    policy.decide(snap, at(t));
+  }
+}
+
+PrescalePolicyOptions hourly_options() {
+  PrescalePolicyOptions options;
+  options.forecaster.model.day_seconds = 3600;
+  options.forecaster.model.week_seconds = 7 * 3600;
+  options.min_history = 120min;
+  return options;
+}
+
+// A store of the minutes history() gave, on the same clock.
+struct MinuteStore {
+  std::map<std::int64_t, double> by_minute;
+
+  void keep(const forecast::Series& series) {
+    for (size_t i = 0; i < series.values.size(); ++i) {
+      by_minute[std::llround(series.start_seconds / 60) + static_cast<std::int64_t>(i)] =
+          series.values[i];
+    }
+  }
+  PrescalePolicy::MinuteSource source() const {
+    return [this](std::string_view, Clock::TimePoint from,
+                  Clock::TimePoint to) -> Result<forecast::Series> {
+      forecast::Series out;
+      const auto first = std::chrono::floor<std::chrono::minutes>(from.time_since_epoch()).count();
+      const auto last = std::chrono::floor<std::chrono::minutes>(to.time_since_epoch()).count();
+      out.start_seconds = static_cast<double>(first * 60);
+      for (auto m = first; m < last; ++m) {
+        auto it = by_minute.find(m);
+        out.values.push_back(it == by_minute.end() ? NAN : it->second);
+      }
+      return out;
+    };
+  }
+};
+
+TEST(PrescalePolicyTest, ExportedStateRestoresTheForecast) {
+  PrescalePolicy before(hourly_options());
+  before.init({spec("api")});
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  double t = 0;
+  feed_hourly(before, world, t, 200);
+  const auto forecast = before.demand_forecast("api");
+  ASSERT_FALSE(forecast.p50.empty());
+  MinuteStore store;
+  auto history = before.history("api");
+  ASSERT_TRUE(history);
+  store.keep(*history);
+  // Through text, as the store keeps it.
+  const auto state = nlohmann::json::parse(before.export_state(at(t)).dump());
+
+  PrescalePolicy after(hourly_options());
+  after.init({spec("api")});
+  auto r = after.import_state(state, store.source(), at(t));
+  ASSERT_TRUE(r) << r.error().to_string();
+  const auto restored = after.demand_forecast("api");
+  EXPECT_EQ(restored.model, forecast.model);
+  ASSERT_EQ(restored.p50.size(), forecast.p50.size());
+  for (size_t h = 0; h < forecast.p50.size(); ++h) {
+    EXPECT_NEAR(restored.p50[h], forecast.p50[h], 1e-5 * forecast.p50[h]) << h;
+    EXPECT_NEAR(restored.p90[h], forecast.p90[h], 1e-5 * forecast.p90[h]) << h;
+    EXPECT_NEAR(restored.p99[h], forecast.p99[h], 1e-5 * forecast.p99[h]) << h;
+  }
+  EXPECT_EQ(after.capacity().capacity_rps("api"), before.capacity().capacity_rps("api"));
+
+  // The same decisions from the same load.
+  FakeWorld twin = world;
+  double u = t;
+  for (int i = 0; i < 40; ++i) {
+    t += 15;
+    u += 15;
+    const Snapshot a = world.at_time(t), b = twin.at_time(u);
+    before.observe(a);
+    after.observe(b);
+    const Plan pa = before.decide(a, at(t)), pb = after.decide(b, at(u));
+    ASSERT_EQ(pa.decisions.size(), pb.decisions.size()) << i;
+    for (size_t k = 0; k < pa.decisions.size(); ++k) {
+      EXPECT_EQ(pa.decisions[k].replicas, pb.decisions[k].replicas);
+      world.services[0].replicas = twin.services[0].replicas = pa.decisions[k].replicas;
+    }
+  }
+}
+
+TEST(PrescalePolicyTest, ImportRefitsWhenTheFitWindowIsGone) {
+  PrescalePolicy before(hourly_options());
+  before.init({spec("api")});
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  double t = 0;
+  feed_hourly(before, world, t, 200);
+  MinuteStore store;
+  auto history = before.history("api");
+  ASSERT_TRUE(history);
+  store.keep(*history);
+  // A store that has the history but lost the minutes of the forecaster's fit window (minutes
+  // 0-119): every read that does not reach the end of the history comes back empty.
+  const auto end = at(history->end_seconds());
+  auto whole = store.source();
+  PrescalePolicy::MinuteSource lossy = [&](std::string_view service, Clock::TimePoint from,
+                                           Clock::TimePoint to) -> Result<forecast::Series> {
+    auto series = whole(service, from, to);
+    if (series && to != end) std::fill(series->values.begin(), series->values.end(), NAN);
+    return series;
+  };
+  PrescalePolicy after(hourly_options());
+  after.init({spec("api")});
+  ASSERT_TRUE(after.import_state(before.export_state(at(t)), lossy, at(t)));
+  // Refitted on the whole history instead, as load_history() would.
+  PrescalePolicy loaded(hourly_options());
+  loaded.init({spec("api")});
+  ASSERT_TRUE(loaded.load_history("api", *history, end));
+  const auto refitted = after.demand_forecast("api");
+  ASSERT_FALSE(refitted.p50.empty());
+  EXPECT_EQ(refitted.p50, loaded.demand_forecast("api").p50);
+}
+
+TEST(PrescalePolicyTest, ImportRefusesAMalformedStateAndChangesNothing) {
+  PrescalePolicy policy(hourly_options());
+  policy.init({spec("api")});
+  MinuteStore store;
+  auto r = policy.import_state({{"version", 99}}, store.source(), at(0));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  auto state = policy.export_state(at(0));
+  state["services"]["api"] = {{"history_from_minute", "yesterday"}};
+  EXPECT_FALSE(policy.import_state(state, store.source(), at(0)));
+  EXPECT_TRUE(policy.demand_forecast("api").p50.empty());
+  EXPECT_FALSE(policy.history("nope"));
+  auto empty = policy.history("api");
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->values.empty());
+}
+
+TEST(PrescalePolicyTest, ImportKeepsTheSteeredQuantileOnlyWithABudget) {
+  PrescalePolicyOptions options;
+  options.error_budget = 0.001;
+  options.budget_step = 0.01;
+  PrescalePolicy steered(options);
+  steered.init({spec("api")});
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  double t = 0;
+  for (int i = 0; i < 4 * 60; ++i) {
+    t += 15;
+    const Snapshot s = world.at_time(t);
+    steered.observe(s);
+    steered.decide(s, at(t));
+  }
+  ASSERT_LT(steered.planning_quantile(), 0.8);
+  MinuteStore store;
+  const auto state = steered.export_state(at(t));
+
+  PrescalePolicy restored(options);
+  restored.init({spec("api")});
+  ASSERT_TRUE(restored.import_state(state, store.source(), at(t)));
+  EXPECT_DOUBLE_EQ(restored.planning_quantile(), steered.planning_quantile());
+
+  PrescalePolicy fixed;  // no budget now: the configured quantile
+  fixed.init({spec("api")});
+  ASSERT_TRUE(fixed.import_state(state, store.source(), at(t)));
   EXPECT_DOUBLE_EQ(fixed.planning_quantile(), 0.9);
 }
 

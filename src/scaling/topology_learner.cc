@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <unordered_map>
 
@@ -12,6 +13,27 @@ namespace {
 
 double seconds_between(Clock::TimePoint from, Clock::TimePoint to) {
   return std::chrono::duration<double>(to - from).count();
+}
+
+// Saved times are ages before the saving `now`, in nanoseconds (exact, and independent of where
+// the monotonic clock started).
+std::int64_t age_ns(Clock::TimePoint now, Clock::TimePoint t) { return (now - t).count(); }
+Clock::TimePoint at_age(Clock::TimePoint now, const nlohmann::json& age) {
+  return now - Clock::Duration(age.get<std::int64_t>());
+}
+nlohmann::json optional_age(Clock::TimePoint now, const std::optional<Clock::TimePoint>& t) {
+  return t ? nlohmann::json(age_ns(now, *t)) : nlohmann::json();
+}
+std::optional<Clock::TimePoint> optional_at(Clock::TimePoint now, const nlohmann::json& age) {
+  if (age.is_null()) return std::nullopt;
+  return at_age(now, age);
+}
+nlohmann::json optional_number(const std::optional<double>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json();
+}
+std::optional<double> number_or_none(const nlohmann::json& v) {
+  if (v.is_null()) return std::nullopt;
+  return v.get<double>();
 }
 
 std::string describe(const CallEdge& e) { return e.caller + " -> " + e.callee; }
@@ -300,6 +322,90 @@ Result<CallGraph> TopologyLearner::graph() const {
   if (!graph) return graph;
   graph->warnings.insert(graph->warnings.begin(), warnings.begin(), warnings.end());
   return graph;
+}
+
+nlohmann::json TopologyLearner::to_json(Clock::TimePoint now) const {
+  nlohmann::json services = nlohmann::json::array();
+  for (const auto& [name, t] : services_) {
+    services.push_back({{"name", name},
+                        {"observed", t.observed},
+                        {"last_seen_age_ns", age_ns(now, t.last_seen)},
+                        {"served_total", optional_number(t.served_total)},
+                        {"counted_at_age_ns", age_ns(now, t.counted_at)}});
+  }
+  nlohmann::json edges = nlohmann::json::array();
+  for (const auto& [key, e] : edges_) {
+    edges.push_back({{"caller", key.first},
+                     {"callee", key.second},
+                     {"calls_total", optional_number(e.calls_total)},
+                     {"counted_at_age_ns", age_ns(now, e.counted_at)},
+                     {"calls", e.calls},
+                     {"requests", e.requests},
+                     {"decayed_at_age_ns", age_ns(now, e.decayed_at)},
+                     {"created_age_ns", age_ns(now, e.created)},
+                     {"intervals", e.intervals},
+                     {"seeded", e.seeded},
+                     {"known", e.known},
+                     {"span_ms", e.span_ms},
+                     {"last_call_age_ns", optional_age(now, e.last_call)},
+                     {"expected_calls_since", e.expected_calls_since}});
+  }
+  return {{"last_scrape_age_ns", optional_age(now, last_scrape_)},
+          {"services", std::move(services)},
+          {"edges", std::move(edges)}};
+}
+
+Result<void> TopologyLearner::from_json(const nlohmann::json& state, Clock::TimePoint now) {
+  std::map<std::string, ServiceTrack, std::less<>> services;
+  std::map<EdgeKey, EdgeTrack> edges;
+  std::optional<Clock::TimePoint> last_scrape;
+  try {
+    for (const auto& j : state.at("services")) {
+      ServiceTrack t;
+      t.observed = j.at("observed").get<bool>();
+      t.last_seen = at_age(now, j.at("last_seen_age_ns"));
+      t.served_total = number_or_none(j.at("served_total"));
+      t.counted_at = at_age(now, j.at("counted_at_age_ns"));
+      services.insert_or_assign(j.at("name").get<std::string>(), t);
+    }
+    for (const auto& j : state.at("edges")) {
+      EdgeTrack e;
+      e.calls_total = number_or_none(j.at("calls_total"));
+      e.counted_at = at_age(now, j.at("counted_at_age_ns"));
+      e.calls = j.at("calls").get<double>();
+      e.requests = j.at("requests").get<double>();
+      e.decayed_at = at_age(now, j.at("decayed_at_age_ns"));
+      e.created = at_age(now, j.at("created_age_ns"));
+      e.intervals = j.at("intervals").get<int>();
+      e.seeded = j.at("seeded").get<bool>();
+      e.known = j.at("known").get<bool>();
+      e.span_ms = j.at("span_ms").get<double>();
+      e.last_call = optional_at(now, j.at("last_call_age_ns"));
+      e.expected_calls_since = j.at("expected_calls_since").get<double>();
+      edges.insert_or_assign({j.at("caller").get<std::string>(), j.at("callee").get<std::string>()},
+                             e);
+    }
+    last_scrape = optional_at(now, state.at("last_scrape_age_ns"));
+  } catch (const nlohmann::json::exception& e) {
+    return make_error(ErrorCode::kInvalidArgument, std::string("topology state: ") + e.what());
+  }
+  // Seeded edges (and their services) that the state does not know: the config gained them.
+  for (const auto& [key, e] : edges_) {
+    if (!e.seeded || edges.contains(key)) continue;
+    EdgeTrack seeded = e;
+    // Seeded evidence ages from the first scrape, which the restored state has already seen.
+    if (last_scrape) seeded.created = seeded.decayed_at = *last_scrape;
+    edges.emplace(key, seeded);
+    services.try_emplace(key.first);
+    services.try_emplace(key.second);
+  }
+  for (const auto& [name, t] : services_) {
+    if (!t.observed) services.try_emplace(name, t);
+  }
+  services_ = std::move(services);
+  edges_ = std::move(edges);
+  last_scrape_ = last_scrape;
+  return {};
 }
 
 }  // namespace prescale::scaling

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,6 +71,15 @@ class TopologyLearner {
   // dropping, in each cycle found, the edge with the fewest (decayed) calls; `warnings` says
   // which. Errors: kNotFound before any service is known.
   Result<CallGraph> graph() const;
+
+  // Everything learned, for a restarted platform to continue from (docs/state.md). Times are
+  // stored relative to `now` and from_json() places them relative to its own `now`: evidence
+  // does not age while nothing observes (the platform is down), and a monotonic clock that
+  // restarted with the machine does not matter. from_json() replaces the learned services and
+  // edges, keeping seeded edges the state does not mention. Errors: kInvalidArgument for a
+  // malformed state (the learner is then unchanged).
+  nlohmann::json to_json(Clock::TimePoint now) const;
+  Result<void> from_json(const nlohmann::json& state, Clock::TimePoint now);
 
  private:
   struct ServiceTrack {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -442,6 +443,110 @@ TEST(TopologyLearner, GraphNeedsAService) {
   auto graph = learner.graph();
   ASSERT_FALSE(graph);
   EXPECT_EQ(graph.error().code, ErrorCode::kNotFound);
+}
+
+// ---- saving and restoring (docs/state.md) ----------------------------------------------------
+
+void expect_same_edges(const TopologyLearner& a, const TopologyLearner& b) {
+  const auto x = a.learned_edges(), y = b.learned_edges();
+  ASSERT_EQ(x.size(), y.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_EQ(x[i].edge.caller, y[i].edge.caller);
+    EXPECT_EQ(x[i].edge.callee, y[i].edge.callee);
+    EXPECT_EQ(x[i].edge.fanout, y[i].edge.fanout) << x[i].edge.caller << " -> " << x[i].edge.callee;
+    EXPECT_EQ(x[i].edge.mean_callee_span_ms, y[i].edge.mean_callee_span_ms);
+    EXPECT_EQ(x[i].caller_requests, y[i].caller_requests);
+    EXPECT_EQ(x[i].calls, y[i].calls);
+    EXPECT_EQ(x[i].intervals, y[i].intervals);
+    EXPECT_EQ(x[i].seeded, y[i].seeded);
+    EXPECT_EQ(x[i].last_call.has_value(), y[i].last_call.has_value());
+  }
+  EXPECT_EQ(a.services(), b.services());
+}
+
+TEST(TopologyLearner, JsonRoundTripRestoresTheLearnedGraph) {
+  const std::vector<TrueEdge> truth = {
+      {"frontend", "cart", 2.5}, {"frontend", "catalog", 4.0}, {"cart", "redis", 1.2}};
+  auto seed = make_callgraph({{"frontend", "cart", 2.0, 3.5}}, {});
+  ASSERT_TRUE(seed);
+  std::mt19937_64 rng(1);
+  Counters counters;
+  TopologyLearner learner({}, *seed);
+  Clock::Duration t{0};
+  for (int i = 0; i <= 120; ++i, t += kScrape) {
+    serve_interval(counters, rng, "frontend", truth, i == 0 ? 0 : 100);
+    learner.observe(counters.scrape(t));
+  }
+  const Clock::TimePoint saved_at = Clock::TimePoint{} + t;
+  // Through text, as the store keeps it: doubles survive exactly.
+  const auto text = learner.to_json(saved_at).dump();
+
+  // Restored at the same time: the same state, and the same learning from then on.
+  TopologyLearner same({}, *seed);
+  ASSERT_TRUE(same.from_json(nlohmann::json::parse(text), saved_at));
+  expect_same_edges(learner, same);
+  // Restored an hour later (the platform was down): evidence has not aged, so the next scrape
+  // teaches what it would have taught right away.
+  TopologyLearner later({}, *seed);
+  ASSERT_TRUE(later.from_json(nlohmann::json::parse(text), saved_at + std::chrono::hours(1)));
+  expect_same_edges(learner, later);
+
+  Counters shifted = counters;
+  for (int i = 0; i < 20; ++i, t += kScrape) {
+    std::mt19937_64 step_rng(100 + i);
+    std::mt19937_64 step_rng2(100 + i);
+    serve_interval(counters, step_rng, "frontend", truth, 100);
+    serve_interval(shifted, step_rng2, "frontend", truth, 100);
+    const Snapshot snap = counters.scrape(t);
+    learner.observe(snap);
+    same.observe(snap);
+    later.observe(shifted.scrape(t + std::chrono::hours(1)));
+  }
+  expect_same_edges(learner, same);
+  for (const auto& e : truth) {
+    EXPECT_NEAR(later.fanout(e.caller, e.callee), learner.fanout(e.caller, e.callee), 1e-9);
+  }
+}
+
+TEST(TopologyLearner, RestoringKeepsSeededEdgesTheStateLacks) {
+  Counters counters;
+  TopologyLearner learner;
+  counters.serve("a", 0);
+  counters.call("a", "b", 0);
+  learner.observe(counters.scrape(seconds(15)));
+  counters.serve("a", 100);
+  counters.call("a", "b", 300);
+  learner.observe(counters.scrape(seconds(30)));
+  const auto state = learner.to_json(Clock::TimePoint{} + seconds(30));
+
+  // The configuration now seeds a -> c as well.
+  auto seed = make_callgraph({{"a", "c", 0.5, 0}}, {});
+  ASSERT_TRUE(seed);
+  TopologyLearner restored({}, *seed);
+  ASSERT_TRUE(restored.from_json(state, Clock::TimePoint{} + seconds(30)));
+  EXPECT_NEAR(restored.fanout("a", "b"), 3.0, 1e-12);
+  EXPECT_NEAR(restored.fanout("a", "c"), 0.5, 1e-12);
+  EXPECT_THAT(restored.services(), ElementsAre("a", "c"));  // b is known by its edge only
+  // The seed's evidence ages from the restored last scrape (30 s), not from time 0: after 10
+  // requests of a without calls to c, the fan-out is 50 k / (100 k + 10), k = 2^(-15 s / 10 min).
+  counters.serve("a", 10);
+  counters.call("a", "b", 30);
+  restored.observe(counters.scrape(seconds(45)));
+  const double k = std::exp2(-15.0 / 600);
+  EXPECT_NEAR(restored.fanout("a", "c"), 50 * k / (100 * k + 10), 1e-12);
+}
+
+TEST(TopologyLearner, MalformedStateIsRefusedAndChangesNothing) {
+  auto seed = make_callgraph({{"a", "b", 2.0, 0}}, {});
+  ASSERT_TRUE(seed);
+  TopologyLearner learner({}, *seed);
+  auto r = learner.from_json({{"services", nlohmann::json::array()}}, Clock::TimePoint{});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  auto state = learner.to_json(Clock::TimePoint{});
+  state["edges"][0]["calls"] = "many";
+  EXPECT_FALSE(learner.from_json(state, Clock::TimePoint{}));
+  EXPECT_NEAR(learner.fanout("a", "b"), 2.0, 1e-12);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
     int pid() const override { return id; }
     void signal(int sig) override {
       signals.push_back(sig);
+      world.signals_by_pid[id].push_back(sig);
       if (sig == SIGKILL || (sig == SIGTERM && world.exit_on_term)) status = 128 + sig;
     }
     std::optional<int> poll_exit() override { return status; }
@@ -66,7 +67,8 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
   std::uint16_t next_port = 9000;
   bool fail_launch = false;
   bool exit_on_term = true;
-  std::map<int, Proc*> procs;  // owned by the supervisor's replicas
+  std::map<int, Proc*> procs;  // owned by the supervisor's replicas: may dangle once reaped
+  std::map<int, std::vector<int>> signals_by_pid;  // outlives the processes
   std::vector<LaunchSpec> launched;
   std::map<std::string, std::uint16_t> port_files;
   std::set<std::uint16_t> ready_ports;
@@ -189,15 +191,16 @@ TEST_F(SupervisorTest, ScaleDownDrainsThenTerminatesThenKills) {
   EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-1"})) << "the newest drains";
   auto* p = world.by_port(9001);
   ASSERT_NE(p, nullptr);
+  const int pid = p->id;
   step(5s);
-  EXPECT_TRUE(p->signals.empty()) << "in-flight requests finish first";
+  EXPECT_TRUE(world.signals_by_pid[pid].empty()) << "in-flight requests finish first";
   world.in_flight_by["api-2"] = 0;
   step(100ms);
-  EXPECT_EQ(p->signals, std::vector<int>{SIGTERM});
+  EXPECT_EQ(world.signals_by_pid[pid], std::vector<int>{SIGTERM});
   step(14s);
-  EXPECT_EQ(p->signals.size(), 1u);
+  EXPECT_EQ(world.signals_by_pid[pid].size(), 1u);
   step(1s);  // term_grace 15 s
-  EXPECT_EQ(p->signals, (std::vector<int>{SIGTERM, SIGKILL}));
+  EXPECT_EQ(world.signals_by_pid[pid], (std::vector<int>{SIGTERM, SIGKILL}));
   step(100ms);
   EXPECT_EQ(replicas().size(), 1u);
   EXPECT_EQ(world.launched.size(), 2u) << "the stopped replica is not replaced";
@@ -213,10 +216,11 @@ TEST_F(SupervisorTest, DrainGivesUpAfterTheDrainTimeout) {
   tick();
   auto* p = world.by_port(9001);
   ASSERT_NE(p, nullptr);
+  const int pid = p->id;
   step(29s);
-  EXPECT_TRUE(p->signals.empty());
+  EXPECT_TRUE(world.signals_by_pid[pid].empty());
   step(1s);
-  EXPECT_EQ(p->signals, std::vector<int>{SIGTERM});
+  EXPECT_EQ(world.signals_by_pid[pid], std::vector<int>{SIGTERM});
 }
 
 TEST_F(SupervisorTest, ScaleDownPrefersReplicasThatAreNotServing) {
@@ -248,13 +252,12 @@ TEST_F(SupervisorTest, ReplaceStartsTheNewReplicaBeforeTheOldOneGoes) {
 TEST_F(SupervisorTest, NotReadyInTimeCountsAsACrash) {
   ASSERT_TRUE(sup->set_desired("api", 1));
   tick();
-  auto* p = world.procs[replicas()[0].pid];
-  ASSERT_NE(p, nullptr);
+  const int pid = replicas()[0].pid;
   step(119s);
   EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kStarting);
   step(1s);
   EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kCrashed);
-  EXPECT_EQ(p->signals, std::vector<int>{SIGKILL});
+  EXPECT_EQ(world.signals_by_pid[pid], std::vector<int>{SIGKILL});
 }
 
 TEST_F(SupervisorTest, LaunchFailureIsACrashWithItsReason) {

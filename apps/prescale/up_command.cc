@@ -1,0 +1,552 @@
+#include "up_command.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include "command_util.h"
+#include "control/controller.h"
+#include "control/history_store.h"
+#include "control/persistent_policy_state.h"
+#include "core/config.h"
+#include "core/logging.h"
+#include "dashboard/dashboard.h"
+#include "dashboard/dashboard_model.h"
+#include "forecast/trace.h"
+#include "gateway/gateway.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "runtime/runtime.h"
+#include "scaling/prescale_policy.h"
+#include "telemetry/exposition.h"
+#include "telemetry/process_metrics.h"
+#include "telemetry/registry.h"
+#include "worlds/local/local_world.h"
+#include "worlds/local/process.h"
+#include "worlds/local/supervisor.h"
+#include "worlds/sim/experiment.h"
+
+namespace prescale {
+
+struct UpFlags {
+  std::string config_path;
+  std::string policy;  // "": the config's
+  bool recommend_only = false;
+  std::string state_dir = ".prescale";
+  double time_scale = 1;
+  std::string ui_listen = "127.0.0.1:9090";
+  int gateway_port = -1;  // -1: gateway.listen's
+  std::string port_file;     // the gateway's port
+  std::string ui_port_file;  // the dashboard's port
+  std::string log_level;
+  // Seeding a fresh state with earlier load (the demo's earlier days of a trace).
+  std::string seed_trace;
+  std::string seed_service;
+  double seed_until_days = 0;  // seed the trace's minutes before this offset from its start
+  double seed_scale = 1;       // trace requests per second × this = the service's req/s
+};
+
+namespace {
+
+// The controller's clock when a demo compresses time: `scale` controller seconds per real one.
+class ScaledClock final : public Clock {
+ public:
+  ScaledClock(Clock& real, double scale)
+      : real_(real), scale_(scale), origin_(real.now()), wall_origin_(real.wall_now()) {}
+  TimePoint now() const override { return origin_ + scaled(real_.now() - origin_); }
+  WallTime wall_now() const override { return wall_origin_ + scaled(real_.now() - origin_); }
+  void sleep_until(TimePoint deadline) override {
+    const Duration left = deadline - now();
+    if (left > Duration::zero()) {
+      real_.sleep_until(real_.now() + std::chrono::duration_cast<Duration>(
+                                          std::chrono::duration<double, std::nano>(
+                                              static_cast<double>(left.count()) / scale_)));
+    }
+  }
+
+ private:
+  Duration scaled(Duration d) const {
+    return std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double, std::nano>(static_cast<double>(d.count()) * scale_));
+  }
+  Clock& real_;
+  double scale_;
+  TimePoint origin_;
+  WallTime wall_origin_;
+};
+
+// --recommend-only: observes the real world, records what the policy would do, changes nothing.
+class RecommendOnlyWorld final : public control::World {
+ public:
+  explicit RecommendOnlyWorld(control::World& inner) : inner_(inner) {}
+  const scaling::Snapshot& observe(Clock::TimePoint now) override { return inner_.observe(now); }
+  Result<void> scale(std::string_view service, int replicas) override {
+    recommended_[std::string(service)] = replicas;
+    return {};
+  }
+  Result<void> restart(std::string_view) override { return {}; }
+  const std::map<std::string, int>& recommended() const { return recommended_; }
+
+ private:
+  control::World& inner_;
+  std::map<std::string, int> recommended_;
+};
+
+double unix_seconds(Clock::WallTime t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+std::string self_executable() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("prescale") : p.string();
+}
+
+// How a service's replicas start: the built-in kinds run this binary's `serve`; a command runs
+// as given, "{port}" naming the port it must listen on.
+local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::string& self,
+                                        const std::string& gateway_url,
+                                        const std::filesystem::path& config_dir) {
+  local::ReplicaTemplate t;
+  t.service = s.name;
+  if (s.kind == ServiceKind::kCommand) {
+    t.argv = s.command;
+  } else {
+    std::string kind(to_string(s.kind));
+    if (const size_t slash = kind.find('/'); slash != std::string::npos) kind = kind.substr(slash + 1);
+    t.argv = {self, "serve", kind, "--port", "0", "--port-file", "{port_file}", "--threads", "1",
+              "--log-level", "warn"};
+    if (!s.model_dir.empty()) {
+      const std::filesystem::path dir(s.model_dir);
+      t.argv.push_back("--model-dir");
+      t.argv.push_back((dir.is_absolute() ? dir : config_dir / dir).lexically_normal().string());
+    }
+  }
+  for (const auto& [k, v] : s.env) t.env.emplace_back(k, v);
+  t.env.emplace_back("PRESCALE_GATEWAY_URL", gateway_url);
+  return t;
+}
+
+scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale) {
+  scaling::ServiceSpec spec;
+  spec.name = s.name;
+  spec.min_replicas = s.replicas.min;
+  spec.max_replicas = s.replicas.max;
+  spec.capacity_rps = s.capacity_rps;
+  spec.slo_latency_p99_seconds = s.slo.latency_p99_ms / 1000.0;
+  // A replica takes startup_time of real time; on a compressed clock that is longer.
+  spec.startup_time = std::chrono::duration_cast<Clock::Duration>(
+      std::chrono::duration<double, std::milli>(static_cast<double>(s.startup_time.count()) *
+                                                time_scale));
+  return spec;
+}
+
+// Checks what would otherwise fail after replicas started, naming the file and line and the fix:
+// commands that cannot run, model services without a model, ports that clash.
+Result<void> preflight(const Config& config, const std::string& file, const ListenAddress& gateway,
+                       const ListenAddress& ui) {
+  const std::filesystem::path config_dir = std::filesystem::absolute(file).parent_path();
+  auto at = [&](size_t i, const std::string& field) {
+    const ServiceConfig& s = config.services[i];
+    return file + ":" + std::to_string(s.line) + ": services[" + std::to_string(i) + "] (" +
+           s.name + ")." + field + ": ";
+  };
+  for (size_t i = 0; i < config.services.size(); ++i) {
+    const ServiceConfig& s = config.services[i];
+    if (s.kind == ServiceKind::kCommand) {
+      if (auto exe = local::resolve_executable(s.command.at(0)); !exe) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          at(i, "command") + exe.error().message +
+                              "; give the program's path, or add its directory to PATH");
+      }
+      const bool has_port = std::any_of(s.command.begin(), s.command.end(), [](const auto& a) {
+        return a.find("{port}") != std::string::npos;
+      });
+      if (!has_port && s.replicas.max > 1) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          at(i, "command") +
+                              "no \"{port}\" argument, so every replica would listen on the "
+                              "same port; pass \"{port}\" where the program takes its port");
+      }
+    }
+    if (s.kind == ServiceKind::kRecommend) {
+      const std::filesystem::path dir = s.model_dir.empty() ? "models" : s.model_dir;
+      const std::filesystem::path abs = dir.is_absolute() ? dir : config_dir / dir;
+      std::error_code ec;
+      if (!std::filesystem::is_directory(abs, ec) || std::filesystem::is_empty(abs, ec)) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          at(i, "model_dir") + abs.lexically_normal().string() +
+                              " holds no model; train one: prescale train recommend --data "
+                              "DIR_WITH_RATINGS_CSV --model-dir " +
+                              abs.lexically_normal().string());
+      }
+    }
+  }
+  if (gateway.port != 0 && gateway.port == ui.port) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      file + ": gateway.listen and the dashboard (--ui) both use port " +
+                          std::to_string(gateway.port) + "; give one of them another port");
+  }
+  return {};
+}
+
+// The trace's minutes before `until_days` (at most `max_minutes` of them) as a per-minute series
+// of req/s, scaled: what the entry service would have seen on earlier days.
+Result<forecast::Series> seed_minutes(const UpFlags& f, size_t max_minutes) {
+  forecast::TraceOptions options;
+  options.step_seconds = 60;
+  auto trace = forecast::read_trace(f.seed_trace, options);
+  if (!trace) return std::unexpected(trace.error());
+  const auto until = static_cast<size_t>(std::llround(f.seed_until_days * 1440));
+  if (until == 0 || until > trace->counts.size()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--seed-until-days " + std::to_string(f.seed_until_days) +
+                          " is outside the trace (" +
+                          std::to_string(static_cast<double>(trace->counts.size()) / 1440) +
+                          " days)");
+  }
+  const size_t from = until > max_minutes ? until - max_minutes : 0;
+  forecast::Series series;
+  series.step_seconds = 60;
+  for (size_t i = from; i < until; ++i) {
+    series.values.push_back(trace->counts[i] / 60.0 * f.seed_scale);
+  }
+  return series;
+}
+
+int run_up(const UpFlags& f) {
+  auto error = [](const std::string& message) {
+    std::cerr << "prescale up: " << message << "\n";
+    return 2;
+  };
+  auto loaded = load_config_file(f.config_path);
+  if (!loaded) return error(loaded.error().message);
+  Config config = std::move(*loaded);
+  if (config.world != WorldKind::kLocal) {
+    return error(f.config_path + ": world is " + std::string(to_string(config.world)) +
+                 "; prescale up runs the local world");
+  }
+  if (!(f.time_scale >= 1 && f.time_scale <= 10000)) {
+    return error("--time-scale must be in [1, 10000]");
+  }
+  if (!f.seed_trace.empty() && (f.seed_service.empty() || !(f.seed_until_days > 0))) {
+    return error("--seed-trace needs --seed-service and --seed-until-days > 0");
+  }
+  if (!f.seed_service.empty() &&
+      std::none_of(config.services.begin(), config.services.end(),
+                   [&](const ServiceConfig& s) { return s.name == f.seed_service; })) {
+    return error("--seed-service " + f.seed_service + ": no such service in " + f.config_path);
+  }
+  const std::string level =
+      f.log_level.empty() ? std::string(to_string(config.logging.level)) : f.log_level;
+  if (!init_logging({.level = level, .format = config.logging.format})) {
+    return error("--log-level: unknown level \"" + level + "\"");
+  }
+  auto gw_listen = parse_listen(config.gateway.listen);
+  if (!gw_listen) return error(gw_listen.error().message);
+  if (f.gateway_port >= 0) gw_listen->port = static_cast<uint16_t>(f.gateway_port);
+  auto ui_listen = parse_listen(f.ui_listen, "--ui");
+  if (!ui_listen) return error(ui_listen.error().message);
+  if (auto ok = preflight(config, f.config_path, *gw_listen, *ui_listen); !ok) {
+    return error(ok.error().message);
+  }
+
+  const std::string policy_name =
+      f.policy.empty() ? std::string(to_string(config.policy.name)) : f.policy;
+  if (policy_name == "oracle" || policy_name == "static") {
+    return error("--policy " + policy_name + " needs the future of a trace: use it in prescale sim");
+  }
+  std::error_code ec;
+  const std::filesystem::path state(f.state_dir);
+  std::filesystem::create_directories(state / "logs", ec);
+  std::filesystem::create_directories(state / "run", ec);
+  if (ec) return error("--state-dir " + f.state_dir + ": " + ec.message());
+
+  runtime::Runtime::block_termination_signals();
+
+  // The data plane: the gateway, its endpoints filled in by the supervisor.
+  telemetry::Registry registry;
+  telemetry::register_process_metrics(registry);
+  gateway::GatewayOptions gateway_options;
+  gateway_options.registry = &registry;
+  auto gw = gateway::Gateway::create(config.gateway, gateway_options);
+  if (!gw) return error(gw.error().message);
+  http::ServerOptions gso;
+  gso.address = gw_listen->host;
+  gso.port = gw_listen->port;
+  gso.threads = config.gateway.threads;
+  gso.max_header_bytes = static_cast<size_t>(config.http.max_header_bytes);
+  gso.max_body_bytes = static_cast<size_t>(config.http.max_body_bytes);
+  gso.read_timeout = config.http.read_timeout;
+  gso.idle_timeout = config.http.idle_timeout;
+  gso.max_connections = static_cast<size_t>(config.http.max_connections);
+  auto gateway_server = std::make_unique<http::Server>(gso, (*gw)->handler());
+  if (auto started = gateway_server->start(); !started) {
+    std::cerr << "prescale up: gateway: " << started.error().to_string() << "\n";
+    return 1;
+  }
+  (*gw)->start_upkeep();
+  const std::string gateway_url =
+      "http://" + gw_listen->host + ":" + std::to_string(gateway_server->port());
+
+  // The dashboard and the controller's own endpoints.
+  dashboard::DashboardModel model;
+  http::Router router;
+  dashboard::Dashboard(model).add_routes(router);
+  router.add(http::Method::kGet, "/metrics", [&registry](http::Request&, http::Responder r) {
+    http::Response response;
+    response.headers.set("Content-Type", std::string(telemetry::kTextContentType));
+    response.body = telemetry::expose(registry);
+    r(std::move(response));
+  });
+  router.add(http::Method::kGet, "/healthz",
+             [](http::Request&, http::Responder r) { r(http::Response::text(200, "ok\n")); });
+  http::ServerOptions uso;
+  uso.address = ui_listen->host;
+  uso.port = ui_listen->port;
+  uso.threads = 1;
+  auto ui_server = std::make_unique<http::Server>(uso, router.as_handler());
+  if (auto started = ui_server->start(); !started) {
+    std::cerr << "prescale up: dashboard: " << started.error().to_string() << "\n";
+    gateway_server->shutdown(std::chrono::milliseconds(0));
+    return 1;
+  }
+
+  // The replicas.
+  Clock& real = Clock::real();
+  local::PosixLauncher launcher;
+  local::HttpReplicaProbe probe;
+  local::GatewayEndpoints endpoints(**gw);
+  local::SupervisorOptions so;
+  so.log_dir = (state / "logs").string();
+  so.run_dir = (state / "run").string();
+  so.on_event = [&](const local::ReplicaEvent& e) {
+    spdlog::info("{} {}: {}", e.kind, e.replica, e.message);
+    model.add_event({unix_seconds(real.wall_now()), e.kind, e.service, e.replica, e.message});
+  };
+  local::Supervisor supervisor(so, launcher, probe, endpoints);
+  const std::string self = self_executable();
+  const std::filesystem::path config_dir =
+      std::filesystem::absolute(f.config_path).parent_path();
+  std::vector<scaling::ServiceSpec> specs;
+  std::vector<dashboard::ServiceInfo> infos;
+  for (const ServiceConfig& s : config.services) {
+    if (auto added = supervisor.add_service(replica_template(s, self, gateway_url, config_dir)); !added) {
+      return error(added.error().message);
+    }
+    (void)supervisor.set_desired(s.name, s.replicas.initial);
+    specs.push_back(service_spec(s, f.time_scale));
+    infos.push_back({s.name, std::string(to_string(s.kind)), s.slo.latency_p99_ms, s.replicas.min,
+                     s.replicas.max});
+  }
+  model.set_services(infos);
+
+  // The control plane.
+  ScaledClock scaled(real, f.time_scale);
+  Clock& clock = f.time_scale == 1 ? real : static_cast<Clock&>(scaled);
+  sim::PolicySettings settings;
+  settings.prescale.period = config.policy.period;
+  auto policy = sim::make_policy(policy_name, settings, {});
+  if (!policy) return error(policy.error().message);
+  local::LocalWorldOptions wo;
+  wo.clock = &clock;
+  wo.time_scale = f.time_scale;
+  local::LocalWorld world(supervisor, registry, specs, wo);
+  RecommendOnlyWorld advisor(world);
+  control::World& acted_on = f.recommend_only ? static_cast<control::World&>(advisor) : world;
+  control::Controller controller(acted_on, **policy, specs, clock);
+  auto* prescale_policy = dynamic_cast<scaling::PrescalePolicy*>(policy->get());
+
+  // The learned state: restored from the state directory, or seeded on a first start.
+  auto store = control::HistoryStore::open(state);
+  if (!store) return error(store.error().message);
+  if (!f.seed_trace.empty() && prescale_policy == nullptr) {
+    return error("--seed-trace seeds the prescale policy's history; the policy is " + policy_name);
+  }
+  if (prescale_policy != nullptr) {
+    auto restored = control::restore_policy_state(*store, *prescale_policy, clock.now(),
+                                                  clock.wall_now());
+    if (!restored) {
+      spdlog::warn("state in {} not restored ({}); starting fresh", f.state_dir,
+                   restored.error().message);
+    } else if (*restored) {
+      spdlog::info("restored the learned history, topology and capacity from {}", f.state_dir);
+    } else if (!f.seed_trace.empty()) {
+      const auto max_minutes = static_cast<size_t>(
+          std::chrono::duration_cast<std::chrono::minutes>(settings.prescale.max_history).count());
+      auto minutes = seed_minutes(f, max_minutes);
+      if (!minutes) return error("--seed-trace " + f.seed_trace + ": " + minutes.error().message);
+      if (auto seeded = prescale_policy->load_history(f.seed_service, *minutes, clock.now());
+          !seeded) {
+        return error("--seed-service " + f.seed_service + ": " + seeded.error().message);
+      }
+      spdlog::info("seeded {} with {} minutes of {}", f.seed_service, minutes->values.size(),
+                   f.seed_trace);
+    }
+  }
+  auto save_state = [&] {
+    if (prescale_policy == nullptr) return;
+    if (auto saved = control::save_policy_state(*store, *prescale_policy, clock.now(),
+                                                clock.wall_now());
+        !saved) {
+      spdlog::warn("saving the learned state to {} failed: {}", f.state_dir,
+                   saved.error().message);
+    }
+  };
+  Clock::TimePoint next_save = clock.now() + std::chrono::minutes(1);
+
+  write_port_file(f.port_file, gateway_server->port());
+  write_port_file(f.ui_port_file, ui_server->port());
+  std::cout << "prescale up: gateway " << gateway_url << ", dashboard http://" << ui_listen->host
+            << ":" << ui_server->port() << "/ui, policy " << policy_name
+            << (f.recommend_only ? " (recommend only)" : "") << ", state " << f.state_dir
+            << std::endl;
+
+  const double started_at = unix_seconds(real.wall_now());
+  size_t events_seen = 0;
+  int scaling_events = 0;
+  std::map<std::string, std::pair<int, std::string>> decisions;  // service -> (replicas, why)
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  const timespec tick{0, 100'000'000};
+  int sig = 0;
+  while ((sig = sigtimedwait(&stop_signals, nullptr, &tick)) < 0) {
+    supervisor.tick(real.now());
+    if (clock.now() < controller.next_tick()) continue;
+    std::optional<scaling::Plan> plan = controller.tick();
+    if (clock.now() >= next_save) {
+      save_state();
+      next_save = clock.now() + std::chrono::minutes(1);
+    }
+    const double t = unix_seconds(real.wall_now());
+    if (plan) {
+      for (const scaling::Decision& d : plan->decisions) {
+        auto& last = decisions[d.service];
+        if (f.recommend_only && last.first != d.replicas) {
+          model.add_event({t, "recommend", d.service, "",
+                           std::to_string(d.replicas) + " replicas: " + d.reason});
+        }
+        last = {d.replicas, d.reason};
+        (void)model.set_decision(d.service, t, d.replicas, d.reason);
+      }
+    }
+    for (; events_seen < controller.events().size(); ++events_seen) {
+      const control::Event& e = controller.events()[events_seen];
+      ++scaling_events;
+      spdlog::info("scale {} {} -> {}: {}", e.service, e.from_replicas, e.to_replicas, e.reason);
+      model.add_event({t, "scale", e.service, "",
+                       std::to_string(e.from_replicas) + " -> " + std::to_string(e.to_replicas) +
+                           ": " + e.reason});
+    }
+    const scaling::Snapshot& snap = controller.last_snapshot();
+    for (const scaling::ServiceObservation& obs : snap.services) {
+      if (obs.window.length <= Clock::Duration::zero()) continue;
+      dashboard::ServicePoint p;
+      p.t = t;
+      p.load_rps = obs.window.arrival_rps;
+      p.planned_replicas = f.recommend_only && decisions.count(obs.name)
+                               ? decisions[obs.name].first
+                               : obs.desired_replicas;
+      p.ready_replicas = obs.count(scaling::ReplicaState::kReady);
+      p.p99_ms = std::isnan(obs.window.latency_p99_seconds) ? dashboard::kNoValue
+                                                            : obs.window.latency_p99_seconds * 1000;
+      p.errors_rps = obs.window.dropped_rps;
+      if (prescale_policy != nullptr) {
+        const forecast::QuantileForecast fc = prescale_policy->demand_forecast(obs.name);
+        if (!fc.p50.empty()) {
+          p.forecast_p50 = fc.p50[0];
+          p.forecast_p90 = fc.p90[0];
+          p.forecast_p99 = fc.p99[0];
+          std::vector<dashboard::ForecastPoint> band;
+          for (size_t i = 0; i < fc.p50.size(); ++i) {
+            band.push_back({t + 60.0 * static_cast<double>(i + 1) / f.time_scale, fc.p50[i],
+                            fc.p90[i], fc.p99[i]});
+          }
+          (void)model.set_forecast(obs.name, std::move(band));
+        }
+      }
+      (void)model.append_point(obs.name, p);
+    }
+    std::vector<dashboard::Edge> edges;
+    if (prescale_policy != nullptr) {
+      for (const auto& e : prescale_policy->topology().learned_edges()) {
+        edges.push_back({e.edge.caller, e.edge.callee, e.edge.fanout, dashboard::kNoValue});
+      }
+    }
+    model.set_graph(std::move(edges));
+    const local::LocalWorld::Totals totals = world.totals();
+    model.set_overview({policy_name, f.recommend_only, started_at, t, totals.requests,
+                        totals.requests > 0 ? totals.within_slo / totals.requests
+                                            : dashboard::kNoValue,
+                        totals.replica_seconds / 3600.0, scaling_events});
+  }
+
+  spdlog::info("received {}, stopping: draining replicas", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  save_state();
+  supervisor.stop_all();
+  const Clock::TimePoint deadline = real.now() + std::chrono::seconds(45);
+  while (!supervisor.idle() && real.now() < deadline) {
+    supervisor.tick(real.now());
+    ::usleep(50'000);
+  }
+  gateway_server->shutdown(std::chrono::seconds(2));
+  ui_server->shutdown(std::chrono::milliseconds(0));
+  (*gw)->stop_upkeep();
+  const local::LocalWorld::Totals totals = world.totals();
+  std::cout << "prescale up: stopped. requests " << static_cast<long long>(totals.requests)
+            << ", within SLO "
+            << (totals.requests > 0 ? 100.0 * totals.within_slo / totals.requests : 100.0)
+            << " %, replica-hours " << totals.replica_seconds / 3600.0 << ", scaling events "
+            << scaling_events << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+UpCommand::UpCommand(CLI::App& app) : flags_(std::make_unique<UpFlags>()) {
+  UpFlags& f = *flags_;
+  command_ = app.add_subcommand(
+      "up", "Run the whole platform here: gateway, replicas, controller and dashboard");
+  command_->add_option("-f,--file", f.config_path, "prescale.yaml")->required();
+  command_->add_option("--policy", f.policy,
+                       "Scaling policy: prescale, hpa, kpa, aws (default: the config's)");
+  command_->add_flag("--recommend-only", f.recommend_only,
+                     "Observe and show the plan on the dashboard; change nothing");
+  command_->add_option("--state-dir", f.state_dir, "Logs, port files and the learned history")
+      ->capture_default_str();
+  command_
+      ->add_option("--time-scale", f.time_scale,
+                   "Controller seconds per real second (a compressed-time demo)")
+      ->capture_default_str();
+  command_->add_option("--ui", f.ui_listen, "Dashboard and API listen address")
+      ->capture_default_str();
+  command_->add_option("--port", f.gateway_port, "Gateway port (default: gateway.listen's)")
+      ->check(CLI::Range(0, 65535));
+  command_->add_option("--port-file", f.port_file, "Write the gateway's port here once listening");
+  command_->add_option("--ui-port-file", f.ui_port_file,
+                       "Write the dashboard's port here once listening");
+  command_->add_option("--log-level", f.log_level, "trace|debug|info|warn|error|off");
+  command_->add_option("--seed-trace", f.seed_trace,
+                       "On a first start (empty state), seed a service's demand history from "
+                       "this trace's minutes before --seed-until-days");
+  command_->add_option("--seed-service", f.seed_service, "The service --seed-trace seeds");
+  command_->add_option("--seed-until-days", f.seed_until_days,
+                       "Seed the minutes before this offset from the trace's start, in days");
+  command_->add_option("--seed-scale", f.seed_scale,
+                       "The trace's requests per second times this are the service's req/s")
+      ->capture_default_str();
+}
+
+UpCommand::~UpCommand() = default;
+bool UpCommand::parsed() const { return command_->parsed(); }
+int UpCommand::run() const { return run_up(*flags_); }
+
+}  // namespace prescale

@@ -1,0 +1,172 @@
+// shop-checkout: the shop example's own service — what a user's service looks like on the
+// Prescale runtime. A checkout scores the transaction with the built-in fraud service and, when
+// it is accepted, asks the built-in recommend service what to suggest next; both calls go
+// through the gateway (PRESCALE_GATEWAY_URL) and name their caller in `x-prescale-caller`, which
+// is how Prescale learns the call graph.
+//
+//   POST /v1/checkout   {"user": 42, "transaction": {"Time": 406, "V1": ..., "Amount": 9.99}}
+//     -> {"order": "accepted"|"held", "fraud_probability": 0.01, "recommendations": [...]}
+//
+//   shop-checkout --port 0 --port-file F [--work-ms 20]
+// --work-ms stands for the service's own work per order (a database write, say): the handler
+// holds its thread that long, so one replica with one thread serves about 1000 / work-ms orders/s.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "http/client.h"
+#include "runtime/runtime.h"
+#include "runtime/service.h"
+#include "telemetry/process_metrics.h"
+#include "telemetry/registry.h"
+
+namespace {
+
+using prescale::http::Request;
+using prescale::http::Response;
+using prescale::http::Responder;
+using Json = nlohmann::json;
+
+struct Upstream {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;
+};
+
+// "http://host:port" -> host, port.
+std::optional<Upstream> parse_gateway_url(std::string url) {
+  const std::string scheme = "http://";
+  if (url.rfind(scheme, 0) != 0) return std::nullopt;
+  url = url.substr(scheme.size());
+  if (const size_t slash = url.find('/'); slash != std::string::npos) url.resize(slash);
+  const size_t colon = url.rfind(':');
+  if (colon == std::string::npos) return Upstream{url, 80};
+  const int port = std::atoi(url.c_str() + colon + 1);
+  if (port <= 0 || port > 65535) return std::nullopt;
+  return Upstream{url.substr(0, colon), static_cast<uint16_t>(port)};
+}
+
+Response json_error(int status, const std::string& code, const std::string& message) {
+  return Response::json(status, Json{{"error", {{"code", code}, {"message", message}}}}.dump());
+}
+
+class Checkout final : public prescale::runtime::Service {
+ public:
+  Checkout(Upstream gateway, std::chrono::milliseconds work)
+      : gateway_(std::move(gateway)),
+        work_(work),
+        client_(prescale::http::ClientOptions{.request_timeout = std::chrono::seconds(5),
+                                              .threads = 1}) {}
+
+  std::string_view name() const override { return "checkout"; }
+
+  void register_routes(prescale::runtime::Routes& routes) override {
+    routes.post("/v1/checkout", [this](Request& req, Responder respond) {
+      respond(checkout(req.body));
+    });
+  }
+
+ private:
+  prescale::Result<prescale::http::Response> call(const std::string& method,
+                                                  const std::string& target, std::string body) {
+    Request req;
+    req.method = method == "POST" ? prescale::http::Method::kPost : prescale::http::Method::kGet;
+    req.method_name = method;
+    req.target = target;
+    req.headers.set("x-prescale-caller", "checkout");
+    if (!body.empty()) {
+      req.headers.set("Content-Type", "application/json");
+      req.body = std::move(body);
+    }
+    return client_.request(gateway_.host, gateway_.port, std::move(req));
+  }
+
+  Response checkout(const std::string& body) {
+    Json order = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (order.is_discarded() || !order.is_object()) {
+      return json_error(400, "invalid_json", "the body must be a JSON object");
+    }
+    if (!order.contains("user") || !order["user"].is_number_integer()) {
+      return json_error(400, "invalid_field", "user: required, an integer user id");
+    }
+    if (!order.contains("transaction") || !order["transaction"].is_object()) {
+      return json_error(400, "invalid_field", "transaction: required, an object of features");
+    }
+    const auto score = call("POST", "/v1/score", order["transaction"].dump());
+    if (!score || score->status != 200) {
+      return json_error(502, "fraud_unavailable",
+                        score ? "fraud answered " + std::to_string(score->status)
+                              : "fraud: " + score.error().message);
+    }
+    const Json verdict = Json::parse(score->body, nullptr, false);
+    const bool fraud = verdict.value("decision", "") == "fraud";
+    // The service's own work: an order written to a database, say.
+    if (work_.count() > 0) std::this_thread::sleep_for(work_);
+    Json out = {{"order", fraud ? "held" : "accepted"},
+                {"fraud_probability", verdict.value("fraud_probability", 0.0)},
+                {"recommendations", Json::array()}};
+    if (!fraud) {
+      const auto recs = call("GET",
+                             "/v1/users/" + std::to_string(order["user"].get<long long>()) +
+                                 "/recommendations?k=5",
+                             "");
+      if (recs && recs->status == 200) {
+        const Json r = Json::parse(recs->body, nullptr, false);
+        if (r.is_object() && r.contains("items")) out["recommendations"] = r["items"];
+      } else {
+        out["recommendations_unavailable"] = true;  // an order does not fail for want of them
+      }
+    }
+    return Response::json(200, out.dump());
+  }
+
+  Upstream gateway_;
+  std::chrono::milliseconds work_;
+  prescale::http::Client client_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"shop-checkout: the shop example's checkout service"};
+  int port = 0;
+  std::string port_file;
+  int work_ms = 20;
+  int threads = 1;
+  app.add_option("--port", port, "Port to listen on; 0 picks a free one")->check(CLI::Range(0, 65535));
+  app.add_option("--port-file", port_file, "Write the bound port here once listening");
+  app.add_option("--work-ms", work_ms, "Own work per order, milliseconds")->check(CLI::Range(0, 10000));
+  app.add_option("--threads", threads, "I/O threads")->check(CLI::Range(1, 64));
+  CLI11_PARSE(app, argc, argv);
+
+  const char* url = std::getenv("PRESCALE_GATEWAY_URL");
+  auto gateway = parse_gateway_url(url != nullptr ? url : "http://127.0.0.1:8080");
+  if (!gateway) {
+    std::cerr << "shop-checkout: PRESCALE_GATEWAY_URL must be http://host:port\n";
+    return 2;
+  }
+  prescale::runtime::Runtime::block_termination_signals();
+  prescale::telemetry::Registry registry;
+  prescale::telemetry::register_process_metrics(registry);
+  Checkout service(*gateway, std::chrono::milliseconds(work_ms));
+  prescale::runtime::RuntimeOptions options;
+  options.server.port = static_cast<uint16_t>(port);
+  options.server.threads = threads;
+  options.registry = &registry;
+  prescale::runtime::Runtime rt(service, options);
+  if (auto started = rt.start(); !started) {
+    std::cerr << "shop-checkout: " << started.error().to_string() << "\n";
+    return 1;
+  }
+  if (!port_file.empty()) {
+    const std::string tmp = port_file + ".tmp";
+    std::ofstream(tmp) << rt.port() << "\n";
+    std::rename(tmp.c_str(), port_file.c_str());
+  }
+  return rt.run();
+}

@@ -1,0 +1,234 @@
+#include "control/history_store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <cmath>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+namespace prescale::control {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr std::int64_t kT0 = 1767225600;  // 2026-01-01T00:00:00Z, a whole minute
+
+// A fresh directory per test, removed afterwards.
+class HistoryStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "prescale-hist-XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  HistoryStore open_ok(const std::filesystem::path& dir) {
+    auto store = HistoryStore::open(dir);
+    EXPECT_TRUE(store.has_value()) << store.error().to_string();
+    return std::move(*store);
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(HistoryStoreTest, CreatesTheStateDirectoryAndDatabase) {
+  const auto nested = dir_ / "state" / "prescale";
+  HistoryStore store = open_ok(nested);
+  EXPECT_EQ(store.path(), nested / "history.db");
+  EXPECT_TRUE(std::filesystem::exists(nested / "history.db"));
+}
+
+TEST_F(HistoryStoreTest, RoundTripsSamplesWithGapsAsNaN) {
+  HistoryStore store = open_ok(dir_);
+  ASSERT_TRUE(store.append("api", "arrival_rps", kT0, 10.5));
+  ASSERT_TRUE(store.append("api", "arrival_rps", kT0 + 120, 12.25));
+  ASSERT_TRUE(store.append("api", "served_rps", kT0 + 60, 99));  // another metric
+  ASSERT_TRUE(store.append("db", "arrival_rps", kT0 + 60, 77));  // another service
+
+  auto s = store.series("api", "arrival_rps", kT0 - 60, kT0 + 180);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->start_seconds, static_cast<double>(kT0 - 60));
+  EXPECT_EQ(s->step_seconds, 60);
+  ASSERT_EQ(s->values.size(), 4u);
+  EXPECT_TRUE(std::isnan(s->values[0]));
+  EXPECT_EQ(s->values[1], 10.5);
+  EXPECT_TRUE(std::isnan(s->values[2]));  // the minute in between is a gap
+  EXPECT_EQ(s->values[3], 12.25);
+}
+
+TEST_F(HistoryStoreTest, AppendUpserts) {
+  HistoryStore store = open_ok(dir_);
+  ASSERT_TRUE(store.append("api", "p99_ms", kT0, 120));
+  ASSERT_TRUE(store.append("api", "p99_ms", kT0, 95));
+  // A non-finite value is a gap: it keeps what is stored.
+  ASSERT_TRUE(store.append("api", "p99_ms", kT0, NAN));
+  auto s = store.series("api", "p99_ms", kT0, kT0 + 60);
+  ASSERT_TRUE(s);
+  ASSERT_EQ(s->values.size(), 1u);
+  EXPECT_EQ(s->values[0], 95);
+}
+
+TEST_F(HistoryStoreTest, RangeQueriesAreHalfOpen) {
+  HistoryStore store = open_ok(dir_);
+  std::vector<Sample> samples;
+  for (int i = 0; i < 10; ++i) samples.push_back({"api", "replicas", kT0 + 60 * i, double(i)});
+  ASSERT_TRUE(store.append_many(samples));
+  auto s = store.series("api", "replicas", kT0 + 180, kT0 + 360);
+  ASSERT_TRUE(s);
+  EXPECT_THAT(s->values, ::testing::ElementsAre(3, 4, 5));
+  auto empty = store.series("api", "replicas", kT0 + 360, kT0 + 360);
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->values.empty());
+  auto latest = store.latest_minute("api", "replicas");
+  ASSERT_TRUE(latest);
+  EXPECT_EQ(*latest, kT0 + 540);
+  auto none = store.latest_minute("api", "nothing");
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(HistoryStoreTest, RejectsTimesThatAreNotMinutes) {
+  HistoryStore store = open_ok(dir_);
+  auto r = store.append("api", "arrival_rps", kT0 + 30, 1);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  // A batch with one bad minute stores nothing.
+  std::vector<Sample> batch{{"api", "arrival_rps", kT0, 1}, {"api", "arrival_rps", kT0 + 1, 2}};
+  EXPECT_FALSE(store.append_many(batch));
+  EXPECT_FALSE(store.series("api", "arrival_rps", kT0 + 1, kT0 + 60));
+  auto latest = store.latest_minute("api", "arrival_rps");
+  ASSERT_TRUE(latest);
+  EXPECT_FALSE(latest->has_value());
+}
+
+TEST_F(HistoryStoreTest, PrunesOldMinutes) {
+  HistoryStore store = open_ok(dir_);
+  std::vector<Sample> samples;
+  for (int i = 0; i < 10; ++i) {
+    samples.push_back({"api", "arrival_rps", kT0 + 60 * i, 1});
+    samples.push_back({"db", "p99_ms", kT0 + 60 * i, 1});
+  }
+  ASSERT_TRUE(store.append_many(samples));
+  auto pruned = store.prune(kT0 + 300);
+  ASSERT_TRUE(pruned);
+  EXPECT_EQ(*pruned, 10);
+  auto s = store.series("api", "arrival_rps", kT0, kT0 + 600);
+  ASSERT_TRUE(s);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(std::isnan(s->values[i]), i < 5) << i;
+}
+
+TEST_F(HistoryStoreTest, StoresStateBlobs) {
+  HistoryStore store = open_ok(dir_);
+  auto missing = store.get_state("prescale/policy");
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(missing->has_value());
+  ASSERT_TRUE(store.put_state("prescale/policy", {{"a", 1}, {"b", {1.5, 2.5}}}, kT0));
+  ASSERT_TRUE(store.put_state("prescale/policy", {{"a", 2}}, kT0 + 60));  // replaced whole
+  auto got = store.get_state("prescale/policy");
+  ASSERT_TRUE(got);
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ((*got)->value, nlohmann::json({{"a", 2}}));
+  EXPECT_EQ((*got)->updated_at, kT0 + 60);
+}
+
+TEST_F(HistoryStoreTest, ReopeningKeepsTheData) {
+  {
+    HistoryStore store = open_ok(dir_);
+    ASSERT_TRUE(store.append("api", "arrival_rps", kT0, 42));
+    ASSERT_TRUE(store.put_state("k", {{"v", 1}}, kT0));
+  }
+  HistoryStore store = open_ok(dir_);
+  auto s = store.series("api", "arrival_rps", kT0, kT0 + 60);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->values.at(0), 42);
+  auto state = store.get_state("k");
+  ASSERT_TRUE(state && state->has_value());
+  EXPECT_EQ((*state)->value["v"], 1);
+}
+
+TEST_F(HistoryStoreTest, ANonSqliteFileGivesAClearError) {
+  {
+    std::ofstream f(dir_ / "history.db", std::ios::binary);
+    for (int i = 0; i < 200; ++i) f << "this is not a database, it is a text file\n";
+  }
+  auto store = HistoryStore::open(dir_);
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_THAT(store.error().message, HasSubstr((dir_ / "history.db").string()));
+  EXPECT_THAT(store.error().message, HasSubstr("not a readable SQLite database"));
+}
+
+TEST_F(HistoryStoreTest, AnotherSqliteDatabaseIsRefused) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "history.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE t (x)", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto store = HistoryStore::open(dir_);
+  ASSERT_FALSE(store);
+  EXPECT_THAT(store.error().message, HasSubstr("not a Prescale history"));
+}
+
+TEST_F(HistoryStoreTest, ANewerSchemaIsRefused) {
+  { HistoryStore store = open_ok(dir_); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "history.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 99", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto store = HistoryStore::open(dir_);
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_THAT(store.error().message, HasSubstr("schema version 99"));
+  EXPECT_THAT(store.error().message, HasSubstr((dir_ / "history.db").string()));
+}
+
+TEST_F(HistoryStoreTest, AnUnusableDirectoryGivesAClearError) {
+  // A regular file where the directory should be.
+  { std::ofstream f(dir_ / "file"); }
+  auto store = HistoryStore::open(dir_ / "file" / "state");
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(store.error().message, HasSubstr((dir_ / "file" / "state").string()));
+}
+
+TEST_F(HistoryStoreTest, UsesWriteAheadLogging) {
+  HistoryStore store = open_ok(dir_);
+  ASSERT_TRUE(store.append("api", "arrival_rps", kT0, 1));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "history.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "wal");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+TEST_F(HistoryStoreTest, ConcurrentAppendsAreSerialised) {
+  HistoryStore store = open_ok(dir_);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&store, t] {
+      for (int i = 0; i < 50; ++i) {
+        EXPECT_TRUE(store.append("svc" + std::to_string(t), "arrival_rps", kT0 + 60 * i, i));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) {
+    auto s = store.series("svc" + std::to_string(t), "arrival_rps", kT0, kT0 + 50 * 60);
+    ASSERT_TRUE(s);
+    for (int i = 0; i < 50; ++i) EXPECT_EQ(s->values[i], i);
+  }
+}
+
+}  // namespace
+}  // namespace prescale::control

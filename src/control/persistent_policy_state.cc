@@ -1,0 +1,117 @@
+#include "control/persistent_policy_state.h"
+
+#include <chrono>
+#include <cmath>
+#include <optional>
+#include <vector>
+
+namespace prescale::control {
+
+namespace {
+
+constexpr int kFormat = 1;
+constexpr std::int64_t kMinuteSeconds = 60;
+
+// Wall time minus monotonic time, in whole minutes: adding it to a monotonic minute number gives
+// the Unix minute number. Rounded, but the offset of an earlier save is kept while it is within
+// 45 s of the exact one: a clock whose offset sits near half a minute and drifts (NTP slews the
+// wall clock) must not flip the mapping back and forth, moving stored minutes by one.
+std::int64_t wall_minus_mono_minutes(Clock::TimePoint now, Clock::WallTime wall_now,
+                                     std::optional<std::int64_t> saved) {
+  const Clock::Duration offset = wall_now.time_since_epoch() - now.time_since_epoch();
+  const double minutes = std::chrono::duration<double>(offset).count() / kMinuteSeconds;
+  if (saved && std::abs(minutes - static_cast<double>(*saved)) < 0.75) return *saved;
+  return std::llround(minutes);
+}
+
+// The offset the last save used, if a blob of this format is stored.
+std::optional<std::int64_t> saved_offset(const std::optional<StateBlob>& blob) {
+  if (!blob || !blob->value.is_object() || blob->value.value("format", 0) != kFormat) {
+    return std::nullopt;
+  }
+  auto it = blob->value.find("wall_minus_mono_minutes");
+  if (it == blob->value.end() || !it->is_number_integer()) return std::nullopt;
+  return it->get<std::int64_t>();
+}
+
+std::int64_t minute_number(Clock::TimePoint t) {
+  return std::chrono::floor<std::chrono::minutes>(t.time_since_epoch()).count();
+}
+
+std::int64_t unix_seconds(Clock::WallTime t) {
+  return std::chrono::floor<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolicy& policy,
+                               Clock::TimePoint now, Clock::WallTime wall_now) {
+  auto previous = store.get_state(kPolicyStateKey);
+  if (!previous) return std::unexpected(previous.error());
+  const std::int64_t offset = wall_minus_mono_minutes(now, wall_now, saved_offset(*previous));
+  nlohmann::json state = policy.export_state(now);
+
+  std::vector<Sample> samples;
+  for (const auto& [service, unused] : state["services"].items()) {
+    auto history = policy.history(service);
+    if (!history) return std::unexpected(history.error());
+    auto latest = store.latest_minute(service, kArrivalMetric);
+    if (!latest) return std::unexpected(latest.error());
+    const auto first = std::llround(history->start_seconds / kMinuteSeconds) + offset;
+    for (size_t i = 0; i < history->values.size(); ++i) {
+      const std::int64_t minute = (first + static_cast<std::int64_t>(i)) * kMinuteSeconds;
+      // Minutes before the latest stored one are there already: a minute, once recorded, does
+      // not change. The latest is written again in case it was written from another history.
+      if (*latest && minute < **latest) continue;
+      if (!std::isfinite(history->values[i])) continue;
+      samples.push_back({service, std::string(kArrivalMetric), minute, history->values[i]});
+    }
+  }
+  if (auto r = store.append_many(samples); !r) return r;
+
+  const nlohmann::json blob = {
+      {"format", kFormat}, {"wall_minus_mono_minutes", offset}, {"policy", std::move(state)}};
+  const std::int64_t wall = unix_seconds(wall_now);
+  if (auto r = store.put_state(kPolicyStateKey, blob, wall); !r) return r;
+
+  const auto& options = policy.options();
+  const auto retention = std::chrono::duration_cast<std::chrono::seconds>(
+      options.max_history + options.refit_interval + std::chrono::hours(24));
+  auto pruned = store.prune(wall - retention.count());
+  if (!pruned) return std::unexpected(pruned.error());
+  return {};
+}
+
+Result<bool> restore_policy_state(HistoryStore& store, scaling::PrescalePolicy& policy,
+                                  Clock::TimePoint now, Clock::WallTime wall_now) {
+  auto blob = store.get_state(kPolicyStateKey);
+  if (!blob) return std::unexpected(blob.error());
+  if (!*blob) return false;
+  const nlohmann::json& value = (*blob)->value;
+  const std::optional<std::int64_t> saved = saved_offset(*blob);
+  if (!saved || !value.contains("policy")) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "history store " + store.path().string() + ": state \"" +
+                          std::string(kPolicyStateKey) + "\" is not in format " +
+                          std::to_string(kFormat) + " (written by another Prescale version?)");
+  }
+  const std::int64_t offset = wall_minus_mono_minutes(now, wall_now, saved);
+  const auto clock_shift =
+      std::chrono::duration_cast<Clock::Duration>(std::chrono::minutes(*saved - offset));
+
+  auto minutes = [&](std::string_view service, Clock::TimePoint from,
+                     Clock::TimePoint to) -> Result<forecast::Series> {
+    auto series =
+        store.series(service, kArrivalMetric, (minute_number(from) + offset) * kMinuteSeconds,
+                     (minute_number(to) + offset) * kMinuteSeconds);
+    if (!series) return series;
+    series->start_seconds = static_cast<double>(minute_number(from) * kMinuteSeconds);
+    return series;
+  };
+  if (auto r = policy.import_state(value["policy"], minutes, now, clock_shift); !r) {
+    return std::unexpected(r.error());
+  }
+  return true;
+}
+
+}  // namespace prescale::control

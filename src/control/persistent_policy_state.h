@@ -1,0 +1,45 @@
+// Saving the Prescale policy's learned state in a HistoryStore and restoring it, so a restarted
+// `prescale up` keeps its seasonality, topology and capacity (docs/state.md). The controller
+// saves once a minute and restores once, after PrescalePolicy::init() and before the first
+// observe().
+//
+// Stored: each service's per-minute demand history as "arrival_rps" samples (only the minutes
+// since the previous save are written), and the "prescale/policy" state blob (learned topology,
+// capacity, planning quantile, the window each forecaster was fitted on). The restore refits each
+// forecaster on that window and rolls it forward, so the forecast after a restart matches the one
+// before it.
+//
+// The policy numbers minutes on the monotonic clock, the store in Unix time: both calls take
+// `now` and `wall_now` from the same Clock, and the offset between them, in whole minutes, maps
+// one onto the other (the monotonic clock restarts with the machine; wall time does not).
+//
+// Thread safety: as the policy's (one controller thread); the store is safe to share.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "control/history_store.h"
+#include "core/clock.h"
+#include "core/result.h"
+#include "scaling/prescale_policy.h"
+
+namespace prescale::control {
+
+inline constexpr std::string_view kPolicyStateKey = "prescale/policy";
+// The per-minute demand the policy forecasts, mean req/s.
+inline constexpr std::string_view kArrivalMetric = "arrival_rps";
+
+// Writes the minutes recorded since the last save, then the state blob, then prunes samples older
+// than the policy can need (max_history + refit_interval + a day: a forecaster's fit window may
+// start before the kept history). Errors: the store's.
+Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolicy& policy,
+                               Clock::TimePoint now, Clock::WallTime wall_now);
+
+// Restores what save_policy_state() stored: false when the store holds no state (a first start).
+// Errors: the store's; kInvalidArgument for a state this build cannot read (the policy is then
+// unchanged, and the caller may go on without it).
+Result<bool> restore_policy_state(HistoryStore& store, scaling::PrescalePolicy& policy,
+                                  Clock::TimePoint now, Clock::WallTime wall_now);
+
+}  // namespace prescale::control

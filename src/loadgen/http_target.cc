@@ -1,0 +1,82 @@
+#include "loadgen/http_target.h"
+
+#include <charconv>
+
+namespace prescale::loadgen {
+
+Result<TargetUrl> parse_target_url(std::string_view url) {
+  auto bad = [&](const std::string& why) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        why + " (expected http://HOST[:PORT][/PREFIX], got \"" + std::string(url) + "\")");
+  };
+  constexpr std::string_view kScheme = "http://";
+  if (!url.starts_with(kScheme)) {
+    if (url.find("://") != std::string_view::npos) return bad("only http:// is supported");
+    return bad("missing http://");
+  }
+  std::string_view rest = url.substr(kScheme.size());
+  const size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  TargetUrl out;
+  if (slash != std::string_view::npos) {
+    out.path_prefix = std::string(rest.substr(slash));
+    while (!out.path_prefix.empty() && out.path_prefix.back() == '/') out.path_prefix.pop_back();
+    if (out.path_prefix.find_first_of("?#") != std::string::npos) {
+      return bad("the URL may hold a path prefix but no query or fragment");
+    }
+  }
+  std::string_view port_text;
+  if (authority.starts_with('[')) {
+    const size_t close = authority.find(']');
+    if (close == std::string_view::npos) return bad("unclosed '[' in the host");
+    out.host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return bad("unexpected text after ']'");
+      port_text = after.substr(1);
+      if (port_text.empty()) return bad("empty port");
+    }
+  } else {
+    const size_t colon = authority.rfind(':');
+    out.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port_text = authority.substr(colon + 1);
+      if (port_text.empty()) return bad("empty port");
+    }
+  }
+  if (out.host.empty()) return bad("missing host");
+  if (!port_text.empty()) {
+    unsigned port = 0;
+    auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port == 0 ||
+        port > 65535) {
+      return bad("port must be 1..65535");
+    }
+    out.port = static_cast<uint16_t>(port);
+  }
+  return out;
+}
+
+HttpTarget::HttpTarget(TargetUrl url, HttpTargetOptions options)
+    : url_(std::move(url)),
+      client_(http::ClientOptions{.connect_timeout = options.connect_timeout,
+                                  .max_idle_per_host = options.max_idle_connections,
+                                  .threads = std::max(1, options.io_threads)}) {}
+
+void HttpTarget::send(http::Request req, std::chrono::milliseconds timeout,
+                      std::function<void(Result<int>)> done) {
+  if (!url_.path_prefix.empty()) req.target = url_.path_prefix + req.target;
+  client_.async_request(
+      url_.host, url_.port, std::move(req),
+      [done = std::move(done)](Result<http::Response> r) {
+        if (r) {
+          done(r->status);
+        } else {
+          done(std::unexpected(r.error()));
+        }
+      },
+      timeout);
+}
+
+}  // namespace prescale::loadgen

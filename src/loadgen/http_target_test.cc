@@ -1,0 +1,42 @@
+#include "loadgen/http_target.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace prescale::loadgen {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(TargetUrlTest, Parses) {
+  auto a = parse_target_url("http://127.0.0.1:8080");
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->host, "127.0.0.1");
+  EXPECT_EQ(a->port, 8080);
+  EXPECT_EQ(a->path_prefix, "");
+
+  auto b = parse_target_url("http://gateway/api/");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->host, "gateway");
+  EXPECT_EQ(b->port, 80);
+  EXPECT_EQ(b->path_prefix, "/api");
+
+  auto c = parse_target_url("http://[::1]:9000/");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->host, "::1");
+  EXPECT_EQ(c->port, 9000);
+  EXPECT_EQ(c->path_prefix, "");
+}
+
+TEST(TargetUrlTest, RejectsWhatItCannotUse) {
+  EXPECT_THAT(parse_target_url("https://x").error().message, HasSubstr("only http://"));
+  EXPECT_THAT(parse_target_url("localhost:8080").error().message, HasSubstr("missing http://"));
+  EXPECT_THAT(parse_target_url("http://:80").error().message, HasSubstr("missing host"));
+  EXPECT_THAT(parse_target_url("http://h:0").error().message, HasSubstr("port"));
+  EXPECT_THAT(parse_target_url("http://h:99999").error().message, HasSubstr("port"));
+  EXPECT_THAT(parse_target_url("http://h:").error().message, HasSubstr("empty port"));
+  EXPECT_THAT(parse_target_url("http://h/x?y=1").error().message, HasSubstr("no query"));
+}
+
+}  // namespace
+}  // namespace prescale::loadgen

@@ -1,0 +1,323 @@
+#include "worlds/local/local_world.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+#include "gateway/cluster.h"
+#include "gateway/gateway.h"
+#include "http/client.h"
+#include "telemetry/registry.h"
+#include "telemetry/text_parser.h"
+
+namespace prescale::local {
+
+// --- GatewayEndpoints ---------------------------------------------------------------------------
+
+void GatewayEndpoints::add(const std::string& service, const std::string& replica,
+                           std::uint16_t port) {
+  (void)gateway_.add_endpoint(service, gateway::EndpointSpec{replica, "127.0.0.1", port});
+}
+
+void GatewayEndpoints::remove(const std::string& service, const std::string& replica) {
+  gateway_.remove_endpoint(service, replica);
+}
+
+std::int64_t GatewayEndpoints::in_flight(const std::string& service, const std::string& replica) {
+  const gateway::Cluster* cluster = gateway_.cluster(service);
+  if (cluster == nullptr) return 0;
+  const auto view = cluster->view();
+  for (size_t i = 0; i < view->specs.size(); ++i) {
+    if (view->specs[i].id == replica) return view->states[i]->outstanding.load();
+  }
+  return 0;  // reaped: nothing left in flight
+}
+
+// --- histogram helpers --------------------------------------------------------------------------
+
+double histogram_quantile(double q, const std::vector<double>& bounds,
+                          const std::vector<double>& cumulative) {
+  if (cumulative.empty() || cumulative.back() <= 0) return NAN;
+  const double rank = q * cumulative.back();
+  for (size_t i = 0; i < cumulative.size(); ++i) {
+    if (cumulative[i] < rank) continue;
+    if (i >= bounds.size()) return bounds.empty() ? NAN : bounds.back();  // the +Inf bucket
+    const double lower = i == 0 ? 0 : bounds[i - 1];
+    const double below = i == 0 ? 0 : cumulative[i - 1];
+    const double in_bucket = cumulative[i] - below;
+    if (in_bucket <= 0) return bounds[i];
+    return lower + (bounds[i] - lower) * (rank - below) / in_bucket;
+  }
+  return bounds.empty() ? NAN : bounds.back();
+}
+
+double histogram_count_above(double threshold, const std::vector<double>& bounds,
+                             const std::vector<double>& cumulative) {
+  if (cumulative.empty()) return 0;
+  const double total = cumulative.back();
+  for (size_t i = 0; i < bounds.size(); ++i) {
+    if (threshold > bounds[i]) continue;
+    const double lower = i == 0 ? 0 : bounds[i - 1];
+    const double below = i == 0 ? 0 : cumulative[i - 1];
+    const double within = below + (cumulative[i] - below) * (threshold - lower) /
+                                      std::max(bounds[i] - lower, 1e-12);
+    return std::max(0.0, total - within);
+  }
+  // Past the last finite bound: only the +Inf bucket is known to be above it.
+  return bounds.empty() ? 0 : std::max(0.0, total - cumulative[bounds.size() - 1]);
+}
+
+// --- scraping -------------------------------------------------------------------------------------
+
+namespace {
+
+// One scrape of a replica, summed over routes and codes.
+struct ReplicaScrape {
+  double requests = 0;  // prescale_requests_total
+  double errors = 0;    // of which 5xx
+  double inflight = 0;  // prescale_inflight_requests
+  double cpu_seconds = NAN;
+  std::vector<double> bounds;      // prescale_request_duration_seconds buckets
+  std::vector<double> cumulative;  // + the +Inf bucket
+};
+
+const std::string* label(const telemetry::Labels& labels, std::string_view name) {
+  for (const auto& [k, v] : labels) {
+    if (k == name) return &v;
+  }
+  return nullptr;
+}
+
+double parse_le(const std::string& s) {
+  if (s == "+Inf") return std::numeric_limits<double>::infinity();
+  double v = NAN;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+std::optional<ReplicaScrape> digest(const std::vector<telemetry::ParsedFamily>& families) {
+  ReplicaScrape out;
+  std::map<double, double> buckets;  // le -> cumulative, summed over routes
+  for (const auto& f : families) {
+    if (f.name == "prescale_requests_total") {
+      for (const auto& s : f.samples) {
+        out.requests += s.value;
+        const std::string* code = label(s.labels, "code");
+        if (code != nullptr && !code->empty() && (*code)[0] == '5') out.errors += s.value;
+      }
+    } else if (f.name == "prescale_inflight_requests") {
+      for (const auto& s : f.samples) out.inflight += s.value;
+    } else if (f.name == "process_cpu_seconds_total") {
+      for (const auto& s : f.samples) out.cpu_seconds = s.value;
+    } else if (f.name == "prescale_request_duration_seconds") {
+      for (const auto& s : f.samples) {
+        if (s.name != "prescale_request_duration_seconds_bucket") continue;
+        const std::string* le = label(s.labels, "le");
+        if (le != nullptr) buckets[parse_le(*le)] += s.value;
+      }
+    }
+  }
+  for (const auto& [le, count] : buckets) {
+    if (!std::isinf(le)) out.bounds.push_back(le);
+    out.cumulative.push_back(count);
+  }
+  if (!buckets.empty() && !std::isinf(buckets.rbegin()->first)) return std::nullopt;  // malformed
+  return out;
+}
+
+}  // namespace
+
+struct LocalWorld::Scraper {
+  explicit Scraper(std::chrono::milliseconds timeout)
+      : client(http::ClientOptions{.connect_timeout = timeout, .request_timeout = timeout,
+                                   .threads = 1}) {}
+  std::optional<ReplicaScrape> scrape(std::uint16_t port) {
+    http::Request req;
+    req.method = http::Method::kGet;
+    req.method_name = "GET";
+    req.target = "/metrics";
+    auto r = client.request("127.0.0.1", port, std::move(req));
+    if (!r || r->status != 200) return std::nullopt;
+    auto families = telemetry::parse_text(r->body);
+    if (!families) return std::nullopt;
+    return digest(*families);
+  }
+  http::Client client;
+};
+
+struct LocalWorld::ReplicaCounters {
+  int pid = 0;  // a new process restarts its counters
+  ReplicaScrape last;
+};
+
+struct LocalWorld::ServiceState {
+  scaling::ServiceSpec spec;
+  std::map<std::string, ReplicaCounters> replicas;  // by id
+  double arrivals_total = NAN;  // the gateway's counter at the last observation
+  double served_total = 0;
+};
+
+LocalWorld::LocalWorld(Supervisor& supervisor, const telemetry::Registry& gateway_registry,
+                       std::vector<scaling::ServiceSpec> services, LocalWorldOptions options)
+    : supervisor_(supervisor),
+      gateway_registry_(gateway_registry),
+      options_(options),
+      scraper_(std::make_unique<Scraper>(options.scrape_timeout)) {
+  for (auto& spec : services) {
+    auto s = std::make_unique<ServiceState>();
+    s->spec = std::move(spec);
+    scaling::ServiceObservation obs;
+    obs.name = s->spec.name;
+    snapshot_.services.push_back(std::move(obs));
+    services_.push_back(std::move(s));
+  }
+}
+
+LocalWorld::~LocalWorld() = default;
+
+Clock::TimePoint LocalWorld::to_controller_time(Clock::TimePoint real, Clock::TimePoint real_now,
+                                                Clock::TimePoint now) const {
+  const auto ago = std::chrono::duration<double>(real_now - real).count() * options_.time_scale;
+  return now - std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(ago));
+}
+
+const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
+  const Clock::TimePoint real_now = options_.real_clock->now();
+  const double real_elapsed =
+      last_real_ ? std::chrono::duration<double>(real_now - *last_real_).count() : 0;
+  const Clock::Duration window = last_now_ ? now - *last_now_ : Clock::Duration::zero();
+
+  // Arrivals and edges from the gateway's call counters.
+  std::map<std::string, double> arrivals;
+  snapshot_.edges.clear();
+  for (const auto& family : gateway_registry_.collect()) {
+    if (family.name != "prescale_calls_total") continue;
+    size_t caller_at = 0, callee_at = 0;
+    for (size_t i = 0; i < family.label_names.size(); ++i) {
+      if (family.label_names[i] == "caller") caller_at = i;
+      if (family.label_names[i] == "callee") callee_at = i;
+    }
+    for (const auto& series : family.series) {
+      const std::string& caller = series.label_values[caller_at];
+      const std::string& callee = series.label_values[callee_at];
+      arrivals[callee] += series.value;
+      if (caller != "external") {
+        snapshot_.edges.push_back(scaling::EdgeObservation{caller, callee, series.value});
+      }
+    }
+  }
+
+  snapshot_.time = now;
+  for (size_t si = 0; si < services_.size(); ++si) {
+    ServiceState& s = *services_[si];
+    scaling::ServiceObservation& obs = snapshot_.services[si];
+    obs.desired_replicas = supervisor_.desired(s.spec.name);
+    obs.replicas.clear();
+    double requests = 0, errors = 0, inflight = 0, cpu_sum = 0;
+    int cpu_n = 0;
+    std::vector<double> bounds, delta;  // the window's latency histogram, all replicas
+    std::map<std::string, ReplicaCounters> seen;
+    for (const ReplicaStatus& r : supervisor_.replicas(s.spec.name)) {
+      scaling::ReplicaObservation ro;
+      ro.id = r.id;
+      ro.started_at = to_controller_time(r.started_at, real_now, now);
+      if (r.phase == ReplicaPhase::kReady) {
+        ro.state = scaling::ReplicaState::kReady;
+        if (r.ready_at) ro.ready_at = to_controller_time(*r.ready_at, real_now, now);
+      } else if (r.phase == ReplicaPhase::kDraining || r.phase == ReplicaPhase::kStopping) {
+        ro.state = scaling::ReplicaState::kDraining;
+      } else {
+        ro.state = scaling::ReplicaState::kStarting;  // starting or waiting to restart
+      }
+      ro.metric_time = now;
+      ro.metric_window = window;
+      const bool live = r.pid != 0 && r.port != 0 &&
+                        (r.phase == ReplicaPhase::kReady || r.phase == ReplicaPhase::kDraining);
+      if (live) {
+        if (std::optional<ReplicaScrape> scrape = scraper_->scrape(r.port)) {
+          auto prev = s.replicas.find(r.id);
+          const bool continues = prev != s.replicas.end() && prev->second.pid == r.pid &&
+                                 scrape->requests >= prev->second.last.requests;
+          const ReplicaScrape* base = continues ? &prev->second.last : nullptr;
+          requests += scrape->requests - (base ? base->requests : 0);
+          errors += scrape->errors - (base ? base->errors : 0);
+          inflight += scrape->inflight;
+          if (bounds.empty()) {
+            bounds = scrape->bounds;
+            delta.assign(scrape->cumulative.size(), 0);
+          }
+          if (scrape->bounds == bounds) {
+            for (size_t i = 0; i < delta.size(); ++i) {
+              delta[i] += scrape->cumulative[i] -
+                          (base && base->cumulative.size() == delta.size() ? base->cumulative[i] : 0);
+            }
+          }
+          if (base && real_elapsed > 0 && !std::isnan(scrape->cpu_seconds) &&
+              !std::isnan(base->cpu_seconds)) {
+            ro.cpu_utilization = (scrape->cpu_seconds - base->cpu_seconds) / real_elapsed;
+            cpu_sum += *ro.cpu_utilization;
+            ++cpu_n;
+          }
+          seen[r.id] = ReplicaCounters{r.pid, std::move(*scrape)};
+        } else if (auto prev = s.replicas.find(r.id); prev != s.replicas.end()) {
+          seen[r.id] = prev->second;  // a missed scrape: keep the base for the next one
+        }
+      }
+      obs.replicas.push_back(std::move(ro));
+    }
+    s.replicas = std::move(seen);
+
+    const double arrived_total = arrivals.count(s.spec.name) ? arrivals[s.spec.name] : 0;
+    const double arrived =
+        std::isnan(s.arrivals_total) ? 0 : std::max(0.0, arrived_total - s.arrivals_total);
+    s.arrivals_total = arrived_total;
+    const double served = std::max(0.0, requests - errors);
+    s.served_total += served;
+    const double slow = histogram_count_above(s.spec.slo_latency_p99_seconds, bounds, delta);
+
+    scaling::WindowMetrics& w = obs.window;
+    w.sampled_at = now;
+    w.length = window;
+    w.served_total = s.served_total;
+    if (real_elapsed > 0) {
+      w.arrival_rps = arrived / real_elapsed;
+      w.served_rps = served / real_elapsed;
+      w.dropped_rps = std::max(0.0, arrived - requests) / real_elapsed + errors / real_elapsed;
+      w.slow_rps = std::min(slow, served) / real_elapsed;
+      w.concurrency = inflight;
+      w.latency_p99_seconds = requests > 0 ? histogram_quantile(0.99, bounds, delta) : NAN;
+      w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
+      obs.last_second = scaling::SecondMetrics{now, inflight, arrived / real_elapsed, true};
+    }
+    totals_.requests += arrived;
+    totals_.within_slo += std::max(0.0, served - slow);
+    if (last_now_) {
+      totals_.replica_seconds +=
+          std::chrono::duration<double>(window).count() * static_cast<double>(obs.replicas.size());
+    }
+  }
+  last_real_ = real_now;
+  last_now_ = now;
+  return snapshot_;
+}
+
+Result<void> LocalWorld::scale(std::string_view service, int replicas) {
+  for (const auto& s : services_) {
+    if (s->spec.name != service) continue;
+    if (replicas < s->spec.min_replicas || replicas > s->spec.max_replicas) {
+      return make_error(ErrorCode::kOutOfRange,
+                        std::string(service) + ": " + std::to_string(replicas) +
+                            " replicas is outside [" + std::to_string(s->spec.min_replicas) + ", " +
+                            std::to_string(s->spec.max_replicas) + "]");
+    }
+    return supervisor_.set_desired(service, replicas);
+  }
+  return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
+}
+
+Result<void> LocalWorld::restart(std::string_view replica_id) {
+  return supervisor_.replace(replica_id, options_.real_clock->now());
+}
+
+}  // namespace prescale::local

@@ -1,0 +1,102 @@
+// LocalWorld: the controller's World on this machine. Replicas are the Supervisor's child
+// processes behind the in-process Gateway; observe() scrapes every live replica's /metrics
+// (Prometheus text, parsed with telemetry::parse_text) and reads the gateway's per-edge call
+// counters, and turns the counter deltas into the Snapshot the policies read:
+//   arrivals   prescale_calls_total{callee=<service>} at the gateway (every caller, external too);
+//   served, latency p99, slow (over the SLO)   the replicas' prescale_requests_total and
+//              prescale_request_duration_seconds (p99 and the slow share interpolated within
+//              histogram buckets, as Prometheus' histogram_quantile does);
+//   dropped    arrivals not served in the window (rejected or failed at the gateway);
+//   concurrency  the replicas' prescale_inflight_requests;   CPU  process_cpu_seconds_total.
+// Rates are requests per real second; only the controller's time axis may be scaled (a demo
+// replaying a day in minutes runs the controller on a faster clock): `time_scale` is how many
+// controller seconds pass per real second.
+//
+// Thread safety: one thread — the one that ticks the Supervisor — calls everything.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/world.h"
+#include "core/clock.h"
+#include "scaling/policy.h"
+#include "worlds/local/supervisor.h"
+
+namespace prescale::gateway {
+class Gateway;
+}
+namespace prescale::telemetry {
+class Registry;
+}
+
+namespace prescale::local {
+
+// Announces ready replicas to a Gateway (127.0.0.1:<port>) and reports their in-flight requests.
+class GatewayEndpoints final : public EndpointSink {
+ public:
+  explicit GatewayEndpoints(gateway::Gateway& gateway) : gateway_(gateway) {}
+  void add(const std::string& service, const std::string& replica, std::uint16_t port) override;
+  void remove(const std::string& service, const std::string& replica) override;
+  std::int64_t in_flight(const std::string& service, const std::string& replica) override;
+
+ private:
+  gateway::Gateway& gateway_;
+};
+
+struct LocalWorldOptions {
+  Clock* clock = &Clock::real();       // the controller's clock
+  Clock* real_clock = &Clock::real();  // the Supervisor's; rates are per second of this one
+  double time_scale = 1;               // controller seconds per real second
+  std::chrono::milliseconds scrape_timeout{1000};
+};
+
+class LocalWorld final : public control::World {
+ public:
+  LocalWorld(Supervisor& supervisor, const telemetry::Registry& gateway_registry,
+             std::vector<scaling::ServiceSpec> services, LocalWorldOptions options = {});
+  ~LocalWorld() override;
+
+  const scaling::Snapshot& observe(Clock::TimePoint now) override;
+  // Errors: kNotFound (unknown service), kOutOfRange (outside the service's bounds).
+  Result<void> scale(std::string_view service, int replicas) override;
+  Result<void> restart(std::string_view replica_id) override;
+
+  // Cumulative, for the platform's summary: requests that reached the gateway, those served
+  // within the SLO, and replica-seconds (of the controller's clock) run so far.
+  struct Totals {
+    double requests = 0;
+    double within_slo = 0;
+    double replica_seconds = 0;
+  };
+  Totals totals() const { return totals_; }
+
+ private:
+  struct ReplicaCounters;
+  struct ServiceState;
+  Clock::TimePoint to_controller_time(Clock::TimePoint real, Clock::TimePoint real_now,
+                                      Clock::TimePoint now) const;
+
+  Supervisor& supervisor_;
+  const telemetry::Registry& gateway_registry_;
+  LocalWorldOptions options_;
+  std::vector<std::unique_ptr<ServiceState>> services_;
+  scaling::Snapshot snapshot_;
+  std::optional<Clock::TimePoint> last_real_;
+  std::optional<Clock::TimePoint> last_now_;
+  Totals totals_;
+  struct Scraper;
+  std::unique_ptr<Scraper> scraper_;
+};
+
+// Quantile q of a cumulative histogram (upper bounds ascending; counts has one more entry, the
+// +Inf bucket), interpolated linearly within the bucket; NaN when empty.
+double histogram_quantile(double q, const std::vector<double>& upper_bounds,
+                          const std::vector<double>& cumulative_counts);
+// How many observations exceeded `threshold`, interpolating within its bucket.
+double histogram_count_above(double threshold, const std::vector<double>& upper_bounds,
+                             const std::vector<double>& cumulative_counts);
+
+}  // namespace prescale::local

@@ -1,0 +1,203 @@
+// End-to-end: `prescale load` against a real `prescale serve echo` on port 0. Real processes,
+// sockets and time: the point is that the open-loop schedule and the latency accounting hold on
+// the wire, including when the target is too slow for the offered load.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "support/subprocess.h"
+
+namespace prescale {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using testing::Subprocess;
+using testing::TempDir;
+using Json = nlohmann::json;
+
+struct Outcome {
+  int exit_status = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+// Runs `prescale load ARGS...` with stdout and stderr captured apart. The shell only redirects;
+// "$@" passes every argument verbatim.
+Outcome run_load(const TempDir& dir, const std::string& tag, std::vector<std::string> args) {
+  const std::string err_path = dir.file(tag + ".err");
+  std::vector<std::string> argv = {"/bin/sh", "-c",         "exec \"$@\" 2>\"$0\"",
+                                   err_path,  PRESCALE_BIN, "load"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Subprocess load(std::move(argv), dir.file(tag + ".out"));
+  Outcome o;
+  o.exit_status = load.wait(60s).value_or(-1);
+  o.out = load.log();
+  o.err = testing::read_file(err_path);
+  return o;
+}
+
+Json read_json(const std::string& path) {
+  const std::string text = testing::read_file(path);
+  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  EXPECT_FALSE(j.is_discarded()) << path << " is not JSON:\n" << text;
+  return j;
+}
+
+const Json& route(const Json& report, const std::string& name) {
+  for (const Json& r : report["routes"]) {
+    if (r["name"] == name) return r;
+  }
+  ADD_FAILURE() << "no route " << name << " in " << report["routes"].dump();
+  static const Json kNone = Json::object();
+  return kNone;
+}
+
+// `prescale serve echo` on a free port.
+struct EchoServer {
+  EchoServer() {
+    const std::string port_file = dir.file("port");
+    proc = std::make_unique<Subprocess>(
+        std::vector<std::string>{PRESCALE_BIN, "serve", "echo", "--port", "0", "--threads", "2",
+                                 "--port-file", port_file, "--log-level", "warn"},
+        dir.file("echo.log"));
+    EXPECT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 10s));
+    port = std::stoi(testing::read_file(port_file));
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+
+  TempDir dir;
+  std::unique_ptr<Subprocess> proc;
+  int port = 0;
+};
+
+void expect_consistent(const Json& j) {
+  const Json& n = j["requests"];
+  const uint64_t scheduled = n["scheduled"];
+  EXPECT_EQ(n["completed"].get<uint64_t>() + n["errors"].get<uint64_t>() +
+                n["unfinished"].get<uint64_t>(),
+            scheduled);
+  EXPECT_LE(n["sent"].get<uint64_t>(), scheduled);
+  EXPECT_LE(n["late"].get<uint64_t>(), n["sent"].get<uint64_t>());
+  EXPECT_LE(n["queued"].get<uint64_t>(), scheduled);
+  uint64_t per_second = 0;
+  for (const Json& s : j["timeline"]) per_second += s["sent"].get<uint64_t>();
+  EXPECT_EQ(per_second, scheduled);
+  uint64_t per_route = 0;
+  for (const Json& r : j["routes"]) per_route += r["scheduled"].get<uint64_t>();
+  EXPECT_EQ(per_route, scheduled);
+}
+
+TEST(LoadCommandTest, ConstantRateAgainstEcho) {
+  EchoServer echo;
+  TempDir dir;
+  const std::string json = dir.file("out.json");
+  const Outcome o = run_load(dir, "rate",
+                             {"--rate", "200", "--duration", "2s", "--target", echo.url(), "--mix",
+                              "GET /echo:1,GET /delay/50:1", "--json", json});
+  ASSERT_EQ(o.exit_status, 0) << o.out << o.err;
+  EXPECT_THAT(o.out, HasSubstr("latency"));
+  const Json j = read_json(json);
+  const Json& n = j["requests"];
+  // Poisson arrivals: 400 expected, standard deviation 20.
+  EXPECT_NEAR(n["scheduled"].get<double>(), 400, 80) << j.dump(2);
+  EXPECT_EQ(n["completed"], n["scheduled"]);
+  EXPECT_EQ(n["ok"], n["scheduled"]);
+  EXPECT_EQ(n["errors"], 0);
+  EXPECT_EQ(n["unfinished"], 0);
+  EXPECT_EQ(j["status"]["200"], n["scheduled"]);
+  EXPECT_DOUBLE_EQ(j["duration_s"].get<double>(), 2.0);
+  expect_consistent(j);
+  const Json& delay = route(j, "GET /delay/50");
+  const Json& plain = route(j, "GET /echo");
+  EXPECT_GE(delay["latency_ms"]["p50"].get<double>(), 50.0);
+  EXPECT_LT(plain["latency_ms"]["p50"].get<double>(), 50.0);
+  EXPECT_GE(j["latency_ms"]["max"].get<double>(), 50.0);
+  ASSERT_EQ(j["timeline"].size(), 2u);
+}
+
+TEST(LoadCommandTest, SlowUpstreamShowsQueueingInLatency) {
+  // 50 req/s of a 300 ms route through 4 connections: the target side serves at most about
+  // 13 req/s, so requests queue for a connection. Latency counts from the scheduled time, so it
+  // grows with the queue — a closed-loop tool would report ~300 ms throughout.
+  EchoServer echo;
+  TempDir dir;
+  const std::string json = dir.file("out.json");
+  const Outcome o =
+      run_load(dir, "slow",
+               {"--rate", "50", "--duration", "2s", "--arrivals", "uniform", "--target", echo.url(),
+                "--mix", "GET /delay/300:1", "--connections", "4", "--json", json});
+  ASSERT_EQ(o.exit_status, 0) << o.out << o.err;
+  const Json j = read_json(json);
+  const Json& n = j["requests"];
+  EXPECT_EQ(n["scheduled"], 100) << j.dump(2);
+  EXPECT_EQ(n["completed"], 100);
+  EXPECT_EQ(n["errors"], 0);
+  expect_consistent(j);
+  // All but the first four waited for a connection, and so started late.
+  EXPECT_GE(n["queued"].get<int>(), 90);
+  EXPECT_GE(n["late"].get<int>(), n["queued"].get<int>() - 2);
+  const Json& latency = j["latency_ms"];
+  const Json& delay = j["start_delay_ms"];
+  EXPECT_GE(latency["p99"].get<double>(), 300.0);
+  EXPECT_GE(latency["min"].get<double>(), 300.0);
+  // Request k (of 100) waits about 300 ms × k/4 − 20 ms × k; the last about 5.5 s.
+  EXPECT_GE(latency["max"].get<double>(), 4000.0);
+  // Each latency is its start delay plus the ~300 ms the target takes.
+  EXPECT_GE(latency["p50"].get<double>(), delay["p50"].get<double>() + 290);
+  EXPECT_NEAR(latency["max"].get<double>(), delay["max"].get<double>() + 300, 150);
+  EXPECT_LT(j["achieved_rps"].get<double>(), 20.0);
+}
+
+TEST(LoadCommandTest, ReplaysATraceCompressedInTime) {
+  EchoServer echo;
+  TempDir dir;
+  // Two one-minute steps (60 and 120 requests) compressed 60×: 2 s at 60 then 120 req/s.
+  const std::string trace = dir.file("trace.csv");
+  testing::write_file(trace, "step,requests\n0,60\n1,120\n");
+  const std::string json = dir.file("out.json");
+  const Outcome o = run_load(dir, "trace",
+                             {"--trace", trace, "--speedup", "60", "--target", echo.url(), "--mix",
+                              "GET /:1", "--json", json});
+  ASSERT_EQ(o.exit_status, 0) << o.out << o.err;
+  const Json j = read_json(json);
+  EXPECT_DOUBLE_EQ(j["duration_s"].get<double>(), 2.0);
+  ASSERT_EQ(j["timeline"].size(), 2u);
+  EXPECT_NEAR(j["timeline"][0]["sent"].get<double>(), 60, 4 * std::sqrt(60.0));
+  EXPECT_NEAR(j["timeline"][1]["sent"].get<double>(), 120, 4 * std::sqrt(120.0));
+  EXPECT_EQ(j["requests"]["errors"], 0);
+  expect_consistent(j);
+}
+
+TEST(LoadCommandTest, BadInputExitsTwoNamingTheFlag) {
+  TempDir dir;
+  struct Case {
+    std::vector<std::string> args;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {{"--target", "http://127.0.0.1:1"}, "--trace, --rate: give one of them"},
+      {{"--rate", "10", "--target", "http://127.0.0.1:1", "--mix", "GET /:1,FETCH /x"},
+       "--mix: column 9: expected an HTTP method"},
+      {{"--rate", "10", "--target", "https://127.0.0.1:1"}, "--target: only http://"},
+      {{"--rate", "10", "--target", "http://h:1", "--duration", "soon"}, "--duration: expected"},
+      {{"--rate", "10", "--target", "http://h:1", "--arrivals", "bursty"}, "--arrivals: expected"},
+      {{"--rate", "10", "--target", "http://h:1", "--user-range", "9-1"}, "--user-range:"},
+      {{"--rate", "10", "--target", "http://h:1", "--connections", "0"}, "--connections:"},
+      {{"--trace", dir.file("missing.csv"), "--target", "http://h:1"}, "--trace:"},
+  };
+  int i = 0;
+  for (const Case& c : cases) {
+    const Outcome o = run_load(dir, "bad" + std::to_string(i++), c.args);
+    EXPECT_EQ(o.exit_status, 2) << c.want << "\n" << o.out << o.err;
+    EXPECT_THAT(o.err, HasSubstr(c.want));
+  }
+}
+
+}  // namespace
+}  // namespace prescale
