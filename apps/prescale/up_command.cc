@@ -57,8 +57,10 @@ namespace {
 // The controller's clock when a demo compresses time: `scale` controller seconds per real one.
 class ScaledClock final : public Clock {
  public:
-  ScaledClock(Clock& real, double scale)
-      : real_(real), scale_(scale), origin_(real.now()), wall_origin_(real.wall_now()) {}
+  // `wall_origin`: the controller's wall time now (a restarted compressed run continues from
+  // where the last one stopped, so the stored history stays in the past).
+  ScaledClock(Clock& real, double scale, WallTime wall_origin)
+      : real_(real), scale_(scale), origin_(real.now()), wall_origin_(wall_origin) {}
   TimePoint now() const override { return origin_ + scaled(real_.now() - origin_); }
   WallTime wall_now() const override { return wall_origin_ + scaled(real_.now() - origin_); }
   void sleep_until(TimePoint deadline) override {
@@ -347,8 +349,21 @@ int run_up(const UpFlags& f) {
   }
   model.set_services(infos);
 
-  // The control plane.
-  ScaledClock scaled(real, f.time_scale);
+  // The control plane. On a compressed clock, controller time runs ahead of the real one: a
+  // restart resumes after the newest stored minute instead of going back in time.
+  auto store = control::HistoryStore::open(state);
+  if (!store) return error(store.error().message);
+  Clock::WallTime wall_origin = real.wall_now();
+  if (f.time_scale != 1) {
+    for (const ServiceConfig& s : config.services) {
+      auto latest = store->latest_minute(s.name, control::kArrivalMetric);
+      if (latest && *latest) {
+        const Clock::WallTime after = Clock::WallTime(std::chrono::seconds(**latest + 60));
+        wall_origin = std::max(wall_origin, after);
+      }
+    }
+  }
+  ScaledClock scaled(real, f.time_scale, wall_origin);
   Clock& clock = f.time_scale == 1 ? real : static_cast<Clock&>(scaled);
   sim::PolicySettings settings;
   settings.prescale.period = config.policy.period;
@@ -364,8 +379,6 @@ int run_up(const UpFlags& f) {
   auto* prescale_policy = dynamic_cast<scaling::PrescalePolicy*>(policy->get());
 
   // The learned state: restored from the state directory, or seeded on a first start.
-  auto store = control::HistoryStore::open(state);
-  if (!store) return error(store.error().message);
   if (!f.seed_trace.empty() && prescale_policy == nullptr) {
     return error("--seed-trace seeds the prescale policy's history; the policy is " + policy_name);
   }
@@ -401,6 +414,26 @@ int run_up(const UpFlags& f) {
   };
   Clock::TimePoint next_save = clock.now() + std::chrono::minutes(1);
 
+  // The platform is up once every service has the replicas it starts with (or the wait is
+  // over): only then are the ports announced, so nobody is sent to a gateway with nothing behind.
+  {
+    const Clock::TimePoint deadline = real.now() + std::chrono::seconds(60);
+    auto all_ready = [&] {
+      for (const ServiceConfig& s : config.services) {
+        int ready = 0;
+        for (const auto& r : supervisor.replicas(s.name)) {
+          ready += r.phase == local::ReplicaPhase::kReady ? 1 : 0;
+        }
+        if (ready < s.replicas.initial) return false;
+      }
+      return true;
+    };
+    while (!all_ready() && real.now() < deadline) {
+      supervisor.tick(real.now());
+      ::usleep(20'000);
+    }
+    if (!all_ready()) spdlog::warn("not every service is ready after 60 s; starting anyway");
+  }
   write_port_file(f.port_file, gateway_server->port());
   write_port_file(f.ui_port_file, ui_server->port());
   std::cout << "prescale up: gateway " << gateway_url << ", dashboard http://" << ui_listen->host
@@ -417,6 +450,8 @@ int run_up(const UpFlags& f) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   const timespec tick{0, 100'000'000};
+  Clock::TimePoint next_point = real.now();
+  std::map<std::string, std::pair<double, local::LocalWorld::Totals>> point_totals;
   int sig = 0;
   while ((sig = sigtimedwait(&stop_signals, nullptr, &tick)) < 0) {
     supervisor.tick(real.now());
@@ -446,19 +481,32 @@ int run_up(const UpFlags& f) {
                        std::to_string(e.from_replicas) + " -> " + std::to_string(e.to_replicas) +
                            ": " + e.reason});
     }
+    // The dashboard keeps a point per second of real time at most: a compressed clock ticks the
+    // controller every loop, and its windows are too short to be worth a point each.
+    if (real.now() < next_point) continue;
+    next_point = real.now() + std::chrono::seconds(1);
     const scaling::Snapshot& snap = controller.last_snapshot();
     for (const scaling::ServiceObservation& obs : snap.services) {
       if (obs.window.length <= Clock::Duration::zero()) continue;
+      // Load and errors over the point's whole interval, from the world's running totals.
+      const local::LocalWorld::Totals now_totals = world.totals(obs.name);
+      auto& last = point_totals[obs.name];
+      const double span = t - last.first;
+      const double arrived = now_totals.requests - last.second.requests;
+      const double failed = now_totals.failed - last.second.failed;
+      const bool first_point = last.first == 0;
+      last = {t, now_totals};
+      if (first_point || span <= 0) continue;
       dashboard::ServicePoint p;
       p.t = t;
-      p.load_rps = obs.window.arrival_rps;
+      p.load_rps = arrived / span;
       p.planned_replicas = f.recommend_only && decisions.count(obs.name)
                                ? decisions[obs.name].first
                                : obs.desired_replicas;
       p.ready_replicas = obs.count(scaling::ReplicaState::kReady);
       p.p99_ms = std::isnan(obs.window.latency_p99_seconds) ? dashboard::kNoValue
                                                             : obs.window.latency_p99_seconds * 1000;
-      p.errors_rps = obs.window.dropped_rps;
+      p.errors_rps = std::max(0.0, failed) / span;
       if (prescale_policy != nullptr) {
         const forecast::QuantileForecast fc = prescale_policy->demand_forecast(obs.name);
         if (!fc.p50.empty()) {

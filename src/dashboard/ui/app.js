@@ -86,7 +86,7 @@
     const p = s.latest;
     card.facts.load.b.textContent = p ? fmt(p.load_rps) + " rps" : "–";
     card.facts.replicas.b.textContent = p ? `${p.ready_replicas}/${p.planned_replicas}` : "–";
-    card.facts.p99.b.textContent = p ? fmt(p.p99_ms, 0) + " ms" : "–";
+    card.facts.p99.b.textContent = p ? fmt(p.p99_ms) + " ms" : "–";
     card.facts.p99.span.classList.toggle(
         "over", !!p && p.p99_ms != null && s.slo_p99_ms != null && p.p99_ms > s.slo_p99_ms);
     card.facts.errors.b.textContent = p ? fmt(p.errors_rps, 2) + "/s" : "–";

@@ -74,11 +74,14 @@ const PrescaleCharts = (() => {
         const box = el("div", "chart");
         box.dataset.chart = key;
         box.dataset.points = "0";
-        box.appendChild(el("h4", null, title));
+        const h = el("h4", null, title);
+        const note = el("small", "note");
+        h.appendChild(note);
+        box.appendChild(h);
         const plot = el("div", "plot");
         box.appendChild(plot);
         root.appendChild(box);
-        this.slots[key] = { box, plot, chart: null };
+        this.slots[key] = { box, plot, note, chart: null };
       }
     }
 
@@ -100,6 +103,10 @@ const PrescaleCharts = (() => {
       const extra = this.cols.t.length - MAX_POINTS;
       if (extra > 0) for (const f of FIELDS) this.cols[f].splice(0, extra);
       this.band = payload.forecast;
+      // A fresh platform has no history to forecast from yet: say so rather than draw an
+      // unexplained empty band.
+      const forecasting = this.band.t.length > 0 || this.cols.forecast_p50.some((v) => v != null);
+      this.slots.load.note.textContent = forecasting ? "" : " · no forecast yet";
       this.draw();
     }
 

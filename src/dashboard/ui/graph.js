@@ -62,6 +62,8 @@ const PrescaleGraph = (() => {
 
     const s = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img",
                            "aria-label": "call graph" });
+    // Wide graphs shrink to the panel; small ones (one service) must not grow to fill it.
+    s.style.maxWidth = `${Math.round(width * 1.25)}px`;
     const defs = svg("defs");
     const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5,
                                    markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include <spdlog/spdlog.h>
+
 #include "gateway/cluster.h"
 #include "gateway/gateway.h"
 #include "http/client.h"
@@ -17,20 +19,32 @@ namespace prescale::local {
 
 void GatewayEndpoints::add(const std::string& service, const std::string& replica,
                            std::uint16_t port) {
-  (void)gateway_.add_endpoint(service, gateway::EndpointSpec{replica, "127.0.0.1", port});
+  const std::string id = replica + "@" + std::to_string(port);
+  if (auto added = gateway_.add_endpoint(service, gateway::EndpointSpec{id, "127.0.0.1", port});
+      !added) {
+    spdlog::error("gateway refused replica {} of {}: {}", replica, service, added.error().message);
+    return;
+  }
+  endpoint_ids_[replica] = id;
 }
 
 void GatewayEndpoints::remove(const std::string& service, const std::string& replica) {
-  gateway_.remove_endpoint(service, replica);
+  auto it = endpoint_ids_.find(replica);
+  if (it == endpoint_ids_.end()) return;
+  gateway_.remove_endpoint(service, it->second);
+  draining_[replica] = it->second;
+  endpoint_ids_.erase(it);
 }
 
 std::int64_t GatewayEndpoints::in_flight(const std::string& service, const std::string& replica) {
   const gateway::Cluster* cluster = gateway_.cluster(service);
-  if (cluster == nullptr) return 0;
+  auto it = draining_.find(replica);
+  if (cluster == nullptr || it == draining_.end()) return 0;
   const auto view = cluster->view();
   for (size_t i = 0; i < view->specs.size(); ++i) {
-    if (view->specs[i].id == replica) return view->states[i]->outstanding.load();
+    if (view->specs[i].id == it->second) return view->states[i]->outstanding.load();
   }
+  draining_.erase(it);
   return 0;  // reaped: nothing left in flight
 }
 
@@ -156,6 +170,7 @@ struct LocalWorld::ServiceState {
   std::map<std::string, ReplicaCounters> replicas;  // by id
   double arrivals_total = NAN;  // the gateway's counter at the last observation
   double served_total = 0;
+  Totals totals;
 };
 
 LocalWorld::LocalWorld(Supervisor& supervisor, const telemetry::Registry& gateway_registry,
@@ -290,16 +305,27 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
       w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
       obs.last_second = scaling::SecondMetrics{now, inflight, arrived / real_elapsed, true};
     }
-    totals_.requests += arrived;
-    totals_.within_slo += std::max(0.0, served - slow);
-    if (last_now_) {
-      totals_.replica_seconds +=
-          std::chrono::duration<double>(window).count() * static_cast<double>(obs.replicas.size());
+    const double replica_seconds =
+        last_now_ ? std::chrono::duration<double>(window).count() *
+                        static_cast<double>(obs.replicas.size())
+                  : 0;
+    for (Totals* t : {&totals_, &s.totals}) {
+      t->requests += arrived;
+      t->within_slo += std::max(0.0, served - slow);
+      t->failed += std::max(0.0, arrived - requests) + errors;
+      t->replica_seconds += replica_seconds;
     }
   }
   last_real_ = real_now;
   last_now_ = now;
   return snapshot_;
+}
+
+LocalWorld::Totals LocalWorld::totals(std::string_view service) const {
+  for (const auto& s : services_) {
+    if (s->spec.name == service) return s->totals;
+  }
+  return {};
 }
 
 Result<void> LocalWorld::scale(std::string_view service, int replicas) {

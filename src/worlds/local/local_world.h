@@ -35,6 +35,9 @@ class Registry;
 namespace prescale::local {
 
 // Announces ready replicas to a Gateway (127.0.0.1:<port>) and reports their in-flight requests.
+// A restarted replica keeps its id but gets a new process and port, while the gateway may still
+// be draining the old one: each process is its own endpoint, "<replica>@<port>" (the gateway
+// never reuses an endpoint id for another address).
 class GatewayEndpoints final : public EndpointSink {
  public:
   explicit GatewayEndpoints(gateway::Gateway& gateway) : gateway_(gateway) {}
@@ -44,6 +47,8 @@ class GatewayEndpoints final : public EndpointSink {
 
  private:
   gateway::Gateway& gateway_;
+  std::map<std::string, std::string> endpoint_ids_;  // replica -> its current endpoint's id
+  std::map<std::string, std::string> draining_;      // replica -> its removed endpoint's id
 };
 
 struct LocalWorldOptions {
@@ -69,9 +74,13 @@ class LocalWorld final : public control::World {
   struct Totals {
     double requests = 0;
     double within_slo = 0;
+    double failed = 0;  // answered 5xx or never answered by a replica
     double replica_seconds = 0;
   };
   Totals totals() const { return totals_; }
+  // The same for one service (zeros for an unknown one): what a dashboard point averages over
+  // its own interval, which may span several observations.
+  Totals totals(std::string_view service) const;
 
  private:
   struct ReplicaCounters;

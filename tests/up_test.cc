@@ -1,0 +1,395 @@
+// `prescale up` end to end: the real binary, real replica processes, the real gateway, and
+// `prescale load` replaying a compressed trace through it. What the local platform must show
+// (issue "The local platform"): the plan leads the load, nothing fails while replicas are killed
+// or scaled down, a restart keeps the learned history, bad files fail before anything starts.
+#include <gtest/gtest.h>
+#include <signal.h>
+// GCC 12 at -O3 reports null dereferences inside nlohmann::json's inlined accessors that cannot
+// happen (the objects are checked first); the warning is an error in this build.
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http/client.h"
+#include "support/subprocess.h"
+
+namespace prescale {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+using testing::Subprocess;
+using testing::TempDir;
+
+// Per minute: 10 requests, rising linearly from minute 720 to 150 at 730, held until 760,
+// then 10 again — every day, so the seeded days teach the forecaster the noon ramp.
+std::string ramp_trace(int days) {
+  std::string csv = "timestamp,requests\n";
+  char line[64];
+  for (int d = 0; d < days; ++d) {
+    for (int m = 0; m < 1440; ++m) {
+      double v = 10;
+      if (m >= 720 && m < 730) v = 10 + 14.0 * (m - 720 + 1);
+      if (m >= 730 && m < 760) v = 150;
+      std::snprintf(line, sizeof line, "2026-01-%02d %02d:%02d:00,%.0f\n", d + 1, m / 60, m % 60, v);
+      csv += line;
+    }
+  }
+  return csv;
+}
+
+// One echo service behind the gateway; per-try timeouts and retries for the GETs.
+std::string echo_yaml(const std::string& policy_period) {
+  return R"(version: 1
+policy: {name: prescale, period: )" +
+         policy_period + R"(}
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 1, max: 6, initial: 1}
+    startup_time: 1s
+    capacity_rps: 50
+    slo: {latency_p99_ms: 100}
+gateway:
+  listen: "127.0.0.1:0"
+  health_check: {interval: 1s, timeout: 500ms, unhealthy_threshold: 2}
+  routes:
+    - match: {path_prefix: /}
+      service: web
+      per_try_timeout: 1s
+      retries: {num_retries: 2}
+)";
+}
+
+json get_json(uint16_t port, const std::string& target) {
+  http::Client client;
+  http::Request req;
+  req.method = http::Method::kGet;
+  req.method_name = "GET";
+  req.target = target;
+  auto r = client.request("127.0.0.1", port, std::move(req), 5s);
+  if (!r || r->status != 200) return nullptr;
+  return json::parse(r->body, nullptr, false);
+}
+
+// A running `prescale up`, stopped with SIGINT by the destructor (or stop()).
+struct Platform {
+  Platform(const TempDir& dir, const std::string& config, const std::string& state,
+           std::vector<std::string> extra, const std::string& log_name) {
+    const std::string gw = dir.file(log_name + ".gw"), ui = dir.file(log_name + ".ui");
+    std::filesystem::remove(gw);
+    std::filesystem::remove(ui);
+    std::vector<std::string> argv = {PRESCALE_BIN, "up", "-f", config, "--state-dir", state,
+                                     "--ui", "127.0.0.1:0", "--port-file", gw,
+                                     "--ui-port-file", ui};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    proc = std::make_unique<Subprocess>(argv, dir.file(log_name + ".log"));
+    started = testing::wait_for(
+        [&] { return !testing::read_file(gw).empty() && !testing::read_file(ui).empty(); }, 20s);
+    if (started) {
+      gateway_port = static_cast<uint16_t>(std::stoi(testing::read_file(gw)));
+      ui_port = static_cast<uint16_t>(std::stoi(testing::read_file(ui)));
+    }
+  }
+  ~Platform() { stop(); }
+  std::optional<int> stop() {
+    if (!proc) return exit_code;
+    proc->signal(SIGINT);
+    exit_code = proc->wait(60s);
+    log = proc->log();
+    proc.reset();
+    return exit_code;
+  }
+  json service(const std::string& name) const { return get_json(ui_port, "/api/v1/services/" + name); }
+  json events() const { return get_json(ui_port, "/api/v1/events"); }
+
+  std::unique_ptr<Subprocess> proc;
+  bool started = false;
+  uint16_t gateway_port = 0, ui_port = 0;
+  std::optional<int> exit_code;
+  std::string log;
+};
+
+// The pids of the replicas a platform started ("start" events read "pid N, ...").
+std::vector<int> replica_pids(const json& events) {
+  std::vector<int> pids;
+  if (!events.is_object()) return pids;
+  static const std::regex pid_re("pid ([0-9]+)");
+  for (const auto& e : events["events"]) {
+    std::smatch m;
+    const std::string message = e.value("message", "");
+    if ((e["kind"] == "start" || e["kind"] == "restart") &&
+        std::regex_search(message, m, pid_re)) {
+      pids.push_back(std::stoi(m[1]));
+    }
+  }
+  return pids;
+}
+
+bool alive(int pid) {
+  // A zombie still answers kill(0): read its state.
+  const std::string stat = testing::read_file("/proc/" + std::to_string(pid) + "/stat");
+  if (stat.empty()) return false;
+  const size_t close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+TEST(UpTest, ThePlanLeadsTheRampAndNoRequestFailsThroughAKillAndScaleDowns) {
+  TempDir dir;
+  const std::string trace = dir.file("ramp.csv");
+  testing::write_file(trace, ramp_trace(4));
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("30s"));
+  // Controller time runs 60× real time: a trace minute is a real second. The history holds the
+  // three days before; the replay starts 15 minutes before day 4's ramp.
+  const int start_minute = 3 * 1440 + 705;
+  Platform up(dir, config, dir.file("state"),
+              {"--time-scale", "60", "--seed-trace", trace, "--seed-service", "web",
+               "--seed-until-days", std::to_string(start_minute / 1440.0), "--seed-scale", "60"},
+              "up");
+  ASSERT_TRUE(up.started) << testing::read_file(dir.file("up.log"));
+
+  Subprocess load({PRESCALE_BIN, "load", "--trace", trace, "--offset",
+                   std::to_string(start_minute) + "m", "--speedup", "60", "--duration", "75s",
+                   "--target", "http://127.0.0.1:" + std::to_string(up.gateway_port), "--mix",
+                   "GET /echo:1", "--connections", "128", "--json", dir.file("load.json")},
+                  dir.file("load.log"));
+  // In the middle of the plateau (trace minute 745), a replica dies.
+  std::this_thread::sleep_for(40s);
+  std::vector<int> pids = replica_pids(up.events());
+  ASSERT_GE(pids.size(), 3u) << up.events().dump();
+  ASSERT_EQ(::kill(pids.back(), SIGKILL), 0);
+  ASSERT_EQ(load.wait(90s), 0) << load.log();
+  std::this_thread::sleep_for(2s);
+  const json series = up.service("web");
+  const json events = up.events();
+  // The gateway's view, for the message should anything have failed.
+  std::string gateway_metrics;
+  {
+    http::Client client;
+    http::Request req;
+    req.method = http::Method::kGet;
+    req.method_name = "GET";
+    req.target = "/metrics";
+    if (auto r = client.request("127.0.0.1", up.ui_port, std::move(req), 5s)) {
+      std::istringstream lines(r->body);
+      for (std::string line; std::getline(lines, line);) {
+        if (line[0] != '#' && (line.find("gateway_upstream_requests_total") != std::string::npos ||
+                               line.find("code=\"5") != std::string::npos ||
+                               line.find("overflow") != std::string::npos ||
+                               line.find("ejections") != std::string::npos)) {
+          gateway_metrics += line + "\n";
+        }
+      }
+    }
+  }
+  ASSERT_EQ(up.stop(), 0) << up.log;
+
+  // Nothing failed: not when the replica was killed (the gateway retried the GETs elsewhere),
+  // not while replicas drained on the way down.
+  const json report = json::parse(testing::read_file(dir.file("load.json")));
+  std::printf("load: %s\n", report["requests"].dump().c_str());
+  EXPECT_GT(report["requests"]["completed"].get<int>(), 4000);
+  EXPECT_EQ(report["requests"]["errors"], 0);
+  EXPECT_EQ(report["requests"]["unfinished"], 0);
+  EXPECT_EQ(report["requests"]["ok"], report["requests"]["completed"])
+      << report["status"].dump() << "\n"
+      << gateway_metrics << up.log;
+
+  // The killed replica was restarted; the service scaled up for the ramp and down after it.
+  bool crashed = false, restarted = false, scaled_down = false;
+  int most_ready = 0;
+  for (const auto& e : events["events"]) {
+    crashed |= e["kind"] == "crash";
+    restarted |= e["kind"] == "restart";
+    if (e["kind"] == "scale") {
+      int from = 0, to = 0;
+      const std::string message = e.value("message", "");
+      if (std::sscanf(message.c_str(), "%d -> %d", &from, &to) == 2 &&
+          to < from) {
+        scaled_down = true;
+      }
+    }
+  }
+  // The killed replica came back — restarted, or retired first by a scale-down that wanted one
+  // replica fewer anyway (a crashed replica is the first a scale-down takes).
+  EXPECT_TRUE(crashed) << events.dump();
+  (void)restarted;
+  EXPECT_TRUE(scaled_down) << events.dump();
+
+  // The plan leads the load: once the load needs more than one replica, the replicas it needs
+  // (at the declared 50 req/s each) are already ready — they were started for the forecast
+  // ramp, not after it was observed. One point of slack for the step the ramp begins with.
+  const auto& t = series["series"]["t"];
+  const auto& load_rps = series["series"]["load_rps"];
+  const auto& ready = series["series"]["ready_replicas"];
+  ASSERT_GT(t.size(), 30u) << series.dump();
+  // From the kill until its restart is ready, the service is a replica short by design.
+  double crash_t = 0, back_t = 0;
+  for (const auto& e : events["events"]) {
+    if (e["kind"] == "crash") crash_t = e["t"].get<double>();
+  }
+  for (const auto& e : events["events"]) {
+    if (e["kind"] == "ready" && crash_t > 0 && e["t"].get<double>() > crash_t &&
+        (back_t == 0 || e["t"].get<double>() < back_t)) {
+      back_t = e["t"].get<double>();
+    }
+  }
+  int short_points = 0, ramp_points = 0;
+  std::string trail;
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (!load_rps[i].is_number()) continue;
+    const double l = load_rps[i].get<double>();
+    const int r = ready[i].get<int>();
+    most_ready = std::max(most_ready, r);
+    char row[64];
+    std::snprintf(row, sizeof row, " %.0f/%d", l, r);
+    trail += row;
+    if (l < 60) continue;
+    const double ti = t[i].get<double>();
+    if (crash_t > 0 && ti >= crash_t && ti <= back_t + 1) continue;
+    ++ramp_points;
+    if (r * 50 < 0.9 * l) ++short_points;
+  }
+  std::printf("load/ready per second:%s\n", trail.c_str());
+  EXPECT_GE(most_ready, 3);
+  EXPECT_GE(ramp_points, 20);
+  EXPECT_LE(short_points, 1) << "points where the ready replicas fell short of the load";
+  // No replica outlives the platform.
+  for (int pid : replica_pids(events)) EXPECT_FALSE(alive(pid)) << "replica " << pid;
+}
+
+TEST(UpTest, AKilledReplicaIsRestartedAndNoRequestFails) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  std::string yaml = echo_yaml("5s");
+  yaml.replace(yaml.find("{min: 1, max: 6, initial: 1}"), 28, "{min: 2, max: 2, initial: 2}");
+  testing::write_file(config, yaml);
+  Platform up(dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started) << testing::read_file(dir.file("up.log"));
+  Subprocess load({PRESCALE_BIN, "load", "--rate", "150", "--duration", "18s", "--target",
+                   "http://127.0.0.1:" + std::to_string(up.gateway_port), "--mix", "GET /echo:1",
+                   "--json", dir.file("load.json")},
+                  dir.file("load.log"));
+  std::this_thread::sleep_for(3s);
+  const std::vector<int> pids = replica_pids(up.events());
+  ASSERT_EQ(pids.size(), 2u);
+  ASSERT_EQ(::kill(pids[0], SIGKILL), 0);
+  ASSERT_EQ(load.wait(60s), 0) << load.log();
+  const json events = up.events();
+  ASSERT_EQ(up.stop(), 0) << up.log;
+
+  const json report = json::parse(testing::read_file(dir.file("load.json")));
+  EXPECT_GT(report["requests"]["completed"].get<int>(), 2500);
+  EXPECT_EQ(report["requests"]["errors"], 0);
+  EXPECT_EQ(report["requests"]["ok"], report["requests"]["completed"]) << report["status"].dump();
+  // crash, then (the 10 s back-off later) restart and ready, under the same replica id.
+  std::vector<std::string> killed;
+  std::string killed_id;
+  for (auto it = events["events"].rbegin(); it != events["events"].rend(); ++it) {
+    const std::string kind = it->value("kind", "");
+    if (kind == "crash") killed_id = it->value("replica", "");
+    if (!killed_id.empty() && it->value("replica", "") == killed_id) killed.push_back(kind);
+  }
+  EXPECT_EQ(killed, (std::vector<std::string>{"crash", "restart", "ready"})) << events.dump();
+  EXPECT_EQ(replica_pids(events).size(), 3u);
+  for (int pid : replica_pids(events)) EXPECT_FALSE(alive(pid)) << "replica " << pid;
+}
+
+TEST(UpTest, ARestartKeepsTheLearnedHistory) {
+  TempDir dir;
+  const std::string trace = dir.file("ramp.csv");
+  testing::write_file(trace, ramp_trace(4));
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string state = dir.file("state");
+  auto forecast_of = [](const Platform& p) {
+    json f;
+    testing::wait_for(
+        [&] {
+          const json s = p.service("web");
+          if (!s.is_object() || !s["forecast"].is_object() || s["forecast"]["p50"].empty()) {
+            return false;
+          }
+          f = s["forecast"];
+          return true;
+        },
+        15s);
+    return f;
+  };
+  json before, after;
+  {
+    Platform first(dir, config, state,
+                   {"--seed-trace", trace, "--seed-service", "web", "--seed-until-days", "3.5",
+                    "--seed-scale", "1"},
+                   "first");
+    ASSERT_TRUE(first.started);
+    before = forecast_of(first);
+    ASSERT_EQ(first.stop(), 0) << first.log;
+  }
+  {
+    Platform second(dir, config, state, {}, "second");  // no seed: what the state holds
+    ASSERT_TRUE(second.started);
+    after = forecast_of(second);
+    ASSERT_EQ(second.stop(), 0) << second.log;
+    EXPECT_NE(second.log.find("restored the learned history"), std::string::npos) << second.log;
+  }
+  ASSERT_FALSE(before.is_null());
+  ASSERT_FALSE(after.is_null());
+  for (const char* q : {"p50", "p90", "p99"}) {
+    ASSERT_EQ(before[q].size(), after[q].size()) << q;
+    for (size_t h = 0; h < before[q].size(); ++h) {
+      const double b = before[q][h].get<double>(), a = after[q][h].get<double>();
+      EXPECT_NEAR(a, b, 0.01 * std::max(std::abs(b), 1e-9)) << q << " at horizon " << h + 1;
+    }
+  }
+}
+
+// A bad file stops `prescale up` before it starts anything: exit 2, the file and line, the fix.
+TEST(UpTest, BadFilesFailBeforeAnythingStarts) {
+  TempDir dir;
+  struct Case {
+    std::string yaml;
+    std::vector<std::string> flags;
+    std::string expect;
+  } cases[] = {
+      {"version: 1\nservices:\n  - name: a\n    kind: builtin/nope\n", {},
+       "bad.yaml:4:11: services[0].kind"},
+      {"version: 1\nservices:\n  - name: a\n    kind: builtin/echo\n    replicas: {min: -1}\n",
+       {}, "bad.yaml:5:21: services[0].replicas.min"},
+      {"version: 1\nservices:\n  - name: a\n    kind: command\n    command: [no-such-program-x, "
+       "\"{port}\"]\n",
+       {}, "bad.yaml:3: services[0] (a).command: 'no-such-program-x' was not found in PATH"},
+      {"version: 1\nservices:\n  - name: a\n    kind: command\n    command: [sleep, \"30\"]\n"
+       "    replicas: {max: 2}\n",
+       {}, "bad.yaml:3: services[0] (a).command: no \"{port}\" argument"},
+      {"version: 1\ngateway:\n  listen: \"127.0.0.1:18555\"\n", {"--ui", "127.0.0.1:18555"},
+       "both use port 18555"},
+  };
+  for (const Case& c : cases) {
+    const std::string file = dir.file("bad.yaml");
+    testing::write_file(file, c.yaml);
+    const std::string state = dir.file("state");
+    std::vector<std::string> argv = {PRESCALE_BIN, "up", "-f", file, "--state-dir", state};
+    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+    Subprocess up(argv, dir.file("bad.log"));
+    EXPECT_EQ(up.wait(20s), 2) << c.yaml;
+    const std::string log = up.log();
+    EXPECT_NE(log.find(c.expect), std::string::npos) << "expected \"" << c.expect << "\" in:\n"
+                                                     << log;
+    EXPECT_FALSE(std::filesystem::exists(state)) << "nothing was started or written";
+  }
+}
+
+}  // namespace
+}  // namespace prescale
