@@ -221,6 +221,13 @@ TEST(UpTest, ThePlanLeadsTheRampAndNoRequestFailsThroughAKillAndScaleDowns) {
       }
     }
   }
+  // The platform's own account agrees: every request answered, nearly all within the SLO.
+  const size_t at = up.log.find("within SLO ");
+  ASSERT_NE(at, std::string::npos) << up.log;
+  const double within = std::stod(up.log.substr(at + 11));
+  EXPECT_LE(within, 100.0);
+  EXPECT_GE(within, 99.0);
+
   // The killed replica came back — restarted, or retired first by a scale-down that wanted one
   // replica fewer anyway (a crashed replica is the first a scale-down takes).
   EXPECT_TRUE(crashed) << events.dump();

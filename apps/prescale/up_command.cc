@@ -372,6 +372,7 @@ int run_up(const UpFlags& f) {
   local::LocalWorldOptions wo;
   wo.clock = &clock;
   wo.time_scale = f.time_scale;
+  for (const auto& [route, service] : (*gw)->route_services()) wo.route_service[route] = service;
   local::LocalWorld world(supervisor, registry, specs, wo);
   RecommendOnlyWorld advisor(world);
   control::World& acted_on = f.recommend_only ? static_cast<control::World&>(advisor) : world;

@@ -79,6 +79,7 @@ std::vector<std::string> route_names(std::span<const Route> routes) {
 }  // namespace
 
 struct Gateway::Impl {
+  std::vector<std::pair<std::string, std::string>> route_services;  // route label -> service
   struct RouteRuntime {
     Proxy::RouteId id = Proxy::kNoRoute;
     std::shared_ptr<Cluster> cluster;
@@ -155,6 +156,7 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
   impl->route_runtime.resize(all.size());
   for (size_t i = 0; i < all.size(); ++i) {
     const Route& route = all[i];
+    impl->route_services.emplace_back(names[i], route.service);
     Impl::RouteRuntime& rr = impl->route_runtime[route.index];
     rr.cluster = cluster_for(route.service);
     ProxyRoute pr;
@@ -383,6 +385,10 @@ void Gateway::stop_upkeep() {
 }
 
 const Cluster* Gateway::cluster(std::string_view service) const { return impl_->find(service); }
+
+std::vector<std::pair<std::string, std::string>> Gateway::route_services() const {
+  return impl_->route_services;
+}
 
 std::vector<std::string> Gateway::services() const {
   std::vector<std::string> out;

@@ -71,6 +71,10 @@ class Gateway {
   void start_upkeep();
   void stop_upkeep();
 
+  // Each route's metrics label (the `route` of prescale_requests_total) and the service it leads
+  // to, in match order: what a controller needs to read per-service figures off the metrics.
+  std::vector<std::pair<std::string, std::string>> route_services() const;
+
   // For tests and the CLI.
   const Cluster* cluster(std::string_view service) const;
   std::vector<std::string> services() const;

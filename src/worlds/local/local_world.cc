@@ -165,10 +165,18 @@ struct LocalWorld::ReplicaCounters {
   ReplicaScrape last;
 };
 
+// What the gateway counted for one service, cumulative.
+struct LocalWorld::GatewayCounts {
+  double arrivals = 0;   // prescale_calls_total{callee}
+  double responses = 0;  // prescale_requests_total of the service's routes
+  double errors = 0;     // of which 5xx
+  std::vector<double> bounds, cumulative;  // prescale_request_duration_seconds, summed
+};
+
 struct LocalWorld::ServiceState {
   scaling::ServiceSpec spec;
   std::map<std::string, ReplicaCounters> replicas;  // by id
-  double arrivals_total = NAN;  // the gateway's counter at the last observation
+  std::optional<GatewayCounts> gateway;  // at the last observation
   double served_total = 0;
   Totals totals;
 };
@@ -197,31 +205,74 @@ Clock::TimePoint LocalWorld::to_controller_time(Clock::TimePoint real, Clock::Ti
   return now - std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(ago));
 }
 
+namespace {
+
+size_t label_index(const telemetry::FamilySnapshot& family, std::string_view name) {
+  for (size_t i = 0; i < family.label_names.size(); ++i) {
+    if (family.label_names[i] == name) return i;
+  }
+  return family.label_names.size();
+}
+
+}  // namespace
+
+std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway() {
+  std::map<std::string, GatewayCounts> out;
+  snapshot_.edges.clear();
+  for (const auto& family : gateway_registry_.collect()) {
+    if (family.name == "prescale_calls_total") {
+      const size_t caller_at = label_index(family, "caller");
+      const size_t callee_at = label_index(family, "callee");
+      if (callee_at >= family.label_names.size()) continue;
+      for (const auto& series : family.series) {
+        const std::string& callee = series.label_values[callee_at];
+        out[callee].arrivals += series.value;
+        if (caller_at < family.label_names.size() &&
+            series.label_values[caller_at] != "external") {
+          snapshot_.edges.push_back(
+              scaling::EdgeObservation{series.label_values[caller_at], callee, series.value});
+        }
+      }
+      continue;
+    }
+    const bool requests = family.name == "prescale_requests_total";
+    const bool durations = family.name == "prescale_request_duration_seconds";
+    if (!requests && !durations) continue;
+    const size_t route_at = label_index(family, "route");
+    const size_t code_at = label_index(family, "code");
+    if (route_at >= family.label_names.size()) continue;
+    for (const auto& series : family.series) {
+      auto route = options_.route_service.find(series.label_values[route_at]);
+      if (route == options_.route_service.end()) continue;
+      GatewayCounts& c = out[route->second];
+      if (requests) {
+        c.responses += series.value;
+        if (code_at < family.label_names.size() && !series.label_values[code_at].empty() &&
+            series.label_values[code_at][0] == '5') {
+          c.errors += series.value;
+        }
+      } else {
+        const telemetry::HistogramSnapshot& h = series.histogram;
+        if (c.bounds.empty()) {
+          c.bounds = h.upper_bounds;
+          c.cumulative.assign(h.cumulative_counts.size(), 0);
+        }
+        if (h.upper_bounds != c.bounds) continue;  // one layout per service, as registered
+        for (size_t i = 0; i < c.cumulative.size(); ++i) {
+          c.cumulative[i] += static_cast<double>(h.cumulative_counts[i]);
+        }
+      }
+    }
+  }
+  return out;
+}
+
 const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
   const Clock::TimePoint real_now = options_.real_clock->now();
   const double real_elapsed =
       last_real_ ? std::chrono::duration<double>(real_now - *last_real_).count() : 0;
   const Clock::Duration window = last_now_ ? now - *last_now_ : Clock::Duration::zero();
-
-  // Arrivals and edges from the gateway's call counters.
-  std::map<std::string, double> arrivals;
-  snapshot_.edges.clear();
-  for (const auto& family : gateway_registry_.collect()) {
-    if (family.name != "prescale_calls_total") continue;
-    size_t caller_at = 0, callee_at = 0;
-    for (size_t i = 0; i < family.label_names.size(); ++i) {
-      if (family.label_names[i] == "caller") caller_at = i;
-      if (family.label_names[i] == "callee") callee_at = i;
-    }
-    for (const auto& series : family.series) {
-      const std::string& caller = series.label_values[caller_at];
-      const std::string& callee = series.label_values[callee_at];
-      arrivals[callee] += series.value;
-      if (caller != "external") {
-        snapshot_.edges.push_back(scaling::EdgeObservation{caller, callee, series.value});
-      }
-    }
-  }
+  std::map<std::string, GatewayCounts> gateway = read_gateway();
 
   snapshot_.time = now;
   for (size_t si = 0; si < services_.size(); ++si) {
@@ -229,9 +280,8 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
     scaling::ServiceObservation& obs = snapshot_.services[si];
     obs.desired_replicas = supervisor_.desired(s.spec.name);
     obs.replicas.clear();
-    double requests = 0, errors = 0, inflight = 0, cpu_sum = 0;
+    double inflight = 0, cpu_sum = 0;
     int cpu_n = 0;
-    std::vector<double> bounds, delta;  // the window's latency histogram, all replicas
     std::map<std::string, ReplicaCounters> seen;
     for (const ReplicaStatus& r : supervisor_.replicas(s.spec.name)) {
       scaling::ReplicaObservation ro;
@@ -252,25 +302,11 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
       if (live) {
         if (std::optional<ReplicaScrape> scrape = scraper_->scrape(r.port)) {
           auto prev = s.replicas.find(r.id);
-          const bool continues = prev != s.replicas.end() && prev->second.pid == r.pid &&
-                                 scrape->requests >= prev->second.last.requests;
-          const ReplicaScrape* base = continues ? &prev->second.last : nullptr;
-          requests += scrape->requests - (base ? base->requests : 0);
-          errors += scrape->errors - (base ? base->errors : 0);
+          const bool continues = prev != s.replicas.end() && prev->second.pid == r.pid;
           inflight += scrape->inflight;
-          if (bounds.empty()) {
-            bounds = scrape->bounds;
-            delta.assign(scrape->cumulative.size(), 0);
-          }
-          if (scrape->bounds == bounds) {
-            for (size_t i = 0; i < delta.size(); ++i) {
-              delta[i] += scrape->cumulative[i] -
-                          (base && base->cumulative.size() == delta.size() ? base->cumulative[i] : 0);
-            }
-          }
-          if (base && real_elapsed > 0 && !std::isnan(scrape->cpu_seconds) &&
-              !std::isnan(base->cpu_seconds)) {
-            ro.cpu_utilization = (scrape->cpu_seconds - base->cpu_seconds) / real_elapsed;
+          if (continues && real_elapsed > 0 && !std::isnan(scrape->cpu_seconds) &&
+              !std::isnan(prev->second.last.cpu_seconds)) {
+            ro.cpu_utilization = (scrape->cpu_seconds - prev->second.last.cpu_seconds) / real_elapsed;
             cpu_sum += *ro.cpu_utilization;
             ++cpu_n;
           }
@@ -283,13 +319,23 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
     }
     s.replicas = std::move(seen);
 
-    const double arrived_total = arrivals.count(s.spec.name) ? arrivals[s.spec.name] : 0;
-    const double arrived =
-        std::isnan(s.arrivals_total) ? 0 : std::max(0.0, arrived_total - s.arrivals_total);
-    s.arrivals_total = arrived_total;
-    const double served = std::max(0.0, requests - errors);
+    // The window's requests as the gateway saw them: what the service's callers experienced.
+    const GatewayCounts& now_counts = gateway[s.spec.name];
+    const bool first = !s.gateway;
+    const GatewayCounts& base = first ? now_counts : *s.gateway;
+    const double arrived = std::max(0.0, now_counts.arrivals - base.arrivals);
+    const double answered = std::max(0.0, now_counts.responses - base.responses);
+    const double failed = std::max(0.0, now_counts.errors - base.errors);
+    const double served = std::max(0.0, answered - failed);
+    std::vector<double> delta = now_counts.cumulative;
+    if (base.cumulative.size() == delta.size() && base.bounds == now_counts.bounds) {
+      for (size_t i = 0; i < delta.size(); ++i) delta[i] -= base.cumulative[i];
+    }
+    const double slow = first ? 0
+                              : std::min(served, histogram_count_above(s.spec.slo_latency_p99_seconds,
+                                                                       now_counts.bounds, delta));
+    s.gateway = now_counts;
     s.served_total += served;
-    const double slow = histogram_count_above(s.spec.slo_latency_p99_seconds, bounds, delta);
 
     scaling::WindowMetrics& w = obs.window;
     w.sampled_at = now;
@@ -298,10 +344,11 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
     if (real_elapsed > 0) {
       w.arrival_rps = arrived / real_elapsed;
       w.served_rps = served / real_elapsed;
-      w.dropped_rps = std::max(0.0, arrived - requests) / real_elapsed + errors / real_elapsed;
-      w.slow_rps = std::min(slow, served) / real_elapsed;
+      w.dropped_rps = failed / real_elapsed;
+      w.slow_rps = slow / real_elapsed;
       w.concurrency = inflight;
-      w.latency_p99_seconds = requests > 0 ? histogram_quantile(0.99, bounds, delta) : NAN;
+      w.latency_p99_seconds =
+          answered > 0 ? histogram_quantile(0.99, now_counts.bounds, delta) : NAN;
       w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
       obs.last_second = scaling::SecondMetrics{now, inflight, arrived / real_elapsed, true};
     }
@@ -310,9 +357,9 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
                         static_cast<double>(obs.replicas.size())
                   : 0;
     for (Totals* t : {&totals_, &s.totals}) {
-      t->requests += arrived;
-      t->within_slo += std::max(0.0, served - slow);
-      t->failed += std::max(0.0, arrived - requests) + errors;
+      t->requests += answered;
+      t->within_slo += served - slow;
+      t->failed += failed;
       t->replica_seconds += replica_seconds;
     }
   }

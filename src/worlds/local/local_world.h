@@ -3,10 +3,10 @@
 // (Prometheus text, parsed with telemetry::parse_text) and reads the gateway's per-edge call
 // counters, and turns the counter deltas into the Snapshot the policies read:
 //   arrivals   prescale_calls_total{callee=<service>} at the gateway (every caller, external too);
-//   served, latency p99, slow (over the SLO)   the replicas' prescale_requests_total and
-//              prescale_request_duration_seconds (p99 and the slow share interpolated within
-//              histogram buckets, as Prometheus' histogram_quantile does);
-//   dropped    arrivals not served in the window (rejected or failed at the gateway);
+//   served, failed, latency p99, slow (over the SLO)   the gateway's prescale_requests_total and
+//              prescale_request_duration_seconds of the routes leading to the service — what its
+//              callers experienced (p99 and the slow share interpolated within histogram buckets,
+//              as Prometheus' histogram_quantile does); failed = 5xx answers;
 //   concurrency  the replicas' prescale_inflight_requests;   CPU  process_cpu_seconds_total.
 // Rates are requests per real second; only the controller's time axis may be scaled (a demo
 // replaying a day in minutes runs the controller on a faster clock): `time_scale` is how many
@@ -16,6 +16,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +57,8 @@ struct LocalWorldOptions {
   Clock* real_clock = &Clock::real();  // the Supervisor's; rates are per second of this one
   double time_scale = 1;               // controller seconds per real second
   std::chrono::milliseconds scrape_timeout{1000};
+  // The gateway's route labels and the service each leads to (Gateway::route_services()).
+  std::map<std::string, std::string> route_service;
 };
 
 class LocalWorld final : public control::World {
@@ -84,7 +87,9 @@ class LocalWorld final : public control::World {
 
  private:
   struct ReplicaCounters;
+  struct GatewayCounts;
   struct ServiceState;
+  std::map<std::string, GatewayCounts> read_gateway();
   Clock::TimePoint to_controller_time(Clock::TimePoint real, Clock::TimePoint real_now,
                                       Clock::TimePoint now) const;
 

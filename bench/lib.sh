@@ -1,0 +1,39 @@
+# shellcheck shell=bash
+# Shell functions shared by the bench/ scripts. Source it; it defines functions only.
+# Every function that starts nothing is safe in a `set -euo pipefail` script.
+
+# A TCP port free on 127.0.0.1 now (another process may take it before the caller binds it).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# URL: returns once it answers 2xx, exits the script after 10 s.
+wait_for() {
+  for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "not answering: $1" >&2; exit 1
+}
+
+# FILE written by `--port-file`: prints the port once the file is there, exits the script after
+# SECONDS (default 30; loading a large model takes a while).
+wait_port_file() {
+  local tries=$(( ${2:-30} * 10 ))
+  for _ in $(seq 1 "$tries"); do [ -s "$1" ] && { cat "$1"; return 0; }; sleep 0.1; done
+  echo "no port written to $1" >&2; exit 1
+}
+
+# wrk's latency figure ("812.00us", "1.23ms", "2.01s") in milliseconds.
+to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'; }
+
+# Numbers on stdin, one a line: their median.
+median() { sort -g | awk '{a[NR]=$1} END { if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
+
+# wrk --latency output on stdin: prints "req/s p50_ms p99_ms"; warns on stderr, naming LABEL,
+# when some responses were not 2xx/3xx or sockets failed.
+wrk_stats() {
+  local out rps p50 p99 errors
+  out=$(cat)
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx or 3xx responses:/ {print "non-2xx=" $NF} /Socket errors:/ {print "socket_errors"}' <<<"$out" | tr '\n' ' ')
+  [ -z "$errors" ] || echo "warning: ${1:-wrk}: $errors" >&2
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+}
