@@ -175,8 +175,9 @@ check points '"appended"' curl -fsS "http://127.0.0.1:$fc_port/v1/series/nasa/po
 check stream '"p99"' curl -fsS "http://127.0.0.1:$fc_port/v1/series/nasa/forecast?horizon=15"
 
 # --- measurements -------------------------------------------------------------------------------
-# Prints "p50_ms p99_ms" of a `prescale load` JSON report; warns when a request was not answered
-# with a status below 400.
+# Prints "p50_ms p99_ms late_percent" of a `prescale load` JSON report (late: sent over 1 ms after
+# its scheduled time, because all connections were busy or the client fell behind); warns when a
+# request was not answered with a status below 400.
 load_stats() {
   python3 - "$1" "$2" <<'PY'
 import json, sys
@@ -186,7 +187,8 @@ if q["ok"] != q["scheduled"]:
     print(f"warning: {sys.argv[2]}: {q['ok']} of {q['scheduled']} answered ok "
           f"(status {r['status']}, errors {q['errors']}, unfinished {q['unfinished']})",
           file=sys.stderr)
-print(f"{r['latency_ms']['p50']:.3f} {r['latency_ms']['p99']:.3f}")
+print(f"{r['latency_ms']['p50']:.3f} {r['latency_ms']['p99']:.3f} "
+      f"{100 * q['late'] / max(q['sent'], 1):.1f}")
 PY
 }
 
@@ -212,10 +214,10 @@ measure() {
     "$prescale" load --rate "$rate" --duration "${duration}s" --target "$url" --mix "$mix" \
       --connections "$connections" --threads 1 --seed "$r" --timeout 10s \
       --json "$work/load.json" >/dev/null
-    read -r p50 p99 <<<"$(load_stats "$work/load.json" "$name")"
+    read -r p50 p99 late <<<"$(load_stats "$work/load.json" "$name")"
     echo "$p50 $p99" >> "$work/$name.lat"
-    printf '  %-22s round %s  at %s req/s  p50 %s ms  p99 %s ms\n' "$name" "$r" "$rate" "$p50" \
-      "$p99" >&2
+    printf '  %-22s round %s  at %s req/s  p50 %s ms  p99 %s ms  late %s %%\n' "$name" "$r" \
+      "$rate" "$p50" "$p99" "$late" >&2
   done
   echo "$name $peak $rate $(cut -d' ' -f1 "$work/$name.lat" | median)" \
     "$(cut -d' ' -f2 "$work/$name.lat" | median)" >> "$work/results.txt"

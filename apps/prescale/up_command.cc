@@ -11,6 +11,7 @@
 #include <map>
 
 #include "command_util.h"
+#include "dashboard_feed.h"
 #include "control/controller.h"
 #include "control/history_store.h"
 #include "control/persistent_policy_state.h"
@@ -328,9 +329,14 @@ int run_up(const UpFlags& f) {
   local::SupervisorOptions so;
   so.log_dir = (state / "logs").string();
   so.run_dir = (state / "run").string();
+  std::unique_ptr<DashboardFeed> feed;  // made once the policy exists; replicas start before
   so.on_event = [&](const local::ReplicaEvent& e) {
-    spdlog::info("{} {}: {}", e.kind, e.replica, e.message);
-    model.add_event({unix_seconds(real.wall_now()), e.kind, e.service, e.replica, e.message});
+    if (feed) {
+      feed->on_replica_event(e);
+    } else {
+      spdlog::info("{} {}: {}", e.kind, e.replica, e.message);
+      model.add_event({unix_seconds(real.wall_now()), e.kind, e.service, e.replica, e.message});
+    }
   };
   local::Supervisor supervisor(so, launcher, probe, endpoints);
   const std::string self = self_executable();
@@ -378,6 +384,9 @@ int run_up(const UpFlags& f) {
   control::World& acted_on = f.recommend_only ? static_cast<control::World&>(advisor) : world;
   control::Controller controller(acted_on, **policy, specs, clock);
   auto* prescale_policy = dynamic_cast<scaling::PrescalePolicy*>(policy->get());
+  feed = std::make_unique<DashboardFeed>(
+      model, world, prescale_policy,
+      DashboardFeedOptions{policy_name, f.recommend_only, f.time_scale}, real);
 
   // The learned state: restored from the state directory, or seeded on a first start.
   if (!f.seed_trace.empty() && prescale_policy == nullptr) {
@@ -442,100 +451,21 @@ int run_up(const UpFlags& f) {
             << (f.recommend_only ? " (recommend only)" : "") << ", state " << f.state_dir
             << std::endl;
 
-  const double started_at = unix_seconds(real.wall_now());
-  size_t events_seen = 0;
-  int scaling_events = 0;
-  std::map<std::string, std::pair<int, std::string>> decisions;  // service -> (replicas, why)
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   const timespec tick{0, 100'000'000};
-  Clock::TimePoint next_point = real.now();
-  std::map<std::string, std::pair<double, local::LocalWorld::Totals>> point_totals;
   int sig = 0;
   while ((sig = sigtimedwait(&stop_signals, nullptr, &tick)) < 0) {
     supervisor.tick(real.now());
     if (clock.now() < controller.next_tick()) continue;
-    std::optional<scaling::Plan> plan = controller.tick();
+    const std::optional<scaling::Plan> plan = controller.tick();
     if (clock.now() >= next_save) {
       save_state();
       next_save = clock.now() + std::chrono::minutes(1);
     }
-    const double t = unix_seconds(real.wall_now());
-    if (plan) {
-      for (const scaling::Decision& d : plan->decisions) {
-        auto& last = decisions[d.service];
-        if (f.recommend_only && last.first != d.replicas) {
-          model.add_event({t, "recommend", d.service, "",
-                           std::to_string(d.replicas) + " replicas: " + d.reason});
-        }
-        last = {d.replicas, d.reason};
-        (void)model.set_decision(d.service, t, d.replicas, d.reason);
-      }
-    }
-    for (; events_seen < controller.events().size(); ++events_seen) {
-      const control::Event& e = controller.events()[events_seen];
-      ++scaling_events;
-      spdlog::info("scale {} {} -> {}: {}", e.service, e.from_replicas, e.to_replicas, e.reason);
-      model.add_event({t, "scale", e.service, "",
-                       std::to_string(e.from_replicas) + " -> " + std::to_string(e.to_replicas) +
-                           ": " + e.reason});
-    }
-    // The dashboard keeps a point per second of real time at most: a compressed clock ticks the
-    // controller every loop, and its windows are too short to be worth a point each.
-    if (real.now() < next_point) continue;
-    next_point = real.now() + std::chrono::seconds(1);
-    const scaling::Snapshot& snap = controller.last_snapshot();
-    for (const scaling::ServiceObservation& obs : snap.services) {
-      if (obs.window.length <= Clock::Duration::zero()) continue;
-      // Load and errors over the point's whole interval, from the world's running totals.
-      const local::LocalWorld::Totals now_totals = world.totals(obs.name);
-      auto& last = point_totals[obs.name];
-      const double span = t - last.first;
-      const double arrived = now_totals.requests - last.second.requests;
-      const double failed = now_totals.failed - last.second.failed;
-      const bool first_point = last.first == 0;
-      last = {t, now_totals};
-      if (first_point || span <= 0) continue;
-      dashboard::ServicePoint p;
-      p.t = t;
-      p.load_rps = arrived / span;
-      p.planned_replicas = f.recommend_only && decisions.count(obs.name)
-                               ? decisions[obs.name].first
-                               : obs.desired_replicas;
-      p.ready_replicas = obs.count(scaling::ReplicaState::kReady);
-      p.p99_ms = std::isnan(obs.window.latency_p99_seconds) ? dashboard::kNoValue
-                                                            : obs.window.latency_p99_seconds * 1000;
-      p.errors_rps = std::max(0.0, failed) / span;
-      if (prescale_policy != nullptr) {
-        const forecast::QuantileForecast fc = prescale_policy->demand_forecast(obs.name);
-        if (!fc.p50.empty()) {
-          p.forecast_p50 = fc.p50[0];
-          p.forecast_p90 = fc.p90[0];
-          p.forecast_p99 = fc.p99[0];
-          std::vector<dashboard::ForecastPoint> band;
-          for (size_t i = 0; i < fc.p50.size(); ++i) {
-            band.push_back({t + 60.0 * static_cast<double>(i + 1) / f.time_scale, fc.p50[i],
-                            fc.p90[i], fc.p99[i]});
-          }
-          (void)model.set_forecast(obs.name, std::move(band));
-        }
-      }
-      (void)model.append_point(obs.name, p);
-    }
-    std::vector<dashboard::Edge> edges;
-    if (prescale_policy != nullptr) {
-      for (const auto& e : prescale_policy->topology().learned_edges()) {
-        edges.push_back({e.edge.caller, e.edge.callee, e.edge.fanout, dashboard::kNoValue});
-      }
-    }
-    model.set_graph(std::move(edges));
-    const local::LocalWorld::Totals totals = world.totals();
-    model.set_overview({policy_name, f.recommend_only, started_at, t, totals.requests,
-                        totals.requests > 0 ? totals.within_slo / totals.requests
-                                            : dashboard::kNoValue,
-                        totals.replica_seconds / 3600.0, scaling_events});
+    feed->after_tick(controller, plan);
   }
 
   spdlog::info("received {}, stopping: draining replicas", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -554,7 +484,7 @@ int run_up(const UpFlags& f) {
             << ", within SLO "
             << (totals.requests > 0 ? 100.0 * totals.within_slo / totals.requests : 100.0)
             << " %, replica-hours " << totals.replica_seconds / 3600.0 << ", scaling events "
-            << scaling_events << std::endl;
+            << feed->scaling_events() << std::endl;
   return 0;
 }
 

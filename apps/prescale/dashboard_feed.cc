@@ -1,0 +1,117 @@
+#include "dashboard_feed.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "scaling/prescale_policy.h"
+
+namespace prescale {
+namespace {
+
+double unix_seconds(Clock::WallTime t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+DashboardFeed::DashboardFeed(dashboard::DashboardModel& model, const local::LocalWorld& world,
+                             const scaling::PrescalePolicy* prescale_policy,
+                             DashboardFeedOptions options, Clock& real_clock)
+    : model_(model),
+      world_(world),
+      policy_(prescale_policy),
+      options_(std::move(options)),
+      real_(real_clock),
+      started_at_(unix_seconds(real_clock.wall_now())),
+      next_point_(real_clock.now()) {}
+
+void DashboardFeed::on_replica_event(const local::ReplicaEvent& e) {
+  spdlog::info("{} {}: {}", e.kind, e.replica, e.message);
+  model_.add_event({unix_seconds(real_.wall_now()), e.kind, e.service, e.replica, e.message});
+}
+
+void DashboardFeed::after_tick(const control::Controller& controller,
+                               const std::optional<scaling::Plan>& plan) {
+  const double t = unix_seconds(real_.wall_now());
+  if (plan) {
+    for (const scaling::Decision& d : plan->decisions) {
+      auto& last = decisions_[d.service];
+      if (options_.recommend_only && last.first != d.replicas) {
+        model_.add_event({t, "recommend", d.service, "",
+                          std::to_string(d.replicas) + " replicas: " + d.reason});
+      }
+      last = {d.replicas, d.reason};
+      (void)model_.set_decision(d.service, t, d.replicas, d.reason);
+    }
+  }
+  for (; events_seen_ < controller.events().size(); ++events_seen_) {
+    const control::Event& e = controller.events()[events_seen_];
+    ++scaling_events_;
+    spdlog::info("scale {} {} -> {}: {}", e.service, e.from_replicas, e.to_replicas, e.reason);
+    model_.add_event({t, "scale", e.service, "",
+                      std::to_string(e.from_replicas) + " -> " + std::to_string(e.to_replicas) +
+                          ": " + e.reason});
+  }
+  // A point per second of real time at most: a compressed clock ticks the controller every
+  // loop, and its windows are too short to be worth a point each.
+  if (real_.now() < next_point_) return;
+  next_point_ = real_.now() + std::chrono::seconds(1);
+  add_points(controller.last_snapshot(), t);
+
+  std::vector<dashboard::Edge> edges;
+  if (policy_ != nullptr) {
+    for (const auto& e : policy_->topology().learned_edges()) {
+      edges.push_back({e.edge.caller, e.edge.callee, e.edge.fanout, dashboard::kNoValue});
+    }
+  }
+  model_.set_graph(std::move(edges));
+  const local::LocalWorld::Totals totals = world_.totals();
+  model_.set_overview({options_.policy, options_.recommend_only, started_at_, t, totals.requests,
+                       totals.requests > 0 ? totals.within_slo / totals.requests
+                                           : dashboard::kNoValue,
+                       totals.replica_seconds / 3600.0, scaling_events_});
+}
+
+void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
+  for (const scaling::ServiceObservation& obs : snapshot.services) {
+    if (obs.window.length <= Clock::Duration::zero()) continue;
+    const local::LocalWorld::Totals now_totals = world_.totals(obs.name);
+    auto& last = point_totals_[obs.name];
+    const double span = t - last.first;
+    const double answered = now_totals.requests - last.second.requests;
+    const double failed = now_totals.failed - last.second.failed;
+    const bool first_point = last.first == 0;
+    last = {t, now_totals};
+    if (first_point || span <= 0) continue;
+    dashboard::ServicePoint p;
+    p.t = t;
+    p.load_rps = answered / span;
+    const auto decision = decisions_.find(obs.name);
+    p.planned_replicas = options_.recommend_only && decision != decisions_.end()
+                             ? decision->second.first
+                             : obs.desired_replicas;
+    p.ready_replicas = obs.count(scaling::ReplicaState::kReady);
+    p.p99_ms = std::isnan(obs.window.latency_p99_seconds) ? dashboard::kNoValue
+                                                          : obs.window.latency_p99_seconds * 1000;
+    p.errors_rps = std::max(0.0, failed) / span;
+    if (policy_ != nullptr) {
+      const forecast::QuantileForecast fc = policy_->demand_forecast(obs.name);
+      if (!fc.p50.empty()) {
+        p.forecast_p50 = fc.p50[0];
+        p.forecast_p90 = fc.p90[0];
+        p.forecast_p99 = fc.p99[0];
+        std::vector<dashboard::ForecastPoint> band;
+        for (size_t i = 0; i < fc.p50.size(); ++i) {
+          band.push_back({t + 60.0 * static_cast<double>(i + 1) / options_.time_scale, fc.p50[i],
+                          fc.p90[i], fc.p99[i]});
+        }
+        (void)model_.set_forecast(obs.name, std::move(band));
+      }
+    }
+    (void)model_.append_point(obs.name, p);
+  }
+}
+
+}  // namespace prescale

@@ -1,0 +1,59 @@
+// DashboardFeed: what `prescale up` shows on its dashboard, taken from the controller after each
+// tick — the policy's decisions and scaling events (with their reasons), replica events, a point
+// per service at most once a second of real time (load and errors from the world's running
+// totals, so a point covers its whole interval however often the controller ticks), the forecast
+// band ahead, the learned call graph and the run's totals.
+//
+// Thread safety: one thread (the controller's) calls it; the model is safe to read meanwhile.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "control/controller.h"
+#include "core/clock.h"
+#include "dashboard/dashboard_model.h"
+#include "worlds/local/local_world.h"
+
+namespace prescale::scaling {
+class PrescalePolicy;
+}
+
+namespace prescale {
+
+struct DashboardFeedOptions {
+  std::string policy;
+  bool recommend_only = false;  // decisions are shown as planned replicas and "recommend" events
+  double time_scale = 1;        // controller seconds per real second (the forecast's minutes)
+};
+
+class DashboardFeed {
+ public:
+  // `prescale_policy` may be null (another policy: no forecast band, no learned graph).
+  DashboardFeed(dashboard::DashboardModel& model, const local::LocalWorld& world,
+                const scaling::PrescalePolicy* prescale_policy, DashboardFeedOptions options,
+                Clock& real_clock);
+
+  void after_tick(const control::Controller& controller, const std::optional<scaling::Plan>& plan);
+  void on_replica_event(const local::ReplicaEvent& event);
+  int scaling_events() const { return scaling_events_; }
+
+ private:
+  void add_points(const scaling::Snapshot& snapshot, double t);
+
+  dashboard::DashboardModel& model_;
+  const local::LocalWorld& world_;
+  const scaling::PrescalePolicy* policy_;
+  DashboardFeedOptions options_;
+  Clock& real_;
+  double started_at_;
+  size_t events_seen_ = 0;
+  int scaling_events_ = 0;
+  std::map<std::string, std::pair<int, std::string>> decisions_;  // service -> (replicas, why)
+  Clock::TimePoint next_point_;
+  std::map<std::string, std::pair<double, local::LocalWorld::Totals>> point_totals_;
+};
+
+}  // namespace prescale
