@@ -48,7 +48,9 @@ std::string ramp_trace(int days) {
   return csv;
 }
 
-// One echo service behind the gateway; per-try timeouts and retries for the GETs.
+// One echo service behind the gateway; per-try timeouts and retries for the GETs. Its replicas
+// run one thread, and `GET /busy/10` holds it 10 ms: about 50 req/s each within the 100 ms SLO
+// (M/M/1: 100/s − ln 100 / 0.1 s), as declared.
 std::string echo_yaml(const std::string& policy_period) {
   return R"(version: 1
 policy: {name: prescale, period: )" +
@@ -59,6 +61,7 @@ services:
     replicas: {min: 1, max: 6, initial: 1}
     startup_time: 1s
     capacity_rps: 50
+    concurrency: 1
     slo: {latency_p99_ms: 100}
 gateway:
   listen: "127.0.0.1:0"
@@ -162,7 +165,7 @@ TEST(UpTest, ThePlanLeadsTheRampAndNoRequestFailsThroughAKillAndScaleDowns) {
   Subprocess load({PRESCALE_BIN, "load", "--trace", trace, "--offset",
                    std::to_string(start_minute) + "m", "--speedup", "60", "--duration", "75s",
                    "--target", "http://127.0.0.1:" + std::to_string(up.gateway_port), "--mix",
-                   "GET /echo:1", "--connections", "128", "--json", dir.file("load.json")},
+                   "GET /busy/10:1", "--connections", "128", "--json", dir.file("load.json")},
                   dir.file("load.log"));
   // In the middle of the plateau (trace minute 745), a replica dies.
   std::this_thread::sleep_for(40s);
@@ -235,8 +238,9 @@ TEST(UpTest, ThePlanLeadsTheRampAndNoRequestFailsThroughAKillAndScaleDowns) {
   EXPECT_TRUE(scaled_down) << events.dump();
 
   // The plan leads the load: once the load needs more than one replica, the replicas it needs
-  // (at the declared 50 req/s each) are already ready — they were started for the forecast
-  // ramp, not after it was observed. One point of slack for the step the ramp begins with.
+  // (at the capacity per replica the policy planned with) are already ready — they were started
+  // for the forecast ramp, not after it was observed. One point of slack for the step the ramp
+  // begins with.
   const auto& t = series["series"]["t"];
   const auto& load_rps = series["series"]["load_rps"];
   const auto& ready = series["series"]["ready_replicas"];
@@ -252,6 +256,25 @@ TEST(UpTest, ThePlanLeadsTheRampAndNoRequestFailsThroughAKillAndScaleDowns) {
       back_t = e["t"].get<double>();
     }
   }
+  // The per-replica capacity the policy planned with (learned; its reasons say "/ X rps per
+  // replica"), as of each point.
+  std::vector<std::pair<double, double>> capacity_at;  // (t, rps per replica)
+  static const std::regex capacity_re("/ ([0-9.]+) rps per replica");
+  for (const auto& e : events["events"]) {
+    std::smatch m;
+    const std::string message = e.value("message", "");
+    if (e.value("kind", "") == "scale" && std::regex_search(message, m, capacity_re)) {
+      capacity_at.emplace_back(e["t"].get<double>(), std::stod(m[1]));
+    }
+  }
+  std::sort(capacity_at.begin(), capacity_at.end());
+  auto capacity = [&](double when) {
+    double c = 50;  // the declared seed
+    for (const auto& [t_event, rps] : capacity_at) {
+      if (t_event <= when) c = rps;
+    }
+    return c;
+  };
   int short_points = 0, ramp_points = 0;
   std::string trail;
   for (size_t i = 0; i < t.size(); ++i) {
@@ -262,14 +285,14 @@ TEST(UpTest, ThePlanLeadsTheRampAndNoRequestFailsThroughAKillAndScaleDowns) {
     char row[64];
     std::snprintf(row, sizeof row, " %.0f/%d", l, r);
     trail += row;
-    if (l < 60) continue;
+    if (l < 1.2 * capacity(t[i].get<double>())) continue;
     const double ti = t[i].get<double>();
     if (crash_t > 0 && ti >= crash_t && ti <= back_t + 1) continue;
     ++ramp_points;
-    if (r * 50 < 0.9 * l) ++short_points;
+    if (r * capacity(ti) < 0.9 * l) ++short_points;
   }
   std::printf("load/ready per second:%s\n", trail.c_str());
-  EXPECT_GE(most_ready, 3);
+  EXPECT_GE(most_ready, 2);
   EXPECT_GE(ramp_points, 20);
   EXPECT_LE(short_points, 1) << "points where the ready replicas fell short of the load";
   // No replica outlives the platform.

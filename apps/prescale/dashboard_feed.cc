@@ -83,6 +83,11 @@ void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
     const double answered = now_totals.requests - last.second.requests;
     const double failed = now_totals.failed - last.second.failed;
     const bool first_point = last.first == 0;
+    if (const double ejected = now_totals.ejections - last.second.ejections; ejected > 0) {
+      model_.add_event({t, "eject", obs.name, "",
+                        std::to_string(static_cast<long long>(ejected)) +
+                            " replica(s) ejected by the gateway's outlier detection"});
+    }
     last = {t, now_totals};
     if (first_point || span <= 0) continue;
     dashboard::ServicePoint p;

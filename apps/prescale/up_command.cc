@@ -142,6 +142,9 @@ scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale) {
   spec.min_replicas = s.replicas.min;
   spec.max_replicas = s.replicas.max;
   spec.capacity_rps = s.capacity_rps;
+  // Built-in recommend and fraud replicas run with one I/O thread that computes each answer.
+  const bool one_at_a_time = s.kind == ServiceKind::kRecommend || s.kind == ServiceKind::kFraud;
+  spec.max_concurrency = s.concurrency > 0 ? s.concurrency : (one_at_a_time ? 1 : 0);
   spec.slo_latency_p99_seconds = s.slo.latency_p99_ms / 1000.0;
   // A replica takes startup_time of real time; on a compressed clock that is longer.
   spec.startup_time = std::chrono::duration_cast<Clock::Duration>(
@@ -379,6 +382,7 @@ int run_up(const UpFlags& f) {
   wo.clock = &clock;
   wo.time_scale = f.time_scale;
   for (const auto& [route, service] : (*gw)->route_services()) wo.route_service[route] = service;
+
   local::LocalWorld world(supervisor, registry, specs, wo);
   RecommendOnlyWorld advisor(world);
   control::World& acted_on = f.recommend_only ? static_cast<control::World&>(advisor) : world;

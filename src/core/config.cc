@@ -310,6 +310,7 @@ static void describe(Schema<ServiceConfig>& s) {
   s.field("replicas", &ServiceConfig::replicas);
   s.field("startup_time", &ServiceConfig::startup_time);
   s.field("capacity_rps", &ServiceConfig::capacity_rps).greater_than(0.0);
+  s.field("concurrency", &ServiceConfig::concurrency).at_least(0);
   s.field("slo", &ServiceConfig::slo);
   s.field("depends_on", &ServiceConfig::depends_on);
   s.field("model_dir", &ServiceConfig::model_dir);

@@ -82,6 +82,9 @@ struct ServiceConfig {
   ReplicaBounds replicas;
   std::chrono::milliseconds startup_time = std::chrono::seconds(30);  // start to ready
   double capacity_rps = 100;  // seed for requests/s one replica sustains within its SLO
+  // Requests one replica works on at once (Knative's containerConcurrency); 0 = not limited, or
+  // the kind's own (the built-in recommend and fraud replicas serve one at a time).
+  int concurrency = 0;
   SloConfig slo;
   std::vector<std::string> depends_on;  // names of services this one calls
   // builtin/recommend and builtin/fraud: the directory of versioned model files (prescale

@@ -532,6 +532,12 @@ TEST(ConfigError, ModelDirOnlyForModelServices) {
   EXPECT_EQ(ok->services[1].line, 5);
 }
 
+TEST(ConfigError, ConcurrencyIsNotNegative) {
+  EXPECT_EQ(error_of("version: 1\nservices:\n  - name: a\n    kind: builtin/echo\n"
+                     "    concurrency: -1\n"),
+            "prescale.yaml:5:18: services[0].concurrency: must be >= 0, got -1");
+}
+
 TEST(ConfigError, MalformedYamlReportsItsLine) {
   EXPECT_EQ(error_of("version: 1\nservices: [a, b\nworld: sim\n"),
             "prescale.yaml:3:6: invalid YAML: end of sequence flow not found");

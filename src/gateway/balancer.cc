@@ -28,6 +28,23 @@ std::vector<std::uint32_t>& hosts_in_service(std::span<const std::shared_ptr<Ups
   return in_service;
 }
 
+// Panic mode (Envoy's healthy panic threshold, at 0 %): when no host is in service, health
+// checks and outlier ejection are ignored and the hosts that are not draining and whose breaker
+// admits requests are used — an overloaded replica that its failures got ejected is still better
+// than answering every request 503 with nothing behind the gateway.
+std::vector<std::uint32_t>& hosts_in_panic(std::span<const std::shared_ptr<UpstreamHost>> hosts,
+                                           Clock::TimePoint now) {
+  std::vector<std::uint32_t>& usable = hosts_in_service(hosts, now);  // the same buffer
+  usable.clear();
+  for (std::size_t i = 0; i < hosts.size(); ++i) {
+    const UpstreamHost& h = *hosts[i];
+    if (!h.draining() && (h.breaker() == nullptr || h.breaker()->is_accepting(now))) {
+      usable.push_back(static_cast<std::uint32_t>(i));
+    }
+  }
+  return usable;
+}
+
 }  // namespace
 
 // --- UpstreamHost ------------------------------------------------------------------------------
@@ -132,10 +149,11 @@ std::shared_ptr<UpstreamHost> Balancer::choose(const HostSet& set, Clock::TimePo
   if (config_.policy == BalancerPolicy::kRoundRobin) {
     // Round robin over the hosts in service, so a skipped host's turn is not handed to its
     // neighbour (which would then get twice its share).
-    const std::vector<std::uint32_t>& in_service = hosts_in_service(hosts, now);
-    if (in_service.empty()) return nullptr;
+    const std::vector<std::uint32_t>* in_service = &hosts_in_service(hosts, now);
+    if (in_service->empty()) in_service = &hosts_in_panic(hosts, now);
+    if (in_service->empty()) return nullptr;
     const std::uint64_t turn = round_robin_.fetch_add(1, std::memory_order_relaxed);
-    return hosts[in_service[turn % in_service.size()]];
+    return hosts[(*in_service)[turn % in_service->size()]];
   }
 
   // Power of two choices: two distinct hosts drawn uniformly from those in service. Draw from all
@@ -155,7 +173,9 @@ std::shared_ptr<UpstreamHost> Balancer::choose(const HostSet& set, Clock::TimePo
     }
   }
   if (b == n) {
-    const std::vector<std::uint32_t>& in_service = hosts_in_service(hosts, now);
+    const std::vector<std::uint32_t>* listed = &hosts_in_service(hosts, now);
+    if (listed->empty()) listed = &hosts_in_panic(hosts, now);
+    const std::vector<std::uint32_t>& in_service = *listed;
     const std::size_t m = in_service.size();
     if (m == 0) return nullptr;
     if (m == 1) return hosts[in_service[0]];

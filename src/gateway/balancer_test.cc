@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <map>
 #include <thread>
 #include <vector>
@@ -90,7 +92,20 @@ TEST(Balancer, SkipsEveryKindOfExclusionAndSaysWhenNoneIsLeft) {
       EXPECT_EQ(h, hosts[4]);
     }
   }
+  // None in service: panic mode ignores health and ejection (hosts 1 and 2), never draining
+  // hosts (0, 4) nor an open breaker (3).
   hosts[4]->set_draining(true);
+  for (BalancerPolicy policy :
+       {BalancerPolicy::kPeakEwma, BalancerPolicy::kLeastRequest, BalancerPolicy::kRoundRobin}) {
+    Balancer b(BalancerConfig{.policy = policy, .seed = 7});
+    std::set<std::shared_ptr<UpstreamHost>> chosen;
+    for (int i = 0; i < 100; ++i) chosen.insert(b.choose(set, clock.now()));
+    chosen.erase(hosts[1]);
+    chosen.erase(hosts[2]);
+    EXPECT_TRUE(chosen.empty()) << "only hosts 1 and 2 may be chosen in panic";
+  }
+  hosts[1]->set_draining(true);
+  hosts[2]->set_draining(true);
   for (BalancerPolicy policy :
        {BalancerPolicy::kPeakEwma, BalancerPolicy::kLeastRequest, BalancerPolicy::kRoundRobin}) {
     Balancer b(BalancerConfig{.policy = policy, .seed = 7});

@@ -13,6 +13,9 @@ struct AttemptContext {
   std::optional<ResourceGuard> active;
   std::optional<ResourceGuard> retry;
   const Clock* clock = nullptr;
+  // The attempt never reached its endpoint (connect failure, nothing sent): retrying it is a
+  // replacement, not extra load, so that retry is not charged to the retry budget.
+  bool never_sent = false;
 
   ~AttemptContext() {
     request.reset();  // cancels an attempt that was never reported
@@ -108,7 +111,9 @@ std::optional<UpstreamPick> Cluster::select(int attempt, const UpstreamPick* pre
   }
   auto ctx = std::make_shared<AttemptContext>();
   ctx->clock = &clock_;
-  if (attempt > 0) {
+  const auto* previous_ctx =
+      previous != nullptr ? static_cast<const AttemptContext*>(previous->context.get()) : nullptr;
+  if (attempt > 0 && !(previous_ctx != nullptr && previous_ctx->never_sent)) {
     ctx->retry = budget_.try_start_retry(limits_.in_use(UpstreamResource::kRequests),
                                          limits_.in_use(UpstreamResource::kPendingRequests));
     if (!ctx->retry) {
@@ -156,6 +161,8 @@ std::optional<UpstreamPick> Cluster::select(int attempt, const UpstreamPick* pre
 void Cluster::report(const AttemptReport& report) {
   auto* ctx = static_cast<AttemptContext*>(report.pick.context.get());
   if (ctx == nullptr || !ctx->request) return;
+  ctx->never_sent = !report.request_sent && !report.cancelled &&
+                    report.outcome.error == UpstreamError::kConnectFailure;
   if (report.cancelled) {
     ctx->request->cancel();
   } else {

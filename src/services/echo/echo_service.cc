@@ -117,6 +117,19 @@ void EchoService::register_routes(runtime::Routes& routes) {
     delays_->push(clock_.now() + std::chrono::milliseconds(*ms), std::move(respond));
   });
 
+  // Holds its I/O thread for `ms` (at most 10000): a replica started with one thread then serves
+  // one request at a time, like a program that blocks per request — what capacity tests need.
+  routes.get("/busy/{ms}", [](http::Request& req, http::Responder respond) {
+    auto ms = parse_int(*req.param("ms"));
+    if (!ms || *ms < 0 || *ms > 10000) {
+      respond(http::error_response(400, "invalid_argument",
+                                   "path parameter ms: expected an integer in 0..10000"));
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(*ms));
+    respond(http::Response::text(200, "busy " + std::to_string(*ms) + " ms\n"));
+  });
+
   routes.get("/status/{code}", [](http::Request& req, http::Responder respond) {
     auto code = parse_int(*req.param("code"));
     if (!code || *code < 100 || *code > 599) {

@@ -5,6 +5,8 @@
 //   GET  /echo, POST /echo JSON describing the request: method, path, query, headers, body
 //   GET  /delay/{ms}       answers 200 after `ms` milliseconds (at most 60000) without
 //                          holding an I/O thread; for drain and timeout tests
+//   GET  /busy/{ms}        answers after `ms` milliseconds (at most 10000) holding its I/O
+//                          thread: with one thread, a replica of fixed capacity
 //   GET  /status/{code}    answers with that status code (100..599)
 #pragma once
 

@@ -170,7 +170,9 @@ struct LocalWorld::GatewayCounts {
   double arrivals = 0;   // prescale_calls_total{callee}
   double responses = 0;  // prescale_requests_total of the service's routes
   double errors = 0;     // of which 5xx
+  double ejections = 0;  // prescale_gateway_ejections_total{service}
   std::vector<double> bounds, cumulative;  // prescale_request_duration_seconds, summed
+  double latency_sum = 0;                  // its _sum: seconds spent by the answered requests
 };
 
 struct LocalWorld::ServiceState {
@@ -235,6 +237,14 @@ std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway() {
       }
       continue;
     }
+    if (family.name == "prescale_gateway_ejections_total") {
+      const size_t service_at = label_index(family, "service");
+      if (service_at >= family.label_names.size()) continue;
+      for (const auto& series : family.series) {
+        out[series.label_values[service_at]].ejections += series.value;
+      }
+      continue;
+    }
     const bool requests = family.name == "prescale_requests_total";
     const bool durations = family.name == "prescale_request_duration_seconds";
     if (!requests && !durations) continue;
@@ -258,6 +268,7 @@ std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway() {
           c.cumulative.assign(h.cumulative_counts.size(), 0);
         }
         if (h.upper_bounds != c.bounds) continue;  // one layout per service, as registered
+        c.latency_sum += h.sum;
         for (size_t i = 0; i < c.cumulative.size(); ++i) {
           c.cumulative[i] += static_cast<double>(h.cumulative_counts[i]);
         }
@@ -326,6 +337,7 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
     const double arrived = std::max(0.0, now_counts.arrivals - base.arrivals);
     const double answered = std::max(0.0, now_counts.responses - base.responses);
     const double failed = std::max(0.0, now_counts.errors - base.errors);
+    const double ejected = std::max(0.0, now_counts.ejections - base.ejections);
     const double served = std::max(0.0, answered - failed);
     std::vector<double> delta = now_counts.cumulative;
     if (base.cumulative.size() == delta.size() && base.bounds == now_counts.bounds) {
@@ -334,6 +346,12 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
     const double slow = first ? 0
                               : std::min(served, histogram_count_above(s.spec.slo_latency_p99_seconds,
                                                                        now_counts.bounds, delta));
+    // Mean requests in the service over the window, by Little's law: the time the window's
+    // answered requests spent, per second. A gauge read once per window is a sample, not a
+    // mean, and too noisy at one request at a time.
+    if (!first && real_elapsed > 0) {
+      inflight = std::max(0.0, now_counts.latency_sum - base.latency_sum) / real_elapsed;
+    }
     s.gateway = now_counts;
     s.served_total += served;
 
@@ -360,6 +378,7 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
       t->requests += answered;
       t->within_slo += served - slow;
       t->failed += failed;
+      t->ejections += ejected;
       t->replica_seconds += replica_seconds;
     }
   }

@@ -7,7 +7,9 @@
 //              prescale_request_duration_seconds of the routes leading to the service — what its
 //              callers experienced (p99 and the slow share interpolated within histogram buckets,
 //              as Prometheus' histogram_quantile does); failed = 5xx answers;
-//   concurrency  the replicas' prescale_inflight_requests;   CPU  process_cpu_seconds_total.
+//   concurrency  the window's mean, by Little's law from the gateway's latency sum (time spent by
+//              the answered requests per second), which counts time queued inside a replica;
+//   CPU        the replicas' process_cpu_seconds_total.
 // Rates are requests per real second; only the controller's time axis may be scaled (a demo
 // replaying a day in minutes runs the controller on a faster clock): `time_scale` is how many
 // controller seconds pass per real second.
@@ -15,6 +17,7 @@
 // Thread safety: one thread — the one that ticks the Supervisor — calls everything.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <memory>
@@ -59,6 +62,7 @@ struct LocalWorldOptions {
   std::chrono::milliseconds scrape_timeout{1000};
   // The gateway's route labels and the service each leads to (Gateway::route_services()).
   std::map<std::string, std::string> route_service;
+
 };
 
 class LocalWorld final : public control::World {
@@ -77,7 +81,8 @@ class LocalWorld final : public control::World {
   struct Totals {
     double requests = 0;
     double within_slo = 0;
-    double failed = 0;  // answered 5xx or never answered by a replica
+    double failed = 0;      // answered 5xx (by a replica or by the gateway)
+    double ejections = 0;   // the gateway's outlier ejections of the service's replicas
     double replica_seconds = 0;
   };
   Totals totals() const { return totals_; }
