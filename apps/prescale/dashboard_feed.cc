@@ -46,6 +46,9 @@ void DashboardFeed::after_tick(const control::Controller& controller,
       (void)model_.set_decision(d.service, t, d.replicas, d.reason);
     }
   }
+  // Recommending only, the controller's "changes" were never made: the recommend events above
+  // say what it would do.
+  if (options_.recommend_only) events_seen_ = controller.events().size();
   for (; events_seen_ < controller.events().size(); ++events_seen_) {
     const control::Event& e = controller.events()[events_seen_];
     ++scaling_events_;

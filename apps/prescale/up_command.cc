@@ -442,9 +442,26 @@ int run_up(const UpFlags& f) {
       }
       return true;
     };
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    const timespec wait{0, 20'000'000};
     while (!all_ready() && real.now() < deadline) {
       supervisor.tick(real.now());
-      ::usleep(20'000);
+      if (sigtimedwait(&stop, nullptr, &wait) > 0) {  // Ctrl-C while replicas start
+        supervisor.stop_all();
+        const Clock::TimePoint give_up = real.now() + std::chrono::seconds(30);
+        while (!supervisor.idle() && real.now() < give_up) {
+          supervisor.tick(real.now());
+          ::usleep(50'000);
+        }
+        gateway_server->shutdown(std::chrono::milliseconds(0));
+        ui_server->shutdown(std::chrono::milliseconds(0));
+        (*gw)->stop_upkeep();
+        std::cerr << "prescale up: stopped before every service was ready\n";
+        return 0;
+      }
     }
     if (!all_ready()) spdlog::warn("not every service is ready after 60 s; starting anyway");
   }

@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <linux/close_range.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -122,6 +124,8 @@ Result<std::unique_ptr<Process>> PosixLauncher::launch(const LaunchSpec& spec) {
     return make_error(ErrorCode::kUnavailable, std::string("pipe: ") + std::strerror(errno));
   }
   const pid_t parent = ::getpid();
+  const long open_max = ::sysconf(_SC_OPEN_MAX);
+  const int max_fd = open_max > 0 && open_max < 65536 ? static_cast<int>(open_max) : 65536;
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::setpgid(0, 0);
@@ -134,6 +138,11 @@ Result<std::unique_ptr<Process>> PosixLauncher::launch(const LaunchSpec& spec) {
     if (null_fd >= 0) ::dup2(null_fd, 0);
     ::dup2(log_fd, 1);
     ::dup2(log_fd, 2);
+    // Nothing else of ours crosses exec: the platform's listening sockets and connections (Asio
+    // opens them without close-on-exec) must not live on in replicas or what they start.
+    if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+      for (int fd = 3; fd < max_fd; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
     ::execve(exe->c_str(), argv.data(), envp.data());
     const int err = errno;
     [[maybe_unused]] auto n = ::write(report[1], &err, sizeof err);

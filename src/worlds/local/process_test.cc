@@ -1,9 +1,11 @@
 #include "worlds/local/process.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -57,6 +59,26 @@ TEST_F(ProcessTest, PassesTheEnvironmentItIsGiven) {
   ASSERT_TRUE(p);
   EXPECT_EQ(wait_exit(**p), 0);
   EXPECT_NE(slurp(log).find("PRESCALE_TEST_VALUE=42\n"), std::string::npos);
+}
+
+TEST_F(ProcessTest, NoDescriptorOfOursCrossesExec) {
+  // A descriptor opened without close-on-exec, as Asio opens its sockets.
+  const int opened = ::open("/dev/null", O_RDONLY);
+  ASSERT_GE(opened, 3);
+  const int fd = ::fcntl(opened, F_DUPFD, 100);  // a number ls will not take for itself
+  ::close(opened);
+  ASSERT_GE(fd, 100);
+  const std::string log = dir + "/fds.log";
+  auto p = launcher.launch({{"ls", "/proc/self/fd"}, {}, log});
+  ::close(fd);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(wait_exit(**p), 0);
+  std::istringstream listed(slurp(log));
+  std::vector<int> fds;
+  for (std::string line; std::getline(listed, line);) fds.push_back(std::stoi(line));
+  EXPECT_EQ(std::count(fds.begin(), fds.end(), fd), 0)
+      << "fd " << fd << " leaked into the child: " << slurp(log);
+  EXPECT_LE(fds.size(), 4u) << "0-2 and the directory ls reads: " << slurp(log);
 }
 
 TEST_F(ProcessTest, ReportsAMissingExecutableByName) {
