@@ -283,6 +283,90 @@ services:
   }
 }
 
+// What predicting a `prescale up` run takes (docs/cli.md): the entry the load goes to, the
+// history the platform was seeded with, its compressed clock, and the load's own scaling.
+TEST(SimCliTest, EntryHistoryTimeScaleAndScaleModelALiveRun) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 600);
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, R"(version: 1
+world: sim
+policy: {name: prescale, period: 5s}
+services:
+  - name: front
+    kind: builtin/echo
+    replicas: {min: 1, max: 60}
+    startup_time: 5m
+    capacity_rps: 50
+    slo: {latency_p99_ms: 250}
+  - name: side
+    kind: builtin/echo
+    replicas: {min: 1, max: 60}
+    startup_time: 5m
+    capacity_rps: 50
+    slo: {latency_p99_ms: 250}
+)");
+  auto run = [&](const std::string& tag, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"--trace", trace, "-f", config, "--offset", "5h",
+                                     "--duration", "2h", "--policies", "prescale,hpa,oracle", "--json",
+                                     dir.file(tag + ".json"), "--progress", "never"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    Outcome o = run_sim(dir, tag, args);
+    EXPECT_EQ(o.exit_status, 0) << tag << ": " << o.out << o.err;
+    return read_json(dir.file(tag + ".json"));
+  };
+  auto service = [](const Json& policy, const std::string& name) {
+    for (const Json& s : policy.at("services")) {
+      if (s.at("service") == name) return s;
+    }
+    return Json();
+  };
+  const Json both = run("both", {});
+  const Json front = run("front", {"--entry", "front"});
+  // Without --entry every uncalled service receives the trace; with it, only `front`.
+  EXPECT_GT(service(both[0], "side").at("requests").get<double>(), 0);
+  EXPECT_EQ(service(front[0], "side").at("requests").get<double>(), 0);
+  EXPECT_TRUE(near(service(front[0], "front").at("requests").get<double>(),
+                   service(both[0], "front").at("requests").get<double>(), 1e-9));
+
+  // --scale multiplies the requests, counting noise and all.
+  const Json scaled = run("scaled", {"--entry", "front", "--scale", "2.5"});
+  EXPECT_TRUE(near(scaled[0].at("requests").get<double>(),
+                   2.5 * front[0].at("requests").get<double>(), 1e-6));
+
+  // --history reaches the prescale policy only: its run changes (forecasting the wave from the
+  // start, it spends less), the HPA's does not.
+  const Json seeded = run("seeded", {"--entry", "front", "--history", "5h"});
+  auto results = [](Json policy_run) {
+    policy_run.erase("wall_seconds");
+    return policy_run.dump();
+  };
+  EXPECT_NE(results(seeded[0]), results(front[0]));
+  EXPECT_LT(seeded[0].at("replica_hours").get<double>(),
+            front[0].at("replica_hours").get<double>());
+  EXPECT_EQ(results(seeded[1]), results(front[1]));
+
+  // --time-scale: a 5 min startup of real time is 5 h of a trace compressed 60×; the oracle
+  // starts its replicas that much earlier, and pays for it.
+  const Json compressed = run("compressed", {"--entry", "front", "--time-scale", "60"});
+  EXPECT_GT(compressed[2].at("replica_hours").get<double>(),
+            front[2].at("replica_hours").get<double>());
+
+  // Bad combinations name the flag.
+  Outcome early = run_sim(dir, "early", {"--trace", trace, "-f", config, "--offset", "1h",
+                                         "--history", "2h", "--progress", "never"});
+  EXPECT_EQ(early.exit_status, 2);
+  EXPECT_THAT(early.err, HasSubstr("--history 2h reaches before the trace's start"));
+  Outcome nowhere = run_sim(dir, "nowhere", {"--trace", trace, "-f", config, "--entry", "back",
+                                             "--progress", "never"});
+  EXPECT_EQ(nowhere.exit_status, 2);
+  EXPECT_THAT(nowhere.err, HasSubstr("--entry back: no such service"));
+  Outcome twice = run_sim(dir, "twice", {"--trace", trace, "--scale", "2", "--peak-rps", "10",
+                                         "--progress", "never"});
+  EXPECT_EQ(twice.exit_status, 2);
+  EXPECT_THAT(twice.err, HasSubstr("--scale"));
+}
+
 TEST(SimCliTest, BadInputExitsTwoNamingTheProblem) {
   TempDir dir;
   const std::string trace = write_trace(dir, "wave.csv", 180);

@@ -37,9 +37,13 @@ struct SimFlags {
   std::string startup = "60s";
   double startup_jitter = 0;
   double peak_rps = 0;
+  double scale = 0;  // multiplies the trace's counts (0: not given)
   bool keep_counting_noise = false;
   std::string offset = "0s";
   std::string duration;
+  std::string history;             // the trace before --offset the prescale policies start with
+  std::vector<std::string> entry;  // services that receive the trace; default: those uncalled
+  double time_scale = 1;           // the trace's time compressed this many times (prescale up)
   std::string step = "1s";
   double service_time_ms = 20;
   int workers = 4;
@@ -245,7 +249,14 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   auto offset = duration_flag("--offset", f.offset);
   std::optional<std::chrono::milliseconds> duration = std::chrono::milliseconds(0);
   if (!f.duration.empty()) duration = duration_flag("--duration", f.duration);
-  if (!startup || !step || !offset || !duration) return 2;
+  std::optional<std::chrono::milliseconds> history = std::chrono::milliseconds(0);
+  if (!f.history.empty()) history = duration_flag("--history", f.history);
+  if (!startup || !step || !offset || !duration || !history) return 2;
+  if (history->count() > offset->count()) {
+    std::cerr << "prescale sim: --history " << f.history << " reaches before the trace's start ("
+              << "--offset " << f.offset << ")\n";
+    return 2;
+  }
   if (!f.duration.empty() && duration->count() <= 0) {
     std::cerr << "prescale sim: --duration: must be positive (leave it out for the whole trace)\n";
     return 2;
@@ -258,6 +269,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
 
   sim::SimConfig config;
   std::string topology_name = f.topology;
+  std::optional<Clock::Duration> policy_period;  // the file's policy.period
   if (!f.config_path.empty()) {
     if (cmd.count("--topology") > 0) {
       std::cerr << "prescale sim: give either --topology or -f/--config, not both\n";
@@ -275,6 +287,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     }
     config = std::move(*from);
     topology_name = std::filesystem::path(f.config_path).filename().string();
+    policy_period = file->policy.period;
   } else {
     const std::string data_dir = f.data_dir.empty() ? default_data_dir() : f.data_dir;
     auto graph = scaling::builtin_topology(f.topology, data_dir);
@@ -291,6 +304,26 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     config.service_defaults = defaults;
   }
   config.step = *step;
+  if (!f.entry.empty()) {
+    // Only these receive the trace (the others only what their callers send them).
+    for (const std::string& e : f.entry) {
+      if (std::find(config.graph.services.begin(), config.graph.services.end(), e) ==
+          config.graph.services.end()) {
+        std::cerr << "prescale sim: --entry " << e << ": no such service in the call graph\n";
+        return 2;
+      }
+    }
+    config.graph.entries = f.entry;
+  }
+  if (f.time_scale != 1) {
+    // A replica takes its startup time of real time; on a compressed trace that is longer.
+    auto scaled = [&](Clock::Duration d) {
+      return std::chrono::duration_cast<Clock::Duration>(
+          std::chrono::duration<double, std::nano>(static_cast<double>(d.count()) * f.time_scale));
+    };
+    config.service_defaults.startup_time = scaled(config.service_defaults.startup_time);
+    for (auto& svc : config.services) svc.startup_time = scaled(svc.startup_time);
+  }
   if (auto valid = sim::resolve_services(config); !valid) {
     // The step must divide the metric pipeline's cadences (15 s scrapes, 30 s window, 60 s
     // records): say which flag that is.
@@ -307,6 +340,11 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     return 2;
   }
   const double trace_seconds = read->duration_seconds();
+  forecast::Trace before;  // what --history gives the prescale policies
+  if (history->count() > 0) {
+    const double h = std::chrono::duration<double>(*history).count();
+    before = slice(*read, std::chrono::duration<double>(*offset).count() - h, h);
+  }
   forecast::Trace trace = slice(std::move(*read), std::chrono::duration<double>(*offset).count(),
                                 std::chrono::duration<double>(*duration).count());
   if (trace.counts.empty()) {
@@ -314,17 +352,26 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
               << span_text(trace_seconds) << ")\n";
     return 2;
   }
+  if (f.scale > 0) {
+    // As `prescale load --scale` replays it: counts multiplied, noise and all.
+    trace = forecast::rescale_to_peak(std::move(trace), trace.peak_rps() * f.scale);
+    before = forecast::rescale_to_peak(std::move(before), before.peak_rps() * f.scale);
+  }
   if (f.peak_rps > 0 && f.peak_rps > minute_peak_rps(trace) && !f.keep_counting_noise) {
     // Scaling a low-volume count trace up would scale its counting noise with it.
     trace = forecast::remove_counting_noise(std::move(trace));
+    if (!before.counts.empty()) before = forecast::remove_counting_noise(std::move(before));
   }
   if (f.peak_rps > 0) {
     // The peak is the busiest minute's mean rate: what people mean by "our peak is X req/s",
     // and the same yardstick for per-request traces (1 s steps, whose busiest second is mostly
-    // noise) as for per-minute ones. Coarser traces use their own step.
+    // noise) as for per-minute ones. Coarser traces use their own step. The history scales
+    // with it.
     const double busiest = minute_peak_rps(trace);
     if (busiest > 0) {
-      trace = forecast::rescale_to_peak(std::move(trace), trace.peak_rps() * f.peak_rps / busiest);
+      const double factor = f.peak_rps / busiest;
+      trace = forecast::rescale_to_peak(std::move(trace), trace.peak_rps() * factor);
+      before = forecast::rescale_to_peak(std::move(before), before.peak_rps() * factor);
     }
   }
   if (!(trace.peak_rps() > 0)) {
@@ -367,6 +414,16 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   options.settings.prescale.quantile = f.prescale_quantile;
   options.settings.prescale.error_budget = f.prescale_error_budget;
   options.settings.prescale.budget_step = f.prescale_budget_step;
+  if (policy_period) options.settings.prescale.period = *policy_period;
+  if (!before.counts.empty()) {
+    // Per-minute means, req/s, of what each entry service received before the trace's start.
+    const forecast::Trace minutes =
+        before.step_seconds == 60 ? before : forecast::resample(before, 60);
+    forecast::Series series;
+    series.step_seconds = 60;
+    for (size_t i = 0; i < minutes.counts.size(); ++i) series.values.push_back(minutes.rate_rps(i));
+    for (const std::string& e : config.graph.entries) options.history[e] = series;
+  }
   const bool show_progress =
       f.progress == "always" || (f.progress == "auto" && ::isatty(STDERR_FILENO) != 0);
   ProgressLine progress(options.policies, show_progress);
@@ -388,11 +445,17 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   }
   const double peak_rps = minute_peak_rps(trace);
   const size_t service_count = config.graph.services.size();
+  // A prescale.yaml sets each service's SLO and startup time; the flags only the others'.
+  const std::string slo_and_startup =
+      f.config_path.empty()
+          ? "SLO p99 " + fixed(f.slo_ms, 0) + " ms; startup " + internal::format_duration(*startup)
+          : "SLO and startup per service";
   std::cout << "trace " << trace.name << ": " << span_text(trace.duration_seconds()) << ", "
             << fixed(trace.total_requests(), 0) << " requests, peak " << fixed(peak_rps, 1)
             << " req/s; topology " << topology_name << " (" << service_count
-            << (service_count == 1 ? " service" : " services") << "); SLO p99 "
-            << fixed(f.slo_ms, 0) << " ms; startup " << internal::format_duration(*startup) << "\n"
+            << (service_count == 1 ? " service" : " services") << "); " << slo_and_startup
+            << (f.time_scale != 1 ? "; time compressed " + fixed(f.time_scale, 0) + "x" : "")
+            << (history->count() > 0 ? "; history " + f.history : "") << "\n"
             << "oracle replica-hours: " << fixed(result->oracle_replica_hours, 1)
             << "; simulated in " << fixed(wall, 1) << " s\n\n";
   std::vector<std::vector<std::string>> rows;
@@ -479,8 +542,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   if (!f.plot_path.empty()) {
     dashboard::SimReport report;
     report.title = "prescale sim: " + trace.name + " on " + topology_name;
-    report.subtitle = "peak " + fixed(peak_rps, 1) + " req/s, SLO p99 " + fixed(f.slo_ms, 0) +
-                      " ms, startup " + internal::format_duration(*startup);
+    report.subtitle = "peak " + fixed(peak_rps, 1) + " req/s, " + slo_and_startup;
     report.step_seconds = result->record_interval_seconds;
     report.load_rps = result->load_rps;
     for (const auto& run : result->runs) {
@@ -536,12 +598,29 @@ SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
   c.add_option("--peak-rps", f.peak_rps,
                "Rescale the trace so its busiest minute averages this many req/s")
       ->check(CLI::NonNegativeNumber);
+  c.add_option("--scale", f.scale,
+               "Multiply the trace's requests by this, as prescale load --scale replays it "
+               "(instead of --peak-rps)")
+      ->check(CLI::PositiveNumber)
+      ->excludes("--peak-rps");
   c.add_flag("--keep-counting-noise", f.keep_counting_noise,
              "With --peak-rps above the trace's peak, keep the source's counting noise instead of "
              "removing it before scaling up (docs/traces.md)");
   c.add_option("--offset", f.offset, "Start this far into the trace (e.g. 168h)")
       ->capture_default_str();
   c.add_option("--duration", f.duration, "Simulate only this much of the trace (e.g. 24h)");
+  c.add_option("--history", f.history,
+               "Give the prescale policies this much of the trace before --offset as their "
+               "learned history, as prescale up --seed-trace does (e.g. 120h)");
+  c.add_option("--entry", f.entry,
+               "Services that receive the trace (repeatable or comma-separated; default: every "
+               "service nothing calls)")
+      ->delimiter(',');
+  c.add_option("--time-scale", f.time_scale,
+               "The trace's time runs this many times faster than real time, as under prescale "
+               "up --time-scale: replica startup times are that many times longer in it")
+      ->check(CLI::Range(1.0, 100000.0))
+      ->capture_default_str();
   c.add_option("--step", f.step, "Simulation step")->capture_default_str();
   c.add_option("--service-time-ms", f.service_time_ms, "Mean service time of a request, ms")
       ->check(CLI::PositiveNumber)

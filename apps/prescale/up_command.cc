@@ -142,9 +142,7 @@ scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale) {
   spec.min_replicas = s.replicas.min;
   spec.max_replicas = s.replicas.max;
   spec.capacity_rps = s.capacity_rps;
-  // Built-in recommend and fraud replicas run with one I/O thread that computes each answer.
-  const bool one_at_a_time = s.kind == ServiceKind::kRecommend || s.kind == ServiceKind::kFraud;
-  spec.max_concurrency = s.concurrency > 0 ? s.concurrency : (one_at_a_time ? 1 : 0);
+  spec.max_concurrency = s.effective_concurrency();
   spec.slo_latency_p99_seconds = s.slo.latency_p99_ms / 1000.0;
   // A replica takes startup_time of real time; on a compressed clock that is longer.
   spec.startup_time = std::chrono::duration_cast<Clock::Duration>(
@@ -476,9 +474,16 @@ int run_up(const UpFlags& f) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
-  const timespec tick{0, 100'000'000};
+  // Wakes for the controller's next tick (on a compressed clock, that much sooner in real time)
+  // and at least every 100 ms for the supervisor.
+  auto until_next_tick = [&] {
+    const double controller_ns = static_cast<double>((controller.next_tick() - clock.now()).count());
+    const auto ns = static_cast<long>(std::clamp(controller_ns / f.time_scale, 1e6, 1e8));
+    return timespec{0, ns};
+  };
   int sig = 0;
-  while ((sig = sigtimedwait(&stop_signals, nullptr, &tick)) < 0) {
+  for (timespec wait = until_next_tick();
+       (sig = sigtimedwait(&stop_signals, nullptr, &wait)) < 0; wait = until_next_tick()) {
     supervisor.tick(real.now());
     if (clock.now() < controller.next_tick()) continue;
     const std::optional<scaling::Plan> plan = controller.tick();

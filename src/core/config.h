@@ -85,6 +85,12 @@ struct ServiceConfig {
   // Requests one replica works on at once (Knative's containerConcurrency); 0 = not limited, or
   // the kind's own (the built-in recommend and fraud replicas serve one at a time).
   int concurrency = 0;
+  // `concurrency`, or the kind's own when it is 0: 1 for builtin/recommend and builtin/fraud
+  // (one I/O thread computes each answer), 0 (not limited) for the others.
+  int effective_concurrency() const {
+    if (concurrency > 0) return concurrency;
+    return kind == ServiceKind::kRecommend || kind == ServiceKind::kFraud ? 1 : 0;
+  }
   SloConfig slo;
   std::vector<std::string> depends_on;  // names of services this one calls
   // builtin/recommend and builtin/fraud: the directory of versioned model files (prescale

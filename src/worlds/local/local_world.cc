@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <deque>
 #include <cmath>
 #include <limits>
 
@@ -179,6 +180,13 @@ struct LocalWorld::ServiceState {
   scaling::ServiceSpec spec;
   std::map<std::string, ReplicaCounters> replicas;  // by id
   std::optional<GatewayCounts> gateway;  // at the last observation
+  // The gateway's counts at recent observations, oldest first: the first one is the window's
+  // base (the newest at least metric_window old, once there is one).
+  struct Sample {
+    Clock::TimePoint real, now;
+    GatewayCounts counts;
+  };
+  std::deque<Sample> samples;
   double served_total = 0;
   Totals totals;
 };
@@ -200,6 +208,33 @@ LocalWorld::LocalWorld(Supervisor& supervisor, const telemetry::Registry& gatewa
 }
 
 LocalWorld::~LocalWorld() = default;
+
+struct LocalWorld::RequestDelta {
+  double arrived = 0, answered = 0, failed = 0, served = 0, slow = 0, ejected = 0;
+  double latency_seconds = 0;  // spent by the answered requests
+  double p99_seconds = NAN;
+};
+
+// What happened between `base` (nothing before the first observation) and `now`.
+LocalWorld::RequestDelta LocalWorld::request_delta(const scaling::ServiceSpec& spec,
+                                                   const GatewayCounts& now,
+                                                   const std::optional<GatewayCounts>& base) {
+  RequestDelta d;
+  if (!base) return d;
+  d.arrived = std::max(0.0, now.arrivals - base->arrivals);
+  d.answered = std::max(0.0, now.responses - base->responses);
+  d.failed = std::max(0.0, now.errors - base->errors);
+  d.ejected = std::max(0.0, now.ejections - base->ejections);
+  d.served = std::max(0.0, d.answered - d.failed);
+  d.latency_seconds = std::max(0.0, now.latency_sum - base->latency_sum);
+  std::vector<double> delta = now.cumulative;
+  if (base->cumulative.size() == delta.size() && base->bounds == now.bounds) {
+    for (size_t i = 0; i < delta.size(); ++i) delta[i] -= base->cumulative[i];
+  }
+  d.slow = std::min(d.served, histogram_count_above(spec.slo_latency_p99_seconds, now.bounds, delta));
+  if (d.answered > 0) d.p99_seconds = histogram_quantile(0.99, now.bounds, delta);
+  return d;
+}
 
 Clock::TimePoint LocalWorld::to_controller_time(Clock::TimePoint real, Clock::TimePoint real_now,
                                                 Clock::TimePoint now) const {
@@ -330,55 +365,49 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
     }
     s.replicas = std::move(seen);
 
-    // The window's requests as the gateway saw them: what the service's callers experienced.
+    // The requests as the gateway saw them: what the service's callers experienced. Totals
+    // count what happened since the last observation; the window's figures the last
+    // metric_window.
     const GatewayCounts& now_counts = gateway[s.spec.name];
-    const bool first = !s.gateway;
-    const GatewayCounts& base = first ? now_counts : *s.gateway;
-    const double arrived = std::max(0.0, now_counts.arrivals - base.arrivals);
-    const double answered = std::max(0.0, now_counts.responses - base.responses);
-    const double failed = std::max(0.0, now_counts.errors - base.errors);
-    const double ejected = std::max(0.0, now_counts.ejections - base.ejections);
-    const double served = std::max(0.0, answered - failed);
-    std::vector<double> delta = now_counts.cumulative;
-    if (base.cumulative.size() == delta.size() && base.bounds == now_counts.bounds) {
-      for (size_t i = 0; i < delta.size(); ++i) delta[i] -= base.cumulative[i];
-    }
-    const double slow = first ? 0
-                              : std::min(served, histogram_count_above(s.spec.slo_latency_p99_seconds,
-                                                                       now_counts.bounds, delta));
-    // Mean requests in the service over the window, by Little's law: the time the window's
-    // answered requests spent, per second. A gauge read once per window is a sample, not a
-    // mean, and too noisy at one request at a time.
-    if (!first && real_elapsed > 0) {
-      inflight = std::max(0.0, now_counts.latency_sum - base.latency_sum) / real_elapsed;
-    }
+    const RequestDelta since_last = request_delta(s.spec, now_counts, s.gateway);
     s.gateway = now_counts;
-    s.served_total += served;
+    s.served_total += since_last.served;
+    s.samples.push_back({real_now, now, now_counts});
+    while (s.samples.size() > 1 && s.samples[1].now <= now - options_.metric_window) {
+      s.samples.pop_front();
+    }
+    const ServiceState::Sample& base = s.samples.front();
+    const RequestDelta in_window = request_delta(s.spec, now_counts, base.counts);
+    const double window_real = std::chrono::duration<double>(real_now - base.real).count();
 
     scaling::WindowMetrics& w = obs.window;
     w.sampled_at = now;
-    w.length = window;
+    w.length = now - base.now;
     w.served_total = s.served_total;
-    if (real_elapsed > 0) {
-      w.arrival_rps = arrived / real_elapsed;
-      w.served_rps = served / real_elapsed;
-      w.dropped_rps = failed / real_elapsed;
-      w.slow_rps = slow / real_elapsed;
+    if (window_real > 0) {
+      // Mean requests in the service over the window, by Little's law: the time the window's
+      // answered requests spent, per second. A gauge read once per window is a sample, not a
+      // mean, and too noisy at one request at a time.
+      inflight = in_window.latency_seconds / window_real;
+      w.arrival_rps = in_window.arrived / window_real;
+      w.served_rps = in_window.served / window_real;
+      w.dropped_rps = in_window.failed / window_real;
+      w.slow_rps = in_window.slow / window_real;
       w.concurrency = inflight;
-      w.latency_p99_seconds =
-          answered > 0 ? histogram_quantile(0.99, now_counts.bounds, delta) : NAN;
+      w.latency_p99_seconds = in_window.answered > 0 ? in_window.p99_seconds : NAN;
       w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
-      obs.last_second = scaling::SecondMetrics{now, inflight, arrived / real_elapsed, true};
+      obs.last_second = scaling::SecondMetrics{now, inflight, w.arrival_rps, true};
     }
+    for (auto& ro : obs.replicas) ro.metric_window = w.length;
     const double replica_seconds =
         last_now_ ? std::chrono::duration<double>(window).count() *
                         static_cast<double>(obs.replicas.size())
                   : 0;
     for (Totals* t : {&totals_, &s.totals}) {
-      t->requests += answered;
-      t->within_slo += served - slow;
-      t->failed += failed;
-      t->ejections += ejected;
+      t->requests += since_last.answered;
+      t->within_slo += since_last.served - since_last.slow;
+      t->failed += since_last.failed;
+      t->ejections += since_last.ejected;
       t->replica_seconds += replica_seconds;
     }
   }

@@ -10,7 +10,8 @@
 //   concurrency  the window's mean, by Little's law from the gateway's latency sum (time spent by
 //              the answered requests per second), which counts time queued inside a replica;
 //   CPU        the replicas' process_cpu_seconds_total.
-// Rates are requests per real second; only the controller's time axis may be scaled (a demo
+// Request figures cover the last `metric_window` (sliding; CPU covers the time since the last
+// observation). Rates are requests per real second; only the controller's time axis may be scaled (a demo
 // replaying a day in minutes runs the controller on a faster clock): `time_scale` is how many
 // controller seconds pass per real second.
 //
@@ -62,7 +63,11 @@ struct LocalWorldOptions {
   std::chrono::milliseconds scrape_timeout{1000};
   // The gateway's route labels and the service each leads to (Gateway::route_services()).
   std::map<std::string, std::string> route_service;
-
+  // What each observation's request figures (arrivals, served, failed, slow, p99, concurrency)
+  // cover, in controller time: the last 30 s, as the simulator's metric pipeline and the
+  // Kubernetes metrics pipeline see them, however often the controller observes. Shorter windows
+  // read a few requests as a trend.
+  Clock::Duration metric_window = std::chrono::seconds(30);
 };
 
 class LocalWorld final : public control::World {
@@ -94,7 +99,10 @@ class LocalWorld final : public control::World {
   struct ReplicaCounters;
   struct GatewayCounts;
   struct ServiceState;
+  struct RequestDelta;
   std::map<std::string, GatewayCounts> read_gateway();
+  static RequestDelta request_delta(const scaling::ServiceSpec& spec, const GatewayCounts& now,
+                                    const std::optional<GatewayCounts>& base);
   Clock::TimePoint to_controller_time(Clock::TimePoint real, Clock::TimePoint real_now,
                                       Clock::TimePoint now) const;
 

@@ -4,6 +4,9 @@
 
 #include <cmath>
 
+#include "core/clock.h"
+#include "telemetry/registry.h"
+
 namespace prescale::local {
 namespace {
 
@@ -27,6 +30,88 @@ TEST(HistogramTest, CountAboveAThreshold) {
   EXPECT_NEAR(histogram_count_above(0.05, bounds, cumulative), 79, 1e-9);
   EXPECT_NEAR(histogram_count_above(1.0, bounds, cumulative), 4, 1e-9);
   EXPECT_EQ(histogram_count_above(0.1, {}, {}), 0);
+}
+
+// A supervisor with nothing to run: the world's request figures come from the gateway's metrics.
+struct NoProcesses final : ProcessLauncher, ReplicaProbe, EndpointSink {
+  Result<std::unique_ptr<Process>> launch(const LaunchSpec&) override {
+    return make_error(ErrorCode::kInternal, "no processes in this test");
+  }
+  Result<std::uint16_t> free_port() override { return 9000; }
+  std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
+  bool ready(std::uint16_t) override { return false; }
+  void add(const std::string&, const std::string&, std::uint16_t) override {}
+  void remove(const std::string&, const std::string&) override {}
+  std::int64_t in_flight(const std::string&, const std::string&) override { return 0; }
+};
+
+// The gateway's figures for one service behind route "r": `n` requests answered 200 in
+// `seconds` each.
+struct GatewayMetrics {
+  void answer(int n, double seconds) {
+    calls.with({"external", "web"}).inc(n);
+    requests.with({"r", "200"}).inc(n);
+    for (int i = 0; i < n; ++i) durations.with({"r"}).observe(seconds);
+  }
+  telemetry::Registry registry;
+  telemetry::CounterFamily& calls =
+      registry.counter("prescale_calls_total", "calls", {"caller", "callee"});
+  telemetry::CounterFamily& requests =
+      registry.counter("prescale_requests_total", "requests", {"route", "code"});
+  telemetry::HistogramFamily& durations =
+      registry.histogram("prescale_request_duration_seconds", "latency", {"route"});
+};
+
+TEST(LocalWorldTest, RequestFiguresCoverTheLastMetricWindowAndTotalsCountEachRequestOnce) {
+  ManualClock clock;
+  NoProcesses none;
+  SupervisorOptions so;
+  so.run_dir = "/run/test";
+  Supervisor supervisor(so, none, none, none);
+  ASSERT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
+  GatewayMetrics gw;
+  scaling::ServiceSpec spec;
+  spec.name = "web";
+  spec.max_replicas = 4;
+  spec.slo_latency_p99_seconds = 0.1;
+  LocalWorldOptions o;
+  o.clock = &clock;
+  o.real_clock = &clock;
+  o.route_service = {{"r", "web"}};
+  o.metric_window = std::chrono::seconds(30);
+  LocalWorld world(supervisor, gw.registry, {spec}, o);
+
+  (void)world.observe(clock.now());  // the base
+  // 5 s periods: 50 requests each for 30 s, then a quiet period.
+  for (int i = 0; i < 6; ++i) {
+    clock.advance(std::chrono::seconds(5));
+    gw.answer(50, 0.01);
+    const auto& w = world.observe(clock.now()).services[0].window;
+    EXPECT_NEAR(w.arrival_rps, 10, 1e-9) << "period " << i;
+    EXPECT_EQ(w.length, std::chrono::seconds(5 * (i + 1)));
+  }
+  clock.advance(std::chrono::seconds(5));
+  const auto& quiet = world.observe(clock.now()).services[0].window;
+  // The last 30 s: five busy periods and the quiet one, not the quiet one alone.
+  EXPECT_EQ(quiet.length, std::chrono::seconds(30));
+  EXPECT_NEAR(quiet.arrival_rps, 250.0 / 30, 1e-9);
+  EXPECT_NEAR(quiet.concurrency, 250 * 0.01 / 30, 1e-9);  // Little's law over the window
+  EXPECT_NEAR(quiet.served_total, 300, 1e-9);
+  EXPECT_NEAR(world.totals().requests, 300, 1e-9);
+  EXPECT_NEAR(world.totals().within_slo, 300, 1e-9);
+  // Slow answers count once in the totals, and stay in the window while it covers them.
+  clock.advance(std::chrono::seconds(5));
+  gw.answer(10, 0.5);
+  const auto& slow = world.observe(clock.now()).services[0].window;
+  EXPECT_NEAR(slow.slow_rps, 10.0 / 30, 1e-9);
+  EXPECT_GT(slow.latency_p99_seconds, 0.1);
+  for (int i = 0; i < 7; ++i) {
+    clock.advance(std::chrono::seconds(5));
+    (void)world.observe(clock.now());
+  }
+  EXPECT_NEAR(world.totals().requests, 310, 1e-9);
+  EXPECT_NEAR(world.totals().within_slo, 300, 1e-9);
+  EXPECT_NEAR(world.observe(clock.now()).services[0].window.slow_rps, 0, 1e-9);
 }
 
 }  // namespace

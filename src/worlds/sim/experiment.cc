@@ -64,6 +64,7 @@ struct RunSetup {
   SimConfig config;
   const forecast::Trace* trace = nullptr;
   PolicySettings settings;
+  const std::map<std::string, forecast::Series>* history = nullptr;
 };
 
 // Arrivals at the entry services per record interval, req/s.
@@ -96,6 +97,14 @@ Result<PolicyRun> run_policy(const RunSetup& setup, std::string_view name,
   ManualClock clock;
   if (setup.config.start > clock.now()) clock.set(setup.config.start);
   control::Controller controller(**world, **policy, (*world)->specs(), clock);
+  if (auto* prescale = dynamic_cast<scaling::PrescalePolicy*>(policy->get());
+      prescale != nullptr && setup.history != nullptr) {
+    for (const auto& [service, minutes] : *setup.history) {
+      if (auto loaded = prescale->load_history(service, minutes, clock.now()); !loaded) {
+        return std::unexpected(loaded.error());
+      }
+    }
+  }
   const Clock::TimePoint start = clock.now();
   const Clock::TimePoint end = (*world)->trace_end();
   const double total = std::max(1e-9, seconds_of(end - start));
@@ -215,7 +224,7 @@ Result<ExperimentResult> run_experiment(const ExperimentOptions& options,
 
   // The common starting state: resolve every service, then give each the oracle's first-step
   // replicas (what the load at the start and within one startup time needs).
-  RunSetup setup{options.sim, &trace, options.settings};
+  RunSetup setup{options.sim, &trace, options.settings, &options.history};
   auto resolved = resolve_services(setup.config);
   if (!resolved) return std::unexpected(resolved.error());
   for (auto& s : *resolved) s.initial_replicas = s.min_replicas;

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -53,6 +54,10 @@ struct ExperimentOptions {
   std::vector<std::string> policies;  // names from kPolicyNames, each at most once
   PolicySettings settings;
   ResultOptions results;
+  // Per-minute demand (req/s, 60 s steps) of services before the trace starts, ending at
+  // sim.start: what the prescale policies (and their ablations) start with, as a platform
+  // seeded or restored from its state does. Other policies start without history.
+  std::map<std::string, forecast::Series> history;
   int threads = 0;  // worker threads; 0 = one per core
   // Called from worker threads with a run's index in `policies` and the share of the trace it
   // has simulated, in [0, 1]; about a hundred calls per run. Must be thread-safe.

@@ -144,7 +144,7 @@ Result<SimConfig> sim_config_from(const Config& config, const SimServiceConfig& 
     s.initial_replicas = svc.replicas.initial;
     s.startup_time = svc.startup_time;
     s.slo_latency_p99_seconds = svc.slo.latency_p99_ms / 1000.0;
-    if (svc.concurrency > 0) s.workers_per_replica = svc.concurrency;
+    if (svc.effective_concurrency() > 0) s.workers_per_replica = svc.effective_concurrency();
     // capacity_rps falls as the service time grows and vanishes once an idle replica's p99
     // (ln 100 × the service time) reaches the SLO: bisect on that interval.
     double lo = 0, hi = s.slo_latency_p99_seconds / std::log(100.0);
