@@ -18,9 +18,11 @@
 // upstream_unavailable (nothing could be connected to), 502 bad_gateway (reset, closed or
 // malformed response), 504 upstream_timeout (connect, per-try or route timeout).
 //
-// Thread safety: add_route() before serving. forward() and answer() on http::Server I/O
-// threads, any number at once; stats() anywhere. The Proxy must outlive every Server that calls
-// it, and those servers must be shut down before it is destroyed (declare it first).
+// Thread safety: add_route() and remove_route() from any thread, before or while serving; the
+// I/O threads see a change at their next request (one atomic load). forward() and answer() on
+// http::Server I/O threads, any number at once; stats() anywhere. The Proxy must outlive every
+// Server that calls it, and those servers must be shut down before it is destroyed (declare it
+// first).
 #pragma once
 
 #include <chrono>
@@ -145,9 +147,13 @@ class Proxy {
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
 
-  // Registers a route; before serving. Throws std::invalid_argument without a selector or
-  // with a timeout <= 0 (configuration time, not the request path).
+  // Registers a route, before or while serving (a configuration reload). Throws
+  // std::invalid_argument without a selector or with a timeout <= 0 (configuration time, not
+  // the request path). RouteIds are never reused.
   RouteId add_route(ProxyRoute route);
+  // Unregisters a route: forward() on it answers 500 from now on; requests already on it
+  // finish with it. False when unknown or already removed.
+  bool remove_route(RouteId route);
 
   // Forwards `request` on `route` and answers through `respond`. On an http::Server I/O thread
   // (from a Handler); elsewhere it answers 500. Sets request.on_client_gone.

@@ -95,6 +95,7 @@ struct PoolCore : std::enable_shared_from_this<PoolCore> {
 
   asio::io_context& io;
   const UpstreamPoolOptions options;
+  std::chrono::milliseconds timeout_resolution = options.timeout_resolution;
   EndpointMap<EndpointPool> endpoints;
   UpstreamConnection* active_head = nullptr;  // connecting or busy connections
   std::optional<asio::steady_timer> sweep_timer;
@@ -503,7 +504,7 @@ void PoolCore::unlink(UpstreamConnection* c) {
 void PoolCore::ensure_sweep() {
   if (sweep_armed || stopped) return;
   sweep_armed = true;
-  sweep_timer->expires_after(options.timeout_resolution);
+  sweep_timer->expires_after(timeout_resolution);
   sweep_timer->async_wait([self = shared_from_this()](const error_code& ec) {
     self->sweep_armed = false;
     if (ec || self->stopped) return;
@@ -584,6 +585,10 @@ void UpstreamPool::cancel(Exchange& exchange) {
 }
 
 void UpstreamPool::stop() { core_->stop(); }
+
+void UpstreamPool::set_timeout_resolution(std::chrono::milliseconds resolution) {
+  core_->timeout_resolution = resolution;
+}
 
 UpstreamPool::Stats UpstreamPool::stats() const {
   return Stats{core_->opened.get(), core_->reused.get(), core_->stale_retries.get(),

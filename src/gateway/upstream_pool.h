@@ -120,6 +120,8 @@ class UpstreamPool {
   void cancel(Exchange& exchange);
   // Closes every connection; running exchanges complete with kCancelled. Idempotent.
   void stop();
+  // The sweep's period from its next round on (on the pool's I/O thread).
+  void set_timeout_resolution(std::chrono::milliseconds resolution);
 
   // From any thread.
   Stats stats() const;
