@@ -52,7 +52,7 @@ double metric(const std::string& text, const std::string& series) {
   return std::stod(text.substr(at + series.size() + 2));
 }
 
-class GatewayReloadTest : public ::testing::Test {
+class GatewayReloadCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (int i = 0; i < 2; ++i) {
@@ -95,7 +95,7 @@ gateway:
   std::string upstreams;
 };
 
-TEST_F(GatewayReloadTest, ReloadsUnderLoadWithZeroFailedRequests) {
+TEST_F(GatewayReloadCliTest, ReloadsUnderLoadWithZeroFailedRequests) {
   const std::string config = dir.file("prescale.yaml");
   save(config, yaml("10s", false, false));
   Subprocess gateway(

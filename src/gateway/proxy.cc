@@ -182,8 +182,7 @@ class Call final : public Exchange {
   enum class Phase { kIdle, kRunning, kBackoff };
 
   ThreadState& ts_;
-  RouteState* route = nullptr;
-  std::shared_ptr<RouteState> route_ref;  // keeps a route removed mid-request alive
+  RouteState* route = nullptr;  // kept alive by its ThreadState while the call runs
   http::Request* req = nullptr;
   http::Responder respond;
   Clock::TimePoint started{};
@@ -304,9 +303,24 @@ class ThreadState {
     return *c;
   }
 
+  // A call on `id`: counted on this thread, so that a route removed meanwhile stays alive until
+  // its last call here ends (no reference count shared between threads on the request path).
+  RouteState* begin_call(Proxy::RouteId id) {
+    const std::shared_ptr<RouteState>* r = route(id);
+    if (r == nullptr) return nullptr;
+    if (route_calls_.size() <= id) route_calls_.resize(id + 1, 0);
+    ++route_calls_[id];
+    return r->get();
+  }
+
   void release(Call& c) {
+    if (c.route != nullptr) {
+      const size_t id = c.route->index;
+      if (--route_calls_[id] == 0 && !retired_.empty()) {
+        std::erase_if(retired_, [id](const auto& r) { return r->index == id; });
+      }
+    }
     c.route = nullptr;
-    c.route_ref.reset();
     c.req = nullptr;
     c.pick.reset();
     c.phase = Call::Phase::kIdle;
@@ -351,10 +365,17 @@ class ThreadState {
 
  private:
   void refresh_routes(uint64_t version) {
+    std::vector<std::shared_ptr<RouteState>> before;
     {
       std::lock_guard lock(proxy_.routes_mu);
-      routes_ = proxy_.routes;
+      before = std::exchange(routes_, proxy_.routes);
       routes_version_ = version;
+    }
+    for (auto& r : before) {  // removed, with calls still running here
+      if (r && !routes_[r->index] && r->index < route_calls_.size() &&
+          route_calls_[r->index] > 0) {
+        retired_.push_back(std::move(r));
+      }
     }
     // A route added later may have a shorter timeout than any before it.
     const std::chrono::milliseconds r = proxy_.timeout_resolution(routes_);
@@ -396,6 +417,8 @@ class ThreadState {
   std::chrono::milliseconds timeout_resolution_;
   std::vector<std::shared_ptr<RouteState>> routes_;  // this thread's copy of proxy_.routes
   uint64_t routes_version_ = UINT64_MAX;
+  std::vector<uint32_t> route_calls_;                 // calls running, by route id
+  std::vector<std::shared_ptr<RouteState>> retired_;  // removed, calls still running
   std::vector<std::unique_ptr<Call>> free_;
   std::vector<Call*> waiting_;  // in back-off
   std::vector<Call*> due_;
@@ -901,20 +924,20 @@ bool Proxy::remove_route(RouteId route) {
 void Proxy::forward(RouteId route, http::Request& request, http::Responder respond) {
   Impl& p = *impl_;
   ThreadState* ts = p.thread_state();
-  const std::shared_ptr<RouteState>* state = ts != nullptr ? ts->route(route) : nullptr;
+  RouteState* state = ts != nullptr ? ts->begin_call(route) : nullptr;
   if (state == nullptr) {
     respond(http::error_response(
         500, "internal",
         ts == nullptr ? "the proxy runs only on server I/O threads" : "unknown proxy route"));
     return;
   }
+  Call& c = ts->acquire();
+  c.route = state;
   if (ts->stopped()) {
+    ts->release(c);
     respond(http::error_response(503, "shutting_down", "the gateway is shutting down"));
     return;
   }
-  Call& c = ts->acquire();
-  c.route_ref = *state;
-  c.route = state->get();
   c.req = &request;
   c.respond = std::move(respond);
   c.started = now();
