@@ -113,8 +113,7 @@ Result<GatewayConfig> effective_gateway_config(const Config& config,
     const std::string& service = gateway_config.routes[i].service;
     if (!upstreams->contains(service)) {
       return make_error(ErrorCode::kInvalidArgument,
-                        "gateway.routes[" + std::to_string(i) + "].service: service \"" +
-                            service +
+                        "gateway.routes[" + std::to_string(i) + "].service: service \"" + service +
                             "\" has no upstream endpoints: list them under gateway.upstreams or "
                             "pass --upstream " +
                             service + "=HOST:PORT");

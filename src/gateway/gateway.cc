@@ -408,7 +408,8 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
                                           MetricType::kCounter, {"service"}, {}};
       telemetry::FamilySnapshot overflows{
           "prescale_gateway_overflows_total",
-          "Attempts refused: no endpoint in service, max_requests, or the retry budget",
+          "Attempts refused: no endpoint in service, max_requests, max_connections, "
+          "max_pending_requests, or the retry budget",
           MetricType::kCounter, {"service", "reason"}, {}};
       const Clock::TimePoint now = raw->clock.now();
       const std::shared_ptr<const Routing> routing = raw->snapshot();
@@ -446,6 +447,10 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
             {{name, "max_requests"}, static_cast<double>(cs.limit_overflows), {}});
         overflows.series.push_back(
             {{name, "retry_budget"}, static_cast<double>(cs.budget_overflows), {}});
+        overflows.series.push_back(
+            {{name, "max_connections"}, static_cast<double>(cs.connection_overflows), {}});
+        overflows.series.push_back(
+            {{name, "max_pending_requests"}, static_cast<double>(cs.pending_overflows), {}});
       }
       out.push_back(std::move(endpoints));
       out.push_back(std::move(open));

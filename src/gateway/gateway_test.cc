@@ -295,5 +295,119 @@ TEST(GatewayReloadTest, RequestInFlightFinishesOnWhatItStartedWith) {
   EXPECT_EQ(g.get("/y").body, "B /y");
 }
 
+// Issue 5's limits "as in the HTTP layer" at the gateway: the server's limits answer before
+// routing, so the upstream never sees such a request.
+TEST(GatewayLimitsTest, BadInputIsAnsweredByTheGatewayAndNeverReachesTheUpstream) {
+  std::atomic<int> seen{0};
+  http::Server upstream(local(), [&](http::Request&, http::Responder respond) {
+    ++seen;
+    respond(http::Response::text(200, "ok"));
+  });
+  ASSERT_TRUE(upstream.start());
+  GatewayOptions o;
+  o.health_checks = false;
+  auto gw =
+      Gateway::create(parse("  upstreams:\n    a: [\"127.0.0.1:" + std::to_string(upstream.port()) +
+                            "\"]\n  routes:\n    - {match: {path_prefix: /}, service: a}\n"),
+                      o);
+  ASSERT_TRUE(gw);
+  http::ServerOptions so = local();
+  so.max_header_bytes = 1024;  // http.max_header_bytes
+  so.max_body_bytes = 1024;    // http.max_body_bytes
+  so.read_timeout = milliseconds(300);
+  http::Server server(so, (*gw)->handler());
+  ASSERT_TRUE(server.start());
+  auto answer = [&](const std::string& bytes) {
+    RawSocket s(server.port());
+    EXPECT_TRUE(s.send(bytes));
+    auto r = s.read_response();
+    return r ? r->status : 0;
+  };
+
+  EXPECT_EQ(answer("GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(2000, 'x') + "\r\n\r\n"),
+            431);
+  EXPECT_EQ(
+      answer("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n" + std::string(2000, 'b')),
+      413);
+  EXPECT_EQ(answer("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 4"
+                   "\r\n\r\n0\r\n\r\n"),
+            400);  // smuggling: both framings
+  // A slow client: part of a request, then nothing. Cut off after the read timeout.
+  {
+    RawSocket slow(server.port());
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(slow.send("GET / HTTP/1.1\r\nHost: t\r\n"));
+    auto r = slow.read_response();
+    const auto waited = std::chrono::steady_clock::now() - start;
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 408);
+    EXPECT_GE(waited, milliseconds(250));
+    EXPECT_TRUE(slow.closed_within(milliseconds(2000)));
+  }
+  EXPECT_EQ(seen.load(), 0);
+  EXPECT_EQ(answer("GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 200);  // and good requests still pass
+  EXPECT_EQ(seen.load(), 1);
+  server.shutdown(milliseconds(1000));
+}
+
+TEST(GatewayLimitsTest, MaxConnectionsIsEnforcedWith503AndCounted) {
+  Upstream a("A");
+  TestGateway g(parse("  circuit_breakers: {max_connections: 1}\n  upstreams:\n    a: [\"" +
+                      a.address() +
+                      "\"]\n  routes:\n    - {match: {path_prefix: /}, service: a}\n"));
+  RawSocket first(g.server->port());
+  ASSERT_TRUE(first.send("GET /hold HTTP/1.1\r\nHost: test\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return a.held() == 1; }));
+  // The one connection allowed is busy: a second request would need another.
+  const Answer over = g.get("/x");
+  EXPECT_EQ(over.status, 503);
+  EXPECT_NE(over.body.find(R"("code":"upstream_overflow")"), std::string::npos) << over.body;
+  EXPECT_NE(over.body.find("circuit_breakers.max_connections (1 upstream connections open) "
+                           "reached for service a"),
+            std::string::npos)
+      << over.body;
+  EXPECT_NE(g.metrics().find(
+                R"(prescale_gateway_overflows_total{service="a",reason="max_connections"} 1)"),
+            std::string::npos)
+      << g.metrics();
+  EXPECT_EQ(g.gw->cluster("a")->stats().connection_overflows, 1u);
+  a.release();
+  auto r = first.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  // The connection is idle again: reused, no new one needed.
+  EXPECT_EQ(g.get("/y").body, "A /y");
+  EXPECT_EQ(g.gw->cluster("a")->stats().connection_overflows, 1u);
+}
+
+TEST(GatewayLimitsTest, MaxPendingRequestsCountsConnectionsBeingEstablished) {
+  ManualClock clock;
+  EndpointTable table(clock);
+  ClusterOptions options;
+  options.limits.max_connections = 3;
+  options.limits.max_pending_requests = 1;
+  Cluster cluster("a", options, table, clock);
+  std::string why;
+  auto p1 = cluster.connections().try_open(why);
+  ASSERT_NE(p1, nullptr);
+  EXPECT_EQ(cluster.connections().try_open(why), nullptr);  // p1 still connecting
+  EXPECT_EQ(why,
+            "circuit_breakers.max_pending_requests (1 requests waiting for an upstream "
+            "connection) reached for service a");
+  p1->connected();
+  auto p2 = cluster.connections().try_open(why);
+  ASSERT_NE(p2, nullptr);
+  p2->connected();
+  auto p3 = cluster.connections().try_open(why);
+  ASSERT_NE(p3, nullptr);
+  p3->connected();
+  EXPECT_EQ(cluster.connections().try_open(why), nullptr);  // three open
+  EXPECT_NE(why.find("max_connections (3 upstream connections open)"), std::string::npos);
+  p2.reset();  // one closes
+  EXPECT_NE(cluster.connections().try_open(why), nullptr);
+  EXPECT_EQ(cluster.stats().pending_overflows, 1u);
+  EXPECT_EQ(cluster.stats().connection_overflows, 1u);
+}
+
 }  // namespace
 }  // namespace prescale::gateway

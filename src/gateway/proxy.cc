@@ -170,7 +170,7 @@ struct RouteState {
 struct UpstreamSeries {
   telemetry::Histogram* duration = nullptr;
   std::vector<std::pair<int, telemetry::Counter*>> by_status;
-  std::array<telemetry::Counter*, 7> by_error{};
+  std::array<telemetry::Counter*, 8> by_error{};  // by ExchangeError
 };
 
 // One request being proxied: the attempt loop's state. Pooled per thread (its buffers keep
@@ -372,8 +372,7 @@ class ThreadState {
       routes_version_ = version;
     }
     for (auto& r : before) {  // removed, with calls still running here
-      if (r && !routes_[r->index] && r->index < route_calls_.size() &&
-          route_calls_[r->index] > 0) {
+      if (r && !routes_[r->index] && r->index < route_calls_.size() && route_calls_[r->index] > 0) {
         retired_.push_back(std::move(r));
       }
     }
@@ -718,11 +717,11 @@ void ProxyCore::start_attempt(Call& c) {
   c.body = c.req->body;
   c.head_request = c.req->method == http::Method::kHead;
   c.idempotent = idempotent(c.req->method);
+  c.admission = c.pick->admission;
   c.phase = Call::Phase::kRunning;
   if (!c.ts_.pool().start(c.pick->host, c.pick->port, c)) {
     c.phase = Call::Phase::kIdle;
-    c.error = ExchangeError::kCancelled;
-    c.detail = "the gateway is shutting down";
+    if (c.error != ExchangeError::kOverflow) c.detail = "the gateway is shutting down";
     on_attempt_done(c);
   }
 }
@@ -773,16 +772,18 @@ void ProxyCore::on_attempt_done(Call& c) {
       outcome = UpstreamOutcome::failure(UpstreamError::kTimeout);
       break;
     case ExchangeError::kCancelled:
+    case ExchangeError::kOverflow:
       break;
   }
-  const AttemptReport report{.pick = *c.pick,
-                             .attempt = c.attempt,
-                             .outcome = outcome,
-                             .cancelled = c.error == ExchangeError::kCancelled,
-                             .request_sent = c.request_sent,
-                             .latency = latency,
-                             .finished_at = t,
-                             .detail = c.detail};
+  const AttemptReport report{
+      .pick = *c.pick,
+      .attempt = c.attempt,
+      .outcome = outcome,
+      .cancelled = c.error == ExchangeError::kCancelled || c.error == ExchangeError::kOverflow,
+      .request_sent = c.request_sent,
+      .latency = latency,
+      .finished_at = t,
+      .detail = c.detail};
   record_attempt(c, latency);
   UpstreamSelector& selector = *c.route->route.selector;
   selector.report(*c.req, report);
@@ -834,6 +835,9 @@ void ProxyCore::finish_failed(Call& c) {
     case ExchangeError::kReset:
     case ExchangeError::kMalformed:
       fail(c, 502, "bad_gateway", c.detail);
+      return;
+    case ExchangeError::kOverflow:
+      fail(c, 503, "upstream_overflow", "service " + route.service + ": " + c.detail);
       return;
     case ExchangeError::kCancelled:
       if (c.client_gone) {
