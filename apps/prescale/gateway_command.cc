@@ -11,9 +11,12 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/logging.h"
 #include "gateway/endpoint_table.h"
@@ -78,6 +81,54 @@ Result<std::map<std::string, std::vector<std::pair<std::string, uint16_t>>>> sta
     }
   }
   return out;
+}
+
+// The gateway configuration `config` gives with the flags applied: --upstream flags replace the
+// config's lists; without routes, a gateway for one service sends it everything. Every route's
+// service must have endpoints. Used at start-up and on every reload.
+Result<GatewayConfig> effective_gateway_config(const Config& config,
+                                               const std::vector<std::string>& upstream_flags) {
+  auto upstreams = static_upstreams(config.gateway, upstream_flags);
+  if (!upstreams) return std::unexpected(upstreams.error());
+  GatewayConfig gateway_config = config.gateway;
+  gateway_config.upstreams.clear();
+  for (const auto& [service, endpoints] : *upstreams) {
+    auto& list = gateway_config.upstreams[service];
+    for (const auto& [host, port] : endpoints) {
+      const bool v6 = host.find(':') != std::string::npos;
+      list.push_back((v6 ? "[" + host + "]" : host) + ":" + std::to_string(port));
+    }
+  }
+  if (gateway_config.routes.empty()) {
+    if (upstreams->size() != 1) {
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          "no gateway.routes: give a config with routes, or exactly one --upstream service");
+    }
+    RouteConfig all;
+    all.service = upstreams->begin()->first;
+    gateway_config.routes.push_back(std::move(all));
+  }
+  for (size_t i = 0; i < gateway_config.routes.size(); ++i) {
+    const std::string& service = gateway_config.routes[i].service;
+    if (!upstreams->contains(service)) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "gateway.routes[" + std::to_string(i) + "].service: service \"" + service +
+                            "\" has no upstream endpoints: list them under gateway.upstreams or "
+                            "pass --upstream " +
+                            service + "=HOST:PORT");
+    }
+  }
+  return gateway_config;
+}
+
+// What the reload loop compares to notice a change of the file: its whole content.
+std::optional<std::string> read_whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream out;
+  out << in.rdbuf();
+  return std::move(out).str();
 }
 
 }  // namespace
@@ -145,43 +196,22 @@ int GatewayCommand::run() const {
     return error("--log-level: unknown level \"" + level + "\"");
   }
   runtime::Runtime::block_termination_signals();
+  // SIGHUP reloads the configuration; blocked in every thread, taken by the loop below.
+  {
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, nullptr);
+  }
 
   auto listen = parse_listen(config.gateway.listen);
   if (!listen) return error(listen.error().message);
   if (!f.address.empty()) listen->host = f.address;
   if (f.port >= 0) listen->port = static_cast<uint16_t>(f.port);
 
-  auto upstreams = static_upstreams(config.gateway, f.upstreams);
-  if (!upstreams) return error(upstreams.error().message);
-
-  // --upstream flags replace the config's lists; without routes, a gateway for one service sends
-  // it everything.
-  GatewayConfig gateway_config = config.gateway;
-  gateway_config.upstreams.clear();
-  for (const auto& [service, endpoints] : *upstreams) {
-    auto& list = gateway_config.upstreams[service];
-    for (const auto& [host, port] : endpoints) {
-      const bool v6 = host.find(':') != std::string::npos;
-      list.push_back((v6 ? "[" + host + "]" : host) + ":" + std::to_string(port));
-    }
-  }
-  if (gateway_config.routes.empty()) {
-    if (upstreams->size() != 1) {
-      return error(
-          "no gateway.routes: give a config with routes, or exactly one --upstream service");
-    }
-    RouteConfig all;
-    all.service = upstreams->begin()->first;
-    gateway_config.routes.push_back(std::move(all));
-  }
-  for (const RouteConfig& route : gateway_config.routes) {
-    if (!upstreams->contains(route.service)) {
-      return error("route to service \"" + route.service +
-                   "\" has no upstream endpoints: list them under gateway.upstreams or pass "
-                   "--upstream " +
-                   route.service + "=HOST:PORT");
-    }
-  }
+  auto effective = effective_gateway_config(config, f.upstreams);
+  if (!effective) return error(effective.error().message);
+  const GatewayConfig& gateway_config = *effective;
 
   telemetry::Registry registry;
   telemetry::register_process_metrics(registry);
@@ -244,7 +274,71 @@ int GatewayCommand::run() const {
                gateway_config.routes.size(),
                admin ? fmt::format(", admin on {}:{}", listen->host, admin->port()) : "");
 
-  const int sig = wait_for_termination_signal();
+  // Reloads (docs/gateway.md, "Reloading the configuration"): on SIGHUP, and when the file's
+  // content changed (checked every second). A failed reload keeps the running configuration.
+  telemetry::CounterFamily& reloads = registry.counter(
+      "prescale_gateway_config_reloads_total",
+      "Configuration reloads (SIGHUP or a change of the file), by result", {"result"});
+  telemetry::Counter& reloads_ok = reloads.with({"ok"});
+  telemetry::Counter& reloads_failed = reloads.with({"failed"});
+  telemetry::Gauge& last_reload = registry.gauge(
+      "prescale_gateway_config_last_reload_success_timestamp_seconds",
+      "When the configuration was last loaded successfully (start or reload), Unix seconds").with();
+  auto wall_seconds = [] {
+    return std::chrono::duration<double>(Clock::real().wall_now().time_since_epoch()).count();
+  };
+  last_reload.set(wall_seconds());
+  std::optional<std::string> applied_text =
+      f.config_path.empty() ? std::nullopt : read_whole_file(f.config_path);
+  Config running = config;
+  auto reload = [&](std::string_view why) {
+    std::optional<std::string> text = read_whole_file(f.config_path);
+    applied_text = text;  // a failed content is not tried again until the file changes
+    auto fail = [&](const std::string& message) {
+      reloads_failed.inc();
+      spdlog::error("reload ({}) failed, keeping the running configuration: {}", why, message);
+    };
+    if (!text) return fail(f.config_path + ": cannot read the file");
+    auto loaded = load_config_string(*text, f.config_path);  // messages carry file:line
+    if (!loaded) return fail(loaded.error().message);
+    auto next = effective_gateway_config(*loaded, f.upstreams);
+    if (!next) return fail(f.config_path + ": " + next.error().message);
+    if (auto r = (*gw)->reload(*next); !r) return fail(f.config_path + ": " + r.error().message);
+    reloads_ok.inc();
+    last_reload.set(wall_seconds());
+    spdlog::info("reloaded configuration from {} ({} routes)", f.config_path, next->routes.size());
+    if (loaded->gateway.listen != running.gateway.listen ||
+        loaded->gateway.threads != running.gateway.threads ||
+        loaded->http.max_header_bytes != running.http.max_header_bytes ||
+        loaded->http.max_body_bytes != running.http.max_body_bytes ||
+        loaded->http.read_timeout != running.http.read_timeout ||
+        loaded->http.idle_timeout != running.http.idle_timeout ||
+        loaded->http.max_connections != running.http.max_connections) {
+      spdlog::warn("gateway.listen, gateway.threads and the http section take effect on restart");
+    }
+    running = std::move(*loaded);
+  };
+
+  sigset_t wait_set;
+  sigemptyset(&wait_set);
+  sigaddset(&wait_set, SIGTERM);
+  sigaddset(&wait_set, SIGINT);
+  sigaddset(&wait_set, SIGHUP);
+  int sig = 0;
+  while (true) {
+    const timespec poll_interval{1, 0};
+    sig = sigtimedwait(&wait_set, nullptr, &poll_interval);
+    if (sig == SIGTERM || sig == SIGINT) break;
+    if (f.config_path.empty()) {
+      if (sig == SIGHUP) spdlog::warn("SIGHUP: no configuration file (-f) to reload");
+      continue;
+    }
+    if (sig == SIGHUP) {
+      reload("SIGHUP");
+    } else if (read_whole_file(f.config_path) != applied_text) {
+      reload("file changed");
+    }
+  }
   const auto grace = std::chrono::milliseconds(
       f.shutdown_grace_ms >= 0 ? f.shutdown_grace_ms : http.shutdown_grace.count());
   spdlog::info("gateway received {}, draining (grace {} ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",

@@ -492,7 +492,7 @@ static void describe(Schema<CircuitBreakerConfig>& s) {
   using std::chrono::milliseconds;
   using B = CircuitBreakerConfig;
   s.field("max_connections", &B::max_connections).at_least(1);
-  s.field("max_pending_requests", &B::max_pending_requests).at_least(0);
+  s.field("max_pending_requests", &B::max_pending_requests).at_least(1);
   s.field("max_requests", &B::max_requests).at_least(1);
   s.field("max_retries", &B::max_retries).at_least(0);
   s.field("failure_rate_threshold", &B::failure_rate_threshold).greater_than(0.0).at_most(100.0);

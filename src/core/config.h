@@ -107,6 +107,8 @@ struct RouteMatch {
   std::string path;               // whole-path pattern: "/v1/users/{id}", "/static/{rest...}"
   std::map<std::string, std::string> headers;  // all must be present with exactly these values
   std::vector<std::string> headers_present;    // all must be present, any value
+
+  friend bool operator==(const RouteMatch&, const RouteMatch&) = default;
 };
 
 struct RetryPolicyConfig {
@@ -115,6 +117,8 @@ struct RetryPolicyConfig {
                                    RetryOn::kReset};
   std::vector<int> retriable_status_codes;  // listing codes turns on kRetriableStatusCodes
   bool retryable = false;  // retry POST, PATCH on every cause, not only on connect failure
+
+  friend bool operator==(const RetryPolicyConfig&, const RetryPolicyConfig&) = default;
 };
 
 // A token bucket per key (client IP, or the value of a header).
@@ -122,6 +126,8 @@ struct RateLimitConfig {
   double requests_per_second = 0;  // 0 = no limit
   int burst = 0;  // bucket size; the loader turns 0 into one second's worth (at least 1)
   std::string key = "client_ip";  // "client_ip" or "header:<name>"
+
+  friend bool operator==(const RateLimitConfig&, const RateLimitConfig&) = default;
 };
 
 struct RouteConfig {
@@ -131,6 +137,8 @@ struct RouteConfig {
   std::chrono::milliseconds per_try_timeout{0};                  // per attempt; 0 = only `timeout`
   RetryPolicyConfig retries;  // `retries: 2` in a file is short for `retries: {num_retries: 2}`
   RateLimitConfig rate_limit;
+
+  friend bool operator==(const RouteConfig&, const RouteConfig&) = default;
 };
 
 // Active health checks of upstream endpoints (Kubernetes readiness probe defaults).
@@ -140,6 +148,8 @@ struct HealthCheckConfig {
   std::chrono::milliseconds timeout = std::chrono::seconds(1);
   int healthy_threshold = 1;    // consecutive successes to mark an endpoint healthy
   int unhealthy_threshold = 3;  // consecutive failures to mark it unhealthy
+
+  friend bool operator==(const HealthCheckConfig&, const HealthCheckConfig&) = default;
 };
 
 // Passive ejection of failing endpoints (Envoy's defaults, except that consecutive gateway
@@ -151,6 +161,8 @@ struct OutlierDetectionConfig {
   std::chrono::milliseconds base_ejection_time = std::chrono::seconds(30);  // x times ejected
   std::chrono::milliseconds max_ejection_time = std::chrono::seconds(300);
   int max_ejection_percent = 10;  // of a service's endpoints; at least one may always be ejected
+
+  friend bool operator==(const OutlierDetectionConfig&, const OutlierDetectionConfig&) = default;
 };
 
 // Per upstream service: Envoy's admission limits, and a failure-rate breaker per endpoint
@@ -167,6 +179,8 @@ struct CircuitBreakerConfig {
   std::chrono::milliseconds window = std::chrono::seconds(10);
   std::chrono::milliseconds open_duration = std::chrono::seconds(5);
   int half_open_trials = 1;
+
+  friend bool operator==(const CircuitBreakerConfig&, const CircuitBreakerConfig&) = default;
 };
 
 // Retries allowed in flight: budget_percent of active + pending requests, never fewer than
@@ -174,6 +188,8 @@ struct CircuitBreakerConfig {
 struct RetryBudgetConfig {
   double budget_percent = 20;
   int min_retry_concurrency = 3;
+
+  friend bool operator==(const RetryBudgetConfig&, const RetryBudgetConfig&) = default;
 };
 
 struct GatewayConfig {
@@ -187,6 +203,8 @@ struct GatewayConfig {
   // Static endpoints per service, "host:port" each, for a gateway run without a controller.
   std::map<std::string, std::vector<std::string>> upstreams;
   std::vector<RouteConfig> routes;
+
+  friend bool operator==(const GatewayConfig&, const GatewayConfig&) = default;
 };
 
 struct Config {

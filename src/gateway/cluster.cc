@@ -23,6 +23,48 @@ struct AttemptContext {
   }
 };
 
+// The service's connection limits for the pools: a permit holds one connection (and, until it
+// connects, one pending request) of the shared UpstreamLimits.
+class ClusterAdmission final : public ConnectionAdmission {
+ public:
+  ClusterAdmission(std::string service, std::shared_ptr<UpstreamLimits> limits)
+      : service_(std::move(service)), limits_(std::move(limits)) {}
+
+  std::unique_ptr<Permit> try_open(std::string& why) override {
+    std::optional<ResourceGuard> open = limits_->try_acquire(UpstreamResource::kConnections);
+    if (!open) {
+      why = over("max_connections", UpstreamResource::kConnections, "upstream connections open");
+      return nullptr;
+    }
+    std::optional<ResourceGuard> pending = limits_->try_acquire(UpstreamResource::kPendingRequests);
+    if (!pending) {
+      why = over("max_pending_requests", UpstreamResource::kPendingRequests,
+                 "requests waiting for an upstream connection");
+      return nullptr;
+    }
+    return std::make_unique<ConnectionPermit>(limits_, std::move(*open), std::move(*pending));
+  }
+
+ private:
+  struct ConnectionPermit final : Permit {
+    ConnectionPermit(std::shared_ptr<UpstreamLimits> l, ResourceGuard o, ResourceGuard p)
+        : limits(std::move(l)), open(std::move(o)), pending(std::move(p)) {}
+    void connected() override { pending.release(); }
+    // Declared first: the guards point into it.
+    std::shared_ptr<UpstreamLimits> limits;
+    ResourceGuard open;
+    ResourceGuard pending;
+  };
+
+  std::string over(std::string_view setting, UpstreamResource r, std::string_view what) const {
+    return "circuit_breakers." + std::string(setting) + " (" + std::to_string(limits_->limit(r)) +
+           " " + std::string(what) + ") reached for service " + service_;
+  }
+
+  const std::string service_;
+  const std::shared_ptr<UpstreamLimits> limits_;
+};
+
 }  // namespace
 
 Cluster::Cluster(std::string service, ClusterOptions options, EndpointTable& table,
@@ -33,7 +75,8 @@ Cluster::Cluster(std::string service, ClusterOptions options, EndpointTable& tab
       clock_(clock),
       detector_(std::make_shared<OutlierDetector>(options_.outlier)),
       balancer_(options_.balancer),
-      limits_(options_.limits),
+      limits_(std::make_shared<UpstreamLimits>(options_.limits)),
+      admission_(std::make_unique<ClusterAdmission>(service_, limits_)),
       budget_(options_.retry_budget) {
   refresh();
 }
@@ -114,14 +157,14 @@ std::optional<UpstreamPick> Cluster::select(int attempt, const UpstreamPick* pre
   const auto* previous_ctx =
       previous != nullptr ? static_cast<const AttemptContext*>(previous->context.get()) : nullptr;
   if (attempt > 0 && !(previous_ctx != nullptr && previous_ctx->never_sent)) {
-    ctx->retry = budget_.try_start_retry(limits_.in_use(UpstreamResource::kRequests),
-                                         limits_.in_use(UpstreamResource::kPendingRequests));
+    ctx->retry = budget_.try_start_retry(limits_->in_use(UpstreamResource::kRequests),
+                                         limits_->in_use(UpstreamResource::kPendingRequests));
     if (!ctx->retry) {
       budget_overflows_.fetch_add(1, std::memory_order_relaxed);
       return std::nullopt;
     }
   }
-  ctx->active = limits_.try_acquire(UpstreamResource::kRequests);
+  ctx->active = limits_->try_acquire(UpstreamResource::kRequests);
   if (!ctx->active) {
     limit_overflows_.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
@@ -152,6 +195,7 @@ std::optional<UpstreamPick> Cluster::select(int attempt, const UpstreamPick* pre
     pick.port = spec.port;
     pick.tag = i;
     pick.context = std::move(ctx);
+    pick.admission = admission_.get();
     return pick;
   }
   no_host_.fetch_add(1, std::memory_order_relaxed);
@@ -173,7 +217,9 @@ void Cluster::report(const AttemptReport& report) {
 Cluster::Stats Cluster::stats() const {
   return Stats{no_host_.load(std::memory_order_relaxed),
                limit_overflows_.load(std::memory_order_relaxed),
-               budget_overflows_.load(std::memory_order_relaxed)};
+               budget_overflows_.load(std::memory_order_relaxed),
+               limits_->overflows(UpstreamResource::kConnections),
+               limits_->overflows(UpstreamResource::kPendingRequests)};
 }
 
 RouteSelector::RouteSelector(std::shared_ptr<Cluster> cluster, RetryPolicy policy)

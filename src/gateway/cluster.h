@@ -30,6 +30,7 @@
 #include "gateway/proxy.h"
 #include "gateway/retry.h"
 #include "gateway/route_table.h"
+#include "gateway/upstream_pool.h"
 
 namespace prescale::gateway {
 
@@ -74,15 +75,19 @@ class Cluster {
   // The attempt's end: teaches the host's latency estimate, breaker and outlier state.
   static void report(const AttemptReport& report);
 
-  UpstreamLimits& limits() { return limits_; }
+  UpstreamLimits& limits() { return *limits_; }
+  // New upstream connections of the service, against max_connections and max_pending_requests.
+  ConnectionAdmission& connections() { return *admission_; }
   RetryBudget& retry_budget() { return budget_; }
   OutlierDetector& detector() { return *detector_; }
   const OutlierDetector& detector() const { return *detector_; }
 
   struct Stats {
-    std::uint64_t no_host = 0;          // selects that found no host in service
-    std::uint64_t limit_overflows = 0;  // selects refused by max_requests
-    std::uint64_t budget_overflows = 0; // retries refused by the retry budget
+    std::uint64_t no_host = 0;               // selects that found no host in service
+    std::uint64_t limit_overflows = 0;       // selects refused by max_requests
+    std::uint64_t budget_overflows = 0;      // retries refused by the retry budget
+    std::uint64_t connection_overflows = 0;  // new connections refused by max_connections
+    std::uint64_t pending_overflows = 0;     // ... by max_pending_requests
   };
   Stats stats() const;
 
@@ -93,7 +98,9 @@ class Cluster {
   const Clock& clock_;
   std::shared_ptr<OutlierDetector> detector_;
   Balancer balancer_;
-  UpstreamLimits limits_;
+  // Shared with the permits of open connections, which may outlive the cluster (a reload).
+  std::shared_ptr<UpstreamLimits> limits_;
+  std::unique_ptr<ConnectionAdmission> admission_;
   RetryBudget budget_;
   mutable std::mutex mu_;  // serialises refresh(); guards hosts_
   std::map<std::string, std::shared_ptr<UpstreamHost>, std::less<>> hosts_;  // by endpoint id

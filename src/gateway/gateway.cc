@@ -76,39 +76,145 @@ std::vector<std::string> route_names(std::span<const Route> routes) {
   return names;
 }
 
+std::string millis(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
+
+// Everything the gateway relies on, checked before anything changes; messages name the field
+// as the file does (gateway.routes[2].timeout). The config loader checks the same and more,
+// with file:line; this guards configs built in code and keeps a bad reload from half applying.
+Result<void> validate(const GatewayConfig& c) {
+  auto bad = [](const std::string& field, const std::string& what) -> Result<void> {
+    return make_error(ErrorCode::kInvalidArgument, "gateway." + field + ": " + what);
+  };
+  for (size_t i = 0; i < c.routes.size(); ++i) {
+    const RouteConfig& r = c.routes[i];
+    const std::string at = "routes[" + std::to_string(i) + "].";
+    if (r.service.empty()) return bad(at + "service", "must name a service");
+    if (r.timeout.count() <= 0) return bad(at + "timeout", "must be > 0, got " + millis(r.timeout));
+    if (r.per_try_timeout.count() < 0) {
+      return bad(at + "per_try_timeout", "must be >= 0, got " + millis(r.per_try_timeout));
+    }
+    if (r.retries.num_retries < 0) {
+      return bad(at + "retries.num_retries",
+                 "must be >= 0, got " + std::to_string(r.retries.num_retries));
+    }
+    if (r.rate_limit.requests_per_second < 0) {
+      return bad(at + "rate_limit.requests_per_second", "must be >= 0");
+    }
+    if (r.rate_limit.burst < 0) return bad(at + "rate_limit.burst", "must be >= 0");
+  }
+  for (const auto& [service, endpoints] : c.upstreams) {
+    for (size_t k = 0; k < endpoints.size(); ++k) {
+      if (auto e = parse_endpoint(endpoints[k]); !e) {
+        return bad("upstreams." + service + "[" + std::to_string(k) + "]", e.error().message);
+      }
+    }
+  }
+  const CircuitBreakerConfig& b = c.circuit_breakers;
+  if (b.max_connections < 1) return bad("circuit_breakers.max_connections", "must be >= 1");
+  if (b.max_pending_requests < 1) {
+    return bad("circuit_breakers.max_pending_requests", "must be >= 1");
+  }
+  if (b.max_requests < 1) return bad("circuit_breakers.max_requests", "must be >= 1");
+  if (b.max_retries < 0) return bad("circuit_breakers.max_retries", "must be >= 0");
+  if (b.window.count() <= 0) return bad("circuit_breakers.window", "must be > 0");
+  if (b.open_duration.count() <= 0) return bad("circuit_breakers.open_duration", "must be > 0");
+  if (b.half_open_trials < 1) return bad("circuit_breakers.half_open_trials", "must be >= 1");
+  const prescale::HealthCheckConfig& h = c.health_check;
+  if (!h.path.starts_with('/')) return bad("health_check.path", "must start with \"/\"");
+  if (h.interval.count() <= 0) return bad("health_check.interval", "must be > 0");
+  if (h.timeout.count() <= 0) return bad("health_check.timeout", "must be > 0");
+  if (h.healthy_threshold < 1) return bad("health_check.healthy_threshold", "must be >= 1");
+  if (h.unhealthy_threshold < 1) return bad("health_check.unhealthy_threshold", "must be >= 1");
+  const prescale::OutlierDetectionConfig& o = c.outlier_detection;
+  if (o.interval.count() <= 0) return bad("outlier_detection.interval", "must be > 0");
+  if (o.max_ejection_percent < 0 || o.max_ejection_percent > 100) {
+    return bad("outlier_detection.max_ejection_percent", "must be 0..100");
+  }
+  if (c.retry_budget.budget_percent < 0) return bad("retry_budget.budget_percent", "must be >= 0");
+  if (c.retry_budget.min_retry_concurrency < 0) {
+    return bad("retry_budget.min_retry_concurrency", "must be >= 0");
+  }
+  return {};
+}
+
+bool same_cluster_settings(const GatewayConfig& a, const GatewayConfig& b) {
+  return a.load_balancer == b.load_balancer && a.outlier_detection == b.outlier_detection &&
+         a.circuit_breakers == b.circuit_breakers && a.retry_budget == b.retry_budget;
+}
+
+HealthCheckConfig health_check_config(const GatewayConfig& c) {
+  HealthCheckConfig hc;
+  hc.path = c.health_check.path;
+  hc.interval = to_clock(c.health_check.interval);
+  hc.timeout = to_clock(c.health_check.timeout);
+  hc.healthy_threshold = static_cast<std::uint32_t>(c.health_check.healthy_threshold);
+  hc.unhealthy_threshold = static_cast<std::uint32_t>(c.health_check.unhealthy_threshold);
+  return hc;
+}
+
+// Versions of published routings come from one process-wide counter, so a thread's cached
+// routing of a destroyed Gateway is never taken for one of a new Gateway at the same address.
+std::atomic<std::uint64_t> routing_versions{0};
+
 }  // namespace
 
-struct Gateway::Impl {
-  std::vector<std::pair<std::string, std::string>> route_services;  // route label -> service
+// One configuration's routes and the clusters they lead to. Immutable once published: the I/O
+// threads read it without a lock (Impl::current()); a reload publishes a new one. A request that
+// was routed keeps what it started with: its proxy route holds its selector, which holds its
+// cluster.
+struct Gateway::Routing {
   struct RouteRuntime {
     Proxy::RouteId id = Proxy::kNoRoute;
     std::shared_ptr<Cluster> cluster;
-    std::unique_ptr<KeyedRateLimiter> limiter;
+    std::shared_ptr<KeyedRateLimiter> limiter;  // shared with the next routing when unchanged
     telemetry::Counter* rate_limited = nullptr;
     telemetry::Counter* external_calls = nullptr;  // prescale_calls_total{external, service}
   };
 
-  Impl(const GatewayConfig& c, GatewayOptions o, RouteTable r)
-      : config(c),
-        options(std::move(o)),
+  GatewayConfig config;  // as applied, for the next reload's comparison
+  RouteTable table;
+  std::vector<RouteRuntime> runtime;  // by Route::index
+  std::vector<std::string> names;     // the `route` label, by Route::index
+  std::vector<std::pair<std::string, std::string>> route_services;  // route label -> service
+  // Every service's cluster: those of the routes and upstreams, and those of earlier
+  // configurations (a service no longer named keeps its cluster and endpoints).
+  std::map<std::string, std::shared_ptr<Cluster>, std::less<>> clusters;
+
+  Cluster* find(std::string_view service) const {
+    auto it = clusters.find(service);
+    return it == clusters.end() ? nullptr : it->second.get();
+  }
+};
+
+struct Gateway::Impl {
+  explicit Impl(GatewayOptions o)
+      : options(std::move(o)),
         clock(*options.clock),
         table(clock, options.drain_timeout),
-        routes(std::move(r)),
         proxy(ProxyOptions{.connect_timeout = options.connect_timeout,
                            .registry = options.registry,
                            .service_label = options.service_label}) {}
 
-  GatewayConfig config;
   GatewayOptions options;
   Clock& clock;
   EndpointTable table;
-  std::map<std::string, std::shared_ptr<Cluster>, std::less<>> clusters;
-  RouteTable routes;
   Proxy proxy;
-  std::vector<RouteRuntime> route_runtime;  // by Route::index
   telemetry::CounterFamily* calls = nullptr;
+  telemetry::CounterFamily* rate_limited = nullptr;
 
-  std::mutex upkeep_mu;  // one upkeep() at a time
+  // Writers (reload, endpoint changes) one at a time, so an endpoint change never lands on a
+  // cluster that a concurrent reload is replacing.
+  std::mutex config_mu;
+  std::atomic<std::shared_ptr<const Routing>> routing;
+  std::atomic<std::uint64_t> routing_version{0};
+  // Proxy routes of earlier routings, removed once no thread holds that routing (config_mu).
+  struct Retired {
+    std::weak_ptr<const Routing> routing;
+    std::vector<Proxy::RouteId> routes;
+  };
+  std::vector<Retired> retired;
+
+  std::mutex upkeep_mu;  // one upkeep() at a time; guards health
   std::uint64_t seen_version = 0;
   http::Client health_client;
   std::unique_ptr<HealthChecker> health;
@@ -116,64 +222,175 @@ struct Gateway::Impl {
   std::atomic<bool> stopping{false};
   std::thread upkeep_thread;
 
-  Cluster* find(std::string_view service) {
-    auto it = clusters.find(service);
-    return it == clusters.end() ? nullptr : it->second.get();
+  // The routing as the data path reads it: a per-thread copy, taken again only when the version
+  // moved (libstdc++'s atomic<shared_ptr> load takes a lock; this is one atomic read).
+  const Routing& current() const {
+    struct Cached {
+      const Impl* impl;
+      std::uint64_t version;
+      std::shared_ptr<const Routing> routing;
+    };
+    thread_local std::vector<Cached> cache;
+    const std::uint64_t version = routing_version.load(std::memory_order_acquire);
+    for (Cached& c : cache) {
+      if (c.impl != this) continue;
+      if (c.version != version) {
+        c.routing = routing.load(std::memory_order_acquire);
+        c.version = version;
+      }
+      return *c.routing;
+    }
+    cache.push_back(Cached{this, version, routing.load(std::memory_order_acquire)});
+    return *cache.back().routing;
   }
-  void refresh_clusters() {
-    for (auto& [name, c] : clusters) c->refresh();
+  std::shared_ptr<const Routing> snapshot() const {
+    return routing.load(std::memory_order_acquire);
+  }
+
+  // Builds the routing of `config` over `previous` (nullptr at creation); with config_mu held.
+  // Changes nothing outside the result and the proxy's route list until publish().
+  Result<std::shared_ptr<Routing>> build(const GatewayConfig& config, const Routing* previous,
+                                         std::vector<Proxy::RouteId>& reused);
+  void publish(std::shared_ptr<const Routing> next) {
+    routing.store(std::move(next), std::memory_order_release);
+    routing_version.store(routing_versions.fetch_add(1, std::memory_order_relaxed) + 1,
+                          std::memory_order_release);
+  }
+  // Static endpoints (gateway.upstreams) of `config` over those of `previous`: new ones are
+  // added, ones no longer listed drain. Services not listed keep their endpoints.
+  void apply_upstreams(const GatewayConfig& config, const GatewayConfig* previous);
+  // With config_mu held.
+  void remove_retired_routes() {
+    std::erase_if(retired, [this](const Retired& r) {
+      if (!r.routing.expired()) return false;
+      for (Proxy::RouteId id : r.routes) proxy.remove_route(id);
+      return true;
+    });
+  }
+  void set_health_checks(const GatewayConfig& config) {
+    if (!options.health_checks) return;
+    std::lock_guard lock(upkeep_mu);
+    health = std::make_unique<HealthChecker>(health_check_config(config), clock, health_client);
   }
 };
 
+Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
+    const GatewayConfig& config, const Routing* previous, std::vector<Proxy::RouteId>& reused) {
+  if (auto v = validate(config); !v) return std::unexpected(v.error());
+  auto table_or = RouteTable::build(config);
+  if (!table_or) {
+    return make_error(ErrorCode::kInvalidArgument, "gateway." + table_or.error().message);
+  }
+  auto next = std::make_shared<Routing>(Routing{config, std::move(*table_or), {}, {}, {}, {}});
+
+  // Clusters: kept as they are when their settings did not change (their learned state too);
+  // otherwise a new one per service over the same endpoints.
+  const ClusterOptions copts = cluster_options(config);
+  const bool keep_clusters = previous != nullptr && same_cluster_settings(previous->config, config);
+  auto cluster_for = [&](const std::string& service) {
+    auto& slot = next->clusters[service];
+    if (!slot) slot = std::make_shared<Cluster>(service, copts, table, clock);
+    return slot;
+  };
+  if (previous != nullptr) {
+    for (const auto& [service, c] : previous->clusters) {
+      if (keep_clusters) {
+        next->clusters.emplace(service, c);
+      } else {
+        cluster_for(service);
+      }
+    }
+  }
+  for (const auto& [service, endpoints] : config.upstreams) cluster_for(service);
+
+  const std::span<const Route> all = next->table.routes();
+  next->names = route_names(all);
+  next->runtime.resize(all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    const Route& route = all[i];
+    const std::string& name = next->names[i];
+    next->route_services.emplace_back(name, route.service);
+    Routing::RouteRuntime& rr = next->runtime[route.index];
+    rr.cluster = cluster_for(route.service);
+    // The same route (same label) in the previous routing: unchanged, it keeps its proxy route;
+    // with the same rate limit, its clients' buckets.
+    const Routing::RouteRuntime* before = nullptr;
+    const RouteConfig* before_config = nullptr;
+    if (previous != nullptr) {
+      for (size_t j = 0; j < previous->names.size(); ++j) {
+        if (previous->names[j] == name) {
+          before = &previous->runtime[j];
+          before_config = &previous->config.routes[j];
+          break;
+        }
+      }
+    }
+    const RouteConfig& rc = config.routes[route.index];
+    if (before != nullptr && *before_config == rc && before->cluster == rr.cluster) {
+      rr.id = before->id;
+      reused.push_back(rr.id);
+    } else {
+      ProxyRoute pr;
+      pr.name = name;
+      pr.service = route.service;
+      pr.timeout = route.timeout;
+      pr.per_try_timeout = route.per_try_timeout;
+      pr.selector = std::make_shared<RouteSelector>(rr.cluster, route.retry);
+      rr.id = proxy.add_route(std::move(pr));
+    }
+    if (route.rate_limit) {
+      if (before != nullptr && before->limiter && before_config->rate_limit == rc.rate_limit) {
+        rr.limiter = before->limiter;
+      } else {
+        KeyedRateLimiterConfig lc;
+        lc.bucket = route.rate_limit->bucket;
+        rr.limiter = std::make_shared<KeyedRateLimiter>(lc);
+      }
+    }
+    if (rate_limited != nullptr) rr.rate_limited = &rate_limited->with({name});
+    if (calls != nullptr) rr.external_calls = &calls->with({kExternalCaller, route.service});
+  }
+  return next;
+}
+
+void Gateway::Impl::apply_upstreams(const GatewayConfig& config, const GatewayConfig* previous) {
+  for (const auto& [service, endpoints] : config.upstreams) {
+    for (const std::string& text : endpoints) {
+      if (auto spec = parse_endpoint(text)) (void)table.add_static(service, std::move(*spec));
+    }
+  }
+  if (previous == nullptr) return;
+  for (const auto& [service, endpoints] : previous->upstreams) {
+    auto now = config.upstreams.find(service);
+    if (now == config.upstreams.end()) continue;  // not listed: left as it is
+    for (const std::string& text : endpoints) {
+      if (std::find(now->second.begin(), now->second.end(), text) == now->second.end()) {
+        if (auto spec = parse_endpoint(text)) table.remove(service, spec->id);
+      }
+    }
+  }
+}
+
 Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
                                                  GatewayOptions options) {
-  auto routes = RouteTable::build(config);
-  if (!routes) return std::unexpected(routes.error());
-  auto impl = std::make_unique<Impl>(config, std::move(options), std::move(*routes));
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (auto v = validate(config); !v) return std::unexpected(v.error());
   if (auto r = add_upstreams(impl->table, config.upstreams); !r) {
     return std::unexpected(r.error());
   }
-  const ClusterOptions copts = cluster_options(config);
-  auto cluster_for = [&](const std::string& service) {
-    auto& slot = impl->clusters[service];
-    if (!slot) slot = std::make_shared<Cluster>(service, copts, impl->table, impl->clock);
-    return slot;
-  };
-  for (const auto& [service, endpoints] : config.upstreams) cluster_for(service);
-
   telemetry::Registry* reg = impl->options.registry;
-  telemetry::CounterFamily* rate_limited = nullptr;
   if (reg != nullptr) {
-    rate_limited = &reg->counter("prescale_gateway_rate_limited_total",
-                                 "Requests answered 429 by a route's rate limit", {"route"});
+    impl->rate_limited = &reg->counter("prescale_gateway_rate_limited_total",
+                                       "Requests answered 429 by a route's rate limit", {"route"});
     impl->calls = &reg->counter("prescale_calls_total",
                                 "Calls from a caller to a service through the gateway "
                                 "(caller from the x-prescale-caller header, else \"external\")",
                                 {"caller", "callee"});
   }
-  const std::span<const Route> all = impl->routes.routes();
-  const std::vector<std::string> names = route_names(all);
-  impl->route_runtime.resize(all.size());
-  for (size_t i = 0; i < all.size(); ++i) {
-    const Route& route = all[i];
-    impl->route_services.emplace_back(names[i], route.service);
-    Impl::RouteRuntime& rr = impl->route_runtime[route.index];
-    rr.cluster = cluster_for(route.service);
-    ProxyRoute pr;
-    pr.name = names[i];
-    pr.service = route.service;
-    pr.timeout = route.timeout;
-    pr.per_try_timeout = route.per_try_timeout;
-    pr.selector = std::make_shared<RouteSelector>(rr.cluster, route.retry);
-    rr.id = impl->proxy.add_route(std::move(pr));
-    if (route.rate_limit) {
-      KeyedRateLimiterConfig lc;
-      lc.bucket = route.rate_limit->bucket;
-      rr.limiter = std::make_unique<KeyedRateLimiter>(lc);
-    }
-    if (rate_limited != nullptr) rr.rate_limited = &rate_limited->with({names[i]});
-    if (impl->calls != nullptr) rr.external_calls = &impl->calls->with({kExternalCaller, route.service});
-  }
+  std::vector<Proxy::RouteId> reused;
+  auto first = impl->build(config, nullptr, reused);
+  if (!first) return std::unexpected(first.error());
+  impl->publish(std::move(*first));
 
   if (reg != nullptr) {
     // Endpoint states and resilience counters per service, read at each scrape.
@@ -191,10 +408,12 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
                                           MetricType::kCounter, {"service"}, {}};
       telemetry::FamilySnapshot overflows{
           "prescale_gateway_overflows_total",
-          "Attempts refused: no endpoint in service, max_requests, or the retry budget",
+          "Attempts refused: no endpoint in service, max_requests, max_connections, "
+          "max_pending_requests, or the retry budget",
           MetricType::kCounter, {"service", "reason"}, {}};
       const Clock::TimePoint now = raw->clock.now();
-      for (const auto& [name, c] : raw->clusters) {
+      const std::shared_ptr<const Routing> routing = raw->snapshot();
+      for (const auto& [name, c] : routing->clusters) {
         double ready = 0, draining = 0, unhealthy = 0, ejected = 0, breakers = 0;
         const auto view = c->view();
         for (const auto& h : view->hosts.hosts()) {
@@ -228,6 +447,10 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
             {{name, "max_requests"}, static_cast<double>(cs.limit_overflows), {}});
         overflows.series.push_back(
             {{name, "retry_budget"}, static_cast<double>(cs.budget_overflows), {}});
+        overflows.series.push_back(
+            {{name, "max_connections"}, static_cast<double>(cs.connection_overflows), {}});
+        overflows.series.push_back(
+            {{name, "max_pending_requests"}, static_cast<double>(cs.pending_overflows), {}});
       }
       out.push_back(std::move(endpoints));
       out.push_back(std::move(open));
@@ -236,18 +459,32 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
     });
   }
 
-  if (impl->options.health_checks) {
-    gateway::HealthCheckConfig hc;
-    hc.path = config.health_check.path;
-    hc.interval = to_clock(config.health_check.interval);
-    hc.timeout = to_clock(config.health_check.timeout);
-    hc.healthy_threshold = static_cast<std::uint32_t>(config.health_check.healthy_threshold);
-    hc.unhealthy_threshold = static_cast<std::uint32_t>(config.health_check.unhealthy_threshold);
-    impl->health = std::make_unique<HealthChecker>(hc, impl->clock, impl->health_client);
-  }
+  impl->set_health_checks(config);
   impl->seen_version = impl->table.snapshot()->version;
-  impl->refresh_clusters();
+  for (const auto& [name, c] : impl->snapshot()->clusters) c->refresh();
   return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
+}
+
+Result<void> Gateway::reload(const GatewayConfig& config) {
+  Impl& g = *impl_;
+  std::lock_guard lock(g.config_mu);
+  const std::shared_ptr<const Routing> previous = g.snapshot();
+  std::vector<Proxy::RouteId> reused;
+  auto next = g.build(config, previous.get(), reused);
+  if (!next) return std::unexpected(next.error());
+  // Valid: from here on nothing fails. Endpoints first, so the new clusters see them.
+  g.apply_upstreams(config, &previous->config);
+  for (const auto& [name, c] : (*next)->clusters) c->refresh();
+  const bool new_health_checks = !(previous->config.health_check == config.health_check);
+  g.publish(std::move(*next));
+  std::vector<Proxy::RouteId> gone;
+  for (const Routing::RouteRuntime& rr : previous->runtime) {
+    if (std::find(reused.begin(), reused.end(), rr.id) == reused.end()) gone.push_back(rr.id);
+  }
+  if (!gone.empty()) g.retired.push_back({previous, std::move(gone)});
+  if (new_health_checks) g.set_health_checks(config);
+  g.remove_retired_routes();
+  return {};
 }
 
 Gateway::Gateway(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -265,7 +502,8 @@ http::Handler Gateway::handler() {
 
 void Gateway::handle(http::Request& request, http::Responder respond) {
   Impl& g = *impl_;
-  const Route* route = g.routes.match(request);
+  const Routing& routing = g.current();
+  const Route* route = routing.table.match(request);
   if (route == nullptr) {
     g.proxy.answer(Proxy::kNoRoute,
                    http::error_response(404, "no_route",
@@ -275,7 +513,7 @@ void Gateway::handle(http::Request& request, http::Responder respond) {
                    std::move(respond));
     return;
   }
-  Impl::RouteRuntime& rr = g.route_runtime[route->index];
+  const Routing::RouteRuntime& rr = routing.runtime[route->index];
   if (rr.limiter) {
     const RateLimitDecision d = rr.limiter->check(
         client_key(route->rate_limit->api_key(request), request.remote_address), g.clock.now());
@@ -308,7 +546,7 @@ void Gateway::handle(http::Request& request, http::Responder respond) {
   // caller (a header must not create unbounded series).
   if (g.calls != nullptr) {
     const auto caller = request.headers.get(kCallerHeader);
-    if (caller && g.clusters.contains(*caller)) {
+    if (caller && routing.clusters.contains(*caller)) {
       g.calls->with({*caller, std::string_view(route->service)}).inc();
     } else if (rr.external_calls != nullptr) {
       rr.external_calls->inc();
@@ -318,7 +556,8 @@ void Gateway::handle(http::Request& request, http::Responder respond) {
 }
 
 Result<void> Gateway::set_endpoints(std::string_view service, std::vector<EndpointSpec> endpoints) {
-  Cluster* c = impl_->find(service);
+  std::lock_guard lock(impl_->config_mu);
+  Cluster* c = impl_->snapshot()->find(service);
   if (c == nullptr) {
     return make_error(ErrorCode::kNotFound, "gateway: no route or upstream names service \"" +
                                                 std::string(service) + "\"");
@@ -329,7 +568,8 @@ Result<void> Gateway::set_endpoints(std::string_view service, std::vector<Endpoi
 }
 
 Result<void> Gateway::add_endpoint(std::string_view service, EndpointSpec endpoint) {
-  Cluster* c = impl_->find(service);
+  std::lock_guard lock(impl_->config_mu);
+  Cluster* c = impl_->snapshot()->find(service);
   if (c == nullptr) {
     return make_error(ErrorCode::kNotFound, "gateway: no route or upstream names service \"" +
                                                 std::string(service) + "\"");
@@ -340,7 +580,8 @@ Result<void> Gateway::add_endpoint(std::string_view service, EndpointSpec endpoi
 }
 
 bool Gateway::remove_endpoint(std::string_view service, std::string_view id) {
-  Cluster* c = impl_->find(service);
+  std::lock_guard lock(impl_->config_mu);
+  Cluster* c = impl_->snapshot()->find(service);
   if (c == nullptr || !impl_->table.remove(service, id)) return false;
   c->refresh();
   return true;
@@ -348,14 +589,19 @@ bool Gateway::remove_endpoint(std::string_view service, std::string_view id) {
 
 void Gateway::upkeep() {
   Impl& g = *impl_;
+  {
+    std::lock_guard lock(g.config_mu);
+    g.remove_retired_routes();
+  }
   std::lock_guard lock(g.upkeep_mu);
+  const std::shared_ptr<const Routing> routing = g.snapshot();
   g.table.reap();
   if (const std::uint64_t v = g.table.snapshot()->version; v != g.seen_version) {
     g.seen_version = v;
-    g.refresh_clusters();
+    for (const auto& [name, c] : routing->clusters) c->refresh();
   }
   std::vector<std::shared_ptr<UpstreamHost>> hosts;
-  for (auto& [name, c] : g.clusters) {
+  for (const auto& [name, c] : routing->clusters) {
     c->evaluate_outliers();
     for (auto& h : c->hosts()) hosts.push_back(std::move(h));
   }
@@ -384,16 +630,20 @@ void Gateway::stop_upkeep() {
   if (g.upkeep_thread.joinable()) g.upkeep_thread.join();
 }
 
-const Cluster* Gateway::cluster(std::string_view service) const { return impl_->find(service); }
+const Cluster* Gateway::cluster(std::string_view service) const {
+  return impl_->snapshot()->find(service);
+}
 
 std::vector<std::pair<std::string, std::string>> Gateway::route_services() const {
-  return impl_->route_services;
+  return impl_->snapshot()->route_services;
 }
 
 std::vector<std::string> Gateway::services() const {
   std::vector<std::string> out;
-  for (const auto& [name, c] : impl_->clusters) out.push_back(name);
+  for (const auto& [name, c] : impl_->snapshot()->clusters) out.push_back(name);
   return out;
 }
+
+std::size_t Gateway::route_count() const { return impl_->snapshot()->runtime.size(); }
 
 }  // namespace prescale::gateway

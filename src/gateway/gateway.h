@@ -8,9 +8,13 @@
 //   (*gw)->start_upkeep();                                    // health checks etc., a thread
 //   (*gw)->set_endpoints("recommend", {{"r-1", "127.0.0.1", 9001}, ...});  // the controller
 //
-// Thread safety: handler() serves any number of I/O threads at once; set_endpoints(),
-// add_endpoint(), remove_endpoint() and upkeep() may be called from any thread. Destroy the
-// servers that use the handler before the Gateway.
+//   (*gw)->reload(new_config.gateway);  // SIGHUP: routes, limits, cluster settings; no request
+//   lost
+//
+// Thread safety: handler() serves any number of I/O threads at once; reload(), set_endpoints(),
+// add_endpoint(), remove_endpoint() and upkeep() may be called from any thread. A request reads
+// one published configuration from start to end (no lock on its path). Destroy the servers that
+// use the handler before the Gateway.
 #pragma once
 
 #include <atomic>
@@ -58,6 +62,20 @@ class Gateway {
   // The request handler for the gateway's http::Server(s).
   http::Handler handler();
 
+  // Applies a new configuration while serving (docs/gateway.md, "Reloading the configuration").
+  // All of it is checked first: on an error (kInvalidArgument, naming the field, e.g.
+  // "gateway.routes[2].timeout: must be > 0, got 0ms") nothing changes. Then, at once for every
+  // new request: the routes with their timeouts, retry policies and rate limits; per service
+  // the cluster settings (balancer, breakers and limits, outlier detection, retry budget) and
+  // health checks; static endpoints of gateway.upstreams (new ones added, ones no longer listed
+  // drain). Requests already routed finish with what they started with. Kept: every service's
+  // endpoints (and services no longer named, with theirs); an unchanged route's proxy route and
+  // metrics; a route's rate-limit buckets while its label and rate_limit stay the same; each
+  // cluster with its learned state while the cluster settings stay the same (when they change,
+  // every service gets a new cluster over the same endpoints, and the learned latency, breaker
+  // and ejection state starts afresh). gateway.listen and gateway.threads are not reloaded.
+  Result<void> reload(const GatewayConfig& config);
+
   // The controller's view of replicas (docs/gateway.md, "Endpoints"). set_endpoints() makes
   // `endpoints` the service's set: new ones start taking requests, missing ones drain.
   Result<void> set_endpoints(std::string_view service, std::vector<EndpointSpec> endpoints);
@@ -75,12 +93,14 @@ class Gateway {
   // to, in match order: what a controller needs to read per-service figures off the metrics.
   std::vector<std::pair<std::string, std::string>> route_services() const;
 
-  // For tests and the CLI.
+  // For tests and the CLI. cluster() is valid until a reload changes the cluster settings.
   const Cluster* cluster(std::string_view service) const;
   std::vector<std::string> services() const;
+  std::size_t route_count() const;
 
  private:
   struct Impl;
+  struct Routing;
   explicit Gateway(std::unique_ptr<Impl> impl);
   void handle(http::Request& request, http::Responder respond);
 

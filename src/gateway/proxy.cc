@@ -170,7 +170,7 @@ struct RouteState {
 struct UpstreamSeries {
   telemetry::Histogram* duration = nullptr;
   std::vector<std::pair<int, telemetry::Counter*>> by_status;
-  std::array<telemetry::Counter*, 7> by_error{};
+  std::array<telemetry::Counter*, 8> by_error{};  // by ExchangeError
 };
 
 // One request being proxied: the attempt loop's state. Pooled per thread (its buffers keep
@@ -182,7 +182,7 @@ class Call final : public Exchange {
   enum class Phase { kIdle, kRunning, kBackoff };
 
   ThreadState& ts_;
-  RouteState* route = nullptr;
+  RouteState* route = nullptr;  // kept alive by its ThreadState while the call runs
   http::Request* req = nullptr;
   http::Responder respond;
   Clock::TimePoint started{};
@@ -220,10 +220,16 @@ struct ProxyCore {
   void record_attempt(Call& c, Clock::Duration latency);
   void build_head(Call& c);
   std::chrono::milliseconds timeout_resolution() const;
+  std::chrono::milliseconds timeout_resolution(
+      const std::vector<std::shared_ptr<RouteState>>& of_routes) const;
 
   ProxyOptions options;
   uint64_t id;
-  std::vector<std::unique_ptr<RouteState>> routes;
+  // Routes by RouteId (null once removed). Written under routes_mu; each I/O thread reads its
+  // own copy, taken again when routes_version moves (ThreadState::route).
+  mutable std::mutex routes_mu;
+  std::vector<std::shared_ptr<RouteState>> routes;
+  std::atomic<uint64_t> routes_version{0};
   telemetry::CounterFamily* requests = nullptr;
   telemetry::HistogramFamily* durations = nullptr;
   telemetry::CounterFamily* upstream_requests = nullptr;
@@ -273,6 +279,15 @@ class ThreadState {
 
   ProxyCore& proxy() { return proxy_; }
   uint64_t io_thread_id() const { return io_thread_id_; }
+
+  // Route `id` as this thread sees it: its copy of the route list, taken again (one atomic
+  // load when nothing changed) after add_route()/remove_route(). Null when unknown or removed.
+  const std::shared_ptr<RouteState>* route(Proxy::RouteId id) {
+    const uint64_t v = proxy_.routes_version.load(std::memory_order_acquire);
+    if (v != routes_version_) refresh_routes(v);
+    if (id >= routes_.size() || !routes_[id]) return nullptr;
+    return &routes_[id];
+  }
   UpstreamPool& pool() { return pool_; }
   bool stopped() const { return stopped_; }
   StatCounter& inflight() { return inflight_; }
@@ -288,7 +303,23 @@ class ThreadState {
     return *c;
   }
 
+  // A call on `id`: counted on this thread, so that a route removed meanwhile stays alive until
+  // its last call here ends (no reference count shared between threads on the request path).
+  RouteState* begin_call(Proxy::RouteId id) {
+    const std::shared_ptr<RouteState>* r = route(id);
+    if (r == nullptr) return nullptr;
+    if (route_calls_.size() <= id) route_calls_.resize(id + 1, 0);
+    ++route_calls_[id];
+    return r->get();
+  }
+
   void release(Call& c) {
+    if (c.route != nullptr) {
+      const size_t id = c.route->index;
+      if (--route_calls_[id] == 0 && !retired_.empty()) {
+        std::erase_if(retired_, [id](const auto& r) { return r->index == id; });
+      }
+    }
     c.route = nullptr;
     c.req = nullptr;
     c.pick.reset();
@@ -333,6 +364,26 @@ class ThreadState {
   }
 
  private:
+  void refresh_routes(uint64_t version) {
+    std::vector<std::shared_ptr<RouteState>> before;
+    {
+      std::lock_guard lock(proxy_.routes_mu);
+      before = std::exchange(routes_, proxy_.routes);
+      routes_version_ = version;
+    }
+    for (auto& r : before) {  // removed, with calls still running here
+      if (r && !routes_[r->index] && r->index < route_calls_.size() && route_calls_[r->index] > 0) {
+        retired_.push_back(std::move(r));
+      }
+    }
+    // A route added later may have a shorter timeout than any before it.
+    const std::chrono::milliseconds r = proxy_.timeout_resolution(routes_);
+    if (r != timeout_resolution_) {
+      timeout_resolution_ = r;
+      pool_.set_timeout_resolution(r);
+    }
+  }
+
   void arm_backoff() {
     if (backoff_armed_ || stopped_) return;
     backoff_armed_ = true;
@@ -363,6 +414,10 @@ class ThreadState {
   UpstreamPool pool_;
   std::optional<asio::steady_timer> backoff_timer_;
   std::chrono::milliseconds timeout_resolution_;
+  std::vector<std::shared_ptr<RouteState>> routes_;  // this thread's copy of proxy_.routes
+  uint64_t routes_version_ = UINT64_MAX;
+  std::vector<uint32_t> route_calls_;                 // calls running, by route id
+  std::vector<std::shared_ptr<RouteState>> retired_;  // removed, calls still running
   std::vector<std::unique_ptr<Call>> free_;
   std::vector<Call*> waiting_;  // in back-off
   std::vector<Call*> due_;
@@ -486,9 +541,16 @@ ProxyCore::ProxyCore(ProxyOptions o)
 }
 
 std::chrono::milliseconds ProxyCore::timeout_resolution() const {
+  std::lock_guard lock(routes_mu);
+  return timeout_resolution(routes);
+}
+
+std::chrono::milliseconds ProxyCore::timeout_resolution(
+    const std::vector<std::shared_ptr<RouteState>>& of_routes) const {
   // As the server's sweep: 1/8 of the shortest timeout, between 5 and 250 ms.
   std::chrono::milliseconds shortest = std::min(options.connect_timeout, options.idle_timeout);
-  for (const auto& r : routes) {
+  for (const auto& r : of_routes) {
+    if (!r) continue;
     shortest = std::min(shortest, r->route.timeout);
     if (r->route.per_try_timeout.count() > 0) {
       shortest = std::min(shortest, r->route.per_try_timeout);
@@ -655,11 +717,11 @@ void ProxyCore::start_attempt(Call& c) {
   c.body = c.req->body;
   c.head_request = c.req->method == http::Method::kHead;
   c.idempotent = idempotent(c.req->method);
+  c.admission = c.pick->admission;
   c.phase = Call::Phase::kRunning;
   if (!c.ts_.pool().start(c.pick->host, c.pick->port, c)) {
     c.phase = Call::Phase::kIdle;
-    c.error = ExchangeError::kCancelled;
-    c.detail = "the gateway is shutting down";
+    if (c.error != ExchangeError::kOverflow) c.detail = "the gateway is shutting down";
     on_attempt_done(c);
   }
 }
@@ -710,16 +772,18 @@ void ProxyCore::on_attempt_done(Call& c) {
       outcome = UpstreamOutcome::failure(UpstreamError::kTimeout);
       break;
     case ExchangeError::kCancelled:
+    case ExchangeError::kOverflow:
       break;
   }
-  const AttemptReport report{.pick = *c.pick,
-                             .attempt = c.attempt,
-                             .outcome = outcome,
-                             .cancelled = c.error == ExchangeError::kCancelled,
-                             .request_sent = c.request_sent,
-                             .latency = latency,
-                             .finished_at = t,
-                             .detail = c.detail};
+  const AttemptReport report{
+      .pick = *c.pick,
+      .attempt = c.attempt,
+      .outcome = outcome,
+      .cancelled = c.error == ExchangeError::kCancelled || c.error == ExchangeError::kOverflow,
+      .request_sent = c.request_sent,
+      .latency = latency,
+      .finished_at = t,
+      .detail = c.detail};
   record_attempt(c, latency);
   UpstreamSelector& selector = *c.route->route.selector;
   selector.report(*c.req, report);
@@ -771,6 +835,9 @@ void ProxyCore::finish_failed(Call& c) {
     case ExchangeError::kReset:
     case ExchangeError::kMalformed:
       fail(c, 502, "bad_gateway", c.detail);
+      return;
+    case ExchangeError::kOverflow:
+      fail(c, 503, "upstream_overflow", "service " + route.service + ": " + c.detail);
       return;
     case ExchangeError::kCancelled:
       if (c.client_gone) {
@@ -834,34 +901,47 @@ Proxy::RouteId Proxy::add_route(ProxyRoute route) {
   if (route.timeout.count() <= 0) {
     throw std::invalid_argument("proxy route " + route.name + ": timeout must be > 0");
   }
-  auto state = std::make_unique<RouteState>();
+  auto state = std::make_shared<RouteState>();
   state->route = std::move(route);
-  state->index = impl_->routes.size();
   state->service_label = impl_->options.service_label;
   if (impl_->requests != nullptr) {
     state->requests = impl_->requests;
     state->duration = &impl_->durations->with({state->service_label, state->route.name});
     state->retries = &impl_->retries->with({state->route.name});
   }
+  std::lock_guard lock(impl_->routes_mu);
+  if (impl_->routes.size() >= kNoRoute) throw std::length_error("proxy: too many routes");
+  state->index = impl_->routes.size();
   impl_->routes.push_back(std::move(state));
+  impl_->routes_version.fetch_add(1, std::memory_order_release);
   return static_cast<RouteId>(impl_->routes.size() - 1);
+}
+
+bool Proxy::remove_route(RouteId route) {
+  std::lock_guard lock(impl_->routes_mu);
+  if (route >= impl_->routes.size() || !impl_->routes[route]) return false;
+  impl_->routes[route].reset();
+  impl_->routes_version.fetch_add(1, std::memory_order_release);
+  return true;
 }
 
 void Proxy::forward(RouteId route, http::Request& request, http::Responder respond) {
   Impl& p = *impl_;
   ThreadState* ts = p.thread_state();
-  if (ts == nullptr || route >= p.routes.size()) {
+  RouteState* state = ts != nullptr ? ts->begin_call(route) : nullptr;
+  if (state == nullptr) {
     respond(http::error_response(
         500, "internal",
         ts == nullptr ? "the proxy runs only on server I/O threads" : "unknown proxy route"));
     return;
   }
+  Call& c = ts->acquire();
+  c.route = state;
   if (ts->stopped()) {
+    ts->release(c);
     respond(http::error_response(503, "shutting_down", "the gateway is shutting down"));
     return;
   }
-  Call& c = ts->acquire();
-  c.route = p.routes[route].get();
   c.req = &request;
   c.respond = std::move(respond);
   c.started = now();
@@ -876,8 +956,17 @@ void Proxy::forward(RouteId route, http::Request& request, http::Responder respo
 
 void Proxy::answer(RouteId route, http::Response response, http::Responder respond) {
   Impl& p = *impl_;
-  if (route < p.routes.size()) {
-    p.routes[route]->count(response.status);
+  std::shared_ptr<RouteState> state;
+  if (route != kNoRoute) {
+    if (ThreadState* ts = p.thread_state(); ts != nullptr) {
+      if (const auto* r = ts->route(route)) state = *r;
+    } else {
+      std::lock_guard lock(p.routes_mu);
+      if (route < p.routes.size()) state = p.routes[route];
+    }
+  }
+  if (state) {
+    state->count(response.status);
   } else if (p.requests != nullptr) {
     p.requests->with({p.options.service_label, kUnmatchedRoute, std::to_string(response.status)})
         .inc();

@@ -16,11 +16,14 @@
 // X-Forwarded-Proto and X-Forwarded-Host are set unless present, Host is kept, and
 // `x-request-id` is added when absent. Failures are JSON bodies: 503 no_healthy_upstream /
 // upstream_unavailable (nothing could be connected to), 502 bad_gateway (reset, closed or
-// malformed response), 504 upstream_timeout (connect, per-try or route timeout).
+// malformed response), 504 upstream_timeout (connect, per-try or route timeout), 503
+// upstream_overflow (the service's connection limits).
 //
-// Thread safety: add_route() before serving. forward() and answer() on http::Server I/O
-// threads, any number at once; stats() anywhere. The Proxy must outlive every Server that calls
-// it, and those servers must be shut down before it is destroyed (declare it first).
+// Thread safety: add_route() and remove_route() from any thread, before or while serving; the
+// I/O threads see a change at their next request (one atomic load). forward() and answer() on
+// http::Server I/O threads, any number at once; stats() anywhere. The Proxy must outlive every
+// Server that calls it, and those servers must be shut down before it is destroyed (declare it
+// first).
 #pragma once
 
 #include <chrono>
@@ -43,6 +46,8 @@ class Registry;
 
 namespace prescale::gateway {
 
+class ConnectionAdmission;  // upstream_pool.h
+
 // Where one attempt goes.
 struct UpstreamPick {
   std::string host;  // IP literal or DNS name; IPv6 without brackets
@@ -52,6 +57,10 @@ struct UpstreamPick {
   // The proxy releases `context` after the attempt's report().
   uint64_t tag = 0;
   std::shared_ptr<void> context;
+  // Asked before a new upstream connection is opened for the attempt (the service's
+  // max_connections / max_pending_requests); a refusal answers 503 upstream_overflow, not
+  // retried. nullptr: no limit. Must outlive the attempt.
+  ConnectionAdmission* admission = nullptr;
 };
 
 // How one attempt ended.
@@ -62,8 +71,9 @@ struct AttemptReport {
   // failures and connect timeouts are kConnectFailure (nothing was sent), a reset or
   // malformed response kReset, no complete response before the try's deadline kTimeout.
   UpstreamOutcome outcome;
-  // Ended without an outcome: the client went away or the gateway is stopping. Not the
-  // endpoint's doing; `outcome` is empty (e.g. UpstreamRequest::cancel()).
+  // Ended without an outcome: the client went away, the gateway is stopping, or the pick's
+  // admission refused a new connection. Not the endpoint's doing; `outcome` is empty (e.g.
+  // UpstreamRequest::cancel()).
   bool cancelled = false;
   bool request_sent = false;  // some of the request was written: the upstream may have acted
   Clock::Duration latency{};  // from the attempt's start, connecting included
@@ -145,9 +155,13 @@ class Proxy {
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
 
-  // Registers a route; before serving. Throws std::invalid_argument without a selector or
-  // with a timeout <= 0 (configuration time, not the request path).
+  // Registers a route, before or while serving (a configuration reload). Throws
+  // std::invalid_argument without a selector or with a timeout <= 0 (configuration time, not
+  // the request path). RouteIds are never reused.
   RouteId add_route(ProxyRoute route);
+  // Unregisters a route: forward() on it answers 500 from now on; requests already on it
+  // finish with it. False when unknown or already removed.
+  bool remove_route(RouteId route);
 
   // Forwards `request` on `route` and answers through `respond`. On an http::Server I/O thread
   // (from a Handler); elsewhere it answers 500. Sets request.on_client_gone.

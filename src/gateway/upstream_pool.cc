@@ -63,6 +63,8 @@ std::string_view to_string(ExchangeError error) {
       return "timeout";
     case ExchangeError::kCancelled:
       return "cancelled";
+    case ExchangeError::kOverflow:
+      return "overflow";
   }
   return "none";
 }
@@ -84,7 +86,8 @@ struct PoolCore : std::enable_shared_from_this<PoolCore> {
   }
 
   EndpointPool& endpoint(std::string_view host, uint16_t port);
-  void start_fresh(EndpointPool& ep, Exchange& ex);
+  // False, with ex.error and ex.detail set, when ex.admission refuses a new connection.
+  bool start_fresh(EndpointPool& ep, Exchange& ex);
   void release(std::shared_ptr<UpstreamConnection> conn);
   void drop_idle(UpstreamConnection* conn);
   void link(UpstreamConnection* c);
@@ -95,6 +98,7 @@ struct PoolCore : std::enable_shared_from_this<PoolCore> {
 
   asio::io_context& io;
   const UpstreamPoolOptions options;
+  std::chrono::milliseconds timeout_resolution = options.timeout_resolution;
   EndpointMap<EndpointPool> endpoints;
   UpstreamConnection* active_head = nullptr;  // connecting or busy connections
   std::optional<asio::steady_timer> sweep_timer;
@@ -123,8 +127,10 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   Clock::TimePoint deadline() const { return deadline_; }
   Clock::TimePoint idle_since() const { return idle_since_; }
 
-  // A fresh connection: resolve (unless an IP literal), connect, then run `ex`.
-  void connect(Exchange& ex) {
+  // A fresh connection: resolve (unless an IP literal), connect, then run `ex`. `permit`: its
+  // admission (ConnectionAdmission), or null.
+  void connect(Exchange& ex, std::unique_ptr<ConnectionAdmission::Permit> permit) {
+    permit_ = std::move(permit);
     attach(ex, /*reused=*/false);
     state_ = State::kConnecting;
     deadline_ = std::min(ex.deadline, now() + pool_->options.connect_timeout);
@@ -183,6 +189,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   void close() {
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
+    permit_.reset();
     if (linked) pool_->unlink(this);
     error_code ignored;
     socket_.close(ignored);
@@ -232,6 +239,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
       return;
     }
     pool_->opened.add(1);
+    if (permit_) permit_->connected();
     error_code ignored;
     socket_.set_option(tcp::no_delay(true), ignored);
     socket_.non_blocking(true, ignored);  // reads and writes are tried directly, never blocking
@@ -382,7 +390,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
       close();
       ex->stale_retried_ = true;
       pool_->stale_retries.add(1);
-      pool_->start_fresh(ep_, *ex);
+      if (!pool_->start_fresh(ep_, *ex)) ex->on_complete();
       return;
     }
     finish_error(ExchangeError::kReset,
@@ -422,6 +430,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   EndpointPool& ep_;
   tcp::socket socket_;
   std::optional<tcp::resolver> resolver_;
+  std::unique_ptr<ConnectionAdmission::Permit> permit_;
   boost::beast::flat_buffer buffer_;
   std::optional<http::internal::ResponseParser> parser_;
   Exchange* ex_ = nullptr;
@@ -450,10 +459,19 @@ EndpointPool& PoolCore::endpoint(std::string_view host, uint16_t port) {
   return ep;
 }
 
-void PoolCore::start_fresh(EndpointPool& ep, Exchange& ex) {
+bool PoolCore::start_fresh(EndpointPool& ep, Exchange& ex) {
+  std::unique_ptr<ConnectionAdmission::Permit> permit;
+  if (ex.admission != nullptr) {
+    permit = ex.admission->try_open(ex.detail);
+    if (!permit) {
+      ex.error = ExchangeError::kOverflow;
+      return false;
+    }
+  }
   auto conn = std::make_shared<UpstreamConnection>(shared_from_this(), ep);
-  conn->connect(ex);
+  conn->connect(ex, std::move(permit));
   ensure_sweep();
+  return true;
 }
 
 void PoolCore::release(std::shared_ptr<UpstreamConnection> conn) {
@@ -503,7 +521,7 @@ void PoolCore::unlink(UpstreamConnection* c) {
 void PoolCore::ensure_sweep() {
   if (sweep_armed || stopped) return;
   sweep_armed = true;
-  sweep_timer->expires_after(options.timeout_resolution);
+  sweep_timer->expires_after(timeout_resolution);
   sweep_timer->async_wait([self = shared_from_this()](const error_code& ec) {
     self->sweep_armed = false;
     if (ec || self->stopped) return;
@@ -558,7 +576,10 @@ UpstreamPool::~UpstreamPool() { core_->stop(); }
 
 bool UpstreamPool::start(std::string_view host, uint16_t port, Exchange& exchange) {
   auto& core = *core_;
-  if (core.stopped) return false;
+  if (core.stopped) {
+    exchange.error = ExchangeError::kCancelled;
+    return false;
+  }
   exchange.error = ExchangeError::kNone;
   exchange.response = http::Response();
   exchange.request_sent = false;
@@ -575,8 +596,7 @@ bool UpstreamPool::start(std::string_view host, uint16_t port, Exchange& exchang
     core.ensure_sweep();
     return true;
   }
-  core.start_fresh(ep, exchange);
-  return true;
+  return core.start_fresh(ep, exchange);
 }
 
 void UpstreamPool::cancel(Exchange& exchange) {
@@ -584,6 +604,10 @@ void UpstreamPool::cancel(Exchange& exchange) {
 }
 
 void UpstreamPool::stop() { core_->stop(); }
+
+void UpstreamPool::set_timeout_resolution(std::chrono::milliseconds resolution) {
+  core_->timeout_resolution = resolution;
+}
 
 UpstreamPool::Stats UpstreamPool::stats() const {
   return Stats{core_->opened.get(), core_->reused.get(), core_->stale_retries.get(),

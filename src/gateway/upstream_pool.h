@@ -49,10 +49,30 @@ enum class ExchangeError : uint8_t {
   kMalformed,       // not an HTTP/1.1 response, or over the size limits
   kTimeout,         // the deadline passed after connecting
   kCancelled,       // the pool stopped
+  kOverflow,        // a new connection was needed and the exchange's admission refused it
 };
 
-// "connect_failed", "connect_timeout", "reset", "malformed", "timeout", "cancelled", "none".
+// "connect_failed", "connect_timeout", "reset", "malformed", "timeout", "cancelled",
+// "overflow", "none".
 std::string_view to_string(ExchangeError error);
+
+// Admission of new upstream connections, shared by the pools of every I/O thread: a service's
+// circuit_breakers.max_connections (connections open, idle or busy) and max_pending_requests
+// (exchanges waiting for a connection being established). Implemented by the gateway's Cluster.
+// Thread safety: try_open() and the permits from any thread.
+class ConnectionAdmission {
+ public:
+  // Held by an admitted connection: it counts as pending until connected(), as open until the
+  // permit is destroyed (when the connection closes).
+  class Permit {
+   public:
+    virtual ~Permit() = default;
+    virtual void connected() = 0;
+  };
+  virtual ~ConnectionAdmission() = default;
+  // A permit for one more connection, or nullptr with `why` set when a limit is reached.
+  virtual std::unique_ptr<Permit> try_open(std::string& why) = 0;
+};
 
 struct UpstreamPoolOptions {
   std::chrono::milliseconds connect_timeout{2000};
@@ -75,6 +95,9 @@ class Exchange {
   bool head_request = false;    // a response to HEAD has no body
   bool idempotent = false;      // may be sent again after failing on a stale reused connection
   Clock::TimePoint deadline{};  // ends the exchange, connecting included
+  // Asked before a new connection is opened for this exchange (not for a pooled one); nullptr:
+  // no limit. Must outlive the exchange's start().
+  ConnectionAdmission* admission = nullptr;
 
   // Results, valid in on_complete().
   ExchangeError error = ExchangeError::kNone;
@@ -112,14 +135,17 @@ class UpstreamPool {
   UpstreamPool& operator=(const UpstreamPool&) = delete;
 
   // Runs `exchange` against host:port (an IP literal or a name; IPv6 without brackets) on a
-  // pooled connection or a new one; its on_complete() follows. Once the pool is stopped it
-  // starts nothing and returns false (on_complete() will not run).
+  // pooled connection or a new one; its on_complete() follows. Returns false, and on_complete()
+  // will not run, when it starts nothing: the pool is stopped (exchange.error kCancelled), or
+  // a new connection was needed and exchange.admission refused it (kOverflow, detail why).
   bool start(std::string_view host, uint16_t port, Exchange& exchange);
   // Abandons a started exchange whose on_complete() has not run: its connection is closed and
   // on_complete() will not run.
   void cancel(Exchange& exchange);
   // Closes every connection; running exchanges complete with kCancelled. Idempotent.
   void stop();
+  // The sweep's period from its next round on (on the pool's I/O thread).
+  void set_timeout_resolution(std::chrono::milliseconds resolution);
 
   // From any thread.
   Stats stats() const;

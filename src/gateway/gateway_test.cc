@@ -1,0 +1,413 @@
+// Gateway::reload: routes added, removed and changed take effect for the next request; a bad
+// configuration changes nothing; endpoints, rate-limit buckets and requests in flight survive.
+// The gateway and its upstreams are real servers on port 0; the gateway's clock (rate limits,
+// breakers) is a ManualClock that never moves unless a test moves it.
+#include "gateway/gateway.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/config.h"
+#include "gateway/cluster.h"
+#include "http/server.h"
+#include "http/test_util.h"
+#include "telemetry/exposition.h"
+#include "telemetry/registry.h"
+
+namespace prescale::gateway {
+namespace {
+
+using http::testing::RawSocket;
+using std::chrono::milliseconds;
+
+http::ServerOptions local() {
+  http::ServerOptions o;
+  o.address = "127.0.0.1";
+  o.port = 0;
+  o.threads = 1;
+  return o;
+}
+
+// An upstream answering "<name> <path>"; requests to /hold are kept until release().
+class Upstream {
+ public:
+  explicit Upstream(std::string name)
+      : server_(local(), [this, name](http::Request& req, http::Responder respond) {
+          if (req.path == "/hold") {
+            std::lock_guard lock(mu_);
+            held_.push_back(std::move(respond));
+            return;
+          }
+          respond(http::Response::text(200, name + " " + req.path));
+        }) {
+    EXPECT_TRUE(server_.start());
+  }
+  ~Upstream() { release(); }
+  uint16_t port() const { return server_.port(); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port()); }
+  size_t held() {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+  void release() {
+    std::vector<http::Responder> held;
+    {
+      std::lock_guard lock(mu_);
+      held.swap(held_);
+    }
+    for (auto& r : held) r(http::Response::text(200, "released"));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<http::Responder> held_;
+  http::Server server_;
+};
+
+bool eventually(const std::function<bool()>& cond, milliseconds within = milliseconds(3000)) {
+  const auto until = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < until) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return cond();
+}
+
+GatewayConfig parse(const std::string& yaml) {
+  auto c = load_config_string("version: 1\ngateway:\n" + yaml, "gateway_test.yaml");
+  EXPECT_TRUE(c) << c.error().message;
+  return c ? c->gateway : GatewayConfig{};
+}
+
+struct Answer {
+  int status = 0;
+  std::string body;
+};
+
+// A Gateway serving on port 0, its clock manual, health checks off.
+class TestGateway {
+ public:
+  explicit TestGateway(const GatewayConfig& config) {
+    GatewayOptions o;
+    o.clock = &clock;
+    o.registry = &registry;
+    o.health_checks = false;
+    auto g = Gateway::create(config, o);
+    EXPECT_TRUE(g) << g.error().message;
+    gw = std::move(*g);
+    server = std::make_unique<http::Server>(local(), gw->handler());
+    EXPECT_TRUE(server->start());
+  }
+  ~TestGateway() { server->shutdown(milliseconds(1000)); }
+
+  Answer get(const std::string& path) {
+    RawSocket s(server->port());
+    if (!s.send("GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n")) return {};
+    auto r = s.read_response();
+    return r ? Answer{r->status, r->body} : Answer{};
+  }
+  std::string metrics() { return telemetry::expose(registry); }
+
+  ManualClock clock;
+  telemetry::Registry registry;
+  std::unique_ptr<Gateway> gw;
+  std::unique_ptr<http::Server> server;
+};
+
+TEST(GatewayReloadTest, RoutesAddedRemovedAndChangedTakeEffect) {
+  Upstream a("A"), b("B");
+  const std::string upstreams =
+      "  upstreams:\n    a: [\"" + a.address() + "\"]\n    b: [\"" + b.address() + "\"]\n";
+  TestGateway g(parse(upstreams + R"(  routes:
+    - match: {path_prefix: /one}
+      service: a
+    - match: {path_prefix: /two}
+      service: a
+)"));
+  EXPECT_EQ(g.get("/one").body, "A /one");
+  EXPECT_EQ(g.get("/two").body, "A /two");
+  EXPECT_EQ(g.get("/three").status, 404);
+
+  ASSERT_TRUE(g.gw->reload(parse(upstreams + R"(  routes:
+    - match: {path_prefix: /two}
+      service: b
+    - match: {path_prefix: /three}
+      service: b
+)")));
+  EXPECT_EQ(g.get("/one").status, 404);         // removed
+  EXPECT_EQ(g.get("/two").body, "B /two");      // changed: another service
+  EXPECT_EQ(g.get("/three").body, "B /three");  // added
+  EXPECT_EQ(g.gw->route_count(), 2u);
+  const auto routes = g.gw->route_services();
+  ASSERT_EQ(routes.size(), 2u);
+  EXPECT_EQ(routes[0], (std::pair<std::string, std::string>{"/two", "b"}));
+  EXPECT_EQ(routes[1], (std::pair<std::string, std::string>{"/three", "b"}));
+  // Request metrics of a route continue under the same label.
+  EXPECT_NE(g.metrics().find(R"(route="/two",code="200"} 2)"), std::string::npos) << g.metrics();
+}
+
+TEST(GatewayReloadTest, ChangedTimeoutAppliesToTheNextRequest) {
+  Upstream a("A");
+  const std::string upstreams = "  upstreams:\n    a: [\"" + a.address() + "\"]\n";
+  TestGateway g(parse(upstreams + "  routes:\n    - {match: {path_prefix: /}, service: a}\n"));
+  ASSERT_TRUE(g.gw->reload(parse(upstreams + R"(  routes:
+    - match: {path_prefix: /}
+      service: a
+      timeout: 150ms
+      retries: 0
+)")));
+  const Answer r = g.get("/hold");
+  EXPECT_EQ(r.status, 504);
+  EXPECT_NE(r.body.find("timed out after 150 ms"), std::string::npos) << r.body;
+}
+
+TEST(GatewayReloadTest, BadConfigNamesTheFieldAndChangesNothing) {
+  Upstream a("A");
+  const std::string upstreams = "  upstreams:\n    a: [\"" + a.address() + "\"]\n";
+  const GatewayConfig good =
+      parse(upstreams + "  routes:\n    - {match: {path_prefix: /one}, service: a}\n");
+  TestGateway g(good);
+
+  GatewayConfig bad = good;
+  bad.routes.push_back(bad.routes[0]);
+  bad.routes[1].match.path_prefix = "/two";
+  bad.routes[1].timeout = milliseconds(0);
+  auto r = g.gw->reload(bad);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(r.error().message, "gateway.routes[1].timeout: must be > 0, got 0ms");
+
+  bad = good;
+  bad.upstreams["b"] = {"127.0.0.1:99999"};
+  r = g.gw->reload(bad);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("gateway.upstreams.b[0]: "), std::string::npos)
+      << r.error().message;
+
+  bad = good;
+  bad.routes[0].match.path_prefix = "";
+  bad.routes[0].match.path = "/v1/{id";  // a malformed pattern: refused by the route table
+  r = g.gw->reload(bad);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("gateway.routes[0]"), std::string::npos) << r.error().message;
+
+  bad = good;
+  bad.circuit_breakers.max_requests = 0;
+  r = g.gw->reload(bad);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, "gateway.circuit_breakers.max_requests: must be >= 1");
+
+  // The old configuration still serves, whole.
+  EXPECT_EQ(g.get("/one").body, "A /one");
+  EXPECT_EQ(g.get("/two").status, 404);
+  EXPECT_EQ(g.gw->route_count(), 1u);
+  EXPECT_EQ(g.gw->services(), std::vector<std::string>{"a"});
+}
+
+TEST(GatewayReloadTest, EndpointsSurviveAReload) {
+  Upstream a("A");
+  // Endpoints from the controller (a service of the platform), not gateway.upstreams.
+  GatewayConfig config;
+  config.routes.emplace_back().service = "a";
+  TestGateway g(config);
+  ASSERT_TRUE(g.gw->set_endpoints("a", {{"a-1", "127.0.0.1", a.port()}}));
+  EXPECT_EQ(g.get("/x").body, "A /x");
+
+  GatewayConfig routes_changed = config;
+  routes_changed.routes[0].timeout = milliseconds(5000);
+  ASSERT_TRUE(g.gw->reload(routes_changed));
+  EXPECT_EQ(g.get("/x").body, "A /x");
+
+  GatewayConfig clusters_changed = routes_changed;  // a new cluster over the same endpoints
+  clusters_changed.circuit_breakers.max_requests = 10;
+  clusters_changed.load_balancer = LoadBalancerKind::kRoundRobin;
+  ASSERT_TRUE(g.gw->reload(clusters_changed));
+  EXPECT_EQ(g.get("/x").body, "A /x");
+  const Cluster* c = g.gw->cluster("a");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->view()->specs.size(), 1u);
+  EXPECT_EQ(c->view()->specs[0].id, "a-1");
+  // The controller still reaches the service's (new) cluster.
+  ASSERT_TRUE(g.gw->add_endpoint("a", {"a-2", "127.0.0.1", a.port()}));
+  EXPECT_EQ(g.gw->cluster("a")->view()->specs.size(), 2u);
+}
+
+TEST(GatewayReloadTest, RateLimitBucketsOfAnUnchangedRouteSurvive) {
+  Upstream a("A");
+  const std::string upstreams = "  upstreams:\n    a: [\"" + a.address() + "\"]\n";
+  const std::string limited = R"(  routes:
+    - match: {path_prefix: /limited}
+      service: a
+      rate_limit: {requests_per_second: 1, burst: 2}
+)";
+  TestGateway g(parse(upstreams + limited));
+  EXPECT_EQ(g.get("/limited").status, 200);
+  EXPECT_EQ(g.get("/limited").status, 200);
+  EXPECT_EQ(g.get("/limited").status, 429);  // the clock does not move: no refill
+
+  // Another route added, this one's timeout changed: its bucket is the same.
+  ASSERT_TRUE(g.gw->reload(parse(upstreams + limited + R"(      timeout: 5s
+    - match: {path_prefix: /other}
+      service: a
+)")));
+  EXPECT_EQ(g.get("/limited").status, 429);
+  EXPECT_EQ(g.get("/other").status, 200);
+
+  // A new rate limit starts with full buckets.
+  ASSERT_TRUE(g.gw->reload(parse(upstreams + R"(  routes:
+    - match: {path_prefix: /limited}
+      service: a
+      rate_limit: {requests_per_second: 1, burst: 3}
+)")));
+  EXPECT_EQ(g.get("/limited").status, 200);
+  g.clock.advance(std::chrono::seconds(10));
+  EXPECT_EQ(g.get("/limited").status, 200);
+}
+
+TEST(GatewayReloadTest, RequestInFlightFinishesOnWhatItStartedWith) {
+  Upstream a("A"), b("B");
+  const std::string upstreams =
+      "  upstreams:\n    a: [\"" + a.address() + "\"]\n    b: [\"" + b.address() + "\"]\n";
+  TestGateway g(parse(upstreams + "  routes:\n    - {match: {path_prefix: /}, service: a}\n"));
+  RawSocket held(g.server->port());
+  ASSERT_TRUE(held.send("GET /hold HTTP/1.1\r\nHost: test\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return a.held() == 1; }));
+
+  // The route now leads elsewhere, and every cluster is replaced (new settings).
+  GatewayConfig next =
+      parse(upstreams + "  routes:\n    - {match: {path_prefix: /}, service: b}\n");
+  next.circuit_breakers.max_requests = 7;
+  ASSERT_TRUE(g.gw->reload(next));
+  EXPECT_EQ(g.get("/x").body, "B /x");
+  a.release();
+  auto r = held.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "released");
+  // The replaced route goes once no thread holds the old configuration; upkeep removes it.
+  g.gw->upkeep();
+  EXPECT_EQ(g.get("/y").body, "B /y");
+}
+
+// Issue 5's limits "as in the HTTP layer" at the gateway: the server's limits answer before
+// routing, so the upstream never sees such a request.
+TEST(GatewayLimitsTest, BadInputIsAnsweredByTheGatewayAndNeverReachesTheUpstream) {
+  std::atomic<int> seen{0};
+  http::Server upstream(local(), [&](http::Request&, http::Responder respond) {
+    ++seen;
+    respond(http::Response::text(200, "ok"));
+  });
+  ASSERT_TRUE(upstream.start());
+  GatewayOptions o;
+  o.health_checks = false;
+  auto gw =
+      Gateway::create(parse("  upstreams:\n    a: [\"127.0.0.1:" + std::to_string(upstream.port()) +
+                            "\"]\n  routes:\n    - {match: {path_prefix: /}, service: a}\n"),
+                      o);
+  ASSERT_TRUE(gw);
+  http::ServerOptions so = local();
+  so.max_header_bytes = 1024;  // http.max_header_bytes
+  so.max_body_bytes = 1024;    // http.max_body_bytes
+  so.read_timeout = milliseconds(300);
+  http::Server server(so, (*gw)->handler());
+  ASSERT_TRUE(server.start());
+  auto answer = [&](const std::string& bytes) {
+    RawSocket s(server.port());
+    EXPECT_TRUE(s.send(bytes));
+    auto r = s.read_response();
+    return r ? r->status : 0;
+  };
+
+  EXPECT_EQ(answer("GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(2000, 'x') + "\r\n\r\n"),
+            431);
+  EXPECT_EQ(
+      answer("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n" + std::string(2000, 'b')),
+      413);
+  EXPECT_EQ(answer("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 4"
+                   "\r\n\r\n0\r\n\r\n"),
+            400);  // smuggling: both framings
+  // A slow client: part of a request, then nothing. Cut off after the read timeout.
+  {
+    RawSocket slow(server.port());
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(slow.send("GET / HTTP/1.1\r\nHost: t\r\n"));
+    auto r = slow.read_response();
+    const auto waited = std::chrono::steady_clock::now() - start;
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 408);
+    EXPECT_GE(waited, milliseconds(250));
+    EXPECT_TRUE(slow.closed_within(milliseconds(2000)));
+  }
+  EXPECT_EQ(seen.load(), 0);
+  EXPECT_EQ(answer("GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 200);  // and good requests still pass
+  EXPECT_EQ(seen.load(), 1);
+  server.shutdown(milliseconds(1000));
+}
+
+TEST(GatewayLimitsTest, MaxConnectionsIsEnforcedWith503AndCounted) {
+  Upstream a("A");
+  TestGateway g(parse("  circuit_breakers: {max_connections: 1}\n  upstreams:\n    a: [\"" +
+                      a.address() +
+                      "\"]\n  routes:\n    - {match: {path_prefix: /}, service: a}\n"));
+  RawSocket first(g.server->port());
+  ASSERT_TRUE(first.send("GET /hold HTTP/1.1\r\nHost: test\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return a.held() == 1; }));
+  // The one connection allowed is busy: a second request would need another.
+  const Answer over = g.get("/x");
+  EXPECT_EQ(over.status, 503);
+  EXPECT_NE(over.body.find(R"("code":"upstream_overflow")"), std::string::npos) << over.body;
+  EXPECT_NE(over.body.find("circuit_breakers.max_connections (1 upstream connections open) "
+                           "reached for service a"),
+            std::string::npos)
+      << over.body;
+  EXPECT_NE(g.metrics().find(
+                R"(prescale_gateway_overflows_total{service="a",reason="max_connections"} 1)"),
+            std::string::npos)
+      << g.metrics();
+  EXPECT_EQ(g.gw->cluster("a")->stats().connection_overflows, 1u);
+  a.release();
+  auto r = first.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  // The connection is idle again: reused, no new one needed.
+  EXPECT_EQ(g.get("/y").body, "A /y");
+  EXPECT_EQ(g.gw->cluster("a")->stats().connection_overflows, 1u);
+}
+
+TEST(GatewayLimitsTest, MaxPendingRequestsCountsConnectionsBeingEstablished) {
+  ManualClock clock;
+  EndpointTable table(clock);
+  ClusterOptions options;
+  options.limits.max_connections = 3;
+  options.limits.max_pending_requests = 1;
+  Cluster cluster("a", options, table, clock);
+  std::string why;
+  auto p1 = cluster.connections().try_open(why);
+  ASSERT_NE(p1, nullptr);
+  EXPECT_EQ(cluster.connections().try_open(why), nullptr);  // p1 still connecting
+  EXPECT_EQ(why,
+            "circuit_breakers.max_pending_requests (1 requests waiting for an upstream "
+            "connection) reached for service a");
+  p1->connected();
+  auto p2 = cluster.connections().try_open(why);
+  ASSERT_NE(p2, nullptr);
+  p2->connected();
+  auto p3 = cluster.connections().try_open(why);
+  ASSERT_NE(p3, nullptr);
+  p3->connected();
+  EXPECT_EQ(cluster.connections().try_open(why), nullptr);  // three open
+  EXPECT_NE(why.find("max_connections (3 upstream connections open)"), std::string::npos);
+  p2.reset();  // one closes
+  EXPECT_NE(cluster.connections().try_open(why), nullptr);
+  EXPECT_EQ(cluster.stats().pending_overflows, 1u);
+  EXPECT_EQ(cluster.stats().connection_overflows, 1u);
+}
+
+}  // namespace
+}  // namespace prescale::gateway

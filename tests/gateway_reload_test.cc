@@ -1,0 +1,189 @@
+// `prescale gateway -f FILE` reloading its configuration under load (issue "Configuration from
+// prescale.yaml; reload on SIGHUP or file change with zero failed requests"): two `prescale
+// serve echo` replicas behind the gateway, a client loop for ten seconds, and meanwhile the file
+// rewritten (a route's timeout changed, a route added, a rate limit on another path, a broken
+// file) and SIGHUP sent, several times each. No request may fail, and afterwards the new routes
+// answer. Real processes on port 0; the only waits are the load's own duration and polls.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <mutex>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http/client.h"
+#include "support/subprocess.h"
+
+namespace prescale {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Subprocess;
+using testing::TempDir;
+
+http::Request get(std::string target) {
+  http::Request req;
+  req.method = http::Method::kGet;
+  req.method_name = "GET";
+  req.target = std::move(target);
+  return req;
+}
+
+int port_from(const std::string& file) {
+  EXPECT_TRUE(testing::wait_for([&] { return !testing::read_file(file).empty(); }, 10s)) << file;
+  return std::stoi(testing::read_file(file));
+}
+
+// The file as an editor would save it: whole, by a rename, so the watcher never reads half.
+void save(const std::string& path, const std::string& text) {
+  testing::write_file(path + ".tmp", text);
+  ASSERT_EQ(std::rename((path + ".tmp").c_str(), path.c_str()), 0);
+}
+
+// A counter's value in Prometheus text, or -1.
+double metric(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");  // not the # HELP line
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+class GatewayReloadCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (int i = 0; i < 2; ++i) {
+      const std::string port_file = dir.file("echo" + std::to_string(i) + ".port");
+      replicas.push_back(std::make_unique<Subprocess>(
+          std::vector<std::string>{PRESCALE_BIN, "serve", "echo", "--port", "0", "--threads", "1",
+                                   "--port-file", port_file},
+          dir.file("echo" + std::to_string(i) + ".log")));
+      upstreams +=
+          (i ? ", \"127.0.0.1:" : "[\"127.0.0.1:") + std::to_string(port_from(port_file)) + "\"";
+    }
+    upstreams += "]";
+  }
+
+  // The configuration, version by version: `echo_timeout` of the /echo route, and the routes
+  // added later.
+  std::string yaml(const std::string& echo_timeout, bool delay_route, bool status_limit) const {
+    std::string y = R"(version: 1
+gateway:
+  health_check: {interval: 1s, timeout: 500ms}
+  upstreams:
+    echo: )" + upstreams +
+                    R"(
+  routes:
+    - match: {path_prefix: /echo}
+      service: echo
+      timeout: )" + echo_timeout +
+                    "\n";
+    if (delay_route) y += "    - {match: {path_prefix: /delay}, service: echo, timeout: 2s}\n";
+    if (status_limit) {
+      y += "    - match: {path_prefix: /status}\n"
+           "      service: echo\n"
+           "      rate_limit: {requests_per_second: 1, burst: 1}\n";
+    }
+    return y;
+  }
+
+  TempDir dir;
+  std::vector<std::unique_ptr<Subprocess>> replicas;
+  std::string upstreams;
+};
+
+TEST_F(GatewayReloadCliTest, ReloadsUnderLoadWithZeroFailedRequests) {
+  const std::string config = dir.file("prescale.yaml");
+  save(config, yaml("10s", false, false));
+  Subprocess gateway(
+      {PRESCALE_BIN, "gateway", "-f", config, "--port", "0", "--port-file", dir.file("gw.port"),
+       "--admin-port", "0", "--admin-port-file", dir.file("admin.port"), "--threads", "2"},
+      dir.file("gateway.log"));
+  const auto port = static_cast<uint16_t>(port_from(dir.file("gw.port")));
+  const auto admin = static_cast<uint16_t>(port_from(dir.file("admin.port")));
+  http::Client client(http::ClientOptions{.request_timeout = 10s, .threads = 2});
+  auto status = [&](const std::string& target) {
+    auto r = client.request("127.0.0.1", port, get(target));
+    return r ? r->status : 0;
+  };
+  ASSERT_EQ(status("/echo"), 200);
+  ASSERT_EQ(status("/delay/1"), 404);  // not routed yet
+
+  // Four clients, 50 requests/s each, for ten seconds; a change to the file or a SIGHUP every
+  // half second meanwhile.
+  std::atomic<int> requests{0};
+  std::mutex mu;
+  std::vector<std::string> failures;
+  const auto start = std::chrono::steady_clock::now();
+  const auto end = start + 10s;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&] {
+      for (auto next = std::chrono::steady_clock::now(); next < end; next += 20ms) {
+        std::this_thread::sleep_until(next);
+        auto r = client.request("127.0.0.1", port, get("/echo"));
+        requests.fetch_add(1);
+        if (!r || r->status != 200) {
+          std::lock_guard lock(mu);
+          failures.push_back(r ? std::to_string(r->status) + " " + r->body : r.error().message);
+        }
+      }
+    });
+  }
+  const std::vector<std::function<void()>> changes = {
+      [&] { save(config, yaml("5s", false, false)); },  // a route's timeout
+      [&] { gateway.signal(SIGHUP); },                  // same content: reloaded anyway
+      [&] { save(config, yaml("5s", true, false)); },   // a route added
+      [&] { gateway.signal(SIGHUP); },
+      [&] { save(config, yaml("4s", true, true)); },                 // a rate limit on another path
+      [&] { save(config, "version: 1\ngateway:\n  routes: [\n"); },  // broken: kept the old
+      [&] { gateway.signal(SIGHUP); },                               // still broken: fails again
+      [&] { save(config, yaml("3s", true, true)); },
+      [&] { gateway.signal(SIGHUP); },
+      [&] { save(config, yaml("2s", true, true)); },
+      [&] { gateway.signal(SIGHUP); },
+  };
+  for (size_t i = 0; i < changes.size(); ++i) {
+    std::this_thread::sleep_until(start + 500ms * static_cast<int>(i + 1) + 1s);
+    changes[i]();
+  }
+  for (auto& t : clients) t.join();
+  std::string why;
+  for (const std::string& f : failures) why += "\n  " + f;
+  std::printf("reload under load: %d requests, %zu failed\n", requests.load(), failures.size());
+  EXPECT_GT(requests.load(), 1000);
+  EXPECT_EQ(failures.size(), 0u) << why << "\n" << gateway.log();
+
+  // The last version is in force: the added route answers, the rate limit holds.
+  EXPECT_TRUE(testing::wait_for([&] { return status("/delay/1") == 200; }, 5s)) << gateway.log();
+  EXPECT_TRUE(testing::wait_for(
+      [&] { return status("/status/200") == 200 && status("/status/200") == 429; }, 5s));
+  auto m = client.request("127.0.0.1", admin, get("/metrics"));
+  ASSERT_TRUE(m);
+  const double ok = metric(m->body, R"(prescale_gateway_config_reloads_total{result="ok"})");
+  const double failed =
+      metric(m->body, R"(prescale_gateway_config_reloads_total{result="failed"})");
+  std::printf("reloads: %.0f ok, %.0f failed\n", ok, failed);
+  // Five SIGHUPs, of which one while the file is broken, plus the changes the watcher saw (some
+  // may be caught by a SIGHUP first); the broken file fails once by the watcher or the SIGHUP.
+  EXPECT_GE(ok, 4);
+  EXPECT_GE(failed, 1);
+  EXPECT_GT(metric(m->body, "prescale_gateway_config_last_reload_success_timestamp_seconds"), 1e9);
+  const std::string log = gateway.log();
+  EXPECT_NE(log.find("reloaded configuration from " + config + " (3 routes)"), std::string::npos)
+      << log;
+  // The broken file's error names the file and line.
+  EXPECT_TRUE(std::regex_search(log, std::regex("reload \\(.*\\) failed, keeping the running "
+                                                "configuration: .*prescale\\.yaml:[0-9]+")))
+      << log;
+
+  gateway.signal(SIGTERM);
+  EXPECT_EQ(gateway.wait(15s), 0);
+}
+
+}  // namespace
+}  // namespace prescale
