@@ -49,6 +49,10 @@ struct WindowMetrics {
   // Requests completed since the start, as of the latest scrape (a Prometheus counter: it
   // restarts from 0 when the service does).
   double served_total = 0;
+  // Seconds of traffic the rates were counted over: `length`, unless the world's clock runs
+  // faster than its traffic (prescale up --time-scale); 0 means `length`. With arrival_rps it
+  // gives the requests counted, and so the rates' counting noise.
+  double traffic_seconds = 0;
 };
 
 // The last completed second.

@@ -13,6 +13,17 @@ namespace {
 
 constexpr auto kMinute = std::chrono::minutes(1);
 
+// Whether a rate counted over `traffic_s` seconds of traffic is above `band` by more than
+// counting noise: n requests counted are uncertain by about √n, so the count must exceed what
+// the band expects by two of those. A window of a few requests (a quiet service, or a clock compressed for a
+// demo) is no evidence that the forecast is wrong. Unknown `traffic_s`: a plain comparison.
+bool above_band(double rate, double traffic_s, double band) {
+  if (!(rate > band)) return false;
+  if (!(traffic_s > 0)) return true;
+  const double expected = band * traffic_s;
+  return rate * traffic_s > expected + 2 * std::sqrt(std::max(expected, 1.0));
+}
+
 std::int64_t minute_of(Clock::TimePoint t) {
   const auto ns = t.time_since_epoch().count();
   const std::int64_t per = std::chrono::nanoseconds(kMinute).count();
@@ -83,6 +94,7 @@ struct PrescalePolicy::ServiceState {
   // What decide() saw and planned.
   int current = -1;  // the replica count the controller last asked for
   double observed_rps = 0;
+  double observed_seconds = 0;  // of traffic behind observed_rps; 0 = unknown
   double backlog_rps = 0;      // the rate at which the backlog must drain
   std::vector<double> demand;  // planned demand per minute from the current one
   std::string demand_source;   // "forecast p90", "callers", "observed"
@@ -259,6 +271,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       s.snapshot_index = static_cast<size_t>(o - snapshot.services.data());
     }
     s.observed_rps = 0;
+    s.observed_seconds = 0;
     s.backlog_rps = 0;
     s.current = o != nullptr ? o->desired_replicas : -1;
     if (o != nullptr && (o->window.length > Clock::Duration::zero() || o->last_second.valid)) {
@@ -268,7 +281,11 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       const double window = std::isfinite(o->window.arrival_rps) ? o->window.arrival_rps : 0;
       // The last second is current but noisy; it overrides the 30 s window only on a surge.
       const double second = o->last_second.valid ? o->last_second.requests : 0;
-      s.observed_rps = second > 1.5 * window ? second : window;
+      const bool surge = second > 1.5 * window;
+      s.observed_rps = surge ? second : window;
+      s.observed_seconds = surge                             ? 1.0
+                           : o->window.traffic_seconds > 0 ? o->window.traffic_seconds
+                                                           : seconds(o->window.length);
       const int ready = o->count(ReplicaState::kReady);
       const double in_service = static_cast<double>(ready) * std::max(1, s.spec.max_concurrency);
       const double concurrency =
@@ -302,7 +319,9 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       const double level = planning_quantile();
       s.demand_source = "forecast p" + fmt(level * 100, level < 0.99 ? 0 : 2);
       // Load above the forecast band: the forecast is wrong by this much; lift the whole path.
-      if (options_.reactive_floor && s.observed_rps > s.forecast.p99[0] && s.demand[0] > 0) {
+      if (options_.reactive_floor && above_band(s.observed_rps, s.observed_seconds,
+                                                s.forecast.p99[0]) &&
+          s.demand[0] > 0) {
         const double lift = s.observed_rps / s.demand[0];
         for (double& d : s.demand) d *= lift;
         s.demand_source += " lifted x" + fmt(lift, 2) + " (load above the P99 band)";

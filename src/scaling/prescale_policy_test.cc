@@ -12,6 +12,7 @@ namespace prescale::scaling {
 namespace {
 
 using testing::HasSubstr;
+using testing::Not;
 using namespace std::chrono_literals;
 
 Clock::TimePoint at(double seconds) {
@@ -234,6 +235,39 @@ TEST(PrescalePolicyTest, LoadsHistoryAndForecastsFromIt) {
   EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
   minutes.step_seconds = 300;
   EXPECT_FALSE(policy.load_history("api", minutes, at(0)));
+}
+
+// Load above the forecast's P99 lifts the whole path, but only when the window counted enough
+// requests to tell: 150 req/s against a band near 100 is a surprise over 30 s of traffic (4,500
+// requests), and noise over 20 ms of it (3 requests; a clock compressed for a demo).
+TEST(PrescalePolicyTest, LiftsTheForecastOnlyBeyondCountingNoise) {
+  auto decide_with = [](double traffic_seconds) {
+    PrescalePolicyOptions options;
+    options.forecaster.model.day_seconds = 3600;
+    PrescalePolicy policy(options);
+    ServiceSpec api = spec("api");
+    api.startup_time = 10min;  // the plan covers the ramp at minutes 40-49
+    policy.init({api});
+    forecast::Series minutes;
+    minutes.step_seconds = 60;
+    for (int m = 0; m < 5 * 60 + 35; ++m) {
+      minutes.values.push_back(m % 60 >= 40 && m % 60 < 50 ? 400 : 100);
+    }
+    EXPECT_TRUE(policy.load_history("api", minutes, at((5 * 60 + 35) * 60)));
+    FakeWorld world{{{"api", 150, 4, 0}}, {}};
+    Snapshot snap = world.at_time((5 * 60 + 35) * 60 + 15);
+    snap.services[0].window.traffic_seconds = traffic_seconds;
+    policy.observe(snap);
+    const Plan plan = policy.decide(snap, snap.time);
+    const Decision* d = decision_for(plan, "api");
+    return d != nullptr ? *d : Decision{};
+  };
+  const Decision counted = decide_with(0);  // 0: the window's 30 s
+  EXPECT_THAT(counted.reason, HasSubstr("lifted x1.5"));
+  EXPECT_GE(counted.replicas, 6);  // the ramp's 400 × 1.5 / 100
+  const Decision few = decide_with(0.02);
+  EXPECT_THAT(few.reason, Not(HasSubstr("lifted")));
+  EXPECT_LT(few.replicas, counted.replicas);
 }
 
 TEST(PrescalePolicyTest, PlansAtQuantilesBetweenTheCalibratedOnes) {

@@ -384,6 +384,7 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
     w.sampled_at = now;
     w.length = now - base.now;
     w.served_total = s.served_total;
+    w.traffic_seconds = window_real;
     if (window_real > 0) {
       // Mean requests in the service over the window, by Little's law: the time the window's
       // answered requests spent, per second. A gauge read once per window is a sample, not a
