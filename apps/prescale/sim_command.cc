@@ -17,11 +17,14 @@
 #include <string>
 #include <vector>
 
+#include "control/history_store.h"
+#include "control/persistent_policy_state.h"
 #include "core/config.h"
 #include "core/internal/config_scalars.h"
 #include "dashboard/sim_report.h"
 #include "forecast/trace.h"
 #include "scaling/callgraph.h"
+#include "scaling/capacity_model.h"
 #include "worlds/sim/experiment.h"
 
 namespace prescale {
@@ -44,6 +47,7 @@ struct SimFlags {
   std::string history;             // the trace before --offset the prescale policies start with
   std::vector<std::string> entry;  // services that receive the trace; default: those uncalled
   double time_scale = 1;           // the trace's time compressed this many times (prescale up)
+  std::string capacity_from;       // a prescale up state directory: its learned capacities
   std::string step = "1s";
   double service_time_ms = 20;
   int workers = 4;
@@ -235,6 +239,52 @@ class ProgressLine {
   bool drawn_ = false;
 };
 
+// The per-replica capacities a `prescale up` run learned, as its state directory holds them
+// (docs/state.md): the capacity model of the prescale policy, restored for the file's services
+// (seeded from the file as the platform seeds it) and asked. Only services it learned about
+// (at least one sample) are listed.
+Result<std::map<std::string, double>> learned_capacities(const Config& config,
+                                                         const std::string& state_dir) {
+  if (!std::filesystem::exists(std::filesystem::path(state_dir) / "history.db")) {
+    return make_error(ErrorCode::kNotFound, "no history.db in " + state_dir +
+                                               " (a prescale up --state-dir writes one)");
+  }
+  auto store = control::HistoryStore::open(state_dir);
+  if (!store) return std::unexpected(store.error());
+  auto blob = store->get_state(control::kPolicyStateKey);
+  if (!blob) return std::unexpected(blob.error());
+  const nlohmann::json* capacity = nullptr;
+  if (*blob && (*blob)->value.contains("policy") && (*blob)->value["policy"].contains("capacity")) {
+    capacity = &(*blob)->value["policy"]["capacity"];
+  }
+  if (capacity == nullptr) {
+    return make_error(ErrorCode::kNotFound, state_dir + " holds no learned state of the prescale "
+                                                        "policy");
+  }
+  std::vector<scaling::ServiceSpec> specs;
+  for (const ServiceConfig& svc : config.services) {
+    scaling::ServiceSpec spec;
+    spec.name = svc.name;
+    spec.min_replicas = svc.replicas.min;
+    spec.max_replicas = svc.replicas.max;
+    spec.capacity_rps = svc.capacity_rps;
+    spec.max_concurrency = svc.effective_concurrency();
+    spec.slo_latency_p99_seconds = svc.slo.latency_p99_ms / 1000.0;
+    specs.push_back(std::move(spec));
+  }
+  scaling::CapacityModel model;
+  model.init(specs);
+  if (auto r = model.from_json(*capacity, Clock::TimePoint{}); !r) {
+    return make_error(r.error().code, state_dir + ": " + r.error().message);
+  }
+  std::map<std::string, double> out;
+  for (const auto& spec : specs) {
+    const double c = model.capacity_rps(spec.name);
+    if (model.samples(spec.name) > 0 && c > 0) out[spec.name] = c;
+  }
+  return out;
+}
+
 int run_sim(const SimFlags& f, const CLI::App& cmd) {
   // --- The world: topology and service parameters ---
   sim::SimServiceConfig defaults;
@@ -280,6 +330,21 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
       std::cerr << "prescale sim: " << file.error().message << "\n";
       return 2;
     }
+    if (!f.capacity_from.empty()) {
+      auto learned = learned_capacities(*file, f.capacity_from);
+      if (!learned) {
+        std::cerr << "prescale sim: --capacity-from: " << learned.error().message << "\n";
+        return 2;
+      }
+      for (ServiceConfig& svc : file->services) {
+        if (auto it = learned->find(svc.name); it != learned->end()) {
+          std::cout << "capacity of " << svc.name << ": " << fixed(it->second, 1)
+                    << " req/s per replica as learned (the file says "
+                    << fixed(svc.capacity_rps, 1) << ")\n";
+          svc.capacity_rps = it->second;
+        }
+      }
+    }
     auto from = sim::sim_config_from(*file, defaults);
     if (!from) {
       std::cerr << "prescale sim: " << f.config_path << ": " << from.error().message << "\n";
@@ -289,6 +354,10 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     topology_name = std::filesystem::path(f.config_path).filename().string();
     policy_period = file->policy.period;
   } else {
+    if (!f.capacity_from.empty()) {
+      std::cerr << "prescale sim: --capacity-from needs -f/--config (the services it learned)\n";
+      return 2;
+    }
     const std::string data_dir = f.data_dir.empty() ? default_data_dir() : f.data_dir;
     auto graph = scaling::builtin_topology(f.topology, data_dir);
     if (!graph) {
@@ -616,6 +685,9 @@ SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
                "Services that receive the trace (repeatable or comma-separated; default: every "
                "service nothing calls)")
       ->delimiter(',');
+  c.add_option("--capacity-from", f.capacity_from,
+               "With -f: per-replica capacities as a prescale up run learned them (its "
+               "--state-dir) instead of the file's capacity_rps, for the services it learned");
   c.add_option("--time-scale", f.time_scale,
                "The trace's time runs this many times faster than real time, as under prescale "
                "up --time-scale: replica startup times are that many times longer in it")

@@ -105,6 +105,28 @@ class TopK {
   float floor_ = std::nextafter(kUnscored, 0.0f);
 };
 
+// EASE: x·B for a history, one score per row of B.
+void ease_scores(const ModelState& s, std::span<const ItemWeight> history, Eigen::VectorXf& out) {
+  thread_local std::vector<ItemWeight> rows;
+  rows.clear();
+  for (const ItemWeight& h : history) {
+    const int32_t r = s.ease_position[static_cast<size_t>(h.item)];
+    if (r >= 0) rows.push_back({r, h.weight});
+  }
+  out.setZero(s.ease.b.cols());
+  // The history's rows of B, weighted, four at a time so that the sum is read and written once
+  // per four rows.
+  const auto& b = s.ease.b;
+  size_t i = 0;
+  for (; i + 4 <= rows.size(); i += 4) {
+    out.noalias() += rows[i].weight * b.row(rows[i].item).transpose() +
+                     rows[i + 1].weight * b.row(rows[i + 1].item).transpose() +
+                     rows[i + 2].weight * b.row(rows[i + 2].item).transpose() +
+                     rows[i + 3].weight * b.row(rows[i + 3].item).transpose();
+  }
+  for (; i < rows.size(); ++i) out.noalias() += rows[i].weight * b.row(rows[i].item).transpose();
+}
+
 // Scores every item for a query into `scores`; kUnscored for items the model cannot score.
 void score_all(const ModelState& s, const Model& model, const Model::Query& q,
                std::vector<float>& scores) {
@@ -136,26 +158,11 @@ void score_all(const ModelState& s, const Model& model, const Model::Query& q,
     }
     case ModelKind::kEase: {
       const auto m = s.ease.b.cols();
-      thread_local Eigen::VectorXf row_scores;
-      thread_local std::vector<ItemWeight> rows;
-      rows.clear();
-      for (const ItemWeight& h : q.history) {
-        const int32_t r = s.ease_position[static_cast<size_t>(h.item)];
-        if (r >= 0) rows.push_back({r, h.weight});
-      }
-      row_scores.setZero(m);
-      // x_u·B: the history's rows of B, weighted, four at a time so that the sum is read and
-      // written once per four rows.
-      const auto& b = s.ease.b;
-      size_t i = 0;
-      for (; i + 4 <= rows.size(); i += 4) {
-        row_scores.noalias() += rows[i].weight * b.row(rows[i].item).transpose() +
-                                rows[i + 1].weight * b.row(rows[i + 1].item).transpose() +
-                                rows[i + 2].weight * b.row(rows[i + 2].item).transpose() +
-                                rows[i + 3].weight * b.row(rows[i + 3].item).transpose();
-      }
-      for (; i < rows.size(); ++i) {
-        row_scores.noalias() += rows[i].weight * b.row(rows[i].item).transpose();
+      thread_local Eigen::VectorXf computed;
+      const float* row_scores = q.factors.data();
+      if (q.factors.size() != static_cast<size_t>(m)) {
+        ease_scores(s, q.history, computed);
+        row_scores = computed.data();
       }
       scores.assign(n, kUnscored);
       for (Eigen::Index r = 0; r < m; ++r) {
@@ -319,6 +326,13 @@ std::vector<float> Model::fold_in(std::span<const ItemWeight> history) const {
   if (kind() != ModelKind::kAls) return {};
   Eigen::VectorXf x =
       internal::fold_in(history, state_->als.items, state_->gram, state_->options.als);
+  return {x.data(), x.data() + x.size()};
+}
+
+std::vector<float> Model::history_scores(std::span<const ItemWeight> history) const {
+  if (kind() != ModelKind::kEase) return {};
+  Eigen::VectorXf x;
+  ease_scores(*state_, history, x);
   return {x.data(), x.data() + x.size()};
 }
 

@@ -65,10 +65,16 @@ class Model {
   // ALS: the factors that fit `history` best against the fixed item factors (one f × f
   // Cholesky solve); empty for other kinds, which score a history directly.
   std::vector<float> fold_in(std::span<const ItemWeight> history) const;
+  // EASE: the history's scores over the model's item set (x·B, one per row of B), what
+  // recommend() computes for a query without them: worth keeping for a long history, whose
+  // cost grows with its length (a 2,000-item history takes about a millisecond). Empty for other
+  // kinds.
+  std::vector<float> history_scores(std::span<const ItemWeight> history) const;
 
   struct Query {
     std::span<const ItemWeight> history;  // one entry per item; these are never returned
     // ALS: the history's factors (factors() or fold_in()); folded in here when empty.
+    // EASE: the history's history_scores(); computed here when empty.
     std::span<const float> factors;
     std::span<const int32_t> exclude;             // item indices never to return
     const std::vector<int32_t>* allow = nullptr;  // when set, return only these item indices

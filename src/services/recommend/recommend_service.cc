@@ -6,7 +6,9 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "services/recommend/model_file.h"
 #include "services/recommend/user_store.h"
@@ -53,17 +55,54 @@ std::vector<int32_t> known_items(const Model& model, const std::vector<int64_t>&
 
 }  // namespace
 
+// EASE history scores of users with long histories, for one model: computing them costs a row
+// of B per history item, reading them a lookup. An entry is for the user's revision in the
+// UserStore (0: the training history alone). Bounded in bytes; once full, other users are scored
+// per request.
+class ScoreCache {
+ public:
+  explicit ScoreCache(size_t max_bytes) : max_bytes_(max_bytes) {}
+  std::shared_ptr<const std::vector<float>> find(int64_t user, uint64_t revision) const {
+    std::shared_lock lock(mu_);
+    auto it = entries_.find(user);
+    return it == entries_.end() || it->second.revision != revision ? nullptr : it->second.scores;
+  }
+  void insert(int64_t user, uint64_t revision, std::shared_ptr<const std::vector<float>> scores) {
+    const size_t bytes = scores->size() * sizeof(float);
+    std::unique_lock lock(mu_);
+    auto it = entries_.find(user);
+    if (it != entries_.end()) {
+      bytes_ -= it->second.scores->size() * sizeof(float);
+      entries_.erase(it);
+    }
+    if (bytes_ + bytes > max_bytes_) return;
+    entries_.emplace(user, Entry{revision, std::move(scores)});
+    bytes_ += bytes;
+  }
+
+ private:
+  struct Entry {
+    uint64_t revision = 0;
+    std::shared_ptr<const std::vector<float>> scores;
+  };
+  const size_t max_bytes_;
+  mutable std::shared_mutex mu_;
+  std::unordered_map<int64_t, Entry> entries_;
+  size_t bytes_ = 0;
+};
+
 // The served model with the generation number that tags per-user caches computed from it.
 struct RecommendService::Served {
   std::shared_ptr<const Model> model;
   uint64_t generation = 0;
+  std::shared_ptr<ScoreCache> scores;  // EASE only
 };
 
 class RecommendService::Impl {
  public:
   Impl(std::shared_ptr<const Model> model, RecommendServiceOptions o)
       : options(std::move(o)), users(options.max_users, options.max_events_per_user) {
-    served.store(std::make_shared<const Served>(Served{std::move(model), 1}));
+    served.store(std::make_shared<const Served>(make_served(std::move(model), 1)));
     if (options.registry != nullptr) {
       telemetry::Registry& r = *options.registry;
       model_info = &r.gauge("prescale_model_info", "The model a service serves: 1 for its version",
@@ -99,26 +138,45 @@ class RecommendService::Impl {
 
   std::shared_ptr<const Served> current() const { return served.load(); }
 
-  // The user's ALS factors for `history`: trained, cached, or folded in now (and cached).
-  std::vector<float> factors_for(const Served& s, int64_t user,
-                                 const std::optional<recommend::UserStore::Snapshot>& snapshot,
-                                 std::span<const ItemWeight> history) {
+  Served make_served(std::shared_ptr<const Model> model, uint64_t generation) const {
+    Served s{std::move(model), generation, nullptr};
+    if (s.model->kind() == recommend::ModelKind::kEase && options.score_cache_bytes > 0) {
+      s.scores = std::make_shared<ScoreCache>(options.score_cache_bytes);
+    }
+    return s;
+  }
+
+  // What the model takes as Query::factors for the user's `history`: ALS factors (trained,
+  // cached, or folded in now and cached), EASE history scores (cached, or computed now and
+  // cached, for a long history); null when the model is best left to compute them.
+  std::shared_ptr<const std::vector<float>> factors_for(
+      const Served& s, int64_t user, const std::optional<recommend::UserStore::Snapshot>& snapshot,
+      std::span<const ItemWeight> history) {
     const Model& m = *s.model;
+    if (m.kind() == recommend::ModelKind::kEase) {
+      if (s.scores == nullptr || history.size() < options.score_cache_min_history) return nullptr;
+      const uint64_t revision = snapshot ? snapshot->revision : 0;
+      if (auto hit = s.scores->find(user, revision)) return hit;
+      auto computed = std::make_shared<const std::vector<float>>(m.history_scores(history));
+      s.scores->insert(user, revision, computed);
+      return computed;
+    }
+    if (m.kind() != recommend::ModelKind::kAls) return nullptr;
     if (!snapshot) {
       auto trained = m.factors(user);
-      return {trained.begin(), trained.end()};
+      return std::make_shared<const std::vector<float>>(trained.begin(), trained.end());
     }
     if (snapshot->factors && snapshot->factors->model_generation == s.generation &&
         snapshot->factors->revision == snapshot->revision) {
-      return snapshot->factors->factors;
+      return {snapshot->factors, &snapshot->factors->factors};
     }
     auto cached = std::make_shared<recommend::CachedFactors>();
     cached->model_generation = s.generation;
     cached->revision = snapshot->revision;
     cached->factors = m.fold_in(history);
-    std::vector<float> out = cached->factors;
+    std::shared_ptr<const recommend::CachedFactors> out = cached;
     users.set_factors(user, std::move(cached));
-    return out;
+    return {out, &out->factors};
   }
 
   Result<bool> reload() {
@@ -129,7 +187,7 @@ class RecommendService::Impl {
     if (latest->version == old->model->version()) return false;
     auto model = recommend::load_model(latest->path);
     if (!model) return failed_reload(model.error());
-    served.store(std::make_shared<const Served>(Served{*model, old->generation + 1}));
+    served.store(std::make_shared<const Served>(make_served(*model, old->generation + 1)));
     // Events the new model was trained on would otherwise count twice.
     users.forget_through((*model)->trained_through());
     if (model_info != nullptr) {
@@ -236,11 +294,8 @@ Result<Recommendations> RecommendService::recommend(const RecommendQuery& query)
     if (impl_->cold_starts != nullptr) impl_->cold_starts->inc();
     return out;
   }
-  std::vector<float> factors;
-  if (m.kind() == recommend::ModelKind::kAls) {
-    factors = impl_->factors_for(*served, query.user, snapshot, q.history);
-    q.factors = factors;
-  }
+  const auto factors = impl_->factors_for(*served, query.user, snapshot, q.history);
+  if (factors != nullptr) q.factors = *factors;
   out.items = m.recommend(q);
   return out;
 }

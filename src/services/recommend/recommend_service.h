@@ -55,6 +55,11 @@ struct RecommendServiceOptions {
   float max_weight = 1000;            // of one posted interaction
   size_t max_users = 1'000'000;       // users with posted interactions kept
   size_t max_events_per_user = 1000;  // posted interactions kept per user (oldest dropped)
+  // EASE: the history scores (x·B) of trained users with long histories are kept, per model, up
+  // to this many bytes (a user costs 4 bytes per item of B); once full, the rest are computed
+  // per request. 0 turns the cache off.
+  size_t score_cache_bytes = 64u << 20;
+  size_t score_cache_min_history = 64;  // shorter histories are cheap to score each time
 };
 
 struct RecommendQuery {

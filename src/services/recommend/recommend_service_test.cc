@@ -284,6 +284,57 @@ INSTANTIATE_TEST_SUITE_P(Kinds, RecommendServiceTest,
                                            ModelKind::kEase),
                          KindName);
 
+// EASE keeps the history scores of long histories: served from the cache or computed per
+// request, the recommendations are the same, before and after a user's posted interactions.
+TEST(RecommendServiceScoreCache, CachedHistoryScoresGiveTheSameRecommendations) {
+  const fs::path dir = fs::temp_directory_path() /
+                       ("recommend_score_cache_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ASSERT_TRUE(recommend::save_model(*train(ModelKind::kEase), dir.string()));
+  ManualClock clock;
+  auto make = [&](size_t cache_bytes) {
+    RecommendServiceOptions o;
+    o.model_dir = dir.string();
+    o.clock = &clock;
+    o.background_poll = false;
+    o.score_cache_bytes = cache_bytes;
+    o.score_cache_min_history = 1;  // every history of the small test data
+    auto service = make_recommend_service(o);
+    EXPECT_TRUE(service) << service.error().message;
+    return std::move(*service);
+  };
+  auto cached = make(64u << 20);
+  auto uncached = make(0);
+  auto tiny = make(16);  // room for no user: everyone is scored per request
+  auto items = [](RecommendService& service, int64_t user) {
+    auto r = service.recommend({user, 8, {}, {}});
+    EXPECT_TRUE(r) << r.error().message;
+    std::vector<int64_t> out;
+    for (const auto& i : r->items) out.push_back(i.item);
+    return out;
+  };
+  for (int round = 0; round < 2; ++round) {  // the second round reads the cache
+    for (int64_t user = 1; user <= 40; ++user) {
+      const auto expected = items(*uncached, user);
+      EXPECT_EQ(items(*cached, user), expected) << "user " << user << ", round " << round;
+      EXPECT_EQ(items(*tiny, user), expected) << "user " << user;
+    }
+  }
+  // New interactions are a new revision: the cached scores of the old one are not used.
+  for (int step = 0; step < 2; ++step) {
+    std::vector<PostedInteraction> batch;
+    for (int64_t item = 201 + step * 5; item < 206 + step * 5; ++item) {
+      batch.push_back({3, item, 5, std::nullopt});
+    }
+    ASSERT_TRUE(cached->add_interactions(batch));
+    ASSERT_TRUE(uncached->add_interactions(batch));
+    const auto expected = items(*uncached, 3);
+    EXPECT_EQ(items(*cached, 3), expected) << "after step " << step;
+    EXPECT_EQ(items(*cached, 3), expected) << "cached, after step " << step;
+  }
+  fs::remove_all(dir);
+}
+
 TEST(MakeRecommendService, NamesTheDirectoryWithoutAModel) {
   RecommendServiceOptions o;
   o.model_dir = "/nonexistent/models";
