@@ -1,7 +1,8 @@
 // `prescale up` end to end: the real binary, real replica processes, the real gateway, and
 // `prescale load` replaying a compressed trace through it. What the local platform must show
 // (issue "The local platform"): the plan leads the load, nothing fails while replicas are killed
-// or scaled down, a restart keeps the learned history, bad files fail before anything starts.
+// or scaled down, the simulator predicts the run, a restart keeps the learned history, bad files
+// fail before anything starts.
 #include <gtest/gtest.h>
 #include <signal.h>
 // GCC 12 at -O3 reports null dereferences inside nlohmann::json's inlined accessors that cannot
@@ -235,6 +236,28 @@ TEST(UpTest, ThePlanLeadsTheRampAndNoRequestFailsThroughAKillAndScaleDowns) {
   for (int pid : replica_pids(events)) {
     EXPECT_FALSE(testing::process_alive(pid)) << "replica " << pid;
   }
+
+  // Sim-to-real (within 15 %): the simulator, given what the platform had (the file, the seeded
+  // history, the load's entry and scale, the compressed clock, the capacity it learned),
+  // predicts the run's replica-hours and share within the SLO.
+  const size_t hours_at = up.log().find("replica-hours ");
+  ASSERT_NE(hours_at, std::string::npos) << up.log();
+  const double live_hours = std::stod(up.log().substr(hours_at + 14));
+  Subprocess sim({PRESCALE_BIN, "sim", "-f", config, "--trace", trace, "--offset",
+                  std::to_string(start_minute) + "m", "--duration", "75m", "--history",
+                  std::to_string(start_minute) + "m", "--entry", "web", "--time-scale", "60",
+                  "--scale", "60", "--capacity-from", dir.file("state"), "--policies", "prescale",
+                  "--json", dir.file("sim.json"), "--progress", "never"},
+                 dir.file("sim.log"));
+  ASSERT_EQ(sim.wait(60s), 0) << sim.log();
+  EXPECT_NE(sim.log().find("capacity of web: "), std::string::npos) << sim.log();
+  const json predicted = json::parse(testing::read_file(dir.file("sim.json")));
+  const double sim_hours = predicted[0]["replica_hours"].get<double>();
+  const double sim_within = 100 * predicted[0]["slo_attainment"].get<double>();
+  std::printf("live: %.2f replica-hours, %.2f %% within SLO; simulated: %.2f, %.2f %%\n",
+              live_hours, within, sim_hours, sim_within);
+  EXPECT_NEAR(live_hours / sim_hours, 1.0, 0.15);
+  EXPECT_NEAR(within / sim_within, 1.0, 0.15);
 }
 
 TEST(UpTest, AKilledReplicaIsRestartedAndNoRequestFails) {
