@@ -1,9 +1,6 @@
 #include "command_util.h"
 
 #include <charconv>
-#include <csignal>
-#include <cstdio>
-#include <fstream>
 
 namespace prescale {
 
@@ -28,24 +25,6 @@ Result<ListenAddress> parse_listen(std::string_view s, std::string_view what) {
     return bad();
   }
   return ListenAddress{std::string(host), static_cast<uint16_t>(port)};
-}
-
-void write_port_file(const std::string& path, uint16_t port) {
-  if (path.empty()) return;
-  const std::string tmp = path + ".tmp";
-  std::ofstream(tmp) << port << "\n";
-  std::rename(tmp.c_str(), path.c_str());
-}
-
-int wait_for_termination_signal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  int sig = 0;
-  while (sigwait(&set, &sig) != 0) {
-  }
-  return sig;
 }
 
 }  // namespace prescale

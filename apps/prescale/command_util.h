@@ -1,5 +1,5 @@
-// Small pieces the long-running subcommands (gateway, up) share: listen addresses, port files,
-// waiting for SIGTERM/SIGINT.
+// Small pieces the long-running subcommands (gateway, up) share: listen addresses. (Port files:
+// runtime::write_port_file.)
 #pragma once
 
 #include <cstdint>
@@ -17,11 +17,5 @@ struct ListenAddress {
 
 // "host:port" or "[ipv6]:port", port 0..65535. `what` names the setting in the error.
 Result<ListenAddress> parse_listen(std::string_view s, std::string_view what = "gateway.listen");
-
-// Written after binding, via a rename, so a reader never sees a partial file. "" = none.
-void write_port_file(const std::string& path, uint16_t port);
-
-// Blocks until SIGTERM or SIGINT (which must be blocked in every thread) and returns it.
-int wait_for_termination_signal();
 
 }  // namespace prescale

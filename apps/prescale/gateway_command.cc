@@ -267,8 +267,8 @@ int GatewayCommand::run() const {
       return 1;
     }
   }
-  write_port_file(f.port_file, server->port());
-  if (admin) write_port_file(f.admin_port_file, admin->port());
+  runtime::write_port_file(f.port_file, server->port());
+  if (admin) runtime::write_port_file(f.admin_port_file, admin->port());
   (*gw)->start_upkeep();
   spdlog::info("gateway listening on {}:{} ({} routes){}", listen->host, server->port(),
                gateway_config.routes.size(),

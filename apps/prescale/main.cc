@@ -3,8 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
-#include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -138,16 +136,11 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
   if (flags.max_connections) options.server.max_connections = *flags.max_connections;
   options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
   options.registry = &registry;
+  options.port_file = flags.port_file;
   runtime::Runtime rt(*service, options);
   if (auto started = rt.start(); !started) {
     std::cerr << "prescale serve " << flags.kind << ": " << started.error().to_string() << "\n";
     return 1;
-  }
-  if (!flags.port_file.empty()) {
-    // Written after binding, via a rename, so a reader never sees a partial file.
-    std::string tmp = flags.port_file + ".tmp";
-    std::ofstream(tmp) << rt.port() << "\n";
-    std::rename(tmp.c_str(), flags.port_file.c_str());
   }
   return rt.run();
 }

@@ -463,8 +463,8 @@ int run_up(const UpFlags& f) {
     }
     if (!all_ready()) spdlog::warn("not every service is ready after 60 s; starting anyway");
   }
-  write_port_file(f.port_file, gateway_server->port());
-  write_port_file(f.ui_port_file, ui_server->port());
+  runtime::write_port_file(f.port_file, gateway_server->port());
+  runtime::write_port_file(f.ui_port_file, ui_server->port());
   std::cout << "prescale up: gateway " << gateway_url << ", dashboard http://" << ui_listen->host
             << ":" << ui_server->port() << "/ui, policy " << policy_name
             << (f.recommend_only ? " (recommend only)" : "") << ", state " << f.state_dir

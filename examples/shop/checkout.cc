@@ -14,9 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -158,15 +156,11 @@ int main(int argc, char** argv) {
   options.server.port = static_cast<uint16_t>(port);
   options.server.threads = threads;
   options.registry = &registry;
+  options.port_file = port_file;
   prescale::runtime::Runtime rt(service, options);
   if (auto started = rt.start(); !started) {
     std::cerr << "shop-checkout: " << started.error().to_string() << "\n";
     return 1;
-  }
-  if (!port_file.empty()) {
-    const std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << rt.port() << "\n";
-    std::rename(tmp.c_str(), port_file.c_str());
   }
   return rt.run();
 }

@@ -5,6 +5,8 @@
 
 #include <array>
 #include <csignal>
+#include <cstdio>
+#include <fstream>
 #include <string>
 
 #include "http/router.h"
@@ -148,10 +150,18 @@ Result<void> Runtime::start() {
   if (auto started = server_->start(); !started) return started;
   spdlog::info("service {} listening on {}:{}", service_.name(), options_.server.address,
                server_->port());
+  write_port_file(options_.port_file, server_->port());
   return {};
 }
 
 uint16_t Runtime::port() const { return server_ ? server_->port() : 0; }
+
+void write_port_file(const std::string& path, uint16_t port) {
+  if (path.empty()) return;
+  const std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << port << "\n";
+  std::rename(tmp.c_str(), path.c_str());
+}
 
 void Runtime::block_termination_signals() {
   sigset_t set;

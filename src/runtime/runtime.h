@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "core/clock.h"
 #include "core/result.h"
@@ -34,7 +35,12 @@ struct RuntimeOptions {
   Clock* clock = &Clock::real();  // measures request latency
   // Defaults to a registry owned by the runtime (one per service process).
   telemetry::Registry* registry = nullptr;
+  // start() writes the bound port here (write_port_file); "" = nowhere.
+  std::string port_file;
 };
+
+// Writes `port` to `path` via a rename, so a reader never sees a partial file. "" = nothing.
+void write_port_file(const std::string& path, uint16_t port);
 
 class Runtime {
  public:
