@@ -53,6 +53,10 @@ struct WindowMetrics {
   // faster than its traffic (prescale up --time-scale); 0 means `length`. With arrival_rps it
   // gives the requests counted, and so the rates' counting noise.
   double traffic_seconds = 0;
+  // Of arrival_rps, the requests from outside the call graph (clients rather than other
+  // services); NaN when the world cannot tell. A service with callers that also has such
+  // requests gets them forecast on their own (docs/prescale_policy.md).
+  double external_rps = NAN;
 };
 
 // The last completed second.

@@ -66,10 +66,8 @@ std::string fmt(double v, int decimals) {
 
 }  // namespace
 
-struct PrescalePolicy::ServiceState {
-  ServiceSpec spec;
-  size_t snapshot_index = std::numeric_limits<size_t>::max();  // where it was last seen
-
+// A per-minute demand series and its forecaster.
+struct PrescalePolicy::DemandSeries {
   // Per-minute mean arrival rate. `minute` is the minute being accumulated; `history` ends with
   // the minute before it.
   std::optional<std::int64_t> minute;
@@ -78,9 +76,6 @@ struct PrescalePolicy::ServiceState {
   // Rates kept as float: 14 days of minutes is 80 KB a service, and seven digits are plenty.
   std::deque<float> history;
   size_t observed_minutes = 0;  // finite values in `history`
-  std::optional<Clock::TimePoint> last_scrape;
-  // The start of the window of the previous scrape, so that overlapping windows are counted once.
-  std::optional<Clock::TimePoint> counted_until;
 
   std::optional<forecast::Forecaster> forecaster;
   std::optional<Clock::TimePoint> fitted_at;
@@ -90,6 +85,19 @@ struct PrescalePolicy::ServiceState {
   std::optional<std::pair<std::int64_t, std::int64_t>> model_window;
   // The forecast made after the latest completed minute: index 0 is the current minute.
   forecast::QuantileForecast forecast;
+};
+
+// A service's state: its total arrivals as a DemandSeries, and what decide() saw and planned.
+struct PrescalePolicy::ServiceState : DemandSeries {
+  ServiceSpec spec;
+  size_t snapshot_index = std::numeric_limits<size_t>::max();  // where it was last seen
+  std::optional<Clock::TimePoint> last_scrape;
+  // The start of the window of the previous scrape, so that overlapping windows are counted once.
+  std::optional<Clock::TimePoint> counted_until;
+  // A service that other services call and that also takes requests from outside the call graph
+  // (its own route): those requests, as a series of their own, forecast and added to what its
+  // callers send. Made the first time the world reports such requests beside calls.
+  std::unique_ptr<DemandSeries> external;
 
   // What decide() saw and planned.
   int current = -1;  // the replica count the controller last asked for
@@ -137,7 +145,7 @@ const PrescalePolicy::ServiceState* PrescalePolicy::find(std::string_view name) 
   return it == index_.end() ? nullptr : services_[it->second].get();
 }
 
-void PrescalePolicy::record_minute(ServiceState& s, double rate) {
+void PrescalePolicy::record_minute(DemandSeries& s, double rate) {
   s.history.push_back(static_cast<float>(rate));
   if (std::isfinite(rate)) ++s.observed_minutes;
   const auto keep = static_cast<size_t>(options_.max_history / kMinute);
@@ -148,7 +156,7 @@ void PrescalePolicy::record_minute(ServiceState& s, double rate) {
   if (s.forecaster) s.forecaster->update(rate);
 }
 
-void PrescalePolicy::maybe_refit(ServiceState& s, Clock::TimePoint now) {
+void PrescalePolicy::maybe_refit(DemandSeries& s, Clock::TimePoint now) {
   const auto min_minutes = static_cast<size_t>(options_.min_history / kMinute);
   if (s.observed_minutes < std::max<size_t>(min_minutes, 1)) return;
   const bool due =
@@ -196,23 +204,31 @@ void PrescalePolicy::observe(const Snapshot& snapshot) {
     }
     // A scrape describes (sampled_at − length, sampled_at]: it belongs to the minute of its middle.
     const std::int64_t m = minute_of(w.sampled_at - w.length / 2);
-    if (!s->minute) s->minute = m;
-    if (m > *s->minute) {
-      record_minute(*s, s->samples > 0 ? s->sum / s->samples : NAN);
-      for (std::int64_t gap = *s->minute + 1; gap < m; ++gap) record_minute(*s, NAN);
-      s->minute = m;
-      s->sum = 0;
-      s->samples = 0;
-      maybe_refit(*s, w.sampled_at);
-      if (s->forecaster) {
-        const int horizon = options_.forecaster.max_horizon;
-        s->forecast = s->forecaster->predict(horizon);
-      }
+    accumulate(*s, m, w.arrival_rps, w.sampled_at);
+    const bool also_called = std::isfinite(w.external_rps) && w.external_rps > 0 &&
+                             w.external_rps < w.arrival_rps;
+    if (!s->external && also_called && options_.use_topology) {
+      s->external = std::make_unique<DemandSeries>();
     }
-    if (m == *s->minute && std::isfinite(w.arrival_rps)) {
-      s->sum += w.arrival_rps;
-      ++s->samples;
-    }
+    if (s->external) accumulate(*s->external, m, w.external_rps, w.sampled_at);
+  }
+}
+
+void PrescalePolicy::accumulate(DemandSeries& s, std::int64_t m, double rate,
+                                Clock::TimePoint sampled_at) {
+  if (!s.minute) s.minute = m;
+  if (m > *s.minute) {
+    record_minute(s, s.samples > 0 ? s.sum / s.samples : NAN);
+    for (std::int64_t gap = *s.minute + 1; gap < m; ++gap) record_minute(s, NAN);
+    s.minute = m;
+    s.sum = 0;
+    s.samples = 0;
+    maybe_refit(s, sampled_at);
+    if (s.forecaster) s.forecast = s.forecaster->predict(options_.forecaster.max_horizon);
+  }
+  if (m == *s.minute && std::isfinite(rate)) {
+    s.sum += rate;
+    ++s.samples;
   }
 }
 
@@ -309,6 +325,15 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
         }
       }
       s.demand_source = "callers";
+      if (s.external && !s.external->forecast.p50.empty()) {
+        // Its own requests from outside the call graph, on top.
+        const forecast::QuantileForecast& f = s.external->forecast;
+        for (size_t k = 0; k < minutes; ++k) {
+          const size_t h = std::min(k, f.p50.size() - 1);
+          s.demand[k] += demand_at(f.p50[h], f.p90[h], f.p99[h], quantile_score_);
+        }
+        s.demand_source = "callers + own forecast";
+      }
     } else if (!s.forecast.p50.empty()) {
       const forecast::QuantileForecast& f = s.forecast;
       // The forecast was made when the current minute began: index 0 is this minute.
@@ -607,6 +632,7 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
     s.forecaster.reset();
     s.model_window.reset();
     s.forecast = {};
+    s.external.reset();  // not kept: learned again from the requests that follow
     s.minute = r.minute;
     const bool same_minute = r.minute == r.saved->history_to + shift;
     s.sum = same_minute ? r.saved->minute_sum : 0;

@@ -130,11 +130,15 @@ class PrescalePolicy final : public Policy {
                             Clock::TimePoint now, Clock::Duration clock_shift = {});
 
  private:
+  struct DemandSeries;
   struct ServiceState;
   ServiceState* find(std::string_view name);
   const ServiceState* find(std::string_view name) const;
-  void record_minute(ServiceState& s, double rate);
-  void maybe_refit(ServiceState& s, Clock::TimePoint now);
+  void record_minute(DemandSeries& s, double rate);
+  void maybe_refit(DemandSeries& s, Clock::TimePoint now);
+  // Adds a scrape's rate to the minute `m` of `s`, closing (and forecasting after) the minutes
+  // before it.
+  void accumulate(DemandSeries& s, std::int64_t m, double rate, Clock::TimePoint sampled_at);
   void refresh_graph();
 
   PrescalePolicyOptions options_;

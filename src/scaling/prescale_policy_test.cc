@@ -29,6 +29,7 @@ struct FakeWorld {
     int replicas = 1;
     double served_total = 0;
     double slow_rps = 0;  // served slower than the SLO
+    double external_rps = NAN;  // of rps, from outside the call graph; NaN: not reported
   };
   std::vector<Svc> services;
   std::vector<std::tuple<std::string, std::string, double, double>> edges;  // a, b, fanout, total
@@ -53,6 +54,7 @@ struct FakeWorld {
       o.window.served_rps = svc.rps;
       o.window.served_total = svc.served_total;
       o.window.slow_rps = svc.slow_rps;
+      o.window.external_rps = svc.external_rps;
       o.last_second = {at(t), 0, svc.rps, true};
       s.services.push_back(o);
     }
@@ -131,6 +133,43 @@ TEST(PrescalePolicyTest, DownstreamScalesWithItsCallersAtOnce) {
   const Plan blind_plan = blind.decide(s2, at(195));
   const Decision* blind_back = decision_for(blind_plan, "back");
   EXPECT_TRUE(blind_back == nullptr || blind_back->replicas < 8);
+}
+
+// A back end that its front end calls and that also has clients of its own (its own route):
+// those requests recur every hour with a ramp (50 → 300 req/s at minutes 40-49). They are
+// forecast on their own and added to what the front end sends, so the back end is ready for
+// the ramp; planned from its callers alone it would not be.
+TEST(PrescalePolicyTest, ABackEndsOwnClientsAreForecastBesideItsCallers) {
+  auto plan_at_minute_35 = [](bool report_external) {
+    PrescalePolicyOptions options;
+    options.forecaster.model.day_seconds = 3600;
+    PrescalePolicy policy(options);
+    ServiceSpec back = spec("back");
+    back.startup_time = 10min;  // the plan at minute 35 covers the ramp at 40
+    policy.init({spec("front"), back});
+    FakeWorld world{{{"front", 100, 1, 0}, {"back", 150, 2, 0}}, {{"front", "back", 1.0, 0}}};
+    Snapshot last;
+    double t = 0;
+    for (int minute = 0; minute < 4 * 60 + 35; ++minute) {
+      const double own = minute % 60 >= 40 && minute % 60 < 50 ? 300 : 50;
+      world.services[1].rps = 100 + own;
+      world.services[0].external_rps = report_external ? 100 : NAN;
+      world.services[1].external_rps = report_external ? own : NAN;
+      for (int k = 0; k < 4; ++k) {
+        t += 15;
+        last = world.at_time(t);
+        policy.observe(last);
+      }
+    }
+    const Plan plan = policy.decide(last, at(t));
+    const Decision* d = decision_for(plan, "back");
+    return d != nullptr ? *d : Decision{"back", 2, ""};
+  };
+  const Decision with_own = plan_at_minute_35(true);
+  EXPECT_GE(with_own.replicas, 4) << with_own.reason;  // (100 + 300) / 100 before minute 40
+  EXPECT_THAT(with_own.reason, HasSubstr("callers + own forecast"));
+  const Decision callers_only = plan_at_minute_35(false);
+  EXPECT_LT(callers_only.replicas, with_own.replicas) << callers_only.reason;
 }
 
 TEST(PrescalePolicyTest, ScalesUpAheadOfAForecastRamp) {

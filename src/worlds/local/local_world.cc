@@ -169,6 +169,7 @@ struct LocalWorld::ReplicaCounters {
 // What the gateway counted for one service, cumulative.
 struct LocalWorld::GatewayCounts {
   double arrivals = 0;   // prescale_calls_total{callee}
+  double external = 0;   // of which from outside the call graph (caller="external")
   double responses = 0;  // prescale_requests_total of the service's routes
   double errors = 0;     // of which 5xx
   double ejections = 0;  // prescale_gateway_ejections_total{service}
@@ -210,7 +211,7 @@ LocalWorld::LocalWorld(Supervisor& supervisor, const telemetry::Registry& gatewa
 LocalWorld::~LocalWorld() = default;
 
 struct LocalWorld::RequestDelta {
-  double arrived = 0, answered = 0, failed = 0, served = 0, slow = 0, ejected = 0;
+  double arrived = 0, external = 0, answered = 0, failed = 0, served = 0, slow = 0, ejected = 0;
   double latency_seconds = 0;  // spent by the answered requests
   double p99_seconds = NAN;
 };
@@ -222,6 +223,7 @@ LocalWorld::RequestDelta LocalWorld::request_delta(const scaling::ServiceSpec& s
   RequestDelta d;
   if (!base) return d;
   d.arrived = std::max(0.0, now.arrivals - base->arrivals);
+  d.external = std::clamp(now.external - base->external, 0.0, d.arrived);
   d.answered = std::max(0.0, now.responses - base->responses);
   d.failed = std::max(0.0, now.errors - base->errors);
   d.ejected = std::max(0.0, now.ejections - base->ejections);
@@ -264,8 +266,10 @@ std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway() {
       for (const auto& series : family.series) {
         const std::string& callee = series.label_values[callee_at];
         out[callee].arrivals += series.value;
-        if (caller_at < family.label_names.size() &&
-            series.label_values[caller_at] != "external") {
+        if (caller_at >= family.label_names.size() ||
+            series.label_values[caller_at] == "external") {
+          out[callee].external += series.value;
+        } else {
           snapshot_.edges.push_back(
               scaling::EdgeObservation{series.label_values[caller_at], callee, series.value});
         }
@@ -391,6 +395,7 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
       // mean, and too noisy at one request at a time.
       inflight = in_window.latency_seconds / window_real;
       w.arrival_rps = in_window.arrived / window_real;
+      w.external_rps = in_window.external / window_real;
       w.served_rps = in_window.served / window_real;
       w.dropped_rps = in_window.failed / window_real;
       w.slow_rps = in_window.slow / window_real;
