@@ -14,3 +14,14 @@ prescale_test(services_forecast_test
           forecast/forecast_service_test.cc forecast/model_file_test.cc
           forecast/model_store_test.cc
   LIBS prescale_services_forecast prescale_http)
+
+# `prescale train forecast` (apps/prescale/train_forecast.cc), for the prescale binary and its test.
+add_library(prescale_forecast_cli ${PROJECT_SOURCE_DIR}/apps/prescale/train_forecast.cc)
+target_include_directories(prescale_forecast_cli PUBLIC ${PROJECT_SOURCE_DIR}/apps/prescale)
+target_link_libraries(prescale_forecast_cli
+  PUBLIC prescale_services_forecast CLI11::CLI11
+  PRIVATE nlohmann_json::nlohmann_json prescale_warnings)
+
+prescale_test(services_forecast_cli_test
+  SOURCES forecast/forecast_cli_test.cc
+  LIBS prescale_forecast_cli)
