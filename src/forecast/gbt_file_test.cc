@@ -37,19 +37,25 @@ Series daily(size_t steps, unsigned seed, double scale) {
   return s;
 }
 
-std::shared_ptr<const GbtBooster> trained() {
-  static const std::shared_ptr<const GbtBooster> booster = [] {
+// One booster for the suite, released in TearDownTestSuite: a static one would be freed after
+// XGBoost's own globals at exit.
+class GbtFileTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
     const std::vector<Series> series = {daily(6 * 288, 1, 1), daily(5 * 288, 2, 40)};
     GbtOptions options;
     options.rounds = 60;
     options.max_depth = 5;
     options.seed = 7;
     auto b = train_gbt(series, options);
-    EXPECT_TRUE(b) << b.error().to_string();
-    return b ? *b : nullptr;
-  }();
-  return booster;
-}
+    ASSERT_TRUE(b) << b.error().to_string();
+    booster_ = *b;
+  }
+  static void TearDownTestSuite() { booster_.reset(); }
+  static std::shared_ptr<const GbtBooster> trained() { return booster_; }
+
+  static inline std::shared_ptr<const GbtBooster> booster_;
+};
 
 // Forecasts of `booster` for a series it never saw, at several origins.
 std::vector<double> forecasts(std::shared_ptr<const GbtBooster> booster) {
@@ -69,7 +75,7 @@ std::vector<double> forecasts(std::shared_ptr<const GbtBooster> booster) {
   return all;
 }
 
-TEST(GbtFileTest, ALoadedBoosterPredictsBitForBitAsTheSavedOne) {
+TEST_F(GbtFileTest, ALoadedBoosterPredictsBitForBitAsTheSavedOne) {
   auto booster = trained();
   ASSERT_NE(booster, nullptr);
   auto saved = save_gbt(*booster);
@@ -99,7 +105,7 @@ TEST(GbtFileTest, ALoadedBoosterPredictsBitForBitAsTheSavedOne) {
   EXPECT_EQ(again->definition, saved->definition);
 }
 
-TEST(GbtFileTest, TheDefinitionNamesTheFeaturesAndOptions) {
+TEST_F(GbtFileTest, TheDefinitionNamesTheFeaturesAndOptions) {
   auto saved = save_gbt(*trained());
   ASSERT_TRUE(saved);
   const auto& d = saved->definition;
@@ -112,7 +118,7 @@ TEST(GbtFileTest, TheDefinitionNamesTheFeaturesAndOptions) {
   EXPECT_EQ(d["options"]["seasons"]["day_seconds"], 86400.0);
 }
 
-TEST(GbtFileTest, RefusesWhatItCannotTrust) {
+TEST_F(GbtFileTest, RefusesWhatItCannotTrust) {
   auto saved = save_gbt(*trained());
   ASSERT_TRUE(saved);
   const nlohmann::json good = nlohmann::json::parse(saved->definition.dump());
