@@ -176,7 +176,8 @@ int main(int argc, char** argv) {
                     "files (prescale train)")
       ->capture_default_str();
   serve->add_option("--model-poll-ms", flags.model_poll_ms,
-                    "fraud, recommend, forecast: how often to look for a new model version; 0 = never")
+                    "fraud, recommend, forecast: how often to look for a new model version; "
+                    "0 = never")
       ->check(CLI::Range(0, 86400000))
       ->capture_default_str();
   serve->add_option("--threshold", flags.threshold,

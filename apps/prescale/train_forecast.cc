@@ -146,12 +146,12 @@ int run_forecast_train(const TrainForecastFlags& f) {
     for (size_t i = 0; i < traces.size(); ++i) {
       const TrainingTrace& t = traces[i];
       if (t.series.values.size() - tail_begin[i] < static_cast<size_t>(horizon) + 1) {
-        std::printf("  %-40s not scored: a held-out tail shorter than %d steps\n",
-                    t.name.c_str(), horizon + 1);
+        std::printf("  %-40s not scored: a held-out tail shorter than %d steps\n", t.name.c_str(),
+                    horizon + 1);
         continue;
       }
-      auto ours = forecast::evaluate_forecasts(t.series, tail_begin[i], kGlobalModelName,
-                                               horizons, options);
+      auto ours = forecast::evaluate_forecasts(t.series, tail_begin[i], kGlobalModelName, horizons,
+                                               options);
       auto base =
           forecast::evaluate_forecasts(t.series, tail_begin[i], kBaseline, horizons, options);
       if (!ours || !base) {
@@ -169,8 +169,8 @@ int run_forecast_train(const TrainForecastFlags& f) {
                                    {kBaseline, to_json(b)}});
     }
     if (!ratios.empty()) {
-      const double mean = std::accumulate(ratios.begin(), ratios.end(), 0.0) /
-                          static_cast<double>(ratios.size());
+      const double mean =
+          std::accumulate(ratios.begin(), ratios.end(), 0.0) / static_cast<double>(ratios.size());
       metrics["pinball_p90_vs_baseline"] = mean;
       std::printf("  P90 pinball of the booster / the baseline's, mean over traces: %.3f\n", mean);
     }
@@ -195,13 +195,11 @@ int run_forecast_train(const TrainForecastFlags& f) {
     hashes += t.sha256;
   }
   // One trace: its own SHA-256 (what `sha256sum FILE` prints); several: that of their hashes.
-  const std::string data_sha256 =
-      traces.size() == 1 ? traces.front().sha256 : sha256_hex(hashes);
-  save.training = nlohmann::json::parse(
-      nlohmann::ordered_json{{"data_sha256", data_sha256},
-                             {"traces", list},
-                             {"rows", (*booster)->training_rows()}}
-          .dump());
+  const std::string data_sha256 = traces.size() == 1 ? traces.front().sha256 : sha256_hex(hashes);
+  save.training = nlohmann::json::parse(nlohmann::ordered_json{
+      {"data_sha256", data_sha256},
+      {"traces", list},
+      {"rows", (*booster)->training_rows()}}.dump());
   save.metrics = nlohmann::json::parse(metrics.dump());
   auto saved = services::forecast_service::save_model(**booster, f.model_dir, save);
   if (!saved) {
@@ -252,7 +250,9 @@ TrainForecastCommand::TrainForecastCommand(CLI::App& train)
   c.add_option("--max-depth", o.max_depth, "Depth of each tree")
       ->check(CLI::Range(1, 16))
       ->capture_default_str();
-  c.add_option("--eta", o.eta, "Learning rate")->check(CLI::Range(1e-6, 1.0))->capture_default_str();
+  c.add_option("--eta", o.eta, "Learning rate")
+      ->check(CLI::Range(1e-6, 1.0))
+      ->capture_default_str();
   c.add_option("--seed", o.seed, "Seed of the row sampling and the trees")->capture_default_str();
   c.add_option("--threads", o.threads,
                "Training threads (more than 1 only on a machine of its own; docs/forecasting.md)")

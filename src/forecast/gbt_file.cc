@@ -15,8 +15,7 @@ namespace {
 using nlohmann::json;
 
 std::unexpected<Error> invalid(std::string_view field, std::string_view message) {
-  return make_error(ErrorCode::kInvalidArgument,
-                    std::string(field) + ": " + std::string(message));
+  return make_error(ErrorCode::kInvalidArgument, std::string(field) + ": " + std::string(message));
 }
 
 std::string xgboost_message(std::string_view call) {
@@ -70,11 +69,11 @@ class Fields {
   std::string prefix_;
 };
 
-#define PRESCALE_READ(target, expr)                                                     \
-  do {                                                                                  \
-    auto read_value = (expr);                                                           \
-    if (!read_value) return std::unexpected(read_value.error());                        \
-    (target) = static_cast<std::remove_reference_t<decltype((target))>>(*read_value);   \
+#define PRESCALE_READ(target, expr)                                                   \
+  do {                                                                                \
+    auto read_value = (expr);                                                         \
+    if (!read_value) return std::unexpected(read_value.error());                      \
+    (target) = static_cast<std::remove_reference_t<decltype((target))>>(*read_value); \
   } while (0)
 
 nlohmann::ordered_json options_json(const GbtOptions& o) {
@@ -149,9 +148,8 @@ Result<std::shared_ptr<const GbtBooster>> GbtBooster::from_xgboost_model(std::st
     return make_error(ErrorCode::kInternal, xgboost_message("XGBoosterCreate"));
   }
   std::unique_ptr<void, BoosterDeleter> owned(handle);
-  if (bytes.empty() ||
-      XGBoosterLoadModelFromBuffer(handle, bytes.data(), static_cast<bst_ulong>(bytes.size())) !=
-          0) {
+  if (bytes.empty() || XGBoosterLoadModelFromBuffer(handle, bytes.data(),
+                                                    static_cast<bst_ulong>(bytes.size())) != 0) {
     return make_error(ErrorCode::kInvalidArgument,
                       bytes.empty() ? "gbt: no XGBoost model bytes"
                                     : xgboost_message("XGBoosterLoadModelFromBuffer"));
@@ -161,10 +159,10 @@ Result<std::shared_ptr<const GbtBooster>> GbtBooster::from_xgboost_model(std::st
     return make_error(ErrorCode::kInvalidArgument, xgboost_message("XGBoosterGetNumFeature"));
   }
   if (features > gbt_feature_names().size()) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "gbt: the XGBoost model uses " + std::to_string(features) +
-                          " features; this build computes " +
-                          std::to_string(gbt_feature_names().size()));
+    return make_error(ErrorCode::kInvalidArgument, "gbt: the XGBoost model uses " +
+                                                       std::to_string(features) +
+                                                       " features; this build computes " +
+                                                       std::to_string(gbt_feature_names().size()));
   }
   // As trees_only() in gbt_model.cc: a forecast is a handful of rows, one thread.
   for (const auto& [name, value] : {std::pair{"verbosity", "0"}, std::pair{"nthread", "1"}}) {

@@ -48,9 +48,9 @@ enum Feature : size_t {
 };
 
 constexpr std::string_view kFeatureNames[] = {
-    "horizon",       "lag_1",     "lag_2",      "lag_3",     "lag_5",         "lag_10",
-    "lag_15",        "lag_30",    "lag_60",     "day",       "day_hour_mean", "week",
-    "short_mean",    "short_std", "level_std",  "level_vs_long", "minute_of_day", "day_of_week"};
+    "horizon",    "lag_1",     "lag_2",     "lag_3",         "lag_5",         "lag_10",
+    "lag_15",     "lag_30",    "lag_60",    "day",           "day_hour_mean", "week",
+    "short_mean", "short_std", "level_std", "level_vs_long", "minute_of_day", "day_of_week"};
 static_assert(std::size(kFeatureNames) == kFeatureCount);
 static_assert(kLags.size() == 8, "kFeatureNames lists the lags");
 

@@ -26,8 +26,8 @@ std::string trace_csv(double scale, double phase) {
   for (int i = 0; i < 3 * 1440; ++i) {
     const double day = std::sin(2 * std::numbers::pi * (i / 1440.0 + phase));
     const double count = std::round(scale * (100 + 50 * day + 7 * std::sin(i * 0.7)));
-    csv += std::to_string(1704067200 + 60 * i) + "," + std::to_string(static_cast<int>(count)) +
-           "\n";
+    csv +=
+        std::to_string(1704067200 + 60 * i) + "," + std::to_string(static_cast<int>(count)) + "\n";
   }
   return csv;
 }

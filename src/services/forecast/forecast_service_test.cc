@@ -202,8 +202,9 @@ TEST_F(ForecastServiceModelTest, ServesTheModelFilesVersionInResponsesAndMetrics
       call(http::Method::kPost, "/v1/forecast", hourly_points(1'767'225'600, 6 * 60).dump());
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(nlohmann::json::parse(r.body)["model_version"], "v1");
-  ASSERT_EQ(call(http::Method::kPost, "/v1/series/s/points", hourly_points(0, 4 * 60).dump()).status,
-            200);
+  ASSERT_EQ(
+      call(http::Method::kPost, "/v1/series/s/points", hourly_points(0, 4 * 60).dump()).status,
+      200);
   const http::Response f = call(http::Method::kGet, "/v1/series/s/forecast");
   ASSERT_EQ(f.status, 200) << f.body;
   EXPECT_EQ(nlohmann::json::parse(f.body)["model_version"], "v1");
@@ -237,8 +238,9 @@ TEST_F(ForecastServiceModelTest, TheBoosterIsOneMoreCandidateOfEachFit) {
 }
 
 TEST_F(ForecastServiceModelTest, ReloadsUnderConcurrentRequestsWithoutFailures) {
-  ASSERT_EQ(call(http::Method::kPost, "/v1/series/s/points", hourly_points(0, 4 * 60).dump()).status,
-            200);
+  ASSERT_EQ(
+      call(http::Method::kPost, "/v1/series/s/points", hourly_points(0, 4 * 60).dump()).status,
+      200);
   std::atomic<bool> stop{false};
   std::atomic<int> requests{0}, failures{0};
   std::mutex mu;
@@ -273,7 +275,8 @@ TEST_F(ForecastServiceModelTest, ReloadsUnderConcurrentRequestsWithoutFailures) 
   // A broken version 3: a partial booster file.
   const int v3 = save(3);
   const auto ubj = dir_.path() / forecast_service::booster_file_name(v3);
-  forecast_service::testing::write_text(ubj, forecast_service::testing::read_text(ubj).substr(0, 64));
+  forecast_service::testing::write_text(ubj,
+                                        forecast_service::testing::read_text(ubj).substr(0, 64));
   clock_.advance(5s);
   EXPECT_FALSE(service_->model_store().poll());
   wait_for(40);
@@ -285,8 +288,8 @@ TEST_F(ForecastServiceModelTest, ReloadsUnderConcurrentRequestsWithoutFailures) 
   EXPECT_TRUE(versions.contains("v2"));
   EXPECT_FALSE(versions.contains("v3"));
   // New fits, and the stream's next forecast, use v2.
-  EXPECT_EQ(nlohmann::json::parse(call(http::Method::kGet, "/v1/series/s/forecast").body)
-                ["model_version"],
+  EXPECT_EQ(nlohmann::json::parse(
+                call(http::Method::kGet, "/v1/series/s/forecast").body)["model_version"],
             "v2");
   const std::string m = metrics();
   EXPECT_THAT(m, HasSubstr("prescale_model_info{service=\"forecast\",version=\"v1\"} 0"));

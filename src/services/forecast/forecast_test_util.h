@@ -1,6 +1,8 @@
 // Test helpers of the forecast service: small trained boosters and model directories.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cmath>
 #include <filesystem>
@@ -9,7 +11,6 @@
 #include <numbers>
 #include <random>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "core/sha256.h"

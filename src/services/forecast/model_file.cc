@@ -143,9 +143,8 @@ Result<SavedModel> save_model(const forecast::GbtBooster& booster, const std::st
   manifest["version"] = version;
   manifest["model"] = kGlobalModelName;
   manifest["created_at"] = rfc3339(options.clock->wall_now());
-  manifest["booster_file"] = {{"name", booster_file_name(version)},
-                              {"bytes", bytes.size()},
-                              {"sha256", sha256_hex(bytes)}};
+  manifest["booster_file"] = {
+      {"name", booster_file_name(version)}, {"bytes", bytes.size()}, {"sha256", sha256_hex(bytes)}};
   manifest["booster"] = saved_gbt->definition;
   manifest["training"] = Json::parse(options.training.dump());
   manifest["metrics"] = Json::parse(options.metrics.dump());

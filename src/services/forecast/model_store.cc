@@ -56,8 +56,8 @@ Result<std::shared_ptr<const ForecastModel>> ModelStore::load(const std::string&
   auto model = load_model(path);
   if (model) {
     if (reloads_loaded_ != nullptr) reloads_loaded_->inc();
-    spdlog::info("forecast: serving model {} ({} training rows) from {}",
-                 (*model)->version_label(), (*model)->booster->training_rows(), path);
+    spdlog::info("forecast: serving model {} ({} training rows) from {}", (*model)->version_label(),
+                 (*model)->booster->training_rows(), path);
   } else {
     if (reloads_failed_ != nullptr) reloads_failed_->inc();
     spdlog::warn("forecast: model not loaded, keeping {}: {}", current()->version_label(),
@@ -135,8 +135,8 @@ void ModelStore::stop_polling() {
 
 void ModelStore::poll_loop() {
   // The injected clock decides when a look is due; this only says how often to ask it.
-  const auto step = std::min<std::chrono::milliseconds>(options_.poll_interval,
-                                                        std::chrono::milliseconds(100));
+  const auto step =
+      std::min<std::chrono::milliseconds>(options_.poll_interval, std::chrono::milliseconds(100));
   std::unique_lock lock(stop_mu_);
   while (!stopping_) {
     lock.unlock();
