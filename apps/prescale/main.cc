@@ -21,6 +21,7 @@
 #include "services/fraud/fraud_service.h"
 #include "services/recommend/recommend_service.h"
 #include "telemetry/registry.h"
+#include "train_forecast.h"
 #include "train_fraud.h"
 #include "train_recommend.h"
 #include "sim_command.h"
@@ -93,6 +94,9 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
     service = std::make_unique<services::EchoService>();
   } else if (flags.kind == "forecast") {
     services::ForecastServiceOptions o;
+    // Only when given: without model files the service forecasts with the method alone.
+    if (cmd.count("--model-dir") > 0) o.model_dir = flags.model_dir;
+    o.poll_interval = std::chrono::milliseconds(flags.model_poll_ms);
     o.registry = &registry;
     service = std::make_unique<services::ForecastService>(o);
   } else if (flags.kind == "fraud") {
@@ -161,10 +165,12 @@ int main(int argc, char** argv) {
   serve->add_option("kind", flags.kind, "Service kind: echo, forecast, fraud, recommend")
       ->required();
   serve->add_option("--model-dir", flags.model_dir,
-                    "fraud, recommend: directory of versioned model files (prescale train)")
+                    "fraud, recommend, forecast (only when given): directory of versioned model "
+                    "files (prescale train)")
       ->capture_default_str();
   serve->add_option("--model-poll-ms", flags.model_poll_ms,
-                    "fraud, recommend: how often to look for a new model version; 0 = never")
+                    "fraud, recommend, forecast: how often to look for a new model version; "
+                    "0 = never")
       ->check(CLI::Range(0, 86400000))
       ->capture_default_str();
   serve->add_option("--threshold", flags.threshold,
@@ -204,6 +210,7 @@ int main(int argc, char** argv) {
   train->require_subcommand(1);
   prescale::TrainFraudCommand train_fraud(*train);
   prescale::TrainRecommendCommand train_recommend(*train);
+  prescale::TrainForecastCommand train_forecast(*train);
   prescale::GatewayCommand gateway(app);
   prescale::LoadCommand load(app);
   prescale::UpCommand up(app);
@@ -227,6 +234,7 @@ int main(int argc, char** argv) {
   if (eval.parsed()) return eval.run();
   if (train_fraud.parsed()) return train_fraud.run();
   if (train_recommend.parsed()) return train_recommend.run();
+  if (train_forecast.parsed()) return train_forecast.run();
   if (gateway.parsed()) return gateway.run();
   if (up.parsed()) return up.run();
   if (load.parsed()) return load.run();

@@ -317,9 +317,10 @@ static void describe(Schema<ServiceConfig>& s) {
   s.check([](ServiceConfig& svc, const Checker& c) {
     svc.line = c.line();
     if (!svc.model_dir.empty() && svc.kind != ServiceKind::kRecommend &&
-        svc.kind != ServiceKind::kFraud) {
-      c.at("model_dir").error("only allowed for builtin/recommend and builtin/fraud (kind is \"" +
-                              std::string(to_string(svc.kind)) + "\")");
+        svc.kind != ServiceKind::kFraud && svc.kind != ServiceKind::kForecast) {
+      c.at("model_dir").error(
+          "only allowed for builtin/recommend, builtin/fraud and builtin/forecast (kind is \"" +
+          std::string(to_string(svc.kind)) + "\")");
     }
     if (svc.kind == ServiceKind::kCommand && svc.command.empty()) {
       c.at("command").error("required when kind is \"command\"");

@@ -520,8 +520,8 @@ TEST(ConfigError, CommandRequiredIffKindCommand) {
 TEST(ConfigError, ModelDirOnlyForModelServices) {
   EXPECT_EQ(error_of("version: 1\nservices:\n  - name: a\n    kind: builtin/echo\n"
                      "    model_dir: m\n"),
-            R"(prescale.yaml:5:16: services[0].model_dir: only allowed for builtin/recommend and )"
-            R"(builtin/fraud (kind is "builtin/echo"))");
+            R"(prescale.yaml:5:16: services[0].model_dir: only allowed for builtin/recommend, )"
+            R"(builtin/fraud and builtin/forecast (kind is "builtin/echo"))");
   auto ok = load_config_string(
       "version: 1\nservices:\n  - name: a\n    kind: builtin/echo\n  - name: f\n"
       "    kind: builtin/fraud\n    model_dir: models/fraud\n",

@@ -213,7 +213,8 @@ Forecaster::Forecaster(const Forecaster& other)
       level_floor_(other.level_floor_),
       error_scale_(other.error_scale_),
       unit_(other.unit_),
-      cycle_seconds_(other.cycle_seconds_) {}
+      cycle_seconds_(other.cycle_seconds_),
+      selected_(other.selected_) {}
 
 Forecaster& Forecaster::operator=(const Forecaster& other) {
   if (this != &other) *this = Forecaster(other);
@@ -248,9 +249,15 @@ Result<void> Forecaster::fit(const Series& history) {
   std::vector<std::string> names;
   for (const std::string& name : options_.candidates) {
     if (name.ends_with("_cycle") && !(model_options.cycle_seconds > 0)) continue;
-    auto m = make_model(name, model_options);
-    if (!m) return std::unexpected(m.error());
-    models.push_back(std::move(*m));
+    auto custom = std::find_if(options_.custom_models.begin(), options_.custom_models.end(),
+                               [&](const CustomModel& c) { return c.name == name; });
+    if (custom != options_.custom_models.end() && custom->prototype != nullptr) {
+      models.push_back(custom->prototype->clone());
+    } else {
+      auto m = make_model(name, model_options);
+      if (!m) return std::unexpected(m.error());
+      models.push_back(std::move(*m));
+    }
     names.push_back(name);
   }
   if (models.empty()) {
@@ -324,6 +331,7 @@ Result<void> Forecaster::fit(const Series& history) {
   // current, and its parameters come from the fitted part (at least min_fit_share of it), so no
   // second fit is needed.
   model_ = std::move(models[best]);
+  selected_ = names[best];
   if (origins.empty()) model_->fit(history);
   error_scale_ = final_scales.empty() ? scale_floor_ : final_scales[best];
   unit_ = best_unit;
@@ -353,7 +361,7 @@ void Forecaster::update(double value) {
 QuantileForecast Forecaster::predict(int horizon) const {
   QuantileForecast out;
   if (!model_ || horizon <= 0) return out;
-  out.model = std::string(model_->name());
+  out.model = selected_;
   std::vector<double> path(static_cast<size_t>(horizon));
   model_->predict(path);
   out.p50.resize(path.size());
@@ -370,9 +378,7 @@ QuantileForecast Forecaster::predict(int horizon) const {
   return out;
 }
 
-std::string_view Forecaster::selected() const {
-  return model_ ? model_->name() : std::string_view{};
-}
+std::string_view Forecaster::selected() const { return model_ ? selected_ : std::string_view{}; }
 
 Result<std::vector<ForecastScore>> evaluate_forecasts(const Series& series, size_t test_begin,
                                                       std::string_view model_name,

@@ -32,8 +32,17 @@ inline constexpr std::string_view kDefaultCandidates[] = {
     "naive",           "seasonal_naive_day",   "seasonal_naive_week", "holt_winters",
     "double_seasonal", "seasonal_naive_cycle", "holt_winters_cycle"};
 
+// A model a candidate name may stand for besides make_model()'s: a prototype cloned for every
+// fit, such as make_gbt_model(booster) for a booster trained across many series ("gbt_global").
+struct CustomModel {
+  std::string name;
+  std::shared_ptr<const Model> prototype;
+};
+
 struct ForecasterOptions {
   std::vector<std::string> candidates{std::begin(kDefaultCandidates), std::end(kDefaultCandidates)};
+  // Looked up by name before make_model(); selected() and predict() report the name given here.
+  std::vector<CustomModel> custom_models;
   ModelOptions model;
   int max_horizon = 15;  // steps; predict() beyond it reuses the last horizon's calibration
   // Backtest origins: up to this many, one every `origin_every` steps, over the last part of the
@@ -113,6 +122,7 @@ class Forecaster {
   double error_scale_ = 0;  // the current recent-error unit
   ErrorUnit unit_ = ErrorUnit::kRecentError;
   double cycle_seconds_ = 0;
+  std::string selected_;  // the candidate name of model_
 };
 
 // Scores forecasts of `model_name` on `series`: fitted on values before `test_begin`, then rolled

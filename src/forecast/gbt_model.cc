@@ -47,6 +47,13 @@ enum Feature : size_t {
   kFeatureCount,
 };
 
+constexpr std::string_view kFeatureNames[] = {
+    "horizon",    "lag_1",     "lag_2",     "lag_3",         "lag_5",         "lag_10",
+    "lag_15",     "lag_30",    "lag_60",    "day",           "day_hour_mean", "week",
+    "short_mean", "short_std", "level_std", "level_vs_long", "minute_of_day", "day_of_week"};
+static_assert(std::size(kFeatureNames) == kFeatureCount);
+static_assert(kLags.size() == 8, "kFeatureNames lists the lags");
+
 // Steps in one period when it is a whole number (≥ 2) of steps, else 0: the rule model.cc's
 // seasonal models follow, so that "gbt" uses a season exactly when they do.
 size_t period_steps(double period_seconds, double step_seconds) {
@@ -394,6 +401,8 @@ Result<BoosterPtr> trees_only(BoosterHandle trained) {
 }  // namespace
 
 // ---- GbtBooster
+
+std::span<const std::string_view> gbt_feature_names() { return kFeatureNames; }
 
 GbtBooster::GbtBooster(void* handle, GbtOptions options, size_t training_rows)
     : handle_(handle), options_(std::move(options)), training_rows_(training_rows) {}

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "core/result.h"
 #include "forecast/model.h"
@@ -65,6 +66,16 @@ class GbtBooster {
   const GbtOptions& options() const { return options_; }
   size_t training_rows() const { return training_rows_; }
 
+  // XGBoost's own serialisation of the trees, the objective and the base score (UBJSON, from
+  // XGBoosterSaveModelToBuffer). save_gbt() (gbt_file.h) adds the options. Errors: kInternal.
+  Result<std::string> xgboost_model() const;
+  // The booster whose xgboost_model() gave `bytes`, with the options it was trained with: it
+  // predicts bit for bit as the saved one. Errors: kInvalidArgument when XGBoost cannot read the
+  // bytes or the trees use more features than gbt_feature_names().
+  static Result<std::shared_ptr<const GbtBooster>> from_xgboost_model(std::string_view bytes,
+                                                                      GbtOptions options,
+                                                                      size_t training_rows);
+
  private:
   friend class GbtModel;
   friend Result<std::shared_ptr<const GbtBooster>> train_gbt(std::span<const Series>,
@@ -79,6 +90,11 @@ class GbtBooster {
   size_t training_rows_;
   mutable std::mutex predict_mutex_;
 };
+
+// The feature columns in the booster's order (docs/forecasting.md, "Features"): "horizon",
+// "lag_1" .. "lag_60", "day", "day_hour_mean", "week", "short_mean", "short_std", "level_std",
+// "level_vs_long", "minute_of_day", "day_of_week".
+std::span<const std::string_view> gbt_feature_names();
 
 // Training needs at least this many rows (origin, horizon): about 35 observed steps of one
 // series with the default horizon.

@@ -1,5 +1,7 @@
 #include "services/forecast/forecast_service.h"
 
+#include <spdlog/spdlog.h>
+
 #include <charconv>
 #include <condition_variable>
 #include <deque>
@@ -14,6 +16,7 @@
 namespace prescale::services {
 namespace {
 
+using forecast_service::ForecastModel;
 using forecast_service::ForecastResult;
 using forecast_service::Points;
 
@@ -80,7 +83,7 @@ nlohmann::json to_json(const ForecastResult& r) {
     timestamps[i] = r.start_seconds + static_cast<double>(i) * r.step_seconds;
   }
   return {{"model", r.quantiles.model},
-          {"model_version", kForecastModelVersion},
+          {"model_version", r.model_version},
           {"step_seconds", r.step_seconds},
           {"timestamps", timestamps},
           {"p50", r.quantiles.p50},
@@ -151,12 +154,22 @@ ForecastService::ForecastService(ForecastServiceOptions options)
       store_(options_.store),
       workers_(std::make_unique<Workers>(options_.workers)),
       metrics_(std::make_unique<Metrics>()) {
+  models_ = std::make_unique<forecast_service::ModelStore>(forecast_service::ModelStoreOptions{
+      .directory = options_.model_dir,
+      .clock = options_.clock,
+      .poll_interval = options_.poll_interval,
+      .background_poll = options_.background_poll,
+      .registry = options_.registry,
+  });
+  if (!options_.model_dir.empty()) {
+    (void)models_->reload();  // a failure is logged and counted by the store
+    if (models_->current()->version == 0) {
+      spdlog::warn("forecast: no model loaded from \"{}\"; forecasting with the method alone ({})",
+                   options_.model_dir, forecast_service::kMethodVersion);
+    }
+    models_->start_polling();
+  }
   if (options_.registry != nullptr) {
-    options_.registry
-        ->gauge("prescale_model_info", "The model a service serves: 1 for its version",
-                {"service", "version"})
-        .with({"forecast", kForecastModelVersion})
-        .set(1);
     metrics_->series =
         &options_.registry->gauge("prescale_forecast_series", "Series the forecast service keeps")
              .with();
@@ -166,8 +179,9 @@ ForecastService::ForecastService(ForecastServiceOptions options)
 ForecastService::~ForecastService() = default;
 
 forecast_service::SeriesStore& ForecastService::store() { return store_; }
+forecast_service::ModelStore& ForecastService::model_store() { return *models_; }
 
-void ForecastService::on_drain() {}
+void ForecastService::on_drain() { models_->stop_polling(); }
 
 void ForecastService::register_routes(runtime::Routes& routes) {
   routes.post("/v1/forecast", [this](http::Request& req, http::Responder respond) {
@@ -188,7 +202,10 @@ void ForecastService::register_routes(runtime::Routes& routes) {
       if (!horizon) return respond(error(horizon.error()));
       auto series = forecast_service::to_series(*points, *step);
       if (!series) return respond(error(series.error()));
-      auto result = forecast_service::forecast_once(*series, *horizon, options_.store.forecaster);
+      // The fit keeps this model to the end, whatever a reload swaps in meanwhile.
+      const std::shared_ptr<const ForecastModel> model = models_->current();
+      auto result = forecast_service::forecast_once(*series, *horizon, options_.store.forecaster,
+                                                    model.get());
       if (!result) return respond(error(result.error()));
       respond(http::json_response(200, to_json(*result)));
     });
@@ -235,7 +252,7 @@ void ForecastService::register_routes(runtime::Routes& routes) {
     if (!horizon) return respond(error(horizon.error()));
     workers_->post([this, name = std::move(name), horizon = *horizon,
                     respond = std::move(respond)]() mutable {
-      auto r = store_.forecast(name, horizon);
+      auto r = store_.forecast(name, horizon, models_->current());
       if (!r) return respond(error(r.error()));
       nlohmann::json body = to_json(*r);
       body["series"] = name;
@@ -264,6 +281,33 @@ void ForecastService::register_routes(runtime::Routes& routes) {
     }
     if (metrics_->series != nullptr) metrics_->series->set(static_cast<double>(store_.size()));
     respond(http::json_response(200, {{"deleted", name}}));
+  });
+
+  routes.get("/v1/model", [this](http::Request&, http::Responder respond) {
+    const std::shared_ptr<const ForecastModel> m = models_->current();
+    nlohmann::json body = {{"model_version", m->version_label()}};
+    if (m->version > 0) {
+      body["model"] = forecast_service::kGlobalModelName;
+      body["created_at"] = m->created_at;
+      body["training_rows"] = m->booster->training_rows();
+      body["training"] = m->training;
+      body["metrics"] = m->metrics;
+    }
+    respond(http::json_response(200, body));
+  });
+
+  routes.post("/v1/model/reload", [this](http::Request&, http::Responder respond) {
+    if (options_.model_dir.empty()) {
+      return respond(http::error_response(409, "no_model_dir",
+                                          "the service was started without a model directory"));
+    }
+    // Loading reads and checks the file: a worker's job, not an I/O thread's.
+    workers_->post([this, respond = std::move(respond)]() mutable {
+      auto r = models_->reload();
+      if (!r) return respond(http::error_response(500, "reload_failed", r.error().message));
+      respond(http::json_response(
+          200, {{"reloaded", *r}, {"model_version", models_->current()->version_label()}}));
+    });
   });
 }
 

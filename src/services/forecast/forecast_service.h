@@ -6,6 +6,13 @@
 //   GET    /v1/series/{name}/forecast   ?horizon=N steps → quantile forecasts of that stream
 //   GET    /v1/series                   the streams kept
 //   DELETE /v1/series/{name}
+//   GET    /v1/model                    the served model: version, training data, metrics
+//   POST   /v1/model/reload             look for a newer model file now
+//
+// With a model directory (`prescale train forecast` writes it), the newest model file's global
+// booster joins every fit as the candidate "gbt_global", and responses carry its version ("v3");
+// new versions are picked up while serving (model_store.h). Without one, models are fitted from
+// each request's own data alone and the version is "forecaster-1".
 //
 // Request and response fields, limits and errors: docs/services/forecast.md and
 // docs/api/forecast.yaml. Fitting (milliseconds to ~50 ms for two weeks of minutes) runs on the
@@ -14,9 +21,13 @@
 // Thread safety: handlers may run on any I/O thread at once.
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <string>
 
+#include "core/clock.h"
 #include "runtime/service.h"
+#include "services/forecast/model_store.h"
 #include "services/forecast/series_store.h"
 
 namespace prescale::telemetry {
@@ -30,6 +41,13 @@ struct ForecastServiceOptions {
   int workers = 0;           // fitting threads; 0 = one per core
   int max_horizon = 1440;    // steps a request may ask for
   int default_horizon = 15;  // steps when a request names none
+  // Where `prescale train forecast` writes model files; empty: none, the method alone.
+  std::string model_dir;
+  // How often to look for a new version (on `clock`); 0 = only POST /v1/model/reload.
+  std::chrono::milliseconds poll_interval{5000};
+  // A thread polls; tests turn it off and call model_store().poll() with a ManualClock.
+  bool background_poll = true;
+  Clock* clock = &Clock::real();
   // Where prescale_model_info and the service's own counters go (the runtime's registry).
   telemetry::Registry* registry = nullptr;
 };
@@ -44,18 +62,20 @@ class ForecastService final : public runtime::Service {
   void on_drain() override;
 
   forecast_service::SeriesStore& store();
+  forecast_service::ModelStore& model_store();
 
  private:
   class Workers;
   struct Metrics;
   ForecastServiceOptions options_;
   forecast_service::SeriesStore store_;
+  std::unique_ptr<forecast_service::ModelStore> models_;
   std::unique_ptr<Workers> workers_;
   std::unique_ptr<Metrics> metrics_;
 };
 
-// The version reported as `model_version` and in prescale_model_info: the forecasting method's
-// version (models are fitted from each request's or stream's own data; there is no model file).
-inline constexpr std::string_view kForecastModelVersion = "forecaster-1";
+// The version reported as `model_version` and in prescale_model_info without a model file: the
+// forecasting method's (models fitted from each request's or stream's own data).
+inline constexpr std::string_view kForecastModelVersion = forecast_service::kMethodVersion;
 
 }  // namespace prescale::services

@@ -3,12 +3,20 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <filesystem>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <numbers>
+#include <set>
+#include <thread>
+#include <vector>
 
+#include "core/clock.h"
 #include "http/client.h"
 #include "runtime/runtime.h"
+#include "services/forecast/forecast_test_util.h"
 #include "telemetry/registry.h"
 
 namespace prescale::services {
@@ -129,6 +137,186 @@ TEST_F(ForecastServiceTest, KeepsStreams) {
   EXPECT_THAT(metrics.body,
               HasSubstr("prescale_model_info{service=\"forecast\",version=\"forecaster-1\"} 1"));
   EXPECT_THAT(metrics.body, HasSubstr("prescale_forecast_series 0"));
+  // Without a model directory there is nothing to reload.
+  EXPECT_EQ(call(http::Method::kPost, "/v1/model/reload").status, 409);
+  EXPECT_THAT(call(http::Method::kGet, "/v1/model").body,
+              HasSubstr("\"model_version\":\"forecaster-1\""));
+}
+
+// ---- With a model directory
+
+using forecast_service::testing::TempDir;
+
+class ForecastServiceModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(save(1), 1);
+    ForecastServiceOptions o;
+    o.store.forecaster.model.day_seconds = 3600;
+    o.workers = 2;
+    o.registry = &registry_;
+    o.model_dir = dir_.str();
+    o.poll_interval = 5s;
+    o.background_poll = false;  // the test polls, on its own clock
+    o.clock = &clock_;
+    service_ = std::make_unique<ForecastService>(o);
+    runtime::RuntimeOptions ro;
+    ro.server.port = 0;
+    ro.server.threads = 2;
+    ro.shutdown_grace = 5s;
+    ro.registry = &registry_;
+    runtime_ = std::make_unique<runtime::Runtime>(*service_, ro);
+    ASSERT_TRUE(runtime_->start());
+  }
+
+  int save(unsigned seed) {
+    auto booster = forecast_service::testing::small_booster(seed);
+    EXPECT_NE(booster, nullptr);
+    auto saved = forecast_service::save_model(*booster, dir_.str(),
+                                              forecast_service::testing::save_options(&clock_));
+    EXPECT_TRUE(saved) << saved.error().to_string();
+    return saved ? saved->version : 0;
+  }
+
+  http::Response call(http::Client& client, http::Method m, std::string target,
+                      std::string body = {}) {
+    auto r = client.request("127.0.0.1", runtime_->port(), request(m, std::move(target), body));
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? *r : http::Response{};
+  }
+  http::Response call(http::Method m, std::string target, std::string body = {}) {
+    return call(client_, m, std::move(target), std::move(body));
+  }
+  std::string metrics() { return call(http::Method::kGet, "/metrics").body; }
+
+  TempDir dir_;
+  ManualClock clock_;
+  telemetry::Registry registry_;
+  std::unique_ptr<ForecastService> service_;
+  std::unique_ptr<runtime::Runtime> runtime_;
+  http::Client client_;
+};
+
+TEST_F(ForecastServiceModelTest, ServesTheModelFilesVersionInResponsesAndMetrics) {
+  const http::Response r =
+      call(http::Method::kPost, "/v1/forecast", hourly_points(1'767'225'600, 6 * 60).dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(nlohmann::json::parse(r.body)["model_version"], "v1");
+  ASSERT_EQ(
+      call(http::Method::kPost, "/v1/series/s/points", hourly_points(0, 4 * 60).dump()).status,
+      200);
+  const http::Response f = call(http::Method::kGet, "/v1/series/s/forecast");
+  ASSERT_EQ(f.status, 200) << f.body;
+  EXPECT_EQ(nlohmann::json::parse(f.body)["model_version"], "v1");
+
+  const std::string m = metrics();
+  EXPECT_THAT(m, HasSubstr("prescale_model_info{service=\"forecast\",version=\"v1\"} 1"));
+  EXPECT_THAT(m, HasSubstr("prescale_model_info{service=\"forecast\",version=\"forecaster-1\"} 0"));
+  EXPECT_THAT(m, HasSubstr("prescale_forecast_reloads_total{result=\"loaded\"} 1"));
+
+  const auto model = nlohmann::json::parse(call(http::Method::kGet, "/v1/model").body);
+  EXPECT_EQ(model["model_version"], "v1");
+  EXPECT_EQ(model["model"], "gbt_global");
+  EXPECT_EQ(model["metrics"]["pinball_p90"], 1.5);
+}
+
+TEST_F(ForecastServiceModelTest, TheBoosterIsOneMoreCandidateOfEachFit) {
+  const auto model = service_->model_store().current();
+  const forecast::ForecasterOptions options =
+      forecast_service::with_model(forecast::ForecasterOptions{}, model.get());
+  EXPECT_EQ(options.candidates.back(), "gbt_global");
+  forecast::Forecaster f(options);
+  forecast::Series s = forecast_service::testing::daily_series(7, 3);
+  ASSERT_TRUE(f.fit(s));
+  size_t scored = 0;
+  for (const auto& score : f.backtest()) scored += score.model == "gbt_global" ? 1 : 0;
+  EXPECT_EQ(scored, 15u);  // every horizon of the backtest
+  // Without a booster the options stay as they are.
+  const forecast_service::ForecastModel none;
+  EXPECT_EQ(forecast_service::with_model(forecast::ForecasterOptions{}, &none).candidates.size(),
+            forecast::ForecasterOptions{}.candidates.size());
+}
+
+TEST_F(ForecastServiceModelTest, ReloadsUnderConcurrentRequestsWithoutFailures) {
+  ASSERT_EQ(
+      call(http::Method::kPost, "/v1/series/s/points", hourly_points(0, 4 * 60).dump()).status,
+      200);
+  std::atomic<bool> stop{false};
+  std::atomic<int> requests{0}, failures{0};
+  std::mutex mu;
+  std::set<std::string> versions;
+  std::vector<std::jthread> clients;
+  for (int c = 0; c < 3; ++c) {
+    clients.emplace_back([&, c] {
+      http::Client client;
+      const std::string body = hourly_points(1'767'225'600, 6 * 60).dump();
+      for (int i = 0; !stop.load() || i < 5; ++i) {
+        const http::Response r = (c + i) % 2 == 0
+                                     ? call(client, http::Method::kPost, "/v1/forecast", body)
+                                     : call(client, http::Method::kGet, "/v1/series/s/forecast");
+        ++requests;
+        if (r.status != 200) {
+          ++failures;
+          continue;
+        }
+        std::lock_guard lock(mu);
+        versions.insert(nlohmann::json::parse(r.body)["model_version"].get<std::string>());
+      }
+    });
+  }
+  auto wait_for = [&](int n) {
+    while (requests.load() < n) std::this_thread::sleep_for(1ms);
+  };
+  wait_for(10);
+  ASSERT_EQ(save(2), 2);
+  clock_.advance(5s);
+  EXPECT_EQ(service_->model_store().poll().value(), true);
+  wait_for(25);
+  // A broken version 3: a partial booster file.
+  const int v3 = save(3);
+  const auto ubj = dir_.path() / forecast_service::booster_file_name(v3);
+  forecast_service::testing::write_text(ubj,
+                                        forecast_service::testing::read_text(ubj).substr(0, 64));
+  clock_.advance(5s);
+  EXPECT_FALSE(service_->model_store().poll());
+  wait_for(40);
+  stop = true;
+  clients.clear();
+
+  EXPECT_EQ(failures.load(), 0) << "of " << requests.load();
+  EXPECT_TRUE(versions.contains("v1"));
+  EXPECT_TRUE(versions.contains("v2"));
+  EXPECT_FALSE(versions.contains("v3"));
+  // New fits, and the stream's next forecast, use v2.
+  EXPECT_EQ(nlohmann::json::parse(
+                call(http::Method::kGet, "/v1/series/s/forecast").body)["model_version"],
+            "v2");
+  const std::string m = metrics();
+  EXPECT_THAT(m, HasSubstr("prescale_model_info{service=\"forecast\",version=\"v1\"} 0"));
+  EXPECT_THAT(m, HasSubstr("prescale_model_info{service=\"forecast\",version=\"v2\"} 1"));
+  EXPECT_THAT(m, ::testing::Not(HasSubstr("version=\"v3\"")));
+  EXPECT_THAT(m, HasSubstr("prescale_forecast_reloads_total{result=\"loaded\"} 2"));
+  EXPECT_THAT(m, HasSubstr("prescale_forecast_reloads_total{result=\"failed\"} 1"));
+}
+
+TEST_F(ForecastServiceModelTest, ReloadsOnRequest) {
+  auto reload = [&] {
+    const http::Response r = call(http::Method::kPost, "/v1/model/reload");
+    return std::pair(r.status, r.body.empty() ? nlohmann::json() : nlohmann::json::parse(r.body));
+  };
+  auto [status, body] = reload();
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(body["reloaded"], false);
+  ASSERT_EQ(save(2), 2);
+  std::tie(status, body) = reload();
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(body["reloaded"], true);
+  EXPECT_EQ(body["model_version"], "v2");
+  forecast_service::testing::write_text(dir_.path() / "forecast-v3.json", "{}");
+  std::tie(status, body) = reload();
+  EXPECT_EQ(status, 500);
+  EXPECT_THAT(body["error"]["message"].get<std::string>(), HasSubstr("forecast-v3.json: format"));
+  EXPECT_EQ(service_->model_store().current()->version_label(), "v2");
 }
 
 }  // namespace

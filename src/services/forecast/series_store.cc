@@ -5,6 +5,8 @@
 #include <deque>
 #include <limits>
 
+#include "forecast/gbt_model.h"
+
 namespace prescale::services::forecast_service {
 namespace {
 
@@ -43,6 +45,14 @@ size_t observed(const std::vector<double>& values) {
       std::count_if(values.begin(), values.end(), [](double v) { return std::isfinite(v); }));
 }
 
+std::string version_of(const ForecastModel* model) {
+  return model != nullptr ? model->version_label() : std::string(kMethodVersion);
+}
+
+const forecast::GbtBooster* booster_of(const ForecastModel* model) {
+  return model != nullptr ? model->booster.get() : nullptr;
+}
+
 Result<forecast::Forecaster> fit(const forecast::Series& series,
                                  const forecast::ForecasterOptions& options) {
   const size_t need = 2 * static_cast<size_t>(options.max_horizon + 1);
@@ -66,9 +76,23 @@ bool valid_series_name(std::string_view name) {
   });
 }
 
+forecast::ForecasterOptions with_model(forecast::ForecasterOptions options,
+                                       const ForecastModel* model) {
+  if (model == nullptr || model->booster == nullptr) return options;
+  const std::string name(kGlobalModelName);
+  if (std::find(options.candidates.begin(), options.candidates.end(), name) ==
+      options.candidates.end()) {
+    options.candidates.push_back(name);
+  }
+  // fit() of this model only loads the series: the booster is the model file's.
+  options.custom_models.push_back({name, forecast::make_gbt_model(model->booster)});
+  return options;
+}
+
 Result<ForecastResult> forecast_once(const forecast::Series& series, int horizon,
-                                     const forecast::ForecasterOptions& options) {
-  auto f = fit(series, options);
+                                     const forecast::ForecasterOptions& options,
+                                     const ForecastModel* model) {
+  auto f = fit(series, with_model(options, model));
   if (!f) return std::unexpected(f.error());
   ForecastResult r;
   r.step_seconds = series.step_seconds;
@@ -76,6 +100,7 @@ Result<ForecastResult> forecast_once(const forecast::Series& series, int horizon
   r.quantiles = f->predict(horizon);
   r.backtest = summarise(*f);
   r.history_points = series.values.size();
+  r.model_version = version_of(model);
   return r;
 }
 
@@ -88,6 +113,7 @@ struct SeriesStore::Stream {
   size_t fitted_size = 0;  // values.size() at the fit
   size_t pending = 0;      // the newest values not yet fed to the forecaster
   size_t since_fit = 0;    // values appended since the fit
+  std::shared_ptr<const ForecastModel> fitted_with;  // the model of the fit; null: none
 
   double end_seconds() const {
     return start_seconds + static_cast<double>(values.size()) * step_seconds;
@@ -187,7 +213,8 @@ Result<AppendResult> SeriesStore::append(std::string_view name, const Points& po
   return r;
 }
 
-Result<ForecastResult> SeriesStore::forecast(std::string_view name, int horizon) {
+Result<ForecastResult> SeriesStore::forecast(std::string_view name, int horizon,
+                                             std::shared_ptr<const ForecastModel> model) {
   std::shared_ptr<Stream> s = find(name);
   if (s == nullptr) {
     return make_error(ErrorCode::kNotFound, "series \"" + std::string(name) + "\" does not exist");
@@ -196,15 +223,17 @@ Result<ForecastResult> SeriesStore::forecast(std::string_view name, int horizon)
   const bool due = !s->forecaster ||
                    (s->values.size() >= 2 * s->fitted_size &&
                     static_cast<double>(s->values.size()) * s->step_seconds < 86400) ||
-                   s->since_fit >= options_.refit_every;
+                   s->since_fit >= options_.refit_every ||
+                   booster_of(s->fitted_with.get()) != booster_of(model.get());
   if (due) {
     forecast::Series series;
     series.start_seconds = s->start_seconds;
     series.step_seconds = s->step_seconds;
     series.values.assign(s->values.begin(), s->values.end());
-    auto f = fit(series, options_.forecaster);
+    auto f = fit(series, with_model(options_.forecaster, model.get()));
     if (!f) return std::unexpected(f.error());
     s->forecaster = std::move(*f);
+    s->fitted_with = std::move(model);
     s->fitted_size = s->values.size();
     s->pending = 0;
     s->since_fit = 0;
@@ -220,6 +249,7 @@ Result<ForecastResult> SeriesStore::forecast(std::string_view name, int horizon)
   r.quantiles = s->forecaster->predict(horizon);
   r.backtest = summarise(*s->forecaster);
   r.history_points = s->values.size();
+  r.model_version = version_of(s->fitted_with.get());
   return r;
 }
 

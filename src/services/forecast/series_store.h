@@ -4,7 +4,9 @@
 // Each series holds its last `max_points` steps on a fixed grid set by its first points, and a
 // Forecaster fitted lazily on the first forecast. Later points are fed to it in O(1) each
 // (Forecaster::update); it is refitted when the history has doubled since the last fit (while
-// shorter than a day) or `refit_every` steps have arrived since, as the prescale policy does.
+// shorter than a day) or `refit_every` steps have arrived since, as the prescale policy does,
+// and when the service's model (model_file.h) is another than the one it was fitted with: a
+// model file's booster is one more candidate of the fit ("gbt_global").
 //
 // Thread safety: all methods may be called concurrently; each series has its own lock, so
 // forecasts of different series run in parallel.
@@ -21,6 +23,7 @@
 
 #include "core/result.h"
 #include "forecast/forecaster.h"
+#include "services/forecast/model_file.h"
 #include "services/forecast/series_input.h"
 
 namespace prescale::services::forecast_service {
@@ -45,12 +48,20 @@ struct ForecastResult {
   forecast::QuantileForecast quantiles;
   BacktestSummary backtest;
   size_t history_points = 0;  // steps the forecast was made from (missing ones included)
+  std::string model_version;  // ForecastModel::version_label() of the model fitted with
 };
 
-// Fits a Forecaster on `series` and forecasts `horizon` steps. Errors: kInvalidArgument when
-// there is too little observed history (the message says how much is needed).
+// `options` with the model's booster as one more candidate, kGlobalModelName; `options` as they
+// are for a null model or one without a booster.
+forecast::ForecasterOptions with_model(forecast::ForecasterOptions options,
+                                       const ForecastModel* model);
+
+// Fits a Forecaster on `series` (with `model`'s booster among the candidates, when it has one)
+// and forecasts `horizon` steps. Errors: kInvalidArgument when there is too little observed
+// history (the message says how much is needed).
 Result<ForecastResult> forecast_once(const forecast::Series& series, int horizon,
-                                     const forecast::ForecasterOptions& options = {});
+                                     const forecast::ForecasterOptions& options = {},
+                                     const ForecastModel* model = nullptr);
 
 struct AppendResult {
   size_t appended = 0;  // steps added (missing steps between points included)
@@ -77,8 +88,11 @@ class SeriesStore {
   // kInvalidArgument naming the field and index; kOutOfRange when max_series is reached.
   Result<AppendResult> append(std::string_view name, const Points& points,
                               std::optional<double> step_seconds);
-  // Errors: kNotFound; kInvalidArgument with too little history.
-  Result<ForecastResult> forecast(std::string_view name, int horizon);
+  // Forecasts with the series' Forecaster, refitted first when due or when `model` (null: the
+  // method alone) is not the one it was fitted with. Errors: kNotFound; kInvalidArgument with
+  // too little history.
+  Result<ForecastResult> forecast(std::string_view name, int horizon,
+                                  std::shared_ptr<const ForecastModel> model = nullptr);
   bool erase(std::string_view name);
   std::vector<SeriesInfo> list() const;
   size_t size() const;

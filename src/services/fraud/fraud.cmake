@@ -4,7 +4,6 @@
 add_library(prescale_services_fraud
   fraud/fraud_service.cc
   fraud/gbt_training.cc
-  fraud/internal/sha256.cc
   fraud/internal/xgboost_booster.cc
   fraud/logistic_regression.cc
   fraud/model.cc

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/sha256.h"
 #include "forecast/csv.h"
-#include "services/fraud/internal/sha256.h"
 
 namespace prescale::fraud {
 namespace {
@@ -54,7 +54,7 @@ Result<Transactions> parse_transactions(std::string_view text, std::string_view 
 
   Transactions out;
   out.source = std::string(source);
-  out.sha256 = internal::sha256_hex(text);
+  out.sha256 = sha256_hex(text);
   std::vector<std::string_view> fields;
   while (reader.next(fields)) {
     if (fields.size() <= needed) {

@@ -5,8 +5,8 @@
 
 #include <cmath>
 
+#include "core/sha256.h"
 #include "services/fraud/fraud_test_util.h"
-#include "services/fraud/internal/sha256.h"
 
 namespace prescale::fraud {
 namespace {
@@ -47,7 +47,7 @@ TEST(FraudTransactions, ParsesTheDataSetsColumns) {
   EXPECT_EQ(data->rows[1][29], 1.0f);
   EXPECT_EQ(data->labels, (std::vector<uint8_t>{0, 1}));
   EXPECT_EQ(data->source, "t.csv");
-  EXPECT_EQ(data->sha256, internal::sha256_hex(text));
+  EXPECT_EQ(data->sha256, sha256_hex(text));
 }
 
 TEST(FraudTransactions, ErrorsNameFileLineAndColumn) {
@@ -71,17 +71,17 @@ TEST(FraudTransactions, ErrorsNameFileLineAndColumn) {
 }
 
 TEST(FraudTransactions, Sha256MatchesTheStandardVectors) {
-  EXPECT_EQ(internal::sha256_hex(""),
+  EXPECT_EQ(sha256_hex(""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(internal::sha256_hex("abc"),
+  EXPECT_EQ(sha256_hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(internal::sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+  EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-  EXPECT_EQ(internal::sha256_hex(std::string(1'000'000, 'a')),
+  EXPECT_EQ(sha256_hex(std::string(1'000'000, 'a')),
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
   // Lengths around the padding boundary (55, 56, 64 bytes) differ from each other.
-  EXPECT_NE(internal::sha256_hex(std::string(55, 'x')), internal::sha256_hex(std::string(56, 'x')));
-  EXPECT_EQ(internal::sha256_hex(std::string(64, 'a')),
+  EXPECT_NE(sha256_hex(std::string(55, 'x')), sha256_hex(std::string(56, 'x')));
+  EXPECT_EQ(sha256_hex(std::string(64, 'a')),
             "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
 }
 

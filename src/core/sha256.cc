@@ -1,11 +1,11 @@
-#include "services/fraud/internal/sha256.h"
+#include "core/sha256.h"
 
 #include <array>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
 
-namespace prescale::fraud::internal {
+namespace prescale {
 namespace {
 
 constexpr std::array<uint32_t, 64> kRound = {
@@ -88,4 +88,4 @@ std::string sha256_hex(std::string_view bytes) {
   return hex;
 }
 
-}  // namespace prescale::fraud::internal
+}  // namespace prescale

@@ -1,4 +1,4 @@
-// SHA-256 (FIPS 180-4) of a byte string, for the training-data hash recorded in model files: the
+// SHA-256 (FIPS 180-4) of a byte string, for the training-data hashes recorded in model files: the
 // same digest `sha256sum FILE` prints. Kept here because the project's dependencies have no hash
 // library (OpenSSL is not among the packages scripts/install-deps installs).
 //
@@ -8,9 +8,9 @@
 #include <string>
 #include <string_view>
 
-namespace prescale::fraud::internal {
+namespace prescale {
 
 // The digest as 64 lowercase hex digits.
 std::string sha256_hex(std::string_view bytes);
 
-}  // namespace prescale::fraud::internal
+}  // namespace prescale
