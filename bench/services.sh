@@ -25,9 +25,10 @@
 #   POST /v1/score                           XGBoost on the model file `prescale train fraud`
 #                                            wrote (same probabilities; no top_features)
 # and are measured exactly as ours: the same wrk run, `prescale load` at 50 % of their own peak,
-# and also at our service's rate when that is below their peak. Printed per endpoint: both sides'
-# figures and rps_ratio_vs_flask (ours ÷ peer peak req/s: above 1 is better) and
-# p99_ratio_vs_flask (ours ÷ peer p99 at each one's own 50 %: below 1 is better).
+# and also at our service's rate when that is below their peak; ours is also measured at the
+# peer's rate. Printed per endpoint: both sides' figures and rps_ratio_vs_flask (ours ÷ peer peak
+# req/s: above 1 is better) and p99_ratio_vs_flask (ours ÷ peer p99 at each one's own 50 %: below
+# 1 is better), and p99 ratios at the same rate (ours at the peer's; the peer at ours).
 #
 # Every server starts in its own session (setsid); ports are picked at run time; everything
 # started is stopped on exit. Prints a table per service, the peer comparison, the goals check
@@ -284,16 +285,17 @@ measure() {
   echo "$name $peak $rate $(latency_at "$name" "$port" "$mix" "$rate")" >> "$work/results.txt"
 }
 
-# NAME PORT MIX OURS PEER: the peer NAME at the rate at which OURS (a measured name) was measured,
-# when that is below PEER's peak; else nothing is measured. Appends "NAME - rate p50_ms p99_ms".
-measure_at_our_rate() {
-  local name=$1 port=$2 mix=$3 ours=$4 peer=$5 rate peer_peak
-  rate=$(awk -v n="$ours" '$1 == n { print $3 }' "$work/results.txt")
-  peer_peak=$(awk -v n="$peer" '$1 == n { print $2 }' "$work/results.txt")
-  if awk -v r="$rate" -v p="$peer_peak" 'BEGIN { exit !(r < p) }'; then
+# NAME PORT MIX OTHER SELF: the latency (NAME) of the server SELF was measured on, at the rate
+# at which OTHER (a measured name) was, when that is below SELF's peak; else nothing is measured.
+# Appends "NAME - rate p50_ms p99_ms".
+measure_at_rate_of() {
+  local name=$1 port=$2 mix=$3 other=$4 self=$5 rate peak
+  rate=$(awk -v n="$other" '$1 == n { print $3 }' "$work/results.txt")
+  peak=$(awk -v n="$self" '$1 == n { print $2 }' "$work/results.txt")
+  if awk -v r="$rate" -v p="$peak" 'BEGIN { exit !(r < p) }'; then
     echo "$name - $rate $(latency_at "$name" "$port" "$mix" "$rate")" >> "$work/results.txt"
   else
-    echo "  $name: our rate $rate req/s is above its peak $peer_peak req/s: not measured" >&2
+    echo "  $name: $other's rate $rate req/s is above the peak $peak req/s: not measured" >&2
     echo "$name - $rate - -" >> "$work/results.txt"
   fi
 }
@@ -305,8 +307,10 @@ users_mix='GET /v1/users/{user}/recommendations?k=10:1'
 measure recommendations "$rec_port" / "$work/users.lua" "$users_mix"
 # Each peer right after ours on the same endpoint: the two are measured minutes apart at most.
 measure recommendations_flask "$peer_rec_port" / "$work/users.lua" "$users_mix"
-measure_at_our_rate recommendations_flask_our_rate "$peer_rec_port" "$users_mix" \
+measure_at_rate_of recommendations_flask_our_rate "$peer_rec_port" "$users_mix" \
   recommendations recommendations_flask
+measure_at_rate_of recommendations_flask_rate "$rec_port" "$users_mix" \
+  recommendations_flask recommendations
 measure similar "$rec_port" / "$work/similar.lua" "$similar_mix"
 # Last of the recommend endpoints: it adds interactions that the other two would then read.
 measure interactions "$rec_port" / "$work/interactions.lua" \
@@ -314,7 +318,8 @@ measure interactions "$rec_port" / "$work/interactions.lua" \
 score_mix="POST /v1/score@$work/score.json:1"
 measure score "$fraud_port" /v1/score "$work/score.lua" "$score_mix"
 measure score_flask "$peer_fraud_port" /v1/score "$work/score.lua" "$score_mix"
-measure_at_our_rate score_flask_our_rate "$peer_fraud_port" "$score_mix" score score_flask
+measure_at_rate_of score_flask_our_rate "$peer_fraud_port" "$score_mix" score score_flask
+measure_at_rate_of score_flask_rate "$fraud_port" "$score_mix" score_flask score
 measure score_batch_100 "$fraud_port" /v1/score:batch "$work/batch.lua" \
   "POST /v1/score:batch@$work/batch.json:1"
 measure forecast_14d "$fc_port" /v1/forecast "$work/forecast.lua" \
@@ -350,23 +355,26 @@ echo
 echo "peers: Flask under gunicorn $(gunicorn --version | grep -o '[0-9][0-9.]*'), sync," \
   "--workers $server_threads (bench/peers/); the same wrk and prescale load settings; flask at" \
   "our rate: at the rate ours was measured at, when below the peer's peak"
-printf '%-44s %-22s %10s %9s %8s %8s\n' endpoint server peak_rps rate_rps p50_ms p99_ms
+printf '%-44s %-24s %10s %9s %8s %8s\n' endpoint server peak_rps rate_rps p50_ms p99_ms
 vs_row() {  # ENDPOINT SERVER NAME
-  printf '%-44s %-22s %10s %9s %8s %8s\n' "$1" "$2" "${peak[$3]}" "${rate[$3]}" "${p50[$3]}" \
+  printf '%-44s %-24s %10s %9s %8s %8s\n' "$1" "$2" "${peak[$3]}" "${rate[$3]}" "${p50[$3]}" \
     "${p99[$3]}"
 }
 vs_ratios() {  # OURS PEER
   echo "  rps_ratio_vs_flask $(ratio "${peak[$1]}" "${peak[$2]}")" \
     " p99_ratio_vs_flask $(ratio "${p99[$1]}" "${p99[$2]}") (each at its own" \
-    "${load_fraction}×peak)  p99 at our rate: $(ratio "${p99[$1]}" "${p99[$2_our_rate]}")"
+    "${load_fraction}×peak)  at the peer's rate: $(ratio "${p99[$2_rate]}" "${p99[$2]}")" \
+    " at our rate: $(ratio "${p99[$1]}" "${p99[$2_our_rate]}")"
 }
 vs_row 'GET /v1/users/{id}/recommendations?k=10' prescale recommendations
 vs_row '' flask recommendations_flask
 vs_row '' 'flask at our rate' recommendations_flask_our_rate
+vs_row '' "prescale at flask's rate" recommendations_flask_rate
 vs_ratios recommendations recommendations_flask
 vs_row 'POST /v1/score' prescale score
 vs_row '' 'flask (no top_features)' score_flask
 vs_row '' 'flask at our rate' score_flask_our_rate
+vs_row '' "prescale at flask's rate" score_flask_rate
 vs_ratios score score_flask
 
 goal() {  # LABEL FIGURE_MS LIMIT_MS
@@ -388,8 +396,13 @@ echo "RESULT recommend_p99_ms=${p99[recommendations]} score_p99_ms=${p99[score]}
   "recommend_p99_ratio_vs_flask=$(ratio "${p99[recommendations]}" "${p99[recommendations_flask]}")" \
   "recommend_p99_ratio_vs_flask_at_our_rate=$(ratio "${p99[recommendations]}" \
     "${p99[recommendations_flask_our_rate]}")" \
+  "recommend_p99_ms_at_flask_rate=${p99[recommendations_flask_rate]}" \
+  "recommend_p99_ratio_vs_flask_at_flask_rate=$(ratio "${p99[recommendations_flask_rate]}" \
+    "${p99[recommendations_flask]}")" \
   "score_flask_peak_rps=${peak[score_flask]} score_flask_p99_ms=${p99[score_flask]}" \
   "score_rps_ratio_vs_flask=$(ratio "${peak[score]}" "${peak[score_flask]}")" \
   "score_p99_ratio_vs_flask=$(ratio "${p99[score]}" "${p99[score_flask]}")" \
   "score_p99_ratio_vs_flask_at_our_rate=$(ratio "${p99[score]}" "${p99[score_flask_our_rate]}")" \
+  "score_p99_ms_at_flask_rate=${p99[score_flask_rate]}" \
+  "score_p99_ratio_vs_flask_at_flask_rate=$(ratio "${p99[score_flask_rate]}" "${p99[score_flask]}")" \
   "server_threads=$server_threads pinned=$pin"
