@@ -5,9 +5,11 @@
 # A TCP port free on 127.0.0.1 now (another process may take it before the caller binds it).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# URL: returns once it answers 2xx, exits the script after 10 s.
+# URL [SECONDS]: returns once it answers 2xx, exits the script after SECONDS (default 10; a peer
+# that trains its model at startup takes longer).
 wait_for() {
-  for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  local tries=$(( ${2:-10} * 10 ))
+  for _ in $(seq 1 "$tries"); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
   echo "not answering: $1" >&2; exit 1
 }
 
@@ -36,4 +38,11 @@ wrk_stats() {
   errors=$(awk '/Non-2xx or 3xx responses:/ {print "non-2xx=" $NF} /Socket errors:/ {print "socket_errors"}' <<<"$out" | tr '\n' ' ')
   [ -z "$errors" ] || echo "warning: ${1:-wrk}: $errors" >&2
   echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+}
+
+# A / B with 3 decimals, or "na" when either is not a number or B is 0 (a figure not measured).
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    num = "^[0-9.]+([eE][-+]?[0-9]+)?$"
+    if (a !~ num || b !~ num || b + 0 == 0) print "na"; else printf "%.3f\n", a / b }'
 }
