@@ -70,13 +70,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 for tool in wrk curl python3 gunicorn taskset; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps --bench" >&2; exit 1; }
 done
 [ -x "$prescale" ] || { echo "missing $prescale: run make build" >&2; exit 1; }
 # Where scripts/install-deps unpacks python3-xgboost for the fraud peer.
 peer_pythonpath=/usr/local/lib/prescale/bench-python
 PYTHONPATH=$peer_pythonpath /usr/bin/python3 -c 'import flask, numpy, xgboost' 2>/dev/null ||
-  { echo "missing the peers' Python packages: run scripts/install-deps" >&2; exit 1; }
+  { echo "missing the peers' Python packages: run scripts/install-deps --bench" >&2; exit 1; }
 # Commands prefixed to every server and every client (--pin).
 server_cpu=() client_cpu=()
 if [ "$pin" = 1 ] && [ "$(nproc)" -ge 2 ]; then
