@@ -1,5 +1,7 @@
 #include "services/forecast/model_file.h"
 
+#include "core/versioned_file.h"
+
 #include <algorithm>
 #include <charconv>
 #include <ctime>
@@ -36,21 +38,6 @@ bool is_sha256(const nlohmann::json& v) {
          });
 }
 
-// A temporary name the listing ignores, then a rename: the whole file appears at once.
-Result<void> write_file(const fs::path& path, std::string_view bytes) {
-  const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp");
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) return make_error(ErrorCode::kUnavailable, tmp.string() + ": cannot write");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return make_error(ErrorCode::kUnavailable, path.string() + ": " + ec.message());
-  return {};
-}
-
 // Errors of one file: "<path>: <field>: <message>".
 class FileErrors {
  public:
@@ -81,15 +68,7 @@ std::string booster_file_name(int version) {
 }
 
 std::optional<int> manifest_version(std::string_view name) {
-  constexpr std::string_view kPrefix = "forecast-v", kSuffix = ".json";
-  if (!name.starts_with(kPrefix) || !name.ends_with(kSuffix)) return std::nullopt;
-  const std::string_view digits =
-      name.substr(kPrefix.size(), name.size() - kPrefix.size() - kSuffix.size());
-  if (digits.empty() || digits.front() == '0') return std::nullopt;
-  int version = 0;
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), version);
-  if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
-  return version;
+  return versioned_file_number(name, "forecast-v", ".json");
 }
 
 Result<std::vector<ManifestEntry>> list_manifests(const std::string& dir) {
@@ -135,7 +114,9 @@ Result<SavedModel> save_model(const forecast::GbtBooster& booster, const std::st
   saved.booster_path = (fs::path(dir) / booster_file_name(version)).string();
   saved.manifest_path = (fs::path(dir) / manifest_file_name(version)).string();
   const std::string& bytes = saved_gbt->xgboost_model;
-  if (auto ok = write_file(saved.booster_path, bytes); !ok) return std::unexpected(ok.error());
+  if (auto ok = write_file_atomically(saved.booster_path, bytes); !ok) {
+    return std::unexpected(ok.error());
+  }
 
   Json manifest;
   manifest["format"] = kModelFileFormat;
@@ -148,7 +129,7 @@ Result<SavedModel> save_model(const forecast::GbtBooster& booster, const std::st
   manifest["booster"] = saved_gbt->definition;
   manifest["training"] = Json::parse(options.training.dump());
   manifest["metrics"] = Json::parse(options.metrics.dump());
-  if (auto ok = write_file(saved.manifest_path, manifest.dump(2) + "\n"); !ok) {
+  if (auto ok = write_file_atomically(saved.manifest_path, manifest.dump(2) + "\n"); !ok) {
     return std::unexpected(ok.error());
   }
   return saved;

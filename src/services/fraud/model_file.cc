@@ -1,5 +1,7 @@
 #include "services/fraud/model_file.h"
 
+#include "core/versioned_file.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -94,15 +96,7 @@ Result<LogisticModel> parse_logistic(const json& manifest, const FileErrors& fai
 std::string model_file_name(int version) { return "fraud-v" + std::to_string(version) + ".json"; }
 
 std::optional<int> model_file_version(std::string_view name) {
-  constexpr std::string_view kPrefix = "fraud-v", kSuffix = ".json";
-  if (!name.starts_with(kPrefix) || !name.ends_with(kSuffix)) return std::nullopt;
-  const std::string_view digits =
-      name.substr(kPrefix.size(), name.size() - kPrefix.size() - kSuffix.size());
-  if (digits.empty() || digits.front() == '0') return std::nullopt;
-  int version = 0;
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), version);
-  if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
-  return version;
+  return versioned_file_number(name, "fraud-v", ".json");
 }
 
 Result<std::vector<ModelFileEntry>> list_model_files(const std::string& directory) {

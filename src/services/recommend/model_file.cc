@@ -1,5 +1,7 @@
 #include "services/recommend/model_file.h"
 
+#include "core/versioned_file.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
@@ -70,20 +72,6 @@ Json hyperparameters(const TrainOptions& o) {
       break;
   }
   return Json::object();
-}
-
-Result<void> write_file(const fs::path& path, std::string_view bytes) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) return make_error(ErrorCode::kUnavailable, tmp.string() + ": cannot write");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return make_error(ErrorCode::kUnavailable, path.string() + ": " + ec.message());
-  return {};
 }
 
 // ---- manifest reading ----
@@ -205,7 +193,9 @@ Result<SavedModel> save_model(const Model& model, const std::string& dir,
 
   const ModelState& s = model.state();
   const std::string bytes = internal::encode_model(s);
-  if (auto ok = write_file(saved.model_path, bytes); !ok) return std::unexpected(ok.error());
+  if (auto ok = write_file_atomically(saved.model_path, bytes); !ok) {
+    return std::unexpected(ok.error());
+  }
 
   Json metrics = Json::object();
   for (const auto& [name, value] : options.metrics) metrics[name] = value;
@@ -227,7 +217,7 @@ Result<SavedModel> save_model(const Model& model, const std::string& dir,
       {"hyperparameters", hyperparameters(s.options)},
       {"metrics", metrics},
   };
-  if (auto ok = write_file(saved.manifest_path, manifest.dump(2) + "\n"); !ok) {
+  if (auto ok = write_file_atomically(saved.manifest_path, manifest.dump(2) + "\n"); !ok) {
     return std::unexpected(ok.error());
   }
   return saved;

@@ -1,0 +1,21 @@
+// Versioned model files, shared by the services that keep them (fraud, recommend, forecast):
+// the version in a name like "fraud-v12.json", and writing a file so that it appears whole.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string_view>
+
+#include "core/result.h"
+
+namespace prescale {
+
+// N of "<prefix>N<suffix>" (N a positive decimal without leading zeros); nullopt for other names.
+std::optional<int> versioned_file_number(std::string_view name, std::string_view prefix,
+                                         std::string_view suffix);
+
+// Writes `bytes` under a hidden temporary name beside `path`, then renames it: readers see the
+// whole file or none. Errors: kUnavailable naming the path.
+Result<void> write_file_atomically(const std::filesystem::path& path, std::string_view bytes);
+
+}  // namespace prescale
