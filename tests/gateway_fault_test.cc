@@ -189,10 +189,15 @@ TEST(GatewayFaultTest, ReplicaKilledUnderLoadCostsNoRequest) {
   // The dead replica is out of the balancer's set: unhealthy (health checks) or ejected.
   const auto view = g.gw->cluster("echo")->view();
   int out = 0;
+  std::string states;
+  const Clock::TimePoint now = Clock::real().now();
   for (const auto& h : view->hosts.hosts()) {
-    out += !h->in_service(Clock::real().now()) ? 1 : 0;
+    out += !h->in_service(now) ? 1 : 0;
+    states += "\n  " + h->address() + (h->healthy() ? " healthy" : " unhealthy") +
+              (h->outlier().ejected(now) ? " ejected" : "") +
+              (h->breaker() != nullptr && !h->breaker()->is_accepting(now) ? " breaker-open" : "");
   }
-  EXPECT_EQ(out, 1);
+  EXPECT_EQ(out, 1) << states;
 }
 
 TEST(GatewayFaultTest, HungReplicaIsTakenOutAndP99Recovers) {

@@ -542,6 +542,7 @@ static void describe(Schema<GatewayConfig>& s) {
   s.field("listen", &GatewayConfig::listen).check(listen_problem);
   s.field("threads", &GatewayConfig::threads).at_least(0);
   s.field("load_balancer", &GatewayConfig::load_balancer);
+  s.field("load_balancer_tolerance", &GatewayConfig::load_balancer_tolerance).at_least(1.0);
   s.field("health_check", &GatewayConfig::health_check);
   s.field("outlier_detection", &GatewayConfig::outlier_detection);
   s.field("circuit_breakers", &GatewayConfig::circuit_breakers);

@@ -196,6 +196,9 @@ struct GatewayConfig {
   std::string listen = "127.0.0.1:8080";  // host:port
   int threads = 0;                        // I/O threads; 0 = one per core
   LoadBalancerKind load_balancer = LoadBalancerKind::kP2cPeakEwma;
+  // P2C policies: the replica next in turn keeps the request unless the other candidate's cost
+  // is lower by more than this factor (1: always the cheaper, Linkerd's and Envoy's rule).
+  double load_balancer_tolerance = 2.0;
   HealthCheckConfig health_check;
   OutlierDetectionConfig outlier_detection;
   CircuitBreakerConfig circuit_breakers;

@@ -108,6 +108,7 @@ TEST(ConfigLoad, GatewayFileLoadsWithExpectedValues) {
   EXPECT_EQ(g.listen, "[::]:9090");
   EXPECT_EQ(g.threads, 8);
   EXPECT_EQ(g.load_balancer, LoadBalancerKind::kLeastRequest);
+  EXPECT_EQ(g.load_balancer_tolerance, 1.5);
   EXPECT_EQ(g.health_check.path, "/healthz");
   EXPECT_EQ(g.health_check.interval, 5s);
   EXPECT_EQ(g.health_check.timeout, 500ms);
@@ -187,6 +188,7 @@ gateway:
   const GatewayConfig& g = r->gateway;
   EXPECT_EQ(g.threads, 0);
   EXPECT_EQ(g.load_balancer, LoadBalancerKind::kP2cPeakEwma);
+  EXPECT_EQ(g.load_balancer_tolerance, 2.0);
   EXPECT_EQ(g.health_check.path, "/readyz");
   EXPECT_EQ(g.health_check.interval, 10s);
   EXPECT_EQ(g.health_check.timeout, 1s);
@@ -594,6 +596,8 @@ TEST(ConfigError, GatewayTopLevel) {
   EXPECT_EQ(gateway_error("  load_balancer: random\n"),
             R"(prescale.yaml:4:18: gateway.load_balancer: must be one of p2c_peak_ewma, )"
             R"(least_request, round_robin; got "random")");
+  EXPECT_EQ(gateway_error("  load_balancer_tolerance: 0.5\n"),
+            "prescale.yaml:4:28: gateway.load_balancer_tolerance: must be >= 1, got 0.5");
   EXPECT_EQ(gateway_error("  listen: \"local host:80\"\n"),
             R"(prescale.yaml:4:11: gateway.listen: must be "host:port" (e.g. "127.0.0.1:8080", )"
             R"("[::]:8080"), got "local host:80")");

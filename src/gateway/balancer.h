@@ -7,9 +7,12 @@
 //   * UpstreamRequest: one attempt at one host (RAII). Counts as outstanding until finished,
 //     holds the host's breaker permit, and feeds the outcome to the EWMA, breaker and detector.
 //   * Balancer: picks a host that is in service: power of two choices on peak-EWMA cost
-//     (default, Linkerd), on requests outstanding (Envoy least_request) or round robin. Hosts that
-//     are draining, unhealthy, ejected or whose breaker is open are skipped; when none is left,
-//     pick() returns nullopt and the proxy answers 503.
+//     (default, Linkerd), on requests outstanding (Envoy least_request) or round robin. The two
+//     candidates are the host next in round-robin turn and one drawn at random; the drawn one
+//     wins only when it is cheaper by more than `tolerance`, so equal hosts are taken in turn
+//     (the smoothest arrivals each can get) and a slow or overloaded one is steered around. Hosts
+//     that are draining, unhealthy, ejected or whose breaker is open are skipped; when none is
+//     left, pick() returns nullopt and the proxy answers 503.
 //
 // Thread safety: every method may be called from any thread. choose() takes no lock: it reads
 // atomics of an immutable snapshot. pick() adds the host's breaker admission, lock-free while the
@@ -140,6 +143,9 @@ enum class BalancerPolicy {
 struct BalancerConfig {
   BalancerPolicy policy = BalancerPolicy::kPeakEwma;
   std::uint64_t seed = 0;  // of the P2C draws; 0: seeded from the address of the balancer
+  // P2C: the drawn candidate replaces the one in turn only when its cost × tolerance is lower
+  // (for least_request the cost is outstanding + 1). 1: the cheaper always wins. Must be ≥ 1.
+  double tolerance = 2.0;
   // A host whose breaker refuses at start() (a race with the filter) is skipped and the pick
   // retried, at most this many times.
   int max_start_attempts = 3;

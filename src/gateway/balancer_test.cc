@@ -122,7 +122,7 @@ TEST(Balancer, P2cNeverPicksTheWorstAndFavoursTheCheapest) {
   auto hosts = make_hosts(5);
   for (int i = 0; i < 5; ++i) teach(hosts[i], clock.now(), std::chrono::milliseconds(10 * (i + 1)));
   HostSet set(hosts);
-  Balancer b(BalancerConfig{.seed = 42});
+  Balancer b(BalancerConfig{.seed = 42, .tolerance = 1.0});  // the cheaper of the two always wins
   std::map<std::string, int> count;
   constexpr int kPicks = 20000;
   for (int i = 0; i < kPicks; ++i) ++count[b.choose(set, clock.now())->address()];
@@ -159,12 +159,60 @@ TEST(Balancer, LeastRequestComparesOutstandingOnly) {
   std::vector<UpstreamRequest> in_flight;
   for (int i = 0; i < 5; ++i) in_flight.push_back(*UpstreamRequest::start(hosts[2], clock.now()));
   in_flight.push_back(*UpstreamRequest::start(hosts[1], clock.now()));
-  Balancer b(BalancerConfig{.policy = BalancerPolicy::kLeastRequest, .seed = 3});
+  Balancer b(BalancerConfig{.policy = BalancerPolicy::kLeastRequest, .seed = 3, .tolerance = 1.0});
   std::map<std::shared_ptr<UpstreamHost>, int> count;
   for (int i = 0; i < 3000; ++i) ++count[b.choose(set, clock.now())];
   EXPECT_EQ(count[hosts[2]], 0);            // the busiest never wins a pair
   EXPECT_NEAR(count[hosts[0]], 2000, 150);  // idle: wins both its pairs
   EXPECT_NEAR(count[hosts[1]], 1000, 150);
+}
+
+TEST(Balancer, P2cTakesEqualHostsInTurn) {
+  // Equal hosts (within the tolerance) are taken in round-robin order, whatever the draws: each
+  // gets the smoothest arrivals it can.
+  ManualClock clock;
+  clock.advance(1s);
+  auto hosts = make_hosts(3);
+  teach(hosts[0], clock.now(), 10ms);
+  teach(hosts[1], clock.now(), 12ms);
+  teach(hosts[2], clock.now(), 15ms);  // 1.5× the cheapest: still within the default 2×
+  HostSet set(hosts);
+  for (BalancerPolicy policy : {BalancerPolicy::kPeakEwma, BalancerPolicy::kLeastRequest}) {
+    Balancer b(BalancerConfig{.policy = policy, .seed = 11});
+    EXPECT_THAT(choose_n(b, set, clock.now(), 6),
+                ElementsAre("10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.1:8080",
+                            "10.0.0.2:8080", "10.0.0.3:8080"));
+  }
+}
+
+TEST(Balancer, P2cSteersAroundAHostBeyondTheTolerance) {
+  ManualClock clock;
+  clock.advance(1s);
+  auto hosts = make_hosts(3);
+  teach(hosts[0], clock.now(), 10ms);
+  teach(hosts[1], clock.now(), 10ms);
+  teach(hosts[2], clock.now(), 25ms);  // 2.5× the others
+  HostSet set(hosts);
+  Balancer b(BalancerConfig{.seed = 13});
+  std::map<std::shared_ptr<UpstreamHost>, int> count;
+  for (int i = 0; i < 3000; ++i) ++count[b.choose(set, clock.now())];
+  // Host 3's turns go to the one drawn against it; its only wins are never (both others cheaper).
+  EXPECT_EQ(count[hosts[2]], 0);
+  EXPECT_NEAR(count[hosts[0]], 1500, 150);
+  EXPECT_NEAR(count[hosts[1]], 1500, 150);
+
+  // Requests outstanding raise the cost the same way. Host 1 with 3 in flight costs 40 ms
+  // (10 ms × 4): more than 2× host 2 (10 ms), so its turn goes to host 2 when drawn against it;
+  // less than 2× host 3 (25 ms), so it keeps the turn when host 3 is drawn. Host 3 keeps its
+  // turn against host 1 and loses it to host 2.
+  std::vector<UpstreamRequest> in_flight;
+  for (int i = 0; i < 3; ++i) in_flight.push_back(*UpstreamRequest::start(hosts[0], clock.now()));
+  Balancer c(BalancerConfig{.seed = 13});
+  count.clear();
+  for (int i = 0; i < 3000; ++i) ++count[c.choose(set, clock.now())];
+  EXPECT_NEAR(count[hosts[0]], 500, 100);
+  EXPECT_NEAR(count[hosts[1]], 2000, 100);
+  EXPECT_NEAR(count[hosts[2]], 500, 100);
 }
 
 TEST(Balancer, SameSeedSameChoices) {

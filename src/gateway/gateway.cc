@@ -37,6 +37,7 @@ ClusterOptions cluster_options(const GatewayConfig& c) {
       o.balancer.policy = BalancerPolicy::kRoundRobin;
       break;
   }
+  o.balancer.tolerance = c.load_balancer_tolerance;
   const CircuitBreakerConfig& b = c.circuit_breakers;
   FailureRateBreakerConfig breaker;
   breaker.window = to_clock(b.window);
@@ -53,7 +54,8 @@ ClusterOptions cluster_options(const GatewayConfig& c) {
   o.limits.max_retries = static_cast<std::uint32_t>(b.max_retries);
   const auto& od = c.outlier_detection;
   o.outlier.consecutive_5xx = static_cast<std::uint32_t>(od.consecutive_5xx);
-  o.outlier.consecutive_gateway_failure = static_cast<std::uint32_t>(od.consecutive_gateway_failure);
+  o.outlier.consecutive_gateway_failure =
+      static_cast<std::uint32_t>(od.consecutive_gateway_failure);
   o.outlier.interval = to_clock(od.interval);
   o.outlier.base_ejection_time = to_clock(od.base_ejection_time);
   o.outlier.max_ejection_time = to_clock(od.max_ejection_time);
@@ -85,6 +87,10 @@ Result<void> validate(const GatewayConfig& c) {
   auto bad = [](const std::string& field, const std::string& what) -> Result<void> {
     return make_error(ErrorCode::kInvalidArgument, "gateway." + field + ": " + what);
   };
+  if (!(c.load_balancer_tolerance >= 1.0)) {
+    return bad("load_balancer_tolerance",
+               "must be >= 1, got " + std::to_string(c.load_balancer_tolerance));
+  }
   for (size_t i = 0; i < c.routes.size(); ++i) {
     const RouteConfig& r = c.routes[i];
     const std::string at = "routes[" + std::to_string(i) + "].";
@@ -138,8 +144,10 @@ Result<void> validate(const GatewayConfig& c) {
 }
 
 bool same_cluster_settings(const GatewayConfig& a, const GatewayConfig& b) {
-  return a.load_balancer == b.load_balancer && a.outlier_detection == b.outlier_detection &&
-         a.circuit_breakers == b.circuit_breakers && a.retry_budget == b.retry_budget;
+  return a.load_balancer == b.load_balancer &&
+         a.load_balancer_tolerance == b.load_balancer_tolerance &&
+         a.outlier_detection == b.outlier_detection && a.circuit_breakers == b.circuit_breakers &&
+         a.retry_budget == b.retry_budget;
 }
 
 HealthCheckConfig health_check_config(const GatewayConfig& c) {
@@ -399,18 +407,26 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
       using telemetry::MetricType;
       telemetry::FamilySnapshot endpoints{"prescale_gateway_endpoints",
                                           "Endpoints of an upstream service by state",
-                                          MetricType::kGauge, {"service", "state"}, {}};
+                                          MetricType::kGauge,
+                                          {"service", "state"},
+                                          {}};
       telemetry::FamilySnapshot open{"prescale_gateway_breakers_open",
                                      "Endpoints whose failure-rate breaker is open or half-open",
-                                     MetricType::kGauge, {"service"}, {}};
+                                     MetricType::kGauge,
+                                     {"service"},
+                                     {}};
       telemetry::FamilySnapshot ejections{"prescale_gateway_ejections_total",
                                           "Outlier ejections of an upstream service's endpoints",
-                                          MetricType::kCounter, {"service"}, {}};
+                                          MetricType::kCounter,
+                                          {"service"},
+                                          {}};
       telemetry::FamilySnapshot overflows{
           "prescale_gateway_overflows_total",
           "Attempts refused: no endpoint in service, max_requests, max_connections, "
           "max_pending_requests, or the retry budget",
-          MetricType::kCounter, {"service", "reason"}, {}};
+          MetricType::kCounter,
+          {"service", "reason"},
+          {}};
       const Clock::TimePoint now = raw->clock.now();
       const std::shared_ptr<const Routing> routing = raw->snapshot();
       for (const auto& [name, c] : routing->clusters) {
@@ -520,10 +536,10 @@ void Gateway::handle(http::Request& request, http::Responder respond) {
     if (!d.allowed) {
       if (rr.rate_limited != nullptr) rr.rate_limited->inc();
       const int wait = retry_after_seconds(d.retry_after);
-      http::Response r = http::error_response(
-          429, "rate_limited",
-          "rate limit of route " + route->path_rule + " exceeded; retry in " +
-              std::to_string(wait) + " s");
+      http::Response r =
+          http::error_response(429, "rate_limited",
+                               "rate limit of route " + route->path_rule + " exceeded; retry in " +
+                                   std::to_string(wait) + " s");
       r.headers.set("Retry-After", std::to_string(wait));
       g.proxy.answer(rr.id, std::move(r), std::move(respond));
       return;
