@@ -294,9 +294,10 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   }
 
   // Keeps one read pending from the connect to the close: it notices an idle connection being
-  // closed, and it reads the response of a busy one. A read rather than a wait for readiness:
-  // asio queues a read after a short one without a system call, while every wait costs an
-  // epoll_ctl().
+  // closed, and it reads the response of a busy one. A read or a wait for readiness cost the same
+  // here: asio (Boost 1.81) tries a read speculatively unless the last one hit the end of the
+  // stream, so arming it costs one recv() that fails with EAGAIN, as a wait costs one
+  // epoll_ctl(); the read saves the extra completion.
   void arm_read() {
     if (read_pending_ || state_ == State::kClosed) return;
     read_pending_ = true;
