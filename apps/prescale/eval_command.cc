@@ -25,6 +25,7 @@ struct EvalFlags {
   std::string models;  // empty: every model and "selected"
   int origin_every = 1;
   std::string json_path;
+  std::string baseline_intervals = "textbook";  // or "calibrated"
 };
 
 namespace {
@@ -131,7 +132,14 @@ int run_forecast_eval(const EvalFlags& f) {
   std::printf("%-20s %8s %7s %7s %11s %11s %11s %9s\n", "model", "horizon", "MASE", "sMAPE",
               "pinball50", "pinball90", "pinball99", "cover90");
   for (const std::string& model : models) {
-    auto scores = forecast::evaluate_forecasts(series, test_begin, model, horizons, fo);
+    const bool baseline = model.starts_with("naive") || model.starts_with("seasonal_naive");
+    const bool textbook = baseline && f.baseline_intervals == "textbook";
+    forecast::ForecasterOptions model_options = fo;
+    if (textbook) {
+      model_options.error_units = {forecast::ErrorUnit::kConstant};
+      model_options.online_calibration_rate = 0;
+    }
+    auto scores = forecast::evaluate_forecasts(series, test_begin, model, horizons, model_options);
     if (!scores && model.ends_with("_cycle")) {
       std::printf("%-20s (no cycle other than a day or a week in the fitted part)\n",
                   model.c_str());
@@ -159,6 +167,7 @@ int run_forecast_eval(const EvalFlags& f) {
       j["pinball_p90"] = s.pinball_p90;
       j["pinball_p99"] = s.pinball_p99;
       j["coverage_p90"] = s.coverage_p90;
+      j["intervals"] = textbook ? "textbook" : "calibrated";
       all.push_back(std::move(j));
     }
   }
@@ -199,6 +208,12 @@ EvalCommand::EvalCommand(CLI::App& app) : flags_(std::make_unique<EvalFlags>()) 
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   c.add_option("--json", f.json_path, "Write the scores as JSON (docs/forecasting.md)");
+  c.add_option("--baseline-intervals", f.baseline_intervals,
+               "Quantiles of the naive and seasonal naive baselines: textbook (the empirical "
+               "quantiles of their backtest errors, the same width at every origin) or "
+               "calibrated (Prescale's own calibration, as the selected model gets)")
+      ->check(CLI::IsMember({"textbook", "calibrated"}))
+      ->capture_default_str();
 }
 
 EvalCommand::~EvalCommand() = default;

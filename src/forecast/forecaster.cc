@@ -122,12 +122,28 @@ struct Calibration {
 // The unit of a forecast's error: the recent one-step error, or the forecast's own level.
 double unit_of(ErrorUnit unit, const Backtest& b, size_t origin, double forecast,
                double level_floor) {
-  return unit == ErrorUnit::kRecentError ? b.scale[origin] : std::max(forecast, 0.0) + level_floor;
+  switch (unit) {
+    case ErrorUnit::kRecentError:
+      return b.scale[origin];
+    case ErrorUnit::kLevel:
+      return std::max(forecast, 0.0) + level_floor;
+    case ErrorUnit::kConstant:
+      break;
+  }
+  return 1.0;
 }
+
+// A horizon h with fewer backtest errors than this, or than kMinCalibrationWindows × h (errors
+// of overlapping windows are not independent: a short history seen h steps ahead is a handful
+// of outcomes, however many origins), borrows the calibration of the longest shorter horizon
+// that has enough (see calibrate()).
+constexpr size_t kMinCalibrationErrors = 20;
+constexpr size_t kMinCalibrationWindows = 4;
 
 Calibration calibrate(const Backtest& b, size_t begin, size_t end, int horizon, ErrorUnit unit,
                       double level_floor) {
   Calibration c;
+  int borrow_from = -1;  // the longest horizon so far with enough errors
   for (int h = 0; h < horizon; ++h) {
     std::vector<double> z;
     for (size_t o = begin; o < end; ++o) {
@@ -137,6 +153,20 @@ Calibration calibrate(const Backtest& b, size_t begin, size_t end, int horizon, 
         z.push_back((y - f) / unit_of(unit, b, o, f, level_floor));
       }
     }
+    const bool enough = z.size() >= std::max(kMinCalibrationErrors,
+                                             kMinCalibrationWindows * static_cast<size_t>(h + 1));
+    if (!enough && borrow_from >= 0) {
+      // Too few outcomes this far ahead (a short history: origins near its end see only the
+      // first steps): the errors of the longest well-measured horizon, grown as a random walk's
+      // do, √(h / h0). Better than quantiles of a handful of errors, which can be anything.
+      const auto from = static_cast<size_t>(borrow_from);
+      const double grow = std::sqrt(static_cast<double>(h + 1) / (borrow_from + 1));
+      c.q50.push_back(c.q50[from]);
+      c.q90.push_back(c.q50[from] + (c.q90[from] - c.q50[from]) * grow);
+      c.q99.push_back(c.q50[from] + (c.q99[from] - c.q50[from]) * grow);
+      continue;
+    }
+    if (enough) borrow_from = h;
     const double q50 = conformal_quantile(z, 0.5);
     const double q90 = std::max(q50, conformal_quantile(z, 0.9));
     const double q99 = std::max(q90, conformal_quantile(z, 0.99));
@@ -183,13 +213,26 @@ struct ScoreSum {
   }
 };
 
-// Backtest origins for a history of n values: every `every` steps, the last one with a full
-// horizon after it, at most `max_origins`, none before `min_first`.
+// Backtest origins for a history of n values: every `every` steps — every step when that many
+// fit in `max_origins` (a short history needs all it has) — ending with a full horizon after the
+// last one when the history is long enough for `max_origins` such origins, else up to the last
+// value (the short horizons are then measured at every origin, the long ones at the early ones),
+// at most `max_origins`, none before `min_first`.
 std::vector<size_t> backtest_origins(size_t n, int horizon, int every, int max_origins,
                                      size_t min_first) {
   std::vector<size_t> origins;
   if (n < static_cast<size_t>(horizon) + 1) return origins;
-  for (long t = static_cast<long>(n) - horizon;
+  const long room = static_cast<long>(n) - horizon - static_cast<long>(min_first);
+  const long full_origins = room < 0 ? 0 : room / every + 1;
+  if (full_origins < max_origins) {
+    every = std::max<long>(1, std::min<long>(every, (static_cast<long>(n) - 1 -
+                                                     static_cast<long>(min_first)) /
+                                                            std::max(max_origins, 1) +
+                                                        1));
+  }
+  const long last = full_origins >= max_origins ? static_cast<long>(n) - horizon
+                                                : static_cast<long>(n) - 1;
+  for (long t = last;
        t >= static_cast<long>(min_first) && static_cast<int>(origins.size()) < max_origins;
        t -= every) {
     origins.push_back(static_cast<size_t>(t));
@@ -209,6 +252,9 @@ Forecaster::Forecaster(const Forecaster& other)
       q50_(other.q50_),
       q90_(other.q90_),
       q99_(other.q99_),
+      track_step_(other.track_step_),
+      issued_(other.issued_),
+      updates_(other.updates_),
       scale_floor_(other.scale_floor_),
       level_floor_(other.level_floor_),
       error_scale_(other.error_scale_),
@@ -283,9 +329,13 @@ Result<void> Forecaster::fit(const Series& history) {
   backtest_.clear();
   size_t best = 0;
   double best_loss = std::numeric_limits<double>::infinity();
+  if (options_.error_units.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "forecaster: no units of error to try");
+  }
+  const size_t units = options_.error_units.size();
   std::vector<Calibration> calibrations;  // per model, then unit
   std::vector<double> final_scales;
-  ErrorUnit best_unit = ErrorUnit::kRecentError;
+  ErrorUnit best_unit = options_.error_units.front();
   for (size_t m = 0; m < models.size(); ++m) {
     if (origins.empty()) break;
     const Backtest b =
@@ -294,7 +344,7 @@ Result<void> Forecaster::fit(const Series& history) {
     // Both units of error are tried; the model's reported scores are those of its better one.
     std::vector<ForecastScore> kept;
     double kept_loss = std::numeric_limits<double>::infinity();
-    for (ErrorUnit unit : {ErrorUnit::kRecentError, ErrorUnit::kLevel}) {
+    for (ErrorUnit unit : options_.error_units) {
       const Calibration split =
           calibrate(b, 0, half > 0 ? half : b.predicted.size(), horizon, unit, level_floor_);
       std::vector<ForecastScore> scores;
@@ -336,7 +386,10 @@ Result<void> Forecaster::fit(const Series& history) {
   error_scale_ = final_scales.empty() ? scale_floor_ : final_scales[best];
   unit_ = best_unit;
   if (!calibrations.empty()) {
-    const Calibration& c = calibrations[2 * best + (best_unit == ErrorUnit::kLevel ? 1 : 0)];
+    const auto unit_index = static_cast<size_t>(
+        std::find(options_.error_units.begin(), options_.error_units.end(), best_unit) -
+        options_.error_units.begin());
+    const Calibration& c = calibrations[units * best + unit_index];
     q50_ = c.q50;
     q90_ = c.q90;
     q99_ = c.q99;
@@ -345,13 +398,48 @@ Result<void> Forecaster::fit(const Series& history) {
     q90_.assign(static_cast<size_t>(horizon), 0.0);
     q99_.assign(static_cast<size_t>(horizon), 0.0);
   }
+  track_step_.resize(q50_.size());
+  for (size_t h = 0; h < q50_.size(); ++h) {
+    track_step_[h] = options_.online_calibration_rate * std::max(q99_[h] - q50_[h], 1e-9);
+  }
+  issued_.assign(options_.online_calibration_rate > 0 ? q50_.size() : 0, Issued{});
+  updates_ = 0;
   return {};
 }
 
 void Forecaster::update(double value) {
   if (!model_) return;
   double one = 0;
-  model_->predict(std::span(&one, 1));
+  if (!issued_.empty()) {
+    // Record what is forecast now, then score the forecasts this value answers: the one made
+    // h − 1 updates ago at horizon h.
+    const size_t horizons = issued_.size();
+    Issued& now = issued_[updates_ % horizons];
+    now.point.resize(horizons);
+    now.unit.resize(horizons);
+    model_->predict(now.point);
+    for (size_t h = 0; h < horizons; ++h) now.unit[h] = unit_value(now.point[h]);
+    one = now.point[0];
+    if (std::isfinite(value)) {
+      for (size_t h = 0; h < horizons && h <= updates_; ++h) {
+        const Issued& then = issued_[(updates_ - h) % horizons];
+        const double f = then.point[h];
+        if (!std::isfinite(f) || !(then.unit[h] > 0)) continue;
+        const double z = (value - f) / then.unit[h];
+        // Quantile tracking: a level τ moves up by step × τ when the outcome is above it and
+        // down by step × (1 − τ) when not, which settles where a share τ falls at or below.
+        auto track = [&](double& q, double tau) {
+          q += track_step_[h] * (z > q ? tau : -(1 - tau));
+        };
+        track(q50_[h], 0.5);
+        track(q90_[h], 0.9);
+        track(q99_[h], 0.99);
+      }
+    }
+    ++updates_;
+  } else {
+    model_->predict(std::span(&one, 1));
+  }
   ErrorScale scale(options_.error_half_life, scale_floor_, error_scale_);
   scale.observe(value - one);
   error_scale_ = scale.value();
@@ -369,13 +457,24 @@ QuantileForecast Forecaster::predict(int horizon) const {
   out.p99.resize(path.size());
   for (size_t h = 0; h < path.size(); ++h) {
     const size_t c = std::min(h, q50_.size() - 1);
-    const double u =
-        unit_ == ErrorUnit::kRecentError ? error_scale_ : std::max(path[h], 0.0) + level_floor_;
+    const double u = unit_value(path[h]);
     out.p50[h] = quantile_at(path[h], q50_[c], u);
     out.p90[h] = std::max(out.p50[h], quantile_at(path[h], q90_[c], u));
     out.p99[h] = std::max(out.p90[h], quantile_at(path[h], q99_[c], u));
   }
   return out;
+}
+
+double Forecaster::unit_value(double forecast) const {
+  switch (unit_) {
+    case ErrorUnit::kRecentError:
+      return error_scale_;
+    case ErrorUnit::kLevel:
+      return std::max(forecast, 0.0) + level_floor_;
+    case ErrorUnit::kConstant:
+      break;
+  }
+  return 1.0;
 }
 
 std::string_view Forecaster::selected() const { return model_ ? selected_ : std::string_view{}; }

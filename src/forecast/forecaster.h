@@ -39,6 +39,22 @@ struct CustomModel {
   std::shared_ptr<const Model> prototype;
 };
 
+// Errors are measured in units of the recent one-step error (an exponentially weighted mean of
+// |y − ŷ|, half-life ForecasterOptions::error_half_life): intervals widen in turbulent hours and
+// narrow in calm ones. The unit is at least this share of the series' mean, so a flat stretch
+// does not promise zero-width intervals.
+inline constexpr double kScaleFloorShare = 0.02;
+
+// The other unit tried: the forecast's own level (plus this share of the series' mean), for
+// series whose errors grow with their level rather than cluster in time. fit() keeps, per model,
+// whichever unit calibrates better on the backtest.
+inline constexpr double kLevelFloorShare = 0.1;
+// kConstant: errors as they are — every forecast gets the same interval around it, the empirical
+// quantiles of the model's backtest errors at that horizon. The textbook intervals of the naive
+// baselines (Hyndman & Athanasopoulos, FPP3 §5.5, bootstrapped residuals), which `prescale eval
+// forecast` gives them by default so they are scored as the methods they are.
+enum class ErrorUnit { kRecentError, kLevel, kConstant };
+
 struct ForecasterOptions {
   std::vector<std::string> candidates{std::begin(kDefaultCandidates), std::end(kDefaultCandidates)};
   // Looked up by name before make_model(); selected() and predict() report the name given here.
@@ -56,6 +72,14 @@ struct ForecasterOptions {
   bool detect_cycle = true;
   // Half-life, in steps, of the recent one-step errors that scale the intervals.
   double error_half_life = 30;
+  // Online recalibration after fit(): each new value is compared with what was forecast for it
+  // at every horizon, and that horizon's P50/P90/P99 move toward the levels the outcomes show
+  // (quantile tracking, as adaptive conformal inference does: up by rate × (1 − τ-miss share)),
+  // in steps of `online_calibration_rate` × the fitted P50–P99 spread. 0: the fitted
+  // calibration is kept until the next fit.
+  double online_calibration_rate = 0.02;
+  // The units of error tried at each fit; the one whose calibrated P90 scores best is kept.
+  std::vector<ErrorUnit> error_units{ErrorUnit::kRecentError, ErrorUnit::kLevel};
 };
 
 // Errors of one model at one horizon over a backtest or an evaluation.
@@ -75,17 +99,6 @@ inline double pinball(double y, double q, double tau) {
   return y >= q ? tau * (y - q) : (1 - tau) * (q - y);
 }
 
-// Errors are measured in units of the recent one-step error (an exponentially weighted mean of
-// |y − ŷ|, half-life ForecasterOptions::error_half_life): intervals widen in turbulent hours and
-// narrow in calm ones. The unit is at least this share of the series' mean, so a flat stretch
-// does not promise zero-width intervals.
-inline constexpr double kScaleFloorShare = 0.02;
-
-// The other unit tried: the forecast's own level (plus this share of the series' mean), for
-// series whose errors grow with their level rather than cluster in time. fit() keeps, per model,
-// whichever unit calibrates better on the backtest.
-inline constexpr double kLevelFloorShare = 0.1;
-enum class ErrorUnit { kRecentError, kLevel };
 
 class Forecaster {
  public:
@@ -112,11 +125,22 @@ class Forecaster {
   bool fitted() const { return model_ != nullptr; }
 
  private:
+  // The unit an error of `forecast` is measured in, now.
+  double unit_value(double forecast) const;
+
   ForecasterOptions options_;
   std::unique_ptr<Model> model_;
   std::vector<ForecastScore> backtest_;
   // Per horizon: quantiles of the scaled errors (y − ŷ) / scale at 0.5, 0.9, 0.99.
   std::vector<double> q50_, q90_, q99_;
+  std::vector<double> track_step_;  // per horizon: the online calibration's step, in error units
+  // The forecasts of the last max_horizon steps, for online calibration: slot t % H holds the
+  // point path and units forecast before the t-th update since fit().
+  struct Issued {
+    std::vector<double> point, unit;
+  };
+  std::vector<Issued> issued_;
+  std::size_t updates_ = 0;
   double scale_floor_ = 0;
   double level_floor_ = 0;
   double error_scale_ = 0;  // the current recent-error unit

@@ -90,6 +90,79 @@ TEST(ForecasterTest, CalibratedP90CoversAboutNineInTen) {
   EXPECT_LT(coverage, 0.97);
 }
 
+TEST(ForecasterTest, OnlineCalibrationFollowsAChangeInNoise) {
+  // Fitted on a noisy stretch, then the noise drops to a quarter. With a constant unit of error
+  // (nothing else adapts), the fitted P90 is far too high afterwards; tracking the outcomes
+  // brings its coverage back toward 90 % and lowers its pinball loss.
+  const Series noisy = cyclic(40, 60, 0.2, 5);
+  const Series calm = cyclic(40, 60, 0.05, 6);
+  auto run = [&](double rate) {
+    ForecasterOptions o = hourly_day();
+    o.error_units = {ErrorUnit::kConstant};
+    o.online_calibration_rate = rate;
+    Forecaster f(o);
+    EXPECT_TRUE(f.fit(noisy));
+    int covered = 0, total = 0;
+    double loss = 0;
+    for (size_t t = 0; t + 1 < calm.values.size(); ++t) {
+      const QuantileForecast q = f.predict(1);
+      if (t >= calm.values.size() / 2) {  // after the tracking has had time
+        covered += calm.values[t] <= q.p90[0] ? 1 : 0;
+        loss += pinball(calm.values[t], q.p90[0], 0.9);
+        ++total;
+      }
+      f.update(calm.values[t]);
+    }
+    return std::pair(static_cast<double>(covered) / total, loss / total);
+  };
+  const auto [fixed_coverage, fixed_loss] = run(0);
+  const auto [tracked_coverage, tracked_loss] = run(0.02);
+  EXPECT_GT(fixed_coverage, 0.99);
+  EXPECT_GT(tracked_coverage, 0.8);
+  EXPECT_LT(tracked_coverage, 0.97);
+  EXPECT_LT(tracked_loss, 0.8 * fixed_loss);
+}
+
+TEST(ForecasterTest, ConstantUnitGivesTheSameIntervalWhateverTheRecentErrors) {
+  ForecasterOptions o = hourly_day();
+  o.error_units = {ErrorUnit::kConstant};
+  o.online_calibration_rate = 0;
+  Forecaster f(o);
+  ASSERT_TRUE(f.fit(cyclic(20, 60)));
+  EXPECT_EQ(f.error_unit(), ErrorUnit::kConstant);
+  const QuantileForecast before = f.predict(3);
+  Forecaster g = f;
+  for (int i = 0; i < 10; ++i) g.update(i % 2 == 0 ? 400 : 0);  // wild errors
+  const QuantileForecast after = g.predict(3);
+  for (size_t h = 0; h < 3; ++h) {
+    EXPECT_NEAR(after.p90[h] - after.p50[h], before.p90[h] - before.p50[h], 1e-9);
+  }
+}
+
+TEST(ForecasterTest, ShortHistoryGivesSaneQuantilesFarAhead) {
+  // 150 steps of a random walk and forecasts 60 steps ahead: few backtest origins see that far,
+  // so far horizons borrow the calibration of a well-measured one. Quantiles stay near what a
+  // random walk implies: median at the last value, P90 − P50 ≈ 1.28 √h.
+  std::mt19937 rng(23);
+  std::normal_distribution<double> step(0, 1);
+  Series s;
+  s.step_seconds = 60;
+  double v = 500;
+  for (int i = 0; i < 150; ++i) s.values.push_back(v += step(rng));
+  ForecasterOptions o;
+  o.candidates = {"naive"};
+  o.max_horizon = 60;
+  Forecaster f(o);
+  ASSERT_TRUE(f.fit(s));
+  const QuantileForecast q = f.predict(60);
+  for (size_t h = 0; h < 60; ++h) {
+    const double root = std::sqrt(static_cast<double>(h + 1));
+    EXPECT_NEAR(q.p50[h], v, 3 * root) << "h " << h + 1;
+    EXPECT_GT(q.p90[h] - q.p50[h], 0.3 * root) << "h " << h + 1;
+    EXPECT_LT(q.p90[h] - q.p50[h], 4 * root) << "h " << h + 1;
+  }
+}
+
 TEST(ForecasterTest, CopiesAreIndependent) {
   Forecaster a(hourly_day());
   ASSERT_TRUE(a.fit(cyclic(10, 60)));
