@@ -6,7 +6,8 @@
 # production configuration would.
 # Every server starts in its own session (setsid) so the kernel's per-session CPU grouping treats
 # them alike; ports are picked free at run time; everything started is stopped on exit.
-# Prints req/s, p50 and p99 per round and proxy, the medians, and a RESULT line with the ratios.
+# Prints req/s, p50 and p99 per round and proxy, the medians, and a RESULT line with the ratios
+# (of the medians, and paired: the median of the per-round ratios to nginx).
 #
 # Usage: bench/gateway.sh [--rounds N] [--duration SECONDS] [--connections N] [--threads N]
 #                         [--proxy-threads N] [--upstream echo|nginx]
@@ -216,7 +217,15 @@ for n in "${names[@]}"; do
   printf '%-9s %12s %10s %10s\n' "$n" "${m_rps[$n]}" "${m_p50[$n]}" "${m_p99[$n]}"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a/b }'; }
+# Paired: the median over rounds of prescale's figure over nginx's in the same round (the two run
+# back to back, so a slow drift of the machine cancels out of each ratio).
+paired() {  # COLUMN (1 req/s, 3 p99)
+  paste -d' ' <(cut -d' ' -f"$1" "$work/prescale.txt") <(cut -d' ' -f"$1" "$work/nginx.txt") |
+    awk '{ printf "%.4f\n", $1 / $2 }' | median
+}
+echo "paired (median of per-round ratios): req/s $(paired 1)× nginx, p99 $(paired 3)× nginx"
 echo "RESULT rps_ratio_vs_nginx=$(ratio "${m_rps[prescale]}" "${m_rps[nginx]}")" \
+  "rps_ratio_vs_nginx_paired=$(paired 1) p99_ratio_vs_nginx_paired=$(paired 3)" \
   "p99_ratio_vs_nginx=$(ratio "${m_p99[prescale]}" "${m_p99[nginx]}")" \
   "rps_ratio_vs_haproxy=$(ratio "${m_rps[prescale]}" "${m_rps[haproxy]}")" \
   "p99_ratio_vs_haproxy=$(ratio "${m_p99[prescale]}" "${m_p99[haproxy]}")" \
