@@ -38,6 +38,11 @@ std::int64_t minute_number(Clock::TimePoint t) {
   return std::chrono::floor<std::chrono::minutes>(t.time_since_epoch()).count();
 }
 
+std::string_view metric_of(scaling::PrescalePolicy::SeriesKind kind) {
+  return kind == scaling::PrescalePolicy::SeriesKind::kExternal ? kExternalArrivalMetric
+                                                                : kArrivalMetric;
+}
+
 std::int64_t unix_seconds(Clock::WallTime t) {
   return std::chrono::floor<std::chrono::seconds>(t.time_since_epoch()).count();
 }
@@ -52,19 +57,24 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
   nlohmann::json state = policy.export_state(now);
 
   std::vector<Sample> samples;
-  for (const auto& [service, unused] : state["services"].items()) {
-    auto history = policy.history(service);
-    if (!history) return std::unexpected(history.error());
-    auto latest = store.latest_minute(service, kArrivalMetric);
-    if (!latest) return std::unexpected(latest.error());
-    const auto first = std::llround(history->start_seconds / kMinuteSeconds) + offset;
-    for (size_t i = 0; i < history->values.size(); ++i) {
-      const std::int64_t minute = (first + static_cast<std::int64_t>(i)) * kMinuteSeconds;
-      // Minutes before the latest stored one are there already: a minute, once recorded, does
-      // not change. The latest is written again in case it was written from another history.
-      if (*latest && minute < **latest) continue;
-      if (!std::isfinite(history->values[i])) continue;
-      samples.push_back({service, std::string(kArrivalMetric), minute, history->values[i]});
+  using Kind = scaling::PrescalePolicy::SeriesKind;
+  for (const auto& [service, saved] : state["services"].items()) {
+    for (const Kind kind : {Kind::kArrivals, Kind::kExternal}) {
+      if (kind == Kind::kExternal && !saved.contains("external")) continue;
+      const std::string_view metric = metric_of(kind);
+      auto history = policy.history(service, kind);
+      if (!history) return std::unexpected(history.error());
+      auto latest = store.latest_minute(service, metric);
+      if (!latest) return std::unexpected(latest.error());
+      const auto first = std::llround(history->start_seconds / kMinuteSeconds) + offset;
+      for (size_t i = 0; i < history->values.size(); ++i) {
+        const std::int64_t minute = (first + static_cast<std::int64_t>(i)) * kMinuteSeconds;
+        // Minutes before the latest stored one are there already: a minute, once recorded, does
+        // not change. The latest is written again in case it was written from another history.
+        if (*latest && minute < **latest) continue;
+        if (!std::isfinite(history->values[i])) continue;
+        samples.push_back({service, std::string(metric), minute, history->values[i]});
+      }
     }
   }
   if (auto r = store.append_many(samples); !r) return r;
@@ -99,10 +109,10 @@ Result<bool> restore_policy_state(HistoryStore& store, scaling::PrescalePolicy& 
   const auto clock_shift =
       std::chrono::duration_cast<Clock::Duration>(std::chrono::minutes(*saved - offset));
 
-  auto minutes = [&](std::string_view service, Clock::TimePoint from,
-                     Clock::TimePoint to) -> Result<forecast::Series> {
+  auto minutes = [&](std::string_view service, scaling::PrescalePolicy::SeriesKind kind,
+                     Clock::TimePoint from, Clock::TimePoint to) -> Result<forecast::Series> {
     auto series =
-        store.series(service, kArrivalMetric, (minute_number(from) + offset) * kMinuteSeconds,
+        store.series(service, metric_of(kind), (minute_number(from) + offset) * kMinuteSeconds,
                      (minute_number(to) + offset) * kMinuteSeconds);
     if (!series) return series;
     series->start_seconds = static_cast<double>(minute_number(from) * kMinuteSeconds);

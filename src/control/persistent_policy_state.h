@@ -29,6 +29,9 @@ namespace prescale::control {
 inline constexpr std::string_view kPolicyStateKey = "prescale/policy";
 // The per-minute demand the policy forecasts, mean req/s.
 inline constexpr std::string_view kArrivalMetric = "arrival_rps";
+// The requests a service gets from outside the call graph, kept for a service that callers call
+// and that also has clients of its own (PrescalePolicy::SeriesKind::kExternal).
+inline constexpr std::string_view kExternalArrivalMetric = "external_arrival_rps";
 
 // Writes the minutes recorded since the last save, then the state blob, then prunes samples older
 // than the policy can need (max_history + refit_interval + a day: a forecaster's fit window may

@@ -40,8 +40,8 @@ scaling::ServiceSpec spec(std::string name) {
 
 std::vector<scaling::ServiceSpec> specs() { return {spec("front"), spec("back")}; }
 
-// front serves an hourly season with noise and calls back 1.5 times a request; replicas stay
-// ready, and the windows carry the M/M/c occupancy of a 20 ms service time, so both learners
+// front serves an hourly season with noise and calls back 1.5 times a request; back also has
+// clients of its own (a steady 40 req/s with noise, reported as external); replicas stay ready, and the windows carry the M/M/c occupancy of a 20 ms service time, so both learners
 // learn. Scraped every 15 s over 30 s windows.
 class World {
  public:
@@ -49,7 +49,9 @@ class World {
     const double t = to_seconds(now.time_since_epoch());
     const double front =
         std::max(0.0, 200 + 120 * std::sin(2 * std::numbers::pi * t / 3600) + noise_(rng_));
-    const double rates[] = {front, 1.5 * front};
+    const double own = std::max(0.0, 40 + noise_(rng_) / 2);
+    const double rates[] = {front, 1.5 * front + own};
+    const double external[] = {front, own};
     scaling::Snapshot snap;
     snap.time = now;
     for (int i = 0; i < 2; ++i) {
@@ -68,6 +70,7 @@ class World {
       w.sampled_at = now;
       w.length = 30s;
       w.arrival_rps = w.served_rps = rates[i];
+      w.external_rps = external[i];
       w.served_total = served_[i];
       w.concurrency = scaling::mmc_mean_in_system(kReplicas * 4, rates[i] * 0.02);
       w.latency_p99_seconds = scaling::mmc_p99_seconds(kReplicas * 4, rates[i], 0.02);
@@ -184,6 +187,14 @@ TEST_F(PersistentPolicyStateTest, ARestartKeepsTheForecastTopologyAndCapacity) {
   for (size_t i = 0; i < history_before->values.size(); ++i) {
     EXPECT_EQ(history_before->values[i], history_after->values[i]) << i;
   }
+  // back's own clients, a series of their own, come back too.
+  using Kind = PrescalePolicy::SeriesKind;
+  auto own_before = before.history("back", Kind::kExternal);
+  auto own_after = after.history("back", Kind::kExternal);
+  ASSERT_TRUE(own_before && own_after);
+  EXPECT_GT(own_before->values.size(), 200u);
+  EXPECT_EQ(own_before->start_seconds, own_after->start_seconds);
+  EXPECT_EQ(own_before->values, own_after->values);
 
   // Both go on learning from the same scrapes and stay together.
   World twin = world;

@@ -458,15 +458,17 @@ forecast::QuantileForecast PrescalePolicy::demand_forecast(std::string_view serv
   return s != nullptr ? s->forecast : forecast::QuantileForecast{};
 }
 
-Result<forecast::Series> PrescalePolicy::history(std::string_view service) const {
-  const ServiceState* s = find(service);
-  if (s == nullptr) {
+Result<forecast::Series> PrescalePolicy::history(std::string_view service,
+                                                SeriesKind kind) const {
+  const ServiceState* state = find(service);
+  if (state == nullptr) {
     return make_error(ErrorCode::kNotFound,
                       "prescale: unknown service \"" + std::string(service) + "\"");
   }
   forecast::Series series;
   series.step_seconds = 60;
-  if (!s->minute) return series;
+  const DemandSeries* s = kind == SeriesKind::kExternal ? state->external.get() : state;
+  if (s == nullptr || !s->minute) return series;
   series.start_seconds = seconds(
       minute_start(*s->minute - static_cast<std::int64_t>(s->history.size())).time_since_epoch());
   series.values.assign(s->history.begin(), s->history.end());
@@ -485,9 +487,8 @@ std::optional<Clock::TimePoint> optional_at(Clock::TimePoint now, const nlohmann
   return now - Clock::Duration(age.get<std::int64_t>());
 }
 
-// One service's entry of export_state().
-struct SavedService {
-  std::string name;
+// One series' entry of export_state().
+struct SavedSeries {
   std::int64_t history_from = 0, history_to = 0;  // minutes, the saving clock's
   double minute_sum = 0;
   int minute_samples = 0;
@@ -496,24 +497,51 @@ struct SavedService {
   size_t fitted_size = 0;
 };
 
+// One service's entry: its arrivals and, when it has one, its external series.
+struct SavedService {
+  std::string name;
+  SavedSeries arrivals;
+  std::optional<SavedSeries> external;
+};
+
+SavedSeries parse_saved_series(const nlohmann::json& j, Clock::TimePoint now) {
+  SavedSeries s;
+  s.history_from = j.at("history_from_minute").get<std::int64_t>();
+  s.history_to = j.at("history_to_minute").get<std::int64_t>();
+  s.minute_sum = j.at("minute_sum").get<double>();
+  s.minute_samples = j.at("minute_samples").get<int>();
+  if (j.contains("model_from_minute")) {
+    s.model_window = {j.at("model_from_minute").get<std::int64_t>(),
+                      j.at("model_to_minute").get<std::int64_t>()};
+  }
+  s.fitted_at = optional_at(now, j.at("fitted_at_age_ns"));
+  s.fitted_size = j.at("fitted_size").get<size_t>();
+  return s;
+}
+
 }  // namespace
 
 nlohmann::json PrescalePolicy::export_state(Clock::TimePoint now) const {
+  auto series_state = [&](const DemandSeries& s) {
+    const auto to = *s.minute;
+    nlohmann::json j = {{"history_from_minute", to - static_cast<std::int64_t>(s.history.size())},
+                        {"history_to_minute", to},
+                        // The current minute so far: its mean is recorded when it ends.
+                        {"minute_sum", s.sum},
+                        {"minute_samples", s.samples},
+                        {"fitted_at_age_ns", optional_age(now, s.fitted_at)},
+                        {"fitted_size", s.fitted_size}};
+    if (s.forecaster && s.model_window) {
+      j["model_from_minute"] = s.model_window->first;
+      j["model_to_minute"] = s.model_window->second;
+    }
+    return j;
+  };
   nlohmann::json services = nlohmann::json::object();
   for (const auto& s : services_) {
     if (!s->minute) continue;  // nothing observed yet
-    const auto to = *s->minute;
-    nlohmann::json j = {{"history_from_minute", to - static_cast<std::int64_t>(s->history.size())},
-                        {"history_to_minute", to},
-                        // The current minute so far: its mean is recorded when it ends.
-                        {"minute_sum", s->sum},
-                        {"minute_samples", s->samples},
-                        {"fitted_at_age_ns", optional_age(now, s->fitted_at)},
-                        {"fitted_size", s->fitted_size}};
-    if (s->forecaster && s->model_window) {
-      j["model_from_minute"] = s->model_window->first;
-      j["model_to_minute"] = s->model_window->second;
-    }
+    nlohmann::json j = series_state(*s);
+    if (s->external && s->external->minute) j["external"] = series_state(*s->external);
     services[s->spec.name] = std::move(j);
   }
   return {{"version", kStateVersion},
@@ -550,16 +578,8 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
       if (find(name) == nullptr) continue;
       SavedService s;
       s.name = name;
-      s.history_from = j.at("history_from_minute").get<std::int64_t>();
-      s.history_to = j.at("history_to_minute").get<std::int64_t>();
-      s.minute_sum = j.at("minute_sum").get<double>();
-      s.minute_samples = j.at("minute_samples").get<int>();
-      if (j.contains("model_from_minute")) {
-        s.model_window = {j.at("model_from_minute").get<std::int64_t>(),
-                          j.at("model_to_minute").get<std::int64_t>()};
-      }
-      s.fitted_at = optional_at(now, j.at("fitted_at_age_ns"));
-      s.fitted_size = j.at("fitted_size").get<size_t>();
+      s.arrivals = parse_saved_series(j, now);
+      if (j.contains("external")) s.external = parse_saved_series(j.at("external"), now);
       saved.push_back(std::move(s));
     }
   } catch (const nlohmann::json::exception& e) {
@@ -570,9 +590,9 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
       std::chrono::duration<double>(clock_shift) / std::chrono::duration<double>(kMinute)));
   const std::int64_t now_minute = minute_of(now);
   const auto keep = static_cast<std::int64_t>(options_.max_history / kMinute);
-  auto read = [&](const std::string& name, std::int64_t from,
+  auto read = [&](const std::string& name, SeriesKind kind, std::int64_t from,
                   std::int64_t until) -> Result<forecast::Series> {
-    auto series = minutes(name, minute_start(from), minute_start(until));
+    auto series = minutes(name, kind, minute_start(from), minute_start(until));
     if (!series) return series;
     if (series->values.size() != static_cast<size_t>(until - from)) {
       return make_error(ErrorCode::kInternal, "prescale state: history of \"" + name +
@@ -584,29 +604,29 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
     series->start_seconds = seconds(minute_start(from).time_since_epoch());
     return series;
   };
+  // One series read back: its history and, refitted on the same window, its forecaster.
   struct Restored {
-    ServiceState* service;
-    const SavedService* saved;
+    const SavedSeries* saved;
     std::int64_t minute;  // the current one
     forecast::Series history;
     std::optional<forecast::Forecaster> forecaster;
   };
-  std::vector<Restored> restored;
-  for (const SavedService& s : saved) {
+  auto prepare = [&](const std::string& name, SeriesKind kind,
+                     const SavedSeries& s) -> Result<Restored> {
     // The history ends where it ended; the minutes missed while down become gaps at the next
     // scrape, as any minutes without scrapes do.
     const std::int64_t to = std::min(s.history_to + shift, now_minute);
     const std::int64_t from = std::clamp(s.history_from + shift, to - keep, to);
-    auto history = read(s.name, from, to);
+    auto history = read(name, kind, from, to);
     if (!history) return std::unexpected(history.error());
     std::optional<forecast::Forecaster> forecaster;
     if (s.model_window) {
       const std::int64_t fit_from = s.model_window->first + shift;
       const std::int64_t fit_to = s.model_window->second + shift;
       if (fit_from < fit_to && fit_to <= to) {
-        auto fit = read(s.name, fit_from, fit_to);
+        auto fit = read(name, kind, fit_from, fit_to);
         if (!fit) return std::unexpected(fit.error());
-        auto since = read(s.name, fit_to, to);
+        auto since = read(name, kind, fit_to, to);
         if (!since) return std::unexpected(since.error());
         forecast::Forecaster f(options_.forecaster);
         if (f.fit(*fit)) {
@@ -615,7 +635,24 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
         }
       }
     }
-    restored.push_back({find(s.name), &s, to, std::move(*history), std::move(forecaster)});
+    return Restored{&s, to, std::move(*history), std::move(forecaster)};
+  };
+  struct RestoredService {
+    ServiceState* service;
+    Restored arrivals;
+    std::optional<Restored> external;
+  };
+  std::vector<RestoredService> restored;
+  for (const SavedService& s : saved) {
+    auto arrivals = prepare(s.name, SeriesKind::kArrivals, s.arrivals);
+    if (!arrivals) return std::unexpected(arrivals.error());
+    std::optional<Restored> external;
+    if (s.external) {
+      auto e = prepare(s.name, SeriesKind::kExternal, *s.external);
+      if (!e) return std::unexpected(e.error());
+      external = std::move(*e);
+    }
+    restored.push_back({find(s.name), std::move(*arrivals), std::move(external)});
   }
 
   topology_ = std::move(topology);
@@ -625,20 +662,16 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
                                  normal_score(options_.max_quantile));
   }
   graph_minute_.reset();  // the propagation order follows the restored topology
-  for (Restored& r : restored) {
-    ServiceState& s = *r.service;
+  auto apply = [&](DemandSeries& s, Restored& r) {
     s.history.clear();
     s.observed_minutes = 0;
     s.forecaster.reset();
     s.model_window.reset();
     s.forecast = {};
-    s.external.reset();  // not kept: learned again from the requests that follow
     s.minute = r.minute;
     const bool same_minute = r.minute == r.saved->history_to + shift;
     s.sum = same_minute ? r.saved->minute_sum : 0;
     s.samples = same_minute ? r.saved->minute_samples : 0;
-    s.last_scrape.reset();
-    s.counted_until.reset();
     for (double v : r.history.values) record_minute(s, v);
     s.fitted_at = r.saved->fitted_at;
     s.fitted_size = r.saved->fitted_size;
@@ -652,6 +685,17 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
       maybe_refit(s, now);
     }
     if (s.forecaster) s.forecast = s.forecaster->predict(options_.forecaster.max_horizon);
+  };
+  for (RestoredService& r : restored) {
+    ServiceState& s = *r.service;
+    apply(s, r.arrivals);
+    s.last_scrape.reset();
+    s.counted_until.reset();
+    s.external.reset();
+    if (r.external && options_.use_topology) {
+      s.external = std::make_unique<DemandSeries>();
+      apply(*s.external, *r.external);
+    }
   }
   return {};
 }

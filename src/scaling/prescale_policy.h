@@ -100,21 +100,28 @@ class PrescalePolicy final : public Policy {
   double planning_quantile() const;
   const PrescalePolicyOptions& options() const { return options_; }
 
+  // Which of a service's per-minute series: all its arrivals, or — for a service that callers
+  // call and that also has clients of its own — the requests from outside the call graph, which
+  // are forecast as a series of their own.
+  enum class SeriesKind { kArrivals, kExternal };
+
   // A service's per-minute demand history as load_history() takes it: mean req/s per 60 s step
   // from its first kept minute to the minute before the current one (start_seconds on this
   // process's monotonic clock, a whole minute), NaN for minutes without scrapes; empty before its
-  // first scrape. Errors: kNotFound.
-  Result<forecast::Series> history(std::string_view service) const;
+  // first scrape, and for kExternal when the service has no such series. Errors: kNotFound.
+  Result<forecast::Series> history(std::string_view service,
+                                   SeriesKind kind = SeriesKind::kArrivals) const;
 
   // Restart support (docs/state.md; control/persistent_policy_state.h keeps it in SQLite).
   // export_state() is everything learned except the per-minute histories, which the caller keeps
-  // from history(): the topology and capacity learners, the planning quantile, and per service
-  // the minutes its history spans and the window its forecaster was fitted on.
+  // from history() (both kinds): the topology and capacity learners, the planning quantile, and
+  // per series of each service the minutes its history spans and the window its forecaster was
+  // fitted on.
   nlohmann::json export_state(Clock::TimePoint now) const;
   // Per-minute history of `service` over [from, to) (whole minutes on this process's clock), one
   // value a minute, NaN where none is kept.
   using MinuteSource = std::function<Result<forecast::Series>(
-      std::string_view service, Clock::TimePoint from, Clock::TimePoint to)>;
+      std::string_view service, SeriesKind kind, Clock::TimePoint from, Clock::TimePoint to)>;
   // Restores export_state()'s output after init(). Each service's history is read back from
   // `minutes` up to the minute it had reached (the minutes missed while down become gaps at the
   // next scrape, as minutes without scrapes always do), and its forecaster is refitted on the

@@ -426,7 +426,7 @@ struct MinuteStore {
     }
   }
   PrescalePolicy::MinuteSource source() const {
-    return [this](std::string_view, Clock::TimePoint from,
+    return [this](std::string_view, PrescalePolicy::SeriesKind, Clock::TimePoint from,
                   Clock::TimePoint to) -> Result<forecast::Series> {
       forecast::Series out;
       const auto first = std::chrono::floor<std::chrono::minutes>(from.time_since_epoch()).count();
@@ -488,6 +488,79 @@ TEST(PrescalePolicyTest, ExportedStateRestoresTheForecast) {
   }
 }
 
+// What history() gave for every service and kind, as the history store keeps it.
+struct ServiceStores {
+  std::map<std::pair<std::string, PrescalePolicy::SeriesKind>, MinuteStore> stores;
+
+  void keep(const PrescalePolicy& policy, const std::string& service) {
+    for (auto kind : {PrescalePolicy::SeriesKind::kArrivals, PrescalePolicy::SeriesKind::kExternal}) {
+      auto history = policy.history(service, kind);
+      ASSERT_TRUE(history);
+      stores[{service, kind}].keep(*history);
+    }
+  }
+  PrescalePolicy::MinuteSource source() {
+    return [this](std::string_view service, PrescalePolicy::SeriesKind kind, Clock::TimePoint from,
+                  Clock::TimePoint to) {
+      return stores[{std::string(service), kind}].source()(service, kind, from, to);
+    };
+  }
+};
+
+TEST(PrescalePolicyTest, ExportedStateKeepsABackEndsOwnClients) {
+  // The back end of ABackEndsOwnClientsAreForecastBesideItsCallers, restarted at minute 30 of
+  // its fifth hour: its own clients' series comes back with its forecaster, so the plan at
+  // minute 35 is the uninterrupted one, ready for the ramp at 40.
+  PrescalePolicyOptions options;
+  options.forecaster.model.day_seconds = 3600;
+  ServiceSpec back = spec("back");
+  back.startup_time = 10min;
+  FakeWorld world{{{"front", 100, 1, 0}, {"back", 150, 2, 0}}, {{"front", "back", 1.0, 0}}};
+  PrescalePolicy uninterrupted(options);
+  uninterrupted.init({spec("front"), back});
+  std::optional<PrescalePolicy> restored;
+  Snapshot last;
+  double t = 0;
+  for (int minute = 0; minute < 4 * 60 + 35; ++minute) {
+    if (minute == 4 * 60 + 30) {
+      ServiceStores stores;
+      stores.keep(uninterrupted, "front");
+      stores.keep(uninterrupted, "back");
+      ASSERT_FALSE(uninterrupted.history("back", PrescalePolicy::SeriesKind::kExternal)
+                       ->values.empty());
+      EXPECT_TRUE(uninterrupted.history("front", PrescalePolicy::SeriesKind::kExternal)
+                      ->values.empty());  // front has no callers: its arrivals are all its own
+      const auto state = nlohmann::json::parse(uninterrupted.export_state(at(t)).dump());
+      EXPECT_TRUE(state["services"]["back"].contains("external"));
+      restored.emplace(options);
+      restored->init({spec("front"), back});
+      auto r = restored->import_state(state, stores.source(), at(t));
+      ASSERT_TRUE(r) << r.error().to_string();
+      EXPECT_EQ(restored->history("back", PrescalePolicy::SeriesKind::kExternal)->values,
+                uninterrupted.history("back", PrescalePolicy::SeriesKind::kExternal)->values);
+    }
+    const double own = minute % 60 >= 40 && minute % 60 < 50 ? 300 : 50;
+    world.services[1].rps = 100 + own;
+    world.services[0].external_rps = 100;
+    world.services[1].external_rps = own;
+    for (int k = 0; k < 4; ++k) {
+      t += 15;
+      last = world.at_time(t);
+      uninterrupted.observe(last);
+      if (restored) restored->observe(last);
+    }
+  }
+  ASSERT_TRUE(restored);
+  const Decision* a = decision_for(uninterrupted.decide(last, at(t)), "back");
+  const Plan plan = restored->decide(last, at(t));
+  const Decision* b = decision_for(plan, "back");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->replicas, a->replicas) << b->reason << " / " << a->reason;
+  EXPECT_GE(b->replicas, 4) << b->reason;
+  EXPECT_THAT(b->reason, HasSubstr("callers + own forecast"));
+}
+
 TEST(PrescalePolicyTest, ImportRefitsWhenTheFitWindowIsGone) {
   PrescalePolicy before(hourly_options());
   before.init({spec("api")});
@@ -502,9 +575,10 @@ TEST(PrescalePolicyTest, ImportRefitsWhenTheFitWindowIsGone) {
   // 0-119): every read that does not reach the end of the history comes back empty.
   const auto end = at(history->end_seconds());
   auto whole = store.source();
-  PrescalePolicy::MinuteSource lossy = [&](std::string_view service, Clock::TimePoint from,
+  PrescalePolicy::MinuteSource lossy = [&](std::string_view service,
+                                           PrescalePolicy::SeriesKind kind, Clock::TimePoint from,
                                            Clock::TimePoint to) -> Result<forecast::Series> {
-    auto series = whole(service, from, to);
+    auto series = whole(service, kind, from, to);
     if (series && to != end) std::fill(series->values.begin(), series->values.end(), NAN);
     return series;
   };
