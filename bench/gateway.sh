@@ -45,11 +45,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() {  # URL: until it answers 200, at most 10 s
-  for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "not answering: $1" >&2; exit 1
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 nginx_temp_paths() {
   cat <<NGINX
   client_body_temp_path $1/body;
@@ -177,19 +174,10 @@ for p in "${ports[@]}"; do
   [ "$(curl -fsS "http://127.0.0.1:$p/")" = hello ] || { echo "port $p: unexpected answer" >&2; exit 1; }
 done
 
-# wrk prints "Requests/sec: N" and, with --latency, " 50%  1.23ms" / " 99%  4.56ms".
-to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'; }
-run_wrk() {
-  local out rps p50 p99 errors
-  out=$(wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:$1/")
-  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  errors=$(awk '/Non-2xx or 3xx responses:/ {print $NF} /Socket errors:/ {print "socket_errors"}' <<<"$out" | tr '\n' ' ')
-  [ -z "$errors" ] || echo "warning: port $1: $errors" >&2
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+run_wrk() {  # PORT: "req/s p50_ms p99_ms"
+  wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:$1/" |
+    wrk_stats "port $1"
 }
-median() { sort -g | awk '{a[NR]=$1} END { if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 
 # Reference: one upstream instance straight, to see whether the upstreams bound the proxies.
 direct=$(run_wrk "$up1")
@@ -216,7 +204,6 @@ for n in "${names[@]}"; do
   m_p99[$n]=$(cut -d' ' -f3 "$work/$n.txt" | median)
   printf '%-9s %12s %10s %10s\n' "$n" "${m_rps[$n]}" "${m_p50[$n]}" "${m_p99[$n]}"
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a/b }'; }
 # Paired: the median over rounds of prescale's figure over nginx's in the same round (the two run
 # back to back, so a slow drift of the machine cancels out of each ratio).
 paired() {  # COLUMN (1 req/s, 3 p99)
