@@ -41,8 +41,9 @@ scaling::ServiceSpec spec(std::string name) {
 std::vector<scaling::ServiceSpec> specs() { return {spec("front"), spec("back")}; }
 
 // front serves an hourly season with noise and calls back 1.5 times a request; back also has
-// clients of its own (a steady 40 req/s with noise, reported as external); replicas stay ready, and the windows carry the M/M/c occupancy of a 20 ms service time, so both learners
-// learn. Scraped every 15 s over 30 s windows.
+// clients of its own (a steady 40 req/s with noise, reported as external); replicas stay ready, and
+// the windows carry the M/M/c occupancy of a 20 ms service time, so both learners learn. Scraped
+// every 15 s over 30 s windows.
 class World {
  public:
   scaling::Snapshot scrape(Clock::TimePoint now) {

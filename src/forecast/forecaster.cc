@@ -40,6 +40,7 @@ struct Backtest {
   std::vector<std::vector<double>> actual;
   std::vector<double> scale;  // the error scale at each origin
   double final_scale = 0;     // ...and after the last value
+  size_t origin_step = 1;     // steps between consecutive origins
 };
 
 // The conformal quantile: the ceil(q (n + 1))-th smallest value, so that a new error exceeds it
@@ -91,6 +92,7 @@ Series prefix(const Series& s, size_t n) {
 Backtest run_backtest(Model& model, const Series& s, size_t first, std::span<const size_t> origins,
                       int horizon, ErrorScale scale) {
   Backtest b;
+  if (origins.size() > 1) b.origin_step = origins[1] - origins[0];
   model.fit(prefix(s, first));
   std::vector<double> path(static_cast<size_t>(horizon));
   double one = 0;
@@ -133,9 +135,10 @@ double unit_of(ErrorUnit unit, const Backtest& b, size_t origin, double forecast
   return 1.0;
 }
 
-// A horizon h with fewer backtest errors than this, or than kMinCalibrationWindows × h (errors
-// of overlapping windows are not independent: a short history seen h steps ahead is a handful
-// of outcomes, however many origins), borrows the calibration of the longest shorter horizon
+// A horizon h measured by fewer backtest errors than this, or spanning fewer than
+// kMinCalibrationWindows non-overlapping windows of h steps (errors × origin step ÷ h: errors of
+// overlapping windows are not independent, so a short history seen h steps ahead is a handful of
+// outcomes however many origins it has), borrows the calibration of the longest shorter horizon
 // that has enough (see calibrate()).
 constexpr size_t kMinCalibrationErrors = 20;
 constexpr size_t kMinCalibrationWindows = 4;
@@ -153,8 +156,9 @@ Calibration calibrate(const Backtest& b, size_t begin, size_t end, int horizon, 
         z.push_back((y - f) / unit_of(unit, b, o, f, level_floor));
       }
     }
-    const bool enough = z.size() >= std::max(kMinCalibrationErrors,
-                                             kMinCalibrationWindows * static_cast<size_t>(h + 1));
+    const bool enough =
+        z.size() >= kMinCalibrationErrors &&
+        z.size() * b.origin_step >= kMinCalibrationWindows * static_cast<size_t>(h + 1);
     if (!enough && borrow_from >= 0) {
       // Too few outcomes this far ahead (a short history: origins near its end see only the
       // first steps): the errors of the longest well-measured horizon, grown as a random walk's
@@ -225,13 +229,13 @@ std::vector<size_t> backtest_origins(size_t n, int horizon, int every, int max_o
   const long room = static_cast<long>(n) - horizon - static_cast<long>(min_first);
   const long full_origins = room < 0 ? 0 : room / every + 1;
   if (full_origins < max_origins) {
-    every = std::max<long>(1, std::min<long>(every, (static_cast<long>(n) - 1 -
-                                                     static_cast<long>(min_first)) /
-                                                            std::max(max_origins, 1) +
-                                                        1));
+    every = std::max<long>(
+        1, std::min<long>(every, (static_cast<long>(n) - 1 - static_cast<long>(min_first)) /
+                                         std::max(max_origins, 1) +
+                                     1));
   }
-  const long last = full_origins >= max_origins ? static_cast<long>(n) - horizon
-                                                : static_cast<long>(n) - 1;
+  const long last =
+      full_origins >= max_origins ? static_cast<long>(n) - horizon : static_cast<long>(n) - 1;
   for (long t = last;
        t >= static_cast<long>(min_first) && static_cast<int>(origins.size()) < max_origins;
        t -= every) {
@@ -270,6 +274,14 @@ Forecaster& Forecaster::operator=(const Forecaster& other) {
 Result<void> Forecaster::fit(const Series& history) {
   if (options_.candidates.empty()) {
     return make_error(ErrorCode::kInvalidArgument, "forecaster: no candidate models");
+  }
+  if (options_.error_units.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "forecaster: no units of error to try");
+  }
+  if (!(options_.online_calibration_rate >= 0 && options_.online_calibration_rate <= 1)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "forecaster: online_calibration_rate must be in [0, 1], got " +
+                          std::to_string(options_.online_calibration_rate));
   }
   const int horizon = std::max(1, options_.max_horizon);
   size_t observed = 0;
@@ -329,9 +341,6 @@ Result<void> Forecaster::fit(const Series& history) {
   backtest_.clear();
   size_t best = 0;
   double best_loss = std::numeric_limits<double>::infinity();
-  if (options_.error_units.empty()) {
-    return make_error(ErrorCode::kInvalidArgument, "forecaster: no units of error to try");
-  }
   const size_t units = options_.error_units.size();
   std::vector<Calibration> calibrations;  // per model, then unit
   std::vector<double> final_scales;
@@ -398,9 +407,13 @@ Result<void> Forecaster::fit(const Series& history) {
     q90_.assign(static_cast<size_t>(horizon), 0.0);
     q99_.assign(static_cast<size_t>(horizon), 0.0);
   }
+  // The step is a share of the fitted spread, floored so that a spread fitted at zero (a flat
+  // stretch) can still widen: at 2 % of the series' mean for errors as they are, a tenth of the
+  // unit otherwise (the units are floored at a share of the mean themselves).
+  const double spread_floor = unit_ == ErrorUnit::kConstant ? scale_floor_ : 0.1;
   track_step_.resize(q50_.size());
   for (size_t h = 0; h < q50_.size(); ++h) {
-    track_step_[h] = options_.online_calibration_rate * std::max(q99_[h] - q50_[h], 1e-9);
+    track_step_[h] = options_.online_calibration_rate * std::max(q99_[h] - q50_[h], spread_floor);
   }
   issued_.assign(options_.online_calibration_rate > 0 ? q50_.size() : 0, Issued{});
   updates_ = 0;

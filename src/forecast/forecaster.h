@@ -74,9 +74,11 @@ struct ForecasterOptions {
   double error_half_life = 30;
   // Online recalibration after fit(): each new value is compared with what was forecast for it
   // at every horizon, and that horizon's P50/P90/P99 move toward the levels the outcomes show
-  // (quantile tracking, as adaptive conformal inference does: up by rate × (1 − τ-miss share)),
-  // in steps of `online_calibration_rate` × the fitted P50–P99 spread. 0: the fitted
-  // calibration is kept until the next fit.
+  // (quantile tracking, as adaptive conformal inference does: a level τ moves up by step × τ
+  // when the outcome is above it and down by step × (1 − τ) when not), the step being
+  // `online_calibration_rate` (0..1) × the fitted P50–P99 spread. 0: the fitted calibration is
+  // kept until the next fit. Costs one predict(max_horizon) per update() and 2 × max_horizon²
+  // doubles of memory.
   double online_calibration_rate = 0.02;
   // The units of error tried at each fit; the one whose calibrated P90 scores best is kept.
   std::vector<ErrorUnit> error_units{ErrorUnit::kRecentError, ErrorUnit::kLevel};
@@ -99,7 +101,6 @@ inline double pinball(double y, double q, double tau) {
   return y >= q ? tau * (y - q) : (1 - tau) * (q - y);
 }
 
-
 class Forecaster {
  public:
   explicit Forecaster(ForecasterOptions options = {});
@@ -109,7 +110,8 @@ class Forecaster {
   Forecaster& operator=(Forecaster&&) noexcept = default;
 
   // Backtests the candidates, selects and calibrates. Errors (kInvalidArgument): an unknown
-  // candidate, no candidates, fewer than 2 × (max_horizon + 1) observed values.
+  // candidate, no candidates or units of error, an online_calibration_rate outside [0, 1], fewer
+  // than 2 × (max_horizon + 1) observed values.
   Result<void> fit(const Series& history);
   // One more observation (NaN = missing) after the history.
   void update(double value);

@@ -182,10 +182,15 @@ std::shared_ptr<UpstreamHost> Balancer::choose(const HostSet& set, Clock::TimePo
     const std::size_t m = in_service.size();
     if (m == 0) return nullptr;
     if (m == 1) return hosts[in_service[0]];
-    const std::size_t first = next_random() % m;
-    const std::size_t second = (first + 1 + next_random() % (m - 1)) % m;
-    a = in_service[first];
-    b = in_service[second];
+    auto where = std::find(in_service.begin(), in_service.end(), static_cast<std::uint32_t>(a));
+    std::size_t first = 0;
+    if (a != n && where != in_service.end()) {
+      first = static_cast<std::size_t>(where - in_service.begin());  // the host in turn stays
+    } else {
+      first = next_random() % m;
+      a = in_service[first];
+    }
+    b = in_service[(first + 1 + next_random() % (m - 1)) % m];
   }
 
   // The drawn host wins only when clearly cheaper. Between equal hosts the cost differences are

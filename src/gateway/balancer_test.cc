@@ -3,9 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <set>
-
 #include <map>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -196,7 +195,7 @@ TEST(Balancer, P2cSteersAroundAHostBeyondTheTolerance) {
   Balancer b(BalancerConfig{.seed = 13});
   std::map<std::shared_ptr<UpstreamHost>, int> count;
   for (int i = 0; i < 3000; ++i) ++count[b.choose(set, clock.now())];
-  // Host 3's turns go to the one drawn against it; its only wins are never (both others cheaper).
+  // Host 3 never wins: it loses its own turns, and as the drawn one it is never cheaper.
   EXPECT_EQ(count[hosts[2]], 0);
   EXPECT_NEAR(count[hosts[0]], 1500, 150);
   EXPECT_NEAR(count[hosts[1]], 1500, 150);

@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -88,8 +89,9 @@ Result<void> validate(const GatewayConfig& c) {
     return make_error(ErrorCode::kInvalidArgument, "gateway." + field + ": " + what);
   };
   if (!(c.load_balancer_tolerance >= 1.0)) {
-    return bad("load_balancer_tolerance",
-               "must be >= 1, got " + std::to_string(c.load_balancer_tolerance));
+    char got[32];
+    std::snprintf(got, sizeof got, "%g", c.load_balancer_tolerance);
+    return bad("load_balancer_tolerance", std::string("must be >= 1, got ") + got);
   }
   for (size_t i = 0; i < c.routes.size(); ++i) {
     const RouteConfig& r = c.routes[i];

@@ -15,8 +15,9 @@ constexpr auto kMinute = std::chrono::minutes(1);
 
 // Whether a rate counted over `traffic_s` seconds of traffic is above `band` by more than
 // counting noise: n requests counted are uncertain by about √n, so the count must exceed what
-// the band expects by two of those. A window of a few requests (a quiet service, or a clock compressed for a
-// demo) is no evidence that the forecast is wrong. Unknown `traffic_s`: a plain comparison.
+// the band expects by two of those. A window of a few requests (a quiet service, or a clock
+// compressed for a demo) is no evidence that the forecast is wrong. Unknown `traffic_s`: a plain
+// comparison.
 bool above_band(double rate, double traffic_s, double band) {
   if (!(rate > band)) return false;
   if (!(traffic_s > 0)) return true;
@@ -103,9 +104,9 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   int current = -1;  // the replica count the controller last asked for
   double observed_rps = 0;
   double observed_seconds = 0;  // of traffic behind observed_rps; 0 = unknown
-  double backlog_rps = 0;      // the rate at which the backlog must drain
-  std::vector<double> demand;  // planned demand per minute from the current one
-  std::string demand_source;   // "forecast p90", "callers", "observed"
+  double backlog_rps = 0;       // the rate at which the backlog must drain
+  std::vector<double> demand;   // planned demand per minute from the current one
+  std::string demand_source;    // "forecast p90", "callers", "observed"
   std::deque<std::pair<Clock::TimePoint, int>> recent;  // plans within scale_down_delay
   bool seen = false;  // whether any metrics of the service have been observed
   std::optional<Clock::TimePoint> first_decision;
@@ -192,9 +193,9 @@ void PrescalePolicy::observe(const Snapshot& snapshot) {
     s->last_scrape = w.sampled_at;
     {
       // Requests and bad ones over the part of the window not counted by the previous scrape.
-      const Clock::TimePoint from =
-          s->counted_until ? std::max(*s->counted_until, w.sampled_at - w.length)
-                           : w.sampled_at - w.length;
+      const Clock::TimePoint from = s->counted_until
+                                        ? std::max(*s->counted_until, w.sampled_at - w.length)
+                                        : w.sampled_at - w.length;
       const double dt = seconds(w.sampled_at - from);
       s->counted_until = w.sampled_at;
       if (dt > 0 && std::isfinite(w.arrival_rps)) {
@@ -205,8 +206,8 @@ void PrescalePolicy::observe(const Snapshot& snapshot) {
     // A scrape describes (sampled_at − length, sampled_at]: it belongs to the minute of its middle.
     const std::int64_t m = minute_of(w.sampled_at - w.length / 2);
     accumulate(*s, m, w.arrival_rps, w.sampled_at);
-    const bool also_called = std::isfinite(w.external_rps) && w.external_rps > 0 &&
-                             w.external_rps < w.arrival_rps;
+    const bool also_called =
+        std::isfinite(w.external_rps) && w.external_rps > 0 && w.external_rps < w.arrival_rps;
     if (!s->external && also_called && options_.use_topology) {
       s->external = std::make_unique<DemandSeries>();
     }
@@ -265,9 +266,9 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     refresh_graph();
     if (graph_minute_ && options_.error_budget > 0 && minute_requests_ > 0) {
       const double ratio = minute_bad_ / minute_requests_ / options_.error_budget;
-      quantile_score_ = std::clamp(quantile_score_ + options_.budget_step * (ratio - 1),
-                                   normal_score(options_.min_quantile),
-                                   normal_score(options_.max_quantile));
+      quantile_score_ =
+          std::clamp(quantile_score_ + options_.budget_step * (ratio - 1),
+                     normal_score(options_.min_quantile), normal_score(options_.max_quantile));
     }
     minute_requests_ = minute_bad_ = 0;
     graph_minute_ = minute;
@@ -299,7 +300,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       const double second = o->last_second.valid ? o->last_second.requests : 0;
       const bool surge = second > 1.5 * window;
       s.observed_rps = surge ? second : window;
-      s.observed_seconds = surge                             ? 1.0
+      s.observed_seconds = surge                           ? 1.0
                            : o->window.traffic_seconds > 0 ? o->window.traffic_seconds
                                                            : seconds(o->window.length);
       const int ready = o->count(ReplicaState::kReady);
@@ -344,9 +345,8 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       const double level = planning_quantile();
       s.demand_source = "forecast p" + fmt(level * 100, level < 0.99 ? 0 : 2);
       // Load above the forecast band: the forecast is wrong by this much; lift the whole path.
-      if (options_.reactive_floor && above_band(s.observed_rps, s.observed_seconds,
-                                                s.forecast.p99[0]) &&
-          s.demand[0] > 0) {
+      if (options_.reactive_floor &&
+          above_band(s.observed_rps, s.observed_seconds, s.forecast.p99[0]) && s.demand[0] > 0) {
         const double lift = s.observed_rps / s.demand[0];
         for (double& d : s.demand) d *= lift;
         s.demand_source += " lifted x" + fmt(lift, 2) + " (load above the P99 band)";
@@ -458,8 +458,7 @@ forecast::QuantileForecast PrescalePolicy::demand_forecast(std::string_view serv
   return s != nullptr ? s->forecast : forecast::QuantileForecast{};
 }
 
-Result<forecast::Series> PrescalePolicy::history(std::string_view service,
-                                                SeriesKind kind) const {
+Result<forecast::Series> PrescalePolicy::history(std::string_view service, SeriesKind kind) const {
   const ServiceState* state = find(service);
   if (state == nullptr) {
     return make_error(ErrorCode::kNotFound,

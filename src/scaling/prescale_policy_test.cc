@@ -28,7 +28,7 @@ struct FakeWorld {
     double rps = 0;
     int replicas = 1;
     double served_total = 0;
-    double slow_rps = 0;  // served slower than the SLO
+    double slow_rps = 0;        // served slower than the SLO
     double external_rps = NAN;  // of rps, from outside the call graph; NaN: not reported
   };
   std::vector<Svc> services;
@@ -493,7 +493,8 @@ struct ServiceStores {
   std::map<std::pair<std::string, PrescalePolicy::SeriesKind>, MinuteStore> stores;
 
   void keep(const PrescalePolicy& policy, const std::string& service) {
-    for (auto kind : {PrescalePolicy::SeriesKind::kArrivals, PrescalePolicy::SeriesKind::kExternal}) {
+    for (auto kind :
+         {PrescalePolicy::SeriesKind::kArrivals, PrescalePolicy::SeriesKind::kExternal}) {
       auto history = policy.history(service, kind);
       ASSERT_TRUE(history);
       stores[{service, kind}].keep(*history);
@@ -526,8 +527,8 @@ TEST(PrescalePolicyTest, ExportedStateKeepsABackEndsOwnClients) {
       ServiceStores stores;
       stores.keep(uninterrupted, "front");
       stores.keep(uninterrupted, "back");
-      ASSERT_FALSE(uninterrupted.history("back", PrescalePolicy::SeriesKind::kExternal)
-                       ->values.empty());
+      ASSERT_FALSE(
+          uninterrupted.history("back", PrescalePolicy::SeriesKind::kExternal)->values.empty());
       EXPECT_TRUE(uninterrupted.history("front", PrescalePolicy::SeriesKind::kExternal)
                       ->values.empty());  // front has no callers: its arrivals are all its own
       const auto state = nlohmann::json::parse(uninterrupted.export_state(at(t)).dump());
