@@ -1,10 +1,13 @@
 // Versioned model files, shared by the services that keep them (fraud, recommend, forecast):
-// the version in a name like "fraud-v12.json", and writing a file so that it appears whole.
+// the version in a name like "fraud-v12.json", listing a directory's versions, and writing a file
+// so that it appears whole.
 #pragma once
 
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/result.h"
 
@@ -13,6 +16,16 @@ namespace prescale {
 // N of "<prefix>N<suffix>" (N a positive decimal without leading zeros); nullopt for other names.
 std::optional<int> versioned_file_number(std::string_view name, std::string_view prefix,
                                          std::string_view suffix);
+
+struct VersionedFile {
+  int version = 0;
+  std::string path;
+};
+// The files "<prefix>N<suffix>" in `dir`, newest (highest N) first; a missing directory has none.
+// Errors: kUnavailable naming the directory when it cannot be read.
+Result<std::vector<VersionedFile>> list_versioned_files(const std::string& dir,
+                                                        std::string_view prefix,
+                                                        std::string_view suffix);
 
 // Writes `bytes` under a hidden temporary name beside `path`, then renames it: readers see the
 // whole file or none. Errors: kUnavailable naming the path.

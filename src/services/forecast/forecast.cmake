@@ -7,7 +7,8 @@ add_library(prescale_services_forecast
   forecast/series_store.cc
 )
 target_link_libraries(prescale_services_forecast PUBLIC prescale_runtime prescale_forecast
-  prescale_http prescale_telemetry PRIVATE spdlog::spdlog prescale_warnings)
+  prescale_http prescale_telemetry prescale_services_model_store
+  PRIVATE spdlog::spdlog prescale_warnings)
 
 prescale_test(services_forecast_test
   SOURCES forecast/series_input_test.cc forecast/series_store_test.cc

@@ -1,7 +1,5 @@
 #include "services/forecast/model_file.h"
 
-#include "core/versioned_file.h"
-
 #include <algorithm>
 #include <charconv>
 #include <ctime>
@@ -10,6 +8,7 @@
 #include <system_error>
 
 #include "core/sha256.h"
+#include "core/versioned_file.h"
 #include "forecast/csv.h"
 #include "forecast/gbt_file.h"
 #include "http/json.h"
@@ -72,20 +71,7 @@ std::optional<int> manifest_version(std::string_view name) {
 }
 
 Result<std::vector<ManifestEntry>> list_manifests(const std::string& dir) {
-  std::vector<ManifestEntry> files;
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) return files;
-  fs::directory_iterator it(dir, ec);
-  if (ec) return make_error(ErrorCode::kUnavailable, dir + ": " + ec.message());
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    if (ec) return make_error(ErrorCode::kUnavailable, dir + ": " + ec.message());
-    if (auto version = manifest_version(it->path().filename().string())) {
-      files.push_back({*version, it->path().string()});
-    }
-  }
-  std::sort(files.begin(), files.end(),
-            [](const ManifestEntry& a, const ManifestEntry& b) { return a.version > b.version; });
-  return files;
+  return list_versioned_files(dir, "forecast-v", ".json");
 }
 
 Result<SavedModel> save_model(const forecast::GbtBooster& booster, const std::string& dir,

@@ -22,6 +22,7 @@
 
 #include "core/clock.h"
 #include "core/result.h"
+#include "core/versioned_file.h"
 #include "forecast/gbt_model.h"
 
 namespace prescale::services::forecast_service {
@@ -54,10 +55,7 @@ std::string booster_file_name(int version);
 // N for a manifest name "forecast-v<N>.json" (N ≥ 1, no leading zeros), else nullopt.
 std::optional<int> manifest_version(std::string_view file_name);
 
-struct ManifestEntry {
-  int version = 0;
-  std::string path;
-};
+using ManifestEntry = VersionedFile;
 // The manifests in `dir`, newest (highest version) first; a missing directory has none.
 Result<std::vector<ManifestEntry>> list_manifests(const std::string& dir);
 

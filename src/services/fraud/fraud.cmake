@@ -18,6 +18,7 @@ add_library(prescale_services_fraud
 )
 target_link_libraries(prescale_services_fraud
   PUBLIC prescale_runtime prescale_http prescale_telemetry prescale_core prescale_forecast
+  prescale_services_model_store
   PRIVATE prescale::xgboost spdlog::spdlog prescale_warnings)
 
 # Unit tests; those on the real data set (../shared/data/fraud) skip when it is absent.

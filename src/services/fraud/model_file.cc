@@ -1,7 +1,5 @@
 #include "services/fraud/model_file.h"
 
-#include "core/versioned_file.h"
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -9,6 +7,7 @@
 #include <fstream>
 #include <system_error>
 
+#include "core/versioned_file.h"
 #include "forecast/csv.h"
 #include "http/json.h"
 
@@ -100,21 +99,7 @@ std::optional<int> model_file_version(std::string_view name) {
 }
 
 Result<std::vector<ModelFileEntry>> list_model_files(const std::string& directory) {
-  std::vector<ModelFileEntry> files;
-  std::error_code ec;
-  if (!std::filesystem::exists(directory, ec)) return files;
-  std::filesystem::directory_iterator it(directory, ec);
-  if (ec) return make_error(ErrorCode::kUnavailable, directory + ": " + ec.message());
-  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    if (ec) return make_error(ErrorCode::kUnavailable, directory + ": " + ec.message());
-    const std::string name = it->path().filename().string();
-    if (auto version = model_file_version(name)) {
-      files.push_back({*version, it->path().string()});
-    }
-  }
-  std::sort(files.begin(), files.end(),
-            [](const ModelFileEntry& a, const ModelFileEntry& b) { return a.version > b.version; });
-  return files;
+  return list_versioned_files(directory, "fraud-v", ".json");
 }
 
 Result<std::shared_ptr<const Model>> parse_model_file(std::string_view text,

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/result.h"
+#include "core/versioned_file.h"
 #include "services/fraud/logistic_regression.h"
 #include "services/fraud/model.h"
 
@@ -34,10 +35,7 @@ std::string model_file_name(int version);
 std::optional<int> model_file_version(std::string_view file_name);
 
 // Model files in `directory`, newest (highest version) first. A missing directory has none.
-struct ModelFileEntry {
-  int version = 0;
-  std::string path;
-};
+using ModelFileEntry = VersionedFile;
 Result<std::vector<ModelFileEntry>> list_model_files(const std::string& directory);
 
 // Validates a model file's text and compiles its model. `source` is the path (for errors); when
