@@ -121,12 +121,12 @@ struct Calibration {
   std::vector<double> q50, q90, q99;  // per horizon
 };
 
-// The unit of a forecast's error: the recent one-step error, or the forecast's own level.
-double unit_of(ErrorUnit unit, const Backtest& b, size_t origin, double forecast,
-               double level_floor) {
+// The unit of a forecast's error: the recent one-step error, the forecast's own level, or 1
+// (errors as they are). Backtests and Forecaster::predict() share it.
+double unit_of(ErrorUnit unit, double recent_error, double forecast, double level_floor) {
   switch (unit) {
     case ErrorUnit::kRecentError:
-      return b.scale[origin];
+      return recent_error;
     case ErrorUnit::kLevel:
       return std::max(forecast, 0.0) + level_floor;
     case ErrorUnit::kConstant:
@@ -153,7 +153,7 @@ Calibration calibrate(const Backtest& b, size_t begin, size_t end, int horizon, 
       const double y = b.actual[o][static_cast<size_t>(h)];
       const double f = b.predicted[o][static_cast<size_t>(h)];
       if (std::isfinite(y) && std::isfinite(f)) {
-        z.push_back((y - f) / unit_of(unit, b, o, f, level_floor));
+        z.push_back((y - f) / unit_of(unit, b.scale[o], f, level_floor));
       }
     }
     const bool enough =
@@ -365,7 +365,7 @@ Result<void> Forecaster::fit(const Series& history) {
           const double y = b.actual[o][hh];
           const double f = b.predicted[o][hh];
           if (!std::isfinite(y) || !std::isfinite(f)) continue;
-          const double u = unit_of(unit, b, o, f, level_floor_);
+          const double u = unit_of(unit, b.scale[o], f, level_floor_);
           sum.add(y, f, quantile_at(f, split.q50[hh], u), quantile_at(f, split.q90[hh], u),
                   quantile_at(f, split.q99[hh], u));
         }
@@ -479,15 +479,7 @@ QuantileForecast Forecaster::predict(int horizon) const {
 }
 
 double Forecaster::unit_value(double forecast) const {
-  switch (unit_) {
-    case ErrorUnit::kRecentError:
-      return error_scale_;
-    case ErrorUnit::kLevel:
-      return std::max(forecast, 0.0) + level_floor_;
-    case ErrorUnit::kConstant:
-      break;
-  }
-  return 1.0;
+  return unit_of(unit_, error_scale_, forecast, level_floor_);
 }
 
 std::string_view Forecaster::selected() const { return model_ ? selected_ : std::string_view{}; }
