@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -64,6 +65,7 @@ struct SimFlags {
   std::string progress = "auto";
   bool per_service = false;
   std::string json_path;
+  std::string timeline_path;
   std::string plot_path;
 };
 
@@ -179,6 +181,60 @@ std::string fixed(double v, int decimals) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
   return buf;
+}
+
+// A field for CSV: quoted (quotes doubled) when it holds a comma, a quote or a line break.
+std::string csv_field(std::string_view text) {
+  if (text.find_first_of(",\"\n\r") == std::string_view::npos) return std::string(text);
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// `--timeline`: one row per policy, service and record interval (docs/simulator.md, "Timeline").
+// The scaling columns hold the interval's last replica-count change for that service, if any.
+void write_timeline_csv(std::ostream& out, const sim::ExperimentResult& result) {
+  out << "policy,service,start_seconds,seconds,arrived,served,served_within_slo,dropped,"
+         "queued_end,latency_p99_ms,ready_replicas,starting_replicas,draining_replicas,"
+         "scaled_from,scaled_to,reason\n";
+  char buf[256];
+  for (const auto& run : result.runs) {
+    const sim::SimRecorder& rec = run.recorder;
+    const double interval = std::chrono::duration<double>(rec.interval()).count();
+    for (size_t s = 0; s < rec.services().size(); ++s) {
+      const std::string& service = rec.services()[s].name;
+      // This service's last event per interval.
+      std::map<size_t, const control::Event*> last;
+      for (const control::Event& e : run.events) {
+        if (e.service != service || interval <= 0) continue;
+        const double at = std::chrono::duration<double>(e.time - rec.start()).count();
+        last[static_cast<size_t>(std::max(0.0, at) / interval)] = &e;
+      }
+      const auto records = rec.records(s);
+      for (size_t i = 0; i < records.size(); ++i) {
+        const sim::IntervalRecord& r = records[i];
+        const double seconds = r.seconds > 0 ? r.seconds : 1;
+        std::snprintf(buf, sizeof buf, "%.0f,%.0f,%.3f,%.3f,%.3f,%.3f,%.3f,", interval * i,
+                      r.seconds, r.arrived, r.served, r.served_within_slo, r.dropped,
+                      r.queued_end);
+        out << csv_field(run.policy) << ',' << csv_field(service) << ',' << buf;
+        if (std::isfinite(r.latency_p99_seconds)) out << fixed(1000 * r.latency_p99_seconds, 1);
+        std::snprintf(buf, sizeof buf, ",%.3f,%.3f,%.3f,", r.ready_replica_seconds / seconds,
+                      r.starting_replica_seconds / seconds, r.draining_replica_seconds / seconds);
+        out << buf;
+        if (auto it = last.find(i); it != last.end()) {
+          out << it->second->from_replicas << ',' << it->second->to_replicas << ','
+              << csv_field(it->second->reason);
+        } else {
+          out << ",,";
+        }
+        out << '\n';
+      }
+    }
+  }
 }
 
 void print_table(std::ostream& out, const std::vector<std::string>& header,
@@ -414,6 +470,8 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     const double h = std::chrono::duration<double>(*history).count();
     before = slice(*read, std::chrono::duration<double>(*offset).count() - h, h);
   }
+  // Estimated on the whole source, so a slice and its history lose the same noise.
+  const double dispersion = forecast::counting_dispersion(*read);
   forecast::Trace trace = slice(std::move(*read), std::chrono::duration<double>(*offset).count(),
                                 std::chrono::duration<double>(*duration).count());
   if (trace.counts.empty()) {
@@ -426,10 +484,15 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     trace = forecast::rescale_to_peak(std::move(trace), trace.peak_rps() * f.scale);
     before = forecast::rescale_to_peak(std::move(before), before.peak_rps() * f.scale);
   }
-  if (f.peak_rps > 0 && f.peak_rps > minute_peak_rps(trace) && !f.keep_counting_noise) {
+  bool denoised = false;
+  if (f.peak_rps > 0 && f.peak_rps > minute_peak_rps(trace) && !f.keep_counting_noise &&
+      forecast::is_count_trace(trace)) {
+    denoised = true;
     // Scaling a low-volume count trace up would scale its counting noise with it.
-    trace = forecast::remove_counting_noise(std::move(trace));
-    if (!before.counts.empty()) before = forecast::remove_counting_noise(std::move(before));
+    trace = forecast::remove_counting_noise(std::move(trace), dispersion);
+    if (!before.counts.empty()) {
+      before = forecast::remove_counting_noise(std::move(before), dispersion);
+    }
   }
   if (f.peak_rps > 0) {
     // The peak is the busiest minute's mean rate: what people mean by "our peak is X req/s",
@@ -476,6 +539,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   options.sim = config;
   options.policies = split_list(f.policies);
   options.threads = f.threads;
+  options.keep_timeline = !f.timeline_path.empty();
   options.settings.hpa.target_cpu_utilization_percent = f.hpa_target;
   options.settings.kpa.target_utilization = f.kpa_utilization;
   options.settings.aws.target_utilization = f.aws_utilization;
@@ -524,7 +588,9 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
             << " req/s; topology " << topology_name << " (" << service_count
             << (service_count == 1 ? " service" : " services") << "); " << slo_and_startup
             << (f.time_scale != 1 ? "; time compressed " + fixed(f.time_scale, 0) + "x" : "")
-            << (history->count() > 0 ? "; history " + f.history : "") << "\n"
+            << (history->count() > 0 ? "; history " + f.history : "")
+            << (denoised ? "; counting noise removed (dispersion " + fixed(dispersion, 2) + ")" : "")
+            << "\n"
             << "oracle replica-hours: " << fixed(result->oracle_replica_hours, 1)
             << "; simulated in " << fixed(wall, 1) << " s\n\n";
   std::vector<std::vector<std::string>> rows;
@@ -604,6 +670,15 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     out << all.dump(2) << "\n";
     if (!out) {
       std::cerr << "prescale sim: --json: cannot write " << f.json_path << "\n";
+      return 1;
+    }
+  }
+
+  if (!f.timeline_path.empty()) {
+    std::ofstream out(f.timeline_path);
+    write_timeline_csv(out, *result);
+    if (!out) {
+      std::cerr << "prescale sim: --timeline: cannot write " << f.timeline_path << "\n";
       return 1;
     }
   }
@@ -742,6 +817,9 @@ SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
       ->capture_default_str();
   c.add_flag("--per-service", f.per_service, "Also print a table per service");
   c.add_option("--json", f.json_path, "Write the results as JSON (docs/simulator.md)");
+  c.add_option("--timeline", f.timeline_path,
+               "Write every policy's per-service, per-minute records and scaling actions as CSV "
+               "(docs/simulator.md)");
   c.add_option("--plot", f.plot_path, "Write an HTML plot of load, replicas and SLO misses");
 }
 

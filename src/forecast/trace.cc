@@ -570,29 +570,67 @@ Trace resample(const Trace& trace, double step_seconds) {
   return out;
 }
 
-Trace remove_counting_noise(Trace trace, int half_window, double k) {
-  if (!trace.arrival_seconds.empty() || trace.counts.empty() || half_window < 1) return trace;
-  for (double c : trace.counts) {
-    if (!(c >= 0) || c != std::floor(c)) return trace;  // rates, not counts
+namespace {
+
+// The local level of step i: the mean of the steps within ±half_window, each clipped to within
+// `clip_sd` noise deviations (sqrt(dispersion × median)) of their median, so a burst does not
+// lift its neighbours (a mean is less noisy than a median).
+double local_level(const std::vector<double>& c, size_t i, int half_window, double dispersion,
+                   std::vector<double>& window) {
+  const size_t lo = i >= static_cast<size_t>(half_window) ? i - half_window : 0;
+  const size_t hi = std::min(c.size(), i + static_cast<size_t>(half_window) + 1);
+  window.assign(c.begin() + static_cast<long>(lo), c.begin() + static_cast<long>(hi));
+  auto mid = window.begin() + static_cast<long>(window.size() / 2);
+  std::nth_element(window.begin(), mid, window.end());
+  const double median = *mid;
+  const double clip = 3 * std::sqrt(dispersion * std::max(median, 1.0));
+  double sum = 0;
+  for (double x : window) sum += std::clamp(x, median - clip, median + clip);
+  return sum / static_cast<double>(window.size());
+}
+
+}  // namespace
+
+bool is_count_trace(const Trace& trace) {
+  if (!trace.arrival_seconds.empty()) return false;
+  return std::ranges::all_of(trace.counts, [](double c) { return c >= 0 && c == std::floor(c); });
+}
+
+double counting_dispersion(const Trace& trace, int half_window) {
+  const std::vector<double>& c = trace.counts;
+  if (half_window < 1 || c.size() < static_cast<size_t>(4 * half_window + 2) ||
+      !is_count_trace(trace)) {
+    return 1.0;
   }
+  std::vector<double> z, window;
+  z.reserve(c.size());
+  for (size_t i = static_cast<size_t>(half_window); i + half_window < c.size(); ++i) {
+    const double m = local_level(c, i, half_window, 1.0, window);
+    if (m >= 1) z.push_back((c[i] - m) / std::sqrt(m));
+  }
+  if (z.size() < 20) return 1.0;
+  // Robust spread (1.4826 × the median absolute deviation): the bursts do not widen it. The
+  // level includes the step itself, which shrinks a deviation's variance by (w − 1) / w.
+  auto mid = z.begin() + static_cast<long>(z.size() / 2);
+  std::nth_element(z.begin(), mid, z.end());
+  const double median = *mid;
+  for (double& x : z) x = std::abs(x - median);
+  std::nth_element(z.begin(), mid, z.end());
+  const double w = 2.0 * half_window + 1;
+  const double sd = 1.4826 * *mid * std::sqrt(w / (w - 1));
+  return std::max(1.0, sd * sd);
+}
+
+Trace remove_counting_noise(Trace trace, double dispersion, int half_window, double k) {
+  if (trace.counts.empty() || half_window < 1 || !is_count_trace(trace)) return trace;
+  if (!(dispersion > 0)) dispersion = counting_dispersion(trace, half_window);
   const std::vector<double>& c = trace.counts;
   std::vector<double> out(c.size());
   std::vector<double> window;
   for (size_t i = 0; i < c.size(); ++i) {
-    const size_t lo = i >= static_cast<size_t>(half_window) ? i - half_window : 0;
-    const size_t hi = std::min(c.size(), i + static_cast<size_t>(half_window) + 1);
-    window.assign(c.begin() + static_cast<long>(lo), c.begin() + static_cast<long>(hi));
-    auto mid = window.begin() + static_cast<long>(window.size() / 2);
-    std::nth_element(window.begin(), mid, window.end());
-    // The local level: the window's mean with each step clipped to within 3 noise deviations of
-    // its median, so a burst does not lift its neighbours (a mean is less noisy than a median).
-    const double median = *mid;
-    const double clip = 3 * std::sqrt(std::max(median, 1.0));
-    double sum = 0;
-    for (double x : window) sum += std::clamp(x, median - clip, median + clip);
-    const double m = sum / static_cast<double>(window.size());
+    const double m = local_level(c, i, half_window, dispersion, window);
     const double deviation = c[i] - m;
-    const double excess = std::max(0.0, std::abs(deviation) - k * std::sqrt(m));
+    const double excess = std::max(0.0, std::abs(deviation) - k * std::sqrt(dispersion * m));
     out[i] = std::max(0.0, m + (deviation < 0 ? -excess : excess));
   }
   trace.counts = std::move(out);

@@ -75,17 +75,33 @@ Result<Trace> parse_trace(std::string_view text, std::string_view source,
 Trace rescale_to_peak(Trace trace, double peak_rps);
 
 // Removes the sampling noise of a low-volume count trace before it is scaled up. A count c of a
-// step is a Poisson draw around the underlying rate λ; multiplying it by f multiplies that noise
-// too, so NASA July (47 requests a minute on average, ±15 % of pure counting noise) scaled to
-// thousands of req/s would jitter by ±15 % from minute to minute, where real traffic of that
-// volume jitters by a fraction of a percent. Each step is replaced by
-//   m + sign(c − m) · max(0, |c − m| − k·sqrt(m)),
+// step is a draw around the underlying rate λ; multiplying it by f multiplies that noise too, so
+// NASA July (47 requests a minute on average) scaled to thousands of req/s would jitter by ±30 %
+// from minute to minute, where real traffic of that volume jitters by a fraction of a percent.
+// Requests arrive in clumps (a page and its images, a retweet storm), so the noise is wider than
+// Poisson: its variance is D·λ, D the trace's dispersion (counting_dispersion(); 1 for Poisson,
+// about 4 for NASA July). Each step is replaced by
+//   m + sign(c − m) · max(0, |c − m| − k·sqrt(D·m)),
 // m the local level: the mean of the steps within ±`half_window` steps, each clipped to within
-// 3·sqrt(median) of their median (so a burst does not lift its neighbours). Deviations that
+// 3·sqrt(D·median) of their median (so a burst does not lift its neighbours). Deviations that
 // counting noise explains (within k = 2 standard deviations) are removed; larger ones — real
-// bursts — are kept, less that noise. The total changes by the removed noise only. Traces whose counts are not all whole
-// numbers (already rates), and per-request traces, are returned unchanged.
-Trace remove_counting_noise(Trace trace, int half_window = 5, double k = 2.0);
+// bursts — are kept, less that noise. `dispersion` ≤ 0 estimates D from this trace; pass the
+// whole source's estimate when denoising slices of it. The total changes by the removed noise
+// only. Traces whose counts are not all whole numbers (already rates), and per-request traces,
+// are returned unchanged.
+Trace remove_counting_noise(Trace trace, double dispersion = 0, int half_window = 5,
+                            double k = 2.0);
+
+// Whether `trace` holds counts: whole, non-negative numbers per step and no per-request
+// arrivals (what remove_counting_noise() applies to).
+bool is_count_trace(const Trace& trace);
+
+// The dispersion D of a count trace's noise: the variance of a step's deviation from its local
+// level (as above) in units of that level, estimated robustly (the median absolute deviation of
+// (c − m)/sqrt(m), so bursts and level shifts do not inflate it), at least 1 (Poisson). Traces
+// shorter than 4·half_window + 2 steps, with fewer than 20 steps of level ≥ 1, or that are not
+// count traces give 1.
+double counting_dispersion(const Trace& trace, int half_window = 5);
 
 // The same trace at another step (seconds, > 0): each old step's count is spread uniformly over
 // its interval and summed into the new steps it overlaps, so a coarser step sums and a finer one

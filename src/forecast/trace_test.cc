@@ -594,6 +594,57 @@ TEST(RemoveCountingNoiseTest, RemovesPoissonNoiseAndKeepsBursts) {
   EXPECT_GT(clean.counts[1000], 400 - 50 - 2 * std::sqrt(50.0) - 10);
 }
 
+TEST(RemoveCountingNoiseTest, EstimatesTheDispersionOfClumpedArrivals) {
+  std::mt19937 rng(11);
+  // Poisson counts: dispersion 1. Clumps of 4 requests (a page and its images) arriving as a
+  // Poisson stream: the count's variance is 4 × its mean.
+  Trace single, clumped;
+  single.step_seconds = clumped.step_seconds = 60;
+  for (int i = 0; i < 5000; ++i) {
+    // A slow daily-like swing, so the estimate has to follow a moving level.
+    const double swing = 1 + 0.5 * std::sin(i / 200.0);
+    single.counts.push_back(std::poisson_distribution<int>(50 * swing)(rng));
+    clumped.counts.push_back(4 * std::poisson_distribution<int>(50 * swing / 4)(rng));
+  }
+  EXPECT_NEAR(counting_dispersion(single), 1.0, 0.15);
+  EXPECT_NEAR(counting_dispersion(clumped), 4.0, 0.6);
+  // A few large bursts do not inflate it.
+  Trace bursty = clumped;
+  for (int i = 100; i < 5000; i += 250) bursty.counts[static_cast<size_t>(i)] *= 5;
+  EXPECT_NEAR(counting_dispersion(bursty), counting_dispersion(clumped), 0.3);
+  // Rates and short traces: 1.
+  Trace rates;
+  rates.step_seconds = 60;
+  rates.counts.assign(100, 2.5);
+  EXPECT_EQ(counting_dispersion(rates), 1.0);
+  Trace tiny;
+  tiny.step_seconds = 60;
+  tiny.counts = {4, 8, 0, 12};
+  EXPECT_EQ(counting_dispersion(tiny), 1.0);
+
+  // Removing clumped noise leaves the same share of the step-to-step jitter as removing Poisson
+  // noise does (about a tenth); with the dispersion forced to 1 (Poisson's threshold) three
+  // times as much stays.
+  auto jitter = [](const std::vector<double>& v) {  // RMS of step-to-step relative changes
+    double ss = 0;
+    for (size_t i = 1; i < v.size(); ++i) {
+      const double d = (v[i] - v[i - 1]) / std::max(1.0, 0.5 * (v[i] + v[i - 1]));
+      ss += d * d;
+    }
+    return std::sqrt(ss / static_cast<double>(v.size() - 1));
+  };
+  const double poisson_left = jitter(remove_counting_noise(single).counts);
+  const double clumped_left = jitter(remove_counting_noise(clumped).counts);
+  const double as_poisson_left = jitter(remove_counting_noise(clumped, 1.0).counts);
+  const double poisson_share = poisson_left / jitter(single.counts);
+  const double clumped_share = clumped_left / jitter(clumped.counts);
+  EXPECT_LT(clumped_share, 1.25 * poisson_share);
+  EXPECT_GT(as_poisson_left / jitter(clumped.counts), 2 * clumped_share);
+  // Bursts beyond the noise stay, less it.
+  const Trace cleaned = remove_counting_noise(bursty);
+  EXPECT_GT(cleaned.counts[100], 2.5 * cleaned.counts[99]);
+}
+
 TEST(RemoveCountingNoiseTest, LeavesRatesAndPerRequestTracesAlone) {
   Trace rates;
   rates.step_seconds = 60;

@@ -65,6 +65,7 @@ struct RunSetup {
   const forecast::Trace* trace = nullptr;
   PolicySettings settings;
   const std::map<std::string, forecast::Series>* history = nullptr;
+  bool keep_timeline = false;
 };
 
 // Arrivals at the entry services per record interval, req/s.
@@ -144,6 +145,10 @@ Result<PolicyRun> run_policy(const RunSetup& setup, std::string_view name,
     }
   }
   if (load != nullptr) *load = entry_load(recorder, setup.config.graph);
+  if (setup.keep_timeline) {
+    run.recorder = recorder;
+    run.events = controller.events();
+  }
   run.wall_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return run;
@@ -224,7 +229,7 @@ Result<ExperimentResult> run_experiment(const ExperimentOptions& options,
 
   // The common starting state: resolve every service, then give each the oracle's first-step
   // replicas (what the load at the start and within one startup time needs).
-  RunSetup setup{options.sim, &trace, options.settings, &options.history};
+  RunSetup setup{options.sim, &trace, options.settings, &options.history, options.keep_timeline};
   auto resolved = resolve_services(setup.config);
   if (!resolved) return std::unexpected(resolved.error());
   for (auto& s : *resolved) s.initial_replicas = s.min_replicas;

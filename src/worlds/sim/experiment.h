@@ -19,12 +19,14 @@
 #include <string_view>
 #include <vector>
 
+#include "control/controller.h"
 #include "core/result.h"
 #include "forecast/trace.h"
 #include "scaling/aws_predictive.h"
 #include "scaling/baseline_policies.h"
 #include "scaling/policy.h"
 #include "scaling/prescale_policy.h"
+#include "worlds/sim/recorder.h"
 #include "worlds/sim/sim_config.h"
 #include "worlds/sim/sim_results.h"
 
@@ -59,6 +61,9 @@ struct ExperimentOptions {
   // seeded or restored from its state does. Other policies start without history.
   std::map<std::string, forecast::Series> history;
   int threads = 0;  // worker threads; 0 = one per core
+  // Keep each run's per-interval records and scaling events (PolicyRun::recorder, ::events),
+  // for a timeline of the run (`prescale sim --timeline`). Off: only the totals are kept.
+  bool keep_timeline = false;
   // Called from worker threads with a run's index in `policies` and the share of the trace it
   // has simulated, in [0, 1]; about a hundred calls per run. Must be thread-safe.
   std::function<void(size_t run, double done)> progress;
@@ -75,6 +80,10 @@ struct PolicyRun {
   // Mean replicas (starting + ready + draining, all services) per record interval.
   std::vector<double> replicas;
   double wall_seconds = 0;  // real time the run took
+  // With ExperimentOptions::keep_timeline: the run's records per service and interval, and every
+  // replica-count change the controller applied (time, service, from, to, reason), in order.
+  SimRecorder recorder;
+  std::vector<control::Event> events;
 };
 
 struct ExperimentResult {
