@@ -104,7 +104,9 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   int current = -1;  // the replica count the controller last asked for
   double observed_rps = 0;
   double observed_seconds = 0;  // of traffic behind observed_rps; 0 = unknown
-  double backlog_rps = 0;       // the rate at which the backlog must drain
+  double queued = 0;            // requests waiting beyond what the ready replicas serve
+  int ready = 0;                // ready replicas observed
+  double backlog_rps = 0;       // the rate at which the backlog must drain (decide())
   std::vector<double> demand;   // planned demand per minute from the current one
   std::string demand_source;    // "forecast p90", "callers", "observed"
   std::deque<std::pair<Clock::TimePoint, int>> recent;  // plans within scale_down_delay
@@ -290,6 +292,8 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     s.observed_rps = 0;
     s.observed_seconds = 0;
     s.backlog_rps = 0;
+    s.queued = 0;
+    s.ready = 0;
     s.current = o != nullptr ? o->desired_replicas : -1;
     if (o != nullptr && (o->window.length > Clock::Duration::zero() || o->last_second.valid)) {
       s.seen = true;
@@ -303,13 +307,11 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       s.observed_seconds = surge                           ? 1.0
                            : o->window.traffic_seconds > 0 ? o->window.traffic_seconds
                                                            : seconds(o->window.length);
-      const int ready = o->count(ReplicaState::kReady);
-      const double in_service = static_cast<double>(ready) * std::max(1, s.spec.max_concurrency);
+      s.ready = o->count(ReplicaState::kReady);
+      const double in_service = static_cast<double>(s.ready) * std::max(1, s.spec.max_concurrency);
       const double concurrency =
           o->last_second.valid ? o->last_second.concurrency : o->window.concurrency;
-      if (s.spec.max_concurrency > 0 && concurrency > in_service) {
-        s.backlog_rps = (concurrency - in_service) / std::max(1.0, seconds(options_.backlog_drain));
-      }
+      if (s.spec.max_concurrency > 0 && concurrency > in_service) s.queued = concurrency - in_service;
     }
     // Minutes the plan must cover: from now until a replica started now would be ready, plus
     // one decision period.
@@ -367,16 +369,29 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     for (double d : s.demand) peak = std::max(peak, d);
     const int planned = static_cast<int>(std::ceil(peak / capacity - 1e-9));
     int floor = 0;
-    double floor_rps = 0;
+    int steady_floor = 0;  // without the backlog
     if (options_.reactive_floor) {
-      floor_rps = s.observed_rps * (1 + options_.floor_headroom) + s.backlog_rps;
-      floor = static_cast<int>(std::ceil(floor_rps / capacity - 1e-9));
+      const double steady_rps = s.observed_rps * (1 + options_.floor_headroom);
+      steady_floor = static_cast<int>(std::ceil(steady_rps / capacity - 1e-9));
+      // A backlog must be drained within backlog_drain once replicas started now are ready, and
+      // until then it grows by what the ready replicas cannot serve: size for that, not for the
+      // queue of this second (a step in load shows a queue of seconds when it is detected and
+      // one of a startup time when help arrives, which then delays every later request).
+      if (s.queued > 0) {
+        const double short_rps =
+            std::max(0.0, s.observed_rps - static_cast<double>(s.ready) * capacity);
+        const double at_ready = s.queued + short_rps * seconds(s.spec.startup_time);
+        s.backlog_rps = at_ready / std::max(1.0, seconds(options_.backlog_drain));
+      }
+      floor = static_cast<int>(std::ceil((steady_rps + s.backlog_rps) / capacity - 1e-9));
     }
     const int need = std::max(planned, floor);
     int desired = std::clamp(need, s.spec.min_replicas, s.spec.max_replicas);
 
-    // Scale down only to the highest plan of the last scale_down_delay.
-    s.recent.emplace_back(now, desired);
+    // Scale down only to the highest plan of the last scale_down_delay. The replicas that drain
+    // a backlog are not held: once it is gone they are released at once.
+    s.recent.emplace_back(now, std::clamp(std::max(planned, steady_floor), s.spec.min_replicas,
+                                          s.spec.max_replicas));
     while (!s.recent.empty() && now - s.recent.front().first > options_.scale_down_delay) {
       s.recent.pop_front();
     }

@@ -252,6 +252,37 @@ TEST(PrescalePolicyTest, RespectsBoundsAndDrainsBacklogs) {
   EXPECT_THAT(bd->reason, HasSubstr("backlog"));
 }
 
+TEST(PrescalePolicyTest, SizesABacklogForWhenHelpArrivesAndReleasesItOnceDrained) {
+  // A step from 100 to 300 req/s on one replica of 100: detected with 100 requests queued, but
+  // by the time replicas started now are ready (60 s) another 200 × 60 have queued. Draining
+  // that within 10 s takes (12,100 / 10 + 300 × 1.05) / 100 = 16 replicas.
+  PrescalePolicy policy;
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 90, 1, 0}}, {}};
+  for (double t = 15; t < 400; t += 15) {  // steady, past the first scale-down delay
+    const Snapshot quiet = world.at_time(t);
+    policy.observe(quiet);
+    policy.decide(quiet, at(t));
+  }
+  world.services[0].rps = 300;
+  Snapshot s = world.at_time(400);
+  s.services[0].last_second.concurrency = 4 + 100;
+  policy.observe(s);
+  const Decision* d = decision_for(policy.decide(s, at(400)), "api");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->replicas, 16);
+  EXPECT_THAT(d->reason, HasSubstr("backlog 1210.0 rps"));
+
+  // A minute later the 16 are ready and the queue is gone: the replicas that drained it are not
+  // held for the scale-down delay, the steady floor (300 × 1.05 / 100 → 4) applies at once.
+  world.services[0].replicas = 16;
+  Snapshot later = world.at_time(460);
+  policy.observe(later);
+  const Decision* after = decision_for(policy.decide(later, at(460)), "api");
+  ASSERT_NE(after, nullptr);
+  EXPECT_EQ(after->replicas, 4);
+}
+
 TEST(PrescalePolicyTest, LoadsHistoryAndForecastsFromIt) {
   PrescalePolicyOptions options;
   options.forecaster.model.day_seconds = 3600;
