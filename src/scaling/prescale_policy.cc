@@ -267,9 +267,17 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
   if (graph_minute_ != minute) {
     refresh_graph();
     if (graph_minute_ && options_.error_budget > 0 && minute_requests_ > 0) {
-      const double ratio = minute_bad_ / minute_requests_ / options_.error_budget;
+      // Weighted by the minute's requests against a typical minute's (a day-long average): the
+      // budget is a share of requests, and the bad ones gather in busy minutes, so an unweighted
+      // mean of minute shares would settle above the budget.
+      typical_minute_requests_ =
+          typical_minute_requests_ > 0
+              ? typical_minute_requests_ + (minute_requests_ - typical_minute_requests_) / 1440
+              : minute_requests_;
+      const double ratio = (minute_bad_ - options_.error_budget * minute_requests_) /
+                           (options_.error_budget * typical_minute_requests_);
       quantile_score_ =
-          std::clamp(quantile_score_ + options_.budget_step * (ratio - 1),
+          std::clamp(quantile_score_ + options_.budget_step * ratio,
                      normal_score(options_.min_quantile), normal_score(options_.max_quantile));
     }
     minute_requests_ = minute_bad_ = 0;

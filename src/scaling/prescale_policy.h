@@ -160,6 +160,7 @@ class PrescalePolicy final : public Policy {
   double quantile_score_;  // the normal score of the planning quantile now
   // Requests and bad ones (slow or dropped) seen across services in the current minute.
   double minute_requests_ = 0, minute_bad_ = 0;
+  double typical_minute_requests_ = 0;  // the error budget's weight unit: a day-long mean
 };
 
 }  // namespace prescale::scaling

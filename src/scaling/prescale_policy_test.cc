@@ -409,14 +409,34 @@ TEST(PrescalePolicyTest, ErrorBudgetSteersThePlanningQuantile) {
   run_minutes(30);
   EXPECT_NEAR(policy.planning_quantile(), before, 1e-3);
 
+  // The budget is a share of requests: busy minutes weigh more. Minutes of 1,000 req/s with 0.2 %
+  // slow alternate with minutes of 100 req/s with none — half the minutes at twice the budget,
+  // but 0.18 % of requests: the quantile climbs (an unweighted mean of minute shares, exactly at
+  // the budget, would leave it where it is).
+  PrescalePolicy weighted(options);
+  weighted.init({spec("api")});
+  FakeWorld busy{{{"api", 100, 2, 0}}, {}};
+  double u = 0;
+  for (int minute = 0; minute < 120; ++minute) {
+    busy.services[0].rps = minute % 2 == 0 ? 1000 : 100;
+    busy.services[0].slow_rps = minute % 2 == 0 ? 2 : 0;
+    for (int i = 0; i < 4; ++i) {
+      u += 15;
+      const Snapshot s = busy.at_time(u);
+      weighted.observe(s);
+      weighted.decide(s, at(u));
+    }
+  }
+  EXPECT_GT(weighted.planning_quantile(), 0.95);
+
   // Without a budget the quantile is fixed.
   PrescalePolicy fixed;
   fixed.init({spec("api")});
   FakeWorld slow{{{"api", 100, 2, 0, 50}}, {}};
-  for (double u = 15; u <= 3600; u += 15) {
-    const Snapshot s = slow.at_time(u);
+  for (double v = 15; v <= 3600; v += 15) {
+    const Snapshot s = slow.at_time(v);
     fixed.observe(s);
-    fixed.decide(s, at(u));
+    fixed.decide(s, at(v));
   }
   EXPECT_DOUBLE_EQ(fixed.planning_quantile(), 0.9);
 }
