@@ -183,6 +183,67 @@ TEST(SimCliTest, ComparesPoliciesAndWritesJsonAndPlot) {
   EXPECT_THAT(html, HasSubstr("</html>"));
 }
 
+TEST(SimCliTest, TimelineHasARowPerPolicyServiceAndMinute) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 180);
+  Outcome o = run_sim(dir, "sim",
+                      {"--trace", trace, "--topology", "single", "--policies", "hpa,oracle",
+                       "--json", dir.file("out.json"), "--timeline", dir.file("timeline.csv"),
+                       "--progress", "never"});
+  ASSERT_EQ(o.exit_status, 0) << o.out << o.err;
+  const Json all = read_json(dir.file("out.json"));
+  ASSERT_EQ(all.size(), 2u);
+
+  std::istringstream csv(testing::read_file(dir.file("timeline.csv")));
+  std::string line;
+  ASSERT_TRUE(std::getline(csv, line));
+  EXPECT_EQ(line,
+            "policy,service,start_seconds,seconds,arrived,served,served_within_slo,dropped,"
+            "queued_end,latency_p99_ms,ready_replicas,starting_replicas,draining_replicas,"
+            "scaled_from,scaled_to,reason");
+  std::map<std::string, int> rows, actions;
+  std::map<std::string, double> arrived, replica_seconds;
+  std::map<std::string, double> queued;  // the previous row's queued_end, per policy
+  while (std::getline(csv, line)) {
+    std::vector<std::string> cells;
+    std::string cell;
+    std::istringstream fields(line);
+    // The reason is last and may be quoted with commas in it: split only the first 15.
+    for (int i = 0; i < 15 && std::getline(fields, cell, ','); ++i) cells.push_back(cell);
+    std::string reason;
+    std::getline(fields, reason);
+    ASSERT_EQ(cells.size(), 15u) << line;
+    const std::string& policy = cells[0];
+    EXPECT_EQ(cells[1], "app");
+    EXPECT_EQ(std::stod(cells[2]), 60.0 * rows[policy]) << line;
+    const double in = std::stod(cells[4]), served = std::stod(cells[5]);
+    const double within = std::stod(cells[6]), dropped = std::stod(cells[7]);
+    const double queued_end = std::stod(cells[8]);
+    EXPECT_LE(within, served + 1e-3) << line;
+    // Conservation per minute: what arrived and waited is served, dropped or still waiting.
+    EXPECT_NEAR(queued[policy] + in, served + dropped + queued_end, 0.01) << line;
+    queued[policy] = queued_end;
+    arrived[policy] += in;
+    replica_seconds[policy] += std::stod(cells[3]) * (std::stod(cells[10]) + std::stod(cells[11]) +
+                                                      std::stod(cells[12]));
+    if (!cells[14].empty()) {
+      ++actions[policy];
+      EXPECT_NE(cells[13], cells[14]) << line;
+      EXPECT_FALSE(reason.empty()) << line;
+    }
+    ++rows[policy];
+  }
+  for (const Json& p : all) {
+    const std::string policy = p.at("policy");
+    SCOPED_TRACE(policy);
+    EXPECT_EQ(rows[policy], 180);
+    EXPECT_TRUE(near(arrived[policy], p.at("requests").get<double>(), 1e-4));
+    EXPECT_TRUE(near(replica_seconds[policy] / 3600, p.at("replica_hours").get<double>(), 1e-3));
+    EXPECT_GT(actions[policy], 0);
+    EXPECT_LE(actions[policy], p.at("scale_actions").get<int>());
+  }
+}
+
 TEST(SimCliTest, PeakRpsRescalesTheTrace) {
   TempDir dir;
   const std::string trace = write_trace(dir, "wave.csv", 180);

@@ -573,8 +573,8 @@ Trace resample(const Trace& trace, double step_seconds) {
 namespace {
 
 // The local level of step i: the mean of the steps within ±half_window, each clipped to within
-// `clip_sd` noise deviations (sqrt(dispersion × median)) of their median, so a burst does not
-// lift its neighbours (a mean is less noisy than a median).
+// 3 noise deviations (3·sqrt(dispersion × median)) of their median, so a burst does not lift its
+// neighbours (a mean is less noisy than a median).
 double local_level(const std::vector<double>& c, size_t i, int half_window, double dispersion,
                    std::vector<double>& window) {
   const size_t lo = i >= static_cast<size_t>(half_window) ? i - half_window : 0;
