@@ -106,6 +106,11 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   double observed_seconds = 0;  // of traffic behind observed_rps; 0 = unknown
   double queued = 0;            // requests waiting beyond what the ready replicas serve
   int ready = 0;                // ready replicas observed
+  int starting = 0;             // and starting ones
+  double starting_left = 0;     // seconds until the last starting replica should be ready
+  // Until when the replicas a backlog asked for are held (a startup time after it was last
+  // seen), so that a queue that empties for a moment does not cancel help still starting.
+  std::optional<Clock::TimePoint> backlog_hold_until;
   double backlog_rps = 0;       // the rate at which the backlog must drain (decide())
   std::vector<double> demand;   // planned demand per minute from the current one
   std::string demand_source;    // "forecast p90", "callers", "observed"
@@ -136,6 +141,7 @@ void PrescalePolicy::init(const std::vector<ServiceSpec>& services) {
   for (size_t i = 0; i < services_.size(); ++i) order_.push_back(i);
   callers_.assign(services_.size(), {});
   graph_minute_.reset();
+  typical_minute_requests_ = typical_minutes_ = 0;
 }
 
 PrescalePolicy::ServiceState* PrescalePolicy::find(std::string_view name) {
@@ -270,10 +276,9 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       // Weighted by the minute's requests against a typical minute's (a day-long average): the
       // budget is a share of requests, and the bad ones gather in busy minutes, so an unweighted
       // mean of minute shares would settle above the budget.
-      typical_minute_requests_ =
-          typical_minute_requests_ > 0
-              ? typical_minute_requests_ + (minute_requests_ - typical_minute_requests_) / 1440
-              : minute_requests_;
+      // The mean of the minutes seen, then a moving mean over a day (1440 minutes).
+      typical_minutes_ = std::min(typical_minutes_ + 1, 1440.0);
+      typical_minute_requests_ += (minute_requests_ - typical_minute_requests_) / typical_minutes_;
       const double ratio = (minute_bad_ - options_.error_budget * minute_requests_) /
                            (options_.error_budget * typical_minute_requests_);
       quantile_score_ =
@@ -302,6 +307,8 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     s.backlog_rps = 0;
     s.queued = 0;
     s.ready = 0;
+    s.starting = 0;
+    s.starting_left = 0;
     s.current = o != nullptr ? o->desired_replicas : -1;
     if (o != nullptr && (o->window.length > Clock::Duration::zero() || o->last_second.valid)) {
       s.seen = true;
@@ -316,6 +323,13 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
                            : o->window.traffic_seconds > 0 ? o->window.traffic_seconds
                                                            : seconds(o->window.length);
       s.ready = o->count(ReplicaState::kReady);
+      const double startup = seconds(s.spec.startup_time);
+      for (const ReplicaObservation& r : o->replicas) {
+        if (r.state != ReplicaState::kStarting) continue;
+        ++s.starting;
+        s.starting_left =
+            std::max(s.starting_left, std::clamp(startup - seconds(now - r.started_at), 0.0, startup));
+      }
       const double in_service = static_cast<double>(s.ready) * std::max(1, s.spec.max_concurrency);
       const double concurrency =
           o->last_second.valid ? o->last_second.concurrency : o->window.concurrency;
@@ -381,15 +395,25 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     if (options_.reactive_floor) {
       const double steady_rps = s.observed_rps * (1 + options_.floor_headroom);
       steady_floor = static_cast<int>(std::ceil(steady_rps / capacity - 1e-9));
-      // A backlog must be drained within backlog_drain once replicas started now are ready, and
-      // until then it grows by what the ready replicas cannot serve: size for that, not for the
-      // queue of this second (a step in load shows a queue of seconds when it is detected and
-      // one of a startup time when help arrives, which then delays every later request).
+      // A backlog must be drained within backlog_drain once help is ready, and until then it
+      // grows by what the replicas in service cannot serve: size for that, not for the queue of
+      // this second (a step in load shows a queue of seconds when it is detected and one of a
+      // startup time when help arrives, which then delays every later request). Replicas
+      // already starting find the queue grown at the ready ones' shortfall; replicas started now
+      // find it after the starting ones have served too. The growth is taken against the
+      // capacity at the SLO, below a replica's throughput: an over-estimate near capacity,
+      // bounded by the release once the queue is gone.
       if (s.queued > 0) {
-        const double short_rps =
-            std::max(0.0, s.observed_rps - static_cast<double>(s.ready) * capacity);
-        const double at_ready = s.queued + short_rps * seconds(s.spec.startup_time);
-        s.backlog_rps = at_ready / std::max(1.0, seconds(options_.backlog_drain));
+        const double startup = seconds(s.spec.startup_time);
+        const double ready_cap = static_cast<double>(s.ready) * capacity;
+        const double all_cap = static_cast<double>(s.ready + s.starting) * capacity;
+        const double when_starting_ready =
+            std::max(0.0, s.queued + (s.observed_rps - ready_cap) * s.starting_left);
+        const double when_new_ready = std::max(
+            0.0, when_starting_ready + (s.observed_rps - all_cap) * (startup - s.starting_left));
+        s.backlog_rps = std::max(when_starting_ready, when_new_ready) /
+                        std::max(1.0, seconds(options_.backlog_drain));
+        s.backlog_hold_until = now + s.spec.startup_time;
       }
       floor = static_cast<int>(std::ceil((steady_rps + s.backlog_rps) / capacity - 1e-9));
     }
@@ -397,14 +421,18 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     int desired = std::clamp(need, s.spec.min_replicas, s.spec.max_replicas);
 
     // Scale down only to the highest plan of the last scale_down_delay. The replicas that drain
-    // a backlog are not held: once it is gone they are released at once.
+    // a backlog are not part of those plans: they stay for a startup time after the backlog was
+    // last seen (help asked for must not be cancelled while it starts), then go at once.
     s.recent.emplace_back(now, std::clamp(std::max(planned, steady_floor), s.spec.min_replicas,
                                           s.spec.max_replicas));
     while (!s.recent.empty() && now - s.recent.front().first > options_.scale_down_delay) {
       s.recent.pop_front();
     }
     int held = -1;
-    if (desired < s.current && now - *s.first_decision < options_.scale_down_delay) {
+    if (desired < s.current && s.backlog_hold_until && now < *s.backlog_hold_until) {
+      held = s.current;
+      desired = s.current;
+    } else if (desired < s.current && now - *s.first_decision < options_.scale_down_delay) {
       // Not yet a full delay's worth of plans: too early to know that fewer are enough.
       held = s.current;
       desired = s.current;
@@ -684,6 +712,7 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
                                  normal_score(options_.max_quantile));
   }
   graph_minute_.reset();  // the propagation order follows the restored topology
+  typical_minute_requests_ = typical_minutes_ = 0;
   auto apply = [&](DemandSeries& s, Restored& r) {
     s.history.clear();
     s.observed_minutes = 0;

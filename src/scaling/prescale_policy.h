@@ -160,7 +160,9 @@ class PrescalePolicy final : public Policy {
   double quantile_score_;  // the normal score of the planning quantile now
   // Requests and bad ones (slow or dropped) seen across services in the current minute.
   double minute_requests_ = 0, minute_bad_ = 0;
-  double typical_minute_requests_ = 0;  // the error budget's weight unit: a day-long mean
+  // The error budget's weight unit: the mean requests of a minute over the last day (of the
+  // minutes seen, up to 1440). Not saved with the state: it restarts with the process.
+  double typical_minute_requests_ = 0, typical_minutes_ = 0;
 };
 
 }  // namespace prescale::scaling

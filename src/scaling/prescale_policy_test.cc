@@ -273,12 +273,32 @@ TEST(PrescalePolicyTest, SizesABacklogForWhenHelpArrivesAndReleasesItOnceDrained
   EXPECT_EQ(d->replicas, 16);
   EXPECT_THAT(d->reason, HasSubstr("backlog 1210.0 rps"));
 
-  // A minute later the 16 are ready and the queue is gone: the replicas that drained it are not
-  // held for the scale-down delay, the steady floor (300 × 1.05 / 100 → 4) applies at once.
+  // 15 s later 15 replicas are starting (45 s to go) and the queue has grown by 200 × 15: they
+  // will find 100 + 200 × 60 = 12,100 queued, as planned — no more are asked for.
   world.services[0].replicas = 16;
-  Snapshot later = world.at_time(460);
+  auto starting = [&](double t, double queued) {
+    Snapshot snap = world.at_time(t);
+    for (size_t i = 1; i < snap.services[0].replicas.size(); ++i) {
+      snap.services[0].replicas[i].state = ReplicaState::kStarting;
+      snap.services[0].replicas[i].started_at = at(400);
+    }
+    snap.services[0].last_second.concurrency = 4 + queued;
+    return snap;
+  };
+  Snapshot growing = starting(415, 100 + 200 * 15);
+  policy.observe(growing);
+  EXPECT_EQ(decision_for(policy.decide(growing, at(415)), "api"), nullptr);
+  // A second with an empty queue while they start does not cancel them.
+  Snapshot lull = starting(430, 0);
+  policy.observe(lull);
+  EXPECT_EQ(decision_for(policy.decide(lull, at(430)), "api"), nullptr);
+
+  // Once they are ready and the queue is gone, the replicas that drained it are not held for the
+  // scale-down delay: a startup time after the backlog was last seen, the steady floor
+  // (300 × 1.05 / 100 → 4) applies.
+  Snapshot later = world.at_time(480);
   policy.observe(later);
-  const Decision* after = decision_for(policy.decide(later, at(460)), "api");
+  const Decision* after = decision_for(policy.decide(later, at(480)), "api");
   ASSERT_NE(after, nullptr);
   EXPECT_EQ(after->replicas, 4);
 }
