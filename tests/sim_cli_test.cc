@@ -230,6 +230,11 @@ TEST(SimCliTest, TimelineHasARowPerPolicyServiceAndMinute) {
       ++actions[policy];
       EXPECT_NE(cells[13], cells[14]) << line;
       EXPECT_FALSE(reason.empty()) << line;
+      // A scale-up lands in the minute it happened: replicas start in that minute (a minute
+      // too early would show none starting yet).
+      if (std::stoi(cells[14]) > std::stoi(cells[13])) {
+        EXPECT_GT(std::stod(cells[11]), 0) << line;
+      }
     }
     ++rows[policy];
   }
@@ -242,6 +247,45 @@ TEST(SimCliTest, TimelineHasARowPerPolicyServiceAndMinute) {
     EXPECT_GT(actions[policy], 0);
     EXPECT_LE(actions[policy], p.at("scale_actions").get<int>());
   }
+}
+
+TEST(SimCliTest, CountingNoiseIsRemovedAtTheWholeFilesDispersion) {
+  // Requests in clumps of four (a page and its images): a count's variance is four times its
+  // mean. Scaled up, the noise is removed at that dispersion, estimated on the whole file, so a
+  // slice of it and its history lose the same noise.
+  TempDir dir;
+  std::mt19937 rng(3);
+  std::ostringstream csv;
+  csv << "timestamp,count\n";
+  for (int m = 0; m < 1440; ++m) {
+    std::poisson_distribution<int> clumps(minute_count(m) / 60 / 4);
+    csv << 1'700'000'040 + 60 * m << "," << 4 * clumps(rng) << "\n";
+  }
+  const std::string trace = dir.file("clumped.csv");
+  testing::write_file(trace, csv.str());
+  auto dispersion = [](const std::string& out) {
+    const std::string key = "counting noise removed (dispersion ";
+    const size_t at = out.find(key);
+    return at == std::string::npos ? std::string() : out.substr(at + key.size(), 4);
+  };
+  Outcome whole = run_sim(dir, "whole",
+                          {"--trace", trace, "--policies", "oracle", "--peak-rps", "3000",
+                           "--progress", "never"});
+  ASSERT_EQ(whole.exit_status, 0) << whole.out << whole.err;
+  const std::string d = dispersion(whole.out);
+  ASSERT_FALSE(d.empty()) << whole.out;
+  EXPECT_NEAR(std::stod(d), 4.0, 0.8) << whole.out;
+  Outcome slice = run_sim(dir, "slice",
+                          {"--trace", trace, "--policies", "prescale,oracle", "--peak-rps", "3000",
+                           "--offset", "12h", "--duration", "2h", "--history", "6h",
+                           "--progress", "never"});
+  ASSERT_EQ(slice.exit_status, 0) << slice.out << slice.err;
+  EXPECT_EQ(dispersion(slice.out), d) << slice.out;
+  // Without scaling up there is nothing to remove.
+  Outcome as_is = run_sim(dir, "as_is", {"--trace", trace, "--policies", "oracle", "--progress",
+                                         "never"});
+  ASSERT_EQ(as_is.exit_status, 0) << as_is.out << as_is.err;
+  EXPECT_THAT(as_is.out, Not(HasSubstr("counting noise removed")));
 }
 
 TEST(SimCliTest, PeakRpsRescalesTheTrace) {

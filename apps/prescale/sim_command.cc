@@ -589,7 +589,8 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
             << (service_count == 1 ? " service" : " services") << "); " << slo_and_startup
             << (f.time_scale != 1 ? "; time compressed " + fixed(f.time_scale, 0) + "x" : "")
             << (history->count() > 0 ? "; history " + f.history : "")
-            << (denoised ? "; counting noise removed (dispersion " + fixed(dispersion, 2) + ")" : "")
+            << (denoised ? "; counting noise removed (dispersion " + fixed(dispersion, 2) + ")"
+                         : "")
             << "\n"
             << "oracle replica-hours: " << fixed(result->oracle_replica_hours, 1)
             << "; simulated in " << fixed(wall, 1) << " s\n\n";
@@ -677,6 +678,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   if (!f.timeline_path.empty()) {
     std::ofstream out(f.timeline_path);
     write_timeline_csv(out, *result);
+    out.close();
     if (!out) {
       std::cerr << "prescale sim: --timeline: cannot write " << f.timeline_path << "\n";
       return 1;

@@ -76,11 +76,11 @@ Trace rescale_to_peak(Trace trace, double peak_rps);
 
 // Removes the sampling noise of a low-volume count trace before it is scaled up. A count c of a
 // step is a draw around the underlying rate λ; multiplying it by f multiplies that noise too, so
-// NASA July (47 requests a minute on average) scaled to thousands of req/s would jitter by ±28 %
+// NASA July (47 requests a minute on average) scaled to thousands of req/s would jitter by ±27 %
 // from minute to minute, where real traffic of that volume jitters by a fraction of a percent.
 // Requests arrive in clumps (a page and its images, a retweet storm), so the noise is wider than
 // Poisson: its variance is D·λ, D the trace's dispersion (counting_dispersion(); 1 for Poisson,
-// about 4 for NASA July). Each step is replaced by
+// 3.54 for NASA July). Each step is replaced by
 //   m + sign(c − m) · max(0, |c − m| − k·sqrt(D·m)),
 // m the local level: the mean of the steps within ±`half_window` steps, each clipped to within
 // 3·sqrt(D·median) of their median (so a burst does not lift its neighbours). Deviations that

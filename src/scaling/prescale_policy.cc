@@ -327,13 +327,16 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       for (const ReplicaObservation& r : o->replicas) {
         if (r.state != ReplicaState::kStarting) continue;
         ++s.starting;
-        s.starting_left =
-            std::max(s.starting_left, std::clamp(startup - seconds(now - r.started_at), 0.0, startup));
+        const double left = std::clamp(startup - seconds(now - r.started_at), 0.0, startup);
+        s.starting_left = std::max(s.starting_left, left);
       }
-      const double in_service = static_cast<double>(s.ready) * std::max(1, s.spec.max_concurrency);
+      const double in_service =
+          static_cast<double>(s.ready) * std::max(1, s.spec.max_concurrency);
       const double concurrency =
           o->last_second.valid ? o->last_second.concurrency : o->window.concurrency;
-      if (s.spec.max_concurrency > 0 && concurrency > in_service) s.queued = concurrency - in_service;
+      if (s.spec.max_concurrency > 0 && concurrency > in_service) {
+        s.queued = concurrency - in_service;
+      }
     }
     // Minutes the plan must cover: from now until a replica started now would be ready, plus
     // one decision period.

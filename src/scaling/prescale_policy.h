@@ -43,8 +43,9 @@ struct PrescalePolicyOptions {
   // Error-budget-driven headroom: when > 0, the planning quantile starts at `quantile` and is
   // steered once a minute so that the share of requests served slower than their SLO or dropped
   // tracks this budget over time (adaptive-conformal-style tracking in normal-score space: each
-  // minute moves the score by budget_step × (bad share ÷ error_budget − 1), so the long-run bad
-  // share approaches the budget whatever the trace). 0 = always plan at `quantile`.
+  // minute moves the score by budget_step × (bad − error_budget × requests) ÷ (error_budget ×
+  // a typical minute's requests), so the long-run share of bad requests approaches the budget
+  // whatever the trace). 0 = always plan at `quantile`.
   double error_budget = 0;
   double budget_step = 0.0005;
   double min_quantile = 0.5, max_quantile = 0.9999;
