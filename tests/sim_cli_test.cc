@@ -390,6 +390,42 @@ services:
 
 // What predicting a `prescale up` run takes (docs/cli.md): the entry the load goes to, the
 // history the platform was seeded with, its compressed clock, and the load's own scaling.
+TEST(SimCliTest, TheFilesPlanningLevelAppliesUnlessTheCommandLineGivesOne) {
+  TempDir dir;
+  // The wave with ±20 % minute-to-minute noise, so that the forecast's quantiles differ.
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<double> jitter(0.8, 1.2);
+  std::ostringstream csv;
+  csv << "timestamp,count\n";
+  for (int m = 0; m < 360; ++m) {
+    csv << 1'700'000'040 + 60 * m << "," << std::round(minute_count(m) * jitter(rng)) << "\n";
+  }
+  const std::string trace = dir.file("noisy.csv");
+  testing::write_file(trace, csv.str());
+  auto config = [&](const std::string& name, const std::string& policy) {
+    const std::string path = dir.file(name);
+    testing::write_file(path, "version: 1\nworld: sim\n" + policy +
+                                  "services:\n  - {name: app, kind: builtin/echo, replicas: "
+                                  "{min: 1, max: 60}, startup_time: 60s, capacity_rps: 100}\n");
+    return path;
+  };
+  auto replica_hours = [&](const std::string& tag, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"--trace", trace, "--policies", "prescale", "--json",
+                                     dir.file(tag + ".json"), "--progress", "never"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    Outcome o = run_sim(dir, tag, args);
+    EXPECT_EQ(o.exit_status, 0) << o.out << o.err;
+    return read_json(dir.file(tag + ".json"))[0].at("replica_hours").get<double>();
+  };
+  const std::string low = config("low.yaml", "policy: {quantile: 0.5}\n");
+  const std::string high = config("high.yaml", "policy: {quantile: 0.999}\n");
+  const double at_low = replica_hours("low", {"-f", low});
+  const double at_high = replica_hours("high", {"-f", high});
+  EXPECT_GT(at_high, at_low * 1.02);
+  // --prescale-quantile overrides the file.
+  EXPECT_DOUBLE_EQ(replica_hours("override", {"-f", high, "--prescale-quantile", "0.5"}), at_low);
+}
+
 TEST(SimCliTest, EntryHistoryTimeScaleAndScaleModelALiveRun) {
   TempDir dir;
   const std::string trace = write_trace(dir, "wave.csv", 600);

@@ -376,6 +376,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   sim::SimConfig config;
   std::string topology_name = f.topology;
   std::optional<Clock::Duration> policy_period;  // the file's policy.period
+  std::optional<sim::PolicySettings> file_settings;  // what the file's policy section sets
   if (!f.config_path.empty()) {
     if (cmd.count("--topology") > 0) {
       std::cerr << "prescale sim: give either --topology or -f/--config, not both\n";
@@ -409,6 +410,8 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     config = std::move(*from);
     topology_name = std::filesystem::path(f.config_path).filename().string();
     policy_period = file->policy.period;
+    file_settings.emplace();
+    sim::apply_policy_config(file->policy, file->services, *file_settings);
   } else {
     if (!f.capacity_from.empty()) {
       std::cerr << "prescale sim: --capacity-from needs -f/--config (the services it learned)\n";
@@ -544,8 +547,14 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   options.settings.kpa.target_utilization = f.kpa_utilization;
   options.settings.aws.target_utilization = f.aws_utilization;
   options.settings.static_headroom = f.static_headroom;
-  options.settings.prescale.quantile = f.prescale_quantile;
-  options.settings.prescale.error_budget = f.prescale_error_budget;
+  // The command line wins over the file's policy section.
+  options.settings.prescale.quantile =
+      file_settings && cmd.count("--prescale-quantile") == 0 ? file_settings->prescale.quantile
+                                                             : f.prescale_quantile;
+  options.settings.prescale.error_budget = file_settings &&
+                                                   cmd.count("--prescale-error-budget") == 0
+                                               ? file_settings->prescale.error_budget
+                                               : f.prescale_error_budget;
   options.settings.prescale.budget_step = f.prescale_budget_step;
   if (policy_period) options.settings.prescale.period = *policy_period;
   if (!before.counts.empty()) {

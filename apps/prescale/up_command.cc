@@ -374,6 +374,7 @@ int run_up(const UpFlags& f) {
   Clock& clock = f.time_scale == 1 ? real : static_cast<Clock&>(scaled);
   sim::PolicySettings settings;
   settings.prescale.period = config.policy.period;
+  sim::apply_policy_config(config.policy, config.services, settings);
   auto policy = sim::make_policy(policy_name, settings, {});
   if (!policy) return error(policy.error().message);
   local::LocalWorldOptions wo;

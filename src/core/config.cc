@@ -278,6 +278,8 @@ static void describe(Schema<LoggingConfig>& s) {
 static void describe(Schema<PolicyConfig>& s) {
   s.field("name", &PolicyConfig::name);
   s.field("period", &PolicyConfig::period).greater_than(std::chrono::milliseconds(0));
+  s.field("quantile", &PolicyConfig::quantile).at_least(0.5).at_most(0.9999);
+  s.field("steer_to_slo", &PolicyConfig::steer_to_slo);
 }
 
 static void describe(Schema<ReplicaBounds>& s) {

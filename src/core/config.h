@@ -60,6 +60,11 @@ struct LoggingConfig {
 struct PolicyConfig {
   PolicyName name = PolicyName::kPrescale;
   std::chrono::milliseconds period = std::chrono::seconds(15);  // controller loop period
+  // prescale: the demand quantile replicas are planned for, in [0.5, 0.9999].
+  double quantile = 0.9;
+  // prescale: steer that quantile so the share of requests over their SLO or dropped tracks the
+  // tightest services[].slo.error_budget (PrescalePolicyOptions::error_budget).
+  bool steer_to_slo = false;
 };
 
 // 0 <= min <= initial <= max, max >= 1. `initial` defaults to `min`.

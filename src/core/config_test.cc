@@ -456,6 +456,26 @@ TEST(ConfigError, BadDuration) {
             "prescale.yaml:3:11: policy.period: must be > 0s, got 0s");
 }
 
+TEST(ConfigLoad, PolicyPlanningLevel) {
+  Result<Config> r = load_config_string(R"(
+version: 1
+policy: {quantile: 0.96, steer_to_slo: true}
+services:
+  - {name: a, kind: builtin/echo}
+)");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_DOUBLE_EQ(r->policy.quantile, 0.96);
+  EXPECT_TRUE(r->policy.steer_to_slo);
+  Result<Config> d = load_config_string("version: 1\n");
+  ASSERT_TRUE(d.has_value()) << d.error().message;
+  EXPECT_DOUBLE_EQ(d->policy.quantile, 0.9);
+  EXPECT_FALSE(d->policy.steer_to_slo);
+  EXPECT_EQ(error_of("version: 1\npolicy:\n  quantile: 0.3\n"),
+            "prescale.yaml:3:13: policy.quantile: must be >= 0.5, got 0.3");
+  EXPECT_EQ(error_of("version: 1\npolicy:\n  quantile: 1\n"),
+            "prescale.yaml:3:13: policy.quantile: must be <= 0.9999, got 1");
+}
+
 TEST(ConfigError, DuplicateServiceName) {
   EXPECT_EQ(error_of(R"(version: 1
 services:

@@ -156,6 +156,17 @@ Result<PolicyRun> run_policy(const RunSetup& setup, std::string_view name,
 
 }  // namespace
 
+void apply_policy_config(const PolicyConfig& policy, const std::vector<ServiceConfig>& services,
+                         PolicySettings& settings) {
+  settings.prescale.quantile = policy.quantile;
+  settings.prescale.error_budget = 0;
+  if (policy.steer_to_slo && !services.empty()) {
+    double budget = services.front().slo.error_budget;
+    for (const ServiceConfig& s : services) budget = std::min(budget, s.slo.error_budget);
+    settings.prescale.error_budget = budget;
+  }
+}
+
 Result<std::unique_ptr<scaling::Policy>> make_policy(std::string_view name,
                                                      const PolicySettings& settings,
                                                      const PolicyContext& context) {

@@ -49,6 +49,12 @@ struct PolicySettings {
   scaling::PrescalePolicyOptions prescale;  // the ablations change one field of it
 };
 
+// What a prescale.yaml's `policy` section sets of the policies' settings: the prescale policy's
+// planning quantile and, with `steer_to_slo`, its error budget — the tightest of the services'
+// `slo.error_budget` (one budget steers the one planning level).
+void apply_policy_config(const PolicyConfig& policy, const std::vector<ServiceConfig>& services,
+                         PolicySettings& settings);
+
 struct ExperimentOptions {
   // The world. The harness overrides every service's initial_replicas (see above); everything
   // else (graph, service parameters, step, metric pipeline, start) is used as given.

@@ -69,6 +69,23 @@ void expect_consistent(const ExperimentResult& r) {
   }
 }
 
+TEST(ExperimentTest, PolicyConfigSetsThePlanningLevelAndTheTightestBudget) {
+  PolicyConfig policy;
+  policy.quantile = 0.96;
+  std::vector<ServiceConfig> services(3);
+  services[0].slo.error_budget = 0.01;
+  services[1].slo.error_budget = 0.0005;
+  services[2].slo.error_budget = 0.001;
+  PolicySettings settings;
+  settings.prescale.error_budget = 0.2;  // replaced: the file decides
+  apply_policy_config(policy, services, settings);
+  EXPECT_DOUBLE_EQ(settings.prescale.quantile, 0.96);
+  EXPECT_EQ(settings.prescale.error_budget, 0);
+  policy.steer_to_slo = true;
+  apply_policy_config(policy, services, settings);
+  EXPECT_DOUBLE_EQ(settings.prescale.error_budget, 0.0005);
+}
+
 TEST(ExperimentTest, RunsEveryBaselineFromTheSameStart) {
   auto result = run_experiment(all_policies(chain_config()), ramp_trace());
   ASSERT_TRUE(result) << result.error().message;
