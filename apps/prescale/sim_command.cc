@@ -60,6 +60,7 @@ struct SimFlags {
   double static_headroom = 1.0;
   double prescale_quantile = 0.9;
   double prescale_error_budget = 0;
+  std::string prescale_scale_down_delay = "5m";
   double prescale_budget_step = 0.0005;
   int threads = 0;
   std::string progress = "auto";
@@ -556,6 +557,13 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
                                                ? file_settings->prescale.error_budget
                                                : f.prescale_error_budget;
   options.settings.prescale.budget_step = f.prescale_budget_step;
+  if (file_settings && cmd.count("--prescale-scale-down-delay") == 0) {
+    options.settings.prescale.scale_down_delay = file_settings->prescale.scale_down_delay;
+  } else {
+    auto delay = duration_flag("--prescale-scale-down-delay", f.prescale_scale_down_delay);
+    if (!delay) return 2;
+    options.settings.prescale.scale_down_delay = *delay;
+  }
   if (policy_period) options.settings.prescale.period = *policy_period;
   if (!before.counts.empty()) {
     // Per-minute means, req/s, of what each entry service received before the trace's start.
@@ -810,6 +818,10 @@ SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
   c.add_option("--prescale-quantile", f.prescale_quantile,
                "prescale: the demand quantile replicas are planned for, 0.5 to 0.9999")
       ->check(CLI::Range(0.5, 0.9999))
+      ->capture_default_str();
+  c.add_option("--prescale-scale-down-delay", f.prescale_scale_down_delay,
+               "prescale: apply a lower replica count only once the plan has stayed lower this "
+               "long (the HPA's scale-down stabilisation window)")
       ->capture_default_str();
   c.add_option("--prescale-error-budget", f.prescale_error_budget,
                "prescale: steer the planning quantile so that the share of requests over the SLO "

@@ -65,6 +65,9 @@ struct PolicyConfig {
   // prescale: steer that quantile so the share of requests over their SLO or dropped tracks the
   // tightest services[].slo.error_budget (PrescalePolicyOptions::error_budget).
   bool steer_to_slo = false;
+  // prescale: a lower replica count is applied only once the plan has stayed lower this long
+  // (PrescalePolicyOptions::scale_down_delay; the HPA's scale-down stabilisation window).
+  std::chrono::milliseconds scale_down_delay = std::chrono::minutes(5);
 };
 
 // 0 <= min <= initial <= max, max >= 1. `initial` defaults to `min`.

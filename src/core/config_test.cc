@@ -459,17 +459,21 @@ TEST(ConfigError, BadDuration) {
 TEST(ConfigLoad, PolicyPlanningLevel) {
   Result<Config> r = load_config_string(R"(
 version: 1
-policy: {quantile: 0.96, steer_to_slo: true}
+policy: {quantile: 0.96, steer_to_slo: true, scale_down_delay: 2m}
 services:
   - {name: a, kind: builtin/echo}
 )");
   ASSERT_TRUE(r.has_value()) << r.error().message;
   EXPECT_DOUBLE_EQ(r->policy.quantile, 0.96);
   EXPECT_TRUE(r->policy.steer_to_slo);
+  EXPECT_EQ(r->policy.scale_down_delay, 2min);
   Result<Config> d = load_config_string("version: 1\n");
   ASSERT_TRUE(d.has_value()) << d.error().message;
   EXPECT_DOUBLE_EQ(d->policy.quantile, 0.9);
   EXPECT_FALSE(d->policy.steer_to_slo);
+  EXPECT_EQ(d->policy.scale_down_delay, 5min);
+  EXPECT_EQ(error_of("version: 1\npolicy:\n  scale_down_delay: -1m\n"),
+            R"(prescale.yaml:3:21: policy.scale_down_delay: durations cannot be negative, got "-1m")");
   EXPECT_EQ(error_of("version: 1\npolicy:\n  quantile: 0.3\n"),
             "prescale.yaml:3:13: policy.quantile: must be >= 0.5, got 0.3");
   EXPECT_EQ(error_of("version: 1\npolicy:\n  quantile: 1\n"),

@@ -159,6 +159,7 @@ Result<PolicyRun> run_policy(const RunSetup& setup, std::string_view name,
 void apply_policy_config(const PolicyConfig& policy, const std::vector<ServiceConfig>& services,
                          PolicySettings& settings) {
   settings.prescale.quantile = policy.quantile;
+  settings.prescale.scale_down_delay = policy.scale_down_delay;
   settings.prescale.error_budget = 0;
   if (policy.steer_to_slo && !services.empty()) {
     double budget = services.front().slo.error_budget;

@@ -50,8 +50,8 @@ struct PolicySettings {
 };
 
 // What a prescale.yaml's `policy` section sets of the policies' settings: the prescale policy's
-// planning quantile and, with `steer_to_slo`, its error budget — the tightest of the services'
-// `slo.error_budget` (one budget steers the one planning level).
+// planning quantile, its scale-down delay and, with `steer_to_slo`, its error budget — the
+// tightest of the services' `slo.error_budget` (one budget steers the one planning level).
 void apply_policy_config(const PolicyConfig& policy, const std::vector<ServiceConfig>& services,
                          PolicySettings& settings);
 

@@ -72,6 +72,7 @@ void expect_consistent(const ExperimentResult& r) {
 TEST(ExperimentTest, PolicyConfigSetsThePlanningLevelAndTheTightestBudget) {
   PolicyConfig policy;
   policy.quantile = 0.96;
+  policy.scale_down_delay = std::chrono::minutes(2);
   std::vector<ServiceConfig> services(3);
   services[0].slo.error_budget = 0.01;
   services[1].slo.error_budget = 0.0005;
@@ -80,6 +81,7 @@ TEST(ExperimentTest, PolicyConfigSetsThePlanningLevelAndTheTightestBudget) {
   settings.prescale.error_budget = 0.2;  // replaced: the file decides
   apply_policy_config(policy, services, settings);
   EXPECT_DOUBLE_EQ(settings.prescale.quantile, 0.96);
+  EXPECT_EQ(settings.prescale.scale_down_delay, std::chrono::minutes(2));
   EXPECT_EQ(settings.prescale.error_budget, 0);
   policy.steer_to_slo = true;
   apply_policy_config(policy, services, settings);
