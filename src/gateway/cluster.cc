@@ -171,25 +171,17 @@ std::optional<UpstreamPick> Cluster::select(int attempt, const UpstreamPick* pre
   }
   const Clock::TimePoint now = clock_.now();
   const auto hosts = v->hosts.hosts();
-  for (int tries = 0; tries < 4; ++tries) {
-    std::shared_ptr<UpstreamHost> host = balancer_.choose(v->hosts, now);
-    if (!host) break;
-    size_t i = 0;
-    while (i < hosts.size() && hosts[i] != host) ++i;
-    if (i == hosts.size()) continue;
-    const EndpointSpec& spec = v->specs[i];
-    // A retry goes elsewhere when another host is in service (two more draws at most).
-    if (previous != nullptr && tries < 2 && hosts.size() > 1 && previous->host == spec.host &&
-        previous->port == spec.port) {
-      continue;
-    }
-    if (!v->states[i]->try_acquire()) continue;  // draining since the view was made
-    ctx->request = UpstreamRequest::start(host, now);
-    if (!ctx->request) {  // the breaker closed its door since the pick
+  // Claims host i for this attempt; false when it is draining since the view was made or its
+  // breaker closed the door since the pick.
+  auto claim = [&](size_t i) -> std::optional<UpstreamPick> {
+    if (!v->states[i]->try_acquire()) return std::nullopt;
+    ctx->request = UpstreamRequest::start(hosts[i], now);
+    if (!ctx->request) {
       v->states[i]->release();
-      continue;
+      return std::nullopt;
     }
     ctx->endpoint = v->states[i];
+    const EndpointSpec& spec = v->specs[i];
     UpstreamPick pick;
     pick.host = spec.host;
     pick.port = spec.port;
@@ -197,6 +189,37 @@ std::optional<UpstreamPick> Cluster::select(int attempt, const UpstreamPick* pre
     pick.context = std::move(ctx);
     pick.admission = admission_.get();
     return pick;
+  };
+  auto is_previous = [&](size_t i) {
+    return previous != nullptr && previous->host == v->specs[i].host &&
+           previous->port == v->specs[i].port;
+  };
+  for (int tries = 0; tries < 4; ++tries) {
+    std::shared_ptr<UpstreamHost> host = balancer_.choose(v->hosts, now);
+    if (!host) break;
+    size_t i = 0;
+    while (i < hosts.size() && hosts[i] != host) ++i;
+    if (i == hosts.size()) continue;
+    // A retry goes elsewhere when another host is in service (Envoy's previous-hosts
+    // predicate): the balancer may keep offering the host that just failed — a replica refusing
+    // connections answers fastest of all until it is ejected.
+    if (is_previous(i) && hosts.size() > 1) continue;
+    if (auto pick = claim(i)) return pick;
+  }
+  if (previous != nullptr && hosts.size() > 1) {
+    // The draws kept returning the failed host: any other in service, from a random start, and
+    // the failed one only when it is the last left.
+    const size_t start = static_cast<size_t>(now.time_since_epoch().count()) % hosts.size();
+    for (size_t k = 0; k < hosts.size(); ++k) {
+      const size_t i = (start + k) % hosts.size();
+      if (is_previous(i) || !hosts[i]->in_service(now)) continue;
+      if (auto pick = claim(i)) return pick;
+    }
+    for (size_t i = 0; i < hosts.size(); ++i) {
+      if (is_previous(i) && hosts[i]->in_service(now)) {
+        if (auto pick = claim(i)) return pick;
+      }
+    }
   }
   no_host_.fetch_add(1, std::memory_order_relaxed);
   return std::nullopt;

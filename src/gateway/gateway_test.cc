@@ -120,6 +120,52 @@ class TestGateway {
   std::unique_ptr<http::Server> server;
 };
 
+// A replica refusing connections answers fastest of all, so until it is ejected the P2C
+// balancer keeps offering it — a retry must still go to another host in service.
+TEST(ClusterTest, ARetryGoesElsewhereEvenWhenTheBalancerKeepsOfferingTheFailedHost) {
+  ManualClock clock;
+  EndpointTable table(clock);
+  ASSERT_TRUE(table.add("svc", {"a", "127.0.0.1", 1001}));
+  ASSERT_TRUE(table.add("svc", {"b", "127.0.0.1", 1002}));
+  ClusterOptions options;
+  // a stays in service, as in the moments before it is ejected.
+  options.outlier.consecutive_gateway_failure = 0;
+  options.outlier.consecutive_5xx = 0;
+  Cluster cluster("svc", options, table, clock);
+  cluster.refresh();
+  // Requests in flight on b make it costlier than a by more than the balancer's tolerance (2):
+  // from then on a is offered every time.
+  std::vector<UpstreamPick> busy;
+  for (int i = 0; i < 100 && busy.size() < 2; ++i) {
+    std::optional<UpstreamPick> p = cluster.select(0, nullptr);
+    ASSERT_TRUE(p.has_value());
+    if (p->port == 1002) busy.push_back(std::move(*p));
+  }
+  ASSERT_EQ(busy.size(), 2u);
+  int first_on_a = 0, retried_on_a = 0;
+  for (int i = 0; i < 200; ++i) {
+    std::optional<UpstreamPick> first = cluster.select(0, nullptr);
+    ASSERT_TRUE(first.has_value());
+    if (first->port != 1001) continue;
+    ++first_on_a;
+    // Connection refused: nothing sent, the attempt is over (a is idle again) when the retry
+    // picks.
+    Cluster::report(AttemptReport{.pick = *first,
+                                  .attempt = 0,
+                                  .outcome = UpstreamOutcome::failure(UpstreamError::kConnectFailure),
+                                  .cancelled = false,
+                                  .request_sent = false,
+                                  .latency = milliseconds(0),
+                                  .finished_at = clock.now(),
+                                  .detail = "connect: refused"});
+    std::optional<UpstreamPick> retry = cluster.select(1, &*first);
+    ASSERT_TRUE(retry.has_value());
+    retried_on_a += retry->port == 1001 ? 1 : 0;
+  }
+  EXPECT_GT(first_on_a, 150);
+  EXPECT_EQ(retried_on_a, 0);
+}
+
 TEST(GatewayReloadTest, RoutesAddedRemovedAndChangedTakeEffect) {
   Upstream a("A"), b("B");
   const std::string upstreams =
