@@ -27,6 +27,7 @@
 #include "scaling/callgraph.h"
 #include "scaling/capacity_model.h"
 #include "worlds/sim/experiment.h"
+#include "worlds/sim/timeline.h"
 
 namespace prescale {
 
@@ -182,60 +183,6 @@ std::string fixed(double v, int decimals) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
   return buf;
-}
-
-// A field for CSV: quoted (quotes doubled) when it holds a comma, a quote or a line break.
-std::string csv_field(std::string_view text) {
-  if (text.find_first_of(",\"\n\r") == std::string_view::npos) return std::string(text);
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
-// `--timeline`: one row per policy, service and record interval (docs/simulator.md, "Timeline").
-// The scaling columns hold the interval's last replica-count change for that service, if any.
-void write_timeline_csv(std::ostream& out, const sim::ExperimentResult& result) {
-  out << "policy,service,start_seconds,seconds,arrived,served,served_within_slo,dropped,"
-         "queued_end,latency_p99_ms,ready_replicas,starting_replicas,draining_replicas,"
-         "scaled_from,scaled_to,reason\n";
-  char buf[256];
-  for (const auto& run : result.runs) {
-    const sim::SimRecorder& rec = run.recorder;
-    const double interval = std::chrono::duration<double>(rec.interval()).count();
-    for (size_t s = 0; s < rec.services().size(); ++s) {
-      const std::string& service = rec.services()[s].name;
-      // This service's last event per interval.
-      std::map<size_t, const control::Event*> last;
-      for (const control::Event& e : run.events) {
-        if (e.service != service || interval <= 0) continue;
-        const double at = std::chrono::duration<double>(e.time - rec.start()).count();
-        last[static_cast<size_t>(std::max(0.0, at) / interval)] = &e;
-      }
-      const auto records = rec.records(s);
-      for (size_t i = 0; i < records.size(); ++i) {
-        const sim::IntervalRecord& r = records[i];
-        const double seconds = r.seconds > 0 ? r.seconds : 1;
-        std::snprintf(buf, sizeof buf, "%.0f,%.0f,%.3f,%.3f,%.3f,%.3f,%.3f,", interval * i,
-                      r.seconds, r.arrived, r.served, r.served_within_slo, r.dropped,
-                      r.queued_end);
-        out << csv_field(run.policy) << ',' << csv_field(service) << ',' << buf;
-        if (std::isfinite(r.latency_p99_seconds)) out << fixed(1000 * r.latency_p99_seconds, 1);
-        std::snprintf(buf, sizeof buf, ",%.3f,%.3f,%.3f,", r.ready_replica_seconds / seconds,
-                      r.starting_replica_seconds / seconds, r.draining_replica_seconds / seconds);
-        out << buf;
-        if (auto it = last.find(i); it != last.end()) {
-          out << it->second->from_replicas << ',' << it->second->to_replicas << ','
-              << csv_field(it->second->reason);
-        } else {
-          out << ",,";
-        }
-        out << '\n';
-      }
-    }
-  }
 }
 
 void print_table(std::ostream& out, const std::vector<std::string>& header,
@@ -694,7 +641,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
 
   if (!f.timeline_path.empty()) {
     std::ofstream out(f.timeline_path);
-    write_timeline_csv(out, *result);
+    sim::write_timeline_csv(out, *result);
     out.close();
     if (!out) {
       std::cerr << "prescale sim: --timeline: cannot write " << f.timeline_path << "\n";
