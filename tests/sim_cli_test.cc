@@ -5,6 +5,7 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numbers>
@@ -57,15 +58,19 @@ Outcome run_sim(const TempDir& dir, const std::string& tag, std::vector<std::str
 double minute_count(int m) { return 60 * (500 + 300 * std::sin(2 * std::numbers::pi * m / 120.0)); }
 
 // A generic CSV of `minutes` rows, Unix-second timestamps 60 s apart (so a 60 s step).
-std::string write_trace(const TempDir& dir, const std::string& name, int minutes) {
+// A `timestamp,count` trace of `minutes` one-minute steps, `count(m)` in minute m; its path.
+std::string write_counts(const TempDir& dir, const std::string& name, int minutes,
+                         const std::function<double(int)>& count) {
   std::ostringstream csv;
   csv << "timestamp,count\n";
-  for (int m = 0; m < minutes; ++m) {
-    csv << 1'700'000'040 + 60 * m << "," << minute_count(m) << "\n";
-  }
+  for (int m = 0; m < minutes; ++m) csv << 1'700'000'040 + 60 * m << "," << count(m) << "\n";
   const std::string path = dir.file(name);
   testing::write_file(path, csv.str());
   return path;
+}
+
+std::string write_trace(const TempDir& dir, const std::string& name, int minutes) {
+  return write_counts(dir, name, minutes, minute_count);
 }
 
 Json read_json(const std::string& path) {
@@ -255,14 +260,10 @@ TEST(SimCliTest, CountingNoiseIsRemovedAtTheWholeFilesDispersion) {
   // slice of it and its history lose the same noise.
   TempDir dir;
   std::mt19937 rng(3);
-  std::ostringstream csv;
-  csv << "timestamp,count\n";
-  for (int m = 0; m < 1440; ++m) {
+  const std::string trace = write_counts(dir, "clumped.csv", 1440, [&](int m) {
     std::poisson_distribution<int> clumps(minute_count(m) / 60 / 4);
-    csv << 1'700'000'040 + 60 * m << "," << 4 * clumps(rng) << "\n";
-  }
-  const std::string trace = dir.file("clumped.csv");
-  testing::write_file(trace, csv.str());
+    return 4.0 * clumps(rng);
+  });
   auto dispersion = [](const std::string& out) {
     const std::string key = "counting noise removed (dispersion ";
     const size_t at = out.find(key);
@@ -388,20 +389,13 @@ services:
   }
 }
 
-// What predicting a `prescale up` run takes (docs/cli.md): the entry the load goes to, the
-// history the platform was seeded with, its compressed clock, and the load's own scaling.
 TEST(SimCliTest, TheFilesPlanningLevelAppliesUnlessTheCommandLineGivesOne) {
   TempDir dir;
   // The wave with ±20 % minute-to-minute noise, so that the forecast's quantiles differ.
   std::mt19937 rng(9);
   std::uniform_real_distribution<double> jitter(0.8, 1.2);
-  std::ostringstream csv;
-  csv << "timestamp,count\n";
-  for (int m = 0; m < 360; ++m) {
-    csv << 1'700'000'040 + 60 * m << "," << std::round(minute_count(m) * jitter(rng)) << "\n";
-  }
-  const std::string trace = dir.file("noisy.csv");
-  testing::write_file(trace, csv.str());
+  const std::string trace = write_counts(
+      dir, "noisy.csv", 360, [&](int m) { return std::round(minute_count(m) * jitter(rng)); });
   auto config = [&](const std::string& name, const std::string& policy) {
     const std::string path = dir.file(name);
     testing::write_file(path, "version: 1\nworld: sim\n" + policy +
@@ -426,6 +420,8 @@ TEST(SimCliTest, TheFilesPlanningLevelAppliesUnlessTheCommandLineGivesOne) {
   EXPECT_DOUBLE_EQ(replica_hours("override", {"-f", high, "--prescale-quantile", "0.5"}), at_low);
 }
 
+// What predicting a `prescale up` run takes (docs/cli.md): the entry the load goes to, the
+// history the platform was seeded with, its compressed clock, and the load's own scaling.
 TEST(SimCliTest, EntryHistoryTimeScaleAndScaleModelALiveRun) {
   TempDir dir;
   const std::string trace = write_trace(dir, "wave.csv", 600);
@@ -579,15 +575,10 @@ TEST(EvalForecastCliTest, ScoresEveryModelAtEveryHorizon) {
   // Three days of a daily cycle with Poisson-like noise, 1-minute steps.
   std::mt19937 rng(42);
   std::normal_distribution<double> noise(0, 1);
-  std::ostringstream csv;
-  csv << "timestamp,count\n";
-  for (int m = 0; m < 3 * 1440; ++m) {
+  const std::string trace = write_counts(dir, "daily.csv", 3 * 1440, [&](int m) {
     const double mean = 60 * (300 + 200 * std::sin(2 * std::numbers::pi * (m % 1440) / 1440.0));
-    csv << 1'700'000'040 + 60 * m << "," << std::lround(mean + std::sqrt(mean) * noise(rng))
-        << "\n";
-  }
-  const std::string trace = dir.file("daily.csv");
-  testing::write_file(trace, csv.str());
+    return static_cast<double>(std::lround(mean + std::sqrt(mean) * noise(rng)));
+  });
   const std::string out = dir.file("scores.json");
   Outcome o = run_prescale(
       dir, "eval", {"eval", "forecast", "--trace", trace, "--horizons", "1m,5m", "--json", out});

@@ -421,8 +421,11 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     const double h = std::chrono::duration<double>(*history).count();
     before = slice(*read, std::chrono::duration<double>(*offset).count() - h, h);
   }
-  // Estimated on the whole source, so a slice and its history lose the same noise.
-  const double dispersion = forecast::counting_dispersion(*read);
+  // Estimated on the whole source, so a slice and its history lose the same noise; only when
+  // the noise may be removed (below).
+  const double dispersion = f.peak_rps > 0 && !f.keep_counting_noise
+                                ? forecast::counting_dispersion(*read)
+                                : 1.0;
   forecast::Trace trace = slice(std::move(*read), std::chrono::duration<double>(*offset).count(),
                                 std::chrono::duration<double>(*duration).count());
   if (trace.counts.empty()) {
