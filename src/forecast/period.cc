@@ -157,6 +157,12 @@ double required_autocorrelation(const PeriodOptions& options, size_t n, size_t l
   return options.min_autocorrelation + options.few_cycles_margin * share * share;
 }
 
+// How far a lag's autocorrelation must rise above the lowest at shorter lags to be a cycle's.
+double required_prominence(const PeriodOptions& options, size_t n) {
+  return std::max(options.min_prominence,
+                  options.prominence_errors * std::sqrt(2 / static_cast<double>(n)));
+}
+
 // Clips values beyond kClipMads robust standard deviations (1.4826 × the median absolute
 // deviation) of the detrended series. Bursts (a news spike, an incident) would otherwise
 // dominate the variance and hide a cycle that holds the rest of the time; a cycle itself is
@@ -250,7 +256,7 @@ std::vector<size_t> find_lags(const std::vector<double>& x, double step,
     }
     if (!local_max) continue;
     if (r[lag] < required_autocorrelation(options, n, lag)) continue;
-    if (r[lag] - min_before[lag] < options.min_prominence) continue;
+    if (r[lag] - min_before[lag] < required_prominence(options, n)) continue;
 
     bool calendar = false;
     for (double target : {options.day_seconds, options.week_seconds}) {
@@ -305,7 +311,7 @@ std::optional<size_t> burst_cycle(const std::vector<double>& diff, const PeriodO
       best = lag;
     }
   }
-  if (best == 0 || r[best] < required_autocorrelation(options, n, best) + options.min_prominence) {
+  if (best == 0 || r[best] < required_autocorrelation(options, n, best) + required_prominence(options, n)) {
     return std::nullopt;
   }
   for (size_t k = best; k >= 2; --k) {

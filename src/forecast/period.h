@@ -30,6 +30,10 @@ struct PeriodOptions {
   // ...and at least this much above the lowest autocorrelation at shorter lags, so that a slowly
   // decaying autocorrelation (a trend, a random walk) is not read as a cycle.
   double min_prominence = 0.1;
+  // ...or this many standard errors of a difference of two sample autocorrelations (√(2/n) for
+  // n values), when that is more: over a short series (an hour of 10-second steps) sampling
+  // noise alone lifts one lag 0.1 above a shorter one often enough to make a "cycle".
+  double prominence_errors = 3;
   // A multiple k of a stronger period Q (a week of days) is kept only when its autocorrelation
   // beats those at (k - 1)Q and (k + 1)Q by this much: the series must repeat better after a
   // week than after six or eight days.
