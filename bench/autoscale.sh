@@ -6,19 +6,23 @@
 # API's default 80 % CPU target and at 60 %, as many users set it), then the speed figure
 # (28 days of NASA July on online-boutique, all five baselines, wall seconds) and a RESULT line.
 #
-# Usage: bench/autoscale.sh [--peak-rps X] [--slo-ms MS] [--startup DUR] [--out FILE]
+# Usage: bench/autoscale.sh [--peak-rps X] [--slo-ms MS] [--startup DUR] [--queue-limit DUR]
+#                           [--out FILE]
+#   --queue-limit DUR  admission control in front of every service, for every policy (prescale
+#                      sim --queue-limit; default none)
 #   --out FILE  also write the tables (markdown) to FILE
 # Env:   PRESCALE=path/to/prescale (default build/apps/prescale/prescale)
 #        PRESCALE_DATA_DIR=path/to/shared/data (default ../shared/data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-peak=3000 slo=200 startup=60s out=""
+peak=3000 slo=200 startup=60s out="" queue_limit=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --peak-rps) peak=$2; shift 2 ;;
     --slo-ms) slo=$2; shift 2 ;;
     --startup) startup=$2; shift 2 ;;
+    --queue-limit) queue_limit=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -47,6 +51,7 @@ for trace in "${traces[@]}"; do
     start=$(date +%s.%N)
     "$prescale" sim --trace "$trace" --topology "$topo" --data-dir "$data" --peak-rps "$peak" \
       --slo-ms "$slo" --startup "$startup" --progress never \
+      ${queue_limit:+--queue-limit "$queue_limit"} \
       --json "$work/$n.json" > "$work/$n.txt"
     end=$(date +%s.%N)
     python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" \
@@ -55,13 +60,14 @@ for trace in "${traces[@]}"; do
     # world: its cost ratio is to the same oracle.
     "$prescale" sim --trace "$trace" --topology "$topo" --data-dir "$data" --peak-rps "$peak" \
       --slo-ms "$slo" --startup "$startup" --progress never --policies hpa --hpa-target 60 \
+      ${queue_limit:+--queue-limit "$queue_limit"} \
       --json "$work/$n.hpa60.json" > /dev/null
   done
 done
 
-python3 - "$work" "$n" "$peak" "$slo" "$startup" "$out" <<'PY'
+python3 - "$work" "$n" "$peak" "$slo" "$startup" "$out" "$queue_limit" <<'PY'
 import json, sys, os
-work, n, peak, slo, startup, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+work, n, peak, slo, startup, out, queue_limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 lines = []
 def emit(s=""):
     lines.append(s)
@@ -77,7 +83,8 @@ for i in range(1, n + 1):
     by_trace.setdefault(first["trace"], []).append((first["topology"], runs, wall))
     if first["trace"] == "nasa-http-1995-07" and first["topology"] == "online-boutique":
         speed = wall
-emit(f"Settings: `--peak-rps {peak} --slo-ms {slo} --startup {startup}`; every other setting is "
+emit(f"Settings: `--peak-rps {peak} --slo-ms {slo} --startup {startup}"
+     + (f" --queue-limit {queue_limit}" if queue_limit else "") + "`; every other setting is "
      "the simulator's default (docs/simulator.md).")
 emit()
 worst = {}

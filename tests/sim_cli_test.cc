@@ -191,10 +191,10 @@ TEST(SimCliTest, ComparesPoliciesAndWritesJsonAndPlot) {
 TEST(SimCliTest, TimelineHasARowPerPolicyServiceAndMinute) {
   TempDir dir;
   const std::string trace = write_trace(dir, "wave.csv", 180);
-  Outcome o = run_sim(dir, "sim",
-                      {"--trace", trace, "--topology", "single", "--policies", "hpa,oracle",
-                       "--json", dir.file("out.json"), "--timeline", dir.file("timeline.csv"),
-                       "--progress", "never"});
+  Outcome o = run_sim(
+      dir, "sim",
+      {"--trace", trace, "--topology", "single", "--policies", "hpa,oracle", "--json",
+       dir.file("out.json"), "--timeline", dir.file("timeline.csv"), "--progress", "never"});
   ASSERT_EQ(o.exit_status, 0) << o.out << o.err;
   const Json all = read_json(dir.file("out.json"));
   ASSERT_EQ(all.size(), 2u);
@@ -229,8 +229,8 @@ TEST(SimCliTest, TimelineHasARowPerPolicyServiceAndMinute) {
     EXPECT_NEAR(queued[policy] + in, served + dropped + queued_end, 0.01) << line;
     queued[policy] = queued_end;
     arrived[policy] += in;
-    replica_seconds[policy] += std::stod(cells[3]) * (std::stod(cells[10]) + std::stod(cells[11]) +
-                                                      std::stod(cells[12]));
+    replica_seconds[policy] +=
+        std::stod(cells[3]) * (std::stod(cells[10]) + std::stod(cells[11]) + std::stod(cells[12]));
     if (!cells[14].empty()) {
       ++actions[policy];
       EXPECT_NE(cells[13], cells[14]) << line;
@@ -269,22 +269,22 @@ TEST(SimCliTest, CountingNoiseIsRemovedAtTheWholeFilesDispersion) {
     const size_t at = out.find(key);
     return at == std::string::npos ? std::string() : out.substr(at + key.size(), 4);
   };
-  Outcome whole = run_sim(dir, "whole",
-                          {"--trace", trace, "--policies", "oracle", "--peak-rps", "3000",
-                           "--progress", "never"});
+  Outcome whole = run_sim(
+      dir, "whole",
+      {"--trace", trace, "--policies", "oracle", "--peak-rps", "3000", "--progress", "never"});
   ASSERT_EQ(whole.exit_status, 0) << whole.out << whole.err;
   const std::string d = dispersion(whole.out);
   ASSERT_FALSE(d.empty()) << whole.out;
   EXPECT_NEAR(std::stod(d), 4.0, 0.8) << whole.out;
-  Outcome slice = run_sim(dir, "slice",
-                          {"--trace", trace, "--policies", "prescale,oracle", "--peak-rps", "3000",
-                           "--offset", "12h", "--duration", "2h", "--history", "6h",
-                           "--progress", "never"});
+  Outcome slice =
+      run_sim(dir, "slice",
+              {"--trace", trace, "--policies", "prescale,oracle", "--peak-rps", "3000", "--offset",
+               "12h", "--duration", "2h", "--history", "6h", "--progress", "never"});
   ASSERT_EQ(slice.exit_status, 0) << slice.out << slice.err;
   EXPECT_EQ(dispersion(slice.out), d) << slice.out;
   // Without scaling up there is nothing to remove.
-  Outcome as_is = run_sim(dir, "as_is", {"--trace", trace, "--policies", "oracle", "--progress",
-                                         "never"});
+  Outcome as_is =
+      run_sim(dir, "as_is", {"--trace", trace, "--policies", "oracle", "--progress", "never"});
   ASSERT_EQ(as_is.exit_status, 0) << as_is.out << as_is.err;
   EXPECT_THAT(as_is.out, Not(HasSubstr("counting noise removed")));
 }
@@ -315,6 +315,31 @@ TEST(SimCliTest, PeakRpsRescalesTheTrace) {
   // Fewer requests need fewer replicas.
   EXPECT_LT(after[0].at("replica_hours").get<double>(),
             before[0].at("replica_hours").get<double>());
+}
+
+TEST(SimCliTest, AQueueLimitRefusesTheExcessOfAnOverload) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 180);
+  // One replica at most: the wave's crest overloads it.
+  auto sim = [&](const std::string& tag, std::vector<std::string> extra) {
+    std::vector<std::string> args = {
+        "--trace",        trace,  "--policies", "static",
+        "--max-replicas", "1",    "--json",     dir.file(tag + ".json"),
+        "--progress",     "never"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    Outcome o = run_sim(dir, tag, args);
+    EXPECT_EQ(o.exit_status, 0) << o.out << o.err;
+    return read_json(dir.file(tag + ".json"))[0];
+  };
+  const Json fifo = sim("fifo", {});
+  const Json limited = sim("limited", {"--queue-limit", "150ms"});
+  EXPECT_EQ(fifo.at("queue_limit_seconds").get<double>(), 0);
+  EXPECT_DOUBLE_EQ(limited.at("queue_limit_seconds").get<double>(), 0.15);
+  // Refused requests count as dropped; what is admitted is served in time.
+  EXPECT_GT(limited.at("dropped").get<double>(), fifo.at("dropped").get<double>());
+  EXPECT_GT(limited.at("served_within_slo").get<double>(),
+            fifo.at("served_within_slo").get<double>());
+  EXPECT_GT(limited.at("slo_attainment").get<double>(), fifo.at("slo_attainment").get<double>());
 }
 
 TEST(SimCliTest, OffsetAndDurationSliceTheTrace) {
@@ -404,8 +429,9 @@ TEST(SimCliTest, TheFilesPlanningLevelAppliesUnlessTheCommandLineGivesOne) {
     return path;
   };
   auto replica_hours = [&](const std::string& tag, std::vector<std::string> extra) {
-    std::vector<std::string> args = {"--trace", trace, "--policies", "prescale", "--json",
-                                     dir.file(tag + ".json"), "--progress", "never"};
+    std::vector<std::string> args = {"--trace",    trace,    "--policies",
+                                     "prescale",   "--json", dir.file(tag + ".json"),
+                                     "--progress", "never"};
     args.insert(args.end(), extra.begin(), extra.end());
     Outcome o = run_sim(dir, tag, args);
     EXPECT_EQ(o.exit_status, 0) << o.out << o.err;
@@ -444,9 +470,13 @@ services:
     slo: {latency_p99_ms: 250}
 )");
   auto run = [&](const std::string& tag, std::vector<std::string> extra) {
-    std::vector<std::string> args = {"--trace", trace, "-f", config, "--offset", "5h",
-                                     "--duration", "2h", "--policies", "prescale,hpa,oracle", "--json",
-                                     dir.file(tag + ".json"), "--progress", "never"};
+    std::vector<std::string> args = {"--trace",    trace,
+                                     "-f",         config,
+                                     "--offset",   "5h",
+                                     "--duration", "2h",
+                                     "--policies", "prescale,hpa,oracle",
+                                     "--json",     dir.file(tag + ".json"),
+                                     "--progress", "never"};
     args.insert(args.end(), extra.begin(), extra.end());
     Outcome o = run_sim(dir, tag, args);
     EXPECT_EQ(o.exit_status, 0) << tag << ": " << o.out << o.err;
@@ -490,16 +520,17 @@ services:
             front[2].at("replica_hours").get<double>());
 
   // Bad combinations name the flag.
-  Outcome early = run_sim(dir, "early", {"--trace", trace, "-f", config, "--offset", "1h",
-                                         "--history", "2h", "--progress", "never"});
+  Outcome early = run_sim(
+      dir, "early",
+      {"--trace", trace, "-f", config, "--offset", "1h", "--history", "2h", "--progress", "never"});
   EXPECT_EQ(early.exit_status, 2);
   EXPECT_THAT(early.err, HasSubstr("--history 2h reaches before the trace's start"));
-  Outcome nowhere = run_sim(dir, "nowhere", {"--trace", trace, "-f", config, "--entry", "back",
-                                             "--progress", "never"});
+  Outcome nowhere = run_sim(
+      dir, "nowhere", {"--trace", trace, "-f", config, "--entry", "back", "--progress", "never"});
   EXPECT_EQ(nowhere.exit_status, 2);
   EXPECT_THAT(nowhere.err, HasSubstr("--entry back: no such service"));
-  Outcome twice = run_sim(dir, "twice", {"--trace", trace, "--scale", "2", "--peak-rps", "10",
-                                         "--progress", "never"});
+  Outcome twice = run_sim(
+      dir, "twice", {"--trace", trace, "--scale", "2", "--peak-rps", "10", "--progress", "never"});
   EXPECT_EQ(twice.exit_status, 2);
   EXPECT_THAT(twice.err, HasSubstr("--scale"));
 }
@@ -541,6 +572,9 @@ TEST(SimCliTest, BadInputExitsTwoNamingTheProblem) {
 
   Outcome bad_duration = run("bad-duration", {"--trace", trace, "--duration", "soon"});
   EXPECT_THAT(bad_duration.err, HasSubstr("--duration"));
+
+  Outcome no_limit = run("queue-limit", {"--trace", trace, "--queue-limit", "0ms"});
+  EXPECT_THAT(no_limit.err, HasSubstr("--queue-limit: must be positive"));
 
   const std::string config = dir.file("prescale.yaml");
   testing::write_file(config, "version: 1\nservices:\n  - name: app\n    kind: builtin/echo\n");

@@ -41,6 +41,7 @@ struct SimFlags {
   double slo_ms = 200;
   std::string startup = "60s";
   double startup_jitter = 0;
+  std::string queue_limit;  // "" = none
   double peak_rps = 0;
   double scale = 0;  // multiplies the trace's counts (0: not given)
   bool keep_counting_noise = false;
@@ -250,8 +251,8 @@ class ProgressLine {
 Result<std::map<std::string, double>> learned_capacities(const Config& config,
                                                          const std::string& state_dir) {
   if (!std::filesystem::exists(std::filesystem::path(state_dir) / "history.db")) {
-    return make_error(ErrorCode::kNotFound, "no history.db in " + state_dir +
-                                               " (a prescale up --state-dir writes one)");
+    return make_error(ErrorCode::kNotFound,
+                      "no history.db in " + state_dir + " (a prescale up --state-dir writes one)");
   }
   auto store = control::HistoryStore::open(state_dir);
   if (!store) return std::unexpected(store.error());
@@ -262,8 +263,9 @@ Result<std::map<std::string, double>> learned_capacities(const Config& config,
     capacity = &(*blob)->value["policy"]["capacity"];
   }
   if (capacity == nullptr) {
-    return make_error(ErrorCode::kNotFound, state_dir + " holds no learned state of the prescale "
-                                                        "policy");
+    return make_error(ErrorCode::kNotFound, state_dir +
+                                                " holds no learned state of the prescale "
+                                                "policy");
   }
   std::vector<scaling::ServiceSpec> specs;
   for (const ServiceConfig& svc : config.services) {
@@ -305,7 +307,14 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   if (!f.duration.empty()) duration = duration_flag("--duration", f.duration);
   std::optional<std::chrono::milliseconds> history = std::chrono::milliseconds(0);
   if (!f.history.empty()) history = duration_flag("--history", f.history);
-  if (!startup || !step || !offset || !duration || !history) return 2;
+  std::optional<std::chrono::milliseconds> queue_limit = std::chrono::milliseconds(0);
+  if (!f.queue_limit.empty()) queue_limit = duration_flag("--queue-limit", f.queue_limit);
+  if (!startup || !step || !offset || !duration || !history || !queue_limit) return 2;
+  if (!f.queue_limit.empty() && queue_limit->count() <= 0) {
+    std::cerr << "prescale sim: --queue-limit: must be positive (leave it out for none)\n";
+    return 2;
+  }
+  defaults.queue_limit_seconds = std::chrono::duration<double>(*queue_limit).count();
   if (history->count() > offset->count()) {
     std::cerr << "prescale sim: --history " << f.history << " reaches before the trace's start ("
               << "--offset " << f.offset << ")\n";
@@ -323,7 +332,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
 
   sim::SimConfig config;
   std::string topology_name = f.topology;
-  std::optional<Clock::Duration> policy_period;  // the file's policy.period
+  std::optional<Clock::Duration> policy_period;      // the file's policy.period
   std::optional<sim::PolicySettings> file_settings;  // what the file's policy section sets
   if (!f.config_path.empty()) {
     if (cmd.count("--topology") > 0) {
@@ -344,8 +353,8 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
       for (ServiceConfig& svc : file->services) {
         if (auto it = learned->find(svc.name); it != learned->end()) {
           std::cout << "capacity of " << svc.name << ": " << fixed(it->second, 1)
-                    << " req/s per replica as learned (the file says "
-                    << fixed(svc.capacity_rps, 1) << ")\n";
+                    << " req/s per replica as learned (the file says " << fixed(svc.capacity_rps, 1)
+                    << ")\n";
           svc.capacity_rps = it->second;
         }
       }
@@ -391,6 +400,8 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     }
     config.graph.entries = f.entry;
   }
+  for (auto& svc : config.services) svc.queue_limit_seconds = defaults.queue_limit_seconds;
+  config.service_defaults.queue_limit_seconds = defaults.queue_limit_seconds;
   if (f.time_scale != 1) {
     // A replica takes its startup time of real time; on a compressed trace that is longer.
     auto scaled = [&](Clock::Duration d) {
@@ -423,9 +434,8 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   }
   // Estimated on the whole source, so a slice and its history lose the same noise; only when
   // the noise may be removed (below).
-  const double dispersion = f.peak_rps > 0 && !f.keep_counting_noise
-                                ? forecast::counting_dispersion(*read)
-                                : 1.0;
+  const double dispersion =
+      f.peak_rps > 0 && !f.keep_counting_noise ? forecast::counting_dispersion(*read) : 1.0;
   forecast::Trace trace = slice(std::move(*read), std::chrono::duration<double>(*offset).count(),
                                 std::chrono::duration<double>(*duration).count());
   if (trace.counts.empty()) {
@@ -499,13 +509,13 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   options.settings.aws.target_utilization = f.aws_utilization;
   options.settings.static_headroom = f.static_headroom;
   // The command line wins over the file's policy section.
-  options.settings.prescale.quantile =
-      file_settings && cmd.count("--prescale-quantile") == 0 ? file_settings->prescale.quantile
-                                                             : f.prescale_quantile;
-  options.settings.prescale.error_budget = file_settings &&
-                                                   cmd.count("--prescale-error-budget") == 0
-                                               ? file_settings->prescale.error_budget
-                                               : f.prescale_error_budget;
+  options.settings.prescale.quantile = file_settings && cmd.count("--prescale-quantile") == 0
+                                           ? file_settings->prescale.quantile
+                                           : f.prescale_quantile;
+  options.settings.prescale.error_budget =
+      file_settings && cmd.count("--prescale-error-budget") == 0
+          ? file_settings->prescale.error_budget
+          : f.prescale_error_budget;
   options.settings.prescale.budget_step = f.prescale_budget_step;
   if (file_settings && cmd.count("--prescale-scale-down-delay") == 0) {
     options.settings.prescale.scale_down_delay = file_settings->prescale.scale_down_delay;
@@ -556,6 +566,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
             << (service_count == 1 ? " service" : " services") << "); " << slo_and_startup
             << (f.time_scale != 1 ? "; time compressed " + fixed(f.time_scale, 0) + "x" : "")
             << (history->count() > 0 ? "; history " + f.history : "")
+            << (f.queue_limit.empty() ? "" : "; queue limit " + f.queue_limit)
             << (denoised ? "; counting noise removed (dispersion " + fixed(dispersion, 2) + ")"
                          : "")
             << "\n"
@@ -607,6 +618,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
       j["topology"] = topology_name;
       j["slo_ms"] = f.slo_ms;
       j["startup_seconds"] = std::chrono::duration<double>(*startup).count();
+      j["queue_limit_seconds"] = defaults.queue_limit_seconds;
       j["duration_seconds"] = trace.duration_seconds();
       j["peak_rps"] = peak_rps;
       j["requests"] = t.arrived;
@@ -737,6 +749,9 @@ SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
                "up --time-scale: replica startup times are that many times longer in it")
       ->check(CLI::Range(1.0, 100000.0))
       ->capture_default_str();
+  c.add_option("--queue-limit", f.queue_limit,
+               "Admission control: refuse a request when its service's queue holds this much "
+               "work for its ready replicas (e.g. 100ms; default none)");
   c.add_option("--step", f.step, "Simulation step")->capture_default_str();
   c.add_option("--service-time-ms", f.service_time_ms, "Mean service time of a request, ms")
       ->check(CLI::PositiveNumber)

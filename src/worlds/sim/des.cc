@@ -40,6 +40,7 @@ struct DesService {
   SimServiceConfig cfg;
   std::vector<size_t> out_edges;
   std::deque<Request> queue;
+  double queued_cost = 0;  // of the requests in `queue`
   int busy = 0;
   int servers = 0;
   // Per interval.
@@ -78,7 +79,15 @@ struct Des {
   void arrive(size_t s, double t, double cost) {
     DesService& sv = services[s];
     sv.arrived[bin(t)] += 1;
+    // The queue limit: refused at once when the queue holds that much work for the servers.
+    if (sv.cfg.queue_limit_seconds > 0 && sv.servers > 0 &&
+        sv.queued_cost * sv.cfg.mean_service_time_seconds >=
+            sv.cfg.queue_limit_seconds * sv.servers) {
+      sv.dropped[bin(t)] += 1;
+      return;
+    }
     sv.queue.push_back(Request{t, cost});
+    sv.queued_cost += cost;
     start_waiting(s, t);
   }
 
@@ -87,6 +96,7 @@ struct Des {
     while (sv.busy < sv.servers && !sv.queue.empty()) {
       const Request r = sv.queue.front();
       sv.queue.pop_front();
+      sv.queued_cost = sv.queue.empty() ? 0 : sv.queued_cost - r.cost;
       const double deadline = r.arrival + sv.cfg.request_timeout_seconds;
       if (deadline < t) {
         sv.dropped[bin(deadline)] += 1;

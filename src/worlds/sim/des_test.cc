@@ -245,6 +245,21 @@ TEST(SimDesAgreement, NasaHourSingleService) {
   }
 }
 
+// Replicas sized for 130 % of their capacity at the SLO: minutes of overload, where a queue limit
+// of 100 ms refuses the excess and keeps what it admits near the SLO.
+TEST(SimDesAgreement, NasaHourOverloadedWithAQueueLimit) {
+  if (!std::filesystem::exists(shared_data() + "/traces/nasa-http-1995-07.csv")) {
+    GTEST_SKIP() << "skipped: ../shared/data missing";
+  }
+  SimConfig c;
+  c.graph = *scaling::single_service_graph("app");
+  c.service_defaults.queue_limit_seconds = 0.1;
+  double stepped = 0, des = 0;
+  const auto rows = compare(c, nasa_hour(), 1.3, stepped, des);
+  check_agreement(rows, "NASA 1995-07-13 09:00, single, at 130% of capacity, queue limit 100 ms",
+                  stepped, des);
+}
+
 TEST(SimDesAgreement, NasaHourOnlineBoutique) {
   if (!std::filesystem::exists(shared_data() + "/traces/nasa-http-1995-07.csv")) {
     GTEST_SKIP() << "skipped: ../shared/data missing";

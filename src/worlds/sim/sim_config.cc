@@ -27,6 +27,9 @@ Result<void> validate_service(const SimServiceConfig& s) {
   if (!(s.request_timeout_seconds > 0)) {
     return invalid(where + "request_timeout_seconds must be positive");
   }
+  if (!(s.queue_limit_seconds >= 0) || !std::isfinite(s.queue_limit_seconds)) {
+    return invalid(where + "queue_limit_seconds must be 0 (none) or positive");
+  }
   if (s.min_replicas < 0 || s.min_replicas > s.initial_replicas ||
       s.initial_replicas > s.max_replicas) {
     return invalid(where + "need 0 <= min_replicas <= initial_replicas <= max_replicas");

@@ -32,6 +32,12 @@ struct SimServiceConfig {
   Clock::Duration drain_time{std::chrono::seconds(2)};
   // A request that has waited this long without starting service is dropped.
   double request_timeout_seconds = 30;
+  // Admission control in front of the service (0 = none): while it has ready replicas, a request
+  // is refused at once (a 503, counted as dropped) when the queue already holds this many
+  // seconds of work for them, so the requests it admits wait at most about this long. A gateway
+  // capping each replica's concurrency (Knative's container-concurrency with a bounded queue),
+  // sized to the latency target. With no ready replica requests wait, as for an activator.
+  double queue_limit_seconds = 0;
   int min_replicas = 1;
   int max_replicas = 100;
   int initial_replicas = 1;  // ready at the start

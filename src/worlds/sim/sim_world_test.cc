@@ -345,6 +345,40 @@ TEST(SimWorldOverload, BacklogGrowsLatencyGrowsThenDrops) {
   expect_conserved(w->recorder(), "overload");
 }
 
+TEST(SimWorldOverload, AQueueLimitRefusesTheExcessAndKeepsTheRestWithinTheSlo) {
+  SimServiceConfig s;  // 200 req/s at most, SLO p99 200 ms
+  s.queue_limit_seconds = 0.1;
+  SimConfig c = single(s);
+  c.record_interval = seconds(1);
+  std::vector<double> load(120, 0.0);
+  for (int i = 0; i < 60; ++i) load[static_cast<size_t>(i)] = 400;
+  auto w = make(c, per_second(load));
+  w->advance_to(at(120));
+  const auto r = w->recorder().records(0);
+  // The queue holds 0.1 s of work for 4 workers of 20 ms (20 requests); the other 200 a second
+  // are refused as they come, and what is admitted waits at most 0.1 s: within the SLO.
+  for (int k = 1; k < 60; ++k) {
+    const IntervalRecord& m = r[static_cast<size_t>(k)];
+    EXPECT_NEAR(m.served, 200, 1e-6) << k;
+    EXPECT_NEAR(m.dropped, 200, 1e-6) << k;
+    EXPECT_NEAR(m.queued_end, 20, 1e-6) << k;
+    EXPECT_LT(m.latency_p99_seconds, 0.2) << k;
+    EXPECT_GT(m.served_within_slo, 0.97 * m.served) << k;
+  }
+  EXPECT_EQ(r[61].queued_end, 0);
+  expect_conserved(w->recorder(), "queue limit");
+  // No ready replica: requests wait for one (up to the timeout) instead of being refused.
+  SimServiceConfig none = s;
+  none.min_replicas = none.initial_replicas = 0;
+  auto idle = make(single(none), constant(50, 10));
+  idle->advance_to(at(10));
+  EXPECT_EQ(idle->state("app").ready, 0);
+  const auto q = idle->recorder().records(0);
+  double dropped = 0;
+  for (const IntervalRecord& m : q) dropped += m.dropped;
+  EXPECT_EQ(dropped, 0);
+}
+
 TEST(SimWorldFanout, LoadFollowsServedRequestsAlongAChain) {
   SimConfig c = chain(2.0, 0.5);
   c.service_defaults.initial_replicas = 4;

@@ -59,10 +59,12 @@ double capacity_rps(double mean_service_time_seconds, int workers, double slo_se
 }
 
 ServiceQueue::ServiceQueue(double mean_service_time_seconds, double timeout_seconds,
-                           double slo_seconds, double step_seconds, CostMix costs)
+                           double slo_seconds, double step_seconds, CostMix costs,
+                           double queue_limit_seconds)
     : costs_(std::move(costs)),
       service_time_(mean_service_time_seconds),
       timeout_(timeout_seconds),
+      queue_limit_(queue_limit_seconds),
       slo_(slo_seconds),
       dt_(step_seconds) {
   // A cohort is gone (dropped) once the step boundary is a timeout past its last arrival, so at
@@ -109,6 +111,29 @@ const ServiceQueue::Stationary& ServiceQueue::stationary(int servers, double arr
       memo_.within_slo += c.weight * (1.0 - tail(c, slo_));
     }
     memo_.mean_queue_length = q.mean_queue_length * costs_.wait_factor;
+    memo_.refused = 0;
+    if (queue_limit_ > 0) {
+      // M/M/c/K, approximately: a request whose wait (Exp(wait_rate) with probability C) would
+      // pass the limit is refused; the admitted waits are the exponential cut at the limit,
+      // taken as uniform on [0, 2 × their mean].
+      const double c = q.wait_probability;
+      const double cut = std::exp(-wait_rate * queue_limit_);
+      memo_.refused = c * cut;
+      const double waited = c - memo_.refused;
+      const double mean_wait = waited > 0 ? 1 / wait_rate - queue_limit_ * cut / (1 - cut) : 0;
+      const double top = std::min(queue_limit_, 2 * std::max(mean_wait, 0.0));
+      memo_.within_slo = 0;
+      for (size_t k = 0; k < costs_.classes(); ++k) {
+        const double class_mu = mu / costs_.relative_cost[k];
+        LatencyComponent& now = memo_.admitted[2 * k];
+        LatencyComponent& later = memo_.admitted[2 * k + 1];
+        now = fluid_sojourn(0, 0, class_mu, costs_.share[k] * (1 - c));
+        later = fluid_sojourn(0, top, class_mu, costs_.share[k] * waited);
+        memo_.within_slo +=
+            now.weight * (1 - tail(now, slo_)) + later.weight * (1 - tail(later, slo_));
+      }
+      memo_.mean_queue_length *= 1 - cut;
+    }
   }
   return memo_;
 }
@@ -122,6 +147,35 @@ void ServiceQueue::add_fluid(StepOutcome& out, double wait_a, double wait_b, dou
   }
 }
 
+double ServiceQueue::refuse_beyond_limit(int servers) {
+  if (!(queue_limit_ > 0) || servers <= 0) return 0;
+  // The backlog drains at servers / service time units of work a second.
+  const double limit = queue_limit_ * servers / service_time_;
+  double work = 0;
+  for (size_t i = 0; i < size_; ++i) work += cohort(i).n * cohort(i).cost;
+  double refused = 0;
+  while (size_ > 0 && work > limit) {
+    // The newest cohort is the one that found the queue full. What it keeps was admitted as
+    // room freed up, at the service rate, over its span: at the end of the step the queue
+    // holds the latest of those, so the kept part takes the cohort's latest arrival times (its
+    // requests then wait about the limit, as admitted requests do).
+    Cohort& c = cohort(size_ - 1);
+    const double excess = work - limit;
+    if (c.n * c.cost <= excess) {
+      refused += c.n;
+      work -= c.n * c.cost;
+      --size_;
+      continue;
+    }
+    const double n = excess / c.cost;
+    refused += n;
+    c.a0 += (c.a1 - c.a0) * n / c.n;
+    c.n -= n;
+    break;
+  }
+  return refused;
+}
+
 void ServiceQueue::step(double t0, int servers, double arrivals, double cost, StepOutcome& out) {
   if (repeat_valid_ && size_ == 0 && servers == rest_servers_ && arrivals == repeat_.arrived &&
       cost == repeat_cost_) {
@@ -129,7 +183,8 @@ void ServiceQueue::step(double t0, int servers, double arrivals, double cost, St
     // rate changes once a minute).
     out.arrived = repeat_.arrived;
     out.served = repeat_.served;
-    out.dropped = out.queued_start = out.queued_end = 0;
+    out.dropped = repeat_.dropped;  // refused by a queue limit; nothing times out at rest
+    out.queued_start = out.queued_end = 0;
     out.served_within_slo = repeat_.served_within_slo;
     out.busy_worker_seconds = repeat_.busy_worker_seconds;
     out.concurrency_seconds = repeat_.concurrency_seconds;
@@ -223,15 +278,37 @@ void ServiceQueue::step(double t0, int servers, double arrivals, double cost, St
         out.served += arrivals;
         used += arrivals * cost;
       } else {
-        // Still behind at the end of the step: arrivals before u_s start within it.
+        // Still behind at the end of the step: arrivals before u_s start within it. An arrival
+        // at offset u waits (used + inflow·u) / rate − u, which grows when inflow > rate; with a
+        // queue limit it reaches the limit at u_w, after which requests are admitted at the
+        // service rate, each waiting the limit, and the rest are refused.
         const double u_s = std::clamp((budget - used) / inflow, 0.0, dt_);
-        const double n = arrivals * u_s / dt_;
+        const double w0 = used / rate;
+        const double growth = inflow / rate - 1;
+        const double u_w = queue_limit_ > 0 && servers > 0 && growth > 0
+                               ? std::clamp((queue_limit_ - w0) / growth, 0.0, dt_)
+                               : dt_;
+        const double u_a = std::min(u_s, u_w);
+        const double n = arrivals * u_a / dt_;
         if (n > 0) {
-          add_fluid(out, used / rate, dt_ - u_s, mu, n);
+          add_fluid(out, w0, w0 + growth * u_a, mu, n);
           out.served += n;
           used += n * cost;
         }
-        if (arrivals - n > 0) push(Cohort{arrivals - n, cost, t0 + u_s, t1});
+        if (u_w > u_s) push(Cohort{arrivals * (u_w - u_s) / dt_, cost, t0 + u_s, t0 + u_w});
+        if (u_w < dt_) {
+          const double admitted = rate * (dt_ - u_w) / cost;
+          const double started = rate * std::max(0.0, dt_ - queue_limit_ - u_w) / cost;
+          if (started > 0) {
+            add_fluid(out, queue_limit_, queue_limit_, mu, started);
+            out.served += started;
+            used += started * cost;
+          }
+          if (admitted > started) {
+            push(Cohort{admitted - started, cost, t0 + std::max(u_w, dt_ - queue_limit_), t1});
+          }
+          out.dropped += std::max(0.0, arrivals * (dt_ - u_w) / dt_ - admitted);
+        }
         saturated = dt_;
       }
     }
@@ -248,6 +325,8 @@ void ServiceQueue::step(double t0, int servers, double arrivals, double cost, St
   } else {
     const double lambda = stochastic_arrivals / (dt_ - saturated > 0 ? dt_ - saturated : dt_);
     const bool pure = saturated == 0;  // no backlog this step: the layer may be at rest
+    // A queue limit holds at most servers × (1 + limit × mu) requests in the system.
+    if (queue_limit_ > 0) x_ = std::min(x_, servers * (1 + queue_limit_ * mu));
     if (!(pure && at_rest_ && servers == rest_servers_ && lambda == rest_lambda_ &&
           mu == rest_mu_)) {
       const double y = x_ + servers * mu * saturated + lambda * (dt_ - saturated);
@@ -281,16 +360,28 @@ void ServiceQueue::step(double t0, int servers, double arrivals, double cost, St
     }
     if (stochastic_arrivals > 0) {
       const Stationary& st = stationary(servers, servers * mu * rho_, mu);
-      for (size_t c = 0; c < costs_.classes(); ++c) {
-        LatencyComponent m = st.sojourn[c];
-        m.weight *= stochastic_arrivals;
-        out.components[static_cast<size_t>(out.component_count++)] = m;
+      if (queue_limit_ > 0) {
+        for (size_t c = 0; c < 2 * costs_.classes(); ++c) {
+          LatencyComponent m = st.admitted[c];
+          m.weight *= stochastic_arrivals;
+          out.components[static_cast<size_t>(out.component_count++)] = m;
+        }
+        out.dropped += stochastic_arrivals * st.refused;
+        out.served -= stochastic_arrivals * st.refused;
+      } else {
+        for (size_t c = 0; c < costs_.classes(); ++c) {
+          LatencyComponent m = st.sojourn[c];
+          m.weight *= stochastic_arrivals;
+          out.components[static_cast<size_t>(out.component_count++)] = m;
+        }
       }
       out.served_within_slo += stochastic_arrivals * st.within_slo;
       stationary_queue_seconds = st.mean_queue_length * (dt_ - saturated);
     }
   }
 
+  const double refused = refuse_beyond_limit(servers);
+  out.dropped += refused;
   double queued_end = 0;
   for (size_t i = 0; i < size_; ++i) queued_end += cohort(i).n;
   out.queued_end = queued_end;
@@ -303,6 +394,7 @@ void ServiceQueue::step(double t0, int servers, double arrivals, double cost, St
     repeat_cost_ = cost;
     repeat_.arrived = out.arrived;
     repeat_.served = out.served;
+    repeat_.dropped = out.dropped;
     repeat_.served_within_slo = out.served_within_slo;
     repeat_.busy_worker_seconds = out.busy_worker_seconds;
     repeat_.concurrency_seconds = out.concurrency_seconds;

@@ -4,8 +4,9 @@
 // queue has built up to (the pointwise-stationary fluid approximation, PSFFA, carried from step
 // to step); when arrivals exceed capacity the excess waits as a fluid backlog served oldest first,
 // each served group's wait following from its position. Requests that waited past the timeout are
-// dropped at step boundaries. Per-request costs turn the exponential service into a mixture over
-// cost bands (M/G/c, Allen–Cunneen).
+// dropped at step boundaries; with a queue limit, those beyond it are refused as they arrive.
+// Per-request costs turn the exponential service into a mixture over cost bands (M/G/c,
+// Allen–Cunneen).
 //
 // No allocation after construction: the backlog is a fixed ring of cohorts (older ones time
 // out), and the M/M/c solution is memoised on (servers, arrival rate, service rate).
@@ -40,7 +41,9 @@ constexpr size_t kMaxCostClasses = 10;
 // the SLO (equals slo_capacity_rps() for one class); NaN when no rate does.
 double capacity_rps(double mean_service_time_seconds, int workers, double slo_seconds,
                     const CostMix& costs);
-constexpr size_t kMaxComponents = 3 * kMaxCostClasses;  // backlog, catch-up and steady parts
+// Backlog, catch-up and steady parts; with a queue limit the steady part is two (no wait, and
+// a wait cut at the limit).
+constexpr size_t kMaxComponents = 4 * kMaxCostClasses;
 
 struct StepOutcome {
   double arrived = 0;
@@ -58,12 +61,14 @@ struct StepOutcome {
 
 class ServiceQueue {
  public:
-  // Seconds; `step_seconds` is the step length.
+  // Seconds; `step_seconds` is the step length. `queue_limit_seconds` > 0: while there are
+  // servers, the backlog is held to that many seconds of their work and the newest requests
+  // beyond it are refused (dropped) in the step they arrive.
   ServiceQueue(double mean_service_time_seconds, double timeout_seconds, double slo_seconds,
-               double step_seconds, CostMix costs = {});
+               double step_seconds, CostMix costs = {}, double queue_limit_seconds = 0);
 
   // Latency components a step produces at most.
-  size_t max_components() const { return 3 * costs_.classes(); }
+  size_t max_components() const { return (queue_limit_ > 0 ? 4 : 3) * costs_.classes(); }
 
   // Runs the step [t0, t0 + step) (t0 seconds since the start) with `servers` servers and
   // `arrivals` requests of mean cost `cost` arriving uniformly over the step.
@@ -93,6 +98,11 @@ class ServiceQueue {
     std::array<LatencyComponent, kMaxCostClasses> sojourn;  // per cost class, weight = share
     double within_slo = 0;                                  // P(T <= SLO)
     double mean_queue_length = 0;
+    // With a queue limit: the share refused (its wait would pass the limit), and the admitted
+    // requests' sojourn per class as two parts, no wait and a wait cut at the limit (weights
+    // per arrival); within_slo is then the share of all arrivals served within the SLO.
+    double refused = 0;
+    std::array<LatencyComponent, 2 * kMaxCostClasses> admitted;
   };
 
   const Stationary& stationary(int servers, double arrival_rps, double mu);
@@ -104,10 +114,13 @@ class ServiceQueue {
   }
   // Adds n requests that waited uniformly in [wait_a, wait_b] (mean cost: service rate mu).
   void add_fluid(StepOutcome& out, double wait_a, double wait_b, double mu, double n);
+  // Refuses the newest queued requests beyond the queue limit for `servers`; returns how many.
+  double refuse_beyond_limit(int servers);
 
   CostMix costs_;
   double service_time_;
   double timeout_;
+  double queue_limit_;
   double slo_;
   double dt_;
   std::vector<Cohort> ring_;

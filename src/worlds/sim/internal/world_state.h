@@ -51,7 +51,7 @@ struct Service {
   Service(SimServiceConfig c, double dt, CostMix costs)
       : cfg(std::move(c)),
         queue(cfg.mean_service_time_seconds, cfg.request_timeout_seconds,
-              cfg.slo_latency_p99_seconds, dt, std::move(costs)),
+              cfg.slo_latency_p99_seconds, dt, std::move(costs), cfg.queue_limit_seconds),
         components_per_step(queue.max_components()) {}
 
   SimServiceConfig cfg;
