@@ -300,6 +300,11 @@ TEST(SimDesAgreement, AzureConversationPerRequestCosts) {
                         std::to_string(static_cast<int>(100 * target)) + "% of capacity",
                     stepped, des);
   }
+  // Behind a queue limit: the refusals and the cut waits per cost class.
+  c.service_defaults.queue_limit_seconds = 0.1;
+  double stepped = 0, des = 0;
+  const auto rows = compare(c, trace, 1.0, stepped, des);
+  check_agreement(rows, "Azure conv x15.8 at 100% of capacity, queue limit 100 ms", stepped, des);
 }
 
 // The same trace twice as busy (x31.6), where the reactive rule at 100 % runs one or two replicas
@@ -326,6 +331,12 @@ TEST(SimDesAgreement, AzureConversationNearCapacity) {
                     stepped, des, /*check_p99=*/false);
     for (const auto& r : rows) EXPECT_LE(r.des_p99, 1.1 * r.stepped_p99) << r.service;
   }
+  // Behind a queue limit the waits are cut at it, in both models.
+  c.service_defaults.queue_limit_seconds = 0.1;
+  double stepped = 0, des = 0;
+  const auto rows = compare(c, trace, 1.4, stepped, des);
+  check_agreement(rows, "Azure conv x31.6 at 140% of capacity, queue limit 100 ms", stepped, des,
+                  /*check_p99=*/false);
 }
 
 }  // namespace

@@ -113,13 +113,18 @@ const ServiceQueue::Stationary& ServiceQueue::stationary(int servers, double arr
     memo_.mean_queue_length = q.mean_queue_length * costs_.wait_factor;
     memo_.refused = 0;
     if (queue_limit_ > 0) {
-      // M/M/c/K, approximately: a request whose wait (Exp(wait_rate) with probability C) would
-      // pass the limit is refused; the admitted waits are the exponential cut at the limit,
-      // taken as uniform on [0, 2 × their mean].
+      // M/M/c/K: the M/M/c state distribution cut at K = c + (the limit's worth of queue) and
+      // renormalised; an arrival sees it (PASTA). With C the Erlang-C probability of waiting,
+      // rho the utilisation and cut = e^(−wait_rate × limit) ≈ rho^(K − c), the share P(n ≥ K)
+      // of the unlimited queue: arrivals are refused with probability C (1 − rho) cut / Z, start
+      // at once with (1 − C) / Z and wait with C (1 − cut) / Z, Z = 1 − C rho cut. The admitted
+      // waits are the exponential cut at the limit, taken as uniform on [0, 2 × their mean].
       const double c = q.wait_probability;
+      const double rho = std::clamp(arrival_rps / (servers * mu), 0.0, 1.0);
       const double cut = std::exp(-wait_rate * queue_limit_);
-      memo_.refused = c * cut;
-      const double waited = c - memo_.refused;
+      const double z = 1 - c * rho * cut;
+      memo_.refused = c * (1 - rho) * cut / z;
+      const double waited = c * (1 - cut) / z;
       const double mean_wait = waited > 0 ? 1 / wait_rate - queue_limit_ * cut / (1 - cut) : 0;
       const double top = std::min(queue_limit_, 2 * std::max(mean_wait, 0.0));
       memo_.within_slo = 0;
@@ -127,7 +132,7 @@ const ServiceQueue::Stationary& ServiceQueue::stationary(int servers, double arr
         const double class_mu = mu / costs_.relative_cost[k];
         LatencyComponent& now = memo_.admitted[2 * k];
         LatencyComponent& later = memo_.admitted[2 * k + 1];
-        now = fluid_sojourn(0, 0, class_mu, costs_.share[k] * (1 - c));
+        now = fluid_sojourn(0, 0, class_mu, costs_.share[k] * (1 - c) / z);
         later = fluid_sojourn(0, top, class_mu, costs_.share[k] * waited);
         memo_.within_slo +=
             now.weight * (1 - tail(now, slo_)) + later.weight * (1 - tail(later, slo_));
