@@ -1,14 +1,15 @@
 #include "command_util.h"
 
 #include <charconv>
+#include <cmath>
+#include <cstdio>
 
 namespace prescale {
 
 Result<ListenAddress> parse_listen(std::string_view s, std::string_view what) {
   auto bad = [&] {
-    return make_error(ErrorCode::kInvalidArgument, std::string(what) +
-                                                       ": expected host:port, got \"" +
-                                                       std::string(s) + "\"");
+    return make_error(ErrorCode::kInvalidArgument,
+                      std::string(what) + ": expected host:port, got \"" + std::string(s) + "\"");
   };
   const size_t colon = s.rfind(':');
   if (colon == std::string_view::npos || colon == 0) return bad();
@@ -25,6 +26,19 @@ Result<ListenAddress> parse_listen(std::string_view s, std::string_view what) {
     return bad();
   }
   return ListenAddress{std::string(host), static_cast<uint16_t>(port)};
+}
+
+std::string fixed(double v, int decimals) {
+  if (!std::isfinite(v)) return "-";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+std::string percent(double share, int decimals) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f %%", decimals, 100 * share);
+  return buf;
 }
 
 }  // namespace prescale

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "command_util.h"
 #include "core/internal/config_scalars.h"
 #include "forecast/forecaster.h"
 #include "forecast/trace.h"
@@ -31,13 +32,6 @@ struct EvalFlags {
 namespace {
 
 using Json = nlohmann::ordered_json;
-
-std::string fixed(double v, int decimals) {
-  if (!std::isfinite(v)) return "-";
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
-}
 
 int run_forecast_eval(const EvalFlags& f) {
   const char* who = "prescale eval forecast";

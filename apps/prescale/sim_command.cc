@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "command_util.h"
 #include "control/history_store.h"
 #include "control/persistent_policy_state.h"
 #include "core/config.h"
@@ -26,6 +27,7 @@
 #include "forecast/trace.h"
 #include "scaling/callgraph.h"
 #include "scaling/capacity_model.h"
+#include "sim_output.h"
 #include "worlds/sim/experiment.h"
 #include "worlds/sim/timeline.h"
 
@@ -131,82 +133,11 @@ double minute_peak_rps(const forecast::Trace& trace) {
   return trace.step_seconds < 60 ? forecast::resample(trace, 60).peak_rps() : trace.peak_rps();
 }
 
-// "27.6 d", "22.3 h", "45 min".
-std::string span_text(double seconds) {
-  char buf[48];
-  if (seconds >= 86400) {
-    std::snprintf(buf, sizeof buf, "%.1f d", seconds / 86400);
-  } else if (seconds >= 3600) {
-    std::snprintf(buf, sizeof buf, "%.1f h", seconds / 3600);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.0f min", seconds / 60);
-  }
-  return buf;
-}
-
 std::string default_data_dir() {
   if (const char* env = std::getenv("PRESCALE_DATA_DIR"); env != nullptr && *env != '\0') {
     return env;
   }
   return "../shared/data";
-}
-
-Json number_or_null(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
-
-Json service_json(const sim::ServiceResults& r, const sim::ServiceResults* oracle, int actions) {
-  Json j;
-  j["service"] = r.name;
-  j["requests"] = r.arrived;
-  j["served"] = r.served;
-  j["served_within_slo"] = r.served_within_slo;
-  j["slo_attainment"] = r.slo_attainment;
-  j["minute_slo_share"] = r.minute_slo_share;
-  j["dropped"] = r.dropped;
-  j["queued_at_end"] = r.queued_at_end;
-  j["replica_hours"] = r.replica_hours;
-  j["cost_ratio_to_oracle"] = number_or_null(oracle != nullptr && oracle->replica_hours > 0
-                                                 ? r.replica_hours / oracle->replica_hours
-                                                 : NAN);
-  j["scale_actions"] = actions;
-  j["mean_overprovisioning"] = r.mean_overprovisioning;
-  j["mean_cpu_utilization"] = r.mean_cpu_utilization;
-  return j;
-}
-
-std::string percent(double share, int decimals) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*f %%", decimals, 100 * share);
-  return buf;
-}
-
-std::string fixed(double v, int decimals) {
-  if (!std::isfinite(v)) return "-";
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
-}
-
-void print_table(std::ostream& out, const std::vector<std::string>& header,
-                 const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width(header.size());
-  for (size_t c = 0; c < header.size(); ++c) {
-    width[c] = header[c].size();
-    for (const auto& row : rows) width[c] = std::max(width[c], row[c].size());
-  }
-  auto line = [&](const std::vector<std::string>& cells) {
-    for (size_t c = 0; c < cells.size(); ++c) {
-      const size_t pad = width[c] - cells[c].size();
-      // The first column (names) is left-aligned, figures right-aligned.
-      if (c == 0) {
-        out << cells[c] << std::string(pad, ' ');
-      } else {
-        out << "  " << std::string(pad, ' ') << cells[c];
-      }
-    }
-    out << "\n";
-  };
-  line(header);
-  for (const auto& row : rows) line(row);
 }
 
 // Redraws one status line on stderr, at most ten times a second.
@@ -549,105 +480,31 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   }
 
   // --- Report ---
-  const sim::PolicyRun* oracle = nullptr;
-  for (const auto& run : result->runs) {
-    if (run.policy == "oracle") oracle = &run;
-  }
-  const double peak_rps = minute_peak_rps(trace);
-  const size_t service_count = config.graph.services.size();
+  SimRunFacts facts;
+  facts.trace = trace.name;
+  facts.topology = topology_name;
+  facts.duration_seconds = trace.duration_seconds();
+  facts.requests = trace.total_requests();
+  facts.peak_rps = minute_peak_rps(trace);
   // A prescale.yaml sets each service's SLO and startup time; the flags only the others'.
-  const std::string slo_and_startup =
+  facts.slo_and_startup =
       f.config_path.empty()
           ? "SLO p99 " + fixed(f.slo_ms, 0) + " ms; startup " + internal::format_duration(*startup)
           : "SLO and startup per service";
-  std::cout << "trace " << trace.name << ": " << span_text(trace.duration_seconds()) << ", "
-            << fixed(trace.total_requests(), 0) << " requests, peak " << fixed(peak_rps, 1)
-            << " req/s; topology " << topology_name << " (" << service_count
-            << (service_count == 1 ? " service" : " services") << "); " << slo_and_startup
-            << (f.time_scale != 1 ? "; time compressed " + fixed(f.time_scale, 0) + "x" : "")
-            << (history->count() > 0 ? "; history " + f.history : "")
-            << (f.queue_limit.empty() ? "" : "; queue limit " + f.queue_limit)
-            << (denoised ? "; counting noise removed (dispersion " + fixed(dispersion, 2) + ")"
-                         : "")
-            << "\n"
-            << "oracle replica-hours: " << fixed(result->oracle_replica_hours, 1)
-            << "; simulated in " << fixed(wall, 1) << " s\n\n";
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& run : result->runs) {
-    const auto& t = run.results.total;
-    rows.push_back({run.policy, percent(t.slo_attainment, 3), percent(t.minute_slo_share, 2),
-                    fixed(t.dropped, 0), fixed(t.replica_hours, 1),
-                    fixed(run.cost_ratio_to_oracle, 3), std::to_string(run.scale_actions),
-                    fixed(t.mean_overprovisioning, 2)});
-  }
-  print_table(std::cout,
-              {"policy", "within SLO", "minutes OK", "dropped", "replica-h", "x oracle", "actions",
-               "overprov"},
-              rows);
-  if (f.per_service) {
-    for (size_t s = 0; s < config.graph.services.size(); ++s) {
-      std::cout << "\n"
-                << config.graph.services[s] << " (capacity "
-                << fixed(result->specs[s].capacity_rps, 1) << " req/s per replica, starts with "
-                << result->initial_replicas[s] << ")\n";
-      rows.clear();
-      for (const auto& run : result->runs) {
-        const auto& r = run.results.services[s];
-        const double ratio = oracle != nullptr && oracle->results.services[s].replica_hours > 0
-                                 ? r.replica_hours / oracle->results.services[s].replica_hours
-                                 : NAN;
-        rows.push_back({run.policy, percent(r.slo_attainment, 3), percent(r.minute_slo_share, 2),
-                        fixed(r.dropped, 0), fixed(r.replica_hours, 1), fixed(ratio, 3),
-                        std::to_string(run.service_scale_actions[s]),
-                        fixed(r.mean_overprovisioning, 2)});
-      }
-      print_table(std::cout,
-                  {"  policy", "within SLO", "minutes OK", "dropped", "replica-h", "x oracle",
-                   "actions", "overprov"},
-                  rows);
-    }
-  }
+  facts.notes =
+      (f.time_scale != 1 ? "; time compressed " + fixed(f.time_scale, 0) + "x" : "") +
+      (history->count() > 0 ? "; history " + f.history : "") +
+      (f.queue_limit.empty() ? "" : "; queue limit " + f.queue_limit) +
+      (denoised ? "; counting noise removed (dispersion " + fixed(dispersion, 2) + ")" : "");
+  facts.slo_ms = f.slo_ms;
+  facts.startup_seconds = std::chrono::duration<double>(*startup).count();
+  facts.queue_limit_seconds = defaults.queue_limit_seconds;
+  facts.wall_seconds = wall;
+  print_sim_summary(std::cout, *result, facts, f.per_service);
 
   if (!f.json_path.empty()) {
-    Json all = Json::array();
-    for (const auto& run : result->runs) {
-      const auto& t = run.results.total;
-      Json j;
-      j["policy"] = run.policy;
-      j["trace"] = trace.name;
-      j["topology"] = topology_name;
-      j["slo_ms"] = f.slo_ms;
-      j["startup_seconds"] = std::chrono::duration<double>(*startup).count();
-      j["queue_limit_seconds"] = defaults.queue_limit_seconds;
-      j["duration_seconds"] = trace.duration_seconds();
-      j["peak_rps"] = peak_rps;
-      j["requests"] = t.arrived;
-      j["served"] = t.served;
-      j["served_within_slo"] = t.served_within_slo;
-      j["slo_attainment"] = t.slo_attainment;
-      j["minute_slo_share"] = t.minute_slo_share;
-      j["dropped"] = t.dropped;
-      j["queued_at_end"] = t.queued_at_end;
-      j["replica_hours"] = t.replica_hours;
-      j["oracle_replica_hours"] = result->oracle_replica_hours;
-      j["cost_ratio_to_oracle"] = number_or_null(run.cost_ratio_to_oracle);
-      j["scale_actions"] = run.scale_actions;
-      j["mean_overprovisioning"] = t.mean_overprovisioning;
-      j["mean_cpu_utilization"] = t.mean_cpu_utilization;
-      j["wall_seconds"] = run.wall_seconds;
-      Json services = Json::array();
-      for (size_t s = 0; s < run.results.services.size(); ++s) {
-        services.push_back(service_json(run.results.services[s],
-                                        oracle ? &oracle->results.services[s] : nullptr,
-                                        run.service_scale_actions[s]));
-        services.back()["capacity_rps"] = result->specs[s].capacity_rps;
-        services.back()["initial_replicas"] = result->initial_replicas[s];
-      }
-      j["services"] = std::move(services);
-      all.push_back(std::move(j));
-    }
     std::ofstream out(f.json_path);
-    out << all.dump(2) << "\n";
+    out << sim_results_json(*result, facts).dump(2) << "\n";
     if (!out) {
       std::cerr << "prescale sim: --json: cannot write " << f.json_path << "\n";
       return 1;
@@ -665,24 +522,8 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   }
 
   if (!f.plot_path.empty()) {
-    dashboard::SimReport report;
-    report.title = "prescale sim: " + trace.name + " on " + topology_name;
-    report.subtitle = "peak " + fixed(peak_rps, 1) + " req/s, " + slo_and_startup;
-    report.step_seconds = result->record_interval_seconds;
-    report.load_rps = result->load_rps;
-    for (const auto& run : result->runs) {
-      dashboard::PolicyTimeline line;
-      line.policy = run.policy;
-      line.replicas = run.replicas;
-      for (signed char met : run.results.minute_met) line.slo_violated_minute.push_back(met == 0);
-      line.summary = percent(run.results.total.slo_attainment, 2) + " within SLO, " +
-                     fixed(run.results.total.replica_hours, 1) + " replica-h (" +
-                     fixed(run.cost_ratio_to_oracle, 2) + "x oracle), " +
-                     std::to_string(run.scale_actions) + " actions";
-      report.policies.push_back(std::move(line));
-    }
     std::ofstream out(f.plot_path);
-    out << dashboard::render_sim_report_html(report);
+    out << dashboard::render_sim_report_html(sim_plot(*result, facts));
     if (!out) {
       std::cerr << "prescale sim: --plot: cannot write " << f.plot_path << "\n";
       return 1;
