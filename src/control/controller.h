@@ -12,19 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "control/event.h"
 #include "control/world.h"
 #include "core/clock.h"
 #include "scaling/policy.h"
 
 namespace prescale::control {
-
-struct Event {
-  Clock::TimePoint time;
-  std::string service;
-  int from_replicas = 0;
-  int to_replicas = 0;
-  std::string reason;
-};
 
 class Controller {
  public:

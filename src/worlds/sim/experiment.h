@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "control/controller.h"
+#include "control/event.h"
 #include "core/result.h"
 #include "forecast/trace.h"
 #include "scaling/aws_predictive.h"
