@@ -599,6 +599,8 @@ nlohmann::json PrescalePolicy::export_state(Clock::TimePoint now) const {
   }
   return {{"version", kStateVersion},
           {"quantile_score", quantile_score_},
+          {"typical_minute", {{"requests", typical_minute_requests_},
+                              {"minutes", typical_minutes_}}},
           {"topology", topology_.to_json(now)},
           {"capacity", capacity_.to_json(now)},
           {"services", std::move(services)}};
@@ -615,6 +617,7 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
   CapacityModel capacity = capacity_;
   std::vector<SavedService> saved;
   double quantile_score = quantile_score_;
+  double typical_requests = 0, typical_minutes = 0;  // absent in older states: learned anew
   try {
     if (!state.is_object() || state.value("version", 0) != kStateVersion) {
       return invalid("unsupported version " + state.value("version", nlohmann::json()).dump() +
@@ -627,6 +630,14 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
       return std::unexpected(r.error());
     }
     quantile_score = state.at("quantile_score").get<double>();
+    if (state.contains("typical_minute")) {
+      const auto& t = state.at("typical_minute");
+      typical_requests = t.at("requests").get<double>();
+      typical_minutes = t.at("minutes").get<double>();
+      if (!(typical_requests >= 0) || !(typical_minutes >= 0 && typical_minutes <= 1440)) {
+        return invalid("typical_minute: requests must be >= 0 and minutes in [0, 1440]");
+      }
+    }
     for (const auto& [name, j] : state.at("services").items()) {
       if (find(name) == nullptr) continue;
       SavedService s;
@@ -715,7 +726,8 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
                                  normal_score(options_.max_quantile));
   }
   graph_minute_.reset();  // the propagation order follows the restored topology
-  typical_minute_requests_ = typical_minutes_ = 0;
+  typical_minute_requests_ = typical_requests;
+  typical_minutes_ = typical_minutes;
   auto apply = [&](DemandSeries& s, Restored& r) {
     s.history.clear();
     s.observed_minutes = 0;

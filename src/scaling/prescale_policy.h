@@ -162,7 +162,7 @@ class PrescalePolicy final : public Policy {
   // Requests and bad ones (slow or dropped) seen across services in the current minute.
   double minute_requests_ = 0, minute_bad_ = 0;
   // The error budget's weight unit: the mean requests of a minute over the last day (of the
-  // minutes seen, up to 1440). Not saved with the state: it restarts with the process.
+  // minutes seen, up to 1440); saved with the state.
   double typical_minute_requests_ = 0, typical_minutes_ = 0;
 };
 
