@@ -260,6 +260,22 @@ TEST(SimDesAgreement, NasaHourOverloadedWithAQueueLimit) {
                   stepped, des);
 }
 
+// The same behind a queue limit through the call graph: refused requests call nothing
+// downstream, in both models.
+TEST(SimDesAgreement, NasaHourOnlineBoutiqueWithAQueueLimit) {
+  if (!std::filesystem::exists(shared_data() + "/traces/nasa-http-1995-07.csv")) {
+    GTEST_SKIP() << "skipped: ../shared/data missing";
+  }
+  SimConfig c;
+  c.graph = *scaling::builtin_topology("online-boutique", shared_data());
+  c.service_defaults.queue_limit_seconds = 0.1;
+  double stepped = 0, des = 0;
+  const auto rows = compare(c, nasa_hour(), 1.3, stepped, des);
+  check_agreement(rows,
+                  "NASA 1995-07-13 09:00, online-boutique, at 130% of capacity, queue limit 100 ms",
+                  stepped, des);
+}
+
 TEST(SimDesAgreement, NasaHourOnlineBoutique) {
   if (!std::filesystem::exists(shared_data() + "/traces/nasa-http-1995-07.csv")) {
     GTEST_SKIP() << "skipped: ../shared/data missing";
