@@ -2,7 +2,7 @@
 // `prescale load` replaying a compressed trace through it. What the local platform must show
 // (issue "The local platform"): the plan leads the load, nothing fails while replicas are killed
 // or scaled down, the simulator predicts the run, a restart keeps the learned history, bad files
-// fail before anything starts.
+// fail before anything starts; and a service's queue_limit is enforced by the gateway.
 #include <gtest/gtest.h>
 #include <signal.h>
 // GCC 12 at -O3 reports null dereferences inside nlohmann::json's inlined accessors that cannot
@@ -365,6 +365,65 @@ TEST(UpTest, ARestartKeepsTheLearnedHistory) {
       EXPECT_NEAR(a, b, 0.01 * std::max(std::abs(b), 1e-9)) << q << " at horizon " << h + 1;
     }
   }
+}
+
+// A service's queue_limit reaches the gateway: two replicas that each take 1 + ceil(10 req/s ×
+// 100 ms) = 2 requests in flight admit 4 slow requests at once; the rest are refused at once,
+// 503 overloaded with Retry-After, and counted.
+TEST(UpTest, AQueueLimitRefusesWhatTheReplicasCannotStartInTime) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, R"(version: 1
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 2, max: 2, initial: 2}
+    startup_time: 1s
+    capacity_rps: 10
+    queue_limit: 100ms
+gateway:
+  listen: "127.0.0.1:0"
+  routes:
+    - service: web
+)");
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  auto get = [](std::uint16_t port, const std::string& target) {
+    http::Client client;
+    http::Request req;
+    req.method = http::Method::kGet;
+    req.method_name = "GET";
+    req.target = target;
+    return client.request("127.0.0.1", port, std::move(req), 10s);
+  };
+  constexpr int kRequests = 12;
+  std::vector<Result<http::Response>> answers(kRequests, make_error(ErrorCode::kInternal, ""));
+  {
+    std::vector<std::jthread> clients;
+    for (int i = 0; i < kRequests; ++i) {
+      clients.emplace_back([&, i] { answers[i] = get(up.gateway_port(), "/delay/2000"); });
+    }
+  }
+  int ok = 0, refused = 0;
+  for (const auto& a : answers) {
+    ASSERT_TRUE(a.has_value()) << a.error().message;
+    if (a->status == 200) ++ok;
+    if (a->status != 503) continue;
+    ++refused;
+    EXPECT_EQ(a->headers.get("Retry-After"), "1");
+    EXPECT_EQ(a->body,
+              R"({"error":{"code":"overloaded","message":"service web: 4 requests in flight, )"
+              R"(the limit for 2 ready replicas is 4"}})");
+  }
+  EXPECT_EQ(ok, 4);
+  EXPECT_EQ(refused, kRequests - 4);
+  auto metrics = get(up.ui_port(), "/metrics");
+  ASSERT_TRUE(metrics.has_value());
+  EXPECT_NE(metrics->body.find(R"(prescale_gateway_overflows_total{service="web",)"
+                               R"(reason="admission"} 8)"),
+            std::string::npos)
+      << metrics->body;
+  ASSERT_EQ(up.stop(), 0) << up.log();
 }
 
 // A bad file stops `prescale up` before it starts anything: exit 2, the file and line, the fix.

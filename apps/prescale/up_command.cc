@@ -279,6 +279,13 @@ int run_up(const UpFlags& f) {
   telemetry::register_process_metrics(registry);
   gateway::GatewayOptions gateway_options;
   gateway_options.registry = &registry;
+  // Admission control is a property of each service (its queue_limit), enforced where its
+  // requests enter: the gateway.
+  for (const ServiceConfig& s : config.services) {
+    if (const int n = s.max_requests_per_replica(); n > 0) {
+      config.gateway.max_requests_per_replica[s.name] = n;
+    }
+  }
   auto gw = gateway::Gateway::create(config.gateway, gateway_options);
   if (!gw) return error(gw.error().message);
   http::ServerOptions gso;

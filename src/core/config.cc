@@ -90,6 +90,15 @@ std::string_view to_string(ServiceKind v) { return name_of(v); }
 std::string_view to_string(RetryOn v) { return name_of(v); }
 std::string_view to_string(LoadBalancerKind v) { return name_of(v); }
 
+int ServiceConfig::max_requests_per_replica() const {
+  if (queue_limit.count() <= 0) return 0;
+  // In milliseconds, so that 100 req/s × 150ms is 15, not ceil(15.000000000000002); the
+  // epsilon absorbs what rounding is left. Capped far above any real replica's queue.
+  const double queued =
+      std::ceil(capacity_rps * static_cast<double>(queue_limit.count()) / 1000.0 - 1e-9);
+  return std::max(1, effective_concurrency()) + static_cast<int>(std::clamp(queued, 0.0, 1e9));
+}
+
 // ---- Single-value rules. Each returns what is wrong, or "" when the value is fine. ----------
 
 // Service names become process names, metric labels and Kubernetes object names, so they
@@ -314,6 +323,7 @@ static void describe(Schema<ServiceConfig>& s) {
   s.field("startup_time", &ServiceConfig::startup_time);
   s.field("capacity_rps", &ServiceConfig::capacity_rps).greater_than(0.0);
   s.field("concurrency", &ServiceConfig::concurrency).at_least(0);
+  s.field("queue_limit", &ServiceConfig::queue_limit).at_least(std::chrono::milliseconds(0));
   s.field("slo", &ServiceConfig::slo);
   s.field("depends_on", &ServiceConfig::depends_on);
   s.field("model_dir", &ServiceConfig::model_dir);

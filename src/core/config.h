@@ -99,6 +99,14 @@ struct ServiceConfig {
     if (concurrency > 0) return concurrency;
     return kind == ServiceKind::kRecommend || kind == ServiceKind::kFraud ? 1 : 0;
   }
+  // Admission control in the gateway: the longest a request should wait for a replica. The
+  // gateway refuses (503 overloaded) what the replicas in service cannot start within this at
+  // capacity_rps; 0 = no admission limit. docs/gateway-resilience.md, "Admission control".
+  std::chrono::milliseconds queue_limit{0};
+  // Requests one replica may have in flight under queue_limit, by Little's law: those it works
+  // on at once (max(1, effective_concurrency())) plus those it completes within queue_limit
+  // (ceil(capacity_rps × queue_limit)). 0 when queue_limit is 0.
+  int max_requests_per_replica() const;
   SloConfig slo;
   std::vector<std::string> depends_on;  // names of services this one calls
   // builtin/recommend and builtin/fraud: the directory of versioned model files (prescale
@@ -214,6 +222,10 @@ struct GatewayConfig {
   // Static endpoints per service, "host:port" each, for a gateway run without a controller.
   std::map<std::string, std::vector<std::string>> upstreams;
   std::vector<RouteConfig> routes;
+  // Admission control per service: requests in flight one replica in service may have
+  // (ServiceConfig::max_requests_per_replica()); a service not listed has no such limit. Not
+  // read from the gateway section: `prescale up` fills it in from services[].queue_limit.
+  std::map<std::string, int> max_requests_per_replica;
 
   friend bool operator==(const GatewayConfig&, const GatewayConfig&) = default;
 };

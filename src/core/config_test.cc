@@ -311,6 +311,8 @@ gateway:
   EXPECT_EQ(s.replicas.initial, 1);
   EXPECT_EQ(s.startup_time, 30s);
   EXPECT_DOUBLE_EQ(s.capacity_rps, 100);
+  EXPECT_EQ(s.queue_limit, 0ms);
+  EXPECT_EQ(s.max_requests_per_replica(), 0);  // no admission limit
   EXPECT_DOUBLE_EQ(s.slo.latency_p99_ms, 200);
   EXPECT_DOUBLE_EQ(s.slo.error_budget, 0.001);
   EXPECT_TRUE(s.env.empty());
@@ -318,6 +320,27 @@ gateway:
   EXPECT_EQ(r->services[1].replicas.initial, 3);  // follows min when not written
   EXPECT_EQ(r->gateway.routes[0].match.path_prefix, "/");
   EXPECT_EQ(r->gateway.routes[0].match.host, "");
+}
+
+TEST(ConfigLoad, QueueLimitGivesTheRequestsPerReplicaByLittlesLaw) {
+  Result<Config> r = load_config_string(R"(
+version: 1
+services:
+  - {name: echo, kind: builtin/echo, capacity_rps: 100, queue_limit: 150ms}
+  - {name: wide, kind: builtin/echo, capacity_rps: 100, concurrency: 4, queue_limit: 0.15}
+  - {name: rec, kind: builtin/recommend, capacity_rps: 75.5, queue_limit: 150ms}
+  - {name: tiny, kind: builtin/echo, capacity_rps: 1, queue_limit: 1ms}
+)");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->services[0].queue_limit, 150ms);
+  // One at a time (echo is not limited: counted as 1) + 100 req/s × 0.15 s (exactly 15).
+  EXPECT_EQ(r->services[0].max_requests_per_replica(), 16);
+  EXPECT_EQ(r->services[1].queue_limit, 150ms);  // a bare number is seconds
+  EXPECT_EQ(r->services[1].max_requests_per_replica(), 4 + 15);
+  EXPECT_EQ(r->services[2].max_requests_per_replica(), 1 + 12);  // ceil(11.325)
+  EXPECT_EQ(r->services[3].max_requests_per_replica(), 1 + 1);   // ceil(0.001)
+  // prescale up hands these to the gateway; the gateway section itself never sets them.
+  EXPECT_TRUE(r->gateway.max_requests_per_replica.empty());
 }
 
 TEST(ConfigLoad, EmptyValueMeansDefault) {
@@ -562,6 +585,17 @@ TEST(ConfigError, ConcurrencyIsNotNegative) {
   EXPECT_EQ(error_of("version: 1\nservices:\n  - name: a\n    kind: builtin/echo\n"
                      "    concurrency: -1\n"),
             "prescale.yaml:5:18: services[0].concurrency: must be >= 0, got -1");
+}
+
+TEST(ConfigError, QueueLimitIsADurationNotNegative) {
+  EXPECT_EQ(error_of("version: 1\nservices:\n  - name: a\n    kind: builtin/echo\n"
+                     "    queue_limit: -150ms\n"),
+            R"(prescale.yaml:5:18: services[0].queue_limit: durations cannot be negative, )"
+            R"(got "-150ms")");
+  EXPECT_EQ(error_of("version: 1\nservices:\n  - name: a\n    kind: builtin/echo\n"
+                     "    queue_limit: fast\n"),
+            R"(prescale.yaml:5:18: services[0].queue_limit: expected a duration such as )"
+            R"("500ms", "60s", "5m" or "1h" (a bare number means seconds), got "fast")");
 }
 
 TEST(ConfigError, MalformedYamlReportsItsLine) {

@@ -146,11 +146,26 @@ std::vector<std::shared_ptr<UpstreamHost>> Cluster::hosts() const {
   return out;
 }
 
-std::optional<UpstreamPick> Cluster::select(int attempt, const UpstreamPick* previous) {
+Cluster::AdmissionLimit Cluster::admission_limit(const View& v, Clock::TimePoint now) const {
+  AdmissionLimit out;
+  for (const auto& h : v.hosts.hosts()) out.replicas += h->in_service(now) ? 1 : 0;
+  if (out.replicas == 0) {
+    // The balancer's panic mode sends to the hosts that are not draining and whose breaker
+    // admits requests; so many replicas are what the requests actually queue on.
+    for (const auto& h : v.hosts.hosts()) {
+      const FailureRateBreaker* b = h->breaker();
+      out.replicas += !h->draining() && (b == nullptr || b->is_accepting(now)) ? 1 : 0;
+    }
+  }
+  out.requests = std::uint64_t{out.replicas} * options_.max_requests_per_replica;
+  return out;
+}
+
+UpstreamSelection Cluster::select(int attempt, const UpstreamPick* previous) {
   const View* v = &current_view();
   if (v->hosts.size() == 0) {
     no_host_.fetch_add(1, std::memory_order_relaxed);
-    return std::nullopt;
+    return std::unexpected(NoPick{});
   }
   auto ctx = std::make_shared<AttemptContext>();
   ctx->clock = &clock_;
@@ -161,15 +176,38 @@ std::optional<UpstreamPick> Cluster::select(int attempt, const UpstreamPick* pre
                                          limits_->in_use(UpstreamResource::kPendingRequests));
     if (!ctx->retry) {
       budget_overflows_.fetch_add(1, std::memory_order_relaxed);
-      return std::nullopt;
+      return std::unexpected(
+          NoPick{NoPick::Reason::kOverflow, "retry budget exhausted for service " + service_});
     }
   }
   ctx->active = limits_->try_acquire(UpstreamResource::kRequests);
   if (!ctx->active) {
     limit_overflows_.fetch_add(1, std::memory_order_relaxed);
-    return std::nullopt;
+    return std::unexpected(NoPick{NoPick::Reason::kOverflow,
+                                  "service " + service_ + ": circuit_breakers.max_requests (" +
+                                      std::to_string(limits_->limit(UpstreamResource::kRequests)) +
+                                      " requests in flight) reached"});
   }
   const Clock::TimePoint now = clock_.now();
+  // Admission control. This attempt is counted already (acquire, then check): the counter
+  // stays one lock-free atomic. Up to one replica's worth no count of hosts is needed — with
+  // any host in service the limit is at least that — so a service within its limit pays
+  // nothing more than before.
+  if (const std::uint32_t per_replica = options_.max_requests_per_replica; per_replica > 0) {
+    const std::uint32_t active = limits_->in_use(UpstreamResource::kRequests);
+    if (active > per_replica) {
+      const AdmissionLimit limit = admission_limit(*v, now);
+      if (limit.replicas > 0 && active > limit.requests) {
+        admission_refusals_.fetch_add(1, std::memory_order_relaxed);
+        return std::unexpected(
+            NoPick{NoPick::Reason::kOverloaded,
+                   "service " + service_ + ": " + std::to_string(active - 1) +
+                       " requests in flight, the limit for " + std::to_string(limit.replicas) +
+                       (limit.replicas == 1 ? " ready replica is " : " ready replicas is ") +
+                       std::to_string(limit.requests)});
+      }
+    }
+  }
   const auto hosts = v->hosts.hosts();
   // Claims host i for this attempt; false when it is draining since the view was made or its
   // breaker closed the door since the pick.
@@ -204,7 +242,7 @@ std::optional<UpstreamPick> Cluster::select(int attempt, const UpstreamPick* pre
     // predicate): the balancer may keep offering the host that just failed — a replica refusing
     // connections answers fastest of all until it is ejected.
     if (is_previous(i) && hosts.size() > 1) continue;
-    if (auto pick = claim(i)) return pick;
+    if (auto pick = claim(i)) return std::move(*pick);
   }
   if (previous != nullptr && hosts.size() > 1) {
     // The draws kept returning the failed host: any other in service, from a random start, and
@@ -213,16 +251,16 @@ std::optional<UpstreamPick> Cluster::select(int attempt, const UpstreamPick* pre
     for (size_t k = 0; k < hosts.size(); ++k) {
       const size_t i = (start + k) % hosts.size();
       if (is_previous(i) || !hosts[i]->in_service(now)) continue;
-      if (auto pick = claim(i)) return pick;
+      if (auto pick = claim(i)) return std::move(*pick);
     }
     for (size_t i = 0; i < hosts.size(); ++i) {
       if (is_previous(i) && hosts[i]->in_service(now)) {
-        if (auto pick = claim(i)) return pick;
+        if (auto pick = claim(i)) return std::move(*pick);
       }
     }
   }
   no_host_.fetch_add(1, std::memory_order_relaxed);
-  return std::nullopt;
+  return std::unexpected(NoPick{});
 }
 
 void Cluster::report(const AttemptReport& report) {
@@ -242,14 +280,15 @@ Cluster::Stats Cluster::stats() const {
                limit_overflows_.load(std::memory_order_relaxed),
                budget_overflows_.load(std::memory_order_relaxed),
                limits_->overflows(UpstreamResource::kConnections),
-               limits_->overflows(UpstreamResource::kPendingRequests)};
+               limits_->overflows(UpstreamResource::kPendingRequests),
+               admission_refusals_.load(std::memory_order_relaxed)};
 }
 
 RouteSelector::RouteSelector(std::shared_ptr<Cluster> cluster, RetryPolicy policy)
     : cluster_(std::move(cluster)), policy_(std::move(policy)), rng_(std::random_device{}()) {}
 
-std::optional<UpstreamPick> RouteSelector::select(const http::Request&, int attempt,
-                                                  const UpstreamPick* previous) {
+UpstreamSelection RouteSelector::select(const http::Request&, int attempt,
+                                        const UpstreamPick* previous) {
   return cluster_->select(attempt, previous);
 }
 

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,10 @@ struct ClusterOptions {
   OutlierDetectionConfig outlier;
   UpstreamLimitsConfig limits;
   RetryBudgetConfig retry_budget;
+  // Admission control (docs/gateway-resilience.md): requests in flight one replica in service
+  // may have, its concurrency plus what it completes within the service's queue_limit; the
+  // service takes at most this many times its replicas in service. 0 = no such limit.
+  std::uint32_t max_requests_per_replica = 0;
 };
 
 class Cluster {
@@ -70,8 +75,10 @@ class Cluster {
   // One attempt of a request on `route`: a host picked by the balancer among those in service,
   // counted in the endpoint's in-flight requests (for draining) and the service's active
   // requests; on a retry (attempt > 0) also in the retry budget, and, when possible, not the
-  // previous attempt's host. nullopt: no host is in service, or a limit refused.
-  std::optional<UpstreamPick> select(int attempt, const UpstreamPick* previous);
+  // previous attempt's host. A NoPick when no host is in service, a limit refused
+  // (max_requests, the retry budget) or admission control refused (more requests in flight
+  // than max_requests_per_replica × the hosts in service).
+  UpstreamSelection select(int attempt, const UpstreamPick* previous);
   // The attempt's end: teaches the host's latency estimate, breaker and outlier state.
   static void report(const AttemptReport& report);
 
@@ -88,6 +95,7 @@ class Cluster {
     std::uint64_t budget_overflows = 0;      // retries refused by the retry budget
     std::uint64_t connection_overflows = 0;  // new connections refused by max_connections
     std::uint64_t pending_overflows = 0;     // ... by max_pending_requests
+    std::uint64_t admission_refusals = 0;    // selects refused by max_requests_per_replica
   };
   Stats stats() const;
 
@@ -106,15 +114,22 @@ class Cluster {
   std::map<std::string, std::shared_ptr<UpstreamHost>, std::less<>> hosts_;  // by endpoint id
   std::atomic<std::shared_ptr<const View>> view_;
   std::atomic<std::uint64_t> view_version_{0};  // from a process-wide counter: never reused
+  struct AdmissionLimit {
+    std::uint32_t replicas = 0;  // hosts in service (or, when none is, usable in panic)
+    std::uint64_t requests = 0;  // replicas × max_requests_per_replica
+  };
+  AdmissionLimit admission_limit(const View& v, Clock::TimePoint now) const;
+
   std::atomic<std::uint64_t> no_host_{0}, limit_overflows_{0}, budget_overflows_{0};
+  std::atomic<std::uint64_t> admission_refusals_{0};
 };
 
 // The UpstreamSelector of one route: its cluster and its retry policy.
 class RouteSelector final : public UpstreamSelector {
  public:
   RouteSelector(std::shared_ptr<Cluster> cluster, RetryPolicy policy);
-  std::optional<UpstreamPick> select(const http::Request& request, int attempt,
-                                     const UpstreamPick* previous) override;
+  UpstreamSelection select(const http::Request& request, int attempt,
+                           const UpstreamPick* previous) override;
   void report(const http::Request& request, const AttemptReport& report) override;
   RetryDecision retry(const http::Request& request, const AttemptReport& report) override;
 

@@ -67,6 +67,14 @@ ClusterOptions cluster_options(const GatewayConfig& c) {
   return o;
 }
 
+// The service's admission limit per replica in service; 0 = none.
+std::uint32_t max_requests_per_replica(const GatewayConfig& c, const std::string& service) {
+  auto it = c.max_requests_per_replica.find(service);
+  return it != c.max_requests_per_replica.end() && it->second > 0
+             ? static_cast<std::uint32_t>(it->second)
+             : 0;
+}
+
 // The `route` label: host (when the route has one) and path rule, made unique.
 std::vector<std::string> route_names(std::span<const Route> routes) {
   std::vector<std::string> names;
@@ -142,14 +150,23 @@ Result<void> validate(const GatewayConfig& c) {
   if (c.retry_budget.min_retry_concurrency < 0) {
     return bad("retry_budget.min_retry_concurrency", "must be >= 0");
   }
+  for (const auto& [service, n] : c.max_requests_per_replica) {
+    if (n < 0) {
+      return bad("max_requests_per_replica." + service, "must be >= 0, got " + std::to_string(n));
+    }
+  }
   return {};
 }
 
-bool same_cluster_settings(const GatewayConfig& a, const GatewayConfig& b) {
+// Whether `service`'s cluster built for `a` fits `b` as it is. The admission limit is
+// compared per service: a new limit for one service leaves the others' learned state alone.
+bool same_cluster_settings(const GatewayConfig& a, const GatewayConfig& b,
+                           const std::string& service) {
   return a.load_balancer == b.load_balancer &&
          a.load_balancer_tolerance == b.load_balancer_tolerance &&
          a.outlier_detection == b.outlier_detection && a.circuit_breakers == b.circuit_breakers &&
-         a.retry_budget == b.retry_budget;
+         a.retry_budget == b.retry_budget &&
+         max_requests_per_replica(a, service) == max_requests_per_replica(b, service);
 }
 
 HealthCheckConfig health_check_config(const GatewayConfig& c) {
@@ -296,15 +313,18 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
   // Clusters: kept as they are when their settings did not change (their learned state too);
   // otherwise a new one per service over the same endpoints.
   const ClusterOptions copts = cluster_options(config);
-  const bool keep_clusters = previous != nullptr && same_cluster_settings(previous->config, config);
   auto cluster_for = [&](const std::string& service) {
     auto& slot = next->clusters[service];
-    if (!slot) slot = std::make_shared<Cluster>(service, copts, table, clock);
+    if (!slot) {
+      ClusterOptions o = copts;
+      o.max_requests_per_replica = max_requests_per_replica(config, service);
+      slot = std::make_shared<Cluster>(service, std::move(o), table, clock);
+    }
     return slot;
   };
   if (previous != nullptr) {
     for (const auto& [service, c] : previous->clusters) {
-      if (keep_clusters) {
+      if (same_cluster_settings(previous->config, config, service)) {
         next->clusters.emplace(service, c);
       } else {
         cluster_for(service);
@@ -425,7 +445,7 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
       telemetry::FamilySnapshot overflows{
           "prescale_gateway_overflows_total",
           "Attempts refused: no endpoint in service, max_requests, max_connections, "
-          "max_pending_requests, or the retry budget",
+          "max_pending_requests, the retry budget, or admission control (queue_limit)",
           MetricType::kCounter,
           {"service", "reason"},
           {}};
@@ -469,6 +489,8 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
             {{name, "max_connections"}, static_cast<double>(cs.connection_overflows), {}});
         overflows.series.push_back(
             {{name, "max_pending_requests"}, static_cast<double>(cs.pending_overflows), {}});
+        overflows.series.push_back(
+            {{name, "admission"}, static_cast<double>(cs.admission_refusals), {}});
       }
       out.push_back(std::move(endpoints));
       out.push_back(std::move(open));

@@ -5,6 +5,8 @@ target_sources(prescale_gateway PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/gateway.cc
 )
 
+prescale_test(gateway_cluster_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/cluster_test.cc LIBS prescale_gateway)
 prescale_test(gateway_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/gateway_test.cc ${PROJECT_SOURCE_DIR}/src/http/test_util.cc
   LIBS prescale_gateway)

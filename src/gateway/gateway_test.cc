@@ -120,52 +120,6 @@ class TestGateway {
   std::unique_ptr<http::Server> server;
 };
 
-// A replica refusing connections answers fastest of all, so until it is ejected the P2C
-// balancer keeps offering it — a retry must still go to another host in service.
-TEST(ClusterTest, ARetryGoesElsewhereEvenWhenTheBalancerKeepsOfferingTheFailedHost) {
-  ManualClock clock;
-  EndpointTable table(clock);
-  ASSERT_TRUE(table.add("svc", {"a", "127.0.0.1", 1001}));
-  ASSERT_TRUE(table.add("svc", {"b", "127.0.0.1", 1002}));
-  ClusterOptions options;
-  // a stays in service, as in the moments before it is ejected.
-  options.outlier.consecutive_gateway_failure = 0;
-  options.outlier.consecutive_5xx = 0;
-  Cluster cluster("svc", options, table, clock);
-  cluster.refresh();
-  // Requests in flight on b make it costlier than a by more than the balancer's tolerance (2):
-  // from then on a is offered every time.
-  std::vector<UpstreamPick> busy;
-  for (int i = 0; i < 100 && busy.size() < 2; ++i) {
-    std::optional<UpstreamPick> p = cluster.select(0, nullptr);
-    ASSERT_TRUE(p.has_value());
-    if (p->port == 1002) busy.push_back(std::move(*p));
-  }
-  ASSERT_EQ(busy.size(), 2u);
-  int first_on_a = 0, retried_on_a = 0;
-  for (int i = 0; i < 200; ++i) {
-    std::optional<UpstreamPick> first = cluster.select(0, nullptr);
-    ASSERT_TRUE(first.has_value());
-    if (first->port != 1001) continue;
-    ++first_on_a;
-    // Connection refused: nothing sent, the attempt is over (a is idle again) when the retry
-    // picks.
-    Cluster::report(AttemptReport{.pick = *first,
-                                  .attempt = 0,
-                                  .outcome = UpstreamOutcome::failure(UpstreamError::kConnectFailure),
-                                  .cancelled = false,
-                                  .request_sent = false,
-                                  .latency = milliseconds(0),
-                                  .finished_at = clock.now(),
-                                  .detail = "connect: refused"});
-    std::optional<UpstreamPick> retry = cluster.select(1, &*first);
-    ASSERT_TRUE(retry.has_value());
-    retried_on_a += retry->port == 1001 ? 1 : 0;
-  }
-  EXPECT_GT(first_on_a, 150);
-  EXPECT_EQ(retried_on_a, 0);
-}
-
 TEST(GatewayReloadTest, RoutesAddedRemovedAndChangedTakeEffect) {
   Upstream a("A"), b("B");
   const std::string upstreams =
@@ -453,6 +407,79 @@ TEST(GatewayLimitsTest, MaxPendingRequestsCountsConnectionsBeingEstablished) {
   EXPECT_NE(cluster.connections().try_open(why), nullptr);
   EXPECT_EQ(cluster.stats().pending_overflows, 1u);
   EXPECT_EQ(cluster.stats().connection_overflows, 1u);
+}
+
+// Admission control end to end: requests held by a slow upstream fill the service's limit
+// (one replica × 2); the next is refused at once, 503 overloaded with Retry-After, and counted
+// both as a refusal and as a request (the autoscaler's demand includes it).
+TEST(GatewayAdmissionTest, BeyondTheLimitIs503OverloadedWithRetryAfter) {
+  Upstream a("A");
+  GatewayConfig config = parse("  upstreams:\n    a: [\"" + a.address() +
+                               "\"]\n  routes:\n    - {match: {path_prefix: /}, service: a}\n");
+  config.max_requests_per_replica["a"] = 2;
+  TestGateway g(config);
+  RawSocket first(g.server->port()), second(g.server->port());
+  ASSERT_TRUE(first.send("GET /hold HTTP/1.1\r\nHost: test\r\n\r\n"));
+  ASSERT_TRUE(second.send("GET /hold HTTP/1.1\r\nHost: test\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return a.held() == 2; }));
+
+  RawSocket third(g.server->port());
+  ASSERT_TRUE(third.send("GET /x HTTP/1.1\r\nHost: test\r\n\r\n"));
+  auto refused = third.read_response();
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->status, 503);
+  EXPECT_EQ(refused->header("Retry-After"), "1");
+  EXPECT_EQ(refused->body,
+            R"({"error":{"code":"overloaded","message":"service a: 2 requests in flight, )"
+            R"(the limit for 1 ready replica is 2"}})");
+  EXPECT_EQ(g.gw->cluster("a")->stats().admission_refusals, 1u);
+  const std::string m = g.metrics();
+  EXPECT_NE(m.find(R"(prescale_gateway_overflows_total{service="a",reason="admission"} 1)"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find(R"(prescale_requests_total{service="gateway",route="/",code="503"} 1)"),
+            std::string::npos)
+      << m;
+
+  a.release();
+  for (RawSocket* s : {&first, &second}) {
+    auto r = s->read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200);
+  }
+  // Room again.
+  EXPECT_EQ(g.get("/y").body, "A /y");
+}
+
+TEST(GatewayAdmissionTest, AReloadChangingOneServicesLimitKeepsTheOtherClusters) {
+  Upstream a("A"), b("B");
+  GatewayConfig config =
+      parse("  upstreams:\n    a: [\"" + a.address() + "\"]\n    b: [\"" + b.address() +
+            "\"]\n  routes:\n    - {match: {path_prefix: /}, "
+            "service: a}\n");
+  config.max_requests_per_replica["a"] = 4;
+  TestGateway g(config);
+  const Cluster* a_before = g.gw->cluster("a");
+  const Cluster* b_before = g.gw->cluster("b");
+  ASSERT_TRUE(g.gw->reload(config));
+  EXPECT_EQ(g.gw->cluster("a"), a_before);  // nothing changed
+  config.max_requests_per_replica["a"] = 1;
+  ASSERT_TRUE(g.gw->reload(config));
+  EXPECT_NE(g.gw->cluster("a"), a_before);  // a new limit: a new cluster
+  EXPECT_EQ(g.gw->cluster("b"), b_before);  // b's learned state is kept
+
+  // The new limit holds: one request in flight fills it.
+  RawSocket held(g.server->port());
+  ASSERT_TRUE(held.send("GET /hold HTTP/1.1\r\nHost: test\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return a.held() == 1; }));
+  EXPECT_EQ(g.get("/x").status, 503);
+  a.release();
+  ASSERT_TRUE(held.read_response().has_value());
+
+  config.max_requests_per_replica["a"] = -1;
+  auto bad = g.gw->reload(config);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().message, "gateway.max_requests_per_replica.a: must be >= 0, got -1");
 }
 
 }  // namespace

@@ -129,9 +129,9 @@ RetryDecision UpstreamSelector::retry(const http::Request&, const AttemptReport&
 RoundRobinSelector::RoundRobinSelector(std::vector<std::pair<std::string, uint16_t>> endpoints)
     : endpoints_(std::move(endpoints)) {}
 
-std::optional<UpstreamPick> RoundRobinSelector::select(const http::Request&, int,
-                                                       const UpstreamPick* previous) {
-  if (endpoints_.empty()) return std::nullopt;
+UpstreamSelection RoundRobinSelector::select(const http::Request&, int,
+                                             const UpstreamPick* previous) {
+  if (endpoints_.empty()) return std::unexpected(NoPick{});
   // Each thread rotates on its own, from a start of its own: no shared counter to contend on.
   thread_local uint64_t next = std::hash<std::thread::id>()(std::this_thread::get_id());
   const uint64_t i = (previous != nullptr ? previous->tag + 1 : next++) % endpoints_.size();
@@ -214,6 +214,8 @@ struct ProxyCore {
   void on_attempt_done(Call& c);
   void finish_failed(Call& c);
   void relay(Call& c);
+  // Answers a first attempt select() refused, as its reason says.
+  void refuse(Call& c, const NoPick& why);
   void fail(Call& c, int status, std::string_view code, const std::string& message);
   void finish(Call& c, http::Response&& response);
   void client_gone(Call& c);
@@ -686,18 +688,16 @@ void ProxyCore::build_head(Call& c) {
 void ProxyCore::start_attempt(Call& c) {
   RouteState& route = *c.route;
   const UpstreamPick* previous = c.pick ? &*c.pick : nullptr;
-  std::optional<UpstreamPick> pick = route.route.selector->select(*c.req, c.attempt, previous);
+  UpstreamSelection pick = route.route.selector->select(*c.req, c.attempt, previous);
   if (!pick) {
     if (c.attempt == 0) {
-      fail(c, 503, "no_healthy_upstream",
-           "no healthy upstream for route " + route.route.name + " (service " +
-               route.route.service + ")");
+      refuse(c, pick.error());
     } else {
       finish_failed(c);  // the previous attempt's answer
     }
     return;
   }
-  c.pick = std::move(pick);
+  c.pick = std::move(*pick);
   const bool v6 = c.pick->host.find(':') != std::string::npos;
   c.upstream_label.clear();
   if (v6) c.upstream_label += '[';
@@ -852,6 +852,33 @@ void ProxyCore::finish_failed(Call& c) {
 void ProxyCore::relay(Call& c) {
   strip_hop_by_hop(c.response.headers);
   finish(c, std::move(c.response));
+}
+
+void ProxyCore::refuse(Call& c, const NoPick& why) {
+  const ProxyRoute& route = c.route->route;
+  switch (why.reason) {
+    case NoPick::Reason::kNoHealthyUpstream:
+      fail(c, 503, "no_healthy_upstream",
+           !why.message.empty() ? why.message
+                                : "no healthy upstream for route " + route.name + " (service " +
+                                      route.service + ")");
+      return;
+    case NoPick::Reason::kOverflow:
+      fail(c, 503, "upstream_overflow",
+           !why.message.empty() ? why.message : "service " + route.service + ": limit reached");
+      return;
+    case NoPick::Reason::kOverloaded: {
+      http::Response r = http::error_response(
+          503, "overloaded",
+          !why.message.empty() ? why.message : "service " + route.service + " is overloaded");
+      // Retry-After counts whole seconds and 1 is the shortest: the admitted queue drains
+      // within queue_limit, well under it. Clients that honour it come back once there is room
+      // instead of at once, adding to the overload.
+      r.headers.set("Retry-After", "1");
+      finish(c, std::move(r));
+      return;
+    }
+  }
 }
 
 void ProxyCore::fail(Call& c, int status, std::string_view code, const std::string& message) {

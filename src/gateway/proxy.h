@@ -5,7 +5,7 @@
 // The integrator matches the route, applies rate limits and then calls forward(). The proxy
 // runs the attempt loop and asks the route's UpstreamSelector, the seam to routing and
 // resilience (balancer, breakers, outlier ejection, retry budget), three things:
-//   select()  where attempt N goes (nullopt: nowhere; answered 503, or the previous answer);
+//   select()  where attempt N goes, or why nowhere (answered 503, or the previous answer);
 //   report()  how each attempt ended: status or local failure, latency, or "cancelled";
 //   retry()   whether, and after what back-off, to try again after a failed attempt.
 // Every select() that returns a pick is followed by exactly one report() for it.
@@ -17,7 +17,8 @@
 // `x-request-id` is added when absent. Failures are JSON bodies: 503 no_healthy_upstream /
 // upstream_unavailable (nothing could be connected to), 502 bad_gateway (reset, closed or
 // malformed response), 504 upstream_timeout (connect, per-try or route timeout), 503
-// upstream_overflow (the service's connection limits).
+// upstream_overflow (the service's connection or request limits), 503 overloaded with
+// Retry-After (the service's admission control).
 //
 // Thread safety: add_route() and remove_route() from any thread, before or while serving; the
 // I/O threads see a change at their next request (one atomic load). forward() and answer() on
@@ -29,6 +30,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <expected>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,6 +65,21 @@ struct UpstreamPick {
   ConnectionAdmission* admission = nullptr;
 };
 
+// Why select() has no endpoint for an attempt: what a refused first attempt is answered (a
+// refused retry ends with the previous attempt's answer whatever the reason).
+struct NoPick {
+  enum class Reason {
+    kNoHealthyUpstream,  // 503 no_healthy_upstream: no endpoint in service
+    kOverflow,           // 503 upstream_overflow: a static limit (max_requests, retry budget)
+    // 503 overloaded with Retry-After: admission control refused what the service's replicas
+    // cannot complete in time; the client should back off, not retry at once.
+    kOverloaded,
+  };
+  Reason reason = Reason::kNoHealthyUpstream;
+  std::string message;  // the answer's message; empty: the proxy's own for `reason`
+};
+using UpstreamSelection = std::expected<UpstreamPick, NoPick>;
+
 // How one attempt ended.
 struct AttemptReport {
   const UpstreamPick& pick;
@@ -92,10 +109,10 @@ class UpstreamSelector {
  public:
   virtual ~UpstreamSelector() = default;
   // The endpoint for attempt `attempt` of `request`; `previous` is the previous attempt's pick
-  // (nullptr for the first). nullopt: nothing may take it — the first attempt is answered
-  // 503 no_healthy_upstream, a retry ends with the previous attempt's answer.
-  virtual std::optional<UpstreamPick> select(const http::Request& request, int attempt,
-                                             const UpstreamPick* previous) = 0;
+  // (nullptr for the first). A NoPick: nothing may take it — the first attempt is answered as
+  // its reason says, a retry ends with the previous attempt's answer.
+  virtual UpstreamSelection select(const http::Request& request, int attempt,
+                                   const UpstreamPick* previous) = 0;
   // Every attempt's end, on the I/O thread that ran it. Default: nothing.
   virtual void report(const http::Request& request, const AttemptReport& report);
   // Asked after an attempt that failed locally or answered 5xx (not when cancelled, past the
@@ -109,8 +126,8 @@ class UpstreamSelector {
 class RoundRobinSelector final : public UpstreamSelector {
  public:
   explicit RoundRobinSelector(std::vector<std::pair<std::string, uint16_t>> endpoints);
-  std::optional<UpstreamPick> select(const http::Request& request, int attempt,
-                                     const UpstreamPick* previous) override;
+  UpstreamSelection select(const http::Request& request, int attempt,
+                           const UpstreamPick* previous) override;
 
  private:
   std::vector<std::pair<std::string, uint16_t>> endpoints_;

@@ -81,9 +81,8 @@ http::Handler echo(std::string name = "u") {
 class ScriptedSelector final : public UpstreamSelector {
  public:
   explicit ScriptedSelector(std::vector<uint16_t> ports) : ports_(std::move(ports)) {}
-  std::optional<UpstreamPick> select(const http::Request&, int attempt,
-                                     const UpstreamPick*) override {
-    if (static_cast<size_t>(attempt) >= ports_.size()) return std::nullopt;
+  UpstreamSelection select(const http::Request&, int attempt, const UpstreamPick*) override {
+    if (static_cast<size_t>(attempt) >= ports_.size()) return std::unexpected(past_end);
     return UpstreamPick{.host = "127.0.0.1",
                         .port = ports_[static_cast<size_t>(attempt)],
                         .tag = static_cast<uint64_t>(attempt),
@@ -111,6 +110,7 @@ class ScriptedSelector final : public UpstreamSelector {
   }
 
   std::optional<Clock::Duration> backoff;
+  NoPick past_end;  // what select() answers past the script's end
 
  private:
   std::vector<uint16_t> ports_;
@@ -380,6 +380,61 @@ TEST(ProxyTest, NoEndpointIs503NoHealthyUpstream) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 503);
   EXPECT_NE(r->body.find(R"("code":"no_healthy_upstream")"), std::string::npos) << r->body;
+}
+
+TEST(ProxyTest, AdmissionRefusalIs503OverloadedWithRetryAfterAndCounted) {
+  auto selector = std::make_shared<ScriptedSelector>(std::vector<uint16_t>{});
+  selector->past_end = NoPick{NoPick::Reason::kOverloaded,
+                              "service svc: 4 requests in flight, the limit for 2 ready "
+                              "replicas is 4"};
+  Gateway gw(selector);
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->header("Retry-After"), "1");
+  EXPECT_EQ(r->header("Content-Type"), "application/json");
+  EXPECT_EQ(r->body, R"({"error":{"code":"overloaded","message":"service svc: 4 requests in )"
+                     R"(flight, the limit for 2 ready replicas is 4"}})");
+  EXPECT_TRUE(selector->seen().empty());  // nothing was attempted
+  // Counted like any answer: what the autoscaler reads as demand includes the refused.
+  EXPECT_NE(
+      gw.metrics().find(R"(prescale_requests_total{service="gateway",route="r",code="503"} 1)"),
+      std::string::npos)
+      << gw.metrics();
+}
+
+TEST(ProxyTest, LimitRefusalIs503UpstreamOverflowWithoutRetryAfter) {
+  auto selector = std::make_shared<ScriptedSelector>(std::vector<uint16_t>{});
+  selector->past_end = NoPick{NoPick::Reason::kOverflow, "max_requests reached"};
+  Gateway gw(selector);
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 503);
+  EXPECT_FALSE(r->header("Retry-After").has_value());
+  EXPECT_NE(r->body.find(R"("code":"upstream_overflow","message":"max_requests reached")"),
+            std::string::npos)
+      << r->body;
+}
+
+TEST(ProxyTest, ARefusedRetryEndsWithThePreviousAnswer) {
+  Upstream up(
+      [](http::Request&, http::Responder respond) { respond(http::Response::text(503, "busy")); });
+  auto selector = std::make_shared<ScriptedSelector>(std::vector<uint16_t>{up.port()});
+  selector->past_end = NoPick{NoPick::Reason::kOverloaded, "refused"};
+  selector->backoff = Clock::Duration::zero();  // retry every failure
+  Gateway gw(selector);
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->body, "busy");  // the upstream's answer, not "overloaded"
+  EXPECT_FALSE(r->header("Retry-After").has_value());
+  EXPECT_EQ(selector->seen().size(), 1u);
 }
 
 TEST(ProxyTest, ConnectFailureIsRetriedOnAnotherEndpoint) {

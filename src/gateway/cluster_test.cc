@@ -1,0 +1,203 @@
+// Cluster::select(): retries avoid the failed host, and admission control (requests in flight
+// at most max_requests_per_replica × the hosts in service). Everything on a ManualClock; no
+// sockets (a pick is only accounting until the proxy connects).
+#include "gateway/cluster.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "gateway/endpoint_table.h"
+
+namespace prescale::gateway {
+namespace {
+
+using std::chrono::milliseconds;
+
+AttemptReport connect_failure(const UpstreamPick& pick, const ManualClock& clock) {
+  return AttemptReport{.pick = pick,
+                       .attempt = 0,
+                       .outcome = UpstreamOutcome::failure(UpstreamError::kConnectFailure),
+                       .cancelled = false,
+                       .request_sent = false,
+                       .latency = milliseconds(0),
+                       .finished_at = clock.now(),
+                       .detail = "connect: refused"};
+}
+
+// A replica refusing connections answers fastest of all, so until it is ejected the P2C
+// balancer keeps offering it — a retry must still go to another host in service.
+TEST(ClusterTest, ARetryGoesElsewhereEvenWhenTheBalancerKeepsOfferingTheFailedHost) {
+  ManualClock clock;
+  EndpointTable table(clock);
+  ASSERT_TRUE(table.add("svc", {"a", "127.0.0.1", 1001}));
+  ASSERT_TRUE(table.add("svc", {"b", "127.0.0.1", 1002}));
+  ClusterOptions options;
+  // a stays in service, as in the moments before it is ejected.
+  options.outlier.consecutive_gateway_failure = 0;
+  options.outlier.consecutive_5xx = 0;
+  Cluster cluster("svc", options, table, clock);
+  cluster.refresh();
+  // Requests in flight on b make it costlier than a by more than the balancer's tolerance (2):
+  // from then on a is offered every time.
+  std::vector<UpstreamPick> busy;
+  for (int i = 0; i < 100 && busy.size() < 2; ++i) {
+    UpstreamSelection p = cluster.select(0, nullptr);
+    ASSERT_TRUE(p.has_value());
+    if (p->port == 1002) busy.push_back(std::move(*p));
+  }
+  ASSERT_EQ(busy.size(), 2u);
+  int first_on_a = 0, retried_on_a = 0;
+  for (int i = 0; i < 200; ++i) {
+    UpstreamSelection first = cluster.select(0, nullptr);
+    ASSERT_TRUE(first.has_value());
+    if (first->port != 1001) continue;
+    ++first_on_a;
+    // Connection refused: nothing sent, the attempt is over (a is idle again) when the retry
+    // picks.
+    Cluster::report(connect_failure(*first, clock));
+    UpstreamSelection retry = cluster.select(1, &*first);
+    ASSERT_TRUE(retry.has_value());
+    retried_on_a += retry->port == 1001 ? 1 : 0;
+  }
+  EXPECT_GT(first_on_a, 150);
+  EXPECT_EQ(retried_on_a, 0);
+}
+
+// A service of `hosts` endpoints "e0".."e<n-1>" behind one cluster with an admission limit.
+struct AdmissionFixture {
+  explicit AdmissionFixture(int hosts, std::uint32_t per_replica) : table(clock) {
+    for (int i = 0; i < hosts; ++i) {
+      const auto port = static_cast<std::uint16_t>(1001 + i);
+      EXPECT_TRUE(table.add("svc", {"e" + std::to_string(i), "127.0.0.1", port}));
+    }
+    ClusterOptions options;
+    options.max_requests_per_replica = per_replica;
+    cluster = std::make_unique<Cluster>("svc", options, table, clock);
+  }
+
+  // Selects first attempts until one is refused; the admitted picks stay in flight in `held`.
+  UpstreamSelection fill(int at_most = 1000) {
+    for (int i = 0; i < at_most; ++i) {
+      UpstreamSelection s = cluster->select(0, nullptr);
+      if (!s) return s;
+      held.push_back(std::move(*s));
+    }
+    return std::unexpected(NoPick{NoPick::Reason::kNoHealthyUpstream, "never refused"});
+  }
+
+  std::shared_ptr<UpstreamHost> host(int i) {
+    for (auto& h : cluster->hosts()) {
+      if (h->address() == "127.0.0.1:" + std::to_string(1001 + i)) return h;
+    }
+    return nullptr;
+  }
+
+  ManualClock clock;
+  EndpointTable table;
+  std::unique_ptr<Cluster> cluster;
+  std::vector<UpstreamPick> held;
+};
+
+TEST(ClusterAdmissionTest, TheLimitIsTheHostsInServiceTimesThePerReplicaNumber) {
+  AdmissionFixture f(/*hosts=*/2, /*per_replica=*/3);
+  const UpstreamSelection refused = f.fill();
+  EXPECT_EQ(f.held.size(), 6u);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().reason, NoPick::Reason::kOverloaded);
+  EXPECT_EQ(refused.error().message,
+            "service svc: 6 requests in flight, the limit for 2 ready replicas is 6");
+  EXPECT_EQ(f.cluster->stats().admission_refusals, 1u);
+  // The refused attempt holds nothing: the active count is the admitted requests.
+  EXPECT_EQ(f.cluster->limits().in_use(UpstreamResource::kRequests), 6u);
+
+  // One request ends: one more is admitted, and the next refused again.
+  f.held.pop_back();
+  EXPECT_TRUE(f.cluster->select(0, nullptr).has_value());  // released at once
+  UpstreamSelection again = f.cluster->select(0, nullptr);
+  ASSERT_TRUE(again.has_value());
+  f.held.push_back(std::move(*again));
+  EXPECT_FALSE(f.cluster->select(0, nullptr).has_value());
+  EXPECT_EQ(f.cluster->stats().admission_refusals, 2u);
+  EXPECT_EQ(f.cluster->stats().limit_overflows, 0u);
+  EXPECT_EQ(f.cluster->stats().no_host, 0u);
+}
+
+TEST(ClusterAdmissionTest, DrainingUnhealthyAndEjectedHostsDoNotCount) {
+  AdmissionFixture f(/*hosts=*/4, /*per_replica=*/2);
+  ASSERT_TRUE(f.table.remove("svc", "e0"));  // draining until reaped
+  f.cluster->refresh();
+  f.host(1)->set_healthy(false);
+  // e2 ejected: the outlier detector's own rule, as five gateway failures in a row would.
+  const auto e2 = f.host(2);
+  ASSERT_NE(e2, nullptr);
+  f.cluster->evaluate_outliers();
+  for (int i = 0; i < 5; ++i) {
+    f.cluster->detector().record(
+        e2->outlier(), UpstreamOutcome::failure(UpstreamError::kConnectFailure), f.clock.now());
+  }
+  ASSERT_TRUE(e2->outlier().ejected(f.clock.now()));
+  ASSERT_FALSE(e2->in_service(f.clock.now()));
+
+  const UpstreamSelection refused = f.fill();
+  EXPECT_EQ(f.held.size(), 2u);  // e3 alone is in service
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().reason, NoPick::Reason::kOverloaded);
+  EXPECT_EQ(refused.error().message,
+            "service svc: 2 requests in flight, the limit for 1 ready replica is 2");
+  for (const UpstreamPick& p : f.held) EXPECT_EQ(p.port, 1004);
+
+  // e1 healthy again: the limit grows at once, with no new view needed.
+  f.host(1)->set_healthy(true);
+  ASSERT_FALSE(f.fill().has_value());
+  EXPECT_EQ(f.held.size(), 4u);
+}
+
+TEST(ClusterAdmissionTest, NoHostInServiceCountsThoseThePanicModeUses) {
+  AdmissionFixture f(/*hosts=*/2, /*per_replica=*/2);
+  f.host(0)->set_healthy(false);
+  f.host(1)->set_healthy(false);
+  // The balancer still sends to unhealthy hosts when no host is healthy (panic); the limit
+  // follows it rather than refusing everything.
+  const UpstreamSelection refused = f.fill();
+  EXPECT_EQ(f.held.size(), 4u);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().reason, NoPick::Reason::kOverloaded);
+}
+
+TEST(ClusterAdmissionTest, NoLimitWhenThePerReplicaNumberIsZero) {
+  AdmissionFixture f(/*hosts=*/1, /*per_replica=*/0);
+  const UpstreamSelection refused = f.fill(/*at_most=*/2000);
+  // Only the static circuit breaker stops it: max_requests (1024), answered as an overflow.
+  EXPECT_EQ(f.held.size(), 1024u);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().reason, NoPick::Reason::kOverflow);
+  EXPECT_NE(refused.error().message.find("circuit_breakers.max_requests (1024"), std::string::npos)
+      << refused.error().message;
+  EXPECT_EQ(f.cluster->stats().admission_refusals, 0u);
+  EXPECT_EQ(f.cluster->stats().limit_overflows, 1u);
+}
+
+TEST(ClusterAdmissionTest, ARetryIsAdmittedAgainstTheSameLimit) {
+  AdmissionFixture f(/*hosts=*/2, /*per_replica=*/1);
+  ASSERT_FALSE(f.fill().has_value());
+  ASSERT_EQ(f.held.size(), 2u);
+  UpstreamPick first = std::move(f.held.front());
+  f.held.erase(f.held.begin());
+  Cluster::report(connect_failure(first, f.clock));
+  // While the failed attempt is still held, its retry would be a third request: refused.
+  EXPECT_FALSE(f.cluster->select(1, &first).has_value());
+  EXPECT_EQ(f.cluster->stats().admission_refusals, 2u);
+  EXPECT_EQ(f.cluster->limits().in_use(UpstreamResource::kRequests), 2u);
+  // The proxy releases the attempt after its report: then the retry fits.
+  first.context.reset();
+  UpstreamSelection retry = f.cluster->select(1, &first);
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_EQ(f.cluster->limits().in_use(UpstreamResource::kRequests), 2u);
+}
+
+}  // namespace
+}  // namespace prescale::gateway
