@@ -331,8 +331,11 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     }
     config.graph.entries = f.entry;
   }
-  for (auto& svc : config.services) svc.queue_limit_seconds = defaults.queue_limit_seconds;
-  config.service_defaults.queue_limit_seconds = defaults.queue_limit_seconds;
+  if (!f.queue_limit.empty()) {
+    // The flag overrides a prescale.yaml's services[].queue_limit.
+    for (auto& svc : config.services) svc.queue_limit_seconds = defaults.queue_limit_seconds;
+    config.service_defaults.queue_limit_seconds = defaults.queue_limit_seconds;
+  }
   if (f.time_scale != 1) {
     // A replica takes its startup time of real time; on a compressed trace that is longer.
     auto scaled = [&](Clock::Duration d) {

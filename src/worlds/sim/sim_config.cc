@@ -165,6 +165,14 @@ Result<SimConfig> sim_config_from(const Config& config, const SimServiceConfig& 
                             std::to_string(svc.slo.latency_p99_ms) + " ms with " +
                             std::to_string(s.workers_per_replica) + " workers per replica");
     }
+    if (svc.queue_limit.count() > 0) {
+      // The gateway lets a replica have max_requests_per_replica() in flight, of which
+      // max(1, concurrency) in service: the rest queue, each worth a service time of work for
+      // the replica's workers.
+      const int queued = svc.max_requests_per_replica() - std::max(1, svc.effective_concurrency());
+      s.queue_limit_seconds =
+          std::max(queued, 1) * s.mean_service_time_seconds / s.workers_per_replica;
+    }
     out.services.push_back(std::move(s));
   }
   return out;

@@ -717,6 +717,20 @@ services:
   EXPECT_DOUBLE_EQ(checkout.slo_latency_p99_seconds, 0.3);
   EXPECT_NEAR((*specs)[sim->graph.index_of("fraud")].capacity_rps, 400, 400e-6);
 
+  // No queue_limit, no limit; with one, the queue the gateway lets a replica hold (its
+  // max_requests_per_replica less the one it serves: ceil(120 × 0.15) = 18 requests), in
+  // seconds of its workers' work.
+  const SimServiceConfig& plain = sim->services[sim->graph.index_of("checkout")];
+  EXPECT_EQ(plain.queue_limit_seconds, 0);
+  config->services[0].queue_limit = std::chrono::milliseconds(150);
+  auto limited = sim_config_from(*config);
+  ASSERT_TRUE(limited) << limited.error().message;
+  const SimServiceConfig& l = limited->services[limited->graph.index_of("checkout")];
+  EXPECT_NEAR(l.queue_limit_seconds, 18 * l.mean_service_time_seconds / l.workers_per_replica,
+              1e-12);
+  EXPECT_GT(l.queue_limit_seconds, 0.08);  // about the limit times the utilisation at the SLO
+  EXPECT_LT(l.queue_limit_seconds, 0.15);
+
   // Any capacity is reachable: a shorter service time serves more within the SLO.
   for (double capacity : {0.5, 5.0, 1e5}) {
     config->services[1].capacity_rps = capacity;
