@@ -91,6 +91,8 @@ Result<GatewayConfig> effective_gateway_config(const Config& config,
   auto upstreams = static_upstreams(config.gateway, upstream_flags);
   if (!upstreams) return std::unexpected(upstreams.error());
   GatewayConfig gateway_config = config.gateway;
+  // The services' queue_limit, as `prescale up` applies them (for the services the file lists).
+  gateway_config.max_requests_per_replica = admission_limits(config.services);
   gateway_config.upstreams.clear();
   for (const auto& [service, endpoints] : *upstreams) {
     auto& list = gateway_config.upstreams[service];

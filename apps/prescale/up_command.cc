@@ -281,11 +281,7 @@ int run_up(const UpFlags& f) {
   gateway_options.registry = &registry;
   // Admission control is a property of each service (its queue_limit), enforced where its
   // requests enter: the gateway.
-  for (const ServiceConfig& s : config.services) {
-    if (const int n = s.max_requests_per_replica(); n > 0) {
-      config.gateway.max_requests_per_replica[s.name] = n;
-    }
-  }
+  config.gateway.max_requests_per_replica = admission_limits(config.services);
   auto gw = gateway::Gateway::create(config.gateway, gateway_options);
   if (!gw) return error(gw.error().message);
   http::ServerOptions gso;

@@ -99,6 +99,14 @@ int ServiceConfig::max_requests_per_replica() const {
   return std::max(1, effective_concurrency()) + static_cast<int>(std::clamp(queued, 0.0, 1e9));
 }
 
+std::map<std::string, int> admission_limits(const std::vector<ServiceConfig>& services) {
+  std::map<std::string, int> out;
+  for (const ServiceConfig& s : services) {
+    if (const int n = s.max_requests_per_replica(); n > 0) out[s.name] = n;
+  }
+  return out;
+}
+
 // ---- Single-value rules. Each returns what is wrong, or "" when the value is fine. ----------
 
 // Service names become process names, metric labels and Kubernetes object names, so they

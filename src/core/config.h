@@ -240,6 +240,11 @@ struct Config {
   GatewayConfig gateway;
 };
 
+// The gateway's admission limits from the services' queue_limit
+// (GatewayConfig::max_requests_per_replica): every service that has one. `prescale up` and
+// `prescale gateway -f` both apply them.
+std::map<std::string, int> admission_limits(const std::vector<ServiceConfig>& services);
+
 // Reads and validates a prescale.yaml. Messages name `path` as given.
 Result<Config> load_config_file(const std::string& path);
 

@@ -339,8 +339,15 @@ services:
   EXPECT_EQ(r->services[1].max_requests_per_replica(), 4 + 15);
   EXPECT_EQ(r->services[2].max_requests_per_replica(), 1 + 12);  // ceil(11.325)
   EXPECT_EQ(r->services[3].max_requests_per_replica(), 1 + 1);   // ceil(0.001)
-  // prescale up hands these to the gateway; the gateway section itself never sets them.
+  // prescale up and prescale gateway -f hand these to the gateway; the gateway section itself
+  // never sets them. A service without a queue_limit has no entry.
   EXPECT_TRUE(r->gateway.max_requests_per_replica.empty());
+  r->services.push_back(r->services[0]);
+  r->services.back().name = "unlimited";
+  r->services.back().queue_limit = 0ms;
+  const std::map<std::string, int> limits = admission_limits(r->services);
+  EXPECT_EQ(limits, (std::map<std::string, int>{{"echo", 16}, {"wide", 19}, {"rec", 13},
+                                                 {"tiny", 2}}));
 }
 
 TEST(ConfigLoad, EmptyValueMeansDefault) {
