@@ -371,8 +371,10 @@ void ServiceQueue::step(double t0, int servers, double arrivals, double cost, St
           m.weight *= stochastic_arrivals;
           out.components[static_cast<size_t>(out.component_count++)] = m;
         }
+        // Refused at the door: neither served nor worked on.
         out.dropped += stochastic_arrivals * st.refused;
         out.served -= stochastic_arrivals * st.refused;
+        used -= stochastic_arrivals * st.refused * cost;
       } else {
         for (size_t c = 0; c < costs_.classes(); ++c) {
           LatencyComponent m = st.sojourn[c];
