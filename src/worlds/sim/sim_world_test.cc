@@ -159,6 +159,8 @@ TEST(SimWorldConservation, HoldsOnRandomLoadsAndScaleActions) {
     c.service_defaults.request_timeout_seconds = 1 + 20 * u(rng);
     c.service_defaults.startup_time = seconds(static_cast<int>(20 * u(rng)));
     c.service_defaults.startup_jitter = 0.3;
+    // Every other seed behind a queue limit, shorter or longer than a step.
+    if (seed % 4 < 2) c.service_defaults.queue_limit_seconds = 0.05 + 1.5 * u(rng);
     c.service_defaults.drain_time = seconds(static_cast<int>(3 * u(rng)));
     forecast::Trace t;
     const int length = 400;
