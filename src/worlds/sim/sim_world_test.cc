@@ -557,6 +557,8 @@ TEST(SimWorldProperty, MoreReplicasNeverLowerSloAttainment) {
     base.service_defaults.request_timeout_seconds = 2 + 10 * u(rng);
     base.service_defaults.workers_per_replica = 1 + static_cast<int>(seed % 4);
     base.service_defaults.slo_latency_p99_seconds = 0.3;
+    // Half the seeds behind a queue limit: more replicas also admit more.
+    if (seed % 2 == 0) base.service_defaults.queue_limit_seconds = 0.05 + 0.3 * u(rng);
     // More replicas of a service never lower its own attainment; more replicas of the leaf
     // never lower the total either. (More replicas of a caller pass more load downstream, so
     // there only the caller's own attainment is monotone.)
