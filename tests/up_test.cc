@@ -367,9 +367,9 @@ TEST(UpTest, ARestartKeepsTheLearnedHistory) {
   }
 }
 
-// A service's queue_limit reaches the gateway: two replicas that each take 1 + ceil(10 req/s ×
-// 100 ms) = 2 requests in flight admit 4 slow requests at once; the rest are refused at once,
-// 503 overloaded with Retry-After, and counted.
+// A service's queue_limit reaches the gateway: two replicas that each take 1 (concurrency) +
+// ceil(10 req/s × 100 ms) = 2 requests in flight admit 4 slow requests at once; the rest are
+// refused at once, 503 overloaded with Retry-After, and counted.
 TEST(UpTest, AQueueLimitRefusesWhatTheReplicasCannotStartInTime) {
   TempDir dir;
   const std::string config = dir.file("prescale.yaml");
@@ -380,6 +380,7 @@ services:
     replicas: {min: 2, max: 2, initial: 2}
     startup_time: 1s
     capacity_rps: 10
+    concurrency: 1
     queue_limit: 100ms
 gateway:
   listen: "127.0.0.1:0"

@@ -94,9 +94,17 @@ int ServiceConfig::max_requests_per_replica() const {
   if (queue_limit.count() <= 0) return 0;
   // In milliseconds, so that 100 req/s × 150ms is 15, not ceil(15.000000000000002); the
   // epsilon absorbs what rounding is left. Capped far above any real replica's queue.
-  const double queued =
-      std::ceil(capacity_rps * static_cast<double>(queue_limit.count()) / 1000.0 - 1e-9);
-  return std::max(1, effective_concurrency()) + static_cast<int>(std::clamp(queued, 0.0, 1e9));
+  auto completed_within = [&](double ms) {
+    return static_cast<int>(std::clamp(std::ceil(capacity_rps * ms / 1000.0 - 1e-9), 0.0, 1e9));
+  };
+  const auto limit_ms = static_cast<double>(queue_limit.count());
+  if (const int at_once = effective_concurrency(); at_once > 0) {
+    return at_once + completed_within(limit_ms);
+  }
+  // Concurrency not known: at capacity a replica has capacity_rps × (its service time) requests
+  // in service, and its service time is at most the SLO's p99 — so it is given that many, not
+  // one, lest it be refused below its capacity (a few slow requests served in parallel).
+  return std::max(1, completed_within(slo.latency_p99_ms + limit_ms));
 }
 
 std::map<std::string, int> admission_limits(const std::vector<ServiceConfig>& services) {
@@ -339,9 +347,10 @@ static void describe(Schema<ServiceConfig>& s) {
     svc.line = c.line();
     if (!svc.model_dir.empty() && svc.kind != ServiceKind::kRecommend &&
         svc.kind != ServiceKind::kFraud && svc.kind != ServiceKind::kForecast) {
-      c.at("model_dir").error(
-          "only allowed for builtin/recommend, builtin/fraud and builtin/forecast (kind is \"" +
-          std::string(to_string(svc.kind)) + "\")");
+      c.at("model_dir")
+          .error(
+              "only allowed for builtin/recommend, builtin/fraud and builtin/forecast (kind is \"" +
+              std::string(to_string(svc.kind)) + "\")");
     }
     if (svc.kind == ServiceKind::kCommand && svc.command.empty()) {
       c.at("command").error("required when kind is \"command\"");

@@ -104,8 +104,9 @@ struct ServiceConfig {
   // capacity_rps; 0 = no admission limit. docs/gateway-resilience.md, "Admission control".
   std::chrono::milliseconds queue_limit{0};
   // Requests one replica may have in flight under queue_limit, by Little's law: those it works
-  // on at once (max(1, effective_concurrency())) plus those it completes within queue_limit
-  // (ceil(capacity_rps × queue_limit)). 0 when queue_limit is 0.
+  // on at once (effective_concurrency()) plus those it completes within queue_limit
+  // (ceil(capacity_rps × queue_limit)); with no known concurrency, what it completes within the
+  // SLO's p99 latency plus queue_limit. 0 when queue_limit is 0.
   int max_requests_per_replica() const;
   SloConfig slo;
   std::vector<std::string> depends_on;  // names of services this one calls

@@ -333,12 +333,13 @@ services:
 )");
   ASSERT_TRUE(r.has_value()) << r.error().message;
   EXPECT_EQ(r->services[0].queue_limit, 150ms);
-  // One at a time (echo is not limited: counted as 1) + 100 req/s × 0.15 s (exactly 15).
-  EXPECT_EQ(r->services[0].max_requests_per_replica(), 16);
+  // Echo's concurrency is not known: what it completes within the SLO's p99 (200 ms by
+  // default) and the limit, 100 req/s × 0.35 s (exactly 35).
+  EXPECT_EQ(r->services[0].max_requests_per_replica(), 35);
   EXPECT_EQ(r->services[1].queue_limit, 150ms);  // a bare number is seconds
   EXPECT_EQ(r->services[1].max_requests_per_replica(), 4 + 15);
   EXPECT_EQ(r->services[2].max_requests_per_replica(), 1 + 12);  // ceil(11.325)
-  EXPECT_EQ(r->services[3].max_requests_per_replica(), 1 + 1);   // ceil(0.001)
+  EXPECT_EQ(r->services[3].max_requests_per_replica(), 1);  // ceil(1 req/s × 0.201 s), at least 1
   // prescale up and prescale gateway -f hand these to the gateway; the gateway section itself
   // never sets them. A service without a queue_limit has no entry.
   EXPECT_TRUE(r->gateway.max_requests_per_replica.empty());
@@ -346,8 +347,8 @@ services:
   r->services.back().name = "unlimited";
   r->services.back().queue_limit = 0ms;
   const std::map<std::string, int> limits = admission_limits(r->services);
-  EXPECT_EQ(limits, (std::map<std::string, int>{{"echo", 16}, {"wide", 19}, {"rec", 13},
-                                                 {"tiny", 2}}));
+  EXPECT_EQ(limits, (std::map<std::string, int>{{"echo", 35}, {"wide", 19}, {"rec", 13},
+                                                 {"tiny", 1}}));
 }
 
 TEST(ConfigLoad, EmptyValueMeansDefault) {

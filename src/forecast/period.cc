@@ -311,7 +311,8 @@ std::optional<size_t> burst_cycle(const std::vector<double>& diff, const PeriodO
       best = lag;
     }
   }
-  if (best == 0 || r[best] < required_autocorrelation(options, n, best) + required_prominence(options, n)) {
+  if (best == 0 ||
+      r[best] < required_autocorrelation(options, n, best) + required_prominence(options, n)) {
     return std::nullopt;
   }
   for (size_t k = best; k >= 2; --k) {

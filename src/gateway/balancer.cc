@@ -37,10 +37,7 @@ std::vector<std::uint32_t>& hosts_in_panic(std::span<const std::shared_ptr<Upstr
   std::vector<std::uint32_t>& usable = hosts_in_service(hosts, now);  // the same buffer
   usable.clear();
   for (std::size_t i = 0; i < hosts.size(); ++i) {
-    const UpstreamHost& h = *hosts[i];
-    if (!h.draining() && (h.breaker() == nullptr || h.breaker()->is_accepting(now))) {
-      usable.push_back(static_cast<std::uint32_t>(i));
-    }
+    if (hosts[i]->usable_in_panic(now)) usable.push_back(static_cast<std::uint32_t>(i));
   }
   return usable;
 }
@@ -59,6 +56,10 @@ UpstreamHost::UpstreamHost(std::string address, Clock::TimePoint added_at,
 bool UpstreamHost::in_service(Clock::TimePoint now) const {
   return !draining() && healthy() && !outlier_.ejected(now) &&
          (breaker_ == nullptr || breaker_->is_accepting(now));
+}
+
+bool UpstreamHost::usable_in_panic(Clock::TimePoint now) const {
+  return !draining() && (breaker() == nullptr || breaker()->is_accepting(now));
 }
 
 double UpstreamHost::cost(Clock::TimePoint now) const {

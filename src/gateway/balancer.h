@@ -60,6 +60,8 @@ class UpstreamHost {
 
   // Whether the balancer may pick the host at `now`.
   bool in_service(Clock::TimePoint now) const;
+  // Whether panic mode (no host in service) may pick it: not draining, breaker admitting.
+  bool usable_in_panic(Clock::TimePoint now) const;
   std::uint32_t outstanding() const { return outstanding_.load(std::memory_order_relaxed); }
   // Peak-EWMA latency (ns) × (outstanding + 1): Linkerd's load metric.
   double cost(Clock::TimePoint now) const;

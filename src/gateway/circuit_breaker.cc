@@ -72,6 +72,11 @@ std::optional<ResourceGuard> UpstreamLimits::try_acquire(UpstreamResource resour
   return guard;
 }
 
+std::optional<ResourceGuard> UpstreamLimits::try_acquire_below(UpstreamResource resource,
+                                                              std::uint32_t limit) {
+  return ResourceGuard::try_acquire(slots_[static_cast<int>(resource)].in_use, limit);
+}
+
 std::uint32_t UpstreamLimits::in_use(UpstreamResource resource) const {
   return slots_[static_cast<int>(resource)].in_use.load(std::memory_order_relaxed);
 }

@@ -66,6 +66,9 @@ class UpstreamLimits {
 
   // One unit of `resource`, or nullopt (and one more overflow) when it is at its limit.
   std::optional<ResourceGuard> try_acquire(UpstreamResource resource);
+  // One unit of `resource` while fewer than `limit` are in use (a tighter, moving limit than
+  // the configured one, which the caller has checked); a refusal is not counted as an overflow.
+  std::optional<ResourceGuard> try_acquire_below(UpstreamResource resource, std::uint32_t limit);
   std::uint32_t in_use(UpstreamResource resource) const;
   std::uint32_t limit(UpstreamResource resource) const;
   std::uint64_t overflows(UpstreamResource resource) const;  // Envoy's upstream_*_overflow

@@ -150,12 +150,8 @@ Cluster::AdmissionLimit Cluster::admission_limit(const View& v, Clock::TimePoint
   AdmissionLimit out;
   for (const auto& h : v.hosts.hosts()) out.replicas += h->in_service(now) ? 1 : 0;
   if (out.replicas == 0) {
-    // The balancer's panic mode sends to the hosts that are not draining and whose breaker
-    // admits requests; so many replicas are what the requests actually queue on.
-    for (const auto& h : v.hosts.hosts()) {
-      const FailureRateBreaker* b = h->breaker();
-      out.replicas += !h->draining() && (b == nullptr || b->is_accepting(now)) ? 1 : 0;
-    }
+    // The balancer's panic mode sends to these: so many replicas are what requests queue on.
+    for (const auto& h : v.hosts.hosts()) out.replicas += h->usable_in_panic(now) ? 1 : 0;
   }
   out.requests = std::uint64_t{out.replicas} * options_.max_requests_per_replica;
   return out;
@@ -189,22 +185,27 @@ UpstreamSelection Cluster::select(int attempt, const UpstreamPick* previous) {
                                       " requests in flight) reached"});
   }
   const Clock::TimePoint now = clock_.now();
-  // Admission control. This attempt is counted already (acquire, then check): the counter
-  // stays one lock-free atomic. Up to one replica's worth no count of hosts is needed — with
-  // any host in service the limit is at least that — so a service within its limit pays
-  // nothing more than before.
+  // Admission control. Up to one replica's worth no count of hosts is needed — with any host in
+  // service the limit is at least that — so a service within it pays nothing more than before.
+  // Past that, the unit just taken is exchanged for one taken below the admission limit (a
+  // bounded compare-and-swap: concurrent attempts never push each other over, nor out).
   if (const std::uint32_t per_replica = options_.max_requests_per_replica; per_replica > 0) {
-    const std::uint32_t active = limits_->in_use(UpstreamResource::kRequests);
-    if (active > per_replica) {
+    if (limits_->in_use(UpstreamResource::kRequests) > per_replica) {
       const AdmissionLimit limit = admission_limit(*v, now);
-      if (limit.replicas > 0 && active > limit.requests) {
-        admission_refusals_.fetch_add(1, std::memory_order_relaxed);
-        return std::unexpected(
-            NoPick{NoPick::Reason::kOverloaded,
-                   "service " + service_ + ": " + std::to_string(active - 1) +
-                       " requests in flight, the limit for " + std::to_string(limit.replicas) +
-                       (limit.replicas == 1 ? " ready replica is " : " ready replicas is ") +
-                       std::to_string(limit.requests)});
+      if (limit.replicas > 0 && limit.requests < limits_->limit(UpstreamResource::kRequests)) {
+        ctx->active.reset();
+        ctx->active = limits_->try_acquire_below(UpstreamResource::kRequests,
+                                                 static_cast<std::uint32_t>(limit.requests));
+        if (!ctx->active) {
+          admission_refusals_.fetch_add(1, std::memory_order_relaxed);
+          return std::unexpected(
+              NoPick{NoPick::Reason::kOverloaded,
+                     "service " + service_ + ": " +
+                         std::to_string(limits_->in_use(UpstreamResource::kRequests)) +
+                         " requests in flight, the limit for " + std::to_string(limit.replicas) +
+                         (limit.replicas == 1 ? " ready replica is " : " ready replicas is ") +
+                         std::to_string(limit.requests)});
+        }
       }
     }
   }
@@ -268,6 +269,10 @@ void Cluster::report(const AttemptReport& report) {
   if (ctx == nullptr || !ctx->request) return;
   ctx->never_sent = !report.request_sent && !report.cancelled &&
                     report.outcome.error == UpstreamError::kConnectFailure;
+  // The attempt is over: it no longer counts as a request (or a retry) in flight, also while
+  // the proxy backs off before a retry and while that retry is admitted.
+  ctx->active.reset();
+  ctx->retry.reset();
   if (report.cancelled) {
     ctx->request->cancel();
   } else {
@@ -306,8 +311,8 @@ RetryDecision RouteSelector::retry(const http::Request& request, const AttemptRe
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   z ^= z >> 31;
-  return RetryDecision{true, backoff_delay(policy_.backoff,
-                                           static_cast<std::uint32_t>(report.attempt) + 1, z)};
+  return RetryDecision{
+      true, backoff_delay(policy_.backoff, static_cast<std::uint32_t>(report.attempt) + 1, z)};
 }
 
 }  // namespace prescale::gateway

@@ -188,15 +188,16 @@ TEST(ClusterAdmissionTest, ARetryIsAdmittedAgainstTheSameLimit) {
   UpstreamPick first = std::move(f.held.front());
   f.held.erase(f.held.begin());
   Cluster::report(connect_failure(first, f.clock));
-  // While the failed attempt is still held, its retry would be a third request: refused.
-  EXPECT_FALSE(f.cluster->select(1, &first).has_value());
-  EXPECT_EQ(f.cluster->stats().admission_refusals, 2u);
-  EXPECT_EQ(f.cluster->limits().in_use(UpstreamResource::kRequests), 2u);
-  // The proxy releases the attempt after its report: then the retry fits.
-  first.context.reset();
+  // The report ends the attempt: it stops counting at once, though the proxy still holds the
+  // failed pick (it does until the retry's select() returns, back-off included), so the retry
+  // is admitted in its place instead of being counted twice.
+  EXPECT_EQ(f.cluster->limits().in_use(UpstreamResource::kRequests), 1u);
   UpstreamSelection retry = f.cluster->select(1, &first);
   ASSERT_TRUE(retry.has_value());
+  EXPECT_EQ(f.cluster->stats().admission_refusals, 1u);  // fill()'s only
   EXPECT_EQ(f.cluster->limits().in_use(UpstreamResource::kRequests), 2u);
+  // And against the same limit: a further attempt is refused.
+  EXPECT_FALSE(f.cluster->select(0, nullptr).has_value());
 }
 
 }  // namespace

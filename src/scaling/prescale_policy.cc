@@ -111,9 +111,9 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   // Until when the replicas a backlog asked for are held (a startup time after it was last
   // seen), so that a queue that empties for a moment does not cancel help still starting.
   std::optional<Clock::TimePoint> backlog_hold_until;
-  double backlog_rps = 0;       // the rate at which the backlog must drain (decide())
-  std::vector<double> demand;   // planned demand per minute from the current one
-  std::string demand_source;    // "forecast p90", "callers", "observed"
+  double backlog_rps = 0;      // the rate at which the backlog must drain (decide())
+  std::vector<double> demand;  // planned demand per minute from the current one
+  std::string demand_source;   // "forecast p90", "callers", "observed"
   std::deque<std::pair<Clock::TimePoint, int>> recent;  // plans within scale_down_delay
   bool seen = false;  // whether any metrics of the service have been observed
   std::optional<Clock::TimePoint> first_decision;
@@ -330,8 +330,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
         const double left = std::clamp(startup - seconds(now - r.started_at), 0.0, startup);
         s.starting_left = std::max(s.starting_left, left);
       }
-      const double in_service =
-          static_cast<double>(s.ready) * std::max(1, s.spec.max_concurrency);
+      const double in_service = static_cast<double>(s.ready) * std::max(1, s.spec.max_concurrency);
       const double concurrency =
           o->last_second.valid ? o->last_second.concurrency : o->window.concurrency;
       if (s.spec.max_concurrency > 0 && concurrency > in_service) {
@@ -426,8 +425,8 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     // Scale down only to the highest plan of the last scale_down_delay. The replicas that drain
     // a backlog are not part of those plans: they stay for a startup time after the backlog was
     // last seen (help asked for must not be cancelled while it starts), then go at once.
-    s.recent.emplace_back(now, std::clamp(std::max(planned, steady_floor), s.spec.min_replicas,
-                                          s.spec.max_replicas));
+    s.recent.emplace_back(
+        now, std::clamp(std::max(planned, steady_floor), s.spec.min_replicas, s.spec.max_replicas));
     while (!s.recent.empty() && now - s.recent.front().first > options_.scale_down_delay) {
       s.recent.pop_front();
     }
@@ -597,13 +596,13 @@ nlohmann::json PrescalePolicy::export_state(Clock::TimePoint now) const {
     if (s->external && s->external->minute) j["external"] = series_state(*s->external);
     services[s->spec.name] = std::move(j);
   }
-  return {{"version", kStateVersion},
-          {"quantile_score", quantile_score_},
-          {"typical_minute", {{"requests", typical_minute_requests_},
-                              {"minutes", typical_minutes_}}},
-          {"topology", topology_.to_json(now)},
-          {"capacity", capacity_.to_json(now)},
-          {"services", std::move(services)}};
+  return {
+      {"version", kStateVersion},
+      {"quantile_score", quantile_score_},
+      {"typical_minute", {{"requests", typical_minute_requests_}, {"minutes", typical_minutes_}}},
+      {"topology", topology_.to_json(now)},
+      {"capacity", capacity_.to_json(now)},
+      {"services", std::move(services)}};
 }
 
 Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const MinuteSource& minutes,
@@ -634,8 +633,12 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
       const auto& t = state.at("typical_minute");
       typical_requests = t.at("requests").get<double>();
       typical_minutes = t.at("minutes").get<double>();
-      if (!(typical_requests >= 0) || !(typical_minutes >= 0 && typical_minutes <= 1440)) {
-        return invalid("typical_minute: requests must be >= 0 and minutes in [0, 1440]");
+      if (!(typical_requests >= 0) || !std::isfinite(typical_requests) ||
+          !(typical_minutes >= 0 && typical_minutes <= 1440) ||
+          typical_minutes != std::floor(typical_minutes)) {
+        return invalid(
+            "typical_minute: requests must be finite and >= 0, minutes a whole number in "
+            "[0, 1440]");
       }
     }
     for (const auto& [name, j] : state.at("services").items()) {

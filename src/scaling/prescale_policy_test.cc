@@ -708,13 +708,16 @@ TEST(PrescalePolicyTest, ImportKeepsTheSteeredQuantileOnlyWithABudget) {
   // The budget's weight unit comes back too: a restart weighs the next minutes as before.
   ASSERT_EQ(state.at("typical_minute").at("minutes").get<double>(), 60);  // an hour seen
   EXPECT_EQ(restored.export_state(at(t)).at("typical_minute"), state.at("typical_minute"));
-  auto malformed = state;
-  malformed["typical_minute"]["minutes"] = 2000;
-  PrescalePolicy refused(options);
-  refused.init({spec("api")});
-  const auto error = refused.import_state(malformed, store.source(), at(t));
-  ASSERT_FALSE(error);
-  EXPECT_NE(error.error().message.find("typical_minute"), std::string::npos);
+  for (const auto& [field, bad] : std::vector<std::pair<std::string, double>>{
+           {"minutes", 2000}, {"minutes", 12.5}, {"requests", -1}, {"requests", INFINITY}}) {
+    auto malformed = state;
+    malformed["typical_minute"][field] = bad;
+    PrescalePolicy refused(options);
+    refused.init({spec("api")});
+    const auto error = refused.import_state(malformed, store.source(), at(t));
+    ASSERT_FALSE(error) << field << " " << bad;
+    EXPECT_NE(error.error().message.find("typical_minute"), std::string::npos);
+  }
 
   PrescalePolicy fixed;  // no budget now: the configured quantile
   fixed.init({spec("api")});

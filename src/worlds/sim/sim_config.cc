@@ -166,10 +166,10 @@ Result<SimConfig> sim_config_from(const Config& config, const SimServiceConfig& 
                             std::to_string(s.workers_per_replica) + " workers per replica");
     }
     if (svc.queue_limit.count() > 0) {
-      // The gateway lets a replica have max_requests_per_replica() in flight, of which
-      // max(1, concurrency) in service: the rest queue, each worth a service time of work for
-      // the replica's workers.
-      const int queued = svc.max_requests_per_replica() - std::max(1, svc.effective_concurrency());
+      // The gateway lets a replica have max_requests_per_replica() in flight; the simulated one
+      // serves workers_per_replica of them at once and queues the rest, each worth a service
+      // time of work for its workers.
+      const int queued = svc.max_requests_per_replica() - s.workers_per_replica;
       s.queue_limit_seconds =
           std::max(queued, 1) * s.mean_service_time_seconds / s.workers_per_replica;
     }

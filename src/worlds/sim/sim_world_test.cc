@@ -381,6 +381,27 @@ TEST(SimWorldOverload, AQueueLimitRefusesTheExcessAndKeepsTheRestWithinTheSlo) {
   EXPECT_EQ(dropped, 0);
 }
 
+TEST(SimWorldOverload, AQueueLimitThatNeverBindsChangesNothing) {
+  // 150 req/s on 200 req/s of servers: waits are tens of milliseconds; a 2 s limit refuses
+  // (almost) nothing and must leave the latency as it was.
+  SimServiceConfig s;
+  SimConfig plain = single(s);
+  s.queue_limit_seconds = 2;
+  SimConfig limited = single(s);
+  auto a = make(plain, constant(150, 300));
+  auto b = make(limited, constant(150, 300));
+  a->advance_to(at(300));
+  b->advance_to(at(300));
+  const auto ra = a->recorder().records(0), rb = b->recorder().records(0);
+  for (size_t k = 1; k < ra.size(); ++k) {
+    EXPECT_NEAR(rb[k].latency_p99_seconds, ra[k].latency_p99_seconds,
+                1e-3 * ra[k].latency_p99_seconds)
+        << k;
+    EXPECT_NEAR(rb[k].served_within_slo, ra[k].served_within_slo, 1e-6 * ra[k].arrived) << k;
+    EXPECT_LT(rb[k].dropped, 1e-6 * ra[k].arrived) << k;
+  }
+}
+
 TEST(SimWorldFanout, LoadFollowsServedRequestsAlongAChain) {
   SimConfig c = chain(2.0, 0.5);
   c.service_defaults.initial_replicas = 4;
@@ -722,18 +743,26 @@ services:
   EXPECT_NEAR((*specs)[sim->graph.index_of("fraud")].capacity_rps, 400, 400e-6);
 
   // No queue_limit, no limit; with one, the queue the gateway lets a replica hold (its
-  // max_requests_per_replica less the one it serves: ceil(120 × 0.15) = 18 requests), in
-  // seconds of its workers' work.
+  // max_requests_per_replica, ceil(120 × (0.3 + 0.15)) = 54 with no concurrency given, less
+  // the 4 the simulated replica serves at once: 50 requests), in seconds of its workers' work.
   const SimServiceConfig& plain = sim->services[sim->graph.index_of("checkout")];
   EXPECT_EQ(plain.queue_limit_seconds, 0);
   config->services[0].queue_limit = std::chrono::milliseconds(150);
   auto limited = sim_config_from(*config);
   ASSERT_TRUE(limited) << limited.error().message;
   const SimServiceConfig& l = limited->services[limited->graph.index_of("checkout")];
-  EXPECT_NEAR(l.queue_limit_seconds, 18 * l.mean_service_time_seconds / l.workers_per_replica,
+  EXPECT_NEAR(l.queue_limit_seconds, 50 * l.mean_service_time_seconds / l.workers_per_replica,
               1e-12);
-  EXPECT_GT(l.queue_limit_seconds, 0.08);  // about the limit times the utilisation at the SLO
-  EXPECT_LT(l.queue_limit_seconds, 0.15);
+  // With its concurrency given, what it serves at once is known: 4 + ceil(120 × 0.15) = 22 in
+  // flight, 18 queued — about the limit times the utilisation at the SLO.
+  config->services[0].concurrency = 4;
+  auto known = sim_config_from(*config);
+  ASSERT_TRUE(known) << known.error().message;
+  const SimServiceConfig& k = known->services[known->graph.index_of("checkout")];
+  EXPECT_NEAR(k.queue_limit_seconds, 18 * k.mean_service_time_seconds / 4, 1e-12);
+  EXPECT_GT(k.queue_limit_seconds, 0.08);
+  EXPECT_LT(k.queue_limit_seconds, 0.15);
+  config->services[0].concurrency = 0;
 
   // Any capacity is reachable: a shorter service time serves more within the SLO.
   for (double capacity : {0.5, 5.0, 1e5}) {

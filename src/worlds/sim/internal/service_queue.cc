@@ -113,31 +113,34 @@ const ServiceQueue::Stationary& ServiceQueue::stationary(int servers, double arr
     memo_.mean_queue_length = q.mean_queue_length * costs_.wait_factor;
     memo_.refused = 0;
     if (queue_limit_ > 0) {
-      // M/M/c/K: the M/M/c state distribution cut at K = c + (the limit's worth of queue) and
-      // renormalised; an arrival sees it (PASTA). With C the Erlang-C probability of waiting,
-      // rho the utilisation and cut = e^(−wait_rate × limit) ≈ rho^(K − c), the share P(n ≥ K)
-      // of the unlimited queue: arrivals are refused with probability C (1 − rho) cut / Z, start
-      // at once with (1 − C) / Z and wait with C (1 − cut) / Z, Z = 1 − C rho cut. The admitted
-      // waits are the exponential cut at the limit, taken as uniform on [0, 2 × their mean].
+      // M/M/c/K: the M/M/c state distribution cut at K = c + m, m = limit × c·mu queue places,
+      // and renormalised; an arrival sees it (PASTA). With C the Erlang-C probability of
+      // waiting, rho the utilisation and cut = e^(−wait_rate × limit) ≈ rho^m, the share of
+      // waiting arrivals that would wait past the limit: arrivals are refused with probability
+      // C (1 − rho) cut / Z, start at once with (1 − C) / Z and wait with C (1 − cut) / Z,
+      // Z = 1 − C rho cut. The admitted waits are the exponential cut at the limit, taken as
+      // an exponential of the same mean: exact when the limit does not bind (cut → 0), a little
+      // pessimistic in its tail when it binds hard.
       const double c = q.wait_probability;
       const double rho = std::clamp(arrival_rps / (servers * mu), 0.0, 1.0);
       const double cut = std::exp(-wait_rate * queue_limit_);
       const double z = 1 - c * rho * cut;
       memo_.refused = c * (1 - rho) * cut / z;
-      const double waited = c * (1 - cut) / z;
-      const double mean_wait = waited > 0 ? 1 / wait_rate - queue_limit_ * cut / (1 - cut) : 0;
-      const double top = std::min(queue_limit_, 2 * std::max(mean_wait, 0.0));
+      const double admitted = 1 - memo_.refused;
+      const double waits = c * (1 - cut) / z / admitted;  // P(wait | admitted)
+      const double mean_wait =
+          cut < 1 ? 1 / wait_rate - queue_limit_ * cut / (1 - cut) : queue_limit_ / 2;
+      const double cut_rate = 1 / std::max(mean_wait, 1e-9 * queue_limit_);
       memo_.within_slo = 0;
       for (size_t k = 0; k < costs_.classes(); ++k) {
-        const double class_mu = mu / costs_.relative_cost[k];
-        LatencyComponent& now = memo_.admitted[2 * k];
-        LatencyComponent& later = memo_.admitted[2 * k + 1];
-        now = fluid_sojourn(0, 0, class_mu, costs_.share[k] * (1 - c) / z);
-        later = fluid_sojourn(0, top, class_mu, costs_.share[k] * waited);
-        memo_.within_slo +=
-            now.weight * (1 - tail(now, slo_)) + later.weight * (1 - tail(later, slo_));
+        LatencyComponent& s = memo_.sojourn[k];
+        s = wait_then_service(waits, cut_rate, mu / costs_.relative_cost[k]);
+        s.weight = costs_.share[k] * admitted;
+        memo_.within_slo += s.weight * (1.0 - tail(s, slo_));
       }
-      memo_.mean_queue_length *= 1 - cut;
+      const double m = queue_limit_ * servers * mu;
+      memo_.mean_queue_length = costs_.wait_factor * c * rho *
+                                std::max(0.0, 1 - (m + 1) * cut + m * rho * cut) / ((1 - rho) * z);
     }
   }
   return memo_;
@@ -303,7 +306,12 @@ void ServiceQueue::step(double t0, int servers, double arrivals, double cost, St
         if (u_w > u_s) push(Cohort{arrivals * (u_w - u_s) / dt_, cost, t0 + u_s, t0 + u_w});
         if (u_w < dt_) {
           const double admitted = rate * (dt_ - u_w) / cost;
-          const double started = rate * std::max(0.0, dt_ - queue_limit_ - u_w) / cost;
+          // Those that start within the step: admitted before dt − limit, and no more than the
+          // servers have left (a backlog already past the limit, after replicas were lost,
+          // takes the step's work first; refuse_beyond_limit() then trims the queue).
+          const double started = std::min(rate * std::max(0.0, dt_ - queue_limit_ - u_w),
+                                          std::max(0.0, budget - used)) /
+                                 cost;
           if (started > 0) {
             add_fluid(out, queue_limit_, queue_limit_, mu, started);
             out.served += started;
@@ -365,22 +373,16 @@ void ServiceQueue::step(double t0, int servers, double arrivals, double cost, St
     }
     if (stochastic_arrivals > 0) {
       const Stationary& st = stationary(servers, servers * mu * rho_, mu);
-      if (queue_limit_ > 0) {
-        for (size_t c = 0; c < 2 * costs_.classes(); ++c) {
-          LatencyComponent m = st.admitted[c];
-          m.weight *= stochastic_arrivals;
-          out.components[static_cast<size_t>(out.component_count++)] = m;
-        }
+      for (size_t c = 0; c < costs_.classes(); ++c) {
+        LatencyComponent m = st.sojourn[c];
+        m.weight *= stochastic_arrivals;
+        out.components[static_cast<size_t>(out.component_count++)] = m;
+      }
+      if (st.refused > 0) {
         // Refused at the door: neither served nor worked on.
         out.dropped += stochastic_arrivals * st.refused;
         out.served -= stochastic_arrivals * st.refused;
         used -= stochastic_arrivals * st.refused * cost;
-      } else {
-        for (size_t c = 0; c < costs_.classes(); ++c) {
-          LatencyComponent m = st.sojourn[c];
-          m.weight *= stochastic_arrivals;
-          out.components[static_cast<size_t>(out.component_count++)] = m;
-        }
       }
       out.served_within_slo += stochastic_arrivals * st.within_slo;
       stationary_queue_seconds = st.mean_queue_length * (dt_ - saturated);

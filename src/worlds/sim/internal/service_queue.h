@@ -41,9 +41,7 @@ constexpr size_t kMaxCostClasses = 10;
 // the SLO (equals slo_capacity_rps() for one class); NaN when no rate does.
 double capacity_rps(double mean_service_time_seconds, int workers, double slo_seconds,
                     const CostMix& costs);
-// Backlog, catch-up and steady parts; with a queue limit the steady part is two (no wait, and
-// a wait cut at the limit).
-constexpr size_t kMaxComponents = 4 * kMaxCostClasses;
+constexpr size_t kMaxComponents = 3 * kMaxCostClasses;  // backlog, catch-up and steady parts
 
 struct StepOutcome {
   double arrived = 0;
@@ -68,7 +66,7 @@ class ServiceQueue {
                double step_seconds, CostMix costs = {}, double queue_limit_seconds = 0);
 
   // Latency components a step produces at most.
-  size_t max_components() const { return (queue_limit_ > 0 ? 4 : 3) * costs_.classes(); }
+  size_t max_components() const { return 3 * costs_.classes(); }
 
   // Runs the step [t0, t0 + step) (t0 seconds since the start) with `servers` servers and
   // `arrivals` requests of mean cost `cost` arriving uniformly over the step.
@@ -98,11 +96,10 @@ class ServiceQueue {
     std::array<LatencyComponent, kMaxCostClasses> sojourn;  // per cost class, weight = share
     double within_slo = 0;                                  // P(T <= SLO)
     double mean_queue_length = 0;
-    // With a queue limit: the share refused (its wait would pass the limit), and the admitted
-    // requests' sojourn per class as two parts, no wait and a wait cut at the limit (weights
-    // per arrival); within_slo is then the share of all arrivals served within the SLO.
+    // With a queue limit: the share refused (its wait would pass the limit); `sojourn` is then
+    // the admitted requests' (weights per arrival) and within_slo the share of all arrivals
+    // served within the SLO.
     double refused = 0;
-    std::array<LatencyComponent, 2 * kMaxCostClasses> admitted;
   };
 
   const Stationary& stationary(int servers, double arrival_rps, double mu);
