@@ -259,8 +259,15 @@ TEST_P(LearnedCapacity, WithinTenPercentAfterAnHourAtTwentyToNinetyPercent) {
 // Replicas that come and go (windows in which one joins or drains are skipped, and the queue
 // relaxes after each change) and a real demand curve with minute steps: six hours of NASA July
 // on Online Boutique, scaled every 15 s to the window's arrivals at 95 % of capacity.
-TEST(LearnedCapacityUnderAutoscaling, WithinTenPercentOnNasa) {
+// With and without admission control: behind a queue limit an overload's latency is capped
+// and the excess refused, which must not read as a faster replica. The rule sizes replicas at
+// 95 % of the capacity (a few overloaded scrapes) and, behind the limit, at 110 % (many).
+class LearnedCapacityUnderAutoscaling : public ::testing::TestWithParam<double> {};
+
+TEST_P(LearnedCapacityUnderAutoscaling, WithinTenPercentOnNasa) {
   SKIP_WITHOUT_SHARED_DATA();
+  const double queue_limit = GetParam();
+  const double sizing = queue_limit > 0 ? 1.1 : 0.95;
   const scaling::CallGraph graph = topology("online-boutique");
   auto trace = forecast::read_trace(shared_data() + "/traces/nasa-http-1995-07.csv");
   ASSERT_TRUE(trace);
@@ -268,6 +275,7 @@ TEST(LearnedCapacityUnderAutoscaling, WithinTenPercentOnNasa) {
   SimConfig config;
   config.graph = graph;
   config.service_defaults.startup_time = seconds(30);
+  config.service_defaults.queue_limit_seconds = queue_limit;
   auto world = make(config, forecast::rescale_to_peak(*trace, 300));
   ASSERT_TRUE(world);
   const double cap = *capacity_rps(SimServiceConfig{});
@@ -278,7 +286,7 @@ TEST(LearnedCapacityUnderAutoscaling, WithinTenPercentOnNasa) {
     model.observe(snap);
     for (const auto& o : snap.services) {
       const int n =
-          std::clamp(static_cast<int>(std::ceil(o.window.arrival_rps / (0.95 * cap))), 1, 100);
+          std::clamp(static_cast<int>(std::ceil(o.window.arrival_rps / (sizing * cap))), 1, 100);
       if (n != o.desired_replicas && world->scale(o.name, n)) ++scale_actions;
     }
   });
@@ -293,11 +301,13 @@ TEST(LearnedCapacityUnderAutoscaling, WithinTenPercentOnNasa) {
                            << "correction " << model.latency_correction(s.name);
   }
   std::printf(
-      "[capacity] online-boutique, NASA 6 h, %d scale actions: %d services within %.2g %% "
-      "(worst)\n",
-      scale_actions, checked, 100 * worst);
+      "[capacity] online-boutique, NASA 6 h, queue limit %.0f ms, %d scale actions: %d services "
+      "within %.2g %% (worst)\n",
+      1000 * queue_limit, scale_actions, checked, 100 * worst);
   EXPECT_EQ(checked, static_cast<int>(graph.services.size()));
 }
+
+INSTANTIATE_TEST_SUITE_P(QueueLimit, LearnedCapacityUnderAutoscaling, ::testing::Values(0.0, 0.15));
 
 // A release makes one service twice as slow. SimWorld cannot change a service time while it
 // runs, so the hour before and the half hour after are two worlds (the second starting where the
