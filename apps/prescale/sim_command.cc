@@ -222,6 +222,79 @@ Result<std::map<std::string, double>> learned_capacities(const Config& config,
   return out;
 }
 
+// The trace as simulated, and the history the prescale policies get before it (--history).
+struct SimLoad {
+  forecast::Trace trace, before;
+  bool denoised = false;  // counting noise removed before --peak-rps scaled it up
+  double dispersion = 1;  // the whole file's, with which it was removed
+};
+
+// Reads --trace and applies --offset/--duration, --history, --scale and --peak-rps (removing
+// counting noise before scaling up). Prints what is wrong and returns nullopt on bad input.
+std::optional<SimLoad> load_trace(const SimFlags& f, std::chrono::milliseconds offset,
+                                  std::chrono::milliseconds duration,
+                                  std::chrono::milliseconds history) {
+  forecast::TraceOptions trace_options;
+  trace_options.column = f.column;
+  auto read = forecast::read_trace(f.trace, trace_options);
+  if (!read) {
+    std::cerr << "prescale sim: --trace: " << read.error().message << "\n";
+    return std::nullopt;
+  }
+  const double trace_seconds = read->duration_seconds();
+  forecast::Trace before;
+  if (history.count() > 0) {
+    const double h = std::chrono::duration<double>(history).count();
+    before = slice(*read, std::chrono::duration<double>(offset).count() - h, h);
+  }
+  // Estimated on the whole source, so a slice and its history lose the same noise; only when
+  // the noise may be removed (below).
+  const double dispersion =
+      f.peak_rps > 0 && !f.keep_counting_noise ? forecast::counting_dispersion(*read) : 1.0;
+  forecast::Trace trace = slice(std::move(*read), std::chrono::duration<double>(offset).count(),
+                                std::chrono::duration<double>(duration).count());
+  if (trace.counts.empty()) {
+    std::cerr << "prescale sim: --offset/--duration leave no steps of the trace (it has "
+              << span_text(trace_seconds) << ")\n";
+    return std::nullopt;
+  }
+  if (f.scale > 0) {
+    // As `prescale load --scale` replays it: counts multiplied, noise and all.
+    trace = forecast::rescale_to_peak(std::move(trace), trace.peak_rps() * f.scale);
+    before = forecast::rescale_to_peak(std::move(before), before.peak_rps() * f.scale);
+  }
+  SimLoad out;
+  out.dispersion = dispersion;
+  if (f.peak_rps > 0 && f.peak_rps > minute_peak_rps(trace) && !f.keep_counting_noise &&
+      forecast::is_count_trace(trace)) {
+    out.denoised = true;
+    // Scaling a low-volume count trace up would scale its counting noise with it.
+    trace = forecast::remove_counting_noise(std::move(trace), dispersion);
+    if (!before.counts.empty()) {
+      before = forecast::remove_counting_noise(std::move(before), dispersion);
+    }
+  }
+  if (f.peak_rps > 0) {
+    // The peak is the busiest minute's mean rate: what people mean by "our peak is X req/s",
+    // and the same yardstick for per-request traces (1 s steps, whose busiest second is mostly
+    // noise) as for per-minute ones. Coarser traces use their own step. The history scales
+    // with it.
+    const double busiest = minute_peak_rps(trace);
+    if (busiest > 0) {
+      const double factor = f.peak_rps / busiest;
+      trace = forecast::rescale_to_peak(std::move(trace), trace.peak_rps() * factor);
+      before = forecast::rescale_to_peak(std::move(before), before.peak_rps() * factor);
+    }
+  }
+  if (!(trace.peak_rps() > 0)) {
+    std::cerr << "prescale sim: --trace: the trace has no requests in the chosen window\n";
+    return std::nullopt;
+  }
+  out.trace = std::move(trace);
+  out.before = std::move(before);
+  return out;
+}
+
 int run_sim(const SimFlags& f, const CLI::App& cmd) {
   // --- The world: topology and service parameters ---
   sim::SimServiceConfig defaults;
@@ -353,61 +426,12 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   }
 
   // --- The load ---
-  forecast::TraceOptions trace_options;
-  trace_options.column = f.column;
-  auto read = forecast::read_trace(f.trace, trace_options);
-  if (!read) {
-    std::cerr << "prescale sim: --trace: " << read.error().message << "\n";
-    return 2;
-  }
-  const double trace_seconds = read->duration_seconds();
-  forecast::Trace before;  // what --history gives the prescale policies
-  if (history->count() > 0) {
-    const double h = std::chrono::duration<double>(*history).count();
-    before = slice(*read, std::chrono::duration<double>(*offset).count() - h, h);
-  }
-  // Estimated on the whole source, so a slice and its history lose the same noise; only when
-  // the noise may be removed (below).
-  const double dispersion =
-      f.peak_rps > 0 && !f.keep_counting_noise ? forecast::counting_dispersion(*read) : 1.0;
-  forecast::Trace trace = slice(std::move(*read), std::chrono::duration<double>(*offset).count(),
-                                std::chrono::duration<double>(*duration).count());
-  if (trace.counts.empty()) {
-    std::cerr << "prescale sim: --offset/--duration leave no steps of the trace (it has "
-              << span_text(trace_seconds) << ")\n";
-    return 2;
-  }
-  if (f.scale > 0) {
-    // As `prescale load --scale` replays it: counts multiplied, noise and all.
-    trace = forecast::rescale_to_peak(std::move(trace), trace.peak_rps() * f.scale);
-    before = forecast::rescale_to_peak(std::move(before), before.peak_rps() * f.scale);
-  }
-  bool denoised = false;
-  if (f.peak_rps > 0 && f.peak_rps > minute_peak_rps(trace) && !f.keep_counting_noise &&
-      forecast::is_count_trace(trace)) {
-    denoised = true;
-    // Scaling a low-volume count trace up would scale its counting noise with it.
-    trace = forecast::remove_counting_noise(std::move(trace), dispersion);
-    if (!before.counts.empty()) {
-      before = forecast::remove_counting_noise(std::move(before), dispersion);
-    }
-  }
-  if (f.peak_rps > 0) {
-    // The peak is the busiest minute's mean rate: what people mean by "our peak is X req/s",
-    // and the same yardstick for per-request traces (1 s steps, whose busiest second is mostly
-    // noise) as for per-minute ones. Coarser traces use their own step. The history scales
-    // with it.
-    const double busiest = minute_peak_rps(trace);
-    if (busiest > 0) {
-      const double factor = f.peak_rps / busiest;
-      trace = forecast::rescale_to_peak(std::move(trace), trace.peak_rps() * factor);
-      before = forecast::rescale_to_peak(std::move(before), before.peak_rps() * factor);
-    }
-  }
-  if (!(trace.peak_rps() > 0)) {
-    std::cerr << "prescale sim: --trace: the trace has no requests in the chosen window\n";
-    return 2;
-  }
+  auto load = load_trace(f, *offset, *duration, *history);
+  if (!load) return 2;
+  forecast::Trace& trace = load->trace;
+  forecast::Trace& before = load->before;
+  const bool denoised = load->denoised;
+  const double dispersion = load->dispersion;
 
   // Replica ceilings for the built-in topologies: twice what the trace's peak needs, at least
   // 10, so a ceiling never decides a policy's result (prescale.yaml files set their own).
