@@ -97,9 +97,10 @@ TEST(LoadCommandTest, ConstantRateAgainstEcho) {
   EchoServer echo;
   TempDir dir;
   const std::string json = dir.file("out.json");
-  const Outcome o = run_load(dir, "rate",
-                             {"--rate", "200", "--duration", "2s", "--target", echo.url(), "--mix",
-                              "GET /echo:1,GET /delay/50:1", "--json", json});
+  const Outcome o =
+      run_load(dir, "rate",
+               {"--rate", "200", "--duration", "2s", "--target", echo.url(), "--mix",
+                "GET /echo:1,GET /delay/50:1,GET /status/503:1", "--slo", "40ms", "--json", json});
   ASSERT_EQ(o.exit_status, 0) << o.out << o.err;
   EXPECT_THAT(o.out, HasSubstr("latency"));
   const Json j = read_json(json);
@@ -107,10 +108,18 @@ TEST(LoadCommandTest, ConstantRateAgainstEcho) {
   // Poisson arrivals: 400 expected, standard deviation 20.
   EXPECT_NEAR(n["scheduled"].get<double>(), 400, 80) << j.dump(2);
   EXPECT_EQ(n["completed"], n["scheduled"]);
-  EXPECT_EQ(n["ok"], n["scheduled"]);
   EXPECT_EQ(n["errors"], 0);
   EXPECT_EQ(n["unfinished"], 0);
-  EXPECT_EQ(j["status"]["200"], n["scheduled"]);
+  const Json& refused = route(j, "GET /status/503");
+  EXPECT_EQ(n["ok"].get<int>(), n["scheduled"].get<int>() - refused["completed"].get<int>());
+  EXPECT_EQ(j["status"]["200"], n["ok"]);
+  EXPECT_EQ(j["status"]["503"], refused["completed"]);
+  // Within the SLO: ok answers only (not the 503s), and none of the 50 ms ones.
+  EXPECT_DOUBLE_EQ(j["slo_ms"].get<double>(), 40.0);
+  EXPECT_GT(n["ok_within_slo"].get<int>(), 0);
+  EXPECT_LE(n["ok_within_slo"].get<int>(), route(j, "GET /echo")["ok"].get<int>());
+  EXPECT_EQ(j["latency_ok_ms"]["count"], n["ok"]);
+  EXPECT_GE(j["latency_ok_ms"]["max"].get<double>(), 50.0);
   EXPECT_DOUBLE_EQ(j["duration_s"].get<double>(), 2.0);
   expect_consistent(j);
   const Json& delay = route(j, "GET /delay/50");
@@ -138,6 +147,8 @@ TEST(LoadCommandTest, SlowUpstreamShowsQueueingInLatency) {
   EXPECT_EQ(n["scheduled"], 100) << j.dump(2);
   EXPECT_EQ(n["completed"], 100);
   EXPECT_EQ(n["errors"], 0);
+  EXPECT_TRUE(n["ok_within_slo"].is_null());  // no --slo
+  EXPECT_TRUE(j["slo_ms"].is_null());
   expect_consistent(j);
   // All but the first four waited for a connection, and so started late.
   EXPECT_GE(n["queued"].get<int>(), 90);
@@ -189,6 +200,7 @@ TEST(LoadCommandTest, BadInputExitsTwoNamingTheFlag) {
       {{"--rate", "10", "--target", "http://h:1", "--arrivals", "bursty"}, "--arrivals: expected"},
       {{"--rate", "10", "--target", "http://h:1", "--user-range", "9-1"}, "--user-range:"},
       {{"--rate", "10", "--target", "http://h:1", "--connections", "0"}, "--connections:"},
+      {{"--rate", "10", "--target", "http://h:1", "--slo", "0ms"}, "--slo: must be > 0"},
       {{"--trace", dir.file("missing.csv"), "--target", "http://h:1"}, "--trace:"},
   };
   int i = 0;

@@ -37,6 +37,7 @@ struct LoadFlags {
   int connections = 64;
   std::string timeout = "10s";
   std::string drain;  // "": the timeout
+  std::string slo;    // "": none
   int threads = 2;
   std::string json_path;
   bool timeline = false;
@@ -87,7 +88,9 @@ Json latency_json(const LatencyHistogram& h) {
   return j;
 }
 
-Json report_json(const LoadReport& r, const LoadFlags& f) {
+// `slo`: --slo, when given (the within-SLO count is null without one).
+Json report_json(const LoadReport& r, const LoadFlags& f,
+                 std::optional<std::chrono::milliseconds> slo) {
   Json j;
   j["target"] = f.target;
   j["trace"] = f.trace.empty() ? Json(nullptr) : Json(f.trace);
@@ -100,6 +103,8 @@ Json report_json(const LoadReport& r, const LoadFlags& f) {
                    {"completed", r.completed}, {"ok", r.ok},
                    {"errors", r.errors},       {"unfinished", r.unfinished},
                    {"queued", r.queued},       {"late", r.late}};
+  j["requests"]["ok_within_slo"] = slo ? Json(r.ok_within_slo) : Json(nullptr);
+  j["slo_ms"] = slo ? Json(static_cast<double>(slo->count())) : Json(nullptr);
   Json status = Json::object();
   for (const auto& [code, n] : r.status_counts) status[std::to_string(code)] = n;
   j["status"] = status;
@@ -107,6 +112,7 @@ Json report_json(const LoadReport& r, const LoadFlags& f) {
                  {"unavailable", r.errors_unavailable},
                  {"other", r.errors_other}};
   j["latency_ms"] = latency_json(r.latency);
+  j["latency_ok_ms"] = latency_json(r.latency_ok);
   j["start_delay_ms"] = latency_json(r.start_delay);
   Json routes = Json::array();
   for (const loadgen::RouteStats& route : r.routes) {
@@ -156,6 +162,20 @@ void print_report(std::ostream& out, const LoadReport& r, const LoadFlags& f) {
       << fmt_ms(l.value_at_quantile(0.9)) << ", p99 " << fmt_ms(l.value_at_quantile(0.99))
       << ", p99.9 " << fmt_ms(l.value_at_quantile(0.999)) << ", max " << fmt_ms(l.max())
       << " (mean " << fmt_ms(l.mean()) << "; from the scheduled time)\n";
+  if (r.ok < r.completed) {
+    const LatencyHistogram& k = r.latency_ok;
+    out << "latency ok   p50 " << fmt_ms(k.value_at_quantile(0.5)) << ", p99 "
+        << fmt_ms(k.value_at_quantile(0.99)) << ", max " << fmt_ms(k.max())
+        << " (answers below 400 only)\n";
+  }
+  if (!f.slo.empty()) {
+    out << "within SLO   " << r.ok_within_slo << " of " << r.scheduled << " scheduled ("
+        << fmt_number(r.scheduled > 0 ? 100.0 * static_cast<double>(r.ok_within_slo) /
+                                            static_cast<double>(r.scheduled)
+                                      : 0.0,
+                      2)
+        << " %) answered below 400 within " << f.slo << "\n";
+  }
   const LatencyHistogram& d = r.start_delay;
   out << "start delay  p50 " << fmt_ms(d.value_at_quantile(0.5)) << ", p99 "
       << fmt_ms(d.value_at_quantile(0.99)) << ", max " << fmt_ms(d.max()) << "; " << r.late
@@ -221,6 +241,9 @@ LoadCommand::LoadCommand(CLI::App& app) : flags_(std::make_unique<LoadFlags>()) 
       ->capture_default_str();
   command_->add_option("--drain", f.drain,
                        "After the last arrival, how long to wait for answers (default: --timeout)");
+  command_->add_option("--slo", f.slo,
+                       "Latency objective, e.g. 200ms: count the ok answers within it of their "
+                       "scheduled time (ok_within_slo)");
   command_->add_option("--threads", f.threads, "HTTP client I/O threads")->capture_default_str();
   command_->add_option("--json", f.json_path, "Write the report as JSON to this file");
   command_->add_flag("--timeline", f.timeline, "Print per-route lines and a per-second table");
@@ -275,6 +298,11 @@ int LoadCommand::run() const {
   if (timeout->count() == 0) return bad("--timeout", "must be > 0");
   auto drain = timeout;
   if (!f.drain.empty() && !(drain = duration_flag("--drain", f.drain))) return 2;
+  std::optional<std::chrono::milliseconds> slo;
+  if (!f.slo.empty()) {
+    if (!(slo = duration_flag("--slo", f.slo))) return 2;
+    if (slo->count() == 0) return bad("--slo", "must be > 0");
+  }
   std::optional<std::chrono::milliseconds> duration;
   if (!f.duration.empty()) {
     if (!(duration = duration_flag("--duration", f.duration))) return 2;
@@ -311,15 +339,17 @@ int LoadCommand::run() const {
   loadgen::LoadGenerator generator(
       Clock::real(), target, loadgen::ArrivalSchedule(std::move(plan), *arrivals, f.seed),
       loadgen::RequestPicker(std::move(*mix), *users, f.seed ^ 0x9e3779b97f4a7c15ULL),
-      loadgen::LoadOptions{
-          .connections = static_cast<size_t>(f.connections), .timeout = *timeout, .drain = *drain});
+      loadgen::LoadOptions{.connections = static_cast<size_t>(f.connections),
+                           .timeout = *timeout,
+                           .drain = *drain,
+                           .slo = slo ? std::optional<Clock::Duration>(*slo) : std::nullopt});
   const LoadReport report = generator.run();
 
   print_report(std::cout, report, f);
   if (!f.json_path.empty()) {
     const std::string tmp = f.json_path + ".tmp";
     std::ofstream out(tmp);
-    out << report_json(report, f).dump(2) << "\n";
+    out << report_json(report, f, slo).dump(2) << "\n";
     out.close();
     if (!out || std::rename(tmp.c_str(), f.json_path.c_str()) != 0) {
       std::cerr << "prescale load: --json: cannot write " << f.json_path << "\n";

@@ -103,6 +103,8 @@ void LoadGenerator::State::on_done(Clock::TimePoint scheduled, size_t entry, siz
         ++totals.ok;
         ++route.ok;
         ++sec.ok;
+        totals.latency_ok.record(latency);
+        if (options.slo && latency <= *options.slo) ++totals.ok_within_slo;
       }
       totals.latency.record(latency);
       route.latency.record(latency);

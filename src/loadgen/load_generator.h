@@ -48,6 +48,9 @@ struct LoadOptions {
   std::chrono::milliseconds drain{10000};
   // A request sent more than this after its scheduled time counts as a late start.
   Clock::Duration late_threshold = std::chrono::milliseconds(1);
+  // A latency objective: answers with a status below 400 that came within it of their scheduled
+  // time are counted in LoadReport::ok_within_slo. nullopt: not counted.
+  std::optional<Clock::Duration> slo = std::nullopt;
 };
 
 // One step of the timeline (a second, or more for runs over an hour), by scheduled time.
@@ -86,9 +89,13 @@ struct LoadReport {
   uint64_t unfinished = 0;  // still queued or in flight when the run ended
   uint64_t queued = 0;      // waited for a free connection
   uint64_t late = 0;        // sent more than late_threshold after their scheduled time
+  // ok within LoadOptions::slo of their scheduled time (0 without an SLO): what share of the
+  // scheduled requests met the objective, when refusals and errors count as misses.
+  uint64_t ok_within_slo = 0;
   std::map<int, uint64_t> status_counts;
 
   LatencyHistogram latency{7};      // response time − scheduled time, every response
+  LatencyHistogram latency_ok{7};   // the same, answers with a status below 400 only
   LatencyHistogram start_delay{7};  // send time − scheduled time, every sent request
   std::vector<RouteStats> routes;   // in mix order
   // One step per second; runs longer than kMaxTimelineSteps seconds get wider steps, which

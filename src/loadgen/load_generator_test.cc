@@ -7,6 +7,7 @@
 #include <cmath>
 #include <future>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -148,6 +149,36 @@ TEST(LoadGeneratorTest, QueueingBehindASlowTargetCountsInLatency) {
   EXPECT_NEAR(to_seconds(r.latency.mean() - r.start_delay.mean()), 0.020, 0.0002);
   EXPECT_NEAR(r.elapsed_seconds, 2.005, 0.002);
   EXPECT_NEAR(r.achieved_rps(), 100 / 2.005, 0.5);
+}
+
+TEST(LoadGeneratorTest, CountsTheOkAnswersWithinTheSlo) {
+  // The queue above: request k answers 20 + 10k ms after its scheduled time, so k = 0..8 are
+  // within 105 ms. A 404 is not ok: it is neither within the SLO nor in latency_ok.
+  for (const char* path : {"GET /slow:1", "GET /missing:1"}) {
+    ManualClock clock;
+    FakeTarget target(clock, 20ms);
+    LoadGenerator gen(clock, target,
+                      ArrivalSchedule(constant_rate(100, 1s), ArrivalProcess::kUniform, 1),
+                      picker_for(path), LoadOptions{.connections = 1, .slo = 105ms});
+    const LoadReport r = drive(clock, target, gen);
+    const bool ok = std::string_view(path) == "GET /slow:1";
+    EXPECT_EQ(r.completed, 100u) << path;
+    EXPECT_EQ(r.latency.count(), 100u) << path;
+    EXPECT_EQ(r.ok_within_slo, ok ? 9u : 0u) << path;
+    EXPECT_EQ(r.latency_ok.count(), ok ? 100u : 0u) << path;
+    if (ok) {
+      EXPECT_NEAR(to_seconds(r.latency_ok.max()), 1.010, 0.0002);
+    }
+  }
+  // Without an SLO nothing is counted.
+  ManualClock clock;
+  FakeTarget target(clock, 20ms);
+  LoadGenerator gen(clock, target,
+                    ArrivalSchedule(constant_rate(100, 1s), ArrivalProcess::kUniform, 1),
+                    picker_for("GET /slow:1"), LoadOptions{.connections = 1});
+  const LoadReport r = drive(clock, target, gen);
+  EXPECT_EQ(r.ok, 100u);
+  EXPECT_EQ(r.ok_within_slo, 0u);
 }
 
 TEST(LoadGeneratorTest, ErrorsStatusesAndUnfinishedAddUp) {
