@@ -389,8 +389,7 @@ void ServiceQueue::step(double t0, int servers, double arrivals, double cost, St
     }
   }
 
-  const double refused = refuse_beyond_limit(servers);
-  out.dropped += refused;
+  out.dropped += refuse_beyond_limit(servers);
   double queued_end = 0;
   for (size_t i = 0; i < size_; ++i) queued_end += cohort(i).n;
   out.queued_end = queued_end;
