@@ -119,6 +119,8 @@ Backtest run_backtest(Model& model, const Series& s, size_t first, std::span<con
 
 struct Calibration {
   std::vector<double> q50, q90, q99;  // per horizon
+  // Per horizon: its quantiles were borrowed from a shorter one (too few outcomes to measure).
+  std::vector<char> borrowed;
 };
 
 // The unit of a forecast's error: the recent one-step error, the forecast's own level, or 1
@@ -168,6 +170,7 @@ Calibration calibrate(const Backtest& b, size_t begin, size_t end, int horizon, 
       c.q50.push_back(c.q50[from]);
       c.q90.push_back(c.q50[from] + (c.q90[from] - c.q50[from]) * grow);
       c.q99.push_back(c.q50[from] + (c.q99[from] - c.q50[from]) * grow);
+      c.borrowed.push_back(1);
       continue;
     }
     if (enough) borrow_from = h;
@@ -177,6 +180,7 @@ Calibration calibrate(const Backtest& b, size_t begin, size_t end, int horizon, 
     c.q50.push_back(q50);
     c.q90.push_back(q90);
     c.q99.push_back(q99);
+    c.borrowed.push_back(0);
   }
   return c;
 }
@@ -394,6 +398,7 @@ Result<void> Forecaster::fit(const Series& history) {
   if (origins.empty()) model_->fit(history);
   error_scale_ = final_scales.empty() ? scale_floor_ : final_scales[best];
   unit_ = best_unit;
+  std::vector<char> borrowed;  // of the kept calibration, per horizon
   if (!calibrations.empty()) {
     const auto unit_index = static_cast<size_t>(
         std::find(options_.error_units.begin(), options_.error_units.end(), best_unit) -
@@ -402,6 +407,7 @@ Result<void> Forecaster::fit(const Series& history) {
     q50_ = c.q50;
     q90_ = c.q90;
     q99_ = c.q99;
+    borrowed = c.borrowed;
   } else {
     q50_.assign(static_cast<size_t>(horizon), 0.0);
     q90_.assign(static_cast<size_t>(horizon), 0.0);
@@ -413,7 +419,15 @@ Result<void> Forecaster::fit(const Series& history) {
   const double spread_floor = unit_ == ErrorUnit::kConstant ? scale_floor_ : 0.1;
   track_step_.resize(q50_.size());
   for (size_t h = 0; h < q50_.size(); ++h) {
-    track_step_[h] = options_.online_calibration_rate * std::max(q99_[h] - q50_[h], spread_floor);
+    // A horizon too far ahead for the history to measure (its quantiles borrowed from a shorter
+    // one, fewer than kMinCalibrationWindows windows behind them) knows little from its fit:
+    // its tracking moves as if each outcome were one of those few, 1 / kMinCalibrationWindows.
+    // The measured horizons keep the configured rate.
+    const double rate = options_.online_calibration_rate > 0 && h < borrowed.size() && borrowed[h]
+                            ? std::max(options_.online_calibration_rate,
+                                       1.0 / static_cast<double>(kMinCalibrationWindows))
+                            : options_.online_calibration_rate;
+    track_step_[h] = rate * std::max(q99_[h] - q50_[h], spread_floor);
   }
   issued_.assign(options_.online_calibration_rate > 0 ? q50_.size() : 0, Issued{});
   updates_ = 0;

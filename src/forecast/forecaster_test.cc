@@ -163,6 +163,33 @@ TEST(ForecasterTest, ShortHistoryGivesSaneQuantilesFarAhead) {
   }
 }
 
+TEST(ForecasterTest, HorizonsTooFarForTheHistoryFollowTheOutcomesFaster) {
+  // 150 steps of a volatile random walk, forecast 60 steps ahead: the far horizons' quantiles
+  // are borrowed (fewer than four windows of them). Then the series goes flat. With a constant
+  // unit of error only the tracking moves the quantiles: a borrowed horizon's P90 falls toward
+  // the outcomes at 1 / 4 of its spread per outcome, a measured one's at the configured rate.
+  std::mt19937 rng(29);
+  std::normal_distribution<double> step(0, 5);
+  Series s;
+  s.step_seconds = 60;
+  double v = 500;
+  for (int i = 0; i < 150; ++i) s.values.push_back(v += step(rng));
+  ForecasterOptions o;
+  o.candidates = {"naive"};
+  o.max_horizon = 60;
+  o.error_units = {ErrorUnit::kConstant};
+  Forecaster f(o);
+  ASSERT_TRUE(f.fit(s));
+  const QuantileForecast before = f.predict(60);
+  for (int i = 0; i < 120; ++i) f.update(v);
+  const QuantileForecast after = f.predict(60);
+  auto shrink = [&](size_t h) {
+    return (after.p90[h] - after.p50[h]) / (before.p90[h] - before.p50[h]);
+  };
+  EXPECT_GT(shrink(0), 0.7);   // measured: 120 outcomes at the 0.02 rate
+  EXPECT_LT(shrink(59), 0.3);  // borrowed: most of the way to the flat outcomes
+}
+
 TEST(ForecasterTest, CopiesAreIndependent) {
   Forecaster a(hourly_day());
   ASSERT_TRUE(a.fit(cyclic(10, 60)));
