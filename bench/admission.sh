@@ -115,13 +115,7 @@ PY
   model_line="    model_dir: $work/models/fraud"
   request_path=/v1/score:batch
   mix="POST /v1/score:batch@$work/batch.json:1"
-  cat > "$work/request.lua" <<LUA
-local f = assert(io.open("$work/batch.json", "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-LUA
+  post_lua "$work/batch.json" > "$work/request.lua"
   probe=(curl -fsS -o /dev/null -H 'Content-Type: application/json' --data-binary "@$work/batch.json")
   what="POST /v1/score:batch ($batch transactions)"
 else

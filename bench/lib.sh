@@ -46,3 +46,14 @@ ratio() {
     num = "^[0-9.]+([eE][-+]?[0-9]+)?$"
     if (a !~ num || b !~ num || b + 0 == 0) print "na"; else printf "%.3f\n", a / b }'
 }
+
+# BODY_FILE: prints a wrk script that POSTs that JSON body to the URL's path.
+post_lua() {
+  cat <<LUA
+local f = assert(io.open("$1", "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+LUA
+}

@@ -164,15 +164,6 @@ request = function()
                     '{"user": ' .. math.random(1, 610) .. ', "item": 2571}')
 end
 LUA
-post_lua() {  # BODY_FILE: a wrk script POSTing that body to the URL's path
-  cat <<LUA
-local f = assert(io.open("$1", "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-LUA
-}
 post_lua "$work/score.json" > "$work/score.lua"
 post_lua "$work/batch.json" > "$work/batch.lua"
 post_lua "$work/forecast.json" > "$work/forecast.lua"

@@ -16,9 +16,9 @@ using Json = nlohmann::ordered_json;
 
 Json number_or_null(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
 
-Json service_json(const sim::ServiceResults& r, const sim::ServiceResults* oracle, int actions) {
-  Json j;
-  j["service"] = r.name;
+// The figures a run's total and each of its services report alike; the caller adds what
+// differs (names, the cost ratio, actions).
+void add_results(Json& j, const sim::ServiceResults& r) {
   j["requests"] = r.arrived;
   j["served"] = r.served;
   j["served_within_slo"] = r.served_within_slo;
@@ -27,12 +27,18 @@ Json service_json(const sim::ServiceResults& r, const sim::ServiceResults* oracl
   j["dropped"] = r.dropped;
   j["queued_at_end"] = r.queued_at_end;
   j["replica_hours"] = r.replica_hours;
+  j["mean_overprovisioning"] = r.mean_overprovisioning;
+  j["mean_cpu_utilization"] = r.mean_cpu_utilization;
+}
+
+Json service_json(const sim::ServiceResults& r, const sim::ServiceResults* oracle, int actions) {
+  Json j;
+  j["service"] = r.name;
+  add_results(j, r);
   j["cost_ratio_to_oracle"] = number_or_null(oracle != nullptr && oracle->replica_hours > 0
                                                  ? r.replica_hours / oracle->replica_hours
                                                  : NAN);
   j["scale_actions"] = actions;
-  j["mean_overprovisioning"] = r.mean_overprovisioning;
-  j["mean_cpu_utilization"] = r.mean_cpu_utilization;
   return j;
 }
 
@@ -131,7 +137,6 @@ nlohmann::ordered_json sim_results_json(const sim::ExperimentResult& result,
   const sim::PolicyRun* oracle = oracle_run(result);
   Json all = Json::array();
   for (const auto& run : result.runs) {
-    const auto& t = run.results.total;
     Json j;
     j["policy"] = run.policy;
     j["trace"] = facts.trace;
@@ -141,19 +146,10 @@ nlohmann::ordered_json sim_results_json(const sim::ExperimentResult& result,
     j["queue_limit_seconds"] = facts.queue_limit_seconds;
     j["duration_seconds"] = facts.duration_seconds;
     j["peak_rps"] = facts.peak_rps;
-    j["requests"] = t.arrived;
-    j["served"] = t.served;
-    j["served_within_slo"] = t.served_within_slo;
-    j["slo_attainment"] = t.slo_attainment;
-    j["minute_slo_share"] = t.minute_slo_share;
-    j["dropped"] = t.dropped;
-    j["queued_at_end"] = t.queued_at_end;
-    j["replica_hours"] = t.replica_hours;
+    add_results(j, run.results.total);
     j["oracle_replica_hours"] = result.oracle_replica_hours;
     j["cost_ratio_to_oracle"] = number_or_null(run.cost_ratio_to_oracle);
     j["scale_actions"] = run.scale_actions;
-    j["mean_overprovisioning"] = t.mean_overprovisioning;
-    j["mean_cpu_utilization"] = t.mean_cpu_utilization;
     j["wall_seconds"] = run.wall_seconds;
     Json services = Json::array();
     for (size_t s = 0; s < run.results.services.size(); ++s) {

@@ -139,16 +139,23 @@ TEST(ForecasterTest, ConstantUnitGivesTheSameIntervalWhateverTheRecentErrors) {
   }
 }
 
+// `n` minutes of a random walk from 500 with steps of standard deviation `sd`.
+Series random_walk(int n, double sd, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> step(0, sd);
+  Series s;
+  s.step_seconds = 60;
+  double v = 500;
+  for (int i = 0; i < n; ++i) s.values.push_back(v += step(rng));
+  return s;
+}
+
 TEST(ForecasterTest, ShortHistoryGivesSaneQuantilesFarAhead) {
   // 150 steps of a random walk and forecasts 60 steps ahead: few backtest origins see that far,
   // so far horizons borrow the calibration of a well-measured one. Quantiles stay near what a
   // random walk implies: median at the last value, P90 − P50 ≈ 1.28 √h.
-  std::mt19937 rng(23);
-  std::normal_distribution<double> step(0, 1);
-  Series s;
-  s.step_seconds = 60;
-  double v = 500;
-  for (int i = 0; i < 150; ++i) s.values.push_back(v += step(rng));
+  const Series s = random_walk(150, 1, 23);
+  const double v = s.values.back();
   ForecasterOptions o;
   o.candidates = {"naive"};
   o.max_horizon = 60;
@@ -168,12 +175,8 @@ TEST(ForecasterTest, HorizonsTooFarForTheHistoryFollowTheOutcomesFaster) {
   // are borrowed (fewer than four windows of them). Then the series goes flat. With a constant
   // unit of error only the tracking moves the quantiles: a borrowed horizon's P90 falls toward
   // the outcomes at 1 / 4 of its spread per outcome, a measured one's at the configured rate.
-  std::mt19937 rng(29);
-  std::normal_distribution<double> step(0, 5);
-  Series s;
-  s.step_seconds = 60;
-  double v = 500;
-  for (int i = 0; i < 150; ++i) s.values.push_back(v += step(rng));
+  const Series s = random_walk(150, 5, 29);
+  const double v = s.values.back();
   ForecasterOptions o;
   o.candidates = {"naive"};
   o.max_horizon = 60;

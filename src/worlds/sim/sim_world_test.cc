@@ -305,14 +305,24 @@ TEST(SimWorldReplicas, StartupJitterSpreadsReadiness) {
   EXPECT_LT(first + 20, last);  // spread, not all at once
 }
 
-TEST(SimWorldOverload, BacklogGrowsLatencyGrowsThenDrops) {
-  SimServiceConfig s;  // 1 replica × 4 workers / 20 ms = 200 req/s at most
-  s.request_timeout_seconds = 10;
+// One service of 1 replica × 4 workers / 20 ms (200 req/s at most), per-second records, under
+// 400 req/s for 60 s and nothing for 60 more.
+SimConfig overload_config(SimServiceConfig s) {
   SimConfig c = single(s);
   c.record_interval = seconds(1);
+  return c;
+}
+forecast::Trace overload_load() {
   std::vector<double> load(120, 0.0);
   for (int i = 0; i < 60; ++i) load[static_cast<size_t>(i)] = 400;
-  auto w = make(c, per_second(load));
+  return per_second(load);
+}
+
+TEST(SimWorldOverload, BacklogGrowsLatencyGrowsThenDrops) {
+  SimServiceConfig s;
+  s.request_timeout_seconds = 10;
+  const SimConfig c = overload_config(s);
+  auto w = make(c, overload_load());
   w->advance_to(at(120));
   const auto r = w->recorder().records(0);
   // Served at 200/s from arrivals at 400/s: at time t the head of the queue arrived at t/2, so
@@ -336,7 +346,7 @@ TEST(SimWorldOverload, BacklogGrowsLatencyGrowsThenDrops) {
   EXPECT_NEAR(r[40].queued_end, 400 * 10, 400);
   EXPECT_EQ(r[40].served_within_slo, 0);
   // A scrape in the overload counts every request it saw served as slower than the SLO.
-  auto again = make(c, per_second(load));
+  auto again = make(c, overload_load());
   again->advance_to(at(45));
   const auto m = obs(again->observe(at(45)), "app").window;
   EXPECT_NEAR(m.slow_rps, m.served_rps, 1e-6);
@@ -348,13 +358,9 @@ TEST(SimWorldOverload, BacklogGrowsLatencyGrowsThenDrops) {
 }
 
 TEST(SimWorldOverload, AQueueLimitRefusesTheExcessAndKeepsTheRestWithinTheSlo) {
-  SimServiceConfig s;  // 200 req/s at most, SLO p99 200 ms
+  SimServiceConfig s;  // SLO p99 200 ms
   s.queue_limit_seconds = 0.1;
-  SimConfig c = single(s);
-  c.record_interval = seconds(1);
-  std::vector<double> load(120, 0.0);
-  for (int i = 0; i < 60; ++i) load[static_cast<size_t>(i)] = 400;
-  auto w = make(c, per_second(load));
+  auto w = make(overload_config(s), overload_load());
   w->advance_to(at(120));
   const auto r = w->recorder().records(0);
   // The queue holds 0.1 s of work for 4 workers of 20 ms (20 requests); the other 200 a second
