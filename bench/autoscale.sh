@@ -9,7 +9,8 @@
 # Usage: bench/autoscale.sh [--peak-rps X] [--slo-ms MS] [--startup DUR] [--queue-limit DUR]
 #                           [--out FILE]
 #   --queue-limit DUR  admission control in front of every service, for every policy (prescale
-#                      sim --queue-limit; default none)
+#                      sim --queue-limit; default prescale sim's, half the SLO, as prescale up's
+#                      gateway applies it; none: FIFO queues, no limit)
 #   --out FILE  also write the tables (markdown) to FILE
 # Env:   PRESCALE=path/to/prescale (default build/apps/prescale/prescale)
 #        PRESCALE_DATA_DIR=path/to/shared/data (default ../shared/data)

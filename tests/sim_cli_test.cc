@@ -331,10 +331,15 @@ TEST(SimCliTest, AQueueLimitRefusesTheExcessOfAnOverload) {
     EXPECT_EQ(o.exit_status, 0) << o.out << o.err;
     return read_json(dir.file(tag + ".json"))[0];
   };
-  const Json fifo = sim("fifo", {});
+  const Json fifo = sim("fifo", {"--queue-limit", "none"});
   const Json limited = sim("limited", {"--queue-limit", "150ms"});
   EXPECT_EQ(fifo.at("queue_limit_seconds").get<double>(), 0);
+  EXPECT_EQ(sim("zero", {"--queue-limit", "0"}).at("queue_limit_seconds").get<double>(), 0);
   EXPECT_DOUBLE_EQ(limited.at("queue_limit_seconds").get<double>(), 0.15);
+  // Left out, the limit is half the SLO (200 ms by default), as prescale up's gateway applies it.
+  const Json by_default = sim("default", {});
+  EXPECT_DOUBLE_EQ(by_default.at("queue_limit_seconds").get<double>(), 0.1);
+  EXPECT_GT(by_default.at("slo_attainment").get<double>(), fifo.at("slo_attainment").get<double>());
   // Refused requests count as dropped; what is admitted is served in time.
   EXPECT_GT(limited.at("dropped").get<double>(), fifo.at("dropped").get<double>());
   EXPECT_GT(limited.at("served_within_slo").get<double>(),
@@ -573,8 +578,8 @@ TEST(SimCliTest, BadInputExitsTwoNamingTheProblem) {
   Outcome bad_duration = run("bad-duration", {"--trace", trace, "--duration", "soon"});
   EXPECT_THAT(bad_duration.err, HasSubstr("--duration"));
 
-  Outcome no_limit = run("queue-limit", {"--trace", trace, "--queue-limit", "0ms"});
-  EXPECT_THAT(no_limit.err, HasSubstr("--queue-limit: must be positive"));
+  Outcome negative = run("queue-limit", {"--trace", trace, "--queue-limit", "-5ms"});
+  EXPECT_THAT(negative.err, HasSubstr("--queue-limit"));
 
   const std::string config = dir.file("prescale.yaml");
   testing::write_file(config, "version: 1\nservices:\n  - name: app\n    kind: builtin/echo\n");

@@ -65,6 +65,7 @@ services:
     capacity_rps: 50
     concurrency: 1
     slo: {latency_p99_ms: 100}
+    queue_limit: 0   # FIFO: a kill must not fail a request (admission would refuse the excess)
 gateway:
   listen: "127.0.0.1:0"
   health_check: {interval: 1s, timeout: 500ms, unhealthy_threshold: 2}
@@ -424,6 +425,64 @@ gateway:
                                R"(reason="admission"} 8)"),
             std::string::npos)
       << metrics->body;
+  ASSERT_EQ(up.stop(), 0) << up.log();
+}
+
+// Admission control is on by default (half the SLO: 50 ms here) and counts with the capacity
+// the controller learns, not the file's seed: the seed of 10 req/s allows 1 + ceil(10 × 0.05) = 2
+// requests in flight per replica; a replica that serves GET /busy/5 at well over 60 req/s within
+// the SLO is given more once its capacity is learned.
+TEST(UpTest, AdmissionControlCountsWithTheLearnedCapacity) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, R"(version: 1
+policy: {name: prescale, period: 5s}
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 1, max: 1, initial: 1}
+    startup_time: 1s
+    capacity_rps: 10
+    concurrency: 1
+    slo: {latency_p99_ms: 100}
+gateway:
+  listen: "127.0.0.1:0"
+  routes:
+    - service: web
+)");
+  // Controller time runs 30× real time, so that its 30-second metric windows, and the settling
+  // the capacity model waits for after a replica starts, pass in a real second or two.
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--time-scale", "30"}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  auto admission_limit = [&]() -> int {
+    http::Client client;
+    http::Request req;
+    req.method = http::Method::kGet;
+    req.method_name = "GET";
+    req.target = "/metrics";
+    auto r = client.request("127.0.0.1", up.ui_port(), std::move(req), 5s);
+    if (!r) return -1;
+    static const std::regex gauge(R"(prescale_gateway_admission_limit\{service="web"\} (\d+))");
+    std::smatch m;
+    return std::regex_search(r->body, m, gauge) ? std::stoi(m[1]) : -1;
+  };
+  EXPECT_EQ(admission_limit(), 2);
+
+  Subprocess load({PRESCALE_BIN, "load", "--rate", "30", "--duration", "8s", "--mix",
+                   "GET /busy/5:1", "--target",
+                   "http://127.0.0.1:" + std::to_string(up.gateway_port())},
+                  dir.file("load.log"));
+  ASSERT_EQ(load.wait(30s), 0) << load.log();
+  int learned = admission_limit();
+  for (int i = 0; i < 50 && learned <= 4; ++i) {
+    std::this_thread::sleep_for(100ms);
+    learned = admission_limit();
+  }
+  // At least 1 + ceil(60 × 0.05): what a replica completing 60 req/s within the SLO starts
+  // within the limit.
+  std::printf("admission limit per replica: 2 from the seed, %d learned\n", learned);
+  EXPECT_GE(learned, 4) << up.log();
+  EXPECT_NE(up.log().find("web: admission limit "), std::string::npos) << up.log();
   ASSERT_EQ(up.stop(), 0) << up.log();
 }
 

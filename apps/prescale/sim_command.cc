@@ -43,7 +43,7 @@ struct SimFlags {
   double slo_ms = 200;
   std::string startup = "60s";
   double startup_jitter = 0;
-  std::string queue_limit;  // "" = none
+  std::string queue_limit;  // "" = half the SLO (with -f: each service's own); "none" = 0
   double peak_rps = 0;
   double scale = 0;  // multiplies the trace's counts (0: not given)
   bool keep_counting_noise = false;
@@ -311,13 +311,15 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   if (!f.duration.empty()) duration = duration_flag("--duration", f.duration);
   std::optional<std::chrono::milliseconds> history = std::chrono::milliseconds(0);
   if (!f.history.empty()) history = duration_flag("--history", f.history);
-  std::optional<std::chrono::milliseconds> queue_limit = std::chrono::milliseconds(0);
-  if (!f.queue_limit.empty()) queue_limit = duration_flag("--queue-limit", f.queue_limit);
-  if (!startup || !step || !offset || !duration || !history || !queue_limit) return 2;
-  if (!f.queue_limit.empty() && queue_limit->count() <= 0) {
-    std::cerr << "prescale sim: --queue-limit: must be positive (leave it out for none)\n";
-    return 2;
+  // Admission control as prescale up's gateway applies it by default: half the SLO's p99.
+  std::optional<std::chrono::milliseconds> queue_limit =
+      std::chrono::milliseconds(std::max<std::int64_t>(1, std::llround(f.slo_ms / 2)));
+  if (f.queue_limit == "none") {
+    queue_limit = std::chrono::milliseconds(0);
+  } else if (!f.queue_limit.empty()) {
+    queue_limit = duration_flag("--queue-limit", f.queue_limit);
   }
+  if (!startup || !step || !offset || !duration || !history || !queue_limit) return 2;
   defaults.queue_limit_seconds = std::chrono::duration<double>(*queue_limit).count();
   if (history->count() > offset->count()) {
     std::cerr << "prescale sim: --history " << f.history << " reaches before the trace's start ("
@@ -521,11 +523,14 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   facts.notes =
       (f.time_scale != 1 ? "; time compressed " + fixed(f.time_scale, 0) + "x" : "") +
       (history->count() > 0 ? "; history " + f.history : "") +
-      (f.queue_limit.empty() ? "" : "; queue limit " + f.queue_limit) +
+      (!f.config_path.empty() && f.queue_limit.empty() ? "; queue limits per service"
+       : queue_limit->count() > 0 ? "; queue limit " + internal::format_duration(*queue_limit)
+                                  : "; no queue limit") +
       (denoised ? "; counting noise removed (dispersion " + fixed(dispersion, 2) + ")" : "");
   facts.slo_ms = f.slo_ms;
   facts.startup_seconds = std::chrono::duration<double>(*startup).count();
-  facts.queue_limit_seconds = defaults.queue_limit_seconds;
+  facts.queue_limit_seconds =  // with -f alone, each service's own
+      !f.config_path.empty() && f.queue_limit.empty() ? 0 : defaults.queue_limit_seconds;
   facts.wall_seconds = wall;
   print_sim_summary(std::cout, *result, facts, f.per_service);
 
@@ -619,7 +624,8 @@ SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
       ->capture_default_str();
   c.add_option("--queue-limit", f.queue_limit,
                "Admission control: refuse a request when its service's queue holds this much "
-               "work for its ready replicas (e.g. 100ms; default none)");
+               "work for its ready replicas (default: half the SLO's p99, as prescale up "
+               "applies it; 0 or none: no limit; with -f: each service's queue_limit)");
   c.add_option("--step", f.step, "Simulation step")->capture_default_str();
   c.add_option("--service-time-ms", f.service_time_ms, "Mean service time of a request, ms")
       ->check(CLI::PositiveNumber)

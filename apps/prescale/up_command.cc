@@ -151,6 +151,32 @@ scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale) {
   return spec;
 }
 
+// Admission control follows what the replicas are learned to sustain: each service's requests
+// per replica in service become what its learned capacity starts within its queue_limit (the
+// file's capacity_rps is only the seed). `applied` holds the limits in force, per service.
+void follow_learned_capacity(gateway::Gateway& gw, const std::vector<ServiceConfig>& services,
+                             const scaling::CapacityModel& capacity,
+                             std::map<std::string, int>& applied) {
+  for (const ServiceConfig& s : services) {
+    auto in_force = applied.find(s.name);
+    if (in_force == applied.end()) continue;  // no admission limit
+    // 0: even an idle replica misses the SLO at the learned service time — refusing nearly
+    // everything would not help it; the limit in force stays.
+    const double learned = capacity.capacity_rps(s.name);
+    if (!(learned > 0) || !std::isfinite(learned)) continue;
+    const int n = s.max_requests_per_replica_at(learned);
+    if (n == in_force->second) continue;
+    if (auto set = gw.set_max_requests_per_replica(s.name, static_cast<std::uint32_t>(n)); !set) {
+      spdlog::warn("admission limit of {}: {}", s.name, set.error().message);
+      continue;
+    }
+    spdlog::info("{}: admission limit {} requests in flight per replica (learned capacity "
+                 "{:.1f} req/s, queue limit {} ms)",
+                 s.name, n, learned, s.effective_queue_limit().count());
+    in_force->second = n;
+  }
+}
+
 // Checks what would otherwise fail after replicas started, naming the file and line and the fix:
 // commands that cannot run, model services without a model, ports that clash.
 Result<void> preflight(const Config& config, const std::string& file, const ListenAddress& gateway,
@@ -282,6 +308,7 @@ int run_up(const UpFlags& f) {
   // Admission control is a property of each service (its queue_limit), enforced where its
   // requests enter: the gateway.
   config.gateway.max_requests_per_replica = admission_limits(config.services);
+  std::map<std::string, int> admission = config.gateway.max_requests_per_replica;
   auto gw = gateway::Gateway::create(config.gateway, gateway_options);
   if (!gw) return error(gw.error().message);
   http::ServerOptions gso;
@@ -491,6 +518,9 @@ int run_up(const UpFlags& f) {
     supervisor.tick(real.now());
     if (clock.now() < controller.next_tick()) continue;
     const std::optional<scaling::Plan> plan = controller.tick();
+    if (prescale_policy != nullptr) {
+      follow_learned_capacity(**gw, config.services, prescale_policy->capacity(), admission);
+    }
     if (clock.now() >= next_save) {
       save_state();
       next_save = clock.now() + std::chrono::minutes(1);

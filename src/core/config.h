@@ -101,13 +101,20 @@ struct ServiceConfig {
   }
   // Admission control in the gateway: the longest a request should wait for a replica. The
   // gateway refuses (503 overloaded) what the replicas in service cannot start within this at
-  // capacity_rps; 0 = no admission limit. docs/gateway-resilience.md, "Admission control".
-  std::chrono::milliseconds queue_limit{0};
-  // Requests one replica may have in flight under queue_limit, by Little's law: those it works
-  // on at once (effective_concurrency()) plus those it completes within queue_limit
-  // (ceil(capacity_rps × queue_limit)); with no known concurrency, what it completes within the
-  // SLO's p99 latency plus queue_limit. 0 when queue_limit is 0.
-  int max_requests_per_replica() const;
+  // capacity_rps; 0 = no admission limit; kQueueLimitAuto (not written in the file) = half the
+  // SLO's p99 latency. docs/gateway-resilience.md, "Admission control".
+  static constexpr std::chrono::milliseconds kQueueLimitAuto{-1};
+  std::chrono::milliseconds queue_limit = kQueueLimitAuto;
+  // queue_limit as it applies: kQueueLimitAuto resolved to half slo.latency_p99_ms (whole
+  // milliseconds, at least 1).
+  std::chrono::milliseconds effective_queue_limit() const;
+  // Requests one replica may have in flight under effective_queue_limit(), by Little's law: those
+  // it works on at once (effective_concurrency()) plus those it completes within the limit
+  // (ceil(capacity_rps × limit)); with no known concurrency, what it completes within the
+  // SLO's p99 latency plus the limit. 0 when the limit is 0.
+  int max_requests_per_replica() const { return max_requests_per_replica_at(capacity_rps); }
+  // The same for replicas that sustain `capacity` req/s (a learned capacity, not the seed).
+  int max_requests_per_replica_at(double capacity) const;
   SloConfig slo;
   std::vector<std::string> depends_on;  // names of services this one calls
   // builtin/recommend and builtin/fraud: the directory of versioned model files (prescale

@@ -311,8 +311,10 @@ gateway:
   EXPECT_EQ(s.replicas.initial, 1);
   EXPECT_EQ(s.startup_time, 30s);
   EXPECT_DOUBLE_EQ(s.capacity_rps, 100);
-  EXPECT_EQ(s.queue_limit, 0ms);
-  EXPECT_EQ(s.max_requests_per_replica(), 0);  // no admission limit
+  // Admission control at half the SLO's p99 unless written: ceil(100 req/s × (0.2 + 0.1 s)).
+  EXPECT_EQ(s.queue_limit, ServiceConfig::kQueueLimitAuto);
+  EXPECT_EQ(s.effective_queue_limit(), 100ms);
+  EXPECT_EQ(s.max_requests_per_replica(), 30);
   EXPECT_DOUBLE_EQ(s.slo.latency_p99_ms, 200);
   EXPECT_DOUBLE_EQ(s.slo.error_budget, 0.001);
   EXPECT_TRUE(s.env.empty());
@@ -341,7 +343,7 @@ services:
   EXPECT_EQ(r->services[2].max_requests_per_replica(), 1 + 12);  // ceil(11.325)
   EXPECT_EQ(r->services[3].max_requests_per_replica(), 1);  // ceil(1 req/s × 0.201 s), at least 1
   // prescale up and prescale gateway -f hand these to the gateway; the gateway section itself
-  // never sets them. A service without a queue_limit has no entry.
+  // never sets them. A service with queue_limit 0 has no entry.
   EXPECT_TRUE(r->gateway.max_requests_per_replica.empty());
   r->services.push_back(r->services[0]);
   r->services.back().name = "unlimited";
@@ -349,6 +351,26 @@ services:
   const std::map<std::string, int> limits = admission_limits(r->services);
   EXPECT_EQ(limits, (std::map<std::string, int>{{"echo", 35}, {"wide", 19}, {"rec", 13},
                                                  {"tiny", 1}}));
+  // prescale up recomputes it from the learned capacity: 4 + ceil(300 req/s × 0.15 s).
+  EXPECT_EQ(r->services[1].max_requests_per_replica_at(300), 4 + 45);
+  EXPECT_EQ(r->services.back().max_requests_per_replica_at(300), 0);
+}
+
+TEST(ConfigLoad, QueueLimitLeftOutIsHalfTheSlo) {
+  Result<Config> r = load_config_string(R"(
+version: 1
+services:
+  - {name: slow, kind: builtin/echo, concurrency: 2, slo: {latency_p99_ms: 2000}}
+  - {name: fast, kind: builtin/echo, concurrency: 2, slo: {latency_p99_ms: 1}}
+  - {name: off, kind: builtin/echo, queue_limit: 0}
+)");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->services[0].effective_queue_limit(), 1000ms);
+  EXPECT_EQ(r->services[0].max_requests_per_replica(), 2 + 100);
+  EXPECT_EQ(r->services[1].effective_queue_limit(), 1ms);  // whole milliseconds, at least 1
+  EXPECT_EQ(r->services[2].effective_queue_limit(), 0ms);
+  EXPECT_EQ(admission_limits(r->services),
+            (std::map<std::string, int>{{"slow", 102}, {"fast", 3}}));
 }
 
 TEST(ConfigLoad, EmptyValueMeansDefault) {

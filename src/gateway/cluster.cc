@@ -77,7 +77,8 @@ Cluster::Cluster(std::string service, ClusterOptions options, EndpointTable& tab
       balancer_(options_.balancer),
       limits_(std::make_shared<UpstreamLimits>(options_.limits)),
       admission_(std::make_unique<ClusterAdmission>(service_, limits_)),
-      budget_(options_.retry_budget) {
+      budget_(options_.retry_budget),
+      max_requests_per_replica_(options_.max_requests_per_replica) {
   refresh();
 }
 
@@ -146,14 +147,15 @@ std::vector<std::shared_ptr<UpstreamHost>> Cluster::hosts() const {
   return out;
 }
 
-Cluster::AdmissionLimit Cluster::admission_limit(const View& v, Clock::TimePoint now) const {
+Cluster::AdmissionLimit Cluster::admission_limit(const View& v, Clock::TimePoint now,
+                                                 std::uint32_t per_replica) const {
   AdmissionLimit out;
   for (const auto& h : v.hosts.hosts()) out.replicas += h->in_service(now) ? 1 : 0;
   if (out.replicas == 0) {
     // The balancer's panic mode sends to these: so many replicas are what requests queue on.
     for (const auto& h : v.hosts.hosts()) out.replicas += h->usable_in_panic(now) ? 1 : 0;
   }
-  out.requests = std::uint64_t{out.replicas} * options_.max_requests_per_replica;
+  out.requests = std::uint64_t{out.replicas} * per_replica;
   return out;
 }
 
@@ -189,9 +191,9 @@ UpstreamSelection Cluster::select(int attempt, const UpstreamPick* previous) {
   // service the limit is at least that — so a service within it pays nothing more than before.
   // Past that, the unit just taken is exchanged for one taken below the admission limit (a
   // bounded compare-and-swap: concurrent attempts never push each other over, nor out).
-  if (const std::uint32_t per_replica = options_.max_requests_per_replica; per_replica > 0) {
+  if (const std::uint32_t per_replica = max_requests_per_replica(); per_replica > 0) {
     if (limits_->in_use(UpstreamResource::kRequests) > per_replica) {
-      const AdmissionLimit limit = admission_limit(*v, now);
+      const AdmissionLimit limit = admission_limit(*v, now, per_replica);
       if (limit.replicas > 0 && limit.requests < limits_->limit(UpstreamResource::kRequests)) {
         ctx->active.reset();
         ctx->active = limits_->try_acquire_below(UpstreamResource::kRequests,

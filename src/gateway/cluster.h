@@ -79,6 +79,15 @@ class Cluster {
   // (max_requests, the retry budget) or admission control refused (more requests in flight
   // than max_requests_per_replica × the hosts in service).
   UpstreamSelection select(int attempt, const UpstreamPick* previous);
+  // Admission control's requests per replica in service, from ClusterOptions until set: a
+  // controller that learns the replicas' capacity keeps it to what they start within the
+  // service's queue_limit. 0 = no admission limit.
+  void set_max_requests_per_replica(std::uint32_t n) {
+    max_requests_per_replica_.store(n, std::memory_order_relaxed);
+  }
+  std::uint32_t max_requests_per_replica() const {
+    return max_requests_per_replica_.load(std::memory_order_relaxed);
+  }
   // The attempt's end: teaches the host's latency estimate, breaker and outlier state.
   static void report(const AttemptReport& report);
 
@@ -118,8 +127,10 @@ class Cluster {
     std::uint32_t replicas = 0;  // hosts in service (or, when none is, usable in panic)
     std::uint64_t requests = 0;  // replicas × max_requests_per_replica
   };
-  AdmissionLimit admission_limit(const View& v, Clock::TimePoint now) const;
+  AdmissionLimit admission_limit(const View& v, Clock::TimePoint now,
+                                 std::uint32_t per_replica) const;
 
+  std::atomic<std::uint32_t> max_requests_per_replica_;
   std::atomic<std::uint64_t> no_host_{0}, limit_overflows_{0}, budget_overflows_{0};
   std::atomic<std::uint64_t> admission_refusals_{0};
 };

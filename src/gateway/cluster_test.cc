@@ -126,6 +126,26 @@ TEST(ClusterAdmissionTest, TheLimitIsTheHostsInServiceTimesThePerReplicaNumber) 
   EXPECT_EQ(f.cluster->stats().no_host, 0u);
 }
 
+// prescale up keeps the per-replica number to the learned capacity: a new number holds for the
+// next select, requests already admitted stay, and 0 lifts the limit.
+TEST(ClusterAdmissionTest, ThePerReplicaNumberCanBeSetWhileServing) {
+  AdmissionFixture f(/*hosts=*/2, /*per_replica=*/3);
+  EXPECT_FALSE(f.fill().has_value());
+  EXPECT_EQ(f.held.size(), 6u);
+  f.cluster->set_max_requests_per_replica(5);
+  EXPECT_EQ(f.cluster->max_requests_per_replica(), 5u);
+  EXPECT_FALSE(f.fill().has_value());
+  EXPECT_EQ(f.held.size(), 10u);
+  f.cluster->set_max_requests_per_replica(2);  // lower than what is in flight: nothing dropped
+  const UpstreamSelection refused = f.cluster->select(0, nullptr);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().message,
+            "service svc: 10 requests in flight, the limit for 2 ready replicas is 4");
+  EXPECT_EQ(f.cluster->limits().in_use(UpstreamResource::kRequests), 10u);
+  f.cluster->set_max_requests_per_replica(0);
+  EXPECT_EQ(f.fill(/*at_most=*/50).error().message, "never refused");
+}
+
 TEST(ClusterAdmissionTest, DrainingUnhealthyAndEjectedHostsDoNotCount) {
   AdmissionFixture f(/*hosts=*/4, /*per_replica=*/2);
   ASSERT_TRUE(f.table.remove("svc", "e0"));  // draining until reaped

@@ -449,6 +449,13 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
           MetricType::kCounter,
           {"service", "reason"},
           {}};
+      telemetry::FamilySnapshot admission{
+          "prescale_gateway_admission_limit",
+          "Admission control: requests in flight each endpoint in service may have (its "
+          "concurrency plus what it starts within the service's queue_limit); 0 = no limit",
+          MetricType::kGauge,
+          {"service"},
+          {}};
       const Clock::TimePoint now = raw->clock.now();
       const std::shared_ptr<const Routing> routing = raw->snapshot();
       for (const auto& [name, c] : routing->clusters) {
@@ -491,11 +498,14 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
             {{name, "max_pending_requests"}, static_cast<double>(cs.pending_overflows), {}});
         overflows.series.push_back(
             {{name, "admission"}, static_cast<double>(cs.admission_refusals), {}});
+        admission.series.push_back(
+            {{name}, static_cast<double>(c->max_requests_per_replica()), {}});
       }
       out.push_back(std::move(endpoints));
       out.push_back(std::move(open));
       out.push_back(std::move(ejections));
       out.push_back(std::move(overflows));
+      out.push_back(std::move(admission));
     });
   }
 
@@ -672,6 +682,16 @@ void Gateway::stop_upkeep() {
 
 const Cluster* Gateway::cluster(std::string_view service) const {
   return impl_->snapshot()->find(service);
+}
+
+Result<void> Gateway::set_max_requests_per_replica(std::string_view service, std::uint32_t n) {
+  Cluster* c = impl_->snapshot()->find(service);
+  if (c == nullptr) {
+    return make_error(ErrorCode::kNotFound, "gateway: no route or upstream names service \"" +
+                                                std::string(service) + "\"");
+  }
+  c->set_max_requests_per_replica(n);
+  return {};
 }
 
 std::vector<std::pair<std::string, std::string>> Gateway::route_services() const {

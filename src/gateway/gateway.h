@@ -83,6 +83,11 @@ class Gateway {
   Result<void> add_endpoint(std::string_view service, EndpointSpec endpoint);
   bool remove_endpoint(std::string_view service, std::string_view id);
 
+  // Admission control's requests in flight per replica in service of `service` (0: none), until
+  // the next reload that changes its cluster settings: `prescale up` keeps it to the learned
+  // capacity within the service's queue_limit. kNotFound for a service without a cluster.
+  Result<void> set_max_requests_per_replica(std::string_view service, std::uint32_t n);
+
   // One round of upkeep: drops drained endpoints, evaluates outlier detection, starts due
   // health checks. start_upkeep() runs it every upkeep_interval on a thread of its own (on the
   // clock's sleep_until); tests with a ManualClock call upkeep() themselves.

@@ -476,6 +476,19 @@ TEST(GatewayAdmissionTest, AReloadChangingOneServicesLimitKeepsTheOtherClusters)
   a.release();
   ASSERT_TRUE(held.read_response().has_value());
 
+  // Set while serving (prescale up, from the learned capacity): the cluster and its learned
+  // state stay, the new number holds at once.
+  const Cluster* a_now = g.gw->cluster("a");
+  ASSERT_TRUE(g.gw->set_max_requests_per_replica("a", 3));
+  EXPECT_EQ(g.gw->cluster("a"), a_now);
+  EXPECT_EQ(a_now->max_requests_per_replica(), 3u);
+  const std::string m = g.metrics();
+  EXPECT_NE(m.find(R"(prescale_gateway_admission_limit{service="a"} 3)"), std::string::npos) << m;
+  EXPECT_NE(m.find(R"(prescale_gateway_admission_limit{service="b"} 0)"), std::string::npos) << m;
+  auto unknown = g.gw->set_max_requests_per_replica("c", 3);
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+
   config.max_requests_per_replica["a"] = -1;
   auto bad = g.gw->reload(config);
   ASSERT_FALSE(bad.has_value());

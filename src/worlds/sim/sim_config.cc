@@ -165,7 +165,7 @@ Result<SimConfig> sim_config_from(const Config& config, const SimServiceConfig& 
                             std::to_string(svc.slo.latency_p99_ms) + " ms with " +
                             std::to_string(s.workers_per_replica) + " workers per replica");
     }
-    if (svc.queue_limit.count() > 0) {
+    if (svc.effective_queue_limit().count() > 0) {
       // The gateway lets a replica have max_requests_per_replica() in flight; the simulated one
       // serves workers_per_replica of them at once and queues the rest, each worth a service
       // time of work for its workers.

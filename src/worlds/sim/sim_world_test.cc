@@ -748,15 +748,11 @@ services:
   EXPECT_DOUBLE_EQ(checkout.slo_latency_p99_seconds, 0.3);
   EXPECT_NEAR((*specs)[sim->graph.index_of("fraud")].capacity_rps, 400, 400e-6);
 
-  // No queue_limit, no limit; with one, the queue the gateway lets a replica hold (its
-  // max_requests_per_replica, ceil(120 × (0.3 + 0.15)) = 54 with no concurrency given, less
-  // the 4 the simulated replica serves at once: 50 requests), in seconds of its workers' work.
-  const SimServiceConfig& plain = sim->services[sim->graph.index_of("checkout")];
-  EXPECT_EQ(plain.queue_limit_seconds, 0);
-  config->services[0].queue_limit = std::chrono::milliseconds(150);
-  auto limited = sim_config_from(*config);
-  ASSERT_TRUE(limited) << limited.error().message;
-  const SimServiceConfig& l = limited->services[limited->graph.index_of("checkout")];
+  // No queue_limit written: half the SLO, 150 ms — the queue the gateway lets a replica hold
+  // (its max_requests_per_replica, ceil(120 × (0.3 + 0.15)) = 54 with no concurrency given,
+  // less the 4 the simulated replica serves at once: 50 requests), in seconds of its workers'
+  // work. queue_limit: 0, no limit.
+  const SimServiceConfig& l = sim->services[sim->graph.index_of("checkout")];
   EXPECT_NEAR(l.queue_limit_seconds, 50 * l.mean_service_time_seconds / l.workers_per_replica,
               1e-12);
   // With its concurrency given, what it serves at once is known: 4 + ceil(120 × 0.15) = 22 in
@@ -769,6 +765,10 @@ services:
   EXPECT_GT(k.queue_limit_seconds, 0.08);
   EXPECT_LT(k.queue_limit_seconds, 0.15);
   config->services[0].concurrency = 0;
+  config->services[0].queue_limit = std::chrono::milliseconds(0);
+  auto unlimited = sim_config_from(*config);
+  ASSERT_TRUE(unlimited) << unlimited.error().message;
+  EXPECT_EQ(unlimited->services[unlimited->graph.index_of("checkout")].queue_limit_seconds, 0);
 
   // Any capacity is reachable: a shorter service time serves more within the SLO.
   for (double capacity : {0.5, 5.0, 1e5}) {
