@@ -86,7 +86,8 @@ for i in range(1, n + 1):
         speed = wall
 emit(f"Settings: `--peak-rps {peak} --slo-ms {slo} --startup {startup}"
      + (f" --queue-limit {queue_limit}" if queue_limit else "") + "`; every other setting is "
-     "the simulator's default (docs/simulator.md).")
+     "the simulator's default (docs/simulator.md)"
+     + ("" if queue_limit else ", admission control at half the SLO included") + ".")
 emit()
 worst = {}
 for trace, entries in by_trace.items():
