@@ -128,10 +128,13 @@ else
   what="GET /busy/$busy_ms"
 fi
 
-# FILE CAPACITY_RPS QUEUE_LIMIT_MS: the prescale.yaml (queue_limit 0: none).
+# FILE CAPACITY_RPS QUEUE_LIMIT_MS: the prescale.yaml (queue_limit 0: none). The replicas are
+# fixed; the HPA policy (which learns no capacity) keeps the admission limit at the calibrated
+# capacity, where the prescale policy would set it from the capacity it learns.
 write_config() {
   cat > "$1" <<YAML
 version: 1
+policy: {name: hpa}
 services:
   - name: svc
     kind: $kind

@@ -347,6 +347,34 @@ TEST(SimCliTest, AQueueLimitRefusesTheExcessOfAnOverload) {
   EXPECT_GT(limited.at("slo_attainment").get<double>(), fifo.at("slo_attainment").get<double>());
 }
 
+// With -f, each service's own queue_limit applies: written 0, a FIFO queue as --queue-limit none
+// gives; left out, half its SLO.
+TEST(SimCliTest, AFilesQueueLimitOfZeroIsAFifoQueue) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 180);
+  auto sim = [&](const std::string& tag, const std::string& queue_limit,
+                 std::vector<std::string> extra) {
+    const std::string config = dir.file(tag + ".yaml");
+    testing::write_file(config, "version: 1\nservices:\n  - name: app\n    kind: builtin/echo\n"
+                                "    replicas: {min: 1, max: 1}\n    capacity_rps: 40\n" +
+                                    queue_limit);
+    std::vector<std::string> args = {"-f",         config, "--trace",    trace,
+                                     "--policies", "static", "--json", dir.file(tag + ".json"),
+                                     "--progress", "never"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    Outcome o = run_sim(dir, tag, args);
+    EXPECT_EQ(o.exit_status, 0) << o.out << o.err;
+    return read_json(dir.file(tag + ".json"))[0];
+  };
+  const Json zero = sim("zero", "    queue_limit: 0\n", {});
+  const Json fifo = sim("fifo", "", {"--queue-limit", "none"});
+  const Json half = sim("half", "", {});
+  EXPECT_EQ(zero.at("served_within_slo").get<double>(), fifo.at("served_within_slo").get<double>());
+  EXPECT_EQ(zero.at("dropped").get<double>(), fifo.at("dropped").get<double>());
+  EXPECT_GT(half.at("dropped").get<double>(), fifo.at("dropped").get<double>());
+  EXPECT_GT(half.at("served_within_slo").get<double>(), fifo.at("served_within_slo").get<double>());
+}
+
 TEST(SimCliTest, OffsetAndDurationSliceTheTrace) {
   TempDir dir;
   const std::string trace = write_trace(dir, "wave.csv", 180);

@@ -91,8 +91,14 @@ Result<GatewayConfig> effective_gateway_config(const Config& config,
   auto upstreams = static_upstreams(config.gateway, upstream_flags);
   if (!upstreams) return std::unexpected(upstreams.error());
   GatewayConfig gateway_config = config.gateway;
-  // The services' queue_limit, as `prescale up` applies them (for the services the file lists).
-  gateway_config.max_requests_per_replica = admission_limits(config.services);
+  // The services' queue_limit where the file writes one. Left out, it is half the SLO under
+  // `prescale up`, which corrects the seed capacity_rps it counts with from the capacity it
+  // learns; a gateway alone learns none, and would be guessing.
+  std::vector<ServiceConfig> written;
+  for (const ServiceConfig& s : config.services) {
+    if (s.queue_limit != ServiceConfig::kQueueLimitAuto) written.push_back(s);
+  }
+  gateway_config.max_requests_per_replica = admission_limits(written);
   gateway_config.upstreams.clear();
   for (const auto& [service, endpoints] : *upstreams) {
     auto& list = gateway_config.upstreams[service];

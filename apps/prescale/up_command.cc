@@ -153,27 +153,38 @@ scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale) {
 
 // Admission control follows what the replicas are learned to sustain: each service's requests
 // per replica in service become what its learned capacity starts within its queue_limit (the
-// file's capacity_rps is only the seed). `applied` holds the limits in force, per service.
+// file's capacity_rps is only the seed). The capacity is a moving average: the number changes
+// only once the capacity has moved kAdmissionCapacityStep from the one it was set for, so that
+// it does not flap between two integers.
+constexpr double kAdmissionCapacityStep = 0.1;
+struct AdmissionInForce {
+  int per_replica = 0;
+  double capacity_rps = 0;  // what it was computed from
+};
+
 void follow_learned_capacity(gateway::Gateway& gw, const std::vector<ServiceConfig>& services,
                              const scaling::CapacityModel& capacity,
-                             std::map<std::string, int>& applied) {
+                             std::map<std::string, AdmissionInForce>& in_force) {
   for (const ServiceConfig& s : services) {
-    auto in_force = applied.find(s.name);
-    if (in_force == applied.end()) continue;  // no admission limit
+    auto applied = in_force.find(s.name);
+    if (applied == in_force.end()) continue;  // no admission limit
     // 0: even an idle replica misses the SLO at the learned service time — refusing nearly
     // everything would not help it; the limit in force stays.
     const double learned = capacity.capacity_rps(s.name);
     if (!(learned > 0) || !std::isfinite(learned)) continue;
+    if (std::abs(learned / applied->second.capacity_rps - 1) < kAdmissionCapacityStep) continue;
     const int n = s.max_requests_per_replica_at(learned);
-    if (n == in_force->second) continue;
-    if (auto set = gw.set_max_requests_per_replica(s.name, static_cast<std::uint32_t>(n)); !set) {
-      spdlog::warn("admission limit of {}: {}", s.name, set.error().message);
-      continue;
+    if (n != applied->second.per_replica) {
+      if (auto set = gw.set_max_requests_per_replica(s.name, static_cast<std::uint32_t>(n));
+          !set) {
+        spdlog::warn("admission limit of {}: {}", s.name, set.error().message);
+        continue;
+      }
+      spdlog::info("{}: admission limit {} requests in flight per replica (learned capacity "
+                   "{:.1f} req/s, queue limit {} ms)",
+                   s.name, n, learned, s.effective_queue_limit().count());
     }
-    spdlog::info("{}: admission limit {} requests in flight per replica (learned capacity "
-                 "{:.1f} req/s, queue limit {} ms)",
-                 s.name, n, learned, s.effective_queue_limit().count());
-    in_force->second = n;
+    applied->second = {n, learned};
   }
 }
 
@@ -308,7 +319,10 @@ int run_up(const UpFlags& f) {
   // Admission control is a property of each service (its queue_limit), enforced where its
   // requests enter: the gateway.
   config.gateway.max_requests_per_replica = admission_limits(config.services);
-  std::map<std::string, int> admission = config.gateway.max_requests_per_replica;
+  std::map<std::string, AdmissionInForce> admission;
+  for (const ServiceConfig& s : config.services) {
+    if (const int n = s.max_requests_per_replica(); n > 0) admission[s.name] = {n, s.capacity_rps};
+  }
   auto gw = gateway::Gateway::create(config.gateway, gateway_options);
   if (!gw) return error(gw.error().message);
   http::ServerOptions gso;
@@ -518,7 +532,7 @@ int run_up(const UpFlags& f) {
     supervisor.tick(real.now());
     if (clock.now() < controller.next_tick()) continue;
     const std::optional<scaling::Plan> plan = controller.tick();
-    if (prescale_policy != nullptr) {
+    if (prescale_policy != nullptr && !f.recommend_only) {  // recommend-only changes nothing
       follow_learned_capacity(**gw, config.services, prescale_policy->capacity(), admission);
     }
     if (clock.now() >= next_save) {

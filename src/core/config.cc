@@ -92,22 +92,21 @@ std::string_view to_string(LoadBalancerKind v) { return name_of(v); }
 
 std::chrono::milliseconds ServiceConfig::effective_queue_limit() const {
   if (queue_limit != kQueueLimitAuto) return queue_limit;
-  return std::chrono::milliseconds(
-      std::max<std::int64_t>(1, std::llround(slo.latency_p99_ms / 2)));
+  return std::chrono::milliseconds(std::llround(std::clamp(slo.latency_p99_ms / 2, 1.0, 3.6e6)));
 }
 
-int ServiceConfig::max_requests_per_replica_at(double capacity) const {
+int ServiceConfig::max_requests_per_replica_at(double sustained_rps) const {
   const auto limit_ms = static_cast<double>(effective_queue_limit().count());
   if (limit_ms <= 0) return 0;
   // In milliseconds, so that 100 req/s × 150ms is 15, not ceil(15.000000000000002); the
   // epsilon absorbs what rounding is left. Capped far above any real replica's queue.
   auto completed_within = [&](double ms) {
-    return static_cast<int>(std::clamp(std::ceil(capacity * ms / 1000.0 - 1e-9), 0.0, 1e9));
+    return static_cast<int>(std::clamp(std::ceil(sustained_rps * ms / 1000.0 - 1e-9), 0.0, 1e9));
   };
   if (const int at_once = effective_concurrency(); at_once > 0) {
     return at_once + completed_within(limit_ms);
   }
-  // Concurrency not known: at capacity a replica has capacity × (its service time) requests
+  // Concurrency not known: at capacity a replica has sustained_rps × (its service time) requests
   // in service, and its service time is at most the SLO's p99 — so it is given that many, not
   // one, lest it be refused below its capacity (a few slow requests served in parallel).
   return std::max(1, completed_within(slo.latency_p99_ms + limit_ms));

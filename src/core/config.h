@@ -106,15 +106,15 @@ struct ServiceConfig {
   static constexpr std::chrono::milliseconds kQueueLimitAuto{-1};
   std::chrono::milliseconds queue_limit = kQueueLimitAuto;
   // queue_limit as it applies: kQueueLimitAuto resolved to half slo.latency_p99_ms (whole
-  // milliseconds, at least 1).
+  // milliseconds, 1 ms to 1 h).
   std::chrono::milliseconds effective_queue_limit() const;
   // Requests one replica may have in flight under effective_queue_limit(), by Little's law: those
   // it works on at once (effective_concurrency()) plus those it completes within the limit
   // (ceil(capacity_rps × limit)); with no known concurrency, what it completes within the
   // SLO's p99 latency plus the limit. 0 when the limit is 0.
   int max_requests_per_replica() const { return max_requests_per_replica_at(capacity_rps); }
-  // The same for replicas that sustain `capacity` req/s (a learned capacity, not the seed).
-  int max_requests_per_replica_at(double capacity) const;
+  // The same for replicas that sustain `sustained_rps` (a learned capacity, not the seed).
+  int max_requests_per_replica_at(double sustained_rps) const;
   SloConfig slo;
   std::vector<std::string> depends_on;  // names of services this one calls
   // builtin/recommend and builtin/fraud: the directory of versioned model files (prescale

@@ -232,6 +232,10 @@ struct Gateway::Impl {
   // Writers (reload, endpoint changes) one at a time, so an endpoint change never lands on a
   // cluster that a concurrent reload is replacing.
   std::mutex config_mu;
+  // Admission limits set while serving (set_max_requests_per_replica), by service (config_mu):
+  // a cluster a reload renews starts from them, until the file's own limit for the service
+  // changes.
+  std::map<std::string, std::uint32_t, std::less<>> admission_overrides;
   std::atomic<std::shared_ptr<const Routing>> routing;
   std::atomic<std::uint64_t> routing_version{0};
   // Proxy routes of earlier routings, removed once no thread holds that routing (config_mu).
@@ -313,11 +317,20 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
   // Clusters: kept as they are when their settings did not change (their learned state too);
   // otherwise a new one per service over the same endpoints.
   const ClusterOptions copts = cluster_options(config);
+  if (previous != nullptr) {
+    std::erase_if(admission_overrides, [&](const auto& entry) {
+      return max_requests_per_replica(previous->config, entry.first) !=
+             max_requests_per_replica(config, entry.first);
+    });
+  }
   auto cluster_for = [&](const std::string& service) {
     auto& slot = next->clusters[service];
     if (!slot) {
       ClusterOptions o = copts;
-      o.max_requests_per_replica = max_requests_per_replica(config, service);
+      auto set = admission_overrides.find(service);
+      o.max_requests_per_replica = set != admission_overrides.end()
+                                       ? set->second
+                                       : max_requests_per_replica(config, service);
       slot = std::make_shared<Cluster>(service, std::move(o), table, clock);
     }
     return slot;
@@ -685,12 +698,14 @@ const Cluster* Gateway::cluster(std::string_view service) const {
 }
 
 Result<void> Gateway::set_max_requests_per_replica(std::string_view service, std::uint32_t n) {
+  std::lock_guard lock(impl_->config_mu);
   Cluster* c = impl_->snapshot()->find(service);
   if (c == nullptr) {
     return make_error(ErrorCode::kNotFound, "gateway: no route or upstream names service \"" +
                                                 std::string(service) + "\"");
   }
   c->set_max_requests_per_replica(n);
+  impl_->admission_overrides.insert_or_assign(std::string(service), n);
   return {};
 }
 

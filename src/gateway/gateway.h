@@ -12,7 +12,8 @@
 //   lost
 //
 // Thread safety: handler() serves any number of I/O threads at once; reload(), set_endpoints(),
-// add_endpoint(), remove_endpoint() and upkeep() may be called from any thread. A request reads
+// add_endpoint(), remove_endpoint(), set_max_requests_per_replica() and upkeep() may be called
+// from any thread. A request reads
 // one published configuration from start to end (no lock on its path). Destroy the servers that
 // use the handler before the Gateway.
 #pragma once
@@ -83,9 +84,10 @@ class Gateway {
   Result<void> add_endpoint(std::string_view service, EndpointSpec endpoint);
   bool remove_endpoint(std::string_view service, std::string_view id);
 
-  // Admission control's requests in flight per replica in service of `service` (0: none), until
-  // the next reload that changes its cluster settings: `prescale up` keeps it to the learned
-  // capacity within the service's queue_limit. kNotFound for a service without a cluster.
+  // Admission control's requests in flight per replica in service of `service` (0: none):
+  // `prescale up` keeps it to the learned capacity within the service's queue_limit. It holds
+  // through reloads (a renewed cluster starts from it) until one changes the service's own
+  // limit (GatewayConfig::max_requests_per_replica). kNotFound for a service without a cluster.
   Result<void> set_max_requests_per_replica(std::string_view service, std::uint32_t n);
 
   // One round of upkeep: drops drained endpoints, evaluates outlier detection, starts due

@@ -485,6 +485,16 @@ TEST(GatewayAdmissionTest, AReloadChangingOneServicesLimitKeepsTheOtherClusters)
   const std::string m = g.metrics();
   EXPECT_NE(m.find(R"(prescale_gateway_admission_limit{service="a"} 3)"), std::string::npos) << m;
   EXPECT_NE(m.find(R"(prescale_gateway_admission_limit{service="b"} 0)"), std::string::npos) << m;
+  // It outlives a reload that renews every cluster (another setting changed) ...
+  config.circuit_breakers.max_retries += 1;
+  ASSERT_TRUE(g.gw->reload(config));
+  EXPECT_NE(g.gw->cluster("a"), a_now);
+  EXPECT_EQ(g.gw->cluster("a")->max_requests_per_replica(), 3u);
+  // ... until a reload changes the service's own limit.
+  config.max_requests_per_replica["a"] = 2;
+  ASSERT_TRUE(g.gw->reload(config));
+  EXPECT_EQ(g.gw->cluster("a")->max_requests_per_replica(), 2u);
+  ASSERT_TRUE(g.gw->set_max_requests_per_replica("a", 3));
   auto unknown = g.gw->set_max_requests_per_replica("c", 3);
   ASSERT_FALSE(unknown.has_value());
   EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);

@@ -165,6 +165,7 @@ Result<SimConfig> sim_config_from(const Config& config, const SimServiceConfig& 
                             std::to_string(svc.slo.latency_p99_ms) + " ms with " +
                             std::to_string(s.workers_per_replica) + " workers per replica");
     }
+    s.queue_limit_seconds = 0;  // the file's queue_limit, not the defaults': 0 is none
     if (svc.effective_queue_limit().count() > 0) {
       // The gateway lets a replica have max_requests_per_replica() in flight; the simulated one
       // serves workers_per_replica of them at once and queues the rest, each worth a service

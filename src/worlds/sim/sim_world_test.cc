@@ -766,7 +766,9 @@ services:
   EXPECT_LT(k.queue_limit_seconds, 0.15);
   config->services[0].concurrency = 0;
   config->services[0].queue_limit = std::chrono::milliseconds(0);
-  auto unlimited = sim_config_from(*config);
+  SimServiceConfig limited_defaults;  // as prescale sim's: a limit for every service
+  limited_defaults.queue_limit_seconds = 0.1;
+  auto unlimited = sim_config_from(*config, limited_defaults);
   ASSERT_TRUE(unlimited) << unlimited.error().message;
   EXPECT_EQ(unlimited->services[unlimited->graph.index_of("checkout")].queue_limit_seconds, 0);
 
