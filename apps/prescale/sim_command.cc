@@ -19,14 +19,12 @@
 #include <vector>
 
 #include "command_util.h"
-#include "control/history_store.h"
-#include "control/persistent_policy_state.h"
 #include "core/config.h"
 #include "core/internal/config_scalars.h"
 #include "dashboard/sim_report.h"
 #include "forecast/trace.h"
 #include "scaling/callgraph.h"
-#include "scaling/capacity_model.h"
+#include "sim_inputs.h"
 #include "sim_output.h"
 #include "worlds/sim/experiment.h"
 #include "worlds/sim/timeline.h"
@@ -99,40 +97,6 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
-// The part [offset, offset + duration) of a trace (duration 0: to the end), in whole steps.
-forecast::Trace slice(forecast::Trace t, double offset_s, double duration_s) {
-  const auto first = static_cast<size_t>(std::floor(offset_s / t.step_seconds + 1e-9));
-  const size_t n = t.counts.size();
-  const size_t begin = std::min(first, n);
-  const size_t end =
-      duration_s > 0
-          ? std::min(n, begin + static_cast<size_t>(std::ceil(duration_s / t.step_seconds - 1e-9)))
-          : n;
-  t.counts = std::vector<double>(t.counts.begin() + static_cast<long>(begin),
-                                 t.counts.begin() + static_cast<long>(end));
-  const double from = static_cast<double>(begin) * t.step_seconds;
-  const double to = static_cast<double>(end) * t.step_seconds;
-  if (!t.arrival_seconds.empty()) {
-    std::vector<double> arrivals, costs;
-    const bool with_costs = t.request_cost.size() == t.arrival_seconds.size();
-    for (size_t i = 0; i < t.arrival_seconds.size(); ++i) {
-      const double a = t.arrival_seconds[i];
-      if (a < from || a >= to) continue;
-      arrivals.push_back(a - from);
-      if (with_costs) costs.push_back(t.request_cost[i]);
-    }
-    t.arrival_seconds = std::move(arrivals);
-    t.request_cost = std::move(costs);
-  }
-  if (t.start_unix_seconds > 0) t.start_unix_seconds += from;
-  return t;
-}
-
-// The busiest minute's mean arrival rate (the busiest step's, for steps of a minute or more).
-double minute_peak_rps(const forecast::Trace& trace) {
-  return trace.step_seconds < 60 ? forecast::resample(trace, 60).peak_rps() : trace.peak_rps();
-}
-
 std::string default_data_dir() {
   if (const char* env = std::getenv("PRESCALE_DATA_DIR"); env != nullptr && *env != '\0') {
     return env;
@@ -174,126 +138,6 @@ class ProgressLine {
   std::chrono::steady_clock::time_point last_{};
   bool drawn_ = false;
 };
-
-// The per-replica capacities a `prescale up` run learned, as its state directory holds them
-// (docs/state.md): the capacity model of the prescale policy, restored for the file's services
-// (seeded from the file as the platform seeds it) and asked. Only services it learned about
-// (at least one sample) are listed.
-Result<std::map<std::string, double>> learned_capacities(const Config& config,
-                                                         const std::string& state_dir) {
-  if (!std::filesystem::exists(std::filesystem::path(state_dir) / "history.db")) {
-    return make_error(ErrorCode::kNotFound,
-                      "no history.db in " + state_dir + " (a prescale up --state-dir writes one)");
-  }
-  auto store = control::HistoryStore::open(state_dir);
-  if (!store) return std::unexpected(store.error());
-  auto blob = store->get_state(control::kPolicyStateKey);
-  if (!blob) return std::unexpected(blob.error());
-  const nlohmann::json* capacity = nullptr;
-  if (*blob && (*blob)->value.contains("policy") && (*blob)->value["policy"].contains("capacity")) {
-    capacity = &(*blob)->value["policy"]["capacity"];
-  }
-  if (capacity == nullptr) {
-    return make_error(ErrorCode::kNotFound, state_dir +
-                                                " holds no learned state of the prescale "
-                                                "policy");
-  }
-  std::vector<scaling::ServiceSpec> specs;
-  for (const ServiceConfig& svc : config.services) {
-    scaling::ServiceSpec spec;
-    spec.name = svc.name;
-    spec.min_replicas = svc.replicas.min;
-    spec.max_replicas = svc.replicas.max;
-    spec.capacity_rps = svc.capacity_rps;
-    spec.max_concurrency = svc.effective_concurrency();
-    spec.slo_latency_p99_seconds = svc.slo.latency_p99_ms / 1000.0;
-    specs.push_back(std::move(spec));
-  }
-  scaling::CapacityModel model;
-  model.init(specs);
-  if (auto r = model.from_json(*capacity, Clock::TimePoint{}); !r) {
-    return make_error(r.error().code, state_dir + ": " + r.error().message);
-  }
-  std::map<std::string, double> out;
-  for (const auto& spec : specs) {
-    const double c = model.capacity_rps(spec.name);
-    if (model.samples(spec.name) > 0 && c > 0) out[spec.name] = c;
-  }
-  return out;
-}
-
-// The trace as simulated, and the history the prescale policies get before it (--history).
-struct SimLoad {
-  forecast::Trace trace, before;
-  bool denoised = false;  // counting noise removed before --peak-rps scaled it up
-  double dispersion = 1;  // the whole file's, with which it was removed
-};
-
-// Reads --trace and applies --offset/--duration, --history, --scale and --peak-rps (removing
-// counting noise before scaling up). Prints what is wrong and returns nullopt on bad input.
-std::optional<SimLoad> load_trace(const SimFlags& f, std::chrono::milliseconds offset,
-                                  std::chrono::milliseconds duration,
-                                  std::chrono::milliseconds history) {
-  forecast::TraceOptions trace_options;
-  trace_options.column = f.column;
-  auto read = forecast::read_trace(f.trace, trace_options);
-  if (!read) {
-    std::cerr << "prescale sim: --trace: " << read.error().message << "\n";
-    return std::nullopt;
-  }
-  const double trace_seconds = read->duration_seconds();
-  forecast::Trace before;
-  if (history.count() > 0) {
-    const double h = std::chrono::duration<double>(history).count();
-    before = slice(*read, std::chrono::duration<double>(offset).count() - h, h);
-  }
-  // Estimated on the whole source, so a slice and its history lose the same noise; only when
-  // the noise may be removed (below).
-  const double dispersion =
-      f.peak_rps > 0 && !f.keep_counting_noise ? forecast::counting_dispersion(*read) : 1.0;
-  forecast::Trace trace = slice(std::move(*read), std::chrono::duration<double>(offset).count(),
-                                std::chrono::duration<double>(duration).count());
-  if (trace.counts.empty()) {
-    std::cerr << "prescale sim: --offset/--duration leave no steps of the trace (it has "
-              << span_text(trace_seconds) << ")\n";
-    return std::nullopt;
-  }
-  if (f.scale > 0) {
-    // As `prescale load --scale` replays it: counts multiplied, noise and all.
-    trace = forecast::rescale_to_peak(std::move(trace), trace.peak_rps() * f.scale);
-    before = forecast::rescale_to_peak(std::move(before), before.peak_rps() * f.scale);
-  }
-  SimLoad out;
-  out.dispersion = dispersion;
-  if (f.peak_rps > 0 && f.peak_rps > minute_peak_rps(trace) && !f.keep_counting_noise &&
-      forecast::is_count_trace(trace)) {
-    out.denoised = true;
-    // Scaling a low-volume count trace up would scale its counting noise with it.
-    trace = forecast::remove_counting_noise(std::move(trace), dispersion);
-    if (!before.counts.empty()) {
-      before = forecast::remove_counting_noise(std::move(before), dispersion);
-    }
-  }
-  if (f.peak_rps > 0) {
-    // The peak is the busiest minute's mean rate: what people mean by "our peak is X req/s",
-    // and the same yardstick for per-request traces (1 s steps, whose busiest second is mostly
-    // noise) as for per-minute ones. Coarser traces use their own step. The history scales
-    // with it.
-    const double busiest = minute_peak_rps(trace);
-    if (busiest > 0) {
-      const double factor = f.peak_rps / busiest;
-      trace = forecast::rescale_to_peak(std::move(trace), trace.peak_rps() * factor);
-      before = forecast::rescale_to_peak(std::move(before), before.peak_rps() * factor);
-    }
-  }
-  if (!(trace.peak_rps() > 0)) {
-    std::cerr << "prescale sim: --trace: the trace has no requests in the chosen window\n";
-    return std::nullopt;
-  }
-  out.trace = std::move(trace);
-  out.before = std::move(before);
-  return out;
-}
 
 int run_sim(const SimFlags& f, const CLI::App& cmd) {
   // --- The world: topology and service parameters ---
@@ -428,7 +272,8 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   }
 
   // --- The load ---
-  auto load = load_trace(f, *offset, *duration, *history);
+  auto load = load_trace({f.trace, f.column, f.peak_rps, f.scale, f.keep_counting_noise}, *offset,
+                         *duration, *history);
   if (!load) return 2;
   forecast::Trace& trace = load->trace;
   forecast::Trace& before = load->before;
