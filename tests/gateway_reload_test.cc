@@ -185,5 +185,34 @@ TEST_F(GatewayReloadCliTest, ReloadsUnderLoadWithZeroFailedRequests) {
   EXPECT_EQ(gateway.wait(15s), 0);
 }
 
+// `prescale gateway -f` learns no capacity: it applies a service's queue_limit only where the file
+// writes it (left out, `prescale up` makes it half the SLO and counts with what it learns).
+TEST_F(GatewayReloadCliTest, OnlyWrittenQueueLimitsAreApplied) {
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, R"(version: 1
+services:
+  - {name: echo, kind: builtin/echo, capacity_rps: 100, concurrency: 2, queue_limit: 100ms}
+  - {name: other, kind: builtin/echo, capacity_rps: 100, concurrency: 2}
+gateway:
+  upstreams:
+    echo: )" + upstreams + R"(
+    other: )" + upstreams + R"(
+  routes:
+    - {match: {path_prefix: /other}, service: other}
+    - {match: {path_prefix: /}, service: echo}
+)");
+  Subprocess gateway(
+      {PRESCALE_BIN, "gateway", "-f", config, "--port", "0", "--port-file", dir.file("gw.port"),
+       "--admin-port", "0", "--admin-port-file", dir.file("admin.port")},
+      dir.file("gateway.log"));
+  const auto admin = static_cast<uint16_t>(port_from(dir.file("admin.port")));
+  http::Client client;
+  auto m = client.request("127.0.0.1", admin, get("/metrics"));
+  ASSERT_TRUE(m.has_value()) << m.error().message;
+  // 2 + ceil(100 req/s × 100 ms) for the written limit; none for the other.
+  EXPECT_EQ(metric(m->body, R"(prescale_gateway_admission_limit{service="echo"})"), 12) << m->body;
+  EXPECT_EQ(metric(m->body, R"(prescale_gateway_admission_limit{service="other"})"), 0) << m->body;
+}
+
 }  // namespace
 }  // namespace prescale

@@ -355,11 +355,12 @@ TEST(SimCliTest, AFilesQueueLimitOfZeroIsAFifoQueue) {
   auto sim = [&](const std::string& tag, const std::string& queue_limit,
                  std::vector<std::string> extra) {
     const std::string config = dir.file(tag + ".yaml");
-    testing::write_file(config, "version: 1\nservices:\n  - name: app\n    kind: builtin/echo\n"
-                                "    replicas: {min: 1, max: 1}\n    capacity_rps: 40\n" +
-                                    queue_limit);
-    std::vector<std::string> args = {"-f",         config, "--trace",    trace,
-                                     "--policies", "static", "--json", dir.file(tag + ".json"),
+    testing::write_file(config,
+                        "version: 1\nservices:\n  - name: app\n    kind: builtin/echo\n"
+                        "    replicas: {min: 1, max: 1}\n    capacity_rps: 40\n" +
+                            queue_limit);
+    std::vector<std::string> args = {"-f",         config,   "--trace", trace,
+                                     "--policies", "static", "--json",  dir.file(tag + ".json"),
                                      "--progress", "never"};
     args.insert(args.end(), extra.begin(), extra.end());
     Outcome o = run_sim(dir, tag, args);

@@ -65,8 +65,9 @@ std::optional<SimLoad> load_trace(const TraceShaping& shaping, std::chrono::mill
   }
   // Estimated on the whole source, so a slice and its history lose the same noise; only when
   // the noise may be removed (below).
-  const double dispersion =
-      shaping.peak_rps > 0 && !shaping.keep_counting_noise ? forecast::counting_dispersion(*read) : 1.0;
+  const double dispersion = shaping.peak_rps > 0 && !shaping.keep_counting_noise
+                                ? forecast::counting_dispersion(*read)
+                                : 1.0;
   forecast::Trace trace = slice(std::move(*read), std::chrono::duration<double>(offset).count(),
                                 std::chrono::duration<double>(duration).count());
   if (trace.counts.empty()) {
@@ -81,8 +82,8 @@ std::optional<SimLoad> load_trace(const TraceShaping& shaping, std::chrono::mill
   }
   SimLoad out;
   out.dispersion = dispersion;
-  if (shaping.peak_rps > 0 && shaping.peak_rps > minute_peak_rps(trace) && !shaping.keep_counting_noise &&
-      forecast::is_count_trace(trace)) {
+  if (shaping.peak_rps > 0 && shaping.peak_rps > minute_peak_rps(trace) &&
+      !shaping.keep_counting_noise && forecast::is_count_trace(trace)) {
     out.denoised = true;
     // Scaling a low-volume count trace up would scale its counting noise with it.
     trace = forecast::remove_counting_noise(std::move(trace), dispersion);

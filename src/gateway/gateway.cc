@@ -279,7 +279,9 @@ struct Gateway::Impl {
   }
 
   // Builds the routing of `config` over `previous` (nullptr at creation); with config_mu held.
-  // Changes nothing outside the result and the proxy's route list until publish().
+  // Changes nothing outside the result and the proxy's route list until publish(), but for
+  // dropping the admission_overrides whose service's own limit `config` changes (after every
+  // check, so a refused reload keeps them).
   Result<std::shared_ptr<Routing>> build(const GatewayConfig& config, const Routing* previous,
                                          std::vector<Proxy::RouteId>& reused);
   void publish(std::shared_ptr<const Routing> next) {
