@@ -156,8 +156,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   std::optional<std::chrono::milliseconds> history = std::chrono::milliseconds(0);
   if (!f.history.empty()) history = duration_flag("--history", f.history);
   // Admission control as prescale up's gateway applies it by default: half the SLO's p99.
-  std::optional<std::chrono::milliseconds> queue_limit =
-      std::chrono::milliseconds(std::max<std::int64_t>(1, std::llround(f.slo_ms / 2)));
+  std::optional<std::chrono::milliseconds> queue_limit = default_queue_limit(f.slo_ms);
   if (f.queue_limit == "none") {
     queue_limit = std::chrono::milliseconds(0);
   } else if (!f.queue_limit.empty()) {

@@ -90,9 +90,12 @@ std::string_view to_string(ServiceKind v) { return name_of(v); }
 std::string_view to_string(RetryOn v) { return name_of(v); }
 std::string_view to_string(LoadBalancerKind v) { return name_of(v); }
 
+std::chrono::milliseconds default_queue_limit(double slo_latency_p99_ms) {
+  return std::chrono::milliseconds(std::llround(std::clamp(slo_latency_p99_ms / 2, 1.0, 3.6e6)));
+}
+
 std::chrono::milliseconds ServiceConfig::effective_queue_limit() const {
-  if (queue_limit != kQueueLimitAuto) return queue_limit;
-  return std::chrono::milliseconds(std::llround(std::clamp(slo.latency_p99_ms / 2, 1.0, 3.6e6)));
+  return queue_limit != kQueueLimitAuto ? queue_limit : default_queue_limit(slo.latency_p99_ms);
 }
 
 int ServiceConfig::max_requests_per_replica_at(double sustained_rps) const {

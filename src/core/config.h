@@ -82,6 +82,11 @@ struct SloConfig {
   double error_budget = 0.001;  // allowed fraction of failed requests, in (0, 1)
 };
 
+// Admission control's queue limit where a service does not set one: half its SLO's p99 latency,
+// in whole milliseconds, 1 ms to 1 h (ServiceConfig::queue_limit; `prescale sim` applies the
+// same to its built-in topologies).
+std::chrono::milliseconds default_queue_limit(double slo_latency_p99_ms);
+
 struct ServiceConfig {
   std::string name;  // [a-z0-9-], 1..63 chars, unique
   ServiceKind kind = ServiceKind::kCommand;
@@ -105,8 +110,7 @@ struct ServiceConfig {
   // SLO's p99 latency. docs/gateway-resilience.md, "Admission control".
   static constexpr std::chrono::milliseconds kQueueLimitAuto{-1};
   std::chrono::milliseconds queue_limit = kQueueLimitAuto;
-  // queue_limit as it applies: kQueueLimitAuto resolved to half slo.latency_p99_ms (whole
-  // milliseconds, 1 ms to 1 h).
+  // queue_limit as it applies: kQueueLimitAuto resolved by default_queue_limit().
   std::chrono::milliseconds effective_queue_limit() const;
   // Requests one replica may have in flight under effective_queue_limit(), by Little's law: those
   // it works on at once (effective_concurrency()) plus those it completes within the limit
