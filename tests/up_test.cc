@@ -486,6 +486,47 @@ gateway:
   ASSERT_EQ(up.stop(), 0) << up.log();
 }
 
+// A service that does not say how many requests it serves at once (a user's program) gets what
+// its replicas complete within the SLO and the limit: the learned capacity must not shrink that
+// below what a replica serves. Poisson load at 40 % of the declared capacity is never refused,
+// before the capacity is learned or after.
+TEST(UpTest, AdmissionControlOfAServiceOfUnknownConcurrencyRefusesNothingBelowCapacity) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, R"(version: 1
+policy: {name: prescale, period: 5s}
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 1, max: 1, initial: 1}
+    startup_time: 1s
+    capacity_rps: 100
+    slo: {latency_p99_ms: 100}
+gateway:
+  listen: "127.0.0.1:0"
+  routes:
+    - service: web
+)");
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--time-scale", "30"}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  Subprocess load({PRESCALE_BIN, "load", "--rate", "40", "--duration", "10s", "--mix",
+                   "GET /busy/5:1", "--target",
+                   "http://127.0.0.1:" + std::to_string(up.gateway_port()), "--json",
+                   dir.file("load.json")},
+                  dir.file("load.log"));
+  ASSERT_EQ(load.wait(30s), 0) << load.log();
+  const json report = json::parse(testing::read_file(dir.file("load.json")));
+  EXPECT_EQ(report["requests"]["ok"], report["requests"]["completed"])
+      << report["status"].dump() << "\n"
+      << up.log();
+  ASSERT_EQ(up.stop(), 0) << up.log();
+  const std::string log = up.log();
+  const size_t last = log.rfind("web: admission limit ");
+  std::printf("%s\n", last == std::string::npos
+                          ? "admission limit: the seed's, 15 per replica"
+                          : log.substr(last, log.find('\n', last) - last).c_str());
+}
+
 // A bad file stops `prescale up` before it starts anything: exit 2, the file and line, the fix.
 TEST(UpTest, BadFilesFailBeforeAnythingStarts) {
   TempDir dir;
