@@ -468,10 +468,10 @@ gateway:
   };
   EXPECT_EQ(admission_limit(), 2);
 
-  Subprocess load({PRESCALE_BIN, "load", "--rate", "30", "--duration", "8s", "--mix",
-                   "GET /busy/5:1", "--target",
-                   "http://127.0.0.1:" + std::to_string(up.gateway_port())},
-                  dir.file("load.log"));
+  Subprocess load(
+      {PRESCALE_BIN, "load", "--rate", "30", "--duration", "8s", "--mix", "GET /busy/5:1",
+       "--target", "http://127.0.0.1:" + std::to_string(up.gateway_port())},
+      dir.file("load.log"));
   ASSERT_EQ(load.wait(30s), 0) << load.log();
   int learned = admission_limit();
   for (int i = 0; i < 50 && learned <= 4; ++i) {
@@ -509,11 +509,11 @@ gateway:
 )");
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--time-scale", "30"}, "up");
   ASSERT_TRUE(up.started()) << up.log();
-  Subprocess load({PRESCALE_BIN, "load", "--rate", "40", "--duration", "10s", "--mix",
-                   "GET /busy/5:1", "--target",
-                   "http://127.0.0.1:" + std::to_string(up.gateway_port()), "--json",
-                   dir.file("load.json")},
-                  dir.file("load.log"));
+  Subprocess load(
+      {PRESCALE_BIN, "load", "--rate", "40", "--duration", "10s", "--mix", "GET /busy/5:1",
+       "--target", "http://127.0.0.1:" + std::to_string(up.gateway_port()), "--json",
+       dir.file("load.json")},
+      dir.file("load.log"));
   ASSERT_EQ(load.wait(30s), 0) << load.log();
   const json report = json::parse(testing::read_file(dir.file("load.json")));
   EXPECT_EQ(report["requests"]["ok"], report["requests"]["completed"])
