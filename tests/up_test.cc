@@ -50,6 +50,17 @@ std::string ramp_trace(int days) {
   return csv;
 }
 
+// GET `target` from 127.0.0.1:`port`.
+Result<http::Response> http_get(std::uint16_t port, const std::string& target,
+                                std::chrono::milliseconds timeout = 10s) {
+  http::Client client;
+  http::Request req;
+  req.method = http::Method::kGet;
+  req.method_name = "GET";
+  req.target = target;
+  return client.request("127.0.0.1", port, std::move(req), timeout);
+}
+
 // One echo service behind the gateway; per-try timeouts and retries for the GETs. Its replicas
 // run one thread, and `GET /busy/10` holds it 10 ms: about 50 req/s each within the 100 ms SLO
 // (M/M/1: 100/s − ln 100 / 0.1 s), as declared.
@@ -112,12 +123,7 @@ TEST(UpTest, ThePlanLeadsTheRampAndNoRequestFailsThroughAKillAndScaleDowns) {
   // The gateway's view, for the message should anything have failed.
   std::string gateway_metrics;
   {
-    http::Client client;
-    http::Request req;
-    req.method = http::Method::kGet;
-    req.method_name = "GET";
-    req.target = "/metrics";
-    if (auto r = client.request("127.0.0.1", up.ui_port(), std::move(req), 5s)) {
+    if (auto r = http_get(up.ui_port(), "/metrics", 5s)) {
       std::istringstream lines(r->body);
       for (std::string line; std::getline(lines, line);) {
         if (line[0] != '#' && (line.find("gateway_upstream_requests_total") != std::string::npos ||
@@ -390,20 +396,12 @@ gateway:
 )");
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   ASSERT_TRUE(up.started()) << up.log();
-  auto get = [](std::uint16_t port, const std::string& target) {
-    http::Client client;
-    http::Request req;
-    req.method = http::Method::kGet;
-    req.method_name = "GET";
-    req.target = target;
-    return client.request("127.0.0.1", port, std::move(req), 10s);
-  };
   constexpr int kRequests = 12;
   std::vector<Result<http::Response>> answers(kRequests, make_error(ErrorCode::kInternal, ""));
   {
     std::vector<std::jthread> clients;
     for (int i = 0; i < kRequests; ++i) {
-      clients.emplace_back([&, i] { answers[i] = get(up.gateway_port(), "/delay/2000"); });
+      clients.emplace_back([&, i] { answers[i] = http_get(up.gateway_port(), "/delay/2000"); });
     }
   }
   int ok = 0, refused = 0;
@@ -419,13 +417,32 @@ gateway:
   }
   EXPECT_EQ(ok, 4);
   EXPECT_EQ(refused, kRequests - 4);
-  auto metrics = get(up.ui_port(), "/metrics");
+  auto metrics = http_get(up.ui_port(), "/metrics");
   ASSERT_TRUE(metrics.has_value());
   EXPECT_NE(metrics->body.find(R"(prescale_gateway_overflows_total{service="web",)"
                                R"(reason="admission"} 8)"),
             std::string::npos)
       << metrics->body;
   ASSERT_EQ(up.stop(), 0) << up.log();
+}
+
+// One echo replica, never more, under the prescale policy (5 s period) with a 100 ms SLO and
+// admission control left at its default; `capacity` holds the service's capacity lines.
+std::string one_replica_yaml(const std::string& capacity) {
+  return R"(version: 1
+policy: {name: prescale, period: 5s}
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 1, max: 1, initial: 1}
+    startup_time: 1s
+    )" + capacity + R"(
+    slo: {latency_p99_ms: 100}
+gateway:
+  listen: "127.0.0.1:0"
+  routes:
+    - service: web
+)";
 }
 
 // Admission control is on by default (half the SLO: 50 ms here) and counts with the capacity
@@ -435,32 +452,13 @@ gateway:
 TEST(UpTest, AdmissionControlCountsWithTheLearnedCapacity) {
   TempDir dir;
   const std::string config = dir.file("prescale.yaml");
-  testing::write_file(config, R"(version: 1
-policy: {name: prescale, period: 5s}
-services:
-  - name: web
-    kind: builtin/echo
-    replicas: {min: 1, max: 1, initial: 1}
-    startup_time: 1s
-    capacity_rps: 10
-    concurrency: 1
-    slo: {latency_p99_ms: 100}
-gateway:
-  listen: "127.0.0.1:0"
-  routes:
-    - service: web
-)");
+  testing::write_file(config, one_replica_yaml("capacity_rps: 10\n    concurrency: 1"));
   // Controller time runs 30× real time, so that its 30-second metric windows, and the settling
   // the capacity model waits for after a replica starts, pass in a real second or two.
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--time-scale", "30"}, "up");
   ASSERT_TRUE(up.started()) << up.log();
   auto admission_limit = [&]() -> int {
-    http::Client client;
-    http::Request req;
-    req.method = http::Method::kGet;
-    req.method_name = "GET";
-    req.target = "/metrics";
-    auto r = client.request("127.0.0.1", up.ui_port(), std::move(req), 5s);
+    auto r = http_get(up.ui_port(), "/metrics", 5s);
     if (!r) return -1;
     static const std::regex gauge(R"(prescale_gateway_admission_limit\{service="web"\} (\d+))");
     std::smatch m;
@@ -493,20 +491,7 @@ gateway:
 TEST(UpTest, AdmissionControlOfAServiceOfUnknownConcurrencyRefusesNothingBelowCapacity) {
   TempDir dir;
   const std::string config = dir.file("prescale.yaml");
-  testing::write_file(config, R"(version: 1
-policy: {name: prescale, period: 5s}
-services:
-  - name: web
-    kind: builtin/echo
-    replicas: {min: 1, max: 1, initial: 1}
-    startup_time: 1s
-    capacity_rps: 100
-    slo: {latency_p99_ms: 100}
-gateway:
-  listen: "127.0.0.1:0"
-  routes:
-    - service: web
-)");
+  testing::write_file(config, one_replica_yaml("capacity_rps: 100"));
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--time-scale", "30"}, "up");
   ASSERT_TRUE(up.started()) << up.log();
   Subprocess load(

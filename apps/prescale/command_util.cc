@@ -1,6 +1,7 @@
 #include "command_util.h"
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 
@@ -39,6 +40,21 @@ std::string percent(double share, int decimals) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.*f %%", decimals, 100 * share);
   return buf;
+}
+
+scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale) {
+  scaling::ServiceSpec spec;
+  spec.name = s.name;
+  spec.min_replicas = s.replicas.min;
+  spec.max_replicas = s.replicas.max;
+  spec.capacity_rps = s.capacity_rps;
+  spec.max_concurrency = s.effective_concurrency();
+  spec.slo_latency_p99_seconds = s.slo.latency_p99_ms / 1000.0;
+  // A replica takes startup_time of real time; on a compressed clock that is longer.
+  spec.startup_time = std::chrono::duration_cast<Clock::Duration>(
+      std::chrono::duration<double, std::milli>(static_cast<double>(s.startup_time.count()) *
+                                                time_scale));
+  return spec;
 }
 
 }  // namespace prescale

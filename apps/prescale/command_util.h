@@ -1,12 +1,15 @@
-// Small pieces the subcommands share: listen addresses (gateway, up) and how figures are printed
-// (sim, eval). (Port files: runtime::write_port_file.)
+// Small pieces the subcommands share: listen addresses (gateway, up), how figures are printed
+// (sim, eval), and a service's spec for the controller (up, sim). (Port files:
+// runtime::write_port_file.)
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 
+#include "core/config.h"
 #include "core/result.h"
+#include "scaling/policy.h"
 
 namespace prescale {
 
@@ -22,5 +25,10 @@ Result<ListenAddress> parse_listen(std::string_view s, std::string_view what = "
 std::string fixed(double v, int decimals);
 // "99.795 %" for 0.99795 at 3 decimals.
 std::string percent(double share, int decimals);
+
+// What the controller knows of a service from its prescale.yaml entry. On a clock running
+// `time_scale` times real time (prescale up --time-scale) a replica's startup takes that many
+// times longer in controller time.
+scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale = 1);
 
 }  // namespace prescale

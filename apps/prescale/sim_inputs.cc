@@ -132,16 +132,7 @@ Result<std::map<std::string, double>> learned_capacities(const Config& config,
                                                 "policy");
   }
   std::vector<scaling::ServiceSpec> specs;
-  for (const ServiceConfig& svc : config.services) {
-    scaling::ServiceSpec spec;
-    spec.name = svc.name;
-    spec.min_replicas = svc.replicas.min;
-    spec.max_replicas = svc.replicas.max;
-    spec.capacity_rps = svc.capacity_rps;
-    spec.max_concurrency = svc.effective_concurrency();
-    spec.slo_latency_p99_seconds = svc.slo.latency_p99_ms / 1000.0;
-    specs.push_back(std::move(spec));
-  }
+  for (const ServiceConfig& svc : config.services) specs.push_back(service_spec(svc));
   scaling::CapacityModel model;
   model.init(specs);
   if (auto r = model.from_json(*capacity, Clock::TimePoint{}); !r) {

@@ -136,21 +136,6 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
   return t;
 }
 
-scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale) {
-  scaling::ServiceSpec spec;
-  spec.name = s.name;
-  spec.min_replicas = s.replicas.min;
-  spec.max_replicas = s.replicas.max;
-  spec.capacity_rps = s.capacity_rps;
-  spec.max_concurrency = s.effective_concurrency();
-  spec.slo_latency_p99_seconds = s.slo.latency_p99_ms / 1000.0;
-  // A replica takes startup_time of real time; on a compressed clock that is longer.
-  spec.startup_time = std::chrono::duration_cast<Clock::Duration>(
-      std::chrono::duration<double, std::milli>(static_cast<double>(s.startup_time.count()) *
-                                                time_scale));
-  return spec;
-}
-
 // Admission control follows what the replicas are learned to sustain: each service's requests
 // per replica in service become what its learned capacity starts within its queue_limit (the
 // file's capacity_rps is only the seed). The capacity is a moving average: the number changes
