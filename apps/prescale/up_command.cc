@@ -12,6 +12,8 @@
 
 #include "command_util.h"
 #include "dashboard_feed.h"
+#include "learned_admission.h"
+#include "local_platform.h"
 #include "control/controller.h"
 #include "control/history_store.h"
 #include "control/persistent_policy_state.h"
@@ -55,171 +57,8 @@ struct UpFlags {
 
 namespace {
 
-// The controller's clock when a demo compresses time: `scale` controller seconds per real one.
-class ScaledClock final : public Clock {
- public:
-  // `wall_origin`: the controller's wall time now (a restarted compressed run continues from
-  // where the last one stopped, so the stored history stays in the past).
-  ScaledClock(Clock& real, double scale, WallTime wall_origin)
-      : real_(real), scale_(scale), origin_(real.now()), wall_origin_(wall_origin) {}
-  TimePoint now() const override { return origin_ + scaled(real_.now() - origin_); }
-  WallTime wall_now() const override { return wall_origin_ + scaled(real_.now() - origin_); }
-  void sleep_until(TimePoint deadline) override {
-    const Duration left = deadline - now();
-    if (left > Duration::zero()) {
-      real_.sleep_until(real_.now() + std::chrono::duration_cast<Duration>(
-                                          std::chrono::duration<double, std::nano>(
-                                              static_cast<double>(left.count()) / scale_)));
-    }
-  }
-
- private:
-  Duration scaled(Duration d) const {
-    return std::chrono::duration_cast<Duration>(
-        std::chrono::duration<double, std::nano>(static_cast<double>(d.count()) * scale_));
-  }
-  Clock& real_;
-  double scale_;
-  TimePoint origin_;
-  WallTime wall_origin_;
-};
-
-// --recommend-only: observes the real world, records what the policy would do, changes nothing.
-class RecommendOnlyWorld final : public control::World {
- public:
-  explicit RecommendOnlyWorld(control::World& inner) : inner_(inner) {}
-  const scaling::Snapshot& observe(Clock::TimePoint now) override { return inner_.observe(now); }
-  Result<void> scale(std::string_view service, int replicas) override {
-    recommended_[std::string(service)] = replicas;
-    return {};
-  }
-  Result<void> restart(std::string_view) override { return {}; }
-  const std::map<std::string, int>& recommended() const { return recommended_; }
-
- private:
-  control::World& inner_;
-  std::map<std::string, int> recommended_;
-};
-
 double unix_seconds(Clock::WallTime t) {
   return std::chrono::duration<double>(t.time_since_epoch()).count();
-}
-
-std::string self_executable() {
-  std::error_code ec;
-  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string("prescale") : p.string();
-}
-
-// How a service's replicas start: the built-in kinds run this binary's `serve`; a command runs
-// as given, "{port}" naming the port it must listen on.
-local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::string& self,
-                                        const std::string& gateway_url,
-                                        const std::filesystem::path& config_dir) {
-  local::ReplicaTemplate t;
-  t.service = s.name;
-  if (s.kind == ServiceKind::kCommand) {
-    t.argv = s.command;
-  } else {
-    std::string kind(to_string(s.kind));
-    if (const size_t slash = kind.find('/'); slash != std::string::npos) kind = kind.substr(slash + 1);
-    t.argv = {self, "serve", kind, "--port", "0", "--port-file", "{port_file}", "--threads", "1",
-              "--log-level", "warn"};
-    if (!s.model_dir.empty()) {
-      const std::filesystem::path dir(s.model_dir);
-      t.argv.push_back("--model-dir");
-      t.argv.push_back((dir.is_absolute() ? dir : config_dir / dir).lexically_normal().string());
-    }
-  }
-  for (const auto& [k, v] : s.env) t.env.emplace_back(k, v);
-  t.env.emplace_back("PRESCALE_GATEWAY_URL", gateway_url);
-  return t;
-}
-
-// Admission control follows what the replicas are learned to sustain: each service's requests
-// per replica in service become what its learned capacity starts within its queue_limit (the
-// file's capacity_rps is only the seed). The capacity is a moving average: the number changes
-// only once the capacity has moved kAdmissionCapacityStep from the one it was set for, so that
-// it does not flap between two integers.
-constexpr double kAdmissionCapacityStep = 0.1;
-struct AdmissionInForce {
-  int per_replica = 0;
-  double capacity_rps = 0;  // what it was computed from
-};
-
-void follow_learned_capacity(gateway::Gateway& gw, const std::vector<ServiceConfig>& services,
-                             const scaling::CapacityModel& capacity,
-                             std::map<std::string, AdmissionInForce>& in_force) {
-  for (const ServiceConfig& s : services) {
-    auto applied = in_force.find(s.name);
-    if (applied == in_force.end()) continue;  // no admission limit
-    // 0: even an idle replica misses the SLO at the learned service time — refusing nearly
-    // everything would not help it; the limit in force stays.
-    const double learned = capacity.capacity_rps(s.name);
-    if (!(learned > 0) || !std::isfinite(learned)) continue;
-    if (std::abs(learned / applied->second.capacity_rps - 1) < kAdmissionCapacityStep) continue;
-    const int n = s.max_requests_per_replica_at(learned);
-    if (n != applied->second.per_replica) {
-      if (auto set = gw.set_max_requests_per_replica(s.name, static_cast<std::uint32_t>(n));
-          !set) {
-        spdlog::warn("admission limit of {}: {}", s.name, set.error().message);
-        continue;
-      }
-      spdlog::info("{}: admission limit {} requests in flight per replica (learned capacity "
-                   "{:.1f} req/s, queue limit {} ms)",
-                   s.name, n, learned, s.effective_queue_limit().count());
-    }
-    applied->second = {n, learned};
-  }
-}
-
-// Checks what would otherwise fail after replicas started, naming the file and line and the fix:
-// commands that cannot run, model services without a model, ports that clash.
-Result<void> preflight(const Config& config, const std::string& file, const ListenAddress& gateway,
-                       const ListenAddress& ui) {
-  const std::filesystem::path config_dir = std::filesystem::absolute(file).parent_path();
-  auto at = [&](size_t i, const std::string& field) {
-    const ServiceConfig& s = config.services[i];
-    return file + ":" + std::to_string(s.line) + ": services[" + std::to_string(i) + "] (" +
-           s.name + ")." + field + ": ";
-  };
-  for (size_t i = 0; i < config.services.size(); ++i) {
-    const ServiceConfig& s = config.services[i];
-    if (s.kind == ServiceKind::kCommand) {
-      if (auto exe = local::resolve_executable(s.command.at(0)); !exe) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          at(i, "command") + exe.error().message +
-                              "; give the program's path, or add its directory to PATH");
-      }
-      const bool has_port = std::any_of(s.command.begin(), s.command.end(), [](const auto& a) {
-        return a.find("{port}") != std::string::npos;
-      });
-      if (!has_port && s.replicas.max > 1) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          at(i, "command") +
-                              "no \"{port}\" argument, so every replica would listen on the "
-                              "same port; pass \"{port}\" where the program takes its port");
-      }
-    }
-    if (s.kind == ServiceKind::kRecommend) {
-      const std::filesystem::path dir = s.model_dir.empty() ? "models" : s.model_dir;
-      const std::filesystem::path abs = dir.is_absolute() ? dir : config_dir / dir;
-      std::error_code ec;
-      if (!std::filesystem::is_directory(abs, ec) || std::filesystem::is_empty(abs, ec)) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          at(i, "model_dir") + abs.lexically_normal().string() +
-                              " holds no model; train one: prescale train recommend --data "
-                              "DIR_WITH_RATINGS_CSV --model-dir " +
-                              abs.lexically_normal().string());
-      }
-    }
-  }
-  if (gateway.port != 0 && gateway.port == ui.port) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      file + ": gateway.listen and the dashboard (--ui) both use port " +
-                          std::to_string(gateway.port) + "; give one of them another port");
-  }
-  return {};
 }
 
 // The trace's minutes before `until_days` (at most `max_minutes` of them) as a per-minute series
@@ -304,10 +143,7 @@ int run_up(const UpFlags& f) {
   // Admission control is a property of each service (its queue_limit), enforced where its
   // requests enter: the gateway.
   config.gateway.max_requests_per_replica = admission_limits(config.services);
-  std::map<std::string, AdmissionInForce> admission;
-  for (const ServiceConfig& s : config.services) {
-    if (const int n = s.max_requests_per_replica(); n > 0) admission[s.name] = {n, s.capacity_rps};
-  }
+  LearnedAdmission admission(config.services);
   auto gw = gateway::Gateway::create(config.gateway, gateway_options);
   if (!gw) return error(gw.error().message);
   http::ServerOptions gso;
@@ -518,7 +354,7 @@ int run_up(const UpFlags& f) {
     if (clock.now() < controller.next_tick()) continue;
     const std::optional<scaling::Plan> plan = controller.tick();
     if (prescale_policy != nullptr && !f.recommend_only) {  // recommend-only changes nothing
-      follow_learned_capacity(**gw, config.services, prescale_policy->capacity(), admission);
+      admission.follow(**gw, prescale_policy->capacity());
     }
     if (clock.now() >= next_save) {
       save_state();

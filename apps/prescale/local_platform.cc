@@ -1,0 +1,86 @@
+#include "local_platform.h"
+
+#include <algorithm>
+
+#include "worlds/local/process.h"
+
+namespace prescale {
+
+std::string self_executable() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("prescale") : p.string();
+}
+
+local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::string& self,
+                                        const std::string& gateway_url,
+                                        const std::filesystem::path& config_dir) {
+  local::ReplicaTemplate t;
+  t.service = s.name;
+  if (s.kind == ServiceKind::kCommand) {
+    t.argv = s.command;
+  } else {
+    std::string kind(to_string(s.kind));
+    if (const size_t slash = kind.find('/'); slash != std::string::npos)
+      kind = kind.substr(slash + 1);
+    t.argv = {self,          "serve",     kind, "--port",      "0",   "--port-file",
+              "{port_file}", "--threads", "1",  "--log-level", "warn"};
+    if (!s.model_dir.empty()) {
+      const std::filesystem::path dir(s.model_dir);
+      t.argv.push_back("--model-dir");
+      t.argv.push_back((dir.is_absolute() ? dir : config_dir / dir).lexically_normal().string());
+    }
+  }
+  for (const auto& [k, v] : s.env) t.env.emplace_back(k, v);
+  t.env.emplace_back("PRESCALE_GATEWAY_URL", gateway_url);
+  return t;
+}
+
+Result<void> preflight(const Config& config, const std::string& file, const ListenAddress& gateway,
+                       const ListenAddress& ui) {
+  const std::filesystem::path config_dir = std::filesystem::absolute(file).parent_path();
+  auto at = [&](size_t i, const std::string& field) {
+    const ServiceConfig& s = config.services[i];
+    return file + ":" + std::to_string(s.line) + ": services[" + std::to_string(i) + "] (" +
+           s.name + ")." + field + ": ";
+  };
+  for (size_t i = 0; i < config.services.size(); ++i) {
+    const ServiceConfig& s = config.services[i];
+    if (s.kind == ServiceKind::kCommand) {
+      if (auto exe = local::resolve_executable(s.command.at(0)); !exe) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          at(i, "command") + exe.error().message +
+                              "; give the program's path, or add its directory to PATH");
+      }
+      const bool has_port = std::any_of(s.command.begin(), s.command.end(), [](const auto& a) {
+        return a.find("{port}") != std::string::npos;
+      });
+      if (!has_port && s.replicas.max > 1) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          at(i, "command") +
+                              "no \"{port}\" argument, so every replica would listen on the "
+                              "same port; pass \"{port}\" where the program takes its port");
+      }
+    }
+    if (s.kind == ServiceKind::kRecommend) {
+      const std::filesystem::path dir = s.model_dir.empty() ? "models" : s.model_dir;
+      const std::filesystem::path abs = dir.is_absolute() ? dir : config_dir / dir;
+      std::error_code ec;
+      if (!std::filesystem::is_directory(abs, ec) || std::filesystem::is_empty(abs, ec)) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          at(i, "model_dir") + abs.lexically_normal().string() +
+                              " holds no model; train one: prescale train recommend --data "
+                              "DIR_WITH_RATINGS_CSV --model-dir " +
+                              abs.lexically_normal().string());
+      }
+    }
+  }
+  if (gateway.port != 0 && gateway.port == ui.port) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      file + ": gateway.listen and the dashboard (--ui) both use port " +
+                          std::to_string(gateway.port) + "; give one of them another port");
+  }
+  return {};
+}
+
+}  // namespace prescale

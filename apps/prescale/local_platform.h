@@ -1,0 +1,80 @@
+// The pieces `prescale up` assembles the local platform from: the controller's clock when a demo
+// compresses time, the world --recommend-only acts on, how each service's replicas start, and the
+// checks made before any replica starts.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "command_util.h"
+#include "control/world.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/result.h"
+#include "worlds/local/supervisor.h"
+
+namespace prescale {
+
+// The controller's clock when a demo compresses time: `scale` controller seconds per real one.
+class ScaledClock final : public Clock {
+ public:
+  // `wall_origin`: the controller's wall time now (a restarted compressed run continues from
+  // where the last one stopped, so the stored history stays in the past).
+  ScaledClock(Clock& real, double scale, WallTime wall_origin)
+      : real_(real), scale_(scale), origin_(real.now()), wall_origin_(wall_origin) {}
+  TimePoint now() const override { return origin_ + scaled(real_.now() - origin_); }
+  WallTime wall_now() const override { return wall_origin_ + scaled(real_.now() - origin_); }
+  void sleep_until(TimePoint deadline) override {
+    const Duration left = deadline - now();
+    if (left > Duration::zero()) {
+      real_.sleep_until(real_.now() + std::chrono::duration_cast<Duration>(
+                                          std::chrono::duration<double, std::nano>(
+                                              static_cast<double>(left.count()) / scale_)));
+    }
+  }
+
+ private:
+  Duration scaled(Duration d) const {
+    return std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double, std::nano>(static_cast<double>(d.count()) * scale_));
+  }
+  Clock& real_;
+  double scale_;
+  TimePoint origin_;
+  WallTime wall_origin_;
+};
+
+// --recommend-only: observes the real world, records what the policy would do, changes nothing.
+class RecommendOnlyWorld final : public control::World {
+ public:
+  explicit RecommendOnlyWorld(control::World& inner) : inner_(inner) {}
+  const scaling::Snapshot& observe(Clock::TimePoint now) override { return inner_.observe(now); }
+  Result<void> scale(std::string_view service, int replicas) override {
+    recommended_[std::string(service)] = replicas;
+    return {};
+  }
+  Result<void> restart(std::string_view) override { return {}; }
+  const std::map<std::string, int>& recommended() const { return recommended_; }
+
+ private:
+  control::World& inner_;
+  std::map<std::string, int> recommended_;
+};
+
+// This binary's path (replicas of the built-in kinds run its `serve`); "prescale" when unknown.
+std::string self_executable();
+
+// How a service's replicas start: the built-in kinds run this binary's `serve`; a command runs
+// as given, "{port}" naming the port it must listen on.
+local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::string& self,
+                                        const std::string& gateway_url,
+                                        const std::filesystem::path& config_dir);
+
+// Checks what would otherwise fail after replicas started, naming the file and line and the fix:
+// commands that cannot run, model services without a model, ports that clash.
+Result<void> preflight(const Config& config, const std::string& file, const ListenAddress& gateway,
+                       const ListenAddress& ui);
+
+}  // namespace prescale
