@@ -3,12 +3,13 @@
 # simulation per trace and topology (all policies from the same start, on the same load).
 # Prints a markdown table per trace (SLO attainment, minutes meeting the p99 SLO, dropped
 # requests, replica-hours and their ratio to the oracle, scaling actions; the HPA both at the
-# API's default 80 % CPU target and at 60 %, as many users set it; and the ceiling: static
-# capacity at every replica the simulator allows, twice the trace's peak need, which no policy
-# can serve more within the SLO than), then the speed figure (28 days of NASA July on
+# API's default 80 % CPU target and at 60 %, as many users set it; and the ceiling: every
+# service at the most replicas the simulator allows it, from the first decision on, which no
+# policy can serve more within the SLO than), then the speed figure (28 days of NASA July on
 # online-boutique, all five baselines, wall seconds), and a RESULT line with the pairs where
-# prescale meets issue 4's bar (>= 99.9 % within the SLO at <= 1.15x the oracle's replica-hours)
-# and those where the ceiling itself reaches 99.9 %.
+# prescale meets issue 4's bar (>= 99.9 % within the SLO at <= 1.15x the oracle's replica-hours),
+# those where the oracle does (it costs 1x by definition) and those where even the ceiling
+# stays below 99.9 %.
 #
 # Usage: bench/autoscale.sh [--peak-rps X] [--slo-ms MS] [--startup DUR] [--queue-limit DUR]
 #                           [--out FILE]
@@ -67,11 +68,12 @@ for trace in "${traces[@]}"; do
       --slo-ms "$slo" --startup "$startup" --progress never --policies hpa --hpa-target 60 \
       ${queue_limit:+--queue-limit "$queue_limit"} \
       --json "$work/$n.hpa60.json" > /dev/null
-    # The ceiling: twice the peak need from the start (the simulator's replica cap); what it
-    # misses, service times alone miss (per-request costs: a long request outlasts the SLO).
+    # The ceiling: static capacity of unbounded headroom, clamped to each service's replica cap
+    # (twice its peak need, at least 10); what it misses, service times alone miss (per-request
+    # costs: a long request outlasts the SLO).
     "$prescale" sim --trace "$trace" --topology "$topo" --data-dir "$data" --peak-rps "$peak" \
       --slo-ms "$slo" --startup "$startup" --progress never --policies static \
-      --static-headroom 2 ${queue_limit:+--queue-limit "$queue_limit"} \
+      --static-headroom 1e9 ${queue_limit:+--queue-limit "$queue_limit"} \
       --json "$work/$n.ceiling.json" > /dev/null
   done
 done
@@ -103,7 +105,7 @@ emit(f"Settings: `--peak-rps {peak} --slo-ms {slo} --startup {startup}"
      + ("" if queue_limit else ", admission control at half the SLO included") + ".")
 emit()
 worst = {}
-bar_met, bar_reachable, pairs = [], [], 0
+bar_met, bar_reachable, beyond, pairs = [], [], [], 0
 for trace, entries in by_trace.items():
     first = entries[0][1][0]
     days = first["duration_seconds"] / 86400
@@ -115,10 +117,12 @@ for trace, entries in by_trace.items():
     for topo, runs, wall in entries:
         pairs += 1
         by_policy = {r["policy"]: r for r in runs}
-        p = by_policy["prescale"]
-        if by_policy["ceiling"]["slo_attainment"] >= 0.999:
+        p, ratio = by_policy["prescale"], by_policy["prescale"]["cost_ratio_to_oracle"]
+        if by_policy["oracle"]["slo_attainment"] >= 0.999:
             bar_reachable.append(f"{trace}/{topo}")
-        if p["slo_attainment"] >= 0.999 and (p["cost_ratio_to_oracle"] or 99) <= 1.15:
+        if by_policy["ceiling"]["slo_attainment"] < 0.999:
+            beyond.append(f"{trace}/{topo}")
+        if p["slo_attainment"] >= 0.999 and ratio is not None and ratio <= 1.15:
             bar_met.append(f"{trace}/{topo}")
         for r in runs:
             ratio = r["cost_ratio_to_oracle"]
@@ -132,22 +136,20 @@ for trace, entries in by_trace.items():
             worst[key] = min(worst.get(key, 1.0), r["slo_attainment"])
     emit()
 emit(f"Issue 4's bar (>= 99.9 % within the SLO at <= 1.15x the oracle) met by prescale on "
-     f"{len(bar_met)} of {pairs} pairs; the ceiling reaches 99.9 % on {len(bar_reachable)}.")
-unreachable = [f"{t}/{topo}" for t, es in by_trace.items() for topo, _, _ in es
-               if f"{t}/{topo}" not in bar_reachable]
-if unreachable:
-    emit("Beyond any policy (the ceiling below 99.9 %): " + ", ".join(unreachable) + ".")
+     f"{len(bar_met)} of {pairs} pairs; by the oracle on {len(bar_reachable)}.")
+if beyond:
+    emit("Beyond any policy (even the ceiling below 99.9 %): " + ", ".join(beyond) + ".")
 missed = [x for x in bar_reachable if x not in bar_met]
 if missed:
-    emit("Reachable but not met: " + ", ".join(missed) + ".")
+    emit("Met by the oracle, not by prescale: " + ", ".join(missed) + ".")
 emit()
 text = "\n".join(lines)
 print(text)
 if out:
     with open(out, "w") as f:
         f.write(text + "\n")
-result = [f"runs={n}", f"bar_met={len(bar_met)}", f"bar_reachable={len(bar_reachable)}",
-          f"pairs={pairs}"]
+result = [f"runs={n}", f"bar_met={len(bar_met)}", f"bar_met_by_oracle={len(bar_reachable)}",
+          f"bar_beyond_any_policy={len(beyond)}", f"pairs={pairs}"]
 if speed is not None:
     result.append(f"nasa_28d_online_boutique_5_policies_seconds={speed:.2f}")
 for policy, value in worst.items():

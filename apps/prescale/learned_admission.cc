@@ -3,10 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
-#include <cstdint>
-
-#include "gateway/gateway.h"
-#include "scaling/capacity_model.h"
 
 namespace prescale {
 
@@ -18,36 +14,24 @@ LearnedAdmission::LearnedAdmission(const std::vector<ServiceConfig>& services) {
   }
 }
 
-std::optional<int> LearnedAdmission::update(std::string_view service, double learned_capacity_rps) {
-  auto it = in_force_.find(service);
-  if (it == in_force_.end()) return std::nullopt;
-  InForce& f = it->second;
-  if (!(learned_capacity_rps > 0) || !std::isfinite(learned_capacity_rps)) return std::nullopt;
-  if (std::abs(learned_capacity_rps / f.capacity_rps - 1) < kCapacityStep) return std::nullopt;
-  f.capacity_rps = learned_capacity_rps;
-  const int n = f.service.max_requests_per_replica_at(learned_capacity_rps);
-  if (n == f.per_replica) return std::nullopt;
-  f.per_replica = n;
-  return n;
-}
-
-void LearnedAdmission::follow(gateway::Gateway& gw, const scaling::CapacityModel& capacity) {
+void LearnedAdmission::follow(const CapacityOf& capacity, const Apply& apply) {
   for (auto& [name, f] : in_force_) {
-    const double learned = capacity.capacity_rps(name);
-    const int per_replica = f.per_replica;
-    const double capacity_rps = f.capacity_rps;
-    const std::optional<int> n = update(name, learned);
-    if (!n) continue;
-    if (auto set = gw.set_max_requests_per_replica(name, static_cast<std::uint32_t>(*n)); !set) {
-      spdlog::warn("admission limit of {}: {}", name, set.error().message);
-      f.per_replica = per_replica;  // not in force: the next decision tries again
-      f.capacity_rps = capacity_rps;
-      continue;
+    const double learned = capacity(name);
+    if (!(learned > 0) || !std::isfinite(learned)) continue;
+    if (std::abs(learned / f.capacity_rps - 1) < kCapacityStep) continue;
+    const int n = f.service.max_requests_per_replica_at(learned);
+    if (n != f.per_replica) {
+      if (auto applied = apply(name, n); !applied) {
+        spdlog::warn("admission limit of {}: {}", name, applied.error().message);
+        continue;
+      }
+      spdlog::info(
+          "{}: admission limit {} requests in flight per replica (learned capacity "
+          "{:.1f} req/s, queue limit {} ms)",
+          name, n, learned, f.service.effective_queue_limit().count());
     }
-    spdlog::info(
-        "{}: admission limit {} requests in flight per replica (learned capacity "
-        "{:.1f} req/s, queue limit {} ms)",
-        name, *n, learned, f.service.effective_queue_limit().count());
+    f.per_replica = n;
+    f.capacity_rps = learned;
   }
 }
 

@@ -3,42 +3,41 @@
 // within its queue_limit — the file's capacity_rps is only the seed. The capacity is a moving
 // average, so the number changes only once the capacity has moved kCapacityStep from the one it
 // was set for: it must not flap between two integers.
+//
+// Thread safety: none; the controller's loop drives it.
 #pragma once
 
+#include <functional>
 #include <map>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/config.h"
+#include "core/result.h"
 
 namespace prescale {
-namespace gateway {
-class Gateway;
-}
-namespace scaling {
-class CapacityModel;
-}
 
 class LearnedAdmission {
  public:
   static constexpr double kCapacityStep = 0.1;
 
+  // A service's learned capacity per replica, req/s (scaling::CapacityModel::capacity_rps).
+  using CapacityOf = std::function<double(std::string_view service)>;
+  // Puts a number of requests per replica in force
+  // (gateway::Gateway::set_max_requests_per_replica).
+  using Apply = std::function<Result<void>(std::string_view service, int per_replica)>;
+
   // The limits in force at start: each service's from its capacity_rps seed; services without an
   // admission limit (queue_limit: 0) are left alone throughout.
   explicit LearnedAdmission(const std::vector<ServiceConfig>& services);
 
-  // The requests per replica a learned capacity asks for, when it should replace the number in
-  // force (and records it as in force); nullopt when it should not: an unknown service or one
-  // without a limit, a capacity that is 0 (even an idle replica misses the SLO at the learned
-  // service time — refusing nearly everything would not help it) or not finite, or one within
-  // kCapacityStep of the capacity the number in force was computed from.
-  std::optional<int> update(std::string_view service, double learned_capacity_rps);
-
-  // After each decision: every service's number from `capacity`, applied to `gw` where it changed
-  // (logged).
-  void follow(gateway::Gateway& gw, const scaling::CapacityModel& capacity);
+  // After each decision: every service's number from its learned capacity, applied (and logged)
+  // where it changed. A capacity of 0 (even an idle replica misses the SLO at the learned service
+  // time — refusing nearly everything would not help it) or not finite changes nothing, nor does
+  // one within kCapacityStep of the capacity the number in force was computed from. A number
+  // `apply` refuses is not in force: the next call tries again.
+  void follow(const CapacityOf& capacity, const Apply& apply);
 
   // The number in force; 0 for a service without an admission limit.
   int per_replica(std::string_view service) const;

@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <map>
+#include <vector>
 
 namespace prescale {
 namespace {
@@ -17,47 +19,82 @@ ServiceConfig service(std::string name, double capacity_rps, std::chrono::millis
   return s;
 }
 
+// Drives LearnedAdmission with set capacities and records what it applies.
+struct Harness {
+  explicit Harness(std::vector<ServiceConfig> services) : admission(services) {}
+  // Follows `learned` for "api" (and any other service in it); returns what was applied.
+  std::vector<std::pair<std::string, int>> follow(std::map<std::string, double> learned) {
+    std::vector<std::pair<std::string, int>> applied;
+    admission.follow(
+        [&](std::string_view s) {
+          auto it = learned.find(std::string(s));
+          return it == learned.end() ? NAN : it->second;
+        },
+        [&](std::string_view s, int n) -> Result<void> {
+          if (refuse) return make_error(ErrorCode::kNotFound, "no such service");
+          applied.emplace_back(std::string(s), n);
+          return {};
+        });
+    return applied;
+  }
+  LearnedAdmission admission;
+  bool refuse = false;
+};
+
+using Applied = std::vector<std::pair<std::string, int>>;
+
 TEST(LearnedAdmission, StartsFromTheSeedAndLeavesServicesWithoutALimitAlone) {
-  const LearnedAdmission a({service("api", 100, std::chrono::milliseconds(100)),
-                            service("batch", 100, std::chrono::milliseconds(0))});
-  EXPECT_EQ(a.per_replica("api"), 2 + 10);  // concurrency + ceil(100 req/s × 0.1 s)
-  EXPECT_EQ(a.per_replica("batch"), 0);
-  EXPECT_EQ(a.per_replica("unknown"), 0);
+  Harness h({service("api", 100, std::chrono::milliseconds(100)),
+             service("batch", 100, std::chrono::milliseconds(0))});
+  EXPECT_EQ(h.admission.per_replica("api"), 2 + 10);  // concurrency + ceil(100 req/s × 0.1 s)
+  EXPECT_EQ(h.admission.per_replica("batch"), 0);
+  EXPECT_EQ(h.admission.per_replica("unknown"), 0);
+  EXPECT_EQ(h.follow({{"batch", 500}, {"unknown", 500}}), Applied{});
+  EXPECT_EQ(h.admission.per_replica("batch"), 0);
 }
 
 TEST(LearnedAdmission, FollowsALearnedCapacityOnceItMovedATenth) {
-  LearnedAdmission a({service("api", 100, std::chrono::milliseconds(100)),
-                      service("batch", 100, std::chrono::milliseconds(0))});
-  EXPECT_EQ(a.update("api", 109), std::nullopt);  // within 10 % of the seed
-  EXPECT_EQ(a.per_replica("api"), 12);
-  EXPECT_EQ(a.update("api", 250), 2 + 25);
-  EXPECT_EQ(a.per_replica("api"), 27);
+  Harness h({service("api", 100, std::chrono::milliseconds(100))});
+  EXPECT_EQ(h.follow({{"api", 109}}), Applied{});  // within 10 % of the seed
+  EXPECT_EQ(h.admission.per_replica("api"), 12);
+  EXPECT_EQ(h.follow({{"api", 250}}), (Applied{{"api", 2 + 25}}));
+  EXPECT_EQ(h.admission.per_replica("api"), 27);
   // Measured from the capacity the number in force was computed from, not the seed.
-  EXPECT_EQ(a.update("api", 240), std::nullopt);
-  EXPECT_EQ(a.update("api", 200), 2 + 20);
+  EXPECT_EQ(h.follow({{"api", 240}}), Applied{});
+  EXPECT_EQ(h.follow({{"api", 200}}), (Applied{{"api", 2 + 20}}));
   // A slower release lowers it.
-  EXPECT_EQ(a.update("api", 50), 2 + 5);
-  EXPECT_EQ(a.update("batch", 500), std::nullopt);
-  EXPECT_EQ(a.update("unknown", 500), std::nullopt);
+  EXPECT_EQ(h.follow({{"api", 50}}), (Applied{{"api", 2 + 5}}));
 }
 
 TEST(LearnedAdmission, ACapacityOfZeroOrNotFiniteLeavesTheNumberInForce) {
-  LearnedAdmission a({service("api", 100, std::chrono::milliseconds(100))});
-  EXPECT_EQ(a.update("api", 0), std::nullopt);
-  EXPECT_EQ(a.update("api", NAN), std::nullopt);
-  EXPECT_EQ(a.update("api", INFINITY), std::nullopt);
-  EXPECT_EQ(a.per_replica("api"), 12);
+  Harness h({service("api", 100, std::chrono::milliseconds(100))});
+  EXPECT_EQ(h.follow({{"api", 0}}), Applied{});
+  EXPECT_EQ(h.follow({{"api", NAN}}), Applied{});
+  EXPECT_EQ(h.follow({{"api", INFINITY}}), Applied{});
+  EXPECT_EQ(h.admission.per_replica("api"), 12);
 }
 
 TEST(LearnedAdmission, AMoveThatGivesTheSameNumberStillMovesTheReference) {
-  // 100 → 111 req/s at 10 ms: ceil(1.0) → ceil(1.11) = 1 → 2; 111 → 124: 2 → 2 (no change, but
-  // the reference is now 124, so 130 is within a tenth of it).
-  LearnedAdmission a({service("api", 100, std::chrono::milliseconds(10))});
-  EXPECT_EQ(a.per_replica("api"), 3);
-  EXPECT_EQ(a.update("api", 111), 4);
-  EXPECT_EQ(a.update("api", 124), std::nullopt);
-  EXPECT_EQ(a.update("api", 130), std::nullopt);
-  EXPECT_EQ(a.per_replica("api"), 4);
+  // At 10 ms: 100 → 150 req/s takes ceil(1.0) = 1 to ceil(1.5) = 2; 190 gives 2 again, applies
+  // nothing, but is the new reference — so 205, within a tenth of 190 (not of 150), changes
+  // nothing, although it would give 3.
+  Harness h({service("api", 100, std::chrono::milliseconds(10))});
+  EXPECT_EQ(h.admission.per_replica("api"), 3);
+  EXPECT_EQ(h.follow({{"api", 150}}), (Applied{{"api", 4}}));
+  EXPECT_EQ(h.follow({{"api", 190}}), Applied{});
+  EXPECT_EQ(h.follow({{"api", 205}}), Applied{});
+  EXPECT_EQ(h.admission.per_replica("api"), 4);
+  EXPECT_EQ(h.follow({{"api", 260}}), (Applied{{"api", 5}}));
+}
+
+TEST(LearnedAdmission, ANumberTheGatewayRefusesIsNotInForceAndIsTriedAgain) {
+  Harness h({service("api", 100, std::chrono::milliseconds(100))});
+  h.refuse = true;
+  EXPECT_EQ(h.follow({{"api", 250}}), Applied{});
+  EXPECT_EQ(h.admission.per_replica("api"), 12);
+  h.refuse = false;
+  EXPECT_EQ(h.follow({{"api", 250}}), (Applied{{"api", 27}}));
+  EXPECT_EQ(h.admission.per_replica("api"), 27);
 }
 
 }  // namespace

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <filesystem>
-#include <map>
 #include <string>
 #include <string_view>
 
@@ -46,21 +45,17 @@ class ScaledClock final : public Clock {
   WallTime wall_origin_;
 };
 
-// --recommend-only: observes the real world, records what the policy would do, changes nothing.
+// --recommend-only: observes the real world and changes nothing; the controller still logs and
+// the dashboard still shows every decision, as what the policy recommends.
 class RecommendOnlyWorld final : public control::World {
  public:
   explicit RecommendOnlyWorld(control::World& inner) : inner_(inner) {}
   const scaling::Snapshot& observe(Clock::TimePoint now) override { return inner_.observe(now); }
-  Result<void> scale(std::string_view service, int replicas) override {
-    recommended_[std::string(service)] = replicas;
-    return {};
-  }
+  Result<void> scale(std::string_view, int) override { return {}; }
   Result<void> restart(std::string_view) override { return {}; }
-  const std::map<std::string, int>& recommended() const { return recommended_; }
 
  private:
   control::World& inner_;
-  std::map<std::string, int> recommended_;
 };
 
 // This binary's path (replicas of the built-in kinds run its `serve`); "prescale" when unknown.

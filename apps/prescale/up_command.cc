@@ -8,7 +8,6 @@
 #include <csignal>
 #include <filesystem>
 #include <iostream>
-#include <map>
 
 #include "command_util.h"
 #include "dashboard_feed.h"
@@ -354,7 +353,11 @@ int run_up(const UpFlags& f) {
     if (clock.now() < controller.next_tick()) continue;
     const std::optional<scaling::Plan> plan = controller.tick();
     if (prescale_policy != nullptr && !f.recommend_only) {  // recommend-only changes nothing
-      admission.follow(**gw, prescale_policy->capacity());
+      admission.follow(
+          [&](std::string_view s) { return prescale_policy->capacity().capacity_rps(s); },
+          [&](std::string_view s, int n) {
+            return (*gw)->set_max_requests_per_replica(s, static_cast<std::uint32_t>(n));
+          });
     }
     if (clock.now() >= next_save) {
       save_state();
