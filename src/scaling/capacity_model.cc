@@ -208,8 +208,10 @@ void CapacityModel::update_capacity(Learned& s) const {
   auto moved = [](double now, double then) {
     return !(std::abs(now - then) <= 5e-4 * std::abs(then));
   };
-  if (moved(service_time, s.learned_for_service_time) || moved(target, s.learned_for_target)) {
+  if (moved(service_time, s.learned_for_service_time) || moved(target, s.learned_for_target) ||
+      s.servers != s.learned_for_servers) {
     s.learned_capacity = mmc_capacity_rps(s.servers, service_time, target);
+    s.learned_for_servers = s.servers;
     s.learned_for_service_time = service_time;
     s.learned_for_target = target;
   }
@@ -269,7 +271,8 @@ nlohmann::json CapacityModel::to_json(Clock::TimePoint now) const {
                         {"decayed_at_age_ns", optional_age(now, s.decayed_at)},
                         {"learned_capacity", number(s.learned_capacity)},
                         {"learned_for_service_time", number(s.learned_for_service_time)},
-                        {"learned_for_target", number(s.learned_for_target)}});
+                        {"learned_for_target", number(s.learned_for_target)},
+                        {"learned_for_servers", s.learned_for_servers}});
   }
   return {{"services", std::move(services)}};
 }
@@ -295,6 +298,7 @@ Result<void> CapacityModel::from_json(const nlohmann::json& state, Clock::TimePo
       s.learned_capacity = number_of(j.at("learned_capacity"));
       s.learned_for_service_time = number_of(j.at("learned_for_service_time"));
       s.learned_for_target = number_of(j.at("learned_for_target"));
+      s.learned_for_servers = j.value("learned_for_servers", 0);
       restored.emplace_back(std::move(name), std::move(s));
     }
   } catch (const nlohmann::json::exception& e) {

@@ -106,6 +106,7 @@ class CapacityModel {
     // the queueing model costs thousands of exp() calls, so it is redone only when either has
     // moved by more than 0.05 %.
     double learned_capacity = NAN, learned_for_service_time = NAN, learned_for_target = NAN;
+    int learned_for_servers = 0;
   };
   void learn(Learned& s, const ServiceObservation& o);
   void update_capacity(Learned& s) const;

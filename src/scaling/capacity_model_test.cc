@@ -268,6 +268,19 @@ TEST(CapacityModel, InitKeepsWhatWasLearnedForListedServices) {
   EXPECT_EQ(model.capacity_rps("b"), 0);
 }
 
+TEST(CapacityModel, InitFollowsANewNumberOfWorkersPerReplica) {
+  CapacityModel model;
+  model.init({spec("api", 175.0)});
+  feed(model, "api", {.service_time = 0.03}, mmc_capacity_rps(4, 0.03, 0.2), seconds(15),
+       minutes(10));
+  const double s = model.service_time_seconds("api");
+  ASSERT_NEAR(s, 0.03, 1e-6);
+  ASSERT_NEAR(model.capacity_rps("api"), mmc_capacity_rps(4, s, 0.2), 1e-3);
+  model.init({spec("api", 175.0, 8)});  // the same service now runs 8 workers per replica
+  EXPECT_NEAR(model.capacity_rps("api"), mmc_capacity_rps(8, s, 0.2), 1e-3)
+      << "still the 4-worker capacity " << mmc_capacity_rps(4, s, 0.2);
+}
+
 // ---- saving and restoring (docs/state.md) ----------------------------------------------------
 
 TEST(CapacityModel, JsonRoundTripRestoresWhatWasLearned) {
@@ -320,6 +333,26 @@ TEST(CapacityModel, RestoringFollowsTheCurrentSpecs) {
   EXPECT_NEAR(restored.service_time_seconds("api"), 0.03, 1e-8);
   EXPECT_NEAR(restored.capacity_rps("api"), mmc_capacity_rps(4, 0.03, 0.3), 1e-3);
   EXPECT_EQ(restored.capacity_rps("gone"), 0);
+}
+
+TEST(CapacityModel, RestoringUnderANewNumberOfWorkersFollowsIt) {
+  CapacityModel model;
+  model.init({spec("api", 175.0)});
+  feed(model, "api", {.service_time = 0.03}, mmc_capacity_rps(4, 0.03, 0.2), seconds(15),
+       minutes(10));
+  const auto state = model.to_json(Clock::TimePoint{});
+  CapacityModel restored;
+  restored.init({spec("api", 175.0, 8)});
+  ASSERT_TRUE(restored.from_json(state, Clock::TimePoint{}));
+  const double s = restored.service_time_seconds("api");
+  EXPECT_NEAR(restored.capacity_rps("api"), mmc_capacity_rps(8, s, 0.2), 1e-3);
+  // A state saved before the number of workers was kept is recomputed too.
+  auto old = state;
+  for (auto& svc : old["services"]) svc.erase("learned_for_servers");
+  CapacityModel from_old;
+  from_old.init({spec("api", 175.0, 8)});
+  ASSERT_TRUE(from_old.from_json(old, Clock::TimePoint{}));
+  EXPECT_NEAR(from_old.capacity_rps("api"), mmc_capacity_rps(8, s, 0.2), 1e-3);
 }
 
 TEST(CapacityModel, MalformedStateIsRefusedAndChangesNothing) {

@@ -116,6 +116,7 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   std::string demand_source;   // "forecast p90", "callers", "observed"
   std::deque<std::pair<Clock::TimePoint, int>> recent;  // plans within scale_down_delay
   bool seen = false;  // whether any metrics of the service have been observed
+  bool in_snapshot = false;
   std::optional<Clock::TimePoint> first_decision;
 };
 
@@ -142,6 +143,8 @@ void PrescalePolicy::init(const std::vector<ServiceSpec>& services) {
   callers_.assign(services_.size(), {});
   graph_minute_.reset();
   typical_minute_requests_ = typical_minutes_ = 0;
+  minute_requests_ = minute_bad_ = 0;
+  quantile_score_ = normal_score(std::clamp(options_.quantile, 0.5, 0.9999));
 }
 
 PrescalePolicy::ServiceState* PrescalePolicy::find(std::string_view name) {
@@ -206,9 +209,12 @@ void PrescalePolicy::observe(const Snapshot& snapshot) {
                                         : w.sampled_at - w.length;
       const double dt = seconds(w.sampled_at - from);
       s->counted_until = w.sampled_at;
-      if (dt > 0 && std::isfinite(w.arrival_rps)) {
-        minute_requests_ += (std::max(w.served_rps, 0.0) + std::max(w.dropped_rps, 0.0)) * dt;
-        minute_bad_ += (std::max(w.slow_rps, 0.0) + std::max(w.dropped_rps, 0.0)) * dt;
+      const double requests = std::max(w.served_rps, 0.0) + std::max(w.dropped_rps, 0.0);
+      const double bad = std::max(w.slow_rps, 0.0) + std::max(w.dropped_rps, 0.0);
+      // A scrape missing a figure (NaN) would make the error budget's share NaN for good.
+      if (dt > 0 && std::isfinite(w.arrival_rps) && std::isfinite(requests) && std::isfinite(bad)) {
+        minute_requests_ += requests * dt;
+        minute_bad_ += bad * dt;
       }
     }
     // A scrape describes (sampled_at − length, sampled_at]: it belongs to the minute of its middle.
@@ -310,6 +316,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     s.starting = 0;
     s.starting_left = 0;
     s.current = o != nullptr ? o->desired_replicas : -1;
+    s.in_snapshot = o != nullptr;
     if (o != nullptr && (o->window.length > Clock::Duration::zero() || o->last_second.valid)) {
       s.seen = true;
     }
@@ -342,6 +349,11 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     const double ahead = into_minute + seconds(s.spec.startup_time) + seconds(options_.period);
     const auto minutes = static_cast<size_t>(std::max(1.0, std::ceil(ahead / 60.0)));
     s.demand.assign(minutes, 0.0);
+    // A forecast's index 0 is the minute of the scrape it was made after (its window's middle):
+    // behind now's minute for the first half-window of every minute, and while scrapes stall.
+    auto offset_of = [&](const DemandSeries& d) -> size_t {
+      return d.minute && minute > *d.minute ? static_cast<size_t>(minute - *d.minute) : 0;
+    };
 
     if (!callers_[idx].empty()) {
       for (const auto& [caller, fanout] : callers_[idx]) {
@@ -355,24 +367,27 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       if (s.external && !s.external->forecast.p50.empty()) {
         // Its own requests from outside the call graph, on top.
         const forecast::QuantileForecast& f = s.external->forecast;
+        const size_t offset = offset_of(*s.external);
         for (size_t k = 0; k < minutes; ++k) {
-          const size_t h = std::min(k, f.p50.size() - 1);
+          const size_t h = std::min(offset + k, f.p50.size() - 1);
           s.demand[k] += demand_at(f.p50[h], f.p90[h], f.p99[h], quantile_score_);
         }
         s.demand_source = "callers + own forecast";
       }
     } else if (!s.forecast.p50.empty()) {
       const forecast::QuantileForecast& f = s.forecast;
-      // The forecast was made when the current minute began: index 0 is this minute.
+      const size_t offset = offset_of(s);
       for (size_t k = 0; k < minutes; ++k) {
-        const size_t h = std::min(k, f.p50.size() - 1);
+        const size_t h = std::min(offset + k, f.p50.size() - 1);
         s.demand[k] = demand_at(f.p50[h], f.p90[h], f.p99[h], quantile_score_);
       }
       const double level = planning_quantile();
       s.demand_source = "forecast p" + fmt(level * 100, level < 0.99 ? 0 : 2);
       // Load above the forecast band: the forecast is wrong by this much; lift the whole path.
       if (options_.reactive_floor &&
-          above_band(s.observed_rps, s.observed_seconds, s.forecast.p99[0]) && s.demand[0] > 0) {
+          above_band(s.observed_rps, s.observed_seconds,
+                     s.forecast.p99[std::min(offset, f.p99.size() - 1)]) &&
+          s.demand[0] > 0) {
         const double lift = s.observed_rps / s.demand[0];
         for (double& d : s.demand) d *= lift;
         s.demand_source += " lifted x" + fmt(lift, 2) + " (load above the P99 band)";
@@ -387,16 +402,22 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     ServiceState& s = *services_[idx];
     // No metrics yet (and none propagated from callers): nothing to decide on.
     if (!s.seen && callers_[idx].empty()) continue;
+    if (s.seen && !s.in_snapshot) continue;  // its count is unknown: no decision
     if (!s.first_decision) s.first_decision = now;
     const double capacity = std::max(1e-9, capacity_.capacity_rps(s.spec.name));
     double peak = 0;
     for (double d : s.demand) peak = std::max(peak, d);
-    const int planned = static_cast<int>(std::ceil(peak / capacity - 1e-9));
+    // Saturating: with capacity 0 (the 1e-9 above) the count is far beyond an int.
+    auto replicas_for = [&](double rps) {
+      return static_cast<int>(std::min(std::ceil(rps / capacity - 1e-9),
+                                       static_cast<double>(std::numeric_limits<int>::max())));
+    };
+    const int planned = replicas_for(peak);
     int floor = 0;
     int steady_floor = 0;  // without the backlog
     if (options_.reactive_floor) {
       const double steady_rps = s.observed_rps * (1 + options_.floor_headroom);
-      steady_floor = static_cast<int>(std::ceil(steady_rps / capacity - 1e-9));
+      steady_floor = replicas_for(steady_rps);
       // A backlog must be drained within backlog_drain once help is ready, and until then it
       // grows by what the replicas in service cannot serve: size for that, not for the queue of
       // this second (a step in load shows a queue of seconds when it is detected and one of a
@@ -417,7 +438,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
                         std::max(1.0, seconds(options_.backlog_drain));
         s.backlog_hold_until = now + s.spec.startup_time;
       }
-      floor = static_cast<int>(std::ceil((steady_rps + s.backlog_rps) / capacity - 1e-9));
+      floor = replicas_for(steady_rps + s.backlog_rps);
     }
     const int need = std::max(planned, floor);
     int desired = std::clamp(need, s.spec.min_replicas, s.spec.max_replicas);
@@ -444,6 +465,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       held = std::min(held, s.current);
       if (held > desired) desired = held;
     }
+    desired = std::min(desired, s.spec.max_replicas);
     if (desired == s.current) continue;
 
     // The words, only for a change (formatting costs more than deciding).
@@ -487,6 +509,9 @@ Result<void> PrescalePolicy::load_history(std::string_view service, const foreca
   s->observed_minutes = 0;
   s->forecaster.reset();
   s->model_window.reset();
+  s->fitted_at.reset();
+  s->fitted_size = 0;
+  s->forecast = {};
   s->minute = minute_of(end);
   s->sum = 0;
   s->samples = 0;
@@ -748,7 +773,7 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
       s.forecaster = std::move(r.forecaster);
       s.model_window = {r.saved->model_window->first + shift,
                         r.saved->model_window->second + shift};
-    } else if (r.saved->model_window) {
+    } else {
       // The minutes it was fitted on are gone (pruned, or another store): fit on what there is.
       s.fitted_at.reset();
       maybe_refit(s, now);

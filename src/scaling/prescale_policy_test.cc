@@ -725,5 +725,168 @@ TEST(PrescalePolicyTest, ImportKeepsTheSteeredQuantileOnlyWithABudget) {
   EXPECT_DOUBLE_EQ(fixed.planning_quantile(), 0.9);
 }
 
+// ---- edges: bounds, the minute a forecast is read at, reseeding, gaps ------------------------
+
+TEST(PrescalePolicyTest, ACountAboveMaxReplicasIsBroughtDownToTheMaxEvenDuringTheFirstDelay) {
+  PrescalePolicy policy;
+  ServiceSpec capped = spec("api");
+  capped.max_replicas = 3;
+  policy.init({capped});
+  // The world runs 10 replicas (the bound was lowered and the controller restarted); 100 req/s
+  // needs 2. The first scale-down delay holds counts, but never above the bound.
+  FakeWorld world{{{"api", 100, 10, 0}}, {}};
+  const Snapshot s = world.at_time(15);
+  policy.observe(s);
+  const Decision* d = decision_for(policy.decide(s, at(15)), "api");
+  ASSERT_NE(d, nullptr) << "10 replicas kept against max_replicas = 3";
+  EXPECT_LE(d->replicas, 3);
+}
+
+TEST(PrescalePolicyTest, MoreLoadNeverMeansFewerReplicasWhenCapacityIsZero) {
+  // A capacity of 0 (a seed of 0, or an idle replica that misses the SLO after a slow release)
+  // asks for the bound, whatever the load — not a count that overflowed.
+  auto replicas_for = [](double rps) {
+    PrescalePolicy policy;
+    policy.init({spec("api", 0)});
+    FakeWorld world{{{"api", rps, 2, 0}}, {}};
+    const Snapshot s = world.at_time(15);
+    policy.observe(s);
+    const Decision* d = decision_for(policy.decide(s, at(15)), "api");
+    return d != nullptr ? d->replicas : 2;
+  };
+  EXPECT_EQ(replicas_for(1), 200);
+  EXPECT_EQ(replicas_for(500), 200);
+}
+
+// 100 req/s, 400 in minutes 40-49 of every hour.
+double hourly_load(int minute) { return minute % 60 >= 40 && minute % 60 < 50 ? 400.0 : 100.0; }
+
+forecast::Series hourly_series(int minutes, double scale = 1) {
+  forecast::Series s;
+  s.step_seconds = 60;
+  for (int m = 0; m < minutes; ++m) s.values.push_back(scale * hourly_load(m));
+  return s;
+}
+
+TEST(PrescalePolicyTest, ThePlanAtTheStartOfAMinuteCoversTheMinuteAStartupTimeAhead) {
+  // At 5:39:00 the latest 30 s window's middle is still in minute 38; the forecast made then
+  // starts at 38, but the plan must cover minute 40, when a replica started now is ready.
+  PrescalePolicy policy(hourly_options());
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  for (double t = 15; t <= 5 * 3600 + 39 * 60; t += 15) {
+    world.services[0].rps = hourly_load(static_cast<int>((t - 15) / 60));
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    if (const Decision* d = decision_for(policy.decide(s, at(t)), "api")) {
+      world.services[0].replicas = d->replicas;
+    }
+  }
+  ASSERT_FALSE(policy.demand_forecast("api").p50.empty());
+  EXPECT_GE(world.services[0].replicas, 4) << "the plan at 5:39:00 did not cover minute 40";
+}
+
+TEST(PrescalePolicyTest, AForecastIsReadAtTheMinuteOfNowNotTheMinuteItWasMadeFor) {
+  PrescalePolicy policy(hourly_options());
+  policy.init({spec("api")});
+  // History up to 5:30; the forecast made then starts at 5:31 (400 req/s from 5:40).
+  ASSERT_TRUE(policy.load_history("api", hourly_series(5 * 60 + 31), at((5 * 60 + 31) * 60)));
+  const auto f = policy.demand_forecast("api");
+  ASSERT_GE(f.p50.size(), 10u);
+  ASSERT_GT(f.p50[9], 300);
+  // 5:39 with no window scrape since (only the per-second figures): the plan covers 5:40.
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  Snapshot s = world.at_time(5 * 3600 + 39 * 60);
+  s.services[0].window.length = 0s;
+  const Decision* d = decision_for(policy.decide(s, at(5 * 3600 + 39 * 60)), "api");
+  ASSERT_NE(d, nullptr) << "kept 2: the plan read 5:31-5:32 of the forecast";
+  EXPECT_GE(d->replicas, 4) << d->reason;
+}
+
+TEST(PrescalePolicyTest, LoadingHistoryAgainReplacesTheForecast) {
+  PrescalePolicy policy(hourly_options());
+  policy.init({spec("api")});
+  ASSERT_TRUE(policy.load_history("api", hourly_series(200), at(200 * 60)));
+  ASSERT_FALSE(policy.demand_forecast("api").p50.empty());
+  // The same minutes at five times the load (a corrected store).
+  ASSERT_TRUE(policy.load_history("api", hourly_series(200, 5), at(200 * 60)));
+  const auto f = policy.demand_forecast("api");
+  ASSERT_FALSE(f.p50.empty());
+  EXPECT_GT(f.p50[0], 300) << "still the first history's forecast";
+}
+
+TEST(PrescalePolicyTest, ARestartAfterSeedingWithAFittedForecasterStillForecasts) {
+  const auto options = hourly_options();
+  const forecast::Series minutes = hourly_series(300);
+  forecast::Forecaster fitted(options.forecaster);
+  ASSERT_TRUE(fitted.fit(minutes));
+  const Clock::TimePoint end = at(300 * 60);
+  PrescalePolicy before(options);
+  before.init({spec("api")});
+  ASSERT_TRUE(before.load_history("api", minutes, end, std::move(fitted)));
+  ASSERT_FALSE(before.demand_forecast("api").p50.empty());
+  MinuteStore store;
+  auto history = before.history("api");
+  ASSERT_TRUE(history);
+  store.keep(*history);
+  // A forecaster handed in has no fit window to restore: the restart fits on the history.
+  PrescalePolicy after(options);
+  after.init({spec("api")});
+  auto r = after.import_state(nlohmann::json::parse(before.export_state(end).dump()),
+                              store.source(), end);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_FALSE(after.demand_forecast("api").p50.empty()) << "no forecast after the restart";
+}
+
+TEST(PrescalePolicyTest, AServiceMissingFromOneSnapshotKeepsItsReplicas) {
+  PrescalePolicy policy;
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 500, 6, 0}}, {}};
+  for (double t = 15; t <= 600; t += 15) {
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    if (const Decision* d = decision_for(policy.decide(s, at(t)), "api")) {
+      world.services[0].replicas = d->replicas;
+    }
+  }
+  ASSERT_EQ(world.services[0].replicas, 6);
+  Snapshot gap;  // a scrape that failed for this service: its count is unknown, not 0
+  gap.time = at(615);
+  policy.observe(gap);
+  EXPECT_EQ(decision_for(policy.decide(gap, at(615)), "api"), nullptr);
+}
+
+TEST(PrescalePolicyTest, ANaNSlowRateDoesNotPoisonThePlanningQuantile) {
+  PrescalePolicyOptions options;
+  options.error_budget = 0.001;
+  PrescalePolicy policy(options);
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  for (double t = 15; t <= 180; t += 15) {
+    world.services[0].slow_rps = t == 90 ? NAN : 0;  // one scrape without the SLO's bucket
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    policy.decide(s, at(t));
+  }
+  EXPECT_TRUE(std::isfinite(policy.planning_quantile())) << policy.planning_quantile();
+}
+
+TEST(PrescalePolicyTest, InitStartsTheErrorBudgetSteeringAnew) {
+  PrescalePolicyOptions options;
+  options.error_budget = 0.001;
+  options.budget_step = 0.01;
+  PrescalePolicy policy(options);
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  for (double t = 15; t <= 3600; t += 15) {
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    policy.decide(s, at(t));
+  }
+  ASSERT_LT(policy.planning_quantile(), 0.8);  // nothing went wrong: it spent less headroom
+  policy.init({spec("api")});
+  EXPECT_DOUBLE_EQ(policy.planning_quantile(), 0.9);
+}
+
 }  // namespace
 }  // namespace prescale::scaling
