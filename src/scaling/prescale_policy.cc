@@ -104,6 +104,7 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   int current = -1;  // the replica count the controller last asked for
   double observed_rps = 0;
   double observed_seconds = 0;  // of traffic behind observed_rps; 0 = unknown
+  bool observed_now = false;    // observed_rps is the last second (now's minute), not the window
   double queued = 0;            // requests waiting beyond what the ready replicas serve
   int ready = 0;                // ready replicas observed
   int starting = 0;             // and starting ones
@@ -310,6 +311,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     }
     s.observed_rps = 0;
     s.observed_seconds = 0;
+    s.observed_now = false;
     s.backlog_rps = 0;
     s.queued = 0;
     s.ready = 0;
@@ -326,6 +328,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       const double second = o->last_second.valid ? o->last_second.requests : 0;
       const bool surge = second > 1.5 * window;
       s.observed_rps = surge ? second : window;
+      s.observed_now = surge;
       s.observed_seconds = surge                           ? 1.0
                            : o->window.traffic_seconds > 0 ? o->window.traffic_seconds
                                                            : seconds(o->window.length);
@@ -351,8 +354,18 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     s.demand.assign(minutes, 0.0);
     // A forecast's index 0 is the minute of the scrape it was made after (its window's middle):
     // behind now's minute for the first half-window of every minute, and while scrapes stall.
-    auto offset_of = [&](const DemandSeries& d) -> size_t {
-      return d.minute && minute > *d.minute ? static_cast<size_t>(minute - *d.minute) : 0;
+    // `lag` minutes behind, now's minute + k is index lag + k; a forecast that ends before now
+    // says nothing about it.
+    auto lag_of = [&](const DemandSeries& d) -> std::int64_t {
+      return d.minute ? minute - *d.minute : 0;
+    };
+    auto covers_now = [&](const DemandSeries& d) {
+      return !d.forecast.p50.empty() &&
+             lag_of(d) < static_cast<std::int64_t>(d.forecast.p50.size());
+    };
+    auto index_at = [](const forecast::QuantileForecast& f, std::int64_t i) {
+      return static_cast<size_t>(
+          std::clamp<std::int64_t>(i, 0, static_cast<std::int64_t>(f.p50.size()) - 1));
     };
 
     if (!callers_[idx].empty()) {
@@ -364,31 +377,33 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
         }
       }
       s.demand_source = "callers";
-      if (s.external && !s.external->forecast.p50.empty()) {
+      if (s.external && covers_now(*s.external)) {
         // Its own requests from outside the call graph, on top.
         const forecast::QuantileForecast& f = s.external->forecast;
-        const size_t offset = offset_of(*s.external);
+        const std::int64_t lag = lag_of(*s.external);
         for (size_t k = 0; k < minutes; ++k) {
-          const size_t h = std::min(offset + k, f.p50.size() - 1);
+          const size_t h = index_at(f, lag + static_cast<std::int64_t>(k));
           s.demand[k] += demand_at(f.p50[h], f.p90[h], f.p99[h], quantile_score_);
         }
         s.demand_source = "callers + own forecast";
       }
-    } else if (!s.forecast.p50.empty()) {
+    } else if (covers_now(s)) {
       const forecast::QuantileForecast& f = s.forecast;
-      const size_t offset = offset_of(s);
+      const std::int64_t lag = lag_of(s);
       for (size_t k = 0; k < minutes; ++k) {
-        const size_t h = std::min(offset + k, f.p50.size() - 1);
+        const size_t h = index_at(f, lag + static_cast<std::int64_t>(k));
         s.demand[k] = demand_at(f.p50[h], f.p90[h], f.p99[h], quantile_score_);
       }
       const double level = planning_quantile();
       s.demand_source = "forecast p" + fmt(level * 100, level < 0.99 ? 0 : 2);
       // Load above the forecast band: the forecast is wrong by this much; lift the whole path.
-      if (options_.reactive_floor &&
-          above_band(s.observed_rps, s.observed_seconds,
-                     s.forecast.p99[std::min(offset, f.p99.size() - 1)]) &&
-          s.demand[0] > 0) {
-        const double lift = s.observed_rps / s.demand[0];
+      // The band is the one of the minute the load was observed in: the window's middle (index
+      // 0, the minute the forecast was made after), or now's for the last second of a surge.
+      const size_t seen = index_at(f, s.observed_now ? lag : 0);
+      const double expected = demand_at(f.p50[seen], f.p90[seen], f.p99[seen], quantile_score_);
+      if (options_.reactive_floor && above_band(s.observed_rps, s.observed_seconds, f.p99[seen]) &&
+          expected > 0) {
+        const double lift = s.observed_rps / expected;
         for (double& d : s.demand) d *= lift;
         s.demand_source += " lifted x" + fmt(lift, 2) + " (load above the P99 band)";
       }
@@ -402,7 +417,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     ServiceState& s = *services_[idx];
     // No metrics yet (and none propagated from callers): nothing to decide on.
     if (!s.seen && callers_[idx].empty()) continue;
-    if (s.seen && !s.in_snapshot) continue;  // its count is unknown: no decision
+    if (!s.in_snapshot) continue;  // its count is unknown (a failed scrape): no decision
     if (!s.first_decision) s.first_decision = now;
     const double capacity = std::max(1e-9, capacity_.capacity_rps(s.spec.name));
     double peak = 0;
@@ -465,6 +480,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       held = std::min(held, s.current);
       if (held > desired) desired = held;
     }
+    const bool held_above_max = desired > s.spec.max_replicas;
     desired = std::min(desired, s.spec.max_replicas);
     if (desired == s.current) continue;
 
@@ -481,7 +497,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     }
     if (need < s.spec.min_replicas)
       reason += "; raised to min " + std::to_string(s.spec.min_replicas);
-    if (need > s.spec.max_replicas)
+    if (need > s.spec.max_replicas || held_above_max)
       reason += "; capped at max " + std::to_string(s.spec.max_replicas);
     if (held == desired && held > 0 &&
         desired != std::clamp(need, s.spec.min_replicas, s.spec.max_replicas)) {

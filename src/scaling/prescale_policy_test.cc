@@ -7,6 +7,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numbers>
+#include <optional>
 
 namespace prescale::scaling {
 namespace {
@@ -79,11 +80,12 @@ ServiceSpec spec(std::string name, double capacity = 100) {
   return s;
 }
 
-const Decision* decision_for(const Plan& plan, std::string_view service) {
+// A copy: decide()'s Plan is often a temporary.
+std::optional<Decision> decision_for(const Plan& plan, std::string_view service) {
   for (const auto& d : plan.decisions) {
-    if (d.service == service) return &d;
+    if (d.service == service) return d;
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 TEST(PrescalePolicyTest, WithoutHistoryItIsTheReactiveFloor) {
@@ -93,8 +95,8 @@ TEST(PrescalePolicyTest, WithoutHistoryItIsTheReactiveFloor) {
   const Snapshot s = world.at_time(15);
   policy.observe(s);
   const Plan plan = policy.decide(s, at(15));
-  const Decision* d = decision_for(plan, "api");
-  ASSERT_NE(d, nullptr);
+  const std::optional<Decision> d = decision_for(plan, "api");
+  ASSERT_TRUE(d);
   EXPECT_EQ(d->replicas, 6);  // 500 rps × 1.05 headroom / 100 per replica
   EXPECT_THAT(d->reason, HasSubstr("reactive floor"));
 }
@@ -117,8 +119,8 @@ TEST(PrescalePolicyTest, DownstreamScalesWithItsCallersAtOnce) {
   const Snapshot s = world.at_time(t);
   policy.observe(s);
   const Plan plan = policy.decide(s, at(t));
-  const Decision* back = decision_for(plan, "back");
-  ASSERT_NE(back, nullptr);
+  const std::optional<Decision> back = decision_for(plan, "back");
+  ASSERT_TRUE(back);
   EXPECT_GE(back->replicas, 8);  // 400 × 2 / 100
   EXPECT_THAT(back->reason, HasSubstr("callers"));
 
@@ -131,8 +133,8 @@ TEST(PrescalePolicyTest, DownstreamScalesWithItsCallersAtOnce) {
   for (double u = 15; u <= 180; u += 15) blind.observe(same.at_time(u));
   const Snapshot s2 = same.at_time(195);
   const Plan blind_plan = blind.decide(s2, at(195));
-  const Decision* blind_back = decision_for(blind_plan, "back");
-  EXPECT_TRUE(blind_back == nullptr || blind_back->replicas < 8);
+  const std::optional<Decision> blind_back = decision_for(blind_plan, "back");
+  EXPECT_TRUE(!blind_back || blind_back->replicas < 8);
 }
 
 // A back end that its front end calls and that also has clients of its own (its own route):
@@ -162,8 +164,8 @@ TEST(PrescalePolicyTest, ABackEndsOwnClientsAreForecastBesideItsCallers) {
       }
     }
     const Plan plan = policy.decide(last, at(t));
-    const Decision* d = decision_for(plan, "back");
-    return d != nullptr ? *d : Decision{"back", 2, ""};
+    const std::optional<Decision> d = decision_for(plan, "back");
+    return d ? *d : Decision{"back", 2, ""};
   };
   const Decision with_own = plan_at_minute_35(true);
   EXPECT_GE(with_own.replicas, 4) << with_own.reason;  // (100 + 300) / 100 before minute 40
@@ -193,7 +195,7 @@ TEST(PrescalePolicyTest, ScalesUpAheadOfAForecastRamp) {
     policy.observe(s);
     if (static_cast<int>(t) % 5 != 0) continue;
     const Plan plan = policy.decide(s, at(t));
-    if (const Decision* d = decision_for(plan, "api")) world.services[0].replicas = d->replicas;
+    if (const auto d = decision_for(plan, "api")) world.services[0].replicas = d->replicas;
     // In the last hour, 30 s before the ramp (the load is still 100 rps): the plan already holds
     // enough for 400 rps, because a replica started later would not be ready in time.
     if (t == 5 * 3600 + 39 * 60 + 30) before_ramp = world.services[0].replicas;
@@ -218,11 +220,11 @@ TEST(PrescalePolicyTest, ScaleDownWaitsForTheDelay) {
   world.services[0].rps = 100;
   s = world.at_time(30);
   policy.observe(s);
-  EXPECT_EQ(decision_for(policy.decide(s, at(30)), "api"), nullptr);  // held at 6
+  EXPECT_FALSE(decision_for(policy.decide(s, at(30)), "api"));  // held at 6
   s = world.at_time(90);
   policy.observe(s);
-  const Decision* d = decision_for(policy.decide(s, at(90)), "api");
-  ASSERT_NE(d, nullptr);
+  const std::optional<Decision> d = decision_for(policy.decide(s, at(90)), "api");
+  ASSERT_TRUE(d);
   EXPECT_EQ(d->replicas, 2);  // 100 × 1.05 / 100, after the 60 s delay
 }
 
@@ -234,8 +236,8 @@ TEST(PrescalePolicyTest, RespectsBoundsAndDrainsBacklogs) {
   FakeWorld world{{{"api", 1000, 2, 0}}, {}};
   Snapshot s = world.at_time(15);
   policy.observe(s);
-  const Decision* d = decision_for(policy.decide(s, at(15)), "api");
-  ASSERT_NE(d, nullptr);
+  const std::optional<Decision> d = decision_for(policy.decide(s, at(15)), "api");
+  ASSERT_TRUE(d);
   EXPECT_EQ(d->replicas, 3);
   EXPECT_THAT(d->reason, HasSubstr("capped at max 3"));
 
@@ -246,8 +248,8 @@ TEST(PrescalePolicyTest, RespectsBoundsAndDrainsBacklogs) {
   Snapshot b = backlog.at_time(15);
   b.services[0].last_second.concurrency = 4 + 1000;  // 1000 queued, drained in 10 s
   drain.observe(b);
-  const Decision* bd = decision_for(drain.decide(b, at(15)), "api");
-  ASSERT_NE(bd, nullptr);
+  const std::optional<Decision> bd = decision_for(drain.decide(b, at(15)), "api");
+  ASSERT_TRUE(bd);
   EXPECT_EQ(bd->replicas, 3);  // (100 × 1.05 + 1000 queued / 10 s) / 100 per replica
   EXPECT_THAT(bd->reason, HasSubstr("backlog"));
 }
@@ -268,8 +270,8 @@ TEST(PrescalePolicyTest, SizesABacklogForWhenHelpArrivesAndReleasesItOnceDrained
   Snapshot s = world.at_time(400);
   s.services[0].last_second.concurrency = 4 + 100;
   policy.observe(s);
-  const Decision* d = decision_for(policy.decide(s, at(400)), "api");
-  ASSERT_NE(d, nullptr);
+  const std::optional<Decision> d = decision_for(policy.decide(s, at(400)), "api");
+  ASSERT_TRUE(d);
   EXPECT_EQ(d->replicas, 16);
   EXPECT_THAT(d->reason, HasSubstr("backlog 1210.0 rps"));
 
@@ -287,19 +289,19 @@ TEST(PrescalePolicyTest, SizesABacklogForWhenHelpArrivesAndReleasesItOnceDrained
   };
   Snapshot growing = starting(415, 100 + 200 * 15);
   policy.observe(growing);
-  EXPECT_EQ(decision_for(policy.decide(growing, at(415)), "api"), nullptr);
+  EXPECT_FALSE(decision_for(policy.decide(growing, at(415)), "api"));
   // A second with an empty queue while they start does not cancel them.
   Snapshot lull = starting(430, 0);
   policy.observe(lull);
-  EXPECT_EQ(decision_for(policy.decide(lull, at(430)), "api"), nullptr);
+  EXPECT_FALSE(decision_for(policy.decide(lull, at(430)), "api"));
 
   // Once they are ready and the queue is gone, the replicas that drained it are not held for the
   // scale-down delay: a startup time after the backlog was last seen, the steady floor
   // (300 × 1.05 / 100 → 4) applies.
   Snapshot later = world.at_time(480);
   policy.observe(later);
-  const Decision* after = decision_for(policy.decide(later, at(480)), "api");
-  ASSERT_NE(after, nullptr);
+  const std::optional<Decision> after = decision_for(policy.decide(later, at(480)), "api");
+  ASSERT_TRUE(after);
   EXPECT_EQ(after->replicas, 4);
 }
 
@@ -349,8 +351,8 @@ TEST(PrescalePolicyTest, LiftsTheForecastOnlyBeyondCountingNoise) {
     snap.services[0].window.traffic_seconds = traffic_seconds;
     policy.observe(snap);
     const Plan plan = policy.decide(snap, snap.time);
-    const Decision* d = decision_for(plan, "api");
-    return d != nullptr ? *d : Decision{};
+    const std::optional<Decision> d = decision_for(plan, "api");
+    return d ? *d : Decision{};
   };
   const Decision counted = decide_with(0);  // 0: the window's 30 s
   EXPECT_THAT(counted.reason, HasSubstr("lifted x1.5"));
@@ -383,9 +385,9 @@ TEST(PrescalePolicyTest, PlansAtQuantilesBetweenTheCalibratedOnes) {
     FakeWorld world{{{"api", 10, 1, 0}}, {}};  // little load now: the forecast decides
     const Snapshot snap = world.at_time(6 * 3600 + 15);
     policy.observe(snap);
-    const Decision* d = decision_for(policy.decide(snap, at(6 * 3600 + 15)), "api");
-    EXPECT_NE(d, nullptr);
-    return d == nullptr ? 0 : d->replicas;
+    const std::optional<Decision> d = decision_for(policy.decide(snap, at(6 * 3600 + 15)), "api");
+    EXPECT_TRUE(d);
+    return !d ? 0 : d->replicas;
   };
   const int p50 = replicas_at(0.5), p90 = replicas_at(0.9), p95 = replicas_at(0.95),
             p99 = replicas_at(0.99), p999 = replicas_at(0.999);
@@ -623,11 +625,11 @@ TEST(PrescalePolicyTest, ExportedStateKeepsABackEndsOwnClients) {
     }
   }
   ASSERT_TRUE(restored);
-  const Decision* a = decision_for(uninterrupted.decide(last, at(t)), "back");
+  const std::optional<Decision> a = decision_for(uninterrupted.decide(last, at(t)), "back");
   const Plan plan = restored->decide(last, at(t));
-  const Decision* b = decision_for(plan, "back");
-  ASSERT_NE(a, nullptr);
-  ASSERT_NE(b, nullptr);
+  const std::optional<Decision> b = decision_for(plan, "back");
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(b);
   EXPECT_EQ(b->replicas, a->replicas) << b->reason << " / " << a->reason;
   EXPECT_GE(b->replicas, 4) << b->reason;
   EXPECT_THAT(b->reason, HasSubstr("callers + own forecast"));
@@ -737,8 +739,8 @@ TEST(PrescalePolicyTest, ACountAboveMaxReplicasIsBroughtDownToTheMaxEvenDuringTh
   FakeWorld world{{{"api", 100, 10, 0}}, {}};
   const Snapshot s = world.at_time(15);
   policy.observe(s);
-  const Decision* d = decision_for(policy.decide(s, at(15)), "api");
-  ASSERT_NE(d, nullptr) << "10 replicas kept against max_replicas = 3";
+  const std::optional<Decision> d = decision_for(policy.decide(s, at(15)), "api");
+  ASSERT_TRUE(d) << "10 replicas kept against max_replicas = 3";
   EXPECT_LE(d->replicas, 3);
 }
 
@@ -751,8 +753,8 @@ TEST(PrescalePolicyTest, MoreLoadNeverMeansFewerReplicasWhenCapacityIsZero) {
     FakeWorld world{{{"api", rps, 2, 0}}, {}};
     const Snapshot s = world.at_time(15);
     policy.observe(s);
-    const Decision* d = decision_for(policy.decide(s, at(15)), "api");
-    return d != nullptr ? d->replicas : 2;
+    const std::optional<Decision> d = decision_for(policy.decide(s, at(15)), "api");
+    return d ? d->replicas : 2;
   };
   EXPECT_EQ(replicas_for(1), 200);
   EXPECT_EQ(replicas_for(500), 200);
@@ -778,12 +780,62 @@ TEST(PrescalePolicyTest, ThePlanAtTheStartOfAMinuteCoversTheMinuteAStartupTimeAh
     world.services[0].rps = hourly_load(static_cast<int>((t - 15) / 60));
     const Snapshot s = world.at_time(t);
     policy.observe(s);
-    if (const Decision* d = decision_for(policy.decide(s, at(t)), "api")) {
+    if (const auto d = decision_for(policy.decide(s, at(t)), "api")) {
       world.services[0].replicas = d->replicas;
     }
   }
   ASSERT_FALSE(policy.demand_forecast("api").p50.empty());
   EXPECT_GE(world.services[0].replicas, 4) << "the plan at 5:39:00 did not cover minute 40";
+}
+
+TEST(PrescalePolicyTest, ABackEndsOwnForecastIsReadAtTheMinuteOfNowToo) {
+  // A back-end called by a flat front-end, whose own clients bring 300 req/s more in minutes
+  // 40-49 of every hour: at 5:39:00 its plan covers minute 40 (100 + 300 req/s).
+  PrescalePolicy policy(hourly_options());
+  policy.init({spec("front"), spec("back")});
+  FakeWorld world{{{"front", 100, 1, 0, 0, 100}, {"back", 150, 2, 0, 0, 50}},
+                  {{"front", "back", 1.0, 0}}};
+  for (double t = 15; t <= 5 * 3600 + 39 * 60; t += 15) {
+    const int minute = static_cast<int>((t - 15) / 60) % 60;
+    const double own = minute >= 40 && minute < 50 ? 300 : 50;
+    world.services[1].rps = 100 + own;
+    world.services[1].external_rps = own;
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    if (const auto d = decision_for(policy.decide(s, at(t)), "back")) {
+      world.services[1].replicas = d->replicas;
+    }
+  }
+  EXPECT_GE(world.services[1].replicas, 4) << "the plan at 5:39:00 did not cover minute 40";
+}
+
+TEST(PrescalePolicyTest, ALoadOnItsForecastIsNotLiftedAtAMinuteBoundary) {
+  // 400 req/s in minutes 40-49 and 51-55, 100 otherwise. At 5:50:00 the latest window (5:49:30
+  // to 5:50:00) saw minute 49's 400 req/s, which its own minute's band expects: the plan for
+  // minutes 50-51 stays at 400 req/s (a few replicas), not 4 × that.
+  PrescalePolicy policy(hourly_options());
+  policy.init({spec("api")});
+  auto load = [](int minute) {
+    const int m = minute % 60;
+    return (m >= 40 && m < 50) || (m >= 51 && m < 56) ? 400.0 : 100.0;
+  };
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  int most = 0;
+  std::string reason;
+  for (double t = 15; t <= 5 * 3600 + 52 * 60; t += 15) {
+    world.services[0].rps = load(static_cast<int>((t - 15) / 60));
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    if (const auto d = decision_for(policy.decide(s, at(t)), "api")) {
+      world.services[0].replicas = d->replicas;
+      if (t > 5 * 3600 && d->replicas > most) {
+        most = d->replicas;
+        reason = d->reason;
+      }
+    }
+  }
+  EXPECT_LE(most, 6) << reason;
+  EXPECT_THAT(reason, Not(HasSubstr("lifted")));
 }
 
 TEST(PrescalePolicyTest, AForecastIsReadAtTheMinuteOfNowNotTheMinuteItWasMadeFor) {
@@ -798,8 +850,8 @@ TEST(PrescalePolicyTest, AForecastIsReadAtTheMinuteOfNowNotTheMinuteItWasMadeFor
   FakeWorld world{{{"api", 100, 2, 0}}, {}};
   Snapshot s = world.at_time(5 * 3600 + 39 * 60);
   s.services[0].window.length = 0s;
-  const Decision* d = decision_for(policy.decide(s, at(5 * 3600 + 39 * 60)), "api");
-  ASSERT_NE(d, nullptr) << "kept 2: the plan read 5:31-5:32 of the forecast";
+  const std::optional<Decision> d = decision_for(policy.decide(s, at(5 * 3600 + 39 * 60)), "api");
+  ASSERT_TRUE(d) << "kept 2: the plan read 5:31-5:32 of the forecast";
   EXPECT_GE(d->replicas, 4) << d->reason;
 }
 
@@ -845,7 +897,7 @@ TEST(PrescalePolicyTest, AServiceMissingFromOneSnapshotKeepsItsReplicas) {
   for (double t = 15; t <= 600; t += 15) {
     const Snapshot s = world.at_time(t);
     policy.observe(s);
-    if (const Decision* d = decision_for(policy.decide(s, at(t)), "api")) {
+    if (const auto d = decision_for(policy.decide(s, at(t)), "api")) {
       world.services[0].replicas = d->replicas;
     }
   }
@@ -853,7 +905,7 @@ TEST(PrescalePolicyTest, AServiceMissingFromOneSnapshotKeepsItsReplicas) {
   Snapshot gap;  // a scrape that failed for this service: its count is unknown, not 0
   gap.time = at(615);
   policy.observe(gap);
-  EXPECT_EQ(decision_for(policy.decide(gap, at(615)), "api"), nullptr);
+  EXPECT_FALSE(decision_for(policy.decide(gap, at(615)), "api"));
 }
 
 TEST(PrescalePolicyTest, ANaNSlowRateDoesNotPoisonThePlanningQuantile) {
