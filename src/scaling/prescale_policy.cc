@@ -116,8 +116,8 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   std::vector<double> demand;  // planned demand per minute from the current one
   std::string demand_source;   // "forecast p90", "callers", "observed"
   std::deque<std::pair<Clock::TimePoint, int>> recent;  // plans within scale_down_delay
-  bool seen = false;  // whether any metrics of the service have been observed
-  bool in_snapshot = false;
+  bool seen = false;         // whether any metrics of the service have been observed
+  bool in_snapshot = false;  // in the snapshot being decided on (a failed scrape leaves it out)
   std::optional<Clock::TimePoint> first_decision;
 };
 
