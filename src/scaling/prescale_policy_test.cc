@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numbers>
@@ -773,20 +774,30 @@ forecast::Series hourly_series(int minutes, double scale = 1) {
   return s;
 }
 
+// Every 15 s from 15 s to `until`: `set_load(t)` (the window ending at t), a scrape of `world`,
+// a decision. The decisions for services[`service`] are applied to the world and shown to `seen`.
+void follow(PrescalePolicy& policy, FakeWorld& world, double until, size_t service,
+            const std::function<void(double)>& set_load,
+            const std::function<void(double, const Decision&)>& seen = {}) {
+  for (double t = 15; t <= until; t += 15) {
+    if (set_load) set_load(t);
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    if (const auto d = decision_for(policy.decide(s, at(t)), world.services[service].name)) {
+      world.services[service].replicas = d->replicas;
+      if (seen) seen(t, *d);
+    }
+  }
+}
+
 TEST(PrescalePolicyTest, ThePlanAtTheStartOfAMinuteCoversTheMinuteAStartupTimeAhead) {
   // At 5:39:00 the latest 30 s window's middle is still in minute 38; the forecast made then
   // starts at 38, but the plan must cover minute 40, when a replica started now is ready.
   PrescalePolicy policy(hourly_options());
   policy.init({spec("api")});
   FakeWorld world{{{"api", 100, 2, 0}}, {}};
-  for (double t = 15; t <= 5 * 3600 + 39 * 60; t += 15) {
-    world.services[0].rps = hourly_load(static_cast<int>((t - 15) / 60));
-    const Snapshot s = world.at_time(t);
-    policy.observe(s);
-    if (const auto d = decision_for(policy.decide(s, at(t)), "api")) {
-      world.services[0].replicas = d->replicas;
-    }
-  }
+  follow(policy, world, 5 * 3600 + 39 * 60, 0,
+         [&](double t) { world.services[0].rps = hourly_load(static_cast<int>((t - 15) / 60)); });
   ASSERT_FALSE(policy.demand_forecast("api").p50.empty());
   EXPECT_GE(world.services[0].replicas, 4) << "the plan at 5:39:00 did not cover minute 40";
 }
@@ -798,17 +809,12 @@ TEST(PrescalePolicyTest, ABackEndsOwnForecastIsReadAtTheMinuteOfNowToo) {
   policy.init({spec("front"), spec("back")});
   FakeWorld world{{{"front", 100, 1, 0, 0, 100}, {"back", 150, 2, 0, 0, 50}},
                   {{"front", "back", 1.0, 0}}};
-  for (double t = 15; t <= 5 * 3600 + 39 * 60; t += 15) {
+  follow(policy, world, 5 * 3600 + 39 * 60, 1, [&](double t) {
     const int minute = static_cast<int>((t - 15) / 60) % 60;
     const double own = minute >= 40 && minute < 50 ? 300 : 50;
     world.services[1].rps = 100 + own;
     world.services[1].external_rps = own;
-    const Snapshot s = world.at_time(t);
-    policy.observe(s);
-    if (const auto d = decision_for(policy.decide(s, at(t)), "back")) {
-      world.services[1].replicas = d->replicas;
-    }
-  }
+  });
   EXPECT_GE(world.services[1].replicas, 4) << "the plan at 5:39:00 did not cover minute 40";
 }
 
@@ -825,18 +831,15 @@ TEST(PrescalePolicyTest, ALoadOnItsForecastIsNotLiftedAtAMinuteBoundary) {
   FakeWorld world{{{"api", 100, 2, 0}}, {}};
   int most = 0;
   std::string reason;
-  for (double t = 15; t <= 5 * 3600 + 52 * 60; t += 15) {
-    world.services[0].rps = load(static_cast<int>((t - 15) / 60));
-    const Snapshot s = world.at_time(t);
-    policy.observe(s);
-    if (const auto d = decision_for(policy.decide(s, at(t)), "api")) {
-      world.services[0].replicas = d->replicas;
-      if (t > 5 * 3600 && d->replicas > most) {
-        most = d->replicas;
-        reason = d->reason;
-      }
-    }
-  }
+  follow(
+      policy, world, 5 * 3600 + 52 * 60, 0,
+      [&](double t) { world.services[0].rps = load(static_cast<int>((t - 15) / 60)); },
+      [&](double t, const Decision& d) {
+        if (t > 5 * 3600 && d.replicas > most) {
+          most = d.replicas;
+          reason = d.reason;
+        }
+      });
   EXPECT_LE(most, 6) << reason;
   EXPECT_THAT(reason, Not(HasSubstr("lifted")));
 }
@@ -897,13 +900,7 @@ TEST(PrescalePolicyTest, AServiceMissingFromOneSnapshotKeepsItsReplicas) {
   PrescalePolicy policy;
   policy.init({spec("api")});
   FakeWorld world{{{"api", 500, 6, 0}}, {}};
-  for (double t = 15; t <= 600; t += 15) {
-    const Snapshot s = world.at_time(t);
-    policy.observe(s);
-    if (const auto d = decision_for(policy.decide(s, at(t)), "api")) {
-      world.services[0].replicas = d->replicas;
-    }
-  }
+  follow(policy, world, 600, 0, {});
   ASSERT_EQ(world.services[0].replicas, 6);
   Snapshot gap;  // a scrape that failed for this service: its count is unknown, not 0
   gap.time = at(615);
