@@ -5,7 +5,7 @@
 # Prints, per topology, the prescale configurations on the frontier (no other serves more within
 # the SLO for less) and, for each baseline, the cheapest configuration that dominates it (at
 # least as much within the SLO at no more cost) — issue 4's dominance bar asks one configuration
-# to do so for every baseline; the last column says whether the default (P90, 5 min) does.
+# to do so for every baseline; the last column says whether the default (P90, 3 min) does.
 # Ends with a RESULT line: per topology the baselines dominated by some configuration and by the
 # default.
 #
@@ -14,7 +14,8 @@
 #   --trace FILE       default ../shared/data/traces/nasa-http-1995-07.csv
 #   --topologies LIST  default single,online-boutique,train-ticket
 #   --levels LIST      planning quantiles (default 0.5,0.8,0.9,0.95,0.97,0.99,0.995,0.999,0.9999)
-#   --delays LIST      scale-down delays (default 2m,5m,10m; 5m is the policy's default)
+#   --delays LIST      scale-down delays while a forecast plans a service (default 2m,3m,5m,10m;
+#                      3m is the policy's default; without a forecast it holds 5m)
 #   --queue-limit DUR  passed to prescale sim (default its own: half the SLO; none: FIFO)
 # Env:   PRESCALE=path/to/prescale (default build/apps/prescale/prescale)
 #        PRESCALE_DATA_DIR=path/to/shared/data (default ../shared/data)
@@ -25,7 +26,7 @@ data=${PRESCALE_DATA_DIR:-../shared/data}
 trace=$data/traces/nasa-http-1995-07.csv
 topologies=single,online-boutique,train-ticket
 levels=0.5,0.8,0.9,0.95,0.97,0.99,0.995,0.999,0.9999
-delays=2m,5m,10m
+delays=2m,3m,5m,10m
 peak=3000 queue_limit=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -63,7 +64,7 @@ for topo in "${topo_list[@]}"; do
     for d in "${delay_list[@]}"; do
       echo "$topo: prescale P$q, scale-down delay $d" >&2
       sim "$work/$topo.p$q.d$d.json" --topology "$topo" --policies prescale \
-        --prescale-quantile "$q" --prescale-scale-down-delay "$d"
+        --prescale-quantile "$q" --prescale-forecast-scale-down-delay "$d"
     done
   done
 done
@@ -84,8 +85,8 @@ for topo in topologies.split(","):
     for q in levels.split(","):
         for d in delays.split(","):
             r = json.load(open(f"{work}/{topo}.p{q}.d{d}.json"))[0]
-            name = level_name(q) + ("" if d == "5m" else f", delay {d}")
-            configs.append((name, *point(r), float(q) == 0.9 and d == "5m"))
+            name = level_name(q) + ("" if d == "3m" else f", delay {d}")
+            configs.append((name, *point(r), float(q) == 0.9 and d == "3m"))
     print(f"\n### {os.path.basename(trace)} on {topo}\n")
     frontier = [c for c in configs
                 if not any(o[1] >= c[1] and o[2] <= c[2] and (o[1] > c[1] or o[2] < c[2])

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "command_util.h"
@@ -63,6 +64,7 @@ struct SimFlags {
   double prescale_quantile = 0.9;
   double prescale_error_budget = 0;
   std::string prescale_scale_down_delay = "5m";
+  std::string prescale_forecast_scale_down_delay = "3m";
   double prescale_budget_step = 0.0005;
   int threads = 0;
   std::string progress = "auto";
@@ -321,12 +323,19 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
           ? file_settings->prescale.error_budget
           : f.prescale_error_budget;
   options.settings.prescale.budget_step = f.prescale_budget_step;
-  if (file_settings && cmd.count("--prescale-scale-down-delay") == 0) {
-    options.settings.prescale.scale_down_delay = file_settings->prescale.scale_down_delay;
-  } else {
-    auto delay = duration_flag("--prescale-scale-down-delay", f.prescale_scale_down_delay);
-    if (!delay) return 2;
-    options.settings.prescale.scale_down_delay = *delay;
+  // Each delay from the file unless its flag is given.
+  for (auto [flag, text, field] :
+       {std::tuple{"--prescale-scale-down-delay", &f.prescale_scale_down_delay,
+                   &scaling::PrescalePolicyOptions::scale_down_delay},
+        std::tuple{"--prescale-forecast-scale-down-delay", &f.prescale_forecast_scale_down_delay,
+                   &scaling::PrescalePolicyOptions::forecast_scale_down_delay}}) {
+    if (file_settings && cmd.count(flag) == 0) {
+      options.settings.prescale.*field = file_settings->prescale.*field;
+    } else {
+      auto delay = duration_flag(flag, *text);
+      if (!delay) return 2;
+      options.settings.prescale.*field = *delay;
+    }
   }
   if (policy_period) options.settings.prescale.period = *policy_period;
   if (!before.counts.empty()) {
@@ -505,6 +514,9 @@ SimCommand::SimCommand(CLI::App& app) : flags_(std::make_unique<SimFlags>()) {
   c.add_option("--prescale-scale-down-delay", f.prescale_scale_down_delay,
                "prescale: apply a lower replica count only once the plan has stayed lower this "
                "long (the HPA's scale-down stabilisation window)")
+      ->capture_default_str();
+  c.add_option("--prescale-forecast-scale-down-delay", f.prescale_forecast_scale_down_delay,
+               "prescale: the same while a forecast plans the service (its own or its callers')")
       ->capture_default_str();
   c.add_option("--prescale-error-budget", f.prescale_error_budget,
                "prescale: steer the planning quantile so that the share of requests over the SLO "

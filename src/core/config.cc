@@ -314,6 +314,7 @@ static void describe(Schema<PolicyConfig>& s) {
   s.field("quantile", &PolicyConfig::quantile).at_least(0.5).at_most(0.9999);
   s.field("steer_to_slo", &PolicyConfig::steer_to_slo);
   s.field("scale_down_delay", &PolicyConfig::scale_down_delay);
+  s.field("forecast_scale_down_delay", &PolicyConfig::forecast_scale_down_delay);
 }
 
 static void describe(Schema<ReplicaBounds>& s) {

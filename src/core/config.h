@@ -68,6 +68,9 @@ struct PolicyConfig {
   // prescale: a lower replica count is applied only once the plan has stayed lower this long
   // (PrescalePolicyOptions::scale_down_delay; the HPA's scale-down stabilisation window).
   std::chrono::milliseconds scale_down_delay = std::chrono::minutes(5);
+  // prescale: the same while a forecast plans the service
+  // (PrescalePolicyOptions::forecast_scale_down_delay).
+  std::chrono::milliseconds forecast_scale_down_delay = std::chrono::minutes(3);
 };
 
 // 0 <= min <= initial <= max, max >= 1. `initial` defaults to `min`.

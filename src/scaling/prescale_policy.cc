@@ -115,7 +115,9 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   double backlog_rps = 0;      // the rate at which the backlog must drain (decide())
   std::vector<double> demand;  // planned demand per minute from the current one
   std::string demand_source;   // "forecast p90", "callers", "observed"
-  std::deque<std::pair<Clock::TimePoint, int>> recent;  // plans within scale_down_delay
+  bool forecast_driven = false;  // demand from a forecast: its own, its callers' or external
+  // Plans within the longer of the two scale-down delays.
+  std::deque<std::pair<Clock::TimePoint, int>> recent;
   bool seen = false;         // whether any metrics of the service have been observed
   bool in_snapshot = false;  // in the snapshot being decided on (a failed scrape leaves it out)
   std::optional<Clock::TimePoint> first_decision;
@@ -377,6 +379,10 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
         }
       }
       s.demand_source = "callers";
+      s.forecast_driven = std::any_of(callers_[idx].begin(), callers_[idx].end(),
+                                      [&](const auto& c) {
+                                        return services_[c.first]->forecast_driven;
+                                      });
       if (s.external && covers_now(*s.external)) {
         // Its own requests from outside the call graph, on top.
         const forecast::QuantileForecast& f = s.external->forecast;
@@ -386,6 +392,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
           s.demand[k] += demand_at(f.p50[h], f.p90[h], f.p99[h], quantile_score_);
         }
         s.demand_source = "callers + own forecast";
+        s.forecast_driven = true;
       }
     } else if (covers_now(s)) {
       const forecast::QuantileForecast& f = s.forecast;
@@ -396,6 +403,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
       }
       const double level = planning_quantile();
       s.demand_source = "forecast p" + fmt(level * 100, level < 0.99 ? 0 : 2);
+      s.forecast_driven = true;
       // Load above the forecast band: the forecast is wrong by this much; lift the whole path.
       // The band is the one of the minute the load was observed in: the window's middle (index
       // 0, the minute the forecast was made after), or now's for the last second of a surge.
@@ -410,6 +418,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     } else {
       std::fill(s.demand.begin(), s.demand.end(), s.observed_rps);
       s.demand_source = "observed (no forecast yet)";
+      s.forecast_driven = false;
     }
   }
 
@@ -458,25 +467,32 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     const int need = std::max(planned, floor);
     int desired = std::clamp(need, s.spec.min_replicas, s.spec.max_replicas);
 
-    // Scale down only to the highest plan of the last scale_down_delay. The replicas that drain
-    // a backlog are not part of those plans: they stay for a startup time after the backlog was
-    // last seen (help asked for must not be cancelled while it starts), then go at once.
+    // Scale down only to the highest plan of the last scale-down delay (the shorter one while a
+    // forecast plans the service). The replicas that drain a backlog are not part of those
+    // plans: they stay for a startup time after the backlog was last seen (help asked for must
+    // not be cancelled while it starts), then go at once.
+    const Clock::Duration delay =
+        s.forecast_driven ? options_.forecast_scale_down_delay : options_.scale_down_delay;
     s.recent.emplace_back(
         now, std::clamp(std::max(planned, steady_floor), s.spec.min_replicas, s.spec.max_replicas));
-    while (!s.recent.empty() && now - s.recent.front().first > options_.scale_down_delay) {
+    while (!s.recent.empty() &&
+           now - s.recent.front().first >
+               std::max(options_.scale_down_delay, options_.forecast_scale_down_delay)) {
       s.recent.pop_front();
     }
     int held = -1;
     if (desired < s.current && s.backlog_hold_until && now < *s.backlog_hold_until) {
       held = s.current;
       desired = s.current;
-    } else if (desired < s.current && now - *s.first_decision < options_.scale_down_delay) {
+    } else if (desired < s.current && now - *s.first_decision < delay) {
       // Not yet a full delay's worth of plans: too early to know that fewer are enough.
       held = s.current;
       desired = s.current;
     } else if (desired < s.current) {
       held = desired;
-      for (const auto& entry : s.recent) held = std::max(held, entry.second);
+      for (const auto& [when, count] : s.recent) {
+        if (now - when <= delay) held = std::max(held, count);
+      }
       held = std::min(held, s.current);
       if (held > desired) desired = held;
     }

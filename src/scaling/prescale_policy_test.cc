@@ -229,6 +229,40 @@ TEST(PrescalePolicyTest, ScaleDownWaitsForTheDelay) {
   EXPECT_EQ(d->replicas, 2);  // 100 × 1.05 / 100, after the 60 s delay
 }
 
+TEST(PrescalePolicyTest, AForecastShortensTheScaleDownDelay) {
+  // Six replicas for 100 rps (two are enough): with two hours of flat history the forecast
+  // plans the service and the shorter delay applies; without history, the longer one.
+  PrescalePolicyOptions options;
+  options.scale_down_delay = 5min;
+  options.forecast_scale_down_delay = 60s;
+  const double start = 2 * 3600;
+  forecast::Series flat;
+  flat.step_seconds = 60;
+  flat.values.assign(120, 100.0);
+  std::optional<double> with_forecast, without;  // seconds until the count fell to 2
+  for (const bool with_history : {true, false}) {
+    PrescalePolicy policy(options);
+    policy.init({spec("api")});
+    if (with_history) {
+      ASSERT_TRUE(policy.load_history("api", flat, at(start)));
+    }
+    std::optional<double>& released = with_history ? with_forecast : without;
+    FakeWorld world{{{"api", 100, 6, 0}}, {}};
+    for (double t = start + 15; t <= start + 400 && !released; t += 15) {
+      const Snapshot s = world.at_time(t);
+      policy.observe(s);
+      const std::optional<Decision> d = decision_for(policy.decide(s, at(t)), "api");
+      if (!d) continue;
+      EXPECT_EQ(d->replicas, 2);
+      released = t - start;
+    }
+  }
+  ASSERT_TRUE(with_forecast);
+  ASSERT_TRUE(without);
+  EXPECT_EQ(*with_forecast, 15 + 60);  // a minute after the first decision
+  EXPECT_EQ(*without, 15 + 300);       // five minutes after it
+}
+
 // A fresh policy's decision for `service` after one scrape of `world`, at 15 s.
 std::optional<Decision> first_decision(const ServiceSpec& service, FakeWorld world) {
   PrescalePolicy policy;

@@ -160,6 +160,7 @@ void apply_policy_config(const PolicyConfig& policy, const std::vector<ServiceCo
                          PolicySettings& settings) {
   settings.prescale.quantile = policy.quantile;
   settings.prescale.scale_down_delay = policy.scale_down_delay;
+  settings.prescale.forecast_scale_down_delay = policy.forecast_scale_down_delay;
   settings.prescale.error_budget = 0;
   if (policy.steer_to_slo && !services.empty()) {
     double budget = services.front().slo.error_budget;
