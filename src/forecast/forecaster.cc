@@ -392,10 +392,20 @@ Result<void> Forecaster::fit(const Series& history) {
 
   // The winner has already been rolled through the whole history by its backtest: its state is
   // current, and its parameters come from the fitted part (at least min_fit_share of it), so no
-  // second fit is needed.
+  // second fit is needed — unless the whole history holds two periods of a season the fitted
+  // part did not (14 days of minutes, a week's season; 2.7 days, a day's): then it is refitted
+  // on all of it, or it would go without that season until a longer history.
   model_ = std::move(models[best]);
   selected_ = names[best];
-  if (origins.empty()) model_->fit(history);
+  auto gains_a_season = [&] {
+    for (double period : {model_options.day_seconds, model_options.week_seconds,
+                          model_options.cycle_seconds}) {
+      const size_t p = period_steps(period, history.step_seconds);
+      if (p > 0 && origins.front() < 2 * p && n >= 2 * p) return true;
+    }
+    return false;
+  };
+  if (origins.empty() || gains_a_season()) model_->fit(history);
   error_scale_ = final_scales.empty() ? scale_floor_ : final_scales[best];
   unit_ = best_unit;
   std::vector<char> borrowed;  // of the kept calibration, per horizon

@@ -193,6 +193,41 @@ TEST(ForecasterTest, HorizonsTooFarForTheHistoryFollowTheOutcomesFaster) {
   EXPECT_LT(shrink(59), 0.3);  // borrowed: most of the way to the flat outcomes
 }
 
+TEST(ForecasterTest, TheWinnerGetsASeasonTheWholeHistoryHoldsButItsFittedPartDidNot) {
+  // Two "weeks" of 60-step "days", the first two of each week quiet. The candidates are fitted
+  // on the part before the backtest (half the history here, 14 days of minutes in the policy):
+  // under two weeks, no weekly season. The winner must have it, as the model fitted on all of
+  // the history has: the next "day" is a quiet one.
+  ForecasterOptions o = hourly_day();
+  o.candidates = {"double_seasonal"};
+  o.detect_cycle = false;
+  std::mt19937 rng(3);
+  std::normal_distribution<double> noise(0, 0.03);
+  Series history;
+  history.step_seconds = 60;
+  for (int i = 0; i < 14 * 60; ++i) {
+    const bool quiet = (i / 60) % 7 < 2;
+    const double phase = 2 * std::numbers::pi * (i % 60) / 60;
+    const double base = quiet ? 20 + 5 * std::sin(phase) : 100 + 30 * std::sin(phase);
+    history.values.push_back(base * (1 + noise(rng)));
+  }
+  auto mean = [](const std::vector<double>& v) {
+    double sum = 0;
+    for (double x : v) sum += x;
+    return sum / static_cast<double>(v.size());
+  };
+  auto model = make_model("double_seasonal", o.model);
+  ASSERT_TRUE(model);
+  (*model)->fit(history);
+  std::vector<double> path(60);
+  (*model)->predict(path);
+  ASSERT_LT(mean(path), 60);  // the model on the whole history knows the quiet day
+
+  Forecaster f(o);
+  ASSERT_TRUE(f.fit(history));
+  EXPECT_NEAR(mean(f.predict(60).p50), mean(path), 10);
+}
+
 TEST(ForecasterTest, CopiesAreIndependent) {
   Forecaster a(hourly_day());
   ASSERT_TRUE(a.fit(cyclic(10, 60)));

@@ -54,15 +54,6 @@ constexpr std::string_view kFeatureNames[] = {
 static_assert(std::size(kFeatureNames) == kFeatureCount);
 static_assert(kLags.size() == 8, "kFeatureNames lists the lags");
 
-// Steps in one period when it is a whole number (≥ 2) of steps, else 0: the rule model.cc's
-// seasonal models follow, so that "gbt" uses a season exactly when they do.
-size_t period_steps(double period_seconds, double step_seconds) {
-  if (!(period_seconds > 0) || !(step_seconds > 0)) return 0;
-  const double steps = period_seconds / step_seconds;
-  const double whole = std::round(steps);
-  if (whole < 2 || std::abs(steps - whole) > 1e-9 * steps) return 0;
-  return static_cast<size_t>(whole);
-}
 
 Error xgboost_error(std::string_view call) {
   return Error{ErrorCode::kInternal, "gbt: " + std::string(call) + ": " + XGBGetLastError()};

@@ -20,16 +20,6 @@ namespace {
 
 constexpr double kMissing = std::numeric_limits<double>::quiet_NaN();
 
-// Steps in one period when the period is a whole number (≥ 2) of steps; 0 when it is not, which
-// turns that seasonal component off.
-size_t period_steps(double period_seconds, double step_seconds) {
-  if (!(period_seconds > 0) || !(step_seconds > 0)) return 0;
-  const double steps = period_seconds / step_seconds;
-  const double whole = std::round(steps);
-  if (whole < 2 || std::abs(steps - whole) > 1e-9 * steps) return 0;
-  return static_cast<size_t>(whole);
-}
-
 // Demand is never negative; a NaN (nothing observed yet) predicts 0 as well.
 double clamp_demand(double v) { return v > 0 ? v : 0; }
 
@@ -570,6 +560,14 @@ void SmoothingModel::predict(std::span<double> out) const {
 }
 
 }  // namespace
+
+size_t period_steps(double period_seconds, double step_seconds) {
+  if (!(period_seconds > 0) || !(step_seconds > 0)) return 0;
+  const double steps = period_seconds / step_seconds;
+  const double whole = std::round(steps);
+  if (whole < 2 || std::abs(steps - whole) > 1e-9 * steps) return 0;
+  return static_cast<size_t>(whole);
+}
 
 Result<std::unique_ptr<Model>> make_model(std::string_view name, const ModelOptions& options) {
   if (name == "naive") return std::make_unique<NaiveModel>();

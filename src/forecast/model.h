@@ -48,6 +48,11 @@ struct ModelOptions {
   double cycle_seconds = 0;
 };
 
+// Steps in one period when the period is a whole number (≥ 2) of steps; 0 when it is not, which
+// turns that seasonal component off. A seasonal model uses a season once its history holds two
+// of its periods.
+size_t period_steps(double period_seconds, double step_seconds);
+
 class Model {
  public:
   virtual ~Model() = default;
