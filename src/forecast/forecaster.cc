@@ -398,8 +398,8 @@ Result<void> Forecaster::fit(const Series& history) {
   model_ = std::move(models[best]);
   selected_ = names[best];
   auto gains_a_season = [&] {
-    for (double period : {model_options.day_seconds, model_options.week_seconds,
-                          model_options.cycle_seconds}) {
+    for (double period :
+         {model_options.day_seconds, model_options.week_seconds, model_options.cycle_seconds}) {
       const size_t p = period_steps(period, history.step_seconds);
       if (p > 0 && origins.front() < 2 * p && n >= 2 * p) return true;
     }

@@ -54,7 +54,6 @@ constexpr std::string_view kFeatureNames[] = {
 static_assert(std::size(kFeatureNames) == kFeatureCount);
 static_assert(kLags.size() == 8, "kFeatureNames lists the lags");
 
-
 Error xgboost_error(std::string_view call) {
   return Error{ErrorCode::kInternal, "gbt: " + std::string(call) + ": " + XGBGetLastError()};
 }

@@ -379,10 +379,9 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
         }
       }
       s.demand_source = "callers";
-      s.forecast_driven = std::any_of(callers_[idx].begin(), callers_[idx].end(),
-                                      [&](const auto& c) {
-                                        return services_[c.first]->forecast_driven;
-                                      });
+      s.forecast_driven =
+          std::any_of(callers_[idx].begin(), callers_[idx].end(),
+                      [&](const auto& c) { return services_[c.first]->forecast_driven; });
       if (s.external && covers_now(*s.external)) {
         // Its own requests from outside the call graph, on top.
         const forecast::QuantileForecast& f = s.external->forecast;
