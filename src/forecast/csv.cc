@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -70,11 +71,15 @@ bool CsvReader::next(std::vector<std::string_view>& fields) {
 
     size_t i = 0;
     for (;;) {
-      std::string_view rest = trim(row.substr(i));
-      size_t offset = row.size() - rest.size();
+      // Only leading blanks are skipped here: `offset` is where the field starts in the row.
+      const size_t offset = std::min(row.find_first_not_of(" \t", i), row.size());
+      std::string_view rest = row.substr(offset);
       if (!rest.empty() && rest.front() == '"') {
         size_t close = rest.find('"', 1);
-        if (close == std::string_view::npos) close = rest.size();
+        if (close == std::string_view::npos) {
+          fields.push_back(trim(rest.substr(1)));  // an unclosed quote runs to the row's end
+          break;
+        }
         fields.push_back(rest.substr(1, close - 1));
         size_t comma = row.find(',', offset + close);
         if (comma == std::string_view::npos) break;

@@ -26,6 +26,17 @@ TEST(TraceCsvTest, SplitsFieldsSkipsBlankLinesAndCountsLines) {
   EXPECT_FALSE(csv.next(fields));
 }
 
+TEST(TraceCsvTest, QuotedFieldBeforeTrailingSpacesKeepsEveryField) {
+  // Where a quoted field ends is found from where it starts: the row's trailing spaces must not
+  // shift it (they used to drop or misplace the fields after it).
+  CsvReader csv("\"a\",b,c  \n\"x\",\"y\"  \n", "f.csv");
+  std::vector<std::string_view> fields;
+  ASSERT_TRUE(csv.next(fields));
+  EXPECT_EQ(fields, (std::vector<std::string_view>{"a", "b", "c"}));
+  ASSERT_TRUE(csv.next(fields));
+  EXPECT_EQ(fields, (std::vector<std::string_view>{"x", "y"}));
+}
+
 TEST(TraceCsvTest, FieldErrorNamesLineColumnAndValue) {
   CsvReader csv("time,requests\n0,x\n", "data/f.csv");
   std::vector<std::string_view> header, fields;

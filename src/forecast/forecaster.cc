@@ -340,8 +340,26 @@ Result<void> Forecaster::fit(const Series& history) {
   const double scale = naive_scale(history.values);
 
   // Split conformal: the first half of the origins calibrates, the second half scores. With few
-  // origins both use all of them (optimistic, said in the docs).
-  const size_t half = origins.size() >= 8 ? origins.size() / 2 : 0;
+  // origins both use all of them (optimistic, said in the docs), and so they do when either half
+  // has fewer than kMinCalibrationErrors observed outcomes in all (an outage over the end of the
+  // history can leave the scoring half none: every loss 0, and the first candidate won).
+  size_t half = origins.size() >= 8 ? origins.size() / 2 : 0;
+  if (half > 0) {
+    auto observed_outcomes = [&](size_t begin, size_t end) {
+      size_t count = 0;
+      for (size_t o = begin; o < end; ++o) {
+        for (size_t t = origins[o]; t < std::min(n, origins[o] + static_cast<size_t>(horizon));
+             ++t) {
+          count += std::isfinite(history.values[t]) ? 1 : 0;
+        }
+      }
+      return count;
+    };
+    if (observed_outcomes(0, half) < kMinCalibrationErrors ||
+        observed_outcomes(half, origins.size()) < kMinCalibrationErrors) {
+      half = 0;
+    }
+  }
   backtest_.clear();
   size_t best = 0;
   double best_loss = std::numeric_limits<double>::infinity();
@@ -362,6 +380,7 @@ Result<void> Forecaster::fit(const Series& history) {
           calibrate(b, 0, half > 0 ? half : b.predicted.size(), horizon, unit, level_floor_);
       std::vector<ForecastScore> scores;
       double loss = 0;
+      int scored = 0;
       for (int h = 0; h < horizon; ++h) {
         ScoreSum sum;
         const auto hh = static_cast<size_t>(h);
@@ -375,9 +394,13 @@ Result<void> Forecaster::fit(const Series& history) {
         }
         scores.push_back(sum.score(names[m], h + 1, scale));
         loss += scores.back().pinball_p90;
+        scored += sum.n;
       }
+      // A candidate that scored nothing (no outcome observed, or its forecasts all NaN) has a loss
+      // of 0 by default, not by merit: it cannot win. When none scored, the first one is kept.
+      if (scored == 0) loss = std::numeric_limits<double>::infinity();
       calibrations.push_back(calibrate(b, 0, b.predicted.size(), horizon, unit, level_floor_));
-      if (loss < kept_loss) {
+      if (kept.empty() || loss < kept_loss) {
         kept_loss = loss;
         kept = std::move(scores);
       }

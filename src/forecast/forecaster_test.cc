@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <numbers>
 #include <random>
 
@@ -259,6 +261,48 @@ TEST(ForecasterTest, HandlesGapsInTheHistory) {
   ASSERT_TRUE(f.fit(s));
   f.update(NAN);
   for (double v : f.predict(15).p99) EXPECT_TRUE(std::isfinite(v));
+}
+
+TEST(ForecasterTest, OutageAtTheEndOfTheHistoryDoesNotDecideTheSelection) {
+  ForecasterOptions o = hourly_day();
+  o.detect_cycle = false;
+  Series s;
+  s.step_seconds = 60;
+  for (int i = 0; i < 48 * 60; ++i) s.values.push_back(i % 60 < 30 ? 100 : 10);  // a square wave
+  Forecaster whole(o);
+  ASSERT_TRUE(whole.fit(s));
+  EXPECT_NE(whole.selected(), "naive");
+  // A scrape outage over the last quarter (NaN = missing, as the prescale policy records it)
+  // leaves the scoring half of the origins no outcome: every candidate scored 0 samples at a
+  // loss of 0, and the first, naive, won. 36 observed cycles still tell the models apart.
+  for (size_t i = s.values.size() * 3 / 4; i < s.values.size(); ++i) s.values[i] = NAN;
+  Forecaster f(o);
+  ASSERT_TRUE(f.fit(s));
+  int scored = 0;
+  for (const ForecastScore& score : f.backtest()) scored += score.samples;
+  EXPECT_GT(scored, 0);
+  EXPECT_NE(f.selected(), "naive");
+}
+
+// A model that never forecasts anything (NaN paths).
+class SilentModel : public Model {
+ public:
+  std::string_view name() const override { return "silent"; }
+  void fit(const Series&) override {}
+  void update(double) override {}
+  void predict(std::span<double> out) const override { std::ranges::fill(out, NAN); }
+  std::unique_ptr<Model> clone() const override { return std::make_unique<SilentModel>(); }
+};
+
+TEST(ForecasterTest, ACandidateThatScoredNothingNeverWins) {
+  // Listed first, its loss of 0 over no forecasts used to beat every real candidate.
+  ForecasterOptions o = hourly_day();
+  o.detect_cycle = false;
+  o.candidates = {"silent", "naive"};
+  o.custom_models = {{"silent", std::make_shared<SilentModel>()}};
+  Forecaster f(o);
+  ASSERT_TRUE(f.fit(cyclic(8, 60)));
+  EXPECT_EQ(f.selected(), "naive");
 }
 
 TEST(EvaluateForecastsTest, NaiveOnARandomWalkHasMaseNearOne) {

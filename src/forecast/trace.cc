@@ -29,8 +29,12 @@ constexpr int64_t kNanosPerSecond = 1'000'000'000;
 // Gap filling must not turn one stray timestamp into gigabytes of zeros.
 constexpr int64_t kMaxSteps = 50'000'000;
 // NASA's column is local time at the Kennedy Space Center: EDT, UTC-4, all July.
-// Nanoseconds since the epoch fit an int64 until 2262.
-constexpr double kMaxUnixSeconds = 9e9;
+// Times are read within ±4.6e9 s of the epoch (the years 1824 to 2115), so that the difference
+// of any two, in nanoseconds, fits an int64 (±9.2e18).
+constexpr double kMaxUnixSeconds = 4.6e9;
+constexpr int64_t kMaxAbsTimeNanos = 4'600'000'000 * kNanosPerSecond;
+// Step indices are integers a double holds exactly (below 2^53 ≈ 9e15); 1e15 is a round bound.
+constexpr double kMaxStepIndex = 1e15;
 constexpr int64_t kEdtToUtcNanos = 4 * 3600 * kNanosPerSecond;
 
 std::string stem_of(std::string_view source) {
@@ -75,24 +79,53 @@ struct Row {
   double count;
 };
 
-// Most common positive difference between consecutive times; ties go to the smaller step.
-int64_t most_common_step(const std::vector<Row>& rows) {
+// The step of rows whose times are strictly increasing (at least two rows), in nanoseconds.
+// Clock jitter makes the exact differences scatter (59.98 s, 60.03 s, ... in a per-minute
+// file), so the differences within 1 % of one another are grouped: the group around the
+// difference with the most others within 1 % of it wins (ties: the smaller difference), and the
+// step is the median of that group — snapped to whole seconds, else whole milliseconds, when
+// that value lies within the group's interquartile range (plus 1 µs for the rounding of decimal
+// seconds). The spread of the data, not a fixed tolerance, decides the snap: an exact step of
+// 1/3 s stays 333,333,333 ns instead of becoming 333 ms, which would misplace every row after
+// the 500th.
+int64_t detect_step(const std::vector<Row>& rows) {
   std::vector<int64_t> diffs;
   diffs.reserve(rows.size());
   for (size_t i = 1; i < rows.size(); ++i) diffs.push_back(rows[i].time - rows[i - 1].time);
   std::sort(diffs.begin(), diffs.end());
+  auto group_of = [&](int64_t d) {
+    const int64_t tolerance = d / 100;
+    return std::pair(std::lower_bound(diffs.begin(), diffs.end(), d - tolerance),
+                     std::upper_bound(diffs.begin(), diffs.end(), d + tolerance));
+  };
   int64_t best = diffs.front();
-  size_t best_run = 0;
-  for (size_t i = 0; i < diffs.size();) {
-    size_t j = i;
-    while (j < diffs.size() && diffs[j] == diffs[i]) ++j;
-    if (j - i > best_run) {
-      best_run = j - i;
+  long best_size = 0;
+  for (size_t i = 0; i < diffs.size(); ++i) {
+    if (i > 0 && diffs[i] == diffs[i - 1]) continue;
+    const auto [lo, hi] = group_of(diffs[i]);
+    if (hi - lo > best_size) {
+      best_size = hi - lo;
       best = diffs[i];
     }
-    i = j;
   }
-  return best;
+  const auto [lo, hi] = group_of(best);
+  const std::vector<int64_t> group(lo, hi);  // sorted
+  const int64_t median = group[group.size() / 2];
+  constexpr int64_t kParseSlackNanos = 1'000;
+  const int64_t q25 = group[group.size() / 4] - kParseSlackNanos;
+  const int64_t q75 = group[group.size() * 3 / 4] + kParseSlackNanos;
+  for (int64_t unit : {kNanosPerSecond, int64_t{1'000'000}}) {
+    const int64_t snapped = (median + unit / 2) / unit * unit;
+    if (snapped > 0 && snapped >= q25 && snapped <= q75) return snapped;
+  }
+  return median;
+}
+
+// The step `offset` (>= 0) is nearest to, halves rounding up; (offset + step / 2) / step without
+// the overflow of the sum.
+int64_t nearest_slot(int64_t offset, int64_t step) {
+  const int64_t rest = offset % step;
+  return offset / step + (rest >= step - rest ? 1 : 0);
 }
 
 Result<Trace> parse_series(CsvReader& csv, const std::vector<std::string_view>& header,
@@ -128,6 +161,10 @@ Result<Trace> parse_series(CsvReader& csv, const std::vector<std::string_view>& 
         auto t = parse_timestamp_ns(time_text);
         if (!t) return std::unexpected(csv.field_error(header, 0, "a timestamp", time_text));
         time = *t + format.zone_offset_ns;
+        if (std::abs(time) > kMaxAbsTimeNanos) {
+          return std::unexpected(
+              csv.field_error(header, 0, "a timestamp in the years 1824 to 2115", time_text));
+        }
         break;
       }
       case TimeKind::kUnixSeconds:
@@ -136,15 +173,17 @@ Result<Trace> parse_series(CsvReader& csv, const std::vector<std::string_view>& 
         if (!v) return std::unexpected(csv.field_error(header, 0, "Unix seconds", time_text));
         double seconds = *kind == TimeKind::kUnixMillis ? *v / 1000 : *v;
         if (std::abs(seconds) > kMaxUnixSeconds) {
-          return std::unexpected(csv.field_error(header, 0, "Unix seconds", time_text));
+          return std::unexpected(csv.field_error(
+              header, 0, "Unix seconds within ±4.6e9 (the years 1824 to 2115)", time_text));
         }
         time = seconds_to_nanos(seconds);
         break;
       }
       case TimeKind::kStepIndex: {
         auto v = parse_number(time_text);
-        if (!v || *v != std::floor(*v)) {
-          return std::unexpected(csv.field_error(header, 0, "a step index", time_text));
+        if (!v || *v != std::floor(*v) || std::abs(*v) >= kMaxStepIndex) {
+          return std::unexpected(
+              csv.field_error(header, 0, "a step index (an integer below 1e15)", time_text));
         }
         time = static_cast<int64_t>(*v);
         break;
@@ -182,7 +221,7 @@ Result<Trace> parse_series(CsvReader& csv, const std::vector<std::string_view>& 
     if (format.step_seconds > 0) {
       step = seconds_to_nanos(format.step_seconds);
     } else if (rows.size() > 1) {
-      step = most_common_step(rows);
+      step = detect_step(rows);
     } else {
       step = seconds_to_nanos(options.step_seconds > 0 ? options.step_seconds : 60);
     }
@@ -190,9 +229,9 @@ Result<Trace> parse_series(CsvReader& csv, const std::vector<std::string_view>& 
     trace.start_unix_seconds = static_cast<double>(rows.front().time) / kNanosPerSecond;
   }
   // Rows off the step grid (clock jitter) go to the nearest step; two rows landing on one step
-  // add up. Missing steps stay 0.
+  // add up. Missing steps stay 0. Times are bounded (kMaxAbsTimeNanos), so differences fit.
   const int64_t t0 = rows.front().time;
-  const int64_t last_slot = (rows.back().time - t0 + step / 2) / step;
+  const int64_t last_slot = nearest_slot(rows.back().time - t0, step);
   if (last_slot >= kMaxSteps) {
     return make_error(ErrorCode::kOutOfRange,
                       std::string(csv.source()) + ": the rows span " +
@@ -203,7 +242,7 @@ Result<Trace> parse_series(CsvReader& csv, const std::vector<std::string_view>& 
   trace.counts.assign(static_cast<size_t>(last_slot + 1), 0.0);
   const double to_count = format.rate_to_count_seconds > 0 ? format.rate_to_count_seconds : 1;
   for (const Row& row : rows) {
-    trace.counts[static_cast<size_t>((row.time - t0 + step / 2) / step)] += row.count * to_count;
+    trace.counts[static_cast<size_t>(nearest_slot(row.time - t0, step))] += row.count * to_count;
   }
   if (*kind != TimeKind::kStepIndex && options.step_seconds > 0 &&
       options.step_seconds != trace.step_seconds) {
@@ -242,6 +281,10 @@ Result<Trace> parse_requests(CsvReader& csv, const std::vector<std::string_view>
     if (!t) {
       return std::unexpected(
           csv.field_error(header, time_column, "a timestamp", fields[time_column]));
+    }
+    if (std::abs(*t) > kMaxAbsTimeNanos) {
+      return std::unexpected(csv.field_error(
+          header, time_column, "a timestamp in the years 1824 to 2115", fields[time_column]));
     }
     double tokens[2] = {0, 0};
     size_t columns[2] = {context_column, generated_column};

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -183,7 +184,7 @@ TEST(TraceReadTest, GenericUnixMillisecondsAndFractionalSeconds) {
   auto frac =
       parse_trace("t,n\n1704067200.5,1\n1704067201.0,2\n1704067202.0,3\n1704067203.0,4\n", "f.csv");
   ASSERT_TRUE(frac) << frac.error().to_string();
-  EXPECT_EQ(frac->step_seconds, 1);  // the most common difference
+  EXPECT_EQ(frac->step_seconds, 1);  // the largest group of differences
   EXPECT_EQ(frac->start_unix_seconds, 1704067200.5);
   EXPECT_THAT(frac->counts, ElementsAre(1, 2, 3, 4));
   auto mixed = parse_trace("t,n\n0.0,1\n1704067200.5,1\n", "mixed.csv");
@@ -213,6 +214,51 @@ TEST(TraceReadTest, OffGridRowsGoToTheNearestStep) {
   ASSERT_TRUE(jitter) << jitter.error().to_string();
   EXPECT_EQ(jitter->step_seconds, 60);
   EXPECT_THAT(jitter->counts, ElementsAre(1, 2, 3, 4, 5));
+}
+
+TEST(TraceReadTest, MillisecondJitterKeepsTheMinuteStepAndOneStepPerRow) {
+  // Per-minute rows stamped with a scrape's jitter of up to ±50 ms (Unix seconds with
+  // milliseconds, as Prometheus exports them): 2,000 minutes of 5 requests. The exact most
+  // common difference would be some 59.98 s, making a phantom empty minute or two rows summed.
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> jitter_ms(-50, 50);
+  std::string text = "t,n\n";
+  char row[64];
+  for (int k = 0; k < 2000; ++k) {
+    const long long ms = 1700000000000LL + 60000LL * k + jitter_ms(rng);
+    std::snprintf(row, sizeof row, "%lld.%03lld,5\n", ms / 1000, ms % 1000);
+    text += row;
+  }
+  auto t = parse_trace(text, "jitter.csv");
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->step_seconds, 60);
+  EXPECT_EQ(t->counts.size(), 2000u);
+  EXPECT_EQ(std::count(t->counts.begin(), t->counts.end(), 0.0), 0);
+}
+
+TEST(TraceReadTest, ExactFractionalStepIsNotSnappedToWholeMilliseconds) {
+  // A step of 1/3 s has no jitter to absorb: rounding it to 333 ms would misplace the rows
+  // after the 500th.
+  constexpr const char* kThirds[] = {".000000000", ".333333333", ".666666667"};
+  std::string text = "t,n\n";
+  for (int k = 0; k < 3000; ++k) {
+    text += std::to_string(1704067200 + k / 3) + kThirds[k % 3] + ",1\n";
+  }
+  auto t = parse_trace(text, "third.csv");
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_NEAR(t->step_seconds, 1.0 / 3, 1e-6);
+  EXPECT_EQ(t->counts.size(), 3000u);
+  EXPECT_EQ(std::count(t->counts.begin(), t->counts.end(), 1.0), 3000);
+}
+
+TEST(TraceReadTest, QuotedTimestampsWithTrailingSpacesReadTheValueColumn) {
+  auto t = parse_trace(
+      "timestamp,requests,errors\n"
+      "\"2024-01-01T00:00:00Z\",5,9  \n"
+      "\"2024-01-01T00:01:00Z\",6,9  \n",
+      "q.csv");
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_THAT(t->counts, ElementsAre(5, 6));  // not the "errors" column
 }
 
 TEST(TraceReadTest, OptionStepResamplesAggregatedTraces) {
@@ -311,6 +357,31 @@ TEST(TraceErrorTest, BadHeadersAndRows) {
   auto far_future = parse_trace("t,n\n1e300,1\n", "f.csv");
   ASSERT_FALSE(far_future);
   EXPECT_THAT(far_future.error().message, HasSubstr("expected Unix seconds"));
+}
+
+TEST(TraceErrorTest, StrayHugeTimesAreErrorsNotOverflows) {
+  // A stray value near INT64_MAX after a step index: the span of the rows overflowed an int64
+  // and the gap filling threw std::length_error. Times are bounded where they are read.
+  Result<Trace> index = make_error(ErrorCode::kInternal, "not run");
+  EXPECT_NO_THROW(index = parse_trace("i,n\n-99999999,1\n9223372036854774000,2\n", "i.csv"));
+  ASSERT_FALSE(index);
+  EXPECT_THAT(index.error().message,
+              HasSubstr("i.csv:3: column 1 \"i\": expected a step index (an integer below 1e15)"));
+  auto far_apart = parse_trace("t,n\n-3.9e9,1\n-3899999999,1\n3.9e9,1\n", "u.csv");
+  ASSERT_FALSE(far_apart);  // 7.8e18 ns apart: within an int64, past the 50 million steps
+  EXPECT_EQ(far_apart.error().code, ErrorCode::kOutOfRange);
+  auto too_far = parse_trace("t,n\n0.5,1\n9e9,1\n", "u.csv");
+  ASSERT_FALSE(too_far);
+  EXPECT_THAT(too_far.error().message, HasSubstr("u.csv:3: column 1 \"t\": expected Unix seconds"));
+  auto calendar = parse_trace("t,n\n1700-01-01,1\n2200-01-01,1\n", "c.csv");
+  ASSERT_FALSE(calendar);
+  EXPECT_THAT(calendar.error().message,
+              HasSubstr("c.csv:2: column 1 \"t\": expected a timestamp in the years 1824 to 2115"));
+  auto requests = parse_trace(
+      "TIMESTAMP,ContextTokens,GeneratedTokens\n1700-01-01 00:00:00,1,1\n2200-01-01 00:00:00,1,1\n",
+      "llm.csv");
+  ASSERT_FALSE(requests);
+  EXPECT_THAT(requests.error().message, HasSubstr("llm.csv:2: column 1"));
 }
 
 // ---- rescale and resample ------------------------------------------------------------------
