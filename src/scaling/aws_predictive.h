@@ -91,6 +91,9 @@ class AwsPredictivePolicy final : public Policy {
 
   std::string_view name() const override { return "aws"; }
   Clock::Duration period() const override { return options_.datapoint_period; }
+  // Every scrape must reach observe(): a CloudWatch datapoint averages all of its minute's
+  // samples, not the last one. Scrapes come every 15-60 s; seeing one twice is harmless.
+  Clock::Duration observe_interval() const override { return std::chrono::seconds(1); }
   void init(const std::vector<ServiceSpec>& services) override;
   // Records the scraped arrival rate (into hourly load) and CPU utilisation (into 1-minute
   // datapoints). Each scrape (window.sampled_at) is recorded once, however often it is seen.

@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "control/controller.h"
+#include "core/clock.h"
+
 namespace prescale::scaling {
 namespace {
 
@@ -159,6 +162,73 @@ TEST(AwsPredictiveTargetTracking, DisableScaleIn) {
   AwsPredictivePolicy p(o);
   p.init({spec()});
   for (int m = 1; m <= 20; ++m) ASSERT_EQ(step(p, at(m * 60s), 10, 0, 0.1, 10).replicas, 10);
+}
+
+// A world like the simulator's: 4 replicas ready for an hour, scraped every 15 s over 30 s
+// windows. CPU is 90 % in the first half of every minute and 30 % in the second half, so the
+// minute averages 60 %, above the 50 % target.
+class ScrapedWorld final : public control::World {
+ public:
+  const Snapshot& observe(Clock::TimePoint now) override {
+    const Clock::TimePoint scrape = at(now.time_since_epoch() / 15s * 15s);
+    double cpu = 0.3;  // the window [30 s, 60 s] of the minute: low
+    switch (scrape.time_since_epoch() / 1s % 60) {
+      case 15:  // [-15 s, 15 s]: half low, half high
+      case 45:  // [15 s, 45 s]
+        cpu = 0.6;
+        break;
+      case 30:  // [0 s, 30 s]: high
+        cpu = 0.9;
+        break;
+    }
+    ServiceObservation s;
+    s.name = "svc";
+    s.desired_replicas = desired;
+    for (int i = 0; i < 4; ++i) {
+      ReplicaObservation r;
+      r.id = "svc-" + std::to_string(i);
+      r.state = ReplicaState::kReady;
+      r.started_at = at(0s);
+      r.ready_at = at(60s);
+      r.cpu_utilization = cpu;
+      r.metric_time = scrape;
+      r.metric_window = 30s;
+      s.replicas.push_back(r);
+    }
+    s.window.sampled_at = scrape;
+    s.window.length = 30s;
+    s.window.arrival_rps = 100;
+    s.window.mean_cpu_utilization = cpu;
+    snapshot_ = {now, {s}, {}};
+    return snapshot_;
+  }
+  Result<void> scale(std::string_view, int replicas) override {
+    desired = replicas;
+    return {};
+  }
+  Result<void> restart(std::string_view) override { return {}; }
+
+  int desired = 4;
+
+ private:
+  Snapshot snapshot_;
+};
+
+// CloudWatch's 1-minute datapoint averages every sample of the minute (docs/baselines.md,
+// "Recording"), so the policy must be observed at every scrape, not once per decision.
+TEST(AwsPredictiveTargetTracking, DatapointAveragesEveryScrapeOfTheMinute) {
+  AwsPredictivePolicy policy;  // target 50 %, AlarmHigh 3 datapoints
+  ScrapedWorld world;
+  ManualClock clock;
+  clock.set(at(1h));
+  control::Controller controller(world, policy, {spec()}, clock);
+  // As sim/experiment.cc drives it: tick, then jump to next_tick().
+  while (clock.now() < at(1h + 5min)) {
+    controller.tick();
+    clock.set(controller.next_tick());
+  }
+  // 60 % > 50 % for 3 datapoints: ceil(4 x 0.6 / 0.5) = 5. The last scrape alone reads 30 %.
+  EXPECT_EQ(world.desired, 5);
 }
 
 // --- Predictive scaling ---

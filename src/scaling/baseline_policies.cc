@@ -35,7 +35,7 @@ void HpaPolicy::init(const std::vector<ServiceSpec>& services) {
     spec.max_replicas = s.max_replicas;
     spec.target_cpu_utilization_percent = options_.target_cpu_utilization_percent;
     spec.tolerance = options_.tolerance;
-    if (!options_.legacy_normalization) spec.behavior = options_.behavior;
+    spec.behavior = options_.behavior;
     hpas_.emplace(s.name, HorizontalPodAutoscaler(spec));
   }
 }

@@ -17,10 +17,11 @@ namespace prescale::scaling {
 struct HpaPolicyOptions {
   int target_cpu_utilization_percent = 80;  // the API default; users often pick 50-70
   Clock::Duration sync_period{std::chrono::seconds(15)};
-  // nullopt = the HPA's API defaults for `behavior`. Set `legacy_normalization` for HPAs
-  // created without behavior through autoscaling/v1.
-  std::optional<HpaBehavior> behavior = HpaBehavior::defaults();
-  bool legacy_normalization = false;
+  // nullopt: an HPA without `behavior`, as `kubectl autoscale` or a plain autoscaling/v2 object
+  // creates it (upstream autoscaling/v2 defaults.go fills behavior only when the object has one),
+  // normalised the legacy way: the maximum recommendation of the last 300 s, inclusive. Set it,
+  // e.g. to HpaBehavior::defaults(), for an HPA that declares `behavior`.
+  std::optional<HpaBehavior> behavior = std::nullopt;
   double tolerance = 0.1;
 };
 

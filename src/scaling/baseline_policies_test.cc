@@ -31,7 +31,7 @@ TEST(HpaPolicyTest, ScalesOnCpuLikeTheHpa) {
   HpaPolicy policy({.target_cpu_utilization_percent = 50});
   policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 20}});
   // 4 pods at 100 % of request against a 50 % target: desired = ceil(2.0 * 4) = 8, which the
-  // default behavior allows (max(4 pods, 100 %) per 15 s).
+  // legacy normalisation allows (at most max(2 x 4, 4)).
   Snapshot snap{at(900), {service_with_cpu(4, 1.0, at(900))}, {}};
   Plan plan = policy.decide(snap, at(900));
   ASSERT_EQ(plan.decisions.size(), 1u);
@@ -57,6 +57,35 @@ TEST(HpaPolicyTest, StartingReplicasAreUnreadyAndDrainingIgnored) {
   Plan plan = policy.decide({at(900), {s}, {}}, at(900));
   ASSERT_EQ(plan.decisions.size(), 1u);
   EXPECT_EQ(plan.decisions[0].replicas, 3);  // within tolerance: keep current
+}
+
+// The default is an HPA without `behavior` (upstream autoscaling/v2 defaults.go fills it only
+// when the object has one): normalizeDesiredReplicas keeps the maximum recommendation not
+// Before(now - 300 s), so one exactly 300 s old still holds the count.
+TEST(HpaPolicyTest, DefaultHoldsTheRecommendationExactly300sOld) {
+  HpaPolicy policy;  // target 80 %, sync 15 s
+  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 20}});
+  // t = 900 s: 10 pods on target, recommendation 10; then 8 %, recommendation 1.
+  for (int t = 900; t < 1200; t += 15) {
+    const double cpu = t == 900 ? 0.8 : 0.08;
+    const Plan p = policy.decide({at(t), {service_with_cpu(10, cpu, at(t))}, {}}, at(t));
+    ASSERT_EQ(p.decisions.at(0).replicas, 10) << "t=" << t;
+  }
+  const Plan p = policy.decide({at(1200), {service_with_cpu(10, 0.08, at(1200))}, {}}, at(1200));
+  EXPECT_EQ(p.decisions.at(0).replicas, 10);
+}
+
+TEST(HpaPolicyTest, BehaviorIsAnOption) {
+  HpaPolicy policy({.behavior = HpaBehavior::defaults()});
+  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 20}});
+  for (int t = 900; t < 1200; t += 15) {
+    const double cpu = t == 900 ? 0.8 : 0.08;
+    const Plan p = policy.decide({at(t), {service_with_cpu(10, cpu, at(t))}, {}}, at(t));
+    ASSERT_EQ(p.decisions.at(0).replicas, 10) << "t=" << t;
+  }
+  // The behavior scale-down window is exclusive: the 900 s recommendation has left it.
+  const Plan p = policy.decide({at(1200), {service_with_cpu(10, 0.08, at(1200))}, {}}, at(1200));
+  EXPECT_EQ(p.decisions.at(0).replicas, 1);
 }
 
 TEST(KpaPolicyTest, TargetsContainerConcurrencyTimesUtilization) {

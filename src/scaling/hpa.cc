@@ -74,7 +74,11 @@ Utilization utilization_of(const std::vector<std::pair<size_t, std::int64_t>>& m
   return u;
 }
 
-bool within_tolerance(double ratio, double tolerance) { return std::abs(1.0 - ratio) <= tolerance; }
+// Upstream replica_calculator.go Tolerances.isWithin: `(1.0-t.scaleDown) <= ratio && ratio <=
+// (1.0+t.scaleUp)`. Not |1 - ratio| <= t: in doubles |1 - 1.1| > 0.1, which would scale up.
+bool within_tolerance(double ratio, double tolerance) {
+  return 1.0 - tolerance <= ratio && ratio <= 1.0 + tolerance;
+}
 
 }  // namespace
 
@@ -232,7 +236,7 @@ int calc_external_average_value_replicas(int current_replicas, double metric_tot
   const double usage = static_cast<double>(ceil_units(metric_total * 1000.0));
   const double target = static_cast<double>(ceil_units(average_value_target * 1000.0));
   const double ratio = usage / (target * static_cast<double>(current_replicas));
-  if (std::abs(1.0 - ratio) > tolerance) return to_int(std::ceil(usage / target));
+  if (!within_tolerance(ratio, tolerance)) return to_int(std::ceil(usage / target));
   return current_replicas;
 }
 

@@ -210,6 +210,15 @@ TEST(HpaReplicaCalc, ComputedToleranceAlgImplementation) {
   expect_calc(c.run(55), 10, 50);
 }
 
+TEST(HpaReplicaCalc, RatioExactlyOnePlusToleranceIsWithin) {
+  // Upstream replica_calculator.go Tolerances.isWithin: `ratio <= 1.0 + t.scaleUp`. 88 % against
+  // 80 % is 1.1 == 1.0 + 0.1 in doubles (while |1 - 1.1| = 0.10000000000000009 > 0.1).
+  const CalcCase c{.current = 10, .requests = ones(10), .levels = std::vector<double>(10, 880)};
+  expect_calc(c.run(80), 10, 88);
+  // The same rule for External AverageValue: 110 / (10 x 10) = 1.1.
+  EXPECT_EQ(calc_external_average_value_replicas(10, 110.0, 10.0, kTolerance), 10);
+}
+
 TEST(HpaReplicaCalc, MissingMetrics) {  // TestReplicaCalcMissingMetrics
   const CalcCase c{.current = 4, .requests = ones(4), .levels = {400, 95}};
   const ReplicaCalculation r = c.run(100);

@@ -182,6 +182,9 @@ double KpaWindowAverager::average(Clock::TimePoint now) const {
   if (since_write <= Clock::Duration::zero()) {
     return round_6_digits(window_total_ / static_cast<double>(std::min(written, n)));
   }
+  // Upstream bucketing.go WindowAverage: exactly one window after the last write the buckets
+  // are not empty (isEmpty is `> window`) but none is inside the window: `default: return 0`.
+  if (since_write >= window_) return 0;
   // Trailing seconds without data: their slots still hold values from a window ago.
   const std::int64_t st = index_of(*last_write_);
   const std::int64_t e = index_of(t);

@@ -304,6 +304,33 @@ TEST(KpaAutoscaler, NoDataNoDecision) {  // TestAutoscalerNoDataNoAutoscale
   EXPECT_FALSE(a.scale(kNow + 62s, 1).valid);  // nothing recorded for a whole stable window
 }
 
+// Upstream bucketing.go WindowAverage exactly one window after the last write: not empty
+// (isEmpty is `now - lastWrite > window`) and not `d < t.window`, so `default: return 0`.
+TEST(KpaAutoscaler, StableAverageOneWindowAfterLastWriteIsZero) {
+  // Knative's defaults: stable window 60 s, max scale-down rate 2, min_scale 1.
+  KnativeAutoscaler a(KpaSpec{}, kNow, 1);
+  a.record(kNow, 100, 100);
+  const KnativeAutoscaler::Decision d = a.scale(kNow + 60s, /*ready_pods=*/10);
+  ASSERT_TRUE(d.valid);  // not ErrNoData: 60 s is not > 60 s
+  EXPECT_EQ(d.stable_avg, 0.0);
+  // 0 wanted, limited by the scale-down rate to floor(10 / 2) = 5.
+  EXPECT_EQ(d.desired, 5);
+}
+
+TEST(KpaAutoscaler, PanicAverageOneWindowAfterLastWriteIsZero) {
+  // Knative's defaults: panic window 6 s, target 70, max scale-up rate 1000.
+  KnativeAutoscaler a(KpaSpec{}, kNow, 1);
+  a.record(kNow, 0.1, 0.1);
+  a.record(kNow + 1s, 0.2, 0.2);
+  // 6 s after the last write the panic average is 0 (a rounding residue / 0 would be +inf and
+  // panic to 1000 x ready); the stable one is 0.15.
+  const KnativeAutoscaler::Decision d = a.scale(kNow + 7s, /*ready_pods=*/1);
+  ASSERT_TRUE(d.valid);
+  EXPECT_EQ(d.panic_avg, 0.0);
+  EXPECT_FALSE(d.panicking);
+  EXPECT_EQ(d.desired, 1);
+}
+
 TEST(KpaAutoscaler, SteadySpikePanicHoldAndHalving) {
   KnativeAutoscaler a(KpaSpec{}, kNow, 1);  // target 70 per pod, min-scale 1
   int ready = 2;
