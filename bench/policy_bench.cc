@@ -3,12 +3,15 @@
 // with its own fitted forecaster (the most work a decision can have: nothing is propagated from
 // callers); the forecaster is fitted once on a synthetic daily + weekly series and copied to all
 // services, since fitting 10,000 of them would only measure fitting. Refits are amortised over
-// periods and not part of decide(); BM_Refit measures one.
+// periods and not part of decide(); BM_Refit measures one. The world is scraped every 15 s as
+// the controller does (observe(), outside the timing): without it the forecasts would end 15
+// minutes into the run and most decisions would take the cheaper no-forecast path.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
 #include <numbers>
 #include <random>
+#include <string>
 
 #include "forecast/forecaster.h"
 #include "scaling/prescale_policy.h"
@@ -79,11 +82,26 @@ Fixture* build(int services) {
 void BM_Decide(benchmark::State& state) {
   Fixture* f = build(static_cast<int>(state.range(0)));
   Clock::TimePoint now = f->snapshot.time;
+  Clock::TimePoint scraped = f->snapshot.services.front().window.sampled_at;
+  std::string reason;  // the last decision's, to show what planned it
   for (auto _ : state) {
+    if (now - scraped >= 15s) {  // a scrape, as the controller's every 15 s
+      state.PauseTiming();
+      scraped = now;
+      f->snapshot.time = now;
+      for (auto& o : f->snapshot.services) {
+        o.window.sampled_at = now;
+        o.last_second.at = now;
+      }
+      f->policy.observe(f->snapshot);
+      state.ResumeTiming();
+    }
     Plan plan = f->policy.decide(f->snapshot, now);
     benchmark::DoNotOptimize(plan);
+    if (!plan.decisions.empty()) reason = plan.decisions.front().reason;
     now += 5s;
   }
+  state.SetLabel(reason.substr(0, reason.find(':', reason.find(':') + 1)));
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
 BENCHMARK(BM_Decide)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
