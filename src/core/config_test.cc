@@ -527,6 +527,15 @@ services:
   EXPECT_EQ(d->policy.scale_down_delay, 5min);
   EXPECT_EQ(error_of("version: 1\npolicy:\n  scale_down_delay: -1m\n"),
             R"(prescale.yaml:3:21: policy.scale_down_delay: durations cannot be negative, got "-1m")");
+  // The forecast delay: read, defaulted and checked like scale_down_delay (review).
+  Result<Config> f = load_config_string(
+      "version: 1\npolicy: {forecast_scale_down_delay: 90s}\n");
+  ASSERT_TRUE(f.has_value()) << f.error().message;
+  EXPECT_EQ(f->policy.forecast_scale_down_delay, 90s);
+  EXPECT_EQ(f->policy.scale_down_delay, 5min);
+  EXPECT_EQ(d->policy.forecast_scale_down_delay, 3min);
+  EXPECT_EQ(error_of("version: 1\npolicy:\n  forecast_scale_down_delay: -1m\n"),
+            R"(prescale.yaml:3:30: policy.forecast_scale_down_delay: durations cannot be negative, got "-1m")");
   EXPECT_EQ(error_of("version: 1\npolicy:\n  quantile: 0.3\n"),
             "prescale.yaml:3:13: policy.quantile: must be >= 0.5, got 0.3");
   EXPECT_EQ(error_of("version: 1\npolicy:\n  quantile: 1\n"),

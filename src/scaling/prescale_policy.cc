@@ -379,8 +379,10 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
         }
       }
       s.demand_source = "callers";
+      // Forecast-driven only when every caller is: a caller planned from its observed load
+      // (too little history) holds for the longer delay, and so must what it calls.
       s.forecast_driven =
-          std::any_of(callers_[idx].begin(), callers_[idx].end(),
+          std::all_of(callers_[idx].begin(), callers_[idx].end(),
                       [&](const auto& c) { return services_[c.first]->forecast_driven; });
       if (s.external && covers_now(*s.external)) {
         // Its own requests from outside the call graph, on top.
@@ -391,7 +393,8 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
           s.demand[k] += demand_at(f.p50[h], f.p90[h], f.p99[h], quantile_score_);
         }
         s.demand_source = "callers + own forecast";
-        s.forecast_driven = true;
+      } else if (s.external) {
+        s.forecast_driven = false;  // its own requests are not forecast yet: observed only
       }
     } else if (covers_now(s)) {
       const forecast::QuantileForecast& f = s.forecast;

@@ -67,7 +67,7 @@ struct PrescalePolicyOptions {
   // minutes, an hour of history too short to forecast them) must find its replicas still there.
   // Five minutes, the HPA's scale-down stabilisation window.
   Clock::Duration scale_down_delay{std::chrono::minutes(5)};
-  // The delay while a forecast plans the service (its own, or its callers' propagated to it):
+  // The delay while a forecast plans the service (its own, or every caller's propagated to it):
   // the forecast's band already holds what the next startup window may need, so a longer hold
   // pays for replicas the forecast says are not (docs/prescale_policy.md, point 6).
   Clock::Duration forecast_scale_down_delay{std::chrono::minutes(3)};

@@ -942,5 +942,57 @@ TEST(PrescalePolicyTest, AServiceMissingFromOneSnapshotKeepsItsReplicas) {
   EXPECT_FALSE(decision_for(policy.decide(gap, at(615)), "api"));
 }
 
+// Two front ends call "back" (fan-out 1 each): "fc" has a forecast (two hours of flat history),
+// "obs" has none (planned from its observed load). obs's load stops at `drop`; returns, per
+// service, the seconds after the drop at which its count was first lowered.
+std::map<std::string, double> release_after_a_reactive_callers_drop(PrescalePolicyOptions options) {
+  const double start = 2 * 3600;
+  forecast::Series flat;
+  flat.step_seconds = 60;
+  flat.values.assign(120, 100.0);
+  PrescalePolicy policy(options);
+  policy.init({spec("fc"), spec("obs"), spec("back")});
+  EXPECT_TRUE(policy.load_history("fc", flat, at(start)));
+  FakeWorld world{{{"fc", 100, 2, 0}, {"obs", 400, 5, 0}, {"back", 500, 6, 0}},
+                  {{"fc", "back", 1.0, 0}, {"obs", "back", 1.0, 0}}};
+  const double drop = start + 10 * 60;
+  std::map<std::string, double> released;
+  for (double t = start + 15; t <= drop + 600; t += 15) {
+    if (t > drop) {
+      world.services[1].rps = 0;
+      world.services[2].rps = 100;
+    }
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    for (const Decision& d : policy.decide(s, at(t)).decisions) {
+      for (auto& svc : world.services) {
+        if (svc.name != d.service) continue;
+        if (t > drop && d.replicas < svc.replicas && !released.count(svc.name)) {
+          released[svc.name] = t - drop;
+        }
+        svc.replicas = d.replicas;
+      }
+    }
+  }
+  return released;
+}
+
+// "back" is planned from fc's forecast plus obs's observed load: the part of its plan that came
+// from obs is as reactive as obs's own plan, which holds for scale_down_delay. Released after
+// forecast_scale_down_delay, back is short of replicas when obs's on/off traffic resumes while
+// obs still holds its own.
+TEST(PrescalePolicyTest, ADownstreamOfAReactiveCallerHoldsAsLongAsThatCaller) {
+  PrescalePolicyOptions options;
+  options.scale_down_delay = 5min;
+  options.forecast_scale_down_delay = 60s;
+  const std::map<std::string, double> released = release_after_a_reactive_callers_drop(options);
+  ASSERT_TRUE(released.count("obs"));
+  ASSERT_TRUE(released.count("back"));
+  EXPECT_GE(released.at("obs"), 300);
+  EXPECT_GE(released.at("back"), released.at("obs"))
+      << "back lowered " << released.at("back") << " s after obs's load stopped, obs "
+      << released.at("obs") << " s";
+}
+
 }  // namespace
 }  // namespace prescale::scaling
