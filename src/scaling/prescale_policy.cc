@@ -9,12 +9,6 @@
 
 namespace prescale::scaling {
 
-using internal::kMinute;
-using internal::minute_of;
-using internal::minute_start;
-using internal::normal_score;
-using internal::seconds;
-
 double internal::normal_score(double q) {
   double lo = -10, hi = 10;
   for (int i = 0; i < 80; ++i) {

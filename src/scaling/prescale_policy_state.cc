@@ -7,12 +7,6 @@
 
 namespace prescale::scaling {
 
-using internal::kMinute;
-using internal::minute_of;
-using internal::minute_start;
-using internal::normal_score;
-using internal::seconds;
-
 namespace {
 
 constexpr int kStateVersion = 1;

@@ -39,6 +39,12 @@ double normal_score(double q);
 
 }  // namespace internal
 
+using internal::kMinute;
+using internal::minute_of;
+using internal::minute_start;
+using internal::normal_score;
+using internal::seconds;
+
 // A per-minute demand series and its forecaster.
 struct PrescalePolicy::DemandSeries {
   // Per-minute mean arrival rate. `minute` is the minute being accumulated; `history` ends with
