@@ -231,228 +231,246 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
   // Demand per service and minute ahead, sources before the services they call.
   for (size_t idx : order_) {
     ServiceState& s = *services_[idx];
-    // Snapshots list services in a stable order: the position found once is checked, not
-    // searched, on later ticks.
-    const ServiceObservation* o = nullptr;
-    if (s.snapshot_index < snapshot.services.size() &&
-        snapshot.services[s.snapshot_index].name == s.spec.name) {
-      o = &snapshot.services[s.snapshot_index];
-    } else if ((o = snapshot.service(s.spec.name)) != nullptr) {
-      s.snapshot_index = static_cast<size_t>(o - snapshot.services.data());
-    }
-    s.observed_rps = 0;
-    s.observed_seconds = 0;
-    s.observed_now = false;
-    s.backlog_rps = 0;
-    s.queued = 0;
-    s.ready = 0;
-    s.starting = 0;
-    s.starting_left = 0;
-    s.current = o != nullptr ? o->desired_replicas : -1;
-    s.in_snapshot = o != nullptr;
-    if (o != nullptr && (o->window.length > Clock::Duration::zero() || o->last_second.valid)) {
-      s.seen = true;
-    }
-    if (o != nullptr) {
-      const double window = std::isfinite(o->window.arrival_rps) ? o->window.arrival_rps : 0;
-      // The last second is current but noisy; it overrides the 30 s window only on a surge.
-      const double second = o->last_second.valid ? o->last_second.requests : 0;
-      const bool surge = second > 1.5 * window;
-      s.observed_rps = surge ? second : window;
-      s.observed_now = surge;
-      s.observed_seconds = surge                           ? 1.0
-                           : o->window.traffic_seconds > 0 ? o->window.traffic_seconds
-                                                           : seconds(o->window.length);
-      s.ready = o->count(ReplicaState::kReady);
-      const double startup = seconds(s.spec.startup_time);
-      for (const ReplicaObservation& r : o->replicas) {
-        if (r.state != ReplicaState::kStarting) continue;
-        ++s.starting;
-        const double left = std::clamp(startup - seconds(now - r.started_at), 0.0, startup);
-        s.starting_left = std::max(s.starting_left, left);
-      }
-      const double in_service = static_cast<double>(s.ready) * std::max(1, s.spec.max_concurrency);
-      const double concurrency =
-          o->last_second.valid ? o->last_second.concurrency : o->window.concurrency;
-      if (s.spec.max_concurrency > 0 && concurrency > in_service) {
-        s.queued = concurrency - in_service;
-      }
-    }
-    // Minutes the plan must cover: from now until a replica started now would be ready, plus
-    // one decision period.
-    const double ahead = into_minute + seconds(s.spec.startup_time) + seconds(options_.period);
-    const auto minutes = static_cast<size_t>(std::max(1.0, std::ceil(ahead / 60.0)));
-    s.demand.assign(minutes, 0.0);
-    // A forecast's index 0 is the minute of the scrape it was made after (its window's middle):
-    // behind now's minute for the first half-window of every minute, and while scrapes stall.
-    // `lag` minutes behind, now's minute + k is index lag + k; a forecast that ends before now
-    // says nothing about it.
-    auto lag_of = [&](const DemandSeries& d) -> std::int64_t {
-      return d.minute ? minute - *d.minute : 0;
-    };
-    auto covers_now = [&](const DemandSeries& d) {
-      return !d.forecast.p50.empty() &&
-             lag_of(d) < static_cast<std::int64_t>(d.forecast.p50.size());
-    };
-    auto index_at = [](const forecast::QuantileForecast& f, std::int64_t i) {
-      return static_cast<size_t>(
-          std::clamp<std::int64_t>(i, 0, static_cast<std::int64_t>(f.p50.size()) - 1));
-    };
-
-    if (!callers_[idx].empty()) {
-      for (const auto& [caller, fanout] : callers_[idx]) {
-        const ServiceState& c = *services_[caller];
-        if (c.demand.empty()) continue;
-        for (size_t k = 0; k < minutes; ++k) {
-          s.demand[k] += fanout * c.demand[std::min(k, c.demand.size() - 1)];
-        }
-      }
-      s.demand_source = "callers";
-      // Forecast-driven only when every caller is: a caller planned from its observed load
-      // (too little history) holds for the longer delay, and so must what it calls.
-      s.forecast_driven =
-          std::all_of(callers_[idx].begin(), callers_[idx].end(),
-                      [&](const auto& c) { return services_[c.first]->forecast_driven; });
-      if (s.external && covers_now(*s.external)) {
-        // Its own requests from outside the call graph, on top.
-        const forecast::QuantileForecast& f = s.external->forecast;
-        const std::int64_t lag = lag_of(*s.external);
-        for (size_t k = 0; k < minutes; ++k) {
-          const size_t h = index_at(f, lag + static_cast<std::int64_t>(k));
-          s.demand[k] += demand_at(f.p50[h], f.p90[h], f.p99[h], quantile_score_);
-        }
-        s.demand_source = "callers + own forecast";
-      } else if (s.external) {
-        s.forecast_driven = false;  // its own requests are not forecast yet: observed only
-      }
-    } else if (covers_now(s)) {
-      const forecast::QuantileForecast& f = s.forecast;
-      const std::int64_t lag = lag_of(s);
-      for (size_t k = 0; k < minutes; ++k) {
-        const size_t h = index_at(f, lag + static_cast<std::int64_t>(k));
-        s.demand[k] = demand_at(f.p50[h], f.p90[h], f.p99[h], quantile_score_);
-      }
-      const double level = planning_quantile();
-      s.demand_source = "forecast p" + fmt(level * 100, level < 0.99 ? 0 : 2);
-      s.forecast_driven = true;
-      // Load above the forecast band: the forecast is wrong by this much; lift the whole path.
-      // The band is the one of the minute the load was observed in: the window's middle (index
-      // 0, the minute the forecast was made after), or now's for the last second of a surge.
-      const size_t seen = index_at(f, s.observed_now ? lag : 0);
-      const double expected = demand_at(f.p50[seen], f.p90[seen], f.p99[seen], quantile_score_);
-      if (options_.reactive_floor && above_band(s.observed_rps, s.observed_seconds, f.p99[seen]) &&
-          expected > 0) {
-        const double lift = s.observed_rps / expected;
-        for (double& d : s.demand) d *= lift;
-        s.demand_source += " lifted x" + fmt(lift, 2) + " (load above the P99 band)";
-      }
-    } else {
-      std::fill(s.demand.begin(), s.demand.end(), s.observed_rps);
-      s.demand_source = "observed (no forecast yet)";
-      s.forecast_driven = false;
-    }
+    take_observation(s, snapshot, now);
+    plan_demand(s, idx, minute, into_minute);
   }
-
   for (size_t idx : order_) {
-    ServiceState& s = *services_[idx];
-    // No metrics yet (and none propagated from callers): nothing to decide on.
-    if (!s.seen && callers_[idx].empty()) continue;
-    if (!s.in_snapshot) continue;  // its count is unknown (a failed scrape): no decision
-    if (!s.first_decision) s.first_decision = now;
-    const double capacity = std::max(1e-9, capacity_.capacity_rps(s.spec.name));
-    double peak = 0;
-    for (double d : s.demand) peak = std::max(peak, d);
-    // Saturating: with capacity 0 (the 1e-9 above) the count is far beyond an int.
-    auto replicas_for = [&](double rps) {
-      return static_cast<int>(std::min(std::ceil(rps / capacity - 1e-9),
-                                       static_cast<double>(std::numeric_limits<int>::max())));
-    };
-    const int planned = replicas_for(peak);
-    int floor = 0;
-    int steady_floor = 0;  // without the backlog
-    if (options_.reactive_floor) {
-      const double steady_rps = s.observed_rps * (1 + options_.floor_headroom);
-      steady_floor = replicas_for(steady_rps);
-      // A backlog must be drained within backlog_drain once help is ready, and until then it
-      // grows by what the replicas in service cannot serve: size for that, not for the queue of
-      // this second (a step in load shows a queue of seconds when it is detected and one of a
-      // startup time when help arrives, which then delays every later request). Replicas
-      // already starting find the queue grown at the ready ones' shortfall; replicas started now
-      // find it after the starting ones have served too. The growth is taken against the
-      // capacity at the SLO, below a replica's throughput: an over-estimate near capacity,
-      // bounded by the release once the queue is gone.
-      if (s.queued > 0) {
-        const double startup = seconds(s.spec.startup_time);
-        const double ready_cap = static_cast<double>(s.ready) * capacity;
-        const double all_cap = static_cast<double>(s.ready + s.starting) * capacity;
-        const double when_starting_ready =
-            std::max(0.0, s.queued + (s.observed_rps - ready_cap) * s.starting_left);
-        const double when_new_ready = std::max(
-            0.0, when_starting_ready + (s.observed_rps - all_cap) * (startup - s.starting_left));
-        s.backlog_rps = std::max(when_starting_ready, when_new_ready) /
-                        std::max(1.0, seconds(options_.backlog_drain));
-        s.backlog_hold_until = now + s.spec.startup_time;
-      }
-      floor = replicas_for(steady_rps + s.backlog_rps);
-    }
-    const int need = std::max(planned, floor);
-    int desired = std::clamp(need, s.spec.min_replicas, s.spec.max_replicas);
-
-    // Scale down only to the highest plan of the last scale-down delay (the shorter one while a
-    // forecast plans the service). The replicas that drain a backlog are not part of those
-    // plans: they stay for a startup time after the backlog was last seen (help asked for must
-    // not be cancelled while it starts), then go at once.
-    const Clock::Duration delay =
-        s.forecast_driven ? options_.forecast_scale_down_delay : options_.scale_down_delay;
-    s.recent.emplace_back(
-        now, std::clamp(std::max(planned, steady_floor), s.spec.min_replicas, s.spec.max_replicas));
-    while (!s.recent.empty() &&
-           now - s.recent.front().first >
-               std::max(options_.scale_down_delay, options_.forecast_scale_down_delay)) {
-      s.recent.pop_front();
-    }
-    int held = -1;
-    if (desired < s.current && s.backlog_hold_until && now < *s.backlog_hold_until) {
-      held = s.current;
-      desired = s.current;
-    } else if (desired < s.current && now - *s.first_decision < delay) {
-      // Not yet a full delay's worth of plans: too early to know that fewer are enough.
-      held = s.current;
-      desired = s.current;
-    } else if (desired < s.current) {
-      held = desired;
-      for (const auto& [when, count] : s.recent) {
-        if (now - when <= delay) held = std::max(held, count);
-      }
-      held = std::min(held, s.current);
-      if (held > desired) desired = held;
-    }
-    const bool held_above_max = desired > s.spec.max_replicas;
-    desired = std::min(desired, s.spec.max_replicas);
-    if (desired == s.current) continue;
-
-    // The words, only for a change (formatting costs more than deciding).
-    std::string reason;
-    if (floor > planned) {
-      reason = "reactive floor: observed " + fmt(s.observed_rps, 1) + " rps" +
-               (s.backlog_rps > 0 ? " + backlog " + fmt(s.backlog_rps, 1) + " rps" : "") + " / " +
-               fmt(capacity, 1) + " rps per replica";
-    } else {
-      reason = s.demand_source + ": peak " + fmt(peak, 1) + " rps within the " +
-               fmt(seconds(s.spec.startup_time), 0) + " s startup / " + fmt(capacity, 1) +
-               " rps per replica";
-    }
-    if (need < s.spec.min_replicas)
-      reason += "; raised to min " + std::to_string(s.spec.min_replicas);
-    if (need > s.spec.max_replicas || held_above_max)
-      reason += "; capped at max " + std::to_string(s.spec.max_replicas);
-    if (held == desired && held > 0 &&
-        desired != std::clamp(need, s.spec.min_replicas, s.spec.max_replicas)) {
-      reason += "; scale-down delay: holding " + std::to_string(desired);
-    }
-    plan.decisions.push_back(Decision{s.spec.name, desired, "prescale: " + reason});
+    if (auto d = size_replicas(*services_[idx], idx, now)) plan.decisions.push_back(std::move(*d));
   }
   return plan;
+}
+
+// What the snapshot says of `s` now: its load (the 30 s window, or the last second on a surge),
+// its ready and starting replicas, and any queue beyond what the ready ones serve.
+void PrescalePolicy::take_observation(ServiceState& s, const Snapshot& snapshot,
+                                      Clock::TimePoint now) {
+  // Snapshots list services in a stable order: the position found once is checked, not
+  // searched, on later ticks.
+  const ServiceObservation* o = nullptr;
+  if (s.snapshot_index < snapshot.services.size() &&
+      snapshot.services[s.snapshot_index].name == s.spec.name) {
+    o = &snapshot.services[s.snapshot_index];
+  } else if ((o = snapshot.service(s.spec.name)) != nullptr) {
+    s.snapshot_index = static_cast<size_t>(o - snapshot.services.data());
+  }
+  s.observed_rps = 0;
+  s.observed_seconds = 0;
+  s.observed_now = false;
+  s.backlog_rps = 0;
+  s.queued = 0;
+  s.ready = 0;
+  s.starting = 0;
+  s.starting_left = 0;
+  s.current = o != nullptr ? o->desired_replicas : -1;
+  s.in_snapshot = o != nullptr;
+  if (o != nullptr && (o->window.length > Clock::Duration::zero() || o->last_second.valid)) {
+    s.seen = true;
+  }
+  if (o != nullptr) {
+    const double window = std::isfinite(o->window.arrival_rps) ? o->window.arrival_rps : 0;
+    // The last second is current but noisy; it overrides the 30 s window only on a surge.
+    const double second = o->last_second.valid ? o->last_second.requests : 0;
+    const bool surge = second > 1.5 * window;
+    s.observed_rps = surge ? second : window;
+    s.observed_now = surge;
+    s.observed_seconds = surge                           ? 1.0
+                         : o->window.traffic_seconds > 0 ? o->window.traffic_seconds
+                                                         : seconds(o->window.length);
+    s.ready = o->count(ReplicaState::kReady);
+    const double startup = seconds(s.spec.startup_time);
+    for (const ReplicaObservation& r : o->replicas) {
+      if (r.state != ReplicaState::kStarting) continue;
+      ++s.starting;
+      const double left = std::clamp(startup - seconds(now - r.started_at), 0.0, startup);
+      s.starting_left = std::max(s.starting_left, left);
+    }
+    const double in_service = static_cast<double>(s.ready) * std::max(1, s.spec.max_concurrency);
+    const double concurrency =
+        o->last_second.valid ? o->last_second.concurrency : o->window.concurrency;
+    if (s.spec.max_concurrency > 0 && concurrency > in_service) {
+      s.queued = concurrency - in_service;
+    }
+  }
+}
+
+// The demand `s` must be sized for in each minute from now until a replica started now is ready
+// (plus a period): its callers' propagated, its own forecast, or what it observes.
+void PrescalePolicy::plan_demand(ServiceState& s, size_t idx, std::int64_t minute,
+                                 double into_minute) {
+  // Minutes the plan must cover: from now until a replica started now would be ready, plus
+  // one decision period.
+  const double ahead = into_minute + seconds(s.spec.startup_time) + seconds(options_.period);
+  const auto minutes = static_cast<size_t>(std::max(1.0, std::ceil(ahead / 60.0)));
+  s.demand.assign(minutes, 0.0);
+  // A forecast's index 0 is the minute of the scrape it was made after (its window's middle):
+  // behind now's minute for the first half-window of every minute, and while scrapes stall.
+  // `lag` minutes behind, now's minute + k is index lag + k; a forecast that ends before now
+  // says nothing about it.
+  auto lag_of = [&](const DemandSeries& d) -> std::int64_t {
+    return d.minute ? minute - *d.minute : 0;
+  };
+  auto covers_now = [&](const DemandSeries& d) {
+    return !d.forecast.p50.empty() && lag_of(d) < static_cast<std::int64_t>(d.forecast.p50.size());
+  };
+  auto index_at = [](const forecast::QuantileForecast& f, std::int64_t i) {
+    return static_cast<size_t>(
+        std::clamp<std::int64_t>(i, 0, static_cast<std::int64_t>(f.p50.size()) - 1));
+  };
+
+  if (!callers_[idx].empty()) {
+    for (const auto& [caller, fanout] : callers_[idx]) {
+      const ServiceState& c = *services_[caller];
+      if (c.demand.empty()) continue;
+      for (size_t k = 0; k < minutes; ++k) {
+        s.demand[k] += fanout * c.demand[std::min(k, c.demand.size() - 1)];
+      }
+    }
+    s.demand_source = "callers";
+    // Forecast-driven only when every caller is: a caller planned from its observed load
+    // (too little history) holds for the longer delay, and so must what it calls.
+    s.forecast_driven = std::all_of(callers_[idx].begin(), callers_[idx].end(), [&](const auto& c) {
+      return services_[c.first]->forecast_driven;
+    });
+    if (s.external && covers_now(*s.external)) {
+      // Its own requests from outside the call graph, on top.
+      const forecast::QuantileForecast& f = s.external->forecast;
+      const std::int64_t lag = lag_of(*s.external);
+      for (size_t k = 0; k < minutes; ++k) {
+        const size_t h = index_at(f, lag + static_cast<std::int64_t>(k));
+        s.demand[k] += demand_at(f.p50[h], f.p90[h], f.p99[h], quantile_score_);
+      }
+      s.demand_source = "callers + own forecast";
+    } else if (s.external) {
+      s.forecast_driven = false;  // its own requests are not forecast yet: observed only
+    }
+  } else if (covers_now(s)) {
+    const forecast::QuantileForecast& f = s.forecast;
+    const std::int64_t lag = lag_of(s);
+    for (size_t k = 0; k < minutes; ++k) {
+      const size_t h = index_at(f, lag + static_cast<std::int64_t>(k));
+      s.demand[k] = demand_at(f.p50[h], f.p90[h], f.p99[h], quantile_score_);
+    }
+    const double level = planning_quantile();
+    s.demand_source = "forecast p" + fmt(level * 100, level < 0.99 ? 0 : 2);
+    s.forecast_driven = true;
+    // Load above the forecast band: the forecast is wrong by this much; lift the whole path.
+    // The band is the one of the minute the load was observed in: the window's middle (index
+    // 0, the minute the forecast was made after), or now's for the last second of a surge.
+    const size_t seen = index_at(f, s.observed_now ? lag : 0);
+    const double expected = demand_at(f.p50[seen], f.p90[seen], f.p99[seen], quantile_score_);
+    if (options_.reactive_floor && above_band(s.observed_rps, s.observed_seconds, f.p99[seen]) &&
+        expected > 0) {
+      const double lift = s.observed_rps / expected;
+      for (double& d : s.demand) d *= lift;
+      s.demand_source += " lifted x" + fmt(lift, 2) + " (load above the P99 band)";
+    }
+  } else {
+    std::fill(s.demand.begin(), s.demand.end(), s.observed_rps);
+    s.demand_source = "observed (no forecast yet)";
+    s.forecast_driven = false;
+  }
+}
+
+// The replica count for `s`: the planned peak or the reactive floor, within bounds, held by the
+// scale-down delay; a decision only for a change.
+std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t idx,
+                                                      Clock::TimePoint now) {
+  // No metrics yet (and none propagated from callers): nothing to decide on.
+  if (!s.seen && callers_[idx].empty()) return std::nullopt;
+  if (!s.in_snapshot) return std::nullopt;  // its count is unknown (a failed scrape): no decision
+  if (!s.first_decision) s.first_decision = now;
+  const double capacity = std::max(1e-9, capacity_.capacity_rps(s.spec.name));
+  double peak = 0;
+  for (double d : s.demand) peak = std::max(peak, d);
+  // Saturating: with capacity 0 (the 1e-9 above) the count is far beyond an int.
+  auto replicas_for = [&](double rps) {
+    return static_cast<int>(std::min(std::ceil(rps / capacity - 1e-9),
+                                     static_cast<double>(std::numeric_limits<int>::max())));
+  };
+  const int planned = replicas_for(peak);
+  int floor = 0;
+  int steady_floor = 0;  // without the backlog
+  if (options_.reactive_floor) {
+    const double steady_rps = s.observed_rps * (1 + options_.floor_headroom);
+    steady_floor = replicas_for(steady_rps);
+    // A backlog must be drained within backlog_drain once help is ready, and until then it
+    // grows by what the replicas in service cannot serve: size for that, not for the queue of
+    // this second (a step in load shows a queue of seconds when it is detected and one of a
+    // startup time when help arrives, which then delays every later request). Replicas
+    // already starting find the queue grown at the ready ones' shortfall; replicas started now
+    // find it after the starting ones have served too. The growth is taken against the
+    // capacity at the SLO, below a replica's throughput: an over-estimate near capacity,
+    // bounded by the release once the queue is gone.
+    if (s.queued > 0) {
+      const double startup = seconds(s.spec.startup_time);
+      const double ready_cap = static_cast<double>(s.ready) * capacity;
+      const double all_cap = static_cast<double>(s.ready + s.starting) * capacity;
+      const double when_starting_ready =
+          std::max(0.0, s.queued + (s.observed_rps - ready_cap) * s.starting_left);
+      const double when_new_ready = std::max(
+          0.0, when_starting_ready + (s.observed_rps - all_cap) * (startup - s.starting_left));
+      s.backlog_rps = std::max(when_starting_ready, when_new_ready) /
+                      std::max(1.0, seconds(options_.backlog_drain));
+      s.backlog_hold_until = now + s.spec.startup_time;
+    }
+    floor = replicas_for(steady_rps + s.backlog_rps);
+  }
+  const int need = std::max(planned, floor);
+  int desired = std::clamp(need, s.spec.min_replicas, s.spec.max_replicas);
+
+  // Scale down only to the highest plan of the last scale-down delay (the shorter one while a
+  // forecast plans the service). The replicas that drain a backlog are not part of those
+  // plans: they stay for a startup time after the backlog was last seen (help asked for must
+  // not be cancelled while it starts), then go at once.
+  const Clock::Duration delay =
+      s.forecast_driven ? options_.forecast_scale_down_delay : options_.scale_down_delay;
+  s.recent.emplace_back(
+      now, std::clamp(std::max(planned, steady_floor), s.spec.min_replicas, s.spec.max_replicas));
+  while (!s.recent.empty() &&
+         now - s.recent.front().first >
+             std::max(options_.scale_down_delay, options_.forecast_scale_down_delay)) {
+    s.recent.pop_front();
+  }
+  int held = -1;
+  if (desired < s.current && s.backlog_hold_until && now < *s.backlog_hold_until) {
+    held = s.current;
+    desired = s.current;
+  } else if (desired < s.current && now - *s.first_decision < delay) {
+    // Not yet a full delay's worth of plans: too early to know that fewer are enough.
+    held = s.current;
+    desired = s.current;
+  } else if (desired < s.current) {
+    held = desired;
+    for (const auto& [when, count] : s.recent) {
+      if (now - when <= delay) held = std::max(held, count);
+    }
+    held = std::min(held, s.current);
+    if (held > desired) desired = held;
+  }
+  const bool held_above_max = desired > s.spec.max_replicas;
+  desired = std::min(desired, s.spec.max_replicas);
+  if (desired == s.current) return std::nullopt;
+
+  // The words, only for a change (formatting costs more than deciding).
+  std::string reason;
+  if (floor > planned) {
+    reason = "reactive floor: observed " + fmt(s.observed_rps, 1) + " rps" +
+             (s.backlog_rps > 0 ? " + backlog " + fmt(s.backlog_rps, 1) + " rps" : "") + " / " +
+             fmt(capacity, 1) + " rps per replica";
+  } else {
+    reason = s.demand_source + ": peak " + fmt(peak, 1) + " rps within the " +
+             fmt(seconds(s.spec.startup_time), 0) + " s startup / " + fmt(capacity, 1) +
+             " rps per replica";
+  }
+  if (need < s.spec.min_replicas)
+    reason += "; raised to min " + std::to_string(s.spec.min_replicas);
+  if (need > s.spec.max_replicas || held_above_max)
+    reason += "; capped at max " + std::to_string(s.spec.max_replicas);
+  if (held == desired && held > 0 &&
+      desired != std::clamp(need, s.spec.min_replicas, s.spec.max_replicas)) {
+    reason += "; scale-down delay: holding " + std::to_string(desired);
+  }
+  return Decision{s.spec.name, desired, "prescale: " + reason};
 }
 
 Result<void> PrescalePolicy::load_history(std::string_view service, const forecast::Series& minutes,

@@ -152,6 +152,10 @@ class PrescalePolicy final : public Policy {
   // before it.
   void accumulate(DemandSeries& s, std::int64_t m, double rate, Clock::TimePoint sampled_at);
   void refresh_graph();
+  // decide()'s three steps for one service (in call-graph order).
+  void take_observation(ServiceState& s, const Snapshot& snapshot, Clock::TimePoint now);
+  void plan_demand(ServiceState& s, size_t idx, std::int64_t minute, double into_minute);
+  std::optional<Decision> size_replicas(ServiceState& s, size_t idx, Clock::TimePoint now);
 
   PrescalePolicyOptions options_;
   TopologyLearner topology_;
