@@ -28,13 +28,14 @@ namespace {
 constexpr int64_t kNanosPerSecond = 1'000'000'000;
 // Gap filling must not turn one stray timestamp into gigabytes of zeros.
 constexpr int64_t kMaxSteps = 50'000'000;
-// NASA's column is local time at the Kennedy Space Center: EDT, UTC-4, all July.
 // Times are read within ±4.6e9 s of the epoch (the years 1824 to 2115), so that the difference
 // of any two, in nanoseconds, fits an int64 (±9.2e18).
 constexpr double kMaxUnixSeconds = 4.6e9;
-constexpr int64_t kMaxAbsTimeNanos = 4'600'000'000 * kNanosPerSecond;
+constexpr int64_t kMaxAbsTimeNanos = static_cast<int64_t>(kMaxUnixSeconds) * kNanosPerSecond;
+constexpr std::string_view kBoundedTimestamp = "a timestamp in the years 1824 to 2115";
 // Step indices are integers a double holds exactly (below 2^53 ≈ 9e15); 1e15 is a round bound.
 constexpr double kMaxStepIndex = 1e15;
+// NASA's column is local time at the Kennedy Space Center: EDT, UTC-4, all July.
 constexpr int64_t kEdtToUtcNanos = 4 * 3600 * kNanosPerSecond;
 
 std::string stem_of(std::string_view source) {
@@ -162,8 +163,7 @@ Result<Trace> parse_series(CsvReader& csv, const std::vector<std::string_view>& 
         if (!t) return std::unexpected(csv.field_error(header, 0, "a timestamp", time_text));
         time = *t + format.zone_offset_ns;
         if (std::abs(time) > kMaxAbsTimeNanos) {
-          return std::unexpected(
-              csv.field_error(header, 0, "a timestamp in the years 1824 to 2115", time_text));
+          return std::unexpected(csv.field_error(header, 0, kBoundedTimestamp, time_text));
         }
         break;
       }
@@ -283,8 +283,8 @@ Result<Trace> parse_requests(CsvReader& csv, const std::vector<std::string_view>
           csv.field_error(header, time_column, "a timestamp", fields[time_column]));
     }
     if (std::abs(*t) > kMaxAbsTimeNanos) {
-      return std::unexpected(csv.field_error(
-          header, time_column, "a timestamp in the years 1824 to 2115", fields[time_column]));
+      return std::unexpected(
+          csv.field_error(header, time_column, kBoundedTimestamp, fields[time_column]));
     }
     double tokens[2] = {0, 0};
     size_t columns[2] = {context_column, generated_column};
