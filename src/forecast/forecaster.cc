@@ -185,8 +185,10 @@ Calibration calibrate(const Backtest& b, size_t begin, size_t end, int horizon, 
   return c;
 }
 
+// Never below 0; a blank (NaN) forecast is issued as 0.
 double quantile_at(double forecast, double z, double scale) {
-  return std::max(0.0, forecast + z * scale);
+  const double q = forecast + z * scale;
+  return q > 0 ? q : 0;
 }
 
 // Accumulates the scores of forecasts at one horizon.
@@ -387,7 +389,13 @@ Result<void> Forecaster::fit(const Series& history) {
         for (size_t o = half; o < b.predicted.size(); ++o) {
           const double y = b.actual[o][hh];
           const double f = b.predicted[o][hh];
-          if (!std::isfinite(y) || !std::isfinite(f)) continue;
+          if (!std::isfinite(y)) continue;
+          if (!std::isfinite(f)) {
+            // Left blank: predict() issues 0 at every quantile, and so it is scored (skipping it
+            // scored a candidate only at the horizons it chose to forecast).
+            sum.add(y, 0, 0, 0, 0);
+            continue;
+          }
           const double u = unit_of(unit, b.scale[o], f, level_floor_);
           sum.add(y, f, quantile_at(f, split.q50[hh], u), quantile_at(f, split.q90[hh], u),
                   quantile_at(f, split.q99[hh], u));
@@ -396,8 +404,8 @@ Result<void> Forecaster::fit(const Series& history) {
         loss += scores.back().pinball_p90;
         scored += sum.n;
       }
-      // A candidate that scored nothing (no outcome observed, or its forecasts all NaN) has a loss
-      // of 0 by default, not by merit: it cannot win. When none scored, the first one is kept.
+      // A candidate that scored nothing (no outcome observed) has a loss of 0 by default, not by
+      // merit: it cannot win. When none scored, the first one is kept.
       if (scored == 0) loss = std::numeric_limits<double>::infinity();
       calibrations.push_back(calibrate(b, 0, b.predicted.size(), horizon, unit, level_floor_));
       if (kept.empty() || loss < kept_loss) {

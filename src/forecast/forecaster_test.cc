@@ -305,6 +305,46 @@ TEST(ForecasterTest, ACandidateThatScoredNothingNeverWins) {
   EXPECT_EQ(f.selected(), "naive");
 }
 
+// The last value one step ahead, nothing (NaN) further: a model that forecasts only its
+// first horizon.
+class ShortSightedModel : public Model {
+ public:
+  std::string_view name() const override { return "short_sighted"; }
+  void fit(const Series& s) override {
+    for (double v : s.values) update(v);
+  }
+  void update(double value) override {
+    if (std::isfinite(value)) last_ = value;
+  }
+  void predict(std::span<double> out) const override {
+    std::ranges::fill(out, NAN);
+    if (!out.empty()) out[0] = last_;
+  }
+  std::unique_ptr<Model> clone() const override {
+    return std::make_unique<ShortSightedModel>(*this);
+  }
+
+ private:
+  double last_ = 0;
+};
+
+TEST(ForecasterTest, ACandidateIsScoredAtTheHorizonsItLeavesBlank) {
+  // Scored only where it forecast, its loss was the naive's first horizon alone and beat the
+  // naive's sum over every horizon; predict() issues a blank forecast as 0, and so it is scored.
+  ForecasterOptions o = hourly_day();
+  o.detect_cycle = false;
+  o.candidates = {"short_sighted", "naive"};
+  o.custom_models = {{"short_sighted", std::make_shared<ShortSightedModel>()}};
+  Forecaster f(o);
+  ASSERT_TRUE(f.fit(cyclic(8, 60)));
+  EXPECT_EQ(f.selected(), "naive");
+  for (const ForecastScore& score : f.backtest()) {
+    if (score.model == "short_sighted" && score.horizon > 1) {
+      EXPECT_GT(score.pinball_p90, 0);
+    }
+  }
+}
+
 TEST(EvaluateForecastsTest, NaiveOnARandomWalkHasMaseNearOne) {
   std::mt19937 rng(3);
   std::normal_distribution<double> step(0, 1);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <numeric>
 #include <optional>
 #include <utility>
@@ -35,6 +36,9 @@ constexpr int64_t kMaxAbsTimeNanos = static_cast<int64_t>(kMaxUnixSeconds) * kNa
 constexpr std::string_view kBoundedTimestamp = "a timestamp in the years 1824 to 2115";
 // Step indices are integers a double holds exactly (below 2^53 ≈ 9e15); 1e15 is a round bound.
 constexpr double kMaxStepIndex = 1e15;
+// A step is at least a millisecond and at most a (leap) year.
+constexpr double kMinStepSeconds = 0.001;
+constexpr double kMaxStepSeconds = 366 * 86400.0;
 // NASA's column is local time at the Kennedy Space Center: EDT, UTC-4, all July.
 constexpr int64_t kEdtToUtcNanos = 4 * 3600 * kNanosPerSecond;
 
@@ -506,10 +510,14 @@ Trace thin_arrivals(Trace trace, double factor) {
 Result<Trace> parse_trace(std::string_view text, std::string_view source,
                           const TraceOptions& options) {
   if (!std::isfinite(options.step_seconds) || options.step_seconds < 0 ||
-      (options.step_seconds > 0 && options.step_seconds < 0.001)) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "trace step must be 0 (the file's own) or at least 0.001 s, got " +
-                          std::to_string(options.step_seconds));
+      (options.step_seconds > 0 &&
+       (options.step_seconds < kMinStepSeconds || options.step_seconds > kMaxStepSeconds))) {
+    char message[160];
+    std::snprintf(message, sizeof message,
+                  "trace step must be 0 (the file's own) or at least %g s and at most %.0f s (a "
+                  "year), got %g s",
+                  kMinStepSeconds, kMaxStepSeconds, options.step_seconds);
+    return make_error(ErrorCode::kInvalidArgument, message);
   }
   CsvReader csv(text, source);
   std::vector<std::string_view> header;

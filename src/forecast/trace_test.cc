@@ -351,6 +351,15 @@ TEST(TraceErrorTest, BadHeadersAndRows) {
 
   EXPECT_FALSE(parse_trace("t,n\n0,1\n", "s.csv", step(-1)));
   EXPECT_FALSE(parse_trace("t,n\n0,1\n", "s.csv", step(1e-6)));
+  // A step beyond a year: in nanoseconds, 1e300 s overflowed an int64 (a negative step).
+  for (double huge : {1e300, 366.5 * 86400}) {
+    auto too_long = parse_trace("t,n\n2024-01-01,1\n2024-01-02,1\n", "s.csv", step(huge));
+    ASSERT_FALSE(too_long) << huge;
+    EXPECT_THAT(too_long.error().message, HasSubstr("at most 31622400 s"));
+  }
+  auto yearly = parse_trace("t,n\n2023-01-01,1\n2024-01-01,1\n", "s.csv", step(366 * 86400.0));
+  ASSERT_TRUE(yearly) << yearly.error().message;
+  EXPECT_EQ(yearly->step_seconds, 366 * 86400.0);
   auto tiny_step = parse_trace("t,n\n2024-01-01,1\n2025-01-01,1\n", "s.csv", step(0.001));
   ASSERT_FALSE(tiny_step);
   EXPECT_EQ(tiny_step.error().code, ErrorCode::kOutOfRange);
