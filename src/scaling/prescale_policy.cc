@@ -233,6 +233,7 @@ Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     ServiceState& s = *services_[idx];
     take_observation(s, snapshot, now);
     plan_demand(s, idx, minute, into_minute);
+    reactive_load(s, idx, now);
   }
   for (size_t idx : order_) {
     if (auto d = size_replicas(*services_[idx], idx, now)) plan.decisions.push_back(std::move(*d));
@@ -256,7 +257,6 @@ void PrescalePolicy::take_observation(ServiceState& s, const Snapshot& snapshot,
   s.observed_rps = 0;
   s.observed_seconds = 0;
   s.observed_now = false;
-  s.backlog_rps = 0;
   s.queued = 0;
   s.ready = 0;
   s.starting = 0;
@@ -371,6 +371,46 @@ void PrescalePolicy::plan_demand(ServiceState& s, size_t idx, std::int64_t minut
   }
 }
 
+// The load the reactive floor sizes `s` for. A step at the entry reaches the services it calls
+// only as fast as the entry's ready replicas serve it, so their own metrics show it only once
+// the entry's new replicas are ready, a startup time late: what arrives at a caller beyond what
+// its ready replicas serve counts, times the fan-out, as arriving here already, and so do the
+// rates at which callers' backlogs will drain into it.
+void PrescalePolicy::reactive_load(ServiceState& s, size_t idx, Clock::TimePoint now) {
+  s.arriving_rps = s.observed_rps;
+  s.unserved_rps = 0;
+  s.backlog_rps = 0;
+  s.callers_backlog_rps = 0;
+  if (!options_.reactive_floor) return;
+  for (const auto& [caller, fanout] : callers_[idx]) {
+    s.arriving_rps += fanout * services_[caller]->unserved_rps;
+  }
+  if (s.arriving_rps > s.observed_rps) s.backlog_hold_until = now + s.spec.startup_time;
+  const double capacity = std::max(1e-9, capacity_.capacity_rps(s.spec.name));
+  s.unserved_rps =
+      s.queued > 0 ? std::max(0.0, s.arriving_rps - static_cast<double>(s.ready) * capacity) : 0;
+  // A backlog must be drained within backlog_drain once help is ready, and until then it
+  // grows by what the replicas in service cannot serve: size for that, not for the queue of
+  // this second (a step in load shows a queue of seconds when it is detected and one of a
+  // startup time when help arrives, which then delays every later request). Replicas
+  // already starting find the queue grown at the ready ones' shortfall; replicas started now
+  // find it after the starting ones have served too. The growth is taken against the
+  // capacity at the SLO, below a replica's throughput: an over-estimate near capacity,
+  // bounded by the release once the queue is gone.
+  if (s.queued > 0) {
+    const double startup = seconds(s.spec.startup_time);
+    const double ready_cap = static_cast<double>(s.ready) * capacity;
+    const double all_cap = static_cast<double>(s.ready + s.starting) * capacity;
+    const double when_starting_ready =
+        std::max(0.0, s.queued + (s.observed_rps - ready_cap) * s.starting_left);
+    const double when_new_ready = std::max(
+        0.0, when_starting_ready + (s.observed_rps - all_cap) * (startup - s.starting_left));
+    s.backlog_rps = std::max(when_starting_ready, when_new_ready) /
+                    std::max(1.0, seconds(options_.backlog_drain));
+    s.backlog_hold_until = now + s.spec.startup_time;
+  }
+}
+
 // The replica count for `s`: the planned peak or the reactive floor, within bounds, held by the
 // scale-down delay; a decision only for a change.
 std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t idx,
@@ -391,29 +431,9 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
   int floor = 0;
   int steady_floor = 0;  // without the backlog
   if (options_.reactive_floor) {
-    const double steady_rps = s.observed_rps * (1 + options_.floor_headroom);
-    steady_floor = replicas_for(steady_rps);
-    // A backlog must be drained within backlog_drain once help is ready, and until then it
-    // grows by what the replicas in service cannot serve: size for that, not for the queue of
-    // this second (a step in load shows a queue of seconds when it is detected and one of a
-    // startup time when help arrives, which then delays every later request). Replicas
-    // already starting find the queue grown at the ready ones' shortfall; replicas started now
-    // find it after the starting ones have served too. The growth is taken against the
-    // capacity at the SLO, below a replica's throughput: an over-estimate near capacity,
-    // bounded by the release once the queue is gone.
-    if (s.queued > 0) {
-      const double startup = seconds(s.spec.startup_time);
-      const double ready_cap = static_cast<double>(s.ready) * capacity;
-      const double all_cap = static_cast<double>(s.ready + s.starting) * capacity;
-      const double when_starting_ready =
-          std::max(0.0, s.queued + (s.observed_rps - ready_cap) * s.starting_left);
-      const double when_new_ready = std::max(
-          0.0, when_starting_ready + (s.observed_rps - all_cap) * (startup - s.starting_left));
-      s.backlog_rps = std::max(when_starting_ready, when_new_ready) /
-                      std::max(1.0, seconds(options_.backlog_drain));
-      s.backlog_hold_until = now + s.spec.startup_time;
-    }
-    floor = replicas_for(steady_rps + s.backlog_rps);
+    const double headroom = 1 + options_.floor_headroom;
+    steady_floor = replicas_for(s.observed_rps * headroom);
+    floor = replicas_for(s.arriving_rps * headroom + s.backlog_rps);
   }
   const int need = std::max(planned, floor);
   int desired = std::clamp(need, s.spec.min_replicas, s.spec.max_replicas);
@@ -454,9 +474,15 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
   // The words, only for a change (formatting costs more than deciding).
   std::string reason;
   if (floor > planned) {
-    reason = "reactive floor: observed " + fmt(s.observed_rps, 1) + " rps" +
-             (s.backlog_rps > 0 ? " + backlog " + fmt(s.backlog_rps, 1) + " rps" : "") + " / " +
-             fmt(capacity, 1) + " rps per replica";
+    reason =
+        "reactive floor: " +
+        (s.arriving_rps > s.observed_rps ? "callers' load " + fmt(s.arriving_rps, 1) +
+                                               " rps (observed " + fmt(s.observed_rps, 1) + ")"
+                                         : "observed " + fmt(s.observed_rps, 1) + " rps") +
+        (s.backlog_rps > 0 ? " + backlog " + fmt(s.backlog_rps, 1) + " rps" : "") +
+        (s.callers_backlog_rps > 0 ? " + callers' backlog " + fmt(s.callers_backlog_rps, 1) + " rps"
+                                   : "") +
+        " / " + fmt(capacity, 1) + " rps per replica";
   } else {
     reason = s.demand_source + ": peak " + fmt(peak, 1) + " rps within the " +
              fmt(seconds(s.spec.startup_time), 0) + " s startup / " + fmt(capacity, 1) +

@@ -155,6 +155,7 @@ class PrescalePolicy final : public Policy {
   // decide()'s three steps for one service (in call-graph order).
   void take_observation(ServiceState& s, const Snapshot& snapshot, Clock::TimePoint now);
   void plan_demand(ServiceState& s, size_t idx, std::int64_t minute, double into_minute);
+  void reactive_load(ServiceState& s, size_t idx, Clock::TimePoint now);
   std::optional<Decision> size_replicas(ServiceState& s, size_t idx, Clock::TimePoint now);
 
   PrescalePolicyOptions options_;

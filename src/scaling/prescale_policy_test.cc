@@ -994,5 +994,53 @@ TEST(PrescalePolicyTest, ADownstreamOfAReactiveCallerHoldsAsLongAsThatCaller) {
       << released.at("obs") << " s";
 }
 
+
+// The front end's load is inside its forecast band, above the P90 it is planned at: its reactive
+// floor adds replicas, its plan — what the back end is planned from — stays at the P90. Its
+// ready replicas serve 50 req/s of the load and queue the rest, so the back end sees twice 50;
+// once the front's new replicas are ready it receives twice the whole load. It is sized for
+// that now, not a startup time after its own metrics move.
+TEST(PrescalePolicyTest, ACallersLoadBeyondItsReadyReplicasReachesWhatItCallsAtOnce) {
+  auto back_after_a_busy_minute = [](bool use_topology) {
+    PrescalePolicyOptions options = hourly_options();
+    options.use_topology = use_topology;
+    PrescalePolicy policy(options);
+    policy.init({spec("front", 10), spec("back", 10)});
+    // Five hours of a noisy 100 req/s at the front (±40, a fixed pseudo-random sequence), twice
+    // that at the back.
+    forecast::Series front, back;
+    front.step_seconds = back.step_seconds = 60;
+    for (int m = 0; m < 5 * 60; ++m) {
+      front.values.push_back(100 + (m * 37 % 81) - 40);
+      back.values.push_back(2 * front.values.back());
+    }
+    const double end = 5 * 3600;
+    EXPECT_TRUE(policy.load_history("front", front, at(end)));
+    EXPECT_TRUE(policy.load_history("back", back, at(end)));
+    FakeWorld world{{{"front", 100, 10, 0}, {"back", 200, 20, 0}}, {{"front", "back", 2.0, 0}}};
+    for (double t = end + 15; t <= end + 120; t += 15) policy.observe(world.at_time(t));
+    const forecast::QuantileForecast f = policy.demand_forecast("front");
+    EXPECT_FALSE(f.p90.empty());
+    const double load = f.p99.empty() ? 0 : (f.p90[0] + 3 * f.p99[0]) / 4;
+    world.services[0] = {"front", load, 5, 0};  // 5 ready serve 50 req/s, the rest queues
+    world.services[1].rps = 2 * 50;
+    Snapshot s = world.at_time(end + 180);
+    s.services[0].last_second.concurrency = 5 * 4 + 100;
+    policy.observe(s);
+    const Plan plan = policy.decide(s, at(end + 180));
+    const std::optional<Decision> front_decision = decision_for(plan, "front");
+    EXPECT_TRUE(front_decision && front_decision->replicas >= std::ceil(load * 1.05 / 10));
+    return std::make_pair(decision_for(plan, "back"), load);
+  };
+  const auto [back, load] = back_after_a_busy_minute(true);
+  ASSERT_TRUE(back);
+  // Its own 100 req/s and twice the front's 50 + (load − 50) unserved, with the floor's 5 %.
+  EXPECT_EQ(back->replicas, static_cast<int>(std::ceil((100 + 2 * (load - 50)) * 1.05 / 10)));
+  EXPECT_THAT(back->reason, HasSubstr("callers' load"));
+  // Planned from its own load (the ablation), it stays near what it sees.
+  const auto [blind, blind_load] = back_after_a_busy_minute(false);
+  EXPECT_TRUE(!blind || blind->replicas < back->replicas);
+}
+
 }  // namespace
 }  // namespace prescale::scaling
