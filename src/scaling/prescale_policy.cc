@@ -387,8 +387,12 @@ void PrescalePolicy::reactive_load(ServiceState& s, size_t idx, Clock::TimePoint
   }
   if (s.arriving_rps > s.observed_rps) s.backlog_hold_until = now + s.spec.startup_time;
   const double capacity = std::max(1e-9, capacity_.capacity_rps(s.spec.name));
+  // What it will serve once its replicas are ready — no more than its maximum can — less what
+  // it serves now.
+  const double will_serve =
+      std::min(s.arriving_rps, static_cast<double>(s.spec.max_replicas) * capacity);
   s.unserved_rps =
-      s.queued > 0 ? std::max(0.0, s.arriving_rps - static_cast<double>(s.ready) * capacity) : 0;
+      s.queued > 0 ? std::max(0.0, will_serve - static_cast<double>(s.ready) * capacity) : 0;
   // A backlog must be drained within backlog_drain once help is ready, and until then it
   // grows by what the replicas in service cannot serve: size for that, not for the queue of
   // this second (a step in load shows a queue of seconds when it is detected and one of a

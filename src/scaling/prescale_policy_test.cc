@@ -994,18 +994,19 @@ TEST(PrescalePolicyTest, ADownstreamOfAReactiveCallerHoldsAsLongAsThatCaller) {
       << released.at("obs") << " s";
 }
 
-
 // The front end's load is inside its forecast band, above the P90 it is planned at: its reactive
 // floor adds replicas, its plan — what the back end is planned from — stays at the P90. Its
 // ready replicas serve 50 req/s of the load and queue the rest, so the back end sees twice 50;
 // once the front's new replicas are ready it receives twice the whole load. It is sized for
 // that now, not a startup time after its own metrics move.
 TEST(PrescalePolicyTest, ACallersLoadBeyondItsReadyReplicasReachesWhatItCallsAtOnce) {
-  auto back_after_a_busy_minute = [](bool use_topology) {
+  auto back_after_a_busy_minute = [](bool use_topology, int front_max = 200) {
     PrescalePolicyOptions options = hourly_options();
     options.use_topology = use_topology;
     PrescalePolicy policy(options);
-    policy.init({spec("front", 10), spec("back", 10)});
+    ServiceSpec front_spec = spec("front", 10);
+    front_spec.max_replicas = front_max;
+    policy.init({front_spec, spec("back", 10)});
     // Five hours of a noisy 100 req/s at the front (±40, a fixed pseudo-random sequence), twice
     // that at the back.
     forecast::Series front, back;
@@ -1029,7 +1030,8 @@ TEST(PrescalePolicyTest, ACallersLoadBeyondItsReadyReplicasReachesWhatItCallsAtO
     policy.observe(s);
     const Plan plan = policy.decide(s, at(end + 180));
     const std::optional<Decision> front_decision = decision_for(plan, "front");
-    EXPECT_TRUE(front_decision && front_decision->replicas >= std::ceil(load * 1.05 / 10));
+    EXPECT_TRUE(front_max <= 5 ||
+                (front_decision && front_decision->replicas >= std::ceil(load * 1.05 / 10)));
     return std::make_pair(decision_for(plan, "back"), load);
   };
   const auto [back, load] = back_after_a_busy_minute(true);
@@ -1040,6 +1042,10 @@ TEST(PrescalePolicyTest, ACallersLoadBeyondItsReadyReplicasReachesWhatItCallsAtO
   // Planned from its own load (the ablation), it stays near what it sees.
   const auto [blind, blind_load] = back_after_a_busy_minute(false);
   EXPECT_TRUE(!blind || blind->replicas < back->replicas);
+  // A front end already at its maximum (its 5 ready replicas) will never pass more on.
+  const auto [capped, capped_load] = back_after_a_busy_minute(true, 5);
+  EXPECT_TRUE(!capped || capped->replicas < back->replicas);
+  EXPECT_TRUE(!capped || !capped->reason.contains("callers' load"));
 }
 
 }  // namespace
