@@ -610,6 +610,19 @@ TEST(SimCliTest, BadInputExitsTwoNamingTheProblem) {
   Outcome negative = run("queue-limit", {"--trace", trace, "--queue-limit", "-5ms"});
   EXPECT_THAT(negative.err, HasSubstr("--queue-limit"));
 
+  Outcome release_shape = run("release-shape", {"--trace", trace, "--release", "app:1h"});
+  EXPECT_THAT(release_shape.err,
+              AllOf(HasSubstr("--release app:1h"), HasSubstr("expected SERVICE:AT:FACTOR")));
+  Outcome release_service = run("release-service", {"--trace", trace, "--release", "db:1h:2"});
+  EXPECT_THAT(release_service.err, HasSubstr("no service \"db\" in the graph"));
+  Outcome release_at = run("release-at", {"--trace", trace, "--release", "app:soon:2"});
+  EXPECT_THAT(release_at.err, HasSubstr("AT: "));
+  Outcome release_factor = run("release-factor", {"--trace", trace, "--release", "app:1h:-2"});
+  EXPECT_THAT(release_factor.err, HasSubstr("FACTOR must be a positive number, got \"-2\""));
+  // 20 ms × 3: an idle replica's p99 is 0.28 s, past the 0.2 s SLO.
+  Outcome release_slo = run("release-slo", {"--trace", trace, "--release", "app:1h:3"});
+  EXPECT_THAT(release_slo.err, HasSubstr("leaves no capacity within the p99 SLO"));
+
   const std::string config = dir.file("prescale.yaml");
   testing::write_file(config, "version: 1\nservices:\n  - name: app\n    kind: builtin/echo\n");
   Outcome both = run("both", {"--trace", trace, "-f", config, "--topology", "single"});

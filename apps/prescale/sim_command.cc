@@ -47,6 +47,50 @@ std::optional<std::chrono::milliseconds> duration_flag(const std::string& flag,
   return *d;
 }
 
+// --release SERVICE:AT:FACTOR flags, added to the services of `config` (resolved first) in
+// order of AT. False after printing what is wrong.
+bool add_releases(sim::SimConfig& config, const std::vector<std::string>& flags) {
+  if (flags.empty()) return true;
+  auto resolved = sim::resolve_services(config);
+  if (!resolved) return true;  // reported by the caller's own check
+  config.services = std::move(*resolved);
+  for (const std::string& flag : flags) {
+    const size_t first = flag.find(':');
+    const size_t last = flag.rfind(':');
+    auto fail = [&](const std::string& why) {
+      std::cerr << "prescale sim: --release " << flag << ": " << why << "\n";
+      return false;
+    };
+    if (first == std::string::npos || first == last) {
+      return fail("expected SERVICE:AT:FACTOR (e.g. productcatalogservice:168h:1.5)");
+    }
+    const std::string name = flag.substr(0, first);
+    auto service = std::find_if(config.services.begin(), config.services.end(),
+                                [&](const sim::SimServiceConfig& s) { return s.name == name; });
+    if (service == config.services.end()) return fail("no service \"" + name + "\" in the graph");
+    auto at = internal::parse_duration(flag.substr(first + 1, last - first - 1));
+    if (!at) return fail("AT: " + at.error());
+    double factor = 0;
+    try {
+      size_t used = 0;
+      const std::string text = flag.substr(last + 1);
+      factor = std::stod(text, &used);
+      if (used != text.size()) factor = 0;
+    } catch (const std::exception&) {
+      factor = 0;
+    }
+    if (!(factor > 0) || !std::isfinite(factor)) {
+      return fail("FACTOR must be a positive number, got \"" + flag.substr(last + 1) + "\"");
+    }
+    sim::ServiceTimeChange change{*at, service->mean_service_time_seconds * factor};
+    auto& releases = service->releases;
+    releases.insert(std::upper_bound(releases.begin(), releases.end(), change,
+                                     [](const auto& a, const auto& b) { return a.at < b.at; }),
+                    change);
+  }
+  return true;
+}
+
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
   std::stringstream in(text);
@@ -224,6 +268,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     config.service_defaults.startup_time = scaled(config.service_defaults.startup_time);
     for (auto& svc : config.services) svc.startup_time = scaled(svc.startup_time);
   }
+  if (!add_releases(config, f.releases)) return 2;
   if (auto valid = sim::resolve_services(config); !valid) {
     // The step must divide the metric pipeline's cadences (15 s scrapes, 30 s window, 60 s
     // records): say which flag that is.
@@ -254,7 +299,12 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
       if (f.max_replicas > 0) {
         svc.max_replicas = f.max_replicas;
       } else {
+        // At its slowest (a release may make it slower).
         auto cap = sim::capacity_rps(svc);
+        for (const sim::ServiceTimeChange& r : svc.releases) {
+          auto after = sim::capacity_rps(svc, r.mean_service_time_seconds);
+          if (cap && after && *after < *cap) cap = after;
+        }
         const double need = cap && *cap > 0 ? peak[s] / *cap : 0;
         svc.max_replicas = std::max({10, svc.min_replicas, static_cast<int>(std::ceil(2 * need))});
       }

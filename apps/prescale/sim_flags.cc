@@ -14,7 +14,7 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
                "../shared/data)");
   c.add_option("--policies", f.policies,
                "Comma-separated: prescale, hpa, kpa, aws, static, oracle, or an ablation: "
-               "prescale-no-topology, prescale-p50, prescale-no-floor")
+               "prescale-no-topology, prescale-p50, prescale-no-floor, prescale-fixed-capacity")
       ->capture_default_str();
   c.add_option("--slo-ms", f.slo_ms, "p99 latency SLO, ms")
       ->check(CLI::PositiveNumber)
@@ -58,6 +58,11 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
                "Admission control: refuse a request when its service's queue holds this much "
                "work for its ready replicas (default: half the SLO's p99, as prescale up "
                "applies it; 0 or none: no limit; with -f: each service's queue_limit)");
+  c.add_option("--release", f.releases,
+               "SERVICE:AT:FACTOR: a release that makes SERVICE's mean service time FACTOR times "
+               "its first from AT into the run on (e.g. productcatalogservice:168h:1.5); "
+               "repeatable; policies are not told (docs/simulator.md)")
+      ->take_all();
   c.add_option("--step", f.step, "Simulation step")->capture_default_str();
   c.add_option("--service-time-ms", f.service_time_ms, "Mean service time of a request, ms")
       ->check(CLI::PositiveNumber)

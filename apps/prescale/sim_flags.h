@@ -24,10 +24,11 @@ struct SimFlags {
   bool keep_counting_noise = false;
   std::string offset = "0s";
   std::string duration;
-  std::string history;             // the trace before --offset the prescale policies start with
-  std::vector<std::string> entry;  // services that receive the trace; default: those uncalled
-  double time_scale = 1;           // the trace's time compressed this many times (prescale up)
-  std::string capacity_from;       // a prescale up state directory: its learned capacities
+  std::string history;                // the trace before --offset the prescale policies start with
+  std::vector<std::string> entry;     // services that receive the trace; default: those uncalled
+  double time_scale = 1;              // the trace's time compressed this many times (prescale up)
+  std::string capacity_from;          // a prescale up state directory: its learned capacities
+  std::vector<std::string> releases;  // SERVICE:AT:FACTOR, a service time changed mid-run
   std::string step = "1s";
   double service_time_ms = 20;
   int workers = 4;

@@ -124,7 +124,7 @@ void PrescalePolicy::maybe_refit(DemandSeries& s, Clock::TimePoint now) {
 
 void PrescalePolicy::observe(const Snapshot& snapshot) {
   topology_.observe(snapshot);
-  capacity_.observe(snapshot);
+  if (options_.learn_capacity) capacity_.observe(snapshot);
   for (size_t i = 0; i < snapshot.services.size(); ++i) {
     const ServiceObservation& o = snapshot.services[i];
     ServiceState* s = find(o.name);

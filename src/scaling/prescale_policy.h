@@ -50,9 +50,11 @@ struct PrescalePolicyOptions {
   double budget_step = 0.0005;
   double min_quantile = 0.5, max_quantile = 0.9999;
   // Ablations (docs/prescale_policy.md): forecast every service on its own load instead of
-  // propagating entry forecasts along the call graph; no reactive floor.
+  // propagating entry forecasts along the call graph; no reactive floor; the configured
+  // capacity_rps throughout instead of the learned one.
   bool use_topology = true;
   bool reactive_floor = true;
+  bool learn_capacity = true;
   // The floor's margin over the observed load, and how fast a backlog must be drained.
   double floor_headroom = 0.05;
   Clock::Duration backlog_drain{std::chrono::seconds(10)};

@@ -39,10 +39,11 @@ Clock::Duration oracle_step(const forecast::Trace& trace, Clock::Duration sim_st
 }
 
 // Each service's true demand per oracle step: the trace's arrival rate at the entries, carried
-// along the graph's fan-outs.
-std::vector<scaling::OracleDemand> oracle_demand(const forecast::Trace& trace,
-                                                 const scaling::CallGraph& graph,
-                                                 Clock::Duration step) {
+// along the graph's fan-outs, in requests of the speed the policies were told (a release that
+// makes a service slower makes each of its requests count for more).
+std::vector<scaling::OracleDemand> oracle_demand(
+    const forecast::Trace& trace, const scaling::CallGraph& graph, Clock::Duration step,
+    const std::vector<std::vector<std::pair<double, double>>>& factors) {
   const double step_seconds = seconds_of(step);
   const forecast::Trace at_step = std::abs(step_seconds - trace.step_seconds) < 1e-9
                                       ? trace
@@ -52,12 +53,34 @@ std::vector<scaling::OracleDemand> oracle_demand(const forecast::Trace& trace,
   for (size_t s = 0; s < graph.services.size(); ++s) {
     scaling::OracleDemand d{graph.services[s], {}};
     d.demand_rps.reserve(at_step.counts.size());
+    double factor = 1;
+    size_t next = 0;
     for (size_t i = 0; i < at_step.counts.size(); ++i) {
-      d.demand_rps.push_back(per_entry_rps[s] * at_step.rate_rps(i));
+      // A release during the step counts for the whole step: the oracle is ready for it.
+      const double end = static_cast<double>(i + 1) * step_seconds;
+      while (s < factors.size() && next < factors[s].size() && factors[s][next].first < end) {
+        factor = factors[s][next++].second;
+      }
+      d.demand_rps.push_back(per_entry_rps[s] * at_step.rate_rps(i) * factor);
     }
     demand.push_back(std::move(d));
   }
   return demand;
+}
+
+// What policies may be built from in `world`.
+PolicyContext context_of(const SimWorld& world, const forecast::Trace& trace,
+                         const SimConfig& config) {
+  PolicyContext context{&trace, &config.graph, config.start, config.step, {}};
+  const auto& changes = world.capacity_changes();
+  for (size_t s = 0; s < changes.size(); ++s) {
+    std::vector<std::pair<double, double>> factors;
+    for (const auto& [at, capacity] : changes[s]) {
+      factors.emplace_back(at, world.specs()[s].capacity_rps / capacity);
+    }
+    context.demand_factors.push_back(std::move(factors));
+  }
+  return context;
 }
 
 struct RunSetup {
@@ -90,9 +113,7 @@ Result<PolicyRun> run_policy(const RunSetup& setup, std::string_view name,
   const auto started = std::chrono::steady_clock::now();
   auto world = SimWorld::create(setup.config, *setup.trace);
   if (!world) return std::unexpected(world.error());
-  auto policy = make_policy(name, setup.settings,
-                            PolicyContext{setup.trace, &setup.config.graph, setup.config.start,
-                                          setup.config.step});
+  auto policy = make_policy(name, setup.settings, context_of(**world, *setup.trace, setup.config));
   if (!policy) return std::unexpected(policy.error());
 
   ManualClock clock;
@@ -180,6 +201,8 @@ Result<std::unique_ptr<scaling::Policy>> make_policy(std::string_view name,
       options.quantile = 0.5;
     } else if (name == "prescale-no-floor") {
       options.reactive_floor = false;
+    } else if (name == "prescale-fixed-capacity") {
+      options.learn_capacity = false;
     } else if (name != "prescale") {
       return make_error(ErrorCode::kInvalidArgument,
                         "unknown policy \"" + std::string(name) + "\"; known: " + known_policies());
@@ -212,7 +235,8 @@ Result<std::unique_ptr<scaling::Policy>> make_policy(std::string_view name,
     }
     const Clock::Duration step = oracle_step(*context.trace, context.step);
     return std::make_unique<scaling::OraclePolicy>(
-        context.start, step, oracle_demand(*context.trace, *context.graph, step));
+        context.start, step,
+        oracle_demand(*context.trace, *context.graph, step, context.demand_factors));
   }
   return make_error(ErrorCode::kInvalidArgument,
                     "unknown policy \"" + std::string(name) + "\"; known: " + known_policies());
@@ -221,8 +245,8 @@ Result<std::unique_ptr<scaling::Policy>> make_policy(std::string_view name,
 Result<ExperimentResult> run_experiment(const ExperimentOptions& options,
                                         const forecast::Trace& trace) {
   if (options.policies.empty()) {
-    return make_error(ErrorCode::kInvalidArgument, "no policies to run; known: " +
-                                                       known_policies());
+    return make_error(ErrorCode::kInvalidArgument,
+                      "no policies to run; known: " + known_policies());
   }
   for (size_t i = 0; i < options.policies.size(); ++i) {
     const std::string& name = options.policies[i];
@@ -253,9 +277,7 @@ Result<ExperimentResult> run_experiment(const ExperimentOptions& options,
   out.specs = (*probe)->specs();
   out.record_interval_seconds = seconds_of(setup.config.record_interval);
   {
-    auto oracle = make_policy("oracle", setup.settings,
-                              PolicyContext{&trace, &setup.config.graph, setup.config.start,
-                                            setup.config.step});
+    auto oracle = make_policy("oracle", setup.settings, context_of(**probe, trace, setup.config));
     if (!oracle) return std::unexpected(oracle.error());
     (*oracle)->init(out.specs);
     const auto& plan = static_cast<const scaling::OraclePolicy&>(**oracle);
@@ -296,8 +318,8 @@ Result<ExperimentResult> run_experiment(const ExperimentOptions& options,
   for (auto& run : runs) {
     if (!*run) return std::unexpected(run->error());
   }
-  const PolicyRun& oracle_run = **runs[static_cast<size_t>(
-      std::find(names.begin(), names.end(), "oracle") - names.begin())];
+  const PolicyRun& oracle_run =
+      **runs[static_cast<size_t>(std::find(names.begin(), names.end(), "oracle") - names.begin())];
   out.oracle_replica_hours = oracle_run.results.total.replica_hours;
   for (size_t i = 0; i < options.policies.size(); ++i) {
     PolicyRun run = std::move(**runs[i]);

@@ -35,17 +35,24 @@ namespace prescale::sim {
 // The policies the harness can build, in the order results are usually shown: Prescale's, the
 // baselines, and the Prescale ablations (docs/prescale_policy.md): without the call graph (each
 // service forecast on its own load), planning at the P50 instead of the P90, without the
-// reactive floor.
-inline constexpr std::string_view kPolicyNames[] = {
-    "prescale", "hpa", "kpa", "aws", "static", "oracle",
-    "prescale-no-topology", "prescale-p50", "prescale-no-floor"};
+// reactive floor, with the configured capacity instead of the learned one.
+inline constexpr std::string_view kPolicyNames[] = {"prescale",
+                                                    "hpa",
+                                                    "kpa",
+                                                    "aws",
+                                                    "static",
+                                                    "oracle",
+                                                    "prescale-no-topology",
+                                                    "prescale-p50",
+                                                    "prescale-no-floor",
+                                                    "prescale-fixed-capacity"};
 
 // How each policy is configured (each policy's own defaults unless changed).
 struct PolicySettings {
   scaling::HpaPolicyOptions hpa;
   scaling::KpaPolicyOptions kpa;
   scaling::AwsPredictiveOptions aws;
-  double static_headroom = 1.0;  // static replicas = ceil(peak × headroom / capacity)
+  double static_headroom = 1.0;             // static replicas = ceil(peak × headroom / capacity)
   scaling::PrescalePolicyOptions prescale;  // the ablations change one field of it
 };
 
@@ -113,6 +120,10 @@ struct PolicyContext {
   const scaling::CallGraph* graph = nullptr;
   Clock::TimePoint start{};
   Clock::Duration step{std::chrono::seconds(1)};  // the simulation step
+  // Releases (SimServiceConfig::releases), per service in graph order: (seconds since the start,
+  // factor) — from then on a request takes `factor` times the share of a replica it took at the
+  // start. The oracle plans with them; empty: none.
+  std::vector<std::vector<std::pair<double, double>>> demand_factors;
 };
 
 // Builds the named policy. Errors: kInvalidArgument for an unknown name (listing the known ones)

@@ -40,6 +40,22 @@ Result<void> validate_service(const SimServiceConfig& s) {
   if (!(s.idle_cpu_utilization >= 0 && s.idle_cpu_utilization < 1)) {
     return invalid(where + "idle_cpu_utilization must be in [0, 1)");
   }
+  for (size_t i = 0; i < s.releases.size(); ++i) {
+    const ServiceTimeChange& r = s.releases[i];
+    const std::string release = where + "releases[" + std::to_string(i) + "]: ";
+    if (r.at.count() < 0) return invalid(release + "at must not be negative");
+    if (i > 0 && r.at < s.releases[i - 1].at) {
+      return invalid(release + "releases must be in order of at");
+    }
+    if (!(r.mean_service_time_seconds > 0) || !std::isfinite(r.mean_service_time_seconds)) {
+      return invalid(release + "mean_service_time_seconds must be positive");
+    }
+    if (!slo_capacity_rps(r.mean_service_time_seconds, s.workers_per_replica,
+                          s.slo_latency_p99_seconds)) {
+      return invalid(release + "a service time of " + std::to_string(r.mean_service_time_seconds) +
+                     " s leaves no capacity within the p99 SLO");
+    }
+  }
   return {};
 }
 
@@ -91,8 +107,12 @@ Result<std::vector<SimServiceConfig>> resolve_services(const SimConfig& config) 
 }
 
 Result<double> capacity_rps(const SimServiceConfig& s) {
-  auto c = slo_capacity_rps(s.mean_service_time_seconds, s.workers_per_replica,
-                            s.slo_latency_p99_seconds);
+  return capacity_rps(s, s.mean_service_time_seconds);
+}
+
+Result<double> capacity_rps(const SimServiceConfig& s, double mean_service_time_seconds) {
+  auto c =
+      slo_capacity_rps(mean_service_time_seconds, s.workers_per_replica, s.slo_latency_p99_seconds);
   if (!c) {
     return make_error(c.error().code, "service \"" + s.name + "\": " + c.error().message);
   }

@@ -18,6 +18,13 @@
 
 namespace prescale::sim {
 
+// A release that changes a service's speed while the world runs: from `at` (since the world's
+// start) on, its mean service time is `mean_service_time_seconds`.
+struct ServiceTimeChange {
+  Clock::Duration at{0};
+  double mean_service_time_seconds = 0;
+};
+
 struct SimServiceConfig {
   std::string name;  // a service of the graph; empty in SimConfig::service_defaults
   // Mean of the exponential service time of one request of cost 1, seconds. With exponential
@@ -45,6 +52,9 @@ struct SimServiceConfig {
   // CPU of a replica with no work, as a fraction of its CPU request (runtime, GC, probes); a
   // fully busy replica uses 1.0. Starting and draining replicas use this much.
   double idle_cpu_utilization = 0.05;
+  // Releases that change the service time, in order of `at`. Policies are not told: their
+  // ServiceSpec keeps the capacity of the first service time (a capacity model must notice).
+  std::vector<ServiceTimeChange> releases{};
 };
 
 struct SimConfig {
@@ -74,8 +84,10 @@ struct SimConfig {
 Result<std::vector<SimServiceConfig>> resolve_services(const SimConfig& config);
 
 // Per-replica capacity (req/s at cost 1) at which the service's p99 SLO is just met: the
-// M/M/c sojourn p99 with c = workers_per_replica equals slo_latency_p99_seconds.
+// M/M/c sojourn p99 with c = workers_per_replica equals slo_latency_p99_seconds. Of the first
+// service time; after a release, of `mean_service_time_seconds` given.
 Result<double> capacity_rps(const SimServiceConfig& service);
+Result<double> capacity_rps(const SimServiceConfig& service, double mean_service_time_seconds);
 
 // What the harness tells policies about each service (ServiceSpec), in graph order.
 Result<std::vector<scaling::ServiceSpec>> service_specs(const SimConfig& config);

@@ -108,6 +108,24 @@ void SimWorld::Impl::remove_replica(size_t s, size_t i) {
   r.gone_step = step + static_cast<int64_t>(std::ceil(to_seconds(sv.cfg.drain_time) / dt - 1e-9));
 }
 
+void SimWorld::Impl::schedule_release(Service& sv) {
+  sv.release_step = internal::kNever;
+  if (sv.next_release < sv.cfg.releases.size()) {
+    const double at = to_seconds(sv.cfg.releases[sv.next_release].at);
+    sv.release_step = static_cast<int64_t>(std::ceil(at / dt - 1e-9));
+  }
+}
+
+void SimWorld::Impl::release(Service& sv, int64_t k) {
+  while (k >= sv.release_step) {
+    const double t = sv.cfg.releases[sv.next_release].mean_service_time_seconds;
+    sv.cfg.mean_service_time_seconds = t;
+    sv.queue.set_mean_service_time(t);
+    ++sv.next_release;
+    schedule_release(sv);
+  }
+}
+
 void SimWorld::Impl::run_step() {
   const int64_t k = step;
   const double t0 = static_cast<double>(k) * dt;
@@ -117,6 +135,7 @@ void SimWorld::Impl::run_step() {
   for (size_t s = 0; s < services.size(); ++s) {
     Service& sv = services[s];
     if (k >= sv.next_transition) transitions(s, k);
+    if (k >= sv.release_step) release(sv, k);
     // Topological order: every caller has run this step, so `inbound` is complete.
     const double arrivals = sv.inbound + (sv.entry ? entry_arrivals : 0.0);
     const double cost = sv.entry && sv.inbound == 0 ? entry_cost : 1.0;
@@ -162,7 +181,9 @@ int64_t SimWorld::Impl::replay_length(int64_t target) const {
   int64_t n = target - step;
   n = std::min({n, scrape_steps - scrape_phase, interval_steps - interval_phase});
   if (steps_per_second > 1) n = std::min(n, steps_per_second - second_phase);
-  for (const Service& sv : services) n = std::min(n, sv.next_transition - step);
+  for (const Service& sv : services) {
+    n = std::min({n, sv.next_transition - step, sv.release_step - step});
+  }
   if (n <= 0) return 0;
   // The entry's arrivals must stay what they were in the last step.
   const double t0 = static_cast<double>(step) * dt;
@@ -284,6 +305,25 @@ Result<std::unique_ptr<SimWorld>> SimWorld::create(SimConfig config, forecast::T
       sv.replicas.push_back(std::move(r));
     }
     sv.desired = sv.cfg.initial_replicas;
+    w.schedule_release(sv);
+    // Each release's capacity at the SLO, with the entry's request costs as for its spec.
+    std::vector<std::pair<double, double>> changes;
+    for (const ServiceTimeChange& r : sv.cfg.releases) {
+      const double cap =
+          entry && cost_mix.classes() > 1
+              ? internal::capacity_rps(r.mean_service_time_seconds, sv.cfg.workers_per_replica,
+                                       sv.cfg.slo_latency_p99_seconds, cost_mix)
+              : internal::capacity_rps(r.mean_service_time_seconds, sv.cfg.workers_per_replica,
+                                       sv.cfg.slo_latency_p99_seconds, {});
+      if (!(cap > 0)) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "service \"" + sv.cfg.name + "\": after a release, SLO p99 " +
+                              std::to_string(sv.cfg.slo_latency_p99_seconds) +
+                              " s is not reachable");
+      }
+      changes.emplace_back(to_seconds(r.at), cap);
+    }
+    w.capacity_changes.push_back(std::move(changes));
   }
   w.scratch.reserve(ws * internal::kMaxComponents);
   w.config = std::move(config);
@@ -346,6 +386,10 @@ SimWorld::ServiceState SimWorld::state(std::string_view service) const {
     }
   }
   return {};
+}
+
+const std::vector<std::vector<std::pair<double, double>>>& SimWorld::capacity_changes() const {
+  return impl_->capacity_changes;
 }
 
 Result<void> SimWorld::scale(std::string_view service, int replicas) {

@@ -184,6 +184,14 @@ double ServiceQueue::refuse_beyond_limit(int servers) {
   return refused;
 }
 
+void ServiceQueue::set_mean_service_time(double seconds) {
+  service_time_ = seconds;
+  // Nothing computed at the old speed is reused: the stationary memo is keyed on the service
+  // rate already; the resting state and the repeated outcome are not.
+  at_rest_ = false;
+  repeat_valid_ = false;
+}
+
 void ServiceQueue::step(double t0, int servers, double arrivals, double cost, StepOutcome& out) {
   if (repeat_valid_ && size_ == 0 && servers == rest_servers_ && arrivals == repeat_.arrived &&
       cost == repeat_cost_) {

@@ -74,6 +74,9 @@ class ServiceQueue {
 
   double queued() const;  // backlog, requests
 
+  // A release: requests served from now on take this long on average (the backlog too).
+  void set_mean_service_time(double seconds);
+
   // The last step's outcome when the next step, given the same servers and arrivals, is certain
   // to repeat it (no backlog, the stochastic layer at rest); nullptr otherwise.
   const StepOutcome* repeatable() const { return repeat_valid_ ? &repeat_ : nullptr; }

@@ -66,6 +66,9 @@ struct Service {
   std::vector<Replica> replicas;  // in creation order (serials increase)
   int desired = 0, starting = 0, ready = 0, draining = 0;
   int64_t next_transition = kNever;
+  // The next release (cfg.releases[next_release]) and the step it applies from.
+  size_t next_release = 0;
+  int64_t release_step = kNever;
   uint32_t next_serial = 1;
   // Bumped on every replica or scrape change; the snapshot rebuilds replicas when it moves.
   uint64_t replicas_version = 1, observed_version = 0;
@@ -100,6 +103,8 @@ struct SimWorld::Impl {
   forecast::Trace trace;
   std::vector<SimServiceConfig> resolved;
   std::vector<scaling::ServiceSpec> specs;
+  // Per service: (seconds since the start, capacity at the SLO from then on) of each release.
+  std::vector<std::vector<std::pair<double, double>>> capacity_changes;
   std::vector<Service> services;
   std::vector<Edge> edges;
   double dt = 1;  // step, seconds
@@ -123,6 +128,9 @@ struct SimWorld::Impl {
 
   void trace_arrivals(int64_t k, double& count, double& cost);
   void run_step();
+  // Releases: when the service's next one applies, and applying those due at step k.
+  void schedule_release(Service& sv);
+  void release(Service& sv, int64_t k);
   // Identical steps (every service at rest, same inputs) are replayed in bulk: how many of the
   // next steps up to `target` can be, and replaying them.
   int64_t replay_length(int64_t target) const;
