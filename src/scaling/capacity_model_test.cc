@@ -366,5 +366,28 @@ TEST(CapacityModel, MalformedStateIsRefusedAndChangesNothing) {
   EXPECT_EQ(model.samples("api"), 0);
 }
 
+// ---- review: inputs the model must survive ---------------------------------------------------
+
+// docs/learning.md: a scrape "that does not describe a steady queue" is left out, and min_requests
+// is an option a user may lower (to learn from quiet services). A window in which requests were
+// in flight but none completed (a hung dependency) has no service time to teach; it must not
+// turn the learned service time and capacity into NaN for good.
+TEST(CapacityModel, AWindowWithRequestsInFlightButNoneServedDoesNotPoisonTheModel) {
+  CapacityModelOptions options;
+  options.min_requests = 0;
+  CapacityModel model(options);
+  model.init({spec("api", 175.0)});
+  Clock::Duration t = feed(model, "api", {.service_time = 0.02, .replicas = 1},
+                           mmc_capacity_rps(4, 0.02, 0.2), seconds(15), minutes(10));
+  ASSERT_NEAR(model.service_time_seconds("api"), 0.02, 1e-8);
+  ServiceObservation hung = observe("api", t, {.rps = 0, .service_time = 0.02, .replicas = 1});
+  hung.window.concurrency = 3;  // three requests stuck in service, none completed
+  model.observe(snapshot_of(hung));
+  feed(model, "api", {.service_time = 0.02, .replicas = 1}, mmc_capacity_rps(4, 0.02, 0.2),
+       t + seconds(15), minutes(30));
+  EXPECT_NEAR(model.service_time_seconds("api"), 0.02, 1e-6);
+  EXPECT_NEAR(model.capacity_rps("api"), mmc_capacity_rps(4, 0.02, 0.2), 1.0);
+}
+
 }  // namespace
 }  // namespace prescale::scaling

@@ -1048,5 +1048,52 @@ TEST(PrescalePolicyTest, ACallersLoadBeyondItsReadyReplicasReachesWhatItCallsAtO
   EXPECT_TRUE(!capped || !capped->reason.contains("callers' load"));
 }
 
+// Spec (docs/prescale_policy.md, reactive floor): what arrives at a caller with a queue beyond
+// its ready replicas counts, times the fan-out, as arriving at each callee "down every level of
+// the graph". front queues; mid, held back by front, has no queue of its own yet, and its ready
+// replicas are just enough for what it sees: of what arrives at it (its own 100 and twice front's
+// unserved), the part beyond ready × capacity must count, twice, at back.
+TEST(PrescalePolicyTest, ACallersUnservedLoadReachesEveryLevelBelowIt) {
+  PrescalePolicy policy(hourly_options());
+  policy.init({spec("front", 10), spec("mid", 10), spec("back", 10)});
+  forecast::Series front, mid, back;
+  front.step_seconds = mid.step_seconds = back.step_seconds = 60;
+  for (int m = 0; m < 5 * 60; ++m) {
+    front.values.push_back(100 + (m * 37 % 81) - 40);
+    mid.values.push_back(2 * front.values.back());
+    back.values.push_back(4 * front.values.back());
+  }
+  const double end = 5 * 3600;
+  ASSERT_TRUE(policy.load_history("front", front, at(end)));
+  ASSERT_TRUE(policy.load_history("mid", mid, at(end)));
+  ASSERT_TRUE(policy.load_history("back", back, at(end)));
+  FakeWorld world{{{"front", 100, 10, 0}, {"mid", 200, 20, 0}, {"back", 400, 40, 0}},
+                  {{"front", "mid", 2.0, 0}, {"mid", "back", 2.0, 0}}};
+  for (double t = end + 15; t <= end + 120; t += 15) policy.observe(world.at_time(t));
+  const forecast::QuantileForecast f = policy.demand_forecast("front");
+  ASSERT_FALSE(f.p99.empty());
+  const double load = (f.p90[0] + 3 * f.p99[0]) / 4;
+  world.services[0] = {"front", load, 5, 0};  // 5 ready serve 50 req/s, the rest queues
+  // mid and back see only what front's ready replicas serve, and their own ready replicas
+  // serve exactly that (ready × capacity = observed, no queue): nothing they could take on.
+  world.services[1] = {"mid", 2 * 50, 10, world.services[1].served_total};
+  world.services[2] = {"back", 4 * 50, 20, world.services[2].served_total};
+  Snapshot s = world.at_time(end + 180);
+  s.services[0].last_second.concurrency = 5 * 4 + 100;
+  policy.observe(s);
+  const Plan plan = policy.decide(s, at(end + 180));
+  const std::optional<Decision> mid_decision = decision_for(plan, "mid");
+  ASSERT_TRUE(mid_decision);
+  // mid is sized for what front will pass on (this part works)...
+  EXPECT_EQ(mid_decision->replicas,
+            static_cast<int>(std::ceil((100 + 2 * (load - 50)) * 1.05 / 10)));
+  // ...and back for twice that: its own 200 and 4 × front's unserved (load − 50).
+  const std::optional<Decision> back_decision = decision_for(plan, "back");
+  ASSERT_TRUE(back_decision);
+  EXPECT_GE(back_decision->replicas,
+            static_cast<int>(std::ceil((200 + 4 * (load - 50)) * 1.05 / 10)))
+      << "load " << load << "; " << back_decision->reason;
+}
+
 }  // namespace
 }  // namespace prescale::scaling

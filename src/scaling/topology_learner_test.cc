@@ -549,5 +549,111 @@ TEST(TopologyLearner, MalformedStateIsRefusedAndChangesNothing) {
   EXPECT_NEAR(learner.fanout("a", "b"), 2.0, 1e-12);
 }
 
+// ---- review: inputs the spec says the learner must survive ----------------------------------
+
+// Spec: fan-outs are "robust to noise"; graph() is always an acyclic, usable CallGraph. One
+// unreadable (NaN) sample of an edge counter must not spoil the edge, let alone the graph, for
+// the hour of clean counters that follows.
+TEST(TopologyLearner, ANanCounterSampleDoesNotPoisonTheFanoutForGood) {
+  Counters counters;
+  TopologyLearner learner;
+  Clock::Duration t{0};
+  auto step = [&] {
+    counters.serve("a", 1500);
+    counters.set_rate("a", 100);
+    counters.call("a", "b", 3000);
+    t += kScrape;
+    return counters.scrape(t);
+  };
+  counters.serve("a", 0);
+  counters.call("a", "b", 0);
+  learner.observe(counters.scrape(t));
+  for (int i = 0; i < 20; ++i) learner.observe(step());
+  ASSERT_NEAR(learner.fanout("a", "b"), 2.0, 1e-12);
+  Snapshot glitch = step();
+  glitch.edges[0].calls_total = NAN;  // one scrape of the series failed to parse
+  learner.observe(glitch);
+  for (int i = 0; i < 240; ++i) learner.observe(step());  // an hour of clean counters
+  EXPECT_NEAR(learner.fanout("a", "b"), 2.0, 0.1);
+  auto graph = learner.graph();
+  EXPECT_TRUE(graph) << graph.error().to_string();
+}
+
+// Spec (docs/learning.md, vanishing edges): an edge silent for edge_expiry is removed, and a
+// removed edge whose series is still scraped "keeps its counter baseline, so a later call counts
+// from there". When a later release calls it again it is a new edge: its fan-out is what it is
+// called at now, as for a series that reappears (EdgesAppearAndVanish) — not that diluted by
+// every request the caller served while the edge was gone.
+TEST(TopologyLearner, AnExpiredEdgeCalledAgainIsLearnedAfresh) {
+  Counters counters;
+  TopologyLearner learner;
+  Clock::Duration t{0};
+  bool calls_c = true;
+  auto step = [&] {
+    counters.serve("a", 1500);
+    counters.set_rate("a", 100);
+    counters.call("a", "b", 1500);
+    if (calls_c) counters.call("a", "c", 750);
+    t += kScrape;
+    learner.observe(counters.scrape(t));
+  };
+  counters.serve("a", 0);
+  counters.call("a", "b", 0);
+  counters.call("a", "c", 0);
+  learner.observe(counters.scrape(t));
+  for (int i = 0; i < 40; ++i) step();
+  ASSERT_NEAR(learner.fanout("a", "c"), 0.5, 1e-12);
+  calls_c = false;  // a release stops calling c; its series stays, flat
+  for (int i = 0; i < 40; ++i) step();
+  ASSERT_EQ(learner.fanout("a", "c"), 0);  // removed after 10 min of silence
+  for (int i = 0; i < 240; ++i) step();    // an hour later...
+  calls_c = true;                          // ...the next release calls c again, at 0.5
+  step();
+  EXPECT_NEAR(learner.fanout("a", "c"), 0.5, 0.025) << "after one interval of calls";
+  for (int i = 0; i < 39; ++i) step();
+  EXPECT_NEAR(learner.fanout("a", "c"), 0.5, 0.025) << "after 10 minutes of calls";
+}
+
+// Spec (docs/learning.md, services): a service missing from the snapshots for service_expiry is
+// forgotten with its edges. Its caller's counter series for it is still scraped (a Prometheus
+// counter lives as long as the caller's process); forgetting must not turn that series' whole
+// history into one interval's calls: a -> c was 0.2 and c is gone, so nothing above 0.2 may be
+// learned for it.
+TEST(TopologyLearner, AForgottenCalleeDoesNotComeBackWithItsCounterHistoryAsOneInterval) {
+  Counters counters;
+  TopologyLearner learner;
+  Clock::Duration t{0};
+  bool with_c = true;
+  auto step = [&] {
+    counters.serve("a", 1500);
+    counters.set_rate("a", 100);
+    counters.call("a", "b", 1500);
+    counters.serve("b", 1500);
+    if (with_c) {
+      counters.call("a", "c", 300);
+      counters.serve("c", 300);
+    }
+    t += kScrape;
+    learner.observe(counters.scrape(t));
+  };
+  counters.serve("a", 0);
+  counters.serve("b", 0);
+  counters.serve("c", 0);
+  counters.call("a", "b", 0);
+  counters.call("a", "c", 0);
+  learner.observe(counters.scrape(t));
+  for (int i = 0; i < 240; ++i) step();  // an hour at a -> c = 0.2
+  ASSERT_NEAR(learner.fanout("a", "c"), 0.2, 1e-12);
+  // c is removed (or renamed); a's series for it stays in the scrape, flat.
+  with_c = false;
+  counters.remove_service("c");
+  double worst = 0;
+  for (int i = 0; i < 80; ++i) {  // 20 min: c is forgotten after 10
+    step();
+    worst = std::max(worst, learner.fanout("a", "c"));
+  }
+  EXPECT_LE(worst, 0.2) << "a -> c after c was forgotten: " << learner.fanout("a", "c");
+}
+
 }  // namespace
 }  // namespace prescale::scaling
