@@ -136,7 +136,9 @@ void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
     if (r.state == ReplicaState::kReady && r.ready_at && *r.ready_at > window_start) return;
   }
   const double requests = w.served_rps * seconds_of(w.length);
-  if (!(requests >= options_.min_requests)) return;
+  // Nothing completed (requests in flight only): no service time to divide out, at any
+  // min_requests.
+  if (!(requests >= options_.min_requests) || !(requests > 0)) return;
   if (w.dropped_rps > options_.max_drop_share * std::max(w.arrival_rps, w.served_rps)) return;
 
   // One queue for all replicas, or `ready` equal queues each with its share.
@@ -155,7 +157,7 @@ void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
     if (busy > options_.max_utilization) return;
     service_time = busy * servers / arrival_rps;
   }
-  if (!(service_time > 0)) return;
+  if (!(service_time > 0) || !std::isfinite(service_time)) return;
 
   // The sums decay from the last scrape learned from, so skipped scrapes age them too.
   const double age = s.decayed_at ? seconds_of(w.sampled_at - *s.decayed_at) : 0.0;

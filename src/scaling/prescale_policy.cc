@@ -373,26 +373,33 @@ void PrescalePolicy::plan_demand(ServiceState& s, size_t idx, std::int64_t minut
 
 // The load the reactive floor sizes `s` for. A step at the entry reaches the services it calls
 // only as fast as the entry's ready replicas serve it, so their own metrics show it only once
-// the entry's new replicas are ready, a startup time late: what arrives at a caller beyond what
-// its ready replicas serve counts, times the fan-out, as arriving here already, and so do the
-// rates at which callers' backlogs will drain into it.
+// the entry's new replicas are ready, a startup time late. What a caller will pass on once its
+// replicas are ready (what arrives at it, up to what its max_replicas serve) beyond what it
+// passes on now counts, times the fan-out, as arriving here already — and so on down the graph:
+// a service whose callers hold load back passes it on too, once it arrives.
 void PrescalePolicy::reactive_load(ServiceState& s, size_t idx, Clock::TimePoint now) {
   s.arriving_rps = s.observed_rps;
   s.unserved_rps = 0;
   s.backlog_rps = 0;
-  s.callers_backlog_rps = 0;
   if (!options_.reactive_floor) return;
   for (const auto& [caller, fanout] : callers_[idx]) {
     s.arriving_rps += fanout * services_[caller]->unserved_rps;
   }
   if (s.arriving_rps > s.observed_rps) s.backlog_hold_until = now + s.spec.startup_time;
   const double capacity = std::max(1e-9, capacity_.capacity_rps(s.spec.name));
-  // What it will serve once its replicas are ready — no more than its maximum can — less what
-  // it serves now.
-  const double will_serve =
+  const double will_pass =
       std::min(s.arriving_rps, static_cast<double>(s.spec.max_replicas) * capacity);
-  s.unserved_rps =
-      s.queued > 0 ? std::max(0.0, will_serve - static_cast<double>(s.ready) * capacity) : 0;
+  // With a queue it passes on what its ready replicas serve flat out (their concurrency over
+  // the learned service time; the capacity at the SLO, lower, when either is unknown); without,
+  // all it observes.
+  const double service_time = capacity_.service_time_seconds(s.spec.name);
+  const double throughput = s.spec.max_concurrency > 0 && service_time > 0
+                                ? std::max(capacity, s.spec.max_concurrency / service_time)
+                                : capacity;
+  const double passes = s.queued > 0
+                            ? std::min(s.observed_rps, static_cast<double>(s.ready) * throughput)
+                            : s.observed_rps;
+  s.unserved_rps = std::max(0.0, will_pass - passes);
   // A backlog must be drained within backlog_drain once help is ready, and until then it
   // grows by what the replicas in service cannot serve: size for that, not for the queue of
   // this second (a step in load shows a queue of seconds when it is detected and one of a
@@ -478,15 +485,12 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
   // The words, only for a change (formatting costs more than deciding).
   std::string reason;
   if (floor > planned) {
-    reason =
-        "reactive floor: " +
-        (s.arriving_rps > s.observed_rps ? "callers' load " + fmt(s.arriving_rps, 1) +
-                                               " rps (observed " + fmt(s.observed_rps, 1) + ")"
-                                         : "observed " + fmt(s.observed_rps, 1) + " rps") +
-        (s.backlog_rps > 0 ? " + backlog " + fmt(s.backlog_rps, 1) + " rps" : "") +
-        (s.callers_backlog_rps > 0 ? " + callers' backlog " + fmt(s.callers_backlog_rps, 1) + " rps"
-                                   : "") +
-        " / " + fmt(capacity, 1) + " rps per replica";
+    reason = "reactive floor: " +
+             (s.arriving_rps > s.observed_rps ? "callers' load " + fmt(s.arriving_rps, 1) +
+                                                    " rps (observed " + fmt(s.observed_rps, 1) + ")"
+                                              : "observed " + fmt(s.observed_rps, 1) + " rps") +
+             (s.backlog_rps > 0 ? " + backlog " + fmt(s.backlog_rps, 1) + " rps" : "") + " / " +
+             fmt(capacity, 1) + " rps per replica";
   } else {
     reason = s.demand_source + ": peak " + fmt(peak, 1) + " rps within the " +
              fmt(seconds(s.spec.startup_time), 0) + " s startup / " + fmt(capacity, 1) +

@@ -1023,36 +1023,40 @@ TEST(PrescalePolicyTest, ACallersLoadBeyondItsReadyReplicasReachesWhatItCallsAtO
     const forecast::QuantileForecast f = policy.demand_forecast("front");
     EXPECT_FALSE(f.p90.empty());
     const double load = f.p99.empty() ? 0 : (f.p90[0] + 3 * f.p99[0]) / 4;
-    world.services[0] = {"front", load, 5, 0};  // 5 ready serve 50 req/s, the rest queues
-    world.services[1].rps = 2 * 50;
+    // One ready replica serves its workers over the service time flat out (about 100 req/s at a
+    // capacity of 10 within the SLO); the rest queues.
+    const double served = 4 / policy.capacity().service_time_seconds("front");
+    EXPECT_LT(served, load - 20);
+    world.services[0] = {"front", load, 1, 0};
+    world.services[1].rps = 2 * served;
     Snapshot s = world.at_time(end + 180);
-    s.services[0].last_second.concurrency = 5 * 4 + 100;
+    s.services[0].last_second.concurrency = 4 + 100;
     policy.observe(s);
     const Plan plan = policy.decide(s, at(end + 180));
     const std::optional<Decision> front_decision = decision_for(plan, "front");
-    EXPECT_TRUE(front_max <= 5 ||
+    EXPECT_TRUE(front_max <= 1 ||
                 (front_decision && front_decision->replicas >= std::ceil(load * 1.05 / 10)));
     return std::make_pair(decision_for(plan, "back"), load);
   };
   const auto [back, load] = back_after_a_busy_minute(true);
   ASSERT_TRUE(back);
-  // Its own 100 req/s and twice the front's 50 + (load − 50) unserved, with the floor's 5 %.
-  EXPECT_EQ(back->replicas, static_cast<int>(std::ceil((100 + 2 * (load - 50)) * 1.05 / 10)));
+  // Twice what the front serves, and twice the rest once the front passes it on: twice its
+  // whole load, with the floor's 5 %.
+  EXPECT_EQ(back->replicas, static_cast<int>(std::ceil(2 * load * 1.05 / 10)));
   EXPECT_THAT(back->reason, HasSubstr("callers' load"));
   // Planned from its own load (the ablation), it stays near what it sees.
   const auto [blind, blind_load] = back_after_a_busy_minute(false);
   EXPECT_TRUE(!blind || blind->replicas < back->replicas);
-  // A front end already at its maximum (its 5 ready replicas) will never pass more on.
-  const auto [capped, capped_load] = back_after_a_busy_minute(true, 5);
+  // A front end already at its maximum (its one ready replica) will never pass more on.
+  const auto [capped, capped_load] = back_after_a_busy_minute(true, 1);
   EXPECT_TRUE(!capped || capped->replicas < back->replicas);
   EXPECT_TRUE(!capped || !capped->reason.contains("callers' load"));
 }
 
-// Spec (docs/prescale_policy.md, reactive floor): what arrives at a caller with a queue beyond
-// its ready replicas counts, times the fan-out, as arriving at each callee "down every level of
-// the graph". front queues; mid, held back by front, has no queue of its own yet, and its ready
-// replicas are just enough for what it sees: of what arrives at it (its own 100 and twice front's
-// unserved), the part beyond ready × capacity must count, twice, at back.
+// Spec (docs/prescale_policy.md, reactive floor): what a caller with a queue will pass on beyond
+// what its ready replicas serve counts, times the fan-out, at each callee "down every level of
+// the graph". front queues; mid, held back by front, has no queue of its own: the load front
+// holds back reaches back through mid too, twice twice.
 TEST(PrescalePolicyTest, ACallersUnservedLoadReachesEveryLevelBelowIt) {
   PrescalePolicy policy(hourly_options());
   policy.init({spec("front", 10), spec("mid", 10), spec("back", 10)});
@@ -1073,25 +1077,25 @@ TEST(PrescalePolicyTest, ACallersUnservedLoadReachesEveryLevelBelowIt) {
   const forecast::QuantileForecast f = policy.demand_forecast("front");
   ASSERT_FALSE(f.p99.empty());
   const double load = (f.p90[0] + 3 * f.p99[0]) / 4;
-  world.services[0] = {"front", load, 5, 0};  // 5 ready serve 50 req/s, the rest queues
-  // mid and back see only what front's ready replicas serve, and their own ready replicas
-  // serve exactly that (ready × capacity = observed, no queue): nothing they could take on.
-  world.services[1] = {"mid", 2 * 50, 10, world.services[1].served_total};
-  world.services[2] = {"back", 4 * 50, 20, world.services[2].served_total};
+  // front's one ready replica serves its workers over the service time flat out; the rest
+  // queues. mid and back see only what it serves (with no queue of their own).
+  const double served = 4 / policy.capacity().service_time_seconds("front");
+  ASSERT_LT(served, load - 20);
+  world.services[0] = {"front", load, 1, 0};
+  world.services[1] = {"mid", 2 * served, 10, world.services[1].served_total};
+  world.services[2] = {"back", 4 * served, 20, world.services[2].served_total};
   Snapshot s = world.at_time(end + 180);
-  s.services[0].last_second.concurrency = 5 * 4 + 100;
+  s.services[0].last_second.concurrency = 4 + 100;
   policy.observe(s);
   const Plan plan = policy.decide(s, at(end + 180));
   const std::optional<Decision> mid_decision = decision_for(plan, "mid");
   ASSERT_TRUE(mid_decision);
-  // mid is sized for what front will pass on (this part works)...
-  EXPECT_EQ(mid_decision->replicas,
-            static_cast<int>(std::ceil((100 + 2 * (load - 50)) * 1.05 / 10)));
-  // ...and back for twice that: its own 200 and 4 × front's unserved (load − 50).
+  // mid is sized for what front will pass on: twice its load...
+  EXPECT_EQ(mid_decision->replicas, static_cast<int>(std::ceil(2 * load * 1.05 / 10)));
+  // ...and back for twice that.
   const std::optional<Decision> back_decision = decision_for(plan, "back");
   ASSERT_TRUE(back_decision);
-  EXPECT_GE(back_decision->replicas,
-            static_cast<int>(std::ceil((200 + 4 * (load - 50)) * 1.05 / 10)))
+  EXPECT_EQ(back_decision->replicas, static_cast<int>(std::ceil(4 * load * 1.05 / 10)))
       << "load " << load << "; " << back_decision->reason;
 }
 

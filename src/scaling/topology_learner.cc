@@ -136,6 +136,8 @@ void TopologyLearner::observe(const Snapshot& snapshot) {
     track.last_seen = now;
     const WindowMetrics& w = s.window;
     if (w.length <= Clock::Duration::zero()) continue;
+    // A broken sample (NaN) is skipped, baseline kept: stored, it would poison every delta.
+    if (!std::isfinite(w.served_total)) continue;
     if (track.served_total && w.sampled_at <= track.counted_at) continue;  // no new scrape
     CallerInterval interval;
     interval.counted_at = w.sampled_at;
@@ -170,6 +172,10 @@ void TopologyLearner::observe(const Snapshot& snapshot) {
       edge.known = true;
       edge.last_call = now;
       edge.expected_calls_since = 0;
+    } else if (!edge.known) {
+      // Not called since it was listed (or since its estimate was forgotten): requests served
+      // meanwhile are not evidence of a small fan-out; it is learned from its first call on.
+      return;
     } else {
       edge.expected_calls_since += served * before;
     }
@@ -189,6 +195,7 @@ void TopologyLearner::observe(const Snapshot& snapshot) {
     const CallerInterval& interval = it->second;
     EdgeKey key{e.caller, e.callee};
     listed.insert(key);
+    if (!std::isfinite(e.calls_total)) continue;  // a broken sample: skipped, baseline kept
     auto [slot, inserted] = edges_.try_emplace(key);
     EdgeTrack& edge = slot->second;
     if (inserted) edge.created = edge.decayed_at = now;
@@ -242,14 +249,17 @@ void TopologyLearner::expire(Clock::TimePoint now) {
   }
   for (auto it = edges_.begin(); it != edges_.end();) {
     EdgeTrack& e = it->second;
-    if (gone.contains(it->first.first) || gone.contains(it->first.second)) {
+    if (gone.contains(it->first.first)) {
+      // Its caller's served count is forgotten too: a return re-baselines both.
       it = edges_.erase(it);
       continue;
     }
-    if (e.known && now - e.last_call.value_or(e.created) >= options_.edge_expiry &&
-        e.expected_calls_since >= options_.min_expected_calls) {
-      // Forget the estimate but keep the counter: a series still listed with a flat count must
-      // not come back as "new" with its whole history as one interval's calls.
+    const bool callee_gone = gone.contains(it->first.second);
+    if (callee_gone || (e.known && now - e.last_call.value_or(e.created) >= options_.edge_expiry &&
+                        e.expected_calls_since >= options_.min_expected_calls)) {
+      // Forget the estimate (its callee is gone, or it has not been called for edge_expiry) but
+      // keep the counter: a series still listed, its count flat or not, must not come back as
+      // "new" with its whole history as one interval's calls.
       EdgeTrack baseline;
       baseline.calls_total = e.calls_total;
       baseline.counted_at = e.counted_at;

@@ -92,12 +92,10 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   std::optional<Clock::TimePoint> backlog_hold_until;
   double backlog_rps = 0;      // the rate at which the backlog must drain (decide())
   // What the reactive floor sizes it for (decide()): the load arriving — what it observes, plus
-  // what arrives at its callers beyond what their ready replicas serve, times the fan-out (it
-  // reaches this service once their new replicas are ready) — and its callers' backlogs as they
-  // drain. `unserved_rps`: of its own arriving load, what its ready replicas cannot serve.
+  // what its callers will pass on once their replicas are ready beyond what they pass on now,
+  // times the fan-out — and, of that, what it will pass on beyond what it passes on now.
   double arriving_rps = 0;
   double unserved_rps = 0;
-  double callers_backlog_rps = 0;
   std::vector<double> demand;  // planned demand per minute from the current one
   std::string demand_source;   // "forecast p90", "callers", "observed"
   // Its demand is all forecast: its own, or every caller's and its external requests'.
