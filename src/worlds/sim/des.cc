@@ -151,6 +151,13 @@ Result<SimRecorder> run_des(const SimConfig& config, const forecast::Trace& trac
   if (!resolved) return std::unexpected(resolved.error());
   auto specs = service_specs(config);
   if (!specs) return std::unexpected(specs.error());
+  for (const SimServiceConfig& s : *resolved) {
+    if (!s.releases.empty()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "des: service \"" + s.name +
+                            "\" has releases; the discrete-event mode models one service time");
+    }
+  }
   if (schedule.ready.size() != resolved->size()) {
     return make_error(ErrorCode::kInvalidArgument,
                       "des: the replica schedule has " + std::to_string(schedule.ready.size()) +

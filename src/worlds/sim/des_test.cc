@@ -47,6 +47,14 @@ ReplicaSchedule fixed(size_t services, int ready) {
   return s;
 }
 
+TEST(SimDes, RefusesReleasesItDoesNotModel) {
+  SimServiceConfig s;
+  s.releases = {{std::chrono::minutes(30), 0.03}};
+  auto rec = run_des(single(s), constant(150, 3600), fixed(1, 1));
+  ASSERT_FALSE(rec);
+  EXPECT_NE(rec.error().message.find("has releases"), std::string::npos) << rec.error().message;
+}
+
 TEST(SimDes, SteadyQueueMatchesTheMMcDistribution) {
   SimServiceConfig s;  // 4 workers, 20 ms: 200 req/s per replica
   const SimConfig c = single(s);
