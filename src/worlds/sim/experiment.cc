@@ -56,12 +56,15 @@ std::vector<scaling::OracleDemand> oracle_demand(
     double factor = 1;
     size_t next = 0;
     for (size_t i = 0; i < at_step.counts.size(); ++i) {
-      // A release during the step counts for the whole step: the oracle is ready for it.
+      // A release during the step counts for the whole step: the oracle is ready for the
+      // slowest speed the step sees (a release rolled back within it too).
       const double end = static_cast<double>(i + 1) * step_seconds;
+      double slowest = factor;
       while (s < factors.size() && next < factors[s].size() && factors[s][next].first < end) {
         factor = factors[s][next++].second;
+        slowest = std::max(slowest, factor);
       }
-      d.demand_rps.push_back(per_entry_rps[s] * at_step.rate_rps(i) * factor);
+      d.demand_rps.push_back(per_entry_rps[s] * at_step.rate_rps(i) * slowest);
     }
     demand.push_back(std::move(d));
   }

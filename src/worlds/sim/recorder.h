@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/clock.h"
@@ -42,6 +43,18 @@ struct ServiceInfo {
   double slo_latency_p99_seconds = 0;
   double capacity_rps = 0;  // per replica, at the SLO (ServiceSpec::capacity_rps)
   int workers_per_replica = 1;
+  // Releases: (seconds since the start, capacity_rps from then on), in order.
+  std::vector<std::pair<double, double>> capacity_changes{};
+
+  // The capacity in force `seconds` after the start.
+  double capacity_at(double seconds) const {
+    double capacity = capacity_rps;
+    for (const auto& [at, c] : capacity_changes) {
+      if (at > seconds) break;
+      capacity = c;
+    }
+    return capacity;
+  }
 };
 
 // The number of ready replicas from `at` on (seconds since the run's start).

@@ -22,6 +22,7 @@ SimResults compute_results(const SimRecorder& rec, const ResultOptions& options)
   out.total.name = "total";
   const size_t per_minute = std::max<size_t>(
       1, rec.interval().count() > 0 ? static_cast<size_t>(options.minute / rec.interval()) : 1);
+  const double interval = std::chrono::duration<double>(rec.interval()).count();
   size_t minutes = 0;
   for (size_t s = 0; s < rec.services().size(); ++s) {
     minutes = std::max(minutes, (rec.records(s).size() + per_minute - 1) / per_minute);
@@ -59,7 +60,12 @@ SimResults compute_results(const SimRecorder& rec, const ResultOptions& options)
       minute_ok[m] = minute_ok[m] == 0 ? 0 : (ok ? 1 : 0);
     }
     if (!records.empty()) r.queued_at_end = records.back().queued_end;
-    const double needed = info.capacity_rps > 0 ? r.arrived / info.capacity_rps : 0.0;
+    // Replicas needed at the capacity in force (a release changes it), at each record's middle.
+    double needed = 0;
+    for (size_t i = 0; i < records.size(); ++i) {
+      const double capacity = info.capacity_at((static_cast<double>(i) + 0.5) * interval);
+      if (capacity > 0) needed += records[i].arrived / capacity;
+    }
     finish(r, needed, busy, ready_workers);
 
     ServiceResults& t = out.total;

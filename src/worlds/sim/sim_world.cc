@@ -269,8 +269,27 @@ Result<std::unique_ptr<SimWorld>> SimWorld::create(SimConfig config, forecast::T
   std::vector<ServiceInfo> infos;
   for (size_t s = 0; s < resolved->size(); ++s) {
     const SimServiceConfig& c = (*resolved)[s];
+    // Each release's capacity at the SLO, computed as the spec's is: with the entry's request
+    // costs, else the M/M/c formula.
+    std::vector<std::pair<double, double>> changes;
+    for (const ServiceTimeChange& r : c.releases) {
+      double cap = NAN;
+      if (is_entry(c.name) && cost_mix.classes() > 1) {
+        cap = internal::capacity_rps(r.mean_service_time_seconds, c.workers_per_replica,
+                                     c.slo_latency_p99_seconds, cost_mix);
+      } else if (auto m = capacity_rps(c, r.mean_service_time_seconds)) {
+        cap = *m;
+      }
+      if (!(cap > 0)) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "service \"" + c.name + "\": after a release, SLO p99 " +
+                              std::to_string(c.slo_latency_p99_seconds) + " s is not reachable");
+      }
+      changes.emplace_back(to_seconds(r.at), cap);
+    }
     infos.push_back(ServiceInfo{c.name, c.slo_latency_p99_seconds, (*specs)[s].capacity_rps,
-                                c.workers_per_replica});
+                                c.workers_per_replica, changes});
+    w.capacity_changes.push_back(std::move(changes));
   }
   w.recorder = SimRecorder(std::move(infos), config.record_interval, config.start);
   const double intervals = trace.duration_seconds() / to_seconds(config.record_interval);
@@ -306,24 +325,6 @@ Result<std::unique_ptr<SimWorld>> SimWorld::create(SimConfig config, forecast::T
     }
     sv.desired = sv.cfg.initial_replicas;
     w.schedule_release(sv);
-    // Each release's capacity at the SLO, with the entry's request costs as for its spec.
-    std::vector<std::pair<double, double>> changes;
-    for (const ServiceTimeChange& r : sv.cfg.releases) {
-      const double cap =
-          entry && cost_mix.classes() > 1
-              ? internal::capacity_rps(r.mean_service_time_seconds, sv.cfg.workers_per_replica,
-                                       sv.cfg.slo_latency_p99_seconds, cost_mix)
-              : internal::capacity_rps(r.mean_service_time_seconds, sv.cfg.workers_per_replica,
-                                       sv.cfg.slo_latency_p99_seconds, {});
-      if (!(cap > 0)) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          "service \"" + sv.cfg.name + "\": after a release, SLO p99 " +
-                              std::to_string(sv.cfg.slo_latency_p99_seconds) +
-                              " s is not reachable");
-      }
-      changes.emplace_back(to_seconds(r.at), cap);
-    }
-    w.capacity_changes.push_back(std::move(changes));
   }
   w.scratch.reserve(ws * internal::kMaxComponents);
   w.config = std::move(config);
