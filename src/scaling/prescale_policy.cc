@@ -450,16 +450,17 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
   int desired = std::clamp(need, s.spec.min_replicas, s.spec.max_replicas);
 
   // Scale down only to the highest plan of the last scale-down delay (the shorter one while a
-  // forecast plans the service). The replicas that drain a backlog are not part of those
-  // plans: they stay for a startup time after the backlog was last seen (help asked for must
-  // not be cancelled while it starts), then go at once.
+  // forecast plans the service). Each plan is held for the delay in force when it was made: a
+  // plan from observed load stays 5 minutes even if a forecast arrives 1 minute later. The
+  // replicas that drain a backlog are not part of those plans: they stay for a startup time
+  // after the backlog was last seen (help asked for must not be cancelled while it starts),
+  // then go at once.
   const Clock::Duration delay =
       s.forecast_driven ? options_.forecast_scale_down_delay : options_.scale_down_delay;
-  s.recent.emplace_back(
-      now, std::clamp(std::max(planned, steady_floor), s.spec.min_replicas, s.spec.max_replicas));
-  while (!s.recent.empty() &&
-         now - s.recent.front().first >
-             std::max(options_.scale_down_delay, options_.forecast_scale_down_delay)) {
+  s.recent.push_back(
+      {now, std::clamp(std::max(planned, steady_floor), s.spec.min_replicas, s.spec.max_replicas),
+       delay});
+  while (!s.recent.empty() && now - s.recent.front().at > s.recent.front().held_for) {
     s.recent.pop_front();
   }
   int held = -1;
@@ -472,8 +473,8 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
     desired = s.current;
   } else if (desired < s.current) {
     held = desired;
-    for (const auto& [when, count] : s.recent) {
-      if (now - when <= delay) held = std::max(held, count);
+    for (const RecentPlan& plan : s.recent) {
+      if (now - plan.at <= plan.held_for) held = std::max(held, plan.replicas);
     }
     held = std::min(held, s.current);
     if (held > desired) desired = held;

@@ -264,6 +264,40 @@ TEST(PrescalePolicyTest, AForecastShortensTheScaleDownDelay) {
 }
 
 // A fresh policy's decision for `service` after one scrape of `world`, at 15 s.
+// Seven minutes at 500 rps without a forecast plan six replicas, held for the 5-minute delay;
+// then a forecast arrives (two hours of history, 100 rps) with its 1-minute delay, and the load
+// falls to it. The plans made without a forecast are still held for their own 5 minutes: the
+// forecast's shorter delay applies to the plans it makes, not to those before it.
+TEST(PrescalePolicyTest, APlanMadeBeforeTheFirstForecastKeepsItsOwnDelay) {
+  PrescalePolicyOptions options;
+  options.scale_down_delay = 5min;
+  options.forecast_scale_down_delay = 60s;
+  PrescalePolicy policy(options);
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 500, 6, 0}}, {}};
+  const double switch_at = 2 * 3600 + 420;
+  std::optional<double> released;
+  for (double t = 2 * 3600 + 15; t <= switch_at + 600 && !released; t += 15) {
+    if (t > switch_at && world.services[0].rps != 100) {
+      forecast::Series flat;
+      flat.step_seconds = 60;
+      flat.values.assign(120, 100.0);
+      ASSERT_TRUE(policy.load_history("api", flat, at(switch_at)));
+      world.services[0].rps = 100;
+    }
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    if (const auto d = decision_for(policy.decide(s, at(t)), "api")) {
+      world.services[0].replicas = d->replicas;
+      if (d->replicas < 6) released = t;
+    }
+  }
+  ASSERT_TRUE(released);
+  // The last plan of six was made at switch_at: held until 300 s later, released at the next
+  // decision (it used to go a minute after the forecast arrived).
+  EXPECT_EQ(*released, switch_at + 315);
+}
+
 std::optional<Decision> first_decision(const ServiceSpec& service, FakeWorld world) {
   PrescalePolicy policy;
   policy.init({service});

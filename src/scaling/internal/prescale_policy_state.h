@@ -37,12 +37,20 @@ inline double seconds(Clock::Duration d) { return std::chrono::duration<double>(
 // The standard normal quantile of `q` in (0, 1), by bisection on erfc (to 1e-9).
 double normal_score(double q);
 
+// A plan the scale-down delay holds: made at `at`, held for `held_for` (the delay in force then).
+struct RecentPlan {
+  Clock::TimePoint at;
+  int replicas = 0;
+  Clock::Duration held_for{0};
+};
+
 }  // namespace internal
 
 using internal::kMinute;
 using internal::minute_of;
 using internal::minute_start;
 using internal::normal_score;
+using internal::RecentPlan;
 using internal::seconds;
 
 // A per-minute demand series and its forecaster.
@@ -90,7 +98,7 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   // Until when the replicas a backlog asked for are held (a startup time after it was last
   // seen), so that a queue that empties for a moment does not cancel help still starting.
   std::optional<Clock::TimePoint> backlog_hold_until;
-  double backlog_rps = 0;      // the rate at which the backlog must drain (decide())
+  double backlog_rps = 0;  // the rate at which the backlog must drain (decide())
   // What the reactive floor sizes it for (decide()): the load arriving — what it observes, plus
   // what its callers will pass on once their replicas are ready beyond what they pass on now,
   // times the fan-out — and, of that, what it will pass on beyond what it passes on now.
@@ -100,8 +108,8 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   std::string demand_source;   // "forecast p90", "callers", "observed"
   // Its demand is all forecast: its own, or every caller's and its external requests'.
   bool forecast_driven = false;
-  // Plans within the longer of the two scale-down delays.
-  std::deque<std::pair<Clock::TimePoint, int>> recent;
+  // Plans still held by the scale-down delay, oldest first.
+  std::deque<internal::RecentPlan> recent;
   bool seen = false;         // whether any metrics of the service have been observed
   bool in_snapshot = false;  // in the snapshot being decided on (a failed scrape leaves it out)
   std::optional<Clock::TimePoint> first_decision;
