@@ -230,5 +230,36 @@ TEST_F(HistoryStoreTest, ConcurrentAppendsAreSerialised) {
   }
 }
 
+// docs/state.md: "A build refuses ... an SQLite database without the schema_version table" (and
+// one whose schema is newer). Refusing a file must leave it as it was: open() switches it to WAL
+// first (PRAGMA journal_mode = WAL is persistent, in the file's header), so another program's
+// database in the state directory comes back converted, with -wal and -shm files beside it.
+TEST_F(HistoryStoreTest, ARefusedDatabaseIsLeftUnchanged) {
+  const auto path = dir_ / "history.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1)", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  auto journal_mode = [&] {
+    sqlite3* check = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &check, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(check, "PRAGMA journal_mode", -1, &st, nullptr), SQLITE_OK);
+    EXPECT_EQ(sqlite3_step(st), SQLITE_ROW);
+    std::string mode = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(check);
+    return mode;
+  };
+  ASSERT_EQ(journal_mode(), "delete");
+
+  auto store = HistoryStore::open(dir_);
+  ASSERT_FALSE(store);
+  EXPECT_THAT(store.error().message, HasSubstr("not a Prescale history"));
+  EXPECT_EQ(journal_mode(), "delete") << "the refused database was switched to WAL";
+}
+
 }  // namespace
 }  // namespace prescale::control

@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <mutex>
 
 #include "core/clock.h"
+#include "http/server.h"
 #include "telemetry/registry.h"
 
 namespace prescale::local {
@@ -112,6 +115,90 @@ TEST(LocalWorldTest, RequestFiguresCoverTheLastMetricWindowAndTotalsCountEachReq
   EXPECT_NEAR(world.totals().requests, 310, 1e-9);
   EXPECT_NEAR(world.totals().within_slo, 300, 1e-9);
   EXPECT_NEAR(world.observe(clock.now()).services[0].window.slow_rps, 0, 1e-9);
+}
+
+// One replica process that never exits, ready at once on the port of a real /metrics server.
+struct OneReadyReplica final : ProcessLauncher, ReplicaProbe, EndpointSink {
+  struct Proc final : Process {
+    int pid() const override { return 4242; }
+    void signal(int) override {}
+    std::optional<int> poll_exit() override { return std::nullopt; }
+  };
+  Result<std::unique_ptr<Process>> launch(const LaunchSpec&) override {
+    return std::unique_ptr<Process>(std::make_unique<Proc>());
+  }
+  Result<std::uint16_t> free_port() override { return port; }
+  std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
+  bool ready(std::uint16_t) override { return true; }
+  void add(const std::string&, const std::string&, std::uint16_t) override {}
+  void remove(const std::string&, const std::string&) override {}
+  std::int64_t in_flight(const std::string&, const std::string&) override { return 0; }
+  std::uint16_t port = 0;
+};
+
+// docs/local.md: CPU per replica is process_cpu_seconds_total "over the window, as a share of one
+// core", and "a missed scrape keeps the old base". After a missed scrape the next delta spans two
+// observations, so it must be divided by the time since the base, not since the last observation.
+TEST(LocalWorldTest, CpuAfterAMissedScrapeIsAShareOfTheTimeSinceItsBase) {
+  std::mutex mu;
+  double cpu_seconds = 0;
+  bool fail = false;
+  http::ServerOptions so;
+  so.threads = 1;
+  http::Server metrics(so, [&](http::Request&, http::Responder respond) {
+    std::lock_guard lock(mu);
+    if (fail) return respond(http::Response::text(503, "busy"));
+    respond(http::Response::text(200,
+                                 "# TYPE process_cpu_seconds_total counter\n"
+                                 "process_cpu_seconds_total " +
+                                     std::to_string(cpu_seconds) + "\n"));
+  });
+  ASSERT_TRUE(metrics.start());
+  OneReadyReplica fake;
+  fake.port = metrics.port();
+
+  ManualClock clock;
+  SupervisorOptions sup_options;
+  Supervisor supervisor(sup_options, fake, fake, fake);
+  ASSERT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
+  ASSERT_TRUE(supervisor.set_desired("web", 1));
+  supervisor.tick(clock.now());
+  supervisor.tick(clock.now());
+  ASSERT_EQ(supervisor.replicas("web").at(0).phase, ReplicaPhase::kReady);
+
+  telemetry::Registry gateway_registry;
+  scaling::ServiceSpec spec;
+  spec.name = "web";
+  spec.max_replicas = 4;
+  LocalWorldOptions o;
+  o.clock = &clock;
+  o.real_clock = &clock;
+  LocalWorld world(supervisor, gateway_registry, {spec}, o);
+  auto set = [&](double cpu, bool failing) {
+    std::lock_guard lock(mu);
+    cpu_seconds = cpu;
+    fail = failing;
+  };
+  auto cpu = [&]() -> std::optional<double> {
+    const auto& obs = world.observe(clock.now()).services.at(0);
+    return obs.replicas.at(0).cpu_utilization;
+  };
+
+  // Half a core throughout.
+  set(0, false);
+  (void)cpu();
+  clock.advance(std::chrono::seconds(5));
+  set(2.5, false);
+  ASSERT_EQ(cpu(), 0.5);
+  clock.advance(std::chrono::seconds(5));
+  set(5.0, true);  // this scrape is missed (the replica is busy)
+  EXPECT_FALSE(cpu().has_value());
+  clock.advance(std::chrono::seconds(5));
+  set(7.5, false);
+  const std::optional<double> after_miss = cpu();
+  ASSERT_TRUE(after_miss.has_value());
+  EXPECT_NEAR(*after_miss, 0.5, 1e-9) << "10 s of CPU over 5 s: the missed interval counted twice";
+  metrics.shutdown(std::chrono::milliseconds(0));
 }
 
 }  // namespace

@@ -122,5 +122,25 @@ TEST_F(ProcessTest, ChildDiesWithTheThreadThatLaunchedIt) {
   EXPECT_EQ(wait_exit(*p), 128 + SIGKILL) << "PR_SET_PDEATHSIG";
 }
 
+// A platform started with its standard output closed (`prescale up >&-`, some service managers):
+// the log file opens as descriptor 1, close-on-exec, and dup2(1, 1) keeps that flag, so the
+// replica starts without a stdout: what it prints is lost, and the first file or socket it opens
+// becomes its stdout.
+TEST_F(ProcessTest, OutputIsLoggedEvenWhenOurStdoutIsClosed) {
+  const std::string log = dir + "/closed.log";
+  std::fflush(stdout);
+  const int saved = ::dup(1);
+  ASSERT_GE(saved, 0);
+  ::close(1);
+  auto p = launcher.launch({{"/bin/sh", "-c", "echo to-stdout; echo to-stderr >&2"}, {}, log});
+  ::dup2(saved, 1);
+  ::close(saved);
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(wait_exit(**p), 0);
+  const std::string text = slurp(log);
+  EXPECT_NE(text.find("to-stdout\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("to-stderr\n"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace prescale::local
