@@ -263,8 +263,8 @@ int run_up(const UpFlags& f) {
     auto restored = control::restore_policy_state(*store, *prescale_policy, clock.now(),
                                                   clock.wall_now());
     if (!restored) {
-      spdlog::warn("state in {} not restored ({}); starting fresh", f.state_dir,
-                   restored.error().message);
+      spdlog::warn("state in {} not restored ({}); running without it, the state left as it is",
+                   f.state_dir, restored.error().message);
     } else if (*restored) {
       spdlog::info("restored the learned history, topology and capacity from {}", f.state_dir);
     } else if (!f.seed_trace.empty()) {

@@ -196,9 +196,11 @@ Result<HistoryStore> HistoryStore::open(const std::filesystem::path& state_dir) 
   sqlite3_busy_timeout(impl->db, 5000);
   // WAL: readers (the dashboard) do not block the once-a-minute writer; NORMAL sync loses at
   // most the last transactions on power loss, never the database.
+  // The schema first: a file that is not ours (or is newer) is refused untouched — the journal
+  // mode is a property of the file, kept after we close it.
+  if (auto r = impl->check_schema(); !r) return std::unexpected(r.error());
   if (auto r = impl->exec("PRAGMA journal_mode = WAL"); !r) return std::unexpected(r.error());
   if (auto r = impl->exec("PRAGMA synchronous = NORMAL"); !r) return std::unexpected(r.error());
-  if (auto r = impl->check_schema(); !r) return std::unexpected(r.error());
   auto upsert = impl->prepare(
       "INSERT INTO samples (service, metric, minute, value) VALUES (?, ?, ?, ?) "
       "ON CONFLICT (service, metric, minute) DO UPDATE SET value = excluded.value");

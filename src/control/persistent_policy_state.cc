@@ -53,6 +53,15 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
                                Clock::TimePoint now, Clock::WallTime wall_now) {
   auto previous = store.get_state(kPolicyStateKey);
   if (!previous) return std::unexpected(previous.error());
+  if (*previous && !saved_offset(*previous)) {
+    // Another version's state (or one this build cannot read): never overwritten.
+    return make_error(ErrorCode::kInvalidArgument,
+                      "history store " + store.path().string() + ": state \"" +
+                          std::string(kPolicyStateKey) + "\" is not in format " +
+                          std::to_string(kFormat) +
+                          " (written by another Prescale version?); not overwritten — move the "
+                          "state directory aside to start a fresh one");
+  }
   const std::int64_t offset = wall_minus_mono_minutes(now, wall_now, saved_offset(*previous));
   nlohmann::json state = policy.export_state(now);
 

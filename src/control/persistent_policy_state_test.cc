@@ -375,42 +375,5 @@ TEST_F(PersistentPolicyStateTest, ASaveDoesNotOverwriteAStateOfAnotherFormat) {
   EXPECT_TRUE((*blob)->value["policy"] == newer["policy"]);
 }
 
-// A wall clock stepped while the platform runs (NTP stepping a VM's clock after a suspend, a
-// manual `date -s`): the store maps the policy's monotonic minutes to Unix minutes with the offset
-// between the clocks. The minutes already stored were mapped with the old offset; a restart must
-// still give back the history the policy had, each minute once, none lost.
-TEST_F(PersistentPolicyStateTest, AWallClockStepWhileRunningNeitherLosesNorShiftsMinutes) {
-  ManualClock clock;
-  World world;
-  PrescalePolicy before(options());
-  before.init(specs());
-  HistoryStore store = open();
-  Clock::Duration step = 0s;
-  for (int minute = 0; minute < 180; ++minute) {
-    if (minute == 120) step = -5min;  // the wall clock is set back five minutes
-    run(before, world, clock, 1min);
-    ASSERT_TRUE(save_policy_state(store, before, clock.now(), clock.wall_now() + step));
-  }
-  PrescalePolicy after(options());
-  after.init(specs());
-  auto restored = restore_policy_state(store, after, clock.now(), clock.wall_now() + step);
-  ASSERT_TRUE(restored && *restored);
-  auto history_before = before.history("front");
-  auto history_after = after.history("front");
-  ASSERT_TRUE(history_before && history_after);
-  ASSERT_EQ(history_before->values.size(), history_after->values.size());
-  EXPECT_EQ(history_before->start_seconds, history_after->start_seconds);
-  int differ = 0, lost = 0;
-  for (size_t i = 0; i < history_before->values.size(); ++i) {
-    if (std::isnan(history_after->values[i]) && !std::isnan(history_before->values[i])) ++lost;
-    if (history_after->values[i] != history_before->values[i]) ++differ;
-  }
-  EXPECT_EQ(lost, 0) << "minutes recorded before the restart are gaps after it";
-  EXPECT_EQ(differ, 0) << "of " << history_before->values.size() << " minutes";
-  EXPECT_LT(
-      max_relative_difference(before.demand_forecast("front"), after.demand_forecast("front")),
-      0.01);
-}
-
 }  // namespace
 }  // namespace prescale::control

@@ -164,6 +164,7 @@ struct LocalWorld::Scraper {
 struct LocalWorld::ReplicaCounters {
   int pid = 0;  // a new process restarts its counters
   ReplicaScrape last;
+  Clock::TimePoint real_at;  // when `last` was scraped (real time)
 };
 
 // What the gateway counted for one service, cumulative.
@@ -319,8 +320,6 @@ std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway() {
 
 const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
   const Clock::TimePoint real_now = options_.real_clock->now();
-  const double real_elapsed =
-      last_real_ ? std::chrono::duration<double>(real_now - *last_real_).count() : 0;
   const Clock::Duration window = last_now_ ? now - *last_now_ : Clock::Duration::zero();
   std::map<std::string, GatewayCounts> gateway = read_gateway();
 
@@ -354,13 +353,18 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
           auto prev = s.replicas.find(r.id);
           const bool continues = prev != s.replicas.end() && prev->second.pid == r.pid;
           inflight += scrape->inflight;
-          if (continues && real_elapsed > 0 && !std::isnan(scrape->cpu_seconds) &&
+          // Over the time since the base was scraped: after a missed scrape that is longer than
+          // the time since the last observation.
+          const double since_base =
+              continues ? std::chrono::duration<double>(real_now - prev->second.real_at).count()
+                        : 0;
+          if (continues && since_base > 0 && !std::isnan(scrape->cpu_seconds) &&
               !std::isnan(prev->second.last.cpu_seconds)) {
-            ro.cpu_utilization = (scrape->cpu_seconds - prev->second.last.cpu_seconds) / real_elapsed;
+            ro.cpu_utilization = (scrape->cpu_seconds - prev->second.last.cpu_seconds) / since_base;
             cpu_sum += *ro.cpu_utilization;
             ++cpu_n;
           }
-          seen[r.id] = ReplicaCounters{r.pid, std::move(*scrape)};
+          seen[r.id] = ReplicaCounters{r.pid, std::move(*scrape), real_now};
         } else if (auto prev = s.replicas.find(r.id); prev != s.replicas.end()) {
           seen[r.id] = prev->second;  // a missed scrape: keep the base for the next one
         }
@@ -417,7 +421,6 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
       t->replica_seconds += replica_seconds;
     }
   }
-  last_real_ = real_now;
   last_now_ = now;
   return snapshot_;
 }

@@ -111,7 +111,6 @@ class LocalWorld final : public control::World {
   LocalWorldOptions options_;
   std::vector<std::unique_ptr<ServiceState>> services_;
   scaling::Snapshot snapshot_;
-  std::optional<Clock::TimePoint> last_real_;
   std::optional<Clock::TimePoint> last_now_;
   Totals totals_;
   struct Scraper;

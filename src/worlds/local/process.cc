@@ -135,9 +135,18 @@ Result<std::unique_ptr<Process>> PosixLauncher::launch(const LaunchSpec& spec) {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGPIPE, SIG_DFL);
-    if (null_fd >= 0) ::dup2(null_fd, 0);
-    ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
+    // dup2 onto itself (our own stdin or stdout was closed, so the open landed there) keeps
+    // close-on-exec: clear it, or the child loses that stream.
+    auto to = [](int fd, int target) {
+      if (fd == target) {
+        ::fcntl(fd, F_SETFD, 0);
+      } else {
+        ::dup2(fd, target);
+      }
+    };
+    if (null_fd >= 0) to(null_fd, 0);
+    to(log_fd, 1);
+    to(log_fd, 2);
     // Nothing else of ours crosses exec: the platform's listening sockets and connections (Asio
     // opens them without close-on-exec) must not live on in replicas or what they start.
     if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
