@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace prescale::control {
@@ -22,6 +24,18 @@ std::int64_t wall_minus_mono_minutes(Clock::TimePoint now, Clock::WallTime wall_
   const double minutes = std::chrono::duration<double>(offset).count() / kMinuteSeconds;
   if (saved && std::abs(minutes - static_cast<double>(*saved)) < 0.75) return *saved;
   return std::llround(minutes);
+}
+
+// The offset to map minutes with: the saved one while the machine has not rebooted since the save
+// (the monotonic clock runs on; a step of the wall clock must not move minutes), else from the
+// clocks.
+std::int64_t offset_for(Clock::TimePoint now, Clock::WallTime wall_now,
+                        std::optional<std::int64_t> saved, const std::optional<StateBlob>& blob,
+                        std::string_view boot) {
+  if (saved && !boot.empty() && blob && blob->value.value("boot", std::string()) == boot) {
+    return *saved;
+  }
+  return wall_minus_mono_minutes(now, wall_now, saved);
 }
 
 // The offset the last save used, if a blob of this format is stored.
@@ -49,8 +63,19 @@ std::int64_t unix_seconds(Clock::WallTime t) {
 
 }  // namespace
 
+std::string_view current_boot_id() {
+  static const std::string id = [] {
+    std::ifstream in("/proc/sys/kernel/random/boot_id");
+    std::string line;
+    std::getline(in, line);
+    return line;
+  }();
+  return id;
+}
+
 Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolicy& policy,
-                               Clock::TimePoint now, Clock::WallTime wall_now) {
+                               Clock::TimePoint now, Clock::WallTime wall_now,
+                               std::string_view boot) {
   auto previous = store.get_state(kPolicyStateKey);
   if (!previous) return std::unexpected(previous.error());
   if (*previous && !saved_offset(*previous)) {
@@ -62,7 +87,7 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
                           " (written by another Prescale version?); not overwritten — move the "
                           "state directory aside to start a fresh one");
   }
-  const std::int64_t offset = wall_minus_mono_minutes(now, wall_now, saved_offset(*previous));
+  const std::int64_t offset = offset_for(now, wall_now, saved_offset(*previous), *previous, boot);
   nlohmann::json state = policy.export_state(now);
 
   std::vector<Sample> samples;
@@ -88,8 +113,10 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
   }
   if (auto r = store.append_many(samples); !r) return r;
 
-  const nlohmann::json blob = {
-      {"format", kFormat}, {"wall_minus_mono_minutes", offset}, {"policy", std::move(state)}};
+  const nlohmann::json blob = {{"format", kFormat},
+                               {"wall_minus_mono_minutes", offset},
+                               {"boot", std::string(boot)},
+                               {"policy", std::move(state)}};
   const std::int64_t wall = unix_seconds(wall_now);
   if (auto r = store.put_state(kPolicyStateKey, blob, wall); !r) return r;
 
@@ -102,7 +129,8 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
 }
 
 Result<bool> restore_policy_state(HistoryStore& store, scaling::PrescalePolicy& policy,
-                                  Clock::TimePoint now, Clock::WallTime wall_now) {
+                                  Clock::TimePoint now, Clock::WallTime wall_now,
+                                  std::string_view boot) {
   auto blob = store.get_state(kPolicyStateKey);
   if (!blob) return std::unexpected(blob.error());
   if (!*blob) return false;
@@ -114,7 +142,7 @@ Result<bool> restore_policy_state(HistoryStore& store, scaling::PrescalePolicy& 
                           std::string(kPolicyStateKey) + "\" is not in format " +
                           std::to_string(kFormat) + " (written by another Prescale version?)");
   }
-  const std::int64_t offset = wall_minus_mono_minutes(now, wall_now, saved);
+  const std::int64_t offset = offset_for(now, wall_now, saved, *blob, boot);
   const auto clock_shift =
       std::chrono::duration_cast<Clock::Duration>(std::chrono::minutes(*saved - offset));
 

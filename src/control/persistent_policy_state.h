@@ -11,7 +11,10 @@
 //
 // The policy numbers minutes on the monotonic clock, the store in Unix time: both calls take
 // `now` and `wall_now` from the same Clock, and the offset between them, in whole minutes, maps
-// one onto the other (the monotonic clock restarts with the machine; wall time does not).
+// one onto the other. Within one boot (`boot`: the kernel's boot id, which current_boot_id()
+// reads) the offset of the first save stays, so a wall clock stepped while the platform runs
+// moves no stored minute; after a reboot (the monotonic clock restarts; wall time does not) it
+// is taken again from the clocks.
 //
 // Thread safety: as the policy's (one controller thread); the store is safe to share.
 #pragma once
@@ -33,16 +36,22 @@ inline constexpr std::string_view kArrivalMetric = "arrival_rps";
 // and that also has clients of its own (PrescalePolicy::SeriesKind::kExternal).
 inline constexpr std::string_view kExternalArrivalMetric = "external_arrival_rps";
 
+// This machine's boot id (/proc/sys/kernel/random/boot_id), read once; "" where there is none
+// (then every save and restore takes the offset from the clocks, within 45 s of the last one).
+std::string_view current_boot_id();
+
 // Writes the minutes recorded since the last save, then the state blob, then prunes samples older
 // than the policy can need (max_history + refit_interval + a day: a forecaster's fit window may
 // start before the kept history). Errors: the store's.
 Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolicy& policy,
-                               Clock::TimePoint now, Clock::WallTime wall_now);
+                               Clock::TimePoint now, Clock::WallTime wall_now,
+                               std::string_view boot = current_boot_id());
 
 // Restores what save_policy_state() stored: false when the store holds no state (a first start).
 // Errors: the store's; kInvalidArgument for a state this build cannot read (the policy is then
 // unchanged, and the caller may go on without it).
 Result<bool> restore_policy_state(HistoryStore& store, scaling::PrescalePolicy& policy,
-                                  Clock::TimePoint now, Clock::WallTime wall_now);
+                                  Clock::TimePoint now, Clock::WallTime wall_now,
+                                  std::string_view boot = current_boot_id());
 
 }  // namespace prescale::control

@@ -251,7 +251,7 @@ TEST_F(PersistentPolicyStateTest, MinutesWhileDownAreGapsAndTheSeasonStaysAligne
   PrescalePolicy rebooted(options());
   rebooted.init(specs());
   const Clock::TimePoint boot_now = Clock::TimePoint{} + 3min;
-  ASSERT_TRUE(restore_policy_state(store, rebooted, boot_now, saved_wall + 10min));
+  ASSERT_TRUE(restore_policy_state(store, rebooted, boot_now, saved_wall + 10min, "rebooted"));
   EXPECT_LT(max_relative_difference(same_boot.demand_forecast("front"),
                                     rebooted.demand_forecast("front")),
             1e-9);
@@ -339,8 +339,10 @@ TEST_F(PersistentPolicyStateTest, TheClockOffsetDoesNotFlipNearHalfAMinute) {
   policy.init(specs());
   HistoryStore store = open();
   run(policy, world, clock, 10min);
+  // Without a boot id (no /proc), the offset comes from the clocks at every save, kept within
+  // 45 s of the last one.
   auto offset_saved = [&](Clock::Duration wall_ahead) {
-    EXPECT_TRUE(save_policy_state(store, policy, clock.now(), clock.wall_now() + wall_ahead));
+    EXPECT_TRUE(save_policy_state(store, policy, clock.now(), clock.wall_now() + wall_ahead, ""));
     auto blob = store.get_state(kPolicyStateKey);
     EXPECT_TRUE(blob && blob->has_value());
     return (*blob)->value["wall_minus_mono_minutes"].get<std::int64_t>() -
@@ -357,6 +359,43 @@ TEST_F(PersistentPolicyStateTest, TheClockOffsetDoesNotFlipNearHalfAMinute) {
 // and the caller may go on without it" (prescale up does). Going on means saving once a minute:
 // the save must not replace what this build could not read (a newer Prescale's learned state,
 // after a downgrade) with a fresh policy's, as it refuses to replace a blob that is not JSON.
+// A wall clock stepped while the platform runs (NTP stepping a VM's clock after a suspend, a
+// manual `date -s`): the store maps the policy's monotonic minutes to Unix minutes with the offset
+// between the clocks. The minutes already stored were mapped with the old offset; a restart must
+// still give back the history the policy had, each minute once, none lost.
+TEST_F(PersistentPolicyStateTest, AWallClockStepWhileRunningNeitherLosesNorShiftsMinutes) {
+  ManualClock clock;
+  World world;
+  PrescalePolicy before(options());
+  before.init(specs());
+  HistoryStore store = open();
+  Clock::Duration step = 0s;
+  for (int minute = 0; minute < 180; ++minute) {
+    if (minute == 120) step = -5min;  // the wall clock is set back five minutes
+    run(before, world, clock, 1min);
+    ASSERT_TRUE(save_policy_state(store, before, clock.now(), clock.wall_now() + step));
+  }
+  PrescalePolicy after(options());
+  after.init(specs());
+  auto restored = restore_policy_state(store, after, clock.now(), clock.wall_now() + step);
+  ASSERT_TRUE(restored && *restored);
+  auto history_before = before.history("front");
+  auto history_after = after.history("front");
+  ASSERT_TRUE(history_before && history_after);
+  ASSERT_EQ(history_before->values.size(), history_after->values.size());
+  EXPECT_EQ(history_before->start_seconds, history_after->start_seconds);
+  int differ = 0, lost = 0;
+  for (size_t i = 0; i < history_before->values.size(); ++i) {
+    if (std::isnan(history_after->values[i]) && !std::isnan(history_before->values[i])) ++lost;
+    if (history_after->values[i] != history_before->values[i]) ++differ;
+  }
+  EXPECT_EQ(lost, 0) << "minutes recorded before the restart are gaps after it";
+  EXPECT_EQ(differ, 0) << "of " << history_before->values.size() << " minutes";
+  EXPECT_LT(
+      max_relative_difference(before.demand_forecast("front"), after.demand_forecast("front")),
+      0.01);
+}
+
 TEST_F(PersistentPolicyStateTest, ASaveDoesNotOverwriteAStateOfAnotherFormat) {
   ManualClock clock;
   HistoryStore store = open();
