@@ -610,6 +610,9 @@ TEST(SimCliTest, BadInputExitsTwoNamingTheProblem) {
   Outcome negative = run("queue-limit", {"--trace", trace, "--queue-limit", "-5ms"});
   EXPECT_THAT(negative.err, HasSubstr("--queue-limit"));
 
+  Outcome headroom = run("headroom", {"--trace", trace, "--prescale-floor-headroom", "2"});
+  EXPECT_THAT(headroom.err, HasSubstr("--prescale-floor-headroom"));
+
   Outcome release_shape = run("release-shape", {"--trace", trace, "--release", "app:1h"});
   EXPECT_THAT(release_shape.err,
               AllOf(HasSubstr("--release app:1h"), HasSubstr("expected SERVICE:AT:FACTOR")));

@@ -332,6 +332,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
           ? file_settings->prescale.error_budget
           : f.prescale_error_budget;
   options.settings.prescale.budget_step = f.prescale_budget_step;
+  options.settings.prescale.floor_headroom = f.prescale_floor_headroom;
   // Each delay from the file unless its flag is given.
   for (auto [flag, text, field] :
        {std::tuple{"--prescale-scale-down-delay", &f.prescale_scale_down_delay,

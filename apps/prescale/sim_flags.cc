@@ -107,6 +107,10 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
                "or dropped tracks this budget (0 = plan at --prescale-quantile always)")
       ->check(CLI::Range(0.0, 0.5))
       ->capture_default_str();
+  c.add_option("--prescale-floor-headroom", f.prescale_floor_headroom,
+               "prescale: the reactive floor's margin over the observed load (0.05: 5 %)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   c.add_option("--prescale-budget-step", f.prescale_budget_step,
                "prescale: how far one minute's budget error moves the planning quantile's score")
       ->check(CLI::Range(0.0, 1.0))

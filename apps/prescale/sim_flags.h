@@ -43,6 +43,7 @@ struct SimFlags {
   std::string prescale_scale_down_delay = "5m";
   std::string prescale_forecast_scale_down_delay = "3m";
   double prescale_budget_step = 0.0005;
+  double prescale_floor_headroom = 0.05;
   int threads = 0;
   std::string progress = "auto";
   bool per_service = false;
