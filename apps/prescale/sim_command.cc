@@ -70,16 +70,8 @@ bool add_releases(sim::SimConfig& config, const std::vector<std::string>& flags)
     if (service == config.services.end()) return fail("no service \"" + name + "\" in the graph");
     auto at = internal::parse_duration(flag.substr(first + 1, last - first - 1));
     if (!at) return fail("AT: " + at.error());
-    double factor = 0;
-    try {
-      size_t used = 0;
-      const std::string text = flag.substr(last + 1);
-      factor = std::stod(text, &used);
-      if (used != text.size()) factor = 0;
-    } catch (const std::exception&) {
-      factor = 0;
-    }
-    if (!(factor > 0) || !std::isfinite(factor)) {
+    const double factor = internal::parse_number(flag.substr(last + 1)).value_or(0);
+    if (!(factor > 0)) {
       return fail("FACTOR must be a positive number, got \"" + flag.substr(last + 1) + "\"");
     }
     sim::ServiceTimeChange change{*at, service->mean_service_time_seconds * factor};

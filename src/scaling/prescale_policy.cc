@@ -378,6 +378,7 @@ void PrescalePolicy::plan_demand(ServiceState& s, size_t idx, std::int64_t minut
 // passes on now counts, times the fan-out, as arriving here already — and so on down the graph:
 // a service whose callers hold load back passes it on too, once it arrives.
 void PrescalePolicy::reactive_load(ServiceState& s, size_t idx, Clock::TimePoint now) {
+  s.capacity_rps = std::max(1e-9, capacity_.capacity_rps(s.spec.name));
   s.arriving_rps = s.observed_rps;
   s.unserved_rps = 0;
   s.backlog_rps = 0;
@@ -386,7 +387,7 @@ void PrescalePolicy::reactive_load(ServiceState& s, size_t idx, Clock::TimePoint
     s.arriving_rps += fanout * services_[caller]->unserved_rps;
   }
   if (s.arriving_rps > s.observed_rps) s.backlog_hold_until = now + s.spec.startup_time;
-  const double capacity = std::max(1e-9, capacity_.capacity_rps(s.spec.name));
+  const double capacity = s.capacity_rps;
   const double will_pass =
       std::min(s.arriving_rps, static_cast<double>(s.spec.max_replicas) * capacity);
   // With a queue it passes on what its ready replicas serve flat out (their concurrency over
@@ -430,10 +431,10 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
   if (!s.seen && callers_[idx].empty()) return std::nullopt;
   if (!s.in_snapshot) return std::nullopt;  // its count is unknown (a failed scrape): no decision
   if (!s.first_decision) s.first_decision = now;
-  const double capacity = std::max(1e-9, capacity_.capacity_rps(s.spec.name));
+  const double capacity = s.capacity_rps;
   double peak = 0;
   for (double d : s.demand) peak = std::max(peak, d);
-  // Saturating: with capacity 0 (the 1e-9 above) the count is far beyond an int.
+  // Saturating: with capacity 0 (floored at 1e-9 in reactive_load) the count is far beyond an int.
   auto replicas_for = [&](double rps) {
     return static_cast<int>(std::min(std::ceil(rps / capacity - 1e-9),
                                      static_cast<double>(std::numeric_limits<int>::max())));

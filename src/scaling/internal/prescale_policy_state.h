@@ -104,6 +104,8 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   // times the fan-out — and, of that, what it will pass on beyond what it passes on now.
   double arriving_rps = 0;
   double unserved_rps = 0;
+  // The learned per-replica capacity at this decision, at least 1e-9 (decide()).
+  double capacity_rps = 0;
   std::vector<double> demand;  // planned demand per minute from the current one
   std::string demand_source;   // "forecast p90", "callers", "observed"
   // Its demand is all forecast: its own, or every caller's and its external requests'.

@@ -75,11 +75,10 @@ std::vector<scaling::OracleDemand> oracle_demand(
 PolicyContext context_of(const SimWorld& world, const forecast::Trace& trace,
                          const SimConfig& config) {
   PolicyContext context{&trace, &config.graph, config.start, config.step, {}};
-  const auto& changes = world.capacity_changes();
-  for (size_t s = 0; s < changes.size(); ++s) {
+  for (const ServiceInfo& service : world.recorder().services()) {
     std::vector<std::pair<double, double>> factors;
-    for (const auto& [at, capacity] : changes[s]) {
-      factors.emplace_back(at, world.specs()[s].capacity_rps / capacity);
+    for (const auto& [at, capacity] : service.capacity_changes) {
+      factors.emplace_back(at, service.capacity_rps / capacity);
     }
     context.demand_factors.push_back(std::move(factors));
   }

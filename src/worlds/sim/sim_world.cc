@@ -288,8 +288,7 @@ Result<std::unique_ptr<SimWorld>> SimWorld::create(SimConfig config, forecast::T
       changes.emplace_back(to_seconds(r.at), cap);
     }
     infos.push_back(ServiceInfo{c.name, c.slo_latency_p99_seconds, (*specs)[s].capacity_rps,
-                                c.workers_per_replica, changes});
-    w.capacity_changes.push_back(std::move(changes));
+                                c.workers_per_replica, std::move(changes)});
   }
   w.recorder = SimRecorder(std::move(infos), config.record_interval, config.start);
   const double intervals = trace.duration_seconds() / to_seconds(config.record_interval);
@@ -387,10 +386,6 @@ SimWorld::ServiceState SimWorld::state(std::string_view service) const {
     }
   }
   return {};
-}
-
-const std::vector<std::vector<std::pair<double, double>>>& SimWorld::capacity_changes() const {
-  return impl_->capacity_changes;
 }
 
 Result<void> SimWorld::scale(std::string_view service, int replicas) {

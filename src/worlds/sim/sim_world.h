@@ -68,9 +68,6 @@ class SimWorld final : public control::World {
   const std::vector<SimServiceConfig>& services() const;  // resolved, in graph order
   // ServiceSpecs for policies (capacity_rps from capacity_rps()), in graph order.
   const std::vector<scaling::ServiceSpec>& specs() const;
-  // Per service, in graph order: (seconds since the start, per-replica capacity at the SLO from
-  // then on) of each of its releases — what the oracle plans with; policies are not told.
-  const std::vector<std::vector<std::pair<double, double>>>& capacity_changes() const;
 
  private:
   struct Impl;

@@ -103,8 +103,6 @@ struct SimWorld::Impl {
   forecast::Trace trace;
   std::vector<SimServiceConfig> resolved;
   std::vector<scaling::ServiceSpec> specs;
-  // Per service: (seconds since the start, capacity at the SLO from then on) of each release.
-  std::vector<std::vector<std::pair<double, double>>> capacity_changes;
   std::vector<Service> services;
   std::vector<Edge> edges;
   double dt = 1;  // step, seconds
