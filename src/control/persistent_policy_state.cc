@@ -48,6 +48,15 @@ std::optional<std::int64_t> saved_offset(const std::optional<StateBlob>& blob) {
   return it->get<std::int64_t>();
 }
 
+// A state blob this build cannot read (another Prescale version's): `then` says what is done.
+std::unexpected<Error> not_our_format(const HistoryStore& store, std::string_view then) {
+  return make_error(ErrorCode::kInvalidArgument,
+                    "history store " + store.path().string() + ": state \"" +
+                        std::string(kPolicyStateKey) + "\" is not in format " +
+                        std::to_string(kFormat) + " (written by another Prescale version?)" +
+                        std::string(then));
+}
+
 std::int64_t minute_number(Clock::TimePoint t) {
   return std::chrono::floor<std::chrono::minutes>(t.time_since_epoch()).count();
 }
@@ -78,16 +87,14 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
                                std::string_view boot) {
   auto previous = store.get_state(kPolicyStateKey);
   if (!previous) return std::unexpected(previous.error());
-  if (*previous && !saved_offset(*previous)) {
-    // Another version's state (or one this build cannot read): never overwritten.
-    return make_error(ErrorCode::kInvalidArgument,
-                      "history store " + store.path().string() + ": state \"" +
-                          std::string(kPolicyStateKey) + "\" is not in format " +
-                          std::to_string(kFormat) +
-                          " (written by another Prescale version?); not overwritten — move the "
-                          "state directory aside to start a fresh one");
+  const std::optional<std::int64_t> previous_offset = saved_offset(*previous);
+  // Another version's state (or one this build cannot read) is never overwritten.
+  if (*previous && !previous_offset) {
+    return not_our_format(store,
+                          "; not overwritten — move the state directory aside to start a "
+                          "fresh one");
   }
-  const std::int64_t offset = offset_for(now, wall_now, saved_offset(*previous), *previous, boot);
+  const std::int64_t offset = offset_for(now, wall_now, previous_offset, *previous, boot);
   nlohmann::json state = policy.export_state(now);
 
   std::vector<Sample> samples;
@@ -136,12 +143,7 @@ Result<bool> restore_policy_state(HistoryStore& store, scaling::PrescalePolicy& 
   if (!*blob) return false;
   const nlohmann::json& value = (*blob)->value;
   const std::optional<std::int64_t> saved = saved_offset(*blob);
-  if (!saved || !value.contains("policy")) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "history store " + store.path().string() + ": state \"" +
-                          std::string(kPolicyStateKey) + "\" is not in format " +
-                          std::to_string(kFormat) + " (written by another Prescale version?)");
-  }
+  if (!saved || !value.contains("policy")) return not_our_format(store, "");
   const std::int64_t offset = offset_for(now, wall_now, saved, *blob, boot);
   const auto clock_shift =
       std::chrono::duration_cast<Clock::Duration>(std::chrono::minutes(*saved - offset));
