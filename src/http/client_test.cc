@@ -126,6 +126,25 @@ TEST(ClientTest, SendsBodyAndPathWithQuery) {
   EXPECT_EQ(r->body, "POST /items?a=1 payload");
 }
 
+// A target with CR or LF would end the request line early and let the rest be read as headers
+// and further requests (request splitting, CWE-93); like a bad method, it makes the request
+// unusable: kInvalidArgument, and nothing is sent.
+TEST(ClientTest, TargetWithCrLfIsInvalidArgumentAndNotSent) {
+  std::atomic<int> handled{0};
+  Server server(local_options(), [&](Request&, Responder respond) {
+    ++handled;
+    respond(Response::text(200, "ok"));
+  });
+  ASSERT_TRUE(server.start().has_value());
+  Client client;
+  auto r = client.request("127.0.0.1", server.port(),
+                          get("/a HTTP/1.1\r\nHost: x\r\n\r\nDELETE /admin"));
+  ASSERT_FALSE(r.has_value()) << "status " << r->status;
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << r.error().to_string();
+  server.shutdown(milliseconds(1000));
+  EXPECT_EQ(handled.load(), 0);
+}
+
 TEST(ClientTest, HeadResponseHasNoBody) {
   Server server(local_options(), echo());
   ASSERT_TRUE(server.start().has_value());

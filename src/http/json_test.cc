@@ -37,6 +37,14 @@ TEST(JsonTest, RejectsEmptyAndTrailingGarbage) {
       << trailing.error().message;
 }
 
+// RFC 8259 section 2: only whitespace (space, tab, LF, CR) may follow the value. A NUL byte is
+// not whitespace and must not end the document early, hiding what follows it.
+TEST(JsonTest, RejectsTrailingBytesAfterANulByte) {
+  auto r = parse_json(std::string("{\"a\":1}\0{\"b\":2}", 15));
+  ASSERT_FALSE(r.has_value()) << "parsed as " << r->dump();
+  EXPECT_NE(r.error().message.find("at byte 7"), std::string::npos) << r.error().message;
+}
+
 TEST(JsonTest, RejectsExcessiveNesting) {
   std::string deep(kMaxJsonDepth + 1, '[');
   deep += std::string(kMaxJsonDepth + 1, ']');

@@ -351,6 +351,105 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequestCase{"HeaderWithoutColon", "GET / HTTP/1.1\r\nHost: t\r\nNoColonHere\r\n\r\n"}),
     [](const ::testing::TestParamInfo<BadRequestCase>& p) { return p.param.name; });
 
+// RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request that lacks Host or has
+// more than one Host field line (the host that routing and the gateway rely on is ambiguous).
+INSTANTIATE_TEST_SUITE_P(
+    Host, ServerBadRequestTest,
+    ::testing::Values(BadRequestCase{"Http11WithoutHost", "GET / HTTP/1.1\r\n\r\n"},
+                      BadRequestCase{"TwoHostFields",
+                                     "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"}),
+    [](const ::testing::TestParamInfo<BadRequestCase>& p) { return p.param.name; });
+
+// RFC 9112 section 3.2.2: a server MUST accept the absolute-form of the request-target; its
+// path and query are those of the URI, not the whole target.
+TEST_F(ServerTest, AbsoluteFormTargetHasTheUriPathAndQuery) {
+  Server& server = start(local_options(), [](Request& req, Responder respond) {
+    respond(Response::text(200, req.path + " " + req.query));
+  });
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send("GET http://t:8080/users/7?full=1 HTTP/1.1\r\nHost: t:8080\r\n\r\n"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "/users/7 full=1");
+}
+
+// RFC 9110 section 6.5.1: a recipient MUST NOT merge trailer fields into the header section; a
+// handler that reads req.headers must not see fields the client sent after the body.
+TEST_F(ServerTest, ChunkedTrailerFieldsAreNotMergedIntoTheHeaders) {
+  Server& server = start(local_options(), [](Request& req, Responder respond) {
+    respond(Response::text(
+        200, std::string(req.headers.get("X-User").value_or("(none)")) + " " + req.body));
+  });
+  RawSocket s(server.port());
+  ASSERT_TRUE(
+      s.send("POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "3\r\nabc\r\n0\r\nX-User: admin\r\n\r\n"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "(none) abc");
+}
+
+// RFC 9110 section 8.6: a 304 MUST NOT carry a Content-Length other than the length a 200 would
+// have had; a handler that gave no body (nor a length) says nothing about it, so none is sent.
+TEST_F(ServerTest, NotModifiedWithoutBodyHasNoContentLength) {
+  Server& server = start(local_options(), [](Request&, Responder respond) {
+    Response r;
+    r.status = 304;
+    r.headers.add("ETag", "\"v1\"");
+    respond(std::move(r));
+  });
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/doc", "If-None-Match: \"v1\"\r\n")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 304);
+  EXPECT_EQ(r->header("Content-Length"), std::nullopt);
+}
+
+// RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding MUST be treated as having
+// faulty framing and the connection closed after it, even when the client asks for keep-alive
+// (a 1.0 intermediary may have framed it differently: request smuggling).
+TEST_F(ServerTest, Http10RequestWithTransferEncodingClosesTheConnection) {
+  Server& server = start(local_options(), echo());
+  RawSocket s(server.port());
+  ASSERT_TRUE(
+      s.send("POST /c HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_NE(r->header("Connection"), "keep-alive");
+  EXPECT_TRUE(s.closed_within(milliseconds(3000)));
+}
+
+// RFC 9110 section 6.6.1: an origin server with a clock MUST send Date (IMF-fixdate, e.g.
+// "Sun, 06 Nov 1994 08:49:37 GMT") in every 2xx, 3xx and 4xx response.
+TEST_F(ServerTest, ResponsesCarryADateField) {
+  Server& server = start(local_options(), hello());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  std::optional<std::string> date = r->header("Date");
+  ASSERT_TRUE(date.has_value());
+  EXPECT_EQ(date->size(), 29u) << *date;
+  EXPECT_TRUE(date->ends_with(" GMT")) << *date;
+}
+
+// RFC 9112 section 3: a request-target longer than the server wishes to parse MUST be answered
+// with 414 (URI Too Long), not 431, which names the header fields.
+TEST_F(ServerTest, OverlongRequestTargetGets414) {
+  ServerOptions o = local_options();
+  o.max_header_bytes = 1024;
+  Server& server = start(std::move(o), hello());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send("GET /" + std::string(4096, 'a') + " HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 414);
+}
+
 TEST_F(ServerTest, SlowClientIsCutOffWith408) {
   std::atomic<int> rejected_408{0};
   ServerOptions o = local_options();
