@@ -295,6 +295,67 @@ TEST(GatewayReloadTest, RequestInFlightFinishesOnWhatItStartedWith) {
   EXPECT_EQ(g.get("/y").body, "B /y");
 }
 
+// A replica's health comes from active checks, not from the data path's learned state: a reload
+// that renews the clusters (a circuit_breakers change) must not put a replica that is failing its
+// readiness back in service until a check passes (docs/gateway.md: "What is kept: every
+// service's endpoints"; an endpoint starts healthy only because a replica is registered once its
+// readiness passed, which this one is known not to).
+TEST(GatewayReloadTest, AReloadThatRenewsClustersKeepsUnhealthyEndpointsOutOfService) {
+  http::Server sick(local(), [](http::Request& req, http::Responder respond) {
+    respond(http::Response::text(req.path == "/readyz" ? 503 : 200, "A " + req.path));
+  });
+  ASSERT_TRUE(sick.start());
+  Upstream b("B");
+  const std::string upstreams = "  upstreams:\n    s: [\"127.0.0.1:" + std::to_string(sick.port()) +
+                                "\", \"" + b.address() + "\"]\n";
+  const std::string rest =
+      "  load_balancer: round_robin\n"
+      "  health_check: {interval: 10s, unhealthy_threshold: 1}\n"
+      "  routes:\n    - {match: {path_prefix: /}, service: s}\n";
+  GatewayConfig config = parse(upstreams + rest);
+
+  ManualClock clock;
+  telemetry::Registry registry;
+  GatewayOptions o;
+  o.clock = &clock;
+  o.registry = &registry;
+  o.health_checks = true;
+  auto created = Gateway::create(config, o);
+  ASSERT_TRUE(created) << created.error().message;
+  std::unique_ptr<Gateway> gw = std::move(*created);
+  http::Server server(local(), gw->handler());
+  ASSERT_TRUE(server.start());
+  auto get = [&](const std::string& path) {
+    RawSocket s(server.port());
+    if (!s.send("GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n")) return std::string();
+    auto r = s.read_response();
+    return r ? r->body : std::string();
+  };
+  const std::string unhealthy = R"(prescale_gateway_endpoints{service="s",state="unhealthy"} 1)";
+  auto endpoint_states = [&] {  // the prescale_gateway_endpoints lines of the metrics
+    std::string all = telemetry::expose(registry), out;
+    for (size_t at = 0, end; at < all.size(); at = end + 1) {
+      end = all.find('\n', at);
+      if (end == std::string::npos) end = all.size();
+      if (all.compare(at, 27, "prescale_gateway_endpoints{") == 0) {
+        out += all.substr(at, end - at) + "\n";
+      }
+    }
+    return out;
+  };
+
+  gw->upkeep();  // the first checks: A fails its readiness and leaves the rotation
+  ASSERT_TRUE(eventually([&] { return endpoint_states().find(unhealthy) != std::string::npos; }))
+      << endpoint_states();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(get("/before"), "B /before");
+
+  config.circuit_breakers.max_requests = 512;  // renews the service's cluster
+  ASSERT_TRUE(gw->reload(config));
+  EXPECT_NE(endpoint_states().find(unhealthy), std::string::npos) << endpoint_states();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(get("/after"), "B /after") << "request " << i;
+  server.shutdown(milliseconds(1000));
+}
+
 // Issue 5's limits "as in the HTTP layer" at the gateway: the server's limits answer before
 // routing, so the upstream never sees such a request.
 TEST(GatewayLimitsTest, BadInputIsAnsweredByTheGatewayAndNeverReachesTheUpstream) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gateway/proxy_test_util.h"
+#include "gateway/upstream_pool.h"
 #include "http/server.h"
 #include "http/test_util.h"
 #include "telemetry/exposition.h"
@@ -224,6 +225,39 @@ TEST(ProxyTest, HeadResponseKeepsTheUpstreamLength) {
   EXPECT_EQ(r2->body, "hello");
 }
 
+// RFC 9110 §8.6: a response to HEAD (or a 304) may carry Content-Length only when it equals the
+// length a GET would have had. An upstream that frames its GET answers with chunked coding sends
+// no length for HEAD; the gateway must not invent "0" (clients read it as an empty resource).
+TEST(ProxyTest, HeadAnswerWithoutALengthIsNotGivenContentLengthZero) {
+  RawUpstream up([](int, int, const std::string&) {
+    return RawUpstream::Reply{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false};
+  });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send("HEAD /report.csv HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto r = s.read_response(/*head=*/true);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("Content-Length"), std::nullopt);
+}
+
+TEST(ProxyTest, NotModifiedKeepsTheUpstreamLengthInsteadOfZero) {
+  RawUpstream up([](int, int, const std::string&) {
+    return RawUpstream::Reply{
+        "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 5\r\n\r\n", false};
+  });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/page", "If-None-Match: \"v1\"\r\n")));
+  auto r = s.read_response(/*head=*/true);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 304);
+  EXPECT_EQ(r->header("ETag"), "\"v1\"");
+  // The length of the representation (5), or none at all; never a length the resource lacks.
+  const auto length = r->header("Content-Length");
+  EXPECT_TRUE(!length.has_value() || *length == "5") << "Content-Length: " << *length;
+}
+
 TEST(ProxyTest, HopByHopFieldsAreRemovedBothWays) {
   RawUpstream up([](int, int, const std::string&) {
     return RawUpstream::Reply{
@@ -435,6 +469,70 @@ TEST(ProxyTest, ARefusedRetryEndsWithThePreviousAnswer) {
   EXPECT_EQ(r->body, "busy");  // the upstream's answer, not "overloaded"
   EXPECT_FALSE(r->header("Retry-After").has_value());
   EXPECT_EQ(selector->seen().size(), 1u);
+}
+
+// prescale_gateway_retries_total counts "attempts after the first" (docs/gateway.md): a retry
+// the selector refuses (retry budget spent, max_requests) is no attempt.
+TEST(ProxyTest, ARetryTheSelectorRefusesIsNotCountedAsARetry) {
+  Upstream up(
+      [](http::Request&, http::Responder respond) { respond(http::Response::text(503, "busy")); });
+  auto selector = std::make_shared<ScriptedSelector>(std::vector<uint16_t>{up.port()});
+  selector->past_end = NoPick{NoPick::Reason::kOverflow, "retry budget exhausted for service svc"};
+  selector->backoff = Clock::Duration::zero();  // retry every failure
+  Gateway gw(selector);
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "busy");
+  EXPECT_EQ(selector->seen().size(), 1u);  // one attempt was made
+  const std::string m = gw.metrics();
+  EXPECT_NE(m.find(R"(prescale_gateway_retries_total{route="r"} 0)"), std::string::npos) << m;
+}
+
+// A connection limit that refuses every new connection (max_connections reached).
+class FullAdmission final : public ConnectionAdmission {
+ public:
+  std::unique_ptr<Permit> try_open(std::string& why) override {
+    why = "circuit_breakers.max_connections (1 upstream connections open) reached for service svc";
+    return nullptr;
+  }
+};
+
+// docs/gateway.md: "a retry refused for any reason ends with the previous attempt's answer". A
+// retry that needs a new connection the service's max_connections refuses is such a refusal: the
+// client gets the upstream's own answer, not a 503 upstream_overflow about an attempt never made.
+TEST(ProxyTest, ARetryRefusedAConnectionEndsWithThePreviousAnswer) {
+  Upstream first([](http::Request&, http::Responder respond) {
+    respond(http::Response::text(504, "upstream's own gateway timeout"));
+  });
+  Upstream second(echo("second"));
+  class Selector final : public UpstreamSelector {
+   public:
+    Selector(uint16_t a, uint16_t b) : ports_{a, b} {}
+    UpstreamSelection select(const http::Request&, int attempt, const UpstreamPick*) override {
+      if (attempt > 1) return std::unexpected(NoPick{});
+      return UpstreamPick{.host = "127.0.0.1",
+                          .port = ports_[static_cast<size_t>(attempt)],
+                          .tag = 0,
+                          .context = nullptr,
+                          .admission = attempt == 1 ? &full_ : nullptr};
+    }
+    RetryDecision retry(const http::Request&, const AttemptReport&) override {
+      return RetryDecision{.retry = true};
+    }
+
+   private:
+    uint16_t ports_[2];
+    FullAdmission full_;
+  };
+  Gateway gw(std::make_shared<Selector>(first.port(), second.port()));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 504);
+  EXPECT_EQ(r->body, "upstream's own gateway timeout");
 }
 
 TEST(ProxyTest, ConnectFailureIsRetriedOnAnotherEndpoint) {
