@@ -63,5 +63,18 @@ TEST(SeriesInputTest, RejectsOffGridPointsAndBadSteps) {
   EXPECT_THAT(to_series(far, std::nullopt).error().message, HasSubstr("a gap of more than"));
 }
 
+TEST(SeriesInputTest, GapsWithinTheLimitCannotAddUpToAnUnboundedSeries) {
+  // Every gap is kMaxGapSteps, the most one gap may be, yet 50 points become 4.9 million steps
+  // (39 MB). At the documented limits, 100,000 points (about 1.4 MB of JSON) would ask for
+  // 10^10 steps (80 GB) before anything else looks at them.
+  Points p;
+  for (int i = 0; i < 50; ++i) {
+    p.timestamps.push_back(60.0 * kMaxGapSteps * i);
+    p.values.push_back(1);
+  }
+  auto s = to_series(p, 60.0);
+  EXPECT_FALSE(s) << "50 points filled out to " << s->values.size() << " steps";
+}
+
 }  // namespace
 }  // namespace prescale::services::forecast_service

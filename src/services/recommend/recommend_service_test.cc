@@ -279,6 +279,39 @@ TEST_P(RecommendServiceTest, ConcurrentReadsDuringUpdatesAndReloads) {
   EXPECT_EQ(service_->model()->version(), 2);
 }
 
+TEST_P(RecommendServiceTest, AnIncludeListThatRepeatsAnIdReturnsEachItemOnce) {
+  // User 3 is known to the model; user 40 is a cold start (popular items under the filter).
+  for (const char* user : {"3", "40"}) {
+    const auto items = item_ids(
+        get_json(std::string("/v1/users/") + user + "/recommendations?k=3&include=215,215,216"));
+    EXPECT_THAT(items, ::testing::UnorderedElementsAre(215, 216)) << "user " << user;
+  }
+}
+
+TEST_P(RecommendServiceTest, AUserIdBeyondTheSigned64BitRangeIsRejectedNotWrapped) {
+  if (GetParam() != ModelKind::kEase) GTEST_SKIP() << "the parsing is the same for every model";
+  // 2^64 - 1 read as int64 is -1: the interaction would land in user -1's history.
+  const http::Response r = call(http::Method::kPost, "/v1/interactions",
+                                R"({"user": 18446744073709551615, "item": 201})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("user"));
+  EXPECT_EQ(get_json("/v1/users/-1/recommendations")["cold_start"], true)
+      << "user -1 posted nothing";
+}
+
+TEST_P(RecommendServiceTest, AManifestCopiedUnderANewVersionIsNotReloadedOnEveryLook) {
+  if (GetParam() != ModelKind::kEase) GTEST_SKIP() << "the manifest is the same for every model";
+  // v1's manifest copied as recommend-v2.json (a hand-made roll-forward): its "version" says 1.
+  fs::copy_file(dir_ / "recommend-v1.json", dir_ / "recommend-v2.json");
+  (void)service_->reload();  // served or refused, once
+  // Nothing changed on disk since: another look must not swap in (a copy of) the model again,
+  // which drops every user's cached factors and scores and counts one more reload.
+  for (int look = 0; look < 2; ++look) {
+    auto again = service_->reload();
+    EXPECT_FALSE(again && *again) << "look " << look << " reloaded the unchanged directory";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Kinds, RecommendServiceTest,
                          ::testing::Values(ModelKind::kTopPop, ModelKind::kItemKnn, ModelKind::kAls,
                                            ModelKind::kEase),
