@@ -244,6 +244,15 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       finish_error(ErrorCode::kInvalidArgument, "request has no valid method", false);
       return;
     }
+    const Request& req = ex_->req;
+    if (!internal::valid_target(req.target) || !internal::valid_target(req.path) ||
+        !internal::valid_target(req.query)) {
+      // CR or LF would end the request line early and make the rest further headers or
+      // requests (request splitting).
+      finish_error(ErrorCode::kInvalidArgument,
+                   "request target holds a space or a control character", false);
+      return;
+    }
     internal::append_request_head(out_, ex_->req, host_header);
     expect_close_ = false;
     if (auto c = ex_->req.headers.get("Connection"); c && internal::has_token(*c, "close")) {

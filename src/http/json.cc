@@ -91,6 +91,12 @@ size_t offset_of_depth_overflow(std::string_view s) {
 }  // namespace
 
 Result<nlohmann::json> parse_json(std::string_view body) {
+  // The parser takes a NUL as the end of its input; RFC 8259 allows none anywhere (inside a
+  // string a control character must be escaped), so what follows one is not ignored.
+  if (const size_t nul = body.find('\0'); nul != std::string_view::npos) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "invalid JSON at byte " + std::to_string(nul) + ": NUL byte");
+  }
   json result;
   RecordingSax sax(result);
   const bool ok = json::sax_parse(body, &sax);

@@ -12,14 +12,16 @@
 // A Responder dropped without being called is a handler bug; the server then answers 500, as it
 // does when a handler throws. A final status outside 200..999 is answered as 500.
 //
-// Responses always carry `Server: prescale` (unless the handler set one) and Content-Length
-// (except 1xx/204); a response to HEAD has no body (its Content-Length is the body's size, or,
-// when the handler gave no body, the handler's own Content-Length field if it set one).
+// Responses always carry `Server: prescale` and `Date` (unless the handler set them) and
+// Content-Length (except 1xx/204); a response to HEAD has no body (its Content-Length is the
+// body's size, or, when the handler gave no body, the handler's own Content-Length field if it
+// set one); a bodiless 304 carries the handler's Content-Length or none.
 // A handler that answers later may set Request::on_client_gone to learn that its client left.
 // Keep-alive is the default for HTTP/1.1 and for HTTP/1.0 with `Connection: keep-alive`.
 //
 // Limits and their defaults (ServerOptions):
 //   max_header_bytes  16 KiB  request line + header fields; larger          -> 431, close
+//                             (414 when the request line alone is that long)
 //   max_body_bytes     4 MiB  body by Content-Length or chunked total; more -> 413, close
 //   read_timeout        10 s  a whole request (headers + body) must arrive within this,
 //                             counted from its first byte (from accept for a new connection);
@@ -61,7 +63,7 @@ struct ServerOptions {
   std::chrono::milliseconds write_timeout{10000};
   size_t max_connections = 10000;
   // Called (on an I/O thread; keep it cheap and thread-safe) whenever the server itself answers
-  // 400, 408, 413, 431 or 503, with that status.
+  // 400, 408, 413, 414, 431 or 503, with that status.
   std::function<void(int status)> on_rejected;
 };
 

@@ -19,8 +19,10 @@ void RequestParser::on_request_impl(beast_http::verb /*method*/, bsv method_str,
   req_.method_name.assign(method_str);
   req_.method = method_from_string(method_str);
   req_.target.assign(target);
-  split_target(target, req_.path, req_.query);
+  split_target(origin_form(target), req_.path, req_.query);
+  if (req_.path.empty()) req_.path = "/";  // an absolute-form target with no path
   version_ = version;
+  request_line_done_ = true;
 }
 
 void RequestParser::on_response_impl(int, bsv, int, boost::beast::error_code& ec) {
@@ -29,6 +31,7 @@ void RequestParser::on_response_impl(int, bsv, int, boost::beast::error_code& ec
 
 void RequestParser::on_field_impl(beast_http::field name, bsv name_string, bsv value,
                                   boost::beast::error_code& ec) {
+  if (is_header_done()) return;  // a trailer field: not part of the header section
   // Request smuggling defences (RFC 9112 section 6.3): one unambiguous framing or none.
   if (name == beast_http::field::content_length) {
     if (saw_content_length_ || saw_transfer_encoding_) {
@@ -44,11 +47,19 @@ void RequestParser::on_field_impl(beast_http::field name, bsv name_string, bsv v
     saw_transfer_encoding_ = true;
   } else if (name == beast_http::field::expect) {
     expect_continue_ = iequals(trim(value), "100-continue");
+  } else if (name == beast_http::field::host) {
+    ++host_fields_;
   }
   req_.headers.add(std::string(name_string), std::string(value));
 }
 
-void RequestParser::on_header_impl(boost::beast::error_code& /*ec*/) {}
+void RequestParser::on_header_impl(boost::beast::error_code& ec) {
+  // The host that routing relies on must be unambiguous: exactly one Host in HTTP/1.1, at
+  // most one in HTTP/1.0.
+  if (host_fields_ > 1 || (host_fields_ == 0 && version_ >= 11)) {
+    ec = beast_http::error::bad_field;
+  }
+}
 
 void RequestParser::on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
                                       boost::beast::error_code& /*ec*/) {

@@ -18,13 +18,23 @@ using bsv = boost::beast::string_view;
 // Parses one request into `req` (whose strings are assigned, so their capacity is reused).
 // On top of Beast's checks it rejects, with a parse error: a second Content-Length field
 // (equal or not), Content-Length together with Transfer-Encoding, more than one
-// Transfer-Encoding field, and any Transfer-Encoding other than exactly "chunked".
+// Transfer-Encoding field, any Transfer-Encoding other than exactly "chunked", an HTTP/1.1
+// request without Host and any request with more than one Host field (RFC 9112 section 3.2).
+// Trailer fields of a chunked body are dropped, never merged into the headers (RFC 9110
+// section 6.5.1). An absolute-form target ("http://host/path?q") is split into the URI's
+// path and query; `target` keeps what was received.
 class RequestParser final : public beast_http::basic_parser<true> {
  public:
   explicit RequestParser(Request& req) : req_(req) {}
 
   int version() const { return version_; }  // 10 or 11
   bool expect_continue() const { return expect_continue_; }
+  // Whether the request was framed by Transfer-Encoding (an HTTP/1.0 request framed so must
+  // close its connection: RFC 9112 section 6.1).
+  bool chunked() const { return saw_transfer_encoding_; }
+  // Whether the request line has been read whole (a header over the limit before that is an
+  // over-long target: 414).
+  bool request_line_done() const { return request_line_done_; }
 
  private:
   void on_request_impl(beast_http::verb method, bsv method_str, bsv target, int version,
@@ -47,6 +57,8 @@ class RequestParser final : public beast_http::basic_parser<true> {
   bool saw_content_length_ = false;
   bool saw_transfer_encoding_ = false;
   bool expect_continue_ = false;
+  int host_fields_ = 0;
+  bool request_line_done_ = false;
 };
 
 // Parses one response into `resp`.

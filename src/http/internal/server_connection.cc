@@ -44,6 +44,10 @@ Response rejection(int status) {
       code = "body_too_large";
       message = "request body exceeds the limit";
       break;
+    case 414:
+      code = "target_too_long";
+      message = "request target exceeds the header limit";
+      break;
     case 431:
       code = "header_too_large";
       message = "request header exceeds the limit";
@@ -67,8 +71,10 @@ Response rejection(int status) {
   return Response::json(status, std::move(body));
 }
 
-int status_for(const boost::system::error_code& ec) {
-  if (ec == beast_error::error::header_limit) return 431;
+// A header over the limit before its request line was whole is an over-long target (RFC 9112
+// section 3: 414), not over-long fields.
+int status_for(const boost::system::error_code& ec, bool request_line_done) {
+  if (ec == beast_error::error::header_limit) return request_line_done ? 431 : 414;
   if (ec == beast_error::error::body_limit) return 413;
   return 400;
 }
@@ -258,7 +264,7 @@ void Connection::parse() {
     const size_t used = parser_->put(buffer_.data(), ec);
     buffer_.consume(used);
     if (ec && ec != beast_error::error::need_more) {
-      fail(status_for(ec));
+      fail(status_for(ec, parser_->request_line_done()));
       return;
     }
     if (parser_->is_done()) {
@@ -276,7 +282,9 @@ void Connection::parse() {
         return;
       }
       if (buffer_.size() >= read_cap()) {
-        fail(parser_->is_header_done() ? 400 : 431);
+        fail(parser_->is_header_done()
+                 ? 400
+                 : status_for(beast_error::error::header_limit, parser_->request_line_done()));
         return;
       }
       arm_read();
@@ -305,7 +313,9 @@ void Connection::write_continue() {
 void Connection::dispatch() {
   state_ = State::kHandling;
   version_ = parser_->version();
-  keep_alive_ = parser_->keep_alive() && !draining_;
+  // An HTTP/1.0 request framed by Transfer-Encoding may have been framed otherwise by a 1.0
+  // intermediary: answer it, then close (RFC 9112 section 6.1).
+  keep_alive_ = parser_->keep_alive() && !draining_ && !(version_ < 11 && parser_->chunked());
   is_head_ = req_.method == Method::kHead;
   ++seq_;
   arm_read();  // see arm_read(): watch the socket while the handler works
@@ -356,10 +366,12 @@ void Connection::write_response() {
   const ConnectionHeader connection = !keep_alive_    ? ConnectionHeader::kClose
                                       : version_ < 11 ? ConnectionHeader::kKeepAlive
                                                       : ConnectionHeader::kNone;
-  uint64_t content_length = resp_.body.size();
-  if (is_head_ && resp_.body.empty()) {
-    // A bodiless answer to HEAD (e.g. relayed by the gateway) may state the length of the body
-    // a GET would get.
+  std::optional<uint64_t> content_length = resp_.body.size();
+  if ((is_head_ || resp_.status == 304) && resp_.body.empty()) {
+    // A bodiless answer to HEAD, or a 304 (e.g. relayed by the gateway), may state the length
+    // of the body a GET would get, and only that (RFC 9110 sections 8.6 and 9.3.2): the
+    // handler's, or none when it is unknown.
+    content_length.reset();
     if (auto cl = resp_.headers.get("Content-Length")) {
       uint64_t n = 0;
       auto [end, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), n);

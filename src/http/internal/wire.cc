@@ -3,6 +3,8 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
+#include <ctime>
 
 namespace prescale::http::internal {
 namespace {
@@ -181,19 +183,49 @@ bool valid_field(std::string_view name, std::string_view value) {
   return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
 }
 
-void append_response_head(std::string& out, const Response& response, uint64_t content_length,
-                          ConnectionHeader connection) {
+std::string_view http_date_now() {
+  struct Cache {
+    std::time_t second = -1;
+    char text[32] = {};
+    size_t size = 0;
+  };
+  thread_local Cache cache;
+  const std::time_t t = std::time(nullptr);
+  if (t != cache.second) {
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    // strftime's %a and %b follow the locale; an HTTP date's names are fixed English ones.
+    static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    const int n = std::snprintf(cache.text, sizeof(cache.text),
+                                "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday],
+                                tm.tm_mday, kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+                                tm.tm_min, tm.tm_sec);
+    cache.size = n > 0 ? static_cast<size_t>(n) : 0;
+    cache.second = t;
+  }
+  return {cache.text, cache.size};
+}
+
+void append_response_head(std::string& out, const Response& response,
+                          std::optional<uint64_t> content_length, ConnectionHeader connection) {
   out += "HTTP/1.1 ";
   append_number(out, static_cast<uint64_t>(response.status));
   out += ' ';
   out += reason_phrase(response.status);
   out += "\r\n";
   if (!response.headers.get("Server")) out += "Server: prescale\r\n";
+  if (!response.headers.get("Date")) {
+    out += "Date: ";
+    out += http_date_now();
+    out += "\r\n";
+  }
   append_fields(out, response.headers);
   const bool no_length = response.status / 100 == 1 || response.status == 204;
-  if (!no_length) {
+  if (content_length && !no_length) {
     out += "Content-Length: ";
-    append_number(out, content_length);
+    append_number(out, *content_length);
     out += "\r\n";
   }
   switch (connection) {
@@ -244,6 +276,29 @@ void append_request_head(std::string& out, const Request& request, std::string_v
     out += "Connection: close\r\n";
   }
   out += "\r\n";
+}
+
+std::string_view origin_form(std::string_view target) {
+  if (target.empty() || target.front() == '/') return target;
+  const size_t scheme_end = target.find("://");
+  if (scheme_end == std::string_view::npos || scheme_end == 0) return target;
+  for (char c : target.substr(0, scheme_end)) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-' && c != '.') {
+      return target;
+    }
+  }
+  const std::string_view rest = target.substr(scheme_end + 3);
+  const size_t path = rest.find_first_of("/?");
+  // "http://h" and "http://h?q" name no path: the parser takes an empty path as "/".
+  return path == std::string_view::npos ? std::string_view("/") : rest.substr(path);
+}
+
+bool valid_target(std::string_view target) {
+  for (char c : target) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) return false;
+  }
+  return true;
 }
 
 void split_target(std::string_view target, std::string& path, std::string& query) {

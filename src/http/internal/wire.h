@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,10 +31,14 @@ enum class ConnectionHeader { kNone, kClose, kKeepAlive };
 
 // Appends the status line and header block (ending with the blank line) of `response` to
 // `out`. Framing is ours: the handler's Content-Length, Transfer-Encoding and Connection
-// fields are dropped, `Content-Length: content_length` is written unless the status is 1xx or
-// 204, and `Server: prescale` is added unless the handler set a Server field.
-void append_response_head(std::string& out, const Response& response, uint64_t content_length,
-                          ConnectionHeader connection);
+// fields are dropped, `Content-Length: content_length` is written when it is given and the
+// status is not 1xx or 204, `Server: prescale` is added unless the handler set a Server field,
+// and `Date` (now, IMF-fixdate; RFC 9110 section 6.6.1) unless the handler set one.
+void append_response_head(std::string& out, const Response& response,
+                          std::optional<uint64_t> content_length, ConnectionHeader connection);
+
+// Now as an HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT"), formatted once a second per thread.
+std::string_view http_date_now();
 
 // Method token to put on the request line: to_string(method), or method_name for kOther.
 std::string_view request_method_token(const Request& request);
@@ -42,6 +47,15 @@ std::string_view request_method_token(const Request& request);
 // unless the request has a Host field, and Content-Length when the request has a body or its
 // method usually carries one. The request's own framing fields are dropped.
 void append_request_head(std::string& out, const Request& request, std::string_view host_header);
+
+// The origin-form part of a request-target: an absolute-form target ("http://h:1/p?q",
+// RFC 9112 section 3.2.2) without its scheme and authority ("/p?q"; "/" when it names no
+// path), any other target as it is.
+std::string_view origin_form(std::string_view target);
+
+// Whether a request-target, path or query can go on a request line as it is: no space and no
+// control characters (CR or LF would split the request).
+bool valid_target(std::string_view target);
 
 // Splits a request-target into path and query (without '?').
 void split_target(std::string_view target, std::string& path, std::string& query);
