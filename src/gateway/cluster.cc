@@ -114,6 +114,17 @@ void Cluster::refresh() {
                       std::memory_order_release);
 }
 
+void Cluster::adopt_health(const Cluster& previous) {
+  if (&previous == this) return;
+  std::scoped_lock lock(mu_, previous.mu_);
+  for (const auto& [id, host] : hosts_) {
+    auto it = previous.hosts_.find(id);
+    if (it != previous.hosts_.end() && it->second->address() == host->address()) {
+      host->set_healthy(it->second->healthy());
+    }
+  }
+}
+
 const Cluster::View& Cluster::current_view() const {
   struct Cached {
     const Cluster* cluster;

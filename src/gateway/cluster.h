@@ -63,6 +63,9 @@ class Cluster {
   // Rebuilds the view after the table changed (endpoints added, removed or reaped): new
   // endpoints get a host, gone ones lose theirs, draining ones are marked on their host.
   void refresh();
+  // Takes each endpoint's health (active checks) from the cluster this one replaces, so a
+  // reload that renews a cluster does not put an endpoint failing its checks back in service.
+  void adopt_health(const Cluster& previous);
   // Outlier detection's interval work (success-rate ejection, host count) when due.
   void evaluate_outliers();
   std::shared_ptr<const View> view() const { return view_.load(std::memory_order_acquire); }

@@ -342,7 +342,7 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
       if (same_cluster_settings(previous->config, config, service)) {
         next->clusters.emplace(service, c);
       } else {
-        cluster_for(service);
+        cluster_for(service)->adopt_health(*c);
       }
     }
   }

@@ -196,6 +196,17 @@ class Call final : public Exchange {
   std::string head_buf;
   std::string request_id;
   std::string upstream_label;  // "host:port" of the last attempt, for messages
+  // The previous attempt's outcome while a retry starts: a retry the pool refuses before it
+  // runs (a connection limit, shutdown) ends with this answer, not with its own refusal.
+  struct Outcome {
+    ExchangeError error = ExchangeError::kNone;
+    std::string detail;
+    http::Response response;
+    Clock::TimePoint deadline{};
+    std::string upstream_label;
+  };
+  Outcome previous;
+  bool retry_refused = false;
 
  private:
   void on_complete() override;
@@ -327,6 +338,7 @@ class ThreadState {
     c.pick.reset();
     c.phase = Call::Phase::kIdle;
     c.client_gone = false;
+    if (c.attempt > 0) c.previous.response = http::Response();  // a retried body is not kept
     if (stopped_ || free_.size() >= kMaxFreeCalls) {
       delete &c;
       return;
@@ -697,6 +709,15 @@ void ProxyCore::start_attempt(Call& c) {
     }
     return;
   }
+  if (c.attempt > 0) {
+    // Counted once it has an upstream: a retry the selector refuses was never made.
+    if (route.retries != nullptr) route.retries->inc();
+    c.previous.error = c.error;
+    c.previous.detail = std::move(c.detail);
+    c.previous.response = std::move(c.response);
+    c.previous.deadline = c.deadline;
+    c.previous.upstream_label = c.upstream_label;
+  }
   c.pick = std::move(*pick);
   const bool v6 = c.pick->host.find(':') != std::string::npos;
   c.upstream_label.clear();
@@ -722,6 +743,7 @@ void ProxyCore::start_attempt(Call& c) {
   if (!c.ts_.pool().start(c.pick->host, c.pick->port, c)) {
     c.phase = Call::Phase::kIdle;
     if (c.error != ExchangeError::kOverflow) c.detail = "the gateway is shutting down";
+    c.retry_refused = c.attempt > 0;
     on_attempt_done(c);
   }
 }
@@ -787,6 +809,16 @@ void ProxyCore::on_attempt_done(Call& c) {
   record_attempt(c, latency);
   UpstreamSelector& selector = *c.route->route.selector;
   selector.report(*c.req, report);
+  if (c.retry_refused) {
+    c.retry_refused = false;
+    c.error = c.previous.error;
+    c.detail = std::move(c.previous.detail);
+    c.response = std::move(c.previous.response);
+    c.deadline = c.previous.deadline;
+    c.upstream_label = std::move(c.previous.upstream_label);
+    finish_failed(c);
+    return;
+  }
   if (c.error == ExchangeError::kNone && c.response.status < 500) {
     relay(c);
     return;
@@ -795,7 +827,6 @@ void ProxyCore::on_attempt_done(Call& c) {
       !c.ts_.stopped()) {
     const RetryDecision decision = selector.retry(*c.req, report);
     if (decision.retry && t + decision.backoff < c.route_deadline) {
-      if (c.route->retries != nullptr) c.route->retries->inc();
       ++c.attempt;
       if (decision.backoff > Clock::Duration::zero()) {
         c.ts_.wait_backoff(c, decision.backoff);
