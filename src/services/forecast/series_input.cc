@@ -90,27 +90,30 @@ Result<forecast::Series> to_series(const Points& points, std::optional<double> s
                    number(kMaxStepSeconds) + " s");
   }
   constexpr double kTolerance = 1e-3;  // seconds
-  forecast::Series s;
-  s.start_seconds = ts.front();
-  s.step_seconds = step;
-  s.values.reserve(ts.size());
+  // Each point's step, checked before anything is filled in.
+  std::vector<double> at(ts.size());
   for (size_t i = 0; i < ts.size(); ++i) {
-    const double k = (ts[i] - s.start_seconds) / step;
-    const double whole = std::round(k);
-    if (std::abs(k - whole) * step > kTolerance) {
+    const double k = (ts[i] - ts.front()) / step;
+    at[i] = std::round(k);
+    if (std::abs(k - at[i]) * step > kTolerance) {
       return invalid("timestamps[" + std::to_string(i) + "]: " + number(ts[i] - ts[i > 0 ? i - 1 : 0]) +
                      " s after the previous one, not a whole number of " + number(step) +
                      " s steps");
     }
-    if (whole - static_cast<double>(s.values.size()) > kMaxGapSteps) {
+    if (i > 0 && at[i] - at[i - 1] - 1 > kMaxGapSteps) {
       return invalid("timestamps[" + std::to_string(i) + "]: a gap of more than " +
                      number(kMaxGapSteps) + " steps");
     }
-    while (static_cast<double>(s.values.size()) < whole) {
-      s.values.push_back(std::numeric_limits<double>::quiet_NaN());
-    }
-    s.values.push_back(points.values[i]);
   }
+  if (at.back() + 1 > kMaxSeriesSteps) {
+    return invalid("timestamps: the points span " + number(at.back() + 1) + " steps of " +
+                   number(step) + " s; at most " + number(kMaxSeriesSteps) + " are filled in");
+  }
+  forecast::Series s;
+  s.start_seconds = ts.front();
+  s.step_seconds = step;
+  s.values.assign(static_cast<size_t>(at.back()) + 1, std::numeric_limits<double>::quiet_NaN());
+  for (size_t i = 0; i < ts.size(); ++i) s.values[static_cast<size_t>(at[i])] = points.values[i];
   return s;
 }
 

@@ -27,6 +27,9 @@ inline constexpr double kMinStepSeconds = 1;
 inline constexpr double kMaxStepSeconds = 7 * 86400;
 // A gap larger than this many steps between two points is refused rather than filled.
 inline constexpr double kMaxGapSteps = 100'000;
+// The most steps the filled series may span, first point to last (gaps within the gap limit
+// could otherwise add up to billions of steps).
+inline constexpr double kMaxSeriesSteps = 200'000;
 
 // Points as sent: timestamps (Unix seconds) and values, NaN for null.
 struct Points {

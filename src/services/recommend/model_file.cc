@@ -247,6 +247,13 @@ Result<std::shared_ptr<const Model>> load_model(const std::string& manifest_path
                   "this build reads version " + std::to_string(internal::kModelFormatVersion));
   }
   PRESCALE_ASSIGN(s.version, f.integer("version", 1, 1e9));
+  // A manifest copied under another version's name would otherwise be "newer" on every look.
+  const std::string file_name = fs::path(manifest_path).filename().string();
+  if (auto named = versioned_file_number(file_name, "recommend-v", ".json");
+      named && *named != s.version) {
+    return f.fail("version", std::to_string(s.version) + " differs from the file name's " +
+                                 std::to_string(*named));
+  }
   auto kind_name = f.string("model");
   if (!kind_name) return std::unexpected(kind_name.error());
   auto kind = model_kind_from_string(*kind_name);

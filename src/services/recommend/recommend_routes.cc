@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <string>
 
 #include "http/json.h"
@@ -11,6 +13,13 @@ namespace prescale::services {
 namespace {
 
 using recommend::ScoredItem;
+
+// A JSON integer that is a signed 64-bit one (an unsigned one above INT64_MAX would wrap).
+bool fits_int64(const nlohmann::json& v) {
+  if (!v.is_number_integer()) return false;
+  return !v.is_number_unsigned() ||
+         v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+}
 
 http::Response invalid(std::string_view message) {
   return http::error_response(400, "invalid_argument", message);
@@ -135,7 +144,7 @@ Result<PostedInteraction> parse_interaction(const nlohmann::json& j, const std::
   for (const char* field : {"user", "item"}) {
     if (!j.contains(field)) return fail(field, "missing");
     const nlohmann::json& v = j.at(field);
-    if (!v.is_number_integer()) return fail(field, "expected an integer id");
+    if (!fits_int64(v)) return fail(field, "expected an integer id");
     (std::string_view(field) == "user" ? x.user : x.item) = v.get<int64_t>();
   }
   if (j.contains("weight")) {
@@ -147,10 +156,15 @@ Result<PostedInteraction> parse_interaction(const nlohmann::json& j, const std::
       return fail("weight", buf);
     }
     x.weight = static_cast<float>(w);
+    if (!(x.weight > 0)) {  // kept as a 32-bit float, where it would be 0
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "expected at least %g", std::numeric_limits<float>::min());
+      return fail("weight", buf);
+    }
   }
   if (j.contains("timestamp")) {
     const nlohmann::json& v = j.at("timestamp");
-    if (!v.is_number_integer()) return fail("timestamp", "expected Unix seconds (an integer)");
+    if (!fits_int64(v)) return fail("timestamp", "expected Unix seconds (an integer)");
     x.timestamp = v.get<int64_t>();
   }
   return x;

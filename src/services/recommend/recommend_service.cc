@@ -44,12 +44,15 @@ std::vector<ItemWeight> merged_history(const Model& model, std::span<const ItemW
   return out;
 }
 
+// The model's indices of the known ids, each once (an id listed twice is one item).
 std::vector<int32_t> known_items(const Model& model, const std::vector<int64_t>& ids) {
   std::vector<int32_t> out;
   out.reserve(ids.size());
   for (int64_t id : ids) {
     if (auto i = model.item_index(id)) out.push_back(*i);
   }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
