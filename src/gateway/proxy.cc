@@ -398,12 +398,19 @@ class ThreadState {
     }
   }
 
+  // The timer is set for the earliest back-off due, not for the timeout sweep's resolution: a
+  // 25 ms back-off waits 25 ms, not up to 250.
   void arm_backoff() {
-    if (backoff_armed_ || stopped_) return;
+    if (stopped_ || waiting_.empty()) return;
+    Clock::TimePoint earliest = waiting_.front()->wake_at;
+    for (const Call* c : waiting_) earliest = std::min(earliest, c->wake_at);
+    if (backoff_armed_ && earliest >= backoff_at_) return;
     backoff_armed_ = true;
-    backoff_timer_->expires_after(timeout_resolution_);
+    backoff_at_ = earliest;
+    // Re-arming cancels the wait before (its handler sees operation_aborted and does nothing).
+    backoff_timer_->expires_after(std::max(earliest - now(), Clock::Duration::zero()));
     backoff_timer_->async_wait([this](const boost::system::error_code& ec) {
-      if (ec) return;  // cancelled by stop(); `this` may be gone with the Proxy
+      if (ec) return;  // re-armed, or cancelled by stop(); `this` may be gone with the Proxy
       backoff_armed_ = false;
       if (stopped_) return;
       wake_due();
@@ -439,6 +446,7 @@ class ThreadState {
   uint64_t rng_ = 0;
   StatCounter inflight_;
   bool backoff_armed_ = false;
+  Clock::TimePoint backoff_at_{};  // when the armed timer fires
   bool stopped_ = false;
 };
 

@@ -584,6 +584,28 @@ TEST(ProxyTest, RetryWaitsTheBackoff) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(100));
 }
 
+// A back-off shorter than the timeout sweep's resolution (125 ms here: 1/8 of the 1 s connect
+// timeout) is waited as it is, not rounded up to the sweep: the fastest of five retried
+// requests takes well under that resolution.
+TEST(ProxyTest, AShortBackoffIsNotRoundedUpToTheTimeoutSweep) {
+  Upstream up(echo("live"));
+  const uint16_t dead = http::testing::unused_port();
+  auto fastest = std::chrono::steady_clock::duration::max();
+  for (int i = 0; i < 5; ++i) {
+    auto selector = std::make_shared<ScriptedSelector>(std::vector<uint16_t>{dead, up.port()});
+    selector->backoff = milliseconds(1);
+    Gateway gw(selector);
+    RawSocket s(gw.port());
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(s.send(get("/")));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200);
+    fastest = std::min(fastest, std::chrono::steady_clock::now() - start);
+  }
+  EXPECT_LT(fastest, milliseconds(100));
+}
+
 TEST(ProxyTest, UpstreamClosingMidResponseIs502) {
   RawUpstream up([](int, int, const std::string&) {
     return RawUpstream::Reply{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..", true};
