@@ -567,6 +567,11 @@ http::Handler Gateway::handler() {
 
 void Gateway::handle(http::Request& request, http::Responder respond) {
   Impl& g = *impl_;
+  // Routed and forwarded as the upstream will read it: "/public/../admin" is "/admin".
+  if (auto clean = without_dot_segments(request.path)) {
+    request.path = std::move(*clean);
+    request.target = request.query.empty() ? request.path : request.path + "?" + request.query;
+  }
   const Routing& routing = g.current();
   const Route* route = routing.table.match(request);
   if (route == nullptr) {

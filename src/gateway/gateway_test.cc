@@ -152,6 +152,21 @@ TEST(GatewayReloadTest, RoutesAddedRemovedAndChangedTakeEffect) {
   EXPECT_NE(g.metrics().find(R"(route="/two",code="200"} 2)"), std::string::npos) << g.metrics();
 }
 
+// A path is routed and forwarded without its dot segments, as the upstream will read it:
+// "/public/../admin" must not pass for a "/public" request when no route serves "/admin".
+TEST(GatewayRoutingTest, DotSegmentsAreRemovedBeforeRoutingAndForwarding) {
+  Upstream a("A");
+  TestGateway g(parse("  upstreams:\n    a: [\"" + a.address() + R"("]
+  routes:
+    - match: {path_prefix: /public}
+      service: a
+)"));
+  EXPECT_EQ(g.get("/public/../admin").status, 404);
+  EXPECT_EQ(g.get("/public/%2e%2E/admin").status, 404);
+  EXPECT_EQ(g.get("/public/./x/../y?q=1").body, "A /public/y");
+  EXPECT_EQ(g.get("/public/x").body, "A /public/x");
+}
+
 TEST(GatewayReloadTest, ChangedTimeoutAppliesToTheNextRequest) {
   Upstream a("A");
   const std::string upstreams = "  upstreams:\n    a: [\"" + a.address() + "\"]\n";

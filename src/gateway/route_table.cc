@@ -314,4 +314,54 @@ const Route* RouteTable::match(const http::Request& request) const {
                request.headers);
 }
 
+namespace {
+
+// 1 for a "." segment, 2 for "..", 0 for any other ("%2e" counts as a dot).
+int dot_segment(std::string_view seg) {
+  int dots = 0;
+  for (size_t i = 0; i < seg.size();) {
+    if (seg[i] == '.') {
+      i += 1;
+    } else if (seg.substr(i, 3) == "%2e" || seg.substr(i, 3) == "%2E") {
+      i += 3;
+    } else {
+      return 0;
+    }
+    if (++dots > 2) return 0;
+  }
+  return dots;
+}
+
+}  // namespace
+
+std::optional<std::string> without_dot_segments(std::string_view path) {
+  if (path.empty() || path.front() != '/') return std::nullopt;
+  if (path.find("/.") == std::string_view::npos && path.find("/%2") == std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::vector<std::string_view> kept;
+  bool any = false, ends_in_slash = false;
+  for (size_t at = 1;;) {
+    const size_t end = std::min(path.find('/', at), path.size());
+    const std::string_view seg = path.substr(at, end - at);
+    const bool last = end == path.size();
+    const int dots = dot_segment(seg);
+    any = any || dots > 0;
+    if (dots == 2 && !kept.empty()) kept.pop_back();
+    if (dots == 0) kept.push_back(seg);
+    ends_in_slash = dots > 0 && last;  // "/a/b/.." is "/a/"
+    if (last) break;
+    at = end + 1;
+  }
+  if (!any) return std::nullopt;
+  std::string out;
+  out.reserve(path.size());
+  for (std::string_view seg : kept) {
+    out += '/';
+    out += seg;
+  }
+  if (out.empty() || ends_in_slash) out += '/';
+  return out;
+}
+
 }  // namespace prescale::gateway

@@ -34,6 +34,12 @@
 
 namespace prescale::gateway {
 
+// `path` without its dot segments (RFC 3986 section 5.2.4; "%2e" counts as "."), as the
+// upstream will read it: "/public/../admin" is "/admin", "/a/./b" "/a/b", "/.." "/". Routing
+// the path as received would let "/public/../admin" past the rules of "/admin". nullopt when
+// there is nothing to remove (the common case; no allocation).
+std::optional<std::string> without_dot_segments(std::string_view path);
+
 // A route's rate limit: one token bucket per client, kept by a KeyedRateLimiter.
 struct RouteRateLimit {
   enum class Key { kClientIp, kHeader };

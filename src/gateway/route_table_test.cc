@@ -331,5 +331,19 @@ TEST(RouteTable, EmptyTableMatchesNothing) {
   EXPECT_TRUE(t->routes().empty());
 }
 
+TEST(RouteTable, DotSegmentsAreRemovedAsRfc3986Says) {
+  EXPECT_EQ(without_dot_segments("/a/b/c"), std::nullopt);  // nothing to remove
+  EXPECT_EQ(without_dot_segments("/a/.hidden/b..c"), std::nullopt);
+  EXPECT_EQ(without_dot_segments("/public/../admin"), "/admin");
+  EXPECT_EQ(without_dot_segments("/a/./b"), "/a/b");
+  EXPECT_EQ(without_dot_segments("/a/b/.."), "/a/");
+  EXPECT_EQ(without_dot_segments("/a/b/."), "/a/b/");
+  EXPECT_EQ(without_dot_segments("/.."), "/");
+  EXPECT_EQ(without_dot_segments("/../../x"), "/x");
+  EXPECT_EQ(without_dot_segments("/a/%2E%2e/b"), "/b");
+  EXPECT_EQ(without_dot_segments("/a/./"), "/a/");
+  EXPECT_EQ(without_dot_segments("*"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace prescale::gateway
