@@ -203,5 +203,23 @@ TEST_F(DashboardTest, LiveAppendIsSeenBySince) {
   EXPECT_EQ(later["series"]["load_rps"], json::array({99.0}));
 }
 
+TEST_F(DashboardTest, UnknownApiPathsAndMethodsAnswerNoCacheLikeEveryApiAnswer) {
+  // docs/dashboard.md: all /api/v1 answers carry Cache-Control: no-cache, the 404 for an
+  // unknown path and the 405 for a method other than GET/HEAD among them (both are cacheable
+  // by default otherwise).
+  http::Response unknown = get("/api/v1/nosuch");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(unknown.headers.get("Cache-Control"), "no-cache") << "404 " << unknown.body;
+
+  http::Request post;
+  post.method = http::Method::kPost;
+  post.method_name = "POST";
+  post.target = "/api/v1/overview";
+  auto r = client_.request("127.0.0.1", server_->port(), std::move(post));
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->status, 405);
+  EXPECT_EQ(r->headers.get("Cache-Control"), "no-cache") << "405 " << r->body;
+}
+
 }  // namespace
 }  // namespace prescale::dashboard

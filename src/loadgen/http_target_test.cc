@@ -38,5 +38,14 @@ TEST(TargetUrlTest, RejectsWhatItCannotUse) {
   EXPECT_THAT(parse_target_url("http://h/x?y=1").error().message, HasSubstr("no query"));
 }
 
+TEST(TargetUrlTest, RejectsAQueryOrFragmentWithoutAPath) {
+  // "no query or fragment" holds without a path too: these must not become the host
+  // "h?y=1" / "h#top", which every request then fails to resolve.
+  for (const char* url : {"http://h?y=1", "http://h#top"}) {
+    auto parsed = parse_target_url(url);
+    EXPECT_FALSE(parsed) << url << " parsed as host \"" << parsed->host << "\"";
+  }
+}
+
 }  // namespace
 }  // namespace prescale::loadgen
