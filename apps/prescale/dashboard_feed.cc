@@ -110,9 +110,11 @@ void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
         p.forecast_p50 = fc.p50[0];
         p.forecast_p90 = fc.p90[0];
         p.forecast_p99 = fc.p99[0];
+        // The forecast's first minute is the current one (made from the history through the
+        // minute before), so the band starts at now and reads a minute further each step.
         std::vector<dashboard::ForecastPoint> band;
         for (size_t i = 0; i < fc.p50.size(); ++i) {
-          band.push_back({t + 60.0 * static_cast<double>(i + 1) / options_.time_scale, fc.p50[i],
+          band.push_back({t + 60.0 * static_cast<double>(i) / options_.time_scale, fc.p50[i],
                           fc.p90[i], fc.p99[i]});
         }
         (void)model_.set_forecast(obs.name, std::move(band));

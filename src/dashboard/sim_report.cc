@@ -53,7 +53,9 @@ std::vector<double> bucket_max(const std::vector<double>& v, size_t points) {
 std::string time_label(double seconds) {
   if (seconds >= 86400 * 2) return num(seconds / 86400, 1) + " d";
   if (seconds >= 7200) return num(seconds / 3600, 1) + " h";
-  return num(seconds / 60, 0) + " min";
+  // Whole minutes as such; the ticks of a short run fall between them (50 s: "0.8 min").
+  const bool whole = std::abs(seconds / 60 - std::round(seconds / 60)) < 1e-9;
+  return num(seconds / 60, whole ? 0 : 1) + " min";
 }
 
 struct Axis {
@@ -85,6 +87,8 @@ std::string frame(const Axis& ax, std::string_view y_title) {
   return s;
 }
 
+// Sample i (of a step's width) is drawn where the axis shows its time, i × step; the axis runs
+// to the end of the last step.
 std::string polyline(const std::vector<double>& values, const Axis& ax, std::string_view color) {
   auto pts = bucket_max(values, kMaxPoints);
   if (pts.empty() || ax.y_max <= 0) return "";
@@ -92,7 +96,7 @@ std::string polyline(const std::vector<double>& values, const Axis& ax, std::str
   std::string s = "<polyline fill='none' stroke-width='1.3' stroke='" + std::string(color) +
                   "' points='";
   for (size_t i = 0; i < pts.size(); ++i) {
-    double x = kLeft + plot_w * static_cast<double>(i) / static_cast<double>(std::max<size_t>(1, pts.size() - 1));
+    double x = kLeft + plot_w * static_cast<double>(i) / static_cast<double>(pts.size());
     double y = ax.top + kChartHeight - kChartHeight * std::min(1.0, pts[i] / ax.y_max);
     s += num(x, 1) + "," + num(y, 1) + " ";
   }
@@ -148,11 +152,13 @@ std::string render_sim_report_html(const SimReport& r) {
            escape(p.policy) + "</text>";
     svg += "<rect x='" + std::to_string(kLeft) + "' y='" + std::to_string(y) + "' width='" +
            num(plot_w, 0) + "' height='" + std::to_string(strip_h) + "' fill='#eef5ee'/>";
-    const size_t minutes = p.slo_violated_minute.size();
-    for (size_t m = 0; m < minutes; ++m) {
+    // Minute m covers 60 m s to 60 (m + 1) s of the same axis (the last one may be partial).
+    for (size_t m = 0; m < p.slo_violated_minute.size() && duration > 0; ++m) {
       if (!p.slo_violated_minute[m]) continue;
-      double x = kLeft + plot_w * static_cast<double>(m) / static_cast<double>(minutes);
-      double w = std::max(1.0, plot_w / static_cast<double>(minutes));
+      const double start = 60.0 * static_cast<double>(m);
+      if (start >= duration) break;
+      double x = kLeft + plot_w * start / duration;
+      double w = std::max(1.0, plot_w * std::min(60.0, duration - start) / duration);
       svg += "<rect x='" + num(x, 1) + "' y='" + std::to_string(y) + "' width='" + num(w, 1) +
              "' height='" + std::to_string(strip_h) + "' fill='#d62728'/>";
     }

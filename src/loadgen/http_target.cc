@@ -1,5 +1,6 @@
 #include "loadgen/http_target.h"
 
+#include <cctype>
 #include <charconv>
 
 namespace prescale::loadgen {
@@ -11,20 +12,25 @@ Result<TargetUrl> parse_target_url(std::string_view url) {
         why + " (expected http://HOST[:PORT][/PREFIX], got \"" + std::string(url) + "\")");
   };
   constexpr std::string_view kScheme = "http://";
-  if (!url.starts_with(kScheme)) {
-    if (url.find("://") != std::string_view::npos) return bad("only http:// is supported");
-    return bad("missing http://");
-  }
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return bad("missing http://");
+  // The scheme is case-insensitive (RFC 3986 section 3.1).
+  std::string scheme(url.substr(0, scheme_end + 3));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme != kScheme) return bad("only http:// is supported");
   std::string_view rest = url.substr(kScheme.size());
+  if (rest.find_first_of("?#") != std::string_view::npos) {
+    return bad("the URL may hold a path prefix but no query or fragment");
+  }
   const size_t slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
+  if (authority.find('@') != std::string_view::npos) {
+    return bad("user information (user@) is not supported");
+  }
   TargetUrl out;
   if (slash != std::string_view::npos) {
     out.path_prefix = std::string(rest.substr(slash));
     while (!out.path_prefix.empty() && out.path_prefix.back() == '/') out.path_prefix.pop_back();
-    if (out.path_prefix.find_first_of("?#") != std::string::npos) {
-      return bad("the URL may hold a path prefix but no query or fragment");
-    }
   }
   std::string_view port_text;
   if (authority.starts_with('[')) {
