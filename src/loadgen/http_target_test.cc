@@ -47,5 +47,16 @@ TEST(TargetUrlTest, RejectsAQueryOrFragmentWithoutAPath) {
   }
 }
 
+TEST(TargetUrlTest, TheSchemeIsCaseInsensitiveAndUserInformationIsRefused) {
+  auto upper = parse_target_url("HTTP://Example:8080/api");
+  ASSERT_TRUE(upper) << upper.error().message;
+  EXPECT_EQ(upper->host, "Example");
+  EXPECT_EQ(upper->port, 8080);
+  EXPECT_EQ(upper->path_prefix, "/api");
+  auto user = parse_target_url("http://user@h/x");
+  ASSERT_FALSE(user) << "host \"" << user->host << "\"";
+  EXPECT_NE(user.error().message.find("user@"), std::string::npos) << user.error().message;
+}
+
 }  // namespace
 }  // namespace prescale::loadgen
