@@ -702,5 +702,19 @@ TEST(EvalForecastCliTest, ScoresEveryModelAtEveryHorizon) {
   EXPECT_THAT(bad.err, HasSubstr("\"90s\" is not a whole number"));
 }
 
+// docs/cli.md: for `prescale eval ...`, "a file that cannot be written exits 1". The JSON goes
+// through an ofstream checked before it is flushed: a report under the stream's 1 KiB direct-write
+// threshold fails only in the destructor's unchecked flush, so on a full disk (here /dev/full,
+// ENOSPC) the scores are lost and the command exits 0. (eval fraud and eval recommend write the
+// same way; prescale load closes the stream before checking.)
+TEST(EvalForecastCliTest, AJsonFileThatCannotBeWrittenExitsOne) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 1440);
+  Outcome o = run_prescale(dir, "full", {"eval", "forecast", "--trace", trace, "--models",
+                                         "naive", "--horizons", "1m", "--json", "/dev/full"});
+  EXPECT_EQ(o.exit_status, 1) << o.out << o.err;
+  EXPECT_THAT(o.err, HasSubstr("--json"));
+}
+
 }  // namespace
 }  // namespace prescale

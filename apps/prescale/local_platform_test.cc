@@ -80,6 +80,45 @@ TEST(Preflight, ARecommendServiceNeedsATrainedModelBesideItsFile) {
   std::filesystem::remove_all(dir);
 }
 
+// Preflight checks <file's directory>/models for a recommend service that sets no model_dir, but
+// its replica is started without --model-dir, so `prescale serve` reads "models" in the directory
+// prescale up runs in (docs/config.md, model_dir). Run from anywhere else, the check passes and
+// the replica finds no model (or the check refuses a model the replica would have found).
+TEST(Preflight, ARecommendServiceIsCheckedForTheModelDirectoryItsReplicaReads) {
+  const std::filesystem::path base =
+      std::filesystem::temp_directory_path() / ("preflight-cwd-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(base);
+  std::filesystem::create_directories(base / "project" / "models");
+  std::filesystem::create_directories(base / "elsewhere");
+  std::ofstream(base / "project" / "models" / "recommend-v1.bin") << "x";
+  ServiceConfig s;
+  s.name = "recommend";
+  s.kind = ServiceKind::kRecommend;
+  s.line = 3;
+  Config config;
+  config.services = {s};
+  const std::filesystem::path cwd = std::filesystem::current_path();
+  std::filesystem::current_path(base / "elsewhere");  // prescale up run from another directory
+  const std::string file = (base / "project" / "prescale.yaml").string();
+  const bool preflight_passed =
+      preflight(config, file, {"127.0.0.1", 0}, {"127.0.0.1", 0}).has_value();
+  const local::ReplicaTemplate t =
+      replica_template(s, "/opt/prescale", "http://127.0.0.1:8080", base / "project");
+  // The directory the replica's `prescale serve recommend` reads its model from.
+  std::filesystem::path replica_dir = std::filesystem::current_path() / "models";
+  for (size_t i = 0; i + 1 < t.argv.size(); ++i) {
+    if (t.argv[i] == "--model-dir") replica_dir = t.argv[i + 1];
+  }
+  std::error_code ec;
+  const bool replica_has_model =
+      std::filesystem::is_directory(replica_dir, ec) && !std::filesystem::is_empty(replica_dir, ec);
+  std::filesystem::current_path(cwd);
+  std::filesystem::remove_all(base);
+  EXPECT_EQ(preflight_passed, replica_has_model)
+      << "preflight " << (preflight_passed ? "passed" : "failed") << " but the replica reads "
+      << replica_dir;
+}
+
 TEST(ReplicaTemplate, BuiltInKindsRunThisBinarysServeWithTheirModelBesideTheFile) {
   ServiceConfig s;
   s.name = "fraud";

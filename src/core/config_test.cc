@@ -905,6 +905,52 @@ TEST(ConfigScalars, Numbers) {
   EXPECT_FALSE(internal::parse_bool("1"));
 }
 
+// "+-30" is not a duration: the "-" after the "+" slipped past the negative check, so a bare
+// number read as seconds became a negative duration for every field without a lower bound.
+TEST(ConfigError, ASignedBareNumberIsNeverANegativeDuration) {
+  EXPECT_FALSE(internal::parse_duration("+-5").has_value());
+  EXPECT_FALSE(internal::parse_duration("+-0.5").has_value());
+  EXPECT_FALSE(internal::parse_integer("+-4"));  // two signs, like "++4"
+  EXPECT_THAT(error_of("version: 1\nservices:\n  - {name: a, kind: builtin/echo, "
+                       "startup_time: +-30}\n"),
+              HasSubstr("prescale.yaml:3:49: services[0].startup_time: "));
+  EXPECT_THAT(error_of("version: 1\nhttp: {shutdown_grace: +-5}\n"),
+              HasSubstr("prescale.yaml:2:24: http.shutdown_grace: "));
+  EXPECT_THAT(error_of("version: 1\npolicy: {scale_down_delay: +-60}\n"),
+              HasSubstr("policy.scale_down_delay: "));
+}
+
+// requests_per_second above 2^31 gave burst = static_cast<int>(ceil(rps)): INT_MIN, a bucket
+// that never holds a token. The loader must refuse it or keep the burst positive.
+TEST(ConfigError, ARateTooLargeForItsOneSecondBurstIsRefusedNotWrapped) {
+  Result<Config> r = load_config_string(R"(version: 1
+services: [{name: a, kind: builtin/echo}]
+gateway:
+  routes: [{service: a, rate_limit: {requests_per_second: 3e9}}]
+)",
+                                        "prescale.yaml");
+  if (r.has_value()) {
+    EXPECT_GT(r->gateway.routes[0].rate_limit.burst, 0);
+  } else {
+    EXPECT_THAT(r.error().message, HasSubstr("gateway.routes[0].rate_limit"));
+  }
+}
+
+// concurrency is an int >= 0 with no upper bound; concurrency + ceil(capacity x limit)
+// overflowed to a negative limit, and admission_limits() then dropped the service silently.
+TEST(ConfigError, AConcurrencyNearTheIntLimitNeverTurnsAdmissionControlOff) {
+  Result<Config> r = load_config_string(
+      "version: 1\nservices:\n  - {name: a, kind: builtin/echo, concurrency: 2147483647, "
+      "queue_limit: 150ms}\n",
+      "prescale.yaml");
+  if (r.has_value()) {
+    EXPECT_GT(r->services[0].max_requests_per_replica(), 0);
+    EXPECT_TRUE(admission_limits(r->services).contains("a"));
+  } else {
+    EXPECT_THAT(r.error().message, HasSubstr("services[0].concurrency"));
+  }
+}
+
 TEST(ConfigScalars, Suggestions) {
   const std::vector<std::string> keys = {"min", "max", "initial", "replicas", "latency_p99_ms"};
   EXPECT_EQ(internal::closest_match("replcas", keys), "replicas");

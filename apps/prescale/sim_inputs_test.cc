@@ -1,0 +1,51 @@
+#include "sim_inputs.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "command_util.h"
+#include "control/history_store.h"
+#include "control/persistent_policy_state.h"
+#include "scaling/capacity_model.h"
+
+namespace prescale {
+namespace {
+
+using ::testing::HasSubstr;
+
+// docs/state.md: the "prescale/policy" blob carries `format` (1), and a blob of another format
+// (a newer Prescale's) is never read back. `prescale sim --capacity-from` read its "capacity"
+// without looking at `format`, so another version's state was taken as this one's (here: as
+// "nothing learned", and the file's capacity_rps silently kept).
+TEST(LearnedCapacities, AStateOfAnotherFormatIsRefusedNotRead) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("capacity-from-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  ServiceConfig svc;
+  svc.name = "api";
+  svc.kind = ServiceKind::kEcho;
+  Config config;
+  config.services = {svc};
+  scaling::CapacityModel model;
+  model.init({service_spec(svc)});
+  {
+    auto store = control::HistoryStore::open(dir);
+    ASSERT_TRUE(store.has_value()) << store.error().message;
+    const nlohmann::json blob = {{"format", 99},
+                                 {"wall_minus_mono_minutes", 0},
+                                 {"policy", {{"capacity", model.to_json(Clock::TimePoint{})}}}};
+    ASSERT_TRUE(store->put_state(control::kPolicyStateKey, blob, 1'700'000'000).has_value());
+  }
+  auto learned = learned_capacities(config, dir.string());
+  std::filesystem::remove_all(dir);
+  ASSERT_FALSE(learned.has_value()) << "read a state blob of format 99 as " << learned->size()
+                                    << " learned capacities";
+  EXPECT_THAT(learned.error().message, HasSubstr("format"));
+}
+
+}  // namespace
+}  // namespace prescale

@@ -1,0 +1,37 @@
+#include "core/versioned_file.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace prescale {
+namespace {
+
+// The header promises "N a positive decimal without leading zeros"; from_chars also reads a
+// leading "-", so "fraud-v-5.json" was version -5 (and "fraud-v-0.json" version 0).
+TEST(VersionedFile, ANameWithANegativeOrZeroNumberHasNoVersion) {
+  EXPECT_EQ(versioned_file_number("fraud-v5.json", "fraud-v", ".json"), 5);
+  EXPECT_EQ(versioned_file_number("fraud-v-5.json", "fraud-v", ".json"), std::nullopt);
+  EXPECT_EQ(versioned_file_number("fraud-v-0.json", "fraud-v", ".json"), std::nullopt);
+}
+
+// A directory holding only "fraud-v-3.json" listed it as version -3, so the next version a
+// trainer computed (newest + 1) was -2.
+TEST(VersionedFile, ListingSkipsFilesWhoseNumberIsNotPositive) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("versioned-file-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "fraud-v-3.json") << "{}";
+  std::ofstream(dir / "fraud-v2.json") << "{}";
+  auto files = list_versioned_files(dir.string(), "fraud-v", ".json");
+  ASSERT_TRUE(files.has_value()) << files.error().message;
+  ASSERT_EQ(files->size(), 1u);
+  EXPECT_EQ(files->front().version, 2);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace prescale
