@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -12,6 +11,7 @@
 
 #include "command_util.h"
 #include "core/internal/config_scalars.h"
+#include "core/versioned_file.h"
 #include "forecast/forecaster.h"
 #include "forecast/trace.h"
 
@@ -166,10 +166,8 @@ int run_forecast_eval(const EvalFlags& f) {
     }
   }
   if (!f.json_path.empty()) {
-    std::ofstream out(f.json_path);
-    out << all.dump(2) << "\n";
-    if (!out) {
-      std::cerr << who << ": --json: cannot write " << f.json_path << "\n";
+    if (auto w = write_output_file(f.json_path, all.dump(2) + "\n"); !w) {
+      std::cerr << who << ": --json: cannot write " << w.error().message << "\n";
       return 1;
     }
   }

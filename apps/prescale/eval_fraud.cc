@@ -2,11 +2,11 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/versioned_file.h"
 #include "services/fraud/training.h"
 #include "services/fraud/transactions.h"
 
@@ -91,10 +91,8 @@ int run_fraud_eval(const EvalFraudFlags& f) {
     all.push_back(std::move(j));
   }
   if (!f.json_path.empty()) {
-    std::ofstream out(f.json_path);
-    out << all.dump(2) << "\n";
-    if (!out) {
-      std::cerr << who << ": --json: cannot write " << f.json_path << "\n";
+    if (auto w = write_output_file(f.json_path, all.dump(2) + "\n"); !w) {
+      std::cerr << who << ": --json: cannot write " << w.error().message << "\n";
       return 1;
     }
   }

@@ -2,11 +2,11 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/versioned_file.h"
 #include "services/recommend/evaluate.h"
 
 namespace prescale {
@@ -101,10 +101,8 @@ int run_recommend_eval(const EvalRecommendFlags& f) {
     all.push_back(std::move(j));
   }
   if (!f.json_path.empty()) {
-    std::ofstream out(f.json_path);
-    out << all.dump(2) << "\n";
-    if (!out) {
-      std::cerr << who << ": --json: cannot write " << f.json_path << "\n";
+    if (auto w = write_output_file(f.json_path, all.dump(2) + "\n"); !w) {
+      std::cerr << who << ": --json: cannot write " << w.error().message << "\n";
       return 1;
     }
   }

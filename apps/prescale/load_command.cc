@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -12,6 +11,7 @@
 
 #include "core/clock.h"
 #include "core/internal/config_scalars.h"
+#include "core/versioned_file.h"
 #include "forecast/trace.h"
 #include "loadgen/arrival_schedule.h"
 #include "loadgen/http_target.h"
@@ -347,12 +347,9 @@ int LoadCommand::run() const {
 
   print_report(std::cout, report, f);
   if (!f.json_path.empty()) {
-    const std::string tmp = f.json_path + ".tmp";
-    std::ofstream out(tmp);
-    out << report_json(report, f, slo).dump(2) << "\n";
-    out.close();
-    if (!out || std::rename(tmp.c_str(), f.json_path.c_str()) != 0) {
-      std::cerr << "prescale load: --json: cannot write " << f.json_path << "\n";
+    const std::string json = report_json(report, f, slo).dump(2) + "\n";
+    if (auto w = write_output_file(f.json_path, json); !w) {
+      std::cerr << "prescale load: --json: cannot write " << w.error().message << "\n";
       return 1;
     }
   }

@@ -25,8 +25,11 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
       kind = kind.substr(slash + 1);
     t.argv = {self,          "serve",     kind, "--port",      "0",   "--port-file",
               "{port_file}", "--threads", "1",  "--log-level", "warn"};
-    if (!s.model_dir.empty()) {
-      const std::filesystem::path dir(s.model_dir);
+    // Relative to the file's directory, as preflight() checks it; recommend and fraud read
+    // "models" there when the file names none (forecast then runs without model files).
+    const bool model_files = s.kind == ServiceKind::kRecommend || s.kind == ServiceKind::kFraud;
+    if (!s.model_dir.empty() || model_files) {
+      const std::filesystem::path dir(s.model_dir.empty() ? "models" : s.model_dir);
       t.argv.push_back("--model-dir");
       t.argv.push_back((dir.is_absolute() ? dir : config_dir / dir).lexically_normal().string());
     }

@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -21,6 +20,7 @@
 
 #include "command_util.h"
 #include "core/config.h"
+#include "core/versioned_file.h"
 #include "core/internal/config_scalars.h"
 #include "dashboard/sim_report.h"
 #include "forecast/trace.h"
@@ -390,29 +390,26 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   print_sim_summary(std::cout, *result, facts, f.per_service);
 
   if (!f.json_path.empty()) {
-    std::ofstream out(f.json_path);
-    out << sim_results_json(*result, facts).dump(2) << "\n";
-    if (!out) {
-      std::cerr << "prescale sim: --json: cannot write " << f.json_path << "\n";
+    const std::string json = sim_results_json(*result, facts).dump(2) + "\n";
+    if (auto w = write_output_file(f.json_path, json); !w) {
+      std::cerr << "prescale sim: --json: cannot write " << w.error().message << "\n";
       return 1;
     }
   }
 
   if (!f.timeline_path.empty()) {
-    std::ofstream out(f.timeline_path);
-    sim::write_timeline_csv(out, *result);
-    out.close();
-    if (!out) {
-      std::cerr << "prescale sim: --timeline: cannot write " << f.timeline_path << "\n";
+    std::ostringstream csv;
+    sim::write_timeline_csv(csv, *result);
+    if (auto w = write_output_file(f.timeline_path, csv.str()); !w) {
+      std::cerr << "prescale sim: --timeline: cannot write " << w.error().message << "\n";
       return 1;
     }
   }
 
   if (!f.plot_path.empty()) {
-    std::ofstream out(f.plot_path);
-    out << dashboard::render_sim_report_html(sim_plot(*result, facts));
-    if (!out) {
-      std::cerr << "prescale sim: --plot: cannot write " << f.plot_path << "\n";
+    const std::string html = dashboard::render_sim_report_html(sim_plot(*result, facts));
+    if (auto w = write_output_file(f.plot_path, html); !w) {
+      std::cerr << "prescale sim: --plot: cannot write " << w.error().message << "\n";
       return 1;
     }
   }

@@ -120,12 +120,10 @@ Result<std::map<std::string, double>> learned_capacities(const Config& config,
   }
   auto store = control::HistoryStore::open(state_dir);
   if (!store) return std::unexpected(store.error());
-  auto blob = store->get_state(control::kPolicyStateKey);
-  if (!blob) return std::unexpected(blob.error());
+  auto policy = control::stored_policy_state(*store);
+  if (!policy) return std::unexpected(policy.error());
   const nlohmann::json* capacity = nullptr;
-  if (*blob && (*blob)->value.contains("policy") && (*blob)->value["policy"].contains("capacity")) {
-    capacity = &(*blob)->value["policy"]["capacity"];
-  }
+  if (*policy && (*policy)->contains("capacity")) capacity = &(**policy)["capacity"];
   if (capacity == nullptr) {
     return make_error(ErrorCode::kNotFound, state_dir +
                                                 " holds no learned state of the prescale "

@@ -135,6 +135,14 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
   return {};
 }
 
+Result<std::optional<nlohmann::json>> stored_policy_state(const HistoryStore& store) {
+  auto blob = store.get_state(kPolicyStateKey);
+  if (!blob) return std::unexpected(blob.error());
+  if (!*blob) return std::optional<nlohmann::json>();
+  if (!saved_offset(*blob) || !(*blob)->value.contains("policy")) return not_our_format(store, "");
+  return std::optional<nlohmann::json>((*blob)->value["policy"]);
+}
+
 Result<bool> restore_policy_state(HistoryStore& store, scaling::PrescalePolicy& policy,
                                   Clock::TimePoint now, Clock::WallTime wall_now,
                                   std::string_view boot) {

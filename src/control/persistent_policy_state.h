@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 #include "control/history_store.h"
@@ -53,5 +54,10 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
 Result<bool> restore_policy_state(HistoryStore& store, scaling::PrescalePolicy& policy,
                                   Clock::TimePoint now, Clock::WallTime wall_now,
                                   std::string_view boot = current_boot_id());
+
+// The policy's own part of the stored state (what PrescalePolicy::export_state() wrote), for
+// tools that read it without restoring (`prescale sim --capacity-from`): nullopt when the store
+// holds no state. Errors: the store's; kInvalidArgument for a state of another format.
+Result<std::optional<nlohmann::json>> stored_policy_state(const HistoryStore& store);
 
 }  // namespace prescale::control

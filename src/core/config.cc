@@ -347,7 +347,7 @@ static void describe(Schema<ServiceConfig>& s) {
   s.field("replicas", &ServiceConfig::replicas);
   s.field("startup_time", &ServiceConfig::startup_time);
   s.field("capacity_rps", &ServiceConfig::capacity_rps).greater_than(0.0);
-  s.field("concurrency", &ServiceConfig::concurrency).at_least(0);
+  s.field("concurrency", &ServiceConfig::concurrency).at_least(0).at_most(1'000'000);
   s.field("queue_limit", &ServiceConfig::queue_limit).at_least(std::chrono::milliseconds(0));
   s.field("slo", &ServiceConfig::slo);
   s.field("depends_on", &ServiceConfig::depends_on);
@@ -465,7 +465,9 @@ static bool read_value(const internal::Site& site, RetryPolicyConfig& out,
 }
 
 static void describe(Schema<RateLimitConfig>& s) {
-  s.field("requests_per_second", &RateLimitConfig::requests_per_second).at_least(0.0);
+  s.field("requests_per_second", &RateLimitConfig::requests_per_second)
+      .at_least(0.0)
+      .at_most(1e9);  // its one-second burst must fit an int
   s.field("burst", &RateLimitConfig::burst).at_least(0);
   s.field("key", &RateLimitConfig::key).check(rate_limit_key_problem);
   s.check([](RateLimitConfig& r, const Checker& c) {

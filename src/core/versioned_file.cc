@@ -1,7 +1,12 @@
 #include "core/versioned_file.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <system_error>
@@ -16,7 +21,7 @@ std::optional<int> versioned_file_number(std::string_view name, std::string_view
   }
   const std::string_view digits =
       name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
-  if (digits.front() == '0') return std::nullopt;
+  if (digits.front() < '1' || digits.front() > '9') return std::nullopt;  // no sign, no 0
   int version = 0;
   auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), version);
   if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
@@ -43,16 +48,49 @@ Result<std::vector<VersionedFile>> list_versioned_files(const std::string& dir,
 }
 
 Result<void> write_file_atomically(const std::filesystem::path& path, std::string_view bytes) {
-  const std::filesystem::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp");
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) return make_error(ErrorCode::kUnavailable, tmp.string() + ": cannot write");
+  // A name of this process's own beside the file, so two writers never share one; written,
+  // flushed to the disk, then renamed over the file (a crash leaves the old file or the new).
+  const std::filesystem::path tmp = path.parent_path() / ("." + path.filename().string() + "." +
+                                                          std::to_string(::getpid()) + ".tmp");
+  auto fail = [&](const std::string& what) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return make_error(ErrorCode::kUnavailable, what + ": " + why);
+  };
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return make_error(ErrorCode::kUnavailable, tmp.string() + ": " + std::strerror(errno));
+  for (size_t done = 0; done < bytes.size();) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      auto e = fail(tmp.string());
+      ::close(fd);
+      return e;
+    }
+    done += static_cast<size_t>(n);
   }
+  if (::fsync(fd) != 0) {
+    auto e = fail(tmp.string());
+    ::close(fd);
+    return e;
+  }
+  if (::close(fd) != 0) return fail(tmp.string());
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail(path.string());
+  return {};
+}
+
+Result<void> write_output_file(const std::filesystem::path& path, std::string_view bytes) {
   std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return make_error(ErrorCode::kUnavailable, path.string() + ": " + ec.message());
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status) || std::filesystem::is_regular_file(status)) {
+    return write_file_atomically(path, bytes);
+  }
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();  // a buffered write fails here, not before
+  if (!out) {
+    return make_error(ErrorCode::kUnavailable, path.string() + ": " + std::strerror(errno));
+  }
   return {};
 }
 

@@ -27,8 +27,14 @@ Result<std::vector<VersionedFile>> list_versioned_files(const std::string& dir,
                                                         std::string_view prefix,
                                                         std::string_view suffix);
 
-// Writes `bytes` under a hidden temporary name beside `path`, then renames it: readers see the
-// whole file or none. Errors: kUnavailable naming the path.
+// Writes `bytes` under a hidden temporary name beside `path` (this process's own), flushes it
+// to the disk, then renames it: readers see the whole file or none, and after a crash the old
+// file or the new one. Errors: kUnavailable naming the path and why; no temporary file is left.
 Result<void> write_file_atomically(const std::filesystem::path& path, std::string_view bytes);
+
+// An output file of a command (--json, --plot, --timeline): a regular file (or a new one)
+// whole or not at all, as write_file_atomically; anything else (/dev/stdout, a pipe) written
+// directly and checked once closed. Errors: kUnavailable naming the path and why.
+Result<void> write_output_file(const std::filesystem::path& path, std::string_view bytes);
 
 }  // namespace prescale

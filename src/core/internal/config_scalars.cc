@@ -19,7 +19,11 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 }  // namespace
 
 std::optional<std::int64_t> parse_integer(std::string_view text) {
-  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  // One sign at most: "+-4" is not a number.
+  if (!text.empty() && text.front() == '+') {
+    text.remove_prefix(1);
+    if (!text.empty() && text.front() == '-') return std::nullopt;
+  }
   if (text.empty() || text.front() == '+') return std::nullopt;
   std::int64_t value = 0;
   const char* end = text.data() + text.size();
@@ -29,7 +33,10 @@ std::optional<std::int64_t> parse_integer(std::string_view text) {
 }
 
 std::optional<double> parse_number(std::string_view text) {
-  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  if (!text.empty() && text.front() == '+') {
+    text.remove_prefix(1);
+    if (!text.empty() && text.front() == '-') return std::nullopt;  // one sign at most
+  }
   // from_chars would accept "inf" and "nan"; a config value never means either.
   if (text.empty() || !(is_digit(text.front()) || text.front() == '-' || text.front() == '.')) {
     return std::nullopt;
@@ -84,6 +91,7 @@ std::expected<std::chrono::milliseconds, std::string> parse_duration(std::string
       total_ms += *amount * unit_ms;
     }
   }
+  if (total_ms < 0) return fail("durations cannot be negative");
   if (total_ms > kMaxDurationMs) return fail("duration is too long");
   const double whole_ms = std::round(total_ms);
   if (std::abs(total_ms - whole_ms) > 1e-6) {
