@@ -357,6 +357,42 @@ TEST(ExperimentTest, RejectsBadPolicyLists) {
   EXPECT_FALSE(run_experiment(o, ramp_trace()));
 }
 
+// The results of every run are computed with the experiment's ResultOptions (here a "minute"
+// of two): what compute_results() gives on the run's own records with the same options.
+TEST(ExperimentTest, ResultsFollowTheExperimentsResultOptions) {
+  ExperimentOptions o = all_policies(chain_config());
+  o.policies = {"static"};
+  o.results.minute = std::chrono::minutes(2);
+  o.keep_timeline = true;
+  auto result = run_experiment(o, ramp_trace());
+  ASSERT_TRUE(result) << result.error().message;
+  const PolicyRun& run = result->runs[0];
+  const SimResults expected = compute_results(run.recorder, o.results);
+  EXPECT_EQ(expected.total.minutes, 60);  // two hours in two-minute periods
+  EXPECT_EQ(run.results.total.minutes, expected.total.minutes);
+  EXPECT_EQ(run.results.minute_met.size(), expected.minute_met.size());
+}
+
+// Every request of the trace reaches the world, also when the simulation step does not divide
+// the trace's length: 121 s of 10 req/s at 3 s steps is 1,210 requests, served, dropped or
+// queued at the end — not 1,200 (the last second's requests never arrived).
+TEST(ExperimentTest, EveryRequestOfTheTraceArrivesWhenTheStepDoesNotDivideItsLength) {
+  SimConfig config;
+  config.graph = *scaling::single_service_graph("app");
+  config.step = std::chrono::seconds(3);
+  ExperimentOptions o = all_policies(config);
+  o.policies = {"static"};
+  forecast::Trace trace;
+  trace.name = "short";
+  trace.step_seconds = 1;
+  trace.counts.assign(121, 10.0);
+  auto result = run_experiment(o, trace);
+  ASSERT_TRUE(result) << result.error().message;
+  const ServiceResults& total = result->runs[0].results.total;
+  EXPECT_NEAR(total.arrived, trace.total_requests(), 1e-9);
+  EXPECT_NEAR(total.served + total.dropped + total.queued_at_end, trace.total_requests(), 1e-9);
+}
+
 std::string data_dir() {
   const char* root = std::getenv("PRESCALE_SOURCE_DIR");
   return std::string(root ? root : ".") + "/../shared/data";

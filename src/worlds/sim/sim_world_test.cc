@@ -489,6 +489,28 @@ TEST(SimWorldObservation, ScrapesLagAStepChangeInLoad) {
   EXPECT_LT(sec.concurrency, 150 * 0.04);
 }
 
+// The p99 of any period is that of the mixture of its steps' components (docs/simulator.md,
+// "Latency of a step, a minute, a scrape window"): a scrape window that covers exactly one record
+// interval must report that interval's p99. Here the load steps up at 60 s (the queue relaxes,
+// then rests and repeats its steps beyond one window) and down at 100 s (new, distinct steps
+// that land in the ring slot the resting steps still take their components from).
+TEST(SimWorldObservation, AScrapeWindowsP99IsThatOfTheRecordIntervalItCovers) {
+  std::vector<double> load(150, 100.0);
+  for (size_t i = 60; i < 100; ++i) load[i] = 185;
+  for (size_t i = 100; i < 150; ++i) load[i] = 120;
+  SimConfig c = single();
+  c.record_interval = seconds(30);  // record 3 is [90, 120), the window scraped at 120
+  auto w = make(c, per_second(load));
+  const scaling::WindowMetrics m = obs(w->observe(at(120)), "app").window;
+  ASSERT_EQ(m.sampled_at, at(120));
+  ASSERT_EQ(m.length, seconds(30));
+  const IntervalRecord& record = w->recorder().records(0)[3];
+  // The same steps: the same requests within the SLO...
+  EXPECT_NEAR(m.slow_rps * 30, record.served - record.served_within_slo, 1e-6);
+  // ...and the same p99 (merging near-identical components moves it by < 1e-3).
+  EXPECT_NEAR(m.latency_p99_seconds, record.latency_p99_seconds, 1e-3 * record.latency_p99_seconds);
+}
+
 TEST(SimWorldObservation, LastSecondWithShorterAndLongerSteps) {
   for (auto step : {Clock::Duration(milliseconds(250)), Clock::Duration(seconds(3))}) {
     SimConfig c = single();
