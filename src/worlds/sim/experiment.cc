@@ -91,6 +91,7 @@ struct RunSetup {
   PolicySettings settings;
   const std::map<std::string, forecast::Series>* history = nullptr;
   bool keep_timeline = false;
+  ResultOptions results;
 };
 
 // Arrivals at the entry services per record interval, req/s.
@@ -130,7 +131,12 @@ Result<PolicyRun> run_policy(const RunSetup& setup, std::string_view name,
     }
   }
   const Clock::TimePoint start = clock.now();
-  const Clock::TimePoint end = (*world)->trace_end();
+  // To the end of the step that holds the trace's end: a step that does not divide the trace's
+  // length still delivers its last partial step's requests.
+  const Clock::Duration step = setup.config.step;
+  const Clock::TimePoint trace_end = (*world)->trace_end();
+  const Clock::TimePoint end =
+      setup.config.start + (trace_end - setup.config.start + step - Clock::Duration(1)) / step * step;
   const double total = std::max(1e-9, seconds_of(end - start));
   int reported = -1;
   while (clock.now() < end) {
@@ -151,7 +157,7 @@ Result<PolicyRun> run_policy(const RunSetup& setup, std::string_view name,
   PolicyRun run;
   run.policy = std::string(name);
   const SimRecorder& recorder = (*world)->recorder();
-  run.results = compute_results(recorder);
+  run.results = compute_results(recorder, setup.results);
   run.scale_actions = static_cast<int>(controller.events().size());
   run.service_scale_actions.assign(recorder.services().size(), 0);
   for (const control::Event& e : controller.events()) {
@@ -268,7 +274,8 @@ Result<ExperimentResult> run_experiment(const ExperimentOptions& options,
 
   // The common starting state: resolve every service, then give each the oracle's first-step
   // replicas (what the load at the start and within one startup time needs).
-  RunSetup setup{options.sim, &trace, options.settings, &options.history, options.keep_timeline};
+  RunSetup setup{options.sim,           &trace,           options.settings, &options.history,
+                 options.keep_timeline, options.results};
   auto resolved = resolve_services(setup.config);
   if (!resolved) return std::unexpected(resolved.error());
   for (auto& s : *resolved) s.initial_replicas = s.min_replicas;

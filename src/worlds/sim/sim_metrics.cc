@@ -71,6 +71,21 @@ void SimWorld::Impl::record(Service& sv, const internal::StepOutcome& o, int ser
     ws.concurrency_seconds = o.concurrency_seconds;
     ws.component_count = o.component_count;
     if (!repeated && j == 0) {
+      // Repeats of the step this slot held may still be in the window, reading their latency
+      // components here: move the components to the oldest of them before overwriting.
+      const size_t next = slot + 1 == sv.window.size() ? 0 : slot + 1;
+      if (next != slot && sv.window[next].components_slot == slot) {
+        std::copy_n(sv.window_components.begin() +
+                        static_cast<std::ptrdiff_t>(slot * sv.components_per_step),
+                    sv.components_per_step,
+                    sv.window_components.begin() +
+                        static_cast<std::ptrdiff_t>(next * sv.components_per_step));
+        for (size_t k = 0; k < sv.window.size(); ++k) {
+          if (k != slot && sv.window[k].components_slot == slot) {
+            sv.window[k].components_slot = static_cast<std::uint32_t>(next);
+          }
+        }
+      }
       sv.components_slot = static_cast<std::uint32_t>(slot);
       for (int i = 0; i < o.component_count; ++i) {
         sv.window_components[slot * sv.components_per_step + static_cast<size_t>(i)] =

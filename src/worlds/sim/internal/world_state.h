@@ -35,8 +35,9 @@ struct WindowSlot {
   double arrived = 0, served = 0, dropped = 0, concurrency_seconds = 0;
   double served_within_slo = 0;
   // The step's latency components live at `components_slot` (this slot, or for a step that
-  // repeated its predecessor exactly, the slot of the step it repeats: that slot's components
-  // are only overwritten by a step that differs, which comes after this one).
+  // repeated its predecessor exactly, the slot of the step it repeats; before a step that
+  // differs overwrites that slot, its components move to the oldest repeat still in the
+  // window, and the repeats point there).
   std::uint32_t components_slot = 0;
   int component_count = 0;
 };
