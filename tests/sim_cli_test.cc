@@ -610,6 +610,9 @@ TEST(SimCliTest, BadInputExitsTwoNamingTheProblem) {
   Outcome negative = run("queue-limit", {"--trace", trace, "--queue-limit", "-5ms"});
   EXPECT_THAT(negative.err, HasSubstr("--queue-limit"));
 
+  Outcome peak = run("peak", {"--trace", trace, "--peak-rps", "0"});
+  EXPECT_THAT(peak.err, HasSubstr("--peak-rps"));
+
   Outcome headroom = run("headroom", {"--trace", trace, "--prescale-floor-headroom", "2"});
   EXPECT_THAT(headroom.err, HasSubstr("--prescale-floor-headroom"));
 
@@ -707,6 +710,17 @@ TEST(EvalForecastCliTest, ScoresEveryModelAtEveryHorizon) {
 // threshold fails only in the destructor's unchecked flush, so on a full disk (here /dev/full,
 // ENOSPC) the scores are lost and the command exits 0. (eval fraud and eval recommend write the
 // same way; prescale load closes the stream before checking.)
+// A model name the forecaster does not know is an error, also one ending in "_cycle" (a known
+// cycle model with no cycle in the fitted part is skipped with a note instead).
+TEST(EvalForecastCliTest, AnUnknownModelExitsTwo) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 1440);
+  Outcome o = run_prescale(dir, "unknown", {"eval", "forecast", "--trace", trace, "--models",
+                                            "naive,foo_cycle", "--horizons", "1m"});
+  EXPECT_EQ(o.exit_status, 2) << o.out << o.err;
+  EXPECT_THAT(o.err, HasSubstr("foo_cycle"));
+}
+
 TEST(EvalForecastCliTest, AJsonFileThatCannotBeWrittenExitsOne) {
   TempDir dir;
   const std::string trace = write_trace(dir, "wave.csv", 1440);

@@ -134,7 +134,10 @@ int run_forecast_eval(const EvalFlags& f) {
       model_options.online_calibration_rate = 0;
     }
     auto scores = forecast::evaluate_forecasts(series, test_begin, model, horizons, model_options);
-    if (!scores && model.ends_with("_cycle")) {
+    const bool known = std::find(std::begin(forecast::kModelNames),
+                                 std::end(forecast::kModelNames), model) !=
+                       std::end(forecast::kModelNames);
+    if (!scores && known && model.ends_with("_cycle")) {
       std::printf("%-20s (no cycle other than a day or a week in the fitted part)\n",
                   model.c_str());
       continue;

@@ -27,7 +27,7 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
       ->capture_default_str();
   c.add_option("--peak-rps", f.peak_rps,
                "Rescale the trace so its busiest minute averages this many req/s")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::PositiveNumber);
   c.add_option("--scale", f.scale,
                "Multiply the trace's requests by this, as prescale load --scale replays it "
                "(instead of --peak-rps)")

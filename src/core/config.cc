@@ -300,7 +300,7 @@ static void describe(Schema<HttpConfig>& s) {
   s.field("read_timeout", &HttpConfig::read_timeout).greater_than(milliseconds(0));
   s.field("idle_timeout", &HttpConfig::idle_timeout).greater_than(milliseconds(0));
   s.field("max_connections", &HttpConfig::max_connections).greater_than(0);
-  s.field("shutdown_grace", &HttpConfig::shutdown_grace);
+  s.field("shutdown_grace", &HttpConfig::shutdown_grace).at_most(milliseconds(3'600'000));
 }
 
 static void describe(Schema<LoggingConfig>& s) {

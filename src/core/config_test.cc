@@ -464,6 +464,8 @@ services:
   EXPECT_EQ(error_of("version: 1\nhttp: {threads: 99999999999}\n"),
             R"(prescale.yaml:2:17: http.threads: expected an integer between -2147483648 and )"
             R"(2147483647, got "99999999999")");
+  EXPECT_THAT(error_of("version: 1\nhttp: {shutdown_grace: 2h}\n"),
+              HasSubstr("http.shutdown_grace: must be <= "));
 }
 
 TEST(ConfigError, ReplicaBounds) {
