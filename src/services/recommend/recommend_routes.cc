@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "http/json.h"
 #include "services/recommend/recommend_service.h"
@@ -52,9 +53,11 @@ std::string shown(std::string_view s) {
   return out + "\"";
 }
 
-// Rejects query parameters other than `allowed` (a misspelt filter would otherwise be ignored).
+// Rejects query parameters other than `allowed`, and any given twice (a misspelt filter, or the
+// second half of a list split over two parameters, would otherwise be ignored).
 std::optional<std::string> unknown_query_parameter(
     std::string_view query, std::initializer_list<std::string_view> allowed) {
+  std::vector<std::string_view> seen;
   while (!query.empty()) {
     const size_t amp = query.find('&');
     const std::string_view pair = query.substr(0, amp);
@@ -64,6 +67,11 @@ std::optional<std::string> unknown_query_parameter(
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
       return "query parameter " + shown(key) + ": unknown (expected one of k, exclude, include)";
     }
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+      return "query parameter " + shown(key) +
+             ": given twice (list several ids in one, comma-separated)";
+    }
+    seen.push_back(key);
   }
   return std::nullopt;
 }

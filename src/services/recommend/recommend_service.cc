@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
@@ -188,8 +190,16 @@ class RecommendService::Impl {
     if (!latest) return failed_reload(latest.error());
     const std::shared_ptr<const Served> old = current();
     if (latest->version == old->model->version()) return false;
+    // A model that failed to load is not read (nor counted, nor logged) again until its
+    // manifest or its data file changes.
+    const std::string stamp = files_stamp(latest->path);
+    if (failed && failed->first == stamp) return std::unexpected(failed->second);
     auto model = recommend::load_model(latest->path);
-    if (!model) return failed_reload(model.error());
+    if (!model) {
+      failed.emplace(stamp, model.error());
+      return failed_reload(model.error());
+    }
+    failed.reset();
     served.store(std::make_shared<const Served>(make_served(*model, old->generation + 1)));
     // Events the new model was trained on would otherwise count twice.
     users.forget_through((*model)->trained_through());
@@ -227,6 +237,23 @@ class RecommendService::Impl {
   telemetry::Gauge* tracked_users = nullptr;
 
  private:
+  // The manifest's path, and its and its data file's (recommend-vN.bin) size and time.
+  static std::string files_stamp(const std::string& manifest) {
+    std::string out = manifest;
+    std::filesystem::path bin(manifest);
+    bin.replace_extension(".bin");
+    for (const std::filesystem::path& p : {std::filesystem::path(manifest), bin}) {
+      std::error_code size_ec, time_ec;
+      const auto size = std::filesystem::file_size(p, size_ec);
+      const auto time = std::filesystem::last_write_time(p, time_ec);
+      out += "|" + (size_ec ? std::string("-") : std::to_string(size)) + "@" +
+             (time_ec ? std::string("-") : std::to_string(time.time_since_epoch().count()));
+    }
+    return out;
+  }
+
+  std::optional<std::pair<std::string, Error>> failed;  // guarded by reload_mu
+
   std::unexpected<Error> failed_reload(const Error& e) {
     if (reloads != nullptr) reloads->with({"error"}).inc();
     spdlog::warn("recommend: reload failed, the served model stays: {}", e.message);

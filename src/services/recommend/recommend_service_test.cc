@@ -194,6 +194,8 @@ TEST_P(RecommendServiceTest, ValidationErrorsNameTheFieldPath) {
               HasSubstr("exclude[1]"));
   EXPECT_THAT(message(get_json("/v1/users/3/recommendations?genre=comedy", 400)),
               HasSubstr("\"genre\": unknown"));
+  EXPECT_THAT(message(get_json("/v1/users/3/recommendations?include=1&include=2", 400)),
+              HasSubstr("\"include\": given twice"));
   EXPECT_THAT(message(post_json(
                   "/v1/interactions",
                   {{"interactions",
@@ -310,6 +312,8 @@ TEST_P(RecommendServiceTest, AManifestCopiedUnderANewVersionIsNotReloadedOnEvery
     auto again = service_->reload();
     EXPECT_FALSE(again && *again) << "look " << look << " reloaded the unchanged directory";
   }
+  // Refused once, and not read (nor counted) again while the files stay as they were.
+  EXPECT_THAT(metrics(), HasSubstr("prescale_recommend_reloads_total{result=\"error\"} 1"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, RecommendServiceTest,
