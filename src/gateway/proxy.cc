@@ -615,6 +615,7 @@ void ProxyCore::build_head(Call& c) {
   out += " HTTP/1.1\r\n";
   const ConnectionListed listed(req.headers);
   std::string_view host;
+  bool have_host = false;
   bool have_proto = false;
   bool have_forwarded_host = false;
   bool have_request_id = false;
@@ -624,7 +625,10 @@ void ProxyCore::build_head(Call& c) {
     if (is_hop_by_hop(name) || (!listed.empty() && listed.contains(name))) continue;
     switch (name.size()) {
       case 4:
-        if (iequals(name, "host")) host = value;
+        if (iequals(name, "host")) {
+          host = value;
+          have_host = true;
+        }
         break;
       case 6:
         if (iequals(name, "expect")) continue;  // the server already answered 100-continue
@@ -657,7 +661,7 @@ void ProxyCore::build_head(Call& c) {
     out += value;
     out += "\r\n";
   }
-  if (host.empty()) {
+  if (!have_host) {  // an empty Host is forwarded as it is, not doubled
     out += "Host: ";
     out += c.upstream_label;
     out += "\r\n";

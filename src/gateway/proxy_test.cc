@@ -326,6 +326,26 @@ TEST(ProxyTest, ForwardedFieldsAndRequestId) {
   EXPECT_EQ(b.find("X-Forwarded-Proto: http\r\n"), std::string::npos) << b;
 }
 
+// A client's empty Host (a target with no authority, RFC 9110 section 7.2) is forwarded as it
+// is, not followed by a second Host the upstream would refuse.
+TEST(ProxyTest, AnEmptyHostIsForwardedOnce) {
+  RawUpstream up([](int, int, const std::string&) { return RawUpstream::ok("ok"); });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send("GET /a HTTP/1.1\r\nHost:\r\n\r\n"));
+  ASSERT_TRUE(s.read_response().has_value());
+  auto requests = up.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  const std::string lower = [&] {
+    std::string l = requests[0];
+    for (char& ch : l) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return l;
+  }();
+  const size_t first = lower.find("\r\nhost:");
+  ASSERT_NE(first, std::string::npos) << requests[0];
+  EXPECT_EQ(lower.find("\r\nhost:", first + 1), std::string::npos) << requests[0];
+}
+
 TEST(ProxyTest, UpstreamConnectionsAreKeptAliveAndReused) {
   RawUpstream raw([](int, int, const std::string&) { return RawUpstream::ok("ok"); });
   Upstream up(echo());
