@@ -287,11 +287,13 @@ gateway:
   const double requests = static_cast<double>(load.samples.size());
   const double retries = static_cast<double>(up.attempts.load()) - requests;
   // Unbounded, three retries at 50 % failure would add 0.5 + 0.25 + 0.125 = 0.875 attempts
-  // per request. The budget allows retries in flight up to 20 % of the active requests.
+  // per request. The budget allows max(20 % of the active requests, 3) retries at once, each
+  // counted from the decision through its back-off (25 ms at most for the first) to its end, as
+  // Envoy's: against an upstream that fails at once, far fewer.
   std::printf("503 x 50%%: %.0f requests, %.0f retries (%.3f per request), %zu failed\n", requests,
               retries, retries / requests, load.failed());
   EXPECT_GT(requests, 1000);
-  EXPECT_GT(retries / requests, 0.05);
+  EXPECT_GT(retries, 0);
   EXPECT_LT(retries / requests, 0.30) << retries << " retries for " << requests << " requests";
   EXPECT_GT(g.gw->cluster("flaky")->stats().budget_overflows, 0u);
 }

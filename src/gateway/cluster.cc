@@ -178,17 +178,10 @@ UpstreamSelection Cluster::select(int attempt, const UpstreamPick* previous) {
   }
   auto ctx = std::make_shared<AttemptContext>();
   ctx->clock = &clock_;
-  const auto* previous_ctx =
-      previous != nullptr ? static_cast<const AttemptContext*>(previous->context.get()) : nullptr;
-  if (attempt > 0 && !(previous_ctx != nullptr && previous_ctx->never_sent)) {
-    ctx->retry = budget_.try_start_retry(limits_->in_use(UpstreamResource::kRequests),
-                                         limits_->in_use(UpstreamResource::kPendingRequests));
-    if (!ctx->retry) {
-      budget_overflows_.fetch_add(1, std::memory_order_relaxed);
-      return std::unexpected(
-          NoPick{NoPick::Reason::kOverflow, "retry budget exhausted for service " + service_});
-    }
-  }
+  auto* previous_ctx =
+      previous != nullptr ? static_cast<AttemptContext*>(previous->context.get()) : nullptr;
+  // The retry's place in the budget, taken by start_retry(), stays until this attempt ends.
+  if (attempt > 0 && previous_ctx != nullptr) ctx->retry = std::move(previous_ctx->retry);
   ctx->active = limits_->try_acquire(UpstreamResource::kRequests);
   if (!ctx->active) {
     limit_overflows_.fetch_add(1, std::memory_order_relaxed);
@@ -282,8 +275,8 @@ void Cluster::report(const AttemptReport& report) {
   if (ctx == nullptr || !ctx->request) return;
   ctx->never_sent = !report.request_sent && !report.cancelled &&
                     report.outcome.error == UpstreamError::kConnectFailure;
-  // The attempt is over: it no longer counts as a request (or a retry) in flight, also while
-  // the proxy backs off before a retry and while that retry is admitted.
+  // The attempt is over: it no longer counts as a request in flight (also while the proxy
+  // backs off before a retry), nor as a retry (a new retry takes its own place: start_retry()).
   ctx->active.reset();
   ctx->retry.reset();
   if (report.cancelled) {
@@ -291,6 +284,18 @@ void Cluster::report(const AttemptReport& report) {
   } else {
     ctx->request->finish(ctx->clock->now(), report.outcome);
   }
+}
+
+bool Cluster::start_retry(const AttemptReport& report) {
+  auto* ctx = static_cast<AttemptContext*>(report.pick.context.get());
+  if (ctx == nullptr || ctx->never_sent) return true;
+  ctx->retry = budget_.try_start_retry(limits_->in_use(UpstreamResource::kRequests),
+                                       limits_->in_use(UpstreamResource::kPendingRequests));
+  if (!ctx->retry) {
+    budget_overflows_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
 }
 
 Cluster::Stats Cluster::stats() const {
@@ -316,7 +321,8 @@ void RouteSelector::report(const http::Request&, const AttemptReport& report) {
 
 RetryDecision RouteSelector::retry(const http::Request& request, const AttemptReport& report) {
   if (!should_retry(policy_, request.method_name, report.outcome,
-                    static_cast<std::uint32_t>(report.attempt))) {
+                    static_cast<std::uint32_t>(report.attempt)) ||
+      !cluster_->start_retry(report)) {
     return {};
   }
   // splitmix64 over a shared counter: cheap, lock-free, independent draws per retry.

@@ -77,11 +77,16 @@ class Cluster {
 
   // One attempt of a request on `route`: a host picked by the balancer among those in service,
   // counted in the endpoint's in-flight requests (for draining) and the service's active
-  // requests; on a retry (attempt > 0) also in the retry budget, and, when possible, not the
-  // previous attempt's host. A NoPick when no host is in service, a limit refused
-  // (max_requests, the retry budget) or admission control refused (more requests in flight
-  // than max_requests_per_replica × the hosts in service).
+  // requests; on a retry (attempt > 0) it takes over the retry budget's place that
+  // start_retry() took, and, when possible, not the previous attempt's host. A NoPick when no
+  // host is in service, a limit refused (max_requests) or admission control refused (more
+  // requests in flight than max_requests_per_replica × the hosts in service).
   UpstreamSelection select(int attempt, const UpstreamPick* previous);
+  // Whether the reported attempt may be retried within the retry budget. As Envoy's, a retry
+  // counts from this decision, through its back-off, until its own attempt is reported; a retry
+  // of an attempt that never reached its endpoint (nothing sent) is a replacement and is not
+  // charged. False (counted as a budget overflow) when the budget is spent.
+  bool start_retry(const AttemptReport& report);
   // Admission control's requests per replica in service, from ClusterOptions until set: a
   // controller that learns the replicas' capacity keeps it to what they start within the
   // service's queue_limit. 0 = no admission limit.

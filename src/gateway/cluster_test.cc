@@ -67,6 +67,58 @@ TEST(ClusterTest, ARetryGoesElsewhereEvenWhenTheBalancerKeepsOfferingTheFailedHo
   EXPECT_EQ(retried_on_a, 0);
 }
 
+// As Envoy's: a retry holds its place in the retry budget from the decision to retry, through
+// its back-off, until the retried attempt is reported; once min_retry_concurrency (3) retries
+// are waiting, a fourth is refused. A retry of an attempt that never reached its endpoint is a
+// replacement and holds no place.
+TEST(ClusterTest, ARetryHoldsItsBudgetPlaceThroughItsBackoffUntilItEnds) {
+  ManualClock clock;
+  EndpointTable table(clock);
+  ASSERT_TRUE(table.add("svc", {"a", "127.0.0.1", 1001}));
+  ASSERT_TRUE(table.add("svc", {"b", "127.0.0.1", 1002}));
+  Cluster cluster("svc", ClusterOptions{}, table, clock);
+  cluster.refresh();
+  auto failed = [&](const UpstreamPick& pick, int attempt) {
+    return AttemptReport{.pick = pick,
+                         .attempt = attempt,
+                         .outcome = UpstreamOutcome::response(503),
+                         .cancelled = false,
+                         .request_sent = true,
+                         .latency = milliseconds(1),
+                         .finished_at = clock.now(),
+                         .detail = ""};
+  };
+  std::vector<UpstreamPick> waiting;  // first attempts that failed, their retries backing off
+  for (int i = 0; i < 3; ++i) {
+    UpstreamSelection first = cluster.select(0, nullptr);
+    ASSERT_TRUE(first.has_value());
+    Cluster::report(failed(*first, 0));
+    ASSERT_TRUE(cluster.start_retry(failed(*first, 0))) << i;
+    waiting.push_back(std::move(*first));
+  }
+  EXPECT_EQ(cluster.retry_budget().retries_in_flight(), 3u);  // nothing in flight but them
+  UpstreamSelection fourth = cluster.select(0, nullptr);
+  ASSERT_TRUE(fourth.has_value());
+  Cluster::report(failed(*fourth, 0));
+  EXPECT_FALSE(cluster.start_retry(failed(*fourth, 0)));
+  EXPECT_EQ(cluster.stats().budget_overflows, 1u);
+
+  // The first retry runs: its place goes with it, and is free once it is reported.
+  UpstreamSelection retry = cluster.select(1, &waiting[0]);
+  ASSERT_TRUE(retry.has_value());
+  waiting[0] = UpstreamPick{};  // the proxy replaces the previous pick
+  EXPECT_EQ(cluster.retry_budget().retries_in_flight(), 3u);
+  Cluster::report(failed(*retry, 1));
+  EXPECT_EQ(cluster.retry_budget().retries_in_flight(), 2u);
+
+  // Connection refused: nothing was sent, so its retry holds no place.
+  UpstreamSelection refused = cluster.select(0, nullptr);
+  ASSERT_TRUE(refused.has_value());
+  Cluster::report(connect_failure(*refused, clock));
+  EXPECT_TRUE(cluster.start_retry(connect_failure(*refused, clock)));
+  EXPECT_EQ(cluster.retry_budget().retries_in_flight(), 2u);
+}
+
 // A service of `hosts` endpoints "e0".."e<n-1>" behind one cluster with an admission limit.
 struct AdmissionFixture {
   explicit AdmissionFixture(int hosts, std::uint32_t per_replica) : table(clock) {
