@@ -284,6 +284,30 @@ TEST(ForecasterTest, OutageAtTheEndOfTheHistoryDoesNotDecideTheSelection) {
   EXPECT_NE(f.selected(), "naive");
 }
 
+TEST(ForecasterTest, AnOutageLongerThanTheBacktestDoesNotCollapseTheIntervals) {
+  // 1,700 minutes of noise around 100 req/s, then a scrape outage of 1,300 minutes (a day
+  // without metrics): every backtest origin falls in the outage, so no error is measured at any
+  // horizon. No evidence is not evidence of no error: the P90 must stay above the P50, and once
+  // values arrive again about one in ten may exceed it, not four in ten.
+  std::mt19937 rng(5);
+  std::normal_distribution<double> noise(0, 10);
+  Series s;
+  s.step_seconds = 60;
+  for (int i = 0; i < 3000; ++i) s.values.push_back(i < 1700 ? 100 + noise(rng) : NAN);
+  Forecaster f;
+  ASSERT_TRUE(f.fit(s));
+  const QuantileForecast q = f.predict(15);
+  EXPECT_GT(q.p90[0], q.p50[0]) << "P50 = P90 = P99 = " << q.p50[0];
+  EXPECT_GT(q.p99[0], q.p90[0]);
+  int above = 0;
+  for (int i = 0; i < 600; ++i) {
+    const double y = 100 + noise(rng);
+    above += y > f.predict(1).p90[0] ? 1 : 0;
+    f.update(y);
+  }
+  EXPECT_LT(above, 600 * 0.2) << "outcomes above the P90 over the next 600 minutes";
+}
+
 // A model that never forecasts anything (NaN paths).
 class SilentModel : public Model {
  public:

@@ -224,6 +224,36 @@ TEST(HoltWintersTest, WithoutTwoDaysIsDampedTrendSmoothing) {
   EXPECT_GE(out[99], out[0]);
 }
 
+TEST(HoltWintersTest, ASpikeInTheLastStepDoesNotChooseTheParameters) {
+  // Two days and two hours of a flat 100 req/s (± 1) whose last minute is a burst of 2,000.
+  // The burst's one-step error is the same whatever the parameters could have forecast, about
+  // 1,900² against a sum of ~3,000 for all the other steps: least squares then picks the
+  // parameters that best "anticipate" that one step (a trend and a level that chase the noise),
+  // and after the burst they forecast a runaway climb. Fitted on the steps before and told the
+  // burst by update(), the same model forecasts ~120; fitted with it, it must not forecast many
+  // times that.
+  for (unsigned seed = 1; seed <= 5; ++seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<double> noise(0, 1);
+    Series before = series({});
+    for (size_t i = 0; i + 1 < 3000; ++i) before.values.push_back(100 + noise(rng));
+    Series with_burst = before;
+    with_burst.values.push_back(2000);
+    auto told = make("holt_winters");
+    told->fit(before);
+    told->update(2000);
+    auto fitted = make("holt_winters");
+    fitted->fit(with_burst);
+    const std::vector<double> expected = predict(*told, 15);
+    const std::vector<double> got = predict(*fitted, 15);
+    EXPECT_LT(*std::max_element(got.begin(), got.end()),
+              2 * *std::max_element(expected.begin(), expected.end()))
+        << "seed " << seed << ": 1 and 15 minutes after the burst " << got.front() << ", "
+        << got.back() << " req/s (told by update(): " << expected.front() << ", "
+        << expected.back() << ")";
+  }
+}
+
 TEST(DoubleSeasonalTest, LearnsTheWeekendDip) {
   // 15-minute steps: 96 a day, 672 a week; four weeks of history.
   const double step = 900;
