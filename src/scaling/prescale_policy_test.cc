@@ -964,6 +964,36 @@ TEST(PrescalePolicyTest, ARestartAfterSeedingWithAFittedForecasterStillForecasts
   EXPECT_FALSE(after.demand_forecast("api").p50.empty()) << "no forecast after the restart";
 }
 
+TEST(PrescalePolicyTest, ADayWithoutScrapesLeavesTheForecastItsBand) {
+  // Two days of 100 req/s ± 10 %, then no scrape for a day (a suspended machine, a metrics
+  // outage): the first scrape after it records the day as missing minutes and refits (the
+  // refit interval has passed). The fit's backtest origins all fall in the missing day, so no
+  // error is measured; the P90 the policy plans for must still be above the P50.
+  forecast::Series minutes;
+  minutes.step_seconds = 60;
+  std::uint32_t seed = 12345;
+  for (int m = 0; m < 2 * 1440; ++m) {
+    seed = seed * 1664525u + 1013904223u;
+    const double noise = static_cast<double>(seed >> 8) / (1 << 24) - 0.5;  // [-0.5, 0.5)
+    minutes.values.push_back(100 * (1 + 0.2 * noise));
+  }
+  PrescalePolicy policy;
+  policy.init({spec("api")});
+  const double end = 2 * 86400;
+  ASSERT_TRUE(policy.load_history("api", minutes, at(end)));
+  const forecast::QuantileForecast before = policy.demand_forecast("api");
+  ASSERT_FALSE(before.p50.empty());
+  ASSERT_GT(before.p90[0], before.p50[0]);
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  const Snapshot s = world.at_time(end + 86400 + 45);
+  policy.observe(s);
+  policy.decide(s, s.time);
+  const forecast::QuantileForecast after = policy.demand_forecast("api");
+  ASSERT_FALSE(after.p50.empty());
+  EXPECT_GT(after.p90[0], after.p50[0])
+      << "P50 = P90 = P99 = " << after.p50[0] << " req/s after the day without scrapes";
+}
+
 TEST(PrescalePolicyTest, AServiceMissingFromOneSnapshotKeepsItsReplicas) {
   PrescalePolicy policy;
   policy.init({spec("api")});
