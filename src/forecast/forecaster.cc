@@ -13,7 +13,12 @@ namespace {
 // The scale forecast errors are measured in: an exponentially weighted mean of the recent
 // one-step absolute errors, so intervals widen in turbulent hours and narrow in calm ones
 // (volatility clusters), floored at a small share of the series' mean so a flat stretch does not
-// promise zero-width intervals.
+// promise zero-width intervals. One error enters at most kErrorCap times the scale so far: a
+// single burst must not both set the backtest's extreme quantile (measured in the calm scale
+// before it) and inflate the scale that quantile is then multiplied by. A lasting rise in the
+// errors still lifts the scale within a few half-lives.
+constexpr double kErrorCap = 5;
+
 class ErrorScale {
  public:
   ErrorScale(double half_life_steps, double floor, double mean_abs = NAN)
@@ -22,8 +27,9 @@ class ErrorScale {
         mean_abs_(mean_abs) {}
   void observe(double error) {
     if (!std::isfinite(error)) return;
-    mean_abs_ = std::isfinite(mean_abs_) ? keep_ * mean_abs_ + (1 - keep_) * std::abs(error)
-                                         : std::abs(error);
+    mean_abs_ = std::isfinite(mean_abs_)
+                    ? keep_ * mean_abs_ + (1 - keep_) * std::min(std::abs(error), kErrorCap * value())
+                    : std::abs(error);
   }
   double value() const { return std::isfinite(mean_abs_) ? std::max(mean_abs_, floor_) : floor_; }
 
@@ -330,11 +336,16 @@ Result<void> Forecaster::fit(const Series& history) {
   }
 
   const size_t n = history.values.size();
+  // The backtest's origins lie over the observed part: an outage at the end of the history, as
+  // long as the backtest or longer, would otherwise leave it no outcome to measure, and the
+  // intervals no width. The models still roll through the outage.
+  size_t through = n;  // up to the last observed value
+  while (through > 0 && !std::isfinite(history.values[through - 1])) --through;
   const auto min_first = static_cast<size_t>(
-      std::ceil(std::clamp(options_.min_fit_share, 0.05, 0.95) * static_cast<double>(n)));
+      std::ceil(std::clamp(options_.min_fit_share, 0.05, 0.95) * static_cast<double>(through)));
   const std::vector<size_t> origins =
-      backtest_origins(n, horizon, std::max(1, options_.origin_every), options_.max_origins,
-                       std::max<size_t>(min_first, 1));
+      backtest_origins(through, horizon, std::max(1, options_.origin_every),
+                       options_.max_origins, std::max<size_t>(min_first, 1));
   const double mean = std::max(mean_finite(history.values), 1e-9);
   scale_floor_ = kScaleFloorShare * mean;
   level_floor_ = kLevelFloorShare * mean;

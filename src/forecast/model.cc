@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <limits>
 #include <memory>
+#include <numbers>
 #include <numeric>
 #include <span>
 #include <string>
@@ -167,8 +168,9 @@ constexpr double kAlphaMin = 0.01, kAlphaMax = 1.0;
 constexpr double kPhiMin = 0.8, kPhiMax = 0.98;
 constexpr double kArMax = 0.99;
 
-// Rolls each of `states` over `ys` under its own parameters; returns per state the sum of
-// squared one-step errors (ρ-adjusted) over the observed steps, or +inf where it blew up. The
+// Rolls each of `states` over `ys` under its own parameters; returns per state the sum of the
+// one-step errors' (ρ-adjusted) Huber losses over the observed steps — squared up to `huber`,
+// linear beyond (+inf: squared throughout) — or +inf where it blew up. The
 // states must be at the same point of their cycles. One state is a chain of dependent
 // floating-point steps (latency-bound); the parameter search runs kLanes states side by side,
 // which costs about the time of one. Templated so that the loop has no branches on the model's
@@ -178,7 +180,7 @@ constexpr size_t kLanes = 4;
 template <size_t kSeasons, bool kAr, size_t kCount>
 std::array<double, kCount> roll(const std::array<State*, kCount>& states,
                                 const std::array<const Params*, kCount>& params,
-                                std::span<const double> ys) {
+                                std::span<const double> ys, double huber) {
   // Everything the loop touches in locals, so the compiler keeps it in registers.
   std::array<double, kCount> alpha{}, phi{}, trend_gain{}, ar{}, level{}, trend{}, error{}, sse{};
   std::array<std::array<double*, kCount>, 2> knots{};
@@ -226,8 +228,9 @@ std::array<double, kCount> roll(const std::array<State*, kCount>& states,
       const double damped = phi[l] * trend[l];
       if (observed) {
         const double e = y - (level[l] + damped + seasonal);
-        const double adjusted = kAr ? e - ar[l] * error[l] : e;
-        sse[l] += adjusted * adjusted;
+        const double adjusted = std::abs(kAr ? e - ar[l] * error[l] : e);
+        const double within = std::min(adjusted, huber);
+        sse[l] += within * (2 * adjusted - within);  // adjusted² up to huber, then linear
         level[l] += damped + alpha[l] * e;
         trend[l] = damped + trend_gain[l] * e;
         for (size_t k = 0; k < kSeasons; ++k) {
@@ -268,20 +271,44 @@ std::array<double, kCount> roll(const std::array<State*, kCount>& states,
 template <size_t kCount>
 std::array<double, kCount> roll(size_t seasons, bool ar, const std::array<State*, kCount>& states,
                                 const std::array<const Params*, kCount>& params,
-                                std::span<const double> ys) {
+                                std::span<const double> ys,
+                                double huber = std::numeric_limits<double>::infinity()) {
   switch (seasons) {
     case 0:
-      return ar ? roll<0, true>(states, params, ys) : roll<0, false>(states, params, ys);
+      return ar ? roll<0, true>(states, params, ys, huber)
+                : roll<0, false>(states, params, ys, huber);
     case 1:
-      return ar ? roll<1, true>(states, params, ys) : roll<1, false>(states, params, ys);
+      return ar ? roll<1, true>(states, params, ys, huber)
+                : roll<1, false>(states, params, ys, huber);
     default:
-      return ar ? roll<2, true>(states, params, ys) : roll<2, false>(states, params, ys);
+      return ar ? roll<2, true>(states, params, ys, huber)
+                : roll<2, false>(states, params, ys, huber);
   }
 }
 
 // One state, one set of parameters.
 double roll_one(State& s, const Params& p, bool ar, std::span<const double> ys) {
   return roll<1>(s.seasons, ar, {&s}, {&p}, ys)[0];
+}
+
+// Where the parameter search's loss turns from squared to linear: kHuberNoise robust standard
+// deviations of the series' step-to-step noise (the median absolute first difference, × 1.4826
+// for a normal's σ, ÷ √2 as a difference holds two draws). One burst then weighs as a large
+// error, not as the square of one that dwarfs every other step's and decides α, β and γ. +inf
+// (least squares) when the series barely moves.
+constexpr double kHuberNoise = 10;
+
+double huber_threshold(std::span<const double> ys) {
+  std::vector<double> steps;
+  steps.reserve(ys.size());
+  for (size_t i = 1; i < ys.size(); ++i) {
+    if (std::isfinite(ys[i]) && std::isfinite(ys[i - 1])) steps.push_back(std::abs(ys[i] - ys[i - 1]));
+  }
+  if (steps.empty()) return std::numeric_limits<double>::infinity();
+  auto mid = steps.begin() + static_cast<std::ptrdiff_t>(steps.size() / 2);
+  std::nth_element(steps.begin(), mid, steps.end());
+  const double sigma = 1.4826 * *mid / std::numbers::sqrt2;
+  return sigma > 0 ? kHuberNoise * sigma : std::numeric_limits<double>::infinity();
 }
 
 double mean_of_finite(std::span<const double> ys) {
@@ -495,6 +522,7 @@ Params SmoothingModel::search(std::span<const double> ys, const State& start) co
     p.ar = ar_ ? u[3 + seasons] * kArMax : 0;
     return p;
   };
+  const double huber = huber_threshold(ys);
   std::array<State, kLanes> lanes;  // reused: copying `start` in keeps their buffers
   auto sse = [&](const std::vector<std::vector<double>>& points) {
     std::vector<double> out(points.size());
@@ -509,7 +537,7 @@ Params SmoothingModel::search(std::span<const double> ys, const State& start) co
         states[l] = &lanes[l];
         params[l] = &sets[l];
       }
-      const std::array<double, kLanes> f = roll<kLanes>(seasons, ar_, states, params, ys);
+      const std::array<double, kLanes> f = roll<kLanes>(seasons, ar_, states, params, ys, huber);
       for (size_t l = 0; l < kLanes && first + l < points.size(); ++l) out[first + l] = f[l];
     }
     return out;

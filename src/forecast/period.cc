@@ -6,6 +6,7 @@
 #include <complex>
 #include <cstddef>
 #include <numbers>
+#include <numeric>
 #include <optional>
 #include <vector>
 
@@ -333,8 +334,13 @@ std::vector<double> detect_periods(const Series& series, const PeriodOptions& op
   // First differences, unclipped: a burst that recurs every P steps (a batch job, a cron) is
   // exactly what clipping removes, and differencing makes it stand out against a wandering level
   // (a level's differences are noise; a spike's are a +/- pair that repeats every P steps).
+  // Their mean (a trend's slope) is taken out: a steady rise would otherwise correlate with
+  // itself at every lag and pass for a cycle.
   std::vector<double> diff(x.size() - 1);
   for (size_t i = 0; i + 1 < x.size(); ++i) diff[i] = x[i + 1] - x[i];
+  const double slope = std::accumulate(diff.begin(), diff.end(), 0.0) /
+                       static_cast<double>(std::max<size_t>(1, diff.size()));
+  for (double& d : diff) d -= slope;
   detrend(x);
   clip_bursts(x);
   std::vector<size_t> lags = find_lags(x, series.step_seconds, options);
