@@ -512,6 +512,34 @@ TEST(UpTest, AdmissionControlOfAServiceOfUnknownConcurrencyRefusesNothingBelowCa
                           : log.substr(last, log.find('\n', last) - last).c_str());
 }
 
+// config.md: gateway.listen takes IPv6 hosts in brackets ("[::]:8080"). local.md: every replica
+// gets PRESCALE_GATEWAY_URL, where to call other services. The URL is "http://" + host + ":" +
+// port with the brackets gone — "http://::1:40123", which no URL parser reads as a host and a
+// port — and the line the platform prints names the gateway the same way.
+TEST(UpTest, AnIpv6GatewayIsAnnouncedToReplicasAsAUrl) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  std::string yaml = echo_yaml("5s");
+  yaml.replace(yaml.find("127.0.0.1:0"), 11, "[::1]:0");
+  testing::write_file(config, yaml);
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  const std::string expected = "http://[::1]:" + std::to_string(up.gateway_port());
+  const std::vector<int> pids = replica_pids(up.events());
+  ASSERT_EQ(pids.size(), 1u) << up.events().dump();
+  std::string environ = testing::read_file("/proc/" + std::to_string(pids[0]) + "/environ");
+  std::replace(environ.begin(), environ.end(), '\0', '\n');
+  std::string url;
+  std::istringstream vars(environ);
+  for (std::string var; std::getline(vars, var);) {
+    if (var.rfind("PRESCALE_GATEWAY_URL=", 0) == 0) url = var.substr(21);
+  }
+  EXPECT_EQ(url, expected);
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_NE(up.log().find("prescale up: gateway " + expected + ","), std::string::npos)
+      << up.log();
+}
+
 // A bad file stops `prescale up` before it starts anything: exit 2, the file and line, the fix.
 TEST(UpTest, BadFilesFailBeforeAnythingStarts) {
   TempDir dir;

@@ -133,5 +133,24 @@ TEST(RuntimeTest, DrainFinishesInFlightRequestsAndTurnsReadinessOff) {
   EXPECT_FALSE(after.has_value()) << "server still accepting after drain";
 }
 
+// cli.md: `prescale serve --port-file PATH` writes the bound port there "once listening", and
+// exits 1 "when the server cannot start". A port file that cannot be written (a run directory
+// that is gone or not writable) is dropped silently instead: start() succeeds, the process
+// serves, and whoever waits for the file (the supervisor of `prescale up`, which then kills the
+// healthy replica after its 120 s ready timeout as "not ready", again after every back-off)
+// never learns why.
+TEST(RuntimeTest, StartFailsWhenThePortFileCannotBeWritten) {
+  services::EchoService echo;
+  RuntimeOptions options = test_options();
+  options.port_file = "/nonexistent-prescale-run-dir/echo-1.port";
+  Runtime rt(echo, options);
+  auto started = rt.start();
+  EXPECT_FALSE(started) << "started on port " << rt.port() << " without writing "
+                        << options.port_file;
+  if (!started) {
+    EXPECT_THAT(started.error().message, HasSubstr(options.port_file));
+  }
+}
+
 }  // namespace
 }  // namespace prescale::runtime

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -140,6 +141,73 @@ TEST_F(ProcessTest, OutputIsLoggedEvenWhenOurStdoutIsClosed) {
   const std::string text = slurp(log);
   EXPECT_NE(text.find("to-stdout\n"), std::string::npos) << text;
   EXPECT_NE(text.find("to-stderr\n"), std::string::npos) << text;
+}
+
+// A platform started with its standard input closed (`prescale up <&-`, a service manager or
+// CI runner that closes it): the log file opens as descriptor 0, and dup2 of /dev/null onto 0
+// replaces it before it is copied to 1 and 2, so the replica's stdout and stderr are /dev/null
+// opened read-only: nothing reaches its log, and every write fails (EBADF) — sh's echo exits 1,
+// a program that checks its writes fails.
+TEST_F(ProcessTest, OutputIsLoggedEvenWhenOurStdinIsClosed) {
+  const std::string log = dir + "/stdin-closed.log";
+  const int saved = ::dup(0);
+  ASSERT_GE(saved, 0);
+  ::close(0);
+  auto p = launcher.launch({{"/bin/sh", "-c", "echo to-stdout; echo to-stderr >&2"}, {}, log});
+  ::dup2(saved, 0);
+  ::close(saved);
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(wait_exit(**p), 0);
+  const std::string text = slurp(log);
+  EXPECT_NE(text.find("to-stdout\n"), std::string::npos) << "log: '" << text << "'";
+  EXPECT_NE(text.find("to-stderr\n"), std::string::npos) << "log: '" << text << "'";
+}
+
+// Whether `pid` runs (a zombie does not).
+bool running(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'Z';
+}
+
+// local.md, "Nothing outlives the platform": even kill -9 of `prescale up` takes its replicas
+// with it. PR_SET_PDEATHSIG reaches only the replica itself; what the replica started (a
+// wrapper script's server, a worker pool) stays in the replica's group, and nobody signals that
+// group once the platform is gone: it keeps running, and keeps the replica's port.
+TEST_F(ProcessTest, WhatAReplicaStartedDiesWithTheThreadThatLaunchedIt) {
+  const std::string log = dir + "/grandchild.log";
+  std::unique_ptr<Process> p;
+  int grandchild = 0;
+  std::thread([&] {
+    auto r = launcher.launch({{"/bin/sh", "-c", "sleep 30 & echo $!; wait"}, {}, log});
+    ASSERT_TRUE(r) << r.error().message;
+    p = std::move(*r);
+    // The thread (the platform's supervising thread) lives until the replica has started it.
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (grandchild == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::istringstream in(slurp(log));
+      in >> grandchild;
+      std::this_thread::sleep_for(5ms);
+    }
+  }).join();
+  ASSERT_TRUE(p);
+  ASSERT_GT(grandchild, 0) << slurp(log);
+  // The replica dies (PR_SET_PDEATHSIG); wait for it without reaping it, as nobody reaps or
+  // signals anything once the platform is gone.
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(p->pid()), &info, WEXITED | WNOWAIT), 0);
+  EXPECT_EQ(info.si_status, SIGKILL);
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (running(grandchild) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_FALSE(running(grandchild)) << "pid " << grandchild
+                                    << ", started by the replica, outlived the platform";
+  // Clean up: reaping the replica signals its group.
+  p->poll_exit();
+  ::kill(grandchild, SIGKILL);
 }
 
 }  // namespace
