@@ -14,6 +14,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/clock.h"
@@ -275,8 +276,18 @@ int GatewayCommand::run() const {
       return 1;
     }
   }
-  runtime::write_port_file(f.port_file, server->port());
-  if (admin) runtime::write_port_file(f.admin_port_file, admin->port());
+  for (const auto& [flag, path, port] :
+       {std::tuple<const char*, const std::string&, uint16_t>{"--port-file", f.port_file,
+                                                              server->port()},
+        {"--admin-port-file", f.admin_port_file, admin ? admin->port() : uint16_t{0}}}) {
+    if (port == 0) continue;
+    if (auto written = runtime::write_port_file(path, port); !written) {
+      std::cerr << "prescale gateway: " << flag << ": " << written.error().message << "\n";
+      server->shutdown(std::chrono::milliseconds(0));
+      if (admin) admin->shutdown(std::chrono::milliseconds(0));
+      return 1;
+    }
+  }
   (*gw)->start_upkeep();
   spdlog::info("gateway listening on {}:{} ({} routes){}", listen->host, server->port(),
                gateway_config.routes.size(),

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <filesystem>
 #include <iostream>
+#include <tuple>
 
 #include "command_util.h"
 #include "dashboard_feed.h"
@@ -160,8 +161,12 @@ int run_up(const UpFlags& f) {
     return 1;
   }
   (*gw)->start_upkeep();
-  const std::string gateway_url =
-      "http://" + gw_listen->host + ":" + std::to_string(gateway_server->port());
+  // An IPv6 host in brackets, as a URL writes it.
+  auto url_of = [](const std::string& host, uint16_t port) {
+    const bool v6 = host.find(':') != std::string::npos;
+    return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  };
+  const std::string gateway_url = url_of(gw_listen->host, gateway_server->port());
 
   // The dashboard and the controller's own endpoints.
   dashboard::DashboardModel model;
@@ -328,10 +333,21 @@ int run_up(const UpFlags& f) {
     }
     if (!all_ready()) spdlog::warn("not every service is ready after 60 s; starting anyway");
   }
-  runtime::write_port_file(f.port_file, gateway_server->port());
-  runtime::write_port_file(f.ui_port_file, ui_server->port());
-  std::cout << "prescale up: gateway " << gateway_url << ", dashboard http://" << ui_listen->host
-            << ":" << ui_server->port() << "/ui, policy " << policy_name
+  for (const auto& [flag, path, port] :
+       {std::tuple<const char*, const std::string&, uint16_t>{"--port-file", f.port_file,
+                                                              gateway_server->port()},
+        {"--ui-port-file", f.ui_port_file, ui_server->port()}}) {
+    if (auto written = runtime::write_port_file(path, port); !written) {
+      // Whoever waits for the file would wait for ever: stop, saying why.
+      std::cerr << "prescale up: " << flag << ": " << written.error().message << "\n";
+      gateway_server->shutdown(std::chrono::milliseconds(0));
+      ui_server->shutdown(std::chrono::milliseconds(0));
+      (*gw)->stop_upkeep();
+      return 1;
+    }
+  }
+  std::cout << "prescale up: gateway " << gateway_url << ", dashboard "
+            << url_of(ui_listen->host, ui_server->port()) << "/ui, policy " << policy_name
             << (f.recommend_only ? " (recommend only)" : "") << ", state " << f.state_dir
             << std::endl;
 

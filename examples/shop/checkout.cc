@@ -42,11 +42,24 @@ std::optional<Upstream> parse_gateway_url(std::string url) {
   if (url.rfind(scheme, 0) != 0) return std::nullopt;
   url = url.substr(scheme.size());
   if (const size_t slash = url.find('/'); slash != std::string::npos) url.resize(slash);
-  const size_t colon = url.rfind(':');
-  if (colon == std::string::npos) return Upstream{url, 80};
-  const int port = std::atoi(url.c_str() + colon + 1);
+  std::string host = url;
+  std::string port_text;
+  if (url.starts_with('[')) {  // an IPv6 host: "[::1]:8080"
+    const size_t close = url.find(']');
+    if (close == std::string::npos) return std::nullopt;
+    host = url.substr(1, close - 1);
+    if (close + 1 < url.size()) {
+      if (url[close + 1] != ':') return std::nullopt;
+      port_text = url.substr(close + 2);
+    }
+  } else if (const size_t colon = url.rfind(':'); colon != std::string::npos) {
+    host = url.substr(0, colon);
+    port_text = url.substr(colon + 1);
+  }
+  if (port_text.empty()) return Upstream{host, 80};
+  const int port = std::atoi(port_text.c_str());
   if (port <= 0 || port > 65535) return std::nullopt;
-  return Upstream{url.substr(0, colon), static_cast<uint16_t>(port)};
+  return Upstream{host, static_cast<uint16_t>(port)};
 }
 
 Response json_error(int status, const std::string& code, const std::string& message) {

@@ -52,30 +52,30 @@ Result<void> write_file_atomically(const std::filesystem::path& path, std::strin
   // flushed to the disk, then renamed over the file (a crash leaves the old file or the new).
   const std::filesystem::path tmp = path.parent_path() / ("." + path.filename().string() + "." +
                                                           std::to_string(::getpid()) + ".tmp");
-  auto fail = [&](const std::string& what) {
+  auto fail = [&]() {
     const std::string why = std::strerror(errno);
     ::unlink(tmp.c_str());
-    return make_error(ErrorCode::kUnavailable, what + ": " + why);
+    return make_error(ErrorCode::kUnavailable, path.string() + ": " + why);
   };
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return make_error(ErrorCode::kUnavailable, tmp.string() + ": " + std::strerror(errno));
+  if (fd < 0) return make_error(ErrorCode::kUnavailable, path.string() + ": " + std::strerror(errno));
   for (size_t done = 0; done < bytes.size();) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      auto e = fail(tmp.string());
+      auto e = fail();
       ::close(fd);
       return e;
     }
     done += static_cast<size_t>(n);
   }
   if (::fsync(fd) != 0) {
-    auto e = fail(tmp.string());
+    auto e = fail();
     ::close(fd);
     return e;
   }
-  if (::close(fd) != 0) return fail(tmp.string());
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail(path.string());
+  if (::close(fd) != 0) return fail();
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail();
   return {};
 }
 

@@ -27,16 +27,64 @@ int exit_status(int status) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// A descriptor at 3 or above (close-on-exec): with our own stdin, stdout or stderr closed, an
+// open() lands on 0, 1 or 2, and the child's dup2()s onto those would overwrite one another.
+int above_stdio(int fd) {
+  if (fd < 0 || fd > 2) return fd;
+  const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  ::close(fd);
+  return moved;
+}
+
+void reap(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+// The watchdog's group to kill (set before its handler can run).
+volatile sig_atomic_t watched_group = 0;
+
+extern "C" void kill_watched_group(int) {
+  ::kill(-static_cast<pid_t>(watched_group), SIGKILL);
+  ::_exit(0);
+}
+
+// Forks the watchdog of the replica group `group`: a process that only waits, and when the
+// thread that launched the replica goes (the platform exits, however: kill -9 included) kills
+// the whole group — the replica's own PR_SET_PDEATHSIG reaches it alone, not what it started
+// (a wrapper script's server, a worker pool). The platform kills the watchdog once it has
+// reaped the replica. -1 when it cannot fork (the replica then has its own PDEATHSIG only).
+pid_t fork_watchdog(pid_t group, pid_t parent) {
+  const pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  // Only async-signal-safe calls from here: the parent has threads.
+  watched_group = group;
+  struct sigaction on_death{};
+  on_death.sa_handler = kill_watched_group;
+  ::sigaction(SIGUSR1, &on_death, nullptr);
+  // A terminal's ^C or a group-wide SIGTERM is for the platform, which then stops its replicas
+  // itself; the watchdog stays until told.
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::signal(sig, SIG_IGN);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::prctl(PR_SET_PDEATHSIG, SIGUSR1);
+  if (::getppid() != parent) kill_watched_group(0);  // gone before prctl took effect
+  ::syscall(SYS_close_range, 3U, ~0U, 0U);
+  for (;;) ::pause();
+}
+
 class PosixProcess final : public Process {
  public:
-  explicit PosixProcess(pid_t pid) : pid_(pid) {}
+  PosixProcess(pid_t pid, pid_t watchdog) : pid_(pid), watchdog_(watchdog) {}
   ~PosixProcess() override {
-    if (status_) return;
-    ::kill(-pid_, SIGKILL);
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    if (!status_) {
+      ::kill(-pid_, SIGKILL);
+      ::kill(pid_, SIGKILL);
+      reap(pid_);
     }
+    end_watchdog();
   }
   int pid() const override { return pid_; }
   void signal(int sig) override {
@@ -54,12 +102,21 @@ class PosixProcess final : public Process {
       status_ = exit_status(status);
       // Whatever the replica left running in its group goes with it.
       ::kill(-pid_, SIGKILL);
+      end_watchdog();
     }
     return status_;
   }
 
  private:
+  void end_watchdog() {
+    if (watchdog_ <= 0) return;
+    ::kill(watchdog_, SIGKILL);
+    reap(watchdog_);
+    watchdog_ = -1;
+  }
+
   pid_t pid_;
+  pid_t watchdog_;
   std::optional<int> status_;
 };
 
@@ -110,13 +167,13 @@ Result<std::unique_ptr<Process>> PosixLauncher::launch(const LaunchSpec& spec) {
   argv.push_back(nullptr);
 
   const int log_fd =
-      ::open(spec.log_path.empty() ? "/dev/null" : spec.log_path.c_str(),
-             O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      above_stdio(::open(spec.log_path.empty() ? "/dev/null" : spec.log_path.c_str(),
+                         O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
   if (log_fd < 0) {
     return make_error(ErrorCode::kUnavailable,
                       "cannot open log file " + spec.log_path + ": " + std::strerror(errno));
   }
-  const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const int null_fd = above_stdio(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   int report[2];  // the child writes errno here when exec fails; closes on exec otherwise
   if (::pipe2(report, O_CLOEXEC) != 0) {
     ::close(log_fd);
@@ -135,18 +192,11 @@ Result<std::unique_ptr<Process>> PosixLauncher::launch(const LaunchSpec& spec) {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGPIPE, SIG_DFL);
-    // dup2 onto itself (our own stdin or stdout was closed, so the open landed there) keeps
-    // close-on-exec: clear it, or the child loses that stream.
-    auto to = [](int fd, int target) {
-      if (fd == target) {
-        ::fcntl(fd, F_SETFD, 0);
-      } else {
-        ::dup2(fd, target);
-      }
-    };
-    if (null_fd >= 0) to(null_fd, 0);
-    to(log_fd, 1);
-    to(log_fd, 2);
+    // Both descriptors are at 3 or above (above_stdio), so these copies cannot overwrite
+    // one another.
+    if (null_fd >= 0) ::dup2(null_fd, 0);
+    ::dup2(log_fd, 1);
+    ::dup2(log_fd, 2);
     // Nothing else of ours crosses exec: the platform's listening sockets and connections (Asio
     // opens them without close-on-exec) must not live on in replicas or what they start.
     if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
@@ -172,12 +222,11 @@ Result<std::unique_ptr<Process>> PosixLauncher::launch(const LaunchSpec& spec) {
   }
   ::close(report[0]);
   if (n == static_cast<ssize_t>(sizeof child_errno)) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
+    reap(pid);
     return make_error(ErrorCode::kUnavailable,
                       "cannot run " + *exe + ": " + std::strerror(child_errno));
   }
-  return std::unique_ptr<Process>(std::make_unique<PosixProcess>(pid));
+  return std::unique_ptr<Process>(std::make_unique<PosixProcess>(pid, fork_watchdog(pid, parent)));
 }
 
 }  // namespace prescale::local
