@@ -705,11 +705,6 @@ TEST(EvalForecastCliTest, ScoresEveryModelAtEveryHorizon) {
   EXPECT_THAT(bad.err, HasSubstr("\"90s\" is not a whole number"));
 }
 
-// docs/cli.md: for `prescale eval ...`, "a file that cannot be written exits 1". The JSON goes
-// through an ofstream checked before it is flushed: a report under the stream's 1 KiB direct-write
-// threshold fails only in the destructor's unchecked flush, so on a full disk (here /dev/full,
-// ENOSPC) the scores are lost and the command exits 0. (eval fraud and eval recommend write the
-// same way; prescale load closes the stream before checking.)
 // A model name the forecaster does not know is an error, also one ending in "_cycle" (a known
 // cycle model with no cycle in the fitted part is skipped with a note instead).
 TEST(EvalForecastCliTest, AnUnknownModelExitsTwo) {
@@ -721,6 +716,11 @@ TEST(EvalForecastCliTest, AnUnknownModelExitsTwo) {
   EXPECT_THAT(o.err, HasSubstr("foo_cycle"));
 }
 
+// docs/cli.md: for `prescale eval ...`, "a file that cannot be written exits 1". The JSON goes
+// through an ofstream checked before it is flushed: a report under the stream's 1 KiB direct-write
+// threshold fails only in the destructor's unchecked flush, so on a full disk (here /dev/full,
+// ENOSPC) the scores are lost and the command exits 0. (eval fraud and eval recommend write the
+// same way; prescale load closes the stream before checking.)
 TEST(EvalForecastCliTest, AJsonFileThatCannotBeWrittenExitsOne) {
   TempDir dir;
   const std::string trace = write_trace(dir, "wave.csv", 1440);

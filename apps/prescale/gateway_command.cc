@@ -1,7 +1,5 @@
 #include "gateway_command.h"
 
-#include "command_util.h"
-
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -17,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include "command_util.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/logging.h"

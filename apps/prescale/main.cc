@@ -6,6 +6,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "core/config.h"
 #include "core/logging.h"
@@ -26,6 +27,7 @@
 #include "train_recommend.h"
 #include "sim_command.h"
 #include "version.h"
+#include "worlds/local/process.h"
 
 namespace prescale {
 namespace {
@@ -153,6 +155,10 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
 }  // namespace prescale
 
 int main(int argc, char** argv) {
+  // The watchdog `prescale up` runs beside each replica (local::PosixLauncher): nothing else.
+  if (argc == 4 && std::string_view(argv[1]) == "__watchdog") {
+    return prescale::local::run_watchdog(argv[2], argv[3]);
+  }
   using prescale::ServeFlags;
   CLI::App app{"Prescale: predictive autoscaling for AI microservices", "prescale"};
   app.require_subcommand(1);

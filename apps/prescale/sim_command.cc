@@ -20,8 +20,8 @@
 
 #include "command_util.h"
 #include "core/config.h"
-#include "core/versioned_file.h"
 #include "core/internal/config_scalars.h"
+#include "core/versioned_file.h"
 #include "dashboard/sim_report.h"
 #include "forecast/trace.h"
 #include "scaling/callgraph.h"

@@ -11,9 +11,6 @@
 #include <tuple>
 
 #include "command_util.h"
-#include "dashboard_feed.h"
-#include "learned_admission.h"
-#include "local_platform.h"
 #include "control/controller.h"
 #include "control/history_store.h"
 #include "control/persistent_policy_state.h"
@@ -21,10 +18,13 @@
 #include "core/logging.h"
 #include "dashboard/dashboard.h"
 #include "dashboard/dashboard_model.h"
+#include "dashboard_feed.h"
 #include "forecast/trace.h"
 #include "gateway/gateway.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "learned_admission.h"
+#include "local_platform.h"
 #include "runtime/runtime.h"
 #include "scaling/prescale_policy.h"
 #include "telemetry/exposition.h"
@@ -193,7 +193,10 @@ int run_up(const UpFlags& f) {
 
   // The replicas.
   Clock& real = Clock::real();
-  local::PosixLauncher launcher;
+  const std::string self = self_executable();
+  // Beside each replica a watchdog (this binary, `prescale __watchdog`) kills what the replica
+  // started when the platform goes.
+  local::PosixLauncher launcher({self, "__watchdog"});
   local::HttpReplicaProbe probe;
   local::GatewayEndpoints endpoints(**gw);
   local::SupervisorOptions so;
@@ -209,7 +212,6 @@ int run_up(const UpFlags& f) {
     }
   };
   local::Supervisor supervisor(so, launcher, probe, endpoints);
-  const std::string self = self_executable();
   const std::filesystem::path config_dir =
       std::filesystem::absolute(f.config_path).parent_path();
   std::vector<scaling::ServiceSpec> specs;
@@ -333,10 +335,9 @@ int run_up(const UpFlags& f) {
     }
     if (!all_ready()) spdlog::warn("not every service is ready after 60 s; starting anyway");
   }
-  for (const auto& [flag, path, port] :
-       {std::tuple<const char*, const std::string&, uint16_t>{"--port-file", f.port_file,
-                                                              gateway_server->port()},
-        {"--ui-port-file", f.ui_port_file, ui_server->port()}}) {
+  for (const auto& [flag, path, port] : {std::tuple<const char*, const std::string&, uint16_t>{
+                                             "--port-file", f.port_file, gateway_server->port()},
+                                         {"--ui-port-file", f.ui_port_file, ui_server->port()}}) {
     if (auto written = runtime::write_port_file(path, port); !written) {
       // Whoever waits for the file would wait for ever: stop, saying why.
       std::cerr << "prescale up: " << flag << ": " << written.error().message << "\n";

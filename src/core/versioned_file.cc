@@ -58,7 +58,8 @@ Result<void> write_file_atomically(const std::filesystem::path& path, std::strin
     return make_error(ErrorCode::kUnavailable, path.string() + ": " + why);
   };
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return make_error(ErrorCode::kUnavailable, path.string() + ": " + std::strerror(errno));
+  if (fd < 0)
+    return make_error(ErrorCode::kUnavailable, path.string() + ": " + std::strerror(errno));
   for (size_t done = 0; done < bytes.size();) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
@@ -81,7 +82,8 @@ Result<void> write_file_atomically(const std::filesystem::path& path, std::strin
 
 Result<void> write_output_file(const std::filesystem::path& path, std::string_view bytes) {
   std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
+  // Not through a link: replacing it would put a file where the link was.
+  const auto status = std::filesystem::symlink_status(path, ec);
   if (!std::filesystem::exists(status) || std::filesystem::is_regular_file(status)) {
     return write_file_atomically(path, bytes);
   }

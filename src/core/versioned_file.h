@@ -33,8 +33,8 @@ Result<std::vector<VersionedFile>> list_versioned_files(const std::string& dir,
 Result<void> write_file_atomically(const std::filesystem::path& path, std::string_view bytes);
 
 // An output file of a command (--json, --plot, --timeline): a regular file (or a new one)
-// whole or not at all, as write_file_atomically; anything else (/dev/stdout, a pipe) written
-// directly and checked once closed. Errors: kUnavailable naming the path and why.
+// whole or not at all, as write_file_atomically; anything else (/dev/stdout, a pipe, a symbolic
+// link) written directly and checked once closed. Errors: kUnavailable naming the path and why.
 Result<void> write_output_file(const std::filesystem::path& path, std::string_view bytes);
 
 }  // namespace prescale

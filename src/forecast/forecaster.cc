@@ -28,9 +28,10 @@ class ErrorScale {
         mean_abs_(mean_abs) {}
   void observe(double error) {
     if (!std::isfinite(error)) return;
-    mean_abs_ = std::isfinite(mean_abs_)
-                    ? keep_ * mean_abs_ + (1 - keep_) * std::min(std::abs(error), kErrorCap * value())
-                    : std::abs(error);
+    mean_abs_ =
+        std::isfinite(mean_abs_)
+            ? keep_ * mean_abs_ + (1 - keep_) * std::min(std::abs(error), kErrorCap * value())
+            : std::abs(error);
   }
   double value() const { return std::isfinite(mean_abs_) ? std::max(mean_abs_, floor_) : floor_; }
 
@@ -345,8 +346,8 @@ Result<void> Forecaster::fit(const Series& history) {
   const auto min_first = static_cast<size_t>(
       std::ceil(std::clamp(options_.min_fit_share, 0.05, 0.95) * static_cast<double>(through)));
   const std::vector<size_t> origins =
-      backtest_origins(through, horizon, std::max(1, options_.origin_every),
-                       options_.max_origins, std::max<size_t>(min_first, 1));
+      backtest_origins(through, horizon, std::max(1, options_.origin_every), options_.max_origins,
+                       std::max<size_t>(min_first, 1));
   const double mean = std::max(mean_finite(history.values), 1e-9);
   scale_floor_ = kScaleFloorShare * mean;
   level_floor_ = kLevelFloorShare * mean;

@@ -302,7 +302,8 @@ double huber_threshold(std::span<const double> ys) {
   std::vector<double> steps;
   steps.reserve(ys.size());
   for (size_t i = 1; i < ys.size(); ++i) {
-    if (std::isfinite(ys[i]) && std::isfinite(ys[i - 1])) steps.push_back(std::abs(ys[i] - ys[i - 1]));
+    if (std::isfinite(ys[i]) && std::isfinite(ys[i - 1]))
+      steps.push_back(std::abs(ys[i] - ys[i - 1]));
   }
   if (steps.empty()) return std::numeric_limits<double>::infinity();
   auto mid = steps.begin() + static_cast<std::ptrdiff_t>(steps.size() / 2);

@@ -567,9 +567,12 @@ http::Handler Gateway::handler() {
 
 void Gateway::handle(http::Request& request, http::Responder respond) {
   Impl& g = *impl_;
-  // Routed and forwarded as the upstream will read it: "/public/../admin" is "/admin".
-  if (auto clean = without_dot_segments(request.path)) {
-    request.path = std::move(*clean);
+  // Routed and forwarded as the upstream will read it: "/public/../admin" is "/admin", and an
+  // absolute-form target ("http://host/x", its host already the Host field) goes on in
+  // origin-form.
+  auto clean = without_dot_segments(request.path);
+  if (clean) request.path = std::move(*clean);
+  if (clean || !request.target.starts_with('/')) {
     request.target = request.query.empty() ? request.path : request.path + "?" + request.query;
   }
   const Routing& routing = g.current();

@@ -359,7 +359,7 @@ class ThreadState {
     c.phase = Call::Phase::kBackoff;
     c.wake_at = now() + backoff;
     waiting_.push_back(&c);
-    arm_backoff();
+    if (!backoff_armed_ || c.wake_at < backoff_at_) arm_backoff(c.wake_at);
   }
   void cancel_backoff(Call& c) { std::erase(waiting_, &c); }
 
@@ -400,11 +400,8 @@ class ThreadState {
 
   // The timer is set for the earliest back-off due, not for the timeout sweep's resolution: a
   // 25 ms back-off waits 25 ms, not up to 250.
-  void arm_backoff() {
-    if (stopped_ || waiting_.empty()) return;
-    Clock::TimePoint earliest = waiting_.front()->wake_at;
-    for (const Call* c : waiting_) earliest = std::min(earliest, c->wake_at);
-    if (backoff_armed_ && earliest >= backoff_at_) return;
+  void arm_backoff(Clock::TimePoint earliest) {
+    if (stopped_) return;
     backoff_armed_ = true;
     backoff_at_ = earliest;
     // Re-arming cancels the wait before (its handler sees operation_aborted and does nothing).
@@ -427,7 +424,11 @@ class ThreadState {
     });
     for (Call* c : due_) proxy_.start_attempt(*c);
     due_.clear();
-    if (!waiting_.empty()) arm_backoff();
+    if (!waiting_.empty() && !backoff_armed_) {
+      Clock::TimePoint earliest = waiting_.front()->wake_at;
+      for (const Call* c : waiting_) earliest = std::min(earliest, c->wake_at);
+      arm_backoff(earliest);
+    }
   }
 
   ProxyCore& proxy_;
@@ -721,9 +722,10 @@ void ProxyCore::start_attempt(Call& c) {
     }
     return;
   }
+  // A retry is counted once the pool has taken it: one the selector or the pool refuses was never
+  // made. (The counter lives in the registry: the call may be over when start() returns.)
+  telemetry::Counter* const retry_counter = c.attempt > 0 ? route.retries : nullptr;
   if (c.attempt > 0) {
-    // Counted once it has an upstream: a retry the selector refuses was never made.
-    if (route.retries != nullptr) route.retries->inc();
     c.previous.error = c.error;
     c.previous.detail = std::move(c.detail);
     c.previous.response = std::move(c.response);
@@ -757,7 +759,9 @@ void ProxyCore::start_attempt(Call& c) {
     if (c.error != ExchangeError::kOverflow) c.detail = "the gateway is shutting down";
     c.retry_refused = c.attempt > 0;
     on_attempt_done(c);
+    return;
   }
+  if (retry_counter != nullptr) retry_counter->inc();
 }
 
 void ProxyCore::record_attempt(Call& c, Clock::Duration latency) {

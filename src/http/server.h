@@ -12,10 +12,10 @@
 // A Responder dropped without being called is a handler bug; the server then answers 500, as it
 // does when a handler throws. A final status outside 200..999 is answered as 500.
 //
-// Responses always carry `Server: prescale` and `Date` (unless the handler set them) and
-// Content-Length (except 1xx/204); a response to HEAD has no body (its Content-Length is the
-// body's size, or, when the handler gave no body, the handler's own Content-Length field if it
-// set one); a bodiless 304 carries the handler's Content-Length or none.
+// Responses always carry `Server: prescale` and `Date` (unless the handler set them), and
+// Content-Length except on 1xx and 204 — and on a bodiless answer to HEAD or a bodiless 304,
+// which carry the handler's own Content-Length field if it set one and none otherwise (the
+// length a GET would get). A response to HEAD has no body.
 // A handler that answers later may set Request::on_client_gone to learn that its client left.
 // Keep-alive is the default for HTTP/1.1 and for HTTP/1.0 with `Connection: keep-alive`.
 //

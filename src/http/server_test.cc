@@ -364,14 +364,21 @@ INSTANTIATE_TEST_SUITE_P(
 // path and query are those of the URI, not the whole target.
 TEST_F(ServerTest, AbsoluteFormTargetHasTheUriPathAndQuery) {
   Server& server = start(local_options(), [](Request& req, Responder respond) {
-    respond(Response::text(200, req.path + " " + req.query));
+    respond(Response::text(200, req.path + " " + req.query + " " +
+                                    std::string(req.headers.get("Host").value_or("-"))));
   });
   RawSocket s(server.port());
   ASSERT_TRUE(s.send("GET http://t:8080/users/7?full=1 HTTP/1.1\r\nHost: t:8080\r\n\r\n"));
   auto r = s.read_response();
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 200);
-  EXPECT_EQ(r->body, "/users/7 full=1");
+  EXPECT_EQ(r->body, "/users/7 full=1 t:8080");
+  // RFC 9112 section 3.2.2: the target's authority, not a different Host field, names the host
+  // (a gateway routing on Host and an upstream reading the URI must agree).
+  ASSERT_TRUE(s.send("GET http://admin.internal/x HTTP/1.1\r\nHost: public.example\r\n\r\n"));
+  r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "/x  admin.internal");
 }
 
 // RFC 9110 section 6.5.1: a recipient MUST NOT merge trailer fields into the header section; a

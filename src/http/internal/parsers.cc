@@ -19,8 +19,16 @@ void RequestParser::on_request_impl(beast_http::verb /*method*/, bsv method_str,
   req_.method_name.assign(method_str);
   req_.method = method_from_string(method_str);
   req_.target.assign(target);
-  split_target(origin_form(target), req_.path, req_.query);
+  const std::string_view origin = origin_form(target);
+  split_target(origin, req_.path, req_.query);
   if (req_.path.empty()) req_.path = "/";  // an absolute-form target with no path
+  // An absolute-form target names the host: the Host field is ignored for it (RFC 9112 section
+  // 3.2.2), so routing and what is forwarded use the same host.
+  authority_.clear();
+  if (origin.size() != target.size() || origin.data() != target.data()) {
+    const std::string_view rest = target.substr(target.find("://") + 3);
+    authority_.assign(rest.substr(0, rest.find_first_of("/?")));
+  }
   version_ = version;
   request_line_done_ = true;
 }
@@ -58,7 +66,9 @@ void RequestParser::on_header_impl(boost::beast::error_code& ec) {
   // most one in HTTP/1.0.
   if (host_fields_ > 1 || (host_fields_ == 0 && version_ >= 11)) {
     ec = beast_http::error::bad_field;
+    return;
   }
+  if (!authority_.empty()) req_.headers.set("Host", authority_);
 }
 
 void RequestParser::on_body_init_impl(const boost::optional<std::uint64_t>& content_length,

@@ -6,6 +6,7 @@
 
 #include <boost/beast/http/basic_parser.hpp>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "http/message.h"
@@ -22,7 +23,8 @@ using bsv = boost::beast::string_view;
 // request without Host and any request with more than one Host field (RFC 9112 section 3.2).
 // Trailer fields of a chunked body are dropped, never merged into the headers (RFC 9110
 // section 6.5.1). An absolute-form target ("http://host/path?q") is split into the URI's
-// path and query; `target` keeps what was received.
+// path and query, and its authority replaces the Host field (RFC 9112 section 3.2.2); `target`
+// keeps what was received.
 class RequestParser final : public beast_http::basic_parser<true> {
  public:
   explicit RequestParser(Request& req) : req_(req) {}
@@ -59,6 +61,7 @@ class RequestParser final : public beast_http::basic_parser<true> {
   bool expect_continue_ = false;
   int host_fields_ = 0;
   bool request_line_done_ = false;
+  std::string authority_;  // of an absolute-form target
 };
 
 // Parses one response into `resp`.

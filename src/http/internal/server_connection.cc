@@ -10,6 +10,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
 #include <charconv>
+#include <cstring>
 #include <exception>
 
 #include "http/internal/server_internal.h"
@@ -71,10 +72,11 @@ Response rejection(int status) {
   return Response::json(status, std::move(body));
 }
 
-// A header over the limit before its request line was whole is an over-long target (RFC 9112
-// section 3: 414), not over-long fields.
-int status_for(const boost::system::error_code& ec, bool request_line_done) {
-  if (ec == beast_error::error::header_limit) return request_line_done ? 431 : 414;
+// A header over the limit whose request line alone is that long is an over-long target (RFC 9112
+// section 3: 414), not over-long fields. `line_too_long`: the request line was not read whole
+// and no line end is within the limit of the bytes waiting (however they arrived).
+int status_for(const boost::system::error_code& ec, bool line_too_long) {
+  if (ec == beast_error::error::header_limit) return line_too_long ? 414 : 431;
   if (ec == beast_error::error::body_limit) return 413;
   return 400;
 }
@@ -264,7 +266,7 @@ void Connection::parse() {
     const size_t used = parser_->put(buffer_.data(), ec);
     buffer_.consume(used);
     if (ec && ec != beast_error::error::need_more) {
-      fail(status_for(ec, parser_->request_line_done()));
+      fail(status_for(ec, request_line_too_long()));
       return;
     }
     if (parser_->is_done()) {
@@ -284,13 +286,20 @@ void Connection::parse() {
       if (buffer_.size() >= read_cap()) {
         fail(parser_->is_header_done()
                  ? 400
-                 : status_for(beast_error::error::header_limit, parser_->request_line_done()));
+                 : status_for(beast_error::error::header_limit, request_line_too_long()));
         return;
       }
       arm_read();
       return;
     }
   }
+}
+
+bool Connection::request_line_too_long() const {
+  if (parser_->request_line_done()) return false;
+  const auto* data = static_cast<const char*>(buffer_.data().data());
+  const size_t within = std::min(buffer_.size(), shared_.options.max_header_bytes);
+  return std::memchr(data, '\n', within) == nullptr;
 }
 
 void Connection::write_continue() {

@@ -158,6 +158,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void send(std::array<asio::const_buffer, 2> buffers);
   void on_written(const boost::system::error_code& ec);
   void write_continue();
+  // The request line is over the header limit by itself (answered 414, not 431).
+  bool request_line_too_long() const;
   void fail(int status);
   void linger();
   void finish_after_response();

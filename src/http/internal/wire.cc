@@ -198,10 +198,9 @@ std::string_view http_date_now() {
     static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                               "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    const int n = std::snprintf(cache.text, sizeof(cache.text),
-                                "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday],
-                                tm.tm_mday, kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-                                tm.tm_min, tm.tm_sec);
+    const int n = std::snprintf(
+        cache.text, sizeof(cache.text), "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday],
+        tm.tm_mday, kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
     cache.size = n > 0 ? static_cast<size_t>(n) : 0;
     cache.second = t;
   }

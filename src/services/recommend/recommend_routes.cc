@@ -57,21 +57,23 @@ std::string shown(std::string_view s) {
 // second half of a list split over two parameters, would otherwise be ignored).
 std::optional<std::string> unknown_query_parameter(
     std::string_view query, std::initializer_list<std::string_view> allowed) {
-  std::vector<std::string_view> seen;
+  unsigned seen = 0;  // a bit per allowed name
   while (!query.empty()) {
     const size_t amp = query.find('&');
     const std::string_view pair = query.substr(0, amp);
     query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
     if (pair.empty()) continue;
     const std::string_view key = pair.substr(0, pair.find('='));
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+    const auto at = std::find(allowed.begin(), allowed.end(), key);
+    if (at == allowed.end()) {
       return "query parameter " + shown(key) + ": unknown (expected one of k, exclude, include)";
     }
-    if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+    const unsigned bit = 1U << static_cast<unsigned>(at - allowed.begin());
+    if ((seen & bit) != 0) {
       return "query parameter " + shown(key) +
              ": given twice (list several ids in one, comma-separated)";
     }
-    seen.push_back(key);
+    seen |= bit;
   }
   return std::nullopt;
 }

@@ -12,6 +12,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "forecast/csv.h"
+#include "http/json.h"
 #include "services/recommend/model_file.h"
 #include "services/recommend/user_store.h"
 #include "telemetry/registry.h"
@@ -237,12 +239,18 @@ class RecommendService::Impl {
   telemetry::Gauge* tracked_users = nullptr;
 
  private:
-  // The manifest's path, and its and its data file's (recommend-vN.bin) size and time.
+  // The manifest's path, and its and its data file's (the one it names) size and time.
   static std::string files_stamp(const std::string& manifest) {
     std::string out = manifest;
-    std::filesystem::path bin(manifest);
-    bin.replace_extension(".bin");
-    for (const std::filesystem::path& p : {std::filesystem::path(manifest), bin}) {
+    std::filesystem::path data(manifest);
+    data.replace_extension(".bin");
+    if (auto text = forecast::read_text_file(manifest)) {
+      if (auto json = http::parse_json(*text);
+          json && json->is_object() && json->contains("file") && (*json)["file"].is_string()) {
+        data = std::filesystem::path(manifest).parent_path() / (*json)["file"].get<std::string>();
+      }
+    }
+    for (const std::filesystem::path& p : {std::filesystem::path(manifest), data}) {
       std::error_code size_ec, time_ec;
       const auto size = std::filesystem::file_size(p, size_ec);
       const auto time = std::filesystem::last_write_time(p, time_ec);

@@ -1,15 +1,17 @@
 #include "worlds/local/process.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <linux/close_range.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 
@@ -42,37 +44,25 @@ void reap(pid_t pid) {
   }
 }
 
-// The watchdog's group to kill (set before its handler can run).
-volatile sig_atomic_t watched_group = 0;
-
-extern "C" void kill_watched_group(int) {
-  ::kill(-static_cast<pid_t>(watched_group), SIGKILL);
-  ::_exit(0);
-}
-
-// Forks the watchdog of the replica group `group`: a process that only waits, and when the
-// thread that launched the replica goes (the platform exits, however: kill -9 included) kills
-// the whole group — the replica's own PR_SET_PDEATHSIG reaches it alone, not what it started
-// (a wrapper script's server, a worker pool). The platform kills the watchdog once it has
-// reaped the replica. -1 when it cannot fork (the replica then has its own PDEATHSIG only).
-pid_t fork_watchdog(pid_t group, pid_t parent) {
+// Forks the watchdog of replica group `group` (PosixLauncher): `argv` exec'd in a session of its
+// own (a terminal's ^C is for the platform), its standard streams /dev/null, nothing else of
+// ours open, SIGTERM blocked (run_watchdog() waits for it) and set as its parent-death signal.
+// An exec'd program shares none of the platform's memory. -1 when it cannot be started.
+pid_t spawn_watchdog(std::vector<char*>& argv, int null_fd, pid_t parent) {
   const pid_t pid = ::fork();
   if (pid != 0) return pid;
   // Only async-signal-safe calls from here: the parent has threads.
-  watched_group = group;
-  struct sigaction on_death{};
-  on_death.sa_handler = kill_watched_group;
-  ::sigaction(SIGUSR1, &on_death, nullptr);
-  // A terminal's ^C or a group-wide SIGTERM is for the platform, which then stops its replicas
-  // itself; the watchdog stays until told.
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::signal(sig, SIG_IGN);
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  ::prctl(PR_SET_PDEATHSIG, SIGUSR1);
-  if (::getppid() != parent) kill_watched_group(0);  // gone before prctl took effect
+  ::setsid();
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ::sigprocmask(SIG_SETMASK, &term, nullptr);
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (::getppid() != parent) ::raise(SIGTERM);  // gone before prctl: pending, seen after exec
+  for (int fd = 0; fd < 3 && null_fd >= 0; ++fd) ::dup2(null_fd, fd);
   ::syscall(SYS_close_range, 3U, ~0U, 0U);
-  for (;;) ::pause();
+  ::execve(argv[0], argv.data(), environ);
+  ::_exit(127);
 }
 
 class PosixProcess final : public Process {
@@ -166,9 +156,8 @@ Result<std::unique_ptr<Process>> PosixLauncher::launch(const LaunchSpec& spec) {
   for (auto& a : argv_strings) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  const int log_fd =
-      above_stdio(::open(spec.log_path.empty() ? "/dev/null" : spec.log_path.c_str(),
-                         O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  const int log_fd = above_stdio(::open(spec.log_path.empty() ? "/dev/null" : spec.log_path.c_str(),
+                                        O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
   if (log_fd < 0) {
     return make_error(ErrorCode::kUnavailable,
                       "cannot open log file " + spec.log_path + ": " + std::strerror(errno));
@@ -180,6 +169,8 @@ Result<std::unique_ptr<Process>> PosixLauncher::launch(const LaunchSpec& spec) {
     if (null_fd >= 0) ::close(null_fd);
     return make_error(ErrorCode::kUnavailable, std::string("pipe: ") + std::strerror(errno));
   }
+  report[0] = above_stdio(report[0]);  // the child's dup2()s onto 0-2 must not hit them
+  report[1] = above_stdio(report[1]);
   const pid_t parent = ::getpid();
   const long open_max = ::sysconf(_SC_OPEN_MAX);
   const int max_fd = open_max > 0 && open_max < 65536 ? static_cast<int>(open_max) : 65536;
@@ -210,9 +201,9 @@ Result<std::unique_ptr<Process>> PosixLauncher::launch(const LaunchSpec& spec) {
   const int fork_errno = errno;
   ::close(report[1]);
   ::close(log_fd);
-  if (null_fd >= 0) ::close(null_fd);
   if (pid < 0) {
     ::close(report[0]);
+    if (null_fd >= 0) ::close(null_fd);
     return make_error(ErrorCode::kUnavailable, std::string("fork: ") + std::strerror(fork_errno));
   }
   ::setpgid(pid, pid);  // also from here, so signal() reaches the group at once
@@ -223,10 +214,49 @@ Result<std::unique_ptr<Process>> PosixLauncher::launch(const LaunchSpec& spec) {
   ::close(report[0]);
   if (n == static_cast<ssize_t>(sizeof child_errno)) {
     reap(pid);
+    if (null_fd >= 0) ::close(null_fd);
     return make_error(ErrorCode::kUnavailable,
                       "cannot run " + *exe + ": " + std::strerror(child_errno));
   }
-  return std::unique_ptr<Process>(std::make_unique<PosixProcess>(pid, fork_watchdog(pid, parent)));
+  pid_t watchdog = -1;
+  if (!watchdog_.empty()) {
+    std::vector<std::string> words = watchdog_;
+    words.push_back(std::to_string(pid));
+    words.push_back(std::to_string(parent));
+    std::vector<char*> wargv;
+    for (auto& w : words) wargv.push_back(w.data());
+    wargv.push_back(nullptr);
+    watchdog = spawn_watchdog(wargv, null_fd, parent);
+    if (watchdog < 0) {
+      spdlog::warn("no watchdog for replica {} ({}): what it starts may outlive the platform", pid,
+                   std::strerror(errno));
+    }
+  }
+  if (null_fd >= 0) ::close(null_fd);
+  return std::unique_ptr<Process>(std::make_unique<PosixProcess>(pid, watchdog));
+}
+
+int run_watchdog(std::string_view group_text, std::string_view parent_text) {
+  auto number = [](std::string_view t) {
+    pid_t v = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    return ec == std::errc() && end == t.data() + t.size() && v > 1 ? v : 0;
+  };
+  const pid_t group = number(group_text);
+  const pid_t parent = number(parent_text);
+  if (group == 0 || parent == 0) return 2;
+  for (int sig : {SIGINT, SIGHUP, SIGQUIT, SIGPIPE}) ::signal(sig, SIG_IGN);
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ::sigprocmask(SIG_BLOCK, &term, nullptr);
+  if (::getppid() == parent) {
+    int sig = 0;
+    while (::sigwait(&term, &sig) != 0 || sig != SIGTERM) {
+    }
+  }
+  ::kill(-group, SIGKILL);
+  return 0;
 }
 
 }  // namespace prescale::local

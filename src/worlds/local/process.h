@@ -46,10 +46,26 @@ class ProcessLauncher {
   virtual Result<std::unique_ptr<Process>> launch(const LaunchSpec& spec) = 0;
 };
 
+// Starts replicas as children in process groups of their own. With a `watchdog` command (argv
+// such as {"/path/to/prescale", "__watchdog"}), each replica also gets a watchdog: that command
+// with the replica's group and this process's pid appended (run_watchdog()), in a session of its
+// own, which kills the replica's whole group — what the replica started too — when the thread
+// that launched it exits (the platform ends, kill -9 included). Without one, the replica itself
+// still dies then (PR_SET_PDEATHSIG), but not what it started.
 class PosixLauncher final : public ProcessLauncher {
  public:
+  explicit PosixLauncher(std::vector<std::string> watchdog = {}) : watchdog_(std::move(watchdog)) {}
   Result<std::unique_ptr<Process>> launch(const LaunchSpec& spec) override;
+
+ private:
+  std::vector<std::string> watchdog_;
 };
+
+// A watchdog's whole life (`prescale __watchdog GROUP PARENT`): waits for SIGTERM — its
+// parent-death signal, blocked from before its exec so none is lost — then kills process group
+// GROUP and returns 0; also at once when its parent is no longer PARENT. Returns 2 for bad
+// arguments.
+int run_watchdog(std::string_view group, std::string_view parent);
 
 // The absolute path `name` runs as: itself when it contains '/', else the first executable
 // match in $PATH. Errors: kNotFound naming what was searched.

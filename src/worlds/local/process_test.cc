@@ -178,10 +178,11 @@ bool running(int pid) {
 // group once the platform is gone: it keeps running, and keeps the replica's port.
 TEST_F(ProcessTest, WhatAReplicaStartedDiesWithTheThreadThatLaunchedIt) {
   const std::string log = dir + "/grandchild.log";
+  PosixLauncher watched({WATCHDOG_BIN});
   std::unique_ptr<Process> p;
   int grandchild = 0;
   std::thread([&] {
-    auto r = launcher.launch({{"/bin/sh", "-c", "sleep 30 & echo $!; wait"}, {}, log});
+    auto r = watched.launch({{"/bin/sh", "-c", "sleep 30 & echo $!; wait"}, {}, log});
     ASSERT_TRUE(r) << r.error().message;
     p = std::move(*r);
     // The thread (the platform's supervising thread) lives until the replica has started it.

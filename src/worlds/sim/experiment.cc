@@ -136,7 +136,8 @@ Result<PolicyRun> run_policy(const RunSetup& setup, std::string_view name,
   const Clock::Duration step = setup.config.step;
   const Clock::TimePoint trace_end = (*world)->trace_end();
   const Clock::TimePoint end =
-      setup.config.start + (trace_end - setup.config.start + step - Clock::Duration(1)) / step * step;
+      setup.config.start +
+      (trace_end - setup.config.start + step - Clock::Duration(1)) / step * step;
   const double total = std::max(1e-9, seconds_of(end - start));
   int reported = -1;
   while (clock.now() < end) {
@@ -274,7 +275,7 @@ Result<ExperimentResult> run_experiment(const ExperimentOptions& options,
 
   // The common starting state: resolve every service, then give each the oracle's first-step
   // replicas (what the load at the start and within one startup time needs).
-  RunSetup setup{options.sim,           &trace,           options.settings, &options.history,
+  RunSetup setup{options.sim,           &trace,         options.settings, &options.history,
                  options.keep_timeline, options.results};
   auto resolved = resolve_services(setup.config);
   if (!resolved) return std::unexpected(resolved.error());
