@@ -1,8 +1,14 @@
 #include "gateway/proxy.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -256,6 +262,27 @@ TEST(ProxyTest, NotModifiedKeepsTheUpstreamLengthInsteadOfZero) {
   // The length of the representation (5), or none at all; never a length the resource lacks.
   const auto length = r->header("Content-Length");
   EXPECT_TRUE(!length.has_value() || *length == "5") << "Content-Length: " << *length;
+}
+
+// Trailer fields of a chunked upstream response are not header fields (RFC 9110 section
+// 6.5.1): the gateway buffers and reframes the body, so it must drop them, not relay them to
+// the client as headers (a trailer could otherwise set Location or Set-Cookie).
+TEST(ProxyTest, UpstreamTrailerFieldsAreNotRelayedAsHeaders) {
+  RawUpstream up([](int, int, const std::string&) {
+    return RawUpstream::Reply{
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n0\r\nX-Checksum: 1234\r\nSet-Cookie: s=1\r\n\r\n",
+        false};
+  });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "hello");
+  EXPECT_EQ(r->header("X-Checksum"), std::nullopt);
+  EXPECT_EQ(r->header("Set-Cookie"), std::nullopt);
 }
 
 TEST(ProxyTest, HopByHopFieldsAreRemovedBothWays) {
@@ -841,6 +868,153 @@ TEST(ProxyTest, ForwardOutsideAServerThreadAnswers500) {
   int status = 0;
   proxy.forward(id, req, http::Responder([&](http::Response r) { status = r.status; }));
   EXPECT_EQ(status, 500);
+}
+
+// UpstreamPool driven directly on a test-owned io_context, so the order of events is exact:
+// the test decides when the pool's thread runs.
+class PoolExchange final : public Exchange {
+ public:
+  bool done = false;
+
+ private:
+  void on_complete() override { done = true; }
+};
+
+// A non-blocking listener on 127.0.0.1, port 0.
+int listen_local(uint16_t& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  port = ntohs(addr.sin_port);
+  ::listen(fd, 16);
+  return fd;
+}
+
+// Runs `io` until `pred` holds (at most 3 s).
+template <class Pred>
+bool drive(boost::asio::io_context& io, Pred pred) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    io.run_one_for(milliseconds(2));
+    if (io.stopped()) io.restart();
+  }
+  return true;
+}
+
+int accept_upstream(boost::asio::io_context& io, int listen_fd) {
+  int fd = -1;
+  drive(io, [&] {
+    fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK);
+    return fd >= 0;
+  });
+  return fd;
+}
+
+bool read_request_head(boost::asio::io_context& io, int fd) {
+  std::string got;
+  return drive(io, [&] {
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    return got.find("\r\n\r\n") != std::string::npos;
+  });
+}
+
+constexpr std::string_view kOk = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+// The upstream closed an idle pooled connection and its FIN is already in the gateway's socket
+// when the next request takes the connection (the pool's watch has not run yet: both events
+// came in one reactor round). The upstream cannot have seen the POST, yet it fails as a reset
+// (502) instead of going on a fresh connection: docs/gateway.md, "Upstream connections" — a
+// connection the upstream closed is dropped at once, never used for the next request.
+TEST(UpstreamPoolTest, PooledConnectionClosedBeforeReuseDoesNotFailAPost) {
+  uint16_t port = 0;
+  const int listen_fd = listen_local(port);
+  PoolExchange first;
+  PoolExchange post;
+  PoolExchange second;
+  boost::asio::io_context io;
+  UpstreamPool pool(io, UpstreamPoolOptions{});
+  first.head = "GET /1 HTTP/1.1\r\nHost: u\r\n\r\n";
+  first.idempotent = true;
+  first.deadline = Clock::real().now() + std::chrono::seconds(5);
+  ASSERT_TRUE(pool.start("127.0.0.1", port, first));
+  const int c0 = accept_upstream(io, listen_fd);
+  ASSERT_GE(c0, 0);
+  ASSERT_TRUE(read_request_head(io, c0));
+  ::send(c0, kOk.data(), kOk.size(), MSG_NOSIGNAL);
+  ASSERT_TRUE(drive(io, [&] { return first.done; }));
+  ASSERT_EQ(first.error, ExchangeError::kNone) << first.detail;
+  ASSERT_EQ(pool.stats().idle, 1u);
+
+  ::close(c0);                                    // the upstream ends the keep-alive connection...
+  std::this_thread::sleep_for(milliseconds(50));  // ...and its FIN reaches the gateway's socket
+
+  post.head = "POST /2 HTTP/1.1\r\nHost: u\r\nContent-Length: 1\r\n\r\n";
+  post.body = "b";
+  post.idempotent = false;
+  post.deadline = Clock::real().now() + std::chrono::seconds(5);
+  ASSERT_TRUE(pool.start("127.0.0.1", port, post));
+  int c1 = -1;
+  bool answered = false;
+  drive(io, [&] {
+    if (c1 < 0) c1 = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK);
+    if (c1 >= 0 && !answered && read_request_head(io, c1)) {
+      ::send(c1, kOk.data(), kOk.size(), MSG_NOSIGNAL);
+      answered = true;
+    }
+    return post.done;
+  });
+  ASSERT_TRUE(post.done);
+  EXPECT_EQ(post.error, ExchangeError::kNone) << to_string(post.error) << ": " << post.detail
+                                              << " (request_sent " << post.request_sent << ")";
+  EXPECT_EQ(post.response.status, 200);
+  pool.stop();
+  if (c1 >= 0) ::close(c1);
+  ::close(listen_fd);
+}
+
+// A GET fails on a stale pooled connection after it was written (the upstream read it and
+// closed), is sent again on a fresh connection, and that connect is refused. The exchange ends
+// kConnectFailed ("nothing was sent", upstream_pool.h) but still says request_sent = true,
+// left over from the stale socket, so the cluster charges the retry budget for an attempt it
+// treats as never sent (Cluster::report: never_sent).
+TEST(UpstreamPoolTest, ConnectFailureAfterStaleRetryReportsNothingSent) {
+  uint16_t port = 0;
+  const int listen_fd = listen_local(port);
+  PoolExchange first;
+  PoolExchange post;
+  PoolExchange second;
+  boost::asio::io_context io;
+  UpstreamPool pool(io, UpstreamPoolOptions{});
+  first.head = "GET /1 HTTP/1.1\r\nHost: u\r\n\r\n";
+  first.idempotent = true;
+  first.deadline = Clock::real().now() + std::chrono::seconds(5);
+  ASSERT_TRUE(pool.start("127.0.0.1", port, first));
+  const int c0 = accept_upstream(io, listen_fd);
+  ASSERT_GE(c0, 0);
+  ASSERT_TRUE(read_request_head(io, c0));
+  ::send(c0, kOk.data(), kOk.size(), MSG_NOSIGNAL);
+  ASSERT_TRUE(drive(io, [&] { return first.done; }));
+  ASSERT_EQ(first.error, ExchangeError::kNone) << first.detail;
+
+  second.head = "GET /2 HTTP/1.1\r\nHost: u\r\n\r\n";
+  second.idempotent = true;
+  second.deadline = Clock::real().now() + std::chrono::seconds(5);
+  ASSERT_TRUE(pool.start("127.0.0.1", port, second));
+  ASSERT_TRUE(read_request_head(io, c0));  // the upstream reads it, then goes away
+  ::close(listen_fd);                      // nothing listens any more: the fresh connect fails
+  ::close(c0);
+  ASSERT_TRUE(drive(io, [&] { return second.done; }));
+  EXPECT_EQ(pool.stats().stale_retries, 1u);
+  EXPECT_EQ(second.error, ExchangeError::kConnectFailed) << second.detail;
+  EXPECT_FALSE(second.request_sent);
+  pool.stop();
 }
 
 }  // namespace

@@ -316,6 +316,25 @@ TEST(ClientTest, ChunkedAndCloseDelimitedResponses) {
   EXPECT_EQ(r2->body, "until-close");
 }
 
+// Trailer fields of a chunked response are not header fields: a recipient must not merge them
+// into the header section (RFC 9110 section 6.5.1), as the server's request parser does not.
+TEST(ClientTest, ChunkedResponseTrailersAreNotMergedIntoHeaders) {
+  ScriptedServer server([](int fd, int) {
+    if (!ScriptedServer::read_request(fd)) return;
+    ScriptedServer::write(fd,
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "3;ext=1\r\nabc\r\n0\r\nX-Checksum: 1234\r\n"
+                          "Location: /elsewhere\r\n\r\n");
+    ScriptedServer::read_request(fd);
+  });
+  Client client;
+  auto r = client.request("127.0.0.1", server.port(), get("/"));
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->body, "abc");
+  EXPECT_FALSE(r->headers.get("X-Checksum").has_value());
+  EXPECT_FALSE(r->headers.get("Location").has_value());
+}
+
 TEST(ClientTest, OversizedResponseBodyIsOutOfRange) {
   Server server(local_options(), [](Request&, Responder respond) {
     respond(Response::text(200, std::string(4096, 'x')));
