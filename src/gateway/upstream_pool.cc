@@ -1,5 +1,7 @@
 #include "gateway/upstream_pool.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -10,6 +12,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
+#include <cerrno>
 #include <optional>
 #include <vector>
 
@@ -184,6 +187,15 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     } else if (state_ == State::kBusy) {
       finish_error(ExchangeError::kTimeout, "no complete response from " + ep_.label + " in time");
     }
+  }
+
+  // Whether the upstream has not closed (or written to) this idle connection: a FIN already in
+  // our socket may not have reached the watching read yet.
+  bool usable() {
+    if (!socket_.is_open()) return false;
+    char c;
+    const ssize_t n = ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
 
   void close() {
@@ -390,6 +402,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
       Exchange* ex = detach();
       close();
       ex->stale_retried_ = true;
+      ex->request_sent = false;  // the fresh connection sets it again once it writes
       pool_->stale_retries.add(1);
       if (!pool_->start_fresh(ep_, *ex)) ex->on_complete();
       return;
@@ -588,10 +601,14 @@ bool UpstreamPool::start(std::string_view host, uint16_t port, Exchange& exchang
   exchange.detail.clear();
   exchange.stale_retried_ = false;
   internal::EndpointPool& ep = core.endpoint(host, port);
-  if (!ep.idle.empty()) {
+  while (!ep.idle.empty()) {
     auto conn = std::move(ep.idle.back());
     ep.idle.pop_back();
     core.idle_count.add(-1);
+    if (!conn->usable()) {  // closed by the upstream meanwhile: never sent on
+      conn->close();
+      continue;
+    }
     core.reused.add(1);
     conn->run(exchange);
     core.ensure_sweep();

@@ -105,6 +105,7 @@ void ResponseParser::on_response_impl(int code, bsv /*reason*/, int /*version*/,
 
 void ResponseParser::on_field_impl(beast_http::field /*name*/, bsv name_string, bsv value,
                                    boost::beast::error_code& /*ec*/) {
+  if (is_header_done()) return;  // a trailer field: not part of the header section
   resp_.headers.add(std::string(name_string), std::string(value));
 }
 
