@@ -98,6 +98,11 @@ void DashboardModel::set_services(std::vector<ServiceInfo> services) {
   std::vector<State::Service> next;
   next.reserve(services.size());
   for (auto& info : services) {
+    // A name listed twice is one service: the first entry is kept.
+    if (std::any_of(next.begin(), next.end(),
+                    [&](const State::Service& n) { return n.info.name == info.name; })) {
+      continue;
+    }
     State::Service s;
     if (State::Service* old = state_->find(info.name)) s = std::move(*old);
     s.info = std::move(info);
@@ -146,6 +151,9 @@ void DashboardModel::set_graph(std::vector<Edge> edges) {
 
 uint64_t DashboardModel::add_event(EventRecord event) {
   std::unique_lock lock(state_->mu);
+  // A time that is not a number would break the ordering of the list: the event takes the
+  // previous event's time (0 for the first).
+  if (!std::isfinite(event.t)) event.t = state_->events.empty() ? 0 : state_->events.back().event.t;
   const uint64_t id = state_->next_event_id++;
   if (limits_.max_events == 0) return id;
   while (state_->events.size() >= limits_.max_events) state_->events.pop_front();

@@ -100,7 +100,8 @@ class DashboardModel {
   DashboardModel& operator=(const DashboardModel&) = delete;
 
   // Replaces the list of services (in display order). Series, forecasts and decisions of
-  // services still listed are kept; those of services no longer listed are dropped.
+  // services still listed are kept; those of services no longer listed are dropped. A name
+  // listed twice is kept once, as its first entry.
   void set_services(std::vector<ServiceInfo> services);
 
   // Appends a point to a service's series, dropping the oldest beyond the cap. Fails with
@@ -121,7 +122,7 @@ class DashboardModel {
 
   // Appends an event (dropping the oldest beyond the cap) and returns its id: ids count up
   // from 1 in order of arrival, so a reader can ask for "what came after id N" even when events
-  // arrive out of time order.
+  // arrive out of time order. An event whose time is not finite takes the previous event's.
   uint64_t add_event(EventRecord event);
 
   void set_overview(Overview overview);

@@ -240,5 +240,29 @@ TEST(DashboardModelTest, ReadersSeeWholePointsWhileTheWriterAppends) {
   writer.join();
 }
 
+// A service name listed twice is one service: its series stays whole (the second entry used
+// to take the first's moved-from state, an empty series).
+TEST(DashboardModelTest, AServiceListedTwiceIsKeptOnceWithItsSeries) {
+  auto m = two_services();
+  ASSERT_TRUE(m->append_point("frontend", point(10, 5)));
+  m->set_services({{"frontend", "gateway", 200, 1, 10}, {"frontend", "gateway", 200, 1, 10}});
+  const json services = m->services_json();
+  EXPECT_EQ(services["services"].size(), 1u) << services.dump();
+  auto one = m->service_json("frontend", std::nullopt);
+  ASSERT_TRUE(one);
+  EXPECT_EQ((*one)["series"]["t"].size(), 1u) << one->dump();
+}
+
+// An event without a finite time takes the previous event's, so the list keeps its order and
+// renders no null time.
+TEST(DashboardModelTest, AnEventWithoutAFiniteTimeTakesThePreviousOnes) {
+  DashboardModel m;
+  m.add_event({10, "scale", "frontend", "", "up"});
+  m.add_event({NAN, "crash", "frontend", "r1", "exit 1"});
+  const json events = m.events_json()["events"];
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1]["t"], 10.0) << events.dump();
+}
+
 }  // namespace
 }  // namespace prescale::dashboard
