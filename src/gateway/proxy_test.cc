@@ -927,6 +927,22 @@ bool read_request_head(boost::asio::io_context& io, int fd) {
 
 constexpr std::string_view kOk = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
+// One GET through `pool` to the upstream listening on `listen_fd`, answered 200: afterwards the
+// pool holds one idle keep-alive connection, whose upstream end is returned (-1 on failure).
+int pool_one_connection(boost::asio::io_context& io, UpstreamPool& pool, uint16_t port,
+                        int listen_fd) {
+  PoolExchange first;
+  first.head = "GET /1 HTTP/1.1\r\nHost: u\r\n\r\n";
+  first.idempotent = true;
+  first.deadline = Clock::real().now() + std::chrono::seconds(5);
+  if (!pool.start("127.0.0.1", port, first)) return -1;
+  const int c0 = accept_upstream(io, listen_fd);
+  if (c0 < 0 || !read_request_head(io, c0)) return -1;
+  ::send(c0, kOk.data(), kOk.size(), MSG_NOSIGNAL);
+  if (!drive(io, [&] { return first.done; }) || first.error != ExchangeError::kNone) return -1;
+  return c0;
+}
+
 // The upstream closed an idle pooled connection and its FIN is already in the gateway's socket
 // when the next request takes the connection (the pool's watch has not run yet: both events
 // came in one reactor round). The upstream cannot have seen the POST, yet it fails as a reset
@@ -935,21 +951,11 @@ constexpr std::string_view kOk = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok
 TEST(UpstreamPoolTest, PooledConnectionClosedBeforeReuseDoesNotFailAPost) {
   uint16_t port = 0;
   const int listen_fd = listen_local(port);
-  PoolExchange first;
   PoolExchange post;
-  PoolExchange second;
   boost::asio::io_context io;
   UpstreamPool pool(io, UpstreamPoolOptions{});
-  first.head = "GET /1 HTTP/1.1\r\nHost: u\r\n\r\n";
-  first.idempotent = true;
-  first.deadline = Clock::real().now() + std::chrono::seconds(5);
-  ASSERT_TRUE(pool.start("127.0.0.1", port, first));
-  const int c0 = accept_upstream(io, listen_fd);
+  const int c0 = pool_one_connection(io, pool, port, listen_fd);
   ASSERT_GE(c0, 0);
-  ASSERT_TRUE(read_request_head(io, c0));
-  ::send(c0, kOk.data(), kOk.size(), MSG_NOSIGNAL);
-  ASSERT_TRUE(drive(io, [&] { return first.done; }));
-  ASSERT_EQ(first.error, ExchangeError::kNone) << first.detail;
   ASSERT_EQ(pool.stats().idle, 1u);
 
   ::close(c0);                                    // the upstream ends the keep-alive connection...
@@ -987,21 +993,11 @@ TEST(UpstreamPoolTest, PooledConnectionClosedBeforeReuseDoesNotFailAPost) {
 TEST(UpstreamPoolTest, ConnectFailureAfterStaleRetryReportsNothingSent) {
   uint16_t port = 0;
   const int listen_fd = listen_local(port);
-  PoolExchange first;
-  PoolExchange post;
   PoolExchange second;
   boost::asio::io_context io;
   UpstreamPool pool(io, UpstreamPoolOptions{});
-  first.head = "GET /1 HTTP/1.1\r\nHost: u\r\n\r\n";
-  first.idempotent = true;
-  first.deadline = Clock::real().now() + std::chrono::seconds(5);
-  ASSERT_TRUE(pool.start("127.0.0.1", port, first));
-  const int c0 = accept_upstream(io, listen_fd);
+  const int c0 = pool_one_connection(io, pool, port, listen_fd);
   ASSERT_GE(c0, 0);
-  ASSERT_TRUE(read_request_head(io, c0));
-  ::send(c0, kOk.data(), kOk.size(), MSG_NOSIGNAL);
-  ASSERT_TRUE(drive(io, [&] { return first.done; }));
-  ASSERT_EQ(first.error, ExchangeError::kNone) << first.detail;
 
   second.head = "GET /2 HTTP/1.1\r\nHost: u\r\n\r\n";
   second.idempotent = true;
