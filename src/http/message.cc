@@ -82,7 +82,8 @@ std::optional<std::string> Request::query_param(std::string_view name) const {
     std::string_view key = pair.substr(0, eq);
     std::string_view value =
         eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-    if (key == name || internal::percent_decode(key, true) == name) {
+    // Only the decoded key counts: "a%62" is the key "ab", never the key "a%62".
+    if (internal::percent_decoded_equals(key, name, true)) {
       return internal::percent_decode(value, true);
     }
   }

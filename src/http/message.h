@@ -67,7 +67,8 @@ struct Request {
   std::function<void()> on_client_gone;
 
   std::optional<std::string_view> param(std::string_view name) const;
-  // Value of a query parameter, percent-decoded; nullopt when absent.
+  // Value of the first query parameter whose key, percent-decoded ('+' as a space), is `name`;
+  // the value percent-decoded too. nullopt when absent.
   std::optional<std::string> query_param(std::string_view name) const;
 };
 

@@ -199,6 +199,26 @@ TEST(RouterRequestTest, QueryParamsAreDecoded) {
   EXPECT_EQ(req.query_param("absent"), std::nullopt);
 }
 
+// A key is compared once decoded, never as sent: "a%62" names the key "ab", and asking for
+// the key "a%62" (sent as "a%2562") must not find the one sent as "a%62".
+TEST(RouterRequestTest, QueryParamKeysCompareDecodedOnly) {
+  Request req;
+  req.query = "a%62=1&c+d=2&e%2Bf=3";
+  EXPECT_EQ(req.query_param("ab"), "1");
+  EXPECT_EQ(req.query_param("a%62"), std::nullopt);
+  EXPECT_EQ(req.query_param("c d"), "2");
+  EXPECT_EQ(req.query_param("c+d"), std::nullopt);
+  EXPECT_EQ(req.query_param("e+f"), "3");
+  EXPECT_EQ(req.query_param("e%2Bf"), std::nullopt);
+  req.query = "a%2562=literal&ab=plain";
+  EXPECT_EQ(req.query_param("a%62"), "literal");
+  EXPECT_EQ(req.query_param("ab"), "plain");
+  req.query = "x%=1&y%4=2&%zz=3";  // malformed escapes are kept verbatim
+  EXPECT_EQ(req.query_param("x%"), "1");
+  EXPECT_EQ(req.query_param("y%4"), "2");
+  EXPECT_EQ(req.query_param("%zz"), "3");
+}
+
 TEST(RouterRequestTest, HeadersAreCaseInsensitive) {
   Headers h;
   h.add("Content-Type", "text/plain");

@@ -72,30 +72,46 @@ bool has_token(std::string_view list, std::string_view token) {
   return false;
 }
 
+namespace {
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The character `s` holds at `i` once decoded; `i` moves past what was read.
+char decoded_char(std::string_view s, size_t& i, bool plus_as_space) {
+  if (s[i] == '%' && i + 2 < s.size() && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
+    const char c = static_cast<char>(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+    i += 3;
+    return c;
+  }
+  const char c = s[i++];
+  return plus_as_space && c == '+' ? ' ' : c;
+}
+
+}  // namespace
+
 std::string percent_decode(std::string_view s, bool plus_as_space) {
-  auto hex = [](char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
   if (s.find('%') == std::string_view::npos &&
       (!plus_as_space || s.find('+') == std::string_view::npos)) {
     return std::string(s);
   }
   std::string out;
   out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
-      i += 2;
-    } else if (plus_as_space && s[i] == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(s[i]);
-    }
-  }
+  for (size_t i = 0; i < s.size();) out.push_back(decoded_char(s, i, plus_as_space));
   return out;
+}
+
+bool percent_decoded_equals(std::string_view encoded, std::string_view decoded,
+                            bool plus_as_space) {
+  size_t i = 0;
+  for (char want : decoded) {
+    if (i == encoded.size() || decoded_char(encoded, i, plus_as_space) != want) return false;
+  }
+  return i == encoded.size();
 }
 
 std::string_view reason_phrase(int status) {

@@ -19,6 +19,8 @@ bool has_token(std::string_view list, std::string_view token);
 // Decodes "%XX" escapes (and '+' as a space when `plus_as_space`, for query strings).
 // Malformed escapes are kept verbatim.
 std::string percent_decode(std::string_view s, bool plus_as_space);
+// Whether percent_decode(encoded, plus_as_space) == decoded, without allocating.
+bool percent_decoded_equals(std::string_view encoded, std::string_view decoded, bool plus_as_space);
 
 // Reason phrase for a status code ("OK", "Not Found"); "Unknown" for unlisted codes.
 std::string_view reason_phrase(int status);
