@@ -567,10 +567,10 @@ http::Handler Gateway::handler() {
 
 void Gateway::handle(http::Request& request, http::Responder respond) {
   Impl& g = *impl_;
-  // Routed and forwarded as the upstream will read it: "/public/../admin" is "/admin", and an
-  // absolute-form target ("http://host/x", its host already the Host field) goes on in
-  // origin-form.
-  auto clean = without_dot_segments(request.path);
+  // Routed and forwarded as the upstream will read it: "/public/../admin" and "/%61dmin" are
+  // "/admin", and an absolute-form target ("http://host/x", its host already the Host field)
+  // goes on in origin-form.
+  auto clean = normalized_path(request.path);
   if (clean) request.path = std::move(*clean);
   if (clean || !request.target.starts_with('/')) {
     request.target = request.query.empty() ? request.path : request.path + "?" + request.query;

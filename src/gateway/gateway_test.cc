@@ -167,6 +167,24 @@ TEST(GatewayRoutingTest, DotSegmentsAreRemovedBeforeRoutingAndForwarding) {
   EXPECT_EQ(g.get("/public/x").body, "A /public/x");
 }
 
+// RFC 3986 section 6.2.2: "%2D" is "-", so "/items%2Dx" is "/items-x" to the upstream and must
+// be routed as such; an encoded slash is not decoded.
+TEST(GatewayRoutingTest, EncodedUnreservedCharactersAreDecodedBeforeRoutingAndForwarding) {
+  Upstream a("A"), b("B");
+  TestGateway g(parse("  upstreams:\n    a: [\"" + a.address() + "\"]\n    b: [\"" + b.address() +
+                      R"("]
+  routes:
+    - match: {path_prefix: /public}
+      service: a
+    - match: {path: /items-x}
+      service: b
+)"));
+  EXPECT_EQ(g.get("/items%2Dx").body, "B /items-x");
+  EXPECT_EQ(g.get("/%69tems%2dx?q=%41").body, "B /items-x");
+  EXPECT_EQ(g.get("/%70ublic/a%2fb").body, "A /public/a%2Fb");
+  EXPECT_EQ(g.get("/public/%2e%2E/items%2dx").body, "B /items-x");
+}
+
 TEST(GatewayReloadTest, ChangedTimeoutAppliesToTheNextRequest) {
   Upstream a("A");
   const std::string upstreams = "  upstreams:\n    a: [\"" + a.address() + "\"]\n";

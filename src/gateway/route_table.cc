@@ -5,10 +5,18 @@
 #include <cmath>
 #include <tuple>
 
+#include "http/internal/wire.h"
+
 namespace prescale::gateway {
 namespace {
 
 char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// `text` with its percent-encoding in the normal form requests are matched in ("%7e" is "~").
+std::string normal_encoding(std::string_view text) {
+  std::optional<std::string> normal = http::internal::normalized_percent_encoding(text);
+  return normal ? std::move(*normal) : std::string(text);
+}
 
 std::string lowercase(std::string_view text) {
   std::string out(text);
@@ -48,7 +56,7 @@ Result<std::vector<Segment>> parse_pattern(const std::string& pattern) {
       segments.push_back({catch_all ? Segment::Kind::kCatchAll : Segment::Kind::kParam, ""});
     } else {
       if (seg.find_first_of("{}") != std::string_view::npos) return bad("'{' inside a segment");
-      segments.push_back({Segment::Kind::kLiteral, std::string(seg)});
+      segments.push_back({Segment::Kind::kLiteral, normal_encoding(seg)});
     }
     if (slash == std::string_view::npos) return segments;
     rest = rest.substr(slash + 1);
@@ -239,8 +247,8 @@ Result<RouteTable> RouteTable::build(const GatewayConfig& config) {
       r.no_catch_all = r.compiled.segments.empty() ||
                        r.compiled.segments.back().kind != Segment::Kind::kCatchAll;
     } else {
-      r.compiled.prefix = m.path_prefix;
-      r.literal_begin = r.literal_total = m.path_prefix.size();
+      r.compiled.prefix = normal_encoding(m.path_prefix);
+      r.literal_begin = r.literal_total = r.compiled.prefix.size();
       r.no_catch_all = true;
     }
     for (const auto& [name, value] : m.headers) {
@@ -362,6 +370,12 @@ std::optional<std::string> without_dot_segments(std::string_view path) {
   }
   if (out.empty() || ends_in_slash) out += '/';
   return out;
+}
+
+std::optional<std::string> normalized_path(std::string_view path) {
+  std::optional<std::string> normal = http::internal::normalized_percent_encoding(path);
+  std::optional<std::string> clean = without_dot_segments(normal ? *normal : path);
+  return clean ? std::move(clean) : std::move(normal);
 }
 
 }  // namespace prescale::gateway

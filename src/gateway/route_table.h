@@ -40,6 +40,12 @@ namespace prescale::gateway {
 // there is nothing to remove (the common case; no allocation).
 std::optional<std::string> without_dot_segments(std::string_view path);
 
+// `path` as the gateway routes and forwards it: its percent-encoding in normal form (RFC 3986
+// section 6.2.2: "%2D" is "-", "%2f" is "%2F" and stays an escape), then without its dot
+// segments. Routing "/%61dmin" as received would let it past the rules of "/admin". nullopt
+// when there is nothing to change (the common case; no allocation).
+std::optional<std::string> normalized_path(std::string_view path);
+
 // A route's rate limit: one token bucket per client, kept by a KeyedRateLimiter.
 struct RouteRateLimit {
   enum class Key { kClientIp, kHeader };

@@ -345,5 +345,31 @@ TEST(RouteTable, DotSegmentsAreRemovedAsRfc3986Says) {
   EXPECT_EQ(without_dot_segments("*"), std::nullopt);
 }
 
+// RFC 3986 section 6.2.2: "%2D" is "-" (an unreserved character), "%2f" is "%2F" and still not
+// a slash; then dot segments go, as the upstream will resolve them.
+TEST(RouteTable, PathsAreNormalizedAsRfc3986Says) {
+  EXPECT_EQ(normalized_path("/a/b"), std::nullopt);  // nothing to change
+  EXPECT_EQ(normalized_path("/a%2Fb%C3%A9"), std::nullopt);
+  EXPECT_EQ(normalized_path("/items%2Dx"), "/items-x");
+  EXPECT_EQ(normalized_path("/%61dmin/%7euser"), "/admin/~user");
+  EXPECT_EQ(normalized_path("/a%2fb"), "/a%2Fb");
+  EXPECT_EQ(normalized_path("/a%2"), std::nullopt);  // a malformed escape is kept
+  EXPECT_EQ(normalized_path("/public/%2e%2E/admin"), "/admin");
+  EXPECT_EQ(normalized_path("/public/%2e%2E%2fadmin"), "/public/..%2Fadmin");
+  EXPECT_EQ(normalized_path("/public/.%2E/%61dmin"), "/admin");
+}
+
+TEST(RouteTable, RulesMatchInTheNormalFormOfTheirEncoding) {
+  const RouteTable t = table_from(std::string(kUpstreams) + R"(
+  routes:
+    - {match: {path_prefix: "/caf%c3%a9"}, service: a}
+    - {match: {path: "/%7Eme/{id}"}, service: b}
+    - {match: {path_prefix: "/items%2dx"}, service: c}
+)");
+  EXPECT_EQ(route_of(t, "h", "/caf%C3%A9/x"), "a");
+  EXPECT_EQ(route_of(t, "h", "/~me/1"), "b");
+  EXPECT_EQ(route_of(t, "h", "/items-x"), "c");
+}
+
 }  // namespace
 }  // namespace prescale::gateway

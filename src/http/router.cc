@@ -112,9 +112,12 @@ void Router::add(Method method, std::string pattern, Handler handler) {
         if (seg.find_first_of("{}") != std::string_view::npos) {
           reject(pattern, "'{' and '}' are only allowed around a whole segment");
         }
-        auto it = node->literals.find(seg);
+        // Stored in the normal form requests are matched in ("%7e" is "~").
+        std::optional<std::string> normal = internal::normalized_percent_encoding(seg);
+        const std::string_view key = normal ? std::string_view(*normal) : seg;
+        auto it = node->literals.find(key);
         if (it == node->literals.end()) {
-          it = node->literals.emplace(std::string(seg), std::make_unique<Node>()).first;
+          it = node->literals.emplace(std::string(key), std::make_unique<Node>()).first;
         }
         node = it->second.get();
       }
@@ -194,6 +197,13 @@ void Router::dispatch(Request& req, Responder respond) const {
   req.route.clear();
 
   std::string_view path = req.path.empty() ? std::string_view("/") : std::string_view(req.path);
+  // Matched in the normal form of its percent-encoding (RFC 3986 section 6.2.2): "/items%2Dx"
+  // is "/items-x", while "%2F" stays an escape inside its segment.
+  thread_local std::string normal_path;
+  if (auto normal = internal::normalized_percent_encoding(path)) {
+    normal_path = std::move(*normal);
+    path = normal_path;
+  }
   if (path.front() != '/') {
     respond(error_response(404, "not_found", "no route for path"));
     return;

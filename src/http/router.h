@@ -8,6 +8,9 @@
 // Precedence, per segment: literal over parameter over catch-all, with backtracking, so
 // "/users/me" wins over "/users/{id}" for "/users/me" while "/users/42" still matches the latter.
 // Parameter values are percent-decoded. "/" is the pattern for the root path.
+// Paths and literal segments compare in the normal form of their percent-encoding (RFC 3986
+// section 6.2.2): "/items%2Dx" matches "/items-x"; an encoded slash ("%2F", any case) stays
+// part of its segment, so "/a%2Fb" does not match "/a/b".
 //
 // dispatch() fills `req.path_params` and `req.route` (the matched pattern) and calls the handler.
 // Unknown path -> 404; known path but no route for the method -> 405 with an `Allow` header.

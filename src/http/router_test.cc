@@ -52,6 +52,30 @@ TEST(RouterTest, FillsPathParamsAndRoute) {
   EXPECT_EQ(req.route, "/v1/users/{id}/posts/{post_id}");
 }
 
+// RFC 3986 section 6.2.2: "%2D" is "-" and "%7e" is "~" (unreserved characters), and "%2f" is
+// "%2F"; an encoded slash stays one, inside a segment.
+TEST(RouterTest, LiteralsMatchEquivalentPercentEncodings) {
+  Router r;
+  r.add(Method::kGet, "/items-x", answer("items"));
+  r.add(Method::kGet, "/~me/{name}", answer("me"));
+  r.add(Method::kGet, "/a/b", answer("a/b"));
+  r.add(Method::kGet, "/files/x%2fy", answer("x%2Fy"));
+  r.add(Method::kGet, "/static/{rest...}", answer("static"));
+  EXPECT_EQ(route(r, Method::kGet, "/items%2Dx").body, "items");
+  EXPECT_EQ(route(r, Method::kGet, "/%69tems%2dx").body, "items");
+  Request req;
+  EXPECT_EQ(route(r, Method::kGet, "/%7Eme/%41%2Fb", &req).body, "me");
+  EXPECT_EQ(req.param("name"), "A/b");
+  EXPECT_EQ(req.route, "/~me/{name}");
+  EXPECT_EQ(req.path, "/%7Eme/%41%2Fb");  // the handler still sees the path as received
+  EXPECT_EQ(route(r, Method::kGet, "/a%2Fb").status, 404);
+  EXPECT_EQ(route(r, Method::kGet, "/a%2fb").status, 404);
+  EXPECT_EQ(route(r, Method::kGet, "/files/x%2Fy").body, "x%2Fy");
+  EXPECT_EQ(route(r, Method::kGet, "/files/x%2fy").body, "x%2Fy");
+  EXPECT_EQ(route(r, Method::kGet, "/static/%61/%2F", &req).body, "static");
+  EXPECT_EQ(req.param("rest"), "a//");
+}
+
 TEST(RouterTest, ParameterDoesNotMatchEmptySegment) {
   Router r;
   r.add(Method::kGet, "/users/{id}", answer("user"));

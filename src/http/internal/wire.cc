@@ -105,6 +105,37 @@ std::string percent_decode(std::string_view s, bool plus_as_space) {
   return out;
 }
 
+std::optional<std::string> normalized_percent_encoding(std::string_view s) {
+  size_t i = s.find('%');
+  if (i == std::string_view::npos) return std::nullopt;
+  auto unreserved = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+  };
+  auto upper = [](char c) { return c >= 'a' && c <= 'f' ? static_cast<char>(c - 'a' + 'A') : c; };
+  std::string out(s.substr(0, i));
+  bool changed = false;
+  while (i < s.size()) {
+    if (s[i] != '%' || i + 2 >= s.size() || hex_digit(s[i + 1]) < 0 || hex_digit(s[i + 2]) < 0) {
+      out.push_back(s[i++]);
+      continue;
+    }
+    const char c = static_cast<char>(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+    if (unreserved(c)) {
+      out.push_back(c);
+      changed = true;
+    } else {
+      out.push_back('%');
+      out.push_back(upper(s[i + 1]));
+      out.push_back(upper(s[i + 2]));
+      changed = changed || out[out.size() - 2] != s[i + 1] || out.back() != s[i + 2];
+    }
+    i += 3;
+  }
+  if (!changed) return std::nullopt;
+  return out;
+}
+
 bool percent_decoded_equals(std::string_view encoded, std::string_view decoded,
                             bool plus_as_space) {
   size_t i = 0;

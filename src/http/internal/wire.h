@@ -19,6 +19,10 @@ bool has_token(std::string_view list, std::string_view token);
 // Decodes "%XX" escapes (and '+' as a space when `plus_as_space`, for query strings).
 // Malformed escapes are kept verbatim.
 std::string percent_decode(std::string_view s, bool plus_as_space);
+// `s` in the normal form of its percent-encoding (RFC 3986 section 6.2.2): escapes of unreserved
+// characters decoded ("%7E" is "~", "%2d" "-"), the hex digits of the others upper case ("%2f"
+// is "%2F", still an escape). nullopt when that changes nothing (no allocation).
+std::optional<std::string> normalized_percent_encoding(std::string_view s);
 // Whether percent_decode(encoded, plus_as_space) == decoded, without allocating.
 bool percent_decoded_equals(std::string_view encoded, std::string_view decoded, bool plus_as_space);
 
