@@ -31,10 +31,14 @@
 //   max_connections    10000  open connections; the next one gets 503 and is closed
 // Malformed requests get 400 and the connection is closed: a bad request line, bad header
 // syntax, Content-Length together with Transfer-Encoding, two Content-Length fields (equal or
-// not), a Transfer-Encoding other than exactly "chunked", invalid chunked framing.
+// not), a Transfer-Encoding other than exactly "chunked", invalid chunked framing, a target that
+// is neither a path, an absolute URI, nor "*" with OPTIONS (RFC 9112 section 3.2).
+// "OPTIONS *" asks about the server, not a resource (RFC 9110 section 9.3.7): the server answers
+// it, 200 with no content, without calling the handler.
 // Timeouts are real (socket) time, checked by a per-thread sweep, so they fire up to ~1/8 of
-// the shortest timeout (at most 250 ms) late. After an error answer the server reads and discards what the client
-// still sends for up to 1 s, so the client sees the answer instead of a connection reset.
+// the shortest timeout (at most 250 ms) late. After an error answer the server reads and discards
+// what the client still sends for up to 1 s, so the client sees the answer instead of a connection
+// reset.
 //
 // Thread safety: start() and shutdown() are meant for one controlling thread; port(),
 // inflight() and connections() may be called from any thread.

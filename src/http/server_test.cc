@@ -360,6 +360,51 @@ INSTANTIATE_TEST_SUITE_P(
                                      "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"}),
     [](const ::testing::TestParamInfo<BadRequestCase>& p) { return p.param.name; });
 
+// RFC 9112 section 3.2: a request-target is a path, an absolute URI, or "*" for OPTIONS only
+// (asterisk-form, section 3.2.4); anything else names no resource here.
+INSTANTIATE_TEST_SUITE_P(
+    Target, ServerBadRequestTest,
+    ::testing::Values(BadRequestCase{"AsteriskWithGet", "GET * HTTP/1.1\r\nHost: t\r\n\r\n"},
+                      BadRequestCase{"AsteriskWithPost",
+                                     "POST * HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"},
+                      BadRequestCase{"AsteriskWithHead", "HEAD * HTTP/1.1\r\nHost: t\r\n\r\n"},
+                      BadRequestCase{"RelativePath", "GET users/7 HTTP/1.1\r\nHost: t\r\n\r\n"},
+                      BadRequestCase{"AuthorityForm", "GET t:80 HTTP/1.1\r\nHost: t\r\n\r\n"},
+                      BadRequestCase{"AsteriskPath", "OPTIONS *x HTTP/1.1\r\nHost: t\r\n\r\n"}),
+    [](const ::testing::TestParamInfo<BadRequestCase>& p) { return p.param.name; });
+
+// RFC 9110 section 9.3.7: "OPTIONS *" asks about the server in general, not a resource: the
+// server answers it itself (200 with no content; a handler routes resources, and would say 404),
+// and the connection stays open.
+TEST_F(ServerTest, OptionsAsteriskIsAnsweredByTheServer) {
+  std::atomic<int> handled{0};
+  Server& server = start(local_options(), [&](Request&, Responder respond) {
+    ++handled;
+    respond(Response::text(404, "no such resource"));
+  });
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send("OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("Content-Length"), "0");  // RFC 9110 section 9.3.7: MUST, with no content
+  EXPECT_EQ(r->body, "");
+  EXPECT_EQ(r->header("Connection"), std::nullopt);
+  EXPECT_EQ(handled.load(), 0);
+  ASSERT_TRUE(s.send("OPTIONS * HTTP/1.0\r\n\r\n"));  // HTTP/1.0: answered, then closed
+  r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_TRUE(s.closed_within(milliseconds(3000)));
+
+  RawSocket t(server.port());  // a path still reaches the handler
+  ASSERT_TRUE(t.send("OPTIONS /x HTTP/1.1\r\nHost: t\r\n\r\n"));
+  r = t.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(handled.load(), 1);
+}
+
 // RFC 9112 section 3.2.2: a server MUST accept the absolute-form of the request-target; its
 // path and query are those of the URI, not the whole target.
 TEST_F(ServerTest, AbsoluteFormTargetHasTheUriPathAndQuery) {

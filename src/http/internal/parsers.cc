@@ -15,17 +15,26 @@ constexpr std::uint64_t kMaxBodyReserve = 1024 * 1024;
 }  // namespace
 
 void RequestParser::on_request_impl(beast_http::verb /*method*/, bsv method_str, bsv target,
-                                    int version, boost::beast::error_code& /*ec*/) {
+                                    int version, boost::beast::error_code& ec) {
   req_.method_name.assign(method_str);
   req_.method = method_from_string(method_str);
   req_.target.assign(target);
   const std::string_view origin = origin_form(target);
   split_target(origin, req_.path, req_.query);
+  // RFC 9112 section 3.2: a path (origin-form), a URI (absolute-form), or "*" for a server-wide
+  // OPTIONS (asterisk-form, section 3.2.4). The authority-form is CONNECT's, which nothing here
+  // serves; anything else names no resource.
+  const bool absolute = origin.size() != target.size() || origin.data() != target.data();
+  if (!absolute && !origin.starts_with('/') &&
+      !(target == "*" && req_.method == Method::kOptions)) {
+    ec = beast_http::error::bad_target;
+    return;
+  }
   if (req_.path.empty()) req_.path = "/";  // an absolute-form target with no path
   // An absolute-form target names the host: the Host field is ignored for it (RFC 9112 section
   // 3.2.2), so routing and what is forwarded use the same host.
   authority_.clear();
-  if (origin.size() != target.size() || origin.data() != target.data()) {
+  if (absolute) {
     const std::string_view rest = target.substr(target.find("://") + 3);
     authority_.assign(rest.substr(0, rest.find_first_of("/?")));
   }

@@ -332,7 +332,13 @@ void Connection::dispatch() {
   in_handler_ = true;
   have_response_ = false;
   try {
-    shared_.handler(req_, Responder(ResponderFn(shared_from_this(), seq_)));
+    if (req_.target == "*") {
+      // "OPTIONS *" (the parser lets "*" through for OPTIONS only) asks about the server in
+      // general, not a resource (RFC 9110 section 9.3.7): the server answers, with no content.
+      Responder(ResponderFn(shared_from_this(), seq_))(Response{});
+    } else {
+      shared_.handler(req_, Responder(ResponderFn(shared_from_this(), seq_)));
+    }
   } catch (...) {
     // The Responder's guard answers 500 if the handler threw before responding.
   }
