@@ -620,8 +620,6 @@ void ProxyCore::build_head(Call& c) {
   bool have_proto = false;
   bool have_forwarded_host = false;
   bool have_request_id = false;
-  std::array<std::string_view, 8> forwarded_for;  // earlier hops' X-Forwarded-For fields
-  size_t forwarded_for_count = 0;
   for (const auto& [name, value] : req.headers.fields()) {
     if (is_hop_by_hop(name) || (!listed.empty() && listed.contains(name))) continue;
     switch (name.size()) {
@@ -641,12 +639,7 @@ void ProxyCore::build_head(Call& c) {
         if (iequals(name, "content-length")) continue;  // reframed below
         break;
       case 15:
-        if (iequals(name, "x-forwarded-for")) {
-          if (forwarded_for_count < forwarded_for.size()) {
-            forwarded_for[forwarded_for_count++] = value;
-          }
-          continue;  // merged into ours below
-        }
+        if (iequals(name, "x-forwarded-for")) continue;  // merged into ours below
         break;
       case 16:
         if (iequals(name, "x-forwarded-host")) have_forwarded_host = true;
@@ -668,8 +661,15 @@ void ProxyCore::build_head(Call& c) {
     out += "\r\n";
   }
   out += "X-Forwarded-For: ";
-  for (size_t i = 0; i < forwarded_for_count; ++i) {
-    out += forwarded_for[i];
+  // Earlier hops' fields, every one in order: several fields are one list (RFC 9110 section
+  // 5.3), and its first member is the original client. Their size is bounded by the server's
+  // header limit.
+  for (const auto& [name, value] : req.headers.fields()) {
+    if (name.size() != 15 || !iequals(name, "x-forwarded-for")) continue;
+    if (!listed.empty() && listed.contains(name)) continue;
+    const std::string_view hops = http::internal::trim(value);
+    if (hops.empty()) continue;
+    out += hops;
     out += ", ";
   }
   out += req.remote_address.empty() ? std::string_view("unknown")

@@ -323,6 +323,33 @@ TEST(ProxyTest, HopByHopFieldsAreRemovedBothWays) {
   EXPECT_EQ(lower.rfind("get / http/1.1\r\n", 0), 0u);
 }
 
+// Every X-Forwarded-For field the request carried is kept, in order, with the client appended
+// (beyond eight fields the first hops were lost, the original client among them); an empty one
+// adds no empty list member.
+TEST(ProxyTest, EveryForwardedForFieldIsKept) {
+  RawUpstream up([](int, int, const std::string&) { return RawUpstream::ok("ok"); });
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  std::string fields;
+  std::string expected;
+  for (int i = 1; i <= 12; ++i) {
+    fields += "X-Forwarded-For: 10.0.0." + std::to_string(i) + "\r\n";
+    expected += "10.0.0." + std::to_string(i) + ", ";
+    if (i == 6) fields += "x-forwarded-for:\r\n";
+  }
+  fields += "X-Forwarded-For: 10.1.0.1, 10.1.0.2\r\n";
+  expected += "10.1.0.1, 10.1.0.2, 127.0.0.1";
+  ASSERT_TRUE(s.send(get("/a", fields)));
+  ASSERT_TRUE(s.read_response().has_value());
+  auto requests = up.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  const std::string& a = requests[0];
+  EXPECT_NE(a.find("\r\nX-Forwarded-For: " + expected + "\r\n"), std::string::npos) << a;
+  std::string lower = a;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  EXPECT_EQ(lower.find("x-forwarded-for"), lower.rfind("x-forwarded-for")) << a;  // one field
+}
+
 TEST(ProxyTest, ForwardedFieldsAndRequestId) {
   RawUpstream up([](int, int, const std::string&) { return RawUpstream::ok("ok"); });
   Gateway gw(to({up.port()}));
