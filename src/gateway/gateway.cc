@@ -12,6 +12,7 @@
 #include "gateway/route_table.h"
 #include "gateway/trace_context.h"
 #include "http/client.h"
+#include "http/internal/wire.h"
 #include "http/json.h"
 #include "telemetry/registry.h"
 
@@ -605,7 +606,21 @@ void Gateway::handle(http::Request& request, http::Responder respond) {
   // Trace context: continue the caller's trace (or start one) with a span for this hop.
   {
     const std::optional<std::string_view> parent = request.headers.get("traceparent");
-    const std::optional<std::string_view> state = request.headers.get("tracestate");
+    // Several tracestate fields are one list (RFC 9110 section 5.3, W3C Trace Context section
+    // 3.3.1.1): joined, so all of it goes on and its limits (32 members) hold for all of it.
+    std::optional<std::string_view> state;
+    std::string joined;
+    for (const auto& [name, value] : request.headers.fields()) {
+      if (!http::internal::iequals(name, "tracestate")) continue;
+      if (!state) {
+        state = value;
+        continue;
+      }
+      if (joined.empty()) joined.assign(*state);
+      joined += ',';
+      joined += value;
+      state = joined;
+    }
     UpstreamTrace t = propagate(parent, state, /*sample_new_trace=*/false);
     std::string tracestate(t.tracestate);  // a copy: it points into the headers changed below
     request.headers.set("traceparent", std::move(t.traceparent));

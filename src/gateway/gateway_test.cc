@@ -185,6 +185,45 @@ TEST(GatewayRoutingTest, EncodedUnreservedCharactersAreDecodedBeforeRoutingAndFo
   EXPECT_EQ(g.get("/public/%2e%2E/items%2dx").body, "B /items-x");
 }
 
+// W3C Trace Context (section 3.3.1.1) and RFC 9110 section 5.3: several tracestate fields are
+// one list, and are forwarded as one field holding all of it (only the first was forwarded);
+// more than 32 members in all make the list invalid, and it is dropped.
+TEST(GatewayTraceTest, SeveralTracestateFieldsAreForwardedAsOneList) {
+  http::Server upstream(local(), [](http::Request& req, http::Responder respond) {
+    std::string states;  // every tracestate field the upstream got, each in brackets
+    for (const auto& [name, value] : req.headers.fields()) {
+      if (name == "tracestate" || name == "Tracestate") states += "[" + value + "]";
+    }
+    respond(http::Response::text(200, states));
+  });
+  ASSERT_TRUE(upstream.start());
+  TestGateway g(parse("  upstreams:\n    a: [\"127.0.0.1:" + std::to_string(upstream.port()) +
+                      "\"]\n  routes:\n    - {match: {path_prefix: /}, service: a}\n"));
+  auto forwarded = [&](const std::string& fields) {
+    RawSocket s(g.server->port());
+    EXPECT_TRUE(
+        s.send("GET / HTTP/1.1\r\nHost: test\r\n"
+               "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n" +
+               fields + "\r\n"));
+    auto r = s.read_response();
+    return r ? r->body : std::string("(no answer)");
+  };
+  auto members = [](int from, int to) {
+    std::string list;
+    for (int i = from; i < to; ++i) list += (list.empty() ? "k" : ",k") + std::to_string(i) + "=v";
+    return list;
+  };
+  EXPECT_EQ(forwarded("tracestate: a=1\r\n"), "[a=1]");
+  EXPECT_EQ(forwarded("tracestate: a=1,b=2\r\nX-Other: x\r\nTracestate: c=3\r\n"), "[a=1,b=2,c=3]");
+  EXPECT_EQ(
+      forwarded("tracestate: " + members(0, 16) + "\r\ntracestate: " + members(16, 32) + "\r\n"),
+      "[" + members(0, 32) + "]");
+  EXPECT_EQ(
+      forwarded("tracestate: " + members(0, 16) + "\r\ntracestate: " + members(16, 33) + "\r\n"),
+      "");
+  EXPECT_EQ(forwarded("tracestate: a=1\r\ntracestate: a=2\r\n"), "");  // a key twice
+}
+
 TEST(GatewayReloadTest, ChangedTimeoutAppliesToTheNextRequest) {
   Upstream a("A");
   const std::string upstreams = "  upstreams:\n    a: [\"" + a.address() + "\"]\n";
