@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <functional>
 #include <set>
 #include <stdexcept>
@@ -262,10 +263,20 @@ std::vector<FamilySnapshot> Registry::collect() const {
 
   std::vector<FamilySnapshot> out;
   out.reserve(registered.size());
+  // Every name a family's samples use: a histogram's own and <name>_bucket, _sum and _count.
   std::set<std::string, std::less<>> taken;
+  auto histogram_samples = [](std::string_view name) {
+    return std::array<std::string, 3>{fmt::format("{}_bucket", name), fmt::format("{}_sum", name),
+                                      fmt::format("{}_count", name)};
+  };
+  auto take = [&](const FamilySnapshot& family) {
+    taken.insert(family.name);
+    if (family.type != MetricType::kHistogram) return;
+    for (std::string& sample : histogram_samples(family.name)) taken.insert(std::move(sample));
+  };
   for (const FamilyBase* family : registered) {
     out.push_back(family->snapshot());
-    taken.insert(family->name());
+    take(out.back());
   }
 
   std::vector<FamilySnapshot> collected;
@@ -281,7 +292,15 @@ std::vector<FamilySnapshot> Registry::collect() const {
                    (family.type != MetricType::kHistogram ||
                     s.histogram.cumulative_counts.size() == s.histogram.upper_bounds.size() + 1);
           });
-      if (!well_formed || !taken.insert(family.name).second) continue;
+      if (!well_formed || taken.contains(family.name)) continue;
+      if (family.type == MetricType::kHistogram) {
+        const auto samples = histogram_samples(family.name);
+        if (std::any_of(samples.begin(), samples.end(),
+                        [&](const std::string& s) { return taken.contains(s); })) {
+          continue;
+        }
+      }
+      take(family);
       std::sort(family.series.begin(), family.series.end(), by_label_values);
       out.push_back(std::move(family));
     }

@@ -259,6 +259,26 @@ TEST(Registry, CollectorsAddFamiliesAtScrapeTime) {
   EXPECT_EQ(calls, 2);
 }
 
+// A histogram owns the sample names <name>_bucket, _sum and _count in collected families too:
+// "h_seconds_count" beside the histogram "h_seconds" would put two series of one name in the
+// scrape, which Prometheus refuses.
+TEST(Registry, CollectedFamiliesDoNotTakeTheSampleNamesOfAHistogram) {
+  Registry r;
+  r.histogram("h_seconds", "H.", {}, {0.1});
+  r.counter("q_sum", "Q.");
+  r.add_collector([](std::vector<FamilySnapshot>& out) {
+    out.push_back(FamilySnapshot{"h_seconds_count", "C.", MetricType::kCounter, {}, {{{}, 7, {}}}});
+    out.push_back(FamilySnapshot{"h_seconds_bucket", "G.", MetricType::kGauge, {}, {{{}, 7, {}}}});
+    out.push_back(FamilySnapshot{"q", "Q.", MetricType::kHistogram, {}, {}});
+    out.push_back(FamilySnapshot{"k", "K.", MetricType::kHistogram, {}, {}});
+    out.push_back(FamilySnapshot{"k_sum", "G.", MetricType::kGauge, {}, {{{}, 7, {}}}});
+    out.push_back(FamilySnapshot{"ok", "G.", MetricType::kGauge, {}, {{{}, 7, {}}}});
+  });
+  std::vector<std::string> names;
+  for (const FamilySnapshot& f : r.collect()) names.push_back(f.name);
+  EXPECT_THAT(names, ElementsAre("h_seconds", "k", "ok", "q_sum"));
+}
+
 TEST(Registry, CollectorWithAnIdIsAddedOnce) {
   Registry r;
   int calls = 0;
