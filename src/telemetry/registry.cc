@@ -3,8 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <array>
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <set>
 #include <stdexcept>
 #include <type_traits>
@@ -77,6 +78,40 @@ std::string family_problem(MetricType type, std::string_view name,
     }
   }
   return {};
+}
+
+// Whether a collected histogram series renders as valid text: bounds finite or -Inf, strictly
+// ascending (the +Inf bucket is implied, so an explicit one would be written twice), cumulative
+// counts that never go down.
+bool well_formed_histogram(const HistogramSnapshot& h) {
+  if (h.cumulative_counts.size() != h.upper_bounds.size() + 1) return false;
+  for (size_t i = 0; i < h.upper_bounds.size(); ++i) {
+    const double bound = h.upper_bounds[i];
+    if (std::isnan(bound) || bound == std::numeric_limits<double>::infinity()) return false;
+    if (i > 0 && !(h.upper_bounds[i - 1] < bound)) return false;
+  }
+  return std::is_sorted(h.cumulative_counts.begin(), h.cumulative_counts.end());
+}
+
+// Whether a collected family can be exposed as it is (see Registry::add_collector()): what
+// registration checks, plus series of the right arity, each label-value list once. Sorts the
+// series by label values.
+bool well_formed_collected(FamilySnapshot& family) {
+  if (!family_problem(family.type, family.name, family.label_names).empty() ||
+      family.type == MetricType::kSummary || !internal::is_valid_utf8(family.help)) {
+    return false;
+  }
+  for (const SeriesSnapshot& s : family.series) {
+    if (s.label_values.size() != family.label_names.size()) return false;
+    if (family.type == MetricType::kHistogram && !well_formed_histogram(s.histogram)) {
+      return false;
+    }
+  }
+  std::sort(family.series.begin(), family.series.end(), by_label_values);
+  return std::adjacent_find(family.series.begin(), family.series.end(),
+                            [](const SeriesSnapshot& a, const SeriesSnapshot& b) {
+                              return a.label_values == b.label_values;
+                            }) == family.series.end();
 }
 
 }  // namespace
@@ -263,20 +298,22 @@ std::vector<FamilySnapshot> Registry::collect() const {
 
   std::vector<FamilySnapshot> out;
   out.reserve(registered.size());
-  // Every name a family's samples use: a histogram's own and <name>_bucket, _sum and _count.
+  // Every sample name exposed so far: a family's name, and a histogram's three sample names.
   std::set<std::string, std::less<>> taken;
-  auto histogram_samples = [](std::string_view name) {
-    return std::array<std::string, 3>{fmt::format("{}_bucket", name), fmt::format("{}_sum", name),
-                                      fmt::format("{}_count", name)};
-  };
-  auto take = [&](const FamilySnapshot& family) {
-    taken.insert(family.name);
-    if (family.type != MetricType::kHistogram) return;
-    for (std::string& sample : histogram_samples(family.name)) taken.insert(std::move(sample));
+  auto sample_names = [](const std::string& name, MetricType type) {
+    std::vector<std::string> names{name};
+    if (type == MetricType::kHistogram) {
+      for (std::string_view suffix : {"_bucket", "_sum", "_count"}) {
+        names.push_back(name + std::string(suffix));
+      }
+    }
+    return names;
   };
   for (const FamilyBase* family : registered) {
     out.push_back(family->snapshot());
-    take(out.back());
+    for (std::string& name : sample_names(family->name(), family->type())) {
+      taken.insert(std::move(name));
+    }
   }
 
   std::vector<FamilySnapshot> collected;
@@ -284,24 +321,13 @@ std::vector<FamilySnapshot> Registry::collect() const {
     collected.clear();
     collector(collected);
     for (FamilySnapshot& family : collected) {
-      bool well_formed =
-          family_problem(family.type, family.name, family.label_names).empty() &&
-          family.type != MetricType::kSummary &&
-          std::all_of(family.series.begin(), family.series.end(), [&](const SeriesSnapshot& s) {
-            return s.label_values.size() == family.label_names.size() &&
-                   (family.type != MetricType::kHistogram ||
-                    s.histogram.cumulative_counts.size() == s.histogram.upper_bounds.size() + 1);
-          });
-      if (!well_formed || taken.contains(family.name)) continue;
-      if (family.type == MetricType::kHistogram) {
-        const auto samples = histogram_samples(family.name);
-        if (std::any_of(samples.begin(), samples.end(),
-                        [&](const std::string& s) { return taken.contains(s); })) {
-          continue;
-        }
+      if (!well_formed_collected(family)) continue;
+      const std::vector<std::string> names = sample_names(family.name, family.type);
+      if (std::any_of(names.begin(), names.end(),
+                      [&](const std::string& n) { return taken.contains(n); })) {
+        continue;
       }
-      take(family);
-      std::sort(family.series.begin(), family.series.end(), by_label_values);
+      taken.insert(names.begin(), names.end());
       out.push_back(std::move(family));
     }
   }

@@ -145,9 +145,10 @@ class Registry {
 
   // Adds a collector run at every collect(). With a non-empty `id`, a second collector with the
   // same id is not added (returns false), so e.g. process metrics can be registered idempotently.
-  // A collected family whose name is already taken (a histogram's <name>_bucket, _sum and _count
-  // count as taken, both ways), or that is malformed (bad name, label count), is left out of the
-  // scrape.
+  // A collected family is left out of the scrape when one of its sample names is already taken
+  // (by a family, or by a histogram's _bucket, _sum or _count) or when it is malformed: a bad
+  // name or help text, a label count that differs, the same label values twice, or histogram
+  // bounds not strictly ascending and finite, or counts that go down.
   bool add_collector(Collector collector, std::string_view id = {});
 
   // All families, registered and collected, sorted by name; series sorted by label values.

@@ -279,6 +279,41 @@ TEST(Registry, CollectedFamiliesDoNotTakeTheSampleNamesOfAHistogram) {
   EXPECT_THAT(names, ElementsAre("h_seconds", "k", "ok", "q_sum"));
 }
 
+TEST(Registry, CollectedFamiliesThatWouldBreakTheTextFormatAreLeftOut) {
+  Registry r;
+  r.histogram("latency_seconds", "L.", {}, {0.1, 1});
+  r.add_collector([](std::vector<FamilySnapshot>& out) {
+    auto histogram = [](std::string name, std::vector<double> bounds,
+                        std::vector<uint64_t> cumulative) {
+      FamilySnapshot f{std::move(name), "H.", MetricType::kHistogram, {}, {}};
+      f.series.push_back(SeriesSnapshot{{}, 0, {std::move(bounds), std::move(cumulative), 0}});
+      return f;
+    };
+    // Kept: a well-formed histogram and gauge.
+    out.push_back(histogram("good_seconds", {0.5, 1}, {1, 2, 3}));
+    out.push_back(FamilySnapshot{"good", "G.", MetricType::kGauge, {"k"}, {{{"a"}, 1, {}}}});
+    // Left out: le out of order, a NaN bound, an explicit +Inf bound (a second le="+Inf"),
+    // counts that go down with le.
+    out.push_back(histogram("unordered_seconds", {1, 0.5}, {1, 2, 3}));
+    out.push_back(histogram("nan_seconds", {kNaN}, {1, 2}));
+    out.push_back(histogram("inf_seconds", {1, kInf}, {1, 2, 2}));
+    out.push_back(histogram("decreasing_seconds", {0.5, 1}, {3, 2, 3}));
+    // Left out: the same series twice.
+    out.push_back(
+        FamilySnapshot{"twice", "T.", MetricType::kGauge, {"k"}, {{{"a"}, 1, {}}, {{"a"}, 2, {}}}});
+    // Left out: the sample names of the registered histogram.
+    out.push_back(
+        FamilySnapshot{"latency_seconds_count", "C.", MetricType::kGauge, {}, {{{}, 1, {}}}});
+    // Left out: a collected histogram whose samples a registered family already names.
+    out.push_back(FamilySnapshot{"good_seconds_sum", "S.", MetricType::kGauge, {}, {{{}, 1, {}}}});
+    // Left out: help text that is not UTF-8.
+    out.push_back(FamilySnapshot{"bad_help", "\xff", MetricType::kGauge, {}, {{{}, 1, {}}}});
+  });
+  std::vector<std::string> names;
+  for (const FamilySnapshot& f : r.collect()) names.push_back(f.name);
+  EXPECT_THAT(names, ElementsAre("good", "good_seconds", "latency_seconds"));
+}
+
 TEST(Registry, CollectorWithAnIdIsAddedOnce) {
   Registry r;
   int calls = 0;
