@@ -122,16 +122,17 @@ Result<HistogramData> histogram_data(const ParsedFamily& family, const Labels& s
 
 HistogramData histogram_delta(const HistogramData& later, const HistogramData& earlier) {
   if (later.count < earlier.count) return later;
+  // Other bucket bounds mean another process (a restart with a new layout), whose counts may
+  // well have passed the earlier ones: subtracting them would mix two histograms.
+  if (later.buckets.size() != earlier.buckets.size()) return later;
   HistogramData delta;
   delta.sum = later.sum - earlier.sum;
   delta.count = later.count - earlier.count;
   delta.buckets.reserve(later.buckets.size());
-  for (const auto& [le, count] : later.buckets) {
-    double before = 0;
-    for (const auto& [earlier_le, earlier_count] : earlier.buckets) {
-      if (earlier_le == le) before = earlier_count;
-    }
-    if (count < before) return later;
+  for (size_t i = 0; i < later.buckets.size(); ++i) {
+    const auto& [le, count] = later.buckets[i];
+    const auto& [earlier_le, before] = earlier.buckets[i];
+    if (le != earlier_le || count < before) return later;
     delta.buckets.emplace_back(le, count - before);
   }
   return delta;

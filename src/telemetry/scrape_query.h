@@ -43,8 +43,9 @@ struct HistogramData {
 Result<HistogramData> histogram_data(const ParsedFamily& family, const Labels& selector = {});
 
 // What was observed between two scrapes of one histogram: `later` minus `earlier`, bucket by
-// bucket. When any count went down (the replica restarted), returns `later` as is, as PromQL's
-// rate() treats a counter reset.
+// bucket (both ascending by bound, as histogram_data() gives them). When any count went down,
+// or the bucket bounds differ (the replica restarted), returns `later` as is, as PromQL's rate()
+// treats a counter reset.
 HistogramData histogram_delta(const HistogramData& later, const HistogramData& earlier);
 
 // The q-quantile (0 <= q <= 1) of (upper bound, cumulative count) buckets, as PromQL's

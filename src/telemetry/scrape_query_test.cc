@@ -144,5 +144,21 @@ TEST(TextParserQuery, DeltaBetweenScrapesAndResets) {
   EXPECT_EQ(r.count, 1);
 }
 
+TEST(TextParserQuery, DeltaAcrossAChangedBucketLayoutIsAReset) {
+  // The replica restarted with other buckets and has since seen more requests than before:
+  // only the changed `le` set shows the restart.
+  HistogramData earlier{{{0.1, 10}, {kInf, 12}}, 2.0, 12};
+  HistogramData rebucketed{{{0.05, 20}, {0.1, 25}, {kInf, 30}}, 1.5, 30};
+  HistogramData d = histogram_delta(rebucketed, earlier);
+  EXPECT_THAT(d.buckets, ElementsAre(Pair(0.05, 20), Pair(0.1, 25), Pair(kInf, 30)));
+  EXPECT_EQ(d.count, 30);
+  EXPECT_EQ(d.sum, 1.5);
+  // A bucket gone from the layout likewise.
+  HistogramData fewer{{{kInf, 30}}, 4.0, 30};
+  HistogramData f = histogram_delta(fewer, earlier);
+  EXPECT_THAT(f.buckets, ElementsAre(Pair(kInf, 30)));
+  EXPECT_EQ(f.count, 30);
+}
+
 }  // namespace
 }  // namespace prescale::telemetry
