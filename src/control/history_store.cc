@@ -281,12 +281,15 @@ Result<forecast::Series> HistoryStore::series(std::string_view service, std::str
 }
 
 Result<std::optional<std::int64_t>> HistoryStore::latest_minute(std::string_view service,
-                                                                std::string_view metric) const {
+                                                                std::string_view metric,
+                                                                std::int64_t before) const {
   std::lock_guard lock(impl_->mu);
-  auto st = impl_->prepare("SELECT max(minute) FROM samples WHERE service = ? AND metric = ?");
+  auto st = impl_->prepare(
+      "SELECT max(minute) FROM samples WHERE service = ? AND metric = ? AND minute < ?");
   if (!st) return std::unexpected(st.error());
   st->bind(1, service);
   st->bind(2, metric);
+  st->bind(3, before);
   const int rc = st->step();
   if (rc != SQLITE_ROW) return impl_->fail("latest_minute", rc);
   if (sqlite3_column_type(st->get(), 0) == SQLITE_NULL) return std::nullopt;

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -67,9 +68,11 @@ class HistoryStore {
   // kUnavailable.
   Result<forecast::Series> series(std::string_view service, std::string_view metric,
                                   std::int64_t from, std::int64_t to) const;
-  // The latest minute with a sample of that service and metric; nullopt when none.
-  Result<std::optional<std::int64_t>> latest_minute(std::string_view service,
-                                                    std::string_view metric) const;
+  // The latest minute before `before` (Unix seconds) with a sample of that service and metric;
+  // nullopt when none.
+  Result<std::optional<std::int64_t>> latest_minute(
+      std::string_view service, std::string_view metric,
+      std::int64_t before = std::numeric_limits<std::int64_t>::max()) const;
 
   // Learned state by key ("prescale/policy", ...): replaced whole on every put.
   Result<void> put_state(std::string_view key, const nlohmann::json& value,

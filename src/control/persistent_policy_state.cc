@@ -95,6 +95,9 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
                           "fresh one");
   }
   const std::int64_t offset = offset_for(now, wall_now, previous_offset, *previous, boot);
+  // Now in the store's mapping of minutes, which is the wall clock's only while that has not been
+  // stepped since the offset was taken: ages of stored minutes are measured from here.
+  const std::int64_t mapped_now = (minute_number(now) + offset) * kMinuteSeconds;
   nlohmann::json state = policy.export_state(now);
 
   std::vector<Sample> samples;
@@ -105,7 +108,9 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
       const std::string_view metric = metric_of(kind);
       auto history = policy.history(service, kind);
       if (!history) return std::unexpected(history.error());
-      auto latest = store.latest_minute(service, metric);
+      // Minutes from now on were stored under a clock that ran ahead (an earlier boot's): they
+      // are not this history's, and must not stop it being written.
+      auto latest = store.latest_minute(service, metric, mapped_now);
       if (!latest) return std::unexpected(latest.error());
       const auto first = std::llround(history->start_seconds / kMinuteSeconds) + offset;
       for (size_t i = 0; i < history->values.size(); ++i) {
@@ -130,7 +135,7 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
   const auto& options = policy.options();
   const auto retention = std::chrono::duration_cast<std::chrono::seconds>(
       options.max_history + options.refit_interval + std::chrono::hours(24));
-  auto pruned = store.prune(wall - retention.count());
+  auto pruned = store.prune(mapped_now - retention.count());
   if (!pruned) return std::unexpected(pruned.error());
   return {};
 }

@@ -396,6 +396,75 @@ TEST_F(PersistentPolicyStateTest, AWallClockStepWhileRunningNeitherLosesNorShift
       0.01);
 }
 
+// A machine without a battery-backed clock starts with its wall clock years behind, and NTP
+// steps it forward once the network is up. The offset of the first save is kept for the boot, so
+// the minutes are stored where that offset maps them; the prune must measure their age in the
+// same mapping, or every save deletes what the previous ones wrote.
+TEST_F(PersistentPolicyStateTest, AWallClockStepForwardAfterTheFirstSaveKeepsTheHistory) {
+  ManualClock clock;
+  World world;
+  PrescalePolicy before(options());
+  before.init(specs());
+  HistoryStore store = open();
+  Clock::Duration step = -24h * 365 * 10;  // not yet synchronised
+  for (int minute = 0; minute < 60; ++minute) {
+    if (minute == 2) step = 0s;  // NTP steps the wall clock to the right time
+    run(before, world, clock, 1min);
+    ASSERT_TRUE(save_policy_state(store, before, clock.now(), clock.wall_now() + step, "boot"));
+  }
+  PrescalePolicy after(options());
+  after.init(specs());
+  auto restored = restore_policy_state(store, after, clock.now(), clock.wall_now(), "boot");
+  ASSERT_TRUE(restored && *restored);
+  auto history_before = before.history("front");
+  auto history_after = after.history("front");
+  ASSERT_TRUE(history_before && history_after);
+  ASSERT_EQ(history_before->values.size(), history_after->values.size());
+  int lost = 0;
+  for (size_t i = 0; i < history_before->values.size(); ++i) {
+    if (std::isnan(history_after->values[i]) && !std::isnan(history_before->values[i])) ++lost;
+  }
+  EXPECT_EQ(lost, 0) << "of " << history_before->values.size() << " minutes";
+}
+
+// The other way round: a boot whose clock ran ahead stored minutes in the future. After the
+// next boot, with the clock right, the minutes recorded must still be stored, not skipped as
+// older than the latest stored one.
+TEST_F(PersistentPolicyStateTest, MinutesStoredFromAClockAheadDoNotStopLaterSaves) {
+  ManualClock clock;
+  World world;
+  HistoryStore store = open();
+  {
+    PrescalePolicy ahead(options());
+    ahead.init(specs());
+    run(ahead, world, clock, 10min);
+    ASSERT_TRUE(save_policy_state(store, ahead, clock.now(), clock.wall_now() + 24h, "boot-1"));
+  }
+  PrescalePolicy before(options());
+  before.init(specs());
+  ASSERT_TRUE(restore_policy_state(store, before, clock.now(), clock.wall_now(), "boot-2"));
+  for (int minute = 0; minute < 30; ++minute) {
+    run(before, world, clock, 1min);
+    ASSERT_TRUE(save_policy_state(store, before, clock.now(), clock.wall_now(), "boot-2"));
+  }
+  PrescalePolicy after(options());
+  after.init(specs());
+  auto restored = restore_policy_state(store, after, clock.now(), clock.wall_now(), "boot-2");
+  ASSERT_TRUE(restored && *restored);
+  auto history_before = before.history("front");
+  auto history_after = after.history("front");
+  ASSERT_TRUE(history_before && history_after);
+  ASSERT_EQ(history_before->values.size(), history_after->values.size());
+  int lost = 0, recorded = 0;
+  for (size_t i = 0; i < history_before->values.size(); ++i) {
+    if (std::isnan(history_before->values[i])) continue;
+    ++recorded;
+    if (std::isnan(history_after->values[i])) ++lost;
+  }
+  EXPECT_GE(recorded, 29);
+  EXPECT_EQ(lost, 0) << "of " << recorded << " minutes";
+}
+
 TEST_F(PersistentPolicyStateTest, ASaveDoesNotOverwriteAStateOfAnotherFormat) {
   ManualClock clock;
   HistoryStore store = open();
