@@ -273,8 +273,13 @@ Result<forecast::Series> HistoryStore::series(std::string_view service, std::str
   while ((rc = st->step()) == SQLITE_ROW) {
     const std::int64_t minute = sqlite3_column_int64(st->get(), 0);
     if (!is_minute(minute)) continue;  // written by hand; a minute is a multiple of 60
-    out.values[static_cast<size_t>((minute - from) / kMinuteSeconds)] =
-        sqlite3_column_double(st->get(), 1);
+    // Text, a blob or an infinity (written by hand, or by a broken tool) is a gap, as append()
+    // would have made it: read as a number, text and blobs would be 0, a minute without traffic.
+    const int type = sqlite3_column_type(st->get(), 1);
+    if (type != SQLITE_FLOAT && type != SQLITE_INTEGER) continue;
+    const double value = sqlite3_column_double(st->get(), 1);
+    if (!std::isfinite(value)) continue;
+    out.values[static_cast<size_t>((minute - from) / kMinuteSeconds)] = value;
   }
   if (rc != SQLITE_DONE) return impl_->fail("series", rc);
   return out;

@@ -64,8 +64,8 @@ class HistoryStore {
   Result<void> append_many(std::span<const Sample> samples);
 
   // One value per minute of [from, to) (Unix seconds, multiples of 60), NaN where no sample is
-  // stored: a forecast::Series at 60 s steps starting at `from`. Errors: kInvalidArgument,
-  // kUnavailable.
+  // stored, or where the stored value is not a finite number (a row written by hand): a
+  // forecast::Series at 60 s steps starting at `from`. Errors: kInvalidArgument, kUnavailable.
   Result<forecast::Series> series(std::string_view service, std::string_view metric,
                                   std::int64_t from, std::int64_t to) const;
   // The latest minute before `before` (Unix seconds) with a sample of that service and metric;

@@ -154,6 +154,42 @@ TEST_F(HistoryStoreTest, ReopeningKeepsTheData) {
   EXPECT_EQ((*state)->value["v"], 1);
 }
 
+// Rows written by hand or by a broken tool: a value that is not a finite number is a gap, as
+// append() would have stored it, never a 0 the forecaster takes for a minute without traffic.
+TEST_F(HistoryStoreTest, ValuesThatAreNotFiniteNumbersReadAsGaps) {
+  { HistoryStore store = open_ok(dir_); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "history.db").c_str(), &db), SQLITE_OK);
+  const std::string insert =
+      "INSERT INTO samples (service, metric, minute, value) VALUES "
+      "('api', 'arrival_rps', " +
+      std::to_string(kT0) +
+      ", 'garbage'), "
+      "('api', 'arrival_rps', " +
+      std::to_string(kT0 + 60) +
+      ", x'00ff'), "
+      "('api', 'arrival_rps', " +
+      std::to_string(kT0 + 120) +
+      ", 9e999), "
+      "('api', 'arrival_rps', " +
+      std::to_string(kT0 + 180) +
+      ", 7), "
+      "('api', 'arrival_rps', " +
+      std::to_string(kT0 + 240) + ", '8.5')";
+  ASSERT_EQ(sqlite3_exec(db, insert.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  HistoryStore store = open_ok(dir_);
+  auto s = store.series("api", "arrival_rps", kT0, kT0 + 300);
+  ASSERT_TRUE(s) << s.error().to_string();
+  ASSERT_EQ(s->values.size(), 5u);
+  EXPECT_TRUE(std::isnan(s->values[0])) << s->values[0];
+  EXPECT_TRUE(std::isnan(s->values[1])) << s->values[1];
+  EXPECT_TRUE(std::isnan(s->values[2])) << s->values[2];
+  EXPECT_EQ(s->values[3], 7);
+  EXPECT_EQ(s->values[4], 8.5);  // numeric text: REAL affinity stored it as a number
+}
+
 TEST_F(HistoryStoreTest, ANonSqliteFileGivesAClearError) {
   {
     std::ofstream f(dir_ / "history.db", std::ios::binary);
