@@ -214,5 +214,22 @@ gateway:
   EXPECT_EQ(metric(m->body, R"(prescale_gateway_admission_limit{service="other"})"), 0) << m->body;
 }
 
+// gateway.md: the port files are written once listening; local.md: one that cannot be written
+// stops the command with exit status 1 and the file named (after its flag), rather than leaving
+// whoever waits for it waiting. The file before it is written.
+TEST(GatewayCliTest, APortFileThatCannotBeWrittenStopsTheGatewayNamingIt) {
+  TempDir dir;
+  const std::string gone = dir.file("gone/admin.port");
+  Subprocess gateway(
+      {PRESCALE_BIN, "gateway", "--upstream", "echo=127.0.0.1:1", "--port", "0", "--port-file",
+       dir.file("gw.port"), "--admin-port", "0", "--admin-port-file", gone},
+      dir.file("gateway.log"));
+  EXPECT_EQ(gateway.wait(10s), 1);
+  EXPECT_NE(gateway.log().find("prescale gateway: --admin-port-file: " + gone + ": "),
+            std::string::npos)
+      << gateway.log();
+  EXPECT_FALSE(testing::read_file(dir.file("gw.port")).empty());
+}
+
 }  // namespace
 }  // namespace prescale

@@ -589,5 +589,22 @@ TEST(UpTest, BadFilesFailBeforeAnythingStarts) {
   }
 }
 
+// local.md: a port file that cannot be written stops the command with exit status 1 and the file
+// named (after its flag), rather than leaving whoever waits for it waiting. The file before it
+// is written.
+TEST(UpTest, APortFileThatCannotBeWrittenStopsThePlatformNamingIt) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string gone = dir.file("gone/ui.port");
+  Subprocess up({PRESCALE_BIN, "up", "-f", config, "--state-dir", dir.file("state"), "--ui",
+                 "127.0.0.1:0", "--port-file", dir.file("gw.port"), "--ui-port-file", gone},
+                dir.file("up.log"));
+  EXPECT_EQ(up.wait(60s), 1);
+  EXPECT_NE(up.log().find("prescale up: --ui-port-file: " + gone + ": "), std::string::npos)
+      << up.log();
+  EXPECT_FALSE(testing::read_file(dir.file("gw.port")).empty());
+}
+
 }  // namespace
 }  // namespace prescale
