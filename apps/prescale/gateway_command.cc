@@ -18,6 +18,7 @@
 #include "command_util.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/host_port.h"
 #include "core/logging.h"
 #include "gateway/endpoint_table.h"
 #include "gateway/gateway.h"
@@ -102,10 +103,7 @@ Result<GatewayConfig> effective_gateway_config(const Config& config,
   gateway_config.upstreams.clear();
   for (const auto& [service, endpoints] : *upstreams) {
     auto& list = gateway_config.upstreams[service];
-    for (const auto& [host, port] : endpoints) {
-      const bool v6 = host.find(':') != std::string::npos;
-      list.push_back((v6 ? "[" + host + "]" : host) + ":" + std::to_string(port));
-    }
+    for (const auto& [host, port] : endpoints) list.push_back(host_port(host, port));
   }
   if (gateway_config.routes.empty()) {
     if (upstreams->size() != 1) {

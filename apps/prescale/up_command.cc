@@ -15,6 +15,7 @@
 #include "control/history_store.h"
 #include "control/persistent_policy_state.h"
 #include "core/config.h"
+#include "core/host_port.h"
 #include "core/logging.h"
 #include "dashboard/dashboard.h"
 #include "dashboard/dashboard_model.h"
@@ -161,10 +162,8 @@ int run_up(const UpFlags& f) {
     return 1;
   }
   (*gw)->start_upkeep();
-  // An IPv6 host in brackets, as a URL writes it.
   auto url_of = [](const std::string& host, uint16_t port) {
-    const bool v6 = host.find(':') != std::string::npos;
-    return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    return "http://" + host_port(host, port);
   };
   const std::string gateway_url = url_of(gw_listen->host, gateway_server->port());
 

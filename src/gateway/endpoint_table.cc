@@ -5,14 +5,12 @@
 #include <set>
 #include <utility>
 
+#include "core/host_port.h"
+
 namespace prescale::gateway {
 namespace {
 
-std::string address_of(const EndpointSpec& spec) {
-  const std::string port = std::to_string(spec.port);
-  if (spec.host.find(':') != std::string::npos) return "[" + spec.host + "]:" + port;
-  return spec.host + ":" + port;
-}
+std::string address_of(const EndpointSpec& spec) { return host_port(spec.host, spec.port); }
 
 bool same_address(const EndpointSpec& a, const EndpointSpec& b) {
   return a.host == b.host && a.port == b.port;

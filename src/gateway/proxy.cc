@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/host_port.h"
 #include "gateway/upstream_pool.h"
 #include "http/internal/io_thread.h"
 #include "http/internal/wire.h"
@@ -733,13 +734,8 @@ void ProxyCore::start_attempt(Call& c) {
     c.previous.upstream_label = c.upstream_label;
   }
   c.pick = std::move(*pick);
-  const bool v6 = c.pick->host.find(':') != std::string::npos;
   c.upstream_label.clear();
-  if (v6) c.upstream_label += '[';
-  c.upstream_label += c.pick->host;
-  if (v6) c.upstream_label += ']';
-  c.upstream_label += ':';
-  c.upstream_label += std::to_string(c.pick->port);
+  append_host_port(c.upstream_label, c.pick->host, c.pick->port);
 
   const Clock::TimePoint t = now();
   c.attempt_started = t;

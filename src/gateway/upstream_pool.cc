@@ -16,6 +16,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/host_port.h"
 #include "http/internal/parsers.h"
 
 namespace prescale::gateway {
@@ -464,8 +465,7 @@ EndpointPool& PoolCore::endpoint(std::string_view host, uint16_t port) {
   if (ep.label.empty()) {
     ep.host = std::string(host);
     ep.port = port;
-    const bool v6 = host.find(':') != std::string_view::npos;
-    ep.label = (v6 ? "[" + ep.host + "]" : ep.host) + ":" + std::to_string(port);
+    ep.label = host_port(host, port);
     error_code ec;
     auto address = asio::ip::make_address(ep.host, ec);
     if (!ec) ep.address = address;

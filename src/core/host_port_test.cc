@@ -1,0 +1,62 @@
+#include "core/host_port.h"
+
+#include <gtest/gtest.h>
+
+namespace prescale {
+namespace {
+
+TEST(HostPort, AnIPv4AddressIsWrittenAsItIs) {
+  EXPECT_EQ(host_port("127.0.0.1", 8080), "127.0.0.1:8080");
+  EXPECT_EQ(host_port("0.0.0.0", 80), "0.0.0.0:80");
+}
+
+TEST(HostPort, AnIPv6AddressIsWrittenInBrackets) {
+  EXPECT_EQ(host_port("::1", 8080), "[::1]:8080");
+  EXPECT_EQ(host_port("::", 9090), "[::]:9090");
+  EXPECT_EQ(host_port("fe80::1%eth0", 443), "[fe80::1%eth0]:443");
+  EXPECT_EQ(host_port("2001:db8::7", 1), "[2001:db8::7]:1");
+}
+
+TEST(HostPort, AnAlreadyBracketedHostIsNotBracketedAgain) {
+  EXPECT_EQ(host_port("[::1]", 8080), "[::1]:8080");
+}
+
+TEST(HostPort, AHostNameIsWrittenAsItIs) {
+  EXPECT_EQ(host_port("localhost", 8080), "localhost:8080");
+  EXPECT_EQ(host_port("recommend.shop.svc.cluster.local", 80),
+            "recommend.shop.svc.cluster.local:80");
+}
+
+TEST(HostPort, PortsAtBothEndsOfTheRange) {
+  EXPECT_EQ(host_port("127.0.0.1", 0), "127.0.0.1:0");
+  EXPECT_EQ(host_port("127.0.0.1", 65535), "127.0.0.1:65535");
+  EXPECT_EQ(host_port("::1", 0), "[::1]:0");
+  EXPECT_EQ(host_port("::1", 65535), "[::1]:65535");
+}
+
+TEST(HostPort, AppendingKeepsWhatTheBufferHolds) {
+  std::string out = "http://";
+  append_host_port(out, "::1", 65535);
+  EXPECT_EQ(out, "http://[::1]:65535");
+  append_host_port(out, "h", 7);
+  EXPECT_EQ(out, "http://[::1]:65535h:7");
+}
+
+// The gateway writes a label per attempt into a buffer it reuses: once the buffer has the room,
+// writing the next label into it allocates nothing.
+TEST(HostPort, AppendingIntoABufferWithRoomDoesNotReallocate) {
+  std::string label;
+  label.reserve(64);
+  const char* const storage = label.data();
+  const size_t capacity = label.capacity();
+  for (const char* host : {"2001:db8:85a3::8a2e:370:7334", "10.1.2.3", "replica-7.local"}) {
+    label.clear();
+    append_host_port(label, host, 65535);
+    EXPECT_EQ(label.data(), storage) << label;
+    EXPECT_EQ(label.capacity(), capacity) << label;
+  }
+  EXPECT_EQ(label, "replica-7.local:65535");
+}
+
+}  // namespace
+}  // namespace prescale
