@@ -1,6 +1,6 @@
 // Small pieces the subcommands share: listen addresses (gateway, up), how figures are printed
-// (sim, eval), and a service's spec for the controller (up, sim). (Port files:
-// runtime::write_port_file.)
+// (sim, eval), and a service's spec for the controller (up, sim). (Port files: core/port_file.h;
+// the gateway's listeners: gateway_listeners.h.)
 #pragma once
 
 #include <cstdint>

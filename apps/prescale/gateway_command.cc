@@ -12,7 +12,6 @@
 #include <optional>
 #include <sstream>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "command_util.h"
@@ -20,8 +19,10 @@
 #include "core/config.h"
 #include "core/host_port.h"
 #include "core/logging.h"
+#include "core/port_file.h"
 #include "gateway/endpoint_table.h"
 #include "gateway/gateway.h"
+#include "gateway_listeners.h"
 #include "http/json.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -244,6 +245,7 @@ int GatewayCommand::run() const {
     std::cerr << "prescale gateway: " << started.error().to_string() << "\n";
     return 1;
   }
+  GatewayListeners serving{**gw, *server};
 
   // The admin endpoints live on their own port, so no path of the routed services is taken.
   std::atomic<bool> draining{false};
@@ -269,21 +271,18 @@ int GatewayCommand::run() const {
     admin = std::make_unique<http::Server>(admin_options, admin_router.as_handler());
     if (auto started = admin->start(); !started) {
       std::cerr << "prescale gateway: admin: " << started.error().to_string() << "\n";
-      server->shutdown(std::chrono::milliseconds(0));
+      serving.stop(std::chrono::milliseconds(0));
       return 1;
     }
+    serving.beside = admin.get();
   }
-  for (const auto& [flag, path, port] :
-       {std::tuple<const char*, const std::string&, uint16_t>{"--port-file", f.port_file,
-                                                              server->port()},
-        {"--admin-port-file", f.admin_port_file, admin ? admin->port() : uint16_t{0}}}) {
-    if (port == 0) continue;
-    if (auto written = runtime::write_port_file(path, port); !written) {
-      std::cerr << "prescale gateway: " << flag << ": " << written.error().message << "\n";
-      server->shutdown(std::chrono::milliseconds(0));
-      if (admin) admin->shutdown(std::chrono::milliseconds(0));
-      return 1;
-    }
+  if (auto written = write_port_files(
+          {{"--port-file", f.port_file, server->port()},
+           {"--admin-port-file", f.admin_port_file, admin ? admin->port() : uint16_t{0}}});
+      !written) {
+    std::cerr << "prescale gateway: " << written.error().message << "\n";
+    serving.stop(std::chrono::milliseconds(0));
+    return 1;
   }
   (*gw)->start_upkeep();
   spdlog::info("gateway listening on {}:{} ({} routes){}", listen->host, server->port(),
@@ -360,9 +359,7 @@ int GatewayCommand::run() const {
   spdlog::info("gateway received {}, draining (grace {} ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                grace.count());
   draining = true;
-  server->shutdown(grace);
-  if (admin) admin->shutdown(std::chrono::milliseconds(0));
-  (*gw)->stop_upkeep();
+  serving.stop(grace);
   spdlog::info("gateway drained, exiting");
   return 0;
 }

@@ -8,7 +8,6 @@
 #include <csignal>
 #include <filesystem>
 #include <iostream>
-#include <tuple>
 
 #include "command_util.h"
 #include "control/controller.h"
@@ -17,11 +16,13 @@
 #include "core/config.h"
 #include "core/host_port.h"
 #include "core/logging.h"
+#include "core/port_file.h"
 #include "dashboard/dashboard.h"
 #include "dashboard/dashboard_model.h"
 #include "dashboard_feed.h"
 #include "forecast/trace.h"
 #include "gateway/gateway.h"
+#include "gateway_listeners.h"
 #include "http/router.h"
 #include "http/server.h"
 #include "learned_admission.h"
@@ -84,6 +85,16 @@ Result<forecast::Series> seed_minutes(const UpFlags& f, size_t max_minutes) {
     series.values.push_back(trace->counts[i] / 60.0 * f.seed_scale);
   }
   return series;
+}
+
+// Stops every replica and waits up to `within` for them to be gone.
+void stop_replicas(local::Supervisor& supervisor, Clock& real, std::chrono::seconds within) {
+  supervisor.stop_all();
+  const Clock::TimePoint give_up = real.now() + within;
+  while (!supervisor.idle() && real.now() < give_up) {
+    supervisor.tick(real.now());
+    ::usleep(50'000);
+  }
 }
 
 int run_up(const UpFlags& f) {
@@ -162,6 +173,7 @@ int run_up(const UpFlags& f) {
     return 1;
   }
   (*gw)->start_upkeep();
+  GatewayListeners serving{**gw, *gateway_server};
   auto url_of = [](const std::string& host, uint16_t port) {
     return "http://" + host_port(host, port);
   };
@@ -186,9 +198,10 @@ int run_up(const UpFlags& f) {
   auto ui_server = std::make_unique<http::Server>(uso, router.as_handler());
   if (auto started = ui_server->start(); !started) {
     std::cerr << "prescale up: dashboard: " << started.error().to_string() << "\n";
-    gateway_server->shutdown(std::chrono::milliseconds(0));
+    serving.stop(std::chrono::milliseconds(0));
     return 1;
   }
+  serving.beside = ui_server.get();
 
   // The replicas.
   Clock& real = Clock::real();
@@ -319,32 +332,21 @@ int run_up(const UpFlags& f) {
     while (!all_ready() && real.now() < deadline) {
       supervisor.tick(real.now());
       if (sigtimedwait(&stop, nullptr, &wait) > 0) {  // Ctrl-C while replicas start
-        supervisor.stop_all();
-        const Clock::TimePoint give_up = real.now() + std::chrono::seconds(30);
-        while (!supervisor.idle() && real.now() < give_up) {
-          supervisor.tick(real.now());
-          ::usleep(50'000);
-        }
-        gateway_server->shutdown(std::chrono::milliseconds(0));
-        ui_server->shutdown(std::chrono::milliseconds(0));
-        (*gw)->stop_upkeep();
+        stop_replicas(supervisor, real, std::chrono::seconds(30));
+        serving.stop(std::chrono::milliseconds(0));
         std::cerr << "prescale up: stopped before every service was ready\n";
         return 0;
       }
     }
     if (!all_ready()) spdlog::warn("not every service is ready after 60 s; starting anyway");
   }
-  for (const auto& [flag, path, port] : {std::tuple<const char*, const std::string&, uint16_t>{
-                                             "--port-file", f.port_file, gateway_server->port()},
-                                         {"--ui-port-file", f.ui_port_file, ui_server->port()}}) {
-    if (auto written = runtime::write_port_file(path, port); !written) {
-      // Whoever waits for the file would wait for ever: stop, saying why.
-      std::cerr << "prescale up: " << flag << ": " << written.error().message << "\n";
-      gateway_server->shutdown(std::chrono::milliseconds(0));
-      ui_server->shutdown(std::chrono::milliseconds(0));
-      (*gw)->stop_upkeep();
-      return 1;
-    }
+  if (auto written = write_port_files({{"--port-file", f.port_file, gateway_server->port()},
+                                       {"--ui-port-file", f.ui_port_file, ui_server->port()}});
+      !written) {
+    // Whoever waits for the file would wait for ever: stop, saying why.
+    std::cerr << "prescale up: " << written.error().message << "\n";
+    serving.stop(std::chrono::milliseconds(0));
+    return 1;
   }
   std::cout << "prescale up: gateway " << gateway_url << ", dashboard "
             << url_of(ui_listen->host, ui_server->port()) << "/ui, policy " << policy_name
@@ -384,15 +386,8 @@ int run_up(const UpFlags& f) {
 
   spdlog::info("received {}, stopping: draining replicas", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   save_state();
-  supervisor.stop_all();
-  const Clock::TimePoint deadline = real.now() + std::chrono::seconds(45);
-  while (!supervisor.idle() && real.now() < deadline) {
-    supervisor.tick(real.now());
-    ::usleep(50'000);
-  }
-  gateway_server->shutdown(std::chrono::seconds(2));
-  ui_server->shutdown(std::chrono::milliseconds(0));
-  (*gw)->stop_upkeep();
+  stop_replicas(supervisor, real, std::chrono::seconds(45));
+  serving.stop(std::chrono::seconds(2));
   const local::LocalWorld::Totals totals = world.totals();
   std::cout << "prescale up: stopped. requests " << static_cast<long long>(totals.requests)
             << ", within SLO "

@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <string>
 
-#include "core/versioned_file.h"
+#include "core/port_file.h"
 #include "http/router.h"
 #include "telemetry/exposition.h"
 #include "telemetry/process_metrics.h"
@@ -150,19 +150,15 @@ Result<void> Runtime::start() {
   if (auto started = server_->start(); !started) return started;
   spdlog::info("service {} listening on {}:{}", service_.name(), options_.server.address,
                server_->port());
-  if (auto written = write_port_file(options_.port_file, server_->port()); !written) {
+  if (auto written = write_port_files({{"--port-file", options_.port_file, server_->port()}});
+      !written) {
     server_->shutdown(std::chrono::milliseconds(0));
-    return make_error(written.error().code, "--port-file: " + written.error().message);
+    return std::unexpected(written.error());
   }
   return {};
 }
 
 uint16_t Runtime::port() const { return server_ ? server_->port() : 0; }
-
-Result<void> write_port_file(const std::string& path, uint16_t port) {
-  if (path.empty()) return {};
-  return write_file_atomically(path, std::to_string(port) + "\n");
-}
 
 void Runtime::block_termination_signals() {
   sigset_t set;

@@ -35,14 +35,10 @@ struct RuntimeOptions {
   Clock* clock = &Clock::real();  // measures request latency
   // Defaults to a registry owned by the runtime (one per service process).
   telemetry::Registry* registry = nullptr;
-  // start() writes the bound port here (write_port_file); "" = nowhere. A port file that cannot
-  // be written fails start().
+  // start() writes the bound port here (core/port_file.h); "" = nowhere. A port file that
+  // cannot be written fails start().
   std::string port_file;
 };
-
-// Writes `port` to `path` via a rename, so a reader never sees a partial file. "" = nothing.
-// Errors: kUnavailable naming the path (a run directory that is gone or not writable).
-Result<void> write_port_file(const std::string& path, uint16_t port);
 
 class Runtime {
  public:

@@ -1,0 +1,25 @@
+// What `prescale gateway` and `prescale up` serve with, and how they stop it: the gateway's
+// listener, a listener beside it (the admin endpoints of `prescale gateway`, the dashboard of
+// `prescale up`), and the gateway whose upkeep runs beside both.
+//
+// Thread safety: the command's controlling thread only.
+#pragma once
+
+#include <chrono>
+
+#include "gateway/gateway.h"
+#include "http/server.h"
+
+namespace prescale {
+
+struct GatewayListeners {
+  gateway::Gateway& gateway;
+  http::Server& listener;          // the gateway's
+  http::Server* beside = nullptr;  // null: none (the admin endpoints turned off, not yet started)
+
+  // Stops serving: the gateway's listener once the requests in flight are done or `grace` is
+  // over, then the one beside it at once, then the gateway's upkeep (where it was started).
+  void stop(std::chrono::milliseconds grace) const;
+};
+
+}  // namespace prescale
