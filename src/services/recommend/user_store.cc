@@ -37,7 +37,8 @@ Result<uint64_t> UserStore::add(int64_t user, std::span<const PostedEvent> event
         u.events.begin(),
         u.events.begin() + static_cast<std::ptrdiff_t>(u.events.size() - max_events_per_user_));
   }
-  return ++u.revision;
+  u.revision = next_revision();
+  return u.revision;
 }
 
 std::optional<UserStore::Snapshot> UserStore::get(int64_t user) const {
@@ -70,12 +71,16 @@ void UserStore::forget_through(int64_t timestamp) {
         continue;
       }
       if (u.events.size() != before) {
-        ++u.revision;
+        u.revision = next_revision();
         u.factors.reset();
       }
       ++it;
     }
   }
+}
+
+uint64_t UserStore::next_revision() {
+  return last_revision_.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
 size_t UserStore::users() const { return count_.load(std::memory_order_relaxed); }

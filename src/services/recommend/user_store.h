@@ -40,12 +40,15 @@ class UserStore {
 
   struct Snapshot {
     std::vector<PostedEvent> events;
-    uint64_t revision = 0;                         // grows with every change to the user's events
+    // Grows with every change to the user's events and is never given out twice by the store,
+    // even to a user forgotten and posting again, so (user, revision) names one history; 0 is
+    // never a revision (callers use it for the training history alone).
+    uint64_t revision = 0;
     std::shared_ptr<const CachedFactors> factors;  // may be null or stale
   };
 
-  // Appends events for a user. kOutOfRange when the user is new and the store holds
-  // max_users users already.
+  // Appends events for a user; returns the user's new revision. kOutOfRange when the user is
+  // new and the store holds max_users users already.
   Result<uint64_t> add(int64_t user, std::span<const PostedEvent> events);
   // The user's events; nullopt when there are none.
   std::optional<Snapshot> get(int64_t user) const;
@@ -70,11 +73,13 @@ class UserStore {
   static constexpr size_t kShards = 64;
   Shard& shard(int64_t user);
   const Shard& shard(int64_t user) const;
+  uint64_t next_revision();
 
   size_t max_users_;
   size_t max_events_per_user_;
   std::unique_ptr<Shard[]> shards_;
   std::atomic<size_t> count_{0};
+  std::atomic<uint64_t> last_revision_{0};  // store-wide: see Snapshot::revision
 };
 
 }  // namespace prescale::recommend

@@ -64,6 +64,27 @@ TEST(RecommendUserStore, IgnoresFactorsComputedFromAnOlderRevision) {
   EXPECT_FALSE(store.get(1)->factors);
 }
 
+// The service's caches are keyed by (user, revision): a user forgotten whole (a new model was
+// trained on all their events) who posts again must not get back a revision the caches saw for
+// the forgotten events, or a score or factors computed from those would be served for the new.
+TEST(RecommendUserStore, AUserForgottenAndPostingAgainNeverReusesARevision) {
+  UserStore store;
+  auto first = store.add(1, std::vector<PostedEvent>{{10, 1, 100}});
+  ASSERT_TRUE(first);
+  store.forget_through(100);
+  ASSERT_FALSE(store.get(1));
+  auto again = store.add(1, std::vector<PostedEvent>{{11, 1, 200}});
+  ASSERT_TRUE(again);
+  EXPECT_NE(*again, *first);
+  EXPECT_NE(*again, 0u) << "0 names the training history alone";
+  // Factors folded in from the forgotten events (a request that read them before the forget)
+  // are not taken for the new ones.
+  auto stale = std::make_shared<CachedFactors>();
+  stale->revision = *first;
+  store.set_factors(1, stale);
+  EXPECT_FALSE(store.get(1)->factors);
+}
+
 TEST(RecommendUserStore, ConcurrentAddsAndReadsAreConsistent) {
   UserStore store;
   std::vector<std::thread> threads;
