@@ -553,6 +553,22 @@ TEST(UpTest, AnIpv6GatewayIsAnnouncedToReplicasAsAUrl) {
       << up.log();
 }
 
+// A state directory whose logs cannot be created stops `prescale up` at once, naming the path,
+// even when the run directory beside it can be (its success must not hide the failure).
+TEST(UpTest, AStateDirectoryWithoutRoomForLogsFailsNamingIt) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string state = dir.file("state");
+  std::filesystem::create_directories(state);
+  testing::write_file(state + "/logs", "a file where the log directory goes\n");
+  Subprocess up({PRESCALE_BIN, "up", "-f", config, "--state-dir", state, "--ui", "127.0.0.1:0"},
+                dir.file("up.log"));
+  EXPECT_EQ(up.wait(20s), 2);
+  EXPECT_NE(up.log().find(state + "/logs"), std::string::npos) << up.log();
+  EXPECT_FALSE(std::filesystem::exists(state + "/run")) << "nothing past the failure";
+}
+
 // A bad file stops `prescale up` before it starts anything: exit 2, the file and line, the fix.
 TEST(UpTest, BadFilesFailBeforeAnythingStarts) {
   TempDir dir;

@@ -139,11 +139,16 @@ int run_up(const UpFlags& f) {
   if (policy_name == "oracle" || policy_name == "static") {
     return error("--policy " + policy_name + " needs the future of a trace: use it in prescale sim");
   }
-  std::error_code ec;
   const std::filesystem::path state(f.state_dir);
-  std::filesystem::create_directories(state / "logs", ec);
-  std::filesystem::create_directories(state / "run", ec);
-  if (ec) return error("--state-dir " + f.state_dir + ": " + ec.message());
+  for (const std::filesystem::path& dir : {state / "logs", state / "run"}) {
+    // Each checked before the next: a later success would clear the error code.
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      return error("--state-dir " + f.state_dir + ": cannot create " + dir.string() + ": " +
+                   ec.message());
+    }
+  }
 
   runtime::Runtime::block_termination_signals();
 
