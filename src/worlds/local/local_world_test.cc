@@ -42,7 +42,12 @@ struct NoProcesses final : ProcessLauncher, ReplicaProbe, EndpointSink {
   }
   Result<std::uint16_t> free_port() override { return 9000; }
   std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
-  bool ready(std::uint16_t) override { return false; }
+  struct Answer final : ReadinessCheck {
+    std::optional<bool> answer() override { return false; }
+  };
+  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t) override {
+    return std::make_unique<Answer>();
+  }
   void add(const std::string&, const std::string&, std::uint16_t) override {}
   void remove(const std::string&, const std::string&) override {}
   std::int64_t in_flight(const std::string&, const std::string&) override { return 0; }
@@ -129,7 +134,12 @@ struct OneReadyReplica final : ProcessLauncher, ReplicaProbe, EndpointSink {
   }
   Result<std::uint16_t> free_port() override { return port; }
   std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
-  bool ready(std::uint16_t) override { return true; }
+  struct Answer final : ReadinessCheck {
+    std::optional<bool> answer() override { return true; }
+  };
+  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t) override {
+    return std::make_unique<Answer>();
+  }
   void add(const std::string&, const std::string&, std::uint16_t) override {}
   void remove(const std::string&, const std::string&) override {}
   std::int64_t in_flight(const std::string&, const std::string&) override { return 0; }

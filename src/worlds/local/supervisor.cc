@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -35,6 +36,7 @@ struct Supervisor::Replica {
   Clock::TimePoint started_at{};
   std::optional<Clock::TimePoint> ready_at;
   Clock::TimePoint next_probe{};
+  std::unique_ptr<ReadinessCheck> check;  // in flight while starting
   Clock::TimePoint phase_since{};  // when draining or stopping began
   bool registered = false;         // announced to the sink
   int restarts = 0;
@@ -183,6 +185,7 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
   r.ready_at.reset();
   r.restart_at.reset();
   r.next_probe = now;
+  r.check.reset();  // the previous process's
   auto process = launcher_.launch(spec);
   if (!process) {
     r.process.reset();
@@ -248,12 +251,18 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
       }
       return;
     case ReplicaPhase::kStarting: {
-      if (now < r.next_probe) return;
-      r.next_probe = now + options_.probe_interval;
-      if (r.port == 0 && !r.port_file.empty()) {
-        if (auto port = probe_.read_port_file(r.port_file)) r.port = *port;
+      // A new check once the last one has answered, at most one per probe_interval; the answer
+      // is read on every tick, so a ready replica is seen as soon as it says so.
+      if (!r.check && now >= r.next_probe) {
+        r.next_probe = now + options_.probe_interval;
+        if (r.port == 0 && !r.port_file.empty()) {
+          if (auto port = probe_.read_port_file(r.port_file)) r.port = *port;
+        }
+        if (r.port != 0) r.check = probe_.check_ready(r.port);
       }
-      if (r.port != 0 && probe_.ready(r.port)) {
+      std::optional<bool> answer;
+      if (r.check && (answer = r.check->answer())) r.check.reset();
+      if (answer.value_or(false)) {
         r.phase = ReplicaPhase::kReady;
         r.ready_at = now;
         sink_.add(s.tmpl.service, r.id, r.port);
@@ -265,6 +274,7 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
         return;
       }
       if (now - r.started_at >= options_.ready_timeout) {
+        r.check.reset();
         r.process->signal(SIGKILL);
         r.process.reset();
         crashed(s, r, now, "not ready within the ready timeout");
@@ -368,6 +378,22 @@ std::vector<std::string> Supervisor::services() const {
 
 // --- HttpReplicaProbe -----------------------------------------------------------------------
 
+namespace {
+
+// Written by the client's I/O thread, read by the supervisor's.
+class HttpReadinessCheck final : public ReadinessCheck {
+ public:
+  // 0: in flight, 1: ready, 2: not ready.
+  std::shared_ptr<std::atomic<int>> state = std::make_shared<std::atomic<int>>(0);
+  std::optional<bool> answer() override {
+    const int s = state->load(std::memory_order_acquire);
+    if (s == 0) return std::nullopt;
+    return s == 1;
+  }
+};
+
+}  // namespace
+
 struct HttpReplicaProbe::Impl {
   explicit Impl(std::chrono::milliseconds timeout)
       : client(http::ClientOptions{.connect_timeout = timeout, .request_timeout = timeout,
@@ -405,13 +431,18 @@ std::optional<std::uint16_t> HttpReplicaProbe::read_port_file(const std::string&
   return static_cast<std::uint16_t>(value);
 }
 
-bool HttpReplicaProbe::ready(std::uint16_t port) {
+std::unique_ptr<ReadinessCheck> HttpReplicaProbe::check_ready(std::uint16_t port) {
+  auto check = std::make_unique<HttpReadinessCheck>();
   http::Request req;
   req.method = http::Method::kGet;
   req.method_name = "GET";
   req.target = "/readyz";
-  auto r = impl_->client.request("127.0.0.1", port, std::move(req));
-  return r && r->status == 200;
+  // The state outlives an abandoned check: the answer may come after.
+  impl_->client.async_request(
+      "127.0.0.1", port, std::move(req), [state = check->state](Result<http::Response> r) {
+        state->store(r && r->status == 200 ? 1 : 2, std::memory_order_release);
+      });
+  return check;
 }
 
 }  // namespace prescale::local

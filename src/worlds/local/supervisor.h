@@ -43,6 +43,15 @@ struct ReplicaTemplate {
   std::vector<std::pair<std::string, std::string>> env;
 };
 
+// One readiness check of a replica, answered or still in flight.
+class ReadinessCheck {
+ public:
+  virtual ~ReadinessCheck() = default;
+  // nullopt while the check is in flight; then whether GET /readyz answered 200 (a refused
+  // connection, a timeout or another status: false).
+  virtual std::optional<bool> answer() = 0;
+};
+
 // What the supervisor asks of the network: free ports, a replica's readiness.
 class ReplicaProbe {
  public:
@@ -51,8 +60,10 @@ class ReplicaProbe {
   virtual Result<std::uint16_t> free_port() = 0;
   // The port a replica wrote to `path`, once it has.
   virtual std::optional<std::uint16_t> read_port_file(const std::string& path) = 0;
-  // GET /readyz on 127.0.0.1:port answered 200.
-  virtual bool ready(std::uint16_t port) = 0;
+  // Starts GET /readyz on 127.0.0.1:port and returns without waiting for the answer (the
+  // supervisor's thread must not wait on a replica that accepts and never answers). Destroying
+  // the check abandons it.
+  virtual std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port) = 0;
 };
 
 // Where ready replicas are announced (the gateway).
@@ -121,9 +132,10 @@ class Supervisor {
   // Replaces a replica: a new one starts, the old one drains. Errors: kNotFound.
   Result<void> replace(std::string_view replica_id, Clock::TimePoint now);
 
-  // Advances every replica's life to `now`: reaps exits, probes readiness, restarts, drains,
-  // signals, and starts or stops replicas to meet the desired counts. Call it often (every
-  // probe_interval); it does not block longer than the probes it makes.
+  // Advances every replica's life to `now`: reaps exits, reads readiness answers and starts new
+  // checks (one in flight per starting replica, at most one per probe_interval), restarts,
+  // drains, signals, and starts or stops replicas to meet the desired counts. Call it often
+  // (every probe_interval); it never waits for a replica.
   void tick(Clock::TimePoint now);
 
   // Desired 0 everywhere; then tick() until idle() (or the caller's deadline).
@@ -153,14 +165,15 @@ class Supervisor {
   std::vector<std::unique_ptr<Service>> services_;
 };
 
-// The real probe: ports from the kernel, readiness over HTTP with a short timeout.
+// The real probe: ports from the kernel, readiness over HTTP, each check answered (false at the
+// latest) within `timeout`, connecting included, on the probe's own I/O thread.
 class HttpReplicaProbe final : public ReplicaProbe {
  public:
   explicit HttpReplicaProbe(std::chrono::milliseconds timeout = std::chrono::milliseconds(500));
   ~HttpReplicaProbe() override;
   Result<std::uint16_t> free_port() override;
   std::optional<std::uint16_t> read_port_file(const std::string& path) override;
-  bool ready(std::uint16_t port) override;
+  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port) override;
 
  private:
   struct Impl;

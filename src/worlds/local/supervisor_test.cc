@@ -1,8 +1,14 @@
 #include "worlds/local/supervisor.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+#include <future>
 #include <map>
 #include <set>
 
@@ -42,7 +48,21 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
     auto it = port_files.find(path);
     return it == port_files.end() ? std::nullopt : std::optional<std::uint16_t>(it->second);
   }
-  bool ready(std::uint16_t port) override { return ready_ports.count(port) > 0; }
+  // Answers when asked (as a replica that answers at once), by ready_ports then; a port in
+  // hung_ports never answers.
+  struct Check final : ReadinessCheck {
+    Check(FakeWorld& w, std::uint16_t p) : world(w), port(p) {}
+    std::optional<bool> answer() override {
+      if (world.hung_ports.count(port) > 0) return std::nullopt;
+      return world.ready_ports.count(port) > 0;
+    }
+    FakeWorld& world;
+    std::uint16_t port;
+  };
+  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port) override {
+    ++checks;
+    return std::make_unique<Check>(*this, port);
+  }
   void add(const std::string&, const std::string& replica, std::uint16_t) override {
     endpoints.insert(replica);
   }
@@ -72,6 +92,8 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
   std::vector<LaunchSpec> launched;
   std::map<std::string, std::uint16_t> port_files;
   std::set<std::uint16_t> ready_ports;
+  std::set<std::uint16_t> hung_ports;
+  int checks = 0;  // readiness checks started
   std::set<std::string> endpoints;
   std::vector<std::string> removed;
   std::map<std::string, std::int64_t> in_flight_by;
@@ -260,6 +282,18 @@ TEST_F(SupervisorTest, NotReadyInTimeCountsAsACrash) {
   EXPECT_EQ(world.signals_by_pid[pid], std::vector<int>{SIGKILL});
 }
 
+TEST_F(SupervisorTest, AHungCheckIsNotRepeatedAndTheReadyTimeoutStillHolds) {
+  world.hung_ports = {9000};
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  tick();
+  const int pid = replicas()[0].pid;
+  for (int i = 0; i < 10; ++i) step(100ms);
+  EXPECT_EQ(world.checks, 1) << "one check in flight at a time";
+  step(119s);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kCrashed);
+  EXPECT_EQ(world.signals_by_pid[pid], std::vector<int>{SIGKILL});
+}
+
 TEST_F(SupervisorTest, LaunchFailureIsACrashWithItsReason) {
   world.fail_launch = true;
   ASSERT_TRUE(sup->set_desired("api", 1));
@@ -278,6 +312,56 @@ TEST_F(SupervisorTest, StopAllEndsEveryReplica) {
   for (int i = 0; i < 5 && !sup->idle(); ++i) step(100ms);
   EXPECT_TRUE(sup->idle());
   EXPECT_TRUE(world.endpoints.empty());
+}
+
+// A replica that accepts connections and never answers /readyz (a server loading its model on
+// the thread that would answer) must not stall the supervisor: while its probe waits, a crashed
+// replica of another service is still restarted on time.
+TEST(SupervisorProbe, AHungReplicaDoesNotHoldUpTheSupervisor) {
+  const int hung = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(hung, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(hung, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(hung, 16), 0);  // the kernel accepts; nobody answers
+  ASSERT_EQ(::getsockname(hung, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const auto run_dir =
+      std::filesystem::temp_directory_path() / ("supervisor_probe_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(run_dir);
+  {
+    FakeWorld world;  // the processes and the gateway; the probe is the real one
+    HttpReplicaProbe probe(std::chrono::seconds(20));
+    SupervisorOptions o;
+    o.run_dir = run_dir.string();
+    std::vector<std::string> events;
+    o.on_event = [&](const ReplicaEvent& e) { events.push_back(e.kind + " " + e.replica); };
+    Supervisor sup(o, world, probe, world);
+    ASSERT_TRUE(sup.add_service({"slow", {"server", "--port-file", "{port_file}"}, {}}));
+    ASSERT_TRUE(sup.add_service({"api", {"server", "--port-file", "{port_file}"}, {}}));
+    ASSERT_TRUE(sup.set_desired("slow", 1));
+    ASSERT_TRUE(sup.set_desired("api", 1));
+    ManualClock clock;
+    sup.tick(clock.now());
+    std::ofstream(run_dir / "slow-1.port") << ntohs(addr.sin_port) << "\n";
+    // Each tick must return without waiting for the hung probe (20 s).
+    auto tick_returns = [&](Clock::Duration d) {
+      clock.advance(d);
+      auto done = std::async(std::launch::async, [&] { sup.tick(clock.now()); });
+      return done.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+    };
+    ASSERT_TRUE(tick_returns(100ms)) << "tick() waited for the hung replica's probe";
+    const int api_pid = sup.replicas("api")[0].pid;
+    world.procs[api_pid]->status = 1;  // api-1 crashes
+    ASSERT_TRUE(tick_returns(100ms));
+    EXPECT_EQ(sup.replicas("api")[0].phase, ReplicaPhase::kCrashed);
+    ASSERT_TRUE(tick_returns(10s));  // the first back-off
+    EXPECT_EQ(events.back(), "restart api-1");
+    EXPECT_EQ(sup.replicas("slow")[0].phase, ReplicaPhase::kStarting);
+  }
+  ::close(hung);
+  std::filesystem::remove_all(run_dir);
 }
 
 TEST_F(SupervisorTest, BadTemplatesAreRefused) {
