@@ -3,12 +3,17 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <deque>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -51,6 +56,7 @@ struct Supervisor::Service {
   int desired = 0;
   int next_index = 1;
   std::vector<std::unique_ptr<Replica>> replicas;
+  std::deque<std::string> gone_logs;  // of replicas that left, the oldest first
 };
 
 namespace {
@@ -66,6 +72,21 @@ bool mentions(const ReplicaTemplate& t, std::string_view key) {
   auto has = [&](const std::string& s) { return s.find(key) != std::string::npos; };
   return std::any_of(t.argv.begin(), t.argv.end(), has) ||
          std::any_of(t.env.begin(), t.env.end(), [&](const auto& kv) { return has(kv.second); });
+}
+
+// Moves `log` aside to `log`.1 once it is over `max_bytes`: copied, then emptied in place (as
+// logrotate's copytruncate), since the replica keeps writing to it; its writes append, so the
+// next one lands at the start of the emptied file.
+void bound_log(const std::string& log, std::uint64_t max_bytes) {
+  std::error_code ec;
+  const std::uintmax_t size = std::filesystem::file_size(log, ec);
+  if (ec || size <= max_bytes) return;
+  const std::string previous = log + ".1";
+  std::filesystem::remove(previous, ec);  // a new file, not written through whatever was there
+  if (!std::filesystem::copy_file(log, previous, ec) || ::truncate(log.c_str(), 0) != 0) {
+    spdlog::warn("replica log {} ({} bytes) not moved aside: {}", log, size,
+                 ec ? ec.message() : std::strerror(errno));
+  }
 }
 
 bool serving(ReplicaPhase p) {
@@ -179,7 +200,10 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
   for (const auto& [k, v] : s.tmpl.env) spec.env.emplace_back(k, expand(v));
   spec.env.emplace_back("PRESCALE_REPLICA", r.id);
   spec.env.emplace_back("PRESCALE_SERVICE", s.tmpl.service);
-  if (!options_.log_dir.empty()) spec.log_path = options_.log_dir + "/" + r.id + ".log";
+  spec.log_path = log_path(r);
+  if (!spec.log_path.empty() && options_.max_log_bytes > 0) {
+    bound_log(spec.log_path, options_.max_log_bytes);
+  }
   r.phase = ReplicaPhase::kStarting;
   r.started_at = now;
   r.ready_at.reset();
@@ -338,11 +362,37 @@ void Supervisor::reconcile(Service& s, Clock::TimePoint now) {
   }
 }
 
+std::string Supervisor::log_path(const Replica& r) const {
+  return options_.log_dir.empty() ? std::string() : options_.log_dir + "/" + r.id + ".log";
+}
+
+// A replica has left for good: its port file goes, and its log joins the gone ones, of which the
+// oldest beyond kept_logs_of_gone_replicas are deleted.
+void Supervisor::gone(Service& s, const Replica& r) {
+  if (!r.port_file.empty()) ::unlink(r.port_file.c_str());
+  if (options_.log_dir.empty()) return;
+  s.gone_logs.push_back(log_path(r));
+  while (s.gone_logs.size() > options_.kept_logs_of_gone_replicas) {
+    std::error_code ec;
+    std::filesystem::remove(s.gone_logs.front(), ec);
+    std::filesystem::remove(s.gone_logs.front() + ".1", ec);
+    s.gone_logs.pop_front();
+  }
+}
+
 void Supervisor::tick(Clock::TimePoint now) {
+  const bool check_logs =
+      !options_.log_dir.empty() && options_.max_log_bytes > 0 && now >= next_log_check_;
+  if (check_logs) next_log_check_ = now + options_.log_check_interval;
   for (auto& s : services_) {
-    for (auto& r : s->replicas) advance(*s, *r, now);
-    std::erase_if(s->replicas, [](const std::unique_ptr<Replica>& r) {
-      return r->retiring && r->phase == ReplicaPhase::kStopping && !r->process;
+    for (auto& r : s->replicas) {
+      advance(*s, *r, now);
+      if (check_logs && r->process) bound_log(log_path(*r), options_.max_log_bytes);
+    }
+    std::erase_if(s->replicas, [&](const std::unique_ptr<Replica>& r) {
+      const bool left = r->retiring && r->phase == ReplicaPhase::kStopping && !r->process;
+      if (left) gone(*s, *r);
+      return left;
     });
     reconcile(*s, now);
   }

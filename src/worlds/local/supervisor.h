@@ -11,6 +11,8 @@
 // backoff_reset_after (Kubernetes' CrashLoopBackOff).
 // Scale-down takes replicas that are not serving first (crashed, then starting), then the
 // newest ready ones.
+// Replica logs are bounded (SupervisorOptions::max_log_bytes, kept_logs_of_gone_replicas), and a
+// replica that leaves takes its port file with it.
 //
 // All waiting is driven by tick(now): the Supervisor reads time only from its argument, so tests
 // run it on a manual clock with a fake ProcessLauncher and ReplicaProbe.
@@ -19,6 +21,7 @@
 // the replicas (children are tied to their launching thread, see process.h).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -102,6 +105,15 @@ struct ReplicaEvent {
 
 struct SupervisorOptions {
   std::string log_dir;  // replica logs: <log_dir>/<replica>.log; "" = discard
+  // A replica's log past this many bytes is copied to <replica>.log.1 (replacing the one before)
+  // and emptied in place, the replica writing on to it: looked at every log_check_interval and
+  // before each start. A replica's logs hold at most about twice this plus what it writes in a
+  // log_check_interval; what it writes during the copy (milliseconds) may be lost. 0 = unbounded.
+  std::uint64_t max_log_bytes = 10u << 20;
+  Clock::Duration log_check_interval{std::chrono::seconds(1)};
+  // Per service, the logs of this many replicas that have left (scaled down or replaced) are
+  // kept, the newest; older ones are deleted.
+  std::size_t kept_logs_of_gone_replicas = 10;
   std::string run_dir;  // port files; required when a template uses {port_file}
   Clock::Duration ready_timeout{std::chrono::seconds(120)};
   Clock::Duration probe_interval{std::chrono::milliseconds(100)};
@@ -157,12 +169,15 @@ class Supervisor {
   void begin_drain(Service& s, Replica& r, Clock::TimePoint now);
   void advance(Service& s, Replica& r, Clock::TimePoint now);
   void reconcile(Service& s, Clock::TimePoint now);
+  std::string log_path(const Replica& r) const;
+  void gone(Service& s, const Replica& r);
 
   SupervisorOptions options_;
   ProcessLauncher& launcher_;
   ReplicaProbe& probe_;
   EndpointSink& sink_;
   std::vector<std::unique_ptr<Service>> services_;
+  Clock::TimePoint next_log_check_{};
 };
 
 // The real probe: ports from the kernel, readiness over HTTP, each check answered (false at the

@@ -364,6 +364,96 @@ TEST(SupervisorProbe, AHungReplicaDoesNotHoldUpTheSupervisor) {
   std::filesystem::remove_all(run_dir);
 }
 
+// A replica's log is bounded: past max_log_bytes it moves to <replica>.log.1 (replacing the one
+// before) and the log starts empty, the replica still writing to it; of the replicas that have
+// left, only the newest logs are kept, and their port files go with them.
+struct SupervisorLogTest : ::testing::Test {
+  SupervisorLogTest() {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir / "logs");
+    std::filesystem::create_directories(dir / "run");
+    SupervisorOptions o;
+    o.log_dir = (dir / "logs").string();
+    o.run_dir = (dir / "run").string();
+    sup = std::make_unique<Supervisor>(o, world, world, world);
+    EXPECT_TRUE(sup->add_service({"api", {"server", "--port-file", "{port_file}"}, {}}));
+  }
+  ~SupervisorLogTest() override {
+    sup.reset();
+    std::filesystem::remove_all(dir);
+  }
+  void step(Clock::Duration d) {
+    clock.advance(d);
+    sup->tick(clock.now());
+  }
+  // What a replica writes to its output (the launcher opened the log in append mode).
+  static void append(const std::string& path, size_t bytes, char c) {
+    std::ofstream(path, std::ios::app) << std::string(bytes, c);
+  }
+  static std::string read(const std::filesystem::path& path) {
+    std::string text(std::filesystem::file_size(path), '\0');
+    std::ifstream(path).read(text.data(), static_cast<std::streamsize>(text.size()));
+    return text;
+  }
+
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("supervisor_logs_" + std::to_string(::getpid()));
+  ManualClock clock;
+  FakeWorld world;
+  std::unique_ptr<Supervisor> sup;
+};
+
+TEST_F(SupervisorLogTest, ALogPastItsBoundMovesAsideKeepingOnePrevious) {
+  constexpr size_t kBound = 10u << 20;  // the default
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  step(0s);
+  const std::string log = (dir / "logs" / "api-1.log").string();
+  ASSERT_EQ(world.launched.back().log_path, log);
+  append(log, kBound + 1, 'a');
+  step(1s);
+  EXPECT_EQ(std::filesystem::file_size(log), 0u) << "the log starts again";
+  EXPECT_EQ(std::filesystem::file_size(log + ".1"), kBound + 1);
+  append(log, 100, 'b');
+  step(1s);
+  EXPECT_EQ(std::filesystem::file_size(log), 100u) << "under the bound: left alone";
+  append(log, kBound, 'c');
+  step(1s);
+  EXPECT_EQ(std::filesystem::file_size(log), 0u);
+  const std::string previous = read(log + ".1");
+  EXPECT_EQ(previous.size(), kBound + 100) << "only the one before is kept";
+  EXPECT_EQ(previous.front(), 'b');
+  EXPECT_FALSE(std::filesystem::exists(log + ".2"));
+}
+
+TEST_F(SupervisorLogTest, OnlyTheNewestLogsOfReplicasThatLeftAreKept) {
+  ASSERT_TRUE(sup->set_desired("api", 15));
+  step(0s);
+  ASSERT_EQ(world.launched.size(), 15u);
+  for (const LaunchSpec& spec : world.launched) append(spec.log_path, 10, 'x');
+  for (int i = 1; i <= 15; ++i) {
+    std::ofstream(dir / "run" / ("api-" + std::to_string(i) + ".port")) << 9000 + i << "\n";
+  }
+  // One at a time, api-15 first (the newest goes first): api-1..api-5 leave last.
+  for (int n = 14; n >= 0; --n) {
+    ASSERT_TRUE(sup->set_desired("api", n));
+    step(100ms);
+    step(100ms);
+  }
+  step(100ms);  // the last one's exit reaped
+  ASSERT_TRUE(sup->idle());
+  std::set<std::string> logs, ports;
+  for (const auto& e : std::filesystem::directory_iterator(dir / "logs")) {
+    logs.insert(e.path().filename().string());
+  }
+  for (const auto& e : std::filesystem::directory_iterator(dir / "run")) {
+    ports.insert(e.path().filename().string());
+  }
+  std::set<std::string> newest;
+  for (int i = 1; i <= 10; ++i) newest.insert("api-" + std::to_string(i) + ".log");
+  EXPECT_EQ(logs, newest) << "the 10 replicas that left last";
+  EXPECT_TRUE(ports.empty()) << "a replica that left needs no port file";
+}
+
 TEST_F(SupervisorTest, BadTemplatesAreRefused) {
   EXPECT_FALSE(sup->add_service({"api", {"x"}, {}})) << "declared twice";
   EXPECT_FALSE(sup->add_service({"e", {}, {}}));
