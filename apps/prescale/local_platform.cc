@@ -1,6 +1,8 @@
 #include "local_platform.h"
 
 #include <algorithm>
+#include <chrono>
+#include <fstream>
 
 #include "worlds/local/process.h"
 
@@ -37,6 +39,71 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
   for (const auto& [k, v] : s.env) t.env.emplace_back(k, v);
   t.env.emplace_back("PRESCALE_GATEWAY_URL", gateway_url);
   return t;
+}
+
+namespace {
+
+// The last non-empty line of a log (of its last 4 KiB), at most 200 characters; "" if none.
+std::string last_log_line(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  const std::streamoff from = std::max<std::streamoff>(0, size - 4096);
+  std::string tail(static_cast<size_t>(size - from), '\0');
+  in.seekg(from);
+  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r' || tail.back() == ' ')) {
+    tail.pop_back();
+  }
+  std::string line = tail.substr(tail.find_last_of('\n') + 1);  // npos + 1 == 0
+  if (line.size() > 200) line = line.substr(0, 197) + "...";
+  return line;
+}
+
+long whole_seconds(Clock::Duration d) {
+  return static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
+}
+
+}  // namespace
+
+std::vector<std::string> unready_services(const std::vector<ServiceConfig>& services,
+                                          const local::Supervisor& supervisor,
+                                          const std::string& log_dir, Clock::TimePoint now) {
+  std::vector<std::string> out;
+  for (const ServiceConfig& s : services) {
+    const std::vector<local::ReplicaStatus> replicas = supervisor.replicas(s.name);
+    const auto ready = std::count_if(replicas.begin(), replicas.end(), [](const auto& r) {
+      return r.phase == local::ReplicaPhase::kReady;
+    });
+    if (ready >= s.replicas.initial) continue;
+    std::string line = s.name + " (" + std::to_string(ready) + " of " +
+                       std::to_string(s.replicas.initial) + " ready)";
+    for (const local::ReplicaStatus& r : replicas) {
+      if (r.phase == local::ReplicaPhase::kReady) continue;
+      line += "; " + r.id + " ";
+      if (r.phase == local::ReplicaPhase::kCrashed) {
+        line += "crashed: " + r.last_crash;
+        if (r.restart_at) {
+          line += ", restarts in " + std::to_string(whole_seconds(*r.restart_at - now)) + " s";
+        }
+      } else if (r.phase == local::ReplicaPhase::kStarting) {
+        line += "starting for " + std::to_string(whole_seconds(now - r.started_at)) +
+                " s, not ready yet";
+        if (!r.last_crash.empty()) line += " (it last crashed: " + r.last_crash + ")";
+      } else {
+        line += std::string(local::to_string(r.phase));
+      }
+      if (!log_dir.empty()) {
+        const std::string log = log_dir + "/" + r.id + ".log";
+        if (const std::string last = last_log_line(log); !last.empty()) {
+          line += "; its log " + log + " ends \"" + last + "\"";
+        }
+      }
+    }
+    out.push_back(std::move(line));
+  }
+  return out;
 }
 
 Result<void> preflight(const Config& config, const std::string& file, const ListenAddress& gateway,

@@ -142,5 +142,70 @@ TEST(ReplicaTemplate, BuiltInKindsRunThisBinarysServeWithTheirModelBesideTheFile
   EXPECT_EQ(replica_template(c, "/opt/prescale", "http://g", "/srv/app").argv, c.command);
 }
 
+// Replicas for unready_services(): "web" answers ready at once, "broken" exits with status 3,
+// "slow" runs and never answers.
+struct ScriptedReplicas final : local::ProcessLauncher, local::ReplicaProbe, local::EndpointSink {
+  struct Proc final : local::Process {
+    explicit Proc(std::optional<int> s) : status(s) {}
+    int pid() const override { return 42; }
+    void signal(int) override { status = 137; }
+    std::optional<int> poll_exit() override { return status; }
+    std::optional<int> status;
+  };
+  struct Answer final : local::ReadinessCheck {
+    explicit Answer(bool r) : ready(r) {}
+    std::optional<bool> answer() override { return ready; }
+    bool ready;
+  };
+  Result<std::unique_ptr<local::Process>> launch(const local::LaunchSpec& spec) override {
+    const bool broken = spec.argv[0] == "broken";
+    return std::unique_ptr<local::Process>(
+        std::make_unique<Proc>(broken ? std::optional<int>(3) : std::nullopt));
+  }
+  Result<std::uint16_t> free_port() override { return next_port++; }
+  std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
+  std::unique_ptr<local::ReadinessCheck> check_ready(std::uint16_t port) override {
+    return std::make_unique<Answer>(port == web_port);
+  }
+  void add(const std::string&, const std::string&, std::uint16_t) override {}
+  void remove(const std::string&, const std::string&) override {}
+  std::int64_t in_flight(const std::string&, const std::string&) override { return 0; }
+  std::uint16_t next_port = 9000;
+  std::uint16_t web_port = 0;
+};
+
+TEST(UnreadyServices, NameEachServiceShortOfItsReplicasWhatTheyDoAndTheirLogsLastLine) {
+  const auto logs =
+      std::filesystem::temp_directory_path() / ("unready_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(logs);
+  std::ofstream(logs / "broken-1.log") << "loading\nno model in /models/x\n\n";
+  ScriptedReplicas world;
+  world.web_port = 9000;
+  local::SupervisorOptions o;
+  o.log_dir = logs.string();
+  local::Supervisor supervisor(o, world, world, world);
+  std::vector<ServiceConfig> services(3);
+  const char* names[] = {"web", "broken", "slow"};
+  for (size_t i = 0; i < 3; ++i) {
+    services[i].name = names[i];
+    services[i].replicas.initial = 1;
+    ASSERT_TRUE(supervisor.add_service({names[i], {names[i], "{port}"}, {}}));
+    ASSERT_TRUE(supervisor.set_desired(names[i], 1));
+  }
+  ManualClock clock;
+  supervisor.tick(clock.now());
+  clock.advance(std::chrono::seconds(2));
+  supervisor.tick(clock.now());
+  const std::vector<std::string> report =
+      unready_services(services, supervisor, logs.string(), clock.now());
+  ASSERT_EQ(report.size(), 2u) << "web is ready";
+  EXPECT_EQ(report[0],
+            "broken (0 of 1 ready); broken-1 crashed: exited with status 3, restarts "
+            "in 10 s; its log " +
+                (logs / "broken-1.log").string() + " ends \"no model in /models/x\"");
+  EXPECT_EQ(report[1], "slow (0 of 1 ready); slow-1 starting for 2 s, not ready yet");
+  std::filesystem::remove_all(logs);
+}
+
 }  // namespace
 }  // namespace prescale

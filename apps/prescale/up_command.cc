@@ -55,6 +55,7 @@ struct UpFlags {
   std::string seed_service;
   double seed_until_days = 0;  // seed the trace's minutes before this offset from its start
   double seed_scale = 1;       // trace requests per second × this = the service's req/s
+  double ready_wait_seconds = 60;  // for the initial replicas, before the ports are announced
 };
 
 namespace {
@@ -318,7 +319,9 @@ int run_up(const UpFlags& f) {
   // The platform is up once every service has the replicas it starts with (or the wait is
   // over): only then are the ports announced, so nobody is sent to a gateway with nothing behind.
   {
-    const Clock::TimePoint deadline = real.now() + std::chrono::seconds(60);
+    const Clock::TimePoint deadline =
+        real.now() + std::chrono::duration_cast<Clock::Duration>(
+                         std::chrono::duration<double>(f.ready_wait_seconds));
     auto all_ready = [&] {
       for (const ServiceConfig& s : config.services) {
         int ready = 0;
@@ -343,7 +346,12 @@ int run_up(const UpFlags& f) {
         return 0;
       }
     }
-    if (!all_ready()) spdlog::warn("not every service is ready after 60 s; starting anyway");
+    // What is ready serves; the supervisor goes on restarting the rest. Whoever started the
+    // platform learns which services are short, what their replicas do and what they logged.
+    for (const std::string& line :
+         unready_services(config.services, supervisor, so.log_dir, real.now())) {
+      spdlog::warn("not ready after {} s: {}", f.ready_wait_seconds, line);
+    }
   }
   if (auto written = write_port_files({{"--port-file", f.port_file, gateway_server->port()},
                                        {"--ui-port-file", f.ui_port_file, ui_server->port()}});
@@ -435,6 +443,12 @@ UpCommand::UpCommand(CLI::App& app) : flags_(std::make_unique<UpFlags>()) {
                        "Seed the minutes before this offset from the trace's start, in days");
   command_->add_option("--seed-scale", f.seed_scale,
                        "The trace's requests per second times this are the service's req/s")
+      ->capture_default_str();
+  command_
+      ->add_option("--ready-wait", f.ready_wait_seconds,
+                   "Seconds to wait for every service's initial replicas before announcing the "
+                   "ports; services still short of them are then named, with why")
+      ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
 }
 

@@ -47,6 +47,7 @@ struct Supervisor::Replica {
   int restarts = 0;
   int crash_streak = 0;            // consecutive crashes, for the back-off
   std::optional<Clock::TimePoint> restart_at;
+  std::string last_crash;
   bool retiring = false;           // leaves once stopped, whatever its phase
 };
 
@@ -235,6 +236,7 @@ void Supervisor::crashed(Service& s, Replica& r, Clock::TimePoint now, const std
   r.phase = ReplicaPhase::kCrashed;
   r.ready_at.reset();
   r.restart_at = now + delay;
+  r.last_crash = why;
   event(now, "crash", s, r,
         why + "; restarting in " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(delay).count()) + " s");
 }
@@ -415,7 +417,8 @@ std::vector<ReplicaStatus> Supervisor::replicas(std::string_view service) const 
   if (s == nullptr) return out;
   for (const auto& r : s->replicas) {
     out.push_back(ReplicaStatus{r->id, r->phase, r->process ? r->process->pid() : 0, r->port,
-                                r->started_at, r->ready_at, r->restarts, r->restart_at});
+                                r->started_at, r->ready_at, r->restarts, r->restart_at,
+                                r->last_crash});
   }
   return out;
 }

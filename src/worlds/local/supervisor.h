@@ -92,6 +92,7 @@ struct ReplicaStatus {
   std::optional<Clock::TimePoint> ready_at;  // its readiness
   int restarts = 0;                          // over the replica's life
   std::optional<Clock::TimePoint> restart_at;  // while crashed
+  std::string last_crash;  // why it last crashed ("exited with status 3"); "" if it never has
 };
 
 // Something that happened to a replica, for the event timeline and logs.

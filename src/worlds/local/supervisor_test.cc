@@ -299,6 +299,7 @@ TEST_F(SupervisorTest, LaunchFailureIsACrashWithItsReason) {
   ASSERT_TRUE(sup->set_desired("api", 1));
   tick();
   EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kCrashed);
+  EXPECT_EQ(replicas()[0].last_crash, "'x' was not found in PATH");
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back(), "crash api-1");
 }
