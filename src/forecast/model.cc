@@ -486,7 +486,12 @@ constexpr size_t kMinObservationsToFit = 16;
 
 void SmoothingModel::fit(const Series& history) {
   const std::span<const double> all(history.values);
-  const size_t n = all.size();
+  // The window ends at the last observed value and the state then rolls through the missing
+  // steps after it: a window over an outage at the end would hold nothing to learn from, and
+  // the model would forget everything before it (it predicted 0 after an outage longer than
+  // the window). Missing steps add nothing to the search's loss, so none is lost either.
+  size_t n = all.size();
+  while (n > 0 && !std::isfinite(all[n - 1])) --n;
   const size_t day = period_steps(options_.day_seconds, history.step_seconds);
   const size_t week = period_steps(options_.week_seconds, history.step_seconds);
   std::vector<size_t> periods;
@@ -500,7 +505,7 @@ void SmoothingModel::fit(const Series& history) {
   }
   const size_t longest = periods.empty() ? 1 : periods.back();
   const size_t window = std::min(n, std::max(kSearchMinSteps, kSearchPeriods * longest));
-  const std::span<const double> recent = all.last(window);
+  const std::span<const double> recent = all.first(n).last(window);
   const State start = initial_state(recent, periods);
 
   params_ = Params{};
@@ -508,7 +513,7 @@ void SmoothingModel::fit(const Series& history) {
       std::count_if(recent.begin(), recent.end(), [](double v) { return std::isfinite(v); }));
   if (observed >= kMinObservationsToFit) params_ = search(recent, start);
   state_ = start;
-  roll_one(state_, params_, ar_, recent);
+  roll_one(state_, params_, ar_, all.last(all.size() - n + window));
 }
 
 Params SmoothingModel::search(std::span<const double> ys, const State& start) const {

@@ -315,6 +315,29 @@ TEST(ModelTest, PredictsThroughGaps) {
   }
 }
 
+TEST(HoltWintersTest, PredictsThroughAGapLongerThanItsFittingWindow) {
+  // Three days of a daily cycle, then an outage longer than the window the parameters are
+  // fitted on (four days of minutes): the model must predict through it from what it saw
+  // before, as it does through a shorter gap, not start over as if it had seen nothing.
+  Series s = demand_series(3 * 1440, 60, 2);
+  s.values.resize(s.values.size() + 6000, kNaN);
+  for (std::string_view name : {"holt_winters", "double_seasonal"}) {
+    auto model = make(name);
+    model->fit(s);
+    EXPECT_LT(mae_vs_truth(predict(*model, 1440), s.values.size(), 60), 3.0) << name;
+  }
+  // Without a season (a day is not whole 7-second steps) and with only a few values after a
+  // long outage: the values after it.
+  Series flat = series(std::vector<double>(2000, 50.0), 7);
+  flat.values.resize(flat.values.size() + 5000, kNaN);
+  auto model = make("holt_winters");
+  model->fit(flat);
+  EXPECT_NEAR(predict(*model, 1)[0], 50.0, 0.5);
+  for (int i = 0; i < 3; ++i) flat.values.push_back(80);
+  model->fit(flat);
+  EXPECT_NEAR(predict(*model, 1)[0], 80.0, 0.5);
+}
+
 TEST(ModelTest, NeverPredictsNegativeDemand) {
   // A collapse to zero: a trend model would extrapolate below it.
   std::vector<double> falling;
