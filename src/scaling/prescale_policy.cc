@@ -164,6 +164,14 @@ void PrescalePolicy::observe(const Snapshot& snapshot) {
 void PrescalePolicy::accumulate(DemandSeries& s, std::int64_t m, double rate,
                                 Clock::TimePoint sampled_at) {
   if (!s.minute) s.minute = m;
+  if (m - *s.minute > static_cast<std::int64_t>(options_.max_history / kMinute)) {
+    // A jump past all the history kept (a clock that leapt, a scrape time years ahead): every
+    // kept minute would be a gap. Start over at `m` in one step instead of recording the gap a
+    // minute at a time (years of them), and forecast again once min_history is observed, not
+    // from a state that nothing kept backs.
+    s = DemandSeries{};
+    s.minute = m;
+  }
   if (m > *s.minute) {
     record_minute(s, s.samples > 0 ? s.sum / s.samples : NAN);
     for (std::int64_t gap = *s.minute + 1; gap < m; ++gap) record_minute(s, NAN);

@@ -994,6 +994,46 @@ TEST(PrescalePolicyTest, ADayWithoutScrapesLeavesTheForecastItsBand) {
       << "P50 = P90 = P99 = " << after.p50[0] << " req/s after the day without scrapes";
 }
 
+TEST(PrescalePolicyTest, AScrapeBeyondTheKeptHistoryStartsTheHistoryOver) {
+  // A scrape time further ahead than max_history (a clock that leapt, a bogus timestamp): every
+  // kept minute would be a gap. The history starts over at that scrape's minute, in one step
+  // rather than one per missing minute (a jump of years is millions of them), and no forecast
+  // is made from a state nothing kept backs.
+  PrescalePolicyOptions options;
+  options.max_history = 24h;
+  PrescalePolicy policy(options);
+  policy.init({spec("api")});
+  forecast::Series minutes;
+  minutes.step_seconds = 60;
+  minutes.values.assign(2 * 60, 100);
+  const double end = 2 * 3600;
+  ASSERT_TRUE(policy.load_history("api", minutes, at(end)));
+  ASSERT_FALSE(policy.demand_forecast("api").p50.empty());
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+
+  double t = end + 2 * 86400 + 45;
+  policy.observe(world.at_time(t));
+  auto history = policy.history("api");
+  ASSERT_TRUE(history);
+  ASSERT_THAT(history->values, testing::IsEmpty());
+  EXPECT_THAT(policy.demand_forecast("api").p50, testing::IsEmpty());
+  t += 60;
+  policy.observe(world.at_time(t));
+  history = policy.history("api");
+  ASSERT_TRUE(history);
+  EXPECT_THAT(history->values, testing::ElementsAre(100.0));
+
+  // Years ahead: as quick, and the history goes on from there.
+  t += 20.0 * 365 * 86400;
+  policy.observe(world.at_time(t));
+  t += 60;
+  policy.observe(world.at_time(t));
+  history = policy.history("api");
+  ASSERT_TRUE(history);
+  EXPECT_THAT(history->values, testing::ElementsAre(100.0));
+  EXPECT_DOUBLE_EQ(history->start_seconds, 60 * std::floor((t - 15 - 60) / 60));
+}
+
 TEST(PrescalePolicyTest, AServiceMissingFromOneSnapshotKeepsItsReplicas) {
   PrescalePolicy policy;
   policy.init({spec("api")});
