@@ -577,4 +577,27 @@ Result<forecast::Series> PrescalePolicy::history(std::string_view service, Serie
   return series;
 }
 
+Result<void> validate_prescale_policy_options(const PrescalePolicyOptions& options) {
+  for (const std::string& name : options.forecaster.candidates) {
+    const auto& custom = options.forecaster.custom_models;
+    auto it = std::find_if(custom.begin(), custom.end(),
+                           [&](const forecast::CustomModel& c) { return c.name == name; });
+    const bool is_custom = it != custom.end() && it->prototype != nullptr;
+    // The model the candidate stands for: the prototype's, else the one make_model() makes.
+    const std::string_view model = is_custom ? it->prototype->name() : std::string_view(name);
+    if (!is_custom && std::find(std::begin(forecast::kModelNames), std::end(forecast::kModelNames),
+                                model) == std::end(forecast::kModelNames)) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "prescale: unknown forecasting candidate \"" + name + "\"");
+    }
+    if (model == "gbt") {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "prescale: forecasting candidate \"" + name +
+                            "\" reads the calendar (minute of day, day of week), and the "
+                            "policy's series are timed on the monotonic clock, not UTC");
+    }
+  }
+  return {};
+}
+
 }  // namespace prescale::scaling

@@ -177,4 +177,12 @@ class PrescalePolicy final : public Policy {
   double typical_minute_requests_ = 0, typical_minutes_ = 0;
 };
 
+// What a PrescalePolicy cannot run with. Its per-minute series are timed on this process's
+// monotonic clock, not UTC, so a forecasting candidate that reads the calendar from a series'
+// start ("gbt" and boosters made with make_gbt_model(): minute of day, day of week) would learn
+// and forecast from the wrong hours of the wrong days: such candidates are refused, as are names
+// no model answers to (every fit would fail and the policy would never forecast). Errors:
+// kInvalidArgument naming the candidate.
+Result<void> validate_prescale_policy_options(const PrescalePolicyOptions& options);
+
 }  // namespace prescale::scaling

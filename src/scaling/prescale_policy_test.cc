@@ -10,6 +10,8 @@
 #include <numbers>
 #include <optional>
 
+#include "forecast/gbt_model.h"
+
 namespace prescale::scaling {
 namespace {
 
@@ -1032,6 +1034,31 @@ TEST(PrescalePolicyTest, AScrapeBeyondTheKeptHistoryStartsTheHistoryOver) {
   ASSERT_TRUE(history);
   EXPECT_THAT(history->values, testing::ElementsAre(100.0));
   EXPECT_DOUBLE_EQ(history->start_seconds, 60 * std::floor((t - 15 - 60) / 60));
+}
+
+TEST(PrescalePolicyTest, RefusesForecastingCandidatesThatReadTheCalendar) {
+  // The policy's minutes are timed on the monotonic clock: a model that takes the hour and the
+  // weekday from a series' start would read them wrong.
+  EXPECT_TRUE(validate_prescale_policy_options({}));
+  PrescalePolicyOptions options;
+  options.forecaster.candidates = {"naive", "gbt"};
+  auto refused = validate_prescale_policy_options(options);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_THAT(refused.error().message, HasSubstr("\"gbt\" reads the calendar"));
+
+  // A booster trained elsewhere reads it just the same, whatever its candidate name.
+  options.forecaster.candidates = {"naive", "gbt_global"};
+  options.forecaster.custom_models = {{"gbt_global", forecast::make_gbt_model(nullptr)}};
+  refused = validate_prescale_policy_options(options);
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message, HasSubstr("\"gbt_global\" reads the calendar"));
+
+  // A name no model answers to would fail every fit: the policy would never forecast.
+  options.forecaster.candidates = {"naive", "holt_winter"};
+  refused = validate_prescale_policy_options(options);
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message, HasSubstr("unknown forecasting candidate \"holt_winter\""));
 }
 
 TEST(PrescalePolicyTest, AServiceMissingFromOneSnapshotKeepsItsReplicas) {

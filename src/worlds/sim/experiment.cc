@@ -216,6 +216,9 @@ Result<std::unique_ptr<scaling::Policy>> make_policy(std::string_view name,
       return make_error(ErrorCode::kInvalidArgument,
                         "unknown policy \"" + std::string(name) + "\"; known: " + known_policies());
     }
+    if (auto valid = scaling::validate_prescale_policy_options(options); !valid) {
+      return std::unexpected(valid.error());
+    }
     return std::make_unique<scaling::PrescalePolicy>(std::move(options));
   }
   if (name == "hpa") return std::make_unique<scaling::HpaPolicy>(settings.hpa);
