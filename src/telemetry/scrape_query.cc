@@ -1,10 +1,11 @@
 #include "telemetry/scrape_query.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <limits>
 #include <map>
+
+#include "telemetry/internal/text.h"
 
 namespace prescale::telemetry {
 namespace {
@@ -38,16 +39,9 @@ const ParsedFamily* family_of_sample(std::span<const ParsedFamily> families,
 std::optional<double> parse_le(const Labels& labels) {
   for (const auto& [name, value] : labels) {
     if (name != "le") continue;
-    std::string_view s = value;
-    bool negative = false;
-    if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
-      negative = s[0] == '-';
-      s.remove_prefix(1);
-    }
     double v = 0;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-    return negative ? -v : v;
+    if (!internal::parse_float(value, &v)) return std::nullopt;
+    return v;
   }
   return std::nullopt;
 }

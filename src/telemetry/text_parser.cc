@@ -13,22 +13,6 @@ namespace {
 
 bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
-// Go's strconv.ParseFloat for the forms exposition uses: decimal with optional sign and
-// exponent, and Inf/Infinity/NaN in any case with optional sign.
-bool parse_float(std::string_view s, double* out) {
-  bool negative = false;
-  if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
-    negative = s[0] == '-';
-    s.remove_prefix(1);
-  }
-  if (s.empty() || s[0] == '+' || s[0] == '-') return false;
-  double v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size()) return false;
-  *out = negative ? -v : v;
-  return true;
-}
-
 bool parse_int64(std::string_view s, int64_t* out) {
   if (!s.empty() && s[0] == '+') {
     s.remove_prefix(1);
@@ -223,7 +207,7 @@ class Parser {
     size_t value_pos = pos_;
     std::string_view value = read_until_blank();
     if (value.empty()) return fail(pos_, fmt::format("expected value after \"{}\"", name));
-    if (!parse_float(value, &sample.value)) {
+    if (!internal::parse_float(value, &sample.value)) {
       return fail(value_pos, fmt::format("invalid value \"{}\": expected a float, +Inf, -Inf or "
                                          "NaN",
                                          value));
@@ -390,7 +374,7 @@ class Parser {
   static bool has_float_label(const Labels& labels, std::string_view label) {
     const std::string* value = find_label(labels, label);
     double unused = 0;
-    return value != nullptr && parse_float(*value, &unused);
+    return value != nullptr && internal::parse_float(*value, &unused);
   }
 
   std::string_view text_;

@@ -149,6 +149,56 @@ TEST(TextParser, ParsesSpecialAndSignedValues) {
   EXPECT_EQ(s[7].timestamp_ms, -5);
 }
 
+// As Prometheus' parsers read values (strconv.ParseFloat, with p, P and _ refused): a value below
+// the smallest double is 0, one past the largest is an error, NaN takes no sign or payload.
+TEST(TextParser, ReadsValuesAsPrometheusDoes) {
+  auto families = parse_ok(
+      "v{i=\"1\"} 1e-400\n"
+      "v{i=\"2\"} -1e-400\n"
+      "v{i=\"3\"} 0.000000000000000000000000000000000000000000000000000000000000000000000000000"
+      "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+      "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+      "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+      "1\n"
+      "v{i=\"4\"} 4.9e-324\n"
+      "v{i=\"5\"} infinity\n"
+      "v{i=\"6\"} -INF\n"
+      "v{i=\"7\"} nan\n"
+      "v{i=\"8\"} 1.7976931348623157e308\n"
+      "v{i=\"9\"} 1e-99999999999999999999\n");
+  ASSERT_EQ(families.size(), 1u);
+  const auto& s = families[0].samples;
+  ASSERT_EQ(s.size(), 9u);
+  EXPECT_EQ(s[0].value, 0);
+  EXPECT_FALSE(std::signbit(s[0].value));
+  EXPECT_EQ(s[1].value, 0);
+  EXPECT_TRUE(std::signbit(s[1].value));
+  EXPECT_EQ(s[2].value, 0);
+  EXPECT_EQ(s[3].value, std::numeric_limits<double>::denorm_min());
+  EXPECT_EQ(s[4].value, kInf);
+  EXPECT_EQ(s[5].value, -kInf);
+  EXPECT_TRUE(std::isnan(s[6].value));
+  EXPECT_EQ(s[7].value, std::numeric_limits<double>::max());
+  EXPECT_EQ(s[8].value, 0);
+
+  for (std::string_view value : {"1e400", "-1e400", "1.8e308", "1e99999999999999999999",
+                                 "100000000000000000000000000000000000000000000000000000000000000"
+                                 "000000000000000000000000000000000000000000000000000000000000000"
+                                 "000000000000000000000000000000000000000000000000000000000000000"
+                                 "000000000000000000000000000000000000000000000000000000000000000"
+                                 "000000000000000000000000000000000000000000000000000000000000000"
+                                 "e-1",
+                                 "nan(12)", "NaN()", "+NaN", "-nan", "0x1p-2", "0X1P+3", "0x10",
+                                 "1_000", "1e", "inf(1)", "infin", "."}) {
+    EXPECT_EQ(parse_error("v " + std::string(value) + "\n"),
+              "line 1, column 3: invalid value \"" + std::string(value) +
+                  "\": expected a float, +Inf, -Inf or NaN");
+  }
+  EXPECT_EQ(parse_error("# TYPE h histogram\nh_bucket{le=\"0x1p-2\"} 1\n"),
+            "line 2, column 1: histogram bucket \"h_bucket\" needs an \"le\" label with a float "
+            "value");
+}
+
 TEST(TextParser, EmptyInputHasNoFamilies) {
   EXPECT_TRUE(parse_ok("").empty());
   EXPECT_TRUE(parse_ok("\n\n# comment only\n").empty());

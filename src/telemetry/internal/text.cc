@@ -1,8 +1,10 @@
 #include "telemetry/internal/text.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 namespace prescale::telemetry::internal {
 
@@ -112,7 +114,72 @@ bool append_special(std::string& out, double v) {
   return true;
 }
 
+bool equals_ignoring_case(std::string_view s, std::string_view lower) {
+  if (s.size() != lower.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((s[i] | 0x20) != lower[i]) return false;
+  }
+  return true;
+}
+
+// Whether a decimal that std::from_chars found out of range is too small for a double rather
+// than too large: the power of ten of its first nonzero digit is negative. The exponent saturates,
+// which cannot change its sign.
+bool is_below_smallest_double(std::string_view decimal) {
+  size_t e = decimal.find_first_of("eE");
+  std::string_view mantissa = decimal.substr(0, e);
+  int64_t exponent = 0;
+  if (e != std::string_view::npos) {
+    std::string_view digits = decimal.substr(e + 1);
+    bool negative = digits.front() == '-';
+    if (digits.front() == '-' || digits.front() == '+') digits.remove_prefix(1);
+    for (char c : digits) exponent = std::min<int64_t>(exponent * 10 + (c - '0'), 1'000'000'000);
+    if (negative) exponent = -exponent;
+  }
+  size_t point = std::min(mantissa.find('.'), mantissa.size());
+  size_t first = mantissa.find_first_not_of("0.");
+  int64_t leading = first < point ? static_cast<int64_t>(point - first) - 1
+                                  : -static_cast<int64_t>(first - point);
+  return leading + exponent < 0;
+}
+
 }  // namespace
+
+bool parse_float(std::string_view s, double* out) {
+  bool negative = false;
+  std::string_view unsigned_part = s;
+  if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
+    negative = s[0] == '-';
+    unsigned_part.remove_prefix(1);
+  }
+  if (equals_ignoring_case(unsigned_part, "inf") ||
+      equals_ignoring_case(unsigned_part, "infinity")) {
+    *out = negative ? -std::numeric_limits<double>::infinity()
+                    : std::numeric_limits<double>::infinity();
+    return true;
+  }
+  if (equals_ignoring_case(s, "nan")) {
+    *out = std::numeric_limits<double>::quiet_NaN();
+    return true;
+  }
+  // Digits and a point first, so that from_chars, which also reads "nan(...)", "inf" and, after
+  // a "0", stops before "x", is only given decimals.
+  if (unsigned_part.empty() ||
+      !(unsigned_part[0] == '.' || (unsigned_part[0] >= '0' && unsigned_part[0] <= '9'))) {
+    return false;
+  }
+  double v = 0;
+  const char* end = unsigned_part.data() + unsigned_part.size();
+  auto [stop, ec] = std::from_chars(unsigned_part.data(), end, v);
+  if (stop != end) return false;
+  if (ec == std::errc::result_out_of_range && is_below_smallest_double(unsigned_part)) {
+    v = 0;
+  } else if (ec != std::errc()) {
+    return false;
+  }
+  *out = negative ? -v : v;
+  return true;
+}
 
 void append_go_float(std::string& out, double v) {
   if (append_special(out, v)) return;

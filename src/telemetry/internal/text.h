@@ -1,5 +1,5 @@
-// Name grammar, UTF-8 and escaping rules of the Prometheus text format, shared by the registry,
-// the exposition and the parser. Not public API.
+// Name grammar, UTF-8, escaping and value rules of the Prometheus text format, shared by the
+// registry, the exposition and the parser. Not public API.
 #pragma once
 
 #include <string>
@@ -33,6 +33,13 @@ void append_escaped_help(std::string& out, std::string_view s);
 // Appends `s` escaped for a quoted label value: `\` as `\\`, `"` as `\"`, newline as `\n`.
 // Invalid UTF-8 bytes become U+FFFD, so the output is always valid text.
 void append_escaped_label_value(std::string& out, std::string_view s);
+
+// A value as Prometheus' text parsers read it: Go's strconv.ParseFloat with 'p', 'P' and '_'
+// refused, which leaves a decimal with optional sign and exponent, Inf or Infinity in any case
+// with optional sign, and NaN in any case without one. A decimal below the smallest double is 0
+// (Go rounds it there); one past the largest is an error (Go's ErrRange, which Prometheus
+// reports).
+bool parse_float(std::string_view s, double* out);
 
 // Sample values: integral values below 2^53 as plain integers ("3", "1234567"), others like the
 // Go client (strconv 'g', shortest round trip), and "+Inf", "-Inf", "NaN".
