@@ -100,6 +100,15 @@ struct HistoryStore::Impl {
     return {};
   }
 
+  // Ends the transaction. A COMMIT that fails in a way it could be retried after (SQLITE_BUSY, a
+  // deferred constraint) leaves the transaction open, and every later BEGIN would fail: it is
+  // rolled back, so all of it is stored or none.
+  Result<void> commit() const {
+    auto r = exec("COMMIT");
+    if (!r && sqlite3_get_autocommit(db) == 0) (void)exec("ROLLBACK");
+    return r;
+  }
+
   Result<Statement> prepare(std::string_view sql) const {
     sqlite3_stmt* s = nullptr;
     const int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &s, nullptr);
@@ -170,7 +179,7 @@ struct HistoryStore::Impl {
       (void)exec("ROLLBACK");
       return result;
     }
-    return exec("COMMIT");
+    return commit();
   }
 };
 
@@ -238,7 +247,7 @@ Result<void> HistoryStore::append_many(std::span<const Sample> samples) {
       return r;
     }
   }
-  return impl_->exec("COMMIT");
+  return impl_->commit();
 }
 
 Result<forecast::Series> HistoryStore::series(std::string_view service, std::string_view metric,

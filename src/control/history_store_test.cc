@@ -109,6 +109,63 @@ TEST_F(HistoryStoreTest, RejectsTimesThatAreNotMinutes) {
   EXPECT_FALSE(latest->has_value());
 }
 
+// Turns foreign keys on in every connection opened while it lives (the store's own does not
+// check them), through SQLite's auto-extension hook.
+class ForeignKeysOn {
+ public:
+  ForeignKeysOn() { sqlite3_auto_extension(reinterpret_cast<void (*)()>(&enable)); }
+  ~ForeignKeysOn() { sqlite3_cancel_auto_extension(reinterpret_cast<void (*)()>(&enable)); }
+  ForeignKeysOn(const ForeignKeysOn&) = delete;
+  ForeignKeysOn& operator=(const ForeignKeysOn&) = delete;
+
+ private:
+  static int enable(sqlite3* db, char** /*error*/, const void* /*api*/) {
+    return sqlite3_exec(db, "PRAGMA foreign_keys = ON", nullptr, nullptr, nullptr);
+  }
+};
+
+// A COMMIT that fails leaves SQLite's transaction open when the failure is one COMMIT can be
+// retried after (SQLITE_BUSY, or a deferred constraint, forced here: a trigger adds a row whose
+// deferred foreign key has no parent). The batch is rolled back, and later batches store.
+TEST_F(HistoryStoreTest, AFailedCommitStoresNothingAndLaterBatchesStore) {
+  ForeignKeysOn foreign_keys;
+  { HistoryStore created = open_ok(dir_); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "history.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+                         "CREATE TABLE child (parent INTEGER REFERENCES parent (id) "
+                         "  DEFERRABLE INITIALLY DEFERRED);"
+                         "CREATE TRIGGER orphan AFTER INSERT ON samples WHEN NEW.service = 'bad' "
+                         "BEGIN INSERT INTO child VALUES (1); END;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  HistoryStore store = open_ok(dir_);
+  std::vector<Sample> failing{{"api", "arrival_rps", kT0, 1}, {"bad", "arrival_rps", kT0, 2}};
+  auto r = store.append_many(failing);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(r.error().message, HasSubstr("COMMIT"));
+
+  std::vector<Sample> later{{"api", "arrival_rps", kT0 + 60, 3}};
+  auto stored = store.append_many(later);
+  ASSERT_TRUE(stored) << stored.error().to_string();
+  ASSERT_TRUE(store.append("api", "arrival_rps", kT0 + 120, 4));
+
+  // Read back through a new store: what a restart sees, so nothing sits in an open transaction.
+  store = open_ok(dir_ / "elsewhere");
+  HistoryStore reopened = open_ok(dir_);
+  auto s = reopened.series("api", "arrival_rps", kT0, kT0 + 180);
+  ASSERT_TRUE(s) << s.error().to_string();
+  ASSERT_EQ(s->values.size(), 3u);
+  EXPECT_TRUE(std::isnan(s->values[0]));
+  EXPECT_EQ(s->values[1], 3);
+  EXPECT_EQ(s->values[2], 4);
+}
+
 TEST_F(HistoryStoreTest, PrunesOldMinutes) {
   HistoryStore store = open_ok(dir_);
   std::vector<Sample> samples;
