@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "http/internal/wire.h"
 #include "http/json.h"
 #include "services/recommend/recommend_service.h"
 
@@ -54,7 +55,8 @@ std::string shown(std::string_view s) {
 }
 
 // Rejects query parameters other than `allowed`, and any given twice (a misspelt filter, or the
-// second half of a list split over two parameters, would otherwise be ignored).
+// second half of a list split over two parameters, would otherwise be ignored). Keys are compared
+// percent-decoded, as query_param() reads them ("%6B" is k); errors show them as written.
 std::optional<std::string> unknown_query_parameter(
     std::string_view query, std::initializer_list<std::string_view> allowed) {
   unsigned seen = 0;  // a bit per allowed name
@@ -64,9 +66,16 @@ std::optional<std::string> unknown_query_parameter(
     query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
     if (pair.empty()) continue;
     const std::string_view key = pair.substr(0, pair.find('='));
-    const auto at = std::find(allowed.begin(), allowed.end(), key);
+    const auto at = std::find_if(allowed.begin(), allowed.end(), [&](std::string_view name) {
+      return http::internal::percent_decoded_equals(key, name, true);
+    });
     if (at == allowed.end()) {
-      return "query parameter " + shown(key) + ": unknown (expected one of k, exclude, include)";
+      std::string expected;
+      for (std::string_view name : allowed) {
+        expected += expected.empty() ? (allowed.size() > 1 ? "one of " : "") : ", ";
+        expected += name;
+      }
+      return "query parameter " + shown(key) + ": unknown (expected " + expected + ")";
     }
     const unsigned bit = 1U << static_cast<unsigned>(at - allowed.begin());
     if ((seen & bit) != 0) {

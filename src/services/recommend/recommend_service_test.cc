@@ -183,6 +183,17 @@ TEST_P(RecommendServiceTest, SimilarItems) {
   EXPECT_THAT(missing["error"]["message"].get<std::string>(), HasSubstr("999"));
 }
 
+// A key counts as what it percent-decodes to, as query_param reads it: "%6B" is k.
+TEST_P(RecommendServiceTest, QueryParameterKeysAreReadDecoded) {
+  EXPECT_EQ(item_ids(get_json("/v1/users/3/recommendations?%6B=2&ex%63lude=")).size(), 2u);
+  EXPECT_EQ(item_ids(get_json("/v1/items/105/similar?%6b=2")).size(), 2u);
+  auto message = [](const nlohmann::json& j) { return j["error"]["message"].get<std::string>(); };
+  EXPECT_THAT(message(get_json("/v1/users/3/recommendations?k=2&%6B=3", 400)),
+              HasSubstr("\"%6B\": given twice"));
+  EXPECT_THAT(message(get_json("/v1/items/105/similar?k%20=2", 400)),
+              HasSubstr("\"k%20\": unknown (expected k)"));
+}
+
 TEST_P(RecommendServiceTest, ValidationErrorsNameTheFieldPath) {
   auto message = [](const nlohmann::json& j) { return j["error"]["message"].get<std::string>(); };
   EXPECT_THAT(message(get_json("/v1/users/abc/recommendations", 400)),
