@@ -44,6 +44,10 @@ double demand_at(double p50, double p90, double p99, double z) {
   return p90 + (p99 - p90) * (z - z90) / (z99 - z90);
 }
 
+// A scrape further behind the last one than this (a few scrape windows) means the clock was set
+// back, or the last one was stamped ahead: scrapes are not that late otherwise.
+constexpr Clock::Duration kClockSetBack = std::chrono::minutes(5);
+
 std::string fmt(double v, int decimals) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
@@ -132,8 +136,13 @@ void PrescalePolicy::observe(const Snapshot& snapshot) {
     s->snapshot_index = i;
     const WindowMetrics& w = o.window;
     if (w.length <= Clock::Duration::zero()) continue;
-    if (s->last_scrape && w.sampled_at <= *s->last_scrape) continue;
+    // A scrape far behind the last one: the clock was set back, or the last was stamped ahead
+    // (else every scrape would be ignored until the clock reached that stamp). The minutes
+    // recorded from this scrape's minute on are dropped. A little behind: late, and ignored.
+    const bool set_back = s->last_scrape && w.sampled_at < *s->last_scrape - kClockSetBack;
+    if (s->last_scrape && w.sampled_at <= *s->last_scrape && !set_back) continue;
     s->last_scrape = w.sampled_at;
+    if (set_back) s->counted_until.reset();
     {
       // Requests and bad ones over the part of the window not counted by the previous scrape.
       const Clock::TimePoint from = s->counted_until
@@ -151,6 +160,10 @@ void PrescalePolicy::observe(const Snapshot& snapshot) {
     }
     // A scrape describes (sampled_at − length, sampled_at]: it belongs to the minute of its middle.
     const std::int64_t m = minute_of(w.sampled_at - w.length / 2);
+    if (set_back) {
+      rewind(*s, m, w.sampled_at);
+      if (s->external) rewind(*s->external, m, w.sampled_at);
+    }
     accumulate(*s, m, w.arrival_rps, w.sampled_at);
     const bool also_called =
         std::isfinite(w.external_rps) && w.external_rps > 0 && w.external_rps < w.arrival_rps;
@@ -185,6 +198,32 @@ void PrescalePolicy::accumulate(DemandSeries& s, std::int64_t m, double rate,
     s.sum += rate;
     ++s.samples;
   }
+}
+
+void PrescalePolicy::rewind(DemandSeries& s, std::int64_t m, Clock::TimePoint now) {
+  if (!s.minute || m >= *s.minute) return;
+  // `history` holds the minutes before `minute`: those from `m` on go.
+  const auto drop = static_cast<std::uint64_t>(*s.minute - m);
+  if (drop >= s.history.size()) {
+    s = DemandSeries{};
+    s.minute = m;
+    return;
+  }
+  for (std::uint64_t i = 0; i < drop; ++i) {
+    if (std::isfinite(s.history.back())) --s.observed_minutes;
+    s.history.pop_back();
+  }
+  s.minute = m;
+  s.sum = 0;
+  s.samples = 0;
+  // The forecaster went through the dropped minutes: fit again on the kept ones.
+  s.forecaster.reset();
+  s.forecast = {};
+  s.model_window.reset();
+  s.fitted_at.reset();
+  s.fitted_size = 0;
+  maybe_refit(s, now);
+  if (s.forecaster) s.forecast = s.forecaster->predict(options_.forecaster.max_horizon);
 }
 
 void PrescalePolicy::refresh_graph() {

@@ -153,6 +153,8 @@ class PrescalePolicy final : public Policy {
   // Adds a scrape's rate to the minute `m` of `s`, closing (and forecasting after) the minutes
   // before it.
   void accumulate(DemandSeries& s, std::int64_t m, double rate, Clock::TimePoint sampled_at);
+  // Drops the minutes of `s` from `m` on (a clock set back), and refits on the rest.
+  void rewind(DemandSeries& s, std::int64_t m, Clock::TimePoint now);
   void refresh_graph();
   // decide()'s three steps for one service (in call-graph order).
   void take_observation(ServiceState& s, const Snapshot& snapshot, Clock::TimePoint now);

@@ -1061,6 +1061,68 @@ TEST(PrescalePolicyTest, RefusesForecastingCandidatesThatReadTheCalendar) {
   EXPECT_THAT(refused.error().message, HasSubstr("unknown forecasting candidate \"holt_winter\""));
 }
 
+TEST(PrescalePolicyTest, ScrapesBehindAScrapeStampedAheadRewindTheHistory) {
+  // One scrape stamped an hour ahead (a clock that leapt and was set back, a bogus timestamp),
+  // then scrapes at the real time again: more than 5 minutes behind the last one, they mean the
+  // clock was set back. The minutes from theirs on (those the stamp ahead recorded) are dropped
+  // and the forecast refitted on the rest, rather than every later scrape being ignored as not
+  // later than the last until the real clock reached the stamp.
+  PrescalePolicyOptions options;
+  options.max_history = 24h;
+  PrescalePolicy policy(options);
+  policy.init({spec("api")});
+  forecast::Series minutes;
+  minutes.step_seconds = 60;
+  minutes.values.assign(2 * 60, 100);
+  const double end = 2 * 3600;
+  ASSERT_TRUE(policy.load_history("api", minutes, at(end)));
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  double t = end + 45;
+  for (; t <= end + 75; t += 15) policy.observe(world.at_time(t));  // into minute 121
+  auto history = policy.history("api");
+  ASSERT_TRUE(history);
+  ASSERT_EQ(history->values.size(), 121u);
+
+  policy.observe(world.at_time(t - 75));  // behind by a minute: a late scrape, ignored
+  history = policy.history("api");
+  ASSERT_TRUE(history);
+  ASSERT_EQ(history->values.size(), 121u);
+
+  policy.observe(world.at_time(t - 15 + 3600));  // an hour ahead: 60 minutes recorded
+  history = policy.history("api");
+  ASSERT_TRUE(history);
+  ASSERT_EQ(history->values.size(), 181u);
+
+  for (; t <= end + 135; t += 15) policy.observe(world.at_time(t));  // into minute 122
+  history = policy.history("api");
+  ASSERT_TRUE(history);
+  EXPECT_EQ(history->start_seconds, 0);
+  ASSERT_EQ(history->values.size(), 122u);
+  for (double v : history->values) EXPECT_EQ(v, 100);
+  const forecast::QuantileForecast forecast = policy.demand_forecast("api");
+  ASSERT_FALSE(forecast.p50.empty());
+  EXPECT_NEAR(forecast.p50[0], 100, 1);
+}
+
+TEST(PrescalePolicyTest, ScrapesBehindAScrapeStampedBeyondTheHistoryStartItOver) {
+  // A stamp further ahead than max_history started the history over there; the scrapes at the
+  // real time after it start it over again at theirs (before, they were all ignored: a stamp
+  // years ahead stopped the service's history for years).
+  PrescalePolicyOptions options;
+  options.max_history = 24h;
+  PrescalePolicy policy(options);
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  double t = 7200 + 45;
+  policy.observe(world.at_time(t));
+  policy.observe(world.at_time(t + 20.0 * 365 * 86400));
+  for (t += 15; t <= 7200 + 180; t += 15) policy.observe(world.at_time(t));
+  auto history = policy.history("api");
+  ASSERT_TRUE(history);
+  EXPECT_EQ(history->start_seconds, 7200);
+  EXPECT_THAT(history->values, testing::ElementsAre(100.0, 100.0));
+}
+
 TEST(PrescalePolicyTest, AServiceMissingFromOneSnapshotKeepsItsReplicas) {
   PrescalePolicy policy;
   policy.init({spec("api")});
