@@ -66,7 +66,6 @@ class Parser {
   struct FamilyState {
     bool has_help = false;
     bool has_type = false;
-    int first_sample_line = 0;  // 0 while it has none
   };
 
   bool at_end() const { return pos_ >= line_.size(); }
@@ -141,7 +140,8 @@ class Parser {
       return fail(name_pos, fmt::format("second TYPE line for metric \"{}\"", name));
     }
     if (!families_[index].samples.empty()) {
-      return type_after_samples(name_pos, name, name, states_[index].first_sample_line);
+      return fail(name_pos,
+                  fmt::format("TYPE line for metric \"{}\" must come before its samples", name));
     }
     size_t type_pos = pos_;
     std::string_view type_name = read_until_blank();
@@ -153,43 +153,15 @@ class Parser {
                                             MetricType::kHistogram, MetricType::kSummary,
                                             MetricType::kUntyped};
     for (MetricType type : kTypes) {
-      if (type_name != to_string(type)) continue;
-      if (!check_no_earlier_samples_of(name_pos, name, type)) return false;
-      families_[index].type = type;
-      states_[index].has_type = true;
-      return true;
+      if (type_name == to_string(type)) {
+        families_[index].type = type;
+        states_[index].has_type = true;
+        return true;
+      }
     }
     return fail(type_pos, fmt::format("unknown metric type \"{}\" (expected counter, gauge, "
                                       "histogram, summary or untyped)",
                                       type_name));
-  }
-
-  // A histogram's or summary's samples are also named <name>_bucket, _sum or _count; one that
-  // came before its TYPE line formed an untyped family of its own, which the later samples of
-  // that name would join. The text format wants the TYPE line first, so this is an error.
-  bool check_no_earlier_samples_of(size_t name_pos, std::string_view name, MetricType type) {
-    if (type != MetricType::kHistogram && type != MetricType::kSummary) return true;
-    std::string_view first_name;
-    int first_line = 0;
-    for (std::string_view suffix : {"_bucket", "_sum", "_count"}) {
-      if (type == MetricType::kSummary && suffix == "_bucket") continue;
-      std::string sample_name = fmt::format("{}{}", name, suffix);
-      std::optional<size_t> index = existing_family(sample_name);
-      if (!index || states_[*index].has_type || families_[*index].samples.empty()) continue;
-      if (first_line == 0 || states_[*index].first_sample_line < first_line) {
-        first_name = families_[*index].name;
-        first_line = states_[*index].first_sample_line;
-      }
-    }
-    if (first_line == 0) return true;
-    return type_after_samples(name_pos, name, first_name, first_line);
-  }
-
-  bool type_after_samples(size_t name_pos, std::string_view name, std::string_view sample_name,
-                          int sample_line) {
-    return fail(name_pos, fmt::format("TYPE line for metric \"{}\" must come before its samples "
-                                      "(\"{}\" on line {})",
-                                      name, sample_name, sample_line));
   }
 
   // The rest of the line, with \\ and \n resolved.
@@ -395,7 +367,6 @@ class Parser {
                                         "float value",
                                         name));
     }
-    if (family.samples.empty()) states_[*index].first_sample_line = line_number_;
     family.samples.push_back(std::move(sample));
     return true;
   }

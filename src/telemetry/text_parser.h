@@ -5,9 +5,6 @@
 // line and column, e.g. `line 7, column 23: expected '=' after label name "code"`.
 // Samples named <f>_bucket/_sum/_count (histogram) or <f>_sum/_count (summary) are grouped
 // under family <f> when a TYPE line declared it; samples with no TYPE form untyped families.
-// As the format requires, a TYPE line comes before its family's first sample: one after samples
-// of that name, or of the histogram's or summary's sample names (when no TYPE line declared them
-// a family of their own), is an error naming the line of the first such sample.
 #pragma once
 
 #include <cstdint>

@@ -281,8 +281,7 @@ TEST(TextParser, ErrorsOnMalformedHelpAndType) {
   EXPECT_EQ(parse_error("# HELP x a\n# HELP x b\n"),
             "line 2, column 8: second HELP line for metric \"x\"");
   EXPECT_EQ(parse_error("x 1\n# TYPE x gauge\n"),
-            "line 2, column 8: TYPE line for metric \"x\" must come before its samples "
-            "(\"x\" on line 1)");
+            "line 2, column 8: TYPE line for metric \"x\" must come before its samples");
   EXPECT_EQ(parse_error("# TYPE x Gauge\n"),
             "line 1, column 10: unknown metric type \"Gauge\" (expected counter, gauge, "
             "histogram, summary or untyped)");
@@ -297,36 +296,6 @@ TEST(TextParser, ErrorsOnMalformedHelpAndType) {
             "line 1, column 8: expected metric name after HELP, found '1'");
   EXPECT_EQ(parse_error("# TYPE x-y gauge\n"),
             "line 1, column 9: invalid character '-' in metric name");
-}
-
-// The text format wants a family's TYPE line before its first sample, and a histogram's or
-// summary's samples are its _bucket, _sum and _count lines: one of those that came first would
-// form an untyped family of its own, and later ones join it rather than the declared family.
-TEST(TextParser, ErrorsOnTypeAfterTheSamplesItWouldName) {
-  EXPECT_EQ(parse_error("x_count 1\n# TYPE x summary\nx_sum 2\nx_count 3\n"),
-            "line 2, column 8: TYPE line for metric \"x\" must come before its samples "
-            "(\"x_count\" on line 1)");
-  EXPECT_EQ(parse_error("# HELP h_sum S.\nh_sum 1\n\nh_bucket{le=\"1\"} 1\n# TYPE h histogram\n"),
-            "line 5, column 8: TYPE line for metric \"h\" must come before its samples "
-            "(\"h_sum\" on line 2)");
-
-  // Samples the declared type does not take, and families declared in their own right, are
-  // other metrics.
-  auto families = parse_ok(
-      "x_bucket 1\n"
-      "# TYPE x summary\n"
-      "x_count 2\n"
-      "# TYPE c_count counter\n"
-      "c_count 3\n"
-      "# TYPE c summary\n");
-  ASSERT_EQ(families.size(), 4u);
-  EXPECT_EQ(families[0].name, "x_bucket");
-  EXPECT_EQ(families[1].name, "x");
-  EXPECT_EQ(families[1].type, MetricType::kSummary);
-  ASSERT_EQ(families[1].samples.size(), 1u);
-  EXPECT_EQ(families[1].samples[0].name, "x_count");
-  EXPECT_EQ(families[2].name, "c_count");
-  EXPECT_EQ(families[2].type, MetricType::kCounter);
 }
 
 TEST(TextParser, ErrorsOnSamplesTheirTypeForbids) {
