@@ -46,6 +46,29 @@ std::optional<double> parse_le(const Labels& labels) {
   return std::nullopt;
 }
 
+// `buckets` as histogram_quantile() reads them: sorted by bound, without NaN bounds, equal
+// bounds (e.g. "1" and "1.0" from two clients) merged, counts forced monotonic. Empty when the
+// highest bound is not +Inf.
+std::vector<std::pair<double, double>> readable_buckets(
+    std::vector<std::pair<double, double>> buckets) {
+  std::erase_if(buckets, [](const auto& bucket) { return std::isnan(bucket.first); });
+  std::sort(buckets.begin(), buckets.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (buckets.empty() || buckets.back().first != kInf) return {};
+  std::vector<std::pair<double, double>> merged;
+  for (const auto& b : buckets) {
+    if (!merged.empty() && merged.back().first == b.first) {
+      merged.back().second += b.second;
+    } else {
+      merged.push_back(b);
+    }
+  }
+  for (size_t i = 1; i < merged.size(); ++i) {
+    merged[i].second = std::max(merged[i].second, merged[i - 1].second);
+  }
+  return merged;
+}
+
 }  // namespace
 
 const ParsedFamily* find_family(std::span<const ParsedFamily> families, std::string_view name) {
@@ -132,28 +155,28 @@ HistogramData histogram_delta(const HistogramData& later, const HistogramData& e
   return delta;
 }
 
+void add_histogram(HistogramData& total, const HistogramSnapshot& series) {
+  for (size_t i = 0; i < series.cumulative_counts.size(); ++i) {
+    const double le = i < series.upper_bounds.size() ? series.upper_bounds[i] : kInf;
+    const double count = static_cast<double>(series.cumulative_counts[i]);
+    auto at =
+        std::lower_bound(total.buckets.begin(), total.buckets.end(), le,
+                         [](const auto& bucket, double bound) { return bucket.first < bound; });
+    if (at != total.buckets.end() && at->first == le) {
+      at->second += count;
+    } else {
+      total.buckets.emplace(at, le, count);
+    }
+  }
+  total.sum += series.sum;
+  total.count += static_cast<double>(series.count());
+}
+
 double histogram_quantile(double q, std::vector<std::pair<double, double>> buckets) {
   if (std::isnan(q)) return kNaN;
   if (q < 0) return -kInf;
   if (q > 1) return kInf;
-  if (buckets.empty()) return kNaN;
-  std::sort(buckets.begin(), buckets.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  if (buckets.back().first != kInf) return kNaN;
-
-  // Merge buckets with the same bound (e.g. "1" and "1.0" from two clients), then force
-  // monotonic counts.
-  std::vector<std::pair<double, double>> merged;
-  for (const auto& b : buckets) {
-    if (!merged.empty() && merged.back().first == b.first) {
-      merged.back().second += b.second;
-    } else {
-      merged.push_back(b);
-    }
-  }
-  for (size_t i = 1; i < merged.size(); ++i) {
-    merged[i].second = std::max(merged[i].second, merged[i - 1].second);
-  }
+  const std::vector<std::pair<double, double>> merged = readable_buckets(std::move(buckets));
   if (merged.size() < 2) return kNaN;
   double observations = merged.back().second;
   if (observations == 0) return kNaN;
@@ -174,6 +197,32 @@ double histogram_quantile(double q, std::vector<std::pair<double, double>> bucke
     rank -= merged[b - 1].second;
   }
   return bucket_start + (bucket_end - bucket_start) * (rank / count);
+}
+
+double histogram_count_above(double threshold, std::vector<std::pair<double, double>> buckets) {
+  if (std::isnan(threshold)) return kNaN;
+  const std::vector<std::pair<double, double>> merged = readable_buckets(std::move(buckets));
+  if (merged.size() < 2) return kNaN;
+  const double observations = merged.back().second;
+  // The first bucket whose bound reaches the threshold; +Inf at the latest.
+  size_t b = 0;
+  while (merged[b].first < threshold) ++b;
+  if (b == merged.size() - 1) return observations - merged[b - 1].second;
+  if (b == 0 && merged[0].first <= 0) {
+    return threshold < merged[0].first ? observations : observations - merged[0].second;
+  }
+  if (b == 0 && threshold <= 0) return observations;
+
+  double bucket_start = 0;
+  double below = 0;
+  if (b > 0) {
+    bucket_start = merged[b - 1].first;
+    below = merged[b - 1].second;
+  }
+  const double bucket_end = merged[b].first;
+  const double within =
+      (merged[b].second - below) * (threshold - bucket_start) / (bucket_end - bucket_start);
+  return observations - below - within;
 }
 
 }  // namespace prescale::telemetry

@@ -48,12 +48,23 @@ Result<HistogramData> histogram_data(const ParsedFamily& family, const Labels& s
 // treats a counter reset.
 HistogramData histogram_delta(const HistogramData& later, const HistogramData& earlier);
 
+// Adds one series of a registry's snapshot (what an in-process scrape sees) to `total`, bucket
+// by bucket as PromQL's sum by (le), with its sum and count.
+void add_histogram(HistogramData& total, const HistogramSnapshot& series);
+
 // The q-quantile (0 <= q <= 1) of (upper bound, cumulative count) buckets, as PromQL's
 // histogram_quantile(): linear interpolation inside the bucket holding the rank, the lower
 // bound of the first bucket taken as 0 (unless its upper bound is <= 0, then that bound); the
 // highest finite bound when the rank falls in +Inf; NaN when there are no observations, fewer
 // than two buckets or no +Inf bucket; -Inf for q < 0 and +Inf for q > 1. Non-monotonic counts
-// (scraped mid-update) are made monotonic first.
+// (scraped mid-update) are made monotonic first; buckets with a NaN bound are ignored.
 double histogram_quantile(double q, std::vector<std::pair<double, double>> buckets);
+
+// How many observations of (upper bound, cumulative count) buckets exceeded `threshold`, read
+// as histogram_quantile() reads them: linear interpolation inside the bucket holding
+// `threshold` (the first one starting at 0, or all at its bound when that is <= 0), the +Inf
+// bucket's count above the highest finite bound. 0 when there are no observations; NaN for a
+// NaN threshold, fewer than two buckets or no +Inf bucket.
+double histogram_count_above(double threshold, std::vector<std::pair<double, double>> buckets);
 
 }  // namespace prescale::telemetry

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "telemetry/exposition.h"
+#include "telemetry/registry.h"
 
 namespace prescale::telemetry {
 namespace {
@@ -114,6 +115,65 @@ TEST(TextParserQuery, QuantileEdgeCases) {
   EXPECT_TRUE(std::isnan(histogram_quantile(0.5, {{0.1, 10}, {0.2, 20}})));  // no +Inf
   EXPECT_TRUE(std::isnan(histogram_quantile(0.5, {{kInf, 20}})));            // one bucket
   EXPECT_TRUE(std::isnan(histogram_quantile(0.5, {{0.1, 0}, {kInf, 0}})));   // no observations
+  // q = 0 with an empty first bucket: PromQL interpolates 0 of 0 observations, NaN.
+  EXPECT_TRUE(std::isnan(histogram_quantile(0, {{0.1, 0}, {0.2, 5}, {kInf, 10}})));
+  EXPECT_EQ(histogram_quantile(0, {{0.1, 3}, {0.2, 5}, {kInf, 10}}), 0);
+  // A NaN count gives NaN, a NaN bound is no bucket.
+  EXPECT_TRUE(std::isnan(histogram_quantile(0.5, {{0.1, 3}, {0.2, std::nan("")}, {kInf, 10}})));
+  EXPECT_DOUBLE_EQ(histogram_quantile(0.25, {{std::nan(""), 7}, {0.1, 10}, {kInf, 20}}), 0.05);
+}
+
+TEST(TextParserQuery, CountAboveInterpolatesLikeTheQuantile) {
+  // 50 in (0, 0.1], 40 in (0.1, 0.2], 10 in (0.2, 0.5], 4 above.
+  const std::vector<std::pair<double, double>> b = {{0.1, 50}, {0.2, 90}, {0.5, 100}, {kInf, 104}};
+  EXPECT_NEAR(histogram_count_above(0.2, b), 14, 1e-9);   // at a bound: what lies above it
+  EXPECT_NEAR(histogram_count_above(0.15, b), 34, 1e-9);  // halfway through (0.1, 0.2]
+  EXPECT_NEAR(histogram_count_above(0.05, b), 79, 1e-9);  // the first bucket starts at 0
+  EXPECT_NEAR(histogram_count_above(1.0, b), 4, 1e-9);    // past the last bound: +Inf's
+  EXPECT_EQ(histogram_count_above(0, b), 104);
+  EXPECT_EQ(histogram_count_above(-1, b), 104);
+  // The count above a quantile is the share above it.
+  EXPECT_NEAR(histogram_count_above(histogram_quantile(0.9, b), b), 104 * 0.1, 1e-9);
+  // Unsorted, duplicated and non-monotonic buckets are read as histogram_quantile() reads them.
+  EXPECT_NEAR(
+      histogram_count_above(0.15, {{kInf, 104}, {0.1, 25}, {0.1, 25}, {0.2, 90}, {0.5, 80}}), 34,
+      1e-9);
+}
+
+TEST(TextParserQuery, CountAboveEdgeCases) {
+  EXPECT_EQ(histogram_count_above(0.1, {{0.1, 0}, {kInf, 0}}), 0);  // no observations
+  // A first bucket at or below zero holds its observations at its bound.
+  EXPECT_EQ(histogram_count_above(-2, {{-1, 5}, {kInf, 10}}), 10);
+  EXPECT_EQ(histogram_count_above(-1, {{-1, 5}, {kInf, 10}}), 5);
+  EXPECT_EQ(histogram_count_above(-0.5, {{-1, 5}, {kInf, 10}}), 5);
+  EXPECT_EQ(histogram_count_above(-0.5, {{0, 5}, {kInf, 10}}), 10);
+  EXPECT_EQ(histogram_count_above(0, {{0, 5}, {kInf, 10}}), 5);
+  // What the buckets cannot tell.
+  const std::vector<std::pair<double, double>> b = {{0.1, 10}, {kInf, 20}};
+  EXPECT_TRUE(std::isnan(histogram_count_above(std::nan(""), b)));
+  EXPECT_TRUE(std::isnan(histogram_count_above(0.1, {})));
+  EXPECT_TRUE(std::isnan(histogram_count_above(0.1, {{kInf, 20}})));            // one bucket
+  EXPECT_TRUE(std::isnan(histogram_count_above(0.1, {{0.1, 10}, {0.2, 20}})));  // no +Inf
+}
+
+TEST(TextParserQuery, AddsRegistrySeriesByBound) {
+  Registry r;
+  HistogramFamily& lat = r.histogram("lat_seconds", "L.", {"route"}, {0.1, 0.2});
+  lat.with({"/x"}).observe(0.05);
+  lat.with({"/x"}).observe(0.15);
+  lat.with({"/y"}).observe(0.3);
+  HistogramData total;
+  for (const FamilySnapshot& family : r.collect()) {
+    for (const SeriesSnapshot& series : family.series) add_histogram(total, series.histogram);
+  }
+  EXPECT_THAT(total.buckets, ElementsAre(Pair(0.1, 1), Pair(0.2, 2), Pair(kInf, 3)));
+  EXPECT_DOUBLE_EQ(total.sum, 0.5);
+  EXPECT_EQ(total.count, 3);
+  // Other bounds are merged in order, as PromQL's sum by (le).
+  HistogramSnapshot other{{0.15}, {4, 5}, 1};
+  add_histogram(total, other);
+  EXPECT_THAT(total.buckets, ElementsAre(Pair(0.1, 1), Pair(0.15, 4), Pair(0.2, 2), Pair(kInf, 8)));
+  EXPECT_EQ(total.count, 8);
 }
 
 TEST(TextParserQuery, P99OfAnExposedRegistryHistogram) {
