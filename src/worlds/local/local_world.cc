@@ -1,17 +1,16 @@
 #include "worlds/local/local_world.h"
 
-#include <algorithm>
-#include <charconv>
-#include <deque>
-#include <cmath>
-#include <limits>
-
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
 
 #include "gateway/cluster.h"
 #include "gateway/gateway.h"
 #include "http/client.h"
 #include "telemetry/registry.h"
+#include "telemetry/scrape_query.h"
 #include "telemetry/text_parser.h"
 
 namespace prescale::local {
@@ -49,40 +48,6 @@ std::int64_t GatewayEndpoints::in_flight(const std::string& service, const std::
   return 0;  // reaped: nothing left in flight
 }
 
-// --- histogram helpers --------------------------------------------------------------------------
-
-double histogram_quantile(double q, const std::vector<double>& bounds,
-                          const std::vector<double>& cumulative) {
-  if (cumulative.empty() || cumulative.back() <= 0) return NAN;
-  const double rank = q * cumulative.back();
-  for (size_t i = 0; i < cumulative.size(); ++i) {
-    if (cumulative[i] < rank) continue;
-    if (i >= bounds.size()) return bounds.empty() ? NAN : bounds.back();  // the +Inf bucket
-    const double lower = i == 0 ? 0 : bounds[i - 1];
-    const double below = i == 0 ? 0 : cumulative[i - 1];
-    const double in_bucket = cumulative[i] - below;
-    if (in_bucket <= 0) return bounds[i];
-    return lower + (bounds[i] - lower) * (rank - below) / in_bucket;
-  }
-  return bounds.empty() ? NAN : bounds.back();
-}
-
-double histogram_count_above(double threshold, const std::vector<double>& bounds,
-                             const std::vector<double>& cumulative) {
-  if (cumulative.empty()) return 0;
-  const double total = cumulative.back();
-  for (size_t i = 0; i < bounds.size(); ++i) {
-    if (threshold > bounds[i]) continue;
-    const double lower = i == 0 ? 0 : bounds[i - 1];
-    const double below = i == 0 ? 0 : cumulative[i - 1];
-    const double within = below + (cumulative[i] - below) * (threshold - lower) /
-                                      std::max(bounds[i] - lower, 1e-12);
-    return std::max(0.0, total - within);
-  }
-  // Past the last finite bound: only the +Inf bucket is known to be above it.
-  return bounds.empty() ? 0 : std::max(0.0, total - cumulative[bounds.size() - 1]);
-}
-
 // --- scraping -------------------------------------------------------------------------------------
 
 namespace {
@@ -93,8 +58,6 @@ struct ReplicaScrape {
   double errors = 0;    // of which 5xx
   double inflight = 0;  // prescale_inflight_requests
   double cpu_seconds = NAN;
-  std::vector<double> bounds;      // prescale_request_duration_seconds buckets
-  std::vector<double> cumulative;  // + the +Inf bucket
 };
 
 const std::string* label(const telemetry::Labels& labels, std::string_view name) {
@@ -104,16 +67,8 @@ const std::string* label(const telemetry::Labels& labels, std::string_view name)
   return nullptr;
 }
 
-double parse_le(const std::string& s) {
-  if (s == "+Inf") return std::numeric_limits<double>::infinity();
-  double v = NAN;
-  std::from_chars(s.data(), s.data() + s.size(), v);
-  return v;
-}
-
-std::optional<ReplicaScrape> digest(const std::vector<telemetry::ParsedFamily>& families) {
+ReplicaScrape digest(const std::vector<telemetry::ParsedFamily>& families) {
   ReplicaScrape out;
-  std::map<double, double> buckets;  // le -> cumulative, summed over routes
   for (const auto& f : families) {
     if (f.name == "prescale_requests_total") {
       for (const auto& s : f.samples) {
@@ -125,19 +80,8 @@ std::optional<ReplicaScrape> digest(const std::vector<telemetry::ParsedFamily>& 
       for (const auto& s : f.samples) out.inflight += s.value;
     } else if (f.name == "process_cpu_seconds_total") {
       for (const auto& s : f.samples) out.cpu_seconds = s.value;
-    } else if (f.name == "prescale_request_duration_seconds") {
-      for (const auto& s : f.samples) {
-        if (s.name != "prescale_request_duration_seconds_bucket") continue;
-        const std::string* le = label(s.labels, "le");
-        if (le != nullptr) buckets[parse_le(*le)] += s.value;
-      }
     }
   }
-  for (const auto& [le, count] : buckets) {
-    if (!std::isinf(le)) out.bounds.push_back(le);
-    out.cumulative.push_back(count);
-  }
-  if (!buckets.empty() && !std::isinf(buckets.rbegin()->first)) return std::nullopt;  // malformed
   return out;
 }
 
@@ -174,8 +118,8 @@ struct LocalWorld::GatewayCounts {
   double responses = 0;  // prescale_requests_total of the service's routes
   double errors = 0;     // of which 5xx
   double ejections = 0;  // prescale_gateway_ejections_total{service}
-  std::vector<double> bounds, cumulative;  // prescale_request_duration_seconds, summed
-  double latency_sum = 0;                  // its _sum: seconds spent by the answered requests
+  // prescale_request_duration_seconds, summed; its sum is the seconds the answered requests spent
+  telemetry::HistogramData latency;
 };
 
 struct LocalWorld::ServiceState {
@@ -229,13 +173,13 @@ LocalWorld::RequestDelta LocalWorld::request_delta(const scaling::ServiceSpec& s
   d.failed = std::max(0.0, now.errors - base->errors);
   d.ejected = std::max(0.0, now.ejections - base->ejections);
   d.served = std::max(0.0, d.answered - d.failed);
-  d.latency_seconds = std::max(0.0, now.latency_sum - base->latency_sum);
-  std::vector<double> delta = now.cumulative;
-  if (base->cumulative.size() == delta.size() && base->bounds == now.bounds) {
-    for (size_t i = 0; i < delta.size(); ++i) delta[i] -= base->cumulative[i];
-  }
-  d.slow = std::min(d.served, histogram_count_above(spec.slo_latency_p99_seconds, now.bounds, delta));
-  if (d.answered > 0) d.p99_seconds = histogram_quantile(0.99, now.bounds, delta);
+  const telemetry::HistogramData latency = telemetry::histogram_delta(now.latency, base->latency);
+  d.latency_seconds = std::max(0.0, latency.sum);
+  // NaN when there are no buckets to tell (no latency recorded): none known to be slow.
+  const double slow =
+      telemetry::histogram_count_above(spec.slo_latency_p99_seconds, latency.buckets);
+  d.slow = std::isnan(slow) ? 0 : std::min(d.served, slow);
+  if (d.answered > 0) d.p99_seconds = telemetry::histogram_quantile(0.99, latency.buckets);
   return d;
 }
 
@@ -302,16 +246,7 @@ std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway() {
           c.errors += series.value;
         }
       } else {
-        const telemetry::HistogramSnapshot& h = series.histogram;
-        if (c.bounds.empty()) {
-          c.bounds = h.upper_bounds;
-          c.cumulative.assign(h.cumulative_counts.size(), 0);
-        }
-        if (h.upper_bounds != c.bounds) continue;  // one layout per service, as registered
-        c.latency_sum += h.sum;
-        for (size_t i = 0; i < c.cumulative.size(); ++i) {
-          c.cumulative[i] += static_cast<double>(h.cumulative_counts[i]);
-        }
+        telemetry::add_histogram(c.latency, series.histogram);
       }
     }
   }

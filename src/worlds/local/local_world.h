@@ -117,12 +117,4 @@ class LocalWorld final : public control::World {
   std::unique_ptr<Scraper> scraper_;
 };
 
-// Quantile q of a cumulative histogram (upper bounds ascending; counts has one more entry, the
-// +Inf bucket), interpolated linearly within the bucket; NaN when empty.
-double histogram_quantile(double q, const std::vector<double>& upper_bounds,
-                          const std::vector<double>& cumulative_counts);
-// How many observations exceeded `threshold`, interpolating within its bucket.
-double histogram_count_above(double threshold, const std::vector<double>& upper_bounds,
-                             const std::vector<double>& cumulative_counts);
-
 }  // namespace prescale::local
