@@ -11,7 +11,7 @@
 
 #include "core/clock.h"
 #include "core/sha256.h"
-#include "forecast/csv.h"
+#include "core/text_file.h"
 #include "forecast/forecaster.h"
 #include "forecast/gbt_model.h"
 #include "forecast/trace.h"
@@ -45,7 +45,7 @@ struct TrainingTrace {
 };
 
 Result<TrainingTrace> read_training_trace(const std::string& path) {
-  auto bytes = forecast::read_text_file(path);
+  auto bytes = read_text_file(path);
   if (!bytes) return std::unexpected(bytes.error());
   auto trace = forecast::parse_trace(*bytes, path);
   if (!trace) return std::unexpected(trace.error());

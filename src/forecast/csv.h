@@ -16,9 +16,6 @@
 
 namespace prescale::forecast {
 
-// The whole file as text. kNotFound names the path when it does not exist.
-Result<std::string> read_text_file(const std::string& path);
-
 // Walks the rows of a CSV text. Fields are views into the text, which must outlive the reader.
 class CsvReader {
  public:

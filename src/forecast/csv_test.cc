@@ -77,12 +77,5 @@ TEST(TraceCsvTest, ParsesTimestampsAsUtcNanoseconds) {
   EXPECT_FALSE(parse_timestamp_ns("2024-01-01 00:00 junk"));
 }
 
-TEST(TraceCsvTest, MissingFileIsNotFoundNamingThePath) {
-  auto text = read_text_file("/nonexistent/prescale/trace.csv");
-  ASSERT_FALSE(text);
-  EXPECT_EQ(text.error().code, ErrorCode::kNotFound);
-  EXPECT_NE(text.error().message.find("/nonexistent/prescale/trace.csv"), std::string::npos);
-}
-
 }  // namespace
 }  // namespace prescale::forecast

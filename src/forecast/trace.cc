@@ -8,6 +8,7 @@
 #include <optional>
 #include <utility>
 
+#include "core/text_file.h"
 #include "forecast/csv.h"
 
 namespace prescale::forecast {

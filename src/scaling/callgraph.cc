@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "core/text_file.h"
 #include "forecast/csv.h"
 
 namespace prescale::scaling {
@@ -234,7 +235,7 @@ struct EdgeCounts {
 };
 
 Result<EdgeCounts> read_edge_counts(const std::string& path) {
-  auto text = forecast::read_text_file(path);
+  auto text = read_text_file(path);
   if (!text) return std::unexpected(text.error());
 
   CsvReader csv(*text, path);

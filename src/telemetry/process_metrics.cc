@@ -1,7 +1,6 @@
 #include "telemetry/process_metrics.h"
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -11,30 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "core/text_file.h"
+
 namespace prescale::telemetry {
 namespace {
-
-Result<std::string> read_file(const char* path) {
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return make_error(ErrorCode::kUnavailable, std::string(path) + ": " + std::strerror(errno));
-  }
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return make_error(ErrorCode::kUnavailable, std::string(path) + ": " + std::strerror(err));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return text;
-}
 
 bool parse_number(std::string_view token, double* out) {
   uint64_t v = 0;
@@ -138,9 +117,9 @@ Result<ProcessStats> parse_process_stats(std::string_view self_stat, std::string
 }
 
 Result<ProcessStats> read_process_stats() {
-  auto self_stat = read_file("/proc/self/stat");
+  auto self_stat = read_text_file("/proc/self/stat");
   if (!self_stat) return std::unexpected(self_stat.error());
-  auto system_stat = read_file("/proc/stat");
+  auto system_stat = read_text_file("/proc/stat");
   if (!system_stat) return std::unexpected(system_stat.error());
   long ticks = ::sysconf(_SC_CLK_TCK);
   long page_size = ::sysconf(_SC_PAGESIZE);

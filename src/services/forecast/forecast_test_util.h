@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "core/sha256.h"
-#include "forecast/csv.h"
+#include "core/text_file.h"
 #include "forecast/gbt_model.h"
 #include "services/forecast/model_file.h"
 
@@ -80,7 +80,7 @@ inline void write_text(const std::filesystem::path& path, const std::string& tex
 }
 
 inline std::string read_text(const std::filesystem::path& path) {
-  return forecast::read_text_file(path.string()).value_or("");
+  return read_text_file(path.string()).value_or("");
 }
 
 }  // namespace prescale::services::forecast_service::testing

@@ -8,8 +8,8 @@
 #include <system_error>
 
 #include "core/sha256.h"
+#include "core/text_file.h"
 #include "core/versioned_file.h"
-#include "forecast/csv.h"
 #include "forecast/gbt_file.h"
 #include "http/json.h"
 
@@ -123,7 +123,7 @@ Result<SavedModel> save_model(const forecast::GbtBooster& booster, const std::st
 
 Result<std::shared_ptr<const ForecastModel>> load_model(const std::string& manifest_path) {
   const FileErrors fail(manifest_path);
-  auto text = forecast::read_text_file(manifest_path);
+  auto text = read_text_file(manifest_path);
   if (!text) return std::unexpected(text.error());
   auto parsed = http::parse_json(*text);
   if (!parsed) return fail.wrap(parsed.error());
@@ -193,7 +193,7 @@ Result<std::shared_ptr<const ForecastModel>> load_model(const std::string& manif
     return fail("booster_file.sha256", "expected 64 lowercase hex digits (SHA-256)");
   }
   const fs::path booster_path = fs::path(manifest_path).parent_path() / name->get<std::string>();
-  auto bytes = forecast::read_text_file(booster_path.string());  // bytes as they are
+  auto bytes = read_text_file(booster_path.string());  // bytes as they are
   if (!bytes) return std::unexpected(bytes.error());
   const FileErrors fail_booster(booster_path.string());
   if (bytes->size() != size->get<uint64_t>()) {

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <system_error>
 
+#include "core/text_file.h"
 #include "core/versioned_file.h"
-#include "forecast/csv.h"
 #include "http/json.h"
 
 namespace prescale::fraud {
@@ -223,7 +223,7 @@ Result<std::shared_ptr<const Model>> parse_model_file(std::string_view text,
 }
 
 Result<std::shared_ptr<const Model>> load_model_file(const std::string& path) {
-  auto text = forecast::read_text_file(path);
+  auto text = read_text_file(path);
   if (!text) return std::unexpected(text.error());
   return parse_model_file(*text, path);
 }

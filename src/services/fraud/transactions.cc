@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/sha256.h"
+#include "core/text_file.h"
 #include "forecast/csv.h"
 
 namespace prescale::fraud {
@@ -88,7 +89,7 @@ Result<Transactions> parse_transactions(std::string_view text, std::string_view 
 }
 
 Result<Transactions> read_transactions(const std::string& path) {
-  auto text = forecast::read_text_file(path);
+  auto text = read_text_file(path);
   if (!text) return std::unexpected(text.error());
   return parse_transactions(*text, path);
 }

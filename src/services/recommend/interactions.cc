@@ -6,6 +6,7 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "core/text_file.h"
 #include "forecast/csv.h"
 #include "services/recommend/internal/matrix.h"
 
@@ -22,7 +23,7 @@ std::optional<int64_t> parse_integer(std::string_view text) {
 
 Result<std::vector<Interaction>> read_ratings_csv(const std::string& path,
                                                   const ImplicitOptions& options) {
-  auto text = forecast::read_text_file(path);
+  auto text = read_text_file(path);
   if (!text) return std::unexpected(text.error());
   forecast::CsvReader reader(*text, path);
   std::vector<std::string_view> header;
@@ -93,7 +94,7 @@ TemporalSplit split_by_time(const std::vector<Interaction>& interactions, double
 }
 
 Result<std::string> file_hash(const std::string& path) {
-  auto text = forecast::read_text_file(path);
+  auto text = read_text_file(path);
   if (!text) return std::unexpected(text.error());
   const uint64_t h = internal::fnv1a(*text);
   char buf[17];

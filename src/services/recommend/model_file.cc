@@ -1,7 +1,5 @@
 #include "services/recommend/model_file.h"
 
-#include "core/versioned_file.h"
-
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
@@ -10,7 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
-#include "forecast/csv.h"
+#include "core/text_file.h"
+#include "core/versioned_file.h"
 #include "http/json.h"
 #include "services/recommend/internal/model_codec.h"
 #include "services/recommend/internal/model_state.h"
@@ -224,7 +223,7 @@ Result<SavedModel> save_model(const Model& model, const std::string& dir,
 }
 
 Result<std::shared_ptr<const Model>> load_model(const std::string& manifest_path) {
-  auto text = forecast::read_text_file(manifest_path);
+  auto text = read_text_file(manifest_path);
   if (!text) return std::unexpected(text.error());
   auto json = http::parse_json(*text);
   if (!json) {
@@ -282,7 +281,7 @@ Result<std::shared_ptr<const Model>> load_model(const std::string& manifest_path
   }
 
   const std::string model_path = (fs::path(manifest_path).parent_path() / *file).string();
-  auto bytes = forecast::read_text_file(model_path);
+  auto bytes = read_text_file(model_path);
   if (!bytes) return std::unexpected(bytes.error());
   if (static_cast<int64_t>(bytes->size()) != file_bytes) {
     return f.fail("file_bytes", std::to_string(file_bytes) + " but " + model_path + " has " +

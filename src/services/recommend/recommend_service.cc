@@ -12,7 +12,7 @@
 #include <thread>
 #include <unordered_map>
 
-#include "forecast/csv.h"
+#include "core/text_file.h"
 #include "http/json.h"
 #include "services/recommend/model_file.h"
 #include "services/recommend/user_store.h"
@@ -244,7 +244,7 @@ class RecommendService::Impl {
     std::string out = manifest;
     std::filesystem::path data(manifest);
     data.replace_extension(".bin");
-    if (auto text = forecast::read_text_file(manifest)) {
+    if (auto text = read_text_file(manifest)) {
       if (auto json = http::parse_json(*text);
           json && json->is_object() && json->contains("file") && (*json)["file"].is_string()) {
         data = std::filesystem::path(manifest).parent_path() / (*json)["file"].get<std::string>();
