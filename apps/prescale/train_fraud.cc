@@ -57,8 +57,8 @@ int run_fraud_train(const TrainFraudFlags& f) {
   }
   std::optional<double> threshold;
   if (f.threshold > 0) threshold = f.threshold;
-  auto trained = fraud::train_model(*data, options, version,
-                                    fraud::format_utc(Clock::real().wall_now()), threshold);
+  auto trained =
+      fraud::train_model(*data, options, version, format_utc(Clock::real().wall_now()), threshold);
   if (!trained) {
     std::cerr << who << ": " << trained.error().message << "\n";
     return trained.error().code == ErrorCode::kInvalidArgument ? 2 : 1;

@@ -1,6 +1,7 @@
 #include "core/clock.h"
 
 #include <cassert>
+#include <ctime>
 #include <thread>
 
 namespace prescale {
@@ -52,6 +53,16 @@ void ManualClock::set(TimePoint t) {
     now_ = t;
   }
   moved_.notify_all();
+}
+
+std::string format_utc(Clock::WallTime time) {
+  const auto seconds = std::chrono::floor<std::chrono::seconds>(time).time_since_epoch().count();
+  const auto t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 }  // namespace prescale

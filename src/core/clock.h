@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <string>
 
 namespace prescale {
 
@@ -61,5 +62,9 @@ class ManualClock final : public Clock {
 
 // Seconds as a double, for metrics and JSON.
 inline double to_seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
+
+// `time` as RFC 3339 in UTC to the second, rounded down: "2026-01-01T00:00:00Z". For the
+// creation times written into model files.
+std::string format_utc(Clock::WallTime time);
 
 }  // namespace prescale

@@ -41,5 +41,14 @@ TEST(RealClockTest, IsMonotonic) {
   EXPECT_GT(clock.wall_now().time_since_epoch().count(), 0);
 }
 
+TEST(FormatUtcTest, WritesRfc3339ToTheSecondRoundedDown) {
+  EXPECT_EQ(format_utc(Clock::WallTime(std::chrono::seconds(1767225600))), "2026-01-01T00:00:00Z");
+  EXPECT_EQ(format_utc(Clock::WallTime(std::chrono::seconds(1767225600) + 999ms)),
+            "2026-01-01T00:00:00Z");
+  EXPECT_EQ(format_utc(ManualClock().wall_now() + 36h + 61s), "2026-01-02T12:01:01Z");
+  // Before the epoch, down is earlier: a second is not rounded towards 1970.
+  EXPECT_EQ(format_utc(Clock::WallTime(-1ms)), "1969-12-31T23:59:59Z");
+}
+
 }  // namespace
 }  // namespace prescale

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <system_error>
@@ -18,16 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
-
-std::string rfc3339(Clock::WallTime t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(
-      std::chrono::time_point_cast<std::chrono::system_clock::duration>(t));
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 bool is_sha256(const nlohmann::json& v) {
   if (!v.is_string()) return false;
@@ -109,7 +98,7 @@ Result<SavedModel> save_model(const forecast::GbtBooster& booster, const std::st
   manifest["format_version"] = kModelFileFormatVersion;
   manifest["version"] = version;
   manifest["model"] = kGlobalModelName;
-  manifest["created_at"] = rfc3339(options.clock->wall_now());
+  manifest["created_at"] = format_utc(options.clock->wall_now());
   manifest["booster_file"] = {
       {"name", booster_file_name(version)}, {"bytes", bytes.size()}, {"sha256", sha256_hex(bytes)}};
   manifest["booster"] = saved_gbt->definition;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <ctime>
 #include <limits>
 #include <utility>
 
@@ -281,16 +280,6 @@ Result<TrainedModel> train_model(const Transactions& data, const TrainOptions& o
   trained.model = std::move(fitted->model);
   trained.body = std::move(fitted->body);
   return trained;
-}
-
-std::string format_utc(Clock::WallTime time) {
-  const auto seconds = std::chrono::floor<std::chrono::seconds>(time).time_since_epoch().count();
-  const auto t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 }  // namespace prescale::fraud

@@ -16,7 +16,6 @@
 #include <string>
 #include <vector>
 
-#include "core/clock.h"
 #include "core/result.h"
 #include "services/fraud/gbt_training.h"
 #include "services/fraud/logistic_regression.h"
@@ -76,8 +75,5 @@ struct TrainedModel {
 Result<TrainedModel> train_model(const Transactions& data, const TrainOptions& options, int version,
                                  std::string created_at,
                                  std::optional<double> fixed_threshold = std::nullopt);
-
-// "2026-01-01T00:00:00Z".
-std::string format_utc(Clock::WallTime time);
 
 }  // namespace prescale::fraud

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -26,16 +25,6 @@ constexpr std::string_view kManifestFormat = "prescale-recommend-model";
 std::string hex64(uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
-std::string rfc3339(Clock::WallTime t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(
-      std::chrono::time_point_cast<std::chrono::system_clock::duration>(t));
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
 
@@ -206,7 +195,7 @@ Result<SavedModel> save_model(const Model& model, const std::string& dir,
       {"file", stem + ".bin"},
       {"file_bytes", bytes.size()},
       {"file_hash", hex64(internal::fnv1a(bytes))},
-      {"created_at", rfc3339(options.clock->wall_now())},
+      {"created_at", format_utc(options.clock->wall_now())},
       {"data",
        {{"hash", options.data_hash},
         {"users", s.users.size()},
