@@ -241,7 +241,9 @@ Result<RouteTable> RouteTable::build(const GatewayConfig& config) {
       }
       r.compiled.segments = std::move(*segments);
       r.compiled.is_pattern = true;
-      r.literal_begin = std::min(m.path.find('{'), m.path.size());
+      // Measured in the form requests are matched in, as a prefix is ("/%7Eme/" is "/~me/").
+      const std::string normal = normal_encoding(m.path);
+      r.literal_begin = std::min(normal.find('{'), normal.size());
       r.literal_total = 1;
       for (const Segment& seg : r.compiled.segments) r.literal_total += seg.literal.size() + 1;
       r.no_catch_all = r.compiled.segments.empty() ||

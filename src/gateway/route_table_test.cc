@@ -371,5 +371,18 @@ TEST(RouteTable, RulesMatchInTheNormalFormOfTheirEncoding) {
   EXPECT_EQ(route_of(t, "h", "/items-x"), "c");
 }
 
+// docs/config.md: the literal beginning of a `path` is measured up to its first "{", and in the
+// form requests are matched in: "/%7Eme/{id}" begins with the 5 characters "/~me/", fewer than
+// the prefix "/~me/x" has (before, its 7 characters as written outranked the prefix).
+TEST(RouteTable, APatternsLiteralBeginningIsMeasuredInTheNormalForm) {
+  const RouteTable t = table_from(std::string(kUpstreams) + R"(
+  routes:
+    - {match: {path: "/%7Eme/{id}"}, service: b}
+    - {match: {path_prefix: "/~me/x"}, service: a}
+)");
+  EXPECT_EQ(route_of(t, "h", "/~me/x"), "a");
+  EXPECT_EQ(route_of(t, "h", "/~me/y"), "b");
+}
+
 }  // namespace
 }  // namespace prescale::gateway
