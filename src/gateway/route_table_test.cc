@@ -384,5 +384,18 @@ TEST(RouteTable, APatternsLiteralBeginningIsMeasuredInTheNormalForm) {
   EXPECT_EQ(route_of(t, "h", "/~me/y"), "b");
 }
 
+// route_table.h: a path whose encoding is already normal is the common case, and normalizing it
+// allocates nothing, escapes or not (a space, a UTF-8 letter, an encoded slash).
+TEST(RouteTable, NormalizingAPathAlreadyInNormalFormAllocatesNothing) {
+  const std::string_view paths[] = {"/v1/documents/annual%20report%C3%A9.pdf",
+                                    "/static/some/longer/path/a%2Fb", "/v1/users/42/orders"};
+  for (std::string_view path : paths) {
+    const long before = g_allocations.load();
+    const bool unchanged = !normalized_path(path).has_value();
+    EXPECT_EQ(g_allocations.load() - before, 0) << path;
+    EXPECT_TRUE(unchanged) << path;
+  }
+}
+
 }  // namespace
 }  // namespace prescale::gateway

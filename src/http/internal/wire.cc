@@ -106,33 +106,44 @@ std::string percent_decode(std::string_view s, bool plus_as_space) {
 }
 
 std::optional<std::string> normalized_percent_encoding(std::string_view s) {
-  size_t i = s.find('%');
-  if (i == std::string_view::npos) return std::nullopt;
+  auto valid_escape = [&](size_t i) {
+    return i + 2 < s.size() && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0;
+  };
   auto unreserved = [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '.' || c == '_' || c == '~';
   };
+  auto decoded = [&](size_t i) {
+    return static_cast<char>(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+  };
+  auto lower_hex = [](char c) { return c >= 'a' && c <= 'f'; };
+  // The first escape not in normal form. Most paths with escapes have none ("%20", "%C3%A9"):
+  // they are answered without building a copy.
+  size_t i = s.find('%');
+  while (i != std::string_view::npos &&
+         !(valid_escape(i) &&
+           (unreserved(decoded(i)) || lower_hex(s[i + 1]) || lower_hex(s[i + 2])))) {
+    i = s.find('%', i + 1);
+  }
+  if (i == std::string_view::npos) return std::nullopt;
   auto upper = [](char c) { return c >= 'a' && c <= 'f' ? static_cast<char>(c - 'a' + 'A') : c; };
-  std::string out(s.substr(0, i));
-  bool changed = false;
+  std::string out;
+  out.reserve(s.size());
+  out.append(s.substr(0, i));
   while (i < s.size()) {
-    if (s[i] != '%' || i + 2 >= s.size() || hex_digit(s[i + 1]) < 0 || hex_digit(s[i + 2]) < 0) {
+    if (s[i] != '%' || !valid_escape(i)) {
       out.push_back(s[i++]);
       continue;
     }
-    const char c = static_cast<char>(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
-    if (unreserved(c)) {
+    if (const char c = decoded(i); unreserved(c)) {
       out.push_back(c);
-      changed = true;
     } else {
       out.push_back('%');
       out.push_back(upper(s[i + 1]));
       out.push_back(upper(s[i + 2]));
-      changed = changed || out[out.size() - 2] != s[i + 1] || out.back() != s[i + 2];
     }
     i += 3;
   }
-  if (!changed) return std::nullopt;
   return out;
 }
 
