@@ -570,7 +570,7 @@ TEST(UpTest, AStateDirectoryWithoutRoomForLogsFailsNamingIt) {
 }
 
 // When the wait for the initial replicas ends with a service short of them, the platform serves
-// what is ready and says, before announcing its ports, which service is not ready, what its
+// what is ready and says (10 s: web, an echo replica, must be ready by then on a loaded machine), before announcing its ports, which service is not ready, what its
 // replicas are doing and the last line of their logs.
 TEST(UpTest, AServiceNotReadyInTimeIsNamedWithItsLog) {
   TempDir dir;
@@ -583,14 +583,14 @@ TEST(UpTest, AServiceNotReadyInTimeIsNamedWithItsLog) {
                " \"{port}\"]\n"
                "    replicas: {min: 1, max: 1, initial: 1}\n");
   testing::write_file(config, yaml);
-  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--ready-wait", "2"}, "up");
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--ready-wait", "10"}, "up");
   ASSERT_TRUE(up.started()) << up.log();
   auto served = http_get(up.gateway_port(), "/echo");  // web is served meanwhile
   ASSERT_TRUE(served) << served.error().message;
   EXPECT_EQ(served->status, 200);
   EXPECT_EQ(up.stop(), 0);
   const std::string log = up.log();
-  EXPECT_NE(log.find("not ready after 2 s: broken (0 of 1 ready)"), std::string::npos) << log;
+  EXPECT_NE(log.find("not ready after 10 s: broken (0 of 1 ready)"), std::string::npos) << log;
   EXPECT_NE(log.find("broken-1 crashed: exited with status 3"), std::string::npos) << log;
   EXPECT_NE(log.find("broken-1.log ends \"no model in /models/x\""), std::string::npos) << log;
   EXPECT_EQ(log.find("web ("), std::string::npos) << "web was ready:\n" << log;
