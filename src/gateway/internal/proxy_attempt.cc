@@ -1,0 +1,283 @@
+// The proxy's attempt loop: each attempt's pick, head and upstream exchange; its report,
+// metrics and retry; and the answer the request ends with.
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "core/host_port.h"
+#include "gateway/internal/proxy_core.h"
+#include "gateway/internal/proxy_thread.h"
+#include "gateway/internal/upstream_head.h"
+#include "http/json.h"
+
+namespace prescale::gateway::internal {
+namespace {
+
+constexpr int kClientClosedRequest = 499;  // nginx's code: the client left; nobody reads it
+
+std::string millis(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+
+bool idempotent(http::Method m) {
+  using http::Method;
+  return m == Method::kGet || m == Method::kHead || m == Method::kPut || m == Method::kDelete ||
+         m == Method::kOptions;
+}
+
+// The attempt's upstream metrics. File-local: its one caller, on_attempt_done, gets it inlined.
+void record_attempt(const ProxyCore& p, Call& c, Clock::Duration latency) {
+  UpstreamSeries* series = c.ts_.upstream_series(c);
+  if (series == nullptr) return;
+  series->duration->observe(to_seconds(latency));
+  telemetry::Counter* counter = nullptr;
+  if (c.error == ExchangeError::kNone) {
+    const int status = c.response.status;
+    for (const auto& [s, ctr] : series->by_status) {
+      if (s == status) counter = ctr;
+    }
+    if (counter == nullptr) {
+      counter = &p.upstream_requests->with(
+          {c.route->route.name, c.upstream_label, std::to_string(status)});
+      series->by_status.emplace_back(status, counter);
+    }
+  } else {
+    auto& slot = series->by_error[static_cast<size_t>(c.error)];
+    if (slot == nullptr) {
+      slot =
+          &p.upstream_requests->with({c.route->route.name, c.upstream_label, to_string(c.error)});
+    }
+    counter = slot;
+  }
+  counter->inc();
+}
+
+}  // namespace
+
+void Call::on_complete() { ts_.proxy().on_attempt_done(*this); }
+
+void ProxyCore::start_attempt(Call& c) {
+  RouteState& route = *c.route;
+  const UpstreamPick* previous = c.pick ? &*c.pick : nullptr;
+  UpstreamSelection pick = route.route.selector->select(*c.req, c.attempt, previous);
+  if (!pick) {
+    if (c.attempt == 0) {
+      refuse(c, pick.error());
+    } else {
+      finish_failed(c);  // the previous attempt's answer
+    }
+    return;
+  }
+  // A retry is counted once the pool has taken it: one the selector or the pool refuses was never
+  // made. (The counter lives in the registry: the call may be over when start() returns.)
+  telemetry::Counter* const retry_counter = c.attempt > 0 ? route.retries : nullptr;
+  if (c.attempt > 0) {
+    c.previous.error = c.error;
+    c.previous.detail = std::move(c.detail);
+    c.previous.response = std::move(c.response);
+    c.previous.deadline = c.deadline;
+    c.previous.upstream_label = c.upstream_label;
+  }
+  c.pick = std::move(*pick);
+  c.upstream_label.clear();
+  append_host_port(c.upstream_label, c.pick->host, c.pick->port);
+
+  const Clock::TimePoint t = now();
+  c.attempt_started = t;
+  c.deadline = c.route_deadline;
+  if (route.route.per_try_timeout.count() > 0) {
+    c.deadline = std::min(c.deadline, t + route.route.per_try_timeout);
+  }
+  write_upstream_head(*c.req, c.upstream_label, c.request_id, c.ts_.request_ids(), c.head_buf);
+  c.head = c.head_buf;
+  c.body = c.req->body;
+  c.head_request = c.req->method == http::Method::kHead;
+  c.idempotent = idempotent(c.req->method);
+  c.admission = c.pick->admission;
+  c.phase = Call::Phase::kRunning;
+  if (!c.ts_.pool().start(c.pick->host, c.pick->port, c)) {
+    c.phase = Call::Phase::kIdle;
+    if (c.error != ExchangeError::kOverflow) c.detail = "the gateway is shutting down";
+    c.retry_refused = c.attempt > 0;
+    on_attempt_done(c);
+    return;
+  }
+  if (retry_counter != nullptr) retry_counter->inc();
+}
+
+void ProxyCore::on_attempt_done(Call& c) {
+  c.phase = Call::Phase::kIdle;
+  const Clock::TimePoint t = now();
+  const Clock::Duration latency = t - c.attempt_started;
+  UpstreamOutcome outcome;
+  switch (c.error) {
+    case ExchangeError::kNone:
+      outcome = UpstreamOutcome::response(c.response.status);
+      break;
+    case ExchangeError::kConnectFailed:
+    case ExchangeError::kConnectTimeout:
+      outcome = UpstreamOutcome::failure(UpstreamError::kConnectFailure);
+      break;
+    case ExchangeError::kReset:
+    case ExchangeError::kMalformed:
+      outcome = UpstreamOutcome::failure(UpstreamError::kReset);
+      break;
+    case ExchangeError::kTimeout:
+      outcome = UpstreamOutcome::failure(UpstreamError::kTimeout);
+      break;
+    case ExchangeError::kCancelled:
+    case ExchangeError::kOverflow:
+      break;
+  }
+  const AttemptReport report{
+      .pick = *c.pick,
+      .attempt = c.attempt,
+      .outcome = outcome,
+      .cancelled = c.error == ExchangeError::kCancelled || c.error == ExchangeError::kOverflow,
+      .request_sent = c.request_sent,
+      .latency = latency,
+      .finished_at = t,
+      .detail = c.detail};
+  record_attempt(*this, c, latency);
+  UpstreamSelector& selector = *c.route->route.selector;
+  selector.report(*c.req, report);
+  if (c.retry_refused) {
+    c.retry_refused = false;
+    c.error = c.previous.error;
+    c.detail = std::move(c.previous.detail);
+    c.response = std::move(c.previous.response);
+    c.deadline = c.previous.deadline;
+    c.upstream_label = std::move(c.previous.upstream_label);
+    finish_failed(c);
+    return;
+  }
+  if (c.error == ExchangeError::kNone && c.response.status < 500) {
+    relay(c);
+    return;
+  }
+  if (!report.cancelled && c.attempt + 1 < options.max_attempts && t < c.route_deadline &&
+      !c.ts_.stopped()) {
+    const RetryDecision decision = selector.retry(*c.req, report);
+    if (decision.retry && t + decision.backoff < c.route_deadline) {
+      ++c.attempt;
+      if (decision.backoff > Clock::Duration::zero()) {
+        c.ts_.wait_backoff(c, decision.backoff);
+      } else {
+        start_attempt(c);
+      }
+      return;
+    }
+  }
+  finish_failed(c);
+}
+
+void ProxyCore::finish_failed(Call& c) {
+  const ProxyRoute& route = c.route->route;
+  switch (c.error) {
+    case ExchangeError::kNone:
+      relay(c);  // the upstream's own 5xx
+      return;
+    case ExchangeError::kConnectFailed:
+      fail(c, 503, "upstream_unavailable",
+           "no upstream of service " + route.service + " could be reached: " + c.detail);
+      return;
+    case ExchangeError::kConnectTimeout:
+      fail(c, 504, "upstream_timeout", c.detail);
+      return;
+    case ExchangeError::kTimeout:
+      if (c.deadline >= c.route_deadline) {
+        fail(c, 504, "upstream_timeout",
+             "route " + route.name + " timed out after " + millis(route.timeout) + " (" + c.detail +
+                 ")");
+      } else {
+        fail(c, 504, "upstream_timeout",
+             "upstream " + c.upstream_label + " did not answer within the per-try timeout of " +
+                 millis(route.per_try_timeout));
+      }
+      return;
+    case ExchangeError::kReset:
+    case ExchangeError::kMalformed:
+      fail(c, 502, "bad_gateway", c.detail);
+      return;
+    case ExchangeError::kOverflow:
+      fail(c, 503, "upstream_overflow", "service " + route.service + ": " + c.detail);
+      return;
+    case ExchangeError::kCancelled:
+      if (c.client_gone) {
+        fail(c, kClientClosedRequest, "client_closed_request", "the client went away");
+      } else {
+        fail(c, 503, "shutting_down", "the gateway is shutting down");
+      }
+      return;
+  }
+}
+
+void ProxyCore::relay(Call& c) {
+  strip_hop_by_hop(c.response.headers);
+  finish(c, std::move(c.response));
+}
+
+void ProxyCore::refuse(Call& c, const NoPick& why) {
+  const ProxyRoute& route = c.route->route;
+  switch (why.reason) {
+    case NoPick::Reason::kNoHealthyUpstream:
+      fail(c, 503, "no_healthy_upstream",
+           !why.message.empty() ? why.message
+                                : "no healthy upstream for route " + route.name + " (service " +
+                                      route.service + ")");
+      return;
+    case NoPick::Reason::kOverflow:
+      fail(c, 503, "upstream_overflow",
+           !why.message.empty() ? why.message : "service " + route.service + ": limit reached");
+      return;
+    case NoPick::Reason::kOverloaded: {
+      http::Response r = http::error_response(
+          503, "overloaded",
+          !why.message.empty() ? why.message : "service " + route.service + " is overloaded");
+      // Retry-After counts whole seconds and 1 is the shortest: the admitted queue drains
+      // within queue_limit, well under it. Clients that honour it come back once there is room
+      // instead of at once, adding to the overload.
+      r.headers.set("Retry-After", "1");
+      finish(c, std::move(r));
+      return;
+    }
+  }
+}
+
+void ProxyCore::fail(Call& c, int status, std::string_view code, const std::string& message) {
+  finish(c, http::error_response(status, code, message));
+}
+
+void ProxyCore::finish(Call& c, http::Response&& response) {
+  RouteState& route = *c.route;
+  route.count(response.status);
+  if (route.duration != nullptr) route.duration->observe(to_seconds(now() - c.started));
+  // Nothing of the call may be used after respond(): it may run the next pipelined request,
+  // which takes this Call from the pool again.
+  c.req->on_client_gone = nullptr;
+  http::Responder respond = std::move(c.respond);
+  ThreadState& ts = c.ts_;
+  ts.inflight().add(-1);
+  http::Response r = std::move(response);
+  ts.release(c);
+  respond(std::move(r));
+}
+
+void ProxyCore::client_gone(Call& c) {
+  c.client_gone = true;
+  switch (c.phase) {
+    case Call::Phase::kRunning:
+      c.ts_.pool().cancel(c);
+      c.error = ExchangeError::kCancelled;
+      c.detail = "the client went away";
+      on_attempt_done(c);  // reports the attempt as cancelled, answers 499
+      return;
+    case Call::Phase::kBackoff:
+      c.ts_.cancel_backoff(c);
+      c.phase = Call::Phase::kIdle;
+      fail(c, kClientClosedRequest, "client_closed_request", "the client went away");
+      return;
+    case Call::Phase::kIdle:
+      return;
+  }
+}
+
+}  // namespace prescale::gateway::internal

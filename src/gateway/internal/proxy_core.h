@@ -1,0 +1,143 @@
+// Internal: the Proxy's state (proxy.h) as its parts share it: the routes with their request
+// metrics, the Call of one request being proxied, and ProxyCore, the Proxy's state and attempt
+// loop. The loop is in proxy_attempt.cc, the per-thread part in proxy_thread.h, the public API
+// over it in proxy.cc. Not public API; no Asio here.
+//
+// Thread safety: as Proxy's. A Call and everything it reaches through its ThreadState belong to
+// the I/O thread that runs it.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/clock.h"
+#include "gateway/proxy.h"
+#include "gateway/upstream_pool.h"
+#include "telemetry/registry.h"
+
+namespace prescale::gateway::internal {
+
+class ThreadState;
+
+// The proxy's time: request durations, deadlines and back-off run on the real clock.
+inline Clock::TimePoint now() { return Clock::real().now(); }
+
+// A route and its request metrics (shared by all threads; the series are found once).
+struct RouteState {
+  ProxyRoute route;
+  size_t index = 0;  // its RouteId
+  telemetry::CounterFamily* requests = nullptr;
+  telemetry::Histogram* duration = nullptr;
+  telemetry::Counter* retries = nullptr;
+  std::string service_label;
+  std::array<std::atomic<telemetry::Counter*>, 600> by_status{};
+
+  void count(int status) {
+    if (requests == nullptr) return;
+    if (status < 100 || status > 599) status = 500;
+    auto& slot = by_status[static_cast<size_t>(status)];
+    telemetry::Counter* c = slot.load(std::memory_order_acquire);
+    if (c == nullptr) {
+      c = &requests->with({service_label, route.name, std::to_string(status)});
+      slot.store(c, std::memory_order_release);
+    }
+    c->inc();
+  }
+};
+
+// Upstream attempt metrics of one (route, endpoint), cached per thread.
+struct UpstreamSeries {
+  telemetry::Histogram* duration = nullptr;
+  std::vector<std::pair<int, telemetry::Counter*>> by_status;
+  std::array<telemetry::Counter*, 8> by_error{};  // by ExchangeError
+};
+
+// One request being proxied: the attempt loop's state. Pooled per thread (its buffers keep
+// their capacity), so a request costs no allocation here.
+class Call final : public Exchange {
+ public:
+  explicit Call(ThreadState& ts) : ts_(ts) {}
+
+  enum class Phase { kIdle, kRunning, kBackoff };
+
+  ThreadState& ts_;
+  RouteState* route = nullptr;  // kept alive by its ThreadState while the call runs
+  http::Request* req = nullptr;
+  http::Responder respond;
+  Clock::TimePoint started{};
+  Clock::TimePoint attempt_started{};
+  Clock::TimePoint route_deadline{};
+  Clock::TimePoint wake_at{};
+  int attempt = 0;
+  Phase phase = Phase::kIdle;
+  bool client_gone = false;
+  std::optional<UpstreamPick> pick;
+  std::string head_buf;
+  std::string request_id;
+  std::string upstream_label;  // "host:port" of the last attempt, for messages
+  // The previous attempt's outcome while a retry starts: a retry the pool refuses before it
+  // runs (a connection limit, shutdown) ends with this answer, not with its own refusal.
+  struct Outcome {
+    ExchangeError error = ExchangeError::kNone;
+    std::string detail;
+    http::Response response;
+    Clock::TimePoint deadline{};
+    std::string upstream_label;
+  };
+  Outcome previous;
+  bool retry_refused = false;
+
+ private:
+  void on_complete() override;
+};
+
+// The Proxy's state and attempt loop (Proxy::Impl, named so the per-thread parts can use it).
+struct ProxyCore {
+  explicit ProxyCore(ProxyOptions o);
+
+  ThreadState* thread_state();
+  void start_attempt(Call& c);
+  void on_attempt_done(Call& c);
+  void finish_failed(Call& c);
+  void relay(Call& c);
+  // Answers a first attempt select() refused, as its reason says.
+  void refuse(Call& c, const NoPick& why);
+  void fail(Call& c, int status, std::string_view code, const std::string& message);
+  void finish(Call& c, http::Response&& response);
+  void client_gone(Call& c);
+  std::chrono::milliseconds timeout_resolution() const;
+  std::chrono::milliseconds timeout_resolution(
+      const std::vector<std::shared_ptr<RouteState>>& of_routes) const;
+
+  ProxyOptions options;
+  uint64_t id;
+  // Routes by RouteId (null once removed). Written under routes_mu; each I/O thread reads its
+  // own copy, taken again when routes_version moves (ThreadState::route).
+  mutable std::mutex routes_mu;
+  std::vector<std::shared_ptr<RouteState>> routes;
+  std::atomic<uint64_t> routes_version{0};
+  telemetry::CounterFamily* requests = nullptr;
+  telemetry::HistogramFamily* durations = nullptr;
+  telemetry::CounterFamily* upstream_requests = nullptr;
+  telemetry::HistogramFamily* upstream_durations = nullptr;
+  telemetry::CounterFamily* retries = nullptr;
+
+  // The per-thread states, shared with the metrics collector (which may outlive the Proxy
+  // inside the registry and then finds nothing).
+  struct Threads {
+    std::mutex mu;
+    std::vector<std::shared_ptr<ThreadState>> states;
+  };
+  std::shared_ptr<Threads> threads = std::make_shared<Threads>();
+};
+
+}  // namespace prescale::gateway::internal
