@@ -3,6 +3,9 @@
 target_sources(prescale_gateway PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/cluster.cc
   ${CMAKE_CURRENT_LIST_DIR}/gateway.cc
+  ${CMAKE_CURRENT_LIST_DIR}/internal/gateway_config.cc
+  ${CMAKE_CURRENT_LIST_DIR}/internal/gateway_routing.cc
+  ${CMAKE_CURRENT_LIST_DIR}/internal/gateway_metrics.cc
 )
 
 prescale_test(gateway_cluster_test

@@ -1,0 +1,160 @@
+#include "gateway/internal/gateway_config.h"
+
+#include <cstdio>
+#include <map>
+
+#include "gateway/endpoint_table.h"
+
+namespace prescale::gateway::internal {
+namespace {
+
+std::string millis(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
+
+}  // namespace
+
+ClusterOptions cluster_options(const GatewayConfig& c) {
+  ClusterOptions o;
+  switch (c.load_balancer) {
+    case LoadBalancerKind::kP2cPeakEwma:
+      o.balancer.policy = BalancerPolicy::kPeakEwma;
+      break;
+    case LoadBalancerKind::kLeastRequest:
+      o.balancer.policy = BalancerPolicy::kLeastRequest;
+      break;
+    case LoadBalancerKind::kRoundRobin:
+      o.balancer.policy = BalancerPolicy::kRoundRobin;
+      break;
+  }
+  o.balancer.tolerance = c.load_balancer_tolerance;
+  const CircuitBreakerConfig& b = c.circuit_breakers;
+  FailureRateBreakerConfig breaker;
+  breaker.window = to_clock(b.window);
+  breaker.minimum_requests = static_cast<std::uint32_t>(b.minimum_requests);
+  breaker.failure_rate_threshold_percent = b.failure_rate_threshold;
+  breaker.slow_call_duration = to_clock(b.slow_call_duration);
+  breaker.slow_call_rate_threshold_percent = b.slow_call_rate_threshold;
+  breaker.open_duration = to_clock(b.open_duration);
+  breaker.half_open_trials = static_cast<std::uint32_t>(b.half_open_trials);
+  o.host.breaker = breaker;
+  o.limits.max_connections = static_cast<std::uint32_t>(b.max_connections);
+  o.limits.max_pending_requests = static_cast<std::uint32_t>(b.max_pending_requests);
+  o.limits.max_requests = static_cast<std::uint32_t>(b.max_requests);
+  o.limits.max_retries = static_cast<std::uint32_t>(b.max_retries);
+  const auto& od = c.outlier_detection;
+  o.outlier.consecutive_5xx = static_cast<std::uint32_t>(od.consecutive_5xx);
+  o.outlier.consecutive_gateway_failure =
+      static_cast<std::uint32_t>(od.consecutive_gateway_failure);
+  o.outlier.interval = to_clock(od.interval);
+  o.outlier.base_ejection_time = to_clock(od.base_ejection_time);
+  o.outlier.max_ejection_time = to_clock(od.max_ejection_time);
+  o.outlier.max_ejection_percent = od.max_ejection_percent;
+  o.retry_budget.budget_percent = c.retry_budget.budget_percent;
+  o.retry_budget.min_retry_concurrency =
+      static_cast<std::uint32_t>(c.retry_budget.min_retry_concurrency);
+  return o;
+}
+
+std::uint32_t max_requests_per_replica(const GatewayConfig& c, const std::string& service) {
+  auto it = c.max_requests_per_replica.find(service);
+  return it != c.max_requests_per_replica.end() && it->second > 0
+             ? static_cast<std::uint32_t>(it->second)
+             : 0;
+}
+
+std::vector<std::string> route_names(std::span<const Route> routes) {
+  std::vector<std::string> names;
+  std::map<std::string, int> seen;
+  for (const Route& r : routes) {
+    std::string name = r.host + r.path_rule;
+    if (int n = ++seen[name]; n > 1) name += "#" + std::to_string(n);
+    names.push_back(std::move(name));
+  }
+  return names;
+}
+
+Result<void> validate(const GatewayConfig& c) {
+  auto bad = [](const std::string& field, const std::string& what) -> Result<void> {
+    return make_error(ErrorCode::kInvalidArgument, "gateway." + field + ": " + what);
+  };
+  if (!(c.load_balancer_tolerance >= 1.0)) {
+    char got[32];
+    std::snprintf(got, sizeof got, "%g", c.load_balancer_tolerance);
+    return bad("load_balancer_tolerance", std::string("must be >= 1, got ") + got);
+  }
+  for (size_t i = 0; i < c.routes.size(); ++i) {
+    const RouteConfig& r = c.routes[i];
+    const std::string at = "routes[" + std::to_string(i) + "].";
+    if (r.service.empty()) return bad(at + "service", "must name a service");
+    if (r.timeout.count() <= 0) return bad(at + "timeout", "must be > 0, got " + millis(r.timeout));
+    if (r.per_try_timeout.count() < 0) {
+      return bad(at + "per_try_timeout", "must be >= 0, got " + millis(r.per_try_timeout));
+    }
+    if (r.retries.num_retries < 0) {
+      return bad(at + "retries.num_retries",
+                 "must be >= 0, got " + std::to_string(r.retries.num_retries));
+    }
+    if (r.rate_limit.requests_per_second < 0) {
+      return bad(at + "rate_limit.requests_per_second", "must be >= 0");
+    }
+    if (r.rate_limit.burst < 0) return bad(at + "rate_limit.burst", "must be >= 0");
+  }
+  for (const auto& [service, endpoints] : c.upstreams) {
+    for (size_t k = 0; k < endpoints.size(); ++k) {
+      if (auto e = parse_endpoint(endpoints[k]); !e) {
+        return bad("upstreams." + service + "[" + std::to_string(k) + "]", e.error().message);
+      }
+    }
+  }
+  const CircuitBreakerConfig& b = c.circuit_breakers;
+  if (b.max_connections < 1) return bad("circuit_breakers.max_connections", "must be >= 1");
+  if (b.max_pending_requests < 1) {
+    return bad("circuit_breakers.max_pending_requests", "must be >= 1");
+  }
+  if (b.max_requests < 1) return bad("circuit_breakers.max_requests", "must be >= 1");
+  if (b.max_retries < 0) return bad("circuit_breakers.max_retries", "must be >= 0");
+  if (b.window.count() <= 0) return bad("circuit_breakers.window", "must be > 0");
+  if (b.open_duration.count() <= 0) return bad("circuit_breakers.open_duration", "must be > 0");
+  if (b.half_open_trials < 1) return bad("circuit_breakers.half_open_trials", "must be >= 1");
+  const prescale::HealthCheckConfig& h = c.health_check;
+  if (!h.path.starts_with('/')) return bad("health_check.path", "must start with \"/\"");
+  if (h.interval.count() <= 0) return bad("health_check.interval", "must be > 0");
+  if (h.timeout.count() <= 0) return bad("health_check.timeout", "must be > 0");
+  if (h.healthy_threshold < 1) return bad("health_check.healthy_threshold", "must be >= 1");
+  if (h.unhealthy_threshold < 1) return bad("health_check.unhealthy_threshold", "must be >= 1");
+  const prescale::OutlierDetectionConfig& o = c.outlier_detection;
+  if (o.interval.count() <= 0) return bad("outlier_detection.interval", "must be > 0");
+  if (o.max_ejection_percent < 0 || o.max_ejection_percent > 100) {
+    return bad("outlier_detection.max_ejection_percent", "must be 0..100");
+  }
+  if (c.retry_budget.budget_percent < 0) return bad("retry_budget.budget_percent", "must be >= 0");
+  if (c.retry_budget.min_retry_concurrency < 0) {
+    return bad("retry_budget.min_retry_concurrency", "must be >= 0");
+  }
+  for (const auto& [service, n] : c.max_requests_per_replica) {
+    if (n < 0) {
+      return bad("max_requests_per_replica." + service, "must be >= 0, got " + std::to_string(n));
+    }
+  }
+  return {};
+}
+
+bool same_cluster_settings(const GatewayConfig& a, const GatewayConfig& b,
+                           const std::string& service) {
+  return a.load_balancer == b.load_balancer &&
+         a.load_balancer_tolerance == b.load_balancer_tolerance &&
+         a.outlier_detection == b.outlier_detection && a.circuit_breakers == b.circuit_breakers &&
+         a.retry_budget == b.retry_budget &&
+         max_requests_per_replica(a, service) == max_requests_per_replica(b, service);
+}
+
+HealthCheckConfig health_check_config(const GatewayConfig& c) {
+  HealthCheckConfig hc;
+  hc.path = c.health_check.path;
+  hc.interval = to_clock(c.health_check.interval);
+  hc.timeout = to_clock(c.health_check.timeout);
+  hc.healthy_threshold = static_cast<std::uint32_t>(c.health_check.healthy_threshold);
+  hc.unhealthy_threshold = static_cast<std::uint32_t>(c.health_check.unhealthy_threshold);
+  return hc;
+}
+
+}  // namespace prescale::gateway::internal

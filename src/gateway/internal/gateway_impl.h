@@ -1,0 +1,161 @@
+// Internal: the state behind a Gateway (gateway.h): the published Routing of one configuration
+// and Gateway::Impl, which builds, publishes and retires routings. Building is in
+// gateway_routing.cc, the clusters' metrics in gateway_metrics.cc, the rest of the Gateway in
+// gateway.cc. Not public API.
+//
+// Thread safety: as Gateway's.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/result.h"
+#include "gateway/cluster.h"
+#include "gateway/endpoint_table.h"
+#include "gateway/gateway.h"
+#include "gateway/health_checker.h"
+#include "gateway/internal/gateway_config.h"
+#include "gateway/proxy.h"
+#include "gateway/rate_limiter.h"
+#include "gateway/route_table.h"
+#include "http/client.h"
+#include "telemetry/registry.h"
+
+namespace prescale::gateway {
+
+// One configuration's routes and the clusters they lead to. Immutable once published: the I/O
+// threads read it without a lock (Impl::current()); a reload publishes a new one. A request that
+// was routed keeps what it started with: its proxy route holds its selector, which holds its
+// cluster.
+struct Gateway::Routing {
+  struct RouteRuntime {
+    Proxy::RouteId id = Proxy::kNoRoute;
+    std::shared_ptr<Cluster> cluster;
+    std::shared_ptr<KeyedRateLimiter> limiter;  // shared with the next routing when unchanged
+    telemetry::Counter* rate_limited = nullptr;
+    telemetry::Counter* external_calls = nullptr;  // prescale_calls_total{external, service}
+  };
+
+  GatewayConfig config;  // as applied, for the next reload's comparison
+  RouteTable table;
+  std::vector<RouteRuntime> runtime;  // by Route::index
+  std::vector<std::string> names;     // the `route` label, by Route::index
+  std::vector<std::pair<std::string, std::string>> route_services;  // route label -> service
+  // Every service's cluster: those of the routes and upstreams, and those of earlier
+  // configurations (a service no longer named keeps its cluster and endpoints).
+  std::map<std::string, std::shared_ptr<Cluster>, std::less<>> clusters;
+
+  Cluster* find(std::string_view service) const {
+    auto it = clusters.find(service);
+    return it == clusters.end() ? nullptr : it->second.get();
+  }
+};
+
+struct Gateway::Impl {
+  explicit Impl(GatewayOptions o)
+      : options(std::move(o)),
+        clock(*options.clock),
+        table(clock, options.drain_timeout),
+        proxy(ProxyOptions{.connect_timeout = options.connect_timeout,
+                           .registry = options.registry,
+                           .service_label = options.service_label}) {}
+
+  GatewayOptions options;
+  Clock& clock;
+  EndpointTable table;
+  Proxy proxy;
+  telemetry::CounterFamily* calls = nullptr;
+  telemetry::CounterFamily* rate_limited = nullptr;
+
+  // Writers (reload, endpoint changes) one at a time, so an endpoint change never lands on a
+  // cluster that a concurrent reload is replacing.
+  std::mutex config_mu;
+  // Admission limits set while serving (set_max_requests_per_replica), by service (config_mu):
+  // a cluster a reload renews starts from them, until the file's own limit for the service
+  // changes.
+  std::map<std::string, std::uint32_t, std::less<>> admission_overrides;
+  std::atomic<std::shared_ptr<const Routing>> routing;
+  std::atomic<std::uint64_t> routing_version{0};
+  // Proxy routes of earlier routings, removed once no thread holds that routing (config_mu).
+  struct Retired {
+    std::weak_ptr<const Routing> routing;
+    std::vector<Proxy::RouteId> routes;
+  };
+  std::vector<Retired> retired;
+
+  std::mutex upkeep_mu;  // one upkeep() at a time; guards health
+  std::uint64_t seen_version = 0;
+  http::Client health_client;
+  std::unique_ptr<HealthChecker> health;
+
+  std::atomic<bool> stopping{false};
+  std::thread upkeep_thread;
+
+  // The routing as the data path reads it: a per-thread copy, taken again only when the version
+  // moved (libstdc++'s atomic<shared_ptr> load takes a lock; this is one atomic read).
+  const Routing& current() const {
+    struct Cached {
+      const Impl* impl;
+      std::uint64_t version;
+      std::shared_ptr<const Routing> routing;
+    };
+    thread_local std::vector<Cached> cache;
+    const std::uint64_t version = routing_version.load(std::memory_order_acquire);
+    for (Cached& c : cache) {
+      if (c.impl != this) continue;
+      if (c.version != version) {
+        c.routing = routing.load(std::memory_order_acquire);
+        c.version = version;
+      }
+      return *c.routing;
+    }
+    cache.push_back(Cached{this, version, routing.load(std::memory_order_acquire)});
+    return *cache.back().routing;
+  }
+  std::shared_ptr<const Routing> snapshot() const {
+    return routing.load(std::memory_order_acquire);
+  }
+
+  // Builds the routing of `config` over `previous` (nullptr at creation); with config_mu held.
+  // Changes nothing outside the result and the proxy's route list until publish(), but for
+  // dropping the admission_overrides whose service's own limit `config` changes (after every
+  // check, so a refused reload keeps them).
+  Result<std::shared_ptr<Routing>> build(const GatewayConfig& config, const Routing* previous,
+                                         std::vector<Proxy::RouteId>& reused);
+  // Makes `next` the routing of every new request.
+  void publish(std::shared_ptr<const Routing> next);
+  // Static endpoints (gateway.upstreams) of `config` over those of `previous`: new ones are
+  // added, ones no longer listed drain. Services not listed keep their endpoints.
+  void apply_upstreams(const GatewayConfig& config, const GatewayConfig* previous);
+  // With config_mu held.
+  void remove_retired_routes() {
+    std::erase_if(retired, [this](const Retired& r) {
+      if (!r.routing.expired()) return false;
+      for (Proxy::RouteId id : r.routes) proxy.remove_route(id);
+      return true;
+    });
+  }
+  // The endpoint, breaker, ejection, overflow and admission families of every service's
+  // cluster, read at each scrape.
+  void collect_cluster_metrics(std::vector<telemetry::FamilySnapshot>& out) const;
+  void set_health_checks(const GatewayConfig& config) {
+    if (!options.health_checks) return;
+    std::lock_guard lock(upkeep_mu);
+    health = std::make_unique<HealthChecker>(internal::health_check_config(config), clock,
+                                             health_client);
+  }
+};
+
+}  // namespace prescale::gateway

@@ -1,0 +1,144 @@
+// Gateway::Impl::build: the Routing of a configuration over the one before it, and publishing it.
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gateway/internal/gateway_config.h"
+#include "gateway/internal/gateway_impl.h"
+
+namespace prescale::gateway {
+namespace {
+
+constexpr std::string_view kExternalCaller = "external";
+
+// Versions of published routings come from one process-wide counter, so a thread's cached
+// routing of a destroyed Gateway is never taken for one of a new Gateway at the same address.
+std::atomic<std::uint64_t> routing_versions{0};
+
+}  // namespace
+
+using internal::cluster_options;
+using internal::max_requests_per_replica;
+using internal::route_names;
+using internal::same_cluster_settings;
+using internal::validate;
+
+Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
+    const GatewayConfig& config, const Routing* previous, std::vector<Proxy::RouteId>& reused) {
+  if (auto v = validate(config); !v) return std::unexpected(v.error());
+  auto table_or = RouteTable::build(config);
+  if (!table_or) {
+    return make_error(ErrorCode::kInvalidArgument, "gateway." + table_or.error().message);
+  }
+  auto next = std::make_shared<Routing>(Routing{config, std::move(*table_or), {}, {}, {}, {}});
+
+  // Clusters: kept as they are when their settings did not change (their learned state too);
+  // otherwise a new one per service over the same endpoints.
+  const ClusterOptions copts = cluster_options(config);
+  if (previous != nullptr) {
+    std::erase_if(admission_overrides, [&](const auto& entry) {
+      return max_requests_per_replica(previous->config, entry.first) !=
+             max_requests_per_replica(config, entry.first);
+    });
+  }
+  auto cluster_for = [&](const std::string& service) {
+    auto& slot = next->clusters[service];
+    if (!slot) {
+      ClusterOptions o = copts;
+      auto set = admission_overrides.find(service);
+      o.max_requests_per_replica = set != admission_overrides.end()
+                                       ? set->second
+                                       : max_requests_per_replica(config, service);
+      slot = std::make_shared<Cluster>(service, std::move(o), table, clock);
+    }
+    return slot;
+  };
+  if (previous != nullptr) {
+    for (const auto& [service, c] : previous->clusters) {
+      if (same_cluster_settings(previous->config, config, service)) {
+        next->clusters.emplace(service, c);
+      } else {
+        cluster_for(service)->adopt_health(*c);
+      }
+    }
+  }
+  for (const auto& [service, endpoints] : config.upstreams) cluster_for(service);
+
+  const std::span<const Route> all = next->table.routes();
+  next->names = route_names(all);
+  next->runtime.resize(all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    const Route& route = all[i];
+    const std::string& name = next->names[i];
+    next->route_services.emplace_back(name, route.service);
+    Routing::RouteRuntime& rr = next->runtime[route.index];
+    rr.cluster = cluster_for(route.service);
+    // The same route (same label) in the previous routing: unchanged, it keeps its proxy route;
+    // with the same rate limit, its clients' buckets.
+    const Routing::RouteRuntime* before = nullptr;
+    const RouteConfig* before_config = nullptr;
+    if (previous != nullptr) {
+      for (size_t j = 0; j < previous->names.size(); ++j) {
+        if (previous->names[j] == name) {
+          before = &previous->runtime[j];
+          before_config = &previous->config.routes[j];
+          break;
+        }
+      }
+    }
+    const RouteConfig& rc = config.routes[route.index];
+    if (before != nullptr && *before_config == rc && before->cluster == rr.cluster) {
+      rr.id = before->id;
+      reused.push_back(rr.id);
+    } else {
+      ProxyRoute pr;
+      pr.name = name;
+      pr.service = route.service;
+      pr.timeout = route.timeout;
+      pr.per_try_timeout = route.per_try_timeout;
+      pr.selector = std::make_shared<RouteSelector>(rr.cluster, route.retry);
+      rr.id = proxy.add_route(std::move(pr));
+    }
+    if (route.rate_limit) {
+      if (before != nullptr && before->limiter && before_config->rate_limit == rc.rate_limit) {
+        rr.limiter = before->limiter;
+      } else {
+        KeyedRateLimiterConfig lc;
+        lc.bucket = route.rate_limit->bucket;
+        rr.limiter = std::make_shared<KeyedRateLimiter>(lc);
+      }
+    }
+    if (rate_limited != nullptr) rr.rate_limited = &rate_limited->with({name});
+    if (calls != nullptr) rr.external_calls = &calls->with({kExternalCaller, route.service});
+  }
+  return next;
+}
+
+void Gateway::Impl::apply_upstreams(const GatewayConfig& config, const GatewayConfig* previous) {
+  for (const auto& [service, endpoints] : config.upstreams) {
+    for (const std::string& text : endpoints) {
+      if (auto spec = parse_endpoint(text)) (void)table.add_static(service, std::move(*spec));
+    }
+  }
+  if (previous == nullptr) return;
+  for (const auto& [service, endpoints] : previous->upstreams) {
+    auto now = config.upstreams.find(service);
+    if (now == config.upstreams.end()) continue;  // not listed: left as it is
+    for (const std::string& text : endpoints) {
+      if (std::find(now->second.begin(), now->second.end(), text) == now->second.end()) {
+        if (auto spec = parse_endpoint(text)) table.remove(service, spec->id);
+      }
+    }
+  }
+}
+
+void Gateway::Impl::publish(std::shared_ptr<const Routing> next) {
+  routing.store(std::move(next), std::memory_order_release);
+  routing_version.store(routing_versions.fetch_add(1, std::memory_order_relaxed) + 1,
+                        std::memory_order_release);
+}
+
+}  // namespace prescale::gateway
