@@ -1,0 +1,50 @@
+// Single-value rules of the config loader: each returns what is wrong with a value, as a message
+// fragment ("must start with \"/\", got \"x\""), or "" when the value is fine. No YAML here, so
+// each rule is testable on plain strings. Not public API.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace prescale::internal {
+
+// Service names become process names, metric labels and Kubernetes object names, so they
+// follow the DNS label rules Kubernetes applies.
+std::string service_name_problem(const std::string& name);
+
+// Where a server binds, "host:port" or "[ipv6]:port"; port 0 picks a free port.
+std::string listen_problem(const std::string& listen);
+
+// An upstream endpoint to connect to, "host:port" or "[ipv6]:port".
+std::string endpoint_problem(const std::string& endpoint);
+
+std::string path_prefix_problem(const std::string& prefix);
+
+// The pattern syntax of http::Router: "/" or "/"-separated non-empty segments, each a literal,
+// a `{name}` parameter or, last only, a `{name...}` catch-all; names are [A-Za-z_][A-Za-z0-9_]*
+// and unique in the pattern.
+std::string path_pattern_problem(const std::string& pattern);
+
+// "" (any host), a host name or IP address, "[ipv6]", or "*." followed by a host name. Matched
+// case-insensitively against the Host header without its port.
+std::string host_match_problem(const std::string& host);
+
+// RFC 9110 token characters, which header field names are made of.
+bool valid_header_name(std::string_view name);
+
+std::string lowercase(std::string_view text);
+
+std::string rate_limit_key_problem(const std::string& key);
+
+std::string version_problem(const int& version);
+
+// Environment variable names as POSIX shells accept them.
+bool valid_env_name(const std::string& name);
+
+// "unknown service ..." with the nearest name or the list of `services`.
+std::string unknown_service(const std::string& name, const std::vector<std::string>& services);
+
+}  // namespace prescale::internal
