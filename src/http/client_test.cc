@@ -126,6 +126,28 @@ TEST(ClientTest, SendsBodyAndPathWithQuery) {
   EXPECT_EQ(r->body, "POST /items?a=1 payload");
 }
 
+// Host names the server as a URL authority: an IPv6 address in brackets, then the port (left
+// out only when it is 80).
+TEST(ClientTest, SendsHostAsTheAuthorityWithThePort) {
+  const Handler host_echo = [](Request& req, Responder respond) {
+    respond(Response::text(200, std::string(req.headers.get("Host").value_or(""))));
+  };
+  Server v4(local_options(), host_echo);
+  ASSERT_TRUE(v4.start().has_value());
+  Client client;
+  auto r = client.request("127.0.0.1", v4.port(), get("/"));
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->body, "127.0.0.1:" + std::to_string(v4.port()));
+
+  ServerOptions v6_options = local_options();
+  v6_options.address = "::1";
+  Server v6(v6_options, host_echo);
+  if (!v6.start().has_value()) GTEST_SKIP() << "no IPv6 loopback here";
+  r = client.request("::1", v6.port(), get("/"));
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->body, "[::1]:" + std::to_string(v6.port()));
+}
+
 // A target with CR or LF would end the request line early and let the rest be read as headers
 // and further requests (request splitting, CWE-93); like a bad method, it makes the request
 // unusable: kInvalidArgument, and nothing is sent.
