@@ -105,6 +105,7 @@ void write_upstream_head(const http::Request& req, std::string_view upstream_lab
   bool have_host = false;
   bool have_proto = false;
   bool have_forwarded_host = false;
+  bool have_forwarded_for = false;
   bool have_request_id = false;
   for (const auto& [name, value] : req.headers.fields()) {
     if (is_hop_by_hop(name) || (!listed.empty() && listed.contains(name))) continue;
@@ -125,7 +126,10 @@ void write_upstream_head(const http::Request& req, std::string_view upstream_lab
         if (iequals(name, "content-length")) continue;  // reframed below
         break;
       case 15:
-        if (iequals(name, "x-forwarded-for")) continue;  // merged into ours below
+        if (iequals(name, "x-forwarded-for")) {  // merged into ours below
+          have_forwarded_for = true;
+          continue;
+        }
         break;
       case 16:
         if (iequals(name, "x-forwarded-host")) have_forwarded_host = true;
@@ -149,14 +153,16 @@ void write_upstream_head(const http::Request& req, std::string_view upstream_lab
   out += "X-Forwarded-For: ";
   // Earlier hops' fields, every one in order: several fields are one list (RFC 9110 section
   // 5.3), and its first member is the original client. Their size is bounded by the server's
-  // header limit.
-  for (const auto& [name, value] : req.headers.fields()) {
-    if (name.size() != 15 || !iequals(name, "x-forwarded-for")) continue;
-    if (!listed.empty() && listed.contains(name)) continue;
-    const std::string_view hops = http::internal::trim(value);
-    if (hops.empty()) continue;
-    out += hops;
-    out += ", ";
+  // header limit. Only a request that has them pays for the second pass over its fields.
+  if (have_forwarded_for) {
+    for (const auto& [name, value] : req.headers.fields()) {
+      if (name.size() != 15 || !iequals(name, "x-forwarded-for")) continue;
+      if (!listed.empty() && listed.contains(name)) continue;
+      const std::string_view hops = http::internal::trim(value);
+      if (hops.empty()) continue;
+      out += hops;
+      out += ", ";
+    }
   }
   out += req.remote_address.empty() ? std::string_view("unknown")
                                     : std::string_view(req.remote_address);
