@@ -167,8 +167,10 @@ void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
     return h > 0 ? std::exp2(-age / h) : 0.0;
   };
   const double keep_s = keep(options_.half_life), keep_c = keep(options_.correction_half_life);
-  s.busy_seconds = s.busy_seconds * keep_s + service_time * requests;
-  s.requests = s.requests * keep_s + requests;
+  if (!restarted_by_shift(s, service_time, requests, keep_s)) {
+    s.busy_seconds = s.busy_seconds * keep_s + service_time * requests;
+    s.requests = s.requests * keep_s + requests;
+  }
   ++s.samples;
   s.log_correction *= keep_c;
   s.correction_weight *= keep_c;
@@ -186,6 +188,38 @@ void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
     ++s.correction_samples;
   }
   update_capacity(s);
+}
+
+bool CapacityModel::restarted_by_shift(Learned& s, double service_time, double requests,
+                                       double keep) const {
+  if (options_.shift_scrapes <= 0 || !(s.requests > 0)) return false;
+  const double deviation = std::log(service_time / (s.busy_seconds / s.requests));
+  const double bar =
+      std::max(std::log1p(options_.shift_share), 3 * std::sqrt(s.log_deviation_square));
+  // Only once the estimate stands on min_samples scrapes: before, the first ones teach the
+  // noise alone.
+  const int side = s.samples < options_.min_samples ? 0
+                   : deviation > bar                ? 1
+                   : deviation < -bar               ? -1
+                                                    : 0;
+  if (side == 0 || side * s.shift_run < 0) {  // the run, if any, is over
+    s.shift_run = 0;
+    s.run_busy_seconds = s.run_requests = 0;
+  }
+  if (side == 0) {
+    constexpr double kNoiseWeight = 1.0 / 16;
+    s.log_deviation_square += kNoiseWeight * (deviation * deviation - s.log_deviation_square);
+    return false;
+  }
+  s.shift_run += side;
+  s.run_busy_seconds = s.run_busy_seconds * keep + service_time * requests;
+  s.run_requests = s.run_requests * keep + requests;
+  if (std::abs(s.shift_run) < options_.shift_scrapes) return false;
+  s.busy_seconds = s.run_busy_seconds;
+  s.requests = s.run_requests;
+  s.shift_run = 0;
+  s.run_busy_seconds = s.run_requests = 0;
+  return true;
 }
 
 double CapacityModel::correction(const Learned& s) const {

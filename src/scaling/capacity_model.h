@@ -47,6 +47,12 @@ struct CapacityModelOptions {
   // caught mid-way bias the latency correction.
   int settle_windows = 2;
   double max_drop_share = 0.01;
+  // A release: `shift_scrapes` learned scrapes in a row whose service time is off the estimate
+  // the same way, by more than `shift_share` and by 3 of the estimate's recent deviations (a
+  // noisy service is not taken for a changed one), restart the estimate from those scrapes
+  // instead of waiting out the half-life. 0 = off.
+  int shift_scrapes = 3;
+  double shift_share = 0.2;
   // Scrapes whose model p99 is at least this fraction of the SLO teach the latency correction,
   // which stays within [1 / max_correction, max_correction].
   double correction_min_p99_fraction = 0.5;
@@ -99,6 +105,11 @@ class CapacityModel {
     double busy_seconds = 0, requests = 0;             // decayed sums: S = busy_seconds / requests
     double log_correction = 0, correction_weight = 0;  // decayed sums of log(observed / model)
     int samples = 0, correction_samples = 0;
+    // Release detection: the scrapes in a row off the estimate the same way (+n above, −n
+    // below) and their decayed sums, and the mean square of log(sample / estimate) of the
+    // scrapes within the band (its noise).
+    int shift_run = 0;
+    double run_busy_seconds = 0, run_requests = 0, log_deviation_square = 0;
     std::optional<Clock::TimePoint> sampled_at;  // the last scrape seen
     std::optional<Clock::TimePoint> decayed_at;  // the last scrape learned from
     double capacity_rps = 0;
@@ -109,6 +120,9 @@ class CapacityModel {
     int learned_for_servers = 0;
   };
   void learn(Learned& s, const ServiceObservation& o);
+  // Counts a scrape's service time toward a release (see shift_scrapes); true when it completed
+  // one and the sums now hold the run's scrapes, this one included.
+  bool restarted_by_shift(Learned& s, double service_time, double requests, double keep) const;
   void update_capacity(Learned& s) const;
   double correction(const Learned& s) const;  // the multiplier applied to the model's p99
 
