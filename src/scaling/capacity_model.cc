@@ -120,8 +120,13 @@ void CapacityModel::observe(const Snapshot& snapshot) {
 void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
   const WindowMetrics& w = o.window;
   if (w.length <= Clock::Duration::zero()) return;
-  if (s.sampled_at && w.sampled_at <= *s.sampled_at) return;
+  // A scrape far behind the last one: the clock was set back, or the last was stamped ahead (else
+  // every scrape would be ignored until the clock reached that stamp). What was learned is kept
+  // and decays from this scrape on, not by the negative age back to the last one.
+  const bool set_back = s.sampled_at && clock_set_back(*s.sampled_at, w.sampled_at);
+  if (s.sampled_at && w.sampled_at <= *s.sampled_at && !set_back) return;
   s.sampled_at = w.sampled_at;
+  if (set_back && s.decayed_at) s.decayed_at = std::min(*s.decayed_at, w.sampled_at);
 
   // The window must have had the ready replicas the snapshot lists: none joined during it, and
   // none is draining (it served part of the window, and is not counted as ready).

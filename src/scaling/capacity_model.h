@@ -72,7 +72,9 @@ class CapacityModel {
   // The services to learn (others in snapshots are ignored) and their seeds. Forgets what was
   // learned about services not listed again.
   void init(const std::vector<ServiceSpec>& services);
-  // Learns from each service's latest scrape; a scrape already seen changes nothing.
+  // Learns from each service's latest scrape; a scrape not later than the last one changes
+  // nothing, unless it is more than kClockSetBack behind it (a clock set back): learning goes on
+  // from there.
   void observe(const Snapshot& snapshot);
 
   // Per replica, req/s. The seed until the first sample; 0 for an unknown service, or when even

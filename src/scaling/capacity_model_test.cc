@@ -426,5 +426,34 @@ TEST(CapacityModel, AWindowWithRequestsInFlightButNoneServedDoesNotPoisonTheMode
   EXPECT_NEAR(model.capacity_rps("api"), mmc_capacity_rps(4, 0.02, 0.2), 1.0);
 }
 
+// As the prescale policy's history (docs/prescale_policy.md): a scrape more than 5 minutes behind
+// the last one means the clock was set back, or the last one was stamped ahead. Before, every
+// later scrape was ignored as already seen, and the capacity stopped learning until the clock
+// reached that stamp (a year here). What was learned is kept and followed from there, the sums
+// decaying from the set-back scrape on: aged by the negative year back to it, they would grow
+// without bound (the service time NaN).
+TEST(CapacityModel, ScrapesBehindAScrapeStampedAheadAreLearnedFrom) {
+  CapacityModel model;
+  model.init({spec("api", 175.0)});
+  const double fast = mmc_capacity_rps(4, 0.02, 0.2);
+  const double slow = mmc_capacity_rps(4, 0.03, 0.2);
+  Clock::Duration t =
+      feed(model, "api", {.service_time = 0.02, .replicas = 2}, fast, seconds(15), minutes(30));
+  ASSERT_NEAR(model.service_time_seconds("api"), 0.02, 1e-8);
+  const int samples = model.samples("api");
+  model.observe(snapshot_of(observe("api", t + std::chrono::hours(24 * 365),
+                                    {.rps = 200, .service_time = 0.02, .replicas = 2})));
+  ASSERT_EQ(model.samples("api"), samples + 1);
+  // A minute behind the last scrape is late, and ignored, as before.
+  model.observe(snapshot_of(observe("api", t + std::chrono::hours(24 * 365) - minutes(1),
+                                    {.rps = 200, .service_time = 0.03, .replicas = 2})));
+  EXPECT_EQ(model.samples("api"), samples + 1);
+  // Meanwhile a release made the service slower.
+  feed(model, "api", {.service_time = 0.03, .replicas = 2}, slow, t + seconds(15), minutes(30));
+  EXPECT_EQ(model.samples("api"), samples + 1 + 120);
+  EXPECT_NEAR(model.service_time_seconds("api"), 0.03, 1e-4);
+  EXPECT_NEAR(model.capacity_rps("api") / slow, 1.0, 0.01);
+}
+
 }  // namespace
 }  // namespace prescale::scaling

@@ -10,6 +10,7 @@
 //    for its reactive floor.
 #pragma once
 
+#include <chrono>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -32,6 +33,17 @@ struct ReplicaObservation {
   Clock::TimePoint metric_time;               // end of that window
   Clock::Duration metric_window{std::chrono::seconds(30)};
 };
+
+// A scrape further behind the last one than this (a few scrape windows) means the clock was set
+// back, or the last one was stamped ahead: scrapes are not that late otherwise. The prescale
+// policy and the learners it owns then go on from it, rather than ignoring every scrape until the
+// clock reaches the stamp; a scrape less behind is late, and ignored.
+inline constexpr Clock::Duration kClockSetBack = std::chrono::minutes(5);
+
+// Whether a scrape at `sampled_at` is more than kClockSetBack behind the last one, at `last`.
+inline bool clock_set_back(Clock::TimePoint last, Clock::TimePoint sampled_at) {
+  return sampled_at < last - kClockSetBack;
+}
 
 // Aggregates over one scrape window [sampled_at - length, sampled_at].
 struct WindowMetrics {

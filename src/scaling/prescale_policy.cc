@@ -44,10 +44,6 @@ double demand_at(double p50, double p90, double p99, double z) {
   return p90 + (p99 - p90) * (z - z90) / (z99 - z90);
 }
 
-// A scrape further behind the last one than this (a few scrape windows) means the clock was set
-// back, or the last one was stamped ahead: scrapes are not that late otherwise.
-constexpr Clock::Duration kClockSetBack = std::chrono::minutes(5);
-
 std::string fmt(double v, int decimals) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
@@ -139,7 +135,7 @@ void PrescalePolicy::observe(const Snapshot& snapshot) {
     // A scrape far behind the last one: the clock was set back, or the last was stamped ahead
     // (else every scrape would be ignored until the clock reached that stamp). The minutes
     // recorded from this scrape's minute on are dropped. A little behind: late, and ignored.
-    const bool set_back = s->last_scrape && w.sampled_at < *s->last_scrape - kClockSetBack;
+    const bool set_back = s->last_scrape && clock_set_back(*s->last_scrape, w.sampled_at);
     if (s->last_scrape && w.sampled_at <= *s->last_scrape && !set_back) continue;
     s->last_scrape = w.sampled_at;
     if (set_back) s->counted_until.reset();

@@ -113,8 +113,13 @@ void TopologyLearner::observe(const Snapshot& snapshot) {
       scrape = std::max(scrape.value_or(s.window.sampled_at), s.window.sampled_at);
     }
   }
-  if (!scrape || (last_scrape_ && *scrape <= *last_scrape_)) return;
+  if (!scrape) return;
   const Clock::TimePoint now = *scrape;
+  // A scrape far behind the last one: the clock was set back, or the last was stamped ahead (else
+  // every scrape would be ignored until the clock reached that stamp). A little behind: late.
+  const bool set_back = last_scrape_ && clock_set_back(*last_scrape_, now);
+  if (last_scrape_ && now <= *last_scrape_ && !set_back) return;
+  if (set_back) rewind(now);
   if (!last_scrape_) {
     // Seeded evidence ages from the first scrape, not from whenever the learner was built.
     for (auto& [key, edge] : edges_) edge.created = edge.decayed_at = now;
@@ -235,6 +240,26 @@ void TopologyLearner::observe(const Snapshot& snapshot) {
     ++it;
   }
   expire(now);
+}
+
+void TopologyLearner::rewind(Clock::TimePoint now) {
+  // What was learned is kept; the times ahead of `now` become `now`, so the decayed sums age from
+  // here (never by a negative age), and silences and absences count from here.
+  for (auto& [name, t] : services_) {
+    t.last_seen = std::min(t.last_seen, now);
+    if (t.counted_at > now) {
+      // How long ago the counter was read is unknown, and a reset's delta needs that to be
+      // bounded: the next value is a new baseline, for the caller's edges too.
+      t.served_total.reset();
+      t.counted_at = now;
+    }
+  }
+  for (auto& [key, e] : edges_) {
+    e.counted_at = std::min(e.counted_at, now);
+    e.decayed_at = std::min(e.decayed_at, now);
+    e.created = std::min(e.created, now);
+    if (e.last_call) e.last_call = std::min(*e.last_call, now);
+  }
 }
 
 void TopologyLearner::expire(Clock::TimePoint now) {

@@ -57,7 +57,9 @@ class TopologyLearner {
                            std::optional<CallGraph> seed = std::nullopt);
 
   // Learns from the snapshot's latest scrape. A snapshot whose scrape time (the newest
-  // window.sampled_at) did not advance changes nothing.
+  // window.sampled_at) did not advance changes nothing, unless it is more than kClockSetBack
+  // behind the last one (a clock set back): learning goes on from there, the counters
+  // re-baselined.
   void observe(const Snapshot& snapshot);
 
   // Edges with calls seen (or seeded) and not expired, ordered by caller, then callee name.
@@ -105,6 +107,8 @@ class TopologyLearner {
   using EdgeKey = std::pair<std::string, std::string>;
 
   void decay(EdgeTrack& edge, Clock::TimePoint now) const;
+  // A scrape at `now` far behind the last one (a clock set back): times ahead of it become it.
+  void rewind(Clock::TimePoint now);
   void expire(Clock::TimePoint now);
 
   TopologyLearnerOptions options_;

@@ -655,5 +655,47 @@ TEST(TopologyLearner, AForgottenCalleeDoesNotComeBackWithItsCounterHistoryAsOneI
   EXPECT_LE(worst, 0.2) << "a -> c after c was forgotten: " << learner.fanout("a", "c");
 }
 
+// As the prescale policy's history (docs/prescale_policy.md): a scrape more than 5 minutes behind
+// the last one means the clock was set back, or the last one was stamped ahead. Before, every
+// later scrape was ignored as not later than that stamp, and the call graph stopped learning
+// until the clock reached it (a year here). The learned fan-out is kept and followed from there;
+// its evidence decays from the set-back scrape on (never by a negative age: with the sums timed
+// a year ahead they would not decay at all), and a service gone meanwhile still expires.
+TEST(TopologyLearner, ScrapesBehindAScrapeStampedAheadAreLearnedFrom) {
+  Counters counters;
+  TopologyLearner learner;
+  Clock::Duration t{0};
+  double fanout = 2;
+  auto step = [&] {
+    counters.serve("a", 1500);
+    counters.set_rate("a", 100);
+    counters.call("a", "b", 1500 * fanout);
+    t += kScrape;
+    return counters.scrape(t);
+  };
+  counters.serve("a", 0);
+  counters.serve("gone", 0);
+  counters.call("a", "b", 0);
+  learner.observe(counters.scrape(t));
+  for (int i = 0; i < 40; ++i) learner.observe(step());
+  ASSERT_NEAR(learner.fanout("a", "b"), 2.0, 1e-12);
+  Snapshot ahead = step();
+  for (auto& s : ahead.services) s.window.sampled_at += std::chrono::hours(24 * 365);
+  learner.observe(ahead);
+  counters.remove_service("gone");
+  learner.observe(step());    // 15 s after the last real scrape: the counters' baseline
+  fanout = 3;                 // a release
+  const int intervals = 120;  // 30 minutes: three half-lives
+  for (int i = 0; i < intervals; ++i) learner.observe(step());
+  const auto edges = learner.learned_edges();
+  ASSERT_EQ(edges.size(), 1u);
+  EXPECT_NEAR(learner.fanout("a", "b"), 3.0, 0.01);
+  // Each interval's 1500 requests, decayed by their age from the last scrape.
+  double requests = 0;
+  for (int i = 0; i < intervals; ++i) requests = requests * std::exp2(-15.0 / 600) + 1500;
+  EXPECT_NEAR(edges[0].caller_requests, requests, 0.01 * requests);
+  EXPECT_THAT(learner.services(), ElementsAre("a"));  // "gone" expired 10 minutes on
+}
+
 }  // namespace
 }  // namespace prescale::scaling
