@@ -316,20 +316,32 @@ std::vector<FamilySnapshot> Registry::collect() const {
     }
   }
 
-  std::vector<FamilySnapshot> collected;
+  std::vector<FamilySnapshot> collected, batch;
   for (const Collector& collector : collectors) {
-    collected.clear();
-    collector(collected);
-    for (FamilySnapshot& family : collected) {
-      if (!well_formed_collected(family)) continue;
-      const std::vector<std::string> names = sample_names(family.name, family.type);
-      if (std::any_of(names.begin(), names.end(),
-                      [&](const std::string& n) { return taken.contains(n); })) {
-        continue;
-      }
-      taken.insert(names.begin(), names.end());
-      out.push_back(std::move(family));
+    batch.clear();
+    collector(batch);
+    for (FamilySnapshot& family : batch) {
+      if (well_formed_collected(family)) collected.push_back(std::move(family));
     }
+  }
+  // Collected families clash only by one name, or by one's name being a histogram's _bucket, _sum
+  // or _count. The histogram keeps its samples whatever the order they were collected in, so
+  // histograms go first, by name ("x" before "x_count"); of one name the first collected stays.
+  auto key = [](const FamilySnapshot& f) {
+    const bool histogram = f.type == MetricType::kHistogram;
+    return std::pair(!histogram, histogram ? std::string_view(f.name) : std::string_view());
+  };
+  std::stable_sort(
+      collected.begin(), collected.end(),
+      [&](const FamilySnapshot& a, const FamilySnapshot& b) { return key(a) < key(b); });
+  for (FamilySnapshot& family : collected) {
+    const std::vector<std::string> names = sample_names(family.name, family.type);
+    if (std::any_of(names.begin(), names.end(),
+                    [&](const std::string& n) { return taken.contains(n); })) {
+      continue;
+    }
+    taken.insert(names.begin(), names.end());
+    out.push_back(std::move(family));
   }
   std::sort(out.begin(), out.end(),
             [](const FamilySnapshot& a, const FamilySnapshot& b) { return a.name < b.name; });

@@ -145,10 +145,12 @@ class Registry {
 
   // Adds a collector run at every collect(). With a non-empty `id`, a second collector with the
   // same id is not added (returns false), so e.g. process metrics can be registered idempotently.
-  // A collected family is left out of the scrape when one of its sample names is already taken
-  // (by a family, or by a histogram's _bucket, _sum or _count) or when it is malformed: a bad
-  // name or help text, a label count that differs, the same label values twice, or histogram
-  // bounds not strictly ascending and finite, or counts that go down.
+  // A collected family is left out of the scrape when it is malformed (a bad name or help text,
+  // a label count that differs, the same label values twice, histogram bounds not strictly
+  // ascending and finite, or counts that go down) or when one of its sample names (its name, and
+  // a histogram's _bucket, _sum and _count) is taken: by a registered family; by a collected
+  // histogram, whatever the order they are collected in ("h_count" gives way to the histogram
+  // "h"); or by a collected family of the same name collected before it.
   bool add_collector(Collector collector, std::string_view id = {});
 
   // All families, registered and collected, sorted by name; series sorted by label values.

@@ -279,6 +279,52 @@ TEST(Registry, CollectedFamiliesDoNotTakeTheSampleNamesOfAHistogram) {
   EXPECT_THAT(names, ElementsAre("h_seconds", "k", "ok", "q_sum"));
 }
 
+// Between collected families, a histogram keeps the sample names it owns whatever the order they
+// are collected in: a counter "h_count" collected first used to take the whole histogram "h" out
+// of the scrape, and a collector's order is no reason to lose its buckets. Families of one name
+// keep the first collected, as before.
+TEST(Registry, ACollectedHistogramWinsOverACollectedFamilyNamedLikeItsSamples) {
+  auto histogram = [](std::string name) {
+    FamilySnapshot f{std::move(name), "H.", MetricType::kHistogram, {}, {}};
+    f.series.push_back(SeriesSnapshot{{}, 0, {{0.5}, {1, 2}, 0.7}});
+    return f;
+  };
+  auto counter = [](std::string name, double value) {
+    return FamilySnapshot{std::move(name), "C.", MetricType::kCounter, {}, {{{}, value, {}}}};
+  };
+  for (bool histograms_first : {false, true}) {
+    SCOPED_TRACE(histograms_first ? "histograms collected first" : "histograms collected last");
+    Registry r;
+    r.add_collector([&](std::vector<FamilySnapshot>& out) {
+      if (histograms_first) return;
+      out.push_back(counter("h_count", 7));
+      out.push_back(counter("h_bucket", 7));
+      out.push_back(histogram("g_sum"));  // a histogram itself, but named like g's samples
+      out.push_back(counter("same", 1));
+    });
+    r.add_collector([&](std::vector<FamilySnapshot>& out) {
+      out.push_back(histogram("h"));
+      out.push_back(histogram("g"));
+      out.push_back(counter("same", 2));
+    });
+    r.add_collector([&](std::vector<FamilySnapshot>& out) {
+      if (!histograms_first) return;
+      out.push_back(counter("h_count", 7));
+      out.push_back(counter("h_bucket", 7));
+      out.push_back(histogram("g_sum"));
+      out.push_back(counter("same", 1));
+    });
+    std::vector<std::string> names;
+    double same = 0;
+    for (const FamilySnapshot& f : r.collect()) {
+      names.push_back(f.name);
+      if (f.name == "same") same = f.series.at(0).value;
+    }
+    EXPECT_THAT(names, ElementsAre("g", "h", "same"));
+    EXPECT_EQ(same, histograms_first ? 2 : 1);
+  }
+}
+
 TEST(Registry, CollectedFamiliesThatWouldBreakTheTextFormatAreLeftOut) {
   Registry r;
   r.histogram("latency_seconds", "L.", {}, {0.1, 1});
