@@ -204,6 +204,7 @@ double histogram_count_above(double threshold, std::vector<std::pair<double, dou
   const std::vector<std::pair<double, double>> merged = readable_buckets(std::move(buckets));
   if (merged.size() < 2) return kNaN;
   const double observations = merged.back().second;
+  if (threshold == kInf) return 0;  // the +Inf bucket holds observations up to +Inf
   // The first bucket whose bound reaches the threshold; +Inf at the latest.
   size_t b = 0;
   while (merged[b].first < threshold) ++b;

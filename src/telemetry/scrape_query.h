@@ -63,7 +63,8 @@ double histogram_quantile(double q, std::vector<std::pair<double, double>> bucke
 // How many observations of (upper bound, cumulative count) buckets exceeded `threshold`, read
 // as histogram_quantile() reads them: linear interpolation inside the bucket holding
 // `threshold` (the first one starting at 0, or all at its bound when that is <= 0), the +Inf
-// bucket's count above the highest finite bound. 0 when there are no observations; NaN for a
+// bucket's count above the highest finite bound. 0 when there are no observations, and for a
+// threshold of +Inf (nothing is above it: its bucket holds observations up to +Inf); NaN for a
 // NaN threshold, fewer than two buckets or no +Inf bucket.
 double histogram_count_above(double threshold, std::vector<std::pair<double, double>> buckets);
 

@@ -148,6 +148,11 @@ TEST(TextParserQuery, CountAboveEdgeCases) {
   EXPECT_EQ(histogram_count_above(-0.5, {{-1, 5}, {kInf, 10}}), 5);
   EXPECT_EQ(histogram_count_above(-0.5, {{0, 5}, {kInf, 10}}), 10);
   EXPECT_EQ(histogram_count_above(0, {{0, 5}, {kInf, 10}}), 5);
+  // Nothing is above +Inf (before, the +Inf bucket's count above the highest bound was given);
+  // everything is above -Inf.
+  EXPECT_EQ(histogram_count_above(kInf, {{0.1, 5}, {kInf, 10}}), 0);
+  EXPECT_EQ(histogram_count_above(-kInf, {{0.1, 5}, {kInf, 10}}), 10);
+  EXPECT_EQ(histogram_count_above(-kInf, {{-1, 5}, {kInf, 10}}), 10);
   // What the buckets cannot tell.
   const std::vector<std::pair<double, double>> b = {{0.1, 10}, {kInf, 20}};
   EXPECT_TRUE(std::isnan(histogram_count_above(std::nan(""), b)));
