@@ -181,7 +181,7 @@ int run_up(const UpFlags& f) {
   (*gw)->start_upkeep();
   GatewayListeners serving{**gw, *gateway_server};
   auto url_of = [](const std::string& host, uint16_t port) {
-    return "http://" + host_port(host, port);
+    return "http://" + url_authority(host, port);
   };
   const std::string gateway_url = url_of(gw_listen->host, gateway_server->port());
 

@@ -18,6 +18,7 @@
 #include <iostream>
 #include <thread>
 
+#include "core/host_port.h"
 #include "http/client.h"
 #include "runtime/runtime.h"
 #include "runtime/service.h"
@@ -47,7 +48,7 @@ std::optional<Upstream> parse_gateway_url(std::string url) {
   if (url.starts_with('[')) {  // an IPv6 host: "[::1]:8080"
     const size_t close = url.find(']');
     if (close == std::string::npos) return std::nullopt;
-    host = url.substr(1, close - 1);
+    host = prescale::url_host(url.substr(1, close - 1));  // an IPv6 zone after "%25"
     if (close + 1 < url.size()) {
       if (url[close + 1] != ':') return std::nullopt;
       port_text = url.substr(close + 2);

@@ -4,6 +4,24 @@
 
 namespace prescale {
 
+namespace {
+
+// RFC 3986 section 2.3.
+bool is_unreserved(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+// 0..15 for a hex digit, else -1.
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+}  // namespace
+
 std::string host_port(std::string_view host, uint16_t port) {
   std::string out;
   out.reserve(host.size() + 8);  // brackets, ':' and five digits
@@ -20,6 +38,50 @@ void append_host_port(std::string& out, std::string_view host, uint16_t port) {
   char digits[5];  // 65535
   const auto end = std::to_chars(digits, digits + sizeof digits, port).ptr;
   out.append(digits, end);
+}
+
+std::string url_authority(std::string_view host, uint16_t port) {
+  const size_t zone = host.find('%');
+  if (zone == std::string_view::npos || host.find(':') == std::string_view::npos ||
+      host.starts_with('[')) {
+    return host_port(host, port);
+  }
+  std::string escaped(host.substr(0, zone));
+  escaped += "%25";
+  for (const char c : host.substr(zone + 1)) {
+    if (is_unreserved(c)) {
+      escaped += c;
+    } else {
+      constexpr char kHex[] = "0123456789ABCDEF";
+      const auto byte = static_cast<unsigned char>(c);
+      escaped += '%';
+      escaped += kHex[byte >> 4];
+      escaped += kHex[byte & 0xF];
+    }
+  }
+  return host_port(escaped, port);
+}
+
+std::string url_host(std::string_view host) {
+  const size_t zone = host.find("%25");
+  if (zone == std::string_view::npos || host.find(':') == std::string_view::npos) {
+    return std::string(host);
+  }
+  std::string out(host.substr(0, zone));
+  out += '%';
+  // The zone's own escapes (http's percent_decode is out of core's reach); a malformed one stays.
+  const std::string_view id = host.substr(zone + 3);
+  for (size_t i = 0; i < id.size(); ++i) {
+    const int hi = id[i] == '%' && i + 2 < id.size() ? hex_value(id[i + 1]) : -1;
+    const int lo = hi >= 0 ? hex_value(id[i + 2]) : -1;
+    if (lo >= 0) {
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += id[i];
+    }
+  }
+  return out;
 }
 
 }  // namespace prescale

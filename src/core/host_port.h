@@ -1,6 +1,9 @@
 // A host and a port written as a URL's authority (RFC 3986 section 3.2.2): an IPv6 literal in
-// brackets ("[::1]:8080"), a name or an IPv4 address as it is ("127.0.0.1:8080"). What the
-// gateway's endpoint labels, its upstream lists and the URLs the platform announces are made of.
+// brackets ("[::1]:8080"), a name or an IPv4 address as it is ("127.0.0.1:8080"). host_port() is
+// the plain address the gateway's endpoint labels and upstream lists are made of, an IPv6 zone id
+// kept as the system writes it ("[fe80::1%eth0]:443"); url_authority() is what a URL holds (the
+// ones the platform announces), the zone's '%' written "%25" as RFC 6874 has it, and url_host()
+// reads such a host back.
 //
 // Thread safety: pure functions.
 #pragma once
@@ -18,5 +21,15 @@ std::string host_port(std::string_view host, uint16_t port);
 // host_port() appended to `out`: nothing is allocated where `out` has the room (the gateway
 // writes each attempt's upstream label this way).
 void append_host_port(std::string& out, std::string_view host, uint16_t port);
+
+// host_port() for a URL (RFC 6874 section 2): the zone id of an IPv6 address follows "%25", and
+// its characters outside RFC 3986's unreserved set are percent-encoded ("fe80::1%eth0", 443 gives
+// "[fe80::1%25eth0]:443"). An already bracketed host is taken as written for a URL already.
+std::string url_authority(std::string_view host, uint16_t port);
+
+// The address a socket takes for the host of a URL, brackets removed: a zone id written after
+// "%25" is percent-decoded ("fe80::1%25eth0" gives "fe80::1%eth0"); a bare '%' (as typed, RFC 6874
+// section 3) and every other host are returned as they are.
+std::string url_host(std::string_view host);
 
 }  // namespace prescale

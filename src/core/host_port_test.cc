@@ -17,6 +17,25 @@ TEST(HostPort, AnIPv6AddressIsWrittenInBrackets) {
   EXPECT_EQ(host_port("2001:db8::7", 1), "[2001:db8::7]:1");
 }
 
+// In a URL the '%' before an IPv6 zone id is written "%25" (RFC 6874 section 2): "[fe80::1%eth0]"
+// is no URL's host. host_port() above keeps the '%' of a plain address (labels, endpoints).
+TEST(HostPort, AUrlAuthorityEscapesTheZoneOfAnIPv6Address) {
+  EXPECT_EQ(url_authority("fe80::1%eth0", 443), "[fe80::1%25eth0]:443");
+  EXPECT_EQ(url_authority("fe80::1%en 0", 80), "[fe80::1%25en%200]:80");  // outside unreserved
+  EXPECT_EQ(url_authority("::1", 8080), "[::1]:8080");
+  EXPECT_EQ(url_authority("127.0.0.1", 8080), "127.0.0.1:8080");
+  EXPECT_EQ(url_authority("localhost", 8080), "localhost:8080");
+  EXPECT_EQ(url_authority("[fe80::1%25eth0]", 443), "[fe80::1%25eth0]:443");  // written already
+}
+
+TEST(HostPort, AUrlHostIsTheAddressASocketTakes) {
+  EXPECT_EQ(url_host("fe80::1%25eth0"), "fe80::1%eth0");
+  EXPECT_EQ(url_host("fe80::1%25en%200"), "fe80::1%en 0");
+  EXPECT_EQ(url_host("fe80::1%eth0"), "fe80::1%eth0");  // a bare '%', as typed (section 3)
+  EXPECT_EQ(url_host("::1"), "::1");
+  EXPECT_EQ(url_host("localhost"), "localhost");
+}
+
 TEST(HostPort, AnAlreadyBracketedHostIsNotBracketedAgain) {
   EXPECT_EQ(host_port("[::1]", 8080), "[::1]:8080");
 }

@@ -3,6 +3,8 @@
 #include <cctype>
 #include <charconv>
 
+#include "core/host_port.h"
+
 namespace prescale::loadgen {
 
 Result<TargetUrl> parse_target_url(std::string_view url) {
@@ -36,7 +38,7 @@ Result<TargetUrl> parse_target_url(std::string_view url) {
   if (authority.starts_with('[')) {
     const size_t close = authority.find(']');
     if (close == std::string_view::npos) return bad("unclosed '[' in the host");
-    out.host = std::string(authority.substr(1, close - 1));
+    out.host = url_host(authority.substr(1, close - 1));  // an IPv6 zone after "%25"
     std::string_view after = authority.substr(close + 1);
     if (!after.empty()) {
       if (after.front() != ':') return bad("unexpected text after ']'");

@@ -26,6 +26,12 @@ TEST(TargetUrlTest, Parses) {
   EXPECT_EQ(c->host, "::1");
   EXPECT_EQ(c->port, 9000);
   EXPECT_EQ(c->path_prefix, "");
+
+  // An IPv6 zone id is written "%25" in a URL (RFC 6874), as `prescale up` announces it.
+  auto d = parse_target_url("http://[fe80::1%25eth0]:9000");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->host, "fe80::1%eth0");
+  EXPECT_EQ(d->port, 9000);
 }
 
 TEST(TargetUrlTest, RejectsWhatItCannotUse) {
