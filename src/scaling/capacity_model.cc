@@ -201,28 +201,29 @@ bool CapacityModel::restarted_by_shift(Learned& s, double service_time, double r
   const double deviation = std::log(service_time / (s.busy_seconds / s.requests));
   const double bar =
       std::max(std::log1p(options_.shift_share), 3 * std::sqrt(s.log_deviation_square));
-  // Only once the estimate stands on min_samples scrapes: before, the first ones teach the
-  // noise alone.
-  const int side = s.samples < options_.min_samples ? 0
-                   : deviation > bar                ? 1
-                   : deviation < -bar               ? -1
-                                                    : 0;
-  if (side == 0 || side * s.shift_run < 0) {  // the run, if any, is over
-    s.shift_run = 0;
+  constexpr double kNoiseWeight = 1.0 / 16;
+  auto noise = [&](double d) {
+    s.log_deviation_square += kNoiseWeight * (d * d - s.log_deviation_square);
+  };
+  // Only slower: a service that got faster costs replicas until the half-life follows, one that
+  // got slower costs requests. And only once the estimate stands on min_samples scrapes: the
+  // first ones teach the noise alone.
+  if (s.samples < options_.min_samples || !(deviation > bar)) {
+    // A run that ended short was noise: its scrapes count toward it now, which they could not
+    // while they might have been a release (one would have raised the bar above itself).
+    for (double d : s.run_deviations) noise(d);
+    s.run_deviations.clear();
     s.run_busy_seconds = s.run_requests = 0;
-  }
-  if (side == 0) {
-    constexpr double kNoiseWeight = 1.0 / 16;
-    s.log_deviation_square += kNoiseWeight * (deviation * deviation - s.log_deviation_square);
+    noise(deviation);
     return false;
   }
-  s.shift_run += side;
+  s.run_deviations.push_back(deviation);
   s.run_busy_seconds = s.run_busy_seconds * keep + service_time * requests;
   s.run_requests = s.run_requests * keep + requests;
-  if (std::abs(s.shift_run) < options_.shift_scrapes) return false;
+  if (s.run_deviations.size() < static_cast<size_t>(options_.shift_scrapes)) return false;
   s.busy_seconds = s.run_busy_seconds;
   s.requests = s.run_requests;
-  s.shift_run = 0;
+  s.run_deviations.clear();
   s.run_busy_seconds = s.run_requests = 0;
   return true;
 }

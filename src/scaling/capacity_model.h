@@ -47,10 +47,11 @@ struct CapacityModelOptions {
   // caught mid-way bias the latency correction.
   int settle_windows = 2;
   double max_drop_share = 0.01;
-  // A release: `shift_scrapes` learned scrapes in a row whose service time is off the estimate
-  // the same way, by more than `shift_share` and by 3 of the estimate's recent deviations (a
-  // noisy service is not taken for a changed one), restart the estimate from those scrapes
-  // instead of waiting out the half-life. 0 = off.
+  // A slower release: `shift_scrapes` learned scrapes in a row whose service time is above the
+  // estimate by more than `shift_share` and by 3 of the estimate's recent deviations (a noisy
+  // service is not taken for a changed one) restart the estimate from those scrapes instead of
+  // waiting out the half-life. A faster one is left to the half-life (it costs replicas, not
+  // requests). 0 = off.
   int shift_scrapes = 3;
   double shift_share = 0.2;
   // Scrapes whose model p99 is at least this fraction of the SLO teach the latency correction,
@@ -107,11 +108,11 @@ class CapacityModel {
     double busy_seconds = 0, requests = 0;             // decayed sums: S = busy_seconds / requests
     double log_correction = 0, correction_weight = 0;  // decayed sums of log(observed / model)
     int samples = 0, correction_samples = 0;
-    // Release detection: the scrapes in a row off the estimate the same way (+n above, −n
-    // below) and their decayed sums, and the mean square of log(sample / estimate) of the
-    // scrapes within the band (its noise).
-    int shift_run = 0;
+    // Release detection: the log(sample / estimate) of the scrapes in a row above the bar and
+    // their decayed sums, and the mean square of log(sample / estimate) over the scrapes that
+    // were not part of a release (its noise).
     double run_busy_seconds = 0, run_requests = 0, log_deviation_square = 0;
+    std::vector<double> run_deviations;
     std::optional<Clock::TimePoint> sampled_at;  // the last scrape seen
     std::optional<Clock::TimePoint> decayed_at;  // the last scrape learned from
     double capacity_rps = 0;

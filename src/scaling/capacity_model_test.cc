@@ -210,8 +210,8 @@ TEST(CapacityModel, FollowsASlowerReleaseWithinMinutes) {
   ASSERT_TRUE(within);
   std::printf("[capacity] 10 ms -> 20 ms: within 10 %% of the new capacity after %.1f min\n",
               std::chrono::duration<double>(*within).count() / 60);
-  // Three scrapes in a row 2× the estimate restart it from them (shift_scrapes): under a minute,
-  // where the 3-minute half-life alone took 7.5.
+  // Three scrapes in a row well above the estimate restart it from them (shift_scrapes): under a
+  // minute, where the 3-minute half-life alone took 7.5.
   EXPECT_LE(*within, minutes(1));
   EXPECT_NEAR(model.capacity_rps("api") / slow, 1.0, 0.02);
 }
@@ -225,6 +225,22 @@ TEST(CapacityModel, FollowsASlowerReleaseByItsHalfLifeWithoutShiftDetection) {
                            mmc_capacity_rps(4, 0.01, 0.2), seconds(15), minutes(30));
   t = feed(model, "api", {.service_time = 0.02, .replicas = 4}, slow, t, minutes(3));
   EXPECT_GT(model.capacity_rps("api") / slow, 1.1) << "still more than 10 % off";
+}
+
+// A faster release is left to the half-life: until it follows, the service keeps replicas it no
+// longer needs, which costs replicas, not requests — a restart from three fast scrapes would
+// risk the reverse on a service whose cost per request swings.
+TEST(CapacityModel, FollowsAFasterReleaseByItsHalfLife) {
+  CapacityModel model;
+  const double slow = mmc_capacity_rps(4, 0.02, 0.2);
+  const double fast = mmc_capacity_rps(4, 0.01, 0.2);
+  model.init({spec("api", slow)});
+  Clock::Duration t =
+      feed(model, "api", {.service_time = 0.02, .replicas = 4}, slow, seconds(15), minutes(30));
+  t = feed(model, "api", {.service_time = 0.01, .replicas = 2}, fast, t, minutes(1));
+  EXPECT_LT(model.capacity_rps("api") / fast, 0.9) << "not restarted from the fast scrapes";
+  feed(model, "api", {.service_time = 0.01, .replicas = 2}, fast, t, minutes(30));
+  EXPECT_NEAR(model.capacity_rps("api") / fast, 1.0, 0.02);
 }
 
 // A noisy service (each scrape's service time off by a log-normal factor, σ = 0.15: 20 % off
@@ -242,8 +258,8 @@ TEST(CapacityModel, NoiseIsNotTakenForARelease) {
   };
   for (int i = 1; i <= 6 * 240; ++i) {  // 6 h of 15 s scrapes
     const double normal = std::sqrt(-2 * std::log(uniform())) * std::cos(2 * M_PI * uniform());
-    const Scrape x{.rps = 0.6 * 2 * truth, .service_time = 0.02 * std::exp(0.15 * normal),
-                   .replicas = 2};
+    const Scrape x{
+        .rps = 0.6 * 2 * truth, .service_time = 0.02 * std::exp(0.15 * normal), .replicas = 2};
     const Snapshot snapshot = snapshot_of(observe("api", seconds(15 * i), x));
     model.observe(snapshot);
     half_life_only.observe(snapshot);
