@@ -2,6 +2,8 @@
 
 #include <random>
 
+#include "gateway/internal/thread_cached.h"
+
 namespace prescale::gateway {
 namespace {
 
@@ -126,23 +128,7 @@ void Cluster::adopt_health(const Cluster& previous) {
 }
 
 const Cluster::View& Cluster::current_view() const {
-  struct Cached {
-    const Cluster* cluster;
-    std::uint64_t version;
-    std::shared_ptr<const View> view;
-  };
-  thread_local std::vector<Cached> cache;
-  const std::uint64_t version = view_version_.load(std::memory_order_acquire);
-  for (Cached& c : cache) {
-    if (c.cluster != this) continue;
-    if (c.version != version) {
-      c.view = view();
-      c.version = version;
-    }
-    return *c.view;
-  }
-  cache.push_back(Cached{this, version, view()});
-  return *cache.back().view;
+  return internal::thread_cached<View>(this, view_version_, [this] { return view(); });
 }
 
 void Cluster::evaluate_outliers() {

@@ -27,6 +27,7 @@
 #include "gateway/gateway.h"
 #include "gateway/health_checker.h"
 #include "gateway/internal/gateway_config.h"
+#include "gateway/internal/thread_cached.h"
 #include "gateway/proxy.h"
 #include "gateway/rate_limiter.h"
 #include "gateway/route_table.h"
@@ -104,25 +105,10 @@ struct Gateway::Impl {
   std::thread upkeep_thread;
 
   // The routing as the data path reads it: a per-thread copy, taken again only when the version
-  // moved (libstdc++'s atomic<shared_ptr> load takes a lock; this is one atomic read).
+  // moved.
   const Routing& current() const {
-    struct Cached {
-      const Impl* impl;
-      std::uint64_t version;
-      std::shared_ptr<const Routing> routing;
-    };
-    thread_local std::vector<Cached> cache;
-    const std::uint64_t version = routing_version.load(std::memory_order_acquire);
-    for (Cached& c : cache) {
-      if (c.impl != this) continue;
-      if (c.version != version) {
-        c.routing = routing.load(std::memory_order_acquire);
-        c.version = version;
-      }
-      return *c.routing;
-    }
-    cache.push_back(Cached{this, version, routing.load(std::memory_order_acquire)});
-    return *cache.back().routing;
+    return internal::thread_cached<Routing>(
+        this, routing_version, [this] { return routing.load(std::memory_order_acquire); });
   }
   std::shared_ptr<const Routing> snapshot() const {
     return routing.load(std::memory_order_acquire);
