@@ -11,6 +11,7 @@
 
 #include "core/clock.h"
 #include "core/internal/config_scalars.h"
+#include "core/splitmix.h"
 #include "core/versioned_file.h"
 #include "forecast/trace.h"
 #include "loadgen/arrival_schedule.h"
@@ -336,9 +337,10 @@ int LoadCommand::run() const {
   loadgen::HttpTarget target(
       *url, loadgen::HttpTargetOptions{.max_idle_connections = static_cast<size_t>(f.connections),
                                        .io_threads = f.threads});
+  // The picker draws from a seed of its own: the schedule's XOR a fixed constant.
   loadgen::LoadGenerator generator(
       Clock::real(), target, loadgen::ArrivalSchedule(std::move(plan), *arrivals, f.seed),
-      loadgen::RequestPicker(std::move(*mix), *users, f.seed ^ 0x9e3779b97f4a7c15ULL),
+      loadgen::RequestPicker(std::move(*mix), *users, f.seed ^ kSplitMix64Gamma),
       loadgen::LoadOptions{.connections = static_cast<size_t>(f.connections),
                            .timeout = *timeout,
                            .drain = *drain,

@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/splitmix.h"
+
 namespace prescale::forecast {
 namespace {
 
@@ -232,12 +234,8 @@ class SeriesWindow {
   double long_alpha_ = 0.5;
 };
 
-std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+// A hash of `x`: SplitMix64's next output from the counter `x` (a copy, left as it was).
+std::uint64_t splitmix64(std::uint64_t x) { return splitmix64_next(x); }
 
 // Deterministic row sampling: whether row (series, origin, horizon) is kept with probability
 // `share`, a pure function of the seed and the row.

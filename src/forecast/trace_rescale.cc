@@ -1,13 +1,14 @@
 // Rescaling traces: per-request traces superposed or thinned to a load, counts resampled to
 // another step, and the counting noise of count traces (docs/traces.md).
-#include "forecast/trace.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <numeric>
 #include <utility>
 #include <vector>
+
+#include "core/splitmix.h"
+#include "forecast/trace.h"
 
 namespace prescale::forecast {
 namespace {
@@ -35,15 +36,6 @@ void normalise_mean_cost(std::vector<double>& costs) {
   if (mean > 0) {
     for (double& c : costs) c /= mean;
   }
-}
-
-// SplitMix64 (Steele, Lea, Flood 2014): fully specified, so a rescaled trace is the same with
-// every standard library; std::shuffle and the std distributions are implementation-defined.
-uint64_t next_random(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
 }
 
 // A time moved into [0, duration) by reflecting at both ends, so a copy shifted past an end
@@ -108,13 +100,15 @@ Trace superpose_copies(Trace trace, double factor) {
   }
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), size_t{0});
+  // SplitMix64 (fully specified): a rescaled trace is the same with every standard library;
+  // std::shuffle and the std distributions are implementation-defined.
   uint64_t random = kSeed;
   for (int64_t copy = 1; arrivals.size() < wanted; ++copy) {
     const double shift =
         (copy % 2 == 1 ? 1.0 : -1.0) * static_cast<double>((copy + 1) / 2) * spacing;
     if (wanted - arrivals.size() < n) {  // the partial copy: Fisher-Yates, modulo bias < n/2^64
       for (size_t i = n - 1; i > 0; --i) {
-        std::swap(order[i], order[next_random(random) % (i + 1)]);
+        std::swap(order[i], order[splitmix64_next(random) % (i + 1)]);
       }
     }
     for (size_t i : order) {

@@ -3,19 +3,10 @@
 #include <algorithm>
 #include <utility>
 
+#include "core/splitmix.h"
+
 namespace prescale::gateway {
 namespace {
-
-// SplitMix64 (Steele, Lea, Flood 2014): a 64-bit counter advanced by a fixed odd gamma and mixed.
-// A counter is all the state there is, so one fetch_add makes it lock-free and every caller
-// gets its own draw; with one thread the sequence is fixed by the seed.
-constexpr std::uint64_t kGamma = 0x9E3779B97F4A7C15ULL;
-
-std::uint64_t mix(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
 
 // Indices of the hosts in service. A per-thread buffer: no allocation once warm, no lock.
 std::vector<std::uint32_t>& hosts_in_service(std::span<const std::shared_ptr<UpstreamHost>> hosts,
@@ -134,12 +125,14 @@ HostSet::HostSet(std::vector<std::shared_ptr<UpstreamHost>> hosts) : hosts_(std:
 
 Balancer::Balancer(BalancerConfig config)
     : config_(config),
-      rng_state_(config.seed != 0
-                     ? config.seed
-                     : mix(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(this)))) {}
+      rng_state_(config.seed != 0 ? config.seed
+                                  : splitmix64_mix(static_cast<std::uint64_t>(
+                                        reinterpret_cast<std::uintptr_t>(this)))) {}
 
 std::uint64_t Balancer::next_random() {
-  return mix(rng_state_.fetch_add(kGamma, std::memory_order_relaxed) + kGamma);
+  // SplitMix64 over a shared counter: lock-free, every caller gets its own draw, and with one
+  // thread the sequence is fixed by the seed.
+  return splitmix64_next(rng_state_);
 }
 
 std::shared_ptr<UpstreamHost> Balancer::choose(const HostSet& set, Clock::TimePoint now) {

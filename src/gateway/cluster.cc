@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include "core/splitmix.h"
 #include "gateway/internal/thread_cached.h"
 
 namespace prescale::gateway {
@@ -311,13 +312,10 @@ RetryDecision RouteSelector::retry(const http::Request& request, const AttemptRe
       !cluster_->start_retry(report)) {
     return {};
   }
-  // splitmix64 over a shared counter: cheap, lock-free, independent draws per retry.
-  std::uint64_t z = rng_.fetch_add(0x9e3779b97f4a7c15ULL, std::memory_order_relaxed);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  z ^= z >> 31;
+  // SplitMix64 over a shared counter: cheap, lock-free, independent draws per retry.
   return RetryDecision{
-      true, backoff_delay(policy_.backoff, static_cast<std::uint32_t>(report.attempt) + 1, z)};
+      true, backoff_delay(policy_.backoff, static_cast<std::uint32_t>(report.attempt) + 1,
+                          splitmix64_next(rng_))};
 }
 
 }  // namespace prescale::gateway

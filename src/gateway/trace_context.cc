@@ -7,6 +7,8 @@
 #include <span>
 #include <thread>
 
+#include "core/splitmix.h"
+
 namespace prescale::gateway {
 namespace {
 
@@ -51,7 +53,7 @@ class IdGenerator {
     // Mixed in too, in case random_device is deterministic on some platform.
     seed ^= static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
     seed ^= std::hash<std::thread::id>{}(std::this_thread::get_id());
-    for (std::uint64_t& word : state_) word = splitmix64(seed);
+    for (std::uint64_t& word : state_) word = splitmix64_next(seed);
   }
 
   std::uint64_t next() {
@@ -79,13 +81,6 @@ class IdGenerator {
   }
 
  private:
-  static std::uint64_t splitmix64(std::uint64_t& x) {
-    std::uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-
   std::uint64_t state_[4];
 };
 

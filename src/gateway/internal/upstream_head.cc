@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "core/splitmix.h"
 #include "http/internal/wire.h"
 
 namespace prescale::gateway::internal {
@@ -72,17 +73,10 @@ class ConnectionListed {
 
 }  // namespace
 
-uint64_t RequestIds::random() {
-  uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
 void RequestIds::next(std::string& id) {
   static constexpr char kHex[] = "0123456789abcdef";
-  uint64_t hi = (random() & ~0xF000ULL) | 0x4000ULL;
-  uint64_t lo = (random() & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;
+  uint64_t hi = (splitmix64_next(state_) & ~0xF000ULL) | 0x4000ULL;
+  uint64_t lo = (splitmix64_next(state_) & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;
   id.resize(36);
   size_t pos = 0;
   for (int i = 0; i < 32; ++i) {

@@ -24,9 +24,7 @@ class RequestIds {
   void next(std::string& id);
 
  private:
-  uint64_t random();
-
-  uint64_t state_;
+  uint64_t state_;  // SplitMix64's counter
 };
 
 // Writes into `out` (cleared first; its capacity is reused) the request line and header block of

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <numbers>
 
+#include "core/splitmix.h"
 #include "services/fraud/model_file.h"
 
 namespace prescale::fraud::testing {
@@ -17,12 +18,7 @@ namespace {
 
 struct Random {
   uint64_t state;
-  uint64_t next() {
-    uint64_t x = (state += 0x9e3779b97f4a7c15ULL);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-  }
+  uint64_t next() { return splitmix64_next(state); }
   double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }
   double gauss() {
     return std::sqrt(-2 * std::log(uniform())) * std::cos(2 * std::numbers::pi * uniform());

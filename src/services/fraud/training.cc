@@ -6,6 +6,7 @@
 #include <limits>
 #include <utility>
 
+#include "core/splitmix.h"
 #include "http/json.h"
 #include "services/fraud/internal/xgboost_booster.h"
 
@@ -15,13 +16,6 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr std::array<ModelKind, 2> kKinds = {ModelKind::kGradientBoostedTrees,
                                              ModelKind::kLogisticRegression};
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t x = (state += 0x9e3779b97f4a7c15ULL);
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 double resolve_positive_weight(double configured, std::span<const uint8_t> labels) {
   if (configured > 0) return configured;
@@ -165,7 +159,7 @@ std::vector<int> stratified_folds(std::span<const uint8_t> labels, int folds, ui
     }
     // Fisher–Yates with splitmix64: the same folds on every platform for a seed.
     for (size_t i = members.size(); i > 1; --i) {
-      const size_t j = static_cast<size_t>(splitmix64(state) % i);
+      const size_t j = static_cast<size_t>(splitmix64_next(state) % i);
       std::swap(members[i - 1], members[j]);
     }
     for (size_t m : members) fold[m] = static_cast<int>(dealt++ % static_cast<size_t>(folds));
