@@ -727,7 +727,19 @@ TEST(EvalForecastCliTest, AJsonFileThatCannotBeWrittenExitsOne) {
   Outcome o = run_prescale(dir, "full", {"eval", "forecast", "--trace", trace, "--models",
                                          "naive", "--horizons", "1m", "--json", "/dev/full"});
   EXPECT_EQ(o.exit_status, 1) << o.out << o.err;
-  EXPECT_THAT(o.err, HasSubstr("--json"));
+  EXPECT_THAT(o.err, HasSubstr("prescale eval forecast: --json: cannot write /dev/full: "));
+}
+
+// As eval and load (docs/cli.md), sim exits 1 when an output file cannot be written, the message
+// naming the option and the file.
+TEST(SimCliTest, AnOutputFileThatCannotBeWrittenExitsOneNamingItsOption) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 60);
+  Outcome o = run_sim(dir, "full",
+                      {"--trace", trace, "--topology", "single", "--policies", "static",
+                       "--timeline", "/dev/full", "--progress", "never"});
+  EXPECT_EQ(o.exit_status, 1) << o.out << o.err;
+  EXPECT_THAT(o.err, HasSubstr("prescale sim: --timeline: cannot write /dev/full: "));
 }
 
 }  // namespace

@@ -4,6 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <iostream>
+
+#include "core/versioned_file.h"
 
 namespace prescale {
 
@@ -40,6 +43,15 @@ std::string percent(double share, int decimals) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.*f %%", decimals, 100 * share);
   return buf;
+}
+
+bool write_command_output(std::string_view who, std::string_view flag, const std::string& path,
+                          std::string_view bytes) {
+  if (auto written = write_output_file(path, bytes); !written) {
+    std::cerr << who << ": " << flag << ": cannot write " << written.error().message << "\n";
+    return false;
+  }
+  return true;
 }
 
 scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale) {

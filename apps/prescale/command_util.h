@@ -1,6 +1,6 @@
 // Small pieces the subcommands share: listen addresses (gateway, up), how figures are printed
-// (sim, eval), and a service's spec for the controller (up, sim). (Port files: core/port_file.h;
-// the gateway's listeners: gateway_listeners.h.)
+// (sim, eval), output files (sim, eval, load), and a service's spec for the controller (up, sim).
+// (Port files: core/port_file.h; the gateway's listeners: gateway_listeners.h.)
 #pragma once
 
 #include <cstdint>
@@ -25,6 +25,12 @@ Result<ListenAddress> parse_listen(std::string_view s, std::string_view what = "
 std::string fixed(double v, int decimals);
 // "99.795 %" for 0.99795 at 3 decimals.
 std::string percent(double share, int decimals);
+
+// Writes a command's output file as write_output_file() does. When it cannot, says so on stderr,
+// "<who>: <flag>: cannot write <path>: <why>", and returns false: the command then exits 1.
+// `flag` is the option that named the file ("--json").
+bool write_command_output(std::string_view who, std::string_view flag, const std::string& path,
+                          std::string_view bytes);
 
 // What the controller knows of a service from its prescale.yaml entry. On a clock running
 // `time_scale` times real time (prescale up --time-scale) a replica's startup takes that many

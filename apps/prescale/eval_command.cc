@@ -11,7 +11,6 @@
 
 #include "command_util.h"
 #include "core/internal/config_scalars.h"
-#include "core/versioned_file.h"
 #include "forecast/forecaster.h"
 #include "forecast/trace.h"
 
@@ -168,11 +167,9 @@ int run_forecast_eval(const EvalFlags& f) {
       all.push_back(std::move(j));
     }
   }
-  if (!f.json_path.empty()) {
-    if (auto w = write_output_file(f.json_path, all.dump(2) + "\n"); !w) {
-      std::cerr << who << ": --json: cannot write " << w.error().message << "\n";
-      return 1;
-    }
+  if (!f.json_path.empty() &&
+      !write_command_output(who, "--json", f.json_path, all.dump(2) + "\n")) {
+    return 1;
   }
   return 0;
 }

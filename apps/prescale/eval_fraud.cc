@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "core/versioned_file.h"
+#include "command_util.h"
 #include "services/fraud/training.h"
 #include "services/fraud/transactions.h"
 
@@ -90,11 +90,9 @@ int run_fraud_eval(const EvalFraudFlags& f) {
     if (test) j["test"] = f.test;
     all.push_back(std::move(j));
   }
-  if (!f.json_path.empty()) {
-    if (auto w = write_output_file(f.json_path, all.dump(2) + "\n"); !w) {
-      std::cerr << who << ": --json: cannot write " << w.error().message << "\n";
-      return 1;
-    }
+  if (!f.json_path.empty() &&
+      !write_command_output(who, "--json", f.json_path, all.dump(2) + "\n")) {
+    return 1;
   }
   return 0;
 }

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/versioned_file.h"
+#include "command_util.h"
 #include "services/recommend/evaluate.h"
 
 namespace prescale {
@@ -100,11 +100,9 @@ int run_recommend_eval(const EvalRecommendFlags& f) {
     if (options.tune) j["validation"] = scores_json(e.validation);
     all.push_back(std::move(j));
   }
-  if (!f.json_path.empty()) {
-    if (auto w = write_output_file(f.json_path, all.dump(2) + "\n"); !w) {
-      std::cerr << who << ": --json: cannot write " << w.error().message << "\n";
-      return 1;
-    }
+  if (!f.json_path.empty() &&
+      !write_command_output(who, "--json", f.json_path, all.dump(2) + "\n")) {
+    return 1;
   }
   return 0;
 }

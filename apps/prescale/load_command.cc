@@ -9,10 +9,10 @@
 #include <sstream>
 #include <string>
 
+#include "command_util.h"
 #include "core/clock.h"
 #include "core/internal/config_scalars.h"
 #include "core/splitmix.h"
-#include "core/versioned_file.h"
 #include "forecast/trace.h"
 #include "loadgen/arrival_schedule.h"
 #include "loadgen/http_target.h"
@@ -350,10 +350,7 @@ int LoadCommand::run() const {
   print_report(std::cout, report, f);
   if (!f.json_path.empty()) {
     const std::string json = report_json(report, f, slo).dump(2) + "\n";
-    if (auto w = write_output_file(f.json_path, json); !w) {
-      std::cerr << "prescale load: --json: cannot write " << w.error().message << "\n";
-      return 1;
-    }
+    if (!write_command_output("prescale load", "--json", f.json_path, json)) return 1;
   }
   return 0;
 }

@@ -21,7 +21,6 @@
 #include "command_util.h"
 #include "core/config.h"
 #include "core/internal/config_scalars.h"
-#include "core/versioned_file.h"
 #include "dashboard/sim_report.h"
 #include "forecast/trace.h"
 #include "scaling/callgraph.h"
@@ -391,27 +390,18 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
 
   if (!f.json_path.empty()) {
     const std::string json = sim_results_json(*result, facts).dump(2) + "\n";
-    if (auto w = write_output_file(f.json_path, json); !w) {
-      std::cerr << "prescale sim: --json: cannot write " << w.error().message << "\n";
-      return 1;
-    }
+    if (!write_command_output("prescale sim", "--json", f.json_path, json)) return 1;
   }
 
   if (!f.timeline_path.empty()) {
     std::ostringstream csv;
     sim::write_timeline_csv(csv, *result);
-    if (auto w = write_output_file(f.timeline_path, csv.str()); !w) {
-      std::cerr << "prescale sim: --timeline: cannot write " << w.error().message << "\n";
-      return 1;
-    }
+    if (!write_command_output("prescale sim", "--timeline", f.timeline_path, csv.str())) return 1;
   }
 
   if (!f.plot_path.empty()) {
     const std::string html = dashboard::render_sim_report_html(sim_plot(*result, facts));
-    if (auto w = write_output_file(f.plot_path, html); !w) {
-      std::cerr << "prescale sim: --plot: cannot write " << w.error().message << "\n";
-      return 1;
-    }
+    if (!write_command_output("prescale sim", "--plot", f.plot_path, html)) return 1;
   }
   return 0;
 }
