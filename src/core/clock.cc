@@ -55,6 +55,10 @@ void ManualClock::set(TimePoint t) {
   moved_.notify_all();
 }
 
+std::string format_millis(Clock::Duration d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+}
+
 std::string format_utc(Clock::WallTime time) {
   const auto seconds = std::chrono::floor<std::chrono::seconds>(time).time_since_epoch().count();
   const auto t = static_cast<std::time_t>(seconds);

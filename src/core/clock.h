@@ -63,6 +63,9 @@ class ManualClock final : public Clock {
 // Seconds as a double, for metrics and JSON.
 inline double to_seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
 
+// A duration in whole milliseconds, cut towards zero, for messages people read: "150 ms".
+std::string format_millis(Clock::Duration d);
+
 // `time` as RFC 3339 in UTC to the second, rounded down: "2026-01-01T00:00:00Z". For the
 // creation times written into model files.
 std::string format_utc(Clock::WallTime time);

@@ -41,6 +41,14 @@ TEST(RealClockTest, IsMonotonic) {
   EXPECT_GT(clock.wall_now().time_since_epoch().count(), 0);
 }
 
+TEST(FormatMillisTest, WritesWholeMillisecondsCutTowardsZero) {
+  EXPECT_EQ(format_millis(150ms), "150 ms");
+  EXPECT_EQ(format_millis(15s), "15000 ms");
+  EXPECT_EQ(format_millis(0ms), "0 ms");
+  EXPECT_EQ(format_millis(std::chrono::microseconds(1999)), "1 ms");
+  EXPECT_EQ(format_millis(-std::chrono::microseconds(1999)), "-1 ms");
+}
+
 TEST(FormatUtcTest, WritesRfc3339ToTheSecondRoundedDown) {
   EXPECT_EQ(format_utc(Clock::WallTime(std::chrono::seconds(1767225600))), "2026-01-01T00:00:00Z");
   EXPECT_EQ(format_utc(Clock::WallTime(std::chrono::seconds(1767225600) + 999ms)),

@@ -45,10 +45,6 @@ class StatCounter {
   std::atomic<uint64_t> v_{0};
 };
 
-std::string millis(Clock::Duration d) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
-}
-
 }  // namespace
 
 std::string_view to_string(ExchangeError error) {
@@ -180,11 +176,11 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
 
   void on_deadline() {
     if (state_ == State::kConnecting) {
-      finish_error(
-          ExchangeError::kConnectTimeout,
-          "connect to " + ep_.label + " timed out" +
-              (deadline_ == ex_->deadline ? std::string()
-                                          : " after " + millis(pool_->options.connect_timeout)));
+      finish_error(ExchangeError::kConnectTimeout,
+                   "connect to " + ep_.label + " timed out" +
+                       (deadline_ == ex_->deadline
+                            ? std::string()
+                            : " after " + format_millis(pool_->options.connect_timeout)));
     } else if (state_ == State::kBusy) {
       finish_error(ExchangeError::kTimeout, "no complete response from " + ep_.label + " in time");
     }

@@ -8,6 +8,8 @@
 namespace prescale::gateway::internal {
 namespace {
 
+// A duration as prescale.yaml writes one ("150ms"): these messages name a setting of that file.
+// (Messages about requests write format_millis()'s "150 ms".)
 std::string millis(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
 
 }  // namespace

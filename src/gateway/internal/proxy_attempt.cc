@@ -15,8 +15,6 @@ namespace {
 
 constexpr int kClientClosedRequest = 499;  // nginx's code: the client left; nobody reads it
 
-std::string millis(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
-
 bool idempotent(http::Method m) {
   using http::Method;
   return m == Method::kGet || m == Method::kHead || m == Method::kPut || m == Method::kDelete ||
@@ -185,12 +183,12 @@ void ProxyCore::finish_failed(Call& c) {
     case ExchangeError::kTimeout:
       if (c.deadline >= c.route_deadline) {
         fail(c, 504, "upstream_timeout",
-             "route " + route.name + " timed out after " + millis(route.timeout) + " (" + c.detail +
-                 ")");
+             "route " + route.name + " timed out after " + format_millis(route.timeout) + " (" +
+                 c.detail + ")");
       } else {
         fail(c, 504, "upstream_timeout",
              "upstream " + c.upstream_label + " did not answer within the per-try timeout of " +
-                 millis(route.per_try_timeout));
+                 format_millis(route.per_try_timeout));
       }
       return;
     case ExchangeError::kReset:

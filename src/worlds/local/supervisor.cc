@@ -295,8 +295,7 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
         r.registered = true;
         event(now, "ready", s, r,
               "port " + std::to_string(r.port) + ", ready after " +
-                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - r.started_at).count()) +
-                  " ms");
+                  format_millis(now - r.started_at));
         return;
       }
       if (now - r.started_at >= options_.ready_timeout) {
