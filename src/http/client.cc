@@ -52,7 +52,7 @@ namespace internal {
 struct Exchange {
   std::string host;
   uint16_t port = 0;
-  std::string key;  // "host:port", the pool key
+  std::string key;  // host_port(): "host:port", "[::1]:port"; the pool key
   Request req;
   std::function<void(Result<Response>)> done;
   Clock::TimePoint deadline;
@@ -586,7 +586,7 @@ void Client::async_request(std::string host, uint16_t port, Request req,
                            std::function<void(Result<Response>)> done,
                            std::optional<std::chrono::milliseconds> timeout) {
   auto ex = std::make_unique<internal::Exchange>();
-  ex->key = host + ":" + std::to_string(port);
+  ex->key = host_port(host, port);
   ex->host = std::move(host);
   ex->port = port;
   ex->req = std::move(req);

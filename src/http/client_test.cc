@@ -255,6 +255,33 @@ TEST(ClientTest, ConnectionRefusedIsUnavailable) {
   EXPECT_EQ(client.stats().connections_opened, 0u);
 }
 
+// The error names the server as a URL authority: an IPv6 address in brackets.
+TEST(ClientTest, ConnectErrorsNameTheServerAsAnAuthority) {
+  uint16_t port;
+  {
+    Server server(local_options(), echo());
+    ASSERT_TRUE(server.start().has_value());
+    port = server.port();
+  }
+  Client client;
+  auto r = client.request("127.0.0.1", port, get("/"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().message.rfind("connect to 127.0.0.1:" + std::to_string(port) + ": ", 0), 0u)
+      << r.error().message;
+
+  ServerOptions v6_options = local_options();
+  v6_options.address = "::1";
+  {
+    Server v6(v6_options, echo());
+    if (!v6.start().has_value()) GTEST_SKIP() << "no IPv6 loopback here";
+    port = v6.port();
+  }
+  r = client.request("::1", port, get("/"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().message.rfind("connect to [::1]:" + std::to_string(port) + ": ", 0), 0u)
+      << r.error().message;
+}
+
 TEST(ClientTest, ServerClosingIdleConnectionIsTransparent) {
   ServerOptions o = local_options();
   o.idle_timeout = milliseconds(100);
