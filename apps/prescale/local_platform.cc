@@ -69,7 +69,7 @@ long whole_seconds(Clock::Duration d) {
 
 std::vector<std::string> unready_services(const std::vector<ServiceConfig>& services,
                                           const local::Supervisor& supervisor,
-                                          const std::string& log_dir, Clock::TimePoint now) {
+                                          Clock::TimePoint now) {
   std::vector<std::string> out;
   for (const ServiceConfig& s : services) {
     const std::vector<local::ReplicaStatus> replicas = supervisor.replicas(s.name);
@@ -94,8 +94,7 @@ std::vector<std::string> unready_services(const std::vector<ServiceConfig>& serv
       } else {
         line += std::string(local::to_string(r.phase));
       }
-      if (!log_dir.empty()) {
-        const std::string log = log_dir + "/" + r.id + ".log";
+      if (const std::string log = supervisor.log_path(r.id); !log.empty()) {
         if (const std::string last = last_log_line(log); !last.empty()) {
           line += "; its log " + log + " ends \"" + last + "\"";
         }

@@ -71,10 +71,10 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
 // What `prescale up` says of the services short of the replicas they start with when it stops
 // waiting for them, one line per such service: "<service> (<ready> of <initial> ready)", then
 // each replica not ready — starting for how long, or crashed, why, and when it restarts — and
-// the last line of its log in `log_dir` ("" = none). Empty when every service has them.
+// the last line of its log, if the supervisor keeps logs. Empty when every service has them.
 std::vector<std::string> unready_services(const std::vector<ServiceConfig>& services,
                                           const local::Supervisor& supervisor,
-                                          const std::string& log_dir, Clock::TimePoint now);
+                                          Clock::TimePoint now);
 
 // Checks what would otherwise fail after replicas started, naming the file and line and the fix:
 // commands that cannot run, model services without a model, ports that clash.

@@ -196,8 +196,7 @@ TEST(UnreadyServices, NameEachServiceShortOfItsReplicasWhatTheyDoAndTheirLogsLas
   supervisor.tick(clock.now());
   clock.advance(std::chrono::seconds(2));
   supervisor.tick(clock.now());
-  const std::vector<std::string> report =
-      unready_services(services, supervisor, logs.string(), clock.now());
+  const std::vector<std::string> report = unready_services(services, supervisor, clock.now());
   ASSERT_EQ(report.size(), 2u) << "web is ready";
   EXPECT_EQ(report[0],
             "broken (0 of 1 ready); broken-1 crashed: exited with status 3, restarts "

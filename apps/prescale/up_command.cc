@@ -348,8 +348,7 @@ int run_up(const UpFlags& f) {
     }
     // What is ready serves; the supervisor goes on restarting the rest. Whoever started the
     // platform learns which services are short, what their replicas do and what they logged.
-    for (const std::string& line :
-         unready_services(config.services, supervisor, so.log_dir, real.now())) {
+    for (const std::string& line : unready_services(config.services, supervisor, real.now())) {
       spdlog::warn("not ready after {} s: {}", f.ready_wait_seconds, line);
     }
   }

@@ -201,7 +201,7 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
   for (const auto& [k, v] : s.tmpl.env) spec.env.emplace_back(k, expand(v));
   spec.env.emplace_back("PRESCALE_REPLICA", r.id);
   spec.env.emplace_back("PRESCALE_SERVICE", s.tmpl.service);
-  spec.log_path = log_path(r);
+  spec.log_path = log_path(r.id);
   if (!spec.log_path.empty() && options_.max_log_bytes > 0) {
     bound_log(spec.log_path, options_.max_log_bytes);
   }
@@ -363,8 +363,9 @@ void Supervisor::reconcile(Service& s, Clock::TimePoint now) {
   }
 }
 
-std::string Supervisor::log_path(const Replica& r) const {
-  return options_.log_dir.empty() ? std::string() : options_.log_dir + "/" + r.id + ".log";
+std::string Supervisor::log_path(std::string_view replica_id) const {
+  return options_.log_dir.empty() ? std::string()
+                                  : options_.log_dir + "/" + std::string(replica_id) + ".log";
 }
 
 // A replica has left for good: its port file goes, and its log joins the gone ones, of which the
@@ -372,7 +373,7 @@ std::string Supervisor::log_path(const Replica& r) const {
 void Supervisor::gone(Service& s, const Replica& r) {
   if (!r.port_file.empty()) ::unlink(r.port_file.c_str());
   if (options_.log_dir.empty()) return;
-  s.gone_logs.push_back(log_path(r));
+  s.gone_logs.push_back(log_path(r.id));
   while (s.gone_logs.size() > options_.kept_logs_of_gone_replicas) {
     std::error_code ec;
     std::filesystem::remove(s.gone_logs.front(), ec);
@@ -388,7 +389,7 @@ void Supervisor::tick(Clock::TimePoint now) {
   for (auto& s : services_) {
     for (auto& r : s->replicas) {
       advance(*s, *r, now);
-      if (check_logs && r->process) bound_log(log_path(*r), options_.max_log_bytes);
+      if (check_logs && r->process) bound_log(log_path(r->id), options_.max_log_bytes);
     }
     std::erase_if(s->replicas, [&](const std::unique_ptr<Replica>& r) {
       const bool left = r->retiring && r->phase == ReplicaPhase::kStopping && !r->process;

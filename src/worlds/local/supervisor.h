@@ -157,6 +157,8 @@ class Supervisor {
 
   std::vector<ReplicaStatus> replicas(std::string_view service) const;
   std::vector<std::string> services() const;
+  // Where a replica writes its output: <log_dir>/<replica>.log; "" when logs are discarded.
+  std::string log_path(std::string_view replica_id) const;
 
  private:
   struct Replica;
@@ -170,7 +172,6 @@ class Supervisor {
   void begin_drain(Service& s, Replica& r, Clock::TimePoint now);
   void advance(Service& s, Replica& r, Clock::TimePoint now);
   void reconcile(Service& s, Clock::TimePoint now);
-  std::string log_path(const Replica& r) const;
   void gone(Service& s, const Replica& r);
 
   SupervisorOptions options_;
