@@ -41,9 +41,6 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
   return t;
 }
 
-namespace {
-
-// The last non-empty line of a log (of its last 4 KiB), at most 200 characters; "" if none.
 std::string last_log_line(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return {};
@@ -56,10 +53,23 @@ std::string last_log_line(const std::string& path) {
   while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r' || tail.back() == ' ')) {
     tail.pop_back();
   }
-  std::string line = tail.substr(tail.find_last_of('\n') + 1);  // npos + 1 == 0
-  if (line.size() > 200) line = line.substr(0, 197) + "...";
+  // UTF-8's continuation bytes (10xxxxxx) are never the first of a character.
+  auto inside_a_character = [](char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; };
+  const size_t newline = tail.find_last_of('\n');
+  size_t begin = newline == std::string::npos ? 0 : newline + 1;
+  if (newline == std::string::npos && from > 0) {  // the tail began within the line
+    while (begin < tail.size() && inside_a_character(tail[begin])) ++begin;
+  }
+  std::string line = tail.substr(begin);
+  if (line.size() > 200) {
+    size_t cut = 197;
+    while (cut > 0 && inside_a_character(line[cut])) --cut;
+    line = line.substr(0, cut) + "...";
+  }
   return line;
 }
+
+namespace {
 
 long whole_seconds(Clock::Duration d) {
   return static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(d).count());

@@ -68,6 +68,10 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
                                         const std::string& gateway_url,
                                         const std::filesystem::path& config_dir);
 
+// The last non-empty line of the log at `path` (within its last 4 KiB), at most 200 bytes, a longer
+// one cut short and ended "..."; "" if there is none.
+std::string last_log_line(const std::string& path);
+
 // What `prescale up` says of the services short of the replicas they start with when it stops
 // waiting for them, one line per such service: "<service> (<ready> of <initial> ready)", then
 // each replica not ready — starting for how long, or crashed, why, and when it restarts — and

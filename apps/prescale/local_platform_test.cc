@@ -142,6 +142,41 @@ TEST(ReplicaTemplate, BuiltInKindsRunThisBinarysServeWithTheirModelBesideTheFile
   EXPECT_EQ(replica_template(c, "/opt/prescale", "http://g", "/srv/app").argv, c.command);
 }
 
+std::string log_file(const std::string& name, const std::string& content) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("last_log_line_" + std::to_string(::getpid()) + "_" + name);
+  std::ofstream(path, std::ios::binary) << content;
+  return path.string();
+}
+
+TEST(LastLogLine, TheLastLineThatIsNotBlank) {
+  const std::string log = log_file("plain", "loading\r\nno model in /models/x\r\n \n\n");
+  EXPECT_EQ(last_log_line(log), "no model in /models/x");
+  std::filesystem::remove(log);
+  EXPECT_EQ(last_log_line(log), "") << "no file";
+}
+
+// A long line is cut at a character boundary: the message that quotes it is valid UTF-8.
+TEST(LastLogLine, ALongLineIsCutBetweenCharacters) {
+  const std::string a196(196, 'a');
+  std::string e100;
+  for (int i = 0; i < 100; ++i) e100 += "\u00e9";  // 2 bytes each
+  const std::string log = log_file("utf8", "first\n" + a196 + e100 + "\n");
+  EXPECT_EQ(last_log_line(log), a196 + "...") << "not the first byte of the 'é' at 196";
+  std::filesystem::remove(log);
+}
+
+// The last 4 KiB of a longer line may begin inside a character: that part is left out.
+TEST(LastLogLine, ALineLongerThanTheTailReadStartsAtACharacter) {
+  std::string e2500;
+  for (int i = 0; i < 2500; ++i) e2500 += "\u00e9";
+  const std::string log = log_file("tail", e2500 + "\n");  // 5001 bytes: the tail starts at 905
+  std::string e98;
+  for (int i = 0; i < 98; ++i) e98 += "\u00e9";
+  EXPECT_EQ(last_log_line(log), e98 + "...");
+  std::filesystem::remove(log);
+}
+
 // Replicas for unready_services(): "web" answers ready at once, "broken" exits with status 3,
 // "slow" runs and never answers.
 struct ScriptedReplicas final : local::ProcessLauncher, local::ReplicaProbe, local::EndpointSink {
