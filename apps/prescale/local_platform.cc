@@ -50,6 +50,7 @@ std::string last_log_line(const std::string& path) {
   std::string tail(static_cast<size_t>(size - from), '\0');
   in.seekg(from);
   in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  tail.resize(static_cast<size_t>(in.gcount()));  // less when the log was emptied meanwhile
   while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r' || tail.back() == ' ')) {
     tail.pop_back();
   }
@@ -105,8 +106,12 @@ std::vector<std::string> unready_services(const std::vector<ServiceConfig>& serv
         line += std::string(local::to_string(r.phase));
       }
       if (const std::string log = supervisor.log_path(r.id); !log.empty()) {
-        if (const std::string last = last_log_line(log); !last.empty()) {
-          line += "; its log " + log + " ends \"" + last + "\"";
+        // Just after the supervisor moved the log aside, it is empty and its last line in the copy.
+        for (const std::string& file : {log, local::moved_aside_log_path(log)}) {
+          if (const std::string last = last_log_line(file); !last.empty()) {
+            line += "; its log " + file + " ends \"" + last + "\"";
+            break;
+          }
         }
       }
     }

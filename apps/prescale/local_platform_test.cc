@@ -209,35 +209,59 @@ struct ScriptedReplicas final : local::ProcessLauncher, local::ReplicaProbe, loc
   std::uint16_t web_port = 0;
 };
 
-TEST(UnreadyServices, NameEachServiceShortOfItsReplicasWhatTheyDoAndTheirLogsLastLine) {
-  const auto logs =
-      std::filesystem::temp_directory_path() / ("unready_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(logs);
-  std::ofstream(logs / "broken-1.log") << "loading\nno model in /models/x\n\n";
+// What unready_services() says 2 s after "web", "broken" and "slow" were asked for a replica each.
+std::vector<std::string> unready_after_two_seconds(const local::SupervisorOptions& o) {
   ScriptedReplicas world;
   world.web_port = 9000;
-  local::SupervisorOptions o;
-  o.log_dir = logs.string();
   local::Supervisor supervisor(o, world, world, world);
   std::vector<ServiceConfig> services(3);
   const char* names[] = {"web", "broken", "slow"};
   for (size_t i = 0; i < 3; ++i) {
     services[i].name = names[i];
     services[i].replicas.initial = 1;
-    ASSERT_TRUE(supervisor.add_service({names[i], {names[i], "{port}"}, {}}));
-    ASSERT_TRUE(supervisor.set_desired(names[i], 1));
+    EXPECT_TRUE(supervisor.add_service({names[i], {names[i], "{port}"}, {}}));
+    EXPECT_TRUE(supervisor.set_desired(names[i], 1));
   }
   ManualClock clock;
   supervisor.tick(clock.now());
   clock.advance(std::chrono::seconds(2));
   supervisor.tick(clock.now());
-  const std::vector<std::string> report = unready_services(services, supervisor, clock.now());
+  return unready_services(services, supervisor, clock.now());
+}
+
+TEST(UnreadyServices, NameEachServiceShortOfItsReplicasWhatTheyDoAndTheirLogsLastLine) {
+  const auto logs =
+      std::filesystem::temp_directory_path() / ("unready_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(logs);
+  std::ofstream(logs / "broken-1.log") << "loading\nno model in /models/x\n\n";
+  local::SupervisorOptions o;
+  o.log_dir = logs.string();
+  const std::vector<std::string> report = unready_after_two_seconds(o);
   ASSERT_EQ(report.size(), 2u) << "web is ready";
   EXPECT_EQ(report[0],
             "broken (0 of 1 ready); broken-1 crashed: exited with status 3, restarts "
             "in 10 s; its log " +
                 (logs / "broken-1.log").string() + " ends \"no model in /models/x\"");
   EXPECT_EQ(report[1], "slow (0 of 1 ready); slow-1 starting for 2 s, not ready yet");
+  std::filesystem::remove_all(logs);
+}
+
+// A log the supervisor moved aside (copied to <log>.1, then emptied) has its last line in the copy.
+TEST(UnreadyServices, TheLastLineOfALogMovedAsideIsReadFromTheCopy) {
+  const auto logs =
+      std::filesystem::temp_directory_path() / ("unready_moved_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(logs);
+  std::ofstream(logs / "broken-1.log") << "loading\nno model in /models/x\n";
+  local::SupervisorOptions o;
+  o.log_dir = logs.string();
+  o.max_log_bytes = 8;  // moved aside before the replica starts
+  const std::vector<std::string> report = unready_after_two_seconds(o);
+  ASSERT_EQ(std::filesystem::file_size(logs / "broken-1.log"), 0u);
+  ASSERT_EQ(report.size(), 2u) << "web is ready";
+  EXPECT_EQ(report[0],
+            "broken (0 of 1 ready); broken-1 crashed: exited with status 3, restarts "
+            "in 10 s; its log " +
+                (logs / "broken-1.log.1").string() + " ends \"no model in /models/x\"");
   std::filesystem::remove_all(logs);
 }
 

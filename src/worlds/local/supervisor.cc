@@ -82,7 +82,7 @@ void bound_log(const std::string& log, std::uint64_t max_bytes) {
   std::error_code ec;
   const std::uintmax_t size = std::filesystem::file_size(log, ec);
   if (ec || size <= max_bytes) return;
-  const std::string previous = log + ".1";
+  const std::string previous = moved_aside_log_path(log);
   std::filesystem::remove(previous, ec);  // a new file, not written through whatever was there
   if (!std::filesystem::copy_file(log, previous, ec) || ::truncate(log.c_str(), 0) != 0) {
     spdlog::warn("replica log {} ({} bytes) not moved aside: {}", log, size,
@@ -363,6 +363,8 @@ void Supervisor::reconcile(Service& s, Clock::TimePoint now) {
   }
 }
 
+std::string moved_aside_log_path(std::string_view log) { return std::string(log) + ".1"; }
+
 std::string Supervisor::log_path(std::string_view replica_id) const {
   return options_.log_dir.empty() ? std::string()
                                   : options_.log_dir + "/" + std::string(replica_id) + ".log";
@@ -377,7 +379,7 @@ void Supervisor::gone(Service& s, const Replica& r) {
   while (s.gone_logs.size() > options_.kept_logs_of_gone_replicas) {
     std::error_code ec;
     std::filesystem::remove(s.gone_logs.front(), ec);
-    std::filesystem::remove(s.gone_logs.front() + ".1", ec);
+    std::filesystem::remove(moved_aside_log_path(s.gone_logs.front()), ec);
     s.gone_logs.pop_front();
   }
 }

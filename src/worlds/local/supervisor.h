@@ -128,6 +128,10 @@ struct SupervisorOptions {
   std::function<void(const ReplicaEvent&)> on_event;
 };
 
+// Where the log at `log` is copied before it is emptied (SupervisorOptions::max_log_bytes):
+// "<log>.1". Just after that, the log's last line is there.
+std::string moved_aside_log_path(std::string_view log);
+
 class Supervisor {
  public:
   Supervisor(SupervisorOptions options, ProcessLauncher& launcher, ReplicaProbe& probe,
@@ -158,6 +162,7 @@ class Supervisor {
   std::vector<ReplicaStatus> replicas(std::string_view service) const;
   std::vector<std::string> services() const;
   // Where a replica writes its output: <log_dir>/<replica>.log; "" when logs are discarded.
+  // Once over max_log_bytes, its content moves to moved_aside_log_path() of it.
   std::string log_path(std::string_view replica_id) const;
 
  private:
