@@ -178,8 +178,7 @@ void PrescalePolicy::accumulate(DemandSeries& s, std::int64_t m, double rate,
     // kept minute would be a gap. Start over at `m` in one step instead of recording the gap a
     // minute at a time (years of them), and forecast again once min_history is observed, not
     // from a state that nothing kept backs.
-    s = DemandSeries{};
-    s.minute = m;
+    s.start_over(m);
   }
   if (m > *s.minute) {
     record_minute(s, s.samples > 0 ? s.sum / s.samples : NAN);
@@ -200,24 +199,16 @@ void PrescalePolicy::rewind(DemandSeries& s, std::int64_t m, Clock::TimePoint no
   if (!s.minute || m >= *s.minute) return;
   // `history` holds the minutes before `minute`: those from `m` on go.
   const auto drop = static_cast<std::uint64_t>(*s.minute - m);
-  if (drop >= s.history.size()) {
-    s = DemandSeries{};
-    s.minute = m;
-    return;
+  std::deque<float> kept = std::move(s.history);
+  size_t observed = s.observed_minutes;
+  for (std::uint64_t i = 0; i < drop && !kept.empty(); ++i) {
+    if (std::isfinite(kept.back())) --observed;
+    kept.pop_back();
   }
-  for (std::uint64_t i = 0; i < drop; ++i) {
-    if (std::isfinite(s.history.back())) --s.observed_minutes;
-    s.history.pop_back();
-  }
-  s.minute = m;
-  s.sum = 0;
-  s.samples = 0;
   // The forecaster went through the dropped minutes: fit again on the kept ones.
-  s.forecaster.reset();
-  s.forecast = {};
-  s.model_window.reset();
-  s.fitted_at.reset();
-  s.fitted_size = 0;
+  s.start_over(m);
+  s.history = std::move(kept);
+  s.observed_minutes = observed;
   maybe_refit(s, now);
   if (s.forecaster) s.forecast = s.forecaster->predict(options_.forecaster.max_horizon);
 }

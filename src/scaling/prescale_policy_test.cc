@@ -996,20 +996,27 @@ TEST(PrescalePolicyTest, ADayWithoutScrapesLeavesTheForecastItsBand) {
       << "P50 = P90 = P99 = " << after.p50[0] << " req/s after the day without scrapes";
 }
 
+// One service, "api", keeping a day of history, given two hours at 100 req/s ending at `end`.
+std::unique_ptr<PrescalePolicy> two_hours_at_100(double end) {
+  PrescalePolicyOptions options;
+  options.max_history = 24h;
+  auto policy = std::make_unique<PrescalePolicy>(options);
+  policy->init({spec("api")});
+  forecast::Series minutes;
+  minutes.step_seconds = 60;
+  minutes.values.assign(2 * 60, 100);
+  EXPECT_TRUE(policy->load_history("api", minutes, at(end)));
+  return policy;
+}
+
 TEST(PrescalePolicyTest, AScrapeBeyondTheKeptHistoryStartsTheHistoryOver) {
   // A scrape time further ahead than max_history (a clock that leapt, a bogus timestamp): every
   // kept minute would be a gap. The history starts over at that scrape's minute, in one step
   // rather than one per missing minute (a jump of years is millions of them), and no forecast
   // is made from a state nothing kept backs.
-  PrescalePolicyOptions options;
-  options.max_history = 24h;
-  PrescalePolicy policy(options);
-  policy.init({spec("api")});
-  forecast::Series minutes;
-  minutes.step_seconds = 60;
-  minutes.values.assign(2 * 60, 100);
   const double end = 2 * 3600;
-  ASSERT_TRUE(policy.load_history("api", minutes, at(end)));
+  const std::unique_ptr<PrescalePolicy> seeded = two_hours_at_100(end);
+  PrescalePolicy& policy = *seeded;
   ASSERT_FALSE(policy.demand_forecast("api").p50.empty());
   FakeWorld world{{{"api", 100, 2, 0}}, {}};
 
@@ -1067,15 +1074,9 @@ TEST(PrescalePolicyTest, ScrapesBehindAScrapeStampedAheadRewindTheHistory) {
   // clock was set back. The minutes from theirs on (those the stamp ahead recorded) are dropped
   // and the forecast refitted on the rest, rather than every later scrape being ignored as not
   // later than the last until the real clock reached the stamp.
-  PrescalePolicyOptions options;
-  options.max_history = 24h;
-  PrescalePolicy policy(options);
-  policy.init({spec("api")});
-  forecast::Series minutes;
-  minutes.step_seconds = 60;
-  minutes.values.assign(2 * 60, 100);
   const double end = 2 * 3600;
-  ASSERT_TRUE(policy.load_history("api", minutes, at(end)));
+  const std::unique_ptr<PrescalePolicy> seeded = two_hours_at_100(end);
+  PrescalePolicy& policy = *seeded;
   FakeWorld world{{{"api", 100, 2, 0}}, {}};
   double t = end + 45;
   for (; t <= end + 75; t += 15) policy.observe(world.at_time(t));  // into minute 121

@@ -72,6 +72,12 @@ struct PrescalePolicy::DemandSeries {
   std::optional<std::pair<std::int64_t, std::int64_t>> model_window;
   // The forecast made after the latest completed minute: index 0 is the current minute.
   forecast::QuantileForecast forecast;
+
+  // Forgets everything, to accumulate `m` next with no history and no forecaster.
+  void start_over(std::int64_t m) {
+    *this = DemandSeries{};
+    minute = m;
+  }
 };
 
 // A service's state: its total arrivals as a DemandSeries, and what decide() saw and planned.
