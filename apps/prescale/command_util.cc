@@ -61,6 +61,8 @@ scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale) {
   spec.max_replicas = s.replicas.max;
   spec.capacity_rps = s.capacity_rps;
   spec.max_concurrency = s.effective_concurrency();
+  // Real seconds, as the gateway applies it.
+  spec.queue_limit_seconds = std::chrono::duration<double>(s.effective_queue_limit()).count();
   spec.slo_latency_p99_seconds = s.slo.latency_p99_ms / 1000.0;
   // A replica takes startup_time of real time; on a compressed clock that is longer.
   spec.startup_time = std::chrono::duration_cast<Clock::Duration>(

@@ -18,7 +18,7 @@ std::optional<scaling::Plan> Controller::tick() {
   last_ = &world_.observe(now);
   policy_.observe(*last_);
   next_observation_ = now + policy_.observe_interval();
-  if (!decide) return std::nullopt;
+  if (!decide && !policy_.decide_early(*last_)) return std::nullopt;
   next_decision_ = now + policy_.period();
   scaling::Plan plan = policy_.decide(*last_, now);
   apply(plan);

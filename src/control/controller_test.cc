@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
+#include <vector>
 
 namespace prescale::control {
 namespace {
@@ -82,6 +84,39 @@ TEST(ControllerTest, ObserveIntervalAndNextTick) {
   EXPECT_EQ(policy.observed, 30);
   EXPECT_EQ(policy.decided, 2);
   EXPECT_EQ(controller.next_tick(), clock.now());
+}
+
+// Observes every second, decides every 15 s, and asks to decide early at the times listed.
+class EarlyDecider final : public scaling::Policy {
+ public:
+  std::string_view name() const override { return "early"; }
+  Clock::Duration period() const override { return 15s; }
+  Clock::Duration observe_interval() const override { return 1s; }
+  void init(const std::vector<scaling::ServiceSpec>&) override {}
+  bool decide_early(const scaling::Snapshot& snap) const override {
+    return early_at.contains(snap.time);
+  }
+  scaling::Plan decide(const scaling::Snapshot&, Clock::TimePoint now) override {
+    decided_at.push_back(now);
+    return {now, {}};
+  }
+  std::set<Clock::TimePoint> early_at;
+  std::vector<Clock::TimePoint> decided_at;
+};
+
+TEST(ControllerTest, DecidesAtOnceWhenThePolicyAsksAndCountsThePeriodFromThen) {
+  ManualClock clock;
+  RecordingWorld world;
+  EarlyDecider policy;
+  const Clock::TimePoint t0 = clock.now();
+  policy.early_at = {t0 + 4s};
+  Controller controller(world, policy, {{.name = "api"}}, clock);
+  for (int t = 0; t < 40; ++t) {
+    controller.tick();
+    clock.advance(1s);
+  }
+  EXPECT_EQ(policy.decided_at,
+            (std::vector<Clock::TimePoint>{t0, t0 + 4s, t0 + 19s, t0 + 34s}));
 }
 
 TEST(ControllerTest, ObservesEveryTickAndDecidesEveryPeriod) {

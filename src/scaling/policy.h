@@ -25,6 +25,9 @@ struct ServiceSpec {
   double slo_latency_p99_seconds = 0.2;
   // Requests one replica serves at once (Knative's containerConcurrency); 0 = unbounded.
   int max_concurrency = 0;
+  // Admission control in front of the service (a gateway's queue_limit), seconds of queued work
+  // past which a request is refused at once; 0 = none, a FIFO queue that grows without bound.
+  double queue_limit_seconds = 0;
   Clock::Duration startup_time{std::chrono::seconds(60)};
 };
 
@@ -53,6 +56,13 @@ class Policy {
   // Called once before the first observe() with the services it manages.
   virtual void init(const std::vector<ServiceSpec>& services) = 0;
   virtual void observe(const Snapshot& snapshot) { (void)snapshot; }
+  // Asked after each observe() that falls between decisions: whether what the snapshot shows
+  // cannot wait for the next period (prescale: a surge beyond what its replicas serve). The
+  // controller then decides at once, and the next period counts from then.
+  virtual bool decide_early(const Snapshot& snapshot) const {
+    (void)snapshot;
+    return false;
+  }
   virtual Plan decide(const Snapshot& snapshot, Clock::TimePoint now) = 0;
 };
 

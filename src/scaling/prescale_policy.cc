@@ -50,6 +50,13 @@ std::string fmt(double v, int decimals) {
   return buf;
 }
 
+// The last second overrides the 30 s window only on a surge: it is current but noisy.
+bool surge(double second_rps, double window_rps) { return second_rps > 1.5 * window_rps; }
+
+double window_arrival_rps(const ServiceObservation& o) {
+  return std::isfinite(o.window.arrival_rps) ? o.window.arrival_rps : 0;
+}
+
 }  // namespace
 
 PrescalePolicy::PrescalePolicy(PrescalePolicyOptions options, std::optional<CallGraph> seed)
@@ -239,6 +246,27 @@ void PrescalePolicy::refresh_graph() {
   }
 }
 
+Clock::Duration PrescalePolicy::observe_interval() const {
+  return options_.reactive_floor ? std::min(options_.period, options_.observe_interval)
+                                 : options_.period;
+}
+
+// A surge the replicas asked for cannot serve is acted on at the next observation rather than
+// the next period: on a step in load every second before replicas start is a second more
+// refused or queued once a startup time has passed.
+bool PrescalePolicy::decide_early(const Snapshot& snapshot) const {
+  if (!options_.reactive_floor) return false;
+  for (const ServiceObservation& o : snapshot.services) {
+    if (!o.last_second.valid || !surge(o.last_second.requests, window_arrival_rps(o))) continue;
+    const double capacity = std::max(1e-9, capacity_.capacity_rps(o.name));
+    if (o.last_second.requests * (1 + options_.floor_headroom) >
+        capacity * static_cast<double>(o.desired_replicas)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 Plan PrescalePolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
   Plan plan{now, {}};
   const std::int64_t minute = minute_of(now);
@@ -301,13 +329,12 @@ void PrescalePolicy::take_observation(ServiceState& s, const Snapshot& snapshot,
     s.seen = true;
   }
   if (o != nullptr) {
-    const double window = std::isfinite(o->window.arrival_rps) ? o->window.arrival_rps : 0;
-    // The last second is current but noisy; it overrides the 30 s window only on a surge.
+    const double window = window_arrival_rps(*o);
     const double second = o->last_second.valid ? o->last_second.requests : 0;
-    const bool surge = second > 1.5 * window;
-    s.observed_rps = surge ? second : window;
-    s.observed_now = surge;
-    s.observed_seconds = surge                           ? 1.0
+    const bool surging = surge(second, window);
+    s.observed_rps = surging ? second : window;
+    s.observed_now = surging;
+    s.observed_seconds = surging                         ? 1.0
                          : o->window.traffic_seconds > 0 ? o->window.traffic_seconds
                                                          : seconds(o->window.length);
     s.ready = o->count(ReplicaState::kReady);
@@ -451,8 +478,17 @@ void PrescalePolicy::reactive_load(ServiceState& s, size_t idx, Clock::TimePoint
         std::max(0.0, s.queued + (s.observed_rps - ready_cap) * s.starting_left);
     const double when_new_ready = std::max(
         0.0, when_starting_ready + (s.observed_rps - all_cap) * (startup - s.starting_left));
-    s.backlog_rps = std::max(when_starting_ready, when_new_ready) /
-                    std::max(1.0, seconds(options_.backlog_drain));
+    double backlog = std::max(when_starting_ready, when_new_ready);
+    // Behind admission control the queue stops growing at its limit: what arrives beyond that is
+    // refused at once, not queued, so help finds the limit's worth of work at most (or the queue
+    // of now, admitted while no replica was ready). Sizing for a FIFO queue's growth there would
+    // start several times the replicas the load needs.
+    if (s.spec.queue_limit_seconds > 0 && s.ready > 0) {
+      const double admitted =
+          s.spec.queue_limit_seconds * static_cast<double>(s.ready + s.starting) * throughput;
+      backlog = std::min(backlog, std::max(s.queued, admitted));
+    }
+    s.backlog_rps = backlog / std::max(1.0, seconds(options_.backlog_drain));
     s.backlog_hold_until = now + s.spec.startup_time;
   }
 }

@@ -380,6 +380,71 @@ TEST(PrescalePolicyTest, SizesABacklogForWhenHelpArrivesAndReleasesItOnceDrained
   EXPECT_EQ(after->replicas, 4);
 }
 
+TEST(PrescalePolicyTest, BehindAQueueLimitABacklogIsSizedForTheLimitNotForAFifoQueue) {
+  // The step above (100 → 300 req/s on one replica of 100, 100 queued), behind admission control
+  // of 0.1 s: what the replica cannot serve is refused, not queued, so help finds the queue of
+  // now at most, drained in 10 s: (300 × 1.05 + 100 / 10) / 100 → 4 replicas, not 16.
+  ServiceSpec limited = spec("api");
+  limited.queue_limit_seconds = 0.1;
+  PrescalePolicy policy;
+  policy.init({limited});
+  FakeWorld world{{{"api", 90, 1, 0}}, {}};
+  for (double t = 15; t < 400; t += 15) {
+    const Snapshot quiet = world.at_time(t);
+    policy.observe(quiet);
+    policy.decide(quiet, at(t));
+  }
+  world.services[0].rps = 300;
+  Snapshot s = world.at_time(400);
+  s.services[0].last_second.concurrency = 4 + 100;
+  policy.observe(s);
+  const std::optional<Decision> d = decision_for(policy.decide(s, at(400)), "api");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->replicas, 4);
+  EXPECT_THAT(d->reason, HasSubstr("backlog 10.0 rps"));
+
+  // With no replica ready, requests wait for one (as for an activator): the FIFO sizing stands.
+  PrescalePolicy cold;
+  cold.init({limited});
+  FakeWorld none{{{"api", 300, 1, 0}}, {}};
+  Snapshot c = none.at_time(15);
+  c.services[0].replicas[0].state = ReplicaState::kStarting;
+  c.services[0].replicas[0].started_at = at(0);
+  c.services[0].last_second.concurrency = 100;
+  cold.observe(c);
+  const std::optional<Decision> cd = decision_for(cold.decide(c, at(15)), "api");
+  ASSERT_TRUE(cd);
+  EXPECT_GT(cd->replicas, 4);
+}
+
+TEST(PrescalePolicyTest, ObservesEverySecondAndDecidesEarlyOnASurgeItsReplicasCannotServe) {
+  PrescalePolicy policy;
+  policy.init({spec("api")});
+  EXPECT_EQ(policy.observe_interval(), 1s);
+  EXPECT_EQ(policy.period(), 5s);
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  auto with_last_second = [&](double rps, int desired) {
+    world.services[0].replicas = desired;
+    Snapshot s = world.at_time(15);
+    s.services[0].last_second.requests = rps;
+    return s;
+  };
+  // 400 req/s in the last second against a 100 req/s window: 2 replicas of 100 cannot serve it.
+  EXPECT_TRUE(policy.decide_early(with_last_second(400, 2)));
+  // Already asked for enough (400 × 1.05 / 100 → 5): the next period will do.
+  EXPECT_FALSE(policy.decide_early(with_last_second(400, 5)));
+  // Not a surge (at most 1.5× the window), however few the replicas: the period's decision.
+  EXPECT_FALSE(policy.decide_early(with_last_second(150, 1)));
+
+  // Without the reactive floor nothing is acted on between decisions, nor observed.
+  PrescalePolicyOptions no_floor;
+  no_floor.reactive_floor = false;
+  PrescalePolicy ablated(no_floor);
+  ablated.init({spec("api")});
+  EXPECT_EQ(ablated.observe_interval(), 5s);
+  EXPECT_FALSE(ablated.decide_early(with_last_second(400, 2)));
+}
+
 TEST(PrescalePolicyTest, LoadsHistoryAndForecastsFromIt) {
   PrescalePolicyOptions options;
   options.forecaster.model.day_seconds = 3600;

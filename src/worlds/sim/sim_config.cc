@@ -136,6 +136,7 @@ Result<std::vector<scaling::ServiceSpec>> service_specs(const SimConfig& config)
     // A replica serves workers_per_replica requests at once and queues the rest: Knative's
     // containerConcurrency, from which the KPA derives its per-pod target.
     spec.max_concurrency = s.workers_per_replica;
+    spec.queue_limit_seconds = s.queue_limit_seconds;
     specs.push_back(std::move(spec));
   }
   return specs;
