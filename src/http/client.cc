@@ -237,13 +237,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
 
   void send() {
     out_.clear();
-    std::string host_header;
-    if (ex_->port != 80) {
-      append_host_port(host_header, ex_->host, ex_->port);
-    } else {  // the default port is left out (RFC 9110 section 7.2)
-      host_header = ex_->host;
-      if (host_header.find(':') != std::string::npos) host_header = "[" + host_header + "]";
-    }
+    const std::string host_header = internal::host_field(ex_->host, ex_->port);
     const std::string_view method = internal::request_method_token(ex_->req);
     if (method.empty() || method.find_first_of(" \r\n") != std::string_view::npos) {
       finish_error(ErrorCode::kInvalidArgument, "request has no valid method", false);

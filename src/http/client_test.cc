@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "http/internal/wire.h"
 #include "http/server.h"
 
 namespace prescale::http {
@@ -146,6 +147,46 @@ TEST(ClientTest, SendsHostAsTheAuthorityWithThePort) {
   r = client.request("::1", v6.port(), get("/"));
   ASSERT_TRUE(r.has_value()) << r.error().to_string();
   EXPECT_EQ(r->body, "[::1]:" + std::to_string(v6.port()));
+}
+
+// An IPv6 zone id names an interface of this machine, nothing the server knows: the Host field
+// leaves it out (RFC 6874 section 4), whether written as the system does or as a URL does
+// ("%25"). The default port is left out too (RFC 9110 section 7.2).
+TEST(ClientTest, HostFieldLeavesOutAZoneIdAndTheDefaultPort) {
+  EXPECT_EQ(internal::host_field("fe80::1%eth0", 8080), "[fe80::1]:8080");
+  EXPECT_EQ(internal::host_field("fe80::1%25eth0", 8080), "[fe80::1]:8080");
+  EXPECT_EQ(internal::host_field("fe80::1%eth0", 80), "[fe80::1]");
+  EXPECT_EQ(internal::host_field("[fe80::1%eth0]", 8080), "[fe80::1]:8080");
+  EXPECT_EQ(internal::host_field("::1", 8080), "[::1]:8080");
+  EXPECT_EQ(internal::host_field("::1", 80), "[::1]");
+  EXPECT_EQ(internal::host_field("[::1]", 8080), "[::1]:8080");
+  EXPECT_EQ(internal::host_field("127.0.0.1", 8080), "127.0.0.1:8080");
+  EXPECT_EQ(internal::host_field("127.0.0.1", 80), "127.0.0.1");
+  EXPECT_EQ(internal::host_field("api.example.com", 443), "api.example.com:443");
+  EXPECT_EQ(internal::host_field("api.example.com", 80), "api.example.com");
+}
+
+// The connection keeps the zone id (it picks the interface); the Host field it sends does not.
+// A zone on the loopback address connects like the address alone.
+TEST(ClientTest, SendsHostWithoutTheZoneIdItConnectsWith) {
+  ServerOptions v6_options = local_options();
+  v6_options.address = "::1";
+  Server v6(v6_options, [](Request& req, Responder respond) {
+    respond(Response::text(200, std::string(req.headers.get("Host").value_or(""))));
+  });
+  if (!v6.start().has_value()) GTEST_SKIP() << "no IPv6 loopback here";
+  Client client;
+  auto r = client.request("::1%lo", v6.port(), get("/"));
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->body, "[::1]:" + std::to_string(v6.port()));
+
+  const uint16_t port = v6.port();
+  v6.shutdown(milliseconds(1000));  // nothing listens there now
+  Client fresh;                     // nor is a connection pooled
+  r = fresh.request("::1%lo", port, get("/"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().message.rfind("connect to [::1%lo]:" + std::to_string(port) + ": ", 0), 0u)
+      << r.error().message;
 }
 
 // A target with CR or LF would end the request line early and let the rest be read as headers

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "core/host_port.h"
+
 namespace prescale::http::internal {
 namespace {
 
@@ -301,6 +303,18 @@ void append_response_head(std::string& out, const Response& response,
 std::string_view request_method_token(const Request& request) {
   if (request.method == Method::kOther) return request.method_name;
   return to_string(request.method);
+}
+
+std::string host_field(std::string_view host, uint16_t port) {
+  std::string field = host_port(host, port);
+  // An IPv6 literal (host_port() brackets it) loses its zone id, '%' to the closing bracket.
+  const size_t zone = field.find('%');
+  const size_t close = field.find(']');
+  if (field.starts_with('[') && close != std::string::npos && zone < close) {
+    field.erase(zone, close - zone);
+  }
+  if (port == 80) field.resize(field.size() - 3);  // ":80"
+  return field;
 }
 
 void append_request_head(std::string& out, const Request& request, std::string_view host_header) {
