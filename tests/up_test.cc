@@ -649,5 +649,24 @@ TEST(UpTest, APortFileThatCannotBeWrittenStopsThePlatformNamingIt) {
   EXPECT_FALSE(testing::read_file(dir.file("gw.port")).empty());
 }
 
+// Stopping for a port file it cannot write (here a directory), the platform takes its replicas
+// down as SIGINT does: each drains, is sent SIGTERM and exits by itself (before, they were
+// killed with the platform, and neither the drain nor the stop was seen).
+TEST(UpTest, APortFileThatCannotBeWrittenDrainsTheReplicas) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string port_file = dir.file("gw.port");
+  std::filesystem::create_directories(port_file);
+  Subprocess up({PRESCALE_BIN, "up", "-f", config, "--state-dir", dir.file("state"), "--ui",
+                 "127.0.0.1:0", "--port-file", port_file},
+                dir.file("up.log"));
+  EXPECT_EQ(up.wait(60s), 1);
+  const std::string log = up.log();
+  EXPECT_NE(log.find("prescale up: --port-file: " + port_file + ": "), std::string::npos) << log;
+  EXPECT_NE(log.find("drain web-1: "), std::string::npos) << log;
+  EXPECT_NE(log.find("stop web-1: exited with status 0"), std::string::npos) << log;
+}
+
 }  // namespace
 }  // namespace prescale

@@ -358,8 +358,10 @@ int run_up(const UpFlags& f) {
   if (auto written = write_port_files({{"--port-file", f.port_file, gateway_server->port()},
                                        {"--ui-port-file", f.ui_port_file, ui_server->port()}});
       !written) {
-    // Whoever waits for the file would wait for ever: stop, saying why.
+    // Whoever waits for the file would wait for ever: stop, saying why, the replicas drained
+    // as on a signal.
     std::cerr << "prescale up: " << written.error().message << "\n";
+    stop_replicas(supervisor, real, std::chrono::seconds(45));
     serving.stop(std::chrono::milliseconds(0));
     return 1;
   }
