@@ -40,6 +40,17 @@ void append_host_port(std::string& out, std::string_view host, uint16_t port) {
   out.append(digits, end);
 }
 
+void append_without_zone(std::string& out, std::string_view authority) {
+  const size_t zone = authority.find('%');
+  const size_t close = authority.find(']');
+  if (!authority.starts_with('[') || close == std::string_view::npos || zone > close) {
+    out += authority;
+    return;
+  }
+  out += authority.substr(0, zone);
+  out += authority.substr(close);
+}
+
 std::string url_authority(std::string_view host, uint16_t port) {
   const size_t zone = host.find('%');
   if (zone == std::string_view::npos || host.find(':') == std::string_view::npos ||

@@ -22,6 +22,12 @@ std::string host_port(std::string_view host, uint16_t port);
 // writes each attempt's upstream label this way).
 void append_host_port(std::string& out, std::string_view host, uint16_t port);
 
+// An authority as host_port() writes it, appended to `out` without the zone id of an IPv6
+// literal ("[fe80::1%eth0]:443" gives "[fe80::1]:443"): what a Host field holds, since the zone
+// names an interface of this machine, nothing the server knows (RFC 6874 section 4). Every other
+// authority is appended as it is.
+void append_without_zone(std::string& out, std::string_view authority);
+
 // host_port() for a URL (RFC 6874 section 2): the zone id of an IPv6 address follows "%25", and
 // its characters outside RFC 3986's unreserved set are percent-encoded ("fe80::1%eth0", 443 gives
 // "[fe80::1%25eth0]:443"). An already bracketed host is taken as written for a URL already.

@@ -53,6 +53,23 @@ TEST(HostPort, PortsAtBothEndsOfTheRange) {
   EXPECT_EQ(host_port("::1", 65535), "[::1]:65535");
 }
 
+// A Host field never carries the zone id of an IPv6 literal (RFC 6874 section 4); every other
+// authority is left as it is.
+TEST(HostPort, WithoutZoneDropsOnlyAnIPv6LiteralsZoneId) {
+  auto without_zone = [](std::string_view authority) {
+    std::string out = ">";
+    append_without_zone(out, authority);
+    return out;
+  };
+  EXPECT_EQ(without_zone("[fe80::1%eth0]:8080"), ">[fe80::1]:8080");
+  EXPECT_EQ(without_zone("[fe80::1%25eth0]"), ">[fe80::1]");
+  EXPECT_EQ(without_zone("[::1]:8080"), ">[::1]:8080");
+  EXPECT_EQ(without_zone("10.0.0.1:80"), ">10.0.0.1:80");
+  EXPECT_EQ(without_zone("name%x:80"), ">name%x:80");  // not an IPv6 literal
+  EXPECT_EQ(without_zone("[fe80::1%eth0"), ">[fe80::1%eth0");  // unclosed: as it is
+  EXPECT_EQ(without_zone(""), ">");
+}
+
 TEST(HostPort, AppendingKeepsWhatTheBufferHolds) {
   std::string out = "http://";
   append_host_port(out, "::1", 65535);

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "gateway/internal/upstream_head.h"
 #include "gateway/proxy_test_util.h"
 #include "gateway/upstream_pool.h"
 #include "http/server.h"
@@ -398,6 +399,21 @@ TEST(ProxyTest, AnEmptyHostIsForwardedOnce) {
   const size_t first = lower.find("\r\nhost:");
   ASSERT_NE(first, std::string::npos) << requests[0];
   EXPECT_EQ(lower.find("\r\nhost:", first + 1), std::string::npos) << requests[0];
+}
+
+// A request without a Host (HTTP/1.0 allows it) is sent with the upstream's address as its Host,
+// less an IPv6 zone id: that names an interface of the gateway's machine, nothing the upstream
+// knows (RFC 6874 section 4).
+TEST(ProxyTest, AHostAddedForTheUpstreamLeavesOutAnIPv6ZoneId) {
+  http::Request req;
+  req.method_name = "GET";
+  req.target = "/a";
+  std::string request_id, head;
+  internal::RequestIds ids(1);
+  internal::write_upstream_head(req, "[fe80::1%eth0]:8080", request_id, ids, head);
+  EXPECT_NE(head.find("\r\nHost: [fe80::1]:8080\r\n"), std::string::npos) << head;
+  internal::write_upstream_head(req, "127.0.0.1:8080", request_id, ids, head);
+  EXPECT_NE(head.find("\r\nHost: 127.0.0.1:8080\r\n"), std::string::npos) << head;
 }
 
 TEST(ProxyTest, UpstreamConnectionsAreKeptAliveAndReused) {

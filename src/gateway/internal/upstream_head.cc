@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "core/host_port.h"
 #include "core/splitmix.h"
 #include "http/internal/wire.h"
 
@@ -141,7 +142,7 @@ void write_upstream_head(const http::Request& req, std::string_view upstream_lab
   }
   if (!have_host) {  // an empty Host is forwarded as it is, not doubled
     out += "Host: ";
-    out += upstream_label;
+    append_without_zone(out, upstream_label);
     out += "\r\n";
   }
   out += "X-Forwarded-For: ";

@@ -28,9 +28,9 @@ class RequestIds {
 };
 
 // Writes into `out` (cleared first; its capacity is reused) the request line and header block of
-// `request` as sent to the upstream `upstream_label` ("host:port", the Host when the request has
-// none). `request_id` is the x-request-id added when the request has none: drawn from `ids` when
-// empty, so that every attempt of a request sends the same one.
+// `request` as sent to the upstream `upstream_label` ("host:port"; the Host, less an IPv6 zone
+// id, when the request has none). `request_id` is the x-request-id added when the request has
+// none: drawn from `ids` when empty, so that every attempt of a request sends the same one.
 void write_upstream_head(const http::Request& request, std::string_view upstream_label,
                          std::string& request_id, RequestIds& ids, std::string& out);
 

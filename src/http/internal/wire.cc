@@ -306,13 +306,8 @@ std::string_view request_method_token(const Request& request) {
 }
 
 std::string host_field(std::string_view host, uint16_t port) {
-  std::string field = host_port(host, port);
-  // An IPv6 literal (host_port() brackets it) loses its zone id, '%' to the closing bracket.
-  const size_t zone = field.find('%');
-  const size_t close = field.find(']');
-  if (field.starts_with('[') && close != std::string::npos && zone < close) {
-    field.erase(zone, close - zone);
-  }
+  std::string field;
+  append_without_zone(field, host_port(host, port));
   if (port == 80) field.resize(field.size() - 3);  // ":80"
   return field;
 }
