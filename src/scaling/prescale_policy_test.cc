@@ -329,23 +329,36 @@ TEST(PrescalePolicyTest, RespectsBoundsAndDrainsBacklogs) {
   EXPECT_THAT(bd->reason, HasSubstr("backlog"));
 }
 
+// One replica of 100 req/s serving 90 req/s, past the first scale-down delay; then a step to
+// 300 req/s, detected at t = 400 s with 100 requests queued.
+struct StepOnOneReplica {
+  explicit StepOnOneReplica(const ServiceSpec& service) {
+    policy.init({service});
+    for (double t = 15; t < 400; t += 15) {
+      const Snapshot quiet = world.at_time(t);
+      policy.observe(quiet);
+      policy.decide(quiet, at(t));
+    }
+  }
+  std::optional<Decision> decide_at_the_step() {
+    world.services[0].rps = 300;
+    Snapshot s = world.at_time(400);
+    s.services[0].last_second.concurrency = 4 + 100;
+    policy.observe(s);
+    return decision_for(policy.decide(s, at(400)), "api");
+  }
+  PrescalePolicy policy;
+  FakeWorld world{{{"api", 90, 1, 0}}, {}};
+};
+
 TEST(PrescalePolicyTest, SizesABacklogForWhenHelpArrivesAndReleasesItOnceDrained) {
   // A step from 100 to 300 req/s on one replica of 100: detected with 100 requests queued, but
   // by the time replicas started now are ready (60 s) another 200 × 60 have queued. Draining
   // that within 10 s takes (12,100 / 10 + 300 × 1.05) / 100 = 16 replicas.
-  PrescalePolicy policy;
-  policy.init({spec("api")});
-  FakeWorld world{{{"api", 90, 1, 0}}, {}};
-  for (double t = 15; t < 400; t += 15) {  // steady, past the first scale-down delay
-    const Snapshot quiet = world.at_time(t);
-    policy.observe(quiet);
-    policy.decide(quiet, at(t));
-  }
-  world.services[0].rps = 300;
-  Snapshot s = world.at_time(400);
-  s.services[0].last_second.concurrency = 4 + 100;
-  policy.observe(s);
-  const std::optional<Decision> d = decision_for(policy.decide(s, at(400)), "api");
+  StepOnOneReplica step(spec("api"));
+  PrescalePolicy& policy = step.policy;
+  FakeWorld& world = step.world;
+  const std::optional<Decision> d = step.decide_at_the_step();
   ASSERT_TRUE(d);
   EXPECT_EQ(d->replicas, 16);
   EXPECT_THAT(d->reason, HasSubstr("backlog 1210.0 rps"));
@@ -386,19 +399,7 @@ TEST(PrescalePolicyTest, BehindAQueueLimitABacklogIsSizedForTheLimitNotForAFifoQ
   // now at most, drained in 10 s: (300 × 1.05 + 100 / 10) / 100 → 4 replicas, not 16.
   ServiceSpec limited = spec("api");
   limited.queue_limit_seconds = 0.1;
-  PrescalePolicy policy;
-  policy.init({limited});
-  FakeWorld world{{{"api", 90, 1, 0}}, {}};
-  for (double t = 15; t < 400; t += 15) {
-    const Snapshot quiet = world.at_time(t);
-    policy.observe(quiet);
-    policy.decide(quiet, at(t));
-  }
-  world.services[0].rps = 300;
-  Snapshot s = world.at_time(400);
-  s.services[0].last_second.concurrency = 4 + 100;
-  policy.observe(s);
-  const std::optional<Decision> d = decision_for(policy.decide(s, at(400)), "api");
+  const std::optional<Decision> d = StepOnOneReplica(limited).decide_at_the_step();
   ASSERT_TRUE(d);
   EXPECT_EQ(d->replicas, 4);
   EXPECT_THAT(d->reason, HasSubstr("backlog 10.0 rps"));
