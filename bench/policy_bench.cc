@@ -6,6 +6,7 @@
 // periods and not part of decide(); BM_Refit measures one. The world is scraped every 15 s as
 // the controller does (observe(), outside the timing): without it the forecasts would end 15
 // minutes into the run and most decisions would take the cheaper no-forecast path.
+// BM_ObserveBetweenDecisions is the policy's work in the seconds between decisions.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -105,6 +106,23 @@ void BM_Decide(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
 BENCHMARK(BM_Decide)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// What the controller runs every second between decisions: observe() of a snapshot whose scrape
+// the policy has already taken (only the last second is new) and the surge check, decide_early().
+// No service surges here, so every one is checked.
+void BM_ObserveBetweenDecisions(benchmark::State& state) {
+  Fixture* f = build(static_cast<int>(state.range(0)));
+  for (auto _ : state) {
+    f->policy.observe(f->snapshot);
+    benchmark::DoNotOptimize(f->policy.decide_early(f->snapshot));
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_ObserveBetweenDecisions)
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_Refit(benchmark::State& state) {
   const forecast::Series history = two_weeks();
