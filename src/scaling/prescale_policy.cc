@@ -253,11 +253,14 @@ Clock::Duration PrescalePolicy::observe_interval() const {
 
 // A surge the replicas asked for cannot serve is acted on at the next observation rather than
 // the next period: on a step in load every second before replicas start is a second more
-// refused or queued once a startup time has passed.
+// refused or queued once a startup time has passed. A service already asked to its
+// max_replicas (or not managed here) has nothing to gain from an earlier decision.
 bool PrescalePolicy::decide_early(const Snapshot& snapshot) const {
   if (!options_.reactive_floor) return false;
   for (const ServiceObservation& o : snapshot.services) {
     if (!o.last_second.valid || !surge(o.last_second.requests, window_arrival_rps(o))) continue;
+    const ServiceState* s = find(o.name);
+    if (s == nullptr || o.desired_replicas >= s->spec.max_replicas) continue;
     const double capacity = std::max(1e-9, capacity_.capacity_rps(o.name));
     if (o.last_second.requests * (1 + options_.floor_headroom) >
         capacity * static_cast<double>(o.desired_replicas)) {

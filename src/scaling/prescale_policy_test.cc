@@ -436,6 +436,11 @@ TEST(PrescalePolicyTest, ObservesEverySecondAndDecidesEarlyOnASurgeItsReplicasCa
   EXPECT_FALSE(policy.decide_early(with_last_second(400, 5)));
   // Not a surge (at most 1.5× the window), however few the replicas: the period's decision.
   EXPECT_FALSE(policy.decide_early(with_last_second(150, 1)));
+  // At its max_replicas (200) already, or not a service the policy manages: nothing to gain.
+  EXPECT_FALSE(policy.decide_early(with_last_second(1e6, 200)));
+  Snapshot other = with_last_second(400, 2);
+  other.services[0].name = "other";
+  EXPECT_FALSE(policy.decide_early(other));
 
   // Without the reactive floor nothing is acted on between decisions, nor observed.
   PrescalePolicyOptions no_floor;
