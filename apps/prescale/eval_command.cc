@@ -117,7 +117,6 @@ int run_forecast_eval(const EvalFlags& f) {
   }
 
   forecast::ForecasterOptions fo;
-  fo.origin_every = f.origin_every;
   Json all = Json::array();
   std::printf("trace %s: %zu steps of %s, scored on the last %zu (%.0f %%)\n\n",
               trace->name.c_str(), n, internal::format_duration(*step).c_str(), n - test_begin,
@@ -132,7 +131,8 @@ int run_forecast_eval(const EvalFlags& f) {
       model_options.error_units = {forecast::ErrorUnit::kConstant};
       model_options.online_calibration_rate = 0;
     }
-    auto scores = forecast::evaluate_forecasts(series, test_begin, model, horizons, model_options);
+    auto scores = forecast::evaluate_forecasts(series, test_begin, model, horizons, model_options,
+                                               f.origin_every);
     const bool known = std::find(std::begin(forecast::kModelNames),
                                  std::end(forecast::kModelNames), model) !=
                        std::end(forecast::kModelNames);

@@ -151,9 +151,9 @@ int run_forecast_train(const TrainForecastFlags& f) {
         continue;
       }
       auto ours = forecast::evaluate_forecasts(t.series, tail_begin[i], kGlobalModelName, horizons,
-                                               options);
-      auto base =
-          forecast::evaluate_forecasts(t.series, tail_begin[i], kBaseline, horizons, options);
+                                               options, options.origin_every);
+      auto base = forecast::evaluate_forecasts(t.series, tail_begin[i], kBaseline, horizons,
+                                               options, options.origin_every);
       if (!ours || !base) {
         std::printf("  %-40s not scored: %s\n", t.name.c_str(),
                     (!ours ? ours.error() : base.error()).message.c_str());

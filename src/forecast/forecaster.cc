@@ -555,7 +555,8 @@ std::string_view Forecaster::selected() const { return model_ ? selected_ : std:
 Result<std::vector<ForecastScore>> evaluate_forecasts(const Series& series, size_t test_begin,
                                                       std::string_view model_name,
                                                       std::span<const int> horizons,
-                                                      const ForecasterOptions& options) {
+                                                      const ForecasterOptions& options,
+                                                      int score_every) {
   if (horizons.empty()) return make_error(ErrorCode::kInvalidArgument, "no horizons to score");
   if (test_begin == 0 || test_begin >= series.values.size()) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -576,7 +577,7 @@ Result<std::vector<ForecastScore>> evaluate_forecasts(const Series& series, size
 
   const double scale = naive_scale(train.values);
   std::vector<ScoreSum> sums(horizons.size());
-  const int every = std::max(1, opts.origin_every);
+  const int every = std::max(1, score_every);
   for (size_t t = test_begin; t < series.values.size(); ++t) {
     if ((t - test_begin) % static_cast<size_t>(every) == 0) {
       const QuantileForecast f = forecaster.predict(max_h);

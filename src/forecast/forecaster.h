@@ -152,12 +152,15 @@ class Forecaster {
 };
 
 // Scores forecasts of `model_name` on `series`: fitted on values before `test_begin`, then rolled
-// forward through the rest, forecasting 1..max(horizons) steps every `origin_every` steps, with
-// quantiles calibrated on the fit part's own backtest (as Forecaster does). model_name
-// "selected" scores the Forecaster itself. One score per requested horizon (steps).
+// forward through the rest, forecasting 1..max(horizons) steps every `score_every` steps, with
+// quantiles calibrated on the fit part's own backtest (as Forecaster does, with `options` as
+// given: its backtest origins are options.origin_every apart whatever `score_every` is, so a
+// Forecaster is scored as the policy runs it). model_name "selected" scores the Forecaster itself.
+// One score per requested horizon (steps).
 Result<std::vector<ForecastScore>> evaluate_forecasts(const Series& series, size_t test_begin,
                                                       std::string_view model_name,
                                                       std::span<const int> horizons,
-                                                      const ForecasterOptions& options = {});
+                                                      const ForecasterOptions& options = {},
+                                                      int score_every = 1);
 
 }  // namespace prescale::forecast

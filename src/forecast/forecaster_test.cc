@@ -416,6 +416,17 @@ TEST(EvaluateForecastsTest, NaiveOnARandomWalkHasMaseNearOne) {
   auto selected = evaluate_forecasts(s, 2000, "selected", horizons);
   ASSERT_TRUE(selected) << selected.error().message;
   EXPECT_EQ((*selected)[0].model, "selected");
+
+  // The scoring cadence is its own: the forecaster's backtest spacing (options.origin_every, as
+  // the policy runs it) does not thin the scored origins, and vice versa.
+  ForecasterOptions sparse_backtest;
+  sparse_backtest.origin_every = 7;
+  auto every_step = evaluate_forecasts(s, 2000, "naive", horizons, sparse_backtest);
+  ASSERT_TRUE(every_step);
+  EXPECT_EQ((*every_step)[0].samples, 1000);  // one-step forecasts from each of the 1,000 steps
+  auto every_fourth = evaluate_forecasts(s, 2000, "naive", horizons, sparse_backtest, 4);
+  ASSERT_TRUE(every_fourth);
+  EXPECT_EQ((*every_fourth)[0].samples, 250);
 }
 
 }  // namespace
