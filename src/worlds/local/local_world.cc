@@ -109,6 +109,9 @@ struct LocalWorld::ReplicaCounters {
   int pid = 0;  // a new process restarts its counters
   ReplicaScrape last;
   Clock::TimePoint real_at;  // when `last` was scraped (real time)
+  // Over the time from the scrape before, as of the latest scrape (shown until the next one);
+  // nullopt when that scrape was missed, or was the process's first.
+  std::optional<double> cpu_utilization;
 };
 
 // What the gateway counted for one service, cumulative.
@@ -126,8 +129,9 @@ struct LocalWorld::ServiceState {
   scaling::ServiceSpec spec;
   std::map<std::string, ReplicaCounters> replicas;  // by id
   std::optional<GatewayCounts> gateway;  // at the last observation
-  // The gateway's counts at recent observations, oldest first: the first one is the window's
-  // base (the newest at least metric_window old, once there is one).
+  // The gateway's counts at every observation since the window's base, oldest first: the first
+  // one is that base (the newest at least metric_window old, once there is one); the last
+  // second's is among them.
   struct Sample {
     Clock::TimePoint real, now;
     GatewayCounts counts;
@@ -200,9 +204,9 @@ size_t label_index(const telemetry::FamilySnapshot& family, std::string_view nam
 
 }  // namespace
 
-std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway() {
+std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway(
+    std::vector<scaling::EdgeObservation>& edges) {
   std::map<std::string, GatewayCounts> out;
-  snapshot_.edges.clear();
   for (const auto& family : gateway_registry_.collect()) {
     if (family.name == "prescale_calls_total") {
       const size_t caller_at = label_index(family, "caller");
@@ -215,7 +219,7 @@ std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway() {
             series.label_values[caller_at] == "external") {
           out[callee].external += series.value;
         } else {
-          snapshot_.edges.push_back(
+          edges.push_back(
               scaling::EdgeObservation{series.label_values[caller_at], callee, series.value});
         }
       }
@@ -253,18 +257,65 @@ std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway() {
   return out;
 }
 
+namespace {
+
+// The last second reaches back to the newest sample at least this much real time old: a real
+// second, less the slack of a controller that observes every second and wakes a few milliseconds
+// either side of it (the sample before would make it two). Rates divide by the time covered.
+constexpr Clock::Duration kLastSecondSpan = std::chrono::milliseconds(950);
+
+}  // namespace
+
+// Since the newest sample a real second back, or since the window's base when the window is
+// shorter than a real second (a clock compressed more than 30x for the default 30 s window, as
+// `prescale up --time-scale 144`): never longer than the window the policies compare it with.
+//
+// Concurrency is the window's Little's law over that second: the time the requests answered in
+// it spent at the gateway, per second. The gateway keeps no in-flight count per service (its
+// prescale_inflight_requests is all services'), and a gauge read once is an instant, not the
+// second's mean (Knative's queue-proxy averages it over the second). A request's time counts in
+// the second it is answered, so the figure trails by a request's latency: a fraction of a second
+// behind admission control, which refuses what would wait past half the SLO.
+scaling::SecondMetrics LocalWorld::last_second(const ServiceState& s, Clock::TimePoint now,
+                                               Clock::TimePoint real_now) const {
+  if (s.samples.empty()) return {};
+  const GatewayCounts& latest = s.samples.back().counts;
+  for (auto base = s.samples.rbegin(); base != s.samples.rend(); ++base) {
+    if (real_now - base->real < kLastSecondSpan && base->now > now - options_.metric_window) {
+      continue;
+    }
+    const double span = std::chrono::duration<double>(real_now - base->real).count();
+    if (!(span > 0)) return {};
+    const double arrived = std::max(0.0, latest.arrivals - base->counts.arrivals);
+    const double busy = std::max(0.0, latest.latency.sum - base->counts.latency.sum);
+    return scaling::SecondMetrics{now, busy / span, arrived / span, true};
+  }
+  return {};  // not a real second of samples yet
+}
+
 const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
   const Clock::TimePoint real_now = options_.real_clock->now();
-  const Clock::Duration window = last_now_ ? now - *last_now_ : Clock::Duration::zero();
-  std::map<std::string, GatewayCounts> gateway = read_gateway();
+  const Clock::Duration since_last = last_now_ ? now - *last_now_ : Clock::Duration::zero();
+  // The scrape: every live replica's /metrics over HTTP (the costly part), the window's figures
+  // and the call graph's counters, at most once a scrape_interval. Between scrapes the snapshot
+  // keeps them, their sampled_at telling the policies they are not new; the replicas' states,
+  // the totals and the last second come from the Supervisor and the gateway in process.
+  const bool scrape = !last_scrape_ || now - *last_scrape_ >= options_.scrape_interval;
+  std::vector<scaling::EdgeObservation> edges;
+  std::map<std::string, GatewayCounts> gateway = read_gateway(edges);
+  if (scrape) {
+    snapshot_.edges = std::move(edges);
+    last_scrape_ = now;
+  }
 
   snapshot_.time = now;
   for (size_t si = 0; si < services_.size(); ++si) {
     ServiceState& s = *services_[si];
     scaling::ServiceObservation& obs = snapshot_.services[si];
+    scaling::WindowMetrics& w = obs.window;
     obs.desired_replicas = supervisor_.desired(s.spec.name);
     obs.replicas.clear();
-    double inflight = 0, cpu_sum = 0;
+    double cpu_sum = 0;
     int cpu_n = 0;
     std::map<std::string, ReplicaCounters> seen;
     for (const ReplicaStatus& r : supervisor_.replicas(s.spec.name)) {
@@ -279,30 +330,34 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
       } else {
         ro.state = scaling::ReplicaState::kStarting;  // starting or waiting to restart
       }
-      ro.metric_time = now;
-      ro.metric_window = window;
       const bool live = r.pid != 0 && r.port != 0 &&
                         (r.phase == ReplicaPhase::kReady || r.phase == ReplicaPhase::kDraining);
-      if (live) {
-        if (std::optional<ReplicaScrape> scrape = scraper_->scrape(r.port)) {
-          auto prev = s.replicas.find(r.id);
-          const bool continues = prev != s.replicas.end() && prev->second.pid == r.pid;
-          inflight += scrape->inflight;
+      const auto prev = s.replicas.find(r.id);
+      const bool continues = prev != s.replicas.end() && prev->second.pid == r.pid;
+      if (live && scrape) {
+        if (std::optional<ReplicaScrape> scraped = scraper_->scrape(r.port)) {
           // Over the time since the base was scraped: after a missed scrape that is longer than
-          // the time since the last observation.
+          // the scrape interval.
           const double since_base =
               continues ? std::chrono::duration<double>(real_now - prev->second.real_at).count()
                         : 0;
-          if (continues && since_base > 0 && !std::isnan(scrape->cpu_seconds) &&
+          std::optional<double> cpu;
+          if (continues && since_base > 0 && !std::isnan(scraped->cpu_seconds) &&
               !std::isnan(prev->second.last.cpu_seconds)) {
-            ro.cpu_utilization = (scrape->cpu_seconds - prev->second.last.cpu_seconds) / since_base;
-            cpu_sum += *ro.cpu_utilization;
+            cpu = (scraped->cpu_seconds - prev->second.last.cpu_seconds) / since_base;
+            cpu_sum += *cpu;
             ++cpu_n;
           }
-          seen[r.id] = ReplicaCounters{r.pid, std::move(*scrape), real_now};
-        } else if (auto prev = s.replicas.find(r.id); prev != s.replicas.end()) {
+          seen[r.id] = ReplicaCounters{r.pid, std::move(*scraped), real_now, cpu};
+        } else if (prev != s.replicas.end()) {
           seen[r.id] = prev->second;  // a missed scrape: keep the base for the next one
+          seen[r.id].cpu_utilization.reset();
         }
+      } else if (live && continues) {
+        seen[r.id] = prev->second;  // between scrapes: the last one's figures
+      }
+      if (auto it = seen.find(r.id); it != seen.end()) {
+        ro.cpu_utilization = it->second.cpu_utilization;
       }
       obs.replicas.push_back(std::move(ro));
     }
@@ -310,49 +365,49 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
 
     // The requests as the gateway saw them: what the service's callers experienced. Totals
     // count what happened since the last observation; the window's figures the last
-    // metric_window.
+    // metric_window as of the last scrape; the last second the last real second.
     const GatewayCounts& now_counts = gateway[s.spec.name];
-    const RequestDelta since_last = request_delta(s.spec, now_counts, s.gateway);
+    const RequestDelta since_previous = request_delta(s.spec, now_counts, s.gateway);
     s.gateway = now_counts;
-    s.served_total += since_last.served;
+    s.served_total += since_previous.served;
     s.samples.push_back({real_now, now, now_counts});
     while (s.samples.size() > 1 && s.samples[1].now <= now - options_.metric_window) {
       s.samples.pop_front();
     }
-    const ServiceState::Sample& base = s.samples.front();
-    const RequestDelta in_window = request_delta(s.spec, now_counts, base.counts);
-    const double window_real = std::chrono::duration<double>(real_now - base.real).count();
-
-    scaling::WindowMetrics& w = obs.window;
-    w.sampled_at = now;
-    w.length = now - base.now;
-    w.served_total = s.served_total;
-    w.traffic_seconds = window_real;
-    if (window_real > 0) {
-      // Mean requests in the service over the window, by Little's law: the time the window's
-      // answered requests spent, per second. A gauge read once per window is a sample, not a
-      // mean, and too noisy at one request at a time.
-      inflight = in_window.latency_seconds / window_real;
-      w.arrival_rps = in_window.arrived / window_real;
-      w.external_rps = in_window.external / window_real;
-      w.served_rps = in_window.served / window_real;
-      w.dropped_rps = in_window.failed / window_real;
-      w.slow_rps = in_window.slow / window_real;
-      w.concurrency = inflight;
-      w.latency_p99_seconds = in_window.answered > 0 ? in_window.p99_seconds : NAN;
-      w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
-      obs.last_second = scaling::SecondMetrics{now, inflight, w.arrival_rps, true};
+    obs.last_second = last_second(s, now, real_now);
+    if (scrape) {
+      const ServiceState::Sample& base = s.samples.front();
+      const RequestDelta in_window = request_delta(s.spec, now_counts, base.counts);
+      const double window_real = std::chrono::duration<double>(real_now - base.real).count();
+      w.sampled_at = now;
+      w.length = now - base.now;
+      w.served_total = s.served_total;
+      w.traffic_seconds = window_real;
+      if (window_real > 0) {
+        w.arrival_rps = in_window.arrived / window_real;
+        w.external_rps = in_window.external / window_real;
+        w.served_rps = in_window.served / window_real;
+        w.dropped_rps = in_window.failed / window_real;
+        w.slow_rps = in_window.slow / window_real;
+        // Mean requests in the service over the window, by Little's law: the time the window's
+        // answered requests spent, per second. A gauge read once per window is a sample, not a
+        // mean, and too noisy at one request at a time.
+        w.concurrency = in_window.latency_seconds / window_real;
+        w.latency_p99_seconds = in_window.answered > 0 ? in_window.p99_seconds : NAN;
+        w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
+      }
     }
-    for (auto& ro : obs.replicas) ro.metric_window = w.length;
-    const double replica_seconds =
-        last_now_ ? std::chrono::duration<double>(window).count() *
-                        static_cast<double>(obs.replicas.size())
-                  : 0;
+    for (auto& ro : obs.replicas) {  // their CPU is the last scrape's
+      ro.metric_time = w.sampled_at;
+      ro.metric_window = w.length;
+    }
+    const double replica_seconds = std::chrono::duration<double>(since_last).count() *
+                                   static_cast<double>(obs.replicas.size());
     for (Totals* t : {&totals_, &s.totals}) {
-      t->requests += since_last.answered;
-      t->within_slo += since_last.served - since_last.slow;
-      t->failed += since_last.failed;
-      t->ejections += since_last.ejected;
+      t->requests += since_previous.answered;
+      t->within_slo += since_previous.served - since_previous.slow;
+      t->failed += since_previous.failed;
+      t->ejections += since_previous.ejected;
       t->replica_seconds += replica_seconds;
     }
   }

@@ -1,7 +1,7 @@
 // LocalWorld: the controller's World on this machine. Replicas are the Supervisor's child
-// processes behind the in-process Gateway; observe() scrapes every live replica's /metrics
-// (Prometheus text, parsed with telemetry::parse_text) and reads the gateway's per-edge call
-// counters, and turns the counter deltas into the Snapshot the policies read:
+// processes behind the in-process Gateway; observe() reads the gateway's counters in process and,
+// once a `scrape_interval`, every live replica's /metrics (Prometheus text, parsed with
+// telemetry::parse_text), and turns the counter deltas into the Snapshot the policies read:
 //   arrivals   prescale_calls_total{callee=<service>} at the gateway (every caller, external too);
 //   served, failed, latency p99, slow (over the SLO)   the gateway's prescale_requests_total and
 //              prescale_request_duration_seconds of the routes leading to the service — what its
@@ -10,10 +10,13 @@
 //   concurrency  the window's mean, by Little's law from the gateway's latency sum (time spent by
 //              the answered requests per second), which counts time queued inside a replica;
 //   CPU        the replicas' process_cpu_seconds_total.
-// Request figures cover the last `metric_window` (sliding; CPU covers the time since the last
-// observation). Rates are requests per real second; only the controller's time axis may be scaled (a demo
-// replaying a day in minutes runs the controller on a faster clock): `time_scale` is how many
-// controller seconds pass per real second.
+// The window's figures (WindowMetrics) cover the last `metric_window` (sliding) as of the last
+// scrape, CPU the time between the last two scrapes; observations between scrapes keep them. The
+// last second (SecondMetrics: arrivals, and concurrency by the same Little's law) is new at every
+// observation: the gateway's counts over the last real second. Rates are requests per real
+// second; only the controller's time axis may be scaled (a demo replaying a day in minutes runs
+// the controller on a faster clock): `time_scale` is how many controller seconds pass per real
+// second.
 //
 // Thread safety: one thread — the one that ticks the Supervisor — calls everything.
 #pragma once
@@ -68,6 +71,15 @@ struct LocalWorldOptions {
   // Kubernetes metrics pipeline see them, however often the controller observes. Shorter windows
   // read a few requests as a trend.
   Clock::Duration metric_window = std::chrono::seconds(30);
+  // How often, in controller time, the replicas' /metrics are scraped (an HTTP request to each)
+  // and the window's figures, CPU and the call graph's counters refreshed; the observations
+  // between read only the gateway's counters, in process. 5 s: the default decision period, so a
+  // decision reads a window at most a period old, and the learners, which take each scrape as
+  // one sample, get one a period however often the policy observes (the simulator's 15 s,
+  // Kubernetes' metrics-server's, would leave a decision reading a window up to 15 s old). In
+  // controller time because the figures' readers count in it: on a clock compressed 144x, 5 s of
+  // real time would be 12 minutes of theirs. 0: every observation.
+  Clock::Duration scrape_interval = std::chrono::seconds(5);
 };
 
 class LocalWorld final : public control::World {
@@ -100,7 +112,10 @@ class LocalWorld final : public control::World {
   struct GatewayCounts;
   struct ServiceState;
   struct RequestDelta;
-  std::map<std::string, GatewayCounts> read_gateway();
+  // The gateway's counts per service; the call graph's edges go to `edges`.
+  std::map<std::string, GatewayCounts> read_gateway(std::vector<scaling::EdgeObservation>& edges);
+  scaling::SecondMetrics last_second(const ServiceState& s, Clock::TimePoint now,
+                                     Clock::TimePoint real_now) const;
   static RequestDelta request_delta(const scaling::ServiceSpec& spec, const GatewayCounts& now,
                                     const std::optional<GatewayCounts>& base);
   Clock::TimePoint to_controller_time(Clock::TimePoint real, Clock::TimePoint real_now,
@@ -112,6 +127,7 @@ class LocalWorld final : public control::World {
   std::vector<std::unique_ptr<ServiceState>> services_;
   scaling::Snapshot snapshot_;
   std::optional<Clock::TimePoint> last_now_;
+  std::optional<Clock::TimePoint> last_scrape_;  // controller time
   Totals totals_;
   struct Scraper;
   std::unique_ptr<Scraper> scraper_;

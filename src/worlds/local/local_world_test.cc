@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <memory>
 #include <mutex>
 
 #include "core/clock.h"
@@ -102,6 +103,127 @@ TEST(LocalWorldTest, RequestFiguresCoverTheLastMetricWindowAndTotalsCountEachReq
   EXPECT_NEAR(world.observe(clock.now()).services[0].window.slow_rps, 0, 1e-9);
 }
 
+// A world on one service ("web", behind route "r") with no processes, its controller clock
+// running `time_scale` times its real one.
+struct GatewayOnlyWorld {
+  explicit GatewayOnlyWorld(double time_scale, Clock::Duration scrape_interval) {
+    so.run_dir = "/run/test";
+    EXPECT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
+    scaling::ServiceSpec spec;
+    spec.name = "web";
+    spec.max_replicas = 4;
+    spec.slo_latency_p99_seconds = 0.1;
+    LocalWorldOptions o;
+    o.clock = &clock;
+    o.real_clock = &real;
+    o.time_scale = time_scale;
+    o.route_service = {{"r", "web"}};
+    o.metric_window = std::chrono::seconds(30);
+    o.scrape_interval = scrape_interval;
+    world = std::make_unique<LocalWorld>(supervisor, gw.registry,
+                                         std::vector<scaling::ServiceSpec>{spec}, o);
+  }
+  // Both clocks move on by `controller` of controller time; then the gateway answers `n`
+  // requests of `seconds` each and the world is observed.
+  const scaling::ServiceObservation& observe(Clock::Duration controller, Clock::Duration real_time,
+                                             int n, double seconds) {
+    clock.advance(controller);
+    real.advance(real_time);
+    if (n > 0) gw.answer(n, seconds);
+    return world->observe(clock.now()).services.at(0);
+  }
+  ManualClock clock, real;
+  NoProcesses none;
+  SupervisorOptions so;
+  Supervisor supervisor{so, none, none, none};
+  GatewayMetrics gw;
+  std::unique_ptr<LocalWorld> world;
+};
+
+// docs/local.md: the last second is the gateway's arrivals over the last real second, so a step
+// in load shows in it within that second, while the 30 s window (refreshed at each scrape)
+// averages it in. The controller's clock runs 4x: a real second is four of its observations.
+TEST(LocalWorldTest, AStepInArrivalsShowsInTheLastRealSecondWhileTheWindowAveragesItIn) {
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  GatewayOnlyWorld t(4, seconds(5));
+  (void)t.world->observe(t.clock.now());
+  // 20 requests per real second of 10 ms each: 5 an observation, for 40 controller seconds.
+  scaling::ServiceObservation steady;
+  for (int i = 1; i <= 40; ++i) steady = t.observe(seconds(1), milliseconds(250), 5, 0.01);
+  ASSERT_TRUE(steady.last_second.valid);
+  EXPECT_NEAR(steady.last_second.requests, 20, 1e-9);
+  EXPECT_NEAR(steady.last_second.concurrency, 20 * 0.01, 1e-9);
+  EXPECT_NEAR(steady.window.arrival_rps, 20, 1e-9);
+  const Clock::TimePoint scraped = steady.window.sampled_at;
+
+  // A step to 200 per real second of 20 ms each. Half a real second in, the last second holds
+  // half a second of each; the window is still the last scrape's.
+  (void)t.observe(seconds(1), milliseconds(250), 50, 0.02);
+  const auto& half = t.observe(seconds(1), milliseconds(250), 50, 0.02);
+  ASSERT_TRUE(half.last_second.valid);
+  EXPECT_EQ(half.last_second.at, t.clock.now());
+  EXPECT_NEAR(half.last_second.requests, 10 + 100, 1e-9);
+  EXPECT_EQ(half.window.sampled_at, scraped);
+  EXPECT_NEAR(half.window.arrival_rps, 20, 1e-9);
+  (void)t.observe(seconds(1), milliseconds(250), 50, 0.02);
+  const auto& second = t.observe(seconds(1), milliseconds(250), 50, 0.02);
+  EXPECT_NEAR(second.last_second.requests, 200, 1e-9);
+  EXPECT_NEAR(second.last_second.concurrency, 200 * 0.02, 1e-9);  // Little's law over it
+
+  // At the next scrape the window covers 7.5 real seconds: 6.25 at 20/s and 1.25 at 200/s.
+  const auto& scrape = t.observe(seconds(1), milliseconds(250), 50, 0.02);
+  EXPECT_EQ(scrape.window.sampled_at, t.clock.now());
+  EXPECT_EQ(scrape.window.length, seconds(30));
+  EXPECT_NEAR(scrape.window.arrival_rps, (125 + 250) / 7.5, 1e-9);
+  EXPECT_NEAR(scrape.window.concurrency, (125 * 0.01 + 250 * 0.02) / 7.5, 1e-9);
+  EXPECT_NEAR(scrape.last_second.requests, 200, 1e-9);
+}
+
+// The last second is valid once the samples span a real second (however many controller seconds
+// that is), less the few milliseconds a controller observing every second wakes early or late
+// by: its observations 999 ms apart are each a second's, not two.
+TEST(LocalWorldTest, TheLastSecondIsInvalidUntilTheSamplesSpanARealSecond) {
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  GatewayOnlyWorld fast(4, seconds(5));
+  EXPECT_FALSE(fast.world->observe(fast.clock.now()).services.at(0).last_second.valid);
+  for (int i = 1; i <= 3; ++i) {
+    EXPECT_FALSE(fast.observe(seconds(1), milliseconds(250), 5, 0.01).last_second.valid)
+        << i << " controller seconds, " << i * 250 << " ms of real time";
+  }
+  const auto& full = fast.observe(seconds(1), milliseconds(250), 5, 0.01);
+  ASSERT_TRUE(full.last_second.valid);
+  EXPECT_NEAR(full.last_second.requests, 20, 1e-9);
+
+  GatewayOnlyWorld real_time(1, seconds(5));
+  (void)real_time.world->observe(real_time.clock.now());
+  const auto& first = real_time.observe(milliseconds(999), milliseconds(999), 10, 0.01);
+  ASSERT_TRUE(first.last_second.valid);
+  EXPECT_NEAR(first.last_second.requests, 10 / 0.999, 1e-9);
+  const auto& next = real_time.observe(milliseconds(999), milliseconds(999), 30, 0.01);
+  EXPECT_NEAR(next.last_second.requests, 30 / 0.999, 1e-9) << "two observations' worth";
+}
+
+// On a clock compressed past the window (30 s of controller time is 0.6 s of real time at 50x)
+// a real second would reach back beyond the window: the last second is then the window's.
+TEST(LocalWorldTest, OnAClockCompressedPastTheWindowTheLastSecondIsTheWindows) {
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  GatewayOnlyWorld t(50, seconds(5));
+  (void)t.world->observe(t.clock.now());
+  for (int i = 1; i <= 5; ++i) {
+    EXPECT_FALSE(t.observe(seconds(5), milliseconds(100), 10, 0.01).last_second.valid) << i;
+  }
+  for (int i = 6; i <= 10; ++i) {
+    const auto& o = t.observe(seconds(5), milliseconds(100), 10 * i, 0.01);
+    ASSERT_TRUE(o.last_second.valid) << i;
+    EXPECT_EQ(o.window.length, seconds(30));
+    EXPECT_NEAR(o.last_second.requests, o.window.arrival_rps, 1e-6) << i;
+    EXPECT_NEAR(o.last_second.concurrency, o.window.concurrency, 1e-6) << i;
+  }
+}
+
 // One replica process that never exits, ready at once on the port of a real /metrics server.
 struct OneReadyReplica final : ProcessLauncher, ReplicaProbe, EndpointSink {
   struct Proc final : Process {
@@ -188,6 +310,78 @@ TEST(LocalWorldTest, CpuAfterAMissedScrapeIsAShareOfTheTimeSinceItsBase) {
   const std::optional<double> after_miss = cpu();
   ASSERT_TRUE(after_miss.has_value());
   EXPECT_NEAR(*after_miss, 0.5, 1e-9) << "10 s of CPU over 5 s: the missed interval counted twice";
+  metrics.shutdown(std::chrono::milliseconds(0));
+}
+
+// Observations between scrapes (prescale up observes every second) do not scrape the replicas:
+// each keeps its last scrape's CPU, stamped with that scrape's time, until the next one a
+// scrape_interval later.
+TEST(LocalWorldTest, ReplicasAreScrapedOncePerScrapeIntervalTheirCpuKeptBetween) {
+  std::mutex mu;
+  double cpu_seconds = 0;
+  int scrapes = 0;
+  http::ServerOptions so;
+  so.threads = 1;
+  http::Server metrics(so, [&](http::Request&, http::Responder respond) {
+    std::lock_guard lock(mu);
+    ++scrapes;
+    respond(http::Response::text(200,
+                                 "# TYPE process_cpu_seconds_total counter\n"
+                                 "process_cpu_seconds_total " +
+                                     std::to_string(cpu_seconds) + "\n"));
+  });
+  ASSERT_TRUE(metrics.start());
+  OneReadyReplica fake;
+  fake.port = metrics.port();
+
+  ManualClock clock;
+  SupervisorOptions sup_options;
+  Supervisor supervisor(sup_options, fake, fake, fake);
+  ASSERT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
+  ASSERT_TRUE(supervisor.set_desired("web", 1));
+  supervisor.tick(clock.now());
+  supervisor.tick(clock.now());
+  ASSERT_EQ(supervisor.replicas("web").at(0).phase, ReplicaPhase::kReady);
+
+  telemetry::Registry gateway_registry;
+  scaling::ServiceSpec spec;
+  spec.name = "web";
+  spec.max_replicas = 4;
+  LocalWorldOptions o;
+  o.clock = &clock;
+  o.real_clock = &clock;
+  o.scrape_interval = std::chrono::seconds(5);
+  LocalWorld world(supervisor, gateway_registry, {spec}, o);
+  auto at_second = [&](double cpu) {
+    {
+      std::lock_guard lock(mu);
+      cpu_seconds = cpu;
+    }
+    clock.advance(std::chrono::seconds(1));
+    return world.observe(clock.now()).services.at(0).replicas.at(0);
+  };
+  auto scraped = [&] {
+    std::lock_guard lock(mu);
+    return scrapes;
+  };
+
+  (void)world.observe(clock.now());
+  EXPECT_EQ(scraped(), 1);
+  for (int i = 1; i <= 4; ++i) {
+    EXPECT_FALSE(at_second(0.5 * i).cpu_utilization.has_value()) << i;
+    EXPECT_EQ(scraped(), 1) << i << " s after the first scrape";
+  }
+  const Clock::TimePoint second_scrape = clock.now() + std::chrono::seconds(1);
+  EXPECT_EQ(at_second(2.5).cpu_utilization, 0.5);
+  EXPECT_EQ(scraped(), 2);
+  for (int i = 1; i <= 4; ++i) {
+    const scaling::ReplicaObservation r = at_second(100.0 * i);  // not read until the next scrape
+    EXPECT_EQ(r.cpu_utilization, 0.5) << i;
+    EXPECT_EQ(r.metric_time, second_scrape) << i;
+    EXPECT_EQ(scraped(), 2) << i << " s after the second scrape";
+  }
+  EXPECT_EQ(at_second(5.0).cpu_utilization, 0.5);
+  EXPECT_EQ(scraped(), 3);
   metrics.shutdown(std::chrono::milliseconds(0));
 }
 
