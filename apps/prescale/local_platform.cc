@@ -8,6 +8,12 @@
 
 namespace prescale {
 
+Clock::Duration prescale_observe_interval(double time_scale, Clock::Duration period) {
+  const auto real_second =
+      std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(time_scale));
+  return std::min(real_second, period);
+}
+
 std::string self_executable() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);

@@ -46,6 +46,13 @@ class ScaledClock final : public Clock {
   WallTime wall_origin_;
 };
 
+// How often `prescale up` has the prescale policy observe between its decisions every `period`
+// on a clock running `time_scale` times real time: every real second (time_scale controller
+// seconds), at most the period. The local world's last second is the gateway's last real second,
+// so at --time-scale 1 a surge the replicas cannot serve is acted on within a second, as in the
+// simulator; on a clock compressed past the period (the demo's 144x) it observes at its period.
+Clock::Duration prescale_observe_interval(double time_scale, Clock::Duration period);
+
 // --recommend-only: observes the real world and changes nothing; the controller still logs and
 // the dashboard still shows every decision, as what the policy recommends.
 class RecommendOnlyWorld final : public control::World {

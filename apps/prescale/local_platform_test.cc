@@ -24,6 +24,16 @@ TEST(ScaledClock, RunsScaleTimesFasterFromItsWallOrigin) {
   EXPECT_EQ(clock.wall_now(), origin + std::chrono::minutes(2));
 }
 
+TEST(PrescaleObserveInterval, IsARealSecondOfControllerTimeAtMostThePeriod) {
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  EXPECT_EQ(prescale_observe_interval(1, seconds(5)), seconds(1));
+  EXPECT_EQ(prescale_observe_interval(2.5, seconds(5)), milliseconds(2500));
+  EXPECT_EQ(prescale_observe_interval(5, seconds(5)), seconds(5));
+  EXPECT_EQ(prescale_observe_interval(144, seconds(5)), seconds(5));  // make demo
+  EXPECT_EQ(prescale_observe_interval(1, milliseconds(500)), milliseconds(500));
+}
+
 ServiceConfig command_service(std::vector<std::string> argv, int max_replicas) {
   ServiceConfig s;
   s.name = "api";

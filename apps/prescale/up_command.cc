@@ -263,9 +263,11 @@ int run_up(const UpFlags& f) {
   Clock& clock = f.time_scale == 1 ? real : static_cast<Clock&>(scaled);
   sim::PolicySettings settings;
   settings.prescale.period = config.policy.period;
-  // The local world's last second is its scrape window's (the replicas are scraped each
-  // observation): observing between decisions would scrape more and show no surge sooner.
-  settings.prescale.observe_interval = settings.prescale.period;
+  // The local world's last second is the gateway's last real second, read in process (the
+  // replicas are scraped only every LocalWorldOptions::scrape_interval): observed every real
+  // second, a surge is acted on within one; a compressed clock observes at most at the period.
+  settings.prescale.observe_interval =
+      prescale_observe_interval(f.time_scale, settings.prescale.period);
   sim::apply_policy_config(config.policy, config.services, settings);
   auto policy = sim::make_policy(policy_name, settings, {});
   if (!policy) return error(policy.error().message);
