@@ -49,60 +49,6 @@ struct GatewayMetrics {
       registry.histogram("prescale_request_duration_seconds", "latency", {"route"});
 };
 
-TEST(LocalWorldTest, RequestFiguresCoverTheLastMetricWindowAndTotalsCountEachRequestOnce) {
-  ManualClock clock;
-  NoProcesses none;
-  SupervisorOptions so;
-  so.run_dir = "/run/test";
-  Supervisor supervisor(so, none, none, none);
-  ASSERT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
-  GatewayMetrics gw;
-  scaling::ServiceSpec spec;
-  spec.name = "web";
-  spec.max_replicas = 4;
-  spec.slo_latency_p99_seconds = 0.1;
-  LocalWorldOptions o;
-  o.clock = &clock;
-  o.real_clock = &clock;
-  o.route_service = {{"r", "web"}};
-  o.metric_window = std::chrono::seconds(30);
-  LocalWorld world(supervisor, gw.registry, {spec}, o);
-
-  (void)world.observe(clock.now());  // the base
-  // 5 s periods: 50 requests each for 30 s, then a quiet period.
-  for (int i = 0; i < 6; ++i) {
-    clock.advance(std::chrono::seconds(5));
-    gw.answer(50, 0.01);
-    const auto& w = world.observe(clock.now()).services[0].window;
-    EXPECT_NEAR(w.arrival_rps, 10, 1e-9) << "period " << i;
-    EXPECT_EQ(w.length, std::chrono::seconds(5 * (i + 1)));
-  }
-  clock.advance(std::chrono::seconds(5));
-  const auto& quiet = world.observe(clock.now()).services[0].window;
-  // The last 30 s: five busy periods and the quiet one, not the quiet one alone.
-  EXPECT_EQ(quiet.length, std::chrono::seconds(30));
-  EXPECT_NEAR(quiet.arrival_rps, 250.0 / 30, 1e-9);
-  EXPECT_NEAR(quiet.concurrency, 250 * 0.01 / 30, 1e-9);  // Little's law over the window
-  EXPECT_NEAR(quiet.served_total, 300, 1e-9);
-  EXPECT_NEAR(world.totals().requests, 300, 1e-9);
-  EXPECT_NEAR(world.totals().within_slo, 300, 1e-9);
-  // Slow answers count once in the totals, and stay in the window while it covers them.
-  clock.advance(std::chrono::seconds(5));
-  gw.answer(10, 0.5);
-  const auto& slow = world.observe(clock.now()).services[0].window;
-  EXPECT_NEAR(slow.slow_rps, 10.0 / 30, 1e-9);
-  // The window holds 200 fast answers and the 10 slow ones: rank 207.9 lies 7.9 into the 10
-  // answers of (0.25, 0.5], interpolated as histogram_quantile() does.
-  EXPECT_NEAR(slow.latency_p99_seconds, 0.25 + 0.25 * 0.79, 1e-9);
-  for (int i = 0; i < 7; ++i) {
-    clock.advance(std::chrono::seconds(5));
-    (void)world.observe(clock.now());
-  }
-  EXPECT_NEAR(world.totals().requests, 310, 1e-9);
-  EXPECT_NEAR(world.totals().within_slo, 300, 1e-9);
-  EXPECT_NEAR(world.observe(clock.now()).services[0].window.slow_rps, 0, 1e-9);
-}
-
 // A world on one service ("web", behind route "r") with no processes, its controller clock
 // running `time_scale` times its real one.
 struct GatewayOnlyWorld {
@@ -139,6 +85,36 @@ struct GatewayOnlyWorld {
   GatewayMetrics gw;
   std::unique_ptr<LocalWorld> world;
 };
+
+TEST(LocalWorldTest, RequestFiguresCoverTheLastMetricWindowAndTotalsCountEachRequestOnce) {
+  using std::chrono::seconds;
+  GatewayOnlyWorld t(1, seconds(5));
+  (void)t.world->observe(t.clock.now());  // the base
+  // 5 s periods: 50 requests each for 30 s, then a quiet period.
+  for (int i = 0; i < 6; ++i) {
+    const auto& w = t.observe(seconds(5), seconds(5), 50, 0.01).window;
+    EXPECT_NEAR(w.arrival_rps, 10, 1e-9) << "period " << i;
+    EXPECT_EQ(w.length, seconds(5 * (i + 1)));
+  }
+  const auto& quiet = t.observe(seconds(5), seconds(5), 0, 0).window;
+  // The last 30 s: five busy periods and the quiet one, not the quiet one alone.
+  EXPECT_EQ(quiet.length, seconds(30));
+  EXPECT_NEAR(quiet.arrival_rps, 250.0 / 30, 1e-9);
+  EXPECT_NEAR(quiet.concurrency, 250 * 0.01 / 30, 1e-9);  // Little's law over the window
+  EXPECT_NEAR(quiet.served_total, 300, 1e-9);
+  EXPECT_NEAR(t.world->totals().requests, 300, 1e-9);
+  EXPECT_NEAR(t.world->totals().within_slo, 300, 1e-9);
+  // Slow answers count once in the totals, and stay in the window while it covers them.
+  const auto& slow = t.observe(seconds(5), seconds(5), 10, 0.5).window;
+  EXPECT_NEAR(slow.slow_rps, 10.0 / 30, 1e-9);
+  // The window holds 200 fast answers and the 10 slow ones: rank 207.9 lies 7.9 into the 10
+  // answers of (0.25, 0.5], interpolated as histogram_quantile() does.
+  EXPECT_NEAR(slow.latency_p99_seconds, 0.25 + 0.25 * 0.79, 1e-9);
+  for (int i = 0; i < 7; ++i) (void)t.observe(seconds(5), seconds(5), 0, 0);
+  EXPECT_NEAR(t.world->totals().requests, 310, 1e-9);
+  EXPECT_NEAR(t.world->totals().within_slo, 300, 1e-9);
+  EXPECT_NEAR(t.world->observe(t.clock.now()).services[0].window.slow_rps, 0, 1e-9);
+}
 
 // docs/local.md: the last second is the gateway's arrivals over the last real second, so a step
 // in load shows in it within that second, while the 30 s window (refreshed at each scrape)
@@ -248,6 +224,36 @@ struct OneReadyReplica final : ProcessLauncher, ReplicaProbe, EndpointSink {
   std::uint16_t port = 0;
 };
 
+// One ready replica of "web" whose /metrics `metrics` answers (started here), observed by a
+// LocalWorld on a manual clock that is its real clock too.
+struct ScrapedReplica {
+  ScrapedReplica(http::Server& metrics, LocalWorldOptions options = {}) {
+    EXPECT_TRUE(metrics.start());
+    fake.port = metrics.port();
+    EXPECT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
+    EXPECT_TRUE(supervisor.set_desired("web", 1));
+    supervisor.tick(clock.now());
+    supervisor.tick(clock.now());
+    EXPECT_EQ(supervisor.replicas("web").at(0).phase, ReplicaPhase::kReady);
+    scaling::ServiceSpec spec;
+    spec.name = "web";
+    spec.max_replicas = 4;
+    options.clock = &clock;
+    options.real_clock = &clock;
+    world_ = std::make_unique<LocalWorld>(supervisor, gateway_registry,
+                                          std::vector<scaling::ServiceSpec>{spec}, options);
+  }
+  LocalWorld& world() { return *world_; }
+
+  OneReadyReplica fake;
+  ManualClock clock;
+  Supervisor supervisor{SupervisorOptions{}, fake, fake, fake};
+  telemetry::Registry gateway_registry;
+
+ private:
+  std::unique_ptr<LocalWorld> world_;
+};
+
 // docs/local.md: CPU per replica is process_cpu_seconds_total "over the window, as a share of one
 // core", and "a missed scrape keeps the old base". After a missed scrape the next delta spans two
 // observations, so it must be divided by the time since the base, not since the last observation.
@@ -265,27 +271,9 @@ TEST(LocalWorldTest, CpuAfterAMissedScrapeIsAShareOfTheTimeSinceItsBase) {
                                  "process_cpu_seconds_total " +
                                      std::to_string(cpu_seconds) + "\n"));
   });
-  ASSERT_TRUE(metrics.start());
-  OneReadyReplica fake;
-  fake.port = metrics.port();
-
-  ManualClock clock;
-  SupervisorOptions sup_options;
-  Supervisor supervisor(sup_options, fake, fake, fake);
-  ASSERT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
-  ASSERT_TRUE(supervisor.set_desired("web", 1));
-  supervisor.tick(clock.now());
-  supervisor.tick(clock.now());
-  ASSERT_EQ(supervisor.replicas("web").at(0).phase, ReplicaPhase::kReady);
-
-  telemetry::Registry gateway_registry;
-  scaling::ServiceSpec spec;
-  spec.name = "web";
-  spec.max_replicas = 4;
-  LocalWorldOptions o;
-  o.clock = &clock;
-  o.real_clock = &clock;
-  LocalWorld world(supervisor, gateway_registry, {spec}, o);
+  ScrapedReplica replica(metrics);
+  ManualClock& clock = replica.clock;
+  LocalWorld& world = replica.world();
   auto set = [&](double cpu, bool failing) {
     std::lock_guard lock(mu);
     cpu_seconds = cpu;
@@ -330,28 +318,11 @@ TEST(LocalWorldTest, ReplicasAreScrapedOncePerScrapeIntervalTheirCpuKeptBetween)
                                  "process_cpu_seconds_total " +
                                      std::to_string(cpu_seconds) + "\n"));
   });
-  ASSERT_TRUE(metrics.start());
-  OneReadyReplica fake;
-  fake.port = metrics.port();
-
-  ManualClock clock;
-  SupervisorOptions sup_options;
-  Supervisor supervisor(sup_options, fake, fake, fake);
-  ASSERT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
-  ASSERT_TRUE(supervisor.set_desired("web", 1));
-  supervisor.tick(clock.now());
-  supervisor.tick(clock.now());
-  ASSERT_EQ(supervisor.replicas("web").at(0).phase, ReplicaPhase::kReady);
-
-  telemetry::Registry gateway_registry;
-  scaling::ServiceSpec spec;
-  spec.name = "web";
-  spec.max_replicas = 4;
   LocalWorldOptions o;
-  o.clock = &clock;
-  o.real_clock = &clock;
   o.scrape_interval = std::chrono::seconds(5);
-  LocalWorld world(supervisor, gateway_registry, {spec}, o);
+  ScrapedReplica replica(metrics, o);
+  ManualClock& clock = replica.clock;
+  LocalWorld& world = replica.world();
   auto at_second = [&](double cpu) {
     {
       std::lock_guard lock(mu);
