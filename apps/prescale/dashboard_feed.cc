@@ -58,10 +58,17 @@ void DashboardFeed::after_tick(const control::Controller& controller,
                           ": " + e.reason});
   }
   // A point per second of real time at most: a compressed clock ticks the controller every
-  // loop, and its windows are too short to be worth a point each.
-  if (real_.now() < next_point_) return;
+  // loop, and its windows are too short to be worth a point each. And one per 5 s of the
+  // controller's time at most: a policy that observes every second (prescale, kpa, aws) would
+  // otherwise fill the kept points (docs/dashboard.md: 4 h of 5 s points) in 48 minutes.
+  const scaling::Snapshot& snapshot = controller.last_snapshot();
+  if (real_.now() < next_point_ ||
+      (next_controller_point_ && snapshot.time < *next_controller_point_)) {
+    return;
+  }
   next_point_ = real_.now() + std::chrono::seconds(1);
-  add_points(controller.last_snapshot(), t);
+  next_controller_point_ = snapshot.time + kPointEvery;
+  add_points(snapshot, t);
 
   std::vector<dashboard::Edge> edges;
   if (policy_ != nullptr) {

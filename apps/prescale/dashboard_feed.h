@@ -52,7 +52,9 @@ class DashboardFeed {
   size_t events_seen_ = 0;
   int scaling_events_ = 0;
   std::map<std::string, std::pair<int, std::string>> decisions_;  // service -> (replicas, why)
-  Clock::TimePoint next_point_;
+  Clock::TimePoint next_point_;                           // real time
+  std::optional<Clock::TimePoint> next_controller_point_;  // the controller's time
+  static constexpr Clock::Duration kPointEvery = std::chrono::seconds(5);
   std::map<std::string, std::pair<double, local::LocalWorld::Totals>> point_totals_;
 };
 

@@ -10,27 +10,12 @@
 #include "core/clock.h"
 #include "http/server.h"
 #include "telemetry/registry.h"
+#include "worlds/local/test_util.h"
 
 namespace prescale::local {
 namespace {
 
-// A supervisor with nothing to run: the world's request figures come from the gateway's metrics.
-struct NoProcesses final : ProcessLauncher, ReplicaProbe, EndpointSink {
-  Result<std::unique_ptr<Process>> launch(const LaunchSpec&) override {
-    return make_error(ErrorCode::kInternal, "no processes in this test");
-  }
-  Result<std::uint16_t> free_port() override { return 9000; }
-  std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
-  struct Answer final : ReadinessCheck {
-    std::optional<bool> answer() override { return false; }
-  };
-  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t) override {
-    return std::make_unique<Answer>();
-  }
-  void add(const std::string&, const std::string&, std::uint16_t) override {}
-  void remove(const std::string&, const std::string&) override {}
-  std::int64_t in_flight(const std::string&, const std::string&) override { return 0; }
-};
+using testing::NoProcesses;
 
 // The gateway's figures for one service behind route "r": `n` requests answered 200 in
 // `seconds` each.
