@@ -109,7 +109,8 @@ BENCHMARK(BM_Decide)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond)->UseR
 
 // What the controller runs every second between decisions: observe() of a snapshot whose scrape
 // the policy has already taken (only the last second is new) and the surge check, decide_early().
-// No service surges here, so every one is checked.
+// No service surges here, so each leaves at the surge test, as most do most seconds (a surging
+// one is looked up and compared with what it was asked for as well).
 void BM_ObserveBetweenDecisions(benchmark::State& state) {
   Fixture* f = build(static_cast<int>(state.range(0)));
   for (auto _ : state) {

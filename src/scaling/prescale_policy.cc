@@ -260,10 +260,13 @@ bool PrescalePolicy::decide_early(const Snapshot& snapshot) const {
   for (const ServiceObservation& o : snapshot.services) {
     if (!o.last_second.valid || !surge(o.last_second.requests, window_arrival_rps(o))) continue;
     const ServiceState* s = find(o.name);
-    if (s == nullptr || o.desired_replicas >= s->spec.max_replicas) continue;
+    // What it was asked for, or what this policy decided since, if the world has not followed
+    // (a recommend-only world, a failed scale): decided once, not again every second.
+    const int asked = s != nullptr ? std::max(o.desired_replicas, s->decided) : 0;
+    if (s == nullptr || asked >= s->spec.max_replicas) continue;
     const double capacity = std::max(1e-9, capacity_.capacity_rps(o.name));
     if (o.last_second.requests * (1 + options_.floor_headroom) >
-        capacity * static_cast<double>(o.desired_replicas)) {
+        capacity * static_cast<double>(asked)) {
       return true;
     }
   }
@@ -579,6 +582,7 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
       desired != std::clamp(need, s.spec.min_replicas, s.spec.max_replicas)) {
     reason += "; scale-down delay: holding " + std::to_string(desired);
   }
+  s.decided = desired;
   return Decision{s.spec.name, desired, "prescale: " + reason};
 }
 

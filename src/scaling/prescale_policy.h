@@ -39,8 +39,8 @@ struct PrescalePolicyOptions {
   Clock::Duration period{std::chrono::seconds(5)};
   // How often the reactive floor looks for a surge between decisions (decide_early): the last
   // second's arrivals above 1.5× the scrape window's and beyond what the replicas asked for
-  // serve. A world whose last second is only its window's (the local platform's) gains nothing
-  // from observing more often than it decides.
+  // serve. A world whose last second is only its window's (the local platform on a clock
+  // compressed past its window) gains nothing from observing more often than it decides.
   Clock::Duration observe_interval{std::chrono::seconds(1)};
   // The demand quantile replicas are planned for, in [0.5, 0.9999]: the forecaster calibrates
   // P50, P90 and P99; levels between (and past P99) are interpolated in normal-score space.

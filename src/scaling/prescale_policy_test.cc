@@ -442,6 +442,16 @@ TEST(PrescalePolicyTest, ObservesEverySecondAndDecidesEarlyOnASurgeItsReplicasCa
   other.services[0].name = "other";
   EXPECT_FALSE(policy.decide_early(other));
 
+  // Once decided for the surge, not again every second when the world does not follow (a
+  // recommend-only world keeps its replica count).
+  const Snapshot surge = with_last_second(400, 2);
+  policy.observe(surge);
+  const std::optional<Decision> d = decision_for(policy.decide(surge, at(15)), "api");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->replicas, 5);
+  EXPECT_FALSE(policy.decide_early(with_last_second(400, 2)));
+  EXPECT_TRUE(policy.decide_early(with_last_second(600, 2)));  // a larger surge still is
+
   // Without the reactive floor nothing is acted on between decisions, nor observed.
   PrescalePolicyOptions no_floor;
   no_floor.reactive_floor = false;

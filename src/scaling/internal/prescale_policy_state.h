@@ -94,6 +94,7 @@ struct PrescalePolicy::ServiceState : DemandSeries {
 
   // What decide() saw and planned.
   int current = -1;  // the replica count the controller last asked for
+  int decided = -1;  // the replica count of this policy's latest decision (-1: none yet)
   double observed_rps = 0;
   double observed_seconds = 0;  // of traffic behind observed_rps; 0 = unknown
   bool observed_now = false;    // observed_rps is the last second (now's minute), not the window
