@@ -4,7 +4,7 @@
 // (field names in docs/dashboard.md).
 //
 // Bounded memory: each service keeps its newest `points_per_service` points (a ring buffer; the
-// default, 2880, is 4 h of 5 s ticks) and the model keeps the newest `max_events` events.
+// default, 2880, is 4 h of 5 s points) and the model keeps the newest `max_events` events.
 // Times are unix seconds (double). NaN in a double field means "no value" and renders as null.
 //
 // Thread safety: every method may be called from any thread. Writers (meant to be the one
@@ -88,7 +88,7 @@ struct Overview {
 };
 
 struct DashboardLimits {
-  size_t points_per_service = 2880;  // 4 h of 5 s ticks
+  size_t points_per_service = 2880;  // 4 h of 5 s points
   size_t max_events = 2000;
 };
 
