@@ -53,6 +53,13 @@ std::string fmt(double v, int decimals) {
 // The last second overrides the 30 s window only on a surge: it is current but noisy.
 bool surge(double second_rps, double window_rps) { return second_rps > 1.5 * window_rps; }
 
+// Replicas of `capacity` req/s each that `rps` needs. Saturating: with capacity 0 (floored at
+// 1e-9 by the callers) the count is far beyond an int.
+int replicas_at(double rps, double capacity) {
+  return static_cast<int>(std::min(std::ceil(rps / capacity - 1e-9),
+                                   static_cast<double>(std::numeric_limits<int>::max())));
+}
+
 double window_arrival_rps(const ServiceObservation& o) {
   return std::isfinite(o.window.arrival_rps) ? o.window.arrival_rps : 0;
 }
@@ -265,8 +272,8 @@ bool PrescalePolicy::decide_early(const Snapshot& snapshot) const {
     const int asked = s != nullptr ? std::max(o.desired_replicas, s->decided) : 0;
     if (s == nullptr || asked >= s->spec.max_replicas) continue;
     const double capacity = std::max(1e-9, capacity_.capacity_rps(o.name));
-    if (o.last_second.requests * (1 + options_.floor_headroom) >
-        capacity * static_cast<double>(asked)) {
+    // Counted as decide()'s floor counts it, so that what it would decide is a change.
+    if (replicas_at(o.last_second.requests * (1 + options_.floor_headroom), capacity) > asked) {
       return true;
     }
   }
@@ -510,11 +517,7 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
   const double capacity = s.capacity_rps;
   double peak = 0;
   for (double d : s.demand) peak = std::max(peak, d);
-  // Saturating: with capacity 0 (floored at 1e-9 in reactive_load) the count is far beyond an int.
-  auto replicas_for = [&](double rps) {
-    return static_cast<int>(std::min(std::ceil(rps / capacity - 1e-9),
-                                     static_cast<double>(std::numeric_limits<int>::max())));
-  };
+  auto replicas_for = [&](double rps) { return replicas_at(rps, capacity); };
   const int planned = replicas_for(peak);
   int floor = 0;
   int steady_floor = 0;  // without the backlog

@@ -434,6 +434,9 @@ TEST(PrescalePolicyTest, ObservesEverySecondAndDecidesEarlyOnASurgeItsReplicasCa
   EXPECT_TRUE(policy.decide_early(with_last_second(400, 2)));
   // Already asked for enough (400 × 1.05 / 100 → 5): the next period will do.
   EXPECT_FALSE(policy.decide_early(with_last_second(400, 5)));
+  // Counted as the floor counts it: 476.1904762 × 1.05 is 500.00000001 req/s, which 5 replicas
+  // of 100 serve to the floor's rounding (1e-9 of a replica), so a decision would change nothing.
+  EXPECT_FALSE(policy.decide_early(with_last_second(476.1904762, 5)));
   // Not a surge (at most 1.5× the window), however few the replicas: the period's decision.
   EXPECT_FALSE(policy.decide_early(with_last_second(150, 1)));
   // At its max_replicas (200) already, or not a service the policy manages: nothing to gain.
