@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <mutex>
+#include <string>
 #include <stdexcept>
 #include <thread>
 
@@ -90,8 +92,19 @@ ProxyCore::ProxyCore(ProxyOptions o)
         auto t = weak.lock();
         if (!t) return;
         Proxy::Stats s;
+        // Per route name (a reload may replace a route by another of the same name).
+        std::map<std::string, internal::RouteLoad::Reading> load;
         {
           std::lock_guard lock(t->mu);
+          const Clock::TimePoint at = internal::now();
+          for (const auto& route : t->routes) {
+            auto& sum = load[route->route.name];
+            for (const auto& slot : route->load) {
+              const auto r = slot.read(at);
+              sum.inflight += r.inflight;
+              sum.busy_ns += r.busy_ns;
+            }
+          }
           for (const auto& ts : t->states) {
             const auto p = ts->pool().stats();
             s.inflight += ts->inflight().get();
@@ -114,6 +127,26 @@ ProxyCore::ProxyCore(ProxyOptions o)
         inflight.series.push_back(
             {.label_values = {service}, .value = static_cast<double>(s.inflight), .histogram = {}});
         out.push_back(std::move(inflight));
+        auto route_inflight = family("prescale_gateway_route_inflight_requests",
+                                     "Requests being proxied now, by route.",
+                                     telemetry::MetricType::kGauge);
+        auto busy = family("prescale_gateway_route_busy_seconds_total",
+                           "Seconds requests have spent in the gateway, by route, those still in "
+                           "flight counted up to now: its rate is the route's mean number of "
+                           "requests in flight (its concurrency).",
+                           telemetry::MetricType::kCounter);
+        route_inflight.label_names = busy.label_names = {"route"};
+        for (const auto& [name, r] : load) {
+          route_inflight.series.push_back({.label_values = {name},
+                                           .value = static_cast<double>(std::max<int64_t>(
+                                               r.inflight, 0)),
+                                           .histogram = {}});
+          busy.series.push_back({.label_values = {name},
+                                 .value = static_cast<double>(r.busy_ns) * 1e-9,
+                                 .histogram = {}});
+        }
+        out.push_back(std::move(route_inflight));
+        out.push_back(std::move(busy));
         auto conns = family("prescale_gateway_upstream_connections",
                             "Upstream connections now: idle in the pools, or active (connecting "
                             "or running a request).",
@@ -206,6 +239,10 @@ Proxy::RouteId Proxy::add_route(ProxyRoute route) {
   std::lock_guard lock(impl_->routes_mu);
   if (impl_->routes.size() >= kNoRoute) throw std::length_error("proxy: too many routes");
   state->index = impl_->routes.size();
+  {
+    std::lock_guard threads_lock(impl_->threads->mu);
+    impl_->threads->routes.push_back(state);
+  }
   impl_->routes.push_back(std::move(state));
   impl_->routes_version.fetch_add(1, std::memory_order_release);
   return static_cast<RouteId>(impl_->routes.size() - 1);
@@ -244,6 +281,7 @@ void Proxy::forward(RouteId route, http::Request& request, http::Responder respo
   c.client_gone = false;
   c.request_id.clear();
   ts->inflight().add(1);
+  state->load[ts->load_slot()].change(c.started, +1);
   request.on_client_gone = [&c] { c.ts_.proxy().client_gone(c); };
   p.start_attempt(c);
 }

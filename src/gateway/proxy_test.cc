@@ -7,14 +7,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "gateway/internal/proxy_core.h"
 #include "gateway/internal/upstream_head.h"
 #include "gateway/proxy_test_util.h"
 #include "gateway/upstream_pool.h"
@@ -150,6 +153,17 @@ class Gateway {
   Proxy& proxy() { return proxy_; }
   http::Server& server() { return *server_; }
   std::string metrics() const { return telemetry::expose(registry_); }
+  const telemetry::Registry& registry() const { return registry_; }
+  // The value of `family`'s series for route "r" (NaN when there is none).
+  double route_value(std::string_view family) const {
+    for (const auto& f : registry_.collect()) {
+      if (f.name != family) continue;
+      for (const auto& series : f.series) {
+        if (series.label_values == std::vector<std::string>{"r"}) return series.value;
+      }
+    }
+    return std::nan("");
+  }
 
  private:
   telemetry::Registry registry_;
@@ -889,6 +903,81 @@ TEST(ProxyTest, MetricsCountRequestsPerRouteAndUpstream) {
   EXPECT_NE(m.find(R"(prescale_gateway_upstream_connections{state="idle"} 1)"), std::string::npos)
       << m;
   EXPECT_NE(m.find(R"(prescale_inflight_requests{service="gateway"} 0)"), std::string::npos) << m;
+}
+
+// A route's busy seconds grow while a request is in flight, before it is answered: their rate
+// is the route's concurrency now, not once its requests come back (docs/gateway.md).
+TEST(ProxyTest, BusySecondsCountARequestInFlightAndEqualItsDurationOnceAnswered) {
+  HangingUpstream up;
+  Gateway gw(to({up.port()}));
+  EXPECT_EQ(gw.route_value("prescale_gateway_route_inflight_requests"), 0);
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  ASSERT_TRUE(eventually([&] { return up.held() == 1; }));
+  EXPECT_EQ(gw.route_value("prescale_gateway_route_inflight_requests"), 1);
+  const double first = gw.route_value("prescale_gateway_route_busy_seconds_total");
+  EXPECT_GT(first, 0);
+  EXPECT_TRUE(eventually(
+      [&] { return gw.route_value("prescale_gateway_route_busy_seconds_total") > first; }))
+      << "unanswered, and still counted";
+  up.release();
+  ASSERT_TRUE(s.read_response().has_value());
+  ASSERT_TRUE(
+      eventually([&] { return gw.route_value("prescale_gateway_route_inflight_requests") == 0; }));
+  const double busy = gw.route_value("prescale_gateway_route_busy_seconds_total");
+  EXPECT_GT(busy, first);
+  double duration = std::nan("");
+  for (const auto& f : gw.registry().collect()) {
+    if (f.name == "prescale_request_duration_seconds") duration = f.series.at(0).histogram.sum;
+  }
+  EXPECT_NEAR(busy, duration, 1e-6) << "the same span: from the request read to its answer";
+}
+
+// The seqlock: two writers on one slot (more I/O threads than slots) and a reader meanwhile; the
+// reader never sees a change half made, and the sums come out exact.
+TEST(RouteLoadTest, CountsRequestSecondsInFlightUpToTheReading) {
+  internal::RouteLoad load;
+  const Clock::TimePoint t0{std::chrono::seconds(100)};
+  load.change(t0, +1);
+  load.change(t0 + std::chrono::seconds(1), +1);
+  auto r = load.read(t0 + std::chrono::seconds(2));
+  EXPECT_EQ(r.inflight, 2);
+  EXPECT_EQ(r.busy_ns, 3'000'000'000u);  // 1 s of one, then 1 s of two
+  load.change(t0 + std::chrono::seconds(3), -1);
+  r = load.read(t0 + std::chrono::seconds(3));
+  EXPECT_EQ(r.inflight, 1);
+  EXPECT_EQ(r.busy_ns, 5'000'000'000u);
+  // A reading taken before the last change (a clock read a little earlier) counts nothing open.
+  EXPECT_EQ(load.read(t0 + std::chrono::seconds(2)).busy_ns, 5'000'000'000u);
+}
+
+TEST(RouteLoadTest, WritersSharingASlotAndAReaderSeeWholeChanges) {
+  internal::RouteLoad load;
+  constexpr int kPairs = 200'000;
+  std::atomic<bool> done{false};
+  auto writer = [&] {
+    const Clock::TimePoint t{std::chrono::seconds(1)};
+    for (int i = 0; i < kPairs; ++i) {
+      load.change(t, +1);
+      load.change(t, -1);
+    }
+  };
+  int64_t max_seen = 0;
+  std::thread reader([&] {
+    while (!done.load()) {
+      const auto r = load.read(Clock::TimePoint{std::chrono::seconds(1)});
+      EXPECT_GE(r.inflight, 0);
+      max_seen = std::max(max_seen, r.inflight);
+      EXPECT_EQ(r.busy_ns, 0u) << "no time passed";
+    }
+  });
+  std::thread a(writer), b(writer);
+  a.join();
+  b.join();
+  done = true;
+  reader.join();
+  EXPECT_EQ(load.read(Clock::TimePoint{std::chrono::seconds(1)}).inflight, 0);
+  EXPECT_LE(max_seen, 2);
 }
 
 TEST(ProxyTest, ShutdownWithAnUpstreamRequestInFlightDoesNotHang) {

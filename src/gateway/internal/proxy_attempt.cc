@@ -247,7 +247,9 @@ void ProxyCore::fail(Call& c, int status, std::string_view code, const std::stri
 void ProxyCore::finish(Call& c, http::Response&& response) {
   RouteState& route = *c.route;
   route.count(response.status);
-  if (route.duration != nullptr) route.duration->observe(to_seconds(now() - c.started));
+  const Clock::TimePoint ended = now();
+  if (route.duration != nullptr) route.duration->observe(to_seconds(ended - c.started));
+  route.load[c.ts_.load_slot()].change(ended, -1);
   // Nothing of the call may be used after respond(): it may run the next pipelined request,
   // which takes this Call from the pool again.
   c.req->on_client_gone = nullptr;

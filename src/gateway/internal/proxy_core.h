@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -31,6 +32,64 @@ class ThreadState;
 // The proxy's time: request durations, deadlines and back-off run on the real clock.
 inline Clock::TimePoint now() { return Clock::real().now(); }
 
+// Requests in flight on a route and the seconds they have spent in flight, kept by the I/O
+// threads that run them: the route's concurrency over any span is the growth of busy_seconds()
+// over it, those still in flight counted up to the end of the span (Little's law that need not
+// wait for the answers). A seqlock: a change takes it (one uncontended compare-and-swap when one
+// thread writes a slot, as each I/O thread writes its own), a read retries until it saw no change.
+class alignas(64) RouteLoad {
+ public:
+  // A request began (+1) or ended (−1) at `now`.
+  void change(Clock::TimePoint now, int delta) {
+    uint64_t s = seq_.load(std::memory_order_relaxed);
+    while ((s & 1) != 0 ||
+           !seq_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+      s = seq_.load(std::memory_order_relaxed);
+    }
+    const int64_t t = now.time_since_epoch().count();
+    const int64_t since = since_ns_.load(std::memory_order_relaxed);
+    const int64_t n = inflight_.load(std::memory_order_relaxed);
+    if (t > since) {  // two threads sharing a slot may come a little out of order
+      busy_ns_.store(busy_ns_.load(std::memory_order_relaxed) +
+                         static_cast<uint64_t>(n) * static_cast<uint64_t>(t - since),
+                     std::memory_order_relaxed);
+      since_ns_.store(t, std::memory_order_relaxed);
+    }
+    inflight_.store(n + delta, std::memory_order_relaxed);
+    seq_.store(s + 2, std::memory_order_release);
+  }
+  struct Reading {
+    int64_t inflight = 0;
+    uint64_t busy_ns = 0;  // up to the time read; wraps after 584 years of request-time
+  };
+  Reading read(Clock::TimePoint now) const {
+    for (;;) {
+      const uint64_t s = seq_.load(std::memory_order_acquire);
+      if ((s & 1) != 0) continue;
+      const Reading r{inflight_.load(std::memory_order_relaxed),
+                      busy_ns_.load(std::memory_order_relaxed)};
+      const int64_t since = since_ns_.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (seq_.load(std::memory_order_relaxed) != s) continue;
+      const int64_t t = now.time_since_epoch().count();
+      const uint64_t open = r.inflight > 0 && t > since ? static_cast<uint64_t>(r.inflight) *
+                                                              static_cast<uint64_t>(t - since)
+                                                        : 0;
+      return {r.inflight, r.busy_ns + open};
+    }
+  }
+
+ private:
+  std::atomic<uint64_t> seq_{0};       // odd while a change is being written
+  std::atomic<int64_t> inflight_{0};   // requests in flight
+  std::atomic<int64_t> since_ns_{0};   // when inflight_ last changed (Clock time, ns)
+  std::atomic<uint64_t> busy_ns_{0};   // request-nanoseconds in flight up to since_ns_
+};
+
+// RouteLoad slots per route: an I/O thread writes slot (its id % kLoadSlots).
+inline constexpr size_t kLoadSlots = 16;
+
 // A route and its request metrics (shared by all threads; the series are found once).
 struct RouteState {
   ProxyRoute route;
@@ -40,6 +99,7 @@ struct RouteState {
   telemetry::Counter* retries = nullptr;
   std::string service_label;
   std::array<std::atomic<telemetry::Counter*>, 600> by_status{};
+  std::array<RouteLoad, kLoadSlots> load;
 
   void count(int status) {
     if (requests == nullptr) return;
@@ -136,6 +196,9 @@ struct ProxyCore {
   struct Threads {
     std::mutex mu;
     std::vector<std::shared_ptr<ThreadState>> states;
+    // Every route ever added, removed ones too: their busy seconds are counters, which must not
+    // go back when a configuration reload replaces a route by one of the same name.
+    std::vector<std::shared_ptr<RouteState>> routes;
   };
   std::shared_ptr<Threads> threads = std::make_shared<Threads>();
 };

@@ -50,6 +50,8 @@ class ThreadState {
 
   ProxyCore& proxy() { return proxy_; }
   uint64_t io_thread_id() const { return io_thread_id_; }
+  // The RouteLoad slot this thread writes.
+  size_t load_slot() const { return io_thread_id_ % kLoadSlots; }
 
   // Route `id` as this thread sees it: its copy of the route list, taken again (one atomic
   // load when nothing changed) after add_route()/remove_route(). Null when unknown or removed.

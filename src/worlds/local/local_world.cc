@@ -121,6 +121,9 @@ struct LocalWorld::GatewayCounts {
   double responses = 0;  // prescale_requests_total of the service's routes
   double errors = 0;     // of which 5xx
   double ejections = 0;  // prescale_gateway_ejections_total{service}
+  // prescale_gateway_route_busy_seconds_total of the service's routes: the seconds its requests
+  // have spent in the gateway, those in flight up to the read; its rate is the concurrency
+  double busy_seconds = 0;
   // prescale_request_duration_seconds, summed; its sum is the seconds the answered requests spent
   telemetry::HistogramData latency;
 };
@@ -161,7 +164,7 @@ LocalWorld::~LocalWorld() = default;
 
 struct LocalWorld::RequestDelta {
   double arrived = 0, external = 0, answered = 0, failed = 0, served = 0, slow = 0, ejected = 0;
-  double latency_seconds = 0;  // spent by the answered requests
+  double busy_seconds = 0;  // spent in flight, answered or not
   double p99_seconds = NAN;
 };
 
@@ -178,7 +181,7 @@ LocalWorld::RequestDelta LocalWorld::request_delta(const scaling::ServiceSpec& s
   d.ejected = std::max(0.0, now.ejections - base->ejections);
   d.served = std::max(0.0, d.answered - d.failed);
   const telemetry::HistogramData latency = telemetry::histogram_delta(now.latency, base->latency);
-  d.latency_seconds = std::max(0.0, latency.sum);
+  d.busy_seconds = std::max(0.0, now.busy_seconds - base->busy_seconds);
   // NaN when there are no buckets to tell (no latency recorded): none known to be slow.
   const double slow =
       telemetry::histogram_count_above(spec.slo_latency_p99_seconds, latency.buckets);
@@ -222,6 +225,15 @@ std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway(
           edges.push_back(
               scaling::EdgeObservation{series.label_values[caller_at], callee, series.value});
         }
+      }
+      continue;
+    }
+    if (family.name == "prescale_gateway_route_busy_seconds_total") {
+      const size_t route_at = label_index(family, "route");
+      if (route_at >= family.label_names.size()) continue;
+      for (const auto& series : family.series) {
+        auto route = options_.route_service.find(series.label_values[route_at]);
+        if (route != options_.route_service.end()) out[route->second].busy_seconds += series.value;
       }
       continue;
     }
@@ -270,12 +282,10 @@ constexpr Clock::Duration kLastSecondSpan = std::chrono::milliseconds(950);
 // shorter than a real second (a clock compressed more than 30x for the default 30 s window, as
 // `prescale up --time-scale 144`): never longer than the window the policies compare it with.
 //
-// Concurrency is the window's Little's law over that second: the time the requests answered in
-// it spent at the gateway, per second. The gateway keeps no in-flight count per service (its
-// prescale_inflight_requests is all services'), and a gauge read once is an instant, not the
-// second's mean (Knative's queue-proxy averages it over the second). A request's time counts in
-// the second it is answered, so the figure trails by a request's latency: a fraction of a second
-// behind admission control, which refuses what would wait past half the SLO.
+// Concurrency is the mean number of the service's requests in the gateway over that second: the
+// growth of its routes' busy seconds, which count a request's time while it is in flight, not
+// once it is answered (Knative's queue-proxy averages its concurrency over the second the same
+// way). A gauge read once would be an instant, not the second's mean.
 scaling::SecondMetrics LocalWorld::last_second(const ServiceState& s, Clock::TimePoint now,
                                                Clock::TimePoint real_now) const {
   if (s.samples.empty()) return {};
@@ -287,7 +297,7 @@ scaling::SecondMetrics LocalWorld::last_second(const ServiceState& s, Clock::Tim
     const double span = std::chrono::duration<double>(real_now - base->real).count();
     if (!(span > 0)) return {};
     const double arrived = std::max(0.0, latest.arrivals - base->counts.arrivals);
-    const double busy = std::max(0.0, latest.latency.sum - base->counts.latency.sum);
+    const double busy = std::max(0.0, latest.busy_seconds - base->counts.busy_seconds);
     return scaling::SecondMetrics{now, busy / span, arrived / span, true};
   }
   return {};  // not a real second of samples yet
@@ -389,10 +399,10 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
         w.served_rps = in_window.served / window_real;
         w.dropped_rps = in_window.failed / window_real;
         w.slow_rps = in_window.slow / window_real;
-        // Mean requests in the service over the window, by Little's law: the time the window's
-        // answered requests spent, per second. A gauge read once per window is a sample, not a
-        // mean, and too noisy at one request at a time.
-        w.concurrency = in_window.latency_seconds / window_real;
+        // Mean requests in the service over the window: the time its requests spent in flight
+        // in it, per second. A gauge read once per window is a sample, not a mean, and too
+        // noisy at one request at a time.
+        w.concurrency = in_window.busy_seconds / window_real;
         w.latency_p99_seconds = in_window.answered > 0 ? in_window.p99_seconds : NAN;
         w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
       }

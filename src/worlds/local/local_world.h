@@ -7,12 +7,13 @@
 //              prescale_request_duration_seconds of the routes leading to the service — what its
 //              callers experienced (p99 and the slow share interpolated within histogram buckets,
 //              as Prometheus' histogram_quantile does); failed = 5xx answers;
-//   concurrency  the window's mean, by Little's law from the gateway's latency sum (time spent by
-//              the answered requests per second), which counts time queued inside a replica;
+//   concurrency  the window's mean requests in flight: the growth of the gateway's
+//              prescale_gateway_route_busy_seconds_total of the service's routes per second, which
+//              counts time queued inside a replica, and a request's time while it is in flight;
 //   CPU        the replicas' process_cpu_seconds_total.
 // The window's figures (WindowMetrics) cover the last `metric_window` (sliding) as of the last
 // scrape, CPU the time between the last two scrapes; observations between scrapes keep them. The
-// last second (SecondMetrics: arrivals, and concurrency by the same Little's law) is new at every
+// last second (SecondMetrics: arrivals, and concurrency from the same busy seconds) is new at every
 // observation: the gateway's counts over the last real second. Rates are requests per real
 // second; only the controller's time axis may be scaled (a demo replaying a day in minutes runs
 // the controller on a faster clock): `time_scale` is how many controller seconds pass per real

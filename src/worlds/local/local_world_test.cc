@@ -24,6 +24,7 @@ struct GatewayMetrics {
     calls.with({"external", "web"}).inc(n);
     requests.with({"r", "200"}).inc(n);
     for (int i = 0; i < n; ++i) durations.with({"r"}).observe(seconds);
+    busy.with({"r"}).inc(n * seconds);
   }
   telemetry::Registry registry;
   telemetry::CounterFamily& calls =
@@ -32,6 +33,8 @@ struct GatewayMetrics {
       registry.counter("prescale_requests_total", "requests", {"route", "code"});
   telemetry::HistogramFamily& durations =
       registry.histogram("prescale_request_duration_seconds", "latency", {"route"});
+  telemetry::CounterFamily& busy =
+      registry.counter("prescale_gateway_route_busy_seconds_total", "busy", {"route"});
 };
 
 // A world on one service ("web", behind route "r") with no processes, its controller clock
@@ -139,6 +142,25 @@ TEST(LocalWorldTest, AStepInArrivalsShowsInTheLastRealSecondWhileTheWindowAverag
   EXPECT_NEAR(scrape.window.arrival_rps, (125 + 250) / 7.5, 1e-9);
   EXPECT_NEAR(scrape.window.concurrency, (125 * 0.01 + 250 * 0.02) / 7.5, 1e-9);
   EXPECT_NEAR(scrape.last_second.requests, 200, 1e-9);
+}
+
+// Requests in flight count in the last second's concurrency while they are in flight, from the
+// gateway's busy seconds, not a request's latency later when they are answered: a service whose
+// replicas stall shows its load the same second.
+TEST(LocalWorldTest, RequestsInFlightCountInTheConcurrencyBeforeTheyAreAnswered) {
+  using std::chrono::seconds;
+  GatewayOnlyWorld t(1, seconds(5));
+  (void)t.world->observe(t.clock.now());
+  scaling::ServiceObservation o;
+  for (int i = 0; i < 9; ++i) o = t.observe(seconds(1), seconds(1), 10, 0.01);
+  EXPECT_NEAR(o.last_second.concurrency, 0.1, 1e-9);
+  EXPECT_NEAR(o.window.concurrency, 0.1, 1e-9);  // the scrape at 5 s
+  // Then 4 requests stay in flight: a second of each, none answered yet.
+  t.gw.busy.with({"r"}).inc(4.0);
+  o = t.observe(seconds(1), seconds(1), 10, 0.01);
+  EXPECT_NEAR(o.last_second.requests, 10, 1e-9);
+  EXPECT_NEAR(o.last_second.concurrency, 0.1 + 4, 1e-9);
+  EXPECT_NEAR(o.window.concurrency, (1.0 + 4) / 10, 1e-9) << "the scrape at 10 s";
 }
 
 // The last second is valid once the samples span a real second (however many controller seconds
