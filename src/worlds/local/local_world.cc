@@ -208,7 +208,7 @@ size_t label_index(const telemetry::FamilySnapshot& family, std::string_view nam
 }  // namespace
 
 std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway(
-    std::vector<scaling::EdgeObservation>& edges) {
+    std::vector<scaling::EdgeObservation>* edges) {
   std::map<std::string, GatewayCounts> out;
   for (const auto& family : gateway_registry_.collect()) {
     if (family.name == "prescale_calls_total") {
@@ -221,8 +221,8 @@ std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway(
         if (caller_at >= family.label_names.size() ||
             series.label_values[caller_at] == "external") {
           out[callee].external += series.value;
-        } else {
-          edges.push_back(
+        } else if (edges != nullptr) {
+          edges->push_back(
               scaling::EdgeObservation{series.label_values[caller_at], callee, series.value});
         }
       }
@@ -312,7 +312,7 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
   // the totals and the last second come from the Supervisor and the gateway in process.
   const bool scrape = !last_scrape_ || now - *last_scrape_ >= options_.scrape_interval;
   std::vector<scaling::EdgeObservation> edges;
-  std::map<std::string, GatewayCounts> gateway = read_gateway(edges);
+  std::map<std::string, GatewayCounts> gateway = read_gateway(scrape ? &edges : nullptr);
   if (scrape) {
     snapshot_.edges = std::move(edges);
     last_scrape_ = now;

@@ -113,8 +113,9 @@ class LocalWorld final : public control::World {
   struct GatewayCounts;
   struct ServiceState;
   struct RequestDelta;
-  // The gateway's counts per service; the call graph's edges go to `edges`.
-  std::map<std::string, GatewayCounts> read_gateway(std::vector<scaling::EdgeObservation>& edges);
+  // The gateway's counts per service; the call graph's edges go to `edges` (none when null:
+  // between scrapes, whose snapshot keeps the last scrape's edges).
+  std::map<std::string, GatewayCounts> read_gateway(std::vector<scaling::EdgeObservation>* edges);
   scaling::SecondMetrics last_second(const ServiceState& s, Clock::TimePoint now,
                                      Clock::TimePoint real_now) const;
   static RequestDelta request_delta(const scaling::ServiceSpec& spec, const GatewayCounts& now,
