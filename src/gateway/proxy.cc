@@ -236,16 +236,21 @@ Proxy::RouteId Proxy::add_route(ProxyRoute route) {
     state->duration = &impl_->durations->with({state->service_label, state->route.name});
     state->retries = &impl_->retries->with({state->route.name});
   }
-  std::lock_guard lock(impl_->routes_mu);
-  if (impl_->routes.size() >= kNoRoute) throw std::length_error("proxy: too many routes");
-  state->index = impl_->routes.size();
+  const std::shared_ptr<RouteState> counted = state;
+  RouteId id = 0;
   {
-    std::lock_guard threads_lock(impl_->threads->mu);
-    impl_->threads->routes.push_back(state);
+    std::lock_guard lock(impl_->routes_mu);
+    if (impl_->routes.size() >= kNoRoute) throw std::length_error("proxy: too many routes");
+    state->index = impl_->routes.size();
+    impl_->routes.push_back(std::move(state));
+    impl_->routes_version.fetch_add(1, std::memory_order_release);
+    id = static_cast<RouteId>(impl_->routes.size() - 1);
   }
-  impl_->routes.push_back(std::move(state));
-  impl_->routes_version.fetch_add(1, std::memory_order_release);
-  return static_cast<RouteId>(impl_->routes.size() - 1);
+  // Not under routes_mu: a thread's first call holds threads->mu while making its ThreadState,
+  // which takes routes_mu. Calls the route runs meanwhile are counted in its loads all the same.
+  std::lock_guard threads_lock(impl_->threads->mu);
+  impl_->threads->routes.push_back(counted);
+  return id;
 }
 
 bool Proxy::remove_route(RouteId route) {
