@@ -124,7 +124,7 @@ struct LocalWorld::GatewayCounts {
   // prescale_gateway_route_busy_seconds_total of the service's routes: the seconds its requests
   // have spent in the gateway, those in flight up to the read; its rate is the concurrency
   double busy_seconds = 0;
-  // prescale_request_duration_seconds, summed; its sum is the seconds the answered requests spent
+  // prescale_request_duration_seconds, summed: the answered requests' latencies (p99, slow)
   telemetry::HistogramData latency;
 };
 
