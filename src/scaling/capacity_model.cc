@@ -314,7 +314,11 @@ nlohmann::json CapacityModel::to_json(Clock::TimePoint now) const {
                         {"learned_capacity", number(s.learned_capacity)},
                         {"learned_for_service_time", number(s.learned_for_service_time)},
                         {"learned_for_target", number(s.learned_for_target)},
-                        {"learned_for_servers", s.learned_for_servers}});
+                        {"learned_for_servers", s.learned_for_servers},
+                        {"log_deviation_square", s.log_deviation_square},
+                        {"run_deviations", s.run_deviations},
+                        {"run_busy_seconds", s.run_busy_seconds},
+                        {"run_requests", s.run_requests}});
   }
   return {{"services", std::move(services)}};
 }
@@ -341,6 +345,11 @@ Result<void> CapacityModel::from_json(const nlohmann::json& state, Clock::TimePo
       s.learned_for_service_time = number_of(j.at("learned_for_service_time"));
       s.learned_for_target = number_of(j.at("learned_for_target"));
       s.learned_for_servers = j.value("learned_for_servers", 0);
+      // The release detection's noise and run in progress (absent in older states: learned anew).
+      s.log_deviation_square = j.value("log_deviation_square", 0.0);
+      s.run_deviations = j.value("run_deviations", std::vector<double>{});
+      s.run_busy_seconds = j.value("run_busy_seconds", 0.0);
+      s.run_requests = j.value("run_requests", 0.0);
       restored.emplace_back(std::move(name), std::move(s));
     }
   } catch (const nlohmann::json::exception& e) {

@@ -373,6 +373,43 @@ TEST(CapacityModel, JsonRoundTripRestoresWhatWasLearned) {
   EXPECT_NEAR(later.service_time_seconds("api"), model.service_time_seconds("api"), 1e-9);
 }
 
+// What the release detection learned of a service's noise is part of what was learned: restored
+// without it, the bar for a run is back at its floor (20 %), and three ordinary scrapes of a
+// noisy service restart the estimate from them, which the model that saved the state would not
+// have done (NoiseIsNotTakenForARelease).
+TEST(CapacityModel, JsonRoundTripKeepsTheNoiseTheReleaseDetectionLearned) {
+  const double truth = mmc_capacity_rps(4, 0.02, 0.2);
+  CapacityModel model;
+  model.init({spec("api", truth)});
+  std::uint64_t state = 42;
+  auto uniform = [&] {  // (0, 1)
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (static_cast<double>(state >> 11) + 0.5) / 9007199254740992.0;
+  };
+  int i = 1;
+  for (; i <= 2 * 240; ++i) {  // 2 h of 15 s scrapes, σ = 0.15
+    const double normal = std::sqrt(-2 * std::log(uniform())) * std::cos(2 * M_PI * uniform());
+    model.observe(snapshot_of(observe(
+        "api", seconds(15 * i),
+        {.rps = 0.6 * 2 * truth, .service_time = 0.02 * std::exp(0.15 * normal), .replicas = 2})));
+  }
+  const Clock::TimePoint saved_at = Clock::TimePoint{} + seconds(15 * (i - 1));
+  CapacityModel restored;
+  restored.init({spec("api", truth)});
+  ASSERT_TRUE(restored.from_json(nlohmann::json::parse(model.to_json(saved_at).dump()), saved_at));
+  ASSERT_EQ(restored.capacity_rps("api"), model.capacity_rps("api"));
+  // Three scrapes 25 % slower than the estimate: within the noise the model has seen.
+  const double slower = 1.25 * model.service_time_seconds("api");
+  for (int k = 0; k < 3; ++k, ++i) {
+    const Snapshot snapshot = snapshot_of(observe(
+        "api", seconds(15 * i), {.rps = 0.6 * 2 * truth, .service_time = slower, .replicas = 2}));
+    model.observe(snapshot);
+    restored.observe(snapshot);
+  }
+  EXPECT_EQ(restored.capacity_rps("api"), model.capacity_rps("api"));
+  EXPECT_EQ(restored.service_time_seconds("api"), model.service_time_seconds("api"));
+}
+
 TEST(CapacityModel, RestoringFollowsTheCurrentSpecs) {
   CapacityModel model;
   model.init({spec("api", 175.0), spec("gone", 10.0)});
