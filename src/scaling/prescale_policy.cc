@@ -56,8 +56,9 @@ bool surge(double second_rps, double window_rps) { return second_rps > 1.5 * win
 // Replicas of `capacity` req/s each that `rps` needs. Saturating: with capacity 0 (floored at
 // 1e-9 by the callers) the count is far beyond an int.
 int replicas_at(double rps, double capacity) {
-  return static_cast<int>(std::min(std::ceil(rps / capacity - 1e-9),
-                                   static_cast<double>(std::numeric_limits<int>::max())));
+  const double n = std::ceil(rps / capacity - 1e-9);
+  if (!(n > 0)) return 0;  // no load, or not a rate (negative or NaN from a corrupt metric)
+  return static_cast<int>(std::min(n, static_cast<double>(std::numeric_limits<int>::max())));
 }
 
 double window_arrival_rps(const ServiceObservation& o) {
