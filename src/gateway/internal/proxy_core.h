@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -45,6 +46,7 @@ class alignas(64) RouteLoad {
     while ((s & 1) != 0 ||
            !seq_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
                                        std::memory_order_relaxed)) {
+      std::this_thread::yield();  // the other writer was preempted mid-change
       s = seq_.load(std::memory_order_relaxed);
     }
     const int64_t t = now.time_since_epoch().count();
@@ -66,7 +68,10 @@ class alignas(64) RouteLoad {
   Reading read(Clock::TimePoint now) const {
     for (;;) {
       const uint64_t s = seq_.load(std::memory_order_acquire);
-      if ((s & 1) != 0) continue;
+      if ((s & 1) != 0) {
+        std::this_thread::yield();  // a writer was preempted mid-change
+        continue;
+      }
       const Reading r{inflight_.load(std::memory_order_relaxed),
                       busy_ns_.load(std::memory_order_relaxed)};
       const int64_t since = since_ns_.load(std::memory_order_relaxed);
