@@ -352,7 +352,9 @@ void PrescalePolicy::take_observation(ServiceState& s, const Snapshot& snapshot,
                          : o->window.traffic_seconds > 0 ? o->window.traffic_seconds
                                                          : seconds(o->window.length);
     s.ready = o->count(ReplicaState::kReady);
-    const double startup = seconds(s.spec.startup_time);
+    if (!s.observed_since) s.observed_since = now;
+    learn_startup(s, *o);
+    const double startup = seconds(startup_time(s));
     for (const ReplicaObservation& r : o->replicas) {
       if (r.state != ReplicaState::kStarting) continue;
       ++s.starting;
@@ -368,13 +370,43 @@ void PrescalePolicy::take_observation(ServiceState& s, const Snapshot& snapshot,
   }
 }
 
+// Each replica that became ready since the last observation, having started after the policy
+// first observed the service (not one it found running), adds its start-to-ready time.
+void PrescalePolicy::learn_startup(ServiceState& s, const ServiceObservation& o) {
+  std::vector<std::string> counted;
+  for (const ReplicaObservation& r : o.replicas) {
+    if (r.state != ReplicaState::kReady || !r.ready_at || r.started_at <= *s.observed_since) {
+      continue;
+    }
+    counted.push_back(r.id);
+    if (std::binary_search(s.startups_counted.begin(), s.startups_counted.end(), r.id)) continue;
+    const double took = seconds(*r.ready_at - r.started_at);
+    if (!(took >= 0) || !std::isfinite(took)) continue;
+    s.startups.push_back(took);
+    if (s.startups.size() > kStartupSamples) s.startups.pop_front();
+  }
+  std::sort(counted.begin(), counted.end());
+  s.startups_counted = std::move(counted);
+}
+
+// The configured startup time until kMinStartupSamples replicas have been seen starting, then
+// the 90th percentile (nearest rank) of the latest kStartupSamples: the largest of fewer than
+// ten.
+Clock::Duration PrescalePolicy::startup_time(const ServiceState& s) {
+  if (s.startups.size() < kMinStartupSamples) return s.spec.startup_time;
+  std::vector<double> v(s.startups.begin(), s.startups.end());
+  const auto rank = static_cast<size_t>(std::ceil(0.9 * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(rank - 1), v.end());
+  return std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(v[rank - 1]));
+}
+
 // The demand `s` must be sized for in each minute from now until a replica started now is ready
 // (plus a period): its callers' propagated, its own forecast, or what it observes.
 void PrescalePolicy::plan_demand(ServiceState& s, size_t idx, std::int64_t minute,
                                  double into_minute) {
   // Minutes the plan must cover: from now until a replica started now would be ready, plus
   // one decision period.
-  const double ahead = into_minute + seconds(s.spec.startup_time) + seconds(options_.period);
+  const double ahead = into_minute + seconds(startup_time(s)) + seconds(options_.period);
   const auto minutes = static_cast<size_t>(std::max(1.0, std::ceil(ahead / 60.0)));
   s.demand.assign(minutes, 0.0);
   // A forecast's index 0 is the minute of the scrape it was made after (its window's middle):
@@ -461,7 +493,7 @@ void PrescalePolicy::reactive_load(ServiceState& s, size_t idx, Clock::TimePoint
   for (const auto& [caller, fanout] : callers_[idx]) {
     s.arriving_rps += fanout * services_[caller]->unserved_rps;
   }
-  if (s.arriving_rps > s.observed_rps) s.backlog_hold_until = now + s.spec.startup_time;
+  if (s.arriving_rps > s.observed_rps) s.backlog_hold_until = now + startup_time(s);
   const double capacity = s.capacity_rps;
   const double will_pass =
       std::min(s.arriving_rps, static_cast<double>(s.spec.max_replicas) * capacity);
@@ -485,7 +517,7 @@ void PrescalePolicy::reactive_load(ServiceState& s, size_t idx, Clock::TimePoint
   // capacity at the SLO, below a replica's throughput: an over-estimate near capacity,
   // bounded by the release once the queue is gone.
   if (s.queued > 0) {
-    const double startup = seconds(s.spec.startup_time);
+    const double startup = seconds(startup_time(s));
     const double ready_cap = static_cast<double>(s.ready) * capacity;
     const double all_cap = static_cast<double>(s.ready + s.starting) * capacity;
     const double when_starting_ready =
@@ -503,7 +535,7 @@ void PrescalePolicy::reactive_load(ServiceState& s, size_t idx, Clock::TimePoint
       backlog = std::min(backlog, std::max(s.queued, admitted));
     }
     s.backlog_rps = backlog / std::max(1.0, seconds(options_.backlog_drain));
-    s.backlog_hold_until = now + s.spec.startup_time;
+    s.backlog_hold_until = now + startup_time(s);
   }
 }
 
@@ -575,7 +607,9 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
              fmt(capacity, 1) + " rps per replica";
   } else {
     reason = s.demand_source + ": peak " + fmt(peak, 1) + " rps within the " +
-             fmt(seconds(s.spec.startup_time), 0) + " s startup / " + fmt(capacity, 1) +
+             fmt(seconds(startup_time(s)), 0) +
+             (s.startups.size() >= kMinStartupSamples ? " s startup (learned) / " : " s startup / ") +
+             fmt(capacity, 1) +
              " rps per replica";
   }
   if (need < s.spec.min_replicas)

@@ -35,6 +35,11 @@
 
 namespace prescale::scaling {
 
+// A service's startup time is learned from its replicas' start-to-ready times once this many
+// have been seen (started after the policy first observed it), from the latest kStartupSamples.
+inline constexpr size_t kMinStartupSamples = 3;
+inline constexpr size_t kStartupSamples = 20;
+
 struct PrescalePolicyOptions {
   Clock::Duration period{std::chrono::seconds(5)};
   // How often the reactive floor looks for a surge between decisions (decide_early): the last
@@ -165,6 +170,9 @@ class PrescalePolicy final : public Policy {
   void refresh_graph();
   // decide()'s three steps for one service (in call-graph order).
   void take_observation(ServiceState& s, const Snapshot& snapshot, Clock::TimePoint now);
+  static void learn_startup(ServiceState& s, const ServiceObservation& o);
+  // The startup time `s` is planned with: learned from its replicas, or its spec's.
+  static Clock::Duration startup_time(const ServiceState& s);
   void plan_demand(ServiceState& s, size_t idx, std::int64_t minute, double into_minute);
   void reactive_load(ServiceState& s, size_t idx, Clock::TimePoint now);
   std::optional<Decision> size_replicas(ServiceState& s, size_t idx, Clock::TimePoint now);

@@ -34,6 +34,7 @@ struct SavedService {
   std::string name;
   SavedSeries arrivals;
   std::optional<SavedSeries> external;
+  std::vector<double> startups;  // learned startup times, seconds, oldest first
 };
 
 SavedSeries parse_saved_series(const nlohmann::json& j, Clock::TimePoint now) {
@@ -74,6 +75,7 @@ nlohmann::json PrescalePolicy::export_state(Clock::TimePoint now) const {
     if (!s->minute) continue;  // nothing observed yet
     nlohmann::json j = series_state(*s);
     if (s->external && s->external->minute) j["external"] = series_state(*s->external);
+    if (!s->startups.empty()) j["startup_seconds"] = s->startups;
     services[s->spec.name] = std::move(j);
   }
   return {
@@ -127,6 +129,18 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
       s.name = name;
       s.arrivals = parse_saved_series(j, now);
       if (j.contains("external")) s.external = parse_saved_series(j.at("external"), now);
+      if (j.contains("startup_seconds")) {  // absent before 2026-11-30: learned anew
+        s.startups = j.at("startup_seconds").get<std::vector<double>>();
+        for (double v : s.startups) {
+          if (!(v >= 0) || !std::isfinite(v)) {
+            return invalid("services." + name + ".startup_seconds: each must be finite and >= 0");
+          }
+        }
+        if (s.startups.size() > kStartupSamples) {
+          s.startups.erase(s.startups.begin(),
+                           s.startups.end() - static_cast<std::ptrdiff_t>(kStartupSamples));
+        }
+      }
       saved.push_back(std::move(s));
     }
   } catch (const nlohmann::json::exception& e) {
@@ -188,6 +202,7 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
     ServiceState* service;
     Restored arrivals;
     std::optional<Restored> external;
+    const std::vector<double>* startups;
   };
   std::vector<RestoredService> restored;
   for (const SavedService& s : saved) {
@@ -199,7 +214,7 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
       if (!e) return std::unexpected(e.error());
       external = std::move(*e);
     }
-    restored.push_back({find(s.name), std::move(*arrivals), std::move(external)});
+    restored.push_back({find(s.name), std::move(*arrivals), std::move(external), &s.startups});
   }
 
   topology_ = std::move(topology);
@@ -241,6 +256,7 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
     s.last_scrape.reset();
     s.counted_until.reset();
     s.external.reset();
+    s.startups.assign(r.startups->begin(), r.startups->end());
     if (r.external && options_.use_topology) {
       s.external = std::make_unique<DemandSeries>();
       apply(*s.external, *r.external);

@@ -104,6 +104,57 @@ TEST(PrescalePolicyTest, WithoutHistoryItIsTheReactiveFloor) {
   EXPECT_THAT(d->reason, HasSubstr("reactive floor"));
 }
 
+// A snapshot of one service "api" at `t` with `rps` and these replicas: (started, ready or <0
+// while starting) in seconds; one asked for.
+Snapshot with_replicas(double t, double rps, const std::vector<std::pair<double, double>>& rs) {
+  Snapshot s;
+  s.time = at(t);
+  ServiceObservation o;
+  o.name = "api";
+  o.desired_replicas = 1;
+  for (size_t i = 0; i < rs.size(); ++i) {
+    ReplicaObservation r;
+    r.id = "api-" + std::to_string(i);
+    r.started_at = at(rs[i].first);
+    if (rs[i].second >= 0) {
+      r.state = ReplicaState::kReady;
+      r.ready_at = at(rs[i].second);
+    }
+    o.replicas.push_back(r);
+  }
+  o.window.sampled_at = at(t);
+  o.window.length = 30s;
+  o.window.arrival_rps = o.window.served_rps = rps;
+  o.last_second = {at(t), 0, rps, true};
+  s.services.push_back(o);
+  return s;
+}
+
+// The reason of the decision for "api" on `s` (empty: no decision).
+std::string decide_reason(PrescalePolicy& policy, const Snapshot& s) {
+  policy.observe(s);
+  const std::optional<Decision> d = decision_for(policy.decide(s, s.time), "api");
+  return d ? d->reason : std::string();
+}
+
+// The lead time is the replicas' own startup, once three have been seen starting: the spec's 60 s
+// until then. Replicas found running are not counted, nor is a ready one counted twice.
+TEST(PrescalePolicyTest, TheStartupTimeIsLearnedFromTheReplicasStarted) {
+  PrescalePolicy policy;
+  policy.init({spec("api")});
+  auto reason = [&](const Snapshot& s) { return decide_reason(policy, s); };
+  // Found running: one replica, started long before.
+  EXPECT_THAT(reason(with_replicas(15, 150, {{-100, -90}})), HasSubstr("60 s startup /"));
+  // Two started since, ready 12 and 8 s later: seen again and again, each counts once.
+  for (double t : {30.0, 45.0, 60.0}) {
+    const std::string r = reason(with_replicas(t, 150, {{-100, -90}, {16, 28}, {17, 25}}));
+    EXPECT_THAT(r, Not(HasSubstr("learned"))) << t;
+  }
+  // A third, 10 s: the largest of three (the 90th percentile of fewer than ten) is planned with.
+  const std::string r = reason(with_replicas(75, 150, {{-100, -90}, {16, 28}, {17, 25}, {62, 72}}));
+  EXPECT_THAT(r, HasSubstr("12 s startup (learned) /")) << r;
+}
+
 TEST(PrescalePolicyTest, DownstreamScalesWithItsCallersAtOnce) {
   PrescalePolicy policy;
   policy.init({spec("front"), spec("back")});
@@ -851,6 +902,28 @@ TEST(PrescalePolicyTest, ImportRefusesAMalformedStateAndChangesNothing) {
   auto empty = policy.history("api");
   ASSERT_TRUE(empty);
   EXPECT_TRUE(empty->values.empty());
+}
+
+TEST(PrescalePolicyTest, ExportedStateKeepsTheLearnedStartupTimes) {
+  PrescalePolicy before;
+  before.init({spec("api")});
+  (void)decide_reason(before, with_replicas(15, 150, {{-100, -90}}));
+  (void)decide_reason(before, with_replicas(30, 150, {{-100, -90}, {16, 28}, {17, 25}, {18, 27}}));
+  MinuteStore store;
+  store.keep(*before.history("api"));
+  auto state = nlohmann::json::parse(before.export_state(at(30)).dump());
+  EXPECT_EQ(state["services"]["api"]["startup_seconds"], nlohmann::json({12.0, 8.0, 9.0}));
+
+  PrescalePolicy after;
+  after.init({spec("api")});
+  ASSERT_TRUE(after.import_state(state, store.source(), at(30)));
+  EXPECT_THAT(decide_reason(after, with_replicas(45, 150, {{-100, -90}})),
+              HasSubstr("12 s startup (learned) /"));
+
+  state["services"]["api"]["startup_seconds"] = {12.0, -1.0};
+  const auto refused = after.import_state(state, store.source(), at(30));
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message, HasSubstr("services.api.startup_seconds"));
 }
 
 TEST(PrescalePolicyTest, ImportKeepsTheSteeredQuantileOnlyWithABudget) {

@@ -119,6 +119,12 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   bool forecast_driven = false;
   // Plans still held by the scale-down delay, oldest first.
   std::deque<internal::RecentPlan> recent;
+  // Startup times learned from its replicas: start to ready, in seconds, of those started
+  // since the policy first observed the service, the latest kStartupSamples; `counted` holds the
+  // ids (sorted) of the ready replicas already taken, so each is taken once.
+  std::deque<double> startups;
+  std::vector<std::string> startups_counted;
+  std::optional<Clock::TimePoint> observed_since;
   bool seen = false;         // whether any metrics of the service have been observed
   bool in_snapshot = false;  // in the snapshot being decided on (a failed scrape leaves it out)
   std::optional<Clock::TimePoint> first_decision;
