@@ -395,6 +395,27 @@ TEST(SimCliTest, OffsetAndDurationSliceTheTrace) {
   EXPECT_THAT(o.out, HasSubstr("1.0 h"));
 }
 
+TEST(SimCliTest, AReplicaFloorAboveAHundredIsAccepted) {
+  // --min-replicas takes up to 100000 and the ceiling follows the trace's peak (or
+  // --max-replicas); the services' default ceiling of 100 must not reject a higher floor.
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 30);
+  for (const std::vector<std::string>& ceiling :
+       {std::vector<std::string>{}, std::vector<std::string>{"--max-replicas", "300"}}) {
+    std::vector<std::string> args = {"--trace", trace, "--policies", "static", "--min-replicas",
+                                     "101", "--progress", "never"};
+    args.insert(args.end(), ceiling.begin(), ceiling.end());
+    Outcome o = run_sim(dir, "floor" + std::to_string(ceiling.size()), args);
+    EXPECT_EQ(o.exit_status, 0) << o.out << o.err;
+    EXPECT_THAT(o.out, HasSubstr("within SLO"));
+  }
+  Outcome inverted = run_sim(dir, "inverted",
+                             {"--trace", trace, "--policies", "static", "--min-replicas", "20",
+                              "--max-replicas", "10", "--progress", "never"});
+  EXPECT_EQ(inverted.exit_status, 2) << inverted.out << inverted.err;
+  EXPECT_THAT(inverted.err, AllOf(HasSubstr("--max-replicas 10"), HasSubstr("--min-replicas 20")));
+}
+
 TEST(SimCliTest, SimulatesAPrescaleYamlTopology) {
   TempDir dir;
   const std::string trace = write_trace(dir, "wave.csv", 120);

@@ -144,6 +144,14 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   defaults.startup_jitter = f.startup_jitter;
   defaults.min_replicas = f.min_replicas;
   defaults.initial_replicas = f.min_replicas;
+  // The ceiling is set from the trace's peak or --max-replicas once the trace is read (below);
+  // until then it only has to admit the floor.
+  defaults.max_replicas = std::max(defaults.max_replicas, f.min_replicas);
+  if (f.max_replicas > 0 && f.max_replicas < f.min_replicas) {
+    std::cerr << "prescale sim: --max-replicas " << f.max_replicas << " is below --min-replicas "
+              << f.min_replicas << "\n";
+    return 2;
+  }
   auto startup = duration_flag("--startup", f.startup);
   auto step = duration_flag("--step", f.step);
   auto offset = duration_flag("--offset", f.offset);
