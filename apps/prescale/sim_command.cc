@@ -74,6 +74,9 @@ bool add_releases(sim::SimConfig& config, const std::vector<std::string>& flags)
       return fail("FACTOR must be a positive number, got \"" + flag.substr(last + 1) + "\"");
     }
     sim::ServiceTimeChange change{*at, service->mean_service_time_seconds * factor};
+    if (auto capacity = sim::capacity_rps(*service, change.mean_service_time_seconds); !capacity) {
+      return fail(capacity.error().message);
+    }
     auto& releases = service->releases;
     releases.insert(std::upper_bound(releases.begin(), releases.end(), change,
                                      [](const auto& a, const auto& b) { return a.at < b.at; }),
