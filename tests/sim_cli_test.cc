@@ -416,6 +416,23 @@ TEST(SimCliTest, AReplicaFloorAboveAHundredIsAccepted) {
   EXPECT_THAT(inverted.err, AllOf(HasSubstr("--max-replicas 10"), HasSubstr("--min-replicas 20")));
 }
 
+TEST(SimCliTest, APeakNoReplicaCeilingCanHoldIsAnError) {
+  // The automatic ceiling, twice the peak's need, overflowed an int at --peak-rps 1e12 (the run
+  // went on with 10 replicas and dropped everything) and at 1e9 reserved gigabytes and aborted.
+  TempDir dir;
+  const std::string trace = write_trace(dir, "wave.csv", 30);
+  for (const std::string peak : {"1e9", "1e12"}) {
+    Outcome o = run_sim(dir, "peak" + peak,
+                        {"--trace", trace, "--policies", "static", "--peak-rps", peak,
+                         "--progress", "never"});
+    EXPECT_EQ(o.exit_status, 2) << peak << ": " << o.out << o.err;
+    EXPECT_THAT(o.err, AllOf(HasSubstr("service \"app\" needs"), HasSubstr("more than 100000"),
+                             HasSubstr("--peak-rps")))
+        << peak;
+    EXPECT_THAT(o.out, Not(HasSubstr("within SLO"))) << peak;
+  }
+}
+
 TEST(SimCliTest, SimulatesAPrescaleYamlTopology) {
   TempDir dir;
   const std::string trace = write_trace(dir, "wave.csv", 120);

@@ -308,6 +308,16 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
           if (cap && after && *after < *cap) cap = after;
         }
         const double need = cap && *cap > 0 ? peak[s] / *cap : 0;
+        // As many as --max-replicas allows; more would overflow the ceiling below or take
+        // gigabytes and hours to simulate.
+        constexpr double kMaxReplicas = 100000;
+        if (!(need <= kMaxReplicas)) {
+          std::cerr << "prescale sim: service \"" << svc.name << "\" needs " << fixed(need, 0)
+                    << " replicas at the trace's peak of " << fixed(trace.peak_rps(), 1)
+                    << " req/s, more than " << fixed(kMaxReplicas, 0)
+                    << ": lower --peak-rps or --scale\n";
+          return 2;
+        }
         svc.max_replicas = std::max({10, svc.min_replicas, static_cast<int>(std::ceil(2 * need))});
       }
       svc.initial_replicas = std::clamp(svc.initial_replicas, svc.min_replicas, svc.max_replicas);
