@@ -137,6 +137,7 @@ int64_t nearest_slot(int64_t offset, int64_t step) {
 Result<Trace> parse_series(CsvReader& csv, const std::vector<std::string_view>& header,
                            const SeriesFormat& format, const TraceOptions& options) {
   size_t needed = 1 + *std::max_element(format.value_columns.begin(), format.value_columns.end());
+  const double to_count = format.rate_to_count_seconds > 0 ? format.rate_to_count_seconds : 1;
   std::vector<Row> rows;
   std::vector<std::string_view> fields;
   std::optional<TimeKind> kind;
@@ -209,6 +210,9 @@ Result<Trace> parse_series(CsvReader& csv, const std::vector<std::string_view>& 
       }
       count += *v;
     }
+    if (!std::isfinite(count * to_count)) {
+      return std::unexpected(csv.error("the values make more requests than a number holds"));
+    }
     rows.push_back({time, count});
   }
   if (rows.empty()) {
@@ -245,9 +249,13 @@ Result<Trace> parse_series(CsvReader& csv, const std::vector<std::string_view>& 
                           std::to_string(kMaxSteps) + " (a stray timestamp?)");
   }
   trace.counts.assign(static_cast<size_t>(last_slot + 1), 0.0);
-  const double to_count = format.rate_to_count_seconds > 0 ? format.rate_to_count_seconds : 1;
   for (const Row& row : rows) {
     trace.counts[static_cast<size_t>(nearest_slot(row.time - t0, step))] += row.count * to_count;
+  }
+  if (!std::isfinite(trace.total_requests())) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      std::string(csv.source()) +
+                          ": the counts add up to more requests than a number holds");
   }
   if (*kind != TimeKind::kStepIndex && options.step_seconds > 0 &&
       options.step_seconds != trace.step_seconds) {
@@ -301,8 +309,12 @@ Result<Trace> parse_requests(CsvReader& csv, const std::vector<std::string_view>
       }
       tokens[k] = *v;
     }
+    const double cost = tokens[0] + options.decode_token_weight * tokens[1];
+    if (!std::isfinite(cost)) {
+      return std::unexpected(csv.error("the token counts make a cost larger than a number holds"));
+    }
     if (!requests.empty() && *t < requests.back().time_ns) sorted = false;
-    requests.push_back({*t, tokens[0] + options.decode_token_weight * tokens[1]});
+    requests.push_back({*t, cost});
   }
   if (requests.empty()) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -336,6 +348,11 @@ Result<Trace> parse_requests(CsvReader& csv, const std::vector<std::string_view>
     trace.arrival_seconds.push_back(static_cast<double>(r.time_ns - start) / kNanosPerSecond);
     trace.request_cost.push_back(r.cost);
     total_cost += r.cost;
+  }
+  if (!std::isfinite(total_cost)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      std::string(csv.source()) +
+                          ": the token counts add up to a cost larger than a number holds");
   }
   const double mean = total_cost / static_cast<double>(requests.size());
   for (double& c : trace.request_cost) c = mean > 0 ? c / mean : 1.0;

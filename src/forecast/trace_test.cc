@@ -393,6 +393,35 @@ TEST(TraceErrorTest, StrayHugeTimesAreErrorsNotOverflows) {
   EXPECT_THAT(requests.error().message, HasSubstr("llm.csv:2: column 1"));
 }
 
+TEST(TraceErrorTest, ValuesTooLargeToAddUpAreErrorsNotInfinities) {
+  // Each value is finite, but the request counts or costs made from them were not: an infinite
+  // count, or a NaN cost after normalising by an infinite mean.
+  auto rates = parse_trace(
+      "minute_ts_anon,generative_qps_sum,api_qps_sum\n1700000000,1,2\n1700000060,1e308,1e308\n",
+      "qps.csv");
+  ASSERT_FALSE(rates);
+  EXPECT_THAT(rates.error().message, HasSubstr("qps.csv:3: "));
+  auto scaled = parse_trace("minute_ts_anon,generative_qps_sum,api_qps_sum\n1700000000,1e307,0\n",
+                            "qps.csv", column("generative_qps_sum"));
+  ASSERT_FALSE(scaled);
+  EXPECT_THAT(scaled.error().message, HasSubstr("qps.csv:2: "));
+  auto same_step = parse_trace("t,n\n0,1e308\n1,1e308\n", "sum.csv");
+  ASSERT_FALSE(same_step);
+  EXPECT_THAT(same_step.error().message, HasSubstr("sum.csv"));
+  auto tokens = parse_trace(
+      "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.0,1e308,1e308\n"
+      "2023-11-16 18:17:04.0,1,1\n",
+      "llm.csv");
+  ASSERT_FALSE(tokens);
+  EXPECT_THAT(tokens.error().message, HasSubstr("llm.csv:2: "));
+  auto total = parse_trace(
+      "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.0,1e308,0\n"
+      "2023-11-16 18:17:04.0,1e308,0\n",
+      "llm.csv");
+  ASSERT_FALSE(total);
+  EXPECT_THAT(total.error().message, HasSubstr("llm.csv"));
+}
+
 // ---- rescale and resample ------------------------------------------------------------------
 
 TEST(TraceTransformTest, RescaleToPeakScalesCounts) {
