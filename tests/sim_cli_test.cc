@@ -744,6 +744,22 @@ TEST(EvalForecastCliTest, ScoresEveryModelAtEveryHorizon) {
   EXPECT_THAT(bad.err, HasSubstr("\"90s\" is not a whole number"));
 }
 
+// A horizon of more steps than an int holds wrapped around: 2^32 + 3 one-second steps were
+// scored as a 3-step horizon under the label of the long one.
+TEST(EvalForecastCliTest, AHorizonPastTheIntRangeIsAnErrorNotWrappedAround) {
+  TempDir dir;
+  std::ostringstream csv;
+  csv << "timestamp,count\n";
+  for (int s = 0; s < 600; ++s) csv << 1'700'000'000 + s << "," << 5 + s % 7 << "\n";
+  const std::string trace = dir.file("seconds.csv");
+  testing::write_file(trace, csv.str());
+  Outcome o = run_prescale(dir, "wrap", {"eval", "forecast", "--trace", trace, "--step", "1s",
+                                         "--models", "naive", "--horizons", "4294967299s"});
+  EXPECT_EQ(o.exit_status, 2) << o.out << o.err;
+  EXPECT_THAT(o.err, HasSubstr("\"4294967299s\""));
+  EXPECT_THAT(o.out, Not(HasSubstr("naive")));
+}
+
 // A model name the forecaster does not know is an error, also one ending in "_cycle" (a known
 // cycle model with no cycle in the fitted part is skipped with a note instead).
 TEST(EvalForecastCliTest, AnUnknownModelExitsTwo) {

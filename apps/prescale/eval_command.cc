@@ -69,6 +69,14 @@ int run_forecast_eval(const EvalFlags& f) {
       return 2;
     }
     const double steps = std::chrono::duration<double>(*d).count() / step_seconds;
+    // Nothing longer can be scored, and its steps might not fit the int below.
+    if (std::chrono::duration<double>(*d).count() > trace->duration_seconds()) {
+      std::cerr << who << ": --horizons: \"" << item << "\" is longer than the trace ("
+                << internal::format_duration(std::chrono::milliseconds(
+                       std::llround(1000 * trace->duration_seconds())))
+                << ")\n";
+      return 2;
+    }
     if (steps < 1 - 1e-9 || std::abs(steps - std::round(steps)) > 1e-9) {
       std::cerr << who << ": --horizons: \"" << item << "\" is not a whole number of "
                 << internal::format_duration(*step) << " steps (≥ 1); set --step\n";
