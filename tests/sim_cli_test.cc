@@ -663,6 +663,10 @@ TEST(SimCliTest, BadInputExitsTwoNamingTheProblem) {
   EXPECT_THAT(release_at.err, HasSubstr("AT: "));
   Outcome release_factor = run("release-factor", {"--trace", trace, "--release", "app:1h:-2"});
   EXPECT_THAT(release_factor.err, HasSubstr("FACTOR must be a positive number, got \"-2\""));
+  // AT counts from --offset: a release past the end of the run would silently change nothing.
+  Outcome release_late = run("release-late", {"--trace", trace, "--release", "app:4h:2"});
+  EXPECT_THAT(release_late.err, AllOf(HasSubstr("--release app:4h:2"),
+                                      HasSubstr("past the end of the run (3h)")));
   // 20 ms × 3: an idle replica's p99 is 0.28 s, past the 0.2 s SLO.
   Outcome release_slo = run("release-slo", {"--trace", trace, "--release", "app:1h:3"});
   EXPECT_THAT(release_slo.err, AllOf(HasSubstr("--release app:1h:3"),

@@ -47,8 +47,9 @@ std::optional<std::chrono::milliseconds> duration_flag(const std::string& flag,
 }
 
 // --release SERVICE:AT:FACTOR flags, added to the services of `config` (resolved first) in
-// order of AT. False after printing what is wrong.
-bool add_releases(sim::SimConfig& config, const std::vector<std::string>& flags) {
+// order of AT; each must fall within the run's `run_seconds`. False after printing what is wrong.
+bool add_releases(sim::SimConfig& config, const std::vector<std::string>& flags,
+                  double run_seconds) {
   if (flags.empty()) return true;
   auto resolved = sim::resolve_services(config);
   if (!resolved) return true;  // reported by the caller's own check
@@ -69,6 +70,13 @@ bool add_releases(sim::SimConfig& config, const std::vector<std::string>& flags)
     if (service == config.services.end()) return fail("no service \"" + name + "\" in the graph");
     auto at = internal::parse_duration(flag.substr(first + 1, last - first - 1));
     if (!at) return fail("AT: " + at.error());
+    if (std::chrono::duration<double>(*at).count() >= run_seconds) {
+      // AT counts from --offset; a release after the last step would change nothing.
+      return fail("AT is past the end of the run (" +
+                  internal::format_duration(std::chrono::milliseconds(
+                      std::llround(1000 * run_seconds))) +
+                  ")");
+    }
     const double factor = internal::parse_number(flag.substr(last + 1)).value_or(0);
     if (!(factor > 0)) {
       return fail("FACTOR must be a positive number, got \"" + flag.substr(last + 1) + "\"");
@@ -270,7 +278,6 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     config.service_defaults.startup_time = scaled(config.service_defaults.startup_time);
     for (auto& svc : config.services) svc.startup_time = scaled(svc.startup_time);
   }
-  if (!add_releases(config, f.releases)) return 2;
   if (auto valid = sim::resolve_services(config); !valid) {
     // The step must divide the metric pipeline's cadences (15 s scrapes, 30 s window, 60 s
     // records): say which flag that is.
@@ -282,6 +289,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   auto load = load_trace({f.trace, f.column, f.peak_rps, f.scale, f.keep_counting_noise}, *offset,
                          *duration, *history);
   if (!load) return 2;
+  if (!add_releases(config, f.releases, load->trace.duration_seconds())) return 2;
   forecast::Trace& trace = load->trace;
   forecast::Trace& before = load->before;
   const bool denoised = load->denoised;
