@@ -76,9 +76,18 @@ void KpaPolicy::observe(const Snapshot& snapshot) {
     if (it == services_.end() || !svc.last_second.valid) continue;
     PerService& ps = it->second;
     if (svc.last_second.at <= ps.last_recorded) continue;  // already seen this second
-    // The collector stores the second's sample in the bucket of the second it describes.
-    ps.autoscaler->record(svc.last_second.at - std::chrono::seconds(1),
-                          svc.last_second.concurrency, svc.last_second.requests);
+    // The collector stores the second's sample in the bucket of the second it describes. A world
+    // observed less often than every second (the simulator at --step 15s) gives one sample a
+    // step: it stands for the seconds since the last one too, which Knative's queue-proxies would
+    // each have reported, rather than leaving them empty buckets that average as no load (at a
+    // 15 s step the kpa served 56 % within the SLO, not 99.99 %). A gap of a stable window or
+    // more is a new start, as the averager takes it.
+    const Clock::Duration gap = svc.last_second.at - ps.last_recorded;
+    Clock::TimePoint from = svc.last_second.at - std::chrono::seconds(1);
+    if (gap < options_.spec.stable_window) from = ps.last_recorded;
+    for (Clock::TimePoint t = from; t < svc.last_second.at; t += std::chrono::seconds(1)) {
+      ps.autoscaler->record(t, svc.last_second.concurrency, svc.last_second.requests);
+    }
     ps.last_recorded = svc.last_second.at;
   }
 }

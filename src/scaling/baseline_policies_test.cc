@@ -106,6 +106,25 @@ TEST(KpaPolicyTest, TargetsContainerConcurrencyTimesUtilization) {
   EXPECT_TRUE(policy.decide({at(62), {s}, {}}, at(62)).decisions.empty());
 }
 
+// A world observed every 15 s (the simulator at --step 15s): each sample stands for the seconds
+// since the one before, so the stable window averages the load, not the load diluted by
+// fourteen empty seconds in fifteen.
+TEST(KpaPolicyTest, ASampleEveryFifteenSecondsFillsTheSecondsBetween) {
+  KpaPolicy policy;
+  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 50, .max_concurrency = 10}});
+  for (int t = 15; t <= 60; t += 15) {
+    ServiceObservation s = service_with_cpu(10, 0.5, at(t));
+    s.last_second = {at(t), 70.0, 700.0, true};
+    policy.observe({at(t), {s}, {}});
+  }
+  ServiceObservation s = service_with_cpu(10, 0.5, at(60));
+  s.desired_replicas = 4;
+  Plan plan = policy.decide({at(60), {s}, {}}, at(60));
+  ASSERT_EQ(plan.decisions.size(), 1u);
+  EXPECT_EQ(plan.decisions[0].replicas, 10);
+  EXPECT_THAT(plan.decisions[0].reason, testing::HasSubstr("kpa: stable concurrency 70.00"));
+}
+
 TEST(KpaPolicyTest, NoDecisionWithoutData) {
   KpaPolicy policy;
   policy.init({{.name = "api"}});
