@@ -34,9 +34,12 @@ Result<ListenAddress> parse_listen(std::string_view s, std::string_view what) {
 
 std::string fixed(double v, int decimals) {
   if (!std::isfinite(v)) return "-";
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
+  // Sized for the largest double (309 digits) and the decimals asked for: a smaller buffer cut
+  // 2e302 to "2e46"'s digits.
+  std::string out(static_cast<size_t>(std::snprintf(nullptr, 0, "%.*f", decimals, v)) + 1, '\0');
+  std::snprintf(out.data(), out.size(), "%.*f", decimals, v);
+  out.pop_back();
+  return out;
 }
 
 std::string percent(double share, int decimals) {

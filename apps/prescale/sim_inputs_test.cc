@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -11,6 +12,7 @@
 #include "control/history_store.h"
 #include "control/persistent_policy_state.h"
 #include "scaling/capacity_model.h"
+#include "sim_output.h"
 
 namespace prescale {
 namespace {
@@ -45,6 +47,27 @@ TEST(LearnedCapacities, AStateOfAnotherFormatIsRefusedNotRead) {
   ASSERT_FALSE(learned.has_value()) << "read a state blob of format 99 as " << learned->size()
                                     << " learned capacities";
   EXPECT_THAT(learned.error().message, HasSubstr("format"));
+}
+
+}  // namespace
+}  // namespace prescale
+
+namespace prescale {
+namespace {
+
+// The CLI's number and span texts, at their ends.
+TEST(CommandText, FixedWritesEveryDigitOfTheLargestNumbers) {
+  EXPECT_EQ(fixed(2.5, 1), "2.5");
+  EXPECT_EQ(fixed(NAN, 1), "-");
+  const std::string big = fixed(2e302, 0);  // a 48-byte buffer kept its first 47 characters
+  EXPECT_EQ(big.size(), 303u);
+  EXPECT_EQ(big.substr(0, 3), "200");
+}
+
+TEST(CommandText, ARunUnderAMinuteIsSpannedInSeconds) {
+  EXPECT_EQ(span_text(20), "20 s");
+  EXPECT_EQ(span_text(90), "2 min");
+  EXPECT_EQ(span_text(2 * 86400), "2.0 d");
 }
 
 }  // namespace

@@ -80,8 +80,10 @@ std::string span_text(double seconds) {
     std::snprintf(buf, sizeof buf, "%.1f d", seconds / 86400);
   } else if (seconds >= 3600) {
     std::snprintf(buf, sizeof buf, "%.1f h", seconds / 3600);
-  } else {
+  } else if (seconds >= 60) {
     std::snprintf(buf, sizeof buf, "%.0f min", seconds / 60);
+  } else {  // "0 min" said nothing of a run under half a minute
+    std::snprintf(buf, sizeof buf, "%.0f s", seconds);
   }
   return buf;
 }
