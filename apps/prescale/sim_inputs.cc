@@ -43,6 +43,18 @@ forecast::Trace slice(forecast::Trace t, double offset_s, double duration_s) {
   return t;
 }
 
+forecast::Trace history_before(forecast::Trace t, double offset_s, double history_s) {
+  const double first = std::floor(offset_s / t.step_seconds + 1e-9);  // as slice() takes it
+  const double steps = std::min(first, std::ceil(history_s / t.step_seconds - 1e-9));
+  if (!(steps > 0)) {  // none: the offset is in the first step
+    t.counts.clear();
+    t.arrival_seconds.clear();
+    t.request_cost.clear();
+    return t;
+  }
+  return slice(std::move(t), (first - steps) * t.step_seconds, steps * t.step_seconds);
+}
+
 double minute_peak_rps(const forecast::Trace& trace) {
   return trace.step_seconds < 60 ? forecast::resample(trace, 60).peak_rps() : trace.peak_rps();
 }
@@ -61,7 +73,7 @@ std::optional<SimLoad> load_trace(const TraceShaping& shaping, std::chrono::mill
   forecast::Trace before;
   if (history.count() > 0) {
     const double h = std::chrono::duration<double>(history).count();
-    before = slice(*read, std::chrono::duration<double>(offset).count() - h, h);
+    before = history_before(*read, std::chrono::duration<double>(offset).count(), h);
   }
   // Estimated on the whole source, so a slice and its history lose the same noise; only when
   // the noise may be removed (below).

@@ -17,6 +17,11 @@ namespace prescale {
 // The part [offset, offset + duration) of a trace (duration 0: to the end), in whole steps.
 forecast::Trace slice(forecast::Trace t, double offset_s, double duration_s);
 
+// The `history_s` before the part slice() takes from `offset_s`, in whole steps, ending where
+// that part begins: with an offset between steps the part starts at the step holding it, which
+// a history reaching back from the offset itself would include too.
+forecast::Trace history_before(forecast::Trace t, double offset_s, double history_s);
+
 // The busiest minute's mean arrival rate (the busiest step's, for steps of a minute or more).
 double minute_peak_rps(const forecast::Trace& trace);
 

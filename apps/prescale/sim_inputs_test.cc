@@ -72,3 +72,24 @@ TEST(CommandText, ARunUnderAMinuteIsSpannedInSeconds) {
 
 }  // namespace
 }  // namespace prescale
+
+namespace prescale {
+namespace {
+
+// --history ends where the simulated part begins, also with an --offset between steps: the part
+// starts at the step holding the offset, and a history reaching back from the offset itself
+// held that step too (the run's first minute, learned before it was simulated).
+TEST(SimHistory, EndsWhereTheSimulatedPartBegins) {
+  forecast::Trace t;
+  t.step_seconds = 60;
+  t.counts = {10, 20, 30, 40, 50};
+  const forecast::Trace part = slice(t, 150, 60);
+  ASSERT_EQ(part.counts, (std::vector<double>{30}));
+  EXPECT_EQ(history_before(t, 150, 30).counts, (std::vector<double>{20}));
+  EXPECT_EQ(history_before(t, 150, 120).counts, (std::vector<double>{10, 20}));
+  EXPECT_EQ(history_before(t, 150, 600).counts, (std::vector<double>{10, 20})) << "from the start";
+  EXPECT_TRUE(history_before(t, 30, 60).counts.empty()) << "the offset is in the first step";
+}
+
+}  // namespace
+}  // namespace prescale
