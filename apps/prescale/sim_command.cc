@@ -223,6 +223,24 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
         }
       }
     }
+    if (!f.startup_from.empty()) {
+      auto learned = learned_startups(*file, f.startup_from);
+      if (!learned) {
+        std::cerr << "prescale sim: --startup-from: " << learned.error().message << "\n";
+        return 2;
+      }
+      for (ServiceConfig& svc : file->services) {
+        if (auto it = learned->find(svc.name); it != learned->end()) {
+          // Learned on the run's controller clock; the file's time is real time.
+          const double real = it->second / f.time_scale;
+          std::cout << "startup of " << svc.name << ": " << fixed(real * 1000, 0)
+                    << " ms as learned (the file says "
+                    << fixed(std::chrono::duration<double, std::milli>(svc.startup_time).count(), 0)
+                    << " ms)\n";
+          svc.startup_time = std::chrono::milliseconds(std::max(1LL, std::llround(real * 1000)));
+        }
+      }
+    }
     auto from = sim::sim_config_from(*file, defaults);
     if (!from) {
       std::cerr << "prescale sim: " << f.config_path << ": " << from.error().message << "\n";
@@ -234,8 +252,9 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     file_settings.emplace();
     sim::apply_policy_config(file->policy, file->services, *file_settings);
   } else {
-    if (!f.capacity_from.empty()) {
-      std::cerr << "prescale sim: --capacity-from needs -f/--config (the services it learned)\n";
+    if (!f.capacity_from.empty() || !f.startup_from.empty()) {
+      std::cerr << "prescale sim: --" << (f.capacity_from.empty() ? "startup" : "capacity")
+                << "-from needs -f/--config (the services it learned)\n";
       return 2;
     }
     const std::string data_dir = f.data_dir.empty() ? default_data_dir() : f.data_dir;

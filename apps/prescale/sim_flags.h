@@ -28,6 +28,7 @@ struct SimFlags {
   std::vector<std::string> entry;     // services that receive the trace; default: those uncalled
   double time_scale = 1;              // the trace's time compressed this many times (prescale up)
   std::string capacity_from;          // a prescale up state directory: its learned capacities
+  std::string startup_from;           // ...: its learned startup times
   std::vector<std::string> releases;  // SERVICE:AT:FACTOR, a service time changed mid-run
   std::string step = "1s";
   double service_time_ms = 20;

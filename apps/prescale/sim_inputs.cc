@@ -124,8 +124,10 @@ std::optional<SimLoad> load_trace(const TraceShaping& shaping, std::chrono::mill
   return out;
 }
 
-Result<std::map<std::string, double>> learned_capacities(const Config& config,
-                                                         const std::string& state_dir) {
+namespace {
+
+// The prescale policy's state as a `prescale up` state directory holds it, with `key` in it.
+Result<nlohmann::json> stored_policy(const std::string& state_dir, const std::string& key) {
   if (!std::filesystem::exists(std::filesystem::path(state_dir) / "history.db")) {
     return make_error(ErrorCode::kNotFound,
                       "no history.db in " + state_dir + " (a prescale up --state-dir writes one)");
@@ -134,13 +136,45 @@ Result<std::map<std::string, double>> learned_capacities(const Config& config,
   if (!store) return std::unexpected(store.error());
   auto policy = control::stored_policy_state(*store);
   if (!policy) return std::unexpected(policy.error());
-  const nlohmann::json* capacity = nullptr;
-  if (*policy && (*policy)->contains("capacity")) capacity = &(**policy)["capacity"];
-  if (capacity == nullptr) {
+  if (!*policy || !(*policy)->contains(key)) {
     return make_error(ErrorCode::kNotFound, state_dir +
                                                 " holds no learned state of the prescale "
                                                 "policy");
   }
+  return std::move(**policy);
+}
+
+}  // namespace
+
+Result<std::map<std::string, double>> learned_startups(const Config& config,
+                                                       const std::string& state_dir) {
+  auto policy = stored_policy(state_dir, "services");
+  if (!policy) return std::unexpected(policy.error());
+  std::map<std::string, double> out;
+  try {
+    for (const ServiceConfig& svc : config.services) {
+      const nlohmann::json& services = policy->at("services");
+      if (!services.contains(svc.name) || !services.at(svc.name).contains("startup_seconds")) {
+        continue;
+      }
+      auto seconds = services.at(svc.name).at("startup_seconds").get<std::vector<double>>();
+      std::erase_if(seconds, [](double v) { return !(v >= 0) || !std::isfinite(v); });
+      if (seconds.empty()) continue;
+      const auto mid = seconds.begin() + static_cast<std::ptrdiff_t>(seconds.size() / 2);
+      std::nth_element(seconds.begin(), mid, seconds.end());
+      out[svc.name] = *mid;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return make_error(ErrorCode::kInvalidArgument, state_dir + ": " + e.what());
+  }
+  return out;
+}
+
+Result<std::map<std::string, double>> learned_capacities(const Config& config,
+                                                         const std::string& state_dir) {
+  auto policy = stored_policy(state_dir, "capacity");
+  if (!policy) return std::unexpected(policy.error());
+  const nlohmann::json* capacity = &policy->at("capacity");
   std::vector<scaling::ServiceSpec> specs;
   for (const ServiceConfig& svc : config.services) specs.push_back(service_spec(svc));
   scaling::CapacityModel model;

@@ -53,4 +53,10 @@ std::optional<SimLoad> load_trace(const TraceShaping& shaping, std::chrono::mill
 Result<std::map<std::string, double>> learned_capacities(const Config& config,
                                                          const std::string& state_dir);
 
+// The startup times a `prescale up` run learned (docs/state.md, `startup_seconds`), per service of
+// `config` it learned one for: the median of those saved, in the run's controller seconds (real
+// seconds × its --time-scale).
+Result<std::map<std::string, double>> learned_startups(const Config& config,
+                                                       const std::string& state_dir);
+
 }  // namespace prescale

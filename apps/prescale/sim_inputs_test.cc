@@ -49,6 +49,34 @@ TEST(LearnedCapacities, AStateOfAnotherFormatIsRefusedNotRead) {
   EXPECT_THAT(learned.error().message, HasSubstr("format"));
 }
 
+// `prescale sim --startup-from`: the median of the startup times a run kept, per service it
+// learned them for; a service without any keeps the file's.
+TEST(LearnedStartups, TheMedianOfThoseSavedPerServiceThatHasThem) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("startup-from-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  ServiceConfig api, db;
+  api.name = "api";
+  db.name = "db";
+  api.kind = db.kind = ServiceKind::kEcho;
+  Config config;
+  config.services = {api, db};
+  {
+    auto store = control::HistoryStore::open(dir);
+    ASSERT_TRUE(store.has_value()) << store.error().message;
+    const nlohmann::json services = {{"api", {{"startup_seconds", {30.0, 10.0, 20.0, 400.0}}}},
+                                     {"db", nlohmann::json::object()}};
+    const nlohmann::json blob = {{"format", 1},
+                                 {"wall_minus_mono_minutes", 0},
+                                 {"policy", {{"services", services}}}};
+    ASSERT_TRUE(store->put_state(control::kPolicyStateKey, blob, 1'700'000'000).has_value());
+  }
+  auto learned = learned_startups(config, dir.string());
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(learned.has_value()) << learned.error().message;
+  EXPECT_EQ(*learned, (std::map<std::string, double>{{"api", 30.0}}));
+}
+
 }  // namespace
 }  // namespace prescale
 
