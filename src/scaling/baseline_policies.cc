@@ -1,7 +1,9 @@
 #include "scaling/baseline_policies.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 namespace prescale::scaling {
@@ -82,11 +84,20 @@ void KpaPolicy::observe(const Snapshot& snapshot) {
     // each have reported, rather than leaving them empty buckets that average as no load (at a
     // 15 s step the kpa served 56 % within the SLO, not 99.99 %). A gap of a stable window or
     // more is a new start, as the averager takes it.
+    // Counted in whole seconds (the averager's buckets): a sample a little more than a second
+    // after the last (a real clock's tick running late) fills one second, not two.
     const Clock::Duration gap = svc.last_second.at - ps.last_recorded;
-    Clock::TimePoint from = svc.last_second.at - std::chrono::seconds(1);
-    if (gap < options_.spec.stable_window) from = ps.last_recorded;
-    for (Clock::TimePoint t = from; t < svc.last_second.at; t += std::chrono::seconds(1)) {
-      ps.autoscaler->record(t, svc.last_second.concurrency, svc.last_second.requests);
+    std::int64_t seconds = 1;
+    if (gap < options_.spec.stable_window) {
+      using std::chrono::floor;
+      seconds = std::max<std::int64_t>(
+          1, (floor<std::chrono::seconds>(svc.last_second.at.time_since_epoch()) -
+              floor<std::chrono::seconds>(ps.last_recorded.time_since_epoch()))
+                 .count());
+    }
+    for (std::int64_t k = seconds; k >= 1; --k) {
+      ps.autoscaler->record(svc.last_second.at - k * std::chrono::seconds(1),
+                            svc.last_second.concurrency, svc.last_second.requests);
     }
     ps.last_recorded = svc.last_second.at;
   }

@@ -125,6 +125,28 @@ TEST(KpaPolicyTest, ASampleEveryFifteenSecondsFillsTheSecondsBetween) {
   EXPECT_THAT(plan.decisions[0].reason, testing::HasSubstr("kpa: stable concurrency 70.00"));
 }
 
+// A world on the real clock (the local world) is observed a little more than a second apart (a
+// tick runs a few ms late). Each sample describes one second: it must land in that second's
+// bucket only, not also in the next one, which the next sample fills too (records in the same
+// second add up, doubling the concurrency).
+TEST(KpaPolicyTest, ASampleALittleMoreThanASecondAfterTheLastFillsOneSecond) {
+  KpaPolicy policy;
+  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 50, .max_concurrency = 10}});
+  Clock::TimePoint t = at(1);
+  for (int i = 0; i < 60; ++i) {
+    t += 1005ms;
+    ServiceObservation s = service_with_cpu(10, 0.5, t);
+    s.last_second = {t, 70.0, 700.0, true};
+    policy.observe({t, {s}, {}});
+  }
+  ServiceObservation s = service_with_cpu(10, 0.5, t);
+  s.desired_replicas = 4;
+  Plan plan = policy.decide({t, {s}, {}}, t);
+  ASSERT_EQ(plan.decisions.size(), 1u);
+  EXPECT_EQ(plan.decisions[0].replicas, 10);
+  EXPECT_THAT(plan.decisions[0].reason, testing::HasSubstr("kpa: stable concurrency 70.00"));
+}
+
 TEST(KpaPolicyTest, NoDecisionWithoutData) {
   KpaPolicy policy;
   policy.init({{.name = "api"}});
