@@ -926,6 +926,28 @@ TEST(PrescalePolicyTest, ExportedStateKeepsTheLearnedStartupTimes) {
   EXPECT_THAT(refused.error().message, HasSubstr("services.api.startup_seconds"));
 }
 
+// A saved startup time no Clock duration holds (1e300 s: no replica's ready_at - started_at can
+// be that) is corrupt: planned with, its conversion to nanoseconds is undefined behaviour (on x86
+// INT64_MIN, a startup of -9223372037 s).
+TEST(PrescalePolicyTest, ImportRefusesAStartupTimeBeyondAnyClockDuration) {
+  PrescalePolicy before;
+  before.init({spec("api")});
+  (void)decide_reason(before, with_replicas(15, 150, {{-100, -90}}));
+  (void)decide_reason(before, with_replicas(30, 150, {{-100, -90}, {16, 28}, {17, 25}, {18, 27}}));
+  MinuteStore store;
+  store.keep(*before.history("api"));
+  auto state = nlohmann::json::parse(before.export_state(at(30)).dump());
+  for (double huge : {1e300, 1e10}) {
+    state["services"]["api"]["startup_seconds"] = {huge, huge, huge};
+    PrescalePolicy after;
+    after.init({spec("api")});
+    const auto refused = after.import_state(state, store.source(), at(30));
+    ASSERT_FALSE(refused) << huge << ": "
+                          << decide_reason(after, with_replicas(45, 150, {{-100, -90}}));
+    EXPECT_THAT(refused.error().message, HasSubstr("services.api.startup_seconds")) << huge;
+  }
+}
+
 TEST(PrescalePolicyTest, ImportKeepsTheSteeredQuantileOnlyWithABudget) {
   PrescalePolicyOptions options;
   options.error_budget = 0.001;
