@@ -951,6 +951,21 @@ TEST(RouteLoadTest, CountsRequestSecondsInFlightUpToTheReading) {
   EXPECT_EQ(load.read(t0 + std::chrono::seconds(2)).busy_ns, 5'000'000'000u);
 }
 
+// A request's end is committed a moment after its clock was read (finish() reads the clock,
+// then observes the histogram, then changes the load); a scrape meanwhile counted it in flight up
+// to the scrape. The counter must not then go back: to Prometheus any decrease is a counter
+// reset, and rate() would count the whole total again.
+TEST(RouteLoadTest, AnEndCommittedAfterAReadingPastItsTimeDoesNotTakeTheCounterBack) {
+  internal::RouteLoad load;
+  const Clock::TimePoint t0{std::chrono::seconds(100)};
+  load.change(t0, +1);
+  const uint64_t scraped = load.read(t0 + std::chrono::seconds(2)).busy_ns;
+  EXPECT_EQ(scraped, 2'000'000'000u);
+  load.change(t0 + std::chrono::seconds(1), -1);  // its clock read before the scrape's
+  EXPECT_GE(load.read(t0 + std::chrono::seconds(2)).busy_ns, scraped);
+  EXPECT_GE(load.read(t0 + std::chrono::seconds(3)).busy_ns, scraped);
+}
+
 TEST(RouteLoadTest, WritersSharingASlotAndAReaderSeeWholeChanges) {
   internal::RouteLoad load;
   constexpr int kPairs = 200'000;

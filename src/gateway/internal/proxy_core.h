@@ -7,6 +7,7 @@
 // the I/O thread that runs it.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -44,12 +45,17 @@ class alignas(64) RouteLoad {
   void change(Clock::TimePoint now, int delta) {
     uint64_t s = seq_.load(std::memory_order_relaxed);
     while ((s & 1) != 0 ||
-           !seq_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
+           !seq_.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst,
                                        std::memory_order_relaxed)) {
       std::this_thread::yield();  // the other writer was preempted mid-change
       s = seq_.load(std::memory_order_relaxed);
     }
-    const int64_t t = now.time_since_epoch().count();
+    // Not dated before a reading already made: the caller read its clock a moment before this
+    // change, and a reading meanwhile counted the request in flight up to its own time; an end
+    // dated earlier would take the counter back (to Prometheus, a reset). Sequentially
+    // consistent with read()'s: either this sees the reading's time or the reading sees this.
+    const int64_t t =
+        std::max(now.time_since_epoch().count(), read_ns_.load(std::memory_order_seq_cst));
     const int64_t since = since_ns_.load(std::memory_order_relaxed);
     const int64_t n = inflight_.load(std::memory_order_relaxed);
     if (t > since) {  // two threads sharing a slot may come a little out of order
@@ -66,8 +72,13 @@ class alignas(64) RouteLoad {
     uint64_t busy_ns = 0;  // up to the time read; wraps after 584 years of request-time
   };
   Reading read(Clock::TimePoint now) const {
+    const int64_t at = now.time_since_epoch().count();
+    int64_t latest = read_ns_.load(std::memory_order_seq_cst);
+    while (latest < at && !read_ns_.compare_exchange_weak(latest, at, std::memory_order_seq_cst,
+                                                          std::memory_order_seq_cst)) {
+    }
     for (;;) {
-      const uint64_t s = seq_.load(std::memory_order_acquire);
+      const uint64_t s = seq_.load(std::memory_order_seq_cst);
       if ((s & 1) != 0) {
         std::this_thread::yield();  // a writer was preempted mid-change
         continue;
@@ -90,6 +101,7 @@ class alignas(64) RouteLoad {
   std::atomic<int64_t> inflight_{0};   // requests in flight
   std::atomic<int64_t> since_ns_{0};   // when inflight_ last changed (Clock time, ns)
   std::atomic<uint64_t> busy_ns_{0};   // request-nanoseconds in flight up to since_ns_
+  mutable std::atomic<int64_t> read_ns_{0};  // the latest reading's time (Clock time, ns)
 };
 
 // RouteLoad slots per route: an I/O thread writes slot (its id % kLoadSlots).
