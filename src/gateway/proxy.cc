@@ -97,9 +97,9 @@ ProxyCore::ProxyCore(ProxyOptions o)
         {
           std::lock_guard lock(t->mu);
           const Clock::TimePoint at = internal::now();
-          for (const auto& route : t->routes) {
-            auto& sum = load[route->route.name];
-            for (const auto& slot : route->load) {
+          for (const auto& [name, slots] : t->loads) {
+            auto& sum = load[name];
+            for (const auto& slot : *slots) {
               const auto r = slot.read(at);
               sum.inflight += r.inflight;
               sum.busy_ns += r.busy_ns;
@@ -236,21 +236,20 @@ Proxy::RouteId Proxy::add_route(ProxyRoute route) {
     state->duration = &impl_->durations->with({state->service_label, state->route.name});
     state->retries = &impl_->retries->with({state->route.name});
   }
-  const std::shared_ptr<RouteState> counted = state;
-  RouteId id = 0;
   {
-    std::lock_guard lock(impl_->routes_mu);
-    if (impl_->routes.size() >= kNoRoute) throw std::length_error("proxy: too many routes");
-    state->index = impl_->routes.size();
-    impl_->routes.push_back(std::move(state));
-    impl_->routes_version.fetch_add(1, std::memory_order_release);
-    id = static_cast<RouteId>(impl_->routes.size() - 1);
+    // Not under routes_mu: a thread's first call holds threads->mu while making its
+    // ThreadState, which takes routes_mu.
+    std::lock_guard threads_lock(impl_->threads->mu);
+    auto& load = impl_->threads->loads[state->route.name];
+    if (!load) load = std::make_shared<internal::RouteLoads>();
+    state->load = load;
   }
-  // Not under routes_mu: a thread's first call holds threads->mu while making its ThreadState,
-  // which takes routes_mu. Calls the route runs meanwhile are counted in its loads all the same.
-  std::lock_guard threads_lock(impl_->threads->mu);
-  impl_->threads->routes.push_back(counted);
-  return id;
+  std::lock_guard lock(impl_->routes_mu);
+  if (impl_->routes.size() >= kNoRoute) throw std::length_error("proxy: too many routes");
+  state->index = impl_->routes.size();
+  impl_->routes.push_back(std::move(state));
+  impl_->routes_version.fetch_add(1, std::memory_order_release);
+  return static_cast<RouteId>(impl_->routes.size() - 1);
 }
 
 bool Proxy::remove_route(RouteId route) {
@@ -286,7 +285,7 @@ void Proxy::forward(RouteId route, http::Request& request, http::Responder respo
   c.client_gone = false;
   c.request_id.clear();
   ts->inflight().add(1);
-  state->load[ts->load_slot()].change(c.started, +1);
+  (*state->load)[ts->load_slot()].change(c.started, +1);
   request.on_client_gone = [&c] { c.ts_.proxy().client_gone(c); };
   p.start_attempt(c);
 }

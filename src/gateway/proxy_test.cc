@@ -933,6 +933,37 @@ TEST(ProxyTest, BusySecondsCountARequestInFlightAndEqualItsDurationOnceAnswered)
   EXPECT_NEAR(busy, duration, 1e-6) << "the same span: from the request read to its answer";
 }
 
+// A reload replaces a route by another of the same name: its busy seconds go on from where they
+// were (a counter that went back would read as a reset), one series, whatever the reloads.
+TEST(ProxyTest, ARouteReplacedByOneOfTheSameNameKeepsItsBusySeconds) {
+  Upstream up(echo());
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/")));
+  ASSERT_TRUE(s.read_response().has_value());
+  const double busy = gw.route_value("prescale_gateway_route_busy_seconds_total");
+  ASSERT_GT(busy, 0);
+  // Each replaced route is let go (its selector with it): only the counters stay.
+  std::vector<std::weak_ptr<UpstreamSelector>> replaced;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(gw.proxy().remove_route(static_cast<Proxy::RouteId>(i)));
+    auto selector = to({1});
+    replaced.push_back(selector);
+    (void)gw.proxy().add_route(
+        ProxyRoute{.name = "r", .service = "svc", .selector = std::move(selector)});
+  }
+  ASSERT_TRUE(gw.proxy().remove_route(3));
+  ASSERT_TRUE(s.send(get("/")));  // the I/O thread lets go of its copy of the routes
+  ASSERT_TRUE(s.read_response().has_value());
+  for (const auto& w : replaced) EXPECT_TRUE(w.expired());
+  EXPECT_EQ(gw.route_value("prescale_gateway_route_busy_seconds_total"), busy);
+  for (const auto& f : gw.registry().collect()) {
+    if (f.name == "prescale_gateway_route_busy_seconds_total") {
+      EXPECT_EQ(f.series.size(), 1u);
+    }
+  }
+}
+
 // The seqlock: two writers on one slot (more I/O threads than slots) and a reader meanwhile; the
 // reader never sees a change half made, and the sums come out exact.
 TEST(RouteLoadTest, CountsRequestSecondsInFlightUpToTheReading) {

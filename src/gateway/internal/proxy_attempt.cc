@@ -249,7 +249,7 @@ void ProxyCore::finish(Call& c, http::Response&& response) {
   route.count(response.status);
   const Clock::TimePoint ended = now();
   if (route.duration != nullptr) route.duration->observe(to_seconds(ended - c.started));
-  route.load[c.ts_.load_slot()].change(ended, -1);
+  (*route.load)[c.ts_.load_slot()].change(ended, -1);
   // Nothing of the call may be used after respond(): it may run the next pipelined request,
   // which takes this Call from the pool again.
   c.req->on_client_gone = nullptr;

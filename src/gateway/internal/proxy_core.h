@@ -11,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -50,6 +51,9 @@ class alignas(64) RouteLoad {
       std::this_thread::yield();  // the other writer was preempted mid-change
       s = seq_.load(std::memory_order_relaxed);
     }
+    // The odd sequence before the data: a reader that sees any of this change sees it odd or
+    // moved on (the seqlock's writer fence; free on x86).
+    std::atomic_thread_fence(std::memory_order_release);
     // Not dated before a reading already made: the caller read its clock a moment before this
     // change, and a reading meanwhile counted the request in flight up to its own time; an end
     // dated earlier would take the counter back (to Prometheus, a reset). Sequentially
@@ -106,6 +110,7 @@ class alignas(64) RouteLoad {
 
 // RouteLoad slots per route: an I/O thread writes slot (its id % kLoadSlots).
 inline constexpr size_t kLoadSlots = 16;
+using RouteLoads = std::array<RouteLoad, kLoadSlots>;
 
 // A route and its request metrics (shared by all threads; the series are found once).
 struct RouteState {
@@ -116,7 +121,9 @@ struct RouteState {
   telemetry::Counter* retries = nullptr;
   std::string service_label;
   std::array<std::atomic<telemetry::Counter*>, 600> by_status{};
-  std::array<RouteLoad, kLoadSlots> load;
+  // Shared by every route of its name the Proxy has had (ProxyCore::Threads::loads), so that a
+  // route replaced by a reload goes on counting where it left off.
+  std::shared_ptr<RouteLoads> load;
 
   void count(int status) {
     if (requests == nullptr) return;
@@ -213,9 +220,10 @@ struct ProxyCore {
   struct Threads {
     std::mutex mu;
     std::vector<std::shared_ptr<ThreadState>> states;
-    // Every route ever added, removed ones too: their busy seconds are counters, which must not
-    // go back when a configuration reload replaces a route by one of the same name.
-    std::vector<std::shared_ptr<RouteState>> routes;
+    // The loads of every route name ever added, removed ones too: their busy seconds are
+    // counters, which must not go back when a configuration reload replaces a route by one of
+    // the same name. Only the counters are kept (1 KB a name), not the routes.
+    std::map<std::string, std::shared_ptr<RouteLoads>, std::less<>> loads;
   };
   std::shared_ptr<Threads> threads = std::make_shared<Threads>();
 };
