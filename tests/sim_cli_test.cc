@@ -681,6 +681,16 @@ TEST(SimCliTest, BadInputExitsTwoNamingTheProblem) {
   testing::write_file(malformed, "timestamp,count\n1700000040,5\n1700000100,lots\n");
   Outcome bad_trace = run("malformed", {"--trace", malformed});
   EXPECT_THAT(bad_trace.err, HasSubstr(malformed + ":3"));
+
+  // A per-request trace keeps whole requests: scaled down far enough, none are left, and the flag
+  // that did it is named (the window itself had requests).
+  const std::string requests = dir.file("requests.csv");
+  testing::write_file(requests,
+                      "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                      "2023-11-16 18:15:46.6805900,374,44\n"
+                      "2023-11-16 18:15:50.7046510,396,109\n");
+  Outcome thinned = run("thinned", {"--trace", requests, "--peak-rps", "0.0001"});
+  EXPECT_THAT(thinned.err, HasSubstr("--peak-rps leaves the trace no requests"));
 }
 
 TEST(SimCliTest, IdenticalRunsWriteIdenticalJson) {

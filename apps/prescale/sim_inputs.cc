@@ -87,6 +87,7 @@ std::optional<SimLoad> load_trace(const TraceShaping& shaping, std::chrono::mill
               << span_text(trace_seconds) << ")\n";
     return std::nullopt;
   }
+  const bool window_has_requests = trace.peak_rps() > 0;
   if (shaping.scale > 0) {
     // As `prescale load --scale` replays it: counts multiplied, noise and all.
     trace = forecast::rescale_to_peak(std::move(trace), trace.peak_rps() * shaping.scale);
@@ -116,7 +117,14 @@ std::optional<SimLoad> load_trace(const TraceShaping& shaping, std::chrono::mill
     }
   }
   if (!(trace.peak_rps() > 0)) {
-    std::cerr << "prescale sim: --trace: the trace has no requests in the chosen window\n";
+    if (window_has_requests) {
+      // A per-request trace scaled down keeps whole requests: scaled far enough, none.
+      std::cerr << "prescale sim: " << (shaping.peak_rps > 0 ? "--peak-rps" : "--scale")
+                << " leaves the trace no requests in the chosen window (a per-request trace "
+                   "keeps whole requests): raise it\n";
+    } else {
+      std::cerr << "prescale sim: --trace: the trace has no requests in the chosen window\n";
+    }
     return std::nullopt;
   }
   out.trace = std::move(trace);
