@@ -86,22 +86,34 @@ TEST(HpaPolicyTest, BehaviorIsAnOption) {
   EXPECT_EQ(count_300s_after_the_peak(policy), 1);
 }
 
-TEST(KpaPolicyTest, TargetsContainerConcurrencyTimesUtilization) {
-  KpaPolicy policy;
+// A kpa on one service ("api", containerConcurrency 10) that observed 70 requests in flight at
+// each of `times`, asked at the last one with 4 replicas.
+Plan kpa_after_seventy_in_flight(KpaPolicy& policy, const std::vector<Clock::TimePoint>& times) {
   policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 50, .max_concurrency = 10}});
-  // 70 concurrent requests against a per-pod target of 10 x 0.7 = 7 -> 10 pods.
-  for (int t = 1; t <= 60; ++t) {
-    ServiceObservation s = service_with_cpu(10, 0.5, at(t));
-    s.last_second = {at(t), 70.0, 700.0, true};
-    policy.observe({at(t), {s}, {}});
+  for (Clock::TimePoint t : times) {
+    ServiceObservation s = service_with_cpu(10, 0.5, t);
+    s.last_second = {t, 70.0, 700.0, true};
+    policy.observe({t, {s}, {}});
   }
-  ServiceObservation s = service_with_cpu(10, 0.5, at(60));
+  ServiceObservation s = service_with_cpu(10, 0.5, times.back());
   s.desired_replicas = 4;
-  Plan plan = policy.decide({at(60), {s}, {}}, at(60));
+  return policy.decide({times.back(), {s}, {}}, times.back());
+}
+
+// 70 concurrent requests against a per-pod target of 10 x 0.7 = 7 -> 10 pods.
+void expect_ten_pods_for_seventy(const Plan& plan) {
   ASSERT_EQ(plan.decisions.size(), 1u);
   EXPECT_EQ(plan.decisions[0].replicas, 10);
   EXPECT_THAT(plan.decisions[0].reason, testing::HasSubstr("kpa: stable concurrency 70.00"));
+}
+
+TEST(KpaPolicyTest, TargetsContainerConcurrencyTimesUtilization) {
+  KpaPolicy policy;
+  std::vector<Clock::TimePoint> every_second;
+  for (int t = 1; t <= 60; ++t) every_second.push_back(at(t));
+  expect_ten_pods_for_seventy(kpa_after_seventy_in_flight(policy, every_second));
   // Already at 10: no decision.
+  ServiceObservation s = service_with_cpu(10, 0.5, at(60));
   s.desired_replicas = 10;
   EXPECT_TRUE(policy.decide({at(62), {s}, {}}, at(62)).decisions.empty());
 }
@@ -111,18 +123,7 @@ TEST(KpaPolicyTest, TargetsContainerConcurrencyTimesUtilization) {
 // fourteen empty seconds in fifteen.
 TEST(KpaPolicyTest, ASampleEveryFifteenSecondsFillsTheSecondsBetween) {
   KpaPolicy policy;
-  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 50, .max_concurrency = 10}});
-  for (int t = 15; t <= 60; t += 15) {
-    ServiceObservation s = service_with_cpu(10, 0.5, at(t));
-    s.last_second = {at(t), 70.0, 700.0, true};
-    policy.observe({at(t), {s}, {}});
-  }
-  ServiceObservation s = service_with_cpu(10, 0.5, at(60));
-  s.desired_replicas = 4;
-  Plan plan = policy.decide({at(60), {s}, {}}, at(60));
-  ASSERT_EQ(plan.decisions.size(), 1u);
-  EXPECT_EQ(plan.decisions[0].replicas, 10);
-  EXPECT_THAT(plan.decisions[0].reason, testing::HasSubstr("kpa: stable concurrency 70.00"));
+  expect_ten_pods_for_seventy(kpa_after_seventy_in_flight(policy, {at(15), at(30), at(45), at(60)}));
 }
 
 // A world on the real clock (the local world) is observed a little more than a second apart (a
@@ -131,20 +132,9 @@ TEST(KpaPolicyTest, ASampleEveryFifteenSecondsFillsTheSecondsBetween) {
 // second add up, doubling the concurrency).
 TEST(KpaPolicyTest, ASampleALittleMoreThanASecondAfterTheLastFillsOneSecond) {
   KpaPolicy policy;
-  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 50, .max_concurrency = 10}});
-  Clock::TimePoint t = at(1);
-  for (int i = 0; i < 60; ++i) {
-    t += 1005ms;
-    ServiceObservation s = service_with_cpu(10, 0.5, t);
-    s.last_second = {t, 70.0, 700.0, true};
-    policy.observe({t, {s}, {}});
-  }
-  ServiceObservation s = service_with_cpu(10, 0.5, t);
-  s.desired_replicas = 4;
-  Plan plan = policy.decide({t, {s}, {}}, t);
-  ASSERT_EQ(plan.decisions.size(), 1u);
-  EXPECT_EQ(plan.decisions[0].replicas, 10);
-  EXPECT_THAT(plan.decisions[0].reason, testing::HasSubstr("kpa: stable concurrency 70.00"));
+  std::vector<Clock::TimePoint> late;
+  for (Clock::TimePoint t = at(1); late.size() < 60;) late.push_back(t += 1005ms);
+  expect_ten_pods_for_seventy(kpa_after_seventy_in_flight(policy, late));
 }
 
 TEST(KpaPolicyTest, NoDecisionWithoutData) {
