@@ -337,6 +337,7 @@ void PrescalePolicy::take_observation(ServiceState& s, const Snapshot& snapshot,
   s.ready = 0;
   s.starting = 0;
   s.starting_left = 0;
+  s.startup = startup_time(s);  // as learned so far (again below with this snapshot's replicas)
   s.current = o != nullptr ? o->desired_replicas : -1;
   s.in_snapshot = o != nullptr;
   if (o != nullptr && (o->window.length > Clock::Duration::zero() || o->last_second.valid)) {
@@ -354,7 +355,8 @@ void PrescalePolicy::take_observation(ServiceState& s, const Snapshot& snapshot,
     s.ready = o->count(ReplicaState::kReady);
     if (!s.observed_since) s.observed_since = now;
     learn_startup(s, *o);
-    const double startup = seconds(startup_time(s));
+    s.startup = startup_time(s);
+    const double startup = seconds(s.startup);
     for (const ReplicaObservation& r : o->replicas) {
       if (r.state != ReplicaState::kStarting) continue;
       ++s.starting;
@@ -406,7 +408,7 @@ void PrescalePolicy::plan_demand(ServiceState& s, size_t idx, std::int64_t minut
                                  double into_minute) {
   // Minutes the plan must cover: from now until a replica started now would be ready, plus
   // one decision period.
-  const double ahead = into_minute + seconds(startup_time(s)) + seconds(options_.period);
+  const double ahead = into_minute + seconds(s.startup) + seconds(options_.period);
   const auto minutes = static_cast<size_t>(std::max(1.0, std::ceil(ahead / 60.0)));
   s.demand.assign(minutes, 0.0);
   // A forecast's index 0 is the minute of the scrape it was made after (its window's middle):
@@ -493,7 +495,7 @@ void PrescalePolicy::reactive_load(ServiceState& s, size_t idx, Clock::TimePoint
   for (const auto& [caller, fanout] : callers_[idx]) {
     s.arriving_rps += fanout * services_[caller]->unserved_rps;
   }
-  if (s.arriving_rps > s.observed_rps) s.backlog_hold_until = now + startup_time(s);
+  if (s.arriving_rps > s.observed_rps) s.backlog_hold_until = now + s.startup;
   const double capacity = s.capacity_rps;
   const double will_pass =
       std::min(s.arriving_rps, static_cast<double>(s.spec.max_replicas) * capacity);
@@ -517,7 +519,7 @@ void PrescalePolicy::reactive_load(ServiceState& s, size_t idx, Clock::TimePoint
   // capacity at the SLO, below a replica's throughput: an over-estimate near capacity,
   // bounded by the release once the queue is gone.
   if (s.queued > 0) {
-    const double startup = seconds(startup_time(s));
+    const double startup = seconds(s.startup);
     const double ready_cap = static_cast<double>(s.ready) * capacity;
     const double all_cap = static_cast<double>(s.ready + s.starting) * capacity;
     const double when_starting_ready =
@@ -535,7 +537,7 @@ void PrescalePolicy::reactive_load(ServiceState& s, size_t idx, Clock::TimePoint
       backlog = std::min(backlog, std::max(s.queued, admitted));
     }
     s.backlog_rps = backlog / std::max(1.0, seconds(options_.backlog_drain));
-    s.backlog_hold_until = now + startup_time(s);
+    s.backlog_hold_until = now + s.startup;
   }
 }
 
@@ -607,7 +609,7 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
              fmt(capacity, 1) + " rps per replica";
   } else {
     reason = s.demand_source + ": peak " + fmt(peak, 1) + " rps within the " +
-             fmt(seconds(startup_time(s)), 0) +
+             fmt(seconds(s.startup), 0) +
              (s.startups.size() >= kMinStartupSamples ? " s startup (learned) / " : " s startup / ") +
              fmt(capacity, 1) +
              " rps per replica";

@@ -123,6 +123,7 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   // since the policy first observed the service, the latest kStartupSamples; `counted` holds the
   // ids (sorted) of the ready replicas already taken, so each is taken once.
   std::deque<double> startups;
+  Clock::Duration startup{};  // what this decision plans with (startup_time())
   std::vector<std::string> startups_counted;
   std::optional<Clock::TimePoint> observed_since;
   bool seen = false;         // whether any metrics of the service have been observed
