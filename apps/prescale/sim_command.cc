@@ -231,8 +231,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
       }
       for (ServiceConfig& svc : file->services) {
         if (auto it = learned->find(svc.name); it != learned->end()) {
-          // Learned on the run's controller clock; the file's time is real time.
-          const double real = it->second / f.time_scale;
+          const double real = it->second;  // saved in real seconds, as the file's
           std::cout << "startup of " << svc.name << ": " << fixed(real * 1000, 0)
                     << " ms as learned (the file says "
                     << fixed(std::chrono::duration<double, std::milli>(svc.startup_time).count(), 0)

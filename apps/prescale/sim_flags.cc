@@ -51,8 +51,8 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
                "--state-dir) instead of the file's capacity_rps, for the services it learned");
   c.add_option("--startup-from", f.startup_from,
                "With -f: replica startup times as a prescale up run learned them (its "
-               "--state-dir; the median of those it kept, divided by --time-scale, which must be "
-               "the run's) instead of the file's startup_time, for the services it learned");
+               "--state-dir; the median of those it kept) instead of the file's startup_time, "
+               "for the services it learned");
   c.add_option("--time-scale", f.time_scale,
                "The trace's time runs this many times faster than real time, as under prescale "
                "up --time-scale: replica startup times are that many times longer in it")

@@ -54,8 +54,7 @@ Result<std::map<std::string, double>> learned_capacities(const Config& config,
                                                          const std::string& state_dir);
 
 // The startup times a `prescale up` run learned (docs/state.md, `startup_seconds`), per service of
-// `config` it learned one for: the median of those saved, in the run's controller seconds (real
-// seconds × its --time-scale).
+// `config` it learned one for: the median of those saved, in real seconds.
 Result<std::map<std::string, double>> learned_startups(const Config& config,
                                                        const std::string& state_dir);
 

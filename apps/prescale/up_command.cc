@@ -268,6 +268,7 @@ int run_up(const UpFlags& f) {
   // second, a surge is acted on within one; a compressed clock observes at most at the period.
   settings.prescale.observe_interval =
       prescale_observe_interval(f.time_scale, settings.prescale.period);
+  settings.prescale.time_scale = f.time_scale;  // startup times learned in real seconds
   sim::apply_policy_config(config.policy, config.services, settings);
   auto policy = sim::make_policy(policy_name, settings, {});
   if (!policy) return error(policy.error().message);

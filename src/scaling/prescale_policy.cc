@@ -374,7 +374,7 @@ void PrescalePolicy::take_observation(ServiceState& s, const Snapshot& snapshot,
 
 // Each replica that became ready since the last observation, having started after the policy
 // first observed the service (not one it found running), adds its start-to-ready time.
-void PrescalePolicy::learn_startup(ServiceState& s, const ServiceObservation& o) {
+void PrescalePolicy::learn_startup(ServiceState& s, const ServiceObservation& o) const {
   std::vector<std::string> counted;
   for (const ReplicaObservation& r : o.replicas) {
     if (r.state != ReplicaState::kReady || !r.ready_at || r.started_at <= *s.observed_since) {
@@ -382,7 +382,7 @@ void PrescalePolicy::learn_startup(ServiceState& s, const ServiceObservation& o)
     }
     counted.push_back(r.id);
     if (std::binary_search(s.startups_counted.begin(), s.startups_counted.end(), r.id)) continue;
-    const double took = seconds(*r.ready_at - r.started_at);
+    const double took = seconds(*r.ready_at - r.started_at) / options_.time_scale;  // real s
     if (!(took >= 0) || !std::isfinite(took)) continue;
     s.startups.push_back(took);
     if (s.startups.size() > kStartupSamples) s.startups.pop_front();
@@ -394,12 +394,13 @@ void PrescalePolicy::learn_startup(ServiceState& s, const ServiceObservation& o)
 // The configured startup time until kMinStartupSamples replicas have been seen starting, then
 // the 90th percentile (nearest rank) of the latest kStartupSamples: the largest of fewer than
 // ten.
-Clock::Duration PrescalePolicy::startup_time(const ServiceState& s) {
+Clock::Duration PrescalePolicy::startup_time(const ServiceState& s) const {
   if (s.startups.size() < kMinStartupSamples) return s.spec.startup_time;
   std::vector<double> v(s.startups.begin(), s.startups.end());
   const auto rank = static_cast<size_t>(std::ceil(0.9 * static_cast<double>(v.size())));
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(rank - 1), v.end());
-  return std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(v[rank - 1]));
+  return std::chrono::duration_cast<Clock::Duration>(
+      std::chrono::duration<double>(v[rank - 1] * options_.time_scale));
 }
 
 // The demand `s` must be sized for in each minute from now until a replica started now is ready
@@ -705,6 +706,10 @@ Result<void> validate_prescale_policy_options(const PrescalePolicyOptions& optio
                             "\" reads the calendar (minute of day, day of week), and the "
                             "policy's series are timed on the monotonic clock, not UTC");
     }
+  }
+  if (!(options.time_scale > 0) || !std::isfinite(options.time_scale)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "prescale: time_scale must be a finite number > 0");
   }
   return {};
 }

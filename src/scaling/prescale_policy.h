@@ -47,6 +47,10 @@ struct PrescalePolicyOptions {
   // serve. A world whose last second is only its window's (the local platform on a clock
   // compressed past its window) gains nothing from observing more often than it decides.
   Clock::Duration observe_interval{std::chrono::seconds(1)};
+  // Controller seconds per real second (`prescale up --time-scale`; 1 elsewhere). Startup times
+  // are learned and saved in real seconds, so a restart at another time scale plans with the
+  // replicas' real startup times on its own clock.
+  double time_scale = 1;
   // The demand quantile replicas are planned for, in [0.5, 0.9999]: the forecaster calibrates
   // P50, P90 and P99; levels between (and past P99) are interpolated in normal-score space.
   double quantile = 0.9;
@@ -170,9 +174,10 @@ class PrescalePolicy final : public Policy {
   void refresh_graph();
   // decide()'s three steps for one service (in call-graph order).
   void take_observation(ServiceState& s, const Snapshot& snapshot, Clock::TimePoint now);
-  static void learn_startup(ServiceState& s, const ServiceObservation& o);
-  // The startup time `s` is planned with: learned from its replicas, or its spec's.
-  static Clock::Duration startup_time(const ServiceState& s);
+  void learn_startup(ServiceState& s, const ServiceObservation& o) const;
+  // The startup time `s` is planned with, on the controller's clock: learned from its replicas,
+  // or its spec's.
+  Clock::Duration startup_time(const ServiceState& s) const;
   void plan_demand(ServiceState& s, size_t idx, std::int64_t minute, double into_minute);
   void reactive_load(ServiceState& s, size_t idx, Clock::TimePoint now);
   std::optional<Decision> size_replicas(ServiceState& s, size_t idx, Clock::TimePoint now);

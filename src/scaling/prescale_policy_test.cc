@@ -935,6 +935,32 @@ TEST(PrescalePolicyTest, ExportedStateKeepsTheLearnedStartupTimes) {
   }
 }
 
+// On a clock compressed 2× (prescale up --time-scale 2) replicas ready 12, 8 and 9 controller
+// seconds after they started took 6, 4 and 4.5 real seconds: saved so, and planned with at 4×
+// by a restart at --time-scale 4, 24 s of its clock.
+TEST(PrescalePolicyTest, StartupTimesAreKeptInRealSeconds) {
+  PrescalePolicyOptions twice;
+  twice.time_scale = 2;
+  PrescalePolicy before(twice);
+  before.init({spec("api")});
+  (void)decide_reason(before, with_replicas(15, 150, {{-100, -90}}));
+  (void)decide_reason(before, with_replicas(30, 150, {{-100, -90}, {16, 28}, {17, 25}, {18, 27}}));
+  EXPECT_THAT(decide_reason(before, with_replicas(45, 150, {{-100, -90}})),
+              HasSubstr("12 s startup (learned) /"));
+  MinuteStore store;
+  store.keep(*before.history("api"));
+  const auto state = nlohmann::json::parse(before.export_state(at(45)).dump());
+  EXPECT_EQ(state["services"]["api"]["startup_seconds"], nlohmann::json({6.0, 4.0, 4.5}));
+
+  PrescalePolicyOptions four_times;
+  four_times.time_scale = 4;
+  PrescalePolicy after(four_times);
+  after.init({spec("api")});
+  ASSERT_TRUE(after.import_state(state, store.source(), at(45)));
+  EXPECT_THAT(decide_reason(after, with_replicas(60, 150, {{-100, -90}})),
+              HasSubstr("24 s startup (learned) /"));
+}
+
 TEST(PrescalePolicyTest, ImportKeepsTheSteeredQuantileOnlyWithABudget) {
   PrescalePolicyOptions options;
   options.error_budget = 0.001;
@@ -1232,6 +1258,16 @@ TEST(PrescalePolicyTest, RefusesForecastingCandidatesThatReadTheCalendar) {
   refused = validate_prescale_policy_options(options);
   ASSERT_FALSE(refused);
   EXPECT_THAT(refused.error().message, HasSubstr("unknown forecasting candidate \"holt_winter\""));
+}
+
+TEST(PrescalePolicyTest, RefusesATimeScaleThatIsNoRate) {
+  for (double bad : {0.0, -2.0, std::nan("")}) {
+    PrescalePolicyOptions options;
+    options.time_scale = bad;
+    auto refused = validate_prescale_policy_options(options);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_THAT(refused.error().message, HasSubstr("time_scale")) << bad;
+  }
 }
 
 TEST(PrescalePolicyTest, ScrapesBehindAScrapeStampedAheadRewindTheHistory) {

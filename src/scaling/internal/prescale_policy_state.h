@@ -119,7 +119,7 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   bool forecast_driven = false;
   // Plans still held by the scale-down delay, oldest first.
   std::deque<internal::RecentPlan> recent;
-  // Startup times learned from its replicas: start to ready, in seconds, of those started
+  // Startup times learned from its replicas: start to ready, in real seconds, of those started
   // since the policy first observed the service, the latest kStartupSamples; `counted` holds the
   // ids (sorted) of the ready replicas already taken, so each is taken once.
   std::deque<double> startups;
