@@ -4,8 +4,8 @@
 #include <atomic>
 #include <map>
 #include <mutex>
-#include <string>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "gateway/internal/proxy_core.h"

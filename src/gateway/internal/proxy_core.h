@@ -11,9 +11,9 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <map>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,9 +36,9 @@ class ThreadState;
 inline Clock::TimePoint now() { return Clock::real().now(); }
 
 // Requests in flight on a route and the seconds they have spent in flight, kept by the I/O
-// threads that run them: the route's concurrency over any span is the growth of busy_seconds()
-// over it, those still in flight counted up to the end of the span (Little's law that need not
-// wait for the answers). A seqlock: a change takes it (one uncontended compare-and-swap when one
+// threads that run them: the route's concurrency over any span is the growth of a reading's
+// busy_ns over it, those still in flight counted up to the end of the span (Little's law that
+// need not wait for the answers). A seqlock: a change takes it (one uncontended compare-and-swap when one
 // thread writes a slot, as each I/O thread writes its own), a read retries until it saw no change.
 class alignas(64) RouteLoad {
  public:
