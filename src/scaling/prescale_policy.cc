@@ -373,7 +373,8 @@ void PrescalePolicy::take_observation(ServiceState& s, const Snapshot& snapshot,
 }
 
 // Each replica that became ready since the last observation, having started after the policy
-// first observed the service (not one it found running), adds its start-to-ready time.
+// first observed the service (not one it found running), adds its start-to-ready time, unless
+// that is over kMaxStartupTime.
 void PrescalePolicy::learn_startup(ServiceState& s, const ServiceObservation& o) const {
   std::vector<std::string> counted;
   for (const ReplicaObservation& r : o.replicas) {
@@ -383,7 +384,7 @@ void PrescalePolicy::learn_startup(ServiceState& s, const ServiceObservation& o)
     counted.push_back(r.id);
     if (std::binary_search(s.startups_counted.begin(), s.startups_counted.end(), r.id)) continue;
     const double took = seconds(*r.ready_at - r.started_at) / options_.time_scale;  // real s
-    if (!(took >= 0) || !std::isfinite(took)) continue;
+    if (!(took >= 0) || !(took <= seconds(kMaxStartupTime))) continue;
     s.startups.push_back(took);
     if (s.startups.size() > kStartupSamples) s.startups.pop_front();
   }

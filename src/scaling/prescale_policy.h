@@ -39,6 +39,11 @@ namespace prescale::scaling {
 // have been seen (started after the policy first observed it), from the latest kStartupSamples.
 inline constexpr size_t kMinStartupSamples = 3;
 inline constexpr size_t kStartupSamples = 20;
+// The longest start-to-ready time counted (real time). One longer was timed across a clock that
+// jumped, not a replica starting: counted, it would be planned with for the next 20 starts, and
+// `now + startup` and the minutes planned ahead (one entry a minute) would follow it without
+// bound.
+inline constexpr Clock::Duration kMaxStartupTime = std::chrono::hours(1);
 
 struct PrescalePolicyOptions {
   Clock::Duration period{std::chrono::seconds(5)};

@@ -131,13 +131,14 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
       if (j.contains("external")) s.external = parse_saved_series(j.at("external"), now);
       if (j.contains("startup_seconds")) {  // absent before 2026-11-30: learned anew
         s.startups = j.at("startup_seconds").get<std::vector<double>>();
-        // Below what a Clock duration holds, as every learned one is (ready_at - started_at):
-        // one beyond would be converted to nanoseconds out of range, undefined behaviour.
-        const double longest = std::chrono::duration<double>(Clock::Duration::max()).count();
+        // At most kMaxStartupTime, as every learned one is: planned with, one beyond what a
+        // Clock duration holds would be converted to nanoseconds out of range (undefined
+        // behaviour), and a long one would plan a minute ahead per minute of it.
+        const double longest = seconds(kMaxStartupTime);
         for (double v : s.startups) {
-          if (!(v >= 0) || !(v < longest)) {
-            return invalid("services." + name +
-                           ".startup_seconds: each must be >= 0 and within a clock duration");
+          if (!(v >= 0) || !(v <= longest)) {
+            return invalid("services." + name + ".startup_seconds: each must be >= 0 and at most " +
+                           std::to_string(static_cast<int>(longest)) + " s");
           }
         }
         if (s.startups.size() > kStartupSamples) {

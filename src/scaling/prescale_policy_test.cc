@@ -961,6 +961,42 @@ TEST(PrescalePolicyTest, StartupTimesAreKeptInRealSeconds) {
               HasSubstr("24 s startup (learned) /"));
 }
 
+// A start-to-ready time over kMaxStartupTime is a clock that jumped while replicas started, not
+// a startup: not counted (it was, and the next decisions planned a billion seconds ahead, one
+// entry a minute: 16.7 million). Ordinary ones are learned after it as before; a saved state with
+// one over the bound is refused.
+TEST(PrescalePolicyTest, AStartupTimeOverTheBoundIsNotLearned) {
+  PrescalePolicy policy;
+  policy.init({spec("api")});
+  auto reason = [&](const Snapshot& s) { return decide_reason(policy, s); };
+  (void)reason(with_replicas(15, 150, {{-100, -90}}));
+  // Three replicas started at 16-18 s, ready once the clock has leapt by a billion seconds.
+  const double leap = 1e9;
+  const std::string leapt = reason(with_replicas(
+      leap + 30, 150, {{-100, -90}, {16, leap + 20}, {17, leap + 21}, {18, leap + 22}}));
+  EXPECT_THAT(leapt, HasSubstr("60 s startup /")) << leapt;
+  // Three more, ready 12, 8 and 9 s after they started.
+  const std::string learned = reason(with_replicas(leap + 75, 150,
+                                                   {{-100, -90},
+                                                    {16, leap + 20},
+                                                    {17, leap + 21},
+                                                    {18, leap + 22},
+                                                    {leap + 31, leap + 43},
+                                                    {leap + 32, leap + 40},
+                                                    {leap + 33, leap + 42}}));
+  EXPECT_THAT(learned, HasSubstr("12 s startup (learned) /")) << learned;
+
+  MinuteStore store;
+  store.keep(*policy.history("api"));
+  auto state = policy.export_state(at(leap + 75));
+  state["services"]["api"]["startup_seconds"] = {12.0, 7200.0, 8.0};
+  PrescalePolicy refusing;
+  refusing.init({spec("api")});
+  const auto refused = refusing.import_state(state, store.source(), at(leap + 75));
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message, HasSubstr("services.api.startup_seconds"));
+}
+
 TEST(PrescalePolicyTest, ImportKeepsTheSteeredQuantileOnlyWithABudget) {
   PrescalePolicyOptions options;
   options.error_budget = 0.001;
