@@ -417,8 +417,17 @@ Result<void> TopologyLearner::from_json(const nlohmann::json& state, Clock::Time
       e.span_ms = j.at("span_ms").get<double>();
       e.last_call = optional_at(now, j.at("last_call_age_ns"));
       e.expected_calls_since = j.at("expected_calls_since").get<double>();
-      edges.insert_or_assign({j.at("caller").get<std::string>(), j.at("callee").get<std::string>()},
-                             e);
+      EdgeKey key{j.at("caller").get<std::string>(), j.at("callee").get<std::string>()};
+      // Sums that are no fan-out: graph() could not build a CallGraph with the edge, and the
+      // whole learned graph would be lost, not this edge.
+      auto amount = [](double v) { return v >= 0 && std::isfinite(v); };
+      if (!amount(e.calls) || !amount(e.requests) || !amount(e.span_ms) ||
+          !(e.requests == 0 || std::isfinite(e.calls / e.requests))) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "topology state: edge " + key.first + " -> " + key.second +
+                              ": calls, requests and span_ms must be finite and >= 0");
+      }
+      edges.insert_or_assign(std::move(key), e);
     }
     last_scrape = optional_at(now, state.at("last_scrape_age_ns"));
   } catch (const nlohmann::json::exception& e) {

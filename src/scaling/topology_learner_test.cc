@@ -549,6 +549,33 @@ TEST(TopologyLearner, MalformedStateIsRefusedAndChangesNothing) {
   EXPECT_NEAR(learner.fanout("a", "b"), 2.0, 1e-12);
 }
 
+// A state whose edge is no fan-out (negative or infinite sums, a negative span) was accepted,
+// and then graph() failed on that edge (make_callgraph refuses it): the policy lost the whole
+// learned graph, every edge, and planned each service alone (negative requests: a fan-out of 0,
+// then one skewed by them). It is refused as malformed.
+TEST(TopologyLearner, AStateWithAnEdgeThatIsNoFanoutIsRefused) {
+  Counters counters;
+  TopologyLearner learner;
+  counters.serve("a", 0);
+  counters.call("a", "b", 0);
+  learner.observe(counters.scrape(seconds(15)));
+  counters.serve("a", 100);
+  counters.call("a", "b", 300);
+  learner.observe(counters.scrape(seconds(30)));
+  const auto state = learner.to_json(Clock::TimePoint{} + seconds(30));
+  ASSERT_TRUE(learner.graph());
+  for (const auto& [field, bad] : std::vector<std::pair<std::string, double>>{
+           {"calls", -5}, {"requests", -1}, {"calls", INFINITY}, {"span_ms", -1}}) {
+    auto malformed = state;
+    malformed["edges"][0][field] = bad;
+    TopologyLearner restored;
+    const auto r = restored.from_json(malformed, Clock::TimePoint{} + seconds(30));
+    ASSERT_FALSE(r) << field << " " << bad << ": graph "
+                    << (restored.graph() ? "built" : restored.graph().error().message);
+    EXPECT_THAT(r.error().message, HasSubstr("a -> b")) << field;
+  }
+}
+
 // ---- review: inputs the spec says the learner must survive ----------------------------------
 
 // Spec: fan-outs are "robust to noise"; graph() is always an acyclic, usable CallGraph. One
