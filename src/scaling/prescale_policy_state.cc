@@ -37,12 +37,23 @@ struct SavedService {
   std::vector<double> startups;  // learned startup times, seconds, oldest first
 };
 
-SavedSeries parse_saved_series(const nlohmann::json& j, Clock::TimePoint now) {
+// Throws nlohmann::json::exception for a missing or mistyped field. Errors: kInvalidArgument
+// (naming `where`) for a minute in progress that is no mean.
+Result<SavedSeries> parse_saved_series(const nlohmann::json& j, Clock::TimePoint now,
+                                       const std::string& where) {
   SavedSeries s;
   s.history_from = j.at("history_from_minute").get<std::int64_t>();
   s.history_to = j.at("history_to_minute").get<std::int64_t>();
   s.minute_sum = j.at("minute_sum").get<double>();
   s.minute_samples = j.at("minute_samples").get<int>();
+  // The sum of the rates of minute_samples scrapes, 0 over none: restored otherwise, the next
+  // scrape of the minute would record a mean of what no scrape saw.
+  if (s.minute_samples < 0 || !std::isfinite(s.minute_sum) ||
+      (s.minute_samples == 0 && s.minute_sum != 0)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "prescale state: " + where +
+                          ": minute_samples must be >= 0 and minute_sum a finite sum over them");
+  }
   if (j.contains("model_from_minute")) {
     s.model_window = {j.at("model_from_minute").get<std::int64_t>(),
                       j.at("model_to_minute").get<std::int64_t>()};
@@ -127,8 +138,14 @@ Result<void> PrescalePolicy::import_state(const nlohmann::json& state, const Min
       if (find(name) == nullptr) continue;
       SavedService s;
       s.name = name;
-      s.arrivals = parse_saved_series(j, now);
-      if (j.contains("external")) s.external = parse_saved_series(j.at("external"), now);
+      auto arrivals = parse_saved_series(j, now, "services." + name);
+      if (!arrivals) return std::unexpected(arrivals.error());
+      s.arrivals = *arrivals;
+      if (j.contains("external")) {
+        auto external = parse_saved_series(j.at("external"), now, "services." + name + ".external");
+        if (!external) return std::unexpected(external.error());
+        s.external = *external;
+      }
       if (j.contains("startup_seconds")) {  // absent before 2026-11-30: learned anew
         s.startups = j.at("startup_seconds").get<std::vector<double>>();
         // At most kMaxStartupTime, as every learned one is: planned with, one beyond what a

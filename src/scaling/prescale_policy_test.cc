@@ -997,6 +997,37 @@ TEST(PrescalePolicyTest, AStartupTimeOverTheBoundIsNotLearned) {
   EXPECT_THAT(refused.error().message, HasSubstr("services.api.startup_seconds"));
 }
 
+// The minute in progress is saved as a sum over `minute_samples` scrapes. A state whose sum is no
+// mean (a sum over no scrape, a negative count) was accepted: with 1e9 over none,
+// the next scrape of that minute recorded it as a minute of 1e9 req/s, which the forecaster took
+// in; with -2 scrapes, the minute's scrapes were dropped for a gap. It is refused.
+TEST(PrescalePolicyTest, ImportRefusesAMinuteInProgressThatIsNoMean) {
+  PrescalePolicy before;
+  before.init({spec("api")});
+  FakeWorld world{{{"api", 100, 2, 0}}, {}};
+  for (double t : {15.0, 30.0, 45.0}) before.observe(world.at_time(t));
+  MinuteStore store;
+  store.keep(*before.history("api"));
+  const auto state = nlohmann::json::parse(before.export_state(at(45)).dump());
+  ASSERT_EQ(state["services"]["api"]["minute_samples"], 3);  // windows centred in minute 0
+  {
+    PrescalePolicy same;
+    same.init({spec("api")});
+    ASSERT_TRUE(same.import_state(state, store.source(), at(45)));
+  }
+  for (const auto& [sum, samples] :
+       std::vector<std::pair<double, int>>{{1e9, 0}, {200, -2}}) {
+    auto malformed = state;
+    malformed["services"]["api"]["minute_sum"] = sum;
+    malformed["services"]["api"]["minute_samples"] = samples;
+    PrescalePolicy refusing;
+    refusing.init({spec("api")});
+    const auto refused = refusing.import_state(malformed, store.source(), at(45));
+    ASSERT_FALSE(refused) << sum << " over " << samples;
+    EXPECT_THAT(refused.error().message, HasSubstr("services.api")) << sum << " over " << samples;
+  }
+}
+
 TEST(PrescalePolicyTest, ImportKeepsTheSteeredQuantileOnlyWithABudget) {
   PrescalePolicyOptions options;
   options.error_budget = 0.001;
