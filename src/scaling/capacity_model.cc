@@ -350,6 +350,22 @@ Result<void> CapacityModel::from_json(const nlohmann::json& state, Clock::TimePo
       s.run_deviations = j.value("run_deviations", std::vector<double>{});
       s.run_busy_seconds = j.value("run_busy_seconds", 0.0);
       s.run_requests = j.value("run_requests", 0.0);
+      // Sums and counts that no scrapes add up to: restored, the capacity would come out 0 or
+      // negative (max_replicas at every decision), or the estimate skewed for good.
+      auto amount = [](double v) { return v >= 0 && std::isfinite(v); };
+      auto cached = [&](double v) { return std::isnan(v) || amount(v); };
+      const bool finite_logs = std::isfinite(s.log_correction) &&
+                               std::all_of(s.run_deviations.begin(), s.run_deviations.end(),
+                                           [](double d) { return std::isfinite(d); });
+      if (!amount(s.busy_seconds) || !amount(s.requests) || !amount(s.correction_weight) ||
+          !amount(s.log_deviation_square) || !amount(s.run_busy_seconds) ||
+          !amount(s.run_requests) || s.samples < 0 || s.correction_samples < 0 || !finite_logs ||
+          !cached(s.learned_capacity) || !cached(s.learned_for_service_time) ||
+          !cached(s.learned_for_target)) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "capacity state: " + name +
+                              ": sums, counts and the cached capacity must be finite and >= 0");
+      }
       restored.emplace_back(std::move(name), std::move(s));
     }
   } catch (const nlohmann::json::exception& e) {

@@ -456,6 +456,32 @@ TEST(CapacityModel, MalformedStateIsRefusedAndChangesNothing) {
   EXPECT_EQ(model.samples("api"), 0);
 }
 
+// A state whose sums are no evidence (negative busy time or requests, a negative cached
+// capacity) was accepted: the learned capacity came out 0 or negative, and the policy asked for
+// max_replicas of the service at every decision. It is refused, and the model is unchanged.
+TEST(CapacityModel, AStateWithSumsThatAreNoEvidenceIsRefused) {
+  CapacityModel model;
+  model.init({spec("api", 175.0)});
+  feed(model, "api", {.service_time = 0.03}, mmc_capacity_rps(4, 0.03, 0.2), seconds(15),
+       minutes(10));
+  const auto state = model.to_json(Clock::TimePoint{});
+  ASSERT_GT(model.capacity_rps("api"), 0);
+  for (const auto& [field, bad] :
+       std::vector<std::pair<std::string, double>>{{"busy_seconds", -1},
+                                                   {"requests", -1},
+                                                   {"learned_capacity", -5},
+                                                   {"correction_weight", -1},
+                                                   {"log_deviation_square", -1}}) {
+    auto malformed = state;
+    malformed["services"][0][field] = bad;
+    CapacityModel restored;
+    restored.init({spec("api", 175.0)});
+    const auto r = restored.from_json(malformed, Clock::TimePoint{});
+    EXPECT_FALSE(r) << field << " " << bad << ": capacity " << restored.capacity_rps("api");
+    EXPECT_EQ(restored.capacity_rps("api"), 175.0) << field;
+  }
+}
+
 // ---- review: inputs the model must survive ---------------------------------------------------
 
 // docs/learning.md: a scrape "that does not describe a steady queue" is left out, and min_requests
