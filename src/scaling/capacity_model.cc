@@ -127,6 +127,7 @@ void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
   if (s.sampled_at && w.sampled_at <= *s.sampled_at && !set_back) return;
   s.sampled_at = w.sampled_at;
   if (set_back && s.decayed_at) s.decayed_at = std::min(*s.decayed_at, w.sampled_at);
+  if (set_back) s.set_back_at = w.sampled_at;
 
   // The window must have had the ready replicas the snapshot lists: none joined during it, and
   // none is draining (it served part of the window, and is not counted as ready).
@@ -138,7 +139,14 @@ void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
       w.sampled_at - w.length * std::max(1, options_.settle_windows);
   for (const auto& r : o.replicas) {
     if (r.state == ReplicaState::kDraining) return;
-    if (r.state == ReplicaState::kReady && r.ready_at && *r.ready_at > window_start) return;
+    if (r.state != ReplicaState::kReady || !r.ready_at) continue;
+    // Ready after the scrape: stamped before the clock was set back, at a time this clock has
+    // not reached (a year ahead, every window until then would be skipped). Ready, then, since
+    // the scrape that found the clock set back.
+    const Clock::TimePoint ready_at = *r.ready_at > w.sampled_at && s.set_back_at
+                                          ? std::min(*r.ready_at, *s.set_back_at)
+                                          : *r.ready_at;
+    if (ready_at > window_start) return;
   }
   const double requests = w.served_rps * seconds_of(w.length);
   // Nothing completed (requests in flight only): no service time to divide out, at any

@@ -114,6 +114,9 @@ class CapacityModel {
     double run_busy_seconds = 0, run_requests = 0, log_deviation_square = 0;
     std::vector<double> run_deviations;
     std::optional<Clock::TimePoint> sampled_at;  // the last scrape seen
+    // The last scrape that found the clock set back: replicas ready at times ahead of a scrape
+    // (stamped before it was) count as ready from then.
+    std::optional<Clock::TimePoint> set_back_at;
     std::optional<Clock::TimePoint> decayed_at;  // the last scrape learned from
     double capacity_rps = 0;
     // The learned capacity and the (service time, p99 target) it was computed for: inverting

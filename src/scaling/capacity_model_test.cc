@@ -534,5 +534,32 @@ TEST(CapacityModel, ScrapesBehindAScrapeStampedAheadAreLearnedFrom) {
   EXPECT_NEAR(model.capacity_rps("api") / slow, 1.0, 0.01);
 }
 
+// The replicas' ready times are stamped on the same clock: those that became ready while it was
+// a year ahead stay a year ahead of every scrape once it is set back. Each window was taken for
+// one a replica had just joined, and nothing was learned for that year (docs/learning.md: after
+// a set-back "the model learns from that scrape on"). They count as ready from the set-back
+// scrape: the windows that follow it by settle_windows are learned from.
+TEST(CapacityModel, ReplicasReadyAheadOfAClockSetBackDoNotStopLearning) {
+  CapacityModel model;
+  model.init({spec("api", 175.0)});
+  const double fast = mmc_capacity_rps(4, 0.02, 0.2);
+  Clock::Duration t =
+      feed(model, "api", {.service_time = 0.02, .replicas = 2}, fast, seconds(15), minutes(30));
+  const auto ahead = t + std::chrono::hours(24 * 365);
+  auto scrape = [&](Clock::Duration at, double service_time) {
+    ServiceObservation o =
+        observe("api", at, {.rps = 200, .service_time = service_time, .replicas = 2});
+    for (auto& r : o.replicas) r.ready_at = Clock::TimePoint{} + ahead - minutes(10);
+    model.observe(snapshot_of(o));
+  };
+  scrape(ahead, 0.02);
+  const int samples = model.samples("api");
+  // Set back, and a release made the service slower.
+  for (int i = 1; i <= 40; ++i) scrape(t + seconds(15 * i), 0.03);
+  // Those within settle_windows (2 × 30 s) of the set-back scrape are not: 4 of the 40.
+  EXPECT_EQ(model.samples("api"), samples + 40 - 4);
+  EXPECT_NEAR(model.service_time_seconds("api"), 0.03, 1e-4);
+}
+
 }  // namespace
 }  // namespace prescale::scaling
