@@ -351,9 +351,12 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
           const double since_base =
               continues ? std::chrono::duration<double>(real_now - prev->second.real_at).count()
                         : 0;
+          // A counter that went down (the process answering the scrape restarted under the
+          // replica's pid: a wrapper's server, a recycled worker) starts a new base.
           std::optional<double> cpu;
           if (continues && since_base > 0 && !std::isnan(scraped->cpu_seconds) &&
-              !std::isnan(prev->second.last.cpu_seconds)) {
+              !std::isnan(prev->second.last.cpu_seconds) &&
+              scraped->cpu_seconds >= prev->second.last.cpu_seconds) {
             cpu = (scraped->cpu_seconds - prev->second.last.cpu_seconds) / since_base;
             cpu_sum += *cpu;
             ++cpu_n;

@@ -308,6 +308,44 @@ TEST(LocalWorldTest, CpuAfterAMissedScrapeIsAShareOfTheTimeSinceItsBase) {
   metrics.shutdown(std::chrono::milliseconds(0));
 }
 
+// docs/local.md: "A counter that went down (a restarted process) starts a new base". A replica's
+// pid can stay while the process answering its /metrics restarts (a wrapper that runs its server
+// again, a pre-fork server recycling its worker): its process_cpu_seconds_total starts from 0,
+// which is a new base, not a negative share of a core.
+TEST(LocalWorldTest, ACpuCounterThatWentDownStartsANewBase) {
+  std::mutex mu;
+  double cpu_seconds = 0;
+  http::ServerOptions so;
+  so.threads = 1;
+  http::Server metrics(so, [&](http::Request&, http::Responder respond) {
+    std::lock_guard lock(mu);
+    respond(http::Response::text(200,
+                                 "# TYPE process_cpu_seconds_total counter\n"
+                                 "process_cpu_seconds_total " +
+                                     std::to_string(cpu_seconds) + "\n"));
+  });
+  ScrapedReplica replica(metrics);
+  ManualClock& clock = replica.clock;
+  LocalWorld& world = replica.world();
+  auto cpu_at = [&](double cpu) {
+    {
+      std::lock_guard lock(mu);
+      cpu_seconds = cpu;
+    }
+    const auto& obs = world.observe(clock.now()).services.at(0);
+    clock.advance(std::chrono::seconds(5));
+    return std::make_pair(obs.replicas.at(0).cpu_utilization, obs.window.mean_cpu_utilization);
+  };
+
+  (void)cpu_at(100);
+  EXPECT_EQ(cpu_at(102.5).first, 0.5);
+  const auto [reset, mean] = cpu_at(1);  // the server restarted under the same pid
+  EXPECT_FALSE(reset.has_value()) << "a share of " << reset.value_or(0) << " cores";
+  EXPECT_TRUE(std::isnan(mean)) << mean;
+  EXPECT_EQ(cpu_at(3.5).first, 0.5) << "from the new base";
+  metrics.shutdown(std::chrono::milliseconds(0));
+}
+
 // Observations between scrapes (prescale up observes every second) do not scrape the replicas:
 // each keeps its last scrape's CPU, stamped with that scrape's time, until the next one a
 // scrape_interval later.
