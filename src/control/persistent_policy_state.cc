@@ -32,15 +32,25 @@ std::int64_t wall_minus_mono_minutes(Clock::TimePoint now, Clock::WallTime wall_
 std::int64_t offset_for(Clock::TimePoint now, Clock::WallTime wall_now,
                         std::optional<std::int64_t> saved, const std::optional<StateBlob>& blob,
                         std::string_view boot) {
-  if (saved && !boot.empty() && blob && blob->value.value("boot", std::string()) == boot) {
-    return *saved;
+  if (saved && !boot.empty() && blob) {
+    // Not value("boot", ...): a "boot" of another type (a hand-edited state) is another boot, not
+    // a type_error thrown out of the restore or the save.
+    auto it = blob->value.find("boot");
+    if (it != blob->value.end() && it->is_string() && it->get_ref<const std::string&>() == boot) {
+      return *saved;
+    }
   }
   return wall_minus_mono_minutes(now, wall_now, saved);
 }
 
 // The offset the last save used, if a blob of this format is stored.
 std::optional<std::int64_t> saved_offset(const std::optional<StateBlob>& blob) {
-  if (!blob || !blob->value.is_object() || blob->value.value("format", 0) != kFormat) {
+  if (!blob || !blob->value.is_object()) return std::nullopt;
+  // Not value("format", 0), which throws on a "format" of another type ("2.0"): that is another
+  // format, an error naming the file.
+  auto format = blob->value.find("format");
+  if (format == blob->value.end() || !format->is_number_integer() ||
+      format->get<std::int64_t>() != kFormat) {
     return std::nullopt;
   }
   auto it = blob->value.find("wall_minus_mono_minutes");

@@ -332,6 +332,40 @@ TEST_F(PersistentPolicyStateTest, AStateFromAnotherFormatIsRefusedAndChangesNoth
   EXPECT_EQ(restored.error().code, ErrorCode::kInvalidArgument);
 }
 
+// docs/state.md: a state blob of another format "is neither restored nor overwritten: prescale up
+// runs without it and every save fails with a warning naming the file" — also when its fields are
+// of other types than this build's (a "format" written as text, a "boot" as a number), which must
+// be an error, not a JSON exception out of the controller's restore and save.
+TEST_F(PersistentPolicyStateTest, AStateWhoseFieldsAreOfOtherTypesIsAnErrorNotAnException) {
+  ManualClock clock;
+  HistoryStore store = open();
+  PrescalePolicy policy(options());
+  policy.init(specs());
+  World world;
+  run(policy, world, clock, 2min);
+  const std::string file = store.path().string();
+
+  ASSERT_TRUE(store.put_state(
+      kPolicyStateKey, {{"format", "2.0"}, {"wall_minus_mono_minutes", 0}, {"policy", {}}}, 0));
+  Result<bool> restored = false;
+  EXPECT_NO_THROW(restored = restore_policy_state(store, policy, clock.now(), clock.wall_now()));
+  ASSERT_FALSE(restored);
+  EXPECT_EQ(restored.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(restored.error().message.find(file), std::string::npos) << restored.error().message;
+  Result<void> saved;
+  EXPECT_NO_THROW(saved = save_policy_state(store, policy, clock.now(), clock.wall_now()));
+  ASSERT_FALSE(saved);
+  EXPECT_NE(saved.error().message.find(file), std::string::npos) << saved.error().message;
+  EXPECT_EQ((*store.get_state(kPolicyStateKey))->value["format"], "2.0") << "overwritten";
+
+  // This build's format with a boot id that is not text: the boot is not this one's.
+  ASSERT_TRUE(store.put_state(kPolicyStateKey,
+                              {{"format", 1}, {"wall_minus_mono_minutes", 0}, {"boot", 7}}, 0));
+  EXPECT_NO_THROW(saved = save_policy_state(store, policy, clock.now(), clock.wall_now(), "b"));
+  EXPECT_TRUE(saved) << saved.error().message;
+  EXPECT_EQ((*store.get_state(kPolicyStateKey))->value["boot"], "b");
+}
+
 TEST_F(PersistentPolicyStateTest, TheClockOffsetDoesNotFlipNearHalfAMinute) {
   ManualClock clock;
   World world;
