@@ -90,6 +90,9 @@ void bound_log(const std::string& log, std::uint64_t max_bytes) {
   }
 }
 
+// How many times a free port is asked for before a start gives up (Supervisor::start()).
+constexpr int kFreePortAsks = 8;
+
 bool serving(ReplicaPhase p) {
   return p == ReplicaPhase::kStarting || p == ReplicaPhase::kReady || p == ReplicaPhase::kCrashed;
 }
@@ -184,7 +187,26 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
     r.port_file = options_.run_dir + "/" + r.id + ".port";
     ::unlink(r.port_file.c_str());
   } else {
+    // A free port is one nothing listens on yet, and a replica just started does not listen yet:
+    // the kernel may offer its port again. A port a process of ours was given is asked again for,
+    // not handed to a second replica (one of the two would crash on its bind, perhaps announced on
+    // the other's port first).
+    auto given = [&](std::uint16_t port) {
+      for (const auto& other_service : services_) {
+        for (const auto& other : other_service->replicas) {
+          if (other.get() != &r && other->process && other->port == port) return true;
+        }
+      }
+      return false;
+    };
     auto port = probe_.free_port();
+    for (int asked = 1; port && given(*port) && asked < kFreePortAsks; ++asked) {
+      port = probe_.free_port();
+    }
+    if (port && given(*port)) {
+      port = make_error(ErrorCode::kUnavailable, "port " + std::to_string(*port) +
+                                                     " offered again, held by another replica");
+    }
     if (!port) {
       crashed(s, r, now, "no free port: " + port.error().message);
       return;

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -43,7 +44,12 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
     launched.push_back(spec);
     return std::unique_ptr<Process>(std::move(p));
   }
-  Result<std::uint16_t> free_port() override { return next_port++; }
+  Result<std::uint16_t> free_port() override {
+    if (offered_ports.empty()) return next_port++;
+    const std::uint16_t port = offered_ports.front();
+    offered_ports.pop_front();
+    return port;
+  }
   std::optional<std::uint16_t> read_port_file(const std::string& path) override {
     auto it = port_files.find(path);
     return it == port_files.end() ? std::nullopt : std::optional<std::uint16_t>(it->second);
@@ -85,6 +91,7 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
 
   int next_pid = 100;
   std::uint16_t next_port = 9000;
+  std::deque<std::uint16_t> offered_ports;  // what free_port() answers first, then next_port
   bool fail_launch = false;
   bool exit_on_term = true;
   std::map<int, Proc*> procs;  // owned by the supervisor's replicas: may dangle once reaped
@@ -292,6 +299,24 @@ TEST_F(SupervisorTest, AHungCheckIsNotRepeatedAndTheReadyTimeoutStillHolds) {
   step(119s);
   EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kCrashed);
   EXPECT_EQ(world.signals_by_pid[pid], std::vector<int>{SIGKILL});
+}
+
+// A free port is one nothing listens on yet, and a replica just started does not listen yet: the
+// kernel may offer its port again for the next replica started in the same round (bind(0) then
+// close, about once in 10,000 asks on Linux). Two replicas told the same port would have one crash
+// on its bind — and, if its readiness check reached the other one first, be announced on the
+// other's port. A port a replica of ours holds is not handed out again.
+TEST_F(SupervisorTest, AReplicaIsNotGivenThePortOfAnotherStillStarting) {
+  ASSERT_TRUE(sup->add_service({"web", {"server", "--port", "{port}"}, {}}));
+  world.offered_ports = {9000, 9000, 9000};
+  ASSERT_TRUE(sup->set_desired("api", 2));
+  ASSERT_TRUE(sup->set_desired("web", 1));
+  tick();
+  std::set<std::uint16_t> ports;
+  for (const auto& r : replicas()) ports.insert(r.port);
+  for (const auto& r : sup->replicas("web")) ports.insert(r.port);
+  EXPECT_EQ(ports.size(), 3u) << "three replicas starting on " << ports.size() << " ports";
+  EXPECT_EQ(ports, (std::set<std::uint16_t>{9000, 9001, 9002}));
 }
 
 TEST_F(SupervisorTest, LaunchFailureIsACrashWithItsReason) {
