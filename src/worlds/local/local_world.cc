@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <deque>
+#include <mutex>
 
 #include "gateway/cluster.h"
 #include "gateway/gateway.h"
@@ -91,16 +93,44 @@ struct LocalWorld::Scraper {
   explicit Scraper(std::chrono::milliseconds timeout)
       : client(http::ClientOptions{.connect_timeout = timeout, .request_timeout = timeout,
                                    .threads = 1}) {}
-  std::optional<ReplicaScrape> scrape(std::uint16_t port) {
-    http::Request req;
-    req.method = http::Method::kGet;
-    req.method_name = "GET";
-    req.target = "/metrics";
-    auto r = client.request("127.0.0.1", port, std::move(req));
-    if (!r || r->status != 200) return std::nullopt;
-    auto families = telemetry::parse_text(r->body);
-    if (!families) return std::nullopt;
-    return digest(*families);
+  // GET /metrics of every port at once, so replicas that do not answer hold the caller (the
+  // supervisor's thread) up for one timeout, not one each. nullopt for a port that did not answer
+  // 200 with metrics in time.
+  std::map<std::uint16_t, std::optional<ReplicaScrape>> scrape(
+      const std::vector<std::uint16_t>& ports) {
+    struct Answers {
+      std::mutex mu;
+      std::condition_variable all_in;
+      size_t left = 0;
+      std::map<std::uint16_t, std::string> bodies;
+    };
+    auto answers = std::make_shared<Answers>();
+    answers->left = ports.size();
+    for (const std::uint16_t port : ports) {
+      http::Request req;
+      req.method = http::Method::kGet;
+      req.method_name = "GET";
+      req.target = "/metrics";
+      client.async_request("127.0.0.1", port, std::move(req),
+                           [answers, port](Result<http::Response> r) {
+                             std::lock_guard lock(answers->mu);
+                             if (r && r->status == 200) answers->bodies[port] = std::move(r->body);
+                             if (--answers->left == 0) answers->all_in.notify_all();
+                           });
+    }
+    {
+      // Each request is answered, timed out or failed by the client within the timeout.
+      std::unique_lock lock(answers->mu);
+      answers->all_in.wait(lock, [&] { return answers->left == 0; });
+    }
+    std::map<std::uint16_t, std::optional<ReplicaScrape>> out;
+    for (const std::uint16_t port : ports) {
+      std::optional<ReplicaScrape>& scraped = out[port];
+      auto body = answers->bodies.find(port);
+      if (body == answers->bodies.end()) continue;
+      if (auto families = telemetry::parse_text(body->second)) scraped = digest(*families);
+    }
+    return out;
   }
   http::Client client;
 };
@@ -313,6 +343,21 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
   const bool scrape = !last_scrape_ || now - *last_scrape_ >= options_.scrape_interval;
   std::vector<scaling::EdgeObservation> edges;
   std::map<std::string, GatewayCounts> gateway = read_gateway(scrape ? &edges : nullptr);
+  // Scraped: the replicas serving or draining requests, with a process and a port.
+  auto live = [](const ReplicaStatus& r) {
+    return r.pid != 0 && r.port != 0 &&
+           (r.phase == ReplicaPhase::kReady || r.phase == ReplicaPhase::kDraining);
+  };
+  std::map<std::uint16_t, std::optional<ReplicaScrape>> scrapes;
+  if (scrape) {
+    std::vector<std::uint16_t> ports;
+    for (const auto& s : services_) {
+      for (const ReplicaStatus& r : supervisor_.replicas(s->spec.name)) {
+        if (live(r)) ports.push_back(r.port);
+      }
+    }
+    scrapes = scraper_->scrape(ports);
+  }
   if (scrape) {
     snapshot_.edges = std::move(edges);
     last_scrape_ = now;
@@ -340,12 +385,10 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
       } else {
         ro.state = scaling::ReplicaState::kStarting;  // starting or waiting to restart
       }
-      const bool live = r.pid != 0 && r.port != 0 &&
-                        (r.phase == ReplicaPhase::kReady || r.phase == ReplicaPhase::kDraining);
       const auto prev = s.replicas.find(r.id);
       const bool continues = prev != s.replicas.end() && prev->second.pid == r.pid;
-      if (live && scrape) {
-        if (std::optional<ReplicaScrape> scraped = scraper_->scrape(r.port)) {
+      if (live(r) && scrape) {
+        if (std::optional<ReplicaScrape>& scraped = scrapes[r.port]) {
           // Over the time since the base was scraped: after a missed scrape that is longer than
           // the scrape interval.
           const double since_base =
@@ -366,7 +409,7 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
           seen[r.id] = prev->second;  // a missed scrape: keep the base for the next one
           seen[r.id].cpu_utilization.reset();
         }
-      } else if (live && continues) {
+      } else if (live(r) && continues) {
         seen[r.id] = prev->second;  // between scrapes: the last one's figures
       }
       if (auto it = seen.find(r.id); it != seen.end()) {

@@ -1,9 +1,14 @@
 #include "worlds/local/local_world.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cmath>
+#include <future>
 #include <memory>
 #include <mutex>
 
@@ -399,6 +404,88 @@ TEST(LocalWorldTest, ReplicasAreScrapedOncePerScrapeIntervalTheirCpuKeptBetween)
   EXPECT_EQ(at_second(5.0).cpu_utilization, 0.5);
   EXPECT_EQ(scraped(), 3);
   metrics.shutdown(std::chrono::milliseconds(0));
+}
+
+// Replicas that each listen on a socket of their own that accepts connections (the kernel does)
+// and never answers: servers busy on the thread that would serve /metrics.
+struct HungReplicas final : ProcessLauncher, ReplicaProbe, EndpointSink {
+  explicit HungReplicas(int n) {
+    for (int i = 0; i < n; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      socklen_t len = sizeof addr;
+      EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+      EXPECT_EQ(::listen(fd, 16), 0);
+      EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+      sockets.push_back(fd);
+      ports.push_back(ntohs(addr.sin_port));
+    }
+  }
+  ~HungReplicas() override {
+    for (int fd : sockets) ::close(fd);
+  }
+  struct Proc final : Process {
+    explicit Proc(int p) : id(p) {}
+    int pid() const override { return id; }
+    void signal(int) override {}
+    std::optional<int> poll_exit() override { return std::nullopt; }
+    int id;
+  };
+  Result<std::unique_ptr<Process>> launch(const LaunchSpec&) override {
+    return std::unique_ptr<Process>(std::make_unique<Proc>(next_pid++));
+  }
+  Result<std::uint16_t> free_port() override { return ports.at(next_port++); }
+  std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
+  struct Answer final : ReadinessCheck {
+    std::optional<bool> answer() override { return true; }
+  };
+  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t) override {
+    return std::make_unique<Answer>();
+  }
+  void add(const std::string&, const std::string&, std::uint16_t) override {}
+  void remove(const std::string&, const std::string&) override {}
+  std::int64_t in_flight(const std::string&, const std::string&) override { return 0; }
+
+  std::vector<int> sockets;
+  std::vector<std::uint16_t> ports;
+  size_t next_port = 0;
+  int next_pid = 100;
+};
+
+// The scrape runs on the thread that ticks the Supervisor (docs/local.md: "the supervisor at
+// least every 100 ms"), so replicas that do not answer their /metrics must hold it up for one
+// scrape_timeout, not one per replica: five hung replicas, scraped one after the other, held it
+// five times as long.
+TEST(LocalWorldTest, HungReplicasHoldAnObservationUpForOneScrapeTimeoutNotOneEach) {
+  constexpr int kReplicas = 5;
+  HungReplicas hung(kReplicas);
+  ManualClock clock;
+  Supervisor supervisor(SupervisorOptions{}, hung, hung, hung);
+  ASSERT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
+  ASSERT_TRUE(supervisor.set_desired("web", kReplicas));
+  supervisor.tick(clock.now());
+  supervisor.tick(clock.now());
+  for (const auto& r : supervisor.replicas("web")) ASSERT_EQ(r.phase, ReplicaPhase::kReady);
+  scaling::ServiceSpec spec;
+  spec.name = "web";
+  spec.max_replicas = kReplicas;
+  LocalWorldOptions options;
+  options.clock = &clock;
+  options.real_clock = &clock;
+  options.scrape_timeout = std::chrono::milliseconds(400);
+  telemetry::Registry gateway_registry;
+  LocalWorld world(supervisor, gateway_registry, {spec}, options);
+
+  auto observed = std::async(std::launch::async, [&] { (void)world.observe(clock.now()); });
+  EXPECT_EQ(observed.wait_for(std::chrono::milliseconds(1200)), std::future_status::ready)
+      << kReplicas << " replicas of " << options.scrape_timeout.count()
+      << " ms each scraped one after the other";
+  observed.wait();
+  const auto& replicas = world.observe(clock.now()).services.at(0).replicas;
+  ASSERT_EQ(replicas.size(), static_cast<size_t>(kReplicas));
+  for (const auto& r : replicas) EXPECT_FALSE(r.cpu_utilization.has_value());
 }
 
 }  // namespace
