@@ -483,16 +483,23 @@ HttpReplicaProbe::HttpReplicaProbe(std::chrono::milliseconds timeout)
 HttpReplicaProbe::~HttpReplicaProbe() = default;
 
 Result<std::uint16_t> HttpReplicaProbe::free_port() {
+  // Why, in the crash reason the user reads: most often the platform is out of descriptors.
+  auto failed = [](std::string_view what) {
+    return make_error(ErrorCode::kUnavailable, std::string(what) + ": " + std::strerror(errno));
+  };
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return make_error(ErrorCode::kUnavailable, "socket() failed");
+  if (fd < 0) return failed("socket()");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof addr;
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    auto error = failed("binding 127.0.0.1:0");
+    ::close(fd);
+    return error;
+  }
   ::close(fd);
-  if (!ok) return make_error(ErrorCode::kUnavailable, "could not bind an ephemeral port");
   return static_cast<std::uint16_t>(ntohs(addr.sin_port));
 }
 

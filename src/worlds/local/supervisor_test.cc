@@ -1,11 +1,14 @@
 #include "worlds/local/supervisor.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -388,6 +391,28 @@ TEST(SupervisorProbe, AHungReplicaDoesNotHoldUpTheSupervisor) {
   }
   ::close(hung);
   std::filesystem::remove_all(run_dir);
+}
+
+// A start that finds no free port is a crash whose reason the user reads (docs/local.md, "not
+// ready after"): it says why, as when the platform has run out of descriptors.
+TEST(SupervisorProbe, NoFreePortSaysWhy) {
+  HttpReplicaProbe probe;  // its client's thread started before the descriptors run out
+  rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);
+  std::vector<int> held;
+  const int probe_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(probe_fd, 0);
+  rlimit tight = before;
+  tight.rlim_cur = static_cast<rlim_t>(probe_fd) + 8;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) held.push_back(fd);
+  const Result<std::uint16_t> port = probe.free_port();
+  for (int fd : held) ::close(fd);
+  ::close(probe_fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &before), 0);
+  ASSERT_FALSE(port);
+  EXPECT_NE(port.error().message.find(std::strerror(EMFILE)), std::string::npos)
+      << port.error().message;
 }
 
 // A replica's log is bounded: past max_log_bytes it moves to <replica>.log.1 (replacing the one
