@@ -44,8 +44,14 @@ bool CsvReader::next(std::vector<std::string_view>& fields) {
           fields.push_back(trim(rest.substr(1)));  // an unclosed quote runs to the row's end
           break;
         }
-        fields.push_back(rest.substr(1, close - 1));
         size_t comma = row.find(',', offset + close);
+        const size_t field_end = comma == std::string_view::npos ? row.size() : comma;
+        // Text after the closing quote (`"12"34`) makes it no quoted field: kept whole, quotes
+        // and all, it reads as what it is instead of silently as "12".
+        const bool whole =
+            !trim(row.substr(offset + close + 1, field_end - offset - close - 1)).empty();
+        fields.push_back(whole ? trim(row.substr(offset, field_end - offset))
+                               : rest.substr(1, close - 1));
         if (comma == std::string_view::npos) break;
         i = comma + 1;
       } else {

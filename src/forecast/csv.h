@@ -1,7 +1,8 @@
 // Reading the CSV data files Prescale replays: request traces (forecast/trace.h) and call-graph
 // edge counts (scaling/callgraph.h). Only what those files need: one header row, comma
-// separated fields, optional double quotes around a field (no escaped quotes inside), CRLF or LF
-// line ends, blank lines ignored. Errors name `source:line` and, for a field, its column.
+// separated fields, optional double quotes around a field (no escaped quotes inside; a field with
+// text after its closing quote is kept whole, quotes included), CRLF or LF line ends, blank lines
+// ignored. Errors name `source:line` and, for a field, its column.
 //
 // Thread safety: all functions are pure; a CsvReader is used by one thread.
 #pragma once

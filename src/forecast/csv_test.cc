@@ -37,6 +37,19 @@ TEST(TraceCsvTest, QuotedFieldBeforeTrailingSpacesKeepsEveryField) {
   EXPECT_EQ(fields, (std::vector<std::string_view>{"x", "y"}));
 }
 
+TEST(TraceCsvTest, TextAfterAClosingQuoteKeepsTheWholeField) {
+  // `"12"34` is not a quoted field: it was read as "12", the rest dropped without a word, so a
+  // malformed count became another number. Kept whole, it fails to parse and the error names it.
+  CsvReader csv("t,n\n0,\"12\"34,x\n1, \"5\" ,\"6\"7\n", "f.csv");
+  std::vector<std::string_view> fields;
+  ASSERT_TRUE(csv.next(fields));
+  ASSERT_TRUE(csv.next(fields));
+  EXPECT_EQ(fields, (std::vector<std::string_view>{"0", "\"12\"34", "x"}));
+  ASSERT_TRUE(csv.next(fields));
+  EXPECT_EQ(fields, (std::vector<std::string_view>{"1", "5", "\"6\"7"}));
+  EXPECT_FALSE(parse_number(fields[2]));
+}
+
 TEST(TraceCsvTest, FieldErrorNamesLineColumnAndValue) {
   CsvReader csv("time,requests\n0,x\n", "data/f.csv");
   std::vector<std::string_view> header, fields;
