@@ -136,13 +136,14 @@ int64_t nearest_slot(int64_t offset, int64_t step) {
 
 Result<Trace> parse_series(CsvReader& csv, const std::vector<std::string_view>& header,
                            const SeriesFormat& format, const TraceOptions& options) {
-  size_t needed = 1 + *std::max_element(format.value_columns.begin(), format.value_columns.end());
   const double to_count = format.rate_to_count_seconds > 0 ? format.rate_to_count_seconds : 1;
   std::vector<Row> rows;
   std::vector<std::string_view> fields;
   std::optional<TimeKind> kind;
   while (csv.next(fields)) {
-    if (fields.size() < needed) {
+    // As many fields as the header: a row with more was read up to the value column and the
+    // rest dropped (a decimal comma, "12,5", read as 12).
+    if (fields.size() != header.size()) {
       return std::unexpected(csv.error("expected " + std::to_string(header.size()) +
                                        " fields like the header, got " +
                                        std::to_string(fields.size())));
@@ -280,12 +281,11 @@ struct Request {
 Result<Trace> parse_requests(CsvReader& csv, const std::vector<std::string_view>& header,
                              size_t time_column, size_t context_column, size_t generated_column,
                              const TraceOptions& options) {
-  size_t needed = 1 + std::max({time_column, context_column, generated_column});
   std::vector<Request> requests;
   std::vector<std::string_view> fields;
   bool sorted = true;
   while (csv.next(fields)) {
-    if (fields.size() < needed) {
+    if (fields.size() != header.size()) {
       return std::unexpected(csv.error("expected " + std::to_string(header.size()) +
                                        " fields like the header, got " +
                                        std::to_string(fields.size())));

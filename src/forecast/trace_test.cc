@@ -326,6 +326,22 @@ TEST(TraceErrorTest, BadHeadersAndRows) {
   ASSERT_FALSE(short_row);
   EXPECT_THAT(short_row.error().message, HasSubstr("short.csv:3: expected 2 fields"));
 
+  // A row with more fields than the header was read up to the value column and the rest
+  // dropped: a decimal comma ("12,5") read as 12; one with fewer (but the value column) passed.
+  auto long_row = parse_trace("t,n\n0,1\n1,12,5\n", "long.csv");
+  ASSERT_FALSE(long_row);
+  EXPECT_THAT(long_row.error().message,
+              HasSubstr("long.csv:3: expected 2 fields like the header, got 3"));
+  auto fewer = parse_trace("t,n,errors\n0,1,0\n1,2\n", "fewer.csv");
+  ASSERT_FALSE(fewer);
+  EXPECT_THAT(fewer.error().message,
+              HasSubstr("fewer.csv:3: expected 3 fields like the header, got 2"));
+  auto long_request = parse_trace(
+      "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.0,10,1,5\n", "llm.csv");
+  ASSERT_FALSE(long_request);
+  EXPECT_THAT(long_request.error().message,
+              HasSubstr("llm.csv:2: expected 3 fields like the header, got 4"));
+
   auto bad_time = parse_trace("time,n\n2024-01-01 00:00,1\nyesterday,2\n", "time.csv");
   ASSERT_FALSE(bad_time);
   EXPECT_THAT(bad_time.error().message,
