@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <iomanip>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numbers>
@@ -772,6 +773,26 @@ TEST(EvalForecastCliTest, AHorizonPastTheIntRangeIsAnErrorNotWrappedAround) {
   EXPECT_EQ(o.exit_status, 2) << o.out << o.err;
   EXPECT_THAT(o.err, HasSubstr("\"4294967299s\""));
   EXPECT_THAT(o.out, Not(HasSubstr("naive")));
+}
+
+// docs/cli.md: `--step auto` is "the trace's own step when coarser than a minute". It was that
+// step rounded to whole seconds: a trace of 90.4 s steps was refused ("--step 90s is finer than
+// the trace's own step (90 s)"), and one of 90.6 s was resampled to 91 s (2,987 steps of 3,000).
+TEST(EvalForecastCliTest, AutoStepIsTheTracesOwnCoarseStepExactly) {
+  TempDir dir;
+  for (int step_ms : {90'400, 90'600}) {
+    std::ostringstream csv;
+    csv << "timestamp,count\n" << std::fixed << std::setprecision(1);
+    for (int i = 0; i < 3000; ++i) csv << 1.6e9 + i * step_ms / 1000.0 << "," << 50 + i % 7 << "\n";
+    const std::string tag = std::to_string(step_ms);
+    const std::string trace = dir.file(tag + ".csv");
+    testing::write_file(trace, csv.str());
+    Outcome o = run_prescale(
+        dir, tag,
+        {"eval", "forecast", "--trace", trace, "--models", "naive", "--horizons", tag + "ms"});
+    EXPECT_EQ(o.exit_status, 0) << o.out << o.err;
+    EXPECT_THAT(o.out, HasSubstr("3000 steps of " + tag + "ms")) << o.out;
+  }
 }
 
 // A model name the forecaster does not know is an error, also one ending in "_cycle" (a known

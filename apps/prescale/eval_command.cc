@@ -42,12 +42,16 @@ int run_forecast_eval(const EvalFlags& f) {
     return 2;
   }
   // "auto": a minute, or 10 s for a trace shorter than a day with steps that fine (an hour of
-  // per-request arrivals has only 60 minutes), or the trace's own step when it is coarser.
+  // per-request arrivals has only 60 minutes), or the trace's own step when it is coarser —
+  // exactly that step: rounded to whole seconds, a step of 90.4 s became 90 s, finer than the
+  // trace's and refused, and one of 90.6 s was resampled to 91 s.
   std::string step_text = f.step;
+  const bool own_step = step_text == "auto" && trace->step_seconds > 60;
   if (step_text == "auto") {
     step_text = trace->duration_seconds() < 86400 && trace->step_seconds <= 10 ? "10s" : "60s";
-    if (trace->step_seconds > 60) {
-      step_text = std::to_string(static_cast<long>(std::lround(trace->step_seconds))) + "s";
+    if (own_step) {
+      step_text = internal::format_duration(
+          std::chrono::milliseconds(std::llround(1000 * trace->step_seconds)));
     }
   }
   auto step = internal::parse_duration(step_text);
@@ -55,7 +59,8 @@ int run_forecast_eval(const EvalFlags& f) {
     std::cerr << who << ": --step: " << (step ? "must be positive" : step.error()) << "\n";
     return 2;
   }
-  const double step_seconds = std::chrono::duration<double>(*step).count();
+  const double step_seconds =
+      own_step ? trace->step_seconds : std::chrono::duration<double>(*step).count();
 
   // Horizons: durations, each a whole number of steps.
   std::vector<std::string> labels;
