@@ -806,6 +806,19 @@ TEST(EvalForecastCliTest, AnUnknownModelExitsTwo) {
   EXPECT_THAT(o.err, HasSubstr("foo_cycle"));
 }
 
+// A cycle model is skipped with a note when the fitted part has no cycle; any other error of
+// one (here too few values to fit) is an error like any model's, not that note and exit 0.
+TEST(EvalForecastCliTest, ACycleModelThatCannotFitExitsTwo) {
+  TempDir dir;
+  const std::string trace = write_trace(dir, "hour.csv", 60);
+  Outcome o = run_prescale(dir, "short",
+                           {"eval", "forecast", "--trace", trace, "--models",
+                            "seasonal_naive_cycle", "--test-share", "0.5", "--horizons", "1m"});
+  EXPECT_EQ(o.exit_status, 2) << o.out << o.err;
+  EXPECT_THAT(o.err, HasSubstr("seasonal_naive_cycle: forecaster: 30 observed values"));
+  EXPECT_THAT(o.out, Not(HasSubstr("no cycle")));
+}
+
 // docs/cli.md: for `prescale eval ...`, "a file that cannot be written exits 1". The JSON goes
 // through an ofstream checked before it is flushed: a report under the stream's 1 KiB direct-write
 // threshold fails only in the destructor's unchecked flush, so on a full disk (here /dev/full,

@@ -149,7 +149,9 @@ int run_forecast_eval(const EvalFlags& f) {
     const bool known = std::find(std::begin(forecast::kModelNames),
                                  std::end(forecast::kModelNames), model) !=
                        std::end(forecast::kModelNames);
-    if (!scores && known && model.ends_with("_cycle")) {
+    // Only the missing cycle is a note; any other error of a cycle model (too few values) is one.
+    if (!scores && known && model.ends_with("_cycle") &&
+        scores.error().code == ErrorCode::kNotFound) {
       std::printf("%-20s (no cycle other than a day or a week in the fitted part)\n",
                   model.c_str());
       continue;

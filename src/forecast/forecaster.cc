@@ -333,7 +333,7 @@ Result<void> Forecaster::fit(const Series& history) {
     names.push_back(name);
   }
   if (models.empty()) {
-    return make_error(ErrorCode::kInvalidArgument,
+    return make_error(ErrorCode::kNotFound,
                       "forecaster: no candidate applies (the \"_cycle\" models need a cycle)");
   }
 

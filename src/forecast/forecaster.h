@@ -109,9 +109,10 @@ class Forecaster {
   Forecaster(Forecaster&&) noexcept = default;
   Forecaster& operator=(Forecaster&&) noexcept = default;
 
-  // Backtests the candidates, selects and calibrates. Errors (kInvalidArgument): an unknown
+  // Backtests the candidates, selects and calibrates. Errors: kInvalidArgument for an unknown
   // candidate, no candidates or units of error, an online_calibration_rate outside [0, 1], fewer
-  // than 2 × (max_horizon + 1) observed values.
+  // than 2 × (max_horizon + 1) observed values; kNotFound when no candidate applies (only
+  // "_cycle" ones, and the history has no cycle for them).
   Result<void> fit(const Series& history);
   // One more observation (NaN = missing) after the history.
   void update(double value);

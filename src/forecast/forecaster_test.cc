@@ -254,6 +254,27 @@ TEST(ForecasterTest, RejectsTooLittleHistoryAndUnknownModels) {
   EXPECT_TRUE(Forecaster().predict(5).p50.empty());  // before fit
 }
 
+// Only "_cycle" candidates and no cycle in the history is kNotFound, told apart from bad input
+// (kInvalidArgument): `prescale eval forecast` notes the first and exits 2 on the second, and it
+// used to note "no cycle" for any error of a cycle model, a history too short among them.
+TEST(ForecasterTest, NoCycleForTheCycleModelsIsNotFoundTooLittleHistoryIsInvalid) {
+  ForecasterOptions o;
+  o.candidates = {"seasonal_naive_cycle", "holt_winters_cycle"};
+  Series noise;
+  std::mt19937 rng(5);
+  std::normal_distribution<double> n(0, 1);
+  for (int i = 0; i < 600; ++i) noise.values.push_back(50 + n(rng));
+  auto r = Forecaster(o).fit(noise);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kNotFound) << r.error().message;
+
+  noise.values.resize(30);
+  r = Forecaster(o).fit(noise);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message.find("need at least 32"), std::string::npos);
+}
+
 TEST(ForecasterTest, HandlesGapsInTheHistory) {
   Series s = cyclic(8, 60);
   for (size_t i = 100; i < 160; ++i) s.values[i] = NAN;
