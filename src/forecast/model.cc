@@ -43,7 +43,9 @@ class NaiveModel final : public Model {
   double last_ = kMissing;
 };
 
-// The value one period earlier, from a ring of the last period's observations.
+// The value one period earlier, from a ring of the last period's observations. The ring grows
+// as values arrive, up to a period: allocated whole at fit(), a week of 1 ms steps took 4.8 GB
+// for a history of a few values.
 class SeasonalNaiveModel final : public Model {
  public:
   SeasonalNaiveModel(std::string_view name, double period_seconds)
@@ -53,22 +55,26 @@ class SeasonalNaiveModel final : public Model {
   std::string_view name() const override { return name_; }
   void fit(const Series& history) override {
     period_ = period_steps(period_seconds_, history.step_seconds);
-    ring_.assign(period_, kMissing);
+    ring_.clear();
+    ring_.reserve(std::min(period_, history.values.size()));
     oldest_ = 0;
-    seen_ = 0;
     last_ = kMissing;
     for (double v : history.values) update(v);
   }
   void update(double value) override {
     if (std::isfinite(value)) last_ = value;
     if (period_ == 0) return;
-    ring_[oldest_] = std::isfinite(value) ? value : kMissing;
+    const double kept = std::isfinite(value) ? value : kMissing;
+    if (ring_.size() < period_) {
+      ring_.push_back(kept);  // the oldest stays at index 0 until the ring is full
+      return;
+    }
+    ring_[oldest_] = kept;
     oldest_ = oldest_ + 1 == period_ ? 0 : oldest_ + 1;
-    seen_ = std::min(seen_ + 1, period_);
   }
   void predict(std::span<double> out) const override {
     const double fallback = clamp_demand(last_);
-    if (period_ == 0 || seen_ < period_) {
+    if (period_ == 0 || ring_.size() < period_) {
       std::fill(out.begin(), out.end(), fallback);
       return;
     }
@@ -88,9 +94,8 @@ class SeasonalNaiveModel final : public Model {
   std::string name_;
   double period_seconds_;
   size_t period_ = 0;
-  std::vector<double> ring_;
+  std::vector<double> ring_;  // at most period_ values
   size_t oldest_ = 0;
-  size_t seen_ = 0;
   double last_ = kMissing;
 };
 

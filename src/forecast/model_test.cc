@@ -161,6 +161,22 @@ TEST(SeasonalNaiveTest, IsNaiveWhenThePeriodIsNotWholeSteps) {
   }
 }
 
+// The ring of the last period was allocated whole at fit(), whatever the history: a week of
+// 1 ms steps is 4.8 GB for a model that predicts the last value until it has seen a week (at
+// 1 µs, 4.8 TB: std::bad_alloc out of fit()). It holds what was seen, at most one period.
+TEST(SeasonalNaiveTest, AHistoryShorterThanAPeriodHoldsOnlyThatHistory) {
+  auto model = make("seasonal_naive_week");
+  model->fit(series({1, 2, 3}, 1e-6));  // a week is 6.048e11 steps
+  EXPECT_THAT(predict(*model, 3), ::testing::Each(3.0));
+  model->update(4);
+  EXPECT_THAT(predict(*model, 3), ::testing::Each(4.0));
+  // Short periods fill up as before, through update() too.
+  auto day = make("seasonal_naive_day");
+  day->fit(series({1, 2, 3}, 28800));  // a day is 3 steps
+  day->update(5);
+  EXPECT_THAT(predict(*day, 4), ::testing::ElementsAre(2, 3, 5, 2));
+}
+
 TEST(SeasonalNaiveTest, WeekUsesTheValueAWeekEarlier) {
   auto model = make("seasonal_naive_week");
   const Series history = demand_series(8 * 24, 3600, 5, 30);  // hourly, 8 days
