@@ -209,13 +209,15 @@ class SeriesWindow {
   }
 
   // Mean of the observed values in the hour centred `k` steps before the last observation,
-  // leaving out the part after it.
+  // leaving out the part after it and before what the ring holds (at fine steps an hour is
+  // millions of steps, and a short history reached past them one by one).
   double hour_mean_around(size_t k) const {
     const size_t before = hour_ / 2;
     const size_t after = hour_ - 1 - before;
+    const size_t held = std::min(count_, ring_.size());  // back(j) is missing from j = held
     double sum = 0;
     size_t count = 0;
-    for (size_t j = k > after ? k - after : 0; j <= k + before; ++j) {
+    for (size_t j = k > after ? k - after : 0; j <= k + before && j < held; ++j) {
       const double v = back(j);
       if (std::isnan(v)) continue;
       sum += v;
