@@ -34,6 +34,8 @@ class ErrorScale {
             : std::abs(error);
   }
   double value() const { return std::isfinite(mean_abs_) ? std::max(mean_abs_, floor_) : floor_; }
+  // The mean itself, unfloored (NaN before any error): what carries on to the next error.
+  double mean_abs() const { return mean_abs_; }
 
  private:
   double keep_;
@@ -46,9 +48,10 @@ class ErrorScale {
 struct Backtest {
   std::vector<std::vector<double>> predicted;  // [origin][h - 1]
   std::vector<std::vector<double>> actual;
-  std::vector<double> scale;  // the error scale at each origin
-  double final_scale = 0;     // ...and after the last value
-  size_t origin_step = 1;     // steps between consecutive origins
+  std::vector<double> scale;    // the error scale at each origin
+  double final_scale = 0;       // ...and after the last value
+  double final_mean_abs = NAN;  // ...unfloored, as ErrorScale::mean_abs()
+  size_t origin_step = 1;       // steps between consecutive origins
 };
 
 // The conformal quantile: the ceil(q (n + 1))-th smallest value, so that a new error exceeds it
@@ -122,6 +125,7 @@ Backtest run_backtest(Model& model, const Series& s, size_t first, std::span<con
     model.update(s.values[t]);
   }
   b.final_scale = scale.value();
+  b.final_mean_abs = scale.mean_abs();
   return b;
 }
 
@@ -276,6 +280,7 @@ Forecaster::Forecaster(const Forecaster& other)
       scale_floor_(other.scale_floor_),
       level_floor_(other.level_floor_),
       error_scale_(other.error_scale_),
+      error_mean_abs_(other.error_mean_abs_),
       unit_(other.unit_),
       cycle_seconds_(other.cycle_seconds_),
       selected_(other.selected_) {}
@@ -380,13 +385,14 @@ Result<void> Forecaster::fit(const Series& history) {
   double best_loss = std::numeric_limits<double>::infinity();
   const size_t units = options_.error_units.size();
   std::vector<Calibration> calibrations;  // per model, then unit
-  std::vector<double> final_scales;
+  std::vector<double> final_scales, final_mean_abs;
   ErrorUnit best_unit = options_.error_units.front();
   for (size_t m = 0; m < models.size(); ++m) {
     if (origins.empty()) break;
     const Backtest b =
         run_backtest(*models[m], history, origins.front(), origins, horizon, fresh_scale);
     final_scales.push_back(b.final_scale);
+    final_mean_abs.push_back(b.final_mean_abs);
     // Both units of error are tried; the model's reported scores are those of its better one.
     std::vector<ForecastScore> kept;
     double kept_loss = std::numeric_limits<double>::infinity();
@@ -451,6 +457,7 @@ Result<void> Forecaster::fit(const Series& history) {
   };
   if (origins.empty() || gains_a_season()) model_->fit(history);
   error_scale_ = final_scales.empty() ? scale_floor_ : final_scales[best];
+  error_mean_abs_ = final_mean_abs.empty() ? NAN : final_mean_abs[best];
   unit_ = best_unit;
   std::vector<char> borrowed;  // of the kept calibration, per horizon
   if (!calibrations.empty()) {
@@ -521,8 +528,11 @@ void Forecaster::update(double value) {
   } else {
     model_->predict(std::span(&one, 1));
   }
-  ErrorScale scale(options_.error_half_life, scale_floor_, error_scale_);
+  // From the unfloored mean, as the backtest that calibrated the quantiles rolled it: from the
+  // floored one, a calm stretch under the floor made the next errors lift the unit too soon.
+  ErrorScale scale(options_.error_half_life, scale_floor_, error_mean_abs_);
   scale.observe(value - one);
+  error_mean_abs_ = scale.mean_abs();
   error_scale_ = scale.value();
   model_->update(value);
 }

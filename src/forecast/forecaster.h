@@ -9,6 +9,7 @@
 // Thread safety: a Forecaster is a value owned by one thread.
 #pragma once
 
+#include <cmath>
 #include <memory>
 #include <span>
 #include <string>
@@ -146,7 +147,8 @@ class Forecaster {
   std::size_t updates_ = 0;
   double scale_floor_ = 0;
   double level_floor_ = 0;
-  double error_scale_ = 0;  // the current recent-error unit
+  double error_scale_ = 0;       // the current recent-error unit
+  double error_mean_abs_ = NAN;  // its mean of |y − ŷ| before the floor (NaN: no error yet)
   ErrorUnit unit_ = ErrorUnit::kRecentError;
   double cycle_seconds_ = 0;
   std::string selected_;  // the candidate name of model_

@@ -230,6 +230,31 @@ TEST(ForecasterTest, TheWinnerGetsASeasonTheWholeHistoryHoldsButItsFittedPartDid
   EXPECT_NEAR(mean(f.predict(60).p50), mean(path), 10);
 }
 
+// The unit of the intervals is the recent one-step error as the backtest measured it: an
+// exponentially weighted mean of |y − ŷ|, floored at 2 % of the mean when it is read. update()
+// floored the mean itself before adding each error, so after a calm history (errors far below
+// the floor) it started from the floor and rose above it on errors the backtest's mean would
+// still have kept under it: here 30 steps of errors 1.5 × the floor made the intervals 25 %
+// wider than calibrated, where the unit is still the floor.
+TEST(ForecasterTest, UpdateMeasuresTheRecentErrorAsTheBacktestDid) {
+  Series s;
+  std::mt19937 rng(3);
+  std::normal_distribution<double> calm(0, 0.1);
+  for (int i = 0; i < 3000; ++i) s.values.push_back(100 + calm(rng));  // the floor: 2 req/s
+  ForecasterOptions o;
+  o.candidates = {"naive"};
+  o.error_units = {ErrorUnit::kRecentError};
+  o.online_calibration_rate = 0;  // the quantiles stay as fitted: widths follow the unit
+  Forecaster f(o);
+  ASSERT_TRUE(f.fit(s));
+  const QuantileForecast before = f.predict(1);
+  ASSERT_GT(before.p90[0] - before.p50[0], 0);
+  for (int i = 0; i < 30; ++i) f.update(i % 2 == 0 ? 101.5 : 98.5);  // one-step errors of 3
+  const QuantileForecast after = f.predict(1);
+  // The mean of |y − ŷ|: about 0.1 before, 0.1 / 2 + 3 / 2 = 1.55 after a half-life, under 2.
+  EXPECT_NEAR((after.p90[0] - after.p50[0]) / (before.p90[0] - before.p50[0]), 1.0, 1e-9);
+}
+
 TEST(ForecasterTest, CopiesAreIndependent) {
   Forecaster a(hourly_day());
   ASSERT_TRUE(a.fit(cyclic(10, 60)));
