@@ -282,6 +282,29 @@ TEST(GatewayReloadTest, BadConfigNamesTheFieldAndChangesNothing) {
   EXPECT_EQ(g.gw->services(), std::vector<std::string>{"a"});
 }
 
+// The loader takes any positive rate; a bucket that refills over centuries overflowed the
+// limiter's nanosecond arithmetic and let every request through.
+TEST(GatewayReloadTest, ARateLimitTooSlowToCountIsRefusedNamingTheField) {
+  Upstream a("A");
+  const GatewayConfig good =
+      parse("  upstreams:\n    a: [\"" + a.address() +
+            "\"]\n  routes:\n    - {match: {path_prefix: /one}, service: a}\n");
+  TestGateway g(good);
+  GatewayConfig bad = good;
+  bad.routes[0].rate_limit.requests_per_second = 1e-12;
+  bad.routes[0].rate_limit.burst = 1;
+  auto r = g.gw->reload(bad);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message,
+            "gateway.routes[0].rate_limit.requests_per_second: too low: refilling the bucket "
+            "must take at most 1e9 s (about 31 years), got 1e-12 for a burst of 1");
+  EXPECT_FALSE(Gateway::create(bad, GatewayOptions{.clock = &g.clock, .health_checks = false}));
+
+  GatewayConfig slow = good;  // one request per 1000 s is a limit, not a bug
+  slow.routes[0].rate_limit.requests_per_second = 0.001;
+  EXPECT_TRUE(g.gw->reload(slow));
+}
+
 TEST(GatewayReloadTest, EndpointsSurviveAReload) {
   Upstream a("A");
   // Endpoints from the controller (a service of the platform), not gateway.upstreams.

@@ -17,6 +17,9 @@ namespace {
 
 constexpr std::int64_t kStartFull = std::numeric_limits<std::int64_t>::min();
 
+// Longest time to refill a bucket from empty: its debt stays far inside int64 nanoseconds.
+constexpr double kMaxRefillSeconds = 1e9;
+
 std::int64_t ns_of(Clock::TimePoint t) { return t.time_since_epoch().count(); }
 
 std::int64_t cost_ns(double ns_per_token, std::uint32_t tokens) {
@@ -52,6 +55,13 @@ Result<void> validate_bucket(const TokenBucketConfig& c, const char* prefix) {
   }
   if (!(c.burst >= 1 && std::isfinite(c.burst))) {
     return make_error(ErrorCode::kInvalidArgument, std::string(prefix) + "burst must be ≥ 1");
+  }
+  // The state counts the debt in int64 nanoseconds: a bucket that takes longer to refill would
+  // overflow it (and be let through whole).
+  if (c.burst / c.rate_per_second > kMaxRefillSeconds) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      std::string(prefix) + "burst / rate_per_second (the time to refill the " +
+                          "bucket) must be at most 1e9 s, about 31 years");
   }
   return {};
 }

@@ -28,7 +28,7 @@ namespace prescale::gateway {
 
 struct TokenBucketConfig {
   double rate_per_second = 100;  // tokens added per second
-  double burst = 100;            // capacity, in tokens; at least 1
+  double burst = 100;            // capacity, in tokens; at least 1, at most 1e9 s of the rate
 };
 
 Result<void> validate(const TokenBucketConfig& config);

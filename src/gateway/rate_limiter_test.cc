@@ -210,5 +210,16 @@ TEST(RateLimit, ValidateRejectsNonsense) {
   EXPECT_TRUE(validate(KeyedRateLimiterConfig{}).has_value());
 }
 
+// A bucket whose refill from empty takes longer than its nanoseconds can count (any positive
+// rate passes the config loader) overflowed: at 1e-12 requests/s every request was let through.
+TEST(RateLimit, ValidateRejectsABucketTooSlowToCountInNanoseconds) {
+  EXPECT_FALSE(validate(TokenBucketConfig{.rate_per_second = 1e-12, .burst = 1}).has_value());
+  EXPECT_FALSE(validate(TokenBucketConfig{.rate_per_second = 1e-6, .burst = 1e9}).has_value());
+  EXPECT_FALSE(validate(KeyedRateLimiterConfig{.bucket = {.rate_per_second = 1e-12, .burst = 1}})
+                   .has_value());
+  EXPECT_TRUE(validate(TokenBucketConfig{.rate_per_second = 0.001, .burst = 100}).has_value());
+  EXPECT_TRUE(validate(TokenBucketConfig{.rate_per_second = 1e9, .burst = 2147483647}).has_value());
+}
+
 }  // namespace
 }  // namespace prescale::gateway

@@ -1,9 +1,12 @@
 #include "gateway/internal/gateway_config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 
 #include "gateway/endpoint_table.h"
+#include "gateway/rate_limiter.h"
 
 namespace prescale::gateway::internal {
 namespace {
@@ -99,6 +102,19 @@ Result<void> validate(const GatewayConfig& c) {
       return bad(at + "rate_limit.requests_per_second", "must be >= 0");
     }
     if (r.rate_limit.burst < 0) return bad(at + "rate_limit.burst", "must be >= 0");
+    if (const double rps = r.rate_limit.requests_per_second; rps > 0) {
+      // The bucket the route table builds: an unset burst is one second's worth.
+      const double burst =
+          r.rate_limit.burst > 0 ? r.rate_limit.burst : std::max(1.0, std::ceil(rps));
+      if (!validate(TokenBucketConfig{.rate_per_second = rps, .burst = burst})) {
+        char got[64];
+        std::snprintf(got, sizeof got, "%g for a burst of %g", rps, burst);
+        return bad(at + "rate_limit.requests_per_second",
+                   std::string("too low: refilling the bucket must take at most 1e9 s (about 31 "
+                               "years), got ") +
+                       got);
+      }
+    }
   }
   for (const auto& [service, endpoints] : c.upstreams) {
     for (size_t k = 0; k < endpoints.size(); ++k) {
