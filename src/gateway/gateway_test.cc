@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -303,6 +304,64 @@ TEST(GatewayReloadTest, ARateLimitTooSlowToCountIsRefusedNamingTheField) {
   GatewayConfig slow = good;  // one request per 1000 s is a limit, not a bug
   slow.routes[0].rate_limit.requests_per_second = 0.001;
   EXPECT_TRUE(g.gw->reload(slow));
+}
+
+// Settings the config loader refuses must be refused for a config built in code too: the
+// gateway's own check promises it, and each of these silently broke a mechanism (a 0 % failure
+// threshold opened every breaker on healthy traffic, -1 consecutive 5xx turned into 2^32 - 1
+// and never ejected, a 0 s ejection ejected nothing, a 150 % budget retried beyond the load).
+TEST(GatewayReloadTest, ResilienceSettingsTheLoaderRefusesAreRefusedNamingTheField) {
+  Upstream a("A");
+  const GatewayConfig good =
+      parse("  upstreams:\n    a: [\"" + a.address() +
+            "\"]\n  routes:\n    - {match: {path_prefix: /one}, service: a}\n");
+  TestGateway g(good);
+  const std::vector<std::pair<std::function<void(GatewayConfig&)>, std::string>> cases = {
+      {[](GatewayConfig& c) { c.circuit_breakers.failure_rate_threshold = 0; },
+       "gateway.circuit_breakers.failure_rate_threshold: must be in (0, 100], got 0"},
+      {[](GatewayConfig& c) { c.circuit_breakers.failure_rate_threshold = 150; },
+       "gateway.circuit_breakers.failure_rate_threshold: must be in (0, 100], got 150"},
+      {[](GatewayConfig& c) { c.circuit_breakers.slow_call_rate_threshold = std::nan(""); },
+       "gateway.circuit_breakers.slow_call_rate_threshold: must be in (0, 100], got nan"},
+      {[](GatewayConfig& c) { c.circuit_breakers.slow_call_duration = milliseconds(0); },
+       "gateway.circuit_breakers.slow_call_duration: must be > 0"},
+      {[](GatewayConfig& c) { c.circuit_breakers.minimum_requests = -1; },
+       "gateway.circuit_breakers.minimum_requests: must be >= 1"},
+      {[](GatewayConfig& c) { c.outlier_detection.consecutive_5xx = -1; },
+       "gateway.outlier_detection.consecutive_5xx: must be >= 0"},
+      {[](GatewayConfig& c) { c.outlier_detection.consecutive_gateway_failure = -1; },
+       "gateway.outlier_detection.consecutive_gateway_failure: must be >= 0"},
+      {[](GatewayConfig& c) { c.outlier_detection.base_ejection_time = milliseconds(0); },
+       "gateway.outlier_detection.base_ejection_time: must be > 0"},
+      {[](GatewayConfig& c) { c.outlier_detection.max_ejection_time = milliseconds(1000); },
+       "gateway.outlier_detection.max_ejection_time: must be >= base_ejection_time (30000ms), "
+       "got 1000ms"},
+      {[](GatewayConfig& c) { c.retry_budget.budget_percent = 150; },
+       "gateway.retry_budget.budget_percent: must be 0..100"},
+      {[](GatewayConfig& c) { c.retry_budget.budget_percent = std::nan(""); },
+       "gateway.retry_budget.budget_percent: must be 0..100"},
+      {[](GatewayConfig& c) { c.routes[0].per_try_timeout = c.routes[0].timeout * 2; },
+       "gateway.routes[0].per_try_timeout: must be <= timeout (15000ms), got 30000ms"},
+      {[](GatewayConfig& c) { c.routes[0].retries.num_retries = 11; },
+       "gateway.routes[0].retries.num_retries: must be 0..10, got 11"},
+      {[](GatewayConfig& c) {
+         c.routes[0].retries.retriable_status_codes = {409, 42};
+       },
+       "gateway.routes[0].retries.retriable_status_codes[1]: must be an HTTP status (100..599), "
+       "got 42"},
+      {[](GatewayConfig& c) { c.routes[0].rate_limit.requests_per_second = std::nan(""); },
+       "gateway.routes[0].rate_limit.requests_per_second: must be >= 0"},
+      {[](GatewayConfig& c) { c.health_check.timeout = c.health_check.interval * 2; },
+       "gateway.health_check.timeout: must be <= interval (10000ms), got 20000ms"},
+  };
+  for (const auto& [mutate, message] : cases) {
+    GatewayConfig bad = good;
+    mutate(bad);
+    auto r = g.gw->reload(bad);
+    ASSERT_FALSE(r) << message;
+    EXPECT_EQ(r.error().message, message);
+  }
+  EXPECT_EQ(g.get("/one").body, "A /one");
 }
 
 TEST(GatewayReloadTest, EndpointsSurviveAReload) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <utility>
 
 #include "gateway/endpoint_table.h"
 #include "gateway/rate_limiter.h"
@@ -94,11 +95,25 @@ Result<void> validate(const GatewayConfig& c) {
     if (r.per_try_timeout.count() < 0) {
       return bad(at + "per_try_timeout", "must be >= 0, got " + millis(r.per_try_timeout));
     }
+    if (r.per_try_timeout > r.timeout) {
+      return bad(at + "per_try_timeout", "must be <= timeout (" + millis(r.timeout) + "), got " +
+                                             millis(r.per_try_timeout));
+    }
     if (r.retries.num_retries < 0) {
       return bad(at + "retries.num_retries",
                  "must be >= 0, got " + std::to_string(r.retries.num_retries));
     }
-    if (r.rate_limit.requests_per_second < 0) {
+    if (r.retries.num_retries > 10) {
+      return bad(at + "retries.num_retries",
+                 "must be 0..10, got " + std::to_string(r.retries.num_retries));
+    }
+    for (size_t k = 0; k < r.retries.retriable_status_codes.size(); ++k) {
+      if (const int code = r.retries.retriable_status_codes[k]; code < 100 || code > 599) {
+        return bad(at + "retries.retriable_status_codes[" + std::to_string(k) + "]",
+                   "must be an HTTP status (100..599), got " + std::to_string(code));
+      }
+    }
+    if (!(r.rate_limit.requests_per_second >= 0)) {
       return bad(at + "rate_limit.requests_per_second", "must be >= 0");
     }
     if (r.rate_limit.burst < 0) return bad(at + "rate_limit.burst", "must be >= 0");
@@ -130,6 +145,20 @@ Result<void> validate(const GatewayConfig& c) {
   }
   if (b.max_requests < 1) return bad("circuit_breakers.max_requests", "must be >= 1");
   if (b.max_retries < 0) return bad("circuit_breakers.max_retries", "must be >= 0");
+  for (const auto& [field, percent] :
+       {std::pair{"failure_rate_threshold", b.failure_rate_threshold},
+        std::pair{"slow_call_rate_threshold", b.slow_call_rate_threshold}}) {
+    if (!(percent > 0 && percent <= 100)) {
+      char got[32];
+      std::snprintf(got, sizeof got, "%g", percent);
+      return bad(std::string("circuit_breakers.") + field,
+                 std::string("must be in (0, 100], got ") + got);
+    }
+  }
+  if (b.slow_call_duration.count() <= 0) {
+    return bad("circuit_breakers.slow_call_duration", "must be > 0");
+  }
+  if (b.minimum_requests < 1) return bad("circuit_breakers.minimum_requests", "must be >= 1");
   if (b.window.count() <= 0) return bad("circuit_breakers.window", "must be > 0");
   if (b.open_duration.count() <= 0) return bad("circuit_breakers.open_duration", "must be > 0");
   if (b.half_open_trials < 1) return bad("circuit_breakers.half_open_trials", "must be >= 1");
@@ -137,14 +166,32 @@ Result<void> validate(const GatewayConfig& c) {
   if (!h.path.starts_with('/')) return bad("health_check.path", "must start with \"/\"");
   if (h.interval.count() <= 0) return bad("health_check.interval", "must be > 0");
   if (h.timeout.count() <= 0) return bad("health_check.timeout", "must be > 0");
+  if (h.timeout > h.interval) {
+    return bad("health_check.timeout",
+               "must be <= interval (" + millis(h.interval) + "), got " + millis(h.timeout));
+  }
   if (h.healthy_threshold < 1) return bad("health_check.healthy_threshold", "must be >= 1");
   if (h.unhealthy_threshold < 1) return bad("health_check.unhealthy_threshold", "must be >= 1");
   const prescale::OutlierDetectionConfig& o = c.outlier_detection;
+  if (o.consecutive_5xx < 0) return bad("outlier_detection.consecutive_5xx", "must be >= 0");
+  if (o.consecutive_gateway_failure < 0) {
+    return bad("outlier_detection.consecutive_gateway_failure", "must be >= 0");
+  }
   if (o.interval.count() <= 0) return bad("outlier_detection.interval", "must be > 0");
+  if (o.base_ejection_time.count() <= 0) {
+    return bad("outlier_detection.base_ejection_time", "must be > 0");
+  }
+  if (o.max_ejection_time < o.base_ejection_time) {
+    return bad("outlier_detection.max_ejection_time", "must be >= base_ejection_time (" +
+                                                          millis(o.base_ejection_time) + "), got " +
+                                                          millis(o.max_ejection_time));
+  }
   if (o.max_ejection_percent < 0 || o.max_ejection_percent > 100) {
     return bad("outlier_detection.max_ejection_percent", "must be 0..100");
   }
-  if (c.retry_budget.budget_percent < 0) return bad("retry_budget.budget_percent", "must be >= 0");
+  if (!(c.retry_budget.budget_percent >= 0 && c.retry_budget.budget_percent <= 100)) {
+    return bad("retry_budget.budget_percent", "must be 0..100");
+  }
   if (c.retry_budget.min_retry_concurrency < 0) {
     return bad("retry_budget.min_retry_concurrency", "must be >= 0");
   }
