@@ -364,6 +364,35 @@ TEST(GatewayReloadTest, ResilienceSettingsTheLoaderRefusesAreRefusedNamingTheFie
   EXPECT_EQ(g.get("/one").body, "A /one");
 }
 
+// The loader takes durations up to ~317 years; the gateway counts time in int64 nanoseconds,
+// which end at ~292. "Practically never" written as 2600000h wrapped round to a negative
+// duration: a route's deadline in the past, health checks and outlier sweeps on every upkeep
+// tick, breakers that reopen at once, ejections that end before they start.
+TEST(GatewayReloadTest, DurationsTheClockCannotHoldAreRefusedNamingTheField) {
+  Upstream a("A");
+  const std::string upstreams = "  upstreams:\n    a: [\"" + a.address() + "\"]\n";
+  const std::string route = "  routes:\n    - {match: {path_prefix: /one}, service: a";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {route + ", timeout: 2600000h}\n", "gateway.routes[0].timeout"},
+      {route + "}\n  health_check: {interval: 2600000h}\n", "gateway.health_check.interval"},
+      {route + "}\n  outlier_detection: {interval: 2600000h}\n",
+       "gateway.outlier_detection.interval"},
+      {route + "}\n  outlier_detection: {max_ejection_time: 2600000h}\n",
+       "gateway.outlier_detection.max_ejection_time"},
+      {route + "}\n  circuit_breakers: {open_duration: 2600000h}\n",
+       "gateway.circuit_breakers.open_duration"},
+  };
+  for (const auto& [yaml, field] : cases) {
+    const GatewayConfig config = parse(upstreams + yaml);
+    auto g = Gateway::create(config, GatewayOptions{.health_checks = false});
+    ASSERT_FALSE(g) << field;
+    EXPECT_EQ(g.error().message, field + ": must be <= 876000h (100 years), got 9360000000000ms");
+  }
+  // 100 years is still "practically never".
+  EXPECT_TRUE(Gateway::create(parse(upstreams + route + ", timeout: 876000h}\n"),
+                              GatewayOptions{.health_checks = false}));
+}
+
 TEST(GatewayReloadTest, EndpointsSurviveAReload) {
   Upstream a("A");
   // Endpoints from the controller (a service of the platform), not gateway.upstreams.

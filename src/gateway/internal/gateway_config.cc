@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <map>
 #include <utility>
+#include <vector>
 
 #include "gateway/endpoint_table.h"
 #include "gateway/rate_limiter.h"
@@ -15,6 +16,11 @@ namespace {
 // A duration as prescale.yaml writes one ("150ms"): these messages name a setting of that file.
 // (Messages about requests write format_millis()'s "150 ms".)
 std::string millis(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
+
+// The longest duration the gateway takes. It counts time in Clock's int64 nanoseconds, which
+// end at ~292 years (the loader allows ~317): beyond, a duration would wrap round to a negative
+// one, and "practically never" would become "at once".
+constexpr std::chrono::hours kMaxDuration{24 * 365 * 100};
 
 }  // namespace
 
@@ -82,6 +88,24 @@ Result<void> validate(const GatewayConfig& c) {
   auto bad = [](const std::string& field, const std::string& what) -> Result<void> {
     return make_error(ErrorCode::kInvalidArgument, "gateway." + field + ": " + what);
   };
+  std::vector<std::pair<std::string, std::chrono::milliseconds>> durations = {
+      {"circuit_breakers.slow_call_duration", c.circuit_breakers.slow_call_duration},
+      {"circuit_breakers.window", c.circuit_breakers.window},
+      {"circuit_breakers.open_duration", c.circuit_breakers.open_duration},
+      {"health_check.interval", c.health_check.interval},
+      {"health_check.timeout", c.health_check.timeout},
+      {"outlier_detection.interval", c.outlier_detection.interval},
+      {"outlier_detection.base_ejection_time", c.outlier_detection.base_ejection_time},
+      {"outlier_detection.max_ejection_time", c.outlier_detection.max_ejection_time},
+  };
+  for (size_t i = 0; i < c.routes.size(); ++i) {
+    const std::string at = "routes[" + std::to_string(i) + "].";
+    durations.emplace_back(at + "timeout", c.routes[i].timeout);
+    durations.emplace_back(at + "per_try_timeout", c.routes[i].per_try_timeout);
+  }
+  for (const auto& [field, d] : durations) {
+    if (d > kMaxDuration) return bad(field, "must be <= 876000h (100 years), got " + millis(d));
+  }
   if (!(c.load_balancer_tolerance >= 1.0)) {
     char got[32];
     std::snprintf(got, sizeof got, "%g", c.load_balancer_tolerance);
