@@ -318,4 +318,8 @@ RetryDecision RouteSelector::retry(const http::Request& request, const AttemptRe
                           splitmix64_next(rng_))};
 }
 
+bool RouteSelector::retries_status(int status) const {
+  return is_retryable(policy_, UpstreamOutcome::response(status));
+}
+
 }  // namespace prescale::gateway

@@ -151,6 +151,7 @@ class RouteSelector final : public UpstreamSelector {
                            const UpstreamPick* previous) override;
   void report(const http::Request& request, const AttemptReport& report) override;
   RetryDecision retry(const http::Request& request, const AttemptReport& report) override;
+  bool retries_status(int status) const override;
 
   const std::shared_ptr<Cluster>& cluster() const { return cluster_; }
 

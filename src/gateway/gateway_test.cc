@@ -225,6 +225,37 @@ TEST(GatewayTraceTest, SeveralTracestateFieldsAreForwardedAsOneList) {
   EXPECT_EQ(forwarded("tracestate: a=1\r\ntracestate: a=2\r\n"), "");  // a key twice
 }
 
+// retriable_status_codes (docs/config.md: "answers retried like failures, e.g. [409]"): the
+// proxy relayed every answer below 500 without asking, so a listed 4xx was never retried.
+TEST(GatewayRetryTest, ARetriableStatusCodeBelow500IsRetried) {
+  std::atomic<int> seen{0};
+  http::Server upstream(local(), [&](http::Request& req, http::Responder respond) {
+    const int n = seen.fetch_add(1) + 1;
+    respond(http::Response::text(n == 1 || req.path == "/always" ? 409 : 200,
+                                 "attempt " + std::to_string(n)));
+  });
+  ASSERT_TRUE(upstream.start());
+  TestGateway g(parse("  upstreams:\n    a: [\"127.0.0.1:" + std::to_string(upstream.port()) +
+                      "\"]\n  routes:\n    - {match: {path_prefix: /}, service: a, retries: "
+                      "{num_retries: 2, retriable_status_codes: [409]}}\n"));
+  Answer a = g.get("/");
+  EXPECT_EQ(a.status, 200);
+  EXPECT_EQ(a.body, "attempt 2");
+
+  seen = 0;  // every attempt answers 409: after the retries, the last 409 is relayed
+  a = g.get("/always");
+  EXPECT_EQ(a.status, 409);
+  EXPECT_EQ(a.body, "attempt 3");
+  EXPECT_EQ(seen.load(), 3);
+
+  seen = 1;  // a 409 on a route that does not list it is relayed at once
+  TestGateway plain(parse("  upstreams:\n    a: [\"127.0.0.1:" + std::to_string(upstream.port()) +
+                          "\"]\n  routes:\n    - {match: {path_prefix: /}, service: a}\n"));
+  a = plain.get("/always");
+  EXPECT_EQ(a.status, 409);
+  EXPECT_EQ(seen.load(), 2);
+}
+
 TEST(GatewayReloadTest, ChangedTimeoutAppliesToTheNextRequest) {
   Upstream a("A");
   const std::string upstreams = "  upstreams:\n    a: [\"" + a.address() + "\"]\n";

@@ -46,6 +46,8 @@ RetryDecision UpstreamSelector::retry(const http::Request&, const AttemptReport&
                                 report.outcome.error == UpstreamError::kConnectFailure};
 }
 
+bool UpstreamSelector::retries_status(int) const { return false; }
+
 RoundRobinSelector::RoundRobinSelector(std::vector<std::pair<std::string, uint16_t>> endpoints)
     : endpoints_(std::move(endpoints)) {}
 

@@ -7,7 +7,8 @@
 // resilience (balancer, breakers, outlier ejection, retry budget), three things:
 //   select()  where attempt N goes, or why nowhere (answered 503, or the previous answer);
 //   report()  how each attempt ended: status or local failure, latency, or "cancelled";
-//   retry()   whether, and after what back-off, to try again after a failed attempt.
+//   retry()   whether, and after what back-off, to try again after a failed attempt (or an
+//             answer whose status the route retries, retries_status()).
 // Every select() that returns a pick is followed by exactly one report() for it.
 //
 // Header handling (docs/gateway.md): hop-by-hop fields (Connection and the fields it names,
@@ -115,10 +116,13 @@ class UpstreamSelector {
                                    const UpstreamPick* previous) = 0;
   // Every attempt's end, on the I/O thread that ran it. Default: nothing.
   virtual void report(const http::Request& request, const AttemptReport& report);
-  // Asked after an attempt that failed locally or answered 5xx (not when cancelled, past the
-  // route's timeout, or at max_attempts). Default: retry a connect failure once, at once,
-  // whatever the method (nothing was sent).
+  // Asked after an attempt that failed locally, answered 5xx or answered a status below 500 that
+  // retries_status() names (not when cancelled, past the route's timeout, or at max_attempts).
+  // Default: retry a connect failure once, at once, whatever the method (nothing was sent).
   virtual RetryDecision retry(const http::Request& request, const AttemptReport& report);
+  // Whether an answer below 500 with `status` may be worth another attempt (Envoy's
+  // retriable-status-codes, e.g. 409); other such answers are relayed at once. Default: none.
+  virtual bool retries_status(int status) const;
 };
 
 // Round robin over fixed endpoints; a retry goes to the endpoint after the previous one. For a

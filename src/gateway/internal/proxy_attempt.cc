@@ -147,7 +147,8 @@ void ProxyCore::on_attempt_done(Call& c) {
     finish_failed(c);
     return;
   }
-  if (c.error == ExchangeError::kNone && c.response.status < 500) {
+  if (c.error == ExchangeError::kNone && c.response.status < 500 &&
+      !selector.retries_status(c.response.status)) {
     relay(c);
     return;
   }
