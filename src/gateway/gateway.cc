@@ -127,12 +127,20 @@ void Gateway::handle(http::Request& request, http::Responder respond) {
   }
   // Trace context: continue the caller's trace (or start one) with a span for this hop.
   {
-    const std::optional<std::string_view> parent = request.headers.get("traceparent");
+    // Two traceparent fields name two parents: neither is to be trusted, and a new trace
+    // starts (the W3C trace-context test suite's test_traceparent_duplicated).
+    std::optional<std::string_view> parent;
+    bool several_parents = false;
     // Several tracestate fields are one list (RFC 9110 section 5.3, W3C Trace Context section
     // 3.3.1.1): joined, so all of it goes on and its limits (32 members) hold for all of it.
     std::optional<std::string_view> state;
     std::string joined;
     for (const auto& [name, value] : request.headers.fields()) {
+      if (http::internal::iequals(name, "traceparent")) {
+        several_parents = several_parents || parent.has_value();
+        parent = value;
+        continue;
+      }
       if (!http::internal::iequals(name, "tracestate")) continue;
       if (!state) {
         state = value;
@@ -143,6 +151,7 @@ void Gateway::handle(http::Request& request, http::Responder respond) {
       joined += value;
       state = joined;
     }
+    if (several_parents) parent.reset();
     UpstreamTrace t = propagate(parent, state, /*sample_new_trace=*/false);
     std::string tracestate(t.tracestate);  // a copy: it points into the headers changed below
     request.headers.set("traceparent", std::move(t.traceparent));

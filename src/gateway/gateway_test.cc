@@ -16,6 +16,7 @@
 
 #include "core/config.h"
 #include "gateway/cluster.h"
+#include "gateway/trace_context.h"
 #include "http/server.h"
 #include "http/test_util.h"
 #include "telemetry/exposition.h"
@@ -223,6 +224,35 @@ TEST(GatewayTraceTest, SeveralTracestateFieldsAreForwardedAsOneList) {
       forwarded("tracestate: " + members(0, 16) + "\r\ntracestate: " + members(16, 33) + "\r\n"),
       "");
   EXPECT_EQ(forwarded("tracestate: a=1\r\ntracestate: a=2\r\n"), "");  // a key twice
+}
+
+// Two traceparent fields name two parents: neither can be trusted, so a new trace starts (the
+// W3C trace-context test suite, test_traceparent_duplicated). The gateway continued the first.
+TEST(GatewayTraceTest, TwoTraceparentFieldsStartANewTrace) {
+  http::Server upstream(local(), [](http::Request& req, http::Responder respond) {
+    respond(http::Response::text(200, std::string(req.headers.get("traceparent").value_or("")) +
+                                          "|" +
+                                          std::string(req.headers.get("tracestate").value_or(""))));
+  });
+  ASSERT_TRUE(upstream.start());
+  TestGateway g(parse("  upstreams:\n    a: [\"127.0.0.1:" + std::to_string(upstream.port()) +
+                      "\"]\n  routes:\n    - {match: {path_prefix: /}, service: a}\n"));
+  auto forwarded = [&](const std::string& fields) {
+    RawSocket s(g.server->port());
+    EXPECT_TRUE(s.send("GET / HTTP/1.1\r\nHost: test\r\n" + fields + "\r\n"));
+    auto r = s.read_response();
+    return r ? r->body : std::string("(no answer)");
+  };
+  const std::string one = "00-12345678901234567890123456789011-1234567890123456-01";
+  const std::string two = "00-12345678901234567890123456789012-1234567890123456-01";
+  std::string got = forwarded("traceparent: " + one + "\r\ntracestate: a=1\r\n");
+  EXPECT_EQ(got.substr(0, 36), one.substr(0, 36));  // one: continued, its tracestate kept
+  EXPECT_TRUE(got.ends_with("|a=1")) << got;
+  got = forwarded("traceparent: " + one + "\r\nTraceparent: " + two + "\r\ntracestate: a=1\r\n");
+  ASSERT_EQ(got.size(), kTraceparentSize + 1) << got;  // a new trace, no tracestate
+  EXPECT_TRUE(parse_traceparent(got.substr(0, kTraceparentSize))) << got;
+  EXPECT_NE(got.substr(3, 32), one.substr(3, 32));
+  EXPECT_NE(got.substr(3, 32), two.substr(3, 32));
 }
 
 // retriable_status_codes (docs/config.md: "answers retried like failures, e.g. [409]"): the
