@@ -83,12 +83,12 @@ bool OutlierDetector::eject_locked(OutlierHostState& host, EjectionReason reason
   if (host.ejected(now)) return false;
   const std::int64_t t = ns_of(now);
   std::erase_if(ejections_until_ns_, [t](std::int64_t until) { return until <= t; });
-  // Envoy: eject while the share already ejected is below the limit, so the first ejection is
-  // always allowed (max_ejection_percent > 0) however few hosts there are.
+  // Envoy: eject while the share ejected, this host included, stays within the limit; the
+  // first ejection is always allowed (max_ejection_percent > 0) however few hosts there are.
   const std::size_t active = ejections_until_ns_.size();
   const bool allowed = active == 0 ? config_.max_ejection_percent > 0
-                                   : host_count_ > 0 && 100.0 * static_cast<double>(active) /
-                                                                static_cast<double>(host_count_) <
+                                   : host_count_ > 0 && 100.0 * static_cast<double>(active + 1) /
+                                                                static_cast<double>(host_count_) <=
                                                             config_.max_ejection_percent;
   if (!allowed) {
     ejections_overflow_.fetch_add(1, std::memory_order_relaxed);

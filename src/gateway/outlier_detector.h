@@ -9,8 +9,9 @@
 //   * Ejection time = base_ejection_time (30 s) × the host's ejection multiplier, at most
 //     max_ejection_time (300 s). Each ejection raises the multiplier by one; every interval tick
 //     at which the host has been back for a whole interval lowers it by one.
-//   * A new ejection happens only while fewer than max_ejection_percent (10 %) of the hosts are
-//     ejected, so with few hosts exactly one may be ejected.
+//   * A new ejection happens only when the share of hosts ejected, the new one included, stays
+//     within max_ejection_percent (10 %); the first is always allowed, so with few hosts exactly
+//     one may be ejected.
 //   * An ejected host is back in service the moment its ejection time has passed.
 //
 // Thread safety: record() and OutlierHostState's readers are lock-free and may be called from any

@@ -168,6 +168,28 @@ TEST(OutlierDetector, MaxEjectionPercentOfALargerCluster) {
   EXPECT_EQ(c.detector.stats().ejections_overflow, 3u);
 }
 
+// "Most of a service's replicas ejected at once" (docs/config.md): an ejection that would take
+// the share ejected past the limit is refused. Counting only those already ejected let 2 of 3
+// replicas go at 50 % (67 %), leaving one to take every request.
+TEST(OutlierDetector, MaxEjectionPercentIsNeverExceededAfterTheFirstEjection) {
+  ManualClock clock;
+  OutlierDetectionConfig config;
+  config.max_ejection_percent = 50;
+  Cluster three(3, config);
+  three.evaluate(clock.now());
+  three.repeat(0, k500, 5, clock.now());
+  EXPECT_TRUE(three.hosts[0].ejected(clock.now()));
+  three.repeat(1, k500, 5, clock.now());
+  EXPECT_FALSE(three.hosts[1].ejected(clock.now()));  // 2 of 3 would be 67 %
+  EXPECT_EQ(three.detector.stats().ejections_overflow, 1u);
+
+  Cluster four(4, config);  // 2 of 4 is exactly 50 %: allowed, a third is not
+  four.evaluate(clock.now());
+  for (std::size_t h = 0; h < 3; ++h) four.repeat(h, k500, 5, clock.now());
+  EXPECT_EQ(four.detector.ejected_count(clock.now()), 2u);
+  EXPECT_EQ(four.detector.stats().ejections_overflow, 1u);
+}
+
 TEST(OutlierDetector, OneHostMayBeEjectedBeforeTheHostCountIsKnown) {
   ManualClock clock;
   Cluster c(10);  // no evaluate() yet
