@@ -887,6 +887,12 @@ TEST(ConfigScalars, Durations) {
   EXPECT_FALSE(parse_duration("-1s").has_value());
   EXPECT_FALSE(parse_duration("0.5ms").has_value());
   EXPECT_FALSE(parse_duration("1e300h").has_value());
+  // Within what a nanosecond Clock holds (~292 years) with room to add it to a time point: a
+  // century at most. 2,600,000 h (297 years) wrapped to a negative Clock duration.
+  EXPECT_EQ(parse_duration("876000h").value(), 876000h);
+  EXPECT_EQ(parse_duration("876001h").error(),
+            R"(durations are at most a century (876000h), got "876001h")");
+  EXPECT_FALSE(parse_duration("2600000h").has_value());
   EXPECT_EQ(internal::format_duration(1500ms), "1500ms");
   EXPECT_EQ(internal::format_duration(120s), "2m");
 }

@@ -425,30 +425,41 @@ TEST(GatewayReloadTest, ResilienceSettingsTheLoaderRefusesAreRefusedNamingTheFie
   EXPECT_EQ(g.get("/one").body, "A /one");
 }
 
-// The loader takes durations up to ~317 years; the gateway counts time in int64 nanoseconds,
-// which end at ~292. "Practically never" written as 2600000h wrapped round to a negative
-// duration: a route's deadline in the past, health checks and outlier sweeps on every upkeep
-// tick, breakers that reopen at once, ejections that end before they start.
+// The gateway counts time in int64 nanoseconds, which end at ~292 years. "Practically never"
+// written as 2600000h wrapped round to a negative duration: a route's deadline in the past,
+// health checks and outlier sweeps on every upkeep tick, breakers that reopen at once, ejections
+// that end before they start. The file loader refuses durations over a century; a config built
+// in code or handed to reload() is checked by the gateway itself.
 TEST(GatewayReloadTest, DurationsTheClockCannotHoldAreRefusedNamingTheField) {
   Upstream a("A");
   const std::string upstreams = "  upstreams:\n    a: [\"" + a.address() + "\"]\n";
   const std::string route = "  routes:\n    - {match: {path_prefix: /one}, service: a";
-  const std::vector<std::pair<std::string, std::string>> cases = {
-      {route + ", timeout: 2600000h}\n", "gateway.routes[0].timeout"},
-      {route + "}\n  health_check: {interval: 2600000h}\n", "gateway.health_check.interval"},
-      {route + "}\n  outlier_detection: {interval: 2600000h}\n",
+  const GatewayConfig good = parse(upstreams + route + "}\n");
+  using std::chrono::hours;
+  const hours never{2600000};
+  const std::vector<std::pair<std::function<void(GatewayConfig&)>, std::string>> cases = {
+      {[&](GatewayConfig& c) { c.routes[0].timeout = never; }, "gateway.routes[0].timeout"},
+      {[&](GatewayConfig& c) { c.health_check.interval = never; }, "gateway.health_check.interval"},
+      {[&](GatewayConfig& c) { c.outlier_detection.interval = never; },
        "gateway.outlier_detection.interval"},
-      {route + "}\n  outlier_detection: {max_ejection_time: 2600000h}\n",
+      {[&](GatewayConfig& c) { c.outlier_detection.max_ejection_time = never; },
        "gateway.outlier_detection.max_ejection_time"},
-      {route + "}\n  circuit_breakers: {open_duration: 2600000h}\n",
+      {[&](GatewayConfig& c) { c.circuit_breakers.open_duration = never; },
        "gateway.circuit_breakers.open_duration"},
   };
-  for (const auto& [yaml, field] : cases) {
-    const GatewayConfig config = parse(upstreams + yaml);
+  for (const auto& [mutate, field] : cases) {
+    GatewayConfig config = good;
+    mutate(config);
     auto g = Gateway::create(config, GatewayOptions{.health_checks = false});
     ASSERT_FALSE(g) << field;
     EXPECT_EQ(g.error().message, field + ": must be <= 876000h (100 years), got 9360000000000ms");
   }
+  auto loaded = load_config_string(
+      "version: 1\ngateway:\n" + upstreams + route + ", timeout: 2600000h}\n", "g.yaml");
+  ASSERT_FALSE(loaded);
+  EXPECT_NE(loaded.error().message.find("gateway.routes[0].timeout: durations are at most a century"),
+            std::string::npos)
+      << loaded.error().message;
   // 100 years is still "practically never".
   EXPECT_TRUE(Gateway::create(parse(upstreams + route + ", timeout: 876000h}\n"),
                               GatewayOptions{.health_checks = false}));

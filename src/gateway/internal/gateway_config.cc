@@ -17,9 +17,10 @@ namespace {
 // (Messages about requests write format_millis()'s "150 ms".)
 std::string millis(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
 
-// The longest duration the gateway takes. It counts time in Clock's int64 nanoseconds, which
-// end at ~292 years (the loader allows ~317): beyond, a duration would wrap round to a negative
-// one, and "practically never" would become "at once".
+// The longest duration the gateway takes, as the file loader (a century). It counts time in
+// Clock's int64 nanoseconds, which end at ~292 years: beyond, a duration would wrap round to a
+// negative one, and "practically never" would become "at once". Checked again here for configs
+// built in code and handed to create() or reload().
 constexpr std::chrono::hours kMaxDuration{24 * 365 * 100};
 
 }  // namespace
