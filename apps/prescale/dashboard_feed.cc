@@ -32,7 +32,7 @@ void DashboardFeed::on_replica_event(const local::ReplicaEvent& e) {
   model_.add_event({unix_seconds(real_.wall_now()), e.kind, e.service, e.replica, e.message});
 }
 
-void DashboardFeed::after_tick(const control::Controller& controller,
+void DashboardFeed::after_tick(control::Controller& controller,
                                const std::optional<scaling::Plan>& plan) {
   const double t = unix_seconds(real_.wall_now());
   if (plan) {
@@ -48,9 +48,9 @@ void DashboardFeed::after_tick(const control::Controller& controller,
   }
   // Recommending only, the controller's "changes" were never made: the recommend events above
   // say what it would do.
-  if (options_.recommend_only) events_seen_ = controller.events().size();
-  for (; events_seen_ < controller.events().size(); ++events_seen_) {
-    const control::Event& e = controller.events()[events_seen_];
+  std::vector<control::Event> events = controller.take_events();
+  if (options_.recommend_only) events.clear();
+  for (const control::Event& e : events) {
     ++scaling_events_;
     spdlog::info("scale {} {} -> {}: {}", e.service, e.from_replicas, e.to_replicas, e.reason);
     model_.add_event({t, "scale", e.service, "",

@@ -36,7 +36,8 @@ class DashboardFeed {
                 const scaling::PrescalePolicy* prescale_policy, DashboardFeedOptions options,
                 Clock& real_clock);
 
-  void after_tick(const control::Controller& controller, const std::optional<scaling::Plan>& plan);
+  // Takes the controller's events (Controller::take_events), so they are not kept for the run.
+  void after_tick(control::Controller& controller, const std::optional<scaling::Plan>& plan);
   void on_replica_event(const local::ReplicaEvent& event);
   int scaling_events() const { return scaling_events_; }
 
@@ -49,7 +50,6 @@ class DashboardFeed {
   DashboardFeedOptions options_;
   Clock& real_;
   double started_at_;
-  size_t events_seen_ = 0;
   int scaling_events_ = 0;
   std::map<std::string, std::pair<int, std::string>> decisions_;  // service -> (replicas, why)
   Clock::TimePoint next_point_;                           // real time

@@ -3,13 +3,14 @@
 //
 // tick() performs one iteration at clock.now(): it observes the world, feeds the snapshot to
 // the policy, and when the policy's period has elapsed asks it for a plan and applies the plan.
-// Every applied change is recorded as an Event with the policy's reason.
+// Every applied change is recorded as an Event with the policy's reason, kept until taken.
 //
 // Thread safety: one thread drives a Controller.
 #pragma once
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "control/event.h"
@@ -30,7 +31,12 @@ class Controller {
   // decision. Ticking earlier is harmless; a driver may sleep (or a simulator step) until then.
   Clock::TimePoint next_tick() const;
 
+  // The changes applied and not yet taken, oldest first.
   const std::vector<Event>& events() const { return events_; }
+  // Hands over the changes applied since the last take and forgets them. A driver that runs for
+  // months takes them as it goes (prescale up's dashboard feed does); otherwise every change is
+  // kept for the life of the Controller, as the simulator wants them.
+  std::vector<Event> take_events() { return std::exchange(events_, {}); }
   // The latest observation (empty before the first tick); the World owns it.
   const scaling::Snapshot& last_snapshot() const { return last_ ? *last_ : empty_; }
   const std::vector<scaling::ServiceSpec>& services() const { return services_; }

@@ -145,6 +145,29 @@ TEST(ControllerTest, ObservesEveryTickAndDecidesEveryPeriod) {
   EXPECT_EQ(controller.events()[1].time, Clock::TimePoint{} + 15s);
 }
 
+// A driver that runs for months takes the events as it goes; the controller then keeps only the
+// changes since (before, it kept every change for the life of the process).
+TEST(ControllerTest, TakenEventsAreNotKept) {
+  ManualClock clock;
+  RecordingWorld world;
+  GrowPolicy policy;
+  Controller controller(world, policy, {{.name = "api", .min_replicas = 1, .max_replicas = 5}},
+                        clock);
+  controller.tick();  // t = 0: 1 -> 2
+  std::vector<Event> taken = controller.take_events();
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].to_replicas, 2);
+  EXPECT_TRUE(controller.events().empty());
+  clock.advance(15s);
+  controller.tick();  // 2 -> 3
+  ASSERT_EQ(controller.events().size(), 1u);
+  EXPECT_EQ(controller.events()[0].from_replicas, 2);
+  taken = controller.take_events();
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].to_replicas, 3);
+  EXPECT_TRUE(controller.take_events().empty());
+}
+
 TEST(ControllerTest, IgnoresDecisionsForUnknownServices) {
   ManualClock clock;
   RecordingWorld world;
