@@ -44,7 +44,11 @@ std::int64_t GatewayEndpoints::in_flight(const std::string& service, const std::
   if (cluster == nullptr || it == draining_.end()) return 0;
   const auto view = cluster->view();
   for (size_t i = 0; i < view->specs.size(); ++i) {
-    if (view->specs[i].id == it->second) return view->states[i]->outstanding.load();
+    if (view->specs[i].id != it->second) continue;
+    const std::int64_t left = view->states[i]->outstanding.load();
+    // Drained (a removed endpoint takes no new requests): the supervisor asks no more.
+    if (left <= 0) draining_.erase(it);
+    return left;
   }
   draining_.erase(it);
   return 0;  // reaped: nothing left in flight

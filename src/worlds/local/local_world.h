@@ -53,6 +53,8 @@ class GatewayEndpoints final : public EndpointSink {
   void add(const std::string& service, const std::string& replica, std::uint16_t port) override;
   void remove(const std::string& service, const std::string& replica) override;
   std::int64_t in_flight(const std::string& service, const std::string& replica) override;
+  // Replicas removed that may still have requests in flight (for tests).
+  size_t draining() const { return draining_.size(); }
 
  private:
   gateway::Gateway& gateway_;

@@ -13,6 +13,8 @@
 #include <mutex>
 
 #include "core/clock.h"
+#include "core/config.h"
+#include "gateway/gateway.h"
 #include "http/server.h"
 #include "telemetry/registry.h"
 #include "worlds/local/test_util.h"
@@ -486,6 +488,29 @@ TEST(LocalWorldTest, HungReplicasHoldAnObservationUpForOneScrapeTimeoutNotOneEac
   const auto& replicas = world.observe(clock.now()).services.at(0).replicas;
   ASSERT_EQ(replicas.size(), static_cast<size_t>(kReplicas));
   for (const auto& r : replicas) EXPECT_FALSE(r.cpu_utilization.has_value());
+}
+
+
+// A retired replica is forgotten once it has nothing in flight. The supervisor stops asking
+// when in_flight() says 0, and the gateway reaps the endpoint at its next upkeep; before, the
+// replica stayed in the map when that 0 came while the gateway still listed it, so every
+// replica ever retired stayed behind.
+TEST(GatewayEndpointsTest, ARetiredReplicaIsForgottenOnceNothingIsInFlight) {
+  ManualClock clock;
+  GatewayConfig config;
+  config.routes.emplace_back().service = "api";
+  auto gateway = gateway::Gateway::create(
+      config, gateway::GatewayOptions{.clock = &clock, .health_checks = false});
+  ASSERT_TRUE(gateway) << gateway.error().message;
+  GatewayEndpoints endpoints(**gateway);
+  for (int i = 0; i < 3; ++i) {
+    const std::string replica = "api-" + std::to_string(i);
+    endpoints.add("api", replica, static_cast<std::uint16_t>(40000 + i));
+    endpoints.remove("api", replica);
+    EXPECT_EQ(endpoints.draining(), 1u);
+    EXPECT_EQ(endpoints.in_flight("api", replica), 0);  // listed, draining, nothing in flight
+    EXPECT_EQ(endpoints.draining(), 0u) << replica;
+  }
 }
 
 }  // namespace
