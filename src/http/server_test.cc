@@ -236,6 +236,32 @@ TEST_F(ServerTest, OversizedHeaderGets431AndClose) {
   EXPECT_EQ(rejected, std::vector<int>{431});
 }
 
+// The limit is on the request line and the fields together (docs/http.md), not on each of them:
+// a 600-byte request line plus 600 bytes of fields is over a 1 KiB limit.
+TEST_F(ServerTest, HeaderLimitCountsTheRequestLineAndTheFieldsTogether) {
+  ServerOptions o = local_options();
+  o.max_header_bytes = 1024;
+  Server& server = start(std::move(o), hello());
+  const std::string line = "GET /" + std::string(600 - 16, 'p') + " HTTP/1.1\r\n";  // 600 bytes
+  ASSERT_EQ(line.size(), 600u);
+  {
+    RawSocket s(server.port());
+    ASSERT_TRUE(s.send(line + "Host: t\r\nX-Pad: " + std::string(600, 'a') + "\r\n\r\n"));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 431);
+    EXPECT_TRUE(s.closed_within(milliseconds(3000)));
+  }
+  // Exactly at the limit, the final blank line included, is accepted.
+  const std::string fields = "Host: t\r\nX-Pad: ";
+  RawSocket s(server.port());
+  ASSERT_TRUE(
+      s.send(line + fields + std::string(1024 - 600 - fields.size() - 4, 'a') + "\r\n\r\n"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+}
+
 TEST_F(ServerTest, OversizedBodyByContentLengthGets413) {
   ServerOptions o = local_options();
   o.max_body_bytes = 1024;

@@ -40,6 +40,12 @@ void RequestParser::on_request_impl(beast_http::verb /*method*/, bsv method_str,
   }
   version_ = version;
   request_line_done_ = true;
+  // What the fields may still take: Beast counts them apart from the request line ("METHOD SP
+  // target SP HTTP/1.x CRLF", which it has checked to be exactly that).
+  const size_t line_bytes = method_str.size() + target.size() + 12;
+  basic_parser::header_limit(line_bytes >= header_limit_bytes_
+                                 ? 0
+                                 : static_cast<std::uint32_t>(header_limit_bytes_ - line_bytes));
 }
 
 void RequestParser::on_response_impl(int, bsv, int, boost::beast::error_code& ec) {

@@ -30,6 +30,14 @@ class RequestParser final : public beast_http::basic_parser<true> {
  public:
   explicit RequestParser(Request& req) : req_(req) {}
 
+  // The most bytes the request line and the header fields may take together. Hides Beast's
+  // header_limit(), which bounds the request line and the fields each on their own, so that a
+  // request could bring twice the limit.
+  void header_limit(std::uint32_t bytes) {
+    header_limit_bytes_ = bytes;
+    basic_parser::header_limit(bytes);
+  }
+
   int version() const { return version_; }  // 10 or 11
   bool expect_continue() const { return expect_continue_; }
   // Whether the request was framed by Transfer-Encoding (an HTTP/1.0 request framed so must
@@ -62,7 +70,8 @@ class RequestParser final : public beast_http::basic_parser<true> {
   bool expect_continue_ = false;
   int host_fields_ = 0;
   bool request_line_done_ = false;
-  std::string authority_;  // of an absolute-form target
+  std::uint32_t header_limit_bytes_ = 8 * 1024;  // Beast's default for requests
+  std::string authority_;                        // of an absolute-form target
 };
 
 // Parses one response into `resp`.
