@@ -353,6 +353,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequestCase{"ContentLengthList",
                        "POST / HTTP/1.1\r\nHost: t\r\n"
                        "Content-Length: 5, 6\r\n\r\nhello!"},
+        BadRequestCase{"EqualContentLengthList",
+                       "POST / HTTP/1.1\r\nHost: t\r\n"
+                       "Content-Length: 5, 5\r\n\r\nhello"},
         BadRequestCase{"NegativeContentLength",
                        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n"},
         BadRequestCase{"TransferEncodingNotChunked",

@@ -57,7 +57,9 @@ void RequestParser::on_field_impl(beast_http::field name, bsv name_string, bsv v
   if (is_header_done()) return;  // a trailer field: not part of the header section
   // Request smuggling defences (RFC 9112 section 6.3): one unambiguous framing or none.
   if (name == beast_http::field::content_length) {
-    if (saw_content_length_ || saw_transfer_encoding_) {
+    // Beast also takes a list of equal lengths ("5, 5"); only a plain number is unambiguous.
+    if (saw_content_length_ || saw_transfer_encoding_ ||
+        value.find_first_not_of("0123456789") != bsv::npos) {
       ec = beast_http::error::bad_content_length;
       return;
     }
