@@ -384,10 +384,31 @@ INSTANTIATE_TEST_SUITE_P(
 // more than one Host field line (the host that routing and the gateway rely on is ambiguous).
 INSTANTIATE_TEST_SUITE_P(
     Host, ServerBadRequestTest,
-    ::testing::Values(BadRequestCase{"Http11WithoutHost", "GET / HTTP/1.1\r\n\r\n"},
-                      BadRequestCase{"TwoHostFields",
-                                     "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"}),
+    ::testing::Values(
+        BadRequestCase{"Http11WithoutHost", "GET / HTTP/1.1\r\n\r\n"},
+        BadRequestCase{"TwoHostFields", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"},
+        // ... and to one whose Host is not uri-host [":" port].
+        BadRequestCase{"HostWithSpace", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n"},
+        BadRequestCase{"HostWithPath", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"},
+        BadRequestCase{"HostWithUserinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n"},
+        BadRequestCase{"HostWithBadPort", "GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n"},
+        BadRequestCase{"HostWithUnclosedBracket", "GET / HTTP/1.1\r\nHost: [::1:80\r\n\r\n"},
+        BadRequestCase{"AbsoluteFormWithUserinfo", "GET http://u@a/x HTTP/1.1\r\nHost: a\r\n\r\n"}),
     [](const ::testing::TestParamInfo<BadRequestCase>& p) { return p.param.name; });
+
+// What RFC 9110 section 7.2 allows in Host: a name, an IPv4 address or a bracketed IPv6 one,
+// each with an optional port, or nothing (a target URI without an authority).
+TEST_F(ServerTest, ValidHostFieldsAreAccepted) {
+  Server& server = start(local_options(), hello());
+  RawSocket s(server.port());
+  for (std::string host : {"example.test", "example.test:8080", "127.0.0.1:80", "[::1]",
+                           "[fe80::1%25eth0]:8080", "a-b_c~d.e", "xn--bcher-kva.example", ""}) {
+    ASSERT_TRUE(s.send("GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n"));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value()) << host;
+    EXPECT_EQ(r->status, 200) << host;
+  }
+}
 
 // RFC 9112 section 3.2: a request-target is a path, an absolute URI, or "*" for OPTIONS only
 // (asterisk-form, section 3.2.4); anything else names no resource here.

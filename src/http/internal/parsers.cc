@@ -1,6 +1,7 @@
 #include "http/internal/parsers.h"
 
 #include <algorithm>
+#include <array>
 #include <boost/beast/http/error.hpp>
 
 #include "http/internal/wire.h"
@@ -11,6 +12,40 @@ namespace {
 // Up-front reservation for a body of known length is capped, so a client that announces a
 // large Content-Length and sends nothing does not make us allocate it.
 constexpr std::uint64_t kMaxBodyReserve = 1024 * 1024;
+
+// The characters of a reg-name or an IPv4 address (RFC 3986 section 3.2.2): unreserved,
+// sub-delims, and '%' of an escape. A table: this runs for every byte of every Host field.
+constexpr std::array<bool, 256> kHostChar = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("-._~%!$&'()*+,;=")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
+bool is_host_char(char c) { return kHostChar[static_cast<unsigned char>(c)]; }
+
+// Whether `host` is uri-host [":" port] (RFC 9110 section 7.2), as Host and the authority of an
+// absolute-form target must be: a name or IPv4 address, or a bracketed IP literal (IPv6, with
+// ':'), then optionally ':' and digits. Empty is allowed (a URI without an authority).
+bool valid_host(std::string_view host) {
+  size_t end = 0;
+  if (host.starts_with('[')) {
+    end = host.find(']');
+    if (end == std::string_view::npos) return false;
+    for (char c : host.substr(1, end - 1)) {
+      if (!is_host_char(c) && c != ':') return false;
+    }
+    ++end;
+  } else {
+    while (end < host.size() && is_host_char(host[end])) ++end;
+  }
+  if (end == host.size()) return true;
+  if (host[end] != ':') return false;
+  const std::string_view port = host.substr(end + 1);
+  return port.find_first_not_of("0123456789") == std::string_view::npos;
+}
 
 }  // namespace
 
@@ -37,6 +72,10 @@ void RequestParser::on_request_impl(beast_http::verb /*method*/, bsv method_str,
   if (absolute) {
     const std::string_view rest = target.substr(target.find("://") + 3);
     authority_.assign(rest.substr(0, rest.find_first_of("/?")));
+    if (!valid_host(authority_)) {  // e.g. userinfo ("http://user@host/")
+      ec = beast_http::error::bad_target;
+      return;
+    }
   }
   version_ = version;
   request_line_done_ = true;
@@ -73,6 +112,11 @@ void RequestParser::on_field_impl(beast_http::field name, bsv name_string, bsv v
   } else if (name == beast_http::field::expect) {
     expect_continue_ = iequals(trim(value), "100-continue");
   } else if (name == beast_http::field::host) {
+    // RFC 9112 section 3.2: a Host that is not a valid host[:port] MUST be answered 400.
+    if (!valid_host(value)) {
+      ec = beast_http::error::bad_value;
+      return;
+    }
     ++host_fields_;
   }
   req_.headers.add(std::string(name_string), std::string(value));

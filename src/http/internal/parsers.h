@@ -20,12 +20,12 @@ using bsv = boost::beast::string_view;
 // On top of Beast's checks it rejects, with a parse error: a second Content-Length field
 // (equal or not) or one that is not a plain decimal number, Content-Length together with
 // Transfer-Encoding, more than one Transfer-Encoding field, any Transfer-Encoding other than
-// exactly "chunked", an HTTP/1.1 request without Host and any request with more than one Host
-// field, and a target that is neither a path, an absolute URI, nor "*" with OPTIONS (RFC 9112
-// section 3.2). Trailer fields of a chunked body are dropped, never merged into the headers (RFC
-// 9110 section 6.5.1). An absolute-form target ("http://host/path?q") is split into the URI's path
-// and query, and its authority replaces the Host field (RFC 9112 section 3.2.2); `target` keeps
-// what was received.
+// exactly "chunked", an HTTP/1.1 request without Host, any request with more than one Host
+// field or a Host (or absolute-form authority) that is not host[:port], and a target that is
+// neither a path, an absolute URI, nor "*" with OPTIONS (RFC 9112 section 3.2). Trailer fields of a
+// chunked body are dropped, never merged into the headers (RFC 9110 section 6.5.1). An
+// absolute-form target ("http://host/path?q") is split into the URI's path and query, and its
+// authority replaces the Host field (RFC 9112 section 3.2.2); `target` keeps what was received.
 class RequestParser final : public beast_http::basic_parser<true> {
  public:
   explicit RequestParser(Request& req) : req_(req) {}
