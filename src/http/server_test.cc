@@ -113,6 +113,26 @@ TEST_F(ServerTest, Http10ClosesUnlessKeepAliveAsked) {
   }
 }
 
+// RFC 9112 section 2.2: a server SHOULD ignore empty lines (CRLF) before a request line; some
+// clients send one after a POST body. The next request on the connection is still served.
+TEST_F(ServerTest, EmptyLinesBeforeARequestAreIgnored) {
+  ServerOptions o = local_options();
+  o.read_timeout = milliseconds(300);
+  Server& server = start(std::move(o), echo());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx\r\n"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "POST /a x");
+  // Longer than the read timeout: the stray CRLF is no request in progress (no 408).
+  std::this_thread::sleep_for(milliseconds(600));
+  ASSERT_TRUE(s.send("\r\n" + get("/b")));
+  r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "GET /b ");
+}
+
 TEST_F(ServerTest, ConnectionCloseRequestIsHonoured) {
   Server& server = start(local_options(), hello());
   RawSocket s(server.port());

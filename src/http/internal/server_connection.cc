@@ -258,6 +258,17 @@ void Connection::parse() {
       arm_read();
       return;
     }
+    if (!parser_->got_some() && static_cast<const char*>(buffer_.data().data())[0] == '\r') {
+      if (skip_empty_lines() > 0) continue;
+      if (buffer_.size() == 1) {  // a CR whose LF has not arrived yet
+        if (peer_eof_) {
+          close();
+        } else {
+          arm_read();
+        }
+        return;
+      }
+    }
     if (state_ == State::kIdle) {
       state_ = State::kReading;
       deadline_ = now() + shared_.options.read_timeout;
@@ -293,6 +304,19 @@ void Connection::parse() {
       return;
     }
   }
+}
+
+size_t Connection::skip_empty_lines() {
+  const auto* data = static_cast<const char*>(buffer_.data().data());
+  size_t n = 0;
+  while (n + 1 < buffer_.size() && data[n] == '\r' && data[n + 1] == '\n') n += 2;
+  buffer_.consume(n);
+  if (n > 0 && buffer_.size() == 0 && state_ == State::kReading) {
+    // Only empty lines followed the last response: the connection is idle, not reading.
+    state_ = State::kIdle;
+    deadline_ = now() + shared_.options.idle_timeout;
+  }
+  return n;
 }
 
 bool Connection::request_line_too_long() const {

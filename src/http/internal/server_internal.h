@@ -160,6 +160,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void write_continue();
   // The request line is over the header limit by itself (answered 414, not 431).
   bool request_line_too_long() const;
+  // Consumes the empty lines (CRLF) at the front of the buffer, before a request line: RFC 9112
+  // section 2.2 has a server ignore them (some clients send one after a POST body). Returns the
+  // bytes consumed.
+  size_t skip_empty_lines();
   void fail(int status);
   void linger();
   void finish_after_response();
