@@ -400,6 +400,32 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequestCase{"HeaderWithoutColon", "GET / HTTP/1.1\r\nHost: t\r\nNoColonHere\r\n\r\n"}),
     [](const ::testing::TestParamInfo<BadRequestCase>& p) { return p.param.name; });
 
+// A 400 says what was wrong with the request, so that its sender can fix it.
+TEST_F(ServerTest, BadRequestAnswerSaysWhatIsWrong) {
+  Server& server = start(local_options(), hello());
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"GET / HTTP/1.1\r\n\r\n", "without Host"},
+      {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "more than one Host"},
+      {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "Host is not host[:port]"},
+      {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+       "more than one Content-Length"},
+      {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 5\r\n\r\nhello",
+       "Content-Length is not a plain decimal number"},
+      {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+       "Transfer-Encoding other than chunked"},
+      {"GET users/7 HTTP/1.1\r\nHost: t\r\n\r\n", "target"},
+      {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk"},
+  };
+  for (const auto& [bytes, expected] : cases) {
+    RawSocket s(server.port());
+    ASSERT_TRUE(s.send(bytes));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value()) << bytes;
+    EXPECT_EQ(r->status, 400) << bytes;
+    EXPECT_NE(r->body.find(expected), std::string::npos) << bytes << " -> " << r->body;
+  }
+}
+
 // RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request that lacks Host or has
 // more than one Host field line (the host that routing and the gateway rely on is ambiguous).
 INSTANTIATE_TEST_SUITE_P(

@@ -62,6 +62,7 @@ void RequestParser::on_request_impl(beast_http::verb /*method*/, bsv method_str,
   const bool absolute = origin.size() != target.size() || origin.data() != target.data();
   if (!absolute && !origin.starts_with('/') &&
       !(target == "*" && req_.method == Method::kOptions)) {
+    problem_ = "request target is neither a path, an absolute URI, nor * with OPTIONS";
     ec = beast_http::error::bad_target;
     return;
   }
@@ -73,6 +74,7 @@ void RequestParser::on_request_impl(beast_http::verb /*method*/, bsv method_str,
     const std::string_view rest = target.substr(target.find("://") + 3);
     authority_.assign(rest.substr(0, rest.find_first_of("/?")));
     if (!valid_host(authority_)) {  // e.g. userinfo ("http://user@host/")
+      problem_ = "request target's authority is not host[:port]";
       ec = beast_http::error::bad_target;
       return;
     }
@@ -99,12 +101,18 @@ void RequestParser::on_field_impl(beast_http::field name, bsv name_string, bsv v
     // Beast also takes a list of equal lengths ("5, 5"); only a plain number is unambiguous.
     if (saw_content_length_ || saw_transfer_encoding_ ||
         value.find_first_not_of("0123456789") != bsv::npos) {
+      problem_ = saw_content_length_      ? "more than one Content-Length field"
+                 : saw_transfer_encoding_ ? "both Content-Length and Transfer-Encoding"
+                                          : "Content-Length is not a plain decimal number";
       ec = beast_http::error::bad_content_length;
       return;
     }
     saw_content_length_ = true;
   } else if (name == beast_http::field::transfer_encoding) {
     if (saw_transfer_encoding_ || saw_content_length_ || !iequals(trim(value), "chunked")) {
+      problem_ = saw_transfer_encoding_ ? "more than one Transfer-Encoding field"
+                 : saw_content_length_  ? "both Content-Length and Transfer-Encoding"
+                                        : "Transfer-Encoding other than chunked";
       ec = beast_http::error::bad_transfer_encoding;
       return;
     }
@@ -114,6 +122,7 @@ void RequestParser::on_field_impl(beast_http::field name, bsv name_string, bsv v
   } else if (name == beast_http::field::host) {
     // RFC 9112 section 3.2: a Host that is not a valid host[:port] MUST be answered 400.
     if (!valid_host(value)) {
+      problem_ = "Host is not host[:port]";
       ec = beast_http::error::bad_value;
       return;
     }
@@ -126,6 +135,7 @@ void RequestParser::on_header_impl(boost::beast::error_code& ec) {
   // The host that routing relies on must be unambiguous: exactly one Host in HTTP/1.1, at
   // most one in HTTP/1.0.
   if (host_fields_ > 1 || (host_fields_ == 0 && version_ >= 11)) {
+    problem_ = host_fields_ > 1 ? "more than one Host field" : "HTTP/1.1 request without Host";
     ec = beast_http::error::bad_field;
     return;
   }

@@ -46,6 +46,9 @@ class RequestParser final : public beast_http::basic_parser<true> {
   // Whether the request line has been read whole (a header over the limit before that is an
   // over-long target: 414).
   bool request_line_done() const { return request_line_done_; }
+  // What the checks above found wrong, for the error answer ("more than one Host field"); empty
+  // when the parse error is Beast's own, whose message then says it. No quotes or backslashes.
+  std::string_view problem() const { return problem_; }
 
  private:
   void on_request_impl(beast_http::verb method, bsv method_str, bsv target, int version,
@@ -70,6 +73,7 @@ class RequestParser final : public beast_http::basic_parser<true> {
   bool expect_continue_ = false;
   int host_fields_ = 0;
   bool request_line_done_ = false;
+  std::string_view problem_;                     // a string literal
   std::uint32_t header_limit_bytes_ = 8 * 1024;  // Beast's default for requests
   std::string authority_;                        // of an absolute-form target
 };

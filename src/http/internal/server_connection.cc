@@ -32,8 +32,9 @@ constexpr int kMaxSyncWriteDepth = 8;
 
 Clock::TimePoint now() { return Clock::real().now(); }
 
-// The server's own error answers; bodies follow the project error shape.
-Response rejection(int status) {
+// The server's own error answers; bodies follow the project error shape. `detail` says what was
+// malformed in a 400 (a parser's fixed text, nothing that needs JSON escaping).
+Response rejection(int status, std::string_view detail = {}) {
   std::string_view code = "bad_request";
   std::string_view message = "malformed request";
   switch (status) {
@@ -68,6 +69,10 @@ Response rejection(int status) {
   body += code;
   body += R"(","message":")";
   body += message;
+  if (status == 400 && !detail.empty()) {
+    body += ": ";
+    body += detail;
+  }
   body += R"("}})";
   return Response::json(status, std::move(body));
 }
@@ -277,7 +282,10 @@ void Connection::parse() {
     const size_t used = parser_->put(buffer_.data(), ec);
     buffer_.consume(used);
     if (ec && ec != beast_error::error::need_more) {
-      fail(status_for(ec, request_line_too_long()));
+      // What was wrong: the parser's own check, else Beast's message ("bad chunk").
+      const std::string detail =
+          parser_->problem().empty() ? ec.message() : std::string(parser_->problem());
+      fail(status_for(ec, request_line_too_long()), detail);
       return;
     }
     if (parser_->is_done()) {
@@ -509,7 +517,7 @@ void Connection::finish_after_response() {
   close();
 }
 
-void Connection::fail(int status) {
+void Connection::fail(int status, std::string_view detail) {
   if (state_ == State::kClosed) return;
   if (write_pending_) {  // cannot put an answer on the wire now
     close();
@@ -519,7 +527,7 @@ void Connection::fail(int status) {
   error_close_ = true;
   keep_alive_ = false;
   is_head_ = false;
-  resp_ = rejection(status);
+  resp_ = rejection(status, detail);
   write_response();
 }
 

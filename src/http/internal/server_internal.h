@@ -164,7 +164,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // section 2.2 has a server ignore them (some clients send one after a POST body). Returns the
   // bytes consumed.
   size_t skip_empty_lines();
-  void fail(int status);
+  // Answers `status` and closes; `detail` says what was malformed in a 400.
+  void fail(int status, std::string_view detail = {});
   void linger();
   void finish_after_response();
   void notify_client_gone();
