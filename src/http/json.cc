@@ -36,10 +36,19 @@ class RecordingSax : public nlohmann::detail::json_sax_dom_parser<json> {
     // `position` counts the bytes read including the offending one.
     offset_ = position > 0 ? position - 1 : 0;
     message_ = ex.what();
-    // Drop the "[json.exception.parse_error.101] parse error at line 1, column 5: " prefix; the
-    // byte offset is reported instead (bodies are rarely multi-line).
-    if (auto colon = message_.find(": "); colon != std::string::npos) {
-      message_.erase(0, colon + 2);
+    // Drop the "[json.exception.parse_error.101] " id, and a "parse error at line 1, column 5: "
+    // that follows it; the byte offset is reported instead (bodies are rarely multi-line).
+    // Other errors ("[json.exception.out_of_range.406] number overflow parsing '1e400'") have
+    // only the id.
+    if (message_.starts_with('[')) {
+      if (auto bracket = message_.find("] "); bracket != std::string::npos) {
+        message_.erase(0, bracket + 2);
+      }
+    }
+    if (message_.starts_with("parse error")) {
+      if (auto colon = message_.find(": "); colon != std::string::npos) {
+        message_.erase(0, colon + 2);
+      }
     }
     return false;
   }

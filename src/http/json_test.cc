@@ -27,6 +27,17 @@ TEST(JsonTest, ErrorNamesTheByteOffset) {
   EXPECT_NE(r2.error().message.find("at byte 8"), std::string::npos) << r2.error().message;
 }
 
+// A number too large for a double is an error like the others: what is wrong and where, without
+// the library's exception id.
+TEST(JsonTest, NumberOverflowSaysWhatIsWrong) {
+  auto r = parse_json(R"({"a": 1e400})");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().message.find("json.exception"), std::string::npos) << r.error().message;
+  EXPECT_EQ(r.error().message.rfind("invalid JSON at byte ", 0), 0u) << r.error().message;
+  EXPECT_NE(r.error().message.find(": number overflow parsing '1e400'"), std::string::npos)
+      << r.error().message;
+}
+
 TEST(JsonTest, RejectsEmptyAndTrailingGarbage) {
   auto empty = parse_json("");
   ASSERT_FALSE(empty.has_value());
