@@ -239,8 +239,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     out_.clear();
     const std::string host_header = internal::host_field(ex_->host, ex_->port);
     const std::string_view method = internal::request_method_token(ex_->req);
-    if (method.empty() || method.find_first_of(" \r\n") != std::string_view::npos) {
-      finish_error(ErrorCode::kInvalidArgument, "request has no valid method", false);
+    if (method.empty() || !internal::valid_target(method)) {  // no space, no control character
+      finish_error(ErrorCode::kInvalidArgument,
+                   "request method is empty or holds a space or a control character", false);
       return;
     }
     const Request& req = ex_->req;

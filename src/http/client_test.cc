@@ -208,6 +208,29 @@ TEST(ClientTest, TargetWithCrLfIsInvalidArgumentAndNotSent) {
   EXPECT_EQ(handled.load(), 0);
 }
 
+// docs/http.md: a method holding a space or a control character is refused too (a tab or a NUL
+// would make the request line malformed, or read differently by the server and a proxy).
+TEST(ClientTest, MethodWithAControlCharacterIsInvalidArgumentAndNotSent) {
+  std::atomic<int> requests{0};
+  ScriptedServer server([&](int fd, int) {
+    if (ScriptedServer::read_request(fd)) {
+      ++requests;
+      ScriptedServer::write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    }
+  });
+  Client client;
+  for (std::string method :
+       {std::string("PURGE\tX"), std::string("GET\0", 4), std::string("X\x7f")}) {
+    Request req = get("/a");
+    req.method = Method::kOther;
+    req.method_name = method;
+    auto r = client.request("127.0.0.1", server.port(), req);
+    ASSERT_FALSE(r.has_value()) << "status " << r->status;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << r.error().to_string();
+  }
+  EXPECT_EQ(requests.load(), 0);
+}
+
 TEST(ClientTest, HeadResponseHasNoBody) {
   Server server(local_options(), echo());
   ASSERT_TRUE(server.start().has_value());
