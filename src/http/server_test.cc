@@ -282,6 +282,29 @@ TEST_F(ServerTest, HeaderLimitCountsTheRequestLineAndTheFieldsTogether) {
   EXPECT_EQ(r->status, 200);
 }
 
+// The limit holds for a header that arrives in pieces too: Beast applies it to what each parse
+// call is given, where the fields it parsed before are no longer.
+TEST_F(ServerTest, HeaderLimitHoldsForAHeaderArrivingInPieces) {
+  std::atomic<int> handled{0};
+  ServerOptions o = local_options();
+  o.max_header_bytes = 1024;
+  Server& server = start(std::move(o), [&](Request&, Responder respond) {
+    ++handled;
+    respond(Response::text(200, "ok"));
+  });
+  RawSocket s(server.port());
+  // 1241 bytes in all: complete fields and the start of one more, then the rest.
+  const std::string field = "X-B: " + std::string(600, 'b') + "\r\n";
+  ASSERT_TRUE(s.send("GET / HTTP/1.1\r\nHost: t\r\nX-A: " + std::string(600, 'a') + "\r\n" +
+                     field.substr(0, 10)));
+  std::this_thread::sleep_for(milliseconds(100));
+  (void)s.send(field.substr(10) + "\r\n");
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 431);
+  EXPECT_EQ(handled.load(), 0);
+}
+
 TEST_F(ServerTest, OversizedBodyByContentLengthGets413) {
   ServerOptions o = local_options();
   o.max_body_bytes = 1024;

@@ -31,11 +31,27 @@ class RequestParser final : public beast_http::basic_parser<true> {
   explicit RequestParser(Request& req) : req_(req) {}
 
   // The most bytes the request line and the header fields may take together. Hides Beast's
-  // header_limit(), which bounds the request line and the fields each on their own, so that a
-  // request could bring twice the limit.
+  // header_limit(), which bounds what each put() is given of the header (the request line and
+  // the fields each on their own, and not the fields parsed by earlier calls), so that a request
+  // could bring twice the limit.
   void header_limit(std::uint32_t bytes) {
     header_limit_bytes_ = bytes;
     basic_parser::header_limit(bytes);
+  }
+
+  // Beast's put(), keeping the header limit over all calls: what earlier calls consumed of the
+  // header counts against it.
+  std::size_t put(boost::asio::const_buffer buffer, boost::beast::error_code& ec) {
+    const bool in_header = !is_header_done();
+    const std::size_t used = basic_parser::put(buffer, ec);
+    if (in_header && !is_header_done() && used > 0) {
+      header_used_ += used;
+      basic_parser::header_limit(
+          header_used_ >= header_limit_bytes_
+              ? 0
+              : static_cast<std::uint32_t>(header_limit_bytes_ - header_used_));
+    }
+    return used;
   }
 
   int version() const { return version_; }  // 10 or 11
@@ -75,7 +91,8 @@ class RequestParser final : public beast_http::basic_parser<true> {
   bool request_line_done_ = false;
   std::string_view problem_;                     // a string literal
   std::uint32_t header_limit_bytes_ = 8 * 1024;  // Beast's default for requests
-  std::string authority_;                        // of an absolute-form target
+  std::size_t header_used_ = 0;  // bytes of the header consumed by earlier put() calls
+  std::string authority_;        // of an absolute-form target
 };
 
 // Parses one response into `resp`.
