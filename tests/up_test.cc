@@ -632,6 +632,23 @@ TEST(UpTest, BadFilesFailBeforeAnythingStarts) {
   }
 }
 
+// cli.md: --ready-wait is 0 to 3600 seconds. "nan", which the flag parser reads as a number,
+// passed CLI11's range check (every comparison with NaN is false) and was turned into the ready
+// deadline, a float-to-integer conversion without a value: refused, naming the flag, before
+// anything starts.
+TEST(UpTest, AReadyWaitThatIsNotANumberIsRefused) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string state = dir.file("state");
+  Subprocess up({PRESCALE_BIN, "up", "-f", config, "--state-dir", state, "--ui", "127.0.0.1:0",
+                 "--ready-wait", "nan"},
+                dir.file("up.log"));
+  EXPECT_EQ(up.wait(20s), 2);
+  EXPECT_NE(up.log().find("--ready-wait"), std::string::npos) << up.log();
+  EXPECT_FALSE(std::filesystem::exists(state)) << "nothing was started or written";
+}
+
 // local.md: a port file that cannot be written stops the command with exit status 1 and the file
 // named (after its flag), rather than leaving whoever waits for it waiting. The file before it
 // is written.

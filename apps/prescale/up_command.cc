@@ -113,6 +113,10 @@ int run_up(const UpFlags& f) {
   if (!(f.time_scale >= 1 && f.time_scale <= 10000)) {
     return error("--time-scale must be in [1, 10000]");
   }
+  // Here, not by CLI::Range, which lets "nan" through: every comparison with NaN is false.
+  if (!(f.ready_wait_seconds >= 0 && f.ready_wait_seconds <= 3600)) {
+    return error("--ready-wait must be in [0, 3600] seconds");
+  }
   if (!f.seed_trace.empty() && (f.seed_service.empty() || !(f.seed_until_days > 0))) {
     return error("--seed-trace needs --seed-service and --seed-until-days > 0");
   }
@@ -454,8 +458,7 @@ UpCommand::UpCommand(CLI::App& app) : flags_(std::make_unique<UpFlags>()) {
   command_
       ->add_option("--ready-wait", f.ready_wait_seconds,
                    "Seconds to wait for every service's initial replicas before announcing the "
-                   "ports; services still short of them are then named, with why")
-      ->check(CLI::Range(0.0, 3600.0))
+                   "ports, 0 to 3600; services still short of them are then named, with why")
       ->capture_default_str();
 }
 
