@@ -649,6 +649,28 @@ TEST(UpTest, AReadyWaitThatIsNotANumberIsRefused) {
   EXPECT_FALSE(std::filesystem::exists(state)) << "nothing was started or written";
 }
 
+// cli.md: --seed-scale multiplies the trace's req/s into the service's. A negative factor, or
+// one that is not a finite number, seeded the learned history with negative or NaN demand and
+// said it had seeded it: refused, naming the flag, before anything starts.
+TEST(UpTest, ASeedScaleThatIsNegativeOrNotFiniteIsRefused) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string trace = dir.file("trace.csv");
+  testing::write_file(trace, ramp_trace(2));
+  int i = 0;
+  for (const std::string scale : {"-1", "nan", "inf"}) {
+    const std::string state = dir.file("state-" + std::to_string(i++));
+    Subprocess up({PRESCALE_BIN, "up", "-f", config, "--state-dir", state, "--ui", "127.0.0.1:0",
+                   "--seed-trace", trace, "--seed-service", "web", "--seed-until-days", "1",
+                   "--seed-scale", scale},
+                  dir.file("up.log"));
+    EXPECT_EQ(up.wait(20s), 2) << scale;
+    EXPECT_NE(up.log().find("--seed-scale"), std::string::npos) << up.log();
+    EXPECT_FALSE(std::filesystem::exists(state)) << scale << ": nothing was started or written";
+  }
+}
+
 // local.md: a port file that cannot be written stops the command with exit status 1 and the file
 // named (after its flag), rather than leaving whoever waits for it waiting. The file before it
 // is written.

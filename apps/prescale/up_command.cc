@@ -120,6 +120,9 @@ int run_up(const UpFlags& f) {
   if (!f.seed_trace.empty() && (f.seed_service.empty() || !(f.seed_until_days > 0))) {
     return error("--seed-trace needs --seed-service and --seed-until-days > 0");
   }
+  if (!(f.seed_scale >= 0) || !std::isfinite(f.seed_scale)) {
+    return error("--seed-scale must be a finite number >= 0");
+  }
   if (!f.seed_service.empty() &&
       std::none_of(config.services.begin(), config.services.end(),
                    [&](const ServiceConfig& s) { return s.name == f.seed_service; })) {
