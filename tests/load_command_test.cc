@@ -211,5 +211,37 @@ TEST(LoadCommandTest, BadInputExitsTwoNamingTheFlag) {
   }
 }
 
+// "inf" and "1e400" are numbers to the flag parser. An infinite live rate (--rate, or --scale
+// times it) scheduled every arrival at the start, for ever: the run never ended and its queue
+// grew without bound. One so high that 1/rate vanishes next to the arrival time did the same.
+// Non-finite --speedup and --scale with a trace were refused, but as "--trace: speedup: ...".
+// Each is refused, exit 2, naming its flag.
+TEST(LoadCommandTest, RatesThatAreNotFiniteOrTooHighAreRefusedNamingTheFlag) {
+  TempDir dir;
+  const std::string trace = dir.file("trace.csv");
+  testing::write_file(trace, "step,requests\n0,60\n1,120\n");
+  struct Case {
+    std::vector<std::string> args;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {{"--rate", "inf"}, "--rate: "},
+      {{"--rate", "1e400"}, "--rate: "},
+      {{"--rate", "1e300"}, "--rate, --scale: the live rate"},
+      {{"--rate", "10", "--scale", "inf"}, "--scale: "},
+      {{"--rate", "1e200", "--scale", "1e200"}, "--rate, --scale: the live rate"},
+      {{"--trace", trace, "--speedup", "inf"}, "--speedup: "},
+      {{"--trace", trace, "--scale", "inf"}, "--scale: "},
+      {{"--trace", trace, "--scale", "1e300"}, "--speedup, --scale: the live rate"},
+  };
+  int i = 0;
+  for (Case c : cases) {
+    c.args.insert(c.args.end(), {"--duration", "1s", "--target", "http://127.0.0.1:1"});
+    const Outcome o = run_load(dir, "rate" + std::to_string(i++), c.args);
+    EXPECT_EQ(o.exit_status, 2) << c.want << "\n" << o.out << o.err;
+    EXPECT_THAT(o.err, HasSubstr(c.want));
+  }
+}
+
 }  // namespace
 }  // namespace prescale

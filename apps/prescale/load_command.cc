@@ -51,6 +51,9 @@ using loadgen::LatencyHistogram;
 using loadgen::LoadReport;
 
 constexpr std::chrono::milliseconds kDefaultRateDuration{10000};
+// Beyond this, arrivals are closer than the clock's nanosecond, or 1/rate vanishes next to the
+// arrival time: they pile up at one instant and the run never ends.
+constexpr double kMaxLiveRps = 1e9;
 
 double ms(Clock::Duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -275,8 +278,14 @@ int LoadCommand::run() const {
   if (have_trace == have_rate) {
     return bad("--trace, --rate", have_trace ? "give one, not both" : "give one of them");
   }
-  if (!(f.speedup > 0)) return bad("--speedup", "expected a number > 0");
-  if (!(f.scale >= 0)) return bad("--scale", "expected a number >= 0");
+  // "inf" is a number to the flag parser.
+  if (have_rate && !std::isfinite(f.rate)) return bad("--rate", "expected a finite number >= 0");
+  if (!(f.speedup > 0) || !std::isfinite(f.speedup)) {
+    return bad("--speedup", "expected a finite number > 0");
+  }
+  if (!(f.scale >= 0) || !std::isfinite(f.scale)) {
+    return bad("--scale", "expected a finite number >= 0");
+  }
   if (!(f.max_rps >= 0)) return bad("--max-rps", "expected a number >= 0");
   if (f.connections < 1 || f.connections > 1000000) {
     return bad("--connections", "expected 1..1000000, got " + std::to_string(f.connections));
@@ -332,6 +341,13 @@ int LoadCommand::run() const {
     double rate = f.rate * f.scale;
     if (f.max_rps > 0) rate = std::min(rate, f.max_rps);
     plan = loadgen::constant_rate(rate, duration.value_or(kDefaultRateDuration));
+  }
+  for (const loadgen::RateSegment& s : plan.segments) {
+    if (s.duration > Clock::Duration::zero() && !(s.rate_rps <= kMaxLiveRps)) {
+      return bad(
+          have_trace ? "--speedup, --scale" : "--rate, --scale",
+          "the live rate reaches " + internal::format_number(s.rate_rps) + " req/s; at most 1e9");
+    }
   }
 
   loadgen::HttpTarget target(
