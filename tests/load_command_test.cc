@@ -243,5 +243,30 @@ TEST(LoadCommandTest, RatesThatAreNotFiniteOrTooHighAreRefusedNamingTheFlag) {
   }
 }
 
+// A negative or NaN --rate was taken for no --rate at all: beside --trace it was ignored and the
+// trace replayed, exit 0; alone it was answered "give one of them". Refused, naming --rate.
+TEST(LoadCommandTest, ANegativeOrNanRateIsRefusedNotIgnored) {
+  TempDir dir;
+  const std::string trace = dir.file("trace.csv");
+  testing::write_file(trace, "step,requests\n0,1\n");
+  struct Case {
+    std::vector<std::string> args;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {{"--rate", "-5"}, "--rate: expected a finite number >= 0"},
+      {{"--rate", "nan"}, "--rate: expected a finite number >= 0"},
+      {{"--rate", "-5", "--trace", trace}, "--trace, --rate: give one, not both"},
+  };
+  int i = 0;
+  for (Case c : cases) {
+    c.args.insert(c.args.end(),
+                  {"--duration", "1s", "--timeout", "100ms", "--target", "http://127.0.0.1:1"});
+    const Outcome o = run_load(dir, "negative" + std::to_string(i++), c.args);
+    EXPECT_EQ(o.exit_status, 2) << c.want << "\n" << o.out << o.err;
+    EXPECT_THAT(o.err, HasSubstr(c.want));
+  }
+}
+
 }  // namespace
 }  // namespace prescale

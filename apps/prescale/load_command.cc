@@ -27,7 +27,7 @@ struct LoadFlags {
   double speedup = 1;
   double scale = 1;
   std::string offset = "0s";
-  double rate = -1;  // < 0: not given
+  double rate = 0;  // with --rate only
   std::string duration;
   double max_rps = 0;
   std::string arrivals = "poisson";
@@ -274,12 +274,15 @@ int LoadCommand::run() const {
   };
 
   const bool have_trace = !f.trace.empty();
-  const bool have_rate = f.rate >= 0;
+  // Given, whatever its value: a negative or NaN rate is refused, not taken for none.
+  const bool have_rate = command_->count("--rate") > 0;
   if (have_trace == have_rate) {
     return bad("--trace, --rate", have_trace ? "give one, not both" : "give one of them");
   }
   // "inf" is a number to the flag parser.
-  if (have_rate && !std::isfinite(f.rate)) return bad("--rate", "expected a finite number >= 0");
+  if (have_rate && (!(f.rate >= 0) || !std::isfinite(f.rate))) {
+    return bad("--rate", "expected a finite number >= 0");
+  }
   if (!(f.speedup > 0) || !std::isfinite(f.speedup)) {
     return bad("--speedup", "expected a finite number > 0");
   }
