@@ -1,5 +1,6 @@
 #include "command_util.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -67,10 +68,14 @@ scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale) {
   // Real seconds, as the gateway applies it.
   spec.queue_limit_seconds = std::chrono::duration<double>(s.effective_queue_limit()).count();
   spec.slo_latency_p99_seconds = s.slo.latency_p99_ms / 1000.0;
-  // A replica takes startup_time of real time; on a compressed clock that is longer.
-  spec.startup_time = std::chrono::duration_cast<Clock::Duration>(
+  // A replica takes startup_time of real time; on a compressed clock that is longer. At most a
+  // century, the longest duration a file may give: a century's on a 3x clock is past what int64
+  // nanoseconds hold, and converting it has no defined result.
+  constexpr std::chrono::duration<double, std::milli> kLongest = std::chrono::hours(876000);
+  spec.startup_time = std::chrono::duration_cast<Clock::Duration>(std::min(
       std::chrono::duration<double, std::milli>(static_cast<double>(s.startup_time.count()) *
-                                                time_scale));
+                                                time_scale),
+      kLongest));
   return spec;
 }
 

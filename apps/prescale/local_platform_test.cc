@@ -24,6 +24,21 @@ TEST(ScaledClock, RunsScaleTimesFasterFromItsWallOrigin) {
   EXPECT_EQ(clock.wall_now(), origin + std::chrono::minutes(2));
 }
 
+// The controller's startup time is the file's times --time-scale (up to 10000): a startup_time
+// of 876000h (a century, the longest a file may give) times 3 is past what int64 nanoseconds
+// hold, and the conversion of the product made a negative startup time.
+TEST(ServiceSpec, AStartupTimeScaledPastWhatTheClockHoldsIsACenturyAtMost) {
+  using namespace std::chrono_literals;
+  ServiceConfig s;
+  s.name = "web";
+  s.startup_time = 30s;
+  EXPECT_EQ(service_spec(s, 144).startup_time, 72min);
+  s.startup_time = 876000h;
+  EXPECT_EQ(service_spec(s, 1).startup_time, 876000h);
+  EXPECT_EQ(service_spec(s, 3).startup_time, 876000h);
+  EXPECT_EQ(service_spec(s, 10000).startup_time, 876000h);
+}
+
 TEST(PrescaleObserveInterval, IsARealSecondOfControllerTimeAtMostThePeriod) {
   using std::chrono::milliseconds;
   using std::chrono::seconds;
