@@ -671,6 +671,26 @@ TEST(UpTest, ASeedScaleThatIsNegativeOrNotFiniteIsRefused) {
   }
 }
 
+// cli.md: a bad flag exits 2 naming it. An unknown --policy was refused only once the state
+// directory was made and the gateway listening, as "unknown policy ..." without the flag (and
+// offering static and oracle, which prescale up refuses). Refused first, naming --policy.
+TEST(UpTest, AnUnknownPolicyIsRefusedNamingTheFlagBeforeAnythingStarts) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string state = dir.file("state");
+  Subprocess up({PRESCALE_BIN, "up", "-f", config, "--state-dir", state, "--ui", "127.0.0.1:0",
+                 "--policy", "fastest"},
+                dir.file("up.log"));
+  EXPECT_EQ(up.wait(20s), 2);
+  const std::string log = up.log();
+  EXPECT_NE(log.find("--policy fastest: unknown policy; known: prescale, hpa, kpa, aws"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("oracle"), std::string::npos) << log;
+  EXPECT_FALSE(std::filesystem::exists(state)) << "nothing was started or written";
+}
+
 // local.md: a port file that cannot be written stops the command with exit status 1 and the file
 // named (after its flag), rather than leaving whoever waits for it waiting. The file before it
 // is written.

@@ -147,6 +147,16 @@ int run_up(const UpFlags& f) {
   if (policy_name == "oracle" || policy_name == "static") {
     return error("--policy " + policy_name + " needs the future of a trace: use it in prescale sim");
   }
+  // Before anything starts (the config's policy.name is always known: this is --policy).
+  if (std::find(std::begin(sim::kPolicyNames), std::end(sim::kPolicyNames), policy_name) ==
+      std::end(sim::kPolicyNames)) {
+    std::string known;
+    for (std::string_view name : sim::kPolicyNames) {
+      if (name == "oracle" || name == "static") continue;
+      known += (known.empty() ? "" : ", ") + std::string(name);
+    }
+    return error("--policy " + policy_name + ": unknown policy; known: " + known);
+  }
   const std::filesystem::path state(f.state_dir);
   for (const std::filesystem::path& dir : {state / "logs", state / "run"}) {
     // Each checked before the next: a later success would clear the error code.
