@@ -637,6 +637,21 @@ TEST(SimCliTest, BadInputExitsTwoNamingTheProblem) {
   Outcome zero = run("zero-duration", {"--trace", trace, "--duration", "0s"});
   EXPECT_THAT(zero.err, HasSubstr("--duration: must be positive"));
 
+  // CLI11's ranges let "nan" through: --peak-rps nan ran the whole simulation on a NaN peak and
+  // exited 0.
+  const std::vector<std::pair<std::string, std::string>> not_finite = {
+      {"--peak-rps", "nan"},
+      {"--peak-rps", "inf"},
+      {"--prescale-quantile", "nan"},
+      {"--startup-jitter", "nan"},
+      {"--service-time-ms", "inf"}};
+  for (const auto& [flag, value] : not_finite) {
+    Outcome o = run("not-finite" + flag, {"--trace", trace, flag, value});
+    EXPECT_THAT(o.err,
+                AllOf(HasSubstr(flag), HasSubstr("Value " + value + " is not a finite number")))
+        << flag;
+  }
+
   Outcome bad_flag = run("bad-flag", {"--trace", trace, "--progress", "sometimes"});
   EXPECT_THAT(bad_flag.err, HasSubstr("--progress"));
 

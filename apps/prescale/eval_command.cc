@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_checks.h"
 #include "command_util.h"
 #include "core/internal/config_scalars.h"
 #include "forecast/forecaster.h"
@@ -207,6 +208,7 @@ EvalCommand::EvalCommand(CLI::App& app) : flags_(std::make_unique<EvalFlags>()) 
                "1m, 10s for traces under a day with steps that fine")
       ->capture_default_str();
   c.add_option("--test-share", f.test_share, "Share of the trace, at its end, that is scored")
+      ->check(finite())
       ->check(CLI::Range(0.01, 0.9))
       ->capture_default_str();
   c.add_option("--models", f.models,

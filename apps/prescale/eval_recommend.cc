@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli_checks.h"
 #include "command_util.h"
 #include "services/recommend/evaluate.h"
 
@@ -137,10 +138,12 @@ EvalRecommendCommand::EvalRecommendCommand(CLI::App& eval)
   c.add_flag("--weight-by-rating", f.weight_by_rating,
              "Weight an interaction by rating - min-rating + 1 instead of 1");
   c.add_option("--test-share", f.test_share, "Share of each user's interactions held out")
+      ->check(finite())
       ->check(CLI::Range(0.01, 0.9))
       ->capture_default_str();
   c.add_option("--validation-share", f.validation_share,
                "Share of each user's training interactions used for choosing hyper-parameters")
+      ->check(finite())
       ->check(CLI::Range(0.01, 0.9))
       ->capture_default_str();
 }

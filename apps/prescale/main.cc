@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "cli_checks.h"
 #include "core/config.h"
 #include "core/logging.h"
 #include "eval_command.h"
@@ -181,6 +182,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve->add_option("--threshold", flags.threshold,
                     "fraud: decision threshold on the fraud probability (default: the model's)")
+      ->check(prescale::finite())
       ->check(CLI::Range(0.0, 1.0));
   serve->add_option("--max-batch", flags.max_batch, "fraud: transactions per batch request")
       ->capture_default_str();

@@ -1,5 +1,7 @@
 #include "sim_flags.h"
 
+#include "cli_checks.h"
+
 namespace prescale {
 
 void add_sim_flags(CLI::App& c, SimFlags& f) {
@@ -17,20 +19,24 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
                "prescale-no-topology, prescale-p50, prescale-no-floor, prescale-fixed-capacity")
       ->capture_default_str();
   c.add_option("--slo-ms", f.slo_ms, "p99 latency SLO, ms")
+      ->check(finite())
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   c.add_option("--startup", f.startup, "Replica startup time (e.g. 60s, 2m)")
       ->capture_default_str();
   c.add_option("--startup-jitter", f.startup_jitter,
                "Startup time drawn uniformly within ± this fraction")
+      ->check(finite())
       ->check(CLI::Range(0.0, 0.99))
       ->capture_default_str();
   c.add_option("--peak-rps", f.peak_rps,
                "Rescale the trace so its busiest minute averages this many req/s")
+      ->check(finite())
       ->check(CLI::PositiveNumber);
   c.add_option("--scale", f.scale,
                "Multiply the trace's requests by this, as prescale load --scale replays it "
                "(instead of --peak-rps)")
+      ->check(finite())
       ->check(CLI::PositiveNumber)
       ->excludes("--peak-rps");
   c.add_flag("--keep-counting-noise", f.keep_counting_noise,
@@ -56,6 +62,7 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
   c.add_option("--time-scale", f.time_scale,
                "The trace's time runs this many times faster than real time, as under prescale "
                "up --time-scale: replica startup times are that many times longer in it")
+      ->check(finite())
       ->check(CLI::Range(1.0, 100000.0))
       ->capture_default_str();
   c.add_option("--queue-limit", f.queue_limit,
@@ -69,6 +76,7 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
       ->take_all();
   c.add_option("--step", f.step, "Simulation step")->capture_default_str();
   c.add_option("--service-time-ms", f.service_time_ms, "Mean service time of a request, ms")
+      ->check(finite())
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   c.add_option("--workers", f.workers, "Requests one replica serves at once")
@@ -86,17 +94,21 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
       ->capture_default_str();
   c.add_option("--kpa-target-utilization", f.kpa_utilization,
                "kpa: share of containerConcurrency to aim for")
+      ->check(finite())
       ->check(CLI::Range(0.01, 1.0))
       ->capture_default_str();
   c.add_option("--aws-target-utilization", f.aws_utilization,
                "aws: target CPU utilisation (fraction) for target tracking and the forecast")
+      ->check(finite())
       ->check(CLI::Range(0.01, 1.0))
       ->capture_default_str();
   c.add_option("--static-headroom", f.static_headroom, "static: replicas for peak × this")
+      ->check(finite())
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   c.add_option("--prescale-quantile", f.prescale_quantile,
                "prescale: the demand quantile replicas are planned for, 0.5 to 0.9999")
+      ->check(finite())
       ->check(CLI::Range(0.5, 0.9999))
       ->capture_default_str();
   c.add_option("--prescale-scale-down-delay", f.prescale_scale_down_delay,
@@ -109,14 +121,17 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
   c.add_option("--prescale-error-budget", f.prescale_error_budget,
                "prescale: steer the planning quantile so that the share of requests over the SLO "
                "or dropped tracks this budget (0 = plan at --prescale-quantile always)")
+      ->check(finite())
       ->check(CLI::Range(0.0, 0.5))
       ->capture_default_str();
   c.add_option("--prescale-floor-headroom", f.prescale_floor_headroom,
                "prescale: the reactive floor's margin over the observed load (0.05: 5 %)")
+      ->check(finite())
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   c.add_option("--prescale-budget-step", f.prescale_budget_step,
                "prescale: how far one minute's budget error moves the planning quantile's score")
+      ->check(finite())
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   c.add_option("--threads", f.threads, "Policies simulated at once; 0 = one per core")

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_checks.h"
 #include "core/clock.h"
 #include "core/sha256.h"
 #include "core/text_file.h"
@@ -237,6 +238,7 @@ TrainForecastCommand::TrainForecastCommand(CLI::App& train)
       ->required();
   c.add_option("--holdout", f.holdout,
                "Share of each trace's end held out for the validation metrics")
+      ->check(finite())
       ->check(CLI::Range(0.05, 0.5))
       ->capture_default_str();
   c.add_flag("--no-validate", f.no_validate,
@@ -251,6 +253,7 @@ TrainForecastCommand::TrainForecastCommand(CLI::App& train)
       ->check(CLI::Range(1, 16))
       ->capture_default_str();
   c.add_option("--eta", o.eta, "Learning rate")
+      ->check(finite())
       ->check(CLI::Range(1e-6, 1.0))
       ->capture_default_str();
   c.add_option("--seed", o.seed, "Seed of the row sampling and the trees")->capture_default_str();

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "cli_checks.h"
 #include "core/clock.h"
 #include "services/fraud/model_file.h"
 #include "services/fraud/training.h"
@@ -106,6 +107,7 @@ TrainFraudCommand::TrainFraudCommand(CLI::App& train)
       ->check(CLI::Range(1, 1000000000));
   c.add_option("--threshold", f.threshold,
                "Decision threshold on fraud_probability (default: best F1 out of fold)")
+      ->check(finite())
       ->check(CLI::Range(0.0, 1.0));
   c.add_option("--folds", f.folds, "Cross-validation folds for the metrics and the threshold")
       ->check(CLI::Range(2, 100))
@@ -117,13 +119,16 @@ TrainFraudCommand::TrainFraudCommand(CLI::App& train)
       ->check(CLI::Range(1, 16))
       ->capture_default_str();
   c.add_option("--eta", f.eta, "Learning rate")
+      ->check(finite())
       ->check(CLI::Range(1e-6, 1.0))
       ->capture_default_str();
   c.add_option("--l2", f.l2, "L2 penalty of the logistic regression")
+      ->check(finite())
       ->check(CLI::Range(0.0, 1e9))
       ->capture_default_str();
   c.add_option("--positive-weight", f.positive_weight,
                "Weight of a fraud in training (default 0: legitimate / fraud rows)")
+      ->check(finite())
       ->check(CLI::Range(0.0, 1e9))
       ->capture_default_str();
 }

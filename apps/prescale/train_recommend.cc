@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "cli_checks.h"
 #include "core/clock.h"
 #include "eval_recommend.h"
 #include "services/recommend/evaluate.h"
@@ -134,6 +135,7 @@ TrainRecommendCommand::TrainRecommendCommand(CLI::App& train)
        "--popularity-penalty",
        [&o](const float& v) { o.als.popularity_penalty = o.ease.popularity_penalty = v; },
        "ALS and EASE: divide scores by popularity^penalty (default 0.2)")
+      ->check(finite())
       ->check(CLI::Range(0.0, 2.0));
 }
 

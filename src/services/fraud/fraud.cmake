@@ -35,7 +35,7 @@ prescale_test(services_fraud_cli_test
   SOURCES fraud/fraud_cli_test.cc fraud/fraud_test_util.cc
           ${PROJECT_SOURCE_DIR}/apps/prescale/eval_fraud.cc
           ${PROJECT_SOURCE_DIR}/apps/prescale/train_fraud.cc
-  LIBS prescale_services_fraud prescale_command_util CLI11::CLI11)
+  LIBS prescale_services_fraud prescale_command_util prescale_cli_checks CLI11::CLI11)
 target_include_directories(services_fraud_cli_test PRIVATE ${PROJECT_SOURCE_DIR}/apps/prescale)
 
 # One-transaction scoring latency against XGBoost's own in-place prediction (bench/fraud_bench.cc).

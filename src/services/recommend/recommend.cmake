@@ -29,7 +29,7 @@ add_library(prescale_recommend_cli
 target_include_directories(prescale_recommend_cli PUBLIC ${PROJECT_SOURCE_DIR}/apps/prescale)
 target_link_libraries(prescale_recommend_cli
   PUBLIC prescale_services_recommend CLI11::CLI11
-  PRIVATE prescale_command_util nlohmann_json::nlohmann_json prescale_warnings)
+  PRIVATE prescale_command_util prescale_cli_checks nlohmann_json::nlohmann_json prescale_warnings)
 
 # In-process recommend() and fold-in latency (docs/services/recommend.md, "Performance").
 add_executable(recommend_bench ${PROJECT_SOURCE_DIR}/bench/recommend_bench.cc)
