@@ -1,10 +1,12 @@
 #include "services/fraud/model_file.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <system_error>
 
 #include "core/text_file.h"
@@ -266,22 +268,28 @@ Result<std::string> write_model_file(const std::string& directory, const ModelIn
   if (ec) return make_error(ErrorCode::kUnavailable, directory + ": " + ec.message());
   const std::filesystem::path path =
       std::filesystem::path(directory) / model_file_name(info.version);
-  if (std::filesystem::exists(path, ec)) {
+  auto exists = [&] {
     return make_error(ErrorCode::kInvalidArgument,
                       path.string() +
                           ": exists; model files are never overwritten (pick another "
                           "version)");
+  };
+  if (std::filesystem::exists(path, ec)) return exists();
+  // Written whole (flushed to the disk) under a name of this call's own that the watcher
+  // ignores, then linked to its name: a link never replaces a file, so of two writers that picked
+  // one version exactly one succeeds and neither file is lost, and the file appears whole.
+  static std::atomic<uint64_t> staging_files{0};
+  const std::filesystem::path staging =
+      std::filesystem::path(directory) /
+      ("." + model_file_name(info.version) + "." + std::to_string(::getpid()) + "." +
+       std::to_string(staging_files.fetch_add(1)) + ".staging");
+  if (auto written = write_file_atomically(staging, model_file_text(info, body)); !written) {
+    return std::unexpected(written.error());
   }
-  // A name the watcher ignores until the rename makes the whole file appear at once.
-  const std::filesystem::path tmp =
-      std::filesystem::path(directory) / ("." + model_file_name(info.version) + ".tmp");
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << model_file_text(info, body);
-    out.flush();
-    if (!out) return make_error(ErrorCode::kUnavailable, tmp.string() + ": cannot write");
-  }
-  std::filesystem::rename(tmp, path, ec);
+  std::filesystem::create_hard_link(staging, path, ec);
+  std::error_code ignored;
+  std::filesystem::remove(staging, ignored);
+  if (ec == std::errc::file_exists) return exists();
   if (ec) return make_error(ErrorCode::kUnavailable, path.string() + ": " + ec.message());
   return path.string();
 }

@@ -54,7 +54,8 @@ using ModelBody = std::variant<XgboostModelJson, LogisticModel>;
 std::string model_file_text(const ModelInfo& info, const ModelBody& body);
 
 // Writes the file for info.version into `directory` (created if missing) through a temporary
-// file and a rename; returns its path. kInvalidArgument if that version's file already exists.
+// file, flushed to the disk, then linked to its name; returns its path. kInvalidArgument if that
+// version's file already exists, also when another writer creates it meanwhile.
 Result<std::string> write_model_file(const std::string& directory, const ModelInfo& info,
                                      const ModelBody& body);
 

@@ -3,7 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
+#include <vector>
 
 #include "forecast/csv.h"
 #include "services/fraud/fraud_test_util.h"
@@ -101,6 +104,34 @@ TEST_F(ModelFileTest, NeverOverwritesAVersion) {
   auto again = write_model_file(dir_.str(), gbt_->model->info(), gbt_->body);
   ASSERT_FALSE(again);
   EXPECT_THAT(again.error().message, HasSubstr("fraud-v3.json: exists"));
+}
+
+// Two `prescale train fraud` runs that picked the same version write at once: one writes the
+// file, whole, and the other is told it exists (neither replaces the other's file).
+TEST_F(ModelFileTest, ConcurrentWritersOfOneVersionLeaveOneWholeFile) {
+  constexpr int kWriters = 4;
+  for (int round = 0; round < 10; ++round) {
+    testing::TempDir dir;
+    std::atomic<int> ready{0};
+    std::atomic<int> written{0};
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+      writers.emplace_back([&] {
+        ready.fetch_add(1);
+        while (ready.load() < kWriters) std::this_thread::yield();
+        if (write_model_file(dir.str(), gbt_->model->info(), gbt_->body)) written.fetch_add(1);
+      });
+    }
+    for (std::thread& t : writers) t.join();
+    EXPECT_EQ(written.load(), 1) << "round " << round;
+    auto loaded = load_model_file((dir.path() / "fraud-v3.json").string());
+    EXPECT_TRUE(loaded) << loaded.error().message;
+    size_t files = 0;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+      ++files;
+    }
+    EXPECT_EQ(files, 1u) << "round " << round << ": temporary files left";
+  }
 }
 
 TEST_F(ModelFileTest, ErrorsNameTheFileAndTheField) {
