@@ -100,6 +100,10 @@ Result<forecast::Series> to_series(const Points& points, std::optional<double> s
                      " s after the previous one, not a whole number of " + number(step) +
                      " s steps");
     }
+    if (i > 0 && at[i] == at[i - 1]) {
+      return invalid("timestamps[" + std::to_string(i) + "]: " + number(ts[i] - ts[i - 1]) +
+                     " s after the previous one, on the same " + number(step) + " s step");
+    }
     if (i > 0 && at[i] - at[i - 1] - 1 > kMaxGapSteps) {
       return invalid("timestamps[" + std::to_string(i) + "]: a gap of more than " +
                      number(kMaxGapSteps) + " steps");

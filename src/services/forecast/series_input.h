@@ -3,8 +3,8 @@
 //
 // Timestamps are Unix seconds, strictly increasing; the step is given or inferred as the
 // smallest difference between consecutive timestamps. Every timestamp must fall on the grid
-// start + k × step (within 1 ms); skipped steps become missing values. A value may be null
-// (missing). Values are demand: finite and ≥ 0.
+// start + k × step (within 1 ms), at most one on a step; skipped steps become missing values. A
+// value may be null (missing). Values are demand: finite and ≥ 0.
 //
 // Thread safety: pure functions.
 #pragma once

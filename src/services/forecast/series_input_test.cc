@@ -63,6 +63,15 @@ TEST(SeriesInputTest, RejectsOffGridPointsAndBadSteps) {
   EXPECT_THAT(to_series(far, std::nullopt).error().message, HasSubstr("a gap of more than"));
 }
 
+TEST(SeriesInputTest, RefusesTwoPointsOnOneStep) {
+  // Both within the 1 ms tolerance of step 1: the first value would be dropped without a word.
+  Points p{{0, 60, 60.0005}, {1, 2, 3}};
+  auto s = to_series(p, 60.0);
+  ASSERT_FALSE(s) << "kept " << s->values.size() << " steps of 3 points";
+  EXPECT_THAT(s.error().message,
+              HasSubstr("timestamps[2]: 0.0005 s after the previous one, on the same 60 s step"));
+}
+
 TEST(SeriesInputTest, GapsWithinTheLimitCannotAddUpToAnUnboundedSeries) {
   // Every gap is kMaxGapSteps, the most one gap may be, yet 50 points become 4.9 million steps
   // (39 MB). At the documented limits, 100,000 points (about 1.4 MB of JSON) would ask for
