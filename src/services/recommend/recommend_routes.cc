@@ -254,7 +254,7 @@ void RecommendService::register_routes(runtime::Routes& routes) {
                auto r = recommend(q);
                if (!r) return respond(error(r.error()));
                respond(http::json_response(200, {{"user", q.user},
-                                                 {"model", recommend::to_string(model()->kind())},
+                                                 {"model", recommend::to_string(r->model_kind)},
                                                  {"model_version", r->model_version},
                                                  {"cold_start", r->cold_start},
                                                  {"items", items_json(r->items)}}));
@@ -278,13 +278,12 @@ void RecommendService::register_routes(runtime::Routes& routes) {
     if (!item) return respond(error(item.error()));
     auto k = parse_k(req, o.default_k, o.max_k);
     if (!k) return respond(error(k.error()));
-    const auto served = model();
     auto r = similar(*item, *k);
     if (!r) return respond(error(r.error()));
     respond(http::json_response(200, {{"item", *item},
-                                      {"model", recommend::to_string(served->kind())},
-                                      {"model_version", served->version_label()},
-                                      {"items", items_json(*r)}}));
+                                      {"model", recommend::to_string(r->model_kind)},
+                                      {"model_version", r->model_version},
+                                      {"items", items_json(r->items)}}));
   });
 
   routes.get("/v1/model", [this](http::Request&, const http::Responder& respond) {

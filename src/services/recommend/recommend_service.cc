@@ -318,6 +318,7 @@ Result<Recommendations> RecommendService::recommend(const RecommendQuery& query)
   if (!query.include.empty()) q.allow = &include;
 
   Recommendations out;
+  out.model_kind = m.kind();
   out.model_version = m.version_label();
   const auto snapshot = impl_->users.get(query.user);
   std::vector<ItemWeight> merged;
@@ -377,7 +378,7 @@ Result<InteractionsResult> RecommendService::add_interactions(
   return result;
 }
 
-Result<std::vector<ScoredItem>> RecommendService::similar(int64_t item, size_t k) const {
+Result<SimilarItems> RecommendService::similar(int64_t item, size_t k) const {
   if (k < 1 || k > static_cast<size_t>(impl_->options.max_k)) {
     return make_error(ErrorCode::kInvalidArgument,
                       "k: expected 1.." + std::to_string(impl_->options.max_k));
@@ -388,7 +389,8 @@ Result<std::vector<ScoredItem>> RecommendService::similar(int64_t item, size_t k
     return make_error(ErrorCode::kNotFound,
                       "item " + std::to_string(item) + " is not in the model's catalogue");
   }
-  return served->model->similar(*index, k);
+  return SimilarItems{served->model->similar(*index, k), served->model->kind(),
+                      served->model->version_label()};
 }
 
 Result<std::unique_ptr<RecommendService>> make_recommend_service(RecommendServiceOptions options) {

@@ -69,9 +69,18 @@ struct RecommendQuery {
   std::vector<int64_t> include;  // when not empty, return only these item ids
 };
 
+// The answers of recommend() and similar(), each with the kind and version of the model that
+// made it (a reload may serve another one before the response is written).
 struct Recommendations {
   std::vector<recommend::ScoredItem> items;
   bool cold_start = false;
+  recommend::ModelKind model_kind = recommend::ModelKind::kTopPop;
+  std::string model_version;
+};
+
+struct SimilarItems {
+  std::vector<recommend::ScoredItem> items;
+  recommend::ModelKind model_kind = recommend::ModelKind::kTopPop;
   std::string model_version;
 };
 
@@ -103,7 +112,7 @@ class RecommendService final : public runtime::Service {
   Result<Recommendations> recommend(const RecommendQuery& query) const;
   // Unknown items are ignored and counted; kOutOfRange when the user limit is reached.
   Result<InteractionsResult> add_interactions(std::span<const PostedInteraction> interactions);
-  Result<std::vector<recommend::ScoredItem>> similar(int64_t item, size_t k) const;
+  Result<SimilarItems> similar(int64_t item, size_t k) const;
 
   // Loads the newest model in model_dir when its version differs from the served one and
   // swaps it in; true when it did. On error the served model stays.

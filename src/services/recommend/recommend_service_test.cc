@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -380,6 +381,62 @@ TEST(RecommendServiceScoreCache, CachedHistoryScoresGiveTheSameRecommendations) 
     EXPECT_EQ(items(*cached, 3), expected) << "after step " << step;
     EXPECT_EQ(items(*cached, 3), expected) << "cached, after step " << step;
   }
+  fs::remove_all(dir);
+}
+
+// A response names the model that made it: "model" and "model_version" are of one model, and
+// the items come from it, even when a reload swaps in a model of another kind meanwhile.
+TEST(RecommendServiceReload, AResponseNamesTheModelThatMadeIt) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("recommend_kinds_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ASSERT_TRUE(recommend::save_model(*train(ModelKind::kTopPop), dir.string()));   // v1
+  ASSERT_TRUE(recommend::save_model(*train(ModelKind::kItemKnn), dir.string()));  // v2
+  RecommendServiceOptions o;
+  o.model_dir = dir.string();
+  auto service = make_recommend_service(o);
+  ASSERT_TRUE(service) << service.error().message;
+  telemetry::Registry registry;
+  runtime::RuntimeOptions ro;
+  ro.server.port = 0;
+  ro.server.threads = 2;
+  ro.registry = &registry;
+  runtime::Runtime runtime(**service, ro);
+  ASSERT_TRUE(runtime.start());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> mixed{0}, answered{0};
+  std::vector<std::thread> readers;
+  for (const char* target : {"/v1/users/3/recommendations", "/v1/items/101/similar"}) {
+    readers.emplace_back([&, target] {
+      http::Client client;
+      while (!stop.load()) {
+        http::Request req;
+        req.method = http::Method::kGet;
+        req.method_name = "GET";
+        req.target = target;
+        auto r = client.request("127.0.0.1", runtime.port(), std::move(req));
+        if (!r || r->status != 200) continue;
+        const auto body = nlohmann::json::parse(r->body);
+        const std::string pair =
+            body["model"].get<std::string>() + " " + body["model_version"].get<std::string>();
+        if (pair != "toppop v1" && pair != "itemknn v2") mixed.fetch_add(1);
+        answered.fetch_add(1);
+      }
+    });
+  }
+  // v2 moved away and back: each reload serves the other model.
+  const fs::path v2 = dir / "recommend-v2.json", away = dir / "away.json";
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  for (int i = 0; std::chrono::steady_clock::now() < deadline && mixed.load() == 0; ++i) {
+    fs::rename(i % 2 == 0 ? v2 : away, i % 2 == 0 ? away : v2);
+    auto reloaded = (*service)->reload();
+    ASSERT_TRUE(reloaded && *reloaded) << (reloaded ? "not reloaded" : reloaded.error().message);
+  }
+  stop.store(true);
+  for (auto& t : readers) t.join();
+  EXPECT_GT(answered.load(), 0);
+  EXPECT_EQ(mixed.load(), 0) << "of " << answered.load() << " responses";
   fs::remove_all(dir);
 }
 
