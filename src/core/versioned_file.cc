@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -78,6 +79,22 @@ Result<void> write_file_atomically(const std::filesystem::path& path, std::strin
   if (::close(fd) != 0) return fail();
   if (::rename(tmp.c_str(), path.c_str()) != 0) return fail();
   return {};
+}
+
+Result<bool> create_file_atomically(const std::filesystem::path& path, std::string_view bytes) {
+  // Written whole under a name of this call's own, then linked to `path`: unlike a rename, a
+  // link never replaces a file.
+  static std::atomic<uint64_t> calls{0};
+  const std::filesystem::path staging =
+      path.parent_path() / ("." + path.filename().string() + "." + std::to_string(::getpid()) +
+                            "." + std::to_string(calls.fetch_add(1)) + ".new");
+  if (auto ok = write_file_atomically(staging, bytes); !ok) return std::unexpected(ok.error());
+  const int linked = ::link(staging.c_str(), path.c_str());
+  const int why = errno;
+  ::unlink(staging.c_str());
+  if (linked == 0) return true;
+  if (why == EEXIST) return false;
+  return make_error(ErrorCode::kUnavailable, path.string() + ": " + std::strerror(why));
 }
 
 Result<void> write_output_file(const std::filesystem::path& path, std::string_view bytes) {

@@ -32,6 +32,12 @@ Result<std::vector<VersionedFile>> list_versioned_files(const std::string& dir,
 // file or the new one. Errors: kUnavailable naming the path and why; no temporary file is left.
 Result<void> write_file_atomically(const std::filesystem::path& path, std::string_view bytes);
 
+// Writes `bytes` to `path` as write_file_atomically() does, only when no file has that name: it
+// appears whole, and of two writers of one path (threads or processes) exactly one creates it
+// and none replaces it. Returns false, writing nothing there, when `path` exists. Errors:
+// kUnavailable naming the path and why; no temporary file is left.
+Result<bool> create_file_atomically(const std::filesystem::path& path, std::string_view bytes);
+
 // An output file of a command (--json, --plot, --timeline): a regular file (or a new one)
 // whole or not at all, as write_file_atomically; anything else (/dev/stdout, a pipe, a symbolic
 // link) written directly and checked once closed. Errors: kUnavailable naming the path and why.

@@ -33,5 +33,26 @@ TEST(VersionedFile, ListingSkipsFilesWhoseNumberIsNotPositive) {
   std::filesystem::remove_all(dir);
 }
 
+// create_file_atomically() makes a file only where none is, and leaves no temporary behind.
+TEST(VersionedFile, CreatingAFileNeverReplacesOne) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("versioned-file-create-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  EXPECT_EQ(create_file_atomically(dir / "fraud-v1.json", "first"), true);
+  EXPECT_EQ(create_file_atomically(dir / "fraud-v1.json", "second"), false);
+  std::ifstream in(dir / "fraud-v1.json");
+  std::string text;
+  std::getline(in, text);
+  EXPECT_EQ(text, "first");
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir)) ++files;
+  EXPECT_EQ(files, 1u);
+  auto missing = create_file_atomically(dir / "none" / "fraud-v1.json", "x");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::kUnavailable);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace prescale

@@ -81,17 +81,20 @@ Result<SavedModel> save_model(const forecast::GbtBooster& booster, const std::st
   auto manifests = list_manifests(dir);
   if (!manifests) return std::unexpected(manifests.error());
   int version = manifests->empty() ? 1 : manifests->front().version + 1;
-  // A .ubj without a manifest (an interrupted save) is never overwritten; skip past it.
-  while (fs::exists(fs::path(dir) / booster_file_name(version), ec)) ++version;
+  // Creating the .ubj claims its version: one another save holds, running or interrupted (a .ubj
+  // left without a manifest), is skipped, never overwritten.
+  const std::string& bytes = saved_gbt->xgboost_model;
+  for (;; ++version) {
+    if (fs::exists(fs::path(dir) / booster_file_name(version), ec)) continue;
+    auto created = create_file_atomically(fs::path(dir) / booster_file_name(version), bytes);
+    if (!created) return std::unexpected(created.error());
+    if (*created) break;
+  }
 
   SavedModel saved;
   saved.version = version;
   saved.booster_path = (fs::path(dir) / booster_file_name(version)).string();
   saved.manifest_path = (fs::path(dir) / manifest_file_name(version)).string();
-  const std::string& bytes = saved_gbt->xgboost_model;
-  if (auto ok = write_file_atomically(saved.booster_path, bytes); !ok) {
-    return std::unexpected(ok.error());
-  }
 
   Json manifest;
   manifest["format"] = kModelFileFormat;

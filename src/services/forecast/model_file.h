@@ -10,8 +10,8 @@
 // field, e.g. "models/forecast-v3.json: booster.options.max_depth: expected ...". The layout is in
 // docs/services/forecast.md ("Model files").
 //
-// Thread safety: functions are safe to call concurrently on different directories; two saves
-// into one directory at once may pick the same version (one then fails).
+// Thread safety: functions are safe to call concurrently; saves into one directory at once get
+// versions of their own (creating the .ubj claims a version).
 #pragma once
 
 #include <memory>

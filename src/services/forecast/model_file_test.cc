@@ -3,7 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
+#include <thread>
+#include <vector>
 
 #include "core/clock.h"
 #include "forecast/gbt_file.h"
@@ -83,6 +87,41 @@ TEST_F(ForecastModelFileTest, SkipsABoosterLeftWithoutAManifest) {
   testing::write_text(dir_.path() / "forecast-v1.ubj", "interrupted save");
   EXPECT_EQ(save().version, 2);
   EXPECT_EQ(testing::read_text(dir_.path() / "forecast-v1.ubj"), "interrupted save");
+}
+
+// Two `prescale train forecast` runs that save into one directory at once: each gets a version
+// of its own, and each version loads (its manifest and booster are one save's).
+TEST_F(ForecastModelFileTest, ConcurrentSavesGetVersionsOfTheirOwn) {
+  constexpr int kSavers = 4;
+  std::vector<std::shared_ptr<const forecast::GbtBooster>> boosters;
+  for (int w = 0; w < kSavers; ++w) {
+    boosters.push_back(testing::small_booster(static_cast<unsigned>(w + 1)));
+    ASSERT_NE(boosters.back(), nullptr);
+  }
+  for (int round = 0; round < 5; ++round) {
+    TempDir dir;
+    std::atomic<int> ready{0};
+    std::vector<int> versions(kSavers, 0);
+    std::vector<std::thread> savers;
+    for (int w = 0; w < kSavers; ++w) {
+      savers.emplace_back([&, w] {
+        ready.fetch_add(1);
+        while (ready.load() < kSavers) std::this_thread::yield();
+        auto saved = save_model(*boosters[static_cast<size_t>(w)], dir.str(),
+                                testing::save_options(&clock_));
+        if (saved) versions[static_cast<size_t>(w)] = saved->version;
+      });
+    }
+    for (std::thread& t : savers) t.join();
+    std::vector<int> sorted = versions;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(sorted, (std::vector<int>{1, 2, 3, 4})) << "round " << round;
+    for (int version : sorted) {
+      if (version == 0) continue;  // a save that failed, counted above
+      auto model = load_model((dir.path() / manifest_file_name(version)).string());
+      EXPECT_TRUE(model) << "round " << round << ": " << model.error().message;
+    }
+  }
 }
 
 TEST_F(ForecastModelFileTest, RefusesCorruptOrPartialFilesNamingThem) {

@@ -1,9 +1,6 @@
 #include "services/fraud/model_file.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -275,22 +272,10 @@ Result<std::string> write_model_file(const std::string& directory, const ModelIn
                           "version)");
   };
   if (std::filesystem::exists(path, ec)) return exists();
-  // Written whole (flushed to the disk) under a name of this call's own that the watcher
-  // ignores, then linked to its name: a link never replaces a file, so of two writers that picked
-  // one version exactly one succeeds and neither file is lost, and the file appears whole.
-  static std::atomic<uint64_t> staging_files{0};
-  const std::filesystem::path staging =
-      std::filesystem::path(directory) /
-      ("." + model_file_name(info.version) + "." + std::to_string(::getpid()) + "." +
-       std::to_string(staging_files.fetch_add(1)) + ".staging");
-  if (auto written = write_file_atomically(staging, model_file_text(info, body)); !written) {
-    return std::unexpected(written.error());
-  }
-  std::filesystem::create_hard_link(staging, path, ec);
-  std::error_code ignored;
-  std::filesystem::remove(staging, ignored);
-  if (ec == std::errc::file_exists) return exists();
-  if (ec) return make_error(ErrorCode::kUnavailable, path.string() + ": " + ec.message());
+  // A file that appears whole, and never replaces one another writer of this version created.
+  auto created = create_file_atomically(path, model_file_text(info, body));
+  if (!created) return std::unexpected(created.error());
+  if (!*created) return exists();
   return path.string();
 }
 

@@ -168,22 +168,24 @@ Result<SavedModel> save_model(const Model& model, const std::string& dir,
   } else if (latest.error().code != ErrorCode::kNotFound) {
     return std::unexpected(latest.error());
   }
-  // A .bin without a manifest (an interrupted save) must not be overwritten by a later version
-  // number's manifest pointing elsewhere; skip past it.
-  while (fs::exists(fs::path(dir) / ("recommend-v" + std::to_string(version) + ".bin"))) {
-    ++version;
+  // Creating the .bin claims its version: one another save holds, running or interrupted (a .bin
+  // left without a manifest), is skipped, never overwritten.
+  const ModelState& s = model.state();
+  const std::string bytes = internal::encode_model(s);
+  auto bin_path = [&] {
+    return fs::path(dir) / ("recommend-v" + std::to_string(version) + ".bin");
+  };
+  for (;; ++version) {
+    if (fs::exists(bin_path(), ec)) continue;
+    auto created = create_file_atomically(bin_path(), bytes);
+    if (!created) return std::unexpected(created.error());
+    if (*created) break;
   }
   const std::string stem = "recommend-v" + std::to_string(version);
   SavedModel saved;
   saved.version = version;
-  saved.model_path = (fs::path(dir) / (stem + ".bin")).string();
+  saved.model_path = bin_path().string();
   saved.manifest_path = (fs::path(dir) / (stem + ".json")).string();
-
-  const ModelState& s = model.state();
-  const std::string bytes = internal::encode_model(s);
-  if (auto ok = write_file_atomically(saved.model_path, bytes); !ok) {
-    return std::unexpected(ok.error());
-  }
 
   Json metrics = Json::object();
   for (const auto& [name, value] : options.metrics) metrics[name] = value;

@@ -35,7 +35,8 @@ struct SavedModel {
 };
 
 // Writes `model` as the next version in `dir` (created if missing): one above the highest
-// version there.
+// version there, or above, skipping versions another save holds (saves at once get versions of
+// their own).
 Result<SavedModel> save_model(const Model& model, const std::string& dir,
                               const SaveOptions& options = {});
 

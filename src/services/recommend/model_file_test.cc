@@ -3,10 +3,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "services/recommend/internal/test_interactions.h"
 
@@ -110,6 +114,38 @@ TEST_F(RecommendModelFileTest, VersionsIncreaseAndTheLatestIsFound) {
   ASSERT_TRUE(latest);
   EXPECT_EQ(latest->version, 2);
   EXPECT_EQ(latest->path, second->manifest_path);
+}
+
+// Two `prescale train recommend` runs that save into one directory at once: each gets a
+// version of its own, and each version loads (its manifest and model file are one save's).
+TEST_F(RecommendModelFileTest, ConcurrentSavesGetVersionsOfTheirOwn) {
+  const std::vector<std::shared_ptr<const Model>> models = {
+      train(ModelKind::kTopPop), train(ModelKind::kItemKnn), train(ModelKind::kAls),
+      train(ModelKind::kEase)};
+  for (int round = 0; round < 5; ++round) {
+    fs::remove_all(dir_);
+    std::atomic<int> ready{0};
+    std::vector<int> versions(models.size(), 0);
+    std::vector<std::thread> savers;
+    for (size_t w = 0; w < models.size(); ++w) {
+      savers.emplace_back([&, w] {
+        ready.fetch_add(1);
+        while (ready.load() < static_cast<int>(models.size())) std::this_thread::yield();
+        if (auto saved = save_model(*models[w], dir_.string())) versions[w] = saved->version;
+      });
+    }
+    for (std::thread& t : savers) t.join();
+    std::vector<int> sorted = versions;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(sorted, (std::vector<int>{1, 2, 3, 4})) << "round " << round;
+    for (size_t w = 0; w < models.size(); ++w) {
+      if (versions[w] == 0) continue;  // a save that failed, counted above
+      auto loaded =
+          load_model((dir_ / ("recommend-v" + std::to_string(versions[w]) + ".json")).string());
+      ASSERT_TRUE(loaded) << "round " << round << ": " << loaded.error().message;
+      EXPECT_EQ((*loaded)->kind(), models[w]->kind()) << "round " << round;
+    }
+  }
 }
 
 TEST_F(RecommendModelFileTest, ManifestErrorsNameTheFileAndField) {
