@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <deque>
 #include <limits>
 
@@ -106,8 +107,11 @@ Result<ForecastResult> forecast_once(const forecast::Series& series, int horizon
 
 struct SeriesStore::Stream {
   std::mutex mu;
-  double start_seconds = 0;  // of values.front()
+  // The grid: step k starts at origin_seconds + k × step_seconds, computed from k each time (a
+  // start moved by a step per dropped value would drift off the points' grid).
+  double origin_seconds = 0;  // of the first step the series ever had
   double step_seconds = 0;
+  uint64_t dropped = 0;  // steps dropped from the front: values.front() is step `dropped`
   std::deque<double> values;
   std::optional<forecast::Forecaster> forecaster;
   size_t fitted_size = 0;  // values.size() at the fit
@@ -115,8 +119,11 @@ struct SeriesStore::Stream {
   size_t since_fit = 0;    // values appended since the fit
   std::shared_ptr<const ForecastModel> fitted_with;  // the model of the fit; null: none
 
+  double start_seconds() const {
+    return origin_seconds + static_cast<double>(dropped) * step_seconds;
+  }
   double end_seconds() const {
-    return start_seconds + static_cast<double>(values.size()) * step_seconds;
+    return origin_seconds + static_cast<double>(dropped + values.size()) * step_seconds;
   }
 };
 
@@ -141,8 +148,9 @@ Result<AppendResult> SeriesStore::append(std::string_view name, const Points& po
   if (created || s->values.empty()) {
     auto series = to_series(points, step_seconds);
     if (!series) return std::unexpected(series.error());
-    s->start_seconds = series->start_seconds;
+    s->origin_seconds = series->start_seconds;
     s->step_seconds = series->step_seconds;
+    s->dropped = 0;
     s->values.assign(series->values.begin(), series->values.end());
     s->pending = s->values.size();
     s->since_fit = s->values.size();
@@ -187,7 +195,7 @@ Result<AppendResult> SeriesStore::append(std::string_view name, const Points& po
   // Keep the newest max_points steps.
   while (s->values.size() > options_.max_points) {
     s->values.pop_front();
-    s->start_seconds += s->step_seconds;
+    ++s->dropped;
     if (s->fitted_size > 0) --s->fitted_size;
   }
   s->pending = std::min(s->pending, s->values.size());
@@ -227,7 +235,7 @@ Result<ForecastResult> SeriesStore::forecast(std::string_view name, int horizon,
                    booster_of(s->fitted_with.get()) != booster_of(model.get());
   if (due) {
     forecast::Series series;
-    series.start_seconds = s->start_seconds;
+    series.start_seconds = s->start_seconds();
     series.step_seconds = s->step_seconds;
     series.values.assign(s->values.begin(), s->values.end());
     auto f = fit(series, with_model(options_.forecaster, model.get()));
@@ -276,7 +284,7 @@ std::vector<SeriesInfo> SeriesStore::list() const {
     i.name = name;
     i.points = s->values.size();
     i.step_seconds = s->step_seconds;
-    i.first_timestamp = s->start_seconds;
+    i.first_timestamp = s->start_seconds();
     i.last_timestamp = s->end_seconds() - s->step_seconds;
     i.model = s->forecaster ? std::string(s->forecaster->selected()) : "";
     out.push_back(std::move(i));
