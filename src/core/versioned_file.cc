@@ -89,8 +89,20 @@ Result<bool> create_file_atomically(const std::filesystem::path& path, std::stri
       path.parent_path() / ("." + path.filename().string() + "." + std::to_string(::getpid()) +
                             "." + std::to_string(calls.fetch_add(1)) + ".new");
   if (auto ok = write_file_atomically(staging, bytes); !ok) return std::unexpected(ok.error());
-  const int linked = ::link(staging.c_str(), path.c_str());
-  const int why = errno;
+  int linked = ::link(staging.c_str(), path.c_str());
+  int why = errno;
+  if (linked != 0 && (why == EPERM || why == EOPNOTSUPP)) {
+    // A file system without hard links (FAT, some network mounts): a rename after a check, which
+    // may replace a file another writer created in between, is the best it offers.
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) {
+      why = EEXIST;
+    } else {
+      linked = ::rename(staging.c_str(), path.c_str());
+      why = errno;
+      if (linked == 0) return true;
+    }
+  }
   ::unlink(staging.c_str());
   if (linked == 0) return true;
   if (why == EEXIST) return false;

@@ -34,8 +34,9 @@ Result<void> write_file_atomically(const std::filesystem::path& path, std::strin
 
 // Writes `bytes` to `path` as write_file_atomically() does, only when no file has that name: it
 // appears whole, and of two writers of one path (threads or processes) exactly one creates it
-// and none replaces it. Returns false, writing nothing there, when `path` exists. Errors:
-// kUnavailable naming the path and why; no temporary file is left.
+// and none replaces it (on a file system without hard links, a writer that comes between the
+// check and the rename may be replaced). Returns false, writing nothing there, when `path`
+// exists. Errors: kUnavailable naming the path and why; no temporary file is left.
 Result<bool> create_file_atomically(const std::filesystem::path& path, std::string_view bytes);
 
 // An output file of a command (--json, --plot, --timeline): a regular file (or a new one)
