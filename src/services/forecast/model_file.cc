@@ -80,6 +80,12 @@ Result<SavedModel> save_model(const forecast::GbtBooster& booster, const std::st
   if (ec) return make_error(ErrorCode::kUnavailable, dir + ": " + ec.message());
   auto manifests = list_manifests(dir);
   if (!manifests) return std::unexpected(manifests.error());
+  if (!manifests->empty() && manifests->front().version >= kMaxModelVersion) {
+    return make_error(ErrorCode::kOutOfRange,
+                      manifests->front().path +
+                          ": no version can follow it (model files go up to " +
+                          std::to_string(kMaxModelVersion) + ")");
+  }
   int version = manifests->empty() ? 1 : manifests->front().version + 1;
   // Creating the .ubj claims its version: one another save holds, running or interrupted (a .ubj
   // left without a manifest), is skipped, never overwritten.
@@ -138,7 +144,7 @@ Result<std::shared_ptr<const ForecastModel>> load_model(const std::string& manif
   auto version = m.find("version");
   if (version == m.end()) return fail("version", "missing");
   if (!version->is_number_integer() || version->get<int64_t>() < 1 ||
-      version->get<int64_t>() > 1'000'000'000) {
+      version->get<int64_t>() > kMaxModelVersion) {
     return fail("version", "expected a whole number ≥ 1");
   }
   model->version = version->get<int>();

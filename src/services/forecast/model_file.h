@@ -29,6 +29,8 @@ namespace prescale::services::forecast_service {
 
 inline constexpr std::string_view kModelFileFormat = "prescale-forecast-model";
 inline constexpr int kModelFileFormatVersion = 1;
+// The largest version a model file may have (its manifest's, and so its name's).
+inline constexpr int kMaxModelVersion = 1'000'000'000;
 // The version the service reports without a model file: that of the forecasting method alone
 // (models fitted from each request's own data).
 inline constexpr std::string_view kMethodVersion = "forecaster-1";

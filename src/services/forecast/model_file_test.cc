@@ -124,6 +124,16 @@ TEST_F(ForecastModelFileTest, ConcurrentSavesGetVersionsOfTheirOwn) {
   }
 }
 
+// A stray manifest with the largest int in its name: "newest + 1" overflowed, and the model was
+// saved as forecast-v-2147483648, which no listing ever serves.
+TEST_F(ForecastModelFileTest, NoVersionAfterTheLargestOneAFileCanHave) {
+  testing::write_text(dir_.path() / "forecast-v2147483647.json", "{}");
+  auto saved = save_model(*booster_, dir_.str(), testing::save_options(&clock_));
+  ASSERT_FALSE(saved) << "saved as " << saved->manifest_path;
+  EXPECT_EQ(saved.error().code, ErrorCode::kOutOfRange);
+  EXPECT_THAT(saved.error().message, HasSubstr("forecast-v2147483647.json"));
+}
+
 TEST_F(ForecastModelFileTest, RefusesCorruptOrPartialFilesNamingThem) {
   const SavedModel saved = save();
   const std::string ubj = testing::read_text(saved.booster_path);

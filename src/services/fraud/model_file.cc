@@ -142,7 +142,7 @@ Result<std::shared_ptr<const Model>> parse_model_file(std::string_view text,
   auto version = m.find("version");
   if (version == m.end()) return fail("version", "missing");
   if (!version->is_number_integer() || version->get<int64_t>() < 1 ||
-      version->get<int64_t>() > 1'000'000'000) {
+      version->get<int64_t>() > kMaxModelVersion) {
     return fail("version", "expected a whole number ≥ 1");
   }
   info.version = version->get<int>();
@@ -282,7 +282,13 @@ Result<std::string> write_model_file(const std::string& directory, const ModelIn
 Result<int> next_model_version(const std::string& directory) {
   auto files = list_model_files(directory);
   if (!files) return std::unexpected(files.error());
-  return files->empty() ? 1 : files->front().version + 1;
+  if (files->empty()) return 1;
+  if (files->front().version >= kMaxModelVersion) {
+    return make_error(ErrorCode::kOutOfRange,
+                      files->front().path + ": no version can follow it (model files go up to " +
+                          std::to_string(kMaxModelVersion) + ")");
+  }
+  return files->front().version + 1;
 }
 
 }  // namespace prescale::fraud

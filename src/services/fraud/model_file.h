@@ -28,6 +28,8 @@ namespace prescale::fraud {
 
 inline constexpr std::string_view kModelFileFormat = "prescale-fraud-model";
 inline constexpr int kModelFileFormatVersion = 1;
+// The largest version a model file may have (its manifest's, and so its name's).
+inline constexpr int kMaxModelVersion = 1'000'000'000;
 
 // "fraud-v<N>.json".
 std::string model_file_name(int version);

@@ -134,6 +134,16 @@ TEST_F(ModelFileTest, ConcurrentWritersOfOneVersionLeaveOneWholeFile) {
   }
 }
 
+// A stray file with the largest int in its name: "newest + 1" overflowed, and the next model
+// was written as fraud-v-2147483648.json, which no listing ever serves.
+TEST_F(ModelFileTest, NoVersionAfterTheLargestOneAFileCanHave) {
+  testing::write_text(dir_.path() / "fraud-v2147483647.json", "{}");
+  auto next = next_model_version(dir_.str());
+  ASSERT_FALSE(next) << "next version " << *next;
+  EXPECT_EQ(next.error().code, ErrorCode::kOutOfRange);
+  EXPECT_THAT(next.error().message, HasSubstr("fraud-v2147483647.json"));
+}
+
 TEST_F(ModelFileTest, ErrorsNameTheFileAndTheField) {
   const std::string file = (dir_.path() / "fraud-v3.json").string();
   EXPECT_THAT(load_error([](json& m) { m["threshold"] = 1.5; }),
