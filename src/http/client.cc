@@ -151,7 +151,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
         [self = shared_from_this(), id = id_](const error_code& e,
                                               const tcp::resolver::results_type& results) {
           if (id != self->id_ || !self->ex_) return;
-          if (e) {
+          // The timer may have fired after the name was resolved and before this ran: its
+          // cancel() then came too late, and a connect started now would have no timer left.
+          if (e || self->timed_out_) {
             self->finish_error(self->timed_out_ ? ErrorCode::kTimeout : ErrorCode::kUnavailable,
                                self->timed_out_
                                    ? "connect timed out"
