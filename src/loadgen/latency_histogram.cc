@@ -136,8 +136,12 @@ LatencyHistogram::Duration LatencyHistogram::value_at_quantile(double q) const {
   if (n == 0) return Duration(0);
   q = std::clamp(q, 0.0, 1.0);
   if (q >= 1.0) return max();
-  const uint64_t rank =
-      std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(q * static_cast<double>(n))));
+  // q * n may round to just above an integer rank (0.55 * 100 gives 55.000000000000007); an
+  // excess of a few ulps is rounding, not a fraction of a rank, so it must not round up.
+  const double exact_rank = q * static_cast<double>(n);
+  const double rank_rounded =
+      std::ceil(exact_rank - 4 * std::numeric_limits<double>::epsilon() * exact_rank);
+  const uint64_t rank = std::max<uint64_t>(1, static_cast<uint64_t>(rank_rounded));
   uint64_t seen = 0;
   for (size_t i = 0; i < buckets_; ++i) {
     seen += counts_[i].load(std::memory_order_relaxed);

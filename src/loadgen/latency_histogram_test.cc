@@ -67,6 +67,17 @@ TEST(LatencyHistogramTest, UniformDataAcrossTheRange) {
   }
 }
 
+// q * n in floating point can land just above the exact integer rank (0.55 * 100 is
+// 55.000000000000007), which must not push the answer to the next value.
+TEST(LatencyHistogramTest, RankIsExactWhenQTimesCountIsAnInteger) {
+  LatencyHistogram h;
+  for (int64_t v = 1; v <= 100; ++v) h.record(nanoseconds(v));  // one exact bucket each
+  EXPECT_EQ(h.value_at_quantile(0.55).count(), 55);
+  EXPECT_EQ(h.value_at_quantile(0.07).count(), 7);
+  EXPECT_EQ(h.value_at_quantile(0.5).count(), 50);
+  EXPECT_EQ(h.value_at_quantile(0.551).count(), 56);
+}
+
 TEST(LatencyHistogramTest, EmptyAndClamped) {
   LatencyHistogram h;
   EXPECT_EQ(h.count(), 0u);
