@@ -158,6 +158,12 @@ RequestPicker::RequestPicker(Mix mix, UserRange users, uint64_t seed)
                              : json              ? "application/json"
                                                  : "application/octet-stream");
   }
+  // Relative to the largest, so that finite weights never sum to +Inf (which would make every
+  // probability 0 and the distribution pick only the last entry).
+  const double largest = weights.empty() ? 0.0 : *std::max_element(weights.begin(), weights.end());
+  if (largest > 0) {
+    for (double& w : weights) w /= largest;
+  }
   entry_ = std::discrete_distribution<size_t>(weights.begin(), weights.end());
 }
 

@@ -85,6 +85,18 @@ TEST(MixTest, PickerFollowsWeightsAndFillsUsers) {
   EXPECT_NEAR(per_entry[1], 2000, 200);
 }
 
+// Each weight is finite, but their sum is not: the picker must still follow the weights.
+TEST(MixTest, PickerFollowsWeightsWhoseSumOverflows) {
+  const std::string huge = "1" + std::string(308, '0');  // 1e308, the sum of two is +Inf
+  auto mix = parse_mix("GET /a:" + huge + ",GET /b:" + huge);
+  ASSERT_TRUE(mix) << mix.error().message;
+  RequestPicker picker(*mix, UserRange{}, 1);
+  std::map<size_t, int> per_entry;
+  for (int i = 0; i < 4000; ++i) ++per_entry[picker.next().entry];
+  EXPECT_NEAR(per_entry[0], 2000, 200);
+  EXPECT_NEAR(per_entry[1], 2000, 200);
+}
+
 TEST(MixTest, BodiesAreLoadedAndTyped) {
   const std::string path = ::testing::TempDir() + "/loadgen_mix_body.json";
   std::ofstream(path) << R"({"user": {user}})";
