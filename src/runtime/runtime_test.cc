@@ -48,6 +48,10 @@ TEST(RuntimeTest, ServesRoutesAndStandardEndpoints) {
   EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/readyz"))->status, 200);
   EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/status/503"))->status, 503);
   EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/status/abc"))->status, 400);
+  // A 1xx is an interim answer, never a request's final one: asked for, it is refused (the
+  // server had turned it into a 500).
+  EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/status/103"))->status, 400);
+  EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/status/200"))->status, 200);
   EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/no/such/route"))->status, 404);
 
   auto metrics = client.request("127.0.0.1", rt.port(), get("/metrics"));

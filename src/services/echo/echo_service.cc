@@ -132,9 +132,9 @@ void EchoService::register_routes(runtime::Routes& routes) {
 
   routes.get("/status/{code}", [](http::Request& req, http::Responder respond) {
     auto code = parse_int(*req.param("code"));
-    if (!code || *code < 100 || *code > 599) {
+    if (!code || *code < 200 || *code > 599) {  // a 1xx is interim, never a final answer
       respond(http::error_response(400, "invalid_argument",
-                                   "path parameter code: expected an integer in 100..599"));
+                                   "path parameter code: expected an integer in 200..599"));
       return;
     }
     respond(http::Response::text(*code, "status " + std::to_string(*code) + "\n"));

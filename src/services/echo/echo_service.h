@@ -7,7 +7,7 @@
 //                          holding an I/O thread; for drain and timeout tests
 //   GET  /busy/{ms}        answers after `ms` milliseconds (at most 10000) holding its I/O
 //                          thread: with one thread, a replica of fixed capacity
-//   GET  /status/{code}    answers with that status code (100..599)
+//   GET  /status/{code}    answers with that status code (200..599)
 #pragma once
 
 #include <memory>
