@@ -130,7 +130,9 @@ struct Des {
 double next_poisson_arrival(const forecast::Trace& trace, double t, Des& des) {
   const double ts = trace.step_seconds;
   while (t < des.end) {
-    const auto i = static_cast<size_t>(t / ts);
+    auto i = static_cast<size_t>(t / ts);
+    // At a step's end t / ts can round to just below it: that step is over.
+    if (static_cast<double>(i + 1) * ts <= t) ++i;
     if (i >= trace.counts.size()) return INFINITY;
     const double step_end = static_cast<double>(i + 1) * ts;
     const double rate = trace.counts[i] / ts;

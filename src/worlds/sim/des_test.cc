@@ -92,6 +92,18 @@ TEST(SimDes, ConservesRequestsAndDropsAfterTheTimeout) {
   EXPECT_EQ(rec->records(0).size(), 24u);
 }
 
+// A trace step that is not a binary fraction: (i + 1) · step / step can round to just below
+// i + 1, which used to send the Poisson arrivals back into the step they had finished, forever.
+TEST(SimDes, ATraceStepThatIsNotABinaryFractionStillEnds) {
+  forecast::Trace t;
+  t.step_seconds = 0.7;  // 3 × 0.7 / 0.7 < 3 in doubles
+  t.counts.assign(100, 7.0);  // 10 req/s
+  auto rec = run_des(single(), t, fixed(1, 1));
+  ASSERT_TRUE(rec) << rec.error().to_string();
+  const SimResults r = compute_results(*rec);
+  EXPECT_NEAR(r.services[0].arrived, 700, 5 * std::sqrt(700.0));
+}
+
 TEST(SimDes, FanoutCallsHaveTheRightMean) {
   SimConfig c;
   c.graph = *scaling::make_callgraph({{"a", "b", 2.7, 0}});
