@@ -304,9 +304,12 @@ Result<std::unique_ptr<SimWorld>> SimWorld::create(SimConfig config, forecast::T
     sv.window.resize(ws);
     sv.window_components.resize(ws * sv.components_per_step);
     sv.busy_sum.assign(ws + 1, 0.0);
-    sv.cpu_samples.reserve(static_cast<size_t>(sv.cfg.max_replicas) * 2 + 8);
+    // Room for a scale-up and its draining predecessors without reallocating; a cap meant as
+    // "no cap" (replicas.max has no upper bound) must not size it.
+    const size_t room = static_cast<size_t>(std::min(sv.cfg.max_replicas, 1024)) * 2 + 8;
+    sv.cpu_samples.reserve(room);
     sv.interval_components.reserve(static_cast<size_t>(w.interval_steps) * sv.components_per_step);
-    sv.replicas.reserve(static_cast<size_t>(sv.cfg.max_replicas) * 2 + 8);
+    sv.replicas.reserve(room);
     sv.last_second.at = config.start;
     sv.scraped.sampled_at = config.start;
     // The initial replicas have been ready for ten minutes (past the HPA's CPU initialisation

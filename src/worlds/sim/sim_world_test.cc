@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -125,6 +126,18 @@ TEST(SimWorldConfig, SpecsCarryTheSloCapacity) {
   EXPECT_EQ((*specs)[0].startup_time, seconds(45));
   const double p99 = quantile(mmc_queue(4, (*specs)[0].capacity_rps, 50).sojourn, 0.99);
   EXPECT_NEAR(p99, 0.2, 0.002);
+}
+
+// A replica cap meant as "no cap" (prescale.yaml's replicas.max has no upper bound) costs
+// nothing until replicas are started: the world's memory follows the replicas it runs.
+TEST(SimWorldConfig, AHugeReplicaCapAllocatesNothingUpFront) {
+  SimServiceConfig s;
+  s.max_replicas = std::numeric_limits<int>::max();
+  auto w = SimWorld::create(single(s), constant(100, 60));
+  ASSERT_TRUE(w) << w.error().to_string();
+  ASSERT_TRUE((*w)->scale("app", 40));
+  (*w)->advance_to(at(60));
+  EXPECT_EQ((*w)->state("app").ready, 40);
 }
 
 TEST(SimWorldActions, ScaleAndRestartValidate) {
