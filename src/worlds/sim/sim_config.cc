@@ -24,8 +24,9 @@ Result<void> validate_service(const SimServiceConfig& s) {
     return invalid(where + "startup_jitter must be in [0, 1)");
   }
   if (s.drain_time.count() < 0) return invalid(where + "drain_time must not be negative");
-  if (!(s.request_timeout_seconds > 0)) {
-    return invalid(where + "request_timeout_seconds must be positive");
+  // At most a day: the queue keeps a slot per service time of it (1e9 s would be ~32 GB).
+  if (!(s.request_timeout_seconds > 0 && s.request_timeout_seconds <= 86400)) {
+    return invalid(where + "request_timeout_seconds must be positive and at most a day (86400)");
   }
   if (!(s.queue_limit_seconds >= 0) || !std::isfinite(s.queue_limit_seconds)) {
     return invalid(where + "queue_limit_seconds must be 0 (none) or positive");

@@ -109,6 +109,17 @@ TEST(SimWorldConfig, RejectsInvalidSettings) {
   bad = SimWorld::create(c, constant(1, 10));
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("not reachable"), std::string::npos);
+  // The queue keeps a slot per service time of the timeout: an infinite one sized it by an
+  // undefined conversion, and 1e9 s asked for ~32 GB.
+  for (const double timeout : {std::numeric_limits<double>::infinity(), 1e9}) {
+    c = single();
+    c.services[0].request_timeout_seconds = timeout;
+    bad = SimWorld::create(c, constant(1, 10));
+    ASSERT_FALSE(bad) << timeout;
+    EXPECT_NE(bad.error().message.find("request_timeout_seconds must be positive and at most"),
+              std::string::npos)
+        << bad.error().message;
+  }
 }
 
 TEST(SimWorldConfig, SpecsCarryTheSloCapacity) {
