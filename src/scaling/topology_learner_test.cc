@@ -508,15 +508,21 @@ TEST(TopologyLearner, JsonRoundTripRestoresTheLearnedGraph) {
   }
 }
 
-TEST(TopologyLearner, RestoringKeepsSeededEdgesTheStateLacks) {
-  Counters counters;
-  TopologyLearner learner;
+// Two scrapes, 15 s and 30 s in, between which a served 100 requests and called b 300 times: the
+// learned fan-out a -> b is 3.
+void learn_three_calls_a_to_b(Counters& counters, TopologyLearner& learner) {
   counters.serve("a", 0);
   counters.call("a", "b", 0);
   learner.observe(counters.scrape(seconds(15)));
   counters.serve("a", 100);
   counters.call("a", "b", 300);
   learner.observe(counters.scrape(seconds(30)));
+}
+
+TEST(TopologyLearner, RestoringKeepsSeededEdgesTheStateLacks) {
+  Counters counters;
+  TopologyLearner learner;
+  learn_three_calls_a_to_b(counters, learner);
   const auto state = learner.to_json(Clock::TimePoint{} + seconds(30));
 
   // The configuration now seeds a -> c as well.
@@ -556,12 +562,7 @@ TEST(TopologyLearner, MalformedStateIsRefusedAndChangesNothing) {
 TEST(TopologyLearner, AStateWithAnEdgeThatIsNoFanoutIsRefused) {
   Counters counters;
   TopologyLearner learner;
-  counters.serve("a", 0);
-  counters.call("a", "b", 0);
-  learner.observe(counters.scrape(seconds(15)));
-  counters.serve("a", 100);
-  counters.call("a", "b", 300);
-  learner.observe(counters.scrape(seconds(30)));
+  learn_three_calls_a_to_b(counters, learner);
   const auto state = learner.to_json(Clock::TimePoint{} + seconds(30));
   ASSERT_TRUE(learner.graph());
   for (const auto& [field, bad] : std::vector<std::pair<std::string, double>>{
