@@ -191,7 +191,7 @@ struct OutlierDetectionConfig {
   std::chrono::milliseconds interval = std::chrono::seconds(10);
   std::chrono::milliseconds base_ejection_time = std::chrono::seconds(30);  // x times ejected
   std::chrono::milliseconds max_ejection_time = std::chrono::seconds(300);
-  int max_ejection_percent = 10;  // of a service's endpoints; at least one may always be ejected
+  int max_ejection_percent = 10;  // of a service's endpoints; one may always be ejected (not at 0)
 
   friend bool operator==(const OutlierDetectionConfig&, const OutlierDetectionConfig&) = default;
 };
