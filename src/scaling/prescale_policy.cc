@@ -708,9 +708,11 @@ Result<void> validate_prescale_policy_options(const PrescalePolicyOptions& optio
                             "policy's series are timed on the monotonic clock, not UTC");
     }
   }
-  if (!(options.time_scale > 0) || !std::isfinite(options.time_scale)) {
+  // At most 1e6: a learned startup (an hour of real time at most) times the scale must fit a
+  // Clock duration.
+  if (!(options.time_scale > 0 && options.time_scale <= 1e6)) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "prescale: time_scale must be a finite number > 0");
+                      "prescale: time_scale must be a number in (0, 1e6]");
   }
   return {};
 }

@@ -54,7 +54,7 @@ struct PrescalePolicyOptions {
   Clock::Duration observe_interval{std::chrono::seconds(1)};
   // Controller seconds per real second (`prescale up --time-scale`; 1 elsewhere). Startup times
   // are learned and saved in real seconds, so a restart at another time scale plans with the
-  // replicas' real startup times on its own clock.
+  // replicas' real startup times on its own clock. In (0, 1e6].
   double time_scale = 1;
   // The demand quantile replicas are planned for, in [0.5, 0.9999]: the forecaster calibrates
   // P50, P90 and P99; levels between (and past P99) are interpolated in normal-score space.

@@ -1327,14 +1327,20 @@ TEST(PrescalePolicyTest, RefusesForecastingCandidatesThatReadTheCalendar) {
   EXPECT_THAT(refused.error().message, HasSubstr("unknown forecasting candidate \"holt_winter\""));
 }
 
+// Past 1e6, a learned startup (at most an hour of real time) times the scale no longer fits a
+// Clock duration (int64 nanoseconds, ~292 years): the conversion in startup_time() would be
+// undefined.
 TEST(PrescalePolicyTest, RefusesATimeScaleThatIsNoRate) {
-  for (double bad : {0.0, -2.0, std::nan("")}) {
+  for (double bad : {0.0, -2.0, std::nan(""), 1.1e6, HUGE_VAL}) {
     PrescalePolicyOptions options;
     options.time_scale = bad;
     auto refused = validate_prescale_policy_options(options);
     ASSERT_FALSE(refused) << bad;
     EXPECT_THAT(refused.error().message, HasSubstr("time_scale")) << bad;
   }
+  PrescalePolicyOptions options;
+  options.time_scale = 1e6;
+  EXPECT_TRUE(validate_prescale_policy_options(options));
 }
 
 TEST(PrescalePolicyTest, ScrapesBehindAScrapeStampedAheadRewindTheHistory) {
