@@ -214,17 +214,20 @@ TEST(LocalWorldTest, OnAClockCompressedPastTheWindowTheLastSecondIsTheWindows) {
   }
 }
 
-// One replica process that never exits, ready at once on the port of a real /metrics server.
-struct OneReadyReplica final : ProcessLauncher, ReplicaProbe, EndpointSink {
+// Replica processes that never exit and are ready at once; free_port() says where they listen.
+struct ReadyAtOnce : ProcessLauncher, ReplicaProbe, EndpointSink {
   struct Proc final : Process {
-    int pid() const override { return 4242; }
+    explicit Proc(int p) : id(p) {}
+    int pid() const override { return id; }
     void signal(int) override {}
     std::optional<int> poll_exit() override { return std::nullopt; }
+    int id;
   };
   Result<std::unique_ptr<Process>> launch(const LaunchSpec&) override {
-    return std::unique_ptr<Process>(std::make_unique<Proc>());
+    auto proc = std::make_unique<Proc>(next_pid);
+    next_pid += pid_step;
+    return std::unique_ptr<Process>(std::move(proc));
   }
-  Result<std::uint16_t> free_port() override { return port; }
   std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
   struct Answer final : ReadinessCheck {
     std::optional<bool> answer() override { return true; }
@@ -235,6 +238,13 @@ struct OneReadyReplica final : ProcessLauncher, ReplicaProbe, EndpointSink {
   void add(const std::string&, const std::string&, std::uint16_t) override {}
   void remove(const std::string&, const std::string&) override {}
   std::int64_t in_flight(const std::string&, const std::string&) override { return 0; }
+  int next_pid = 4242;
+  int pid_step = 0;  // 0: every launch has the same pid
+};
+
+// One replica process that never exits, ready at once on the port of a real /metrics server.
+struct OneReadyReplica final : ReadyAtOnce {
+  Result<std::uint16_t> free_port() override { return port; }
   std::uint16_t port = 0;
 };
 
@@ -410,8 +420,10 @@ TEST(LocalWorldTest, ReplicasAreScrapedOncePerScrapeIntervalTheirCpuKeptBetween)
 
 // Replicas that each listen on a socket of their own that accepts connections (the kernel does)
 // and never answers: servers busy on the thread that would serve /metrics.
-struct HungReplicas final : ProcessLauncher, ReplicaProbe, EndpointSink {
+struct HungReplicas final : ReadyAtOnce {
   explicit HungReplicas(int n) {
+    next_pid = 100;
+    pid_step = 1;
     for (int i = 0; i < n; ++i) {
       const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       sockaddr_in addr{};
@@ -428,32 +440,11 @@ struct HungReplicas final : ProcessLauncher, ReplicaProbe, EndpointSink {
   ~HungReplicas() override {
     for (int fd : sockets) ::close(fd);
   }
-  struct Proc final : Process {
-    explicit Proc(int p) : id(p) {}
-    int pid() const override { return id; }
-    void signal(int) override {}
-    std::optional<int> poll_exit() override { return std::nullopt; }
-    int id;
-  };
-  Result<std::unique_ptr<Process>> launch(const LaunchSpec&) override {
-    return std::unique_ptr<Process>(std::make_unique<Proc>(next_pid++));
-  }
   Result<std::uint16_t> free_port() override { return ports.at(next_port++); }
-  std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
-  struct Answer final : ReadinessCheck {
-    std::optional<bool> answer() override { return true; }
-  };
-  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t) override {
-    return std::make_unique<Answer>();
-  }
-  void add(const std::string&, const std::string&, std::uint16_t) override {}
-  void remove(const std::string&, const std::string&) override {}
-  std::int64_t in_flight(const std::string&, const std::string&) override { return 0; }
 
   std::vector<int> sockets;
   std::vector<std::uint16_t> ports;
   size_t next_port = 0;
-  int next_pid = 100;
 };
 
 // The scrape runs on the thread that ticks the Supervisor (docs/local.md: "the supervisor at
