@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "core/port_file.h"
 #include "http/router.h"
@@ -34,7 +35,7 @@ class RouteMetrics {
 
  private:
   telemetry::Counter& counter(int status) {
-    if (status < 100 || status > 599) status = 500;
+    if (status < 200 || status > 999) status = 500;  // what the server answers for it
     auto& slot = by_status_[static_cast<size_t>(status)];
     telemetry::Counter* c = slot.load(std::memory_order_acquire);
     if (c == nullptr) {
@@ -48,7 +49,59 @@ class RouteMetrics {
   telemetry::Histogram& duration_;
   std::string service_;
   std::string route_;
-  std::array<std::atomic<telemetry::Counter*>, 600> by_status_{};
+  std::array<std::atomic<telemetry::Counter*>, 1000> by_status_{};
+};
+
+// The Responder a route's handler gets: counts the answer under its status, times it and lowers
+// the in-flight gauge, once, as the server delivers one answer per request (http/server.h): a
+// second call is ignored, and a Responder dropped without being called (the handler threw or
+// forgot it) is answered 500 by the server, so it is counted as a 500 here.
+class CountedResponder {
+ public:
+  CountedResponder(RouteMetrics& metrics, Clock& clock, telemetry::Gauge& inflight,
+                   http::Responder respond)
+      : metrics_(&metrics),
+        clock_(&clock),
+        inflight_(&inflight),
+        respond_(std::move(respond)),
+        start_(clock.now()) {
+    inflight_->inc();
+  }
+  CountedResponder(CountedResponder&& o) noexcept
+      : metrics_(o.metrics_),
+        clock_(o.clock_),
+        inflight_(o.inflight_),
+        respond_(std::move(o.respond_)),
+        start_(o.start_),
+        pending_(std::exchange(o.pending_, false)) {}
+  // Required by std::function; never used by Responder, which shares its function.
+  CountedResponder(const CountedResponder&) = default;
+  CountedResponder& operator=(const CountedResponder&) = delete;
+  CountedResponder& operator=(CountedResponder&&) = delete;
+
+  ~CountedResponder() {
+    if (pending_) finish(500);  // dropping respond_ makes the server answer 500
+  }
+
+  void operator()(http::Response r) {
+    if (!pending_) return;
+    finish(r.status);
+    respond_(std::move(r));
+  }
+
+ private:
+  void finish(int status) {
+    pending_ = false;
+    metrics_->record(status, clock_->now() - start_);
+    inflight_->dec();
+  }
+
+  RouteMetrics* metrics_;
+  Clock* clock_;
+  telemetry::Gauge* inflight_;
+  http::Responder respond_;
+  Clock::TimePoint start_;
+  bool pending_ = true;
 };
 
 }  // namespace
@@ -77,19 +130,12 @@ class Runtime::InstrumentedRoutes final : public Routes {
     RouteMetrics* m = metrics.get();
     Clock* clock = rt_.options_.clock;
     telemetry::Gauge* inflight = &inflight_;
-    rt_.router_->add(
-        method, std::move(pattern),
-        [m, clock, inflight, handler = std::move(handler)](http::Request& req,
-                                                            http::Responder respond) {
-          inflight->inc();
-          auto start = clock->now();
-          handler(req, http::Responder([m, clock, inflight, start,
-                                        respond = std::move(respond)](http::Response r) {
-                    m->record(r.status, clock->now() - start);
-                    inflight->dec();
-                    respond(std::move(r));
-                  }));
-        });
+    rt_.router_->add(method, std::move(pattern),
+                     [m, clock, inflight, handler = std::move(handler)](http::Request& req,
+                                                                        http::Responder respond) {
+                       handler(req, http::Responder(CountedResponder(*m, *clock, *inflight,
+                                                                     std::move(respond))));
+                     });
   }
 
  private:

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -16,6 +17,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 http::Request get(std::string target) {
   http::Request req;
@@ -135,6 +137,55 @@ TEST(RuntimeTest, DrainFinishesInFlightRequestsAndTurnsReadinessOff) {
   EXPECT_TRUE(rt.draining());
   auto after = client.request("127.0.0.1", port, get("/readyz"), 500ms);
   EXPECT_FALSE(after.has_value()) << "server still accepting after drain";
+}
+
+// A handler that throws, or drops its Responder without calling it, is answered 500 by the
+// server (http/server.h), as is a status below 200; a second call of a Responder is ignored.
+// The runtime's own instruments must count what the client got: before, such a 500 was never
+// counted in prescale_requests_total (which the local world reads for the error rate) and
+// prescale_inflight_requests stayed one higher for good; a 103 was counted as 103; a second call
+// counted the request twice and took the gauge below zero.
+class MisbehavingHandlers final : public Service {
+ public:
+  std::string_view name() const override { return "bad"; }
+  void register_routes(Routes& routes) override {
+    routes.get("/throw", [](http::Request&, http::Responder) { throw std::runtime_error("bug"); });
+    routes.get("/drop", [](http::Request&, http::Responder) {});
+    routes.get("/twice", [](http::Request&, http::Responder respond) {
+      respond(http::Response::text(200, "one"));
+      respond(http::Response::text(201, "two"));
+    });
+    routes.get("/early", [](http::Request&, http::Responder respond) {
+      respond(http::Response::text(103, "not a final status"));
+    });
+  }
+};
+
+TEST(RuntimeTest, AnswersTheServerMakesForAFaultyHandlerAreCountedOnce) {
+  MisbehavingHandlers service;
+  Runtime rt(service, test_options());
+  ASSERT_TRUE(rt.start());
+  http::Client client;
+  EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/throw"))->status, 500);
+  EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/drop"))->status, 500);
+  EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/twice"))->status, 200);
+  EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/early"))->status, 500);
+
+  const std::string text = telemetry::expose(rt.registry());
+  EXPECT_THAT(text, HasSubstr("prescale_requests_total{service=\"bad\",route=\"/throw\","
+                              "code=\"500\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("prescale_requests_total{service=\"bad\",route=\"/drop\","
+                              "code=\"500\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("prescale_requests_total{service=\"bad\",route=\"/twice\","
+                              "code=\"200\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("prescale_requests_total{service=\"bad\",route=\"/early\","
+                              "code=\"500\"} 1\n"));
+  EXPECT_THAT(text, Not(HasSubstr("code=\"201\"")));
+  EXPECT_THAT(text, Not(HasSubstr("code=\"103\"")));
+  EXPECT_THAT(text, HasSubstr("prescale_request_duration_seconds_count{service=\"bad\","
+                              "route=\"/twice\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("prescale_inflight_requests{service=\"bad\"} 0\n"));
+  rt.drain();
 }
 
 // cli.md: `prescale serve --port-file PATH` writes the bound port there "once listening", and
