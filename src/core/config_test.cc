@@ -959,6 +959,29 @@ TEST(ConfigError, AConcurrencyNearTheIntLimitNeverTurnsAdmissionControlOff) {
   }
 }
 
+// docs/config.md: refilling a whole burst may take at most 1e9 s, "1e-12 is refused". The loader
+// took any positive rate, so the file passed every check (prescale up's preflight included) and
+// only the gateway refused it later, naming no file or line, and only the first such route.
+TEST(ConfigError, ARateLimitTooSlowToRefillItsBurstIsRefusedWithItsLine) {
+  EXPECT_EQ(gateway_error("  routes:\n"
+                          "    - {service: a, rate_limit: {requests_per_second: 1e-12}}\n"
+                          "    - {match: {path_prefix: /b}, service: a,\n"
+                          "       rate_limit: {requests_per_second: 1, burst: 2000000000}}\n"),
+            "prescale.yaml:5:54: gateway.routes[0].rate_limit.requests_per_second: too low for "
+            "a burst of 1: refilling the bucket must take at most 1e9 s (about 31 years), got "
+            "1e-12\n"
+            "prescale.yaml:7:42: gateway.routes[1].rate_limit.requests_per_second: too low for "
+            "a burst of 2000000000: refilling the bucket must take at most 1e9 s (about 31 "
+            "years), got 1");
+  // One request per 1000 s is a limit, not a mistake; a burst of 1e9 at 1 req/s refills in 1e9 s.
+  EXPECT_TRUE(
+      load_config_string("version: 1\nservices: [{name: a, kind: builtin/echo}]\n"
+                         "gateway:\n  routes:\n"
+                         "    - {service: a, rate_limit: {requests_per_second: 0.001}}\n"
+                         "    - {match: {path_prefix: /b}, service: a,\n"
+                         "       rate_limit: {requests_per_second: 1, burst: 1000000000}}\n"));
+}
+
 TEST(ConfigScalars, Suggestions) {
   const std::vector<std::string> keys = {"min", "max", "initial", "replicas", "latency_p99_ms"};
   EXPECT_EQ(internal::closest_match("replcas", keys), "replicas");

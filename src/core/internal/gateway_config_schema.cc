@@ -124,6 +124,13 @@ static void describe(Schema<RateLimitConfig>& s) {
     } else if (r.requests_per_second > 0 && r.burst == 0) {
       r.burst = static_cast<int>(std::max(1.0, std::ceil(r.requests_per_second)));
     }
+    // The gateway counts a bucket's debt in int64 nanoseconds (gateway/rate_limiter.h).
+    if (r.requests_per_second > 0 && r.burst / r.requests_per_second > 1e9) {
+      c.at("requests_per_second")
+          .error("too low for a burst of " + std::to_string(r.burst) +
+                 ": refilling the bucket must take at most 1e9 s (about 31 years), got " +
+                 internal::format_number(r.requests_per_second));
+    }
   });
 }
 
