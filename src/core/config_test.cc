@@ -982,6 +982,23 @@ TEST(ConfigError, ARateLimitTooSlowToRefillItsBurstIsRefusedWithItsLine) {
                          "       rate_limit: {requests_per_second: 1, burst: 1000000000}}\n"));
 }
 
+// The health checker GETs health_check.path on every replica through http::Client, which refuses
+// (sends nothing) a target holding a space or a control character. The loader took such a path,
+// so every check failed and each replica was taken out of service after unhealthy_threshold
+// checks, though every one of them was ready.
+TEST(ConfigError, AHealthCheckPathThatCannotBeRequestedIsRefused) {
+  EXPECT_EQ(gateway_error("  health_check: {path: \"/ready z\"}\n"),
+            R"(prescale.yaml:4:24: gateway.health_check.path: must not hold a space or a control )"
+            R"(character (percent-encode it: %20 for a space), got "/ready z")");
+  EXPECT_EQ(gateway_error("  health_check: {path: \"/readyz\\t\"}\n"),
+            "prescale.yaml:4:24: gateway.health_check.path: must not hold a space or a control "
+            "character (percent-encode it: %20 for a space), got \"/readyz\t\"");
+  Result<Config> encoded = load_config_string(
+      "version: 1\ngateway: {health_check: {path: \"/ready%20z?probe=1\"}}\n", "prescale.yaml");
+  ASSERT_TRUE(encoded) << encoded.error().message;
+  EXPECT_EQ(encoded->gateway.health_check.path, "/ready%20z?probe=1");
+}
+
 TEST(ConfigScalars, Suggestions) {
   const std::vector<std::string> keys = {"min", "max", "initial", "replicas", "latency_p99_ms"};
   EXPECT_EQ(internal::closest_match("replcas", keys), "replicas");

@@ -53,6 +53,18 @@ std::string path_prefix_problem(const std::string& prefix) {
   return "must start with \"/\", got " + quote(prefix);
 }
 
+std::string request_path_problem(const std::string& path) {
+  if (std::string problem = path_prefix_problem(path); !problem.empty()) return problem;
+  auto unsendable = [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7f;
+  };
+  if (std::none_of(path.begin(), path.end(), unsendable)) return "";
+  return "must not hold a space or a control character (percent-encode it: %20 for a space), "
+         "got " +
+         quote(path);
+}
+
 std::string path_pattern_problem(const std::string& pattern) {
   if (pattern.empty() || pattern.front() != '/') {
     return "must start with \"/\", got " + quote(pattern);

@@ -23,6 +23,10 @@ std::string endpoint_problem(const std::string& endpoint);
 
 std::string path_prefix_problem(const std::string& prefix);
 
+// A path (and query) the gateway requests itself, as the health checks do: it starts with "/"
+// and, as http::Client requires, holds no space or control character.
+std::string request_path_problem(const std::string& path);
+
 // The pattern syntax of http::Router: "/" or "/"-separated non-empty segments, each a literal,
 // a `{name}` parameter or, last only, a `{name...}` catch-all; names are [A-Za-z_][A-Za-z0-9_]*
 // and unique in the pattern.

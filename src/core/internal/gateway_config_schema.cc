@@ -24,6 +24,7 @@ using internal::path_pattern_problem;
 using internal::path_prefix_problem;
 using internal::quote;
 using internal::rate_limit_key_problem;
+using internal::request_path_problem;
 using internal::Schema;
 using internal::service_name_problem;
 using internal::valid_header_name;
@@ -153,7 +154,7 @@ static void describe(Schema<RouteConfig>& s) {
 
 static void describe(Schema<HealthCheckConfig>& s) {
   using std::chrono::milliseconds;
-  s.field("path", &HealthCheckConfig::path).check(path_prefix_problem);
+  s.field("path", &HealthCheckConfig::path).check(request_path_problem);
   s.field("interval", &HealthCheckConfig::interval).greater_than(milliseconds(0));
   s.field("timeout", &HealthCheckConfig::timeout).greater_than(milliseconds(0));
   s.field("healthy_threshold", &HealthCheckConfig::healthy_threshold).at_least(1);
