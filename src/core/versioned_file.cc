@@ -34,7 +34,11 @@ Result<std::vector<VersionedFile>> list_versioned_files(const std::string& dir,
                                                         std::string_view suffix) {
   std::vector<VersionedFile> files;
   std::error_code ec;
-  if (!std::filesystem::exists(dir, ec)) return files;
+  if (!std::filesystem::exists(dir, ec)) {
+    // Missing, or not looked up at all (a parent without search permission, a link loop).
+    if (ec) return make_error(ErrorCode::kUnavailable, dir + ": " + ec.message());
+    return files;
+  }
   std::filesystem::directory_iterator it(dir, ec);
   if (ec) return make_error(ErrorCode::kUnavailable, dir + ": " + ec.message());
   for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {

@@ -33,6 +33,27 @@ TEST(VersionedFile, ListingSkipsFilesWhoseNumberIsNotPositive) {
   std::filesystem::remove_all(dir);
 }
 
+// The header: "a missing directory has none", and kUnavailable naming the directory when it
+// cannot be read. A directory that could not even be looked up (here a link loop; for a user
+// who is not root, a parent without search permission) was taken for a missing one: no versions,
+// no error, so a recommend replica reported that its directory holds no model.
+TEST(VersionedFile, ADirectoryThatCannotBeLookedUpIsAnErrorNotAMissingOne) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("versioned-file-loop-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::filesystem::create_symlink(dir / "models", dir / "models");  // stat(): ELOOP
+  auto files = list_versioned_files((dir / "models").string(), "fraud-v", ".json");
+  ASSERT_FALSE(files.has_value()) << files->size() << " versions listed";
+  EXPECT_EQ(files.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(files.error().message.find((dir / "models").string()), std::string::npos)
+      << files.error().message;
+  auto missing = list_versioned_files((dir / "none").string(), "fraud-v", ".json");
+  ASSERT_TRUE(missing.has_value()) << missing.error().message;
+  EXPECT_TRUE(missing->empty());
+  std::filesystem::remove_all(dir);
+}
+
 // create_file_atomically() makes a file only where none is, and leaves no temporary behind.
 TEST(VersionedFile, CreatingAFileNeverReplacesOne) {
   const std::filesystem::path dir = std::filesystem::temp_directory_path() /
