@@ -596,6 +596,56 @@ TEST(UpTest, AServiceNotReadyInTimeIsNamedWithItsLog) {
   EXPECT_EQ(log.find("web ("), std::string::npos) << "web was ready:\n" << log;
 }
 
+// A program of the user's that knows nothing of Prescale (Python's http.server: no /readyz, no
+// /metrics) runs under `prescale up` when its service names the path that says it is ready
+// (config.md, services[].readiness_path): the supervisor waits for that path before the replica
+// gets traffic, and the gateway's health checks ask it too — at /readyz the server answers 404,
+// and the replica would never be ready, or be taken out of service at the first check.
+TEST(UpTest, AProgramWithItsOwnReadinessPathIsServedAndStaysInService) {
+  TempDir dir;
+  const std::string site = dir.file("site");
+  std::filesystem::create_directories(site);
+  testing::write_file(site + "/ready.txt", "yes\n");
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, R"(version: 1
+services:
+  - name: files
+    kind: command
+    command: [python3, -m, http.server, "{port}", --bind, 127.0.0.1, --directory, ")" +
+                                  site + R"("]
+    readiness_path: /ready.txt
+    replicas: {min: 1, max: 1, initial: 1}
+    startup_time: 2s
+gateway:
+  listen: "127.0.0.1:0"
+  health_check: {interval: 200ms, timeout: 150ms, unhealthy_threshold: 1}
+  routes:
+    - match: {path_prefix: /}
+      service: files
+)");
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--ready-wait", "15"}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  auto endpoints = [&](const std::string& state) -> int {
+    auto r = http_get(up.ui_port(), "/metrics", 5s);
+    if (!r) return -1;
+    const std::regex gauge(R"(prescale_gateway_endpoints\{service="files",state=")" + state +
+                           R"("\} (\d+))");
+    std::smatch m;
+    return std::regex_search(r->body, m, gauge) ? std::stoi(m[1]) : -1;
+  };
+  EXPECT_EQ(endpoints("ready"), 1) << up.log();
+  // Several rounds of the gateway's checks (every 200 ms; one failure takes a replica out).
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(endpoints("ready"), 1) << up.log();
+  EXPECT_EQ(endpoints("unhealthy"), 0) << up.log();
+  auto served = http_get(up.gateway_port(), "/ready.txt");
+  ASSERT_TRUE(served) << served.error().message;
+  EXPECT_EQ(served->status, 200);
+  EXPECT_EQ(served->body, "yes\n");
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_EQ(up.log().find("not ready after"), std::string::npos) << up.log();
+}
+
 // A bad file stops `prescale up` before it starts anything: exit 2, the file and line, the fix.
 TEST(UpTest, BadFilesFailBeforeAnythingStarts) {
   TempDir dir;

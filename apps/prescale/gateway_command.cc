@@ -101,6 +101,8 @@ Result<GatewayConfig> effective_gateway_config(const Config& config,
     if (s.queue_limit != ServiceConfig::kQueueLimitAuto) written.push_back(s);
   }
   gateway_config.max_requests_per_replica = admission_limits(written);
+  // A service with its own readiness path is health-checked there.
+  gateway_config.health_check_paths = health_check_paths(config.services);
   gateway_config.upstreams.clear();
   for (const auto& [service, endpoints] : *upstreams) {
     auto& list = gateway_config.upstreams[service];

@@ -43,6 +43,7 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
     }
   }
   for (const auto& [k, v] : s.env) t.env.emplace_back(k, v);
+  t.readiness_path = s.effective_readiness_path();
   t.env.emplace_back("PRESCALE_GATEWAY_URL", gateway_url);
   return t;
 }

@@ -163,8 +163,12 @@ TEST(ReplicaTemplate, BuiltInKindsRunThisBinarysServeWithTheirModelBesideTheFile
   EXPECT_THAT(t.env, ::testing::Contains(std::pair<std::string, std::string>(
                          "PRESCALE_GATEWAY_URL", "http://127.0.0.1:8080")));
 
-  const ServiceConfig c = command_service({"./server", "--port", "{port}"}, 2);
+  EXPECT_EQ(t.readiness_path, "/readyz");  // the runtime's
+
+  ServiceConfig c = command_service({"./server", "--port", "{port}"}, 2);
   EXPECT_EQ(replica_template(c, "/opt/prescale", "http://g", "/srv/app").argv, c.command);
+  c.readiness_path = "/health";  // a program of the user's with its own health path
+  EXPECT_EQ(replica_template(c, "/opt/prescale", "http://g", "/srv/app").readiness_path, "/health");
 }
 
 std::string log_file(const std::string& name, const std::string& content) {
@@ -224,7 +228,8 @@ struct ScriptedReplicas final : local::ProcessLauncher, local::ReplicaProbe, loc
   }
   Result<std::uint16_t> free_port() override { return next_port++; }
   std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
-  std::unique_ptr<local::ReadinessCheck> check_ready(std::uint16_t port) override {
+  std::unique_ptr<local::ReadinessCheck> check_ready(std::uint16_t port,
+                                                     const std::string&) override {
     return std::make_unique<Answer>(port == web_port);
   }
   void add(const std::string&, const std::string&, std::uint16_t) override {}

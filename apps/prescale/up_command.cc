@@ -178,6 +178,8 @@ int run_up(const UpFlags& f) {
   // Admission control is a property of each service (its queue_limit), enforced where its
   // requests enter: the gateway.
   config.gateway.max_requests_per_replica = admission_limits(config.services);
+  // Its replicas are health-checked where the supervisor asked them whether they are ready.
+  config.gateway.health_check_paths = health_check_paths(config.services);
   LearnedAdmission admission(config.services);
   auto gw = gateway::Gateway::create(config.gateway, gateway_options);
   if (!gw) return error(gw.error().message);

@@ -23,6 +23,7 @@ namespace prescale {
 
 using internal::Checker;
 using internal::quote;
+using internal::request_path_problem;
 using internal::Schema;
 using internal::service_name_problem;
 using internal::unknown_service;
@@ -126,6 +127,14 @@ std::map<std::string, int> admission_limits(const std::vector<ServiceConfig>& se
   return out;
 }
 
+std::map<std::string, std::string> health_check_paths(const std::vector<ServiceConfig>& services) {
+  std::map<std::string, std::string> out;
+  for (const ServiceConfig& s : services) {
+    if (!s.readiness_path.empty()) out[s.name] = s.readiness_path;
+  }
+  return out;
+}
+
 // ---- The schema: one line per field. docs/config.md mirrors this. --------------------------
 
 static void describe(Schema<HttpConfig>& s) {
@@ -188,6 +197,7 @@ static void describe(Schema<ServiceConfig>& s) {
   s.field("slo", &ServiceConfig::slo);
   s.field("depends_on", &ServiceConfig::depends_on);
   s.field("model_dir", &ServiceConfig::model_dir);
+  s.field("readiness_path", &ServiceConfig::readiness_path).check(request_path_problem);
   s.check([](ServiceConfig& svc, const Checker& c) {
     svc.line = c.line();
     if (!svc.model_dir.empty() && svc.kind != ServiceKind::kRecommend &&

@@ -127,6 +127,14 @@ struct ServiceConfig {
   // builtin/recommend and builtin/fraud: the directory of versioned model files (prescale
   // train); relative paths are relative to the config file's directory. "" = the serve default.
   std::string model_dir;
+  // The path polled for readiness (GET; 200..399 is ready, as for a Kubernetes probe) by the
+  // supervisor before a replica gets traffic, and by the gateway's health checks after. "" = not
+  // written: "/readyz" (the runtime's) for the supervisor, gateway.health_check.path for the
+  // gateway.
+  std::string readiness_path;
+  std::string_view effective_readiness_path() const {
+    return readiness_path.empty() ? std::string_view("/readyz") : std::string_view(readiness_path);
+  }
   int line = 0;  // where the service's entry starts in its file (1-based), for later messages
 };
 
@@ -241,6 +249,10 @@ struct GatewayConfig {
   // (ServiceConfig::max_requests_per_replica()); a service not listed has no such limit. Not
   // read from the gateway section: `prescale up` fills it in from services[].queue_limit.
   std::map<std::string, int> max_requests_per_replica;
+  // The path each service's replicas are health-checked at, where it is not health_check.path
+  // (ServiceConfig::readiness_path). Not read from the gateway section: `prescale up` and
+  // `prescale gateway -f` fill it in from services[].readiness_path.
+  std::map<std::string, std::string> health_check_paths;
 
   friend bool operator==(const GatewayConfig&, const GatewayConfig&) = default;
 };
@@ -259,6 +271,10 @@ struct Config {
 // (GatewayConfig::max_requests_per_replica): every service that has one. `prescale up` and
 // `prescale gateway -f` both apply them.
 std::map<std::string, int> admission_limits(const std::vector<ServiceConfig>& services);
+
+// The gateway's per-service health check paths (GatewayConfig::health_check_paths): every
+// service that writes a readiness_path.
+std::map<std::string, std::string> health_check_paths(const std::vector<ServiceConfig>& services);
 
 // Reads and validates a prescale.yaml. Messages name `path` as given.
 Result<Config> load_config_file(const std::string& path);

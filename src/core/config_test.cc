@@ -356,6 +356,43 @@ services:
   EXPECT_EQ(r->services.back().max_requests_per_replica_at(300), 0);
 }
 
+TEST(ConfigLoad, ReadinessPathIsTheServicesProbeForTheSupervisorAndTheGateway) {
+  Result<Config> r = load_config_string(R"(
+version: 1
+services:
+  - {name: own, kind: command, command: [./svc, "{port}"], readiness_path: /health/ready}
+  - {name: echo, kind: builtin/echo}
+gateway:
+  health_check: {path: /livez}
+)");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->services[0].readiness_path, "/health/ready");
+  EXPECT_EQ(r->services[0].effective_readiness_path(), "/health/ready");
+  // Not written: the runtime's /readyz for the supervisor, the gateway's own path for its checks.
+  EXPECT_EQ(r->services[1].readiness_path, "");
+  EXPECT_EQ(r->services[1].effective_readiness_path(), "/readyz");
+  // The gateway section never sets the per-service paths; prescale up and prescale gateway -f
+  // hand it those the services write.
+  EXPECT_TRUE(r->gateway.health_check_paths.empty());
+  EXPECT_EQ(health_check_paths(r->services),
+            (std::map<std::string, std::string>{{"own", "/health/ready"}}));
+}
+
+TEST(ConfigLoad, ReadinessPathMustBeAnOriginFormPath) {
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: own, kind: builtin/echo, readiness_path: health}
+)"),
+              HasSubstr("services[0].readiness_path: must start with \"/\""));
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: own, kind: builtin/echo, readiness_path: "/ready now"}
+)"),
+              HasSubstr("services[0].readiness_path: must not hold a space or a control character"));
+}
+
 TEST(ConfigLoad, QueueLimitLeftOutIsHalfTheSlo) {
   Result<Config> r = load_config_string(R"(
 version: 1

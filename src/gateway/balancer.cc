@@ -40,6 +40,7 @@ std::vector<std::uint32_t>& hosts_in_panic(std::span<const std::shared_ptr<Upstr
 UpstreamHost::UpstreamHost(std::string address, Clock::TimePoint added_at,
                            UpstreamHostConfig config, std::shared_ptr<OutlierDetector> detector)
     : address_(std::move(address)),
+      health_check_path_(std::move(config.health_check_path)),
       latency_(added_at, config.latency),
       breaker_(config.breaker ? std::make_unique<FailureRateBreaker>(*config.breaker) : nullptr),
       detector_(std::move(detector)) {}

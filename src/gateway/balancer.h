@@ -40,6 +40,9 @@ namespace prescale::gateway {
 struct UpstreamHostConfig {
   PeakEwmaConfig latency;
   std::optional<FailureRateBreakerConfig> breaker;  // none: the host has no failure-rate breaker
+  // Where active health checks request the host ("" = the checker's own path): the readiness
+  // path of its service.
+  std::string health_check_path;
 };
 
 class UpstreamHost {
@@ -50,6 +53,8 @@ class UpstreamHost {
                std::shared_ptr<OutlierDetector> detector = nullptr);
 
   const std::string& address() const { return address_; }
+  // UpstreamHostConfig::health_check_path ("" = the checker's own).
+  const std::string& health_check_path() const { return health_check_path_; }
 
   // Draining: being removed (scale-in, shutdown); gets no new requests. Unhealthy: failed active
   // health checks or readiness. Both are set by whoever owns the endpoint table.
@@ -76,6 +81,7 @@ class UpstreamHost {
   friend class UpstreamRequest;
 
   const std::string address_;
+  const std::string health_check_path_;
   PeakEwma latency_;
   OutlierHostState outlier_;
   std::unique_ptr<FailureRateBreaker> breaker_;

@@ -414,6 +414,11 @@ TEST(GatewayReloadTest, ResilienceSettingsTheLoaderRefusesAreRefusedNamingTheFie
        "gateway.routes[0].rate_limit.requests_per_second: must be >= 0"},
       {[](GatewayConfig& c) { c.health_check.timeout = c.health_check.interval * 2; },
        "gateway.health_check.timeout: must be <= interval (10000ms), got 20000ms"},
+      {[](GatewayConfig& c) { c.health_check.path = "/ready now"; },
+       "gateway.health_check.path: must not hold a space or a control character (percent-encode "
+       "it: %20 for a space), got \"/ready now\""},
+      {[](GatewayConfig& c) { c.health_check_paths["a"] = "ready"; },
+       "gateway.health_check_paths.a: must start with \"/\", got \"ready\""},
   };
   for (const auto& [mutate, message] : cases) {
     GatewayConfig bad = good;
@@ -422,6 +427,25 @@ TEST(GatewayReloadTest, ResilienceSettingsTheLoaderRefusesAreRefusedNamingTheFie
     ASSERT_FALSE(r) << message;
     EXPECT_EQ(r.error().message, message);
   }
+  EXPECT_EQ(g.get("/one").body, "A /one");
+}
+
+// A service's readiness_path (prescale up hands the gateway health_check_paths) is where its
+// hosts are checked; a reload that changes it renews that service's cluster only.
+TEST(GatewayReloadTest, AServicesHealthCheckPathReachesItsHosts) {
+  Upstream a("A"), b("B");
+  GatewayConfig config = parse("  upstreams:\n    a: [\"" + a.address() + "\"]\n    b: [\"" +
+                               b.address() +
+                               "\"]\n  routes:\n    - {match: {path_prefix: /one}, service: a}\n"
+                               "    - {match: {path_prefix: /two}, service: b}\n");
+  TestGateway g(config);
+  const Cluster* b_before = g.gw->cluster("b");
+  config.health_check_paths["a"] = "/health/ready";
+  ASSERT_TRUE(g.gw->reload(config));
+  ASSERT_EQ(g.gw->cluster("a")->hosts().size(), 1u);
+  EXPECT_EQ(g.gw->cluster("a")->hosts()[0]->health_check_path(), "/health/ready");
+  EXPECT_EQ(g.gw->cluster("b"), b_before);
+  EXPECT_EQ(g.gw->cluster("b")->hosts()[0]->health_check_path(), "");
   EXPECT_EQ(g.get("/one").body, "A /one");
 }
 

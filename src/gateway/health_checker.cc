@@ -11,6 +11,7 @@ struct HealthChecker::Target {
   std::shared_ptr<UpstreamHost> host;
   std::string name;  // for the client
   std::uint16_t port = 0;
+  std::string path;  // what is requested
   bool valid = false;  // the address parsed
   Clock::TimePoint due;
   bool probing = false;
@@ -37,6 +38,7 @@ void HealthChecker::set_hosts(const std::vector<std::shared_ptr<UpstreamHost>>& 
     }
     auto t = std::make_shared<Target>();
     t->host = host;
+    t->path = host->health_check_path().empty() ? config_.path : host->health_check_path();
     if (auto spec = parse_endpoint(host->address())) {
       t->name = spec->host;
       t->port = spec->port;
@@ -70,7 +72,7 @@ std::size_t HealthChecker::tick() {
     http::Request req;
     req.method = http::Method::kGet;
     req.method_name = "GET";
-    req.target = config_.path;
+    req.target = t->path;
     req.headers.set("User-Agent", "prescale-health-check");
     client_.async_request(
         t->name, t->port, std::move(req),

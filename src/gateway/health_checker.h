@@ -1,6 +1,7 @@
 // HealthChecker: active health checks of upstream hosts (docs/gateway.md, "Health checks").
 //
-// Every `interval` each host gets `GET <path>` (default /readyz) with a `timeout`; a status in
+// Every `interval` each host gets `GET <path>` (default /readyz; a host's own
+// UpstreamHost::health_check_path where it has one) with a `timeout`; a status in
 // 200..399 passes (the Kubernetes probe rule), anything else — another status, a refused or
 // reset connection, a timeout — fails. A host turns unhealthy after `unhealthy_threshold`
 // consecutive failures and healthy again after `healthy_threshold` consecutive passes; the

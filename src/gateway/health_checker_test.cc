@@ -14,14 +14,19 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A replica whose /readyz answers `status`, or holds the request when status is 0.
+// A replica whose `ready_path` answers `status`, or holds the request when status is 0; other
+// paths answer 404.
 class Replica {
  public:
-  Replica() {
+  explicit Replica(std::string ready_path = "/readyz") : ready_path_(std::move(ready_path)) {
     http::ServerOptions o;
     o.threads = 1;
-    server_ = std::make_unique<http::Server>(o, [this](http::Request&, http::Responder respond) {
+    server_ = std::make_unique<http::Server>(o, [this](http::Request& req, http::Responder respond) {
       ++requests;
+      if (req.target != ready_path_) {
+        respond(http::Response::text(404, "no such path\n"));
+        return;
+      }
       const int s = status.load();
       if (s == 0) {
         std::lock_guard lock(mu_);
@@ -45,6 +50,7 @@ class Replica {
   std::atomic<int> requests{0};
 
  private:
+  const std::string ready_path_;
   std::unique_ptr<http::Server> server_;
   std::mutex mu_;
   std::vector<http::Responder> held_;
@@ -150,6 +156,22 @@ TEST_F(HealthCheckerTest, OneProbeAtATimeAndRemovedHostsStop) {
   clock_.advance(config_.interval);
   EXPECT_EQ(checker.tick(), 0u);
   EXPECT_EQ(checker.next_due(), Clock::TimePoint::max());
+}
+
+TEST_F(HealthCheckerTest, AHostWithItsOwnPathIsCheckedThere) {
+  Replica own("/health/ready");  // a service's readiness_path: its /readyz answers 404
+  Replica runtime;
+  UpstreamHostConfig host_config;
+  host_config.health_check_path = "/health/ready";
+  auto own_host = std::make_shared<UpstreamHost>(own.address(), clock_.now(), host_config);
+  auto runtime_host = std::make_shared<UpstreamHost>(runtime.address(), clock_.now());
+  config_.unhealthy_threshold = 1;
+  HealthChecker checker(config_, clock_, client_);
+  checker.set_hosts({own_host, runtime_host});
+  round(checker);
+  EXPECT_TRUE(own_host->healthy());
+  EXPECT_TRUE(runtime_host->healthy());  // at the checker's own path, /readyz
+  EXPECT_EQ(checker.stats().failures, 0u);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/internal/config_rules.h"
 #include "gateway/endpoint_table.h"
 #include "gateway/rate_limiter.h"
 
@@ -188,7 +189,14 @@ Result<void> validate(const GatewayConfig& c) {
   if (b.open_duration.count() <= 0) return bad("circuit_breakers.open_duration", "must be > 0");
   if (b.half_open_trials < 1) return bad("circuit_breakers.half_open_trials", "must be >= 1");
   const prescale::HealthCheckConfig& h = c.health_check;
-  if (!h.path.starts_with('/')) return bad("health_check.path", "must start with \"/\"");
+  if (std::string problem = prescale::internal::request_path_problem(h.path); !problem.empty()) {
+    return bad("health_check.path", problem);
+  }
+  for (const auto& [service, path] : c.health_check_paths) {
+    if (std::string problem = prescale::internal::request_path_problem(path); !problem.empty()) {
+      return bad("health_check_paths." + service, problem);
+    }
+  }
   if (h.interval.count() <= 0) return bad("health_check.interval", "must be > 0");
   if (h.timeout.count() <= 0) return bad("health_check.timeout", "must be > 0");
   if (h.timeout > h.interval) {
@@ -234,7 +242,13 @@ bool same_cluster_settings(const GatewayConfig& a, const GatewayConfig& b,
          a.load_balancer_tolerance == b.load_balancer_tolerance &&
          a.outlier_detection == b.outlier_detection && a.circuit_breakers == b.circuit_breakers &&
          a.retry_budget == b.retry_budget &&
-         max_requests_per_replica(a, service) == max_requests_per_replica(b, service);
+         max_requests_per_replica(a, service) == max_requests_per_replica(b, service) &&
+         health_check_path(a, service) == health_check_path(b, service);
+}
+
+std::string health_check_path(const GatewayConfig& c, const std::string& service) {
+  auto it = c.health_check_paths.find(service);
+  return it != c.health_check_paths.end() ? it->second : std::string();
 }
 
 HealthCheckConfig health_check_config(const GatewayConfig& c) {

@@ -34,6 +34,9 @@ HealthCheckConfig health_check_config(const GatewayConfig& c);
 
 // The service's admission limit per replica in service; 0 = none.
 std::uint32_t max_requests_per_replica(const GatewayConfig& c, const std::string& service);
+// Where the service's hosts are health-checked (GatewayConfig::health_check_paths); "" = the
+// gateway's health_check.path.
+std::string health_check_path(const GatewayConfig& c, const std::string& service);
 
 // Whether `service`'s cluster built for `a` fits `b` as it is. The admission limit is
 // compared per service: a new limit for one service leaves the others' learned state alone.

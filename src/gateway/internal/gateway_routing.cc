@@ -21,6 +21,7 @@ std::atomic<std::uint64_t> routing_versions{0};
 }  // namespace
 
 using internal::cluster_options;
+using internal::health_check_path;
 using internal::max_requests_per_replica;
 using internal::route_names;
 using internal::same_cluster_settings;
@@ -52,6 +53,7 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
       o.max_requests_per_replica = set != admission_overrides.end()
                                        ? set->second
                                        : max_requests_per_replica(config, service);
+      o.host.health_check_path = health_check_path(config, service);
       slot = std::make_shared<Cluster>(service, std::move(o), table, clock);
     }
     return slot;

@@ -232,7 +232,7 @@ struct ReadyAtOnce : ProcessLauncher, ReplicaProbe, EndpointSink {
   struct Answer final : ReadinessCheck {
     std::optional<bool> answer() override { return true; }
   };
-  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t) override {
+  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t, const std::string&) override {
     return std::make_unique<Answer>();
   }
   void add(const std::string&, const std::string&, std::uint16_t) override {}

@@ -112,6 +112,10 @@ Result<void> Supervisor::add_service(ReplicaTemplate t) {
   if (find(t.service) != nullptr) {
     return make_error(ErrorCode::kInvalidArgument, "service " + t.service + " declared twice");
   }
+  if (!t.readiness_path.starts_with('/')) {
+    return make_error(ErrorCode::kInvalidArgument, "service " + t.service +
+                                                       ": the readiness path must start with \"/\"");
+  }
   auto s = std::make_unique<Service>();
   s->uses_port_file = mentions(t, "{port_file}");
   if (s->uses_port_file && mentions(t, "{port}")) {
@@ -306,7 +310,7 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
         if (r.port == 0 && !r.port_file.empty()) {
           if (auto port = probe_.read_port_file(r.port_file)) r.port = *port;
         }
-        if (r.port != 0) r.check = probe_.check_ready(r.port);
+        if (r.port != 0) r.check = probe_.check_ready(r.port, s.tmpl.readiness_path);
       }
       std::optional<bool> answer;
       if (r.check && (answer = r.check->answer())) r.check.reset();
@@ -515,16 +519,18 @@ std::optional<std::uint16_t> HttpReplicaProbe::read_port_file(const std::string&
   return static_cast<std::uint16_t>(value);
 }
 
-std::unique_ptr<ReadinessCheck> HttpReplicaProbe::check_ready(std::uint16_t port) {
+std::unique_ptr<ReadinessCheck> HttpReplicaProbe::check_ready(std::uint16_t port,
+                                                              const std::string& path) {
   auto check = std::make_unique<HttpReadinessCheck>();
   http::Request req;
   req.method = http::Method::kGet;
   req.method_name = "GET";
-  req.target = "/readyz";
+  req.target = path;
   // The state outlives an abandoned check: the answer may come after.
   impl_->client.async_request(
       "127.0.0.1", port, std::move(req), [state = check->state](Result<http::Response> r) {
-        state->store(r && r->status == 200 ? 1 : 2, std::memory_order_release);
+        state->store(r && r->status >= 200 && r->status <= 399 ? 1 : 2,
+                     std::memory_order_release);
       });
   return check;
 }

@@ -44,14 +44,15 @@ struct ReplicaTemplate {
   std::string service;
   std::vector<std::string> argv;
   std::vector<std::pair<std::string, std::string>> env;
+  std::string readiness_path = "/readyz";  // GET before the replica gets traffic
 };
 
 // One readiness check of a replica, answered or still in flight.
 class ReadinessCheck {
  public:
   virtual ~ReadinessCheck() = default;
-  // nullopt while the check is in flight; then whether GET /readyz answered 200 (a refused
-  // connection, a timeout or another status: false).
+  // nullopt while the check is in flight; then whether the GET answered 200..399, as a
+  // Kubernetes probe passes (a refused connection, a timeout or another status: false).
   virtual std::optional<bool> answer() = 0;
 };
 
@@ -63,10 +64,11 @@ class ReplicaProbe {
   virtual Result<std::uint16_t> free_port() = 0;
   // The port a replica wrote to `path`, once it has.
   virtual std::optional<std::uint16_t> read_port_file(const std::string& path) = 0;
-  // Starts GET /readyz on 127.0.0.1:port and returns without waiting for the answer (the
-  // supervisor's thread must not wait on a replica that accepts and never answers). Destroying
-  // the check abandons it.
-  virtual std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port) = 0;
+  // Starts GET `path` (the service's readiness path, "/readyz" unless it says otherwise) on
+  // 127.0.0.1:port and returns without waiting for the answer (the supervisor's thread must not
+  // wait on a replica that accepts and never answers). Destroying the check abandons it.
+  virtual std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port,
+                                                      const std::string& path) = 0;
 };
 
 // Where ready replicas are announced (the gateway).
@@ -195,7 +197,8 @@ class HttpReplicaProbe final : public ReplicaProbe {
   ~HttpReplicaProbe() override;
   Result<std::uint16_t> free_port() override;
   std::optional<std::uint16_t> read_port_file(const std::string& path) override;
-  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port) override;
+  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port,
+                                              const std::string& path) override;
 
  private:
   struct Impl;

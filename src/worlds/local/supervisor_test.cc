@@ -1,5 +1,7 @@
 #include "worlds/local/supervisor.h"
 
+#include "http/server.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -13,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <thread>
 #include <map>
 #include <set>
 
@@ -68,8 +71,10 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
     FakeWorld& world;
     std::uint16_t port;
   };
-  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port) override {
+  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port,
+                                              const std::string& path) override {
     ++checks;
+    check_paths.insert(path);
     return std::make_unique<Check>(*this, port);
   }
   void add(const std::string&, const std::string& replica, std::uint16_t) override {
@@ -104,6 +109,7 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
   std::set<std::uint16_t> ready_ports;
   std::set<std::uint16_t> hung_ports;
   int checks = 0;  // readiness checks started
+  std::set<std::string> check_paths;  // the paths they asked for
   std::set<std::string> endpoints;
   std::vector<std::string> removed;
   std::map<std::string, std::int64_t> in_flight_by;
@@ -146,6 +152,16 @@ TEST_F(SupervisorTest, StartsReplicasAndAnnouncesThemWhenReady) {
   world.ready_ports.insert(9001);
   step(100ms);
   EXPECT_EQ(world.endpoints.size(), 2u);
+}
+
+// A service's own readiness path (services[].readiness_path) is what its replicas are asked.
+TEST_F(SupervisorTest, ReplicasAreAskedTheirServicesReadinessPath) {
+  ASSERT_TRUE(sup->add_service({"own", {"server", "--port", "{port}"}, {}, "/health/ready"}));
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  ASSERT_TRUE(sup->set_desired("own", 1));
+  tick();
+  step(100ms);
+  EXPECT_EQ(world.check_paths, (std::set<std::string>{"/readyz", "/health/ready"}));
 }
 
 TEST_F(SupervisorTest, PortFileReplicasAreReadyOnceTheyWriteTheirPort) {
@@ -393,6 +409,35 @@ TEST(SupervisorProbe, AHungReplicaDoesNotHoldUpTheSupervisor) {
   std::filesystem::remove_all(run_dir);
 }
 
+// The real probe asks the path it is given, and takes 200..399 as ready (a Kubernetes probe's
+// rule): a user's program that redirects its health path is ready, one without the path is not.
+TEST(SupervisorProbe, TheProbeAsksItsPathAndTakesTwoAndThreeHundreds) {
+  std::atomic<int> status{302};
+  http::ServerOptions so;
+  so.threads = 1;
+  http::Server server(so, [&](http::Request& req, http::Responder respond) {
+    respond(http::Response::text(req.target == "/health" ? status.load() : 404, "\n"));
+  });
+  ASSERT_TRUE(server.start());
+  HttpReplicaProbe probe;
+  auto answer = [&](const std::string& path) {
+    std::unique_ptr<ReadinessCheck> check = probe.check_ready(server.port(), path);
+    for (int i = 0; i < 500; ++i) {
+      if (auto a = check->answer()) return *a;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "no answer from " << path;
+    return false;
+  };
+  EXPECT_TRUE(answer("/health"));    // 302
+  EXPECT_FALSE(answer("/readyz"));   // 404
+  status = 204;
+  EXPECT_TRUE(answer("/health"));
+  status = 503;
+  EXPECT_FALSE(answer("/health"));
+  server.shutdown(std::chrono::seconds(1));
+}
+
 // A start that finds no free port is a crash whose reason the user reads (docs/local.md, "not
 // ready after"): it says why, as when the platform has run out of descriptors.
 TEST(SupervisorProbe, NoFreePortSaysWhy) {
@@ -509,6 +554,7 @@ TEST_F(SupervisorTest, BadTemplatesAreRefused) {
   EXPECT_FALSE(sup->add_service({"api", {"x"}, {}})) << "declared twice";
   EXPECT_FALSE(sup->add_service({"e", {}, {}}));
   EXPECT_FALSE(sup->add_service({"both", {"x", "{port}", "{port_file}"}, {}}));
+  EXPECT_FALSE(sup->add_service({"path", {"x", "{port}"}, {}, "readyz"}));
   EXPECT_FALSE(sup->set_desired("missing", 1));
 }
 
