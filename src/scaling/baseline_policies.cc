@@ -33,7 +33,10 @@ void HpaPolicy::init(const std::vector<ServiceSpec>& services) {
   hpas_.clear();
   for (const auto& s : services) {
     HpaSpec spec;
-    spec.min_replicas = s.min_replicas;
+    // The API server rejects minReplicas 0 for an HPA on Resource metrics only (scale to zero
+    // needs the HPAScaleToZero gate and an Object or External metric), so the CPU HPA a user can
+    // create keeps at least one pod; at 0 it would have no CPU sample to scale up on again.
+    spec.min_replicas = std::max(1, s.min_replicas);
     spec.max_replicas = s.max_replicas;
     spec.target_cpu_utilization_percent = options_.target_cpu_utilization_percent;
     spec.tolerance = options_.tolerance;

@@ -86,6 +86,25 @@ TEST(HpaPolicyTest, BehaviorIsAnOption) {
   EXPECT_EQ(count_300s_after_the_peak(policy), 1);
 }
 
+// Upstream's API validation rejects minReplicas 0 for an HPA whose metrics are all Resource
+// metrics (pkg/apis/autoscaling/validation: below 1 only with the HPAScaleToZero gate and an
+// Object or External metric), so a CPU HPA never goes below one pod. A service whose replica
+// floor is 0 (for the kpa's scale to zero) must not let the hpa scale an idle service to 0:
+// with no pod left there is no CPU sample, and it could never scale up again.
+TEST(HpaPolicyTest, CpuHpaKeepsOnePodWhenTheServiceFloorIsZero) {
+  HpaPolicy policy;  // target 80 %, sync 15 s, no behavior
+  policy.init({{.name = "api", .min_replicas = 0, .max_replicas = 20}});
+  int desired = 2;
+  for (int t = 900; t <= 1500; t += 15) {
+    // Idle pods: 0.5 % of request is 5 millicores, int(5 * 100 / 1000) = 0 % utilisation.
+    ServiceObservation s = service_with_cpu(desired, 0.005, at(t));
+    const Plan p = policy.decide({at(t), {s}, {}}, at(t));
+    desired = p.decisions.at(0).replicas;
+    ASSERT_GE(desired, 1) << "t=" << t;
+  }
+  EXPECT_EQ(desired, 1);
+}
+
 // A kpa on one service ("api", containerConcurrency 10) that observed 70 requests in flight at
 // each of `times`, asked at the last one with 4 replicas.
 Plan kpa_after_seventy_in_flight(KpaPolicy& policy, const std::vector<Clock::TimePoint>& times) {
