@@ -89,14 +89,18 @@ void KpaPolicy::observe(const Snapshot& snapshot) {
     // more is a new start, as the averager takes it.
     // Counted in whole seconds (the averager's buckets): a sample a little more than a second
     // after the last (a real clock's tick running late) fills one second, not two.
+    // A sample less than a second after the last within the same whole second (a decision tick,
+    // which observes too, a few ms early) describes the second already recorded: the collector
+    // scrapes once a second, so it is not added to that second's bucket a second time.
     const Clock::Duration gap = svc.last_second.at - ps.last_recorded;
     std::int64_t seconds = 1;
     if (gap < options_.spec.stable_window) {
       using std::chrono::floor;
-      seconds = std::max<std::int64_t>(
-          1, (floor<std::chrono::seconds>(svc.last_second.at.time_since_epoch()) -
-              floor<std::chrono::seconds>(ps.last_recorded.time_since_epoch()))
-                 .count());
+      seconds = (floor<std::chrono::seconds>(svc.last_second.at.time_since_epoch()) -
+                 floor<std::chrono::seconds>(ps.last_recorded.time_since_epoch()))
+                    .count();
+      if (seconds < 1 && ps.last_recorded != Clock::TimePoint{}) continue;
+      seconds = std::max<std::int64_t>(1, seconds);
     }
     for (std::int64_t k = seconds; k >= 1; --k) {
       ps.autoscaler->record(svc.last_second.at - k * std::chrono::seconds(1),

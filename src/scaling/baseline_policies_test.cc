@@ -156,6 +156,19 @@ TEST(KpaPolicyTest, ASampleALittleMoreThanASecondAfterTheLastFillsOneSecond) {
   expect_ten_pods_for_seventy(kpa_after_seventy_in_flight(policy, late));
 }
 
+// The controller observes at every decision too, and a decision tick (due 2 s after the last
+// one) can come a few ms less than a second after the observation before it, when that one ran
+// later than the decision had. Both samples then describe the same whole second (10.003 s and
+// 10.999 s): Knative's collector scrapes once a second, so that second's bucket must hold one
+// sample, not their sum (one second counted twice averages 71.19: 11 pods, not 10).
+TEST(KpaPolicyTest, TwoSamplesInOneSecondFillItOnce) {
+  KpaPolicy policy;
+  std::vector<Clock::TimePoint> times;
+  for (int i = 1; i <= 10; ++i) times.push_back(at(i) + 3ms);
+  for (int i = 10; times.size() < 61; ++i) times.push_back(at(i) + 999ms);
+  expect_ten_pods_for_seventy(kpa_after_seventy_in_flight(policy, times));
+}
+
 TEST(KpaPolicyTest, NoDecisionWithoutData) {
   KpaPolicy policy;
   policy.init({{.name = "api"}});
