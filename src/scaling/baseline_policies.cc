@@ -70,9 +70,20 @@ void KpaPolicy::init(const std::vector<ServiceSpec>& services) {
     }
     spec.min_scale = s.min_replicas;
     spec.max_scale = s.max_replicas;
-    services_[s.name].autoscaler = std::make_unique<KnativeAutoscaler>(spec);
-    services_[s.name].autoscaler->set_explain(false);  // explained below when it changes
+    services_[s.name].spec = spec;  // the autoscaler comes with the first snapshot
   }
+}
+
+KnativeAutoscaler& KpaPolicy::autoscaler_for(PerService& ps, const ServiceObservation& svc,
+                                             Clock::TimePoint now) {
+  if (!ps.autoscaler) {
+    // Like upstream's newAutoscaler: with more than one ready pod and no metric history yet it
+    // starts in panic, holding the ready pods until a stable window shows what the load needs.
+    ps.autoscaler =
+        std::make_unique<KnativeAutoscaler>(ps.spec, now, svc.count(ReplicaState::kReady));
+    ps.autoscaler->set_explain(false);  // explained in decide() when the count changes
+  }
+  return *ps.autoscaler;
 }
 
 void KpaPolicy::observe(const Snapshot& snapshot) {
@@ -102,9 +113,10 @@ void KpaPolicy::observe(const Snapshot& snapshot) {
       if (seconds < 1 && ps.last_recorded != Clock::TimePoint{}) continue;
       seconds = std::max<std::int64_t>(1, seconds);
     }
+    KnativeAutoscaler& autoscaler = autoscaler_for(ps, svc, snapshot.time);
     for (std::int64_t k = seconds; k >= 1; --k) {
-      ps.autoscaler->record(svc.last_second.at - k * std::chrono::seconds(1),
-                            svc.last_second.concurrency, svc.last_second.requests);
+      autoscaler.record(svc.last_second.at - k * std::chrono::seconds(1),
+                        svc.last_second.concurrency, svc.last_second.requests);
     }
     ps.last_recorded = svc.last_second.at;
   }
@@ -115,8 +127,8 @@ Plan KpaPolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
   for (const auto& svc : snapshot.services) {
     auto it = services_.find(svc.name);
     if (it == services_.end()) continue;
-    const KnativeAutoscaler& autoscaler = *it->second.autoscaler;
-    auto d = it->second.autoscaler->scale(now, svc.count(ReplicaState::kReady));
+    KnativeAutoscaler& autoscaler = autoscaler_for(it->second, svc, now);
+    auto d = autoscaler.scale(now, svc.count(ReplicaState::kReady));
     if (!d.valid) continue;  // no data: keep the current scale
     // An unchanged count needs no decision (nor the cost of its words).
     if (d.desired == svc.desired_replicas) continue;

@@ -58,9 +58,14 @@ class KpaPolicy final : public Policy {
 
  private:
   struct PerService {
+    KpaSpec spec;
+    // Created at the first snapshot that shows the service, with its ready pods then (upstream
+    // starts a new autoscaler in panic when the revision already has more than one).
     std::unique_ptr<KnativeAutoscaler> autoscaler;
     Clock::TimePoint last_recorded{};
   };
+  static KnativeAutoscaler& autoscaler_for(PerService& ps, const ServiceObservation& svc,
+                                           Clock::TimePoint now);
   KpaPolicyOptions options_;
   std::map<std::string, PerService, std::less<>> services_;
 };

@@ -169,6 +169,32 @@ TEST(KpaPolicyTest, TwoSamplesInOneSecondFillItOnce) {
   expect_ten_pods_for_seventy(kpa_after_seventy_in_flight(policy, times));
 }
 
+// Upstream's newAutoscaler starts in panic mode when the revision already has more than one ready
+// pod (autoscaler.go: "We always start in the panic mode, if the deployment is scaled up over 1
+// pod"), with maxPanicPods = those pods: a new autoscaler without metric history keeps the scale
+// for a stable window instead of halving it on its first seconds of data. The kpa of a run starts
+// like that, on services already up with their initial replicas.
+TEST(KpaPolicyTest, StartsInPanicHoldingTheReadyPods) {
+  KpaPolicy policy;
+  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 50, .max_concurrency = 10}});
+  auto snapshot = [](int t) {
+    ServiceObservation s = service_with_cpu(10, 0.1, at(t));
+    s.last_second = {at(t), 7.0, 70.0, true};  // one pod's worth (target 10 x 0.7 = 7)
+    return Snapshot{at(t), {s}, {}};
+  };
+  for (int t = 1; t <= 60; ++t) {
+    policy.observe(snapshot(t));
+    if (t % 2 == 0) {
+      EXPECT_TRUE(policy.decide(snapshot(t), at(t)).decisions.empty()) << "t=" << t;
+    }
+  }
+  // A stable window after the start without a reason to panic: halving, as the rate allows.
+  for (int t = 61; t <= 62; ++t) policy.observe(snapshot(t));
+  const Plan plan = policy.decide(snapshot(62), at(62));
+  ASSERT_EQ(plan.decisions.size(), 1u);
+  EXPECT_EQ(plan.decisions[0].replicas, 5);
+}
+
 TEST(KpaPolicyTest, NoDecisionWithoutData) {
   KpaPolicy policy;
   policy.init({{.name = "api"}});
