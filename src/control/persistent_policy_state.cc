@@ -26,9 +26,15 @@ std::int64_t wall_minus_mono_minutes(Clock::TimePoint now, Clock::WallTime wall_
   return std::llround(minutes);
 }
 
+std::int64_t minute_number(Clock::TimePoint t) {
+  return std::chrono::floor<std::chrono::minutes>(t.time_since_epoch()).count();
+}
+
 // The offset to map minutes with: the saved one while the machine has not rebooted since the save
 // (the monotonic clock runs on; a step of the wall clock must not move minutes), else from the
-// clocks.
+// clocks. A monotonic clock behind the save's in the same boot is not the one the offset was
+// taken on: a compressed controller clock (`--time-scale`) starts again from the machine's at a
+// restart, while its wall time goes on after the stored minutes.
 std::int64_t offset_for(Clock::TimePoint now, Clock::WallTime wall_now,
                         std::optional<std::int64_t> saved, const std::optional<StateBlob>& blob,
                         std::string_view boot) {
@@ -36,7 +42,11 @@ std::int64_t offset_for(Clock::TimePoint now, Clock::WallTime wall_now,
     // Not value("boot", ...): a "boot" of another type (a hand-edited state) is another boot, not
     // a type_error thrown out of the restore or the save.
     auto it = blob->value.find("boot");
-    if (it != blob->value.end() && it->is_string() && it->get_ref<const std::string&>() == boot) {
+    auto mono = blob->value.find("mono_minute");
+    const bool clock_went_on = mono == blob->value.end() || !mono->is_number_integer() ||
+                               minute_number(now) >= mono->get<std::int64_t>();
+    if (it != blob->value.end() && it->is_string() && it->get_ref<const std::string&>() == boot &&
+        clock_went_on) {
       return *saved;
     }
   }
@@ -65,10 +75,6 @@ std::unexpected<Error> not_our_format(const HistoryStore& store, std::string_vie
                         std::string(kPolicyStateKey) + "\" is not in format " +
                         std::to_string(kFormat) + " (written by another Prescale version?)" +
                         std::string(then));
-}
-
-std::int64_t minute_number(Clock::TimePoint t) {
-  return std::chrono::floor<std::chrono::minutes>(t.time_since_epoch()).count();
 }
 
 std::string_view metric_of(scaling::PrescalePolicy::SeriesKind kind) {
@@ -138,6 +144,7 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
   const nlohmann::json blob = {{"format", kFormat},
                                {"wall_minus_mono_minutes", offset},
                                {"boot", std::string(boot)},
+                               {"mono_minute", minute_number(now)},
                                {"policy", std::move(state)}};
   const std::int64_t wall = unix_seconds(wall_now);
   if (auto r = store.put_state(kPolicyStateKey, blob, wall); !r) return r;

@@ -13,8 +13,9 @@
 // `now` and `wall_now` from the same Clock, and the offset between them, in whole minutes, maps
 // one onto the other. Within one boot (`boot`: the kernel's boot id, which current_boot_id()
 // reads) the offset of the first save stays, so a wall clock stepped while the platform runs
-// moves no stored minute; after a reboot (the monotonic clock restarts; wall time does not) it
-// is taken again from the clocks.
+// moves no stored minute; after a reboot (the monotonic clock restarts; wall time does not), or
+// when `now` is behind the last save's (a compressed clock restarted in the same boot), it is
+// taken again from the clocks.
 //
 // Thread safety: as the policy's (one controller thread); the store is safe to share.
 #pragma once

@@ -499,6 +499,42 @@ TEST_F(PersistentPolicyStateTest, MinutesStoredFromAClockAheadDoNotStopLaterSave
   EXPECT_EQ(lost, 0) << "of " << recorded << " minutes";
 }
 
+// `prescale up --time-scale 144` runs the controller on a clock 144 times real time
+// (local_platform.h's ScaledClock). At a restart its wall time goes on after the newest stored
+// minute, but its monotonic time starts again from the machine's: hours of controller time behind
+// the last save, in the same boot. The offset saved for the boot mapped the first run's
+// controller clock, not this one: kept, it put the restored history hours ahead of now, and the
+// restart gave back two minutes of four hours.
+TEST_F(PersistentPolicyStateTest, ARestartOnACompressedClockInTheSameBootKeepsTheHistory) {
+  ManualClock clock;  // the first run's controller clock
+  World world;
+  PrescalePolicy before(options());
+  before.init(specs());
+  HistoryStore store = open();
+  for (int minute = 0; minute < 4 * 60; ++minute) {
+    run(before, world, clock, 1min);
+    ASSERT_TRUE(save_policy_state(store, before, clock.now(), clock.wall_now(), "boot"));
+  }
+  // Four controller hours at 144x are 100 real seconds: restarted two real minutes after the
+  // first start, its controller clock reads 2 min, and a minute after the newest stored one.
+  ManualClock restarted(clock.wall_now() + 1min - 2min);
+  restarted.set(Clock::TimePoint{} + 2min);
+  PrescalePolicy after(options());
+  after.init(specs());
+  auto restored = restore_policy_state(store, after, restarted.now(), restarted.wall_now(), "boot");
+  ASSERT_TRUE(restored && *restored);
+  auto history_before = before.history("front");
+  auto history_after = after.history("front");
+  ASSERT_TRUE(history_before && history_after);
+  ASSERT_EQ(history_before->values.size(), history_after->values.size());
+  for (size_t i = 0; i < history_before->values.size(); ++i) {
+    EXPECT_EQ(history_before->values[i], history_after->values[i]) << i;
+  }
+  EXPECT_LT(
+      max_relative_difference(before.demand_forecast("front"), after.demand_forecast("front")),
+      0.01);
+}
+
 TEST_F(PersistentPolicyStateTest, ASaveDoesNotOverwriteAStateOfAnotherFormat) {
   ManualClock clock;
   HistoryStore store = open();
