@@ -11,6 +11,7 @@
 
   const cards = new Map();  // service name -> {root, charts, facts, reason}
   let lastEventId = 0;
+  let startedAt = null;  // the controller's run, from the overview: another is a restart
   let graphKey = "";
 
   async function getJSON(path) {
@@ -154,10 +155,13 @@
   }
 
   // Inserts new events by time, newest first.
-  function renderEvents(payload) {
+  function renderEvents(payload, restarted) {
     const list = $("events");
-    if (payload.last_id < lastEventId) {  // the controller restarted: its ids start again
+    // A restarted controller numbers its events from 1 again: the list holds the last run's, and
+    // after_id skipped as many of the new run's (last_id is lower only while it has fewer).
+    if (restarted || payload.last_id < lastEventId) {
       list.replaceChildren();
+      list.dataset.events = "0";
       lastEventId = 0;
       return;  // the next poll fetches them all
     }
@@ -184,7 +188,10 @@
       syncCards(services);
       await Promise.all([...cards].map(([name, card]) => refreshSeries(name, card)));
       renderGraph(graph);
-      renderEvents(events);
+      // Compared only here: a poll that failed before rendering its events must not forget it.
+      const restarted = startedAt != null && overview.started_at !== startedAt;
+      startedAt = overview.started_at;
+      renderEvents(events, restarted);
       setStatus("live", "live · " + clock(overview.now || Date.now() / 1000));
     } catch (err) {
       // A restart of the controller is not a page error: say so and keep polling.
