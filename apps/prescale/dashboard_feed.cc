@@ -25,16 +25,26 @@ DashboardFeed::DashboardFeed(dashboard::DashboardModel& model, const local::Loca
       options_(std::move(options)),
       real_(real_clock),
       started_at_(unix_seconds(real_clock.wall_now())),
+      last_t_(started_at_),
+      last_mono_(real_clock.now()),
       next_point_(real_clock.now()) {}
+
+double DashboardFeed::unix_now() {
+  const Clock::TimePoint mono = real_.now();
+  last_t_ = std::max(unix_seconds(real_.wall_now()),
+                     last_t_ + std::chrono::duration<double>(mono - last_mono_).count());
+  last_mono_ = mono;
+  return last_t_;
+}
 
 void DashboardFeed::on_replica_event(const local::ReplicaEvent& e) {
   spdlog::info("{} {}: {}", e.kind, e.replica, e.message);
-  model_.add_event({unix_seconds(real_.wall_now()), e.kind, e.service, e.replica, e.message});
+  model_.add_event({unix_now(), e.kind, e.service, e.replica, e.message});
 }
 
 void DashboardFeed::after_tick(control::Controller& controller,
                                const std::optional<scaling::Plan>& plan) {
-  const double t = unix_seconds(real_.wall_now());
+  const double t = unix_now();
   if (plan) {
     for (const scaling::Decision& d : plan->decisions) {
       auto& last = decisions_[d.service];

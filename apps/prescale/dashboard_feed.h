@@ -43,6 +43,11 @@ class DashboardFeed {
 
  private:
   void add_points(const scaling::Snapshot& snapshot, double t);
+  // Unix seconds for the dashboard: the wall clock's, but never before the last time given plus
+  // the monotonic time since. A series must go forward and the events are newest first by time:
+  // after the wall clock is set back (NTP after a suspend, `date -s`) the times go on from where
+  // they were; a step forward is followed.
+  double unix_now();
 
   dashboard::DashboardModel& model_;
   const local::LocalWorld& world_;
@@ -50,6 +55,8 @@ class DashboardFeed {
   DashboardFeedOptions options_;
   Clock& real_;
   double started_at_;
+  double last_t_;               // what unix_now() gave last,
+  Clock::TimePoint last_mono_;  // and when, on the monotonic clock
   int scaling_events_ = 0;
   std::map<std::string, std::pair<int, std::string>> decisions_;  // service -> (replicas, why)
   Clock::TimePoint next_point_;                           // real time

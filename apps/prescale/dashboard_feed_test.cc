@@ -59,5 +59,62 @@ TEST(DashboardFeedTest, APolicyObservingEverySecondAddsAPointEveryFiveSeconds) {
   EXPECT_EQ(model.services_json().at("services").at(0).at("points"), 10);
 }
 
+// The machine's clock: monotonic time from a ManualClock, and a wall time that can be stepped
+// apart from it (NTP after a suspend, `date -s`).
+class SteppedWallClock final : public Clock {
+ public:
+  explicit SteppedWallClock(ManualClock& clock) : clock_(clock) {}
+  TimePoint now() const override { return clock_.now(); }
+  WallTime wall_now() const override { return clock_.wall_now() + step_; }
+  void sleep_until(TimePoint deadline) override { clock_.sleep_until(deadline); }
+  void step(Duration d) { step_ += d; }
+
+ private:
+  ManualClock& clock_;
+  Duration step_{};
+};
+
+// A series is strictly increasing in time (the model refuses a point not after the last one), and
+// the events list is newest first by time: a wall clock set back an hour while the platform runs
+// must neither stop the charts for that hour nor put what happens next below what came before.
+TEST(DashboardFeedTest, AWallClockSetBackNeitherStopsTheChartsNorBuriesNewEvents) {
+  ManualClock clock;  // the controller's, and the machine's monotonic time
+  SteppedWallClock real(clock);
+  local::testing::NoProcesses none;
+  local::Supervisor supervisor(local::SupervisorOptions{}, none, none, none);
+  ASSERT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
+  scaling::ServiceSpec spec;
+  spec.name = "web";
+  telemetry::Registry gateway_registry;
+  local::LocalWorldOptions wo;
+  wo.clock = &clock;
+  wo.real_clock = &clock;
+  local::LocalWorld world(supervisor, gateway_registry, {spec}, wo);
+  EverySecond policy;
+  control::Controller controller(world, policy, {spec}, clock);
+  dashboard::DashboardModel model;
+  model.set_services({{"web", "command", 200, 1, 4}});
+  DashboardFeed feed(model, world, nullptr, {"every-second"}, real);
+  auto points = [&] { return model.services_json().at("services").at(0).at("points").get<int>(); };
+
+  for (int s = 0; s < 30; ++s) {
+    feed.after_tick(controller, controller.tick());
+    clock.advance(1s);
+  }
+  const int before = points();
+  ASSERT_GT(before, 0);
+  feed.on_replica_event({clock.now(), "ready", "web", "web-1", "before the step"});
+  real.step(-1h);
+  for (int s = 0; s < 30; ++s) {
+    feed.after_tick(controller, controller.tick());
+    clock.advance(1s);
+  }
+  feed.on_replica_event({clock.now(), "ready", "web", "web-2", "after the step"});
+  EXPECT_EQ(points(), before + 6) << "a point every 5 s went on";
+  const nlohmann::json events = model.events_json().at("events");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events.at(0).at("message"), "after the step");
+}
+
 }  // namespace
 }  // namespace prescale
