@@ -213,10 +213,18 @@ static void describe(Schema<ServiceConfig>& s) {
       c.at("command").error("only allowed when kind is \"command\" (kind is \"" +
                             std::string(to_string(svc.kind)) + "\")");
     }
+    // exec() takes C strings: a NUL ("\0" in YAML) would silently cut the argument or value.
+    constexpr std::string_view kNul("\0", 1);
     for (std::size_t i = 0; i < svc.command.size(); ++i) {
       if (svc.command[i].empty()) c.at("command").at(i).error("must not be empty");
+      if (svc.command[i].find(kNul) != std::string::npos) {
+        c.at("command").at(i).error("must not hold a NUL character");
+      }
     }
     for (const auto& [key, value] : svc.env) {
+      if (value.find(kNul) != std::string::npos) {
+        c.at("env").key(key).error("must not hold a NUL character");
+      }
       if (!valid_env_name(key)) {
         c.at("env").key(key).error(
             "not a valid environment variable name (letters, digits and "

@@ -378,6 +378,23 @@ gateway:
             (std::map<std::string, std::string>{{"own", "/health/ready"}}));
 }
 
+// A program's arguments and environment reach exec() as C strings: "\0" in YAML would cut one
+// short without a word.
+TEST(ConfigError, ANulInACommandOrAnEnvValueIsRefused) {
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: own, kind: command, command: [./svc, "--mode=a\0b"]}
+)"),
+              HasSubstr("services[0].command[1]: must not hold a NUL character"));
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: own, kind: command, command: [./svc], env: {MODE: "a\0b"}}
+)"),
+              HasSubstr("services[0].env.MODE: must not hold a NUL character"));
+}
+
 TEST(ConfigLoad, ReadinessPathMustBeAnOriginFormPath) {
   EXPECT_THAT(error_of(R"(
 version: 1
