@@ -4,8 +4,8 @@
 //
 // A minute is Unix seconds, a multiple of 60; a sample is the metric's value over the minute that
 // starts there (mean req/s for rates). Metric names are free-form: the controller stores
-// "arrival_rps" (what the policy forecasts), and "served_rps", "p99_ms", "replicas" for the
-// dashboard. A minute without a sample is a gap (NaN in series()).
+// "arrival_rps" (what the policy forecasts) and "external_arrival_rps" (docs/state.md); the
+// dashboard's charts are not stored. A minute without a sample is a gap (NaN in series()).
 //
 // Thread safety: any method from any thread; one connection behind a mutex serialises them.
 // One platform should own a state directory (SQLite's locking keeps two safe, not sensible).

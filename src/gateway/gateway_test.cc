@@ -344,8 +344,9 @@ TEST(GatewayReloadTest, BadConfigNamesTheFieldAndChangesNothing) {
   EXPECT_EQ(g.gw->services(), std::vector<std::string>{"a"});
 }
 
-// The loader takes any positive rate; a bucket that refills over centuries overflowed the
-// limiter's nanosecond arithmetic and let every request through.
+// A config built in code (or handed to reload()) is not checked by the loader, which refuses a
+// bucket that refills over more than 1e9 s; such a bucket overflowed the limiter's nanosecond
+// arithmetic and let every request through.
 TEST(GatewayReloadTest, ARateLimitTooSlowToCountIsRefusedNamingTheField) {
   Upstream a("A");
   const GatewayConfig good =

@@ -74,7 +74,8 @@ struct HpaSpec {
   std::optional<HpaBehavior> behavior;
 };
 
-// The API server's validation of the fields above (min ≥ 1, max ≥ min, target > 0,
+// The API server's validation of the fields above (min ≥ 0 — 0 needs the HPAScaleToZero gate
+// upstream, and a CPU-only HPA keeps one pod: HpaPolicy —, max ≥ min, target > 0,
 // behavior: windows in [0, 3600] s, at least one policy per direction, values > 0, periods in
 // (0, 1800] s) plus sane controller flags.
 Result<void> validate_hpa_spec(const HpaSpec& spec);
