@@ -187,8 +187,9 @@ write_config "$work/calibrate.yaml" 100 0
 start_platform calibrate "$work/calibrate.yaml"
 url="http://127.0.0.1:$gw_port$request_path"
 wrk -t1 -c"$replicas" -d1s -s "$work/request.lua" "$url" >/dev/null  # warm-up
-read -r peak _ _ <<<"$(wrk -t1 -c$((2 * replicas)) -d5s --latency -s "$work/request.lua" "$url" |
-  wrk_stats calibration)"
+stats=$(wrk -t1 -c$((2 * replicas)) -d5s --latency -s "$work/request.lua" "$url" |
+  wrk_stats calibration)
+read -r peak _ _ <<<"$stats"
 stop_platform
 capacity=$(awk -v p="$peak" -v n="$replicas" 'BEGIN { printf "%.1f", p / n }')
 service_ms=$(awk -v c="$capacity" 'BEGIN { printf "%.2f", 1000 / c }')

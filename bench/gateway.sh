@@ -189,7 +189,8 @@ echo "one upstream instance direct: $(cut -d' ' -f1 <<<"$direct") req/s, p99 $(c
 printf '%-6s %-9s %12s %10s %10s\n' round proxy req/s p50_ms p99_ms
 for r in $(seq 1 "$rounds"); do
   for i in "${!names[@]}"; do
-    read -r rps p50 p99 <<<"$(run_wrk "${ports[$i]}")"
+    stats=$(run_wrk "${ports[$i]}")
+    read -r rps p50 p99 <<<"$stats"
     echo "$rps $p50 $p99" >> "$work/${names[$i]}.txt"
     printf '%-6s %-9s %12s %10s %10s\n' "$r" "${names[$i]}" "$rps" "$p50" "$p99"
   done

@@ -28,7 +28,9 @@ to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms
 median() { sort -g | awk '{a[NR]=$1} END { if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 
 # wrk --latency output on stdin: prints "req/s p50_ms p99_ms"; warns on stderr, naming LABEL,
-# when some responses were not 2xx/3xx or sockets failed.
+# when some responses were not 2xx/3xx or sockets failed; fails when wrk printed no figures (it
+# could not connect, or did not run), so capture it with an assignment (`s=$(... | wrk_stats)`),
+# whose status `set -e` sees, not inside `read <<<"$(...)"`, whose status it does not.
 wrk_stats() {
   local out rps p50 p99 errors
   out=$(cat)
@@ -37,6 +39,10 @@ wrk_stats() {
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   errors=$(awk '/Non-2xx or 3xx responses:/ {print "non-2xx=" $NF} /Socket errors:/ {print "socket_errors"}' <<<"$out" | tr '\n' ' ')
   [ -z "$errors" ] || echo "warning: ${1:-wrk}: $errors" >&2
+  if [ -z "$rps" ] || [ -z "$p50" ] || [ -z "$p99" ]; then
+    echo "${1:-wrk}: wrk printed no requests/s or latency percentiles" >&2
+    return 1
+  fi
   echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
 }
 

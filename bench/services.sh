@@ -259,15 +259,16 @@ latency_at() {
 # latency at load_fraction × peak (the MIX). Appends "NAME peak_rps rate p50_ms p99_ms" to
 # $work/results.txt.
 measure() {
-  local name=$1 port=$2 path=$3 script=$4 mix=$5 r rps peak rate
+  local name=$1 port=$2 path=$3 script=$4 mix=$5 r rps peak rate stats
   local url="http://127.0.0.1:$port"
   local wrk_args=("$url$path")
   [ -z "$script" ] || wrk_args=(-s "$script" "$url$path")
   "${client_cpu[@]}" wrk -t1 -c4 -d1s "${wrk_args[@]}" >/dev/null  # warm-up
   : > "$work/$name.peak"
   for r in $(seq 1 "$rounds"); do
-    read -r rps _ _ <<<"$("${client_cpu[@]}" wrk -t"$wrk_threads" -c"$connections" \
-      -d"${duration}s" --latency "${wrk_args[@]}" | wrk_stats "$name")"
+    stats=$("${client_cpu[@]}" wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" \
+      --latency "${wrk_args[@]}" | wrk_stats "$name")
+    read -r rps _ _ <<<"$stats"
     echo "$rps" >> "$work/$name.peak"
     printf '  %-28s round %s  wrk peak %10s req/s\n' "$name" "$r" "$rps" >&2
   done
