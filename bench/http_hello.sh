@@ -9,6 +9,8 @@
 # Env:   PRESCALE=path/to/prescale (default build/apps/prescale/prescale)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 rounds=3 duration=10 connections=64 wrk_threads=2 server_threads=$(nproc)
 while [ $# -gt 0 ]; do
@@ -30,8 +32,6 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 nginx_port=$(free_port)
 mkdir -p "$work/nginx/logs"
@@ -70,17 +70,10 @@ prescale_port=$(cat "$work/prescale.port")
 [ "$(curl -fsS "http://127.0.0.1:$prescale_port/")" = hello ] || { echo "prescale not answering" >&2; exit 1; }
 [ "$(curl -fsS "http://127.0.0.1:$nginx_port/")" = hello ] || { echo "nginx not answering" >&2; exit 1; }
 
-# wrk prints "Requests/sec: N" and, with --latency, " 99%  1.23ms".
-to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'; }
-run_wrk() {
-  local out
-  out=$(wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:$1/")
-  local rps p99
-  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  echo "$rps $(to_ms "$p99")"
+run_wrk() {  # PORT: "req/s p50_ms p99_ms"; warns when some answers were not 2xx or sockets failed
+  wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:$1/" |
+    wrk_stats "port $1"
 }
-median() { sort -g | awk '{a[NR]=$1} END { if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 
 # Warm both up, then alternate so machine noise hits both alike.
 wrk -t1 -c8 -d1s "http://127.0.0.1:$nginx_port/" >/dev/null
@@ -89,16 +82,17 @@ wrk -t1 -c8 -d1s "http://127.0.0.1:$prescale_port/" >/dev/null
 echo "wrk -t$wrk_threads -c$connections -d${duration}s --latency, $rounds rounds, servers with $server_threads threads/workers"
 printf '%-6s %-9s %12s %10s\n' round server req/s p99_ms
 for r in $(seq 1 "$rounds"); do
-  read -r rps p99 <<<"$(run_wrk "$nginx_port")"; echo "$rps $p99" >> "$work/nginx.txt"
+  stats=$(run_wrk "$nginx_port"); read -r rps _ p99 <<<"$stats"; echo "$rps $p99" >> "$work/nginx.txt"
   printf '%-6s %-9s %12s %10s\n' "$r" nginx "$rps" "$p99"
-  read -r rps p99 <<<"$(run_wrk "$prescale_port")"; echo "$rps $p99" >> "$work/prescale.txt"
+  stats=$(run_wrk "$prescale_port"); read -r rps _ p99 <<<"$stats"
+  echo "$rps $p99" >> "$work/prescale.txt"
   printf '%-6s %-9s %12s %10s\n' "$r" prescale "$rps" "$p99"
 done
 
 n_rps=$(cut -d' ' -f1 "$work/nginx.txt" | median); n_p99=$(cut -d' ' -f2 "$work/nginx.txt" | median)
 p_rps=$(cut -d' ' -f1 "$work/prescale.txt" | median); p_p99=$(cut -d' ' -f2 "$work/prescale.txt" | median)
-rps_ratio=$(awk -v a="$p_rps" -v b="$n_rps" 'BEGIN { printf "%.3f", a/b }')
-p99_ratio=$(awk -v a="$p_p99" -v b="$n_p99" 'BEGIN { printf "%.3f", a/b }')
+rps_ratio=$(ratio "$p_rps" "$n_rps")
+p99_ratio=$(ratio "$p_p99" "$n_p99")
 echo "median  nginx     $n_rps req/s  p99 ${n_p99} ms"
 echo "median  prescale  $p_rps req/s  p99 ${p_p99} ms"
 echo "RESULT rps_ratio_vs_nginx=$rps_ratio p99_ratio_vs_nginx=$p99_ratio prescale_rps=$p_rps nginx_rps=$n_rps prescale_p99_ms=$p_p99 nginx_p99_ms=$n_p99"
