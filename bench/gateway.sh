@@ -5,7 +5,8 @@
 # run. Every proxy adds the same fields (X-Forwarded-For/-Proto/-Host and a request id), as a
 # production configuration would.
 # Every server starts in its own session (setsid) so the kernel's per-session CPU grouping treats
-# them alike; ports are picked free at run time; everything started is stopped on exit.
+# them alike; ports are picked free at run time; everything started is stopped on exit. Even
+# rounds run the proxies in the reverse order.
 # Prints req/s, p50 and p99 per round and proxy, the medians, and a RESULT line with the ratios
 # (of the medians, and paired: the median of the per-round ratios to nginx).
 #
@@ -188,7 +189,11 @@ echo "wrk -t$wrk_threads -c$connections -d${duration}s --latency, $rounds rounds
 echo "one upstream instance direct: $(cut -d' ' -f1 <<<"$direct") req/s, p99 $(cut -d' ' -f3 <<<"$direct") ms"
 printf '%-6s %-9s %12s %10s %10s\n' round proxy req/s p50_ms p99_ms
 for r in $(seq 1 "$rounds"); do
-  for i in "${!names[@]}"; do
+  # Even rounds run the proxies in reverse, so a machine that drifts during the run favours none
+  # (in a fixed order the gateway always ran two runs after nginx, in every paired ratio).
+  order=(0 1 2)
+  [ $((r % 2)) = 1 ] || order=(2 1 0)
+  for i in "${order[@]}"; do
     stats=$(run_wrk "${ports[$i]}")
     read -r rps p50 p99 <<<"$stats"
     echo "$rps $p50 $p99" >> "$work/${names[$i]}.txt"
@@ -206,7 +211,7 @@ for n in "${names[@]}"; do
   printf '%-9s %12s %10s %10s\n' "$n" "${m_rps[$n]}" "${m_p50[$n]}" "${m_p99[$n]}"
 done
 # Paired: the median over rounds of prescale's figure over nginx's in the same round (the two run
-# back to back, so a slow drift of the machine cancels out of each ratio).
+# minutes apart at most, first and last in turn, so a slow drift of the machine cancels out).
 paired() {  # COLUMN (1 req/s, 3 p99)
   paste -d' ' <(cut -d' ' -f"$1" "$work/prescale.txt") <(cut -d' ' -f"$1" "$work/nginx.txt") |
     awk '{ printf "%.4f\n", $1 / $2 }' | median

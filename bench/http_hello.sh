@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tiny-response HTTP throughput: nginx (`return 200 "hello"`) vs `prescale serve echo` (GET /
-# answers "hello"), same machine, same wrk settings, alternating rounds in one run.
+# answers "hello"), same machine, same wrk settings, alternating rounds in one run (nginx first in
+# odd rounds, prescale first in even ones).
 # Both servers start in their own session (setsid) so the kernel's per-session CPU grouping
 # treats them alike.
 # Prints requests/s and p99 per round, the medians and their ratios, and a RESULT line.
@@ -75,18 +76,22 @@ run_wrk() {  # PORT: "req/s p50_ms p99_ms"; warns when some answers were not 2xx
     wrk_stats "port $1"
 }
 
-# Warm both up, then alternate so machine noise hits both alike.
+# Warm both up, then alternate, the first server in turn, so machine noise and drift hit both
+# alike.
 wrk -t1 -c8 -d1s "http://127.0.0.1:$nginx_port/" >/dev/null
 wrk -t1 -c8 -d1s "http://127.0.0.1:$prescale_port/" >/dev/null
 : > "$work/nginx.txt"; : > "$work/prescale.txt"
 echo "wrk -t$wrk_threads -c$connections -d${duration}s --latency, $rounds rounds, servers with $server_threads threads/workers"
 printf '%-6s %-9s %12s %10s\n' round server req/s p99_ms
 for r in $(seq 1 "$rounds"); do
-  stats=$(run_wrk "$nginx_port"); read -r rps _ p99 <<<"$stats"; echo "$rps $p99" >> "$work/nginx.txt"
-  printf '%-6s %-9s %12s %10s\n' "$r" nginx "$rps" "$p99"
-  stats=$(run_wrk "$prescale_port"); read -r rps _ p99 <<<"$stats"
-  echo "$rps $p99" >> "$work/prescale.txt"
-  printf '%-6s %-9s %12s %10s\n' "$r" prescale "$rps" "$p99"
+  servers=(nginx prescale)
+  [ $((r % 2)) = 1 ] || servers=(prescale nginx)
+  for server in "${servers[@]}"; do
+    port=$nginx_port
+    [ "$server" = nginx ] || port=$prescale_port
+    stats=$(run_wrk "$port"); read -r rps _ p99 <<<"$stats"; echo "$rps $p99" >> "$work/$server.txt"
+    printf '%-6s %-9s %12s %10s\n' "$r" "$server" "$rps" "$p99"
+  done
 done
 
 n_rps=$(cut -d' ' -f1 "$work/nginx.txt" | median); n_p99=$(cut -d' ' -f2 "$work/nginx.txt" | median)
