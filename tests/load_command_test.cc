@@ -200,6 +200,8 @@ TEST(LoadCommandTest, BadInputExitsTwoNamingTheFlag) {
       {{"--rate", "10", "--target", "http://h:1", "--arrivals", "bursty"}, "--arrivals: expected"},
       {{"--rate", "10", "--target", "http://h:1", "--user-range", "9-1"}, "--user-range:"},
       {{"--rate", "10", "--target", "http://h:1", "--connections", "0"}, "--connections:"},
+      // CLI11 read "-1" into the unsigned seed as 2^64 - 1.
+      {{"--rate", "10", "--target", "http://h:1", "--seed", "-1"}, "--seed: Value -1 is negative"},
       {{"--rate", "10", "--target", "http://h:1", "--slo", "0ms"}, "--slo: must be > 0"},
       {{"--trace", dir.file("missing.csv"), "--target", "http://h:1"}, "--trace:"},
   };

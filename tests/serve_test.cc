@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <future>
+#include <string>
 #include <vector>
 
 #include "http/client.h"
@@ -37,6 +38,18 @@ TEST(ServeTest, VersionAndHelp) {
   Subprocess bad({PRESCALE_BIN, "serve", "nosuchkind", "--port", "0"}, dir.file("bad.log"));
   EXPECT_EQ(bad.wait(10s), 2);
   EXPECT_THAT(bad.log(), HasSubstr("unknown service kind \"nosuchkind\""));
+}
+
+// CLI11 reads "-1" into an unsigned flag as its largest value: `--max-body-bytes -1` served with
+// no body limit at all, and `--max-batch -1` took batches of any size. Refused, naming the flag.
+TEST(ServeTest, ANegativeSizeIsRefusedNotWrappedAround) {
+  TempDir dir;
+  for (const char* flag : {"--max-body-bytes", "--max-batch"}) {
+    Subprocess bad({PRESCALE_BIN, "serve", "echo", "--port", "0", flag, "-1"},
+                   dir.file(std::string(flag).substr(2) + ".log"));
+    EXPECT_EQ(bad.wait(10s), 2) << flag;
+    EXPECT_THAT(bad.log(), HasSubstr(std::string(flag) + ": Value -1 is negative"));
+  }
 }
 
 TEST(ServeTest, SigtermDrainsInFlightRequestsAndExitsZero) {

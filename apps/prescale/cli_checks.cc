@@ -17,4 +17,16 @@ const CLI::Validator& finite() {
   return check;
 }
 
+const CLI::Validator& non_negative() {
+  static const CLI::Validator check(
+      [](std::string& text) -> std::string {
+        // strtoull, which CLI11 converts with, skips leading white space before the sign too.
+        const size_t first = text.find_first_not_of(" \t\n\v\f\r");
+        if (first == std::string::npos || text[first] != '-') return {};
+        return "Value " + text + " is negative";
+      },
+      "NONNEGATIVE", "NONNEGATIVE");
+  return check;
+}
+
 }  // namespace prescale

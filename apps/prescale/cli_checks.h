@@ -10,4 +10,9 @@ namespace prescale {
 // check before its own, which refuses "inf" by printing the largest double in full.
 const CLI::Validator& finite();
 
+// An unsigned integer flag's value has no minus sign. CLI11 2.1 reads "-1" into an unsigned
+// flag as its largest value (strtoull wraps it): `--max-body-bytes -1` would lift the limit.
+// Every unsigned flag adds this check.
+const CLI::Validator& non_negative();
+
 }  // namespace prescale

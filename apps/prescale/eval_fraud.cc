@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "cli_checks.h"
 #include "command_util.h"
 #include "services/fraud/training.h"
 #include "services/fraud/transactions.h"
@@ -116,6 +117,7 @@ EvalFraudCommand::EvalFraudCommand(CLI::App& eval) : flags_(std::make_unique<Eva
       ->check(CLI::Range(2, 100))
       ->capture_default_str();
   c.add_option("--seed", f.seed, "Seed of the fold assignment and the trees' subsampling")
+      ->check(non_negative())
       ->capture_default_str();
   c.add_option("--json", f.json_path,
                "Write the figures as a JSON array, one object per model (docs/services/fraud.md)");

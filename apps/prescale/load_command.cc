@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 
+#include "cli_checks.h"
 #include "command_util.h"
 #include "core/clock.h"
 #include "core/internal/config_scalars.h"
@@ -231,6 +232,7 @@ LoadCommand::LoadCommand(CLI::App& app) : flags_(std::make_unique<LoadFlags>()) 
   command_->add_option("--arrivals", f.arrivals, "poisson or uniform arrivals within a step")
       ->capture_default_str();
   command_->add_option("--seed", f.seed, "Seed of arrivals, mix and user ids")
+      ->check(non_negative())
       ->capture_default_str();
   command_->add_option("--target", f.target, "Base URL, http://HOST[:PORT][/PREFIX]")->required();
   command_->add_option("--mix", f.mix, "METHOD PATH[@BODY_FILE][:WEIGHT],... (docs/cli.md)")

@@ -185,6 +185,7 @@ int main(int argc, char** argv) {
       ->check(prescale::finite())
       ->check(CLI::Range(0.0, 1.0));
   serve->add_option("--max-batch", flags.max_batch, "fraud: transactions per batch request")
+      ->check(prescale::non_negative())
       ->capture_default_str();
   serve->add_option("-f,--config", flags.config_path,
                     "prescale.yaml whose http and logging settings apply (flags win)");
@@ -196,6 +197,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   serve->add_option("--max-body-bytes", flags.max_body_bytes, "Largest accepted request body")
+      ->check(prescale::non_negative())
       ->capture_default_str();
   serve
       ->add_option("--shutdown-grace-ms", flags.shutdown_grace_ms,

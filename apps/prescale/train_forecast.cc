@@ -256,7 +256,9 @@ TrainForecastCommand::TrainForecastCommand(CLI::App& train)
       ->check(finite())
       ->check(CLI::Range(1e-6, 1.0))
       ->capture_default_str();
-  c.add_option("--seed", o.seed, "Seed of the row sampling and the trees")->capture_default_str();
+  c.add_option("--seed", o.seed, "Seed of the row sampling and the trees")
+      ->check(non_negative())
+      ->capture_default_str();
   c.add_option("--threads", o.threads,
                "Training threads (more than 1 only on a machine of its own; docs/forecasting.md)")
       ->check(CLI::Range(1, 256))

@@ -113,6 +113,7 @@ TrainFraudCommand::TrainFraudCommand(CLI::App& train)
       ->check(CLI::Range(2, 100))
       ->capture_default_str();
   c.add_option("--seed", f.seed, "Seed of the folds and the trees' subsampling")
+      ->check(non_negative())
       ->capture_default_str();
   c.add_option("--rounds", f.rounds, "Trees")->check(CLI::Range(1, 100000))->capture_default_str();
   c.add_option("--max-depth", f.max_depth, "Depth of each tree")

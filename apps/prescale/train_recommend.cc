@@ -121,7 +121,9 @@ TrainRecommendCommand::TrainRecommendCommand(CLI::App& train)
   c.add_option("--iterations", o.als.iterations, "ALS: sweeps")->capture_default_str();
   c.add_option("--cg-steps", o.als.cg_steps, "ALS: conjugate-gradient steps per solve")
       ->capture_default_str();
-  c.add_option("--seed", o.als.seed, "ALS: seed of the initial factors")->capture_default_str();
+  c.add_option("--seed", o.als.seed, "ALS: seed of the initial factors")
+      ->check(non_negative())
+      ->capture_default_str();
   c.add_option("--lambda", o.ease.lambda, "EASE: L2 weight λ")->capture_default_str();
   c.add_option("--min-item-interactions", o.ease.min_item_interactions,
                "EASE: items with fewer training interactions are left out")
