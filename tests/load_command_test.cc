@@ -235,6 +235,9 @@ TEST(LoadCommandTest, RatesThatAreNotFiniteOrTooHighAreRefusedNamingTheFlag) {
       {{"--trace", trace, "--speedup", "inf"}, "--speedup: "},
       {{"--trace", trace, "--scale", "inf"}, "--scale: "},
       {{"--trace", trace, "--scale", "1e300"}, "--speedup, --scale: the live rate"},
+      // An infinite cap was taken as a cap (cli.md: nan and inf are refused for every number).
+      {{"--rate", "10", "--max-rps", "inf"}, "--max-rps: expected a finite number >= 0"},
+      {{"--trace", trace, "--max-rps", "1e400"}, "--max-rps: expected a finite number >= 0"},
   };
   int i = 0;
   for (Case c : cases) {

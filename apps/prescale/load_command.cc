@@ -291,7 +291,9 @@ int LoadCommand::run() const {
   if (!(f.scale >= 0) || !std::isfinite(f.scale)) {
     return bad("--scale", "expected a finite number >= 0");
   }
-  if (!(f.max_rps >= 0)) return bad("--max-rps", "expected a number >= 0");
+  if (!(f.max_rps >= 0) || !std::isfinite(f.max_rps)) {
+    return bad("--max-rps", "expected a finite number >= 0");
+  }
   if (f.connections < 1 || f.connections > 1000000) {
     return bad("--connections", "expected 1..1000000, got " + std::to_string(f.connections));
   }
