@@ -721,6 +721,42 @@ TEST(UpTest, ASeedScaleThatIsNegativeOrNotFiniteIsRefused) {
   }
 }
 
+// cli.md: a flag given a value it does not take is an error naming the flag, before anything
+// runs. A seed the platform could not use (--seed-until-days past the trace's end or infinite, a
+// --seed-trace that cannot be read, a seed for a policy without a demand history) was refused
+// only once the state directory was made, the gateway and dashboard listened and the replicas
+// were registered; an infinite --seed-until-days went through llround(inf). Refused first.
+TEST(UpTest, AnUnusableSeedIsRefusedBeforeAnythingStarts) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string trace = dir.file("trace.csv");
+  testing::write_file(trace, ramp_trace(2));
+  struct Case {
+    std::vector<std::string> args;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {{"--seed-trace", trace, "--seed-until-days", "5"}, "--seed-until-days 5"},
+      {{"--seed-trace", trace, "--seed-until-days", "inf"}, "--seed-until-days"},
+      {{"--seed-trace", dir.file("missing.csv"), "--seed-until-days", "1"}, "--seed-trace"},
+      {{"--seed-trace", trace, "--seed-until-days", "1", "--policy", "hpa"},
+       "--seed-trace seeds the prescale policy's history; the policy is hpa"},
+  };
+  int i = 0;
+  for (const Case& c : cases) {
+    const std::string state = dir.file("seed-state-" + std::to_string(i++));
+    std::vector<std::string> argv = {PRESCALE_BIN,     "up",  "-f",   config,
+                                     "--state-dir",    state, "--ui", "127.0.0.1:0",
+                                     "--seed-service", "web"};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    Subprocess up(std::move(argv), dir.file("up.log"));
+    EXPECT_EQ(up.wait(20s), 2) << c.want;
+    EXPECT_NE(up.log().find(c.want), std::string::npos) << up.log();
+    EXPECT_FALSE(std::filesystem::exists(state)) << c.want << ": nothing was started or written";
+  }
+}
+
 // cli.md: a bad flag exits 2 naming it. An unknown --policy was refused only once the state
 // directory was made and the gateway listening, as "unknown policy ..." without the flag (and
 // offering static and oracle, which prescale up refuses). Refused first, naming --policy.

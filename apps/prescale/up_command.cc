@@ -8,6 +8,7 @@
 #include <csignal>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "command_util.h"
 #include "control/controller.h"
@@ -71,14 +72,17 @@ Result<forecast::Series> seed_minutes(const UpFlags& f, size_t max_minutes) {
   options.step_seconds = 60;
   auto trace = forecast::read_trace(f.seed_trace, options);
   if (!trace) return std::unexpected(trace.error());
-  const auto until = static_cast<size_t>(std::llround(f.seed_until_days * 1440));
-  if (until == 0 || until > trace->counts.size()) {
+  // Compared before rounding: llround() of an infinite or huge day count has no value.
+  const double until_minutes = f.seed_until_days * 1440;
+  const auto minutes = static_cast<double>(trace->counts.size());
+  if (!(until_minutes >= 0.5 && until_minutes < minutes + 0.5)) {
     return make_error(ErrorCode::kInvalidArgument,
                       "--seed-until-days " + std::to_string(f.seed_until_days) +
                           " is outside the trace (" +
                           std::to_string(static_cast<double>(trace->counts.size()) / 1440) +
                           " days)");
   }
+  const auto until = static_cast<size_t>(std::llround(until_minutes));
   const size_t from = until > max_minutes ? until - max_minutes : 0;
   forecast::Series series;
   series.step_seconds = 60;
@@ -156,6 +160,20 @@ int run_up(const UpFlags& f) {
       known += (known.empty() ? "" : ", ") + std::string(name);
     }
     return error("--policy " + policy_name + ": unknown policy; known: " + known);
+  }
+  // The seed is read here, before anything starts, so that one it cannot use is refused as a
+  // bad flag; it is loaded only on a first start (below).
+  std::optional<forecast::Series> seed;
+  if (!f.seed_trace.empty()) {
+    if (policy_name != "prescale" && !policy_name.starts_with("prescale-")) {
+      return error("--seed-trace seeds the prescale policy's history; the policy is " +
+                   policy_name);
+    }
+    const auto max_history = std::chrono::duration_cast<std::chrono::minutes>(
+        scaling::PrescalePolicyOptions{}.max_history);
+    auto minutes = seed_minutes(f, static_cast<size_t>(max_history.count()));
+    if (!minutes) return error("--seed-trace " + f.seed_trace + ": " + minutes.error().message);
+    seed = std::move(*minutes);
   }
   const std::filesystem::path state(f.state_dir);
   for (const std::filesystem::path& dir : {state / "logs", state / "run"}) {
@@ -306,9 +324,6 @@ int run_up(const UpFlags& f) {
       DashboardFeedOptions{policy_name, f.recommend_only, f.time_scale}, real);
 
   // The learned state: restored from the state directory, or seeded on a first start.
-  if (!f.seed_trace.empty() && prescale_policy == nullptr) {
-    return error("--seed-trace seeds the prescale policy's history; the policy is " + policy_name);
-  }
   if (prescale_policy != nullptr) {
     auto restored = control::restore_policy_state(*store, *prescale_policy, clock.now(),
                                                   clock.wall_now());
@@ -317,16 +332,12 @@ int run_up(const UpFlags& f) {
                    f.state_dir, restored.error().message);
     } else if (*restored) {
       spdlog::info("restored the learned history, topology and capacity from {}", f.state_dir);
-    } else if (!f.seed_trace.empty()) {
-      const auto max_minutes = static_cast<size_t>(
-          std::chrono::duration_cast<std::chrono::minutes>(settings.prescale.max_history).count());
-      auto minutes = seed_minutes(f, max_minutes);
-      if (!minutes) return error("--seed-trace " + f.seed_trace + ": " + minutes.error().message);
-      if (auto seeded = prescale_policy->load_history(f.seed_service, *minutes, clock.now());
+    } else if (seed) {
+      if (auto seeded = prescale_policy->load_history(f.seed_service, *seed, clock.now());
           !seeded) {
         return error("--seed-service " + f.seed_service + ": " + seeded.error().message);
       }
-      spdlog::info("seeded {} with {} minutes of {}", f.seed_service, minutes->values.size(),
+      spdlog::info("seeded {} with {} minutes of {}", f.seed_service, seed->values.size(),
                    f.seed_trace);
     }
   }
