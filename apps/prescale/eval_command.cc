@@ -35,6 +35,27 @@ using Json = nlohmann::ordered_json;
 
 int run_forecast_eval(const EvalFlags& f) {
   const char* who = "prescale eval forecast";
+  // Every name is checked before anything is scored: a misspelt "_cycle" model would otherwise
+  // read as a cycle model without a cycle, after the rows before it were printed.
+  std::vector<std::string> models;
+  if (f.models.empty()) {
+    models.assign(std::begin(forecast::kModelNames), std::end(forecast::kModelNames));
+    models.emplace_back("selected");
+  } else {
+    std::stringstream in(f.models);
+    for (std::string m; std::getline(in, m, ',');) {
+      if (m.empty()) continue;
+      if (m != "selected" &&
+          std::find(std::begin(forecast::kModelNames), std::end(forecast::kModelNames), m) ==
+              std::end(forecast::kModelNames)) {
+        std::cerr << who << ": --models: unknown forecasting model '" << m << "' (known: ";
+        for (std::string_view known : forecast::kModelNames) std::cerr << known << ", ";
+        std::cerr << "selected)\n";
+        return 2;
+      }
+      models.push_back(m);
+    }
+  }
   forecast::TraceOptions options;
   options.column = f.column;
   auto trace = forecast::read_trace(f.trace, options);
@@ -119,17 +140,6 @@ int run_forecast_eval(const EvalFlags& f) {
     return 2;
   }
 
-  std::vector<std::string> models;
-  if (f.models.empty()) {
-    models.assign(std::begin(forecast::kModelNames), std::end(forecast::kModelNames));
-    models.emplace_back("selected");
-  } else {
-    std::stringstream in(f.models);
-    for (std::string m; std::getline(in, m, ',');) {
-      if (!m.empty()) models.push_back(m);
-    }
-  }
-
   forecast::ForecasterOptions fo;
   Json all = Json::array();
   std::printf("trace %s: %zu steps of %s, scored on the last %zu (%.0f %%)\n\n",
@@ -147,12 +157,8 @@ int run_forecast_eval(const EvalFlags& f) {
     }
     auto scores = forecast::evaluate_forecasts(series, test_begin, model, horizons, model_options,
                                                f.origin_every);
-    const bool known = std::find(std::begin(forecast::kModelNames),
-                                 std::end(forecast::kModelNames), model) !=
-                       std::end(forecast::kModelNames);
     // Only the missing cycle is a note; any other error of a cycle model (too few values) is one.
-    if (!scores && known && model.ends_with("_cycle") &&
-        scores.error().code == ErrorCode::kNotFound) {
+    if (!scores && model.ends_with("_cycle") && scores.error().code == ErrorCode::kNotFound) {
       std::printf("%-20s (no cycle other than a day or a week in the fitted part)\n",
                   model.c_str());
       continue;
