@@ -170,6 +170,11 @@ TEST(SimCliTest, ComparesPoliciesAndWritesJsonAndPlot) {
     EXPECT_GT(app.at("capacity_rps").get<double>(), 0);
     EXPECT_GE(app.at("initial_replicas").get<int>(), 1);
     EXPECT_EQ(app.at("scale_actions"), p.at("scale_actions"));
+    // The built-in topology's services have the flags' SLO and startup time (the defaults).
+    EXPECT_DOUBLE_EQ(p.at("slo_ms").get<double>(), 200);
+    EXPECT_DOUBLE_EQ(p.at("startup_seconds").get<double>(), 60);
+    EXPECT_DOUBLE_EQ(app.at("slo_ms").get<double>(), 200);
+    EXPECT_DOUBLE_EQ(app.at("startup_seconds").get<double>(), 60);
     EXPECT_DOUBLE_EQ(app.at("replica_hours").get<double>(), p.at("replica_hours").get<double>());
     expect_conserved(app, policies[i] + "/app");
   }
@@ -482,6 +487,14 @@ services:
     EXPECT_LE(services[1].at("requests").get<double>(),
               services[0].at("requests").get<double>() * (1 + 1e-9));
     EXPECT_GE(services[1].at("initial_replicas").get<int>(), 2);  // the yaml's min
+    // Each service's SLO and startup time are the file's. The run-wide fields said 200 ms and
+    // 60 s, the --slo-ms and --startup defaults, which no service of the file had.
+    EXPECT_TRUE(p.at("slo_ms").is_null()) << p.at("slo_ms");
+    EXPECT_TRUE(p.at("startup_seconds").is_null()) << p.at("startup_seconds");
+    EXPECT_DOUBLE_EQ(services[0].at("slo_ms").get<double>(), 250);
+    EXPECT_DOUBLE_EQ(services[1].at("slo_ms").get<double>(), 150);
+    EXPECT_DOUBLE_EQ(services[0].at("startup_seconds").get<double>(), 30);
+    EXPECT_DOUBLE_EQ(services[1].at("startup_seconds").get<double>(), 45);
     expect_conserved(p, "total");
     for (const Json& s : services) expect_conserved(s, s.at("service").get<std::string>());
   }

@@ -428,8 +428,10 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
        : queue_limit->count() > 0 ? "; queue limit " + internal::format_duration(*queue_limit)
                                   : "; no queue limit") +
       (denoised ? "; counting noise removed (dispersion " + fixed(dispersion, 2) + ")" : "");
-  facts.slo_ms = f.slo_ms;
-  facts.startup_seconds = std::chrono::duration<double>(*startup).count();
+  if (f.config_path.empty()) {
+    facts.slo_ms = f.slo_ms;
+    facts.startup_seconds = std::chrono::duration<double>(*startup).count();
+  }
   facts.queue_limit_seconds =  // with -f alone, each service's own
       !f.config_path.empty() && f.queue_limit.empty() ? 0 : defaults.queue_limit_seconds;
   facts.wall_seconds = wall;

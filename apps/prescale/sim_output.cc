@@ -1,6 +1,7 @@
 #include "sim_output.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 Json number_or_null(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
+Json number_or_null(std::optional<double> v) { return v ? number_or_null(*v) : Json(nullptr); }
 
 // The figures a run's total and each of its services report alike; the caller adds what
 // differs (names, the cost ratio, actions).
@@ -143,8 +145,8 @@ nlohmann::ordered_json sim_results_json(const sim::ExperimentResult& result,
     j["policy"] = run.policy;
     j["trace"] = facts.trace;
     j["topology"] = facts.topology;
-    j["slo_ms"] = facts.slo_ms;
-    j["startup_seconds"] = facts.startup_seconds;
+    j["slo_ms"] = number_or_null(facts.slo_ms);
+    j["startup_seconds"] = number_or_null(facts.startup_seconds);
     j["queue_limit_seconds"] = facts.queue_limit_seconds;
     j["duration_seconds"] = facts.duration_seconds;
     j["peak_rps"] = facts.peak_rps;
@@ -158,7 +160,11 @@ nlohmann::ordered_json sim_results_json(const sim::ExperimentResult& result,
       services.push_back(service_json(run.results.services[s],
                                       oracle ? &oracle->results.services[s] : nullptr,
                                       run.service_scale_actions[s]));
-      services.back()["capacity_rps"] = result.specs[s].capacity_rps;
+      const scaling::ServiceSpec& spec = result.specs[s];
+      services.back()["slo_ms"] = 1000 * spec.slo_latency_p99_seconds;
+      // As simulated: in trace time, --time-scale times the real startup.
+      services.back()["startup_seconds"] = std::chrono::duration<double>(spec.startup_time).count();
+      services.back()["capacity_rps"] = spec.capacity_rps;
       services.back()["initial_replicas"] = result.initial_replicas[s];
     }
     j["services"] = std::move(services);

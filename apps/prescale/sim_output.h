@@ -5,6 +5,7 @@
 
 #include <iosfwd>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 
 #include "dashboard/sim_report.h"
@@ -21,7 +22,9 @@ struct SimRunFacts {
   // "SLO p99 200 ms; startup 1m", or "SLO and startup per service" for a prescale.yaml.
   std::string slo_and_startup;
   std::string notes;  // appended to the first line: "; history 24h; queue limit 150ms"...
-  double slo_ms = 0, startup_seconds = 0, queue_limit_seconds = 0;
+  // --slo-ms and --startup; none for a prescale.yaml, whose services have their own.
+  std::optional<double> slo_ms, startup_seconds;
+  double queue_limit_seconds = 0;
   double wall_seconds = 0;  // the whole experiment
 };
 
