@@ -134,6 +134,7 @@ EvalRecommendCommand::EvalRecommendCommand(CLI::App& eval)
              "Use the default hyper-parameters instead of choosing them on the validation split");
   c.add_flag("-v,--verbose", f.verbose, "Print every validation fit");
   c.add_option("--min-rating", f.min_rating, "Ratings below this are not interactions")
+      ->check(finite())
       ->capture_default_str();
   c.add_flag("--weight-by-rating", f.weight_by_rating,
              "Weight an interaction by rating - min-rating + 1 instead of 1");

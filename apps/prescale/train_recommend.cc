@@ -110,6 +110,7 @@ TrainRecommendCommand::TrainRecommendCommand(CLI::App& train)
   c.add_flag("--no-validate", f.no_validate,
              "Skip the validation fit whose metrics the manifest records");
   c.add_option("--min-rating", f.min_rating, "Ratings below this are not interactions")
+      ->check(finite())
       ->capture_default_str();
   c.add_flag("--weight-by-rating", f.weight_by_rating,
              "Weight an interaction by rating - min-rating + 1 instead of 1");

@@ -103,5 +103,24 @@ TEST_F(RecommendCliTest, TrainWritesVersionedModelsThatLoad) {
             2);
 }
 
+// cli.md: nan and inf are refused wherever a number is asked for. --min-rating nan kept every
+// rating (no comparison with NaN is true): the 1.0 ratings became interactions and training
+// wrote a model, exit 0. Refused at the flag, as --test-share's nan is.
+TEST_F(RecommendCliTest, AMinRatingThatIsNotFiniteIsRefused) {
+  const std::string data = (dir_ / "data").string();
+  const std::string out = (dir_ / "models").string();
+  for (const std::string value : {"nan", "inf"}) {
+    EXPECT_EQ(run({"train", "recommend", "--data", data, "--model", "toppop", "--min-rating", value,
+                   "--out", out}),
+              2)
+        << value;
+    EXPECT_EQ(run({"eval", "recommend", "--data", data, "--models", "toppop", "--no-tune",
+                   "--min-rating", value}),
+              2)
+        << value;
+  }
+  EXPECT_FALSE(fs::exists(out)) << "no model was written";
+}
+
 }  // namespace
 }  // namespace prescale
