@@ -757,6 +757,20 @@ TEST(UpTest, AnUnusableSeedIsRefusedBeforeAnythingStarts) {
   }
 }
 
+// cli.md and local.md: the port files are written once every service has its initial replicas
+// ready, or --ready-wait is over. --help said "once listening", which is when the gateway and
+// dashboard bind, a wait earlier: a script following it would expect the file too soon.
+TEST(UpTest, HelpSaysThePortFilesWaitForTheInitialReplicas) {
+  TempDir dir;
+  Subprocess help({PRESCALE_BIN, "up", "--help"}, dir.file("help.log"));
+  EXPECT_EQ(help.wait(10s), 0);
+  const std::string text = help.log();
+  EXPECT_EQ(text.find("once listening"), std::string::npos) << text;
+  EXPECT_NE(text.find("Write the gateway's port here once every service's initial replicas are"),
+            std::string::npos)
+      << text;
+}
+
 // cli.md: a bad flag exits 2 naming it. An unknown --policy was refused only once the state
 // directory was made and the gateway listening, as "unknown policy ..." without the flag (and
 // offering static and oracle, which prescale up refuses). Refused first, naming --policy.

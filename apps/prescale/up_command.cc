@@ -468,9 +468,11 @@ UpCommand::UpCommand(CLI::App& app) : flags_(std::make_unique<UpFlags>()) {
       ->capture_default_str();
   command_->add_option("--port", f.gateway_port, "Gateway port (default: gateway.listen's)")
       ->check(CLI::Range(0, 65535));
-  command_->add_option("--port-file", f.port_file, "Write the gateway's port here once listening");
+  command_->add_option("--port-file", f.port_file,
+                       "Write the gateway's port here once every service's initial replicas are "
+                       "ready (or --ready-wait is over)");
   command_->add_option("--ui-port-file", f.ui_port_file,
-                       "Write the dashboard's port here once listening");
+                       "Write the dashboard's port here, at the same time as --port-file");
   command_->add_option("--log-level", f.log_level, "trace|debug|info|warn|error|off");
   command_->add_option("--seed-trace", f.seed_trace,
                        "On a first start (empty state), seed a service's demand history from "
