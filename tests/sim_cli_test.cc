@@ -633,9 +633,14 @@ TEST(SimCliTest, BadInputExitsTwoNamingTheProblem) {
     return o;
   };
 
+  // Named after their flag, as cli.md has every such message.
   Outcome policy = run("policy", {"--trace", trace, "--policies", "hpa,vpa"});
-  EXPECT_THAT(policy.err, AllOf(HasSubstr("unknown policy \"vpa\""),
+  EXPECT_THAT(policy.err, AllOf(HasSubstr("--policies: unknown policy \"vpa\""),
                                 HasSubstr("hpa, kpa, aws, static, oracle")));
+  Outcome twice = run("policy-twice", {"--trace", trace, "--policies", "hpa,kpa,hpa"});
+  EXPECT_THAT(twice.err, HasSubstr("--policies: policy \"hpa\" is listed twice"));
+  Outcome none = run("no-policy", {"--trace", trace, "--policies", ","});
+  EXPECT_THAT(none.err, HasSubstr("--policies: no policies to run"));
 
   const std::string missing = dir.file("no-such-trace.csv");
   Outcome no_trace = run("missing", {"--trace", missing});

@@ -193,6 +193,12 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     return 2;
   }
   defaults.startup_time = *startup;
+  // Named after their flag, before the trace is read (run_experiment() checks them again).
+  const std::vector<std::string> policies = split_list(f.policies);
+  if (auto checked = sim::check_policy_names(policies); !checked) {
+    std::cerr << "prescale sim: --policies: " << checked.error().message << "\n";
+    return 2;
+  }
 
   sim::SimConfig config;
   std::string topology_name = f.topology;
@@ -354,7 +360,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   // --- The experiment ---
   sim::ExperimentOptions options;
   options.sim = config;
-  options.policies = split_list(f.policies);
+  options.policies = policies;
   options.threads = f.threads;
   options.keep_timeline = !f.timeline_path.empty();
   options.settings.hpa.target_cpu_utilization_percent = f.hpa_target;

@@ -254,23 +254,30 @@ Result<std::unique_ptr<scaling::Policy>> make_policy(std::string_view name,
                     "unknown policy \"" + std::string(name) + "\"; known: " + known_policies());
 }
 
-Result<ExperimentResult> run_experiment(const ExperimentOptions& options,
-                                        const forecast::Trace& trace) {
-  if (options.policies.empty()) {
+Result<void> check_policy_names(const std::vector<std::string>& policies) {
+  if (policies.empty()) {
     return make_error(ErrorCode::kInvalidArgument,
                       "no policies to run; known: " + known_policies());
   }
-  for (size_t i = 0; i < options.policies.size(); ++i) {
-    const std::string& name = options.policies[i];
+  for (size_t i = 0; i < policies.size(); ++i) {
+    const std::string& name = policies[i];
     if (std::find(std::begin(kPolicyNames), std::end(kPolicyNames), name) ==
         std::end(kPolicyNames)) {
       return make_error(ErrorCode::kInvalidArgument,
                         "unknown policy \"" + name + "\"; known: " + known_policies());
     }
-    if (std::find(options.policies.begin(), options.policies.begin() + static_cast<long>(i),
-                  name) != options.policies.begin() + static_cast<long>(i)) {
+    if (std::find(policies.begin(), policies.begin() + static_cast<long>(i), name) !=
+        policies.begin() + static_cast<long>(i)) {
       return make_error(ErrorCode::kInvalidArgument, "policy \"" + name + "\" is listed twice");
     }
+  }
+  return {};
+}
+
+Result<ExperimentResult> run_experiment(const ExperimentOptions& options,
+                                        const forecast::Trace& trace) {
+  if (auto checked = check_policy_names(options.policies); !checked) {
+    return std::unexpected(checked.error());
   }
   if (trace.counts.empty()) {
     return make_error(ErrorCode::kInvalidArgument, "trace \"" + trace.name + "\" has no steps");

@@ -108,8 +108,12 @@ struct ExperimentResult {
   std::vector<PolicyRun> runs;   // in options.policies order
 };
 
-// Runs every policy on `trace`. Errors (kInvalidArgument): an unknown or repeated policy name, no
-// policies, an empty trace, and those of SimWorld::create() and of the policies' options.
+// The names run_experiment() takes: at least one, each from kPolicyNames, none twice. Errors
+// (kInvalidArgument) name the policy and list the known ones.
+Result<void> check_policy_names(const std::vector<std::string>& policies);
+
+// Runs every policy on `trace`. Errors (kInvalidArgument): those of check_policy_names(), an empty
+// trace, and those of SimWorld::create() and of the policies' options.
 Result<ExperimentResult> run_experiment(const ExperimentOptions& options,
                                         const forecast::Trace& trace);
 
