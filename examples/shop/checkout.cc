@@ -6,6 +6,7 @@
 //
 //   POST /v1/checkout   {"user": 42, "transaction": {"Time": 406, "V1": ..., "Amount": 9.99}}
 //     -> {"order": "accepted"|"held", "fraud_probability": 0.01, "recommendations": [...]}
+//     400 when the order is bad (a transaction fraud refuses too), 502 when fraud fails.
 //
 //   shop-checkout --port 0 --port-file F [--work-ms 20]
 // --work-ms stands for the service's own work per order (a database write, say): the handler
@@ -110,6 +111,17 @@ class Checkout final : public prescale::runtime::Service {
       return json_error(400, "invalid_field", "transaction: required, an object of features");
     }
     const auto score = call("POST", "/v1/score", order["transaction"].dump());
+    if (score && score->status == 400) {
+      // Fraud refused the transaction the client sent: the client's mistake, and a 502 would
+      // count against this replica at the gateway (outlier detection ejects it).
+      const Json refusal = Json::parse(score->body, nullptr, false);
+      std::string why = "refused by fraud";
+      if (refusal.is_object() && refusal.contains("error") && refusal["error"].is_object() &&
+          refusal["error"].value("message", Json()).is_string()) {
+        why = refusal["error"]["message"].get<std::string>();
+      }
+      return json_error(400, "invalid_field", "transaction: " + why);
+    }
     if (!score || score->status != 200) {
       return json_error(502, "fraud_unavailable",
                         score ? "fraud answered " + std::to_string(score->status)

@@ -1,0 +1,85 @@
+// examples/shop's checkout service (shop-checkout) against a stand-in gateway: what a client
+// sees when the order itself is bad, as opposed to when fraud or recommend are down.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <nlohmann/json.hpp>
+
+#include "http/client.h"
+#include "http/json.h"
+#include "http/server.h"
+#include "support/subprocess.h"
+
+namespace prescale {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Subprocess;
+using testing::TempDir;
+
+// The gateway as checkout reaches it: fraud answers /v1/score as `prescale serve fraud` does.
+struct FakeGateway {
+  explicit FakeGateway(http::Response score)
+      : server(http::ServerOptions{}, [score](http::Request&, http::Responder respond) {
+          respond(score);
+        }) {
+    EXPECT_TRUE(server.start());
+  }
+  ~FakeGateway() { server.shutdown(1s); }
+  http::Server server;
+};
+
+// A shop-checkout replica whose gateway is on `gateway_port`.
+struct Checkout {
+  explicit Checkout(uint16_t gateway_port) {
+    const std::string url = "http://127.0.0.1:" + std::to_string(gateway_port);
+    ::setenv("PRESCALE_GATEWAY_URL", url.c_str(), 1);
+    const std::string port_file = dir.file("port");
+    proc = std::make_unique<Subprocess>(
+        std::vector<std::string>{PRESCALE_SHOP_CHECKOUT, "--port", "0", "--port-file", port_file,
+                                 "--work-ms", "0"},
+        dir.file("checkout.log"));
+    EXPECT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 10s));
+    port = static_cast<uint16_t>(std::stoi(testing::read_file(port_file)));
+  }
+  Result<http::Response> post(std::string body) {
+    http::Client client(http::ClientOptions{.request_timeout = 10s, .threads = 1});
+    http::Request req;
+    req.method = http::Method::kPost;
+    req.method_name = "POST";
+    req.target = "/v1/checkout";
+    req.headers.set("Content-Type", "application/json");
+    req.body = std::move(body);
+    return client.request("127.0.0.1", port, std::move(req));
+  }
+  TempDir dir;
+  std::unique_ptr<Subprocess> proc;
+  uint16_t port = 0;
+};
+
+// A transaction fraud refuses is the client's mistake: it was answered 502 "fraud_unavailable",
+// which the gateway counts as this replica failing (three in a row eject it, with the shop's
+// outlier_detection) and which told the client nothing of what was wrong.
+TEST(ShopCheckoutTest, ATransactionFraudRefusesIsTheClientsError) {
+  FakeGateway gateway(http::error_response(400, "invalid_argument",
+                                           "V1: missing (send null for an unknown value)"));
+  Checkout checkout(gateway.server.port());
+  auto r = checkout.post(R"({"user": 42, "transaction": {"Amount": 9.99}})");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 400) << r->body;
+  const auto body = nlohmann::json::parse(r->body, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << r->body;
+  EXPECT_EQ(body["error"]["code"], "invalid_field");
+  EXPECT_EQ(body["error"]["message"], "transaction: V1: missing (send null for an unknown value)");
+}
+
+TEST(ShopCheckoutTest, FraudFailingIsStillAnUpstreamError) {
+  FakeGateway gateway(http::error_response(503, "unavailable", "no healthy replica"));
+  Checkout checkout(gateway.server.port());
+  auto r = checkout.post(R"({"user": 42, "transaction": {"Amount": 9.99}})");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 502) << r->body;
+}
+
+}  // namespace
+}  // namespace prescale
