@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "http/client.h"
 #include "http/json.h"
@@ -17,15 +20,29 @@ using namespace std::chrono_literals;
 using testing::Subprocess;
 using testing::TempDir;
 
-// The gateway as checkout reaches it: fraud answers /v1/score as `prescale serve fraud` does.
+// The gateway as checkout reaches it: fraud answers /v1/score as `prescale serve fraud` does,
+// recommend the rest; it keeps the targets it was asked for.
 struct FakeGateway {
-  explicit FakeGateway(http::Response score)
-      : server(http::ServerOptions{}, [score](http::Request&, http::Responder respond) {
-          respond(score);
-        }) {
+  explicit FakeGateway(http::Response score,
+                       http::Response recommendations = http::json_response(
+                           200, nlohmann::json{{"items", nlohmann::json::array()}}))
+      : server(http::ServerOptions{},
+               [this, score, recommendations](http::Request& req, http::Responder respond) {
+                 {
+                   std::lock_guard lock(mu);
+                   targets.push_back(req.target);
+                 }
+                 respond(req.target == "/v1/score" ? score : recommendations);
+               }) {
     EXPECT_TRUE(server.start());
   }
   ~FakeGateway() { server.shutdown(1s); }
+  std::vector<std::string> asked() {
+    std::lock_guard lock(mu);
+    return targets;
+  }
+  std::mutex mu;
+  std::vector<std::string> targets;
   http::Server server;
 };
 
@@ -79,6 +96,24 @@ TEST(ShopCheckoutTest, FraudFailingIsStillAnUpstreamError) {
   auto r = checkout.post(R"({"user": 42, "transaction": {"Amount": 9.99}})");
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->status, 502) << r->body;
+}
+
+// A user id past what an int64 holds (what recommend's ids are) was read as a negative one:
+// 2^64 - 1 was accepted and recommended for as user -1.
+TEST(ShopCheckoutTest, AUserIdPastInt64IsRefused) {
+  FakeGateway gateway(
+      http::json_response(200, nlohmann::json{{"decision", "legit"}, {"fraud_probability", 0.01}}));
+  Checkout checkout(gateway.server.port());
+  auto r = checkout.post(R"({"user": 18446744073709551615, "transaction": {"Amount": 9.99}})");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_TRUE(gateway.asked().empty()) << gateway.asked().back();
+
+  // The largest one is an id like any other.
+  r = checkout.post(R"({"user": 9223372036854775807, "transaction": {"Amount": 9.99}})");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(gateway.asked().back(), "/v1/users/9223372036854775807/recommendations?k=5");
 }
 
 }  // namespace

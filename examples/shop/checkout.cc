@@ -15,8 +15,10 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <thread>
 
 #include "core/host_port.h"
@@ -104,8 +106,12 @@ class Checkout final : public prescale::runtime::Service {
     if (order.is_discarded() || !order.is_object()) {
       return json_error(400, "invalid_json", "the body must be a JSON object");
     }
-    if (!order.contains("user") || !order["user"].is_number_integer()) {
-      return json_error(400, "invalid_field", "user: required, an integer user id");
+    // An int64, as recommend's user ids: a larger one would wrap to a negative id.
+    if (!order.contains("user") || !order["user"].is_number_integer() ||
+        (order["user"].is_number_unsigned() &&
+         order["user"].get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()})) {
+      return json_error(400, "invalid_field",
+                        "user: required, an integer user id (at most 2^63 - 1)");
     }
     if (!order.contains("transaction") || !order["transaction"].is_object()) {
       return json_error(400, "invalid_field", "transaction: required, an object of features");
