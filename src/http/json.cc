@@ -1,25 +1,40 @@
 #include "http/json.h"
 
 #include <string>
+#include <unordered_set>
+#include <vector>
 
 namespace prescale::http {
 namespace {
 
 using nlohmann::json;
 
-// The DOM builder of nlohmann-json with two changes: errors are recorded instead of thrown,
-// and nesting deeper than kMaxJsonDepth stops the parse.
+// The DOM builder of nlohmann-json with three changes: errors are recorded instead of thrown,
+// nesting deeper than kMaxJsonDepth stops the parse, and so does a key given twice in one object
+// (the DOM keeps the last without a word: {"V14": 0, ..., "V14": -10} scored on -10).
 class RecordingSax : public nlohmann::detail::json_sax_dom_parser<json> {
  public:
   explicit RecordingSax(json& result) : json_sax_dom_parser(result, /*allow_exceptions=*/false) {}
 
   bool start_object(std::size_t len) {
     if (++depth_ > kMaxJsonDepth) return too_deep();
+    keys_.emplace_back();
     return json_sax_dom_parser::start_object(len);
   }
   bool end_object() {
     --depth_;
+    keys_.pop_back();
     return json_sax_dom_parser::end_object();
+  }
+  bool key(json::string_t& name) {
+    ++key_count_;
+    if (!keys_.back().insert(name).second) {
+      failed_ = true;
+      duplicate_key_ = key_count_;
+      message_ = "key \"" + name + "\" given twice in one object";
+      return false;
+    }
+    return json_sax_dom_parser::key(name);
   }
   bool start_array(std::size_t len) {
     if (++depth_ > kMaxJsonDepth) return too_deep();
@@ -57,6 +72,8 @@ class RecordingSax : public nlohmann::detail::json_sax_dom_parser<json> {
   size_t offset() const { return offset_; }
   const std::string& message() const { return message_; }
   bool too_deep_failure() const { return too_deep_; }
+  // 1-based, among all the keys of the document; 0 when no key was given twice.
+  size_t duplicate_key() const { return duplicate_key_; }
 
  private:
   bool too_deep() {
@@ -67,6 +84,9 @@ class RecordingSax : public nlohmann::detail::json_sax_dom_parser<json> {
   }
 
   size_t depth_ = 0;
+  std::vector<std::unordered_set<std::string>> keys_;  // of each object being parsed
+  size_t key_count_ = 0;
+  size_t duplicate_key_ = 0;
   bool failed_ = false;
   bool too_deep_ = false;
   size_t offset_ = 0;
@@ -97,6 +117,25 @@ size_t offset_of_depth_overflow(std::string_view s) {
   return s.size();
 }
 
+// Byte offset of the n-th (1-based) object key of a document that parsed up to it; used only to
+// build the error message.
+size_t offset_of_key(std::string_view s, size_t n) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '"') continue;
+    const size_t start = i;
+    for (++i; i < s.size() && s[i] != '"'; ++i) {
+      if (s[i] == '\\') ++i;
+    }
+    size_t next = i + 1;
+    while (next < s.size() && (s[next] == ' ' || s[next] == '\t' || s[next] == '\n' ||
+                               s[next] == '\r')) {
+      ++next;
+    }
+    if (next < s.size() && s[next] == ':' && --n == 0) return start;
+  }
+  return s.size();
+}
+
 }  // namespace
 
 Result<nlohmann::json> parse_json(std::string_view body) {
@@ -112,6 +151,7 @@ Result<nlohmann::json> parse_json(std::string_view body) {
   if (!ok || sax.failed()) {
     size_t offset = sax.offset();
     if (sax.too_deep_failure()) offset = offset_of_depth_overflow(body);
+    if (sax.duplicate_key() > 0) offset = offset_of_key(body, sax.duplicate_key());
     return make_error(ErrorCode::kInvalidArgument,
                       "invalid JSON at byte " + std::to_string(offset) + ": " + sax.message());
   }

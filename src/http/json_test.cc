@@ -56,6 +56,17 @@ TEST(JsonTest, RejectsTrailingBytesAfterANulByte) {
   EXPECT_NE(r.error().message.find("at byte 7"), std::string::npos) << r.error().message;
 }
 
+// RFC 8259 leaves names given twice to the parser; the DOM kept the last without a word, so
+// {"V14": 0, ..., "V14": -10} was scored by the fraud service on -10, a client's mistake unseen.
+TEST(JsonTest, RejectsAKeyGivenTwiceInOneObject) {
+  auto r = parse_json(R"({"a": {"b": 1, "c": "b:", "b": 2}})");
+  ASSERT_FALSE(r.has_value()) << "parsed as " << r->dump();
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(r.error().message, R"(invalid JSON at byte 26: key "b" given twice in one object)");
+  // The same key in different objects, and a string equal to a key, are fine.
+  EXPECT_TRUE(parse_json(R"({"b": 1, "a": {"b": 2}, "c": ["b", {"b": 3}, {"b": 4}]})"));
+}
+
 TEST(JsonTest, RejectsExcessiveNesting) {
   std::string deep(kMaxJsonDepth + 1, '[');
   deep += std::string(kMaxJsonDepth + 1, ']');

@@ -182,6 +182,10 @@ TEST_F(FraudServiceTest, ValidationErrorsNameTheField) {
   EXPECT_THAT(error_of("/v1/score", bad.dump()), HasSubstr("V2: out of range"));
   EXPECT_THAT(error_of("/v1/score", "{\"Time\": 1,"), HasSubstr("invalid JSON at byte"));
   EXPECT_THAT(error_of("/v1/score", "[1, 2]"), HasSubstr("body: expected a JSON object"));
+  // A feature given twice was scored on its last value without a word.
+  std::string twice = good.dump();
+  twice.insert(twice.size() - 1, ",\"V14\":-10");
+  EXPECT_THAT(error_of("/v1/score", twice), HasSubstr(R"(key \"V14\" given twice)"));
 
   json batch = {{"transactions", {good, good, good, good}}};
   batch["transactions"][3]["V7"] = true;
