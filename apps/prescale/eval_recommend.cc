@@ -1,5 +1,6 @@
 #include "eval_recommend.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -47,6 +48,10 @@ int run_recommend_eval(const EvalRecommendFlags& f) {
     if (!kind) {
       std::cerr << who << ": --models: unknown model \"" << name
                 << "\" (toppop, itemknn, als, ease)\n";
+      return 2;
+    }
+    if (std::find(options.models.begin(), options.models.end(), *kind) != options.models.end()) {
+      std::cerr << who << ": --models: \"" << name << "\" is listed twice\n";
       return 2;
     }
     options.models.push_back(*kind);

@@ -79,6 +79,10 @@ TEST_F(RecommendCliTest, EvalWritesOneObjectPerModel) {
 TEST_F(RecommendCliTest, EvalRejectsBadInput) {
   EXPECT_EQ(run({"eval", "recommend", "--data", (dir_ / "missing").string()}), 2);
   EXPECT_EQ(run({"eval", "recommend", "--data", (dir_ / "data").string(), "--models", "svd"}), 2);
+  // Listed twice, it was trained and scored twice, its row twice in the table and the JSON.
+  EXPECT_EQ(run({"eval", "recommend", "--data", (dir_ / "data").string(), "--models",
+                 "toppop,ease,toppop", "--no-tune"}),
+            2);
 }
 
 // NaN compares false with every rating, so it kept them all (the 1.0s too) without a word.
