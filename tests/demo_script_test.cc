@@ -28,12 +28,13 @@ struct Outcome {
 // (NAME=VALUE...) set, a stand-in PRESCALE under dir/build/, and a data directory with an (empty)
 // NASA trace in it.
 Outcome run_demo(const TempDir& dir, const std::vector<std::string>& env,
-                 const std::string& port = "") {
+                 const std::string& port = "", const std::string& stand_in_body = "") {
   ::mkdir(dir.file("build").c_str(), 0755);
   ::mkdir(dir.file("build/apps").c_str(), 0755);
   ::mkdir(dir.file("build/apps/prescale").c_str(), 0755);
   const std::string prescale = dir.file("build/apps/prescale/prescale");
-  testing::write_file(prescale, "#!/bin/sh\necho \"$@\" >> '" + dir.file("calls") + "'\n");
+  testing::write_file(prescale,
+                      "#!/bin/sh\necho \"$@\" >> '" + dir.file("calls") + "'\n" + stand_in_body);
   ::chmod(prescale.c_str(), 0755);
   ::mkdir(dir.file("data").c_str(), 0755);
   ::mkdir(dir.file("data/traces").c_str(), 0755);
@@ -75,6 +76,27 @@ TEST(DemoScriptTest, BadMinutesOrPortAreRefusedBeforeAnythingRuns) {
   const Outcome o = run_demo(dir, {"DEMO_MINUTES=3"}, "9000");
   EXPECT_THAT(o.calls, HasSubstr("up -f ")) << o.output;
   EXPECT_THAT(o.calls, HasSubstr("--port 9000 --ui 127.0.0.1:9001")) << o.output;
+}
+
+// prescale up stopping during the replay (a crash, the OOM killer) ended the script at
+// `kill -INT $up` under set -e, with bash's "kill: (1234) - No such process" and nothing of why;
+// now it says the platform stopped and shows the end of its log.
+TEST(DemoScriptTest, APlatformThatStoppedDuringTheReplayIsReported) {
+  TempDir dir;
+  // The stand-in `up` becomes ready (the port file) and exits at once, its log saying why.
+  const Outcome o = run_demo(dir, {"DEMO_MINUTES=1"}, "",
+                             "if [ \"$1\" = up ]; then\n"
+                             "  while [ $# -gt 0 ]; do\n"
+                             "    [ \"$1\" = --port-file ] && echo 8080 > \"$2\"; shift\n"
+                             "  done\n"
+                             "  echo 'replica checkout-1: out of memory'; exit 1\n"
+                             "fi\n"
+                             "[ \"$1\" = load ] && sleep 1\n"
+                             "exit 0\n");
+  EXPECT_EQ(o.exit_status, 1) << o.output;
+  EXPECT_THAT(o.calls, HasSubstr("load --trace")) << o.output;
+  EXPECT_THAT(o.output, HasSubstr("prescale up stopped before the replay ended")) << o.output;
+  EXPECT_THAT(o.output, HasSubstr("replica checkout-1: out of memory")) << o.output;
 }
 
 }  // namespace
