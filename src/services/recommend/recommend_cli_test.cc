@@ -85,17 +85,6 @@ TEST_F(RecommendCliTest, EvalRejectsBadInput) {
             2);
 }
 
-// NaN compares false with every rating, so it kept them all (the 1.0s too) without a word.
-TEST_F(RecommendCliTest, ANonFiniteMinRatingIsRefused) {
-  const std::string data = (dir_ / "data").string();
-  const std::string out = (dir_ / "models").string();
-  EXPECT_EQ(run({"eval", "recommend", "--data", data, "--min-rating", "nan", "--no-tune"}), 2);
-  EXPECT_EQ(run({"train", "recommend", "--data", data, "--min-rating", "nan", "--model", "toppop",
-                 "--no-validate", "--out", out}),
-            2);
-  EXPECT_FALSE(fs::exists(out));
-}
-
 TEST_F(RecommendCliTest, TrainWritesVersionedModelsThatLoad) {
   const std::string out = (dir_ / "models").string();
   ASSERT_EQ(run({"train", "recommend", "--data", (dir_ / "data").string(), "--model", "als",
