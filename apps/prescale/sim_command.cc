@@ -209,6 +209,18 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
       std::cerr << "prescale sim: give either --topology or -f/--config, not both\n";
       return 2;
     }
+    // The file sets these for each of its services; the flag would change nothing.
+    for (auto [flag, field] : {std::pair{"--slo-ms", "slo.latency_p99_ms"},
+                               std::pair{"--startup", "startup_time"},
+                               std::pair{"--service-time-ms", "capacity_rps"},
+                               std::pair{"--min-replicas", "replicas.min"},
+                               std::pair{"--max-replicas", "replicas.max"}}) {
+      if (cmd.count(flag) > 0) {
+        std::cerr << "prescale sim: " << flag << ": -f/--config sets each service's " << field
+                  << " (" << f.config_path << "); leave the flag out\n";
+        return 2;
+      }
+    }
     auto file = load_config_file(f.config_path);
     if (!file) {
       std::cerr << "prescale sim: " << file.error().message << "\n";

@@ -1,0 +1,77 @@
+// `prescale sim` run in-process, as main.cc wires it, on a small generated trace and
+// prescale.yaml.
+#include "sim_command.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace prescale {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SimCommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("sim_command_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    std::ofstream trace(trace_path());
+    trace << "timestamp,count\n";
+    for (int m = 0; m < 30; ++m) trace << 1'700'000'040 + 60 * m << "," << 600 + 60 * m << "\n";
+    std::ofstream config(config_path());
+    config << "version: 1\nservices:\n  - name: app\n    kind: builtin/echo\n"
+              "    replicas: {min: 1, max: 20}\n    startup_time: 30s\n    capacity_rps: 40\n"
+              "    slo: {latency_p99_ms: 250}\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string trace_path() const { return (dir_ / "trace.csv").string(); }
+  std::string config_path() const { return (dir_ / "prescale.yaml").string(); }
+
+  // Runs `prescale sim -f prescale.yaml --trace trace.csv ARGS...`.
+  int run_sim(const std::vector<std::string>& args) {
+    CLI::App app{"prescale"};
+    SimCommand sim(app);
+    std::vector<std::string> all = {"prescale",   "sim",           "-f",         config_path(),
+                                    "--trace",    trace_path(),    "--policies", "static",
+                                    "--progress", "never"};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<const char*> argv;
+    for (const auto& a : all) argv.push_back(a.c_str());
+    try {
+      app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e) == 0 ? 0 : 2;
+    }
+    return sim.parsed() ? sim.run() : -1;
+  }
+
+  fs::path dir_;
+};
+
+// The file sets each service's SLO, startup time, capacity and replica bounds; these flags were
+// taken and the run went on without them (the same figures with --slo-ms 20 as without).
+TEST_F(SimCommandTest, FlagsTheConfigFileOverridesAreRefusedWithIt) {
+  ASSERT_EQ(run_sim({}), 0);
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--slo-ms", "20"},
+           {"--startup", "10m"},
+           {"--service-time-ms", "500"},
+           {"--min-replicas", "3"},
+           {"--max-replicas", "3"}}) {
+    EXPECT_EQ(run_sim({flag, value}), 2) << flag;
+  }
+  // What the file does not say still comes from the flags.
+  EXPECT_EQ(run_sim({"--workers", "2", "--startup-jitter", "0.1"}), 0);
+}
+
+}  // namespace
+}  // namespace prescale
