@@ -28,27 +28,49 @@ class EverySecond final : public scaling::Policy {
   }
 };
 
+// One service "web" on a world without processes, its controller (an EverySecond policy) on
+// `clock`, and the dashboard model it feeds.
+struct OneService {
+  explicit OneService(ManualClock& clock)
+      : supervisor(local::SupervisorOptions{}, none, none, none),
+        spec(web_spec()),
+        world(supervisor, gateway_registry, {spec}, world_options(clock)),
+        controller(world, policy, {spec}, clock) {
+    EXPECT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
+    model.set_services({{"web", "command", 200, 1, 4}});
+  }
+  static scaling::ServiceSpec web_spec() {
+    scaling::ServiceSpec s;
+    s.name = "web";
+    return s;
+  }
+  static local::LocalWorldOptions world_options(ManualClock& clock) {
+    local::LocalWorldOptions wo;
+    wo.clock = &clock;
+    wo.real_clock = &clock;
+    return wo;
+  }
+
+  local::testing::NoProcesses none;
+  local::Supervisor supervisor;
+  scaling::ServiceSpec spec;
+  telemetry::Registry gateway_registry;
+  local::LocalWorld world;
+  EverySecond policy;
+  control::Controller controller;
+  dashboard::DashboardModel model;
+};
+
 // The model keeps 2880 points a service, "4 h of 5 s points" (docs/dashboard.md): a policy that
 // observes every second adds a point every 5 s of the controller's time, not every tick. At
 // --time-scale 1 a real second is a controller second, so the once-a-real-second limit alone would
 // keep 48 minutes.
 TEST(DashboardFeedTest, APolicyObservingEverySecondAddsAPointEveryFiveSeconds) {
   ManualClock clock;  // the controller's and the real one
-  local::testing::NoProcesses none;
-  local::Supervisor supervisor(local::SupervisorOptions{}, none, none, none);
-  ASSERT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
-  scaling::ServiceSpec spec;
-  spec.name = "web";
-  telemetry::Registry gateway_registry;
-  local::LocalWorldOptions wo;
-  wo.clock = &clock;
-  wo.real_clock = &clock;
-  local::LocalWorld world(supervisor, gateway_registry, {spec}, wo);
-  EverySecond policy;
-  control::Controller controller(world, policy, {spec}, clock);
-  dashboard::DashboardModel model;
-  model.set_services({{"web", "command", 200, 1, 4}});
-  DashboardFeed feed(model, world, nullptr, {"every-second"}, clock);
+  OneService platform(clock);
+  control::Controller& controller = platform.controller;
+  dashboard::DashboardModel& model = platform.model;
+  DashboardFeed feed(model, platform.world, nullptr, {"every-second"}, clock);
 
   for (int s = 0; s < 60; ++s) {
     feed.after_tick(controller, controller.tick());
@@ -80,21 +102,10 @@ class SteppedWallClock final : public Clock {
 TEST(DashboardFeedTest, AWallClockSetBackNeitherStopsTheChartsNorBuriesNewEvents) {
   ManualClock clock;  // the controller's, and the machine's monotonic time
   SteppedWallClock real(clock);
-  local::testing::NoProcesses none;
-  local::Supervisor supervisor(local::SupervisorOptions{}, none, none, none);
-  ASSERT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
-  scaling::ServiceSpec spec;
-  spec.name = "web";
-  telemetry::Registry gateway_registry;
-  local::LocalWorldOptions wo;
-  wo.clock = &clock;
-  wo.real_clock = &clock;
-  local::LocalWorld world(supervisor, gateway_registry, {spec}, wo);
-  EverySecond policy;
-  control::Controller controller(world, policy, {spec}, clock);
-  dashboard::DashboardModel model;
-  model.set_services({{"web", "command", 200, 1, 4}});
-  DashboardFeed feed(model, world, nullptr, {"every-second"}, real);
+  OneService platform(clock);
+  control::Controller& controller = platform.controller;
+  dashboard::DashboardModel& model = platform.model;
+  DashboardFeed feed(model, platform.world, nullptr, {"every-second"}, real);
   auto points = [&] { return model.services_json().at("services").at(0).at("points").get<int>(); };
 
   for (int s = 0; s < 30; ++s) {
