@@ -1,10 +1,14 @@
 #include "command_util.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include "core/versioned_file.h"
@@ -56,6 +60,28 @@ bool write_command_output(std::string_view who, std::string_view flag, const std
     return false;
   }
   return true;
+}
+
+bool output_path_usable(std::string_view who, std::string_view flag, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path file(path);
+  const fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
+  std::string why;
+  if (fs::is_directory(file, ec)) {
+    why = "it is a directory";
+  } else if (const auto status = fs::symlink_status(file, ec);
+             fs::exists(status) && !fs::is_regular_file(status)) {
+    return true;  // written through, not replaced
+  } else if (!fs::is_directory(dir, ec)) {
+    why = "no directory " + dir.string();
+  } else if (::access(dir.c_str(), W_OK) != 0) {
+    why = dir.string() + ": " + std::strerror(errno);
+  } else {
+    return true;
+  }
+  std::cerr << who << ": " << flag << ": cannot write " << path << ": " << why << "\n";
+  return false;
 }
 
 scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale) {

@@ -32,6 +32,13 @@ std::string percent(double share, int decimals);
 bool write_command_output(std::string_view who, std::string_view flag, const std::string& path,
                           std::string_view bytes);
 
+// Whether write_command_output() could write `path`, checked before a long run so that its
+// results are not lost to a mistyped path: not a directory, and in an existing directory this
+// process may write (a link or a device is written through, as there). When not, says so on
+// stderr, "<who>: <flag>: cannot write <path>: <why>", and returns false: the command then
+// exits 2.
+bool output_path_usable(std::string_view who, std::string_view flag, const std::string& path);
+
 // What the controller knows of a service from its prescale.yaml entry. On a clock running
 // `time_scale` times real time (prescale up --time-scale) a replica's startup takes that many
 // times longer in controller time.

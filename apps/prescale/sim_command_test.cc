@@ -73,5 +73,23 @@ TEST_F(SimCommandTest, FlagsTheConfigFileOverridesAreRefusedWithIt) {
   EXPECT_EQ(run_sim({"--workers", "2", "--startup-jitter", "0.1"}), 0);
 }
 
+// Where --json, --timeline or --plot cannot be written was found only once the run was over (the
+// NASA trace on a topology: minutes), its results then lost, and it exited 1 (a failed run), not 2.
+TEST_F(SimCommandTest, AnOutputFileThatCannotBeWrittenIsRefusedBeforeTheRun) {
+  const std::string nowhere = (dir_ / "missing" / "out").string();
+  for (const std::string flag : {"--json", "--timeline", "--plot"}) {
+    for (const std::string& path : {nowhere, dir_.string()}) {
+      ::testing::internal::CaptureStdout();
+      EXPECT_EQ(run_sim({flag, path}), 2) << flag << " " << path;
+      EXPECT_EQ(::testing::internal::GetCapturedStdout(), "") << flag << " " << path;
+    }
+  }
+  ASSERT_EQ(run_sim({"--json", (dir_ / "out.json").string()}), 0);
+  // Through a link to a file, or to a device, as before.
+  fs::create_symlink(dir_ / "out.json", dir_ / "link.json");
+  EXPECT_EQ(run_sim({"--json", (dir_ / "link.json").string()}), 0);
+  EXPECT_EQ(run_sim({"--plot", "/dev/null"}), 0);
+}
+
 }  // namespace
 }  // namespace prescale
