@@ -56,6 +56,8 @@ int run_forecast_eval(const EvalFlags& f) {
       models.push_back(m);
     }
   }
+  // Before the backtests, which may take minutes, not after them.
+  if (!f.json_path.empty() && !output_path_usable(who, "--json", f.json_path)) return 2;
   forecast::TraceOptions options;
   options.column = f.column;
   auto trace = forecast::read_trace(f.trace, options);

@@ -29,6 +29,8 @@ Json number_or_null(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr
 
 int run_fraud_eval(const EvalFraudFlags& f) {
   const char* who = "prescale eval fraud";
+  // Before the cross-validation, which may take minutes, not after it.
+  if (!f.json_path.empty() && !output_path_usable(who, "--json", f.json_path)) return 2;
   auto data = fraud::read_transactions(f.data);
   if (!data) {
     std::cerr << who << ": --data: " << data.error().message << "\n";

@@ -70,6 +70,8 @@ int run_recommend_eval(const EvalRecommendFlags& f) {
     };
   }
 
+  // Before the evaluation, which may take minutes, not after it.
+  if (!f.json_path.empty() && !output_path_usable(who, "--json", f.json_path)) return 2;
   const std::string path = ratings_path(f.data);
   auto data = recommend::read_ratings_csv(
       path, {.min_rating = f.min_rating, .weight_by_rating = f.weight_by_rating});

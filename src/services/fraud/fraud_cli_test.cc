@@ -114,5 +114,16 @@ TEST_F(FraudCliTest, TrainWritesTheNextVersion) {
   EXPECT_EQ(run({"train", "fraud", "--data", data_path_, "--model", "forest"}), 2);
 }
 
+// Where --json cannot be written was found only after the cross-validation (minutes on the full
+// data set), the scores then lost, and it exited 1; now before it, exit 2, as a bad flag value.
+TEST_F(FraudCliTest, EvalRefusesAJsonFileItCannotWriteBeforeItRuns) {
+  EXPECT_EQ(run({"eval", "fraud", "--data", data_path_, "--folds", "3", "--json",
+                 (dir_.path() / "missing" / "out.json").string()}),
+            2);
+  EXPECT_EQ(run({"eval", "fraud", "--data", data_path_, "--folds", "3", "--json",
+                 dir_.path().string()}),
+            2);
+}
+
 }  // namespace
 }  // namespace prescale
