@@ -53,6 +53,11 @@ int run_forecast_eval(const EvalFlags& f) {
         std::cerr << "selected)\n";
         return 2;
       }
+      // Scored twice, its rows twice in the JSON.
+      if (std::find(models.begin(), models.end(), m) != models.end()) {
+        std::cerr << who << ": --models: \"" << m << "\" is listed twice\n";
+        return 2;
+      }
       models.push_back(m);
     }
   }

@@ -63,5 +63,17 @@ TEST_F(EvalForecastCommandTest, AJsonFileItCannotWriteIsRefusedBeforeItRuns) {
   EXPECT_TRUE(fs::exists(dir_ / "out.json"));
 }
 
+// An unknown model in --models was found only after the models before it were scored (minutes
+// each on a long trace), their scores then lost; a model listed twice was scored twice, its rows
+// twice in the JSON.
+TEST_F(EvalForecastCommandTest, ModelsAreCheckedBeforeAnyBacktest) {
+  for (const std::string models : {"naive,nosuch", "naive,naive"}) {
+    ::testing::internal::CaptureStdout();
+    EXPECT_EQ(run_eval({"--models", models}), 2) << models;
+    EXPECT_EQ(::testing::internal::GetCapturedStdout(), "") << models;
+  }
+  EXPECT_EQ(run_eval({"--models", "naive,selected"}), 0);
+}
+
 }  // namespace
 }  // namespace prescale
