@@ -1,6 +1,7 @@
 #include "train_fraud.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -32,6 +33,17 @@ namespace {
 
 int run_fraud_train(const TrainFraudFlags& f) {
   const char* who = "prescale train fraud";
+  if (f.version > 0) {
+    // Before training, which may take minutes; write_model_file() refuses it again at the end
+    // should another writer have taken the version meanwhile.
+    const auto path = std::filesystem::path(f.model_dir) / fraud::model_file_name(f.version);
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) {
+      std::cerr << who << ": --version " << f.version << ": " << path.string()
+                << " exists; model files are never overwritten (pick another version)\n";
+      return 2;
+    }
+  }
   auto data = fraud::read_transactions(f.data);
   if (!data) {
     std::cerr << who << ": --data: " << data.error().message << "\n";

@@ -125,5 +125,21 @@ TEST_F(FraudCliTest, EvalRefusesAJsonFileItCannotWriteBeforeItRuns) {
             2);
 }
 
+// An existing --version was refused only when the trained model was to be written, after the
+// cross-validation and the fit (minutes on the full data set). Now first: here the --data file is
+// missing too, and the version is what is reported.
+TEST_F(FraudCliTest, TrainRefusesAnExistingVersionBeforeAnythingElse) {
+  const std::string models = (dir_.path() / "models").string();
+  ASSERT_EQ(run({"train", "fraud", "--data", data_path_, "--model-dir", models, "--folds", "3",
+                 "--rounds", "5"}),
+            0);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(run({"train", "fraud", "--data", (dir_.path() / "none.csv").string(), "--model-dir",
+                 models, "--version", "1"}),
+            2);
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(),
+              ::testing::HasSubstr("fraud-v1.json exists; model files are never overwritten"));
+}
+
 }  // namespace
 }  // namespace prescale
