@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -54,12 +55,20 @@ namespace {
 Result<std::map<std::string, std::vector<std::pair<std::string, uint16_t>>>> static_upstreams(
     const GatewayConfig& config, const std::vector<std::string>& flags) {
   std::map<std::string, std::vector<std::string>> lists = config.upstreams;
+  std::set<std::string> flagged;
   for (const std::string& flag : flags) {
     const size_t eq = flag.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == flag.size()) {
       return make_error(
           ErrorCode::kInvalidArgument,
           "--upstream: expected SERVICE=HOST:PORT[,HOST:PORT...], got \"" + flag + "\"");
+    }
+    // A second flag replaced the first's endpoints without a word.
+    if (!flagged.insert(flag.substr(0, eq)).second) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "--upstream " + flag + ": service " + flag.substr(0, eq) +
+                            " is in an earlier --upstream too; list its endpoints in one, "
+                            "comma-separated");
     }
     std::vector<std::string>& list = lists[flag.substr(0, eq)];
     list.clear();
