@@ -84,6 +84,27 @@ bool output_path_usable(std::string_view who, std::string_view flag, const std::
   return false;
 }
 
+bool model_dir_usable(std::string_view who, std::string_view flag, const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path existing(dir);
+  while (!fs::exists(fs::symlink_status(existing, ec))) {
+    // "models" is created in the working directory.
+    existing = existing.has_parent_path() ? existing.parent_path() : fs::path(".");
+  }
+  std::string why;
+  if (!fs::is_directory(existing, ec)) {
+    why = existing.string() + " is not a directory";
+  } else if (::access(existing.c_str(), W_OK) != 0) {
+    why = existing.string() + ": " + std::strerror(errno);
+  } else {
+    return true;
+  }
+  std::cerr << who << ": " << flag << ": cannot write model files in " << dir << ": " << why
+            << "\n";
+  return false;
+}
+
 scaling::ServiceSpec service_spec(const ServiceConfig& s, double time_scale) {
   scaling::ServiceSpec spec;
   spec.name = s.name;

@@ -39,6 +39,12 @@ bool write_command_output(std::string_view who, std::string_view flag, const std
 // exits 2.
 bool output_path_usable(std::string_view who, std::string_view flag, const std::string& path);
 
+// Whether a trainer can write its model files into `dir`, checked before the training: a
+// directory this process may write, or a path whose nearest existing ancestor is one (the
+// trainer creates the rest). When not, says so on stderr, "<who>: <flag>: cannot write model
+// files in <dir>: <why>", and returns false: the command then exits 2.
+bool model_dir_usable(std::string_view who, std::string_view flag, const std::string& dir);
+
 // What the controller knows of a service from its prescale.yaml entry. On a clock running
 // `time_scale` times real time (prescale up --time-scale) a replica's startup takes that many
 // times longer in controller time.

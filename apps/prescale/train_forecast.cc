@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli_checks.h"
+#include "command_util.h"
 #include "core/clock.h"
 #include "core/sha256.h"
 #include "core/text_file.h"
@@ -99,6 +100,8 @@ double seconds_since(Clock::TimePoint start) { return to_seconds(Clock::real().n
 
 int run_forecast_train(const TrainForecastFlags& f) {
   const char* who = "prescale train forecast";
+  // Before the training, which may take minutes, not when its booster is to be saved.
+  if (!model_dir_usable(who, "--model-dir", f.model_dir)) return 2;
   const Clock::TimePoint start = Clock::real().now();
   std::vector<TrainingTrace> traces;
   for (const std::string& path : f.traces) {

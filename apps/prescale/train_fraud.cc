@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli_checks.h"
+#include "command_util.h"
 #include "core/clock.h"
 #include "services/fraud/model_file.h"
 #include "services/fraud/training.h"
@@ -33,6 +34,8 @@ namespace {
 
 int run_fraud_train(const TrainFraudFlags& f) {
   const char* who = "prescale train fraud";
+  // Before the training, which may take minutes, not when its model is to be written.
+  if (!model_dir_usable(who, "--model-dir", f.model_dir)) return 2;
   if (f.version > 0) {
     // Before training, which may take minutes; write_model_file() refuses it again at the end
     // should another writer have taken the version meanwhile.

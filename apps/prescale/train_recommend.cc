@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli_checks.h"
+#include "command_util.h"
 #include "core/clock.h"
 #include "eval_recommend.h"
 #include "services/recommend/evaluate.h"
@@ -25,6 +26,8 @@ namespace {
 
 int run_recommend_train(const TrainRecommendFlags& f) {
   const char* who = "prescale train recommend";
+  // Before the training, which may take minutes, not when its model is to be saved.
+  if (!model_dir_usable(who, "--model-dir", f.out)) return 2;
   recommend::TrainOptions options = f.options;
   auto kind = recommend::model_kind_from_string(f.model);
   if (!kind) {

@@ -21,7 +21,8 @@ add_library(prescale_forecast_cli ${PROJECT_SOURCE_DIR}/apps/prescale/train_fore
 target_include_directories(prescale_forecast_cli PUBLIC ${PROJECT_SOURCE_DIR}/apps/prescale)
 target_link_libraries(prescale_forecast_cli
   PUBLIC prescale_services_forecast CLI11::CLI11
-  PRIVATE prescale_cli_checks nlohmann_json::nlohmann_json prescale_warnings)
+  PRIVATE prescale_cli_checks prescale_command_util nlohmann_json::nlohmann_json
+          prescale_warnings)
 
 prescale_test(services_forecast_cli_test
   SOURCES forecast/forecast_cli_test.cc

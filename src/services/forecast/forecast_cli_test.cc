@@ -91,6 +91,17 @@ TEST_F(ForecastCliTest, TrainsAcrossTracesAndWritesTheNextVersion) {
   EXPECT_EQ((*v2)->training["data_sha256"], ha);  // one trace: its own hash
 }
 
+// A --model-dir that cannot be one (a file, or under one) was found when the booster was to be
+// saved, after the validation fit and the training (minutes across the shared traces), and exited
+// 1; now before them, exit 2, as a bad flag value.
+TEST_F(ForecastCliTest, AModelDirItCannotWriteIsRefusedBeforeTraining) {
+  for (const std::string& dir : {a_, a_ + "/models"}) {
+    ::testing::internal::CaptureStdout();
+    EXPECT_EQ(run({"train", "forecast", "--trace", a_, "--model-dir", dir}), 2) << dir;
+    EXPECT_EQ(::testing::internal::GetCapturedStdout(), "") << dir;
+  }
+}
+
 TEST_F(ForecastCliTest, BadInputExits2) {
   EXPECT_EQ(run({"train", "forecast", "--trace", a_ + ".missing", "--model-dir", models_}), 2);
   EXPECT_EQ(run({"train", "forecast", "--trace", a_}), 2);

@@ -125,6 +125,15 @@ TEST_F(FraudCliTest, EvalRefusesAJsonFileItCannotWriteBeforeItRuns) {
             2);
 }
 
+// A --model-dir that cannot be one (a file, or under one) was found when the trained model was to
+// be written, after the cross-validation and the fit, and exited 1; now before them, exit 2.
+TEST_F(FraudCliTest, TrainRefusesAModelDirItCannotWriteBeforeTraining) {
+  for (const std::string& dir : {data_path_, data_path_ + "/models"}) {
+    EXPECT_EQ(run({"train", "fraud", "--data", data_path_, "--model-dir", dir, "--folds", "3"}), 2)
+        << dir;
+  }
+}
+
 // An existing --version was refused only when the trained model was to be written, after the
 // cross-validation and the fit (minutes on the full data set). Now first: here the --data file is
 // missing too, and the version is what is reported.

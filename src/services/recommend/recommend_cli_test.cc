@@ -97,6 +97,20 @@ TEST_F(RecommendCliTest, EvalRefusesAJsonFileItCannotWriteBeforeItRuns) {
   EXPECT_EQ(::testing::internal::GetCapturedStdout(), "");
 }
 
+// A --model-dir that cannot be one (a file, or under one) was found when the trained model was
+// to be saved, after the validation fit and the training (minutes for EASE on MovieLens), and
+// exited 1; now before them, exit 2, as a bad flag value.
+TEST_F(RecommendCliTest, TrainRefusesAModelDirItCannotWriteBeforeTraining) {
+  const std::string data = (dir_ / "data").string();
+  const std::string file = (dir_ / "data" / "ratings.csv").string();
+  for (const std::string& out : {file, file + "/models"}) {
+    ::testing::internal::CaptureStdout();
+    EXPECT_EQ(run({"train", "recommend", "--data", data, "--model", "toppop", "--out", out}), 2)
+        << out;
+    EXPECT_EQ(::testing::internal::GetCapturedStdout(), "") << out;
+  }
+}
+
 TEST_F(RecommendCliTest, TrainWritesVersionedModelsThatLoad) {
   const std::string out = (dir_ / "models").string();
   ASSERT_EQ(run({"train", "recommend", "--data", (dir_ / "data").string(), "--model", "als",
