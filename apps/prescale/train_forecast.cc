@@ -103,6 +103,17 @@ int run_forecast_train(const TrainForecastFlags& f) {
   // Before the training, which may take minutes, not when its booster is to be saved.
   if (!model_dir_usable(who, "--model-dir", f.model_dir)) return 2;
   const Clock::TimePoint start = Clock::real().now();
+  // The same file twice (by any path) would be trained on twice, its rows weighing double.
+  for (size_t i = 0; i < f.traces.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      std::error_code ec;
+      if (f.traces[i] == f.traces[j] || fs::equivalent(f.traces[i], f.traces[j], ec)) {
+        std::cerr << who << ": --trace " << f.traces[i] << ": the same file as --trace "
+                  << f.traces[j] << "\n";
+        return 2;
+      }
+    }
+  }
   std::vector<TrainingTrace> traces;
   for (const std::string& path : f.traces) {
     auto t = read_training_trace(path);

@@ -102,6 +102,16 @@ TEST_F(ForecastCliTest, AModelDirItCannotWriteIsRefusedBeforeTraining) {
   }
 }
 
+// A trace given twice was trained on twice (its rows weighing double in the booster) and listed
+// twice in the manifest's training.traces, without a word.
+TEST_F(ForecastCliTest, ATraceGivenTwiceIsRefused) {
+  const std::string again = (dir_.path() / "." / "a.csv").string();  // the same file
+  EXPECT_EQ(run({"train", "forecast", "--trace", a_, "--trace", b_, "--trace", again, "--model-dir",
+                 models_, "--no-validate"}),
+            2);
+  EXPECT_FALSE(std::filesystem::exists(models_));
+}
+
 TEST_F(ForecastCliTest, BadInputExits2) {
   EXPECT_EQ(run({"train", "forecast", "--trace", a_ + ".missing", "--model-dir", models_}), 2);
   EXPECT_EQ(run({"train", "forecast", "--trace", a_}), 2);
