@@ -34,7 +34,7 @@ class EvalForecastCommandTest : public ::testing::Test {
   int run_eval(const std::vector<std::string>& args) {
     CLI::App app{"prescale"};
     EvalCommand eval(app);
-    std::vector<std::string> all = {"prescale",   "eval", "forecast", "--trace",
+    std::vector<std::string> all = {"prescale",   "eval",       "forecast", "--trace",
                                     trace_path(), "--horizons", "1m"};
     all.insert(all.end(), args.begin(), args.end());
     std::vector<const char*> argv;

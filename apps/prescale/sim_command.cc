@@ -200,9 +200,9 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     return 2;
   }
   // Before the run, which may take minutes, not after it.
-  for (auto [flag, path] : {std::pair{"--json", &f.json_path},
-                            std::pair{"--timeline", &f.timeline_path},
-                            std::pair{"--plot", &f.plot_path}}) {
+  for (auto [flag, path] :
+       {std::pair{"--json", &f.json_path}, std::pair{"--timeline", &f.timeline_path},
+        std::pair{"--plot", &f.plot_path}}) {
     if (!path->empty() && !output_path_usable("prescale sim", flag, *path)) return 2;
   }
 

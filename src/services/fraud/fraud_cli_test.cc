@@ -120,9 +120,9 @@ TEST_F(FraudCliTest, EvalRefusesAJsonFileItCannotWriteBeforeItRuns) {
   EXPECT_EQ(run({"eval", "fraud", "--data", data_path_, "--folds", "3", "--json",
                  (dir_.path() / "missing" / "out.json").string()}),
             2);
-  EXPECT_EQ(run({"eval", "fraud", "--data", data_path_, "--folds", "3", "--json",
-                 dir_.path().string()}),
-            2);
+  EXPECT_EQ(
+      run({"eval", "fraud", "--data", data_path_, "--folds", "3", "--json", dir_.path().string()}),
+      2);
 }
 
 // A --model-dir that cannot be one (a file, or under one) was found when the trained model was to
