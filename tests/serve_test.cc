@@ -52,6 +52,28 @@ TEST(ServeTest, ANegativeSizeIsRefusedNotWrappedAround) {
   }
 }
 
+// A flag of another kind (`serve echo --threshold 0.5`: fraud's) had been ignored without a word,
+// so a user who meant to set it ran without it. It is refused, naming the kinds it applies to.
+TEST(ServeTest, AFlagOfAnotherKindIsRefused) {
+  TempDir dir;
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"echo", "--threshold", "0.5"}, "serve echo: --threshold applies to fraud only"},
+      {{"recommend", "--max-batch", "10"}, "serve recommend: --max-batch applies to fraud only"},
+      {{"echo", "--model-dir", "models"},
+       "serve echo: --model-dir applies to fraud, recommend and forecast only"},
+      {{"echo", "--model-poll-ms", "10"},
+       "serve echo: --model-poll-ms applies to fraud, recommend and forecast only"},
+  };
+  for (const auto& [args, message] : cases) {
+    std::vector<std::string> argv = {PRESCALE_BIN, "serve"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--port", "0"});
+    Subprocess bad(argv, dir.file("bad.log"));
+    EXPECT_EQ(bad.wait(10s), 2) << message;
+    EXPECT_THAT(bad.log(), HasSubstr(message));
+  }
+}
+
 TEST(ServeTest, SigtermDrainsInFlightRequestsAndExitsZero) {
   TempDir dir;
   std::string port_file = dir.file("port");

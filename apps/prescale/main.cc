@@ -87,6 +87,19 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
     std::cerr << "prescale serve: --log-level: unknown level \"" << flags.log_level << "\"\n";
     return 2;
   }
+  // A flag of another kind would be ignored: the user meant something that would not happen.
+  const bool model_kind = flags.kind == "fraud" || flags.kind == "recommend" ||
+                          flags.kind == "forecast";
+  if (flags.kind == "echo" || model_kind) {
+    for (const char* flag : {"--threshold", "--max-batch", "--model-dir", "--model-poll-ms"}) {
+      const bool fraud_only = std::string_view(flag) == "--threshold" ||
+                              std::string_view(flag) == "--max-batch";
+      if (cmd.count(flag) == 0 || (fraud_only ? flags.kind == "fraud" : model_kind)) continue;
+      std::cerr << "prescale serve " << flags.kind << ": " << flag << " applies to "
+                << (fraud_only ? "fraud only" : "fraud, recommend and forecast only") << "\n";
+      return 2;
+    }
+  }
   runtime::Runtime::block_termination_signals();
 
   // One registry for the runtime and the service, so a service's own metrics (e.g.
