@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -38,6 +39,14 @@ int run_fraud_eval(const EvalFraudFlags& f) {
   }
   std::optional<fraud::Transactions> test;
   if (!f.test.empty()) {
+    // A hold-out that is the training file scores the model on what it learned: a figure that
+    // looks like a result and is none.
+    std::error_code same_ec;
+    if (f.test == f.data || std::filesystem::equivalent(f.test, f.data, same_ec)) {
+      std::cerr << who << ": --test: " << f.test
+                << " is the --data file; a hold-out must be rows the model did not train on\n";
+      return 2;
+    }
     auto t = fraud::read_transactions(f.test);
     if (!t) {
       std::cerr << who << ": --test: " << t.error().message << "\n";

@@ -85,6 +85,8 @@ TEST_F(FraudCliTest, EvalRejectsBadInput) {
   EXPECT_EQ(run({"eval", "fraud"}), 2);
   fraud::testing::write_text(dir_.path() / "bad.csv", ",Time,V1\n0,1,2\n");
   EXPECT_EQ(run({"eval", "fraud", "--data", (dir_.path() / "bad.csv").string()}), 2);
+  // The training file as its own hold-out: a score of the model on what it learned.
+  EXPECT_EQ(run({"eval", "fraud", "--data", data_path_, "--test", data_path_}), 2);
 }
 
 TEST_F(FraudCliTest, TrainWritesTheNextVersion) {
