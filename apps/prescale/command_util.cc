@@ -62,6 +62,11 @@ bool write_command_output(std::string_view who, std::string_view flag, const std
   return true;
 }
 
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  return a == b || std::filesystem::equivalent(a, b, ec);
+}
+
 bool output_path_usable(std::string_view who, std::string_view flag, const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;

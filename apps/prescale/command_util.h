@@ -32,6 +32,9 @@ std::string percent(double share, int decimals);
 bool write_command_output(std::string_view who, std::string_view flag, const std::string& path,
                           std::string_view bytes);
 
+// Whether two paths name one file (by any path to it: a link, "./x" and "x").
+bool same_file(const std::string& a, const std::string& b);
+
 // Whether write_command_output() could write `path`, checked before a long run so that its
 // results are not lost to a mistyped path: not a directory, and in an existing directory this
 // process may write (a link or a device is written through, as there). When not, says so on

@@ -1,5 +1,6 @@
 // `prescale eval forecast` run in-process, as main.cc wires it, on a small generated trace.
 #include "eval_command.h"
+#include "cli_test_util.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -34,16 +35,9 @@ class EvalForecastCommandTest : public ::testing::Test {
   int run_eval(const std::vector<std::string>& args) {
     CLI::App app{"prescale"};
     EvalCommand eval(app);
-    std::vector<std::string> all = {"prescale",   "eval",       "forecast", "--trace",
-                                    trace_path(), "--horizons", "1m"};
+    std::vector<std::string> all = {"eval", "forecast", "--trace", trace_path(), "--horizons", "1m"};
     all.insert(all.end(), args.begin(), args.end());
-    std::vector<const char*> argv;
-    for (const auto& a : all) argv.push_back(a.c_str());
-    try {
-      app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
-    } catch (const CLI::ParseError& e) {
-      return app.exit(e) == 0 ? 0 : 2;
-    }
+    if (auto status = prescale::testing::parse_command_line(app, all)) return *status;
     return eval.parsed() ? eval.run() : -1;
   }
 

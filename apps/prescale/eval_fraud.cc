@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -41,8 +40,7 @@ int run_fraud_eval(const EvalFraudFlags& f) {
   if (!f.test.empty()) {
     // A hold-out that is the training file scores the model on what it learned: a figure that
     // looks like a result and is none.
-    std::error_code same_ec;
-    if (f.test == f.data || std::filesystem::equivalent(f.test, f.data, same_ec)) {
+    if (same_file(f.test, f.data)) {
       std::cerr << who << ": --test: " << f.test
                 << " is the --data file; a hold-out must be rows the model did not train on\n";
       return 2;

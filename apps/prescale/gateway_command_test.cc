@@ -1,6 +1,7 @@
 // `prescale gateway` run in-process, as main.cc wires it. A run that serves is stopped with
 // SIGTERM, as a user's Ctrl-C or a supervisor stops it.
 #include "gateway_command.h"
+#include "cli_test_util.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -20,16 +21,10 @@ using namespace std::chrono_literals;
 int run_gateway(const std::vector<std::string>& args, std::chrono::seconds serve_for = 2s) {
   CLI::App app{"prescale"};
   GatewayCommand gateway(app);
-  std::vector<std::string> all = {
-      "prescale", "gateway", "--port", "0", "--admin-port", "-1", "--shutdown-grace-ms", "0"};
+  std::vector<std::string> all = {"gateway",      "--port", "0", "--admin-port", "-1",
+                                  "--shutdown-grace-ms", "0"};
   all.insert(all.end(), args.begin(), args.end());
-  std::vector<const char*> argv;
-  for (const auto& a : all) argv.push_back(a.c_str());
-  try {
-    app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
+  if (auto status = prescale::testing::parse_command_line(app, all)) return *status;
   // Blocked here too, so the SIGTERM below is taken by the command's sigtimedwait, not by
   // this thread's default action.
   sigset_t term;

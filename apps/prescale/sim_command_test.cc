@@ -1,6 +1,7 @@
 // `prescale sim` run in-process, as main.cc wires it, on a small generated trace and
 // prescale.yaml.
 #include "sim_command.h"
+#include "cli_test_util.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -40,17 +41,10 @@ class SimCommandTest : public ::testing::Test {
   int run_sim(const std::vector<std::string>& args) {
     CLI::App app{"prescale"};
     SimCommand sim(app);
-    std::vector<std::string> all = {"prescale",   "sim",           "-f",         config_path(),
-                                    "--trace",    trace_path(),    "--policies", "static",
-                                    "--progress", "never"};
+    std::vector<std::string> all = {"sim",      "-f",         config_path(), "--trace",   trace_path(),
+                                    "--policies", "static", "--progress",  "never"};
     all.insert(all.end(), args.begin(), args.end());
-    std::vector<const char*> argv;
-    for (const auto& a : all) argv.push_back(a.c_str());
-    try {
-      app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
-    } catch (const CLI::ParseError& e) {
-      return app.exit(e) == 0 ? 0 : 2;
-    }
+    if (auto status = prescale::testing::parse_command_line(app, all)) return *status;
     return sim.parsed() ? sim.run() : -1;
   }
 

@@ -106,8 +106,7 @@ int run_forecast_train(const TrainForecastFlags& f) {
   // The same file twice (by any path) would be trained on twice, its rows weighing double.
   for (size_t i = 0; i < f.traces.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
-      std::error_code ec;
-      if (f.traces[i] == f.traces[j] || fs::equivalent(f.traces[i], f.traces[j], ec)) {
+      if (same_file(f.traces[i], f.traces[j])) {
         std::cerr << who << ": --trace " << f.traces[i] << ": the same file as --trace "
                   << f.traces[j] << "\n";
         return 2;
