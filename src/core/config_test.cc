@@ -754,6 +754,9 @@ TEST(ConfigError, GatewayTopLevel) {
   EXPECT_EQ(gateway_error("  listen: \"local host:80\"\n"),
             R"(prescale.yaml:4:11: gateway.listen: must be "host:port" (e.g. "127.0.0.1:8080", )"
             R"("[::]:8080"), got "local host:80")");
+  EXPECT_EQ(gateway_error("  listen: \"[a b]:80\"\n"),
+            R"(prescale.yaml:4:11: gateway.listen: must be "host:port" with an IPv6 address in )"
+            R"(brackets (e.g. "[::1]:8080"), got "[a b]:80")");
   EXPECT_EQ(gateway_error("  threads: -2\n"),
             "prescale.yaml:4:12: gateway.threads: must be >= 0, got -2");
   EXPECT_EQ(gateway_error("  health_check: {interval: 1s, timeout: 2s}\n"),
@@ -783,6 +786,27 @@ TEST(ConfigError, GatewayUpstreams) {
             R"((e.g. "10.0.0.7:8080", "[::1]:8080"), got "10.0.0.1")");
   EXPECT_EQ(gateway_error("  upstreams: {pay: [\"10.0.0.1:0\"]}\n"),
             R"(prescale.yaml:4:21: gateway.upstreams.pay[0]: port must be 1..65535, got "0")");
+  EXPECT_EQ(gateway_error("  listen: \"[::]:8080\"\n  upstreams: {pay: [\"[::1]:80\", "
+                          "\"[fe80::1%eth0]:443\", \"h-1.example:0080\"]}\n"),
+            R"(prescale.yaml:5:55: gateway.upstreams.pay[2]: port must be written without )"
+            R"(leading zeros, got "0080")");
+  EXPECT_EQ(gateway_error("  listen: \"[::]:8080\"\n  upstreams: {pay: [\"[::1]:80\", "
+                          "\"[fe80::1%eth0]:443\", \"h-1.example:80\"]}\n"),
+            "<loaded without error>");
+  // Refused at load, not when the gateway first connects.
+  EXPECT_EQ(gateway_error("  upstreams: {pay: [\"[a b]:80\"]}\n"),
+            R"(prescale.yaml:4:21: gateway.upstreams.pay[0]: must be "host:port" with an IPv6 )"
+            R"(address in brackets (e.g. "[::1]:8080"), got "[a b]:80")");
+  EXPECT_EQ(gateway_error("  upstreams: {pay: [\"[fe80::1%]:80\"]}\n"),
+            R"(prescale.yaml:4:21: gateway.upstreams.pay[0]: must be "host:port" with an IPv6 )"
+            R"(address in brackets (e.g. "[::1]:8080"), got "[fe80::1%]:80")");
+  EXPECT_EQ(gateway_error("  upstreams: {pay: [\"h\\x01:80\"]}\n"),
+            R"(prescale.yaml:4:21: gateway.upstreams.pay[0]: must be "host:port" )"
+            "(e.g. \"10.0.0.7:8080\", \"[::1]:8080\"), got \"h\\u0001:80\"");
+  // "h:080" and "h:80" would be one host under two names.
+  EXPECT_EQ(gateway_error("  upstreams: {pay: [\"h:80\", \"h:080\"]}\n"),
+            R"(prescale.yaml:4:29: gateway.upstreams.pay[1]: port must be written without )"
+            R"(leading zeros, got "080")");
   EXPECT_EQ(gateway_error("  upstreams: {pay: [\"h:1\", \"h:1\"]}\n"),
             R"(prescale.yaml:4:28: gateway.upstreams.pay[1]: lists "h:1" twice)");
   EXPECT_EQ(gateway_error("  upstreams: {Pay: [\"h:1\"]}\n"),
@@ -1046,7 +1070,7 @@ TEST(ConfigError, AHealthCheckPathThatCannotBeRequestedIsRefused) {
             R"(character (percent-encode it: %20 for a space), got "/ready z")");
   EXPECT_EQ(gateway_error("  health_check: {path: \"/readyz\\t\"}\n"),
             "prescale.yaml:4:24: gateway.health_check.path: must not hold a space or a control "
-            "character (percent-encode it: %20 for a space), got \"/readyz\t\"");
+            "character (percent-encode it: %20 for a space), got \"/readyz\\u0009\"");
   Result<Config> encoded = load_config_string(
       "version: 1\ngateway: {health_check: {path: \"/ready%20z?probe=1\"}}\n", "prescale.yaml");
   ASSERT_TRUE(encoded) << encoded.error().message;

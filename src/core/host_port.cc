@@ -1,5 +1,9 @@
 #include "core/host_port.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <charconv>
 
 namespace prescale {
@@ -21,6 +25,46 @@ int hex_value(char c) {
 }
 
 }  // namespace
+
+HostPortParts split_host_port(std::string_view text, uint16_t min_port) {
+  HostPortParts out;
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return out;
+  std::string_view host = text.substr(0, colon);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') return out;
+    host = host.substr(1, host.size() - 2);
+    const std::string address(host.substr(0, host.find('%')));
+    in6_addr parsed{};
+    if (inet_pton(AF_INET6, address.c_str(), &parsed) != 1 || host.ends_with('%')) {
+      out.fault = HostPortFault::kNotIpv6;
+      return out;
+    }
+  } else if (std::any_of(host.begin(), host.end(), [](char c) {
+               const auto u = static_cast<unsigned char>(c);
+               return u <= 0x20 || u == 0x7f || c == ':' || c == '[' || c == ']' || c == '/';
+             })) {
+    return out;
+  }
+  out.host = host;
+  out.port_text = text.substr(colon + 1);
+  unsigned port = 0;
+  const char* first = out.port_text.data();
+  const char* last = first + out.port_text.size();
+  const auto [end, ec] = std::from_chars(first, last, port);
+  if (out.port_text.empty() || ec != std::errc() || end != last || port < min_port ||
+      port > 65535) {
+    out.fault = HostPortFault::kPort;
+    return out;
+  }
+  if (out.port_text.size() > 1 && out.port_text.front() == '0') {
+    out.fault = HostPortFault::kLeadingZero;
+    return out;
+  }
+  out.fault = HostPortFault::kNone;
+  out.port = static_cast<uint16_t>(port);
+  return out;
+}
 
 std::string host_port(std::string_view host, uint16_t port) {
   std::string out;

@@ -14,6 +14,26 @@
 
 namespace prescale {
 
+// Why a "host:port" cannot be used, if it cannot (kNone when it can).
+enum class HostPortFault {
+  kNone,
+  kShape,        // no ':', an empty host, a space, control character, '/' or bracket in a name
+  kNotIpv6,      // brackets around something other than an IPv6 address (and its zone id)
+  kPort,         // not a decimal number within the range asked for
+  kLeadingZero,  // "h:080": a second spelling of "h:80", which would count as another address
+};
+
+// "host:port" as written in a config file or a flag: a name or an IPv4 address, or an IPv6
+// address in brackets with its zone id if any ("[fe80::1%eth0]:443"). `host` is without the
+// brackets and `port` is set when `fault` is kNone.
+struct HostPortParts {
+  HostPortFault fault = HostPortFault::kShape;
+  std::string_view host;
+  std::string_view port_text;  // as written, for messages
+  uint16_t port = 0;
+};
+HostPortParts split_host_port(std::string_view text, uint16_t min_port);
+
 // "host:port"; a host holding a ':' (an IPv6 literal) in brackets, unless it is already
 // bracketed ("[::1]" stays "[::1]").
 std::string host_port(std::string_view host, uint16_t port);

@@ -94,5 +94,33 @@ TEST(HostPort, AppendingIntoABufferWithRoomDoesNotReallocate) {
   EXPECT_EQ(label, "replica-7.local:65535");
 }
 
+TEST(SplitHostPort, TakesANameAnIPv4OrABracketedIPv6Address) {
+  HostPortParts p = split_host_port("replica-7.local:8080", 1);
+  EXPECT_EQ(p.fault, HostPortFault::kNone);
+  EXPECT_EQ(p.host, "replica-7.local");
+  EXPECT_EQ(p.port, 8080);
+  p = split_host_port("[fe80::1%eth0]:443", 1);
+  EXPECT_EQ(p.fault, HostPortFault::kNone);
+  EXPECT_EQ(p.host, "fe80::1%eth0");
+  EXPECT_EQ(p.port, 443);
+  EXPECT_EQ(split_host_port("[::]:0", 0).fault, HostPortFault::kNone);
+  EXPECT_EQ(split_host_port("[::]:0", 1).fault, HostPortFault::kPort);
+}
+
+TEST(SplitHostPort, NamesWhatIsWrong) {
+  for (std::string_view shape : {"h", ":80", "h x:80", "h\x01:80", "::1:80", "[::1:80", "a/b:80"}) {
+    EXPECT_EQ(split_host_port(shape, 1).fault, HostPortFault::kShape) << shape;
+  }
+  for (std::string_view not_ipv6 : {"[a b]:80", "[10.0.0.7]:80", "[fe80::1%]:80", "[:::]:80"}) {
+    EXPECT_EQ(split_host_port(not_ipv6, 1).fault, HostPortFault::kNotIpv6) << not_ipv6;
+  }
+  for (std::string_view port : {"h:", "h:+80", "h:-1", "h:65536", "h:8o", "h: 80"}) {
+    EXPECT_EQ(split_host_port(port, 1).fault, HostPortFault::kPort) << port;
+  }
+  const HostPortParts zero = split_host_port("h:080", 1);
+  EXPECT_EQ(zero.fault, HostPortFault::kLeadingZero);
+  EXPECT_EQ(zero.port_text, "080");
+}
+
 }  // namespace
 }  // namespace prescale

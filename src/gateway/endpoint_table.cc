@@ -1,7 +1,6 @@
 #include "gateway/endpoint_table.h"
 
 #include <algorithm>
-#include <charconv>
 #include <set>
 #include <utility>
 
@@ -26,30 +25,14 @@ Error address_conflict(std::string_view service, const EndpointState& known,
 }  // namespace
 
 Result<EndpointSpec> parse_endpoint(std::string_view host_port) {
-  auto bad = [&] {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "endpoint must be \"host:port\" or \"[ipv6]:port\" with port 1..65535, "
-                      "got \"" +
-                          std::string(host_port) + "\"");
-  };
-  const std::size_t colon = host_port.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) return bad();
-  std::string_view host = host_port.substr(0, colon);
-  if (host.front() == '[') {
-    if (host.size() < 3 || host.back() != ']') return bad();
-    host = host.substr(1, host.size() - 2);
-  } else if (host.find_first_of(":[] ") != std::string_view::npos) {
-    return bad();
+  const HostPortParts parts = split_host_port(host_port, 1);
+  if (parts.fault == HostPortFault::kNone) {
+    return EndpointSpec{std::string(host_port), std::string(parts.host), parts.port};
   }
-  const std::string_view port_text = host_port.substr(colon + 1);
-  unsigned port = 0;
-  const auto [end, ec] =
-      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
-      port == 0 || port > 65535) {
-    return bad();
-  }
-  return EndpointSpec{std::string(host_port), std::string(host), static_cast<std::uint16_t>(port)};
+  std::string why = "endpoint must be \"host:port\" or \"[ipv6]:port\" with port 1..65535";
+  if (parts.fault == HostPortFault::kNotIpv6) why += ", an IPv6 address in the brackets";
+  if (parts.fault == HostPortFault::kLeadingZero) why += " without leading zeros";
+  return make_error(ErrorCode::kInvalidArgument, why + ", got \"" + std::string(host_port) + "\"");
 }
 
 EndpointState::EndpointState(EndpointSpec s) : spec(std::move(s)), address(address_of(spec)) {}

@@ -43,9 +43,16 @@ TEST(ParseEndpoint, HostPortForms) {
   EXPECT_EQ(EndpointState(*e).address, "[::1]:9000");
   EXPECT_EQ(EndpointState(*parse_endpoint("svc.local:1")).address, "svc.local:1");
   for (std::string_view bad :
-       {"10.0.0.7", ":80", "h:0", "h:65536", "h:8o", "h:", "::1:80", "[::1:80", "h:+80"}) {
+       {"10.0.0.7", ":80", "h:0", "h:65536", "h:8o", "h:", "::1:80", "[::1:80", "h:+80", "[a b]:80",
+        "[10.0.0.7]:80", "[fe80::1%]:80", "h\t:80", "h/x:80", "h:080"}) {
     EXPECT_FALSE(parse_endpoint(bad).has_value()) << bad;
   }
+  e = parse_endpoint("[fe80::1%eth0]:443");
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->host, "fe80::1%eth0");
+  EXPECT_EQ(parse_endpoint("h:080").error().message,
+            "endpoint must be \"host:port\" or \"[ipv6]:port\" with port 1..65535 without leading "
+            "zeros, got \"h:080\"");
 }
 
 TEST(EndpointTable, StartsEmpty) {

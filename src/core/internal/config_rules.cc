@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
-#include <optional>
 
+#include "core/host_port.h"
 #include "core/internal/config_scalars.h"
 
 namespace prescale::internal {
@@ -12,18 +12,19 @@ namespace {
 
 // "host:port" or "[ipv6]:port". `example` shows a valid value in the message.
 std::string host_port_problem(const std::string& value, std::string_view example, int min_port) {
-  const std::string hint = "must be \"host:port\" (e.g. " + std::string(example) + "), got ";
-  const std::size_t colon = value.rfind(':');
-  if (colon == std::string::npos || colon == 0) return hint + quote(value);
-  const std::string host = value.substr(0, colon);
-  if (host.front() == '[' ? host.back() != ']' || host.size() < 3
-                          : host.find_first_of(":[] \t/") != std::string::npos) {
-    return hint + quote(value);
-  }
-  const std::string port = value.substr(colon + 1);
-  const std::optional<std::int64_t> n = parse_integer(port);
-  if (!n || port.front() == '+' || port.front() == '-' || *n < min_port || *n > 65535) {
-    return "port must be " + std::to_string(min_port) + "..65535, got " + quote(port);
+  const HostPortParts parts = split_host_port(value, static_cast<uint16_t>(min_port));
+  switch (parts.fault) {
+    case HostPortFault::kNone:
+      return "";
+    case HostPortFault::kShape:
+      return "must be \"host:port\" (e.g. " + std::string(example) + "), got " + quote(value);
+    case HostPortFault::kNotIpv6:
+      return "must be \"host:port\" with an IPv6 address in brackets (e.g. \"[::1]:8080\"), got " +
+             quote(value);
+    case HostPortFault::kPort:
+      return "port must be " + std::to_string(min_port) + "..65535, got " + quote(parts.port_text);
+    case HostPortFault::kLeadingZero:
+      return "port must be written without leading zeros, got " + quote(parts.port_text);
   }
   return "";
 }

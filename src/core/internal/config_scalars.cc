@@ -120,7 +120,22 @@ std::string format_number(double v) {
 std::string quote(std::string_view text) {
   constexpr std::size_t kMax = 60;
   std::string out = "\"";
-  out += text.substr(0, kMax);
+  // Escaped as JSON writes them, so that a message holds no raw control character (a terminal
+  // would act on it) and the quotes stay unambiguous.
+  for (const char c : text.substr(0, kMax)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      constexpr char kHex[] = "0123456789abcdef";
+      out += "\\u00";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xF];
+    } else {
+      out += c;
+    }
+  }
   if (text.size() > kMax) out += "...";
   out += '"';
   return out;

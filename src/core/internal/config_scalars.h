@@ -33,7 +33,7 @@ std::string format_duration(std::chrono::milliseconds d);
 // Shortest round-trip form: 0.001 -> "0.001", 200 -> "200".
 std::string format_number(double v);
 
-// `"text"`, cut to a readable length.
+// `"text"`, cut to a readable length; `"`, `\` and control characters escaped as JSON escapes them.
 std::string quote(std::string_view text);
 
 // Edit distance counting insertions, deletions, substitutions and adjacent transpositions.
