@@ -742,6 +742,8 @@ TEST(UpTest, AnUnusableSeedIsRefusedBeforeAnythingStarts) {
       {{"--seed-trace", dir.file("missing.csv"), "--seed-until-days", "1"}, "--seed-trace"},
       {{"--seed-trace", trace, "--seed-until-days", "1", "--policy", "hpa"},
        "--seed-trace seeds the prescale policy's history; the policy is hpa"},
+      // Without a trace the other seed flags were ignored without a word.
+      {{"--seed-until-days", "1"}, "--seed-service requires --seed-trace"},
   };
   int i = 0;
   for (const Case& c : cases) {

@@ -474,15 +474,22 @@ UpCommand::UpCommand(CLI::App& app) : flags_(std::make_unique<UpFlags>()) {
   command_->add_option("--ui-port-file", f.ui_port_file,
                        "Write the dashboard's port here, at the same time as --port-file");
   command_->add_option("--log-level", f.log_level, "trace|debug|info|warn|error|off");
-  command_->add_option("--seed-trace", f.seed_trace,
-                       "On a first start (empty state), seed a service's demand history from "
-                       "this trace's minutes before --seed-until-days");
-  command_->add_option("--seed-service", f.seed_service, "The service --seed-trace seeds");
-  command_->add_option("--seed-until-days", f.seed_until_days,
-                       "Seed the minutes before this offset from the trace's start, in days");
-  command_->add_option("--seed-scale", f.seed_scale,
-                       "The trace's requests per second times this are the service's req/s")
-      ->capture_default_str();
+  CLI::Option* seed_trace =
+      command_->add_option("--seed-trace", f.seed_trace,
+                           "On a first start (empty state), seed a service's demand history from "
+                           "this trace's minutes before --seed-until-days");
+  // Without the trace they would be ignored without a word.
+  command_->add_option("--seed-service", f.seed_service, "The service --seed-trace seeds")
+      ->needs(seed_trace);
+  command_
+      ->add_option("--seed-until-days", f.seed_until_days,
+                   "Seed the minutes before this offset from the trace's start, in days")
+      ->needs(seed_trace);
+  command_
+      ->add_option("--seed-scale", f.seed_scale,
+                   "The trace's requests per second times this are the service's req/s")
+      ->capture_default_str()
+      ->needs(seed_trace);
   command_
       ->add_option("--ready-wait", f.ready_wait_seconds,
                    "Seconds to wait for every service's initial replicas before announcing the "
