@@ -119,7 +119,8 @@ class DashboardBrowserTest : public ::testing::Test {
     return browser_->script(R"js(
       const charts = [...document.querySelectorAll('.card .chart')].map((c) => ({
         service: c.closest('.card').dataset.service, chart: c.dataset.chart,
-        points: Number(c.dataset.points), canvases: c.querySelectorAll('canvas').length }));
+        points: Number(c.dataset.points), gaps: Number(c.dataset.gaps),
+        canvases: c.querySelectorAll('canvas').length }));
       const g = document.getElementById('graph');
       return { charts, nodes: Number(g.dataset.nodes), edges: Number(g.dataset.edges),
                edge_elements: [...g.querySelectorAll('g.edge')].map(
@@ -129,11 +130,29 @@ class DashboardBrowserTest : public ::testing::Test {
                status: document.getElementById('status').dataset.state };)js");
   }
 
-  int points_of(const json& state, const std::string& service, const std::string& chart) {
+  // Nothing went wrong in the page since the last look: no failed resource, no script error.
+  void expect_no_errors_logged() {
+    const json log = browser_->log();
+    ASSERT_TRUE(log.is_array()) << "browser log: " << browser_->error();
+    for (const auto& entry : log) {
+      const auto level = entry.find("level");
+      EXPECT_FALSE(level != entry.end() && *level == "SEVERE") << entry.dump();
+    }
+  }
+
+  // A chart's data-points or data-gaps as the page set it; -1 for no such chart.
+  int chart_count(const json& state, const std::string& service, const std::string& chart,
+                  const char* key) {
     for (const auto& c : state["charts"]) {
-      if (c["service"] == service && c["chart"] == chart) return c["points"].get<int>();
+      if (c["service"] == service && c["chart"] == chart) return c.value(key, -1);
     }
     return -1;
+  }
+  int points_of(const json& state, const std::string& service, const std::string& chart) {
+    return chart_count(state, service, chart, "points");
+  }
+  int gaps_of(const json& state, const std::string& service, const std::string& chart) {
+    return chart_count(state, service, chart, "gaps");
   }
 
   TempDir dir_;
@@ -173,12 +192,7 @@ TEST_F(DashboardBrowserTest, ChartsDrawDataWithoutErrorsAndUpdateLive) {
   EXPECT_EQ(state["requests"], "412.3k");
   EXPECT_EQ(state["status"], "live");
 
-  // Nothing went wrong in the page: no failed resource, no script error.
-  json log = browser_->log();
-  ASSERT_TRUE(log.is_array()) << "browser log: " << browser_->error();
-  for (const auto& entry : log) {
-    EXPECT_NE(entry.value("level", ""), "SEVERE") << entry.dump();
-  }
+  expect_no_errors_logged();
 
   auto png = browser_->screenshot_png();
   ASSERT_TRUE(png) << png.error();
@@ -210,10 +224,25 @@ TEST_F(DashboardBrowserTest, ChartsDrawDataWithoutErrorsAndUpdateLive) {
   EXPECT_TRUE(live) << "page state: " << state.dump();
   EXPECT_EQ(points_of(state, "recommend", "replicas"), kPoints + 1);
   EXPECT_EQ(points_of(state, "frontend", "load"), kPoints);  // untouched
+  EXPECT_EQ(gaps_of(state, "recommend", "load"), 0);
 
-  log = browser_->log();
-  ASSERT_TRUE(log.is_array());
-  for (const auto& entry : log) EXPECT_NE(entry.value("level", ""), "SEVERE") << entry.dump();
+  // A point an hour later (the platform was stopped): the lines break there instead of drawing
+  // a straight line across the hour nobody measured.
+  p.t += 3600;
+  ASSERT_TRUE(model_.append_point("recommend", p));
+  const bool broken = testing::wait_for(
+      [&] {
+        state = page_state();
+        return state.is_object() && points_of(state, "recommend", "load") == kPoints + 2;
+      },
+      10s);
+  EXPECT_TRUE(broken) << "page state: " << state.dump();
+  for (const char* chart : {"load", "replicas", "latency"}) {
+    EXPECT_EQ(gaps_of(state, "recommend", chart), 1) << chart;
+    EXPECT_EQ(gaps_of(state, "frontend", chart), 0) << chart;
+  }
+
+  expect_no_errors_logged();
 }
 
 }  // namespace

@@ -1,13 +1,17 @@
 // Per-service charts: three uPlot charts that share the time axis (the same x values and a synced
 // cursor): (a) load with the forecast band, (b) planned vs ready replicas, (c) p99 latency vs the
 // SLO with errors/s. Each chart's root element carries data-points="N": how many points of its
-// main series it drew (the browser test reads it).
+// main series it drew, and data-gaps="N": how many breaks its lines have (the browser test reads
+// both).
 "use strict";
 
 const PrescaleCharts = (() => {
   // What the browser keeps per service: the server keeps 4 h of 5 s points; so does the page.
   const MAX_POINTS = 2880;
   const HEIGHT = 170;
+  // Points further apart than this many usual steps are not joined: the platform was stopped
+  // or not scraping between them, and a straight line would draw data nobody measured.
+  const GAP_STEPS = 5;
   const FIELDS = ["t", "load_rps", "forecast_p50", "forecast_p90", "forecast_p99",
                   "planned_replicas", "ready_replicas", "p99_ms", "errors_rps"];
 
@@ -91,6 +95,16 @@ const PrescaleCharts = (() => {
       return t.length ? t[t.length - 1] : null;
     }
 
+    // The median spacing of the last points (seconds); null before there are two.
+    usualStep() {
+      const t = this.cols.t;
+      const diffs = [];
+      for (let i = Math.max(1, t.length - 64); i < t.length; i++) diffs.push(t[i] - t[i - 1]);
+      if (!diffs.length) return null;
+      diffs.sort((a, b) => a - b);
+      return diffs[Math.floor(diffs.length / 2)];
+    }
+
     // Merges a /api/v1/services/{name} answer: appends its series, replaces the forecast band.
     update(payload) {
       this.sloMs = payload.slo_p99_ms;
@@ -98,6 +112,12 @@ const PrescaleCharts = (() => {
       const last = this.lastT();
       for (let i = 0; i < s.t.length; i++) {
         if (last != null && s.t[i] <= last) continue;  // already have it
+        const prev = this.lastT();
+        const step = this.usualStep();
+        if (prev != null && step != null && s.t[i] - prev > GAP_STEPS * step) {
+          // A row of nulls one step after the last point: uPlot breaks every line there.
+          for (const f of FIELDS) this.cols[f].push(f === "t" ? prev + step : null);
+        }
         for (const f of FIELDS) this.cols[f].push(s[f][i]);
       }
       const extra = this.cols.t.length - MAX_POINTS;
@@ -193,6 +213,8 @@ const PrescaleCharts = (() => {
         }
         const main = data[key][1];  // load, ready replicas, p99
         slot.box.dataset.points = String(main.filter((v) => v != null).length);
+        const isBreak = (i) => FIELDS.every((f) => f === "t" || this.cols[f][i] === null);
+        slot.box.dataset.gaps = String(this.cols.t.filter((t, i) => isBreak(i)).length);
       }
     }
 
