@@ -87,8 +87,8 @@ Result<void> validate_kpa_spec(const KpaSpec& spec) {
   if (spec.tick <= Clock::Duration::zero() || !whole_seconds(spec.tick)) {
     return bad("kpa: tick must be a positive whole number of seconds");
   }
-  if (spec.scale_to_zero_grace <= Clock::Duration::zero()) {
-    return bad("kpa: scale_to_zero_grace must be positive");
+  if (spec.scale_to_zero_grace < seconds(6)) {
+    return bad("kpa: scale_to_zero_grace must be at least 6s");
   }
   if (spec.scale_down_delay < Clock::Duration::zero() || spec.scale_down_delay > seconds(3600) ||
       !whole_seconds(spec.scale_down_delay)) {

@@ -442,6 +442,9 @@ TEST(KpaSpecDefaults, ValidationRejectsWhatKnativeRejects) {
   EXPECT_TRUE(invalid([](KpaSpec& s) { s.target_concurrency = 0; }));
   EXPECT_TRUE(invalid([](KpaSpec& s) { s.target_burst_capacity = -2; }));
   EXPECT_FALSE(invalid([](KpaSpec& s) { s.target_burst_capacity = -1; }));
+  // Upstream: "scale-to-zero-grace-period must be at least 6s" (the activator's window).
+  EXPECT_TRUE(invalid([](KpaSpec& s) { s.scale_to_zero_grace = 5s; }));
+  EXPECT_FALSE(invalid([](KpaSpec& s) { s.scale_to_zero_grace = 6s; }));
 }
 
 }  // namespace
