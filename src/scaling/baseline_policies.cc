@@ -65,9 +65,12 @@ void KpaPolicy::init(const std::vector<ServiceSpec>& services) {
   services_.clear();
   for (const auto& s : services) {
     KpaSpec spec = options_.spec;
-    if (s.max_concurrency > 0) {
-      spec.target_concurrency = s.max_concurrency * options_.target_utilization;
-    }
+    // Upstream's ResolveMetricTarget: containerConcurrency, or without one the default target
+    // (container-concurrency-target-default, 100), times the utilisation.
+    constexpr double kConcurrencyTargetDefault = 100;
+    spec.target_concurrency =
+        (s.max_concurrency > 0 ? s.max_concurrency : kConcurrencyTargetDefault) *
+        options_.target_utilization;
     spec.min_scale = s.min_replicas;
     spec.max_scale = s.max_replicas;
     services_[s.name].spec = spec;  // the autoscaler comes with the first snapshot

@@ -40,8 +40,8 @@ class HpaPolicy final : public Policy {
 
 struct KpaPolicyOptions {
   KpaSpec spec;  // Knative's defaults; target_concurrency is replaced per service (below)
-  // With a service's max_concurrency set (containerConcurrency), the per-pod target is
-  // max_concurrency x this utilisation, as Knative computes it.
+  // The per-pod target is a service's max_concurrency (containerConcurrency), or Knative's
+  // default target of 100 without one, times this utilisation, as Knative computes it.
   double target_utilization = 0.7;
 };
 

@@ -137,6 +137,26 @@ TEST(KpaPolicyTest, TargetsContainerConcurrencyTimesUtilization) {
   EXPECT_TRUE(policy.decide({at(62), {s}, {}}, at(62)).decisions.empty());
 }
 
+// Without containerConcurrency Knative targets its default, 100, times the utilisation too
+// (upstream's ResolveMetricTarget): at 0.5, 50 in flight a pod. The utilisation was applied
+// only to services with a concurrency limit.
+TEST(KpaPolicyTest, WithoutContainerConcurrencyTargetsTheDefaultTimesUtilization) {
+  KpaPolicyOptions options;
+  options.target_utilization = 0.5;
+  KpaPolicy policy(options);
+  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 50}});
+  for (int t = 1; t <= 60; ++t) {
+    ServiceObservation s = service_with_cpu(1, 0.5, at(t));
+    s.last_second = {at(t), 200.0, 2000.0, true};
+    policy.observe({at(t), {s}, {}});
+  }
+  ServiceObservation s = service_with_cpu(1, 0.5, at(60));
+  s.desired_replicas = 1;
+  const Plan plan = policy.decide({at(60), {s}, {}}, at(60));
+  ASSERT_EQ(plan.decisions.size(), 1u);
+  EXPECT_EQ(plan.decisions[0].replicas, 4);  // 200 / (100 x 0.5); at 0.7's 70 it was 3
+}
+
 // A world observed every 15 s (the simulator at --step 15s): each sample stands for the seconds
 // since the one before, so the stable window averages the load, not the load diluted by
 // fourteen empty seconds in fifteen.
