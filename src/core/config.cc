@@ -301,11 +301,15 @@ Result<Config> load_config_string(std::string_view yaml, std::string_view source
     // An empty document has no position; point at its start.
     const YAML::Mark mark = root.Mark().is_null() ? YAML::Mark() : root.Mark();
     internal::read_value(internal::Site{root, "", mark}, config, diag);
-    if (documents.size() > 1) {
-      // Silently reading only the first would hide everything after the `---`.
-      diag.report(
-          documents[1].Mark(), "",
-          "a config file holds one YAML document, found " + std::to_string(documents.size()));
+    // Silently reading only the first would hide everything after a `---`. An empty document
+    // (a trailing `---`, as files joined for kubectl often end) holds nothing to hide.
+    const auto more = std::find_if(documents.begin() + (documents.empty() ? 0 : 1),
+                                   documents.end(), [](const YAML::Node& d) { return !d.IsNull(); });
+    if (more != documents.end()) {
+      const auto found = 1 + std::count_if(more, documents.end(),
+                                           [](const YAML::Node& d) { return !d.IsNull(); });
+      diag.report(more->Mark(), "",
+                  "a config file holds one YAML document, found " + std::to_string(found));
     }
   } catch (const YAML::Exception& e) {
     diag.report(e.mark, "", "invalid YAML: " + e.msg);

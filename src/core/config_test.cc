@@ -895,6 +895,11 @@ TEST(ConfigError, GatewayRouteRetriesAndLimits) {
 TEST(ConfigError, OneDocumentOnly) {
   EXPECT_EQ(error_of("version: 1\n---\nversion: 1\n"),
             "prescale.yaml:3:1: a config file holds one YAML document, found 2");
+  EXPECT_EQ(error_of("version: 1\n---\n---\nversion: 1\n"),
+            "prescale.yaml:4:1: a config file holds one YAML document, found 2");
+  // A trailing `---` starts an empty document: nothing is hidden after it.
+  EXPECT_EQ(error_of("version: 1\n---\n"), "<loaded without error>");
+  EXPECT_EQ(error_of("version: 1\n---\n# the end\n"), "<loaded without error>");
 }
 
 TEST(ConfigError, CollectsEveryProblem) {
