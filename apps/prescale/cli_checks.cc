@@ -29,4 +29,30 @@ const CLI::Validator& non_negative() {
   return check;
 }
 
+const CLI::Validator& decimal() {
+  static const CLI::Validator check(
+      [](std::string& text) -> std::string {
+        size_t i = text.find_first_not_of(" \t\n\v\f\r");  // strtoll skips it too
+        if (i == std::string::npos) return {};
+        if (text[i] == '+' || text[i] == '-') ++i;
+        // "0" alone is decimal; "08", "0x1f", "0b1" are not.
+        if (i + 1 >= text.size() || text[i] != '0') return {};
+        return "Value " + text + " is not a decimal number (no leading zero, no 0x)";
+      },
+      "", "DECIMAL");
+  return check;
+}
+
+void require_decimal_integers(CLI::App& app) {
+  for (CLI::Option* option : app.get_options()) {
+    // The type's name, then ":" and each check's description ("INT:INT in [0 - 65535]").
+    const std::string type = option->get_type_name();
+    const std::string value_type = type.substr(0, type.find(':'));
+    if (value_type == "INT" || value_type == "UINT") option->check(decimal());
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    require_decimal_integers(*sub);
+  }
+}
+
 }  // namespace prescale

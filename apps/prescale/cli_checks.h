@@ -15,4 +15,13 @@ const CLI::Validator& finite();
 // Every unsigned flag adds this check.
 const CLI::Validator& non_negative();
 
+// An integer flag's value is written in decimal. CLI11 2.1 converts with base 0 (strtoll), so
+// "010" was 8 and "0x10" 16: `--port 08080` listened on an unexpected port or was refused as
+// no number. A leading zero before another digit, or a 0x / 0b prefix, is refused.
+const CLI::Validator& decimal();
+
+// Adds decimal() to every integer flag of `app` and its subcommands, at any depth. main() calls
+// it once every command has added its flags.
+void require_decimal_integers(CLI::App& app);
+
 }  // namespace prescale

@@ -56,5 +56,41 @@ TEST(CliChecksTest, FiniteRefusesNanAndInf) {
   }
 }
 
+// CLI11 converts integers with base 0: `--port 010` listened on 8 and `--port 0x50` on 80.
+TEST(CliChecksTest, AnIntegerFlagIsDecimalInEverySubcommand) {
+  auto parse = [](const std::string& text) {
+    CLI::App app;
+    CLI::App* sub = app.add_subcommand("serve");
+    int port = -1;
+    unsigned count = 0;
+    double share = 0;
+    sub->add_option("--port", port)->check(CLI::Range(-1, 65535));  // "INT:INT in [...]"
+    sub->add_option("--count", count);
+    sub->add_option("--share", share);
+    require_decimal_integers(app);
+    std::vector<std::string> args = {text, "--port", "serve"};
+    try {
+      app.parse(args);
+    } catch (const CLI::ParseError&) {
+      return -2;
+    }
+    return port;
+  };
+  EXPECT_EQ(parse("8080"), 8080);
+  EXPECT_EQ(parse("0"), 0);
+  EXPECT_EQ(parse("-1"), -1);
+  EXPECT_EQ(parse("010"), -2);
+  EXPECT_EQ(parse("0x50"), -2);
+  EXPECT_EQ(parse("-010"), -2);
+  // Floating-point flags are not integers: "0.5" and "05.5" are left as they are.
+  CLI::App app;
+  double share = 0;
+  app.add_option("--share", share);
+  require_decimal_integers(app);
+  std::vector<std::string> args = {"0.5", "--share"};
+  EXPECT_NO_THROW(app.parse(args));
+  EXPECT_EQ(share, 0.5);
+}
+
 }  // namespace
 }  // namespace prescale

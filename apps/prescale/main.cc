@@ -238,6 +238,8 @@ int main(int argc, char** argv) {
   prescale::LoadCommand load(app);
   prescale::UpCommand up(app);
 
+  prescale::require_decimal_integers(app);
+
   // Bad flags exit 2 like every other input error (CLI11's own codes are 100+); --help is 0.
   try {
     app.parse(argc, argv);
