@@ -116,5 +116,18 @@ TEST(ShopCheckoutTest, AUserIdPastInt64IsRefused) {
   EXPECT_EQ(gateway.asked().back(), "/v1/users/9223372036854775807/recommendations?k=5");
 }
 
+// A gateway URL it cannot use stops the replica at once, exit 2, naming the variable: "80x" was
+// read as port 80 and an empty host as nothing to connect to.
+TEST(ShopCheckoutTest, AGatewayUrlItCannotUseIsRefused) {
+  for (const char* url : {"http://127.0.0.1:80x", "http://127.0.0.1:8o", "http://:8080",
+                          "http://127.0.0.1:0", "127.0.0.1:8080"}) {
+    ::setenv("PRESCALE_GATEWAY_URL", url, 1);
+    TempDir dir;
+    Subprocess proc({PRESCALE_SHOP_CHECKOUT, "--port", "0"}, dir.file("checkout.log"));
+    EXPECT_EQ(proc.wait(10s), 2) << url;
+    EXPECT_NE(proc.log().find("PRESCALE_GATEWAY_URL"), std::string::npos) << url;
+  }
+}
+
 }  // namespace
 }  // namespace prescale

@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -60,9 +61,14 @@ std::optional<Upstream> parse_gateway_url(std::string url) {
     host = url.substr(0, colon);
     port_text = url.substr(colon + 1);
   }
-  if (port_text.empty()) return Upstream{host, 80};
-  const int port = std::atoi(port_text.c_str());
-  if (port <= 0 || port > 65535) return std::nullopt;
+  if (host.empty()) return std::nullopt;
+  if (port_text.empty()) return Upstream{host, 80};  // "http://h" or "http://h:" (RFC 3986)
+  unsigned port = 0;
+  const char* end = port_text.data() + port_text.size();
+  // Every character a digit: atoi took "80x" as 80 and "8o" as 8.
+  if (std::from_chars(port_text.data(), end, port).ptr != end || port == 0 || port > 65535) {
+    return std::nullopt;
+  }
   return Upstream{host, static_cast<uint16_t>(port)};
 }
 
