@@ -12,14 +12,13 @@
 // --work-ms stands for the service's own work per order (a database write, say): the handler
 // holds its thread that long, so one replica with one thread serves about 1000 / work-ms orders/s.
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "core/host_port.h"
