@@ -829,5 +829,31 @@ TEST(UpTest, APortFileThatCannotBeWrittenDrainsTheReplicas) {
   EXPECT_NE(log.find("stop web-1: exited with status 0"), std::string::npos) << log;
 }
 
+// A hangup (the terminal that started it closed, or `kill -HUP` meant as a reload, which
+// `prescale gateway` does) stops the platform as SIGTERM does: the replicas drained, the learned
+// state saved, exit 0. Before, SIGHUP's default action killed it at once: in-flight requests
+// failed and what it had learned since its last save was lost.
+TEST(UpTest, SighupStopsThePlatformAsSigtermDoes) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string state = dir.file("state");
+  Subprocess up({PRESCALE_BIN, "up", "-f", config, "--state-dir", state, "--ui", "127.0.0.1:0",
+                 "--port-file", dir.file("gw.port")},
+                dir.file("up.log"));
+  ASSERT_TRUE(testing::wait_for([&] { return !testing::read_file(dir.file("gw.port")).empty(); },
+                                20s))
+      << up.log();
+  up.signal(SIGHUP);
+  EXPECT_EQ(up.wait(60s), 0) << up.log();
+  const std::string log = up.log();
+  EXPECT_NE(log.find("received SIGHUP, stopping"), std::string::npos) << log;
+  EXPECT_NE(log.find("stop web-1: exited with status 0"), std::string::npos) << log;
+  Platform again(PRESCALE_BIN, dir, config, state, {}, "again");
+  ASSERT_TRUE(again.started()) << again.log();
+  EXPECT_EQ(again.stop(), 0);
+  EXPECT_NE(again.log().find("restored the learned history"), std::string::npos) << again.log();
+}
+
 }  // namespace
 }  // namespace prescale
