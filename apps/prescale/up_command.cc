@@ -187,6 +187,12 @@ int run_up(const UpFlags& f) {
   }
 
   runtime::Runtime::block_termination_signals();
+  // A hangup (the terminal closed, or a reload asked of a platform that has none) stops it as
+  // SIGTERM does, drained and saved: its default action would kill it on the spot.
+  sigset_t hangup;
+  sigemptyset(&hangup);
+  sigaddset(&hangup, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &hangup, nullptr);
 
   // The data plane: the gateway, its endpoints filled in by the supervisor.
   telemetry::Registry registry;
@@ -372,6 +378,7 @@ int run_up(const UpFlags& f) {
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGHUP);
     const timespec wait{0, 20'000'000};
     while (!all_ready() && real.now() < deadline) {
       supervisor.tick(real.now());
@@ -407,6 +414,7 @@ int run_up(const UpFlags& f) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
   // Wakes for the controller's next tick (on a compressed clock, that much sooner in real time)
   // and at least every 100 ms for the supervisor.
   auto until_next_tick = [&] {
@@ -434,7 +442,8 @@ int run_up(const UpFlags& f) {
     feed->after_tick(controller, plan);
   }
 
-  spdlog::info("received {}, stopping: draining replicas", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  const char* signal_name = sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT";
+  spdlog::info("received {}, stopping: draining replicas", signal_name);
   save_state();
   stop_replicas(supervisor, real, std::chrono::seconds(45));
   serving.stop(std::chrono::seconds(2));

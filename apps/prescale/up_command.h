@@ -1,7 +1,7 @@
 // `prescale up -f prescale.yaml`: the whole platform on this machine — the gateway, a
 // supervisor running every service's replicas as child processes, the controller with its
-// policy (prescale by default), and the dashboard — until SIGINT or SIGTERM, which drains and
-// stops everything (docs/cli.md, "prescale up").
+// policy (prescale by default), and the dashboard — until SIGINT, SIGTERM or SIGHUP, which
+// drains and stops everything (docs/cli.md, "prescale up").
 #pragma once
 
 #include <CLI/CLI.hpp>
