@@ -855,5 +855,34 @@ TEST(UpTest, SighupStopsThePlatformAsSigtermDoes) {
   EXPECT_NE(again.log().find("restored the learned history"), std::string::npos) << again.log();
 }
 
+// Two platforms on one state directory would share its replica logs, port files and history (a
+// second one started by mistake, its gateway on another port): the second is refused, exit 1,
+// naming the directory and the first one's pid, and the first serves on undisturbed. Before,
+// both ran, and the second's replicas took the first's port files with them when they stopped.
+TEST(UpTest, AStateDirectoryInUseIsRefused) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string state = dir.file("state");
+  Platform first(PRESCALE_BIN, dir, config, state, {}, "first");
+  ASSERT_TRUE(first.started()) << first.log();
+  Subprocess second({PRESCALE_BIN, "up", "-f", config, "--state-dir", state, "--ui", "127.0.0.1:0"},
+                    dir.file("second.log"));
+  const std::optional<int> status = second.wait(20s);
+  if (!status) {
+    second.signal(SIGINT);
+    second.wait(60s);
+  }
+  EXPECT_EQ(status, 1) << second.log();
+  EXPECT_NE(second.log().find("--state-dir " + state + " is in use by another prescale up (pid "),
+            std::string::npos)
+      << second.log();
+  EXPECT_TRUE(std::filesystem::exists(state + "/run/web-1.port"));
+  auto served = http_get(first.gateway_port(), "/echo");
+  ASSERT_TRUE(served) << served.error().message;
+  EXPECT_EQ(served->status, 200);
+  EXPECT_EQ(first.stop(), 0);
+}
+
 }  // namespace
 }  // namespace prescale
