@@ -1,12 +1,15 @@
 #include "up_command.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
 
@@ -184,6 +187,24 @@ int run_up(const UpFlags& f) {
       return error("--state-dir " + f.state_dir + ": cannot create " + dir.string() + ": " +
                    ec.message());
     }
+  }
+
+  // One platform per state directory: two would share its replica logs, port files and history.
+  // The lock is held until the process ends, however it ends (kill -9 included); not inherited.
+  const std::string lock_path = (state / "lock").string();
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) return error("--state-dir " + f.state_dir + ": cannot open " + lock_path);
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    std::string holder;
+    std::getline(std::ifstream(lock_path), holder);
+    std::cerr << "prescale up: --state-dir " << f.state_dir
+              << " is in use by another prescale up (pid " << holder
+              << "); stop it, or give another --state-dir\n";
+    return 1;
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd, 0) != 0 || ::write(lock_fd, pid.data(), pid.size()) < 0) {
+    spdlog::warn("cannot write this process's pid to {}", lock_path);
   }
 
   runtime::Runtime::block_termination_signals();
