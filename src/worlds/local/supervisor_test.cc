@@ -521,6 +521,22 @@ TEST_F(SupervisorLogTest, ALogPastItsBoundMovesAsideKeepingOnePrevious) {
   EXPECT_FALSE(std::filesystem::exists(log + ".2"));
 }
 
+// A state directory deleted while the platform runs (by hand, or a cleaner of /tmp) does not stop
+// replicas from starting: the supervisor makes its log and run directories again before each
+// start (before, every restart failed, "cannot open log file", backing off for ever).
+TEST_F(SupervisorLogTest, ADeletedStateDirectoryIsMadeAgainForTheNextStart) {
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  step(0s);
+  ASSERT_EQ(world.launched.size(), 1u);
+  std::filesystem::remove_all(dir);
+  world.procs.begin()->second->status = 137;  // killed: restarts after the back-off
+  step(100ms);
+  step(10s);
+  ASSERT_EQ(world.launched.size(), 2u);
+  EXPECT_TRUE(std::filesystem::is_directory(dir / "logs"));
+  EXPECT_TRUE(std::filesystem::is_directory(dir / "run")) << "where the replica writes its port";
+}
+
 TEST_F(SupervisorLogTest, OnlyTheNewestLogsOfReplicasThatLeftAreKept) {
   ASSERT_TRUE(sup->set_desired("api", 15));
   step(0s);
