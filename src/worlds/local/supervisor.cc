@@ -187,6 +187,12 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
   std::string port_text;
   r.port = 0;
   r.port_file.clear();
+  // Made again when they have gone while the platform ran (the state directory deleted by hand
+  // or by a cleaner of /tmp): without them no replica could start again. What fails here fails
+  // the launch or the replica, saying why.
+  std::error_code ignored;
+  if (s.uses_port_file) std::filesystem::create_directories(options_.run_dir, ignored);
+  if (!options_.log_dir.empty()) std::filesystem::create_directories(options_.log_dir, ignored);
   if (s.uses_port_file) {
     r.port_file = options_.run_dir + "/" + r.id + ".port";
     ::unlink(r.port_file.c_str());

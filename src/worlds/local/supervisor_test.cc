@@ -118,7 +118,7 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
 struct SupervisorTest : ::testing::Test {
   SupervisorTest() {
     SupervisorOptions o;
-    o.run_dir = "/run/test";
+    o.run_dir = run_dir;
     o.on_event = [this](const ReplicaEvent& e) { events.push_back(e.kind + " " + e.replica); };
     sup = std::make_unique<Supervisor>(o, world, world, world);
     EXPECT_TRUE(sup->add_service({"api", {"server", "--port", "{port}", "--id", "{replica}"}, {}}));
@@ -130,6 +130,12 @@ struct SupervisorTest : ::testing::Test {
   }
   std::vector<ReplicaStatus> replicas() { return sup->replicas("api"); }
 
+  ~SupervisorTest() override { std::filesystem::remove_all(run_dir); }
+
+  // Made by the supervisor for a port-file replica's start.
+  const std::string run_dir =
+      (std::filesystem::temp_directory_path() / ("supervisor_run_" + std::to_string(::getpid())))
+          .string();
   ManualClock clock;
   FakeWorld world;
   std::unique_ptr<Supervisor> sup;
@@ -168,11 +174,11 @@ TEST_F(SupervisorTest, PortFileReplicasAreReadyOnceTheyWriteTheirPort) {
   ASSERT_TRUE(sup->add_service({"pf", {"server", "--port-file", "{port_file}"}, {}}));
   ASSERT_TRUE(sup->set_desired("pf", 1));
   tick();
-  ASSERT_EQ(world.launched.back().argv[2], "/run/test/pf-1.port");
+  ASSERT_EQ(world.launched.back().argv[2], run_dir + "/pf-1.port");
   world.ready_ports = {7777};
   step(100ms);
   EXPECT_TRUE(world.endpoints.empty());
-  world.port_files["/run/test/pf-1.port"] = 7777;
+  world.port_files[run_dir + "/pf-1.port"] = 7777;
   step(100ms);
   EXPECT_EQ(world.endpoints, (std::set<std::string>{"pf-1"}));
   EXPECT_EQ(sup->replicas("pf")[0].port, 7777);
