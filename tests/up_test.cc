@@ -884,5 +884,32 @@ TEST(UpTest, AStateDirectoryInUseIsRefused) {
   EXPECT_EQ(first.stop(), 0);
 }
 
+// A history deleted while the platform runs (the state directory removed by hand or by a cleaner
+// of /tmp) is written again from what the platform holds in memory at its next save, with a
+// warning naming the file, so the next start restores it. Before, the saves went on into the
+// deleted file, silently, and everything learned was lost at exit.
+TEST(UpTest, AHistoryDeletedWhileRunningIsWrittenAgain) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string state = dir.file("state");
+  {
+    Platform first(PRESCALE_BIN, dir, config, state, {}, "first");
+    ASSERT_TRUE(first.started()) << first.log();
+    for (const char* name : {"history.db", "history.db-wal", "history.db-shm"}) {
+      std::filesystem::remove(state + "/" + name);
+    }
+    EXPECT_EQ(first.stop(), 0);
+    EXPECT_NE(first.log().find(state + "/history.db was removed while the platform ran"),
+              std::string::npos)
+        << first.log();
+  }
+  ASSERT_TRUE(std::filesystem::exists(state + "/history.db"));
+  Platform second(PRESCALE_BIN, dir, config, state, {}, "second");
+  ASSERT_TRUE(second.started()) << second.log();
+  EXPECT_EQ(second.stop(), 0);
+  EXPECT_NE(second.log().find("restored the learned history"), std::string::npos) << second.log();
+}
+
 }  // namespace
 }  // namespace prescale
