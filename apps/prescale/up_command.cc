@@ -370,6 +370,19 @@ int run_up(const UpFlags& f) {
   }
   auto save_state = [&] {
     if (prescale_policy == nullptr) return;
+    // Deleted while running (by hand, a cleaner of /tmp), the open file would take every save
+    // with it: a new one gets what the policy holds in memory, its whole history included.
+    if (std::error_code ec; !std::filesystem::exists(store->path(), ec) && !ec) {
+      auto reopened = control::HistoryStore::open(state);
+      if (!reopened) {
+        spdlog::warn("{} was removed while the platform ran, and cannot be made again: {}",
+                     store->path().string(), reopened.error().message);
+        return;
+      }
+      spdlog::warn("{} was removed while the platform ran; written again from what it learned",
+                   store->path().string());
+      *store = std::move(*reopened);
+    }
     if (auto saved = control::save_policy_state(*store, *prescale_policy, clock.now(),
                                                 clock.wall_now());
         !saved) {
