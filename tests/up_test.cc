@@ -911,5 +911,47 @@ TEST(UpTest, AHistoryDeletedWhileRunningIsWrittenAgain) {
   EXPECT_NE(second.log().find("restored the learned history"), std::string::npos) << second.log();
 }
 
+// A hung replica (stopped, not dead) stays ready to the supervisor, which sees only exits, while
+// the gateway's health checks take it out of service: the operator is told which replica, in the
+// log and on the dashboard, and again when it is back. Before, nothing said so: the dashboard
+// showed it ready, and the log was silent.
+TEST(UpTest, AHungReplicaIsNamedWhenItFailsItsHealthChecksAndWhenItIsBack) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  std::string yaml = echo_yaml("5s");
+  yaml.replace(yaml.find("{min: 1, max: 6, initial: 1}"), 28, "{min: 2, max: 2, initial: 2}");
+  testing::write_file(config, yaml);
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  const std::vector<int> pids = replica_pids(up.events());
+  ASSERT_EQ(pids.size(), 2u);
+  std::string hung;
+  const json started = up.events();
+  for (const auto& e : started["events"]) {
+    if (e.value("message", "").starts_with("pid " + std::to_string(pids[0]))) {
+      hung = e.value("replica", "");
+    }
+  }
+  ASSERT_FALSE(hung.empty());
+  auto told = [&](const std::string& kind) {
+    const json events = up.events();
+    if (!events.is_object()) return false;
+    return std::any_of(events["events"].begin(), events["events"].end(), [&](const json& e) {
+      return e.value("kind", "") == kind && e.value("replica", "") == hung;
+    });
+  };
+  ASSERT_EQ(::kill(pids[0], SIGSTOP), 0);
+  const bool out = testing::wait_for([&] { return told("unhealthy"); }, 20s);
+  ASSERT_EQ(::kill(pids[0], SIGCONT), 0);
+  EXPECT_TRUE(out) << up.events().dump();
+  EXPECT_TRUE(testing::wait_for([&] { return told("healthy"); }, 20s)) << up.events().dump();
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_NE(up.log().find("unhealthy " + hung + ": fails its health checks (GET /readyz): out of "
+                          "service"),
+            std::string::npos)
+      << up.log();
+  EXPECT_NE(up.log().find("healthy " + hung + ": back in service"), std::string::npos) << up.log();
+}
+
 }  // namespace
 }  // namespace prescale
