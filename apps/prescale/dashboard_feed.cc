@@ -42,6 +42,15 @@ void DashboardFeed::on_replica_event(const local::ReplicaEvent& e) {
   model_.add_event({unix_now(), e.kind, e.service, e.replica, e.message});
 }
 
+void DashboardFeed::on_endpoint_change(const EndpointChange& c) {
+  if (c.kind == "healthy") {
+    spdlog::info("{} {}: {}", c.kind, c.replica, c.message);
+  } else {
+    spdlog::warn("{} {}: {}", c.kind, c.replica, c.message);
+  }
+  model_.add_event({unix_now(), c.kind, c.service, c.replica, c.message});
+}
+
 void DashboardFeed::after_tick(control::Controller& controller,
                                const std::optional<scaling::Plan>& plan) {
   const double t = unix_now();
@@ -103,11 +112,6 @@ void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
     const double answered = now_totals.requests - last.second.requests;
     const double failed = now_totals.failed - last.second.failed;
     const bool first_point = last.first == 0;
-    if (const double ejected = now_totals.ejections - last.second.ejections; ejected > 0) {
-      model_.add_event({t, "eject", obs.name, "",
-                        std::to_string(static_cast<long long>(ejected)) +
-                            " replica(s) ejected by the gateway's outlier detection"});
-    }
     last = {t, now_totals};
     if (first_point || span <= 0) continue;
     dashboard::ServicePoint p;

@@ -15,6 +15,7 @@
 #include "control/controller.h"
 #include "core/clock.h"
 #include "dashboard/dashboard_model.h"
+#include "endpoint_watch.h"
 #include "worlds/local/local_world.h"
 
 namespace prescale::scaling {
@@ -39,6 +40,8 @@ class DashboardFeed {
   // Takes the controller's events (Controller::take_events), so they are not kept for the run.
   void after_tick(control::Controller& controller, const std::optional<scaling::Plan>& plan);
   void on_replica_event(const local::ReplicaEvent& event);
+  // A replica the gateway took out of service (a warning) or put back (EndpointWatch).
+  void on_endpoint_change(const EndpointChange& change);
   int scaling_events() const { return scaling_events_; }
 
  private:

@@ -24,6 +24,7 @@
 #include "dashboard/dashboard.h"
 #include "dashboard/dashboard_model.h"
 #include "dashboard_feed.h"
+#include "endpoint_watch.h"
 #include "forecast/trace.h"
 #include "gateway/gateway.h"
 #include "gateway_listeners.h"
@@ -456,10 +457,12 @@ int run_up(const UpFlags& f) {
     const auto ns = static_cast<long>(std::clamp(controller_ns / f.time_scale, 1e6, 1e8));
     return timespec{0, ns};
   };
+  EndpointWatch endpoint_watch(**gw, config.gateway.health_check.path);
   int sig = 0;
   for (timespec wait = until_next_tick();
        (sig = sigtimedwait(&stop_signals, nullptr, &wait)) < 0; wait = until_next_tick()) {
     supervisor.tick(real.now());
+    for (const EndpointChange& c : endpoint_watch.poll(real.now())) feed->on_endpoint_change(c);
     if (clock.now() < controller.next_tick()) continue;
     const std::optional<scaling::Plan> plan = controller.tick();
     if (prescale_policy != nullptr && !f.recommend_only) {  // recommend-only changes nothing

@@ -1,0 +1,44 @@
+#include "endpoint_watch.h"
+
+#include "gateway/cluster.h"
+
+namespace prescale {
+
+std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
+  std::vector<EndpointChange> changes;
+  std::map<std::string, std::string> out;
+  for (const std::string& service : gateway_.services()) {
+    const gateway::Cluster* cluster = gateway_.cluster(service);
+    if (cluster == nullptr) continue;
+    const auto view = cluster->view();
+    const auto hosts = view->hosts.hosts();
+    for (size_t i = 0; i < hosts.size() && i < view->specs.size(); ++i) {
+      const gateway::UpstreamHost& host = *hosts[i];
+      if (host.draining()) continue;
+      const std::string& id = view->specs[i].id;
+      const std::string replica = id.substr(0, id.find('@'));
+      std::string kind, why;
+      if (!host.healthy()) {
+        kind = "unhealthy";
+        const std::string& own = host.health_check_path();
+        why = "fails its health checks (GET " + (own.empty() ? health_check_path_ : own) + ")";
+      } else if (host.outlier().ejected(now)) {
+        kind = "eject";
+        why = "ejected by the gateway's outlier detection";
+      }
+      const auto before = out_.find(id);
+      if (!why.empty()) {
+        if (before == out_.end() || before->second != why) {
+          changes.push_back({service, replica, kind, why + ": out of service"});
+        }
+        out[id] = std::move(why);
+      } else if (before != out_.end()) {
+        changes.push_back({service, replica, "healthy", "back in service"});
+      }
+    }
+  }
+  out_ = std::move(out);
+  return changes;
+}
+
+}  // namespace prescale

@@ -1,0 +1,76 @@
+#include "endpoint_watch.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "core/config.h"
+#include "gateway/cluster.h"
+
+namespace prescale {
+namespace {
+
+// A gateway with one service of two replicas, its health checks off: the test marks them.
+struct Harness {
+  Harness() {
+    auto config = load_config_string(
+        "version: 1\nservices:\n  - {name: web, kind: builtin/echo}\n"
+        "gateway:\n  routes:\n    - {match: {path_prefix: /}, service: web}\n",
+        "endpoint_watch_test.yaml");
+    EXPECT_TRUE(config) << config.error().message;
+    auto created = gateway::Gateway::create(
+        config->gateway, gateway::GatewayOptions{.clock = &clock, .health_checks = false});
+    EXPECT_TRUE(created) << created.error().message;
+    gw = std::move(*created);
+    EXPECT_TRUE(gw->add_endpoint("web", {"web-1@9001", "127.0.0.1", 9001}));
+    EXPECT_TRUE(gw->add_endpoint("web", {"web-2@9002", "127.0.0.1", 9002}));
+  }
+  // What the gateway's health checks do to the replica at `address`.
+  void set_healthy(const std::string& address, bool healthy) {
+    bool found = false;
+    for (const auto& h : gw->cluster("web")->hosts()) {
+      if (h->address() != address) continue;
+      h->set_healthy(healthy);
+      found = true;
+    }
+    EXPECT_TRUE(found) << "no host " << address;
+  }
+  ManualClock clock;
+  std::unique_ptr<gateway::Gateway> gw;
+};
+
+// A replica failing its health checks (hung: stopped, or its readiness off) is out of service
+// at the gateway while the supervisor, which sees only exits, holds it ready: the watch names it
+// once, and again when it is back.
+TEST(EndpointWatchTest, SaysOnceWhenAReplicaFailsItsHealthChecksAndWhenItIsBack) {
+  Harness h;
+  EndpointWatch watch(*h.gw, "/readyz");
+  EXPECT_TRUE(watch.poll(h.clock.now()).empty());
+  h.set_healthy("127.0.0.1:9002", false);
+  auto changes = watch.poll(h.clock.now());
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].service, "web");
+  EXPECT_EQ(changes[0].replica, "web-2");
+  EXPECT_EQ(changes[0].kind, "unhealthy");
+  EXPECT_EQ(changes[0].message, "fails its health checks (GET /readyz): out of service");
+  EXPECT_TRUE(watch.poll(h.clock.now()).empty()) << "said once";
+  h.set_healthy("127.0.0.1:9002", true);
+  changes = watch.poll(h.clock.now());
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].replica, "web-2");
+  EXPECT_EQ(changes[0].kind, "healthy");
+  EXPECT_EQ(changes[0].message, "back in service");
+}
+
+// A replica leaving (scaled down, or crashed: the supervisor says so) is not reported.
+TEST(EndpointWatchTest, AReplicaLeavingIsNotReported) {
+  Harness h;
+  EndpointWatch watch(*h.gw, "/readyz");
+  h.set_healthy("127.0.0.1:9001", false);
+  ASSERT_EQ(watch.poll(h.clock.now()).size(), 1u);
+  ASSERT_TRUE(h.gw->remove_endpoint("web", "web-1@9001"));
+  EXPECT_TRUE(watch.poll(h.clock.now()).empty());
+}
+
+}  // namespace
+}  // namespace prescale
