@@ -953,5 +953,31 @@ TEST(UpTest, AHungReplicaIsNamedWhenItFailsItsHealthChecksAndWhenItIsBack) {
   EXPECT_NE(up.log().find("healthy " + hung + ": back in service"), std::string::npos) << up.log();
 }
 
+// A crash is a warning that says why, as the wait for the initial replicas does: the replica's
+// exit, when it restarts and the last line of its log. Before, it was an info line without the
+// log, which a look for warnings missed and which sent the operator to find the file.
+TEST(UpTest, ACrashIsAWarningEndingWithTheReplicasLog) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  std::string yaml = echo_yaml("5s");
+  yaml.replace(yaml.find("gateway:"), 0,
+               "  - name: broken\n"
+               "    kind: command\n"
+               "    command: [sh, -c, 'echo \"no database at db:5432\" >&2; exit 3', \"{port}\"]\n"
+               "    replicas: {min: 1, max: 1, initial: 1}\n");
+  testing::write_file(config, yaml);
+  const std::string state = dir.file("state");
+  Platform up(PRESCALE_BIN, dir, config, state, {"--ready-wait", "1"}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  EXPECT_TRUE(testing::wait_for(
+      [&] { return up.log().find("crash broken-1") != std::string::npos; }, 10s));
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_NE(up.log().find("warning crash broken-1: exited with status 3; restarting in 10 s; its "
+                          "log " +
+                          state + "/logs/broken-1.log ends \"no database at db:5432\""),
+            std::string::npos)
+      << up.log();
+}
+
 }  // namespace
 }  // namespace prescale
