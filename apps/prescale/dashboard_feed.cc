@@ -38,7 +38,8 @@ double DashboardFeed::unix_now() {
 }
 
 void DashboardFeed::on_replica_event(const local::ReplicaEvent& e) {
-  spdlog::info("{} {}: {}", e.kind, e.replica, e.message);
+  spdlog::log(e.kind == "crash" ? spdlog::level::warn : spdlog::level::info, "{} {}: {}", e.kind,
+              e.replica, e.message);
   model_.add_event({unix_now(), e.kind, e.service, e.replica, e.message});
 }
 

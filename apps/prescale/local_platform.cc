@@ -77,6 +77,17 @@ std::string last_log_line(const std::string& path) {
   return line;
 }
 
+std::string log_ending(const local::Supervisor& supervisor, const std::string& replica) {
+  const std::string log = supervisor.log_path(replica);
+  if (log.empty()) return {};
+  for (const std::string& file : {log, local::moved_aside_log_path(log)}) {
+    if (const std::string last = last_log_line(file); !last.empty()) {
+      return "; its log " + file + " ends \"" + last + "\"";
+    }
+  }
+  return {};
+}
+
 namespace {
 
 long whole_seconds(Clock::Duration d) {
@@ -112,15 +123,7 @@ std::vector<std::string> unready_services(const std::vector<ServiceConfig>& serv
       } else {
         line += std::string(local::to_string(r.phase));
       }
-      if (const std::string log = supervisor.log_path(r.id); !log.empty()) {
-        // Just after the supervisor moved the log aside, it is empty and its last line in the copy.
-        for (const std::string& file : {log, local::moved_aside_log_path(log)}) {
-          if (const std::string last = last_log_line(file); !last.empty()) {
-            line += "; its log " + file + " ends \"" + last + "\"";
-            break;
-          }
-        }
-      }
+      line += log_ending(supervisor, r.id);
     }
     out.push_back(std::move(line));
   }

@@ -79,6 +79,11 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
 // one cut short and ended "..."; "" if there is none.
 std::string last_log_line(const std::string& path);
 
+// `; its log <file> ends "<last line>"` for the replica's log (or, just after the supervisor
+// moved it aside and it is empty, the copy's); "" when the supervisor keeps no logs or the log
+// holds no line. What a warning about the replica ends with.
+std::string log_ending(const local::Supervisor& supervisor, const std::string& replica);
+
 // What `prescale up` says of the services short of the replicas they start with when it stops
 // waiting for them, one line per such service: "<service> (<ready> of <initial> ready)", then
 // each replica not ready — starting for how long, or crashed, why, and when it restarts — and

@@ -286,15 +286,23 @@ int run_up(const UpFlags& f) {
   so.log_dir = (state / "logs").string();
   so.run_dir = (state / "run").string();
   std::unique_ptr<DashboardFeed> feed;  // made once the policy exists; replicas start before
-  so.on_event = [&](const local::ReplicaEvent& e) {
+  const local::Supervisor* supervising = nullptr;  // set once made: its events start after
+  so.on_event = [&](const local::ReplicaEvent& event) {
+    local::ReplicaEvent e = event;
+    // Why it crashed is most often the last thing it wrote.
+    if (e.kind == "crash" && supervising != nullptr) {
+      e.message += log_ending(*supervising, e.replica);
+    }
     if (feed) {
       feed->on_replica_event(e);
     } else {
-      spdlog::info("{} {}: {}", e.kind, e.replica, e.message);
+      spdlog::log(e.kind == "crash" ? spdlog::level::warn : spdlog::level::info, "{} {}: {}",
+                  e.kind, e.replica, e.message);
       model.add_event({unix_seconds(real.wall_now()), e.kind, e.service, e.replica, e.message});
     }
   };
   local::Supervisor supervisor(so, launcher, probe, endpoints);
+  supervising = &supervisor;
   const std::filesystem::path config_dir =
       std::filesystem::absolute(f.config_path).parent_path();
   std::vector<scaling::ServiceSpec> specs;
