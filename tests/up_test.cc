@@ -979,5 +979,34 @@ TEST(UpTest, ACrashIsAWarningEndingWithTheReplicasLog) {
       << up.log();
 }
 
+// The port files say the platform is up: one left by an earlier run (stopped, or killed) is
+// removed as the platform starts, so whoever waits for the file does not take the old port
+// while the replicas are still starting, and again when it stops. Before, the old file stood
+// until the new port replaced it, and stayed after a stop.
+TEST(UpTest, AnOldPortFileIsRemovedUntilThePlatformIsUpAndAfterItStops) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  std::string yaml = echo_yaml("5s");
+  yaml.replace(yaml.find("gateway:"), 0,
+               "  - name: slow\n"
+               "    kind: command\n"
+               "    command: [sh, -c, 'exec sleep 60', \"{port}\"]\n"
+               "    replicas: {min: 1, max: 1, initial: 1}\n");
+  testing::write_file(config, yaml);
+  const std::string port_file = dir.file("gw.port");
+  testing::write_file(port_file, "1\n");
+  Subprocess up({PRESCALE_BIN, "up", "-f", config, "--state-dir", dir.file("state"), "--ui",
+                 "127.0.0.1:0", "--port-file", port_file, "--ready-wait", "3"},
+                dir.file("up.log"));
+  EXPECT_TRUE(testing::wait_for([&] { return !std::filesystem::exists(port_file); }, 2s))
+      << "the old port, while slow is still starting: " << testing::read_file(port_file);
+  ASSERT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 20s))
+      << up.log();
+  EXPECT_NE(testing::read_file(port_file), "1\n");
+  up.signal(SIGINT);
+  EXPECT_EQ(up.wait(60s), 0) << up.log();
+  EXPECT_FALSE(std::filesystem::exists(port_file)) << "stopped, it no longer says a port";
+}
+
 }  // namespace
 }  // namespace prescale
