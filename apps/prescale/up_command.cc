@@ -207,6 +207,14 @@ int run_up(const UpFlags& f) {
   if (::ftruncate(lock_fd, 0) != 0 || ::write(lock_fd, pid.data(), pid.size()) < 0) {
     spdlog::warn("cannot write this process's pid to {}", lock_path);
   }
+  // The port files say the platform is up: an earlier run's must not say so while this one
+  // starts (whoever waits for them would take its port), nor this one's once it has stopped.
+  auto remove_port_files = [&] {
+    for (const std::string& file : {f.port_file, f.ui_port_file}) {
+      if (!file.empty()) ::unlink(file.c_str());
+    }
+  };
+  remove_port_files();
 
   runtime::Runtime::block_termination_signals();
   // A hangup (the terminal closed, or a reload asked of a platform that has none) stops it as
@@ -492,6 +500,7 @@ int run_up(const UpFlags& f) {
   save_state();
   stop_replicas(supervisor, real, std::chrono::seconds(45));
   serving.stop(std::chrono::seconds(2));
+  remove_port_files();
   const local::LocalWorld::Totals totals = world.totals();
   std::cout << "prescale up: stopped. requests " << static_cast<long long>(totals.requests)
             << ", within SLO "
