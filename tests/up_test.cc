@@ -1008,5 +1008,36 @@ TEST(UpTest, AnOldPortFileIsRemovedUntilThePlatformIsUpAndAfterItStops) {
   EXPECT_FALSE(std::filesystem::exists(port_file)) << "stopped, it no longer says a port";
 }
 
+// A state saved with a service the file no longer has (renamed, removed) restores the others;
+// that service's learned state is named in a warning, since the next save forgets it. Before,
+// it was dropped without a word, and "restored the learned history" read as if all of it was.
+TEST(UpTest, TheStateOfAServiceNoLongerInTheFileIsNamed) {
+  TempDir dir;
+  const std::string trace = dir.file("ramp.csv");
+  testing::write_file(trace, ramp_trace(2));
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string state = dir.file("state");
+  {
+    Platform first(PRESCALE_BIN, dir, config, state,
+                   {"--seed-trace", trace, "--seed-service", "web", "--seed-until-days", "1.5"},
+                   "first");
+    ASSERT_TRUE(first.started()) << first.log();
+    ASSERT_EQ(first.stop(), 0);
+  }
+  std::string renamed = echo_yaml("5s");
+  for (size_t at; (at = renamed.find(": web")) != std::string::npos;) {
+    renamed.replace(at, 5, ": shop");
+  }
+  testing::write_file(config, renamed);
+  Platform second(PRESCALE_BIN, dir, config, state, {}, "second");
+  ASSERT_TRUE(second.started()) << second.log();
+  EXPECT_EQ(second.stop(), 0);
+  EXPECT_NE(second.log().find("learned state of web in " + state +
+                              " not restored: " + config + " has no such service"),
+            std::string::npos)
+      << second.log();
+}
+
 }  // namespace
 }  // namespace prescale
