@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <set>
 
 #include "worlds/local/process.h"
 
@@ -86,6 +87,21 @@ std::string log_ending(const local::Supervisor& supervisor, const std::string& r
     }
   }
   return {};
+}
+
+std::vector<std::string> services_not_in_file(const nlohmann::json& policy_state,
+                                              const std::vector<ServiceConfig>& services) {
+  std::set<std::string> saved;
+  if (auto it = policy_state.find("services"); it != policy_state.end() && it->is_object()) {
+    for (const auto& [name, s] : it->items()) saved.insert(name);
+  }
+  if (auto it = policy_state.find("capacity"); it != policy_state.end() && it->is_object()) {
+    for (const auto& s : it->value("services", nlohmann::json::array())) {
+      if (s.is_object() && s.contains("name") && s["name"].is_string()) saved.insert(s["name"]);
+    }
+  }
+  for (const ServiceConfig& s : services) saved.erase(s.name);
+  return {saved.begin(), saved.end()};
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -91,6 +92,12 @@ std::string log_ending(const local::Supervisor& supervisor, const std::string& r
 std::vector<std::string> unready_services(const std::vector<ServiceConfig>& services,
                                           const local::Supervisor& supervisor,
                                           Clock::TimePoint now);
+
+// The services `policy_state` (PrescalePolicy::export_state()'s, as stored) holds learned state
+// of — history, capacity — that `services` no longer name (renamed or removed since the save), in
+// name order: a restore skips them, and the next save forgets them.
+std::vector<std::string> services_not_in_file(const nlohmann::json& policy_state,
+                                              const std::vector<ServiceConfig>& services);
 
 // Checks what would otherwise fail after replicas started, naming the file and line and the fix:
 // commands that cannot run, model services without a model, ports that clash.

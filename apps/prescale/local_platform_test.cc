@@ -295,5 +295,21 @@ TEST(UnreadyServices, TheLastLineOfALogMovedAsideIsReadFromTheCopy) {
   std::filesystem::remove_all(logs);
 }
 
+// Renamed or removed in the file since the state was saved: their history and capacity are
+// named, once each, in order; services the file still has are not.
+TEST(ServicesNotInFile, NamesTheSavedServicesTheFileNoLongerHas) {
+  const nlohmann::json state = {
+      {"services", {{"web", nlohmann::json::object()}, {"api", nlohmann::json::object()}}},
+      {"capacity", {{"services", {{{"name", "old"}}, {{"name", "api"}}, {{"name", "web"}}}}}}};
+  ServiceConfig api;
+  api.name = "api";
+  EXPECT_EQ(services_not_in_file(state, {api}), (std::vector<std::string>{"old", "web"}));
+  ServiceConfig web = api, old = api;
+  web.name = "web";
+  old.name = "old";
+  EXPECT_TRUE(services_not_in_file(state, {api, web, old}).empty());
+  EXPECT_TRUE(services_not_in_file(nlohmann::json::object(), {api}).empty());
+}
+
 }  // namespace
 }  // namespace prescale

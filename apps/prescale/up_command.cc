@@ -376,6 +376,14 @@ int run_up(const UpFlags& f) {
                    f.state_dir, restored.error().message);
     } else if (*restored) {
       spdlog::info("restored the learned history, topology and capacity from {}", f.state_dir);
+      if (auto stored = control::stored_policy_state(*store); stored && *stored) {
+        for (const std::string& name : services_not_in_file(**stored, config.services)) {
+          spdlog::warn(
+              "learned state of {} in {} not restored: {} has no such service (renamed or "
+              "removed); the next save forgets it",
+              name, f.state_dir, f.config_path);
+        }
+      }
     } else if (seed) {
       if (auto seeded = prescale_policy->load_history(f.seed_service, *seed, clock.now());
           !seeded) {
