@@ -1039,5 +1039,34 @@ TEST(UpTest, TheStateOfAServiceNoLongerInTheFileIsNamed) {
       << second.log();
 }
 
+// A second Ctrl-C while the replicas drain stops the wait: what still runs is killed at once and
+// the platform exits 1 (its state saved by the first), saying so. Before, further signals were
+// ignored while a slow request kept its replica draining (up to 45 s), without a word.
+TEST(UpTest, ASecondSignalDuringTheDrainKillsTheReplicasAtOnce) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  std::string yaml = echo_yaml("5s");
+  yaml.replace(yaml.find("      per_try_timeout: 1s\n"), 26, "      timeout: 60s\n");
+  testing::write_file(config, yaml);
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  std::thread slow([&] { (void)http_get(up.gateway_port(), "/delay/30000", 60s); });
+  std::this_thread::sleep_for(1s);  // in flight
+  const std::vector<int> pids = replica_pids(up.events());
+  up.signal(SIGINT);
+  ASSERT_TRUE(testing::wait_for(
+      [&] { return up.log().find("received SIGINT, stopping") != std::string::npos; }, 5s));
+  std::this_thread::sleep_for(500ms);
+  up.signal(SIGINT);
+  const auto start = std::chrono::steady_clock::now();
+  const std::optional<int> status = up.stop();
+  slow.join();
+  EXPECT_EQ(status, 1) << up.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_NE(up.log().find("received SIGINT again: not waiting for the drain"), std::string::npos)
+      << up.log();
+  for (int pid : pids) EXPECT_FALSE(testing::process_alive(pid)) << "replica " << pid;
+}
+
 }  // namespace
 }  // namespace prescale

@@ -41,6 +41,9 @@ class Platform {
   std::uint16_t ui_port() const { return ui_port_; }
   // SIGINT, then the exit status (nullopt if it did not exit within 60 s); idempotent.
   std::optional<int> stop();
+  void signal(int sig) const {
+    if (proc_) proc_->signal(sig);
+  }
   // The platform's output so far (all of it once stopped).
   std::string log() const;
 
