@@ -96,14 +96,27 @@ Result<forecast::Series> seed_minutes(const UpFlags& f, size_t max_minutes) {
   return series;
 }
 
-// Stops every replica and waits up to `within` for them to be gone.
-void stop_replicas(local::Supervisor& supervisor, Clock& real, std::chrono::seconds within) {
+const char* signal_name(int sig) {
+  return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT";
+}
+
+// Stops every replica and waits up to `within` for them to be gone. One of `signals` (blocked)
+// meanwhile — a second Ctrl-C — ends the wait: false, and what still runs is killed with the
+// supervisor (each Process kills its group).
+bool stop_replicas(local::Supervisor& supervisor, Clock& real, std::chrono::seconds within,
+                   const sigset_t& signals) {
   supervisor.stop_all();
   const Clock::TimePoint give_up = real.now() + within;
+  const timespec poll{0, 50'000'000};
   while (!supervisor.idle() && real.now() < give_up) {
     supervisor.tick(real.now());
-    ::usleep(50'000);
+    if (const int sig = sigtimedwait(&signals, nullptr, &poll); sig > 0) {
+      spdlog::warn("received {} again: not waiting for the drain; killing what still runs",
+                   signal_name(sig));
+      return false;
+    }
   }
+  return true;
 }
 
 int run_up(const UpFlags& f) {
@@ -417,6 +430,11 @@ int run_up(const UpFlags& f) {
   };
   Clock::TimePoint next_save = clock.now() + std::chrono::minutes(1);
 
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
   // The platform is up once every service has the replicas it starts with (or the wait is
   // over): only then are the ports announced, so nobody is sent to a gateway with nothing behind.
   {
@@ -433,19 +451,15 @@ int run_up(const UpFlags& f) {
       }
       return true;
     };
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGHUP);
     const timespec wait{0, 20'000'000};
     while (!all_ready() && real.now() < deadline) {
       supervisor.tick(real.now());
-      if (sigtimedwait(&stop, nullptr, &wait) > 0) {  // Ctrl-C while replicas start
-        stop_replicas(supervisor, real, std::chrono::seconds(30));
+      if (sigtimedwait(&stop_signals, nullptr, &wait) > 0) {  // Ctrl-C while replicas start
+        const bool drained =
+            stop_replicas(supervisor, real, std::chrono::seconds(30), stop_signals);
         serving.stop(std::chrono::milliseconds(0));
         std::cerr << "prescale up: stopped before every service was ready\n";
-        return 0;
+        return drained ? 0 : 1;
       }
     }
     // What is ready serves; the supervisor goes on restarting the rest. Whoever started the
@@ -460,7 +474,7 @@ int run_up(const UpFlags& f) {
     // Whoever waits for the file would wait for ever: stop, saying why, the replicas drained
     // as on a signal.
     std::cerr << "prescale up: " << written.error().message << "\n";
-    stop_replicas(supervisor, real, std::chrono::seconds(45));
+    stop_replicas(supervisor, real, std::chrono::seconds(45), stop_signals);
     serving.stop(std::chrono::milliseconds(0));
     return 1;
   }
@@ -469,11 +483,6 @@ int run_up(const UpFlags& f) {
             << (f.recommend_only ? " (recommend only)" : "") << ", state " << f.state_dir
             << std::endl;
 
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGHUP);
   // Wakes for the controller's next tick (on a compressed clock, that much sooner in real time)
   // and at least every 100 ms for the supervisor.
   auto until_next_tick = [&] {
@@ -503,10 +512,10 @@ int run_up(const UpFlags& f) {
     feed->after_tick(controller, plan);
   }
 
-  const char* signal_name = sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT";
-  spdlog::info("received {}, stopping: draining replicas", signal_name);
+  spdlog::info("received {}, stopping: draining replicas (a second signal kills them at once)",
+               signal_name(sig));
   save_state();
-  stop_replicas(supervisor, real, std::chrono::seconds(45));
+  const bool drained = stop_replicas(supervisor, real, std::chrono::seconds(45), stop_signals);
   serving.stop(std::chrono::seconds(2));
   remove_port_files();
   const local::LocalWorld::Totals totals = world.totals();
@@ -515,7 +524,7 @@ int run_up(const UpFlags& f) {
             << (totals.requests > 0 ? 100.0 * totals.within_slo / totals.requests : 100.0)
             << " %, replica-hours " << totals.replica_seconds / 3600.0 << ", scaling events "
             << feed->scaling_events() << std::endl;
-  return 0;
+  return drained ? 0 : 1;
 }
 
 }  // namespace
