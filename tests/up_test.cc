@@ -1068,5 +1068,25 @@ TEST(UpTest, ASecondSignalDuringTheDrainKillsTheReplicasAtOnce) {
   for (int pid : pids) EXPECT_FALSE(testing::process_alive(pid)) << "replica " << pid;
 }
 
+// `prescale up` does not reload its file (`prescale gateway` does, by itself, on a change): an
+// edit while it runs is said once, so nobody takes it for applied. Before, nothing was said.
+TEST(UpTest, AnEditOfTheFileWhileRunningIsSaidNotToApply) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  std::string edited = echo_yaml("5s");
+  edited.replace(edited.find("max: 6"), 6, "max: 8");
+  testing::write_file(config, edited);
+  const std::string said = config + " changed; prescale up does not reload it";
+  EXPECT_TRUE(testing::wait_for([&] { return up.log().find(said) != std::string::npos; }, 5s))
+      << up.log();
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(up.stop(), 0);
+  const std::string log = up.log();
+  EXPECT_EQ(log.find(said, log.find(said) + 1), std::string::npos) << "once:\n" << log;
+}
+
 }  // namespace
 }  // namespace prescale
