@@ -9,11 +9,21 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "core/versioned_file.h"
 
 namespace prescale {
+
+std::optional<std::string> read_whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream out;
+  out << in.rdbuf();
+  return std::move(out).str();
+}
 
 Result<ListenAddress> parse_listen(std::string_view s, std::string_view what) {
   auto bad = [&] {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -34,6 +35,10 @@ bool write_command_output(std::string_view who, std::string_view flag, const std
 
 // Whether two paths name one file (by any path to it: a link, "./x" and "x").
 bool same_file(const std::string& a, const std::string& b);
+
+// The whole content of the file at `path`; nullopt when it cannot be read. What the gateway's
+// reload and `up`'s notice of an edit compare to tell that a configuration file changed.
+std::optional<std::string> read_whole_file(const std::string& path);
 
 // Whether write_command_output() could write `path`, checked before a long run so that its
 // results are not lost to a mistyped path: not a directory, and in an existing directory this

@@ -6,12 +6,10 @@
 #include <charconv>
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -138,15 +136,6 @@ Result<GatewayConfig> effective_gateway_config(const Config& config,
     }
   }
   return gateway_config;
-}
-
-// What the reload loop compares to notice a change of the file: its whole content.
-std::optional<std::string> read_whole_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream out;
-  out << in.rdbuf();
-  return std::move(out).str();
 }
 
 }  // namespace
