@@ -1088,5 +1088,50 @@ TEST(UpTest, AnEditOfTheFileWhileRunningIsSaidNotToApply) {
   EXPECT_EQ(log.find(said, log.find(said) + 1), std::string::npos) << "once:\n" << log;
 }
 
+// One echo service on a free port, routed or not.
+std::string one_echo_yaml(bool routed, const std::string& policy = "prescale") {
+  std::string yaml = "version: 1\npolicy: {name: " + policy +
+                     "}\nservices:\n  - name: web\n    kind: builtin/echo\n"
+                     "gateway:\n  listen: \"127.0.0.1:0\"\n";
+  if (routed) yaml += "  routes:\n    - match: {path_prefix: /}\n      service: web\n";
+  return yaml;
+}
+
+// The summary printed at the stop counts every request the gateway answered. It read the totals
+// of the last observation, which the hpa policy makes every 15 s: requests sent less than that
+// before Ctrl-C were left out ("requests 0" after 20 answered).
+TEST(UpTest, TheSummaryCountsTheRequestsSinceTheLastObservation) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, one_echo_yaml(true, "hpa"));
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  for (int i = 0; i < 20; ++i) {
+    auto served = http_get(up.gateway_port(), "/");
+    ASSERT_TRUE(served) << served.error().message;
+    EXPECT_EQ(served->status, 200);
+  }
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_NE(up.log().find("prescale up: stopped. requests 20,"), std::string::npos) << up.log();
+}
+
+// config.md: routes say how requests reach services, and a gateway for one service with no
+// routes sends it every request (gateway.md). Under `prescale up` the smallest such file gave a
+// gateway that refused the service's replicas ("no route or upstream names service") and
+// answered every request 404.
+TEST(UpTest, OneServiceWithoutRoutesGetsEveryRequest) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, one_echo_yaml(false));
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  auto served = http_get(up.gateway_port(), "/");
+  ASSERT_TRUE(served) << served.error().message;
+  EXPECT_EQ(served->status, 200) << served->body;
+  EXPECT_EQ(served->body, "hello");
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_EQ(up.log().find("refused replica"), std::string::npos) << up.log();
+}
+
 }  // namespace
 }  // namespace prescale

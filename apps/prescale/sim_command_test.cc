@@ -85,5 +85,22 @@ TEST_F(SimCommandTest, AnOutputFileThatCannotBeWrittenIsRefusedBeforeTheRun) {
   EXPECT_EQ(run_sim({"--plot", "/dev/null"}), 0);
 }
 
+// cli.md: --peak-rps, --scale, --slo-ms, --service-time-ms and --static-headroom take a number
+// > 0. 0 or -3 was refused as "Value 0 not in range 0.000000 to 17976931348623157...000000" (the
+// largest double in full, 300 digits), a range that holds 0.
+TEST_F(SimCommandTest, ANumberThatMustBePositiveIsRefusedSayingSo) {
+  for (const std::string flag :
+       {"--peak-rps", "--scale", "--slo-ms", "--service-time-ms", "--static-headroom"}) {
+    for (const std::string value : {"0", "-3"}) {
+      ::testing::internal::CaptureStderr();
+      EXPECT_EQ(run_sim({flag, value}), 2) << flag << " " << value;
+      const std::string err = ::testing::internal::GetCapturedStderr();
+      EXPECT_NE(err.find(flag + ": Value " + value + " is not a number > 0"), std::string::npos)
+          << err;
+      EXPECT_EQ(err.find("17976931348623157"), std::string::npos) << err;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace prescale

@@ -41,6 +41,7 @@ class Platform {
   std::uint16_t ui_port() const { return ui_port_; }
   // SIGINT, then the exit status (nullopt if it did not exit within 60 s); idempotent.
   std::optional<int> stop();
+  // Sends `sig` to the platform (nothing once stopped).
   void signal(int sig) const {
     if (proc_) proc_->signal(sig);
   }
