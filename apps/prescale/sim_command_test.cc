@@ -102,5 +102,16 @@ TEST_F(SimCommandTest, ANumberThatMustBePositiveIsRefusedSayingSo) {
   }
 }
 
+// A --release of a service that is not simulated said only 'no service "single" in the graph':
+// the built-in single topology's service is "app", which nothing prints. The names are listed.
+TEST_F(SimCommandTest, AReleaseOfAnUnknownServiceNamesTheServices) {
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(run_sim({"--release", "single:1m:2"}), 2);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("--release single:1m:2: no service \"single\" in the graph (services: app)"),
+            std::string::npos)
+      << err;
+}
+
 }  // namespace
 }  // namespace prescale
