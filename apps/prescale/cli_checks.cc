@@ -17,6 +17,17 @@ const CLI::Validator& finite() {
   return check;
 }
 
+const CLI::Validator& positive() {
+  static const CLI::Validator check(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value) || value > 0) return {};
+        return "Value " + text + " is not a number > 0";
+      },
+      "POSITIVE", "POSITIVE");
+  return check;
+}
+
 const CLI::Validator& non_negative() {
   static const CLI::Validator check(
       [](std::string& text) -> std::string {

@@ -10,6 +10,10 @@ namespace prescale {
 // check before its own, which refuses "inf" by printing the largest double in full.
 const CLI::Validator& finite();
 
+// A number flag's value is above 0. CLI11's PositiveNumber refuses 0 as "not in range 0.000000 to
+// " and the largest double in full, a range that holds 0.
+const CLI::Validator& positive();
+
 // An unsigned integer flag's value has no minus sign. CLI11 2.1 reads "-1" into an unsigned
 // flag as its largest value (strtoull wraps it): `--max-body-bytes -1` would lift the limit.
 // Every unsigned flag adds this check.

@@ -20,7 +20,7 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
       ->capture_default_str();
   c.add_option("--slo-ms", f.slo_ms, "p99 latency SLO, ms")
       ->check(finite())
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   c.add_option("--startup", f.startup, "Replica startup time (e.g. 60s, 2m)")
       ->capture_default_str();
@@ -32,12 +32,12 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
   c.add_option("--peak-rps", f.peak_rps,
                "Rescale the trace so its busiest minute averages this many req/s")
       ->check(finite())
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   c.add_option("--scale", f.scale,
                "Multiply the trace's requests by this, as prescale load --scale replays it "
                "(instead of --peak-rps)")
       ->check(finite())
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->excludes("--peak-rps");
   c.add_flag("--keep-counting-noise", f.keep_counting_noise,
              "With --peak-rps above the trace's peak, keep the source's counting noise instead of "
@@ -77,7 +77,7 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
   c.add_option("--step", f.step, "Simulation step")->capture_default_str();
   c.add_option("--service-time-ms", f.service_time_ms, "Mean service time of a request, ms")
       ->check(finite())
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   c.add_option("--workers", f.workers, "Requests one replica serves at once")
       ->check(CLI::Range(1, 10000))
@@ -104,7 +104,7 @@ void add_sim_flags(CLI::App& c, SimFlags& f) {
       ->capture_default_str();
   c.add_option("--static-headroom", f.static_headroom, "static: replicas for peak × this")
       ->check(finite())
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   c.add_option("--prescale-quantile", f.prescale_quantile,
                "prescale: the demand quantile replicas are planned for, 0.5 to 0.9999")
