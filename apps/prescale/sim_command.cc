@@ -67,7 +67,13 @@ bool add_releases(sim::SimConfig& config, const std::vector<std::string>& flags,
     const std::string name = flag.substr(0, first);
     auto service = std::find_if(config.services.begin(), config.services.end(),
                                 [&](const sim::SimServiceConfig& s) { return s.name == name; });
-    if (service == config.services.end()) return fail("no service \"" + name + "\" in the graph");
+    if (service == config.services.end()) {
+      std::string names;
+      for (const sim::SimServiceConfig& s : config.services) {
+        names += (names.empty() ? "" : ", ") + s.name;
+      }
+      return fail("no service \"" + name + "\" in the graph (services: " + names + ")");
+    }
     auto at = internal::parse_duration(flag.substr(first + 1, last - first - 1));
     if (!at) return fail("AT: " + at.error());
     if (std::chrono::duration<double>(*at).count() >= run_seconds) {
