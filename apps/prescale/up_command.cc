@@ -248,6 +248,15 @@ int run_up(const UpFlags& f) {
   // Its replicas are health-checked where the supervisor asked them whether they are ready.
   config.gateway.health_check_paths = health_check_paths(config.services);
   LearnedAdmission admission(config.services);
+  // Without routes, a gateway for one service sends it every request, as `prescale gateway`'s
+  // does; else the gateway would refuse its replicas and answer 404.
+  if (config.gateway.routes.empty() && config.services.size() == 1 &&
+      std::all_of(config.gateway.upstreams.begin(), config.gateway.upstreams.end(),
+                  [&](const auto& u) { return u.first == config.services[0].name; })) {
+    RouteConfig all;
+    all.service = config.services[0].name;
+    config.gateway.routes.push_back(std::move(all));
+  }
   auto gw = gateway::Gateway::create(config.gateway, gateway_options);
   if (!gw) return error(gw.error().message);
   http::ServerOptions gso;
