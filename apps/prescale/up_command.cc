@@ -536,8 +536,12 @@ int run_up(const UpFlags& f) {
   spdlog::info("received {}, stopping: draining replicas (a second signal kills them at once)",
                signal_name(sig));
   save_state();
+  // The totals grow at each observation (hpa's come 15 s apart): one now counts the replicas'
+  // time until the stop, one after the drain the requests answered since the last.
+  world.observe(clock.now());
   const bool drained = stop_replicas(supervisor, real, std::chrono::seconds(45), stop_signals);
   serving.stop(std::chrono::seconds(2));
+  world.observe(clock.now());
   remove_port_files();
   const local::LocalWorld::Totals totals = world.totals();
   std::cout << "prescale up: stopped. requests " << static_cast<long long>(totals.requests)
