@@ -699,6 +699,20 @@ TEST(ConfigError, MalformedYamlReportsItsLine) {
   EXPECT_THAT(error_of("version: 1\n  bad indent: 2\n"), HasSubstr("prescale.yaml:2:"));
 }
 
+// A tab in the indentation (YAML indents with spaces) was reported as yaml-cpp words it,
+// "illegal block entry" or "illegal map value", which does not say what to change.
+TEST(ConfigError, ATabInTheIndentationIsNamed) {
+  EXPECT_EQ(error_of("version: 1\nservices:\n\t- name: api\n"),
+            "prescale.yaml:3:2: invalid YAML: illegal block entry (a tab indents line 3; YAML "
+            "indents with spaces)");
+  EXPECT_EQ(error_of("version: 1\npolicy:\n\tname: hpa\n"),
+            "prescale.yaml:3:6: invalid YAML: illegal map value (a tab indents line 3; YAML "
+            "indents with spaces)");
+  // A tab elsewhere is no indentation.
+  EXPECT_EQ(error_of("version: 1\nservices: [a,\tb\nworld: sim\n"),
+            "prescale.yaml:3:6: invalid YAML: end of sequence flow not found");
+}
+
 TEST(ConfigError, OtherRules) {
   EXPECT_EQ(error_of("version: 2\n"),
             "prescale.yaml:1:10: version: unsupported version 2; this Prescale reads version 1");
