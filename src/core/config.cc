@@ -292,6 +292,24 @@ static void describe(Schema<Config>& s) {
 
 // ---- Loading. ------------------------------------------------------------------------------
 
+namespace {
+
+// Whether line `line` (from 0) of `yaml` has a tab in its indentation, which yaml-cpp reports
+// as "illegal block entry" or "illegal map value" without naming the tab.
+bool indented_with_tab(std::string_view yaml, int line) {
+  size_t begin = 0;
+  for (int i = 0; i < line && begin != std::string_view::npos; ++i) {
+    begin = yaml.find('\n', begin);
+    if (begin != std::string_view::npos) ++begin;
+  }
+  if (line < 0 || begin == std::string_view::npos) return false;
+  const size_t text = yaml.find_first_not_of(" \t", begin);
+  return yaml.substr(begin, text == std::string_view::npos ? text : text - begin).find('\t') !=
+         std::string_view::npos;
+}
+
+}  // namespace
+
 Result<Config> load_config_string(std::string_view yaml, std::string_view source_name) {
   internal::Diagnostics diag{std::string(source_name)};
   Config config;
@@ -312,7 +330,12 @@ Result<Config> load_config_string(std::string_view yaml, std::string_view source
                   "a config file holds one YAML document, found " + std::to_string(found));
     }
   } catch (const YAML::Exception& e) {
-    diag.report(e.mark, "", "invalid YAML: " + e.msg);
+    std::string message = "invalid YAML: " + e.msg;
+    if (!e.mark.is_null() && indented_with_tab(yaml, e.mark.line)) {
+      message +=
+          " (a tab indents line " + std::to_string(e.mark.line + 1) + "; YAML indents with spaces)";
+    }
+    diag.report(e.mark, "", message);
   } catch (const std::exception& e) {
     diag.report(YAML::Mark::null_mark(), "", std::string("cannot load config: ") + e.what());
   }
