@@ -69,5 +69,24 @@ TEST_F(EvalForecastCommandTest, ModelsAreCheckedBeforeAnyBacktest) {
   EXPECT_EQ(run_eval({"--models", "naive,selected"}), 0);
 }
 
+// A trace too short to fit a model on (two rows: cli.md's "any format of traces.md") printed the
+// table's header and then "naive: forecaster: 1 observed values; need at least 32", naming
+// neither the trace nor what to change. Refused before the table, naming both.
+TEST_F(EvalForecastCommandTest, ATraceTooShortToFitIsRefusedNamingItBeforeTheTable) {
+  {
+    std::ofstream trace(trace_path());
+    trace << "timestamp,count\n1700000040,5\n1700000100,6\n";
+  }
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(run_eval({"--models", "naive"}), 2);
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(), "");
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("--trace " + trace_path() + ": the fitted part (1 of 2 steps of 1m) is "
+                     "shorter than the 32 steps a model needs"),
+            std::string::npos)
+      << err;
+}
+
 }  // namespace
 }  // namespace prescale
