@@ -843,7 +843,8 @@ TEST(EvalForecastCliTest, AnUnknownModelExitsTwo) {
 }
 
 // A cycle model is skipped with a note when the fitted part has no cycle; any other error of
-// one (here too few values to fit) is an error like any model's, not that note and exit 0.
+// one (here too few values to fit, refused before any model since 2026-11-30) is an error like
+// any model's, not that note and exit 0.
 TEST(EvalForecastCliTest, ACycleModelThatCannotFitExitsTwo) {
   TempDir dir;
   const std::string trace = write_trace(dir, "hour.csv", 60);
@@ -851,7 +852,8 @@ TEST(EvalForecastCliTest, ACycleModelThatCannotFitExitsTwo) {
                            {"eval", "forecast", "--trace", trace, "--models",
                             "seasonal_naive_cycle", "--test-share", "0.5", "--horizons", "1m"});
   EXPECT_EQ(o.exit_status, 2) << o.out << o.err;
-  EXPECT_THAT(o.err, HasSubstr("seasonal_naive_cycle: forecaster: 30 observed values"));
+  EXPECT_THAT(o.err, HasSubstr("the fitted part (30 of 60 steps of 1m) is shorter than the 32 "
+                               "steps a model needs"));
   EXPECT_THAT(o.out, Not(HasSubstr("no cycle")));
 }
 

@@ -148,6 +148,16 @@ int run_forecast_eval(const EvalFlags& f) {
   }
 
   forecast::ForecasterOptions fo;
+  // Every model is fitted on the part before the tail, which must hold two spans of the longest
+  // horizon (at least the forecaster's own): said here rather than by the first model, mid-table.
+  const auto fit_needs = static_cast<size_t>(2 * (std::max(fo.max_horizon, longest) + 1));
+  if (test_begin < fit_needs) {
+    std::cerr << who << ": --trace " << f.trace << ": the fitted part (" << test_begin << " of "
+              << n << " steps of " << internal::format_duration(*step) << ") is shorter than the "
+              << fit_needs << " steps a model needs: give a longer trace, a smaller "
+              << "--test-share or a finer --step\n";
+    return 2;
+  }
   Json all = Json::array();
   std::printf("trace %s: %zu steps of %s, scored on the last %zu (%.0f %%)\n\n",
               trace->name.c_str(), n, internal::format_duration(*step).c_str(), n - test_begin,
