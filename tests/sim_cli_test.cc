@@ -883,5 +883,23 @@ TEST(SimCliTest, AnOutputFileThatCannotBeWrittenExitsOneNamingItsOption) {
   EXPECT_THAT(o.err, HasSubstr("prescale sim: --timeline: cannot write /dev/full: "));
 }
 
+// cli.md: bad input exits 2 naming what is wrong. A command that does not exist (`prescale
+// simulate`, `prescale eval forcast`) was answered "A subcommand is required", as if none had
+// been given; the word is named, with the commands there are.
+TEST(PrescaleCliTest, AnUnknownCommandIsNamed) {
+  TempDir dir;
+  Outcome top = run_prescale(dir, "top", {"simulate", "--trace", "x.csv"});
+  EXPECT_EQ(top.exit_status, 2);
+  EXPECT_THAT(top.err, HasSubstr("prescale: unknown command \"simulate\"; commands: version, "
+                                 "serve, sim, eval, train, gateway, load, up"));
+  Outcome eval = run_prescale(dir, "eval", {"eval", "forcast"});
+  EXPECT_EQ(eval.exit_status, 2);
+  EXPECT_THAT(eval.err, HasSubstr("prescale eval: unknown command \"forcast\"; commands: "
+                                  "forecast, fraud, recommend"));
+  Outcome none = run_prescale(dir, "none", {});
+  EXPECT_EQ(none.exit_status, 2);
+  EXPECT_THAT(none.err, HasSubstr("A subcommand is required"));
+}
+
 }  // namespace
 }  // namespace prescale
