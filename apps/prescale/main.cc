@@ -244,6 +244,22 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // `prescale simulate` is "A subcommand is required" to CLI11, the word left over: named.
+    const CLI::App* at = &app;
+    while (!at->get_subcommands().empty()) at = at->get_subcommands().front();
+    const auto commands = at->get_subcommands([](const CLI::App*) { return true; });
+    if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && !commands.empty() &&
+        !at->remaining().empty()) {
+      std::string names;
+      for (const CLI::App* c : commands) names += (names.empty() ? "" : ", ") + c->get_name();
+      std::string who;
+      for (const CLI::App* a = at; a != nullptr; a = a->get_parent()) {
+        who = a->get_name() + (who.empty() ? "" : " ") + who;
+      }
+      std::cerr << who << ": unknown command \"" << at->remaining().front()
+                << "\"; commands: " << names << "\n";
+      return 2;
+    }
     return app.exit(e) == 0 ? 0 : 2;
   }
 
