@@ -217,9 +217,11 @@ struct ScriptedReplicas final : local::ProcessLauncher, local::ReplicaProbe, loc
     std::optional<int> status;
   };
   struct Answer final : local::ReadinessCheck {
-    explicit Answer(bool r) : ready(r) {}
+    Answer(bool r, int s) : ready(r), code(s) {}
     std::optional<bool> answer() override { return ready; }
+    int status() override { return code; }
     bool ready;
+    int code;
   };
   Result<std::unique_ptr<local::Process>> launch(const local::LaunchSpec& spec) override {
     const bool broken = spec.argv[0] == "broken";
@@ -230,13 +232,14 @@ struct ScriptedReplicas final : local::ProcessLauncher, local::ReplicaProbe, loc
   std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
   std::unique_ptr<local::ReadinessCheck> check_ready(std::uint16_t port,
                                                      const std::string&) override {
-    return std::make_unique<Answer>(port == web_port);
+    return std::make_unique<Answer>(port == web_port, port == web_port ? 200 : not_ready_status);
   }
   void add(const std::string&, const std::string&, std::uint16_t) override {}
   void remove(const std::string&, const std::string&) override {}
   std::int64_t in_flight(const std::string&, const std::string&) override { return 0; }
   std::uint16_t next_port = 9000;
   std::uint16_t web_port = 0;
+  int not_ready_status = 0;  // what the others answer: 0, no answer
 };
 
 // What unready_services() says 2 s after "web", "broken" and "slow" were asked for a replica each.
@@ -309,6 +312,29 @@ TEST(ServicesNotInFile, NamesTheSavedServicesTheFileNoLongerHas) {
   old.name = "old";
   EXPECT_TRUE(services_not_in_file(state, {api, web, old}).empty());
   EXPECT_TRUE(services_not_in_file(nlohmann::json::object(), {api}).empty());
+}
+
+// A program of the user's that answers, but not at the readiness path (python3 -m http.server:
+// 404 at /readyz), was "starting for 3 s, not ready yet", the answer nowhere: said, with the
+// setting that changes the path, as a Kubernetes probe's event says it.
+TEST(UnreadyServices, AReplicaThatAnswersNotReadySaysWhatItAnswered) {
+  ScriptedReplicas world;
+  world.not_ready_status = 404;
+  local::Supervisor supervisor({}, world, world, world);
+  std::vector<ServiceConfig> services(1);
+  services[0].name = "files";
+  services[0].replicas.initial = 1;
+  ASSERT_TRUE(supervisor.add_service({"files", {"files", "{port}"}, {}}));
+  ASSERT_TRUE(supervisor.set_desired("files", 1));
+  ManualClock clock;
+  supervisor.tick(clock.now());
+  clock.advance(std::chrono::seconds(2));
+  supervisor.tick(clock.now());
+  const std::vector<std::string> report = unready_services(services, supervisor, clock.now());
+  ASSERT_EQ(report.size(), 1u);
+  EXPECT_EQ(report[0],
+            "files (0 of 1 ready); files-1 starting for 2 s, not ready yet: GET /readyz answered "
+            "404 (services[].readiness_path sets the path)");
 }
 
 }  // namespace
