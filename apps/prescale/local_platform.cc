@@ -135,6 +135,11 @@ std::vector<std::string> unready_services(const std::vector<ServiceConfig>& serv
       } else if (r.phase == local::ReplicaPhase::kStarting) {
         line += "starting for " + std::to_string(whole_seconds(now - r.started_at)) +
                 " s, not ready yet";
+        if (r.readiness_status > 0) {
+          line += ": GET " + std::string(s.effective_readiness_path()) + " answered " +
+                  std::to_string(r.readiness_status);
+          if (r.readiness_status == 404) line += " (services[].readiness_path sets the path)";
+        }
         if (!r.last_crash.empty()) line += " (it last crashed: " + r.last_crash + ")";
       } else {
         line += std::string(local::to_string(r.phase));

@@ -48,6 +48,7 @@ struct Supervisor::Replica {
   int crash_streak = 0;            // consecutive crashes, for the back-off
   std::optional<Clock::TimePoint> restart_at;
   std::string last_crash;
+  int readiness_status = 0;        // ReplicaStatus::readiness_status
   bool retiring = false;           // leaves once stopped, whatever its phase
 };
 
@@ -187,6 +188,7 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
   std::string port_text;
   r.port = 0;
   r.port_file.clear();
+  r.readiness_status = 0;
   // Made again when they have gone while the platform ran (the state directory deleted by hand
   // or by a cleaner of /tmp): without them no replica could start again. What fails here fails
   // the launch or the replica, saying why.
@@ -319,7 +321,10 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
         if (r.port != 0) r.check = probe_.check_ready(r.port, s.tmpl.readiness_path);
       }
       std::optional<bool> answer;
-      if (r.check && (answer = r.check->answer())) r.check.reset();
+      if (r.check && (answer = r.check->answer())) {
+        r.readiness_status = r.check->status();
+        r.check.reset();
+      }
       if (answer.value_or(false)) {
         r.phase = ReplicaPhase::kReady;
         r.ready_at = now;
@@ -452,7 +457,7 @@ std::vector<ReplicaStatus> Supervisor::replicas(std::string_view service) const 
   for (const auto& r : s->replicas) {
     out.push_back(ReplicaStatus{r->id, r->phase, r->process ? r->process->pid() : 0, r->port,
                                 r->started_at, r->ready_at, r->restarts, r->restart_at,
-                                r->last_crash});
+                                r->last_crash, r->readiness_status});
   }
   return out;
 }
@@ -470,13 +475,14 @@ namespace {
 // Written by the client's I/O thread, read by the supervisor's.
 class HttpReadinessCheck final : public ReadinessCheck {
  public:
-  // 0: in flight, 1: ready, 2: not ready.
+  // 0: in flight, -1: no answer, else the answer's status.
   std::shared_ptr<std::atomic<int>> state = std::make_shared<std::atomic<int>>(0);
   std::optional<bool> answer() override {
     const int s = state->load(std::memory_order_acquire);
     if (s == 0) return std::nullopt;
-    return s == 1;
+    return s >= 200 && s <= 399;
   }
+  int status() override { return std::max(0, state->load(std::memory_order_acquire)); }
 };
 
 }  // namespace
@@ -535,8 +541,7 @@ std::unique_ptr<ReadinessCheck> HttpReplicaProbe::check_ready(std::uint16_t port
   // The state outlives an abandoned check: the answer may come after.
   impl_->client.async_request(
       "127.0.0.1", port, std::move(req), [state = check->state](Result<http::Response> r) {
-        state->store(r && r->status >= 200 && r->status <= 399 ? 1 : 2,
-                     std::memory_order_release);
+        state->store(r && r->status > 0 ? r->status : -1, std::memory_order_release);
       });
   return check;
 }

@@ -54,6 +54,8 @@ class ReadinessCheck {
   // nullopt while the check is in flight; then whether the GET answered 200..399, as a
   // Kubernetes probe passes (a refused connection, a timeout or another status: false).
   virtual std::optional<bool> answer() = 0;
+  // Once answered, the HTTP status of the answer; 0 when none came (refused, timed out).
+  virtual int status() { return 0; }
 };
 
 // What the supervisor asks of the network: free ports, a replica's readiness.
@@ -95,6 +97,9 @@ struct ReplicaStatus {
   int restarts = 0;                          // over the replica's life
   std::optional<Clock::TimePoint> restart_at;  // while crashed
   std::string last_crash;  // why it last crashed ("exited with status 3"); "" if it never has
+  // While starting: the HTTP status of the last readiness check (not ready: 404, 503, ...); 0
+  // when it got no answer or none was made.
+  int readiness_status = 0;
 };
 
 // Something that happened to a replica, for the event timeline and logs.
