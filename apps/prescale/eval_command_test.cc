@@ -88,5 +88,41 @@ TEST_F(EvalForecastCommandTest, ATraceTooShortToFitIsRefusedNamingItBeforeTheTab
       << err;
 }
 
+// cli.md: --trace is any format of traces.md, --horizons defaults to 1m,5m,15m and --step to the
+// trace's own when coarser than a minute. On a 5-minute trace (NAB's tweet volumes) the defaults
+// were refused, '"1m" is not a whole number of 5m steps (≥ 1); set --step', and --step 1m then
+// as finer than the trace. Left out, the horizons are the defaults that are whole steps (5m and
+// 15m here); given, one that is not says to give whole steps of the trace's.
+TEST_F(EvalForecastCommandTest, DefaultHorizonsFitATraceCoarserThanAMinute) {
+  {
+    std::ofstream trace(trace_path());
+    trace << "timestamp,count\n";
+    for (int i = 0; i < 600; ++i) trace << 1'700'000'100 + 300 * i << "," << 600 + i % 12 << "\n";
+  }
+  auto run = [&](const std::vector<std::string>& args) {
+    CLI::App app{"prescale"};
+    EvalCommand eval(app);
+    std::vector<std::string> all = {"eval", "forecast", "--trace", trace_path(), "--models",
+                                    "naive"};
+    all.insert(all.end(), args.begin(), args.end());
+    if (auto status = prescale::testing::parse_command_line(app, all)) return *status;
+    return eval.parsed() ? eval.run() : -1;
+  };
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(run({}), 0);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("naive                      5m"), std::string::npos) << out;
+  EXPECT_NE(out.find("naive                     15m"), std::string::npos) << out;
+  EXPECT_EQ(out.find(" 1m "), std::string::npos) << out;
+
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(run({"--horizons", "1m"}), 2);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("--horizons: \"1m\" is not a whole number of the trace's 5m steps"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("set --step"), std::string::npos) << err;
+}
+
 }  // namespace
 }  // namespace prescale
