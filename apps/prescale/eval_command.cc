@@ -33,7 +33,8 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-int run_forecast_eval(const EvalFlags& f) {
+// `horizons_given`: --horizons was on the command line, not its default.
+int run_forecast_eval(const EvalFlags& f, bool horizons_given) {
   const char* who = "prescale eval forecast";
   // Every name is checked before anything is scored: a misspelt "_cycle" model would otherwise
   // read as a cycle model without a cycle, after the rows before it were printed.
@@ -112,12 +113,23 @@ int run_forecast_eval(const EvalFlags& f) {
       return 2;
     }
     if (steps < 1 - 1e-9 || std::abs(steps - std::round(steps)) > 1e-9) {
-      std::cerr << who << ": --horizons: \"" << item << "\" is not a whole number of "
-                << internal::format_duration(*step) << " steps (≥ 1); set --step\n";
+      // The defaults are minutes: on a coarser trace, those that are whole steps of it.
+      if (!horizons_given) continue;
+      if (own_step) {  // no --step can be finer than the trace's
+        std::cerr << who << ": --horizons: \"" << item << "\" is not a whole number of the "
+                  << "trace's " << step_text << " steps (≥ 1)\n";
+      } else {
+        std::cerr << who << ": --horizons: \"" << item << "\" is not a whole number of "
+                  << internal::format_duration(*step) << " steps (≥ 1); set --step\n";
+      }
       return 2;
     }
     labels.push_back(item);
     horizons.push_back(static_cast<int>(std::lround(steps)));
+  }
+  if (horizons.empty() && !horizons_given) {  // a trace coarser than 15 minutes: one step
+    labels.push_back(step_text);
+    horizons.push_back(1);
   }
   if (horizons.empty()) {
     std::cerr << who << ": --horizons: no horizons given\n";
@@ -253,7 +265,7 @@ EvalCommand::~EvalCommand() = default;
 bool EvalCommand::parsed() const { return command_->parsed(); }
 
 int EvalCommand::run() const {
-  if (forecast_->parsed()) return run_forecast_eval(*flags_);
+  if (forecast_->parsed()) return run_forecast_eval(*flags_, forecast_->count("--horizons") > 0);
   return 2;
 }
 
