@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "core/host_port.h"
 #include "core/versioned_file.h"
 
 namespace prescale {
@@ -26,25 +26,26 @@ std::optional<std::string> read_whole_file(const std::string& path) {
 }
 
 Result<ListenAddress> parse_listen(std::string_view s, std::string_view what) {
-  auto bad = [&] {
-    return make_error(ErrorCode::kInvalidArgument,
-                      std::string(what) + ": expected host:port, got \"" + std::string(s) + "\"");
-  };
-  const size_t colon = s.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) return bad();
-  std::string_view host = s.substr(0, colon);
-  if (host.front() == '[') {
-    if (host.size() < 3 || host.back() != ']') return bad();
-    host = host.substr(1, host.size() - 2);
+  const HostPortParts parts = split_host_port(s, 0);
+  std::string why;
+  switch (parts.fault) {
+    case HostPortFault::kNone:
+      return ListenAddress{std::string(parts.host), parts.port};
+    case HostPortFault::kShape:
+      why = "expected host:port, got \"" + std::string(s) + "\"";
+      break;
+    case HostPortFault::kNotIpv6:
+      why = "expected host:port with an IPv6 address in brackets, got \"" + std::string(s) + "\"";
+      break;
+    case HostPortFault::kPort:
+      why = "port must be 0..65535, got \"" + std::string(parts.port_text) + "\"";
+      break;
+    case HostPortFault::kLeadingZero:
+      why = "port must be written without leading zeros, got \"" + std::string(parts.port_text) +
+            "\"";
+      break;
   }
-  const std::string_view port_text = s.substr(colon + 1);
-  unsigned port = 0;
-  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
-      port > 65535) {
-    return bad();
-  }
-  return ListenAddress{std::string(host), static_cast<uint16_t>(port)};
+  return make_error(ErrorCode::kInvalidArgument, std::string(what) + ": " + why);
 }
 
 std::string fixed(double v, int decimals) {

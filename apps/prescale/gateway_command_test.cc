@@ -1,7 +1,6 @@
 // `prescale gateway` run in-process, as main.cc wires it. A run that serves is stopped with
 // SIGTERM, as a user's Ctrl-C or a supervisor stops it.
 #include "gateway_command.h"
-#include "cli_test_util.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -11,6 +10,9 @@
 #include <future>
 #include <string>
 #include <vector>
+
+#include "cli_test_util.h"
+#include "command_util.h"
 
 namespace prescale {
 namespace {
@@ -43,6 +45,23 @@ TEST(GatewayCommandTest, AServiceInTwoUpstreamFlagsIsRefused) {
   EXPECT_EQ(run_gateway({"--upstream", "echo=127.0.0.1:9", "--upstream", "echo=127.0.0.1:10"}), 2);
   // Several endpoints in one flag, as before: it serves until stopped.
   EXPECT_EQ(run_gateway({"--upstream", "echo=127.0.0.1:9,127.0.0.1:10"}, 1s), 0);
+}
+
+// --ui and gateway.listen: a port out of range was "expected host:port", as if the form were
+// wrong; a bracketed host that is no IPv6 address was taken and failed only at the bind.
+TEST(ParseListenTest, SaysWhatIsWrongWithTheAddress) {
+  auto listen = parse_listen("[::1]:0", "--ui");
+  ASSERT_TRUE(listen.has_value());
+  EXPECT_EQ(listen->host, "::1");
+  EXPECT_EQ(listen->port, 0);
+  EXPECT_EQ(parse_listen("127.0.0.1:99999", "--ui").error().message,
+            "--ui: port must be 0..65535, got \"99999\"");
+  EXPECT_EQ(parse_listen("localhost", "--ui").error().message,
+            "--ui: expected host:port, got \"localhost\"");
+  EXPECT_EQ(parse_listen("[a b]:80", "--ui").error().message,
+            "--ui: expected host:port with an IPv6 address in brackets, got \"[a b]:80\"");
+  EXPECT_EQ(parse_listen("h:080", "--ui").error().message,
+            "--ui: port must be written without leading zeros, got \"080\"");
 }
 
 }  // namespace
