@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 // GCC 12 at -O3 reports null dereferences inside nlohmann::json's inlined accessors that cannot
 // happen (the objects are checked first); the warning is an error in this build.
@@ -1131,6 +1132,35 @@ TEST(UpTest, OneServiceWithoutRoutesGetsEveryRequest) {
   EXPECT_EQ(served->body, "hello");
   EXPECT_EQ(up.stop(), 0);
   EXPECT_EQ(up.log().find("refused replica"), std::string::npos) << up.log();
+}
+
+// Its output piped to a reader that goes away (`prescale up ... | head`, a `tee` that died): the
+// next log line's write had SIGPIPE's default action kill the platform on the spot, exit 141,
+// nothing drained or saved. Like nginx, it ignores SIGPIPE and serves on; a stop drains.
+TEST(UpTest, AClosedOutputPipeDoesNotStopThePlatform) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string fifo = dir.file("out");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string port_file = dir.file("gw.port");
+  // A reader of one byte, then the platform itself (exec: its pid is the Subprocess's).
+  Subprocess up({"/bin/sh", "-c",
+                 "head -c 1 < \"$1\" > /dev/null & exec \"$0\" up -f \"$2\" --state-dir \"$3\" "
+                 "--ui 127.0.0.1:0 --port-file \"$4\" > \"$1\" 2>&1",
+                 PRESCALE_BIN, fifo, config, dir.file("state"), port_file},
+                dir.file("sh.log"));
+  ASSERT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 20s))
+      << "the platform did not come up; exit " << up.wait(0ms).value_or(-1);
+  const auto port = static_cast<uint16_t>(std::stoi(testing::read_file(port_file)));
+  for (int i = 0; i < 5; ++i) {  // and it logs on: each write to the closed pipe fails
+    auto served = http_get(port, "/echo");
+    ASSERT_TRUE(served) << served.error().message;
+    EXPECT_EQ(served->status, 200);
+  }
+  EXPECT_FALSE(up.wait(500ms).has_value()) << "exited";
+  up.signal(SIGINT);
+  EXPECT_EQ(up.wait(60s), 0);
 }
 
 }  // namespace

@@ -212,6 +212,9 @@ void Runtime::block_termination_signals() {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // A write to a closed pipe (stdout into `| head`, a tee that died) fails with EPIPE instead of
+  // killing the server undrained, as nginx does. Child processes get the default back at exec.
+  ::signal(SIGPIPE, SIG_IGN);
 }
 
 int Runtime::run() {

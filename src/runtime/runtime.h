@@ -53,7 +53,8 @@ class Runtime {
 
   // Blocks until SIGTERM or SIGINT, then drains. Returns the process exit code (0 after a clean
   // drain). start() must have succeeded. The signals must be blocked in every thread, which
-  // block_termination_signals() does; call it first thing in main().
+  // block_termination_signals() does; call it first thing in main(). It also ignores SIGPIPE,
+  // so that a server whose output pipe closed serves on (its writes fail) rather than die.
   int run();
   static void block_termination_signals();
 
