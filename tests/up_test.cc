@@ -1134,6 +1134,28 @@ TEST(UpTest, OneServiceWithoutRoutesGetsEveryRequest) {
   EXPECT_EQ(up.log().find("refused replica"), std::string::npos) << up.log();
 }
 
+// A service no route names (a worker that takes no requests, or a route forgotten) is said once
+// at start; each of its replicas' starts logged "gateway refused replica ..." as an error.
+TEST(UpTest, AServiceWithoutARouteIsSaidOnceNotAtEveryReplica) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  std::string yaml = echo_yaml("5s");
+  yaml.replace(yaml.find("gateway:"), 0,
+               "  - name: worker\n"
+               "    kind: builtin/echo\n"
+               "    replicas: {min: 2, max: 2, initial: 2}\n");
+  testing::write_file(config, yaml);
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  EXPECT_EQ(up.stop(), 0);
+  const std::string log = up.log();
+  const std::string said = "service worker: no gateway route names it";
+  EXPECT_NE(log.find(said), std::string::npos) << log;
+  EXPECT_EQ(log.find(said, log.find(said) + 1), std::string::npos) << log;
+  EXPECT_EQ(log.find("refused replica"), std::string::npos) << log;
+  EXPECT_EQ(log.find("service web: no gateway route"), std::string::npos) << log;
+}
+
 // Its output piped to a reader that goes away (`prescale up ... | head`, a `tee` that died): the
 // next log line's write had SIGPIPE's default action kill the platform on the spot, exit 141,
 // nothing drained or saved. Like nginx, it ignores SIGPIPE and serves on; a stop drains.

@@ -257,6 +257,15 @@ int run_up(const UpFlags& f) {
     all.service = config.services[0].name;
     config.gateway.routes.push_back(std::move(all));
   }
+  // A service no route names gets no requests through the gateway (a worker may want that): said
+  // once here, not as an error at each of its replicas' starts.
+  for (const ServiceConfig& s : config.services) {
+    if (std::none_of(config.gateway.routes.begin(), config.gateway.routes.end(),
+                     [&](const RouteConfig& r) { return r.service == s.name; })) {
+      spdlog::warn("service {}: no gateway route names it, so the gateway sends it no requests",
+                   s.name);
+    }
+  }
   auto gw = gateway::Gateway::create(config.gateway, gateway_options);
   if (!gw) return error(gw.error().message);
   http::ServerOptions gso;

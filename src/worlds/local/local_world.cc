@@ -24,7 +24,14 @@ void GatewayEndpoints::add(const std::string& service, const std::string& replic
   const std::string id = replica + "@" + std::to_string(port);
   if (auto added = gateway_.add_endpoint(service, gateway::EndpointSpec{id, "127.0.0.1", port});
       !added) {
-    spdlog::error("gateway refused replica {} of {}: {}", replica, service, added.error().message);
+    // A service no route names (said once, at start) has nothing to receive: not an error.
+    if (added.error().code == ErrorCode::kNotFound) {
+      spdlog::debug("replica {} of {} not in the gateway: {}", replica, service,
+                    added.error().message);
+    } else {
+      spdlog::error("gateway refused replica {} of {}: {}", replica, service,
+                    added.error().message);
+    }
     return;
   }
   endpoint_ids_[replica] = id;
