@@ -204,6 +204,9 @@ TEST(LoadCommandTest, BadInputExitsTwoNamingTheFlag) {
       {{"--rate", "10", "--target", "http://h:1", "--seed", "-1"}, "--seed: Value -1 is negative"},
       {{"--rate", "10", "--target", "http://h:1", "--slo", "0ms"}, "--slo: must be > 0"},
       {{"--trace", dir.file("missing.csv"), "--target", "http://h:1"}, "--trace:"},
+      // Refused before the run, not after it (the report lost, exit 1).
+      {{"--rate", "10", "--target", "http://h:1", "--json", dir.file("no/such/dir/r.json")},
+       "--json: cannot write"},
   };
   int i = 0;
   for (const Case& c : cases) {

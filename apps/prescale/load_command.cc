@@ -300,6 +300,10 @@ int LoadCommand::run() const {
   if (f.threads < 1 || f.threads > 256) {
     return bad("--threads", "expected 1..256, got " + std::to_string(f.threads));
   }
+  // Before the run, as sim and eval check theirs: a mistyped path lost the run's report.
+  if (!f.json_path.empty() && !output_path_usable("prescale load", "--json", f.json_path)) {
+    return 2;
+  }
   auto arrivals = loadgen::parse_arrival_process(f.arrivals);
   if (!arrivals) return bad("--arrivals", arrivals.error().message);
   auto url = loadgen::parse_target_url(f.target);
