@@ -1154,6 +1154,10 @@ TEST(UpTest, AServiceWithoutARouteIsSaidOnceNotAtEveryReplica) {
   EXPECT_EQ(log.find(said, log.find(said) + 1), std::string::npos) << log;
   EXPECT_EQ(log.find("refused replica"), std::string::npos) << log;
   EXPECT_EQ(log.find("service web: no gateway route"), std::string::npos) << log;
+  // No request was sent: no share within the SLO to give (it said 100 %).
+  EXPECT_NE(log.find("prescale up: stopped. requests 0, within SLO -, replica-hours"),
+            std::string::npos)
+      << log;
 }
 
 // Its output piped to a reader that goes away (`prescale up ... | head`, a `tee` that died): the

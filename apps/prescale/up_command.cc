@@ -554,9 +554,14 @@ int run_up(const UpFlags& f) {
   remove_port_files();
   const local::LocalWorld::Totals totals = world.totals();
   std::cout << "prescale up: stopped. requests " << static_cast<long long>(totals.requests)
-            << ", within SLO "
-            << (totals.requests > 0 ? 100.0 * totals.within_slo / totals.requests : 100.0)
-            << " %, replica-hours " << totals.replica_seconds / 3600.0 << ", scaling events "
+            << ", within SLO ";
+  // Without requests there is no share to give (the dashboard's is null): 100 % said too much.
+  if (totals.requests > 0) {
+    std::cout << 100.0 * totals.within_slo / totals.requests << " %";
+  } else {
+    std::cout << "-";
+  }
+  std::cout << ", replica-hours " << totals.replica_seconds / 3600.0 << ", scaling events "
             << feed->scaling_events() << std::endl;
   return drained ? 0 : 1;
 }
