@@ -802,8 +802,8 @@ TEST(UpTest, AnUnknownPolicyIsRefusedNamingTheFlagBeforeAnythingStarts) {
 }
 
 // local.md: a port file that cannot be written stops the command with exit status 1 and the file
-// named (after its flag), rather than leaving whoever waits for it waiting. The file before it
-// is written.
+// named (after its flag), rather than leaving whoever waits for it waiting. The file before it,
+// written, is removed with the stop (cli.md): it would name the port of a platform that is gone.
 TEST(UpTest, APortFileThatCannotBeWrittenStopsThePlatformNamingIt) {
   TempDir dir;
   const std::string config = dir.file("prescale.yaml");
@@ -815,7 +815,8 @@ TEST(UpTest, APortFileThatCannotBeWrittenStopsThePlatformNamingIt) {
   EXPECT_EQ(up.wait(60s), 1);
   EXPECT_NE(up.log().find("prescale up: --ui-port-file: " + gone + ": "), std::string::npos)
       << up.log();
-  EXPECT_FALSE(testing::read_file(dir.file("gw.port")).empty());
+  EXPECT_FALSE(std::filesystem::exists(dir.file("gw.port")))
+      << "stopped, it names a port: " << testing::read_file(dir.file("gw.port"));
 }
 
 // Stopping for a port file it cannot write (here a directory), the platform takes its replicas
