@@ -492,6 +492,7 @@ int run_up(const UpFlags& f) {
     // Whoever waits for the file would wait for ever: stop, saying why, the replicas drained
     // as on a signal.
     std::cerr << "prescale up: " << written.error().message << "\n";
+    remove_port_files();  // one written before it would name the port of a stopped platform
     stop_replicas(supervisor, real, std::chrono::seconds(45), stop_signals);
     serving.stop(std::chrono::milliseconds(0));
     return 1;
