@@ -117,6 +117,12 @@ TEST(SplitHostPort, NamesWhatIsWrong) {
   for (std::string_view port : {"h:", "h:+80", "h:-1", "h:65536", "h:8o", "h: 80"}) {
     EXPECT_EQ(split_host_port(port, 1).fault, HostPortFault::kPort) << port;
   }
+  // A zone id names an interface: none holds a space, a control character, a '/' or a bracket
+  // (as "[a b]:80", it would be taken here and fail only when the gateway connected).
+  for (std::string_view zone : {"[fe80::1%eth 0]:80", "[fe80::1%eth0\n]:80", "[fe80::1%a]b]:80",
+                                "[fe80::1%a/b]:80", "[fe80::1%a%b]:80"}) {
+    EXPECT_EQ(split_host_port(zone, 1).fault, HostPortFault::kNotIpv6) << zone;
+  }
   const HostPortParts zero = split_host_port("h:080", 1);
   EXPECT_EQ(zero.fault, HostPortFault::kLeadingZero);
   EXPECT_EQ(zero.port_text, "080");
