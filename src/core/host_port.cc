@@ -24,6 +24,15 @@ int hex_value(char c) {
   return -1;
 }
 
+// What no host name or zone id holds: a space, a control character, or a delimiter of the
+// authority ("a/b", "a]b").
+bool has_stray_character(std::string_view name) {
+  return std::any_of(name.begin(), name.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7f || c == ':' || c == '[' || c == ']' || c == '/';
+  });
+}
+
 }  // namespace
 
 HostPortParts split_host_port(std::string_view text, uint16_t min_port) {
@@ -34,16 +43,16 @@ HostPortParts split_host_port(std::string_view text, uint16_t min_port) {
   if (host.front() == '[') {
     if (host.size() < 3 || host.back() != ']') return out;
     host = host.substr(1, host.size() - 2);
-    const std::string address(host.substr(0, host.find('%')));
+    const size_t zone = host.find('%');
+    const std::string address(host.substr(0, zone));
     in6_addr parsed{};
-    if (inet_pton(AF_INET6, address.c_str(), &parsed) != 1 || host.ends_with('%')) {
+    if (inet_pton(AF_INET6, address.c_str(), &parsed) != 1 || host.ends_with('%') ||
+        (zone != std::string_view::npos && (has_stray_character(host.substr(zone + 1)) ||
+                                            host.find('%', zone + 1) != std::string_view::npos))) {
       out.fault = HostPortFault::kNotIpv6;
       return out;
     }
-  } else if (std::any_of(host.begin(), host.end(), [](char c) {
-               const auto u = static_cast<unsigned char>(c);
-               return u <= 0x20 || u == 0x7f || c == ':' || c == '[' || c == ']' || c == '/';
-             })) {
+  } else if (has_stray_character(host)) {
     return out;
   }
   out.host = host;
