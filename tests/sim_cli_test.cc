@@ -899,6 +899,12 @@ TEST(PrescaleCliTest, AnUnknownCommandIsNamed) {
   Outcome none = run_prescale(dir, "none", {});
   EXPECT_EQ(none.exit_status, 2);
   EXPECT_THAT(none.err, HasSubstr("A subcommand is required"));
+  // An option where the command goes is no command: `prescale eval --trace x.csv` lacks one
+  // (it said 'unknown command "--trace"').
+  Outcome option = run_prescale(dir, "option", {"eval", "--trace", "x.csv"});
+  EXPECT_EQ(option.exit_status, 2);
+  EXPECT_THAT(option.err, Not(HasSubstr("unknown command")));
+  EXPECT_THAT(option.err, HasSubstr("A subcommand is required"));
 }
 
 }  // namespace
