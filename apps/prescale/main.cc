@@ -248,8 +248,9 @@ int main(int argc, char** argv) {
     const CLI::App* at = &app;
     while (!at->get_subcommands().empty()) at = at->get_subcommands().front();
     const auto commands = at->get_subcommands([](const CLI::App*) { return true; });
+    // An option there ("prescale eval --trace x") is no command: the command is missing.
     if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && !commands.empty() &&
-        !at->remaining().empty()) {
+        !at->remaining().empty() && !at->remaining().front().starts_with('-')) {
       std::string names;
       for (const CLI::App* c : commands) names += (names.empty() ? "" : ", ") + c->get_name();
       std::string who;
