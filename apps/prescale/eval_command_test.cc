@@ -86,6 +86,9 @@ TEST_F(EvalForecastCommandTest, ATraceTooShortToFitIsRefusedNamingItBeforeTheTab
                      "shorter than the 32 steps a model needs"),
             std::string::npos)
       << err;
+  // The step is the trace's own: a finer --step is refused ("finer than the trace's own step"),
+  // so it is no advice to give.
+  EXPECT_EQ(err.find("finer --step"), std::string::npos) << err;
 }
 
 // cli.md: --trace is any format of traces.md, --horizons defaults to 1m,5m,15m and --step to the
