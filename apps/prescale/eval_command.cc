@@ -136,6 +136,8 @@ int run_forecast_eval(const EvalFlags& f, bool horizons_given) {
     return 2;
   }
 
+  // A finer --step is advice only where the trace was resampled to a coarser one.
+  const bool finer_step_possible = trace->step_seconds < step_seconds - 1e-9;
   if (std::abs(trace->step_seconds - step_seconds) > 1e-9) {
     if (trace->step_seconds > step_seconds + 1e-9) {
       std::cerr << who << ": --step " << step_text << " is finer than the trace's own step ("
@@ -166,8 +168,9 @@ int run_forecast_eval(const EvalFlags& f, bool horizons_given) {
   if (test_begin < fit_needs) {
     std::cerr << who << ": --trace " << f.trace << ": the fitted part (" << test_begin << " of "
               << n << " steps of " << internal::format_duration(*step) << ") is shorter than the "
-              << fit_needs << " steps a model needs: give a longer trace, a smaller "
-              << "--test-share or a finer --step\n";
+              << fit_needs << " steps a model needs: give a longer trace"
+              << (finer_step_possible ? ", a smaller --test-share or a finer --step\n"
+                                      : " or a smaller --test-share\n");
     return 2;
   }
   Json all = Json::array();
