@@ -893,6 +893,21 @@ TEST(UpTest, AStateDirectoryInUseIsRefused) {
   EXPECT_EQ(first.stop(), 0);
 }
 
+// A lock file that cannot be opened (here a directory) is named with why, as the logs/ and run/
+// directories are; it said only "cannot open .../lock".
+TEST(UpTest, ALockFileThatCannotBeOpenedIsNamedWithWhy) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string state = dir.file("state");
+  std::filesystem::create_directories(state + "/lock");
+  Subprocess up({PRESCALE_BIN, "up", "-f", config, "--state-dir", state, "--ui", "127.0.0.1:0"},
+                dir.file("up.log"));
+  EXPECT_EQ(up.wait(60s), 2) << up.log();
+  EXPECT_NE(up.log().find("cannot open " + state + "/lock: Is a directory"), std::string::npos)
+      << up.log();
+}
+
 // A history deleted while the platform runs (the state directory removed by hand or by a cleaner
 // of /tmp) is written again from what the platform holds in memory at its next save, with a
 // warning naming the file, so the next start restores it. Before, the saves went on into the
