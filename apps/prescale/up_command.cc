@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -207,8 +209,16 @@ int run_up(const UpFlags& f) {
   // The lock is held until the process ends, however it ends (kill -9 included); not inherited.
   const std::string lock_path = (state / "lock").string();
   const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd < 0) return error("--state-dir " + f.state_dir + ": cannot open " + lock_path);
+  if (lock_fd < 0) {
+    const int err = errno;
+    return error("--state-dir " + f.state_dir + ": cannot open " + lock_path + ": " +
+                 std::strerror(err));
+  }
   if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (const int err = errno; err != EWOULDBLOCK) {  // ENOLCK: not another platform's lock
+      return error("--state-dir " + f.state_dir + ": cannot lock " + lock_path + ": " +
+                   std::strerror(err));
+    }
     std::string holder;
     std::getline(std::ifstream(lock_path), holder);
     std::cerr << "prescale up: --state-dir " << f.state_dir
