@@ -213,7 +213,8 @@ void Runtime::block_termination_signals() {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   // A write to a closed pipe (stdout into `| head`, a tee that died) fails with EPIPE instead of
-  // killing the server undrained, as nginx does. Child processes get the default back at exec.
+  // killing the server undrained, as nginx does. An ignored signal stays ignored across exec: a
+  // child process sets the default back itself (local::Process does, before its exec).
   ::signal(SIGPIPE, SIG_IGN);
 }
 
