@@ -1075,7 +1075,19 @@ TEST(UpTest, ASecondSignalDuringTheDrainKillsTheReplicasAtOnce) {
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   ASSERT_TRUE(up.started()) << up.log();
   std::thread slow([&] { (void)http_get(up.gateway_port(), "/delay/30000", 60s); });
-  std::this_thread::sleep_for(1s);  // in flight
+  // In flight at the gateway (its gauge), not after a guess at how long that takes.
+  const bool in_flight = testing::wait_for(
+      [&] {
+        auto r = http_get(up.ui_port(), "/metrics", 5s);
+        return r && r->body.find("prescale_inflight_requests{service=\"gateway\"} 1") !=
+                        std::string::npos;
+      },
+      20s);
+  if (!in_flight) {
+    up.stop();  // which ends the request
+    slow.join();
+    FAIL() << "the slow request never reached the gateway\n" << up.log();
+  }
   const std::vector<int> pids = replica_pids(up.events());
   up.signal(SIGINT);
   ASSERT_TRUE(testing::wait_for(
