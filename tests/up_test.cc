@@ -1020,9 +1020,10 @@ TEST(UpTest, AnOldPortFileIsRemovedUntilThePlatformIsUpAndAfterItStops) {
   const std::string port_file = dir.file("gw.port");
   testing::write_file(port_file, "1\n");
   Subprocess up({PRESCALE_BIN, "up", "-f", config, "--state-dir", dir.file("state"), "--ui",
-                 "127.0.0.1:0", "--port-file", port_file, "--ready-wait", "3"},
+                 "127.0.0.1:0", "--port-file", port_file, "--ready-wait", "5"},
                 dir.file("up.log"));
-  EXPECT_TRUE(testing::wait_for([&] { return !std::filesystem::exists(port_file); }, 2s))
+  // Gone for the 5 s of the wait for slow's replica (however long the start itself takes).
+  EXPECT_TRUE(testing::wait_for([&] { return !std::filesystem::exists(port_file); }, 20s))
       << "the old port, while slow is still starting: " << testing::read_file(port_file);
   ASSERT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 20s))
       << up.log();
