@@ -37,10 +37,15 @@ double DashboardFeed::unix_now() {
   return last_t_;
 }
 
-void DashboardFeed::on_replica_event(const local::ReplicaEvent& e) {
+void record_replica_event(dashboard::DashboardModel& model, double unix_time,
+                          const local::ReplicaEvent& e) {
   spdlog::log(e.kind == "crash" ? spdlog::level::warn : spdlog::level::info, "{} {}: {}", e.kind,
               e.replica, e.message);
-  model_.add_event({unix_now(), e.kind, e.service, e.replica, e.message});
+  model.add_event({unix_time, e.kind, e.service, e.replica, e.message});
+}
+
+void DashboardFeed::on_replica_event(const local::ReplicaEvent& e) {
+  record_replica_event(model_, unix_now(), e);
 }
 
 void DashboardFeed::on_endpoint_change(const EndpointChange& c) {

@@ -30,6 +30,11 @@ struct DashboardFeedOptions {
   double time_scale = 1;        // controller seconds per real second (the forecast's minutes)
 };
 
+// Logs a replica's event (a crash as a warning, the rest as info) and adds it to the dashboard's
+// timeline at `unix_time`: what the feed does, and what `prescale up` does before the feed exists.
+void record_replica_event(dashboard::DashboardModel& model, double unix_time,
+                          const local::ReplicaEvent& event);
+
 class DashboardFeed {
  public:
   // `prescale_policy` may be null (another policy: no forecast band, no learned graph).

@@ -345,9 +345,7 @@ int run_up(const UpFlags& f) {
     if (feed) {
       feed->on_replica_event(e);
     } else {
-      spdlog::log(e.kind == "crash" ? spdlog::level::warn : spdlog::level::info, "{} {}: {}",
-                  e.kind, e.replica, e.message);
-      model.add_event({unix_seconds(real.wall_now()), e.kind, e.service, e.replica, e.message});
+      record_replica_event(model, unix_seconds(real.wall_now()), e);
     }
   };
   local::Supervisor supervisor(so, launcher, probe, endpoints);
