@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_test_util.h"
 #include "core/sha256.h"
 #include "services/forecast/forecast_test_util.h"
 #include "services/forecast/model_file.h"
@@ -46,13 +47,7 @@ class ForecastCliTest : public ::testing::Test {
     CLI::App app{"prescale"};
     CLI::App* train = app.add_subcommand("train");
     TrainForecastCommand train_forecast(*train);
-    std::vector<const char*> argv = {"prescale"};
-    for (const auto& a : args) argv.push_back(a.c_str());
-    try {
-      app.parse(static_cast<int>(argv.size()), argv.data());
-    } catch (const CLI::ParseError& e) {
-      return app.exit(e) == 0 ? 0 : 2;
-    }
+    if (auto status = prescale::testing::parse_command_line(app, args)) return *status;
     return train_forecast.parsed() ? train_forecast.run() : -1;
   }
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli_test_util.h"
 #include "eval_fraud.h"
 #include "services/fraud/fraud_test_util.h"
 #include "services/fraud/model_file.h"
@@ -34,13 +35,7 @@ class FraudCliTest : public ::testing::Test {
     CLI::App* train = app.add_subcommand("train");
     EvalFraudCommand eval_fraud(*eval);
     TrainFraudCommand train_fraud(*train);
-    std::vector<const char*> argv = {"prescale"};
-    for (const auto& a : args) argv.push_back(a.c_str());
-    try {
-      app.parse(static_cast<int>(argv.size()), argv.data());
-    } catch (const CLI::ParseError& e) {
-      return app.exit(e) == 0 ? 0 : 2;
-    }
+    if (auto status = prescale::testing::parse_command_line(app, args)) return *status;
     if (eval_fraud.parsed()) return eval_fraud.run();
     if (train_fraud.parsed()) return train_fraud.run();
     return -1;

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli_test_util.h"
 #include "eval_recommend.h"
 #include "services/recommend/internal/test_interactions.h"
 #include "services/recommend/model_file.h"
@@ -41,13 +42,7 @@ class RecommendCliTest : public ::testing::Test {
     CLI::App* train = app.add_subcommand("train");
     EvalRecommendCommand eval_recommend(*eval);
     TrainRecommendCommand train_recommend(*train);
-    std::vector<const char*> argv = {"prescale"};
-    for (const auto& a : args) argv.push_back(a.c_str());
-    try {
-      app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
-    } catch (const CLI::ParseError& e) {
-      return app.exit(e) == 0 ? 0 : 2;
-    }
+    if (auto status = prescale::testing::parse_command_line(app, args)) return *status;
     if (eval_recommend.parsed()) return eval_recommend.run();
     if (train_recommend.parsed()) return train_recommend.run();
     return -1;
