@@ -977,6 +977,46 @@ TEST(UpTest, AHungReplicaIsNamedWhenItFailsItsHealthChecksAndWhenItIsBack) {
   EXPECT_NE(up.log().find("healthy " + hung + ": back in service"), std::string::npos) << up.log();
 }
 
+// A replica that stays hung is restarted: its liveness checks (services[].liveness, a Kubernetes
+// liveness probe) go unanswered, the supervisor kills it and starts it again, saying why. Before,
+// it was taken out of service by the gateway and named, but stayed there for ever, holding its
+// place among the replicas the policy asked for.
+TEST(UpTest, AReplicaThatStaysHungIsKilledAndRestarted) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  std::string yaml = echo_yaml("5s");
+  yaml.replace(yaml.find("{min: 1, max: 6, initial: 1}"), 28, "{min: 2, max: 2, initial: 2}");
+  yaml.replace(yaml.find("    startup_time: 1s\n"), 0,
+               "    liveness: {interval: 1s, timeout: 300ms, failure_threshold: 2}\n");
+  testing::write_file(config, yaml);
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  const std::vector<int> pids = replica_pids(up.events());
+  ASSERT_EQ(pids.size(), 2u);
+  ASSERT_EQ(::kill(pids[0], SIGSTOP), 0);
+  auto event_of = [&](const std::string& kind, const std::string& text) {
+    const json events = up.events();
+    if (!events.is_object()) return std::string();
+    for (const auto& e : events["events"]) {
+      const std::string message = e.value("message", "");
+      if (e.value("kind", "") == kind && message.find(text) != std::string::npos) return message;
+    }
+    return std::string();
+  };
+  EXPECT_TRUE(testing::wait_for([&] { return !event_of("crash", "not alive").empty(); }, 20s))
+      << up.events().dump();
+  EXPECT_TRUE(testing::wait_for([&] { return ::kill(pids[0], 0) != 0; }, 10s))
+      << "the hung process is gone";
+  // Restarted after the first back-off (10 s), as any crashed replica.
+  EXPECT_TRUE(testing::wait_for([&] { return !event_of("restart", "pid").empty(); }, 30s))
+      << up.events().dump();
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_NE(up.log().find("not alive: GET /healthz got no answer within 300 ms, 2 checks in a row "
+                          "(services[].liveness); killed"),
+            std::string::npos)
+      << up.log();
+}
+
 // A crash is a warning that says why, as the wait for the initial replicas does: the replica's
 // exit, when it restarts and the last line of its log. Before, it was an info line without the
 // log, which a look for warnings missed and which sent the operator to find the file.

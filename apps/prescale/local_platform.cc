@@ -45,6 +45,10 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
   }
   for (const auto& [k, v] : s.env) t.env.emplace_back(k, v);
   t.readiness_path = s.effective_readiness_path();
+  t.liveness_path = s.liveness.enabled ? s.liveness.path : std::string();
+  t.liveness_interval = s.liveness.interval;
+  t.liveness_timeout = s.liveness.timeout;
+  t.liveness_failure_threshold = s.liveness.failure_threshold;
   t.env.emplace_back("PRESCALE_GATEWAY_URL", gateway_url);
   return t;
 }

@@ -164,6 +164,23 @@ TEST(ReplicaTemplate, BuiltInKindsRunThisBinarysServeWithTheirModelBesideTheFile
                          "PRESCALE_GATEWAY_URL", "http://127.0.0.1:8080")));
 
   EXPECT_EQ(t.readiness_path, "/readyz");  // the runtime's
+  EXPECT_EQ(t.liveness_path, "/healthz");
+  EXPECT_EQ(t.liveness_interval, std::chrono::seconds(10));
+  EXPECT_EQ(t.liveness_timeout, std::chrono::seconds(1));
+  EXPECT_EQ(t.liveness_failure_threshold, 3);
+  s.liveness = {.enabled = true,
+                .path = "/alive",
+                .interval = std::chrono::seconds(2),
+                .timeout = std::chrono::milliseconds(100),
+                .failure_threshold = 5};
+  const local::ReplicaTemplate own = replica_template(s, "/opt/prescale", "http://g", "/srv/app");
+  EXPECT_EQ(own.liveness_path, "/alive");
+  EXPECT_EQ(own.liveness_interval, std::chrono::seconds(2));
+  EXPECT_EQ(own.liveness_timeout, std::chrono::milliseconds(100));
+  EXPECT_EQ(own.liveness_failure_threshold, 5);
+  s.liveness.enabled = false;
+  EXPECT_EQ(replica_template(s, "/opt/prescale", "http://g", "/srv/app").liveness_path, "")
+      << "off: no liveness checks";
 
   ServiceConfig c = command_service({"./server", "--port", "{port}"}, 2);
   EXPECT_EQ(replica_template(c, "/opt/prescale", "http://g", "/srv/app").argv, c.command);
@@ -230,8 +247,8 @@ struct ScriptedReplicas final : local::ProcessLauncher, local::ReplicaProbe, loc
   }
   Result<std::uint16_t> free_port() override { return next_port++; }
   std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
-  std::unique_ptr<local::ReadinessCheck> check_ready(std::uint16_t port,
-                                                     const std::string&) override {
+  std::unique_ptr<local::ReadinessCheck> check_ready(std::uint16_t port, const std::string&,
+                                                     std::chrono::milliseconds) override {
     return std::make_unique<Answer>(port == web_port, port == web_port ? 200 : not_ready_status);
   }
   void add(const std::string&, const std::string&, std::uint16_t) override {}

@@ -184,6 +184,21 @@ static void describe(Schema<SloConfig>& s) {
   s.field("error_budget", &SloConfig::error_budget).greater_than(0.0).less_than(1.0);
 }
 
+static void describe(Schema<LivenessConfig>& s) {
+  using std::chrono::milliseconds;
+  s.field("enabled", &LivenessConfig::enabled);
+  s.field("path", &LivenessConfig::path).check(request_path_problem);
+  s.field("interval", &LivenessConfig::interval).greater_than(milliseconds(0));
+  s.field("timeout", &LivenessConfig::timeout).greater_than(milliseconds(0));
+  s.field("failure_threshold", &LivenessConfig::failure_threshold).at_least(1).at_most(1000);
+  s.check([](LivenessConfig& l, const Checker& c) {
+    if (l.timeout >= l.interval) {
+      c.at("timeout").error("must be < interval (" + internal::format_duration(l.interval) +
+                            "), got " + internal::format_duration(l.timeout));
+    }
+  });
+}
+
 static void describe(Schema<ServiceConfig>& s) {
   s.field("name", &ServiceConfig::name).required().check(service_name_problem);
   s.field("kind", &ServiceConfig::kind).required();
@@ -198,6 +213,7 @@ static void describe(Schema<ServiceConfig>& s) {
   s.field("depends_on", &ServiceConfig::depends_on);
   s.field("model_dir", &ServiceConfig::model_dir);
   s.field("readiness_path", &ServiceConfig::readiness_path).check(request_path_problem);
+  s.field("liveness", &ServiceConfig::liveness);
   s.check([](ServiceConfig& svc, const Checker& c) {
     svc.line = c.line();
     if (!svc.model_dir.empty() && svc.kind != ServiceKind::kRecommend &&

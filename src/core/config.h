@@ -85,6 +85,17 @@ struct SloConfig {
   double error_budget = 0.001;  // allowed fraction of failed requests, in (0, 1)
 };
 
+// A Kubernetes liveness probe of each ready replica (`prescale up`): GET `path` every `interval`;
+// `failure_threshold` failures in a row — no answer within `timeout`, or a 5xx — and the replica
+// is killed and restarted. Any other answer, a 404 included, is alive (docs/config.md).
+struct LivenessConfig {
+  bool enabled = true;
+  std::string path = "/healthz";
+  std::chrono::milliseconds interval = std::chrono::seconds(10);
+  std::chrono::milliseconds timeout = std::chrono::seconds(1);
+  int failure_threshold = 3;
+};
+
 // Admission control's queue limit where a service does not set one: half its SLO's p99 latency,
 // in whole milliseconds, 1 ms to 1 h (ServiceConfig::queue_limit; `prescale sim` applies the
 // same to its built-in topologies).
@@ -135,6 +146,7 @@ struct ServiceConfig {
   std::string_view effective_readiness_path() const {
     return readiness_path.empty() ? std::string_view("/readyz") : std::string_view(readiness_path);
   }
+  LivenessConfig liveness;
   int line = 0;  // where the service's entry starts in its file (1-based), for later messages
 };
 

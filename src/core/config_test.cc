@@ -410,6 +410,63 @@ services:
               HasSubstr("services[0].readiness_path: must not hold a space or a control character"));
 }
 
+// Liveness is a Kubernetes liveness probe's settings, on by default (/healthz every 10 s, 1 s to
+// answer, 3 failures in a row), and may be turned off.
+TEST(ConfigLoad, LivenessHasKubernetesDefaultsAndItsOwnSettings) {
+  Result<Config> r = load_config_string(R"(
+version: 1
+services:
+  - {name: echo, kind: builtin/echo}
+  - name: own
+    kind: command
+    command: [./svc, "{port}"]
+    liveness: {path: /alive, interval: 5s, timeout: 250ms, failure_threshold: 2}
+  - {name: off, kind: builtin/echo, liveness: {enabled: false}}
+)");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  const LivenessConfig& echo = r->services[0].liveness;
+  EXPECT_TRUE(echo.enabled);
+  EXPECT_EQ(echo.path, "/healthz");
+  EXPECT_EQ(echo.interval, std::chrono::seconds(10));
+  EXPECT_EQ(echo.timeout, std::chrono::seconds(1));
+  EXPECT_EQ(echo.failure_threshold, 3);
+  const LivenessConfig& own = r->services[1].liveness;
+  EXPECT_EQ(own.path, "/alive");
+  EXPECT_EQ(own.interval, std::chrono::seconds(5));
+  EXPECT_EQ(own.timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(own.failure_threshold, 2);
+  EXPECT_FALSE(r->services[2].liveness.enabled);
+}
+
+TEST(ConfigLoad, BadLivenessSettingsAreNamed) {
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: own, kind: builtin/echo, liveness: {path: alive}}
+)"),
+              HasSubstr("services[0].liveness.path: must start with \"/\""));
+  EXPECT_THAT(
+      error_of(R"(
+version: 1
+services:
+  - {name: own, kind: builtin/echo, liveness: {interval: 1s, timeout: 1s}}
+)"),
+      HasSubstr(
+          "prescale.yaml:4:71: services[0].liveness.timeout: must be < interval (1s), got 1s"));
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: own, kind: builtin/echo, liveness: {failure_threshold: 0}}
+)"),
+              HasSubstr("services[0].liveness.failure_threshold: must be >= 1"));
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: own, kind: builtin/echo, liveness: {enabled: maybe}}
+)"),
+              HasSubstr("services[0].liveness.enabled"));
+}
+
 TEST(ConfigLoad, QueueLimitLeftOutIsHalfTheSlo) {
   Result<Config> r = load_config_string(R"(
 version: 1

@@ -231,8 +231,10 @@ struct ReadyAtOnce : ProcessLauncher, ReplicaProbe, EndpointSink {
   std::optional<std::uint16_t> read_port_file(const std::string&) override { return {}; }
   struct Answer final : ReadinessCheck {
     std::optional<bool> answer() override { return true; }
+    int status() override { return 200; }
   };
-  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t, const std::string&) override {
+  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t, const std::string&,
+                                              std::chrono::milliseconds) override {
     return std::make_unique<Answer>();
   }
   void add(const std::string&, const std::string&, std::uint16_t) override {}

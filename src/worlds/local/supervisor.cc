@@ -42,6 +42,10 @@ struct Supervisor::Replica {
   std::optional<Clock::TimePoint> ready_at;
   Clock::TimePoint next_probe{};
   std::unique_ptr<ReadinessCheck> check;  // in flight while starting
+  std::unique_ptr<ReadinessCheck> liveness;  // in flight while ready
+  Clock::TimePoint next_liveness{};
+  int liveness_failures = 0;       // in a row
+  std::string liveness_failure;    // the last one's answer ("no answer within 1 s", "answered 500")
   Clock::TimePoint phase_since{};  // when draining or stopping began
   bool registered = false;         // announced to the sink
   int restarts = 0;
@@ -116,6 +120,14 @@ Result<void> Supervisor::add_service(ReplicaTemplate t) {
   if (!t.readiness_path.starts_with('/')) {
     return make_error(ErrorCode::kInvalidArgument, "service " + t.service +
                                                        ": the readiness path must start with \"/\"");
+  }
+  if (!t.liveness_path.empty() &&
+      (!t.liveness_path.starts_with('/') || t.liveness_interval <= Clock::Duration::zero() ||
+       t.liveness_timeout <= std::chrono::milliseconds(0) || t.liveness_failure_threshold < 1)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "service " + t.service +
+                          ": liveness needs a path starting with \"/\", an interval and a "
+                          "timeout > 0 and a failure threshold >= 1");
   }
   auto s = std::make_unique<Service>();
   s->uses_port_file = mentions(t, "{port_file}");
@@ -245,6 +257,8 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
   r.restart_at.reset();
   r.next_probe = now;
   r.check.reset();  // the previous process's
+  r.liveness.reset();
+  r.liveness_failures = 0;
   auto process = launcher_.launch(spec);
   if (!process) {
     r.process.reset();
@@ -318,7 +332,9 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
         if (r.port == 0 && !r.port_file.empty()) {
           if (auto port = probe_.read_port_file(r.port_file)) r.port = *port;
         }
-        if (r.port != 0) r.check = probe_.check_ready(r.port, s.tmpl.readiness_path);
+        if (r.port != 0) {
+          r.check = probe_.check_ready(r.port, s.tmpl.readiness_path, options_.readiness_timeout);
+        }
       }
       std::optional<bool> answer;
       if (r.check && (answer = r.check->answer())) {
@@ -328,6 +344,7 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
       if (answer.value_or(false)) {
         r.phase = ReplicaPhase::kReady;
         r.ready_at = now;
+        r.next_liveness = now + s.tmpl.liveness_interval;
         sink_.add(s.tmpl.service, r.id, r.port);
         r.registered = true;
         event(now, "ready", s, r,
@@ -345,6 +362,7 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
     }
     case ReplicaPhase::kReady:
       if (r.ready_at && now - *r.ready_at >= options_.backoff_reset_after) r.crash_streak = 0;
+      check_liveness(s, r, now);
       return;
     case ReplicaPhase::kDraining:
       if ((r.registered ? sink_.in_flight(s.tmpl.service, r.id) : 0) <= 0 ||
@@ -362,6 +380,47 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
         r.phase_since = now + std::chrono::hours(24);  // once
       }
       return;
+  }
+}
+
+// A ready replica's liveness: one check in flight at most, one per liveness_interval; a check
+// still unanswered when the next is due has failed (the real probe answers within its timeout,
+// shorter than any sensible interval).
+void Supervisor::check_liveness(Service& s, Replica& r, Clock::TimePoint now) {
+  const ReplicaTemplate& t = s.tmpl;
+  if (t.liveness_path.empty()) return;
+  std::optional<bool> alive;
+  if (r.liveness) {
+    if (r.liveness->answer()) {
+      const int status = r.liveness->status();
+      alive = status > 0 && status < 500;
+      if (!*alive) {
+        r.liveness_failure = status > 0
+                                 ? "answered " + std::to_string(status)
+                                 : "got no answer within " + format_millis(t.liveness_timeout);
+      }
+    } else if (now >= r.next_liveness) {
+      alive = false;
+      r.liveness_failure = "got no answer within " + format_millis(t.liveness_timeout);
+    }
+    if (alive) r.liveness.reset();
+  }
+  if (alive) r.liveness_failures = *alive ? 0 : r.liveness_failures + 1;
+  if (r.liveness_failures >= t.liveness_failure_threshold) {
+    // Not drained: a replica that does not answer its liveness path cannot be trusted to finish
+    // what it holds, and SIGKILL is the one signal a stopped (SIGSTOP) process does not hold.
+    const std::string why = "not alive: GET " + t.liveness_path + " " + r.liveness_failure + ", " +
+                            std::to_string(r.liveness_failures) +
+                            " checks in a row (services[].liveness); killed";
+    r.liveness_failures = 0;
+    r.process->signal(SIGKILL);
+    r.process.reset();
+    crashed(s, r, now, why);
+    return;
+  }
+  if (!r.liveness && now >= r.next_liveness) {
+    r.next_liveness = now + t.liveness_interval;
+    r.liveness = probe_.check_ready(r.port, t.liveness_path, t.liveness_timeout);
   }
 }
 
@@ -488,14 +547,13 @@ class HttpReadinessCheck final : public ReadinessCheck {
 }  // namespace
 
 struct HttpReplicaProbe::Impl {
-  explicit Impl(std::chrono::milliseconds timeout)
-      : client(http::ClientOptions{.connect_timeout = timeout, .request_timeout = timeout,
-                                   .threads = 1}) {}
-  http::Client client;
+  // Connecting to a replica on this machine takes microseconds, or is refused at once; each
+  // check's own timeout bounds the whole of it.
+  http::Client client{
+      http::ClientOptions{.connect_timeout = std::chrono::milliseconds(500), .threads = 1}};
 };
 
-HttpReplicaProbe::HttpReplicaProbe(std::chrono::milliseconds timeout)
-    : impl_(std::make_unique<Impl>(timeout)) {}
+HttpReplicaProbe::HttpReplicaProbe() : impl_(std::make_unique<Impl>()) {}
 HttpReplicaProbe::~HttpReplicaProbe() = default;
 
 Result<std::uint16_t> HttpReplicaProbe::free_port() {
@@ -532,7 +590,8 @@ std::optional<std::uint16_t> HttpReplicaProbe::read_port_file(const std::string&
 }
 
 std::unique_ptr<ReadinessCheck> HttpReplicaProbe::check_ready(std::uint16_t port,
-                                                              const std::string& path) {
+                                                              const std::string& path,
+                                                              std::chrono::milliseconds timeout) {
   auto check = std::make_unique<HttpReadinessCheck>();
   http::Request req;
   req.method = http::Method::kGet;
@@ -540,9 +599,11 @@ std::unique_ptr<ReadinessCheck> HttpReplicaProbe::check_ready(std::uint16_t port
   req.target = path;
   // The state outlives an abandoned check: the answer may come after.
   impl_->client.async_request(
-      "127.0.0.1", port, std::move(req), [state = check->state](Result<http::Response> r) {
+      "127.0.0.1", port, std::move(req),
+      [state = check->state](Result<http::Response> r) {
         state->store(r && r->status > 0 ? r->status : -1, std::memory_order_release);
-      });
+      },
+      timeout);
   return check;
 }
 

@@ -45,6 +45,16 @@ struct ReplicaTemplate {
   std::vector<std::string> argv;
   std::vector<std::pair<std::string, std::string>> env;
   std::string readiness_path = "/readyz";  // GET before the replica gets traffic
+  // Liveness (a Kubernetes liveness probe): while a replica is ready, GET `liveness_path` every
+  // `liveness_interval`, each check answered within `liveness_timeout`. After
+  // `liveness_failure_threshold` failures in a row the replica is killed and restarts as a crashed
+  // one (with the back-off). A failure is no answer in time (refused, reset, timed out: a hung
+  // process) or a 5xx; any other answer, a 404 included, shows the replica's server is alive, so a
+  // program with no such path is never restarted for it. "" = no liveness checks.
+  std::string liveness_path = "/healthz";
+  Clock::Duration liveness_interval{std::chrono::seconds(10)};
+  std::chrono::milliseconds liveness_timeout{1000};
+  int liveness_failure_threshold = 3;
 };
 
 // One readiness check of a replica, answered or still in flight.
@@ -66,11 +76,12 @@ class ReplicaProbe {
   virtual Result<std::uint16_t> free_port() = 0;
   // The port a replica wrote to `path`, once it has.
   virtual std::optional<std::uint16_t> read_port_file(const std::string& path) = 0;
-  // Starts GET `path` (the service's readiness path, "/readyz" unless it says otherwise) on
-  // 127.0.0.1:port and returns without waiting for the answer (the supervisor's thread must not
-  // wait on a replica that accepts and never answers). Destroying the check abandons it.
-  virtual std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port,
-                                                      const std::string& path) = 0;
+  // Starts GET `path` (the service's readiness or liveness path) on 127.0.0.1:port and returns
+  // without waiting for the answer (the supervisor's thread must not wait on a replica that
+  // accepts and never answers), which comes within `timeout` or not at all (answer() false,
+  // status() 0). Destroying the check abandons it.
+  virtual std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port, const std::string& path,
+                                                      std::chrono::milliseconds timeout) = 0;
 };
 
 // Where ready replicas are announced (the gateway).
@@ -125,6 +136,8 @@ struct SupervisorOptions {
   std::string run_dir;  // port files; required when a template uses {port_file}
   Clock::Duration ready_timeout{std::chrono::seconds(120)};
   Clock::Duration probe_interval{std::chrono::milliseconds(100)};
+  // A readiness check not answered within this has failed (the next follows).
+  std::chrono::milliseconds readiness_timeout{500};
   Clock::Duration restart_backoff{std::chrono::seconds(10)};
   Clock::Duration max_restart_backoff{std::chrono::minutes(5)};
   Clock::Duration backoff_reset_after{std::chrono::minutes(10)};
@@ -183,6 +196,7 @@ class Supervisor {
   void crashed(Service& s, Replica& r, Clock::TimePoint now, const std::string& why);
   void begin_drain(Service& s, Replica& r, Clock::TimePoint now);
   void advance(Service& s, Replica& r, Clock::TimePoint now);
+  void check_liveness(Service& s, Replica& r, Clock::TimePoint now);
   void reconcile(Service& s, Clock::TimePoint now);
   void gone(Service& s, const Replica& r);
 
@@ -194,16 +208,16 @@ class Supervisor {
   Clock::TimePoint next_log_check_{};
 };
 
-// The real probe: ports from the kernel, readiness over HTTP, each check answered (false at the
-// latest) within `timeout`, connecting included, on the probe's own I/O thread.
+// The real probe: ports from the kernel, checks over HTTP, each answered (false at the latest)
+// within its timeout, connecting included, on the probe's own I/O thread.
 class HttpReplicaProbe final : public ReplicaProbe {
  public:
-  explicit HttpReplicaProbe(std::chrono::milliseconds timeout = std::chrono::milliseconds(500));
+  HttpReplicaProbe();
   ~HttpReplicaProbe() override;
   Result<std::uint16_t> free_port() override;
   std::optional<std::uint16_t> read_port_file(const std::string& path) override;
-  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port,
-                                              const std::string& path) override;
+  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port, const std::string& path,
+                                              std::chrono::milliseconds timeout) override;
 
  private:
   struct Impl;

@@ -60,21 +60,26 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
     auto it = port_files.find(path);
     return it == port_files.end() ? std::nullopt : std::optional<std::uint16_t>(it->second);
   }
-  // Answers when asked (as a replica that answers at once), by ready_ports then; a port in
-  // hung_ports never answers.
+  // Answers when asked (as a replica that answers at once), by ready_ports then (200, or no
+  // answer), or with a port's status_of; a port in hung_ports never answers.
   struct Check final : ReadinessCheck {
     Check(FakeWorld& w, std::uint16_t p) : world(w), port(p) {}
     std::optional<bool> answer() override {
       if (world.hung_ports.count(port) > 0) return std::nullopt;
-      return world.ready_ports.count(port) > 0;
+      return status() >= 200 && status() <= 399;
+    }
+    int status() override {
+      if (auto it = world.status_of.find(port); it != world.status_of.end()) return it->second;
+      return world.ready_ports.count(port) > 0 ? 200 : 0;
     }
     FakeWorld& world;
     std::uint16_t port;
   };
-  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port,
-                                              const std::string& path) override {
+  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port, const std::string& path,
+                                              std::chrono::milliseconds timeout) override {
     ++checks;
     check_paths.insert(path);
+    check_timeouts.push_back(timeout);
     return std::make_unique<Check>(*this, port);
   }
   void add(const std::string&, const std::string& replica, std::uint16_t) override {
@@ -108,8 +113,10 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
   std::map<std::string, std::uint16_t> port_files;
   std::set<std::uint16_t> ready_ports;
   std::set<std::uint16_t> hung_ports;
+  std::map<std::uint16_t, int> status_of;  // what a port's checks answer, over ready_ports
   int checks = 0;  // readiness checks started
   std::set<std::string> check_paths;  // the paths they asked for
+  std::vector<std::chrono::milliseconds> check_timeouts;  // and their timeouts
   std::set<std::string> endpoints;
   std::vector<std::string> removed;
   std::map<std::string, std::int64_t> in_flight_by;
@@ -326,6 +333,107 @@ TEST_F(SupervisorTest, AHungCheckIsNotRepeatedAndTheReadyTimeoutStillHolds) {
   EXPECT_EQ(world.signals_by_pid[pid], std::vector<int>{SIGKILL});
 }
 
+// Liveness (a Kubernetes liveness probe): a ready replica that stops answering — a hung process,
+// kill -STOP — is killed after three checks in a row, 10 s apart, go unanswered, and restarts
+// as a crashed one, saying why.
+TEST_F(SupervisorTest, AReadyReplicaThatStopsAnsweringIsKilledAndRestarted) {
+  std::vector<std::string> messages;
+  SupervisorOptions o;
+  o.on_event = [&](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
+  sup = std::make_unique<Supervisor>(o, world, world, world);
+  ASSERT_TRUE(sup->add_service({"api", {"server", "--port", "{port}"}, {}}));
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports = {9000, 9001};
+  tick();
+  step(100ms);
+  ASSERT_EQ(replicas()[0].phase, ReplicaPhase::kReady);
+  const int pid = replicas()[0].pid;
+  const int readiness_checks = world.checks;
+  step(10s);
+  EXPECT_EQ(world.checks, readiness_checks + 1) << "the first liveness check, 10 s after ready";
+  EXPECT_EQ(world.check_paths.count("/healthz"), 1u);
+  EXPECT_EQ(world.check_timeouts.back(), 1s);
+  for (int i = 0; i < 10; ++i) step(1s);
+  EXPECT_EQ(world.checks, readiness_checks + 2) << "answered: the next one 10 s later";
+  world.hung_ports = {9000};  // kill -STOP
+  step(10s);
+  step(10s);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kReady) << "two checks unanswered";
+  EXPECT_TRUE(world.signals_by_pid[pid].empty());
+  step(10s);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kCrashed) << "three in a row";
+  EXPECT_EQ(world.signals_by_pid[pid], std::vector<int>{SIGKILL});
+  EXPECT_FALSE(world.endpoints.count("api-1"));
+  EXPECT_EQ(messages.back(),
+            "crash: not alive: GET /healthz got no answer within 1000 ms, 3 checks in a row "
+            "(services[].liveness); killed; restarting in 10 s");
+  EXPECT_EQ(replicas()[0].last_crash.substr(0, 10), "not alive:");
+  step(10s);
+  step(100ms);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kReady) << "restarted on a new port";
+  EXPECT_EQ(replicas()[0].restarts, 1);
+}
+
+// Only silence and 5xx answers fail a liveness check: a 404 (a program of the user's with no
+// /healthz) shows a server that answers, and one success ends a run of failures.
+TEST_F(SupervisorTest, LivenessFailsOnFiveHundredsNotOnOtherAnswers) {
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports = {9000};
+  tick();
+  step(100ms);
+  ASSERT_EQ(replicas()[0].phase, ReplicaPhase::kReady);
+  world.status_of[9000] = 404;
+  for (int i = 0; i < 10; ++i) step(10s);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kReady) << "404: alive";
+  world.status_of[9000] = 500;
+  step(10s);
+  step(10s);
+  world.status_of[9000] = 200;
+  step(10s);
+  world.status_of[9000] = 503;
+  step(10s);
+  step(10s);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kReady) << "never three 5xx in a row";
+  step(10s);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kCrashed);
+  EXPECT_EQ(replicas()[0].last_crash,
+            "not alive: GET /healthz answered 503, 3 checks in a row (services[].liveness); "
+            "killed");
+}
+
+// A service's own liveness settings are used; an empty path turns the checks off.
+TEST_F(SupervisorTest, LivenessFollowsTheServicesSettingsAndCanBeOff) {
+  ReplicaTemplate own{"own", {"server", "--port", "{port}"}, {}};
+  own.liveness_path = "/alive";
+  own.liveness_interval = 2s;
+  own.liveness_timeout = 300ms;
+  own.liveness_failure_threshold = 1;
+  ASSERT_TRUE(sup->add_service(own));
+  ReplicaTemplate off{"off", {"server", "--port", "{port}"}, {}};
+  off.liveness_path = "";
+  ASSERT_TRUE(sup->add_service(off));
+  ASSERT_TRUE(sup->set_desired("own", 1));
+  ASSERT_TRUE(sup->set_desired("off", 1));
+  world.ready_ports = {9000, 9001};
+  tick();
+  step(100ms);
+  world.hung_ports = {9000, 9001};
+  const int checks = world.checks;
+  step(2s);
+  EXPECT_EQ(world.checks, checks + 1) << "own's, none for off";
+  EXPECT_EQ(world.check_paths.count("/alive"), 1u);
+  EXPECT_EQ(world.check_timeouts.back(), 300ms);
+  step(2s);
+  EXPECT_EQ(sup->replicas("own")[0].phase, ReplicaPhase::kCrashed) << "one failure is enough";
+  for (int i = 0; i < 10; ++i) step(10s);
+  EXPECT_EQ(sup->replicas("off")[0].phase, ReplicaPhase::kReady);
+  EXPECT_EQ(sup->replicas("off")[0].restarts, 0);
+
+  ReplicaTemplate bad{"bad", {"server"}, {}};
+  bad.liveness_failure_threshold = 0;
+  EXPECT_FALSE(sup->add_service(bad));
+}
+
 // A free port is one nothing listens on yet, and a replica just started does not listen yet: the
 // kernel may offer its port again for the next replica started in the same round (bind(0) then
 // close, about once in 10,000 asks on Linux). Two replicas told the same port would have one crash
@@ -383,8 +491,9 @@ TEST(SupervisorProbe, AHungReplicaDoesNotHoldUpTheSupervisor) {
   std::filesystem::create_directories(run_dir);
   {
     FakeWorld world;  // the processes and the gateway; the probe is the real one
-    HttpReplicaProbe probe(std::chrono::seconds(20));
+    HttpReplicaProbe probe;
     SupervisorOptions o;
+    o.readiness_timeout = std::chrono::seconds(20);
     o.run_dir = run_dir.string();
     std::vector<std::string> events;
     o.on_event = [&](const ReplicaEvent& e) { events.push_back(e.kind + " " + e.replica); };
@@ -427,7 +536,7 @@ TEST(SupervisorProbe, TheProbeAsksItsPathAndTakesTwoAndThreeHundreds) {
   ASSERT_TRUE(server.start());
   HttpReplicaProbe probe;
   auto answer = [&](const std::string& path) {
-    std::unique_ptr<ReadinessCheck> check = probe.check_ready(server.port(), path);
+    std::unique_ptr<ReadinessCheck> check = probe.check_ready(server.port(), path, 1s);
     for (int i = 0; i < 500; ++i) {
       if (auto a = check->answer()) return *a;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -442,6 +551,35 @@ TEST(SupervisorProbe, TheProbeAsksItsPathAndTakesTwoAndThreeHundreds) {
   status = 503;
   EXPECT_FALSE(answer("/health"));
   server.shutdown(std::chrono::seconds(1));
+}
+
+// A check of a replica that accepts and never answers (a hung process: the kernel completes the
+// connection) fails once its own timeout has passed, with no status: liveness's 1 s by default,
+// not the 500 ms of readiness.
+TEST(SupervisorProbe, ACheckOfAHungReplicaFailsAfterItsOwnTimeout) {
+  const int hung = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(hung, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(hung, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(hung, 16), 0);
+  ASSERT_EQ(::getsockname(hung, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  HttpReplicaProbe probe;
+  const auto begin = std::chrono::steady_clock::now();
+  std::unique_ptr<ReadinessCheck> check =
+      probe.check_ready(ntohs(addr.sin_port), "/healthz", 1500ms);
+  std::optional<bool> answer;
+  while (!(answer = check->answer()) && std::chrono::steady_clock::now() - begin < 10s) {
+    std::this_thread::sleep_for(10ms);
+  }
+  const auto waited = std::chrono::steady_clock::now() - begin;
+  ::close(hung);
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_FALSE(*answer);
+  EXPECT_EQ(check->status(), 0);
+  EXPECT_GE(waited, 1500ms) << "not before its timeout (the client's connect timeout is 500 ms)";
 }
 
 // A start that finds no free port is a crash whose reason the user reads (docs/local.md, "not

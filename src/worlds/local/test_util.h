@@ -20,7 +20,8 @@ struct NoProcesses final : ProcessLauncher, ReplicaProbe, EndpointSink {
   struct Answer final : ReadinessCheck {
     std::optional<bool> answer() override { return false; }
   };
-  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t, const std::string&) override {
+  std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t, const std::string&,
+                                              std::chrono::milliseconds) override {
     return std::make_unique<Answer>();
   }
   void add(const std::string&, const std::string&, std::uint16_t) override {}
