@@ -29,6 +29,20 @@ int exit_status(int status) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// What most often sends a signal that kills a replica, where it is not the signal's own meaning.
+std::string_view signal_cause(int signal) {
+  switch (signal) {
+    case SIGKILL:
+      return ": kill -9, or the kernel out of memory";
+    case SIGSEGV:
+      return ": an invalid memory access";
+    case SIGABRT:
+      return ": abort(), a failed assertion or an uncaught exception";
+    default:
+      return "";
+  }
+}
+
 // A descriptor at 3 or above (close-on-exec): with our own stdin, stdout or stderr closed, an
 // open() lands on 0, 1 or 2, and the child's dup2()s onto those would overwrite one another.
 int above_stdio(int fd) {
@@ -90,12 +104,14 @@ class PosixProcess final : public Process {
     const pid_t r = ::waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
       status_ = exit_status(status);
+      signal_ = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       // Whatever the replica left running in its group goes with it.
       ::kill(-pid_, SIGKILL);
       end_watchdog();
     }
     return status_;
   }
+  int ended_by_signal() const override { return signal_; }
 
  private:
   void end_watchdog() {
@@ -108,9 +124,18 @@ class PosixProcess final : public Process {
   pid_t pid_;
   pid_t watchdog_;
   std::optional<int> status_;
+  int signal_ = 0;
 };
 
 }  // namespace
+
+std::string describe_exit(int status, int signal) {
+  if (signal == 0) return "exited with status " + std::to_string(status);
+  const char* name = ::sigabbrev_np(signal);
+  return "killed by signal " + std::to_string(signal) +
+         (name != nullptr ? " (SIG" + std::string(name) + std::string(signal_cause(signal)) + ")"
+                          : std::string());
+}
 
 Result<std::string> resolve_executable(const std::string& name) {
   if (name.empty()) return make_error(ErrorCode::kInvalidArgument, "empty command");

@@ -36,7 +36,14 @@ class Process {
   // The exit status once the child has exited (128 + signal number when a signal ended it),
   // nullopt while it runs. Reaps the child; later calls return the same status.
   virtual std::optional<int> poll_exit() = 0;
+  // Once poll_exit() has the status: the signal that ended the child, 0 when it exited by itself
+  // (the status alone cannot tell `exit(137)` from SIGKILL).
+  virtual int ended_by_signal() const { return 0; }
 };
+
+// How a child ended, for the user: "exited with status 3", or "killed by signal 9 (SIGKILL: kill
+// -9, or the kernel out of memory)" when `signal` (Process::ended_by_signal()) is not 0.
+std::string describe_exit(int status, int signal);
 
 class ProcessLauncher {
  public:

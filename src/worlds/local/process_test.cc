@@ -102,6 +102,25 @@ TEST_F(ProcessTest, SignalsReachTheWholeGroupAndTheExitStatusSaysWhich) {
   EXPECT_EQ((*p)->poll_exit(), 128 + SIGTERM) << "stable after reaping";
 }
 
+// The status folds a signal into 128 + n, as a shell does; the signal itself is kept, so the user
+// reads "killed by signal 9 (SIGKILL…)" for kill -9 and the kernel's out-of-memory killer, and
+// "exited with status 137" only for a program that exits with 137.
+TEST_F(ProcessTest, ASignalIsToldApartFromAnExitStatus) {
+  auto killed = launcher.launch({{"sh", "-c", "kill -9 $$"}, {}, ""});
+  auto exited = launcher.launch({{"sh", "-c", "exit 137"}, {}, ""});
+  ASSERT_TRUE(killed && exited);
+  EXPECT_EQ(wait_exit(**killed), 137);
+  EXPECT_EQ(wait_exit(**exited), 137);
+  EXPECT_EQ((*killed)->ended_by_signal(), SIGKILL);
+  EXPECT_EQ((*exited)->ended_by_signal(), 0);
+  EXPECT_EQ(describe_exit(137, SIGKILL),
+            "killed by signal 9 (SIGKILL: kill -9, or the kernel out of memory)");
+  EXPECT_EQ(describe_exit(137, 0), "exited with status 137");
+  EXPECT_EQ(describe_exit(143, SIGTERM), "killed by signal 15 (SIGTERM)");
+  EXPECT_EQ(describe_exit(139, SIGSEGV), "killed by signal 11 (SIGSEGV: an invalid memory access)");
+  EXPECT_EQ(describe_exit(3, 0), "exited with status 3");
+}
+
 TEST_F(ProcessTest, DestroyingAProcessKillsItsChild) {
   int pid = 0;
   {

@@ -305,15 +305,16 @@ void Supervisor::begin_drain(Service& s, Replica& r, Clock::TimePoint now) {
 void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
   if (r.process) {
     if (std::optional<int> status = r.process->poll_exit()) {
+      const std::string how = describe_exit(*status, r.process->ended_by_signal());
       r.process.reset();
       if (r.retiring) {
         if (r.registered) sink_.remove(s.tmpl.service, r.id);
         r.registered = false;
-        event(now, "stop", s, r, "exited with status " + std::to_string(*status));
+        event(now, "stop", s, r, how);
         r.phase = ReplicaPhase::kStopping;  // reaped below
         return;
       }
-      crashed(s, r, now, "exited with status " + std::to_string(*status));
+      crashed(s, r, now, how);
       return;
     }
   }

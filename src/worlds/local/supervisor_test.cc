@@ -33,14 +33,19 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
     void signal(int sig) override {
       signals.push_back(sig);
       world.signals_by_pid[id].push_back(sig);
-      if (sig == SIGKILL || (sig == SIGTERM && world.exit_on_term)) status = 128 + sig;
+      if (sig == SIGKILL || (sig == SIGTERM && world.exit_on_term)) {
+        status = 128 + sig;
+        ended_by = sig;
+      }
     }
     std::optional<int> poll_exit() override { return status; }
+    int ended_by_signal() const override { return ended_by; }
     FakeWorld& world;
     int id;
     LaunchSpec spec;
     std::vector<int> signals;
     std::optional<int> status;
+    int ended_by = 0;  // the signal that ended it
   };
 
   Result<std::unique_ptr<Process>> launch(const LaunchSpec& spec) override {
@@ -460,6 +465,26 @@ TEST_F(SupervisorTest, LaunchFailureIsACrashWithItsReason) {
   EXPECT_EQ(replicas()[0].last_crash, "'x' was not found in PATH");
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back(), "crash api-1");
+}
+
+// How a replica ended is said in words: a signal is named (kill -9, the out-of-memory killer), an
+// exit status is a status.
+TEST_F(SupervisorTest, ACrashSaysWhetherASignalOrAnExitEndedTheReplica) {
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports = {9000, 9001};
+  tick();
+  step(100ms);
+  FakeWorld::Proc* p = world.procs[replicas()[0].pid];
+  p->status = 137;
+  p->ended_by = SIGKILL;
+  step(100ms);
+  EXPECT_EQ(replicas()[0].last_crash,
+            "killed by signal 9 (SIGKILL: kill -9, or the kernel out of memory)");
+  step(10s);
+  step(100ms);
+  world.procs[replicas()[0].pid]->status = 137;
+  step(100ms);
+  EXPECT_EQ(replicas()[0].last_crash, "exited with status 137");
 }
 
 TEST_F(SupervisorTest, StopAllEndsEveryReplica) {
