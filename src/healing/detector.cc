@@ -1,0 +1,86 @@
+#include "healing/detector.h"
+
+#include <cmath>
+
+namespace prescale::healing {
+
+double normal_tail(double x, double mean, double sd) {
+  const double z = std::abs(x - mean) / sd;
+  return 0.5 * std::erfc(z / std::sqrt(2.0));
+}
+
+WindowedGaussian::WindowedGaussian(std::size_t window, std::size_t step)
+    : window_(window), step_(step) {}
+
+double WindowedGaussian::observe(double value) {
+  const double score = values_.empty() ? 0.0 : 1.0 - normal_tail(value, mean_, sd_);
+  if (values_.size() < window_) {
+    values_.push_back(value);
+    const double n = static_cast<double>(values_.size());
+    const double delta = value - mean_;
+    mean_ += delta / n;
+    m2_ += delta * (value - mean_);
+    sd_ = std::sqrt(m2_ / n);
+    if (sd_ == 0.0) sd_ = 1e-6;
+  } else {
+    pending_.push_back(value);
+    if (pending_.size() == step_) {
+      values_.erase(values_.begin(), values_.begin() + static_cast<std::ptrdiff_t>(step_));
+      values_.insert(values_.end(), pending_.begin(), pending_.end());
+      pending_.clear();
+      refit();
+    }
+  }
+  return score;
+}
+
+// The window's mean and population standard deviation, computed afresh (two passes: no
+// cancellation on large values with a small spread).
+void WindowedGaussian::refit() {
+  double sum = 0;
+  for (double v : values_) sum += v;
+  const double n = static_cast<double>(values_.size());
+  mean_ = sum / n;
+  double squares = 0;
+  for (double v : values_) squares += (v - mean_) * (v - mean_);
+  sd_ = std::sqrt(squares / n);
+  if (sd_ == 0.0) sd_ = 1e-6;
+}
+
+DeviationDetector::DeviationDetector(DeviationOptions options)
+    : options_(options), alpha_(1.0 - std::pow(0.5, 1.0 / options.half_life)) {}
+
+double DeviationDetector::observe(double value) {
+  double score = 0;
+  if (seen_ >= options_.warmup) {
+    const double sd = variance_ > 0 ? std::sqrt(variance_) : 1e-9;
+    score = 1.0 - normal_tail(value, mean_, sd);
+  }
+  if (seen_ == 0) {
+    mean_ = value;
+  } else {
+    const double delta = value - mean_;
+    mean_ += alpha_ * delta;
+    variance_ = (1 - alpha_) * (variance_ + alpha_ * delta * delta);
+  }
+  ++seen_;
+  if (holding_ > 0) {
+    --holding_;
+    return 0;
+  }
+  if (score >= options_.alert_score) holding_ = options_.hold;
+  return score;
+}
+
+std::unique_ptr<AnomalyDetector> make_detector(std::string_view name) {
+  if (name == "deviation") return std::make_unique<DeviationDetector>();
+  if (name == "windowed_gaussian") return std::make_unique<WindowedGaussian>();
+  return nullptr;
+}
+
+const std::vector<std::string_view>& detector_names() {
+  static const std::vector<std::string_view> names{"deviation", "windowed_gaussian"};
+  return names;
+}
+
+}  // namespace prescale::healing

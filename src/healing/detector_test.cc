@@ -1,0 +1,112 @@
+#include "healing/detector.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace prescale::healing {
+namespace {
+
+std::string nab_dir() {
+  const char* root = std::getenv("PRESCALE_SOURCE_DIR");
+  return std::string(root ? root : PRESCALE_TEST_SOURCE_DIR) + "/../shared/data/nab";
+}
+
+TEST(NormalTail, IsTheQFunctionOfTheDistanceOnEitherSide) {
+  EXPECT_DOUBLE_EQ(normal_tail(5, 5, 2), 0.5);
+  EXPECT_NEAR(normal_tail(5 + 1.959964 * 2, 5, 2), 0.025, 1e-7);
+  EXPECT_NEAR(normal_tail(5 - 1.959964 * 2, 5, 2), 0.025, 1e-7);
+}
+
+// The peer is NAB's own windowedGaussian: its scores are those of the reference results NAB
+// publishes (results/windowedGaussian/), row by row, on every file of a category whose longest
+// series (22,695 rows) fills and slides the window many times.
+TEST(WindowedGaussian, ReproducesNabsReferenceScores) {
+  const std::filesystem::path results = nab_dir() + "/results/windowedGaussian/realKnownCause";
+  if (!std::filesystem::exists(results)) {
+    GTEST_SKIP() << "skipped: ../shared/data/nab missing (NAB's windowedGaussian results)";
+  }
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(results)) {
+    std::ifstream in(entry.path());
+    std::string line;
+    std::getline(in, line);  // timestamp,value,anomaly_score,label,...
+    WindowedGaussian detector;
+    int row = 0;
+    double worst = 0;
+    while (std::getline(in, line)) {
+      std::stringstream fields(line);
+      std::string time, value, score;
+      std::getline(fields, time, ',');
+      std::getline(fields, value, ',');
+      std::getline(fields, score, ',');
+      worst = std::max(worst, std::abs(detector.observe(std::stod(value)) - std::stod(score)));
+      ++row;
+    }
+    EXPECT_GT(row, 1000) << entry.path();
+    EXPECT_LT(worst, 1e-9) << entry.path();
+    ++files;
+  }
+  EXPECT_EQ(files, 7);
+}
+
+TEST(WindowedGaussian, SlidesItsWindowAStepAtATime) {
+  WindowedGaussian detector(4, 2);
+  EXPECT_EQ(detector.observe(1), 0.0) << "nothing to compare the first value with";
+  detector.observe(3);  // window {1, 3}: mean 2, sd 1
+  EXPECT_NEAR(detector.observe(2), 0.5, 1e-12);
+  detector.observe(2);  // full: {1, 3, 2, 2}, mean 2
+  EXPECT_NEAR(detector.observe(100), 1.0, 1e-12);
+  // {1, 3, 2, 2} until two more have come: 100 has not entered it.
+  EXPECT_NEAR(detector.observe(2), 0.5, 1e-12);
+  // Now {2, 2, 100, 2}: mean 26.5.
+  EXPECT_NEAR(detector.observe(26.5), 0.5, 1e-12);
+}
+
+std::vector<double> noise(int n, double mean, double sd, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> d(mean, sd);
+  std::vector<double> out;
+  for (int i = 0; i < n; ++i) out.push_back(d(rng));
+  return out;
+}
+
+// A spike in steady noise alerts once: the observations after it are the same incident.
+TEST(DeviationDetector, ASpikeAlertsOnceThenHolds) {
+  DeviationDetector detector({.half_life = 100, .warmup = 30, .alert_score = 0.99999, .hold = 50});
+  int alerts = 0;
+  for (double v : noise(2000, 100, 5, 1)) alerts += detector.observe(v) >= 0.99999 ? 1 : 0;
+  EXPECT_LE(alerts, 1) << "normal noise: almost never past 4.4 deviations";
+  EXPECT_GE(detector.observe(200), 0.99999) << "20 deviations out";
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(detector.observe(i % 2 == 0 ? 200 : 100), 0.0) << "held, observation " << i;
+  }
+  const double after = detector.observe(100);
+  EXPECT_GT(after, 0.0);
+  EXPECT_LT(after, 0.99999);
+}
+
+TEST(DeviationDetector, WarmsUpAndTakesAnyChangeOfAConstantSeries) {
+  DeviationDetector warming({.half_life = 1000, .warmup = 30, .alert_score = 0.99999, .hold = 10});
+  for (int i = 0; i < 30; ++i) EXPECT_EQ(warming.observe(i == 5 ? 1e6 : 7), 0.0) << i;
+  DeviationDetector detector({.half_life = 1000, .warmup = 30, .alert_score = 0.99999, .hold = 10});
+  for (int i = 0; i < 230; ++i) detector.observe(7);
+  EXPECT_LT(detector.observe(7), 1.0);
+  EXPECT_GE(detector.observe(7.5), 0.99999);
+}
+
+TEST(Detectors, AreMadeByName) {
+  for (std::string_view name : detector_names()) EXPECT_NE(make_detector(name), nullptr) << name;
+  EXPECT_EQ(make_detector("htm"), nullptr);
+  EXPECT_EQ(detector_names().front(), "deviation");
+}
+
+}  // namespace
+}  // namespace prescale::healing
