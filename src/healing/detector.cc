@@ -1,5 +1,6 @@
 #include "healing/detector.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace prescale::healing {
@@ -55,10 +56,14 @@ double DeviationDetector::observe(double value) {
   if (seen_ >= options_.warmup) {
     const double sd = variance_ > 0 ? std::sqrt(variance_) : 1e-9;
     score = 1.0 - normal_tail(value, mean_, sd);
+    const double margin = options_.novelty_margin * (max_ - min_);
+    if (max_ > min_ && (value > max_ + margin || value < min_ - margin)) score = 1;
   }
   if (seen_ == 0) {
-    mean_ = value;
+    mean_ = min_ = max_ = value;
   } else {
+    min_ = std::min(min_, value);
+    max_ = std::max(max_, value);
     const double delta = value - mean_;
     mean_ += alpha_ * delta;
     variance_ = (1 - alpha_) * (variance_ + alpha_ * delta * delta);

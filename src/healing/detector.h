@@ -45,15 +45,19 @@ class WindowedGaussian final : public AnomalyDetector {
   double m2_ = 0;
 };
 
-// Prescale's detector: how far the value lies from an exponentially weighted mean, in
-// exponentially weighted standard deviations (a half-life of `half_life` observations), scored
-// as 1 − normal_tail; 0 for the first `warmup` observations. One alert per incident: after a
-// score of at least `alert_score`, the next `hold` observations score 0 (they are the same
-// incident, and an operator is told once). Ever-constant data has a deviation of 1e-9: its
-// first change is an anomaly.
+// Prescale's detector, two tests of each value after the first `warmup` (0 before):
+// - deviation: how far it lies from an exponentially weighted mean, in exponentially weighted
+//   standard deviations (a half-life of `half_life` observations), scored 1 − normal_tail;
+//   ever-constant data has a deviation of 1e-9, so its first change is an anomaly;
+// - novelty: a value beyond the range of all before it by more than `novelty_margin` of that
+//   range scores 1 (Numenta's spatial anomaly, with its 5 %).
+// The score is the higher of the two. One alert per incident: after a score of at least
+// `alert_score`, the next `hold` observations score 0 (the same incident: an operator is told
+// once).
 struct DeviationOptions {
   double half_life = 1000;
   int warmup = 30;
+  double novelty_margin = 0.05;
   double alert_score = 0.99999;
   int hold = 200;
 };
@@ -67,6 +71,7 @@ class DeviationDetector final : public AnomalyDetector {
   DeviationOptions options_;
   double alpha_;
   double mean_ = 0, variance_ = 0;
+  double min_ = 0, max_ = 0;
   long seen_ = 0;
   int holding_ = 0;
 };

@@ -83,7 +83,8 @@ TEST(DeviationDetector, ASpikeAlertsOnceThenHolds) {
   DeviationDetector detector({.half_life = 100, .warmup = 30, .alert_score = 0.99999, .hold = 50});
   int alerts = 0;
   for (double v : noise(2000, 100, 5, 1)) alerts += detector.observe(v) >= 0.99999 ? 1 : 0;
-  EXPECT_LE(alerts, 1) << "normal noise: almost never past 4.4 deviations";
+  // Normal noise: seldom past 4.4 deviations, or a new extreme by 5 % of the range.
+  EXPECT_LE(alerts, 3);
   EXPECT_GE(detector.observe(200), 0.99999) << "20 deviations out";
   for (int i = 0; i < 50; ++i) {
     EXPECT_EQ(detector.observe(i % 2 == 0 ? 200 : 100), 0.0) << "held, observation " << i;
@@ -100,6 +101,18 @@ TEST(DeviationDetector, WarmsUpAndTakesAnyChangeOfAConstantSeries) {
   for (int i = 0; i < 230; ++i) detector.observe(7);
   EXPECT_LT(detector.observe(7), 1.0);
   EXPECT_GE(detector.observe(7.5), 0.99999);
+}
+
+// A value beyond all seen before by over 5 % of their range is new, however slowly the weighted
+// spread would let it through.
+TEST(DeviationDetector, AValueBeyondTheRangeSeenIsAnAnomaly) {
+  DeviationDetector detector({.half_life = 10, .warmup = 30, .novelty_margin = 0.05,
+                              .alert_score = 0.99999, .hold = 10});
+  // A wide swing makes the weighted deviation large.
+  for (int i = 0; i < 100; ++i) detector.observe(i % 2 == 0 ? 0 : 100);
+  for (int i = 0; i < 10; ++i) detector.observe(50);
+  EXPECT_LT(detector.observe(104), 0.99999) << "within 5 % of the range [0, 100]";
+  EXPECT_EQ(detector.observe(110), 1.0) << "beyond [0, 104] by over 5.2";
 }
 
 TEST(Detectors, AreMadeByName) {
