@@ -70,7 +70,8 @@ struct NabScore {
 // `scores[i][row]`: a detector's anomaly score in [0, 1] for file i, row by row (no look-ahead is
 // the detector's business). Sweeps the threshold corpus-wide as NAB's sweeper does: among equally
 // good thresholds the highest wins. NaN scores are never detections. Throws std::invalid_argument
-// when `scores` does not have one score per row of each file (a caller's bug).
+// when `scores` does not have one score per row of each file, or a file's windows are not
+// in-range row ranges in order (a caller's bug).
 NabScore score_nab(const std::vector<NabFile>& files,
                    const std::vector<std::vector<double>>& scores, const NabProfile& profile);
 
