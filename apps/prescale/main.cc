@@ -11,22 +11,23 @@
 #include "cli_checks.h"
 #include "core/config.h"
 #include "core/logging.h"
+#include "eval_anomaly.h"
 #include "eval_command.h"
 #include "eval_fraud.h"
 #include "eval_recommend.h"
 #include "gateway_command.h"
 #include "load_command.h"
-#include "up_command.h"
 #include "runtime/runtime.h"
 #include "services/echo/echo_service.h"
 #include "services/forecast/forecast_service.h"
 #include "services/fraud/fraud_service.h"
 #include "services/recommend/recommend_service.h"
+#include "sim_command.h"
 #include "telemetry/registry.h"
 #include "train_forecast.h"
 #include "train_fraud.h"
 #include "train_recommend.h"
-#include "sim_command.h"
+#include "up_command.h"
 #include "version.h"
 #include "worlds/local/process.h"
 
@@ -228,6 +229,7 @@ int main(int argc, char** argv) {
   prescale::SimCommand sim(app);
   prescale::EvalCommand eval(app);
   prescale::EvalFraudCommand eval_fraud(*app.get_subcommand("eval"));
+  prescale::EvalAnomalyCommand eval_anomaly(*app.get_subcommand("eval"));
   prescale::EvalRecommendCommand eval_recommend(*app.get_subcommand("eval"));
   auto* train = app.add_subcommand("train", "Train a model and write a versioned model file");
   train->require_subcommand(1);
@@ -272,6 +274,7 @@ int main(int argc, char** argv) {
   if (serve->parsed()) return prescale::serve(flags, *serve);
   if (sim.parsed()) return sim.run();
   if (eval_fraud.parsed()) return eval_fraud.run();
+  if (eval_anomaly.parsed()) return eval_anomaly.run();
   if (eval_recommend.parsed()) return eval_recommend.run();
   if (eval.parsed()) return eval.run();
   if (train_fraud.parsed()) return train_fraud.run();
