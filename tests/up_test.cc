@@ -1017,6 +1017,80 @@ TEST(UpTest, AReplicaThatStaysHungIsKilledAndRestarted) {
       << up.log();
 }
 
+// The healer (docs/healing.md): a replica the gateway's outlier detection keeps ejecting, its
+// service's other replica not, is replaced — a new replica starts, the broken one drains — with a
+// warning and a "heal" event naming it. Before, it was ejected and tried again for ever, failing
+// requests each time it was back.
+TEST(UpTest, AReplicaThatKeepsFailingIsReplaced) {
+  TempDir dir;
+  // web-1 answers its health paths and fails everything else; the others are echo servers.
+  testing::write_file(dir.file("broken.py"), R"(import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.path in ("/readyz", "/healthz")
+        self.send_response(200 if ok else 500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+)");
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, std::string(R"(version: 1
+policy: {name: static}
+healer: {ejections: 2, window: 5m, min_interval: 1s}
+services:
+  - name: web
+    kind: command
+    command: [sh, -c, 'if [ "$PRESCALE_REPLICA" = web-1 ]; then exec python3 )") +
+                                  dir.file("broken.py") + R"( "$0"; else exec )" + PRESCALE_BIN +
+                                  R"( serve echo --port "$0" --threads 1; fi', "{port}"]
+    replicas: {min: 2, max: 2, initial: 2}
+    startup_time: 1s
+gateway:
+  listen: "127.0.0.1:0"
+  outlier_detection: {consecutive_5xx: 2, interval: 1s, base_ejection_time: 1s,
+                      max_ejection_percent: 50}
+  routes:
+    - match: {path_prefix: /}
+      service: web
+      retries: {num_retries: 0}
+)");
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  auto happened = [&](const std::string& kind, const std::string& replica) {
+    const json events = up.events();
+    if (!events.is_object()) return false;
+    return std::any_of(events["events"].begin(), events["events"].end(), [&](const json& e) {
+      return e.value("kind", "") == kind && e.value("replica", "") == replica;
+    });
+  };
+  // Requests until the healer has acted: web-1 fails its share and is ejected each time it is back.
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        for (int i = 0; i < 10; ++i) (void)http_get(up.gateway_port(), "/echo", 2s);
+        return happened("heal", "web-1");
+      },
+      60s))
+      << up.log();
+  // Its replacement (web-3) is ready and web-1 has stopped.
+  EXPECT_TRUE(testing::wait_for(
+      [&] { return happened("ready", "web-3") && happened("stop", "web-1"); }, 30s))
+      << up.events().dump();
+  int failed = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto r = http_get(up.gateway_port(), "/echo", 2s);
+    failed += r && r->status == 200 ? 0 : 1;
+  }
+  EXPECT_EQ(failed, 0) << "every replica serves";
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_NE(up.log().find("heal web-1: ejected 2 times in 5 min by the gateway's outlier "
+                          "detection, its service's other replicas not: replaced (a new replica "
+                          "starts; this one drains)"),
+            std::string::npos)
+      << up.log();
+}
+
 // A crash is a warning that says why, as the wait for the initial replicas does: the replica's
 // exit, when it restarts and the last line of its log. Before, it was an info line without the
 // log, which a look for warnings missed and which sent the operator to find the file.

@@ -57,6 +57,12 @@ void DashboardFeed::on_endpoint_change(const EndpointChange& c) {
   model_.add_event({unix_now(), c.kind, c.service, c.replica, c.message});
 }
 
+void DashboardFeed::on_heal(const std::string& service, const std::string& replica,
+                            const std::string& message) {
+  spdlog::warn("heal {}: {}", replica, message);
+  model_.add_event({unix_now(), "heal", service, replica, message});
+}
+
 void DashboardFeed::after_tick(control::Controller& controller,
                                const std::optional<scaling::Plan>& plan) {
   const double t = unix_now();

@@ -47,6 +47,8 @@ class DashboardFeed {
   void on_replica_event(const local::ReplicaEvent& event);
   // A replica the gateway took out of service (a warning) or put back (EndpointWatch).
   void on_endpoint_change(const EndpointChange& change);
+  // The healer acted on a replica (a warning, and a "heal" event).
+  void on_heal(const std::string& service, const std::string& replica, const std::string& message);
   int scaling_events() const { return scaling_events_; }
 
  private:

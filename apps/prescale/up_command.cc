@@ -30,6 +30,7 @@
 #include "forecast/trace.h"
 #include "gateway/gateway.h"
 #include "gateway_listeners.h"
+#include "healing/healer.h"
 #include "http/router.h"
 #include "http/server.h"
 #include "learned_admission.h"
@@ -336,8 +337,13 @@ int run_up(const UpFlags& f) {
   so.run_dir = (state / "run").string();
   std::unique_ptr<DashboardFeed> feed;  // made once the policy exists; replicas start before
   const local::Supervisor* supervising = nullptr;  // set once made: its events start after
+  healing::Healer healer({.ejections = config.healer.ejections,
+                          .window = config.healer.window,
+                          .min_interval = config.healer.min_interval});
   so.on_event = [&](const local::ReplicaEvent& event) {
     local::ReplicaEvent e = event;
+    // A new process, or none: its record of ejections starts again.
+    if (e.kind == "crash" || e.kind == "stop") healer.forget(e.replica);
     // Why it crashed is most often the last thing it wrote.
     if (e.kind == "crash" && supervising != nullptr) {
       e.message += log_ending(*supervising, e.replica);
@@ -530,7 +536,18 @@ int run_up(const UpFlags& f) {
     supervisor.tick(real.now());
     if (real.now() >= next_look) {
       next_look = real.now() + std::chrono::seconds(1);
-      for (const EndpointChange& c : endpoint_watch.poll(real.now())) feed->on_endpoint_change(c);
+      for (const EndpointChange& c : endpoint_watch.poll(real.now())) {
+        feed->on_endpoint_change(c);
+        if (c.kind == "eject") healer.ejected(c.service, c.replica, real.now());
+      }
+      if (config.healer.enabled) {
+        for (const healing::Remedy& r : healer.remedies(real.now())) {
+          const Result<void> replaced = world.restart(r.replica);
+          feed->on_heal(r.service, r.replica,
+                        r.reason + (replaced ? ": replaced (a new replica starts; this one drains)"
+                                             : ": not replaced: " + replaced.error().message));
+        }
+      }
       if (std::optional<std::string> text = read_whole_file(f.config_path); text != file_text) {
         file_text = std::move(text);
         spdlog::warn("{} changed; prescale up does not reload it: restart it to apply the change",

@@ -295,12 +295,21 @@ static void check_references(Config& cfg, const Checker& c) {
   }
 }
 
+static void describe(Schema<HealerConfig>& s) {
+  using std::chrono::milliseconds;
+  s.field("enabled", &HealerConfig::enabled);
+  s.field("ejections", &HealerConfig::ejections).at_least(1).at_most(1000);
+  s.field("window", &HealerConfig::window).greater_than(milliseconds(0));
+  s.field("min_interval", &HealerConfig::min_interval).at_least(milliseconds(0));
+}
+
 static void describe(Schema<Config>& s) {
   s.field("version", &Config::version).required().check(version_problem);
   s.field("world", &Config::world);
   s.field("http", &Config::http);
   s.field("logging", &Config::logging);
   s.field("policy", &Config::policy);
+  s.field("healer", &Config::healer);
   s.field("services", &Config::services);
   s.field("gateway", &Config::gateway);
   s.check(check_references);

@@ -269,12 +269,23 @@ struct GatewayConfig {
   friend bool operator==(const GatewayConfig&, const GatewayConfig&) = default;
 };
 
+// The healer's remedies (docs/healing.md, "The healer"): a replica the gateway's outlier detection
+// ejected `ejections` times within `window`, its service's other replicas not, is replaced; at
+// most one replacement per service per `min_interval`.
+struct HealerConfig {
+  bool enabled = true;
+  int ejections = 3;
+  std::chrono::milliseconds window = std::chrono::minutes(10);
+  std::chrono::milliseconds min_interval = std::chrono::minutes(5);
+};
+
 struct Config {
   int version = 1;
   WorldKind world = WorldKind::kLocal;
   HttpConfig http;
   LoggingConfig logging;
   PolicyConfig policy;
+  HealerConfig healer;
   std::vector<ServiceConfig> services;
   GatewayConfig gateway;
 };

@@ -1,0 +1,49 @@
+#include "healing/healer.h"
+
+#include <algorithm>
+
+namespace prescale::healing {
+
+void Healer::ejected(const std::string& service, const std::string& replica, Clock::TimePoint now) {
+  Record& r = replicas_[replica];
+  r.service = service;
+  r.ejections.push_back(now);
+  expire(r, now);
+}
+
+void Healer::forget(const std::string& replica) { replicas_.erase(replica); }
+
+void Healer::expire(Record& r, Clock::TimePoint now) const {
+  std::erase_if(r.ejections, [&](Clock::TimePoint t) { return now - t > options_.window; });
+}
+
+std::vector<Remedy> Healer::remedies(Clock::TimePoint now) {
+  std::map<std::string, int> repeat_offenders;  // per service: replicas ejected more than once
+  for (auto& [id, r] : replicas_) {
+    expire(r, now);
+    if (r.ejections.size() > 1) ++repeat_offenders[r.service];
+  }
+  std::vector<Remedy> out;
+  for (auto it = replicas_.begin(); it != replicas_.end();) {
+    const Record& r = it->second;
+    const auto last = last_remedy_.find(r.service);
+    const bool due = static_cast<int>(r.ejections.size()) >= options_.ejections &&
+                     repeat_offenders[r.service] == 1 &&
+                     (last == last_remedy_.end() || now - last->second >= options_.min_interval);
+    if (!due) {
+      ++it;
+      continue;
+    }
+    const auto minutes = std::chrono::duration_cast<std::chrono::minutes>(options_.window).count();
+    out.push_back({r.service, it->first,
+                   "ejected " + std::to_string(r.ejections.size()) + " times in " +
+                       std::to_string(minutes) +
+                       " min by the gateway's outlier detection, its service's other replicas "
+                       "not"});
+    last_remedy_[r.service] = now;
+    it = replicas_.erase(it);
+  }
+  return out;
+}
+
+}  // namespace prescale::healing

@@ -1,0 +1,63 @@
+// Healer: remedies for replicas that keep failing while they run. The gateway's outlier detection
+// takes a replica that fails in a row out of service for a while (30 s, then longer each time),
+// then tries it again; a replica that is broken for good — a lost connection it never re-opens, a
+// corrupted cache, a leak — goes on being ejected, failing requests each time it is back and
+// holding a place among the replicas the policy asked for. The healer replaces it: a new replica
+// starts, and the old one drains once the new one is ready (World::restart).
+//
+// A replica is replaced when the gateway has ejected it `ejections` times within `window` and no
+// other replica of its service has been ejected more than once in that window: when several fail
+// alike the cause is shared (a dependency down, a bad release), and new replicas would fail the
+// same way. At most one replacement per service per `min_interval`, so a fault a replacement does
+// not cure costs one restart per interval, not a storm.
+//
+// Time is the caller's (`now`), so tests drive it with a manual clock.
+// Thread safety: one thread calls everything.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+
+namespace prescale::healing {
+
+struct HealerOptions {
+  int ejections = 3;
+  Clock::Duration window = std::chrono::minutes(10);
+  Clock::Duration min_interval = std::chrono::minutes(5);
+};
+
+struct Remedy {
+  std::string service;
+  std::string replica;
+  std::string reason;  // "ejected 3 times in 10 min by the gateway's outlier detection"
+};
+
+class Healer {
+ public:
+  explicit Healer(HealerOptions options = {}) : options_(options) {}
+
+  // The gateway ejected `replica` of `service` at `now`.
+  void ejected(const std::string& service, const std::string& replica, Clock::TimePoint now);
+  // A replica that has left (scaled down, replaced, crashed and restarting as a new process) is
+  // forgotten: a new process starts with a clean record.
+  void forget(const std::string& replica);
+  // The replacements due at `now`, each recorded (the service's interval starts, the replica is
+  // forgotten).
+  std::vector<Remedy> remedies(Clock::TimePoint now);
+
+ private:
+  struct Record {
+    std::string service;
+    std::vector<Clock::TimePoint> ejections;  // within the window, oldest first
+  };
+  void expire(Record& r, Clock::TimePoint now) const;
+
+  HealerOptions options_;
+  std::map<std::string, Record> replicas_;               // by replica id
+  std::map<std::string, Clock::TimePoint> last_remedy_;  // by service
+};
+
+}  // namespace prescale::healing

@@ -1,0 +1,82 @@
+#include "healing/healer.h"
+
+#include <gtest/gtest.h>
+
+namespace prescale::healing {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct HealerTest : ::testing::Test {
+  ManualClock clock;
+  Healer healer;
+  void eject(const std::string& replica, const std::string& service = "web") {
+    healer.ejected(service, replica, clock.now());
+  }
+};
+
+TEST_F(HealerTest, AReplicaEjectedThreeTimesInTenMinutesIsReplacedOnce) {
+  eject("web-2");
+  clock.advance(2min);
+  eject("web-2");
+  EXPECT_TRUE(healer.remedies(clock.now()).empty()) << "twice";
+  clock.advance(3min);
+  eject("web-2");
+  const std::vector<Remedy> r = healer.remedies(clock.now());
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].service, "web");
+  EXPECT_EQ(r[0].replica, "web-2");
+  EXPECT_EQ(r[0].reason,
+            "ejected 3 times in 10 min by the gateway's outlier detection, its service's other "
+            "replicas not");
+  EXPECT_TRUE(healer.remedies(clock.now()).empty()) << "recorded: not again";
+}
+
+TEST_F(HealerTest, EjectionsOlderThanTheWindowDoNotCount) {
+  eject("web-2");
+  clock.advance(6min);
+  eject("web-2");
+  clock.advance(5min);  // the first is 11 min old
+  eject("web-2");
+  EXPECT_TRUE(healer.remedies(clock.now()).empty());
+  clock.advance(1min);
+  eject("web-2");
+  EXPECT_EQ(healer.remedies(clock.now()).size(), 1u);
+}
+
+// Several replicas of a service failing alike is a shared cause (a dependency down, a bad
+// release): new replicas would fail the same way, so none is replaced. Another service's
+// failures are its own.
+TEST_F(HealerTest, NoReplacementWhenOtherReplicasOfTheServiceFailToo) {
+  for (int i = 0; i < 3; ++i) {
+    eject("web-1");
+    eject("web-2");
+    eject("api-1", "api");
+    clock.advance(1min);
+  }
+  const std::vector<Remedy> r = healer.remedies(clock.now());
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].replica, "api-1");
+}
+
+TEST_F(HealerTest, OneReplacementPerServicePerFiveMinutes) {
+  for (int i = 0; i < 3; ++i) eject("web-1");
+  ASSERT_EQ(healer.remedies(clock.now()).size(), 1u);
+  for (int i = 0; i < 3; ++i) eject("web-3");
+  EXPECT_TRUE(healer.remedies(clock.now()).empty());
+  clock.advance(4min);
+  EXPECT_TRUE(healer.remedies(clock.now()).empty());
+  clock.advance(1min);
+  EXPECT_EQ(healer.remedies(clock.now()).size(), 1u) << "its ejections are 5 min old, within 10";
+}
+
+TEST_F(HealerTest, AReplicaThatLeftIsForgotten) {
+  eject("web-2");
+  eject("web-2");
+  healer.forget("web-2");
+  eject("web-2");
+  EXPECT_TRUE(healer.remedies(clock.now()).empty());
+}
+
+}  // namespace
+}  // namespace prescale::healing
