@@ -1037,7 +1037,7 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 )");
   const std::string config = dir.file("prescale.yaml");
   testing::write_file(config, std::string(R"(version: 1
-policy: {name: static}
+policy: {name: hpa}
 healer: {ejections: 2, window: 5m, min_interval: 1s}
 services:
   - name: web

@@ -467,6 +467,27 @@ services:
               HasSubstr("services[0].liveness.enabled"));
 }
 
+TEST(ConfigLoad, TheHealerHasDefaultsAndItsOwnSettings) {
+  Result<Config> defaults = load_config_string("version: 1\n");
+  ASSERT_TRUE(defaults.has_value()) << defaults.error().message;
+  EXPECT_TRUE(defaults->healer.enabled);
+  EXPECT_EQ(defaults->healer.ejections, 3);
+  EXPECT_EQ(defaults->healer.window, std::chrono::minutes(10));
+  EXPECT_EQ(defaults->healer.min_interval, std::chrono::minutes(5));
+  Result<Config> own = load_config_string(
+      "version: 1\nhealer: {enabled: false, ejections: 5, window: 30m, min_interval: 0s}\n");
+  ASSERT_TRUE(own.has_value()) << own.error().message;
+  EXPECT_FALSE(own->healer.enabled);
+  EXPECT_EQ(own->healer.ejections, 5);
+  EXPECT_EQ(own->healer.window, std::chrono::minutes(30));
+  EXPECT_EQ(own->healer.min_interval, std::chrono::milliseconds(0));
+  EXPECT_THAT(error_of("version: 1\nhealer: {ejections: 0}\n"),
+              HasSubstr("prescale.yaml:2:21: healer.ejections: must be >= 1, got 0"));
+  EXPECT_THAT(error_of("version: 1\nhealer: {window: 0s}\n"), HasSubstr("healer.window"));
+  EXPECT_THAT(error_of("version: 1\nhealer: {eject: 3}\n"),
+              HasSubstr("healer: unknown key \"eject\"; valid keys: enabled, ejections"));
+}
+
 TEST(ConfigLoad, QueueLimitLeftOutIsHalfTheSlo) {
   Result<Config> r = load_config_string(R"(
 version: 1
