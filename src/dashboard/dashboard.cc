@@ -174,12 +174,13 @@ void Dashboard::add_routes(http::Router& router) const {
   });
 
   // The router's own 404 and 405 carry no Cache-Control; API answers all say no-cache, so an
-  // unknown API path or a method other than GET and HEAD is answered here.
-  constexpr Method kOtherMethods[] = {Method::kPost, Method::kPut, Method::kPatch, Method::kDelete,
-                                      Method::kOptions};
+  // unknown API path or a method other than GET and HEAD (kOther: TRACE, PROPFIND, ...) is
+  // answered here.
+  constexpr Method kRefusedMethods[] = {Method::kPost,   Method::kPut,     Method::kPatch,
+                                        Method::kDelete, Method::kOptions, Method::kOther};
   for (const char* pattern : {"/api/v1/overview", "/api/v1/services", "/api/v1/services/{name}",
                               "/api/v1/graph", "/api/v1/events"}) {
-    for (Method m : kOtherMethods) {
+    for (Method m : kRefusedMethods) {
       router.add(m, pattern, [](Request& req, Responder respond) {
         Response r = api_error(405, "method_not_allowed",
                                req.method_name + " is not allowed here; use GET or HEAD");
@@ -189,7 +190,7 @@ void Dashboard::add_routes(http::Router& router) const {
     }
   }
   for (Method m : {Method::kGet, Method::kPost, Method::kPut, Method::kPatch, Method::kDelete,
-                   Method::kOptions}) {
+                   Method::kOptions, Method::kOther}) {
     router.add(m, "/api/v1/{rest...}", [](Request& req, Responder respond) {
       respond(api_error(404, "not_found", "no API endpoint " + req.path));
     });

@@ -221,5 +221,35 @@ TEST_F(DashboardTest, UnknownApiPathsAndMethodsAnswerNoCacheLikeEveryApiAnswer) 
   EXPECT_EQ(r->headers.get("Cache-Control"), "no-cache") << "405 " << r->body;
 }
 
+TEST_F(DashboardTest, MethodsWithoutANameOfTheirOwnAnswerLikeEveryApiAnswer) {
+  // TRACE, PROPFIND and other methods the router cannot name: a 405 with Cache-Control: no-cache
+  // and Allow: GET, HEAD (RFC 9110 section 15.5.6) on an API path, a no-cache 404 on an unknown
+  // one; the router's own answers had no Cache-Control, and an Allow that named the methods
+  // the dashboard itself refuses.
+  auto send = [&](const char* method, const char* target) {
+    http::Request req;
+    req.method = http::Method::kOther;
+    req.method_name = method;
+    req.target = target;
+    auto r = client_.request("127.0.0.1", server_->port(), std::move(req));
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? *r : http::Response{};
+  };
+  for (const char* method : {"TRACE", "PROPFIND"}) {
+    for (const char* target : {"/api/v1/overview", "/api/v1/services", "/api/v1/services/recommend",
+                               "/api/v1/graph", "/api/v1/events"}) {
+      http::Response r = send(method, target);
+      EXPECT_EQ(r.status, 405) << method << " " << target;
+      EXPECT_EQ(r.headers.get("Cache-Control"), "no-cache") << method << " " << target;
+      EXPECT_EQ(r.headers.get("Allow"), "GET, HEAD") << method << " " << target;
+      EXPECT_EQ(json::parse(r.body, nullptr, false)["error"]["code"], "method_not_allowed")
+          << r.body;
+    }
+    http::Response unknown = send(method, "/api/v1/nosuch");
+    EXPECT_EQ(unknown.status, 404) << method << " " << unknown.body;
+    EXPECT_EQ(unknown.headers.get("Cache-Control"), "no-cache") << method;
+  }
+}
+
 }  // namespace
 }  // namespace prescale::dashboard

@@ -12,9 +12,11 @@
 namespace prescale::http {
 namespace {
 
-constexpr size_t kMethodCount = 7;  // kGet .. kOptions; kOther is never routed
+// kGet .. kOptions, then kOther: one route per node for every method without a name of its own.
+constexpr size_t kMethodCount = 8;
 
-constexpr std::array<Method, kMethodCount> kAllMethods = {
+// The methods an Allow header can name.
+constexpr std::array<Method, 7> kNamedMethods = {
     Method::kGet,   Method::kHead,   Method::kPost,    Method::kPut,
     Method::kPatch, Method::kDelete, Method::kOptions,
 };
@@ -47,7 +49,6 @@ struct Router::Node {
 
   // The route serving `m` at this node, if any (HEAD falls back to GET).
   const Route* route_for(Method m) const {
-    if (m == Method::kOther) return nullptr;
     if (const auto& r = routes[method_index(m)]) return &*r;
     if (m == Method::kHead) {
       if (const auto& r = routes[method_index(Method::kGet)]) return &*r;
@@ -73,7 +74,6 @@ Router::Router(Router&&) noexcept = default;
 Router& Router::operator=(Router&&) noexcept = default;
 
 void Router::add(Method method, std::string pattern, Handler handler) {
-  if (method == Method::kOther) reject(pattern, "Method::kOther cannot be routed");
   if (!handler) reject(pattern, "empty handler");
   if (pattern.empty() || pattern.front() != '/') reject(pattern, "must start with '/'");
 
@@ -181,7 +181,7 @@ namespace {
 std::string allow_header(unsigned mask) {
   if (mask & (1u << method_index(Method::kGet))) mask |= 1u << method_index(Method::kHead);
   std::string out;
-  for (Method m : kAllMethods) {
+  for (Method m : kNamedMethods) {
     if (mask & (1u << method_index(m))) {
       if (!out.empty()) out += ", ";
       out += to_string(m);

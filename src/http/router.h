@@ -15,6 +15,8 @@
 // dispatch() fills `req.path_params` and `req.route` (the matched pattern) and calls the handler.
 // Unknown path -> 404; known path but no route for the method -> 405 with an `Allow` header.
 // HEAD is served by the GET handler when no HEAD route exists (the server drops the body).
+// A Method::kOther route serves every method without a name of its own (TRACE, PROPFIND, ...) at
+// its pattern; req.method_name says which. The Allow header of a 405 names only named methods.
 // Error bodies are JSON: {"error":{"code":"not_found"|"method_not_allowed","message":"..."}}.
 //
 // Thread safety: add() is not thread-safe and must happen before serving; dispatch() and the
@@ -39,8 +41,8 @@ class Router {
   Router& operator=(const Router&) = delete;
 
   // Registers a route. Throws std::invalid_argument for an invalid pattern (not starting with
-  // '/', empty segment, malformed or duplicate `{name}`, catch-all not last), for Method::kOther,
-  // and for a route already registered for the same method and pattern shape.
+  // '/', empty segment, malformed or duplicate `{name}`, catch-all not last) and for a route
+  // already registered for the same method and pattern shape.
   void add(Method method, std::string pattern, Handler handler);
 
   // Routes `req` (by req.method and req.path) and calls the matching handler or answers

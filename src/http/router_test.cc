@@ -175,6 +175,27 @@ TEST(RouterTest, OtherMethodOnKnownPathIs405) {
   EXPECT_EQ(route(r, Method::kOther, "/b", nullptr, "PROPFIND").status, 404);
 }
 
+TEST(RouterTest, OtherMethodRouteServesEveryMethodWithoutANameOfItsOwn) {
+  // A kOther route answers TRACE, PROPFIND and the like, so an owner can shape those answers
+  // (headers, body) as it does its other ones instead of getting the router's own 405.
+  Router r;
+  r.add(Method::kGet, "/a", answer("get"));
+  r.add(Method::kOther, "/a", [](Request& req, Responder respond) {
+    respond(Response::text(200, "other " + req.method_name));
+  });
+  Request req;
+  EXPECT_EQ(route(r, Method::kOther, "/a", &req, "TRACE").body, "other TRACE");
+  EXPECT_EQ(req.route, "/a");
+  EXPECT_EQ(route(r, Method::kOther, "/a", nullptr, "PROPFIND").body, "other PROPFIND");
+  EXPECT_EQ(route(r, Method::kGet, "/a").body, "get");
+  EXPECT_EQ(route(r, Method::kHead, "/a").body, "get");
+  // The named methods it does not serve still get the router's 405, whose Allow names only
+  // methods that have a name.
+  Response post = route(r, Method::kPost, "/a");
+  EXPECT_EQ(post.status, 405);
+  EXPECT_EQ(post.headers.get("Allow"), "GET, HEAD");
+}
+
 TEST(RouterTest, RejectsInvalidPatternsAtAdd) {
   Router r;
   const char* bad[] = {
@@ -184,8 +205,9 @@ TEST(RouterTest, RejectsInvalidPatternsAtAdd) {
   for (const char* p : bad) {
     EXPECT_THROW(r.add(Method::kGet, p, answer("x")), std::invalid_argument) << p;
   }
-  EXPECT_THROW(r.add(Method::kOther, "/ok", answer("x")), std::invalid_argument);
   EXPECT_THROW(r.add(Method::kGet, "/ok", Handler()), std::invalid_argument);
+  r.add(Method::kOther, "/ok", answer("x"));
+  EXPECT_THROW(r.add(Method::kOther, "/ok", answer("y")), std::invalid_argument);
 }
 
 TEST(RouterTest, RejectsDuplicateRoutes) {
