@@ -6,6 +6,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "http/client.h"
@@ -116,16 +117,30 @@ TEST(ShopCheckoutTest, AUserIdPastInt64IsRefused) {
   EXPECT_EQ(gateway.asked().back(), "/v1/users/9223372036854775807/recommendations?k=5");
 }
 
-// A gateway URL it cannot use stops the replica at once, exit 2, naming the variable: "80x" was
-// read as port 80 and an empty host as nothing to connect to.
+// A gateway URL it cannot use stops the replica at once, exit 2, naming the variable and what is
+// wrong: "80x" was read as port 80, an empty host as nothing to connect to, and "080" as 80
+// where every other host:port of the platform (core/host_port.h) refuses a leading zero.
 TEST(ShopCheckoutTest, AGatewayUrlItCannotUseIsRefused) {
-  for (const char* url : {"http://127.0.0.1:80x", "http://127.0.0.1:8o", "http://:8080",
-                          "http://127.0.0.1:0", "127.0.0.1:8080"}) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"http://127.0.0.1:80x", "port must be 1..65535, got \"80x\""},
+      {"http://127.0.0.1:8o", "port must be 1..65535, got \"8o\""},
+      {"http://127.0.0.1:+80", "port must be 1..65535, got \"+80\""},
+      {"http://127.0.0.1:0", "port must be 1..65535, got \"0\""},
+      {"http://127.0.0.1:080", "without leading zeros, got \"080\""},
+      {"http://127.0.0.1:0080/", "without leading zeros, got \"0080\""},
+      {"http://[::1]:080", "without leading zeros, got \"080\""},
+      {"http://:8080", "host"},
+      {"http://a b:8080", "host"},
+      {"http://[zz]:8080", "IPv6"},
+      {"127.0.0.1:8080", "http://"},
+  };
+  for (const auto& [url, why] : cases) {
     ::setenv("PRESCALE_GATEWAY_URL", url, 1);
     TempDir dir;
     Subprocess proc({PRESCALE_SHOP_CHECKOUT, "--port", "0"}, dir.file("checkout.log"));
     EXPECT_EQ(proc.wait(10s), 2) << url;
     EXPECT_NE(proc.log().find("PRESCALE_GATEWAY_URL"), std::string::npos) << url;
+    EXPECT_NE(proc.log().find(why), std::string::npos) << url << ": " << proc.log();
   }
 }
 

@@ -12,16 +12,18 @@
 // --work-ms stands for the service's own work per order (a database write, say): the handler
 // holds its thread that long, so one replica with one thread serves about 1000 / work-ms orders/s.
 #include <CLI/CLI.hpp>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include "core/host_port.h"
+#include "core/result.h"
 #include "http/client.h"
 #include "runtime/runtime.h"
 #include "runtime/service.h"
@@ -40,35 +42,44 @@ struct Upstream {
   uint16_t port = 8080;
 };
 
-// "http://host:port" -> host, port.
-std::optional<Upstream> parse_gateway_url(std::string url) {
-  const std::string scheme = "http://";
-  if (url.rfind(scheme, 0) != 0) return std::nullopt;
-  url = url.substr(scheme.size());
-  if (const size_t slash = url.find('/'); slash != std::string::npos) url.resize(slash);
-  std::string host = url;
-  std::string port_text;
-  if (url.starts_with('[')) {  // an IPv6 host: "[::1]:8080"
-    const size_t close = url.find(']');
-    if (close == std::string::npos) return std::nullopt;
-    host = prescale::url_host(url.substr(1, close - 1));  // an IPv6 zone after "%25"
-    if (close + 1 < url.size()) {
-      if (url[close + 1] != ':') return std::nullopt;
-      port_text = url.substr(close + 2);
-    }
-  } else if (const size_t colon = url.rfind(':'); colon != std::string::npos) {
-    host = url.substr(0, colon);
-    port_text = url.substr(colon + 1);
+// "http://host[:port][/...]" -> host, port (80 when none is written, or an empty one, RFC 3986
+// section 3.2.3). The authority follows the rules of every other host:port of the platform
+// (core/host_port.h): a port without leading zeros, an IPv6 address in brackets, no space or
+// control character in the host. Errors say what is wrong.
+prescale::Result<Upstream> parse_gateway_url(std::string_view url) {
+  auto bad = [&](const std::string& why) {
+    return prescale::make_error(
+        prescale::ErrorCode::kInvalidArgument,
+        why + " (expected http://host:port, got \"" + std::string(url) + "\")");
+  };
+  constexpr std::string_view kScheme = "http://";
+  if (!url.starts_with(kScheme)) return bad("must start with http://");
+  std::string authority(url.substr(kScheme.size()));
+  if (const size_t end = authority.find_first_of("/?#"); end != std::string::npos) {
+    authority.resize(end);
   }
-  if (host.empty()) return std::nullopt;
-  if (port_text.empty()) return Upstream{host, 80};  // "http://h" or "http://h:" (RFC 3986)
-  unsigned port = 0;
-  const char* end = port_text.data() + port_text.size();
-  // Every character a digit: atoi took "80x" as 80 and "8o" as 8.
-  if (std::from_chars(port_text.data(), end, port).ptr != end || port == 0 || port > 65535) {
-    return std::nullopt;
+  const bool bracketed = authority.starts_with('[');
+  if (authority.ends_with(':')) {
+    authority += "80";
+  } else if (bracketed ? authority.ends_with(']') : authority.find(':') == std::string::npos) {
+    authority += ":80";
   }
-  return Upstream{host, static_cast<uint16_t>(port)};
+  const prescale::HostPortParts parts = prescale::split_host_port(authority, 1);
+  switch (parts.fault) {
+    case prescale::HostPortFault::kNone:
+      // An IPv6 zone id after "%25", as a URL writes it.
+      return Upstream{prescale::url_host(parts.host), parts.port};
+    case prescale::HostPortFault::kShape:
+      return bad("the host must be a name or an IP address, without spaces or control characters");
+    case prescale::HostPortFault::kNotIpv6:
+      return bad("the host in brackets must be an IPv6 address");
+    case prescale::HostPortFault::kPort:
+      return bad("port must be 1..65535, got \"" + std::string(parts.port_text) + "\"");
+    case prescale::HostPortFault::kLeadingZero:
+      return bad("port must be written without leading zeros, got \"" +
+                 std::string(parts.port_text) + "\"");
+  }
+  return bad("cannot be read");
 }
 
 Response json_error(int status, const std::string& code, const std::string& message) {
@@ -182,7 +193,7 @@ int main(int argc, char** argv) {
   const char* url = std::getenv("PRESCALE_GATEWAY_URL");
   auto gateway = parse_gateway_url(url != nullptr ? url : "http://127.0.0.1:8080");
   if (!gateway) {
-    std::cerr << "shop-checkout: PRESCALE_GATEWAY_URL must be http://host:port\n";
+    std::cerr << "shop-checkout: PRESCALE_GATEWAY_URL: " << gateway.error().message << "\n";
     return 2;
   }
   prescale::runtime::Runtime::block_termination_signals();
