@@ -1174,6 +1174,25 @@ TEST(ConfigError, AHealthCheckPathThatCannotBeRequestedIsRefused) {
   EXPECT_EQ(encoded->gateway.health_check.path, "/ready%20z?probe=1");
 }
 
+// A request target holds no space or control character (RFC 9112 section 3.2; the server refuses
+// one), so a route whose path_prefix held one could never match: its requests went to another
+// route or were answered 404, with nothing saying why.
+TEST(ConfigError, APathPrefixNoRequestCanHoldIsRefused) {
+  EXPECT_EQ(
+      gateway_error("  routes:\n    - {match: {path_prefix: \"/v1/my orders\"}, service: a}\n"),
+      R"(prescale.yaml:5:29: gateway.routes[0].match.path_prefix: must not hold a space or )"
+      R"(a control character (percent-encode it: %20 for a space), got "/v1/my orders")");
+  EXPECT_EQ(gateway_error("  routes:\n    - {match: {path_prefix: \"/v1\\x7f\"}, service: a}\n"),
+            "prescale.yaml:5:29: gateway.routes[0].match.path_prefix: must not hold a space or "
+            "a control character (percent-encode it: %20 for a space), got \"/v1\\u007f\"");
+  Result<Config> encoded = load_config_string(
+      "version: 1\nservices: [{name: a, kind: builtin/echo}]\n"
+      "gateway: {routes: [{match: {path_prefix: /v1/my%20orders}, service: a}]}\n",
+      "prescale.yaml");
+  ASSERT_TRUE(encoded) << encoded.error().message;
+  EXPECT_EQ(encoded->gateway.routes[0].match.path_prefix, "/v1/my%20orders");
+}
+
 TEST(ConfigScalars, Suggestions) {
   const std::vector<std::string> keys = {"min", "max", "initial", "replicas", "latency_p99_ms"};
   EXPECT_EQ(internal::closest_match("replcas", keys), "replicas");

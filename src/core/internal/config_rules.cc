@@ -49,13 +49,8 @@ std::string endpoint_problem(const std::string& endpoint) {
   return host_port_problem(endpoint, R"("10.0.0.7:8080", "[::1]:8080")", 1);
 }
 
-std::string path_prefix_problem(const std::string& prefix) {
-  if (!prefix.empty() && prefix.front() == '/') return "";
-  return "must start with \"/\", got " + quote(prefix);
-}
-
 std::string request_path_problem(const std::string& path) {
-  if (std::string problem = path_prefix_problem(path); !problem.empty()) return problem;
+  if (path.empty() || path.front() != '/') return "must start with \"/\", got " + quote(path);
   auto unsendable = [](char c) {
     const auto u = static_cast<unsigned char>(c);
     return u <= 0x20 || u == 0x7f;

@@ -21,10 +21,10 @@ std::string listen_problem(const std::string& listen);
 // An upstream endpoint to connect to, "host:port" or "[ipv6]:port".
 std::string endpoint_problem(const std::string& endpoint);
 
-std::string path_prefix_problem(const std::string& prefix);
-
-// A path (and query) the gateway requests itself, as the health checks do: it starts with "/"
-// and, as http::Client requires, holds no space or control character.
+// A path (and query) as a request target holds it: it starts with "/" and holds no space or
+// control character, which no request target carries (RFC 9112 section 3.2) and http::Client
+// refuses to send. The rule of a path the gateway requests itself, as the health checks do, and
+// of a route's path_prefix, which could never match a request otherwise.
 std::string request_path_problem(const std::string& path);
 
 // The pattern syntax of http::Router: "/" or "/"-separated non-empty segments, each a literal,

@@ -21,7 +21,6 @@ using internal::host_match_problem;
 using internal::listen_problem;
 using internal::lowercase;
 using internal::path_pattern_problem;
-using internal::path_prefix_problem;
 using internal::quote;
 using internal::rate_limit_key_problem;
 using internal::request_path_problem;
@@ -31,7 +30,7 @@ using internal::valid_header_name;
 
 static void describe(Schema<RouteMatch>& s) {
   s.field("host", &RouteMatch::host).check(host_match_problem);
-  s.field("path_prefix", &RouteMatch::path_prefix).check(path_prefix_problem);
+  s.field("path_prefix", &RouteMatch::path_prefix).check(request_path_problem);
   s.field("path", &RouteMatch::path).check(path_pattern_problem);
   s.field("headers", &RouteMatch::headers);
   s.field("headers_present", &RouteMatch::headers_present);
