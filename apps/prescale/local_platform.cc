@@ -4,6 +4,7 @@
 #include <chrono>
 #include <fstream>
 #include <set>
+#include <string_view>
 
 #include "worlds/local/process.h"
 
@@ -106,6 +107,27 @@ std::vector<std::string> services_not_in_file(const nlohmann::json& policy_state
   }
   for (const ServiceConfig& s : services) saved.erase(s.name);
   return {saved.begin(), saved.end()};
+}
+
+std::string state_dir_in_use_message(std::string_view state_dir,
+                                     const std::function<std::string()>& read_lock_file,
+                                     const std::function<void()>& pause) {
+  // The holder writes its pid within microseconds of taking the lock; 5 reads 10 ms apart leave
+  // it ample time without making this answer wait.
+  constexpr int kReads = 5;
+  std::string pid;
+  for (int read = 0; read < kReads && pid.empty(); ++read) {
+    if (read > 0) pause();
+    const std::string text = read_lock_file();
+    const std::string_view line = std::string_view(text).substr(0, text.find('\n'));
+    const bool digits = !line.empty() && std::all_of(line.begin(), line.end(),
+                                                     [](char c) { return c >= '0' && c <= '9'; });
+    if (digits) pid = line;
+  }
+  const std::string holder =
+      pid.empty() ? "another prescale up" : "another prescale up (pid " + pid + ")";
+  return "--state-dir " + std::string(state_dir) + " is in use by " + holder +
+         "; stop it, or give another --state-dir";
 }
 
 namespace {

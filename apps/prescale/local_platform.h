@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -98,6 +99,15 @@ std::vector<std::string> unready_services(const std::vector<ServiceConfig>& serv
 // name order: a restore skips them, and the next save forgets them.
 std::vector<std::string> services_not_in_file(const nlohmann::json& policy_state,
                                               const std::vector<ServiceConfig>& services);
+
+// What `prescale up` says when another one holds the lock of `state_dir`: "--state-dir D is in
+// use by another prescale up (pid N); ...". `read_lock_file` gives the lock file's text, where
+// the holder writes its pid just after taking the lock; read before that it holds none, so it
+// is read again a few times with `pause` (10 ms, say) between, and the pid is left out if it
+// still holds none.
+std::string state_dir_in_use_message(std::string_view state_dir,
+                                     const std::function<std::string()>& read_lock_file,
+                                     const std::function<void()>& pause);
 
 // Checks what would otherwise fail after replicas started, naming the file and line and the fix:
 // commands that cannot run, model services without a model, ports that clash.

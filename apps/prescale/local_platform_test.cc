@@ -11,6 +11,7 @@ namespace prescale {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(ScaledClock, RunsScaleTimesFasterFromItsWallOrigin) {
   ManualClock real;
@@ -352,6 +353,44 @@ TEST(UnreadyServices, AReplicaThatAnswersNotReadySaysWhatItAnswered) {
   EXPECT_EQ(report[0],
             "files (0 of 1 ready); files-1 starting for 2 s, not ready yet: GET /readyz answered "
             "404 (services[].readiness_path sets the path)");
+}
+
+// A second `prescale up` on a state directory names the holder's pid from the lock file, which
+// the holder writes just after taking the lock: read in between, it is empty, and the message
+// said "(pid )".
+TEST(StateDirInUse, ThePidIsReadAgainUntilTheHolderHasWrittenIt) {
+  std::vector<std::string> reads = {"", "", "4242\n"};
+  size_t next = 0;
+  int pauses = 0;
+  const std::string message = state_dir_in_use_message(
+      "/tmp/s", [&] { return next < reads.size() ? reads[next++] : std::string(); },
+      [&] { ++pauses; });
+  EXPECT_EQ(message,
+            "--state-dir /tmp/s is in use by another prescale up (pid 4242); stop it, or give "
+            "another --state-dir");
+  EXPECT_EQ(next, 3u);
+  EXPECT_EQ(pauses, 2);
+}
+
+TEST(StateDirInUse, NoPidIsNamedWhenTheLockFileNeverSaysOne) {
+  for (const std::string text : {"", "\n", "12a\n", "pid\n", "-5\n"}) {
+    int reads = 0;
+    int pauses = 0;
+    const std::string message = state_dir_in_use_message(
+        "/tmp/s",
+        [&] {
+          ++reads;
+          return text;
+        },
+        [&] { ++pauses; });
+    EXPECT_EQ(message,
+              "--state-dir /tmp/s is in use by another prescale up; stop it, or give another "
+              "--state-dir")
+        << text;
+    EXPECT_THAT(message, Not(HasSubstr("pid"))) << text;
+    EXPECT_GT(reads, 1) << text;  // tried again, a bounded number of times
+    EXPECT_EQ(pauses, reads - 1) << text;
+  }
 }
 
 }  // namespace

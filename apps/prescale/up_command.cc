@@ -11,7 +11,6 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <optional>
 
@@ -220,11 +219,12 @@ int run_up(const UpFlags& f) {
       return error("--state-dir " + f.state_dir + ": cannot lock " + lock_path + ": " +
                    std::strerror(err));
     }
-    std::string holder;
-    std::getline(std::ifstream(lock_path), holder);
-    std::cerr << "prescale up: --state-dir " << f.state_dir
-              << " is in use by another prescale up (pid " << holder
-              << "); stop it, or give another --state-dir\n";
+    auto read_lock_file = [&lock_path] { return read_whole_file(lock_path).value_or(""); };
+    auto pause = [] {
+      Clock::real().sleep_until(Clock::real().now() + std::chrono::milliseconds(10));
+    };
+    std::cerr << "prescale up: " << state_dir_in_use_message(f.state_dir, read_lock_file, pause)
+              << "\n";
     return 1;
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
