@@ -896,7 +896,7 @@ TEST(PrescaleCliTest, AnUnknownCommandIsNamed) {
   Outcome eval = run_prescale(dir, "eval", {"eval", "forcast"});
   EXPECT_EQ(eval.exit_status, 2);
   EXPECT_THAT(eval.err, HasSubstr("prescale eval: unknown command \"forcast\"; commands: "
-                                  "forecast, fraud, recommend"));
+                                  "forecast, fraud, recommend, anomaly"));
   Outcome none = run_prescale(dir, "none", {});
   EXPECT_EQ(none.exit_status, 2);
   EXPECT_THAT(none.err, HasSubstr("A subcommand is required"));

@@ -229,8 +229,8 @@ int main(int argc, char** argv) {
   prescale::SimCommand sim(app);
   prescale::EvalCommand eval(app);
   prescale::EvalFraudCommand eval_fraud(*app.get_subcommand("eval"));
-  prescale::EvalAnomalyCommand eval_anomaly(*app.get_subcommand("eval"));
   prescale::EvalRecommendCommand eval_recommend(*app.get_subcommand("eval"));
+  prescale::EvalAnomalyCommand eval_anomaly(*app.get_subcommand("eval"));
   auto* train = app.add_subcommand("train", "Train a model and write a versioned model file");
   train->require_subcommand(1);
   prescale::TrainFraudCommand train_fraud(*train);

@@ -227,8 +227,11 @@ int run_up(const UpFlags& f) {
               << "\n";
     return 1;
   }
+  // Written over the last holder's pid, then cut to length: a reader sees that pid or this one
+  // on the first line, never an empty file.
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(lock_fd, 0) != 0 || ::write(lock_fd, pid.data(), pid.size()) < 0) {
+  if (::pwrite(lock_fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()) ||
+      ::ftruncate(lock_fd, static_cast<off_t>(pid.size())) != 0) {
     spdlog::warn("cannot write this process's pid to {}", lock_path);
   }
   // The port files say the platform is up: an earlier run's must not say so while this one

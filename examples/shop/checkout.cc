@@ -42,44 +42,16 @@ struct Upstream {
   uint16_t port = 8080;
 };
 
-// "http://host[:port][/...]" -> host, port (80 when none is written, or an empty one, RFC 3986
-// section 3.2.3). The authority follows the rules of every other host:port of the platform
-// (core/host_port.h): a port without leading zeros, an IPv6 address in brackets, no space or
-// control character in the host. Errors say what is wrong.
+// PRESCALE_GATEWAY_URL, "http://host[:port]" (core/host_port.h's parse_http_url: the same rules
+// as every other host:port of the platform; the path, if any, is not used).
 prescale::Result<Upstream> parse_gateway_url(std::string_view url) {
-  auto bad = [&](const std::string& why) {
+  prescale::Result<prescale::HttpUrl> parsed = prescale::parse_http_url(url);
+  if (!parsed) {
     return prescale::make_error(
         prescale::ErrorCode::kInvalidArgument,
-        why + " (expected http://host:port, got \"" + std::string(url) + "\")");
-  };
-  constexpr std::string_view kScheme = "http://";
-  if (!url.starts_with(kScheme)) return bad("must start with http://");
-  std::string authority(url.substr(kScheme.size()));
-  if (const size_t end = authority.find_first_of("/?#"); end != std::string::npos) {
-    authority.resize(end);
+        parsed.error().message + " (expected http://host:port, got \"" + std::string(url) + "\")");
   }
-  const bool bracketed = authority.starts_with('[');
-  if (authority.ends_with(':')) {
-    authority += "80";
-  } else if (bracketed ? authority.ends_with(']') : authority.find(':') == std::string::npos) {
-    authority += ":80";
-  }
-  const prescale::HostPortParts parts = prescale::split_host_port(authority, 1);
-  switch (parts.fault) {
-    case prescale::HostPortFault::kNone:
-      // An IPv6 zone id after "%25", as a URL writes it.
-      return Upstream{prescale::url_host(parts.host), parts.port};
-    case prescale::HostPortFault::kShape:
-      return bad("the host must be a name or an IP address, without spaces or control characters");
-    case prescale::HostPortFault::kNotIpv6:
-      return bad("the host in brackets must be an IPv6 address");
-    case prescale::HostPortFault::kPort:
-      return bad("port must be 1..65535, got \"" + std::string(parts.port_text) + "\"");
-    case prescale::HostPortFault::kLeadingZero:
-      return bad("port must be written without leading zeros, got \"" +
-                 std::string(parts.port_text) + "\"");
-  }
-  return bad("cannot be read");
+  return Upstream{std::move(parsed->host), parsed->port};
 }
 
 Response json_error(int status, const std::string& code, const std::string& message) {

@@ -1193,6 +1193,13 @@ TEST(ConfigError, APathPrefixNoRequestCanHoldIsRefused) {
   EXPECT_EQ(encoded->gateway.routes[0].match.path_prefix, "/v1/my%20orders");
 }
 
+// A whole-path pattern follows the same rule: "/a b/{id}" could never match either.
+TEST(ConfigError, APathPatternNoRequestCanHoldIsRefused) {
+  EXPECT_EQ(gateway_error("  routes:\n    - {match: {path: \"/my orders/{id}\"}, service: a}\n"),
+            R"(prescale.yaml:5:22: gateway.routes[0].match.path: must not hold a space or )"
+            R"(a control character (percent-encode it: %20 for a space), got "/my orders/{id}")");
+}
+
 TEST(ConfigScalars, Suggestions) {
   const std::vector<std::string> keys = {"min", "max", "initial", "replicas", "latency_p99_ms"};
   EXPECT_EQ(internal::closest_match("replcas", keys), "replicas");

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 
 namespace prescale {
@@ -146,6 +147,50 @@ std::string url_host(std::string_view host) {
     }
   }
   return out;
+}
+
+Result<HttpUrl> parse_http_url(std::string_view url) {
+  auto bad = [](std::string why) {
+    return make_error(ErrorCode::kInvalidArgument, std::move(why));
+  };
+  constexpr std::string_view kScheme = "http://";
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return bad("missing http://");
+  // The scheme is case-insensitive (RFC 3986 section 3.1).
+  std::string scheme(url.substr(0, scheme_end + 3));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme != kScheme) return bad("only http:// is supported");
+  const std::string_view rest = url.substr(kScheme.size());
+  if (rest.find_first_of("?#") != std::string_view::npos) {
+    return bad("the URL may hold a path but no query or fragment");
+  }
+  const size_t slash = rest.find('/');
+  std::string authority(rest.substr(0, slash));
+  if (authority.find('@') != std::string::npos) {
+    return bad("user information (user@) is not supported");
+  }
+  if (authority.empty() || authority.starts_with(':')) return bad("missing host");
+  if (authority.ends_with(':')) return bad("empty port");
+  const bool bracketed = authority.starts_with('[');
+  if (bracketed ? authority.ends_with(']') : authority.find(':') == std::string::npos) {
+    authority += ":80";
+  }
+  const HostPortParts parts = split_host_port(authority, 1);
+  switch (parts.fault) {
+    case HostPortFault::kNone:
+      break;
+    case HostPortFault::kShape:
+      return bad("the host must be a name or an IP address, without spaces or control characters");
+    case HostPortFault::kNotIpv6:
+      return bad("the host in brackets must be an IPv6 address");
+    case HostPortFault::kPort:
+      return bad("port must be 1..65535, got \"" + std::string(parts.port_text) + "\"");
+    case HostPortFault::kLeadingZero:
+      return bad("port must be written without leading zeros, got \"" +
+                 std::string(parts.port_text) + "\"");
+  }
+  return HttpUrl{url_host(parts.host), parts.port,
+                 slash == std::string_view::npos ? std::string() : std::string(rest.substr(slash))};
 }
 
 }  // namespace prescale

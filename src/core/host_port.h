@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/result.h"
+
 namespace prescale {
 
 // Why a "host:port" cannot be used, if it cannot (kNone when it can).
@@ -57,5 +59,16 @@ std::string url_authority(std::string_view host, uint16_t port);
 // "%25" is percent-decoded ("fe80::1%25eth0" gives "fe80::1%eth0"); a bare '%' (as typed, RFC 6874
 // section 3) and every other host are returned as they are.
 std::string url_host(std::string_view host);
+
+// An "http://HOST[:PORT][/PATH]" URL, the scheme in any case: the host as url_host() reads it (an
+// IPv6 zone id after "%25"), the port (80 when none is written) and the path ("" when none). The
+// authority follows split_host_port()'s rules. Errors (kInvalidArgument) say what is wrong, without
+// the URL: another scheme, user information, a query or fragment, no host, an empty or bad port.
+struct HttpUrl {
+  std::string host;
+  uint16_t port = 80;
+  std::string path;
+};
+Result<HttpUrl> parse_http_url(std::string_view url);
 
 }  // namespace prescale

@@ -128,5 +128,37 @@ TEST(SplitHostPort, NamesWhatIsWrong) {
   EXPECT_EQ(zero.port_text, "080");
 }
 
+// One reading of "http://host[:port][/path]" for the load generator's --target and the shop's
+// gateway URL: the authority as every host:port of the platform, with what it cannot use named.
+TEST(ParseHttpUrl, ReadsHostPortAndPathAndNamesWhatIsWrong) {
+  Result<HttpUrl> a = parse_http_url("HTTP://Example:8080/api/");
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->host, "Example");
+  EXPECT_EQ(a->port, 8080);
+  EXPECT_EQ(a->path, "/api/");
+  Result<HttpUrl> b = parse_http_url("http://[fe80::1%25eth0]");
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(b->host, "fe80::1%eth0");
+  EXPECT_EQ(b->port, 80);
+  EXPECT_EQ(b->path, "");
+  const std::pair<const char*, const char*> bad[] = {
+      {"h:80", "missing http://"},
+      {"https://h", "only http:// is supported"},
+      {"http://u@h", "user information (user@) is not supported"},
+      {"http://h?x=1", "no query or fragment"},
+      {"http://:80", "missing host"},
+      {"http://h:", "empty port"},
+      {"http://h:080", "port must be written without leading zeros, got \"080\""},
+      {"http://h:8o", "port must be 1..65535, got \"8o\""},
+      {"http://a b:80", "the host must be a name or an IP address"},
+      {"http://[zz]:80", "the host in brackets must be an IPv6 address"},
+  };
+  for (const auto& [url, why] : bad) {
+    Result<HttpUrl> r = parse_http_url(url);
+    ASSERT_FALSE(r) << url;
+    EXPECT_NE(r.error().message.find(why), std::string::npos) << url << ": " << r.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace prescale

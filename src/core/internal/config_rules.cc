@@ -62,9 +62,8 @@ std::string request_path_problem(const std::string& path) {
 }
 
 std::string path_pattern_problem(const std::string& pattern) {
-  if (pattern.empty() || pattern.front() != '/') {
-    return "must start with \"/\", got " + quote(pattern);
-  }
+  // The request path rules first: a space or control character no request target can hold.
+  if (std::string problem = request_path_problem(pattern); !problem.empty()) return problem;
   if (pattern == "/") return "";
   auto name_char = [](char c, bool first) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
