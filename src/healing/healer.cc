@@ -4,6 +4,22 @@
 
 namespace prescale::healing {
 
+namespace {
+
+// "10 min", "90 s", "250 ms": the window as the healer's message says it.
+std::string spoken(Clock::Duration d) {
+  using namespace std::chrono;
+  if (d % minutes(1) == Clock::Duration::zero()) {
+    return std::to_string(duration_cast<minutes>(d).count()) + " min";
+  }
+  if (d % seconds(1) == Clock::Duration::zero()) {
+    return std::to_string(duration_cast<seconds>(d).count()) + " s";
+  }
+  return std::to_string(duration_cast<milliseconds>(d).count()) + " ms";
+}
+
+}  // namespace
+
 void Healer::ejected(const std::string& service, const std::string& replica, Clock::TimePoint now) {
   Record& r = replicas_[replica];
   r.service = service;
@@ -27,19 +43,18 @@ std::vector<Remedy> Healer::remedies(Clock::TimePoint now) {
   for (auto it = replicas_.begin(); it != replicas_.end();) {
     const Record& r = it->second;
     const auto last = last_remedy_.find(r.service);
-    const bool due = static_cast<int>(r.ejections.size()) >= options_.ejections &&
-                     repeat_offenders[r.service] == 1 &&
+    const int others = repeat_offenders[r.service] - (r.ejections.size() > 1 ? 1 : 0);
+    const bool due = static_cast<int>(r.ejections.size()) >= options_.ejections && others == 0 &&
                      (last == last_remedy_.end() || now - last->second >= options_.min_interval);
     if (!due) {
       ++it;
       continue;
     }
-    const auto minutes = std::chrono::duration_cast<std::chrono::minutes>(options_.window).count();
+    const std::size_t n = r.ejections.size();
     out.push_back({r.service, it->first,
-                   "ejected " + std::to_string(r.ejections.size()) + " times in " +
-                       std::to_string(minutes) +
-                       " min by the gateway's outlier detection, its service's other replicas "
-                       "not"});
+                   "ejected " + (n == 1 ? std::string("once") : std::to_string(n) + " times") +
+                       " in " + spoken(options_.window) +
+                       " by the gateway's outlier detection, its service's other replicas not"});
     last_remedy_[r.service] = now;
     it = replicas_.erase(it);
   }

@@ -70,6 +70,19 @@ TEST_F(HealerTest, OneReplacementPerServicePerFiveMinutes) {
   EXPECT_EQ(healer.remedies(clock.now()).size(), 1u) << "its ejections are 5 min old, within 10";
 }
 
+// With one ejection enough, the replica's own single ejection is no sign of a shared cause; its
+// window is said in its own unit.
+TEST(Healer, OneEjectionCanBeEnoughAndTheWindowIsSaidInItsUnit) {
+  ManualClock clock;
+  Healer healer({.ejections = 1, .window = std::chrono::seconds(90), .min_interval = {}});
+  healer.ejected("web", "web-1", clock.now());
+  const std::vector<Remedy> r = healer.remedies(clock.now());
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].reason,
+            "ejected once in 90 s by the gateway's outlier detection, its service's other "
+            "replicas not");
+}
+
 TEST_F(HealerTest, AReplicaThatLeftIsForgotten) {
   eject("web-2");
   eject("web-2");
