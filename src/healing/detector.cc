@@ -10,10 +10,20 @@ double normal_tail(double x, double mean, double sd) {
   return 0.5 * std::erfc(z / std::sqrt(2.0));
 }
 
+namespace {
+
+// A value that is not finite is scored but never learned from: one NaN in a mean or deviation
+// makes every later score NaN. NaN (a gap: no requests, so no latency) is no evidence; ±inf is
+// beyond every range.
+double non_finite_score(double value) { return std::isnan(value) ? 0.0 : 1.0; }
+
+}  // namespace
+
 WindowedGaussian::WindowedGaussian(std::size_t window, std::size_t step)
     : window_(window), step_(step) {}
 
 double WindowedGaussian::observe(double value) {
+  if (!std::isfinite(value)) return values_.empty() ? 0.0 : non_finite_score(value);
   const double score = values_.empty() ? 0.0 : 1.0 - normal_tail(value, mean_, sd_);
   if (values_.size() < window_) {
     values_.push_back(value);
@@ -52,6 +62,13 @@ DeviationDetector::DeviationDetector(DeviationOptions options)
     : options_(options), alpha_(1.0 - std::pow(0.5, 1.0 / options.half_life)) {}
 
 double DeviationDetector::observe(double value) {
+  if (!std::isfinite(value)) {
+    // Within a hold it is the same incident; a gap does not shorten the hold.
+    if (seen_ < options_.warmup || holding_ > 0) return 0;
+    const double score = non_finite_score(value);
+    if (score >= options_.alert_score) holding_ = options_.hold;
+    return score;
+  }
   double score = 0;
   if (seen_ >= options_.warmup) {
     const double sd = variance_ > 0 ? std::sqrt(variance_) : 1e-9;

@@ -18,7 +18,8 @@ class AnomalyDetector {
  public:
   virtual ~AnomalyDetector() = default;
   // The score of `value`, the series' next observation, from what came before it; then `value`
-  // joins what the next scores come from.
+  // joins what the next scores come from. A value that is not finite never joins them: NaN (a
+  // gap) scores 0, ±inf scores 1 (past a detector's warm-up).
   virtual double observe(double value) = 0;
 };
 

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -113,6 +115,39 @@ TEST(DeviationDetector, AValueBeyondTheRangeSeenIsAnAnomaly) {
   for (int i = 0; i < 10; ++i) detector.observe(50);
   EXPECT_LT(detector.observe(104), 0.99999) << "within 5 % of the range [0, 100]";
   EXPECT_EQ(detector.observe(110), 1.0) << "beyond [0, 104] by over 5.2";
+}
+
+// A value that is not a number (a gap in a series: no requests, no latency) or not finite (an
+// overflow) must not become the detector's state: one NaN would make every later mean, deviation
+// and score NaN, and the detector would never alert again.
+TEST(Detectors, ANonFiniteValueDoesNotPoisonWhatFollows) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> after(300, 100.0);  // at the mean: no alert, no hold
+  after.push_back(200);                   // 20 standard deviations out
+  for (std::string_view name : detector_names()) {
+    std::unique_ptr<AnomalyDetector> control = make_detector(name);
+    for (double v : noise(500, 100, 5, 2)) control->observe(v);
+    std::vector<double> expected;
+    for (double v : after) expected.push_back(control->observe(v));
+    ASSERT_GE(expected.back(), 0.99999) << name;
+    for (double bad : {nan, inf, -inf}) {
+      std::unique_ptr<AnomalyDetector> detector = make_detector(name);
+      for (double v : noise(500, 100, 5, 2)) detector->observe(v);
+      const double score = detector->observe(bad);
+      EXPECT_FALSE(std::isnan(score)) << name << " scoring " << bad;
+      EXPECT_GE(score, 0.0) << name << " scoring " << bad;
+      EXPECT_LE(score, 1.0) << name << " scoring " << bad;
+      std::vector<double> scores;
+      for (double v : after) scores.push_back(detector->observe(v));
+      if (std::isnan(bad)) {
+        EXPECT_EQ(scores, expected) << name << ": a NaN is not learned from";
+      } else {
+        for (double s : scores) EXPECT_FALSE(std::isnan(s)) << name << " after " << bad;
+        EXPECT_GE(scores.back(), 0.99999) << name << " after " << bad << ": 20 sd out";
+      }
+    }
+  }
 }
 
 TEST(Detectors, AreMadeByName) {
