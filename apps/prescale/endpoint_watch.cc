@@ -7,6 +7,7 @@ namespace prescale {
 std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
   std::vector<EndpointChange> changes;
   std::map<std::string, std::string> out;
+  std::map<std::string, std::uint64_t> ejections;
   for (const std::string& service : gateway_.services()) {
     const gateway::Cluster* cluster = gateway_.cluster(service);
     if (cluster == nullptr) continue;
@@ -26,10 +27,21 @@ std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
         kind = "eject";
         why = "ejected by the gateway's outlier detection";
       }
+      // Ejected again since the last poll, though out then too: back and ejected at once in
+      // between (a replica broken for good fails its first requests back within moments).
+      const std::uint64_t times_ejected = host.outlier().times_ejected();
+      const auto counted = ejections_.find(id);
+      const bool again =
+          kind == "eject" && counted != ejections_.end() && times_ejected > counted->second;
+      ejections[id] = times_ejected;
       const auto before = out_.find(id);
       if (!why.empty()) {
         if (before == out_.end() || before->second != why) {
           changes.push_back({service, replica, kind, why + ": out of service"});
+        } else if (again) {
+          changes.push_back({service, replica, kind,
+                             "ejected again by the gateway's outlier detection: out of "
+                             "service"});
         }
         out[id] = std::move(why);
       } else if (before != out_.end()) {
@@ -38,6 +50,7 @@ std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
     }
   }
   out_ = std::move(out);
+  ejections_ = std::move(ejections);
   return changes;
 }
 

@@ -6,6 +6,7 @@
 // Thread safety: one thread calls poll(); the gateway serves and checks meanwhile.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <utility>
@@ -29,7 +30,9 @@ class EndpointWatch {
   EndpointWatch(const gateway::Gateway& gateway, std::string health_check_path)
       : gateway_(gateway), health_check_path_(std::move(health_check_path)) {}
 
-  // What changed since the last call, as of `now` on the gateway's clock. An endpoint draining
+  // What changed since the last call, as of `now` on the gateway's clock: an "eject" for each
+  // poll that finds a replica ejected anew, even when it was out at the last one too (back and
+  // ejected again in between). An endpoint draining
   // (a replica leaving or crashed: the supervisor says why) or gone is no longer watched.
   std::vector<EndpointChange> poll(Clock::TimePoint now);
 
@@ -37,6 +40,7 @@ class EndpointWatch {
   const gateway::Gateway& gateway_;
   const std::string health_check_path_;
   std::map<std::string, std::string> out_;  // endpoint id -> why it is out of service
+  std::map<std::string, std::uint64_t> ejections_;  // endpoint id -> its times_ejected() then
 };
 
 }  // namespace prescale

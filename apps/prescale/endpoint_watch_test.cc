@@ -6,6 +6,8 @@
 
 #include "core/config.h"
 #include "gateway/cluster.h"
+#include "gateway/outlier_detector.h"
+#include "gateway/upstream_outcome.h"
 
 namespace prescale {
 namespace {
@@ -70,6 +72,45 @@ TEST(EndpointWatchTest, AReplicaLeavingIsNotReported) {
   ASSERT_EQ(watch.poll(h.clock.now()).size(), 1u);
   ASSERT_TRUE(h.gw->remove_endpoint("web", "web-1@9001"));
   EXPECT_TRUE(watch.poll(h.clock.now()).empty());
+}
+
+// A replica broken for good is ejected again within moments of each return (5 failed requests
+// take well under a second under load), so one poll a second may never see it back in service.
+// Each new ejection is still said: the healer counts them (healer.ejections).
+TEST(EndpointWatchTest, AnEjectionAfterAReturnBetweenTwoPollsIsSaid) {
+  using namespace std::chrono_literals;
+  Harness h;
+  EndpointWatch watch(*h.gw, "/readyz");
+  std::shared_ptr<gateway::UpstreamHost> web2;
+  for (const auto& host : h.gw->cluster("web")->hosts()) {
+    if (host->address() == "127.0.0.1:9002") web2 = host;
+  }
+  ASSERT_NE(web2, nullptr);
+  gateway::OutlierDetector detector;  // its rule: 5 5xx in a row eject, 30 s the first time
+  auto fail_five = [&] {
+    for (int i = 0; i < 5; ++i) {
+      detector.record(web2->outlier(), gateway::UpstreamOutcome::response(500), h.clock.now());
+    }
+  };
+  EXPECT_TRUE(watch.poll(h.clock.now()).empty());
+  fail_five();
+  auto changes = watch.poll(h.clock.now());
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].kind, "eject");
+  EXPECT_EQ(changes[0].replica, "web-2");
+  h.clock.advance(29900ms);
+  EXPECT_TRUE(watch.poll(h.clock.now()).empty()) << "ejected for 30 s";
+  h.clock.advance(300ms);  // back in service, and at once ejected again
+  ASSERT_FALSE(web2->outlier().ejected(h.clock.now()));
+  fail_five();
+  ASSERT_TRUE(web2->outlier().ejected(h.clock.now()));
+  h.clock.advance(700ms);
+  changes = watch.poll(h.clock.now());
+  ASSERT_EQ(changes.size(), 1u) << "the second ejection";
+  EXPECT_EQ(changes[0].kind, "eject");
+  EXPECT_EQ(changes[0].replica, "web-2");
+  EXPECT_EQ(changes[0].message, "ejected again by the gateway's outlier detection: out of service");
+  EXPECT_TRUE(watch.poll(h.clock.now()).empty()) << "said once";
 }
 
 }  // namespace
