@@ -396,9 +396,14 @@ void Supervisor::check_liveness(Service& s, Replica& r, Clock::TimePoint now) {
       const int status = r.liveness->status();
       alive = status > 0 && status < 500;
       if (!*alive) {
-        r.liveness_failure = status > 0
-                                 ? "answered " + std::to_string(status)
-                                 : "got no answer within " + format_millis(t.liveness_timeout);
+        const std::string failure = status > 0 ? std::string() : r.liveness->failure();
+        if (status > 0) {
+          r.liveness_failure = "answered " + std::to_string(status);
+        } else if (!failure.empty()) {
+          r.liveness_failure = "got no answer (" + failure + ")";
+        } else {
+          r.liveness_failure = "got no answer within " + format_millis(t.liveness_timeout);
+        }
       }
     } else if (now >= r.next_liveness) {
       alive = false;
@@ -532,17 +537,25 @@ std::vector<std::string> Supervisor::services() const {
 
 namespace {
 
-// Written by the client's I/O thread, read by the supervisor's.
+// Written by the client's I/O thread, read by the supervisor's: `failure` before `status`
+// (release), read after it (acquire), and never again written.
+struct CheckState {
+  std::atomic<int> status{0};  // 0: in flight, -1: no answer, else the answer's status
+  std::string failure;         // with -1: the client's error, "" for a timeout
+};
+
 class HttpReadinessCheck final : public ReadinessCheck {
  public:
-  // 0: in flight, -1: no answer, else the answer's status.
-  std::shared_ptr<std::atomic<int>> state = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<CheckState> state = std::make_shared<CheckState>();
   std::optional<bool> answer() override {
-    const int s = state->load(std::memory_order_acquire);
+    const int s = state->status.load(std::memory_order_acquire);
     if (s == 0) return std::nullopt;
     return s >= 200 && s <= 399;
   }
-  int status() override { return std::max(0, state->load(std::memory_order_acquire)); }
+  int status() override { return std::max(0, state->status.load(std::memory_order_acquire)); }
+  std::string failure() override {
+    return state->status.load(std::memory_order_acquire) == -1 ? state->failure : std::string();
+  }
 };
 
 }  // namespace
@@ -602,7 +615,8 @@ std::unique_ptr<ReadinessCheck> HttpReplicaProbe::check_ready(std::uint16_t port
   impl_->client.async_request(
       "127.0.0.1", port, std::move(req),
       [state = check->state](Result<http::Response> r) {
-        state->store(r && r->status > 0 ? r->status : -1, std::memory_order_release);
+        if (!r && r.error().code != ErrorCode::kTimeout) state->failure = r.error().message;
+        state->status.store(r && r->status > 0 ? r->status : -1, std::memory_order_release);
       },
       timeout);
   return check;

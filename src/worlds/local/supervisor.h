@@ -66,6 +66,9 @@ class ReadinessCheck {
   virtual std::optional<bool> answer() = 0;
   // Once answered, the HTTP status of the answer; 0 when none came (refused, timed out).
   virtual int status() { return 0; }
+  // Once answered without a status: why none came ("connect to 127.0.0.1:9000: Connection
+  // refused"); "" when the check timed out, or the reason is not known.
+  virtual std::string failure() { return ""; }
 };
 
 // What the supervisor asks of the network: free ports, a replica's readiness.

@@ -77,6 +77,10 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
       if (auto it = world.status_of.find(port); it != world.status_of.end()) return it->second;
       return world.ready_ports.count(port) > 0 ? 200 : 0;
     }
+    std::string failure() override {
+      auto it = world.failure_of.find(port);
+      return status() == 0 && it != world.failure_of.end() ? it->second : std::string();
+    }
     FakeWorld& world;
     std::uint16_t port;
   };
@@ -119,6 +123,7 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
   std::set<std::uint16_t> ready_ports;
   std::set<std::uint16_t> hung_ports;
   std::map<std::uint16_t, int> status_of;  // what a port's checks answer, over ready_ports
+  std::map<std::uint16_t, std::string> failure_of;  // why a port's checks get no answer
   int checks = 0;  // readiness checks started
   std::set<std::string> check_paths;  // the paths they asked for
   std::vector<std::chrono::milliseconds> check_timeouts;  // and their timeouts
@@ -406,6 +411,23 @@ TEST_F(SupervisorTest, LivenessFailsOnFiveHundredsNotOnOtherAnswers) {
             "killed");
 }
 
+// A liveness check refused at once (the replica closed its listener) is not said to have gone
+// unanswered for the whole timeout: the message names what the connection got.
+TEST_F(SupervisorTest, ALivenessFailureSaysWhyNoAnswerCame) {
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports = {9000};
+  tick();
+  step(100ms);
+  ASSERT_EQ(replicas()[0].phase, ReplicaPhase::kReady);
+  world.ready_ports.clear();
+  world.failure_of[9000] = "connect to 127.0.0.1:9000: Connection refused";
+  for (int i = 0; i < 4; ++i) step(10s);  // the first check starts 10 s after ready
+  ASSERT_EQ(replicas()[0].phase, ReplicaPhase::kCrashed);
+  EXPECT_EQ(replicas()[0].last_crash,
+            "not alive: GET /healthz got no answer (connect to 127.0.0.1:9000: Connection "
+            "refused), 3 checks in a row (services[].liveness); killed");
+}
+
 // A service's own liveness settings are used; an empty path turns the checks off.
 TEST_F(SupervisorTest, LivenessFollowsTheServicesSettingsAndCanBeOff) {
   ReplicaTemplate own{"own", {"server", "--port", "{port}"}, {}};
@@ -605,6 +627,28 @@ TEST(SupervisorProbe, ACheckOfAHungReplicaFailsAfterItsOwnTimeout) {
   EXPECT_FALSE(*answer);
   EXPECT_EQ(check->status(), 0);
   EXPECT_GE(waited, 1500ms) << "not before its timeout (the client's connect timeout is 500 ms)";
+}
+
+// A check of a port nothing listens on is refused at once, and says so (the supervisor's message
+// then names it, rather than a timeout that did not happen).
+TEST(SupervisorProbe, ARefusedCheckSaysWhy) {
+  const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(s, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ::close(s);  // bound, never listened: nothing listens on the port now
+  HttpReplicaProbe probe;
+  std::unique_ptr<ReadinessCheck> check = probe.check_ready(ntohs(addr.sin_port), "/healthz", 5s);
+  std::optional<bool> answer;
+  for (int i = 0; i < 500 && !(answer = check->answer()); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_FALSE(*answer);
+  EXPECT_EQ(check->status(), 0);
+  EXPECT_NE(check->failure().find("refused"), std::string::npos) << check->failure();
 }
 
 // A start that finds no free port is a crash whose reason the user reads (docs/local.md, "not
