@@ -54,6 +54,7 @@ struct Supervisor::Replica {
   std::string last_crash;
   int readiness_status = 0;        // ReplicaStatus::readiness_status
   bool retiring = false;           // leaves once stopped, whatever its phase
+  bool killed = false;             // this process was sent SIGKILL by us after term_grace
 };
 
 struct Supervisor::Service {
@@ -259,6 +260,7 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
   r.check.reset();  // the previous process's
   r.liveness.reset();
   r.liveness_failures = 0;
+  r.killed = false;
   auto process = launcher_.launch(spec);
   if (!process) {
     r.process.reset();
@@ -305,7 +307,13 @@ void Supervisor::begin_drain(Service& s, Replica& r, Clock::TimePoint now) {
 void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
   if (r.process) {
     if (std::optional<int> status = r.process->poll_exit()) {
-      const std::string how = describe_exit(*status, r.process->ended_by_signal());
+      const int signal = r.process->ended_by_signal();
+      // Our own SIGKILL is not blamed on kill -9 or the out-of-memory killer.
+      const std::string how =
+          r.killed && signal == SIGKILL
+              ? "killed by signal " + std::to_string(SIGKILL) +
+                    " (SIGKILL, sent by the supervisor: still running after SIGTERM)"
+              : describe_exit(*status, signal);
       r.process.reset();
       if (r.retiring) {
         if (r.registered) sink_.remove(s.tmpl.service, r.id);
@@ -377,6 +385,7 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
     case ReplicaPhase::kStopping:
       if (r.process && now - r.phase_since >= options_.term_grace) {
         r.process->signal(SIGKILL);
+        r.killed = true;
         event(now, "kill", s, r, "still running after SIGTERM; SIGKILL");
         r.phase_since = now + std::chrono::hours(24);  // once
       }

@@ -428,6 +428,31 @@ TEST_F(SupervisorTest, ALivenessFailureSaysWhyNoAnswerCame) {
             "refused), 3 checks in a row (services[].liveness); killed");
 }
 
+// A replica that outlives SIGTERM's grace is killed by the supervisor itself: its stop says so,
+// not "kill -9, or the kernel out of memory", which sends the operator looking for an OOM kill.
+TEST_F(SupervisorTest, AReplicaKilledAfterItsGraceSaysWhoKilledIt) {
+  std::vector<std::string> messages;
+  SupervisorOptions o;
+  o.on_event = [&](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
+  sup = std::make_unique<Supervisor>(o, world, world, world);
+  ASSERT_TRUE(sup->add_service({"api", {"server", "--port", "{port}"}, {}}));
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports = {9000};
+  tick();
+  step(100ms);
+  ASSERT_EQ(replicas()[0].phase, ReplicaPhase::kReady);
+  world.exit_on_term = false;
+  ASSERT_TRUE(sup->set_desired("api", 0));
+  // Drained at once (nothing in flight), SIGTERM, SIGKILL 15 s later (term_grace), reaped.
+  for (int i = 0; i < 20 && !sup->idle(); ++i) step(1s);
+  ASSERT_TRUE(sup->idle());
+  ASSERT_GE(messages.size(), 2u);
+  EXPECT_EQ(messages[messages.size() - 2], "kill: still running after SIGTERM; SIGKILL");
+  EXPECT_EQ(messages.back(),
+            "stop: killed by signal 9 (SIGKILL, sent by the supervisor: still running after "
+            "SIGTERM)");
+}
+
 // A service's own liveness settings are used; an empty path turns the checks off.
 TEST_F(SupervisorTest, LivenessFollowsTheServicesSettingsAndCanBeOff) {
   ReplicaTemplate own{"own", {"server", "--port", "{port}"}, {}};
