@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 namespace prescale::healing {
 
@@ -20,7 +22,12 @@ double non_finite_score(double value) { return std::isnan(value) ? 0.0 : 1.0; }
 }  // namespace
 
 WindowedGaussian::WindowedGaussian(std::size_t window, std::size_t step)
-    : window_(window), step_(step) {}
+    : window_(window), step_(step) {
+  if (window == 0 || step == 0 || step > window) {
+    throw std::invalid_argument("WindowedGaussian: needs 1 <= step <= window, got window " +
+                                std::to_string(window) + " and step " + std::to_string(step));
+  }
+}
 
 double WindowedGaussian::observe(double value) {
   if (!std::isfinite(value)) return values_.empty() ? 0.0 : non_finite_score(value);

@@ -30,7 +30,8 @@ double normal_tail(double x, double mean, double sd);
 // NAB's windowedGaussian detector, as numenta/NAB runs it (the benchmark's reference baseline):
 // 1 − normal_tail(value) under the mean and population standard deviation of a window of the
 // last `window` values (all of them until there are that many), slid `step` values at a time;
-// 0 for the first value; a standard deviation of 0 counts as 1e-6.
+// 0 for the first value; a standard deviation of 0 counts as 1e-6. Throws std::invalid_argument
+// unless 1 <= step <= window.
 class WindowedGaussian final : public AnomalyDetector {
  public:
   explicit WindowedGaussian(std::size_t window = 6400, std::size_t step = 100);

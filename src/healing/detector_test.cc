@@ -10,6 +10,7 @@
 #include <memory>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,15 @@ TEST(WindowedGaussian, SlidesItsWindowAStepAtATime) {
   EXPECT_NEAR(detector.observe(2), 0.5, 1e-12);
   // Now {2, 2, 100, 2}: mean 26.5.
   EXPECT_NEAR(detector.observe(26.5), 0.5, 1e-12);
+}
+
+// A step longer than the window would erase more values than the window holds (undefined
+// behaviour), and a step of 0 would never slide it while its pending values grew without bound.
+TEST(WindowedGaussian, RefusesAStepItCannotSlide) {
+  EXPECT_THROW(WindowedGaussian(4, 5), std::invalid_argument);
+  EXPECT_THROW(WindowedGaussian(4, 0), std::invalid_argument);
+  EXPECT_THROW(WindowedGaussian(0, 1), std::invalid_argument);
+  EXPECT_NO_THROW(WindowedGaussian(4, 4));
 }
 
 std::vector<double> noise(int n, double mean, double sd, unsigned seed) {
