@@ -979,6 +979,11 @@ TEST(EvalAnomalyCliTest, FindsAShiftInASmallCorpusAndNamesBadInput) {
   EXPECT_EQ(o.exit_status, 2);
   EXPECT_THAT(o.err, HasSubstr("--detectors: no detector named \"htm\" (known: deviation, "
                                "windowed_gaussian)"));
+  o = run_prescale(
+      dir, "twice",
+      {"eval", "anomaly", "--nab", dir.file("nab"), "--detectors", "deviation,deviation"});
+  EXPECT_EQ(o.exit_status, 2);
+  EXPECT_THAT(o.err, HasSubstr("--detectors: \"deviation\" is listed twice"));
   o = run_prescale(dir, "missing", {"eval", "anomaly", "--nab", dir.file("none")});
   EXPECT_EQ(o.exit_status, 2);
   EXPECT_THAT(o.err, HasSubstr("prescale eval anomaly: --nab: "));

@@ -987,31 +987,44 @@ TEST(UpTest, AReplicaThatStaysHungIsKilledAndRestarted) {
   std::string yaml = echo_yaml("5s");
   yaml.replace(yaml.find("{min: 1, max: 6, initial: 1}"), 28, "{min: 2, max: 2, initial: 2}");
   yaml.replace(yaml.find("    startup_time: 1s\n"), 0,
-               "    liveness: {interval: 1s, timeout: 300ms, failure_threshold: 2}\n");
+               "    liveness: {interval: 1s, timeout: 500ms, failure_threshold: 2}\n");
   testing::write_file(config, yaml);
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   ASSERT_TRUE(up.started()) << up.log();
   const std::vector<int> pids = replica_pids(up.events());
   ASSERT_EQ(pids.size(), 2u);
+  // Which replica: the one whose start event names the pid.
+  std::string hung;
+  const json started = up.events();
+  for (const auto& e : started["events"]) {
+    if (e.value("message", "").starts_with("pid " + std::to_string(pids[0]))) {
+      hung = e.value("replica", "");
+    }
+  }
+  ASSERT_FALSE(hung.empty());
   ASSERT_EQ(::kill(pids[0], SIGSTOP), 0);
-  auto event_of = [&](const std::string& kind, const std::string& text) {
+  // The replica of the first event of `kind` whose message holds `text`; "" when none.
+  auto replica_of = [&](const std::string& kind, const std::string& text) {
     const json events = up.events();
     if (!events.is_object()) return std::string();
     for (const auto& e : events["events"]) {
       const std::string message = e.value("message", "");
-      if (e.value("kind", "") == kind && message.find(text) != std::string::npos) return message;
+      if (e.value("kind", "") == kind && message.find(text) != std::string::npos) {
+        return e.value("replica", "");
+      }
     }
     return std::string();
   };
-  EXPECT_TRUE(testing::wait_for([&] { return !event_of("crash", "not alive").empty(); }, 20s))
+  EXPECT_TRUE(testing::wait_for([&] { return !replica_of("crash", "not alive").empty(); }, 20s))
       << up.events().dump();
+  EXPECT_EQ(replica_of("crash", "not alive"), hung) << "the stopped replica, not the other";
   EXPECT_TRUE(testing::wait_for([&] { return ::kill(pids[0], 0) != 0; }, 10s))
       << "the hung process is gone";
   // Restarted after the first back-off (10 s), as any crashed replica.
-  EXPECT_TRUE(testing::wait_for([&] { return !event_of("restart", "pid").empty(); }, 30s))
+  EXPECT_TRUE(testing::wait_for([&] { return replica_of("restart", "pid") == hung; }, 30s))
       << up.events().dump();
   EXPECT_EQ(up.stop(), 0);
-  EXPECT_NE(up.log().find("not alive: GET /healthz got no answer within 300 ms, 2 checks in a row "
+  EXPECT_NE(up.log().find("not alive: GET /healthz got no answer within 500 ms, 2 checks in a row "
                           "(services[].liveness); killed"),
             std::string::npos)
       << up.log();

@@ -1,5 +1,6 @@
 #include "eval_anomaly.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -32,7 +33,13 @@ int run_anomaly_eval(const EvalAnomalyFlags& f) {
   if (names.empty()) {
     for (std::string_view n : healing::detector_names()) names.emplace_back(n);
   }
-  for (const std::string& name : names) {
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const std::string& name = names[i];
+    if (std::find(names.begin(), names.begin() + static_cast<std::ptrdiff_t>(i), name) !=
+        names.begin() + static_cast<std::ptrdiff_t>(i)) {
+      std::cerr << who << ": --detectors: \"" << name << "\" is listed twice\n";
+      return 2;
+    }
     if (healing::make_detector(name) == nullptr) {
       std::string known;
       for (std::string_view n : healing::detector_names()) {
@@ -103,7 +110,13 @@ int run_anomaly_eval(const EvalAnomalyFlags& f) {
       if (name == kPeer) continue;
       std::printf("%s vs %s:", name.c_str(), std::string(kPeer).c_str());
       for (const auto& [profile, score] : by_profile) {
-        std::printf(" %s %.3f", profile.c_str(), score / score_of[std::string(kPeer)][profile]);
+        // A ratio says something only against a peer that scores above nothing.
+        const double peer = score_of[std::string(kPeer)][profile];
+        if (peer > 0) {
+          std::printf(" %s %.3f", profile.c_str(), score / peer);
+        } else {
+          std::printf(" %s - (%s scores %.2f)", profile.c_str(), std::string(kPeer).c_str(), peer);
+        }
       }
       std::printf("\n");
     }

@@ -95,7 +95,7 @@ TEST(DeviationDetector, ASpikeAlertsOnceThenHolds) {
   DeviationDetector detector({.half_life = 100, .warmup = 30, .alert_score = 0.99999, .hold = 50});
   int alerts = 0;
   for (double v : noise(2000, 100, 5, 1)) alerts += detector.observe(v) >= 0.99999 ? 1 : 0;
-  // Normal noise: seldom past 4.4 deviations, or a new extreme by 5 % of the range.
+  // Normal noise: seldom past 4.27 deviations, or a new extreme by 5 % of the range.
   EXPECT_LE(alerts, 3);
   EXPECT_GE(detector.observe(200), 0.99999) << "20 deviations out";
   for (int i = 0; i < 50; ++i) {

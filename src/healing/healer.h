@@ -3,7 +3,7 @@
 // then tries it again; a replica that is broken for good — a lost connection it never re-opens, a
 // corrupted cache, a leak — goes on being ejected, failing requests each time it is back and
 // holding a place among the replicas the policy asked for. The healer replaces it: a new replica
-// starts, and the old one drains once the new one is ready (World::restart).
+// starts, and the old one leaves the gateway and drains at once (World::restart).
 //
 // A replica is replaced when the gateway has ejected it `ejections` times within `window` and no
 // other replica of its service has been ejected more than once in that window: when several fail

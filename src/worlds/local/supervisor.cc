@@ -45,7 +45,8 @@ struct Supervisor::Replica {
   std::unique_ptr<ReadinessCheck> liveness;  // in flight while ready
   Clock::TimePoint next_liveness{};
   int liveness_failures = 0;       // in a row
-  std::string liveness_failure;    // the last one's answer ("no answer within 1 s", "answered 500")
+  std::string
+      liveness_failure;  // the last one's answer ("got no answer within 1000 ms", "answered 500")
   Clock::TimePoint phase_since{};  // when draining or stopping began
   bool registered = false;         // announced to the sink
   int restarts = 0;
@@ -124,11 +125,12 @@ Result<void> Supervisor::add_service(ReplicaTemplate t) {
   }
   if (!t.liveness_path.empty() &&
       (!t.liveness_path.starts_with('/') || t.liveness_interval <= Clock::Duration::zero() ||
-       t.liveness_timeout <= std::chrono::milliseconds(0) || t.liveness_failure_threshold < 1)) {
+       t.liveness_timeout <= std::chrono::milliseconds(0) ||
+       t.liveness_timeout >= t.liveness_interval || t.liveness_failure_threshold < 1)) {
     return make_error(ErrorCode::kInvalidArgument,
                       "service " + t.service +
-                          ": liveness needs a path starting with \"/\", an interval and a "
-                          "timeout > 0 and a failure threshold >= 1");
+                          ": liveness needs a path starting with \"/\", a timeout > 0 and "
+                          "shorter than its interval, and a failure threshold >= 1");
   }
   auto s = std::make_unique<Service>();
   s->uses_port_file = mentions(t, "{port_file}");

@@ -809,6 +809,9 @@ TEST_F(SupervisorTest, BadTemplatesAreRefused) {
   EXPECT_FALSE(sup->add_service({"e", {}, {}}));
   EXPECT_FALSE(sup->add_service({"both", {"x", "{port}", "{port_file}"}, {}}));
   EXPECT_FALSE(sup->add_service({"path", {"x", "{port}"}, {}, "readyz"}));
+  ReplicaTemplate slow_liveness{"slow", {"x", "{port}"}, {}};
+  slow_liveness.liveness_timeout = std::chrono::seconds(10);  // as long as its interval
+  EXPECT_FALSE(sup->add_service(slow_liveness));
   EXPECT_FALSE(sup->set_desired("missing", 1));
 }
 
