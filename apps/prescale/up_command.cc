@@ -546,6 +546,7 @@ int run_up(const UpFlags& f) {
       if (config.healer.enabled) {
         for (const healing::Remedy& r : healer.remedies(real.now())) {
           const Result<void> replaced = world.restart(r.replica);
+          if (!replaced) healer.failed(r);
           feed->on_heal(r.service, r.replica,
                         r.reason + (replaced ? ": replaced (a new replica starts; this one drains)"
                                              : ": not replaced: " + replaced.error().message));

@@ -47,6 +47,9 @@ class Healer {
   // The replacements due at `now`, each recorded (the service's interval starts, the replica is
   // forgotten).
   std::vector<Remedy> remedies(Clock::TimePoint now);
+  // A remedy that could not be applied (its replica was already leaving): it does not hold back
+  // the service's next one. (Its previous replacement, if any, is older than min_interval.)
+  void failed(const Remedy& remedy) { last_remedy_.erase(remedy.service); }
 
  private:
   struct Record {

@@ -83,6 +83,15 @@ TEST(Healer, OneEjectionCanBeEnoughAndTheWindowIsSaidInItsUnit) {
             "replicas not");
 }
 
+TEST_F(HealerTest, ARemedyThatFailedDoesNotHoldBackTheNext) {
+  for (int i = 0; i < 3; ++i) eject("web-1");
+  const std::vector<Remedy> r = healer.remedies(clock.now());
+  ASSERT_EQ(r.size(), 1u);
+  healer.failed(r[0]);  // web-1 was already leaving
+  for (int i = 0; i < 3; ++i) eject("web-2");
+  EXPECT_EQ(healer.remedies(clock.now()).size(), 1u);
+}
+
 TEST_F(HealerTest, AReplicaThatLeftIsForgotten) {
   eject("web-2");
   eject("web-2");
