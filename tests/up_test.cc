@@ -102,6 +102,18 @@ gateway:
 using testing::Platform;
 using testing::replica_pids;
 
+// The replica whose start (or restart) event names process `pid`; "" when none does.
+std::string replica_with_pid(const json& events, int pid) {
+  if (!events.is_object()) return "";
+  for (const auto& e : events["events"]) {
+    const std::string message = e.value("message", ""), said = "pid " + std::to_string(pid);
+    if (message == said || message.starts_with(said + ",")) {
+      return e.value("replica", "");
+    }
+  }
+  return "";
+}
+
 TEST(UpTest, ThePlanLeadsTheRampAndNoRequestFailsThroughAKillAndScaleDowns) {
   TempDir dir;
   const std::string trace = dir.file("ramp.csv");
@@ -949,13 +961,7 @@ TEST(UpTest, AHungReplicaIsNamedWhenItFailsItsHealthChecksAndWhenItIsBack) {
   ASSERT_TRUE(up.started()) << up.log();
   const std::vector<int> pids = replica_pids(up.events());
   ASSERT_EQ(pids.size(), 2u);
-  std::string hung;
-  const json started = up.events();
-  for (const auto& e : started["events"]) {
-    if (e.value("message", "").starts_with("pid " + std::to_string(pids[0]))) {
-      hung = e.value("replica", "");
-    }
-  }
+  const std::string hung = replica_with_pid(up.events(), pids[0]);
   ASSERT_FALSE(hung.empty());
   auto told = [&](const std::string& kind) {
     const json events = up.events();
@@ -993,14 +999,7 @@ TEST(UpTest, AReplicaThatStaysHungIsKilledAndRestarted) {
   ASSERT_TRUE(up.started()) << up.log();
   const std::vector<int> pids = replica_pids(up.events());
   ASSERT_EQ(pids.size(), 2u);
-  // Which replica: the one whose start event names the pid.
-  std::string hung;
-  const json started = up.events();
-  for (const auto& e : started["events"]) {
-    if (e.value("message", "").starts_with("pid " + std::to_string(pids[0]))) {
-      hung = e.value("replica", "");
-    }
-  }
+  const std::string hung = replica_with_pid(up.events(), pids[0]);
   ASSERT_FALSE(hung.empty());
   ASSERT_EQ(::kill(pids[0], SIGSTOP), 0);
   // The replica of the first event of `kind` whose message holds `text`; "" when none.

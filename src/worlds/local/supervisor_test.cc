@@ -545,19 +545,35 @@ TEST_F(SupervisorTest, StopAllEndsEveryReplica) {
   EXPECT_TRUE(world.endpoints.empty());
 }
 
+// A TCP socket on 127.0.0.1 at a port the kernel picks (0 if it could not): listening — the kernel
+// accepts connections and nobody answers, as with a hung replica — or only bound.
+struct LoopbackSocket {
+  explicit LoopbackSocket(bool listening) : fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        (!listening || ::listen(fd, 16) == 0) &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port = ntohs(addr.sin_port);
+    }
+  }
+  ~LoopbackSocket() {
+    if (fd >= 0) ::close(fd);
+  }
+  LoopbackSocket(const LoopbackSocket&) = delete;
+  LoopbackSocket& operator=(const LoopbackSocket&) = delete;
+  int fd;
+  std::uint16_t port = 0;
+};
+
 // A replica that accepts connections and never answers /readyz (a server loading its model on
 // the thread that would answer) must not stall the supervisor: while its probe waits, a crashed
 // replica of another service is still restarted on time.
 TEST(SupervisorProbe, AHungReplicaDoesNotHoldUpTheSupervisor) {
-  const int hung = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(hung, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(hung, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(hung, 16), 0);  // the kernel accepts; nobody answers
-  ASSERT_EQ(::getsockname(hung, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  LoopbackSocket hung(/*listening=*/true);  // the kernel accepts; nobody answers
+  ASSERT_NE(hung.port, 0);
   const auto run_dir =
       std::filesystem::temp_directory_path() / ("supervisor_probe_" + std::to_string(::getpid()));
   std::filesystem::create_directories(run_dir);
@@ -576,7 +592,7 @@ TEST(SupervisorProbe, AHungReplicaDoesNotHoldUpTheSupervisor) {
     ASSERT_TRUE(sup.set_desired("api", 1));
     ManualClock clock;
     sup.tick(clock.now());
-    std::ofstream(run_dir / "slow-1.port") << ntohs(addr.sin_port) << "\n";
+    std::ofstream(run_dir / "slow-1.port") << hung.port << "\n";
     // Each tick must return without waiting for the hung probe (20 s).
     auto tick_returns = [&](Clock::Duration d) {
       clock.advance(d);
@@ -592,7 +608,6 @@ TEST(SupervisorProbe, AHungReplicaDoesNotHoldUpTheSupervisor) {
     EXPECT_EQ(events.back(), "restart api-1");
     EXPECT_EQ(sup.replicas("slow")[0].phase, ReplicaPhase::kStarting);
   }
-  ::close(hung);
   std::filesystem::remove_all(run_dir);
 }
 
@@ -629,25 +644,16 @@ TEST(SupervisorProbe, TheProbeAsksItsPathAndTakesTwoAndThreeHundreds) {
 // connection) fails once its own timeout has passed, with no status: liveness's 1 s by default,
 // not the 500 ms of readiness.
 TEST(SupervisorProbe, ACheckOfAHungReplicaFailsAfterItsOwnTimeout) {
-  const int hung = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(hung, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(hung, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(hung, 16), 0);
-  ASSERT_EQ(::getsockname(hung, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  LoopbackSocket hung(/*listening=*/true);
+  ASSERT_NE(hung.port, 0);
   HttpReplicaProbe probe;
   const auto begin = std::chrono::steady_clock::now();
-  std::unique_ptr<ReadinessCheck> check =
-      probe.check_ready(ntohs(addr.sin_port), "/healthz", 1500ms);
+  std::unique_ptr<ReadinessCheck> check = probe.check_ready(hung.port, "/healthz", 1500ms);
   std::optional<bool> answer;
   while (!(answer = check->answer()) && std::chrono::steady_clock::now() - begin < 10s) {
     std::this_thread::sleep_for(10ms);
   }
   const auto waited = std::chrono::steady_clock::now() - begin;
-  ::close(hung);
   ASSERT_TRUE(answer.has_value());
   EXPECT_FALSE(*answer);
   EXPECT_EQ(check->status(), 0);
@@ -657,17 +663,14 @@ TEST(SupervisorProbe, ACheckOfAHungReplicaFailsAfterItsOwnTimeout) {
 // A check of a port nothing listens on is refused at once, and says so (the supervisor's message
 // then names it, rather than a timeout that did not happen).
 TEST(SupervisorProbe, ARefusedCheckSaysWhy) {
-  const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(s, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  ::close(s);  // bound, never listened: nothing listens on the port now
+  std::uint16_t port = 0;
+  {
+    LoopbackSocket bound(/*listening=*/false);  // never listened; closed: nothing listens now
+    port = bound.port;
+  }
+  ASSERT_NE(port, 0);
   HttpReplicaProbe probe;
-  std::unique_ptr<ReadinessCheck> check = probe.check_ready(ntohs(addr.sin_port), "/healthz", 5s);
+  std::unique_ptr<ReadinessCheck> check = probe.check_ready(port, "/healthz", 5s);
   std::optional<bool> answer;
   for (int i = 0; i < 500 && !(answer = check->answer()); ++i) std::this_thread::sleep_for(10ms);
   ASSERT_TRUE(answer.has_value());
