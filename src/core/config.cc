@@ -192,7 +192,7 @@ static void describe(Schema<LivenessConfig>& s) {
   s.field("timeout", &LivenessConfig::timeout).greater_than(milliseconds(0));
   s.field("failure_threshold", &LivenessConfig::failure_threshold).at_least(1).at_most(1000);
   s.check([](LivenessConfig& l, const Checker& c) {
-    if (l.timeout >= l.interval) {
+    if (l.enabled && l.timeout >= l.interval) {  // checks that never run need no room
       c.at("timeout").error("must be < interval (" + internal::format_duration(l.interval) +
                             "), got " + internal::format_duration(l.timeout));
     }

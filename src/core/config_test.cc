@@ -453,6 +453,12 @@ services:
 )"),
       HasSubstr(
           "prescale.yaml:4:71: services[0].liveness.timeout: must be < interval (1s), got 1s"));
+  // Turned off, the checks need no room between them: only the interval is written.
+  EXPECT_TRUE(load_config_string(R"(
+version: 1
+services:
+  - {name: own, kind: builtin/echo, liveness: {enabled: false, interval: 1s}}
+)"));
   EXPECT_THAT(error_of(R"(
 version: 1
 services:
