@@ -21,7 +21,19 @@ namespace prescale::local {
 
 void GatewayEndpoints::add(const std::string& service, const std::string& replica,
                            std::uint16_t port) {
-  const std::string id = replica + "@" + std::to_string(port);
+  // A restarted replica may get its old port back while the gateway still drains the old
+  // process's endpoint: adding that id again would bring the old entry back, its outlier and
+  // health state with it. The new process gets an id of its own ("<replica>@<port>#2").
+  const std::string base = replica + "@" + std::to_string(port);
+  std::string id = base;
+  if (const gateway::Cluster* cluster = gateway_.cluster(service)) {
+    const auto view = cluster->view();
+    auto listed = [&](const std::string& candidate) {
+      return std::any_of(view->specs.begin(), view->specs.end(),
+                         [&](const gateway::EndpointSpec& s) { return s.id == candidate; });
+    };
+    for (int n = 2; listed(id); ++n) id = base + "#" + std::to_string(n);
+  }
   if (auto added = gateway_.add_endpoint(service, gateway::EndpointSpec{id, "127.0.0.1", port});
       !added) {
     // A service no route names (said once, at start) has nothing to receive: not an error.

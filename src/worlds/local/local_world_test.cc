@@ -9,11 +9,13 @@
 #include <atomic>
 #include <cmath>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 
 #include "core/clock.h"
 #include "core/config.h"
+#include "gateway/cluster.h"
 #include "gateway/gateway.h"
 #include "http/server.h"
 #include "telemetry/registry.h"
@@ -483,11 +485,35 @@ TEST(LocalWorldTest, HungReplicasHoldAnObservationUpForOneScrapeTimeoutNotOneEac
   for (const auto& r : replicas) EXPECT_FALSE(r.cpu_utilization.has_value());
 }
 
-
 // A retired replica is forgotten once it has nothing in flight. The supervisor stops asking
 // when in_flight() says 0, and the gateway reaps the endpoint at its next upkeep; before, the
 // replica stayed in the map when that 0 came while the gateway still listed it, so every
 // replica ever retired stayed behind.
+// A replica restarted on the port it had, while the gateway still drains its old process's
+// endpoint, is a new endpoint: before, the old one came back, ejected or unhealthy as it was.
+TEST(GatewayEndpointsTest, AReplicaBackOnItsOldPortIsANewEndpoint) {
+  ManualClock clock;
+  GatewayConfig config;
+  config.routes.emplace_back().service = "api";
+  auto gateway = gateway::Gateway::create(
+      config, gateway::GatewayOptions{.clock = &clock, .health_checks = false});
+  ASSERT_TRUE(gateway) << gateway.error().message;
+  GatewayEndpoints endpoints(**gateway);
+  endpoints.add("api", "api-1", 40000);
+  endpoints.remove("api", "api-1");      // crashed: its endpoint drains
+  endpoints.add("api", "api-1", 40000);  // restarted, the kernel gave the port again
+  const auto view = (*gateway)->cluster("api")->view();
+  ASSERT_EQ(view->specs.size(), 2u);
+  std::map<std::string, bool> draining;
+  for (size_t i = 0; i < view->specs.size(); ++i) {
+    draining[view->specs[i].id] = view->hosts.hosts()[i]->draining();
+  }
+  EXPECT_EQ(draining,
+            (std::map<std::string, bool>{{"api-1@40000", true}, {"api-1@40000#2", false}}));
+  // In flight is asked of the one draining.
+  EXPECT_EQ(endpoints.in_flight("api", "api-1"), 0);
+}
+
 TEST(GatewayEndpointsTest, ARetiredReplicaIsForgottenOnceNothingIsInFlight) {
   ManualClock clock;
   GatewayConfig config;
