@@ -485,24 +485,29 @@ TEST(LocalWorldTest, HungReplicasHoldAnObservationUpForOneScrapeTimeoutNotOneEac
   for (const auto& r : replicas) EXPECT_FALSE(r.cpu_utilization.has_value());
 }
 
-// A retired replica is forgotten once it has nothing in flight. The supervisor stops asking
-// when in_flight() says 0, and the gateway reaps the endpoint at its next upkeep; before, the
-// replica stayed in the map when that 0 came while the gateway still listed it, so every
-// replica ever retired stayed behind.
+// A gateway routing "api", on a manual clock, without health checks, and its endpoint sink.
+struct GatewayEndpointsTest : ::testing::Test {
+  GatewayEndpointsTest() {
+    GatewayConfig config;
+    config.routes.emplace_back().service = "api";
+    auto made = gateway::Gateway::create(
+        config, gateway::GatewayOptions{.clock = &clock, .health_checks = false});
+    EXPECT_TRUE(made) << made.error().message;
+    if (made) gateway = std::move(*made);
+  }
+  ManualClock clock;
+  std::unique_ptr<gateway::Gateway> gateway;
+};
+
 // A replica restarted on the port it had, while the gateway still drains its old process's
 // endpoint, is a new endpoint: before, the old one came back, ejected or unhealthy as it was.
-TEST(GatewayEndpointsTest, AReplicaBackOnItsOldPortIsANewEndpoint) {
-  ManualClock clock;
-  GatewayConfig config;
-  config.routes.emplace_back().service = "api";
-  auto gateway = gateway::Gateway::create(
-      config, gateway::GatewayOptions{.clock = &clock, .health_checks = false});
-  ASSERT_TRUE(gateway) << gateway.error().message;
-  GatewayEndpoints endpoints(**gateway);
+TEST_F(GatewayEndpointsTest, AReplicaBackOnItsOldPortIsANewEndpoint) {
+  ASSERT_TRUE(gateway);
+  GatewayEndpoints endpoints(*gateway);
   endpoints.add("api", "api-1", 40000);
   endpoints.remove("api", "api-1");      // crashed: its endpoint drains
   endpoints.add("api", "api-1", 40000);  // restarted, the kernel gave the port again
-  const auto view = (*gateway)->cluster("api")->view();
+  const auto view = gateway->cluster("api")->view();
   ASSERT_EQ(view->specs.size(), 2u);
   std::map<std::string, bool> draining;
   for (size_t i = 0; i < view->specs.size(); ++i) {
@@ -514,14 +519,13 @@ TEST(GatewayEndpointsTest, AReplicaBackOnItsOldPortIsANewEndpoint) {
   EXPECT_EQ(endpoints.in_flight("api", "api-1"), 0);
 }
 
-TEST(GatewayEndpointsTest, ARetiredReplicaIsForgottenOnceNothingIsInFlight) {
-  ManualClock clock;
-  GatewayConfig config;
-  config.routes.emplace_back().service = "api";
-  auto gateway = gateway::Gateway::create(
-      config, gateway::GatewayOptions{.clock = &clock, .health_checks = false});
-  ASSERT_TRUE(gateway) << gateway.error().message;
-  GatewayEndpoints endpoints(**gateway);
+// A retired replica is forgotten once it has nothing in flight. The supervisor stops asking
+// when in_flight() says 0, and the gateway reaps the endpoint at its next upkeep; before, the
+// replica stayed in the map when that 0 came while the gateway still listed it, so every
+// replica ever retired stayed behind.
+TEST_F(GatewayEndpointsTest, ARetiredReplicaIsForgottenOnceNothingIsInFlight) {
+  ASSERT_TRUE(gateway);
+  GatewayEndpoints endpoints(*gateway);
   for (int i = 0; i < 3; ++i) {
     const std::string replica = "api-" + std::to_string(i);
     endpoints.add("api", replica, static_cast<std::uint16_t>(40000 + i));
