@@ -184,7 +184,9 @@ struct LocalWorld::GatewayCounts {
 struct LocalWorld::ServiceState {
   scaling::ServiceSpec spec;
   std::map<std::string, ReplicaCounters> replicas;  // by id
-  std::optional<GatewayCounts> gateway;  // at the last observation
+  // At the last observation; zeros before the first: the gateway starts with the world, and a
+  // request it answered before the first observation is the first observation's.
+  GatewayCounts gateway;
   // The gateway's counts at every observation since the window's base, oldest first: the first
   // one is that base (the newest at least metric_window old, once there is one); the last
   // second's is among them.
@@ -221,20 +223,19 @@ struct LocalWorld::RequestDelta {
   double p99_seconds = NAN;
 };
 
-// What happened between `base` (nothing before the first observation) and `now`.
+// What happened between `base` and `now`.
 LocalWorld::RequestDelta LocalWorld::request_delta(const scaling::ServiceSpec& spec,
                                                    const GatewayCounts& now,
-                                                   const std::optional<GatewayCounts>& base) {
+                                                   const GatewayCounts& base) {
   RequestDelta d;
-  if (!base) return d;
-  d.arrived = std::max(0.0, now.arrivals - base->arrivals);
-  d.external = std::clamp(now.external - base->external, 0.0, d.arrived);
-  d.answered = std::max(0.0, now.responses - base->responses);
-  d.failed = std::max(0.0, now.errors - base->errors);
-  d.ejected = std::max(0.0, now.ejections - base->ejections);
+  d.arrived = std::max(0.0, now.arrivals - base.arrivals);
+  d.external = std::clamp(now.external - base.external, 0.0, d.arrived);
+  d.answered = std::max(0.0, now.responses - base.responses);
+  d.failed = std::max(0.0, now.errors - base.errors);
+  d.ejected = std::max(0.0, now.ejections - base.ejections);
   d.served = std::max(0.0, d.answered - d.failed);
-  const telemetry::HistogramData latency = telemetry::histogram_delta(now.latency, base->latency);
-  d.busy_seconds = std::max(0.0, now.busy_seconds - base->busy_seconds);
+  const telemetry::HistogramData latency = telemetry::histogram_delta(now.latency, base.latency);
+  d.busy_seconds = std::max(0.0, now.busy_seconds - base.busy_seconds);
   // NaN when there are no buckets to tell (no latency recorded): none known to be slow.
   const double slow =
       telemetry::histogram_count_above(spec.slo_latency_p99_seconds, latency.buckets);

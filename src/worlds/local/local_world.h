@@ -121,7 +121,7 @@ class LocalWorld final : public control::World {
   scaling::SecondMetrics last_second(const ServiceState& s, Clock::TimePoint now,
                                      Clock::TimePoint real_now) const;
   static RequestDelta request_delta(const scaling::ServiceSpec& spec, const GatewayCounts& now,
-                                    const std::optional<GatewayCounts>& base);
+                                    const GatewayCounts& base);
   Clock::TimePoint to_controller_time(Clock::TimePoint real, Clock::TimePoint real_now,
                                       Clock::TimePoint now) const;
 

@@ -113,6 +113,20 @@ TEST(LocalWorldTest, RequestFiguresCoverTheLastMetricWindowAndTotalsCountEachReq
   EXPECT_NEAR(t.world->observe(t.clock.now()).services[0].window.slow_rps, 0, 1e-9);
 }
 
+// The gateway starts with the world: what it answered before the first observation (a client
+// quick off the mark, or a controller whose first tick comes late) is in the totals. The first
+// observation was a base whose own requests were never counted: `prescale up` said "requests
+// 19" after 20 answered.
+TEST(LocalWorldTest, RequestsAnsweredBeforeTheFirstObservationAreCounted) {
+  GatewayOnlyWorld t(1, std::chrono::seconds(5));
+  t.gw.answer(20, 0.01);
+  (void)t.world->observe(t.clock.now());
+  EXPECT_NEAR(t.world->totals().requests, 20, 1e-9);
+  EXPECT_NEAR(t.world->totals().within_slo, 20, 1e-9);
+  (void)t.observe(std::chrono::seconds(5), std::chrono::seconds(5), 3, 0.01);
+  EXPECT_NEAR(t.world->totals().requests, 23, 1e-9);
+}
+
 // docs/local.md: the last second is the gateway's arrivals over the last real second, so a step
 // in load shows in it within that second, while the 30 s window (refreshed at each scrape)
 // averages it in. The controller's clock runs 4x: a real second is four of its observations.
