@@ -214,6 +214,7 @@ static void describe(Schema<ServiceConfig>& s) {
   s.field("model_dir", &ServiceConfig::model_dir);
   s.field("readiness_path", &ServiceConfig::readiness_path).check(request_path_problem);
   s.field("liveness", &ServiceConfig::liveness);
+  s.field("memory_limit", &ServiceConfig::memory_limit).at_least(ByteSize{1U << 20});
   s.check([](ServiceConfig& svc, const Checker& c) {
     svc.line = c.line();
     if (!svc.model_dir.empty() && svc.kind != ServiceKind::kRecommend &&

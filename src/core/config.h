@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/byte_size.h"
 #include "core/logging.h"  // LogFormat
 #include "core/result.h"
 
@@ -147,6 +148,10 @@ struct ServiceConfig {
     return readiness_path.empty() ? std::string_view("/readyz") : std::string_view(readiness_path);
   }
   LivenessConfig liveness;
+  // The most resident memory one replica may hold, its whole process group counted (a
+  // Kubernetes memory limit): over it the replica is killed and restarts as a crashed one; the
+  // healer replaces a replica whose memory grows toward it before it gets there. 0 = no limit.
+  ByteSize memory_limit;
   int line = 0;  // where the service's entry starts in its file (1-based), for later messages
 };
 

@@ -438,6 +438,34 @@ services:
   EXPECT_FALSE(r->services[2].liveness.enabled);
 }
 
+// A memory limit is written as Kubernetes writes one; none by default.
+TEST(ConfigLoad, AMemoryLimitReadsKubernetesSizes) {
+  Result<Config> r = load_config_string(R"(
+version: 1
+services:
+  - {name: echo, kind: builtin/echo}
+  - {name: web, kind: builtin/echo, memory_limit: 512Mi}
+  - {name: big, kind: builtin/echo, memory_limit: 1.5G}
+)");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->services[0].memory_limit.bytes, 0u);
+  EXPECT_EQ(r->services[1].memory_limit.bytes, 512u << 20);
+  EXPECT_EQ(r->services[2].memory_limit.bytes, 1'500'000'000u);
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: web, kind: builtin/echo, memory_limit: 512MB}
+)"),
+              HasSubstr("prescale.yaml:4:51: services[0].memory_limit: expected bytes, or a size "
+                        "such as \"512Mi\""));
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: web, kind: builtin/echo, memory_limit: 64Ki}
+)"),
+              HasSubstr("services[0].memory_limit: must be >= 1Mi, got 64Ki"));
+}
+
 TEST(ConfigLoad, BadLivenessSettingsAreNamed) {
   EXPECT_THAT(error_of(R"(
 version: 1

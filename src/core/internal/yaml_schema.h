@@ -36,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/byte_size.h"
 #include "core/internal/config_scalars.h"
 
 namespace prescale::internal {
@@ -141,6 +142,14 @@ bool read_value(const Site& site, M& out, Diagnostics& diag) {
   } else if constexpr (std::is_same_v<M, std::chrono::milliseconds>) {
     if (!node.IsScalar()) return wrong(R"(a duration such as "500ms", "60s", "5m" or "1h")");
     auto v = parse_duration(node.Scalar());
+    if (!v) {
+      diag.report(site.mark, site.path, v.error());
+      return false;
+    }
+    out = *v;
+  } else if constexpr (std::is_same_v<M, ByteSize>) {
+    if (!node.IsScalar()) return wrong(R"(a size such as "512Mi" or "1Gi")");
+    auto v = parse_byte_size(node.Scalar());
     if (!v) {
       diag.report(site.mark, site.path, v.error());
       return false;
@@ -267,6 +276,8 @@ class Field final : public FieldBase<T> {
   static std::string show(const M& v) {
     if constexpr (std::is_same_v<M, std::chrono::milliseconds>) {
       return format_duration(v);
+    } else if constexpr (std::is_same_v<M, ByteSize>) {
+      return format_byte_size(v);
     } else if constexpr (std::is_floating_point_v<M>) {
       return format_number(v);
     } else {
