@@ -1,5 +1,6 @@
 #include "worlds/local/process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -259,6 +261,47 @@ Result<std::unique_ptr<Process>> PosixLauncher::launch(const LaunchSpec& spec) {
   }
   if (null_fd >= 0) ::close(null_fd);
   return std::unique_ptr<Process>(std::make_unique<PosixProcess>(pid, watchdog));
+}
+
+std::map<int, std::uint64_t> resident_memory_by_group() {
+  std::map<int, std::uint64_t> groups;
+  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return groups;
+  char buf[1024];
+  while (const dirent* entry = ::readdir(proc)) {
+    if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
+    const std::string path = std::string("/proc/") + entry->d_name + "/stat";
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;  // ended since the listing
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) continue;
+    // "pid (comm) state ppid pgrp ... rss ...": comm may hold spaces and parentheses, so the
+    // fields are counted from the last ')'. pgrp is field 5, rss (pages) field 24.
+    const std::string_view stat(buf, static_cast<std::size_t>(n));
+    const std::size_t close = stat.rfind(')');
+    if (close == std::string_view::npos) continue;
+    std::string_view rest = stat.substr(close + 1);
+    std::uint64_t pgrp = 0, rss = 0;
+    bool read_all = false;
+    for (int field = 3; !rest.empty() && field <= 24; ++field) {
+      rest.remove_prefix(std::min(rest.find_first_not_of(' '), rest.size()));
+      const std::size_t end = std::min(rest.find(' '), rest.size());
+      const std::string_view value = rest.substr(0, end);
+      if (field == 5 || field == 24) {
+        std::uint64_t& out = field == 5 ? pgrp : rss;
+        if (std::from_chars(value.data(), value.data() + value.size(), out).ec != std::errc()) {
+          break;
+        }
+        read_all = field == 24;
+      }
+      rest.remove_prefix(end);
+    }
+    if (read_all && pgrp > 0) groups[static_cast<int>(pgrp)] += rss * page;
+  }
+  ::closedir(proc);
+  return groups;
 }
 
 int run_watchdog(std::string_view group_text, std::string_view parent_text) {

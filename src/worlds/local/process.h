@@ -11,6 +11,8 @@
 // Thread safety: a Process and a launcher are used from one thread (the supervisor's).
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -73,6 +75,12 @@ class PosixLauncher final : public ProcessLauncher {
 // GROUP and returns 0; also at once when its parent is no longer PARENT. Returns 2 for bad
 // arguments.
 int run_watchdog(std::string_view group, std::string_view parent);
+
+// The resident memory (RSS) of every process group on this machine, in bytes by group id: the
+// sum over the group's processes, from /proc/<pid>/stat. A replica's group is its pid, so this is
+// what the replica and what it started hold. Processes that end during the scan are skipped; an
+// empty map when /proc cannot be read.
+std::map<int, std::uint64_t> resident_memory_by_group();
 
 // The absolute path `name` runs as: itself when it contains '/', else the first executable
 // match in $PATH. Errors: kNotFound naming what was searched.

@@ -230,5 +230,40 @@ TEST_F(ProcessTest, WhatAReplicaStartedDiesWithTheThreadThatLaunchedIt) {
   ::kill(grandchild, SIGKILL);
 }
 
+// A group's resident memory is what its processes hold: a child in a group of its own that
+// touches 64 MiB shows 64 MiB more than before.
+TEST(ResidentMemoryTest, AGroupHoldsWhatItsProcessesTouch) {
+  int go[2], done[2];
+  ASSERT_EQ(::pipe(go), 0);
+  ASSERT_EQ(::pipe(done), 0);
+  constexpr std::size_t kTouched = 64u << 20;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::setpgid(0, 0);
+    char c;
+    if (::write(done[1], "r", 1) != 1 || ::read(go[0], &c, 1) != 1) ::_exit(1);
+    auto* block = static_cast<volatile char*>(std::malloc(kTouched));
+    for (std::size_t i = 0; i < kTouched; i += 4096) block[i] = 1;
+    if (::write(done[1], "t", 1) != 1) ::_exit(1);
+    ::pause();
+    ::_exit(0);
+  }
+  ::setpgid(child, child);
+  char c;
+  ASSERT_EQ(::read(done[0], &c, 1), 1);
+  const std::uint64_t before = resident_memory_by_group()[child];
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  ASSERT_EQ(::read(done[0], &c, 1), 1);
+  const std::uint64_t after = resident_memory_by_group()[child];
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  for (int fd : {go[0], go[1], done[0], done[1]}) ::close(fd);
+  EXPECT_GT(before, 0u);
+  EXPECT_GE(after - before, kTouched);
+  EXPECT_LT(after - before, kTouched + (8u << 20));
+  EXPECT_EQ(resident_memory_by_group().count(child), 0u);  // gone, reaped
+}
+
 }  // namespace
 }  // namespace prescale::local

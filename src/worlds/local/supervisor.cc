@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/byte_size.h"
 #include "http/client.h"
 
 namespace prescale::local {
@@ -55,7 +56,14 @@ struct Supervisor::Replica {
   std::string last_crash;
   int readiness_status = 0;        // ReplicaStatus::readiness_status
   bool retiring = false;           // leaves once stopped, whatever its phase
-  bool killed = false;             // this process was sent SIGKILL by us after term_grace
+  // Why we sent this process SIGKILL, once we have ("still running after SIGTERM", "over its
+  // memory limit: ..."); its exit is then not blamed on kill -9 or the kernel.
+  std::string killed_for;
+  // The replacement whose readiness starts this replica's drain (ReplaceMode::
+  // kDrainWhenReplacementReady); "" otherwise.
+  std::string drain_after;
+  std::uint64_t memory_bytes = 0;  // ReplicaStatus::memory_bytes
+  std::optional<Clock::TimePoint> memory_at;
 };
 
 struct Supervisor::Service {
@@ -178,12 +186,19 @@ int Supervisor::desired(std::string_view service) const {
   return s != nullptr ? s->desired : 0;
 }
 
-Result<void> Supervisor::replace(std::string_view replica_id, Clock::TimePoint now) {
+Result<void> Supervisor::replace(std::string_view replica_id, Clock::TimePoint now,
+                                 ReplaceMode mode) {
   for (auto& s : services_) {
     for (auto& r : s->replicas) {
       if (r->id != replica_id || r->retiring) continue;
       r->retiring = true;
-      begin_drain(*s, *r, now);
+      const bool wait = mode == ReplaceMode::kDrainWhenReplacementReady &&
+                        r->phase == ReplicaPhase::kReady && r->process;
+      if (wait) {
+        r->drain_after = s->tmpl.service + "-" + std::to_string(s->next_index);  // reconcile's next
+      } else {
+        begin_drain(*s, *r, now);
+      }
       reconcile(*s, now);  // the replacement starts now, before the old one has gone
       return {};
     }
@@ -262,7 +277,9 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
   r.check.reset();  // the previous process's
   r.liveness.reset();
   r.liveness_failures = 0;
-  r.killed = false;
+  r.killed_for.clear();
+  r.memory_bytes = 0;
+  r.memory_at.reset();
   auto process = launcher_.launch(spec);
   if (!process) {
     r.process.reset();
@@ -311,11 +328,10 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
     if (std::optional<int> status = r.process->poll_exit()) {
       const int signal = r.process->ended_by_signal();
       // Our own SIGKILL is not blamed on kill -9 or the out-of-memory killer.
-      const std::string how =
-          r.killed && signal == SIGKILL
-              ? "killed by signal " + std::to_string(SIGKILL) +
-                    " (SIGKILL, sent by the supervisor: still running after SIGTERM)"
-              : describe_exit(*status, signal);
+      const std::string how = !r.killed_for.empty() && signal == SIGKILL
+                                  ? "killed by signal " + std::to_string(SIGKILL) +
+                                        " (SIGKILL, sent by the supervisor: " + r.killed_for + ")"
+                                  : describe_exit(*status, signal);
       r.process.reset();
       if (r.retiring) {
         if (r.registered) sink_.remove(s.tmpl.service, r.id);
@@ -373,6 +389,16 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
     }
     case ReplicaPhase::kReady:
       if (r.ready_at && now - *r.ready_at >= options_.backoff_reset_after) r.crash_streak = 0;
+      if (!r.drain_after.empty()) {
+        const auto next =
+            std::find_if(s.replicas.begin(), s.replicas.end(),
+                         [&](const auto& other) { return other->id == r.drain_after; });
+        if (next == s.replicas.end() || (*next)->phase == ReplicaPhase::kReady) {
+          r.drain_after.clear();
+          begin_drain(s, r, now);
+          return;
+        }
+      }
       check_liveness(s, r, now);
       return;
     case ReplicaPhase::kDraining:
@@ -387,7 +413,7 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
     case ReplicaPhase::kStopping:
       if (r.process && now - r.phase_since >= options_.term_grace) {
         r.process->signal(SIGKILL);
-        r.killed = true;
+        r.killed_for = "still running after SIGTERM";
         event(now, "kill", s, r, "still running after SIGTERM; SIGKILL");
         r.phase_since = now + std::chrono::hours(24);  // once
       }
@@ -439,6 +465,27 @@ void Supervisor::check_liveness(Service& s, Replica& r, Clock::TimePoint now) {
     r.next_liveness = now + t.liveness_interval;
     r.liveness = probe_.check_ready(r.port, t.liveness_path, t.liveness_timeout);
   }
+}
+
+// The replica's memory as of the last look, and its limit.
+void Supervisor::check_memory(Service& s, Replica& r, Clock::TimePoint now,
+                              const std::map<int, std::uint64_t>& memory) {
+  const auto found = memory.find(r.process->pid());
+  if (found == memory.end()) return;  // ended since, or not yet in /proc
+  r.memory_bytes = found->second;
+  r.memory_at = now;
+  const std::uint64_t limit = s.tmpl.memory_limit_bytes;
+  if (limit == 0 || r.memory_bytes <= limit || !r.killed_for.empty()) return;
+  const std::string why = "over its memory limit: " + format_mebibytes(r.memory_bytes) + " of " +
+                          format_byte_size({limit}) + " (services[].memory_limit)";
+  r.process->signal(SIGKILL);
+  if (r.retiring) {  // leaving anyway: its exit is its stop, saying why
+    r.killed_for = why;
+    event(now, "kill", s, r, why + "; SIGKILL");
+    return;
+  }
+  r.process.reset();
+  crashed(s, r, now, why + "; killed");
 }
 
 void Supervisor::reconcile(Service& s, Clock::TimePoint now) {
@@ -501,8 +548,15 @@ void Supervisor::tick(Clock::TimePoint now) {
   const bool check_logs =
       !options_.log_dir.empty() && options_.max_log_bytes > 0 && now >= next_log_check_;
   if (check_logs) next_log_check_ = now + options_.log_check_interval;
+  std::map<int, std::uint64_t> memory;
+  const bool check_memory = options_.read_memory && now >= next_memory_check_;
+  if (check_memory) {
+    next_memory_check_ = now + options_.memory_check_interval;
+    memory = options_.read_memory();
+  }
   for (auto& s : services_) {
     for (auto& r : s->replicas) {
+      if (check_memory && r->process) this->check_memory(*s, *r, now, memory);
       advance(*s, *r, now);
       if (check_logs && r->process) bound_log(log_path(r->id), options_.max_log_bytes);
     }
@@ -533,7 +587,8 @@ std::vector<ReplicaStatus> Supervisor::replicas(std::string_view service) const 
   for (const auto& r : s->replicas) {
     out.push_back(ReplicaStatus{r->id, r->phase, r->process ? r->process->pid() : 0, r->port,
                                 r->started_at, r->ready_at, r->restarts, r->restart_at,
-                                r->last_crash, r->readiness_status});
+                                r->last_crash, r->readiness_status, r->memory_bytes, r->memory_at,
+                                r->retiring});
   }
   return out;
 }

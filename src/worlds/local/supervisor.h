@@ -55,6 +55,11 @@ struct ReplicaTemplate {
   Clock::Duration liveness_interval{std::chrono::seconds(10)};
   std::chrono::milliseconds liveness_timeout{1000};
   int liveness_failure_threshold = 3;
+  // The most resident memory a replica's process group may hold (a Kubernetes memory limit),
+  // looked at every SupervisorOptions::memory_check_interval: over it the replica is killed
+  // (SIGKILL, not drained: a process past its limit is what the kernel's out-of-memory killer
+  // would take) and restarts as a crashed one, with the back-off. 0 = no limit.
+  std::uint64_t memory_limit_bytes = 0;
 };
 
 // One readiness check of a replica, answered or still in flight.
@@ -114,6 +119,13 @@ struct ReplicaStatus {
   // While starting: the HTTP status of the last readiness check (not ready: 404, 503, ...); 0
   // when it got no answer or none was made.
   int readiness_status = 0;
+  // Resident memory of the replica's process group (what it and what it started hold), as of
+  // memory_at, the last look (SupervisorOptions::memory_check_interval); 0 and nullopt before
+  // the first look at the current process.
+  std::uint64_t memory_bytes = 0;
+  std::optional<Clock::TimePoint> memory_at;
+  // Replaced (Supervisor::replace): leaves once its replacement is ready or at once.
+  bool retiring = false;
 };
 
 // Something that happened to a replica, for the event timeline and logs.
@@ -149,6 +161,19 @@ struct SupervisorOptions {
   // From SIGTERM to SIGKILL.
   Clock::Duration term_grace{std::chrono::seconds(15)};
   std::function<void(const ReplicaEvent&)> on_event;
+  // Resident memory by process group (resident_memory_by_group(), which reads /proc), looked at
+  // every memory_check_interval for ReplicaStatus::memory_bytes and the memory limits. Tests
+  // give their own; an empty function looks at nothing.
+  std::function<std::map<int, std::uint64_t>()> read_memory = resident_memory_by_group;
+  Clock::Duration memory_check_interval{std::chrono::seconds(1)};
+};
+
+// How Supervisor::replace() takes the old replica out.
+enum class ReplaceMode {
+  kDrainNow,  // at once: it is failing, and every request it gets may fail too
+  // Once the new one is ready (or gone): it still serves well, and leaving first would take its
+  // share of the capacity away for a startup time (a Kubernetes rolling update's surge).
+  kDrainWhenReplacementReady,
 };
 
 // Where the log at `log` is copied before it is emptied (SupervisorOptions::max_log_bytes):
@@ -169,8 +194,10 @@ class Supervisor {
   // The number of replicas to keep (starting, ready or waiting to restart). Errors: kNotFound.
   Result<void> set_desired(std::string_view service, int replicas);
   int desired(std::string_view service) const;
-  // Replaces a replica: a new one starts, the old one drains. Errors: kNotFound.
-  Result<void> replace(std::string_view replica_id, Clock::TimePoint now);
+  // Replaces a replica: a new one starts, the old one drains, at once or once the new one is
+  // ready (`mode`). Errors: kNotFound, also for a replica already being replaced.
+  Result<void> replace(std::string_view replica_id, Clock::TimePoint now,
+                       ReplaceMode mode = ReplaceMode::kDrainNow);
 
   // Advances every replica's life to `now`: reaps exits, reads readiness answers and starts new
   // checks (one in flight per starting replica, at most one per probe_interval), restarts,
@@ -200,6 +227,8 @@ class Supervisor {
   void begin_drain(Service& s, Replica& r, Clock::TimePoint now);
   void advance(Service& s, Replica& r, Clock::TimePoint now);
   void check_liveness(Service& s, Replica& r, Clock::TimePoint now);
+  void check_memory(Service& s, Replica& r, Clock::TimePoint now,
+                    const std::map<int, std::uint64_t>& memory);
   void reconcile(Service& s, Clock::TimePoint now);
   void gone(Service& s, const Replica& r);
 
@@ -209,6 +238,7 @@ class Supervisor {
   EndpointSink& sink_;
   std::vector<std::unique_ptr<Service>> services_;
   Clock::TimePoint next_log_check_{};
+  Clock::TimePoint next_memory_check_{};
 };
 
 // The real probe: ports from the kernel, checks over HTTP, each answered (false at the latest)

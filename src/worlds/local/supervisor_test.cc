@@ -130,6 +130,7 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
   std::set<std::string> endpoints;
   std::vector<std::string> removed;
   std::map<std::string, std::int64_t> in_flight_by;
+  std::map<int, std::uint64_t> memory;  // resident bytes by process group (= pid)
 };
 
 struct SupervisorTest : ::testing::Test {
@@ -137,6 +138,7 @@ struct SupervisorTest : ::testing::Test {
     SupervisorOptions o;
     o.run_dir = run_dir;
     o.on_event = [this](const ReplicaEvent& e) { events.push_back(e.kind + " " + e.replica); };
+    o.read_memory = [this] { return world.memory; };
     sup = std::make_unique<Supervisor>(o, world, world, world);
     EXPECT_TRUE(sup->add_service({"api", {"server", "--port", "{port}", "--id", "{replica}"}, {}}));
   }
@@ -318,6 +320,103 @@ TEST_F(SupervisorTest, ReplaceStartsTheNewReplicaBeforeTheOldOneGoes) {
   step(100ms);
   EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-2"}));
   EXPECT_FALSE(sup->replace("nope", clock.now()));
+}
+
+// ReplaceMode::kDrainWhenReplacementReady: the old replica keeps serving until the new one is
+// ready (a replica that is fine now, such as one growing toward its memory limit).
+TEST_F(SupervisorTest, AReplicaReplacedWhenTheNewOneIsReadyServesUntilThen) {
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports = {9000};
+  tick();
+  step(100ms);
+  ASSERT_TRUE(sup->replace("api-1", clock.now(), ReplaceMode::kDrainWhenReplacementReady));
+  EXPECT_EQ(world.launched.size(), 2u);
+  EXPECT_FALSE(sup->replace("api-1", clock.now())) << "already being replaced";
+  for (int i = 0; i < 10; ++i) step(100ms);
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-1"})) << "api-2 is not ready yet";
+  EXPECT_TRUE(replicas()[0].retiring);
+  world.ready_ports.insert(9001);
+  step(100ms);  // api-2 ready
+  step(100ms);  // api-1 sees it
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-2"}));
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kDraining);
+  for (int i = 0; i < 3; ++i) step(100ms);
+  ASSERT_EQ(replicas().size(), 1u);
+  EXPECT_EQ(replicas()[0].id, "api-2");
+}
+
+// A memory limit (services[].memory_limit) is a Kubernetes one: over it the replica is killed
+// and restarts as a crashed one, saying why. Its memory is its process group's, looked at every
+// second.
+TEST_F(SupervisorTest, AReplicaOverItsMemoryLimitIsKilledAndRestarted) {
+  std::vector<std::string> messages;
+  SupervisorOptions o;
+  o.on_event = [&](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
+  o.read_memory = [this] { return world.memory; };
+  sup = std::make_unique<Supervisor>(o, world, world, world);
+  ReplicaTemplate limited{"api", {"server", "--port", "{port}"}, {}};
+  limited.memory_limit_bytes = 512u << 20;
+  ASSERT_TRUE(sup->add_service(limited));
+  ReplicaTemplate unlimited{"free", {"server", "--port", "{port}"}, {}};
+  ASSERT_TRUE(sup->add_service(unlimited));
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  ASSERT_TRUE(sup->set_desired("free", 1));
+  world.ready_ports = {9000, 9001, 9002};
+  tick();
+  const int pid = replicas()[0].pid;
+  const int free_pid = sup->replicas("free")[0].pid;
+  world.memory = {{pid, 100u << 20}, {free_pid, 2u << 30}};
+  step(1s);
+  ASSERT_EQ(replicas()[0].phase, ReplicaPhase::kReady);
+  EXPECT_EQ(replicas()[0].memory_bytes, 100u << 20);
+  EXPECT_EQ(replicas()[0].memory_at, clock.now());
+  world.memory[pid] = 512u << 20;  // at the limit is within it
+  step(1s);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kReady);
+  world.memory[pid] = (600u << 20) + (1u << 19);
+  step(500ms);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kReady) << "looked at once a second";
+  step(500ms);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kCrashed);
+  EXPECT_EQ(world.signals_by_pid[pid], std::vector<int>{SIGKILL});
+  EXPECT_FALSE(world.endpoints.count("api-1"));
+  EXPECT_EQ(messages.back(),
+            "crash: over its memory limit: 600.5 MiB of 512Mi (services[].memory_limit); killed; "
+            "restarting in 10 s");
+  EXPECT_EQ(sup->replicas("free")[0].phase, ReplicaPhase::kReady) << "2 GiB, but no limit";
+  EXPECT_EQ(sup->replicas("free")[0].memory_bytes, 2u << 30);
+  step(10s);
+  step(100ms);
+  EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kReady) << "restarted";
+  EXPECT_EQ(replicas()[0].memory_bytes, 0u) << "a new process: not looked at yet";
+}
+
+// A replica waiting for its replacement is still held to its limit; its stop says who killed it.
+TEST_F(SupervisorTest, AReplicaLeavingOverItsMemoryLimitIsKilledSayingWhy) {
+  std::vector<std::string> messages;
+  SupervisorOptions o;
+  o.on_event = [&](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
+  o.read_memory = [this] { return world.memory; };
+  sup = std::make_unique<Supervisor>(o, world, world, world);
+  ReplicaTemplate limited{"api", {"server", "--port", "{port}"}, {}};
+  limited.memory_limit_bytes = 1u << 30;
+  ASSERT_TRUE(sup->add_service(limited));
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports = {9000};
+  tick();
+  step(100ms);
+  const int pid = replicas()[0].pid;
+  ASSERT_TRUE(sup->replace("api-1", clock.now(), ReplaceMode::kDrainWhenReplacementReady));
+  world.memory[pid] = 2u << 30;
+  step(1s);
+  ASSERT_GE(messages.size(), 2u);
+  EXPECT_EQ(messages[messages.size() - 2],
+            "kill: over its memory limit: 2048.0 MiB of 1Gi (services[].memory_limit); SIGKILL");
+  EXPECT_EQ(messages.back(),
+            "stop: killed by signal 9 (SIGKILL, sent by the supervisor: over its memory limit: "
+            "2048.0 MiB of 1Gi (services[].memory_limit))");
+  ASSERT_EQ(replicas().size(), 1u);
+  EXPECT_EQ(replicas()[0].id, "api-2");
 }
 
 TEST_F(SupervisorTest, NotReadyInTimeCountsAsACrash) {
