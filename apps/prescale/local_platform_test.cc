@@ -182,6 +182,10 @@ TEST(ReplicaTemplate, BuiltInKindsRunThisBinarysServeWithTheirModelBesideTheFile
   s.liveness.enabled = false;
   EXPECT_EQ(replica_template(s, "/opt/prescale", "http://g", "/srv/app").liveness_path, "")
       << "off: no liveness checks";
+  EXPECT_EQ(t.memory_limit_bytes, 0u) << "no limit unless one is written";
+  s.memory_limit = {512u << 20};
+  EXPECT_EQ(replica_template(s, "/opt/prescale", "http://g", "/srv/app").memory_limit_bytes,
+            512u << 20);
 
   ServiceConfig c = command_service({"./server", "--port", "{port}"}, 2);
   EXPECT_EQ(replica_template(c, "/opt/prescale", "http://g", "/srv/app").argv, c.command);

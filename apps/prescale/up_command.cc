@@ -121,6 +121,31 @@ bool stop_replicas(local::Supervisor& supervisor, Clock& real, std::chrono::seco
   return true;
 }
 
+// The healer's look at the memory of every replica with a limit (services[].memory_limit): the
+// supervisor's last reading of it, and the lead a replacement needs — its service's longest
+// start-to-ready time seen (startup_time on the real clock until one is), twice over for the
+// once-a-second looks and the trend's error, and 10 s for the old replica's drain.
+void look_at_memory(const std::vector<ServiceConfig>& services, const local::Supervisor& supervisor,
+                    double time_scale, healing::Healer& healer) {
+  for (const ServiceConfig& s : services) {
+    if (s.memory_limit.bytes == 0) continue;
+    const std::vector<local::ReplicaStatus> replicas = supervisor.replicas(s.name);
+    Clock::Duration startup{0};
+    for (const local::ReplicaStatus& r : replicas) {
+      if (r.ready_at) startup = std::max(startup, *r.ready_at - r.started_at);
+    }
+    if (startup == Clock::Duration::zero()) {
+      startup = std::chrono::duration_cast<Clock::Duration>(s.startup_time / time_scale);
+    }
+    const Clock::Duration lead = 2 * startup + std::chrono::seconds(10);
+    for (const local::ReplicaStatus& r : replicas) {
+      if (r.memory_at && !r.retiring && r.phase == local::ReplicaPhase::kReady) {
+        healer.memory(s.name, r.id, *r.memory_at, r.memory_bytes, s.memory_limit.bytes, lead);
+      }
+    }
+  }
+}
+
 int run_up(const UpFlags& f) {
   auto error = [](const std::string& message) {
     std::cerr << "prescale up: " << message << "\n";
@@ -342,7 +367,8 @@ int run_up(const UpFlags& f) {
   const local::Supervisor* supervising = nullptr;  // set once made: its events start after
   healing::Healer healer({.ejections = config.healer.ejections,
                           .window = config.healer.window,
-                          .min_interval = config.healer.min_interval});
+                          .min_interval = config.healer.min_interval,
+                          .memory = {}});
   so.on_event = [&](const local::ReplicaEvent& event) {
     local::ReplicaEvent e = event;
     // A new process, or none: its record of ejections starts again.
@@ -544,12 +570,17 @@ int run_up(const UpFlags& f) {
         if (c.kind == "eject") healer.ejected(c.service, c.replica, real.now());
       }
       if (config.healer.enabled) {
+        look_at_memory(config.services, supervisor, f.time_scale, healer);
         for (const healing::Remedy& r : healer.remedies(real.now())) {
-          const Result<void> replaced = world.restart(r.replica);
+          const bool failing = r.kind == healing::RemedyKind::kEjected;
+          const Result<void> replaced =
+              failing ? world.restart(r.replica) : world.replace_when_ready(r.replica);
           if (!replaced) healer.failed(r);
           feed->on_heal(r.service, r.replica,
-                        r.reason + (replaced ? ": replaced (a new replica starts; this one drains)"
-                                             : ": not replaced: " + replaced.error().message));
+                        r.reason + (!replaced ? ": not replaced: " + replaced.error().message
+                                    : failing ? ": replaced (a new replica starts; this one drains)"
+                                              : ": replaced before it is killed (a new replica "
+                                                "starts; this one drains once it is ready)"));
         }
       }
       if (std::optional<std::string> text = read_whole_file(f.config_path); text != file_text) {

@@ -1,6 +1,10 @@
 #include "healing/healer.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "core/byte_size.h"
 
 namespace prescale::healing {
 
@@ -27,7 +31,32 @@ void Healer::ejected(const std::string& service, const std::string& replica, Clo
   expire(r, now);
 }
 
+void Healer::memory(const std::string& service, const std::string& replica, Clock::TimePoint now,
+                    std::uint64_t bytes, std::uint64_t limit, Clock::Duration lead) {
+  Record& r = replicas_[replica];
+  r.service = service;
+  if (!r.memory) r.memory.emplace(options_.memory);
+  r.memory->add(now, bytes);
+  r.memory_limit = limit;
+  r.lead = lead;
+}
+
 void Healer::forget(const std::string& replica) { replicas_.erase(replica); }
+
+std::optional<Remedy> Healer::memory_remedy(const std::string& replica, const Record& r) const {
+  if (!r.memory || r.memory_limit == 0) return std::nullopt;
+  const std::optional<MemoryTrend::Projection> p = r.memory->project(r.memory_limit);
+  if (!p || p->to_limit > r.lead) return std::nullopt;
+  const double seconds = std::chrono::duration<double>(p->to_limit).count();
+  char growth[64];
+  std::snprintf(growth, sizeof growth, "%.2f MiB/s", p->bytes_per_second / 0x1p20);
+  return Remedy{r.service, replica,
+                "memory " + format_mebibytes(r.memory->last()) + " of its " +
+                    format_byte_size({r.memory_limit}) + " limit, growing " + growth +
+                    ": at the limit in about " + std::to_string(std::lround(seconds)) +
+                    " s (services[].memory_limit)",
+                RemedyKind::kMemory};
+}
 
 void Healer::expire(Record& r, Clock::TimePoint now) const {
   std::erase_if(r.ejections, [&](Clock::TimePoint t) { return now - t > options_.window; });
@@ -40,23 +69,29 @@ std::vector<Remedy> Healer::remedies(Clock::TimePoint now) {
     if (r.ejections.size() > 1) ++repeat_offenders[r.service];
   }
   std::vector<Remedy> out;
-  for (auto it = replicas_.begin(); it != replicas_.end();) {
-    const Record& r = it->second;
+  for (auto& [id, r] : replicas_) {
+    if (r.replaced) continue;
+    if (std::optional<Remedy> m = memory_remedy(id, r)) {
+      out.push_back(std::move(*m));
+      r.replaced = true;
+      r.ejections.clear();
+    }
+  }
+  for (auto& [id, r] : replicas_) {
+    if (r.replaced) continue;
     const auto last = last_remedy_.find(r.service);
     const int others = repeat_offenders[r.service] - (r.ejections.size() > 1 ? 1 : 0);
     const bool due = static_cast<int>(r.ejections.size()) >= options_.ejections && others == 0 &&
                      (last == last_remedy_.end() || now - last->second >= options_.min_interval);
-    if (!due) {
-      ++it;
-      continue;
-    }
+    if (!due) continue;
     const std::size_t n = r.ejections.size();
-    out.push_back({r.service, it->first,
+    out.push_back({r.service, id,
                    "ejected " + (n == 1 ? std::string("once") : std::to_string(n) + " times") +
                        " in " + spoken(options_.window) +
                        " by the gateway's outlier detection, its service's other replicas not"});
     last_remedy_[r.service] = now;
-    it = replicas_.erase(it);
+    r.replaced = true;  // its ejections count no more, and it is not replaced again
+    r.ejections.clear();
   }
   return out;
 }

@@ -11,15 +11,25 @@
 // same way. At most one replacement per service per `min_interval`, so a fault a replacement does
 // not cure costs one restart per interval, not a storm.
 //
+// A replica whose resident memory grows steadily toward its service's memory limit
+// (MemoryTrend) is replaced too, before the limit kills it, once the growth would reach the limit
+// within `lead` — the time its replacement needs to be ready and it to drain — and the new one
+// starts while it still serves (it drains when the new one is ready). Every replica of a
+// service leaking alike is still each replaced: each would otherwise be killed. These
+// replacements wait for no `min_interval`.
+//
 // Time is the caller's (`now`), so tests drive it with a manual clock.
 // Thread safety: one thread calls everything.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/clock.h"
+#include "healing/memory_trend.h"
 
 namespace prescale::healing {
 
@@ -27,12 +37,19 @@ struct HealerOptions {
   int ejections = 3;
   Clock::Duration window = std::chrono::minutes(10);
   Clock::Duration min_interval = std::chrono::minutes(5);
+  MemoryTrendOptions memory;
+};
+
+enum class RemedyKind {
+  kEjected,  // failing: the old replica drains at once
+  kMemory,   // serving, headed for its memory limit: it drains once the new one is ready
 };
 
 struct Remedy {
   std::string service;
   std::string replica;
   std::string reason;  // "ejected 3 times in 10 min by the gateway's outlier detection"
+  RemedyKind kind = RemedyKind::kEjected;
 };
 
 class Healer {
@@ -41,6 +58,10 @@ class Healer {
 
   // The gateway ejected `replica` of `service` at `now`.
   void ejected(const std::string& service, const std::string& replica, Clock::TimePoint now);
+  // A look at `replica`'s resident memory: `bytes` at `now`, with its service's memory `limit`
+  // (0: none) and the `lead` a replacement needs (to start, be ready, and let it drain).
+  void memory(const std::string& service, const std::string& replica, Clock::TimePoint now,
+              std::uint64_t bytes, std::uint64_t limit, Clock::Duration lead);
   // A replica that has left (scaled down, replaced, crashed and restarting as a new process) is
   // forgotten: a new process starts with a clean record.
   void forget(const std::string& replica);
@@ -49,13 +70,20 @@ class Healer {
   std::vector<Remedy> remedies(Clock::TimePoint now);
   // A remedy that could not be applied (its replica was already leaving): it does not hold back
   // the service's next one. (Its previous replacement, if any, is older than min_interval.)
-  void failed(const Remedy& remedy) { last_remedy_.erase(remedy.service); }
+  void failed(const Remedy& remedy) {
+    if (remedy.kind == RemedyKind::kEjected) last_remedy_.erase(remedy.service);
+  }
 
  private:
   struct Record {
     std::string service;
     std::vector<Clock::TimePoint> ejections;  // within the window, oldest first
+    std::optional<MemoryTrend> memory;        // once looked at
+    std::uint64_t memory_limit = 0;
+    Clock::Duration lead{0};
+    bool replaced = false;  // a remedy was given: none again until forgotten
   };
+  std::optional<Remedy> memory_remedy(const std::string& replica, const Record& r) const;
   void expire(Record& r, Clock::TimePoint now) const;
 
   HealerOptions options_;

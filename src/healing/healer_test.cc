@@ -74,7 +74,8 @@ TEST_F(HealerTest, OneReplacementPerServicePerFiveMinutes) {
 // window is said in its own unit.
 TEST(Healer, OneEjectionCanBeEnoughAndTheWindowIsSaidInItsUnit) {
   ManualClock clock;
-  Healer healer({.ejections = 1, .window = std::chrono::seconds(90), .min_interval = {}});
+  Healer healer(
+      {.ejections = 1, .window = std::chrono::seconds(90), .min_interval = {}, .memory = {}});
   healer.ejected("web", "web-1", clock.now());
   const std::vector<Remedy> r = healer.remedies(clock.now());
   ASSERT_EQ(r.size(), 1u);
@@ -98,6 +99,48 @@ TEST_F(HealerTest, AReplicaThatLeftIsForgotten) {
   healer.forget("web-2");
   eject("web-2");
   EXPECT_TRUE(healer.remedies(clock.now()).empty());
+}
+
+// A replica whose memory grows steadily toward its limit is replaced once the growth reaches the
+// limit within the lead (its replacement's startup and its drain), while it still serves; every
+// replica of a service leaking alike is replaced, without waiting for min_interval.
+TEST_F(HealerTest, AReplicaHeadedForItsMemoryLimitIsReplacedBeforeItGetsThere) {
+  constexpr std::uint64_t kMiB = 1u << 20;
+  const std::uint64_t limit = 512 * kMiB;
+  std::vector<Remedy> r;
+  int seconds = 0;
+  // 2 MiB/s from 300 MiB on web-1 and web-2 (web-2 10 MiB behind); api-1 flat near its limit.
+  for (; seconds <= 200 && r.empty(); ++seconds) {
+    healer.memory("web", "web-1", clock.now(), (300 + 2 * seconds) * kMiB, limit, 40s);
+    healer.memory("web", "web-2", clock.now(), (290 + 2 * seconds) * kMiB, limit, 40s);
+    healer.memory("api", "api-1", clock.now(), 500 * kMiB, limit, 40s);
+    r = healer.remedies(clock.now());
+    clock.advance(1s);
+  }
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].replica, "web-1");
+  EXPECT_EQ(r[0].kind, RemedyKind::kMemory);
+  // 512 MiB is 106 s from 300 MiB at 2 MiB/s: replaced 40 s before, at 432 MiB.
+  EXPECT_EQ(seconds - 1, 66);
+  EXPECT_EQ(r[0].reason,
+            "memory 432.0 MiB of its 512Mi limit, growing 2.00 MiB/s: at the limit in about 40 s "
+            "(services[].memory_limit)");
+  for (int i = 0; i < 5; ++i) {
+    clock.advance(1s);
+    ++seconds;
+    healer.memory("web", "web-1", clock.now(), (300 + 2 * seconds) * kMiB, limit, 40s);
+    healer.memory("web", "web-2", clock.now(), (290 + 2 * seconds) * kMiB, limit, 40s);
+    r = healer.remedies(clock.now());
+    if (!r.empty()) break;
+  }
+  ASSERT_EQ(r.size(), 1u) << "web-2, 5 s later, whatever min_interval says";
+  EXPECT_EQ(r[0].replica, "web-2");
+  clock.advance(1s);
+  healer.memory("web", "web-1", clock.now(), 510 * kMiB, limit, 40s);
+  EXPECT_TRUE(healer.remedies(clock.now()).empty()) << "web-1 was replaced already";
+  healer.failed(r[0]);  // a memory remedy that failed holds nothing back
+  for (int i = 0; i < 3; ++i) eject("web-3");
+  EXPECT_EQ(healer.remedies(clock.now()).size(), 1u) << "the ejections' interval is their own";
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <fstream>
 #include <future>
 #include <stdexcept>
 #include <thread>
@@ -68,6 +70,34 @@ TEST(RuntimeTest, ServesRoutesAndStandardEndpoints) {
                                        "route=\"/\"} 1"));
   EXPECT_THAT(metrics->body, HasSubstr("prescale_inflight_requests{service=\"echo\"} 0"));
   EXPECT_THAT(metrics->body, HasSubstr("process_resident_memory_bytes "));
+  rt.drain();
+}
+
+// Resident pages of this process (/proc/self/statm's second field), in bytes.
+std::uint64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// `serve echo`'s GET /leak/{kib}: what it is asked to keep stays resident (a leak to try memory
+// limits on); out-of-range sizes are refused.
+TEST(RuntimeTest, EchoKeepsWhatItIsAskedToLeak) {
+  services::EchoService echo;
+  Runtime rt(echo, test_options());
+  ASSERT_TRUE(rt.start());
+  http::Client client;
+  const std::uint64_t before = resident_bytes();
+  auto first = client.request("127.0.0.1", rt.port(), get("/leak/16384"));
+  ASSERT_TRUE(first) << first.error().to_string();
+  EXPECT_EQ(first->body, "leaked 16384 KiB, 16384 KiB in all\n");
+  EXPECT_EQ(client.request("127.0.0.1", rt.port(), get("/leak/1"))->body,
+            "leaked 1 KiB, 16385 KiB in all\n");
+  EXPECT_GE(resident_bytes() - before, std::uint64_t{16} << 20);
+  for (const char* bad : {"/leak/0", "/leak/65537", "/leak/-1", "/leak/x"}) {
+    EXPECT_EQ(client.request("127.0.0.1", rt.port(), get(bad))->status, 400) << bad;
+  }
   rt.drain();
 }
 

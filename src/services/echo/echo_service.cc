@@ -13,6 +13,8 @@ namespace prescale::services {
 namespace {
 
 constexpr int kMaxDelayMs = 60000;
+constexpr int kMaxLeakKib = 65536;                             // 64 MiB a request
+constexpr std::size_t kMaxLeakedBytes = std::size_t{2} << 30;  // 2 GiB in all
 
 std::optional<int> parse_int(std::string_view s) {
   int v = 0;
@@ -128,6 +130,35 @@ void EchoService::register_routes(runtime::Routes& routes) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(*ms));
     respond(http::Response::text(200, "busy " + std::to_string(*ms) + " ms\n"));
+  });
+
+  // A memory leak, to try memory limits and the healer on (docs/healing.md): `kib` KiB allocated,
+  // every page touched (so it is resident), and kept for the process's life.
+  routes.get("/leak/{kib}", [this](http::Request& req, http::Responder respond) {
+    auto kib = parse_int(*req.param("kib"));
+    if (!kib || *kib < 1 || *kib > kMaxLeakKib) {
+      respond(http::error_response(400, "invalid_argument",
+                                   "path parameter kib: expected an integer in 1..65536"));
+      return;
+    }
+    const std::size_t bytes = static_cast<std::size_t>(*kib) << 10;
+    std::size_t held = 0;
+    {
+      std::lock_guard lock(leak_mu_);
+      if (leaked_bytes_ + bytes > kMaxLeakedBytes) {
+        respond(http::error_response(503, "leak_limit",
+                                     "this replica holds " + std::to_string(leaked_bytes_ >> 10) +
+                                         " KiB already; it leaks at most 2 GiB"));
+        return;
+      }
+      auto block = std::make_unique_for_overwrite<char[]>(bytes);
+      for (std::size_t i = 0; i < bytes; i += 4096) block[i] = 1;  // resident: every page written
+      leaked_.push_back(std::move(block));
+      leaked_bytes_ += bytes;
+      held = leaked_bytes_;
+    }
+    respond(http::Response::text(200, "leaked " + std::to_string(*kib) + " KiB, " +
+                                          std::to_string(held >> 10) + " KiB in all\n"));
   });
 
   routes.get("/status/{code}", [](http::Request& req, http::Responder respond) {

@@ -8,9 +8,13 @@
 //   GET  /busy/{ms}        answers after `ms` milliseconds (at most 10000) holding its I/O
 //                          thread: with one thread, a replica of fixed capacity
 //   GET  /status/{code}    answers with that status code (200..599)
+//   GET  /leak/{kib}       keeps `kib` KiB (at most 65536, and 2 GiB in all) resident for the
+//                          process's life: a memory leak, to try memory limits and the healer
 #pragma once
 
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "core/clock.h"
 #include "runtime/service.h"
@@ -29,6 +33,9 @@ class EchoService final : public runtime::Service {
   class DelayQueue;
   Clock& clock_;
   std::unique_ptr<DelayQueue> delays_;
+  std::mutex leak_mu_;
+  std::vector<std::unique_ptr<char[]>> leaked_;  // GET /leak
+  std::size_t leaked_bytes_ = 0;
 };
 
 }  // namespace prescale::services

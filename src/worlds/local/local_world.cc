@@ -520,4 +520,9 @@ Result<void> LocalWorld::restart(std::string_view replica_id) {
   return supervisor_.replace(replica_id, options_.real_clock->now());
 }
 
+Result<void> LocalWorld::replace_when_ready(std::string_view replica_id) {
+  return supervisor_.replace(replica_id, options_.real_clock->now(),
+                             ReplaceMode::kDrainWhenReplacementReady);
+}
+
 }  // namespace prescale::local
