@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -1103,6 +1104,57 @@ gateway:
                           "starts; this one drains)"),
             std::string::npos)
       << up.log();
+}
+
+// A memory limit (services[].memory_limit) with the healer: a replica that leaks (serve echo's
+// GET /leak) is replaced before its limit would kill it, the new one started while the old one
+// still serves, so no request fails. In Kubernetes it would be OOMKilled: every request it held
+// failed, and the service down until it restarts.
+TEST(UpTest, AReplicaLeakingMemoryIsReplacedBeforeItsLimitKillsIt) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, R"(version: 1
+policy: {name: hpa}
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 1, max: 1, initial: 1}
+    memory_limit: 128Mi
+gateway:
+  listen: "127.0.0.1:0"
+  routes:
+    - match: {path_prefix: /}
+      service: web
+)");
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  // 40 req/s of 64 KiB: 2.5 MiB/s from about 12 MiB, 128 Mi some 46 s in. The trend needs 30 s
+  // of samples, past half the limit; the replica is replaced about 11 s (the lead: twice its
+  // startup, and 10 s) before its limit, some 35 s in.
+  Subprocess load(
+      {PRESCALE_BIN, "load", "--rate", "40", "--duration", "42s", "--mix", "GET /leak/64:1",
+       "--target", "http://127.0.0.1:" + std::to_string(up.gateway_port()), "--json",
+       dir.file("load.json")},
+      dir.file("load.log"));
+  ASSERT_EQ(load.wait(120s), 0) << load.log();  // a bound on a hang
+  const json report = json::parse(testing::read_file(dir.file("load.json")));
+  const json events = up.events();
+  EXPECT_EQ(up.stop(), 0);
+  const std::string log = up.log();
+  EXPECT_EQ(report["requests"]["ok"], report["requests"]["scheduled"]) << report.dump() << "\n"
+                                                                       << log;
+  std::set<std::string> healed;
+  for (const json& e : events["events"]) {
+    const std::string kind = e.value("kind", ""), message = e.value("message", "");
+    if (kind == "heal") {
+      EXPECT_NE(message.find(" limit, growing "), std::string::npos) << message;
+      EXPECT_NE(message.find(": replaced before it is killed"), std::string::npos) << message;
+      healed.insert(e.value("replica", ""));
+    }
+    EXPECT_NE(kind, "crash") << message;
+  }
+  EXPECT_EQ(healed, std::set<std::string>{"web-1"}) << events.dump();
+  EXPECT_EQ(log.find("over its memory limit"), std::string::npos) << log;
 }
 
 // A crash is a warning that says why, as the wait for the initial replicas does: the replica's
