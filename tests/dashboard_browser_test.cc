@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "dashboard/dashboard.h"
 #include "dashboard/dashboard_model.h"
@@ -36,9 +37,10 @@ constexpr int kPoints = 180;  // 15 minutes
 
 // Three services behind a gateway, with a daily-ish ramp, a forecast band, a scale-up, a crash.
 void fill(dashboard::DashboardModel& m) {
-  m.set_services({{"frontend", "gateway", 250, 2, 12},
-                  {"recommend", "recommend", 120, 2, 20},
-                  {"fraud", "fraud", 60, 1, 8}});
+  // recommend has a memory limit, fraud none; the frontend's memory is not known.
+  m.set_services({{"frontend", "gateway", 250, 2, 12, dashboard::kNoValue},
+                  {"recommend", "recommend", 120, 2, 20, 512},
+                  {"fraud", "fraud", 60, 1, 8, dashboard::kNoValue}});
   const struct {
     const char* name;
     double base_rps, per_replica_rps, p99_base_ms;
@@ -58,6 +60,8 @@ void fill(dashboard::DashboardModel& m) {
       p.p99_ms = s.p99_base_ms * (1 + 0.3 * (p.ready_replicas < p.planned_replicas)) +
                  3 * std::sin(i / 3.0);
       p.errors_rps = i % 40 == 3 ? 0.8 : 0.02;
+      if (std::string_view(s.name) == "recommend") p.memory_mib = 200 + 0.2 * i;  // 235.8 last
+      if (std::string_view(s.name) == "fraud") p.memory_mib = 80;
       ASSERT_TRUE(m.append_point(s.name, p));
     }
     std::vector<dashboard::ForecastPoint> band;
@@ -127,6 +131,8 @@ class DashboardBrowserTest : public ::testing::Test {
                    (e) => e.dataset.caller + '>' + e.dataset.callee),
                events: [...document.querySelectorAll('#events li')].map((li) => li.dataset.kind),
                requests: document.getElementById('ov-requests').textContent,
+               memory: Object.fromEntries([...document.querySelectorAll('.card')].map((c) => [
+                   c.dataset.service, c.querySelector('.facts span:last-child b').textContent])),
                status: document.getElementById('status').dataset.state };)js");
   }
 
@@ -191,6 +197,10 @@ TEST_F(DashboardBrowserTest, ChartsDrawDataWithoutErrorsAndUpdateLive) {
   EXPECT_EQ(state["events"][0], "scale");  // newest first
   EXPECT_EQ(state["requests"], "412.3k");
   EXPECT_EQ(state["status"], "live");
+  // The largest replica's memory, against the limit where there is one.
+  EXPECT_EQ(state["memory"]["recommend"], "236 of 512 MiB");
+  EXPECT_EQ(state["memory"]["fraud"], "80 MiB");
+  EXPECT_EQ(state["memory"]["frontend"], "–");
 
   expect_no_errors_logged();
 

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -1119,7 +1120,7 @@ services:
   - name: web
     kind: builtin/echo
     replicas: {min: 1, max: 1, initial: 1}
-    memory_limit: 128Mi
+    memory_limit: 112Mi
 gateway:
   listen: "127.0.0.1:0"
   routes:
@@ -1128,24 +1129,37 @@ gateway:
 )");
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   ASSERT_TRUE(up.started()) << up.log();
-  // 40 req/s of 64 KiB: 2.5 MiB/s from about 12 MiB, 128 Mi some 46 s in. The trend needs 30 s
-  // of samples, past half the limit; the replica is replaced about 11 s (the lead: twice its
-  // startup, and 10 s) before its limit, some 35 s in.
+  // 40 req/s of 64 KiB: 2.5 MiB/s from about 5 MiB (its proportional set size), 112 Mi some 43 s
+  // in: within the run, which a replica left alone would not outlive. The trend needs 30 s of
+  // samples, past half the limit; the replica is replaced about 10 s (the lead: twice its
+  // startup, and 10 s) before its limit, some 33 s in.
   Subprocess load(
-      {PRESCALE_BIN, "load", "--rate", "40", "--duration", "42s", "--mix", "GET /leak/64:1",
+      {PRESCALE_BIN, "load", "--rate", "40", "--duration", "48s", "--mix", "GET /leak/64:1",
        "--target", "http://127.0.0.1:" + std::to_string(up.gateway_port()), "--json",
        dir.file("load.json")},
       dir.file("load.log"));
   ASSERT_EQ(load.wait(120s), 0) << load.log();  // a bound on a hang
   const json report = json::parse(testing::read_file(dir.file("load.json")));
   const json events = up.events();
+  // The dashboard shows the limit and the replica's memory (a point each observation, 15 s apart
+  // under the HPA: at least one of them taken while the memory grew, past 20 MiB).
+  const json web = up.service("web");
+  EXPECT_EQ(web["memory_limit_mib"], 112.0);
+  const json memory = web["series"]["memory_mib"];
+  ASSERT_FALSE(memory.empty()) << web.dump();
+  double most = 0;
+  for (const json& m : memory) most = m.is_number() ? std::max(most, m.get<double>()) : most;
+  EXPECT_GT(most, 20) << memory.dump();
+  EXPECT_LT(most, 112) << memory.dump();
   EXPECT_EQ(up.stop(), 0);
   const std::string log = up.log();
   EXPECT_EQ(report["requests"]["ok"], report["requests"]["scheduled"]) << report.dump() << "\n"
                                                                        << log;
   std::set<std::string> healed;
+  std::map<int, std::string> recorded;  // by id, the order they happened in: "ready web-2"
   for (const json& e : events["events"]) {
     const std::string kind = e.value("kind", ""), message = e.value("message", "");
+    recorded[e.value("id", 0)] = kind + " " + e.value("replica", "");
     if (kind == "heal") {
       EXPECT_NE(message.find(" limit, growing "), std::string::npos) << message;
       EXPECT_NE(message.find(": replaced before it is killed"), std::string::npos) << message;
@@ -1154,6 +1168,12 @@ gateway:
     EXPECT_NE(kind, "crash") << message;
   }
   EXPECT_EQ(healed, std::set<std::string>{"web-1"}) << events.dump();
+  // The replacement was ready before the old replica left the gateway.
+  std::vector<std::string> order;
+  for (const auto& [id, what] : recorded) order.push_back(what);
+  const auto ready = std::find(order.begin(), order.end(), "ready web-2");
+  const auto drain = std::find(order.begin(), order.end(), "drain web-1");
+  EXPECT_TRUE(ready < drain && drain != order.end()) << events.dump();
   EXPECT_EQ(log.find("over its memory limit"), std::string::npos) << log;
 }
 

@@ -137,6 +137,11 @@ void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
     p.p99_ms = std::isnan(obs.window.latency_p99_seconds) ? dashboard::kNoValue
                                                           : obs.window.latency_p99_seconds * 1000;
     p.errors_rps = std::max(0.0, failed) / span;
+    for (const scaling::ReplicaObservation& r : obs.replicas) {
+      if (!r.memory_bytes) continue;
+      const double mib = static_cast<double>(*r.memory_bytes) / 0x1p20;
+      p.memory_mib = std::isnan(p.memory_mib) ? mib : std::max(p.memory_mib, mib);
+    }
     if (policy_ != nullptr) {
       const forecast::QuantileForecast fc = policy_->demand_forecast(obs.name);
       if (!fc.p50.empty()) {

@@ -37,7 +37,7 @@ struct OneService {
         world(supervisor, gateway_registry, {spec}, world_options(clock)),
         controller(world, policy, {spec}, clock) {
     EXPECT_TRUE(supervisor.add_service({"web", {"server", "{port}"}, {}}));
-    model.set_services({{"web", "command", 200, 1, 4}});
+    model.set_services({{"web", "command", 200, 1, 4, dashboard::kNoValue}});
   }
   static scaling::ServiceSpec web_spec() {
     scaling::ServiceSpec s;

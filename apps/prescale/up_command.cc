@@ -121,21 +121,18 @@ bool stop_replicas(local::Supervisor& supervisor, Clock& real, std::chrono::seco
   return true;
 }
 
-// The healer's look at the memory of every replica with a limit (services[].memory_limit): the
-// supervisor's last reading of it, and the lead a replacement needs — its service's longest
-// start-to-ready time seen (startup_time on the real clock until one is), twice over for the
-// once-a-second looks and the trend's error, and 10 s for the old replica's drain.
+// The healer's look at the memory of every ready replica with a limit (services[].memory_limit):
+// the supervisor's last reading of it, and the lead a replacement needs — the longest
+// start-to-ready time among the service's ready replicas, twice over for the once-a-second looks
+// and the trend's error, and 10 s for the old replica's drain.
 void look_at_memory(const std::vector<ServiceConfig>& services, const local::Supervisor& supervisor,
-                    double time_scale, healing::Healer& healer) {
+                    healing::Healer& healer) {
   for (const ServiceConfig& s : services) {
     if (s.memory_limit.bytes == 0) continue;
     const std::vector<local::ReplicaStatus> replicas = supervisor.replicas(s.name);
     Clock::Duration startup{0};
     for (const local::ReplicaStatus& r : replicas) {
       if (r.ready_at) startup = std::max(startup, *r.ready_at - r.started_at);
-    }
-    if (startup == Clock::Duration::zero()) {
-      startup = std::chrono::duration_cast<Clock::Duration>(s.startup_time / time_scale);
     }
     const Clock::Duration lead = 2 * startup + std::chrono::seconds(10);
     for (const local::ReplicaStatus& r : replicas) {
@@ -396,7 +393,9 @@ int run_up(const UpFlags& f) {
     (void)supervisor.set_desired(s.name, s.replicas.initial);
     specs.push_back(service_spec(s, f.time_scale));
     infos.push_back({s.name, std::string(to_string(s.kind)), s.slo.latency_p99_ms, s.replicas.min,
-                     s.replicas.max});
+                     s.replicas.max,
+                     s.memory_limit.bytes > 0 ? static_cast<double>(s.memory_limit.bytes) / 0x1p20
+                                              : dashboard::kNoValue});
   }
   model.set_services(infos);
 
@@ -570,7 +569,7 @@ int run_up(const UpFlags& f) {
         if (c.kind == "eject") healer.ejected(c.service, c.replica, real.now());
       }
       if (config.healer.enabled) {
-        look_at_memory(config.services, supervisor, f.time_scale, healer);
+        look_at_memory(config.services, supervisor, healer);
         for (const healing::Remedy& r : healer.remedies(real.now())) {
           const bool failing = r.kind == healing::RemedyKind::kEjected;
           const Result<void> replaced =

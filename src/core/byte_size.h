@@ -17,10 +17,11 @@ struct ByteSize {
   auto operator<=>(const ByteSize&) const = default;
 };
 
-// Whole bytes ("536870912"), or a number with a binary ("Ki", "Mi", "Gi", "Ti": powers of 1024)
-// or decimal ("k", "M", "G", "T": powers of 1000) suffix: "512Mi", "1.5Gi", "500M". At most 1 Pi,
-// rounded to whole bytes. The error is a sentence fragment for a message ("expected bytes, or a
-// size such as ..., got \"12 MB\"").
+// A quantity as Kubernetes writes one: whole bytes ("536870912"), or a number with a binary
+// ("Ki", "Mi", "Gi", "Ti", "Pi": powers of 1024) or decimal ("k", "M", "G", "T", "P": powers of
+// 1000) suffix or a decimal exponent ("e6"): "512Mi", "1.5Gi", "500M", "128e6". At most 1Pi;
+// fractions of a byte round up, as Kubernetes rounds them. The error is a sentence fragment for a
+// message ("expected bytes, or a size such as ..., got \"12 MB\"").
 std::expected<ByteSize, std::string> parse_byte_size(std::string_view text);
 
 // The form it reads back from, the largest whole unit: "512Mi", "1536Mi", "500M", "1000" (bytes).

@@ -17,10 +17,27 @@ TEST(ByteSizeTest, ReadsBytesAndKubernetesSuffixes) {
   EXPECT_EQ(parse_byte_size("0")->bytes, 0u);
   EXPECT_EQ(parse_byte_size("1025Ti").error(), "sizes are at most 1Pi, got \"1025Ti\"");
   EXPECT_EQ(parse_byte_size("1024Ti")->bytes, 1ULL << 50);
+  EXPECT_EQ(parse_byte_size("1Pi")->bytes, 1ULL << 50);
+  EXPECT_EQ(parse_byte_size("1P")->bytes, 1'000'000'000'000'000u);
+  EXPECT_EQ(parse_byte_size("2Ei").error(),
+            "expected bytes, or a size such as \"512Mi\", "
+            "\"1.5Gi\" or \"500M\" (Ki, Mi, Gi, Ti, Pi: powers of "
+            "1024; k, M, G, T, P: powers of 1000; e3: times 10³), "
+            "got \"2Ei\"");
+  EXPECT_EQ(parse_byte_size("1" + std::string(400, '0')).error().substr(0, 20),
+            "sizes are at most 1P");
+  // A decimal exponent and a sign, as Kubernetes reads them; fractions of a byte round up.
+  EXPECT_EQ(parse_byte_size("128e6")->bytes, 128'000'000u);
+  EXPECT_EQ(parse_byte_size("1E3")->bytes, 1000u);
+  EXPECT_EQ(parse_byte_size("+1Mi")->bytes, 1u << 20);
+  EXPECT_EQ(parse_byte_size("0.1Ki")->bytes, 103u);
+  EXPECT_EQ(parse_byte_size("1.5")->bytes, 2u);
+  EXPECT_EQ(parse_byte_size("0.3e1")->bytes, 3u);
 }
 
 TEST(ByteSizeTest, RefusesWhatKubernetesWouldNotReadNamingTheText) {
-  for (const char* bad : {"", "Mi", "12 MB", "12MB", "12mi", "1e3", "1.2.3Mi", "12Mi ", "x"}) {
+  for (const char* bad :
+       {"", "Mi", "12 MB", "12MB", "12mi", "1e", "1e3Mi", "1.2.3Mi", "12Mi ", "x", "1Mi1"}) {
     const auto parsed = parse_byte_size(bad);
     ASSERT_FALSE(parsed.has_value()) << bad;
     EXPECT_NE(parsed.error().find("expected bytes, or a size such as \"512Mi\""),

@@ -150,7 +150,8 @@ struct ServiceConfig {
   LivenessConfig liveness;
   // The most resident memory one replica may hold, its whole process group counted (a
   // Kubernetes memory limit): over it the replica is killed and restarts as a crashed one; the
-  // healer replaces a replica whose memory grows toward it before it gets there. 0 = no limit.
+  // healer replaces a replica whose memory grows toward it before it gets there. Not written: 0,
+  // no limit (a written one is at least 1Mi).
   ByteSize memory_limit;
   int line = 0;  // where the service's entry starts in its file (1-based), for later messages
 };

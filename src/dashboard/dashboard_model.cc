@@ -23,7 +23,8 @@ json info_json(const ServiceInfo& s) {
           {"kind", s.kind},
           {"slo_p99_ms", number(s.slo_p99_ms)},
           {"min_replicas", s.min_replicas},
-          {"max_replicas", s.max_replicas}};
+          {"max_replicas", s.max_replicas},
+          {"memory_limit_mib", number(s.memory_limit_mib)}};
 }
 
 json point_json(const ServicePoint& p) {
@@ -35,7 +36,8 @@ json point_json(const ServicePoint& p) {
           {"planned_replicas", p.planned_replicas},
           {"ready_replicas", p.ready_replicas},
           {"p99_ms", number(p.p99_ms)},
-          {"errors_rps", number(p.errors_rps)}};
+          {"errors_rps", number(p.errors_rps)},
+          {"memory_mib", number(p.memory_mib)}};
 }
 
 struct Decision {
@@ -208,7 +210,7 @@ Result<json> DashboardModel::service_json(std::string_view name,
   // array of objects.
   json t = json::array(), load = json::array(), f50 = json::array(), f90 = json::array(),
        f99 = json::array(), planned = json::array(), ready = json::array(), p99 = json::array(),
-       errors = json::array();
+       errors = json::array(), memory = json::array();
   for (auto it = first; it != s->points.end(); ++it) {
     t.push_back(it->t);
     load.push_back(number(it->load_rps));
@@ -219,6 +221,7 @@ Result<json> DashboardModel::service_json(std::string_view name,
     ready.push_back(it->ready_replicas);
     p99.push_back(number(it->p99_ms));
     errors.push_back(number(it->errors_rps));
+    memory.push_back(number(it->memory_mib));
   }
   json band_t = json::array(), b50 = json::array(), b90 = json::array(), b99 = json::array();
   for (const auto& f : s->band) {
@@ -240,7 +243,8 @@ Result<json> DashboardModel::service_json(std::string_view name,
                    {"planned_replicas", std::move(planned)},
                    {"ready_replicas", std::move(ready)},
                    {"p99_ms", std::move(p99)},
-                   {"errors_rps", std::move(errors)}};
+                   {"errors_rps", std::move(errors)},
+                   {"memory_mib", std::move(memory)}};
   out["forecast"] = {{"t", std::move(band_t)},
                      {"p50", std::move(b50)},
                      {"p90", std::move(b90)},

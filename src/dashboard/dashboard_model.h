@@ -34,6 +34,7 @@ struct ServiceInfo {
   double slo_p99_ms = kNoValue;
   int min_replicas = 0;
   int max_replicas = 0;
+  double memory_limit_mib = kNoValue;  // services[].memory_limit; NaN when none
 };
 
 // One controller tick of one service.
@@ -49,6 +50,7 @@ struct ServicePoint {
   int ready_replicas = 0;
   double p99_ms = kNoValue;
   double errors_rps = kNoValue;
+  double memory_mib = kNoValue;  // the resident memory of its largest replica; NaN when unknown
 };
 
 // One step of the forecast band ahead of now, in req/s.

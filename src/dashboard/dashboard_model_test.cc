@@ -15,7 +15,8 @@ using nlohmann::json;
 // A model with the two services "frontend" and "recommend".
 std::unique_ptr<DashboardModel> two_services(DashboardLimits limits = {}) {
   auto m = std::make_unique<DashboardModel>(limits);
-  m->set_services({{"frontend", "gateway", 200, 1, 10}, {"recommend", "recommend", 100, 2, 20}});
+  m->set_services(
+      {{"frontend", "gateway", 200, 1, 10, kNoValue}, {"recommend", "recommend", 100, 2, 20, 512}});
   return m;
 }
 
@@ -27,6 +28,7 @@ ServicePoint point(double t, double load) {
   p.ready_replicas = 2;
   p.p99_ms = 80;
   p.errors_rps = 0.5;
+  p.memory_mib = 231.5;
   return p;
 }
 
@@ -48,6 +50,7 @@ TEST(DashboardModelTest, ServiceJsonHasInfoSeriesColumnsAndForecast) {
   EXPECT_EQ((*j)["slo_p99_ms"], 100.0);
   EXPECT_EQ((*j)["min_replicas"], 2);
   EXPECT_EQ((*j)["max_replicas"], 20);
+  EXPECT_EQ((*j)["memory_limit_mib"], 512.0);
   EXPECT_EQ((*j)["last_t"], 100.0);
   EXPECT_TRUE((*j)["since"].is_null());
   const json& s = (*j)["series"];
@@ -60,6 +63,7 @@ TEST(DashboardModelTest, ServiceJsonHasInfoSeriesColumnsAndForecast) {
   EXPECT_EQ(s["ready_replicas"], json::array({2}));
   EXPECT_EQ(s["p99_ms"], json::array({80.0}));
   EXPECT_EQ(s["errors_rps"], json::array({0.5}));
+  EXPECT_EQ(s["memory_mib"], json::array({231.5}));
   EXPECT_EQ((*j)["forecast"]["t"], json::array({105.0, 110.0}));
   EXPECT_EQ((*j)["forecast"]["p99"], json::array({64.0, 66.0}));
   EXPECT_EQ((*j)["decision"]["planned_replicas"], 4);
@@ -73,6 +77,7 @@ TEST(DashboardModelTest, NanRendersAsNull) {
   auto j = m.service_json("frontend");
   ASSERT_TRUE(j);
   EXPECT_TRUE((*j)["series"]["forecast_p50"][0].is_null());
+  EXPECT_TRUE((*j)["memory_limit_mib"].is_null()) << "no limit";
   EXPECT_NE(j->dump().find("null"), std::string::npos);
   EXPECT_EQ(j->dump().find("NaN"), std::string::npos);
   EXPECT_TRUE(m.overview_json()["within_slo_share"].is_null());
@@ -133,7 +138,8 @@ TEST(DashboardModelTest, SetServicesKeepsSeriesOfServicesStillListed) {
   DashboardModel& m = *owned;
   ASSERT_TRUE(m.append_point("frontend", point(1, 1)));
   ASSERT_TRUE(m.append_point("recommend", point(1, 1)));
-  m.set_services({{"recommend", "recommend", 150, 1, 5}, {"fraud", "fraud", 50, 1, 5}});
+  m.set_services(
+      {{"recommend", "recommend", 150, 1, 5, kNoValue}, {"fraud", "fraud", 50, 1, 5, kNoValue}});
   json list = m.services_json()["services"];
   ASSERT_EQ(list.size(), 2u);
   EXPECT_EQ(list[0]["name"], "recommend");
@@ -245,7 +251,8 @@ TEST(DashboardModelTest, ReadersSeeWholePointsWhileTheWriterAppends) {
 TEST(DashboardModelTest, AServiceListedTwiceIsKeptOnceWithItsSeries) {
   auto m = two_services();
   ASSERT_TRUE(m->append_point("frontend", point(10, 5)));
-  m->set_services({{"frontend", "gateway", 200, 1, 10}, {"frontend", "gateway", 200, 1, 10}});
+  m->set_services({{"frontend", "gateway", 200, 1, 10, kNoValue},
+                   {"frontend", "gateway", 200, 1, 10, kNoValue}});
   const json services = m->services_json();
   EXPECT_EQ(services["services"].size(), 1u) << services.dump();
   auto one = m->service_json("frontend", std::nullopt);

@@ -138,9 +138,13 @@ TEST_F(HealerTest, AReplicaHeadedForItsMemoryLimitIsReplacedBeforeItGetsThere) {
   clock.advance(1s);
   healer.memory("web", "web-1", clock.now(), 510 * kMiB, limit, 40s);
   EXPECT_TRUE(healer.remedies(clock.now()).empty()) << "web-1 was replaced already";
-  healer.failed(r[0]);  // a memory remedy that failed holds nothing back
   for (int i = 0; i < 3; ++i) eject("web-3");
   EXPECT_EQ(healer.remedies(clock.now()).size(), 1u) << "the ejections' interval is their own";
+  // That replacement holds the service's next one for min_interval; a memory remedy that failed
+  // does not lift it (it never started it).
+  healer.failed(r[0]);
+  for (int i = 0; i < 3; ++i) eject("web-4");
+  EXPECT_TRUE(healer.remedies(clock.now()).empty()) << "web-3's replacement was just now";
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,9 @@ struct ReplicaObservation {
   std::optional<double> cpu_utilization;
   Clock::TimePoint metric_time;               // end of that window
   Clock::Duration metric_window{std::chrono::seconds(30)};
+  // Resident memory of the replica (its process group's in the local world), as last read;
+  // nullopt where the world does not tell (the simulator) or before the first reading.
+  std::optional<std::uint64_t> memory_bytes;
 };
 
 // A scrape further behind the last one than this (a few scrape windows) means the clock was set

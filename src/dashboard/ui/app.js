@@ -66,8 +66,13 @@
     h.textContent = info.name;
     const kind = document.createElement("span");
     kind.className = "kind";
-    const facts = { load: fact("load"), replicas: fact("replicas"), p99: fact("p99"),
-                    errors: fact("errors") };
+    const facts = {
+      load: fact('load'),
+      replicas: fact('replicas'),
+      p99: fact('p99'),
+      errors: fact('errors'),
+      memory: fact('memory')
+    };
     const factsBox = document.createElement("div");
     factsBox.className = "facts";
     for (const f of Object.values(facts)) factsBox.appendChild(f.span);
@@ -91,6 +96,13 @@
     card.facts.p99.span.classList.toggle(
         "over", !!p && p.p99_ms != null && s.slo_p99_ms != null && p.p99_ms > s.slo_p99_ms);
     card.facts.errors.b.textContent = p ? fmt(p.errors_rps, 2) + "/s" : "–";
+    // The largest replica's resident memory, against the service's limit when it has one.
+    const limit = s.memory_limit_mib;
+    card.facts.memory.b.textContent = p && p.memory_mib != null ?
+        fmt(p.memory_mib, 0) + (limit != null ? ` of ${fmt(limit, 0)} MiB` : ' MiB') :
+                                                '–';
+    card.facts.memory.span.classList.toggle(
+        'over', !!p && p.memory_mib != null && limit != null && p.memory_mib > 0.9 * limit);
     card.reason.textContent = s.decision
         ? `${clock(s.decision.t)} planned ${s.decision.planned_replicas}: ${s.decision.reason}`
         : "";

@@ -409,6 +409,7 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
       } else {
         ro.state = scaling::ReplicaState::kStarting;  // starting or waiting to restart
       }
+      if (r.memory_at) ro.memory_bytes = r.memory_bytes;
       const auto prev = s.replicas.find(r.id);
       const bool continues = prev != s.replicas.end() && prev->second.pid == r.pid;
       if (live(r) && scrape) {

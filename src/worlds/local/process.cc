@@ -263,11 +263,38 @@ Result<std::unique_ptr<Process>> PosixLauncher::launch(const LaunchSpec& spec) {
   return std::unique_ptr<Process>(std::make_unique<PosixProcess>(pid, watchdog));
 }
 
-std::map<int, std::uint64_t> resident_memory_by_group() {
-  std::map<int, std::uint64_t> groups;
+namespace {
+
+// The "Pss:" line of /proc/<pid>/smaps_rollup, in bytes; nullopt when it cannot be read (a kernel
+// before 4.14, a process ended or of another user).
+std::optional<std::uint64_t> proportional_set_size(std::string_view pid) {
+  const std::string path = "/proc/" + std::string(pid) + "/smaps_rollup";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[4096];
+  const ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  const std::string_view rollup(buf, static_cast<std::size_t>(n));
+  const std::size_t at = rollup.find("\nPss:");
+  if (at == std::string_view::npos) return std::nullopt;
+  std::string_view value = rollup.substr(at + 5);
+  value.remove_prefix(std::min(value.find_first_not_of(' '), value.size()));
+  std::uint64_t kib = 0;
+  if (std::from_chars(value.data(), value.data() + value.size(), kib).ec != std::errc()) {
+    return std::nullopt;
+  }
+  return kib * 1024;
+}
+
+}  // namespace
+
+std::map<int, std::uint64_t> resident_memory_by_group(const std::set<int>& groups) {
+  std::map<int, std::uint64_t> memory;
+  if (groups.empty()) return memory;
   const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return groups;
+  if (proc == nullptr) return memory;
   char buf[1024];
   while (const dirent* entry = ::readdir(proc)) {
     if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
@@ -296,12 +323,14 @@ std::map<int, std::uint64_t> resident_memory_by_group() {
         }
         read_all = field == 24;
       }
+      if (field == 5 && !groups.contains(static_cast<int>(pgrp))) break;  // not asked for
       rest.remove_prefix(end);
     }
-    if (read_all && pgrp > 0) groups[static_cast<int>(pgrp)] += rss * page;
+    if (!read_all) continue;
+    memory[static_cast<int>(pgrp)] += proportional_set_size(entry->d_name).value_or(rss * page);
   }
   ::closedir(proc);
-  return groups;
+  return memory;
 }
 
 int run_watchdog(std::string_view group_text, std::string_view parent_text) {

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -76,11 +77,14 @@ class PosixLauncher final : public ProcessLauncher {
 // arguments.
 int run_watchdog(std::string_view group, std::string_view parent);
 
-// The resident memory (RSS) of every process group on this machine, in bytes by group id: the
-// sum over the group's processes, from /proc/<pid>/stat. A replica's group is its pid, so this is
-// what the replica and what it started hold. Processes that end during the scan are skipped; an
-// empty map when /proc cannot be read.
-std::map<int, std::uint64_t> resident_memory_by_group();
+// The memory the process groups `groups` hold, in bytes by group id: over each group's processes
+// (found by their /proc/<pid>/stat), the sum of their proportional set sizes (PSS, from
+// /proc/<pid>/smaps_rollup: resident pages, a page shared by n processes counting 1/n to each),
+// or of their resident set sizes where that file cannot be read. A pre-forked server's shared
+// pages then count once, not once a worker. A replica's group is its pid: this is what the
+// replica and what it started hold. A group with no process is missing from the map; processes
+// that end during the scan are skipped.
+std::map<int, std::uint64_t> resident_memory_by_group(const std::set<int>& groups);
 
 // The absolute path `name` runs as: itself when it contains '/', else the first executable
 // match in $PATH. Errors: kNotFound naming what was searched.

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -230,8 +231,9 @@ TEST_F(ProcessTest, WhatAReplicaStartedDiesWithTheThreadThatLaunchedIt) {
   ::kill(grandchild, SIGKILL);
 }
 
-// A group's resident memory is what its processes hold: a child in a group of its own that
-// touches 64 MiB shows 64 MiB more than before.
+// A group's memory is what its processes hold: a child in a group of its own, named with spaces
+// and parentheses, that touches 64 MiB shows 64 MiB more than before; a group not asked for is
+// not looked at.
 TEST(ResidentMemoryTest, AGroupHoldsWhatItsProcessesTouch) {
   int go[2], done[2];
   ASSERT_EQ(::pipe(go), 0);
@@ -241,6 +243,7 @@ TEST(ResidentMemoryTest, AGroupHoldsWhatItsProcessesTouch) {
   ASSERT_GE(child, 0);
   if (child == 0) {
     ::setpgid(0, 0);
+    ::prctl(PR_SET_NAME, "a) b (c");  // /proc/<pid>/stat's comm: spaces and parentheses
     char c;
     if (::write(done[1], "r", 1) != 1 || ::read(go[0], &c, 1) != 1) ::_exit(1);
     auto* block = static_cast<volatile char*>(std::malloc(kTouched));
@@ -252,17 +255,19 @@ TEST(ResidentMemoryTest, AGroupHoldsWhatItsProcessesTouch) {
   ::setpgid(child, child);
   char c;
   ASSERT_EQ(::read(done[0], &c, 1), 1);
-  const std::uint64_t before = resident_memory_by_group()[child];
+  const std::uint64_t before = resident_memory_by_group({child})[child];
   ASSERT_EQ(::write(go[1], "g", 1), 1);
   ASSERT_EQ(::read(done[0], &c, 1), 1);
-  const std::uint64_t after = resident_memory_by_group()[child];
+  const std::uint64_t after = resident_memory_by_group({child})[child];
+  EXPECT_TRUE(resident_memory_by_group({::getpgrp()}).contains(::getpgrp())) << "this test's";
+  EXPECT_FALSE(resident_memory_by_group({::getpgrp()}).contains(child)) << "not asked for";
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
   for (int fd : {go[0], go[1], done[0], done[1]}) ::close(fd);
   EXPECT_GT(before, 0u);
   EXPECT_GE(after - before, kTouched);
   EXPECT_LT(after - before, kTouched + (8u << 20));
-  EXPECT_EQ(resident_memory_by_group().count(child), 0u);  // gone, reaped
+  EXPECT_EQ(resident_memory_by_group({child}).count(child), 0u);  // gone, reaped
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "core/byte_size.h"
@@ -297,6 +298,13 @@ void Supervisor::crashed(Service& s, Replica& r, Clock::TimePoint now, const std
     sink_.remove(s.tmpl.service, r.id);
     r.registered = false;
   }
+  if (r.retiring) {  // leaving anyway (replaced, waiting for its replacement): it ends here
+    r.process.reset();
+    r.drain_after.clear();
+    r.phase = ReplicaPhase::kStopping;
+    event(now, "stop", s, r, why);
+    return;
+  }
   if (r.ready_at && now - *r.ready_at >= options_.backoff_reset_after) r.crash_streak = 0;
   ++r.crash_streak;
   Clock::Duration delay = options_.restart_backoff;
@@ -411,7 +419,7 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
       }
       return;
     case ReplicaPhase::kStopping:
-      if (r.process && now - r.phase_since >= options_.term_grace) {
+      if (r.process && r.killed_for.empty() && now - r.phase_since >= options_.term_grace) {
         r.process->signal(SIGKILL);
         r.killed_for = "still running after SIGTERM";
         event(now, "kill", s, r, "still running after SIGTERM; SIGKILL");
@@ -477,15 +485,10 @@ void Supervisor::check_memory(Service& s, Replica& r, Clock::TimePoint now,
   const std::uint64_t limit = s.tmpl.memory_limit_bytes;
   if (limit == 0 || r.memory_bytes <= limit || !r.killed_for.empty()) return;
   const std::string why = "over its memory limit: " + format_mebibytes(r.memory_bytes) + " of " +
-                          format_byte_size({limit}) + " (services[].memory_limit)";
+                          format_byte_size({limit}) + " (services[].memory_limit); killed";
   r.process->signal(SIGKILL);
-  if (r.retiring) {  // leaving anyway: its exit is its stop, saying why
-    r.killed_for = why;
-    event(now, "kill", s, r, why + "; SIGKILL");
-    return;
-  }
   r.process.reset();
-  crashed(s, r, now, why + "; killed");
+  crashed(s, r, now, why);  // a replica leaving anyway stops here, saying so
 }
 
 void Supervisor::reconcile(Service& s, Clock::TimePoint now) {
@@ -552,7 +555,13 @@ void Supervisor::tick(Clock::TimePoint now) {
   const bool check_memory = options_.read_memory && now >= next_memory_check_;
   if (check_memory) {
     next_memory_check_ = now + options_.memory_check_interval;
-    memory = options_.read_memory();
+    std::set<int> groups;  // a replica's group is its pid
+    for (const auto& s : services_) {
+      for (const auto& r : s->replicas) {
+        if (r->process) groups.insert(r->process->pid());
+      }
+    }
+    memory = options_.read_memory(groups);
   }
   for (auto& s : services_) {
     for (auto& r : s->replicas) {

@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -161,10 +162,12 @@ struct SupervisorOptions {
   // From SIGTERM to SIGKILL.
   Clock::Duration term_grace{std::chrono::seconds(15)};
   std::function<void(const ReplicaEvent&)> on_event;
-  // Resident memory by process group (resident_memory_by_group(), which reads /proc), looked at
-  // every memory_check_interval for ReplicaStatus::memory_bytes and the memory limits. Tests
-  // give their own; an empty function looks at nothing.
-  std::function<std::map<int, std::uint64_t>()> read_memory = resident_memory_by_group;
+  // The memory of the replicas' process groups (resident_memory_by_group(), which reads /proc),
+  // asked for the groups of the replicas running, every memory_check_interval, for
+  // ReplicaStatus::memory_bytes and the memory limits. Tests give their own; an empty function
+  // looks at nothing.
+  std::function<std::map<int, std::uint64_t>(const std::set<int>&)> read_memory =
+      resident_memory_by_group;
   Clock::Duration memory_check_interval{std::chrono::seconds(1)};
 };
 

@@ -138,7 +138,7 @@ struct SupervisorTest : ::testing::Test {
     SupervisorOptions o;
     o.run_dir = run_dir;
     o.on_event = [this](const ReplicaEvent& e) { events.push_back(e.kind + " " + e.replica); };
-    o.read_memory = [this] { return world.memory; };
+    o.read_memory = [this](const std::set<int>&) { return world.memory; };
     sup = std::make_unique<Supervisor>(o, world, world, world);
     EXPECT_TRUE(sup->add_service({"api", {"server", "--port", "{port}", "--id", "{replica}"}, {}}));
   }
@@ -352,7 +352,7 @@ TEST_F(SupervisorTest, AReplicaOverItsMemoryLimitIsKilledAndRestarted) {
   std::vector<std::string> messages;
   SupervisorOptions o;
   o.on_event = [&](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
-  o.read_memory = [this] { return world.memory; };
+  o.read_memory = [this](const std::set<int>&) { return world.memory; };
   sup = std::make_unique<Supervisor>(o, world, world, world);
   ReplicaTemplate limited{"api", {"server", "--port", "{port}"}, {}};
   limited.memory_limit_bytes = 512u << 20;
@@ -391,12 +391,13 @@ TEST_F(SupervisorTest, AReplicaOverItsMemoryLimitIsKilledAndRestarted) {
   EXPECT_EQ(replicas()[0].memory_bytes, 0u) << "a new process: not looked at yet";
 }
 
-// A replica waiting for its replacement is still held to its limit; its stop says who killed it.
+// A replica waiting for its replacement is still held to its limit: it leaves the gateway at once
+// and stops, saying why (it is not restarted: it was leaving).
 TEST_F(SupervisorTest, AReplicaLeavingOverItsMemoryLimitIsKilledSayingWhy) {
   std::vector<std::string> messages;
   SupervisorOptions o;
   o.on_event = [&](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
-  o.read_memory = [this] { return world.memory; };
+  o.read_memory = [this](const std::set<int>&) { return world.memory; };
   sup = std::make_unique<Supervisor>(o, world, world, world);
   ReplicaTemplate limited{"api", {"server", "--port", "{port}"}, {}};
   limited.memory_limit_bytes = 1u << 30;
@@ -409,14 +410,40 @@ TEST_F(SupervisorTest, AReplicaLeavingOverItsMemoryLimitIsKilledSayingWhy) {
   ASSERT_TRUE(sup->replace("api-1", clock.now(), ReplaceMode::kDrainWhenReplacementReady));
   world.memory[pid] = 2u << 30;
   step(1s);
-  ASSERT_GE(messages.size(), 2u);
-  EXPECT_EQ(messages[messages.size() - 2],
-            "kill: over its memory limit: 2048.0 MiB of 1Gi (services[].memory_limit); SIGKILL");
+  EXPECT_EQ(world.signals_by_pid[pid], std::vector<int>{SIGKILL});
+  EXPECT_FALSE(world.endpoints.count("api-1")) << "out of the gateway at once";
   EXPECT_EQ(messages.back(),
-            "stop: killed by signal 9 (SIGKILL, sent by the supervisor: over its memory limit: "
-            "2048.0 MiB of 1Gi (services[].memory_limit))");
+            "stop: over its memory limit: 2048.0 MiB of 1Gi (services[].memory_limit); killed");
   ASSERT_EQ(replicas().size(), 1u);
   EXPECT_EQ(replicas()[0].id, "api-2");
+}
+
+// A replica waiting for its replacement that stops answering its liveness checks is killed and
+// stops: it is not restarted (it was leaving), and a platform stopping meanwhile ends at once.
+TEST_F(SupervisorTest, AReplicaWaitingForItsReplacementIsNotRestartedWhenItDies) {
+  std::vector<std::string> messages;
+  SupervisorOptions o;
+  o.on_event = [&](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
+  o.read_memory = [this](const std::set<int>&) { return world.memory; };
+  sup = std::make_unique<Supervisor>(o, world, world, world);
+  ASSERT_TRUE(sup->add_service({"api", {"server", "--port", "{port}"}, {}}));
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports = {9000};
+  tick();
+  step(100ms);
+  const int pid = replicas()[0].pid;
+  ASSERT_TRUE(sup->replace("api-1", clock.now(), ReplaceMode::kDrainWhenReplacementReady));
+  world.hung_ports = {9000};  // api-2 (port 9001) never gets ready either
+  for (int i = 0; i < 4; ++i) step(10s);
+  EXPECT_EQ(world.signals_by_pid[pid], std::vector<int>{SIGKILL});
+  EXPECT_EQ(messages.back().substr(0, 17), "stop: not alive: ") << messages.back();
+  ASSERT_EQ(replicas().size(), 1u);
+  EXPECT_EQ(replicas()[0].id, "api-2");
+  for (int i = 0; i < 3; ++i) step(10s);
+  EXPECT_EQ(world.launched.size(), 2u) << "api-1 was not started again";
+  sup->stop_all();
+  for (int i = 0; i < 3; ++i) step(100ms);
+  EXPECT_TRUE(sup->idle());
 }
 
 TEST_F(SupervisorTest, NotReadyInTimeCountsAsACrash) {
