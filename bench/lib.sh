@@ -63,3 +63,12 @@ f:close()
 wrk.headers["Content-Type"] = "application/json"
 LUA
 }
+
+# Stops the `prescale up` whose pid is in $up_pid (SIGINT: its graceful stop), waits for it and
+# clears up_pid; nothing when up_pid is empty.
+stop_platform() {
+  [ -n "${up_pid:-}" ] || return 0
+  kill -INT "$up_pid" 2>/dev/null || true
+  wait "$up_pid" 2>/dev/null || true
+  up_pid=""
+}

@@ -48,12 +48,6 @@ done
 
 work=$(mktemp -d)
 up_pid=""
-stop_platform() {
-  [ -n "$up_pid" ] || return 0
-  kill -INT "$up_pid" 2>/dev/null || true
-  wait "$up_pid" 2>/dev/null || true
-  up_pid=""
-}
 cleanup() {
   stop_platform
   rm -rf "$work"

@@ -148,6 +148,13 @@ struct SupervisorTest : ::testing::Test {
     tick();
   }
   std::vector<ReplicaStatus> replicas() { return sup->replicas("api"); }
+  // A supervisor of no service yet whose events go to `messages` as "<kind>: <message>".
+  void saying_why() {
+    SupervisorOptions o;
+    o.on_event = [this](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
+    o.read_memory = [this](const std::set<int>&) { return world.memory; };
+    sup = std::make_unique<Supervisor>(o, world, world, world);
+  }
 
   ~SupervisorTest() override { std::filesystem::remove_all(run_dir); }
 
@@ -159,6 +166,7 @@ struct SupervisorTest : ::testing::Test {
   FakeWorld world;
   std::unique_ptr<Supervisor> sup;
   std::vector<std::string> events;
+  std::vector<std::string> messages;  // with saying_why()
 };
 
 TEST_F(SupervisorTest, StartsReplicasAndAnnouncesThemWhenReady) {
@@ -349,11 +357,7 @@ TEST_F(SupervisorTest, AReplicaReplacedWhenTheNewOneIsReadyServesUntilThen) {
 // and restarts as a crashed one, saying why. Its memory is its process group's, looked at every
 // second.
 TEST_F(SupervisorTest, AReplicaOverItsMemoryLimitIsKilledAndRestarted) {
-  std::vector<std::string> messages;
-  SupervisorOptions o;
-  o.on_event = [&](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
-  o.read_memory = [this](const std::set<int>&) { return world.memory; };
-  sup = std::make_unique<Supervisor>(o, world, world, world);
+  saying_why();
   ReplicaTemplate limited{"api", {"server", "--port", "{port}"}, {}};
   limited.memory_limit_bytes = 512u << 20;
   ASSERT_TRUE(sup->add_service(limited));
@@ -394,11 +398,7 @@ TEST_F(SupervisorTest, AReplicaOverItsMemoryLimitIsKilledAndRestarted) {
 // A replica waiting for its replacement is still held to its limit: it leaves the gateway at once
 // and stops, saying why (it is not restarted: it was leaving).
 TEST_F(SupervisorTest, AReplicaLeavingOverItsMemoryLimitIsKilledSayingWhy) {
-  std::vector<std::string> messages;
-  SupervisorOptions o;
-  o.on_event = [&](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
-  o.read_memory = [this](const std::set<int>&) { return world.memory; };
-  sup = std::make_unique<Supervisor>(o, world, world, world);
+  saying_why();
   ReplicaTemplate limited{"api", {"server", "--port", "{port}"}, {}};
   limited.memory_limit_bytes = 1u << 30;
   ASSERT_TRUE(sup->add_service(limited));
@@ -421,11 +421,7 @@ TEST_F(SupervisorTest, AReplicaLeavingOverItsMemoryLimitIsKilledSayingWhy) {
 // A replica waiting for its replacement that stops answering its liveness checks is killed and
 // stops: it is not restarted (it was leaving), and a platform stopping meanwhile ends at once.
 TEST_F(SupervisorTest, AReplicaWaitingForItsReplacementIsNotRestartedWhenItDies) {
-  std::vector<std::string> messages;
-  SupervisorOptions o;
-  o.on_event = [&](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
-  o.read_memory = [this](const std::set<int>&) { return world.memory; };
-  sup = std::make_unique<Supervisor>(o, world, world, world);
+  saying_why();
   ASSERT_TRUE(sup->add_service({"api", {"server", "--port", "{port}"}, {}}));
   ASSERT_TRUE(sup->set_desired("api", 1));
   world.ready_ports = {9000};
@@ -473,10 +469,7 @@ TEST_F(SupervisorTest, AHungCheckIsNotRepeatedAndTheReadyTimeoutStillHolds) {
 // kill -STOP — is killed after three checks in a row, 10 s apart, go unanswered, and restarts
 // as a crashed one, saying why.
 TEST_F(SupervisorTest, AReadyReplicaThatStopsAnsweringIsKilledAndRestarted) {
-  std::vector<std::string> messages;
-  SupervisorOptions o;
-  o.on_event = [&](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
-  sup = std::make_unique<Supervisor>(o, world, world, world);
+  saying_why();
   ASSERT_TRUE(sup->add_service({"api", {"server", "--port", "{port}"}, {}}));
   ASSERT_TRUE(sup->set_desired("api", 1));
   world.ready_ports = {9000, 9001};
@@ -557,10 +550,7 @@ TEST_F(SupervisorTest, ALivenessFailureSaysWhyNoAnswerCame) {
 // A replica that outlives SIGTERM's grace is killed by the supervisor itself: its stop says so,
 // not "kill -9, or the kernel out of memory", which sends the operator looking for an OOM kill.
 TEST_F(SupervisorTest, AReplicaKilledAfterItsGraceSaysWhoKilledIt) {
-  std::vector<std::string> messages;
-  SupervisorOptions o;
-  o.on_event = [&](const ReplicaEvent& e) { messages.push_back(e.kind + ": " + e.message); };
-  sup = std::make_unique<Supervisor>(o, world, world, world);
+  saying_why();
   ASSERT_TRUE(sup->add_service({"api", {"server", "--port", "{port}"}, {}}));
   ASSERT_TRUE(sup->set_desired("api", 1));
   world.ready_ports = {9000};
