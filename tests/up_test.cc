@@ -909,6 +909,34 @@ TEST(UpTest, AStateDirectoryInUseIsRefused) {
   EXPECT_EQ(first.stop(), 0);
 }
 
+// The state directory deleted while the platform runs (by hand, a cleaner of /tmp) took its lock
+// file with it, and a second prescale up could take the directory meanwhile. The lock is made and
+// taken again within a second, with a warning, and the second one is refused as before.
+TEST(UpTest, AStateDirectoryDeletedWhileRunningIsLockedAgain) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string state = dir.file("state");
+  Platform first(PRESCALE_BIN, dir, config, state, {}, "first");
+  ASSERT_TRUE(first.started()) << first.log();
+  std::filesystem::remove_all(state);
+  const std::string said =
+      state + "/lock was removed while the platform ran; made and locked again";
+  EXPECT_TRUE(testing::wait_for([&] { return first.log().find(said) != std::string::npos; }, 10s))
+      << first.log();
+  Subprocess second({PRESCALE_BIN, "up", "-f", config, "--state-dir", state, "--ui", "127.0.0.1:0"},
+                    dir.file("second.log"));
+  const std::optional<int> status = second.wait(20s);
+  if (!status) {
+    second.signal(SIGINT);
+    second.wait(60s);
+  }
+  EXPECT_EQ(status, 1) << second.log();
+  EXPECT_NE(second.log().find("is in use by another prescale up (pid "), std::string::npos)
+      << second.log();
+  EXPECT_EQ(first.stop(), 0);
+}
+
 // A lock file that cannot be opened (here a directory) is named with why, as the logs/ and run/
 // directories are; it said only "cannot open .../lock".
 TEST(UpTest, ALockFileThatCannotBeOpenedIsNamedWithWhy) {

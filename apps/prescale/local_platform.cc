@@ -1,7 +1,15 @@
 #include "local_platform.h"
 
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <string_view>
@@ -129,6 +137,83 @@ std::string state_dir_in_use_message(std::string_view state_dir,
       pid.empty() ? "another prescale up" : "another prescale up (pid " + pid + ")";
   return "--state-dir " + std::string(state_dir) + " is in use by " + holder +
          "; stop it, or give another --state-dir";
+}
+
+namespace {
+
+// Writes this process's pid over the lock file's text, then cuts it to length: a reader sees the
+// last holder's pid or this one on the first line, never an empty file.
+bool write_pid(int fd) {
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  return ::pwrite(fd, pid.data(), pid.size(), 0) == static_cast<ssize_t>(pid.size()) &&
+         ::ftruncate(fd, static_cast<off_t>(pid.size())) == 0;
+}
+
+}  // namespace
+
+Result<StateLock> StateLock::take(const std::filesystem::path& dir, std::string_view state_dir) {
+  const std::string path = (dir / "lock").string();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    return make_error(ErrorCode::kInvalidArgument, "--state-dir " + std::string(state_dir) +
+                                                       ": cannot open " + path + ": " +
+                                                       std::strerror(err));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err != EWOULDBLOCK) {  // ENOLCK: not another platform's lock
+      return make_error(ErrorCode::kInvalidArgument, "--state-dir " + std::string(state_dir) +
+                                                         ": cannot lock " + path + ": " +
+                                                         std::strerror(err));
+    }
+    auto read_lock_file = [&path] { return read_whole_file(path).value_or(""); };
+    auto pause = [] {
+      Clock::real().sleep_until(Clock::real().now() + std::chrono::milliseconds(10));
+    };
+    return make_error(ErrorCode::kUnavailable,
+                      state_dir_in_use_message(state_dir, read_lock_file, pause));
+  }
+  if (!write_pid(fd)) spdlog::warn("cannot write this process's pid to {}", path);
+  return StateLock(fd, path);
+}
+
+StateLock::~StateLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string StateLock::keep() {
+  struct stat held {
+  }, there{};
+  if (fd_ < 0 || ::fstat(fd_, &held) != 0) return "";
+  if (::stat(path_.c_str(), &there) == 0 && there.st_ino == held.st_ino &&
+      there.st_dev == held.st_dev) {
+    return "";
+  }
+  std::error_code ignored;
+  std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ignored);
+  const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    return path_ +
+           " was removed while the platform ran, and cannot be made again: " + std::strerror(err) +
+           "; another prescale up could take this state directory";
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    if (lost_) return "";
+    lost_ = true;
+    const std::string holder = read_whole_file(path_).value_or("");
+    return path_ + " was removed while the platform ran, and another prescale up (pid " +
+           holder.substr(0, holder.find('\n')) +
+           ") has taken the state directory since: both now write to it; stop one";
+  }
+  if (!write_pid(fd)) spdlog::warn("cannot write this process's pid to {}", path_);
+  ::close(fd_);
+  fd_ = fd;
+  lost_ = false;
+  return path_ + " was removed while the platform ran; made and locked again";
 }
 
 namespace {

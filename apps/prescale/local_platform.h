@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "command_util.h"
@@ -108,6 +109,32 @@ std::vector<std::string> services_not_in_file(const nlohmann::json& policy_state
 std::string state_dir_in_use_message(std::string_view state_dir,
                                      const std::function<std::string()>& read_lock_file,
                                      const std::function<void()>& pause);
+
+// The lock of a state directory (<dir>/lock, flock): one platform per directory, since two would
+// share its replica logs, port files and history. Held until the process ends, however it ends
+// (kill -9 included); not inherited by replicas. The holder's pid is the file's first line.
+class StateLock {
+ public:
+  // Errors: kUnavailable with state_dir_in_use_message() when another process holds it (whose
+  // pid the message names, read from the file); kInvalidArgument naming the file and the
+  // system's reason when it cannot be opened or locked.
+  static Result<StateLock> take(const std::filesystem::path& dir, std::string_view state_dir);
+  StateLock(StateLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)), path_(other.path_) {}
+  StateLock& operator=(StateLock&&) = delete;
+  ~StateLock();
+
+  // A lock file removed or replaced while held — the directory deleted by hand or by a cleaner
+  // of /tmp — keeps no second platform out: it is made and taken again. Returns what happened,
+  // for a warning ("" when the file is still ours), said once for a lock another process took
+  // meanwhile.
+  std::string keep();
+
+ private:
+  StateLock(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  int fd_ = -1;
+  std::string path_;
+  bool lost_ = false;  // another process holds the file at path_ now
+};
 
 // Checks what would otherwise fail after replicas started, naming the file and line and the fix:
 // commands that cannot run, model services without a model, ports that clash.

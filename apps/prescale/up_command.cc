@@ -227,34 +227,12 @@ int run_up(const UpFlags& f) {
     }
   }
 
-  // One platform per state directory: two would share its replica logs, port files and history.
-  // The lock is held until the process ends, however it ends (kill -9 included); not inherited.
-  const std::string lock_path = (state / "lock").string();
-  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd < 0) {
-    const int err = errno;
-    return error("--state-dir " + f.state_dir + ": cannot open " + lock_path + ": " +
-                 std::strerror(err));
-  }
-  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    if (const int err = errno; err != EWOULDBLOCK) {  // ENOLCK: not another platform's lock
-      return error("--state-dir " + f.state_dir + ": cannot lock " + lock_path + ": " +
-                   std::strerror(err));
-    }
-    auto read_lock_file = [&lock_path] { return read_whole_file(lock_path).value_or(""); };
-    auto pause = [] {
-      Clock::real().sleep_until(Clock::real().now() + std::chrono::milliseconds(10));
-    };
-    std::cerr << "prescale up: " << state_dir_in_use_message(f.state_dir, read_lock_file, pause)
-              << "\n";
+  // One platform per state directory (StateLock).
+  Result<StateLock> lock = StateLock::take(state, f.state_dir);
+  if (!lock) {
+    if (lock.error().code != ErrorCode::kUnavailable) return error(lock.error().message);
+    std::cerr << "prescale up: " << lock.error().message << "\n";
     return 1;
-  }
-  // Written over the last holder's pid, then cut to length: a reader sees that pid or this one
-  // on the first line, never an empty file.
-  const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::pwrite(lock_fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()) ||
-      ::ftruncate(lock_fd, static_cast<off_t>(pid.size())) != 0) {
-    spdlog::warn("cannot write this process's pid to {}", lock_path);
   }
   // The port files say the platform is up: an earlier run's must not say so while this one
   // starts (whoever waits for them would take its port), nor this one's once it has stopped.
@@ -582,6 +560,7 @@ int run_up(const UpFlags& f) {
                                                 "starts; this one drains once it is ready)"));
         }
       }
+      if (const std::string said = lock->keep(); !said.empty()) spdlog::warn("{}", said);
       if (std::optional<std::string> text = read_whole_file(f.config_path); text != file_text) {
         file_text = std::move(text);
         spdlog::warn("{} changed; prescale up does not reload it: restart it to apply the change",
