@@ -53,10 +53,13 @@ Result<std::vector<VersionedFile>> list_versioned_files(const std::string& dir,
 }
 
 Result<void> write_file_atomically(const std::filesystem::path& path, std::string_view bytes) {
-  // A name of this process's own beside the file, so two writers never share one; written,
-  // flushed to the disk, then renamed over the file (a crash leaves the old file or the new).
-  const std::filesystem::path tmp = path.parent_path() / ("." + path.filename().string() + "." +
-                                                          std::to_string(::getpid()) + ".tmp");
+  // A name of this call's own beside the file (the process's pid and a count of its calls), so
+  // two writers — processes or threads — never share one; written, flushed to the disk, then
+  // renamed over the file (a crash leaves the old file or the new).
+  static std::atomic<uint64_t> calls{0};
+  const std::filesystem::path tmp =
+      path.parent_path() / ("." + path.filename().string() + "." + std::to_string(::getpid()) +
+                            "." + std::to_string(calls.fetch_add(1)) + ".tmp");
   auto fail = [&]() {
     const std::string why = std::strerror(errno);
     ::unlink(tmp.c_str());

@@ -27,7 +27,7 @@ Result<std::vector<VersionedFile>> list_versioned_files(const std::string& dir,
                                                         std::string_view prefix,
                                                         std::string_view suffix);
 
-// Writes `bytes` under a hidden temporary name beside `path` (this process's own), flushes it
+// Writes `bytes` under a hidden temporary name beside `path` (this call's own), flushes it
 // to the disk, then renames it: readers see the whole file or none, and after a crash the old
 // file or the new one. Errors: kUnavailable naming the path and why; no temporary file is left.
 Result<void> write_file_atomically(const std::filesystem::path& path, std::string_view bytes);

@@ -3,8 +3,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
 
 namespace prescale {
 namespace {
@@ -72,6 +76,36 @@ TEST(VersionedFile, CreatingAFileNeverReplacesOne) {
   auto missing = create_file_atomically(dir / "none" / "fraud-v1.json", "x");
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, ErrorCode::kUnavailable);
+  std::filesystem::remove_all(dir);
+}
+
+// Two threads writing one file at once: each write is whole, and the file is one of them. Both
+// had written through one temporary name (the process's), and one could rename the other's
+// half-written file, or find its own gone.
+TEST(VersionedFile, TwoThreadsWritingOneFileEachWriteWhole) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("versioned-file-threads-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string a(1 << 16, 'a'), b(1 << 16, 'b');
+  std::atomic<int> failures{0};
+  auto writer = [&](const std::string& text) {
+    for (int i = 0; i < 50; ++i) {
+      if (!write_file_atomically(dir / "state.json", text)) ++failures;
+    }
+  };
+  std::thread first(writer, std::cref(a)), second(writer, std::cref(b));
+  first.join();
+  second.join();
+  EXPECT_EQ(failures.load(), 0);
+  std::ifstream in(dir / "state.json");
+  std::ostringstream read;
+  read << in.rdbuf();
+  const std::string text = read.str();
+  EXPECT_TRUE(text == a || text == b) << text.size() << " bytes";
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir)) ++files;
+  EXPECT_EQ(files, 1u) << "no temporary left";
   std::filesystem::remove_all(dir);
 }
 
