@@ -12,7 +12,9 @@
 #   kill       healer.enabled: false: the replica is killed once over its limit and restarts
 #              after the crash back-off (10 s), as the kubelet restarts an OOMKilled container
 #              (CrashLoopBackOff's first delay) — the peer.
-# Per run, `prescale load --rate R --duration D` (Poisson, the same --seed): requests scheduled,
+# `--retries N` sets the route's retries (the gateway's default, 1, when not given; 0 stands for
+# requests the gateway does not retry, such as a POST). Per run, `prescale load --rate R
+# --duration D` (Poisson, the same --seed): requests scheduled,
 # answered 200, failed (any other status, errors, unfinished); from the platform's log, the
 # replacements (heal) and the kills over the limit. Rounds alternate which runs first.
 #
@@ -20,14 +22,14 @@
 # replaced_healer, killed_{healer,kill} (medians over --rounds).
 #
 # Usage: bench/memory_leak.sh [--rounds N] [--replicas N] [--limit 128Mi] [--rate R] [--kib K]
-#                             [--duration SECONDS] [--seed N]
+#                             [--duration SECONDS] [--retries N] [--seed N]
 # Env:   PRESCALE=path/to/prescale (default build/apps/prescale/prescale)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-rounds=1 replicas=1 limit=128Mi rate=40 kib=64 duration=90 seed=1
+rounds=1 replicas=1 limit=128Mi rate=40 kib=64 duration=90 seed=1 retries=
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
@@ -36,6 +38,7 @@ while [ $# -gt 0 ]; do
     --rate) rate=$2; shift 2 ;;
     --kib) kib=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
+    --retries) retries=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -70,6 +73,7 @@ gateway:
   routes:
     - match: {path_prefix: /}
       service: web
+${retries:+      retries: $retries}
 YAML
 }
 

@@ -547,6 +547,12 @@ void ClientCore::arm_pool_sweep() {
   pool_sweep_timer->async_wait([this](const error_code& ec) {
     if (ec) return;
     sweep_pool();
+    // Not again once stop() has begun: a completion queued before its cancel ran has no error,
+    // and arming the timer again would keep the I/O thread in run() for good.
+    {
+      std::lock_guard lock(mu);
+      if (stopping) return;
+    }
     arm_pool_sweep();
   });
 }

@@ -8,8 +8,11 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -110,6 +113,29 @@ TEST(ClientTest, SequentialRequestsReuseOneConnection) {
   EXPECT_EQ(stats.connections_opened, 1u);
   EXPECT_EQ(stats.reused, static_cast<uint64_t>(kRequests - 1));
   EXPECT_EQ(server.connections(), 1u);
+}
+
+// A Client destroyed just as its pool sweep comes due ends. The sweep timer's completion, queued
+// while the I/O thread was busy (here in a slow callback), ran after the cancel that stop()
+// posted, saw no error and armed the timer again, for good: the thread never left run(), and the
+// destructor's join waited for ever (a `prescale load` that never exited).
+TEST(ClientTest, DestroyingAClientWhoseSweepIsDueEnds) {
+  Server server(local_options(), echo());
+  ASSERT_TRUE(server.start().has_value());
+  for (int round = 0; round < 5; ++round) {
+    auto client = std::make_unique<Client>(ClientOptions{.idle_timeout = milliseconds(100)});
+    std::promise<void> in_callback;
+    client->async_request("127.0.0.1", server.port(), get("/"), [&](Result<Response>) {
+      in_callback.set_value();
+      std::this_thread::sleep_for(milliseconds(200));  // the sweep (every 50 ms) comes due
+    });
+    in_callback.get_future().wait();
+    auto destroyed = std::async(std::launch::async, [&] { client.reset(); });
+    if (destroyed.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      std::fprintf(stderr, "round %d: ~Client() has not returned after 10 s\n", round);
+      std::_Exit(1);  // the destructor's thread cannot be stopped: end the test binary
+    }
+  }
 }
 
 TEST(ClientTest, SendsBodyAndPathWithQuery) {
