@@ -102,6 +102,23 @@ gateway:
 }
 
 using testing::Platform;
+
+// `prescale load` against `up`'s gateway with `args` (rate or trace, duration, mix, ...), its
+// report written to `dir`/load.json (load_report() reads it), its output to `dir`/load.log.
+Subprocess load_against(const Platform& up, const TempDir& dir, std::vector<std::string> args) {
+  std::vector<std::string> argv = {PRESCALE_BIN, "load"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  for (const std::string& a :
+       {std::string("--target"), "http://127.0.0.1:" + std::to_string(up.gateway_port()),
+        std::string("--json"), dir.file("load.json")}) {
+    argv.push_back(a);
+  }
+  return Subprocess(argv, dir.file("load.log"));
+}
+
+nlohmann::json load_report(const TempDir& dir) {
+  return nlohmann::json::parse(testing::read_file(dir.file("load.json")));
+}
 using testing::replica_pids;
 
 // The replica whose start (or restart) event names process `pid`; "" when none does.
@@ -131,11 +148,10 @@ TEST(UpTest, ThePlanLeadsTheRampAndNoRequestFailsThroughAKillAndScaleDowns) {
               "up");
   ASSERT_TRUE(up.started()) << up.log();
 
-  Subprocess load({PRESCALE_BIN, "load", "--trace", trace, "--offset",
-                   std::to_string(start_minute) + "m", "--speedup", "60", "--duration", "75s",
-                   "--target", "http://127.0.0.1:" + std::to_string(up.gateway_port()), "--mix",
-                   "GET /busy/10:1", "--connections", "128", "--json", dir.file("load.json")},
-                  dir.file("load.log"));
+  Subprocess load =
+      load_against(up, dir,
+                   {"--trace", trace, "--offset", std::to_string(start_minute) + "m", "--speedup",
+                    "60", "--duration", "75s", "--mix", "GET /busy/10:1", "--connections", "128"});
   // In the middle of the plateau (trace minute 745), a replica dies.
   std::this_thread::sleep_for(40s);
   std::vector<int> pids = replica_pids(up.events());
@@ -164,7 +180,7 @@ TEST(UpTest, ThePlanLeadsTheRampAndNoRequestFailsThroughAKillAndScaleDowns) {
 
   // Nothing failed: not when the replica was killed (the gateway retried the GETs elsewhere),
   // not while replicas drained on the way down.
-  const json report = json::parse(testing::read_file(dir.file("load.json")));
+  const json report = load_report(dir);
   std::printf("load: %s\n", report["requests"].dump().c_str());
   EXPECT_GT(report["requests"]["completed"].get<int>(), 4000);
   EXPECT_EQ(report["requests"]["errors"], 0);
@@ -300,10 +316,8 @@ TEST(UpTest, AKilledReplicaIsRestartedAndNoRequestFails) {
   testing::write_file(config, yaml);
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   ASSERT_TRUE(up.started()) << up.log();
-  Subprocess load({PRESCALE_BIN, "load", "--rate", "150", "--duration", "18s", "--target",
-                   "http://127.0.0.1:" + std::to_string(up.gateway_port()), "--mix", "GET /echo:1",
-                   "--json", dir.file("load.json")},
-                  dir.file("load.log"));
+  Subprocess load =
+      load_against(up, dir, {"--rate", "150", "--duration", "18s", "--mix", "GET /echo:1"});
   std::this_thread::sleep_for(3s);
   const std::vector<int> pids = replica_pids(up.events());
   ASSERT_EQ(pids.size(), 2u);
@@ -312,7 +326,7 @@ TEST(UpTest, AKilledReplicaIsRestartedAndNoRequestFails) {
   const json events = up.events();
   ASSERT_EQ(up.stop(), 0) << up.log();
 
-  const json report = json::parse(testing::read_file(dir.file("load.json")));
+  const json report = load_report(dir);
   EXPECT_GT(report["requests"]["completed"].get<int>(), 2500);
   EXPECT_EQ(report["requests"]["errors"], 0);
   EXPECT_EQ(report["requests"]["ok"], report["requests"]["completed"]) << report["status"].dump();
@@ -491,10 +505,8 @@ TEST(UpTest, AdmissionControlCountsWithTheLearnedCapacity) {
   };
   EXPECT_EQ(admission_limit(), 2);
 
-  Subprocess load(
-      {PRESCALE_BIN, "load", "--rate", "30", "--duration", "8s", "--mix", "GET /busy/5:1",
-       "--target", "http://127.0.0.1:" + std::to_string(up.gateway_port())},
-      dir.file("load.log"));
+  Subprocess load =
+      load_against(up, dir, {"--rate", "30", "--duration", "8s", "--mix", "GET /busy/5:1"});
   ASSERT_EQ(load.wait(90s), 0) << load.log();  // a bound on a hang, as below
   int learned = admission_limit();
   for (int i = 0; i < 50 && learned <= 4; ++i) {
@@ -519,15 +531,12 @@ TEST(UpTest, AdmissionControlOfAServiceOfUnknownConcurrencyRefusesNothingBelowCa
   testing::write_file(config, one_replica_yaml("capacity_rps: 100"));
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--time-scale", "30"}, "up");
   ASSERT_TRUE(up.started()) << up.log();
-  Subprocess load(
-      {PRESCALE_BIN, "load", "--rate", "40", "--duration", "10s", "--mix", "GET /busy/5:1",
-       "--target", "http://127.0.0.1:" + std::to_string(up.gateway_port()), "--json",
-       dir.file("load.json")},
-      dir.file("load.log"));
+  Subprocess load =
+      load_against(up, dir, {"--rate", "40", "--duration", "10s", "--mix", "GET /busy/5:1"});
   // A bound on a hang, not a time: 10 s of load and up to 10 s of answers after it, on a machine
   // the test before may have left busy (30 s was once too short there).
   ASSERT_EQ(load.wait(90s), 0) << load.log();
-  const json report = json::parse(testing::read_file(dir.file("load.json")));
+  const json report = load_report(dir);
   EXPECT_EQ(report["requests"]["ok"], report["requests"]["completed"])
       << report["status"].dump() << "\n"
       << up.log();
@@ -1161,13 +1170,10 @@ gateway:
   // in: within the run, which a replica left alone would not outlive. The trend needs 30 s of
   // samples, past half the limit; the replica is replaced about 10 s (the lead: twice its
   // startup, and 10 s) before its limit, some 33 s in.
-  Subprocess load(
-      {PRESCALE_BIN, "load", "--rate", "40", "--duration", "48s", "--mix", "GET /leak/64:1",
-       "--target", "http://127.0.0.1:" + std::to_string(up.gateway_port()), "--json",
-       dir.file("load.json")},
-      dir.file("load.log"));
+  Subprocess load =
+      load_against(up, dir, {"--rate", "40", "--duration", "48s", "--mix", "GET /leak/64:1"});
   ASSERT_EQ(load.wait(120s), 0) << load.log();  // a bound on a hang
-  const json report = json::parse(testing::read_file(dir.file("load.json")));
+  const json report = load_report(dir);
   const json events = up.events();
   // The dashboard shows the limit and the replica's memory (a point each observation, 15 s apart
   // under the HPA: at least one of them taken while the memory grew, past 20 MiB).

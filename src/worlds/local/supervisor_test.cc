@@ -148,6 +148,16 @@ struct SupervisorTest : ::testing::Test {
     tick();
   }
   std::vector<ReplicaStatus> replicas() { return sup->replicas("api"); }
+  // Service `t` declared with one replica, ready on the first of `ready_ports` (others the
+  // later replicas'): its first readiness check has answered.
+  void one_ready(const ReplicaTemplate& t, std::set<std::uint16_t> ready_ports) {
+    ASSERT_TRUE(sup->add_service(t));
+    ASSERT_TRUE(sup->set_desired(t.service, 1));
+    world.ready_ports = std::move(ready_ports);
+    tick();
+    step(100ms);
+  }
+  static ReplicaTemplate api() { return {"api", {"server", "--port", "{port}"}, {}}; }
   // A supervisor of no service yet whose events go to `messages` as "<kind>: <message>".
   void saying_why() {
     SupervisorOptions o;
@@ -401,11 +411,7 @@ TEST_F(SupervisorTest, AReplicaLeavingOverItsMemoryLimitIsKilledSayingWhy) {
   saying_why();
   ReplicaTemplate limited{"api", {"server", "--port", "{port}"}, {}};
   limited.memory_limit_bytes = 1u << 30;
-  ASSERT_TRUE(sup->add_service(limited));
-  ASSERT_TRUE(sup->set_desired("api", 1));
-  world.ready_ports = {9000};
-  tick();
-  step(100ms);
+  one_ready(limited, {9000});
   const int pid = replicas()[0].pid;
   ASSERT_TRUE(sup->replace("api-1", clock.now(), ReplaceMode::kDrainWhenReplacementReady));
   world.memory[pid] = 2u << 30;
@@ -422,11 +428,7 @@ TEST_F(SupervisorTest, AReplicaLeavingOverItsMemoryLimitIsKilledSayingWhy) {
 // stops: it is not restarted (it was leaving), and a platform stopping meanwhile ends at once.
 TEST_F(SupervisorTest, AReplicaWaitingForItsReplacementIsNotRestartedWhenItDies) {
   saying_why();
-  ASSERT_TRUE(sup->add_service({"api", {"server", "--port", "{port}"}, {}}));
-  ASSERT_TRUE(sup->set_desired("api", 1));
-  world.ready_ports = {9000};
-  tick();
-  step(100ms);
+  one_ready(api(), {9000});
   const int pid = replicas()[0].pid;
   ASSERT_TRUE(sup->replace("api-1", clock.now(), ReplaceMode::kDrainWhenReplacementReady));
   world.hung_ports = {9000};  // api-2 (port 9001) never gets ready either
@@ -470,11 +472,7 @@ TEST_F(SupervisorTest, AHungCheckIsNotRepeatedAndTheReadyTimeoutStillHolds) {
 // as a crashed one, saying why.
 TEST_F(SupervisorTest, AReadyReplicaThatStopsAnsweringIsKilledAndRestarted) {
   saying_why();
-  ASSERT_TRUE(sup->add_service({"api", {"server", "--port", "{port}"}, {}}));
-  ASSERT_TRUE(sup->set_desired("api", 1));
-  world.ready_ports = {9000, 9001};
-  tick();
-  step(100ms);
+  one_ready(api(), {9000, 9001});
   ASSERT_EQ(replicas()[0].phase, ReplicaPhase::kReady);
   const int pid = replicas()[0].pid;
   const int readiness_checks = world.checks;
@@ -551,11 +549,7 @@ TEST_F(SupervisorTest, ALivenessFailureSaysWhyNoAnswerCame) {
 // not "kill -9, or the kernel out of memory", which sends the operator looking for an OOM kill.
 TEST_F(SupervisorTest, AReplicaKilledAfterItsGraceSaysWhoKilledIt) {
   saying_why();
-  ASSERT_TRUE(sup->add_service({"api", {"server", "--port", "{port}"}, {}}));
-  ASSERT_TRUE(sup->set_desired("api", 1));
-  world.ready_ports = {9000};
-  tick();
-  step(100ms);
+  one_ready(api(), {9000});
   ASSERT_EQ(replicas()[0].phase, ReplicaPhase::kReady);
   world.exit_on_term = false;
   ASSERT_TRUE(sup->set_desired("api", 0));
