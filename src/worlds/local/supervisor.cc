@@ -11,12 +11,14 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "core/byte_size.h"
 #include "http/client.h"
@@ -36,6 +38,9 @@ std::string_view to_string(ReplicaPhase phase) {
 
 struct Supervisor::Replica {
   std::string id;
+  // What it was started from: its service's template when it was made, kept through restarts.
+  std::shared_ptr<const ReplicaTemplate> tmpl;
+  int revision = 1;
   ReplicaPhase phase = ReplicaPhase::kStarting;
   std::unique_ptr<Process> process;
   std::uint16_t port = 0;
@@ -63,13 +68,23 @@ struct Supervisor::Replica {
   // The replacement whose readiness starts this replica's drain (ReplaceMode::
   // kDrainWhenReplacementReady); "" otherwise.
   std::string drain_after;
+  bool rolled = false;  // replaced by a rolling update (Supervisor::roll), waiting for drain_after
   std::uint64_t memory_bytes = 0;  // ReplicaStatus::memory_bytes
   std::optional<Clock::TimePoint> memory_at;
 };
 
 struct Supervisor::Service {
-  ReplicaTemplate tmpl;
-  bool uses_port_file = false;
+  std::string name;
+  std::shared_ptr<const ReplicaTemplate> tmpl;  // new replicas start from it
+  int revision = 1;
+  int next_revision = 2;
+  // The last revision every replica ran: a failed rollout returns to it.
+  std::shared_ptr<const ReplicaTemplate> stable;
+  int stable_revision = 1;
+  bool rolling = false;     // replicas of other revisions than `revision` remain
+  int rollout_crashes = 0;  // of `revision`'s replicas since its rollout began
+  std::string failed;       // RolloutStatus::failed
+  std::string roll_back;    // why the rollout fails, to roll it back at the end of this tick
   int desired = 0;
   int next_index = 1;
   std::vector<std::unique_ptr<Replica>> replicas;
@@ -121,12 +136,9 @@ Supervisor::Supervisor(SupervisorOptions options, ProcessLauncher& launcher, Rep
 
 Supervisor::~Supervisor() = default;  // each Process kills its child's group
 
-Result<void> Supervisor::add_service(ReplicaTemplate t) {
+Result<void> Supervisor::validate(const ReplicaTemplate& t) const {
   if (t.argv.empty()) {
     return make_error(ErrorCode::kInvalidArgument, "service " + t.service + ": empty command");
-  }
-  if (find(t.service) != nullptr) {
-    return make_error(ErrorCode::kInvalidArgument, "service " + t.service + " declared twice");
   }
   if (!t.readiness_path.starts_with('/')) {
     return make_error(ErrorCode::kInvalidArgument, "service " + t.service +
@@ -141,31 +153,149 @@ Result<void> Supervisor::add_service(ReplicaTemplate t) {
                           ": liveness needs a path starting with \"/\", a timeout > 0 and "
                           "shorter than its interval, and a failure threshold >= 1");
   }
-  auto s = std::make_unique<Service>();
-  s->uses_port_file = mentions(t, "{port_file}");
-  if (s->uses_port_file && mentions(t, "{port}")) {
+  const bool uses_port_file = mentions(t, "{port_file}");
+  if (uses_port_file && mentions(t, "{port}")) {
     return make_error(ErrorCode::kInvalidArgument,
                       "service " + t.service + ": use either {port} or {port_file}, not both");
   }
-  if (s->uses_port_file && options_.run_dir.empty()) {
+  if (uses_port_file && options_.run_dir.empty()) {
     return make_error(ErrorCode::kInvalidArgument,
                       "service " + t.service + ": {port_file} needs the supervisor's run_dir");
   }
-  s->tmpl = std::move(t);
+  return {};
+}
+
+Result<void> Supervisor::add_service(ReplicaTemplate t) {
+  if (auto valid = validate(t); !valid) return valid;
+  if (find(t.service) != nullptr) {
+    return make_error(ErrorCode::kInvalidArgument, "service " + t.service + " declared twice");
+  }
+  auto s = std::make_unique<Service>();
+  s->name = t.service;
+  s->tmpl = std::make_shared<const ReplicaTemplate>(std::move(t));
+  s->stable = s->tmpl;
   services_.push_back(std::move(s));
   return {};
 }
 
+Result<void> Supervisor::update(ReplicaTemplate t, Clock::TimePoint now) {
+  Service* s = find(t.service);
+  if (s == nullptr) return make_error(ErrorCode::kNotFound, "no service named " + t.service);
+  if (auto valid = validate(t); !valid) return valid;
+  if (t == *s->tmpl) return {};
+  s->failed.clear();
+  if (s->rolling && t == *s->stable) {  // back to what every replica ran
+    service_event(
+        now, "rollout", *s,
+        "back to revision " + std::to_string(s->stable_revision) + ", which every replica ran");
+    return_to_stable(*s, now);
+    return {};
+  }
+  if (!s->rolling) {
+    s->stable = s->tmpl;
+    s->stable_revision = s->revision;
+  }
+  s->tmpl = std::make_shared<const ReplicaTemplate>(std::move(t));
+  s->revision = s->next_revision++;
+  s->rolling = true;
+  s->rollout_crashes = 0;
+  service_event(now, "rollout", *s,
+                "revision " + std::to_string(s->revision) +
+                    ": replacing the replicas of revision " + std::to_string(s->stable_revision) +
+                    ", each once its replacement is ready");
+  roll(*s, now);
+  return {};
+}
+
+RolloutStatus Supervisor::rollout(std::string_view service) const {
+  RolloutStatus out;
+  const Service* s = find(service);
+  if (s == nullptr) return out;
+  out.revision = s->revision;
+  out.rolling = s->rolling;
+  out.failed = s->failed;
+  for (const auto& r : s->replicas) {
+    if (r->revision != s->revision) {
+      ++out.outdated;
+    } else if (!r->retiring &&
+               (r->phase == ReplicaPhase::kStarting || r->phase == ReplicaPhase::kReady)) {
+      ++out.updated;
+    }
+  }
+  return out;
+}
+
+// One step of a rolling update: outdated replicas that serve nothing go at once; ready ones are
+// replaced, each serving until its replacement is ready, at most max surge at a time.
+void Supervisor::roll(Service& s, Clock::TimePoint now) {
+  if (!s.rolling) return;
+  const int surge = std::max(
+      1, static_cast<int>(std::ceil(options_.rollout_max_surge * static_cast<double>(s.desired))));
+  int replacing = 0;
+  std::vector<Replica*> ready;
+  bool outdated = false;
+  for (auto& r : s.replicas) {
+    if (r->revision == s.revision) continue;
+    outdated = true;
+    if (r->retiring) {
+      replacing += r->drain_after.empty() ? 0 : 1;
+    } else if (r->phase == ReplicaPhase::kReady && r->process) {
+      ready.push_back(r.get());
+    } else {
+      begin_drain(s, *r, now);
+    }
+  }
+  for (Replica* r : ready) {
+    if (replacing >= surge) break;
+    (void)replace(r->id, now, ReplaceMode::kDrainWhenReplacementReady);
+    r->rolled = true;
+    ++replacing;
+  }
+  if (!outdated) {
+    s.rolling = false;
+    s.stable = s.tmpl;
+    s.stable_revision = s.revision;
+    if (s.failed.empty()) {
+      service_event(now, "rolled-out", s,
+                    "revision " + std::to_string(s.revision) + ": every replica updated");
+    }
+  }
+}
+
+void Supervisor::roll_back(Service& s, Clock::TimePoint now, const std::string& why) {
+  s.failed = "revision " + std::to_string(s.revision) + " failed: " + why;
+  service_event(now, "rollback", s,
+                s.failed + "; back to revision " + std::to_string(s.stable_revision) +
+                    ", which every replica ran");
+  return_to_stable(s, now);
+}
+
+// The service runs its last complete revision again: replicas of it that a rolling update was
+// replacing stay (their replacements, of the revision given up, are outdated now).
+void Supervisor::return_to_stable(Service& s, Clock::TimePoint now) {
+  s.tmpl = s.stable;
+  s.revision = s.stable_revision;
+  s.rollout_crashes = 0;
+  for (auto& r : s.replicas) {
+    if (r->rolled && r->revision == s.revision && !r->drain_after.empty()) {
+      r->rolled = false;
+      r->retiring = false;
+      r->drain_after.clear();
+    }
+  }
+  roll(s, now);
+}
+
 Supervisor::Service* Supervisor::find(std::string_view name) {
   for (auto& s : services_) {
-    if (s->tmpl.service == name) return s.get();
+    if (s->name == name) return s.get();
   }
   return nullptr;
 }
 
 const Supervisor::Service* Supervisor::find(std::string_view name) const {
   for (const auto& s : services_) {
-    if (s->tmpl.service == name) return s.get();
+    if (s->name == name) return s.get();
   }
   return nullptr;
 }
@@ -196,7 +326,7 @@ Result<void> Supervisor::replace(std::string_view replica_id, Clock::TimePoint n
       const bool wait = mode == ReplaceMode::kDrainWhenReplacementReady &&
                         r->phase == ReplicaPhase::kReady && r->process;
       if (wait) {
-        r->drain_after = s->tmpl.service + "-" + std::to_string(s->next_index);  // reconcile's next
+        r->drain_after = s->name + "-" + std::to_string(s->next_index);  // reconcile's next
       } else {
         begin_drain(*s, *r, now);
       }
@@ -210,7 +340,14 @@ Result<void> Supervisor::replace(std::string_view replica_id, Clock::TimePoint n
 void Supervisor::event(Clock::TimePoint now, std::string kind, const Service& s, const Replica& r,
                        std::string message) {
   if (options_.on_event) {
-    options_.on_event(ReplicaEvent{now, std::move(kind), s.tmpl.service, r.id, std::move(message)});
+    options_.on_event(ReplicaEvent{now, std::move(kind), s.name, r.id, std::move(message)});
+  }
+}
+
+void Supervisor::service_event(Clock::TimePoint now, std::string kind, const Service& s,
+                               std::string message) {
+  if (options_.on_event) {
+    options_.on_event(ReplicaEvent{now, std::move(kind), s.name, "", std::move(message)});
   }
 }
 
@@ -224,9 +361,11 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
   // or by a cleaner of /tmp): without them no replica could start again. What fails here fails
   // the launch or the replica, saying why.
   std::error_code ignored;
-  if (s.uses_port_file) std::filesystem::create_directories(options_.run_dir, ignored);
+  const ReplicaTemplate& t = *r.tmpl;
+  const bool uses_port_file = mentions(t, "{port_file}");
+  if (uses_port_file) std::filesystem::create_directories(options_.run_dir, ignored);
   if (!options_.log_dir.empty()) std::filesystem::create_directories(options_.log_dir, ignored);
-  if (s.uses_port_file) {
+  if (uses_port_file) {
     r.port_file = options_.run_dir + "/" + r.id + ".port";
     ::unlink(r.port_file.c_str());
   } else {
@@ -262,10 +401,10 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
     v = substitute(std::move(v), "{port}", port_text);
     return substitute(std::move(v), "{replica}", r.id);
   };
-  for (const auto& a : s.tmpl.argv) spec.argv.push_back(expand(a));
-  for (const auto& [k, v] : s.tmpl.env) spec.env.emplace_back(k, expand(v));
+  for (const auto& a : t.argv) spec.argv.push_back(expand(a));
+  for (const auto& [k, v] : t.env) spec.env.emplace_back(k, expand(v));
   spec.env.emplace_back("PRESCALE_REPLICA", r.id);
-  spec.env.emplace_back("PRESCALE_SERVICE", s.tmpl.service);
+  spec.env.emplace_back("PRESCALE_SERVICE", s.name);
   spec.log_path = log_path(r.id);
   if (!spec.log_path.empty() && options_.max_log_bytes > 0) {
     bound_log(spec.log_path, options_.max_log_bytes);
@@ -295,7 +434,7 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
 
 void Supervisor::crashed(Service& s, Replica& r, Clock::TimePoint now, const std::string& why) {
   if (r.registered) {
-    sink_.remove(s.tmpl.service, r.id);
+    sink_.remove(s.name, r.id);
     r.registered = false;
   }
   if (r.retiring) {  // leaving anyway (replaced, waiting for its replacement): it ends here
@@ -316,6 +455,13 @@ void Supervisor::crashed(Service& s, Replica& r, Clock::TimePoint now, const std
   r.last_crash = why;
   event(now, "crash", s, r,
         why + "; restarting in " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(delay).count()) + " s");
+  // A new revision whose replicas keep crashing is rolled back (after this tick's pass over the
+  // replicas: that changes the list).
+  if (s.rolling && r.revision == s.revision && s.revision != s.stable_revision &&
+      ++s.rollout_crashes >= options_.rollout_failure_crashes && s.roll_back.empty()) {
+    s.roll_back = "its replicas crashed " + std::to_string(s.rollout_crashes) +
+                  " times, the last " + r.id + ": " + why;
+  }
 }
 
 void Supervisor::begin_drain(Service& s, Replica& r, Clock::TimePoint now) {
@@ -325,7 +471,7 @@ void Supervisor::begin_drain(Service& s, Replica& r, Clock::TimePoint now) {
     r.process.reset();
     return;
   }
-  if (r.registered) sink_.remove(s.tmpl.service, r.id);
+  if (r.registered) sink_.remove(s.name, r.id);
   r.phase = ReplicaPhase::kDraining;
   r.phase_since = now;
   event(now, "drain", s, r, r.registered ? "no new requests; in-flight ones finish" : "never ready");
@@ -342,7 +488,7 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
                                   : describe_exit(*status, signal);
       r.process.reset();
       if (r.retiring) {
-        if (r.registered) sink_.remove(s.tmpl.service, r.id);
+        if (r.registered) sink_.remove(s.name, r.id);
         r.registered = false;
         event(now, "stop", s, r, how);
         r.phase = ReplicaPhase::kStopping;  // reaped below
@@ -368,7 +514,7 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
           if (auto port = probe_.read_port_file(r.port_file)) r.port = *port;
         }
         if (r.port != 0) {
-          r.check = probe_.check_ready(r.port, s.tmpl.readiness_path, options_.readiness_timeout);
+          r.check = probe_.check_ready(r.port, r.tmpl->readiness_path, options_.readiness_timeout);
         }
       }
       std::optional<bool> answer;
@@ -379,8 +525,8 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
       if (answer.value_or(false)) {
         r.phase = ReplicaPhase::kReady;
         r.ready_at = now;
-        r.next_liveness = now + s.tmpl.liveness_interval;
-        sink_.add(s.tmpl.service, r.id, r.port);
+        r.next_liveness = now + r.tmpl->liveness_interval;
+        sink_.add(s.name, r.id, r.port);
         r.registered = true;
         event(now, "ready", s, r,
               "port " + std::to_string(r.port) + ", ready after " +
@@ -410,7 +556,7 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
       check_liveness(s, r, now);
       return;
     case ReplicaPhase::kDraining:
-      if ((r.registered ? sink_.in_flight(s.tmpl.service, r.id) : 0) <= 0 ||
+      if ((r.registered ? sink_.in_flight(s.name, r.id) : 0) <= 0 ||
           now - r.phase_since >= options_.drain_timeout) {
         r.registered = false;
         r.process->signal(SIGTERM);
@@ -433,7 +579,7 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
 // still unanswered when the next is due has failed (the real probe answers within its timeout,
 // shorter than any sensible interval).
 void Supervisor::check_liveness(Service& s, Replica& r, Clock::TimePoint now) {
-  const ReplicaTemplate& t = s.tmpl;
+  const ReplicaTemplate& t = *r.tmpl;
   if (t.liveness_path.empty()) return;
   std::optional<bool> alive;
   if (r.liveness) {
@@ -482,7 +628,7 @@ void Supervisor::check_memory(Service& s, Replica& r, Clock::TimePoint now,
   if (found == memory.end()) return;  // ended since, or not yet in /proc
   r.memory_bytes = found->second;
   r.memory_at = now;
-  const std::uint64_t limit = s.tmpl.memory_limit_bytes;
+  const std::uint64_t limit = r.tmpl->memory_limit_bytes;
   if (limit == 0 || r.memory_bytes <= limit || !r.killed_for.empty()) return;
   const std::string why = "over its memory limit: " + format_mebibytes(r.memory_bytes) + " of " +
                           format_byte_size({limit}) + " (services[].memory_limit); killed";
@@ -496,19 +642,25 @@ void Supervisor::reconcile(Service& s, Clock::TimePoint now) {
   for (const auto& r : s.replicas) active += !r->retiring && serving(r->phase) ? 1 : 0;
   while (active < s.desired) {
     auto r = std::make_unique<Replica>();
-    r->id = s.tmpl.service + "-" + std::to_string(s.next_index++);
+    r->id = s.name + "-" + std::to_string(s.next_index++);
+    r->tmpl = s.tmpl;
+    r->revision = s.revision;
     Replica& ref = *r;
     s.replicas.push_back(std::move(r));
     start(s, ref, now);
     ++active;
   }
-  // Fewest losses first: a replica waiting to restart, then one still starting, then the
-  // newest ready one (the oldest have proven themselves).
-  auto rank = [](const Replica& r) {
+  // Fewest losses first: a replica waiting to restart, then one still starting, then a ready one
+  // of an older revision (a rolling update would replace it), then the newest ready one (the
+  // oldest have proven themselves).
+  auto rank = [&](const Replica& r) {
     switch (r.phase) {
-      case ReplicaPhase::kCrashed: return 0;
-      case ReplicaPhase::kStarting: return 1;
-      default: return 2;
+      case ReplicaPhase::kCrashed:
+        return 0;
+      case ReplicaPhase::kStarting:
+        return 1;
+      default:
+        return r.revision != s.revision ? 2 : 3;
     }
   };
   while (active > s.desired) {
@@ -574,6 +726,11 @@ void Supervisor::tick(Clock::TimePoint now) {
       if (left) gone(*s, *r);
       return left;
     });
+    if (!s->roll_back.empty()) {
+      roll_back(*s, now, std::exchange(s->roll_back, {}));
+    } else {
+      roll(*s, now);
+    }
     reconcile(*s, now);
   }
 }
@@ -597,14 +754,14 @@ std::vector<ReplicaStatus> Supervisor::replicas(std::string_view service) const 
     out.push_back(ReplicaStatus{r->id, r->phase, r->process ? r->process->pid() : 0, r->port,
                                 r->started_at, r->ready_at, r->restarts, r->restart_at,
                                 r->last_crash, r->readiness_status, r->memory_bytes, r->memory_at,
-                                r->retiring});
+                                r->retiring, r->revision});
   }
   return out;
 }
 
 std::vector<std::string> Supervisor::services() const {
   std::vector<std::string> out;
-  for (const auto& s : services_) out.push_back(s->tmpl.service);
+  for (const auto& s : services_) out.push_back(s->name);
   return out;
 }
 

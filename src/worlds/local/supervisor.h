@@ -61,6 +61,8 @@ struct ReplicaTemplate {
   // (SIGKILL, not drained: a process past its limit is what the kernel's out-of-memory killer
   // would take) and restarts as a crashed one, with the back-off. 0 = no limit.
   std::uint64_t memory_limit_bytes = 0;
+
+  friend bool operator==(const ReplicaTemplate&, const ReplicaTemplate&) = default;
 };
 
 // One readiness check of a replica, answered or still in flight.
@@ -127,12 +129,27 @@ struct ReplicaStatus {
   std::optional<Clock::TimePoint> memory_at;
   // Replaced (Supervisor::replace): leaves once its replacement is ready or at once.
   bool retiring = false;
+  // The service's template it was started from (Supervisor::update): 1 for the first.
+  int revision = 1;
+};
+
+// Where a service's rolling update stands (Supervisor::update).
+struct RolloutStatus {
+  int revision = 1;      // the template new replicas start from
+  bool rolling = false;  // replicas of other revisions are still being replaced
+  int updated = 0;       // replicas of `revision` starting or ready
+  int outdated = 0;      // replicas of other revisions not yet gone
+  // The last rollout that failed and was rolled back, why: "revision 2 failed: ..."; "" if none
+  // has since the last update().
+  std::string failed;
 };
 
 // Something that happened to a replica, for the event timeline and logs.
 struct ReplicaEvent {
   Clock::TimePoint time;
-  std::string kind;  // "start", "ready", "crash", "restart", "drain", "stop", "kill"
+  // "start", "ready", "crash", "restart", "drain", "stop", "kill"; of a service's rolling update
+  // (replica ""): "rollout" (begun), "rolled-out" (every replica updated), "rollback"
+  std::string kind;
   std::string service;
   std::string replica;
   std::string message;
@@ -169,6 +186,12 @@ struct SupervisorOptions {
   std::function<std::map<int, std::uint64_t>(const std::set<int>&)> read_memory =
       resident_memory_by_group;
   Clock::Duration memory_check_interval{std::chrono::seconds(1)};
+  // A rolling update (Supervisor::update) starts at most this share of the service's desired
+  // replicas ahead of the ones they replace, at least one (a Deployment's maxSurge: 25 %).
+  double rollout_max_surge = 0.25;
+  // The new revision's replicas crashing this many times in all (exits, readiness or liveness
+  // failures, memory kills) before the rollout ends fails it: it is rolled back.
+  int rollout_failure_crashes = 2;
 };
 
 // How Supervisor::replace() takes the old replica out.
@@ -202,6 +225,18 @@ class Supervisor {
   Result<void> replace(std::string_view replica_id, Clock::TimePoint now,
                        ReplaceMode mode = ReplaceMode::kDrainNow);
 
+  // Rolls the service onto a new template, as a Kubernetes Deployment's rolling update with
+  // maxUnavailable 0: replicas of the new revision start, at most rollout_max_surge ahead, and
+  // each replica of an older one serves until its replacement is ready. Old replicas not serving
+  // (starting, waiting to restart) are replaced at once; scaling goes on meanwhile, new replicas
+  // from the new template. When the new revision's replicas crash rollout_failure_crashes times
+  // before the rollout ends, it is rolled back to the last revision every replica ran, the same
+  // way. A template equal to the current one changes nothing; one equal to that last complete
+  // revision rolls back to it. Errors: kNotFound, kInvalidArgument (as add_service; the name
+  // is the service's).
+  Result<void> update(ReplicaTemplate replica_template, Clock::TimePoint now);
+  RolloutStatus rollout(std::string_view service) const;
+
   // Advances every replica's life to `now`: reaps exits, reads readiness answers and starts new
   // checks (one in flight per starting replica, at most one per probe_interval), restarts,
   // drains, signals, and starts or stops replicas to meet the desired counts. Call it often
@@ -233,6 +268,11 @@ class Supervisor {
   void check_memory(Service& s, Replica& r, Clock::TimePoint now,
                     const std::map<int, std::uint64_t>& memory);
   void reconcile(Service& s, Clock::TimePoint now);
+  void roll(Service& s, Clock::TimePoint now);
+  void roll_back(Service& s, Clock::TimePoint now, const std::string& why);
+  void return_to_stable(Service& s, Clock::TimePoint now);
+  void service_event(Clock::TimePoint now, std::string kind, const Service& s, std::string message);
+  Result<void> validate(const ReplicaTemplate& t) const;
   void gone(Service& s, const Replica& r);
 
   SupervisorOptions options_;

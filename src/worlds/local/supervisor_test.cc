@@ -917,6 +917,130 @@ TEST_F(SupervisorLogTest, OnlyTheNewestLogsOfReplicasThatLeftAreKept) {
   EXPECT_TRUE(ports.empty()) << "a replica that left needs no port file";
 }
 
+// Supervisor::update: a Kubernetes rolling update with maxUnavailable 0. Each old replica serves
+// until its replacement is ready; at most a quarter of the replicas (at least one) start ahead.
+TEST_F(SupervisorTest, ARollingUpdateReplacesEachReplicaOnceItsReplacementIsReady) {
+  ASSERT_TRUE(sup->set_desired("api", 4));
+  for (std::uint16_t p = 9000; p < 9020; ++p) world.ready_ports.insert(p);
+  tick();
+  step(100ms);
+  ASSERT_EQ(world.endpoints.size(), 4u);
+  world.ready_ports.clear();  // the new replicas get ready when the test says
+  ReplicaTemplate v2{"api", {"server", "--port", "{port}", "--v2"}, {}};
+  ASSERT_TRUE(sup->update(v2, clock.now()));
+  EXPECT_EQ(events.end()[-2], "rollout ");
+  EXPECT_EQ(events.back(), "start api-5");
+  EXPECT_EQ(world.launched.size(), 5u) << "one ahead: a surge of 25 % of 4";
+  RolloutStatus status = sup->rollout("api");
+  EXPECT_EQ(status.revision, 2);
+  EXPECT_TRUE(status.rolling);
+  EXPECT_EQ(status.updated, 1);
+  EXPECT_EQ(status.outdated, 4);
+  for (int i = 0; i < 10; ++i) step(100ms);
+  EXPECT_EQ(world.endpoints.size(), 4u) << "nothing leaves before its replacement is ready";
+  EXPECT_EQ(world.launched.size(), 5u);
+  size_t most_launched = 5;
+  for (int round = 0; round < 4; ++round) {
+    world.ready_ports.insert(world.next_port - 1);  // the newest replica gets ready
+    step(100ms);
+    step(100ms);
+    EXPECT_GE(world.endpoints.size(), 4u) << "round " << round;
+    for (int i = 0; i < 5; ++i) step(100ms);
+    most_launched = world.launched.size();
+  }
+  EXPECT_EQ(most_launched, 8u) << "four new replicas, one at a time";
+  ASSERT_EQ(replicas().size(), 4u);
+  for (const ReplicaStatus& r : replicas()) {
+    EXPECT_EQ(r.revision, 2) << r.id;
+    EXPECT_EQ(r.phase, ReplicaPhase::kReady) << r.id;
+  }
+  for (size_t i = 4; i < world.launched.size(); ++i) {
+    EXPECT_EQ(world.launched[i].argv.back(), "--v2");
+  }
+  status = sup->rollout("api");
+  EXPECT_FALSE(status.rolling);
+  EXPECT_EQ(status.updated, 4);
+  EXPECT_EQ(status.outdated, 0);
+  EXPECT_EQ(events.back(), "rolled-out ");
+  ASSERT_TRUE(sup->update(v2, clock.now()));
+  step(100ms);
+  EXPECT_EQ(world.launched.size(), 8u) << "the same template changes nothing";
+  EXPECT_FALSE(sup->update({"nope", {"x"}, {}}, clock.now()));
+  EXPECT_FALSE(sup->update({"api", {}, {}}, clock.now()));
+}
+
+// A revision whose replicas crash is rolled back: the old replicas never stopped serving, and the
+// failed one's replicas go.
+TEST_F(SupervisorTest, ARevisionWhoseReplicasCrashIsRolledBack) {
+  saying_why();
+  ASSERT_TRUE(sup->add_service(api()));
+  ASSERT_TRUE(sup->set_desired("api", 2));
+  world.ready_ports = {9000, 9001};
+  tick();
+  step(100ms);
+  ASSERT_EQ(world.endpoints.size(), 2u);
+  ASSERT_TRUE(sup->update({"api", {"server", "--port", "{port}", "--broken"}, {}}, clock.now()));
+  auto exit_newest = [&] {
+    world.procs[world.next_pid - 1]->status = 3;
+    step(100ms);
+  };
+  exit_newest();
+  EXPECT_EQ(messages.back().substr(0, 30), "crash: exited with status 3; r") << messages.back();
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-1", "api-2"}));
+  step(10s);  // restarted after its back-off
+  ASSERT_EQ(world.launched.size(), 4u);
+  exit_newest();
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-1", "api-2"}));
+  const auto rollback = std::find_if(messages.begin(), messages.end(), [](const std::string& m) {
+    return m.starts_with("rollback: ");
+  });
+  ASSERT_NE(rollback, messages.end());
+  EXPECT_NE(rollback->find("revision 2 failed: its replicas crashed 2 times, the last api-3: "
+                           "exited with status 3"),
+            std::string::npos)
+      << *rollback;
+  EXPECT_NE(rollback->find("back to revision 1"), std::string::npos) << *rollback;
+  for (int i = 0; i < 20; ++i) step(1s);
+  EXPECT_EQ(world.launched.size(), 4u) << "nothing more started";
+  ASSERT_EQ(replicas().size(), 2u);
+  const RolloutStatus status = sup->rollout("api");
+  EXPECT_EQ(status.revision, 1);
+  EXPECT_FALSE(status.rolling);
+  EXPECT_EQ(status.outdated, 0);
+  EXPECT_EQ(status.failed.substr(0, 19), "revision 2 failed: ");
+  // Scaling up meanwhile starts what the service runs now.
+  ASSERT_TRUE(sup->set_desired("api", 3));
+  tick();
+  EXPECT_EQ(world.launched.back().argv,
+            (std::vector<std::string>{"server", "--port", std::to_string(world.next_port - 1)}));
+}
+
+// An update while the last one still rolls: the newest template wins, and a rollback returns to
+// what every replica last ran, not to the half-rolled revision.
+TEST_F(SupervisorTest, AnUpdateDuringARolloutRollsBackToTheLastCompleteRevision) {
+  saying_why();
+  ASSERT_TRUE(sup->add_service(api()));
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports = {9000};
+  tick();
+  step(100ms);
+  ASSERT_TRUE(sup->update({"api", {"server", "--port", "{port}", "--v2"}, {}}, clock.now()));
+  step(100ms);  // revision 2's replica starts, not ready
+  ASSERT_TRUE(sup->update({"api", {"server", "--port", "{port}", "--v3"}, {}}, clock.now()));
+  step(100ms);
+  EXPECT_EQ(sup->rollout("api").revision, 3);
+  ASSERT_EQ(world.launched.back().argv.back(), "--v3");
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-1"}));
+  // Back to revision 1's template by hand: no new revision, nothing of revision 1 replaced.
+  ASSERT_TRUE(sup->update(api(), clock.now()));
+  for (int i = 0; i < 3; ++i) step(100ms);
+  const RolloutStatus status = sup->rollout("api");
+  EXPECT_EQ(status.revision, 1);
+  EXPECT_FALSE(status.rolling);
+  ASSERT_EQ(replicas().size(), 1u);
+  EXPECT_EQ(replicas()[0].id, "api-1");
+}
+
 TEST_F(SupervisorTest, BadTemplatesAreRefused) {
   EXPECT_FALSE(sup->add_service({"api", {"x"}, {}})) << "declared twice";
   EXPECT_FALSE(sup->add_service({"e", {}, {}}));
