@@ -863,30 +863,22 @@ TEST(UpTest, APortFileThatCannotBeWrittenDrainsTheReplicas) {
   EXPECT_NE(log.find("stop web-1: exited with status 0"), std::string::npos) << log;
 }
 
-// A hangup (the terminal that started it closed, or `kill -HUP` meant as a reload, which
-// `prescale gateway` does) stops the platform as SIGTERM does: the replicas drained, the learned
-// state saved, exit 0. Before, SIGHUP's default action killed it at once: in-flight requests
-// failed and what it had learned since its last save was lost.
-TEST(UpTest, SighupStopsThePlatformAsSigtermDoes) {
+// SIGHUP reloads the file, as it does `prescale gateway`, nginx or Prometheus; the platform goes
+// on. Until 2026-12-01 it stopped the platform (SIGTERM's drain), and before that SIGHUP's
+// default action killed it at once.
+TEST(UpTest, ASighupReloadsTheFileAndStopsNothing) {
   TempDir dir;
   const std::string config = dir.file("prescale.yaml");
   testing::write_file(config, echo_yaml("5s"));
-  const std::string state = dir.file("state");
-  Subprocess up({PRESCALE_BIN, "up", "-f", config, "--state-dir", state, "--ui", "127.0.0.1:0",
-                 "--port-file", dir.file("gw.port")},
-                dir.file("up.log"));
-  ASSERT_TRUE(testing::wait_for([&] { return !testing::read_file(dir.file("gw.port")).empty(); },
-                                20s))
-      << up.log();
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
   up.signal(SIGHUP);
-  EXPECT_EQ(up.wait(60s), 0) << up.log();
-  const std::string log = up.log();
-  EXPECT_NE(log.find("received SIGHUP, stopping"), std::string::npos) << log;
-  EXPECT_NE(log.find("stop web-1: exited with status 0"), std::string::npos) << log;
-  Platform again(PRESCALE_BIN, dir, config, state, {}, "again");
-  ASSERT_TRUE(again.started()) << again.log();
-  EXPECT_EQ(again.stop(), 0);
-  EXPECT_NE(again.log().find("restored the learned history"), std::string::npos) << again.log();
+  const std::string said = "reloaded " + config + " (SIGHUP): the gateway's settings applied; " +
+                           "no service's replicas change";
+  EXPECT_TRUE(testing::wait_for([&] { return up.log().find(said) != std::string::npos; }, 10s))
+      << up.log();
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_EQ(up.log().find("received SIGHUP"), std::string::npos) << up.log();
 }
 
 // Two platforms on one state directory would share its replica logs, port files and history (a
@@ -1339,9 +1331,10 @@ TEST(UpTest, ASecondSignalDuringTheDrainKillsTheReplicasAtOnce) {
   for (int pid : pids) EXPECT_FALSE(testing::process_alive(pid)) << "replica " << pid;
 }
 
-// `prescale up` does not reload its file (`prescale gateway` does, by itself, on a change): an
-// edit while it runs is said once, so nobody takes it for applied. Before, nothing was said.
-TEST(UpTest, AnEditOfTheFileWhileRunningIsSaidNotToApply) {
+// An edit that `prescale up` cannot apply while running (what the policy was made from) is
+// refused, naming the fields, once per content, and nothing changes: neither the new bounds nor
+// the rest of that file.
+TEST(UpTest, AnEditNeedingARestartIsRefusedAndChangesNothing) {
   TempDir dir;
   const std::string config = dir.file("prescale.yaml");
   testing::write_file(config, echo_yaml("5s"));
@@ -1349,14 +1342,72 @@ TEST(UpTest, AnEditOfTheFileWhileRunningIsSaidNotToApply) {
   ASSERT_TRUE(up.started()) << up.log();
   std::string edited = echo_yaml("5s");
   edited.replace(edited.find("max: 6"), 6, "max: 8");
+  edited.replace(edited.find("    startup_time"), 0, "    env: {VERSION: \"2\"}\n");
   testing::write_file(config, edited);
-  const std::string said = config + " changed; prescale up does not reload it";
+  const std::string said =
+      "reload (the file changed) refused, keeping the running "
+      "configuration: " +
+      config + ": services[0] (web).replicas changed; ";
   EXPECT_TRUE(testing::wait_for([&] { return up.log().find(said) != std::string::npos; }, 5s))
       << up.log();
   std::this_thread::sleep_for(1500ms);
   EXPECT_EQ(up.stop(), 0);
   const std::string log = up.log();
   EXPECT_EQ(times_in(log, said), 1u) << log;
+  EXPECT_EQ(log.find("start web-2"), std::string::npos) << "the env change was not rolled out";
+}
+
+// A changed service rolls out under load with no failed request, though the route retries
+// nothing: each old replica serves until its replacement is ready. A revision whose replicas
+// crash is rolled back, the old replicas serving throughout.
+TEST(UpTest, AChangedServiceRollsOutAndABrokenOneRollsBackWithNoFailedRequest) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  auto yaml = [](const std::string& how) {
+    return "version: 1\npolicy: {name: hpa}\nservices:\n  - name: web\n" + how +
+           "    replicas: {min: 2, max: 2, initial: 2}\n"
+           "gateway:\n  listen: \"127.0.0.1:0\"\n  routes:\n"
+           "    - match: {path_prefix: /}\n      service: web\n      retries: 0\n";
+  };
+  testing::write_file(config, yaml("    kind: builtin/echo\n"));
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  Subprocess load = load_against(
+      up, dir, {"--rate", "100", "--duration", "30s", "--mix", "GET /busy/5:1", "--seed", "1"});
+  std::this_thread::sleep_for(3s);
+  testing::write_file(config, yaml("    kind: builtin/echo\n    env: {VERSION: \"2\"}\n"));
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        return up.log().find("rolled-out web: revision 2: every replica updated") !=
+               std::string::npos;
+      },
+      20s))
+      << up.log();
+  testing::write_file(config,
+                      yaml("    kind: command\n    command: [sh, -c, \"exit 3\", \"{port}\"]\n"));
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        return up.log().find("rollback web: revision 3 failed: its replicas crashed 2 times") !=
+               std::string::npos;
+      },
+      30s))
+      << up.log();
+  ASSERT_EQ(load.wait(90s), 0) << load.log();
+  const json report = load_report(dir);
+  EXPECT_GT(report["requests"]["completed"].get<int>(), 2500);
+  EXPECT_EQ(report["requests"]["ok"], report["requests"]["scheduled"])
+      << report["status"].dump() << "\n"
+      << up.log();
+  EXPECT_EQ(up.stop(), 0);
+  const std::string log = up.log();
+  for (const char* started : {"start web-3", "start web-4"}) {
+    EXPECT_NE(log.find(started), std::string::npos) << log;
+  }
+  EXPECT_NE(log.find("reloaded " + config +
+                     " (the file changed): the gateway's settings "
+                     "applied; rolling update of web"),
+            std::string::npos)
+      << log;
 }
 
 // One echo service on a free port, routed or not.

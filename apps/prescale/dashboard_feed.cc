@@ -39,8 +39,10 @@ double DashboardFeed::unix_now() {
 
 void record_replica_event(dashboard::DashboardModel& model, double unix_time,
                           const local::ReplicaEvent& e) {
-  spdlog::log(e.kind == "crash" ? spdlog::level::warn : spdlog::level::info, "{} {}: {}", e.kind,
-              e.replica, e.message);
+  // A service's events (a rolling update's) name no replica.
+  const bool bad = e.kind == "crash" || e.kind == "rollback";
+  spdlog::log(bad ? spdlog::level::warn : spdlog::level::info, "{} {}: {}", e.kind,
+              e.replica.empty() ? e.service : e.replica, e.message);
   model.add_event({unix_time, e.kind, e.service, e.replica, e.message});
 }
 

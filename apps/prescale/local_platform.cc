@@ -263,6 +263,58 @@ std::vector<std::string> unready_services(const std::vector<ServiceConfig>& serv
   return out;
 }
 
+void prepare_gateway(Config& config) {
+  // Admission control is a property of each service (its queue_limit), enforced where its
+  // requests enter: the gateway.
+  config.gateway.max_requests_per_replica = admission_limits(config.services);
+  // Its replicas are health-checked where the supervisor asked them whether they are ready.
+  config.gateway.health_check_paths = health_check_paths(config.services);
+  // Without routes, a gateway for one service sends it every request, as `prescale gateway`'s
+  // does; else the gateway would refuse its replicas and answer 404.
+  if (config.gateway.routes.empty() && config.services.size() == 1 &&
+      std::all_of(config.gateway.upstreams.begin(), config.gateway.upstreams.end(),
+                  [&](const auto& u) { return u.first == config.services[0].name; })) {
+    RouteConfig all;
+    all.service = config.services[0].name;
+    config.gateway.routes.push_back(std::move(all));
+  }
+}
+
+std::vector<std::string> changes_needing_a_restart(const Config& running, const Config& next) {
+  std::vector<std::string> out;
+  if (next.world != running.world) out.push_back("world");
+  if (!(next.http == running.http)) out.push_back("http");
+  if (!(next.logging == running.logging)) out.push_back("logging");
+  if (!(next.policy == running.policy)) out.push_back("policy");
+  if (!(next.healer == running.healer)) out.push_back("healer");
+  if (next.gateway.listen != running.gateway.listen) out.push_back("gateway.listen");
+  if (next.gateway.threads != running.gateway.threads) out.push_back("gateway.threads");
+  const bool same_services =
+      next.services.size() == running.services.size() &&
+      std::equal(next.services.begin(), next.services.end(), running.services.begin(),
+                 [](const ServiceConfig& a, const ServiceConfig& b) { return a.name == b.name; });
+  if (!same_services) {
+    out.push_back("services (added, removed, renamed or reordered)");
+    return out;
+  }
+  for (size_t i = 0; i < next.services.size(); ++i) {
+    const ServiceConfig& a = running.services[i];
+    const ServiceConfig& b = next.services[i];
+    const std::string at = "services[" + std::to_string(i) + "] (" + a.name + ").";
+    // What the policy, the capacity model and admission control were made from.
+    if (!(a.replicas == b.replicas)) out.push_back(at + "replicas");
+    if (a.startup_time != b.startup_time) out.push_back(at + "startup_time");
+    if (a.capacity_rps != b.capacity_rps) out.push_back(at + "capacity_rps");
+    if (a.effective_concurrency() != b.effective_concurrency()) {
+      out.push_back(at + (a.concurrency != b.concurrency ? "concurrency" : "kind"));
+    }
+    if (a.queue_limit != b.queue_limit) out.push_back(at + "queue_limit");
+    if (!(a.slo == b.slo)) out.push_back(at + "slo");
+    if (a.depends_on != b.depends_on) out.push_back(at + "depends_on");
+  }
+  return out;
+}
+
 Result<void> preflight(const Config& config, const std::string& file, const ListenAddress& gateway,
                        const ListenAddress& ui) {
   const std::filesystem::path config_dir = std::filesystem::absolute(file).parent_path();

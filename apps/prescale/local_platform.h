@@ -136,6 +136,18 @@ class StateLock {
   bool lost_ = false;  // another process holds the file at path_ now
 };
 
+// The gateway section as `prescale up` runs it: each service's admission limit and health check
+// path filled in from its entry, and a gateway of one service with no routes given a route that
+// takes every request (as `prescale gateway` sends one service every request).
+void prepare_gateway(Config& config);
+
+// What `prescale up` cannot apply while it runs (docs/local.md, "Changing a running platform"):
+// the fields where `next` differs from `running` outside the services' replica templates
+// (commands, kinds, models, environments, probes, memory limits: rolled out) and the gateway's
+// reloadable settings, as "services[1] (web).replicas", "policy", "gateway.listen", or
+// "services (added, removed, renamed or reordered)". Empty when a reload can apply it all.
+std::vector<std::string> changes_needing_a_restart(const Config& running, const Config& next);
+
 // Checks what would otherwise fail after replicas started, naming the file and line and the fix:
 // commands that cannot run, model services without a model, ports that clash.
 Result<void> preflight(const Config& config, const std::string& file, const ListenAddress& gateway,

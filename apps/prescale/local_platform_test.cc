@@ -200,6 +200,62 @@ std::string log_file(const std::string& name, const std::string& content) {
   return path.string();
 }
 
+// What a reload can apply while running (the gateway, the replicas' templates) and what needs a
+// restart (what the policy, capacity model and admission control were made from).
+TEST(ChangesNeedingARestart, AreTheFieldsThePolicyWasMadeFrom) {
+  const std::string base = R"(version: 1
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 1, max: 4}
+  - name: api
+    kind: builtin/echo
+gateway:
+  listen: "127.0.0.1:0"
+  routes:
+    - match: {path_prefix: /}
+      service: web
+)";
+  auto load = [](const std::string& yaml) {
+    auto c = load_config_string(yaml);
+    EXPECT_TRUE(c) << c.error().message;
+    return *c;
+  };
+  auto edited = [&](const std::string& from, const std::string& to) {
+    std::string yaml = base;
+    const size_t at = yaml.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return load(yaml.replace(at, from.size(), to));
+  };
+  const Config running = load(base);
+  EXPECT_THAT(changes_needing_a_restart(running, running), ::testing::IsEmpty());
+  // Rolled out, or reloaded by the gateway.
+  for (const Config& next :
+       {edited("    replicas: {min: 1, max: 4}\n",
+               "    replicas: {min: 1, max: 4}\n    env: {A: b}\n"),
+        edited("kind: builtin/echo\n    replicas",
+               "kind: command\n    command: [x, \"{port}\"]\n    replicas"),
+        edited("    replicas: {min: 1, max: 4}\n",
+               "    replicas: {min: 1, max: 4}\n    memory_limit: 64Mi\n"),
+        edited("path_prefix: /}", "path_prefix: /v1}"),
+        edited("version: 1\n", "version: 1\n\n\n")}) {  // its services on other lines
+    EXPECT_THAT(changes_needing_a_restart(running, next), ::testing::IsEmpty());
+  }
+  EXPECT_THAT(changes_needing_a_restart(running, edited("max: 4", "max: 8")),
+              ::testing::ElementsAre("services[0] (web).replicas"));
+  EXPECT_THAT(changes_needing_a_restart(running, edited("kind: builtin/echo\n    replicas",
+                                                        "kind: builtin/fraud\n    replicas")),
+              ::testing::ElementsAre("services[0] (web).kind"))
+      << "a fraud replica serves one request at a time: admission and capacity change";
+  EXPECT_THAT(changes_needing_a_restart(
+                  running, edited("version: 1\n", "version: 1\npolicy: {name: hpa}\n")),
+              ::testing::ElementsAre("policy"));
+  EXPECT_THAT(changes_needing_a_restart(running, edited("  - name: api\n", "  - name: api2\n")),
+              ::testing::ElementsAre("services (added, removed, renamed or reordered)"));
+  EXPECT_THAT(changes_needing_a_restart(running, edited("127.0.0.1:0", "127.0.0.1:8080")),
+              ::testing::ElementsAre("gateway.listen"));
+}
+
 TEST(LastLogLine, TheLastLineThatIsNotBlank) {
   const std::string log = log_file("plain", "loading\r\nno model in /models/x\r\n \n\n");
   EXPECT_EQ(last_log_line(log), "no model in /models/x");

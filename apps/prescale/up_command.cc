@@ -240,8 +240,8 @@ int run_up(const UpFlags& f) {
   remove_port_files();
 
   runtime::Runtime::block_termination_signals();
-  // A hangup (the terminal closed, or a reload asked of a platform that has none) stops it as
-  // SIGTERM does, drained and saved: its default action would kill it on the spot.
+  // SIGHUP asks for a reload of the file (below), as it does of `prescale gateway`, nginx or
+  // Prometheus: its default action would kill the platform on the spot.
   sigset_t hangup;
   sigemptyset(&hangup);
   sigaddset(&hangup, SIGHUP);
@@ -252,21 +252,9 @@ int run_up(const UpFlags& f) {
   telemetry::register_process_metrics(registry);
   gateway::GatewayOptions gateway_options;
   gateway_options.registry = &registry;
-  // Admission control is a property of each service (its queue_limit), enforced where its
-  // requests enter: the gateway.
-  config.gateway.max_requests_per_replica = admission_limits(config.services);
-  // Its replicas are health-checked where the supervisor asked them whether they are ready.
-  config.gateway.health_check_paths = health_check_paths(config.services);
+  Config as_loaded = config;  // what a reload compares with
+  prepare_gateway(config);
   LearnedAdmission admission(config.services);
-  // Without routes, a gateway for one service sends it every request, as `prescale gateway`'s
-  // does; else the gateway would refuse its replicas and answer 404.
-  if (config.gateway.routes.empty() && config.services.size() == 1 &&
-      std::all_of(config.gateway.upstreams.begin(), config.gateway.upstreams.end(),
-                  [&](const auto& u) { return u.first == config.services[0].name; })) {
-    RouteConfig all;
-    all.service = config.services[0].name;
-    config.gateway.routes.push_back(std::move(all));
-  }
   // A service no route names gets no requests through the gateway (a worker may want that): said
   // once here, not as an error at each of its replicas' starts.
   for (const ServiceConfig& s : config.services) {
@@ -359,19 +347,24 @@ int run_up(const UpFlags& f) {
   const std::filesystem::path config_dir =
       std::filesystem::absolute(f.config_path).parent_path();
   std::vector<scaling::ServiceSpec> specs;
-  std::vector<dashboard::ServiceInfo> infos;
   for (const ServiceConfig& s : config.services) {
     if (auto added = supervisor.add_service(replica_template(s, self, gateway_url, config_dir)); !added) {
       return error(added.error().message);
     }
     (void)supervisor.set_desired(s.name, s.replicas.initial);
     specs.push_back(service_spec(s, f.time_scale));
-    infos.push_back({s.name, std::string(to_string(s.kind)), s.slo.latency_p99_ms, s.replicas.min,
-                     s.replicas.max,
-                     s.memory_limit.bytes > 0 ? static_cast<double>(s.memory_limit.bytes) / 0x1p20
-                                              : dashboard::kNoValue});
   }
-  model.set_services(infos);
+  auto show_services = [&model](const std::vector<ServiceConfig>& services) {
+    std::vector<dashboard::ServiceInfo> infos;
+    for (const ServiceConfig& s : services) {
+      infos.push_back({s.name, std::string(to_string(s.kind)), s.slo.latency_p99_ms, s.replicas.min,
+                       s.replicas.max,
+                       s.memory_limit.bytes > 0 ? static_cast<double>(s.memory_limit.bytes) / 0x1p20
+                                                : dashboard::kNoValue});
+    }
+    model.set_services(std::move(infos));
+  };
+  show_services(config.services);
 
   // The control plane. On a compressed clock, controller time runs ahead of the real one: a
   // restart resumes after the newest stored minute instead of going back in time.
@@ -468,7 +461,10 @@ int run_up(const UpFlags& f) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGHUP);
+  // What the loops below wake for: a stop, or SIGHUP, a reload of the file.
+  sigset_t wake_signals = stop_signals;
+  sigaddset(&wake_signals, SIGHUP);
+  bool reload_asked = false;  // a SIGHUP while the replicas start: a reload once they have
   // The platform is up once every service has the replicas it starts with (or the wait is
   // over): only then are the ports announced, so nobody is sent to a gateway with nothing behind.
   {
@@ -488,7 +484,10 @@ int run_up(const UpFlags& f) {
     const timespec wait{0, 20'000'000};
     while (!all_ready() && real.now() < deadline) {
       supervisor.tick(real.now());
-      if (sigtimedwait(&stop_signals, nullptr, &wait) > 0) {  // Ctrl-C while replicas start
+      const int woken = sigtimedwait(&wake_signals, nullptr, &wait);
+      if (woken == SIGHUP) {
+        reload_asked = true;
+      } else if (woken > 0) {  // Ctrl-C while replicas start
         const bool drained =
             stop_replicas(supervisor, real, std::chrono::seconds(30), stop_signals);
         serving.stop(std::chrono::milliseconds(0));
@@ -526,15 +525,72 @@ int run_up(const UpFlags& f) {
     return timespec{0, ns};
   };
   EndpointWatch endpoint_watch(**gw, config.gateway.health_check.path);
-  // The file is read at start only (prescale gateway reloads it on a change; up does not): an
-  // edit is said once, so nobody takes it for applied.
+  // Reloads (docs/local.md, "Changing a running platform"): on SIGHUP, and when the file's
+  // content changed (looked at every second). All of it applies, or none: the gateway's
+  // settings at once, a service's new replica template by a rolling update; what the policy
+  // was made from needs a restart, and a file asking for one changes nothing.
   std::optional<std::string> file_text = read_whole_file(f.config_path);
+  auto reload = [&](std::string_view why) {
+    auto refuse = [&](const std::string& message) {
+      spdlog::error("reload ({}) refused, keeping the running configuration: {}", why, message);
+    };
+    auto next = load_config_file(f.config_path);
+    if (!next) return refuse(next.error().message);
+    if (auto ok = preflight(*next, f.config_path, *gw_listen, *ui_listen); !ok) {
+      return refuse(ok.error().message);
+    }
+    if (const std::vector<std::string> fixed = changes_needing_a_restart(as_loaded, *next);
+        !fixed.empty()) {
+      std::string fields;
+      for (const std::string& field : fixed) fields += (fields.empty() ? "" : ", ") + field;
+      return refuse(f.config_path + ": " + fields +
+                    " changed; while running, prescale up applies changes to services' commands, "
+                    "kinds, models, environments, probes and memory limits and to the gateway's "
+                    "routes and settings: restart it for these");
+    }
+    Config prepared = *next;
+    prepare_gateway(prepared);
+    if (auto reloaded = (*gw)->reload(prepared.gateway); !reloaded) {
+      return refuse(f.config_path + ": " + reloaded.error().message);
+    }
+    // The admission limits learned since the start stay in force over the seeds just reloaded.
+    for (const ServiceConfig& s : prepared.services) {
+      if (const int n = admission.per_replica(s.name); n > 0) {
+        (void)(*gw)->set_max_requests_per_replica(s.name, static_cast<std::uint32_t>(n));
+      }
+    }
+    std::string rolling;
+    for (const ServiceConfig& s : prepared.services) {
+      const int before = supervisor.rollout(s.name).revision;
+      if (auto updated =
+              supervisor.update(replica_template(s, self, gateway_url, config_dir), real.now());
+          !updated) {
+        spdlog::error("reload ({}): service {} not updated: {}", why, s.name,
+                      updated.error().message);
+      } else if (supervisor.rollout(s.name).revision != before) {
+        rolling += (rolling.empty() ? "" : ", ") + s.name;
+      }
+    }
+    show_services(prepared.services);
+    as_loaded = std::move(*next);
+    config = std::move(prepared);
+    spdlog::info("reloaded {} ({}): the gateway's settings applied; {}", f.config_path, why,
+                 rolling.empty() ? std::string("no service's replicas change")
+                                 : "rolling update of " + rolling);
+  };
+  if (reload_asked) reload("SIGHUP");
   // Both looks once a real second, not at every wake (up to a thousand a second on a compressed
   // clock): the gateway's health checks change no faster.
   Clock::TimePoint next_look = real.now() + std::chrono::seconds(1);
   int sig = 0;
-  for (timespec wait = until_next_tick();
-       (sig = sigtimedwait(&stop_signals, nullptr, &wait)) < 0; wait = until_next_tick()) {
+  for (timespec wait = until_next_tick();; wait = until_next_tick()) {
+    sig = sigtimedwait(&wake_signals, nullptr, &wait);
+    if (sig == SIGHUP) {
+      file_text = read_whole_file(f.config_path);
+      reload("SIGHUP");
+      continue;
+    }
+    if (sig > 0) break;
     supervisor.tick(real.now());
     if (real.now() >= next_look) {
       next_look = real.now() + std::chrono::seconds(1);
@@ -559,8 +615,7 @@ int run_up(const UpFlags& f) {
       if (const std::string said = lock->keep(); !said.empty()) spdlog::warn("{}", said);
       if (std::optional<std::string> text = read_whole_file(f.config_path); text != file_text) {
         file_text = std::move(text);
-        spdlog::warn("{} changed; prescale up does not reload it: restart it to apply the change",
-                     f.config_path);
+        if (file_text) reload("the file changed");  // a file being replaced is read next time
       }
     }
     if (clock.now() < controller.next_tick()) continue;

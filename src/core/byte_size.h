@@ -15,6 +15,8 @@ namespace prescale {
 struct ByteSize {
   std::uint64_t bytes = 0;
   auto operator<=>(const ByteSize&) const = default;
+
+  friend bool operator==(const ByteSize&, const ByteSize&) = default;
 };
 
 // A quantity as Kubernetes writes one: whole bytes ("536870912"), or a number with a binary

@@ -51,11 +51,15 @@ struct HttpConfig {
   std::chrono::milliseconds idle_timeout = std::chrono::seconds(60);
   int max_connections = 10'000;
   std::chrono::milliseconds shutdown_grace = std::chrono::seconds(10);  // drain on SIGTERM
+
+  friend bool operator==(const HttpConfig&, const HttpConfig&) = default;
 };
 
 struct LoggingConfig {
   LogLevel level = LogLevel::kInfo;
   LogFormat format = LogFormat::kText;
+
+  friend bool operator==(const LoggingConfig&, const LoggingConfig&) = default;
 };
 
 struct PolicyConfig {
@@ -72,6 +76,8 @@ struct PolicyConfig {
   // prescale: the same while a forecast plans the service
   // (PrescalePolicyOptions::forecast_scale_down_delay).
   std::chrono::milliseconds forecast_scale_down_delay = std::chrono::minutes(3);
+
+  friend bool operator==(const PolicyConfig&, const PolicyConfig&) = default;
 };
 
 // 0 <= min <= initial <= max, max >= 1. `initial` defaults to `min`.
@@ -79,11 +85,15 @@ struct ReplicaBounds {
   int min = 1;
   int max = 10;
   int initial = 1;
+
+  friend bool operator==(const ReplicaBounds&, const ReplicaBounds&) = default;
 };
 
 struct SloConfig {
   double latency_p99_ms = 200;
   double error_budget = 0.001;  // allowed fraction of failed requests, in (0, 1)
+
+  friend bool operator==(const SloConfig&, const SloConfig&) = default;
 };
 
 // A Kubernetes liveness probe of each ready replica (`prescale up`): GET `path` every `interval`;
@@ -95,6 +105,8 @@ struct LivenessConfig {
   std::chrono::milliseconds interval = std::chrono::seconds(10);
   std::chrono::milliseconds timeout = std::chrono::seconds(1);
   int failure_threshold = 3;
+
+  friend bool operator==(const LivenessConfig&, const LivenessConfig&) = default;
 };
 
 // Admission control's queue limit where a service does not set one: half its SLO's p99 latency,
@@ -283,6 +295,8 @@ struct HealerConfig {
   int ejections = 3;
   std::chrono::milliseconds window = std::chrono::minutes(10);
   std::chrono::milliseconds min_interval = std::chrono::minutes(5);
+
+  friend bool operator==(const HealerConfig&, const HealerConfig&) = default;
 };
 
 struct Config {
