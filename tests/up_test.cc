@@ -1358,8 +1358,8 @@ TEST(UpTest, AnEditNeedingARestartIsRefusedAndChangesNothing) {
 }
 
 // A changed service rolls out under load with no failed request, though the route retries
-// nothing: each old replica serves until its replacement is ready. A revision whose replicas
-// crash is rolled back, the old replicas serving throughout.
+// nothing: each old replica serves until its replacement has been ready 10 s. A revision whose
+// replicas crash is rolled back, the old replicas serving throughout.
 TEST(UpTest, AChangedServiceRollsOutAndABrokenOneRollsBackWithNoFailedRequest) {
   TempDir dir;
   const std::string config = dir.file("prescale.yaml");
@@ -1373,7 +1373,7 @@ TEST(UpTest, AChangedServiceRollsOutAndABrokenOneRollsBackWithNoFailedRequest) {
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   ASSERT_TRUE(up.started()) << up.log();
   Subprocess load = load_against(
-      up, dir, {"--rate", "100", "--duration", "30s", "--mix", "GET /busy/5:1", "--seed", "1"});
+      up, dir, {"--rate", "100", "--duration", "45s", "--mix", "GET /busy/5:1", "--seed", "1"});
   std::this_thread::sleep_for(3s);
   testing::write_file(config, yaml("    kind: builtin/echo\n    env: {VERSION: \"2\"}\n"));
   EXPECT_TRUE(testing::wait_for(
@@ -1381,7 +1381,7 @@ TEST(UpTest, AChangedServiceRollsOutAndABrokenOneRollsBackWithNoFailedRequest) {
         return up.log().find("rolled-out web: revision 2: every replica updated") !=
                std::string::npos;
       },
-      20s))
+      40s))
       << up.log();
   testing::write_file(config,
                       yaml("    kind: command\n    command: [sh, -c, \"exit 3\", \"{port}\"]\n"));
@@ -1408,6 +1408,62 @@ TEST(UpTest, AChangedServiceRollsOutAndABrokenOneRollsBackWithNoFailedRequest) {
                      "applied; rolling update of web"),
             std::string::npos)
       << log;
+}
+
+// A revision that gets ready and then answers errors is rolled back once the gateway ejects one of
+// its replicas: each old replica waits for its replacement to have been ready 10 s, so the old
+// ones are still there, and the gateway's retries (on 5xx here) leave no request failed.
+TEST(UpTest, ARevisionThatAnswersErrorsIsRolledBackWhenTheGatewayEjectsIt) {
+  TempDir dir;
+  testing::write_file(dir.file("broken.py"), R"(import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.path in ("/readyz", "/healthz")
+        self.send_response(200 if ok else 500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+)");
+  const std::string config = dir.file("prescale.yaml");
+  auto yaml = [](const std::string& command) {
+    return "version: 1\npolicy: {name: hpa}\nservices:\n  - name: web\n    kind: command\n"
+           "    command: " +
+           command +
+           "\n    replicas: {min: 2, max: 2, initial: 2}\n"
+           "gateway:\n  listen: \"127.0.0.1:0\"\n"
+           "  outlier_detection: {consecutive_5xx: 3, interval: 1s, base_ejection_time: 30s}\n"
+           "  routes:\n    - match: {path_prefix: /}\n      service: web\n"
+           "      retries: {num_retries: 2, retry_on: [5xx]}\n";
+  };
+  testing::write_file(config, yaml(std::string("[") + PRESCALE_BIN +
+                                   ", serve, echo, --port, \"{port}\", --threads, \"1\"]"));
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  Subprocess load = load_against(
+      up, dir, {"--rate", "100", "--duration", "20s", "--mix", "GET /echo:1", "--seed", "1"});
+  std::this_thread::sleep_for(2s);
+  testing::write_file(config, yaml("[python3, " + dir.file("broken.py") + ", \"{port}\"]"));
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        return up.log().find(
+                   "rollback web: revision 2 failed: web-3 was ejected by the "
+                   "gateway's outlier detection") != std::string::npos;
+      },
+      20s))
+      << up.log();
+  ASSERT_EQ(load.wait(90s), 0) << load.log();
+  const json report = load_report(dir);
+  EXPECT_EQ(report["requests"]["ok"], report["requests"]["scheduled"])
+      << report["status"].dump() << "\n"
+      << up.log();
+  EXPECT_EQ(up.stop(), 0);
+  const std::string log = up.log();
+  EXPECT_EQ(log.find("drain web-1"), log.rfind("drain web-1")) << log;
+  EXPECT_NE(log.find("stop web-1: exited with status 0"), std::string::npos) << log;
+  EXPECT_LT(log.find("stop web-3"), log.find("stop web-1")) << "web-1 served on after the rollback";
+  EXPECT_EQ(log.find("start web-4"), std::string::npos) << "nothing more of revision 2 started";
 }
 
 // One echo service on a free port, routed or not.

@@ -124,6 +124,11 @@ void bound_log(const std::string& log, std::uint64_t max_bytes) {
 // How many times a free port is asked for before a start gives up (Supervisor::start()).
 constexpr int kFreePortAsks = 8;
 
+// Whether the replica is of a new revision being rolled out (not of a rollback's).
+bool of_a_rollout(const auto& s, const auto& r) {
+  return s.rolling && r.revision == s.revision && s.revision != s.stable_revision;
+}
+
 bool serving(ReplicaPhase p) {
   return p == ReplicaPhase::kStarting || p == ReplicaPhase::kReady || p == ReplicaPhase::kCrashed;
 }
@@ -455,13 +460,25 @@ void Supervisor::crashed(Service& s, Replica& r, Clock::TimePoint now, const std
   r.last_crash = why;
   event(now, "crash", s, r,
         why + "; restarting in " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(delay).count()) + " s");
-  // A new revision whose replicas keep crashing is rolled back (after this tick's pass over the
-  // replicas: that changes the list).
-  if (s.rolling && r.revision == s.revision && s.revision != s.stable_revision &&
-      ++s.rollout_crashes >= options_.rollout_failure_crashes && s.roll_back.empty()) {
+  // A new revision whose replicas keep crashing is rolled back (at the end of a tick's pass over
+  // the replicas: that changes the list).
+  if (of_a_rollout(s, r) && ++s.rollout_crashes >= options_.rollout_failure_crashes &&
+      s.roll_back.empty()) {
     s.roll_back = "its replicas crashed " + std::to_string(s.rollout_crashes) +
                   " times, the last " + r.id + ": " + why;
   }
+}
+
+bool Supervisor::failing(std::string_view replica_id, const std::string& why) {
+  for (auto& s : services_) {
+    for (const auto& r : s->replicas) {
+      if (r->id != replica_id) continue;
+      if (!of_a_rollout(*s, *r)) return false;
+      if (s->roll_back.empty()) s->roll_back = r->id + " " + why;
+      return true;
+    }
+  }
+  return false;
 }
 
 void Supervisor::begin_drain(Service& s, Replica& r, Clock::TimePoint now) {
@@ -547,7 +564,12 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
         const auto next =
             std::find_if(s.replicas.begin(), s.replicas.end(),
                          [&](const auto& other) { return other->id == r.drain_after; });
-        if (next == s.replicas.end() || (*next)->phase == ReplicaPhase::kReady) {
+        // A rolling update's replacement must also have stayed ready a while (min ready).
+        const bool replaced =
+            next == s.replicas.end() ||
+            ((*next)->phase == ReplicaPhase::kReady &&
+             (!r.rolled || now - *(*next)->ready_at >= options_.rollout_min_ready));
+        if (replaced) {
           r.drain_after.clear();
           begin_drain(s, r, now);
           return;

@@ -189,6 +189,10 @@ struct SupervisorOptions {
   // A rolling update (Supervisor::update) starts at most this share of the service's desired
   // replicas ahead of the ones they replace, at least one (a Deployment's maxSurge: 25 %).
   double rollout_max_surge = 0.25;
+  // An old replica leaves once its replacement has been ready this long (a Deployment's
+  // minReadySeconds): time for the new revision to show it fails (failing()) before the old one
+  // has gone.
+  Clock::Duration rollout_min_ready{std::chrono::seconds(10)};
   // The new revision's replicas crashing this many times in all (exits, readiness or liveness
   // failures, memory kills) before the rollout ends fails it: it is rolled back.
   int rollout_failure_crashes = 2;
@@ -227,15 +231,21 @@ class Supervisor {
 
   // Rolls the service onto a new template, as a Kubernetes Deployment's rolling update with
   // maxUnavailable 0: replicas of the new revision start, at most rollout_max_surge ahead, and
-  // each replica of an older one serves until its replacement is ready. Old replicas not serving
+  // each replica of an older one serves until its replacement has been ready for
+  // rollout_min_ready. Old replicas not serving
   // (starting, waiting to restart) are replaced at once; scaling goes on meanwhile, new replicas
   // from the new template. When the new revision's replicas crash rollout_failure_crashes times
-  // before the rollout ends, it is rolled back to the last revision every replica ran, the same
-  // way. A template equal to the current one changes nothing; one equal to that last complete
-  // revision rolls back to it. Errors: kNotFound, kInvalidArgument (as add_service; the name
-  // is the service's).
+  // before the rollout ends, or one of them is found failing(), it is rolled back to the last
+  // revision every replica ran, the same way. A template equal to the current one changes nothing;
+  // one equal to that last complete revision rolls back to it. Errors: kNotFound, kInvalidArgument
+  // (as add_service; the name is the service's).
   Result<void> update(ReplicaTemplate replica_template, Clock::TimePoint now);
   RolloutStatus rollout(std::string_view service) const;
+  // A replica seen failing while it serves (the gateway's outlier detection ejected it for its
+  // errors, its service's old replicas not). During a rolling update, a replica of the new
+  // revision seen so fails the rollout at once: a release that starts but answers errors is
+  // rolled back (at the next tick). Otherwise nothing changes. Returns whether it failed one.
+  bool failing(std::string_view replica_id, const std::string& why);
 
   // Advances every replica's life to `now`: reaps exits, reads readiness answers and starts new
   // checks (one in flight per starting replica, at most one per probe_interval), restarts,

@@ -921,11 +921,10 @@ TEST_F(SupervisorLogTest, OnlyTheNewestLogsOfReplicasThatLeftAreKept) {
 // until its replacement is ready; at most a quarter of the replicas (at least one) start ahead.
 TEST_F(SupervisorTest, ARollingUpdateReplacesEachReplicaOnceItsReplacementIsReady) {
   ASSERT_TRUE(sup->set_desired("api", 4));
-  for (std::uint16_t p = 9000; p < 9020; ++p) world.ready_ports.insert(p);
+  world.ready_ports = {9000, 9001, 9002, 9003};  // the new replicas get ready when the test says
   tick();
   step(100ms);
   ASSERT_EQ(world.endpoints.size(), 4u);
-  world.ready_ports.clear();  // the new replicas get ready when the test says
   ReplicaTemplate v2{"api", {"server", "--port", "{port}", "--v2"}, {}};
   ASSERT_TRUE(sup->update(v2, clock.now()));
   EXPECT_EQ(events.end()[-2], "rollout ");
@@ -943,8 +942,11 @@ TEST_F(SupervisorTest, ARollingUpdateReplacesEachReplicaOnceItsReplacementIsRead
   for (int round = 0; round < 4; ++round) {
     world.ready_ports.insert(world.next_port - 1);  // the newest replica gets ready
     step(100ms);
+    step(9900ms);
+    EXPECT_EQ(world.endpoints.size(), 5u)
+        << "round " << round << ": the old replica serves until its replacement was ready 10 s";
     step(100ms);
-    EXPECT_GE(world.endpoints.size(), 4u) << "round " << round;
+    EXPECT_EQ(world.endpoints.size(), 4u) << "round " << round;
     for (int i = 0; i < 5; ++i) step(100ms);
     most_launched = world.launched.size();
   }
@@ -1013,6 +1015,35 @@ TEST_F(SupervisorTest, ARevisionWhoseReplicasCrashIsRolledBack) {
   tick();
   EXPECT_EQ(world.launched.back().argv,
             (std::vector<std::string>{"server", "--port", std::to_string(world.next_port - 1)}));
+}
+
+// A replica of the new revision that the gateway ejects for its errors fails the rollout at once:
+// a release that gets ready and then answers errors is rolled back, its old replicas still there
+// (each waits for its replacement to have been ready a while).
+TEST_F(SupervisorTest, ARevisionWhoseReplicaFailsWhileServingIsRolledBack) {
+  saying_why();
+  ASSERT_TRUE(sup->add_service(api()));
+  ASSERT_TRUE(sup->set_desired("api", 2));
+  world.ready_ports = {9000, 9001, 9002, 9003};
+  tick();
+  step(100ms);
+  EXPECT_FALSE(sup->failing("api-1", "was ejected")) << "no rollout: nothing to roll back";
+  ASSERT_TRUE(sup->update({"api", {"server", "--port", "{port}", "--v2"}, {}}, clock.now()));
+  step(100ms);  // api-3 ready
+  ASSERT_EQ(world.endpoints, (std::set<std::string>{"api-1", "api-2", "api-3"}));
+  step(5s);
+  EXPECT_FALSE(sup->failing("api-1", "was ejected"))
+      << "an old replica's failure is not the rollout's";
+  EXPECT_TRUE(sup->failing("api-3", "was ejected by the gateway's outlier detection"));
+  step(100ms);
+  EXPECT_EQ(messages.back(),
+            "rollback: revision 2 failed: api-3 was ejected by the gateway's "
+            "outlier detection; back to revision 1, which every replica ran")
+      << messages.back();
+  for (int i = 0; i < 20; ++i) step(1s);
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-1", "api-2"}));
+  EXPECT_EQ(world.launched.size(), 3u);
+  EXPECT_FALSE(sup->rollout("api").rolling);
 }
 
 // An update while the last one still rolls: the newest template wins, and a rollback returns to
