@@ -327,15 +327,22 @@ Result<void> Supervisor::replace(std::string_view replica_id, Clock::TimePoint n
   for (auto& s : services_) {
     for (auto& r : s->replicas) {
       if (r->id != replica_id || r->retiring) continue;
-      r->retiring = true;
+      Replica& old = *r;  // `r` is an element of the list reconcile() grows
+      old.retiring = true;
       const bool wait = mode == ReplaceMode::kDrainWhenReplacementReady &&
-                        r->phase == ReplicaPhase::kReady && r->process;
+                        old.phase == ReplicaPhase::kReady && old.process;
+      const size_t before = s->replicas.size();
       if (wait) {
-        r->drain_after = s->name + "-" + std::to_string(s->next_index);  // reconcile's next
+        old.drain_after = s->name + "-" + std::to_string(s->next_index);  // reconcile's next
       } else {
-        begin_drain(*s, *r, now);
+        begin_drain(*s, old, now);
       }
       reconcile(*s, now);  // the replacement starts now, before the old one has gone
+      if (wait && s->replicas.size() == before) {
+        // None started: the others already make the desired count (a scale-down under way).
+        old.drain_after.clear();
+        begin_drain(*s, old, now);
+      }
       return {};
     }
   }
@@ -564,12 +571,15 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
         const auto next =
             std::find_if(s.replicas.begin(), s.replicas.end(),
                          [&](const auto& other) { return other->id == r.drain_after; });
-        // A rolling update's replacement must also have stayed ready a while (min ready).
-        const bool replaced =
-            next == s.replicas.end() ||
-            ((*next)->phase == ReplicaPhase::kReady &&
-             (!r.rolled || now - *(*next)->ready_at >= options_.rollout_min_ready));
-        if (replaced) {
+        const bool ready = next != s.replicas.end() && (*next)->phase == ReplicaPhase::kReady;
+        if (!ready && (next == s.replicas.end() || (*next)->retiring)) {
+          // The replacement left before it was ready (scaled away, or outdated by another update
+          // or a rollback): this replica stays; a rolling update replaces it again if it must.
+          r.retiring = false;
+          r.rolled = false;
+          r.drain_after.clear();
+        } else if (ready && (!r.rolled || now - *(*next)->ready_at >= options_.rollout_min_ready)) {
+          // A rolling update's replacement must also have stayed ready a while (min ready).
           r.drain_after.clear();
           begin_drain(s, r, now);
           return;

@@ -201,8 +201,9 @@ struct SupervisorOptions {
 // How Supervisor::replace() takes the old replica out.
 enum class ReplaceMode {
   kDrainNow,  // at once: it is failing, and every request it gets may fail too
-  // Once the new one is ready (or gone): it still serves well, and leaving first would take its
-  // share of the capacity away for a startup time (a Kubernetes rolling update's surge).
+  // Once the new one is ready: it still serves well, and leaving first would take its share of
+  // the capacity away for a startup time (a Kubernetes rolling update's surge). If the new one
+  // leaves before it is ready (scaled away, replaced in turn), the old one stays.
   kDrainWhenReplacementReady,
 };
 
