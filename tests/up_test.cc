@@ -1493,6 +1493,37 @@ TEST(UpTest, TheSummaryCountsTheRequestsSinceTheLastObservation) {
   EXPECT_NE(up.log().find("prescale up: stopped. requests 20,"), std::string::npos) << up.log();
 }
 
+// A route added by a reload for a service that had none: its replicas, ready since the start
+// and never announced to the gateway, join it, and its requests are counted. Before, the route
+// answered 503 (no replica in the gateway) and the stop summary left its requests out.
+TEST(UpTest, ARouteAddedByAReloadReachesTheServicesReadyReplicasAndIsCounted) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  auto yaml = [](const std::string& api_route) {
+    return "version: 1\npolicy: {name: hpa}\nservices:\n"
+           "  - name: web\n    kind: builtin/echo\n"
+           "  - name: api\n    kind: builtin/echo\n"
+           "gateway:\n  listen: \"127.0.0.1:0\"\n  routes:\n" +
+           api_route + "    - match: {path_prefix: /}\n      service: web\n";
+  };
+  testing::write_file(config, yaml(""));
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  testing::write_file(config, yaml("    - match: {path: \"/delay/{ms}\"}\n      service: api\n"));
+  ASSERT_TRUE(testing::wait_for(
+      [&] { return up.log().find("reloaded " + config) != std::string::npos; }, 10s))
+      << up.log();
+  for (int i = 0; i < 20; ++i) {
+    auto served = http_get(up.gateway_port(), "/delay/1");
+    ASSERT_TRUE(served) << served.error().message;
+    EXPECT_EQ(served->status, 200) << served->body;
+  }
+  EXPECT_EQ(up.stop(), 0);
+  const std::string log = up.log();
+  EXPECT_NE(log.find("prescale up: stopped. requests 20,"), std::string::npos) << log;
+  EXPECT_EQ(times_in(log, "service api: no gateway route names it"), 1u) << log;
+}
+
 // config.md: routes say how requests reach services, and a gateway for one service with no
 // routes sends it every request (gateway.md). Under `prescale up` the smallest such file gave a
 // gateway that refused the service's replicas ("no route or upstream names service") and

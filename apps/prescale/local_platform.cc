@@ -289,6 +289,18 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
   if (!(next.healer == running.healer)) out.push_back("healer");
   if (next.gateway.listen != running.gateway.listen) out.push_back("gateway.listen");
   if (next.gateway.threads != running.gateway.threads) out.push_back("gateway.threads");
+  // The world counts a route's requests for the service it led to at the start (its metrics'
+  // `route` label is its match): one re-pointed would count for the wrong one.
+  for (size_t i = 0; i < next.gateway.routes.size(); ++i) {
+    const RouteConfig& route = next.gateway.routes[i];
+    for (const RouteConfig& before : running.gateway.routes) {
+      if (before.match == route.match && before.service != route.service) {
+        out.push_back("gateway.routes[" + std::to_string(i) + "].service (a route of the same " +
+                      "match to another service)");
+        break;
+      }
+    }
+  }
   const bool same_services =
       next.services.size() == running.services.size() &&
       std::equal(next.services.begin(), next.services.end(), running.services.begin(),
@@ -311,6 +323,9 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
     if (a.queue_limit != b.queue_limit) out.push_back(at + "queue_limit");
     if (!(a.slo == b.slo)) out.push_back(at + "slo");
     if (a.depends_on != b.depends_on) out.push_back(at + "depends_on");
+    // The gateway's health checks ask every replica of a service one path: the old replicas
+    // would be asked the new one during a rollout, and after a rollback every replica.
+    if (a.readiness_path != b.readiness_path) out.push_back(at + "readiness_path");
   }
   return out;
 }

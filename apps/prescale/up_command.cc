@@ -117,23 +117,22 @@ bool stop_replicas(local::Supervisor& supervisor, Clock& real, std::chrono::seco
   return true;
 }
 
-// The healer's look at the memory of every ready replica with a limit (services[].memory_limit):
-// the supervisor's last reading of it, and the lead a replacement needs — the longest
-// start-to-ready time among the service's ready replicas, twice over for the once-a-second looks
-// and the trend's error, and 10 s for the old replica's drain.
-void look_at_memory(const std::vector<ServiceConfig>& services, const local::Supervisor& supervisor,
-                    healing::Healer& healer) {
-  for (const ServiceConfig& s : services) {
-    if (s.memory_limit.bytes == 0) continue;
-    const std::vector<local::ReplicaStatus> replicas = supervisor.replicas(s.name);
+// The healer's look at the memory of every ready replica with a limit (services[].memory_limit,
+// as its revision has it): the supervisor's last reading of it, and the lead a replacement
+// needs — the longest start-to-ready time among the service's ready replicas, twice over for the
+// once-a-second looks and the trend's error, and 10 s for the old replica's drain.
+void look_at_memory(const local::Supervisor& supervisor, healing::Healer& healer) {
+  for (const std::string& service : supervisor.services()) {
+    const std::vector<local::ReplicaStatus> replicas = supervisor.replicas(service);
     Clock::Duration startup{0};
     for (const local::ReplicaStatus& r : replicas) {
       if (r.ready_at) startup = std::max(startup, *r.ready_at - r.started_at);
     }
     const Clock::Duration lead = 2 * startup + std::chrono::seconds(10);
     for (const local::ReplicaStatus& r : replicas) {
-      if (r.memory_at && !r.retiring && r.phase == local::ReplicaPhase::kReady) {
-        healer.memory(s.name, r.id, *r.memory_at, r.memory_bytes, s.memory_limit.bytes, lead);
+      if (r.memory_limit_bytes > 0 && r.memory_at && !r.retiring &&
+          r.phase == local::ReplicaPhase::kReady) {
+        healer.memory(service, r.id, *r.memory_at, r.memory_bytes, r.memory_limit_bytes, lead);
       }
     }
   }
@@ -144,6 +143,9 @@ int run_up(const UpFlags& f) {
     std::cerr << "prescale up: " << message << "\n";
     return 2;
   };
+  // What a reload compares the file with (below): read before it is loaded, so that an edit made
+  // while the platform starts is applied once it has.
+  std::optional<std::string> file_text = read_whole_file(f.config_path);
   auto loaded = load_config_file(f.config_path);
   if (!loaded) return error(loaded.error().message);
   Config config = std::move(*loaded);
@@ -256,14 +258,17 @@ int run_up(const UpFlags& f) {
   prepare_gateway(config);
   LearnedAdmission admission(config.services);
   // A service no route names gets no requests through the gateway (a worker may want that): said
-  // once here, not as an error at each of its replicas' starts.
-  for (const ServiceConfig& s : config.services) {
-    if (std::none_of(config.gateway.routes.begin(), config.gateway.routes.end(),
-                     [&](const RouteConfig& r) { return r.service == s.name; })) {
-      spdlog::warn("service {}: no gateway route names it, so the gateway sends it no requests",
-                   s.name);
+  // here and at each reload, not as an error at each of its replicas' starts.
+  auto warn_unrouted = [](const Config& c) {
+    for (const ServiceConfig& s : c.services) {
+      if (std::none_of(c.gateway.routes.begin(), c.gateway.routes.end(),
+                       [&](const RouteConfig& r) { return r.service == s.name; })) {
+        spdlog::warn("service {}: no gateway route names it, so the gateway sends it no requests",
+                     s.name);
+      }
     }
-  }
+  };
+  warn_unrouted(config);
   auto gw = gateway::Gateway::create(config.gateway, gateway_options);
   if (!gw) return error(gw.error().message);
   http::ServerOptions gso;
@@ -529,7 +534,6 @@ int run_up(const UpFlags& f) {
   // content changed (looked at every second). All of it applies, or none: the gateway's
   // settings at once, a service's new replica template by a rolling update; what the policy
   // was made from needs a restart, and a file asking for one changes nothing.
-  std::optional<std::string> file_text = read_whole_file(f.config_path);
   auto reload = [&](std::string_view why) {
     auto refuse = [&](const std::string& message) {
       spdlog::error("reload ({}) refused, keeping the running configuration: {}", why, message);
@@ -548,6 +552,14 @@ int run_up(const UpFlags& f) {
                     "kinds, models, environments, probes and memory limits and to the gateway's "
                     "routes and settings: restart it for these");
     }
+    // Every template checked before anything changes: all of the file applies, or none.
+    std::vector<local::ReplicaTemplate> templates;
+    for (const ServiceConfig& s : next->services) {
+      templates.push_back(replica_template(s, self, gateway_url, config_dir));
+      if (auto valid = supervisor.validate(templates.back()); !valid) {
+        return refuse(f.config_path + ": " + valid.error().message);
+      }
+    }
     Config prepared = *next;
     prepare_gateway(prepared);
     if (auto reloaded = (*gw)->reload(prepared.gateway); !reloaded) {
@@ -559,16 +571,19 @@ int run_up(const UpFlags& f) {
         (void)(*gw)->set_max_requests_per_replica(s.name, static_cast<std::uint32_t>(n));
       }
     }
+    // A route added for a service: its ready replicas join the gateway, its requests are counted.
+    endpoints.resync();
+    world.add_routes((*gw)->route_services());
+    warn_unrouted(prepared);
     std::string rolling;
-    for (const ServiceConfig& s : prepared.services) {
-      const int before = supervisor.rollout(s.name).revision;
-      if (auto updated =
-              supervisor.update(replica_template(s, self, gateway_url, config_dir), real.now());
-          !updated) {
-        spdlog::error("reload ({}): service {} not updated: {}", why, s.name,
-                      updated.error().message);
-      } else if (supervisor.rollout(s.name).revision != before) {
-        rolling += (rolling.empty() ? "" : ", ") + s.name;
+    for (local::ReplicaTemplate& t : templates) {
+      const std::string service = t.service;
+      const int before = supervisor.rollout(service).revision;
+      if (auto updated = supervisor.update(std::move(t), real.now()); !updated) {
+        // The one refusal left: a revision that failed is not rolled out again.
+        spdlog::warn("reload ({}): {}", why, updated.error().message);
+      } else if (supervisor.rollout(service).revision != before) {
+        rolling += (rolling.empty() ? "" : ", ") + service;
       }
     }
     show_services(prepared.services);
@@ -603,7 +618,7 @@ int run_up(const UpFlags& f) {
         }
       }
       if (config.healer.enabled) {
-        look_at_memory(config.services, supervisor, healer);
+        look_at_memory(supervisor, healer);
         for (const healing::Remedy& r : healer.remedies(real.now())) {
           const bool failing = r.kind == healing::RemedyKind::kEjected;
           const Result<void> replaced =

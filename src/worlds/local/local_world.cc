@@ -24,6 +24,7 @@ void GatewayEndpoints::add(const std::string& service, const std::string& replic
   // A restarted replica may get its old port back while the gateway still drains the old
   // process's endpoint: adding that id again would bring the old entry back, its outlier and
   // health state with it. The new process gets an id of its own ("<replica>@<port>#2").
+  announced_[replica] = {service, port};
   const std::string base = replica + "@" + std::to_string(port);
   std::string id = base;
   if (const gateway::Cluster* cluster = gateway_.cluster(service)) {
@@ -49,7 +50,26 @@ void GatewayEndpoints::add(const std::string& service, const std::string& replic
   endpoint_ids_[replica] = id;
 }
 
+void GatewayEndpoints::resync() {
+  const std::map<std::string, Announced> announced = announced_;  // add() writes to it
+  for (const auto& [replica, where] : announced) {
+    const gateway::Cluster* cluster = gateway_.cluster(where.service);
+    if (cluster == nullptr) continue;  // still no route: nothing to receive
+    const auto known = endpoint_ids_.find(replica);
+    if (known != endpoint_ids_.end()) {
+      const auto view = cluster->view();
+      if (std::any_of(view->specs.begin(), view->specs.end(),
+                      [&](const gateway::EndpointSpec& s) { return s.id == known->second; })) {
+        continue;
+      }
+      endpoint_ids_.erase(known);
+    }
+    add(where.service, replica, where.port);
+  }
+}
+
 void GatewayEndpoints::remove(const std::string& service, const std::string& replica) {
+  announced_.erase(replica);
   auto it = endpoint_ids_.find(replica);
   if (it == endpoint_ids_.end()) return;
   gateway_.remove_endpoint(service, it->second);
@@ -519,6 +539,12 @@ Result<void> LocalWorld::scale(std::string_view service, int replicas) {
 
 Result<void> LocalWorld::restart(std::string_view replica_id) {
   return supervisor_.replace(replica_id, options_.real_clock->now());
+}
+
+void LocalWorld::add_routes(
+    const std::vector<std::pair<std::string, std::string>>& route_services) {
+  for (const auto& [route, service] : route_services)
+    options_.route_service.emplace(route, service);
 }
 
 Result<void> LocalWorld::replace_when_ready(std::string_view replica_id) {

@@ -55,9 +55,17 @@ class GatewayEndpoints final : public EndpointSink {
   std::int64_t in_flight(const std::string& service, const std::string& replica) override;
   // Replicas removed that may still have requests in flight (for tests).
   size_t draining() const { return draining_.size(); }
+  // After a reload of the gateway's configuration: the ready replicas it does not list (their
+  // service had no route when they got ready, or lost its route and got one back) are added.
+  void resync();
 
  private:
+  struct Announced {
+    std::string service;
+    std::uint16_t port = 0;
+  };
   gateway::Gateway& gateway_;
+  std::map<std::string, Announced> announced_;       // replica -> where it serves, added or not
   std::map<std::string, std::string> endpoint_ids_;  // replica -> its current endpoint's id
   std::map<std::string, std::string> draining_;      // replica -> its removed endpoint's id
 };
@@ -67,7 +75,8 @@ struct LocalWorldOptions {
   Clock* real_clock = &Clock::real();  // the Supervisor's; rates are per second of this one
   double time_scale = 1;               // controller seconds per real second
   std::chrono::milliseconds scrape_timeout{1000};
-  // The gateway's route labels and the service each leads to (Gateway::route_services()).
+  // The gateway's route labels and the service each leads to (Gateway::route_services());
+  // LocalWorld::add_routes() adds those of a reload.
   std::map<std::string, std::string> route_service;
   // What each observation's request figures (arrivals, served, failed, slow, p99, concurrency)
   // cover, in controller time: the last 30 s, as the simulator's metric pipeline and the
@@ -98,6 +107,10 @@ class LocalWorld final : public control::World {
   // Replaces a replica that still serves well (one headed for its memory limit): the new one
   // starts now and the old one drains once it is ready. Errors: as restart()'s.
   Result<void> replace_when_ready(std::string_view replica_id);
+  // The route labels of a reloaded gateway (Gateway::route_services()): new ones are counted for
+  // their service from now; a known label keeps its service (its counts so far are that
+  // service's), and one removed keeps what it counted.
+  void add_routes(const std::vector<std::pair<std::string, std::string>>& route_services);
 
   // Cumulative, for the platform's summary: requests that reached the gateway, those served
   // within the SLO, and replica-seconds (of the controller's clock) run so far.

@@ -84,6 +84,7 @@ struct Supervisor::Service {
   bool rolling = false;     // replicas of other revisions than `revision` remain
   int rollout_crashes = 0;  // of `revision`'s replicas since its rollout began
   std::string failed;       // RolloutStatus::failed
+  std::shared_ptr<const ReplicaTemplate> failed_tmpl;  // that revision's template
   std::string roll_back;    // why the rollout fails, to roll it back at the end of this tick
   int desired = 0;
   int next_index = 1;
@@ -188,7 +189,13 @@ Result<void> Supervisor::update(ReplicaTemplate t, Clock::TimePoint now) {
   if (s == nullptr) return make_error(ErrorCode::kNotFound, "no service named " + t.service);
   if (auto valid = validate(t); !valid) return valid;
   if (t == *s->tmpl) return {};
+  if (s->failed_tmpl && t == *s->failed_tmpl) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "service " + s->name + ": " + s->failed +
+                          "; it is not rolled out again until the service's entry changes");
+  }
   s->failed.clear();
+  s->failed_tmpl.reset();
   if (s->rolling && t == *s->stable) {  // back to what every replica ran
     service_event(
         now, "rollout", *s,
@@ -269,6 +276,7 @@ void Supervisor::roll(Service& s, Clock::TimePoint now) {
 
 void Supervisor::roll_back(Service& s, Clock::TimePoint now, const std::string& why) {
   s.failed = "revision " + std::to_string(s.revision) + " failed: " + why;
+  s.failed_tmpl = s.tmpl;
   service_event(now, "rollback", s,
                 s.failed + "; back to revision " + std::to_string(s.stable_revision) +
                     ", which every replica ran");
@@ -786,7 +794,7 @@ std::vector<ReplicaStatus> Supervisor::replicas(std::string_view service) const 
     out.push_back(ReplicaStatus{r->id, r->phase, r->process ? r->process->pid() : 0, r->port,
                                 r->started_at, r->ready_at, r->restarts, r->restart_at,
                                 r->last_crash, r->readiness_status, r->memory_bytes, r->memory_at,
-                                r->retiring, r->revision});
+                                r->retiring, r->revision, r->tmpl->memory_limit_bytes});
   }
   return out;
 }

@@ -131,6 +131,8 @@ struct ReplicaStatus {
   bool retiring = false;
   // The service's template it was started from (Supervisor::update): 1 for the first.
   int revision = 1;
+  // That template's memory limit (ReplicaTemplate::memory_limit_bytes): 0, none.
+  std::uint64_t memory_limit_bytes = 0;
 };
 
 // Where a service's rolling update stands (Supervisor::update).
@@ -239,8 +241,12 @@ class Supervisor {
   // before the rollout ends, or one of them is found failing(), it is rolled back to the last
   // revision every replica ran, the same way. A template equal to the current one changes nothing;
   // one equal to that last complete revision rolls back to it. Errors: kNotFound, kInvalidArgument
-  // (as add_service; the name is the service's).
+  // (validate(); also for the template of the revision that last failed,
+  // which is not rolled out again until another one comes: the message says why it failed).
   Result<void> update(ReplicaTemplate replica_template, Clock::TimePoint now);
+  // What add_service() and update() refuse in a template: an empty command, both port
+  // placeholders, "{port_file}" without a run_dir, bad readiness or liveness settings.
+  Result<void> validate(const ReplicaTemplate& t) const;
   RolloutStatus rollout(std::string_view service) const;
   // A replica seen failing while it serves (the gateway's outlier detection ejected it for its
   // errors, its service's old replicas not). During a rolling update, a replica of the new
@@ -283,7 +289,6 @@ class Supervisor {
   void roll_back(Service& s, Clock::TimePoint now, const std::string& why);
   void return_to_stable(Service& s, Clock::TimePoint now);
   void service_event(Clock::TimePoint now, std::string kind, const Service& s, std::string message);
-  Result<void> validate(const ReplicaTemplate& t) const;
   void gone(Service& s, const Replica& r);
 
   SupervisorOptions options_;

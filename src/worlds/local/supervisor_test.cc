@@ -1010,6 +1010,15 @@ TEST_F(SupervisorTest, ARevisionWhoseReplicasCrashIsRolledBack) {
   EXPECT_FALSE(status.rolling);
   EXPECT_EQ(status.outdated, 0);
   EXPECT_EQ(status.failed.substr(0, 19), "revision 2 failed: ");
+  // The failed template is not tried again (a reload of an unchanged file); another one is.
+  const Result<void> again =
+      sup->update({"api", {"server", "--port", "{port}", "--broken"}, {}}, clock.now());
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().message,
+            "service api: revision 2 failed: its replicas crashed 2 times, the last api-3: exited "
+            "with status 3; it is not rolled out again until the service's entry changes");
+  step(100ms);
+  EXPECT_EQ(world.launched.size(), 4u);
   // Scaling up meanwhile starts what the service runs now.
   ASSERT_TRUE(sup->set_desired("api", 3));
   tick();
