@@ -1410,6 +1410,42 @@ TEST(UpTest, AChangedServiceRollsOutAndABrokenOneRollsBackWithNoFailedRequest) {
       << log;
 }
 
+// A rebuilt program (the same command, a new file) is rolled out at a SIGHUP, as
+// `kubectl rollout restart` would; an unchanged one is not.
+TEST(UpTest, ASighupAfterARebuildRollsTheProgramOut) {
+  TempDir dir;
+  const std::string program = dir.file("svc");
+  auto build = [&](const std::string& version) {
+    std::filesystem::remove(program);
+    testing::write_file(program, "#!/bin/sh\n# " + version + "\nexec " + PRESCALE_BIN +
+                                     " serve echo --port \"$1\" --threads 1\n");
+    std::filesystem::permissions(program, std::filesystem::perms::owner_all);
+  };
+  build("1");
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config,
+                      "version: 1\npolicy: {name: hpa}\nservices:\n  - name: web\n"
+                      "    kind: command\n    command: [" +
+                          program +
+                          ", \"{port}\"]\n"
+                          "gateway:\n  listen: \"127.0.0.1:0\"\n");
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  up.signal(SIGHUP);
+  ASSERT_TRUE(testing::wait_for(
+      [&] { return up.log().find("no service's replicas change") != std::string::npos; }, 10s))
+      << up.log();
+  build("2");
+  up.signal(SIGHUP);
+  EXPECT_TRUE(
+      testing::wait_for([&] { return up.log().find("ready web-2") != std::string::npos; }, 20s))
+      << up.log();
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_NE(up.log().find("(SIGHUP): the gateway's settings applied; rolling update of web"),
+            std::string::npos)
+      << up.log();
+}
+
 // A revision that gets ready and then answers errors is rolled back once the gateway ejects one of
 // its replicas: each old replica waits for its replacement to have been ready 10 s, so the old
 // ones are still there, and the gateway's retries (on 5xx here) leave no request failed.

@@ -59,6 +59,7 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
   t.liveness_timeout = s.liveness.timeout;
   t.liveness_failure_threshold = s.liveness.failure_threshold;
   t.memory_limit_bytes = s.memory_limit.bytes;
+  t.program = local::program_identity(t.argv.at(0));
   t.env.emplace_back("PRESCALE_GATEWAY_URL", gateway_url);
   return t;
 }

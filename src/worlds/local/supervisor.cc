@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -121,6 +122,19 @@ void bound_log(const std::string& log, std::uint64_t max_bytes) {
                  ec ? ec.message() : std::strerror(errno));
   }
 }
+
+}  // namespace
+
+std::string program_identity(const std::string& name) {
+  const Result<std::string> path = resolve_executable(name);
+  struct stat st {};
+  if (!path || ::stat(path->c_str(), &st) != 0) return "";
+  return *path + " " + std::to_string(st.st_ino) + " " + std::to_string(st.st_size) + " " +
+         std::to_string(static_cast<long long>(st.st_mtim.tv_sec) * 1'000'000'000LL +
+                        st.st_mtim.tv_nsec);
+}
+
+namespace {
 
 // How many times a free port is asked for before a start gives up (Supervisor::start()).
 constexpr int kFreePortAsks = 8;

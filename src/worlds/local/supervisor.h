@@ -61,9 +61,17 @@ struct ReplicaTemplate {
   // (SIGKILL, not drained: a process past its limit is what the kernel's out-of-memory killer
   // would take) and restarts as a crashed one, with the back-off. 0 = no limit.
   std::uint64_t memory_limit_bytes = 0;
+  // Not used to start replicas: which build of the program they run (its file's path, inode,
+  // size and modification time: program_identity()), so that a template naming a rebuilt
+  // program is a new one to update() to. "" = not known.
+  std::string program{};
 
   friend bool operator==(const ReplicaTemplate&, const ReplicaTemplate&) = default;
 };
+
+// The identity of the program file `name` runs (resolve_executable()): "<path> <inode> <size>
+// <mtime ns>", following links; "" when it cannot be found. A rebuild or an upgrade changes it.
+std::string program_identity(const std::string& name);
 
 // One readiness check of a replica, answered or still in flight.
 class ReadinessCheck {

@@ -791,6 +791,27 @@ TEST(SupervisorProbe, ARefusedCheckSaysWhy) {
 
 // A start that finds no free port is a crash whose reason the user reads (docs/local.md, "not
 // ready after"): it says why, as when the platform has run out of descriptors.
+// A rebuilt program is a new template (Supervisor::update rolls it out); the same file is not.
+TEST(ProgramIdentity, ChangesWhenTheProgramFileIsRebuilt) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("program_identity_" + std::to_string(::getpid())))
+          .string();
+  auto build = [&](const std::string& text) {
+    std::filesystem::remove(path);  // a new file, as a linker writes one
+    std::ofstream(path) << text;
+    std::filesystem::permissions(path, std::filesystem::perms::owner_all);
+  };
+  build("#!/bin/sh\nexit 0\n");
+  const std::string first = program_identity(path);
+  EXPECT_TRUE(first.starts_with(path + " ")) << first;
+  EXPECT_EQ(program_identity(path), first);
+  build("#!/bin/sh\nexit 1\n");
+  EXPECT_NE(program_identity(path), first);
+  EXPECT_EQ(program_identity("/no/such/program"), "");
+  EXPECT_TRUE(program_identity("sh").starts_with("/")) << "found in PATH";
+  std::filesystem::remove(path);
+}
+
 TEST(SupervisorProbe, NoFreePortSaysWhy) {
   HttpReplicaProbe probe;  // its client's thread started before the descriptors run out
   rlimit before{};
