@@ -1498,7 +1498,9 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
   const std::string log = up.log();
   EXPECT_EQ(log.find("drain web-1"), log.rfind("drain web-1")) << log;
   EXPECT_NE(log.find("stop web-1: exited with status 0"), std::string::npos) << log;
-  EXPECT_LT(log.find("stop web-3"), log.find("stop web-1")) << "web-1 served on after the rollback";
+  EXPECT_LT(log.find("stop web-3"), log.find("stop web-1"))
+      << "web-1 served on after the rollback\n"
+      << log;
   EXPECT_EQ(log.find("start web-4"), std::string::npos) << "nothing more of revision 2 started";
 }
 

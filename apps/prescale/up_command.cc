@@ -359,13 +359,23 @@ int run_up(const UpFlags& f) {
     (void)supervisor.set_desired(s.name, s.replicas.initial);
     specs.push_back(service_spec(s, f.time_scale));
   }
-  auto show_services = [&model](const std::vector<ServiceConfig>& services) {
+  // The services as the dashboard shows them: from the file, and each one's rolling update.
+  auto show_services = [&model, &supervisor](const std::vector<ServiceConfig>& services) {
     std::vector<dashboard::ServiceInfo> infos;
     for (const ServiceConfig& s : services) {
+      const local::RolloutStatus rollout = supervisor.rollout(s.name);
+      std::string rolling;
+      if (rollout.rolling) {
+        rolling = "rolling out: " + std::to_string(rollout.updated) + " of " +
+                  std::to_string(supervisor.desired(s.name)) + " updated";
+      } else if (!rollout.failed.empty()) {
+        rolling = rollout.failed + "; rolled back";
+      }
       infos.push_back({s.name, std::string(to_string(s.kind)), s.slo.latency_p99_ms, s.replicas.min,
                        s.replicas.max,
                        s.memory_limit.bytes > 0 ? static_cast<double>(s.memory_limit.bytes) / 0x1p20
-                                                : dashboard::kNoValue});
+                                                : dashboard::kNoValue,
+                       rollout.revision, std::move(rolling)});
     }
     model.set_services(std::move(infos));
   };
@@ -632,6 +642,7 @@ int run_up(const UpFlags& f) {
         }
       }
       if (const std::string said = lock->keep(); !said.empty()) spdlog::warn("{}", said);
+      show_services(config.services);  // rollouts move on
       if (std::optional<std::string> text = read_whole_file(f.config_path); text != file_text) {
         file_text = std::move(text);
         if (file_text) reload("the file changed");  // a file being replaced is read next time

@@ -24,7 +24,9 @@ json info_json(const ServiceInfo& s) {
           {"slo_p99_ms", number(s.slo_p99_ms)},
           {"min_replicas", s.min_replicas},
           {"max_replicas", s.max_replicas},
-          {"memory_limit_mib", number(s.memory_limit_mib)}};
+          {"memory_limit_mib", number(s.memory_limit_mib)},
+          {"revision", s.revision > 0 ? json(s.revision) : json(nullptr)},
+          {"rollout", s.rollout}};
 }
 
 json point_json(const ServicePoint& p) {

@@ -35,6 +35,12 @@ struct ServiceInfo {
   int min_replicas = 0;
   int max_replicas = 0;
   double memory_limit_mib = kNoValue;  // services[].memory_limit; NaN when none
+  // The template its new replicas start from (a rolling update's revision, docs/local.md); 0
+  // where the world has none.
+  int revision = 0;
+  // Where its rolling update stands: "rolling out: 1 of 4 updated", or the last one's failure
+  // ("revision 3 failed: ...; rolled back"); "" when neither.
+  std::string rollout{};
 };
 
 // One controller tick of one service.

@@ -15,8 +15,8 @@ using nlohmann::json;
 // A model with the two services "frontend" and "recommend".
 std::unique_ptr<DashboardModel> two_services(DashboardLimits limits = {}) {
   auto m = std::make_unique<DashboardModel>(limits);
-  m->set_services(
-      {{"frontend", "gateway", 200, 1, 10, kNoValue}, {"recommend", "recommend", 100, 2, 20, 512}});
+  m->set_services({{"frontend", "gateway", 200, 1, 10, kNoValue},
+                   {"recommend", "recommend", 100, 2, 20, 512, 2, "rolling out: 1 of 2 updated"}});
   return m;
 }
 
@@ -51,6 +51,8 @@ TEST(DashboardModelTest, ServiceJsonHasInfoSeriesColumnsAndForecast) {
   EXPECT_EQ((*j)["min_replicas"], 2);
   EXPECT_EQ((*j)["max_replicas"], 20);
   EXPECT_EQ((*j)["memory_limit_mib"], 512.0);
+  EXPECT_EQ((*j)["revision"], 2);
+  EXPECT_EQ((*j)["rollout"], "rolling out: 1 of 2 updated");
   EXPECT_EQ((*j)["last_t"], 100.0);
   EXPECT_TRUE((*j)["since"].is_null());
   const json& s = (*j)["series"];
@@ -78,6 +80,8 @@ TEST(DashboardModelTest, NanRendersAsNull) {
   ASSERT_TRUE(j);
   EXPECT_TRUE((*j)["series"]["forecast_p50"][0].is_null());
   EXPECT_TRUE((*j)["memory_limit_mib"].is_null()) << "no limit";
+  EXPECT_TRUE((*j)["revision"].is_null()) << "no revisions in this world";
+  EXPECT_EQ((*j)["rollout"], "");
   EXPECT_NE(j->dump().find("null"), std::string::npos);
   EXPECT_EQ(j->dump().find("NaN"), std::string::npos);
   EXPECT_TRUE(m.overview_json()["within_slo_share"].is_null());

@@ -1,6 +1,9 @@
 #include "gateway/cluster.h"
 
+#include <algorithm>
+#include <optional>
 #include <random>
+#include <vector>
 
 #include "core/splitmix.h"
 #include "gateway/internal/thread_cached.h"
@@ -93,13 +96,34 @@ void Cluster::refresh() {
   std::vector<std::shared_ptr<EndpointState>> states;
   std::vector<EndpointSpec> specs;
   std::map<std::string, std::shared_ptr<UpstreamHost>, std::less<>> next;
+  // A new host's latency prior: the configured default_rtt (Linkerd's 30 ms), or the median
+  // estimate of the measured hosts it joins when that is lower. A host joining fast peers is taken
+  // to be as fast as they are and gets its share at once (a rolling update's replacement must
+  // serve to show whether it fails), not once its prior has decayed below theirs (about 46 s
+  // against sub-millisecond peers).
+  std::optional<UpstreamHostConfig> joining;
+  auto joining_config = [&]() -> const UpstreamHostConfig& {
+    if (joining) return *joining;
+    joining = options_.host;
+    std::vector<Clock::Duration> peers;
+    const Clock::TimePoint now = clock_.now();
+    for (const auto& [id, h] : hosts_) {
+      if (h->latency().has_sample()) peers.push_back(h->latency().estimate(now));
+    }
+    if (!peers.empty()) {
+      std::nth_element(peers.begin(), peers.begin() + peers.size() / 2, peers.end());
+      joining->latency.default_rtt =
+          std::min(joining->latency.default_rtt, peers[peers.size() / 2]);
+    }
+    return *joining;
+  };
   if (endpoints != nullptr) {
     for (const Endpoint& e : endpoints->endpoints) {
       auto it = hosts_.find(e.state->spec.id);
       std::shared_ptr<UpstreamHost> host =
           it != hosts_.end() && it->second->address() == e.state->address
               ? it->second
-              : std::make_shared<UpstreamHost>(e.state->address, clock_.now(), options_.host,
+              : std::make_shared<UpstreamHost>(e.state->address, clock_.now(), joining_config(),
                                                detector_);
       host->set_draining(e.draining);
       next.emplace(e.state->spec.id, host);

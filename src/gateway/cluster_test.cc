@@ -154,6 +154,45 @@ struct AdmissionFixture {
   std::vector<UpstreamPick> held;
 };
 
+// A replica joining fast peers starts at their median latency estimate, not at Linkerd's 30 ms
+// prior, which kept it from its share for about 46 s (a rolling update's new replica could not
+// show it failed before the old ones had gone). Joining slower peers, it keeps the 30 ms.
+TEST(ClusterTest, AReplicaJoiningFastPeersStartsAtTheirLatency) {
+  ManualClock clock;
+  EndpointTable table(clock);
+  ASSERT_TRUE(table.add("svc", {"a", "127.0.0.1", 1001}));
+  ASSERT_TRUE(table.add("svc", {"b", "127.0.0.1", 1002}));
+  ASSERT_TRUE(table.add("svc", {"c", "127.0.0.1", 1003}));
+  Cluster cluster("svc", ClusterOptions{}, table, clock);
+  cluster.refresh();
+  auto host = [&](std::uint16_t port) {
+    const auto view = cluster.view();
+    for (size_t i = 0; i < view->specs.size(); ++i) {
+      if (view->specs[i].port == port) return view->hosts.hosts()[i];
+    }
+    return std::shared_ptr<UpstreamHost>();
+  };
+  auto answered = [&](const std::shared_ptr<UpstreamHost>& h, Clock::Duration latency) {
+    std::optional<UpstreamRequest> r = UpstreamRequest::start(h, clock.now());
+    ASSERT_TRUE(r.has_value());
+    clock.advance(latency);
+    r->finish(clock.now(), UpstreamOutcome::response(200));
+  };
+  const auto a = host(1001), b = host(1002), c = host(1003);
+  answered(a, std::chrono::microseconds(400));
+  answered(b, std::chrono::microseconds(500));
+  answered(c, std::chrono::microseconds(900));
+  ASSERT_TRUE(table.add("svc", {"d", "127.0.0.1", 1004}));
+  cluster.refresh();
+  EXPECT_NEAR(host(1004)->latency().estimate_ns(clock.now()), 500e3, 1e3) << "b's, the median";
+  EXPECT_EQ(host(1001), a) << "the others keep what they learned";
+  // Slow peers: the new one keeps the configured prior.
+  for (const auto& h : {a, b, c}) answered(h, milliseconds(80));
+  ASSERT_TRUE(table.add("svc", {"e", "127.0.0.1", 1005}));
+  cluster.refresh();
+  EXPECT_EQ(host(1005)->latency().estimate(clock.now()), milliseconds(30));
+}
+
 TEST(ClusterAdmissionTest, TheLimitIsTheHostsInServiceTimesThePerReplicaNumber) {
   AdmissionFixture f(/*hosts=*/2, /*per_replica=*/3);
   const UpstreamSelection refused = f.fill();

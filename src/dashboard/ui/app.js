@@ -86,9 +86,11 @@
   }
 
   function updateCard(card, s) {
-    card.kind.textContent =
-        `${s.kind || "service"} · SLO p99 ${fmt(s.slo_p99_ms, 0)} ms · ` +
-        `${s.min_replicas}–${s.max_replicas} replicas`;
+    card.kind.textContent = `${s.kind || 'service'} · SLO p99 ${fmt(s.slo_p99_ms, 0)} ms · ` +
+        `${s.min_replicas}–${s.max_replicas} replicas` +
+        (s.revision != null ? ` · revision ${s.revision}` : '') +
+        (s.rollout ? ` · ${s.rollout}` : '');
+    card.kind.classList.toggle('over', !!s.rollout && s.rollout.includes('failed'));
     const p = s.latest;
     card.facts.load.b.textContent = p ? fmt(p.load_rps) + " rps" : "–";
     card.facts.replicas.b.textContent = p ? `${p.ready_replicas}/${p.planned_replicas}` : "–";
