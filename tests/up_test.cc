@@ -1410,6 +1410,38 @@ TEST(UpTest, AChangedServiceRollsOutAndABrokenOneRollsBackWithNoFailedRequest) {
       << log;
 }
 
+// An edit made while the platform starts (its replicas not ready yet) is applied once it has:
+// the file is read for the comparison before it is loaded. Before, the text read after the
+// start was the baseline, and the edit was never applied.
+TEST(UpTest, AnEditMadeWhileThePlatformStartsIsApplied) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  auto yaml = [](const std::string& env) {
+    return std::string(
+               "version: 1\npolicy: {name: hpa}\nservices:\n  - name: web\n"
+               "    kind: command\n    command: [sh, -c, \"sleep 2; exec ") +
+           PRESCALE_BIN + " serve echo --port $0 --threads 1\", \"{port}\"]\n" + env +
+           "gateway:\n  listen: \"127.0.0.1:0\"\n";
+  };
+  testing::write_file(config, yaml(""));
+  std::thread editor([&] {
+    std::this_thread::sleep_for(500ms);  // the replica sleeps 2 s before it listens
+    testing::write_file(config, yaml("    env: {VERSION: \"2\"}\n"));
+  });
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  editor.join();
+  ASSERT_TRUE(up.started()) << up.log();
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        return up.log().find("reloaded " + config +
+                             " (the file changed): the gateway's settings applied; rolling "
+                             "update of web") != std::string::npos;
+      },
+      5s))
+      << up.log();
+  EXPECT_EQ(up.stop(), 0);
+}
+
 // A rebuilt program (the same command, a new file) is rolled out at a SIGHUP, as
 // `kubectl rollout restart` would; an unchanged one is not.
 TEST(UpTest, ASighupAfterARebuildRollsTheProgramOut) {
