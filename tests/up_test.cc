@@ -1394,6 +1394,7 @@ TEST(UpTest, AChangedServiceRollsOutAndABrokenOneRollsBackWithNoFailedRequest) {
       << up.log();
   ASSERT_EQ(load.wait(90s), 0) << load.log();
   const json report = load_report(dir);
+  std::printf("load: %s\n", report["requests"].dump().c_str());
   EXPECT_GT(report["requests"]["completed"].get<int>(), 2500);
   EXPECT_EQ(report["requests"]["ok"], report["requests"]["scheduled"])
       << report["status"].dump() << "\n"
@@ -1523,6 +1524,7 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
       << up.log();
   ASSERT_EQ(load.wait(90s), 0) << load.log();
   const json report = load_report(dir);
+  std::printf("load: %s\n", report["requests"].dump().c_str());
   EXPECT_EQ(report["requests"]["ok"], report["requests"]["scheduled"])
       << report["status"].dump() << "\n"
       << up.log();
