@@ -103,6 +103,22 @@ gateway:
 
 using testing::Platform;
 
+// <dir>/broken.py: a server (python3 broken.py PORT) that answers its health paths (/readyz,
+// /healthz) 200 and every other GET 500, as a release that starts and then fails.
+void write_broken_server(const TempDir& dir) {
+  testing::write_file(dir.file("broken.py"), R"(import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.path in ("/readyz", "/healthz")
+        self.send_response(200 if ok else 500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+)");
+}
+
 // `prescale load` against `up`'s gateway with `args` (rate or trace, duration, mix, ...), its
 // report written to `dir`/load.json (load_report() reads it), its output to `dir`/load.log.
 Subprocess load_against(const Platform& up, const TempDir& dir, std::vector<std::string> args) {
@@ -1069,17 +1085,7 @@ TEST(UpTest, AReplicaThatStaysHungIsKilledAndRestarted) {
 TEST(UpTest, AReplicaThatKeepsFailingIsReplaced) {
   TempDir dir;
   // web-1 answers its health paths and fails everything else; the others are echo servers.
-  testing::write_file(dir.file("broken.py"), R"(import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        ok = self.path in ("/readyz", "/healthz")
-        self.send_response(200 if ok else 500)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-)");
+  write_broken_server(dir);
   const std::string config = dir.file("prescale.yaml");
   testing::write_file(config, std::string(R"(version: 1
 policy: {name: hpa}
@@ -1484,17 +1490,7 @@ TEST(UpTest, ASighupAfterARebuildRollsTheProgramOut) {
 // ones are still there, and the gateway's retries (on 5xx here) leave no request failed.
 TEST(UpTest, ARevisionThatAnswersErrorsIsRolledBackWhenTheGatewayEjectsIt) {
   TempDir dir;
-  testing::write_file(dir.file("broken.py"), R"(import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        ok = self.path in ("/readyz", "/healthz")
-        self.send_response(200 if ok else 500)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-)");
+  write_broken_server(dir);
   const std::string config = dir.file("prescale.yaml");
   auto yaml = [](const std::string& command) {
     return "version: 1\npolicy: {name: hpa}\nservices:\n  - name: web\n    kind: command\n"
