@@ -1586,6 +1586,16 @@ TEST(UpTest, ARouteAddedByAReloadReachesTheServicesReadyReplicasAndIsCounted) {
     ASSERT_TRUE(served) << served.error().message;
     EXPECT_EQ(served->status, 200) << served->body;
   }
+  // The same route pointed at web: its requests so far were api's, so that needs a restart.
+  testing::write_file(config, yaml("    - match: {path: \"/delay/{ms}\"}\n      service: web\n"));
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        return up.log().find(
+                   ": gateway.routes: the route labelled \"/delay/{ms}\" in the "
+                   "metrics leads to web, and its requests so far were api's") != std::string::npos;
+      },
+      10s))
+      << up.log();
   EXPECT_EQ(up.stop(), 0);
   const std::string log = up.log();
   EXPECT_NE(log.find("prescale up: stopped. requests 20,"), std::string::npos) << log;

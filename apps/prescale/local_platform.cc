@@ -290,18 +290,6 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
   if (!(next.healer == running.healer)) out.push_back("healer");
   if (next.gateway.listen != running.gateway.listen) out.push_back("gateway.listen");
   if (next.gateway.threads != running.gateway.threads) out.push_back("gateway.threads");
-  // The world counts a route's requests for the service it led to at the start (its metrics'
-  // `route` label is its match): one re-pointed would count for the wrong one.
-  for (size_t i = 0; i < next.gateway.routes.size(); ++i) {
-    const RouteConfig& route = next.gateway.routes[i];
-    for (const RouteConfig& before : running.gateway.routes) {
-      if (before.match == route.match && before.service != route.service) {
-        out.push_back("gateway.routes[" + std::to_string(i) + "].service (a route of the same " +
-                      "match to another service)");
-        break;
-      }
-    }
-  }
   const bool same_services =
       next.services.size() == running.services.size() &&
       std::equal(next.services.begin(), next.services.end(), running.services.begin(),

@@ -254,10 +254,6 @@ gateway:
               ::testing::ElementsAre("services (added, removed, renamed or reordered)"));
   EXPECT_THAT(changes_needing_a_restart(running, edited("127.0.0.1:0", "127.0.0.1:8080")),
               ::testing::ElementsAre("gateway.listen"));
-  EXPECT_THAT(
-      changes_needing_a_restart(running, edited("      service: web", "      service: api")),
-      ::testing::ElementsAre(
-          "gateway.routes[0].service (a route of the same match to another service)"));
   EXPECT_THAT(changes_needing_a_restart(running, edited("    kind: builtin/echo\ngateway",
                                                         "    kind: builtin/echo\n"
                                                         "    readiness_path: /ok\ngateway")),

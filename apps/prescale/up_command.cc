@@ -365,7 +365,9 @@ int run_up(const UpFlags& f) {
     for (const ServiceConfig& s : services) {
       const local::RolloutStatus rollout = supervisor.rollout(s.name);
       std::string rolling;
-      if (rollout.rolling) {
+      if (rollout.rolling && !rollout.failed.empty()) {
+        rolling = rollout.failed + "; rolling back";
+      } else if (rollout.rolling) {
         rolling = "rolling out: " + std::to_string(rollout.updated) + " of " +
                   std::to_string(supervisor.desired(s.name)) + " updated";
       } else if (!rollout.failed.empty()) {
@@ -574,6 +576,18 @@ int run_up(const UpFlags& f) {
     prepare_gateway(prepared);
     if (auto reloaded = (*gw)->reload(prepared.gateway); !reloaded) {
       return refuse(f.config_path + ": " + reloaded.error().message);
+    }
+    // The world counts a route's requests by its metrics' label (host and path as written, "#2"
+    // for a repeat): a label leading to another service than it did would count for the wrong
+    // one. Such a file is refused, the running routes restored.
+    for (const auto& [route, service] : (*gw)->route_services()) {
+      if (const std::string* counted = world.route_service(route);
+          counted != nullptr && *counted != service) {
+        (void)(*gw)->reload(config.gateway);
+        return refuse(f.config_path + ": gateway.routes: the route labelled \"" + route +
+                      "\" in the metrics leads to " + service + ", and its requests so far were " +
+                      *counted + "'s: restart prescale up for this change");
+      }
     }
     // The admission limits learned since the start stay in force over the seeds just reloaded.
     for (const ServiceConfig& s : prepared.services) {

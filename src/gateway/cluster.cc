@@ -108,7 +108,9 @@ void Cluster::refresh() {
     std::vector<Clock::Duration> peers;
     const Clock::TimePoint now = clock_.now();
     for (const auto& [id, h] : hosts_) {
-      if (h->latency().has_sample()) peers.push_back(h->latency().estimate(now));
+      if (h->latency().has_sample() && h->in_service(now)) {
+        peers.push_back(h->latency().estimate(now));
+      }
     }
     if (!peers.empty()) {
       std::nth_element(peers.begin(), peers.begin() + peers.size() / 2, peers.end());

@@ -111,6 +111,11 @@ class LocalWorld final : public control::World {
   // their service from now; a known label keeps its service (its counts so far are that
   // service's), and one removed keeps what it counted.
   void add_routes(const std::vector<std::pair<std::string, std::string>>& route_services);
+  // The service a route label's requests are counted for; nullptr for a label never seen.
+  const std::string* route_service(const std::string& route) const {
+    const auto it = options_.route_service.find(route);
+    return it == options_.route_service.end() ? nullptr : &it->second;
+  }
 
   // Cumulative, for the platform's summary: requests that reached the gateway, those served
   // within the SLO, and replica-seconds (of the controller's clock) run so far.

@@ -203,6 +203,7 @@ Result<void> Supervisor::update(ReplicaTemplate t, Clock::TimePoint now) {
   if (s == nullptr) return make_error(ErrorCode::kNotFound, "no service named " + t.service);
   if (auto valid = validate(t); !valid) return valid;
   if (t == *s->tmpl) return {};
+  s->roll_back.clear();  // a failure seen in the revision this one replaces is not this one's
   if (s->failed_tmpl && t == *s->failed_tmpl) {
     return make_error(ErrorCode::kInvalidArgument,
                       "service " + s->name + ": " + s->failed +
@@ -291,9 +292,17 @@ void Supervisor::roll(Service& s, Clock::TimePoint now) {
 void Supervisor::roll_back(Service& s, Clock::TimePoint now, const std::string& why) {
   s.failed = "revision " + std::to_string(s.revision) + " failed: " + why;
   s.failed_tmpl = s.tmpl;
+  // A revision that differs only by its program's build (a rebuild, then a reload) cannot be
+  // undone here: replicas start from the file, which holds the failed build.
+  ReplicaTemplate rebuilt = *s.tmpl;
+  rebuilt.program = s.stable->program;
   service_event(now, "rollback", s,
                 s.failed + "; back to revision " + std::to_string(s.stable_revision) +
-                    ", which every replica ran");
+                    ", which every replica ran" +
+                    (rebuilt == *s.stable && s.tmpl->program != s.stable->program
+                         ? ", but its program file holds the failed build: a replica that starts "
+                           "runs it, until the old build is put back"
+                         : ""));
   return_to_stable(s, now);
 }
 
@@ -594,14 +603,19 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
             std::find_if(s.replicas.begin(), s.replicas.end(),
                          [&](const auto& other) { return other->id == r.drain_after; });
         const bool ready = next != s.replicas.end() && (*next)->phase == ReplicaPhase::kReady;
-        if (!ready && (next == s.replicas.end() || (*next)->retiring)) {
-          // The replacement left before it was ready (scaled away, or outdated by another update
-          // or a rollback): this replica stays; a rolling update replaces it again if it must.
+        const bool left = !ready && (next == s.replicas.end() || (*next)->retiring);
+        if (left && r.rolled) {
+          // A rolling update's replacement left before it was ready (scaled away, or outdated by
+          // another update or a rollback): this replica stays, and is replaced again if it must
+          // (a scale-down takes an outdated one first).
           r.retiring = false;
           r.rolled = false;
           r.drain_after.clear();
-        } else if (ready && (!r.rolled || now - *(*next)->ready_at >= options_.rollout_min_ready)) {
-          // A rolling update's replacement must also have stayed ready a while (min ready).
+        } else if (left || (ready && (!r.rolled ||
+                                      now - *(*next)->ready_at >= options_.rollout_min_ready))) {
+          // Replaced (a rolling update's replacement must also have stayed ready a while), or
+          // a replacement asked for otherwise (the healer's) gone: it leaves, and the count
+          // is made up as for any replica that leaves.
           r.drain_after.clear();
           begin_drain(s, r, now);
           return;

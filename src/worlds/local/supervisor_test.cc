@@ -805,7 +805,7 @@ TEST(ProgramIdentity, ChangesWhenTheProgramFileIsRebuilt) {
   const std::string first = program_identity(path);
   EXPECT_TRUE(first.starts_with(path + " ")) << first;
   EXPECT_EQ(program_identity(path), first);
-  build("#!/bin/sh\nexit 1\n");
+  build("#!/bin/sh\nexit 10\n");  // another size: a coarse clock may give both one mtime
   EXPECT_NE(program_identity(path), first);
   EXPECT_EQ(program_identity("/no/such/program"), "");
   EXPECT_TRUE(program_identity("sh").starts_with("/")) << "found in PATH";
@@ -1075,6 +1075,64 @@ TEST_F(SupervisorTest, ARevisionWhoseReplicaFailsWhileServingIsRolledBack) {
   EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-1", "api-2"}));
   EXPECT_EQ(world.launched.size(), 3u);
   EXPECT_FALSE(sup->rollout("api").rolling);
+}
+
+// The healer's replacement (not a rolling update's) scaled away before it was ready: the replica
+// it was to replace leaves all the same, rather than a healthy one in its place.
+TEST_F(SupervisorTest, AReplicaWhoseHealingReplacementWasScaledAwayStillLeaves) {
+  ASSERT_TRUE(sup->set_desired("api", 3));
+  world.ready_ports = {9000, 9001, 9002};
+  tick();
+  step(100ms);
+  ASSERT_TRUE(sup->replace("api-2", clock.now(), ReplaceMode::kDrainWhenReplacementReady));
+  ASSERT_TRUE(sup->set_desired("api", 2));  // api-4, still starting, goes first
+  for (int i = 0; i < 5; ++i) step(100ms);
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-1", "api-3"}));
+}
+
+// A failure seen in a revision just replaced by another update is not the new revision's.
+TEST_F(SupervisorTest, AFailureSeenBeforeAnUpdateDoesNotRollTheUpdateBack) {
+  saying_why();
+  ASSERT_TRUE(sup->add_service(api()));
+  ASSERT_TRUE(sup->set_desired("api", 2));
+  world.ready_ports = {9000, 9001, 9002, 9003, 9004};
+  tick();
+  step(100ms);
+  ASSERT_TRUE(sup->update({"api", {"server", "--port", "{port}", "--v2"}, {}}, clock.now()));
+  step(100ms);  // api-3 (revision 2) ready
+  EXPECT_TRUE(sup->failing("api-3", "was ejected"));
+  ASSERT_TRUE(sup->update({"api", {"server", "--port", "{port}", "--v3"}, {}}, clock.now()));
+  step(100ms);
+  const RolloutStatus status = sup->rollout("api");
+  EXPECT_EQ(status.revision, 3);
+  EXPECT_EQ(status.failed, "");
+  EXPECT_TRUE(status.rolling);
+}
+
+// A revision that differs only by its program's build cannot be undone by a rollback: the
+// warning says that replicas start from the file, which holds the failed build.
+TEST_F(SupervisorTest, ARollbackOfARebuildSaysTheFileHoldsTheFailedBuild) {
+  saying_why();
+  ReplicaTemplate built = api();
+  built.program = "/srv/svc 1 100 1";
+  ASSERT_TRUE(sup->add_service(built));
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports = {9000};
+  tick();
+  step(100ms);
+  built.program = "/srv/svc 2 120 2";
+  ASSERT_TRUE(sup->update(built, clock.now()));
+  step(100ms);
+  EXPECT_TRUE(sup->failing("api-2", "was ejected"));
+  step(100ms);
+  const auto rollback = std::find_if(messages.begin(), messages.end(), [](const std::string& m) {
+    return m.starts_with("rollback: ");
+  });
+  ASSERT_NE(rollback, messages.end());
+  EXPECT_TRUE(rollback->ends_with(
+      "back to revision 1, which every replica ran, but its program file holds the failed "
+      "build: a replica that starts runs it, until the old build is put back"))
+      << *rollback;
 }
 
 // An update while the last one still rolls: the newest template wins, and a rollback returns to
