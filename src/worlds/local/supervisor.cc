@@ -203,12 +203,12 @@ Result<void> Supervisor::update(ReplicaTemplate t, Clock::TimePoint now) {
   if (s == nullptr) return make_error(ErrorCode::kNotFound, "no service named " + t.service);
   if (auto valid = validate(t); !valid) return valid;
   if (t == *s->tmpl) return {};
-  s->roll_back.clear();  // a failure seen in the revision this one replaces is not this one's
   if (s->failed_tmpl && t == *s->failed_tmpl) {
     return make_error(ErrorCode::kInvalidArgument,
                       "service " + s->name + ": " + s->failed +
                           "; it is not rolled out again until the service's entry changes");
   }
+  s->roll_back.clear();  // a failure seen in the revision this one replaces is not this one's
   s->failed.clear();
   s->failed_tmpl.reset();
   if (s->rolling && t == *s->stable) {  // back to what every replica ran
