@@ -1399,6 +1399,15 @@ TEST(UpTest, AChangedServiceRollsOutAndABrokenOneRollsBackWithNoFailedRequest) {
       30s))
       << up.log();
   ASSERT_EQ(load.wait(90s), 0) << load.log();
+  // The controller's /metrics: the rollouts by result, the revision, the replicas' memory.
+  auto metrics = http_get(up.ui_port(), "/metrics");
+  ASSERT_TRUE(metrics) << metrics.error().message;
+  for (const char* line : {"prescale_rollouts_total{service=\"web\",result=\"rolled_out\"} 1\n",
+                           "prescale_rollouts_total{service=\"web\",result=\"rolled_back\"} 1\n",
+                           "prescale_service_revision{service=\"web\"} 2\n",
+                           "prescale_replica_memory_bytes{service=\"web\",replica=\"web-3\"} "}) {
+    EXPECT_NE(metrics->body.find(line), std::string::npos) << line << metrics->body;
+  }
   const json report = load_report(dir);
   std::printf("load: %s\n", report["requests"].dump().c_str());
   EXPECT_GT(report["requests"]["completed"].get<int>(), 2500);

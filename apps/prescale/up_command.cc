@@ -30,6 +30,7 @@
 #include "http/server.h"
 #include "learned_admission.h"
 #include "local_platform.h"
+#include "replica_metrics.h"
 #include "runtime/runtime.h"
 #include "scaling/prescale_policy.h"
 #include "telemetry/exposition.h"
@@ -252,6 +253,7 @@ int run_up(const UpFlags& f) {
   // The data plane: the gateway, its endpoints filled in by the supervisor.
   telemetry::Registry registry;
   telemetry::register_process_metrics(registry);
+  ReplicaMetrics replica_metrics(registry);  // the replicas' memory, revisions, rollouts
   gateway::GatewayOptions gateway_options;
   gateway_options.registry = &registry;
   Config as_loaded = config;  // what a reload compares with
@@ -334,6 +336,7 @@ int run_up(const UpFlags& f) {
                           .min_interval = config.healer.min_interval,
                           .memory = {}});
   so.on_event = [&](const local::ReplicaEvent& event) {
+    replica_metrics.count(event);
     local::ReplicaEvent e = event;
     // A new process, or none: its record of ejections starts again.
     if (e.kind == "crash" || e.kind == "stop") healer.forget(e.replica);
@@ -359,8 +362,15 @@ int run_up(const UpFlags& f) {
     (void)supervisor.set_desired(s.name, s.replicas.initial);
     specs.push_back(service_spec(s, f.time_scale));
   }
-  // The services as the dashboard shows them: from the file, and each one's rolling update.
-  auto show_services = [&model, &supervisor](const std::vector<ServiceConfig>& services) {
+  // The services as the dashboard and /metrics show them: from the file, and each one's replicas
+  // and rolling update.
+  auto show_services = [&model, &supervisor,
+                        &replica_metrics](const std::vector<ServiceConfig>& services) {
+    std::vector<ReplicaMetrics::Service> looked;
+    for (const ServiceConfig& s : services) {
+      looked.push_back({s.name, supervisor.rollout(s.name).revision, supervisor.replicas(s.name)});
+    }
+    replica_metrics.look(looked);
     std::vector<dashboard::ServiceInfo> infos;
     for (const ServiceConfig& s : services) {
       const local::RolloutStatus rollout = supervisor.rollout(s.name);
