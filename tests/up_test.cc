@@ -897,6 +897,61 @@ TEST(UpTest, ASighupReloadsTheFileAndStopsNothing) {
   EXPECT_EQ(up.log().find("received SIGHUP"), std::string::npos) << up.log();
 }
 
+// A hangup from the kernel (the terminal the platform runs in closed) stops it, drained, as a
+// closed terminal stops any program in it, unless SIGHUP was ignored when it started (nohup);
+// `kill -HUP` reloads the file (ASighupReloadsTheFileAndStopsNothing). The terminal is a pty
+// that python's pty module makes; closing its master side is what a closed terminal does.
+TEST(UpTest, AClosedTerminalStopsThePlatformUnlessItRunsUnderNohup) {
+  TempDir dir;
+  testing::write_file(dir.file("interm.py"), R"(import os, pty, signal, sys, time
+nohup = sys.argv[1] == "--nohup"
+log, ready_file, argv = sys.argv[2], sys.argv[3], sys.argv[4:]
+pid, master = pty.fork()
+if pid == 0:  # the session leader, its controlling terminal the pty, its output in the log
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    if nohup:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    os.execv(argv[0], argv)
+deadline = time.time() + 30
+while not os.path.exists(ready_file) and time.time() < deadline:
+    time.sleep(0.05)
+os.close(master)  # the terminal closes: the kernel sends the session SIGHUP
+deadline = time.time() + 60 if not nohup else time.time() + 3
+while time.time() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("exited", os.waitstatus_to_exitcode(status))
+        sys.exit(0)
+    time.sleep(0.05)
+os.kill(pid, signal.SIGTERM)
+os.waitpid(pid, 0)
+print("running")
+)");
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  for (const std::string how : {"--terminal", "--nohup"}) {
+    const std::string port_file = dir.file("gw" + how + ".port");
+    Subprocess terminal(
+        {"/usr/bin/env", "python3", dir.file("interm.py"), how, dir.file("up" + how + ".log"),
+         port_file, PRESCALE_BIN, "up", "-f", config, "--state-dir", dir.file("state" + how),
+         "--ui", "127.0.0.1:0", "--port-file", port_file},
+        dir.file("terminal" + how + ".log"));
+    ASSERT_EQ(terminal.wait(90s), 0) << terminal.log();
+    const std::string log = testing::read_file(dir.file("up" + how + ".log"));
+    if (how == "--terminal") {
+      EXPECT_EQ(terminal.log(), "exited 0\n") << log;
+      EXPECT_NE(log.find("received SIGHUP (the terminal closed), stopping"), std::string::npos)
+          << log;
+    } else {
+      EXPECT_EQ(terminal.log(), "running\n") << "the hangup changed nothing\n" << log;
+      EXPECT_NE(log.find("received SIGTERM, stopping"), std::string::npos) << log;
+    }
+    EXPECT_NE(log.find("stop web-1: exited with status 0"), std::string::npos) << log;
+  }
+}
+
 // Two platforms on one state directory would share its replica logs, port files and history (a
 // second one started by mistake, its gateway on another port): the second is refused, exit 1,
 // naming the directory and the first one's pid, and the first serves on undisturbed. Before,

@@ -242,9 +242,14 @@ int run_up(const UpFlags& f) {
   };
   remove_port_files();
 
+  // SIGHUP sent by a process (`kill -HUP`) asks for a reload of the file (below), as it does of
+  // `prescale gateway`, nginx or Prometheus; sent by the kernel (the terminal the platform runs
+  // in closed) it stops the platform as SIGTERM does, unless SIGHUP was ignored when it started
+  // (`nohup`). Its default action would kill the platform on the spot.
+  struct sigaction at_start {};
+  const bool hangups_ignored = ::sigaction(SIGHUP, nullptr, &at_start) == 0 &&
+                               at_start.sa_handler == SIG_IGN;  // NOLINT: a libc macro
   runtime::Runtime::block_termination_signals();
-  // SIGHUP asks for a reload of the file (below), as it does of `prescale gateway`, nginx or
-  // Prometheus: its default action would kill the platform on the spot.
   sigset_t hangup;
   sigemptyset(&hangup);
   sigaddset(&hangup, SIGHUP);
@@ -492,6 +497,12 @@ int run_up(const UpFlags& f) {
   sigset_t wake_signals = stop_signals;
   sigaddset(&wake_signals, SIGHUP);
   bool reload_asked = false;  // a SIGHUP while the replicas start: a reload once they have
+  // What a signal taken from wake_signals asks: 0 nothing (a hangup under nohup), SIGHUP a reload,
+  // another a stop.
+  auto asked = [&](int sig, const siginfo_t& info) {
+    if (sig != SIGHUP || info.si_code != SI_KERNEL) return sig;
+    return hangups_ignored ? 0 : SIGTERM;  // the terminal closed: stop, said as a hangup
+  };
   // The platform is up once every service has the replicas it starts with (or the wait is
   // over): only then are the ports announced, so nobody is sent to a gateway with nothing behind.
   {
@@ -511,7 +522,8 @@ int run_up(const UpFlags& f) {
     const timespec wait{0, 20'000'000};
     while (!all_ready() && real.now() < deadline) {
       supervisor.tick(real.now());
-      const int woken = sigtimedwait(&wake_signals, nullptr, &wait);
+      siginfo_t info{};
+      const int woken = asked(sigtimedwait(&wake_signals, &info, &wait), info);
       if (woken == SIGHUP) {
         reload_asked = true;
       } else if (woken > 0) {  // Ctrl-C while replicas start
@@ -632,8 +644,12 @@ int run_up(const UpFlags& f) {
   // clock): the gateway's health checks change no faster.
   Clock::TimePoint next_look = real.now() + std::chrono::seconds(1);
   int sig = 0;
+  bool hung_up = false;  // the terminal closed
   for (timespec wait = until_next_tick();; wait = until_next_tick()) {
-    sig = sigtimedwait(&wake_signals, nullptr, &wait);
+    siginfo_t info{};
+    sig = sigtimedwait(&wake_signals, &info, &wait);
+    hung_up = sig == SIGHUP && info.si_code == SI_KERNEL;
+    sig = asked(sig, info);
     if (sig == SIGHUP) {
       file_text = read_whole_file(f.config_path);
       reload("SIGHUP");
@@ -689,7 +705,7 @@ int run_up(const UpFlags& f) {
   }
 
   spdlog::info("received {}, stopping: draining replicas (a second signal kills them at once)",
-               signal_name(sig));
+               hung_up ? "SIGHUP (the terminal closed)" : signal_name(sig));
   save_state();
   // The totals grow at each observation (hpa's come 15 s apart): one now counts the replicas'
   // time until the stop, one after the drain the requests answered since the last.

@@ -97,10 +97,10 @@ void Cluster::refresh() {
   std::vector<EndpointSpec> specs;
   std::map<std::string, std::shared_ptr<UpstreamHost>, std::less<>> next;
   // A new host's latency prior: the configured default_rtt (Linkerd's 30 ms), or the median
-  // estimate of the measured hosts it joins when that is lower. A host joining fast peers is taken
-  // to be as fast as they are and gets its share at once (a rolling update's replacement must
-  // serve to show whether it fails), not once its prior has decayed below theirs (about 46 s
-  // against sub-millisecond peers).
+  // estimate of the measured hosts in service it joins when that is lower. A host joining fast
+  // peers is taken to be as fast as they are and gets its share at once (a rolling update's
+  // replacement must serve to show whether it fails), not once its prior has decayed below theirs
+  // (about 46 s against sub-millisecond peers).
   std::optional<UpstreamHostConfig> joining;
   auto joining_config = [&]() -> const UpstreamHostConfig& {
     if (joining) return *joining;

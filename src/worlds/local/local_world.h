@@ -56,7 +56,7 @@ class GatewayEndpoints final : public EndpointSink {
   // Replicas removed that may still have requests in flight (for tests).
   size_t draining() const { return draining_.size(); }
   // After a reload of the gateway's configuration: the ready replicas it does not list (their
-  // service had no route when they got ready, or lost its route and got one back) are added.
+  // service had no route, so no cluster, when they got ready) are added.
   void resync();
 
  private:
