@@ -27,28 +27,21 @@ void ReplicaMetrics::count(const local::ReplicaEvent& event) {
 }
 
 void ReplicaMetrics::collect(std::vector<telemetry::FamilySnapshot>& out) const {
-  auto family = [](std::string name, std::string help, std::vector<std::string> labels) {
-    telemetry::FamilySnapshot f;
-    f.name = std::move(name);
-    f.help = std::move(help);
-    f.type = telemetry::MetricType::kGauge;
-    f.label_names = std::move(labels);
-    return f;
-  };
-  telemetry::FamilySnapshot memory =
-      family("prescale_replica_memory_bytes",
-             "Resident memory of a running replica's process group (proportional set size), as "
-             "of the supervisor's last look",
-             {"service", "replica"});
-  telemetry::FamilySnapshot limit =
-      family("prescale_replica_memory_limit_bytes",
-             "The memory limit of a running replica (services[].memory_limit of its revision)",
-             {"service", "replica"});
-  telemetry::FamilySnapshot revision =
-      family("prescale_service_revision",
-             "The revision of the template a service's new replicas start from (1 at the start; "
-             "each rolling update adds one, a rollback returns to the old one)",
-             {"service"});
+  using telemetry::MetricType;
+  telemetry::FamilySnapshot memory{
+      "prescale_replica_memory_bytes",
+      "Resident memory of a running replica's process group (proportional set size), as of the "
+      "supervisor's last look",
+      MetricType::kGauge, {"service", "replica"}, {}};
+  telemetry::FamilySnapshot limit{
+      "prescale_replica_memory_limit_bytes",
+      "The memory limit of a running replica (services[].memory_limit of its revision)",
+      MetricType::kGauge, {"service", "replica"}, {}};
+  telemetry::FamilySnapshot revision{
+      "prescale_service_revision",
+      "The revision of the template a service's new replicas start from (1 at the start; each "
+      "rolling update adds one, a rollback returns to the old one)",
+      MetricType::kGauge, {"service"}, {}};
   std::lock_guard lock(mu_);
   for (const Service& s : services_) {
     revision.series.push_back({{s.name}, static_cast<double>(s.revision), {}});
