@@ -17,6 +17,7 @@
 #include "eval_recommend.h"
 #include "gateway_command.h"
 #include "load_command.h"
+#include "render_command.h"
 #include "runtime/runtime.h"
 #include "services/echo/echo_service.h"
 #include "services/forecast/forecast_service.h"
@@ -239,6 +240,7 @@ int main(int argc, char** argv) {
   prescale::GatewayCommand gateway(app);
   prescale::LoadCommand load(app);
   prescale::UpCommand up(app);
+  prescale::RenderCommand render(app);
 
   prescale::require_decimal_integers(app);
 
@@ -283,5 +285,6 @@ int main(int argc, char** argv) {
   if (gateway.parsed()) return gateway.run();
   if (up.parsed()) return up.run();
   if (load.parsed()) return load.run();
+  if (render.parsed()) return render.run();
   return 0;
 }

@@ -203,6 +203,7 @@ static void describe(Schema<ServiceConfig>& s) {
   s.field("name", &ServiceConfig::name).required().check(service_name_problem);
   s.field("kind", &ServiceConfig::kind).required();
   s.field("command", &ServiceConfig::command);
+  s.field("image", &ServiceConfig::image).check(internal::image_problem);
   s.field("env", &ServiceConfig::env);
   s.field("replicas", &ServiceConfig::replicas);
   s.field("startup_time", &ServiceConfig::startup_time);

@@ -118,6 +118,11 @@ struct ServiceConfig {
   std::string name;  // [a-z0-9-], 1..63 chars, unique
   ServiceKind kind = ServiceKind::kCommand;
   std::vector<std::string> command;  // argv; only for kind == kCommand; "{port}" is the port
+  // The container image that runs the service on Kubernetes (`prescale render kubernetes`):
+  // required there for kind == kCommand, whose `command` it holds; for a built-in kind, an image
+  // of Prescale to use instead of the one the render names (one holding its model files, say).
+  // `prescale up` does not read it. "" = not written.
+  std::string image;
   std::map<std::string, std::string> env;
   ReplicaBounds replicas;
   std::chrono::milliseconds startup_time = std::chrono::seconds(30);  // start to ready

@@ -356,6 +356,31 @@ services:
   EXPECT_EQ(r->services.back().max_requests_per_replica_at(300), 0);
 }
 
+TEST(ConfigLoad, AnImageIsAContainerImageReference) {
+  Result<Config> r = load_config_string(R"(
+version: 1
+services:
+  - {name: own, kind: command, command: [svc, "{port}"], image: "registry.example.com/a/b:1.4"}
+  - {name: echo, kind: builtin/echo}
+)");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->services[0].image, "registry.example.com/a/b:1.4");
+  EXPECT_EQ(r->services[1].image, "");
+
+  Result<Config> bad = load_config_string(R"(
+version: 1
+services:
+  - {name: own, kind: command, command: [svc, "{port}"], image: "shop checkout:1"}
+  - {name: echo, kind: builtin/echo, image: ""}
+)");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().message,
+            "<string>:4:65: services[0].image: must be a container image reference such as "
+            "\"registry.example.com/shop/checkout:1.4\", with no space or control character, got "
+            "\"shop checkout:1\"\n"
+            "<string>:5:45: services[1].image: must not be empty");
+}
+
 TEST(ConfigLoad, ReadinessPathIsTheServicesProbeForTheSupervisorAndTheGateway) {
   Result<Config> r = load_config_string(R"(
 version: 1

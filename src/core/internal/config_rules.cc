@@ -41,6 +41,19 @@ std::string service_name_problem(const std::string& name) {
          quote(name);
 }
 
+std::string image_problem(const std::string& image) {
+  if (image.empty()) return "must not be empty";
+  for (char c : image) {
+    if (static_cast<unsigned char>(c) <= ' ' || c == '\x7f') {
+      return "must be a container image reference such as "
+             "\"registry.example.com/shop/checkout:1.4\", with no space or control character, "
+             "got " +
+             quote(image);
+    }
+  }
+  return "";
+}
+
 std::string listen_problem(const std::string& listen) {
   return host_port_problem(listen, R"("127.0.0.1:8080", "[::]:8080")", 0);
 }

@@ -45,6 +45,10 @@ std::string rate_limit_key_problem(const std::string& key);
 
 std::string version_problem(const int& version);
 
+// A container image reference ("registry.example.com/shop/checkout:1.4", "busybox@sha256:..."):
+// not empty, no space or control character (what Kubernetes checks of a container's image).
+std::string image_problem(const std::string& image);
+
 // Environment variable names as POSIX shells accept them.
 bool valid_env_name(const std::string& name);
 

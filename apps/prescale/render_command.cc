@@ -1,0 +1,97 @@
+#include "render_command.h"
+
+#include <iostream>
+#include <string>
+
+#include "core/config.h"
+#include "core/text_file.h"
+#include "core/versioned_file.h"
+#include "version.h"
+#include "worlds/kube/manifests.h"
+
+namespace prescale {
+
+struct RenderFlags {
+  std::string config_path = "prescale.yaml";
+  std::string image;
+  std::string name_space;
+  std::string gateway_service_type = "ClusterIP";
+  int gateway_replicas = 1;
+  std::string output;  // "" = standard output
+};
+
+RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlags>()) {
+  RenderFlags& f = *flags_;
+  auto* render = app.add_subcommand("render", "Turn prescale.yaml into another system's files");
+  render->require_subcommand(1);
+  command_ = render->add_subcommand(
+      "kubernetes",
+      "Kubernetes manifests: a Deployment and a headless Service per service, the "
+      "gateway's Deployment, Service and ConfigMap (docs/kubernetes.md)");
+  command_->add_option("-f,--config", f.config_path, "The file to render")->capture_default_str();
+  command_
+      ->add_option("--image", f.image,
+                   "The Prescale image (prescale on its PATH): runs the gateway and the built-in "
+                   "services that name no image of their own")
+      ->required();
+  command_->add_option("-n,--namespace", f.name_space,
+                       "metadata.namespace of every object (default: none written, kubectl's "
+                       "current namespace)");
+  command_
+      ->add_option("--gateway-service-type", f.gateway_service_type,
+                   "The gateway Service's type: ClusterIP, NodePort or LoadBalancer")
+      ->check(CLI::IsMember({"ClusterIP", "NodePort", "LoadBalancer"}))
+      ->capture_default_str();
+  command_
+      ->add_option("--gateway-replicas", f.gateway_replicas,
+                   "Gateway pods; each keeps its own admission limits, so n gateways admit up to "
+                   "n times a service's queue")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  command_->add_option("-o,--output", f.output,
+                       "Write the manifests to this file, whole or not at all (default: standard "
+                       "output)");
+}
+
+RenderCommand::~RenderCommand() = default;
+
+bool RenderCommand::parsed() const { return command_->parsed(); }
+
+int RenderCommand::run() const {
+  const RenderFlags& f = *flags_;
+  auto text = read_text_file(f.config_path);
+  if (!text) {
+    std::cerr << "prescale render kubernetes: " << text.error().message << "\n";
+    return 2;
+  }
+  auto config = load_config_string(*text, f.config_path);
+  if (!config) {
+    std::cerr << "prescale render kubernetes: " << config.error().message << "\n";
+    return 2;
+  }
+  kube::ManifestOptions options;
+  options.image = f.image;
+  options.name_space = f.name_space;
+  options.gateway_service_type = f.gateway_service_type;
+  options.gateway_replicas = f.gateway_replicas;
+  options.config_text = *text;
+  options.config_name = f.config_path;
+  auto objects = kube::kubernetes_objects(*config, options);
+  if (!objects) {
+    std::cerr << "prescale render kubernetes: " << objects.error().message << "\n";
+    return 2;
+  }
+  const std::string yaml = "# prescale render kubernetes -f " + f.config_path + " (prescale " +
+                           PRESCALE_VERSION + ")\n" + kube::to_yaml_stream(*objects);
+  if (f.output.empty()) {
+    std::cout << yaml << std::flush;
+    return std::cout ? 0 : 1;
+  }
+  if (auto written = write_file_atomically(f.output, yaml); !written) {
+    std::cerr << "prescale render kubernetes: " << written.error().message << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace prescale

@@ -1,0 +1,397 @@
+#include "worlds/kube/manifests.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string_view>
+
+#include "core/byte_size.h"
+#include "core/sha256.h"
+
+namespace prescale::kube {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr std::string_view kGatewayName = "prescale-gateway";
+constexpr std::string_view kConfigMapName = "prescale-config";
+constexpr std::string_view kConfigDir = "/etc/prescale";
+constexpr std::string_view kConfigKey = "prescale.yaml";
+// The supervisor's ready_timeout: a replica not ready this long after it started has failed.
+constexpr int kStartupSeconds = 120;
+
+// Kubernetes counts probe periods and grace periods in whole seconds, at least 1.
+int whole_seconds(std::chrono::milliseconds d) {
+  return std::max<int>(1, static_cast<int>((d.count() + 999) / 1000));
+}
+
+Json metadata(std::string_view name, const Json& labels, const ManifestOptions& o) {
+  Json m = {{"name", name}};
+  if (!o.name_space.empty()) m["namespace"] = o.name_space;
+  m["labels"] = labels;
+  return m;
+}
+
+Json labels_of(std::string_view name, std::string_view component) {
+  return {{"app.kubernetes.io/name", name},
+          {"app.kubernetes.io/component", component},
+          {"app.kubernetes.io/part-of", "prescale"},
+          {"app.kubernetes.io/managed-by", "prescale"}};
+}
+
+// What a Deployment selects its pods by (immutable once created, so the fewest labels).
+Json selector_of(std::string_view name) {
+  return {{"app.kubernetes.io/name", name}, {"app.kubernetes.io/part-of", "prescale"}};
+}
+
+Json http_probe(std::string_view path, std::string_view port) {
+  return {{"httpGet", {{"path", path}, {"port", port}}}};
+}
+
+Json scrape_annotations(int port) {
+  return {{"prometheus.io/scrape", "true"},
+          {"prometheus.io/port", std::to_string(port)},
+          {"prometheus.io/path", "/metrics"}};
+}
+
+// A Deployment of `replicas` pods running `container`, rolled as `prescale up` rolls a service.
+Json deployment(std::string_view name, std::string_view component, int replicas,
+                const Json& pod_annotations, Json container, Json volumes, const Config& config,
+                const ManifestOptions& o) {
+  Json pod_spec = {{"enableServiceLinks", false},  // no FOO_SERVICE_HOST variables per Service
+                   {"terminationGracePeriodSeconds", whole_seconds(config.http.shutdown_grace) + 5},
+                   {"containers", Json::array({std::move(container)})}};
+  if (!volumes.empty()) pod_spec["volumes"] = std::move(volumes);
+  return {
+      {"apiVersion", "apps/v1"},
+      {"kind", "Deployment"},
+      {"metadata", metadata(name, labels_of(name, component), o)},
+      {"spec",
+       {{"replicas", replicas},
+        {"selector", {{"matchLabels", selector_of(name)}}},
+        {"strategy",
+         {{"type", "RollingUpdate"},
+          {"rollingUpdate", {{"maxUnavailable", 0}, {"maxSurge", "25%"}}}}},
+        {"minReadySeconds", 10},
+        {"template",
+         {{"metadata", {{"labels", labels_of(name, component)}, {"annotations", pod_annotations}}},
+          {"spec", std::move(pod_spec)}}}}}};
+}
+
+Json service_object(std::string_view name, std::string_view component, Json spec,
+                    const ManifestOptions& o) {
+  spec["selector"] = selector_of(name);
+  return {{"apiVersion", "v1"},
+          {"kind", "Service"},
+          {"metadata", metadata(name, labels_of(name, component), o)},
+          {"spec", std::move(spec)}};
+}
+
+std::string replace_all(std::string text, std::string_view from, std::string_view to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
+// The container of one service's replicas, or what is wrong with the service for Kubernetes.
+Json service_container(const ServiceConfig& s, std::size_t index, const Config& config,
+                       const ManifestOptions& o, std::vector<std::string>& problems) {
+  const std::string where = o.config_name + ":" + std::to_string(s.line) + ": services[" +
+                            std::to_string(index) + "] (" + s.name + ")";
+  auto problem = [&](std::string_view field, std::string_view what) {
+    problems.push_back(where + "." + std::string(field) + ": " + std::string(what));
+  };
+  if (s.name.front() < 'a' || s.name.front() > 'z') {
+    problem("name", "a Kubernetes Service name starts with a letter, got \"" + s.name + "\"");
+  }
+  if (s.name == kGatewayName) {
+    problem("name", "\"prescale-gateway\" is the gateway's Deployment and Service");
+  }
+
+  Json c = {{"name", s.name}};
+  const std::string port = std::to_string(kServicePort);
+  if (s.kind == ServiceKind::kCommand) {
+    if (s.image.empty()) {
+      problem("image",
+              "required on Kubernetes for a command service: the container image that holds \"" +
+                  s.command.front() + "\"");
+    }
+    c["image"] = s.image;
+    Json argv = Json::array();
+    for (const std::string& a : s.command) {
+      if (a.find("{port_file}") != std::string::npos) {
+        problem("command",
+                "\"{port_file}\" is for prescale up; on Kubernetes the port is "
+                "fixed: pass \"{port}\" (" +
+                    port + ")");
+      }
+      argv.push_back(replace_all(a, "{port}", port));
+    }
+    c["command"] = std::move(argv);
+  } else {
+    std::string kind(to_string(s.kind));
+    kind = kind.substr(kind.find('/') + 1);
+    c["image"] = s.image.empty() ? o.image : s.image;
+    Json argv = {"prescale",
+                 "serve",
+                 kind,
+                 "--port",
+                 port,
+                 "--threads",
+                 "1",
+                 "--log-level",
+                 to_string(config.logging.level),
+                 "--log-format",
+                 to_string(config.logging.format)};
+    const bool model_files = s.kind == ServiceKind::kRecommend || s.kind == ServiceKind::kFraud;
+    if (!s.model_dir.empty() || model_files) {
+      const std::filesystem::path dir(s.model_dir);
+      argv.push_back("--model-dir");
+      argv.push_back(dir.is_absolute() ? dir.lexically_normal().string()
+                                       : std::string(kModelRoot) + "/" + s.name);
+    }
+    c["command"] = std::move(argv);
+  }
+  c["ports"] = Json::array({{{"name", "http"}, {"containerPort", kServicePort}}});
+  Json env = Json::array();
+  for (const auto& [k, v] : s.env) env.push_back({{"name", k}, {"value", v}});
+  env.push_back(
+      {{"name", "PRESCALE_GATEWAY_URL"}, {"value", "http://" + std::string(kGatewayName) + ":80"}});
+  c["env"] = std::move(env);
+  if (s.memory_limit.bytes > 0) {
+    const std::string memory = format_byte_size(s.memory_limit);
+    c["resources"] = {{"requests", {{"memory", memory}}}, {"limits", {{"memory", memory}}}};
+  }
+  const HealthCheckConfig& hc = config.gateway.health_check;
+  Json startup = http_probe(s.effective_readiness_path(), "http");
+  startup.update({{"periodSeconds", 1}, {"failureThreshold", kStartupSeconds}});
+  c["startupProbe"] = std::move(startup);
+  Json readiness = http_probe(s.effective_readiness_path(), "http");
+  readiness.update({{"periodSeconds", whole_seconds(hc.interval)},
+                    {"timeoutSeconds", whole_seconds(hc.timeout)},
+                    {"successThreshold", hc.healthy_threshold},
+                    {"failureThreshold", hc.unhealthy_threshold}});
+  c["readinessProbe"] = std::move(readiness);
+  if (s.liveness.enabled) {
+    Json liveness = http_probe(s.liveness.path, "http");
+    liveness.update({{"periodSeconds", whole_seconds(s.liveness.interval)},
+                     {"timeoutSeconds", whole_seconds(s.liveness.timeout)},
+                     {"failureThreshold", s.liveness.failure_threshold}});
+    c["livenessProbe"] = std::move(liveness);
+  }
+  c["securityContext"] = {{"allowPrivilegeEscalation", false}};
+  return c;
+}
+
+Json gateway_container(const Config& config, const ManifestOptions& o) {
+  Json argv = {"prescale",     "gateway",
+               "-f",           std::string(kConfigDir) + "/" + std::string(kConfigKey),
+               "--address",    "0.0.0.0",
+               "--port",       std::to_string(kServicePort),
+               "--admin-port", std::to_string(kGatewayAdminPort)};
+  // Each service's headless Service: its name resolves to the ready replicas' addresses.
+  for (const ServiceConfig& s : config.services) {
+    argv.push_back("--upstream");
+    argv.push_back(s.name + "=" + s.name + ":" + std::to_string(kServicePort));
+  }
+  return {{"name", "gateway"},
+          {"image", o.image},
+          {"command", std::move(argv)},
+          {"ports", Json::array({{{"name", "http"}, {"containerPort", kServicePort}},
+                                 {{"name", "admin"}, {"containerPort", kGatewayAdminPort}}})},
+          {"readinessProbe", http_probe("/readyz", "admin")},
+          {"livenessProbe", http_probe("/healthz", "admin")},
+          {"volumeMounts",
+           Json::array({{{"name", "config"}, {"mountPath", kConfigDir}, {"readOnly", true}}})},
+          {"securityContext", {{"allowPrivilegeEscalation", false}}}};
+}
+
+}  // namespace
+
+Result<std::vector<Json>> kubernetes_objects(const Config& config, const ManifestOptions& o) {
+  std::vector<std::string> problems;
+  const std::string& t = o.gateway_service_type;
+  if (t != "ClusterIP" && t != "NodePort" && t != "LoadBalancer") {
+    problems.push_back("gateway service type must be ClusterIP, NodePort or LoadBalancer, got \"" +
+                       t + "\"");
+  }
+  if (o.image.empty()) problems.push_back("the Prescale image must be named");
+
+  std::vector<Json> objects;
+  objects.push_back({{"apiVersion", "v1"},
+                     {"kind", "ConfigMap"},
+                     {"metadata", metadata(kConfigMapName, labels_of(kConfigMapName, "config"), o)},
+                     {"data", {{kConfigKey, o.config_text}}}});
+  for (std::size_t i = 0; i < config.services.size(); ++i) {
+    const ServiceConfig& s = config.services[i];
+    Json container = service_container(s, i, config, o, problems);
+    // Headless: the name resolves to every ready replica, which the gateway balances itself.
+    objects.push_back(service_object(
+        s.name, "service",
+        {{"clusterIP", "None"},
+         {"ports",
+          Json::array({{{"name", "http"}, {"port", kServicePort}, {"targetPort", "http"}}})}},
+        o));
+    objects.push_back(deployment(s.name, "service", s.replicas.initial,
+                                 scrape_annotations(kServicePort), std::move(container),
+                                 Json::array(), config, o));
+  }
+  if (!problems.empty()) {
+    std::string message;
+    for (const std::string& p : problems) message += (message.empty() ? "" : "\n") + p;
+    return make_error(ErrorCode::kInvalidArgument, message);
+  }
+
+  // Kubernetes objects hold UTF-8 text (a ConfigMap's data, an argument, a variable's value).
+  for (const Json& object : objects) {
+    try {
+      (void)object.dump();
+    } catch (const nlohmann::json::type_error& e) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        o.config_name + ": not UTF-8 text, which Kubernetes objects hold (" +
+                            object["kind"].get<std::string>() + " " +
+                            object["metadata"]["name"].get<std::string>() + ": " + e.what() + ")");
+    }
+  }
+
+  // A changed file changes the pod template, so `kubectl apply` rolls the gateway.
+  Json annotations = scrape_annotations(kGatewayAdminPort);
+  annotations["checksum/config"] = sha256_hex(o.config_text);
+  objects.push_back(service_object(
+      kGatewayName, "gateway",
+      {{"type", o.gateway_service_type},
+       {"ports", Json::array({{{"name", "http"}, {"port", 80}, {"targetPort", "http"}}})}},
+      o));
+  objects.push_back(deployment(
+      kGatewayName, "gateway", o.gateway_replicas, annotations, gateway_container(config, o),
+      Json::array({{{"name", "config"}, {"configMap", {{"name", kConfigMapName}}}}}), config, o));
+  return objects;
+}
+
+}  // namespace prescale::kube
+
+namespace prescale::kube {
+namespace {
+
+bool lower_equals_any(std::string_view s, std::initializer_list<std::string_view> words) {
+  std::string lower(s);
+  for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return std::find(words.begin(), words.end(), lower) != words.end();
+}
+
+// Whether YAML (1.1 or 1.2) reads `s` back as this same string when written bare: it starts with
+// a letter or "/", holds only characters no YAML indicator uses mid-scalar, ":" never before a
+// space or at the end, and is none of the words YAML 1.1 reads as booleans or null.
+bool plain_safe(std::string_view s) {
+  if (s.empty()) return false;
+  const char first = s.front();
+  const bool letter = (first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z');
+  if (!letter && first != '/') return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '/' || c == '-' || c == '=' || c == '@' ||
+                    c == '+' || (c == ':' && i + 1 < s.size());
+    if (!ok) return false;
+  }
+  return !lower_equals_any(s, {"true", "false", "yes", "no", "on", "off", "y", "n", "null"});
+}
+
+// A string `dump()` quotes as JSON does: JSON's escapes are YAML double-quoted scalars' too.
+std::string scalar(const Json& v) {
+  if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    if (plain_safe(s)) return s;
+  }
+  return v.dump();
+}
+
+// Multi-line text as a literal block ("|"), where the block keeps it exactly: no carriage return
+// or other control character but tab, no line of spaces alone, no leading space on the first line
+// (which would need an indentation indicator).
+bool literal_block_keeps(std::string_view s) {
+  if (s.find('\n') == std::string_view::npos || s.front() == ' ' || s.front() == '\n') return false;
+  size_t line_start = 0;
+  for (size_t i = 0; i <= s.size(); ++i) {
+    if (i == s.size() || s[i] == '\n') {
+      const std::string_view line = s.substr(line_start, i - line_start);
+      if (!line.empty() && line.find_first_not_of(' ') == std::string_view::npos) return false;
+      line_start = i + 1;
+      continue;
+    }
+    const auto c = static_cast<unsigned char>(s[i]);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+
+void write_mapping(const Json& object, int indent, std::string& out);
+void write_sequence(const Json& array, int indent, std::string& out);
+
+// A value after its "key:" or "-" at `indent`.
+void write_after_indicator(const Json& v, int indent, std::string& out) {
+  if (v.is_object() && !v.empty()) {
+    out += '\n';
+    write_mapping(v, indent + 2, out);
+  } else if (v.is_array() && !v.empty()) {
+    out += '\n';
+    write_sequence(v, indent + 2, out);
+  } else if (v.is_string() && literal_block_keeps(v.get_ref<const std::string&>())) {
+    const auto& s = v.get_ref<const std::string&>();
+    const size_t body_end = s.find_last_not_of('\n') + 1;
+    const size_t trailing = s.size() - body_end;
+    out += trailing == 0 ? " |-\n" : trailing == 1 ? " |\n" : " |+\n";
+    size_t start = 0;
+    while (start < s.size()) {
+      size_t end = s.find('\n', start);
+      if (end == std::string::npos) end = s.size();
+      if (end > start) out.append(static_cast<size_t>(indent + 2), ' ');
+      out.append(s, start, end - start);
+      out += '\n';
+      start = end + 1;
+    }
+  } else {
+    out += ' ';
+    out += scalar(v);
+    out += '\n';
+  }
+}
+
+void write_mapping(const Json& object, int indent, std::string& out) {
+  for (const auto& [key, value] : object.items()) {
+    out.append(static_cast<size_t>(indent), ' ');
+    out += scalar(Json(key));
+    out += ':';
+    write_after_indicator(value, indent, out);
+  }
+}
+
+void write_sequence(const Json& array, int indent, std::string& out) {
+  for (const Json& item : array) {
+    out.append(static_cast<size_t>(indent), ' ');
+    out += '-';
+    if (item.is_object() && !item.empty()) {  // "- first: ..." with the rest under it
+      std::string body;
+      write_mapping(item, indent + 2, body);
+      out += ' ';
+      out.append(body, static_cast<size_t>(indent + 2));
+    } else {
+      write_after_indicator(item, indent, out);
+    }
+  }
+}
+
+}  // namespace
+
+std::string to_yaml_stream(const std::vector<Json>& objects) {
+  std::string out;
+  for (const Json& object : objects) {
+    out += "---\n";
+    write_mapping(object, 0, out);
+  }
+  return out;
+}
+
+}  // namespace prescale::kube

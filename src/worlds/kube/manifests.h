@@ -1,0 +1,59 @@
+// Manifests: prescale.yaml as Kubernetes objects (`prescale render kubernetes`,
+// docs/kubernetes.md).
+//
+// Each service becomes a Deployment and a headless Service of the same name; the gateway a
+// Deployment and a Service named prescale-gateway, reading the file from the ConfigMap
+// prescale-config. What the local platform does for a replica, the manifests ask of the kubelet:
+// - the replica's program: `prescale serve KIND` in the Prescale image for a built-in service,
+//   the service's own `image` and `command` for a command service; "{port}" is 8080;
+// - readiness at services[].readiness_path (a startup probe covers the first 120 s, as the
+//   supervisor's ready timeout does, then a readiness probe on the gateway's health-check
+//   rhythm), liveness as services[].liveness says, the memory limit as limit and request;
+// - rolling updates as `prescale up` makes them: maxUnavailable 0, maxSurge 25 %,
+//   minReadySeconds 10;
+// - PRESCALE_GATEWAY_URL pointing at the gateway, and Prometheus' scrape annotations.
+// Replica counts start at replicas.initial. Durations become whole seconds (rounded up, at least
+// one), as the Kubernetes API counts them.
+//
+// A file that cannot run on Kubernetes — a command service with no image, a "{port_file}"
+// argument, a name a Kubernetes Service cannot have — is refused whole, each problem on its own
+// line as `file:line: services[i] (name).field: what is wrong`.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/result.h"
+
+namespace prescale::kube {
+
+struct ManifestOptions {
+  std::string image;       // the Prescale image: runs the gateway and the built-in services
+  std::string name_space;  // metadata.namespace of every object; "" = none written
+  std::string gateway_service_type = "ClusterIP";  // ClusterIP, NodePort or LoadBalancer
+  int gateway_replicas = 1;
+  std::string config_text;  // the file as written, for the ConfigMap
+  std::string config_name;  // the file's name, for messages
+};
+
+// The port every rendered container serves on, and the gateway's admin port.
+inline constexpr int kServicePort = 8080;
+inline constexpr int kGatewayAdminPort = 9901;
+// Where a built-in service's model directory is, in its image, when services[].model_dir is not
+// an absolute path: <this>/<service name>.
+inline constexpr std::string_view kModelRoot = "/var/lib/prescale/models";
+
+// The objects, in the order `kubectl apply` should create them (ConfigMap, then each service's
+// Service and Deployment, then the gateway's).
+Result<std::vector<nlohmann::ordered_json>> kubernetes_objects(const Config& config,
+                                                               const ManifestOptions& options);
+
+// A YAML stream of the objects, one document each ("---" between), strings quoted wherever YAML
+// would read them as something else ("8080", "true", "") and multi-line ones as literal blocks.
+std::string to_yaml_stream(const std::vector<nlohmann::ordered_json>& objects);
+
+}  // namespace prescale::kube

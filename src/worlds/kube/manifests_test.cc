@@ -1,0 +1,312 @@
+#include "worlds/kube/manifests.h"
+
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <regex>
+#include <string>
+#include <vector>
+
+namespace prescale::kube {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr const char* kShop = R"(version: 1
+services:
+  - name: checkout
+    kind: command
+    image: registry.example.com/shop/checkout:1.4
+    command: [shop-checkout, --port, "{port}", "--listen=0.0.0.0:{port}"]
+    env: {WORK_MS: "20", MODE: "on"}
+    replicas: {min: 1, max: 8, initial: 2}
+    memory_limit: 128Mi
+    readiness_path: /ready
+  - name: recommend
+    kind: builtin/recommend
+    model_dir: models/recommend
+    liveness: {enabled: false}
+  - name: forecast
+    kind: builtin/forecast
+    image: registry.example.com/prescale-with-models:7
+    model_dir: /opt/models/forecast
+    liveness: {path: /alive, interval: 2500ms, timeout: 300ms, failure_threshold: 4}
+gateway:
+  health_check: {interval: 2s, timeout: 500ms, unhealthy_threshold: 2}
+  routes:
+    - {match: {path_prefix: /v1/checkout}, service: checkout}
+)";
+
+ManifestOptions options(std::string text = kShop) {
+  ManifestOptions o;
+  o.image = "registry.example.com/prescale:0.9";
+  o.config_text = std::move(text);
+  o.config_name = "shop.yaml";
+  return o;
+}
+
+std::vector<Json> render(const std::string& text, ManifestOptions o) {
+  auto config = load_config_string(text, "shop.yaml");
+  EXPECT_TRUE(config) << config.error().message;
+  if (!config) return {};
+  o.config_text = text;
+  auto objects = kubernetes_objects(*config, o);
+  EXPECT_TRUE(objects) << objects.error().message;
+  return objects ? *objects : std::vector<Json>{};
+}
+
+std::string render_error(const std::string& text) {
+  auto config = load_config_string(text, "shop.yaml");
+  EXPECT_TRUE(config) << config.error().message;
+  if (!config) return "";
+  auto objects = kubernetes_objects(*config, options(text));
+  EXPECT_FALSE(objects);
+  return objects ? "" : objects.error().message;
+}
+
+const Json& find(const std::vector<Json>& objects, std::string_view kind, std::string_view name) {
+  for (const Json& o : objects) {
+    if (o["kind"] == kind && o["metadata"]["name"] == name) return o;
+  }
+  ADD_FAILURE() << "no " << kind << " " << name;
+  static const Json kNone = Json::object();
+  return kNone;
+}
+
+const Json& container_of(const std::vector<Json>& objects, std::string_view name) {
+  return find(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0];
+}
+
+// A YAML node as JSON under YAML 1.2's core schema: a quoted scalar is a string; a plain one is a
+// number, boolean or null when it reads as one, else a string.
+Json from_yaml(const YAML::Node& n) {
+  if (n.IsMap()) {
+    Json j = Json::object();
+    for (const auto& kv : n) j[kv.first.as<std::string>()] = from_yaml(kv.second);
+    return j;
+  }
+  if (n.IsSequence()) {
+    Json j = Json::array();
+    for (const auto& item : n) j.push_back(from_yaml(item));
+    return j;
+  }
+  if (n.IsNull()) return nullptr;
+  const std::string s = n.Scalar();
+  if (n.Tag() == "!") return s;  // quoted or a block scalar
+  if (std::regex_match(s, std::regex("[-+]?[0-9]+"))) return std::stoll(s);
+  if (std::regex_match(s, std::regex("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?"))) {
+    return std::stod(s);
+  }
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  if (s == "null" || s == "Null" || s == "NULL" || s == "~") return nullptr;
+  return s;
+}
+
+TEST(KubeManifests, TheYamlStreamReadsBackAsTheObjects) {
+  const auto objects = render(kShop, options());
+  ASSERT_EQ(objects.size(), 9u);  // the ConfigMap, a Service and Deployment each, the gateway's
+  const std::vector<YAML::Node> docs = YAML::LoadAll(to_yaml_stream(objects));
+  ASSERT_EQ(docs.size(), objects.size());
+  for (size_t i = 0; i < docs.size(); ++i) {
+    EXPECT_EQ(from_yaml(docs[i]).dump(), Json::parse(objects[i].dump()).dump()) << i;
+  }
+}
+
+TEST(KubeManifests, StringsThatYamlWouldReadAsOtherTypesAreQuoted) {
+  Json o = {{"kind", "Test"},
+            {"values",
+             {"8080",
+              "25%",
+              "true",
+              "no",
+              "On",
+              "y",
+              "null",
+              "~",
+              "",
+              "1e3",
+              "0x1F",
+              "12:30",
+              "-dash",
+              "a: b",
+              "a #b",
+              "colon:",
+              "tab\tin",
+              "quote\"d",
+              "back\\slash",
+              "é",
+              "/readyz",
+              "apps/v1",
+              "checkout=checkout:8080",
+              ".inf",
+              "*star",
+              "&anchor",
+              "!tag",
+              "[x]",
+              "{x}",
+              ">fold",
+              "|lit",
+              "%dir",
+              "@at",
+              "`tick"}}};
+  const YAML::Node doc = YAML::Load(to_yaml_stream({o}));
+  for (size_t i = 0; i < o["values"].size(); ++i) {
+    const std::string want = o["values"][i];
+    EXPECT_EQ(from_yaml(doc["values"][i]), Json(want)) << want;
+  }
+}
+
+TEST(KubeManifests, TextKeepsEveryCharacterAsALiteralBlockOrQuoted) {
+  const std::vector<std::string> texts = {"a: 1\nb: 2\n",
+                                          "no newline\nat the end",
+                                          "two\n\nblank lines at the end\n\n\n",
+                                          "  leading space\nx\n",
+                                          "crlf\r\nline\r\n",
+                                          "line of spaces\n   \nnext\n",
+                                          "tab\tinside\n\tand leading\n",
+                                          "---\n...\n# comment\n",
+                                          "\n\nstarts blank\n"};
+  for (const std::string& t : texts) {
+    const Json o = {{"data", {{"prescale.yaml", t}}}, {"list", {t}}};
+    const std::string yaml = to_yaml_stream({o});
+    const YAML::Node doc = YAML::Load(yaml);
+    EXPECT_EQ(doc["data"]["prescale.yaml"].as<std::string>(), t) << yaml;
+    EXPECT_EQ(doc["list"][0].as<std::string>(), t) << yaml;
+  }
+  const std::string yaml = to_yaml_stream({{{"data", {{"k", "a: 1\nb: 2\n"}}}}});
+  EXPECT_NE(yaml.find("  k: |\n    a: 1\n    b: 2\n"), std::string::npos) << yaml;
+}
+
+TEST(KubeManifests, ABuiltInServiceRunsPrescaleServeWithItsModelsInTheImage) {
+  const auto objects = render(kShop, options());
+  const Json& c = container_of(objects, "recommend");
+  EXPECT_EQ(c["image"], "registry.example.com/prescale:0.9");
+  EXPECT_EQ(c["command"].dump(),
+            R"(["prescale","serve","recommend","--port","8080","--threads","1","--log-level",)"
+            R"("info","--log-format","text","--model-dir","/var/lib/prescale/models/recommend"])");
+  EXPECT_FALSE(c.contains("livenessProbe"));  // liveness: {enabled: false}
+  EXPECT_FALSE(c.contains("resources"));      // no memory_limit
+  EXPECT_EQ(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+  EXPECT_EQ(c["readinessProbe"]["periodSeconds"], 2);
+  EXPECT_EQ(c["readinessProbe"]["timeoutSeconds"], 1);  // 500ms, in whole seconds
+  EXPECT_EQ(c["readinessProbe"]["failureThreshold"], 2);
+  EXPECT_EQ(c["startupProbe"]["failureThreshold"], 120);
+
+  // Its own image, an absolute model directory as written, liveness as the file says.
+  const Json& f = container_of(objects, "forecast");
+  EXPECT_EQ(f["image"], "registry.example.com/prescale-with-models:7");
+  EXPECT_EQ(f["command"].back(), "/opt/models/forecast");
+  EXPECT_EQ(f["livenessProbe"]["httpGet"]["path"], "/alive");
+  EXPECT_EQ(f["livenessProbe"]["periodSeconds"], 3);
+  EXPECT_EQ(f["livenessProbe"]["failureThreshold"], 4);
+}
+
+TEST(KubeManifests, ACommandServiceRunsItsImageWithThePortFilledIn) {
+  const auto objects = render(kShop, options());
+  const Json& c = container_of(objects, "checkout");
+  EXPECT_EQ(c["image"], "registry.example.com/shop/checkout:1.4");
+  EXPECT_EQ(c["command"].dump(), R"(["shop-checkout","--port","8080","--listen=0.0.0.0:8080"])");
+  EXPECT_EQ(c["env"].dump(),
+            R"([{"name":"MODE","value":"on"},{"name":"WORK_MS","value":"20"},)"
+            R"({"name":"PRESCALE_GATEWAY_URL","value":"http://prescale-gateway:80"}])");
+  EXPECT_EQ(c["resources"]["limits"]["memory"], "128Mi");
+  EXPECT_EQ(c["resources"]["requests"]["memory"], "128Mi");
+  EXPECT_EQ(c["startupProbe"]["httpGet"]["path"], "/ready");
+  EXPECT_EQ(c["readinessProbe"]["httpGet"]["path"], "/ready");
+  EXPECT_EQ(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+
+  const Json& d = find(objects, "Deployment", "checkout");
+  EXPECT_EQ(d["spec"]["replicas"], 2);  // replicas.initial
+  EXPECT_EQ(d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+  EXPECT_EQ(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+  EXPECT_EQ(d["spec"]["minReadySeconds"], 10);
+  EXPECT_EQ(d["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"], "8080");
+  EXPECT_EQ(d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 15);
+}
+
+TEST(KubeManifests, EverySelectorSelectsItsOwnPodsAndEachServiceIsHeadless) {
+  const auto objects = render(kShop, options());
+  for (const Json& o : objects) {
+    if (o["kind"] == "Deployment") {
+      for (const auto& [k, v] : o["spec"]["selector"]["matchLabels"].items()) {
+        EXPECT_EQ(o["spec"]["template"]["metadata"]["labels"][k], v) << o["metadata"]["name"];
+      }
+    }
+    if (o["kind"] == "Service" && o["metadata"]["name"] != "prescale-gateway") {
+      EXPECT_EQ(o["spec"]["clusterIP"], "None");
+      EXPECT_EQ(o["spec"]["selector"],
+                find(objects, "Deployment",
+                     o["metadata"]["name"].get<std::string>())["spec"]["selector"]["matchLabels"]);
+    }
+  }
+  EXPECT_EQ(find(objects, "Service", "prescale-gateway")["spec"]["type"], "ClusterIP");
+}
+
+TEST(KubeManifests, TheGatewayReadsTheFileAndReachesEachServiceByItsName) {
+  auto o = options();
+  o.name_space = "shop";
+  o.gateway_service_type = "LoadBalancer";
+  const auto objects = render(kShop, o);
+  const Json& c = container_of(objects, "prescale-gateway");
+  EXPECT_EQ(c["command"].dump(),
+            R"(["prescale","gateway","-f","/etc/prescale/prescale.yaml","--address","0.0.0.0",)"
+            R"("--port","8080","--admin-port","9901","--upstream","checkout=checkout:8080",)"
+            R"("--upstream","recommend=recommend:8080","--upstream","forecast=forecast:8080"])");
+  EXPECT_EQ(find(objects, "ConfigMap", "prescale-config")["data"]["prescale.yaml"], kShop);
+  EXPECT_EQ(find(objects, "Service", "prescale-gateway")["spec"]["type"], "LoadBalancer");
+  for (const Json& object : objects) EXPECT_EQ(object["metadata"]["namespace"], "shop");
+
+  // An edit to the file changes the gateway's pod template, so an apply rolls it.
+  const std::string edited = std::string(kShop) + "# edited\n";
+  const auto again = render(edited, o);
+  auto checksum = [](const std::vector<Json>& objs) {
+    return find(
+        objs, "Deployment",
+        "prescale-gateway")["spec"]["template"]["metadata"]["annotations"]["checksum/config"];
+  };
+  EXPECT_NE(checksum(objects), checksum(again));
+  EXPECT_EQ(checksum(objects), checksum(render(kShop, o)));
+}
+
+TEST(KubeManifests, WithoutANamespaceNoneIsWritten) {
+  for (const Json& object : render(kShop, options())) {
+    EXPECT_FALSE(object["metadata"].contains("namespace"));
+  }
+}
+
+TEST(KubeManifests, WhatCannotRunOnKubernetesIsRefusedWithEveryProblemNamed) {
+  const std::string message = render_error(R"(version: 1
+services:
+  - name: checkout
+    kind: command
+    command: [shop-checkout, --port-file, "{port_file}"]
+  - name: 2nd
+    kind: builtin/echo
+  - name: prescale-gateway
+    kind: builtin/echo
+)");
+  EXPECT_EQ(message,
+            "shop.yaml:3: services[0] (checkout).image: required on Kubernetes for a command "
+            "service: the container image that holds \"shop-checkout\"\n"
+            "shop.yaml:3: services[0] (checkout).command: \"{port_file}\" is for prescale up; on "
+            "Kubernetes the port is fixed: pass \"{port}\" (8080)\n"
+            "shop.yaml:6: services[1] (2nd).name: a Kubernetes Service name starts with a "
+            "letter, got \"2nd\"\n"
+            "shop.yaml:8: services[2] (prescale-gateway).name: \"prescale-gateway\" is the "
+            "gateway's Deployment and Service");
+
+  auto config = load_config_string(kShop, "shop.yaml");
+  ASSERT_TRUE(config);
+  auto o = options();
+  o.gateway_service_type = "Ingress";
+  o.image.clear();
+  auto objects = kubernetes_objects(*config, o);
+  ASSERT_FALSE(objects);
+  EXPECT_EQ(objects.error().message,
+            "gateway service type must be ClusterIP, NodePort or LoadBalancer, got \"Ingress\"\n"
+            "the Prescale image must be named");
+}
+
+}  // namespace
+}  // namespace prescale::kube

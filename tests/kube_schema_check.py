@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""Checks Kubernetes manifests against the API's own types, as the Kubernetes Python client
+(Debian's python3-kubernetes) generates them from the API's OpenAPI schema: every field is one
+the object's type has, every value has the field's type (a string where a string is due: YAML
+reads a bare 8080 or true as a number or a boolean), and every required field is there.
+
+Usage: kube_schema_check.py MANIFESTS.yaml
+Exit: 0 valid; 1 invalid, each problem on its own line as `document N (Kind name): path: what`;
+77 when the kubernetes module is missing (the caller skips).
+"""
+import re
+import sys
+
+import yaml
+
+try:
+    import kubernetes.client as k8s
+    from kubernetes.client import ApiClient
+except ImportError:
+    print("the Python module kubernetes is missing (Debian: python3-kubernetes)")
+    sys.exit(77)
+
+KINDS = {
+    ("v1", "ConfigMap"): "V1ConfigMap",
+    ("v1", "Service"): "V1Service",
+    ("apps/v1", "Deployment"): "V1Deployment",
+}
+
+PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": (int, float)}
+
+
+def check(value, type_name, path, problems):
+    if type_name == "object":  # IntOrString and the like
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            problems.append(f"{path}: expected an integer or a string, got {value!r}")
+        return
+    if type_name in PRIMITIVES:
+        ok = isinstance(value, PRIMITIVES[type_name])
+        if type_name != "bool" and isinstance(value, bool):
+            ok = False
+        if not ok:
+            problems.append(f"{path}: expected {type_name}, got {value!r}")
+        return
+    m = re.fullmatch(r"list\[(.+)\]", type_name)
+    if m:
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list, got {value!r}")
+            return
+        for i, item in enumerate(value):
+            check(item, m.group(1), f"{path}[{i}]", problems)
+        return
+    m = re.fullmatch(r"dict\(str, (.+)\)", type_name)
+    if m:
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping, got {value!r}")
+            return
+        for key, item in value.items():
+            if not isinstance(key, str):
+                problems.append(f"{path}: key {key!r} is not a string")
+            check(item, m.group(1), f"{path}.{key}", problems)
+        return
+    model = getattr(k8s, type_name)
+    if not isinstance(value, dict):
+        problems.append(f"{path}: expected a {type_name} mapping, got {value!r}")
+        return
+    by_json_name = {json: attr for attr, json in model.attribute_map.items()}
+    for key, item in value.items():
+        if key not in by_json_name:
+            problems.append(f"{path}: {type_name} has no field {key!r}")
+            continue
+        check(item, model.openapi_types[by_json_name[key]], f"{path}.{key}", problems)
+
+
+def main():
+    with open(sys.argv[1], encoding="utf-8") as f:
+        documents = [d for d in yaml.safe_load_all(f) if d is not None]
+    problems = []
+    client = ApiClient()
+    for n, doc in enumerate(documents, 1):
+        where = f"document {n} ({doc.get('kind')} {doc.get('metadata', {}).get('name')})"
+        type_name = KINDS.get((doc.get("apiVersion"), doc.get("kind")))
+        if type_name is None:
+            problems.append(f"{where}: unexpected apiVersion/kind")
+            continue
+        found = []
+        check(doc, type_name, "", found)
+        problems += [f"{where}: {p}" for p in found]
+        try:  # the client's own checks: required fields, allowed values
+            client._ApiClient__deserialize(doc, type_name)
+        except (ValueError, TypeError) as e:
+            problems.append(f"{where}: {e}")
+    for p in problems:
+        print(p)
+    print(f"{len(documents)} objects, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

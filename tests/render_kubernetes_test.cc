@@ -1,0 +1,267 @@
+// `prescale render kubernetes` end to end: the manifests it writes are objects the Kubernetes API
+// accepts (checked against the API's types by tests/kube_schema_check.py, with Debian's
+// python3-kubernetes), and the pods they describe run: each container's command, started here as
+// the kubelet would start it (the ports and the ConfigMap's mount path moved to this machine),
+// answers its startup, readiness and liveness probes, and the gateway routes to the services by
+// the names the manifests give them. No cluster runs here; the processes are real.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "http/client.h"
+#include "support/subprocess.h"
+
+namespace prescale {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using testing::Subprocess;
+using testing::TempDir;
+
+constexpr const char* kConfig = R"(version: 1
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 1, max: 4, initial: 2}
+    memory_limit: 64Mi
+  - name: api
+    kind: builtin/echo
+    readiness_path: /healthz
+    liveness: {path: /readyz, interval: 5s, timeout: 1s}
+  - name: checkout
+    kind: command
+    image: registry.example.com/shop/checkout:1.4
+    command: [shop-checkout, --port, "{port}"]
+    env: {WORK_MS: "20"}
+  - name: recommend
+    kind: builtin/recommend
+  - name: fraud
+    kind: builtin/fraud
+    model_dir: /opt/models/fraud
+  - name: forecast
+    kind: builtin/forecast
+gateway:
+  health_check: {interval: 1s, timeout: 500ms}
+  routes:
+    - {match: {path_prefix: /web/}, service: web}
+    - {match: {path_prefix: /api/}, service: api}
+    - {match: {path_prefix: /v1/checkout}, service: checkout}
+)";
+
+http::Request get(std::string target) {
+  http::Request req;
+  req.method = http::Method::kGet;
+  req.method_name = "GET";
+  req.target = std::move(target);
+  return req;
+}
+
+int port_from(const std::string& file) {
+  EXPECT_TRUE(testing::wait_for([&] { return !testing::read_file(file).empty(); }, 10s)) << file;
+  const std::string text = testing::read_file(file);
+  return text.empty() ? 0 : std::stoi(text);
+}
+
+// Runs `prescale render kubernetes` on `config`; the exit status and what it printed.
+std::pair<int, std::string> render(const TempDir& dir, const std::string& config,
+                                   std::vector<std::string> flags) {
+  testing::write_file(dir.file("prescale.yaml"), config);
+  std::vector<std::string> argv = {PRESCALE_BIN, "render", "kubernetes", "-f",
+                                   dir.file("prescale.yaml")};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  Subprocess render(argv, dir.file("render.log"));
+  const auto status = render.wait(30s);
+  return {status.value_or(-1), render.log()};
+}
+
+YAML::Node find(const std::vector<YAML::Node>& docs, const std::string& kind,
+                const std::string& name) {
+  for (const YAML::Node& d : docs) {
+    if (d["kind"].as<std::string>() == kind && d["metadata"]["name"].as<std::string>() == name) {
+      return d;
+    }
+  }
+  ADD_FAILURE() << "no " << kind << " " << name;
+  return YAML::Node();
+}
+
+TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
+  TempDir dir;
+  const auto [status, log] =
+      render(dir, kConfig,
+             {"--image", "registry.example.com/prescale:0.9", "--namespace", "shop",
+              "--gateway-service-type", "LoadBalancer", "-o", dir.file("manifests.yaml")});
+  ASSERT_EQ(status, 0) << log;
+  Subprocess check({"/usr/bin/python3", SCHEMA_CHECK, dir.file("manifests.yaml")},
+                   dir.file("check.log"));
+  const auto checked = check.wait(60s);
+  if (checked == 77) GTEST_SKIP() << check.log();
+  EXPECT_EQ(checked, 0) << check.log();
+  EXPECT_THAT(check.log(), HasSubstr("15 objects, 0 problems"));
+
+  // The checker finds what the API would refuse: a number where a string is due, an unknown
+  // field, a container with no name.
+  std::string broken = testing::read_file(dir.file("manifests.yaml"));
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"prometheus.io/port: \"8080\"", "prometheus.io/port: 8080"},
+           {"minReadySeconds: 10", "minReadySecond: 10"},
+           {"        - name: web\n", "        - image: x\n"}}) {
+    const size_t at = broken.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    broken.replace(at, from.size(), to);
+  }
+  testing::write_file(dir.file("broken.yaml"), broken);
+  Subprocess check_broken({"/usr/bin/python3", SCHEMA_CHECK, dir.file("broken.yaml")},
+                          dir.file("broken.log"));
+  EXPECT_EQ(check_broken.wait(60s), 1) << check_broken.log();
+  EXPECT_THAT(check_broken.log(), HasSubstr("expected str, got 8080"));
+  EXPECT_THAT(check_broken.log(), HasSubstr("V1DeploymentSpec has no field 'minReadySecond'"));
+  EXPECT_THAT(check_broken.log(), HasSubstr("Invalid value for `name`, must not be `None`"));
+}
+
+TEST(RenderKubernetesTest, WhatCannotRunOnKubernetesExitsTwoNamingIt) {
+  TempDir dir;
+  const auto [status, log] = render(dir, R"(version: 1
+services:
+  - name: checkout
+    kind: command
+    command: [shop-checkout, --port, "{port}"]
+)",
+                                    {"--image", "prescale:0.9"});
+  EXPECT_EQ(status, 2);
+  EXPECT_THAT(log, HasSubstr("prescale.yaml:3: services[0] (checkout).image: required on "
+                             "Kubernetes for a command service"));
+
+  const auto [no_image, no_image_log] = render(dir, kConfig, {});
+  EXPECT_EQ(no_image, 2);
+  EXPECT_THAT(no_image_log, HasSubstr("--image is required"));
+
+  const auto [bad_file, bad_file_log] =
+      render(dir, "version: 1\nservices:\n  - name: Web\n    kind: builtin/echo\n",
+             {"--image", "prescale:0.9"});
+  EXPECT_EQ(bad_file, 2);
+  EXPECT_THAT(bad_file_log, HasSubstr("prescale.yaml:3:11: services[0].name: must be 1 to 63"));
+}
+
+// The pods of the echo services and the gateway, run here from their rendered commands.
+TEST(RenderKubernetesTest, TheRenderedPodsRunAndAnswerTheirProbes) {
+  TempDir dir;
+  const std::string echo_only = R"(version: 1
+services:
+  - name: web
+    kind: builtin/echo
+  - name: api
+    kind: builtin/echo
+    readiness_path: /healthz
+    liveness: {path: /readyz, interval: 5s, timeout: 1s}
+gateway:
+  health_check: {interval: 1s, timeout: 500ms}
+  routes:
+    - {match: {path_prefix: /echo}, service: web}
+    - {match: {path_prefix: /delay/}, service: api}
+)";
+  const auto [status, log] =
+      render(dir, echo_only, {"--image", "prescale:test", "-o", dir.file("manifests.yaml")});
+  ASSERT_EQ(status, 0) << log;
+  const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(dir.file("manifests.yaml"));
+  ASSERT_EQ(docs.size(), 7u);
+
+  // The ConfigMap, where the gateway's pod mounts it.
+  const std::string mounted = dir.file("prescale.yaml.mounted");
+  testing::write_file(
+      mounted,
+      find(docs, "ConfigMap", "prescale-config")["data"]["prescale.yaml"].as<std::string>());
+
+  // A container's command as this machine runs it: the binary under test, port 0 with a port
+  // file for the fixed ports, the mounted file and the services' addresses here.
+  auto command_of = [&](const YAML::Node& deployment, const std::map<std::string, int>& ports) {
+    const YAML::Node c = deployment["spec"]["template"]["spec"]["containers"][0];
+    EXPECT_EQ(c["image"].as<std::string>(), "prescale:test");
+    std::vector<std::string> argv;
+    const std::string name = deployment["metadata"]["name"].as<std::string>();
+    for (const YAML::Node& a : c["command"]) argv.push_back(a.as<std::string>());
+    EXPECT_EQ(argv.at(0), "prescale");
+    argv[0] = PRESCALE_BIN;
+    for (size_t i = 1; i + 1 < argv.size(); ++i) {
+      const std::string& flag = argv[i];
+      std::string& value = argv[i + 1];
+      if (flag == "--port" && value == "8080") {
+        value = "0";
+        argv.insert(argv.begin() + static_cast<long>(i) + 2,
+                    {"--port-file", dir.file(name + ".port")});
+      } else if (flag == "--admin-port" && value == "9901") {
+        value = "0";
+        argv.insert(argv.begin() + static_cast<long>(i) + 2,
+                    {"--admin-port-file", dir.file(name + ".admin")});
+      } else if (flag == "--address") {
+        value = "127.0.0.1";
+      } else if (flag == "-f") {
+        EXPECT_EQ(value, "/etc/prescale/prescale.yaml");
+        value = mounted;
+      } else if (flag == "--upstream") {
+        const std::string service = value.substr(0, value.find('='));
+        EXPECT_EQ(value, service + "=" + service + ":8080");  // the headless Service's name
+        value = service + "=127.0.0.1:" + std::to_string(ports.at(service));
+      }
+    }
+    return argv;
+  };
+
+  http::Client client(http::ClientOptions{.request_timeout = 10s, .threads = 1});
+  auto status_of = [&](int port, const std::string& path) {
+    auto r = client.request("127.0.0.1", static_cast<uint16_t>(port), get(path));
+    return r ? r->status : 0;
+  };
+  auto probe_path = [](const YAML::Node& container, const char* probe) {
+    return container[probe]["httpGet"]["path"].as<std::string>();
+  };
+
+  std::vector<std::unique_ptr<Subprocess>> pods;
+  std::map<std::string, int> ports;
+  for (const std::string service : {"web", "api"}) {
+    const YAML::Node d = find(docs, "Deployment", service);
+    pods.push_back(std::make_unique<Subprocess>(command_of(d, {}), dir.file(service + ".log")));
+    ports[service] = port_from(dir.file(service + ".port"));
+    ASSERT_GT(ports[service], 0) << pods.back()->log();
+    const YAML::Node c = d["spec"]["template"]["spec"]["containers"][0];
+    for (const char* probe : {"startupProbe", "readinessProbe", "livenessProbe"}) {
+      EXPECT_EQ(status_of(ports[service], probe_path(c, probe)), 200) << service << " " << probe;
+    }
+    // The Service reaches the container's port by its name.
+    const YAML::Node s = find(docs, "Service", service);
+    EXPECT_EQ(s["spec"]["clusterIP"].as<std::string>(), "None");
+    EXPECT_EQ(s["spec"]["ports"][0]["targetPort"].as<std::string>(),
+              c["ports"][0]["name"].as<std::string>());
+  }
+  EXPECT_EQ(probe_path(find(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0],
+                       "readinessProbe"),
+            "/healthz");
+
+  const YAML::Node gateway = find(docs, "Deployment", "prescale-gateway");
+  pods.push_back(std::make_unique<Subprocess>(command_of(gateway, ports), dir.file("gateway.log")));
+  const int port = port_from(dir.file("prescale-gateway.port"));
+  const int admin = port_from(dir.file("prescale-gateway.admin"));
+  ASSERT_GT(port, 0) << pods.back()->log();
+  ASSERT_GT(admin, 0) << pods.back()->log();
+  const YAML::Node gc = gateway["spec"]["template"]["spec"]["containers"][0];
+  EXPECT_EQ(status_of(admin, probe_path(gc, "readinessProbe")), 200);
+  EXPECT_EQ(status_of(admin, probe_path(gc, "livenessProbe")), 200);
+  EXPECT_EQ(status_of(admin, "/metrics"), 200);  // what the scrape annotations point at
+  EXPECT_EQ(gateway["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]
+                .as<std::string>(),
+            "9901");
+  for (const std::string path : {"/echo", "/delay/1"}) {
+    EXPECT_TRUE(testing::wait_for([&] { return status_of(port, path) == 200; }, 10s))
+        << path << "\n"
+        << pods.back()->log();
+  }
+}
+
+}  // namespace
+}  // namespace prescale
