@@ -227,6 +227,9 @@ int GatewayCommand::run() const {
   gateway::GatewayOptions gateway_options;
   gateway_options.registry = &registry;
   gateway_options.connect_timeout = std::chrono::milliseconds(f.connect_timeout_ms);
+  gateway_options.on_dns_problem = [](const std::string& line) {
+    spdlog::warn("gateway.upstreams: {}", line);
+  };
   auto gw = gateway::Gateway::create(gateway_config, gateway_options);
   if (!gw) return error(gw.error().message);
 

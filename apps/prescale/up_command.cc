@@ -261,6 +261,9 @@ int run_up(const UpFlags& f) {
   ReplicaMetrics replica_metrics(registry);  // the replicas' memory, revisions, rollouts
   gateway::GatewayOptions gateway_options;
   gateway_options.registry = &registry;
+  gateway_options.on_dns_problem = [](const std::string& line) {
+    spdlog::warn("gateway.upstreams: {}", line);
+  };
   Config as_loaded = config;  // what a reload compares with
   prepare_gateway(config);
   LearnedAdmission admission(config.services);

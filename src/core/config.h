@@ -277,8 +277,11 @@ struct GatewayConfig {
   OutlierDetectionConfig outlier_detection;
   CircuitBreakerConfig circuit_breakers;
   RetryBudgetConfig retry_budget;
-  // Static endpoints per service, "host:port" each, for a gateway run without a controller.
+  // Static endpoints per service, "host:port" each, for a gateway run without a controller. A
+  // host name is resolved every dns_refresh_rate and each address it resolves to is an endpoint
+  // (gateway/dns_upstreams.h: Envoy's STRICT_DNS).
   std::map<std::string, std::vector<std::string>> upstreams;
+  std::chrono::milliseconds dns_refresh_rate = std::chrono::seconds(5);
   std::vector<RouteConfig> routes;
   // Admission control per service: requests in flight one replica in service may have
   // (ServiceConfig::max_requests_per_replica()); a service not listed has no such limit. Not

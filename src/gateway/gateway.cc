@@ -26,6 +26,7 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
   if (auto r = add_upstreams(impl->table, config.upstreams); !r) {
     return std::unexpected(r.error());
   }
+  impl->dns.follow(config.upstreams);
   telemetry::Registry* reg = impl->options.registry;
   if (reg != nullptr) {
     impl->rate_limited = &reg->counter("prescale_gateway_rate_limited_total",
@@ -241,12 +242,41 @@ void Gateway::start_upkeep() {
       s.clock.sleep_until(s.clock.now() + to_clock(s.options.upkeep_interval));
     }
   });
+  // Lookups block, so they have a thread of their own; it wakes on the upkeep's rhythm to see
+  // whether it is stopping or due.
+  g.dns_thread = std::thread([this] {
+    Impl& s = *impl_;
+    Clock::TimePoint due{};
+    while (!s.stopping.load()) {
+      if (s.clock.now() >= due) {
+        refresh_dns();
+        due = s.clock.now() + to_clock(s.snapshot()->config.dns_refresh_rate);
+      }
+      s.clock.sleep_until(s.clock.now() + to_clock(s.options.upkeep_interval));
+    }
+  });
+}
+
+void Gateway::refresh_dns() {
+  Impl& g = *impl_;
+  std::lock_guard lock(g.dns_mu);
+  std::vector<std::string> problems = g.dns.refresh();
+  if (problems == g.dns_problems) return;
+  if (g.options.on_dns_problem) {
+    for (const std::string& p : problems) {
+      if (std::find(g.dns_problems.begin(), g.dns_problems.end(), p) == g.dns_problems.end()) {
+        g.options.on_dns_problem(p);
+      }
+    }
+  }
+  g.dns_problems = std::move(problems);
 }
 
 void Gateway::stop_upkeep() {
   Impl& g = *impl_;
   g.stopping = true;
   if (g.upkeep_thread.joinable()) g.upkeep_thread.join();
+  if (g.dns_thread.joinable()) g.dns_thread.join();
 }
 
 const Cluster* Gateway::cluster(std::string_view service) const {

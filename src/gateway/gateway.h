@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -29,6 +30,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/result.h"
+#include "gateway/dns_upstreams.h"
 #include "gateway/endpoint_table.h"
 #include "http/message.h"
 
@@ -49,6 +51,10 @@ struct GatewayOptions {
   std::chrono::milliseconds drain_timeout{30000};
   bool health_checks = true;  // active checks per gateway.health_check
   std::chrono::milliseconds upkeep_interval{100};
+  // Looks up the host names of gateway.upstreams (DnsUpstreams); tests give their own.
+  std::function<DnsAnswer(const std::string&)> resolve = resolve_host;
+  // Told each time what is wrong with those lookups changes: a line per name (for the log).
+  std::function<void(const std::string&)> on_dns_problem = nullptr;
 };
 
 class Gateway {
@@ -94,6 +100,10 @@ class Gateway {
   // health checks. start_upkeep() runs it every upkeep_interval on a thread of its own (on the
   // clock's sleep_until); tests with a ManualClock call upkeep() themselves.
   void upkeep();
+  // Resolves the host names of gateway.upstreams once and applies the answers (DnsUpstreams).
+  // start_upkeep() runs it every gateway.dns_refresh_rate on a thread of its own, as a lookup
+  // may block for seconds; tests call it themselves.
+  void refresh_dns();
   void start_upkeep();
   void stop_upkeep();
 

@@ -95,8 +95,7 @@ struct Answer {
 // A Gateway serving on port 0, its clock manual, health checks off.
 class TestGateway {
  public:
-  explicit TestGateway(const GatewayConfig& config) {
-    GatewayOptions o;
+  explicit TestGateway(const GatewayConfig& config, GatewayOptions o = {}) {
     o.clock = &clock;
     o.registry = &registry;
     o.health_checks = false;
@@ -516,6 +515,75 @@ TEST(GatewayReloadTest, EndpointsSurviveAReload) {
   // The controller still reaches the service's (new) cluster.
   ASSERT_TRUE(g.gw->add_endpoint("a", {"a-2", "127.0.0.1", a.port()}));
   EXPECT_EQ(g.gw->cluster("a")->view()->specs.size(), 2u);
+}
+
+// An upstream named by a host name: until the first lookup the name is the endpoint; then each
+// address it resolves to is one (DnsUpstreams), here over the real resolver: localhost is
+// 127.0.0.1, its IPv6 address left out.
+TEST(GatewayDnsTest, AnUpstreamNamedByItsHostBecomesTheAddressesItResolvesTo) {
+  Upstream a("A");
+  const std::string name = "localhost:" + std::to_string(a.port());
+  TestGateway g(parse("  upstreams:\n    a: [\"" + name +
+                      "\"]\n  routes:\n    - {match: {path_prefix: /}, service: a}\n"));
+  auto ids = [&] {
+    std::vector<std::string> out;
+    for (const EndpointSpec& s : g.gw->cluster("a")->view()->specs) out.push_back(s.id);
+    return out;
+  };
+  EXPECT_EQ(g.get("/x").body, "A /x");
+  EXPECT_EQ(ids(), std::vector<std::string>{name});
+
+  g.gw->refresh_dns();
+  g.gw->upkeep();  // the cluster takes the table's change
+  EXPECT_EQ(ids(), std::vector<std::string>{"127.0.0.1:" + std::to_string(a.port())});
+  EXPECT_EQ(g.get("/x").body, "A /x");
+
+  // A reload that lists the address instead: the name's endpoints go, the address stays.
+  ASSERT_TRUE(g.gw->reload(parse("  upstreams:\n    a: [\"127.0.0.1:" + std::to_string(a.port()) +
+                                 "\"]\n  routes:\n    - {match: {path_prefix: /}, service: a}\n")));
+  g.gw->refresh_dns();
+  g.gw->upkeep();
+  EXPECT_EQ(ids(), std::vector<std::string>{"127.0.0.1:" + std::to_string(a.port())});
+  EXPECT_EQ(g.get("/x").body, "A /x");
+}
+
+// What goes wrong with the lookups is told once each time it changes, not at every refresh.
+TEST(GatewayDnsTest, ALookupProblemIsToldOnceWhenItChanges) {
+  Upstream a("A");
+  GatewayOptions o;
+  std::string answer = "fail";
+  o.resolve = [&](const std::string&) {
+    DnsAnswer d;
+    if (answer == "fail") {
+      d.kind = DnsAnswer::Kind::kFailed;
+      d.error = "Temporary failure in name resolution";
+    } else {
+      d.addresses = {"127.0.0.1"};
+    }
+    return d;
+  };
+  std::vector<std::string> told;
+  o.on_dns_problem = [&](const std::string& line) { told.push_back(line); };
+  TestGateway g(parse("  upstreams:\n    a: [\"a.internal:" + std::to_string(a.port()) +
+                      "\"]\n  routes:\n    - {match: {path_prefix: /}, service: a}\n"),
+                o);
+  g.gw->refresh_dns();
+  g.gw->refresh_dns();
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0], "a.internal:" + std::to_string(a.port()) +
+                         ": lookup failed (Temporary failure in name resolution); keeping the "
+                         "name as its endpoint");
+  answer = "ok";
+  g.gw->refresh_dns();
+  answer = "fail";
+  g.gw->refresh_dns();
+  g.gw->refresh_dns();
+  ASSERT_EQ(told.size(), 2u);
+  EXPECT_EQ(told[1], "a.internal:" + std::to_string(a.port()) +
+                         ": lookup failed (Temporary failure in name resolution); keeping 1 "
+                         "endpoints it had");
+  g.gw->upkeep();
+  EXPECT_EQ(g.get("/x").body, "A /x");  // through the address of the last answer
 }
 
 TEST(GatewayReloadTest, RateLimitBucketsOfAnUnchangedRouteSurvive) {

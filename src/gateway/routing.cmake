@@ -4,6 +4,7 @@ target_sources(prescale_gateway PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/route_table.cc
   ${CMAKE_CURRENT_LIST_DIR}/trace_context.cc
   ${CMAKE_CURRENT_LIST_DIR}/endpoint_table.cc
+  ${CMAKE_CURRENT_LIST_DIR}/dns_upstreams.cc
 )
 
 prescale_test(gateway_route_table_test
@@ -12,3 +13,5 @@ prescale_test(gateway_trace_context_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/trace_context_test.cc LIBS prescale_gateway)
 prescale_test(gateway_endpoint_table_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/endpoint_table_test.cc LIBS prescale_gateway)
+prescale_test(gateway_dns_upstreams_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/dns_upstreams_test.cc LIBS prescale_gateway)

@@ -244,6 +244,8 @@ void describe(Schema<GatewayConfig>& s) {
   s.field("circuit_breakers", &GatewayConfig::circuit_breakers);
   s.field("retry_budget", &GatewayConfig::retry_budget);
   s.field("upstreams", &GatewayConfig::upstreams);
+  s.field("dns_refresh_rate", &GatewayConfig::dns_refresh_rate)
+      .at_least(std::chrono::milliseconds(100));
   s.field("routes", &GatewayConfig::routes);
   s.check([](GatewayConfig& g, const Checker& c) {
     for (const auto& [service, endpoints] : g.upstreams) {

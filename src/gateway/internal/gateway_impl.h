@@ -69,6 +69,7 @@ struct Gateway::Impl {
       : options(std::move(o)),
         clock(*options.clock),
         table(clock, options.drain_timeout),
+        dns(table, options.resolve),
         proxy(ProxyOptions{.connect_timeout = options.connect_timeout,
                            .registry = options.registry,
                            .service_label = options.service_label}) {}
@@ -76,6 +77,7 @@ struct Gateway::Impl {
   GatewayOptions options;
   Clock& clock;
   EndpointTable table;
+  DnsUpstreams dns;  // the host names of gateway.upstreams
   Proxy proxy;
   telemetry::CounterFamily* calls = nullptr;
   telemetry::CounterFamily* rate_limited = nullptr;
@@ -103,6 +105,9 @@ struct Gateway::Impl {
 
   std::atomic<bool> stopping{false};
   std::thread upkeep_thread;
+  std::thread dns_thread;
+  std::mutex dns_mu;                      // one refresh_dns() at a time; guards dns_problems
+  std::vector<std::string> dns_problems;  // the last refresh's, reported when they change
 
   // The routing as the data path reads it: a per-thread copy, taken again only when the version
   // moved.

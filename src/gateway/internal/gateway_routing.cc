@@ -120,9 +120,12 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
 }
 
 void Gateway::Impl::apply_upstreams(const GatewayConfig& config, const GatewayConfig* previous) {
+  // Host names are DnsUpstreams' to add and drain; the addresses written are the table's.
+  dns.follow(config.upstreams);
   for (const auto& [service, endpoints] : config.upstreams) {
     for (const std::string& text : endpoints) {
-      if (auto spec = parse_endpoint(text)) (void)table.add_static(service, std::move(*spec));
+      auto spec = parse_endpoint(text);
+      if (spec && is_ip_literal(spec->host)) (void)table.add_static(service, std::move(*spec));
     }
   }
   if (previous == nullptr) return;
@@ -131,7 +134,8 @@ void Gateway::Impl::apply_upstreams(const GatewayConfig& config, const GatewayCo
     if (now == config.upstreams.end()) continue;  // not listed: left as it is
     for (const std::string& text : endpoints) {
       if (std::find(now->second.begin(), now->second.end(), text) == now->second.end()) {
-        if (auto spec = parse_endpoint(text)) table.remove(service, spec->id);
+        auto spec = parse_endpoint(text);
+        if (spec && is_ip_literal(spec->host)) table.remove(service, spec->id);
       }
     }
   }
