@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -37,7 +38,7 @@ services:
   - name: checkout
     kind: command
     image: registry.example.com/shop/checkout:1.4
-    command: [shop-checkout, --port, "{port}"]
+    command: [shop-checkout, --address, 0.0.0.0, --port, "{port}"]
     env: {WORK_MS: "20"}
   - name: recommend
     kind: builtin/recommend
@@ -187,6 +188,7 @@ gateway:
     const std::string name = deployment["metadata"]["name"].as<std::string>();
     for (const YAML::Node& a : c["command"]) argv.push_back(a.as<std::string>());
     EXPECT_EQ(argv.at(0), "prescale");
+    EXPECT_NE(std::find(argv.begin(), argv.end(), "--address"), argv.end()) << name;
     argv[0] = PRESCALE_BIN;
     for (size_t i = 1; i + 1 < argv.size(); ++i) {
       const std::string& flag = argv[i];
@@ -200,6 +202,7 @@ gateway:
         argv.insert(argv.begin() + static_cast<long>(i) + 2,
                     {"--admin-port-file", dir.file(name + ".admin")});
       } else if (flag == "--address") {
+        EXPECT_EQ(value, "0.0.0.0") << name;  // the pod's own address, not only its loopback
         value = "127.0.0.1";
       } else if (flag == "-f") {
         EXPECT_EQ(value, "/etc/prescale/prescale.yaml");

@@ -153,10 +153,13 @@ class Checkout final : public prescale::runtime::Service {
 int main(int argc, char** argv) {
   CLI::App app{"shop-checkout: the shop example's checkout service"};
   int port = 0;
+  std::string address = "127.0.0.1";
   std::string port_file;
   int work_ms = 20;
   int threads = 1;
   app.add_option("--port", port, "Port to listen on; 0 picks a free one")->check(CLI::Range(0, 65535));
+  app.add_option("--address", address,
+                 "Address to listen on (0.0.0.0: every interface, as in a Kubernetes pod)");
   app.add_option("--port-file", port_file, "Write the bound port here once listening");
   app.add_option("--work-ms", work_ms, "Own work per order, milliseconds")->check(CLI::Range(0, 10000));
   app.add_option("--threads", threads, "I/O threads")->check(CLI::Range(1, 64));
@@ -173,6 +176,7 @@ int main(int argc, char** argv) {
   prescale::telemetry::register_process_metrics(registry);
   Checkout service(*gateway, std::chrono::milliseconds(work_ms));
   prescale::runtime::RuntimeOptions options;
+  options.server.address = address;
   options.server.port = static_cast<uint16_t>(port);
   options.server.threads = threads;
   options.registry = &registry;

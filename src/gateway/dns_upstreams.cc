@@ -81,9 +81,7 @@ void DnsUpstreams::follow(const std::map<std::string, std::vector<std::string>>&
   std::set<Key> wanted;
   for (const auto& [service, endpoints] : upstreams) {
     for (const std::string& text : endpoints) {
-      auto spec = parse_endpoint(text);
-      if (!spec || is_ip_literal(spec->host)) continue;
-      wanted.insert({service, spec->host, spec->port});
+      if (auto spec = parse_endpoint(text)) wanted.insert({service, spec->host, spec->port});
     }
   }
   for (auto it = targets_.begin(); it != targets_.end();) {
@@ -102,20 +100,29 @@ void DnsUpstreams::follow(const std::map<std::string, std::vector<std::string>>&
     t.service = service;
     t.host = host;
     t.port = port;
-    // Until the first answer: the name itself, resolved per connection.
+    // An address is its own endpoint for good; a name is until its first answer (resolved per
+    // connection meanwhile).
+    t.literal = is_ip_literal(host);
     add_locked(service, EndpointSpec{host_port(host, port), host, port});
+    if (t.literal) {
+      t.answered = true;
+      t.ids = {host_port(host, port)};
+    }
     targets_.emplace(key, std::move(t));
   }
 }
 
-std::vector<std::string> DnsUpstreams::refresh() {
+std::vector<std::string> DnsUpstreams::refresh(const std::function<bool()>& stop) {
   std::vector<Key> keys;
   {
     std::lock_guard lock(mu_);
-    for (const auto& [key, t] : targets_) keys.push_back(key);
+    for (const auto& [key, t] : targets_) {
+      if (!t.literal) keys.push_back(key);
+    }
   }
   std::map<std::string, DnsAnswer> answers;  // by host, each looked up once
   for (const Key& key : keys) {
+    if (stop && stop()) return {};
     const std::string& host = std::get<1>(key);
     if (!answers.contains(host)) answers.emplace(host, resolve_(host));
   }

@@ -1,8 +1,9 @@
-// DnsUpstreams: the static upstreams (gateway.upstreams) named by a host name, followed as
-// Envoy's STRICT_DNS clusters follow theirs: the name is resolved every refresh and each address
-// it resolves to is an endpoint of its own, balanced, health-checked, ejected and counted for
-// admission as one replica. A Kubernetes headless Service's name resolves to its ready pods, so
-// the gateway sees every replica (docs/kubernetes.md).
+// DnsUpstreams: the static upstreams (gateway.upstreams) in the gateway's endpoint table. An IP
+// address is an endpoint as written; a host name is followed as Envoy's STRICT_DNS clusters
+// follow theirs: the name is resolved every refresh and each address it resolves to is an
+// endpoint of its own, balanced, health-checked, ejected and counted for admission as one
+// replica. A Kubernetes headless Service's name resolves to its ready pods, so the gateway sees
+// every replica (docs/kubernetes.md).
 //
 // - Until its first answer, a name is one endpoint named by it ("fraud:8080"), resolved at each
 //   new connection, as before this class: nothing waits for DNS at start.
@@ -11,8 +12,8 @@
 //   its IPv6 ones are left out (Envoy's V4_PREFERRED).
 // - A name that does not exist (NXDOMAIN: a headless Service with no ready pod) has no
 //   endpoints; a failed lookup (timeout, SERVFAIL) keeps the last answer's, and is reported.
-// - IP literals are not followed: table.add_static() holds them, as before.
-// - Two names resolving to one address share its endpoint, which stays while either lists it.
+// - An address written, and any names resolving to it, share its endpoint, which stays while
+//   any of them lists it.
 //
 // Thread safety: every member may be called from any thread; resolving happens outside the lock
 // (refresh() blocks on the resolver; follow() never does).
@@ -48,21 +49,24 @@ class DnsUpstreams {
   using Resolve = std::function<DnsAnswer(const std::string& host)>;
   explicit DnsUpstreams(EndpointTable& table, Resolve resolve = resolve_host);
 
-  // The names of `upstreams` ("host:port" by service; what parse_endpoint() refuses is skipped)
-  // that their services follow from now on: a service listed follows exactly its names there,
-  // a service not listed keeps following its own. A name no longer followed takes its endpoints
-  // with it (they drain).
+  // The entries of `upstreams` ("host:port" by service; what parse_endpoint() refuses is
+  // skipped) that their services have from now on: a service listed has exactly its entries
+  // there, a service not listed keeps its own. An entry no longer listed takes its endpoints with
+  // it (they drain).
   void follow(const std::map<std::string, std::vector<std::string>>& upstreams);
 
   // Resolves every followed name once and applies the answers. Returns one line per failed
-  // lookup or name that does not exist ("fraud:8080: ..."), for the caller to log.
-  std::vector<std::string> refresh();
+  // lookup or name that does not exist ("fraud:8080: ..."), for the caller to log. `stop`,
+  // asked before each lookup, ends it early with nothing applied (a lookup may block for
+  // seconds).
+  std::vector<std::string> refresh(const std::function<bool()>& stop = nullptr);
 
  private:
   struct Target {
     std::string service;
     std::string host;
     std::uint16_t port = 0;
+    bool literal = false;          // an IP address: its own endpoint, never looked up
     bool answered = false;         // the placeholder endpoint (named by the host) is gone
     std::vector<std::string> ids;  // the address endpoints it lists now
   };

@@ -64,16 +64,16 @@ using Ids = std::vector<std::string>;
 TEST_F(DnsUpstreamsTest, ANameIsItselfUntilAnsweredThenEachAddressIsAnEndpoint) {
   DnsUpstreams d = make();
   d.follow({{"fraud", {"fraud:8080", "10.9.9.9:8080"}}});
-  // The address written is the table's, not followed; the name waits for its first answer.
-  EXPECT_EQ(ready("fraud"), (Ids{"fraud:8080"}));
+  // The address written is an endpoint as it is; the name waits for its first answer.
+  EXPECT_EQ(ready("fraud"), (Ids{"10.9.9.9:8080", "fraud:8080"}));
   EXPECT_EQ(dns.lookups, 0);
 
   dns.set("fraud", {"10.0.0.7", "10.0.0.5"});
   EXPECT_TRUE(d.refresh().empty());
-  EXPECT_EQ(ready("fraud"), (Ids{"10.0.0.5:8080", "10.0.0.7:8080"}));
+  EXPECT_EQ(ready("fraud"), (Ids{"10.0.0.5:8080", "10.0.0.7:8080", "10.9.9.9:8080"}));
   const ServiceEndpoints* s = table.snapshot()->find("fraud");
   ASSERT_NE(s, nullptr);
-  EXPECT_EQ(s->endpoints.size(), 3u);  // the name drains, its requests finishing
+  EXPECT_EQ(s->endpoints.size(), 4u);  // the name drains, its requests finishing
   EXPECT_TRUE(s->endpoints.back().draining);
   EXPECT_EQ(s->endpoints.back().state->spec.id, "fraud:8080");
   EXPECT_EQ(s->endpoints.front().state->spec.host, "10.0.0.5");
@@ -145,12 +145,45 @@ TEST_F(DnsUpstreamsTest, AReloadDropsTheNamesItNoLongerListsAndKeepsOtherService
   dns.set("fraud-v2", {"10.0.2.5"});
   d.refresh();
   EXPECT_EQ(ready("fraud"), (Ids{"10.0.2.5:8080"}));
-  // Listed with no names at all: the service follows none.
+  // Listed with an address only: the name's endpoints go.
   d.follow({{"recommend", {"10.0.3.3:8080"}}});
-  EXPECT_EQ(ready("recommend"), Ids{});  // the literal address is the table's to add
+  EXPECT_EQ(ready("recommend"), (Ids{"10.0.3.3:8080"}));
 }
 
-TEST_F(DnsUpstreamsTest, IpLiteralsAreNotFollowed) {
+// An address written and a name resolving to it are one endpoint, which stays while either
+// lists it: neither the name moving elsewhere nor the address leaving the file takes it from
+// the other.
+TEST_F(DnsUpstreamsTest, AnAddressWrittenAndANameResolvingToItShareOneEndpoint) {
+  DnsUpstreams d = make();
+  d.follow({{"fraud", {"10.0.0.5:8080", "extra:8080"}}});
+  dns.set("extra", {"10.0.0.5"});
+  d.refresh();
+  EXPECT_EQ(ready("fraud"), (Ids{"10.0.0.5:8080"}));
+  dns.set("extra", {"10.0.0.6"});
+  d.refresh();
+  EXPECT_EQ(ready("fraud"), (Ids{"10.0.0.5:8080", "10.0.0.6:8080"}));
+
+  dns.set("extra", {"10.0.0.5"});
+  d.refresh();
+  d.follow({{"fraud", {"extra:8080"}}});  // the address leaves the file; the name still has it
+  EXPECT_EQ(ready("fraud"), (Ids{"10.0.0.5:8080"}));
+  d.follow({{"fraud", {"10.0.0.5:8080"}}});  // and back: the name leaves
+  EXPECT_EQ(ready("fraud"), (Ids{"10.0.0.5:8080"}));
+}
+
+TEST_F(DnsUpstreamsTest, ARefreshAskedToStopLooksUpNoMoreAndAppliesNothing) {
+  DnsUpstreams d = make();
+  d.follow({{"a", {"a:80"}}, {"b", {"b:80"}}});
+  dns.set("a", {"10.0.0.1"});
+  dns.set("b", {"10.0.0.2"});
+  int asked = 0;
+  EXPECT_TRUE(d.refresh([&] { return ++asked > 1; }).empty());
+  EXPECT_EQ(dns.lookups, 1);
+  EXPECT_EQ(ready("a"), (Ids{"a:80"}));
+  EXPECT_EQ(ready("b"), (Ids{"b:80"}));
+}
+
+TEST_F(DnsUpstreamsTest, AddressesAreEndpointsAsWrittenNeverLookedUp) {
   EXPECT_TRUE(is_ip_literal("10.0.0.5"));
   EXPECT_TRUE(is_ip_literal("::1"));
   EXPECT_TRUE(is_ip_literal("fe80::1"));
@@ -161,7 +194,9 @@ TEST_F(DnsUpstreamsTest, IpLiteralsAreNotFollowed) {
   d.follow({{"fraud", {"10.0.0.5:8080", "[::1]:8080"}}});
   d.refresh();
   EXPECT_EQ(dns.lookups, 0);
-  EXPECT_EQ(ready("fraud"), Ids{});
+  EXPECT_EQ(ready("fraud"), (Ids{"10.0.0.5:8080", "[::1]:8080"}));
+  d.follow({{"fraud", {"[::1]:8080"}}});
+  EXPECT_EQ(ready("fraud"), (Ids{"[::1]:8080"}));
 }
 
 TEST(ResolveHost, LocalhostIsItsIpv4AddressAndANameThatDoesNotExistIsNone) {

@@ -62,7 +62,8 @@ Result<void> Gateway::reload(const GatewayConfig& config) {
   auto next = g.build(config, previous.get(), reused);
   if (!next) return std::unexpected(next.error());
   // Valid: from here on nothing fails. Endpoints first, so the new clusters see them.
-  g.apply_upstreams(config, &previous->config);
+  // New entries are added, ones no longer listed drain; services not listed keep theirs.
+  g.dns.follow(config.upstreams);
   for (const auto& [name, c] : (*next)->clusters) c->refresh();
   const bool new_health_checks = !(previous->config.health_check == config.health_check);
   g.publish(std::move(*next));
@@ -260,7 +261,7 @@ void Gateway::start_upkeep() {
 void Gateway::refresh_dns() {
   Impl& g = *impl_;
   std::lock_guard lock(g.dns_mu);
-  std::vector<std::string> problems = g.dns.refresh();
+  std::vector<std::string> problems = g.dns.refresh([&g] { return g.stopping.load(); });
   if (problems == g.dns_problems) return;
   if (g.options.on_dns_problem) {
     for (const std::string& p : problems) {

@@ -77,7 +77,8 @@ struct Gateway::Impl {
   GatewayOptions options;
   Clock& clock;
   EndpointTable table;
-  DnsUpstreams dns;  // the host names of gateway.upstreams
+  // gateway.upstreams: addresses, and the addresses of names (config_mu for follow()).
+  DnsUpstreams dns;
   Proxy proxy;
   telemetry::CounterFamily* calls = nullptr;
   telemetry::CounterFamily* rate_limited = nullptr;
@@ -127,9 +128,6 @@ struct Gateway::Impl {
                                          std::vector<Proxy::RouteId>& reused);
   // Makes `next` the routing of every new request.
   void publish(std::shared_ptr<const Routing> next);
-  // Static endpoints (gateway.upstreams) of `config` over those of `previous`: new ones are
-  // added, ones no longer listed drain. Services not listed keep their endpoints.
-  void apply_upstreams(const GatewayConfig& config, const GatewayConfig* previous);
   // With config_mu held.
   void remove_retired_routes() {
     std::erase_if(retired, [this](const Retired& r) {

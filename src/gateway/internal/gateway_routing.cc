@@ -119,28 +119,6 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
   return next;
 }
 
-void Gateway::Impl::apply_upstreams(const GatewayConfig& config, const GatewayConfig* previous) {
-  // Host names are DnsUpstreams' to add and drain; the addresses written are the table's.
-  dns.follow(config.upstreams);
-  for (const auto& [service, endpoints] : config.upstreams) {
-    for (const std::string& text : endpoints) {
-      auto spec = parse_endpoint(text);
-      if (spec && is_ip_literal(spec->host)) (void)table.add_static(service, std::move(*spec));
-    }
-  }
-  if (previous == nullptr) return;
-  for (const auto& [service, endpoints] : previous->upstreams) {
-    auto now = config.upstreams.find(service);
-    if (now == config.upstreams.end()) continue;  // not listed: left as it is
-    for (const std::string& text : endpoints) {
-      if (std::find(now->second.begin(), now->second.end(), text) == now->second.end()) {
-        auto spec = parse_endpoint(text);
-        if (spec && is_ip_literal(spec->host)) table.remove(service, spec->id);
-      }
-    }
-  }
-}
-
 void Gateway::Impl::publish(std::shared_ptr<const Routing> next) {
   routing.store(std::move(next), std::memory_order_release);
   routing_version.store(routing_versions.fetch_add(1, std::memory_order_relaxed) + 1,

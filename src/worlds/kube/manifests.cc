@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <string_view>
 
 #include "core/byte_size.h"
@@ -20,6 +21,8 @@ constexpr std::string_view kConfigDir = "/etc/prescale";
 constexpr std::string_view kConfigKey = "prescale.yaml";
 // The supervisor's ready_timeout: a replica not ready this long after it started has failed.
 constexpr int kStartupSeconds = 120;
+// How long a cluster's DNS may answer a name from its cache (CoreDNS' kubernetes plugin: 5 s).
+constexpr int kDnsTtlSeconds = 5;
 
 // Kubernetes counts probe periods and grace periods in whole seconds, at least 1.
 int whole_seconds(std::chrono::milliseconds d) {
@@ -59,8 +62,15 @@ Json scrape_annotations(int port) {
 Json deployment(std::string_view name, std::string_view component, int replicas,
                 const Json& pod_annotations, Json container, Json volumes, const Config& config,
                 const ManifestOptions& o) {
+  // A terminating pod leaves its Service's endpoints at once, but the gateway sees that only at
+  // its next look at the name, which DNS may answer from a cache for its time to live (CoreDNS:
+  // 5 s): the pod goes on accepting until then, and drains after.
+  const int leave_seconds = whole_seconds(config.gateway.dns_refresh_rate) + kDnsTtlSeconds + 1;
+  container["lifecycle"] = {
+      {"preStop", {{"exec", {{"command", {"sleep", std::to_string(leave_seconds)}}}}}}};
   Json pod_spec = {{"enableServiceLinks", false},  // no FOO_SERVICE_HOST variables per Service
-                   {"terminationGracePeriodSeconds", whole_seconds(config.http.shutdown_grace) + 5},
+                   {"terminationGracePeriodSeconds",
+                    leave_seconds + whole_seconds(config.http.shutdown_grace) + 5},
                    {"containers", Json::array({std::move(container)})}};
   if (!volumes.empty()) pod_spec["volumes"] = std::move(volumes);
   return {
@@ -109,6 +119,9 @@ Json service_container(const ServiceConfig& s, std::size_t index, const Config& 
   if (s.name == kGatewayName) {
     problem("name", "\"prescale-gateway\" is the gateway's Deployment and Service");
   }
+  if (s.name == "kubernetes") {
+    problem("name", "\"kubernetes\" is the Service of the cluster's API server");
+  }
 
   Json c = {{"name", s.name}};
   const std::string port = std::to_string(kServicePort);
@@ -134,16 +147,11 @@ Json service_container(const ServiceConfig& s, std::size_t index, const Config& 
     std::string kind(to_string(s.kind));
     kind = kind.substr(kind.find('/') + 1);
     c["image"] = s.image.empty() ? o.image : s.image;
-    Json argv = {"prescale",
-                 "serve",
-                 kind,
-                 "--port",
-                 port,
-                 "--threads",
-                 "1",
-                 "--log-level",
-                 to_string(config.logging.level),
-                 "--log-format",
+    Json argv = {"prescale", "serve", kind,
+                 // On every interface: the kubelet probes, and the gateway reaches, the pod's IP.
+                 "--address", "0.0.0.0", "--port", port, "--shutdown-grace-ms",
+                 std::to_string(config.http.shutdown_grace.count()), "--threads", "1",
+                 "--log-level", to_string(config.logging.level), "--log-format",
                  to_string(config.logging.format)};
     const bool model_files = s.kind == ServiceKind::kRecommend || s.kind == ServiceKind::kFraud;
     if (!s.model_dir.empty() || model_files) {
@@ -156,7 +164,10 @@ Json service_container(const ServiceConfig& s, std::size_t index, const Config& 
   }
   c["ports"] = Json::array({{{"name", "http"}, {"containerPort", kServicePort}}});
   Json env = Json::array();
-  for (const auto& [k, v] : s.env) env.push_back({{"name", k}, {"value", v}});
+  for (const auto& [k, v] : s.env) {
+    // prescale up sets it after the file's variables, so the gateway's address wins there too.
+    if (k != "PRESCALE_GATEWAY_URL") env.push_back({{"name", k}, {"value", v}});
+  }
   env.push_back(
       {{"name", "PRESCALE_GATEWAY_URL"}, {"value", "http://" + std::string(kGatewayName) + ":80"}});
   c["env"] = std::move(env);
@@ -218,6 +229,18 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
                        t + "\"");
   }
   if (o.image.empty()) problems.push_back("the Prescale image must be named");
+  if (config.gateway.routes.empty()) {
+    std::set<std::string> upstreams;  // what the gateway would have to choose between
+    for (const ServiceConfig& s : config.services) upstreams.insert(s.name);
+    for (const auto& [service, endpoints] : config.gateway.upstreams) upstreams.insert(service);
+    if (upstreams.size() != 1) {
+      problems.push_back(o.config_name +
+                         ": gateway.routes: none, and the gateway's pod runs prescale gateway, "
+                         "which sends a request nowhere without routes unless it has exactly one "
+                         "service (this file has " +
+                         std::to_string(upstreams.size()) + ")");
+    }
+  }
 
   std::vector<Json> objects;
   objects.push_back({{"apiVersion", "v1"},
@@ -299,30 +322,71 @@ bool plain_safe(std::string_view s) {
   return !lower_equals_any(s, {"true", "false", "yes", "no", "on", "off", "y", "n", "null"});
 }
 
-// A string `dump()` quotes as JSON does: JSON's escapes are YAML double-quoted scalars' too.
-std::string scalar(const Json& v) {
-  if (v.is_string()) {
-    const auto& s = v.get_ref<const std::string&>();
-    if (plain_safe(s)) return s;
-  }
-  return v.dump();
+// The code point of the UTF-8 sequence at s[i] (advancing i past it); the text is valid UTF-8
+// (kubernetes_objects() checks it).
+char32_t next_code_point(std::string_view s, size_t& i) {
+  const auto b = static_cast<unsigned char>(s[i++]);
+  const int extra = b < 0x80 ? 0 : b < 0xE0 ? 1 : b < 0xF0 ? 2 : 3;
+  char32_t c = extra == 0 ? b : b & (0x3F >> extra);
+  for (int k = 0; k < extra && i < s.size(); ++k) c = (c << 6) | (s[i++] & 0x3F);
+  return c;
 }
 
-// Multi-line text as a literal block ("|"), where the block keeps it exactly: no carriage return
-// or other control character but tab, no line of spaces alone, no leading space on the first line
-// (which would need an indentation indicator).
+// Characters YAML parsers refuse in a document or read as something else: C0 and C1 controls
+// but tab and newline, DEL, NEL (U+0085: a line break to YAML 1.1), the line and paragraph
+// separators (U+2028, U+2029) and the byte order mark (U+FEFF).
+bool unsafe_in_yaml(char32_t c) {
+  return (c < 0x20 && c != '\t' && c != '\n') || (c >= 0x7F && c <= 0x9F) || c == 0x2028 ||
+         c == 0x2029 || c == 0xFEFF;
+}
+
+// A YAML double-quoted scalar: `"` and `\` escaped, and every character YAML would not keep as
+// written escaped as \n, \t or \uXXXX (which every parser reads alike); other Unicode as it is.
+std::string double_quoted(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size();) {
+    const size_t start = i;
+    const char32_t c = next_code_point(s, i);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (unsafe_in_yaml(c)) {
+      out += "\\u";
+      for (int shift = 12; shift >= 0; shift -= 4) out += kHex[(c >> shift) & 0xF];
+    } else {
+      out.append(s, start, i - start);
+    }
+  }
+  return out + "\"";
+}
+
+std::string scalar(const Json& v) {
+  if (!v.is_string()) return v.dump();
+  const auto& s = v.get_ref<const std::string&>();
+  return plain_safe(s) ? s : double_quoted(s);
+}
+
+// Multi-line text as a literal block ("|"), where the block keeps it exactly: none of the
+// characters unsafe_in_yaml() names (a carriage return among them), no line of spaces alone, no
+// line starting with a tab (kubectl's parser takes it for indentation), no leading space on the
+// first line (which would need an indentation indicator).
 bool literal_block_keeps(std::string_view s) {
   if (s.find('\n') == std::string_view::npos || s.front() == ' ' || s.front() == '\n') return false;
   size_t line_start = 0;
-  for (size_t i = 0; i <= s.size(); ++i) {
+  for (size_t i = 0; i <= s.size();) {
     if (i == s.size() || s[i] == '\n') {
       const std::string_view line = s.substr(line_start, i - line_start);
       if (!line.empty() && line.find_first_not_of(' ') == std::string_view::npos) return false;
-      line_start = i + 1;
+      if (!line.empty() && line.front() == '\t') return false;
+      line_start = ++i;
       continue;
     }
-    const auto c = static_cast<unsigned char>(s[i]);
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+    if (unsafe_in_yaml(next_code_point(s, i))) return false;
   }
   return true;
 }

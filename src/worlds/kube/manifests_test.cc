@@ -18,7 +18,7 @@ services:
     kind: command
     image: registry.example.com/shop/checkout:1.4
     command: [shop-checkout, --port, "{port}", "--listen=0.0.0.0:{port}"]
-    env: {WORK_MS: "20", MODE: "on"}
+    env: {WORK_MS: "20", MODE: "on", PRESCALE_GATEWAY_URL: "http://elsewhere"}
     replicas: {min: 1, max: 8, initial: 2}
     memory_limit: 128Mi
     readiness_path: /ready
@@ -149,7 +149,18 @@ TEST(KubeManifests, StringsThatYamlWouldReadAsOtherTypesAreQuoted) {
               "|lit",
               "%dir",
               "@at",
-              "`tick"}}};
+              "`tick",
+              "del\x7f",
+              "nel\u0085",
+              "c1\u009b",
+              "ls\u2028",
+              "ps\u2029",
+              "bom\ufeff",
+              "cr\r",
+              "bell\a",
+              " lead",
+              "trail ",
+              "\u00e9t\u00e9 \U0001F600"}}};
   const YAML::Node doc = YAML::Load(to_yaml_stream({o}));
   for (size_t i = 0; i < o["values"].size(); ++i) {
     const std::string want = o["values"][i];
@@ -166,7 +177,12 @@ TEST(KubeManifests, TextKeepsEveryCharacterAsALiteralBlockOrQuoted) {
                                           "line of spaces\n   \nnext\n",
                                           "tab\tinside\n\tand leading\n",
                                           "---\n...\n# comment\n",
-                                          "\n\nstarts blank\n"};
+                                          "\n\nstarts blank\n",
+                                          "\ttab first\nx\n",
+                                          "# a\u2028b\nc\n",
+                                          "nel\u0085\nx\n",
+                                          "del\x7f\nx\n",
+                                          "\u00e9t\u00e9\nx \U0001F600\n"};
   for (const std::string& t : texts) {
     const Json o = {{"data", {{"prescale.yaml", t}}}, {"list", {t}}};
     const std::string yaml = to_yaml_stream({o});
@@ -183,8 +199,9 @@ TEST(KubeManifests, ABuiltInServiceRunsPrescaleServeWithItsModelsInTheImage) {
   const Json& c = container_of(objects, "recommend");
   EXPECT_EQ(c["image"], "registry.example.com/prescale:0.9");
   EXPECT_EQ(c["command"].dump(),
-            R"(["prescale","serve","recommend","--port","8080","--threads","1","--log-level",)"
-            R"("info","--log-format","text","--model-dir","/var/lib/prescale/models/recommend"])");
+            R"(["prescale","serve","recommend","--address","0.0.0.0","--port","8080",)"
+            R"("--shutdown-grace-ms","10000","--threads","1","--log-level","info",)"
+            R"("--log-format","text","--model-dir","/var/lib/prescale/models/recommend"])");
   EXPECT_FALSE(c.contains("livenessProbe"));  // liveness: {enabled: false}
   EXPECT_FALSE(c.contains("resources"));      // no memory_limit
   EXPECT_EQ(c["readinessProbe"]["httpGet"]["path"], "/readyz");
@@ -222,7 +239,10 @@ TEST(KubeManifests, ACommandServiceRunsItsImageWithThePortFilledIn) {
   EXPECT_EQ(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
   EXPECT_EQ(d["spec"]["minReadySeconds"], 10);
   EXPECT_EQ(d["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"], "8080");
-  EXPECT_EQ(d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 15);
+  // Before SIGTERM the pod waits for the gateway to see it gone (a DNS refresh of 5 s and a
+  // time to live of 5 s, and a second), then drains for http.shutdown_grace, with 5 s to spare.
+  EXPECT_EQ(c["lifecycle"]["preStop"]["exec"]["command"].dump(), R"(["sleep","11"])");
+  EXPECT_EQ(d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 11 + 10 + 5);
 }
 
 TEST(KubeManifests, EverySelectorSelectsItsOwnPodsAndEachServiceIsHeadless) {
@@ -285,6 +305,10 @@ services:
     kind: builtin/echo
   - name: prescale-gateway
     kind: builtin/echo
+  - name: kubernetes
+    kind: builtin/echo
+gateway:
+  routes: [{match: {path_prefix: /}, service: checkout}]
 )");
   EXPECT_EQ(message,
             "shop.yaml:3: services[0] (checkout).image: required on Kubernetes for a command "
@@ -294,7 +318,18 @@ services:
             "shop.yaml:6: services[1] (2nd).name: a Kubernetes Service name starts with a "
             "letter, got \"2nd\"\n"
             "shop.yaml:8: services[2] (prescale-gateway).name: \"prescale-gateway\" is the "
-            "gateway's Deployment and Service");
+            "gateway's Deployment and Service\n"
+            "shop.yaml:10: services[3] (kubernetes).name: \"kubernetes\" is the Service of the "
+            "cluster's API server");
+
+  // prescale gateway needs routes to tell several services apart; one it reaches without.
+  EXPECT_EQ(render_error("version: 1\nservices:\n  - {name: a, kind: builtin/echo}\n"
+                         "  - {name: b, kind: builtin/echo}\n"),
+            "shop.yaml: gateway.routes: none, and the gateway's pod runs prescale gateway, which "
+            "sends a request nowhere without routes unless it has exactly one service (this file "
+            "has 2)");
+  EXPECT_EQ(render("version: 1\nservices:\n  - {name: a, kind: builtin/echo}\n", options()).size(),
+            5u);
 
   auto config = load_config_string(kShop, "shop.yaml");
   ASSERT_TRUE(config);
