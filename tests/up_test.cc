@@ -1598,6 +1598,66 @@ TEST(UpTest, ARevisionThatAnswersErrorsIsRolledBackWhenTheGatewayEjectsIt) {
   EXPECT_EQ(log.find("start web-4"), std::string::npos) << "nothing more of revision 2 started";
 }
 
+// A release that answers, but more slowly than the one it replaces: the rollout analysis compares
+// the new revision's attempts with the old one's while both serve, and rolls it back. Neither
+// crashes nor outlier detection would have seen it: every answer is a 200.
+TEST(UpTest, ARevisionThatAnswersMoreSlowlyIsRolledBackByTheRolloutAnalysis) {
+  TempDir dir;
+  testing::write_file(dir.file("slow.py"), R"(import http.server, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path not in ("/readyz", "/healthz"):
+            time.sleep(0.04)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+)");
+  const std::string config = dir.file("prescale.yaml");
+  auto yaml = [](const std::string& command) {
+    return "version: 1\npolicy: {name: hpa}\nservices:\n  - name: web\n    kind: command\n"
+           "    command: " +
+           command +
+           "\n    replicas: {min: 2, max: 2, initial: 2}\n"
+           "gateway:\n  listen: \"127.0.0.1:0\"\n"
+           "  routes:\n    - match: {path_prefix: /}\n      service: web\n";
+  };
+  testing::write_file(config, yaml(std::string("[") + PRESCALE_BIN +
+                                   ", serve, echo, --port, \"{port}\", --threads, \"1\"]"));
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  Subprocess load = load_against(
+      up, dir, {"--rate", "150", "--duration", "40s", "--mix", "GET /echo:1", "--seed", "1"});
+  std::this_thread::sleep_for(2s);
+  testing::write_file(config, yaml("[python3, " + dir.file("slow.py") + ", \"{port}\"]"));
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        return up.log().find("rollback web: revision 2 failed: web-3 answers more slowly: ") !=
+               std::string::npos;
+      },
+      35s))
+      << up.log();
+  ASSERT_EQ(load.wait(90s), 0) << load.log();
+  const json report = load_report(dir);
+  std::printf("load: %s\n", report["requests"].dump().c_str());
+  EXPECT_EQ(report["requests"]["ok"], report["requests"]["scheduled"])
+      << report["status"].dump() << "\n"
+      << up.log();
+  EXPECT_EQ(up.stop(), 0);
+  const std::string log = up.log();
+  const size_t rollback = log.find("rollback web:");
+  ASSERT_NE(rollback, std::string::npos) << log;
+  std::printf("%s\n", log.substr(rollback, log.find('\n', rollback) - rollback).c_str());
+  // One of the old replicas, at least, served to the end: the rollback came before both left.
+  EXPECT_TRUE(log.find("stop web-1: exited with status 0") > rollback ||
+              log.find("stop web-2: exited with status 0") > rollback)
+      << log;
+}
+
 // One echo service on a free port, routed or not.
 std::string one_echo_yaml(bool routed, const std::string& policy = "prescale") {
   std::string yaml = "version: 1\npolicy: {name: " + policy +

@@ -31,6 +31,7 @@
 #include "learned_admission.h"
 #include "local_platform.h"
 #include "replica_metrics.h"
+#include "rollout_watch.h"
 #include "runtime/runtime.h"
 #include "scaling/prescale_policy.h"
 #include "telemetry/exposition.h"
@@ -116,6 +117,31 @@ bool stop_replicas(local::Supervisor& supervisor, Clock& real, std::chrono::seco
     }
   }
   return true;
+}
+
+// Rollout analysis: each service rolling out has its new revision judged against the old one on
+// what the gateway counted of both (RolloutWatch); one that fares worse is failed, and so rolled
+// back (Supervisor::failing).
+void judge_rollouts(local::Supervisor& supervisor, const std::vector<ServiceConfig>& services,
+                    const telemetry::Registry& gateway_registry, RolloutWatch& watch,
+                    Clock::TimePoint now) {
+  std::map<std::string, int> rolling;
+  std::vector<RolloutReplica> replicas;
+  for (const ServiceConfig& s : services) {
+    const local::RolloutStatus rollout = supervisor.rollout(s.name);
+    if (!rollout.rolling) continue;
+    rolling[s.name] = rollout.revision;
+    for (const local::ReplicaStatus& r : supervisor.replicas(s.name)) {
+      replicas.push_back({s.name, r.id, r.revision, r.port, r.ready_at});
+    }
+  }
+  if (rolling.empty()) {
+    (void)watch.look({}, {}, {}, now);  // forgets the rollouts that ended
+    return;
+  }
+  for (const RolloutFailure& f : watch.look(rolling, replicas, gateway_registry.collect(), now)) {
+    (void)supervisor.failing(f.replica, f.why);
+  }
 }
 
 // The healer's look at the memory of every ready replica with a limit (services[].memory_limit,
@@ -339,6 +365,7 @@ int run_up(const UpFlags& f) {
   so.run_dir = (state / "run").string();
   std::unique_ptr<DashboardFeed> feed;  // made once the policy exists; replicas start before
   const local::Supervisor* supervising = nullptr;  // set once made: its events start after
+  RolloutWatch rollout_watch;  // a new revision against the old one, while both serve
   healing::Healer healer({.ejections = config.healer.ejections,
                           .window = config.healer.window,
                           .min_interval = config.healer.min_interval,
@@ -671,6 +698,7 @@ int run_up(const UpFlags& f) {
         }
       }
       if (config.healer.enabled) {
+        judge_rollouts(supervisor, config.services, registry, rollout_watch, real.now());
         look_at_memory(supervisor, healer);
         for (const healing::Remedy& r : healer.remedies(real.now())) {
           const bool failing = r.kind == healing::RemedyKind::kEjected;

@@ -1,0 +1,97 @@
+#include "healing/rollout_analysis.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+namespace prescale::healing {
+namespace {
+
+double total(const RevisionSample& s) { return s.cumulative.empty() ? 0 : s.cumulative.back(); }
+
+// Attempts that took at most `seconds`, interpolated within the bucket that holds it.
+double count_within(const RevisionSample& s, double seconds) {
+  double lower = 0, below = 0;
+  for (std::size_t i = 0; i < s.upper_bounds.size() && i < s.cumulative.size(); ++i) {
+    const double upper = s.upper_bounds[i];
+    if (seconds <= upper) {
+      const double width = upper - lower;
+      const double part = width > 0 ? std::clamp((seconds - lower) / width, 0.0, 1.0) : 1.0;
+      return below + (s.cumulative[i] - below) * part;
+    }
+    lower = upper;
+    below = s.cumulative[i];
+  }
+  return below;  // beyond the last finite bound: the +Inf bucket counts as slower
+}
+
+std::string percent(double share) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f %%", 100 * share);
+  return text;
+}
+
+std::string millis(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof text, seconds < 0.01 ? "%.2f ms" : "%.0f ms", 1000 * seconds);
+  return text;
+}
+
+}  // namespace
+
+double latency_quantile(const RevisionSample& s, double q) {
+  const double n = total(s);
+  if (n <= 0 || s.upper_bounds.empty()) return NAN;
+  const double rank = q * n;
+  double lower = 0, below = 0;
+  for (std::size_t i = 0; i < s.upper_bounds.size() && i < s.cumulative.size(); ++i) {
+    const double upper = s.upper_bounds[i];
+    if (s.cumulative[i] >= rank && s.cumulative[i] > below) {
+      return lower + (upper - lower) * (rank - below) / (s.cumulative[i] - below);
+    }
+    lower = upper;
+    below = s.cumulative[i];
+  }
+  return s.upper_bounds.back();
+}
+
+double share_slower_than(const RevisionSample& s, double seconds) {
+  const double n = total(s);
+  return n > 0 ? (n - count_within(s, seconds)) / n : NAN;
+}
+
+RolloutVerdict compare_revisions(const RevisionSample& old_revision,
+                                 const RevisionSample& new_revision,
+                                 const RolloutAnalysisOptions& o) {
+  const double n_old = old_revision.attempts, n_new = new_revision.attempts;
+  if (n_old < o.min_attempts || n_new < o.min_attempts) return {};
+
+  const double p_old = old_revision.failed / n_old, p_new = new_revision.failed / n_new;
+  const double pooled = (old_revision.failed + new_revision.failed) / (n_old + n_new);
+  const double se = std::sqrt(pooled * (1 - pooled) * (1 / n_old + 1 / n_new));
+  // At least 5 failures: below that the normal approximation of a rare count misleads.
+  if (new_revision.failed >= 5 && p_new - p_old > o.error_margin && se > 0 &&
+      (p_new - p_old) / se >= o.z) {
+    return {true, "fails " + percent(p_new) + " of its attempts (the old revision " +
+                      percent(p_old) + ") over " + std::to_string(static_cast<long>(n_new)) +
+                      " attempts"};
+  }
+
+  // Latency, of the attempts the histograms hold (both sides need enough of them too).
+  if (total(old_revision) < o.min_attempts || total(new_revision) < o.min_attempts) return {};
+  const double old_p90 = latency_quantile(old_revision, 0.9);
+  const double slower = share_slower_than(new_revision, old_p90);
+  const double n = total(new_revision);
+  // 10 % of the old revision's attempts lie beyond its estimated percentile, but that estimate
+  // is itself a sample's: the error counts both sides' sizes, as a two-proportion test does.
+  const double z = (slower - 0.1) / std::sqrt(0.1 * 0.9 * (1 / n + 1 / total(old_revision)));
+  if (std::isfinite(slower) && slower > o.slow_share && z >= o.z) {
+    return {true, "answers more slowly: " + percent(slower) +
+                      " of its attempts took longer than the old revision's 90th percentile (" +
+                      millis(old_p90) + "; its own " + millis(latency_quantile(new_revision, 0.9)) +
+                      ") over " + std::to_string(static_cast<long>(n)) + " attempts"};
+  }
+  return {};
+}
+
+}  // namespace prescale::healing
