@@ -24,7 +24,9 @@ std::map<std::string, healing::RevisionSample> by_upstream(
       healing::RevisionSample& r = out[s.label_values[upstream]];
       if (requests) {
         const std::string& c = s.label_values[code];
-        if (c == "cancelled") continue;  // the client left: says nothing of the replica
+        // The client left, or the gateway refused the attempt itself (its connection limits):
+        // neither says anything of the replica.
+        if (c == "cancelled" || c == "overflow") continue;
         r.attempts += s.value;
         // A 5xx, or no answer at all.
         if (c.starts_with('5') || !std::isdigit(static_cast<unsigned char>(c.front()))) {
@@ -40,16 +42,19 @@ std::map<std::string, healing::RevisionSample> by_upstream(
         for (std::size_t i = 0; i < h.cumulative_counts.size(); ++i) {
           r.cumulative[i] += static_cast<double>(h.cumulative_counts[i]);
         }
+        r.latency_sum += h.sum;
       }
     }
   }
   return out;
 }
 
+// `into` += `now` - `before` (`before` empty: all of `now`).
 void add(healing::RevisionSample& into, const healing::RevisionSample& now,
-         const healing::RevisionSample& zero) {
-  into.attempts += now.attempts - zero.attempts;
-  into.failed += now.failed - zero.failed;
+         const healing::RevisionSample& before) {
+  into.attempts += now.attempts - before.attempts;
+  into.failed += now.failed - before.failed;
+  into.latency_sum += now.latency_sum - before.latency_sum;
   if (now.cumulative.empty()) return;
   if (into.upper_bounds.empty()) {
     into.upper_bounds = now.upper_bounds;
@@ -57,52 +62,67 @@ void add(healing::RevisionSample& into, const healing::RevisionSample& now,
   }
   if (into.upper_bounds != now.upper_bounds) return;
   for (std::size_t i = 0; i < now.cumulative.size(); ++i) {
-    into.cumulative[i] += now.cumulative[i] - (i < zero.cumulative.size() ? zero.cumulative[i] : 0);
+    into.cumulative[i] +=
+        now.cumulative[i] - (i < before.cumulative.size() ? before.cumulative[i] : 0);
   }
 }
 
 }  // namespace
 
 std::vector<RolloutFailure> RolloutWatch::look(
-    const std::map<std::string, int>& rolling, const std::vector<RolloutReplica>& replicas,
+    const std::map<std::string, RolloutRevisions>& rolling,
+    const std::vector<RolloutReplica>& replicas,
     const std::vector<telemetry::FamilySnapshot>& gateway, Clock::TimePoint now) {
   std::erase_if(rollouts_, [&](const auto& r) {
     const auto it = rolling.find(r.first);
-    return it == rolling.end() || it->second != r.second.revision;
+    return it == rolling.end() || !(it->second == r.second.revisions);
   });
-  for (const auto& [service, revision] : rolling) {
-    if (!rollouts_.contains(service)) rollouts_[service] = Rollout{revision, now, false, {}};
+  for (const auto& [service, revisions] : rolling) {
+    // A rollback under way returns to the stable revision: nothing to judge.
+    if (revisions.revision != revisions.stable && !rollouts_.contains(service)) {
+      rollouts_[service].revisions = revisions;
+    }
   }
   const std::map<std::string, healing::RevisionSample> counted = by_upstream(gateway);
 
-  std::map<std::string, healing::RevisionSample> old_side, new_side;  // by service
-  std::map<std::string, std::string> a_new_replica;
+  struct Look {
+    healing::RevisionSample stable_side, new_side;
+    bool stable_counted = false, new_counted = false;
+    std::string a_new_replica;
+  };
+  std::map<std::string, Look> looks;  // by service
   for (const RolloutReplica& r : replicas) {
     const auto rollout = rollouts_.find(r.service);
-    if (rollout == rollouts_.end() || rollout->second.judged || !r.ready_at || r.port == 0) {
+    if (rollout == rollouts_.end() || rollout->second.judged || !r.ready_at || r.port == 0 ||
+        now < *r.ready_at + warmup_) {
       continue;
     }
     Rollout& ro = rollout->second;
-    if (now < std::max(ro.started, *r.ready_at + warmup_)) continue;
+    const bool fresh = r.revision == ro.revisions.revision;
+    if (!fresh && r.revision != ro.revisions.stable) continue;  // neither side
     const auto c = counted.find("127.0.0.1:" + std::to_string(r.port));
     const healing::RevisionSample current =
         c == counted.end() ? healing::RevisionSample{} : c->second;
-    const std::string process = r.id + "@" + std::to_string(r.port);
-    const auto [zero, first] = ro.zero.emplace(process, current);
-    if (first) continue;  // counts from here
-    const bool fresh = r.revision == ro.revision;
-    add(fresh ? new_side[r.service] : old_side[r.service], current, zero->second);
-    if (fresh) a_new_replica.emplace(r.service, r.id);
+    const auto [last, first] = ro.last.emplace(r.id + "/" + std::to_string(r.pid), current);
+    if (first) continue;  // counts from the next look
+    Look& l = looks[r.service];
+    add(fresh ? l.new_side : l.stable_side, current, last->second);
+    last->second = current;
+    (fresh ? l.new_counted : l.stable_counted) = true;
+    if (fresh) l.a_new_replica = r.id;
   }
 
   std::vector<RolloutFailure> failures;
-  for (auto& [service, ro] : rollouts_) {
-    if (ro.judged || !a_new_replica.contains(service) || !old_side.contains(service)) continue;
+  for (auto& [service, l] : looks) {
+    if (!l.stable_counted || !l.new_counted) continue;  // this look's counts cover one side
+    Rollout& ro = rollouts_.at(service);
+    add(ro.stable_side, l.stable_side, {});
+    add(ro.new_side, l.new_side, {});
     const healing::RolloutVerdict v =
-        healing::compare_revisions(old_side[service], new_side[service], options_);
+        healing::compare_revisions(ro.stable_side, ro.new_side, options_);
     if (!v.failed) continue;
     ro.judged = true;
-    failures.push_back({service, a_new_replica[service], v.why});
+    failures.push_back({service, l.a_new_replica, v.why});
   }
   return failures;
 }

@@ -125,14 +125,14 @@ bool stop_replicas(local::Supervisor& supervisor, Clock& real, std::chrono::seco
 void judge_rollouts(local::Supervisor& supervisor, const std::vector<ServiceConfig>& services,
                     const telemetry::Registry& gateway_registry, RolloutWatch& watch,
                     Clock::TimePoint now) {
-  std::map<std::string, int> rolling;
+  std::map<std::string, RolloutRevisions> rolling;
   std::vector<RolloutReplica> replicas;
   for (const ServiceConfig& s : services) {
     const local::RolloutStatus rollout = supervisor.rollout(s.name);
     if (!rollout.rolling) continue;
-    rolling[s.name] = rollout.revision;
+    rolling[s.name] = {rollout.revision, rollout.stable};
     for (const local::ReplicaStatus& r : supervisor.replicas(s.name)) {
-      replicas.push_back({s.name, r.id, r.revision, r.port, r.ready_at});
+      replicas.push_back({s.name, r.id, r.revision, r.pid, r.port, r.ready_at});
     }
   }
   if (rolling.empty()) {
@@ -698,7 +698,9 @@ int run_up(const UpFlags& f) {
         }
       }
       if (config.healer.enabled) {
-        judge_rollouts(supervisor, config.services, registry, rollout_watch, real.now());
+        if (config.healer.rollout_analysis) {
+          judge_rollouts(supervisor, config.services, registry, rollout_watch, real.now());
+        }
         look_at_memory(supervisor, healer);
         for (const healing::Remedy& r : healer.remedies(real.now())) {
           const bool failing = r.kind == healing::RemedyKind::kEjected;

@@ -303,6 +303,7 @@ static void describe(Schema<HealerConfig>& s) {
   s.field("ejections", &HealerConfig::ejections).at_least(1).at_most(1000);
   s.field("window", &HealerConfig::window).greater_than(milliseconds(0));
   s.field("min_interval", &HealerConfig::min_interval).at_least(milliseconds(0));
+  s.field("rollout_analysis", &HealerConfig::rollout_analysis);
 }
 
 static void describe(Schema<Config>& s) {

@@ -303,6 +303,9 @@ struct HealerConfig {
   int ejections = 3;
   std::chrono::milliseconds window = std::chrono::minutes(10);
   std::chrono::milliseconds min_interval = std::chrono::minutes(5);
+  // A rolling update's new revision judged against the old one while both serve, and rolled back
+  // when it fails more often or answers more slowly (healing/rollout_analysis.h); with `enabled`.
+  bool rollout_analysis = true;
 
   friend bool operator==(const HealerConfig&, const HealerConfig&) = default;
 };

@@ -262,7 +262,7 @@ void Gateway::refresh_dns() {
   Impl& g = *impl_;
   std::lock_guard lock(g.dns_mu);
   std::vector<std::string> problems = g.dns.refresh([&g] { return g.stopping.load(); });
-  if (problems == g.dns_problems) return;
+  if (g.stopping.load() || problems == g.dns_problems) return;  // a stopped refresh knows nothing
   if (g.options.on_dns_problem) {
     for (const std::string& p : problems) {
       if (std::find(g.dns_problems.begin(), g.dns_problems.end(), p) == g.dns_problems.end()) {

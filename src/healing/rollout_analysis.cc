@@ -70,7 +70,7 @@ RolloutVerdict compare_revisions(const RevisionSample& old_revision,
   const double pooled = (old_revision.failed + new_revision.failed) / (n_old + n_new);
   const double se = std::sqrt(pooled * (1 - pooled) * (1 / n_old + 1 / n_new));
   // At least 5 failures: below that the normal approximation of a rare count misleads.
-  if (new_revision.failed >= 5 && p_new - p_old > o.error_margin && se > 0 &&
+  if (new_revision.failed >= 5 && p_new - p_old > o.error_margin && p_new >= 2 * p_old && se > 0 &&
       (p_new - p_old) / se >= o.z) {
     return {true, "fails " + percent(p_new) + " of its attempts (the old revision " +
                       percent(p_old) + ") over " + std::to_string(static_cast<long>(n_new)) +
@@ -79,17 +79,25 @@ RolloutVerdict compare_revisions(const RevisionSample& old_revision,
 
   // Latency, of the attempts the histograms hold (both sides need enough of them too).
   if (total(old_revision) < o.min_attempts || total(new_revision) < o.min_attempts) return {};
+  const double mean_old = old_revision.latency_sum / total(old_revision);
+  const double mean_new = new_revision.latency_sum / total(new_revision);
   const double old_p90 = latency_quantile(old_revision, 0.9);
+  const double new_p90 = latency_quantile(new_revision, 0.9);
   const double slower = share_slower_than(new_revision, old_p90);
-  const double n = total(new_revision);
-  // 10 % of the old revision's attempts lie beyond its estimated percentile, but that estimate
-  // is itself a sample's: the error counts both sides' sizes, as a two-proportion test does.
-  const double z = (slower - 0.1) / std::sqrt(0.1 * 0.9 * (1 / n + 1 / total(old_revision)));
-  if (std::isfinite(slower) && slower > o.slow_share && z >= o.z) {
+  // About 10 % of the old revision's attempts lie beyond its own percentile; more where it falls
+  // in the last bucket (the +Inf one holds them all).
+  const double old_slower = share_slower_than(old_revision, old_p90);
+  const double n = total(new_revision), n_old_latency = total(old_revision);
+  const double share = (slower * n + old_slower * n_old_latency) / (n + n_old_latency);
+  const double se_share = std::sqrt(share * (1 - share) * (1 / n + 1 / n_old_latency));
+  if (std::isfinite(slower) && mean_new >= o.slowdown * mean_old &&
+      slower - old_slower > o.slow_margin && se_share > 0 &&
+      (slower - old_slower) / se_share >= o.z) {
     return {true, "answers more slowly: " + percent(slower) +
                       " of its attempts took longer than the old revision's 90th percentile (" +
-                      millis(old_p90) + "; its own " + millis(latency_quantile(new_revision, 0.9)) +
-                      ") over " + std::to_string(static_cast<long>(n)) + " attempts"};
+                      millis(old_p90) + "; its own " + millis(new_p90) + "), a mean of " +
+                      millis(mean_new) + " against " + millis(mean_old) + " over " +
+                      std::to_string(static_cast<long>(n)) + " attempts"};
   }
   return {};
 }

@@ -4,17 +4,22 @@
 // is rolled back, not only one that crashes or that the gateway's outlier detection ejects.
 //
 // Each side is what the gateway counted of its replicas' attempts: how many, how many failed (a
-// 5xx, or no answer), and their latency histogram. The new revision fails when, with at least
-// `min_attempts` on each side:
-// - errors: it fails more often than the old one by more than `error_margin` (absolute), and a
-//   one-sided two-proportion z-test puts the difference at least `z` standard errors above 0,
-//   with at least 5 failures (fewer are too rare for the test's normal approximation);
-// - latency: more than `slow_share` of its attempts took longer than the old revision's 90th
-//   percentile (10 % would, were they alike), at least `z` standard errors above 10 % (the
-//   error of a two-proportion test: the old revision's percentile is a sample's too). Bucketed
-//   latencies are interpolated within their bucket, as Prometheus' histogram_quantile does.
-// Comparing with the baseline's own percentile needs no absolute threshold and holds under any
-// load: both revisions see the same requests at the same time.
+// 5xx, or no answer), and their latency histogram, over the same stretch of time. The new
+// revision fails when, with at least `min_attempts` on each side, it is worse by an amount that
+// matters (an effect size) and by more than chance would make it (a one-sided two-proportion
+// z-test at `z` standard errors):
+// - errors: it fails more often by more than `error_margin` (absolute) and at least twice as
+//   often, with at least 5 failures (fewer are too rare for the test's normal approximation);
+// - latency: its mean latency is at least `slowdown` times the old one's, and the share of its
+//   attempts beyond the old revision's 90th percentile exceeds the old revision's own share
+//   there (10 %, or more where that percentile falls in the last bucket) by `slow_margin`.
+//   Bucketed latencies are interpolated within their bucket, as Prometheus'
+//   histogram_quantile does; the means are exact (the histograms' sums), so a change within a
+//   bucket's width (2.4 ms against 2.6 ms, across the 2.5 ms bound) is no slowdown.
+// A replica's speed varies from process to process, and attempts on one replica are not
+// independent, so the effect sizes, not the tests alone, keep a release as good as the old one
+// from failing; they also mean a release less than `slowdown` times slower is not judged.
+// Replicas of one revision that differ by themselves by that much would fail one.
 //
 // Thread safety: pure functions.
 #pragma once
@@ -33,6 +38,7 @@ struct RevisionSample {
   // last entry beyond upper_bounds counts every attempt (+Inf). Both sides share the bounds.
   std::vector<double> upper_bounds;
   std::vector<double> cumulative;
+  double latency_sum = 0;  // seconds, of the attempts `cumulative` counts
 };
 
 // The new revision may get few attempts: a latency-aware balancer sends a slow replica little.
@@ -40,7 +46,8 @@ struct RevisionSample {
 struct RolloutAnalysisOptions {
   double min_attempts = 20;
   double error_margin = 0.01;
-  double slow_share = 0.25;
+  double slowdown = 2;
+  double slow_margin = 0.15;
   double z = 4;
 };
 

@@ -20,6 +20,7 @@ RevisionSample sample(const std::vector<double>& latencies, double failed = 0) {
   s.upper_bounds = kBounds;
   s.cumulative.assign(kBounds.size() + 1, 0);
   for (double l : latencies) {
+    s.latency_sum += l;
     for (std::size_t i = 0; i < s.cumulative.size(); ++i) {
       if (i == kBounds.size() || l <= kBounds[i]) s.cumulative[i] += 1;
     }
@@ -70,19 +71,65 @@ TEST(RolloutAnalysis, RevisionsAlikeAreNeverFailedWhateverTheNoise) {
   EXPECT_EQ(failed, 0);
 }
 
-TEST(RolloutAnalysis, ARevisionTwiceAsSlowIsFailedNamingTheLatencies) {
+// A rollout is judged at every look, on counts that grow: 40 looks over 40 s of a service at 10
+// to 100 attempts a second, half to each side. Replicas differ in speed by themselves (each its
+// own factor, log-normal with a spread of 0.1: one in twenty 20 % off), and errors come at 2 % on
+// both.
+TEST(RolloutAnalysis, RolloutsOfAReleaseAsGoodAsTheOldAreNotFailedLookAfterLook) {
+  std::mt19937 rng(23);
+  std::lognormal_distribution<double> replica_speed(0, 0.1);
+  int failed = 0;
+  for (int rollout = 0; rollout < 300; ++rollout) {
+    const double median = 0.001 * (1 + rng() % 80);
+    const double per_look = 5 + rng() % 45;
+    const double old_speed = replica_speed(rng), new_speed = replica_speed(rng);
+    std::vector<double> old_l, new_l;
+    double old_failed = 0, new_failed = 0;
+    std::bernoulli_distribution error(0.02);
+    for (int look = 0; look < 40 && failed == 0; ++look) {
+      for (double& l : latencies(rng, static_cast<int>(per_look), median * old_speed)) {
+        old_l.push_back(l);
+        old_failed += error(rng) ? 1 : 0;
+      }
+      for (double& l : latencies(rng, static_cast<int>(per_look), median * new_speed)) {
+        new_l.push_back(l);
+        new_failed += error(rng) ? 1 : 0;
+      }
+      const RolloutVerdict v =
+          compare_revisions(sample(old_l, old_failed), sample(new_l, new_failed));
+      if (v.failed) {
+        ++failed;
+        ADD_FAILURE() << "rollout " << rollout << ", look " << look << ": " << v.why;
+      }
+    }
+  }
+  EXPECT_EQ(failed, 0);
+}
+
+// Not judged: a difference that does not matter, however sure (2.4 ms against 2.6 ms, across a
+// bucket bound), and attempts past the last bucket on both sides alike (long polls).
+TEST(RolloutAnalysis, SmallDifferencesAndTheLastBucketAreNotFailures) {
+  EXPECT_FALSE(compare_revisions(sample(std::vector<double>(5000, 0.0024)),
+                                 sample(std::vector<double>(5000, 0.0026)))
+                   .failed);
+  std::vector<double> polls(700, 0.004);
+  polls.insert(polls.end(), 300, 30.0);
+  EXPECT_FALSE(compare_revisions(sample(polls), sample(polls)).failed);
+}
+
+TEST(RolloutAnalysis, ARevisionThreeTimesAsSlowIsFailedNamingTheLatencies) {
   std::mt19937 rng(11);
   const RolloutVerdict v =
-      compare_revisions(sample(latencies(rng, 300, 0.004)), sample(latencies(rng, 200, 0.008)));
+      compare_revisions(sample(latencies(rng, 300, 0.004)), sample(latencies(rng, 200, 0.012)));
   ASSERT_TRUE(v.failed);
   EXPECT_NE(v.why.find("answers more slowly: "), std::string::npos) << v.why;
   EXPECT_NE(v.why.find("of its attempts took longer than the old revision's 90th percentile ("),
             std::string::npos)
       << v.why;
-  EXPECT_NE(v.why.find(") over 200 attempts"), std::string::npos) << v.why;
-  // 10 % slower is within what a release may change.
+  EXPECT_NE(v.why.find(" over 200 attempts"), std::string::npos) << v.why;
+  // 50 % slower is within what a release may change, or replicas differ by themselves.
   EXPECT_FALSE(
-      compare_revisions(sample(latencies(rng, 300, 0.004)), sample(latencies(rng, 300, 0.0044)))
+      compare_revisions(sample(latencies(rng, 3000, 0.004)), sample(latencies(rng, 3000, 0.006)))
           .failed);
 }
 

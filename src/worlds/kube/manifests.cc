@@ -334,10 +334,11 @@ char32_t next_code_point(std::string_view s, size_t& i) {
 
 // Characters YAML parsers refuse in a document or read as something else: C0 and C1 controls
 // but tab and newline, DEL, NEL (U+0085: a line break to YAML 1.1), the line and paragraph
-// separators (U+2028, U+2029) and the byte order mark (U+FEFF).
+// separators (U+2028, U+2029), the byte order mark (U+FEFF) and the noncharacters U+FFFE and
+// U+FFFF (which libyaml, and so PyYAML, refuses).
 bool unsafe_in_yaml(char32_t c) {
   return (c < 0x20 && c != '\t' && c != '\n') || (c >= 0x7F && c <= 0x9F) || c == 0x2028 ||
-         c == 0x2029 || c == 0xFEFF;
+         c == 0x2029 || c == 0xFEFF || c == 0xFFFE || c == 0xFFFF;
 }
 
 // A YAML double-quoted scalar: `"` and `\` escaped, and every character YAML would not keep as

@@ -156,6 +156,7 @@ TEST(KubeManifests, StringsThatYamlWouldReadAsOtherTypesAreQuoted) {
               "ls\u2028",
               "ps\u2029",
               "bom\ufeff",
+              "nonchar\uffff\ufffe",
               "cr\r",
               "bell\a",
               " lead",

@@ -239,6 +239,7 @@ RolloutStatus Supervisor::rollout(std::string_view service) const {
   const Service* s = find(service);
   if (s == nullptr) return out;
   out.revision = s->revision;
+  out.stable = s->stable_revision;
   out.rolling = s->rolling;
   out.failed = s->failed;
   for (const auto& r : s->replicas) {

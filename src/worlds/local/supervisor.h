@@ -148,6 +148,9 @@ struct RolloutStatus {
   int revision = 1;      // the template new replicas start from
   bool rolling = false;  // replicas of other revisions are still being replaced
   int updated = 0;       // replicas of `revision` starting or ready
+  // The last revision every replica ran: what a rollback returns to (== revision while one does,
+  // and once a rollout is complete).
+  int stable = 1;
   int outdated = 0;      // replicas of other revisions not yet gone
   // The last rollout that failed and was rolled back, why: "revision 2 failed: ..."; "" if none
   // has since the last update().
