@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "http/client.h"
+#include "support/platform.h"
 #include "support/subprocess.h"
 
 namespace prescale {
@@ -26,19 +27,6 @@ namespace {
 using namespace std::chrono_literals;
 using testing::Subprocess;
 using testing::TempDir;
-
-http::Request get(std::string target) {
-  http::Request req;
-  req.method = http::Method::kGet;
-  req.method_name = "GET";
-  req.target = std::move(target);
-  return req;
-}
-
-int port_from(const std::string& file) {
-  EXPECT_TRUE(testing::wait_for([&] { return !testing::read_file(file).empty(); }, 10s)) << file;
-  return std::stoi(testing::read_file(file));
-}
 
 // The file as an editor would save it: whole, by a rename, so the watcher never reads half.
 void save(const std::string& path, const std::string& text) {
@@ -62,8 +50,9 @@ class GatewayReloadCliTest : public ::testing::Test {
           std::vector<std::string>{PRESCALE_BIN, "serve", "echo", "--port", "0", "--threads", "1",
                                    "--port-file", port_file},
           dir.file("echo" + std::to_string(i) + ".log")));
-      upstreams +=
-          (i ? ", \"127.0.0.1:" : "[\"127.0.0.1:") + std::to_string(port_from(port_file)) + "\"";
+      const int port = testing::port_from_file(port_file);
+      ASSERT_GT(port, 0) << port_file;
+      upstreams += (i ? ", \"127.0.0.1:" : "[\"127.0.0.1:") + std::to_string(port) + "\"";
     }
     upstreams += "]";
   }
@@ -103,11 +92,13 @@ TEST_F(GatewayReloadCliTest, ReloadsUnderLoadWithZeroFailedRequests) {
       {PRESCALE_BIN, "gateway", "-f", config, "--port", "0", "--port-file", dir.file("gw.port"),
        "--admin-port", "0", "--admin-port-file", dir.file("admin.port"), "--threads", "2"},
       dir.file("gateway.log"));
-  const auto port = static_cast<uint16_t>(port_from(dir.file("gw.port")));
-  const auto admin = static_cast<uint16_t>(port_from(dir.file("admin.port")));
+  const auto port = static_cast<uint16_t>(testing::port_from_file(dir.file("gw.port")));
+  const auto admin = static_cast<uint16_t>(testing::port_from_file(dir.file("admin.port")));
+  ASSERT_GT(port, 0) << gateway.log();
+  ASSERT_GT(admin, 0) << gateway.log();
   http::Client client(http::ClientOptions{.request_timeout = 10s, .threads = 2});
   auto status = [&](const std::string& target) {
-    auto r = client.request("127.0.0.1", port, get(target));
+    auto r = client.request("127.0.0.1", port, testing::get_request(target));
     return r ? r->status : 0;
   };
   ASSERT_EQ(status("/echo"), 200);
@@ -125,7 +116,7 @@ TEST_F(GatewayReloadCliTest, ReloadsUnderLoadWithZeroFailedRequests) {
     clients.emplace_back([&] {
       for (auto next = std::chrono::steady_clock::now(); next < end; next += 20ms) {
         std::this_thread::sleep_until(next);
-        auto r = client.request("127.0.0.1", port, get("/echo"));
+        auto r = client.request("127.0.0.1", port, testing::get_request("/echo"));
         requests.fetch_add(1);
         if (!r || r->status != 200) {
           std::lock_guard lock(mu);
@@ -162,7 +153,7 @@ TEST_F(GatewayReloadCliTest, ReloadsUnderLoadWithZeroFailedRequests) {
   EXPECT_TRUE(testing::wait_for([&] { return status("/delay/1") == 200; }, 5s)) << gateway.log();
   EXPECT_TRUE(testing::wait_for(
       [&] { return status("/status/200") == 200 && status("/status/200") == 429; }, 5s));
-  auto m = client.request("127.0.0.1", admin, get("/metrics"));
+  auto m = client.request("127.0.0.1", admin, testing::get_request("/metrics"));
   ASSERT_TRUE(m);
   const double ok = metric(m->body, R"(prescale_gateway_config_reloads_total{result="ok"})");
   const double failed =
@@ -205,9 +196,10 @@ gateway:
       {PRESCALE_BIN, "gateway", "-f", config, "--port", "0", "--port-file", dir.file("gw.port"),
        "--admin-port", "0", "--admin-port-file", dir.file("admin.port")},
       dir.file("gateway.log"));
-  const auto admin = static_cast<uint16_t>(port_from(dir.file("admin.port")));
+  const auto admin = static_cast<uint16_t>(testing::port_from_file(dir.file("admin.port")));
+  ASSERT_GT(admin, 0) << gateway.log();
   http::Client client;
-  auto m = client.request("127.0.0.1", admin, get("/metrics"));
+  auto m = client.request("127.0.0.1", admin, testing::get_request("/metrics"));
   ASSERT_TRUE(m.has_value()) << m.error().message;
   // 2 + ceil(100 req/s × 100 ms) for the written limit; none for the other.
   EXPECT_EQ(metric(m->body, R"(prescale_gateway_admission_limit{service="echo"})"), 12) << m->body;

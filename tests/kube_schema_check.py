@@ -24,6 +24,7 @@ KINDS = {
     ("v1", "ConfigMap"): "V1ConfigMap",
     ("v1", "Service"): "V1Service",
     ("apps/v1", "Deployment"): "V1Deployment",
+    ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
 }
 
 PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": (int, float)}

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "http/client.h"
+#include "support/platform.h"
 #include "support/subprocess.h"
 
 namespace prescale {
@@ -55,20 +56,6 @@ gateway:
     - {match: {path_prefix: /v1/checkout}, service: checkout}
 )";
 
-http::Request get(std::string target) {
-  http::Request req;
-  req.method = http::Method::kGet;
-  req.method_name = "GET";
-  req.target = std::move(target);
-  return req;
-}
-
-int port_from(const std::string& file) {
-  EXPECT_TRUE(testing::wait_for([&] { return !testing::read_file(file).empty(); }, 10s)) << file;
-  const std::string text = testing::read_file(file);
-  return text.empty() ? 0 : std::stoi(text);
-}
-
 // Runs `prescale render kubernetes` on `config`; the exit status and what it printed.
 std::pair<int, std::string> render(const TempDir& dir, const std::string& config,
                                    std::vector<std::string> flags) {
@@ -104,7 +91,7 @@ TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
   const auto checked = check.wait(60s);
   if (checked == 77) GTEST_SKIP() << check.log();
   EXPECT_EQ(checked, 0) << check.log();
-  EXPECT_THAT(check.log(), HasSubstr("15 objects, 0 problems"));
+  EXPECT_THAT(check.log(), HasSubstr("22 objects, 0 problems"));
 
   // The checker finds what the API would refuse: a number where a string is due, an unknown
   // field, a container with no name.
@@ -171,7 +158,7 @@ gateway:
       render(dir, echo_only, {"--image", "prescale:test", "-o", dir.file("manifests.yaml")});
   ASSERT_EQ(status, 0) << log;
   const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(dir.file("manifests.yaml"));
-  ASSERT_EQ(docs.size(), 7u);
+  ASSERT_EQ(docs.size(), 10u);
 
   // The ConfigMap, where the gateway's pod mounts it.
   const std::string mounted = dir.file("prescale.yaml.mounted");
@@ -218,7 +205,7 @@ gateway:
 
   http::Client client(http::ClientOptions{.request_timeout = 10s, .threads = 1});
   auto status_of = [&](int port, const std::string& path) {
-    auto r = client.request("127.0.0.1", static_cast<uint16_t>(port), get(path));
+    auto r = client.request("127.0.0.1", static_cast<uint16_t>(port), testing::get_request(path));
     return r ? r->status : 0;
   };
   auto probe_path = [](const YAML::Node& container, const char* probe) {
@@ -230,7 +217,7 @@ gateway:
   for (const std::string service : {"web", "api"}) {
     const YAML::Node d = find(docs, "Deployment", service);
     pods.push_back(std::make_unique<Subprocess>(command_of(d, {}), dir.file(service + ".log")));
-    ports[service] = port_from(dir.file(service + ".port"));
+    ports[service] = testing::port_from_file(dir.file(service + ".port"));
     ASSERT_GT(ports[service], 0) << pods.back()->log();
     const YAML::Node c = d["spec"]["template"]["spec"]["containers"][0];
     for (const char* probe : {"startupProbe", "readinessProbe", "livenessProbe"}) {
@@ -248,8 +235,8 @@ gateway:
 
   const YAML::Node gateway = find(docs, "Deployment", "prescale-gateway");
   pods.push_back(std::make_unique<Subprocess>(command_of(gateway, ports), dir.file("gateway.log")));
-  const int port = port_from(dir.file("prescale-gateway.port"));
-  const int admin = port_from(dir.file("prescale-gateway.admin"));
+  const int port = testing::port_from_file(dir.file("prescale-gateway.port"));
+  const int admin = testing::port_from_file(dir.file("prescale-gateway.admin"));
   ASSERT_GT(port, 0) << pods.back()->log();
   ASSERT_GT(admin, 0) << pods.back()->log();
   const YAML::Node gc = gateway["spec"]["template"]["spec"]["containers"][0];

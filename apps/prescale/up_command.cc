@@ -178,7 +178,9 @@ int run_up(const UpFlags& f) {
   Config config = std::move(*loaded);
   if (config.world != WorldKind::kLocal) {
     return error(f.config_path + ": world is " + std::string(to_string(config.world)) +
-                 "; prescale up runs the local world");
+                 "; prescale up runs the local world (for Kubernetes: prescale render "
+                 "kubernetes -f " +
+                 f.config_path + " --image IMAGE, docs/kubernetes.md)");
   }
   if (!(f.time_scale >= 1 && f.time_scale <= 10000)) {
     return error("--time-scale must be in [1, 10000]");

@@ -11,13 +11,23 @@ namespace prescale::testing {
 
 using namespace std::chrono_literals;
 
-nlohmann::json get_json(std::uint16_t port, const std::string& target) {
-  http::Client client;
+http::Request get_request(std::string target) {
   http::Request req;
   req.method = http::Method::kGet;
   req.method_name = "GET";
-  req.target = target;
-  auto r = client.request("127.0.0.1", port, std::move(req), 5s);
+  req.target = std::move(target);
+  return req;
+}
+
+int port_from_file(const std::string& file) {
+  wait_for([&] { return !read_file(file).empty(); }, 10s);
+  const std::string text = read_file(file);
+  return text.empty() ? 0 : std::stoi(text);
+}
+
+nlohmann::json get_json(std::uint16_t port, const std::string& target) {
+  http::Client client;
+  auto r = client.request("127.0.0.1", port, get_request(target), 5s);
   if (!r || r->status != 200) return nullptr;
   nlohmann::json j = nlohmann::json::parse(r->body, nullptr, /*allow_exceptions=*/false);
   return j.is_discarded() ? nlohmann::json() : j;

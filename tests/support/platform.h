@@ -11,9 +11,17 @@
 #include <string>
 #include <vector>
 
+#include "http/message.h"
 #include "support/subprocess.h"
 
 namespace prescale::testing {
+
+// A GET of `target`, for http::Client.
+http::Request get_request(std::string target);
+
+// The port a server wrote to `file` once listening (its --port-file), waited for up to 10 s;
+// 0 when none came.
+int port_from_file(const std::string& file);
 
 // GET http://127.0.0.1:port/target as JSON; null unless it answered 200 with JSON.
 nlohmann::json get_json(std::uint16_t port, const std::string& target);

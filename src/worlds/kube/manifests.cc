@@ -89,6 +89,16 @@ Json deployment(std::string_view name, std::string_view component, int replicas,
           {"spec", std::move(pod_spec)}}}}}};
 }
 
+// Voluntary disruptions (a node drained, a cluster upgrade) take one pod of the Deployment at a
+// time, as its rolling updates do; one pod alone may still go, so a drain never waits for ever.
+Json disruption_budget(std::string_view name, std::string_view component,
+                       const ManifestOptions& o) {
+  return {{"apiVersion", "policy/v1"},
+          {"kind", "PodDisruptionBudget"},
+          {"metadata", metadata(name, labels_of(name, component), o)},
+          {"spec", {{"maxUnavailable", 1}, {"selector", {{"matchLabels", selector_of(name)}}}}}};
+}
+
 Json service_object(std::string_view name, std::string_view component, Json spec,
                     const ManifestOptions& o) {
   spec["selector"] = selector_of(name);
@@ -260,6 +270,7 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
     objects.push_back(deployment(s.name, "service", s.replicas.initial,
                                  scrape_annotations(kServicePort), std::move(container),
                                  Json::array(), config, o));
+    objects.push_back(disruption_budget(s.name, "service", o));
   }
   if (!problems.empty()) {
     std::string message;
@@ -290,6 +301,7 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
   objects.push_back(deployment(
       kGatewayName, "gateway", o.gateway_replicas, annotations, gateway_container(config, o),
       Json::array({{{"name", "config"}, {"configMap", {{"name", kConfigMapName}}}}}), config, o));
+  objects.push_back(disruption_budget(kGatewayName, "gateway", o));
   return objects;
 }
 

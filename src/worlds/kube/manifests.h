@@ -1,9 +1,10 @@
 // Manifests: prescale.yaml as Kubernetes objects (`prescale render kubernetes`,
 // docs/kubernetes.md).
 //
-// Each service becomes a Deployment and a headless Service of the same name; the gateway a
-// Deployment and a Service named prescale-gateway, reading the file from the ConfigMap
-// prescale-config. What the local platform does for a replica, the manifests ask of the kubelet:
+// Each service becomes a Deployment, a headless Service and a PodDisruptionBudget of the same
+// name; the gateway a Deployment, a Service and a PodDisruptionBudget named prescale-gateway,
+// reading the file from the ConfigMap prescale-config. What the local platform does for a replica,
+// the manifests ask of the kubelet:
 // - the replica's program: `prescale serve KIND` in the Prescale image for a built-in service,
 //   the service's own `image` and `command` for a command service; "{port}" is 8080;
 // - readiness at services[].readiness_path (a startup probe covers the first 120 s, as the
@@ -48,7 +49,7 @@ inline constexpr int kGatewayAdminPort = 9901;
 inline constexpr std::string_view kModelRoot = "/var/lib/prescale/models";
 
 // The objects, in the order `kubectl apply` should create them (ConfigMap, then each service's
-// Service and Deployment, then the gateway's).
+// Service, Deployment and PodDisruptionBudget, then the gateway's).
 Result<std::vector<nlohmann::ordered_json>> kubernetes_objects(const Config& config,
                                                                const ManifestOptions& options);
 

@@ -105,7 +105,8 @@ Json from_yaml(const YAML::Node& n) {
 
 TEST(KubeManifests, TheYamlStreamReadsBackAsTheObjects) {
   const auto objects = render(kShop, options());
-  ASSERT_EQ(objects.size(), 9u);  // the ConfigMap, a Service and Deployment each, the gateway's
+  // The ConfigMap; a Service, Deployment and PodDisruptionBudget each, and the gateway's.
+  ASSERT_EQ(objects.size(), 13u);
   const std::vector<YAML::Node> docs = YAML::LoadAll(to_yaml_stream(objects));
   ASSERT_EQ(docs.size(), objects.size());
   for (size_t i = 0; i < docs.size(); ++i) {
@@ -260,6 +261,12 @@ TEST(KubeManifests, EverySelectorSelectsItsOwnPodsAndEachServiceIsHeadless) {
                 find(objects, "Deployment",
                      o["metadata"]["name"].get<std::string>())["spec"]["selector"]["matchLabels"]);
     }
+    if (o["kind"] == "PodDisruptionBudget") {  // one pod at a time, of its own Deployment
+      EXPECT_EQ(o["spec"]["maxUnavailable"], 1);
+      EXPECT_EQ(o["spec"]["selector"],
+                find(objects, "Deployment",
+                     o["metadata"]["name"].get<std::string>())["spec"]["selector"]);
+    }
   }
   EXPECT_EQ(find(objects, "Service", "prescale-gateway")["spec"]["type"], "ClusterIP");
 }
@@ -330,7 +337,7 @@ gateway:
             "sends a request nowhere without routes unless it has exactly one service (this file "
             "has 2)");
   EXPECT_EQ(render("version: 1\nservices:\n  - {name: a, kind: builtin/echo}\n", options()).size(),
-            5u);
+            7u);
 
   auto config = load_config_string(kShop, "shop.yaml");
   ASSERT_TRUE(config);
