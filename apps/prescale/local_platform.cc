@@ -287,7 +287,11 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
   if (!(next.http == running.http)) out.push_back("http");
   if (!(next.logging == running.logging)) out.push_back("logging");
   if (!(next.policy == running.policy)) out.push_back("policy");
-  if (!(next.healer == running.healer)) out.push_back("healer");
+  // The rollout analysis is looked up at each look: it may be switched at once (say after a
+  // rollback it should not have made).
+  HealerConfig next_healer = next.healer;
+  next_healer.rollout_analysis = running.healer.rollout_analysis;
+  if (!(next_healer == running.healer)) out.push_back("healer");
   if (next.gateway.listen != running.gateway.listen) out.push_back("gateway.listen");
   if (next.gateway.threads != running.gateway.threads) out.push_back("gateway.threads");
   const bool same_services =

@@ -238,6 +238,7 @@ gateway:
         edited("    replicas: {min: 1, max: 4}\n",
                "    replicas: {min: 1, max: 4}\n    memory_limit: 64Mi\n"),
         edited("path_prefix: /}", "path_prefix: /v1}"),
+        edited("version: 1\n", "version: 1\nhealer: {rollout_analysis: false}\n"),
         edited("version: 1\n", "version: 1\n\n\n")}) {  // its services on other lines
     EXPECT_THAT(changes_needing_a_restart(running, next), ::testing::IsEmpty());
   }

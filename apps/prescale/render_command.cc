@@ -26,8 +26,8 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
   render->require_subcommand(1);
   command_ = render->add_subcommand(
       "kubernetes",
-      "Kubernetes manifests: a Deployment and a headless Service per service, the "
-      "gateway's Deployment, Service and ConfigMap (docs/kubernetes.md)");
+      "Kubernetes manifests: a Deployment, headless Service and PodDisruptionBudget per service, "
+      "the gateway's own, and a ConfigMap of the file (docs/kubernetes.md)");
   command_->add_option("-f,--config", f.config_path, "The file to render")->capture_default_str();
   command_
       ->add_option("--image", f.image,

@@ -124,10 +124,11 @@ bool stop_replicas(local::Supervisor& supervisor, Clock& real, std::chrono::seco
 // back (Supervisor::failing).
 void judge_rollouts(local::Supervisor& supervisor, const std::vector<ServiceConfig>& services,
                     const telemetry::Registry& gateway_registry, RolloutWatch& watch,
-                    Clock::TimePoint now) {
+                    Clock::TimePoint now, bool enabled) {
   std::map<std::string, RolloutRevisions> rolling;
   std::vector<RolloutReplica> replicas;
   for (const ServiceConfig& s : services) {
+    if (!enabled) break;  // and what was counted is forgotten: switched on, it starts afresh
     const local::RolloutStatus rollout = supervisor.rollout(s.name);
     if (!rollout.rolling) continue;
     rolling[s.name] = {rollout.revision, rollout.stable};
@@ -700,9 +701,8 @@ int run_up(const UpFlags& f) {
         }
       }
       if (config.healer.enabled) {
-        if (config.healer.rollout_analysis) {
-          judge_rollouts(supervisor, config.services, registry, rollout_watch, real.now());
-        }
+        judge_rollouts(supervisor, config.services, registry, rollout_watch, real.now(),
+                       config.healer.rollout_analysis);
         look_at_memory(supervisor, healer);
         for (const healing::Remedy& r : healer.remedies(real.now())) {
           const bool failing = r.kind == healing::RemedyKind::kEjected;

@@ -533,10 +533,13 @@ TEST(ConfigLoad, TheHealerHasDefaultsAndItsOwnSettings) {
   EXPECT_EQ(defaults->healer.ejections, 3);
   EXPECT_EQ(defaults->healer.window, std::chrono::minutes(10));
   EXPECT_EQ(defaults->healer.min_interval, std::chrono::minutes(5));
+  EXPECT_TRUE(defaults->healer.rollout_analysis);
   Result<Config> own = load_config_string(
-      "version: 1\nhealer: {enabled: false, ejections: 5, window: 30m, min_interval: 0s}\n");
+      "version: 1\nhealer: {enabled: false, ejections: 5, window: 30m, min_interval: 0s, "
+      "rollout_analysis: false}\n");
   ASSERT_TRUE(own.has_value()) << own.error().message;
   EXPECT_FALSE(own->healer.enabled);
+  EXPECT_FALSE(own->healer.rollout_analysis);
   EXPECT_EQ(own->healer.ejections, 5);
   EXPECT_EQ(own->healer.window, std::chrono::minutes(30));
   EXPECT_EQ(own->healer.min_interval, std::chrono::milliseconds(0));

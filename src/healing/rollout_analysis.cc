@@ -90,12 +90,18 @@ RolloutVerdict compare_revisions(const RevisionSample& old_revision,
   const double n = total(new_revision), n_old_latency = total(old_revision);
   const double share = (slower * n + old_slower * n_old_latency) / (n + n_old_latency);
   const double se_share = std::sqrt(share * (1 - share) * (1 / n + 1 / n_old_latency));
+  const double median_old = latency_quantile(old_revision, 0.5);
+  const double median_new = latency_quantile(new_revision, 0.5);
   if (std::isfinite(slower) && mean_new >= o.slowdown * mean_old &&
-      slower - old_slower > o.slow_margin && se_share > 0 &&
-      (slower - old_slower) / se_share >= o.z) {
+      median_new >= o.slowdown * median_old && slower - old_slower > o.slow_margin &&
+      se_share > 0 && (slower - old_slower) / se_share >= o.z) {
+    // A percentile in the +Inf bucket is only known to lie beyond the last bound.
+    auto p90 = [&](double q) {
+      return (q >= old_revision.upper_bounds.back() ? "over " : "") + millis(q);
+    };
     return {true, "answers more slowly: " + percent(slower) +
                       " of its attempts took longer than the old revision's 90th percentile (" +
-                      millis(old_p90) + "; its own " + millis(new_p90) + "), a mean of " +
+                      p90(old_p90) + "; its own " + p90(new_p90) + "), a mean of " +
                       millis(mean_new) + " against " + millis(mean_old) + " over " +
                       std::to_string(static_cast<long>(n)) + " attempts"};
   }

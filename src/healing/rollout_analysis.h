@@ -10,12 +10,14 @@
 // z-test at `z` standard errors):
 // - errors: it fails more often by more than `error_margin` (absolute) and at least twice as
 //   often, with at least 5 failures (fewer are too rare for the test's normal approximation);
-// - latency: its mean latency is at least `slowdown` times the old one's, and the share of its
+// - latency: its mean and its median latency are both at least `slowdown` times the old one's
+//   (the mean is exact, from the histograms' sums, but a few timeouts sway it; the median holds
+//   against them, but is interpolated within a bucket), and the share of its
 //   attempts beyond the old revision's 90th percentile exceeds the old revision's own share
 //   there (10 %, or more where that percentile falls in the last bucket) by `slow_margin`.
 //   Bucketed latencies are interpolated within their bucket, as Prometheus'
-//   histogram_quantile does; the means are exact (the histograms' sums), so a change within a
-//   bucket's width (2.4 ms against 2.6 ms, across the 2.5 ms bound) is no slowdown.
+//   histogram_quantile does; with the means, a change within a bucket's width (2.4 ms against
+//   2.6 ms, across the 2.5 ms bound) is no slowdown.
 // A replica's speed varies from process to process, and attempts on one replica are not
 // independent, so the effect sizes, not the tests alone, keep a release as good as the old one
 // from failing; they also mean a release less than `slowdown` times slower is not judged.

@@ -25,7 +25,11 @@ bool idempotent(http::Method m) {
 void record_attempt(const ProxyCore& p, Call& c, Clock::Duration latency) {
   UpstreamSeries* series = c.ts_.upstream_series(c);
   if (series == nullptr) return;
-  series->duration->observe(to_seconds(latency));
+  // An attempt the gateway refused itself (its connection limits) or cut short (stopping, the
+  // client gone) took no time of the upstream's: counted, but not as a duration.
+  if (c.error != ExchangeError::kOverflow && c.error != ExchangeError::kCancelled) {
+    series->duration->observe(to_seconds(latency));
+  }
   telemetry::Counter* counter = nullptr;
   if (c.error == ExchangeError::kNone) {
     const int status = c.response.status;

@@ -90,7 +90,7 @@ Json deployment(std::string_view name, std::string_view component, int replicas,
 }
 
 // Voluntary disruptions (a node drained, a cluster upgrade) take one pod of the Deployment at a
-// time, as its rolling updates do; one pod alone may still go, so a drain never waits for ever.
+// time, as its rolling updates do; a Deployment of one pod may still lose it.
 Json disruption_budget(std::string_view name, std::string_view component,
                        const ManifestOptions& o) {
   return {{"apiVersion", "policy/v1"},

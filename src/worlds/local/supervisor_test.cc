@@ -953,6 +953,7 @@ TEST_F(SupervisorTest, ARollingUpdateReplacesEachReplicaOnceItsReplacementIsRead
   EXPECT_EQ(world.launched.size(), 5u) << "one ahead: a surge of 25 % of 4";
   RolloutStatus status = sup->rollout("api");
   EXPECT_EQ(status.revision, 2);
+  EXPECT_EQ(status.stable, 1) << "what the rollout replaces";
   EXPECT_TRUE(status.rolling);
   EXPECT_EQ(status.updated, 1);
   EXPECT_EQ(status.outdated, 4);
@@ -982,6 +983,7 @@ TEST_F(SupervisorTest, ARollingUpdateReplacesEachReplicaOnceItsReplacementIsRead
   }
   status = sup->rollout("api");
   EXPECT_FALSE(status.rolling);
+  EXPECT_EQ(status.stable, 2) << "rolled out: every replica runs it";
   EXPECT_EQ(status.updated, 4);
   EXPECT_EQ(status.outdated, 0);
   EXPECT_EQ(events.back(), "rolled-out ");
@@ -1149,6 +1151,7 @@ TEST_F(SupervisorTest, AnUpdateDuringARolloutRollsBackToTheLastCompleteRevision)
   ASSERT_TRUE(sup->update({"api", {"server", "--port", "{port}", "--v3"}, {}}, clock.now()));
   step(100ms);
   EXPECT_EQ(sup->rollout("api").revision, 3);
+  EXPECT_EQ(sup->rollout("api").stable, 1) << "revision 2 never completed";
   ASSERT_EQ(world.launched.back().argv.back(), "--v3");
   EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-1"}));
   for (int i = 0; i < 5; ++i) {
