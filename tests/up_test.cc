@@ -1549,47 +1549,57 @@ TEST(UpTest, ASighupAfterARebuildRollsTheProgramOut) {
       << up.log();
 }
 
-// A revision that gets ready and then answers errors is rolled back once the gateway ejects one of
-// its replicas: each old replica waits for its replacement to have been ready 10 s, so the old
-// ones are still there, and the gateway's retries (on 5xx here) leave no request failed.
-TEST(UpTest, ARevisionThatAnswersErrorsIsRolledBackWhenTheGatewayEjectsIt) {
-  TempDir dir;
-  write_broken_server(dir);
+// A release rolled out under load: two replicas of `web`, `prescale serve echo` at first, under
+// `rate` requests a second of `GET /echo` for `duration`; 2 s in, the file is edited so that web
+// runs `release` (its command, a flow list). Waits up to `within` for `rollback` in the log, then
+// for the load, which must have had every request answered, and stops the platform; returns its
+// log. `gateway` is added to the gateway's section, `route` to its one route's.
+std::string roll_out_under_load(const TempDir& dir, const std::string& gateway,
+                                const std::string& route, const std::string& release,
+                                const std::string& rate, const std::string& duration,
+                                const std::string& rollback, std::chrono::seconds within) {
   const std::string config = dir.file("prescale.yaml");
-  auto yaml = [](const std::string& command) {
+  auto yaml = [&](const std::string& command) {
     return "version: 1\npolicy: {name: hpa}\nservices:\n  - name: web\n    kind: command\n"
            "    command: " +
            command +
            "\n    replicas: {min: 2, max: 2, initial: 2}\n"
-           "gateway:\n  listen: \"127.0.0.1:0\"\n"
-           "  outlier_detection: {consecutive_5xx: 3, interval: 1s, base_ejection_time: 30s}\n"
-           "  routes:\n    - match: {path_prefix: /}\n      service: web\n"
-           "      retries: {num_retries: 2, retry_on: [5xx]}\n";
+           "gateway:\n  listen: \"127.0.0.1:0\"\n" +
+           gateway + "  routes:\n    - match: {path_prefix: /}\n      service: web\n" + route;
   };
   testing::write_file(config, yaml(std::string("[") + PRESCALE_BIN +
                                    ", serve, echo, --port, \"{port}\", --threads, \"1\"]"));
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
-  ASSERT_TRUE(up.started()) << up.log();
+  EXPECT_TRUE(up.started()) << up.log();
+  if (!up.started()) return up.log();
   Subprocess load = load_against(
-      up, dir, {"--rate", "100", "--duration", "20s", "--mix", "GET /echo:1", "--seed", "1"});
+      up, dir, {"--rate", rate, "--duration", duration, "--mix", "GET /echo:1", "--seed", "1"});
   std::this_thread::sleep_for(2s);
-  testing::write_file(config, yaml("[python3, " + dir.file("broken.py") + ", \"{port}\"]"));
-  EXPECT_TRUE(testing::wait_for(
-      [&] {
-        return up.log().find(
-                   "rollback web: revision 2 failed: web-3 was ejected by the "
-                   "gateway's outlier detection") != std::string::npos;
-      },
-      20s))
+  testing::write_file(config, yaml(release));
+  EXPECT_TRUE(
+      testing::wait_for([&] { return up.log().find(rollback) != std::string::npos; }, within))
       << up.log();
-  ASSERT_EQ(load.wait(90s), 0) << load.log();
+  EXPECT_EQ(load.wait(90s), 0) << load.log();
   const json report = load_report(dir);
   std::printf("load: %s\n", report["requests"].dump().c_str());
   EXPECT_EQ(report["requests"]["ok"], report["requests"]["scheduled"])
       << report["status"].dump() << "\n"
       << up.log();
   EXPECT_EQ(up.stop(), 0);
-  const std::string log = up.log();
+  return up.log();
+}
+
+// A revision that gets ready and then answers errors is rolled back once the gateway ejects one of
+// its replicas: each old replica waits for its replacement to have been ready 10 s, so the old
+// ones are still there, and the gateway's retries (on 5xx here) leave no request failed.
+TEST(UpTest, ARevisionThatAnswersErrorsIsRolledBackWhenTheGatewayEjectsIt) {
+  TempDir dir;
+  write_broken_server(dir);
+  const std::string log = roll_out_under_load(
+      dir, "  outlier_detection: {consecutive_5xx: 3, interval: 1s, base_ejection_time: 30s}\n",
+      "      retries: {num_retries: 2, retry_on: [5xx]}\n",
+      "[python3, " + dir.file("broken.py") + ", \"{port}\"]", "100", "20s",
+      "rollback web: revision 2 failed: web-3 was ejected by the gateway's outlier detection", 20s);
   EXPECT_EQ(log.find("drain web-1"), log.rfind("drain web-1")) << log;
   EXPECT_NE(log.find("stop web-1: exited with status 0"), std::string::npos) << log;
   EXPECT_LT(log.find("stop web-3"), log.find("stop web-1"))
@@ -1617,38 +1627,9 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 )");
-  const std::string config = dir.file("prescale.yaml");
-  auto yaml = [](const std::string& command) {
-    return "version: 1\npolicy: {name: hpa}\nservices:\n  - name: web\n    kind: command\n"
-           "    command: " +
-           command +
-           "\n    replicas: {min: 2, max: 2, initial: 2}\n"
-           "gateway:\n  listen: \"127.0.0.1:0\"\n"
-           "  routes:\n    - match: {path_prefix: /}\n      service: web\n";
-  };
-  testing::write_file(config, yaml(std::string("[") + PRESCALE_BIN +
-                                   ", serve, echo, --port, \"{port}\", --threads, \"1\"]"));
-  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
-  ASSERT_TRUE(up.started()) << up.log();
-  Subprocess load = load_against(
-      up, dir, {"--rate", "150", "--duration", "40s", "--mix", "GET /echo:1", "--seed", "1"});
-  std::this_thread::sleep_for(2s);
-  testing::write_file(config, yaml("[python3, " + dir.file("slow.py") + ", \"{port}\"]"));
-  EXPECT_TRUE(testing::wait_for(
-      [&] {
-        return up.log().find("rollback web: revision 2 failed: web-3 answers more slowly: ") !=
-               std::string::npos;
-      },
-      35s))
-      << up.log();
-  ASSERT_EQ(load.wait(90s), 0) << load.log();
-  const json report = load_report(dir);
-  std::printf("load: %s\n", report["requests"].dump().c_str());
-  EXPECT_EQ(report["requests"]["ok"], report["requests"]["scheduled"])
-      << report["status"].dump() << "\n"
-      << up.log();
-  EXPECT_EQ(up.stop(), 0);
-  const std::string log = up.log();
+  const std::string log = roll_out_under_load(
+      dir, "", "", "[python3, " + dir.file("slow.py") + ", \"{port}\"]", "150", "40s",
+      "rollback web: revision 2 failed: web-3 answers more slowly: ", 35s);
   const size_t rollback = log.find("rollback web:");
   ASSERT_NE(rollback, std::string::npos) << log;
   std::printf("%s\n", log.substr(rollback, log.find('\n', rollback) - rollback).c_str());
