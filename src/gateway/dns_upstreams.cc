@@ -85,8 +85,7 @@ void DnsUpstreams::follow(const std::map<std::string, std::vector<std::string>>&
     }
   }
   for (auto it = targets_.begin(); it != targets_.end();) {
-    const auto& [service, host, port] = it->first;
-    if (upstreams.contains(service) && !wanted.contains(it->first)) {
+    if (upstreams.contains(std::get<0>(it->first)) && !wanted.contains(it->first)) {
       drop_locked(it->second);
       it = targets_.erase(it);
     } else {
