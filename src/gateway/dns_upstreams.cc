@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <future>
 #include <set>
 
 #include "core/host_port.h"
@@ -119,11 +120,18 @@ std::vector<std::string> DnsUpstreams::refresh(const std::function<bool()>& stop
       if (!t.literal) keys.push_back(key);
     }
   }
-  std::map<std::string, DnsAnswer> answers;  // by host, each looked up once
-  for (const Key& key : keys) {
+  std::set<std::string> hosts;  // each looked up once
+  for (const Key& key : keys) hosts.insert(std::get<1>(key));
+  // At once, kLookupsAtOnce at a time: a name whose server does not answer holds up the others
+  // by no more than its own timeout.
+  std::map<std::string, DnsAnswer> answers;
+  for (auto next = hosts.begin(); next != hosts.end();) {
     if (stop && stop()) return {};
-    const std::string& host = std::get<1>(key);
-    if (!answers.contains(host)) answers.emplace(host, resolve_(host));
+    std::vector<std::pair<std::string, std::future<DnsAnswer>>> lookups;
+    for (; next != hosts.end() && lookups.size() < kLookupsAtOnce; ++next) {
+      lookups.emplace_back(*next, std::async(std::launch::async, resolve_, *next));
+    }
+    for (auto& [host, answer] : lookups) answers.emplace(host, answer.get());
   }
 
   std::vector<std::string> problems;

@@ -49,16 +49,19 @@ class DnsUpstreams {
   using Resolve = std::function<DnsAnswer(const std::string& host)>;
   explicit DnsUpstreams(EndpointTable& table, Resolve resolve = resolve_host);
 
+  static constexpr std::size_t kLookupsAtOnce = 16;
+
   // The entries of `upstreams` ("host:port" by service; what parse_endpoint() refuses is
   // skipped) that their services have from now on: a service listed has exactly its entries
   // there, a service not listed keeps its own. An entry no longer listed takes its endpoints with
   // it (they drain).
   void follow(const std::map<std::string, std::vector<std::string>>& upstreams);
 
-  // Resolves every followed name once and applies the answers. Returns one line per failed
-  // lookup or name that does not exist ("fraud:8080: ..."), for the caller to log. `stop`,
-  // asked before each lookup, ends it early with nothing applied (a lookup may block for
-  // seconds).
+  // Resolves every followed name once, kLookupsAtOnce at a time on threads of their own, and
+  // applies the answers. Returns one line per failed lookup or name that does not exist
+  // ("fraud:8080: ..."), for the caller to log. `stop`, asked before each round of lookups, ends
+  // it early with nothing applied (a lookup may block for seconds). `resolve` may be called from
+  // several threads at once.
   std::vector<std::string> refresh(const std::function<bool()>& stop = nullptr);
 
  private:
