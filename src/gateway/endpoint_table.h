@@ -95,7 +95,8 @@ struct EndpointSnapshot {
 
 class EndpointTable;
 
-// Adds the static endpoints of gateway.upstreams ("host:port" lists by service name).
+// Adds the static endpoints of gateway.upstreams ("host:port" lists by service name), as they
+// are written. The gateway itself adds them through DnsUpstreams, which also follows the names.
 Result<void> add_upstreams(EndpointTable& table,
                            const std::map<std::string, std::vector<std::string>>& upstreams);
 

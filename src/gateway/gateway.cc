@@ -23,10 +23,7 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config,
                                                  GatewayOptions options) {
   auto impl = std::make_unique<Impl>(std::move(options));
   if (auto v = validate(config); !v) return std::unexpected(v.error());
-  if (auto r = add_upstreams(impl->table, config.upstreams); !r) {
-    return std::unexpected(r.error());
-  }
-  impl->dns.follow(config.upstreams);
+  impl->dns.follow(config.upstreams);  // every entry parses: validate() said so
   telemetry::Registry* reg = impl->options.registry;
   if (reg != nullptr) {
     impl->rate_limited = &reg->counter("prescale_gateway_rate_limited_total",
