@@ -9,6 +9,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <csignal>
 #include <map>
 #include <memory>
 #include <string>
@@ -17,6 +18,7 @@
 #include "http/client.h"
 #include "support/platform.h"
 #include "support/subprocess.h"
+#include "worlds/kube/fake_api_server.h"
 
 namespace prescale {
 namespace {
@@ -79,6 +81,47 @@ YAML::Node find(const std::vector<YAML::Node>& docs, const std::string& kind,
   return YAML::Node();
 }
 
+// A container's command as this machine runs it: the binary under test, port 0 with a port file
+// for the fixed ports (<dir>/<name>.port, .admin), the mounted file `mounted`, the services'
+// addresses here (`ports`) and the state in <dir>/state.
+std::vector<std::string> pod_command(const TempDir& dir, const std::string& mounted,
+                                     const YAML::Node& deployment,
+                                     const std::map<std::string, int>& ports) {
+  const YAML::Node c = deployment["spec"]["template"]["spec"]["containers"][0];
+  EXPECT_EQ(c["image"].as<std::string>(), "prescale:test");
+  std::vector<std::string> argv;
+  const std::string name = deployment["metadata"]["name"].as<std::string>();
+  for (const YAML::Node& a : c["command"]) argv.push_back(a.as<std::string>());
+  EXPECT_EQ(argv.at(0), "prescale");
+  argv[0] = PRESCALE_BIN;
+  for (size_t i = 1; i + 1 < argv.size(); ++i) {
+    const std::string& flag = argv[i];
+    std::string& value = argv[i + 1];
+    if (flag == "--port" && value == "8080") {
+      value = "0";
+      argv.insert(argv.begin() + static_cast<long>(i) + 2,
+                  {"--port-file", dir.file(name + ".port")});
+    } else if (flag == "--admin-port" && (value == "9901" || value == "9902")) {
+      value = "0";
+      argv.insert(argv.begin() + static_cast<long>(i) + 2,
+                  {"--admin-port-file", dir.file(name + ".admin")});
+    } else if (flag == "--address") {
+      EXPECT_EQ(value, "0.0.0.0") << name;  // the pod's own address, not only its loopback
+      value = "127.0.0.1";
+    } else if (flag == "-f") {
+      EXPECT_EQ(value, "/etc/prescale/prescale.yaml");
+      value = mounted;
+    } else if (flag == "--state-dir") {
+      value = dir.file("state");
+    } else if (flag == "--upstream") {
+      const std::string service = value.substr(0, value.find('='));
+      EXPECT_EQ(value, service + "=" + service + ":8080");  // the headless Service's name
+      value = service + "=127.0.0.1:" + std::to_string(ports.at(service));
+    }
+  }
+  return argv;
+}
+
 TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
   TempDir dir;
   const auto [status, log] =
@@ -91,7 +134,7 @@ TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
   const auto checked = check.wait(60s);
   if (checked == 77) GTEST_SKIP() << check.log();
   EXPECT_EQ(checked, 0) << check.log();
-  EXPECT_THAT(check.log(), HasSubstr("22 objects, 0 problems"));
+  EXPECT_THAT(check.log(), HasSubstr("26 objects, 0 problems"));
 
   // The checker finds what the API would refuse: a number where a string is due, an unknown
   // field, a container with no name.
@@ -158,7 +201,7 @@ gateway:
       render(dir, echo_only, {"--image", "prescale:test", "-o", dir.file("manifests.yaml")});
   ASSERT_EQ(status, 0) << log;
   const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(dir.file("manifests.yaml"));
-  ASSERT_EQ(docs.size(), 10u);
+  ASSERT_EQ(docs.size(), 14u);
 
   // The ConfigMap, where the gateway's pod mounts it.
   const std::string mounted = dir.file("prescale.yaml.mounted");
@@ -166,40 +209,9 @@ gateway:
       mounted,
       find(docs, "ConfigMap", "prescale-config")["data"]["prescale.yaml"].as<std::string>());
 
-  // A container's command as this machine runs it: the binary under test, port 0 with a port
-  // file for the fixed ports, the mounted file and the services' addresses here.
   auto command_of = [&](const YAML::Node& deployment, const std::map<std::string, int>& ports) {
-    const YAML::Node c = deployment["spec"]["template"]["spec"]["containers"][0];
-    EXPECT_EQ(c["image"].as<std::string>(), "prescale:test");
-    std::vector<std::string> argv;
-    const std::string name = deployment["metadata"]["name"].as<std::string>();
-    for (const YAML::Node& a : c["command"]) argv.push_back(a.as<std::string>());
-    EXPECT_EQ(argv.at(0), "prescale");
-    EXPECT_NE(std::find(argv.begin(), argv.end(), "--address"), argv.end()) << name;
-    argv[0] = PRESCALE_BIN;
-    for (size_t i = 1; i + 1 < argv.size(); ++i) {
-      const std::string& flag = argv[i];
-      std::string& value = argv[i + 1];
-      if (flag == "--port" && value == "8080") {
-        value = "0";
-        argv.insert(argv.begin() + static_cast<long>(i) + 2,
-                    {"--port-file", dir.file(name + ".port")});
-      } else if (flag == "--admin-port" && value == "9901") {
-        value = "0";
-        argv.insert(argv.begin() + static_cast<long>(i) + 2,
-                    {"--admin-port-file", dir.file(name + ".admin")});
-      } else if (flag == "--address") {
-        EXPECT_EQ(value, "0.0.0.0") << name;  // the pod's own address, not only its loopback
-        value = "127.0.0.1";
-      } else if (flag == "-f") {
-        EXPECT_EQ(value, "/etc/prescale/prescale.yaml");
-        value = mounted;
-      } else if (flag == "--upstream") {
-        const std::string service = value.substr(0, value.find('='));
-        EXPECT_EQ(value, service + "=" + service + ":8080");  // the headless Service's name
-        value = service + "=127.0.0.1:" + std::to_string(ports.at(service));
-      }
-    }
+    std::vector<std::string> argv = pod_command(dir, mounted, deployment, ports);
+    EXPECT_NE(std::find(argv.begin(), argv.end(), "--address"), argv.end());
     return argv;
   };
 
@@ -251,6 +263,105 @@ gateway:
         << path << "\n"
         << pods.back()->log();
   }
+}
+
+// The controller's pod, run here from its rendered command against a stand-in for the Kubernetes
+// API that lists the pods running here (FakeApiServer: no kube-apiserver is packaged for Debian
+// 12): under a load its one replica cannot serve, it scales the service's Deployment up, through
+// the scale subresource, and says why.
+TEST(RenderKubernetesTest, TheRenderedControllerScalesADeploymentUnderLoad) {
+  TempDir dir;
+  const std::string config = R"(version: 1
+services:
+  - name: web
+    kind: builtin/echo
+    capacity_rps: 20
+    replicas: {min: 1, max: 6, initial: 1}
+    startup_time: 5s
+gateway:
+  health_check: {interval: 1s, timeout: 500ms}
+)";
+  const auto [status, log] =
+      render(dir, config, {"--image", "prescale:test", "-o", dir.file("manifests.yaml")});
+  ASSERT_EQ(status, 0) << log;
+  const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(dir.file("manifests.yaml"));
+  const std::string mounted = dir.file("prescale.yaml.mounted");
+  testing::write_file(
+      mounted,
+      find(docs, "ConfigMap", "prescale-config")["data"]["prescale.yaml"].as<std::string>());
+
+  Subprocess web(pod_command(dir, mounted, find(docs, "Deployment", "web"), {}),
+                 dir.file("web.log"));
+  const int web_port = testing::port_from_file(dir.file("web.port"));
+  ASSERT_GT(web_port, 0) << web.log();
+  Subprocess gateway(
+      pod_command(dir, mounted, find(docs, "Deployment", "prescale-gateway"), {{"web", web_port}}),
+      dir.file("gateway.log"));
+  const int port = testing::port_from_file(dir.file("prescale-gateway.port"));
+  const int admin = testing::port_from_file(dir.file("prescale-gateway.admin"));
+  ASSERT_GT(admin, 0) << gateway.log();
+
+  // What the API says of them.
+  kube::testing::FakeApiServer api("default");
+  api.set_deployment("web", 1);
+  api.set_pod({.name = "prescale-gateway-7d9f-x2",
+               .app = "prescale-gateway",
+               .ports = {{"http", port}, {"admin", admin}}});
+  api.set_pod({.name = "web-5c7b-a1", .app = "web", .ports = {{"http", web_port}}});
+
+  const YAML::Node controller_deployment = find(docs, "Deployment", "prescale-controller");
+  EXPECT_EQ(controller_deployment["spec"]["strategy"]["type"].as<std::string>(), "Recreate");
+  EXPECT_EQ(
+      controller_deployment["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(),
+      "prescale-controller");
+  std::vector<std::string> argv = pod_command(dir, mounted, controller_deployment, {});
+  argv.insert(argv.end(), {"--api-server", api.url(), "--admin-address", "127.0.0.1"});
+  Subprocess controller(argv, dir.file("controller.log"));
+  const int controller_admin = testing::port_from_file(dir.file("prescale-controller.admin"));
+  ASSERT_GT(controller_admin, 0) << controller.log();
+  http::Client client(http::ClientOptions{.request_timeout = 10s, .threads = 1});
+  auto status_of = [&](int p, const std::string& path) {
+    auto r = client.request("127.0.0.1", static_cast<uint16_t>(p), testing::get_request(path));
+    return r ? r->status : 0;
+  };
+  const YAML::Node cc = controller_deployment["spec"]["template"]["spec"]["containers"][0];
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        return status_of(controller_admin,
+                         cc["readinessProbe"]["httpGet"]["path"].as<std::string>()) == 200;
+      },
+      10s))
+      << controller.log();
+  EXPECT_EQ(status_of(controller_admin, cc["livenessProbe"]["httpGet"]["path"].as<std::string>()),
+            200);
+
+  // 100 requests a second, five times what one replica serves.
+  Subprocess load({PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(port),
+                   "--rate", "100", "--duration", "20s"},
+                  dir.file("load.log"));
+  const bool scaled = testing::wait_for(
+      [&] {
+        for (const auto& [deployment, replicas] : api.scaled()) {
+          if (deployment == "web" && replicas >= 3) return true;
+        }
+        return false;
+      },
+      25s);
+  EXPECT_TRUE(scaled) << controller.log();
+  EXPECT_GE(api.replicas("web"), 3);
+  EXPECT_THAT(controller.log(), HasSubstr("scaled web 1 -> "));
+  const std::string metrics = client
+                                  .request("127.0.0.1", static_cast<uint16_t>(controller_admin),
+                                           testing::get_request("/metrics"))
+                                  .value_or(http::Response{})
+                                  .body;
+  EXPECT_THAT(
+      metrics,
+      HasSubstr("prescale_controller_scaling_events_total{service=\"web\",direction=\"up\"}"));
+
+  controller.signal(SIGTERM);
+  EXPECT_EQ(controller.wait(10s), 0) << controller.log();
+  EXPECT_THAT(controller.log(), HasSubstr("stopping"));
 }
 
 }  // namespace

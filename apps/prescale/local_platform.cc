@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "worlds/local/process.h"
+#include "worlds/sim/experiment.h"
 
 namespace prescale {
 
@@ -368,6 +369,26 @@ Result<void> preflight(const Config& config, const std::string& file, const List
                           std::to_string(gateway.port) + "; give one of them another port");
   }
   return {};
+}
+
+Result<std::string> live_policy_name(const Config& config, const std::string& flag) {
+  const std::string name = flag.empty() ? std::string(to_string(config.policy.name)) : flag;
+  if (name == "oracle" || name == "static") {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--policy " + name + " needs the future of a trace: use it in prescale sim");
+  }
+  // The config's policy.name is always known: this is --policy.
+  if (std::find(std::begin(sim::kPolicyNames), std::end(sim::kPolicyNames), name) ==
+      std::end(sim::kPolicyNames)) {
+    std::string known;
+    for (std::string_view n : sim::kPolicyNames) {
+      if (n == "oracle" || n == "static") continue;
+      known += (known.empty() ? "" : ", ") + std::string(n);
+    }
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--policy " + name + ": unknown policy; known: " + known);
+  }
+  return name;
 }
 
 }  // namespace prescale

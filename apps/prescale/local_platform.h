@@ -58,6 +58,11 @@ Clock::Duration prescale_observe_interval(double time_scale, Clock::Duration per
 
 // --recommend-only: observes the real world and changes nothing; the controller still logs and
 // the dashboard still shows every decision, as what the policy recommends.
+// The policy a live controller runs (`prescale up`, `prescale controller`): `flag` (--policy), or
+// the file's policy.name. Errors name what is wrong: an unknown name, or one that needs the
+// future of a trace (oracle, static).
+Result<std::string> live_policy_name(const Config& config, const std::string& flag);
+
 class RecommendOnlyWorld final : public control::World {
  public:
   explicit RecommendOnlyWorld(control::World& inner) : inner_(inner) {}

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "cli_checks.h"
+#include "controller_command.h"
 #include "core/config.h"
 #include "core/logging.h"
 #include "eval_anomaly.h"
@@ -241,6 +242,7 @@ int main(int argc, char** argv) {
   prescale::LoadCommand load(app);
   prescale::UpCommand up(app);
   prescale::RenderCommand render(app);
+  prescale::ControllerCommand controller(app);
 
   prescale::require_decimal_integers(app);
 
@@ -286,5 +288,6 @@ int main(int argc, char** argv) {
   if (up.parsed()) return up.run();
   if (load.parsed()) return load.run();
   if (render.parsed()) return render.run();
+  if (controller.parsed()) return controller.run();
   return 0;
 }

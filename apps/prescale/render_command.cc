@@ -17,6 +17,7 @@ struct RenderFlags {
   std::string name_space;
   std::string gateway_service_type = "ClusterIP";
   int gateway_replicas = 1;
+  bool no_controller = false;
   std::string output;  // "" = standard output
 };
 
@@ -27,7 +28,8 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
   command_ = render->add_subcommand(
       "kubernetes",
       "Kubernetes manifests: a Deployment, headless Service and PodDisruptionBudget per service, "
-      "the gateway's own, and a ConfigMap of the file (docs/kubernetes.md)");
+      "the gateway's own, the controller's with its access to the API, and a ConfigMap of the "
+      "file (docs/kubernetes.md)");
   command_->add_option("-f,--config", f.config_path, "The file to render")->capture_default_str();
   command_
       ->add_option("--image", f.image,
@@ -48,6 +50,9 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
                    "n times a service's queue")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
+  command_->add_flag("--no-controller", f.no_controller,
+                     "Leave out the controller (prescale controller) and its access to the API: "
+                     "the Deployments then keep replicas.initial pods");
   command_->add_option("-o,--output", f.output,
                        "Write the manifests to this file, whole or not at all (default: standard "
                        "output)");
@@ -74,6 +79,7 @@ int RenderCommand::run() const {
   options.name_space = f.name_space;
   options.gateway_service_type = f.gateway_service_type;
   options.gateway_replicas = f.gateway_replicas;
+  options.controller = !f.no_controller;
   options.config_text = *text;
   options.config_name = f.config_path;
   auto objects = kube::kubernetes_objects(*config, options);

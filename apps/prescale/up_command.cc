@@ -215,21 +215,9 @@ int run_up(const UpFlags& f) {
     return error(ok.error().message);
   }
 
-  const std::string policy_name =
-      f.policy.empty() ? std::string(to_string(config.policy.name)) : f.policy;
-  if (policy_name == "oracle" || policy_name == "static") {
-    return error("--policy " + policy_name + " needs the future of a trace: use it in prescale sim");
-  }
-  // Before anything starts (the config's policy.name is always known: this is --policy).
-  if (std::find(std::begin(sim::kPolicyNames), std::end(sim::kPolicyNames), policy_name) ==
-      std::end(sim::kPolicyNames)) {
-    std::string known;
-    for (std::string_view name : sim::kPolicyNames) {
-      if (name == "oracle" || name == "static") continue;
-      known += (known.empty() ? "" : ", ") + std::string(name);
-    }
-    return error("--policy " + policy_name + ": unknown policy; known: " + known);
-  }
+  auto live_policy = live_policy_name(config, f.policy);
+  if (!live_policy) return error(live_policy.error().message);
+  const std::string& policy_name = *live_policy;
   // The seed is read here, before anything starts, so that one it cannot use is refused as a
   // bad flag; it is loaded only on a first start (below).
   std::optional<forecast::Series> seed;

@@ -69,4 +69,67 @@ std::string format_utc(Clock::WallTime time) {
   return buf;
 }
 
+namespace {
+
+// The number of `digits` digits at `text[at]`, or -1.
+int digits_at(std::string_view text, size_t at, size_t digits) {
+  if (at + digits > text.size()) return -1;
+  int v = 0;
+  for (size_t i = at; i < at + digits; ++i) {
+    if (text[i] < '0' || text[i] > '9') return -1;
+    v = v * 10 + (text[i] - '0');
+  }
+  return v;
+}
+
+}  // namespace
+
+std::optional<Clock::WallTime> parse_utc(std::string_view text) {
+  // 2026-01-01T00:00:00
+  if (text.size() < 20 || text[4] != '-' || text[7] != '-' ||
+      (text[10] != 'T' && text[10] != 't') || text[13] != ':' || text[16] != ':') {
+    return std::nullopt;
+  }
+  const int year = digits_at(text, 0, 4), month = digits_at(text, 5, 2),
+            day = digits_at(text, 8, 2);
+  const int hour = digits_at(text, 11, 2), minute = digits_at(text, 14, 2);
+  const int second = digits_at(text, 17, 2);
+  if (year < 0 || month < 0 || day < 0 || hour < 0 || hour > 23 || minute < 0 || minute > 59 ||
+      second < 0 || second > 60) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{std::chrono::year(year),
+                                         std::chrono::month(static_cast<unsigned>(month)),
+                                         std::chrono::day(static_cast<unsigned>(day))};
+  if (!date.ok()) return std::nullopt;
+  Clock::Duration fraction{0};
+  size_t at = 19;
+  if (text[at] == '.') {
+    ++at;
+    const size_t start = at;
+    std::int64_t ns = 0;
+    for (; at < text.size() && text[at] >= '0' && text[at] <= '9'; ++at) {
+      if (at - start < 9) ns = ns * 10 + (text[at] - '0');
+    }
+    if (at == start) return std::nullopt;
+    for (size_t n = at - start; n < 9; ++n) ns *= 10;
+    fraction = std::chrono::nanoseconds(ns);
+  }
+  std::chrono::seconds offset{0};
+  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z') && at + 1 == text.size()) {
+    // UTC
+  } else if (at + 6 == text.size() && (text[at] == '+' || text[at] == '-') && text[at + 3] == ':') {
+    const int oh = digits_at(text, at + 1, 2), om = digits_at(text, at + 4, 2);
+    if (oh < 0 || oh > 23 || om < 0 || om > 59) return std::nullopt;
+    offset = std::chrono::hours(oh) + std::chrono::minutes(om);
+    if (text[at] == '-') offset = -offset;
+  } else {
+    return std::nullopt;
+  }
+  const auto local = std::chrono::sys_days(date) + std::chrono::hours(hour) +
+                     std::chrono::minutes(minute) + std::chrono::seconds(second);
+  return Clock::WallTime(
+      std::chrono::duration_cast<Clock::Duration>((local - offset).time_since_epoch() + fraction));
+}
+
 }  // namespace prescale

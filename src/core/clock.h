@@ -10,7 +10,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace prescale {
 
@@ -69,5 +71,10 @@ std::string format_millis(Clock::Duration d);
 // `time` as RFC 3339 in UTC to the second, rounded down: "2026-01-01T00:00:00Z". For the
 // creation times written into model files.
 std::string format_utc(Clock::WallTime time);
+
+// RFC 3339 as the Kubernetes API writes its timestamps: "2026-01-01T00:00:00Z", with an optional
+// fraction of a second ("...:00.123456Z") and a numeric offset ("+02:00") in place of "Z";
+// nullopt for anything else, or a date that does not exist.
+std::optional<Clock::WallTime> parse_utc(std::string_view text);
 
 }  // namespace prescale

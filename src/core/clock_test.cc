@@ -58,5 +58,21 @@ TEST(FormatUtcTest, WritesRfc3339ToTheSecondRoundedDown) {
   EXPECT_EQ(format_utc(Clock::WallTime(-1ms)), "1969-12-31T23:59:59Z");
 }
 
+TEST(Clock, ParseUtcReadsTheKubernetesApisTimestamps) {
+  const Clock::WallTime start(std::chrono::seconds(1767225600));
+  EXPECT_EQ(parse_utc("2026-01-01T00:00:00Z"), start);
+  EXPECT_EQ(parse_utc("2026-01-01T00:00:01.5Z"), start + 1500ms);
+  EXPECT_EQ(parse_utc("2026-01-01T00:00:00.000000123Z"), start + 123ns);
+  EXPECT_EQ(parse_utc("2026-01-01T02:00:00+02:00"), start);
+  EXPECT_EQ(parse_utc("2025-12-31T23:30:00-00:30"), start);
+  EXPECT_EQ(parse_utc(format_utc(start + 36h + 61s)), start + 36h + 61s);
+  for (const char* bad :
+       {"", "2026-01-01", "2026-01-01 00:00:00Z", "2026-02-30T00:00:00Z", "2026-01-01T24:00:00Z",
+        "2026-01-01T00:00:00", "2026-01-01T00:00:00Zx", "2026-01-01T00:00:00.Z",
+        "2026-01-01T00:00:00+0200", "2026-1-01T00:00:00Z"}) {
+    EXPECT_EQ(parse_utc(bad), std::nullopt) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace prescale

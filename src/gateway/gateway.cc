@@ -305,4 +305,15 @@ std::vector<std::string> Gateway::services() const {
 
 std::size_t Gateway::route_count() const { return impl_->snapshot()->runtime.size(); }
 
+Result<std::vector<std::pair<std::string, std::string>>> route_services(
+    const GatewayConfig& config) {
+  auto table = RouteTable::build(config);
+  if (!table) return std::unexpected(table.error());
+  const std::span<const Route> routes = table->routes();
+  const std::vector<std::string> names = internal::route_names(routes);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t i = 0; i < routes.size(); ++i) out.emplace_back(names[i], routes[i].service);
+  return out;
+}
+
 }  // namespace prescale::gateway

@@ -125,4 +125,10 @@ class Gateway {
   std::unique_ptr<Impl> impl_;
 };
 
+// The route labels a gateway running `config` gives (Gateway::route_services()), without making
+// one: what a controller in another process reads the gateway's metrics by. Errors: the routes
+// do not build (validate()'s messages).
+Result<std::vector<std::pair<std::string, std::string>>> route_services(
+    const GatewayConfig& config);
+
 }  // namespace prescale::gateway

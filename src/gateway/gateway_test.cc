@@ -149,6 +149,15 @@ TEST(GatewayReloadTest, RoutesAddedRemovedAndChangedTakeEffect) {
   ASSERT_EQ(routes.size(), 2u);
   EXPECT_EQ(routes[0], (std::pair<std::string, std::string>{"/two", "b"}));
   EXPECT_EQ(routes[1], (std::pair<std::string, std::string>{"/three", "b"}));
+  // What another process (prescale controller) reads the labels by, without a gateway.
+  const auto unstarted = route_services(parse(upstreams + R"(  routes:
+    - match: {path_prefix: /two}
+      service: b
+    - match: {path_prefix: /three}
+      service: b
+)"));
+  ASSERT_TRUE(unstarted.has_value());
+  EXPECT_EQ(*unstarted, routes);
   // Request metrics of a route continue under the same label.
   EXPECT_NE(g.metrics().find(R"(route="/two",code="200"} 2)"), std::string::npos) << g.metrics();
 }

@@ -15,6 +15,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <cerrno>
+#include <condition_variable>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -610,6 +611,46 @@ Result<Response> Client::request(std::string host, uint16_t port, Request req,
       std::move(host), port, std::move(req),
       [&promise](Result<Response> r) { promise.set_value(std::move(r)); }, timeout);
   return future.get();
+}
+
+std::vector<Result<Response>> Client::get_all(const std::vector<Peer>& peers,
+                                              const std::string& target,
+                                              std::optional<std::chrono::milliseconds> timeout) {
+  struct Answers {
+    std::mutex mu;
+    std::condition_variable all_in;
+    size_t left = 0;
+    std::vector<std::optional<Result<Response>>> results;
+  };
+  auto answers = std::make_shared<Answers>();
+  answers->left = peers.size();
+  answers->results.resize(peers.size());
+  if (impl_->on_client_thread()) {
+    return std::vector<Result<Response>>(
+        peers.size(),
+        make_error(ErrorCode::kInternal,
+                   "Client::get_all called on a client I/O thread (it would deadlock)"));
+  }
+  for (size_t i = 0; i < peers.size(); ++i) {
+    Request req;
+    req.method = Method::kGet;
+    req.method_name = "GET";
+    req.target = target;
+    async_request(
+        peers[i].host, peers[i].port, std::move(req),
+        [answers, i](Result<Response> r) {
+          std::lock_guard lock(answers->mu);
+          answers->results[i] = std::move(r);
+          if (--answers->left == 0) answers->all_in.notify_all();
+        },
+        timeout);
+  }
+  std::unique_lock lock(answers->mu);
+  answers->all_in.wait(lock, [&] { return answers->left == 0; });
+  std::vector<Result<Response>> out;
+  out.reserve(peers.size());
+  for (auto& r : answers->results) out.push_back(std::move(*r));
+  return out;
 }
 
 Client::Stats Client::stats() const {

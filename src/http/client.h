@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/result.h"
 #include "http/message.h"
@@ -68,6 +69,17 @@ class Client {
   // Blocking form of async_request.
   Result<Response> request(std::string host, uint16_t port, Request req,
                            std::optional<std::chrono::milliseconds> timeout = std::nullopt);
+
+  // GET `target` from every (host, port) at once, and blocks until each has been answered, has
+  // failed or has timed out: a peer that does not answer holds the caller up for one timeout, not
+  // one each (scraping many replicas' /metrics). The results are in the order of `peers`.
+  struct Peer {
+    std::string host;
+    uint16_t port = 0;
+  };
+  std::vector<Result<Response>> get_all(
+      const std::vector<Peer>& peers, const std::string& target,
+      std::optional<std::chrono::milliseconds> timeout = std::nullopt);
 
   Stats stats() const;
 

@@ -227,3 +227,69 @@ double histogram_count_above(double threshold, std::vector<std::pair<double, dou
 }
 
 }  // namespace prescale::telemetry
+
+namespace prescale::telemetry {
+
+std::vector<FamilySnapshot> to_snapshots(std::span<const ParsedFamily> families) {
+  std::vector<FamilySnapshot> out;
+  for (const ParsedFamily& family : families) {
+    if (family.type == MetricType::kSummary) continue;
+    const bool histogram = family.type == MetricType::kHistogram;
+    FamilySnapshot f;
+    f.name = family.name;
+    f.help = family.help;
+    f.type = family.type;
+    for (const ParsedSample& s : family.samples) {
+      for (const auto& [name, value] : s.labels) {
+        if (histogram && name == "le") continue;
+        if (std::find(f.label_names.begin(), f.label_names.end(), name) == f.label_names.end()) {
+          f.label_names.push_back(name);
+        }
+      }
+    }
+    std::map<std::vector<std::string>, size_t> index;  // label values -> series
+    std::vector<std::map<double, double>> buckets;     // per series, by bound (histograms)
+    for (const ParsedSample& s : family.samples) {
+      std::vector<std::string> values(f.label_names.size());
+      for (const auto& [name, value] : s.labels) {
+        const auto at = std::find(f.label_names.begin(), f.label_names.end(), name);
+        if (at != f.label_names.end()) values[at - f.label_names.begin()] = value;
+      }
+      auto [it, added] = index.emplace(values, f.series.size());
+      if (added) {
+        f.series.push_back(SeriesSnapshot{std::move(values), 0, {}});
+        buckets.emplace_back();
+      }
+      SeriesSnapshot& series = f.series[it->second];
+      if (!histogram) {
+        series.value = s.value;
+      } else if (s.name == family.name + "_bucket") {
+        if (std::optional<double> le = parse_le(s.labels); le && !std::isnan(*le)) {
+          buckets[it->second][*le] = s.value;
+        }
+      } else if (s.name == family.name + "_sum") {
+        series.histogram.sum = s.value;
+      }
+    }
+    if (histogram) {
+      for (size_t i = 0; i < f.series.size(); ++i) {
+        HistogramSnapshot& h = f.series[i].histogram;
+        double inf = 0;
+        for (const auto& [bound, count] : buckets[i]) {
+          const auto whole = static_cast<uint64_t>(std::llround(std::max(0.0, count)));
+          if (std::isinf(bound)) {
+            inf = count;
+            continue;
+          }
+          h.upper_bounds.push_back(bound);
+          h.cumulative_counts.push_back(whole);
+        }
+        h.cumulative_counts.push_back(static_cast<uint64_t>(std::llround(std::max(0.0, inf))));
+      }
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace prescale::telemetry

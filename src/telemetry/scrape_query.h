@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/result.h"
+#include "telemetry/snapshot.h"
 #include "telemetry/text_parser.h"
 
 namespace prescale::telemetry {
@@ -51,6 +52,12 @@ HistogramData histogram_delta(const HistogramData& later, const HistogramData& e
 // Adds one series of a registry's snapshot (what an in-process scrape sees) to `total`, bucket
 // by bucket as PromQL's sum by (le), with its sum and count.
 void add_histogram(HistogramData& total, const HistogramSnapshot& series);
+
+// A scrape as a registry's snapshot gives it (what a reader of a process's own registry reads),
+// so one reader serves both: counters, gauges and untyped samples one series per label set, the
+// family's label names every name its samples carry (missing ones read ""); histograms one series
+// per label set without `le`, cumulative counts rounded to whole ones. Summaries are left out.
+std::vector<FamilySnapshot> to_snapshots(std::span<const ParsedFamily> families);
 
 // The q-quantile (0 <= q <= 1) of (upper bound, cumulative count) buckets, as PromQL's
 // histogram_quantile(): linear interpolation inside the bucket holding the rank, the lower

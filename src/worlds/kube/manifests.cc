@@ -16,6 +16,8 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr std::string_view kGatewayName = "prescale-gateway";
+constexpr std::string_view kControllerName = "prescale-controller";
+constexpr std::string_view kStateDir = "/var/lib/prescale/state";
 constexpr std::string_view kConfigMapName = "prescale-config";
 constexpr std::string_view kConfigDir = "/etc/prescale";
 constexpr std::string_view kConfigKey = "prescale.yaml";
@@ -68,10 +70,13 @@ Json deployment(std::string_view name, std::string_view component, int replicas,
   const int leave_seconds = whole_seconds(config.gateway.dns_refresh_rate) + kDnsTtlSeconds + 1;
   container["lifecycle"] = {
       {"preStop", {{"exec", {{"command", {"sleep", std::to_string(leave_seconds)}}}}}}};
-  Json pod_spec = {{"enableServiceLinks", false},  // no FOO_SERVICE_HOST variables per Service
-                   {"terminationGracePeriodSeconds",
-                    leave_seconds + whole_seconds(config.http.shutdown_grace) + 5},
-                   {"containers", Json::array({std::move(container)})}};
+  Json pod_spec = {
+      {"enableServiceLinks", false},  // no FOO_SERVICE_HOST variables per Service
+                                      // Only the controller talks to the Kubernetes API.
+      {"automountServiceAccountToken", false},
+      {"terminationGracePeriodSeconds",
+       leave_seconds + whole_seconds(config.http.shutdown_grace) + 5},
+      {"containers", Json::array({std::move(container)})}};
   if (!volumes.empty()) pod_spec["volumes"] = std::move(volumes);
   return {
       {"apiVersion", "apps/v1"},
@@ -129,6 +134,10 @@ Json service_container(const ServiceConfig& s, std::size_t index, const Config& 
   if (s.name == kGatewayName) {
     problem("name", "\"prescale-gateway\" is the gateway's Deployment and Service");
   }
+  if (s.name == kControllerName) {
+    problem("name", "\"prescale-controller\" is the controller's Deployment");
+  }
+
   if (s.name == "kubernetes") {
     problem("name", "\"kubernetes\" is the Service of the cluster's API server");
   }
@@ -229,6 +238,55 @@ Json gateway_container(const Config& config, const ManifestOptions& o) {
           {"securityContext", {{"allowPrivilegeEscalation", false}}}};
 }
 
+// `prescale controller` in its pod: the policy against the Deployments, through the API with the
+// pod's service account; its learned state kept for the pod's life.
+Json controller_container(const ManifestOptions& o) {
+  Json argv = {"prescale",     "controller",
+               "-f",           std::string(kConfigDir) + "/" + std::string(kConfigKey),
+               "--admin-port", std::to_string(kControllerAdminPort),
+               "--state-dir",  std::string(kStateDir)};
+  return {{"name", "controller"},
+          {"image", o.image},
+          {"command", std::move(argv)},
+          {"ports", Json::array({{{"name", "admin"}, {"containerPort", kControllerAdminPort}}})},
+          {"readinessProbe", http_probe("/readyz", "admin")},
+          {"livenessProbe", http_probe("/healthz", "admin")},
+          {"volumeMounts",
+           Json::array({{{"name", "config"}, {"mountPath", kConfigDir}, {"readOnly", true}},
+                        {{"name", "state"}, {"mountPath", kStateDir}}})},
+          {"securityContext", {{"allowPrivilegeEscalation", false}}}};
+}
+
+// The controller's account, and what it may do: read pods and delete them (a replica replaced),
+// read Deployments and change their scale. Nothing outside the namespace.
+std::vector<Json> controller_access(const ManifestOptions& o) {
+  const Json labels = labels_of(kControllerName, "controller");
+  Json rules = Json::array({{{"apiGroups", {""}},
+                             {"resources", {"pods"}},
+                             {"verbs", {"get", "list", "watch", "delete"}}},
+                            {{"apiGroups", {"apps"}},
+                             {"resources", {"deployments"}},
+                             {"verbs", {"get", "list", "watch"}}},
+                            {{"apiGroups", {"apps"}},
+                             {"resources", {"deployments/scale"}},
+                             {"verbs", {"get", "patch", "update"}}}});
+  // A subject with no namespace is the RoleBinding's own.
+  return {
+      {{"apiVersion", "v1"},
+       {"kind", "ServiceAccount"},
+       {"metadata", metadata(kControllerName, labels, o)}},
+      {{"apiVersion", "rbac.authorization.k8s.io/v1"},
+       {"kind", "Role"},
+       {"metadata", metadata(kControllerName, labels, o)},
+       {"rules", std::move(rules)}},
+      {{"apiVersion", "rbac.authorization.k8s.io/v1"},
+       {"kind", "RoleBinding"},
+       {"metadata", metadata(kControllerName, labels, o)},
+       {"roleRef",
+        {{"apiGroup", "rbac.authorization.k8s.io"}, {"kind", "Role"}, {"name", kControllerName}}},
+       {"subjects", Json::array({{{"kind", "ServiceAccount"}, {"name", kControllerName}}})}}};
+}
+
 }  // namespace
 
 Result<std::vector<Json>> kubernetes_objects(const Config& config, const ManifestOptions& o) {
@@ -302,6 +360,27 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
       kGatewayName, "gateway", o.gateway_replicas, annotations, gateway_container(config, o),
       Json::array({{{"name", "config"}, {"configMap", {{"name", kConfigMapName}}}}}), config, o));
   objects.push_back(disruption_budget(kGatewayName, "gateway", o));
+
+  if (!o.controller) return objects;
+  for (Json& object : controller_access(o)) objects.push_back(std::move(object));
+  Json controller_annotations = scrape_annotations(kControllerAdminPort);
+  controller_annotations["checksum/config"] = sha256_hex(o.config_text);  // it reads the file once
+  Json controller =
+      deployment(kControllerName, "controller", 1, controller_annotations, controller_container(o),
+                 Json::array({{{"name", "config"}, {"configMap", {{"name", kConfigMapName}}}},
+                              {{"name", "state"}, {"emptyDir", Json::object()}}}),
+                 config, o);
+  // One controller at a time: the old pod stops before the new one starts. It serves no traffic
+  // to drain, and needs the API.
+  Json& spec = controller["spec"];
+  spec["strategy"] = {{"type", "Recreate"}};
+  spec.erase("minReadySeconds");
+  Json& pod = spec["template"]["spec"];
+  pod["automountServiceAccountToken"] = true;
+  pod["serviceAccountName"] = kControllerName;
+  pod["terminationGracePeriodSeconds"] = 30;
+  pod["containers"][0].erase("lifecycle");
+  objects.push_back(std::move(controller));
   return objects;
 }
 

@@ -3,8 +3,11 @@
 //
 // Each service becomes a Deployment, a headless Service and a PodDisruptionBudget of the same
 // name; the gateway a Deployment, a Service and a PodDisruptionBudget named prescale-gateway,
-// reading the file from the ConfigMap prescale-config. What the local platform does for a replica,
-// the manifests ask of the kubelet:
+// reading the file from the ConfigMap prescale-config; the controller (`prescale controller`,
+// which scales the services' Deployments) a Deployment of one pod named prescale-controller, with
+// a ServiceAccount, Role and RoleBinding of that name letting it read pods and Deployments,
+// delete pods and change the Deployments' scale. Only the controller's pod gets an API token. What
+// the local platform does for a replica, the manifests ask of the kubelet:
 // - the replica's program: `prescale serve KIND` in the Prescale image for a built-in service,
 //   the service's own `image` and `command` for a command service; "{port}" is 8080;
 // - readiness at services[].readiness_path (a startup probe covers the first 120 s, as the
@@ -39,11 +42,14 @@ struct ManifestOptions {
   int gateway_replicas = 1;
   std::string config_text;  // the file as written, for the ConfigMap
   std::string config_name;  // the file's name, for messages
+  // The controller's Deployment (`prescale controller`), ServiceAccount, Role and RoleBinding.
+  bool controller = true;
 };
 
 // The port every rendered container serves on, and the gateway's admin port.
 inline constexpr int kServicePort = 8080;
 inline constexpr int kGatewayAdminPort = 9901;
+inline constexpr int kControllerAdminPort = 9902;
 // Where a built-in service's model directory is, in its image, when services[].model_dir is not
 // an absolute path: <this>/<service name>.
 inline constexpr std::string_view kModelRoot = "/var/lib/prescale/models";

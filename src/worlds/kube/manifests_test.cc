@@ -105,8 +105,9 @@ Json from_yaml(const YAML::Node& n) {
 
 TEST(KubeManifests, TheYamlStreamReadsBackAsTheObjects) {
   const auto objects = render(kShop, options());
-  // The ConfigMap; a Service, Deployment and PodDisruptionBudget each, and the gateway's.
-  ASSERT_EQ(objects.size(), 13u);
+  // The ConfigMap; a Service, Deployment and PodDisruptionBudget each, and the gateway's; the
+  // controller's ServiceAccount, Role, RoleBinding and Deployment.
+  ASSERT_EQ(objects.size(), 17u);
   const std::vector<YAML::Node> docs = YAML::LoadAll(to_yaml_stream(objects));
   ASSERT_EQ(docs.size(), objects.size());
   for (size_t i = 0; i < docs.size(); ++i) {
@@ -337,7 +338,7 @@ gateway:
             "sends a request nowhere without routes unless it has exactly one service (this file "
             "has 2)");
   EXPECT_EQ(render("version: 1\nservices:\n  - {name: a, kind: builtin/echo}\n", options()).size(),
-            7u);
+            11u);  // 7, and the controller's Deployment, ServiceAccount, Role and RoleBinding
 
   auto config = load_config_string(kShop, "shop.yaml");
   ASSERT_TRUE(config);

@@ -4,9 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
 
 #include "gateway/cluster.h"
 #include "gateway/gateway.h"
@@ -14,6 +11,7 @@
 #include "telemetry/registry.h"
 #include "telemetry/scrape_query.h"
 #include "telemetry/text_parser.h"
+#include "worlds/traffic/gateway_traffic.h"
 
 namespace prescale::local {
 
@@ -136,42 +134,19 @@ struct LocalWorld::Scraper {
   explicit Scraper(std::chrono::milliseconds timeout)
       : client(http::ClientOptions{.connect_timeout = timeout, .request_timeout = timeout,
                                    .threads = 1}) {}
-  // GET /metrics of every port at once, so replicas that do not answer hold the caller (the
-  // supervisor's thread) up for one timeout, not one each. nullopt for a port that did not answer
-  // 200 with metrics in time.
+  // GET /metrics of every port at once (a replica that does not answer holds the caller, the
+  // supervisor's thread, up for one timeout). nullopt for a port that did not answer 200 with
+  // metrics in time.
   std::map<std::uint16_t, std::optional<ReplicaScrape>> scrape(
       const std::vector<std::uint16_t>& ports) {
-    struct Answers {
-      std::mutex mu;
-      std::condition_variable all_in;
-      size_t left = 0;
-      std::map<std::uint16_t, std::string> bodies;
-    };
-    auto answers = std::make_shared<Answers>();
-    answers->left = ports.size();
-    for (const std::uint16_t port : ports) {
-      http::Request req;
-      req.method = http::Method::kGet;
-      req.method_name = "GET";
-      req.target = "/metrics";
-      client.async_request("127.0.0.1", port, std::move(req),
-                           [answers, port](Result<http::Response> r) {
-                             std::lock_guard lock(answers->mu);
-                             if (r && r->status == 200) answers->bodies[port] = std::move(r->body);
-                             if (--answers->left == 0) answers->all_in.notify_all();
-                           });
-    }
-    {
-      // Each request is answered, timed out or failed by the client within the timeout.
-      std::unique_lock lock(answers->mu);
-      answers->all_in.wait(lock, [&] { return answers->left == 0; });
-    }
+    std::vector<http::Client::Peer> peers;
+    for (const std::uint16_t port : ports) peers.push_back({"127.0.0.1", port});
+    std::vector<Result<http::Response>> answers = client.get_all(peers, "/metrics");
     std::map<std::uint16_t, std::optional<ReplicaScrape>> out;
-    for (const std::uint16_t port : ports) {
-      std::optional<ReplicaScrape>& scraped = out[port];
-      auto body = answers->bodies.find(port);
-      if (body == answers->bodies.end()) continue;
-      if (auto families = telemetry::parse_text(body->second)) scraped = digest(*families);
+    for (size_t i = 0; i < ports.size(); ++i) {
+      std::optional<ReplicaScrape>& scraped = out[ports[i]];
+      if (!answers[i] || answers[i]->status != 200) continue;
+      if (auto families = telemetry::parse_text(answers[i]->body)) scraped = digest(*families);
     }
     return out;
   }
@@ -187,35 +162,15 @@ struct LocalWorld::ReplicaCounters {
   std::optional<double> cpu_utilization;
 };
 
-// What the gateway counted for one service, cumulative.
-struct LocalWorld::GatewayCounts {
-  double arrivals = 0;   // prescale_calls_total{callee}
-  double external = 0;   // of which from outside the call graph (caller="external")
-  double responses = 0;  // prescale_requests_total of the service's routes
-  double errors = 0;     // of which 5xx
-  double ejections = 0;  // prescale_gateway_ejections_total{service}
-  // prescale_gateway_route_busy_seconds_total of the service's routes: the seconds its requests
-  // have spent in the gateway, those in flight up to the read; its rate is the concurrency
-  double busy_seconds = 0;
-  // prescale_request_duration_seconds, summed: the answered requests' latencies (p99, slow)
-  telemetry::HistogramData latency;
-};
-
 struct LocalWorld::ServiceState {
+  explicit ServiceState(scaling::ServiceSpec service, Clock::Duration metric_window)
+      : spec(std::move(service)), traffic(spec.slo_latency_p99_seconds, metric_window) {}
   scaling::ServiceSpec spec;
   std::map<std::string, ReplicaCounters> replicas;  // by id
-  // At the last observation; zeros before the first: the gateway starts with the world, and a
-  // request it answered before the first observation is the first observation's.
-  GatewayCounts gateway;
-  // The gateway's counts at every observation since the window's base, oldest first: the first
-  // one is that base (the newest at least metric_window old, once there is one); the last
-  // second's is among them.
-  struct Sample {
-    Clock::TimePoint real, now;
-    GatewayCounts counts;
-  };
-  std::deque<Sample> samples;
-  double served_total = 0;
+  // The gateway's counts at every observation over the window (zeros before the first: the
+  // gateway starts with the world, and a request it answered before the first observation is
+  // the first observation's).
+  traffic::TrafficWindow traffic;
   Totals totals;
 };
 
@@ -226,8 +181,7 @@ LocalWorld::LocalWorld(Supervisor& supervisor, const telemetry::Registry& gatewa
       options_(options),
       scraper_(std::make_unique<Scraper>(options.scrape_timeout)) {
   for (auto& spec : services) {
-    auto s = std::make_unique<ServiceState>();
-    s->spec = std::move(spec);
+    auto s = std::make_unique<ServiceState>(std::move(spec), options_.metric_window);
     scaling::ServiceObservation obs;
     obs.name = s->spec.name;
     snapshot_.services.push_back(std::move(obs));
@@ -237,144 +191,16 @@ LocalWorld::LocalWorld(Supervisor& supervisor, const telemetry::Registry& gatewa
 
 LocalWorld::~LocalWorld() = default;
 
-struct LocalWorld::RequestDelta {
-  double arrived = 0, external = 0, answered = 0, failed = 0, served = 0, slow = 0, ejected = 0;
-  double busy_seconds = 0;  // spent in flight, answered or not
-  double p99_seconds = NAN;
-};
-
-// What happened between `base` and `now`.
-LocalWorld::RequestDelta LocalWorld::request_delta(const scaling::ServiceSpec& spec,
-                                                   const GatewayCounts& now,
-                                                   const GatewayCounts& base) {
-  RequestDelta d;
-  d.arrived = std::max(0.0, now.arrivals - base.arrivals);
-  d.external = std::clamp(now.external - base.external, 0.0, d.arrived);
-  d.answered = std::max(0.0, now.responses - base.responses);
-  d.failed = std::max(0.0, now.errors - base.errors);
-  d.ejected = std::max(0.0, now.ejections - base.ejections);
-  d.served = std::max(0.0, d.answered - d.failed);
-  const telemetry::HistogramData latency = telemetry::histogram_delta(now.latency, base.latency);
-  d.busy_seconds = std::max(0.0, now.busy_seconds - base.busy_seconds);
-  // NaN when there are no buckets to tell (no latency recorded): none known to be slow.
-  const double slow =
-      telemetry::histogram_count_above(spec.slo_latency_p99_seconds, latency.buckets);
-  d.slow = std::isnan(slow) ? 0 : std::min(d.served, slow);
-  if (d.answered > 0) d.p99_seconds = telemetry::histogram_quantile(0.99, latency.buckets);
-  return d;
-}
-
 Clock::TimePoint LocalWorld::to_controller_time(Clock::TimePoint real, Clock::TimePoint real_now,
                                                 Clock::TimePoint now) const {
   const auto ago = std::chrono::duration<double>(real_now - real).count() * options_.time_scale;
   return now - std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(ago));
 }
 
-namespace {
-
-size_t label_index(const telemetry::FamilySnapshot& family, std::string_view name) {
-  for (size_t i = 0; i < family.label_names.size(); ++i) {
-    if (family.label_names[i] == name) return i;
-  }
-  return family.label_names.size();
-}
-
-}  // namespace
-
-std::map<std::string, LocalWorld::GatewayCounts> LocalWorld::read_gateway(
-    std::vector<scaling::EdgeObservation>* edges) {
-  std::map<std::string, GatewayCounts> out;
-  for (const auto& family : gateway_registry_.collect()) {
-    if (family.name == "prescale_calls_total") {
-      const size_t caller_at = label_index(family, "caller");
-      const size_t callee_at = label_index(family, "callee");
-      if (callee_at >= family.label_names.size()) continue;
-      for (const auto& series : family.series) {
-        const std::string& callee = series.label_values[callee_at];
-        out[callee].arrivals += series.value;
-        if (caller_at >= family.label_names.size() ||
-            series.label_values[caller_at] == "external") {
-          out[callee].external += series.value;
-        } else if (edges != nullptr) {
-          edges->push_back(
-              scaling::EdgeObservation{series.label_values[caller_at], callee, series.value});
-        }
-      }
-      continue;
-    }
-    if (family.name == "prescale_gateway_route_busy_seconds_total") {
-      const size_t route_at = label_index(family, "route");
-      if (route_at >= family.label_names.size()) continue;
-      for (const auto& series : family.series) {
-        auto route = options_.route_service.find(series.label_values[route_at]);
-        if (route != options_.route_service.end()) out[route->second].busy_seconds += series.value;
-      }
-      continue;
-    }
-    if (family.name == "prescale_gateway_ejections_total") {
-      const size_t service_at = label_index(family, "service");
-      if (service_at >= family.label_names.size()) continue;
-      for (const auto& series : family.series) {
-        out[series.label_values[service_at]].ejections += series.value;
-      }
-      continue;
-    }
-    const bool requests = family.name == "prescale_requests_total";
-    const bool durations = family.name == "prescale_request_duration_seconds";
-    if (!requests && !durations) continue;
-    const size_t route_at = label_index(family, "route");
-    const size_t code_at = label_index(family, "code");
-    if (route_at >= family.label_names.size()) continue;
-    for (const auto& series : family.series) {
-      auto route = options_.route_service.find(series.label_values[route_at]);
-      if (route == options_.route_service.end()) continue;
-      GatewayCounts& c = out[route->second];
-      if (requests) {
-        c.responses += series.value;
-        if (code_at < family.label_names.size() && !series.label_values[code_at].empty() &&
-            series.label_values[code_at][0] == '5') {
-          c.errors += series.value;
-        }
-      } else {
-        telemetry::add_histogram(c.latency, series.histogram);
-      }
-    }
-  }
-  return out;
-}
-
-namespace {
-
-// The last second reaches back to the newest sample at least this much real time old: a real
-// second, less the slack of a controller that observes every second and wakes a few milliseconds
-// either side of it (the sample before would make it two). Rates divide by the time covered.
-constexpr Clock::Duration kLastSecondSpan = std::chrono::milliseconds(950);
-
-}  // namespace
-
-// Since the newest sample a real second back, or since the window's base when the window is
-// shorter than a real second (a clock compressed more than 30x for the default 30 s window, as
-// `prescale up --time-scale 144`): never longer than the window the policies compare it with.
-//
-// Concurrency is the mean number of the service's requests in the gateway over that second: the
-// growth of its routes' busy seconds, which count a request's time while it is in flight, not
-// once it is answered (Knative's queue-proxy averages its concurrency over the second the same
-// way). A gauge read once would be an instant, not the second's mean.
-scaling::SecondMetrics LocalWorld::last_second(const ServiceState& s, Clock::TimePoint now,
-                                               Clock::TimePoint real_now) const {
-  if (s.samples.empty()) return {};
-  const GatewayCounts& latest = s.samples.back().counts;
-  for (auto base = s.samples.rbegin(); base != s.samples.rend(); ++base) {
-    if (real_now - base->real < kLastSecondSpan && base->now > now - options_.metric_window) {
-      continue;
-    }
-    const double span = std::chrono::duration<double>(real_now - base->real).count();
-    if (!(span > 0)) return {};
-    const double arrived = std::max(0.0, latest.arrivals - base->counts.arrivals);
-    const double busy = std::max(0.0, latest.busy_seconds - base->counts.busy_seconds);
-    return scaling::SecondMetrics{now, busy / span, arrived / span, true};
-  }
-  return {};  // not a real second of samples yet
+traffic::GatewayReading LocalWorld::read_gateway() const {
+  traffic::GatewayReading reading;
+  traffic::add_gateway(gateway_registry_.collect(), options_.route_service, reading);
+  return reading;
 }
 
 const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
@@ -385,8 +211,7 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
   // keeps them, their sampled_at telling the policies they are not new; the replicas' states,
   // the totals and the last second come from the Supervisor and the gateway in process.
   const bool scrape = !last_scrape_ || now - *last_scrape_ >= options_.scrape_interval;
-  std::vector<scaling::EdgeObservation> edges;
-  std::map<std::string, GatewayCounts> gateway = read_gateway(scrape ? &edges : nullptr);
+  traffic::GatewayReading gateway = read_gateway();
   // Scraped: the replicas serving or draining requests, with a process and a port.
   auto live = [](const ReplicaStatus& r) {
     return r.pid != 0 && r.port != 0 &&
@@ -403,7 +228,7 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
     scrapes = scraper_->scrape(ports);
   }
   if (scrape) {
-    snapshot_.edges = std::move(edges);
+    snapshot_.edges = traffic::edges_of(gateway);
     last_scrape_ = now;
   }
 
@@ -467,36 +292,12 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
     // The requests as the gateway saw them: what the service's callers experienced. Totals
     // count what happened since the last observation; the window's figures the last
     // metric_window as of the last scrape; the last second the last real second.
-    const GatewayCounts& now_counts = gateway[s.spec.name];
-    const RequestDelta since_previous = request_delta(s.spec, now_counts, s.gateway);
-    s.gateway = now_counts;
-    s.served_total += since_previous.served;
-    s.samples.push_back({real_now, now, now_counts});
-    while (s.samples.size() > 1 && s.samples[1].now <= now - options_.metric_window) {
-      s.samples.pop_front();
-    }
-    obs.last_second = last_second(s, now, real_now);
+    const traffic::RequestDelta since_previous =
+        s.traffic.record(real_now, now, gateway.services[s.spec.name]);
+    obs.last_second = s.traffic.last_second(now, real_now);
     if (scrape) {
-      const ServiceState::Sample& base = s.samples.front();
-      const RequestDelta in_window = request_delta(s.spec, now_counts, base.counts);
-      const double window_real = std::chrono::duration<double>(real_now - base.real).count();
-      w.sampled_at = now;
-      w.length = now - base.now;
-      w.served_total = s.served_total;
-      w.traffic_seconds = window_real;
-      if (window_real > 0) {
-        w.arrival_rps = in_window.arrived / window_real;
-        w.external_rps = in_window.external / window_real;
-        w.served_rps = in_window.served / window_real;
-        w.dropped_rps = in_window.failed / window_real;
-        w.slow_rps = in_window.slow / window_real;
-        // Mean requests in the service over the window: the time its requests spent in flight
-        // in it, per second. A gauge read once per window is a sample, not a mean, and too
-        // noisy at one request at a time.
-        w.concurrency = in_window.busy_seconds / window_real;
-        w.latency_p99_seconds = in_window.answered > 0 ? in_window.p99_seconds : NAN;
-        w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
-      }
+      s.traffic.fill(w, now, real_now);
+      w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
     }
     for (auto& ro : obs.replicas) {  // their CPU is the last scrape's
       ro.metric_time = w.sampled_at;

@@ -24,8 +24,8 @@
 
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +33,7 @@
 #include "core/clock.h"
 #include "scaling/policy.h"
 #include "worlds/local/supervisor.h"
+#include "worlds/traffic/gateway_traffic.h"
 
 namespace prescale::gateway {
 class Gateway;
@@ -133,16 +134,9 @@ class LocalWorld final : public control::World {
 
  private:
   struct ReplicaCounters;
-  struct GatewayCounts;
   struct ServiceState;
-  struct RequestDelta;
-  // The gateway's counts per service; the call graph's edges go to `edges` (none when null:
-  // between scrapes, whose snapshot keeps the last scrape's edges).
-  std::map<std::string, GatewayCounts> read_gateway(std::vector<scaling::EdgeObservation>* edges);
-  scaling::SecondMetrics last_second(const ServiceState& s, Clock::TimePoint now,
-                                     Clock::TimePoint real_now) const;
-  static RequestDelta request_delta(const scaling::ServiceSpec& spec, const GatewayCounts& now,
-                                    const GatewayCounts& base);
+  // What the gateway has counted so far.
+  traffic::GatewayReading read_gateway() const;
   Clock::TimePoint to_controller_time(Clock::TimePoint real, Clock::TimePoint real_now,
                                       Clock::TimePoint now) const;
 

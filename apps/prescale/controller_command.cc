@@ -1,0 +1,303 @@
+#include "controller_command.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "command_util.h"
+#include "control/controller.h"
+#include "control/history_store.h"
+#include "control/persistent_policy_state.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/logging.h"
+#include "core/port_file.h"
+#include "gateway/gateway.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "local_platform.h"
+#include "runtime/runtime.h"
+#include "scaling/prescale_policy.h"
+#include "telemetry/exposition.h"
+#include "telemetry/process_metrics.h"
+#include "telemetry/registry.h"
+#include "worlds/kube/api_client.h"
+#include "worlds/kube/kube_world.h"
+#include "worlds/sim/experiment.h"
+
+namespace prescale {
+
+struct ControllerFlags {
+  std::string config_path = "prescale.yaml";
+  std::string api_server;  // "": the pod's own (in-cluster) credentials
+  std::string token_file;
+  std::string ca_file;
+  std::string name_space;  // "": the pod's namespace, or "default" with --api-server
+  std::string policy;      // "": the config's
+  bool recommend_only = false;
+  std::string admin_address = "0.0.0.0";
+  int admin_port = 9902;
+  std::string admin_port_file;
+  std::string state_dir;  // "": the learned state is not kept
+  std::string log_level;
+};
+
+ControllerCommand::ControllerCommand(CLI::App& app) : flags_(std::make_unique<ControllerFlags>()) {
+  ControllerFlags& f = *flags_;
+  command_ = app.add_subcommand(
+      "controller",
+      "Run the control plane in a Kubernetes cluster: scale the Deployments `prescale render "
+      "kubernetes` wrote by the file's policy (docs/kubernetes.md)");
+  command_->add_option("-f,--config", f.config_path, "The file the manifests were rendered from")
+      ->capture_default_str();
+  command_->add_option("--api-server", f.api_server,
+                       "The Kubernetes API's URL, e.g. http://127.0.0.1:8001 from `kubectl proxy` "
+                       "(default: the pod's service account, as in a cluster)");
+  command_->add_option("--token-file", f.token_file,
+                       "A file holding the bearer token for --api-server");
+  command_->add_option("--ca-file", f.ca_file,
+                       "PEM certificates to verify an https --api-server by (default: the "
+                       "system's)");
+  command_->add_option("-n,--namespace", f.name_space,
+                       "The namespace of the Deployments (default: the pod's own; \"default\" "
+                       "with --api-server)");
+  command_->add_option("--policy", f.policy,
+                       "Scaling policy: prescale, hpa, kpa, aws (default: the config's)");
+  command_->add_flag("--recommend-only", f.recommend_only,
+                     "Log what the policy would do, and scale nothing");
+  command_
+      ->add_option("--admin-address", f.admin_address, "Address of /metrics, /healthz and /readyz")
+      ->capture_default_str();
+  command_
+      ->add_option("--admin-port", f.admin_port,
+                   "Port of /metrics, /healthz and /readyz; 0 picks a free one")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  command_->add_option("--admin-port-file", f.admin_port_file,
+                       "Write the bound admin port to this file once listening");
+  command_->add_option("--state-dir", f.state_dir,
+                       "Keep the learned history, call graph and capacity here across restarts "
+                       "(default: not kept)");
+  command_->add_option("--log-level", f.log_level, "trace, debug, info, warn, error");
+}
+
+ControllerCommand::~ControllerCommand() = default;
+
+bool ControllerCommand::parsed() const { return command_->parsed(); }
+
+namespace {
+
+// Where the API is and who the controller is to it.
+Result<kube::ApiConfig> api_config(const ControllerFlags& f) {
+  Result<kube::ApiConfig> config =
+      f.api_server.empty() ? kube::in_cluster_config() : kube::config_from_url(f.api_server);
+  if (!config) return config;
+  if (!f.api_server.empty()) {
+    config->name_space = "default";
+    if (!f.token_file.empty()) {
+      std::optional<std::string> token = read_whole_file(f.token_file);
+      if (!token) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "--token-file " + f.token_file + ": cannot read the file");
+      }
+      while (!token->empty() && std::isspace(static_cast<unsigned char>(token->back()))) {
+        token->pop_back();
+      }
+      config->token = std::move(*token);
+    }
+    if (!f.ca_file.empty()) config->ca_file = f.ca_file;
+  }
+  if (!f.name_space.empty()) config->name_space = f.name_space;
+  return config;
+}
+
+}  // namespace
+
+int ControllerCommand::run() const {
+  const ControllerFlags& f = *flags_;
+  auto error = [](const std::string& message) {
+    std::cerr << "prescale controller: " << message << "\n";
+    return 2;
+  };
+  auto loaded = load_config_file(f.config_path);
+  if (!loaded) return error(loaded.error().message);
+  const Config& config = *loaded;
+  const std::string level =
+      f.log_level.empty() ? std::string(to_string(config.logging.level)) : f.log_level;
+  if (!init_logging({.level = level, .format = config.logging.format})) {
+    return error("--log-level: unknown level \"" + level + "\"");
+  }
+  auto policy_name = live_policy_name(config, f.policy);
+  if (!policy_name) return error(policy_name.error().message);
+  if (f.api_server.empty() && (!f.token_file.empty() || !f.ca_file.empty())) {
+    return error(
+        "--token-file and --ca-file go with --api-server (in a pod, the service "
+        "account's are used)");
+  }
+  auto api_settings = api_config(f);
+  if (!api_settings) return error(api_settings.error().message);
+
+  // The gateway's route labels, as the rendered gateway gives them: a file with one service and
+  // no routes sends it everything.
+  GatewayConfig gateway_config = config.gateway;
+  if (gateway_config.routes.empty() && config.services.size() == 1) {
+    RouteConfig all;
+    all.service = config.services.front().name;
+    gateway_config.routes.push_back(std::move(all));
+  }
+  auto routes = gateway::route_services(gateway_config);
+  if (!routes) return error(f.config_path + ": gateway.routes: " + routes.error().message);
+
+  runtime::Runtime::block_termination_signals();
+  kube::ApiClient api(*api_settings);
+  // Before anything runs: the API answers, and lets this account read the Deployments.
+  const std::string deployments =
+      "/apis/apps/v1/namespaces/" + api_settings->name_space +
+      "/deployments?labelSelector=app.kubernetes.io%2Fpart-of%3Dprescale";
+  auto listed = api.get(deployments);
+  if (!listed) return error("the Kubernetes API: " + listed.error().message);
+  for (const ServiceConfig& s : config.services) {
+    bool found = false;
+    if (listed->contains("items") && (*listed)["items"].is_array()) {
+      for (const auto& d : (*listed)["items"]) {
+        found = found || (d.contains("metadata") && d["metadata"].value("name", "") == s.name);
+      }
+    }
+    if (!found) {
+      spdlog::warn(
+          "no Deployment {} in namespace {}: apply `prescale render kubernetes -f {}`; "
+          "it is scaled once it exists",
+          s.name, api_settings->name_space, f.config_path);
+    }
+  }
+
+  telemetry::Registry registry;
+  telemetry::register_process_metrics(registry);
+  telemetry::GaugeFamily& desired_gauge =
+      registry.gauge("prescale_controller_desired_replicas",
+                     "The replicas the controller last asked for", {"service"});
+  telemetry::GaugeFamily& ready_gauge =
+      registry.gauge("prescale_controller_ready_replicas",
+                     "The service's pods ready at the last observation", {"service"});
+  telemetry::CounterFamily& events_counter =
+      registry.counter("prescale_controller_scaling_events_total",
+                       "Replica count changes applied, by direction", {"service", "direction"});
+
+  Clock& clock = Clock::real();
+  std::vector<scaling::ServiceSpec> specs;
+  for (const ServiceConfig& s : config.services) specs.push_back(service_spec(s));
+  sim::PolicySettings settings;
+  settings.prescale.period = config.policy.period;
+  settings.prescale.observe_interval = prescale_observe_interval(1, settings.prescale.period);
+  sim::apply_policy_config(config.policy, config.services, settings);
+  auto policy = sim::make_policy(*policy_name, settings, {});
+  if (!policy) return error(policy.error().message);
+  kube::KubeWorldOptions wo;
+  wo.clock = &clock;
+  for (const auto& [route, service] : *routes) wo.route_service[route] = service;
+  kube::KubeWorld world(api, specs, wo);
+  RecommendOnlyWorld advisor(world);
+  control::World& acted_on = f.recommend_only ? static_cast<control::World&>(advisor) : world;
+  control::Controller controller(acted_on, **policy, specs, clock);
+
+  // The learned state, when a directory keeps it.
+  auto* prescale_policy = dynamic_cast<scaling::PrescalePolicy*>(policy->get());
+  std::optional<control::HistoryStore> store;
+  if (!f.state_dir.empty() && prescale_policy != nullptr) {
+    auto opened = control::HistoryStore::open(f.state_dir);
+    if (!opened) return error("--state-dir " + f.state_dir + ": " + opened.error().message);
+    store = std::move(*opened);
+    auto restored =
+        control::restore_policy_state(*store, *prescale_policy, clock.now(), clock.wall_now());
+    if (!restored) {
+      spdlog::warn("state in {} not restored ({}); running without it", f.state_dir,
+                   restored.error().message);
+    } else if (*restored) {
+      spdlog::info("restored the learned history, topology and capacity from {}", f.state_dir);
+    }
+  }
+  auto save_state = [&] {
+    if (!store) return;
+    if (auto saved =
+            control::save_policy_state(*store, *prescale_policy, clock.now(), clock.wall_now());
+        !saved) {
+      spdlog::warn("saving the learned state to {} failed: {}", f.state_dir, saved.error().message);
+    }
+  };
+
+  std::atomic<bool> observed{false};
+  http::Router admin_router;
+  admin_router.add(http::Method::kGet, "/metrics", [&registry](http::Request&, http::Responder r) {
+    http::Response response;
+    response.headers.set("Content-Type", std::string(telemetry::kTextContentType));
+    response.body = telemetry::expose(registry);
+    r(std::move(response));
+  });
+  admin_router.add(http::Method::kGet, "/healthz",
+                   [](http::Request&, http::Responder r) { r(http::Response::text(200, "ok\n")); });
+  admin_router.add(http::Method::kGet, "/readyz", [&observed](http::Request&, http::Responder r) {
+    r(observed.load() ? http::Response::text(200, "ready\n")
+                      : http::Response::text(503, "not observed yet\n"));
+  });
+  http::ServerOptions admin_options;
+  admin_options.address = f.admin_address;
+  admin_options.port = static_cast<uint16_t>(f.admin_port);
+  admin_options.threads = 1;
+  http::Server admin(admin_options, admin_router.as_handler());
+  if (auto started = admin.start(); !started) {
+    std::cerr << "prescale controller: admin: " << started.error().to_string() << "\n";
+    return 1;
+  }
+  if (auto written = write_port_files({{"--admin-port-file", f.admin_port_file, admin.port()}});
+      !written) {
+    std::cerr << "prescale controller: " << written.error().message << "\n";
+    admin.shutdown(std::chrono::milliseconds(0));
+    return 1;
+  }
+  spdlog::info("controller for {} services in namespace {}, policy {}{}, admin on {}:{}",
+               specs.size(), api_settings->name_space, *policy_name,
+               f.recommend_only ? " (recommending only)" : "", f.admin_address, admin.port());
+
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  Clock::TimePoint next_save = clock.now() + std::chrono::minutes(1);
+  int sig = 0;
+  while (true) {
+    const auto wait_ns =
+        std::clamp<long>(static_cast<long>((controller.next_tick() - clock.now()).count()),
+                         1'000'000, 1'000'000'000 - 1);
+    const timespec wait{0, wait_ns};
+    sig = sigtimedwait(&stop_signals, nullptr, &wait);
+    if (sig > 0) break;
+    if (clock.now() < controller.next_tick()) continue;
+    controller.tick();
+    observed = true;
+    for (const control::Event& e : controller.take_events()) {
+      events_counter.with({e.service, e.to_replicas > e.from_replicas ? "up" : "down"}).inc();
+      spdlog::info("{} {} {} -> {}: {}", f.recommend_only ? "would scale" : "scaled", e.service,
+                   e.from_replicas, e.to_replicas, e.reason);
+    }
+    for (const scaling::ServiceObservation& s : controller.last_snapshot().services) {
+      desired_gauge.with({s.name}).set(s.desired_replicas);
+      ready_gauge.with({s.name}).set(s.count(scaling::ReplicaState::kReady));
+    }
+    if (clock.now() >= next_save) {
+      save_state();
+      next_save = clock.now() + std::chrono::minutes(1);
+    }
+  }
+  spdlog::info("controller received {}, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  save_state();
+  admin.shutdown(std::chrono::seconds(1));
+  return 0;
+}
+
+}  // namespace prescale

@@ -1,0 +1,249 @@
+#include "worlds/kube/fake_api_server.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+
+#include "http/json.h"
+#include "http/router.h"
+#include "http/server.h"
+
+namespace prescale::kube::testing {
+
+namespace {
+
+using Json = nlohmann::json;
+
+http::Response status_object(int code, const std::string& reason, const std::string& message) {
+  return http::json_response(code, Json{{"kind", "Status"},
+                                        {"apiVersion", "v1"},
+                                        {"metadata", Json::object()},
+                                        {"status", "Failure"},
+                                        {"message", message},
+                                        {"reason", reason},
+                                        {"code", code}});
+}
+
+Json labels(const std::string& app) {
+  return {{"app.kubernetes.io/name", app}, {"app.kubernetes.io/part-of", "prescale"}};
+}
+
+// Whether `object_labels` holds every "k=v" of a selector written "k=v,k2=v2".
+bool selected(const Json& object_labels, const std::string& selector) {
+  size_t at = 0;
+  while (at < selector.size()) {
+    size_t end = selector.find(',', at);
+    if (end == std::string::npos) end = selector.size();
+    const std::string term = selector.substr(at, end - at);
+    at = end + 1;
+    const size_t eq = term.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = term.substr(0, eq), value = term.substr(eq + 1);
+    if (!object_labels.contains(key) || object_labels[key] != value) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Json pod_object(const FakePod& pod, const std::string& name_space) {
+  Json ports = Json::array();
+  for (const auto& [name, number] : pod.ports) {
+    ports.push_back({{"name", name}, {"containerPort", number}, {"protocol", "TCP"}});
+  }
+  Json metadata = {{"name", pod.name},
+                   {"namespace", name_space},
+                   {"uid", "uid-" + pod.name + "-" + pod.created},
+                   {"creationTimestamp", pod.created},
+                   {"labels", labels(pod.app)}};
+  if (pod.deleting) metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z";
+  Json conditions =
+      Json::array({{{"type", "Ready"},
+                    {"status", pod.ready ? "True" : "False"},
+                    {"lastTransitionTime", pod.ready ? pod.ready_since : pod.created}}});
+  return {{"apiVersion", "v1"},
+          {"kind", "Pod"},
+          {"metadata", metadata},
+          {"spec", {{"containers", Json::array({{{"name", pod.app}, {"ports", ports}}})}}},
+          {"status", {{"phase", pod.phase}, {"podIP", pod.ip}, {"conditions", conditions}}}};
+}
+
+struct FakeApiServer::State {
+  std::string name_space, token;
+  mutable std::mutex mu;
+  std::map<std::string, FakePod> pods;
+  std::map<std::string, int> deployments;
+  std::vector<std::pair<std::string, int>> scaled;
+  std::vector<std::string> deleted;
+  int fail_with = 0;
+  int requests = 0;
+  std::unique_ptr<http::Server> server;
+  http::Router router;
+
+  Json deployment(const std::string& name, int replicas) const {
+    return {{"apiVersion", "apps/v1"},
+            {"kind", "Deployment"},
+            {"metadata", {{"name", name}, {"namespace", name_space}, {"labels", labels(name)}}},
+            {"spec", {{"replicas", replicas}}},
+            {"status", {{"replicas", replicas}}}};
+  }
+  Json scale(const std::string& name, int replicas) const {
+    return {{"apiVersion", "autoscaling/v1"},
+            {"kind", "Scale"},
+            {"metadata", {{"name", name}, {"namespace", name_space}}},
+            {"spec", {{"replicas", replicas}}},
+            {"status", {{"replicas", replicas}}}};
+  }
+  // The answer to a request refused before it is routed, if any.
+  std::optional<http::Response> refused(const http::Request& req) {
+    std::lock_guard lock(mu);
+    ++requests;
+    if (fail_with != 0) return status_object(fail_with, "InternalError", "failing as told");
+    if (!token.empty() && req.headers.get("Authorization") != "Bearer " + token) {
+      return status_object(401, "Unauthorized", "Unauthorized");
+    }
+    return std::nullopt;
+  }
+  std::optional<http::Response> wrong_namespace(const http::Request& req) const {
+    if (req.param("ns") == name_space) return std::nullopt;
+    return status_object(
+        404, "NotFound",
+        "namespaces \"" + std::string(req.param("ns").value_or("")) + "\" not found");
+  }
+};
+
+FakeApiServer::FakeApiServer(std::string name_space, std::string token)
+    : state_(std::make_shared<State>()) {
+  state_->name_space = std::move(name_space);
+  state_->token = std::move(token);
+  std::weak_ptr<State> weak = state_;
+  auto route = [weak](auto body) {
+    return [weak, body](http::Request& req, http::Responder respond) {
+      auto st = weak.lock();
+      if (!st) return respond(http::Response::text(503, "stopping"));
+      if (auto r = st->refused(req)) return respond(std::move(*r));
+      if (auto r = st->wrong_namespace(req)) return respond(std::move(*r));
+      respond(body(*st, req));
+    };
+  };
+  http::Router& r = state_->router;
+  r.add(http::Method::kGet, "/api/v1/namespaces/{ns}/pods",
+        route([](State& st, http::Request& req) {
+          const std::string selector = req.query_param("labelSelector").value_or("");
+          std::lock_guard lock(st.mu);
+          Json items = Json::array();
+          for (const auto& [name, pod] : st.pods) {
+            Json object = pod_object(pod, st.name_space);
+            if (selected(object["metadata"]["labels"], selector)) items.push_back(object);
+          }
+          return http::json_response(
+              200, Json{{"apiVersion", "v1"}, {"kind", "PodList"}, {"items", items}});
+        }));
+  r.add(http::Method::kDelete, "/api/v1/namespaces/{ns}/pods/{name}",
+        route([](State& st, http::Request& req) {
+          const std::string name(req.param("name").value_or(""));
+          std::lock_guard lock(st.mu);
+          auto it = st.pods.find(name);
+          if (it == st.pods.end()) {
+            return status_object(404, "NotFound", "pods \"" + name + "\" not found");
+          }
+          it->second.deleting = true;
+          st.deleted.push_back(name);
+          return http::json_response(200, pod_object(it->second, st.name_space));
+        }));
+  r.add(http::Method::kGet, "/apis/apps/v1/namespaces/{ns}/deployments",
+        route([](State& st, http::Request& req) {
+          const std::string selector = req.query_param("labelSelector").value_or("");
+          std::lock_guard lock(st.mu);
+          Json items = Json::array();
+          for (const auto& [name, replicas] : st.deployments) {
+            Json object = st.deployment(name, replicas);
+            if (selected(object["metadata"]["labels"], selector)) items.push_back(object);
+          }
+          return http::json_response(
+              200, Json{{"apiVersion", "apps/v1"}, {"kind", "DeploymentList"}, {"items", items}});
+        }));
+  r.add(http::Method::kGet, "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
+        route([](State& st, http::Request& req) {
+          const std::string name(req.param("name").value_or(""));
+          std::lock_guard lock(st.mu);
+          auto it = st.deployments.find(name);
+          if (it == st.deployments.end()) {
+            return status_object(404, "NotFound", "deployments.apps \"" + name + "\" not found");
+          }
+          return http::json_response(200, st.scale(name, it->second));
+        }));
+  r.add(http::Method::kPatch, "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
+        route([](State& st, http::Request& req) {
+          const std::string name(req.param("name").value_or(""));
+          if (req.headers.get("Content-Type") != "application/merge-patch+json") {
+            return status_object(415, "UnsupportedMediaType",
+                                 "the body of the request was in an unknown format");
+          }
+          auto body = http::parse_json(req.body);
+          if (!body || !body->is_object() || !body->contains("spec") ||
+              !(*body)["spec"].contains("replicas") ||
+              !(*body)["spec"]["replicas"].is_number_integer() ||
+              (*body)["spec"]["replicas"].get<int>() < 0) {
+            return status_object(422, "Invalid",
+                                 "Scale.autoscaling \"" + name + "\" is invalid: spec.replicas");
+          }
+          const int replicas = (*body)["spec"]["replicas"].get<int>();
+          std::lock_guard lock(st.mu);
+          auto it = st.deployments.find(name);
+          if (it == st.deployments.end()) {
+            return status_object(404, "NotFound", "deployments.apps \"" + name + "\" not found");
+          }
+          it->second = replicas;
+          st.scaled.emplace_back(name, replicas);
+          return http::json_response(200, st.scale(name, replicas));
+        }));
+  http::ServerOptions so;
+  so.threads = 1;
+  state_->server = std::make_unique<http::Server>(so, state_->router.as_handler());
+  if (auto started = state_->server->start(); !started) {
+    throw std::runtime_error("fake API server: " + started.error().message);
+  }
+}
+
+FakeApiServer::~FakeApiServer() { state_->server->shutdown(std::chrono::milliseconds(0)); }
+
+std::uint16_t FakeApiServer::port() const { return state_->server->port(); }
+std::string FakeApiServer::url() const { return "http://127.0.0.1:" + std::to_string(port()); }
+
+void FakeApiServer::set_pod(const FakePod& pod) {
+  std::lock_guard lock(state_->mu);
+  state_->pods[pod.name] = pod;
+}
+void FakeApiServer::remove_pod(const std::string& name) {
+  std::lock_guard lock(state_->mu);
+  state_->pods.erase(name);
+}
+void FakeApiServer::set_deployment(const std::string& name, int replicas) {
+  std::lock_guard lock(state_->mu);
+  state_->deployments[name] = replicas;
+}
+int FakeApiServer::replicas(const std::string& deployment) const {
+  std::lock_guard lock(state_->mu);
+  auto it = state_->deployments.find(deployment);
+  return it == state_->deployments.end() ? -1 : it->second;
+}
+std::vector<std::pair<std::string, int>> FakeApiServer::scaled() const {
+  std::lock_guard lock(state_->mu);
+  return state_->scaled;
+}
+std::vector<std::string> FakeApiServer::deleted() const {
+  std::lock_guard lock(state_->mu);
+  return state_->deleted;
+}
+void FakeApiServer::fail_with(int status) {
+  std::lock_guard lock(state_->mu);
+  state_->fail_with = status;
+}
+int FakeApiServer::requests() const {
+  std::lock_guard lock(state_->mu);
+  return state_->requests;
+}
+
+}  // namespace prescale::kube::testing

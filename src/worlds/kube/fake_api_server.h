@@ -1,0 +1,61 @@
+// FakeApiServer: for tests, the part of the Kubernetes API that KubeWorld and `prescale
+// controller` use, over plain HTTP on 127.0.0.1 (as `kubectl proxy` serves it): pods listed
+// by label selector and deleted, Deployments listed, their scale subresource read and
+// merge-patched. No kube-apiserver is packaged for Debian 12, so tests run this in its place; it
+// answers as the real one does (the same paths, object shapes, Status errors and content types),
+// and keeps what it was asked.
+//
+// Thread safety: every method may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace prescale::kube::testing {
+
+struct FakePod {
+  std::string name;
+  std::string app;  // app.kubernetes.io/name
+  std::string ip = "127.0.0.1";
+  std::vector<std::pair<std::string, int>> ports;  // container ports by name ("http", "admin")
+  std::string phase = "Running";
+  bool ready = true;
+  std::string created = "2026-01-01T00:00:00Z";
+  std::string ready_since = "2026-01-01T00:00:10Z";
+  bool deleting = false;
+};
+
+// A pod object as the API returns it.
+nlohmann::json pod_object(const FakePod& pod, const std::string& name_space);
+
+class FakeApiServer {
+ public:
+  explicit FakeApiServer(std::string name_space = "default", std::string token = "");
+  ~FakeApiServer();
+  FakeApiServer(const FakeApiServer&) = delete;
+  FakeApiServer& operator=(const FakeApiServer&) = delete;
+
+  std::uint16_t port() const;
+  std::string url() const;  // http://127.0.0.1:<port>
+
+  void set_pod(const FakePod& pod);  // adds or replaces by name
+  void remove_pod(const std::string& name);
+  void set_deployment(const std::string& name, int replicas);
+  int replicas(const std::string& deployment) const;  // -1 for none
+  // The scale patches received, in order: (deployment, replicas).
+  std::vector<std::pair<std::string, int>> scaled() const;
+  std::vector<std::string> deleted() const;  // pods deleted, in order
+  // Every request is answered with this status and a Status body while it is not 0.
+  void fail_with(int status);
+  int requests() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace prescale::kube::testing

@@ -1,0 +1,233 @@
+#include "worlds/kube/kube_world.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <mutex>
+
+#include "http/router.h"
+#include "http/server.h"
+#include "worlds/kube/api_client.h"
+#include "worlds/kube/fake_api_server.h"
+
+namespace prescale::kube {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FakeApiServer;
+using testing::FakePod;
+
+// A pod's /metrics, as the test sets it: a gateway's admin port, or a replica's port.
+class MetricsPort {
+ public:
+  MetricsPort() : body_(std::make_shared<Body>()) {
+    router_.add(http::Method::kGet, "/metrics", [body = body_](http::Request&, http::Responder r) {
+      std::lock_guard lock(body->mu);
+      r(http::Response::text(body->status, body->text));
+    });
+    http::ServerOptions o;
+    o.threads = 1;
+    server_ = std::make_unique<http::Server>(o, router_.as_handler());
+    EXPECT_TRUE(server_->start().has_value());
+  }
+  ~MetricsPort() { server_->shutdown(0ms); }
+  void set(std::string text, int status = 200) {
+    std::lock_guard lock(body_->mu);
+    body_->text = std::move(text);
+    body_->status = status;
+  }
+  int port() const { return server_->port(); }
+
+ private:
+  struct Body {
+    std::mutex mu;
+    std::string text;
+    int status = 200;
+  };
+  std::shared_ptr<Body> body_;
+  http::Router router_;
+  std::unique_ptr<http::Server> server_;
+};
+
+// A gateway's counters for the service "web" (route "/") and its calls to "checkout".
+std::string gateway_metrics(int web_requests, int checkout_calls, double busy_seconds) {
+  const std::string n = std::to_string(web_requests);
+  return "# TYPE prescale_calls_total counter\n"
+         "prescale_calls_total{caller=\"external\",callee=\"web\"} " +
+         n + "\n" + "prescale_calls_total{caller=\"web\",callee=\"checkout\"} " +
+         std::to_string(checkout_calls) + "\n" +
+         "# TYPE prescale_requests_total counter\n"
+         "prescale_requests_total{route=\"/\",code=\"200\"} " +
+         n + "\n" +
+         "# TYPE prescale_gateway_route_busy_seconds_total counter\n"
+         "prescale_gateway_route_busy_seconds_total{route=\"/\"} " +
+         std::to_string(busy_seconds) + "\n" +
+         "# TYPE prescale_request_duration_seconds histogram\n"
+         "prescale_request_duration_seconds_bucket{route=\"/\",le=\"0.05\"} " +
+         n + "\n" + "prescale_request_duration_seconds_bucket{route=\"/\",le=\"+Inf\"} " + n +
+         "\n" + "prescale_request_duration_seconds_sum{route=\"/\"} 1\n" +
+         "prescale_request_duration_seconds_count{route=\"/\"} " + n + "\n";
+}
+
+std::string replica_metrics(double cpu_seconds) {
+  return "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total " +
+         std::to_string(cpu_seconds) +
+         "\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 1048576\n";
+}
+
+scaling::ServiceSpec spec(const std::string& name) {
+  scaling::ServiceSpec s;
+  s.name = name;
+  s.min_replicas = 1;
+  s.max_replicas = 10;
+  s.slo_latency_p99_seconds = 0.1;
+  return s;
+}
+
+class KubeWorldTest : public ::testing::Test {
+ protected:
+  KubeWorldTest()
+      : clock_(*parse_utc("2026-01-01T00:01:00Z")), api_(*config_from_url(fake_.url())) {
+    fake_.set_deployment("web", 2);
+    fake_.set_deployment("checkout", 1);
+    fake_.set_pod({.name = "prescale-gateway-1",
+                   .app = "prescale-gateway",
+                   .ports = {{"http", 1}, {"admin", gateway_.port()}}});
+    fake_.set_pod({.name = "web-a", .app = "web", .ports = {{"http", web_a_.port()}}});
+    fake_.set_pod({.name = "web-b",
+                   .app = "web",
+                   .ports = {{"http", 1}},
+                   .ready = false,
+                   .created = "2026-01-01T00:00:55Z"});
+    fake_.set_pod(
+        {.name = "web-old", .app = "web", .ports = {}, .phase = "Failed", .ready = false});
+    fake_.set_pod({.name = "checkout-a", .app = "checkout", .ports = {{"http", 1}}});
+    gateway_.set(gateway_metrics(1000, 400, 50));  // before the controller started
+    web_a_.set(replica_metrics(10));
+  }
+
+  KubeWorld make_world() {
+    KubeWorldOptions o;
+    o.clock = &clock_;
+    o.route_service = {{"/", "web"}};
+    o.scrape_interval = 0s;
+    o.on_problem = [this](const std::string& line) { problems_.push_back(line); };
+    return KubeWorld(api_, {spec("web"), spec("checkout")}, o);
+  }
+
+  FakeApiServer fake_;
+  MetricsPort gateway_, web_a_;
+  ManualClock clock_;
+  ApiClient api_;
+  std::vector<std::string> problems_;
+};
+
+TEST_F(KubeWorldTest, ObservesPodsDeploymentsAndTheGatewaysCounters) {
+  KubeWorld world = make_world();
+  const scaling::Snapshot& first = world.observe(clock_.now());
+  const scaling::ServiceObservation* web = first.service("web");
+  ASSERT_NE(web, nullptr);
+  EXPECT_EQ(web->desired_replicas, 2);
+  ASSERT_EQ(web->replicas.size(), 2u);  // the failed pod costs nothing and is left out
+  EXPECT_EQ(web->replicas[0].id, "web-a");
+  EXPECT_EQ(web->replicas[0].state, scaling::ReplicaState::kReady);
+  // Created a minute before now, ready 10 s after.
+  EXPECT_EQ(web->replicas[0].started_at, clock_.now() - 60s);
+  EXPECT_EQ(web->replicas[0].ready_at, clock_.now() - 50s);
+  EXPECT_EQ(web->replicas[1].id, "web-b");
+  EXPECT_EQ(web->replicas[1].state, scaling::ReplicaState::kStarting);
+  EXPECT_EQ(web->replicas[1].started_at, clock_.now() - 5s);
+  EXPECT_EQ(first.service("checkout")->replicas.size(), 1u);
+  // What the gateway counted before the first observation is the past.
+  EXPECT_EQ(web->window.arrival_rps, 0);
+
+  // 10 s of 20 requests a second, 8 of them calling checkout, 3 in flight on average.
+  clock_.advance(10s);
+  gateway_.set(gateway_metrics(1200, 480, 80));
+  web_a_.set(replica_metrics(15));
+  const scaling::Snapshot& second = world.observe(clock_.now());
+  web = second.service("web");
+  EXPECT_DOUBLE_EQ(web->window.arrival_rps, 20);
+  EXPECT_DOUBLE_EQ(web->window.served_rps, 20);
+  EXPECT_DOUBLE_EQ(web->window.concurrency, 3);
+  EXPECT_DOUBLE_EQ(second.service("checkout")->window.arrival_rps, 8);
+  ASSERT_TRUE(web->last_second.valid);
+  EXPECT_DOUBLE_EQ(web->last_second.requests, 20);
+  ASSERT_TRUE(web->replicas[0].cpu_utilization.has_value());
+  EXPECT_DOUBLE_EQ(*web->replicas[0].cpu_utilization, 0.5);
+  EXPECT_EQ(web->replicas[0].memory_bytes, 1048576u);
+  ASSERT_EQ(second.edges.size(), 1u);
+  EXPECT_EQ(second.edges[0].caller, "web");
+  EXPECT_EQ(second.edges[0].calls_total, 80);
+  EXPECT_TRUE(problems_.empty());
+}
+
+TEST_F(KubeWorldTest, AGatewayThatRestartsOrComesLaterCountsFromZero) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  clock_.advance(10s);
+  // The first gateway restarted (its counters went down); a second one started after the
+  // controller did.
+  gateway_.set(gateway_metrics(50, 0, 5));
+  MetricsPort second_gateway;
+  second_gateway.set(gateway_metrics(150, 0, 15));
+  fake_.set_pod({.name = "prescale-gateway-2",
+                 .app = "prescale-gateway",
+                 .ports = {{"admin", second_gateway.port()}},
+                 .created = "2026-01-01T00:01:05Z"});
+  const scaling::Snapshot& s = world.observe(clock_.now());
+  EXPECT_DOUBLE_EQ(s.service("web")->window.arrival_rps, 20);  // (50 + 150) / 10 s
+}
+
+TEST_F(KubeWorldTest, ScalesTheDeploymentAndRestartsByDeletingThePod) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  ASSERT_TRUE(world.scale("web", 3).has_value());
+  EXPECT_EQ(fake_.replicas("web"), 3);
+  EXPECT_EQ(world.observe(clock_.now()).service("web")->desired_replicas, 3);
+  // Out of bounds, or unknown: nothing is asked of the API.
+  const int asked = fake_.requests();
+  EXPECT_EQ(world.scale("web", 11).error().code, ErrorCode::kOutOfRange);
+  EXPECT_EQ(world.scale("cart", 2).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(fake_.requests(), asked);
+  ASSERT_TRUE(world.restart("web-a").has_value());
+  EXPECT_EQ(fake_.deleted(), std::vector<std::string>{"web-a"});
+  EXPECT_EQ(world.observe(clock_.now()).service("web")->replicas[0].state,
+            scaling::ReplicaState::kDraining);
+  EXPECT_EQ(world.restart("web-z").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(KubeWorldTest, AnApiThatFailsKeepsTheLastReplicasAndIsSaidOnce) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  fake_.fail_with(500);
+  for (int i = 0; i < 3; ++i) {
+    clock_.advance(1s);
+    const scaling::Snapshot& s = world.observe(clock_.now());
+    EXPECT_EQ(s.service("web")->replicas.size(), 2u);
+  }
+  // Pods, and the Deployments (read at every observation here): each said once.
+  ASSERT_EQ(problems_.size(), 2u);
+  EXPECT_NE(problems_[0].find("pods not read: GET"), std::string::npos) << problems_[0];
+  EXPECT_NE(problems_[0].find("500"), std::string::npos) << problems_[0];
+  EXPECT_EQ(world.scale("web", 4).error().code, ErrorCode::kUnavailable);
+  fake_.fail_with(0);
+  world.observe(clock_.now());
+  EXPECT_EQ(problems_.back(), "deployments are read again");
+  // A gateway that does not answer is said once, and its growth counted when it answers again.
+  gateway_.set("", 503);
+  clock_.advance(5s);
+  world.observe(clock_.now());
+  clock_.advance(5s);
+  world.observe(clock_.now());
+  EXPECT_NE(problems_.back().find("gateway pod prescale-gateway-1"), std::string::npos);
+  gateway_.set(gateway_metrics(1300, 400, 50));
+  clock_.advance(10s);
+  const scaling::Snapshot& s = world.observe(clock_.now());
+  EXPECT_EQ(problems_.back(), "gateway pod prescale-gateway-1 is read again");
+  EXPECT_NEAR(s.service("web")->window.arrival_rps * to_seconds(s.service("web")->window.length),
+              300, 1e-6);
+}
+
+}  // namespace
+}  // namespace prescale::kube
