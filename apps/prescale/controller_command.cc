@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "admin_endpoints.h"
 #include "command_util.h"
 #include "control/controller.h"
 #include "control/history_store.h"
@@ -19,12 +20,10 @@
 #include "core/logging.h"
 #include "core/port_file.h"
 #include "gateway/gateway.h"
-#include "http/router.h"
 #include "http/server.h"
 #include "local_platform.h"
 #include "runtime/runtime.h"
 #include "scaling/prescale_policy.h"
-#include "telemetry/exposition.h"
 #include "telemetry/process_metrics.h"
 #include "telemetry/registry.h"
 #include "worlds/kube/api_client.h"
@@ -232,24 +231,12 @@ int ControllerCommand::run() const {
   };
 
   std::atomic<bool> observed{false};
-  http::Router admin_router;
-  admin_router.add(http::Method::kGet, "/metrics", [&registry](http::Request&, http::Responder r) {
-    http::Response response;
-    response.headers.set("Content-Type", std::string(telemetry::kTextContentType));
-    response.body = telemetry::expose(registry);
-    r(std::move(response));
-  });
-  admin_router.add(http::Method::kGet, "/healthz",
-                   [](http::Request&, http::Responder r) { r(http::Response::text(200, "ok\n")); });
-  admin_router.add(http::Method::kGet, "/readyz", [&observed](http::Request&, http::Responder r) {
-    r(observed.load() ? http::Response::text(200, "ready\n")
-                      : http::Response::text(503, "not observed yet\n"));
-  });
+  const http::Router admin_routes = admin_router(registry, observed, "not observed yet");
   http::ServerOptions admin_options;
   admin_options.address = f.admin_address;
   admin_options.port = static_cast<uint16_t>(f.admin_port);
   admin_options.threads = 1;
-  http::Server admin(admin_options, admin_router.as_handler());
+  http::Server admin(admin_options, admin_routes.as_handler());
   if (auto started = admin.start(); !started) {
     std::cerr << "prescale controller: admin: " << started.error().to_string() << "\n";
     return 1;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "admin_endpoints.h"
 #include "command_util.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -26,7 +27,6 @@
 #include "http/router.h"
 #include "http/server.h"
 #include "runtime/runtime.h"
-#include "telemetry/exposition.h"
 #include "telemetry/process_metrics.h"
 #include "telemetry/registry.h"
 
@@ -251,27 +251,15 @@ int GatewayCommand::run() const {
   GatewayListeners serving{**gw, *server};
 
   // The admin endpoints live on their own port, so no path of the routed services is taken.
-  std::atomic<bool> draining{false};
-  http::Router admin_router;
-  admin_router.add(http::Method::kGet, "/metrics", [&registry](http::Request&, http::Responder r) {
-    http::Response response;
-    response.headers.set("Content-Type", std::string(telemetry::kTextContentType));
-    response.body = telemetry::expose(registry);
-    r(std::move(response));
-  });
-  admin_router.add(http::Method::kGet, "/healthz",
-                   [](http::Request&, http::Responder r) { r(http::Response::text(200, "ok\n")); });
-  admin_router.add(http::Method::kGet, "/readyz", [&draining](http::Request&, http::Responder r) {
-    r(draining.load() ? http::Response::text(503, "draining\n")
-                      : http::Response::text(200, "ready\n"));
-  });
+  std::atomic<bool> ready{true};  // until the drain
+  const http::Router admin_routes = admin_router(registry, ready, "draining");
   std::unique_ptr<http::Server> admin;
   if (f.admin_port >= 0) {
     http::ServerOptions admin_options;
     admin_options.address = listen->host;
     admin_options.port = static_cast<uint16_t>(f.admin_port);
     admin_options.threads = 1;
-    admin = std::make_unique<http::Server>(admin_options, admin_router.as_handler());
+    admin = std::make_unique<http::Server>(admin_options, admin_routes.as_handler());
     if (auto started = admin->start(); !started) {
       std::cerr << "prescale gateway: admin: " << started.error().to_string() << "\n";
       serving.stop(std::chrono::milliseconds(0));
@@ -361,7 +349,7 @@ int GatewayCommand::run() const {
       f.shutdown_grace_ms >= 0 ? f.shutdown_grace_ms : http.shutdown_grace.count());
   spdlog::info("gateway received {}, draining (grace {} ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                grace.count());
-  draining = true;
+  ready = false;
   serving.stop(grace);
   spdlog::info("gateway drained, exiting");
   return 0;

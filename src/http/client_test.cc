@@ -19,11 +19,13 @@
 
 #include "http/internal/wire.h"
 #include "http/server.h"
+#include "http/test_util.h"
 
 namespace prescale::http {
 namespace {
 
 using std::chrono::milliseconds;
+using testing::ScriptedServer;
 
 ServerOptions local_options() {
   ServerOptions o;
@@ -45,57 +47,6 @@ Handler echo() {
     respond(Response::text(200, req.method_name + " " + req.target + " " + req.body));
   };
 }
-
-// A scripted TCP server for failure modes our Server never produces. Each accepted connection
-// is handed to `script` (on the server thread, one connection at a time) with its fd.
-class ScriptedServer {
- public:
-  explicit ScriptedServer(std::function<void(int fd, int index)> script)
-      : script_(std::move(script)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    socklen_t len = sizeof(addr);
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    ::listen(fd_, 16);
-    thread_ = std::thread([this] {
-      for (int i = 0;; ++i) {
-        int c = ::accept(fd_, nullptr, nullptr);
-        if (c < 0) return;
-        script_(c, i);
-        ::close(c);
-      }
-    });
-  }
-  ~ScriptedServer() {
-    ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
-    thread_.join();
-  }
-  uint16_t port() const { return port_; }
-
-  // Reads until a blank line (requests here carry no body).
-  static bool read_request(int fd) {
-    std::string buf;
-    char chunk[4096];
-    while (buf.find("\r\n\r\n") == std::string::npos) {
-      ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
-      if (n <= 0) return false;
-      buf.append(chunk, static_cast<size_t>(n));
-    }
-    return true;
-  }
-  static void write(int fd, std::string_view s) { ::send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
-
- private:
-  std::function<void(int, int)> script_;
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::thread thread_;
-};
 
 TEST(ClientTest, SequentialRequestsReuseOneConnection) {
   Server server(local_options(), echo());

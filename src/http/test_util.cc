@@ -174,4 +174,45 @@ uint16_t unused_port() {
   return ntohs(addr.sin_port);
 }
 
+ScriptedServer::ScriptedServer(std::function<void(int fd, int index)> script)
+    : script_(std::move(script)) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = loopback(0);
+  ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.sin_port);
+  ::listen(fd_, 16);
+  thread_ = std::thread([this] {
+    for (int i = 0;; ++i) {
+      const int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      accepted_.fetch_add(1);
+      script_(c, i);
+      ::close(c);
+    }
+  });
+}
+
+ScriptedServer::~ScriptedServer() {
+  ::shutdown(fd_, SHUT_RDWR);
+  ::close(fd_);
+  thread_.join();
+}
+
+bool ScriptedServer::read_request(int fd) {
+  std::string buf;
+  char chunk[4096];
+  while (buf.find("\r\n\r\n") == std::string::npos) {
+    const ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (n <= 0) return false;
+    buf.append(chunk, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+void ScriptedServer::write(int fd, std::string_view s) {
+  ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+}
+
 }  // namespace prescale::http::testing

@@ -1,12 +1,16 @@
 // Test-only helpers for the HTTP tests: a blocking raw TCP client for sending exact bytes
-// and reading responses, and a minimal response reader. Not part of prescale_http.
+// and reading responses, a minimal response reader, and a scripted TCP server for what no real
+// server does on purpose. Not part of prescale_http (library prescale_http_testing).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace prescale::http::testing {
@@ -53,5 +57,29 @@ bool connect_refused(uint16_t port);
 
 // A port on 127.0.0.1 with nothing listening (bound, then released).
 uint16_t unused_port();
+
+// A TCP server on 127.0.0.1 for failure modes a real server never produces: each accepted
+// connection is handed to `script` (on the server's thread, one connection at a time) with its fd
+// and its 0-based index, and closed when the script returns.
+class ScriptedServer {
+ public:
+  explicit ScriptedServer(std::function<void(int fd, int index)> script);
+  ~ScriptedServer();
+  ScriptedServer(const ScriptedServer&) = delete;
+  ScriptedServer& operator=(const ScriptedServer&) = delete;
+  uint16_t port() const { return port_; }
+  int accepted() const { return accepted_.load(); }  // connections so far
+
+  // Reads one request's head (the requests sent to it carry no body); false at EOF.
+  static bool read_request(int fd);
+  static void write(int fd, std::string_view s);
+
+ private:
+  std::function<void(int, int)> script_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+};
 
 }  // namespace prescale::http::testing

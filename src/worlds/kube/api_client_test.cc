@@ -20,6 +20,7 @@
 #include "http/json.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "http/test_util.h"
 #include "support/subprocess.h"
 
 namespace prescale::kube {
@@ -28,6 +29,7 @@ namespace {
 using std::chrono::milliseconds;
 using Subprocess = prescale::testing::Subprocess;
 using TempDir = prescale::testing::TempDir;
+using http::testing::ScriptedServer;
 
 constexpr std::string_view kDeployments = "/apis/apps/v1/namespaces/shop/deployments/";
 
@@ -43,13 +45,13 @@ ApiConfig local_config(uint16_t port) {
 // A fake API server on the project's own http::Server: the Deployment "api" in the namespace
 // "shop", and /status/{code} answering that status with the request's body. It keeps what it
 // was sent.
-class FakeApiServer {
+class RecordingApiServer {
  public:
   struct Seen {
     std::string method, target, host, authorization, accept, user_agent, content_type, body;
   };
 
-  explicit FakeApiServer(http::ServerOptions options = {}) {
+  explicit RecordingApiServer(http::ServerOptions options = {}) {
     options.threads = 1;
     router_.add(
         http::Method::kGet, std::string(kDeployments) + "{name}",
@@ -109,65 +111,11 @@ class FakeApiServer {
   std::vector<Seen> seen_;
 };
 
-// A TCP server for what the API server does not do on purpose: each accepted connection goes to
-// `script` (on the server's thread, one at a time) with its fd and its 0-based index.
-class ScriptedServer {
- public:
-  explicit ScriptedServer(std::function<void(int fd, int index)> script)
-      : script_(std::move(script)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    socklen_t len = sizeof(addr);
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    ::listen(fd_, 16);
-    thread_ = std::thread([this] {
-      for (int i = 0;; ++i) {
-        const int c = ::accept(fd_, nullptr, nullptr);
-        if (c < 0) return;
-        accepted_.fetch_add(1);
-        script_(c, i);
-        ::close(c);
-      }
-    });
-  }
-  ~ScriptedServer() {
-    ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
-    thread_.join();
-  }
-  uint16_t port() const { return port_; }
-  int accepted() const { return accepted_.load(); }
-
-  // Reads one request's head (requests here carry no body); false at EOF.
-  static bool read_request(int fd) {
-    std::string buf;
-    char chunk[4096];
-    while (buf.find("\r\n\r\n") == std::string::npos) {
-      const ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
-      if (n <= 0) return false;
-      buf.append(chunk, static_cast<size_t>(n));
-    }
-    return true;
-  }
-  static void write(int fd, std::string_view s) { ::send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
-
- private:
-  std::function<void(int, int)> script_;
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::atomic<int> accepted_{0};
-  std::thread thread_;
-};
-
 constexpr std::string_view kOkResponse =
     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
 
 TEST(ApiClientTest, GetSendsTheTokenAndReadsJson) {
-  FakeApiServer server;
+  RecordingApiServer server;
   ASSERT_TRUE(server.started());
   ApiClient client(local_config(server.port()));
   auto deployment = client.get(std::string(kDeployments) + "api");
@@ -184,7 +132,7 @@ TEST(ApiClientTest, GetSendsTheTokenAndReadsJson) {
 }
 
 TEST(ApiClientTest, NoTokenSendsNoAuthorization) {
-  FakeApiServer server;
+  RecordingApiServer server;
   ASSERT_TRUE(server.started());
   ApiConfig config = local_config(server.port());
   config.token.clear();
@@ -194,7 +142,7 @@ TEST(ApiClientTest, NoTokenSendsNoAuthorization) {
 }
 
 TEST(ApiClientTest, MergePatchSendsAMergePatch) {
-  FakeApiServer server;
+  RecordingApiServer server;
   ASSERT_TRUE(server.started());
   ApiClient client(local_config(server.port()));
   const nlohmann::json patch = {{"spec", {{"replicas", 5}}}};
@@ -210,7 +158,7 @@ TEST(ApiClientTest, MergePatchSendsAMergePatch) {
 }
 
 TEST(ApiClientTest, RemoveSendsADelete) {
-  FakeApiServer server;
+  RecordingApiServer server;
   ASSERT_TRUE(server.started());
   ApiClient client(local_config(server.port()));
   auto status = client.remove(std::string(kDeployments) + "api");
@@ -220,7 +168,7 @@ TEST(ApiClientTest, RemoveSendsADelete) {
 }
 
 TEST(ApiClientTest, NotFoundGivesTheStatusMessage) {
-  FakeApiServer server;
+  RecordingApiServer server;
   ASSERT_TRUE(server.started());
   ApiClient client(local_config(server.port()));
   auto missing = client.get(std::string(kDeployments) + "web");
@@ -233,7 +181,7 @@ TEST(ApiClientTest, NotFoundGivesTheStatusMessage) {
 
 // What each refusal becomes, and that the message holds the body's start when it is no Status.
 TEST(ApiClientTest, RefusalsMapToCodes) {
-  FakeApiServer server;
+  RecordingApiServer server;
   ASSERT_TRUE(server.started());
   ApiClient client(local_config(server.port()));
   // The fake server answers /status/{code} with the request's body; a merge patch has one.
@@ -287,7 +235,7 @@ TEST(ApiClientTest, KeepsOneConnectionAcrossCalls) {
   }
   EXPECT_EQ(server.accepted(), 1);
 
-  FakeApiServer api;
+  RecordingApiServer api;
   ASSERT_TRUE(api.started());
   ApiClient api_client(local_config(api.port()));
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(api_client.get(std::string(kDeployments) + "api"));
@@ -299,7 +247,7 @@ TEST(ApiClientTest, KeepsOneConnectionAcrossCalls) {
 TEST(ApiClientTest, ReconnectsAfterTheServerClosedAnIdleConnection) {
   http::ServerOptions options;
   options.idle_timeout = milliseconds(100);
-  FakeApiServer server(options);
+  RecordingApiServer server(options);
   ASSERT_TRUE(server.started());
   ApiClient client(local_config(server.port()));
   ASSERT_TRUE(client.get(std::string(kDeployments) + "api").has_value());
@@ -377,7 +325,7 @@ TEST(ApiClientTest, AnAnswerOverTheLimitIsRefused) {
 TEST(ApiClientTest, AnIpv6HostIsBracketedInTheHostField) {
   http::ServerOptions options;
   options.address = "::1";
-  FakeApiServer server(options);
+  RecordingApiServer server(options);
   if (!server.started()) GTEST_SKIP() << "no IPv6 loopback here";
   ApiConfig config = local_config(server.port());
   config.host = "::1";

@@ -1,0 +1,26 @@
+#include "admin_endpoints.h"
+
+#include "telemetry/exposition.h"
+
+namespace prescale {
+
+http::Router admin_router(const telemetry::Registry& registry, const std::atomic<bool>& ready,
+                          std::string not_ready) {
+  http::Router router;
+  router.add(http::Method::kGet, "/metrics", [&registry](http::Request&, http::Responder r) {
+    http::Response response;
+    response.headers.set("Content-Type", std::string(telemetry::kTextContentType));
+    response.body = telemetry::expose(registry);
+    r(std::move(response));
+  });
+  router.add(http::Method::kGet, "/healthz",
+             [](http::Request&, http::Responder r) { r(http::Response::text(200, "ok\n")); });
+  router.add(http::Method::kGet, "/readyz",
+             [&ready, not_ready = std::move(not_ready)](http::Request&, http::Responder r) {
+               r(ready.load() ? http::Response::text(200, "ready\n")
+                              : http::Response::text(503, not_ready + "\n"));
+             });
+  return router;
+}
+
+}  // namespace prescale
