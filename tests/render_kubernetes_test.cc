@@ -302,7 +302,7 @@ gateway:
   ASSERT_GT(admin, 0) << gateway.log();
 
   // What the API says of them.
-  kube::testing::FakeApiServer api("default");
+  kube::fake::FakeApiServer api("default");
   api.set_deployment("web", 1);
   api.set_pod({.name = "prescale-gateway-7d9f-x2",
                .app = "prescale-gateway",
@@ -362,6 +362,60 @@ gateway:
   controller.signal(SIGTERM);
   EXPECT_EQ(controller.wait(10s), 0) << controller.log();
   EXPECT_THAT(controller.log(), HasSubstr("stopping"));
+}
+
+// The controller's healer in a cluster: a pod whose memory grows toward its limit is deleted
+// (its Deployment starts another) before the kernel kills it mid-request (about 40 s).
+TEST(RenderKubernetesTest, TheRenderedControllerReplacesAPodLeakingTowardItsLimit) {
+  TempDir dir;
+  const std::string config = R"(version: 1
+policy: {name: hpa}
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 1, max: 1, initial: 1}
+    memory_limit: 112Mi
+gateway:
+  health_check: {interval: 1s, timeout: 500ms}
+)";
+  const auto [status, log] =
+      render(dir, config, {"--image", "prescale:test", "-o", dir.file("manifests.yaml")});
+  ASSERT_EQ(status, 0) << log;
+  const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(dir.file("manifests.yaml"));
+  const std::string mounted = dir.file("prescale.yaml.mounted");
+  testing::write_file(
+      mounted,
+      find(docs, "ConfigMap", "prescale-config")["data"]["prescale.yaml"].as<std::string>());
+  Subprocess web(pod_command(dir, mounted, find(docs, "Deployment", "web"), {}),
+                 dir.file("web.log"));
+  const int web_port = testing::port_from_file(dir.file("web.port"));
+  ASSERT_GT(web_port, 0) << web.log();
+  Subprocess gateway(
+      pod_command(dir, mounted, find(docs, "Deployment", "prescale-gateway"), {{"web", web_port}}),
+      dir.file("gateway.log"));
+  const int port = testing::port_from_file(dir.file("prescale-gateway.port"));
+  const int admin = testing::port_from_file(dir.file("prescale-gateway.admin"));
+  ASSERT_GT(admin, 0) << gateway.log();
+  kube::fake::FakeApiServer api("default");
+  api.set_deployment("web", 1);
+  api.set_pod({.name = "prescale-gateway-7d9f-x2",
+               .app = "prescale-gateway",
+               .ports = {{"http", port}, {"admin", admin}}});
+  api.set_pod({.name = "web-5c7b-a1", .app = "web", .ports = {{"http", web_port}}});
+  std::vector<std::string> argv =
+      pod_command(dir, mounted, find(docs, "Deployment", "prescale-controller"), {});
+  argv.insert(argv.end(), {"--api-server", api.url(), "--admin-address", "127.0.0.1"});
+  Subprocess controller(argv, dir.file("controller.log"));
+  ASSERT_GT(testing::port_from_file(dir.file("prescale-controller.admin")), 0) << controller.log();
+
+  // 40 requests a second that each keep 64 KiB: 2.5 MiB/s, at the limit some 43 s in. The trend
+  // needs 30 s of samples past half the limit; the pod is replaced about 10 s before its limit.
+  Subprocess load({PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(port),
+                   "--rate", "40", "--duration", "50s", "--mix", "GET /leak/64:1"},
+                  dir.file("load.log"));
+  EXPECT_TRUE(testing::wait_for([&] { return !api.deleted().empty(); }, 55s)) << controller.log();
+  EXPECT_EQ(api.deleted(), std::vector<std::string>{"web-5c7b-a1"});
+  EXPECT_THAT(controller.log(), HasSubstr("replaced web-5c7b-a1 of web: memory "));
 }
 
 }  // namespace

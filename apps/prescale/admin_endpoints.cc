@@ -5,7 +5,7 @@
 namespace prescale {
 
 http::Router admin_router(const telemetry::Registry& registry, const std::atomic<bool>& ready,
-                          std::string not_ready) {
+                          std::string not_ready, std::function<bool()> alive) {
   http::Router router;
   router.add(http::Method::kGet, "/metrics", [&registry](http::Request&, http::Responder r) {
     http::Response response;
@@ -14,7 +14,10 @@ http::Router admin_router(const telemetry::Registry& registry, const std::atomic
     r(std::move(response));
   });
   router.add(http::Method::kGet, "/healthz",
-             [](http::Request&, http::Responder r) { r(http::Response::text(200, "ok\n")); });
+             [alive = std::move(alive)](http::Request&, http::Responder r) {
+               r(!alive || alive() ? http::Response::text(200, "ok\n")
+                                   : http::Response::text(503, "stuck\n"));
+             });
   router.add(http::Method::kGet, "/readyz",
              [&ready, not_ready = std::move(not_ready)](http::Request&, http::Responder r) {
                r(ready.load() ? http::Response::text(200, "ready\n")

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "core/logging.h"
 #include "core/port_file.h"
 #include "gateway/gateway.h"
+#include "healing/healer.h"
 #include "http/server.h"
 #include "local_platform.h"
 #include "runtime/runtime.h"
@@ -109,6 +111,7 @@ Result<kube::ApiConfig> api_config(const ControllerFlags& f) {
         token->pop_back();
       }
       config->token = std::move(*token);
+      config->token_file = f.token_file;  // read again every minute, as a renewed token is
     }
     if (!f.ca_file.empty()) config->ca_file = f.ca_file;
   }
@@ -154,28 +157,9 @@ int ControllerCommand::run() const {
   if (!routes) return error(f.config_path + ": gateway.routes: " + routes.error().message);
 
   runtime::Runtime::block_termination_signals();
-  kube::ApiClient api(*api_settings);
-  // Before anything runs: the API answers, and lets this account read the Deployments.
-  const std::string deployments =
-      "/apis/apps/v1/namespaces/" + api_settings->name_space +
-      "/deployments?labelSelector=app.kubernetes.io%2Fpart-of%3Dprescale";
-  auto listed = api.get(deployments);
-  if (!listed) return error("the Kubernetes API: " + listed.error().message);
-  for (const ServiceConfig& s : config.services) {
-    bool found = false;
-    if (listed->contains("items") && (*listed)["items"].is_array()) {
-      for (const auto& d : (*listed)["items"]) {
-        found = found || (d.contains("metadata") && d["metadata"].value("name", "") == s.name);
-      }
-    }
-    if (!found) {
-      spdlog::warn(
-          "no Deployment {} in namespace {}: apply `prescale render kubernetes -f {}`; "
-          "it is scaled once it exists",
-          s.name, api_settings->name_space, f.config_path);
-    }
-  }
-
+  // Each call of the API within 2 s: a look at the cluster makes a few, and the loop must not
+  // fall far behind the reactive floor's second while the API is slow.
+  kube::ApiClient api(*api_settings, std::chrono::seconds(2));
   telemetry::Registry registry;
   telemetry::register_process_metrics(registry);
   telemetry::GaugeFamily& desired_gauge =
@@ -201,6 +185,15 @@ int ControllerCommand::run() const {
   wo.clock = &clock;
   for (const auto& [route, service] : *routes) wo.route_service[route] = service;
   kube::KubeWorld world(api, specs, wo);
+  // Before anything runs: the API answers, and lets this account list the Deployments.
+  auto missing = world.missing_deployments();
+  if (!missing) return error("the Kubernetes API: " + missing.error().message);
+  for (const std::string& name : *missing) {
+    spdlog::warn(
+        "no Deployment {} in namespace {}: apply `prescale render kubernetes -f {}`; "
+        "it is scaled once it exists",
+        name, api_settings->name_space, f.config_path);
+  }
   RecommendOnlyWorld advisor(world);
   control::World& acted_on = f.recommend_only ? static_cast<control::World&>(advisor) : world;
   control::Controller controller(acted_on, **policy, specs, clock);
@@ -231,7 +224,14 @@ int ControllerCommand::run() const {
   };
 
   std::atomic<bool> observed{false};
-  const http::Router admin_routes = admin_router(registry, observed, "not observed yet");
+  // Alive while its looks at the cluster go on: a loop stuck for a minute (a call that never
+  // returns) fails the liveness probe, and the kubelet restarts the container.
+  std::atomic<Clock::Duration::rep> last_tick{clock.now().time_since_epoch().count()};
+  const http::Router admin_routes =
+      admin_router(registry, observed, "not observed yet", [&last_tick, &clock] {
+        const Clock::TimePoint at{Clock::Duration(last_tick.load())};
+        return clock.now() - at < std::chrono::minutes(1);
+      });
   http::ServerOptions admin_options;
   admin_options.address = f.admin_address;
   admin_options.port = static_cast<uint16_t>(f.admin_port);
@@ -251,6 +251,57 @@ int ControllerCommand::run() const {
                specs.size(), api_settings->name_space, *policy_name,
                f.recommend_only ? " (recommending only)" : "", f.admin_address, admin.port());
 
+  // The healer's memory check: a pod whose memory grows toward its limit is replaced (deleted; its
+  // Deployment starts another, and it serves through its preStop wait) before the kernel kills it
+  // mid-request. The gateway's ejections are counted per service, not per pod, so the healer's
+  // other remedy does not run here.
+  healing::Healer healer({.ejections = config.healer.ejections,
+                          .window = config.healer.window,
+                          .min_interval = config.healer.min_interval,
+                          .memory = {}});
+  std::set<std::string> looked_at;  // the pods the healer has a record of
+  auto heal = [&](const scaling::Snapshot& snapshot) {
+    std::set<std::string> present;
+    for (const scaling::ServiceObservation& s : snapshot.services) {
+      const auto config_of = std::find_if(config.services.begin(), config.services.end(),
+                                          [&](const ServiceConfig& c) { return c.name == s.name; });
+      const std::uint64_t limit = config_of->memory_limit.bytes;
+      Clock::Duration startup{0};
+      for (const scaling::ReplicaObservation& r : s.replicas) {
+        if (r.ready_at) startup = std::max(startup, *r.ready_at - r.started_at);
+      }
+      const Clock::Duration lead = 2 * startup + std::chrono::seconds(10);
+      for (const scaling::ReplicaObservation& r : s.replicas) {
+        present.insert(r.id);
+        if (limit == 0 || !r.memory_bytes || r.state != scaling::ReplicaState::kReady) continue;
+        healer.memory(s.name, r.id, r.metric_time, *r.memory_bytes, limit, lead);
+        looked_at.insert(r.id);
+      }
+    }
+    for (auto it = looked_at.begin(); it != looked_at.end();) {
+      if (present.contains(*it)) {
+        ++it;
+        continue;
+      }
+      healer.forget(*it);
+      it = looked_at.erase(it);
+    }
+    for (const healing::Remedy& r : healer.remedies(clock.now())) {
+      if (f.recommend_only) {
+        spdlog::info("would replace {} of {}: {}", r.replica, r.service, r.reason);
+        continue;
+      }
+      if (auto replaced = world.restart(r.replica); !replaced) {
+        healer.failed(r);
+        spdlog::warn("replacing {} of {} failed: {}", r.replica, r.service,
+                     replaced.error().message);
+      } else {
+        spdlog::info("replaced {} of {}: {} (a new pod starts; this one leaves)", r.replica,
+                     r.service, r.reason);
+      }
+    }
+  };
+
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
@@ -267,6 +318,8 @@ int ControllerCommand::run() const {
     if (clock.now() < controller.next_tick()) continue;
     controller.tick();
     observed = true;
+    last_tick = clock.now().time_since_epoch().count();
+    if (config.healer.enabled) heal(controller.last_snapshot());
     for (const control::Event& e : controller.take_events()) {
       events_counter.with({e.service, e.to_replicas > e.from_replicas ? "up" : "down"}).inc();
       spdlog::info("{} {} {} -> {}: {}", f.recommend_only ? "would scale" : "scaled", e.service,

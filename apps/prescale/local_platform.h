@@ -56,13 +56,13 @@ class ScaledClock final : public Clock {
 // simulator; on a clock compressed past the period (the demo's 144x) it observes at its period.
 Clock::Duration prescale_observe_interval(double time_scale, Clock::Duration period);
 
-// --recommend-only: observes the real world and changes nothing; the controller still logs and
-// the dashboard still shows every decision, as what the policy recommends.
 // The policy a live controller runs (`prescale up`, `prescale controller`): `flag` (--policy), or
 // the file's policy.name. Errors name what is wrong: an unknown name, or one that needs the
 // future of a trace (oracle, static).
 Result<std::string> live_policy_name(const Config& config, const std::string& flag);
 
+// --recommend-only: observes the real world and changes nothing; the controller still logs and
+// the dashboard still shows every decision, as what the policy recommends.
 class RecommendOnlyWorld final : public control::World {
  public:
   explicit RecommendOnlyWorld(control::World& inner) : inner_(inner) {}

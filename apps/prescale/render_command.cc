@@ -18,6 +18,7 @@ struct RenderFlags {
   std::string gateway_service_type = "ClusterIP";
   int gateway_replicas = 1;
   bool no_controller = false;
+  std::string controller_state_claim;
   std::string output;  // "" = standard output
 };
 
@@ -53,6 +54,10 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
   command_->add_flag("--no-controller", f.no_controller,
                      "Leave out the controller (prescale controller) and its access to the API: "
                      "the Deployments then keep replicas.initial pods");
+  command_->add_option("--controller-state-claim", f.controller_state_claim,
+                       "A PersistentVolumeClaim (yours, in the namespace) for the controller's "
+                       "learned state, kept across its new pods (default: an emptyDir, kept while "
+                       "the pod lives)");
   command_->add_option("-o,--output", f.output,
                        "Write the manifests to this file, whole or not at all (default: standard "
                        "output)");
@@ -80,6 +85,7 @@ int RenderCommand::run() const {
   options.gateway_service_type = f.gateway_service_type;
   options.gateway_replicas = f.gateway_replicas;
   options.controller = !f.no_controller;
+  options.controller_state_claim = f.controller_state_claim;
   options.config_text = *text;
   options.config_name = f.config_path;
   auto objects = kube::kubernetes_objects(*config, options);

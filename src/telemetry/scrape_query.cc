@@ -226,10 +226,6 @@ double histogram_count_above(double threshold, std::vector<std::pair<double, dou
   return observations - below - within;
 }
 
-}  // namespace prescale::telemetry
-
-namespace prescale::telemetry {
-
 std::vector<FamilySnapshot> to_snapshots(std::span<const ParsedFamily> families) {
   std::vector<FamilySnapshot> out;
   for (const ParsedFamily& family : families) {

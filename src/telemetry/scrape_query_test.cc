@@ -225,5 +225,36 @@ TEST(TextParserQuery, DeltaAcrossAChangedBucketLayoutIsAReset) {
   EXPECT_EQ(f.count, 30);
 }
 
+TEST(ScrapeQuery, ToSnapshotsReadsAScrapeAsARegistryGivesIt) {
+  auto parsed = parse_text(
+      "# TYPE c counter\n"
+      "c{route=\"/a\",code=\"200\"} 3\n"
+      "c{route=\"/b\"} 4\n"
+      "# TYPE h histogram\n"
+      "h_bucket{route=\"/a\",le=\"0.1\"} 2\n"
+      "h_bucket{route=\"/a\",le=\"1\"} 5\n"
+      "h_bucket{route=\"/a\",le=\"+Inf\"} 6\n"
+      "h_sum{route=\"/a\"} 2.5\n"
+      "h_count{route=\"/a\"} 6\n"
+      "# TYPE s summary\n"
+      "s{quantile=\"0.5\"} 1\n");
+  ASSERT_TRUE(parsed.has_value());
+  const std::vector<FamilySnapshot> families = to_snapshots(*parsed);
+  ASSERT_EQ(families.size(), 2u);  // the summary is left out
+  const FamilySnapshot& c = families[0];
+  EXPECT_EQ(c.label_names, (std::vector<std::string>{"route", "code"}));
+  ASSERT_EQ(c.series.size(), 2u);
+  EXPECT_EQ(c.series[0].label_values, (std::vector<std::string>{"/a", "200"}));
+  EXPECT_EQ(c.series[0].value, 3);
+  EXPECT_EQ(c.series[1].label_values, (std::vector<std::string>{"/b", ""}));
+  const FamilySnapshot& h = families[1];
+  EXPECT_EQ(h.type, MetricType::kHistogram);
+  EXPECT_EQ(h.label_names, std::vector<std::string>{"route"});
+  ASSERT_EQ(h.series.size(), 1u);
+  EXPECT_EQ(h.series[0].histogram.upper_bounds, (std::vector<double>{0.1, 1}));
+  EXPECT_EQ(h.series[0].histogram.cumulative_counts, (std::vector<uint64_t>{2, 5, 6}));
+  EXPECT_EQ(h.series[0].histogram.sum, 2.5);
+}
+
 }  // namespace
 }  // namespace prescale::telemetry

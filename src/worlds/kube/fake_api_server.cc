@@ -9,7 +9,7 @@
 #include "http/router.h"
 #include "http/server.h"
 
-namespace prescale::kube::testing {
+namespace prescale::kube::fake {
 
 namespace {
 
@@ -66,7 +66,13 @@ Json pod_object(const FakePod& pod, const std::string& name_space) {
           {"kind", "Pod"},
           {"metadata", metadata},
           {"spec", {{"containers", Json::array({{{"name", pod.app}, {"ports", ports}}})}}},
-          {"status", {{"phase", pod.phase}, {"podIP", pod.ip}, {"conditions", conditions}}}};
+          {"status",
+           {{"phase", pod.phase},
+            {"podIP", pod.ip},
+            {"conditions", conditions},
+            {"containerStatuses",
+             Json::array(
+                 {{{"name", pod.app}, {"ready", pod.ready}, {"restartCount", pod.restarts}}})}}}};
 }
 
 struct FakeApiServer::State {
@@ -224,6 +230,10 @@ void FakeApiServer::set_deployment(const std::string& name, int replicas) {
   std::lock_guard lock(state_->mu);
   state_->deployments[name] = replicas;
 }
+void FakeApiServer::remove_deployment(const std::string& name) {
+  std::lock_guard lock(state_->mu);
+  state_->deployments.erase(name);
+}
 int FakeApiServer::replicas(const std::string& deployment) const {
   std::lock_guard lock(state_->mu);
   auto it = state_->deployments.find(deployment);
@@ -246,4 +256,4 @@ int FakeApiServer::requests() const {
   return state_->requests;
 }
 
-}  // namespace prescale::kube::testing
+}  // namespace prescale::kube::fake

@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-namespace prescale::kube::testing {
+namespace prescale::kube::fake {
 
 struct FakePod {
   std::string name;
@@ -27,6 +27,7 @@ struct FakePod {
   std::string created = "2026-01-01T00:00:00Z";
   std::string ready_since = "2026-01-01T00:00:10Z";
   bool deleting = false;
+  int restarts = 0;  // its container's restartCount
 };
 
 // A pod object as the API returns it.
@@ -45,6 +46,7 @@ class FakeApiServer {
   void set_pod(const FakePod& pod);  // adds or replaces by name
   void remove_pod(const std::string& name);
   void set_deployment(const std::string& name, int replicas);
+  void remove_deployment(const std::string& name);
   int replicas(const std::string& deployment) const;  // -1 for none
   // The scale patches received, in order: (deployment, replicas).
   std::vector<std::pair<std::string, int>> scaled() const;
@@ -58,4 +60,4 @@ class FakeApiServer {
   std::shared_ptr<State> state_;
 };
 
-}  // namespace prescale::kube::testing
+}  // namespace prescale::kube::fake

@@ -19,13 +19,18 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr std::string_view kSelector = "labelSelector=app.kubernetes.io%2Fpart-of%3Dprescale";
+// Prescale's objects, served from the API server's cache (resourceVersion=0) rather than read
+// through to etcd at every look.
+constexpr std::string_view kListQuery =
+    "labelSelector=app.kubernetes.io%2Fpart-of%3Dprescale&resourceVersion=0";
 
 // What observe() needs of one pod.
 struct Pod {
   std::string name, uid;
   std::string app;  // app.kubernetes.io/name: the service, or the gateway
-  scaling::ReplicaState state = scaling::ReplicaState::kStarting;
+  bool ready = false;     // Running, and its Ready condition True
+  bool deleting = false;  // metadata.deletionTimestamp set
+  int restarts = 0;       // its containers' restartCount, summed
   Clock::WallTime created{};
   std::optional<Clock::WallTime> ready_since;
   std::string ip;
@@ -83,20 +88,24 @@ std::optional<Pod> read_pod(const Json& item) {
   p.ip = string_at(item, {"status", "podIP"});
   p.http_port = port_named(item, "http");
   p.admin_port = port_named(item, "admin");
-  bool ready = false;
-  if (item.contains("status") && item["status"].is_object() &&
-      item["status"].contains("conditions") && item["status"]["conditions"].is_array()) {
-    for (const Json& c : item["status"]["conditions"]) {
+  const Json* status =
+      item.contains("status") && item["status"].is_object() ? &item["status"] : nullptr;
+  if (status != nullptr && status->contains("conditions") && (*status)["conditions"].is_array()) {
+    for (const Json& c : (*status)["conditions"]) {
       if (string_at(c, {"type"}) != "Ready" || string_at(c, {"status"}) != "True") continue;
-      ready = true;
+      p.ready = phase == "Running";
       p.ready_since = parse_utc(string_at(c, {"lastTransitionTime"}));
     }
   }
-  if (!string_at(item, {"metadata", "deletionTimestamp"}).empty()) {
-    p.state = scaling::ReplicaState::kDraining;
-  } else if (ready && phase == "Running") {
-    p.state = scaling::ReplicaState::kReady;
+  if (status != nullptr && status->contains("containerStatuses") &&
+      (*status)["containerStatuses"].is_array()) {
+    for (const Json& c : (*status)["containerStatuses"]) {
+      if (c.is_object() && c.contains("restartCount") && c["restartCount"].is_number_integer()) {
+        p.restarts += c["restartCount"].get<int>();
+      }
+    }
   }
+  p.deleting = !string_at(item, {"metadata", "deletionTimestamp"}).empty();
   return p;
 }
 
@@ -106,6 +115,10 @@ struct PodScrape {
   double memory_bytes = NAN;
   Clock::TimePoint at;
 };
+
+// The list of pods is stale past this: the gateways are no longer read at the addresses it gave
+// (another pod may have one of them by now).
+constexpr Clock::Duration kStalePods = std::chrono::seconds(30);
 
 }  // namespace
 
@@ -120,7 +133,13 @@ struct KubeWorld::State {
   struct Service {
     scaling::ServiceSpec spec;
     traffic::TrafficWindow traffic;
-    int desired = 0;
+    std::optional<int> desired;  // unknown until the Deployments are read
+  };
+  // A gateway pod's last answer.
+  struct GatewaySeen {
+    traffic::GatewayReading reading;
+    int restarts = 0;
+    std::uint64_t observation = 0;  // which observation it answered at
   };
 
   void problem(const std::string& key, const std::string& message) {
@@ -140,17 +159,31 @@ struct KubeWorld::State {
     }
   }
   std::string ns_path(std::string_view group, std::string_view rest) const {
-    const std::string& ns = api.config().name_space;
-    return std::string(group) + "/namespaces/" + (ns.empty() ? "default" : ns) + "/" +
-           std::string(rest);
+    return namespace_path(api.config(), group, rest);
   }
-  Clock::TimePoint at(Clock::WallTime wall, Clock::TimePoint now, Clock::WallTime wall_now) const {
-    // A pod stamped after now (clocks a little apart) started now.
+  // A wall-clock time from the API on the controller's clock. One stamped after now (clocks a
+  // little apart) is now.
+  static Clock::TimePoint to_controller_time(Clock::WallTime wall, Clock::TimePoint now,
+                                             Clock::WallTime wall_now) {
     return now - std::max(Clock::Duration::zero(), wall_now - wall);
   }
+  scaling::ReplicaState state_of(const Pod& p) {
+    if (p.deleting) return scaling::ReplicaState::kDraining;
+    if (p.ready) {
+      ever_ready.insert(p.uid);
+      return scaling::ReplicaState::kReady;
+    }
+    // Ready once, or restarted: not capacity on the way either.
+    if (ever_ready.contains(p.uid) || p.restarts > 0) return scaling::ReplicaState::kDraining;
+    return scaling::ReplicaState::kStarting;
+  }
 
-  void read_gateways(const std::vector<Pod>& gateways, bool first, Clock::WallTime started);
+  // Reads the gateways; returns whether some pod's growth covers more than the last interval (a
+  // pod that missed a look, restarted, or is new), which the last second must not read as one.
+  bool read_gateways(const std::vector<Pod>& gateways);
   void read_deployments();
+  void read_pods(Clock::TimePoint now);
+  void scrape_pods(Clock::TimePoint now);
 
   ApiClient& api;
   KubeWorldOptions options;
@@ -158,14 +191,26 @@ struct KubeWorld::State {
   std::vector<Service> services;
   scaling::Snapshot snapshot;
   std::vector<Pod> pods;  // the last list that was read
+  std::optional<Clock::TimePoint> pods_read_at;
   std::optional<Clock::TimePoint> last_scrape;
-  std::optional<Clock::WallTime> started;                       // the first observation's wall time
-  std::map<std::string, traffic::GatewayReading> gateway_last;  // by pod uid
+  std::uint64_t observation = 0;
+  // The gateway pods of the first list read: what they counted before is the past.
+  std::optional<std::set<std::string>> first_gateways;
+  std::set<std::string> counted;                    // every gateway pod uid read so far
+  std::map<std::string, GatewaySeen> gateway_last;  // by pod uid
   traffic::GatewayReading gateway_total;      // every gateway's growth since the first observation
   std::map<std::string, PodScrape> pod_last;  // by pod uid
   std::map<std::string, std::optional<double>> cpu;  // by pod uid, as of the last scrape
-  std::map<std::string, std::string> problems;       // said, by what they are about
+  std::set<std::string> ever_ready;                  // pod uids seen ready
+  std::map<std::string, Clock::TimePoint> first_ready;  // by pod uid: its readiness, first seen
+  std::map<std::string, std::string> problems;          // said, by what they are about
 };
+
+std::string namespace_path(const ApiConfig& api, std::string_view group, std::string_view rest) {
+  const std::string& ns = api.name_space;
+  return std::string(group) + "/namespaces/" + (ns.empty() ? "default" : ns) + "/" +
+         std::string(rest);
+}
 
 KubeWorld::KubeWorld(ApiClient& api, std::vector<scaling::ServiceSpec> services,
                      KubeWorldOptions options)
@@ -175,19 +220,18 @@ KubeWorld::KubeWorld(ApiClient& api, std::vector<scaling::ServiceSpec> services,
     obs.name = spec.name;
     state_->snapshot.services.push_back(std::move(obs));
     const double slo = spec.slo_latency_p99_seconds;
-    const int initial = spec.min_replicas;
     state_->services.push_back(State::Service{
-        std::move(spec), traffic::TrafficWindow(slo, state_->options.metric_window), initial});
+        std::move(spec), traffic::TrafficWindow(slo, state_->options.metric_window), {}});
   }
 }
 
 KubeWorld::~KubeWorld() = default;
 
-// Each gateway pod's counters, grown since its last answer. A pod that was there before the first
-// observation counts from its first answer (what it counted before is the past); one that came
-// after counts from zero (it started after the world did).
-void KubeWorld::State::read_gateways(const std::vector<Pod>& gateways, bool first,
-                                     Clock::WallTime start) {
+// Each gateway pod's counters, grown since its last answer. A pod of the first list counts from
+// its first answer (what it counted before is the past); one that came after counts from zero (it
+// started after the world did), and so does one whose containers restarted. A pod read before,
+// gone from the list and back, counts from its next answer.
+bool KubeWorld::State::read_gateways(const std::vector<Pod>& gateways) {
   std::vector<http::Client::Peer> peers;
   std::vector<const Pod*> asked;
   for (const Pod& p : gateways) {
@@ -196,21 +240,22 @@ void KubeWorld::State::read_gateways(const std::vector<Pod>& gateways, bool firs
     asked.push_back(&p);
   }
   std::vector<Result<http::Response>> answers = client.get_all(peers, "/metrics");
+  bool catching_up = false;
   for (size_t i = 0; i < asked.size(); ++i) {
     const Pod& p = *asked[i];
     const std::string key = "gateway " + p.name;
-    Result<std::vector<telemetry::ParsedFamily>> families = make_error(ErrorCode::kUnavailable, "");
+    std::string failed;
+    Result<std::vector<telemetry::ParsedFamily>> families = std::vector<telemetry::ParsedFamily>{};
     if (!answers[i]) {
-      families = make_error(answers[i].error().code, answers[i].error().message);
+      failed = answers[i].error().message;
     } else if (answers[i]->status != 200) {
-      families =
-          make_error(ErrorCode::kUnavailable, "answered " + std::to_string(answers[i]->status));
-    } else {
-      families = telemetry::parse_text(answers[i]->body);
+      failed = "answered " + std::to_string(answers[i]->status);
+    } else if (families = telemetry::parse_text(answers[i]->body); !families) {
+      failed = families.error().message;
     }
-    if (!families) {
+    if (!failed.empty()) {
       problem(key, "gateway pod " + p.name + " (" + p.ip + ":" + std::to_string(p.admin_port) +
-                       ") not read: " + families.error().message +
+                       ") not read: " + failed +
                        "; its requests are counted when it answers again");
       continue;
     }
@@ -218,21 +263,32 @@ void KubeWorld::State::read_gateways(const std::vector<Pod>& gateways, bool firs
     traffic::GatewayReading reading;
     traffic::add_gateway(telemetry::to_snapshots(*families), options.route_service, reading);
     auto last = gateway_last.find(p.uid);
-    if (last != gateway_last.end()) {
-      traffic::add(gateway_total, traffic::growth(reading, last->second));
-    } else if (!first && p.created >= start) {
-      traffic::add(gateway_total, reading);
+    if (last != gateway_last.end() && last->second.restarts == p.restarts) {
+      traffic::add(gateway_total, traffic::growth(reading, last->second.reading));
+      catching_up = catching_up || last->second.observation + 1 != observation;
+    } else if (last != gateway_last.end() ||
+               (!first_gateways->contains(p.uid) && !counted.contains(p.uid))) {
+      traffic::add(gateway_total, reading);  // restarted, or new: all of it is since then
+      catching_up = true;
     }
-    gateway_last[p.uid] = std::move(reading);
+    counted.insert(p.uid);
+    gateway_last[p.uid] = GatewaySeen{std::move(reading), p.restarts, observation};
   }
-  // Forget pods that are gone.
+  // Forget pods that are gone, and what was said of them.
   std::set<std::string> present;
   for (const Pod& p : gateways) present.insert(p.uid);
   std::erase_if(gateway_last, [&](const auto& e) { return !present.contains(e.first); });
+  std::erase_if(problems, [&](const auto& e) {
+    if (!e.first.starts_with("gateway ")) return false;
+    const std::string name = e.first.substr(8);
+    return std::none_of(gateways.begin(), gateways.end(),
+                        [&](const Pod& p) { return p.name == name; });
+  });
+  return catching_up;
 }
 
 void KubeWorld::State::read_deployments() {
-  auto list = api.get(ns_path("/apis/apps/v1", "deployments?" + std::string(kSelector)));
+  auto list = api.get(ns_path("/apis/apps/v1", "deployments?" + std::string(kListQuery)));
   if (!list) {
     problem("deployments", "deployments not read: " + list.error().message);
     return;
@@ -251,72 +307,90 @@ void KubeWorld::State::read_deployments() {
   }
 }
 
+void KubeWorld::State::read_pods(Clock::TimePoint now) {
+  auto list = api.get(ns_path("/api/v1", "pods?" + std::string(kListQuery)));
+  if (!list) {
+    problem("pods", "pods not read: " + list.error().message +
+                        "; the last pods read stand until they are read again");
+    return;
+  }
+  solved("pods", "pods are read again");
+  std::vector<Pod> read;
+  if (list->contains("items") && (*list)["items"].is_array()) {
+    for (const Json& item : (*list)["items"]) {
+      if (auto pod = read_pod(item)) read.push_back(std::move(*pod));
+    }
+  }
+  pods = std::move(read);
+  pods_read_at = now;
+  if (!first_gateways) {
+    first_gateways.emplace();
+    for (const Pod& p : pods) {
+      if (p.app == options.gateway_name) first_gateways->insert(p.uid);
+    }
+  }
+}
+
+// CPU and memory from each serving pod's /metrics. A pod that does not answer keeps its last
+// answer as the base of the next.
+void KubeWorld::State::scrape_pods(Clock::TimePoint now) {
+  std::vector<http::Client::Peer> peers;
+  std::vector<const Pod*> asked;
+  std::set<std::string> present;
+  for (const Pod& p : pods) {
+    present.insert(p.uid);
+    if (p.app == options.gateway_name || p.ip.empty() || p.http_port == 0) continue;
+    if (!p.ready && !p.deleting) continue;
+    peers.push_back({p.ip, p.http_port});
+    asked.push_back(&p);
+  }
+  std::vector<Result<http::Response>> answers = client.get_all(peers, "/metrics");
+  for (size_t i = 0; i < asked.size(); ++i) {
+    const Pod& p = *asked[i];
+    std::optional<double>& utilization = cpu[p.uid];
+    utilization.reset();
+    if (!answers[i] || answers[i]->status != 200) continue;
+    auto families = telemetry::parse_text(answers[i]->body);
+    if (!families) continue;
+    PodScrape scraped;
+    scraped.at = now;
+    if (auto v = telemetry::find_value(*families, "process_cpu_seconds_total")) {
+      scraped.cpu_seconds = *v;
+    }
+    if (auto v = telemetry::find_value(*families, "process_resident_memory_bytes")) {
+      scraped.memory_bytes = *v;
+    }
+    if (auto last = pod_last.find(p.uid); last != pod_last.end()) {
+      const double since = to_seconds(now - last->second.at);
+      if (since > 0 && scraped.cpu_seconds >= last->second.cpu_seconds) {
+        utilization = (scraped.cpu_seconds - last->second.cpu_seconds) / since;
+      }
+    }
+    pod_last[p.uid] = scraped;
+  }
+  std::erase_if(pod_last, [&](const auto& e) { return !present.contains(e.first); });
+  std::erase_if(cpu, [&](const auto& e) { return !present.contains(e.first); });
+  std::erase_if(ever_ready, [&](const std::string& uid) { return !present.contains(uid); });
+  std::erase_if(first_ready, [&](const auto& e) { return !present.contains(e.first); });
+}
+
 const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
   State& st = *state_;
   const Clock::WallTime wall_now = st.options.clock->wall_now();
-  const bool first = !st.started.has_value();
-  if (first) st.started = wall_now;
   const bool scrape = !st.last_scrape || now - *st.last_scrape >= st.options.scrape_interval;
-
-  if (auto list = st.api.get(st.ns_path("/api/v1", "pods?" + std::string(kSelector)))) {
-    st.solved("pods", "pods are read again");
-    std::vector<Pod> pods;
-    if (list->contains("items") && (*list)["items"].is_array()) {
-      for (const Json& item : (*list)["items"]) {
-        if (auto pod = read_pod(item)) pods.push_back(std::move(*pod));
-      }
-    }
-    st.pods = std::move(pods);
-  } else {
-    st.problem("pods", "pods not read: " + list.error().message +
-                           "; the last replicas read stand until they are read again");
-  }
-  std::vector<Pod> gateways;
-  for (const Pod& p : st.pods) {
-    if (p.app == st.options.gateway_name) gateways.push_back(p);
-  }
-  st.read_gateways(gateways, first, *st.started);
-  if (scrape) st.read_deployments();
-
-  // The services' pods' own metrics: CPU and memory.
-  if (scrape) {
-    std::vector<http::Client::Peer> peers;
-    std::vector<const Pod*> asked;
+  ++st.observation;
+  st.read_pods(now);
+  bool catching_up = false;
+  if (st.pods_read_at && now - *st.pods_read_at <= kStalePods) {
+    std::vector<Pod> gateways;
     for (const Pod& p : st.pods) {
-      if (p.app == st.options.gateway_name || p.ip.empty() || p.http_port == 0 ||
-          p.state == scaling::ReplicaState::kStarting) {
-        continue;
-      }
-      peers.push_back({p.ip, p.http_port});
-      asked.push_back(&p);
+      if (p.app == st.options.gateway_name) gateways.push_back(p);
     }
-    std::vector<Result<http::Response>> answers = st.client.get_all(peers, "/metrics");
-    std::map<std::string, PodScrape> seen;
-    for (size_t i = 0; i < asked.size(); ++i) {
-      const Pod& p = *asked[i];
-      std::optional<double>& cpu = st.cpu[p.uid];
-      cpu.reset();
-      if (!answers[i] || answers[i]->status != 200) continue;
-      auto families = telemetry::parse_text(answers[i]->body);
-      if (!families) continue;
-      PodScrape scraped;
-      scraped.at = now;
-      if (auto v = telemetry::find_value(*families, "process_cpu_seconds_total")) {
-        scraped.cpu_seconds = *v;
-      }
-      if (auto v = telemetry::find_value(*families, "process_resident_memory_bytes")) {
-        scraped.memory_bytes = *v;
-      }
-      if (auto last = st.pod_last.find(p.uid); last != st.pod_last.end()) {
-        const double since = to_seconds(now - last->second.at);
-        if (since > 0 && scraped.cpu_seconds >= last->second.cpu_seconds) {
-          cpu = (scraped.cpu_seconds - last->second.cpu_seconds) / since;
-        }
-      }
-      seen[p.uid] = scraped;
-    }
-    st.pod_last = std::move(seen);
-    std::erase_if(st.cpu, [&](const auto& e) { return !st.pod_last.contains(e.first); });
+    catching_up = st.read_gateways(gateways);
+  }
+  if (scrape) {
+    st.read_deployments();
+    st.scrape_pods(now);
     st.snapshot.edges = traffic::edges_of(st.gateway_total);
     st.last_scrape = now;
   }
@@ -326,7 +400,6 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
     State::Service& s = st.services[si];
     scaling::ServiceObservation& obs = st.snapshot.services[si];
     scaling::WindowMetrics& w = obs.window;
-    obs.desired_replicas = s.desired;
     obs.replicas.clear();
     double cpu_sum = 0;
     int cpu_n = 0;
@@ -334,24 +407,36 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
       if (p.app != s.spec.name) continue;
       scaling::ReplicaObservation ro;
       ro.id = p.name;
-      ro.state = p.state;
-      ro.started_at = st.at(p.created, now, wall_now);
-      if (p.state == scaling::ReplicaState::kReady) {
-        ro.ready_at = p.ready_since ? st.at(*p.ready_since, now, wall_now) : now;
+      ro.state = st.state_of(p);
+      ro.started_at = State::to_controller_time(p.created, now, wall_now);
+      if (ro.state == scaling::ReplicaState::kReady) {
+        // Ready since it first was: a pod ready again after a spell out is not a new start.
+        auto [first, added] = st.first_ready.emplace(
+            p.uid, p.ready_since ? State::to_controller_time(*p.ready_since, now, wall_now) : now);
+        ro.ready_at = first->second;
       }
       if (auto c = st.cpu.find(p.uid); c != st.cpu.end() && c->second) {
         ro.cpu_utilization = c->second;
-        cpu_sum += *c->second;
-        ++cpu_n;
+        if (ro.state == scaling::ReplicaState::kReady) {
+          cpu_sum += *c->second;
+          ++cpu_n;
+        }
       }
-      if (auto m = st.pod_last.find(p.uid);
-          m != st.pod_last.end() && !std::isnan(m->second.memory_bytes)) {
+      // The memory its last scrape read, when that was the last scrape (metric_time is then its
+      // time): a pod that missed one has no new reading to give.
+      if (auto m = st.pod_last.find(p.uid); m != st.pod_last.end() &&
+                                            !std::isnan(m->second.memory_bytes) &&
+                                            m->second.at == st.last_scrape) {
         ro.memory_bytes = static_cast<std::uint64_t>(m->second.memory_bytes);
       }
       obs.replicas.push_back(std::move(ro));
     }
+    // Until the Deployment is read, what its pods say.
+    obs.desired_replicas = s.desired.value_or(static_cast<int>(obs.replicas.size()) -
+                                              obs.count(scaling::ReplicaState::kDraining));
     s.traffic.record(now, now, st.gateway_total.services[s.spec.name]);
-    obs.last_second = s.traffic.last_second(now, now);
+    // A gateway's growth over more than the last look is no rate of the last second.
+    obs.last_second = catching_up ? scaling::SecondMetrics{} : s.traffic.last_second(now, now);
     if (scrape) {
       s.traffic.fill(w, now, now);
       w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
@@ -362,6 +447,22 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
     }
   }
   return st.snapshot;
+}
+
+Result<std::vector<std::string>> KubeWorld::missing_deployments() {
+  State& st = *state_;
+  auto list = st.api.get(st.ns_path("/apis/apps/v1", "deployments?" + std::string(kListQuery)));
+  if (!list) return std::unexpected(list.error());
+  std::vector<std::string> missing;
+  for (const State::Service& s : st.services) {
+    bool found = false;
+    if (list->contains("items") && (*list)["items"].is_array()) {
+      for (const Json& d : (*list)["items"])
+        found = found || string_at(d, {"metadata", "name"}) == s.spec.name;
+    }
+    if (!found) missing.push_back(s.spec.name);
+  }
+  return missing;
 }
 
 Result<void> KubeWorld::scale(std::string_view service, int replicas) {
@@ -391,6 +492,17 @@ Result<void> KubeWorld::scale(std::string_view service, int replicas) {
 
 Result<void> KubeWorld::restart(std::string_view replica_id) {
   State& st = *state_;
+  // Only a replica of a service of the file: never the gateway's, the controller's, or another
+  // team's pod in the same namespace.
+  const bool ours = std::any_of(st.pods.begin(), st.pods.end(), [&](const Pod& p) {
+    return p.name == replica_id &&
+           std::any_of(st.services.begin(), st.services.end(),
+                       [&](const State::Service& s) { return s.spec.name == p.app; });
+  });
+  if (!ours) {
+    return make_error(ErrorCode::kNotFound,
+                      "no replica named " + std::string(replica_id) + " among the pods last read");
+  }
   auto removed = st.api.remove(st.ns_path("/api/v1", "pods/" + std::string(replica_id)));
   if (!removed) return std::unexpected(removed.error());
   return {};

@@ -1,23 +1,32 @@
 // KubeWorld: the controller's World on a Kubernetes cluster, for the manifests `prescale render
 // kubernetes` writes (docs/kubernetes.md). Each service is a Deployment of its name; the gateway's
 // pods are labelled app.kubernetes.io/name=prescale-gateway. observe() reads:
-//   replicas   the pods labelled app.kubernetes.io/part-of=prescale, one list per observation:
-//              ready when their Ready condition is True (ready since its lastTransitionTime),
-//              draining once deleted (metadata.deletionTimestamp), starting otherwise; a pod that
-//              has finished (phase Succeeded or Failed) no longer costs and is left out;
+//   replicas   the pods labelled app.kubernetes.io/part-of=prescale, one list per observation
+//              (from the API server's cache): ready when Running with their Ready condition True
+//              (ready since that condition's lastTransitionTime, the first time it is seen);
+//              draining once deleted (metadata.deletionTimestamp), and also when they were ready
+//              and are not now (failing their readiness probe, their node lost) or their
+//              containers restarted (crash-looping): neither capacity nor capacity on the way;
+//              starting otherwise. A pod that has finished (Succeeded, Failed) is left out;
 //   requests   every gateway pod's /metrics (its container port named "admin"), at every
-//              observation, as gateway_traffic.h reads them; each pod's counters grow on their
-//              own, a restarted pod's from zero, and the gateways' growth adds up;
-//   CPU, memory  each ready pod's /metrics (its port named "http": process_cpu_seconds_total,
-//              process_resident_memory_bytes), once a scrape_interval;
-//   desired    the Deployments' spec.replicas, once a scrape_interval, and what scale() set.
-// scale() patches the Deployment's scale subresource; restart() deletes the pod, and the
+//              observation, as gateway_traffic.h reads them. Each pod's counters grow on their
+//              own and the pods' growth adds up: a pod of the first list counts from its first
+//              answer, one that came later or whose containers restarted from zero. A pod that
+//              missed a look is counted at its next answer, into the window's figures only: the
+//              last second of that observation is not valid (SecondMetrics::valid false), as is
+//              that of one counting a new pod. With no list read for 30 s the gateways are not
+//              read (their addresses may be others' by now);
+//   CPU, memory  each ready or draining pod's /metrics (its port named "http":
+//              process_cpu_seconds_total in cores, process_resident_memory_bytes), once a
+//              scrape_interval; the mean CPU is over ready pods;
+//   desired    the Deployments' spec.replicas, once a scrape_interval, and what scale() set; until
+//              the first read, the pods that are not draining.
+// scale() patches the Deployment's scale subresource; restart() deletes a service's pod, and the
 // Deployment starts another. The controller's clock is the cluster's: timestamps are wall-clock
 // times, placed on the controller's monotonic axis by the clock's wall_now().
 //
-// An observation the API does not answer keeps the last one's replicas (said once per change of
-// problem, through `on_problem`); a gateway pod that does not answer its scrape counts its
-// growth at the next one that does.
+// An API that does not answer keeps the last list of pods (said once per change of problem,
+// through `on_problem`, and once when it answers again).
 //
 // Thread safety: one thread calls everything.
 #pragma once
@@ -36,6 +45,10 @@
 namespace prescale::kube {
 
 class ApiClient;
+struct ApiConfig;
+
+// "<group>/namespaces/<the client's namespace, or default>/<rest>": an API path.
+std::string namespace_path(const ApiConfig& api, std::string_view group, std::string_view rest);
 
 struct KubeWorldOptions {
   Clock* clock = &Clock::real();
@@ -67,8 +80,12 @@ class KubeWorld final : public control::World {
   // Errors: kNotFound (unknown service, or no Deployment of its name), kOutOfRange (outside the
   // service's bounds), the API's own errors.
   Result<void> scale(std::string_view service, int replicas) override;
-  // Deletes the pod named `replica_id`. Errors: the API's (kNotFound for a pod gone already).
+  // Deletes the pod named `replica_id`. Errors: kNotFound for a name that is not a pod of a
+  // service among those last read (the gateway's, another team's), and the API's.
   Result<void> restart(std::string_view replica_id) override;
+  // The services with no Deployment of their name in the namespace; errors: the API's (one that
+  // does not answer, or does not let this account list Deployments).
+  Result<std::vector<std::string>> missing_deployments();
 
  private:
   struct State;

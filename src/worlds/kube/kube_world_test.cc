@@ -14,8 +14,8 @@ namespace prescale::kube {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::FakeApiServer;
-using testing::FakePod;
+using fake::FakeApiServer;
+using fake::FakePod;
 
 // A pod's /metrics, as the test sets it: a gateway's admin port, or a replica's port.
 class MetricsPort {
@@ -227,6 +227,82 @@ TEST_F(KubeWorldTest, AnApiThatFailsKeepsTheLastReplicasAndIsSaidOnce) {
   EXPECT_EQ(problems_.back(), "gateway pod prescale-gateway-1 is read again");
   EXPECT_NEAR(s.service("web")->window.arrival_rps * to_seconds(s.service("web")->window.length),
               300, 1e-6);
+}
+
+TEST_F(KubeWorldTest, APodThatWasReadyAndIsNotIsNoCapacityOnTheWay) {
+  KubeWorld world = make_world();
+  const Clock::TimePoint first_ready =
+      world.observe(clock_.now()).service("web")->replicas[0].ready_at.value();
+  // web-a fails its readiness probe; web-b restarted without ever being ready.
+  fake_.set_pod(
+      {.name = "web-a", .app = "web", .ports = {{"http", web_a_.port()}}, .ready = false});
+  fake_.set_pod({.name = "web-b",
+                 .app = "web",
+                 .ports = {{"http", 1}},
+                 .ready = false,
+                 .created = "2026-01-01T00:00:55Z",
+                 .restarts = 1});
+  clock_.advance(5s);
+  const scaling::ServiceObservation* web = world.observe(clock_.now()).service("web");
+  EXPECT_EQ(web->replicas[0].state, scaling::ReplicaState::kDraining);
+  EXPECT_EQ(web->replicas[1].state, scaling::ReplicaState::kDraining);
+  EXPECT_EQ(web->count(scaling::ReplicaState::kStarting), 0);
+  // Ready again, with a new lastTransitionTime: it is not a new start.
+  fake_.set_pod({.name = "web-a",
+                 .app = "web",
+                 .ports = {{"http", web_a_.port()}},
+                 .ready_since = "2026-01-01T00:01:05Z"});
+  clock_.advance(5s);
+  web = world.observe(clock_.now()).service("web");
+  EXPECT_EQ(web->replicas[0].state, scaling::ReplicaState::kReady);
+  EXPECT_EQ(web->replicas[0].ready_at, first_ready);
+}
+
+TEST_F(KubeWorldTest, AGatewaysGrowthOverMoreThanOneLookIsNoLastSecond) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  clock_.advance(1s);
+  gateway_.set(gateway_metrics(1100, 400, 50));
+  EXPECT_TRUE(world.observe(clock_.now()).service("web")->last_second.valid);
+  // It misses a look, then answers with two seconds of requests.
+  gateway_.set("", 503);
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  gateway_.set(gateway_metrics(1300, 400, 50));
+  clock_.advance(1s);
+  const scaling::ServiceObservation* web = world.observe(clock_.now()).service("web");
+  EXPECT_FALSE(web->last_second.valid);            // not 200 requests in the last second
+  EXPECT_DOUBLE_EQ(web->window.arrival_rps, 100);  // 300 over the window's 3 s
+  clock_.advance(1s);
+  gateway_.set(gateway_metrics(1400, 400, 50));
+  web = world.observe(clock_.now()).service("web");
+  ASSERT_TRUE(web->last_second.valid);
+  EXPECT_DOUBLE_EQ(web->last_second.requests, 100);
+}
+
+TEST_F(KubeWorldTest, AGatewayWhoseContainerRestartedCountsFromZero) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  // Killed and back within the look, already past what it had counted before.
+  fake_.set_pod({.name = "prescale-gateway-1",
+                 .app = "prescale-gateway",
+                 .ports = {{"http", 1}, {"admin", gateway_.port()}},
+                 .restarts = 1});
+  gateway_.set(gateway_metrics(1300, 0, 0));
+  clock_.advance(10s);
+  EXPECT_DOUBLE_EQ(world.observe(clock_.now()).service("web")->window.arrival_rps, 130);
+}
+
+TEST_F(KubeWorldTest, OnlyAServicesPodIsRestartedAndMissingDeploymentsAreNamed) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  const int asked = fake_.requests();
+  EXPECT_EQ(world.restart("prescale-gateway-1").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(fake_.requests(), asked);
+  fake_.remove_deployment("checkout");
+  auto missing = world.missing_deployments();
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_EQ(*missing, std::vector<std::string>{"checkout"});
 }
 
 }  // namespace

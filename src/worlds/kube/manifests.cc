@@ -70,13 +70,13 @@ Json deployment(std::string_view name, std::string_view component, int replicas,
   const int leave_seconds = whole_seconds(config.gateway.dns_refresh_rate) + kDnsTtlSeconds + 1;
   container["lifecycle"] = {
       {"preStop", {{"exec", {{"command", {"sleep", std::to_string(leave_seconds)}}}}}}};
-  Json pod_spec = {
-      {"enableServiceLinks", false},  // no FOO_SERVICE_HOST variables per Service
-                                      // Only the controller talks to the Kubernetes API.
-      {"automountServiceAccountToken", false},
-      {"terminationGracePeriodSeconds",
-       leave_seconds + whole_seconds(config.http.shutdown_grace) + 5},
-      {"containers", Json::array({std::move(container)})}};
+  // No FOO_SERVICE_HOST variables per Service; no API token: only the controller talks to the
+  // Kubernetes API (it sets its own).
+  Json pod_spec = {{"enableServiceLinks", false},
+                   {"automountServiceAccountToken", false},
+                   {"terminationGracePeriodSeconds",
+                    leave_seconds + whole_seconds(config.http.shutdown_grace) + 5},
+                   {"containers", Json::array({std::move(container)})}};
   if (!volumes.empty()) pod_spec["volumes"] = std::move(volumes);
   return {
       {"apiVersion", "apps/v1"},
@@ -257,19 +257,14 @@ Json controller_container(const ManifestOptions& o) {
           {"securityContext", {{"allowPrivilegeEscalation", false}}}};
 }
 
-// The controller's account, and what it may do: read pods and delete them (a replica replaced),
-// read Deployments and change their scale. Nothing outside the namespace.
+// The controller's account, and what it may do: what it calls and no more — list pods and delete
+// one (a replica replaced), list Deployments and patch their scale — in its namespace only.
 std::vector<Json> controller_access(const ManifestOptions& o) {
   const Json labels = labels_of(kControllerName, "controller");
-  Json rules = Json::array({{{"apiGroups", {""}},
-                             {"resources", {"pods"}},
-                             {"verbs", {"get", "list", "watch", "delete"}}},
-                            {{"apiGroups", {"apps"}},
-                             {"resources", {"deployments"}},
-                             {"verbs", {"get", "list", "watch"}}},
-                            {{"apiGroups", {"apps"}},
-                             {"resources", {"deployments/scale"}},
-                             {"verbs", {"get", "patch", "update"}}}});
+  Json rules = Json::array(
+      {{{"apiGroups", {""}}, {"resources", {"pods"}}, {"verbs", {"list", "delete"}}},
+       {{"apiGroups", {"apps"}}, {"resources", {"deployments"}}, {"verbs", {"list"}}},
+       {{"apiGroups", {"apps"}}, {"resources", {"deployments/scale"}}, {"verbs", {"patch"}}}});
   // A subject with no namespace is the RoleBinding's own.
   return {
       {{"apiVersion", "v1"},
@@ -365,11 +360,15 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
   for (Json& object : controller_access(o)) objects.push_back(std::move(object));
   Json controller_annotations = scrape_annotations(kControllerAdminPort);
   controller_annotations["checksum/config"] = sha256_hex(o.config_text);  // it reads the file once
-  Json controller =
-      deployment(kControllerName, "controller", 1, controller_annotations, controller_container(o),
-                 Json::array({{{"name", "config"}, {"configMap", {{"name", kConfigMapName}}}},
-                              {{"name", "state"}, {"emptyDir", Json::object()}}}),
-                 config, o);
+  Json controller = deployment(
+      kControllerName, "controller", 1, controller_annotations, controller_container(o),
+      Json::array(
+          {{{"name", "config"}, {"configMap", {{"name", kConfigMapName}}}},
+           o.controller_state_claim.empty()
+               ? Json{{"name", "state"}, {"emptyDir", Json::object()}}
+               : Json{{"name", "state"},
+                      {"persistentVolumeClaim", {{"claimName", o.controller_state_claim}}}}}),
+      config, o);
   // One controller at a time: the old pod stops before the new one starts. It serves no traffic
   // to drain, and needs the API.
   Json& spec = controller["spec"];

@@ -44,6 +44,9 @@ struct ManifestOptions {
   std::string config_name;  // the file's name, for messages
   // The controller's Deployment (`prescale controller`), ServiceAccount, Role and RoleBinding.
   bool controller = true;
+  // A PersistentVolumeClaim the controller keeps its learned state on, across new pods (an
+  // edited file, a reschedule); "" = an emptyDir, kept while the pod lives.
+  std::string controller_state_claim;
 };
 
 // The port every rendered container serves on, and the gateway's admin port.

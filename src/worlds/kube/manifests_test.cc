@@ -298,6 +298,41 @@ TEST(KubeManifests, TheGatewayReadsTheFileAndReachesEachServiceByItsName) {
   EXPECT_EQ(checksum(objects), checksum(render(kShop, o)));
 }
 
+TEST(KubeManifests, OnlyTheControllerTalksToTheApiWithWhatItCallsAndNoMore) {
+  const auto objects = render(kShop, options());
+  for (const Json& o : objects) {
+    if (o["kind"] != "Deployment") continue;
+    const Json& pod = o["spec"]["template"]["spec"];
+    const bool controller = o["metadata"]["name"] == "prescale-controller";
+    EXPECT_EQ(pod["automountServiceAccountToken"], controller) << o["metadata"]["name"];
+    EXPECT_EQ(pod.contains("serviceAccountName"), controller);
+  }
+  const Json& rules = find(objects, "Role", "prescale-controller")["rules"];
+  ASSERT_EQ(rules.size(), 3u);
+  EXPECT_EQ(rules[0]["resources"], Json::array({"pods"}));
+  EXPECT_EQ(rules[0]["verbs"], Json::array({"list", "delete"}));
+  EXPECT_EQ(rules[1]["verbs"], Json::array({"list"}));
+  EXPECT_EQ(rules[2]["resources"], Json::array({"deployments/scale"}));
+  EXPECT_EQ(rules[2]["verbs"], Json::array({"patch"}));
+  const Json& binding = find(objects, "RoleBinding", "prescale-controller");
+  EXPECT_EQ(binding["roleRef"]["name"], "prescale-controller");
+  EXPECT_EQ(binding["subjects"][0]["name"], "prescale-controller");
+  const Json& controller = find(objects, "Deployment", "prescale-controller");
+  EXPECT_EQ(controller["spec"]["replicas"], 1);
+  EXPECT_EQ(controller["spec"]["strategy"]["type"], "Recreate");
+  EXPECT_EQ(controller["spec"]["template"]["spec"]["volumes"][1]["emptyDir"], Json::object());
+
+  ManifestOptions o = options();
+  o.controller_state_claim = "prescale-state";
+  const auto claimed = render(kShop, o);
+  EXPECT_EQ(
+      find(claimed, "Deployment", "prescale-controller")["spec"]["template"]["spec"]["volumes"][1]
+                                                        ["persistentVolumeClaim"]["claimName"],
+      "prescale-state");
+  o.controller = false;
+  EXPECT_EQ(render(kShop, o).size(), objects.size() - 4);
+}
+
 TEST(KubeManifests, WithoutANamespaceNoneIsWritten) {
   for (const Json& object : render(kShop, options())) {
     EXPECT_FALSE(object["metadata"].contains("namespace"));

@@ -33,13 +33,15 @@
 #include "core/clock.h"
 #include "scaling/policy.h"
 #include "worlds/local/supervisor.h"
-#include "worlds/traffic/gateway_traffic.h"
 
 namespace prescale::gateway {
 class Gateway;
 }
 namespace prescale::telemetry {
 class Registry;
+}
+namespace prescale::traffic {
+struct GatewayReading;
 }
 
 namespace prescale::local {
