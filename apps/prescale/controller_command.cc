@@ -6,6 +6,7 @@
 #include <atomic>
 #include <csignal>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -117,6 +118,76 @@ Result<kube::ApiConfig> api_config(const ControllerFlags& f) {
   }
   if (!f.name_space.empty()) config->name_space = f.name_space;
   return config;
+}
+
+// The healer's memory check over the pods the controller sees: a pod whose memory grows toward its
+// service's limit is evicted (its Deployment starts another, and it serves through its preStop
+// wait) before the kernel kills it mid-request. Evictions honour the PodDisruptionBudget: one of a
+// service at a time. The gateway counts ejections per service, not per pod, so the healer's other
+// remedy does not run here.
+struct MemoryHealing {
+  healing::Healer& healer;
+  std::map<std::string, std::uint64_t> limits;  // services[].memory_limit, by service; 0: none
+  std::set<std::string> looked_at;              // the pods the healer has a record of
+};
+
+// The lead a replacement needs: twice the service's startup, and 10 s, as `prescale up` gives it.
+// The startup is its pods' median (creation to readiness: scheduling and the image's pull
+// included), at most 5 minutes, so that pods that waited long for a node make no lead of hours.
+Clock::Duration replacement_lead(const scaling::ServiceObservation& s) {
+  std::vector<Clock::Duration> startups;
+  for (const scaling::ReplicaObservation& r : s.replicas) {
+    if (r.ready_at) startups.push_back(*r.ready_at - r.started_at);
+  }
+  Clock::Duration startup{0};
+  if (!startups.empty()) {
+    std::nth_element(startups.begin(), startups.begin() + startups.size() / 2, startups.end());
+    startup = std::min<Clock::Duration>(startups[startups.size() / 2], std::chrono::minutes(5));
+  }
+  return 2 * startup + std::chrono::seconds(10);
+}
+
+void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
+                 bool recommend_only, Clock::TimePoint now) {
+  std::set<std::string> present;
+  for (const scaling::ServiceObservation& s : snapshot.services) {
+    const auto limit = h.limits.find(s.name);
+    const Clock::Duration lead = replacement_lead(s);
+    for (const scaling::ReplicaObservation& r : s.replicas) {
+      present.insert(r.id);
+      if (limit == h.limits.end() || limit->second == 0 || !r.memory_bytes ||
+          r.state != scaling::ReplicaState::kReady) {
+        continue;
+      }
+      h.healer.memory(s.name, r.id, r.metric_time, *r.memory_bytes, limit->second, lead);
+      h.looked_at.insert(r.id);
+    }
+  }
+  for (auto it = h.looked_at.begin(); it != h.looked_at.end();) {
+    if (present.contains(*it)) {
+      ++it;
+      continue;
+    }
+    h.healer.forget(*it);
+    it = h.looked_at.erase(it);
+  }
+  for (const healing::Remedy& r : h.healer.remedies(now)) {
+    if (recommend_only) {
+      spdlog::info("would replace {} of {}: {}", r.replica, r.service, r.reason);
+      continue;
+    }
+    if (auto replaced = world.restart(r.replica); !replaced) {
+      // Refused (another pod of the service is not ready yet: the disruption budget), or the API
+      // did not answer: its record starts again, and the next trend tries again.
+      h.healer.forget(r.replica);
+      h.looked_at.erase(r.replica);
+      spdlog::warn("replacing {} of {} not done yet: {}", r.replica, r.service,
+                   replaced.error().message);
+    } else {
+      spdlog::info("replaced {} of {}: {} (evicted: a new pod starts; this one leaves)", r.replica,
+                   r.service, r.reason);
+    }
+  }
 }
 
 }  // namespace
@@ -259,48 +330,10 @@ int ControllerCommand::run() const {
                           .window = config.healer.window,
                           .min_interval = config.healer.min_interval,
                           .memory = {}});
-  std::set<std::string> looked_at;  // the pods the healer has a record of
-  auto heal = [&](const scaling::Snapshot& snapshot) {
-    std::set<std::string> present;
-    for (const scaling::ServiceObservation& s : snapshot.services) {
-      const auto config_of = std::find_if(config.services.begin(), config.services.end(),
-                                          [&](const ServiceConfig& c) { return c.name == s.name; });
-      const std::uint64_t limit = config_of->memory_limit.bytes;
-      Clock::Duration startup{0};
-      for (const scaling::ReplicaObservation& r : s.replicas) {
-        if (r.ready_at) startup = std::max(startup, *r.ready_at - r.started_at);
-      }
-      const Clock::Duration lead = 2 * startup + std::chrono::seconds(10);
-      for (const scaling::ReplicaObservation& r : s.replicas) {
-        present.insert(r.id);
-        if (limit == 0 || !r.memory_bytes || r.state != scaling::ReplicaState::kReady) continue;
-        healer.memory(s.name, r.id, r.metric_time, *r.memory_bytes, limit, lead);
-        looked_at.insert(r.id);
-      }
-    }
-    for (auto it = looked_at.begin(); it != looked_at.end();) {
-      if (present.contains(*it)) {
-        ++it;
-        continue;
-      }
-      healer.forget(*it);
-      it = looked_at.erase(it);
-    }
-    for (const healing::Remedy& r : healer.remedies(clock.now())) {
-      if (f.recommend_only) {
-        spdlog::info("would replace {} of {}: {}", r.replica, r.service, r.reason);
-        continue;
-      }
-      if (auto replaced = world.restart(r.replica); !replaced) {
-        healer.failed(r);
-        spdlog::warn("replacing {} of {} failed: {}", r.replica, r.service,
-                     replaced.error().message);
-      } else {
-        spdlog::info("replaced {} of {}: {} (a new pod starts; this one leaves)", r.replica,
-                     r.service, r.reason);
-      }
-    }
-  };
+  MemoryHealing memory_healing{healer, {}, {}};
+  for (const ServiceConfig& c : config.services) {
+    memory_healing.limits[c.name] = c.memory_limit.bytes;
+  }
 
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -319,7 +352,9 @@ int ControllerCommand::run() const {
     controller.tick();
     observed = true;
     last_tick = clock.now().time_since_epoch().count();
-    if (config.healer.enabled) heal(controller.last_snapshot());
+    if (config.healer.enabled) {
+      heal_memory(memory_healing, controller.last_snapshot(), world, f.recommend_only, clock.now());
+    }
     for (const control::Event& e : controller.take_events()) {
       events_counter.with({e.service, e.to_replicas > e.from_replicas ? "up" : "down"}).inc();
       spdlog::info("{} {} {} -> {}: {}", f.recommend_only ? "would scale" : "scaled", e.service,

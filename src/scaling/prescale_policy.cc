@@ -378,11 +378,18 @@ void PrescalePolicy::take_observation(ServiceState& s, const Snapshot& snapshot,
 void PrescalePolicy::learn_startup(ServiceState& s, const ServiceObservation& o) const {
   std::vector<std::string> counted;
   for (const ReplicaObservation& r : o.replicas) {
+    // Counted once while it is there: a replica out of service for a while (draining, failing
+    // its readiness) and ready again is not a new start; one starting again (a restart) is.
+    const bool known =
+        std::binary_search(s.startups_counted.begin(), s.startups_counted.end(), r.id);
+    if (known && r.state != ReplicaState::kStarting) {
+      counted.push_back(r.id);
+      continue;
+    }
     if (r.state != ReplicaState::kReady || !r.ready_at || r.started_at <= *s.observed_since) {
       continue;
     }
     counted.push_back(r.id);
-    if (std::binary_search(s.startups_counted.begin(), s.startups_counted.end(), r.id)) continue;
     const double took = seconds(*r.ready_at - r.started_at) / options_.time_scale;  // real s
     if (!(took >= 0) || !(took <= seconds(kMaxStartupTime))) continue;
     s.startups.push_back(took);

@@ -155,6 +155,26 @@ TEST(PrescalePolicyTest, TheStartupTimeIsLearnedFromTheReplicasStarted) {
   EXPECT_THAT(r, HasSubstr("12 s startup (learned) /")) << r;
 }
 
+// A replica out of service for a while (failing its readiness: draining) and ready again, its
+// readiness newer, is not a new start; one that starts again (a restart) is.
+TEST(PrescalePolicyTest, AReplicaReadyAgainAfterASpellOutIsNotANewStart) {
+  PrescalePolicy policy;
+  policy.init({spec("api")});
+  auto reason = [&](const Snapshot& s) { return decide_reason(policy, s); };
+  reason(with_replicas(15, 150, {{-100, -90}}));
+  reason(with_replicas(30, 150, {{-100, -90}, {16, 28}, {17, 25}}));
+  Snapshot out = with_replicas(45, 150, {{-100, -90}, {16, 28}, {17, 25}});
+  out.services[0].replicas[1].state = ReplicaState::kDraining;
+  out.services[0].replicas[1].ready_at.reset();
+  reason(out);
+  // Ready again at 50 (50 - 16 = 34 s would be no startup): still two learned, 60 s planned.
+  EXPECT_THAT(reason(with_replicas(60, 150, {{-100, -90}, {16, 50}, {17, 25}})),
+              HasSubstr("60 s startup /"));
+  // A third start, of 10 s: the largest of 12, 8 and 10.
+  EXPECT_THAT(reason(with_replicas(75, 150, {{-100, -90}, {16, 50}, {17, 25}, {62, 72}})),
+              HasSubstr("12 s startup (learned) /"));
+}
+
 TEST(PrescalePolicyTest, DownstreamScalesWithItsCallersAtOnce) {
   PrescalePolicy policy;
   policy.init({spec("front"), spec("back")});

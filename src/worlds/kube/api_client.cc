@@ -318,6 +318,8 @@ Result<nlohmann::json> ApiClient::Impl::call(bhttp::verb method, std::string_vie
   if (!config.token.empty()) request.set(bhttp::field::authorization, "Bearer " + config.token);
   if (method == bhttp::verb::patch) {
     request.set(bhttp::field::content_type, "application/merge-patch+json");
+  } else if (method == bhttp::verb::post) {
+    request.set(bhttp::field::content_type, "application/json");
   }
   request.body() = std::move(body);
   request.prepare_payload();
@@ -399,6 +401,11 @@ Result<nlohmann::json> ApiClient::get(std::string_view path) {
 
 Result<nlohmann::json> ApiClient::merge_patch(std::string_view path, const nlohmann::json& body) {
   return impl_->call(bhttp::verb::patch, path,
+                     body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+Result<nlohmann::json> ApiClient::create(std::string_view path, const nlohmann::json& body) {
+  return impl_->call(bhttp::verb::post, path,
                      body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 

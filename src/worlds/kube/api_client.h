@@ -9,11 +9,12 @@
 // One keep-alive connection is kept and reused across calls; one the server closed is opened
 // again, and a call that fails on a reused connection before any byte of the answer arrived is
 // sent once more on a new one (safe: GET and DELETE are idempotent, and so is a merge patch that
-// sets fields). HTTPS is TLS 1.2 or later, the server's certificate verified against
-// ApiConfig::ca_file (the system's CAs when empty) and its name or IP address checked.
-// Each call's whole exchange — name lookup, connect, TLS handshake, request and answer — must
-// finish within the client's timeout (a name lookup that hangs returns when the system's
-// resolver gives up: getaddrinfo cannot be interrupted).
+// sets fields; an eviction asked twice evicts once, the second answered 404 or 429). HTTPS is
+// TLS 1.2 or later, the server's certificate verified against ApiConfig::ca_file (the system's CAs
+// when empty) and its name or IP address checked. Each call's whole exchange — name lookup,
+// connect, TLS handshake, request and answer — must finish within the client's timeout (a name
+// lookup that hangs returns when the system's resolver gives up: getaddrinfo cannot be
+// interrupted).
 //
 // Errors (Result): a non-2xx answer is an error whose message reads
 //   "<METHOD> <path>: <status> <reason>: <the Status object's message, or the body's start>"
@@ -82,6 +83,9 @@ class ApiClient {
   // Applies `body` as a JSON merge patch (RFC 7386; Content-Type: application/merge-patch+json)
   // and returns the object as changed.
   Result<nlohmann::json> merge_patch(std::string_view path, const nlohmann::json& body);
+  // POSTs `body` (Content-Type: application/json) to `path`: a subresource such as a pod's
+  // eviction; returns what the server answered.
+  Result<nlohmann::json> create(std::string_view path, const nlohmann::json& body);
   // Deletes the object at `path`; returns what the server answered (the object or a Status).
   Result<nlohmann::json> remove(std::string_view path);
 

@@ -158,6 +158,36 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
           st.deleted.push_back(name);
           return http::json_response(200, pod_object(it->second, st.name_space));
         }));
+  // An eviction, as the API answers it under the rendered PodDisruptionBudget (maxUnavailable 1):
+  // refused with 429 while another pod of the same app (one that has not finished) is not ready.
+  r.add(http::Method::kPost, "/api/v1/namespaces/{ns}/pods/{name}/eviction",
+        route([](State& st, http::Request& req) {
+          const std::string name(req.param("name").value_or(""));
+          auto body = http::parse_json(req.body);
+          if (req.headers.get("Content-Type") != "application/json" || !body ||
+              !body->is_object() || body->value("kind", "") != "Eviction") {
+            return status_object(400, "BadRequest", "not an Eviction");
+          }
+          std::lock_guard lock(st.mu);
+          auto it = st.pods.find(name);
+          if (it == st.pods.end()) {
+            return status_object(404, "NotFound", "pods \"" + name + "\" not found");
+          }
+          for (const auto& [other, pod] : st.pods) {
+            const bool finished = pod.phase == "Succeeded" || pod.phase == "Failed";
+            if (other != name && pod.app == it->second.app && !finished &&
+                (!pod.ready || pod.deleting)) {
+              return status_object(429, "TooManyRequests",
+                                   "Cannot evict pod as it would violate the pod's disruption "
+                                   "budget.");
+            }
+          }
+          it->second.deleting = true;
+          st.deleted.push_back(name);
+          return http::json_response(
+              201,
+              Json{{"kind", "Status"}, {"apiVersion", "v1"}, {"status", "Success"}, {"code", 201}});
+        }));
   r.add(http::Method::kGet, "/apis/apps/v1/namespaces/{ns}/deployments",
         route([](State& st, http::Request& req) {
           const std::string selector = req.query_param("labelSelector").value_or("");

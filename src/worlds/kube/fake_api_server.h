@@ -1,9 +1,10 @@
 // FakeApiServer: for tests, the part of the Kubernetes API that KubeWorld and `prescale
 // controller` use, over plain HTTP on 127.0.0.1 (as `kubectl proxy` serves it): pods listed
-// by label selector and deleted, Deployments listed, their scale subresource read and
-// merge-patched. No kube-apiserver is packaged for Debian 12, so tests run this in its place; it
-// answers as the real one does (the same paths, object shapes, Status errors and content types),
-// and keeps what it was asked.
+// by label selector, deleted and evicted (an eviction refused, as the rendered
+// PodDisruptionBudget refuses it, while another pod of the same app is not ready), Deployments
+// listed, their scale subresource read and merge-patched. No kube-apiserver is packaged for Debian
+// 12, so tests run this in its place; it answers as the real one does (the same paths, object
+// shapes, Status errors and content types), and keeps what it was asked.
 //
 // Thread safety: every method may be called from any thread.
 #pragma once
@@ -50,7 +51,7 @@ class FakeApiServer {
   int replicas(const std::string& deployment) const;  // -1 for none
   // The scale patches received, in order: (deployment, replicas).
   std::vector<std::pair<std::string, int>> scaled() const;
-  std::vector<std::string> deleted() const;  // pods deleted, in order
+  std::vector<std::string> deleted() const;  // pods deleted or evicted, in order
   // Every request is answered with this status and a Status body while it is not 0.
   void fail_with(int status);
   int requests() const;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -11,6 +12,7 @@
 #include "telemetry/scrape_query.h"
 #include "telemetry/text_parser.h"
 #include "worlds/kube/api_client.h"
+#include "worlds/kube/internal/pods.h"
 #include "worlds/traffic/gateway_traffic.h"
 
 namespace prescale::kube {
@@ -18,96 +20,14 @@ namespace prescale::kube {
 namespace {
 
 using Json = nlohmann::json;
+using internal::Pod;
+using internal::read_pod;
+using internal::string_at;
 
 // Prescale's objects, served from the API server's cache (resourceVersion=0) rather than read
 // through to etcd at every look.
 constexpr std::string_view kListQuery =
     "labelSelector=app.kubernetes.io%2Fpart-of%3Dprescale&resourceVersion=0";
-
-// What observe() needs of one pod.
-struct Pod {
-  std::string name, uid;
-  std::string app;  // app.kubernetes.io/name: the service, or the gateway
-  bool ready = false;     // Running, and its Ready condition True
-  bool deleting = false;  // metadata.deletionTimestamp set
-  int restarts = 0;       // its containers' restartCount, summed
-  Clock::WallTime created{};
-  std::optional<Clock::WallTime> ready_since;
-  std::string ip;
-  std::uint16_t http_port = 0, admin_port = 0;
-};
-
-std::string string_at(const Json& j, std::initializer_list<const char*> path) {
-  const Json* at = &j;
-  for (const char* key : path) {
-    if (!at->is_object()) return {};
-    const auto it = at->find(key);
-    if (it == at->end()) return {};
-    at = &*it;
-  }
-  return at->is_string() ? at->get<std::string>() : std::string();
-}
-
-std::uint16_t port_named(const Json& pod, std::string_view name) {
-  const Json* containers = nullptr;
-  if (auto spec = pod.find("spec"); spec != pod.end() && spec->is_object()) {
-    if (auto c = spec->find("containers"); c != spec->end() && c->is_array()) containers = &*c;
-  }
-  if (containers == nullptr) return 0;
-  for (const Json& c : *containers) {
-    const auto ports = c.find("ports");
-    if (!c.is_object() || ports == c.end() || !ports->is_array()) continue;
-    for (const Json& p : *ports) {
-      if (!p.is_object() || string_at(p, {"name"}) != name) continue;
-      const auto number = p.find("containerPort");
-      if (number != p.end() && number->is_number_integer()) {
-        const auto n = number->get<std::int64_t>();
-        if (n > 0 && n < 65536) return static_cast<std::uint16_t>(n);
-      }
-    }
-  }
-  return 0;
-}
-
-// The pod as observe() reads it; nullopt for one that has finished, or has no name.
-std::optional<Pod> read_pod(const Json& item) {
-  Pod p;
-  p.name = string_at(item, {"metadata", "name"});
-  p.uid = string_at(item, {"metadata", "uid"});
-  if (p.uid.empty()) p.uid = p.name;
-  const Json& labels = item.is_object() && item.contains("metadata") &&
-                               item["metadata"].is_object() && item["metadata"].contains("labels")
-                           ? item["metadata"]["labels"]
-                           : Json();
-  p.app = string_at(labels, {"app.kubernetes.io/name"});
-  const std::string phase = string_at(item, {"status", "phase"});
-  if (p.name.empty() || phase == "Succeeded" || phase == "Failed") return std::nullopt;
-  if (auto created = parse_utc(string_at(item, {"metadata", "creationTimestamp"}))) {
-    p.created = *created;
-  }
-  p.ip = string_at(item, {"status", "podIP"});
-  p.http_port = port_named(item, "http");
-  p.admin_port = port_named(item, "admin");
-  const Json* status =
-      item.contains("status") && item["status"].is_object() ? &item["status"] : nullptr;
-  if (status != nullptr && status->contains("conditions") && (*status)["conditions"].is_array()) {
-    for (const Json& c : (*status)["conditions"]) {
-      if (string_at(c, {"type"}) != "Ready" || string_at(c, {"status"}) != "True") continue;
-      p.ready = phase == "Running";
-      p.ready_since = parse_utc(string_at(c, {"lastTransitionTime"}));
-    }
-  }
-  if (status != nullptr && status->contains("containerStatuses") &&
-      (*status)["containerStatuses"].is_array()) {
-    for (const Json& c : (*status)["containerStatuses"]) {
-      if (c.is_object() && c.contains("restartCount") && c["restartCount"].is_number_integer()) {
-        p.restarts += c["restartCount"].get<int>();
-      }
-    }
-  }
-  p.deleting = !string_at(item, {"metadata", "deletionTimestamp"}).empty();
-  return p;
-}
 
 // What one scrape of a service's pod says.
 struct PodScrape {
@@ -138,8 +58,9 @@ struct KubeWorld::State {
   // A gateway pod's last answer.
   struct GatewaySeen {
     traffic::GatewayReading reading;
-    int restarts = 0;
+    double process_start = NAN;     // process_start_time_seconds: a new process counts anew
     std::uint64_t observation = 0;  // which observation it answered at
+    Clock::TimePoint at;            // when
   };
 
   void problem(const std::string& key, const std::string& message) {
@@ -173,14 +94,24 @@ struct KubeWorld::State {
       ever_ready.insert(p.uid);
       return scaling::ReplicaState::kReady;
     }
-    // Ready once, or restarted: not capacity on the way either.
-    if (ever_ready.contains(p.uid) || p.restarts > 0) return scaling::ReplicaState::kDraining;
+    // Ready once, past its startup probe (it served, or could have), or restarted: not capacity
+    // on the way either.
+    if (ever_ready.contains(p.uid) || p.started || p.restarts > 0) {
+      return scaling::ReplicaState::kDraining;
+    }
     return scaling::ReplicaState::kStarting;
   }
+  bool pods_stale(Clock::TimePoint now) const {
+    return !pods_read_at || now - *pods_read_at > kStalePods;
+  }
 
-  // Reads the gateways; returns whether some pod's growth covers more than the last interval (a
-  // pod that missed a look, restarted, or is new), which the last second must not read as one.
-  bool read_gateways(const std::vector<Pod>& gateways);
+  // What reading the gateways told.
+  struct GatewayLook {
+    bool blind = false;        // a gateway with an address did not answer: the counts are short
+    bool catching_up = false;  // a pod's growth covers more than the last look (new, new
+                               // process, or back from a missed look): no rate of the last second
+  };
+  GatewayLook read_gateways(const std::vector<Pod>& gateways, Clock::TimePoint now);
   void read_deployments();
   void read_pods(Clock::TimePoint now);
   void scrape_pods(Clock::TimePoint now);
@@ -196,7 +127,7 @@ struct KubeWorld::State {
   std::uint64_t observation = 0;
   // The gateway pods of the first list read: what they counted before is the past.
   std::optional<std::set<std::string>> first_gateways;
-  std::set<std::string> counted;                    // every gateway pod uid read so far
+  std::set<std::string> counted;                    // the gateway pods read so far
   std::map<std::string, GatewaySeen> gateway_last;  // by pod uid
   traffic::GatewayReading gateway_total;      // every gateway's growth since the first observation
   std::map<std::string, PodScrape> pod_last;  // by pod uid
@@ -204,6 +135,18 @@ struct KubeWorld::State {
   std::set<std::string> ever_ready;                  // pod uids seen ready
   std::map<std::string, Clock::TimePoint> first_ready;  // by pod uid: its readiness, first seen
   std::map<std::string, std::string> problems;          // said, by what they are about
+  // The observation at which an API call last timed out: the rest of that look's calls (a scale
+  // per service) fail at once rather than each take the timeout.
+  std::optional<std::uint64_t> api_timed_out;
+  // Runs an API call unless one timed out in this look already.
+  Result<Json> call(const std::function<Result<Json>()>& request) {
+    if (api_timed_out == observation) {
+      return make_error(ErrorCode::kUnavailable, "the API timed out earlier in this look");
+    }
+    Result<Json> r = request();
+    if (!r && r.error().code == ErrorCode::kTimeout) api_timed_out = observation;
+    return r;
+  }
 };
 
 std::string namespace_path(const ApiConfig& api, std::string_view group, std::string_view rest) {
@@ -229,9 +172,11 @@ KubeWorld::~KubeWorld() = default;
 
 // Each gateway pod's counters, grown since its last answer. A pod of the first list counts from
 // its first answer (what it counted before is the past); one that came after counts from zero (it
-// started after the world did), and so does one whose containers restarted. A pod read before,
-// gone from the list and back, counts from its next answer.
-bool KubeWorld::State::read_gateways(const std::vector<Pod>& gateways) {
+// started after the world did), and so does a new process (another process_start_time_seconds).
+// A pod read before and gone from the list, or one that last answered longer ago than the metric
+// window, counts from its next answer: a gap that long is not put into one look.
+KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<Pod>& gateways,
+                                                              Clock::TimePoint now) {
   std::vector<http::Client::Peer> peers;
   std::vector<const Pod*> asked;
   for (const Pod& p : gateways) {
@@ -240,7 +185,7 @@ bool KubeWorld::State::read_gateways(const std::vector<Pod>& gateways) {
     asked.push_back(&p);
   }
   std::vector<Result<http::Response>> answers = client.get_all(peers, "/metrics");
-  bool catching_up = false;
+  GatewayLook look;
   for (size_t i = 0; i < asked.size(); ++i) {
     const Pod& p = *asked[i];
     const std::string key = "gateway " + p.name;
@@ -257,24 +202,31 @@ bool KubeWorld::State::read_gateways(const std::vector<Pod>& gateways) {
       problem(key, "gateway pod " + p.name + " (" + p.ip + ":" + std::to_string(p.admin_port) +
                        ") not read: " + failed +
                        "; its requests are counted when it answers again");
+      // Short of its counts, if it serves: a gateway pod still starting has none yet.
+      look.blind = look.blind || p.ready || gateway_last.contains(p.uid);
       continue;
     }
     solved(key, "gateway pod " + p.name + " is read again");
     traffic::GatewayReading reading;
     traffic::add_gateway(telemetry::to_snapshots(*families), options.route_service, reading);
+    const double process_start =
+        telemetry::find_value(*families, "process_start_time_seconds").value_or(NAN);
     auto last = gateway_last.find(p.uid);
-    if (last != gateway_last.end() && last->second.restarts == p.restarts) {
+    const bool known = last != gateway_last.end();
+    const bool new_process = known && process_start > last->second.process_start;
+    if (known && !new_process && now - last->second.at <= options.metric_window) {
       traffic::add(gateway_total, traffic::growth(reading, last->second.reading));
-      catching_up = catching_up || last->second.observation + 1 != observation;
-    } else if (last != gateway_last.end() ||
-               (!first_gateways->contains(p.uid) && !counted.contains(p.uid))) {
-      traffic::add(gateway_total, reading);  // restarted, or new: all of it is since then
-      catching_up = true;
+      look.catching_up = look.catching_up || last->second.observation + 1 != observation;
+    } else if (new_process ||
+               (!known && !first_gateways->contains(p.uid) && !counted.contains(p.uid))) {
+      traffic::add(gateway_total, reading);  // new: all of it is since it started
+      look.catching_up = true;
     }
     counted.insert(p.uid);
-    gateway_last[p.uid] = GatewaySeen{std::move(reading), p.restarts, observation};
+    gateway_last[p.uid] = GatewaySeen{std::move(reading), process_start, observation, now};
   }
-  // Forget pods that are gone, and what was said of them.
+  // Forget pods that are gone, and what was said of them; a pod listed again (it left the list
+  // for a while) counts from its next answer.
   std::set<std::string> present;
   for (const Pod& p : gateways) present.insert(p.uid);
   std::erase_if(gateway_last, [&](const auto& e) { return !present.contains(e.first); });
@@ -284,11 +236,12 @@ bool KubeWorld::State::read_gateways(const std::vector<Pod>& gateways) {
     return std::none_of(gateways.begin(), gateways.end(),
                         [&](const Pod& p) { return p.name == name; });
   });
-  return catching_up;
+  return look;
 }
 
 void KubeWorld::State::read_deployments() {
-  auto list = api.get(ns_path("/apis/apps/v1", "deployments?" + std::string(kListQuery)));
+  auto list = call(
+      [&] { return api.get(ns_path("/apis/apps/v1", "deployments?" + std::string(kListQuery))); });
   if (!list) {
     problem("deployments", "deployments not read: " + list.error().message);
     return;
@@ -308,7 +261,7 @@ void KubeWorld::State::read_deployments() {
 }
 
 void KubeWorld::State::read_pods(Clock::TimePoint now) {
-  auto list = api.get(ns_path("/api/v1", "pods?" + std::string(kListQuery)));
+  auto list = call([&] { return api.get(ns_path("/api/v1", "pods?" + std::string(kListQuery))); });
   if (!list) {
     problem("pods", "pods not read: " + list.error().message +
                         "; the last pods read stand until they are read again");
@@ -340,7 +293,10 @@ void KubeWorld::State::scrape_pods(Clock::TimePoint now) {
   for (const Pod& p : pods) {
     present.insert(p.uid);
     if (p.app == options.gateway_name || p.ip.empty() || p.http_port == 0) continue;
-    if (!p.ready && !p.deleting) continue;
+    if (!p.ready && !p.deleting) {
+      cpu.erase(p.uid);  // out of service: no CPU of its own to show
+      continue;
+    }
     peers.push_back({p.ip, p.http_port});
     asked.push_back(&p);
   }
@@ -380,17 +336,22 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
   const bool scrape = !st.last_scrape || now - *st.last_scrape >= st.options.scrape_interval;
   ++st.observation;
   st.read_pods(now);
-  bool catching_up = false;
-  if (st.pods_read_at && now - *st.pods_read_at <= kStalePods) {
+  // With no list for a while, the addresses it gave may be other pods' by now: nothing is read
+  // at them, and the request figures stand as they were.
+  State::GatewayLook look{.blind = true, .catching_up = false};
+  Clock::TimePoint traffic_at = now;
+  if (!st.pods_stale(now)) {
     std::vector<Pod> gateways;
     for (const Pod& p : st.pods) {
       if (p.app == st.options.gateway_name) gateways.push_back(p);
     }
-    catching_up = st.read_gateways(gateways);
+    look = st.read_gateways(gateways, now);
+    // The counts are of this moment, after the list: rates divide by the time between reads.
+    traffic_at = st.options.clock->now();
   }
   if (scrape) {
     st.read_deployments();
-    st.scrape_pods(now);
+    if (!st.pods_stale(now)) st.scrape_pods(now);
     st.snapshot.edges = traffic::edges_of(st.gateway_total);
     st.last_scrape = now;
   }
@@ -410,10 +371,13 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
       ro.state = st.state_of(p);
       ro.started_at = State::to_controller_time(p.created, now, wall_now);
       if (ro.state == scaling::ReplicaState::kReady) {
-        // Ready since it first was: a pod ready again after a spell out is not a new start.
-        auto [first, added] = st.first_ready.emplace(
-            p.uid, p.ready_since ? State::to_controller_time(*p.ready_since, now, wall_now) : now);
-        ro.ready_at = first->second;
+        // Ready since its Ready condition last turned True, as Kubernetes' HPA reads it (or since
+        // first seen ready, when the API gives no time).
+        auto [seen, added] = st.first_ready.emplace(p.uid, now);
+        ro.ready_at =
+            p.ready_since ? State::to_controller_time(*p.ready_since, now, wall_now) : seen->second;
+      } else {
+        st.first_ready.erase(p.uid);
       }
       if (auto c = st.cpu.find(p.uid); c != st.cpu.end() && c->second) {
         ro.cpu_utilization = c->second;
@@ -434,13 +398,19 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
     // Until the Deployment is read, what its pods say.
     obs.desired_replicas = s.desired.value_or(static_cast<int>(obs.replicas.size()) -
                                               obs.count(scaling::ReplicaState::kDraining));
-    s.traffic.record(now, now, st.gateway_total.services[s.spec.name]);
-    // A gateway's growth over more than the last look is no rate of the last second.
-    obs.last_second = catching_up ? scaling::SecondMetrics{} : s.traffic.last_second(now, now);
-    if (scrape) {
-      s.traffic.fill(w, now, now);
-      w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
+    // A look that missed a gateway records nothing (its counts are short: zeros would read as a
+    // lull, and the gateway's growth comes at its next answer); the window's figures then stand
+    // as last filled, their sampled_at telling the policies they are not new. A gateway's growth
+    // over more than the last look is no rate of the last second.
+    if (look.blind) {
+      obs.last_second = scaling::SecondMetrics{};
+    } else {
+      s.traffic.record(traffic_at, now, st.gateway_total.services[s.spec.name]);
+      obs.last_second =
+          look.catching_up ? scaling::SecondMetrics{} : s.traffic.last_second(now, traffic_at);
+      if (scrape) s.traffic.fill(w, now, traffic_at);
     }
+    if (scrape) w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
     for (auto& ro : obs.replicas) {
       ro.metric_time = w.sampled_at;
       ro.metric_window = w.length;
@@ -475,9 +445,11 @@ Result<void> KubeWorld::scale(std::string_view service, int replicas) {
                             " replicas is outside [" + std::to_string(s.spec.min_replicas) + ", " +
                             std::to_string(s.spec.max_replicas) + "]");
     }
-    auto patched =
-        st.api.merge_patch(st.ns_path("/apis/apps/v1", "deployments/" + s.spec.name + "/scale"),
-                           Json{{"spec", {{"replicas", replicas}}}});
+    auto patched = st.call([&] {
+      return st.api.merge_patch(
+          st.ns_path("/apis/apps/v1", "deployments/" + s.spec.name + "/scale"),
+          Json{{"spec", {{"replicas", replicas}}}});
+    });
     if (!patched) {
       st.problem("scale " + s.spec.name,
                  "scaling " + s.spec.name + " failed: " + patched.error().message);
@@ -503,8 +475,18 @@ Result<void> KubeWorld::restart(std::string_view replica_id) {
     return make_error(ErrorCode::kNotFound,
                       "no replica named " + std::string(replica_id) + " among the pods last read");
   }
-  auto removed = st.api.remove(st.ns_path("/api/v1", "pods/" + std::string(replica_id)));
-  if (!removed) return std::unexpected(removed.error());
+  // Evicted, not deleted: the service's PodDisruptionBudget applies (the API refuses, 429, while
+  // another of its pods is not ready), so replacements go one at a time.
+  const std::string name(replica_id);
+  const std::string& ns = st.api.config().name_space;
+  auto evicted = st.call([&] {
+    return st.api.create(
+        st.ns_path("/api/v1", "pods/" + name + "/eviction"),
+        Json{{"apiVersion", "policy/v1"},
+             {"kind", "Eviction"},
+             {"metadata", {{"name", name}, {"namespace", ns.empty() ? "default" : ns}}}});
+  });
+  if (!evicted) return std::unexpected(evicted.error());
   return {};
 }
 

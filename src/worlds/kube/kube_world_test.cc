@@ -50,9 +50,13 @@ class MetricsPort {
 };
 
 // A gateway's counters for the service "web" (route "/") and its calls to "checkout".
-std::string gateway_metrics(int web_requests, int checkout_calls, double busy_seconds) {
+std::string gateway_metrics(int web_requests, int checkout_calls, double busy_seconds,
+                            double process_start = 1767225000) {
   const std::string n = std::to_string(web_requests);
-  return "# TYPE prescale_calls_total counter\n"
+  return "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds " +
+         std::to_string(process_start) +
+         "\n"
+         "# TYPE prescale_calls_total counter\n"
          "prescale_calls_total{caller=\"external\",callee=\"web\"} " +
          n + "\n" + "prescale_calls_total{caller=\"web\",callee=\"checkout\"} " +
          std::to_string(checkout_calls) + "\n" +
@@ -179,7 +183,7 @@ TEST_F(KubeWorldTest, AGatewayThatRestartsOrComesLaterCountsFromZero) {
   EXPECT_DOUBLE_EQ(s.service("web")->window.arrival_rps, 20);  // (50 + 150) / 10 s
 }
 
-TEST_F(KubeWorldTest, ScalesTheDeploymentAndRestartsByDeletingThePod) {
+TEST_F(KubeWorldTest, ScalesTheDeploymentAndRestartsByEvictingThePod) {
   KubeWorld world = make_world();
   world.observe(clock_.now());
   ASSERT_TRUE(world.scale("web", 3).has_value());
@@ -190,6 +194,13 @@ TEST_F(KubeWorldTest, ScalesTheDeploymentAndRestartsByDeletingThePod) {
   EXPECT_EQ(world.scale("web", 11).error().code, ErrorCode::kOutOfRange);
   EXPECT_EQ(world.scale("cart", 2).error().code, ErrorCode::kNotFound);
   EXPECT_EQ(fake_.requests(), asked);
+  // Evicted under the PodDisruptionBudget: not while web-b is not ready.
+  const auto refused = world.restart("web-a");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(refused.error().message.find("429"), std::string::npos) << refused.error().message;
+  EXPECT_TRUE(fake_.deleted().empty());
+  fake_.set_pod({.name = "web-b", .app = "web", .ports = {{"http", 1}}});
   ASSERT_TRUE(world.restart("web-a").has_value());
   EXPECT_EQ(fake_.deleted(), std::vector<std::string>{"web-a"});
   EXPECT_EQ(world.observe(clock_.now()).service("web")->replicas[0].state,
@@ -247,7 +258,8 @@ TEST_F(KubeWorldTest, APodThatWasReadyAndIsNotIsNoCapacityOnTheWay) {
   EXPECT_EQ(web->replicas[0].state, scaling::ReplicaState::kDraining);
   EXPECT_EQ(web->replicas[1].state, scaling::ReplicaState::kDraining);
   EXPECT_EQ(web->count(scaling::ReplicaState::kStarting), 0);
-  // Ready again, with a new lastTransitionTime: it is not a new start.
+  // Ready again: ready since its condition last turned True, as Kubernetes' HPA reads it (the
+  // policy counts its start once: PrescalePolicyTest.AReplicaReadyAgainAfterASpellOutIsNot...).
   fake_.set_pod({.name = "web-a",
                  .app = "web",
                  .ports = {{"http", web_a_.port()}},
@@ -255,7 +267,7 @@ TEST_F(KubeWorldTest, APodThatWasReadyAndIsNotIsNoCapacityOnTheWay) {
   clock_.advance(5s);
   web = world.observe(clock_.now()).service("web");
   EXPECT_EQ(web->replicas[0].state, scaling::ReplicaState::kReady);
-  EXPECT_EQ(web->replicas[0].ready_at, first_ready);
+  EXPECT_EQ(web->replicas[0].ready_at, first_ready + 55s);
 }
 
 TEST_F(KubeWorldTest, AGatewaysGrowthOverMoreThanOneLookIsNoLastSecond) {
@@ -283,12 +295,8 @@ TEST_F(KubeWorldTest, AGatewaysGrowthOverMoreThanOneLookIsNoLastSecond) {
 TEST_F(KubeWorldTest, AGatewayWhoseContainerRestartedCountsFromZero) {
   KubeWorld world = make_world();
   world.observe(clock_.now());
-  // Killed and back within the look, already past what it had counted before.
-  fake_.set_pod({.name = "prescale-gateway-1",
-                 .app = "prescale-gateway",
-                 .ports = {{"http", 1}, {"admin", gateway_.port()}},
-                 .restarts = 1});
-  gateway_.set(gateway_metrics(1300, 0, 0));
+  // Killed and back within the look (a new process), already past what it had counted before.
+  gateway_.set(gateway_metrics(1300, 0, 0, 1767225065));
   clock_.advance(10s);
   EXPECT_DOUBLE_EQ(world.observe(clock_.now()).service("web")->window.arrival_rps, 130);
 }

@@ -1,0 +1,38 @@
+// Internal: a pod object of the Kubernetes API as KubeWorld reads it. Not public API.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/clock.h"
+
+namespace prescale::kube::internal {
+
+// What observe() needs of one pod.
+struct Pod {
+  std::string name, uid;
+  std::string app;        // app.kubernetes.io/name: the service, or the gateway
+  bool ready = false;     // Running, and its Ready condition True
+  bool deleting = false;  // metadata.deletionTimestamp set
+  int restarts = 0;       // its containers' restartCount, summed
+  bool started = false;   // a container past its startup probe (containerStatuses[].started)
+  Clock::WallTime created{};
+  std::optional<Clock::WallTime> ready_since;  // when its Ready condition last turned True
+  std::string ip;
+  std::uint16_t http_port = 0, admin_port = 0;  // container ports named "http" and "admin"
+};
+
+// The string at `path` in `j` ("" where there is none, or it is not a string).
+std::string string_at(const nlohmann::json& j, std::initializer_list<const char*> path);
+
+// The pod as observe() reads it; nullopt for one that has finished (Succeeded, Failed), or has no
+// name.
+std::optional<Pod> read_pod(const nlohmann::json& item);
+
+}  // namespace prescale::kube::internal
