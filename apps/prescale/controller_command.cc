@@ -128,22 +128,25 @@ Result<kube::ApiConfig> api_config(const ControllerFlags& f) {
 struct MemoryHealing {
   healing::Healer& healer;
   std::map<std::string, std::uint64_t> limits;  // services[].memory_limit, by service; 0: none
+  std::map<std::string, Clock::Duration> startup_times;  // services[].startup_time, by service
   std::set<std::string> looked_at;              // the pods the healer has a record of
+  std::set<std::string> warned;                 // pods whose replacement was said to wait
 };
 
 // The lead a replacement needs: twice the service's startup, and 10 s, as `prescale up` gives it.
-// The startup is its pods' median (creation to readiness: scheduling and the image's pull
-// included), at most 5 minutes, so that pods that waited long for a node make no lead of hours.
-Clock::Duration replacement_lead(const scaling::ServiceObservation& s) {
-  std::vector<Clock::Duration> startups;
+// The startup is the shortest of its pods' (creation to readiness: scheduling and the image's pull
+// included; a pod whose readiness came and went only looks longer), at least `configured`
+// (services[].startup_time), at most 5 minutes.
+Clock::Duration replacement_lead(const scaling::ServiceObservation& s, Clock::Duration configured) {
+  std::optional<Clock::Duration> shortest;
   for (const scaling::ReplicaObservation& r : s.replicas) {
-    if (r.ready_at) startups.push_back(*r.ready_at - r.started_at);
+    if (!r.ready_at) continue;
+    const Clock::Duration took = *r.ready_at - r.started_at;
+    shortest = shortest ? std::min(*shortest, took) : took;
   }
-  Clock::Duration startup{0};
-  if (!startups.empty()) {
-    std::nth_element(startups.begin(), startups.begin() + startups.size() / 2, startups.end());
-    startup = std::min<Clock::Duration>(startups[startups.size() / 2], std::chrono::minutes(5));
-  }
+  const Clock::Duration startup =
+      std::clamp<Clock::Duration>(std::max(shortest.value_or(configured), configured),
+                                  Clock::Duration::zero(), std::chrono::minutes(5));
   return 2 * startup + std::chrono::seconds(10);
 }
 
@@ -152,7 +155,9 @@ void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::Kube
   std::set<std::string> present;
   for (const scaling::ServiceObservation& s : snapshot.services) {
     const auto limit = h.limits.find(s.name);
-    const Clock::Duration lead = replacement_lead(s);
+    const auto startup = h.startup_times.find(s.name);
+    const Clock::Duration lead = replacement_lead(
+        s, startup == h.startup_times.end() ? Clock::Duration::zero() : startup->second);
     for (const scaling::ReplicaObservation& r : s.replicas) {
       present.insert(r.id);
       if (limit == h.limits.end() || limit->second == 0 || !r.memory_bytes ||
@@ -169,6 +174,7 @@ void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::Kube
       continue;
     }
     h.healer.forget(*it);
+    h.warned.erase(*it);
     it = h.looked_at.erase(it);
   }
   for (const healing::Remedy& r : h.healer.remedies(now)) {
@@ -176,16 +182,23 @@ void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::Kube
       spdlog::info("would replace {} of {}: {}", r.replica, r.service, r.reason);
       continue;
     }
-    if (auto replaced = world.restart(r.replica); !replaced) {
-      // Refused (another pod of the service is not ready yet: the disruption budget), or the API
-      // did not answer: its record starts again, and the next trend tries again.
-      h.healer.forget(r.replica);
-      h.looked_at.erase(r.replica);
-      spdlog::warn("replacing {} of {} not done yet: {}", r.replica, r.service,
-                   replaced.error().message);
-    } else {
+    auto replaced = world.restart(r.replica);
+    if (replaced || replaced.error().code == ErrorCode::kNotFound) {  // or gone already
+      h.warned.erase(r.replica);
       spdlog::info("replaced {} of {}: {} (evicted: a new pod starts; this one leaves)", r.replica,
                    r.service, r.reason);
+      continue;
+    }
+    // Refused for now (another pod of the service is not ready: its disruption budget; the only
+    // ready pod; the API did not answer): tried again at the next look, with its trend kept, and
+    // said once.
+    h.healer.retry(r);
+    if (h.warned.insert(r.replica).second) {
+      spdlog::warn("replacing {} of {} not done yet: {}{}", r.replica, r.service,
+                   replaced.error().message,
+                   replaced.error().code == ErrorCode::kInvalidArgument
+                       ? " (the API refused: is the rendered Role, with pods/eviction, applied?)"
+                       : "; tried again at each look");
     }
   }
 }
@@ -330,9 +343,10 @@ int ControllerCommand::run() const {
                           .window = config.healer.window,
                           .min_interval = config.healer.min_interval,
                           .memory = {}});
-  MemoryHealing memory_healing{healer, {}, {}};
+  MemoryHealing memory_healing{healer, {}, {}, {}, {}};
   for (const ServiceConfig& c : config.services) {
     memory_healing.limits[c.name] = c.memory_limit.bytes;
+    memory_healing.startup_times[c.name] = service_spec(c).startup_time;
   }
 
   sigset_t stop_signals;

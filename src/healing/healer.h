@@ -73,6 +73,14 @@ class Healer {
   void failed(const Remedy& remedy) {
     if (remedy.kind == RemedyKind::kEjected) last_remedy_.erase(remedy.service);
   }
+  // A remedy refused for now (in a cluster: an eviction its PodDisruptionBudget refuses while
+  // another pod of the service is not ready): it is due again at the next remedies() that finds
+  // it due, with what was learned of the replica kept.
+  void retry(const Remedy& remedy) {
+    failed(remedy);
+    if (auto it = replicas_.find(remedy.replica); it != replicas_.end())
+      it->second.replaced = false;
+  }
 
  private:
   struct Record {

@@ -9,7 +9,7 @@
 // One keep-alive connection is kept and reused across calls; one the server closed is opened
 // again, and a call that fails on a reused connection before any byte of the answer arrived is
 // sent once more on a new one (safe: GET and DELETE are idempotent, and so is a merge patch that
-// sets fields; an eviction asked twice evicts once, the second answered 404 or 429). HTTPS is
+// sets fields; an eviction asked twice evicts once). HTTPS is
 // TLS 1.2 or later, the server's certificate verified against ApiConfig::ca_file (the system's CAs
 // when empty) and its name or IP address checked. Each call's whole exchange — name lookup,
 // connect, TLS handshake, request and answer — must finish within the client's timeout (a name

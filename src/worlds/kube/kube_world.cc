@@ -40,6 +40,10 @@ struct PodScrape {
 // (another pod may have one of them by now).
 constexpr Clock::Duration kStalePods = std::chrono::seconds(30);
 
+// A pod running this long and not ready has failed its readiness probe, rather than not passed it
+// yet: the rendered probes run every few seconds after the startup probe.
+constexpr Clock::Duration kWarmUp = std::chrono::seconds(60);
+
 }  // namespace
 
 struct KubeWorld::State {
@@ -58,9 +62,9 @@ struct KubeWorld::State {
   // A gateway pod's last answer.
   struct GatewaySeen {
     traffic::GatewayReading reading;
-    double process_start = NAN;     // process_start_time_seconds: a new process counts anew
+    double process_start = NAN;     // process_start_time_seconds
+    int restarts = 0;               // the pod's restartCount then
     std::uint64_t observation = 0;  // which observation it answered at
-    Clock::TimePoint at;            // when
   };
 
   void problem(const std::string& key, const std::string& message) {
@@ -88,15 +92,16 @@ struct KubeWorld::State {
                                              Clock::WallTime wall_now) {
     return now - std::max(Clock::Duration::zero(), wall_now - wall);
   }
-  scaling::ReplicaState state_of(const Pod& p) {
+  scaling::ReplicaState state_of(const Pod& p, Clock::WallTime wall_now) {
     if (p.deleting) return scaling::ReplicaState::kDraining;
     if (p.ready) {
       ever_ready.insert(p.uid);
       return scaling::ReplicaState::kReady;
     }
-    // Ready once, past its startup probe (it served, or could have), or restarted: not capacity
-    // on the way either.
-    if (ever_ready.contains(p.uid) || p.started || p.restarts > 0) {
+    // Ready once, restarted, or running longer than a warm-up (its readiness probe has had its
+    // chances: a controller that restarted has not seen it ready): not capacity on the way either.
+    if (ever_ready.contains(p.uid) || p.restarts > 0 ||
+        (p.running_since && wall_now - *p.running_since > kWarmUp)) {
       return scaling::ReplicaState::kDraining;
     }
     return scaling::ReplicaState::kStarting;
@@ -127,7 +132,9 @@ struct KubeWorld::State {
   std::uint64_t observation = 0;
   // The gateway pods of the first list read: what they counted before is the past.
   std::optional<std::set<std::string>> first_gateways;
-  std::set<std::string> counted;                    // the gateway pods read so far
+  std::set<std::string> counted;                         // the gateway pods read so far
+  std::map<std::string, Clock::TimePoint> silent_since;  // gateway pods not answering, by uid
+  std::optional<std::uint64_t> last_recorded;  // the last observation the traffic was recorded at
   std::map<std::string, GatewaySeen> gateway_last;  // by pod uid
   traffic::GatewayReading gateway_total;      // every gateway's growth since the first observation
   std::map<std::string, PodScrape> pod_last;  // by pod uid
@@ -173,8 +180,8 @@ KubeWorld::~KubeWorld() = default;
 // Each gateway pod's counters, grown since its last answer. A pod of the first list counts from
 // its first answer (what it counted before is the past); one that came after counts from zero (it
 // started after the world did), and so does a new process (another process_start_time_seconds).
-// A pod read before and gone from the list, or one that last answered longer ago than the metric
-// window, counts from its next answer: a gap that long is not put into one look.
+// A pod read before and gone from the list, or left out after a metric window of silence, counts
+// from its next answer.
 KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<Pod>& gateways,
                                                               Clock::TimePoint now) {
   std::vector<http::Client::Peer> peers;
@@ -199,13 +206,26 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
       failed = families.error().message;
     }
     if (!failed.empty()) {
-      problem(key, "gateway pod " + p.name + " (" + p.ip + ":" + std::to_string(p.admin_port) +
-                       ") not read: " + failed +
-                       "; its requests are counted when it answers again");
-      // Short of its counts, if it serves: a gateway pod still starting has none yet.
-      look.blind = look.blind || p.ready || gateway_last.contains(p.uid);
+      // Short of its counts while it serves (ready, not leaving), for up to a metric window; past
+      // that its requests are left out, and it counts from its next answer, so that one gateway
+      // the controller cannot reach does not stop the others' figures.
+      const auto [since, added] = silent_since.emplace(p.uid, now);
+      const bool serving = p.ready && !p.deleting;
+      if (serving && now - since->second <= options.metric_window) {
+        look.blind = true;
+        problem(key, "gateway pod " + p.name + " (" + p.ip + ":" + std::to_string(p.admin_port) +
+                         ") not read: " + failed +
+                         "; the request figures wait for it (up to the metric window)");
+      } else {
+        if (gateway_last.erase(p.uid) > 0) counted.insert(p.uid);
+        problem(key, "gateway pod " + p.name + " (" + p.ip + ":" + std::to_string(p.admin_port) +
+                         ") not read: " + failed +
+                         "; the request figures leave out its requests "
+                         "until it answers again");
+      }
       continue;
     }
+    silent_since.erase(p.uid);
     solved(key, "gateway pod " + p.name + " is read again");
     traffic::GatewayReading reading;
     traffic::add_gateway(telemetry::to_snapshots(*families), options.route_service, reading);
@@ -213,8 +233,13 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
         telemetry::find_value(*families, "process_start_time_seconds").value_or(NAN);
     auto last = gateway_last.find(p.uid);
     const bool known = last != gateway_last.end();
-    const bool new_process = known && process_start > last->second.process_start;
-    if (known && !new_process && now - last->second.at <= options.metric_window) {
+    // A new process: a later start, and counters that went down or a container restart the API
+    // tells of. A start time alone moves when the node's clock is stepped.
+    const bool new_process =
+        known && std::isfinite(process_start) && std::isfinite(last->second.process_start) &&
+        process_start > last->second.process_start &&
+        (traffic::went_down(reading, last->second.reading) || p.restarts > last->second.restarts);
+    if (known && !new_process) {
       traffic::add(gateway_total, traffic::growth(reading, last->second.reading));
       look.catching_up = look.catching_up || last->second.observation + 1 != observation;
     } else if (new_process ||
@@ -223,13 +248,14 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
       look.catching_up = true;
     }
     counted.insert(p.uid);
-    gateway_last[p.uid] = GatewaySeen{std::move(reading), process_start, observation, now};
+    gateway_last[p.uid] = GatewaySeen{std::move(reading), process_start, p.restarts, observation};
   }
   // Forget pods that are gone, and what was said of them; a pod listed again (it left the list
   // for a while) counts from its next answer.
   std::set<std::string> present;
   for (const Pod& p : gateways) present.insert(p.uid);
   std::erase_if(gateway_last, [&](const auto& e) { return !present.contains(e.first); });
+  std::erase_if(silent_since, [&](const auto& e) { return !present.contains(e.first); });
   std::erase_if(problems, [&](const auto& e) {
     if (!e.first.starts_with("gateway ")) return false;
     const std::string name = e.first.substr(8);
@@ -346,9 +372,12 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
       if (p.app == st.options.gateway_name) gateways.push_back(p);
     }
     look = st.read_gateways(gateways, now);
+    // Traffic recorded at the last look, or this look's last second would span the gap.
+    look.catching_up = look.catching_up || st.last_recorded != st.observation - 1;
     // The counts are of this moment, after the list: rates divide by the time between reads.
     traffic_at = st.options.clock->now();
   }
+  if (!look.blind) st.last_recorded = st.observation;
   if (scrape) {
     st.read_deployments();
     if (!st.pods_stale(now)) st.scrape_pods(now);
@@ -368,7 +397,7 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
       if (p.app != s.spec.name) continue;
       scaling::ReplicaObservation ro;
       ro.id = p.name;
-      ro.state = st.state_of(p);
+      ro.state = st.state_of(p, wall_now);
       ro.started_at = State::to_controller_time(p.created, now, wall_now);
       if (ro.state == scaling::ReplicaState::kReady) {
         // Ready since its Ready condition last turned True, as Kubernetes' HPA reads it (or since
@@ -411,8 +440,9 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
       if (scrape) s.traffic.fill(w, now, traffic_at);
     }
     if (scrape) w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
+    // CPU and memory are the pods' last scrape's, whatever the traffic figures' age.
     for (auto& ro : obs.replicas) {
-      ro.metric_time = w.sampled_at;
+      ro.metric_time = st.last_scrape.value_or(now);
       ro.metric_window = w.length;
     }
   }
@@ -474,6 +504,18 @@ Result<void> KubeWorld::restart(std::string_view replica_id) {
   if (!ours) {
     return make_error(ErrorCode::kNotFound,
                       "no replica named " + std::string(replica_id) + " among the pods last read");
+  }
+  // A service's only ready pod is left to the kernel: a container restarted in place is back
+  // sooner than a new pod, and evicting it would leave none.
+  const Pod& pod = *std::find_if(st.pods.begin(), st.pods.end(),
+                                 [&](const Pod& p) { return p.name == replica_id; });
+  const auto ready = std::count_if(st.pods.begin(), st.pods.end(), [&](const Pod& p) {
+    return p.app == pod.app && p.ready && !p.deleting;
+  });
+  if (ready < 2) {
+    return make_error(
+        ErrorCode::kOutOfRange,
+        std::string(replica_id) + " is the only ready pod of " + pod.app + ": not evicted");
   }
   // Evicted, not deleted: the service's PodDisruptionBudget applies (the API refuses, 429, while
   // another of its pods is not ready), so replacements go one at a time.

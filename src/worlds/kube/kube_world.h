@@ -3,27 +3,33 @@
 // pods are labelled app.kubernetes.io/name=prescale-gateway. observe() reads:
 //   replicas   the pods labelled app.kubernetes.io/part-of=prescale, one list per observation
 //              (from the API server's cache): ready when Running with their Ready condition True
-//              (ready since that condition's lastTransitionTime, the first time it is seen);
-//              draining once deleted (metadata.deletionTimestamp), and also when they were ready
-//              and are not now (failing their readiness probe, their node lost) or their
-//              containers restarted (crash-looping): neither capacity nor capacity on the way;
-//              starting otherwise. A pod that has finished (Succeeded, Failed) is left out;
+//              (ready since that condition's lastTransitionTime); draining once deleted
+//              (metadata.deletionTimestamp), and also when not ready after being seen ready, after
+//              a container restart (crash-looping), or after a minute of running (failing their
+//              readiness probe): neither capacity nor capacity on the way; starting otherwise. A
+//              pod that has finished (Succeeded, Failed) is left out;
 //   requests   every gateway pod's /metrics (its container port named "admin"), at every
 //              observation, as gateway_traffic.h reads them. Each pod's counters grow on their
 //              own and the pods' growth adds up: a pod of the first list counts from its first
-//              answer, one that came later or whose containers restarted from zero. A pod that
-//              missed a look is counted at its next answer, into the window's figures only: the
-//              last second of that observation is not valid (SecondMetrics::valid false), as is
-//              that of one counting a new pod. With no list read for 30 s the gateways are not
-//              read (their addresses may be others' by now);
+//              answer, one that came later, or a new process in it (a later
+//              process_start_time_seconds with counters gone down or a container restart), from
+//              zero. A look at which a serving gateway pod (ready, not deleted) does not answer
+//              records nothing (its counts are short), for up to a metric window; past that its
+//              requests are left out and it counts from its next answer. The look after a gap,
+//              or one counting a new pod or process, has no valid last second
+//              (SecondMetrics::valid false): the growth goes into the window only. With no list
+//              read for 30 s neither the gateways nor the pods are read (their addresses may be
+//              others' by now);
 //   CPU, memory  each ready or draining pod's /metrics (its port named "http":
 //              process_cpu_seconds_total in cores, process_resident_memory_bytes), once a
-//              scrape_interval; the mean CPU is over ready pods;
+//              scrape_interval, stamped with that scrape's time; the mean CPU is over ready pods;
 //   desired    the Deployments' spec.replicas, once a scrape_interval, and what scale() set; until
 //              the first read, the pods that are not draining.
-// scale() patches the Deployment's scale subresource; restart() deletes a service's pod, and the
-// Deployment starts another. The controller's clock is the cluster's: timestamps are wall-clock
-// times, placed on the controller's monotonic axis by the clock's wall_now().
+// scale() patches the Deployment's scale subresource; restart() evicts a service's pod (the
+// PodDisruptionBudget applies), and the Deployment starts another. The controller's clock is the
+// cluster's: timestamps are wall-clock times, placed on the controller's monotonic axis by the
+// clock's wall_now(). An API call that times out fails the rest of that observation's calls at
+// once.
 //
 // An API that does not answer keeps the last list of pods (said once per change of problem,
 // through `on_problem`, and once when it answers again).
@@ -80,8 +86,10 @@ class KubeWorld final : public control::World {
   // Errors: kNotFound (unknown service, or no Deployment of its name), kOutOfRange (outside the
   // service's bounds), the API's own errors.
   Result<void> scale(std::string_view service, int replicas) override;
-  // Deletes the pod named `replica_id`. Errors: kNotFound for a name that is not a pod of a
-  // service among those last read (the gateway's, another team's), and the API's.
+  // Evicts the pod named `replica_id` (POST pods/NAME/eviction). Errors: kNotFound for a name that
+  // is not a pod of a service among those last read (the gateway's, another team's);
+  // kOutOfRange for a service's only ready pod (a container restarted in place is back sooner
+  // than a new pod); the API's: kUnavailable for a refusal under the PodDisruptionBudget (429).
   Result<void> restart(std::string_view replica_id) override;
   // The services with no Deployment of their name in the namespace; errors: the API's (one that
   // does not answer, or does not let this account list Deployments).

@@ -194,13 +194,21 @@ TEST_F(KubeWorldTest, ScalesTheDeploymentAndRestartsByEvictingThePod) {
   EXPECT_EQ(world.scale("web", 11).error().code, ErrorCode::kOutOfRange);
   EXPECT_EQ(world.scale("cart", 2).error().code, ErrorCode::kNotFound);
   EXPECT_EQ(fake_.requests(), asked);
-  // Evicted under the PodDisruptionBudget: not while web-b is not ready.
+  // A service's only ready pod is not evicted (a container restarted in place is back sooner).
+  const auto only = world.restart("web-a");
+  ASSERT_FALSE(only.has_value());
+  EXPECT_EQ(only.error().code, ErrorCode::kOutOfRange) << only.error().message;
+  // Two ready and a third starting: the PodDisruptionBudget refuses (429) while one is not ready.
+  fake_.set_pod({.name = "web-b", .app = "web", .ports = {{"http", 1}}});
+  fake_.set_pod({.name = "web-c", .app = "web", .ports = {{"http", 1}}, .ready = false});
+  world.observe(clock_.now());
   const auto refused = world.restart("web-a");
   ASSERT_FALSE(refused.has_value());
   EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
   EXPECT_NE(refused.error().message.find("429"), std::string::npos) << refused.error().message;
   EXPECT_TRUE(fake_.deleted().empty());
-  fake_.set_pod({.name = "web-b", .app = "web", .ports = {{"http", 1}}});
+  fake_.set_pod({.name = "web-c", .app = "web", .ports = {{"http", 1}}});
+  world.observe(clock_.now());
   ASSERT_TRUE(world.restart("web-a").has_value());
   EXPECT_EQ(fake_.deleted(), std::vector<std::string>{"web-a"});
   EXPECT_EQ(world.observe(clock_.now()).service("web")->replicas[0].state,
@@ -311,6 +319,49 @@ TEST_F(KubeWorldTest, OnlyAServicesPodIsRestartedAndMissingDeploymentsAreNamed) 
   auto missing = world.missing_deployments();
   ASSERT_TRUE(missing.has_value());
   EXPECT_EQ(*missing, std::vector<std::string>{"checkout"});
+}
+
+TEST_F(KubeWorldTest, AGatewaySilentForLongerThanTheWindowIsLeftOut) {
+  auto web_last_second = [this](KubeWorld& w) {
+    const scaling::ServiceObservation* web = w.observe(clock_.now()).service("web");
+    return web != nullptr ? web->last_second : scaling::SecondMetrics{};
+  };
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  MetricsPort second_gateway;
+  second_gateway.set(gateway_metrics(0, 0, 0));
+  fake_.set_pod({.name = "prescale-gateway-2",
+                 .app = "prescale-gateway",
+                 .ports = {{"admin", second_gateway.port()}},
+                 .created = "2026-01-01T00:01:00Z"});
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  // The first gateway cannot be reached (a NetworkPolicy, a lost node) while it is ready.
+  gateway_.set("", 503);
+  for (int s = 2; s <= 30; ++s) {
+    clock_.advance(1s);
+    second_gateway.set(gateway_metrics(10 * s, 0, 0));
+    EXPECT_FALSE(web_last_second(world).valid) << s;  // waiting for it
+  }
+  // Past the window it is left out, said once, and the other's figures go on.
+  scaling::SecondMetrics last_second;
+  for (int s = 31; s <= 34; ++s) {
+    clock_.advance(1s);
+    second_gateway.set(gateway_metrics(10 * s, 0, 0));
+    last_second = web_last_second(world);
+  }
+  ASSERT_TRUE(last_second.valid);
+  EXPECT_NEAR(last_second.requests, 10, 1e-9);
+  EXPECT_NE(problems_.back().find("leave out its requests"), std::string::npos) << problems_.back();
+}
+
+TEST_F(KubeWorldTest, APodStartingIsOnItsWayUntilItHasRunAMinuteUnready) {
+  KubeWorld world = make_world();
+  EXPECT_EQ(world.observe(clock_.now()).service("web")->replicas[1].state,
+            scaling::ReplicaState::kStarting);  // web-b, created 5 s ago
+  clock_.advance(70s);
+  EXPECT_EQ(world.observe(clock_.now()).service("web")->replicas[1].state,
+            scaling::ReplicaState::kDraining);  // running for over a minute, not ready
 }
 
 }  // namespace

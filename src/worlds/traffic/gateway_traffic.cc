@@ -124,6 +124,16 @@ GatewayReading growth(const GatewayReading& now, const GatewayReading& before) {
   return out;
 }
 
+bool went_down(const GatewayReading& now, const GatewayReading& before) {
+  for (const auto& [service, b] : before.services) {
+    const auto n = now.services.find(service);
+    const double arrivals = n == now.services.end() ? 0 : n->second.arrivals;
+    const double responses = n == now.services.end() ? 0 : n->second.responses;
+    if (arrivals < b.arrivals || responses < b.responses) return true;
+  }
+  return false;
+}
+
 void add(GatewayReading& total, const GatewayReading& more) {
   for (const auto& [service, m] : more.services) {
     GatewayCounts& t = total.services[service];

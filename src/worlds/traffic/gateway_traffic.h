@@ -56,6 +56,9 @@ void add_gateway(std::span<const telemetry::FamilySnapshot> families,
 // How much each counter of `now` grew since `before`, both read from one gateway: a counter that
 // went down restarted with its process, and counts from zero, as PromQL's increase() takes it.
 GatewayReading growth(const GatewayReading& now, const GatewayReading& before);
+// Whether a counter of `now` is below the same counter of `before` (the gateway's process
+// restarted), summed over services: arrivals and answers.
+bool went_down(const GatewayReading& now, const GatewayReading& before);
 // Adds `more` to `total`, counter by counter and bucket by bucket.
 void add(GatewayReading& total, const GatewayReading& more);
 

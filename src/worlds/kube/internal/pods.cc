@@ -69,7 +69,9 @@ std::optional<Pod> read_pod(const Json& item) {
       if (c.is_object() && c.contains("restartCount") && c["restartCount"].is_number_integer()) {
         p.restarts += c["restartCount"].get<int>();
       }
-      if (c.is_object() && c.value("started", false)) p.started = true;
+      if (!p.running_since) {
+        p.running_since = parse_utc(string_at(c, {"state", "running", "startedAt"}));
+      }
     }
   }
   p.deleting = !string_at(item, {"metadata", "deletionTimestamp"}).empty();

@@ -21,7 +21,8 @@ struct Pod {
   bool ready = false;     // Running, and its Ready condition True
   bool deleting = false;  // metadata.deletionTimestamp set
   int restarts = 0;       // its containers' restartCount, summed
-  bool started = false;   // a container past its startup probe (containerStatuses[].started)
+  // When its first container started running (containerStatuses[].state.running.startedAt).
+  std::optional<Clock::WallTime> running_since;
   Clock::WallTime created{};
   std::optional<Clock::WallTime> ready_since;  // when its Ready condition last turned True
   std::string ip;
