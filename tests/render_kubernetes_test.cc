@@ -122,6 +122,23 @@ std::vector<std::string> pod_command(const TempDir& dir, const std::string& moun
   return argv;
 }
 
+// Renders `config` with the image prescale:test into <dir>/manifests.yaml, and writes its
+// ConfigMap's file where the pods' commands will read it here: the documents (none when the render
+// failed) and that file's path.
+std::pair<std::vector<YAML::Node>, std::string> render_and_mount(const TempDir& dir,
+                                                                 const std::string& config) {
+  const auto [status, log] =
+      render(dir, config, {"--image", "prescale:test", "-o", dir.file("manifests.yaml")});
+  EXPECT_EQ(status, 0) << log;
+  if (status != 0) return {};
+  std::vector<YAML::Node> docs = YAML::LoadAllFromFile(dir.file("manifests.yaml"));
+  const std::string mounted = dir.file("prescale.yaml.mounted");
+  testing::write_file(
+      mounted,
+      find(docs, "ConfigMap", "prescale-config")["data"]["prescale.yaml"].as<std::string>());
+  return {std::move(docs), mounted};
+}
+
 TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
   TempDir dir;
   const auto [status, log] =
@@ -281,14 +298,8 @@ services:
 gateway:
   health_check: {interval: 1s, timeout: 500ms}
 )";
-  const auto [status, log] =
-      render(dir, config, {"--image", "prescale:test", "-o", dir.file("manifests.yaml")});
-  ASSERT_EQ(status, 0) << log;
-  const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(dir.file("manifests.yaml"));
-  const std::string mounted = dir.file("prescale.yaml.mounted");
-  testing::write_file(
-      mounted,
-      find(docs, "ConfigMap", "prescale-config")["data"]["prescale.yaml"].as<std::string>());
+  const auto [docs, mounted] = render_and_mount(dir, config);
+  ASSERT_FALSE(docs.empty());
 
   Subprocess web(pod_command(dir, mounted, find(docs, "Deployment", "web"), {}),
                  dir.file("web.log"));
@@ -380,14 +391,8 @@ services:
 gateway:
   health_check: {interval: 1s, timeout: 500ms}
 )";
-  const auto [status, log] =
-      render(dir, config, {"--image", "prescale:test", "-o", dir.file("manifests.yaml")});
-  ASSERT_EQ(status, 0) << log;
-  const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(dir.file("manifests.yaml"));
-  const std::string mounted = dir.file("prescale.yaml.mounted");
-  testing::write_file(
-      mounted,
-      find(docs, "ConfigMap", "prescale-config")["data"]["prescale.yaml"].as<std::string>());
+  const auto [docs, mounted] = render_and_mount(dir, config);
+  ASSERT_FALSE(docs.empty());
   // Two pods of web (the only ready pod of a service is left to the kernel).
   std::vector<std::unique_ptr<Subprocess>> web;
   std::vector<int> web_ports;

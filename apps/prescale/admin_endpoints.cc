@@ -4,15 +4,19 @@
 
 namespace prescale {
 
-http::Router admin_router(const telemetry::Registry& registry, const std::atomic<bool>& ready,
-                          std::string not_ready, std::function<bool()> alive) {
-  http::Router router;
+void add_metrics_route(http::Router& router, const telemetry::Registry& registry) {
   router.add(http::Method::kGet, "/metrics", [&registry](http::Request&, http::Responder r) {
     http::Response response;
     response.headers.set("Content-Type", std::string(telemetry::kTextContentType));
     response.body = telemetry::expose(registry);
     r(std::move(response));
   });
+}
+
+http::Router admin_router(const telemetry::Registry& registry, const std::atomic<bool>& ready,
+                          std::string not_ready, std::function<bool()> alive) {
+  http::Router router;
+  add_metrics_route(router, registry);
   router.add(http::Method::kGet, "/healthz",
              [alive = std::move(alive)](http::Request&, http::Responder r) {
                r(!alive || alive() ? http::Response::text(200, "ok\n")

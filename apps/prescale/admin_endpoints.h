@@ -13,6 +13,9 @@
 
 namespace prescale {
 
+// GET /metrics on `router`: the registry in Prometheus' text format. `registry` must outlive it.
+void add_metrics_route(http::Router& router, const telemetry::Registry& registry);
+
 // The router; `registry` and `ready` must outlive it.
 http::Router admin_router(const telemetry::Registry& registry, const std::atomic<bool>& ready,
                           std::string not_ready, std::function<bool()> alive = {});

@@ -246,9 +246,9 @@ int ControllerCommand::run() const {
   kube::ApiClient api(*api_settings, std::chrono::seconds(2));
   telemetry::Registry registry;
   telemetry::register_process_metrics(registry);
-  telemetry::GaugeFamily& desired_gauge =
-      registry.gauge("prescale_controller_desired_replicas",
-                     "The replicas the controller last asked for", {"service"});
+  telemetry::GaugeFamily& desired_gauge = registry.gauge(
+      "prescale_controller_desired_replicas",
+      "The replicas the service's Deployment asks for, as last read or set", {"service"});
   telemetry::GaugeFamily& ready_gauge =
       registry.gauge("prescale_controller_ready_replicas",
                      "The service's pods ready at the last observation", {"service"});
@@ -335,10 +335,7 @@ int ControllerCommand::run() const {
                specs.size(), api_settings->name_space, *policy_name,
                f.recommend_only ? " (recommending only)" : "", f.admin_address, admin.port());
 
-  // The healer's memory check: a pod whose memory grows toward its limit is replaced (deleted; its
-  // Deployment starts another, and it serves through its preStop wait) before the kernel kills it
-  // mid-request. The gateway's ejections are counted per service, not per pod, so the healer's
-  // other remedy does not run here.
+  // The healer's memory check (heal_memory).
   healing::Healer healer({.ejections = config.healer.ejections,
                           .window = config.healer.window,
                           .min_interval = config.healer.min_interval,

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <optional>
 
+#include "admin_endpoints.h"
 #include "command_util.h"
 #include "control/controller.h"
 #include "control/history_store.h"
@@ -34,7 +35,6 @@
 #include "rollout_watch.h"
 #include "runtime/runtime.h"
 #include "scaling/prescale_policy.h"
-#include "telemetry/exposition.h"
 #include "telemetry/process_metrics.h"
 #include "telemetry/registry.h"
 #include "worlds/local/local_world.h"
@@ -323,12 +323,7 @@ int run_up(const UpFlags& f) {
   dashboard::DashboardModel model;
   http::Router router;
   dashboard::Dashboard(model).add_routes(router);
-  router.add(http::Method::kGet, "/metrics", [&registry](http::Request&, http::Responder r) {
-    http::Response response;
-    response.headers.set("Content-Type", std::string(telemetry::kTextContentType));
-    response.body = telemetry::expose(registry);
-    r(std::move(response));
-  });
+  add_metrics_route(router, registry);
   router.add(http::Method::kGet, "/healthz",
              [](http::Request&, http::Responder r) { r(http::Response::text(200, "ok\n")); });
   http::ServerOptions uso;
