@@ -282,6 +282,53 @@ gateway:
   }
 }
 
+// The rendered pods of the service "web" (`replicas` of them) and of the gateway in front of
+// them, run here, and a stand-in API server listing them as pods of their Deployments: web's
+// named web-5c7b-a1, web-5c7b-b2, ... Port 0 when one did not start (its log says why).
+struct RunningPods {
+  std::vector<std::unique_ptr<Subprocess>> web;
+  std::unique_ptr<Subprocess> gateway;
+  std::unique_ptr<kube::fake::FakeApiServer> api;
+  int port = 0;  // the gateway's
+};
+
+RunningPods run_pods(const TempDir& dir, const std::string& mounted,
+                     const std::vector<YAML::Node>& docs, int replicas) {
+  RunningPods out;
+  out.api = std::make_unique<kube::fake::FakeApiServer>("default");
+  out.api->set_deployment("web", replicas);
+  std::string upstream = "web=";
+  for (int i = 0; i < replicas; ++i) {
+    const std::string name =
+        "web-5c7b-" + std::string(1, static_cast<char>('a' + i)) + std::to_string(i + 1);
+    std::vector<std::string> argv = pod_command(dir, mounted, find(docs, "Deployment", "web"), {});
+    for (std::string& arg : argv) {
+      if (arg == dir.file("web.port")) arg = dir.file(name + ".port");
+    }
+    out.web.push_back(std::make_unique<Subprocess>(argv, dir.file(name + ".log")));
+    const int port = testing::port_from_file(dir.file(name + ".port"));
+    EXPECT_GT(port, 0) << out.web.back()->log();
+    if (port <= 0) return out;
+    upstream += (i == 0 ? "" : ",") + std::string("127.0.0.1:") + std::to_string(port);
+    out.api->set_pod({.name = name, .app = "web", .ports = {{"http", port}}});
+  }
+  std::vector<std::string> argv =
+      pod_command(dir, mounted, find(docs, "Deployment", "prescale-gateway"), {{"web", 0}});
+  for (std::string& arg : argv) {
+    if (arg.starts_with("web=")) arg = upstream;
+  }
+  out.gateway = std::make_unique<Subprocess>(argv, dir.file("gateway.log"));
+  const int port = testing::port_from_file(dir.file("prescale-gateway.port"));
+  const int admin = testing::port_from_file(dir.file("prescale-gateway.admin"));
+  EXPECT_GT(admin, 0) << out.gateway->log();
+  if (port <= 0 || admin <= 0) return out;
+  out.api->set_pod({.name = "prescale-gateway-7d9f-x2",
+                    .app = "prescale-gateway",
+                    .ports = {{"http", port}, {"admin", admin}}});
+  out.port = port;
+  return out;
+}
+
 // The controller's pod, run here from its rendered command against a stand-in for the Kubernetes
 // API that lists the pods running here (FakeApiServer: no kube-apiserver is packaged for Debian
 // 12): under a load its one replica cannot serve, it scales the service's Deployment up, through
@@ -301,24 +348,10 @@ gateway:
   const auto [docs, mounted] = render_and_mount(dir, config);
   ASSERT_FALSE(docs.empty());
 
-  Subprocess web(pod_command(dir, mounted, find(docs, "Deployment", "web"), {}),
-                 dir.file("web.log"));
-  const int web_port = testing::port_from_file(dir.file("web.port"));
-  ASSERT_GT(web_port, 0) << web.log();
-  Subprocess gateway(
-      pod_command(dir, mounted, find(docs, "Deployment", "prescale-gateway"), {{"web", web_port}}),
-      dir.file("gateway.log"));
-  const int port = testing::port_from_file(dir.file("prescale-gateway.port"));
-  const int admin = testing::port_from_file(dir.file("prescale-gateway.admin"));
-  ASSERT_GT(admin, 0) << gateway.log();
-
-  // What the API says of them.
-  kube::fake::FakeApiServer api("default");
-  api.set_deployment("web", 1);
-  api.set_pod({.name = "prescale-gateway-7d9f-x2",
-               .app = "prescale-gateway",
-               .ports = {{"http", port}, {"admin", admin}}});
-  api.set_pod({.name = "web-5c7b-a1", .app = "web", .ports = {{"http", web_port}}});
+  const RunningPods pods = run_pods(dir, mounted, docs, 1);
+  ASSERT_GT(pods.port, 0);
+  kube::fake::FakeApiServer& api = *pods.api;
+  const int port = pods.port;
 
   const YAML::Node controller_deployment = find(docs, "Deployment", "prescale-controller");
   EXPECT_EQ(controller_deployment["spec"]["strategy"]["type"].as<std::string>(), "Recreate");
@@ -394,33 +427,10 @@ gateway:
   const auto [docs, mounted] = render_and_mount(dir, config);
   ASSERT_FALSE(docs.empty());
   // Two pods of web (the only ready pod of a service is left to the kernel).
-  std::vector<std::unique_ptr<Subprocess>> web;
-  std::vector<int> web_ports;
-  for (const std::string pod : {"a", "b"}) {
-    std::vector<std::string> argv = pod_command(dir, mounted, find(docs, "Deployment", "web"), {});
-    for (std::string& arg : argv) {
-      if (arg == dir.file("web.port")) arg = dir.file("web-" + pod + ".port");
-    }
-    web.push_back(std::make_unique<Subprocess>(argv, dir.file("web-" + pod + ".log")));
-    web_ports.push_back(testing::port_from_file(dir.file("web-" + pod + ".port")));
-    ASSERT_GT(web_ports.back(), 0) << web.back()->log();
-  }
-  std::vector<std::string> gateway_argv = pod_command(
-      dir, mounted, find(docs, "Deployment", "prescale-gateway"), {{"web", web_ports[0]}});
-  for (std::string& arg : gateway_argv) {
-    if (arg.starts_with("web=127.0.0.1:")) arg += ",127.0.0.1:" + std::to_string(web_ports[1]);
-  }
-  Subprocess gateway(gateway_argv, dir.file("gateway.log"));
-  const int port = testing::port_from_file(dir.file("prescale-gateway.port"));
-  const int admin = testing::port_from_file(dir.file("prescale-gateway.admin"));
-  ASSERT_GT(admin, 0) << gateway.log();
-  kube::fake::FakeApiServer api("default");
-  api.set_deployment("web", 2);
-  api.set_pod({.name = "prescale-gateway-7d9f-x2",
-               .app = "prescale-gateway",
-               .ports = {{"http", port}, {"admin", admin}}});
-  api.set_pod({.name = "web-5c7b-a1", .app = "web", .ports = {{"http", web_ports[0]}}});
-  api.set_pod({.name = "web-5c7b-b2", .app = "web", .ports = {{"http", web_ports[1]}}});
+  const RunningPods pods = run_pods(dir, mounted, docs, 2);
+  ASSERT_GT(pods.port, 0);
+  kube::fake::FakeApiServer& api = *pods.api;
+  const int port = pods.port;
   std::vector<std::string> argv =
       pod_command(dir, mounted, find(docs, "Deployment", "prescale-controller"), {});
   argv.insert(argv.end(), {"--api-server", api.url(), "--admin-address", "127.0.0.1"});
