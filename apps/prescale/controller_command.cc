@@ -31,6 +31,7 @@
 #include "telemetry/registry.h"
 #include "worlds/kube/api_client.h"
 #include "worlds/kube/kube_world.h"
+#include "worlds/kube/manifests.h"
 #include "worlds/sim/experiment.h"
 
 namespace prescale {
@@ -267,6 +268,7 @@ int ControllerCommand::run() const {
   if (!policy) return error(policy.error().message);
   kube::KubeWorldOptions wo;
   wo.clock = &clock;
+  wo.leave_time = std::chrono::seconds(kube::pod_leave_seconds(config));
   for (const auto& [route, service] : *routes) wo.route_service[route] = service;
   kube::KubeWorld world(api, specs, wo);
   // Before anything runs: the API answers, and lets this account list the Deployments.

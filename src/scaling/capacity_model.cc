@@ -130,7 +130,9 @@ void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
   if (set_back) s.set_back_at = w.sampled_at;
 
   // The window must have had the ready replicas the snapshot lists: none joined during it, and
-  // none is draining (it served part of the window, and is not counted as ready).
+  // none left it (a replica draining since within it served part of the window, and is not
+  // counted as ready; one out of service since before it, a pod that never passed its readiness
+  // or crash-loops, served none of it).
   const int ready = o.count(ReplicaState::kReady);
   if (ready == 0) return;
   // A queue needs time to settle after the replicas change: the window must follow
@@ -138,7 +140,10 @@ void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
   const Clock::TimePoint window_start =
       w.sampled_at - w.length * std::max(1, options_.settle_windows);
   for (const auto& r : o.replicas) {
-    if (r.state == ReplicaState::kDraining) return;
+    if (r.state == ReplicaState::kDraining) {
+      if (!r.draining_since || *r.draining_since > window_start) return;
+      continue;
+    }
     if (r.state != ReplicaState::kReady || !r.ready_at) continue;
     // Ready after the scrape: stamped before the clock was set back, at a time this clock has
     // not reached (a year ahead, every window until then would be skipped). Ready, then, since

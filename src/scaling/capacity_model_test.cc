@@ -311,6 +311,30 @@ TEST(CapacityModel, SkipsScrapesThatDoNotDescribeASteadyQueue) {
   EXPECT_NEAR(model.service_time_seconds("api"), 0.03, 1e-8);
 }
 
+TEST(CapacityModel, AReplicaOutOfServiceSinceBeforeTheWindowDoesNotStopLearning) {
+  // A pod that crash-loops, or never passed its readiness, is draining for as long as it is
+  // there: it served none of the window, so the ready replicas' window is still a steady queue.
+  CapacityModel model;
+  model.init({spec("api", 175.0)});
+  const Scrape x{.rps = 200, .service_time = 0.03, .replicas = 2};
+  auto with_draining = [&](Clock::Duration at, std::optional<Clock::Duration> since) {
+    ServiceObservation o = observe("api", at, x);
+    ReplicaObservation r;
+    r.id = "api-crashing";
+    r.state = ReplicaState::kDraining;
+    if (since) r.draining_since = Clock::TimePoint{} + *since;
+    o.replicas.push_back(r);
+    const int before = model.samples("api");
+    model.observe(snapshot_of(std::move(o)));
+    return model.samples("api") - before;
+  };
+  const Clock::Duration t = minutes(30);
+  EXPECT_EQ(with_draining(t, std::nullopt), 0) << "since when is not known: it may have served";
+  EXPECT_EQ(with_draining(t + seconds(15), t), 0) << "it left within the settling windows";
+  EXPECT_EQ(with_draining(t + seconds(30), t - minutes(10)), 1);
+  EXPECT_NEAR(model.service_time_seconds("api"), 0.03, 1e-8) << "two replicas served the window";
+}
+
 TEST(CapacityModel, InitKeepsWhatWasLearnedForListedServices) {
   CapacityModel model;
   model.init({spec("a", 175.0), spec("b", 175.0)});

@@ -28,6 +28,10 @@ struct ReplicaObservation {
   ReplicaState state = ReplicaState::kStarting;
   Clock::TimePoint started_at;                // when the replica started costing
   std::optional<Clock::TimePoint> ready_at;   // when it passed readiness; nullopt while starting
+  // While draining: from when it has had no new requests (a pod out of its Service's endpoints,
+  // past the time the gateway may still send it some); nullopt where the world does not tell,
+  // read as now.
+  std::optional<Clock::TimePoint> draining_since;
   // CPU used over the last metric window, as a fraction of the replica's CPU request
   // (1.0 = 100 %); nullopt when no sample exists yet (the HPA counts such a pod as missing).
   std::optional<double> cpu_utilization;

@@ -57,11 +57,13 @@ Json pod_object(const FakePod& pod, const std::string& name_space) {
                    {"uid", "uid-" + pod.name + "-" + pod.created},
                    {"creationTimestamp", pod.created},
                    {"labels", labels(pod.app)}};
-  if (pod.deleting) metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z";
+  if (pod.deleting) metadata["deletionTimestamp"] = pod.deleted_by;
+  const std::string& not_ready_since =
+      pod.not_ready_since.empty() ? pod.created : pod.not_ready_since;
   Json conditions =
       Json::array({{{"type", "Ready"},
                     {"status", pod.ready ? "True" : "False"},
-                    {"lastTransitionTime", pod.ready ? pod.ready_since : pod.created}}});
+                    {"lastTransitionTime", pod.ready ? pod.ready_since : not_ready_since}}});
   return {
       {"apiVersion", "v1"},
       {"kind", "Pod"},

@@ -27,7 +27,10 @@ struct FakePod {
   bool ready = true;
   std::string created = "2026-01-01T00:00:00Z";
   std::string ready_since = "2026-01-01T00:00:10Z";
-  bool deleting = false;
+  // The Ready condition's lastTransitionTime while not ready; "" = created.
+  std::string not_ready_since = {};
+  bool deleting = false;  // deletionTimestamp: deleted_by
+  std::string deleted_by = "2026-01-01T00:00:00Z";
   int restarts = 0;  // its container's restartCount
 };
 

@@ -106,6 +106,17 @@ struct KubeWorld::State {
     }
     return scaling::ReplicaState::kStarting;
   }
+  // From when a draining pod has had no new requests: its grace period's end once deleted (it
+  // serves through its preStop wait), else the leave time after its readiness last turned false.
+  std::optional<Clock::TimePoint> draining_since(const Pod& p, Clock::TimePoint now,
+                                                 Clock::WallTime wall_now) const {
+    if (p.deleting) {
+      if (!p.deleted_by) return std::nullopt;
+      return now + (*p.deleted_by - wall_now);
+    }
+    if (!p.not_ready_since) return std::nullopt;
+    return to_controller_time(*p.not_ready_since, now, wall_now) + options.leave_time;
+  }
   bool pods_stale(Clock::TimePoint now) const {
     return !pods_read_at || now - *pods_read_at > kStalePods;
   }
@@ -408,6 +419,8 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
       } else {
         st.first_ready.erase(p.uid);
       }
+      if (ro.state == scaling::ReplicaState::kDraining)
+        ro.draining_since = st.draining_since(p, now, wall_now);
       if (auto c = st.cpu.find(p.uid); c != st.cpu.end() && c->second) {
         ro.cpu_utilization = c->second;
         if (ro.state == scaling::ReplicaState::kReady) {

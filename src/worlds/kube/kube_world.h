@@ -67,6 +67,9 @@ struct KubeWorldOptions {
   // How often the pods' /metrics and the Deployments are read; the observations between read
   // the pods and the gateways only. 0: every observation.
   Clock::Duration scrape_interval = std::chrono::seconds(5);
+  // How long a pod out of its Service's endpoints may still get requests from the gateway (its
+  // DNS refresh plus the answers' time to live: kube::pod_leave_time of the file).
+  Clock::Duration leave_time = std::chrono::seconds(11);
   // app.kubernetes.io/name of the gateway's pods.
   std::string gateway_name = "prescale-gateway";
   // Problems reading the cluster (an API error, a gateway that does not answer), each said when

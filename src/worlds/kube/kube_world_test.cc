@@ -211,8 +211,12 @@ TEST_F(KubeWorldTest, ScalesTheDeploymentAndRestartsByEvictingThePod) {
   world.observe(clock_.now());
   ASSERT_TRUE(world.restart("web-a").has_value());
   EXPECT_EQ(fake_.deleted(), std::vector<std::string>{"web-a"});
-  EXPECT_EQ(world.observe(clock_.now()).service("web")->replicas[0].state,
-            scaling::ReplicaState::kDraining);
+  const scaling::ReplicaObservation& evicted =
+      world.observe(clock_.now()).service("web")->replicas[0];
+  EXPECT_EQ(evicted.state, scaling::ReplicaState::kDraining);
+  // It serves through its preStop wait: it has had no new requests only from its deadline on.
+  EXPECT_EQ(evicted.draining_since,
+            clock_.now() - 60s);  // deletionTimestamp 00:00:00, now 00:01:00
   EXPECT_EQ(world.restart("web-z").error().code, ErrorCode::kNotFound);
 }
 
@@ -253,8 +257,11 @@ TEST_F(KubeWorldTest, APodThatWasReadyAndIsNotIsNoCapacityOnTheWay) {
   const Clock::TimePoint first_ready =
       world.observe(clock_.now()).service("web")->replicas[0].ready_at.value();
   // web-a fails its readiness probe; web-b restarted without ever being ready.
-  fake_.set_pod(
-      {.name = "web-a", .app = "web", .ports = {{"http", web_a_.port()}}, .ready = false});
+  fake_.set_pod({.name = "web-a",
+                 .app = "web",
+                 .ports = {{"http", web_a_.port()}},
+                 .ready = false,
+                 .not_ready_since = "2026-01-01T00:01:02Z"});
   fake_.set_pod({.name = "web-b",
                  .app = "web",
                  .ports = {{"http", 1}},
@@ -266,6 +273,10 @@ TEST_F(KubeWorldTest, APodThatWasReadyAndIsNotIsNoCapacityOnTheWay) {
   EXPECT_EQ(web->replicas[0].state, scaling::ReplicaState::kDraining);
   EXPECT_EQ(web->replicas[1].state, scaling::ReplicaState::kDraining);
   EXPECT_EQ(web->count(scaling::ReplicaState::kStarting), 0);
+  // Without new requests from the gateway's DNS refresh and the answers' time to live (the leave
+  // time, 11 s) after their readiness turned false: web-a 3 s ago, web-b at its creation 10 s ago.
+  EXPECT_EQ(web->replicas[0].draining_since, clock_.now() + 8s);
+  EXPECT_EQ(web->replicas[1].draining_since, clock_.now() + 1s);
   // Ready again: ready since its condition last turned True, as Kubernetes' HPA reads it (the
   // policy counts its start once: PrescalePolicyTest.AReplicaReadyAgainAfterASpellOutIsNot...).
   fake_.set_pod({.name = "web-a",

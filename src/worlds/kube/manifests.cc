@@ -67,7 +67,7 @@ Json deployment(std::string_view name, std::string_view component, int replicas,
   // A terminating pod leaves its Service's endpoints at once, but the gateway sees that only at
   // its next look at the name, which DNS may answer from a cache for its time to live (CoreDNS:
   // 5 s): the pod goes on accepting until then, and drains after.
-  const int leave_seconds = whole_seconds(config.gateway.dns_refresh_rate) + kDnsTtlSeconds + 1;
+  const int leave_seconds = pod_leave_seconds(config);
   container["lifecycle"] = {
       {"preStop", {{"exec", {{"command", {"sleep", std::to_string(leave_seconds)}}}}}}};
   // No FOO_SERVICE_HOST variables per Service; no API token: only the controller talks to the
@@ -284,6 +284,10 @@ std::vector<Json> controller_access(const ManifestOptions& o) {
 }
 
 }  // namespace
+
+int pod_leave_seconds(const Config& config) {
+  return whole_seconds(config.gateway.dns_refresh_rate) + kDnsTtlSeconds + 1;
+}
 
 Result<std::vector<Json>> kubernetes_objects(const Config& config, const ManifestOptions& o) {
   std::vector<std::string> problems;

@@ -62,6 +62,11 @@ inline constexpr std::string_view kModelRoot = "/var/lib/prescale/models";
 Result<std::vector<nlohmann::ordered_json>> kubernetes_objects(const Config& config,
                                                                const ManifestOptions& options);
 
+// How long a pod out of its Service's endpoints may still get requests from the gateway: its DNS
+// refresh (gateway.dns_refresh_rate) plus the cluster DNS' time to live, and a second. The
+// rendered pods serve this long through their preStop wait after deletion.
+int pod_leave_seconds(const Config& config);
+
 // A YAML stream of the objects, one document each ("---" between), strings quoted wherever YAML
 // would read them as something else ("8080", "true", "") and multi-line ones as literal blocks.
 std::string to_yaml_stream(const std::vector<nlohmann::ordered_json>& objects);

@@ -255,6 +255,10 @@ const scaling::Snapshot& SimWorld::observe(Clock::TimePoint now) {
       ro.started_at = w.time(r.started_step);
       ro.ready_at.reset();
       if (r.ready_step != kNever && r.ready_step <= w.step) ro.ready_at = w.time(r.ready_step);
+      ro.draining_since.reset();
+      if (r.state == ReplicaState::kDraining && r.drain_step != kNever) {
+        ro.draining_since = w.time(r.drain_step);
+      }
       while (sample < sv.cpu_samples.size() && sv.cpu_samples[sample].first < r.serial) ++sample;
       ro.cpu_utilization.reset();
       if (sample < sv.cpu_samples.size() && sv.cpu_samples[sample].first == r.serial) {

@@ -58,9 +58,14 @@ std::optional<Pod> read_pod(const Json& item) {
       item.contains("status") && item["status"].is_object() ? &item["status"] : nullptr;
   if (status != nullptr && status->contains("conditions") && (*status)["conditions"].is_array()) {
     for (const Json& c : (*status)["conditions"]) {
-      if (string_at(c, {"type"}) != "Ready" || string_at(c, {"status"}) != "True") continue;
-      p.ready = phase == "Running";
-      p.ready_since = parse_utc(string_at(c, {"lastTransitionTime"}));
+      if (string_at(c, {"type"}) != "Ready") continue;
+      const auto since = parse_utc(string_at(c, {"lastTransitionTime"}));
+      if (string_at(c, {"status"}) == "True") {
+        p.ready = phase == "Running";
+        p.ready_since = since;
+      } else {
+        p.not_ready_since = since;
+      }
     }
   }
   if (status != nullptr && status->contains("containerStatuses") &&
@@ -74,7 +79,9 @@ std::optional<Pod> read_pod(const Json& item) {
       }
     }
   }
-  p.deleting = !string_at(item, {"metadata", "deletionTimestamp"}).empty();
+  const std::string deletion = string_at(item, {"metadata", "deletionTimestamp"});
+  p.deleting = !deletion.empty();
+  p.deleted_by = parse_utc(deletion);
   return p;
 }
 

@@ -19,12 +19,16 @@ struct Pod {
   std::string name, uid;
   std::string app;        // app.kubernetes.io/name: the service, or the gateway
   bool ready = false;     // Running, and its Ready condition True
-  bool deleting = false;  // metadata.deletionTimestamp set
+  bool deleting = false;  // metadata.deletionTimestamp set (deleted_by, where it parses)
   int restarts = 0;       // its containers' restartCount, summed
   // When its first container started running (containerStatuses[].state.running.startedAt).
   std::optional<Clock::WallTime> running_since;
   Clock::WallTime created{};
   std::optional<Clock::WallTime> ready_since;  // when its Ready condition last turned True
+  // When its Ready condition last turned False (or Unknown): not ready since then.
+  std::optional<Clock::WallTime> not_ready_since;
+  // metadata.deletionTimestamp: when it is killed if it has not stopped (its grace period's end).
+  std::optional<Clock::WallTime> deleted_by;
   std::string ip;
   std::uint16_t http_port = 0, admin_port = 0;  // container ports named "http" and "admin"
 };
