@@ -113,6 +113,14 @@ std::vector<std::string> pod_command(const TempDir& dir, const std::string& moun
       value = mounted;
     } else if (flag == "--state-dir") {
       value = dir.file("state");
+    } else if (flag == "--admission-from") {
+      // The controller's Service; where none runs here, a port nothing listens on (a controller
+      // that is down: the gateway keeps the file's limits).
+      EXPECT_EQ(value, "http://prescale-controller:9902/v1/admission");
+      const auto controller = ports.find("prescale-controller");
+      value =
+          "http://127.0.0.1:" + std::to_string(controller == ports.end() ? 1 : controller->second) +
+          "/v1/admission";
     } else if (flag == "--upstream") {
       const std::string service = value.substr(0, value.find('='));
       EXPECT_EQ(value, service + "=" + service + ":8080");  // the headless Service's name
@@ -151,7 +159,7 @@ TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
   const auto checked = check.wait(60s);
   if (checked == 77) GTEST_SKIP() << check.log();
   EXPECT_EQ(checked, 0) << check.log();
-  EXPECT_THAT(check.log(), HasSubstr("26 objects, 0 problems"));
+  EXPECT_THAT(check.log(), HasSubstr("27 objects, 0 problems"));
 
   // The checker finds what the API would refuse: a number where a string is due, an unknown
   // field, a container with no name.
@@ -218,7 +226,7 @@ gateway:
       render(dir, echo_only, {"--image", "prescale:test", "-o", dir.file("manifests.yaml")});
   ASSERT_EQ(status, 0) << log;
   const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(dir.file("manifests.yaml"));
-  ASSERT_EQ(docs.size(), 14u);
+  ASSERT_EQ(docs.size(), 15u);
 
   // The ConfigMap, where the gateway's pod mounts it.
   const std::string mounted = dir.file("prescale.yaml.mounted");
@@ -282,14 +290,19 @@ gateway:
   }
 }
 
-// The rendered pods of the service "web" (`replicas` of them) and of the gateway in front of
-// them, run here, and a stand-in API server listing them as pods of their Deployments: web's
-// named web-5c7b-a1, web-5c7b-b2, ... Port 0 when one did not start (its log says why).
+// The rendered pods of the service "web" (`replicas` of them), of the controller and of the
+// gateway in front of them, run here, and a stand-in API server listing web's and the gateway's
+// as pods of their Deployments: web's named web-5c7b-a1, web-5c7b-b2, ... The controller talks to
+// the stand-in, and the gateway reads the admission limits from it. Port 0 when one did not
+// start (its log says why).
 struct RunningPods {
   std::vector<std::unique_ptr<Subprocess>> web;
+  std::unique_ptr<Subprocess> controller;
   std::unique_ptr<Subprocess> gateway;
   std::unique_ptr<kube::fake::FakeApiServer> api;
-  int port = 0;  // the gateway's
+  int port = 0;              // the gateway's
+  int gateway_admin = 0;     // the gateway's admin port
+  int controller_admin = 0;  // the controller's admin port
 };
 
 RunningPods run_pods(const TempDir& dir, const std::string& mounted,
@@ -313,7 +326,15 @@ RunningPods run_pods(const TempDir& dir, const std::string& mounted,
     out.api->set_pod({.name = name, .app = "web", .ports = {{"http", port}}});
   }
   std::vector<std::string> argv =
-      pod_command(dir, mounted, find(docs, "Deployment", "prescale-gateway"), {{"web", 0}});
+      pod_command(dir, mounted, find(docs, "Deployment", "prescale-controller"), {});
+  argv.insert(argv.end(), {"--api-server", out.api->url(), "--admin-address", "127.0.0.1"});
+  out.controller = std::make_unique<Subprocess>(argv, dir.file("controller.log"));
+  const int controller_admin = testing::port_from_file(dir.file("prescale-controller.admin"));
+  EXPECT_GT(controller_admin, 0) << out.controller->log();
+  if (controller_admin <= 0) return out;
+
+  argv = pod_command(dir, mounted, find(docs, "Deployment", "prescale-gateway"),
+                     {{"web", 0}, {"prescale-controller", controller_admin}});
   for (std::string& arg : argv) {
     if (arg.starts_with("web=")) arg = upstream;
   }
@@ -326,6 +347,8 @@ RunningPods run_pods(const TempDir& dir, const std::string& mounted,
                     .app = "prescale-gateway",
                     .ports = {{"http", port}, {"admin", admin}}});
   out.port = port;
+  out.gateway_admin = admin;
+  out.controller_admin = controller_admin;
   return out;
 }
 
@@ -352,17 +375,14 @@ gateway:
   ASSERT_GT(pods.port, 0);
   kube::fake::FakeApiServer& api = *pods.api;
   const int port = pods.port;
+  Subprocess& controller = *pods.controller;
+  const int controller_admin = pods.controller_admin;
 
   const YAML::Node controller_deployment = find(docs, "Deployment", "prescale-controller");
   EXPECT_EQ(controller_deployment["spec"]["strategy"]["type"].as<std::string>(), "Recreate");
   EXPECT_EQ(
       controller_deployment["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(),
       "prescale-controller");
-  std::vector<std::string> argv = pod_command(dir, mounted, controller_deployment, {});
-  argv.insert(argv.end(), {"--api-server", api.url(), "--admin-address", "127.0.0.1"});
-  Subprocess controller(argv, dir.file("controller.log"));
-  const int controller_admin = testing::port_from_file(dir.file("prescale-controller.admin"));
-  ASSERT_GT(controller_admin, 0) << controller.log();
   http::Client client(http::ClientOptions{.request_timeout = 10s, .threads = 1});
   auto status_of = [&](int p, const std::string& path) {
     auto r = client.request("127.0.0.1", static_cast<uint16_t>(p), testing::get_request(path));
@@ -378,6 +398,26 @@ gateway:
       << controller.log();
   EXPECT_EQ(status_of(controller_admin, cc["livenessProbe"]["httpGet"]["path"].as<std::string>()),
             200);
+  // The gateway's admission limit is the controller's: web's replicas complete 20 req/s each, so
+  // each may have ceil(20 × (0.2 s of SLO + 0.1 s of queue limit)) = 6 in flight, and the one
+  // gateway takes them all. The file writes no queue_limit: alone, the gateway would have none.
+  auto body_of = [&](int p, const std::string& path) {
+    auto r = client.request("127.0.0.1", static_cast<uint16_t>(p), testing::get_request(path));
+    return r ? r->body : std::string();
+  };
+  EXPECT_EQ(body_of(controller_admin, "/v1/admission"),
+            R"({"gateways":1,"services":{"web":{"capacity_rps":20.0,"per_gateway":6,)"
+            R"("per_replica":6,"queue_limit_ms":100}}})");
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        return body_of(pods.gateway_admin, "/metrics")
+                   .find("prescale_gateway_admission_limit{service=\"web\"} 6\n") !=
+               std::string::npos;
+      },
+      5s))
+      << pods.gateway->log();
+  EXPECT_THAT(pods.gateway->log(), HasSubstr("web: admission limit 6 requests in flight per "
+                                             "replica, from the controller"));
 
   // 100 requests a second, five times what one replica serves.
   Subprocess load({PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(port),
@@ -431,11 +471,7 @@ gateway:
   ASSERT_GT(pods.port, 0);
   kube::fake::FakeApiServer& api = *pods.api;
   const int port = pods.port;
-  std::vector<std::string> argv =
-      pod_command(dir, mounted, find(docs, "Deployment", "prescale-controller"), {});
-  argv.insert(argv.end(), {"--api-server", api.url(), "--admin-address", "127.0.0.1"});
-  Subprocess controller(argv, dir.file("controller.log"));
-  ASSERT_GT(testing::port_from_file(dir.file("prescale-controller.admin")), 0) << controller.log();
+  const Subprocess& controller = *pods.controller;
 
   // 30 requests a second that each keep 64 KiB: up to 2 MiB/s for a pod (the balancer need not
   // split them evenly), at the limit some 55 s in or later. The trend needs 30 s of samples; a pod

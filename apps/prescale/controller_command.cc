@@ -7,12 +7,14 @@
 #include <csignal>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "admin_endpoints.h"
+#include "admission_feed.h"
 #include "command_util.h"
 #include "control/controller.h"
 #include "control/history_store.h"
@@ -23,6 +25,7 @@
 #include "core/port_file.h"
 #include "gateway/gateway.h"
 #include "healing/healer.h"
+#include "http/json.h"
 #include "http/server.h"
 #include "local_platform.h"
 #include "runtime/runtime.h"
@@ -309,14 +312,46 @@ int ControllerCommand::run() const {
     }
   };
 
+  // Admission limits for the gateway pods (GET /v1/admission, admission_feed.h): each service's
+  // from its learned capacity, shared among the gateways in service.
+  LearnedAdmission admission(config.services);
+  std::mutex admission_mu;
+  std::string admission_document;  // "" before the first look
+  int gateways = 1;  // in service, as last known: kept while the list of pods is stale
+  auto publish_admission = [&] {
+    if (const std::optional<int> known = world.gateways_in_service()) gateways = *known;
+    std::string document = to_json(share_admission(admission, config.services, gateways));
+    std::lock_guard lock(admission_mu);
+    admission_document = std::move(document);
+  };
+
   std::atomic<bool> observed{false};
   // Alive while its looks at the cluster go on: a loop stuck for a minute (a call that never
   // returns) fails the liveness probe, and the kubelet restarts the container.
   std::atomic<Clock::Duration::rep> last_tick{clock.now().time_since_epoch().count()};
-  const http::Router admin_routes =
+  http::Router admin_routes =
       admin_router(registry, observed, "not observed yet", [&last_tick, &clock] {
         const Clock::TimePoint at{Clock::Duration(last_tick.load())};
         return clock.now() - at < std::chrono::minutes(1);
+      });
+  admin_routes.add(
+      http::Method::kGet, "/v1/admission", [&](http::Request&, http::Responder respond) {
+        if (f.recommend_only) {
+          return respond(http::error_response(
+              503, "recommend_only",
+              "recommending only: the gateways keep their own admission limits"));
+        }
+        std::string document;
+        {
+          std::lock_guard lock(admission_mu);
+          document = admission_document;
+        }
+        if (document.empty()) {
+          return respond(http::error_response(503, "not_ready", "the cluster not looked at yet"));
+        }
+        http::Response r = http::Response::text(200, std::move(document));
+        r.headers.set("Content-Type", "application/json");
+        respond(std::move(r));
       });
   http::ServerOptions admin_options;
   admin_options.address = f.admin_address;
@@ -363,6 +398,12 @@ int ControllerCommand::run() const {
     if (sig > 0) break;
     if (clock.now() < controller.next_tick()) continue;
     controller.tick();
+    if (prescale_policy != nullptr && !f.recommend_only) {
+      admission.follow(
+          [&](std::string_view s) { return prescale_policy->capacity().capacity_rps(s); },
+          [](std::string_view, int) -> Result<void> { return {}; });
+    }
+    publish_admission();
     observed = true;
     last_tick = clock.now().time_since_epoch().count();
     if (config.healer.enabled) {

@@ -8,12 +8,14 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "admin_endpoints.h"
+#include "admission_feed.h"
 #include "command_util.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -45,9 +47,15 @@ struct GatewayFlags {
   int shutdown_grace_ms = -1;  // -1: http.shutdown_grace
   std::string log_level;       // "": the config's
   std::string log_format;
+  std::string admission_from;  // the controller's /v1/admission; "": the file's limits only
 };
 
 namespace {
+
+// --admission-from: how often the controller's limits are read, and how long one read may take
+// (the loop that also takes the signals waits on it).
+constexpr Clock::Duration kAdmissionFeedInterval = std::chrono::seconds(1);
+constexpr std::chrono::milliseconds kAdmissionFeedTimeout{500};
 
 // --upstream flags over gateway.upstreams: a flag replaces the config's list for its service.
 Result<std::map<std::string, std::vector<std::pair<std::string, uint16_t>>>> static_upstreams(
@@ -174,6 +182,10 @@ GatewayCommand::GatewayCommand(CLI::App& app) : flags_(std::make_unique<GatewayF
                    "How long in-flight requests may take after SIGTERM (default: "
                    "http.shutdown_grace, 10000)")
       ->check(CLI::Range(0, 3600000));
+  command_->add_option("--admission-from", f.admission_from,
+                       "http://HOST:PORT/PATH of `prescale controller`'s /v1/admission: the "
+                       "services' admission limits from their learned capacity, shared among the "
+                       "gateways, read every second (docs/kubernetes.md)");
   command_->add_option("--log-level", f.log_level, "trace|debug|info|warn|error|off");
   command_->add_option("--log-format", f.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}));
@@ -209,6 +221,13 @@ int GatewayCommand::run() const {
     sigemptyset(&hup);
     sigaddset(&hup, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &hup, nullptr);
+  }
+
+  std::unique_ptr<AdmissionFeed> admission_feed;
+  if (!f.admission_from.empty()) {
+    auto url = parse_http_url(f.admission_from);
+    if (!url) return error("--admission-from " + f.admission_from + ": " + url.error().message);
+    admission_feed = std::make_unique<AdmissionFeed>(std::move(*url), kAdmissionFeedTimeout);
   }
 
   auto listen = parse_listen(config.gateway.listen);
@@ -294,6 +313,12 @@ int GatewayCommand::run() const {
     return std::chrono::duration<double>(Clock::real().wall_now().time_since_epoch()).count();
   };
   last_reload.set(wall_seconds());
+  auto set_admission = [&gw](std::string_view service, int n) {
+    return (*gw)->set_max_requests_per_replica(service, static_cast<std::uint32_t>(n));
+  };
+  // The controller's limits from the start, where it answers.
+  if (admission_feed) admission_feed->poll(set_admission);
+  Clock::TimePoint next_admission_poll = Clock::real().now() + kAdmissionFeedInterval;
   std::optional<std::string> applied_text =
       f.config_path.empty() ? std::nullopt : read_whole_file(f.config_path);
   Config running = config;
@@ -310,6 +335,8 @@ int GatewayCommand::run() const {
     auto next = effective_gateway_config(*loaded, f.upstreams);
     if (!next) return fail(f.config_path + ": " + next.error().message);
     if (auto r = (*gw)->reload(*next); !r) return fail(f.config_path + ": " + r.error().message);
+    // The controller's limits stay in force over the file's just reloaded.
+    if (admission_feed) admission_feed->reapply(set_admission);
     reloads_ok.inc();
     last_reload.set(wall_seconds());
     spdlog::info("reloaded configuration from {} ({} routes)", f.config_path, next->routes.size());
@@ -335,6 +362,10 @@ int GatewayCommand::run() const {
     const timespec poll_interval{1, 0};
     sig = sigtimedwait(&wait_set, nullptr, &poll_interval);
     if (sig == SIGTERM || sig == SIGINT) break;
+    if (admission_feed && Clock::real().now() >= next_admission_poll) {
+      next_admission_poll = Clock::real().now() + kAdmissionFeedInterval;
+      admission_feed->poll(set_admission);
+    }
     if (f.config_path.empty()) {
       if (sig == SIGHUP) spdlog::warn("SIGHUP: no configuration file (-f) to reload");
       continue;

@@ -40,4 +40,9 @@ int LearnedAdmission::per_replica(std::string_view service) const {
   return it == in_force_.end() ? 0 : it->second.per_replica;
 }
 
+double LearnedAdmission::capacity_rps(std::string_view service) const {
+  auto it = in_force_.find(service);
+  return it == in_force_.end() ? 0 : it->second.capacity_rps;
+}
+
 }  // namespace prescale

@@ -41,6 +41,8 @@ class LearnedAdmission {
 
   // The number in force; 0 for a service without an admission limit.
   int per_replica(std::string_view service) const;
+  // The capacity per replica that number was computed from; 0 for a service without a limit.
+  double capacity_rps(std::string_view service) const;
 
  private:
   struct InForce {

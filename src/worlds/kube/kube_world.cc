@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -460,6 +461,14 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
     }
   }
   return st.snapshot;
+}
+
+std::optional<int> KubeWorld::gateways_in_service() const {
+  const State& st = *state_;
+  if (st.pods_stale(st.options.clock->now())) return std::nullopt;
+  return static_cast<int>(std::count_if(st.pods.begin(), st.pods.end(), [&st](const Pod& p) {
+    return p.app == st.options.gateway_name && p.ready && !p.deleting;
+  }));
 }
 
 Result<std::vector<std::string>> KubeWorld::missing_deployments() {

@@ -41,6 +41,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,9 @@ class KubeWorld final : public control::World {
   // kOutOfRange for a service's only ready pod (a container restarted in place is back sooner
   // than a new pod); the API's: kUnavailable for a refusal under the PodDisruptionBudget (429).
   Result<void> restart(std::string_view replica_id) override;
+  // The gateway pods in service (ready, not being deleted) in the last list of pods read; nullopt
+  // before one has been read, or while the last is stale (30 s).
+  std::optional<int> gateways_in_service() const;
   // The services with no Deployment of their name in the namespace; errors: the API's (one that
   // does not answer, or does not let this account list Deployments).
   Result<std::vector<std::string>> missing_deployments();

@@ -375,5 +375,26 @@ TEST_F(KubeWorldTest, APodStartingIsOnItsWayUntilItHasRunAMinuteUnready) {
             scaling::ReplicaState::kDraining);  // running for over a minute, not ready
 }
 
+TEST_F(KubeWorldTest, CountsTheGatewayPodsInServiceWhileItsListIsFresh) {
+  KubeWorld world = make_world();
+  EXPECT_EQ(world.gateways_in_service(), std::nullopt) << "no list read yet";
+  world.observe(clock_.now());
+  EXPECT_EQ(world.gateways_in_service(), 1);
+  // A second ready, a third starting, a fourth leaving: two share the admission limits.
+  fake_.set_pod({.name = "prescale-gateway-2", .app = "prescale-gateway", .ports = {}});
+  fake_.set_pod(
+      {.name = "prescale-gateway-3", .app = "prescale-gateway", .ports = {}, .ready = false});
+  fake_.set_pod(
+      {.name = "prescale-gateway-4", .app = "prescale-gateway", .ports = {}, .deleting = true});
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(world.gateways_in_service(), 2);
+  // With no list for 30 s, the count is not known.
+  fake_.fail_with(500);
+  clock_.advance(31s);
+  world.observe(clock_.now());
+  EXPECT_EQ(world.gateways_in_service(), std::nullopt);
+}
+
 }  // namespace
 }  // namespace prescale::kube

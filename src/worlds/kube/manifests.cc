@@ -226,6 +226,13 @@ Json gateway_container(const Config& config, const ManifestOptions& o) {
     argv.push_back("--upstream");
     argv.push_back(s.name + "=" + s.name + ":" + std::to_string(kServicePort));
   }
+  // The admission limits the controller learns, shared among the gateway pods, through its
+  // Service.
+  if (o.controller) {
+    argv.push_back("--admission-from");
+    argv.push_back("http://" + std::string(kControllerName) + ":" +
+                   std::to_string(kControllerAdminPort) + "/v1/admission");
+  }
   return {{"name", "gateway"},
           {"image", o.image},
           {"command", std::move(argv)},
@@ -363,6 +370,12 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
 
   if (!o.controller) return objects;
   for (Json& object : controller_access(o)) objects.push_back(std::move(object));
+  // The gateways read the admission limits at this name (--admission-from).
+  objects.push_back(service_object(kControllerName, "controller",
+                                   {{"ports", Json::array({{{"name", "admin"},
+                                                            {"port", kControllerAdminPort},
+                                                            {"targetPort", "admin"}}})}},
+                                   o));
   Json controller_annotations = scrape_annotations(kControllerAdminPort);
   controller_annotations["checksum/config"] = sha256_hex(o.config_text);  // it reads the file once
   Json controller = deployment(

@@ -6,7 +6,8 @@
 // reading the file from the ConfigMap prescale-config; the controller (`prescale controller`,
 // which scales the services' Deployments) a Deployment of one pod named prescale-controller, with
 // a ServiceAccount, Role and RoleBinding of that name letting it read pods and Deployments,
-// delete pods and change the Deployments' scale. Only the controller's pod gets an API token. What
+// evict pods and change the Deployments' scale, and a Service of that name for its admin port,
+// where the gateways read the admission limits it learns (`--admission-from`). Only the controller's pod gets an API token. What
 // the local platform does for a replica, the manifests ask of the kubelet:
 // - the replica's program: `prescale serve KIND` in the Prescale image for a built-in service,
 //   the service's own `image` and `command` for a command service; "{port}" is 8080;

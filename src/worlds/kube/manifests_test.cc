@@ -106,8 +106,8 @@ Json from_yaml(const YAML::Node& n) {
 TEST(KubeManifests, TheYamlStreamReadsBackAsTheObjects) {
   const auto objects = render(kShop, options());
   // The ConfigMap; a Service, Deployment and PodDisruptionBudget each, and the gateway's; the
-  // controller's ServiceAccount, Role, RoleBinding and Deployment.
-  ASSERT_EQ(objects.size(), 17u);
+  // controller's ServiceAccount, Role, RoleBinding, Service and Deployment.
+  ASSERT_EQ(objects.size(), 18u);
   const std::vector<YAML::Node> docs = YAML::LoadAll(to_yaml_stream(objects));
   ASSERT_EQ(docs.size(), objects.size());
   for (size_t i = 0; i < docs.size(); ++i) {
@@ -256,7 +256,8 @@ TEST(KubeManifests, EverySelectorSelectsItsOwnPodsAndEachServiceIsHeadless) {
         EXPECT_EQ(o["spec"]["template"]["metadata"]["labels"][k], v) << o["metadata"]["name"];
       }
     }
-    if (o["kind"] == "Service" && o["metadata"]["name"] != "prescale-gateway") {
+    if (o["kind"] == "Service" && o["metadata"]["name"] != "prescale-gateway" &&
+        o["metadata"]["name"] != "prescale-controller") {
       EXPECT_EQ(o["spec"]["clusterIP"], "None");
       EXPECT_EQ(o["spec"]["selector"],
                 find(objects, "Deployment",
@@ -270,6 +271,13 @@ TEST(KubeManifests, EverySelectorSelectsItsOwnPodsAndEachServiceIsHeadless) {
     }
   }
   EXPECT_EQ(find(objects, "Service", "prescale-gateway")["spec"]["type"], "ClusterIP");
+  // The controller's admin port, where the gateways read the admission limits.
+  const Json& controller = find(objects, "Service", "prescale-controller");
+  EXPECT_FALSE(controller["spec"].contains("type")) << "ClusterIP: inside the cluster only";
+  EXPECT_EQ(controller["spec"]["ports"].dump(),
+            R"([{"name":"admin","port":9902,"targetPort":"admin"}])");
+  EXPECT_EQ(controller["spec"]["selector"],
+            find(objects, "Deployment", "prescale-controller")["spec"]["selector"]["matchLabels"]);
 }
 
 TEST(KubeManifests, TheGatewayReadsTheFileAndReachesEachServiceByItsName) {
@@ -281,7 +289,8 @@ TEST(KubeManifests, TheGatewayReadsTheFileAndReachesEachServiceByItsName) {
   EXPECT_EQ(c["command"].dump(),
             R"(["prescale","gateway","-f","/etc/prescale/prescale.yaml","--address","0.0.0.0",)"
             R"("--port","8080","--admin-port","9901","--upstream","checkout=checkout:8080",)"
-            R"("--upstream","recommend=recommend:8080","--upstream","forecast=forecast:8080"])");
+            R"("--upstream","recommend=recommend:8080","--upstream","forecast=forecast:8080",)"
+            R"("--admission-from","http://prescale-controller:9902/v1/admission"])");
   EXPECT_EQ(find(objects, "ConfigMap", "prescale-config")["data"]["prescale.yaml"], kShop);
   EXPECT_EQ(find(objects, "Service", "prescale-gateway")["spec"]["type"], "LoadBalancer");
   for (const Json& object : objects) EXPECT_EQ(object["metadata"]["namespace"], "shop");
@@ -332,7 +341,11 @@ TEST(KubeManifests, OnlyTheControllerTalksToTheApiWithWhatItCallsAndNoMore) {
                                                         ["persistentVolumeClaim"]["claimName"],
       "prescale-state");
   o.controller = false;
-  EXPECT_EQ(render(kShop, o).size(), objects.size() - 4);
+  const auto alone = render(kShop, o);
+  EXPECT_EQ(alone.size(), objects.size() - 5);
+  // Without a controller the gateways keep the file's admission limits.
+  EXPECT_EQ(container_of(alone, "prescale-gateway")["command"].dump().find("--admission-from"),
+            std::string::npos);
 }
 
 TEST(KubeManifests, WithoutANamespaceNoneIsWritten) {
@@ -375,7 +388,8 @@ gateway:
             "sends a request nowhere without routes unless it has exactly one service (this file "
             "has 2)");
   EXPECT_EQ(render("version: 1\nservices:\n  - {name: a, kind: builtin/echo}\n", options()).size(),
-            11u);  // 7, and the controller's Deployment, ServiceAccount, Role and RoleBinding
+            12u);  // 7, and the controller's Deployment, Service, ServiceAccount, Role and
+                   // RoleBinding
 
   auto config = load_config_string(kShop, "shop.yaml");
   ASSERT_TRUE(config);

@@ -1,0 +1,243 @@
+#include "admission_feed.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+#include "http/router.h"
+#include "http/server.h"
+
+namespace prescale {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+ServiceConfig service(std::string name, double capacity_rps, std::chrono::milliseconds limit) {
+  ServiceConfig s;
+  s.name = std::move(name);
+  s.concurrency = 2;
+  s.capacity_rps = capacity_rps;
+  s.queue_limit = limit;
+  return s;
+}
+
+TEST(AdmissionLimits, EachGatewayTakesItsShareRoundedUp) {
+  const std::vector<ServiceConfig> services = {
+      service("api", 100, 100ms), service("batch", 100, 0ms), service("tiny", 1, 100ms)};
+  const LearnedAdmission admission(services);
+  const AdmissionLimits one = share_admission(admission, services, 1);
+  EXPECT_EQ(one.gateways, 1);
+  ASSERT_EQ(one.services.size(), 2u) << "batch has no admission limit";
+  EXPECT_EQ(one.services.at("api").per_replica, 12);  // concurrency + ceil(100 req/s × 0.1 s)
+  EXPECT_EQ(one.services.at("api").per_gateway, 12);
+  EXPECT_EQ(one.services.at("api").queue_limit_ms, 100);
+  EXPECT_EQ(one.services.at("api").capacity_rps, 100);
+
+  const AdmissionLimits three = share_admission(admission, services, 3);
+  EXPECT_EQ(three.services.at("api").per_gateway, 4);
+  EXPECT_EQ(three.services.at("tiny").per_replica, 3);
+  EXPECT_EQ(three.services.at("tiny").per_gateway, 1);
+  const AdmissionLimits five = share_admission(admission, services, 5);
+  EXPECT_EQ(five.services.at("api").per_gateway, 3) << "12 / 5 rounded up";
+  EXPECT_EQ(five.services.at("tiny").per_gateway, 1) << "at least one each";
+  EXPECT_EQ(share_admission(admission, services, 0).gateways, 1) << "none in service yet";
+}
+
+TEST(AdmissionLimits, TheDocumentReadsBack) {
+  const std::vector<ServiceConfig> services = {service("api", 100, 100ms)};
+  const AdmissionLimits limits = share_admission(LearnedAdmission(services), services, 2);
+  auto back = parse_admission_limits(to_json(limits));
+  ASSERT_TRUE(back.has_value()) << back.error().message;
+  EXPECT_EQ(back->gateways, 2);
+  EXPECT_EQ(back->services.at("api").per_replica, 12);
+  EXPECT_EQ(back->services.at("api").per_gateway, 6);
+  EXPECT_EQ(back->services.at("api").capacity_rps, 100);
+  EXPECT_EQ(back->services.at("api").queue_limit_ms, 100);
+}
+
+TEST(AdmissionLimits, ABadDocumentIsRefusedNamingWhere) {
+  auto message = [](std::string_view body) {
+    auto parsed = parse_admission_limits(body);
+    EXPECT_FALSE(parsed.has_value()) << body;
+    return parsed ? std::string() : parsed.error().message;
+  };
+  EXPECT_THAT(message("{\"gateways\": 1,"), HasSubstr("at byte"));
+  EXPECT_THAT(message("[]"), HasSubstr("expected a JSON object"));
+  EXPECT_THAT(message("{\"services\": {}}"), HasSubstr("gateways: missing"));
+  EXPECT_THAT(message("{\"gateways\": 0, \"services\": {}}"),
+              HasSubstr("gateways: expected an integer from 1 to 1000000, got 0"));
+  EXPECT_THAT(message("{\"gateways\": 1}"), HasSubstr("services: expected an object"));
+  EXPECT_THAT(message("{\"gateways\": 1, \"services\": {\"web\": 3}}"),
+              HasSubstr("services.web: expected an object"));
+  EXPECT_THAT(
+      message("{\"gateways\": 1, \"services\": {\"web\": {\"per_gateway\": \"6\", \"per_replica\": "
+              "6}}}"),
+      HasSubstr("services.web.per_gateway: expected an integer from 1 to 1000000, got \"6\""));
+  EXPECT_THAT(message("{\"gateways\": 1, \"services\": {\"web\": {\"per_gateway\": 6}}}"),
+              HasSubstr("services.web.per_replica: missing"));
+}
+
+// The controller's admin port, as the test sets it.
+class FakeController {
+ public:
+  FakeController() : state_(std::make_shared<State>()) {
+    router_.add(http::Method::kGet, "/v1/admission",
+                [state = state_](http::Request&, http::Responder r) {
+                  std::lock_guard lock(state->mu);
+                  ++state->requests;
+                  r(http::Response::text(state->status, state->body));
+                });
+    http::ServerOptions o;
+    o.address = "127.0.0.1";
+    o.threads = 1;
+    server_ = std::make_unique<http::Server>(o, router_.as_handler());
+    EXPECT_TRUE(server_->start().has_value());
+  }
+  ~FakeController() { server_->shutdown(0ms); }
+  void set(std::string body, int status = 200) {
+    std::lock_guard lock(state_->mu);
+    state_->body = std::move(body);
+    state_->status = status;
+  }
+  HttpUrl url() const {
+    return {.host = "127.0.0.1",
+            .port = static_cast<uint16_t>(server_->port()),
+            .path = "/v1/admission"};
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::string body;
+    int status = 200;
+    int requests = 0;
+  };
+  std::shared_ptr<State> state_;
+  http::Router router_;
+  std::unique_ptr<http::Server> server_;
+};
+
+std::string document(int gateways, std::map<std::string, int> per_gateway) {
+  AdmissionLimits limits;
+  limits.gateways = gateways;
+  for (const auto& [name, n] : per_gateway) {
+    limits.services[name] = {.per_replica = n * gateways, .per_gateway = n};
+  }
+  return to_json(limits);
+}
+
+class AdmissionFeedTest : public ::testing::Test {
+ protected:
+  AdmissionFeedTest() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(log_)) {
+    previous_ = spdlog::default_logger();
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink_));
+  }
+  ~AdmissionFeedTest() override { spdlog::set_default_logger(previous_); }
+
+  // What the gateway was told, in order; services outside `known` are refused as the gateway
+  // refuses a service it has no cluster for.
+  AdmissionFeed::Apply apply() {
+    return [this](std::string_view service, int n) -> Result<void> {
+      if (!known.contains(std::string(service))) {
+        return make_error(ErrorCode::kNotFound, "no cluster for service " + std::string(service));
+      }
+      applied.emplace_back(std::string(service), n);
+      return {};
+    };
+  }
+  int count(std::string_view text) const {
+    const std::string log = log_.str();
+    int n = 0;
+    for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+    return n;
+  }
+
+  std::set<std::string> known = {"web", "api"};
+  std::vector<std::pair<std::string, int>> applied;
+  std::ostringstream log_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+using Applied = std::vector<std::pair<std::string, int>>;
+
+TEST_F(AdmissionFeedTest, AppliesWhatChangedAndKeepsItWhenTheControllerFails) {
+  FakeController controller;
+  AdmissionFeed feed(controller.url(), 2000ms);
+  controller.set(document(2, {{"web", 6}, {"api", 3}}));
+  EXPECT_TRUE(feed.poll(apply()));
+  EXPECT_EQ(applied, (Applied{{"api", 3}, {"web", 6}}));
+  EXPECT_EQ(feed.per_replica("web"), 6);
+  EXPECT_TRUE(feed.poll(apply()));
+  EXPECT_EQ(applied.size(), 2u) << "nothing changed";
+  controller.set(document(3, {{"web", 4}, {"api", 3}}));  // a third gateway
+  EXPECT_TRUE(feed.poll(apply()));
+  EXPECT_EQ(applied.back(), (std::pair<std::string, int>{"web", 4}));
+  EXPECT_EQ(applied.size(), 3u);
+  EXPECT_THAT(log_.str(), HasSubstr("web: admission limit 4 requests in flight per replica, from "
+                                    "the controller (12 for all gateways, shared among 3"));
+
+  // Failures change nothing, each said when it starts; the recovery said once.
+  controller.set("{\"error\":{\"code\":\"not_ready\"}}", 503);
+  EXPECT_FALSE(feed.poll(apply()));
+  EXPECT_FALSE(feed.poll(apply()));
+  EXPECT_EQ(count("HTTP 503"), 1);
+  controller.set("{\"gateways\": 0}");
+  EXPECT_FALSE(feed.poll(apply()));
+  EXPECT_EQ(count("gateways: expected an integer"), 1);
+  EXPECT_EQ(applied.size(), 3u);
+  EXPECT_EQ(feed.per_replica("web"), 4);
+  controller.set(document(3, {{"web", 4}, {"api", 3}}));
+  EXPECT_TRUE(feed.poll(apply()));
+  EXPECT_EQ(count("are read again"), 1);
+  EXPECT_EQ(applied.size(), 3u);
+}
+
+TEST_F(AdmissionFeedTest, AControllerThatIsGoneIsSaidOnce) {
+  HttpUrl url;
+  {
+    FakeController gone;
+    url = gone.url();
+  }
+  AdmissionFeed feed(url, 500ms);
+  EXPECT_FALSE(feed.poll(apply()));
+  EXPECT_FALSE(feed.poll(apply()));
+  EXPECT_EQ(
+      count("admission limits from http://127.0.0.1:" + std::to_string(url.port) + "/v1/admission"),
+      1)
+      << log_.str();
+  EXPECT_THAT(log_.str(), HasSubstr("the limits in force stay"));
+  EXPECT_TRUE(applied.empty());
+}
+
+TEST_F(AdmissionFeedTest, AReloadGetsTheControllersNumbersBackAndAnUnknownServiceIsTriedAgain) {
+  FakeController controller;
+  AdmissionFeed feed(controller.url(), 2000ms);
+  controller.set(document(1, {{"web", 6}, {"cart", 5}}));
+  EXPECT_TRUE(feed.poll(apply()));
+  EXPECT_EQ(applied, (Applied{{"web", 6}}));
+  EXPECT_TRUE(feed.poll(apply()));
+  EXPECT_EQ(count("service cart: no cluster for service cart"), 1) << log_.str();
+  EXPECT_EQ(feed.per_replica("cart"), 0);
+  // The file's reload set the gateway's own numbers: the controller's go back in force.
+  applied.clear();
+  feed.reapply(apply());
+  EXPECT_EQ(applied, (Applied{{"web", 6}}));
+  // A reload that added the service: its number is taken at the next read.
+  known.insert("cart");
+  applied.clear();
+  EXPECT_TRUE(feed.poll(apply()));
+  EXPECT_EQ(applied, (Applied{{"cart", 5}}));
+}
+
+}  // namespace
+}  // namespace prescale
