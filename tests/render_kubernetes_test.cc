@@ -81,6 +81,9 @@ YAML::Node find(const std::vector<YAML::Node>& docs, const std::string& kind,
   return YAML::Node();
 }
 
+// The gateway's pod, as the stand-in API server lists it.
+constexpr const char* kGatewayPod = "prescale-gateway-7d9f-x2";
+
 // A container's command as this machine runs it: the binary under test, port 0 with a port file
 // for the fixed ports (<dir>/<name>.port, .admin), the mounted file `mounted`, the services'
 // addresses here (`ports`) and the state in <dir>/state.
@@ -116,11 +119,13 @@ std::vector<std::string> pod_command(const TempDir& dir, const std::string& moun
     } else if (flag == "--admission-from") {
       // The controller's Service; where none runs here, a port nothing listens on (a controller
       // that is down: the gateway keeps the file's limits).
-      EXPECT_EQ(value, "http://prescale-controller:9902/v1/admission");
+      // The kubelet fills in the pod's name: the stand-in API server lists the gateway's as
+      // kGatewayPod.
+      EXPECT_EQ(value, "http://prescale-controller:9902/v1/admission/$(POD_NAME)");
       const auto controller = ports.find("prescale-controller");
       value =
           "http://127.0.0.1:" + std::to_string(controller == ports.end() ? 1 : controller->second) +
-          "/v1/admission";
+          "/v1/admission/" + kGatewayPod;
     } else if (flag == "--upstream") {
       const std::string service = value.substr(0, value.find('='));
       EXPECT_EQ(value, service + "=" + service + ":8080");  // the headless Service's name
@@ -343,7 +348,7 @@ RunningPods run_pods(const TempDir& dir, const std::string& mounted,
   const int admin = testing::port_from_file(dir.file("prescale-gateway.admin"));
   EXPECT_GT(admin, 0) << out.gateway->log();
   if (port <= 0 || admin <= 0) return out;
-  out.api->set_pod({.name = "prescale-gateway-7d9f-x2",
+  out.api->set_pod({.name = kGatewayPod,
                     .app = "prescale-gateway",
                     .ports = {{"http", port}, {"admin", admin}}});
   out.port = port;
@@ -407,7 +412,10 @@ gateway:
   };
   EXPECT_EQ(body_of(controller_admin, "/v1/admission"),
             R"({"gateways":1,"services":{"web":{"capacity_rps":20.0,"per_gateway":6,)"
-            R"("per_replica":6,"queue_limit_ms":100}}})");
+            R"("per_replica":6,"queue_limit_ms":100,"share":1.0}}})");
+  EXPECT_EQ(body_of(controller_admin, std::string("/v1/admission/") + kGatewayPod),
+            body_of(controller_admin, "/v1/admission"))
+      << "one gateway: all of it";
   EXPECT_TRUE(testing::wait_for(
       [&] {
         return body_of(pods.gateway_admin, "/metrics")

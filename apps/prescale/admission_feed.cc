@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "http/client.h"
@@ -14,7 +15,7 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr std::int64_t kMaxPerReplica = 1'000'000;
+constexpr std::int64_t kMaxPerReplica = kMaxAdmissionPerReplica;
 
 // `j`'s field `key` as an integer from 1 to kMaxPerReplica; `where` names it in the message.
 Result<int> count_at(const Json& j, const char* key, const std::string& where) {
@@ -34,14 +35,25 @@ Result<int> count_at(const Json& j, const char* key, const std::string& where) {
 }  // namespace
 
 AdmissionLimits share_admission(const LearnedAdmission& admission,
-                                const std::vector<ServiceConfig>& services, int gateways) {
+                                const std::vector<ServiceConfig>& services, int gateways,
+                                const GatewayShare& share) {
   AdmissionLimits out;
   out.gateways = std::max(gateways, 1);
   for (const ServiceConfig& s : services) {
-    const int n = admission.per_replica(s.name);
+    const int n = std::min(admission.per_replica(s.name), kMaxAdmissionPerReplica);
     if (n <= 0) continue;
+    const std::optional<double> known = share ? share(s.name) : std::nullopt;
+    // At least half an even share: a gateway the balancer starts sending to is not held to one
+    // request at a time until its share is seen.
+    const double even = 1.0 / out.gateways;
+    const double fraction = known && std::isfinite(*known) && out.gateways > 1
+                                ? std::clamp(*known, even / 2, 1.0)
+                                : even;
+    // Rounded up, less a hair: an even share of 12 among 3 is 4, not 5 for 12 × (1/3).
+    const int per_gateway = static_cast<int>(std::ceil(n * fraction - 1e-9));
     out.services[s.name] = {.per_replica = n,
-                            .per_gateway = std::max(1, (n + out.gateways - 1) / out.gateways),
+                            .per_gateway = std::clamp(per_gateway, 1, n),
+                            .share = fraction,
                             .capacity_rps = admission.capacity_rps(s.name),
                             .queue_limit_ms = s.effective_queue_limit().count()};
   }
@@ -53,6 +65,7 @@ std::string to_json(const AdmissionLimits& limits) {
   for (const auto& [name, s] : limits.services) {
     services[name] = {{"per_replica", s.per_replica},
                       {"per_gateway", s.per_gateway},
+                      {"share", s.share},
                       {"capacity_rps", s.capacity_rps},
                       {"queue_limit_ms", s.queue_limit_ms}};
   }
@@ -86,6 +99,9 @@ Result<AdmissionLimits> parse_admission_limits(std::string_view body) {
     auto per_replica = count_at(entry, "per_replica", where);
     if (!per_replica) return std::unexpected(per_replica.error());
     s.per_replica = *per_replica;
+    if (const auto f = entry.find("share"); f != entry.end() && f->is_number()) {
+      s.share = f->get<double>();
+    }
     if (const auto c = entry.find("capacity_rps"); c != entry.end() && c->is_number()) {
       s.capacity_rps = c->get<double>();
     }
@@ -97,12 +113,50 @@ Result<AdmissionLimits> parse_admission_limits(std::string_view body) {
   return out;
 }
 
+void AdmissionBoard::publish(const LearnedAdmission& admission,
+                             const std::vector<ServiceConfig>& services,
+                             std::optional<std::vector<std::string>> gateways,
+                             const SharesOf& shares_of) {
+  if (!gateways) {
+    std::lock_guard lock(mu_);
+    if (!gateways_) return;
+    gateways = gateways_;
+  }
+  const int k = static_cast<int>(gateways->size());
+  std::map<std::string, std::map<std::string, double>, std::less<>> shares;
+  for (const ServiceConfig& s : services) {
+    if (admission.per_replica(s.name) > 0) shares[s.name] = shares_of(s.name);
+  }
+  std::string even = to_json(share_admission(admission, services, k));
+  std::map<std::string, std::string, std::less<>> by_gateway;
+  for (const std::string& g : *gateways) {
+    by_gateway[g] = to_json(share_admission(admission, services, k, [&](std::string_view service) {
+      const auto of = shares.find(service);
+      if (of == shares.end() || of->second.empty()) return std::optional<double>();
+      const auto it = of->second.find(g);
+      // Not read yet (a new pod), while others carry the service: half an even share.
+      return std::optional<double>(it == of->second.end() ? 0.0 : it->second);
+    }));
+  }
+  std::lock_guard lock(mu_);
+  gateways_ = std::move(gateways);
+  even_ = std::move(even);
+  by_gateway_ = std::move(by_gateway);
+}
+
+std::optional<std::string> AdmissionBoard::document(std::string_view gateway) const {
+  std::lock_guard lock(mu_);
+  if (!gateways_) return std::nullopt;
+  const auto it = by_gateway_.find(gateway);
+  return it == by_gateway_.end() ? even_ : it->second;
+}
+
 AdmissionFeed::AdmissionFeed(HttpUrl url, std::chrono::milliseconds timeout)
     : url_(std::move(url)),
-      url_text_("http://" + host_port(url_.host, url_.port) + url_.path),
       timeout_(timeout),
       client_(std::make_unique<http::Client>(http::ClientOptions{.threads = 1})) {
   if (url_.path.empty()) url_.path = "/";
+  url_text_ = "http://" + host_port(url_.host, url_.port) + url_.path;
 }
 
 AdmissionFeed::~AdmissionFeed() = default;
@@ -129,13 +183,24 @@ bool AdmissionFeed::poll(const Apply& apply) {
   if (!limits) return fail(limits.error().message);
   if (!problem_.empty()) spdlog::info("admission limits from {} are read again", url_text_);
   problem_.clear();
+  // A service no longer listed (its queue_limit now 0): the gateway's own number again.
+  std::vector<std::string> gone;
+  for (const auto& [name, n] : in_force_) {
+    if (!limits->services.contains(name)) gone.push_back(name);
+  }
+  for (const std::string& name : gone) {
+    if (auto applied = apply(name, 0); applied || applied.error().code == ErrorCode::kNotFound) {
+      in_force_.erase(name);
+      spdlog::info("{}: no admission limit from the controller any more; the file's applies", name);
+    }
+  }
   for (const auto& [name, s] : limits->services) {
     if (per_replica(name) == s.per_gateway) continue;
     if (apply_one(apply, name, s.per_gateway)) {
       spdlog::info(
           "{}: admission limit {} requests in flight per replica, from the controller ({} for "
-          "all gateways, shared among {}; capacity {:.1f} req/s)",
-          name, s.per_gateway, s.per_replica, limits->gateways, s.capacity_rps);
+          "all {} gateways, {:.0f} % of the requests here; capacity {:.1f} req/s)",
+          name, s.per_gateway, s.per_replica, limits->gateways, 100 * s.share, s.capacity_rps);
     }
   }
   return true;

@@ -2,13 +2,15 @@
 // "Admission limits"). `prescale controller` learns each service's capacity as `prescale up` does
 // (LearnedAdmission) and serves, on its admin port, what each gateway pod should let in flight
 // per replica: the service's number shared among the gateway pods in service, each taking
-// ceil(per_replica / gateways), so that N gateways do not let N times the service's queue_limit
-// wait for it. `prescale gateway --admission-from URL` reads it every second and puts it in force.
+// ceil(per_replica × its share of the service's requests) (an even share where none is known),
+// so that N gateways do not let N times the service's queue_limit wait for it. `prescale gateway
+// --admission-from URL` reads it every second and puts it in force.
 //
-// The document (GET /v1/admission, application/json; fields stable, docs/kubernetes.md):
+// The document (GET /v1/admission/GATEWAY_POD, or /v1/admission for an even share;
+// application/json; fields stable, docs/kubernetes.md):
 //   {"gateways": 2,
-//    "services": {"web": {"per_replica": 12, "per_gateway": 6, "capacity_rps": 21.3,
-//                         "queue_limit_ms": 100}}}
+//    "services": {"web": {"per_replica": 12, "per_gateway": 8, "share": 0.62,
+//                         "capacity_rps": 21.3, "queue_limit_ms": 100}}}
 // Only services with an admission limit (queue_limit not 0) are listed.
 //
 // Thread safety: the functions are pure; an AdmissionFeed is driven by one thread.
@@ -19,6 +21,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -38,7 +42,8 @@ class Client;
 struct AdmissionLimits {
   struct Service {
     int per_replica = 0;      // what the service's replicas take in flight, all gateways together
-    int per_gateway = 0;      // each gateway's share: ceil(per_replica / gateways), at least 1
+    int per_gateway = 0;      // this gateway's: ceil(per_replica × share), from 1 to per_replica
+    double share = 0;         // of the service's requests, or 1 / gateways where none is known
     double capacity_rps = 0;  // the capacity per replica it was computed from
     std::int64_t queue_limit_ms = 0;
   };
@@ -46,22 +51,55 @@ struct AdmissionLimits {
   std::map<std::string, Service, std::less<>> services;
 };
 
-// The limits `admission` has in force for `services`, shared among `gateways` (fewer than one
-// counts as one: with none in service yet, the first to come takes it all).
+// A gateway's share of a service's requests (KubeWorld::gateway_shares); nullopt where it is not
+// known.
+using GatewayShare = std::function<std::optional<double>(std::string_view service)>;
+
+inline constexpr int kMaxAdmissionPerReplica = 1'000'000;
+
+// The limits `admission` has in force for `services`, for one of `gateways` (fewer than one counts
+// as one: with none in service yet, the first to come takes it all) whose share of each service's
+// requests `share` tells (at least half an even share); where it does not, an even share.
+// Numbers are at most kMaxAdmissionPerReplica.
 AdmissionLimits share_admission(const LearnedAdmission& admission,
-                                const std::vector<ServiceConfig>& services, int gateways);
+                                const std::vector<ServiceConfig>& services, int gateways,
+                                const GatewayShare& share = {});
 
 std::string to_json(const AdmissionLimits& limits);
 
 // The document back. Errors (kInvalidArgument) name what is wrong and where: "invalid JSON at byte
-// 7: ...", "services.web.per_gateway: expected an integer from 1 to 1000000, got \"6\"".
+// 7: ...", "services.web.per_gateway: expected an integer from 1 to 1000000, got \"6\"". Fields
+// it does not know are left alone.
 Result<AdmissionLimits> parse_admission_limits(std::string_view body);
+
+// The controller's side: the documents the gateways read, made after each look (the controller's
+// loop) and served from the admin port's thread.
+class AdmissionBoard {
+ public:
+  // A service's shares by gateway pod name (KubeWorld::gateway_shares).
+  using SharesOf = std::function<std::map<std::string, double>(std::string_view service)>;
+
+  // After a look: the gateway pods in service (nullopt: not known now; the last known stand) and
+  // their shares of each service's requests.
+  void publish(const LearnedAdmission& admission, const std::vector<ServiceConfig>& services,
+               std::optional<std::vector<std::string>> gateways, const SharesOf& shares_of);
+
+  // The document for the gateway pod `gateway` ("", or one not in service: an even share);
+  // nullopt until the gateways in service have been known.
+  std::optional<std::string> document(std::string_view gateway) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::optional<std::vector<std::string>> gateways_;
+  std::string even_;
+  std::map<std::string, std::string, std::less<>> by_gateway_;
+};
 
 // The gateway's side: reads the document and puts each service's per_gateway in force.
 class AdmissionFeed {
  public:
   // Puts a number of requests in flight per replica in force for a service
-  // (gateway::Gateway::set_max_requests_per_replica).
+  // (gateway::Gateway::set_max_requests_per_replica); 0: the gateway's own again (the file's).
   using Apply = std::function<Result<void>(std::string_view service, int per_replica)>;
 
   AdmissionFeed(HttpUrl url, std::chrono::milliseconds timeout);
@@ -70,7 +108,8 @@ class AdmissionFeed {
   AdmissionFeed& operator=(const AdmissionFeed&) = delete;
 
   // GETs the document (blocking, up to the timeout) and applies every number that differs from
-  // the one in force, each change logged. A failure (no answer, a status other than 200, a bad
+  // the one in force, each change logged; a service the document no longer lists gets the
+  // gateway's own number back (0). A failure (no answer, a status other than 200, a bad
   // document) changes nothing: the numbers in force stay. It is logged when it starts, and the
   // recovery when it ends. A service the gateway has no cluster for is left out, said once.
   // Returns whether the document was read.

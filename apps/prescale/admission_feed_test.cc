@@ -14,6 +14,7 @@
 
 #include "http/router.h"
 #include "http/server.h"
+#include "http/test_util.h"
 
 namespace prescale {
 namespace {
@@ -50,6 +51,50 @@ TEST(AdmissionLimits, EachGatewayTakesItsShareRoundedUp) {
   EXPECT_EQ(five.services.at("api").per_gateway, 3) << "12 / 5 rounded up";
   EXPECT_EQ(five.services.at("tiny").per_gateway, 1) << "at least one each";
   EXPECT_EQ(share_admission(admission, services, 0).gateways, 1) << "none in service yet";
+}
+
+TEST(AdmissionLimits, AGatewayTakesItsShareOfTheRequests) {
+  const std::vector<ServiceConfig> services = {service("api", 100, 100ms)};
+  const LearnedAdmission admission(services);
+  auto for_share = [&](std::optional<double> share, int gateways = 2) {
+    return share_admission(admission, services, gateways,
+                           [share](std::string_view) { return share; })
+        .services.at("api");
+  };
+  EXPECT_EQ(for_share(0.62).per_gateway, 8);  // ceil(12 × 0.62)
+  EXPECT_EQ(for_share(0.62).share, 0.62);
+  EXPECT_EQ(for_share(std::nullopt).per_gateway, 6) << "not known: an even share";
+  EXPECT_EQ(for_share(0.0).per_gateway, 3) << "at least half an even share";
+  EXPECT_EQ(for_share(0.0, 1).per_gateway, 12) << "alone: all of it";
+  EXPECT_EQ(for_share(1.7).per_gateway, 12) << "never more than the service's number";
+  ServiceConfig huge = service("huge", 1e12, 100ms);
+  EXPECT_EQ(share_admission(LearnedAdmission({huge}), {huge}, 1).services.at("huge").per_replica,
+            kMaxAdmissionPerReplica);
+}
+
+TEST(AdmissionBoard, ServesEachGatewayItsOwnOnceTheGatewaysAreKnown) {
+  const std::vector<ServiceConfig> services = {service("api", 100, 100ms)};
+  const LearnedAdmission admission(services);
+  AdmissionBoard board;
+  const auto shares = [](std::string_view) {
+    return std::map<std::string, double>{{"gw-a", 0.75}, {"gw-b", 0.25}};
+  };
+  EXPECT_EQ(board.document("gw-a"), std::nullopt);
+  board.publish(admission, services, std::nullopt, shares);
+  EXPECT_EQ(board.document(""), std::nullopt) << "the gateways not known yet";
+  board.publish(admission, services, std::vector<std::string>{"gw-a", "gw-b", "gw-c"}, shares);
+  auto per_gateway = [&](std::string_view gateway) {
+    auto doc = parse_admission_limits(board.document(gateway).value_or(""));
+    return doc ? doc->services.at("api").per_gateway : -1;
+  };
+  EXPECT_EQ(per_gateway("gw-a"), 9);    // ceil(12 × 0.75)
+  EXPECT_EQ(per_gateway("gw-b"), 3);    // ceil(12 × 0.25)
+  EXPECT_EQ(per_gateway("gw-c"), 2);    // not read yet: half an even share, ceil(12 / 6)
+  EXPECT_EQ(per_gateway(""), 4);        // an even share
+  EXPECT_EQ(per_gateway("gw-new"), 4);  // not listed yet: an even share
+  // A look whose list of pods is stale: the gateways last known stand.
+  board.publish(admission, services, std::nullopt, shares);
+  EXPECT_EQ(per_gateway("gw-a"), 9);
 }
 
 TEST(AdmissionLimits, TheDocumentReadsBack) {
@@ -93,7 +138,6 @@ class FakeController {
     router_.add(http::Method::kGet, "/v1/admission",
                 [state = state_](http::Request&, http::Responder r) {
                   std::lock_guard lock(state->mu);
-                  ++state->requests;
                   r(http::Response::text(state->status, state->body));
                 });
     http::ServerOptions o;
@@ -119,7 +163,6 @@ class FakeController {
     std::mutex mu;
     std::string body;
     int status = 200;
-    int requests = 0;
   };
   std::shared_ptr<State> state_;
   http::Router router_;
@@ -184,7 +227,7 @@ TEST_F(AdmissionFeedTest, AppliesWhatChangedAndKeepsItWhenTheControllerFails) {
   EXPECT_EQ(applied.back(), (std::pair<std::string, int>{"web", 4}));
   EXPECT_EQ(applied.size(), 3u);
   EXPECT_THAT(log_.str(), HasSubstr("web: admission limit 4 requests in flight per replica, from "
-                                    "the controller (12 for all gateways, shared among 3"));
+                                    "the controller (12 for all 3 gateways"));
 
   // Failures change nothing, each said when it starts; the recovery said once.
   controller.set("{\"error\":{\"code\":\"not_ready\"}}", 503);
@@ -203,11 +246,8 @@ TEST_F(AdmissionFeedTest, AppliesWhatChangedAndKeepsItWhenTheControllerFails) {
 }
 
 TEST_F(AdmissionFeedTest, AControllerThatIsGoneIsSaidOnce) {
-  HttpUrl url;
-  {
-    FakeController gone;
-    url = gone.url();
-  }
+  const HttpUrl url{
+      .host = "127.0.0.1", .port = http::testing::unused_port(), .path = "/v1/admission"};
   AdmissionFeed feed(url, 500ms);
   EXPECT_FALSE(feed.poll(apply()));
   EXPECT_FALSE(feed.poll(apply()));
@@ -237,6 +277,13 @@ TEST_F(AdmissionFeedTest, AReloadGetsTheControllersNumbersBackAndAnUnknownServic
   applied.clear();
   EXPECT_TRUE(feed.poll(apply()));
   EXPECT_EQ(applied, (Applied{{"cart", 5}}));
+  // A service the controller no longer lists (its queue_limit now 0): the gateway's own again.
+  controller.set(document(1, {{"web", 6}}));
+  applied.clear();
+  EXPECT_TRUE(feed.poll(apply()));
+  EXPECT_EQ(applied, (Applied{{"cart", 0}}));
+  EXPECT_EQ(feed.per_replica("cart"), 0);
+  EXPECT_THAT(log_.str(), HasSubstr("cart: no admission limit from the controller any more"));
 }
 
 }  // namespace

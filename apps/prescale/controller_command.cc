@@ -7,7 +7,6 @@
 #include <csignal>
 #include <iostream>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -312,18 +311,11 @@ int ControllerCommand::run() const {
     }
   };
 
-  // Admission limits for the gateway pods (GET /v1/admission, admission_feed.h): each service's
-  // from its learned capacity, shared among the gateways in service.
+  // Admission limits for the gateway pods (GET /v1/admission/POD, admission_feed.h): each
+  // service's from its learned capacity, shared among the gateways in service by their shares of
+  // its requests.
   LearnedAdmission admission(config.services);
-  std::mutex admission_mu;
-  std::string admission_document;  // "" before the first look
-  int gateways = 1;  // in service, as last known: kept while the list of pods is stale
-  auto publish_admission = [&] {
-    if (const std::optional<int> known = world.gateways_in_service()) gateways = *known;
-    std::string document = to_json(share_admission(admission, config.services, gateways));
-    std::lock_guard lock(admission_mu);
-    admission_document = std::move(document);
-  };
+  AdmissionBoard admission_board;
 
   std::atomic<bool> observed{false};
   // Alive while its looks at the cluster go on: a loop stuck for a minute (a call that never
@@ -334,25 +326,24 @@ int ControllerCommand::run() const {
         const Clock::TimePoint at{Clock::Duration(last_tick.load())};
         return clock.now() - at < std::chrono::minutes(1);
       });
-  admin_routes.add(
-      http::Method::kGet, "/v1/admission", [&](http::Request&, http::Responder respond) {
-        if (f.recommend_only) {
-          return respond(http::error_response(
-              503, "recommend_only",
-              "recommending only: the gateways keep their own admission limits"));
-        }
-        std::string document;
-        {
-          std::lock_guard lock(admission_mu);
-          document = admission_document;
-        }
-        if (document.empty()) {
-          return respond(http::error_response(503, "not_ready", "the cluster not looked at yet"));
-        }
-        http::Response r = http::Response::text(200, std::move(document));
-        r.headers.set("Content-Type", "application/json");
-        respond(std::move(r));
-      });
+  const http::Handler admission_route = [&](http::Request& req, http::Responder respond) {
+    if (f.recommend_only) {
+      return respond(http::error_response(
+          503, "recommend_only",
+          "recommending only: the gateways keep the admission limits they have"));
+    }
+    std::optional<std::string> document =
+        admission_board.document(req.param("gateway").value_or(""));
+    if (!document) {
+      return respond(
+          http::error_response(503, "not_ready", "the gateway pods have not been listed yet"));
+    }
+    http::Response r = http::Response::text(200, std::move(*document));
+    r.headers.set("Content-Type", "application/json");
+    respond(std::move(r));
+  };
+  admin_routes.add(http::Method::kGet, "/v1/admission", admission_route);
+  admin_routes.add(http::Method::kGet, "/v1/admission/{gateway}", admission_route);
   http::ServerOptions admin_options;
   admin_options.address = f.admin_address;
   admin_options.port = static_cast<uint16_t>(f.admin_port);
@@ -403,7 +394,8 @@ int ControllerCommand::run() const {
           [&](std::string_view s) { return prescale_policy->capacity().capacity_rps(s); },
           [](std::string_view, int) -> Result<void> { return {}; });
     }
-    publish_admission();
+    admission_board.publish(admission, config.services, world.gateways_in_service(),
+                            [&world](std::string_view s) { return world.gateway_shares(s); });
     observed = true;
     last_tick = clock.now().time_since_epoch().count();
     if (config.healer.enabled) {

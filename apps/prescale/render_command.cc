@@ -47,8 +47,9 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
       ->capture_default_str();
   command_
       ->add_option("--gateway-replicas", f.gateway_replicas,
-                   "Gateway pods; each keeps its own admission limits, so n gateways admit up to "
-                   "n times a service's queue")
+                   "Gateway pods; the controller shares each service's admission limit among "
+                   "them (without it, each keeps the file's, so n gateways admit up to n times a "
+                   "service's queue)")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   command_->add_flag("--no-controller", f.no_controller,

@@ -330,8 +330,10 @@ TEST(CapacityModel, AReplicaOutOfServiceSinceBeforeTheWindowDoesNotStopLearning)
   };
   const Clock::Duration t = minutes(30);
   EXPECT_EQ(with_draining(t, std::nullopt), 0) << "since when is not known: it may have served";
-  EXPECT_EQ(with_draining(t + seconds(15), t), 0) << "it left within the settling windows";
-  EXPECT_EQ(with_draining(t + seconds(30), t - minutes(10)), 1);
+  EXPECT_EQ(with_draining(t + seconds(15), t), 0) << "it left within the window";
+  EXPECT_EQ(with_draining(t + seconds(30), t - seconds(15)), 0)
+      << "it left within the settling window before it (2 windows of 30 s)";
+  EXPECT_EQ(with_draining(t + seconds(45), t - minutes(10)), 1);
   EXPECT_NEAR(model.service_time_seconds("api"), 0.03, 1e-8) << "two replicas served the window";
 }
 

@@ -37,6 +37,10 @@ struct PodScrape {
   Clock::TimePoint at;
 };
 
+// A gateway pod's share of a service's requests is averaged over about this long (and taken at
+// its last answer when larger: a share that grows is followed at once, one that shrinks over
+// these seconds).
+constexpr Clock::Duration kShareTime = std::chrono::seconds(10);
 // The list of pods is stale past this: the gateways are no longer read at the addresses it gave
 // (another pod may have one of them by now).
 constexpr Clock::Duration kStalePods = std::chrono::seconds(30);
@@ -66,6 +70,10 @@ struct KubeWorld::State {
     double process_start = NAN;     // process_start_time_seconds
     int restarts = 0;               // the pod's restartCount then
     std::uint64_t observation = 0;  // which observation it answered at
+    Clock::TimePoint at;            // when
+    // Per service: the requests it took, as an average decaying with kShareTime, and at its
+    // last answer.
+    std::map<std::string, double, std::less<>> recent, last;
   };
 
   void problem(const std::string& key, const std::string& message) {
@@ -111,12 +119,17 @@ struct KubeWorld::State {
   // serves through its preStop wait), else the leave time after its readiness last turned false.
   std::optional<Clock::TimePoint> draining_since(const Pod& p, Clock::TimePoint now,
                                                  Clock::WallTime wall_now) const {
-    if (p.deleting) {
-      if (!p.deleted_by) return std::nullopt;
-      return now + (*p.deleted_by - wall_now);
+    std::optional<Clock::TimePoint> since;
+    if (p.not_ready_since && !p.ready) {
+      since = to_controller_time(*p.not_ready_since, now, wall_now) + options.leave_time;
     }
-    if (!p.not_ready_since) return std::nullopt;
-    return to_controller_time(*p.not_ready_since, now, wall_now) + options.leave_time;
+    if (p.deleting) {
+      // Out of its Service's endpoints since it was not ready, if it was not ready before.
+      if (!p.deleted_by) return since;
+      const Clock::TimePoint deadline = now + (*p.deleted_by - wall_now);
+      return since ? std::min(*since, deadline) : deadline;
+    }
+    return since;
   }
   bool pods_stale(Clock::TimePoint now) const {
     return !pods_read_at || now - *pods_read_at > kStalePods;
@@ -251,16 +264,27 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
         known && std::isfinite(process_start) && std::isfinite(last->second.process_start) &&
         process_start > last->second.process_start &&
         (traffic::went_down(reading, last->second.reading) || p.restarts > last->second.restarts);
+    std::map<std::string, double, std::less<>> recent, last_growth;
     if (known && !new_process) {
-      traffic::add(gateway_total, traffic::growth(reading, last->second.reading));
+      const traffic::GatewayReading grown = traffic::growth(reading, last->second.reading);
+      traffic::add(gateway_total, grown);
       look.catching_up = look.catching_up || last->second.observation + 1 != observation;
+      const double keep = std::exp(-to_seconds(now - last->second.at) / to_seconds(kShareTime));
+      recent = std::move(last->second.recent);
+      for (auto& [service, n] : recent) n *= keep;
+      for (const auto& [service, counts] : grown.services) {
+        recent[service] += counts.arrivals;
+        last_growth[service] = counts.arrivals;
+      }
     } else if (new_process ||
                (!known && !first_gateways->contains(p.uid) && !counted.contains(p.uid))) {
       traffic::add(gateway_total, reading);  // new: all of it is since it started
       look.catching_up = true;
     }
     counted.insert(p.uid);
-    gateway_last[p.uid] = GatewaySeen{std::move(reading), process_start, p.restarts, observation};
+    gateway_last[p.uid] =
+        GatewaySeen{std::move(reading), process_start,         p.restarts, observation, now,
+                    std::move(recent),  std::move(last_growth)};
   }
   // Forget pods that are gone, and what was said of them; a pod listed again (it left the list
   // for a while) counts from its next answer.
@@ -463,12 +487,41 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
   return st.snapshot;
 }
 
-std::optional<int> KubeWorld::gateways_in_service() const {
+std::map<std::string, double> KubeWorld::gateway_shares(std::string_view service) const {
+  const State& st = *state_;
+  std::map<std::string, double> out;
+  if (st.pods_stale(st.options.clock->now())) return out;
+  double recent_sum = 0, last_sum = 0;
+  std::vector<std::pair<std::string, const State::GatewaySeen*>> serving;
+  for (const Pod& p : st.pods) {
+    if (p.app != st.options.gateway_name || !p.ready || p.deleting) continue;
+    const auto seen = st.gateway_last.find(p.uid);
+    if (seen == st.gateway_last.end()) continue;
+    serving.emplace_back(p.name, &seen->second);
+    const auto r = seen->second.recent.find(service);
+    recent_sum += r == seen->second.recent.end() ? 0 : r->second;
+    const auto l = seen->second.last.find(service);
+    last_sum += l == seen->second.last.end() ? 0 : l->second;
+  }
+  if (!(recent_sum > 0) && !(last_sum > 0)) return out;
+  for (const auto& [name, seen] : serving) {
+    const auto r = seen->recent.find(service);
+    const auto l = seen->last.find(service);
+    const double recent = recent_sum > 0 && r != seen->recent.end() ? r->second / recent_sum : 0;
+    const double last = last_sum > 0 && l != seen->last.end() ? l->second / last_sum : 0;
+    out[name] = std::max(recent, last);
+  }
+  return out;
+}
+
+std::optional<std::vector<std::string>> KubeWorld::gateways_in_service() const {
   const State& st = *state_;
   if (st.pods_stale(st.options.clock->now())) return std::nullopt;
-  return static_cast<int>(std::count_if(st.pods.begin(), st.pods.end(), [&st](const Pod& p) {
-    return p.app == st.options.gateway_name && p.ready && !p.deleting;
-  }));
+  std::vector<std::string> names;
+  for (const Pod& p : st.pods) {
+    if (p.app == st.options.gateway_name && p.ready && !p.deleting) names.push_back(p.name);
+  }
+  return names;
 }
 
 Result<std::vector<std::string>> KubeWorld::missing_deployments() {

@@ -69,7 +69,7 @@ struct KubeWorldOptions {
   // the pods and the gateways only. 0: every observation.
   Clock::Duration scrape_interval = std::chrono::seconds(5);
   // How long a pod out of its Service's endpoints may still get requests from the gateway (its
-  // DNS refresh plus the answers' time to live: kube::pod_leave_time of the file).
+  // DNS refresh plus the answers' time to live: kube::pod_leave_seconds of the file).
   Clock::Duration leave_time = std::chrono::seconds(11);
   // app.kubernetes.io/name of the gateway's pods.
   std::string gateway_name = "prescale-gateway";
@@ -95,9 +95,15 @@ class KubeWorld final : public control::World {
   // kOutOfRange for a service's only ready pod (a container restarted in place is back sooner
   // than a new pod); the API's: kUnavailable for a refusal under the PodDisruptionBudget (429).
   Result<void> restart(std::string_view replica_id) override;
-  // The gateway pods in service (ready, not being deleted) in the last list of pods read; nullopt
-  // before one has been read, or while the last is stale (30 s).
-  std::optional<int> gateways_in_service() const;
+  // Each gateway pod in service's share of `service`'s requests, by pod name: the larger of its
+  // share over the last seconds (an average decaying over 10 s) and at the last look, so that a
+  // gateway whose share grows has it at once. Empty while no gateway in service carried the
+  // service's requests lately, or the list of pods is stale. The shares may add up to more than 1
+  // while they move.
+  std::map<std::string, double> gateway_shares(std::string_view service) const;
+  // The names of the gateway pods in service (ready, not being deleted) in the last list of pods
+  // read; nullopt before one has been read, or while the last is stale (30 s).
+  std::optional<std::vector<std::string>> gateways_in_service() const;
   // The services with no Deployment of their name in the namespace; errors: the API's (one that
   // does not answer, or does not let this account list Deployments).
   Result<std::vector<std::string>> missing_deployments();

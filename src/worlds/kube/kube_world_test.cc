@@ -379,7 +379,7 @@ TEST_F(KubeWorldTest, CountsTheGatewayPodsInServiceWhileItsListIsFresh) {
   KubeWorld world = make_world();
   EXPECT_EQ(world.gateways_in_service(), std::nullopt) << "no list read yet";
   world.observe(clock_.now());
-  EXPECT_EQ(world.gateways_in_service(), 1);
+  EXPECT_EQ(world.gateways_in_service(), std::vector<std::string>{"prescale-gateway-1"});
   // A second ready, a third starting, a fourth leaving: two share the admission limits.
   fake_.set_pod({.name = "prescale-gateway-2", .app = "prescale-gateway", .ports = {}});
   fake_.set_pod(
@@ -388,12 +388,77 @@ TEST_F(KubeWorldTest, CountsTheGatewayPodsInServiceWhileItsListIsFresh) {
       {.name = "prescale-gateway-4", .app = "prescale-gateway", .ports = {}, .deleting = true});
   clock_.advance(1s);
   world.observe(clock_.now());
-  EXPECT_EQ(world.gateways_in_service(), 2);
+  EXPECT_EQ(world.gateways_in_service(),
+            (std::vector<std::string>{"prescale-gateway-1", "prescale-gateway-2"}));
   // With no list for 30 s, the count is not known.
   fake_.fail_with(500);
   clock_.advance(31s);
   world.observe(clock_.now());
   EXPECT_EQ(world.gateways_in_service(), std::nullopt);
+}
+
+TEST_F(KubeWorldTest, ADeletedPodHasNoNewRequestsFromItsDeadlineOrItsReadinessEnd) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  // Deleted while ready: it serves through its preStop wait, up to its grace period's end (30 s
+  // ahead of the controller's 00:01:00).
+  fake_.set_pod({.name = "web-a",
+                 .app = "web",
+                 .ports = {{"http", web_a_.port()}},
+                 .deleting = true,
+                 .deleted_by = "2026-01-01T00:01:30Z"});
+  // Deleted after it had stopped being ready: out of its Service since then (and the leave time).
+  fake_.set_pod({.name = "web-b",
+                 .app = "web",
+                 .ports = {{"http", 1}},
+                 .ready = false,
+                 .created = "2026-01-01T00:00:55Z",
+                 .not_ready_since = "2026-01-01T00:00:58Z",
+                 .deleting = true,
+                 .deleted_by = "2026-01-01T00:01:30Z"});
+  const scaling::ServiceObservation* web = world.observe(clock_.now()).service("web");
+  EXPECT_EQ(web->replicas[0].state, scaling::ReplicaState::kDraining);
+  EXPECT_EQ(web->replicas[0].draining_since, clock_.now() + 30s);
+  EXPECT_EQ(web->replicas[1].draining_since, clock_.now() - 2s + 11s);
+}
+
+TEST_F(KubeWorldTest, EachGatewaysShareOfAServiceFollowsWhatItCarries) {
+  MetricsPort second;
+  second.set(gateway_metrics(0, 0, 0));
+  fake_.set_pod({.name = "prescale-gateway-2",
+                 .app = "prescale-gateway",
+                 .ports = {{"http", 1}, {"admin", second.port()}}});
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  EXPECT_TRUE(world.gateway_shares("web").empty()) << "nothing carried yet";
+  // 300 requests through the first, 100 through the second.
+  gateway_.set(gateway_metrics(1300, 400, 50));
+  second.set(gateway_metrics(100, 0, 0));
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  auto shares = world.gateway_shares("web");
+  EXPECT_NEAR(shares.at("prescale-gateway-1"), 0.75, 1e-9);
+  EXPECT_NEAR(shares.at("prescale-gateway-2"), 0.25, 1e-9);
+  // The balancer turns: the second's share is taken at once, the first's decays.
+  gateway_.set(gateway_metrics(1400, 400, 50));
+  second.set(gateway_metrics(400, 0, 0));
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  shares = world.gateway_shares("web");
+  EXPECT_NEAR(shares.at("prescale-gateway-2"), 0.75, 1e-9);
+  EXPECT_GT(shares.at("prescale-gateway-1"), 0.45);
+  EXPECT_LT(shares.at("prescale-gateway-1"), 0.75);
+  // A gateway leaving service leaves the others all of it.
+  fake_.set_pod({.name = "prescale-gateway-1",
+                 .app = "prescale-gateway",
+                 .ports = {{"http", 1}, {"admin", gateway_.port()}},
+                 .deleting = true});
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  shares = world.gateway_shares("web");
+  EXPECT_EQ(shares.size(), 1u);
+  EXPECT_NEAR(shares.at("prescale-gateway-2"), 1.0, 1e-9);
+  EXPECT_TRUE(world.gateway_shares("checkout").empty()) << "no route leads to it";
 }
 
 }  // namespace

@@ -226,23 +226,28 @@ Json gateway_container(const Config& config, const ManifestOptions& o) {
     argv.push_back("--upstream");
     argv.push_back(s.name + "=" + s.name + ":" + std::to_string(kServicePort));
   }
-  // The admission limits the controller learns, shared among the gateway pods, through its
-  // Service.
+  // The admission limits the controller learns, shared among the gateway pods by their shares of
+  // the requests, through its Service: this pod's, by its name (the kubelet fills in $(POD_NAME)).
+  Json env = Json::array();
   if (o.controller) {
     argv.push_back("--admission-from");
     argv.push_back("http://" + std::string(kControllerName) + ":" +
-                   std::to_string(kControllerAdminPort) + "/v1/admission");
+                   std::to_string(kControllerAdminPort) + "/v1/admission/$(POD_NAME)");
+    env.push_back(
+        {{"name", "POD_NAME"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "metadata.name"}}}}}});
   }
-  return {{"name", "gateway"},
-          {"image", o.image},
-          {"command", std::move(argv)},
-          {"ports", Json::array({{{"name", "http"}, {"containerPort", kServicePort}},
-                                 {{"name", "admin"}, {"containerPort", kGatewayAdminPort}}})},
-          {"readinessProbe", http_probe("/readyz", "admin")},
-          {"livenessProbe", http_probe("/healthz", "admin")},
-          {"volumeMounts",
-           Json::array({{{"name", "config"}, {"mountPath", kConfigDir}, {"readOnly", true}}})},
-          {"securityContext", {{"allowPrivilegeEscalation", false}}}};
+  Json c = {{"name", "gateway"},
+            {"image", o.image},
+            {"command", std::move(argv)},
+            {"ports", Json::array({{{"name", "http"}, {"containerPort", kServicePort}},
+                                   {{"name", "admin"}, {"containerPort", kGatewayAdminPort}}})},
+            {"readinessProbe", http_probe("/readyz", "admin")},
+            {"livenessProbe", http_probe("/healthz", "admin")},
+            {"volumeMounts",
+             Json::array({{{"name", "config"}, {"mountPath", kConfigDir}, {"readOnly", true}}})},
+            {"securityContext", {{"allowPrivilegeEscalation", false}}}};
+  if (!env.empty()) c["env"] = std::move(env);
+  return c;
 }
 
 // `prescale controller` in its pod: the policy against the Deployments, through the API with the

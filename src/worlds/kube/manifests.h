@@ -7,8 +7,9 @@
 // which scales the services' Deployments) a Deployment of one pod named prescale-controller, with
 // a ServiceAccount, Role and RoleBinding of that name letting it read pods and Deployments,
 // evict pods and change the Deployments' scale, and a Service of that name for its admin port,
-// where the gateways read the admission limits it learns (`--admission-from`). Only the controller's pod gets an API token. What
-// the local platform does for a replica, the manifests ask of the kubelet:
+// where each gateway pod reads its part of the admission limits it learns (`--admission-from`).
+// Only the controller's pod gets an API token. What the local platform does for a replica, the
+// manifests ask of the kubelet:
 // - the replica's program: `prescale serve KIND` in the Prescale image for a built-in service,
 //   the service's own `image` and `command` for a command service; "{port}" is 8080;
 // - readiness at services[].readiness_path (a startup probe covers the first 120 s, as the
@@ -43,7 +44,8 @@ struct ManifestOptions {
   int gateway_replicas = 1;
   std::string config_text;  // the file as written, for the ConfigMap
   std::string config_name;  // the file's name, for messages
-  // The controller's Deployment (`prescale controller`), ServiceAccount, Role and RoleBinding.
+  // The controller's Deployment (`prescale controller`), Service, ServiceAccount, Role and
+  // RoleBinding, and the gateway's --admission-from.
   bool controller = true;
   // A PersistentVolumeClaim the controller keeps its learned state on, across new pods (an
   // edited file, a reschedule); "" = an emptyDir, kept while the pod lives.

@@ -290,7 +290,9 @@ TEST(KubeManifests, TheGatewayReadsTheFileAndReachesEachServiceByItsName) {
             R"(["prescale","gateway","-f","/etc/prescale/prescale.yaml","--address","0.0.0.0",)"
             R"("--port","8080","--admin-port","9901","--upstream","checkout=checkout:8080",)"
             R"("--upstream","recommend=recommend:8080","--upstream","forecast=forecast:8080",)"
-            R"("--admission-from","http://prescale-controller:9902/v1/admission"])");
+            R"x("--admission-from","http://prescale-controller:9902/v1/admission/$(POD_NAME)"])x");
+  EXPECT_EQ(c["env"].dump(),
+            R"([{"name":"POD_NAME","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}])");
   EXPECT_EQ(find(objects, "ConfigMap", "prescale-config")["data"]["prescale.yaml"], kShop);
   EXPECT_EQ(find(objects, "Service", "prescale-gateway")["spec"]["type"], "LoadBalancer");
   for (const Json& object : objects) EXPECT_EQ(object["metadata"]["namespace"], "shop");
