@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "http/client.h"
+#include "http/json.h"
 #include "support/platform.h"
 #include "support/subprocess.h"
 #include "worlds/kube/fake_api_server.h"
@@ -450,6 +451,38 @@ gateway:
   EXPECT_THAT(
       metrics,
       HasSubstr("prescale_controller_scaling_events_total{service=\"web\",direction=\"up\"}"));
+
+  // A second gateway pod joins and gets none of the requests (no balancer sends it any): the
+  // running one, which carries them all, keeps all of web's number, and the new one half an even
+  // share of it.
+  api.set_pod({.name = "prescale-gateway-7d9f-y3", .app = "prescale-gateway", .ports = {}});
+  auto web_of = [&](const std::string& gateway) {
+    auto doc = http::parse_json(body_of(controller_admin, "/v1/admission/" + gateway));
+    if (!doc || !doc->contains("gateways") || (*doc)["gateways"] != 2) return nlohmann::json();
+    return (*doc)["services"]["web"];
+  };
+  EXPECT_TRUE(testing::wait_for([&] { return web_of(kGatewayPod).is_object(); }, 5s))
+      << controller.log();
+  const nlohmann::json busy = web_of(kGatewayPod);
+  const nlohmann::json idle = web_of("prescale-gateway-7d9f-y3");
+  ASSERT_TRUE(busy.is_object() && idle.is_object()) << controller.log();
+  EXPECT_EQ(busy["share"], 1.0) << busy.dump();
+  EXPECT_EQ(busy["per_gateway"], busy["per_replica"]) << busy.dump();
+  EXPECT_EQ(idle["share"], 0.25) << idle.dump();
+  EXPECT_EQ(idle["per_gateway"], (busy["per_replica"].get<int>() + 3) / 4) << idle.dump();
+  // What the running gateway has in force is its part (the learned capacity may move it meanwhile:
+  // the part read with the gateway's metric).
+  std::string last_seen;
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        const nlohmann::json part = web_of(kGatewayPod);
+        if (!part.is_object()) return false;
+        last_seen = "prescale_gateway_admission_limit{service=\"web\"} " +
+                    std::to_string(part["per_gateway"].get<int>()) + "\n";
+        return body_of(pods.gateway_admin, "/metrics").find(last_seen) != std::string::npos;
+      },
+      5s))
+      << last_seen << pods.gateway->log();
 
   controller.signal(SIGTERM);
   EXPECT_EQ(controller.wait(10s), 0) << controller.log();

@@ -15,19 +15,18 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr std::int64_t kMaxPerReplica = kMaxAdmissionPerReplica;
-
-// `j`'s field `key` as an integer from 1 to kMaxPerReplica; `where` names it in the message.
+// `j`'s field `key` as an integer from 1 to kMaxAdmissionPerReplica; `where` names it in the
+// message.
 Result<int> count_at(const Json& j, const char* key, const std::string& where) {
   const auto it = j.find(key);
   if (it == j.end()) {
     return make_error(ErrorCode::kInvalidArgument, where + "." + key + ": missing");
   }
   if (!it->is_number_integer() || it->get<std::int64_t>() < 1 ||
-      it->get<std::int64_t>() > kMaxPerReplica) {
+      it->get<std::int64_t>() > kMaxAdmissionPerReplica) {
     return make_error(ErrorCode::kInvalidArgument,
                       where + "." + key + ": expected an integer from 1 to " +
-                          std::to_string(kMaxPerReplica) + ", got " + it->dump());
+                          std::to_string(kMaxAdmissionPerReplica) + ", got " + it->dump());
   }
   return static_cast<int>(it->get<std::int64_t>());
 }
@@ -121,12 +120,14 @@ void AdmissionBoard::publish(const LearnedAdmission& admission,
     std::lock_guard lock(mu_);
     if (!gateways_) return;
     gateways = gateways_;
+  } else {
+    shares_.clear();
+    for (const ServiceConfig& s : services) {
+      if (admission.per_replica(s.name) > 0) shares_[s.name] = shares_of(s.name);
+    }
   }
   const int k = static_cast<int>(gateways->size());
-  std::map<std::string, std::map<std::string, double>, std::less<>> shares;
-  for (const ServiceConfig& s : services) {
-    if (admission.per_replica(s.name) > 0) shares[s.name] = shares_of(s.name);
-  }
+  const auto& shares = shares_;
   std::string even = to_json(share_admission(admission, services, k));
   std::map<std::string, std::string, std::less<>> by_gateway;
   for (const std::string& g : *gateways) {
@@ -197,10 +198,15 @@ bool AdmissionFeed::poll(const Apply& apply) {
   for (const auto& [name, s] : limits->services) {
     if (per_replica(name) == s.per_gateway) continue;
     if (apply_one(apply, name, s.per_gateway)) {
-      spdlog::info(
-          "{}: admission limit {} requests in flight per replica, from the controller ({} for "
-          "all {} gateways, {:.0f} % of the requests here; capacity {:.1f} req/s)",
-          name, s.per_gateway, s.per_replica, limits->gateways, 100 * s.share, s.capacity_rps);
+      // Said when the service's number or the gateways change; a share that moves, in debug.
+      const std::pair<int, int> basis{s.per_replica, limits->gateways};
+      const bool news = said_[name] != basis;
+      said_[name] = basis;
+      spdlog::log(news ? spdlog::level::info : spdlog::level::debug,
+                  "{}: admission limit {} requests in flight per replica, from the controller ({} "
+                  "for all {} gateways, {:.0f} % of the requests here; capacity {:.1f} req/s)",
+                  name, s.per_gateway, s.per_replica, limits->gateways, 100 * s.share,
+                  s.capacity_rps);
     }
   }
   return true;

@@ -13,7 +13,8 @@
 //                         "capacity_rps": 21.3, "queue_limit_ms": 100}}}
 // Only services with an admission limit (queue_limit not 0) are listed.
 //
-// Thread safety: the functions are pure; an AdmissionFeed is driven by one thread.
+// Thread safety: the functions are pure; an AdmissionBoard is published to by one thread and read
+// by any; an AdmissionFeed is driven by one thread.
 #pragma once
 
 #include <chrono>
@@ -26,6 +27,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/config.h"
@@ -79,8 +81,8 @@ class AdmissionBoard {
   // A service's shares by gateway pod name (KubeWorld::gateway_shares).
   using SharesOf = std::function<std::map<std::string, double>(std::string_view service)>;
 
-  // After a look: the gateway pods in service (nullopt: not known now; the last known stand) and
-  // their shares of each service's requests.
+  // After a look: the gateway pods in service (nullopt: not known now, the list of pods being
+  // stale; the gateways and shares last known stand) and their shares of each service's requests.
   void publish(const LearnedAdmission& admission, const std::vector<ServiceConfig>& services,
                std::optional<std::vector<std::string>> gateways, const SharesOf& shares_of);
 
@@ -89,6 +91,8 @@ class AdmissionBoard {
   std::optional<std::string> document(std::string_view gateway) const;
 
  private:
+  // The shares of the last look that gave them, by service (looks with a stale list give none).
+  std::map<std::string, std::map<std::string, double>, std::less<>> shares_;
   mutable std::mutex mu_;
   std::optional<std::vector<std::string>> gateways_;
   std::string even_;
@@ -132,6 +136,8 @@ class AdmissionFeed {
   std::unique_ptr<http::Client> client_;
   std::map<std::string, int, std::less<>> in_force_;
   std::set<std::string, std::less<>> refused_said_;
+  // Per service: the number for all gateways and the gateways it was last said for.
+  std::map<std::string, std::pair<int, int>, std::less<>> said_;
   std::string problem_;  // the failure said last; "" while it reads
 };
 

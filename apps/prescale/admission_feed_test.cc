@@ -92,8 +92,10 @@ TEST(AdmissionBoard, ServesEachGatewayItsOwnOnceTheGatewaysAreKnown) {
   EXPECT_EQ(per_gateway("gw-c"), 2);    // not read yet: half an even share, ceil(12 / 6)
   EXPECT_EQ(per_gateway(""), 4);        // an even share
   EXPECT_EQ(per_gateway("gw-new"), 4);  // not listed yet: an even share
-  // A look whose list of pods is stale: the gateways last known stand.
-  board.publish(admission, services, std::nullopt, shares);
+  // A look whose list of pods is stale (no shares either): the gateways and shares last known
+  // stand.
+  board.publish(admission, services, std::nullopt,
+                [](std::string_view) { return std::map<std::string, double>{}; });
   EXPECT_EQ(per_gateway("gw-a"), 9);
 }
 

@@ -183,9 +183,10 @@ GatewayCommand::GatewayCommand(CLI::App& app) : flags_(std::make_unique<GatewayF
                    "http.shutdown_grace, 10000)")
       ->check(CLI::Range(0, 3600000));
   command_->add_option("--admission-from", f.admission_from,
-                       "http://HOST:PORT/PATH of `prescale controller`'s /v1/admission: the "
-                       "services' admission limits from their learned capacity, shared among the "
-                       "gateways, read every second (docs/kubernetes.md)");
+                       "http://HOST:PORT/v1/admission/POD of `prescale controller`: this "
+                       "gateway's part of each service's admission limit (from the learned "
+                       "capacity, by its share of the requests), read every second "
+                       "(docs/kubernetes.md)");
   command_->add_option("--log-level", f.log_level, "trace|debug|info|warn|error|off");
   command_->add_option("--log-format", f.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}));
@@ -227,6 +228,12 @@ int GatewayCommand::run() const {
   if (!f.admission_from.empty()) {
     auto url = parse_http_url(f.admission_from);
     if (!url) return error("--admission-from " + f.admission_from + ": " + url.error().message);
+    if (f.admission_from.find("$(") != std::string::npos) {
+      spdlog::warn(
+          "--admission-from {}: \"$(...)\" is left as it is (Kubernetes fills it in from the "
+          "container's env); the controller gives an unknown pod an even share",
+          f.admission_from);
+    }
     admission_feed = std::make_unique<AdmissionFeed>(std::move(*url), kAdmissionFeedTimeout);
   }
 

@@ -43,6 +43,9 @@ using boost::system::error_code;
 constexpr std::uint64_t kMaxBodyBytes = 64 * 1024 * 1024;
 constexpr std::uint32_t kMaxHeaderBytes = 64 * 1024;
 constexpr size_t kBodyExcerptBytes = 200;
+// How often ApiConfig::token_file is read again (the kubelet renews a projected token well
+// before it expires).
+constexpr Clock::Duration kTokenReread = std::chrono::minutes(1);
 
 std::string_view trim(std::string_view s) {
   constexpr std::string_view kSpace = " \t\r\n";
@@ -143,9 +146,11 @@ Result<ApiConfig> config_from_url(std::string_view url) {
 }
 
 struct ApiClient::Impl {
-  Impl(ApiConfig c, std::chrono::milliseconds t)
+  Impl(ApiConfig c, std::chrono::milliseconds t, const Clock& k)
       : config(std::move(c)),
         timeout(t),
+        clock(k),
+        next_token_read(k.now() + kTokenReread),
         authority(host_port(config.host, config.port)),
         https(config.scheme == "https") {
     // The Host field names the server as a URL would: brackets around IPv6, no zone id, the
@@ -155,9 +160,6 @@ struct ApiClient::Impl {
   }
 
   Result<nlohmann::json> call(bhttp::verb method, std::string_view path, std::string body);
-  // When ApiConfig::token_file is next read (the token given was read just now).
-  std::chrono::steady_clock::time_point next_token_read =
-      std::chrono::steady_clock::now() + std::chrono::minutes(1);
 
   // Opens the connection (resolve, connect, TLS handshake) by `deadline`.
   Result<void> connect(std::chrono::steady_clock::time_point deadline);
@@ -181,6 +183,9 @@ struct ApiClient::Impl {
 
   ApiConfig config;
   std::chrono::milliseconds timeout;
+  const Clock& clock;
+  // When ApiConfig::token_file is next read (the token given was read just now).
+  Clock::TimePoint next_token_read;
   std::string authority;   // "host:port" for messages
   std::string host_field;  // the Host field's value
   bool https;
@@ -309,8 +314,8 @@ Result<nlohmann::json> ApiClient::Impl::call(bhttp::verb method, std::string_vie
   request.set(bhttp::field::host, host_field);
   request.set(bhttp::field::user_agent, PRESCALE_KUBE_USER_AGENT);
   request.set(bhttp::field::accept, "application/json");
-  if (!config.token_file.empty() && std::chrono::steady_clock::now() >= next_token_read) {
-    next_token_read = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  if (!config.token_file.empty() && clock.now() >= next_token_read) {
+    next_token_read = clock.now() + kTokenReread;
     if (auto token = read_text_file(config.token_file); token && !trim(*token).empty()) {
       config.token = trim(*token);
     }
@@ -390,8 +395,8 @@ Result<nlohmann::json> ApiClient::Impl::call(bhttp::verb method, std::string_vie
   return json;
 }
 
-ApiClient::ApiClient(ApiConfig config, std::chrono::milliseconds timeout)
-    : impl_(std::make_unique<Impl>(std::move(config), timeout)) {}
+ApiClient::ApiClient(ApiConfig config, std::chrono::milliseconds timeout, const Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(config), timeout, clock)) {}
 
 ApiClient::~ApiClient() = default;
 

@@ -38,6 +38,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/clock.h"
 #include "core/result.h"
 
 namespace prescale::kube {
@@ -73,7 +74,10 @@ Result<ApiConfig> config_from_url(std::string_view url);
 
 class ApiClient {
  public:
-  explicit ApiClient(ApiConfig config, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  // `clock` times the token file's re-reads (the calls' timeouts are the system's steady time);
+  // it must outlive the client.
+  explicit ApiClient(ApiConfig config, std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                     const Clock& clock = Clock::real());
   ~ApiClient();
   ApiClient(const ApiClient&) = delete;
   ApiClient& operator=(const ApiClient&) = delete;

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -129,6 +130,33 @@ TEST(ApiClientTest, GetSendsTheTokenAndReadsJson) {
   EXPECT_EQ(seen[0].authorization, "Bearer secret-token");
   EXPECT_EQ(seen[0].accept, "application/json");
   EXPECT_TRUE(seen[0].user_agent.starts_with("prescale/")) << seen[0].user_agent;
+}
+
+TEST(ApiClientTest, TheTokenFileIsReadAgainEveryMinute) {
+  RecordingApiServer server;
+  ASSERT_TRUE(server.started());
+  TempDir dir;
+  prescale::testing::write_file(dir.file("token"), "second-token\n");
+  ApiConfig config = local_config(server.port());
+  config.token_file = dir.file("token");  // the token given was read from it just now
+  ManualClock clock;
+  ApiClient client(config, std::chrono::seconds(5), clock);
+  auto authorization = [&] {
+    EXPECT_TRUE(client.get(std::string(kDeployments) + "api").has_value());
+    return server.seen().back().authorization;
+  };
+  EXPECT_EQ(authorization(), "Bearer secret-token");
+  clock.advance(std::chrono::seconds(59));
+  EXPECT_EQ(authorization(), "Bearer secret-token") << "not a minute yet";
+  clock.advance(std::chrono::seconds(1));
+  EXPECT_EQ(authorization(), "Bearer second-token") << "the kubelet renewed it";
+  // A file being rewritten (empty for a moment), or gone: the token before it stays.
+  prescale::testing::write_file(dir.file("token"), "");
+  clock.advance(std::chrono::minutes(1));
+  EXPECT_EQ(authorization(), "Bearer second-token");
+  std::filesystem::remove(dir.file("token"));
+  clock.advance(std::chrono::minutes(1));
+  EXPECT_EQ(authorization(), "Bearer second-token");
 }
 
 TEST(ApiClientTest, NoTokenSendsNoAuthorization) {

@@ -37,10 +37,11 @@ struct PodScrape {
   Clock::TimePoint at;
 };
 
-// A gateway pod's share of a service's requests is averaged over about this long (and taken at
-// its last answer when larger: a share that grows is followed at once, one that shrinks over
-// these seconds).
-constexpr Clock::Duration kShareTime = std::chrono::seconds(10);
+// A gateway pod's share of a service's requests is averaged over about this long: a balancer that
+// turns is followed within seconds, one second's noise is not.
+constexpr Clock::Duration kShareTime = std::chrono::seconds(5);
+// Fewer requests than this in the average (all gateways together): no share is known.
+constexpr double kShareMinRequests = 1;
 // The list of pods is stale past this: the gateways are no longer read at the addresses it gave
 // (another pod may have one of them by now).
 constexpr Clock::Duration kStalePods = std::chrono::seconds(30);
@@ -71,9 +72,8 @@ struct KubeWorld::State {
     int restarts = 0;               // the pod's restartCount then
     std::uint64_t observation = 0;  // which observation it answered at
     Clock::TimePoint at;            // when
-    // Per service: the requests it took, as an average decaying with kShareTime, and at its
-    // last answer.
-    std::map<std::string, double, std::less<>> recent, last;
+    // Per service: the requests it took, as a sum decaying with kShareTime.
+    std::map<std::string, double, std::less<>> recent;
   };
 
   void problem(const std::string& key, const std::string& message) {
@@ -115,8 +115,9 @@ struct KubeWorld::State {
     }
     return scaling::ReplicaState::kStarting;
   }
-  // From when a draining pod has had no new requests: its grace period's end once deleted (it
-  // serves through its preStop wait), else the leave time after its readiness last turned false.
+  // From when a draining pod has had no new requests: the leave time after its readiness last
+  // turned false, or, deleted while ready, its grace period's end (it serves through its preStop
+  // wait).
   std::optional<Clock::TimePoint> draining_since(const Pod& p, Clock::TimePoint now,
                                                  Clock::WallTime wall_now) const {
     std::optional<Clock::TimePoint> since;
@@ -264,27 +265,28 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
         known && std::isfinite(process_start) && std::isfinite(last->second.process_start) &&
         process_start > last->second.process_start &&
         (traffic::went_down(reading, last->second.reading) || p.restarts > last->second.restarts);
-    std::map<std::string, double, std::less<>> recent, last_growth;
+    // Its share of the requests: what it took decays since its last answer (a new process's
+    // too: its pod's balance is the same), and what it took since is added (after missed looks,
+    // all at once: its share errs high for a few seconds, which refuses nothing).
+    std::map<std::string, double, std::less<>> recent;
+    if (known) {
+      const double keep = std::exp(-to_seconds(now - last->second.at) / to_seconds(kShareTime));
+      recent = std::move(last->second.recent);
+      for (auto& [service, n] : recent) n *= keep;
+    }
     if (known && !new_process) {
       const traffic::GatewayReading grown = traffic::growth(reading, last->second.reading);
       traffic::add(gateway_total, grown);
       look.catching_up = look.catching_up || last->second.observation + 1 != observation;
-      const double keep = std::exp(-to_seconds(now - last->second.at) / to_seconds(kShareTime));
-      recent = std::move(last->second.recent);
-      for (auto& [service, n] : recent) n *= keep;
-      for (const auto& [service, counts] : grown.services) {
-        recent[service] += counts.arrivals;
-        last_growth[service] = counts.arrivals;
-      }
+      for (const auto& [service, counts] : grown.services) recent[service] += counts.arrivals;
     } else if (new_process ||
                (!known && !first_gateways->contains(p.uid) && !counted.contains(p.uid))) {
       traffic::add(gateway_total, reading);  // new: all of it is since it started
       look.catching_up = true;
     }
     counted.insert(p.uid);
-    gateway_last[p.uid] =
-        GatewaySeen{std::move(reading), process_start,         p.restarts, observation, now,
-                    std::move(recent),  std::move(last_growth)};
+    gateway_last[p.uid] = GatewaySeen{std::move(reading), process_start, p.restarts,
+                                      observation,        now,           std::move(recent)};
   }
   // Forget pods that are gone, and what was said of them; a pod listed again (it left the list
   // for a while) counts from its next answer.
@@ -491,26 +493,18 @@ std::map<std::string, double> KubeWorld::gateway_shares(std::string_view service
   const State& st = *state_;
   std::map<std::string, double> out;
   if (st.pods_stale(st.options.clock->now())) return out;
-  double recent_sum = 0, last_sum = 0;
-  std::vector<std::pair<std::string, const State::GatewaySeen*>> serving;
+  double sum = 0;
   for (const Pod& p : st.pods) {
     if (p.app != st.options.gateway_name || !p.ready || p.deleting) continue;
     const auto seen = st.gateway_last.find(p.uid);
     if (seen == st.gateway_last.end()) continue;
-    serving.emplace_back(p.name, &seen->second);
     const auto r = seen->second.recent.find(service);
-    recent_sum += r == seen->second.recent.end() ? 0 : r->second;
-    const auto l = seen->second.last.find(service);
-    last_sum += l == seen->second.last.end() ? 0 : l->second;
+    const double n = r == seen->second.recent.end() ? 0 : r->second;
+    out[p.name] = n;
+    sum += n;
   }
-  if (!(recent_sum > 0) && !(last_sum > 0)) return out;
-  for (const auto& [name, seen] : serving) {
-    const auto r = seen->recent.find(service);
-    const auto l = seen->last.find(service);
-    const double recent = recent_sum > 0 && r != seen->recent.end() ? r->second / recent_sum : 0;
-    const double last = last_sum > 0 && l != seen->last.end() ? l->second / last_sum : 0;
-    out[name] = std::max(recent, last);
-  }
+  if (!(sum >= kShareMinRequests)) return {};
+  for (auto& [name, n] : out) n /= sum;
   return out;
 }
 

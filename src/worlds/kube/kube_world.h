@@ -95,11 +95,9 @@ class KubeWorld final : public control::World {
   // kOutOfRange for a service's only ready pod (a container restarted in place is back sooner
   // than a new pod); the API's: kUnavailable for a refusal under the PodDisruptionBudget (429).
   Result<void> restart(std::string_view replica_id) override;
-  // Each gateway pod in service's share of `service`'s requests, by pod name: the larger of its
-  // share over the last seconds (an average decaying over 10 s) and at the last look, so that a
-  // gateway whose share grows has it at once. Empty while no gateway in service carried the
-  // service's requests lately, or the list of pods is stale. The shares may add up to more than 1
-  // while they move.
+  // Each gateway pod in service's share of `service`'s requests over the last seconds (sums
+  // decaying over 5 s), by pod name; the shares add up to 1. Empty while the gateways in service
+  // carried less than a request of the service's lately, or the list of pods is stale.
   std::map<std::string, double> gateway_shares(std::string_view service) const;
   // The names of the gateway pods in service (ready, not being deleted) in the last list of pods
   // read; nullopt before one has been read, or while the last is stale (30 s).

@@ -439,15 +439,19 @@ TEST_F(KubeWorldTest, EachGatewaysShareOfAServiceFollowsWhatItCarries) {
   auto shares = world.gateway_shares("web");
   EXPECT_NEAR(shares.at("prescale-gateway-1"), 0.75, 1e-9);
   EXPECT_NEAR(shares.at("prescale-gateway-2"), 0.25, 1e-9);
-  // The balancer turns: the second's share is taken at once, the first's decays.
-  gateway_.set(gateway_metrics(1400, 400, 50));
-  second.set(gateway_metrics(400, 0, 0));
-  clock_.advance(1s);
-  world.observe(clock_.now());
-  shares = world.gateway_shares("web");
-  EXPECT_NEAR(shares.at("prescale-gateway-2"), 0.75, 1e-9);
-  EXPECT_GT(shares.at("prescale-gateway-1"), 0.45);
-  EXPECT_LT(shares.at("prescale-gateway-1"), 0.75);
+  // The balancer turns: the shares follow within seconds (sums decaying over 5 s).
+  for (int i = 1; i <= 15; ++i) {
+    gateway_.set(gateway_metrics(1300 + 100 * i, 400, 50));
+    second.set(gateway_metrics(100 + 300 * i, 0, 0));
+    clock_.advance(1s);
+    world.observe(clock_.now());
+    shares = world.gateway_shares("web");
+    EXPECT_NEAR(shares.at("prescale-gateway-1") + shares.at("prescale-gateway-2"), 1, 1e-9);
+    if (i == 1) {
+      EXPECT_NEAR(shares.at("prescale-gateway-2"), 0.525, 0.001);  // e^-0.2 of 0.25, and 0.75
+    }
+  }
+  EXPECT_NEAR(shares.at("prescale-gateway-2"), 0.75, 0.01);
   // A gateway leaving service leaves the others all of it.
   fake_.set_pod({.name = "prescale-gateway-1",
                  .app = "prescale-gateway",
@@ -458,7 +462,7 @@ TEST_F(KubeWorldTest, EachGatewaysShareOfAServiceFollowsWhatItCarries) {
   shares = world.gateway_shares("web");
   EXPECT_EQ(shares.size(), 1u);
   EXPECT_NEAR(shares.at("prescale-gateway-2"), 1.0, 1e-9);
-  EXPECT_TRUE(world.gateway_shares("checkout").empty()) << "no route leads to it";
+  EXPECT_TRUE(world.gateway_shares("checkout").empty()) << "no calls to it";
 }
 
 }  // namespace
