@@ -469,7 +469,7 @@ gateway:
   EXPECT_EQ(busy["share"], 1.0) << busy.dump();
   EXPECT_EQ(busy["per_gateway"], busy["per_replica"]) << busy.dump();
   EXPECT_EQ(idle["share"], 0.25) << idle.dump();
-  EXPECT_EQ(idle["per_gateway"], (busy["per_replica"].get<int>() + 3) / 4) << idle.dump();
+  EXPECT_EQ(idle["per_gateway"], (idle["per_replica"].get<int>() + 3) / 4) << idle.dump();
   // What the running gateway has in force is its part (the learned capacity may move it meanwhile:
   // the part read with the gateway's metric).
   std::string last_seen;

@@ -192,6 +192,7 @@ bool AdmissionFeed::poll(const Apply& apply) {
   for (const std::string& name : gone) {
     if (auto applied = apply(name, 0); applied || applied.error().code == ErrorCode::kNotFound) {
       in_force_.erase(name);
+      said_.erase(name);
       spdlog::info("{}: no admission limit from the controller any more; the file's applies", name);
     }
   }

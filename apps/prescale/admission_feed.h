@@ -91,7 +91,8 @@ class AdmissionBoard {
   std::optional<std::string> document(std::string_view gateway) const;
 
  private:
-  // The shares of the last look that gave them, by service (looks with a stale list give none).
+  // The shares of the last look that gave them, by service (looks with a stale list give none);
+  // publish's thread only.
   std::map<std::string, std::map<std::string, double>, std::less<>> shares_;
   mutable std::mutex mu_;
   std::optional<std::vector<std::string>> gateways_;

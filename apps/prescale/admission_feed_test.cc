@@ -8,12 +8,10 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <sstream>
 
-#include "http/router.h"
-#include "http/server.h"
+#include "admission_test_util.h"
 #include "http/test_util.h"
 
 namespace prescale {
@@ -22,18 +20,12 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
-ServiceConfig service(std::string name, double capacity_rps, std::chrono::milliseconds limit) {
-  ServiceConfig s;
-  s.name = std::move(name);
-  s.concurrency = 2;
-  s.capacity_rps = capacity_rps;
-  s.queue_limit = limit;
-  return s;
-}
+using testing::admitted_service;
 
 TEST(AdmissionLimits, EachGatewayTakesItsShareRoundedUp) {
-  const std::vector<ServiceConfig> services = {
-      service("api", 100, 100ms), service("batch", 100, 0ms), service("tiny", 1, 100ms)};
+  const std::vector<ServiceConfig> services = {admitted_service("api", 100, 100ms),
+                                               admitted_service("batch", 100, 0ms),
+                                               admitted_service("tiny", 1, 100ms)};
   const LearnedAdmission admission(services);
   const AdmissionLimits one = share_admission(admission, services, 1);
   EXPECT_EQ(one.gateways, 1);
@@ -54,7 +46,7 @@ TEST(AdmissionLimits, EachGatewayTakesItsShareRoundedUp) {
 }
 
 TEST(AdmissionLimits, AGatewayTakesItsShareOfTheRequests) {
-  const std::vector<ServiceConfig> services = {service("api", 100, 100ms)};
+  const std::vector<ServiceConfig> services = {admitted_service("api", 100, 100ms)};
   const LearnedAdmission admission(services);
   auto for_share = [&](std::optional<double> share, int gateways = 2) {
     return share_admission(admission, services, gateways,
@@ -67,13 +59,13 @@ TEST(AdmissionLimits, AGatewayTakesItsShareOfTheRequests) {
   EXPECT_EQ(for_share(0.0).per_gateway, 3) << "at least half an even share";
   EXPECT_EQ(for_share(0.0, 1).per_gateway, 12) << "alone: all of it";
   EXPECT_EQ(for_share(1.7).per_gateway, 12) << "never more than the service's number";
-  ServiceConfig huge = service("huge", 1e12, 100ms);
+  ServiceConfig huge = admitted_service("huge", 1e12, 100ms);
   EXPECT_EQ(share_admission(LearnedAdmission({huge}), {huge}, 1).services.at("huge").per_replica,
             kMaxAdmissionPerReplica);
 }
 
 TEST(AdmissionBoard, ServesEachGatewayItsOwnOnceTheGatewaysAreKnown) {
-  const std::vector<ServiceConfig> services = {service("api", 100, 100ms)};
+  const std::vector<ServiceConfig> services = {admitted_service("api", 100, 100ms)};
   const LearnedAdmission admission(services);
   AdmissionBoard board;
   const auto shares = [](std::string_view) {
@@ -100,7 +92,7 @@ TEST(AdmissionBoard, ServesEachGatewayItsOwnOnceTheGatewaysAreKnown) {
 }
 
 TEST(AdmissionLimits, TheDocumentReadsBack) {
-  const std::vector<ServiceConfig> services = {service("api", 100, 100ms)};
+  const std::vector<ServiceConfig> services = {admitted_service("api", 100, 100ms)};
   const AdmissionLimits limits = share_admission(LearnedAdmission(services), services, 2);
   auto back = parse_admission_limits(to_json(limits));
   ASSERT_TRUE(back.has_value()) << back.error().message;
@@ -134,41 +126,10 @@ TEST(AdmissionLimits, ABadDocumentIsRefusedNamingWhere) {
 }
 
 // The controller's admin port, as the test sets it.
-class FakeController {
+class FakeController : public http::testing::CannedServer {
  public:
-  FakeController() : state_(std::make_shared<State>()) {
-    router_.add(http::Method::kGet, "/v1/admission",
-                [state = state_](http::Request&, http::Responder r) {
-                  std::lock_guard lock(state->mu);
-                  r(http::Response::text(state->status, state->body));
-                });
-    http::ServerOptions o;
-    o.address = "127.0.0.1";
-    o.threads = 1;
-    server_ = std::make_unique<http::Server>(o, router_.as_handler());
-    EXPECT_TRUE(server_->start().has_value());
-  }
-  ~FakeController() { server_->shutdown(0ms); }
-  void set(std::string body, int status = 200) {
-    std::lock_guard lock(state_->mu);
-    state_->body = std::move(body);
-    state_->status = status;
-  }
-  HttpUrl url() const {
-    return {.host = "127.0.0.1",
-            .port = static_cast<uint16_t>(server_->port()),
-            .path = "/v1/admission"};
-  }
-
- private:
-  struct State {
-    std::mutex mu;
-    std::string body;
-    int status = 200;
-  };
-  std::shared_ptr<State> state_;
-  http::Router router_;
-  std::unique_ptr<http::Server> server_;
+  FakeController() : CannedServer("/v1/admission") {}
+  HttpUrl url() const { return {.host = "127.0.0.1", .port = port(), .path = "/v1/admission"}; }
 };
 
 std::string document(int gateways, std::map<std::string, int> per_gateway) {

@@ -394,8 +394,11 @@ int ControllerCommand::run() const {
           [&](std::string_view s) { return prescale_policy->capacity().capacity_rps(s); },
           [](std::string_view, int) -> Result<void> { return {}; });
     }
-    admission_board.publish(admission, config.services, world.gateways_in_service(),
-                            [&world](std::string_view s) { return world.gateway_shares(s); });
+    // One time for both: the list of pods is stale for both or for neither.
+    const Clock::TimePoint looked_at = clock.now();
+    admission_board.publish(
+        admission, config.services, world.gateways_in_service(looked_at),
+        [&world, looked_at](std::string_view s) { return world.gateway_shares(s, looked_at); });
     observed = true;
     last_tick = clock.now().time_since_epoch().count();
     if (config.healer.enabled) {

@@ -7,17 +7,12 @@
 #include <map>
 #include <vector>
 
+#include "admission_test_util.h"
+
 namespace prescale {
 namespace {
 
-ServiceConfig service(std::string name, double capacity_rps, std::chrono::milliseconds limit) {
-  ServiceConfig s;
-  s.name = std::move(name);
-  s.concurrency = 2;
-  s.capacity_rps = capacity_rps;
-  s.queue_limit = limit;
-  return s;
-}
+using testing::admitted_service;
 
 // Drives LearnedAdmission with set capacities and records what it applies.
 struct Harness {
@@ -44,8 +39,8 @@ struct Harness {
 using Applied = std::vector<std::pair<std::string, int>>;
 
 TEST(LearnedAdmission, StartsFromTheSeedAndLeavesServicesWithoutALimitAlone) {
-  Harness h({service("api", 100, std::chrono::milliseconds(100)),
-             service("batch", 100, std::chrono::milliseconds(0))});
+  Harness h({admitted_service("api", 100, std::chrono::milliseconds(100)),
+             admitted_service("batch", 100, std::chrono::milliseconds(0))});
   EXPECT_EQ(h.admission.per_replica("api"), 2 + 10);  // concurrency + ceil(100 req/s × 0.1 s)
   EXPECT_EQ(h.admission.per_replica("batch"), 0);
   EXPECT_EQ(h.admission.per_replica("unknown"), 0);
@@ -54,7 +49,7 @@ TEST(LearnedAdmission, StartsFromTheSeedAndLeavesServicesWithoutALimitAlone) {
 }
 
 TEST(LearnedAdmission, FollowsALearnedCapacityOnceItMovedATenth) {
-  Harness h({service("api", 100, std::chrono::milliseconds(100))});
+  Harness h({admitted_service("api", 100, std::chrono::milliseconds(100))});
   EXPECT_EQ(h.follow({{"api", 109}}), Applied{});  // within 10 % of the seed
   EXPECT_EQ(h.admission.per_replica("api"), 12);
   EXPECT_EQ(h.follow({{"api", 250}}), (Applied{{"api", 2 + 25}}));
@@ -67,7 +62,7 @@ TEST(LearnedAdmission, FollowsALearnedCapacityOnceItMovedATenth) {
 }
 
 TEST(LearnedAdmission, ACapacityOfZeroOrNotFiniteLeavesTheNumberInForce) {
-  Harness h({service("api", 100, std::chrono::milliseconds(100))});
+  Harness h({admitted_service("api", 100, std::chrono::milliseconds(100))});
   EXPECT_EQ(h.follow({{"api", 0}}), Applied{});
   EXPECT_EQ(h.follow({{"api", NAN}}), Applied{});
   EXPECT_EQ(h.follow({{"api", INFINITY}}), Applied{});
@@ -78,7 +73,7 @@ TEST(LearnedAdmission, AMoveThatGivesTheSameNumberStillMovesTheReference) {
   // At 10 ms: 100 → 150 req/s takes ceil(1.0) = 1 to ceil(1.5) = 2; 190 gives 2 again, applies
   // nothing, but is the new reference — so 205, within a tenth of 190 (not of 150), changes
   // nothing, although it would give 3.
-  Harness h({service("api", 100, std::chrono::milliseconds(10))});
+  Harness h({admitted_service("api", 100, std::chrono::milliseconds(10))});
   EXPECT_EQ(h.admission.per_replica("api"), 3);
   EXPECT_EQ(h.follow({{"api", 150}}), (Applied{{"api", 4}}));
   EXPECT_EQ(h.follow({{"api", 190}}), Applied{});
@@ -88,7 +83,7 @@ TEST(LearnedAdmission, AMoveThatGivesTheSameNumberStillMovesTheReference) {
 }
 
 TEST(LearnedAdmission, ANumberTheGatewayRefusesIsNotInForceAndIsTriedAgain) {
-  Harness h({service("api", 100, std::chrono::milliseconds(100))});
+  Harness h({admitted_service("api", 100, std::chrono::milliseconds(100))});
   h.refuse = true;
   EXPECT_EQ(h.follow({{"api", 250}}), Applied{});
   EXPECT_EQ(h.admission.per_replica("api"), 12);

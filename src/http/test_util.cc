@@ -1,7 +1,5 @@
 #include "http/test_util.h"
 
-#include "http/internal/wire.h"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -10,8 +8,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+
+#include "http/internal/wire.h"
+#include "http/router.h"
+#include "http/server.h"
 
 namespace prescale::http::testing {
 namespace {
@@ -214,5 +218,37 @@ bool ScriptedServer::read_request(int fd) {
 void ScriptedServer::write(int fd, std::string_view s) {
   ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
 }
+
+struct CannedServer::Canned {
+  std::mutex mu;
+  std::string body;
+  int status = 200;
+};
+
+CannedServer::CannedServer(std::string path)
+    : canned_(std::make_shared<Canned>()), router_(std::make_unique<Router>()) {
+  router_->add(Method::kGet, std::move(path), [canned = canned_](Request&, Responder respond) {
+    std::lock_guard lock(canned->mu);
+    respond(Response::text(canned->status, canned->body));
+  });
+  ServerOptions o;
+  o.address = "127.0.0.1";
+  o.threads = 1;
+  server_ = std::make_unique<Server>(o, router_->as_handler());
+  if (auto started = server_->start(); !started) {
+    std::fprintf(stderr, "CannedServer: %s\n", started.error().to_string().c_str());
+    std::abort();
+  }
+}
+
+CannedServer::~CannedServer() { server_->shutdown(std::chrono::milliseconds(0)); }
+
+void CannedServer::set(std::string body, int status) {
+  std::lock_guard lock(canned_->mu);
+  canned_->body = std::move(body);
+  canned_->status = status;
+}
+
+uint16_t CannedServer::port() const { return server_->port(); }
 
 }  // namespace prescale::http::testing

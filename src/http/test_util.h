@@ -1,17 +1,24 @@
 // Test-only helpers for the HTTP tests: a blocking raw TCP client for sending exact bytes
-// and reading responses, a minimal response reader, and a scripted TCP server for what no real
-// server does on purpose. Not part of prescale_http (library prescale_http_testing).
+// and reading responses, a minimal response reader, a scripted TCP server for what no real
+// server does on purpose, and a real server answering one path as the test sets it. Not part of
+// prescale_http (library prescale_http_testing).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
+
+namespace prescale::http {
+class Router;
+class Server;
+}  // namespace prescale::http
 
 namespace prescale::http::testing {
 
@@ -80,6 +87,26 @@ class ScriptedServer {
   uint16_t port_ = 0;
   std::atomic<int> accepted_{0};
   std::thread thread_;
+};
+
+// A real http::Server on 127.0.0.1 (one thread) answering GET `path` (a Router pattern) with the
+// status and body last set: a gateway's /metrics, a controller's endpoint, changed as a test
+// goes on. Other paths are 404.
+class CannedServer {
+ public:
+  explicit CannedServer(std::string path);
+  ~CannedServer();
+  CannedServer(const CannedServer&) = delete;
+  CannedServer& operator=(const CannedServer&) = delete;
+
+  void set(std::string body, int status = 200);
+  uint16_t port() const;
+
+ private:
+  struct Canned;
+  std::shared_ptr<Canned> canned_;
+  std::unique_ptr<Router> router_;
+  std::unique_ptr<Server> server_;
 };
 
 }  // namespace prescale::http::testing

@@ -266,11 +266,14 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
         process_start > last->second.process_start &&
         (traffic::went_down(reading, last->second.reading) || p.restarts > last->second.restarts);
     // Its share of the requests: what it took decays since its last answer (a new process's
-    // too: its pod's balance is the same), and what it took since is added (after missed looks,
-    // all at once: its share errs high for a few seconds, which refuses nothing).
+    // too: its pod's balance is the same), and what it took since is added as a steady rate over
+    // that time would have decayed, so that a pod back from missed looks weighs as the others do.
     std::map<std::string, double, std::less<>> recent;
+    double weight = 1;
     if (known) {
-      const double keep = std::exp(-to_seconds(now - last->second.at) / to_seconds(kShareTime));
+      const double since = to_seconds(now - last->second.at);
+      const double keep = std::exp(-since / to_seconds(kShareTime));
+      if (since > 0) weight = to_seconds(kShareTime) / since * (1 - keep);
       recent = std::move(last->second.recent);
       for (auto& [service, n] : recent) n *= keep;
     }
@@ -278,7 +281,9 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
       const traffic::GatewayReading grown = traffic::growth(reading, last->second.reading);
       traffic::add(gateway_total, grown);
       look.catching_up = look.catching_up || last->second.observation + 1 != observation;
-      for (const auto& [service, counts] : grown.services) recent[service] += counts.arrivals;
+      for (const auto& [service, counts] : grown.services) {
+        recent[service] += weight * counts.arrivals;
+      }
     } else if (new_process ||
                (!known && !first_gateways->contains(p.uid) && !counted.contains(p.uid))) {
       traffic::add(gateway_total, reading);  // new: all of it is since it started
@@ -489,10 +494,11 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
   return st.snapshot;
 }
 
-std::map<std::string, double> KubeWorld::gateway_shares(std::string_view service) const {
+std::map<std::string, double> KubeWorld::gateway_shares(std::string_view service,
+                                                        Clock::TimePoint now) const {
   const State& st = *state_;
   std::map<std::string, double> out;
-  if (st.pods_stale(st.options.clock->now())) return out;
+  if (st.pods_stale(now)) return out;
   double sum = 0;
   for (const Pod& p : st.pods) {
     if (p.app != st.options.gateway_name || !p.ready || p.deleting) continue;
@@ -508,9 +514,9 @@ std::map<std::string, double> KubeWorld::gateway_shares(std::string_view service
   return out;
 }
 
-std::optional<std::vector<std::string>> KubeWorld::gateways_in_service() const {
+std::optional<std::vector<std::string>> KubeWorld::gateways_in_service(Clock::TimePoint now) const {
   const State& st = *state_;
-  if (st.pods_stale(st.options.clock->now())) return std::nullopt;
+  if (st.pods_stale(now)) return std::nullopt;
   std::vector<std::string> names;
   for (const Pod& p : st.pods) {
     if (p.app == st.options.gateway_name && p.ready && !p.deleting) names.push_back(p.name);

@@ -97,11 +97,12 @@ class KubeWorld final : public control::World {
   Result<void> restart(std::string_view replica_id) override;
   // Each gateway pod in service's share of `service`'s requests over the last seconds (sums
   // decaying over 5 s), by pod name; the shares add up to 1. Empty while the gateways in service
-  // carried less than a request of the service's lately, or the list of pods is stale.
-  std::map<std::string, double> gateway_shares(std::string_view service) const;
+  // carried less than a request of the service's lately, or the list of pods is stale at `now`.
+  std::map<std::string, double> gateway_shares(std::string_view service,
+                                               Clock::TimePoint now) const;
   // The names of the gateway pods in service (ready, not being deleted) in the last list of pods
-  // read; nullopt before one has been read, or while the last is stale (30 s).
-  std::optional<std::vector<std::string>> gateways_in_service() const;
+  // read; nullopt before one has been read, or while the last is stale (30 s) at `now`.
+  std::optional<std::vector<std::string>> gateways_in_service(Clock::TimePoint now) const;
   // The services with no Deployment of their name in the namespace; errors: the API's (one that
   // does not answer, or does not let this account list Deployments).
   Result<std::vector<std::string>> missing_deployments();

@@ -3,10 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <memory>
-#include <mutex>
 
-#include "http/router.h"
-#include "http/server.h"
+#include "http/test_util.h"
 #include "worlds/kube/api_client.h"
 #include "worlds/kube/fake_api_server.h"
 
@@ -18,35 +16,9 @@ using fake::FakeApiServer;
 using fake::FakePod;
 
 // A pod's /metrics, as the test sets it: a gateway's admin port, or a replica's port.
-class MetricsPort {
+class MetricsPort : public http::testing::CannedServer {
  public:
-  MetricsPort() : body_(std::make_shared<Body>()) {
-    router_.add(http::Method::kGet, "/metrics", [body = body_](http::Request&, http::Responder r) {
-      std::lock_guard lock(body->mu);
-      r(http::Response::text(body->status, body->text));
-    });
-    http::ServerOptions o;
-    o.threads = 1;
-    server_ = std::make_unique<http::Server>(o, router_.as_handler());
-    EXPECT_TRUE(server_->start().has_value());
-  }
-  ~MetricsPort() { server_->shutdown(0ms); }
-  void set(std::string text, int status = 200) {
-    std::lock_guard lock(body_->mu);
-    body_->text = std::move(text);
-    body_->status = status;
-  }
-  int port() const { return server_->port(); }
-
- private:
-  struct Body {
-    std::mutex mu;
-    std::string text;
-    int status = 200;
-  };
-  std::shared_ptr<Body> body_;
-  http::Router router_;
-  std::unique_ptr<http::Server> server_;
+  MetricsPort() : CannedServer("/metrics") {}
 };
 
 // A gateway's counters for the service "web" (route "/") and its calls to "checkout".
@@ -377,9 +349,10 @@ TEST_F(KubeWorldTest, APodStartingIsOnItsWayUntilItHasRunAMinuteUnready) {
 
 TEST_F(KubeWorldTest, CountsTheGatewayPodsInServiceWhileItsListIsFresh) {
   KubeWorld world = make_world();
-  EXPECT_EQ(world.gateways_in_service(), std::nullopt) << "no list read yet";
+  EXPECT_EQ(world.gateways_in_service(clock_.now()), std::nullopt) << "no list read yet";
   world.observe(clock_.now());
-  EXPECT_EQ(world.gateways_in_service(), std::vector<std::string>{"prescale-gateway-1"});
+  EXPECT_EQ(world.gateways_in_service(clock_.now()),
+            std::vector<std::string>{"prescale-gateway-1"});
   // A second ready, a third starting, a fourth leaving: two share the admission limits.
   fake_.set_pod({.name = "prescale-gateway-2", .app = "prescale-gateway", .ports = {}});
   fake_.set_pod(
@@ -388,13 +361,13 @@ TEST_F(KubeWorldTest, CountsTheGatewayPodsInServiceWhileItsListIsFresh) {
       {.name = "prescale-gateway-4", .app = "prescale-gateway", .ports = {}, .deleting = true});
   clock_.advance(1s);
   world.observe(clock_.now());
-  EXPECT_EQ(world.gateways_in_service(),
+  EXPECT_EQ(world.gateways_in_service(clock_.now()),
             (std::vector<std::string>{"prescale-gateway-1", "prescale-gateway-2"}));
   // With no list for 30 s, the count is not known.
   fake_.fail_with(500);
   clock_.advance(31s);
   world.observe(clock_.now());
-  EXPECT_EQ(world.gateways_in_service(), std::nullopt);
+  EXPECT_EQ(world.gateways_in_service(clock_.now()), std::nullopt);
 }
 
 TEST_F(KubeWorldTest, ADeletedPodHasNoNewRequestsFromItsDeadlineOrItsReadinessEnd) {
@@ -430,13 +403,13 @@ TEST_F(KubeWorldTest, EachGatewaysShareOfAServiceFollowsWhatItCarries) {
                  .ports = {{"http", 1}, {"admin", second.port()}}});
   KubeWorld world = make_world();
   world.observe(clock_.now());
-  EXPECT_TRUE(world.gateway_shares("web").empty()) << "nothing carried yet";
+  EXPECT_TRUE(world.gateway_shares("web", clock_.now()).empty()) << "nothing carried yet";
   // 300 requests through the first, 100 through the second.
   gateway_.set(gateway_metrics(1300, 400, 50));
   second.set(gateway_metrics(100, 0, 0));
   clock_.advance(1s);
   world.observe(clock_.now());
-  auto shares = world.gateway_shares("web");
+  auto shares = world.gateway_shares("web", clock_.now());
   EXPECT_NEAR(shares.at("prescale-gateway-1"), 0.75, 1e-9);
   EXPECT_NEAR(shares.at("prescale-gateway-2"), 0.25, 1e-9);
   // The balancer turns: the shares follow within seconds (sums decaying over 5 s).
@@ -445,10 +418,11 @@ TEST_F(KubeWorldTest, EachGatewaysShareOfAServiceFollowsWhatItCarries) {
     second.set(gateway_metrics(100 + 300 * i, 0, 0));
     clock_.advance(1s);
     world.observe(clock_.now());
-    shares = world.gateway_shares("web");
+    shares = world.gateway_shares("web", clock_.now());
     EXPECT_NEAR(shares.at("prescale-gateway-1") + shares.at("prescale-gateway-2"), 1, 1e-9);
     if (i == 1) {
-      EXPECT_NEAR(shares.at("prescale-gateway-2"), 0.525, 0.001);  // e^-0.2 of 0.25, and 0.75
+      // (0.25 k + 0.75) / (k + 1), k = e^-0.2
+      EXPECT_NEAR(shares.at("prescale-gateway-2"), 0.525, 0.001);
     }
   }
   EXPECT_NEAR(shares.at("prescale-gateway-2"), 0.75, 0.01);
@@ -459,10 +433,10 @@ TEST_F(KubeWorldTest, EachGatewaysShareOfAServiceFollowsWhatItCarries) {
                  .deleting = true});
   clock_.advance(1s);
   world.observe(clock_.now());
-  shares = world.gateway_shares("web");
+  shares = world.gateway_shares("web", clock_.now());
   EXPECT_EQ(shares.size(), 1u);
   EXPECT_NEAR(shares.at("prescale-gateway-2"), 1.0, 1e-9);
-  EXPECT_TRUE(world.gateway_shares("checkout").empty()) << "no calls to it";
+  EXPECT_TRUE(world.gateway_shares("checkout", clock_.now()).empty()) << "no calls to it";
 }
 
 }  // namespace
