@@ -24,7 +24,8 @@
 # seconds (Poisson, seeds 1 and 2, --slo the SLO), for each factor F of --factors (default
 # "1.5 3"). Rounds alternate which mode runs first. Per run, over both loads: requests scheduled,
 # 200s, other answers, the share of the 200s within the SLO, the share of all requests answered
-# 200 within the SLO, the p99 of the 200s (the larger of the two loads'). Medians over --rounds.
+# 200 within the SLO, the p99 of the 200s (the larger of the two loads'), and the limits the
+# gateways had in force at the end (the most common over the rounds in the table). Medians over --rounds.
 #
 # Prints the per-run lines, a markdown table of the medians and a RESULT line:
 # ok_within_slo_share_{peer,prescale}_Fx, within_slo_share_{peer,prescale}_Fx,
@@ -136,6 +137,13 @@ pod_json() {
     "$1" "$1" "$2" "$3"
 }
 
+# ADMIN_PORT: the admission limit a gateway has in force for web ("" when it does not answer).
+limit_in_force() {
+  local m
+  m=$(curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null) || return 0
+  awk '$1 == "prescale_gateway_admission_limit{service=\"web\"}" { print $2 }' <<<"$m"
+}
+
 # MODE ROUND: starts the replica, the gateways (and, for prescale, the stand-in API and the
 # controller); sets gw_ports and admin_ports.
 start_mode() {
@@ -176,18 +184,24 @@ start_mode() {
   done
   if [ "$mode" = prescale ]; then
     python3 - "$dir/pods.json" "[${pods#, }]" <<'PY'
-import json, sys
+import json, os, sys
 pods = json.load(open(sys.argv[1])) + json.loads(sys.argv[2])
-json.dump(pods, open(sys.argv[1], "w"))
+json.dump(pods, open(sys.argv[1] + ".tmp", "w"))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])  # the stand-in never reads half a file
 PY
-    # Each gateway has its part in force once the controller has listed them.
+    # Each gateway has its part in force once the controller has listed them (an even share).
+    local want=$(( (per_replica + 1) / 2 ))
     for i in 0 1; do
       for _ in $(seq 1 100); do
-        curl -fsS "http://127.0.0.1:${admin_ports[$i]}/metrics" |
-          grep -q "^prescale_gateway_admission_limit{service=\"web\"} $(( (per_replica + 1) / 2 ))\$" &&
-          break
+        [ "$(limit_in_force "${admin_ports[$i]}")" = "$want" ] && break
         sleep 0.1
       done
+      [ "$(limit_in_force "${admin_ports[$i]}")" = "$want" ] || {
+        echo "gateway $i: admission limit $(limit_in_force "${admin_ports[$i]}"), not the" \
+          "controller's $want; its log:" >&2
+        cat "$dir/gw-$( [ "$i" = 0 ] && echo a || echo b ).log" "$dir/controller.log" >&2
+        exit 1
+      }
     done
   fi
   for p in "${gw_ports[@]}"; do wait_for "http://127.0.0.1:$p/busy/1"; done
@@ -200,13 +214,17 @@ run_load() {
   rate=$(awk -v c="$capacity" -v f="$f" 'BEGIN { printf "%.1f", c * f / 2 }')
   local load_pids=()
   for i in 0 1; do
-    "$prescale" load --target "http://127.0.0.1:${gw_ports[$i]}" --rate "$rate" \
+    setsid "$prescale" load --target "http://127.0.0.1:${gw_ports[$i]}" --rate "$rate" \
       --duration "${duration}s" --mix "GET /busy/$busy_ms:1" --seed $((i + 1)) \
       --connections 2048 --timeout 60s --drain 60s --slo "${slo_ms}ms" \
-      --json "$work/load-$i.json" >/dev/null &
+      --json "$work/load-$i.json" </dev/null >/dev/null &
     load_pids+=($!)
+    pids+=($!)
   done
   for pid in "${load_pids[@]}"; do wait "$pid"; done
+  pids=("${pids[@]:0:${#pids[@]}-2}")
+  local parts
+  parts="$(limit_in_force "${admin_ports[0]}")+$(limit_in_force "${admin_ports[1]}")"
   line=$(python3 - "$work/load-0.json" "$work/load-1.json" <<'PY'
 import json, sys
 runs = [json.load(open(p)) for p in sys.argv[1:]]
@@ -217,10 +235,10 @@ p99 = max(r["latency_ok_ms"]["p99"] for r in runs)
 print(n, ok, n - ok, f"{within / max(ok, 1):.4f}", f"{within / max(n, 1):.4f}", f"{p99:.1f}")
 PY
 )
-  echo "$mode $f $r $line" >> "$work/results.txt"
+  echo "$mode $f $r $line $parts" >> "$work/results.txt"
   read -r n ok other ok_share share p99 <<<"$line"
-  printf '  round %s %-8s %4s× (2 × %s req/s): %5s requests, %5s 200, %5s other; 200s p99 %s ms, %s within SLO; 200 within SLO: %s of all\n' \
-    "$r" "$mode" "$f" "$rate" "$n" "$ok" "$other" "$p99" "$ok_share" "$share" >&2
+  printf '  round %s %-8s %4s× (2 × %s req/s): %5s requests, %5s 200, %5s other; 200s p99 %s ms, %s within SLO; 200 within SLO: %s of all; limits in force at the end %s\n' \
+    "$r" "$mode" "$f" "$rate" "$n" "$ok" "$other" "$p99" "$ok_share" "$share" "$parts" >&2
 }
 
 : > "$work/results.txt"
@@ -249,14 +267,17 @@ echo "GET /busy/$busy_ms on one replica of concurrency 1 ($capacity req/s), behi
   "(Poisson); SLO p99 $slo_ms ms; queue_limit $queue_limit_ms ms = $per_replica in flight per" \
   "replica; medians of $rounds round(s); $(nproc) cores"
 echo
-echo "| load | admission limit | requests | 200 | other | p99 of 200s | 200s within SLO | 200 within SLO, share of all |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| load | admission limit | in force at the end (gateway a + b) | requests | 200 | other | p99 of 200s | 200s within SLO | 200 within SLO, share of all |"
+echo "|---|---|---|---|---|---|---|---|---|"
 result=()
 for f in $factors; do
   for mode in peer prescale; do
     what="$per_replica per gateway (the file's, each)"
     [ "$mode" = peer ] || what="$per_replica shared (the controller's parts)"
-    printf '| %s× | %s | %s | %s | %s | %s ms | %s | %s |\n' "$f" "$what" "$(med "$mode" "$f" 4)" \
+    in_force=$(awk -v m="$mode" -v f="$f" '$1 == m && $2 == f { print $10 }' "$work/results.txt" |
+      sort | uniq -c | sort -rn | awk 'NR == 1 { print $2 }')
+    printf '| %s× | %s | %s | %s | %s | %s | %s ms | %s | %s |\n' "$f" "$what" "$in_force" \
+      "$(med "$mode" "$f" 4)" \
       "$(med "$mode" "$f" 5)" "$(med "$mode" "$f" 6)" "$(med "$mode" "$f" 9)" \
       "$(med "$mode" "$f" 7)" "$(med "$mode" "$f" 8)"
   done

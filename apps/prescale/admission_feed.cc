@@ -34,29 +34,51 @@ Result<int> count_at(const Json& j, const char* key, const std::string& where) {
 }  // namespace
 
 AdmissionLimits share_admission(const LearnedAdmission& admission,
-                                const std::vector<ServiceConfig>& services, int gateways,
-                                const GatewayShare& share) {
+                                const std::vector<ServiceConfig>& services, int gateways) {
   AdmissionLimits out;
   out.gateways = std::max(gateways, 1);
   for (const ServiceConfig& s : services) {
     const int n = std::min(admission.per_replica(s.name), kMaxAdmissionPerReplica);
     if (n <= 0) continue;
-    const std::optional<double> known = share ? share(s.name) : std::nullopt;
-    // At least half an even share: a gateway the balancer starts sending to is not held to one
-    // request at a time until its share is seen.
-    const double even = 1.0 / out.gateways;
-    const double fraction = known && std::isfinite(*known) && out.gateways > 1
-                                ? std::clamp(*known, even / 2, 1.0)
-                                : even;
     // Rounded up, less a hair: an even share of 12 among 3 is 4, not 5 for 12 × (1/3).
-    const int per_gateway = static_cast<int>(std::ceil(n * fraction - 1e-9));
+    const int per_gateway =
+        static_cast<int>(std::ceil(n / static_cast<double>(out.gateways) - 1e-9));
     out.services[s.name] = {.per_replica = n,
                             .per_gateway = std::clamp(per_gateway, 1, n),
-                            .share = fraction,
+                            .share = 1.0 / out.gateways,
                             .capacity_rps = admission.capacity_rps(s.name),
                             .queue_limit_ms = s.effective_queue_limit().count()};
   }
   return out;
+}
+
+std::vector<int> apportion(int n, std::vector<double>& shares) {
+  const size_t k = shares.size();
+  std::vector<int> parts(k, 0);
+  if (k == 0) return parts;
+  const double even = 1.0 / static_cast<double>(k);
+  double total = 0;
+  for (double& s : shares) {
+    s = k == 1 ? 1.0 : std::clamp(std::isfinite(s) ? s : 0.0, even / 2, 1.0);
+    total += s;
+  }
+  // The number the parts add up to: n where the shares add up to 1, more where the floors raised
+  // them; each part its share's whole requests, and the rest, one each, to the largest remainders
+  // (Hamilton's apportionment).
+  const int target = static_cast<int>(std::ceil(n * total - 1e-9));
+  std::vector<std::pair<double, size_t>> remainders;
+  int given = 0;
+  for (size_t i = 0; i < k; ++i) {
+    const double exact = n * shares[i];
+    parts[i] = static_cast<int>(std::floor(exact + 1e-9));
+    given += parts[i];
+    remainders.emplace_back(exact - parts[i], i);
+  }
+  std::stable_sort(remainders.begin(), remainders.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t j = 0; given < target && j < k; ++j, ++given) ++parts[remainders[j].second];
+  for (int& p : parts) p = std::clamp(p, 1, std::max(n, 1));
+  return parts;
 }
 
 std::string to_json(const AdmissionLimits& limits) {
@@ -127,18 +149,28 @@ void AdmissionBoard::publish(const LearnedAdmission& admission,
     }
   }
   const int k = static_cast<int>(gateways->size());
-  const auto& shares = shares_;
-  std::string even = to_json(share_admission(admission, services, k));
-  std::map<std::string, std::string, std::less<>> by_gateway;
-  for (const std::string& g : *gateways) {
-    by_gateway[g] = to_json(share_admission(admission, services, k, [&](std::string_view service) {
-      const auto of = shares.find(service);
-      if (of == shares.end() || of->second.empty()) return std::optional<double>();
+  const AdmissionLimits even_limits = share_admission(admission, services, k);
+  std::map<std::string, AdmissionLimits, std::less<>> limits;
+  for (const std::string& g : *gateways) limits[g] = even_limits;
+  for (const auto& [service, even_part] : even_limits.services) {
+    const auto of = shares_.find(service);
+    // No share known (none carried the service lately): an even share each.
+    if (of == shares_.end() || of->second.empty() || k < 2) continue;
+    std::vector<double> fractions;
+    for (const std::string& g : *gateways) {
       const auto it = of->second.find(g);
-      // Not read yet (a new pod), while others carry the service: half an even share.
-      return std::optional<double>(it == of->second.end() ? 0.0 : it->second);
-    }));
+      fractions.push_back(it == of->second.end() ? 0.0 : it->second);  // not read yet
+    }
+    const std::vector<int> parts = apportion(even_part.per_replica, fractions);
+    for (size_t i = 0; i < gateways->size(); ++i) {
+      AdmissionLimits::Service& mine = limits[(*gateways)[i]].services[service];
+      mine.per_gateway = parts[i];
+      mine.share = fractions[i];
+    }
   }
+  std::string even = to_json(even_limits);
+  std::map<std::string, std::string, std::less<>> by_gateway;
+  for (const auto& [g, l] : limits) by_gateway[g] = to_json(l);
   std::lock_guard lock(mu_);
   gateways_ = std::move(gateways);
   even_ = std::move(even);

@@ -1,10 +1,11 @@
 // Admission limits from the controller to the gateways of a cluster (docs/kubernetes.md,
 // "Admission limits"). `prescale controller` learns each service's capacity as `prescale up` does
 // (LearnedAdmission) and serves, on its admin port, what each gateway pod should let in flight
-// per replica: the service's number shared among the gateway pods in service, each taking
-// ceil(per_replica × its share of the service's requests) (an even share where none is known),
-// so that N gateways do not let N times the service's queue_limit wait for it. `prescale gateway
-// --admission-from URL` reads it every second and puts it in force.
+// per replica: the service's number shared among the gateway pods in service, each taking its
+// part by its share of the service's requests (apportion: the parts add up to the number; an even
+// share where none is known), so that N gateways do not let N times the service's queue_limit
+// wait for it. `prescale gateway --admission-from URL` reads it every second and puts it in
+// force.
 //
 // The document (GET /v1/admission/GATEWAY_POD, or /v1/admission for an even share;
 // application/json; fields stable, docs/kubernetes.md):
@@ -44,7 +45,7 @@ class Client;
 struct AdmissionLimits {
   struct Service {
     int per_replica = 0;      // what the service's replicas take in flight, all gateways together
-    int per_gateway = 0;      // this gateway's: ceil(per_replica × share), from 1 to per_replica
+    int per_gateway = 0;      // this gateway's part of per_replica (apportion), 1 at least
     double share = 0;         // of the service's requests, or 1 / gateways where none is known
     double capacity_rps = 0;  // the capacity per replica it was computed from
     std::int64_t queue_limit_ms = 0;
@@ -53,19 +54,21 @@ struct AdmissionLimits {
   std::map<std::string, Service, std::less<>> services;
 };
 
-// A gateway's share of a service's requests (KubeWorld::gateway_shares); nullopt where it is not
-// known.
-using GatewayShare = std::function<std::optional<double>(std::string_view service)>;
-
 inline constexpr int kMaxAdmissionPerReplica = 1'000'000;
 
-// The limits `admission` has in force for `services`, for one of `gateways` (fewer than one counts
-// as one: with none in service yet, the first to come takes it all) whose share of each service's
-// requests `share` tells (at least half an even share); where it does not, an even share.
-// Numbers are at most kMaxAdmissionPerReplica.
+// The limits `admission` has in force for `services`, each shared evenly among `gateways` (fewer
+// than one counts as one: with none in service yet, the first to come takes it all):
+// ceil(per_replica / gateways) each. Numbers are at most kMaxAdmissionPerReplica.
 AdmissionLimits share_admission(const LearnedAdmission& admission,
-                                const std::vector<ServiceConfig>& services, int gateways,
-                                const GatewayShare& share = {});
+                                const std::vector<ServiceConfig>& services, int gateways);
+
+// A service's `n` requests per replica in parts for gateways whose shares of its requests are
+// `shares`. Each share is first raised to at least half an even share (a gateway the balancer
+// starts sending to is not held to one request at a time until its share is seen; all of it for
+// a gateway alone), in place; the parts are then the shares' whole requests, and the rest, one
+// each, to the largest remainders, so that they add up to n where the shares add up to 1 (to
+// ceil(n × their sum) where the raised floors made it more), each at least 1.
+std::vector<int> apportion(int n, std::vector<double>& shares);
 
 std::string to_json(const AdmissionLimits& limits);
 

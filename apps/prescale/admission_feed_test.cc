@@ -45,20 +45,20 @@ TEST(AdmissionLimits, EachGatewayTakesItsShareRoundedUp) {
   EXPECT_EQ(share_admission(admission, services, 0).gateways, 1) << "none in service yet";
 }
 
-TEST(AdmissionLimits, AGatewayTakesItsShareOfTheRequests) {
-  const std::vector<ServiceConfig> services = {admitted_service("api", 100, 100ms)};
-  const LearnedAdmission admission(services);
-  auto for_share = [&](std::optional<double> share, int gateways = 2) {
-    return share_admission(admission, services, gateways,
-                           [share](std::string_view) { return share; })
-        .services.at("api");
-  };
-  EXPECT_EQ(for_share(0.62).per_gateway, 8);  // ceil(12 × 0.62)
-  EXPECT_EQ(for_share(0.62).share, 0.62);
-  EXPECT_EQ(for_share(std::nullopt).per_gateway, 6) << "not known: an even share";
-  EXPECT_EQ(for_share(0.0).per_gateway, 3) << "at least half an even share";
-  EXPECT_EQ(for_share(0.0, 1).per_gateway, 12) << "alone: all of it";
-  EXPECT_EQ(for_share(1.7).per_gateway, 12) << "never more than the service's number";
+TEST(AdmissionLimits, TheGatewaysPartsAddUpToTheNumber) {
+  auto parts = [](int n, std::vector<double> shares) { return apportion(n, shares); };
+  // Two Poisson loads never split exactly: ceil of each would let 7 of 6 in.
+  EXPECT_EQ(parts(6, {0.51, 0.49}), (std::vector<int>{3, 3}));
+  EXPECT_EQ(parts(6, {0.62, 0.38}), (std::vector<int>{4, 2}));  // 3.72 and 2.28: the larger rest
+  EXPECT_EQ(parts(12, {0.5, 0.25, 0.25}), (std::vector<int>{6, 3, 3}));
+  EXPECT_EQ(parts(12, {0.4, 0.3, 0.3}), (std::vector<int>{5, 4, 3})) << "4.8, 3.6, 3.6: one rest";
+  // At least half an even share: the floors add to the number (9 of 6 at most for two).
+  EXPECT_EQ(parts(6, {1.0, 0.0}), (std::vector<int>{6, 2}));  // 6 and 1.5: ceil(6 × 1.25) = 8
+  EXPECT_EQ(parts(12, {0.0}), (std::vector<int>{12})) << "alone: all of it";
+  EXPECT_EQ(parts(1, {0.5, 0.5}), (std::vector<int>{1, 1})) << "at least one each";
+  std::vector<double> raised = {0.9, 0.1, 0.0, 0.0};
+  (void)apportion(8, raised);
+  EXPECT_EQ(raised, (std::vector<double>{0.9, 0.125, 0.125, 0.125}));
   ServiceConfig huge = admitted_service("huge", 1e12, 100ms);
   EXPECT_EQ(share_admission(LearnedAdmission({huge}), {huge}, 1).services.at("huge").per_replica,
             kMaxAdmissionPerReplica);
@@ -79,9 +79,9 @@ TEST(AdmissionBoard, ServesEachGatewayItsOwnOnceTheGatewaysAreKnown) {
     auto doc = parse_admission_limits(board.document(gateway).value_or(""));
     return doc ? doc->services.at("api").per_gateway : -1;
   };
-  EXPECT_EQ(per_gateway("gw-a"), 9);    // ceil(12 × 0.75)
-  EXPECT_EQ(per_gateway("gw-b"), 3);    // ceil(12 × 0.25)
-  EXPECT_EQ(per_gateway("gw-c"), 2);    // not read yet: half an even share, ceil(12 / 6)
+  EXPECT_EQ(per_gateway("gw-a"), 9);    // 12 × 0.75
+  EXPECT_EQ(per_gateway("gw-b"), 3);    // 12 × 0.25
+  EXPECT_EQ(per_gateway("gw-c"), 2);    // not read yet: half an even share, 12 / 6
   EXPECT_EQ(per_gateway(""), 4);        // an even share
   EXPECT_EQ(per_gateway("gw-new"), 4);  // not listed yet: an even share
   // A look whose list of pods is stale (no shares either): the gateways and shares last known
