@@ -23,12 +23,6 @@ using namespace std::chrono_literals;
 using testing::Subprocess;
 using testing::TempDir;
 
-// The file as an editor would save it: whole, by a rename.
-void save(const std::string& path, const std::string& text) {
-  testing::write_file(path + ".tmp", text);
-  ASSERT_EQ(std::rename((path + ".tmp").c_str(), path.c_str()), 0);
-}
-
 // web: 50 req/s a replica, one at a time; the file's number is 1 + ceil(50 × queue_limit).
 std::string config(const std::string& queue_limit) {
   return "version: 1\n"
@@ -51,7 +45,7 @@ TEST(GatewayAdmissionFeedTest, TheControllersPartStandsUntilItStopsGivingOne) {
   controller.set(
       R"({"gateways":2,"services":{"web":{"per_replica":8,"per_gateway":4,"share":0.5}}})");
   const std::string file = dir.file("prescale.yaml");
-  save(file, config("100ms"));  // the file's number: 6
+  testing::save_file(file, config("100ms"));  // the file's number: 6
   Subprocess gateway(
       {PRESCALE_BIN, "gateway", "-f", file, "--upstream", "web=127.0.0.1:9", "--port", "0",
        "--port-file", dir.file("gw.port"), "--admin-port", "0", "--admin-port-file",
@@ -87,7 +81,7 @@ TEST(GatewayAdmissionFeedTest, TheControllersPartStandsUntilItStopsGivingOne) {
   EXPECT_EQ(log.find("HTTP 503", first + 1), std::string::npos) << log;
 
   // A reload of an edited file (the file's number now 11): the controller's part stays.
-  save(file, config("200ms"));
+  testing::save_file(file, config("200ms"));
   EXPECT_TRUE(testing::wait_for(
       [&] { return gateway.log().find("reloaded configuration") != std::string::npos; }, 5s))
       << gateway.log();

@@ -28,12 +28,6 @@ using namespace std::chrono_literals;
 using testing::Subprocess;
 using testing::TempDir;
 
-// The file as an editor would save it: whole, by a rename, so the watcher never reads half.
-void save(const std::string& path, const std::string& text) {
-  testing::write_file(path + ".tmp", text);
-  ASSERT_EQ(std::rename((path + ".tmp").c_str(), path.c_str()), 0);
-}
-
 // A counter's value in Prometheus text, or -1.
 double metric(const std::string& text, const std::string& series) {
   const size_t at = text.find("\n" + series + " ");  // not the # HELP line
@@ -87,7 +81,7 @@ gateway:
 
 TEST_F(GatewayReloadCliTest, ReloadsUnderLoadWithZeroFailedRequests) {
   const std::string config = dir.file("prescale.yaml");
-  save(config, yaml("10s", false, false));
+  testing::save_file(config, yaml("10s", false, false));
   Subprocess gateway(
       {PRESCALE_BIN, "gateway", "-f", config, "--port", "0", "--port-file", dir.file("gw.port"),
        "--admin-port", "0", "--admin-port-file", dir.file("admin.port"), "--threads", "2"},
@@ -126,16 +120,18 @@ TEST_F(GatewayReloadCliTest, ReloadsUnderLoadWithZeroFailedRequests) {
     });
   }
   const std::vector<std::function<void()>> changes = {
-      [&] { save(config, yaml("5s", false, false)); },  // a route's timeout
-      [&] { gateway.signal(SIGHUP); },                  // same content: reloaded anyway
-      [&] { save(config, yaml("5s", true, false)); },   // a route added
+      [&] { testing::save_file(config, yaml("5s", false, false)); },  // a route's timeout
+      [&] { gateway.signal(SIGHUP); },  // same content: reloaded anyway
+      [&] { testing::save_file(config, yaml("5s", true, false)); },  // a route added
       [&] { gateway.signal(SIGHUP); },
-      [&] { save(config, yaml("4s", true, true)); },                 // a rate limit on another path
-      [&] { save(config, "version: 1\ngateway:\n  routes: [\n"); },  // broken: kept the old
-      [&] { gateway.signal(SIGHUP); },                               // still broken: fails again
-      [&] { save(config, yaml("3s", true, true)); },
+      [&] { testing::save_file(config, yaml("4s", true, true)); },  // a rate limit on another path
+      [&] {
+        testing::save_file(config, "version: 1\ngateway:\n  routes: [\n");
+      },                                // broken: kept the old
+      [&] { gateway.signal(SIGHUP); },  // still broken: fails again
+      [&] { testing::save_file(config, yaml("3s", true, true)); },
       [&] { gateway.signal(SIGHUP); },
-      [&] { save(config, yaml("2s", true, true)); },
+      [&] { testing::save_file(config, yaml("2s", true, true)); },
       [&] { gateway.signal(SIGHUP); },
   };
   for (size_t i = 0; i < changes.size(); ++i) {

@@ -107,4 +107,9 @@ void write_file(const std::string& path, const std::string& contents) {
   std::ofstream(path) << contents;
 }
 
+void save_file(const std::string& path, const std::string& contents) {
+  write_file(path + ".tmp", contents);
+  std::filesystem::rename(path + ".tmp", path);
+}
+
 }  // namespace prescale::testing

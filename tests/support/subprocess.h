@@ -50,6 +50,8 @@ class TempDir {
 // Reads a whole file; empty when it does not exist.
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& contents);
+// The file as an editor saves it: whole, by a rename, so a watcher never reads half of it.
+void save_file(const std::string& path, const std::string& contents);
 
 // Polls `ready` every 20 ms until it returns true or `timeout` passes. For waiting on real
 // external processes only; in-process logic uses a ManualClock instead.
