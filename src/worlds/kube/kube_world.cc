@@ -451,8 +451,9 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
       } else {
         st.first_ready.erase(p.uid);
       }
-      if (ro.state == scaling::ReplicaState::kDraining)
+      if (ro.state == scaling::ReplicaState::kDraining) {
         ro.draining_since = st.draining_since(p, now, wall_now);
+      }
       if (auto c = st.cpu.find(p.uid); c != st.cpu.end() && c->second) {
         ro.cpu_utilization = c->second;
         if (ro.state == scaling::ReplicaState::kReady) {

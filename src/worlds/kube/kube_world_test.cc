@@ -439,5 +439,29 @@ TEST_F(KubeWorldTest, EachGatewaysShareOfAServiceFollowsWhatItCarries) {
   EXPECT_TRUE(world.gateway_shares("checkout", clock_.now()).empty()) << "no calls to it";
 }
 
+TEST_F(KubeWorldTest, AGatewayBackFromMissedLooksKeepsItsShare) {
+  MetricsPort second;
+  second.set(gateway_metrics(0, 0, 0));
+  fake_.set_pod({.name = "prescale-gateway-2",
+                 .app = "prescale-gateway",
+                 .ports = {{"http", 1}, {"admin", second.port()}}});
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  // Both carry 100 requests a second; the second misses two looks, and its 300 come at once.
+  int first_count = 1000, second_count = 0;
+  for (int t = 1; t <= 10; ++t) {
+    first_count += 100;
+    second_count += 100;
+    gateway_.set(gateway_metrics(first_count, 400, 50));
+    const bool missed = t == 8 || t == 9;
+    second.set(missed ? "" : gateway_metrics(second_count, 0, 0), missed ? 503 : 200);
+    clock_.advance(1s);
+    world.observe(clock_.now());
+  }
+  const auto shares = world.gateway_shares("web", clock_.now());
+  EXPECT_NEAR(shares.at("prescale-gateway-2"), 0.5, 1e-9)
+      << "its growth weighed as a steady rate over the gap, as the first's three looks were";
+}
+
 }  // namespace
 }  // namespace prescale::kube
