@@ -10,7 +10,7 @@
 // The document (GET /v1/admission/GATEWAY_POD, or /v1/admission for an even share;
 // application/json; fields stable, docs/kubernetes.md):
 //   {"gateways": 2,
-//    "services": {"web": {"per_replica": 12, "per_gateway": 8, "share": 0.62,
+//    "services": {"web": {"per_replica": 12, "per_gateway": 7, "share": 0.62,
 //                         "capacity_rps": 21.3, "queue_limit_ms": 100}}}
 // Only services with an admission limit (queue_limit not 0) are listed.
 //
