@@ -514,11 +514,14 @@ gateway:
   const int port = pods.port;
   const Subprocess& controller = *pods.controller;
 
-  // 30 requests a second that each keep 64 KiB: up to 2 MiB/s for a pod (the balancer need not
-  // split them evenly), at the limit some 55 s in or later. The trend needs 30 s of samples; a pod
-  // is replaced once its limit is less than the lead (twice the 2 s startup, and 10 s) away.
+  // 60 requests a second that each keep 64 KiB: 3.75 MiB/s between the two pods. The trend needs
+  // 30 s of samples, the last past half the limit; a pod is replaced once its limit is less than
+  // the lead (twice the 2 s startup, and 10 s) away. Split evenly (1.9 MiB/s each, from some
+  // 15-25 MiB), a pod is that close some 35 s in; one that gets them all is past its limit at 30 s
+  // (no kernel enforces it here), which projects no time left. At half this rate an even split
+  // took the whole 85 s.
   Subprocess load({PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(port),
-                   "--rate", "30", "--duration", "80s", "--mix", "GET /leak/64:1"},
+                   "--rate", "60", "--duration", "80s", "--mix", "GET /leak/64:1"},
                   dir.file("load.log"));
   EXPECT_TRUE(testing::wait_for([&] { return !api.deleted().empty(); }, 85s)) << controller.log();
   // One of them: the other waits while the first's replacement is not ready (the stand-in API
