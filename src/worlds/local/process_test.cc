@@ -265,7 +265,11 @@ TEST(ResidentMemoryTest, AGroupHoldsWhatItsProcessesTouch) {
   ::waitpid(child, nullptr, 0);
   for (int fd : {go[0], go[1], done[0], done[1]}) ::close(fd);
   EXPECT_GT(before, 0u);
-  EXPECT_GE(after - before, kTouched);
+  // Within a few MiB: between the two looks the kernel may reclaim some of the child's cold pages
+  // (its code, shared with this process), as a reclaiming daemon (DAMON's pageout) does here
+  // under no memory pressure at all; it failed once in many runs by that.
+  ASSERT_GT(after, before);
+  EXPECT_GE(after - before, kTouched - (4u << 20));
   EXPECT_LT(after - before, kTouched + (8u << 20));
   EXPECT_EQ(resident_memory_by_group({child}).count(child), 0u);  // gone, reaped
 }
