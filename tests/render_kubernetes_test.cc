@@ -303,6 +303,7 @@ gateway:
 // start (its log says why).
 struct RunningPods {
   std::vector<std::unique_ptr<Subprocess>> web;
+  std::vector<std::string> web_names;  // their pods' names
   std::unique_ptr<Subprocess> controller;
   std::unique_ptr<Subprocess> gateway;
   std::unique_ptr<kube::fake::FakeApiServer> api;
@@ -310,6 +311,15 @@ struct RunningPods {
   int gateway_admin = 0;     // the gateway's admin port
   int controller_admin = 0;  // the controller's admin port
 };
+
+// The scale patches the stand-in API server received for `deployment`: "3 2 3".
+std::string scaled_to(const kube::fake::FakeApiServer& api, const std::string& deployment) {
+  std::string out;
+  for (const auto& [name, replicas] : api.scaled()) {
+    if (name == deployment) out += (out.empty() ? "" : " ") + std::to_string(replicas);
+  }
+  return "scaled " + deployment + " to: " + out;
+}
 
 RunningPods run_pods(const TempDir& dir, const std::string& mounted,
                      const std::vector<YAML::Node>& docs, int replicas) {
@@ -325,6 +335,7 @@ RunningPods run_pods(const TempDir& dir, const std::string& mounted,
       if (arg == dir.file("web.port")) arg = dir.file(name + ".port");
     }
     out.web.push_back(std::make_unique<Subprocess>(argv, dir.file(name + ".log")));
+    out.web_names.push_back(name);
     const int port = testing::port_from_file(dir.file(name + ".port"));
     EXPECT_GT(port, 0) << out.web.back()->log();
     if (port <= 0) return out;
@@ -489,9 +500,9 @@ gateway:
   EXPECT_THAT(controller.log(), HasSubstr("stopping"));
 }
 
-// The controller's healer in a cluster: a pod whose memory grows toward its limit is evicted (its
-// Deployment starts another) before the kernel kills it mid-request, one pod at a time (about
-// 35 s).
+// The controller's healer in a cluster: a pod whose memory grows toward its limit is replaced
+// before the kernel kills it mid-request, and serves until its replacement is ready: marked to go
+// first, a surge of one, and its Deployment back to 2 once another pod is ready (about 35 s).
 TEST(RenderKubernetesTest, TheRenderedControllerReplacesAPodLeakingTowardItsLimit) {
   TempDir dir;
   const std::string config = R"(version: 1
@@ -501,13 +512,13 @@ services:
     kind: builtin/echo
     replicas: {min: 2, max: 2, initial: 2}
     startup_time: 2s
-    memory_limit: 112Mi
+    memory_limit: 160Mi
 gateway:
   health_check: {interval: 1s, timeout: 500ms}
 )";
   const auto [docs, mounted] = render_and_mount(dir, config);
   ASSERT_FALSE(docs.empty());
-  // Two pods of web (the only ready pod of a service is left to the kernel).
+  // Two pods of web.
   const RunningPods pods = run_pods(dir, mounted, docs, 2);
   ASSERT_GT(pods.port, 0);
   kube::fake::FakeApiServer& api = *pods.api;
@@ -516,19 +527,47 @@ gateway:
 
   // 60 requests a second that each keep 64 KiB: 3.75 MiB/s between the two pods. The trend needs
   // 30 s of samples, the last past half the limit; a pod is replaced once its limit is less than
-  // the lead (twice the 2 s startup, and 10 s) away. Split evenly (1.9 MiB/s each, from some
-  // 15-25 MiB), a pod is that close some 35 s in; one that gets them all is past its limit at 30 s
-  // (no kernel enforces it here), which projects no time left. At half this rate an even split
-  // took the whole 85 s.
+  // the lead away (twice its startup, 10 s as the stand-in's pods tell it, and 10 s: 30 s). Split
+  // evenly (1.9 MiB/s each, from some 15-25 MiB), a pod is that close some 45 s in; one that gets
+  // them all is at 30 s, 7 s before its limit. (With 30 requests a second and a 112Mi limit, an
+  // even split took the whole 85 s.)
   Subprocess load({PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(port),
                    "--rate", "60", "--duration", "80s", "--mix", "GET /leak/64:1"},
                   dir.file("load.log"));
-  EXPECT_TRUE(testing::wait_for([&] { return !api.deleted().empty(); }, 85s)) << controller.log();
-  // One of them: the other waits while the first's replacement is not ready (the stand-in API
-  // server starts none), as the PodDisruptionBudget has it.
-  EXPECT_FALSE(testing::wait_for([&] { return api.deleted().size() > 1; }, 3s));
-  ASSERT_EQ(api.deleted().size(), 1u);
-  EXPECT_THAT(controller.log(), HasSubstr("replaced " + api.deleted()[0] + " of web: memory "));
+  // The pod marked to go first.
+  auto marked = [&]() -> std::optional<kube::fake::FakePod> {
+    for (const auto& web : pods.web_names) {
+      auto pod = api.pod(web);
+      if (pod && pod->annotations.contains("controller.kubernetes.io/pod-deletion-cost")) {
+        return pod;
+      }
+    }
+    return std::nullopt;
+  };
+  ASSERT_TRUE(
+      testing::wait_for([&] { return marked().has_value() && api.replicas("web") == 3; }, 85s))
+      << controller.log();
+  const kube::fake::FakePod leaking = *marked();
+  EXPECT_EQ(leaking.annotations.at("controller.kubernetes.io/pod-deletion-cost"), "-2147483648");
+  EXPECT_THAT(controller.log(), HasSubstr("replacing " + leaking.name + " of web: memory "));
+  // It serves on while its replacement is not ready (the stand-in API server starts none), and
+  // the other pod, leaking alike, waits for it.
+  EXPECT_FALSE(
+      testing::wait_for([&] { return api.replicas("web") != 3 || !api.deleted().empty(); }, 3s));
+  // The replacement ready: the Deployment back to 2 at the next look (the HPA's, every 15 s),
+  // nothing evicted; the ReplicaSet would remove the pod of the lowest cost, and the stand-in
+  // does that here.
+  api.set_pod({.name = "web-5c7b-z9", .app = "web", .ports = {}});
+  ASSERT_TRUE(testing::wait_for([&] { return api.replicas("web") == 2; }, 20s))
+      << controller.log() << scaled_to(api, "web");
+  kube::fake::FakePod leaving = *api.pod(leaking.name);
+  leaving.deleting = true;
+  api.set_pod(leaving);
+  EXPECT_TRUE(testing::wait_for(
+      [&] { return controller.log().find(leaking.name + " of web leaves") != std::string::npos; },
+      5s))
+      << controller.log();
+  EXPECT_TRUE(api.deleted().empty()) << api.deleted()[0];
 }
 
 }  // namespace

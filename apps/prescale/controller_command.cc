@@ -124,10 +124,10 @@ Result<kube::ApiConfig> api_config(const ControllerFlags& f) {
 }
 
 // The healer's memory check over the pods the controller sees: a pod whose memory grows toward its
-// service's limit is evicted (its Deployment starts another, and it serves through its preStop
-// wait) before the kernel kills it mid-request. Evictions honour the PodDisruptionBudget: one of a
-// service at a time. The gateway counts ejections per service, not per pod, so the healer's other
-// remedy does not run here.
+// service's limit is replaced before the kernel kills it mid-request, and it serves until its
+// replacement is ready (KubeWorld::replace_when_ready: a surge of one, then the Deployment back
+// to desired removes it): one pod of a service at a time. The gateway counts ejections per service,
+// not per pod, so the healer's other remedy does not run here.
 struct MemoryHealing {
   healing::Healer& healer;
   std::map<std::string, std::uint64_t> limits;  // services[].memory_limit, by service; 0: none
@@ -185,22 +185,26 @@ void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::Kube
       spdlog::info("would replace {} of {}: {}", r.replica, r.service, r.reason);
       continue;
     }
-    auto replaced = world.restart(r.replica);
-    if (replaced || replaced.error().code == ErrorCode::kNotFound) {  // or gone already
+    auto replaced = world.replace_when_ready(r.replica);
+    if (!replaced && replaced.error().code == ErrorCode::kNotFound) {  // gone or going already
       h.warned.erase(r.replica);
-      spdlog::info("replaced {} of {}: {} (evicted: a new pod starts; this one leaves)", r.replica,
-                   r.service, r.reason);
+      spdlog::info("not replacing {} of {}: {}", r.replica, r.service, replaced.error().message);
       continue;
     }
-    // Refused for now (another pod of the service is not ready: its disruption budget; the only
-    // ready pod; the API did not answer): tried again at the next look, with its trend kept, and
-    // said once.
+    if (replaced) {
+      h.warned.erase(r.replica);
+      spdlog::info("replacing {} of {}: {} (a new pod starts; this one leaves once it is ready)",
+                   r.replica, r.service, r.reason);
+      continue;
+    }
+    // Refused for now (another pod of the service being replaced; the Deployment not read yet;
+    // the API did not answer): tried again at the next look, with its trend kept, and said once.
     h.healer.retry(r);
     if (h.warned.insert(r.replica).second) {
       spdlog::warn("replacing {} of {} not done yet: {}{}", r.replica, r.service,
                    replaced.error().message,
                    replaced.error().code == ErrorCode::kInvalidArgument
-                       ? " (the API refused: is the rendered Role, with pods/eviction, applied?)"
+                       ? " (the API refused: is the rendered Role, with pods' patch, applied?)"
                        : "; tried again at each look");
     }
   }

@@ -58,6 +58,7 @@ Json pod_object(const FakePod& pod, const std::string& name_space) {
                    {"creationTimestamp", pod.created},
                    {"labels", labels(pod.app)}};
   if (pod.deleting) metadata["deletionTimestamp"] = pod.deleted_by;
+  if (!pod.annotations.empty()) metadata["annotations"] = pod.annotations;
   const std::string& not_ready_since =
       pod.not_ready_since.empty() ? pod.created : pod.not_ready_since;
   Json conditions =
@@ -164,6 +165,46 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
           st.deleted.push_back(name);
           return http::json_response(200, pod_object(it->second, st.name_space));
         }));
+  // A merge patch of a pod's annotations (the one part of a pod the controller changes): a string
+  // sets one, null removes it.
+  r.add(http::Method::kPatch, "/api/v1/namespaces/{ns}/pods/{name}",
+        route([](State& st, http::Request& req) {
+          const std::string name(req.param("name").value_or(""));
+          if (req.headers.get("Content-Type") != "application/merge-patch+json") {
+            return status_object(415, "UnsupportedMediaType",
+                                 "the body of the request was in an unknown format");
+          }
+          auto body = http::parse_json(req.body);
+          const Json* annotations = nullptr;
+          if (body && body->is_object() && body->contains("metadata") &&
+              (*body)["metadata"].is_object() && (*body)["metadata"].contains("annotations")) {
+            annotations = &(*body)["metadata"]["annotations"];
+          }
+          if (!annotations || !annotations->is_object() || body->size() != 1 ||
+              (*body)["metadata"].size() != 1) {
+            return status_object(422, "Invalid",
+                                 "Pod \"" + name + "\" is invalid: only metadata.annotations");
+          }
+          for (const auto& [key, value] : annotations->items()) {
+            if (!value.is_string() && !value.is_null()) {
+              return status_object(400, "BadRequest",
+                                   "metadata.annotations." + key + ": expected a string");
+            }
+          }
+          std::lock_guard lock(st.mu);
+          auto it = st.pods.find(name);
+          if (it == st.pods.end()) {
+            return status_object(404, "NotFound", "pods \"" + name + "\" not found");
+          }
+          for (const auto& [key, value] : annotations->items()) {
+            if (value.is_null()) {
+              it->second.annotations.erase(key);
+            } else {
+              it->second.annotations[key] = value.get<std::string>();
+            }
+          }
+          return http::json_response(200, pod_object(it->second, st.name_space));
+        }));
   // An eviction, as the API answers it under the rendered PodDisruptionBudget (maxUnavailable 1):
   // refused with 429 while another pod of the same app (one that has not finished) is not ready.
   r.add(http::Method::kPost, "/api/v1/namespaces/{ns}/pods/{name}/eviction",
@@ -261,6 +302,12 @@ void FakeApiServer::set_pod(const FakePod& pod) {
 void FakeApiServer::remove_pod(const std::string& name) {
   std::lock_guard lock(state_->mu);
   state_->pods.erase(name);
+}
+std::optional<FakePod> FakeApiServer::pod(const std::string& name) const {
+  std::lock_guard lock(state_->mu);
+  auto it = state_->pods.find(name);
+  if (it == state_->pods.end()) return std::nullopt;
+  return it->second;
 }
 void FakeApiServer::set_deployment(const std::string& name, int replicas) {
   std::lock_guard lock(state_->mu);

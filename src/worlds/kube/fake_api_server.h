@@ -1,17 +1,19 @@
 // FakeApiServer: for tests, the part of the Kubernetes API that KubeWorld and `prescale
 // controller` use, over plain HTTP on 127.0.0.1 (as `kubectl proxy` serves it): pods listed
-// by label selector, deleted and evicted (an eviction refused, as the rendered
-// PodDisruptionBudget refuses it, while another pod of the same app is not ready), Deployments
-// listed, their scale subresource read and merge-patched. No kube-apiserver is packaged for Debian
-// 12, so tests run this in its place; it answers as the real one does (the same paths, object
-// shapes, Status errors and content types), and keeps what it was asked.
+// by label selector, their annotations merge-patched, deleted and evicted (an eviction refused, as
+// the rendered PodDisruptionBudget refuses it, while another pod of the same app is not ready),
+// Deployments listed, their scale subresource read and merge-patched. No kube-apiserver is packaged
+// for Debian 12, so tests run this in its place; it answers as the real one does (the same paths,
+// object shapes, Status errors and content types), and keeps what it was asked.
 //
 // Thread safety: every method may be called from any thread.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +34,7 @@ struct FakePod {
   bool deleting = false;  // deletionTimestamp: deleted_by
   std::string deleted_by = "2026-01-01T00:00:00Z";
   int restarts = 0;  // its container's restartCount
+  std::map<std::string, std::string> annotations = {};  // metadata.annotations
 };
 
 // A pod object as the API returns it.
@@ -49,6 +52,7 @@ class FakeApiServer {
 
   void set_pod(const FakePod& pod);  // adds or replaces by name
   void remove_pod(const std::string& name);
+  std::optional<FakePod> pod(const std::string& name) const;  // as it stands now
   void set_deployment(const std::string& name, int replicas);
   void remove_deployment(const std::string& name);
   int replicas(const std::string& deployment) const;  // -1 for none

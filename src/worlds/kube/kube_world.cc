@@ -50,6 +50,16 @@ constexpr Clock::Duration kStalePods = std::chrono::seconds(30);
 // yet: the rendered probes run every few seconds after the startup probe.
 constexpr Clock::Duration kWarmUp = std::chrono::seconds(60);
 
+// A pod replaced when its replacement is ready (replace_when_ready) is marked with the lowest cost
+// there is for its ReplicaSet to remove it first when the Deployment goes back to desired.
+constexpr std::string_view kDeletionCost = "controller.kubernetes.io/pod-deletion-cost";
+constexpr std::string_view kLowestCost = "-2147483648";
+// How long a replacement may take to be ready before the surge is taken back, and the pod stays.
+constexpr Clock::Duration kReplacementPatience = std::chrono::minutes(5);
+// How long after the surge is taken back the ReplicaSet has to remove the pod before it is
+// evicted (the ReplicaSet removed another: one that was not ready goes first).
+constexpr Clock::Duration kScaleDownWait = std::chrono::seconds(10);
+
 }  // namespace
 
 struct KubeWorld::State {
@@ -136,6 +146,50 @@ struct KubeWorld::State {
     return !pods_read_at || now - *pods_read_at > kStalePods;
   }
 
+  // A pod being replaced before it leaves (replace_when_ready).
+  struct Replacement {
+    std::string pod;
+    Clock::TimePoint since;
+    bool surged = true;  // the Deployment holds one replica more than desired
+    std::optional<Clock::TimePoint> scaled_back = {};  // when the surge was taken back
+  };
+  Service* service_named(std::string_view name) {
+    for (Service& s : services) {
+      if (s.spec.name == name) return &s;
+    }
+    return nullptr;
+  }
+  // A replica of a service of the file among the pods last read: never the gateway's, the
+  // controller's, or another team's pod in the same namespace.
+  Result<const Pod*> service_pod(std::string_view replica_id) const {
+    for (const Pod& p : pods) {
+      if (p.name != replica_id) continue;
+      for (const Service& s : services) {
+        if (s.spec.name == p.app) return &p;
+      }
+    }
+    return make_error(ErrorCode::kNotFound,
+                      "no replica named " + std::string(replica_id) + " among the pods last read");
+  }
+  Result<Json> patch_replicas(const Service& s, int replicas) {
+    return call([&] {
+      return api.merge_patch(ns_path("/apis/apps/v1", "deployments/" + s.spec.name + "/scale"),
+                             Json{{"spec", {{"replicas", replicas}}}});
+    });
+  }
+  Result<Json> evict(const std::string& name) {
+    const std::string& ns = api.config().name_space;
+    return call([&] {
+      return api.create(
+          ns_path("/api/v1", "pods/" + name + "/eviction"),
+          Json{{"apiVersion", "policy/v1"},
+               {"kind", "Eviction"},
+               {"metadata", {{"name", name}, {"namespace", ns.empty() ? "default" : ns}}}});
+    });
+  }
+  // Carries the replacements under way on from the pods just read.
+  void advance_replacements(Clock::TimePoint now);
+
   // What reading the gateways told.
   struct GatewayLook {
     bool blind = false;        // a gateway with an address did not answer: the counts are short
@@ -168,6 +222,7 @@ struct KubeWorld::State {
   std::set<std::string> ever_ready;                  // pod uids seen ready
   std::map<std::string, Clock::TimePoint> first_ready;  // by pod uid: its readiness, first seen
   std::map<std::string, std::string> problems;          // said, by what they are about
+  std::map<std::string, Replacement, std::less<>> replacing;  // by service
   // The observation at which an API call last timed out: the rest of that look's calls (a scale
   // per service) fail at once rather than each take the timeout.
   std::optional<std::uint64_t> api_timed_out;
@@ -321,6 +376,9 @@ void KubeWorld::State::read_deployments() {
     const std::string name = string_at(d, {"metadata", "name"});
     for (Service& s : services) {
       if (s.spec.name != name) continue;
+      // Under a surge the Deployment holds one more than desired (and the list, from the API
+      // server's cache, may not show the surge yet): desired is what scale() set.
+      if (auto r = replacing.find(name); r != replacing.end() && r->second.surged) continue;
       if (d.contains("spec") && d["spec"].is_object() && d["spec"].contains("replicas") &&
           d["spec"]["replicas"].is_number_integer()) {
         s.desired = d["spec"]["replicas"].get<int>();
@@ -405,6 +463,7 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
   const bool scrape = !st.last_scrape || now - *st.last_scrape >= st.options.scrape_interval;
   ++st.observation;
   st.read_pods(now);
+  if (!st.pods_stale(now)) st.advance_replacements(now);
   // With no list for a while, the addresses it gave may be other pods' by now: nothing is read
   // at them, and the request figures stand as they were.
   State::GatewayLook look{.blind = true, .catching_up = false};
@@ -551,11 +610,10 @@ Result<void> KubeWorld::scale(std::string_view service, int replicas) {
                             " replicas is outside [" + std::to_string(s.spec.min_replicas) + ", " +
                             std::to_string(s.spec.max_replicas) + "]");
     }
-    auto patched = st.call([&] {
-      return st.api.merge_patch(
-          st.ns_path("/apis/apps/v1", "deployments/" + s.spec.name + "/scale"),
-          Json{{"spec", {{"replicas", replicas}}}});
-    });
+    // A surge for a replacement stays on top (replace_when_ready).
+    const auto r = st.replacing.find(service);
+    const int surge = r != st.replacing.end() && r->second.surged ? 1 : 0;
+    auto patched = st.patch_replicas(s, replicas + surge);
     if (!patched) {
       st.problem("scale " + s.spec.name,
                  "scaling " + s.spec.name + " failed: " + patched.error().message);
@@ -570,21 +628,11 @@ Result<void> KubeWorld::scale(std::string_view service, int replicas) {
 
 Result<void> KubeWorld::restart(std::string_view replica_id) {
   State& st = *state_;
-  // Only a replica of a service of the file: never the gateway's, the controller's, or another
-  // team's pod in the same namespace.
-  const bool ours = std::any_of(st.pods.begin(), st.pods.end(), [&](const Pod& p) {
-    return p.name == replica_id &&
-           std::any_of(st.services.begin(), st.services.end(),
-                       [&](const State::Service& s) { return s.spec.name == p.app; });
-  });
-  if (!ours) {
-    return make_error(ErrorCode::kNotFound,
-                      "no replica named " + std::string(replica_id) + " among the pods last read");
-  }
+  Result<const Pod*> found = st.service_pod(replica_id);
+  if (!found) return std::unexpected(found.error());
+  const Pod& pod = **found;
   // A service's only ready pod is left to the kernel: a container restarted in place is back
   // sooner than a new pod, and evicting it would leave none.
-  const Pod& pod = *std::find_if(st.pods.begin(), st.pods.end(),
-                                 [&](const Pod& p) { return p.name == replica_id; });
   const auto ready = std::count_if(st.pods.begin(), st.pods.end(), [&](const Pod& p) {
     return p.app == pod.app && p.ready && !p.deleting;
   });
@@ -595,17 +643,120 @@ Result<void> KubeWorld::restart(std::string_view replica_id) {
   }
   // Evicted, not deleted: the service's PodDisruptionBudget applies (the API refuses, 429, while
   // another of its pods is not ready), so replacements go one at a time.
-  const std::string name(replica_id);
-  const std::string& ns = st.api.config().name_space;
-  auto evicted = st.call([&] {
-    return st.api.create(
-        st.ns_path("/api/v1", "pods/" + name + "/eviction"),
-        Json{{"apiVersion", "policy/v1"},
-             {"kind", "Eviction"},
-             {"metadata", {{"name", name}, {"namespace", ns.empty() ? "default" : ns}}}});
-  });
+  auto evicted = st.evict(pod.name);
   if (!evicted) return std::unexpected(evicted.error());
   return {};
+}
+
+Result<void> KubeWorld::replace_when_ready(std::string_view replica_id) {
+  State& st = *state_;
+  Result<const Pod*> found = st.service_pod(replica_id);
+  if (!found) return std::unexpected(found.error());
+  const Pod& pod = **found;
+  if (pod.deleting) {
+    return make_error(ErrorCode::kNotFound, pod.name + " is being deleted already");
+  }
+  if (auto r = st.replacing.find(pod.app); r != st.replacing.end()) {
+    return make_error(ErrorCode::kUnavailable,
+                      "a replacement of " + r->second.pod + " of " + pod.app + " is under way");
+  }
+  State::Service* service = st.service_named(pod.app);
+  if (service == nullptr) return make_error(ErrorCode::kNotFound, "no service named " + pod.app);
+  State::Service& s = *service;
+  if (!s.desired) {
+    return make_error(ErrorCode::kUnavailable,
+                      "the Deployment " + pod.app + " has not been read yet");
+  }
+  // Marked first: whenever its Deployment next goes down (a scale-down of the policy's too), its
+  // ReplicaSet removes this pod before the others that are ready.
+  auto marked = st.call([&] {
+    return st.api.merge_patch(
+        st.ns_path("/api/v1", "pods/" + pod.name),
+        Json{{"metadata", {{"annotations", {{std::string(kDeletionCost), kLowestCost}}}}}});
+  });
+  if (!marked) return std::unexpected(marked.error());
+  auto surged = st.patch_replicas(s, *s.desired + 1);
+  if (!surged) return std::unexpected(surged.error());
+  st.replacing[pod.app] = State::Replacement{.pod = pod.name, .since = st.options.clock->now()};
+  return {};
+}
+
+void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
+  for (auto it = replacing.begin(); it != replacing.end();) {
+    const std::string& name = it->first;
+    Replacement& r = it->second;
+    Service* service = service_named(name);
+    if (service == nullptr || !service->desired) {  // never: replacements are of a known service
+      it = replacing.erase(it);
+      continue;
+    }
+    Service& s = *service;
+    const auto pod =
+        std::find_if(pods.begin(), pods.end(), [&](const Pod& p) { return p.name == r.pod; });
+    const bool left = pod == pods.end() || pod->deleting;
+    const auto ready_others = std::count_if(pods.begin(), pods.end(), [&](const Pod& p) {
+      return p.app == name && p.name != r.pod && p.ready && !p.deleting;
+    });
+    const std::string key = "replace " + r.pod;
+    if (r.surged) {
+      const bool done = left || ready_others >= *s.desired;
+      const bool late = now - r.since > kReplacementPatience;
+      if (!done && !late) {
+        ++it;
+        continue;
+      }
+      // Back to desired: the ReplicaSet removes the pod of the lowest deletion cost, this one.
+      if (auto back = patch_replicas(s, *s.desired); !back) {
+        problem(key, "replacing " + r.pod + " of " + name + ": going back to " +
+                         std::to_string(*s.desired) + " replicas failed: " + back.error().message +
+                         " (tried again at the next look)");
+        ++it;
+        continue;
+      }
+      solved(key, "replacing " + r.pod + " of " + name + ": its Deployment is back to " +
+                      std::to_string(*s.desired));
+      r.surged = false;
+      r.scaled_back = now;
+      if (!done) {
+        say("replacing " + r.pod + " of " + name + " given up: no other pod of " + name +
+            " was ready in " + std::to_string(kReplacementPatience / std::chrono::minutes(1)) +
+            " minutes; it stays, and its Deployment is back to " + std::to_string(*s.desired));
+        it = replacing.erase(it);
+        continue;
+      }
+      if (!left) {
+        spdlog::info("{} of {} leaves: {} other pods are ready (its Deployment back to {})", r.pod,
+                     name, ready_others, *s.desired);
+      }
+    }
+    if (left) {
+      solved(key, "replacing " + r.pod + " of " + name + ": it leaves");
+      it = replacing.erase(it);
+      continue;
+    }
+    // The ReplicaSet removed another pod (one not ready goes before the lowest cost): this one is
+    // evicted, under the service's PodDisruptionBudget, until it leaves or it is too late.
+    if (now - *r.scaled_back < kScaleDownWait) {
+      ++it;
+      continue;
+    }
+    if (now - *r.scaled_back > kReplacementPatience) {
+      say("replacing " + r.pod + " of " + name + " given up: its ReplicaSet removed others and " +
+          "the eviction was refused for " +
+          std::to_string(kReplacementPatience / std::chrono::minutes(1)) + " minutes");
+      it = replacing.erase(it);
+      continue;
+    }
+    if (auto evicted = evict(r.pod); !evicted) {
+      problem(key, "replacing " + r.pod + " of " + name + ": its ReplicaSet kept it, and " +
+                       "evicting it failed: " + evicted.error().message +
+                       " (tried again at the next look)");
+    } else {
+      spdlog::info("{} of {} evicted: its ReplicaSet kept it when its Deployment went back to {}",
+                   r.pod, name, *s.desired);
+    }
+    ++it;
+  }
 }
 
 }  // namespace prescale::kube

@@ -26,7 +26,8 @@
 //   desired    the Deployments' spec.replicas, once a scrape_interval, and what scale() set; until
 //              the first read, the pods that are not draining.
 // scale() patches the Deployment's scale subresource; restart() evicts a service's pod (the
-// PodDisruptionBudget applies), and the Deployment starts another. The controller's clock is the
+// PodDisruptionBudget applies), and the Deployment starts another; replace_when_ready() starts
+// the other first, and the pod leaves once it is ready. The controller's clock is the
 // cluster's: timestamps are wall-clock times, placed on the controller's monotonic axis by the
 // clock's wall_now(). An API call that times out fails the rest of that observation's calls at
 // once.
@@ -95,6 +96,20 @@ class KubeWorld final : public control::World {
   // kOutOfRange for a service's only ready pod (a container restarted in place is back sooner
   // than a new pod); the API's: kUnavailable for a refusal under the PodDisruptionBudget (429).
   Result<void> restart(std::string_view replica_id) override;
+  // Replaces a pod that still serves well (one headed for its memory limit) with no pod's
+  // capacity missing meanwhile: the pod gets the lowest pod-deletion-cost there is
+  // (the controller.kubernetes.io/pod-deletion-cost annotation) and its Deployment one replica
+  // more than desired (a surge, as a rolling update's maxSurge; it may pass the service's
+  // max_replicas by that one). Once the service's other pods ready, not being deleted, are as
+  // many as desired, the Deployment goes back to desired, and its ReplicaSet removes the pod of
+  // the lowest cost. Observations carry it on: the pod is evicted if 10 s later the ReplicaSet has
+  // removed another (one that was not ready); with no replacement ready within 5 minutes the
+  // surge is taken back and the pod stays (said through on_problem). Meanwhile scale() keeps the
+  // surge on top of what it sets, and desired_replicas is what scale() last set. One pod of a
+  // service at a time. Errors: kNotFound as restart()'s, and for a pod already being deleted;
+  // kUnavailable while another of the service's is being replaced, or before the Deployment has
+  // been read; the API's.
+  Result<void> replace_when_ready(std::string_view replica_id);
   // Each gateway pod in service's share of `service`'s requests over the last seconds (sums
   // decaying over 5 s), by pod name; the shares add up to 1. Empty while the gateways in service
   // carried less than a request of the service's lately, or the list of pods is stale at `now`.

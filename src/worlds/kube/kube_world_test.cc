@@ -465,3 +465,94 @@ TEST_F(KubeWorldTest, AGatewayBackFromMissedLooksKeepsItsShare) {
 
 }  // namespace
 }  // namespace prescale::kube
+
+namespace prescale::kube {
+namespace {
+
+constexpr char kDeletionCost[] = "controller.kubernetes.io/pod-deletion-cost";
+
+// A pod replaced when ready: marked to go first, a surge of one, and the Deployment back to
+// desired once the service's other ready pods are as many as desired — no eviction, the
+// ReplicaSet removes the pod of the lowest cost. Meanwhile the policy's scale keeps the surge on
+// top and desired is the policy's; a second replacement of the service waits.
+TEST_F(KubeWorldTest, APodReplacedWhenReadyLeavesOnceItsReplacementIsReady) {
+  fake_.set_pod({.name = "web-b", .app = "web", .ports = {{"http", 1}}});
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  ASSERT_TRUE(world.replace_when_ready("web-a").has_value());
+  ASSERT_TRUE(fake_.pod("web-a").has_value());
+  EXPECT_EQ(fake_.pod("web-a")->annotations[kDeletionCost], "-2147483648");
+  EXPECT_EQ(fake_.replicas("web"), 3);
+  const auto second = world.replace_when_ready("web-b");
+  ASSERT_FALSE(second.has_value());
+  EXPECT_EQ(second.error().code, ErrorCode::kUnavailable) << second.error().message;
+  EXPECT_EQ(world.observe(clock_.now()).service("web")->desired_replicas, 2);
+  ASSERT_TRUE(world.scale("web", 4).has_value());
+  EXPECT_EQ(fake_.replicas("web"), 5);
+  EXPECT_EQ(world.observe(clock_.now()).service("web")->desired_replicas, 4);
+  ASSERT_TRUE(world.scale("web", 2).has_value());
+  EXPECT_EQ(fake_.replicas("web"), 3);
+
+  // The new pod starting: the surge stays.
+  fake_.set_pod({.name = "web-c", .app = "web", .ports = {{"http", 1}}, .ready = false});
+  clock_.advance(5s);
+  world.observe(clock_.now());
+  EXPECT_EQ(fake_.replicas("web"), 3);
+  // Ready: back to 2, and nothing evicted.
+  fake_.set_pod({.name = "web-c", .app = "web", .ports = {{"http", 1}}});
+  clock_.advance(5s);
+  world.observe(clock_.now());
+  EXPECT_EQ(fake_.replicas("web"), 2);
+  EXPECT_TRUE(fake_.deleted().empty());
+  // The ReplicaSet removes web-a (the lowest cost); past the eviction's wait nothing is evicted.
+  FakePod leaving = *fake_.pod("web-a");
+  leaving.deleting = true;
+  fake_.set_pod(leaving);
+  clock_.advance(30s);
+  const scaling::Snapshot& after = world.observe(clock_.now());
+  EXPECT_EQ(after.service("web")->replicas[0].state, scaling::ReplicaState::kDraining);
+  EXPECT_TRUE(fake_.deleted().empty());
+  EXPECT_EQ(fake_.replicas("web"), 2);
+  // Over: the next pod of web may be replaced.
+  EXPECT_TRUE(world.replace_when_ready("web-b").has_value());
+  EXPECT_EQ(fake_.replicas("web"), 3);
+  EXPECT_TRUE(problems_.empty()) << problems_.front();
+}
+
+// A pod the ReplicaSet kept (it removed another) is evicted once the wait is over; a replacement
+// never ready is given up after 5 minutes, the Deployment back to desired and the pod kept, said.
+TEST_F(KubeWorldTest, APodTheReplicaSetKeptIsEvictedAndAReplacementNeverReadyIsGivenUp) {
+  fake_.set_pod({.name = "web-b", .app = "web", .ports = {{"http", 1}}});
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  ASSERT_TRUE(world.replace_when_ready("web-a").has_value());
+  fake_.set_pod({.name = "web-c", .app = "web", .ports = {{"http", 1}}});
+  world.observe(clock_.now());
+  EXPECT_EQ(fake_.replicas("web"), 2);
+  clock_.advance(5s);
+  world.observe(clock_.now());
+  EXPECT_TRUE(fake_.deleted().empty());
+  clock_.advance(6s);
+  world.observe(clock_.now());
+  EXPECT_EQ(fake_.deleted(), std::vector<std::string>{"web-a"});
+  world.observe(clock_.now());  // it leaves: over
+
+  ASSERT_TRUE(world.replace_when_ready("web-b").has_value());
+  EXPECT_EQ(fake_.replicas("web"), 3);
+  clock_.advance(5min);
+  world.observe(clock_.now());
+  EXPECT_EQ(fake_.replicas("web"), 3);
+  EXPECT_TRUE(problems_.empty()) << problems_.front();
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(fake_.replicas("web"), 2);
+  ASSERT_EQ(problems_.size(), 1u);
+  EXPECT_NE(problems_[0].find("replacing web-b of web given up"), std::string::npos)
+      << problems_[0];
+  EXPECT_EQ(fake_.deleted(), std::vector<std::string>{"web-a"});
+  EXPECT_EQ(world.replace_when_ready("web-zz").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(world.replace_when_ready("prescale-gateway-1").error().code, ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace prescale::kube

@@ -269,12 +269,13 @@ Json controller_container(const ManifestOptions& o) {
           {"securityContext", {{"allowPrivilegeEscalation", false}}}};
 }
 
-// The controller's account, and what it may do: what it calls and no more — list pods and evict
-// one (a replica replaced), list Deployments and patch their scale — in its namespace only.
+// The controller's account, and what it may do: what it calls and no more — list pods, patch one
+// (its pod-deletion-cost, before a replacement) and evict one (a replica replaced), list
+// Deployments and patch their scale — in its namespace only.
 std::vector<Json> controller_access(const ManifestOptions& o) {
   const Json labels = labels_of(kControllerName, "controller");
   Json rules = Json::array(
-      {{{"apiGroups", {""}}, {"resources", {"pods"}}, {"verbs", {"list"}}},
+      {{{"apiGroups", {""}}, {"resources", {"pods"}}, {"verbs", {"list", "patch"}}},
        {{"apiGroups", {""}}, {"resources", {"pods/eviction"}}, {"verbs", {"create"}}},
        {{"apiGroups", {"apps"}}, {"resources", {"deployments"}}, {"verbs", {"list"}}},
        {{"apiGroups", {"apps"}}, {"resources", {"deployments/scale"}}, {"verbs", {"patch"}}}});

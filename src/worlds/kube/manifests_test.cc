@@ -321,7 +321,7 @@ TEST(KubeManifests, OnlyTheControllerTalksToTheApiWithWhatItCallsAndNoMore) {
   const Json& rules = find(objects, "Role", "prescale-controller")["rules"];
   ASSERT_EQ(rules.size(), 4u);
   EXPECT_EQ(rules[0]["resources"], Json::array({"pods"}));
-  EXPECT_EQ(rules[0]["verbs"], Json::array({"list"}));
+  EXPECT_EQ(rules[0]["verbs"], Json::array({"list", "patch"}));
   EXPECT_EQ(rules[1]["resources"], Json::array({"pods/eviction"}));
   EXPECT_EQ(rules[1]["verbs"], Json::array({"create"}));
   EXPECT_EQ(rules[2]["verbs"], Json::array({"list"}));
