@@ -321,15 +321,9 @@ int GatewayCommand::run() const {
   };
   last_reload.set(wall_seconds());
   // The controller's number for a service; 0 puts the file's back.
-  std::map<std::string, int, std::less<>> file_limits(
-      gateway_config.max_requests_per_replica.begin(),
-      gateway_config.max_requests_per_replica.end());
-  auto set_admission = [&gw, &file_limits](std::string_view service, int n) {
-    if (n == 0) {
-      const auto own = file_limits.find(service);
-      n = own == file_limits.end() ? 0 : own->second;
-    }
-    return (*gw)->set_max_requests_per_replica(service, static_cast<std::uint32_t>(n));
+  auto set_admission = [&gw](std::string_view service, int n) {
+    return n == 0 ? (*gw)->clear_max_requests_per_replica(service)
+                  : (*gw)->set_max_requests_per_replica(service, static_cast<std::uint32_t>(n));
   };
   // The controller's limits from the start, where it answers.
   if (admission_feed) admission_feed->poll(set_admission);
@@ -351,7 +345,6 @@ int GatewayCommand::run() const {
     if (!next) return fail(f.config_path + ": " + next.error().message);
     if (auto r = (*gw)->reload(*next); !r) return fail(f.config_path + ": " + r.error().message);
     // The controller's limits stay in force over the file's just reloaded.
-    file_limits = {next->max_requests_per_replica.begin(), next->max_requests_per_replica.end()};
     if (admission_feed) admission_feed->reapply(set_admission);
     reloads_ok.inc();
     last_reload.set(wall_seconds());

@@ -293,6 +293,22 @@ Result<void> Gateway::set_max_requests_per_replica(std::string_view service, std
   return {};
 }
 
+Result<void> Gateway::clear_max_requests_per_replica(std::string_view service) {
+  std::lock_guard lock(impl_->config_mu);
+  const std::shared_ptr<const Routing> routing = impl_->snapshot();
+  Cluster* c = routing->find(service);
+  if (c == nullptr) {
+    return make_error(ErrorCode::kNotFound, "gateway: no route or upstream names service \"" +
+                                                std::string(service) + "\"");
+  }
+  c->set_max_requests_per_replica(
+      internal::max_requests_per_replica(routing->config, std::string(service)));
+  if (auto it = impl_->admission_overrides.find(service); it != impl_->admission_overrides.end()) {
+    impl_->admission_overrides.erase(it);
+  }
+  return {};
+}
+
 std::vector<std::pair<std::string, std::string>> Gateway::route_services() const {
   return impl_->snapshot()->route_services;
 }

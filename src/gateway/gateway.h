@@ -95,6 +95,9 @@ class Gateway {
   // through reloads (a renewed cluster starts from it) until one changes the service's own
   // limit (GatewayConfig::max_requests_per_replica). kNotFound for a service without a cluster.
   Result<void> set_max_requests_per_replica(std::string_view service, std::uint32_t n);
+  // Puts the configuration's own limit for `service` back in force, over what
+  // set_max_requests_per_replica() set. kNotFound for a service without a cluster.
+  Result<void> clear_max_requests_per_replica(std::string_view service);
 
   // One round of upkeep: drops drained endpoints, evaluates outlier detection, starts due
   // health checks. start_upkeep() runs it every upkeep_interval on a thread of its own (on the

@@ -916,6 +916,13 @@ TEST(GatewayAdmissionTest, AReloadChangingOneServicesLimitKeepsTheOtherClusters)
   auto unknown = g.gw->set_max_requests_per_replica("c", 3);
   ASSERT_FALSE(unknown.has_value());
   EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+  // Cleared: the file's own limit is back, and a reload that renews the cluster keeps it.
+  ASSERT_TRUE(g.gw->clear_max_requests_per_replica("a"));
+  EXPECT_EQ(g.gw->cluster("a")->max_requests_per_replica(), 2u);
+  config.circuit_breakers.max_retries += 1;
+  ASSERT_TRUE(g.gw->reload(config));
+  EXPECT_EQ(g.gw->cluster("a")->max_requests_per_replica(), 2u);
+  EXPECT_EQ(g.gw->clear_max_requests_per_replica("c").error().code, ErrorCode::kNotFound);
 
   config.max_requests_per_replica["a"] = -1;
   auto bad = g.gw->reload(config);
