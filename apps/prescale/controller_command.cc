@@ -132,15 +132,21 @@ struct MemoryHealing {
   healing::Healer& healer;
   std::map<std::string, std::uint64_t> limits;  // services[].memory_limit, by service; 0: none
   std::map<std::string, Clock::Duration> startup_times;  // services[].startup_time, by service
+  // What a replacement waits on besides its startup: the controller's look that finds it ready
+  // (the policy's observe interval) and the pod's leaving (kube::pod_leave_seconds).
+  Clock::Duration look_interval{0};
+  Clock::Duration leave_time{0};
   std::set<std::string> looked_at;              // the pods the healer has a record of
   std::set<std::string> warned;                 // pods whose replacement was said to wait
 };
 
-// The lead a replacement needs: twice the service's startup, and 10 s, as `prescale up` gives it.
-// The startup is the shortest of its pods' (creation to readiness: scheduling and the image's pull
-// included; a pod whose readiness came and went only looks longer), at least `configured`
+// The lead a replacement needs: twice the service's startup, and 10 s, as `prescale up` gives it,
+// and the wait for the controller's look and the pod's leaving (MemoryHealing). The startup is the
+// shortest of its pods' (creation to readiness: scheduling and the image's pull included; a pod
+// whose readiness came and went only looks longer), at least `configured`
 // (services[].startup_time), at most 5 minutes.
-Clock::Duration replacement_lead(const scaling::ServiceObservation& s, Clock::Duration configured) {
+Clock::Duration replacement_lead(const scaling::ServiceObservation& s, Clock::Duration configured,
+                                 const MemoryHealing& h) {
   std::optional<Clock::Duration> shortest;
   for (const scaling::ReplicaObservation& r : s.replicas) {
     if (!r.ready_at) continue;
@@ -150,7 +156,7 @@ Clock::Duration replacement_lead(const scaling::ServiceObservation& s, Clock::Du
   const Clock::Duration startup =
       std::clamp<Clock::Duration>(std::max(shortest.value_or(configured), configured),
                                   Clock::Duration::zero(), std::chrono::minutes(5));
-  return 2 * startup + std::chrono::seconds(10);
+  return 2 * startup + std::chrono::seconds(10) + h.look_interval + h.leave_time;
 }
 
 void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
@@ -160,7 +166,7 @@ void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::Kube
     const auto limit = h.limits.find(s.name);
     const auto startup = h.startup_times.find(s.name);
     const Clock::Duration lead = replacement_lead(
-        s, startup == h.startup_times.end() ? Clock::Duration::zero() : startup->second);
+        s, startup == h.startup_times.end() ? Clock::Duration::zero() : startup->second, h);
     for (const scaling::ReplicaObservation& r : s.replicas) {
       present.insert(r.id);
       if (limit == h.limits.end() || limit->second == 0 || !r.memory_bytes ||
@@ -170,6 +176,12 @@ void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::Kube
       h.healer.memory(s.name, r.id, r.metric_time, *r.memory_bytes, limit->second, lead);
       h.looked_at.insert(r.id);
     }
+  }
+  // A replacement given up (none was ready in time): the pod stays, and is watched afresh.
+  for (const std::string& pod : world.take_given_up()) {
+    h.healer.forget(pod);
+    h.looked_at.erase(pod);
+    h.warned.erase(pod);
   }
   for (auto it = h.looked_at.begin(); it != h.looked_at.end();) {
     if (present.contains(*it)) {
@@ -203,7 +215,7 @@ void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::Kube
     if (h.warned.insert(r.replica).second) {
       spdlog::warn("replacing {} of {} not done yet: {}{}", r.replica, r.service,
                    replaced.error().message,
-                   replaced.error().code == ErrorCode::kInvalidArgument
+                   replaced.error().message.find(": 403 ") != std::string::npos
                        ? " (the API refused: is the rendered Role, with pods' patch, applied?)"
                        : "; tried again at each look");
     }
@@ -253,9 +265,11 @@ int ControllerCommand::run() const {
   kube::ApiClient api(*api_settings, std::chrono::seconds(2));
   telemetry::Registry registry;
   telemetry::register_process_metrics(registry);
-  telemetry::GaugeFamily& desired_gauge = registry.gauge(
-      "prescale_controller_desired_replicas",
-      "The replicas the service's Deployment asks for, as last read or set", {"service"});
+  telemetry::GaugeFamily& desired_gauge =
+      registry.gauge("prescale_controller_desired_replicas",
+                     "The replicas the policy wants for the service: its Deployment's, as last "
+                     "read or set, less a replacement's surge",
+                     {"service"});
   telemetry::GaugeFamily& ready_gauge =
       registry.gauge("prescale_controller_ready_replicas",
                      "The service's pods ready at the last observation", {"service"});
@@ -372,7 +386,8 @@ int ControllerCommand::run() const {
                           .window = config.healer.window,
                           .min_interval = config.healer.min_interval,
                           .memory = {}});
-  MemoryHealing memory_healing{healer, {}, {}, {}, {}};
+  MemoryHealing memory_healing{healer,        {}, {}, (*policy)->observe_interval(),
+                               wo.leave_time, {}, {}};
   for (const ServiceConfig& c : config.services) {
     memory_healing.limits[c.name] = c.memory_limit.bytes;
     memory_healing.startup_times[c.name] = service_spec(c).startup_time;

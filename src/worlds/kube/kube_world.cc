@@ -59,6 +59,9 @@ constexpr Clock::Duration kReplacementPatience = std::chrono::minutes(5);
 // How long after the surge is taken back the ReplicaSet has to remove the pod before it is
 // evicted (the ReplicaSet removed another: one that was not ready goes first).
 constexpr Clock::Duration kScaleDownWait = std::chrono::seconds(10);
+// A Deployment read this soon after this world patched its scale may be the API server cache's
+// older copy: what was patched stands.
+constexpr Clock::Duration kPatchSettle = std::chrono::seconds(5);
 
 }  // namespace
 
@@ -74,6 +77,7 @@ struct KubeWorld::State {
     scaling::ServiceSpec spec;
     traffic::TrafficWindow traffic;
     std::optional<int> desired;  // unknown until the Deployments are read
+    std::optional<Clock::TimePoint> patched_at = {};  // its scale's last patch
   };
   // A gateway pod's last answer.
   struct GatewaySeen {
@@ -152,6 +156,9 @@ struct KubeWorld::State {
     Clock::TimePoint since;
     bool surged = true;  // the Deployment holds one replica more than desired
     std::optional<Clock::TimePoint> scaled_back = {};  // when the surge was taken back
+    // Found marked in the first list of pods (a controller before this one began it): desired is
+    // the Deployment's replicas less the surge, at its first read.
+    bool adopted = false;
   };
   Service* service_named(std::string_view name) {
     for (Service& s : services) {
@@ -171,11 +178,30 @@ struct KubeWorld::State {
     return make_error(ErrorCode::kNotFound,
                       "no replica named " + std::string(replica_id) + " among the pods last read");
   }
-  Result<Json> patch_replicas(const Service& s, int replicas) {
+  Result<Json> patch_replicas(Service& s, int replicas) {
+    s.patched_at = options.clock->now();
     return call([&] {
       return api.merge_patch(ns_path("/apis/apps/v1", "deployments/" + s.spec.name + "/scale"),
                              Json{{"spec", {{"replicas", replicas}}}});
     });
+  }
+  // Sets (or, with null, removes) a pod's deletion cost.
+  Result<Json> mark(const std::string& pod, const Json& cost) {
+    return call([&] {
+      return api.merge_patch(ns_path("/api/v1", "pods/" + pod),
+                             Json{{"metadata", {{"annotations", {{kDeletionCost, cost}}}}}});
+    });
+  }
+  // A replacement given up: the pod stays, its mark is taken off (a later one of the service must
+  // not tie with it), and the controller hears of it (take_given_up()).
+  void give_up(const std::string& service, const Replacement& r, const std::string& why) {
+    problems.erase("replace " + r.pod);
+    std::string unmarked;
+    if (auto m = mark(r.pod, nullptr); !m && m.error().code != ErrorCode::kNotFound) {
+      unmarked = "; taking its deletion cost off failed: " + m.error().message;
+    }
+    say("replacing " + r.pod + " of " + service + " given up: " + why + "; it stays" + unmarked);
+    given_up.push_back(r.pod);
   }
   Result<Json> evict(const std::string& name) {
     const std::string& ns = api.config().name_space;
@@ -197,7 +223,7 @@ struct KubeWorld::State {
                                // process, or back from a missed look): no rate of the last second
   };
   GatewayLook read_gateways(const std::vector<Pod>& gateways, Clock::TimePoint now);
-  void read_deployments();
+  void read_deployments(Clock::TimePoint now);
   void read_pods(Clock::TimePoint now);
   void scrape_pods(Clock::TimePoint now);
 
@@ -223,6 +249,8 @@ struct KubeWorld::State {
   std::map<std::string, Clock::TimePoint> first_ready;  // by pod uid: its readiness, first seen
   std::map<std::string, std::string> problems;          // said, by what they are about
   std::map<std::string, Replacement, std::less<>> replacing;  // by service
+  std::vector<std::string> given_up;  // replacements given up since take_given_up()
+  bool adopted_marks = false;         // the first list's marked pods were looked for
   // The observation at which an API call last timed out: the rest of that look's calls (a scale
   // per service) fail at once rather than each take the timeout.
   std::optional<std::uint64_t> api_timed_out;
@@ -363,7 +391,7 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
   return look;
 }
 
-void KubeWorld::State::read_deployments() {
+void KubeWorld::State::read_deployments(Clock::TimePoint now) {
   auto list = call(
       [&] { return api.get(ns_path("/apis/apps/v1", "deployments?" + std::string(kListQuery))); });
   if (!list) {
@@ -376,13 +404,22 @@ void KubeWorld::State::read_deployments() {
     const std::string name = string_at(d, {"metadata", "name"});
     for (Service& s : services) {
       if (s.spec.name != name) continue;
-      // Under a surge the Deployment holds one more than desired (and the list, from the API
-      // server's cache, may not show the surge yet): desired is what scale() set.
-      if (auto r = replacing.find(name); r != replacing.end() && r->second.surged) continue;
-      if (d.contains("spec") && d["spec"].is_object() && d["spec"].contains("replicas") &&
-          d["spec"]["replicas"].is_number_integer()) {
-        s.desired = d["spec"]["replicas"].get<int>();
+      if (!d.contains("spec") || !d["spec"].is_object() || !d["spec"].contains("replicas") ||
+          !d["spec"]["replicas"].is_number_integer()) {
+        continue;
       }
+      const int replicas = d["spec"]["replicas"].get<int>();
+      // A surge a controller before this one began: desired is the rest.
+      if (auto r = replacing.find(name); r != replacing.end() && r->second.adopted) {
+        r->second.adopted = false;
+        s.desired = std::max(0, replicas - 1);
+        continue;
+      }
+      // Under a surge the Deployment holds one more than desired, and just after a patch the
+      // list (from the API server's cache) may not show it yet: desired is what was set.
+      if (auto r = replacing.find(name); r != replacing.end() && r->second.surged) continue;
+      if (s.patched_at && now - *s.patched_at < kPatchSettle) continue;
+      s.desired = replicas;
     }
   }
 }
@@ -463,7 +500,8 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
   const bool scrape = !st.last_scrape || now - *st.last_scrape >= st.options.scrape_interval;
   ++st.observation;
   st.read_pods(now);
-  if (!st.pods_stale(now)) st.advance_replacements(now);
+  // On this look's list only: an older one may show pods as they no longer are.
+  if (st.pods_read_at == now) st.advance_replacements(now);
   // With no list for a while, the addresses it gave may be other pods' by now: nothing is read
   // at them, and the request figures stand as they were.
   State::GatewayLook look{.blind = true, .catching_up = false};
@@ -481,7 +519,7 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
   }
   if (!look.blind) st.last_recorded = st.observation;
   if (scrape) {
-    st.read_deployments();
+    st.read_deployments(now);
     if (!st.pods_stale(now)) st.scrape_pods(now);
     st.snapshot.edges = traffic::edges_of(st.gateway_total);
     st.last_scrape = now;
@@ -657,6 +695,7 @@ Result<void> KubeWorld::replace_when_ready(std::string_view replica_id) {
     return make_error(ErrorCode::kNotFound, pod.name + " is being deleted already");
   }
   if (auto r = st.replacing.find(pod.app); r != st.replacing.end()) {
+    if (r->second.pod == pod.name) return {};  // under way (a controller before this one's too)
     return make_error(ErrorCode::kUnavailable,
                       "a replacement of " + r->second.pod + " of " + pod.app + " is under way");
   }
@@ -669,25 +708,46 @@ Result<void> KubeWorld::replace_when_ready(std::string_view replica_id) {
   }
   // Marked first: whenever its Deployment next goes down (a scale-down of the policy's too), its
   // ReplicaSet removes this pod before the others that are ready.
-  auto marked = st.call([&] {
-    return st.api.merge_patch(
-        st.ns_path("/api/v1", "pods/" + pod.name),
-        Json{{"metadata", {{"annotations", {{std::string(kDeletionCost), kLowestCost}}}}}});
-  });
-  if (!marked) return std::unexpected(marked.error());
+  if (auto marked = st.mark(pod.name, kLowestCost); !marked) {
+    return std::unexpected(marked.error());
+  }
   auto surged = st.patch_replicas(s, *s.desired + 1);
-  if (!surged) return std::unexpected(surged.error());
+  if (!surged && surged.error().code != ErrorCode::kTimeout) {
+    // Not surged: the mark comes off again, so that it never ties with a later one's.
+    (void)st.mark(pod.name, nullptr);
+    const std::string why = "surging " + pod.app + " for " + pod.name + " failed: ";
+    return make_error(
+        surged.error().code == ErrorCode::kNotFound ? ErrorCode::kUnavailable : surged.error().code,
+        why + surged.error().message);
+  }
+  // A patch that timed out may have been applied: the replacement goes on as if it had, and going
+  // back to desired settles either way.
   st.replacing[pod.app] = State::Replacement{.pod = pod.name, .since = st.options.clock->now()};
   return {};
 }
 
+std::vector<std::string> KubeWorld::take_given_up() { return std::exchange(state_->given_up, {}); }
+
 void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
+  // A controller before this one may have left a replacement under way: its pod is marked.
+  if (!adopted_marks) {
+    adopted_marks = true;
+    for (const Pod& p : pods) {
+      if (p.deletion_cost != kLowestCost || p.deleting || service_named(p.app) == nullptr ||
+          replacing.contains(p.app)) {
+        continue;
+      }
+      replacing[p.app] = Replacement{.pod = p.name, .since = now, .adopted = true};
+      spdlog::info("replacing {} of {}: under way (it is marked with the lowest deletion cost)",
+                   p.name, p.app);
+    }
+  }
   for (auto it = replacing.begin(); it != replacing.end();) {
     const std::string& name = it->first;
     Replacement& r = it->second;
     Service* service = service_named(name);
-    if (service == nullptr || !service->desired) {  // never: replacements are of a known service
-      it = replacing.erase(it);
+    if (service == nullptr || !service->desired || r.adopted) {  // desired not known yet
+      ++it;
       continue;
     }
     Service& s = *service;
@@ -700,8 +760,7 @@ void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
     const std::string key = "replace " + r.pod;
     if (r.surged) {
       const bool done = left || ready_others >= *s.desired;
-      const bool late = now - r.since > kReplacementPatience;
-      if (!done && !late) {
+      if (!done && now - r.since <= kReplacementPatience) {
         ++it;
         continue;
       }
@@ -718,9 +777,10 @@ void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
       r.surged = false;
       r.scaled_back = now;
       if (!done) {
-        say("replacing " + r.pod + " of " + name + " given up: no other pod of " + name +
-            " was ready in " + std::to_string(kReplacementPatience / std::chrono::minutes(1)) +
-            " minutes; it stays, and its Deployment is back to " + std::to_string(*s.desired));
+        give_up(name, r,
+                "no other pod of " + name + " was ready in " +
+                    std::to_string(kReplacementPatience / std::chrono::minutes(1)) +
+                    " minutes (its Deployment is back to " + std::to_string(*s.desired) + ")");
         it = replacing.erase(it);
         continue;
       }
@@ -741,9 +801,9 @@ void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
       continue;
     }
     if (now - *r.scaled_back > kReplacementPatience) {
-      say("replacing " + r.pod + " of " + name + " given up: its ReplicaSet removed others and " +
-          "the eviction was refused for " +
-          std::to_string(kReplacementPatience / std::chrono::minutes(1)) + " minutes");
+      give_up(name, r,
+              "its ReplicaSet removed another pod, and evicting it was refused for " +
+                  std::to_string(kReplacementPatience / std::chrono::minutes(1)) + " minutes");
       it = replacing.erase(it);
       continue;
     }

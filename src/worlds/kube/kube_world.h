@@ -100,16 +100,23 @@ class KubeWorld final : public control::World {
   // capacity missing meanwhile: the pod gets the lowest pod-deletion-cost there is
   // (the controller.kubernetes.io/pod-deletion-cost annotation) and its Deployment one replica
   // more than desired (a surge, as a rolling update's maxSurge; it may pass the service's
-  // max_replicas by that one). Once the service's other pods ready, not being deleted, are as
-  // many as desired, the Deployment goes back to desired, and its ReplicaSet removes the pod of
-  // the lowest cost. Observations carry it on: the pod is evicted if 10 s later the ReplicaSet has
-  // removed another (one that was not ready); with no replacement ready within 5 minutes the
-  // surge is taken back and the pod stays (said through on_problem). Meanwhile scale() keeps the
-  // surge on top of what it sets, and desired_replicas is what scale() last set. One pod of a
-  // service at a time. Errors: kNotFound as restart()'s, and for a pod already being deleted;
-  // kUnavailable while another of the service's is being replaced, or before the Deployment has
-  // been read; the API's.
+  // max_replicas by that one). Observations on a list of pods just read carry it on:
+  //   - once the service's other pods ready, not being deleted, are as many as desired, the
+  //     Deployment goes back to desired, and its ReplicaSet removes the pod of the lowest cost;
+  //   - 10 s later, a pod the ReplicaSet kept (it removed one that was not ready) is evicted
+  //     (under the PodDisruptionBudget; tried again at each look);
+  //   - it is given up, the pod's mark taken off and said (on_problem, take_given_up()), with no
+  //     replacement ready within 5 minutes (the surge taken back), or evictions refused for 5.
+  // Meanwhile scale() keeps the surge on top of what it sets, and desired_replicas is what scale()
+  // last set. A marked pod in the first list read is a replacement a controller before this one
+  // began: it goes on. One pod of a service at a time; the same pod again is no error. Errors:
+  // kNotFound as restart()'s, and for a pod being deleted already; kUnavailable while another of
+  // the service's is being replaced, before the Deployment has been read, or for a Deployment
+  // not found; the API's (a surge whose patch timed out goes on as if applied).
   Result<void> replace_when_ready(std::string_view replica_id);
+  // The pods whose replacement was given up since the last call (they stay, and may be replaced
+  // again).
+  std::vector<std::string> take_given_up();
   // Each gateway pod in service's share of `service`'s requests over the last seconds (sums
   // decaying over 5 s), by pod name; the shares add up to 1. Empty while the gateways in service
   // carried less than a request of the service's lately, or the list of pods is stale at `now`.

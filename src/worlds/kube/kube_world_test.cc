@@ -550,8 +550,90 @@ TEST_F(KubeWorldTest, APodTheReplicaSetKeptIsEvictedAndAReplacementNeverReadyIsG
   EXPECT_NE(problems_[0].find("replacing web-b of web given up"), std::string::npos)
       << problems_[0];
   EXPECT_EQ(fake_.deleted(), std::vector<std::string>{"web-a"});
+  // Its mark is off (a later one of web must not tie with it), and the controller hears of it.
+  EXPECT_FALSE(fake_.pod("web-b")->annotations.contains(kDeletionCost));
+  EXPECT_EQ(world.take_given_up(), std::vector<std::string>{"web-b"});
+  EXPECT_TRUE(world.take_given_up().empty());
   EXPECT_EQ(world.replace_when_ready("web-zz").error().code, ErrorCode::kNotFound);
   EXPECT_EQ(world.replace_when_ready("prescale-gateway-1").error().code, ErrorCode::kNotFound);
+}
+
+// A pod that leaves during the surge (the policy scaled down, and its ReplicaSet removed the marked
+// pod first) ends its replacement, its Deployment back to desired and nothing evicted. A surge
+// that fails (no Deployment) takes the pod's mark off again.
+TEST_F(KubeWorldTest, APodLeavingDuringTheSurgeEndsItAndAFailedSurgeTakesTheMarkOff) {
+  fake_.set_pod({.name = "web-b", .app = "web", .ports = {{"http", 1}}});
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  ASSERT_TRUE(world.replace_when_ready("web-a").has_value());
+  EXPECT_TRUE(world.replace_when_ready("web-a").has_value());  // the same pod: under way
+  ASSERT_TRUE(world.scale("web", 1).has_value());
+  EXPECT_EQ(fake_.replicas("web"), 2);
+  FakePod leaving = *fake_.pod("web-a");
+  leaving.deleting = true;
+  fake_.set_pod(leaving);
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(fake_.replicas("web"), 1);
+  clock_.advance(30s);
+  world.observe(clock_.now());
+  EXPECT_TRUE(fake_.deleted().empty());
+
+  fake_.remove_deployment("web");
+  const auto failed = world.replace_when_ready("web-b");
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error().code, ErrorCode::kUnavailable) << failed.error().message;
+  EXPECT_FALSE(fake_.pod("web-b")->annotations.contains(kDeletionCost));
+  EXPECT_TRUE(problems_.empty()) << problems_.front();
+}
+
+// Evictions the PodDisruptionBudget refuses are tried at each look, said once, and given up after
+// 5 minutes, the pod's mark off.
+TEST_F(KubeWorldTest, AnEvictionRefusedForFiveMinutesIsGivenUp) {
+  fake_.set_pod({.name = "web-b", .app = "web", .ports = {{"http", 1}}});
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  ASSERT_TRUE(world.replace_when_ready("web-a").has_value());
+  fake_.set_pod({.name = "web-c", .app = "web", .ports = {{"http", 1}}});
+  world.observe(clock_.now());
+  EXPECT_EQ(fake_.replicas("web"), 2);
+  // The ReplicaSet kept web-a and removed another; one more is starting, so evictions are refused.
+  fake_.set_pod({.name = "web-d", .app = "web", .ports = {{"http", 1}}, .ready = false});
+  for (int i = 0; i < 30; ++i) {
+    clock_.advance(10s);
+    world.observe(clock_.now());
+  }
+  EXPECT_TRUE(fake_.deleted().empty());
+  ASSERT_EQ(problems_.size(), 1u);
+  EXPECT_NE(problems_[0].find("evicting it failed"), std::string::npos) << problems_[0];
+  EXPECT_TRUE(world.take_given_up().empty());
+  clock_.advance(10s);
+  world.observe(clock_.now());
+  ASSERT_EQ(problems_.size(), 2u);
+  EXPECT_NE(problems_[1].find("replacing web-a of web given up"), std::string::npos)
+      << problems_[1];
+  EXPECT_EQ(world.take_given_up(), std::vector<std::string>{"web-a"});
+  EXPECT_FALSE(fake_.pod("web-a")->annotations.contains(kDeletionCost));
+}
+
+// A replacement a controller before this one began (its pod marked, its Deployment surged) goes on:
+// desired is the Deployment's replicas less the surge, and it ends when another pod is ready.
+TEST_F(KubeWorldTest, AReplacementUnderWayWhenTheControllerStartedGoesOn) {
+  fake_.set_pod({.name = "web-b", .app = "web", .ports = {{"http", 1}}});
+  fake_.set_pod({.name = "web-a",
+                 .app = "web",
+                 .ports = {{"http", web_a_.port()}},
+                 .annotations = {{kDeletionCost, "-2147483648"}}});
+  fake_.set_deployment("web", 3);
+  KubeWorld world = make_world();
+  EXPECT_EQ(world.observe(clock_.now()).service("web")->desired_replicas, 2);
+  EXPECT_TRUE(world.replace_when_ready("web-a").has_value());
+  EXPECT_EQ(world.replace_when_ready("web-b").error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(fake_.replicas("web"), 3);
+  fake_.set_pod({.name = "web-c", .app = "web", .ports = {{"http", 1}}});
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(fake_.replicas("web"), 2);
 }
 
 }  // namespace

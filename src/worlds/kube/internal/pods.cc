@@ -52,6 +52,8 @@ std::optional<Pod> read_pod(const Json& item) {
     p.created = *created;
   }
   p.ip = string_at(item, {"status", "podIP"});
+  p.deletion_cost =
+      string_at(item, {"metadata", "annotations", "controller.kubernetes.io/pod-deletion-cost"});
   p.http_port = port_named(item, "http");
   p.admin_port = port_named(item, "admin");
   const Json* status =

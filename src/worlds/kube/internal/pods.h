@@ -31,6 +31,8 @@ struct Pod {
   std::optional<Clock::WallTime> deleted_by;
   std::string ip;
   std::uint16_t http_port = 0, admin_port = 0;  // container ports named "http" and "admin"
+  // Its controller.kubernetes.io/pod-deletion-cost annotation ("" where it has none).
+  std::string deletion_cost;
 };
 
 // The string at `path` in `j` ("" where there is none, or it is not a string).
