@@ -123,12 +123,15 @@ Result<kube::ApiConfig> api_config(const ControllerFlags& f) {
   return config;
 }
 
-// The healer's memory check over the pods the controller sees: a pod whose memory grows toward its
-// service's limit is replaced before the kernel kills it mid-request, and it serves until its
-// replacement is ready (KubeWorld::replace_when_ready: a surge of one, then the Deployment back
-// to desired removes it): one pod of a service at a time. The gateway counts ejections per service,
-// not per pod, so the healer's other remedy does not run here.
-struct MemoryHealing {
+// The healer over the pods the controller sees (docs/kubernetes.md, "The controller"):
+//   - a pod whose memory grows toward its service's limit is replaced before the kernel kills it
+//     mid-request, and it serves until its replacement is ready (KubeWorld::replace_when_ready: a
+//     surge of one, then the Deployment back to desired removes it): one pod of a service at a
+//     time;
+//   - a pod the gateways' outlier detection ejects again and again while its service's other pods
+//     are not ejected (KubeWorld::take_ejections) is evicted at once: it fails requests, so a
+//     replacement cannot come too soon (the PodDisruptionBudget applies).
+struct Healing {
   healing::Healer& healer;
   std::map<std::string, std::uint64_t> limits;  // services[].memory_limit, by service; 0: none
   std::map<std::string, Clock::Duration> startup_times;  // services[].startup_time, by service
@@ -141,12 +144,12 @@ struct MemoryHealing {
 };
 
 // The lead a replacement needs: twice the service's startup, and 10 s, as `prescale up` gives it,
-// and the wait for the controller's look and the pod's leaving (MemoryHealing). The startup is the
+// and the wait for the controller's look and the pod's leaving (Healing). The startup is the
 // shortest of its pods' (creation to readiness: scheduling and the image's pull included; a pod
 // whose readiness came and went only looks longer), at least `configured`
 // (services[].startup_time), at most 5 minutes.
 Clock::Duration replacement_lead(const scaling::ServiceObservation& s, Clock::Duration configured,
-                                 const MemoryHealing& h) {
+                                 const Healing& h) {
   std::optional<Clock::Duration> shortest;
   for (const scaling::ReplicaObservation& r : s.replicas) {
     if (!r.ready_at) continue;
@@ -159,8 +162,8 @@ Clock::Duration replacement_lead(const scaling::ServiceObservation& s, Clock::Du
   return 2 * startup + std::chrono::seconds(10) + h.look_interval + h.leave_time;
 }
 
-void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
-                 bool recommend_only, Clock::TimePoint now) {
+void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
+          bool recommend_only, Clock::TimePoint now) {
   std::set<std::string> present;
   for (const scaling::ServiceObservation& s : snapshot.services) {
     const auto limit = h.limits.find(s.name);
@@ -176,6 +179,11 @@ void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::Kube
       h.healer.memory(s.name, r.id, r.metric_time, *r.memory_bytes, limit->second, lead);
       h.looked_at.insert(r.id);
     }
+  }
+  for (const auto& [service, pod] : world.take_ejections()) {
+    if (!present.contains(pod)) continue;
+    h.healer.ejected(service, pod, now);
+    h.looked_at.insert(pod);
   }
   // A replacement given up (none was ready in time): the pod stays, and is watched afresh.
   for (const std::string& pod : world.take_given_up()) {
@@ -197,7 +205,8 @@ void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::Kube
       spdlog::info("would replace {} of {}: {}", r.replica, r.service, r.reason);
       continue;
     }
-    auto replaced = world.replace_when_ready(r.replica);
+    const bool failing = r.kind == healing::RemedyKind::kEjected;
+    auto replaced = failing ? world.restart(r.replica) : world.replace_when_ready(r.replica);
     if (!replaced && replaced.error().code == ErrorCode::kNotFound) {  // gone or going already
       h.warned.erase(r.replica);
       spdlog::info("not replacing {} of {}: {}", r.replica, r.service, replaced.error().message);
@@ -205,18 +214,21 @@ void heal_memory(MemoryHealing& h, const scaling::Snapshot& snapshot, kube::Kube
     }
     if (replaced) {
       h.warned.erase(r.replica);
-      spdlog::info("replacing {} of {}: {} (a new pod starts; this one leaves once it is ready)",
-                   r.replica, r.service, r.reason);
+      spdlog::info("replacing {} of {}: {} ({})", r.replica, r.service, r.reason,
+                   failing ? "evicted: a new pod starts; this one leaves"
+                           : "a new pod starts; this one leaves once it is ready");
       continue;
     }
-    // Refused for now (another pod of the service being replaced; the Deployment not read yet;
-    // the API did not answer): tried again at the next look, with its trend kept, and said once.
+    // Refused for now (another pod of the service being replaced or not ready: its disruption
+    // budget; the only ready pod; the Deployment not read yet; the API did not answer): tried
+    // again at the next look (a memory trend kept; an ejected pod once ejected again), said once.
     h.healer.retry(r);
     if (h.warned.insert(r.replica).second) {
       spdlog::warn("replacing {} of {} not done yet: {}{}", r.replica, r.service,
                    replaced.error().message,
                    replaced.error().message.find(": 403 ") != std::string::npos
-                       ? " (the API refused: is the rendered Role, with pods' patch, applied?)"
+                       ? " (the API refused: is the rendered Role, with pods' patch and "
+                         "eviction, applied?)"
                        : "; tried again at each look");
     }
   }
@@ -381,16 +393,15 @@ int ControllerCommand::run() const {
                specs.size(), api_settings->name_space, *policy_name,
                f.recommend_only ? " (recommending only)" : "", f.admin_address, admin.port());
 
-  // The healer's memory check (heal_memory).
+  // The healer (heal).
   healing::Healer healer({.ejections = config.healer.ejections,
                           .window = config.healer.window,
                           .min_interval = config.healer.min_interval,
                           .memory = {}});
-  MemoryHealing memory_healing{healer,        {}, {}, (*policy)->observe_interval(),
-                               wo.leave_time, {}, {}};
+  Healing cluster_healing{healer, {}, {}, (*policy)->observe_interval(), wo.leave_time, {}, {}};
   for (const ServiceConfig& c : config.services) {
-    memory_healing.limits[c.name] = c.memory_limit.bytes;
-    memory_healing.startup_times[c.name] = service_spec(c).startup_time;
+    cluster_healing.limits[c.name] = c.memory_limit.bytes;
+    cluster_healing.startup_times[c.name] = service_spec(c).startup_time;
   }
 
   sigset_t stop_signals;
@@ -421,7 +432,7 @@ int ControllerCommand::run() const {
     observed = true;
     last_tick = clock.now().time_since_epoch().count();
     if (config.healer.enabled) {
-      heal_memory(memory_healing, controller.last_snapshot(), world, f.recommend_only, clock.now());
+      heal(cluster_healing, controller.last_snapshot(), world, f.recommend_only, clock.now());
     }
     for (const control::Event& e : controller.take_events()) {
       events_counter.with({e.service, e.to_replicas > e.from_replicas ? "up" : "down"}).inc();

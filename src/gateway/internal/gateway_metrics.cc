@@ -23,6 +23,13 @@ void Gateway::Impl::collect_cluster_metrics(std::vector<telemetry::FamilySnapsho
                                       MetricType::kCounter,
                                       {"service"},
                                       {}};
+  telemetry::FamilySnapshot endpoint_ejections{
+      "prescale_gateway_endpoint_ejections_total",
+      "Outlier ejections of one endpoint (host:port) of an upstream service, for endpoints "
+      "ejected at least once while in the service's endpoints",
+      MetricType::kCounter,
+      {"service", "endpoint"},
+      {}};
   telemetry::FamilySnapshot overflows{
       "prescale_gateway_overflows_total",
       "Attempts refused: no endpoint in service, max_requests, max_connections, "
@@ -55,6 +62,9 @@ void Gateway::Impl::collect_cluster_metrics(std::vector<telemetry::FamilySnapsho
       if (const FailureRateBreaker* b = h->breaker(); b != nullptr && !b->is_accepting(now)) {
         ++breakers;
       }
+      if (const std::uint64_t n = h->outlier().times_ejected(); n > 0) {
+        endpoint_ejections.series.push_back({{name, h->address()}, static_cast<double>(n), {}});
+      }
     }
     endpoints.series.push_back({{name, "ready"}, ready, {}});
     endpoints.series.push_back({{name, "draining"}, draining, {}});
@@ -84,6 +94,7 @@ void Gateway::Impl::collect_cluster_metrics(std::vector<telemetry::FamilySnapsho
   out.push_back(std::move(endpoints));
   out.push_back(std::move(open));
   out.push_back(std::move(ejections));
+  out.push_back(std::move(endpoint_ejections));
   out.push_back(std::move(overflows));
   out.push_back(std::move(admission));
 }

@@ -88,6 +88,8 @@ struct KubeWorld::State {
     Clock::TimePoint at;            // when
     // Per service: the requests it took, as a sum decaying with kShareTime.
     std::map<std::string, double, std::less<>> recent;
+    // Its outlier ejections by (service, endpoint): prescale_gateway_endpoint_ejections_total.
+    std::map<std::pair<std::string, std::string>, double> ejections = {};
   };
 
   void problem(const std::string& key, const std::string& message) {
@@ -215,6 +217,21 @@ struct KubeWorld::State {
   }
   // Carries the replacements under way on from the pods just read.
   void advance_replacements(Clock::TimePoint now);
+  // `n` new ejections of `endpoint` ("ip:port") by a gateway: the pod of `service` at that
+  // address, if any, was ejected (at most 10 counted per look).
+  void note_ejections(const std::string& service, const std::string& endpoint, double n) {
+    if (!(n >= 1)) return;
+    const std::size_t colon = endpoint.rfind(':');
+    if (colon == std::string::npos) return;
+    const std::string ip = endpoint.substr(0, colon);
+    const std::string port = endpoint.substr(colon + 1);
+    for (const Pod& p : pods) {
+      if (p.app != service || p.ip != ip || std::to_string(p.http_port) != port) continue;
+      for (int i = 0; i < std::min(10, static_cast<int>(n)); ++i)
+        ejected.emplace_back(service, p.name);
+      return;
+    }
+  }
 
   // What reading the gateways told.
   struct GatewayLook {
@@ -250,6 +267,8 @@ struct KubeWorld::State {
   std::map<std::string, std::string> problems;          // said, by what they are about
   std::map<std::string, Replacement, std::less<>> replacing;  // by service
   std::vector<std::string> given_up;  // replacements given up since take_given_up()
+  // (service, pod) of each ejection by a gateway since take_ejections().
+  std::vector<std::pair<std::string, std::string>> ejected;
   bool adopted_marks = false;         // the first list's marked pods were looked for
   // The observation at which an API call last timed out: the rest of that look's calls (a scale
   // per service) fail at once rather than each take the timeout.
@@ -372,9 +391,39 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
       traffic::add(gateway_total, reading);  // new: all of it is since it started
       look.catching_up = true;
     }
+    // Its ejections of each endpoint since its last answer (all of them, for a new process or a
+    // pod that came after the first list).
+    std::map<std::pair<std::string, std::string>, double> ejections;
+    if (auto f = std::find_if(families->begin(), families->end(),
+                              [](const telemetry::ParsedFamily& family) {
+                                return family.name == "prescale_gateway_endpoint_ejections_total";
+                              });
+        f != families->end()) {
+      for (const telemetry::ParsedSample& sample : f->samples) {
+        std::string service, endpoint;
+        for (const auto& [k, v] : sample.labels) {
+          if (k == "service") service = v;
+          if (k == "endpoint") endpoint = v;
+        }
+        if (!service.empty() && !endpoint.empty()) ejections[{service, endpoint}] = sample.value;
+      }
+    }
+    const bool counts_all =
+        new_process || (!known && !first_gateways->contains(p.uid) && !counted.contains(p.uid));
+    if (known || counts_all) {
+      for (const auto& [at, n] : ejections) {
+        double before = 0;
+        if (known && !new_process) {
+          const auto was = last->second.ejections.find(at);
+          if (was != last->second.ejections.end() && was->second <= n) before = was->second;
+        }
+        note_ejections(at.first, at.second, n - before);
+      }
+    }
     counted.insert(p.uid);
-    gateway_last[p.uid] = GatewaySeen{std::move(reading), process_start, p.restarts,
-                                      observation,        now,           std::move(recent)};
+    gateway_last[p.uid] =
+        GatewaySeen{std::move(reading), process_start,       p.restarts, observation, now,
+                    std::move(recent),  std::move(ejections)};
   }
   // Forget pods that are gone, and what was said of them; a pod listed again (it left the list
   // for a while) counts from its next answer.
@@ -728,6 +777,10 @@ Result<void> KubeWorld::replace_when_ready(std::string_view replica_id) {
 
 std::vector<std::string> KubeWorld::take_given_up() { return std::exchange(state_->given_up, {}); }
 
+std::vector<std::pair<std::string, std::string>> KubeWorld::take_ejections() {
+  return std::exchange(state_->ejected, {});
+}
+
 void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
   // A controller before this one may have left a replacement under way: its pod is marked.
   if (!adopted_marks) {
@@ -791,6 +844,8 @@ void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
     }
     if (left) {
       solved(key, "replacing " + r.pod + " of " + name + ": it leaves");
+      spdlog::info("{} of {} replaced: {}", r.pod, name,
+                   pod == pods.end() ? "it is gone" : "it is being deleted");
       it = replacing.erase(it);
       continue;
     }

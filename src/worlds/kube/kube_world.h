@@ -117,6 +117,11 @@ class KubeWorld final : public control::World {
   // The pods whose replacement was given up since the last call (they stay, and may be replaced
   // again).
   std::vector<std::string> take_given_up();
+  // (service, pod) for each outlier ejection of a service's pod by a gateway pod since the last
+  // call, read with the gateways' counters (prescale_gateway_endpoint_ejections_total, by the
+  // pod's IP and its port named "http"); at most 10 per pod and gateway at one look. A gateway
+  // pod of the first list counts from its first answer.
+  std::vector<std::pair<std::string, std::string>> take_ejections();
   // Each gateway pod in service's share of `service`'s requests over the last seconds (sums
   // decaying over 5 s), by pod name; the shares add up to 1. Empty while the gateways in service
   // carried less than a request of the service's lately, or the list of pods is stale at `now`.

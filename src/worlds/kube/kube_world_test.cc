@@ -636,5 +636,33 @@ TEST_F(KubeWorldTest, AReplacementUnderWayWhenTheControllerStartedGoesOn) {
   EXPECT_EQ(fake_.replicas("web"), 2);
 }
 
+// The gateways' ejections of a pod, by its address: those counted before the controller started are
+// the past; each new one is told once, by pod; an address no pod of the service has is left out.
+TEST_F(KubeWorldTest, EachGatewayEjectionOfAPodIsToldByItsName) {
+  const std::string web_a = "127.0.0.1:" + std::to_string(web_a_.port());
+  auto metrics = [&](int of_web_a, int of_other) {
+    return gateway_metrics(1000, 400, 50) +
+           "# TYPE prescale_gateway_endpoint_ejections_total counter\n"
+           "prescale_gateway_endpoint_ejections_total{service=\"web\",endpoint=\"" +
+           web_a + "\"} " + std::to_string(of_web_a) +
+           "\n"
+           "prescale_gateway_endpoint_ejections_total{service=\"web\",endpoint=\"10.0.0.9:80\"} " +
+           std::to_string(of_other) + "\n";
+  };
+  gateway_.set(metrics(3, 1));
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  EXPECT_TRUE(world.take_ejections().empty());
+  gateway_.set(metrics(5, 4));
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  using Ejection = std::pair<std::string, std::string>;
+  EXPECT_EQ(world.take_ejections(), (std::vector<Ejection>{{"web", "web-a"}, {"web", "web-a"}}));
+  EXPECT_TRUE(world.take_ejections().empty());
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_TRUE(world.take_ejections().empty());
+}
+
 }  // namespace
 }  // namespace prescale::kube
