@@ -527,11 +527,12 @@ gateway:
   const Subprocess& controller = *pods.controller;
 
   // 60 requests a second that each keep 64 KiB: 3.75 MiB/s between the two pods. The trend needs
-  // 30 s of samples, the last past half the limit; a pod is replaced once its limit is less than
-  // the lead away (twice its startup, 10 s as the stand-in's pods tell it, and 10 s: 30 s). Split
-  // evenly (1.9 MiB/s each, from some 15-25 MiB), a pod is that close some 45 s in; one that gets
-  // them all is at 30 s, 7 s before its limit. (With 30 requests a second and a 112Mi limit, an
-  // even split took the whole 85 s.)
+  // 30 s of samples (one each look: the HPA's, every 15 s), the last past half the limit; a pod is
+  // replaced once its limit is less than the lead away: twice its startup (10 s as the stand-in's
+  // pods tell it), 10 s, the 15 s look and the pod's 11 s leave time, 56 s. Split evenly (1.9 MiB/s
+  // each, from some 15-25 MiB), a pod is past half its limit some 32 s in, so it is replaced at
+  // the look 45 s in; one that gets them all at 30 s, some 8 s before its limit. (With 30 requests
+  // a second, a 112Mi limit and a shorter lead, an even split took the whole 85 s.)
   Subprocess load({PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(port),
                    "--rate", "60", "--duration", "80s", "--mix", "GET /leak/64:1"},
                   dir.file("load.log"));

@@ -141,6 +141,9 @@ struct Healing {
   Clock::Duration leave_time{0};
   std::set<std::string> looked_at;              // the pods the healer has a record of
   std::set<std::string> warned;                 // pods whose replacement was said to wait
+  // Pods whose replacement was given up, by when: watched afresh 10 minutes on (not at once, so
+  // that a cluster that cannot start a replacement is not asked for one every few minutes).
+  std::map<std::string, Clock::TimePoint> given_up;
 };
 
 // The lead a replacement needs: twice the service's startup, and 10 s, as `prescale up` gives it,
@@ -185,11 +188,18 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
     h.healer.ejected(service, pod, now);
     h.looked_at.insert(pod);
   }
-  // A replacement given up (none was ready in time): the pod stays, and is watched afresh.
-  for (const std::string& pod : world.take_given_up()) {
-    h.healer.forget(pod);
-    h.looked_at.erase(pod);
-    h.warned.erase(pod);
+  // A replacement given up (none was ready in time): the pod stays, and is watched afresh after a
+  // while.
+  for (const std::string& pod : world.take_given_up()) h.given_up.emplace(pod, now);
+  for (auto it = h.given_up.begin(); it != h.given_up.end();) {
+    if (present.contains(it->first) && now - it->second < std::chrono::minutes(10)) {
+      ++it;
+      continue;
+    }
+    h.healer.forget(it->first);
+    h.looked_at.erase(it->first);
+    h.warned.erase(it->first);
+    it = h.given_up.erase(it);
   }
   for (auto it = h.looked_at.begin(); it != h.looked_at.end();) {
     if (present.contains(*it)) {
@@ -227,8 +237,7 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
       spdlog::warn("replacing {} of {} not done yet: {}{}", r.replica, r.service,
                    replaced.error().message,
                    replaced.error().message.find(": 403 ") != std::string::npos
-                       ? " (the API refused: is the rendered Role, with pods' patch and "
-                         "eviction, applied?)"
+                       ? " (the API refused: is the rendered Role applied?)"
                        : "; tried again at each look");
     }
   }
@@ -301,6 +310,7 @@ int ControllerCommand::run() const {
   kube::KubeWorldOptions wo;
   wo.clock = &clock;
   wo.leave_time = std::chrono::seconds(kube::pod_leave_seconds(config));
+  wo.act_on_replacements = !f.recommend_only && config.healer.enabled;
   for (const auto& [route, service] : *routes) wo.route_service[route] = service;
   kube::KubeWorld world(api, specs, wo);
   // Before anything runs: the API answers, and lets this account list the Deployments.
@@ -398,7 +408,7 @@ int ControllerCommand::run() const {
                           .window = config.healer.window,
                           .min_interval = config.healer.min_interval,
                           .memory = {}});
-  Healing cluster_healing{healer, {}, {}, (*policy)->observe_interval(), wo.leave_time, {}, {}};
+  Healing cluster_healing{healer, {}, {}, (*policy)->observe_interval(), wo.leave_time, {}, {}, {}};
   for (const ServiceConfig& c : config.services) {
     cluster_healing.limits[c.name] = c.memory_limit.bytes;
     cluster_healing.startup_times[c.name] = service_spec(c).startup_time;

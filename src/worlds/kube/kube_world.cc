@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -54,11 +55,16 @@ constexpr Clock::Duration kWarmUp = std::chrono::seconds(60);
 // there is for its ReplicaSet to remove it first when the Deployment goes back to desired.
 constexpr std::string_view kDeletionCost = "controller.kubernetes.io/pod-deletion-cost";
 constexpr std::string_view kLowestCost = "-2147483648";
+// While its Deployment holds the surge, the pod also carries the replicas desired before it, so
+// that a controller that starts meanwhile carries the replacement on.
+constexpr std::string_view kSurgedFrom = "prescale.dev/surged-from";
 // How long a replacement may take to be ready before the surge is taken back, and the pod stays.
 constexpr Clock::Duration kReplacementPatience = std::chrono::minutes(5);
 // How long after the surge is taken back the ReplicaSet has to remove the pod before it is
 // evicted (the ReplicaSet removed another: one that was not ready goes first).
 constexpr Clock::Duration kScaleDownWait = std::chrono::seconds(10);
+// Ejections kept for take_ejections() at most (a controller whose healer is off takes none).
+constexpr std::size_t kMaxEjections = 1000;
 // A Deployment read this soon after this world patched its scale may be the API server cache's
 // older copy: what was patched stands.
 constexpr Clock::Duration kPatchSettle = std::chrono::seconds(5);
@@ -158,9 +164,7 @@ struct KubeWorld::State {
     Clock::TimePoint since;
     bool surged = true;  // the Deployment holds one replica more than desired
     std::optional<Clock::TimePoint> scaled_back = {};  // when the surge was taken back
-    // Found marked in the first list of pods (a controller before this one began it): desired is
-    // the Deployment's replicas less the surge, at its first read.
-    bool adopted = false;
+    std::string last_failure = {};                     // of its evictions
   };
   Service* service_named(std::string_view name) {
     for (Service& s : services) {
@@ -181,28 +185,35 @@ struct KubeWorld::State {
                       "no replica named " + std::string(replica_id) + " among the pods last read");
   }
   Result<Json> patch_replicas(Service& s, int replicas) {
-    s.patched_at = options.clock->now();
-    return call([&] {
+    Result<Json> r = call([&] {
       return api.merge_patch(ns_path("/apis/apps/v1", "deployments/" + s.spec.name + "/scale"),
                              Json{{"spec", {{"replicas", replicas}}}});
     });
+    // A patch that timed out may have been applied too.
+    if (r || r.error().code == ErrorCode::kTimeout) s.patched_at = options.clock->now();
+    return r;
   }
-  // Sets (or, with null, removes) a pod's deletion cost.
-  Result<Json> mark(const std::string& pod, const Json& cost) {
+  // Merge-patches a pod's annotations (a null removes one).
+  Result<Json> annotate(const std::string& pod, const Json& annotations) {
     return call([&] {
       return api.merge_patch(ns_path("/api/v1", "pods/" + pod),
-                             Json{{"metadata", {{"annotations", {{kDeletionCost, cost}}}}}});
+                             Json{{"metadata", {{"annotations", annotations}}}});
     });
   }
-  // A replacement given up: the pod stays, its mark is taken off (a later one of the service must
-  // not tie with it), and the controller hears of it (take_given_up()).
+  // Annotations to take off a pod, tried again at each look until done (or the pod is gone): a
+  // stale mark would tie with a later replacement's, or be carried on by the next controller.
+  void unannotate(const std::string& pod, std::initializer_list<std::string_view> keys) {
+    Json& patch = to_unannotate[pod];
+    for (std::string_view k : keys) patch[std::string(k)] = nullptr;
+    auto done = annotate(pod, patch);
+    if (done || done.error().code == ErrorCode::kNotFound) to_unannotate.erase(pod);
+  }
+  // A replacement given up: the pod stays, its mark is taken off, and the controller hears of it
+  // (take_given_up()).
   void give_up(const std::string& service, const Replacement& r, const std::string& why) {
     problems.erase("replace " + r.pod);
-    std::string unmarked;
-    if (auto m = mark(r.pod, nullptr); !m && m.error().code != ErrorCode::kNotFound) {
-      unmarked = "; taking its deletion cost off failed: " + m.error().message;
-    }
-    say("replacing " + r.pod + " of " + service + " given up: " + why + "; it stays" + unmarked);
+    unannotate(r.pod, {kDeletionCost, kSurgedFrom});
+    say("replacing " + r.pod + " of " + service + " given up: " + why + "; it stays");
     given_up.push_back(r.pod);
   }
   Result<Json> evict(const std::string& name) {
@@ -227,8 +238,10 @@ struct KubeWorld::State {
     const std::string port = endpoint.substr(colon + 1);
     for (const Pod& p : pods) {
       if (p.app != service || p.ip != ip || std::to_string(p.http_port) != port) continue;
-      for (int i = 0; i < std::min(10, static_cast<int>(n)); ++i)
+      for (int i = 0; i < std::min(10, static_cast<int>(n)) && ejected.size() < kMaxEjections;
+           ++i) {
         ejected.emplace_back(service, p.name);
+      }
       return;
     }
   }
@@ -267,6 +280,7 @@ struct KubeWorld::State {
   std::map<std::string, std::string> problems;          // said, by what they are about
   std::map<std::string, Replacement, std::less<>> replacing;  // by service
   std::vector<std::string> given_up;  // replacements given up since take_given_up()
+  std::map<std::string, Json> to_unannotate;  // by pod: the annotations still to take off
   // (service, pod) of each ejection by a gateway since take_ejections().
   std::vector<std::pair<std::string, std::string>> ejected;
   bool adopted_marks = false;         // the first list's marked pods were looked for
@@ -458,12 +472,6 @@ void KubeWorld::State::read_deployments(Clock::TimePoint now) {
         continue;
       }
       const int replicas = d["spec"]["replicas"].get<int>();
-      // A surge a controller before this one began: desired is the rest.
-      if (auto r = replacing.find(name); r != replacing.end() && r->second.adopted) {
-        r->second.adopted = false;
-        s.desired = std::max(0, replicas - 1);
-        continue;
-      }
       // Under a surge the Deployment holds one more than desired, and just after a patch the
       // list (from the API server's cache) may not show it yet: desired is what was set.
       if (auto r = replacing.find(name); r != replacing.end() && r->second.surged) continue;
@@ -757,13 +765,20 @@ Result<void> KubeWorld::replace_when_ready(std::string_view replica_id) {
   }
   // Marked first: whenever its Deployment next goes down (a scale-down of the policy's too), its
   // ReplicaSet removes this pod before the others that are ready.
-  if (auto marked = st.mark(pod.name, kLowestCost); !marked) {
+  const int desired = *s.desired;
+  auto marked = st.annotate(
+      pod.name, Json{{kDeletionCost, kLowestCost}, {kSurgedFrom, std::to_string(desired)}});
+  if (!marked) {
+    // One that timed out may have been applied.
+    if (marked.error().code == ErrorCode::kTimeout) {
+      st.unannotate(pod.name, {kDeletionCost, kSurgedFrom});
+    }
     return std::unexpected(marked.error());
   }
-  auto surged = st.patch_replicas(s, *s.desired + 1);
+  auto surged = st.patch_replicas(s, desired + 1);
   if (!surged && surged.error().code != ErrorCode::kTimeout) {
-    // Not surged: the mark comes off again, so that it never ties with a later one's.
-    (void)st.mark(pod.name, nullptr);
+    // Not surged: the mark comes off again.
+    st.unannotate(pod.name, {kDeletionCost, kSurgedFrom});
     const std::string why = "surging " + pod.app + " for " + pod.name + " failed: ";
     return make_error(
         surged.error().code == ErrorCode::kNotFound ? ErrorCode::kUnavailable : surged.error().code,
@@ -782,35 +797,61 @@ std::vector<std::pair<std::string, std::string>> KubeWorld::take_ejections() {
 }
 
 void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
-  // A controller before this one may have left a replacement under way: its pod is marked.
+  if (!options.act_on_replacements) return;
+  for (auto it = to_unannotate.begin(); it != to_unannotate.end();) {
+    const std::string pod = it->first;
+    const Json patch = it->second;
+    ++it;
+    const bool listed = std::any_of(pods.begin(), pods.end(),
+                                    [&](const Pod& p) { return p.name == pod && !p.deleting; });
+    auto done = listed ? annotate(pod, patch) : Result<Json>(Json());
+    if (done || done.error().code == ErrorCode::kNotFound) to_unannotate.erase(pod);
+  }
+  // A controller before this one may have left a replacement under way: its pod is marked, and
+  // carries the replicas desired before the surge while its Deployment holds it.
   if (!adopted_marks) {
     adopted_marks = true;
     for (const Pod& p : pods) {
-      if (p.deletion_cost != kLowestCost || p.deleting || service_named(p.app) == nullptr ||
+      Service* s = service_named(p.app);
+      if (p.deletion_cost != kLowestCost || p.deleting || s == nullptr ||
           replacing.contains(p.app)) {
         continue;
       }
-      replacing[p.app] = Replacement{.pod = p.name, .since = now, .adopted = true};
-      spdlog::info("replacing {} of {}: under way (it is marked with the lowest deletion cost)",
-                   p.name, p.app);
+      Replacement r{.pod = p.name, .since = now};
+      int before = 0;
+      const auto [end, failed] = std::from_chars(
+          p.surged_from.data(), p.surged_from.data() + p.surged_from.size(), before);
+      if (!p.surged_from.empty() && failed == std::errc() &&
+          end == p.surged_from.data() + p.surged_from.size() && before >= 0) {
+        s->desired = before;
+      } else {
+        r.surged = false;  // its Deployment went back already: the ReplicaSet kept it
+        r.scaled_back = now;
+      }
+      replacing[p.app] = r;
+      spdlog::info("replacing {} of {}: under way (it is marked with the lowest deletion cost{})",
+                   p.name, p.app, r.surged ? ", and its Deployment holds a surge" : "");
     }
   }
   for (auto it = replacing.begin(); it != replacing.end();) {
     const std::string& name = it->first;
     Replacement& r = it->second;
     Service* service = service_named(name);
-    if (service == nullptr || !service->desired || r.adopted) {  // desired not known yet
-      ++it;
-      continue;
-    }
-    Service& s = *service;
     const auto pod =
         std::find_if(pods.begin(), pods.end(), [&](const Pod& p) { return p.name == r.pod; });
     const bool left = pod == pods.end() || pod->deleting;
+    const std::string key = "replace " + r.pod;
+    if (service == nullptr || !service->desired) {  // desired not known yet
+      if (left && !r.surged)
+        it = replacing.erase(it);
+      else
+        ++it;
+      continue;
+    }
+    Service& s = *service;
     const auto ready_others = std::count_if(pods.begin(), pods.end(), [&](const Pod& p) {
       return p.app == name && p.name != r.pod && p.ready && !p.deleting;
     });
-    const std::string key = "replace " + r.pod;
     if (r.surged) {
       const bool done = left || ready_others >= *s.desired;
       if (!done && now - r.since <= kReplacementPatience) {
@@ -831,13 +872,15 @@ void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
       r.scaled_back = now;
       if (!done) {
         give_up(name, r,
-                "no other pod of " + name + " was ready in " +
-                    std::to_string(kReplacementPatience / std::chrono::minutes(1)) +
-                    " minutes (its Deployment is back to " + std::to_string(*s.desired) + ")");
+                "after " + std::to_string(kReplacementPatience / std::chrono::minutes(1)) +
+                    " minutes " + std::to_string(ready_others) + " other pods of " + name +
+                    " were ready, of the " + std::to_string(*s.desired) +
+                    " wanted (its Deployment is back to " + std::to_string(*s.desired) + ")");
         it = replacing.erase(it);
         continue;
       }
       if (!left) {
+        unannotate(r.pod, {kSurgedFrom});
         spdlog::info("{} of {} leaves: {} other pods are ready (its Deployment back to {})", r.pod,
                      name, ready_others, *s.desired);
       }
@@ -857,12 +900,14 @@ void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
     }
     if (now - *r.scaled_back > kReplacementPatience) {
       give_up(name, r,
-              "its ReplicaSet removed another pod, and evicting it was refused for " +
-                  std::to_string(kReplacementPatience / std::chrono::minutes(1)) + " minutes");
+              "its ReplicaSet kept it, and evicting it failed for " +
+                  std::to_string(kReplacementPatience / std::chrono::minutes(1)) +
+                  " minutes (last: " + r.last_failure + ")");
       it = replacing.erase(it);
       continue;
     }
     if (auto evicted = evict(r.pod); !evicted) {
+      r.last_failure = evicted.error().message;
       problem(key, "replacing " + r.pod + " of " + name + ": its ReplicaSet kept it, and " +
                        "evicting it failed: " + evicted.error().message +
                        " (tried again at the next look)");

@@ -74,6 +74,9 @@ struct KubeWorldOptions {
   Clock::Duration leave_time = std::chrono::seconds(11);
   // app.kubernetes.io/name of the gateway's pods.
   std::string gateway_name = "prescale-gateway";
+  // Whether replacements are carried on (replace_when_ready): false (under --recommend-only, or
+  // with the healer off) leaves a replacement a controller before this one began as it is.
+  bool act_on_replacements = true;
   // Problems reading the cluster (an API error, a gateway that does not answer), each said when
   // it starts and when it ends; spdlog's warn when unset.
   std::function<void(const std::string&)> on_problem;
@@ -108,8 +111,11 @@ class KubeWorld final : public control::World {
   //   - it is given up, the pod's mark taken off and said (on_problem, take_given_up()), with no
   //     replacement ready within 5 minutes (the surge taken back), or evictions refused for 5.
   // Meanwhile scale() keeps the surge on top of what it sets, and desired_replicas is what scale()
-  // last set. A marked pod in the first list read is a replacement a controller before this one
-  // began: it goes on. One pod of a service at a time; the same pod again is no error. Errors:
+  // last set. While the surge stands the pod also carries the desired replicas before it
+  // (prescale.dev/surged-from), so that a marked pod in the first list read is a replacement a
+  // controller before this one began, and it goes on from where that one was (with
+  // KubeWorldOptions::act_on_replacements). One pod of a service at a time; the same pod again is
+  // no error. Annotations that could not be taken off are tried again at each look. Errors:
   // kNotFound as restart()'s, and for a pod being deleted already; kUnavailable while another of
   // the service's is being replaced, before the Deployment has been read, or for a Deployment
   // not found; the API's (a surge whose patch timed out goes on as if applied).
@@ -119,8 +125,8 @@ class KubeWorld final : public control::World {
   std::vector<std::string> take_given_up();
   // (service, pod) for each outlier ejection of a service's pod by a gateway pod since the last
   // call, read with the gateways' counters (prescale_gateway_endpoint_ejections_total, by the
-  // pod's IP and its port named "http"); at most 10 per pod and gateway at one look. A gateway
-  // pod of the first list counts from its first answer.
+  // pod's IP and its port named "http"); at most 10 per pod and gateway at one look, and 1,000
+  // kept between calls. A gateway pod of the first list counts from its first answer.
   std::vector<std::pair<std::string, std::string>> take_ejections();
   // Each gateway pod in service's share of `service`'s requests over the last seconds (sums
   // decaying over 5 s), by pod name; the shares add up to 1. Empty while the gateways in service

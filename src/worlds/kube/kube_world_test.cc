@@ -470,6 +470,7 @@ namespace prescale::kube {
 namespace {
 
 constexpr char kDeletionCost[] = "controller.kubernetes.io/pod-deletion-cost";
+constexpr char kSurgedFrom[] = "prescale.dev/surged-from";
 
 // A pod replaced when ready: marked to go first, a surge of one, and the Deployment back to
 // desired once the service's other ready pods are as many as desired — no eviction, the
@@ -481,7 +482,9 @@ TEST_F(KubeWorldTest, APodReplacedWhenReadyLeavesOnceItsReplacementIsReady) {
   world.observe(clock_.now());
   ASSERT_TRUE(world.replace_when_ready("web-a").has_value());
   ASSERT_TRUE(fake_.pod("web-a").has_value());
-  EXPECT_EQ(fake_.pod("web-a")->annotations[kDeletionCost], "-2147483648");
+  EXPECT_EQ(
+      fake_.pod("web-a")->annotations,
+      (std::map<std::string, std::string>{{kDeletionCost, "-2147483648"}, {kSurgedFrom, "2"}}));
   EXPECT_EQ(fake_.replicas("web"), 3);
   const auto second = world.replace_when_ready("web-b");
   ASSERT_FALSE(second.has_value());
@@ -616,15 +619,29 @@ TEST_F(KubeWorldTest, AnEvictionRefusedForFiveMinutesIsGivenUp) {
   EXPECT_FALSE(fake_.pod("web-a")->annotations.contains(kDeletionCost));
 }
 
-// A replacement a controller before this one began (its pod marked, its Deployment surged) goes on:
-// desired is the Deployment's replicas less the surge, and it ends when another pod is ready.
+// A replacement a controller before this one began goes on from where it was: surged (the pod
+// carries the replicas desired before the surge), it ends when another pod is ready; gone back
+// already, the pod the ReplicaSet kept is evicted. Not acted on when told not to
+// (--recommend-only).
 TEST_F(KubeWorldTest, AReplacementUnderWayWhenTheControllerStartedGoesOn) {
   fake_.set_pod({.name = "web-b", .app = "web", .ports = {{"http", 1}}});
   fake_.set_pod({.name = "web-a",
                  .app = "web",
                  .ports = {{"http", web_a_.port()}},
-                 .annotations = {{kDeletionCost, "-2147483648"}}});
+                 .annotations = {{kDeletionCost, "-2147483648"}, {kSurgedFrom, "2"}}});
   fake_.set_deployment("web", 3);
+  {
+    KubeWorldOptions o;
+    o.clock = &clock_;
+    o.scrape_interval = 0s;
+    o.act_on_replacements = false;
+    KubeWorld advisor(api_, {spec("web")}, o);
+    EXPECT_EQ(advisor.observe(clock_.now()).service("web")->desired_replicas, 3);
+    clock_.advance(10min);
+    advisor.observe(clock_.now());
+    EXPECT_EQ(fake_.replicas("web"), 3);
+    EXPECT_TRUE(fake_.deleted().empty());
+  }
   KubeWorld world = make_world();
   EXPECT_EQ(world.observe(clock_.now()).service("web")->desired_replicas, 2);
   EXPECT_TRUE(world.replace_when_ready("web-a").has_value());
@@ -633,6 +650,19 @@ TEST_F(KubeWorldTest, AReplacementUnderWayWhenTheControllerStartedGoesOn) {
   fake_.set_pod({.name = "web-c", .app = "web", .ports = {{"http", 1}}});
   clock_.advance(1s);
   world.observe(clock_.now());
+  EXPECT_EQ(fake_.replicas("web"), 2);
+  // Back to desired: the pod keeps its mark, not the surge's record.
+  EXPECT_EQ(fake_.pod("web-a")->annotations,
+            (std::map<std::string, std::string>{{kDeletionCost, "-2147483648"}}));
+
+  // A controller that starts now finds it marked with no surge: its ReplicaSet kept it, and it is
+  // evicted 10 s on.
+  KubeWorld next = make_world();
+  EXPECT_EQ(next.observe(clock_.now()).service("web")->desired_replicas, 2);
+  EXPECT_EQ(next.replace_when_ready("web-b").error().code, ErrorCode::kUnavailable);
+  clock_.advance(11s);
+  next.observe(clock_.now());
+  EXPECT_EQ(fake_.deleted(), std::vector<std::string>{"web-a"});
   EXPECT_EQ(fake_.replicas("web"), 2);
 }
 

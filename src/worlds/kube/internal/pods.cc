@@ -54,6 +54,7 @@ std::optional<Pod> read_pod(const Json& item) {
   p.ip = string_at(item, {"status", "podIP"});
   p.deletion_cost =
       string_at(item, {"metadata", "annotations", "controller.kubernetes.io/pod-deletion-cost"});
+  p.surged_from = string_at(item, {"metadata", "annotations", "prescale.dev/surged-from"});
   p.http_port = port_named(item, "http");
   p.admin_port = port_named(item, "admin");
   const Json* status =

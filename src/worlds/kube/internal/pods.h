@@ -33,6 +33,8 @@ struct Pod {
   std::uint16_t http_port = 0, admin_port = 0;  // container ports named "http" and "admin"
   // Its controller.kubernetes.io/pod-deletion-cost annotation ("" where it has none).
   std::string deletion_cost;
+  // Its prescale.dev/surged-from annotation ("" where it has none): see KubeWorld.
+  std::string surged_from;
 };
 
 // The string at `path` in `j` ("" where there is none, or it is not a string).
