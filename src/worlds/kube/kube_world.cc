@@ -766,6 +766,7 @@ Result<void> KubeWorld::replace_when_ready(std::string_view replica_id) {
   // Marked first: whenever its Deployment next goes down (a scale-down of the policy's too), its
   // ReplicaSet removes this pod before the others that are ready.
   const int desired = *s.desired;
+  st.to_unannotate.erase(pod.name);  // an earlier replacement's left to take off: marked anew
   auto marked = st.annotate(
       pod.name, Json{{kDeletionCost, kLowestCost}, {kSurgedFrom, std::to_string(desired)}});
   if (!marked) {
