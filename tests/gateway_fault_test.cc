@@ -19,7 +19,6 @@
 #include "http/client.h"
 #include "http/server.h"
 #include "support/subprocess.h"
-#include "telemetry/exposition.h"
 #include "telemetry/registry.h"
 
 namespace prescale {
@@ -223,11 +222,6 @@ TEST(GatewayFaultTest, HungReplicaIsTakenOutAndP99Recovers) {
   const auto view = g.gw->cluster("echo")->view();
   int out = 0;
   for (const auto& h : view->hosts.hosts()) out += !h->in_service(Clock::real().now()) ? 1 : 0;
-  // Its ejections are counted by endpoint (what `prescale controller` replaces a pod by).
-  const std::string metrics = telemetry::expose(g.registry);
-  const std::string hung = "prescale_gateway_endpoint_ejections_total{service=\"echo\",endpoint=" +
-                           std::string("\"127.0.0.1:") + std::to_string(replicas.ports[2]) + "\"} ";
-  EXPECT_NE(metrics.find(hung), std::string::npos) << metrics;
   replicas.procs[2]->signal(SIGCONT);
   // Requests caught on the replica when it hangs time out after the per-try timeout and are
   // retried elsewhere. The one way such a request may still fail is the retry budget (Envoy's

@@ -218,6 +218,7 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
     const bool failing = r.kind == healing::RemedyKind::kEjected;
     auto replaced = failing ? world.restart(r.replica) : world.replace_when_ready(r.replica);
     if (!replaced && replaced.error().code == ErrorCode::kNotFound) {  // gone or going already
+      h.healer.failed(r);  // holds the service's next replacement back no longer
       h.warned.erase(r.replica);
       spdlog::info("not replacing {} of {}: {}", r.replica, r.service, replaced.error().message);
       continue;

@@ -66,7 +66,7 @@ std::vector<Remedy> Healer::remedies(Clock::TimePoint now) {
   std::map<std::string, int> repeat_offenders;  // per service: replicas ejected more than once
   for (auto& [id, r] : replicas_) {
     expire(r, now);
-    if (r.ejections.size() > 1) ++repeat_offenders[r.service];
+    if (!r.replaced && r.ejections.size() > 1) ++repeat_offenders[r.service];
   }
   std::vector<Remedy> out;
   for (auto& [id, r] : replicas_) {
@@ -74,7 +74,6 @@ std::vector<Remedy> Healer::remedies(Clock::TimePoint now) {
     if (std::optional<Remedy> m = memory_remedy(id, r)) {
       out.push_back(std::move(*m));
       r.replaced = true;
-      r.ejections.clear();
     }
   }
   for (auto& [id, r] : replicas_) {
@@ -90,8 +89,8 @@ std::vector<Remedy> Healer::remedies(Clock::TimePoint now) {
                        " in " + spoken(options_.window) +
                        " by the gateway's outlier detection, its service's other replicas not"});
     last_remedy_[r.service] = now;
-    r.replaced = true;  // its ejections count no more, and it is not replaced again
-    r.ejections.clear();
+    // Not replaced again, and its ejections count no more, until retry() (they are kept for it).
+    r.replaced = true;
   }
   return out;
 }

@@ -147,5 +147,31 @@ TEST_F(HealerTest, AReplicaHeadedForItsMemoryLimitIsReplacedBeforeItGetsThere) {
   EXPECT_TRUE(healer.remedies(clock.now()).empty()) << "web-3's replacement was just now";
 }
 
+// A replacement refused for now (in a cluster: the disruption budget) is due again at the next
+// look, with the replica's ejections kept: it needs no new ones. A replica being replaced holds no
+// other replica of its service back.
+TEST_F(HealerTest, ARemedyRetriedIsDueAgainWithItsEjectionsKept) {
+  for (int i = 0; i < 3; ++i) {
+    eject("web-2");
+    clock.advance(1min);
+  }
+  std::vector<Remedy> r = healer.remedies(clock.now());
+  ASSERT_EQ(r.size(), 1u);
+  healer.retry(r[0]);
+  clock.advance(1s);
+  r = healer.remedies(clock.now());
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].replica, "web-2");
+  // web-2, being replaced, ejected more than once, does not make web-3's ejections a shared cause.
+  for (int i = 0; i < 3; ++i) {
+    eject("web-3");
+    clock.advance(1min);
+  }
+  clock.advance(2min);  // past the service's min_interval since web-2's
+  r = healer.remedies(clock.now());
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].replica, "web-3");
+}
+
 }  // namespace
 }  // namespace prescale::healing

@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 
+#include "core/host_port.h"
 #include "http/client.h"
 #include "telemetry/scrape_query.h"
 #include "telemetry/text_parser.h"
@@ -228,22 +229,20 @@ struct KubeWorld::State {
   }
   // Carries the replacements under way on from the pods just read.
   void advance_replacements(Clock::TimePoint now);
-  // `n` new ejections of `endpoint` ("ip:port") by a gateway: the pod of `service` at that
-  // address, if any, was ejected (at most 10 counted per look).
-  void note_ejections(const std::string& service, const std::string& endpoint, double n) {
-    if (!(n >= 1)) return;
-    const std::size_t colon = endpoint.rfind(':');
-    if (colon == std::string::npos) return;
-    const std::string ip = endpoint.substr(0, colon);
-    const std::string port = endpoint.substr(colon + 1);
+  // Takes on the replacements a controller before this one left under way, from the first lists
+  // of pods and Deployments (`replicas`, by Deployment).
+  void adopt_marked(const std::map<std::string, int>& replicas, Clock::TimePoint now);
+  // The pod of `service` at `endpoint` ("ip:port", "[ipv6]:port") in the last list of pods, if
+  // one (not being deleted, where another at that address is).
+  const Pod* pod_at(const std::string& service, const std::string& endpoint) const {
+    const HostPortParts parts = split_host_port(endpoint, 1);
+    if (parts.fault != HostPortFault::kNone) return nullptr;
+    const Pod* found = nullptr;
     for (const Pod& p : pods) {
-      if (p.app != service || p.ip != ip || std::to_string(p.http_port) != port) continue;
-      for (int i = 0; i < std::min(10, static_cast<int>(n)) && ejected.size() < kMaxEjections;
-           ++i) {
-        ejected.emplace_back(service, p.name);
-      }
-      return;
+      if (p.app != service || p.ip != parts.host || p.http_port != parts.port) continue;
+      if (found == nullptr || (found->deleting && !p.deleting)) found = &p;
     }
+    return found;
   }
 
   // What reading the gateways told.
@@ -335,6 +334,7 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
   }
   std::vector<Result<http::Response>> answers = client.get_all(peers, "/metrics");
   GatewayLook look;
+  std::map<std::pair<std::string, std::string>, double> look_ejections;  // by (service, pod)
   for (size_t i = 0; i < asked.size(); ++i) {
     const Pod& p = *asked[i];
     const std::string key = "gateway " + p.name;
@@ -431,13 +431,24 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
           const auto was = last->second.ejections.find(at);
           if (was != last->second.ejections.end() && was->second <= n) before = was->second;
         }
-        note_ejections(at.first, at.second, n - before);
+        if (!(n - before >= 1)) continue;
+        if (const Pod* pod = pod_at(at.first, at.second)) {
+          double& most = look_ejections[{at.first, pod->name}];
+          most = std::max(most, std::min(n - before, 10.0));
+        }
       }
     }
     counted.insert(p.uid);
     gateway_last[p.uid] =
         GatewaySeen{std::move(reading), process_start,       p.restarts, observation, now,
                     std::move(recent),  std::move(ejections)};
+  }
+  // Each gateway ejects on its own: a pod is told as ejected as often as the gateway that ejected
+  // it most often this look did, not as all of them together.
+  for (const auto& [at, n] : look_ejections) {
+    for (int i = 0; i < static_cast<int>(n) && ejected.size() < kMaxEjections; ++i) {
+      ejected.push_back(at);
+    }
   }
   // Forget pods that are gone, and what was said of them; a pod listed again (it left the list
   // for a while) counts from its next answer.
@@ -455,6 +466,7 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
 }
 
 void KubeWorld::State::read_deployments(Clock::TimePoint now) {
+  std::map<std::string, int> read_replicas;  // by Deployment
   auto list = call(
       [&] { return api.get(ns_path("/apis/apps/v1", "deployments?" + std::string(kListQuery))); });
   if (!list) {
@@ -472,12 +484,17 @@ void KubeWorld::State::read_deployments(Clock::TimePoint now) {
         continue;
       }
       const int replicas = d["spec"]["replicas"].get<int>();
+      read_replicas[name] = replicas;
       // Under a surge the Deployment holds one more than desired, and just after a patch the
       // list (from the API server's cache) may not show it yet: desired is what was set.
       if (auto r = replacing.find(name); r != replacing.end() && r->second.surged) continue;
       if (s.patched_at && now - *s.patched_at < kPatchSettle) continue;
       s.desired = replicas;
     }
+  }
+  if (!adopted_marks && pods_read_at && options.act_on_replacements) {
+    adopted_marks = true;
+    adopt_marked(read_replicas, now);
   }
 }
 
@@ -716,6 +733,8 @@ Result<void> KubeWorld::scale(std::string_view service, int replicas) {
     }
     st.solved("scale " + s.spec.name, "scaling " + s.spec.name + " works again");
     s.desired = replicas;
+    // The surge's record follows (a controller that starts checks it against the Deployment).
+    if (surge > 0) (void)st.annotate(r->second.pod, Json{{kSurgedFrom, std::to_string(replicas)}});
     return {};
   }
   return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
@@ -726,6 +745,9 @@ Result<void> KubeWorld::restart(std::string_view replica_id) {
   Result<const Pod*> found = st.service_pod(replica_id);
   if (!found) return std::unexpected(found.error());
   const Pod& pod = **found;
+  if (pod.deleting) {
+    return make_error(ErrorCode::kNotFound, pod.name + " is being deleted already");
+  }
   // A service's only ready pod is left to the kernel: a container restarted in place is back
   // sooner than a new pod, and evicting it would leave none.
   const auto ready = std::count_if(st.pods.begin(), st.pods.end(), [&](const Pod& p) {
@@ -766,9 +788,10 @@ Result<void> KubeWorld::replace_when_ready(std::string_view replica_id) {
   // Marked first: whenever its Deployment next goes down (a scale-down of the policy's too), its
   // ReplicaSet removes this pod before the others that are ready.
   const int desired = *s.desired;
-  st.to_unannotate.erase(pod.name);  // an earlier replacement's left to take off: marked anew
   auto marked = st.annotate(
       pod.name, Json{{kDeletionCost, kLowestCost}, {kSurgedFrom, std::to_string(desired)}});
+  // Marked anew: what an earlier replacement left to take off is not taken off now.
+  if (marked) st.to_unannotate.erase(pod.name);
   if (!marked) {
     // One that timed out may have been applied.
     if (marked.error().code == ErrorCode::kTimeout) {
@@ -807,32 +830,6 @@ void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
                                     [&](const Pod& p) { return p.name == pod && !p.deleting; });
     auto done = listed ? annotate(pod, patch) : Result<Json>(Json());
     if (done || done.error().code == ErrorCode::kNotFound) to_unannotate.erase(pod);
-  }
-  // A controller before this one may have left a replacement under way: its pod is marked, and
-  // carries the replicas desired before the surge while its Deployment holds it.
-  if (!adopted_marks) {
-    adopted_marks = true;
-    for (const Pod& p : pods) {
-      Service* s = service_named(p.app);
-      if (p.deletion_cost != kLowestCost || p.deleting || s == nullptr ||
-          replacing.contains(p.app)) {
-        continue;
-      }
-      Replacement r{.pod = p.name, .since = now};
-      int before = 0;
-      const auto [end, failed] = std::from_chars(
-          p.surged_from.data(), p.surged_from.data() + p.surged_from.size(), before);
-      if (!p.surged_from.empty() && failed == std::errc() &&
-          end == p.surged_from.data() + p.surged_from.size() && before >= 0) {
-        s->desired = before;
-      } else {
-        r.surged = false;  // its Deployment went back already: the ReplicaSet kept it
-        r.scaled_back = now;
-      }
-      replacing[p.app] = r;
-      spdlog::info("replacing {} of {}: under way (it is marked with the lowest deletion cost{})",
-                   p.name, p.app, r.surged ? ", and its Deployment holds a surge" : "");
-    }
   }
   for (auto it = replacing.begin(); it != replacing.end();) {
     const std::string& name = it->first;
@@ -917,6 +914,43 @@ void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
                    r.pod, name, *s.desired);
     }
     ++it;
+  }
+}
+
+// A pod marked with the lowest deletion cost is a replacement under way. Where it carries the
+// replicas desired before a surge its Deployment still holds (surged-from + 1), it goes on from
+// the surge; otherwise (the surge taken back, or changed since) the ReplicaSet kept it, and it goes
+// on from the eviction. A second marked pod of a service, or a record of a surge that is not
+// there, is taken off.
+void KubeWorld::State::adopt_marked(const std::map<std::string, int>& replicas,
+                                    Clock::TimePoint now) {
+  for (const Pod& p : pods) {
+    Service* s = service_named(p.app);
+    if (p.deletion_cost != kLowestCost || p.deleting || s == nullptr) continue;
+    const auto deployment = replicas.find(p.app);
+    if (deployment == replicas.end()) continue;
+    if (replacing.contains(p.app)) {
+      unannotate(p.name, {kDeletionCost, kSurgedFrom});
+      continue;
+    }
+    int before = -1;
+    const char* end = p.surged_from.data() + p.surged_from.size();
+    if (auto [at, failed] = std::from_chars(p.surged_from.data(), end, before);
+        failed != std::errc() || at != end) {
+      before = -1;
+    }
+    Replacement r{.pod = p.name, .since = now};
+    if (before >= 0 && deployment->second == before + 1) {
+      s->desired = before;
+    } else {
+      r.surged = false;
+      r.scaled_back = now;
+      s->desired = deployment->second;
+      if (!p.surged_from.empty()) unannotate(p.name, {kSurgedFrom});
+    }
+    spdlog::info("replacing {} of {}: under way (it is marked with the lowest deletion cost{})",
+                 p.name, p.app, r.surged ? ", and its Deployment holds a surge" : "");
+    replacing.emplace(p.app, std::move(r));
   }
 }
 

@@ -694,5 +694,57 @@ TEST_F(KubeWorldTest, EachGatewayEjectionOfAPodIsToldByItsName) {
   EXPECT_TRUE(world.take_ejections().empty());
 }
 
+// Gateways eject on their own: two that eject a pod in the same look tell it once (as the one
+// that ejected it most often did), so that `healer.ejections` counts a pod's ejections, not the
+// gateways'. An IPv6 address finds its pod too.
+TEST_F(KubeWorldTest, TwoGatewaysEjectingAPodAtOnceTellItOnce) {
+  MetricsPort second;
+  fake_.set_pod({.name = "prescale-gateway-2",
+                 .app = "prescale-gateway",
+                 .ports = {{"http", 1}, {"admin", second.port()}}});
+  fake_.set_pod({.name = "web-b", .app = "web", .ip = "fd00::5", .ports = {{"http", 8080}}});
+  auto metrics = [&](int of_web_a, int of_web_b) {
+    return gateway_metrics(1000, 400, 50) +
+           "# TYPE prescale_gateway_endpoint_ejections_total counter\n"
+           "prescale_gateway_endpoint_ejections_total{service=\"web\",endpoint=\"127.0.0.1:" +
+           std::to_string(web_a_.port()) + "\"} " + std::to_string(of_web_a) +
+           "\nprescale_gateway_endpoint_ejections_total{service=\"web\",endpoint=\"[fd00::5]:"
+           "8080\"} " +
+           std::to_string(of_web_b) + "\n";
+  };
+  gateway_.set(metrics(0, 0));
+  second.set(metrics(0, 0));
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  EXPECT_TRUE(world.take_ejections().empty());
+  gateway_.set(metrics(1, 1));
+  second.set(metrics(1, 2));
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  using Ejection = std::pair<std::string, std::string>;
+  EXPECT_EQ(world.take_ejections(),
+            (std::vector<Ejection>{{"web", "web-a"}, {"web", "web-b"}, {"web", "web-b"}}));
+}
+
+// A controller that starts and finds a pod marked whose record of a surge the Deployment does not
+// hold (the policy scaled since, or it went back) carries it on from the eviction, with the
+// Deployment's replicas as desired, and takes the stale record off.
+TEST_F(KubeWorldTest, AMarkedPodWhoseSurgeTheDeploymentDoesNotHoldIsEvicted) {
+  fake_.set_pod({.name = "web-b", .app = "web", .ports = {{"http", 1}}});
+  fake_.set_pod({.name = "web-a",
+                 .app = "web",
+                 .ports = {{"http", web_a_.port()}},
+                 .annotations = {{kDeletionCost, "-2147483648"}, {kSurgedFrom, "2"}}});
+  fake_.set_deployment("web", 5);
+  KubeWorld world = make_world();
+  EXPECT_EQ(world.observe(clock_.now()).service("web")->desired_replicas, 5);
+  EXPECT_EQ(fake_.pod("web-a")->annotations,
+            (std::map<std::string, std::string>{{kDeletionCost, "-2147483648"}}));
+  clock_.advance(11s);
+  world.observe(clock_.now());
+  EXPECT_EQ(fake_.deleted(), std::vector<std::string>{"web-a"});
+  EXPECT_EQ(fake_.replicas("web"), 5);
+}
+
 }  // namespace
 }  // namespace prescale::kube
