@@ -183,6 +183,14 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
       h.looked_at.insert(r.id);
     }
   }
+  // A pod whose container restarted runs a new process: what was learned of the old one (its
+  // memory's trend, its ejections) is forgotten, as `prescale up` forgets a crashed replica.
+  for (const std::string& pod : world.take_restarted()) {
+    h.healer.forget(pod);
+    h.looked_at.erase(pod);
+    h.warned.erase(pod);
+    h.given_up.erase(pod);
+  }
   for (const auto& [service, pod] : world.take_ejections()) {
     if (!present.contains(pod)) continue;
     h.healer.ejected(service, pod, now);
@@ -232,7 +240,7 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
     }
     // Refused for now (another pod of the service being replaced or not ready: its disruption
     // budget; the only ready pod; the Deployment not read yet; the API did not answer): tried
-    // again at the next look (a memory trend kept; an ejected pod once ejected again), said once.
+    // again at the next look, with what was learned of the pod kept, and said once.
     h.healer.retry(r);
     if (h.warned.insert(r.replica).second) {
       spdlog::warn("replacing {} of {} not done yet: {}{}", r.replica, r.service,

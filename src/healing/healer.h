@@ -65,8 +65,8 @@ class Healer {
   // A replica that has left (scaled down, replaced, crashed and restarting as a new process) is
   // forgotten: a new process starts with a clean record.
   void forget(const std::string& replica);
-  // The replacements due at `now`, each recorded (the service's interval starts, the replica is
-  // forgotten).
+  // The replacements due at `now`, each recorded (the service's interval starts, and the replica
+  // is given none again until forgotten or retry()).
   std::vector<Remedy> remedies(Clock::TimePoint now);
   // A remedy that could not be applied (its replica was already leaving): it does not hold back
   // the service's next one. (Its previous replacement, if any, is older than min_interval.)
@@ -89,7 +89,7 @@ class Healer {
     std::optional<MemoryTrend> memory;        // once looked at
     std::uint64_t memory_limit = 0;
     Clock::Duration lead{0};
-    bool replaced = false;  // a remedy was given: none again until forgotten
+    bool replaced = false;  // a remedy was given: none again until forgotten or retry()
   };
   std::optional<Remedy> memory_remedy(const std::string& replica, const Record& r) const;
   void expire(Record& r, Clock::TimePoint now) const;

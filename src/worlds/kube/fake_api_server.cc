@@ -87,6 +87,7 @@ struct FakeApiServer::State {
   mutable std::mutex mu;
   std::map<std::string, FakePod> pods;
   std::map<std::string, int> deployments;
+  std::map<std::string, int> updated;  // status.updatedReplicas, where set_rollout() set it
   std::vector<std::pair<std::string, int>> scaled;
   std::vector<std::string> deleted;
   int fail_with = 0;
@@ -95,11 +96,17 @@ struct FakeApiServer::State {
   http::Router router;
 
   Json deployment(const std::string& name, int replicas) const {
-    return {{"apiVersion", "apps/v1"},
-            {"kind", "Deployment"},
-            {"metadata", {{"name", name}, {"namespace", name_space}, {"labels", labels(name)}}},
-            {"spec", {{"replicas", replicas}}},
-            {"status", {{"replicas", replicas}}}};
+    const auto u = updated.find(name);
+    return {
+        {"apiVersion", "apps/v1"},
+        {"kind", "Deployment"},
+        {"metadata",
+         {{"name", name}, {"namespace", name_space}, {"labels", labels(name)}, {"generation", 1}}},
+        {"spec", {{"replicas", replicas}}},
+        {"status",
+         {{"replicas", replicas},
+          {"observedGeneration", 1},
+          {"updatedReplicas", u == updated.end() ? replicas : u->second}}}};
   }
   Json scale(const std::string& name, int replicas) const {
     return {{"apiVersion", "autoscaling/v1"},
@@ -312,6 +319,10 @@ std::optional<FakePod> FakeApiServer::pod(const std::string& name) const {
 void FakeApiServer::set_deployment(const std::string& name, int replicas) {
   std::lock_guard lock(state_->mu);
   state_->deployments[name] = replicas;
+}
+void FakeApiServer::set_rollout(const std::string& deployment, int updated_replicas) {
+  std::lock_guard lock(state_->mu);
+  state_->updated[deployment] = updated_replicas;
 }
 void FakeApiServer::remove_deployment(const std::string& name) {
   std::lock_guard lock(state_->mu);

@@ -55,6 +55,8 @@ class FakeApiServer {
   std::optional<FakePod> pod(const std::string& name) const;  // as it stands now
   void set_deployment(const std::string& name, int replicas);
   void remove_deployment(const std::string& name);
+  // A rollout under way: its status.updatedReplicas (all of its replicas until this is called).
+  void set_rollout(const std::string& deployment, int updated_replicas);
   int replicas(const std::string& deployment) const;  // -1 for none
   // The scale patches received, in order: (deployment, replicas).
   std::vector<std::pair<std::string, int>> scaled() const;

@@ -85,6 +85,7 @@ struct KubeWorld::State {
     traffic::TrafficWindow traffic;
     std::optional<int> desired;  // unknown until the Deployments are read
     std::optional<Clock::TimePoint> patched_at = {};  // its scale's last patch
+    bool rolling = false;  // a rollout under way: pods of its new template not all updated yet
   };
   // A gateway pod's last answer.
   struct GatewaySeen {
@@ -201,13 +202,19 @@ struct KubeWorld::State {
                              Json{{"metadata", {{"annotations", annotations}}}});
     });
   }
-  // Annotations to take off a pod, tried again at each look until done (or the pod is gone): a
-  // stale mark would tie with a later replacement's, or be carried on by the next controller.
-  void unannotate(const std::string& pod, std::initializer_list<std::string_view> keys) {
-    Json& patch = to_unannotate[pod];
-    for (std::string_view k : keys) patch[std::string(k)] = nullptr;
+  // Annotations to set (a string) or take off (null) on a pod, tried again at each look until
+  // done, or the pod is gone: a stale mark would tie with a later replacement's, and a stale
+  // record of a surge would mislead the next controller.
+  void annotate_until_done(const std::string& pod, const Json& annotations) {
+    Json& patch = to_annotate[pod];
+    for (const auto& [k, v] : annotations.items()) patch[k] = v;
     auto done = annotate(pod, patch);
-    if (done || done.error().code == ErrorCode::kNotFound) to_unannotate.erase(pod);
+    if (done || done.error().code == ErrorCode::kNotFound) to_annotate.erase(pod);
+  }
+  void unannotate(const std::string& pod, std::initializer_list<std::string_view> keys) {
+    Json patch = Json::object();
+    for (std::string_view k : keys) patch[std::string(k)] = nullptr;
+    annotate_until_done(pod, patch);
   }
   // A replacement given up: the pod stays, its mark is taken off, and the controller hears of it
   // (take_given_up()).
@@ -226,6 +233,18 @@ struct KubeWorld::State {
                {"kind", "Eviction"},
                {"metadata", {{"name", name}, {"namespace", ns.empty() ? "default" : ns}}}});
     });
+  }
+  // The service pods whose containers restarted since the last list (take_restarted()).
+  void note_restarts() {
+    std::map<std::string, int> now_seen;
+    for (const Pod& p : pods) {
+      if (service_named(p.app) == nullptr) continue;
+      now_seen[p.uid] = p.restarts;
+      const auto seen = restarts_seen.find(p.uid);
+      if (seen != restarts_seen.end() && p.restarts > seen->second) restarted.push_back(p.name);
+    }
+    restarts_seen = std::move(now_seen);
+    if (restarted.size() > kMaxEjections) restarted.erase(restarted.begin());
   }
   // Carries the replacements under way on from the pods just read.
   void advance_replacements(Clock::TimePoint now);
@@ -279,7 +298,9 @@ struct KubeWorld::State {
   std::map<std::string, std::string> problems;          // said, by what they are about
   std::map<std::string, Replacement, std::less<>> replacing;  // by service
   std::vector<std::string> given_up;  // replacements given up since take_given_up()
-  std::map<std::string, Json> to_unannotate;  // by pod: the annotations still to take off
+  std::map<std::string, Json> to_annotate;   // by pod: annotations still to set or take off
+  std::map<std::string, int> restarts_seen;  // by service pod uid: its restartCount
+  std::vector<std::string> restarted;        // since take_restarted()
   // (service, pod) of each ejection by a gateway since take_ejections().
   std::vector<std::pair<std::string, std::string>> ejected;
   bool adopted_marks = false;         // the first list's marked pods were looked for
@@ -485,6 +506,12 @@ void KubeWorld::State::read_deployments(Clock::TimePoint now) {
       }
       const int replicas = d["spec"]["replicas"].get<int>();
       read_replicas[name] = replicas;
+      // Rolling while the Deployment controller has not seen its last change, or has not updated
+      // every replica to its template yet (status.updatedReplicas).
+      const int generation = d.value("/metadata/generation"_json_pointer, 0);
+      const int observed = d.value("/status/observedGeneration"_json_pointer, generation);
+      const int updated = d.value("/status/updatedReplicas"_json_pointer, replicas);
+      s.rolling = observed < generation || updated < replicas;
       // Under a surge the Deployment holds one more than desired, and just after a patch the
       // list (from the API server's cache) may not show it yet: desired is what was set.
       if (auto r = replacing.find(name); r != replacing.end() && r->second.surged) continue;
@@ -575,7 +602,10 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
   ++st.observation;
   st.read_pods(now);
   // On this look's list only: an older one may show pods as they no longer are.
-  if (st.pods_read_at == now) st.advance_replacements(now);
+  if (st.pods_read_at == now) {
+    st.note_restarts();
+    st.advance_replacements(now);
+  }
   // With no list for a while, the addresses it gave may be other pods' by now: nothing is read
   // at them, and the request figures stand as they were.
   State::GatewayLook look{.blind = true, .catching_up = false};
@@ -734,7 +764,9 @@ Result<void> KubeWorld::scale(std::string_view service, int replicas) {
     st.solved("scale " + s.spec.name, "scaling " + s.spec.name + " works again");
     s.desired = replicas;
     // The surge's record follows (a controller that starts checks it against the Deployment).
-    if (surge > 0) (void)st.annotate(r->second.pod, Json{{kSurgedFrom, std::to_string(replicas)}});
+    if (surge > 0) {
+      st.annotate_until_done(r->second.pod, Json{{kSurgedFrom, std::to_string(replicas)}});
+    }
     return {};
   }
   return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
@@ -791,7 +823,7 @@ Result<void> KubeWorld::replace_when_ready(std::string_view replica_id) {
   auto marked = st.annotate(
       pod.name, Json{{kDeletionCost, kLowestCost}, {kSurgedFrom, std::to_string(desired)}});
   // Marked anew: what an earlier replacement left to take off is not taken off now.
-  if (marked) st.to_unannotate.erase(pod.name);
+  if (marked) st.to_annotate.erase(pod.name);
   if (!marked) {
     // One that timed out may have been applied.
     if (marked.error().code == ErrorCode::kTimeout) {
@@ -816,20 +848,24 @@ Result<void> KubeWorld::replace_when_ready(std::string_view replica_id) {
 
 std::vector<std::string> KubeWorld::take_given_up() { return std::exchange(state_->given_up, {}); }
 
+std::vector<std::string> KubeWorld::take_restarted() {
+  return std::exchange(state_->restarted, {});
+}
+
 std::vector<std::pair<std::string, std::string>> KubeWorld::take_ejections() {
   return std::exchange(state_->ejected, {});
 }
 
 void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
   if (!options.act_on_replacements) return;
-  for (auto it = to_unannotate.begin(); it != to_unannotate.end();) {
+  for (auto it = to_annotate.begin(); it != to_annotate.end();) {
     const std::string pod = it->first;
     const Json patch = it->second;
     ++it;
     const bool listed = std::any_of(pods.begin(), pods.end(),
                                     [&](const Pod& p) { return p.name == pod && !p.deleting; });
     auto done = listed ? annotate(pod, patch) : Result<Json>(Json());
-    if (done || done.error().code == ErrorCode::kNotFound) to_unannotate.erase(pod);
+    if (done || done.error().code == ErrorCode::kNotFound) to_annotate.erase(pod);
   }
   for (auto it = replacing.begin(); it != replacing.end();) {
     const std::string& name = it->first;
@@ -891,8 +927,10 @@ void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
       continue;
     }
     // The ReplicaSet removed another pod (one not ready goes before the lowest cost): this one is
-    // evicted, under the service's PodDisruptionBudget, until it leaves or it is too late.
-    if (now - *r.scaled_back < kScaleDownWait) {
+    // evicted, under the service's PodDisruptionBudget, until it leaves or it is too late. Not
+    // during a rollout: its budget counts the old pods ready, and the rollout's scale-down of the
+    // old ReplicaSet removes this one first anyway.
+    if (now - *r.scaled_back < kScaleDownWait || s.rolling) {
       ++it;
       continue;
     }
@@ -919,38 +957,69 @@ void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
 
 // A pod marked with the lowest deletion cost is a replacement under way. Where it carries the
 // replicas desired before a surge its Deployment still holds (surged-from + 1), it goes on from
-// the surge; otherwise (the surge taken back, or changed since) the ReplicaSet kept it, and it goes
-// on from the eviction. A second marked pod of a service, or a record of a surge that is not
-// there, is taken off.
+// the surge. Otherwise (the surge taken back, changed since, or never made) a surge is made anew
+// from the Deployment's replicas, so that no pod leaves before another is ready. A second marked
+// pod of a service is unmarked (the one whose surge matches is kept).
 void KubeWorld::State::adopt_marked(const std::map<std::string, int>& replicas,
                                     Clock::TimePoint now) {
-  for (const Pod& p : pods) {
-    Service* s = service_named(p.app);
-    if (p.deletion_cost != kLowestCost || p.deleting || s == nullptr) continue;
-    const auto deployment = replicas.find(p.app);
-    if (deployment == replicas.end()) continue;
-    if (replacing.contains(p.app)) {
-      unannotate(p.name, {kDeletionCost, kSurgedFrom});
-      continue;
-    }
+  auto surged_from = [](const Pod& p) {
     int before = -1;
     const char* end = p.surged_from.data() + p.surged_from.size();
     if (auto [at, failed] = std::from_chars(p.surged_from.data(), end, before);
-        failed != std::errc() || at != end) {
-      before = -1;
+        failed != std::errc() || at != end || before < 0) {
+      return -1;
     }
-    Replacement r{.pod = p.name, .since = now};
-    if (before >= 0 && deployment->second == before + 1) {
-      s->desired = before;
-    } else {
-      r.surged = false;
-      r.scaled_back = now;
-      s->desired = deployment->second;
-      if (!p.surged_from.empty()) unannotate(p.name, {kSurgedFrom});
+    return before;
+  };
+  // The Deployment's replicas as last known: what this world set itself lately, over a read that
+  // may be the API server cache's older copy.
+  auto replicas_of = [&](const Service& s) -> std::optional<int> {
+    if (s.patched_at && now - *s.patched_at < kPatchSettle && s.desired) return s.desired;
+    const auto d = replicas.find(s.spec.name);
+    if (d == replicas.end()) return std::nullopt;
+    return d->second;
+  };
+  std::vector<std::pair<const Pod*, Service*>> marked;
+  for (const Pod& p : pods) {
+    if (p.deletion_cost != kLowestCost || p.deleting) continue;
+    if (Service* s = service_named(p.app); s != nullptr) marked.emplace_back(&p, s);
+  }
+  std::stable_partition(marked.begin(), marked.end(), [&](const auto& m) {
+    const std::optional<int> n = replicas_of(*m.second);
+    return n && surged_from(*m.first) >= 0 && *n == surged_from(*m.first) + 1;
+  });
+  for (const auto& [p, service] : marked) {
+    Service& s = *service;
+    const std::optional<int> n = replicas_of(s);
+    if (!n) continue;
+    if (replacing.contains(p->app)) {
+      unannotate(p->name, {kDeletionCost, kSurgedFrom});
+      continue;
     }
-    spdlog::info("replacing {} of {}: under way (it is marked with the lowest deletion cost{})",
-                 p.name, p.app, r.surged ? ", and its Deployment holds a surge" : "");
-    replacing.emplace(p.app, std::move(r));
+    const int before = surged_from(*p);
+    if (before >= 0 && *n == before + 1) {
+      s.desired = before;
+      spdlog::info(
+          "replacing {} of {}: under way (it is marked with the lowest deletion cost, and "
+          "its Deployment holds a surge from {})",
+          p->name, p->app, before);
+      replacing.emplace(p->app, Replacement{.pod = p->name, .since = now});
+      continue;
+    }
+    s.desired = *n;
+    annotate_until_done(p->name, Json{{kSurgedFrom, std::to_string(*n)}});
+    if (auto surged = patch_replicas(s, *n + 1);
+        !surged && surged.error().code != ErrorCode::kTimeout) {
+      unannotate(p->name, {kDeletionCost, kSurgedFrom});
+      say("replacing " + p->name + " of " + p->app + " (marked by a controller before this one) " +
+          "given up: surging " + p->app + " failed: " + surged.error().message);
+      continue;
+    }
+    spdlog::info(
+        "replacing {} of {}: under way (it is marked with the lowest deletion cost; its "
+        "Deployment surged anew from {})",
+        p->name, p->app, *n);
+    replacing.emplace(p->app, Replacement{.pod = p->name, .since = now});
   }
 }
 

@@ -128,6 +128,9 @@ class KubeWorld final : public control::World {
   // pod's IP and its port named "http"); at most 10 per pod and gateway at one look, and 1,000
   // kept between calls. A gateway pod of the first list counts from its first answer.
   std::vector<std::pair<std::string, std::string>> take_ejections();
+  // The service pods whose containers restarted (restartCount grew: a crash, a failed liveness
+  // probe, the kernel at the memory limit) since the last call: new processes under old names.
+  std::vector<std::string> take_restarted();
   // Each gateway pod in service's share of `service`'s requests over the last seconds (sums
   // decaying over 5 s), by pod name; the shares add up to 1. Empty while the gateways in service
   // carried less than a request of the service's lately, or the list of pods is stale at `now`.

@@ -655,11 +655,18 @@ TEST_F(KubeWorldTest, AReplacementUnderWayWhenTheControllerStartedGoesOn) {
   EXPECT_EQ(fake_.pod("web-a")->annotations,
             (std::map<std::string, std::string>{{kDeletionCost, "-2147483648"}}));
 
-  // A controller that starts now finds it marked with no surge: its ReplicaSet kept it, and it is
-  // evicted 10 s on.
+  // A controller that starts now finds it marked with no surge (its ReplicaSet kept it): it surges
+  // anew, goes back once the others are ready, and evicts it 10 s on if the ReplicaSet keeps it
+  // again.
   KubeWorld next = make_world();
   EXPECT_EQ(next.observe(clock_.now()).service("web")->desired_replicas, 2);
+  EXPECT_EQ(fake_.replicas("web"), 3);
+  EXPECT_EQ(fake_.pod("web-a")->annotations[kSurgedFrom], "2");
   EXPECT_EQ(next.replace_when_ready("web-b").error().code, ErrorCode::kUnavailable);
+  clock_.advance(1s);
+  next.observe(clock_.now());
+  EXPECT_EQ(fake_.replicas("web"), 2);
+  EXPECT_TRUE(fake_.deleted().empty());
   clock_.advance(11s);
   next.observe(clock_.now());
   EXPECT_EQ(fake_.deleted(), std::vector<std::string>{"web-a"});
@@ -727,23 +734,58 @@ TEST_F(KubeWorldTest, TwoGatewaysEjectingAPodAtOnceTellItOnce) {
 }
 
 // A controller that starts and finds a pod marked whose record of a surge the Deployment does not
-// hold (the policy scaled since, or it went back) carries it on from the eviction, with the
-// Deployment's replicas as desired, and takes the stale record off.
-TEST_F(KubeWorldTest, AMarkedPodWhoseSurgeTheDeploymentDoesNotHoldIsEvicted) {
+// hold (the policy scaled since, or it went back) surges anew from the Deployment's replicas, with
+// the record made right, and goes back once the others are ready; during a rollout it evicts no
+// pod the ReplicaSet kept.
+TEST_F(KubeWorldTest, AMarkedPodWhoseSurgeTheDeploymentDoesNotHoldIsSurgedAnew) {
   fake_.set_pod({.name = "web-b", .app = "web", .ports = {{"http", 1}}});
   fake_.set_pod({.name = "web-a",
                  .app = "web",
                  .ports = {{"http", web_a_.port()}},
-                 .annotations = {{kDeletionCost, "-2147483648"}, {kSurgedFrom, "2"}}});
-  fake_.set_deployment("web", 5);
+                 .annotations = {{kDeletionCost, "-2147483648"}, {kSurgedFrom, "3"}}});
+  fake_.set_deployment("web", 2);
   KubeWorld world = make_world();
-  EXPECT_EQ(world.observe(clock_.now()).service("web")->desired_replicas, 5);
-  EXPECT_EQ(fake_.pod("web-a")->annotations,
-            (std::map<std::string, std::string>{{kDeletionCost, "-2147483648"}}));
-  clock_.advance(11s);
+  EXPECT_EQ(world.observe(clock_.now()).service("web")->desired_replicas, 2);
+  EXPECT_EQ(fake_.replicas("web"), 3);
+  EXPECT_EQ(fake_.pod("web-a")->annotations[kSurgedFrom], "2");
+  // A rollout begins (as the Deployments were last read: their status is read at each look here).
+  fake_.set_rollout("web", /*updated=*/1);
+  world.observe(clock_.now());
+  fake_.set_pod({.name = "web-c", .app = "web", .ports = {{"http", 1}}});
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(fake_.replicas("web"), 2);
+  EXPECT_FALSE(fake_.pod("web-a")->annotations.contains(kSurgedFrom));
+  // The ReplicaSet kept it, but no eviction while the rollout goes on.
+  for (int i = 0; i < 3; ++i) {
+    clock_.advance(11s);
+    world.observe(clock_.now());
+  }
+  EXPECT_TRUE(fake_.deleted().empty());
+  fake_.set_rollout("web", /*updated=*/2);
+  clock_.advance(1s);
+  world.observe(clock_.now());
   world.observe(clock_.now());
   EXPECT_EQ(fake_.deleted(), std::vector<std::string>{"web-a"});
-  EXPECT_EQ(fake_.replicas("web"), 5);
+}
+
+// A service pod whose container restarted is told once, by name (its restartCount grew); the
+// gateway's pods are not the healer's.
+TEST_F(KubeWorldTest, APodWhoseContainerRestartedIsTold) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  EXPECT_TRUE(world.take_restarted().empty());
+  fake_.set_pod({.name = "web-a", .app = "web", .ports = {{"http", web_a_.port()}}, .restarts = 1});
+  fake_.set_pod({.name = "prescale-gateway-1",
+                 .app = "prescale-gateway",
+                 .ports = {{"http", 1}, {"admin", gateway_.port()}},
+                 .restarts = 1});
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(world.take_restarted(), std::vector<std::string>{"web-a"});
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_TRUE(world.take_restarted().empty());
 }
 
 }  // namespace
