@@ -184,12 +184,14 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
     }
   }
   // A pod whose container restarted runs a new process: what was learned of the old one (its
-  // memory's trend, its ejections) is forgotten, as `prescale up` forgets a crashed replica.
+  // memory's trend, its ejections) is forgotten, as `prescale up` forgets a crashed replica. Not
+  // while it is being replaced (the replacement goes on), nor while its replacement's give-up
+  // holds it back (a cluster that cannot start a replacement is not asked at every restart).
   for (const std::string& pod : world.take_restarted()) {
+    if (world.replacing(pod) || h.given_up.contains(pod)) continue;
     h.healer.forget(pod);
     h.looked_at.erase(pod);
     h.warned.erase(pod);
-    h.given_up.erase(pod);
   }
   for (const auto& [service, pod] : world.take_ejections()) {
     if (!present.contains(pod)) continue;

@@ -97,16 +97,19 @@ struct FakeApiServer::State {
 
   Json deployment(const std::string& name, int replicas) const {
     const auto u = updated.find(name);
+    // The API leaves a status field out when it is 0.
+    Json status = {{"observedGeneration", 1}};
+    if (replicas != 0) status["replicas"] = replicas;
+    if (const int n = u == updated.end() ? replicas : u->second; n != 0) {
+      status["updatedReplicas"] = n;
+    }
     return {
         {"apiVersion", "apps/v1"},
         {"kind", "Deployment"},
         {"metadata",
          {{"name", name}, {"namespace", name_space}, {"labels", labels(name)}, {"generation", 1}}},
         {"spec", {{"replicas", replicas}}},
-        {"status",
-         {{"replicas", replicas},
-          {"observedGeneration", 1},
-          {"updatedReplicas", u == updated.end() ? replicas : u->second}}}};
+        {"status", status}};
   }
   Json scale(const std::string& name, int replicas) const {
     return {{"apiVersion", "autoscaling/v1"},

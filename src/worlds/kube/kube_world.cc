@@ -64,6 +64,18 @@ constexpr Clock::Duration kReplacementPatience = std::chrono::minutes(5);
 // How long after the surge is taken back the ReplicaSet has to remove the pod before it is
 // evicted (the ReplicaSet removed another: one that was not ready goes first).
 constexpr Clock::Duration kScaleDownWait = std::chrono::seconds(10);
+// The integer at `path` in `j`; 0 where there is none, or it is not an integer.
+std::int64_t integer_at(const Json& j, std::initializer_list<const char*> path) {
+  const Json* at = &j;
+  for (const char* key : path) {
+    if (!at->is_object()) return 0;
+    const auto it = at->find(key);
+    if (it == at->end()) return 0;
+    at = &*it;
+  }
+  return at->is_number_integer() ? at->get<std::int64_t>() : 0;
+}
+
 // Ejections kept for take_ejections() at most (a controller whose healer is off takes none).
 constexpr std::size_t kMaxEjections = 1000;
 // A Deployment read this soon after this world patched its scale may be the API server cache's
@@ -241,10 +253,12 @@ struct KubeWorld::State {
       if (service_named(p.app) == nullptr) continue;
       now_seen[p.uid] = p.restarts;
       const auto seen = restarts_seen.find(p.uid);
-      if (seen != restarts_seen.end() && p.restarts > seen->second) restarted.push_back(p.name);
+      if (seen != restarts_seen.end() && p.restarts > seen->second &&
+          restarted.size() < kMaxEjections) {
+        restarted.push_back(p.name);
+      }
     }
     restarts_seen = std::move(now_seen);
-    if (restarted.size() > kMaxEjections) restarted.erase(restarted.begin());
   }
   // Carries the replacements under way on from the pods just read.
   void advance_replacements(Clock::TimePoint now);
@@ -506,12 +520,14 @@ void KubeWorld::State::read_deployments(Clock::TimePoint now) {
       }
       const int replicas = d["spec"]["replicas"].get<int>();
       read_replicas[name] = replicas;
-      // Rolling while the Deployment controller has not seen its last change, or has not updated
-      // every replica to its template yet (status.updatedReplicas).
-      const int generation = d.value("/metadata/generation"_json_pointer, 0);
-      const int observed = d.value("/status/observedGeneration"_json_pointer, generation);
-      const int updated = d.value("/status/updatedReplicas"_json_pointer, replicas);
-      s.rolling = observed < generation || updated < replicas;
+      // Rolling, as `kubectl rollout status` tells it: the Deployment controller has not seen its
+      // last change, or not every replica runs its template yet, or old ones remain. (The API
+      // leaves a status field out when it is 0.)
+      const std::int64_t generation = integer_at(d, {"metadata", "generation"});
+      const std::int64_t observed = integer_at(d, {"status", "observedGeneration"});
+      const std::int64_t updated = integer_at(d, {"status", "updatedReplicas"});
+      const std::int64_t current = integer_at(d, {"status", "replicas"});
+      s.rolling = observed < generation || updated < replicas || current > updated;
       // Under a surge the Deployment holds one more than desired, and just after a patch the
       // list (from the API server's cache) may not show it yet: desired is what was set.
       if (auto r = replacing.find(name); r != replacing.end() && r->second.surged) continue;
@@ -848,6 +864,11 @@ Result<void> KubeWorld::replace_when_ready(std::string_view replica_id) {
 
 std::vector<std::string> KubeWorld::take_given_up() { return std::exchange(state_->given_up, {}); }
 
+bool KubeWorld::replacing(std::string_view pod) const {
+  return std::any_of(state_->replacing.begin(), state_->replacing.end(),
+                     [&](const auto& r) { return r.second.pod == pod; });
+}
+
 std::vector<std::string> KubeWorld::take_restarted() {
   return std::exchange(state_->restarted, {});
 }
@@ -930,16 +951,21 @@ void KubeWorld::State::advance_replacements(Clock::TimePoint now) {
     // evicted, under the service's PodDisruptionBudget, until it leaves or it is too late. Not
     // during a rollout: its budget counts the old pods ready, and the rollout's scale-down of the
     // old ReplicaSet removes this one first anyway.
-    if (now - *r.scaled_back < kScaleDownWait || s.rolling) {
-      ++it;
-      continue;
-    }
     if (now - *r.scaled_back > kReplacementPatience) {
       give_up(name, r,
-              "its ReplicaSet kept it, and evicting it failed for " +
+              "its ReplicaSet kept it, and it was not evicted within " +
                   std::to_string(kReplacementPatience / std::chrono::minutes(1)) +
                   " minutes (last: " + r.last_failure + ")");
       it = replacing.erase(it);
+      continue;
+    }
+    if (now - *r.scaled_back < kScaleDownWait) {
+      ++it;
+      continue;
+    }
+    if (s.rolling) {
+      r.last_failure = "its Deployment was rolling out";
+      ++it;
       continue;
     }
     if (auto evicted = evict(r.pod); !evicted) {
@@ -991,8 +1017,10 @@ void KubeWorld::State::adopt_marked(const std::map<std::string, int>& replicas,
   for (const auto& [p, service] : marked) {
     Service& s = *service;
     const std::optional<int> n = replicas_of(s);
-    if (!n) continue;
-    if (replacing.contains(p->app)) {
+    const auto r = replacing.find(p->app);
+    if (r != replacing.end() && r->second.pod == p->name) continue;  // this controller's own
+    // A second marked pod of its service, or one of a Deployment not listed: not taken on.
+    if (!n || r != replacing.end()) {
       unannotate(p->name, {kDeletionCost, kSurgedFrom});
       continue;
     }
