@@ -313,6 +313,12 @@ struct RunningPods {
   int controller_admin = 0;  // the controller's admin port
 };
 
+// Whether `process` says `line` within a few seconds (it says what it did a moment after the API
+// server has it).
+bool says(const Subprocess& process, const std::string& line) {
+  return testing::wait_for([&] { return process.log().find(line) != std::string::npos; }, 5s);
+}
+
 // The scale patches the stand-in API server received for `deployment`: "3 2 3".
 std::string scaled_to(const kube::fake::FakeApiServer& api, const std::string& deployment) {
   std::string out;
@@ -437,8 +443,10 @@ gateway:
       },
       5s))
       << pods.gateway->log();
-  EXPECT_THAT(pods.gateway->log(), HasSubstr("web: admission limit 6 requests in flight per "
-                                             "replica, from the controller"));
+  EXPECT_TRUE(says(*pods.gateway,
+                   "web: admission limit 6 requests in flight per replica, from "
+                   "the controller"))
+      << pods.gateway->log();
 
   // 100 requests a second, five times what one replica serves.
   Subprocess load({PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(port),
@@ -454,7 +462,8 @@ gateway:
       25s);
   EXPECT_TRUE(scaled) << controller.log();
   EXPECT_GE(api.replicas("web"), 3);
-  EXPECT_THAT(controller.log(), HasSubstr("scaled web 1 -> "));
+  // Said, and counted, once the patch is through (a moment after the API server has it).
+  EXPECT_TRUE(says(controller, "scaled web 1 -> ")) << controller.log();
   const std::string metrics = client
                                   .request("127.0.0.1", static_cast<uint16_t>(controller_admin),
                                            testing::get_request("/metrics"))
@@ -551,7 +560,8 @@ gateway:
       << controller.log();
   const kube::fake::FakePod leaking = marked()[0];
   EXPECT_EQ(leaking.annotations.at("controller.kubernetes.io/pod-deletion-cost"), "-2147483648");
-  EXPECT_THAT(controller.log(), HasSubstr("replacing " + leaking.name + " of web: memory "));
+  EXPECT_TRUE(says(controller, "replacing " + leaking.name + " of web: memory "))
+      << controller.log();
   // It serves on while its replacement is not ready (the stand-in API server starts none), and
   // the other pod, leaking alike, waits for it: over the next look (the HPA's, every 15 s) one
   // pod is marked and the Deployment was patched once, nothing evicted.
@@ -567,7 +577,8 @@ gateway:
   api.set_pod({.name = "web-5c7b-z9", .app = "web", .ports = {}});
   ASSERT_TRUE(testing::wait_for([&] { return api.replicas("web") == 2; }, 20s))
       << controller.log() << scaled_to(api, "web");
-  EXPECT_THAT(controller.log(), HasSubstr(leaking.name + " of web leaves: 2 other pods are ready"));
+  EXPECT_TRUE(says(controller, leaking.name + " of web leaves: 2 other pods are ready"))
+      << controller.log();
   kube::fake::FakePod leaving = *api.pod(leaking.name);
   leaving.deleting = true;
   api.set_pod(leaving);
@@ -611,17 +622,7 @@ gateway:
   const int broken_port = testing::port_from_file(dir.file(pods.web_names[1] + ".port"));
   pods.web[1]->signal(SIGKILL);
   ASSERT_TRUE(pods.web[1]->wait(5s).has_value());
-  testing::write_file(dir.file("broken.py"), R"(import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        ok = self.path in ("/readyz", "/healthz")
-        self.send_response(200 if ok else 500)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-)");
+  testing::write_broken_server(dir);
   Subprocess broken({"/bin/sh", "-c", "exec python3 \"$0\" \"$1\"", dir.file("broken.py"),
                      std::to_string(broken_port)},
                     dir.file("broken.log"));
@@ -635,8 +636,9 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
   ASSERT_TRUE(testing::wait_for([&] { return !api.deleted().empty(); }, 35s))
       << controller.log() << pods.gateway->log();
   EXPECT_EQ(api.deleted(), std::vector<std::string>{pods.web_names[1]});
-  EXPECT_THAT(controller.log(),
-              HasSubstr("replacing " + pods.web_names[1] + " of web: ejected once in 10 min"));
+  EXPECT_TRUE(
+      says(controller, "replacing " + pods.web_names[1] + " of web: ejected once in 10 min"))
+      << controller.log();
   EXPECT_THAT(controller.log(), HasSubstr("(evicted: a new pod starts; this one leaves)"));
 }
 

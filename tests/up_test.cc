@@ -103,22 +103,6 @@ gateway:
 
 using testing::Platform;
 
-// <dir>/broken.py: a server (python3 broken.py PORT) that answers its health paths (/readyz,
-// /healthz) 200 and every other GET 500, as a release that starts and then fails.
-void write_broken_server(const TempDir& dir) {
-  testing::write_file(dir.file("broken.py"), R"(import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        ok = self.path in ("/readyz", "/healthz")
-        self.send_response(200 if ok else 500)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-)");
-}
-
 // `prescale load` against `up`'s gateway with `args` (rate or trace, duration, mix, ...), its
 // report written to `dir`/load.json (load_report() reads it), its output to `dir`/load.log.
 Subprocess load_against(const Platform& up, const TempDir& dir, std::vector<std::string> args) {
@@ -1140,7 +1124,7 @@ TEST(UpTest, AReplicaThatStaysHungIsKilledAndRestarted) {
 TEST(UpTest, AReplicaThatKeepsFailingIsReplaced) {
   TempDir dir;
   // web-1 answers its health paths and fails everything else; the others are echo servers.
-  write_broken_server(dir);
+  testing::write_broken_server(dir);
   const std::string config = dir.file("prescale.yaml");
   testing::write_file(config, std::string(R"(version: 1
 policy: {name: hpa}
@@ -1594,7 +1578,7 @@ std::string roll_out_under_load(const TempDir& dir, const std::string& gateway,
 // ones are still there, and the gateway's retries (on 5xx here) leave no request failed.
 TEST(UpTest, ARevisionThatAnswersErrorsIsRolledBackWhenTheGatewayEjectsIt) {
   TempDir dir;
-  write_broken_server(dir);
+  testing::write_broken_server(dir);
   const std::string log = roll_out_under_load(
       dir, "  outlier_detection: {consecutive_5xx: 3, interval: 1s, base_ejection_time: 30s}\n",
       "      retries: {num_retries: 2, retry_on: [5xx]}\n",

@@ -112,4 +112,18 @@ void save_file(const std::string& path, const std::string& contents) {
   std::filesystem::rename(path + ".tmp", path);
 }
 
+void write_broken_server(const TempDir& dir) {
+  write_file(dir.file("broken.py"), R"(import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.path in ("/readyz", "/healthz")
+        self.send_response(200 if ok else 500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+)");
+}
+
 }  // namespace prescale::testing

@@ -52,6 +52,9 @@ std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& contents);
 // The file as an editor saves it: whole, by a rename, so a watcher never reads half of it.
 void save_file(const std::string& path, const std::string& contents);
+// <dir>/broken.py: a server (python3 broken.py PORT) that answers its health paths (/readyz,
+// /healthz) 200 and every other GET 500, as a release that starts and then fails.
+void write_broken_server(const TempDir& dir);
 
 // Polls `ready` every 20 ms until it returns true or `timeout` passes. For waiting on real
 // external processes only; in-process logic uses a ManualClock instead.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 
 #include "http/json.h"
@@ -23,6 +24,13 @@ http::Response status_object(int code, const std::string& reason, const std::str
                                         {"message", message},
                                         {"reason", reason},
                                         {"code", code}});
+}
+
+// A PATCH whose body is not a JSON merge patch, answered as the API server answers one.
+std::optional<http::Response> not_merge_patch(const http::Request& req) {
+  if (req.headers.get("Content-Type") == "application/merge-patch+json") return std::nullopt;
+  return status_object(415, "UnsupportedMediaType",
+                       "the body of the request was in an unknown format");
 }
 
 Json labels(const std::string& app) {
@@ -180,10 +188,7 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
   r.add(http::Method::kPatch, "/api/v1/namespaces/{ns}/pods/{name}",
         route([](State& st, http::Request& req) {
           const std::string name(req.param("name").value_or(""));
-          if (req.headers.get("Content-Type") != "application/merge-patch+json") {
-            return status_object(415, "UnsupportedMediaType",
-                                 "the body of the request was in an unknown format");
-          }
+          if (auto refused = not_merge_patch(req)) return std::move(*refused);
           auto body = http::parse_json(req.body);
           const Json* annotations = nullptr;
           if (body && body->is_object() && body->contains("metadata") &&
@@ -270,10 +275,7 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
   r.add(http::Method::kPatch, "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
         route([](State& st, http::Request& req) {
           const std::string name(req.param("name").value_or(""));
-          if (req.headers.get("Content-Type") != "application/merge-patch+json") {
-            return status_object(415, "UnsupportedMediaType",
-                                 "the body of the request was in an unknown format");
-          }
+          if (auto refused = not_merge_patch(req)) return std::move(*refused);
           auto body = http::parse_json(req.body);
           if (!body || !body->is_object() || !body->contains("spec") ||
               !(*body)["spec"].contains("replicas") ||

@@ -186,13 +186,16 @@ struct KubeWorld::State {
     }
     return nullptr;
   }
-  // A replica of a service of the file among the pods last read: never the gateway's, the
-  // controller's, or another team's pod in the same namespace.
+  // A replica of a service of the file among the pods last read, not being deleted: never the
+  // gateway's, the controller's, or another team's pod in the same namespace.
   Result<const Pod*> service_pod(std::string_view replica_id) const {
     for (const Pod& p : pods) {
       if (p.name != replica_id) continue;
       for (const Service& s : services) {
-        if (s.spec.name == p.app) return &p;
+        if (s.spec.name != p.app) continue;
+        if (p.deleting)
+          return make_error(ErrorCode::kNotFound, p.name + " is being deleted already");
+        return &p;
       }
     }
     return make_error(ErrorCode::kNotFound,
@@ -793,9 +796,6 @@ Result<void> KubeWorld::restart(std::string_view replica_id) {
   Result<const Pod*> found = st.service_pod(replica_id);
   if (!found) return std::unexpected(found.error());
   const Pod& pod = **found;
-  if (pod.deleting) {
-    return make_error(ErrorCode::kNotFound, pod.name + " is being deleted already");
-  }
   // A service's only ready pod is left to the kernel: a container restarted in place is back
   // sooner than a new pod, and evicting it would leave none.
   const auto ready = std::count_if(st.pods.begin(), st.pods.end(), [&](const Pod& p) {
@@ -818,9 +818,6 @@ Result<void> KubeWorld::replace_when_ready(std::string_view replica_id) {
   Result<const Pod*> found = st.service_pod(replica_id);
   if (!found) return std::unexpected(found.error());
   const Pod& pod = **found;
-  if (pod.deleting) {
-    return make_error(ErrorCode::kNotFound, pod.name + " is being deleted already");
-  }
   if (auto r = st.replacing.find(pod.app); r != st.replacing.end()) {
     if (r->second.pod == pod.name) return {};  // under way (a controller before this one's too)
     return make_error(ErrorCode::kUnavailable,
