@@ -78,10 +78,8 @@ while [ $# -gt 0 ]; do
 done
 case "$service" in fraud|echo) ;; *) echo "--service: fraud or echo" >&2; exit 2 ;; esac
 prescale=${PRESCALE:-build/apps/prescale/prescale}
-for tool in wrk curl python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps" >&2; exit 1; }
-done
-[ -x "$prescale" ] || { echo "missing $prescale: run make build" >&2; exit 1; }
+require_tools "scripts/install-deps" wrk curl python3
+require_prescale "$prescale"
 creditcard=$data/fraud/ulb-creditcard-sample-train.csv
 [ "$service" = echo ] || [ -s "$creditcard" ] || { echo "missing $creditcard (the shared data)" >&2; exit 1; }
 

@@ -32,10 +32,10 @@ while [ $# -gt 0 ]; do
 done
 case "$upstream_kind" in echo|nginx) ;; *) echo "--upstream: echo or nginx" >&2; exit 2 ;; esac
 prescale=${PRESCALE:-build/apps/prescale/prescale}
-for tool in nginx haproxy wrk curl python3; do
-  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "missing $tool: run scripts/install-deps" >&2; exit 1; }
-done
-[ -x "$prescale" ] || { echo "missing $prescale: run make build" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+require_tools "scripts/install-deps" nginx haproxy wrk curl python3
+require_prescale "$prescale"
 
 work=$(mktemp -d)
 pids=()
@@ -46,8 +46,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
 nginx_temp_paths() {
   cat <<NGINX
   client_body_temp_path $1/body;

@@ -24,10 +24,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 prescale=${PRESCALE:-build/apps/prescale/prescale}
-for tool in nginx wrk curl; do
-  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "missing $tool: run scripts/install-deps" >&2; exit 1; }
-done
-[ -x "$prescale" ] || { echo "missing $prescale: run make build" >&2; exit 1; }
+require_tools "scripts/install-deps" nginx wrk curl
+require_prescale "$prescale"
 
 work=$(mktemp -d)
 pids=()

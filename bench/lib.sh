@@ -2,6 +2,20 @@
 # Shell functions shared by the bench/ scripts. Source it; it defines functions only.
 # Every function that starts nothing is safe in a `set -euo pipefail` script.
 
+# HOW TOOL...: exits naming the first tool (a command, or a program in /usr/sbin) this machine
+# lacks, and HOW to get it ("scripts/install-deps").
+require_tools() {
+  local how=$1 tool
+  shift
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
+      { echo "missing $tool: run $how" >&2; exit 1; }
+  done
+}
+
+# PRESCALE: exits when that binary is not built.
+require_prescale() { [ -x "$1" ] || { echo "missing $1: run make build" >&2; exit 1; }; }
+
 # A TCP port free on 127.0.0.1 now (another process may take it before the caller binds it).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

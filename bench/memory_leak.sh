@@ -44,10 +44,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 prescale=${PRESCALE:-build/apps/prescale/prescale}
-for tool in curl python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps" >&2; exit 1; }
-done
-[ -x "$prescale" ] || { echo "missing $prescale: run make build" >&2; exit 1; }
+require_tools "scripts/install-deps" curl python3
+require_prescale "$prescale"
 
 work=$(mktemp -d)
 up_pid=""

@@ -69,10 +69,8 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
-for tool in wrk curl python3 gunicorn taskset; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps --bench" >&2; exit 1; }
-done
-[ -x "$prescale" ] || { echo "missing $prescale: run make build" >&2; exit 1; }
+require_tools "scripts/install-deps --bench" wrk curl python3 gunicorn taskset
+require_prescale "$prescale"
 # Where scripts/install-deps unpacks python3-xgboost for the fraud peer.
 peer_pythonpath=/usr/local/lib/prescale/bench-python
 PYTHONPATH=$peer_pythonpath /usr/bin/python3 -c 'import flask, numpy, xgboost' 2>/dev/null ||
