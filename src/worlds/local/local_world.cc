@@ -251,6 +251,10 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
         if (r.ready_at) ro.ready_at = to_controller_time(*r.ready_at, real_now, now);
       } else if (r.phase == ReplicaPhase::kDraining || r.phase == ReplicaPhase::kStopping) {
         ro.state = scaling::ReplicaState::kDraining;
+        // The gateway is in this process: a replica out of its endpoints gets no new request.
+        if (r.no_requests_since) {
+          ro.draining_since = to_controller_time(*r.no_requests_since, real_now, now);
+        }
       } else {
         ro.state = scaling::ReplicaState::kStarting;  // starting or waiting to restart
       }

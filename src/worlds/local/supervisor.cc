@@ -56,6 +56,9 @@ struct Supervisor::Replica {
   std::string
       liveness_failure;  // the last one's answer ("got no answer within 1000 ms", "answered 500")
   Clock::TimePoint phase_since{};  // when draining or stopping began
+  // Since when the gateway sends it no new requests (its drain's start; its start, where it never
+  // joined the gateway); nullopt while it may get them, or where that is not known.
+  std::optional<Clock::TimePoint> no_requests_since;
   bool registered = false;         // announced to the sink
   int restarts = 0;
   int crash_streak = 0;            // consecutive crashes, for the back-off
@@ -528,6 +531,7 @@ void Supervisor::begin_drain(Service& s, Replica& r, Clock::TimePoint now) {
     return;
   }
   if (r.registered) sink_.remove(s.name, r.id);
+  r.no_requests_since = r.registered ? now : r.started_at;
   r.phase = ReplicaPhase::kDraining;
   r.phase_since = now;
   event(now, "drain", s, r, r.registered ? "no new requests; in-flight ones finish" : "never ready");
@@ -820,10 +824,10 @@ std::vector<ReplicaStatus> Supervisor::replicas(std::string_view service) const 
   const Service* s = find(service);
   if (s == nullptr) return out;
   for (const auto& r : s->replicas) {
-    out.push_back(ReplicaStatus{r->id, r->phase, r->process ? r->process->pid() : 0, r->port,
-                                r->started_at, r->ready_at, r->restarts, r->restart_at,
-                                r->last_crash, r->readiness_status, r->memory_bytes, r->memory_at,
-                                r->retiring, r->revision, r->tmpl->memory_limit_bytes});
+    out.push_back(ReplicaStatus{
+        r->id, r->phase, r->process ? r->process->pid() : 0, r->port, r->started_at, r->ready_at,
+        r->restarts, r->restart_at, r->last_crash, r->readiness_status, r->memory_bytes,
+        r->memory_at, r->retiring, r->revision, r->tmpl->memory_limit_bytes, r->no_requests_since});
   }
   return out;
 }

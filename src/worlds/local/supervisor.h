@@ -141,6 +141,9 @@ struct ReplicaStatus {
   int revision = 1;
   // That template's memory limit (ReplicaTemplate::memory_limit_bytes): 0, none.
   std::uint64_t memory_limit_bytes = 0;
+  // Draining or stopping: since when the gateway sends it no new requests (its drain's start, or
+  // its start where it never joined the gateway); nullopt otherwise, or where not known (a crash).
+  std::optional<Clock::TimePoint> no_requests_since = {};
 };
 
 // Where a service's rolling update stands (Supervisor::update).

@@ -358,6 +358,8 @@ TEST_F(SupervisorTest, AReplicaReplacedWhenTheNewOneIsReadyServesUntilThen) {
   step(100ms);  // api-1 sees it
   EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-2"}));
   EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kDraining);
+  EXPECT_EQ(replicas()[0].no_requests_since, clock.now()) << "out of the gateway since then";
+  EXPECT_FALSE(replicas()[1].no_requests_since.has_value()) << "api-2 serves";
   for (int i = 0; i < 3; ++i) step(100ms);
   ASSERT_EQ(replicas().size(), 1u);
   EXPECT_EQ(replicas()[0].id, "api-2");
