@@ -248,8 +248,7 @@ done
 
 # --- report -------------------------------------------------------------------------------------
 # MODE FACTOR COLUMN (4 requests ... 10 share): the median over rounds.
-med() { awk -v m="$1" -v f="$2" -v c="$3" '$1 == m && $2 == f { print $c }' "$work/results.txt" | median; }
-label() { tr . _ <<<"${1}x"; }
+med() { median_of_rounds "$work/results.txt" "$@"; }
 
 echo
 echo "$what through \`prescale up\`'s gateway; $replicas replica(s) of concurrency 1, capacity" \
@@ -271,7 +270,7 @@ for f in $factors; do
       "$(med "$mode" "$f" 7)" "$(med "$mode" "$f" 13)" "$(med "$mode" "$f" 8)" "$(med "$mode" "$f" 9)" \
       "$(med "$mode" "$f" 12)" "$(med "$mode" "$f" 10)" "$ideal"
   done
-  l=$(label "$f")
+  l=$(factor_label "$f")
   result+=("within_slo_share_limit_$l=$(med limit "$f" 10)" "within_slo_share_fifo_$l=$(med fifo "$f" 10)"
     "p99_ok_ms_limit_$l=$(med limit "$f" 9)" "p99_ok_ms_fifo_$l=$(med fifo "$f" 9)"
     "ok_within_slo_share_limit_$l=$(med limit "$f" 12)"

@@ -257,8 +257,7 @@ for r in $(seq 1 "$rounds"); do
 done
 
 # MODE FACTOR COLUMN: the median over rounds.
-med() { awk -v m="$1" -v f="$2" -v c="$3" '$1 == m && $2 == f { print $c }' "$work/results.txt" | median; }
-label() { tr . _ <<<"${1}x"; }
+med() { median_of_rounds "$work/results.txt" "$@"; }
 echo
 echo "GET /busy/$busy_ms on one replica of concurrency 1 ($capacity req/s), behind two gateways" \
   "each loaded by its own \`prescale load --rate F×$capacity/2 --duration ${duration}s\`" \
@@ -279,7 +278,7 @@ for f in $factors; do
       "$(med "$mode" "$f" 5)" "$(med "$mode" "$f" 6)" "$(med "$mode" "$f" 9)" \
       "$(med "$mode" "$f" 7)" "$(med "$mode" "$f" 8)"
   done
-  l=$(label "$f")
+  l=$(factor_label "$f")
   result+=("ok_within_slo_share_peer_$l=$(med peer "$f" 8)"
     "ok_within_slo_share_prescale_$l=$(med prescale "$f" 8)"
     "within_slo_share_peer_$l=$(med peer "$f" 7)" "within_slo_share_prescale_$l=$(med prescale "$f" 7)"

@@ -16,6 +16,13 @@ require_tools() {
 # PRESCALE: exits when that binary is not built.
 require_prescale() { [ -x "$1" ] || { echo "missing $1: run make build" >&2; exit 1; }; }
 
+# FILE MODE FACTOR COLUMN: the median over a bench's rounds of COLUMN, in the lines of FILE that
+# begin "MODE FACTOR".
+median_of_rounds() { awk -v m="$2" -v f="$3" -v c="$4" '$1 == m && $2 == f { print $c }' "$1" | median; }
+
+# FACTOR as part of a RESULT key: 1.5 -> 1_5x.
+factor_label() { tr . _ <<<"${1}x"; }
+
 # A TCP port free on 127.0.0.1 now (another process may take it before the caller binds it).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
