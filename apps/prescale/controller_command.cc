@@ -24,6 +24,7 @@
 #include "core/port_file.h"
 #include "gateway/gateway.h"
 #include "healing/healer.h"
+#include "healing/rollout_watch.h"
 #include "http/json.h"
 #include "http/server.h"
 #include "local_platform.h"
@@ -254,6 +255,43 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
   }
 }
 
+// The rollout analysis over the Deployments rolling out (docs/kubernetes.md, "Rollouts"): each
+// new revision judged against the one it replaces on what the gateways counted of both
+// (healing::RolloutWatch, as `prescale up` judges its own), and one that fares worse rolled
+// back to it (KubeWorld::roll_back, as `kubectl rollout undo` would). With `enabled` false what
+// was counted is forgotten.
+void judge_rollouts(kube::KubeWorld& world, healing::RolloutWatch& watch, bool enabled,
+                    bool recommend_only, telemetry::CounterFamily& rollbacks,
+                    Clock::TimePoint now) {
+  const std::map<std::string, healing::RolloutRevisions> rolling =
+      enabled ? world.rollouts() : std::map<std::string, healing::RolloutRevisions>{};
+  if (rolling.empty()) {
+    (void)watch.look({}, {}, {}, now);  // forgets the rollouts that ended
+    return;
+  }
+  for (const healing::RolloutFailure& f :
+       watch.look(rolling, world.rollout_replicas(), world.upstream_attempts(), now)) {
+    const healing::RolloutRevisions& r = rolling.at(f.service);
+    if (recommend_only) {
+      spdlog::warn("would roll back {}: revision {} failed: {} {}; back to revision {}", f.service,
+                   r.revision, f.replica, f.why, r.stable);
+      continue;
+    }
+    Result<int> back = world.roll_back(f.service);
+    if (!back) {
+      spdlog::warn("rollback {}: revision {} failed: {} {}; not rolled back: {}{}", f.service,
+                   r.revision, f.replica, f.why, back.error().message,
+                   back.error().message.find(": 403 ") != std::string::npos
+                       ? " (the API refused: is the rendered Role applied?)"
+                       : "");
+      continue;
+    }
+    rollbacks.with({f.service}).inc();
+    spdlog::warn("rollback {}: revision {} failed: {} {}; back to revision {}", f.service,
+                 r.revision, f.replica, f.why, *back);
+  }
+}
+
 }  // namespace
 
 int ControllerCommand::run() const {
@@ -308,6 +346,11 @@ int ControllerCommand::run() const {
   telemetry::CounterFamily& events_counter =
       registry.counter("prescale_controller_scaling_events_total",
                        "Replica count changes applied, by direction", {"service", "direction"});
+  telemetry::CounterFamily& rollbacks_counter = registry.counter(
+      "prescale_controller_rollbacks_total",
+      "Rollouts rolled back: a new revision that failed more often or answered more slowly than "
+      "the one it replaced",
+      {"service"});
 
   Clock& clock = Clock::real();
   std::vector<scaling::ServiceSpec> specs;
@@ -420,6 +463,7 @@ int ControllerCommand::run() const {
                           .min_interval = config.healer.min_interval,
                           .memory = {}});
   Healing cluster_healing{healer, {}, {}, (*policy)->observe_interval(), wo.leave_time, {}, {}, {}};
+  healing::RolloutWatch rollout_watch;  // a new revision against the old one, while both serve
   for (const ServiceConfig& c : config.services) {
     cluster_healing.limits[c.name] = c.memory_limit.bytes;
     cluster_healing.startup_times[c.name] = service_spec(c).startup_time;
@@ -455,6 +499,8 @@ int ControllerCommand::run() const {
     if (config.healer.enabled) {
       heal(cluster_healing, controller.last_snapshot(), world, f.recommend_only, clock.now());
     }
+    judge_rollouts(world, rollout_watch, config.healer.enabled && config.healer.rollout_analysis,
+                   f.recommend_only, rollbacks_counter, clock.now());
     for (const control::Event& e : controller.take_events()) {
       events_counter.with({e.service, e.to_replicas > e.from_replicas ? "up" : "down"}).inc();
       spdlog::info("{} {} {} -> {}: {}", f.recommend_only ? "would scale" : "scaled", e.service,

@@ -27,12 +27,12 @@
 #include "gateway/gateway.h"
 #include "gateway_listeners.h"
 #include "healing/healer.h"
+#include "healing/rollout_watch.h"
 #include "http/router.h"
 #include "http/server.h"
 #include "learned_admission.h"
 #include "local_platform.h"
 #include "replica_metrics.h"
-#include "rollout_watch.h"
 #include "runtime/runtime.h"
 #include "scaling/prescale_policy.h"
 #include "telemetry/process_metrics.h"
@@ -123,24 +123,26 @@ bool stop_replicas(local::Supervisor& supervisor, Clock& real, std::chrono::seco
 // what the gateway counted of both (RolloutWatch); one that fares worse is failed, and so rolled
 // back (Supervisor::failing).
 void judge_rollouts(local::Supervisor& supervisor, const std::vector<ServiceConfig>& services,
-                    const telemetry::Registry& gateway_registry, RolloutWatch& watch,
+                    const telemetry::Registry& gateway_registry, healing::RolloutWatch& watch,
                     Clock::TimePoint now, bool enabled) {
-  std::map<std::string, RolloutRevisions> rolling;
-  std::vector<RolloutReplica> replicas;
+  std::map<std::string, healing::RolloutRevisions> rolling;
+  std::vector<healing::RolloutReplica> replicas;
   for (const ServiceConfig& s : services) {
     if (!enabled) break;  // and what was counted is forgotten: switched on, it starts afresh
     const local::RolloutStatus rollout = supervisor.rollout(s.name);
     if (!rollout.rolling) continue;
     rolling[s.name] = {rollout.revision, rollout.stable};
     for (const local::ReplicaStatus& r : supervisor.replicas(s.name)) {
-      replicas.push_back({s.name, r.id, r.revision, r.pid, r.port, r.ready_at});
+      replicas.push_back({s.name, r.id, r.revision, std::to_string(r.pid),
+                          r.port == 0 ? "" : "127.0.0.1:" + std::to_string(r.port), r.ready_at});
     }
   }
   if (rolling.empty()) {
     (void)watch.look({}, {}, {}, now);  // forgets the rollouts that ended
     return;
   }
-  for (const RolloutFailure& f : watch.look(rolling, replicas, gateway_registry.collect(), now)) {
+  for (const healing::RolloutFailure& f : watch.look(
+           rolling, replicas, healing::attempts_by_upstream(gateway_registry.collect()), now)) {
     (void)supervisor.failing(f.replica, f.why);
   }
 }
@@ -351,7 +353,7 @@ int run_up(const UpFlags& f) {
   so.run_dir = (state / "run").string();
   std::unique_ptr<DashboardFeed> feed;  // made once the policy exists; replicas start before
   const local::Supervisor* supervising = nullptr;  // set once made: its events start after
-  RolloutWatch rollout_watch;  // a new revision against the old one, while both serve
+  healing::RolloutWatch rollout_watch;  // a new revision against the old one, while both serve
   healing::Healer healer({.ejections = config.healer.ejections,
                           .window = config.healer.window,
                           .min_interval = config.healer.min_interval,

@@ -65,6 +65,7 @@ Json pod_object(const FakePod& pod, const std::string& name_space) {
                    {"uid", "uid-" + pod.name + "-" + pod.created},
                    {"creationTimestamp", pod.created},
                    {"labels", labels(pod.app)}};
+  if (!pod.template_hash.empty()) metadata["labels"]["pod-template-hash"] = pod.template_hash;
   if (pod.deleting) metadata["deletionTimestamp"] = pod.deleted_by;
   if (!pod.annotations.empty()) metadata["annotations"] = pod.annotations;
   const std::string& not_ready_since =
@@ -96,6 +97,15 @@ struct FakeApiServer::State {
   std::map<std::string, FakePod> pods;
   std::map<std::string, int> deployments;
   std::map<std::string, int> updated;  // status.updatedReplicas, where set_rollout() set it
+  struct Template {
+    int revision = 0;
+    Json pod_template;
+    int generation = 1;
+  };
+  std::map<std::string, Template> templates;  // by Deployment, where set_template() set one
+  std::map<std::string, int> versions;        // resourceVersion, by Deployment
+  std::vector<std::pair<std::string, Json>> deployment_patches;
+  std::map<std::string, FakeReplicaSet> replica_sets;
   std::vector<std::pair<std::string, int>> scaled;
   std::vector<std::string> deleted;
   int fail_with = 0;
@@ -105,19 +115,50 @@ struct FakeApiServer::State {
 
   Json deployment(const std::string& name, int replicas) const {
     const auto u = updated.find(name);
+    const auto t = templates.find(name);
+    const int generation = t == templates.end() ? 1 : t->second.generation;
     // The API leaves a status field out when it is 0.
-    Json status = {{"observedGeneration", 1}};
+    Json status = {{"observedGeneration", generation}};
     if (replicas != 0) status["replicas"] = replicas;
     if (const int n = u == updated.end() ? replicas : u->second; n != 0) {
       status["updatedReplicas"] = n;
     }
-    return {
-        {"apiVersion", "apps/v1"},
-        {"kind", "Deployment"},
-        {"metadata",
-         {{"name", name}, {"namespace", name_space}, {"labels", labels(name)}, {"generation", 1}}},
-        {"spec", {{"replicas", replicas}}},
-        {"status", status}};
+    const auto v = versions.find(name);
+    Json object = {{"apiVersion", "apps/v1"},
+                   {"kind", "Deployment"},
+                   {"metadata",
+                    {{"name", name},
+                     {"namespace", name_space},
+                     {"labels", labels(name)},
+                     {"generation", generation},
+                     {"resourceVersion", std::to_string(v == versions.end() ? 1 : v->second)}}},
+                   {"spec", {{"replicas", replicas}}},
+                   {"status", status}};
+    if (t != templates.end()) {
+      object["metadata"]["annotations"] = {
+          {"deployment.kubernetes.io/revision", std::to_string(t->second.revision)}};
+      object["spec"]["template"] = t->second.pod_template;
+    }
+    return object;
+  }
+  Json replica_set(const FakeReplicaSet& rs) const {
+    Json l = labels(rs.deployment);
+    l["pod-template-hash"] = rs.hash;
+    Json status = Json::object();
+    if (rs.replicas != 0) status["replicas"] = rs.replicas;
+    return {{"apiVersion", "apps/v1"},
+            {"kind", "ReplicaSet"},
+            {"metadata",
+             {{"name", rs.name},
+              {"namespace", name_space},
+              {"labels", l},
+              {"annotations", {{"deployment.kubernetes.io/revision", std::to_string(rs.revision)}}},
+              {"ownerReferences", Json::array({{{"apiVersion", "apps/v1"},
+                                                {"kind", "Deployment"},
+                                                {"name", rs.deployment},
+                                                {"controller", true}}})}}},
+            {"spec", {{"replicas", rs.replicas}, {"template", rs.pod_template}}},
+            {"status", status}};
   }
   Json scale(const std::string& name, int replicas) const {
     return {{"apiVersion", "autoscaling/v1"},
@@ -227,7 +268,8 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
           const std::string name(req.param("name").value_or(""));
           auto body = http::parse_json(req.body);
           if (req.headers.get("Content-Type") != "application/json" || !body ||
-              !body->is_object() || body->value("kind", "") != "Eviction") {
+              !body->is_object() || !body->contains("kind") ||
+              (*body)["kind"] != Json("Eviction")) {
             return status_object(400, "BadRequest", "not an Eviction");
           }
           std::lock_guard lock(st.mu);
@@ -262,6 +304,69 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
           return http::json_response(
               200, Json{{"apiVersion", "apps/v1"}, {"kind", "DeploymentList"}, {"items", items}});
         }));
+  r.add(http::Method::kGet, "/apis/apps/v1/namespaces/{ns}/replicasets",
+        route([](State& st, http::Request& req) {
+          const std::string selector = req.query_param("labelSelector").value_or("");
+          std::lock_guard lock(st.mu);
+          Json items = Json::array();
+          for (const auto& [name, rs] : st.replica_sets) {
+            Json object = st.replica_set(rs);
+            if (selected(object["metadata"]["labels"], selector)) items.push_back(object);
+          }
+          return http::json_response(
+              200, Json{{"apiVersion", "apps/v1"}, {"kind", "ReplicaSetList"}, {"items", items}});
+        }));
+  r.add(http::Method::kGet, "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+        route([](State& st, http::Request& req) {
+          const std::string name(req.param("name").value_or(""));
+          std::lock_guard lock(st.mu);
+          auto it = st.deployments.find(name);
+          if (it == st.deployments.end()) {
+            return status_object(404, "NotFound", "deployments.apps \"" + name + "\" not found");
+          }
+          return http::json_response(200, st.deployment(name, it->second));
+        }));
+  // A merge patch of a Deployment's pod template (what a rollback changes), refused with 409 when
+  // it names a resourceVersion that is not the Deployment's.
+  r.add(
+      http::Method::kPatch, "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+      route([](State& st, http::Request& req) {
+        const std::string name(req.param("name").value_or(""));
+        if (auto refused = not_merge_patch(req)) return std::move(*refused);
+        auto body = http::parse_json(req.body);
+        const bool template_only =
+            body && body->is_object() && body->contains("spec") && (*body)["spec"].is_object() &&
+            (*body)["spec"].size() == 1 && (*body)["spec"].contains("template") &&
+            (body->size() == 1 ||
+             (body->size() == 2 && body->contains("metadata") && (*body)["metadata"].is_object() &&
+              (*body)["metadata"].size() == 1 && (*body)["metadata"].contains("resourceVersion")));
+        if (!template_only) {
+          return status_object(422, "Invalid",
+                               "Deployment.apps \"" + name +
+                                   "\" is invalid: only spec.template (and "
+                                   "metadata.resourceVersion)");
+        }
+        std::lock_guard lock(st.mu);
+        auto it = st.deployments.find(name);
+        if (it == st.deployments.end()) {
+          return status_object(404, "NotFound", "deployments.apps \"" + name + "\" not found");
+        }
+        int& version = st.versions.try_emplace(name, 1).first->second;
+        const Json asked = body->contains("metadata") ? (*body)["metadata"]["resourceVersion"]
+                                                      : Json(std::to_string(version));
+        if (asked != Json(std::to_string(version))) {
+          return status_object(409, "Conflict",
+                               "Operation cannot be fulfilled on deployments.apps \"" + name +
+                                   "\": the object has been modified; please apply your "
+                                   "changes to the latest version and try again");
+        }
+        State::Template& t = st.templates[name];
+        t.pod_template.merge_patch((*body)["spec"]["template"]);
+        ++t.generation;
+        ++version;
+        st.deployment_patches.emplace_back(name, *body);
+        return http::json_response(200, st.deployment(name, it->second));
+      }));
   r.add(http::Method::kGet, "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
         route([](State& st, http::Request& req) {
           const std::string name(req.param("name").value_or(""));
@@ -328,6 +433,30 @@ void FakeApiServer::set_deployment(const std::string& name, int replicas) {
 void FakeApiServer::set_rollout(const std::string& deployment, int updated_replicas) {
   std::lock_guard lock(state_->mu);
   state_->updated[deployment] = updated_replicas;
+}
+void FakeApiServer::set_template(const std::string& deployment, int revision,
+                                 const nlohmann::json& pod_template) {
+  std::lock_guard lock(state_->mu);
+  State::Template& t = state_->templates[deployment];
+  if (t.revision != 0 && (t.revision != revision || t.pod_template != pod_template)) {
+    ++t.generation;
+  }
+  t.revision = revision;
+  t.pod_template = pod_template;
+  ++state_->versions.try_emplace(deployment, 1).first->second;
+}
+nlohmann::json FakeApiServer::pod_template(const std::string& deployment) const {
+  std::lock_guard lock(state_->mu);
+  auto it = state_->templates.find(deployment);
+  return it == state_->templates.end() ? nlohmann::json() : it->second.pod_template;
+}
+std::vector<std::pair<std::string, nlohmann::json>> FakeApiServer::deployment_patches() const {
+  std::lock_guard lock(state_->mu);
+  return state_->deployment_patches;
+}
+void FakeApiServer::set_replica_set(const FakeReplicaSet& replica_set) {
+  std::lock_guard lock(state_->mu);
+  state_->replica_sets[replica_set.name] = replica_set;
 }
 void FakeApiServer::remove_deployment(const std::string& name) {
   std::lock_guard lock(state_->mu);

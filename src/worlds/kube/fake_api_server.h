@@ -2,9 +2,11 @@
 // controller` use, over plain HTTP on 127.0.0.1 (as `kubectl proxy` serves it): pods listed
 // by label selector, their annotations merge-patched, deleted and evicted (an eviction refused, as
 // the rendered PodDisruptionBudget refuses it, while another pod of the same app is not ready),
-// Deployments listed, their scale subresource read and merge-patched. No kube-apiserver is packaged
-// for Debian 12, so tests run this in its place; it answers as the real one does (the same paths,
-// object shapes, Status errors and content types), and keeps what it was asked.
+// Deployments listed, read and their pod template merge-patched (with the resourceVersion
+// precondition), their scale subresource read and merge-patched, ReplicaSets listed. No
+// kube-apiserver is packaged for Debian 12, so tests run this in its place; it answers as the real
+// one does (the same paths, object shapes, Status errors and content types), and keeps what it was
+// asked.
 //
 // Thread safety: every method may be called from any thread.
 #pragma once
@@ -35,6 +37,17 @@ struct FakePod {
   std::string deleted_by = "2026-01-01T00:00:00Z";
   int restarts = 0;  // its container's restartCount
   std::map<std::string, std::string> annotations = {};  // metadata.annotations
+  std::string template_hash = {};                       // its pod-template-hash label; "" = none
+};
+
+// A Deployment's ReplicaSet (owned by it, labelled as its pods are).
+struct FakeReplicaSet {
+  std::string name;
+  std::string deployment;
+  std::string hash;                                        // pod-template-hash
+  int revision = 1;                                        // deployment.kubernetes.io/revision
+  int replicas = 0;                                        // status.replicas
+  nlohmann::json pod_template = nlohmann::json::object();  // spec.template
 };
 
 // A pod object as the API returns it.
@@ -55,6 +68,14 @@ class FakeApiServer {
   std::optional<FakePod> pod(const std::string& name) const;  // as it stands now
   void set_deployment(const std::string& name, int replicas);
   void remove_deployment(const std::string& name);
+  // A Deployment's revision (deployment.kubernetes.io/revision; none until this is called) and
+  // pod template (spec.template). A change makes a new generation and resourceVersion.
+  void set_template(const std::string& deployment, int revision,
+                    const nlohmann::json& pod_template);
+  nlohmann::json pod_template(const std::string& deployment) const;  // null for none
+  // The merge patches of Deployments (not of their scale) applied, in order: (deployment, patch).
+  std::vector<std::pair<std::string, nlohmann::json>> deployment_patches() const;
+  void set_replica_set(const FakeReplicaSet& replica_set);  // adds or replaces by name
   // A rollout under way: its status.updatedReplicas (all of its replicas until this is called).
   void set_rollout(const std::string& deployment, int updated_replicas);
   int replicas(const std::string& deployment) const;  // -1 for none

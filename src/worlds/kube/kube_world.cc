@@ -76,6 +76,34 @@ std::int64_t integer_at(const Json& j, std::initializer_list<const char*> path) 
   return at->is_number_integer() ? at->get<std::int64_t>() : 0;
 }
 
+// A Deployment's or ReplicaSet's deployment.kubernetes.io/revision; 0 where it has none.
+int revision_of(const Json& object) {
+  const std::string text =
+      string_at(object, {"metadata", "annotations", "deployment.kubernetes.io/revision"});
+  int n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  return ec == std::errc() && end == text.data() + text.size() && n > 0 ? n : 0;
+}
+
+// A JSON merge patch (RFC 7386) that turns `from` into `to`: members of `from` missing from `to`
+// become null (removed), objects are patched member by member, anything else is replaced.
+Json merge_patch_between(const Json& from, const Json& to) {
+  if (!from.is_object() || !to.is_object()) return to;
+  Json patch = Json::object();
+  for (const auto& [key, value] : from.items()) {
+    if (!to.contains(key)) patch[key] = nullptr;
+  }
+  for (const auto& [key, value] : to.items()) {
+    const auto was = from.find(key);
+    if (was == from.end()) {
+      patch[key] = value;
+    } else if (*was != value) {
+      patch[key] = was->is_object() && value.is_object() ? merge_patch_between(*was, value) : value;
+    }
+  }
+  return patch;
+}
+
 // Ejections kept for take_ejections() at most (a controller whose healer is off takes none).
 constexpr std::size_t kMaxEjections = 1000;
 // A Deployment read this soon after this world patched its scale may be the API server cache's
@@ -98,6 +126,15 @@ struct KubeWorld::State {
     std::optional<int> desired;  // unknown until the Deployments are read
     std::optional<Clock::TimePoint> patched_at = {};  // its scale's last patch
     bool rolling = false;  // a rollout under way: pods of its new template not all updated yet
+    int revision = 0;      // the Deployment's deployment.kubernetes.io/revision; 0: none read
+    // Its rollout (rollouts()), and the old ReplicaSet's name and pod template: what roll_back()
+    // goes back to.
+    std::optional<healing::RolloutRevisions> rollout = {};
+    std::string stable_replica_set = {};
+    Json stable_template = {};
+    // Revisions by pod-template-hash, of its ReplicaSets as last read while it rolled out.
+    std::map<std::string, int> revision_of_hash = {};
+    std::string rolled_back_to = {};  // the ReplicaSet roll_back() returned to, until rolled out
   };
   // A gateway pod's last answer.
   struct GatewaySeen {
@@ -110,6 +147,8 @@ struct KubeWorld::State {
     std::map<std::string, double, std::less<>> recent;
     // Its outlier ejections by (service, endpoint): prescale_gateway_endpoint_ejections_total.
     std::map<std::pair<std::string, std::string>, double> ejections = {};
+    // Its attempts at each upstream address (healing::attempts_by_upstream).
+    std::map<std::string, healing::RevisionSample> upstreams = {};
   };
 
   void problem(const std::string& key, const std::string& message) {
@@ -289,6 +328,7 @@ struct KubeWorld::State {
   };
   GatewayLook read_gateways(const std::vector<Pod>& gateways, Clock::TimePoint now);
   void read_deployments(Clock::TimePoint now);
+  void read_replica_sets();
   void read_pods(Clock::TimePoint now);
   void scrape_pods(Clock::TimePoint now);
 
@@ -308,6 +348,8 @@ struct KubeWorld::State {
   std::optional<std::uint64_t> last_recorded;  // the last observation the traffic was recorded at
   std::map<std::string, GatewaySeen> gateway_last;  // by pod uid
   traffic::GatewayReading gateway_total;      // every gateway's growth since the first observation
+  // Every gateway's attempts at each upstream address since the first observation.
+  std::map<std::string, healing::RevisionSample> upstream_total;
   std::map<std::string, PodScrape> pod_last;  // by pod uid
   std::map<std::string, std::optional<double>> cpu;  // by pod uid, as of the last scrape
   std::set<std::string> ever_ready;                  // pod uids seen ready
@@ -408,7 +450,10 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
     silent_since.erase(p.uid);
     solved(key, "gateway pod " + p.name + " is read again");
     traffic::GatewayReading reading;
-    traffic::add_gateway(telemetry::to_snapshots(*families), options.route_service, reading);
+    const std::vector<telemetry::FamilySnapshot> snapshots = telemetry::to_snapshots(*families);
+    traffic::add_gateway(snapshots, options.route_service, reading);
+    std::map<std::string, healing::RevisionSample> upstreams =
+        healing::attempts_by_upstream(snapshots);
     const double process_start =
         telemetry::find_value(*families, "process_start_time_seconds").value_or(NAN);
     auto last = gateway_last.find(p.uid);
@@ -462,6 +507,16 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
     }
     const bool counts_all =
         new_process || (!known && !first_gateways->contains(p.uid) && !counted.contains(p.uid));
+    for (const auto& [address, n] : upstreams) {
+      if (known && !new_process) {
+        const auto was = last->second.upstreams.find(address);
+        healing::add_attempts(
+            upstream_total[address], n,
+            was == last->second.upstreams.end() ? healing::RevisionSample{} : was->second);
+      } else if (counts_all) {
+        healing::add_attempts(upstream_total[address], n, {});
+      }
+    }
     if (known || counts_all) {
       for (const auto& [at, n] : ejections) {
         double before = 0;
@@ -478,8 +533,8 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
     }
     counted.insert(p.uid);
     gateway_last[p.uid] =
-        GatewaySeen{std::move(reading), process_start,       p.restarts, observation, now,
-                    std::move(recent),  std::move(ejections)};
+        GatewaySeen{std::move(reading), process_start,        p.restarts,          observation, now,
+                    std::move(recent),  std::move(ejections), std::move(upstreams)};
   }
   // Each gateway ejects on its own: a pod is told as ejected as often as the gateway that ejected
   // it most often this look did, not as all of them together.
@@ -494,6 +549,14 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
   for (const Pod& p : gateways) present.insert(p.uid);
   std::erase_if(gateway_last, [&](const auto& e) { return !present.contains(e.first); });
   std::erase_if(silent_since, [&](const auto& e) { return !present.contains(e.first); });
+  std::set<std::string> addresses;  // of the pods listed
+  for (const Pod& p : pods) {
+    if (p.ip.empty() || p.http_port == 0) continue;
+    std::string a;
+    append_host_port(a, p.ip, p.http_port);
+    addresses.insert(std::move(a));
+  }
+  std::erase_if(upstream_total, [&](const auto& e) { return !addresses.contains(e.first); });
   std::erase_if(problems, [&](const auto& e) {
     if (!e.first.starts_with("gateway ")) return false;
     const std::string name = e.first.substr(8);
@@ -531,6 +594,7 @@ void KubeWorld::State::read_deployments(Clock::TimePoint now) {
       const std::int64_t updated = integer_at(d, {"status", "updatedReplicas"});
       const std::int64_t current = integer_at(d, {"status", "replicas"});
       s.rolling = observed < generation || updated < replicas || current > updated;
+      s.revision = revision_of(d);
       // Under a surge the Deployment holds one more than desired, and just after a patch the
       // list (from the API server's cache) may not show it yet: desired is what was set.
       if (auto r = replacing.find(name); r != replacing.end() && r->second.surged) continue;
@@ -541,6 +605,108 @@ void KubeWorld::State::read_deployments(Clock::TimePoint now) {
   if (!adopted_marks && pods_read_at && options.act_on_replacements) {
     adopted_marks = true;
     adopt_marked(read_replicas, now);
+  }
+  // The ReplicaSets only while a Deployment rolls out: what the rollout analysis needs.
+  if (std::any_of(services.begin(), services.end(), [](const Service& s) { return s.rolling; })) {
+    read_replica_sets();
+  }
+  for (Service& s : services) {
+    if (s.rolling) continue;
+    s.rollout.reset();
+    s.rolled_back_to.clear();
+  }
+}
+
+// Each rolling service's ReplicaSets, by the Deployment that owns them: the new one (of the
+// Deployment's revision) and the old one it replaces, chosen once per rollout.
+void KubeWorld::State::read_replica_sets() {
+  auto list = call(
+      [&] { return api.get(ns_path("/apis/apps/v1", "replicasets?" + std::string(kListQuery))); });
+  if (!list) {
+    problem("replicasets", "replicasets not read: " + list.error().message +
+                               "; rollouts are judged on the last ones read" +
+                               (list.error().message.find(": 403 ") != std::string::npos
+                                    ? " (the API refused: is the rendered Role applied?)"
+                                    : ""));
+    return;
+  }
+  solved("replicasets", "replicasets are read again");
+  struct ReplicaSet {
+    std::string name, hash;
+    int revision = 0;
+    std::int64_t replicas = 0;
+    const Json* pod_template = nullptr;
+  };
+  std::map<std::string, std::vector<ReplicaSet>, std::less<>> by_deployment;
+  if (list->contains("items") && (*list)["items"].is_array()) {
+    for (const Json& rs : (*list)["items"]) {
+      std::string owner;
+      if (const Json* refs = rs.contains("metadata") && rs["metadata"].is_object() &&
+                                     rs["metadata"].contains("ownerReferences")
+                                 ? &rs["metadata"]["ownerReferences"]
+                                 : nullptr;
+          refs != nullptr && refs->is_array()) {
+        for (const Json& ref : *refs) {
+          if (string_at(ref, {"kind"}) == "Deployment") owner = string_at(ref, {"name"});
+        }
+      }
+      const auto t =
+          rs.contains("spec") && rs["spec"].is_object() ? rs["spec"].find("template") : rs.end();
+      if (owner.empty() || !rs.contains("spec") || !rs["spec"].is_object() ||
+          t == rs["spec"].end() || !t->is_object()) {
+        continue;
+      }
+      by_deployment[owner].push_back({string_at(rs, {"metadata", "name"}),
+                                      string_at(rs, {"metadata", "labels", "pod-template-hash"}),
+                                      revision_of(rs), integer_at(rs, {"status", "replicas"}),
+                                      &*t});
+    }
+  }
+  for (Service& s : services) {
+    if (!s.rolling) continue;
+    const auto sets = by_deployment.find(s.spec.name);
+    s.revision_of_hash.clear();
+    if (sets == by_deployment.end()) {
+      s.rollout.reset();
+      continue;
+    }
+    const ReplicaSet* fresh = nullptr;
+    for (const ReplicaSet& rs : sets->second) {
+      if (!rs.hash.empty()) s.revision_of_hash[rs.hash] = rs.revision;
+      if (rs.revision == s.revision && s.revision > 0) fresh = &rs;
+    }
+    if (fresh == nullptr) {
+      s.rollout.reset();
+      continue;
+    }
+    if (fresh->name == s.rolled_back_to) {  // the rollback under way: nothing to judge
+      s.rollout = healing::RolloutRevisions{s.revision, s.revision};
+      continue;
+    }
+    // The same rollout as before (the same revision, its old ReplicaSet still there) keeps the
+    // old side it began with.
+    const ReplicaSet* stable = nullptr;
+    for (const ReplicaSet& rs : sets->second) {
+      if (s.rollout && s.rollout->revision == s.revision && rs.name == s.stable_replica_set) {
+        stable = &rs;
+      }
+    }
+    if (stable == nullptr) {
+      for (const ReplicaSet& rs : sets->second) {
+        if (&rs == fresh || rs.replicas <= 0) continue;
+        if (stable == nullptr || rs.replicas > stable->replicas ||
+            (rs.replicas == stable->replicas && rs.revision > stable->revision)) {
+          stable = &rs;
+        }
+      }
+    }
+    if (stable == nullptr) {  // no old pods left to judge it against
+      s.rollout.reset();
+      continue;
+    }
+    s.rollout = healing::RolloutRevisions{s.revision, stable->revision};
+    s.stable_replica_set = stable->name;
+    s.stable_template = *stable->pod_template;
   }
 }
 
@@ -872,6 +1038,86 @@ std::vector<std::string> KubeWorld::take_restarted() {
 
 std::vector<std::pair<std::string, std::string>> KubeWorld::take_ejections() {
   return std::exchange(state_->ejected, {});
+}
+
+std::map<std::string, healing::RolloutRevisions> KubeWorld::rollouts() const {
+  std::map<std::string, healing::RolloutRevisions> out;
+  for (const State::Service& s : state_->services) {
+    if (s.rollout) out[s.spec.name] = *s.rollout;
+  }
+  return out;
+}
+
+std::vector<healing::RolloutReplica> KubeWorld::rollout_replicas() const {
+  const State& st = *state_;
+  std::vector<healing::RolloutReplica> out;
+  for (std::size_t si = 0; si < st.services.size(); ++si) {
+    const State::Service& s = st.services[si];
+    if (!s.rollout || si >= st.snapshot.services.size()) continue;
+    for (const scaling::ReplicaObservation& r : st.snapshot.services[si].replicas) {
+      const auto p = std::find_if(st.pods.begin(), st.pods.end(),
+                                  [&](const Pod& pod) { return pod.name == r.id; });
+      if (p == st.pods.end()) continue;
+      healing::RolloutReplica replica{
+          s.spec.name, p->name, 0, p->uid + "/" + std::to_string(p->restarts), "", r.ready_at};
+      if (const auto rev = s.revision_of_hash.find(p->template_hash);
+          rev != s.revision_of_hash.end()) {
+        replica.revision = rev->second;
+      }
+      if (!p->ip.empty() && p->http_port != 0) {
+        append_host_port(replica.upstream, p->ip, p->http_port);
+      }
+      out.push_back(std::move(replica));
+    }
+  }
+  return out;
+}
+
+const std::map<std::string, healing::RevisionSample>& KubeWorld::upstream_attempts() const {
+  return state_->upstream_total;
+}
+
+Result<int> KubeWorld::roll_back(std::string_view service) {
+  State& st = *state_;
+  State::Service* s = st.service_named(service);
+  if (s == nullptr || !s->rollout || s->rollout->revision == s->rollout->stable) {
+    return make_error(ErrorCode::kNotFound, std::string(service) + " is not rolling out");
+  }
+  const std::string path = st.ns_path("/apis/apps/v1", "deployments/" + s->spec.name);
+  auto d = st.call([&] { return st.api.get(path); });
+  if (!d) return std::unexpected(d.error());
+  if (revision_of(*d) != s->rollout->revision) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "deployment " + s->spec.name + " rolls out revision " +
+                          std::to_string(revision_of(*d)) + " by now, not " +
+                          std::to_string(s->rollout->revision) + ": not rolled back");
+  }
+  Json target = s->stable_template;
+  if (target.contains("metadata") && target["metadata"].is_object() &&
+      target["metadata"].contains("labels") && target["metadata"]["labels"].is_object()) {
+    target["metadata"]["labels"].erase("pod-template-hash");
+  }
+  const Json current =
+      d->contains("spec") && (*d)["spec"].is_object() && (*d)["spec"].contains("template")
+          ? (*d)["spec"]["template"]
+          : Json::object();
+  const Json patch = {
+      {"metadata", {{"resourceVersion", string_at(*d, {"metadata", "resourceVersion"})}}},
+      {"spec", {{"template", merge_patch_between(current, target)}}}};
+  auto patched = st.call([&] { return st.api.merge_patch(path, patch); });
+  if (!patched) {
+    if (patched.error().message.find(": 409 ") != std::string::npos) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "deployment " + s->spec.name +
+                            " changed while it was being rolled back: not rolled back (" +
+                            patched.error().message + ")");
+    }
+    return std::unexpected(patched.error());
+  }
+  s->rolled_back_to = s->stable_replica_set;
+  const int to = s->rollout->stable;
+  s->rollout = healing::RolloutRevisions{s->rollout->revision, s->rollout->revision};
+  return to;
 }
 
 void KubeWorld::State::advance_replacements(Clock::TimePoint now) {

@@ -25,6 +25,10 @@
 //              scrape_interval, stamped with that scrape's time; the mean CPU is over ready pods;
 //   desired    the Deployments' spec.replicas, once a scrape_interval, and what scale() set; until
 //              the first read, the pods that are not draining.
+//   rollouts  while a Deployment rolls out, its ReplicaSets (pod-template-hash tells each pod's),
+//              with the Deployments; and what the gateways counted of each pod's attempts
+//              (prescale_gateway_upstream_requests_total and _request_duration_seconds), for
+//              the rollout analysis (healing::RolloutWatch).
 // scale() patches the Deployment's scale subresource; restart() evicts a service's pod (the
 // PodDisruptionBudget applies), and the Deployment starts another; replace_when_ready() starts
 // the other first, and the pod leaves once it is ready. The controller's clock is the
@@ -48,6 +52,7 @@
 
 #include "control/world.h"
 #include "core/clock.h"
+#include "healing/rollout_watch.h"
 #include "scaling/policy.h"
 
 namespace prescale::kube {
@@ -141,6 +146,31 @@ class KubeWorld final : public control::World {
   // The names of the gateway pods in service (ready, not being deleted) in the last list of pods
   // read; nullopt before one has been read, or while the last is stale (30 s) at `now`.
   std::optional<std::vector<std::string>> gateways_in_service(Clock::TimePoint now) const;
+  // The services rolling out, at the last read of the Deployments: each one's Deployment rolling
+  // (as `kubectl rollout status` tells it), with a ReplicaSet of its revision
+  // (deployment.kubernetes.io/revision) and an old one that still has pods. Each with the
+  // revision it rolls out and the one it replaces: the old ReplicaSet with the most pods when
+  // the rollout was first seen. A rollout back to the ReplicaSet roll_back() returned to has
+  // both the same: a rollback under way is not judged.
+  std::map<std::string, healing::RolloutRevisions> rollouts() const;
+  // The pods of the services rolling out, as the last observe() saw them: each with its
+  // ReplicaSet's revision (by its pod-template-hash; 0 for none known), its uid and restart count
+  // as its process, where the gateways reach it (its IP and port named "http") and when it was
+  // ready.
+  std::vector<healing::RolloutReplica> rollout_replicas() const;
+  // What the gateway pods counted of the attempts at each address ("10.1.2.3:8080"), summed over
+  // them: each pod's growth from its first answer (all it counted, for a new process or a pod
+  // that came after the first list). Counters, for healing::RolloutWatch::look; addresses no
+  // pod has any more are dropped.
+  const std::map<std::string, healing::RevisionSample>& upstream_attempts() const;
+  // Rolls `service` back to the revision its rollout replaces, as `kubectl rollout undo` does:
+  // the Deployment's pod template becomes that ReplicaSet's (its pod-template-hash label left
+  // out), by a merge patch on the resourceVersion just read, so that an edit made meanwhile is
+  // not overwritten; the Deployment controller rolls it out, the old ReplicaSet taking the next
+  // revision. Returns the revision it goes back to. Errors: kNotFound (unknown service, or not
+  // rolling out); kInvalidArgument when the Deployment rolls out another revision by now (an
+  // edit since the last read: a 409 Conflict is that too); the API's.
+  Result<int> roll_back(std::string_view service);
   // The services with no Deployment of their name in the namespace; errors: the API's (one that
   // does not answer, or does not let this account list Deployments).
   Result<std::vector<std::string>> missing_deployments();

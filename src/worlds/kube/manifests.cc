@@ -271,14 +271,18 @@ Json controller_container(const ManifestOptions& o) {
 
 // The controller's account, and what it may do: what it calls and no more — list pods, patch one
 // (its pod-deletion-cost, before a replacement) and evict one (a replica replaced), list
-// Deployments and patch their scale — in its namespace only.
+// Deployments, read one and patch its pod template (a rollback), patch their scale, list
+// ReplicaSets (a rollout's revisions) — in its namespace only.
 std::vector<Json> controller_access(const ManifestOptions& o) {
   const Json labels = labels_of(kControllerName, "controller");
   Json rules = Json::array(
       {{{"apiGroups", {""}}, {"resources", {"pods"}}, {"verbs", {"list", "patch"}}},
        {{"apiGroups", {""}}, {"resources", {"pods/eviction"}}, {"verbs", {"create"}}},
-       {{"apiGroups", {"apps"}}, {"resources", {"deployments"}}, {"verbs", {"list"}}},
-       {{"apiGroups", {"apps"}}, {"resources", {"deployments/scale"}}, {"verbs", {"patch"}}}});
+       {{"apiGroups", {"apps"}},
+        {"resources", {"deployments"}},
+        {"verbs", {"list", "get", "patch"}}},
+       {{"apiGroups", {"apps"}}, {"resources", {"deployments/scale"}}, {"verbs", {"patch"}}},
+       {{"apiGroups", {"apps"}}, {"resources", {"replicasets"}}, {"verbs", {"list"}}}});
   // A subject with no namespace is the RoleBinding's own.
   return {
       {{"apiVersion", "v1"},

@@ -319,14 +319,17 @@ TEST(KubeManifests, OnlyTheControllerTalksToTheApiWithWhatItCallsAndNoMore) {
     EXPECT_EQ(pod.contains("serviceAccountName"), controller);
   }
   const Json& rules = find(objects, "Role", "prescale-controller")["rules"];
-  ASSERT_EQ(rules.size(), 4u);
+  ASSERT_EQ(rules.size(), 5u);
   EXPECT_EQ(rules[0]["resources"], Json::array({"pods"}));
   EXPECT_EQ(rules[0]["verbs"], Json::array({"list", "patch"}));
   EXPECT_EQ(rules[1]["resources"], Json::array({"pods/eviction"}));
   EXPECT_EQ(rules[1]["verbs"], Json::array({"create"}));
-  EXPECT_EQ(rules[2]["verbs"], Json::array({"list"}));
+  EXPECT_EQ(rules[2]["resources"], Json::array({"deployments"}));
+  EXPECT_EQ(rules[2]["verbs"], Json::array({"list", "get", "patch"}));
   EXPECT_EQ(rules[3]["resources"], Json::array({"deployments/scale"}));
   EXPECT_EQ(rules[3]["verbs"], Json::array({"patch"}));
+  EXPECT_EQ(rules[4]["resources"], Json::array({"replicasets"}));
+  EXPECT_EQ(rules[4]["verbs"], Json::array({"list"}));
   const Json& binding = find(objects, "RoleBinding", "prescale-controller");
   EXPECT_EQ(binding["roleRef"]["name"], "prescale-controller");
   EXPECT_EQ(binding["subjects"][0]["name"], "prescale-controller");

@@ -46,6 +46,7 @@ std::optional<Pod> read_pod(const Json& item) {
                            ? item["metadata"]["labels"]
                            : Json();
   p.app = string_at(labels, {"app.kubernetes.io/name"});
+  p.template_hash = string_at(labels, {"pod-template-hash"});
   const std::string phase = string_at(item, {"status", "phase"});
   if (p.name.empty() || phase == "Succeeded" || phase == "Failed") return std::nullopt;
   if (auto created = parse_utc(string_at(item, {"metadata", "creationTimestamp"}))) {

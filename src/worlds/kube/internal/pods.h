@@ -18,6 +18,7 @@ namespace prescale::kube::internal {
 struct Pod {
   std::string name, uid;
   std::string app;        // app.kubernetes.io/name: the service, or the gateway
+  std::string template_hash;  // pod-template-hash: its ReplicaSet's ("" where it has none)
   bool ready = false;     // Running, and its Ready condition True
   bool deleting = false;  // metadata.deletionTimestamp set (deleted_by, where it parses)
   int restarts = 0;       // its containers' restartCount, summed

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace prescale {
+namespace prescale::healing {
 namespace {
 
 using namespace std::chrono_literals;
@@ -62,17 +62,22 @@ std::vector<telemetry::FamilySnapshot> families(const std::map<int, Counted>& by
   return {requests, durations};
 }
 
+std::string upstream(int port) { return "127.0.0.1:" + std::to_string(port); }
+
 class RolloutWatchTest : public ::testing::Test {
  protected:
+  std::map<std::string, RevisionSample> attempts() const {
+    return attempts_by_upstream(families(counted));
+  }
   Clock::TimePoint at(Clock::Duration d) const { return Clock::TimePoint{} + 1h + d; }
   std::vector<RolloutReplica> replicas() const {
-    return {{"web", "web-1", 1, 101, 1001, at(-30min)},
-            {"web", "web-2", 1, 102, 1002, at(-30min)},
-            {"web", "web-3", 2, 103, 1003, at(0s)},
-            {"web", "web-4", 2, 104, 1004, std::nullopt}};  // still starting
+    return {{"web", "web-1", 1, "101", upstream(1001), at(-30min)},
+            {"web", "web-2", 1, "102", upstream(1002), at(-30min)},
+            {"web", "web-3", 2, "103", upstream(1003), at(0s)},
+            {"web", "web-4", 2, "104", upstream(1004), std::nullopt}};  // still starting
   }
   std::vector<RolloutFailure> look(Clock::Duration d) {
-    return watch.look(rolling, replicas(), families(counted), at(d));
+    return watch.look(rolling, replicas(), attempts(), at(d));
   }
   RolloutWatch watch;
   std::map<int, Counted> counted;
@@ -131,19 +136,19 @@ TEST_F(RolloutWatchTest, BothSidesAreCountedOverTheSameLooks) {
 TEST_F(RolloutWatchTest, ARollbackUnderWayAndOtherRevisionsAreNotJudged) {
   // Revision 3 rolls out over replicas of revisions 1 (stable) and 2 (an earlier edit's).
   rolling = {{"web", {3, 1}}};
-  std::vector<RolloutReplica> r = {{"web", "web-1", 1, 101, 1001, at(-30min)},
-                                   {"web", "web-3", 2, 103, 1003, at(-1min)},
-                                   {"web", "web-5", 3, 105, 1005, at(-1min)}};
-  EXPECT_TRUE(watch.look(rolling, r, families(counted), at(0s)).empty());
+  std::vector<RolloutReplica> r = {{"web", "web-1", 1, "101", upstream(1001), at(-30min)},
+                                   {"web", "web-3", 2, "103", upstream(1003), at(-1min)},
+                                   {"web", "web-5", 3, "105", upstream(1005), at(-1min)}};
+  EXPECT_TRUE(watch.look(rolling, r, attempts(), at(0s)).empty());
   counted[1001].add(200, 0.004);
   counted[1003].add(200, 0.2);  // revision 2 is slow: neither side
   counted[1005].add(200, 0.004);
-  EXPECT_TRUE(watch.look(rolling, r, families(counted), at(1s)).empty());
+  EXPECT_TRUE(watch.look(rolling, r, attempts(), at(1s)).empty());
   // The same replicas while returning to revision 1: nothing is judged.
   rolling = {{"web", {1, 1}}};
   counted[1005].add(200, 0.2);
-  EXPECT_TRUE(watch.look(rolling, r, families(counted), at(2s)).empty());
-  EXPECT_TRUE(watch.look(rolling, r, families(counted), at(3s)).empty());
+  EXPECT_TRUE(watch.look(rolling, r, attempts(), at(2s)).empty());
+  EXPECT_TRUE(watch.look(rolling, r, attempts(), at(3s)).empty());
 }
 
 TEST_F(RolloutWatchTest, ARestartedReplicaCountsAfreshAndAnEndedRolloutIsForgotten) {
@@ -154,19 +159,19 @@ TEST_F(RolloutWatchTest, ARestartedReplicaCountsAfreshAndAnEndedRolloutIsForgott
   // web-3 restarts on the same port (a new process): what it answered while dying, and its new
   // process's warm-up, are not counted.
   std::vector<RolloutReplica> r = replicas();
-  r[2].pid = 203;
+  r[2].process = "203";
   r[2].ready_at = at(7s);
   counted[1003].add(100, 0.004, "reset");
-  EXPECT_TRUE(watch.look(rolling, r, families(counted), at(8s)).empty());
-  EXPECT_TRUE(watch.look(rolling, r, families(counted), at(12s)).empty());
+  EXPECT_TRUE(watch.look(rolling, r, attempts(), at(8s)).empty());
+  EXPECT_TRUE(watch.look(rolling, r, attempts(), at(12s)).empty());
   counted[1001].add(200, 0.004);
   counted[1003].add(200, 0.004);
-  EXPECT_TRUE(watch.look(rolling, r, families(counted), at(13s)).empty());
+  EXPECT_TRUE(watch.look(rolling, r, attempts(), at(13s)).empty());
 
-  EXPECT_TRUE(watch.look({}, r, families(counted), at(14s)).empty());  // rolled out
+  EXPECT_TRUE(watch.look({}, r, attempts(), at(14s)).empty());  // rolled out
   counted[1003].add(200, 0.04);  // a later rollout of revision 2 would start afresh
-  EXPECT_TRUE(watch.look(rolling, r, families(counted), at(20s)).empty());
+  EXPECT_TRUE(watch.look(rolling, r, attempts(), at(20s)).empty());
 }
 
 }  // namespace
-}  // namespace prescale
+}  // namespace prescale::healing

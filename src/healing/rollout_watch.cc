@@ -3,13 +3,11 @@
 #include <algorithm>
 #include <cctype>
 
-namespace prescale {
-namespace {
+namespace prescale::healing {
 
-// What the gateway counted of each upstream ("127.0.0.1:<port>") across its routes.
-std::map<std::string, healing::RevisionSample> by_upstream(
+std::map<std::string, RevisionSample> attempts_by_upstream(
     const std::vector<telemetry::FamilySnapshot>& families) {
-  std::map<std::string, healing::RevisionSample> out;
+  std::map<std::string, RevisionSample> out;
   for (const telemetry::FamilySnapshot& f : families) {
     const bool requests = f.name == "prescale_gateway_upstream_requests_total";
     const bool durations = f.name == "prescale_gateway_upstream_request_duration_seconds";
@@ -21,7 +19,7 @@ std::map<std::string, healing::RevisionSample> by_upstream(
     const int upstream = label("upstream"), code = label("code");
     if (upstream < 0 || (requests && code < 0)) continue;
     for (const telemetry::SeriesSnapshot& s : f.series) {
-      healing::RevisionSample& r = out[s.label_values[upstream]];
+      RevisionSample& r = out[s.label_values[upstream]];
       if (requests) {
         const std::string& c = s.label_values[code];
         // The client left, or the gateway refused the attempt itself (its connection limits):
@@ -49,9 +47,7 @@ std::map<std::string, healing::RevisionSample> by_upstream(
   return out;
 }
 
-// `into` += `now` - `before` (`before` empty: all of `now`).
-void add(healing::RevisionSample& into, const healing::RevisionSample& now,
-         const healing::RevisionSample& before) {
+void add_attempts(RevisionSample& into, const RevisionSample& now, const RevisionSample& before) {
   into.attempts += now.attempts - before.attempts;
   into.failed += now.failed - before.failed;
   into.latency_sum += now.latency_sum - before.latency_sum;
@@ -67,12 +63,10 @@ void add(healing::RevisionSample& into, const healing::RevisionSample& now,
   }
 }
 
-}  // namespace
-
 std::vector<RolloutFailure> RolloutWatch::look(
     const std::map<std::string, RolloutRevisions>& rolling,
     const std::vector<RolloutReplica>& replicas,
-    const std::vector<telemetry::FamilySnapshot>& gateway, Clock::TimePoint now) {
+    const std::map<std::string, RevisionSample>& counted, Clock::TimePoint now) {
   std::erase_if(rollouts_, [&](const auto& r) {
     const auto it = rolling.find(r.first);
     return it == rolling.end() || !(it->second == r.second.revisions);
@@ -83,30 +77,28 @@ std::vector<RolloutFailure> RolloutWatch::look(
       rollouts_[service].revisions = revisions;
     }
   }
-  const std::map<std::string, healing::RevisionSample> counted = by_upstream(gateway);
 
   struct Look {
-    healing::RevisionSample stable_side, new_side;
+    RevisionSample stable_side, new_side;
     bool stable_counted = false, new_counted = false;
     std::string a_new_replica;
   };
   std::map<std::string, Look> looks;  // by service
   for (const RolloutReplica& r : replicas) {
     const auto rollout = rollouts_.find(r.service);
-    if (rollout == rollouts_.end() || rollout->second.judged || !r.ready_at || r.port == 0 ||
+    if (rollout == rollouts_.end() || rollout->second.judged || !r.ready_at || r.upstream.empty() ||
         now < *r.ready_at + warmup_) {
       continue;
     }
     Rollout& ro = rollout->second;
     const bool fresh = r.revision == ro.revisions.revision;
     if (!fresh && r.revision != ro.revisions.stable) continue;  // neither side
-    const auto c = counted.find("127.0.0.1:" + std::to_string(r.port));
-    const healing::RevisionSample current =
-        c == counted.end() ? healing::RevisionSample{} : c->second;
-    const auto [last, first] = ro.last.emplace(r.id + "/" + std::to_string(r.pid), current);
+    const auto c = counted.find(r.upstream);
+    const RevisionSample current = c == counted.end() ? RevisionSample{} : c->second;
+    const auto [last, first] = ro.last.emplace(r.id + "/" + r.process, current);
     if (first) continue;  // counts from the next look
     Look& l = looks[r.service];
-    add(fresh ? l.new_side : l.stable_side, current, last->second);
+    add_attempts(fresh ? l.new_side : l.stable_side, current, last->second);
     last->second = current;
     (fresh ? l.new_counted : l.stable_counted) = true;
     if (fresh) l.a_new_replica = r.id;
@@ -116,10 +108,9 @@ std::vector<RolloutFailure> RolloutWatch::look(
   for (auto& [service, l] : looks) {
     if (!l.stable_counted || !l.new_counted) continue;  // this look's counts cover one side
     Rollout& ro = rollouts_.at(service);
-    add(ro.stable_side, l.stable_side, {});
-    add(ro.new_side, l.new_side, {});
-    const healing::RolloutVerdict v =
-        healing::compare_revisions(ro.stable_side, ro.new_side, options_);
+    add_attempts(ro.stable_side, l.stable_side, {});
+    add_attempts(ro.new_side, l.new_side, {});
+    const RolloutVerdict v = compare_revisions(ro.stable_side, ro.new_side, options_);
     if (!v.failed) continue;
     ro.judged = true;
     failures.push_back({service, l.a_new_replica, v.why});
@@ -127,4 +118,4 @@ std::vector<RolloutFailure> RolloutWatch::look(
   return failures;
 }
 
-}  // namespace prescale
+}  // namespace prescale::healing
