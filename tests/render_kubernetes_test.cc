@@ -642,5 +642,87 @@ gateway:
   EXPECT_THAT(controller.log(), HasSubstr("(evicted: a new pod starts; this one leaves)"));
 }
 
+// The controller's rollout analysis in a cluster: web rolls out revision 2 (one pod) over revision
+// 1 (the other), and revision 2 answers 500 to every request (its probes pass, and the gateway's
+// outlier detection is set not to eject it). The controller judges it against revision 1 on what
+// the gateway counted of both and rolls web back: the Deployment's pod template becomes
+// revision 1's again, as `kubectl rollout undo` makes it (a few seconds).
+TEST(RenderKubernetesTest, TheRenderedControllerRollsBackARevisionThatFails) {
+  TempDir dir;
+  const std::string config = R"(version: 1
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 2, max: 2, initial: 2}
+    startup_time: 2s
+gateway:
+  health_check: {interval: 1s, timeout: 500ms}
+  outlier_detection: {consecutive_5xx: 100000}
+)";
+  const auto [docs, mounted] = render_and_mount(dir, config);
+  ASSERT_FALSE(docs.empty());
+  RunningPods pods = run_pods(dir, mounted, docs, 2);
+  ASSERT_GT(pods.port, 0);
+  kube::fake::FakeApiServer& api = *pods.api;
+  const Subprocess& controller = *pods.controller;
+  // The two revisions' templates, as far as the rollback is concerned: the release differs, and
+  // the new one has an annotation the old one had not.
+  const nlohmann::json old_template = {
+      {"metadata", {{"labels", {{"app.kubernetes.io/name", "web"}}}}},
+      {"spec",
+       {{"containers", {{{"name", "web"}, {"env", {{{"name", "RELEASE"}, {"value", "1"}}}}}}}}}};
+  nlohmann::json new_template = old_template;
+  new_template["metadata"]["annotations"] = {{"release", "2"}};
+  new_template["spec"]["containers"][0]["env"][0]["value"] = "2";
+  auto with_hash = [](nlohmann::json t, const std::string& hash) {
+    t["metadata"]["labels"]["pod-template-hash"] = hash;
+    return t;
+  };
+  api.set_template("web", 2, new_template);
+  api.set_rollout("web", /*updated=*/1);
+  api.set_replica_set({.name = "web-5c7b",
+                       .deployment = "web",
+                       .hash = "5c7b",
+                       .revision = 1,
+                       .replicas = 1,
+                       .pod_template = with_hash(old_template, "5c7b")});
+  api.set_replica_set({.name = "web-9f2d",
+                       .deployment = "web",
+                       .hash = "9f2d",
+                       .revision = 2,
+                       .replicas = 1,
+                       .pod_template = with_hash(new_template, "9f2d")});
+  const int first_port = testing::port_from_file(dir.file(pods.web_names[0] + ".port"));
+  const int second_port = testing::port_from_file(dir.file(pods.web_names[1] + ".port"));
+  api.set_pod({.name = pods.web_names[0],
+               .app = "web",
+               .ports = {{"http", first_port}},
+               .template_hash = "5c7b"});
+  api.set_pod({.name = "web-9f2d-n1",
+               .app = "web",
+               .ports = {{"http", second_port}},
+               .template_hash = "9f2d"});
+  api.remove_pod(pods.web_names[1]);
+  // The new revision's process: its probes pass, every request fails.
+  pods.web[1]->signal(SIGKILL);
+  ASSERT_TRUE(pods.web[1]->wait(5s).has_value());
+  testing::write_broken_server(dir);
+  Subprocess broken({"/bin/sh", "-c", "exec python3 \"$0\" \"$1\"", dir.file("broken.py"),
+                     std::to_string(second_port)},
+                    dir.file("broken.log"));
+  Subprocess load(
+      {PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(pods.port), "--rate",
+       "40", "--duration", "30s", "--mix", "GET /delay/1:1"},
+      dir.file("load.log"));
+  ASSERT_TRUE(testing::wait_for([&] { return !api.deployment_patches().empty(); }, 25s))
+      << controller.log() << pods.gateway->log();
+  EXPECT_EQ(api.pod_template("web"), old_template);
+  EXPECT_EQ(api.deployment_patches().size(), 1u);
+  EXPECT_TRUE(says(controller, "rollback web: revision 2 failed: web-9f2d-n1 fails "))
+      << controller.log();
+  EXPECT_THAT(controller.log(), HasSubstr("; back to revision 1"));
+  EXPECT_TRUE(api.deleted().empty());  // a rollback, not an eviction
+}
+
 }  // namespace
 }  // namespace prescale

@@ -788,5 +788,182 @@ TEST_F(KubeWorldTest, APodWhoseContainerRestartedIsTold) {
   EXPECT_TRUE(world.take_restarted().empty());
 }
 
+// A gateway's counts of its attempts at each address: `ok` answered 200 within 5 ms, `failed`
+// answered 503 (ok and failed together in the histogram).
+std::string upstream_metrics(const std::map<std::string, std::pair<int, int>>& by_address) {
+  std::string out = "# TYPE prescale_gateway_upstream_requests_total counter\n";
+  for (const auto& [address, n] : by_address) {
+    const std::string at = "route=\"/\",upstream=\"" + address + "\"";
+    out += "prescale_gateway_upstream_requests_total{" + at + ",code=\"200\"} " +
+           std::to_string(n.first) + "\n";
+    out += "prescale_gateway_upstream_requests_total{" + at + ",code=\"503\"} " +
+           std::to_string(n.second) + "\n";
+  }
+  out += "# TYPE prescale_gateway_upstream_request_duration_seconds histogram\n";
+  for (const auto& [address, n] : by_address) {
+    const std::string at = "route=\"/\",upstream=\"" + address + "\"";
+    const std::string all = std::to_string(n.first + n.second);
+    out += "prescale_gateway_upstream_request_duration_seconds_bucket{" + at + ",le=\"0.005\"} " +
+           all + "\n";
+    out += "prescale_gateway_upstream_request_duration_seconds_bucket{" + at + ",le=\"+Inf\"} " +
+           all + "\n";
+    out += "prescale_gateway_upstream_request_duration_seconds_sum{" + at + "} " +
+           std::to_string(0.004 * (n.first + n.second)) + "\n";
+    out += "prescale_gateway_upstream_request_duration_seconds_count{" + at + "} " + all + "\n";
+  }
+  return out;
+}
+
+// The pod template of revision `image`'s ReplicaSet, as the API returns it (with its
+// pod-template-hash label), and `env` where the revision has one.
+nlohmann::json web_template(const std::string& image, const std::string& hash,
+                            const std::string& env = "") {
+  nlohmann::json container = {{"name", "web"}, {"image", image}};
+  if (!env.empty()) container["env"] = {{{"name", "MODE"}, {"value", env}}};
+  nlohmann::json t = {{"metadata",
+                       {{"labels", {{"app.kubernetes.io/name", "web"}}},
+                        {"annotations", {{"checksum/config", hash}}}}},
+                      {"spec", {{"containers", nlohmann::json::array({container})}}}};
+  if (!hash.empty()) t["metadata"]["labels"]["pod-template-hash"] = hash;
+  return t;
+}
+
+class KubeRolloutTest : public KubeWorldTest {
+ protected:
+  // web rolls out revision 2 (ReplicaSet web-bbb: web-n, 10.0.0.5:8080) over revision 1
+  // (web-aaa: web-a), and a revision 0 ReplicaSet with no pods left.
+  KubeRolloutTest() {
+    fake_.set_template("web", 2, web_template("web:2", "", "fast"));
+    fake_.set_rollout("web", /*updated=*/1);
+    fake_.set_replica_set({.name = "web-aaa",
+                           .deployment = "web",
+                           .hash = "aaa",
+                           .revision = 1,
+                           .replicas = 1,
+                           .pod_template = web_template("web:1", "aaa")});
+    fake_.set_replica_set({.name = "web-bbb",
+                           .deployment = "web",
+                           .hash = "bbb",
+                           .revision = 2,
+                           .replicas = 1,
+                           .pod_template = web_template("web:2", "bbb", "fast")});
+    fake_.set_replica_set({.name = "web-zzz",
+                           .deployment = "web",
+                           .hash = "zzz",
+                           .revision = 0,
+                           .replicas = 0,
+                           .pod_template = web_template("web:0", "zzz")});
+    fake_.set_pod({.name = "web-a",
+                   .app = "web",
+                   .ports = {{"http", web_a_.port()}},
+                   .template_hash = "aaa"});
+    fake_.remove_pod("web-b");
+    fake_.set_pod({.name = "web-n",
+                   .app = "web",
+                   .ip = "10.0.0.5",
+                   .ports = {{"http", 8080}},
+                   .ready_since = "2026-01-01T00:00:50Z",
+                   .template_hash = "bbb"});
+  }
+  std::string web_a() const { return "127.0.0.1:" + std::to_string(web_a_.port()); }
+};
+
+// Each pod's revision is its ReplicaSet's, and the attempts at each address are what the gateways
+// counted since they were first read, summed over them (a gateway that came later counts all).
+TEST_F(KubeRolloutTest, ARolloutIsToldWithEachPodsRevisionAndTheAttemptsAtItsAddress) {
+  gateway_.set(gateway_metrics(1000, 400, 50) +
+               upstream_metrics({{web_a(), {500, 5}}, {"10.0.0.5:8080", {0, 0}}}));
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  using Revisions = std::map<std::string, healing::RolloutRevisions>;
+  EXPECT_EQ(world.rollouts(), (Revisions{{"web", {2, 1}}}));
+  const std::vector<healing::RolloutReplica> pods = world.rollout_replicas();
+  ASSERT_EQ(pods.size(), 2u);
+  EXPECT_EQ(pods[0].id, "web-a");
+  EXPECT_EQ(pods[0].revision, 1);
+  EXPECT_EQ(pods[0].upstream, web_a());
+  EXPECT_EQ(pods[1].id, "web-n");
+  EXPECT_EQ(pods[1].revision, 2);
+  EXPECT_EQ(pods[1].upstream, "10.0.0.5:8080");
+  EXPECT_EQ(pods[1].process, "uid-web-n-2026-01-01T00:00:00Z/0");
+  ASSERT_TRUE(pods[1].ready_at.has_value());
+  EXPECT_EQ(*pods[1].ready_at, clock_.now() - 10s);  // ready at 00:00:50, now 00:01:00
+  EXPECT_TRUE(world.upstream_attempts().empty());    // what came before is not counted
+
+  MetricsPort second;  // a gateway that came later: all it counted is since it started
+  fake_.set_pod({.name = "prescale-gateway-2",
+                 .app = "prescale-gateway",
+                 .ports = {{"http", 1}, {"admin", second.port()}}});
+  second.set(upstream_metrics({{web_a(), {10, 0}}, {"10.0.0.5:8080", {7, 3}}}));
+  gateway_.set(gateway_metrics(1100, 400, 50) +
+               upstream_metrics({{web_a(), {540, 5}}, {"10.0.0.5:8080", {30, 10}}}));
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  const auto& counted = world.upstream_attempts();
+  EXPECT_EQ(counted.at(web_a()).attempts, 50);
+  EXPECT_EQ(counted.at(web_a()).failed, 0);
+  EXPECT_EQ(counted.at("10.0.0.5:8080").attempts, 50);
+  EXPECT_EQ(counted.at("10.0.0.5:8080").failed, 13);
+  EXPECT_NEAR(counted.at("10.0.0.5:8080").latency_sum, 0.2, 1e-9);
+  ASSERT_EQ(counted.at("10.0.0.5:8080").cumulative.size(), 2u);
+  EXPECT_EQ(counted.at("10.0.0.5:8080").cumulative[1], 50);
+
+  // The rollout ends: nothing rolls out, and an address no pod has is dropped.
+  fake_.set_rollout("web", /*updated=*/2);
+  fake_.remove_pod("web-n");
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_TRUE(world.rollouts().empty());
+  EXPECT_TRUE(world.rollout_replicas().empty());
+  EXPECT_FALSE(world.upstream_attempts().contains("10.0.0.5:8080"));
+  EXPECT_TRUE(world.upstream_attempts().contains(web_a()));
+}
+
+// A rollback puts the old ReplicaSet's template back (its hash label left out, what the new one
+// added taken off) on the resourceVersion read; the rollout back to it is not judged.
+TEST_F(KubeRolloutTest, ARollbackPutsTheOldTemplateBackAndIsNotJudgedItself) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  EXPECT_EQ(world.roll_back("checkout").error().code, ErrorCode::kNotFound);  // not rolling out
+  Result<int> back = world.roll_back("web");
+  ASSERT_TRUE(back.has_value()) << back.error().message;
+  EXPECT_EQ(*back, 1);
+  nlohmann::json expected = web_template("web:1", "aaa");
+  expected["metadata"]["labels"].erase("pod-template-hash");
+  EXPECT_EQ(fake_.pod_template("web"), expected);
+  const auto patches = fake_.deployment_patches();
+  ASSERT_EQ(patches.size(), 1u);
+  EXPECT_EQ(patches[0].second["metadata"]["resourceVersion"], "2");
+  using Revisions = std::map<std::string, healing::RolloutRevisions>;
+  EXPECT_EQ(world.rollouts(), (Revisions{{"web", {2, 2}}}));  // nothing to judge
+  EXPECT_EQ(world.roll_back("web").error().code, ErrorCode::kNotFound);
+
+  // The Deployment controller makes the old ReplicaSet revision 3, and rolls it out.
+  fake_.set_template("web", 3, expected);
+  fake_.set_replica_set({.name = "web-aaa",
+                         .deployment = "web",
+                         .hash = "aaa",
+                         .revision = 3,
+                         .replicas = 1,
+                         .pod_template = web_template("web:1", "aaa")});
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(world.rollouts(), (Revisions{{"web", {3, 3}}}));
+  EXPECT_EQ(world.roll_back("web").error().code, ErrorCode::kNotFound);
+}
+
+// An edit made since the last read (another revision rolls out by now) is not rolled back.
+TEST_F(KubeRolloutTest, ADeploymentEditedSinceTheLastReadIsNotRolledBack) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  fake_.set_template("web", 4, web_template("web:4", ""));
+  Result<int> back = world.roll_back("web");
+  ASSERT_FALSE(back.has_value());
+  EXPECT_EQ(back.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(back.error().message,
+            "deployment web rolls out revision 4 by now, not 2: not rolled back");
+  EXPECT_TRUE(fake_.deployment_patches().empty());
+}
+
 }  // namespace
 }  // namespace prescale::kube
