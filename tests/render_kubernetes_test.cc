@@ -642,29 +642,11 @@ gateway:
   EXPECT_THAT(controller.log(), HasSubstr("(evicted: a new pod starts; this one leaves)"));
 }
 
-// The controller's rollout analysis in a cluster: web rolls out revision 2 (one pod) over revision
-// 1 (the other), and revision 2 answers 500 to every request (its probes pass, and the gateway's
-// outlier detection is set not to eject it). The controller judges it against revision 1 on what
-// the gateway counted of both and rolls web back: the Deployment's pod template becomes
-// revision 1's again, as `kubectl rollout undo` makes it (a few seconds).
-TEST(RenderKubernetesTest, TheRenderedControllerRollsBackARevisionThatFails) {
-  TempDir dir;
-  const std::string config = R"(version: 1
-services:
-  - name: web
-    kind: builtin/echo
-    replicas: {min: 2, max: 2, initial: 2}
-    startup_time: 2s
-gateway:
-  health_check: {interval: 1s, timeout: 500ms}
-  outlier_detection: {consecutive_5xx: 100000}
-)";
-  const auto [docs, mounted] = render_and_mount(dir, config);
-  ASSERT_FALSE(docs.empty());
-  RunningPods pods = run_pods(dir, mounted, docs, 2);
-  ASSERT_GT(pods.port, 0);
+// web rolls out revision 2 (ReplicaSet web-9f2d) over revision 1 (web-5c7b), as the stand-in API
+// server tells it: the first of `pods`' web pods is revision 1's, the second revision 2's, named
+// web-9f2d-n1. Returns revision 1's pod template, as the Deployment holds it after a rollback.
+nlohmann::json start_rollout(const TempDir& dir, const RunningPods& pods) {
   kube::fake::FakeApiServer& api = *pods.api;
-  const Subprocess& controller = *pods.controller;
   // The two revisions' templates, as far as the rollback is concerned: the release differs, and
   // the new one has an annotation the old one had not.
   const nlohmann::json old_template = {
@@ -703,6 +685,34 @@ gateway:
                .ports = {{"http", second_port}},
                .template_hash = "9f2d"});
   api.remove_pod(pods.web_names[1]);
+  return old_template;
+}
+
+// The controller's rollout analysis in a cluster: web rolls out revision 2 (one pod) over revision
+// 1 (the other), and revision 2 answers 500 to every request (its probes pass, and the gateway's
+// outlier detection is set not to eject it). The controller judges it against revision 1 on what
+// the gateway counted of both and rolls web back: the Deployment's pod template becomes
+// revision 1's again, as `kubectl rollout undo` makes it (a few seconds).
+TEST(RenderKubernetesTest, TheRenderedControllerRollsBackARevisionThatFails) {
+  TempDir dir;
+  const std::string config = R"(version: 1
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 2, max: 2, initial: 2}
+    startup_time: 2s
+gateway:
+  health_check: {interval: 1s, timeout: 500ms}
+  outlier_detection: {consecutive_5xx: 100000}
+)";
+  const auto [docs, mounted] = render_and_mount(dir, config);
+  ASSERT_FALSE(docs.empty());
+  RunningPods pods = run_pods(dir, mounted, docs, 2);
+  ASSERT_GT(pods.port, 0);
+  kube::fake::FakeApiServer& api = *pods.api;
+  const Subprocess& controller = *pods.controller;
+  const nlohmann::json old_template = start_rollout(dir, pods);
+  const int second_port = testing::port_from_file(dir.file(pods.web_names[1] + ".port"));
   // The new revision's process: its probes pass, every request fails.
   pods.web[1]->signal(SIGKILL);
   ASSERT_TRUE(pods.web[1]->wait(5s).has_value());
@@ -722,6 +732,43 @@ gateway:
       << controller.log();
   EXPECT_THAT(controller.log(), HasSubstr("; back to revision 1"));
   EXPECT_TRUE(api.deleted().empty());  // a rollback, not an eviction
+}
+
+// A new revision whose pods restart twice in all (crash-looping here: the stand-in API server tells
+// the restarts) is rolled back at once, as under `prescale up`; nothing is evicted.
+TEST(RenderKubernetesTest, TheRenderedControllerRollsBackARevisionWhosePodsRestart) {
+  TempDir dir;
+  const auto [docs, mounted] = render_and_mount(dir, R"(version: 1
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 2, max: 2, initial: 2}
+    startup_time: 2s
+)");
+  ASSERT_FALSE(docs.empty());
+  RunningPods pods = run_pods(dir, mounted, docs, 2);
+  ASSERT_GT(pods.port, 0);
+  kube::fake::FakeApiServer& api = *pods.api;
+  const Subprocess& controller = *pods.controller;
+  const nlohmann::json old_template = start_rollout(dir, pods);
+  kube::fake::FakePod fresh = *api.pod("web-9f2d-n1");
+  // The controller reads the Deployments every 5 s: it knows of the rollout within that. Each
+  // restart is seen at a look of its own (it looks every second), and one is not enough.
+  ASSERT_TRUE(says(controller, "controller for 1 services")) << controller.log();
+  for (const auto& [restarts, wait] : {std::pair{1, 6s}, std::pair{2, 2s}}) {
+    ASSERT_FALSE(testing::wait_for([&] { return !api.deployment_patches().empty(); }, wait))
+        << controller.log();
+    fresh.restarts = restarts;
+    api.set_pod(fresh);
+  }
+  ASSERT_TRUE(testing::wait_for([&] { return !api.deployment_patches().empty(); }, 10s))
+      << controller.log();
+  EXPECT_EQ(api.pod_template("web"), old_template);
+  EXPECT_TRUE(says(controller,
+                   "rollback web: revision 2 failed: web-9f2d-n1 restarted: the new revision's "
+                   "pods restarted 2 times in all; back to revision 1"))
+      << controller.log();
+  EXPECT_TRUE(api.deleted().empty());
 }
 
 }  // namespace

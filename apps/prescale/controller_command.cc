@@ -166,8 +166,12 @@ Clock::Duration replacement_lead(const scaling::ServiceObservation& s, Clock::Du
   return 2 * startup + std::chrono::seconds(10) + h.look_interval + h.leave_time;
 }
 
+// `restarted` and `ejections` are what KubeWorld::take_restarted() and take_ejections() told since
+// the last look.
 void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
-          bool recommend_only, Clock::TimePoint now) {
+          const std::vector<std::string>& restarted,
+          const std::vector<std::pair<std::string, std::string>>& ejections, bool recommend_only,
+          Clock::TimePoint now) {
   std::set<std::string> present;
   for (const scaling::ServiceObservation& s : snapshot.services) {
     const auto limit = h.limits.find(s.name);
@@ -188,13 +192,13 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
   // memory's trend, its ejections) is forgotten, as `prescale up` forgets a crashed replica. Not
   // while it is being replaced (the replacement goes on), nor while its replacement's give-up
   // holds it back (a cluster that cannot start a replacement is not asked at every restart).
-  for (const std::string& pod : world.take_restarted()) {
+  for (const std::string& pod : restarted) {
     if (world.replacing(pod) || h.given_up.contains(pod)) continue;
     h.healer.forget(pod);
     h.looked_at.erase(pod);
     h.warned.erase(pod);
   }
-  for (const auto& [service, pod] : world.take_ejections()) {
+  for (const auto& [service, pod] : ejections) {
     if (!present.contains(pod)) continue;
     h.healer.ejected(service, pod, now);
     h.looked_at.insert(pod);
@@ -255,22 +259,74 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
   }
 }
 
-// The rollout analysis over the Deployments rolling out (docs/kubernetes.md, "Rollouts"): each
-// new revision judged against the one it replaces on what the gateways counted of both
-// (healing::RolloutWatch, as `prescale up` judges its own), and one that fares worse rolled
-// back to it (KubeWorld::roll_back, as `kubectl rollout undo` would). With `enabled` false what
-// was counted is forgotten.
-void judge_rollouts(kube::KubeWorld& world, healing::RolloutWatch& watch, bool enabled,
+// The Deployments rolling out (docs/kubernetes.md, "Rollouts"), as `prescale up` judges its own
+// rollouts: a new revision whose pods restart twice in all (a crash, a failed liveness probe, the
+// memory limit), or one of whose pods a gateway ejects, fails at once; with `analysis`, one that
+// fails more often or answers more slowly than the revision it replaces, on what the gateways
+// counted of both (healing::RolloutWatch), fails too. A failed revision is rolled back to the one
+// it replaces (KubeWorld::roll_back, as `kubectl rollout undo` would). The new revision's pods'
+// ejections are taken out of `ejections` (the rollback removes them; the healer does not evict
+// them).
+struct RolloutJudge {
+  healing::RolloutWatch watch;
+  std::map<std::string, std::pair<int, int>>
+      restarts;  // by service: (revision, its pods' restarts)
+};
+
+void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, bool analysis,
+                    const std::vector<std::string>& restarted,
+                    std::vector<std::pair<std::string, std::string>>& ejections,
                     bool recommend_only, telemetry::CounterFamily& rollbacks,
                     Clock::TimePoint now) {
-  const std::map<std::string, healing::RolloutRevisions> rolling =
-      enabled ? world.rollouts() : std::map<std::string, healing::RolloutRevisions>{};
+  const std::map<std::string, healing::RolloutRevisions> rolling = world.rollouts();
+  std::erase_if(judge.restarts, [&](const auto& e) {
+    const auto r = rolling.find(e.first);
+    return r == rolling.end() || r->second.revision != e.second.first;
+  });
   if (rolling.empty()) {
-    (void)watch.look({}, {}, {}, now);  // forgets the rollouts that ended
+    (void)judge.watch.look({}, {}, {}, now);  // forgets the rollouts that ended
     return;
   }
-  for (const healing::RolloutFailure& f :
-       watch.look(rolling, world.rollout_replicas(), world.upstream_attempts(), now)) {
+  const std::vector<healing::RolloutReplica> replicas = world.rollout_replicas();
+  // The pod of a new revision under judgement, if `pod` is one.
+  auto fresh = [&](const std::string& pod) -> const healing::RolloutReplica* {
+    for (const healing::RolloutReplica& r : replicas) {
+      if (r.id != pod) continue;
+      const auto at = rolling.find(r.service);
+      if (at != rolling.end() && at->second.revision != at->second.stable &&
+          r.revision == at->second.revision) {
+        return &r;
+      }
+    }
+    return nullptr;
+  };
+  std::vector<healing::RolloutFailure> failures;
+  for (const std::string& pod : restarted) {
+    const healing::RolloutReplica* r = fresh(pod);
+    if (r == nullptr) continue;
+    auto& [revision, n] = judge.restarts[r->service];
+    revision = r->revision;
+    if (++n >= 2) {  // again at each restart should the rollback fail
+      failures.push_back(
+          {r->service, pod,
+           "restarted: the new revision's pods restarted " + std::to_string(n) + " times in all"});
+    }
+  }
+  std::erase_if(ejections, [&](const std::pair<std::string, std::string>& e) {
+    const healing::RolloutReplica* r = fresh(e.second);
+    if (r == nullptr) return false;
+    failures.push_back({r->service, e.second, "was ejected by the gateway's outlier detection"});
+    return true;
+  });
+  std::map<std::string, healing::RolloutRevisions> judged = rolling;
+  if (!analysis) judged.clear();  // and what was counted is forgotten
+  for (healing::RolloutFailure& f :
+       judge.watch.look(judged, replicas, world.upstream_attempts(), now)) {
+    failures.push_back(std::move(f));
+  }
+  std::set<std::string> done;  // one rollback per service
+  for (const healing::RolloutFailure& f : failures) {
+    if (!done.insert(f.service).second) continue;
     const healing::RolloutRevisions& r = rolling.at(f.service);
     if (recommend_only) {
       spdlog::warn("would roll back {}: revision {} failed: {} {}; back to revision {}", f.service,
@@ -463,7 +519,7 @@ int ControllerCommand::run() const {
                           .min_interval = config.healer.min_interval,
                           .memory = {}});
   Healing cluster_healing{healer, {}, {}, (*policy)->observe_interval(), wo.leave_time, {}, {}, {}};
-  healing::RolloutWatch rollout_watch;  // a new revision against the old one, while both serve
+  RolloutJudge rollout_judge;  // a new revision against the old one, while both serve
   for (const ServiceConfig& c : config.services) {
     cluster_healing.limits[c.name] = c.memory_limit.bytes;
     cluster_healing.startup_times[c.name] = service_spec(c).startup_time;
@@ -496,11 +552,15 @@ int ControllerCommand::run() const {
         [&world, looked_at](std::string_view s) { return world.gateway_shares(s, looked_at); });
     observed = true;
     last_tick = clock.now().time_since_epoch().count();
+    const std::vector<std::string> restarted = world.take_restarted();
+    std::vector<std::pair<std::string, std::string>> ejections = world.take_ejections();
+    judge_rollouts(world, rollout_judge, config.healer.enabled && config.healer.rollout_analysis,
+                   restarted, ejections, f.recommend_only, rollbacks_counter, clock.now());
     if (config.healer.enabled) {
-      heal(cluster_healing, controller.last_snapshot(), world, f.recommend_only, clock.now());
+      heal(cluster_healing, controller.last_snapshot(), world, restarted, ejections,
+           f.recommend_only, clock.now());
     }
-    judge_rollouts(world, rollout_watch, config.healer.enabled && config.healer.rollout_analysis,
-                   f.recommend_only, rollbacks_counter, clock.now());
+
     for (const control::Event& e : controller.take_events()) {
       events_counter.with({e.service, e.to_replicas > e.from_replicas ? "up" : "down"}).inc();
       spdlog::info("{} {} {} -> {}: {}", f.recommend_only ? "would scale" : "scaled", e.service,

@@ -104,7 +104,7 @@ Json merge_patch_between(const Json& from, const Json& to) {
   return patch;
 }
 
-// Ejections kept for take_ejections() at most (a controller whose healer is off takes none).
+// Ejections (and restarts) kept for take_ejections() (take_restarted()) at most.
 constexpr std::size_t kMaxEjections = 1000;
 // A Deployment read this soon after this world patched its scale may be the API server cache's
 // older copy: what was patched stands.
@@ -295,8 +295,10 @@ struct KubeWorld::State {
       if (service_named(p.app) == nullptr) continue;
       now_seen[p.uid] = p.restarts;
       const auto seen = restarts_seen.find(p.uid);
-      if (seen != restarts_seen.end() && p.restarts > seen->second &&
-          restarted.size() < kMaxEjections) {
+      if (seen == restarts_seen.end()) continue;
+      // Once per restart since the last list (a few at most: a crash loop backs off).
+      for (int i = seen->second;
+           i < std::min(p.restarts, seen->second + 10) && restarted.size() < kMaxEjections; ++i) {
         restarted.push_back(p.name);
       }
     }

@@ -134,7 +134,8 @@ class KubeWorld final : public control::World {
   // kept between calls. A gateway pod of the first list counts from its first answer.
   std::vector<std::pair<std::string, std::string>> take_ejections();
   // The service pods whose containers restarted (restartCount grew: a crash, a failed liveness
-  // probe, the kernel at the memory limit) since the last call: new processes under old names.
+  // probe, the kernel at the memory limit) since the last call, once per restart (at most 10 per
+  // pod at one look, 1,000 kept between calls): new processes under old names.
   std::vector<std::string> take_restarted();
   // Whether `pod` is being replaced (replace_when_ready, or taken on from a controller before).
   bool replacing(std::string_view pod) const;

@@ -769,8 +769,8 @@ TEST_F(KubeWorldTest, AMarkedPodWhoseSurgeTheDeploymentDoesNotHoldIsSurgedAnew) 
   EXPECT_EQ(fake_.deleted(), std::vector<std::string>{"web-a"});
 }
 
-// A service pod whose container restarted is told once, by name (its restartCount grew); the
-// gateway's pods are not the healer's.
+// A service pod whose container restarted is told by name, once per restart (its restartCount
+// grew); the gateway's pods are not the healer's.
 TEST_F(KubeWorldTest, APodWhoseContainerRestartedIsTold) {
   KubeWorld world = make_world();
   world.observe(clock_.now());
@@ -786,6 +786,11 @@ TEST_F(KubeWorldTest, APodWhoseContainerRestartedIsTold) {
   clock_.advance(1s);
   world.observe(clock_.now());
   EXPECT_TRUE(world.take_restarted().empty());
+  // Twice between two looks: told twice.
+  fake_.set_pod({.name = "web-a", .app = "web", .ports = {{"http", web_a_.port()}}, .restarts = 3});
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(world.take_restarted(), (std::vector<std::string>{"web-a", "web-a"}));
 }
 
 // A gateway's counts of its attempts at each address: `ok` answered 200 within 5 ms, `failed`
