@@ -269,8 +269,17 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
 // them).
 struct RolloutJudge {
   healing::RolloutWatch watch;
-  std::map<std::string, std::pair<int, int>>
-      restarts;  // by service: (revision, its pods' restarts)
+  // By service: (the revision rolling out, its pods' restarts).
+  std::map<std::string, std::pair<int, int>> restarts;
+  // A failed revision, by service, until it is rolled back (tried again at each look: the API
+  // may refuse for now) or no longer rolls out.
+  struct Failed {
+    int revision = 0;
+    healing::RolloutFailure failure;
+    bool said = false;  // that it is not rolled back yet
+  };
+  std::map<std::string, Failed> failed;
+  std::map<std::string, healing::RolloutRevisions> said;  // the rollouts said to be judged
 };
 
 void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, bool analysis,
@@ -278,11 +287,24 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, bool analysis,
                     std::vector<std::pair<std::string, std::string>>& ejections,
                     bool recommend_only, telemetry::CounterFamily& rollbacks,
                     Clock::TimePoint now) {
-  const std::map<std::string, healing::RolloutRevisions> rolling = world.rollouts();
-  std::erase_if(judge.restarts, [&](const auto& e) {
-    const auto r = rolling.find(e.first);
-    return r == rolling.end() || r->second.revision != e.second.first;
+  std::map<std::string, healing::RolloutRevisions> rolling = world.rollouts();
+  std::erase_if(rolling, [](const auto& e) {  // a rollback under way: nothing to judge
+    return e.second.revision == e.second.stable;
   });
+  for (const auto& [service, r] : rolling) {
+    if (const auto said = judge.said.find(service);
+        said == judge.said.end() || !(said->second == r)) {
+      spdlog::info("rollout {}: revision {} replaces revision {}: judged while both serve", service,
+                   r.revision, r.stable);
+    }
+  }
+  judge.said = rolling;
+  const auto ended = [&](const std::string& service, int revision) {
+    const auto r = rolling.find(service);
+    return r == rolling.end() || r->second.revision != revision;
+  };
+  std::erase_if(judge.restarts, [&](const auto& e) { return ended(e.first, e.second.first); });
+  std::erase_if(judge.failed, [&](const auto& e) { return ended(e.first, e.second.revision); });
   if (rolling.empty()) {
     (void)judge.watch.look({}, {}, {}, now);  // forgets the rollouts that ended
     return;
@@ -293,59 +315,79 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, bool analysis,
     for (const healing::RolloutReplica& r : replicas) {
       if (r.id != pod) continue;
       const auto at = rolling.find(r.service);
-      if (at != rolling.end() && at->second.revision != at->second.stable &&
-          r.revision == at->second.revision) {
-        return &r;
-      }
+      if (at != rolling.end() && r.revision == at->second.revision) return &r;
     }
     return nullptr;
   };
-  std::vector<healing::RolloutFailure> failures;
+  auto fail = [&](healing::RolloutFailure f) {
+    const int revision = rolling.at(f.service).revision;
+    judge.failed.try_emplace(f.service, RolloutJudge::Failed{revision, std::move(f), false});
+  };
   for (const std::string& pod : restarted) {
     const healing::RolloutReplica* r = fresh(pod);
     if (r == nullptr) continue;
     auto& [revision, n] = judge.restarts[r->service];
     revision = r->revision;
-    if (++n >= 2) {  // again at each restart should the rollback fail
-      failures.push_back(
-          {r->service, pod,
-           "restarted: the new revision's pods restarted " + std::to_string(n) + " times in all"});
+    if (++n >= 2) {
+      fail({r->service, pod,
+            "restarted: the new revision's pods restarted " + std::to_string(n) + " times in all"});
     }
   }
-  std::erase_if(ejections, [&](const std::pair<std::string, std::string>& e) {
-    const healing::RolloutReplica* r = fresh(e.second);
-    if (r == nullptr) return false;
-    failures.push_back({r->service, e.second, "was ejected by the gateway's outlier detection"});
-    return true;
-  });
+  std::set<std::string> ejected;  // the new revisions' pods ejected this look
+  for (const auto& [service, pod] : ejections) {
+    if (const healing::RolloutReplica* r = fresh(pod)) {
+      fail({r->service, pod, "was ejected by the gateway's outlier detection"});
+      ejected.insert(pod);
+    }
+  }
   std::map<std::string, healing::RolloutRevisions> judged = rolling;
   if (!analysis) judged.clear();  // and what was counted is forgotten
   for (healing::RolloutFailure& f :
        judge.watch.look(judged, replicas, world.upstream_attempts(), now)) {
-    failures.push_back(std::move(f));
+    fail(std::move(f));
   }
-  std::set<std::string> done;  // one rollback per service
-  for (const healing::RolloutFailure& f : failures) {
-    if (!done.insert(f.service).second) continue;
-    const healing::RolloutRevisions& r = rolling.at(f.service);
+  std::set<std::string> rolled_back;
+  for (auto it = judge.failed.begin(); it != judge.failed.end();) {
+    RolloutJudge::Failed& failed = it->second;
+    const healing::RolloutFailure& f = failed.failure;
+    const int stable = rolling.at(f.service).stable;
     if (recommend_only) {
-      spdlog::warn("would roll back {}: revision {} failed: {} {}; back to revision {}", f.service,
-                   r.revision, f.replica, f.why, r.stable);
+      if (!failed.said) {
+        spdlog::warn("would roll back {}: revision {} failed: {} {}; back to revision {}",
+                     f.service, failed.revision, f.replica, f.why, stable);
+      }
+      failed.said = true;
+      ++it;
       continue;
     }
     Result<int> back = world.roll_back(f.service);
-    if (!back) {
-      spdlog::warn("rollback {}: revision {} failed: {} {}; not rolled back: {}{}", f.service,
-                   r.revision, f.replica, f.why, back.error().message,
-                   back.error().message.find(": 403 ") != std::string::npos
-                       ? " (the API refused: is the rendered Role applied?)"
-                       : "");
+    if (back) {
+      rollbacks.with({f.service}).inc();
+      spdlog::warn("rollback {}: revision {} failed: {} {}; back to revision {}", f.service,
+                   failed.revision, f.replica, f.why, *back);
+      rolled_back.insert(f.service);
+      it = judge.failed.erase(it);
       continue;
     }
-    rollbacks.with({f.service}).inc();
-    spdlog::warn("rollback {}: revision {} failed: {} {}; back to revision {}", f.service,
-                 r.revision, f.replica, f.why, *back);
+    // Edited since (a new revision will be judged anew), or no longer rolling out: given up.
+    const bool final = back.error().code == ErrorCode::kInvalidArgument ||
+                       back.error().code == ErrorCode::kNotFound;
+    if (final || !failed.said) {
+      spdlog::warn("rollback {}: revision {} failed: {} {}; not rolled back: {}{}", f.service,
+                   failed.revision, f.replica, f.why, back.error().message,
+                   back.error().message.find(": 403 ") != std::string::npos
+                       ? " (the API refused: is the rendered Role applied?)"
+                   : final ? ""
+                           : "; tried again at each look");
+    }
+    failed.said = true;
+    it = final ? judge.failed.erase(it) : std::next(it);
   }
+  // The ejections of a revision rolled back are the rollback's: no eviction. Those of one not
+  // rolled back (yet) are the healer's as ever.
+  std::erase_if(ejections, [&](const std::pair<std::string, std::string>& e) {
+    return ejected.contains(e.second) && rolled_back.contains(e.first);
+  });
 }
 
 }  // namespace
@@ -404,8 +446,8 @@ int ControllerCommand::run() const {
                        "Replica count changes applied, by direction", {"service", "direction"});
   telemetry::CounterFamily& rollbacks_counter = registry.counter(
       "prescale_controller_rollbacks_total",
-      "Rollouts rolled back: a new revision that failed more often or answered more slowly than "
-      "the one it replaced",
+      "Rollouts rolled back: a new revision whose pods restarted or were ejected, or that failed "
+      "more often or answered more slowly than the one it replaced",
       {"service"});
 
   Clock& clock = Clock::real();

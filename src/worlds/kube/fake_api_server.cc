@@ -130,6 +130,7 @@ struct FakeApiServer::State {
                     {{"name", name},
                      {"namespace", name_space},
                      {"labels", labels(name)},
+                     {"uid", "uid-deployment-" + name},
                      {"generation", generation},
                      {"resourceVersion", std::to_string(v == versions.end() ? 1 : v->second)}}},
                    {"spec", {{"replicas", replicas}}},
@@ -146,17 +147,24 @@ struct FakeApiServer::State {
     l["pod-template-hash"] = rs.hash;
     Json status = Json::object();
     if (rs.replicas != 0) status["replicas"] = rs.replicas;
+    Json annotations = {{"deployment.kubernetes.io/revision", std::to_string(rs.revision)}};
+    if (!rs.revision_history.empty()) {
+      annotations["deployment.kubernetes.io/revision-history"] = rs.revision_history;
+    }
     return {{"apiVersion", "apps/v1"},
             {"kind", "ReplicaSet"},
             {"metadata",
              {{"name", rs.name},
               {"namespace", name_space},
               {"labels", l},
-              {"annotations", {{"deployment.kubernetes.io/revision", std::to_string(rs.revision)}}},
-              {"ownerReferences", Json::array({{{"apiVersion", "apps/v1"},
-                                                {"kind", "Deployment"},
-                                                {"name", rs.deployment},
-                                                {"controller", true}}})}}},
+              {"annotations", annotations},
+              {"ownerReferences",
+               Json::array({{{"apiVersion", "apps/v1"},
+                             {"kind", "Deployment"},
+                             {"name", rs.deployment},
+                             {"uid", rs.owner_uid.empty() ? "uid-deployment-" + rs.deployment
+                                                          : rs.owner_uid},
+                             {"controller", true}}})}}},
             {"spec", {{"replicas", rs.replicas}, {"template", rs.pod_template}}},
             {"status", status}};
   }

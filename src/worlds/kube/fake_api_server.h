@@ -48,6 +48,10 @@ struct FakeReplicaSet {
   int revision = 1;                                        // deployment.kubernetes.io/revision
   int replicas = 0;                                        // status.replicas
   nlohmann::json pod_template = nlohmann::json::object();  // spec.template
+  // deployment.kubernetes.io/revision-history (the revisions it had before it was taken up
+  // again); "" = none.
+  std::string revision_history = {};
+  std::string owner_uid = {};  // its owner's uid; "" = the Deployment's
 };
 
 // A pod object as the API returns it.

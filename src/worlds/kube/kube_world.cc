@@ -85,6 +85,16 @@ int revision_of(const Json& object) {
   return ec == std::errc() && end == text.data() + text.size() && n > 0 ? n : 0;
 }
 
+// A pod template as the Deployment holds it: its ReplicaSet's without the pod-template-hash label.
+Json without_hash(Json pod_template) {
+  if (pod_template.is_object() && pod_template.contains("metadata") &&
+      pod_template["metadata"].is_object() && pod_template["metadata"].contains("labels") &&
+      pod_template["metadata"]["labels"].is_object()) {
+    pod_template["metadata"]["labels"].erase("pod-template-hash");
+  }
+  return pod_template;
+}
+
 // A JSON merge patch (RFC 7386) that turns `from` into `to`: members of `from` missing from `to`
 // become null (removed), objects are patched member by member, anything else is replaced.
 Json merge_patch_between(const Json& from, const Json& to) {
@@ -127,14 +137,20 @@ struct KubeWorld::State {
     std::optional<Clock::TimePoint> patched_at = {};  // its scale's last patch
     bool rolling = false;  // a rollout under way: pods of its new template not all updated yet
     int revision = 0;      // the Deployment's deployment.kubernetes.io/revision; 0: none read
+    std::string uid = {};  // the Deployment's metadata.uid, as last read
     // Its rollout (rollouts()), and the old ReplicaSet's name and pod template: what roll_back()
     // goes back to.
     std::optional<healing::RolloutRevisions> rollout = {};
     std::string stable_replica_set = {};
     Json stable_template = {};
+    Json fresh_template = {};  // the new ReplicaSet's, its pod-template-hash label left out
     // Revisions by pod-template-hash, of its ReplicaSets as last read while it rolled out.
     std::map<std::string, int> revision_of_hash = {};
-    std::string rolled_back_to = {};  // the ReplicaSet roll_back() returned to, until rolled out
+    // What roll_back() left (the revision that failed, and the ReplicaSet it returned to), until
+    // the service is rolled out: neither is judged again meanwhile (the Deployment controller
+    // takes a moment to act on it, a paused Deployment until it is resumed).
+    int rolled_back_from = 0;
+    std::string rolled_back_to = {};
   };
   // A gateway pod's last answer.
   struct GatewaySeen {
@@ -512,9 +528,15 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
     for (const auto& [address, n] : upstreams) {
       if (known && !new_process) {
         const auto was = last->second.upstreams.find(address);
-        healing::add_attempts(
-            upstream_total[address], n,
-            was == last->second.upstreams.end() ? healing::RevisionSample{} : was->second);
+        // Counts that went down started again (a restart not otherwise seen): all of them are new.
+        const bool went_down =
+            was != last->second.upstreams.end() &&
+            (n.attempts < was->second.attempts || n.failed < was->second.failed ||
+             n.latency_sum < was->second.latency_sum);
+        healing::add_attempts(upstream_total[address], n,
+                              was == last->second.upstreams.end() || went_down
+                                  ? healing::RevisionSample{}
+                                  : was->second);
       } else if (counts_all) {
         healing::add_attempts(upstream_total[address], n, {});
       }
@@ -597,6 +619,7 @@ void KubeWorld::State::read_deployments(Clock::TimePoint now) {
       const std::int64_t current = integer_at(d, {"status", "replicas"});
       s.rolling = observed < generation || updated < replicas || current > updated;
       s.revision = revision_of(d);
+      s.uid = string_at(d, {"metadata", "uid"});
       // Under a surge the Deployment holds one more than desired, and just after a patch the
       // list (from the API server's cache) may not show it yet: desired is what was set.
       if (auto r = replacing.find(name); r != replacing.end() && r->second.surged) continue;
@@ -615,6 +638,7 @@ void KubeWorld::State::read_deployments(Clock::TimePoint now) {
   for (Service& s : services) {
     if (s.rolling) continue;
     s.rollout.reset();
+    s.rolled_back_from = 0;
     s.rolled_back_to.clear();
   }
 }
@@ -638,18 +662,28 @@ void KubeWorld::State::read_replica_sets() {
     int revision = 0;
     std::int64_t replicas = 0;
     const Json* pod_template = nullptr;
+    std::string owner_uid;
+    // A ReplicaSet the Deployment controller took up again (a rollback, `kubectl rollout undo`):
+    // it lists the revisions it had before.
+    bool reused = false;
   };
   std::map<std::string, std::vector<ReplicaSet>, std::less<>> by_deployment;
   if (list->contains("items") && (*list)["items"].is_array()) {
     for (const Json& rs : (*list)["items"]) {
-      std::string owner;
+      // Its controller: the Deployment that manages it.
+      std::string owner, owner_uid;
       if (const Json* refs = rs.contains("metadata") && rs["metadata"].is_object() &&
                                      rs["metadata"].contains("ownerReferences")
                                  ? &rs["metadata"]["ownerReferences"]
                                  : nullptr;
           refs != nullptr && refs->is_array()) {
         for (const Json& ref : *refs) {
-          if (string_at(ref, {"kind"}) == "Deployment") owner = string_at(ref, {"name"});
+          if (string_at(ref, {"kind"}) != "Deployment" || !ref.is_object() ||
+              !ref.contains("controller") || ref["controller"] != Json(true)) {
+            continue;
+          }
+          owner = string_at(ref, {"name"});
+          owner_uid = string_at(ref, {"uid"});
         }
       }
       const auto t =
@@ -658,10 +692,12 @@ void KubeWorld::State::read_replica_sets() {
           t == rs["spec"].end() || !t->is_object()) {
         continue;
       }
-      by_deployment[owner].push_back({string_at(rs, {"metadata", "name"}),
-                                      string_at(rs, {"metadata", "labels", "pod-template-hash"}),
-                                      revision_of(rs), integer_at(rs, {"status", "replicas"}),
-                                      &*t});
+      by_deployment[owner].push_back(
+          {string_at(rs, {"metadata", "name"}),
+           string_at(rs, {"metadata", "labels", "pod-template-hash"}), revision_of(rs),
+           integer_at(rs, {"status", "replicas"}), &*t, owner_uid,
+           !string_at(rs, {"metadata", "annotations", "deployment.kubernetes.io/revision-history"})
+                .empty()});
     }
   }
   for (Service& s : services) {
@@ -672,6 +708,10 @@ void KubeWorld::State::read_replica_sets() {
       s.rollout.reset();
       continue;
     }
+    // A ReplicaSet left by a Deployment of the same name deleted before is not this one's.
+    std::erase_if(sets->second, [&](const ReplicaSet& rs) {
+      return !s.uid.empty() && !rs.owner_uid.empty() && rs.owner_uid != s.uid;
+    });
     const ReplicaSet* fresh = nullptr;
     for (const ReplicaSet& rs : sets->second) {
       if (!rs.hash.empty()) s.revision_of_hash[rs.hash] = rs.revision;
@@ -681,23 +721,24 @@ void KubeWorld::State::read_replica_sets() {
       s.rollout.reset();
       continue;
     }
-    if (fresh->name == s.rolled_back_to) {  // the rollback under way: nothing to judge
+    // A rollback under way (this controller's, not acted on yet or under way; or one the
+    // Deployment controller took an old ReplicaSet up again for): nothing to judge.
+    if (s.revision == s.rolled_back_from || fresh->name == s.rolled_back_to || fresh->reused) {
       s.rollout = healing::RolloutRevisions{s.revision, s.revision};
       continue;
     }
-    // The same rollout as before (the same revision, its old ReplicaSet still there) keeps the
-    // old side it began with.
+    // The old side is chosen once per rollout, and kept while the Deployment rolls (an edit made
+    // meanwhile rolls out a third revision over the same old one, as under `prescale up`): the
+    // ReplicaSet with the most pods, the older on a tie.
     const ReplicaSet* stable = nullptr;
     for (const ReplicaSet& rs : sets->second) {
-      if (s.rollout && s.rollout->revision == s.revision && rs.name == s.stable_replica_set) {
-        stable = &rs;
-      }
+      if (s.rollout && rs.name == s.stable_replica_set && &rs != fresh) stable = &rs;
     }
     if (stable == nullptr) {
       for (const ReplicaSet& rs : sets->second) {
         if (&rs == fresh || rs.replicas <= 0) continue;
         if (stable == nullptr || rs.replicas > stable->replicas ||
-            (rs.replicas == stable->replicas && rs.revision > stable->revision)) {
+            (rs.replicas == stable->replicas && rs.revision < stable->revision)) {
           stable = &rs;
         }
       }
@@ -709,6 +750,7 @@ void KubeWorld::State::read_replica_sets() {
     s.rollout = healing::RolloutRevisions{s.revision, stable->revision};
     s.stable_replica_set = stable->name;
     s.stable_template = *stable->pod_template;
+    s.fresh_template = without_hash(*fresh->pod_template);
   }
 }
 
@@ -1094,19 +1136,35 @@ Result<int> KubeWorld::roll_back(std::string_view service) {
                           std::to_string(revision_of(*d)) + " by now, not " +
                           std::to_string(s->rollout->revision) + ": not rolled back");
   }
-  Json target = s->stable_template;
-  if (target.contains("metadata") && target["metadata"].is_object() &&
-      target["metadata"].contains("labels") && target["metadata"]["labels"].is_object()) {
-    target["metadata"]["labels"].erase("pod-template-hash");
-  }
+  const Json target = without_hash(s->stable_template);
   const Json current =
       d->contains("spec") && (*d)["spec"].is_object() && (*d)["spec"].contains("template")
           ? (*d)["spec"]["template"]
           : Json::object();
+  // An edit the Deployment controller has not acted on yet is in the template, not yet in the
+  // revision: it is not overwritten.
+  if (integer_at(*d, {"status", "observedGeneration"}) <
+          integer_at(*d, {"metadata", "generation"}) ||
+      current != s->fresh_template) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "deployment " + s->spec.name + " was edited since revision " +
+                          std::to_string(s->rollout->revision) + ": not rolled back");
+  }
+  if (d->contains("spec") && (*d)["spec"].is_object() && (*d)["spec"].contains("paused") &&
+      (*d)["spec"]["paused"] == Json(true)) {
+    return make_error(ErrorCode::kUnavailable,
+                      "deployment " + s->spec.name +
+                          " is paused (kubectl rollout resume, or roll it back yourself)");
+  }
   const Json patch = {
       {"metadata", {{"resourceVersion", string_at(*d, {"metadata", "resourceVersion"})}}},
       {"spec", {{"template", merge_patch_between(current, target)}}}};
   auto patched = st.call([&] { return st.api.merge_patch(path, patch); });
+  if (!patched && patched.error().code == ErrorCode::kTimeout) {
+    // It may have been applied: taken as a rollback under way, as the next reads will show.
+    s->rolled_back_from = s->rollout->revision;
+    s->rolled_back_to = s->stable_replica_set;
+  }
   if (!patched) {
     if (patched.error().message.find(": 409 ") != std::string::npos) {
       return make_error(ErrorCode::kInvalidArgument,
@@ -1116,6 +1174,7 @@ Result<int> KubeWorld::roll_back(std::string_view service) {
     }
     return std::unexpected(patched.error());
   }
+  s->rolled_back_from = s->rollout->revision;
   s->rolled_back_to = s->stable_replica_set;
   const int to = s->rollout->stable;
   s->rollout = healing::RolloutRevisions{s->rollout->revision, s->rollout->revision};

@@ -827,7 +827,7 @@ nlohmann::json web_template(const std::string& image, const std::string& hash,
   if (!env.empty()) container["env"] = {{{"name", "MODE"}, {"value", env}}};
   nlohmann::json t = {{"metadata",
                        {{"labels", {{"app.kubernetes.io/name", "web"}}},
-                        {"annotations", {{"checksum/config", hash}}}}},
+                        {"annotations", {{"checksum/config", image}}}}},
                       {"spec", {{"containers", nlohmann::json::array({container})}}}};
   if (!hash.empty()) t["metadata"]["labels"]["pod-template-hash"] = hash;
   return t;
@@ -942,6 +942,10 @@ TEST_F(KubeRolloutTest, ARollbackPutsTheOldTemplateBackAndIsNotJudgedItself) {
   using Revisions = std::map<std::string, healing::RolloutRevisions>;
   EXPECT_EQ(world.rollouts(), (Revisions{{"web", {2, 2}}}));  // nothing to judge
   EXPECT_EQ(world.roll_back("web").error().code, ErrorCode::kNotFound);
+  // Nor before the Deployment controller acts on it (or while the Deployment is paused).
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(world.rollouts(), (Revisions{{"web", {2, 2}}}));
 
   // The Deployment controller makes the old ReplicaSet revision 3, and rolls it out.
   fake_.set_template("web", 3, expected);
@@ -968,6 +972,62 @@ TEST_F(KubeRolloutTest, ADeploymentEditedSinceTheLastReadIsNotRolledBack) {
   EXPECT_EQ(back.error().message,
             "deployment web rolls out revision 4 by now, not 2: not rolled back");
   EXPECT_TRUE(fake_.deployment_patches().empty());
+  // Nor one the Deployment controller has not made a revision of yet.
+  fake_.set_template("web", 2, web_template("web:2", "", "fast"));
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  fake_.set_template("web", 2, web_template("web:3", "", "fast"));
+  back = world.roll_back("web");
+  ASSERT_FALSE(back.has_value());
+  EXPECT_EQ(back.error().message, "deployment web was edited since revision 2: not rolled back");
+  EXPECT_TRUE(fake_.deployment_patches().empty());
+}
+
+// A ReplicaSet the Deployment controller took up again (someone's `kubectl rollout undo`, a
+// rollback whose answer was lost) rolls out unjudged; one that a Deployment of the same name,
+// deleted since, left behind is no side of a rollout; a third revision rolls out over the same old
+// side as the second.
+TEST_F(KubeRolloutTest, ARollbackNotItsOwnIsNotJudgedNorAnotherDeploymentsReplicaSet) {
+  fake_.set_replica_set({.name = "web-old",
+                         .deployment = "web",
+                         .hash = "ooo",
+                         .revision = 3,
+                         .replicas = 5,
+                         .pod_template = web_template("web:old", "ooo"),
+                         .owner_uid = "uid-of-a-deleted-one"});
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  using Revisions = std::map<std::string, healing::RolloutRevisions>;
+  EXPECT_EQ(world.rollouts(), (Revisions{{"web", {2, 1}}}));
+  // An edit during the rollout: revision 3 over revision 1 still, though revision 2 has more pods.
+  fake_.set_template("web", 3, web_template("web:3", ""));
+  fake_.set_replica_set({.name = "web-bbb",
+                         .deployment = "web",
+                         .hash = "bbb",
+                         .revision = 2,
+                         .replicas = 2,
+                         .pod_template = web_template("web:2", "bbb", "fast")});
+  fake_.set_replica_set({.name = "web-ccc",
+                         .deployment = "web",
+                         .hash = "ccc",
+                         .revision = 3,
+                         .replicas = 1,
+                         .pod_template = web_template("web:3", "ccc")});
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(world.rollouts(), (Revisions{{"web", {3, 1}}}));
+  // Someone rolls back to revision 1: its ReplicaSet, taken up again, is revision 4.
+  fake_.set_template("web", 4, web_template("web:1", ""));
+  fake_.set_replica_set({.name = "web-aaa",
+                         .deployment = "web",
+                         .hash = "aaa",
+                         .revision = 4,
+                         .replicas = 1,
+                         .pod_template = web_template("web:1", "aaa"),
+                         .revision_history = "1"});
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(world.rollouts(), (Revisions{{"web", {4, 4}}}));
 }
 
 }  // namespace

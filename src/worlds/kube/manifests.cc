@@ -272,17 +272,21 @@ Json controller_container(const ManifestOptions& o) {
 // The controller's account, and what it may do: what it calls and no more — list pods, patch one
 // (its pod-deletion-cost, before a replacement) and evict one (a replica replaced), list
 // Deployments, read one and patch its pod template (a rollback), patch their scale, list
-// ReplicaSets (a rollout's revisions) — in its namespace only.
-std::vector<Json> controller_access(const ManifestOptions& o) {
+// ReplicaSets (a rollout's revisions) — in its namespace only, and of a Deployment only those of
+// the file's services (a list cannot be limited by name).
+std::vector<Json> controller_access(const Config& config, const ManifestOptions& o) {
   const Json labels = labels_of(kControllerName, "controller");
-  Json rules = Json::array(
-      {{{"apiGroups", {""}}, {"resources", {"pods"}}, {"verbs", {"list", "patch"}}},
-       {{"apiGroups", {""}}, {"resources", {"pods/eviction"}}, {"verbs", {"create"}}},
-       {{"apiGroups", {"apps"}},
-        {"resources", {"deployments"}},
-        {"verbs", {"list", "get", "patch"}}},
-       {{"apiGroups", {"apps"}}, {"resources", {"deployments/scale"}}, {"verbs", {"patch"}}},
-       {{"apiGroups", {"apps"}}, {"resources", {"replicasets"}}, {"verbs", {"list"}}}});
+  Json services = Json::array();
+  for (const ServiceConfig& s : config.services) services.push_back(s.name);
+  Json rules =
+      Json::array({{{"apiGroups", {""}}, {"resources", {"pods"}}, {"verbs", {"list", "patch"}}},
+                   {{"apiGroups", {""}}, {"resources", {"pods/eviction"}}, {"verbs", {"create"}}},
+                   {{"apiGroups", {"apps"}}, {"resources", {"deployments"}}, {"verbs", {"list"}}},
+                   {{"apiGroups", {"apps"}},
+                    {"resources", {"deployments", "deployments/scale"}},
+                    {"resourceNames", services},
+                    {"verbs", {"get", "patch"}}},
+                   {{"apiGroups", {"apps"}}, {"resources", {"replicasets"}}, {"verbs", {"list"}}}});
   // A subject with no namespace is the RoleBinding's own.
   return {
       {{"apiVersion", "v1"},
@@ -379,7 +383,7 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
   objects.push_back(disruption_budget(kGatewayName, "gateway", o));
 
   if (!o.controller) return objects;
-  for (Json& object : controller_access(o)) objects.push_back(std::move(object));
+  for (Json& object : controller_access(config, o)) objects.push_back(std::move(object));
   // The gateways read the admission limits at this name (--admission-from).
   objects.push_back(service_object(kControllerName, "controller",
                                    {{"ports", Json::array({{{"name", "admin"},

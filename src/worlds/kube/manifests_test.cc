@@ -325,9 +325,10 @@ TEST(KubeManifests, OnlyTheControllerTalksToTheApiWithWhatItCallsAndNoMore) {
   EXPECT_EQ(rules[1]["resources"], Json::array({"pods/eviction"}));
   EXPECT_EQ(rules[1]["verbs"], Json::array({"create"}));
   EXPECT_EQ(rules[2]["resources"], Json::array({"deployments"}));
-  EXPECT_EQ(rules[2]["verbs"], Json::array({"list", "get", "patch"}));
-  EXPECT_EQ(rules[3]["resources"], Json::array({"deployments/scale"}));
-  EXPECT_EQ(rules[3]["verbs"], Json::array({"patch"}));
+  EXPECT_EQ(rules[2]["verbs"], Json::array({"list"}));
+  EXPECT_EQ(rules[3]["resources"], Json::array({"deployments", "deployments/scale"}));
+  EXPECT_EQ(rules[3]["resourceNames"], Json::array({"checkout", "recommend", "forecast"}));
+  EXPECT_EQ(rules[3]["verbs"], Json::array({"get", "patch"}));
   EXPECT_EQ(rules[4]["resources"], Json::array({"replicasets"}));
   EXPECT_EQ(rules[4]["verbs"], Json::array({"list"}));
   const Json& binding = find(objects, "RoleBinding", "prescale-controller");
