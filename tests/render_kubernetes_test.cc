@@ -668,6 +668,19 @@ nlohmann::json start_rollout(const TempDir& dir, const RunningPods& pods) {
     t["metadata"]["labels"]["pod-template-hash"] = hash;
     return t;
   };
+  // The pods first: the controller knows each pod's revision from the first look that shows
+  // the rollout.
+  const int first_port = testing::port_from_file(dir.file(pods.web_names[0] + ".port"));
+  const int second_port = testing::port_from_file(dir.file(pods.web_names[1] + ".port"));
+  api.set_pod({.name = pods.web_names[0],
+               .app = "web",
+               .ports = {{"http", first_port}},
+               .template_hash = "5c7b"});
+  api.set_pod({.name = "web-9f2d-n1",
+               .app = "web",
+               .ports = {{"http", second_port}},
+               .template_hash = "9f2d"});
+  api.remove_pod(pods.web_names[1]);
   api.set_template("web", 2, new_template);
   api.set_rollout("web", /*updated=*/1);
   api.set_replica_set({.name = "web-5c7b",
@@ -682,17 +695,6 @@ nlohmann::json start_rollout(const TempDir& dir, const RunningPods& pods) {
                        .revision = 2,
                        .replicas = 1,
                        .pod_template = with_hash(new_template, "9f2d")});
-  const int first_port = testing::port_from_file(dir.file(pods.web_names[0] + ".port"));
-  const int second_port = testing::port_from_file(dir.file(pods.web_names[1] + ".port"));
-  api.set_pod({.name = pods.web_names[0],
-               .app = "web",
-               .ports = {{"http", first_port}},
-               .template_hash = "5c7b"});
-  api.set_pod({.name = "web-9f2d-n1",
-               .app = "web",
-               .ports = {{"http", second_port}},
-               .template_hash = "9f2d"});
-  api.remove_pod(pods.web_names[1]);
   return old_template;
 }
 
@@ -733,8 +735,8 @@ gateway:
   EXPECT_TRUE(says(controller, "rollback web: revision 2 failed: web-9f2d-n1 fails "))
       << controller.log();
   // Once: the stand-in has no Deployment controller to act on it, and the rollback stands as
-  // under way meanwhile (a look every second).
-  EXPECT_FALSE(testing::wait_for([&] { return api.deployment_patches().size() != 1; }, 3s))
+  // under way meanwhile (a look every second, the ReplicaSets read every 5 s).
+  EXPECT_FALSE(testing::wait_for([&] { return api.deployment_patches().size() != 1; }, 7s))
       << controller.log();
   EXPECT_THAT(controller.log(), HasSubstr("; back to revision 1"));
 }
@@ -766,6 +768,8 @@ services:
       },
       15s))
       << controller.log();
+  // A look more, so that the restart is one of a pod already seen.
+  ASSERT_FALSE(testing::wait_for([&] { return !api.deployment_patches().empty(); }, 2s));
   fresh.restarts = 1;
   api.set_pod(fresh);
   ASSERT_FALSE(testing::wait_for([&] { return !api.deployment_patches().empty(); }, 3s))

@@ -277,6 +277,9 @@ struct RolloutJudge {
     int revision = 0;
     healing::RolloutFailure failure;
     bool said = false;  // that it is not rolled back yet
+    // When it is tried again: 1 s after a refusal, then twice as long each time, up to 30 s.
+    Clock::TimePoint next_try = {};
+    Clock::Duration wait = std::chrono::seconds(1);
   };
   std::map<std::string, Failed> failed;
   std::map<std::string, healing::RolloutRevisions> said;  // the rollouts said to be judged
@@ -321,7 +324,7 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, bool analysis,
   };
   auto fail = [&](healing::RolloutFailure f) {
     const int revision = rolling.at(f.service).revision;
-    judge.failed.try_emplace(f.service, RolloutJudge::Failed{revision, std::move(f), false});
+    judge.failed.try_emplace(f.service, RolloutJudge::Failed{revision, std::move(f)});
   };
   for (const std::string& pod : restarted) {
     const healing::RolloutReplica* r = fresh(pod);
@@ -351,6 +354,10 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, bool analysis,
     RolloutJudge::Failed& failed = it->second;
     const healing::RolloutFailure& f = failed.failure;
     const int stable = rolling.at(f.service).stable;
+    if (now < failed.next_try) {
+      ++it;
+      continue;
+    }
     if (recommend_only) {
       if (!failed.said) {
         spdlog::warn("would roll back {}: revision {} failed: {} {}; back to revision {}",
@@ -369,7 +376,8 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, bool analysis,
       it = judge.failed.erase(it);
       continue;
     }
-    // Edited since (a new revision will be judged anew), or no longer rolling out: given up.
+    // Edited since (a new revision will be judged anew), or no longer rolling out: given up. The
+    // rest (a conflict, a change not acted on yet, a paused Deployment, the API) wait and retry.
     const bool final = back.error().code == ErrorCode::kInvalidArgument ||
                        back.error().code == ErrorCode::kNotFound;
     if (final || !failed.said) {
@@ -381,6 +389,8 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, bool analysis,
                            : "; tried again at each look");
     }
     failed.said = true;
+    failed.next_try = now + failed.wait;
+    failed.wait = std::min<Clock::Duration>(2 * failed.wait, std::chrono::seconds(30));
     it = final ? judge.failed.erase(it) : std::next(it);
   }
   // The ejections of a revision rolled back are the rollback's: no eviction. Those of one not

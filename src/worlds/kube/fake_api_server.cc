@@ -53,6 +53,22 @@ bool selected(const Json& object_labels, const std::string& selector) {
   return true;
 }
 
+// A list of objects (`kind`) made of `by_name`'s entries by `object(name, value)`, those the
+// request's labelSelector selects.
+template <typename T, typename MakeObject>
+http::Response list_of(const http::Request& req, const std::string& api_version,
+                       const std::string& kind, const std::map<std::string, T>& by_name,
+                       MakeObject object) {
+  const std::string selector = req.query_param("labelSelector").value_or("");
+  Json items = Json::array();
+  for (const auto& [name, value] : by_name) {
+    Json o = object(name, value);
+    if (selected(o["metadata"]["labels"], selector)) items.push_back(std::move(o));
+  }
+  return http::json_response(200,
+                             Json{{"apiVersion", api_version}, {"kind", kind}, {"items", items}});
+}
+
 }  // namespace
 
 Json pod_object(const FakePod& pod, const std::string& name_space) {
@@ -101,6 +117,8 @@ struct FakeApiServer::State {
     int revision = 0;
     Json pod_template;
     int generation = 1;
+    int behind = 0;  // status.observedGeneration this much short of the generation
+    bool paused = false;
   };
   std::map<std::string, Template> templates;  // by Deployment, where set_template() set one
   std::map<std::string, int> versions;        // resourceVersion, by Deployment
@@ -118,7 +136,8 @@ struct FakeApiServer::State {
     const auto t = templates.find(name);
     const int generation = t == templates.end() ? 1 : t->second.generation;
     // The API leaves a status field out when it is 0.
-    Json status = {{"observedGeneration", generation}};
+    Json status = {
+        {"observedGeneration", generation - (t == templates.end() ? 0 : t->second.behind)}};
     if (replicas != 0) status["replicas"] = replicas;
     if (const int n = u == updated.end() ? replicas : u->second; n != 0) {
       status["updatedReplicas"] = n;
@@ -135,6 +154,7 @@ struct FakeApiServer::State {
                      {"resourceVersion", std::to_string(v == versions.end() ? 1 : v->second)}}},
                    {"spec", {{"replicas", replicas}}},
                    {"status", status}};
+    if (t != templates.end() && t->second.paused) object["spec"]["paused"] = true;
     if (t != templates.end()) {
       object["metadata"]["annotations"] = {
           {"deployment.kubernetes.io/revision", std::to_string(t->second.revision)}};
@@ -147,10 +167,7 @@ struct FakeApiServer::State {
     l["pod-template-hash"] = rs.hash;
     Json status = Json::object();
     if (rs.replicas != 0) status["replicas"] = rs.replicas;
-    Json annotations = {{"deployment.kubernetes.io/revision", std::to_string(rs.revision)}};
-    if (!rs.revision_history.empty()) {
-      annotations["deployment.kubernetes.io/revision-history"] = rs.revision_history;
-    }
+    const Json annotations = {{"deployment.kubernetes.io/revision", std::to_string(rs.revision)}};
     return {{"apiVersion", "apps/v1"},
             {"kind", "ReplicaSet"},
             {"metadata",
@@ -208,18 +225,13 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
     };
   };
   http::Router& r = state_->router;
-  r.add(http::Method::kGet, "/api/v1/namespaces/{ns}/pods",
-        route([](State& st, http::Request& req) {
-          const std::string selector = req.query_param("labelSelector").value_or("");
-          std::lock_guard lock(st.mu);
-          Json items = Json::array();
-          for (const auto& [name, pod] : st.pods) {
-            Json object = pod_object(pod, st.name_space);
-            if (selected(object["metadata"]["labels"], selector)) items.push_back(object);
-          }
-          return http::json_response(
-              200, Json{{"apiVersion", "v1"}, {"kind", "PodList"}, {"items", items}});
-        }));
+  r.add(
+      http::Method::kGet, "/api/v1/namespaces/{ns}/pods", route([](State& st, http::Request& req) {
+        std::lock_guard lock(st.mu);
+        return list_of(req, "v1", "PodList", st.pods, [&](const std::string&, const FakePod& pod) {
+          return pod_object(pod, st.name_space);
+        });
+      }));
   r.add(http::Method::kDelete, "/api/v1/namespaces/{ns}/pods/{name}",
         route([](State& st, http::Request& req) {
           const std::string name(req.param("name").value_or(""));
@@ -302,27 +314,17 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
         }));
   r.add(http::Method::kGet, "/apis/apps/v1/namespaces/{ns}/deployments",
         route([](State& st, http::Request& req) {
-          const std::string selector = req.query_param("labelSelector").value_or("");
           std::lock_guard lock(st.mu);
-          Json items = Json::array();
-          for (const auto& [name, replicas] : st.deployments) {
-            Json object = st.deployment(name, replicas);
-            if (selected(object["metadata"]["labels"], selector)) items.push_back(object);
-          }
-          return http::json_response(
-              200, Json{{"apiVersion", "apps/v1"}, {"kind", "DeploymentList"}, {"items", items}});
+          return list_of(
+              req, "apps/v1", "DeploymentList", st.deployments,
+              [&](const std::string& name, int replicas) { return st.deployment(name, replicas); });
         }));
   r.add(http::Method::kGet, "/apis/apps/v1/namespaces/{ns}/replicasets",
         route([](State& st, http::Request& req) {
-          const std::string selector = req.query_param("labelSelector").value_or("");
           std::lock_guard lock(st.mu);
-          Json items = Json::array();
-          for (const auto& [name, rs] : st.replica_sets) {
-            Json object = st.replica_set(rs);
-            if (selected(object["metadata"]["labels"], selector)) items.push_back(object);
-          }
-          return http::json_response(
-              200, Json{{"apiVersion", "apps/v1"}, {"kind", "ReplicaSetList"}, {"items", items}});
+          return list_of(
+              req, "apps/v1", "ReplicaSetList", st.replica_sets,
+              [&](const std::string&, const FakeReplicaSet& rs) { return st.replica_set(rs); });
         }));
   r.add(http::Method::kGet, "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
         route([](State& st, http::Request& req) {
@@ -452,6 +454,14 @@ void FakeApiServer::set_template(const std::string& deployment, int revision,
   t.revision = revision;
   t.pod_template = pod_template;
   ++state_->versions.try_emplace(deployment, 1).first->second;
+}
+void FakeApiServer::set_observed_lag(const std::string& deployment, int behind) {
+  std::lock_guard lock(state_->mu);
+  state_->templates[deployment].behind = behind;
+}
+void FakeApiServer::set_paused(const std::string& deployment, bool paused) {
+  std::lock_guard lock(state_->mu);
+  state_->templates[deployment].paused = paused;
 }
 nlohmann::json FakeApiServer::pod_template(const std::string& deployment) const {
   std::lock_guard lock(state_->mu);

@@ -48,9 +48,6 @@ struct FakeReplicaSet {
   int revision = 1;                                        // deployment.kubernetes.io/revision
   int replicas = 0;                                        // status.replicas
   nlohmann::json pod_template = nlohmann::json::object();  // spec.template
-  // deployment.kubernetes.io/revision-history (the revisions it had before it was taken up
-  // again); "" = none.
-  std::string revision_history = {};
   std::string owner_uid = {};  // its owner's uid; "" = the Deployment's
 };
 
@@ -77,6 +74,10 @@ class FakeApiServer {
   void set_template(const std::string& deployment, int revision,
                     const nlohmann::json& pod_template);
   nlohmann::json pod_template(const std::string& deployment) const;  // null for none
+  // The Deployment controller `behind` generations behind on the Deployment
+  // (status.observedGeneration), and its spec.paused.
+  void set_observed_lag(const std::string& deployment, int behind);
+  void set_paused(const std::string& deployment, bool paused);
   // The merge patches of Deployments (not of their scale) applied, in order: (deployment, patch).
   std::vector<std::pair<std::string, nlohmann::json>> deployment_patches() const;
   void set_replica_set(const FakeReplicaSet& replica_set);  // adds or replaces by name

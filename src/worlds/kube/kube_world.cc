@@ -663,9 +663,6 @@ void KubeWorld::State::read_replica_sets() {
     std::int64_t replicas = 0;
     const Json* pod_template = nullptr;
     std::string owner_uid;
-    // A ReplicaSet the Deployment controller took up again (a rollback, `kubectl rollout undo`):
-    // it lists the revisions it had before.
-    bool reused = false;
   };
   std::map<std::string, std::vector<ReplicaSet>, std::less<>> by_deployment;
   if (list->contains("items") && (*list)["items"].is_array()) {
@@ -692,22 +689,18 @@ void KubeWorld::State::read_replica_sets() {
           t == rs["spec"].end() || !t->is_object()) {
         continue;
       }
-      by_deployment[owner].push_back(
-          {string_at(rs, {"metadata", "name"}),
-           string_at(rs, {"metadata", "labels", "pod-template-hash"}), revision_of(rs),
-           integer_at(rs, {"status", "replicas"}), &*t, owner_uid,
-           !string_at(rs, {"metadata", "annotations", "deployment.kubernetes.io/revision-history"})
-                .empty()});
+      by_deployment[owner].push_back({string_at(rs, {"metadata", "name"}),
+                                      string_at(rs, {"metadata", "labels", "pod-template-hash"}),
+                                      revision_of(rs), integer_at(rs, {"status", "replicas"}), &*t,
+                                      owner_uid});
     }
   }
   for (Service& s : services) {
     if (!s.rolling) continue;
     const auto sets = by_deployment.find(s.spec.name);
+    // None listed (the two lists come from two caches): the rollout as it was stands.
+    if (sets == by_deployment.end()) continue;
     s.revision_of_hash.clear();
-    if (sets == by_deployment.end()) {
-      s.rollout.reset();
-      continue;
-    }
     // A ReplicaSet left by a Deployment of the same name deleted before is not this one's.
     std::erase_if(sets->second, [&](const ReplicaSet& rs) {
       return !s.uid.empty() && !rs.owner_uid.empty() && rs.owner_uid != s.uid;
@@ -717,13 +710,14 @@ void KubeWorld::State::read_replica_sets() {
       if (!rs.hash.empty()) s.revision_of_hash[rs.hash] = rs.revision;
       if (rs.revision == s.revision && s.revision > 0) fresh = &rs;
     }
-    if (fresh == nullptr) {
-      s.rollout.reset();
-      continue;
-    }
-    // A rollback under way (this controller's, not acted on yet or under way; or one the
-    // Deployment controller took an old ReplicaSet up again for): nothing to judge.
-    if (s.revision == s.rolled_back_from || fresh->name == s.rolled_back_to || fresh->reused) {
+    // The Deployment's revision before its ReplicaSet is listed (two caches): the rollout as it
+    // was stands until the list has it.
+    if (fresh == nullptr) continue;
+    // This controller's rollback, before the Deployment controller acts on it (the revision is
+    // the failed one still), and while the ReplicaSet it went back to rolls out again; or
+    // someone's return to the old side during a rollout: nothing to judge.
+    if (s.revision == s.rolled_back_from || fresh->name == s.rolled_back_to ||
+        (s.rollout && fresh->name == s.stable_replica_set)) {
       s.rollout = healing::RolloutRevisions{s.revision, s.revision};
       continue;
     }
@@ -1141,11 +1135,24 @@ Result<int> KubeWorld::roll_back(std::string_view service) {
       d->contains("spec") && (*d)["spec"].is_object() && (*d)["spec"].contains("template")
           ? (*d)["spec"]["template"]
           : Json::object();
-  // An edit the Deployment controller has not acted on yet is in the template, not yet in the
-  // revision: it is not overwritten.
+  const auto rolled_back = [&] {
+    s->rolled_back_from = s->rollout->revision;
+    s->rolled_back_to = s->stable_replica_set;
+    const int to = s->rollout->stable;
+    s->rollout = healing::RolloutRevisions{s->rollout->revision, s->rollout->revision};
+    return to;
+  };
+  // Rolled back already (a patch whose answer timed out, but which was applied).
+  if (current == target) return rolled_back();
+  // A change the Deployment controller has not seen yet (a scale, or an edit): asked again later.
   if (integer_at(*d, {"status", "observedGeneration"}) <
-          integer_at(*d, {"metadata", "generation"}) ||
-      current != s->fresh_template) {
+      integer_at(*d, {"metadata", "generation"})) {
+    return make_error(ErrorCode::kUnavailable, "deployment " + s->spec.name +
+                                                   " has a change its controller has not "
+                                                   "acted on yet");
+  }
+  // An edit since: its revision is judged anew, not overwritten.
+  if (current != s->fresh_template) {
     return make_error(ErrorCode::kInvalidArgument,
                       "deployment " + s->spec.name + " was edited since revision " +
                           std::to_string(s->rollout->revision) + ": not rolled back");
@@ -1160,25 +1167,18 @@ Result<int> KubeWorld::roll_back(std::string_view service) {
       {"metadata", {{"resourceVersion", string_at(*d, {"metadata", "resourceVersion"})}}},
       {"spec", {{"template", merge_patch_between(current, target)}}}};
   auto patched = st.call([&] { return st.api.merge_patch(path, patch); });
-  if (!patched && patched.error().code == ErrorCode::kTimeout) {
-    // It may have been applied: taken as a rollback under way, as the next reads will show.
-    s->rolled_back_from = s->rollout->revision;
-    s->rolled_back_to = s->stable_replica_set;
-  }
   if (!patched) {
+    // A 409 (the Deployment changed since it was read: its status is written often during a
+    // rollout) is asked again, on a fresh read; so is a patch that timed out (applied or not, the
+    // next read tells).
     if (patched.error().message.find(": 409 ") != std::string::npos) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "deployment " + s->spec.name +
-                            " changed while it was being rolled back: not rolled back (" +
-                            patched.error().message + ")");
+      return make_error(ErrorCode::kUnavailable, "deployment " + s->spec.name +
+                                                     " changed while it was being rolled back (" +
+                                                     patched.error().message + ")");
     }
     return std::unexpected(patched.error());
   }
-  s->rolled_back_from = s->rollout->revision;
-  s->rolled_back_to = s->stable_replica_set;
-  const int to = s->rollout->stable;
-  s->rollout = healing::RolloutRevisions{s->rollout->revision, s->rollout->revision};
-  return to;
+  return rolled_back();
 }
 
 void KubeWorld::State::advance_replacements(Clock::TimePoint now) {

@@ -922,6 +922,12 @@ TEST_F(KubeRolloutTest, ARolloutIsToldWithEachPodsRevisionAndTheAttemptsAtItsAdd
   EXPECT_TRUE(world.rollout_replicas().empty());
   EXPECT_FALSE(world.upstream_attempts().contains("10.0.0.5:8080"));
   EXPECT_TRUE(world.upstream_attempts().contains(web_a()));
+  // Counts that went down (a gateway's restart the API did not tell) count afresh.
+  second.set(upstream_metrics({{web_a(), {4, 1}}}));
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(world.upstream_attempts().at(web_a()).attempts, 55);
+  EXPECT_EQ(world.upstream_attempts().at(web_a()).failed, 1);
 }
 
 // A rollback puts the old ReplicaSet's template back (its hash label left out, what the new one
@@ -961,6 +967,19 @@ TEST_F(KubeRolloutTest, ARollbackPutsTheOldTemplateBackAndIsNotJudgedItself) {
   EXPECT_EQ(world.roll_back("web").error().code, ErrorCode::kNotFound);
 }
 
+// A rollback whose patch was applied though its answer was lost is found done at the next try.
+TEST_F(KubeRolloutTest, ARollbackAlreadyAppliedIsDoneWithNoOtherPatch) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  nlohmann::json old = web_template("web:1", "aaa");
+  old["metadata"]["labels"].erase("pod-template-hash");
+  fake_.set_template("web", 2, old);
+  Result<int> back = world.roll_back("web");
+  ASSERT_TRUE(back.has_value()) << back.error().message;
+  EXPECT_EQ(*back, 1);
+  EXPECT_TRUE(fake_.deployment_patches().empty());
+}
+
 // An edit made since the last read (another revision rolls out by now) is not rolled back.
 TEST_F(KubeRolloutTest, ADeploymentEditedSinceTheLastReadIsNotRolledBack) {
   KubeWorld world = make_world();
@@ -972,10 +991,25 @@ TEST_F(KubeRolloutTest, ADeploymentEditedSinceTheLastReadIsNotRolledBack) {
   EXPECT_EQ(back.error().message,
             "deployment web rolls out revision 4 by now, not 2: not rolled back");
   EXPECT_TRUE(fake_.deployment_patches().empty());
-  // Nor one the Deployment controller has not made a revision of yet.
+  // Back to revision 2 as before.
   fake_.set_template("web", 2, web_template("web:2", "", "fast"));
   clock_.advance(1s);
   world.observe(clock_.now());
+  // Nor while a change (an edit, a scale) is not acted on yet, or the Deployment is paused: asked
+  // again later.
+  fake_.set_observed_lag("web", 1);
+  back = world.roll_back("web");
+  ASSERT_FALSE(back.has_value());
+  EXPECT_EQ(back.error().code, ErrorCode::kUnavailable);
+  fake_.set_observed_lag("web", 0);
+  fake_.set_paused("web", true);
+  back = world.roll_back("web");
+  ASSERT_FALSE(back.has_value());
+  EXPECT_EQ(back.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(back.error().message,
+            "deployment web is paused (kubectl rollout resume, or roll it back yourself)");
+  fake_.set_paused("web", false);
+  // Nor one the Deployment controller has not made a revision of yet.
   fake_.set_template("web", 2, web_template("web:3", "", "fast"));
   back = world.roll_back("web");
   ASSERT_FALSE(back.has_value());
@@ -983,11 +1017,11 @@ TEST_F(KubeRolloutTest, ADeploymentEditedSinceTheLastReadIsNotRolledBack) {
   EXPECT_TRUE(fake_.deployment_patches().empty());
 }
 
-// A ReplicaSet the Deployment controller took up again (someone's `kubectl rollout undo`, a
-// rollback whose answer was lost) rolls out unjudged; one that a Deployment of the same name,
-// deleted since, left behind is no side of a rollout; a third revision rolls out over the same old
-// side as the second.
-TEST_F(KubeRolloutTest, ARollbackNotItsOwnIsNotJudgedNorAnotherDeploymentsReplicaSet) {
+// A ReplicaSet that a Deployment of the same name, deleted since, left behind is no side of a
+// rollout; a third revision rolls out over the same old side as the second; a return to the old
+// side during a rollout (someone's `kubectl rollout undo`, a rollback whose answer was lost) rolls
+// out unjudged.
+TEST_F(KubeRolloutTest, TheOldSideIsTheDeploymentsOwnAndKeptWhileItRolls) {
   fake_.set_replica_set({.name = "web-old",
                          .deployment = "web",
                          .hash = "ooo",
@@ -1016,15 +1050,19 @@ TEST_F(KubeRolloutTest, ARollbackNotItsOwnIsNotJudgedNorAnotherDeploymentsReplic
   clock_.advance(1s);
   world.observe(clock_.now());
   EXPECT_EQ(world.rollouts(), (Revisions{{"web", {3, 1}}}));
-  // Someone rolls back to revision 1: its ReplicaSet, taken up again, is revision 4.
+  // Someone rolls back to revision 1: its ReplicaSet, taken up again, is revision 4. (A list of
+  // ReplicaSets that lags the Deployments' meanwhile changes nothing.)
+  fake_.set_template("web", 4, web_template("web:1", ""));
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(world.rollouts(), (Revisions{{"web", {3, 1}}}));
   fake_.set_template("web", 4, web_template("web:1", ""));
   fake_.set_replica_set({.name = "web-aaa",
                          .deployment = "web",
                          .hash = "aaa",
                          .revision = 4,
                          .replicas = 1,
-                         .pod_template = web_template("web:1", "aaa"),
-                         .revision_history = "1"});
+                         .pod_template = web_template("web:1", "aaa")});
   clock_.advance(1s);
   world.observe(clock_.now());
   EXPECT_EQ(world.rollouts(), (Revisions{{"web", {4, 4}}}));

@@ -287,6 +287,8 @@ std::vector<Json> controller_access(const Config& config, const ManifestOptions&
                     {"resourceNames", services},
                     {"verbs", {"get", "patch"}}},
                    {{"apiGroups", {"apps"}}, {"resources", {"replicasets"}}, {"verbs", {"list"}}}});
+  // No names would be every Deployment's: with no services, none at all.
+  if (services.empty()) rules.erase(3);
   // A subject with no namespace is the RoleBinding's own.
   return {
       {{"apiVersion", "v1"},
