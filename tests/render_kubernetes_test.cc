@@ -472,6 +472,17 @@ gateway:
   EXPECT_THAT(
       metrics,
       HasSubstr("prescale_controller_scaling_events_total{service=\"web\",direction=\"up\"}"));
+  // The dashboard, on the same port: the scale in its timeline, web's requests in its points.
+  EXPECT_EQ(status_of(controller_admin, "/ui"), 200);
+  EXPECT_THAT(body_of(controller_admin, "/api/v1/events"), HasSubstr("\"kind\":\"scale\""));
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        auto doc = http::parse_json(body_of(controller_admin, "/api/v1/overview"));
+        return doc && doc->contains("requests") && (*doc)["requests"].is_number() &&
+               (*doc)["requests"].get<double>() > 0;
+      },
+      10s))
+      << body_of(controller_admin, "/api/v1/overview");
 
   // A second gateway pod joins and gets none of the requests (no balancer sends it any): the
   // running one, which carries them all, keeps all of web's number, and the new one half an even

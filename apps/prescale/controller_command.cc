@@ -22,6 +22,9 @@
 #include "core/config.h"
 #include "core/logging.h"
 #include "core/port_file.h"
+#include "dashboard/dashboard.h"
+#include "dashboard/dashboard_model.h"
+#include "dashboard_feed.h"
 #include "gateway/gateway.h"
 #include "healing/healer.h"
 #include "healing/rollout_watch.h"
@@ -169,7 +172,7 @@ Clock::Duration replacement_lead(const scaling::ServiceObservation& s, Clock::Du
 // `restarted` and `ejections` are what KubeWorld::take_restarted() and take_ejections() told since
 // the last look.
 void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
-          const std::vector<std::string>& restarted,
+          DashboardFeed& feed, const std::vector<std::string>& restarted,
           const std::vector<std::pair<std::string, std::string>>& ejections, bool recommend_only,
           Clock::TimePoint now) {
   std::set<std::string> present;
@@ -240,9 +243,10 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
     }
     if (replaced) {
       h.warned.erase(r.replica);
-      spdlog::info("replacing {} of {}: {} ({})", r.replica, r.service, r.reason,
-                   failing ? "evicted: a new pod starts; this one leaves"
-                           : "a new pod starts; this one leaves once it is ready");
+      const std::string how = failing ? "evicted: a new pod starts; this one leaves"
+                                      : "a new pod starts; this one leaves once it is ready";
+      spdlog::info("replacing {} of {}: {} ({})", r.replica, r.service, r.reason, how);
+      feed.add_event("heal", r.service, r.replica, r.reason + " (" + how + ")");
       continue;
     }
     // Refused for now (another pod of the service being replaced or not ready: its disruption
@@ -283,9 +287,12 @@ struct RolloutJudge {
   };
   std::map<std::string, Failed> failed;
   std::map<std::string, healing::RolloutRevisions> said;  // the rollouts said to be judged
+  // By service: its last rollback ("revision 2 failed: ...; back to revision 1"), until the next
+  // rollout, for the dashboard.
+  std::map<std::string, std::string> rolled_back;
 };
 
-void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, bool analysis,
+void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, DashboardFeed& feed, bool analysis,
                     const std::vector<std::string>& restarted,
                     std::vector<std::pair<std::string, std::string>>& ejections,
                     bool recommend_only, telemetry::CounterFamily& rollbacks,
@@ -299,6 +306,10 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, bool analysis,
         said == judge.said.end() || !(said->second == r)) {
       spdlog::info("rollout {}: revision {} replaces revision {}: judged while both serve", service,
                    r.revision, r.stable);
+      feed.add_event("rollout", service, "",
+                     "revision " + std::to_string(r.revision) + " replaces revision " +
+                         std::to_string(r.stable) + ": judged while both serve");
+      judge.rolled_back.erase(service);
     }
   }
   judge.said = rolling;
@@ -370,8 +381,12 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, bool analysis,
     Result<int> back = world.roll_back(f.service);
     if (back) {
       rollbacks.with({f.service}).inc();
-      spdlog::warn("rollback {}: revision {} failed: {} {}; back to revision {}", f.service,
-                   failed.revision, f.replica, f.why, *back);
+      const std::string message = "revision " + std::to_string(failed.revision) +
+                                  " failed: " + f.replica + " " + f.why + "; back to revision " +
+                                  std::to_string(*back);
+      spdlog::warn("rollback {}: {}", f.service, message);
+      feed.add_event("rollback", f.service, "", message);
+      judge.rolled_back[f.service] = message;
       rolled_back.insert(f.service);
       it = judge.failed.erase(it);
       continue;
@@ -544,6 +559,37 @@ int ControllerCommand::run() const {
     r.headers.set("Content-Type", "application/json");
     respond(std::move(r));
   };
+  RolloutJudge rollout_judge;  // a new revision against the old one, while both serve
+  // The dashboard (docs/dashboard.md), on the admin port: `kubectl port-forward` reaches it.
+  dashboard::DashboardModel model;
+  dashboard::Dashboard(model).add_routes(admin_routes);
+  DashboardFeed feed(
+      model, [&world](std::string_view service) { return world.totals(service); }, prescale_policy,
+      DashboardFeedOptions{*policy_name, f.recommend_only, 1}, clock);
+  // The services as the dashboard shows them: from the file, with each Deployment's revision and
+  // rollout as last read.
+  auto show_services = [&] {
+    const std::map<std::string, healing::RolloutRevisions> rolling = world.rollouts();
+    std::vector<dashboard::ServiceInfo> infos;
+    for (const ServiceConfig& s : config.services) {
+      std::string rollout;
+      if (const auto back = rollout_judge.rolled_back.find(s.name);
+          back != rollout_judge.rolled_back.end()) {
+        rollout = back->second;
+      } else if (const auto r = rolling.find(s.name);
+                 r != rolling.end() && r->second.revision != r->second.stable) {
+        rollout = "rolling out: revision " + std::to_string(r->second.revision) + " over " +
+                  std::to_string(r->second.stable);
+      }
+      infos.push_back({s.name, std::string(to_string(s.kind)), s.slo.latency_p99_ms, s.replicas.min,
+                       s.replicas.max,
+                       s.memory_limit.bytes > 0 ? static_cast<double>(s.memory_limit.bytes) / 0x1p20
+                                                : dashboard::kNoValue,
+                       world.revision(s.name), std::move(rollout)});
+    }
+    model.set_services(std::move(infos));
+  };
+  show_services();
   admin_routes.add(http::Method::kGet, "/v1/admission", admission_route);
   admin_routes.add(http::Method::kGet, "/v1/admission/{gateway}", admission_route);
   http::ServerOptions admin_options;
@@ -571,7 +617,6 @@ int ControllerCommand::run() const {
                           .min_interval = config.healer.min_interval,
                           .memory = {}});
   Healing cluster_healing{healer, {}, {}, (*policy)->observe_interval(), wo.leave_time, {}, {}, {}};
-  RolloutJudge rollout_judge;  // a new revision against the old one, while both serve
   for (const ServiceConfig& c : config.services) {
     cluster_healing.limits[c.name] = c.memory_limit.bytes;
     cluster_healing.startup_times[c.name] = service_spec(c).startup_time;
@@ -591,7 +636,7 @@ int ControllerCommand::run() const {
     sig = sigtimedwait(&stop_signals, nullptr, &wait);
     if (sig > 0) break;
     if (clock.now() < controller.next_tick()) continue;
-    controller.tick();
+    const std::optional<scaling::Plan> plan = controller.tick();
     if (prescale_policy != nullptr && !f.recommend_only) {
       admission.follow(
           [&](std::string_view s) { return prescale_policy->capacity().capacity_rps(s); },
@@ -606,18 +651,22 @@ int ControllerCommand::run() const {
     last_tick = clock.now().time_since_epoch().count();
     const std::vector<std::string> restarted = world.take_restarted();
     std::vector<std::pair<std::string, std::string>> ejections = world.take_ejections();
-    judge_rollouts(world, rollout_judge, config.healer.enabled && config.healer.rollout_analysis,
-                   restarted, ejections, f.recommend_only, rollbacks_counter, clock.now());
+    judge_rollouts(world, rollout_judge, feed,
+                   config.healer.enabled && config.healer.rollout_analysis, restarted, ejections,
+                   f.recommend_only, rollbacks_counter, clock.now());
     if (config.healer.enabled) {
-      heal(cluster_healing, controller.last_snapshot(), world, restarted, ejections,
+      heal(cluster_healing, controller.last_snapshot(), world, feed, restarted, ejections,
            f.recommend_only, clock.now());
     }
 
-    for (const control::Event& e : controller.take_events()) {
+    const std::vector<control::Event> events = controller.take_events();
+    for (const control::Event& e : events) {
       events_counter.with({e.service, e.to_replicas > e.from_replicas ? "up" : "down"}).inc();
       spdlog::info("{} {} {} -> {}: {}", f.recommend_only ? "would scale" : "scaled", e.service,
                    e.from_replicas, e.to_replicas, e.reason);
     }
+    feed.after_tick(controller, plan, events);
+    show_services();
     for (const scaling::ServiceObservation& s : controller.last_snapshot().services) {
       desired_gauge.with({s.name}).set(s.desired_replicas);
       ready_gauge.with({s.name}).set(s.count(scaling::ReplicaState::kReady));

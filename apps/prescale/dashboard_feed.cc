@@ -16,11 +16,17 @@ double unix_seconds(Clock::WallTime t) {
 
 }  // namespace
 
-DashboardFeed::DashboardFeed(dashboard::DashboardModel& model, const local::LocalWorld& world,
+TotalsOf totals_of(const local::LocalWorld& world) {
+  return [&world](std::string_view service) {
+    return service.empty() ? world.totals() : world.totals(service);
+  };
+}
+
+DashboardFeed::DashboardFeed(dashboard::DashboardModel& model, TotalsOf totals,
                              const scaling::PrescalePolicy* prescale_policy,
                              DashboardFeedOptions options, Clock& real_clock)
     : model_(model),
-      world_(world),
+      totals_(std::move(totals)),
       policy_(prescale_policy),
       options_(std::move(options)),
       real_(real_clock),
@@ -62,11 +68,17 @@ void DashboardFeed::on_endpoint_change(const EndpointChange& c) {
 void DashboardFeed::on_heal(const std::string& service, const std::string& replica,
                             const std::string& message) {
   spdlog::warn("heal {}: {}", replica, message);
-  model_.add_event({unix_now(), "heal", service, replica, message});
+  add_event("heal", service, replica, message);
 }
 
-void DashboardFeed::after_tick(control::Controller& controller,
-                               const std::optional<scaling::Plan>& plan) {
+void DashboardFeed::add_event(const std::string& kind, const std::string& service,
+                              const std::string& replica, const std::string& message) {
+  model_.add_event({unix_now(), kind, service, replica, message});
+}
+
+void DashboardFeed::after_tick(const control::Controller& controller,
+                               const std::optional<scaling::Plan>& plan,
+                               const std::vector<control::Event>& events) {
   const double t = unix_now();
   if (plan) {
     for (const scaling::Decision& d : plan->decisions) {
@@ -81,11 +93,9 @@ void DashboardFeed::after_tick(control::Controller& controller,
   }
   // Recommending only, the controller's "changes" were never made: the recommend events above
   // say what it would do.
-  std::vector<control::Event> events = controller.take_events();
-  if (options_.recommend_only) events.clear();
   for (const control::Event& e : events) {
+    if (options_.recommend_only) break;
     ++scaling_events_;
-    spdlog::info("scale {} {} -> {}: {}", e.service, e.from_replicas, e.to_replicas, e.reason);
     model_.add_event({t, "scale", e.service, "",
                       std::to_string(e.from_replicas) + " -> " + std::to_string(e.to_replicas) +
                           ": " + e.reason});
@@ -110,7 +120,7 @@ void DashboardFeed::after_tick(control::Controller& controller,
     }
   }
   model_.set_graph(std::move(edges));
-  const local::LocalWorld::Totals totals = world_.totals();
+  const control::WorldTotals totals = totals_("");
   model_.set_overview({options_.policy, options_.recommend_only, started_at_, t, totals.requests,
                        totals.requests > 0 ? totals.within_slo / totals.requests
                                            : dashboard::kNoValue,
@@ -120,7 +130,7 @@ void DashboardFeed::after_tick(control::Controller& controller,
 void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
   for (const scaling::ServiceObservation& obs : snapshot.services) {
     if (obs.window.length <= Clock::Duration::zero()) continue;
-    const local::LocalWorld::Totals now_totals = world_.totals(obs.name);
+    const control::WorldTotals now_totals = totals_(obs.name);
     auto& last = point_totals_[obs.name];
     const double span = t - last.first;
     const double answered = now_totals.requests - last.second.requests;

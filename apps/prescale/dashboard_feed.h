@@ -7,10 +7,13 @@
 // Thread safety: one thread (the controller's) calls it; the model is safe to read meanwhile.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "control/controller.h"
 #include "core/clock.h"
@@ -35,20 +38,29 @@ struct DashboardFeedOptions {
 void record_replica_event(dashboard::DashboardModel& model, double unix_time,
                           const local::ReplicaEvent& event);
 
+// What the world counted so far: of one service, or of all of them for "".
+using TotalsOf = std::function<control::WorldTotals(std::string_view service)>;
+TotalsOf totals_of(const local::LocalWorld& world);
+
 class DashboardFeed {
  public:
   // `prescale_policy` may be null (another policy: no forecast band, no learned graph).
-  DashboardFeed(dashboard::DashboardModel& model, const local::LocalWorld& world,
+  DashboardFeed(dashboard::DashboardModel& model, TotalsOf totals,
                 const scaling::PrescalePolicy* prescale_policy, DashboardFeedOptions options,
                 Clock& real_clock);
 
-  // Takes the controller's events (Controller::take_events), so they are not kept for the run.
-  void after_tick(control::Controller& controller, const std::optional<scaling::Plan>& plan);
+  // After a tick: its plan, and the scaling events it applied (Controller::take_events; left out
+  // under recommend_only, where the plan's changes are "recommend" events).
+  void after_tick(const control::Controller& controller, const std::optional<scaling::Plan>& plan,
+                  const std::vector<control::Event>& events);
   void on_replica_event(const local::ReplicaEvent& event);
   // A replica the gateway took out of service (a warning) or put back (EndpointWatch).
   void on_endpoint_change(const EndpointChange& change);
   // The healer acted on a replica (a warning, and a "heal" event).
   void on_heal(const std::string& service, const std::string& replica, const std::string& message);
+  // An event of `kind` for the timeline, said elsewhere ("heal", "rollback", ...).
+  void add_event(const std::string& kind, const std::string& service, const std::string& replica,
+                 const std::string& message);
   int scaling_events() const { return scaling_events_; }
 
  private:
@@ -60,7 +72,7 @@ class DashboardFeed {
   double unix_now();
 
   dashboard::DashboardModel& model_;
-  const local::LocalWorld& world_;
+  TotalsOf totals_;
   const scaling::PrescalePolicy* policy_;
   DashboardFeedOptions options_;
   Clock& real_;
@@ -72,7 +84,7 @@ class DashboardFeed {
   Clock::TimePoint next_point_;                           // real time
   std::optional<Clock::TimePoint> next_controller_point_;  // the controller's time
   static constexpr Clock::Duration kPointEvery = std::chrono::seconds(5);
-  std::map<std::string, std::pair<double, local::LocalWorld::Totals>> point_totals_;
+  std::map<std::string, std::pair<double, control::WorldTotals>> point_totals_;
 };
 
 }  // namespace prescale

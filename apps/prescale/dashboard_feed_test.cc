@@ -70,10 +70,11 @@ TEST(DashboardFeedTest, APolicyObservingEverySecondAddsAPointEveryFiveSeconds) {
   OneService platform(clock);
   control::Controller& controller = platform.controller;
   dashboard::DashboardModel& model = platform.model;
-  DashboardFeed feed(model, platform.world, nullptr, {"every-second"}, clock);
+  DashboardFeed feed(model, totals_of(platform.world), nullptr, {"every-second"}, clock);
 
   for (int s = 0; s < 60; ++s) {
-    feed.after_tick(controller, controller.tick());
+    const std::optional<scaling::Plan> plan = controller.tick();
+    feed.after_tick(controller, plan, controller.take_events());
     clock.advance(1s);
   }
   // Points at 10, 15, ..., 55 s: the scrape at 0 s has an empty window, and the one at 5 s is the
@@ -105,11 +106,12 @@ TEST(DashboardFeedTest, AWallClockSetBackNeitherStopsTheChartsNorBuriesNewEvents
   OneService platform(clock);
   control::Controller& controller = platform.controller;
   dashboard::DashboardModel& model = platform.model;
-  DashboardFeed feed(model, platform.world, nullptr, {"every-second"}, real);
+  DashboardFeed feed(model, totals_of(platform.world), nullptr, {"every-second"}, real);
   auto points = [&] { return model.services_json().at("services").at(0).at("points").get<int>(); };
 
   for (int s = 0; s < 30; ++s) {
-    feed.after_tick(controller, controller.tick());
+    const std::optional<scaling::Plan> plan = controller.tick();
+    feed.after_tick(controller, plan, controller.take_events());
     clock.advance(1s);
   }
   const int before = points();
@@ -117,7 +119,8 @@ TEST(DashboardFeedTest, AWallClockSetBackNeitherStopsTheChartsNorBuriesNewEvents
   feed.on_replica_event({clock.now(), "ready", "web", "web-1", "before the step"});
   real.step(-1h);
   for (int s = 0; s < 30; ++s) {
-    feed.after_tick(controller, controller.tick());
+    const std::optional<scaling::Plan> plan = controller.tick();
+    feed.after_tick(controller, plan, controller.take_events());
     clock.advance(1s);
   }
   feed.on_replica_event({clock.now(), "ready", "web", "web-2", "after the step"});

@@ -454,7 +454,7 @@ int run_up(const UpFlags& f) {
   control::Controller controller(acted_on, **policy, specs, clock);
   auto* prescale_policy = dynamic_cast<scaling::PrescalePolicy*>(policy->get());
   feed = std::make_unique<DashboardFeed>(
-      model, world, prescale_policy,
+      model, totals_of(world), prescale_policy,
       DashboardFeedOptions{policy_name, f.recommend_only, f.time_scale}, real);
 
   // The learned state: restored from the state directory, or seeded on a first start.
@@ -721,7 +721,12 @@ int run_up(const UpFlags& f) {
       save_state();
       next_save = clock.now() + std::chrono::minutes(1);
     }
-    feed->after_tick(controller, plan);
+    const std::vector<control::Event> events = controller.take_events();
+    for (const control::Event& e : events) {
+      if (f.recommend_only) break;  // never made: the dashboard's "recommend" events say them
+      spdlog::info("scale {} {} -> {}: {}", e.service, e.from_replicas, e.to_replicas, e.reason);
+    }
+    feed->after_tick(controller, plan, events);
   }
 
   spdlog::info("received {}, stopping: draining replicas (a second signal kills them at once)",

@@ -12,6 +12,17 @@
 
 namespace prescale::control {
 
+// What a world counted since it began, for a platform's summary and its dashboard: requests the
+// gateways answered, those within the SLO, those answered 5xx (by a replica or by a gateway), the
+// gateways' outlier ejections, and replica-seconds (of the controller's clock).
+struct WorldTotals {
+  double requests = 0;
+  double within_slo = 0;
+  double failed = 0;
+  double ejections = 0;
+  double replica_seconds = 0;
+};
+
 class World {
  public:
   virtual ~World() = default;

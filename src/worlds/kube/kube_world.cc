@@ -151,6 +151,7 @@ struct KubeWorld::State {
     // takes a moment to act on it, a paused Deployment until it is resumed).
     int rolled_back_from = 0;
     std::string rolled_back_to = {};
+    control::WorldTotals totals = {};
   };
   // A gateway pod's last answer.
   struct GatewaySeen {
@@ -358,6 +359,8 @@ struct KubeWorld::State {
   std::vector<Pod> pods;  // the last list that was read
   std::optional<Clock::TimePoint> pods_read_at;
   std::optional<Clock::TimePoint> last_scrape;
+  std::optional<Clock::TimePoint> last_observed;  // the last observe()'s now
+  control::WorldTotals totals;                    // every service's
   std::uint64_t observation = 0;
   // The gateway pods of the first list read: what they counted before is the past.
   std::optional<std::set<std::string>> first_gateways;
@@ -853,6 +856,9 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
   }
 
   st.snapshot.time = now;
+  const double since_observed =
+      st.last_observed ? std::max(0.0, to_seconds(now - *st.last_observed)) : 0.0;
+  st.last_observed = now;
   for (size_t si = 0; si < st.services.size(); ++si) {
     State::Service& s = st.services[si];
     scaling::ServiceObservation& obs = st.snapshot.services[si];
@@ -904,12 +910,22 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
     if (look.blind) {
       obs.last_second = scaling::SecondMetrics{};
     } else {
-      s.traffic.record(traffic_at, now, st.gateway_total.services[s.spec.name]);
+      const traffic::RequestDelta since_previous =
+          s.traffic.record(traffic_at, now, st.gateway_total.services[s.spec.name]);
+      for (control::WorldTotals* t : {&st.totals, &s.totals}) {
+        t->requests += since_previous.answered;
+        t->within_slo += since_previous.served - since_previous.slow;
+        t->failed += since_previous.failed;
+        t->ejections += since_previous.ejected;
+      }
       obs.last_second =
           look.catching_up ? scaling::SecondMetrics{} : s.traffic.last_second(now, traffic_at);
       if (scrape) s.traffic.fill(w, now, traffic_at);
     }
     if (scrape) w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
+    for (control::WorldTotals* t : {&st.totals, &s.totals}) {
+      t->replica_seconds += since_observed * static_cast<double>(obs.replicas.size());
+    }
     // CPU and memory are the pods' last scrape's, whatever the traffic figures' age.
     for (auto& ro : obs.replicas) {
       ro.metric_time = st.last_scrape.value_or(now);
@@ -1109,6 +1125,21 @@ std::vector<healing::RolloutReplica> KubeWorld::rollout_replicas() const {
     }
   }
   return out;
+}
+
+int KubeWorld::revision(std::string_view service) const {
+  for (const State::Service& s : state_->services) {
+    if (s.spec.name == service) return s.revision;
+  }
+  return 0;
+}
+
+control::WorldTotals KubeWorld::totals(std::string_view service) const {
+  if (service.empty()) return state_->totals;
+  for (const State::Service& s : state_->services) {
+    if (s.spec.name == service) return s.totals;
+  }
+  return {};
 }
 
 const std::map<std::string, healing::RevisionSample>& KubeWorld::upstream_attempts() const {

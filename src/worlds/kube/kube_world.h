@@ -172,6 +172,13 @@ class KubeWorld final : public control::World {
   // rolling out); kInvalidArgument when the Deployment rolls out another revision by now (an
   // edit since the last read: a 409 Conflict is that too); the API's.
   Result<int> roll_back(std::string_view service);
+  // What the gateways counted since the first observation, of `service` or, for "", of every
+  // service (zeros for an unknown one), and replica-seconds of its pods (those listed, from one
+  // observation to the next): as LocalWorld::totals counts them, for the dashboard.
+  control::WorldTotals totals(std::string_view service = "") const;
+  // The revision of `service`'s Deployment (deployment.kubernetes.io/revision) as last read; 0
+  // before it is, or for an unknown service.
+  int revision(std::string_view service) const;
   // The services with no Deployment of their name in the namespace; errors: the API's (one that
   // does not answer, or does not let this account list Deployments).
   Result<std::vector<std::string>> missing_deployments();

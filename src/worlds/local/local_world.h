@@ -120,15 +120,8 @@ class LocalWorld final : public control::World {
     return it == options_.route_service.end() ? nullptr : &it->second;
   }
 
-  // Cumulative, for the platform's summary: requests that reached the gateway, those served
-  // within the SLO, and replica-seconds (of the controller's clock) run so far.
-  struct Totals {
-    double requests = 0;
-    double within_slo = 0;
-    double failed = 0;      // answered 5xx (by a replica or by the gateway)
-    double ejections = 0;   // the gateway's outlier ejections of the service's replicas
-    double replica_seconds = 0;
-  };
+  // Cumulative, for the platform's summary and dashboard (control::WorldTotals).
+  using Totals = control::WorldTotals;
   Totals totals() const { return totals_; }
   // The same for one service (zeros for an unknown one): what a dashboard point averages over
   // its own interval, which may span several observations.
