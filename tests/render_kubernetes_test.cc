@@ -747,7 +747,17 @@ gateway:
       << controller.log();
   // Once: the stand-in has no Deployment controller to act on it, and the rollback stands as
   // under way meanwhile (a look every second, the ReplicaSets read every 5 s).
-  EXPECT_FALSE(testing::wait_for([&] { return api.deployment_patches().size() != 1; }, 7s))
+  auto rollbacks = [&] {
+    const std::string log = controller.log();
+    int n = 0;
+    for (auto at = log.find("rollback web:"); at != std::string::npos;
+         at = log.find("rollback web:", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_FALSE(testing::wait_for(
+      [&] { return api.deployment_patches().size() != 1 || rollbacks() != 1; }, 7s))
       << controller.log();
   EXPECT_THAT(controller.log(), HasSubstr("; back to revision 1"));
 }

@@ -318,7 +318,15 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, DashboardFeed& 
     return r == rolling.end() || r->second.revision != revision;
   };
   std::erase_if(judge.restarts, [&](const auto& e) { return ended(e.first, e.second.first); });
-  std::erase_if(judge.failed, [&](const auto& e) { return ended(e.first, e.second.revision); });
+  std::erase_if(judge.failed, [&](const auto& e) {
+    if (!ended(e.first, e.second.revision)) return false;
+    const auto r = rolling.find(e.first);
+    spdlog::warn("rollback {}: revision {} not rolled back: {}", e.first, e.second.revision,
+                 r == rolling.end()
+                     ? "it rolled out meanwhile (kubectl rollout undo takes it back)"
+                     : "revision " + std::to_string(r->second.revision) + " rolls out now");
+    return true;
+  });
   if (rolling.empty()) {
     (void)judge.watch.look({}, {}, {}, now);  // forgets the rollouts that ended
     return;
@@ -401,7 +409,7 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, DashboardFeed& 
                    back.error().message.find(": 403 ") != std::string::npos
                        ? " (the API refused: is the rendered Role applied?)"
                    : final ? ""
-                           : "; tried again at each look");
+                           : "; tried again shortly");
     }
     failed.said = true;
     failed.next_try = now + failed.wait;

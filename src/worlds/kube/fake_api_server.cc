@@ -119,6 +119,7 @@ struct FakeApiServer::State {
     int generation = 1;
     int behind = 0;  // status.observedGeneration this much short of the generation
     bool paused = false;
+    std::map<std::string, std::string> annotations = {};  // besides the revision
   };
   std::map<std::string, Template> templates;  // by Deployment, where set_template() set one
   std::map<std::string, int> versions;        // resourceVersion, by Deployment
@@ -156,8 +157,9 @@ struct FakeApiServer::State {
                    {"status", status}};
     if (t != templates.end() && t->second.paused) object["spec"]["paused"] = true;
     if (t != templates.end()) {
-      object["metadata"]["annotations"] = {
-          {"deployment.kubernetes.io/revision", std::to_string(t->second.revision)}};
+      Json annotations = t->second.annotations;
+      annotations["deployment.kubernetes.io/revision"] = std::to_string(t->second.revision);
+      object["metadata"]["annotations"] = annotations;
       object["spec"]["template"] = t->second.pod_template;
     }
     return object;
@@ -344,17 +346,31 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
         const std::string name(req.param("name").value_or(""));
         if (auto refused = not_merge_patch(req)) return std::move(*refused);
         auto body = http::parse_json(req.body);
-        const bool template_only =
-            body && body->is_object() && body->contains("spec") && (*body)["spec"].is_object() &&
-            (*body)["spec"].size() == 1 && (*body)["spec"].contains("template") &&
-            (body->size() == 1 ||
-             (body->size() == 2 && body->contains("metadata") && (*body)["metadata"].is_object() &&
-              (*body)["metadata"].size() == 1 && (*body)["metadata"].contains("resourceVersion")));
-        if (!template_only) {
+        // spec.template, and of metadata only resourceVersion and annotations (strings).
+        bool valid = body && body->is_object() && body->contains("spec") &&
+                     (*body)["spec"].is_object() && (*body)["spec"].size() == 1 &&
+                     (*body)["spec"].contains("template") &&
+                     body->size() == (body->contains("metadata") ? 2u : 1u);
+        if (valid && body->contains("metadata")) {
+          const Json& m = (*body)["metadata"];
+          valid = m.is_object();
+          if (valid) {
+            for (const auto& [key, value] : m.items()) {
+              valid = valid && (key == "resourceVersion" || key == "annotations");
+              if (key != "annotations") continue;
+              valid = valid && value.is_object();
+              if (!value.is_object()) continue;
+              for (const auto& [k, v] : value.items()) {
+                valid = valid && (v.is_string() || v.is_null());
+              }
+            }
+          }
+        }
+        if (!valid) {
           return status_object(422, "Invalid",
                                "Deployment.apps \"" + name +
                                    "\" is invalid: only spec.template (and "
-                                   "metadata.resourceVersion)");
+                                   "metadata.resourceVersion, metadata.annotations)");
         }
         std::lock_guard lock(st.mu);
         auto it = st.deployments.find(name);
@@ -362,8 +378,10 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
           return status_object(404, "NotFound", "deployments.apps \"" + name + "\" not found");
         }
         int& version = st.versions.try_emplace(name, 1).first->second;
-        const Json asked = body->contains("metadata") ? (*body)["metadata"]["resourceVersion"]
-                                                      : Json(std::to_string(version));
+        const Json asked =
+            body->contains("metadata") && (*body)["metadata"].contains("resourceVersion")
+                ? (*body)["metadata"]["resourceVersion"]
+                : Json(std::to_string(version));
         if (asked != Json(std::to_string(version))) {
           return status_object(409, "Conflict",
                                "Operation cannot be fulfilled on deployments.apps \"" + name +
@@ -372,6 +390,15 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
         }
         State::Template& t = st.templates[name];
         t.pod_template.merge_patch((*body)["spec"]["template"]);
+        if (body->contains("metadata") && (*body)["metadata"].contains("annotations")) {
+          for (const auto& [k, v] : (*body)["metadata"]["annotations"].items()) {
+            if (v.is_null()) {
+              t.annotations.erase(k);
+            } else {
+              t.annotations[k] = v.get<std::string>();
+            }
+          }
+        }
         ++t.generation;
         ++version;
         st.deployment_patches.emplace_back(name, *body);

@@ -76,13 +76,20 @@ std::int64_t integer_at(const Json& j, std::initializer_list<const char*> path) 
   return at->is_number_integer() ? at->get<std::int64_t>() : 0;
 }
 
-// A Deployment's or ReplicaSet's deployment.kubernetes.io/revision; 0 where it has none.
-int revision_of(const Json& object) {
-  const std::string text =
-      string_at(object, {"metadata", "annotations", "deployment.kubernetes.io/revision"});
+// Where a rollback marks its Deployment with the revision it failed (read by the next controller).
+constexpr std::string_view kRolledBackFrom = "prescale.dev/rolled-back-from";
+
+// A revision number written as text; 0 for none, or for what is not one.
+int revision_from(const std::string& text) {
   int n = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   return ec == std::errc() && end == text.data() + text.size() && n > 0 ? n : 0;
+}
+
+// A Deployment's or ReplicaSet's deployment.kubernetes.io/revision; 0 where it has none.
+int revision_of(const Json& object) {
+  return revision_from(
+      string_at(object, {"metadata", "annotations", "deployment.kubernetes.io/revision"}));
 }
 
 // A pod template as the Deployment holds it: its ReplicaSet's without the pod-template-hash label.
@@ -151,6 +158,9 @@ struct KubeWorld::State {
     // takes a moment to act on it, a paused Deployment until it is resumed).
     int rolled_back_from = 0;
     std::string rolled_back_to = {};
+    // The Deployment's prescale.dev/rolled-back-from (a rollback's failed revision, written with
+    // it, so that a controller that starts meanwhile does not judge the rollback); 0: none.
+    int marked_rolled_back_from = 0;
     control::WorldTotals totals = {};
   };
   // A gateway pod's last answer.
@@ -622,7 +632,17 @@ void KubeWorld::State::read_deployments(Clock::TimePoint now) {
       const std::int64_t current = integer_at(d, {"status", "replicas"});
       s.rolling = observed < generation || updated < replicas || current > updated;
       s.revision = revision_of(d);
-      s.uid = string_at(d, {"metadata", "uid"});
+      // A Deployment deleted and made again is another: nothing of the old one's rollouts holds.
+      if (const std::string uid = string_at(d, {"metadata", "uid"}); uid != s.uid) {
+        if (!s.uid.empty()) {
+          s.rollout.reset();
+          s.rolled_back_from = 0;
+          s.rolled_back_to.clear();
+        }
+        s.uid = uid;
+      }
+      s.marked_rolled_back_from = revision_from(
+          string_at(d, {"metadata", "annotations", std::string(kRolledBackFrom).c_str()}));
       // Under a surge the Deployment holds one more than desired, and just after a patch the
       // list (from the API server's cache) may not show it yet: desired is what was set.
       if (auto r = replacing.find(name); r != replacing.end() && r->second.surged) continue;
@@ -729,7 +749,9 @@ void KubeWorld::State::read_replica_sets() {
     // ReplicaSet with the most pods, the older on a tie.
     const ReplicaSet* stable = nullptr;
     for (const ReplicaSet& rs : sets->second) {
-      if (s.rollout && rs.name == s.stable_replica_set && &rs != fresh) stable = &rs;
+      if (s.rollout && rs.name == s.stable_replica_set && &rs != fresh && rs.replicas > 0) {
+        stable = &rs;
+      }
     }
     if (stable == nullptr) {
       for (const ReplicaSet& rs : sets->second) {
@@ -742,6 +764,12 @@ void KubeWorld::State::read_replica_sets() {
     }
     if (stable == nullptr) {  // no old pods left to judge it against
       s.rollout.reset();
+      continue;
+    }
+    // The return from a revision a rollback (a controller's before this one) failed: not judged
+    // against the failed one.
+    if (stable->revision == s.marked_rolled_back_from) {
+      s.rollout = healing::RolloutRevisions{s.revision, s.revision};
       continue;
     }
     s.rollout = healing::RolloutRevisions{s.revision, stable->revision};
@@ -1155,12 +1183,6 @@ Result<int> KubeWorld::roll_back(std::string_view service) {
   const std::string path = st.ns_path("/apis/apps/v1", "deployments/" + s->spec.name);
   auto d = st.call([&] { return st.api.get(path); });
   if (!d) return std::unexpected(d.error());
-  if (revision_of(*d) != s->rollout->revision) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "deployment " + s->spec.name + " rolls out revision " +
-                          std::to_string(revision_of(*d)) + " by now, not " +
-                          std::to_string(s->rollout->revision) + ": not rolled back");
-  }
   const Json target = without_hash(s->stable_template);
   const Json current =
       d->contains("spec") && (*d)["spec"].is_object() && (*d)["spec"].contains("template")
@@ -1173,8 +1195,15 @@ Result<int> KubeWorld::roll_back(std::string_view service) {
     s->rollout = healing::RolloutRevisions{s->rollout->revision, s->rollout->revision};
     return to;
   };
-  // Rolled back already (a patch whose answer timed out, but which was applied).
+  // Rolled back already (a patch whose answer was lost, but which was applied: the Deployment
+  // controller may have made a revision of it by now).
   if (current == target) return rolled_back();
+  if (revision_of(*d) != s->rollout->revision) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "deployment " + s->spec.name + " rolls out revision " +
+                          std::to_string(revision_of(*d)) + " by now, not " +
+                          std::to_string(s->rollout->revision) + ": not rolled back");
+  }
   // A change the Deployment controller has not seen yet (a scale, or an edit): asked again later.
   if (integer_at(*d, {"status", "observedGeneration"}) <
       integer_at(*d, {"metadata", "generation"})) {
@@ -1195,7 +1224,9 @@ Result<int> KubeWorld::roll_back(std::string_view service) {
                           " is paused (kubectl rollout resume, or roll it back yourself)");
   }
   const Json patch = {
-      {"metadata", {{"resourceVersion", string_at(*d, {"metadata", "resourceVersion"})}}},
+      {"metadata",
+       {{"resourceVersion", string_at(*d, {"metadata", "resourceVersion"})},
+        {"annotations", {{std::string(kRolledBackFrom), std::to_string(s->rollout->revision)}}}}},
       {"spec", {{"template", merge_patch_between(current, target)}}}};
   auto patched = st.call([&] { return st.api.merge_patch(path, patch); });
   if (!patched) {

@@ -978,6 +978,77 @@ TEST_F(KubeRolloutTest, ARollbackAlreadyAppliedIsDoneWithNoOtherPatch) {
   ASSERT_TRUE(back.has_value()) << back.error().message;
   EXPECT_EQ(*back, 1);
   EXPECT_TRUE(fake_.deployment_patches().empty());
+  using Revisions = std::map<std::string, healing::RolloutRevisions>;
+  EXPECT_EQ(world.rollouts(), (Revisions{{"web", {2, 2}}}));
+}
+
+// The same when the Deployment controller has made a revision of it by then.
+TEST_F(KubeRolloutTest, ARollbackAppliedAndMadeARevisionOfIsDone) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  nlohmann::json old = web_template("web:1", "aaa");
+  old["metadata"]["labels"].erase("pod-template-hash");
+  fake_.set_template("web", 3, old);
+  Result<int> back = world.roll_back("web");
+  ASSERT_TRUE(back.has_value()) << back.error().message;
+  EXPECT_TRUE(fake_.deployment_patches().empty());
+}
+
+// A controller that starts while its predecessor's rollback rolls out does not judge it against
+// the revision it failed: the rollback marks the Deployment with that revision.
+TEST_F(KubeRolloutTest, ARollbackIsNotJudgedByTheNextController) {
+  {
+    KubeWorld world = make_world();
+    world.observe(clock_.now());
+    ASSERT_TRUE(world.roll_back("web").has_value());
+  }
+  ASSERT_EQ(fake_.deployment_patches().size(), 1u);
+  EXPECT_EQ(fake_.deployment_patches()[0]
+                .second["metadata"]["annotations"]["prescale.dev/rolled-back-from"],
+            "2");
+  // The Deployment controller takes web-aaa up again as revision 3; web-bbb, the failed one,
+  // still has as many pods.
+  fake_.set_template("web", 3, fake_.pod_template("web"));
+  fake_.set_replica_set({.name = "web-aaa",
+                         .deployment = "web",
+                         .hash = "aaa",
+                         .revision = 3,
+                         .replicas = 1,
+                         .pod_template = web_template("web:1", "aaa")});
+  KubeWorld next = make_world();
+  next.observe(clock_.now());
+  using Revisions = std::map<std::string, healing::RolloutRevisions>;
+  EXPECT_EQ(next.rollouts(), (Revisions{{"web", {3, 3}}}));
+}
+
+// A rollout that ends and another that begins between two reads: the new one's old side is the
+// ReplicaSet that still has pods, not the first rollout's.
+TEST_F(KubeRolloutTest, ARolloutBegunBetweenTwoReadsHasTheOldSideWithPods) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  fake_.set_replica_set({.name = "web-aaa",
+                         .deployment = "web",
+                         .hash = "aaa",
+                         .revision = 1,
+                         .replicas = 0,
+                         .pod_template = web_template("web:1", "aaa")});
+  fake_.set_replica_set({.name = "web-bbb",
+                         .deployment = "web",
+                         .hash = "bbb",
+                         .revision = 2,
+                         .replicas = 2,
+                         .pod_template = web_template("web:2", "bbb", "fast")});
+  fake_.set_replica_set({.name = "web-ccc",
+                         .deployment = "web",
+                         .hash = "ccc",
+                         .revision = 3,
+                         .replicas = 1,
+                         .pod_template = web_template("web:3", "ccc")});
+  fake_.set_template("web", 3, web_template("web:3", ""));
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  using Revisions = std::map<std::string, healing::RolloutRevisions>;
+  EXPECT_EQ(world.rollouts(), (Revisions{{"web", {3, 2}}}));
 }
 
 // An edit made since the last read (another revision rolls out by now) is not rolled back.
@@ -1056,7 +1127,6 @@ TEST_F(KubeRolloutTest, TheOldSideIsTheDeploymentsOwnAndKeptWhileItRolls) {
   clock_.advance(1s);
   world.observe(clock_.now());
   EXPECT_EQ(world.rollouts(), (Revisions{{"web", {3, 1}}}));
-  fake_.set_template("web", 4, web_template("web:1", ""));
   fake_.set_replica_set({.name = "web-aaa",
                          .deployment = "web",
                          .hash = "aaa",
