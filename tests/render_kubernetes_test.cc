@@ -605,17 +605,29 @@ gateway:
 }
 
 // Web's pod `i` (of run_pods) turned into a process that answers its probes and 500 to everything
-// else, at the same address; null when it could not be (the test has failed then).
+// else, at the same address, once it answers; null when it could not be (the test has failed
+// then). (Requests sent before it listens fail to connect, and the gateway's outlier detection
+// ejects an endpoint it cannot connect to.)
 std::unique_ptr<Subprocess> break_pod(const TempDir& dir, RunningPods& pods, std::size_t i) {
   const int port = testing::port_from_file(dir.file(pods.web_names[i] + ".port"));
   pods.web[i]->signal(SIGKILL);
   EXPECT_TRUE(pods.web[i]->wait(5s).has_value());
   if (port <= 0) return nullptr;
   testing::write_broken_server(dir);
-  return std::make_unique<Subprocess>(
+  auto broken = std::make_unique<Subprocess>(
       std::vector<std::string>{"/bin/sh", "-c", "exec python3 \"$0\" \"$1\"", dir.file("broken.py"),
                                std::to_string(port)},
       dir.file("broken.log"));
+  http::Client client(http::ClientOptions{.request_timeout = 2s, .threads = 1});
+  const bool answers = testing::wait_for(
+      [&] {
+        auto r = client.request("127.0.0.1", static_cast<uint16_t>(port),
+                                testing::get_request("/healthz"));
+        return r && r->status == 200;
+      },
+      10s);
+  EXPECT_TRUE(answers) << broken->log();
+  return answers ? std::move(broken) : nullptr;
 }
 
 // The controller's healer in a cluster: a pod the gateway ejects (it fails every request but its
@@ -711,9 +723,11 @@ nlohmann::json start_rollout(const TempDir& dir, const RunningPods& pods) {
 
 // The controller's rollout analysis in a cluster: web rolls out revision 2 (one pod) over revision
 // 1 (the other), and revision 2 answers 500 to every request (its probes pass, and the gateway's
-// outlier detection is set not to eject it). The controller judges it against revision 1 on what
-// the gateway counted of both and rolls web back: the Deployment's pod template becomes
-// revision 1's again, as `kubectl rollout undo` makes it (a few seconds).
+// outlier detection and failure-rate breaker are set not to take it out of service, and its
+// balancer takes the pods in turn: otherwise the pod would get a request every 5 s, its breaker's
+// trial, and the 20 attempts the analysis needs would take minutes). The controller judges it
+// against revision 1 on what the gateway counted of both and rolls web back: the Deployment's pod
+// template becomes revision 1's again, as `kubectl rollout undo` makes it (a few seconds).
 TEST(RenderKubernetesTest, TheRenderedControllerRollsBackARevisionThatFails) {
   TempDir dir;
   const std::string config = R"(version: 1
@@ -725,6 +739,8 @@ services:
 gateway:
   health_check: {interval: 1s, timeout: 500ms}
   outlier_detection: {consecutive_5xx: 100000}
+  circuit_breakers: {minimum_requests: 100000}
+  load_balancer: round_robin
 )";
   const auto [docs, mounted] = render_and_mount(dir, config);
   ASSERT_FALSE(docs.empty());

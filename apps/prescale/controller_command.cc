@@ -279,6 +279,7 @@ struct RolloutJudge {
   // may refuse for now) or no longer rolls out.
   struct Failed {
     int revision = 0;
+    int stable = 0;  // the revision it is rolled back to
     healing::RolloutFailure failure;
     bool said = false;  // that it is not rolled back yet
     // When it is tried again: 1 s after a refusal, then twice as long each time, up to 30 s.
@@ -317,14 +318,30 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, DashboardFeed& 
     const auto r = rolling.find(service);
     return r == rolling.end() || r->second.revision != revision;
   };
+  // A rollback done: said, counted and shown.
+  auto said_rolled_back = [&](const std::string& service, int revision,
+                              const healing::RolloutFailure& f, int back) {
+    const std::string message = "revision " + std::to_string(revision) + " failed: " + f.replica +
+                                " " + f.why + "; back to revision " + std::to_string(back);
+    spdlog::warn("rollback {}: {}", service, message);
+    rollbacks.with({service}).inc();
+    feed.add_event("rollback", service, "", message);
+    judge.rolled_back[service] = message;
+  };
   std::erase_if(judge.restarts, [&](const auto& e) { return ended(e.first, e.second.first); });
   std::erase_if(judge.failed, [&](const auto& e) {
-    if (!ended(e.first, e.second.revision)) return false;
-    const auto r = rolling.find(e.first);
-    spdlog::warn("rollback {}: revision {} not rolled back: {}", e.first, e.second.revision,
-                 r == rolling.end()
-                     ? "it rolled out meanwhile (kubectl rollout undo takes it back)"
-                     : "revision " + std::to_string(r->second.revision) + " rolls out now");
+    const auto& [service, failed] = e;
+    if (!ended(service, failed.revision)) return false;
+    if (world.rolled_back(service, failed.revision)) {
+      // A rollback whose answer was lost, found done by the Deployment's mark.
+      said_rolled_back(service, failed.revision, failed.failure, failed.stable);
+    } else if (!recommend_only) {
+      const auto r = rolling.find(service);
+      spdlog::warn("rollback {}: revision {} not rolled back: {}", service, failed.revision,
+                   r == rolling.end()
+                       ? "it rolled out meanwhile (kubectl rollout undo takes it back)"
+                       : "revision " + std::to_string(r->second.revision) + " rolls out now");
+    }
     return true;
   });
   if (rolling.empty()) {
@@ -342,8 +359,8 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, DashboardFeed& 
     return nullptr;
   };
   auto fail = [&](healing::RolloutFailure f) {
-    const int revision = rolling.at(f.service).revision;
-    judge.failed.try_emplace(f.service, RolloutJudge::Failed{revision, std::move(f)});
+    const healing::RolloutRevisions& r = rolling.at(f.service);
+    judge.failed.try_emplace(f.service, RolloutJudge::Failed{r.revision, r.stable, std::move(f)});
   };
   for (const std::string& pod : restarted) {
     const healing::RolloutReplica* r = fresh(pod);
@@ -388,13 +405,7 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, DashboardFeed& 
     }
     Result<int> back = world.roll_back(f.service);
     if (back) {
-      rollbacks.with({f.service}).inc();
-      const std::string message = "revision " + std::to_string(failed.revision) +
-                                  " failed: " + f.replica + " " + f.why + "; back to revision " +
-                                  std::to_string(*back);
-      spdlog::warn("rollback {}: {}", f.service, message);
-      feed.add_event("rollback", f.service, "", message);
-      judge.rolled_back[f.service] = message;
+      said_rolled_back(f.service, failed.revision, f, *back);
       rolled_back.insert(f.service);
       it = judge.failed.erase(it);
       continue;

@@ -132,6 +132,11 @@ void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
     if (obs.window.length <= Clock::Duration::zero()) continue;
     const control::WorldTotals now_totals = totals_(obs.name);
     auto& last = point_totals_[obs.name];
+    // No reading since the last point (a gateway the world could not read): no point, rather
+    // than a lull and then a spike; the next one covers both intervals.
+    auto& sampled = point_sampled_[obs.name];
+    if (last.first != 0 && obs.window.sampled_at <= sampled) continue;
+    sampled = obs.window.sampled_at;
     const double span = t - last.first;
     const double answered = now_totals.requests - last.second.requests;
     const double failed = now_totals.failed - last.second.failed;

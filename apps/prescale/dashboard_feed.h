@@ -85,6 +85,7 @@ class DashboardFeed {
   std::optional<Clock::TimePoint> next_controller_point_;  // the controller's time
   static constexpr Clock::Duration kPointEvery = std::chrono::seconds(5);
   std::map<std::string, std::pair<double, control::WorldTotals>> point_totals_;
+  std::map<std::string, Clock::TimePoint> point_sampled_;  // its window's sampled_at then
 };
 
 }  // namespace prescale

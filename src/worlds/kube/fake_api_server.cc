@@ -486,6 +486,11 @@ void FakeApiServer::set_observed_lag(const std::string& deployment, int behind) 
   std::lock_guard lock(state_->mu);
   state_->templates[deployment].behind = behind;
 }
+void FakeApiServer::set_annotation(const std::string& deployment, const std::string& key,
+                                   const std::string& value) {
+  std::lock_guard lock(state_->mu);
+  state_->templates[deployment].annotations[key] = value;
+}
 void FakeApiServer::set_paused(const std::string& deployment, bool paused) {
   std::lock_guard lock(state_->mu);
   state_->templates[deployment].paused = paused;

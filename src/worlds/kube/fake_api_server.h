@@ -78,6 +78,9 @@ class FakeApiServer {
   // (status.observedGeneration), and its spec.paused.
   void set_observed_lag(const std::string& deployment, int behind);
   void set_paused(const std::string& deployment, bool paused);
+  // One of the Deployment's metadata.annotations (besides its revision).
+  void set_annotation(const std::string& deployment, const std::string& key,
+                      const std::string& value);
   // The merge patches of Deployments (not of their scale) applied, in order: (deployment, patch).
   std::vector<std::pair<std::string, nlohmann::json>> deployment_patches() const;
   void set_replica_set(const FakeReplicaSet& replica_set);  // adds or replaces by name

@@ -76,14 +76,26 @@ std::int64_t integer_at(const Json& j, std::initializer_list<const char*> path) 
   return at->is_number_integer() ? at->get<std::int64_t>() : 0;
 }
 
-// Where a rollback marks its Deployment with the revision it failed (read by the next controller).
+// Where a rollback marks its Deployment with the revision it failed and the pod-template-hash of
+// the ReplicaSet it went back to (read by the next controller, and by this one after a patch
+// whose answer was lost).
 constexpr std::string_view kRolledBackFrom = "prescale.dev/rolled-back-from";
+constexpr std::string_view kRolledBackTo = "prescale.dev/rolled-back-to";
 
 // A revision number written as text; 0 for none, or for what is not one.
 int revision_from(const std::string& text) {
   int n = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   return ec == std::errc() && end == text.data() + text.size() && n > 0 ? n : 0;
+}
+
+// Whether a Deployment carries this controller's mark of a rollback from `revision` to the
+// ReplicaSet of `hash`.
+bool marked(const Json& deployment, int revision, const std::string& hash) {
+  return revision_from(string_at(deployment, {"metadata", "annotations",
+                                              std::string(kRolledBackFrom).c_str()})) == revision &&
+         string_at(deployment, {"metadata", "annotations", std::string(kRolledBackTo).c_str()}) ==
+             hash;
 }
 
 // A Deployment's or ReplicaSet's deployment.kubernetes.io/revision; 0 where it has none.
@@ -158,9 +170,12 @@ struct KubeWorld::State {
     // takes a moment to act on it, a paused Deployment until it is resumed).
     int rolled_back_from = 0;
     std::string rolled_back_to = {};
-    // The Deployment's prescale.dev/rolled-back-from (a rollback's failed revision, written with
-    // it, so that a controller that starts meanwhile does not judge the rollback); 0: none.
+    // The Deployment's prescale.dev/rolled-back-from and -to (a rollback's failed revision and
+    // the hash it went back to, written with it, so that a controller that starts meanwhile does
+    // not judge the rollback); 0 and "": none.
     int marked_rolled_back_from = 0;
+    std::string marked_rolled_back_to = {};
+    std::string stable_hash = {};  // the old ReplicaSet's pod-template-hash
     control::WorldTotals totals = {};
   };
   // A gateway pod's last answer.
@@ -643,6 +658,8 @@ void KubeWorld::State::read_deployments(Clock::TimePoint now) {
       }
       s.marked_rolled_back_from = revision_from(
           string_at(d, {"metadata", "annotations", std::string(kRolledBackFrom).c_str()}));
+      s.marked_rolled_back_to =
+          string_at(d, {"metadata", "annotations", std::string(kRolledBackTo).c_str()});
       // Under a surge the Deployment holds one more than desired, and just after a patch the
       // list (from the API server's cache) may not show it yet: desired is what was set.
       if (auto r = replacing.find(name); r != replacing.end() && r->second.surged) continue;
@@ -768,13 +785,15 @@ void KubeWorld::State::read_replica_sets() {
     }
     // The return from a revision a rollback (a controller's before this one) failed: not judged
     // against the failed one.
-    if (stable->revision == s.marked_rolled_back_from) {
+    if (stable->revision == s.marked_rolled_back_from && !fresh->hash.empty() &&
+        fresh->hash == s.marked_rolled_back_to) {
       s.rollout = healing::RolloutRevisions{s.revision, s.revision};
       continue;
     }
     s.rollout = healing::RolloutRevisions{s.revision, stable->revision};
     s.stable_replica_set = stable->name;
     s.stable_template = *stable->pod_template;
+    s.stable_hash = stable->hash;
     s.fresh_template = without_hash(*fresh->pod_template);
   }
 }
@@ -951,8 +970,11 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
       if (scrape) s.traffic.fill(w, now, traffic_at);
     }
     if (scrape) w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
+    // The pods' time while they are listed (a stale list is not counted on).
     for (control::WorldTotals* t : {&st.totals, &s.totals}) {
-      t->replica_seconds += since_observed * static_cast<double>(obs.replicas.size());
+      if (!st.pods_stale(now)) {
+        t->replica_seconds += since_observed * static_cast<double>(obs.replicas.size());
+      }
     }
     // CPU and memory are the pods' last scrape's, whatever the traffic figures' age.
     for (auto& ro : obs.replicas) {
@@ -1155,6 +1177,13 @@ std::vector<healing::RolloutReplica> KubeWorld::rollout_replicas() const {
   return out;
 }
 
+bool KubeWorld::rolled_back(std::string_view service, int revision) const {
+  for (const State::Service& s : state_->services) {
+    if (s.spec.name == service) return revision > 0 && s.marked_rolled_back_from == revision;
+  }
+  return false;
+}
+
 int KubeWorld::revision(std::string_view service) const {
   for (const State::Service& s : state_->services) {
     if (s.spec.name == service) return s.revision;
@@ -1195,9 +1224,14 @@ Result<int> KubeWorld::roll_back(std::string_view service) {
     s->rollout = healing::RolloutRevisions{s->rollout->revision, s->rollout->revision};
     return to;
   };
-  // Rolled back already (a patch whose answer was lost, but which was applied: the Deployment
-  // controller may have made a revision of it by now).
-  if (current == target) return rolled_back();
+  // Rolled back already: by a patch of this controller's whose answer was lost (the Deployment
+  // controller may have made a revision of it by now), or by another hand.
+  if (current == target) {
+    if (marked(*d, s->rollout->revision, s->stable_hash)) return rolled_back();
+    return make_error(ErrorCode::kNotFound,
+                      "deployment " + s->spec.name + " went back to revision " +
+                          std::to_string(s->rollout->stable) + "'s template by another hand");
+  }
   if (revision_of(*d) != s->rollout->revision) {
     return make_error(ErrorCode::kInvalidArgument,
                       "deployment " + s->spec.name + " rolls out revision " +
@@ -1223,11 +1257,12 @@ Result<int> KubeWorld::roll_back(std::string_view service) {
                       "deployment " + s->spec.name +
                           " is paused (kubectl rollout resume, or roll it back yourself)");
   }
-  const Json patch = {
-      {"metadata",
-       {{"resourceVersion", string_at(*d, {"metadata", "resourceVersion"})},
-        {"annotations", {{std::string(kRolledBackFrom), std::to_string(s->rollout->revision)}}}}},
-      {"spec", {{"template", merge_patch_between(current, target)}}}};
+  const Json patch = {{"metadata",
+                       {{"resourceVersion", string_at(*d, {"metadata", "resourceVersion"})},
+                        {"annotations",
+                         {{std::string(kRolledBackFrom), std::to_string(s->rollout->revision)},
+                          {std::string(kRolledBackTo), s->stable_hash}}}}},
+                      {"spec", {{"template", merge_patch_between(current, target)}}}};
   auto patched = st.call([&] { return st.api.merge_patch(path, patch); });
   if (!patched) {
     // A 409 (the Deployment changed since it was read: its status is written often during a

@@ -168,10 +168,19 @@ class KubeWorld final : public control::World {
   // the Deployment's pod template becomes that ReplicaSet's (its pod-template-hash label left
   // out), by a merge patch on the resourceVersion just read, so that an edit made meanwhile is
   // not overwritten; the Deployment controller rolls it out, the old ReplicaSet taking the next
-  // revision. Returns the revision it goes back to. Errors: kNotFound (unknown service, or not
-  // rolling out); kInvalidArgument when the Deployment rolls out another revision by now (an
-  // edit since the last read: a 409 Conflict is that too); the API's.
+  // revision. The patch also marks the Deployment with the revision that failed and the old
+  // ReplicaSet's pod-template-hash (prescale.dev/rolled-back-from and -to), so that the rollout
+  // back is not judged, by this controller or the next, and a patch whose answer was lost is
+  // found done at the next try. Returns the revision it goes back to. Errors: kNotFound (unknown
+  // service, not rolling out, or already back there by another hand); kInvalidArgument when the
+  // Deployment was edited since (another revision, or another template); kUnavailable for a
+  // refusal for now (a 409 Conflict, a change its controller has not acted on yet, a paused
+  // Deployment); the API's.
   Result<int> roll_back(std::string_view service);
+  // Whether `service`'s Deployment carries a rollback's mark of `revision` (prescale.dev/
+  // rolled-back-from, as last read): it was rolled back from it, by this controller or one before
+  // (a patch whose answer was lost).
+  bool rolled_back(std::string_view service, int revision) const;
   // What the gateways counted since the first observation, of `service` or, for "", of every
   // service (zeros for an unknown one), and replica-seconds of its pods (those listed, from one
   // observation to the next): as LocalWorld::totals counts them, for the dashboard.

@@ -967,7 +967,8 @@ TEST_F(KubeRolloutTest, ARollbackPutsTheOldTemplateBackAndIsNotJudgedItself) {
   EXPECT_EQ(world.roll_back("web").error().code, ErrorCode::kNotFound);
 }
 
-// A rollback whose patch was applied though its answer was lost is found done at the next try.
+// A rollback whose patch was applied though its answer was lost is found done at the next try, by
+// its mark; the same template put back by another hand is not this controller's rollback.
 TEST_F(KubeRolloutTest, ARollbackAlreadyAppliedIsDoneWithNoOtherPatch) {
   KubeWorld world = make_world();
   world.observe(clock_.now());
@@ -975,6 +976,13 @@ TEST_F(KubeRolloutTest, ARollbackAlreadyAppliedIsDoneWithNoOtherPatch) {
   old["metadata"]["labels"].erase("pod-template-hash");
   fake_.set_template("web", 2, old);
   Result<int> back = world.roll_back("web");
+  ASSERT_FALSE(back.has_value());
+  EXPECT_EQ(back.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(back.error().message,
+            "deployment web went back to revision 1's template by another hand");
+  fake_.set_annotation("web", "prescale.dev/rolled-back-from", "2");
+  fake_.set_annotation("web", "prescale.dev/rolled-back-to", "aaa");
+  back = world.roll_back("web");
   ASSERT_TRUE(back.has_value()) << back.error().message;
   EXPECT_EQ(*back, 1);
   EXPECT_TRUE(fake_.deployment_patches().empty());
@@ -989,6 +997,8 @@ TEST_F(KubeRolloutTest, ARollbackAppliedAndMadeARevisionOfIsDone) {
   nlohmann::json old = web_template("web:1", "aaa");
   old["metadata"]["labels"].erase("pod-template-hash");
   fake_.set_template("web", 3, old);
+  fake_.set_annotation("web", "prescale.dev/rolled-back-from", "2");
+  fake_.set_annotation("web", "prescale.dev/rolled-back-to", "aaa");
   Result<int> back = world.roll_back("web");
   ASSERT_TRUE(back.has_value()) << back.error().message;
   EXPECT_TRUE(fake_.deployment_patches().empty());
@@ -1003,9 +1013,9 @@ TEST_F(KubeRolloutTest, ARollbackIsNotJudgedByTheNextController) {
     ASSERT_TRUE(world.roll_back("web").has_value());
   }
   ASSERT_EQ(fake_.deployment_patches().size(), 1u);
-  EXPECT_EQ(fake_.deployment_patches()[0]
-                .second["metadata"]["annotations"]["prescale.dev/rolled-back-from"],
-            "2");
+  const nlohmann::json mark = fake_.deployment_patches()[0].second["metadata"]["annotations"];
+  EXPECT_EQ(mark["prescale.dev/rolled-back-from"], "2");
+  EXPECT_EQ(mark["prescale.dev/rolled-back-to"], "aaa");
   // The Deployment controller takes web-aaa up again as revision 3; web-bbb, the failed one,
   // still has as many pods.
   fake_.set_template("web", 3, fake_.pod_template("web"));
