@@ -291,6 +291,9 @@ struct RolloutJudge {
   // By service: its last rollback ("revision 2 failed: ...; back to revision 1"), until the next
   // rollout, for the dashboard.
   std::map<std::string, std::string> rolled_back;
+  // By service: its Deployment's uid when the above were recorded. A Deployment deleted and made
+  // again starts its revisions again: what was recorded of the old one is forgotten.
+  std::map<std::string, std::string> uids;
 };
 
 void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, DashboardFeed& feed, bool analysis,
@@ -298,6 +301,21 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, DashboardFeed& 
                     std::vector<std::pair<std::string, std::string>>& ejections,
                     bool recommend_only, telemetry::CounterFamily& rollbacks,
                     Clock::TimePoint now) {
+  std::set<std::string> recorded;
+  for (const auto& [s, v] : judge.failed) recorded.insert(s);
+  for (const auto& [s, v] : judge.restarts) recorded.insert(s);
+  for (const auto& [s, v] : judge.said) recorded.insert(s);
+  for (const auto& [s, v] : judge.rolled_back) recorded.insert(s);
+  for (const std::string& s : recorded) {
+    const std::string uid = world.deployment_uid(s);
+    auto [at, added] = judge.uids.try_emplace(s, uid);
+    if (added || at->second == uid) continue;
+    judge.failed.erase(s);
+    judge.restarts.erase(s);
+    judge.said.erase(s);
+    judge.rolled_back.erase(s);
+    at->second = uid;
+  }
   std::map<std::string, healing::RolloutRevisions> rolling = world.rollouts();
   std::erase_if(rolling, [](const auto& e) {  // a rollback under way: nothing to judge
     return e.second.revision == e.second.stable;
@@ -332,10 +350,10 @@ void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, DashboardFeed& 
   std::erase_if(judge.failed, [&](const auto& e) {
     const auto& [service, failed] = e;
     if (!ended(service, failed.revision)) return false;
-    if (world.rolled_back(service, failed.revision)) {
+    if (world.rolled_back(service, failed.revision) && !recommend_only) {
       // A rollback whose answer was lost, found done by the Deployment's mark.
       said_rolled_back(service, failed.revision, failed.failure, failed.stable);
-    } else if (!recommend_only) {
+    } else if (!recommend_only && !world.rolled_back(service, failed.revision)) {
       const auto r = rolling.find(service);
       spdlog::warn("rollback {}: revision {} not rolled back: {}", service, failed.revision,
                    r == rolling.end()

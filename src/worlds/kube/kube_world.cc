@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "core/host_port.h"
 #include "http/client.h"
@@ -81,6 +82,9 @@ std::int64_t integer_at(const Json& j, std::initializer_list<const char*> path) 
 // whose answer was lost).
 constexpr std::string_view kRolledBackFrom = "prescale.dev/rolled-back-from";
 constexpr std::string_view kRolledBackTo = "prescale.dev/rolled-back-to";
+// And the Deployment's uid: a copy of the object (`kubectl replace --force`, a restore) is another
+// Deployment, whose revisions start again, and the mark is not its own.
+constexpr std::string_view kRolledBackUid = "prescale.dev/rolled-back-uid";
 
 // A revision number written as text; 0 for none, or for what is not one.
 int revision_from(const std::string& text) {
@@ -89,13 +93,22 @@ int revision_from(const std::string& text) {
   return ec == std::errc() && end == text.data() + text.size() && n > 0 ? n : 0;
 }
 
+// A Deployment's mark of a rollback (its failed revision and the hash it went back to); 0 and ""
+// where it has none, or the mark was made on another object (its uid).
+std::pair<int, std::string> mark_of(const Json& deployment) {
+  const auto annotation = [&](std::string_view key) {
+    return string_at(deployment, {"metadata", "annotations", std::string(key).c_str()});
+  };
+  const std::string uid = string_at(deployment, {"metadata", "uid"});
+  if (annotation(kRolledBackUid) != uid) return {0, ""};
+  return {revision_from(annotation(kRolledBackFrom)), annotation(kRolledBackTo)};
+}
+
 // Whether a Deployment carries this controller's mark of a rollback from `revision` to the
 // ReplicaSet of `hash`.
 bool marked(const Json& deployment, int revision, const std::string& hash) {
-  return revision_from(string_at(deployment, {"metadata", "annotations",
-                                              std::string(kRolledBackFrom).c_str()})) == revision &&
-         string_at(deployment, {"metadata", "annotations", std::string(kRolledBackTo).c_str()}) ==
-             hash;
+  const auto [from, to] = mark_of(deployment);
+  return revision > 0 && from == revision && to == hash;
 }
 
 // A Deployment's or ReplicaSet's deployment.kubernetes.io/revision; 0 where it has none.
@@ -656,10 +669,7 @@ void KubeWorld::State::read_deployments(Clock::TimePoint now) {
         }
         s.uid = uid;
       }
-      s.marked_rolled_back_from = revision_from(
-          string_at(d, {"metadata", "annotations", std::string(kRolledBackFrom).c_str()}));
-      s.marked_rolled_back_to =
-          string_at(d, {"metadata", "annotations", std::string(kRolledBackTo).c_str()});
+      std::tie(s.marked_rolled_back_from, s.marked_rolled_back_to) = mark_of(d);
       // Under a surge the Deployment holds one more than desired, and just after a patch the
       // list (from the API server's cache) may not show it yet: desired is what was set.
       if (auto r = replacing.find(name); r != replacing.end() && r->second.surged) continue;
@@ -783,10 +793,13 @@ void KubeWorld::State::read_replica_sets() {
       s.rollout.reset();
       continue;
     }
-    // The return from a revision a rollback (a controller's before this one) failed: not judged
-    // against the failed one.
-    if (stable->revision == s.marked_rolled_back_from && !fresh->hash.empty() &&
-        fresh->hash == s.marked_rolled_back_to) {
+    // A rollback by a controller before this one: while the Deployment controller has not acted
+    // on it (the failed revision is the Deployment's still), and the return from it (not judged
+    // against the revision it failed).
+    if (s.marked_rolled_back_from > 0 &&
+        (s.revision == s.marked_rolled_back_from ||
+         (stable->revision == s.marked_rolled_back_from && !fresh->hash.empty() &&
+          fresh->hash == s.marked_rolled_back_to))) {
       s.rollout = healing::RolloutRevisions{s.revision, s.revision};
       continue;
     }
@@ -970,11 +983,9 @@ const scaling::Snapshot& KubeWorld::observe(Clock::TimePoint now) {
       if (scrape) s.traffic.fill(w, now, traffic_at);
     }
     if (scrape) w.mean_cpu_utilization = cpu_n > 0 ? cpu_sum / cpu_n : NAN;
-    // The pods' time while they are listed (a stale list is not counted on).
+    // The pods' time, as last listed (while the API does not answer, the pods last seen run on).
     for (control::WorldTotals* t : {&st.totals, &s.totals}) {
-      if (!st.pods_stale(now)) {
-        t->replica_seconds += since_observed * static_cast<double>(obs.replicas.size());
-      }
+      t->replica_seconds += since_observed * static_cast<double>(obs.replicas.size());
     }
     // CPU and memory are the pods' last scrape's, whatever the traffic figures' age.
     for (auto& ro : obs.replicas) {
@@ -1184,6 +1195,13 @@ bool KubeWorld::rolled_back(std::string_view service, int revision) const {
   return false;
 }
 
+std::string KubeWorld::deployment_uid(std::string_view service) const {
+  for (const State::Service& s : state_->services) {
+    if (s.spec.name == service) return s.uid;
+  }
+  return "";
+}
+
 int KubeWorld::revision(std::string_view service) const {
   for (const State::Service& s : state_->services) {
     if (s.spec.name == service) return s.revision;
@@ -1261,7 +1279,8 @@ Result<int> KubeWorld::roll_back(std::string_view service) {
                        {{"resourceVersion", string_at(*d, {"metadata", "resourceVersion"})},
                         {"annotations",
                          {{std::string(kRolledBackFrom), std::to_string(s->rollout->revision)},
-                          {std::string(kRolledBackTo), s->stable_hash}}}}},
+                          {std::string(kRolledBackTo), s->stable_hash},
+                          {std::string(kRolledBackUid), string_at(*d, {"metadata", "uid"})}}}}},
                       {"spec", {{"template", merge_patch_between(current, target)}}}};
   auto patched = st.call([&] { return st.api.merge_patch(path, patch); });
   if (!patched) {

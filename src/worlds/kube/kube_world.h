@@ -178,9 +178,12 @@ class KubeWorld final : public control::World {
   // Deployment); the API's.
   Result<int> roll_back(std::string_view service);
   // Whether `service`'s Deployment carries a rollback's mark of `revision` (prescale.dev/
-  // rolled-back-from, as last read): it was rolled back from it, by this controller or one before
-  // (a patch whose answer was lost).
+  // rolled-back-from, made on this object: prescale.dev/rolled-back-uid, as last read): it was
+  // rolled back from it, by this controller or one before (a patch whose answer was lost).
   bool rolled_back(std::string_view service, int revision) const;
+  // The metadata.uid of `service`'s Deployment as last read ("" before): another one when it was
+  // deleted and made again.
+  std::string deployment_uid(std::string_view service) const;
   // What the gateways counted since the first observation, of `service` or, for "", of every
   // service (zeros for an unknown one), and replica-seconds of its pods (those listed, from one
   // observation to the next): as LocalWorld::totals counts them, for the dashboard.

@@ -948,10 +948,14 @@ TEST_F(KubeRolloutTest, ARollbackPutsTheOldTemplateBackAndIsNotJudgedItself) {
   using Revisions = std::map<std::string, healing::RolloutRevisions>;
   EXPECT_EQ(world.rollouts(), (Revisions{{"web", {2, 2}}}));  // nothing to judge
   EXPECT_EQ(world.roll_back("web").error().code, ErrorCode::kNotFound);
-  // Nor before the Deployment controller acts on it (or while the Deployment is paused).
+  // Nor before the Deployment controller acts on it (or while the Deployment is paused). The
+  // Deployment carries the rollback's mark.
+  EXPECT_FALSE(world.rolled_back("web", 2));  // not read yet
   clock_.advance(1s);
   world.observe(clock_.now());
   EXPECT_EQ(world.rollouts(), (Revisions{{"web", {2, 2}}}));
+  EXPECT_TRUE(world.rolled_back("web", 2));
+  EXPECT_FALSE(world.rolled_back("web", 1));
 
   // The Deployment controller makes the old ReplicaSet revision 3, and rolls it out.
   fake_.set_template("web", 3, expected);
@@ -980,8 +984,14 @@ TEST_F(KubeRolloutTest, ARollbackAlreadyAppliedIsDoneWithNoOtherPatch) {
   EXPECT_EQ(back.error().code, ErrorCode::kNotFound);
   EXPECT_EQ(back.error().message,
             "deployment web went back to revision 1's template by another hand");
+  // A mark copied from another object (a Deployment made again from its YAML) is not this one's.
   fake_.set_annotation("web", "prescale.dev/rolled-back-from", "2");
   fake_.set_annotation("web", "prescale.dev/rolled-back-to", "aaa");
+  fake_.set_annotation("web", "prescale.dev/rolled-back-uid", "uid-of-a-deleted-one");
+  back = world.roll_back("web");
+  ASSERT_FALSE(back.has_value());
+  EXPECT_EQ(back.error().code, ErrorCode::kNotFound);
+  fake_.set_annotation("web", "prescale.dev/rolled-back-uid", "uid-deployment-web");
   back = world.roll_back("web");
   ASSERT_TRUE(back.has_value()) << back.error().message;
   EXPECT_EQ(*back, 1);
@@ -999,6 +1009,7 @@ TEST_F(KubeRolloutTest, ARollbackAppliedAndMadeARevisionOfIsDone) {
   fake_.set_template("web", 3, old);
   fake_.set_annotation("web", "prescale.dev/rolled-back-from", "2");
   fake_.set_annotation("web", "prescale.dev/rolled-back-to", "aaa");
+  fake_.set_annotation("web", "prescale.dev/rolled-back-uid", "uid-deployment-web");
   Result<int> back = world.roll_back("web");
   ASSERT_TRUE(back.has_value()) << back.error().message;
   EXPECT_TRUE(fake_.deployment_patches().empty());
@@ -1016,6 +1027,14 @@ TEST_F(KubeRolloutTest, ARollbackIsNotJudgedByTheNextController) {
   const nlohmann::json mark = fake_.deployment_patches()[0].second["metadata"]["annotations"];
   EXPECT_EQ(mark["prescale.dev/rolled-back-from"], "2");
   EXPECT_EQ(mark["prescale.dev/rolled-back-to"], "aaa");
+  EXPECT_EQ(mark["prescale.dev/rolled-back-uid"], "uid-deployment-web");
+  // Before the Deployment controller acts on it (the failed revision is the Deployment's still).
+  {
+    KubeWorld next = make_world();
+    next.observe(clock_.now());
+    using Revisions = std::map<std::string, healing::RolloutRevisions>;
+    EXPECT_EQ(next.rollouts(), (Revisions{{"web", {2, 2}}}));
+  }
   // The Deployment controller takes web-aaa up again as revision 3; web-bbb, the failed one,
   // still has as many pods.
   fake_.set_template("web", 3, fake_.pod_template("web"));
