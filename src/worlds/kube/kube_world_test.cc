@@ -840,24 +840,9 @@ class KubeRolloutTest : public KubeWorldTest {
   KubeRolloutTest() {
     fake_.set_template("web", 2, web_template("web:2", "", "fast"));
     fake_.set_rollout("web", /*updated=*/1);
-    fake_.set_replica_set({.name = "web-aaa",
-                           .deployment = "web",
-                           .hash = "aaa",
-                           .revision = 1,
-                           .replicas = 1,
-                           .pod_template = web_template("web:1", "aaa")});
-    fake_.set_replica_set({.name = "web-bbb",
-                           .deployment = "web",
-                           .hash = "bbb",
-                           .revision = 2,
-                           .replicas = 1,
-                           .pod_template = web_template("web:2", "bbb", "fast")});
-    fake_.set_replica_set({.name = "web-zzz",
-                           .deployment = "web",
-                           .hash = "zzz",
-                           .revision = 0,
-                           .replicas = 0,
-                           .pod_template = web_template("web:0", "zzz")});
+    set_web_replica_set("aaa", 1, 1, "web:1");
+    set_web_replica_set("bbb", 2, 1, "web:2", "fast");
+    set_web_replica_set("zzz", 0, 0, "web:0");
     fake_.set_pod({.name = "web-a",
                    .app = "web",
                    .ports = {{"http", web_a_.port()}},
@@ -871,6 +856,16 @@ class KubeRolloutTest : public KubeWorldTest {
                    .template_hash = "bbb"});
   }
   std::string web_a() const { return "127.0.0.1:" + std::to_string(web_a_.port()); }
+  // web's ReplicaSet web-<hash>, of the template web_template(image, hash, env).
+  void set_web_replica_set(const std::string& hash, int revision, int replicas,
+                           const std::string& image, const std::string& env = "") {
+    fake_.set_replica_set({.name = "web-" + hash,
+                           .deployment = "web",
+                           .hash = hash,
+                           .revision = revision,
+                           .replicas = replicas,
+                           .pod_template = web_template(image, hash, env)});
+  }
 };
 
 // Each pod's revision is its ReplicaSet's, and the attempts at each address are what the gateways
@@ -959,12 +954,7 @@ TEST_F(KubeRolloutTest, ARollbackPutsTheOldTemplateBackAndIsNotJudgedItself) {
 
   // The Deployment controller makes the old ReplicaSet revision 3, and rolls it out.
   fake_.set_template("web", 3, expected);
-  fake_.set_replica_set({.name = "web-aaa",
-                         .deployment = "web",
-                         .hash = "aaa",
-                         .revision = 3,
-                         .replicas = 1,
-                         .pod_template = web_template("web:1", "aaa")});
+  set_web_replica_set("aaa", 3, 1, "web:1");
   clock_.advance(1s);
   world.observe(clock_.now());
   EXPECT_EQ(world.rollouts(), (Revisions{{"web", {3, 3}}}));
@@ -1038,12 +1028,7 @@ TEST_F(KubeRolloutTest, ARollbackIsNotJudgedByTheNextController) {
   // The Deployment controller takes web-aaa up again as revision 3; web-bbb, the failed one,
   // still has as many pods.
   fake_.set_template("web", 3, fake_.pod_template("web"));
-  fake_.set_replica_set({.name = "web-aaa",
-                         .deployment = "web",
-                         .hash = "aaa",
-                         .revision = 3,
-                         .replicas = 1,
-                         .pod_template = web_template("web:1", "aaa")});
+  set_web_replica_set("aaa", 3, 1, "web:1");
   KubeWorld next = make_world();
   next.observe(clock_.now());
   using Revisions = std::map<std::string, healing::RolloutRevisions>;
@@ -1055,24 +1040,9 @@ TEST_F(KubeRolloutTest, ARollbackIsNotJudgedByTheNextController) {
 TEST_F(KubeRolloutTest, ARolloutBegunBetweenTwoReadsHasTheOldSideWithPods) {
   KubeWorld world = make_world();
   world.observe(clock_.now());
-  fake_.set_replica_set({.name = "web-aaa",
-                         .deployment = "web",
-                         .hash = "aaa",
-                         .revision = 1,
-                         .replicas = 0,
-                         .pod_template = web_template("web:1", "aaa")});
-  fake_.set_replica_set({.name = "web-bbb",
-                         .deployment = "web",
-                         .hash = "bbb",
-                         .revision = 2,
-                         .replicas = 2,
-                         .pod_template = web_template("web:2", "bbb", "fast")});
-  fake_.set_replica_set({.name = "web-ccc",
-                         .deployment = "web",
-                         .hash = "ccc",
-                         .revision = 3,
-                         .replicas = 1,
-                         .pod_template = web_template("web:3", "ccc")});
+  set_web_replica_set("aaa", 1, 0, "web:1");
+  set_web_replica_set("bbb", 2, 2, "web:2", "fast");
+  set_web_replica_set("ccc", 3, 1, "web:3");
   fake_.set_template("web", 3, web_template("web:3", ""));
   clock_.advance(1s);
   world.observe(clock_.now());
@@ -1135,18 +1105,8 @@ TEST_F(KubeRolloutTest, TheOldSideIsTheDeploymentsOwnAndKeptWhileItRolls) {
   EXPECT_EQ(world.rollouts(), (Revisions{{"web", {2, 1}}}));
   // An edit during the rollout: revision 3 over revision 1 still, though revision 2 has more pods.
   fake_.set_template("web", 3, web_template("web:3", ""));
-  fake_.set_replica_set({.name = "web-bbb",
-                         .deployment = "web",
-                         .hash = "bbb",
-                         .revision = 2,
-                         .replicas = 2,
-                         .pod_template = web_template("web:2", "bbb", "fast")});
-  fake_.set_replica_set({.name = "web-ccc",
-                         .deployment = "web",
-                         .hash = "ccc",
-                         .revision = 3,
-                         .replicas = 1,
-                         .pod_template = web_template("web:3", "ccc")});
+  set_web_replica_set("bbb", 2, 2, "web:2", "fast");
+  set_web_replica_set("ccc", 3, 1, "web:3");
   clock_.advance(1s);
   world.observe(clock_.now());
   EXPECT_EQ(world.rollouts(), (Revisions{{"web", {3, 1}}}));
@@ -1156,12 +1116,7 @@ TEST_F(KubeRolloutTest, TheOldSideIsTheDeploymentsOwnAndKeptWhileItRolls) {
   clock_.advance(1s);
   world.observe(clock_.now());
   EXPECT_EQ(world.rollouts(), (Revisions{{"web", {3, 1}}}));
-  fake_.set_replica_set({.name = "web-aaa",
-                         .deployment = "web",
-                         .hash = "aaa",
-                         .revision = 4,
-                         .replicas = 1,
-                         .pod_template = web_template("web:1", "aaa")});
+  set_web_replica_set("aaa", 4, 1, "web:1");
   clock_.advance(1s);
   world.observe(clock_.now());
   EXPECT_EQ(world.rollouts(), (Revisions{{"web", {4, 4}}}));
