@@ -31,6 +31,7 @@
 #include "http/json.h"
 #include "http/server.h"
 #include "local_platform.h"
+#include "rollout_judge.h"
 #include "runtime/runtime.h"
 #include "scaling/prescale_policy.h"
 #include "telemetry/process_metrics.h"
@@ -263,195 +264,6 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
   }
 }
 
-// The Deployments rolling out (docs/kubernetes.md, "Rollouts"), as `prescale up` judges its own
-// rollouts: a new revision whose pods restart twice in all (a crash, a failed liveness probe, the
-// memory limit), or one of whose pods a gateway ejects, fails at once; with `analysis`, one that
-// fails more often or answers more slowly than the revision it replaces, on what the gateways
-// counted of both (healing::RolloutWatch), fails too. A failed revision is rolled back to the one
-// it replaces (KubeWorld::roll_back, as `kubectl rollout undo` would). The new revision's pods'
-// ejections are taken out of `ejections` (the rollback removes them; the healer does not evict
-// them).
-struct RolloutJudge {
-  healing::RolloutWatch watch;
-  // By service: (the revision rolling out, its pods' restarts).
-  std::map<std::string, std::pair<int, int>> restarts;
-  // A failed revision, by service, until it is rolled back (tried again at each look: the API
-  // may refuse for now) or no longer rolls out.
-  struct Failed {
-    int revision = 0;
-    int stable = 0;  // the revision it is rolled back to
-    healing::RolloutFailure failure;
-    bool said = false;  // that it is not rolled back yet
-    // When it is tried again: 1 s after a refusal, then twice as long each time, up to 30 s.
-    Clock::TimePoint next_try = {};
-    Clock::Duration wait = std::chrono::seconds(1);
-  };
-  std::map<std::string, Failed> failed;
-  std::map<std::string, healing::RolloutRevisions> said;  // the rollouts said to be judged
-  // By service: its last rollback ("revision 2 failed: ...; back to revision 1"), until the next
-  // rollout, for the dashboard.
-  std::map<std::string, std::string> rolled_back;
-  // By service: its Deployment's uid when the above were recorded. A Deployment deleted and made
-  // again starts its revisions again: what was recorded of the old one is forgotten.
-  std::map<std::string, std::string> uids;
-};
-
-void judge_rollouts(kube::KubeWorld& world, RolloutJudge& judge, DashboardFeed& feed, bool analysis,
-                    const std::vector<std::string>& restarted,
-                    std::vector<std::pair<std::string, std::string>>& ejections,
-                    bool recommend_only, telemetry::CounterFamily& rollbacks,
-                    Clock::TimePoint now) {
-  std::set<std::string> recorded;
-  for (const auto& [s, v] : judge.failed) recorded.insert(s);
-  for (const auto& [s, v] : judge.restarts) recorded.insert(s);
-  for (const auto& [s, v] : judge.said) recorded.insert(s);
-  for (const auto& [s, v] : judge.rolled_back) recorded.insert(s);
-  for (const std::string& s : recorded) {
-    const std::string uid = world.deployment_uid(s);
-    auto [at, added] = judge.uids.try_emplace(s, uid);
-    if (added || at->second == uid) continue;
-    judge.failed.erase(s);
-    judge.restarts.erase(s);
-    judge.said.erase(s);
-    judge.rolled_back.erase(s);
-    at->second = uid;
-  }
-  std::map<std::string, healing::RolloutRevisions> rolling = world.rollouts();
-  std::erase_if(rolling, [](const auto& e) {  // a rollback under way: nothing to judge
-    return e.second.revision == e.second.stable;
-  });
-  for (const auto& [service, r] : rolling) {
-    if (const auto said = judge.said.find(service);
-        said == judge.said.end() || !(said->second == r)) {
-      spdlog::info("rollout {}: revision {} replaces revision {}: judged while both serve", service,
-                   r.revision, r.stable);
-      feed.add_event("rollout", service, "",
-                     "revision " + std::to_string(r.revision) + " replaces revision " +
-                         std::to_string(r.stable) + ": judged while both serve");
-      judge.rolled_back.erase(service);
-    }
-  }
-  judge.said = rolling;
-  const auto ended = [&](const std::string& service, int revision) {
-    const auto r = rolling.find(service);
-    return r == rolling.end() || r->second.revision != revision;
-  };
-  // A rollback done: said, counted and shown.
-  auto said_rolled_back = [&](const std::string& service, int revision,
-                              const healing::RolloutFailure& f, int back) {
-    const std::string message = "revision " + std::to_string(revision) + " failed: " + f.replica +
-                                " " + f.why + "; back to revision " + std::to_string(back);
-    spdlog::warn("rollback {}: {}", service, message);
-    rollbacks.with({service}).inc();
-    feed.add_event("rollback", service, "", message);
-    judge.rolled_back[service] = message;
-  };
-  std::erase_if(judge.restarts, [&](const auto& e) { return ended(e.first, e.second.first); });
-  std::erase_if(judge.failed, [&](const auto& e) {
-    const auto& [service, failed] = e;
-    if (!ended(service, failed.revision)) return false;
-    if (world.rolled_back(service, failed.revision) && !recommend_only) {
-      // A rollback whose answer was lost, found done by the Deployment's mark.
-      said_rolled_back(service, failed.revision, failed.failure, failed.stable);
-    } else if (!recommend_only && !world.rolled_back(service, failed.revision)) {
-      const auto r = rolling.find(service);
-      spdlog::warn("rollback {}: revision {} not rolled back: {}", service, failed.revision,
-                   r == rolling.end()
-                       ? "it rolled out meanwhile (kubectl rollout undo takes it back)"
-                       : "revision " + std::to_string(r->second.revision) + " rolls out now");
-    }
-    return true;
-  });
-  if (rolling.empty()) {
-    (void)judge.watch.look({}, {}, {}, now);  // forgets the rollouts that ended
-    return;
-  }
-  const std::vector<healing::RolloutReplica> replicas = world.rollout_replicas();
-  // The pod of a new revision under judgement, if `pod` is one.
-  auto fresh = [&](const std::string& pod) -> const healing::RolloutReplica* {
-    for (const healing::RolloutReplica& r : replicas) {
-      if (r.id != pod) continue;
-      const auto at = rolling.find(r.service);
-      if (at != rolling.end() && r.revision == at->second.revision) return &r;
-    }
-    return nullptr;
-  };
-  auto fail = [&](healing::RolloutFailure f) {
-    const healing::RolloutRevisions& r = rolling.at(f.service);
-    judge.failed.try_emplace(f.service, RolloutJudge::Failed{r.revision, r.stable, std::move(f)});
-  };
-  for (const std::string& pod : restarted) {
-    const healing::RolloutReplica* r = fresh(pod);
-    if (r == nullptr) continue;
-    auto& [revision, n] = judge.restarts[r->service];
-    revision = r->revision;
-    if (++n >= 2) {
-      fail({r->service, pod,
-            "restarted: the new revision's pods restarted " + std::to_string(n) + " times in all"});
-    }
-  }
-  std::set<std::string> ejected;  // the new revisions' pods ejected this look
-  for (const auto& [service, pod] : ejections) {
-    if (const healing::RolloutReplica* r = fresh(pod)) {
-      fail({r->service, pod, "was ejected by the gateway's outlier detection"});
-      ejected.insert(pod);
-    }
-  }
-  std::map<std::string, healing::RolloutRevisions> judged = rolling;
-  if (!analysis) judged.clear();  // and what was counted is forgotten
-  for (healing::RolloutFailure& f :
-       judge.watch.look(judged, replicas, world.upstream_attempts(), now)) {
-    fail(std::move(f));
-  }
-  std::set<std::string> rolled_back;
-  for (auto it = judge.failed.begin(); it != judge.failed.end();) {
-    RolloutJudge::Failed& failed = it->second;
-    const healing::RolloutFailure& f = failed.failure;
-    const int stable = rolling.at(f.service).stable;
-    if (now < failed.next_try) {
-      ++it;
-      continue;
-    }
-    if (recommend_only) {
-      if (!failed.said) {
-        spdlog::warn("would roll back {}: revision {} failed: {} {}; back to revision {}",
-                     f.service, failed.revision, f.replica, f.why, stable);
-      }
-      failed.said = true;
-      ++it;
-      continue;
-    }
-    Result<int> back = world.roll_back(f.service);
-    if (back) {
-      said_rolled_back(f.service, failed.revision, f, *back);
-      rolled_back.insert(f.service);
-      it = judge.failed.erase(it);
-      continue;
-    }
-    // Edited since (a new revision will be judged anew), or no longer rolling out: given up. The
-    // rest (a conflict, a change not acted on yet, a paused Deployment, the API) wait and retry.
-    const bool final = back.error().code == ErrorCode::kInvalidArgument ||
-                       back.error().code == ErrorCode::kNotFound;
-    if (final || !failed.said) {
-      spdlog::warn("rollback {}: revision {} failed: {} {}; not rolled back: {}{}", f.service,
-                   failed.revision, f.replica, f.why, back.error().message,
-                   back.error().message.find(": 403 ") != std::string::npos
-                       ? " (the API refused: is the rendered Role applied?)"
-                   : final ? ""
-                           : "; tried again shortly");
-    }
-    failed.said = true;
-    failed.next_try = now + failed.wait;
-    failed.wait = std::min<Clock::Duration>(2 * failed.wait, std::chrono::seconds(30));
-    it = final ? judge.failed.erase(it) : std::next(it);
-  }
-  // The ejections of a revision rolled back are the rollback's: no eviction. Those of one not
-  // rolled back (yet) are the healer's as ever.
-  std::erase_if(ejections, [&](const std::pair<std::string, std::string>& e) {
-    return ejected.contains(e.second) && rolled_back.contains(e.first);
-  });
-}
-
 }  // namespace
 
 int ControllerCommand::run() const {
@@ -596,7 +408,6 @@ int ControllerCommand::run() const {
     r.headers.set("Content-Type", "application/json");
     respond(std::move(r));
   };
-  RolloutJudge rollout_judge;  // a new revision against the old one, while both serve
   // The dashboard (docs/dashboard.md), on the admin port: `kubectl port-forward` reaches it.
   dashboard::DashboardModel model;
   dashboard::Dashboard(model).add_routes(admin_routes);
@@ -605,13 +416,15 @@ int ControllerCommand::run() const {
       DashboardFeedOptions{*policy_name, f.recommend_only, 1}, clock);
   // The services as the dashboard shows them: from the file, with each Deployment's revision and
   // rollout as last read.
+  // A new revision against the old one, while both serve.
+  RolloutJudge rollout_judge(world, &feed, &rollbacks_counter);
   auto show_services = [&] {
     const std::map<std::string, healing::RolloutRevisions> rolling = world.rollouts();
     std::vector<dashboard::ServiceInfo> infos;
     for (const ServiceConfig& s : config.services) {
       std::string rollout;
-      if (const auto back = rollout_judge.rolled_back.find(s.name);
-          back != rollout_judge.rolled_back.end()) {
+      if (const auto back = rollout_judge.rolled_back().find(s.name);
+          back != rollout_judge.rolled_back().end()) {
         rollout = back->second;
       } else if (const auto r = rolling.find(s.name);
                  r != rolling.end() && r->second.revision != r->second.stable) {
@@ -688,9 +501,9 @@ int ControllerCommand::run() const {
     last_tick = clock.now().time_since_epoch().count();
     const std::vector<std::string> restarted = world.take_restarted();
     std::vector<std::pair<std::string, std::string>> ejections = world.take_ejections();
-    judge_rollouts(world, rollout_judge, feed,
-                   config.healer.enabled && config.healer.rollout_analysis, restarted, ejections,
-                   f.recommend_only, rollbacks_counter, clock.now());
+    rollout_judge.look(restarted, ejections,
+                       config.healer.enabled && config.healer.rollout_analysis, f.recommend_only,
+                       clock.now());
     if (config.healer.enabled) {
       heal(cluster_healing, controller.last_snapshot(), world, feed, restarted, ejections,
            f.recommend_only, clock.now());

@@ -1,0 +1,155 @@
+#include "rollout_judge.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "telemetry/registry.h"
+#include "worlds/kube/api_client.h"
+#include "worlds/kube/fake_api_server.h"
+#include "worlds/kube/kube_world.h"
+
+namespace prescale {
+namespace {
+
+using namespace std::chrono_literals;
+using kube::fake::FakeApiServer;
+
+// web's pod template of `image`, with the pod-template-hash label of its ReplicaSet (none: as the
+// Deployment holds it).
+nlohmann::json web_template(const std::string& image, const std::string& hash) {
+  nlohmann::json t = {{"metadata", {{"labels", {{"app.kubernetes.io/name", "web"}}}}},
+                      {"spec", {{"containers", {{{"name", "web"}, {"image", image}}}}}}};
+  if (!hash.empty()) t["metadata"]["labels"]["pod-template-hash"] = hash;
+  return t;
+}
+
+// web rolls out revision 2 (ReplicaSet web-bbb, pod web-n) over revision 1 (web-aaa, web-a), as
+// the stand-in API server tells it; no gateway pods (the analysis has nothing to count: restarts
+// fail the revision here).
+class RolloutJudgeTest : public ::testing::Test {
+ protected:
+  RolloutJudgeTest()
+      : clock_(*parse_utc("2026-01-01T00:01:00Z")), api_(*kube::config_from_url(fake_.url())) {
+    fake_.set_deployment("web", 2);
+    fake_.set_template("web", 2, web_template("web:2", ""));
+    fake_.set_rollout("web", /*updated=*/1);
+    set_replica_set("aaa", 1, "web:1");
+    set_replica_set("bbb", 2, "web:2");
+    fake_.set_pod(
+        {.name = "web-a", .app = "web", .ports = {{"http", 8080}}, .template_hash = "aaa"});
+    fake_.set_pod({.name = "web-n",
+                   .app = "web",
+                   .ip = "10.0.0.5",
+                   .ports = {{"http", 8080}},
+                   .template_hash = "bbb"});
+  }
+  void set_replica_set(const std::string& hash, int revision, const std::string& image) {
+    fake_.set_replica_set({.name = "web-" + hash,
+                           .deployment = "web",
+                           .hash = hash,
+                           .revision = revision,
+                           .replicas = 1,
+                           .pod_template = web_template(image, hash)});
+  }
+  kube::KubeWorld make_world() {
+    kube::KubeWorldOptions o;
+    o.clock = &clock_;
+    o.scrape_interval = 0s;
+    o.on_problem = [](const std::string&) {};
+    scaling::ServiceSpec web;
+    web.name = "web";
+    web.min_replicas = 1;
+    web.max_replicas = 10;
+    web.slo_latency_p99_seconds = 0.1;
+    return kube::KubeWorld(api_, {web}, o);
+  }
+  // One look of the controller's at `clock_`'s now, `restarted` told by the world.
+  void look(kube::KubeWorld& world, RolloutJudge& judge, const std::vector<std::string>& restarted,
+            bool recommend_only = false) {
+    world.observe(clock_.now());
+    std::vector<std::pair<std::string, std::string>> ejections;
+    judge.look(restarted, ejections, /*analysis=*/true, recommend_only, clock_.now());
+  }
+  double rollbacks() { return rollbacks_.with({"web"}).value(); }
+
+  FakeApiServer fake_;
+  ManualClock clock_;
+  kube::ApiClient api_;
+  telemetry::Registry registry_;
+  telemetry::CounterFamily& rollbacks_ = registry_.counter("rollbacks_total", "", {"service"});
+};
+
+// A rollback the API refuses for now (a paused Deployment here) is tried again 1 s later, then
+// 2 s after that, 4 s, ...: not at every look; once through, it is counted once.
+TEST_F(RolloutJudgeTest, ARefusedRollbackIsTriedAgainWithABackOffAndCountedOnce) {
+  kube::KubeWorld world = make_world();
+  RolloutJudge judge(world, nullptr, &rollbacks_);
+  look(world, judge, {});
+  fake_.set_paused("web", true);
+  clock_.advance(1s);
+  look(world, judge, {"web-n", "web-n"});  // two restarts: refused (t = 0)
+  auto patched_after = [&](Clock::Duration d) {
+    clock_.advance(d);
+    look(world, judge, {});
+    return !fake_.deployment_patches().empty();
+  };
+  EXPECT_FALSE(patched_after(1s));  // t = 1: refused again, next at t = 3
+  fake_.set_paused("web", false);
+  EXPECT_FALSE(patched_after(1s));     // t = 2: not tried
+  EXPECT_FALSE(patched_after(500ms));  // t = 2.5: nor here
+  EXPECT_TRUE(patched_after(500ms));   // t = 3: through
+  EXPECT_EQ(rollbacks(), 1);
+  EXPECT_EQ(judge.rolled_back().at("web"),
+            "revision 2 failed: web-n restarted: the new revision's pods restarted 2 times in "
+            "all; back to revision 1");
+  for (int i = 0; i < 5; ++i) {
+    clock_.advance(1s);
+    look(world, judge, {});
+  }
+  EXPECT_EQ(fake_.deployment_patches().size(), 1u);
+  EXPECT_EQ(rollbacks(), 1);
+}
+
+// A rollback whose patch was applied but whose answer was lost: by the next try the Deployment
+// controller has taken the old ReplicaSet up again; the Deployment's mark tells it was this
+// rollback, said and counted once, with no other patch.
+TEST_F(RolloutJudgeTest, ARollbackWhoseAnswerWasLostIsFoundDoneByItsMark) {
+  kube::KubeWorld world = make_world();
+  RolloutJudge judge(world, nullptr, &rollbacks_);
+  look(world, judge, {});
+  fake_.set_paused("web", true);
+  clock_.advance(1s);
+  look(world, judge, {"web-n", "web-n"});  // refused for now
+  // As the lost patch and the Deployment controller would leave it.
+  fake_.set_paused("web", false);
+  fake_.set_template("web", 3, web_template("web:1", ""));
+  fake_.set_annotation("web", "prescale.dev/rolled-back-from", "2");
+  fake_.set_annotation("web", "prescale.dev/rolled-back-to", "aaa");
+  fake_.set_annotation("web", "prescale.dev/rolled-back-uid", "uid-deployment-web");
+  set_replica_set("aaa", 3, "web:1");
+  clock_.advance(500ms);
+  look(world, judge, {});
+  EXPECT_TRUE(fake_.deployment_patches().empty());
+  EXPECT_EQ(rollbacks(), 1);
+  ASSERT_TRUE(judge.rolled_back().contains("web"));
+  clock_.advance(5s);
+  look(world, judge, {});
+  EXPECT_EQ(rollbacks(), 1);
+}
+
+// Recommending only, a failed revision is said and nothing is patched or counted.
+TEST_F(RolloutJudgeTest, RecommendingOnlyRollsNothingBack) {
+  kube::KubeWorld world = make_world();
+  RolloutJudge judge(world, nullptr, &rollbacks_);
+  look(world, judge, {}, /*recommend_only=*/true);
+  clock_.advance(1s);
+  look(world, judge, {"web-n", "web-n"}, true);
+  clock_.advance(5s);
+  look(world, judge, {}, true);
+  EXPECT_TRUE(fake_.deployment_patches().empty());
+  EXPECT_EQ(rollbacks(), 0);
+}
+
+}  // namespace
+}  // namespace prescale
