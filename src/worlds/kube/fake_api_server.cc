@@ -194,6 +194,17 @@ struct FakeApiServer::State {
             {"spec", {{"replicas", replicas}}},
             {"status", {{"replicas", replicas}}}};
   }
+  // The Deployment the request names, as `object` makes it (deployment() or scale()), or 404.
+  http::Response read_deployment(const http::Request& req,
+                                 Json (State::*object)(const std::string&, int) const) const {
+    const std::string name(req.param("name").value_or(""));
+    std::lock_guard lock(mu);
+    auto it = deployments.find(name);
+    if (it == deployments.end()) {
+      return status_object(404, "NotFound", "deployments.apps \"" + name + "\" not found");
+    }
+    return http::json_response(200, (this->*object)(name, it->second));
+  }
   // The answer to a request refused before it is routed, if any.
   std::optional<http::Response> refused(const http::Request& req) {
     std::lock_guard lock(mu);
@@ -330,13 +341,7 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
         }));
   r.add(http::Method::kGet, "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
         route([](State& st, http::Request& req) {
-          const std::string name(req.param("name").value_or(""));
-          std::lock_guard lock(st.mu);
-          auto it = st.deployments.find(name);
-          if (it == st.deployments.end()) {
-            return status_object(404, "NotFound", "deployments.apps \"" + name + "\" not found");
-          }
-          return http::json_response(200, st.deployment(name, it->second));
+          return st.read_deployment(req, &State::deployment);
         }));
   // A merge patch of a Deployment's pod template (what a rollback changes), refused with 409 when
   // it names a resourceVersion that is not the Deployment's.
@@ -404,16 +409,9 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
         st.deployment_patches.emplace_back(name, *body);
         return http::json_response(200, st.deployment(name, it->second));
       }));
-  r.add(http::Method::kGet, "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
-        route([](State& st, http::Request& req) {
-          const std::string name(req.param("name").value_or(""));
-          std::lock_guard lock(st.mu);
-          auto it = st.deployments.find(name);
-          if (it == st.deployments.end()) {
-            return status_object(404, "NotFound", "deployments.apps \"" + name + "\" not found");
-          }
-          return http::json_response(200, st.scale(name, it->second));
-        }));
+  r.add(
+      http::Method::kGet, "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
+      route([](State& st, http::Request& req) { return st.read_deployment(req, &State::scale); }));
   r.add(http::Method::kPatch, "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
         route([](State& st, http::Request& req) {
           const std::string name(req.param("name").value_or(""));

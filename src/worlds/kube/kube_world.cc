@@ -280,6 +280,9 @@ struct KubeWorld::State {
     }
     return nullptr;
   }
+  const Service* service_named(std::string_view name) const {
+    return const_cast<State*>(this)->service_named(name);
+  }
   // A replica of a service of the file among the pods last read, not being deleted: never the
   // gateway's, the controller's, or another team's pod in the same namespace.
   Result<const Pod*> service_pod(std::string_view replica_id) const {
@@ -1189,32 +1192,24 @@ std::vector<healing::RolloutReplica> KubeWorld::rollout_replicas() const {
 }
 
 bool KubeWorld::rolled_back(std::string_view service, int revision) const {
-  for (const State::Service& s : state_->services) {
-    if (s.spec.name == service) return revision > 0 && s.marked_rolled_back_from == revision;
-  }
-  return false;
+  const State::Service* s = state_->service_named(service);
+  return s != nullptr && revision > 0 && s->marked_rolled_back_from == revision;
 }
 
 std::string KubeWorld::deployment_uid(std::string_view service) const {
-  for (const State::Service& s : state_->services) {
-    if (s.spec.name == service) return s.uid;
-  }
-  return "";
+  const State::Service* s = state_->service_named(service);
+  return s != nullptr ? s->uid : "";
 }
 
 int KubeWorld::revision(std::string_view service) const {
-  for (const State::Service& s : state_->services) {
-    if (s.spec.name == service) return s.revision;
-  }
-  return 0;
+  const State::Service* s = state_->service_named(service);
+  return s != nullptr ? s->revision : 0;
 }
 
 control::WorldTotals KubeWorld::totals(std::string_view service) const {
   if (service.empty()) return state_->totals;
-  for (const State::Service& s : state_->services) {
-    if (s.spec.name == service) return s.totals;
-  }
-  return {};
+  const State::Service* s = state_->service_named(service);
+  return s != nullptr ? s->totals : control::WorldTotals{};
 }
 
 const std::map<std::string, healing::RevisionSample>& KubeWorld::upstream_attempts() const {
