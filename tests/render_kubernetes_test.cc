@@ -313,6 +313,13 @@ struct RunningPods {
   int controller_admin = 0;  // the controller's admin port
 };
 
+// The body of GET `path` on 127.0.0.1:`port`; "" when it does not answer.
+std::string get_body(int port, const std::string& path) {
+  http::Client client;
+  auto r = client.request("127.0.0.1", static_cast<uint16_t>(port), testing::get_request(path));
+  return r ? r->body : std::string();
+}
+
 // Whether `process` says `line` within a few seconds (it says what it did a moment after the API
 // server has it).
 bool says(const Subprocess& process, const std::string& line) {
@@ -776,6 +783,22 @@ gateway:
       [&] { return api.deployment_patches().size() != 1 || rollbacks() != 1; }, 7s))
       << controller.log();
   EXPECT_THAT(controller.log(), HasSubstr("; back to revision 1"));
+  // Half of web's requests failing is an incident of web's, the rollout its likely cause (the
+  // stand-in API server has no Deployment controller: the failing pod serves on).
+  nlohmann::json incidents;
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        auto doc = http::parse_json(get_body(pods.controller_admin, "/api/v1/incidents"));
+        if (!doc || !doc->contains("incidents") || (*doc)["incidents"].empty()) return false;
+        incidents = (*doc)["incidents"];
+        return true;
+      },
+      10s))
+      << controller.log();
+  ASSERT_FALSE(incidents.empty());
+  EXPECT_EQ(incidents[0].value("service", ""), "web");
+  EXPECT_THAT(incidents[0].value("cause", ""), HasSubstr("a rollout "));
+  EXPECT_TRUE(says(controller, "incident 1 on web: ")) << controller.log();
 }
 
 // A new revision whose pods restart twice in all (crash-looping here: the stand-in API server tells

@@ -411,9 +411,13 @@ int ControllerCommand::run() const {
   // The dashboard (docs/dashboard.md), on the admin port: `kubectl port-forward` reaches it.
   dashboard::DashboardModel model;
   dashboard::Dashboard(model).add_routes(admin_routes);
+  DashboardFeedOptions feed_options{*policy_name, f.recommend_only, 1};
+  for (const ServiceConfig& s : config.services)
+    feed_options.error_budgets[s.name] = s.slo.error_budget;
+  feed_options.registry = &registry;
   DashboardFeed feed(
       model, [&world](std::string_view service) { return world.totals(service); }, prescale_policy,
-      DashboardFeedOptions{*policy_name, f.recommend_only, 1}, clock);
+      std::move(feed_options), clock);
   // The services as the dashboard shows them: from the file, with each Deployment's revision and
   // rollout as last read.
   // A new revision against the old one, while both serve.

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "scaling/prescale_policy.h"
+#include "telemetry/registry.h"
 
 namespace prescale {
 namespace {
@@ -33,7 +34,25 @@ DashboardFeed::DashboardFeed(dashboard::DashboardModel& model, TotalsOf totals,
       started_at_(unix_seconds(real_clock.wall_now())),
       last_t_(started_at_),
       last_mono_(real_clock.now()),
-      next_point_(real_clock.now()) {}
+      next_point_(real_clock.now()),
+      incidents_(options_.incidents) {
+  for (const auto& [service, budget] : options_.error_budgets) {
+    incidents_.set_error_budget(service, budget);
+  }
+  if (options_.registry != nullptr) {
+    incidents_total_ = &options_.registry->counter(
+        "prescale_incidents_total",
+        "Incidents opened: the service's requests failing or missing their SLO faster than its "
+        "error budget allows",
+        {"service"});
+    incidents_open_ = &options_.registry->gauge(
+        "prescale_incidents_open", "1 while the service has an open incident, else 0", {"service"});
+    for (const auto& [service, budget] : options_.error_budgets) {
+      incidents_total_->with({service});
+      incidents_open_->with({service}).set(0);
+    }
+  }
+}
 
 double DashboardFeed::unix_now() {
   const Clock::TimePoint mono = real_.now();
@@ -54,6 +73,8 @@ void record_replica_event(dashboard::DashboardModel& model, double unix_time,
 
 void DashboardFeed::on_replica_event(const local::ReplicaEvent& e) {
   record_replica_event(model_, unix_now(), e);
+  incidents_.note_event(e.service, e.kind,
+                        e.replica.empty() ? e.message : e.replica + ": " + e.message);
 }
 
 void DashboardFeed::on_endpoint_change(const EndpointChange& c) {
@@ -63,6 +84,7 @@ void DashboardFeed::on_endpoint_change(const EndpointChange& c) {
     spdlog::warn("{} {}: {}", c.kind, c.replica, c.message);
   }
   model_.add_event({unix_now(), c.kind, c.service, c.replica, c.message});
+  incidents_.note_event(c.service, c.kind, c.replica + ": " + c.message);
 }
 
 void DashboardFeed::on_heal(const std::string& service, const std::string& replica,
@@ -74,6 +96,7 @@ void DashboardFeed::on_heal(const std::string& service, const std::string& repli
 void DashboardFeed::add_event(const std::string& kind, const std::string& service,
                               const std::string& replica, const std::string& message) {
   model_.add_event({unix_now(), kind, service, replica, message});
+  incidents_.note_event(service, kind, replica.empty() ? message : replica + ": " + message);
 }
 
 void DashboardFeed::after_tick(const control::Controller& controller,
@@ -96,6 +119,7 @@ void DashboardFeed::after_tick(const control::Controller& controller,
   for (const control::Event& e : events) {
     if (options_.recommend_only) break;
     ++scaling_events_;
+    incidents_.note_scale(e.service, e.from_replicas, e.to_replicas, e.reason);
     model_.add_event({t, "scale", e.service, "",
                       std::to_string(e.from_replicas) + " -> " + std::to_string(e.to_replicas) +
                           ": " + e.reason});
@@ -111,15 +135,18 @@ void DashboardFeed::after_tick(const control::Controller& controller,
   }
   next_point_ = real_.now() + std::chrono::seconds(1);
   next_controller_point_ = snapshot.time + kPointEvery;
-  add_points(snapshot, t);
-
   std::vector<dashboard::Edge> edges;
+  std::vector<std::pair<std::string, std::string>> calls;
   if (policy_ != nullptr) {
     for (const auto& e : policy_->topology().learned_edges()) {
       edges.push_back({e.edge.caller, e.edge.callee, e.edge.fanout, dashboard::kNoValue});
+      calls.emplace_back(e.edge.caller, e.edge.callee);
     }
   }
+  incidents_.set_calls(std::move(calls));
+  add_points(snapshot, t);
   model_.set_graph(std::move(edges));
+
   const control::WorldTotals totals = totals_("");
   model_.set_overview({options_.policy, options_.recommend_only, started_at_, t, totals.requests,
                        totals.requests > 0 ? totals.within_slo / totals.requests
@@ -128,6 +155,7 @@ void DashboardFeed::after_tick(const control::Controller& controller,
 }
 
 void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
+  std::vector<healing::IncidentChange> changes;
   for (const scaling::ServiceObservation& obs : snapshot.services) {
     if (obs.window.length <= Clock::Duration::zero()) continue;
     const control::WorldTotals now_totals = totals_(obs.name);
@@ -140,6 +168,7 @@ void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
     const double span = t - last.first;
     const double answered = now_totals.requests - last.second.requests;
     const double failed = now_totals.failed - last.second.failed;
+    const double within_slo = now_totals.within_slo - last.second.within_slo;
     const bool first_point = last.first == 0;
     last = {t, now_totals};
     if (first_point || span <= 0) continue;
@@ -176,7 +205,49 @@ void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
       }
     }
     (void)model_.append_point(obs.name, p);
+
+    healing::IncidentSample sample;
+    sample.at = snapshot.time;
+    sample.requests = answered;
+    sample.failed = failed;
+    sample.slow = answered - within_slo - failed;
+    sample.load_rps = p.load_rps;
+    sample.forecast_p99_rps = p.forecast_p99;
+    sample.planned_replicas = p.planned_replicas;
+    sample.ready_replicas = p.ready_replicas;
+    for (healing::IncidentChange& c : incidents_.observe(obs.name, sample)) {
+      changes.push_back(std::move(c));
+    }
   }
+  after_incidents(changes, snapshot, t);
+}
+
+void DashboardFeed::after_incidents(const std::vector<healing::IncidentChange>& changes,
+                                    const scaling::Snapshot& snapshot, double t) {
+  for (const healing::IncidentChange& c : changes) {
+    const std::string& service = c.incident.service;
+    if (c.opened) {
+      spdlog::warn("{}", c.message);
+      if (incidents_total_ != nullptr) incidents_total_->with({service}).inc();
+    } else {
+      spdlog::info("{}", c.message);
+    }
+    if (incidents_open_ != nullptr) incidents_open_->with({service}).set(c.opened ? 1 : 0);
+    model_.add_event({t, c.opened ? "incident" : "resolved", service, "", c.message});
+  }
+  // The watch counts the controller's time; the dashboard shows unix seconds, the controller's
+  // seconds being time_scale of them.
+  const auto unix_of = [&](Clock::TimePoint at) {
+    return t - std::chrono::duration<double>(snapshot.time - at).count() / options_.time_scale;
+  };
+  std::vector<dashboard::IncidentRecord> records;
+  for (const healing::Incident& i : incidents_.incidents()) {
+    records.push_back({i.id, i.service, unix_of(i.opened_at),
+                       i.resolved_at ? unix_of(*i.resolved_at) : dashboard::kNoValue, i.rule,
+                       i.burn_rate, i.peak_burn_rate, i.requests, i.failed, i.slow, i.cause,
+                       i.summary});
+  }
+  model_.set_incidents(std::move(records));
 }
 
 }  // namespace prescale

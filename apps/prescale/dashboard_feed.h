@@ -19,6 +19,8 @@
 #include "core/clock.h"
 #include "dashboard/dashboard_model.h"
 #include "endpoint_watch.h"
+#include "healing/incident_watch.h"
+#include "telemetry/registry.h"
 #include "worlds/local/local_world.h"
 
 namespace prescale::scaling {
@@ -31,6 +33,13 @@ struct DashboardFeedOptions {
   std::string policy;
   bool recommend_only = false;  // decisions are shown as planned replicas and "recommend" events
   double time_scale = 1;        // controller seconds per real second (the forecast's minutes)
+  // Each service's `slo.error_budget`: the incidents of these services are watched, logged and
+  // shown (docs/healing.md, "Incidents").
+  std::map<std::string, double> error_budgets = {};
+  // Where the incidents are counted (prescale_incidents_total, prescale_incidents_open); null:
+  // nowhere.
+  telemetry::Registry* registry = nullptr;
+  healing::IncidentWatchOptions incidents = {};
 };
 
 // Logs a replica's event (a crash as a warning, the rest as info) and adds it to the dashboard's
@@ -62,9 +71,14 @@ class DashboardFeed {
   void add_event(const std::string& kind, const std::string& service, const std::string& replica,
                  const std::string& message);
   int scaling_events() const { return scaling_events_; }
+  const healing::IncidentWatch& incidents() const { return incidents_; }
 
  private:
   void add_points(const scaling::Snapshot& snapshot, double t);
+  // Logs, shows and counts the incidents a point opened or resolved, and hands the model the
+  // list.
+  void after_incidents(const std::vector<healing::IncidentChange>& changes,
+                       const scaling::Snapshot& snapshot, double t);
   // Unix seconds for the dashboard: the wall clock's, but never before the last time given plus
   // the monotonic time since. A series must go forward and the events are newest first by time:
   // after the wall clock is set back (NTP after a suspend, `date -s`) the times go on from where
@@ -86,6 +100,9 @@ class DashboardFeed {
   static constexpr Clock::Duration kPointEvery = std::chrono::seconds(5);
   std::map<std::string, std::pair<double, control::WorldTotals>> point_totals_;
   std::map<std::string, Clock::TimePoint> point_sampled_;  // its window's sampled_at then
+  healing::IncidentWatch incidents_;
+  telemetry::CounterFamily* incidents_total_ = nullptr;
+  telemetry::GaugeFamily* incidents_open_ = nullptr;
 };
 
 }  // namespace prescale

@@ -130,5 +130,70 @@ TEST(DashboardFeedTest, AWallClockSetBackNeitherStopsTheChartsNorBuriesNewEvents
   EXPECT_EQ(events.at(0).at("message"), "after the step");
 }
 
+// A service failing half its requests opens an incident: said, shown (an event, the incident's
+// list, the service's card) and counted; it is resolved once the failures stop.
+TEST(DashboardFeedTest, AnIncidentIsShownCountedAndResolved) {
+  ManualClock clock;
+  OneService platform(clock);
+  control::Controller& controller = platform.controller;
+  dashboard::DashboardModel& model = platform.model;
+  telemetry::Registry registry;
+  // The world's traffic as the test says: 100 answered a second, `failing` of them failed.
+  control::WorldTotals totals;
+  double failing = 0;
+  const TotalsOf totals_of = [&](std::string_view) { return totals; };
+  DashboardFeedOptions options{"every-second"};
+  options.error_budgets = {{"web", 0.001}};
+  options.registry = &registry;
+  DashboardFeed feed(model, totals_of, nullptr, options, clock);
+  auto run = [&](Clock::Duration d) {
+    for (Clock::Duration t{0}; t < d; t += 1s) {
+      const std::optional<scaling::Plan> plan = controller.tick();
+      feed.after_tick(controller, plan, controller.take_events());
+      clock.advance(1s);
+      totals.requests += 100;
+      totals.failed += failing;
+      totals.within_slo += 100 - failing;
+    }
+  };
+  auto count = [&](const std::string& kind) {
+    int n = 0;
+    const nlohmann::json events = model.events_json();
+    for (const auto& e : events.at("events")) n += e.at("kind") == kind ? 1 : 0;
+    return n;
+  };
+  auto metric = [&](const std::string& name) {
+    for (const auto& f : registry.collect()) {
+      if (f.name == name && !f.series.empty()) return f.series[0].value;
+    }
+    return -1.0;
+  };
+
+  run(10min);
+  EXPECT_EQ(count("incident"), 0);
+  EXPECT_EQ(metric("prescale_incidents_total"), 0) << "each service's series from the start";
+  feed.on_replica_event({clock.now(), "crash", "web", "web-1", "exited with status 1"});
+  failing = 50;
+  run(1min);
+  ASSERT_EQ(count("incident"), 1);
+  const nlohmann::json incidents = model.incidents_json().at("incidents");
+  ASSERT_EQ(incidents.size(), 1u);
+  EXPECT_EQ(incidents[0].at("service"), "web");
+  EXPECT_TRUE(incidents[0].at("resolved_at").is_null());
+  EXPECT_EQ(incidents[0].at("cause").get<std::string>().rfind("a crash ", 0), 0u)
+      << incidents[0].at("cause");
+  EXPECT_EQ(model.services_json().at("services").at(0).at("incident").at("id"), 1);
+  EXPECT_EQ(metric("prescale_incidents_total"), 1);
+  EXPECT_EQ(metric("prescale_incidents_open"), 1);
+
+  failing = 0;
+  run(40min);
+  EXPECT_EQ(count("resolved"), 1);
+  EXPECT_EQ(count("incident"), 1) << "one incident, not one per point";
+  EXPECT_FALSE(model.incidents_json().at("incidents").at(0).at("resolved_at").is_null());
+  EXPECT_TRUE(model.services_json().at("services").at(0).at("incident").is_null());
+  EXPECT_EQ(metric("prescale_incidents_open"), 0);
+}
+
 }  // namespace
 }  // namespace prescale

@@ -453,9 +453,13 @@ int run_up(const UpFlags& f) {
   control::World& acted_on = f.recommend_only ? static_cast<control::World&>(advisor) : world;
   control::Controller controller(acted_on, **policy, specs, clock);
   auto* prescale_policy = dynamic_cast<scaling::PrescalePolicy*>(policy->get());
-  feed = std::make_unique<DashboardFeed>(
-      model, totals_of(world), prescale_policy,
-      DashboardFeedOptions{policy_name, f.recommend_only, f.time_scale}, real);
+  DashboardFeedOptions feed_options{policy_name, f.recommend_only, f.time_scale};
+  for (const ServiceConfig& s : config.services) {
+    feed_options.error_budgets[s.name] = s.slo.error_budget;  // a change needs a restart
+  }
+  feed_options.registry = &registry;
+  feed = std::make_unique<DashboardFeed>(model, totals_of(world), prescale_policy,
+                                         std::move(feed_options), real);
 
   // The learned state: restored from the state directory, or seeded on a first start.
   if (prescale_policy != nullptr) {

@@ -159,6 +159,8 @@ void Dashboard::add_routes(http::Router& router) const {
   });
   router.add(Method::kGet, "/api/v1/graph",
              [&model](Request&, Responder respond) { respond(api(200, model.graph_json())); });
+  router.add(Method::kGet, "/api/v1/incidents",
+             [&model](Request&, Responder respond) { respond(api(200, model.incidents_json())); });
   router.add(Method::kGet, "/api/v1/events", [&model](Request& req, Responder respond) {
     std::optional<double> since;
     if (!read_since(req, respond, since)) return;
@@ -179,7 +181,7 @@ void Dashboard::add_routes(http::Router& router) const {
   constexpr Method kRefusedMethods[] = {Method::kPost,   Method::kPut,     Method::kPatch,
                                         Method::kDelete, Method::kOptions, Method::kOther};
   for (const char* pattern : {"/api/v1/overview", "/api/v1/services", "/api/v1/services/{name}",
-                              "/api/v1/graph", "/api/v1/events"}) {
+                              "/api/v1/graph", "/api/v1/events", "/api/v1/incidents"}) {
     for (Method m : kRefusedMethods) {
       router.add(m, pattern, [](Request& req, Responder respond) {
         Response r = api_error(405, "method_not_allowed",

@@ -42,6 +42,21 @@ json point_json(const ServicePoint& p) {
           {"memory_mib", number(p.memory_mib)}};
 }
 
+json incident_json(const IncidentRecord& i) {
+  return {{"id", i.id},
+          {"service", i.service},
+          {"opened_at", i.opened_at},
+          {"resolved_at", number(i.resolved_at)},
+          {"rule", i.rule},
+          {"burn_rate", number(i.burn_rate)},
+          {"peak_burn_rate", number(i.peak_burn_rate)},
+          {"requests", number(i.requests)},
+          {"failed", number(i.failed)},
+          {"slow", number(i.slow)},
+          {"cause", i.cause},
+          {"summary", i.summary}};
+}
+
 struct Decision {
   double t = 0;
   int planned = 0;
@@ -82,6 +97,7 @@ struct DashboardModel::State {
   std::deque<StoredEvent> events;  // arrival order
   uint64_t next_event_id = 1;
   Overview overview;
+  std::vector<IncidentRecord> incidents;
 };
 
 namespace {
@@ -170,6 +186,18 @@ void DashboardModel::set_overview(Overview overview) {
   state_->overview = std::move(overview);
 }
 
+void DashboardModel::set_incidents(std::vector<IncidentRecord> incidents) {
+  std::unique_lock lock(state_->mu);
+  state_->incidents = std::move(incidents);
+}
+
+json DashboardModel::incidents_json() const {
+  std::shared_lock lock(state_->mu);
+  json list = json::array();
+  for (const IncidentRecord& i : state_->incidents) list.push_back(incident_json(i));
+  return {{"now", state_->overview.now}, {"incidents", std::move(list)}};
+}
+
 json DashboardModel::overview_json() const {
   std::shared_lock lock(state_->mu);
   const Overview& o = state_->overview;
@@ -192,6 +220,13 @@ json DashboardModel::services_json() const {
     j["points"] = s.points.size();
     j["latest"] = s.points.empty() ? json(nullptr) : point_json(s.points.back());
     j["decision"] = decision_json(s.decision);
+    j["incident"] = nullptr;
+    for (const IncidentRecord& i : state_->incidents) {
+      if (i.service == s.info.name && std::isnan(i.resolved_at)) {
+        j["incident"] = incident_json(i);
+        break;
+      }
+    }
     list.push_back(std::move(j));
   }
   return {{"now", state_->overview.now}, {"services", std::move(list)}};

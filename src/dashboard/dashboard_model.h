@@ -83,6 +83,22 @@ struct EventRecord {
   std::string message;  // for "scale": the policy's reason
 };
 
+// A service's SLO burning faster than its error budget allows (docs/healing.md, "Incidents").
+struct IncidentRecord {
+  uint64_t id = 0;
+  std::string service;
+  double opened_at = 0;           // unix seconds
+  double resolved_at = kNoValue;  // unix seconds; NaN while open
+  std::string rule;               // the burn-rate rule that opened it: "14.4x over 1h and 5m"
+  double burn_rate = 0;           // at the opening
+  double peak_burn_rate = 0;
+  double requests = 0;  // counted while open
+  double failed = 0;
+  double slow = 0;
+  std::string cause;    // the likely cause; "" when none was seen
+  std::string summary;  // what was said at the opening
+};
+
 // Totals of the run, as the controller counts them.
 struct Overview {
   std::string policy;
@@ -135,11 +151,15 @@ class DashboardModel {
 
   void set_overview(Overview overview);
 
+  // Replaces the incidents: the open ones, then the resolved ones kept, newest first in each.
+  void set_incidents(std::vector<IncidentRecord> incidents);
+
   // --- JSON renderers for /api/v1 (docs/dashboard.md lists every field) ---
 
   // The run totals, plus "services": the number of services.
   nlohmann::json overview_json() const;
-  // {"services":[{info..., "latest": <last point or null>, "decision": ...}]}
+  // {"services":[{info..., "latest": <last point or null>, "decision": ..., "incident": <its
+  // open incident or null>}]}
   nlohmann::json services_json() const;
   // One service: info, decision, its series (only points with t > since, when given) in
   // columnar form, and the forecast band. kNotFound (naming the service) when unknown.
@@ -151,6 +171,9 @@ class DashboardModel {
   // Newest first; only events with t > since and id > after_id, when given.
   nlohmann::json events_json(std::optional<double> since = std::nullopt,
                              std::optional<uint64_t> after_id = std::nullopt) const;
+
+  // {"incidents":[...]}: as set_incidents ordered them.
+  nlohmann::json incidents_json() const;
 
   const DashboardLimits& limits() const { return limits_; }
 

@@ -146,6 +146,41 @@ TEST_F(DashboardTest, GraphAndEvents) {
   EXPECT_EQ(get_json("/api/v1/events?after_id=1")["events"][0]["id"], 2);
 }
 
+TEST_F(DashboardTest, IncidentsAndEachServicesOpenOne) {
+  EXPECT_EQ(get_json("/api/v1/incidents")["incidents"].size(), 0u);
+  EXPECT_TRUE(get_json("/api/v1/services")["services"][1]["incident"].is_null());
+  IncidentRecord open;
+  open.id = 2;
+  open.service = "recommend";
+  open.opened_at = 1012;
+  open.rule = "14.4x over 1h and 5m";
+  open.burn_rate = 183.3;
+  open.requests = 6000;
+  open.failed = 1100;
+  open.cause = "a rollout 55 s before: revision 2 replaces revision 1";
+  open.summary = "18.3 % of its requests failed or missed the SLO";
+  IncidentRecord resolved = open;
+  resolved.id = 1;
+  resolved.opened_at = 900;
+  resolved.resolved_at = 950;
+  resolved.cause = "";
+  model_.set_incidents({open, resolved});
+
+  json list = get_json("/api/v1/incidents")["incidents"];
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0]["id"], 2);
+  EXPECT_EQ(list[0]["service"], "recommend");
+  EXPECT_TRUE(list[0]["resolved_at"].is_null());
+  EXPECT_EQ(list[0]["rule"], "14.4x over 1h and 5m");
+  EXPECT_EQ(list[0]["failed"], 1100.0);
+  EXPECT_EQ(list[0]["cause"], "a rollout 55 s before: revision 2 replaces revision 1");
+  EXPECT_EQ(list[1]["resolved_at"], 950.0);
+  EXPECT_EQ(list[1]["cause"], "");
+  json services = get_json("/api/v1/services")["services"];
+  EXPECT_TRUE(services[0]["incident"].is_null());
+  EXPECT_EQ(services[1]["incident"]["id"], 2) << "the open one, not the resolved one";
+}
+
 TEST_F(DashboardTest, ServesTheEmbeddedUi) {
   http::Response page = get("/ui");
   EXPECT_EQ(page.status, 200);
@@ -237,7 +272,7 @@ TEST_F(DashboardTest, MethodsWithoutANameOfTheirOwnAnswerLikeEveryApiAnswer) {
   };
   for (const char* method : {"TRACE", "PROPFIND"}) {
     for (const char* target : {"/api/v1/overview", "/api/v1/services", "/api/v1/services/recommend",
-                               "/api/v1/graph", "/api/v1/events"}) {
+                               "/api/v1/graph", "/api/v1/events", "/api/v1/incidents"}) {
       http::Response r = send(method, target);
       EXPECT_EQ(r.status, 405) << method << " " << target;
       EXPECT_EQ(r.headers.get("Cache-Control"), "no-cache") << method << " " << target;

@@ -77,12 +77,15 @@
     factsBox.className = "facts";
     for (const f of Object.values(facts)) factsBox.appendChild(f.span);
     head.append(h, kind, factsBox);
+    const incident = document.createElement('p');
+    incident.className = 'incident';
+    incident.hidden = true;
     const reason = document.createElement("p");
     reason.className = "reason";
     const chartsBox = document.createElement("div");
     chartsBox.className = "charts";
-    root.append(head, reason, chartsBox);
-    return { root, kind, facts, reason, chartsBox, charts: null };
+    root.append(head, incident, reason, chartsBox);
+    return {root, kind, facts, incident, reason, chartsBox, charts: null};
   }
 
   function updateCard(card, s) {
@@ -105,6 +108,12 @@
                                                 '–';
     card.facts.memory.span.classList.toggle(
         'over', !!p && p.memory_mib != null && limit != null && p.memory_mib > 0.9 * limit);
+    // Its open incident: its requests failing or missing the SLO faster than its error budget
+    // allows (docs/healing.md, "Incidents").
+    card.incident.hidden = !s.incident;
+    card.incident.textContent = s.incident ?
+        `Incident ${s.incident.id} since ${clock(s.incident.opened_at)}: ${s.incident.summary}` :
+        '';
     card.reason.textContent = s.decision
         ? `${clock(s.decision.t)} planned ${s.decision.planned_replicas}: ${s.decision.reason}`
         : "";

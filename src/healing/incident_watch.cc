@@ -1,0 +1,268 @@
+#include "healing/incident_watch.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <iterator>
+
+namespace prescale::healing {
+
+namespace {
+
+std::string printed(const char* format, double a, double b = 0, double c = 0) {
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), format, a, b, c);
+  return buf;
+}
+
+// "40 s", "6 min", "2 h 5 min": how long, as a log line says it, to the second below 2 minutes.
+std::string spoken(Clock::Duration d) {
+  const auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
+  if (s < 120) return std::to_string(std::max<long long>(s, 0)) + " s";
+  const auto min = (s + 30) / 60;
+  if (min < 120) return std::to_string(min) + " min";
+  return std::to_string(min / 60) + " h " + std::to_string(min % 60) + " min";
+}
+
+// "1h", "5m", "30m", "90s": a rule's window as the workbook writes it.
+std::string window_name(Clock::Duration d) {
+  using namespace std::chrono;
+  if (d % hours(1) == Clock::Duration::zero())
+    return std::to_string(duration_cast<hours>(d).count()) + "h";
+  if (d % minutes(1) == Clock::Duration::zero()) {
+    return std::to_string(duration_cast<minutes>(d).count()) + "m";
+  }
+  return std::to_string(duration_cast<seconds>(d).count()) + "s";
+}
+
+std::string rule_name(const BurnRule& r) {
+  return printed("%gx", r.burn_rate) + " over " + window_name(r.long_window) + " and " +
+         window_name(r.short_window);
+}
+
+std::string percent(double share) {
+  return 100 * share < 1 ? printed("%.2f %%", 100 * share) : printed("%.1f %%", 100 * share);
+}
+
+// What counts as a cause, most telling first: a release, a crash, an ejection, the healer's
+// replacement, a scale-in.
+int cause_rank(const std::string& kind) {
+  static const char* const kKinds[] = {"rollout", "rollback", "crash", "kill",
+                                       "eject",   "heal",     "scale"};
+  for (int i = 0; i < static_cast<int>(std::size(kKinds)); ++i) {
+    if (kind == kKinds[i]) return i;
+  }
+  return -1;
+}
+
+}  // namespace
+
+IncidentWatch::IncidentWatch(IncidentWatchOptions options) : options_(std::move(options)) {
+  for (const BurnRule& r : options_.rules) {
+    longest_ = std::max({longest_, r.long_window, r.short_window});
+  }
+}
+
+void IncidentWatch::set_error_budget(const std::string& service, double budget) {
+  if (!(budget > 0 && budget < 1)) {
+    services_.erase(service);
+    return;
+  }
+  services_[service].budget = budget;
+}
+
+void IncidentWatch::set_calls(std::vector<std::pair<std::string, std::string>> calls) {
+  calls_ = std::move(calls);
+}
+
+void IncidentWatch::note_event(const std::string& service, const std::string& kind,
+                               const std::string& message) {
+  if (cause_rank(kind) < 0) return;
+  auto it = services_.find(service);
+  if (it == services_.end()) return;
+  it->second.events.push_back({latest_, kind, message});
+}
+
+void IncidentWatch::note_scale(const std::string& service, int from_replicas, int to_replicas,
+                               const std::string& reason) {
+  if (to_replicas >= from_replicas) return;
+  note_event(service, "scale",
+             "scaled in " + std::to_string(from_replicas) + " -> " + std::to_string(to_replicas) +
+                 (reason.empty() ? "" : ": " + reason));
+}
+
+IncidentWatch::Counts IncidentWatch::window(const Service& s, Clock::Duration length) const {
+  Counts c;
+  if (s.samples.empty()) return c;
+  const Clock::TimePoint from = s.samples.back().at - length;
+  for (auto it = s.samples.rbegin(); it != s.samples.rend() && it->at > from; ++it) {
+    c.requests += it->requests;
+    c.bad += it->failed + it->slow;
+  }
+  return c;
+}
+
+std::optional<std::pair<const BurnRule*, double>> IncidentWatch::firing(const Service& s) const {
+  for (const BurnRule& r : options_.rules) {
+    const Counts shorter = window(s, r.short_window);
+    const Counts longer = window(s, r.long_window);
+    if (shorter.requests <= 0 || longer.requests <= 0 || shorter.bad < options_.min_bad) continue;
+    const double short_burn = shorter.bad / shorter.requests / s.budget;
+    const double long_burn = longer.bad / longer.requests / s.budget;
+    if (short_burn >= r.burn_rate && long_burn >= r.burn_rate) {
+      return std::pair<const BurnRule*, double>{&r, short_burn};
+    }
+  }
+  return std::nullopt;
+}
+
+std::string IncidentWatch::cause(const std::string& name, const Service& s,
+                                 const IncidentSample& sample) const {
+  // Downstream first: a callee already burning is the likeliest reason its callers fail too.
+  const Incident* downstream = nullptr;
+  for (const auto& [caller, callee] : calls_) {
+    if (caller != name || callee == name) continue;
+    const auto it = services_.find(callee);
+    if (it == services_.end() || !it->second.open) continue;
+    const Incident& other = *it->second.open;
+    if (downstream == nullptr || other.opened_at < downstream->opened_at) downstream = &other;
+  }
+  if (downstream != nullptr) {
+    return "its callee " + downstream->service + "'s incident " + std::to_string(downstream->id) +
+           ", open for " + spoken(sample.at - downstream->opened_at);
+  }
+  const Noted* event = nullptr;
+  for (const Noted& e : s.events) {
+    if (*e.at < sample.at - options_.cause_lookback) continue;
+    // The most telling kind; of one kind, the latest.
+    if (event == nullptr || cause_rank(e.kind) < cause_rank(event->kind) ||
+        (cause_rank(e.kind) == cause_rank(event->kind) && *e.at >= *event->at)) {
+      event = &e;
+    }
+  }
+  if (event != nullptr) {
+    const std::string when =
+        *event->at >= sample.at ? "just before" : spoken(sample.at - *event->at) + " before";
+    return "a " + event->kind + " " + when + ": " + event->message;
+  }
+  if (sample.planned_replicas > 0 && sample.ready_replicas >= 0 &&
+      sample.ready_replicas < sample.planned_replicas) {
+    return std::to_string(sample.ready_replicas) + " of its " +
+           std::to_string(sample.planned_replicas) + " planned replicas ready";
+  }
+  if (sample.load_rps > 0 && sample.forecast_p99_rps > 0 &&
+      sample.load_rps > sample.forecast_p99_rps) {
+    return printed("load %.1f req/s, %.1fx its forecast's P99: demand nobody saw coming",
+                   sample.load_rps, sample.load_rps / sample.forecast_p99_rps);
+  }
+  return "";
+}
+
+std::vector<IncidentChange> IncidentWatch::observe(const std::string& name,
+                                                   const IncidentSample& sample) {
+  std::vector<IncidentChange> changes;
+  const auto found = services_.find(name);
+  if (found == services_.end()) return changes;
+  Service& s = found->second;
+  if (!s.samples.empty() && sample.at <= s.samples.back().at) return changes;
+  if (!latest_ || sample.at > *latest_) latest_ = sample.at;
+  IncidentSample kept = sample;
+  kept.requests = std::max(0.0, sample.requests);
+  kept.failed = std::clamp(sample.failed, 0.0, kept.requests);
+  kept.slow = std::clamp(sample.slow, 0.0, kept.requests - kept.failed);
+  if (!s.first_at) s.first_at = sample.at;
+  s.samples.push_back(kept);
+  while (s.samples.front().at <= sample.at - longest_) s.samples.pop_front();
+  for (Noted& e : s.events) {
+    if (!e.at) e.at = sample.at;
+  }
+  while (!s.events.empty() && *s.events.front().at < sample.at - options_.cause_lookback) {
+    s.events.pop_front();
+  }
+
+  const auto fires = firing(s);
+  const double first_burn = [&] {
+    if (options_.rules.empty()) return 0.0;
+    const Counts c = window(s, options_.rules.front().short_window);
+    return c.requests > 0 ? c.bad / c.requests / s.budget : 0.0;
+  }();
+
+  if (s.open) {
+    Incident& open = *s.open;
+    open.requests += kept.requests;
+    open.failed += kept.failed;
+    open.slow += kept.slow;
+    open.peak_burn_rate = std::max(open.peak_burn_rate, first_burn);
+    if (fires) return changes;
+    open.resolved_at = sample.at;
+    const double bad = open.failed + open.slow;
+    IncidentChange change{false, open,
+                          "incident " + std::to_string(open.id) + " on " + name +
+                              " resolved after " + spoken(sample.at - open.opened_at) + ": " +
+                              printed("%.0f of %.0f requests", bad, open.requests) +
+                              " failed or missed the SLO (" +
+                              percent(open.requests > 0 ? bad / open.requests : 0) + "), at most " +
+                              printed("%.1fx", open.peak_burn_rate) + " the error budget's rate"};
+    resolved_.push_front(std::move(open));
+    while (resolved_.size() > options_.max_kept) resolved_.pop_back();
+    s.open.reset();
+    changes.push_back(std::move(change));
+    return changes;
+  }
+  if (!fires) return changes;
+
+  const BurnRule& rule = *fires->first;
+  Incident incident;
+  incident.id = next_id_++;
+  incident.service = name;
+  incident.opened_at = sample.at;
+  incident.rule = rule_name(rule);
+  incident.burn_rate = fires->second;
+  incident.peak_burn_rate = std::max(first_burn, fires->second);
+  {
+    const Clock::TimePoint from = sample.at - rule.short_window;
+    for (auto it = s.samples.rbegin(); it != s.samples.rend() && it->at > from; ++it) {
+      incident.requests += it->requests;
+      incident.failed += it->failed;
+      incident.slow += it->slow;
+    }
+  }
+  incident.cause = cause(name, s, sample);
+  const double bad = incident.failed + incident.slow;
+  // Over the short window, or what there is of it: a watch that began later says so.
+  const Clock::Duration counted = std::min(rule.short_window, sample.at - *s.first_at);
+  incident.summary =
+      percent(bad / incident.requests) + " of its requests failed or missed the SLO " +
+      (counted > Clock::Duration::zero() ? "over the last " + spoken(counted)
+                                         : std::string("in the first interval watched")) +
+      " (" + percent(incident.failed / incident.requests) + " failed, " +
+      percent(incident.slow / incident.requests) +
+      " slow): " + printed("%.1fx", incident.burn_rate) + " the rate its error budget (" +
+      percent(s.budget) + ") allows; likely cause: " +
+      (incident.cause.empty() ? "none seen (no recent change, no callee incident, load within "
+                                "its forecast)"
+                              : incident.cause);
+  s.open = incident;
+  changes.push_back(
+      {true, incident,
+       "incident " + std::to_string(incident.id) + " on " + name + ": " + incident.summary});
+  return changes;
+}
+
+std::vector<Incident> IncidentWatch::incidents() const {
+  std::vector<Incident> out;
+  for (const auto& [name, s] : services_) {
+    if (s.open) out.push_back(*s.open);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Incident& a, const Incident& b) { return a.id > b.id; });
+  out.insert(out.end(), resolved_.begin(), resolved_.end());
+  return out;
+}
+
+std::optional<Incident> IncidentWatch::open_incident(const std::string& service) const {
+  const auto it = services_.find(service);
+  if (it == services_.end()) return std::nullopt;
+  return it->second.open;
+}
+
+}  // namespace prescale::healing

@@ -1,0 +1,228 @@
+#include "healing/incident_watch.h"
+
+#include <gtest/gtest.h>
+
+namespace prescale::healing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A service answering 200 req/s, counted every 5 s, with an error budget of 0.1 %.
+struct IncidentWatchTest : ::testing::Test {
+  ManualClock clock;
+  IncidentWatch watch;
+  std::vector<IncidentChange> changes;
+
+  IncidentWatchTest() {
+    watch.set_error_budget("web", 0.001);
+    watch.set_error_budget("db", 0.001);
+  }
+
+  // `duration` of 5 s intervals of `service` with `failed` and `slow` shares of its requests;
+  // returns the changes, and stops at the first one when `stop` is set.
+  std::vector<IncidentChange> run(Clock::Duration duration, double failed, double slow = 0,
+                                  const std::string& service = "web", double rps = 200,
+                                  bool stop = true) {
+    std::vector<IncidentChange> out;
+    for (Clock::Duration d{0}; d < duration; d += 5s) {
+      clock.advance(5s);
+      IncidentSample s;
+      s.at = clock.now();
+      s.requests = rps * 5;
+      s.failed = failed * s.requests;
+      s.slow = slow * s.requests;
+      auto c = watch.observe(service, s);
+      out.insert(out.end(), c.begin(), c.end());
+      if (stop && !c.empty()) break;
+    }
+    return out;
+  }
+};
+
+TEST_F(IncidentWatchTest, AServiceWithinItsBudgetHasNoIncident) {
+  // 0.05 % bad: half its budget's rate, for a day.
+  EXPECT_TRUE(run(24h, 0.0003, 0.0002, "web", 200, false).empty());
+  EXPECT_TRUE(watch.incidents().empty());
+}
+
+TEST_F(IncidentWatchTest, AnOutageOpensAnIncidentWithinAMinuteAndResolvesWhenNoRuleFires) {
+  run(7h, 0);  // longer than the longest window
+  const Clock::TimePoint outage = clock.now();
+  const auto opened = run(10min, 1.0);
+  ASSERT_EQ(opened.size(), 1u);
+  const Incident& i = opened[0].incident;
+  EXPECT_TRUE(opened[0].opened);
+  EXPECT_EQ(i.id, 1u);
+  EXPECT_EQ(i.service, "web");
+  EXPECT_EQ(i.rule, "14.4x over 1h and 5m");
+  // 1.44 % of an hour's 720,000 requests is 10,368 of them: 52 s of failing everything.
+  EXPECT_GT(clock.now() - outage, 50s);
+  EXPECT_LE(clock.now() - outage, 55s);
+  EXPECT_NEAR(i.burn_rate, 1000 * 11.0 / 60, 1) << "11 of the short window's 60 samples failed";
+  EXPECT_EQ(i.cause, "");
+  EXPECT_EQ(
+      opened[0].message,
+      "incident 1 on web: 18.3 % of its requests failed or missed the SLO over the last 5 min "
+      "(18.3 % failed, 0.00 % slow): 183.3x the rate its error budget (0.10 %) allows; "
+      "likely cause: none seen (no recent change, no callee incident, load within its "
+      "forecast)");
+  ASSERT_TRUE(watch.open_incident("web"));
+  EXPECT_FALSE(watch.open_incident("db"));
+
+  // The outage goes on 2 more minutes, then ends: the 6x rule's 30 minutes keep it open until
+  // they hold less than 0.6 % bad.
+  EXPECT_TRUE(run(2min, 1.0).empty());
+  const Clock::TimePoint ended = clock.now();
+  const auto resolved = run(2h, 0);
+  ASSERT_EQ(resolved.size(), 1u);
+  EXPECT_FALSE(resolved[0].opened);
+  ASSERT_TRUE(resolved[0].incident.resolved_at);
+  EXPECT_GT(clock.now() - ended, 25min);
+  EXPECT_LE(clock.now() - ended, 30min);
+  EXPECT_NEAR(resolved[0].incident.peak_burn_rate, 1000 * 35.0 / 60, 1);
+  EXPECT_NEAR(resolved[0].incident.failed, 35 * 1000, 1) << "the opening window and after";
+  EXPECT_FALSE(watch.open_incident("web"));
+  const std::vector<Incident> all = watch.incidents();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_TRUE(all[0].resolved_at);
+}
+
+TEST_F(IncidentWatchTest, SlowRequestsBurnTheBudgetAsFailedOnesDo) {
+  run(7h, 0);
+  const auto opened = run(30min, 0, 0.05);
+  ASSERT_EQ(opened.size(), 1u);
+  EXPECT_EQ(opened[0].incident.failed, 0);
+  EXPECT_GT(opened[0].incident.slow, 0);
+  EXPECT_NE(opened[0].message.find("(0.00 % failed, 5.0 % slow)"), std::string::npos)
+      << opened[0].message;
+}
+
+TEST_F(IncidentWatchTest, ASlowBurnOpensOnTheSixHourRule) {
+  // 0.8 % bad: 8x the budget's rate, under 14.4x, over 6x.
+  const auto opened = run(12h, 0.008, 0, "web", 200, true);
+  ASSERT_EQ(opened.size(), 1u);
+  EXPECT_EQ(opened[0].incident.rule, "6x over 6h and 30m");
+}
+
+TEST_F(IncidentWatchTest, AQuietServiceNeedsTenBadRequestsInTheShortWindow) {
+  // A request every 200 s, each failing: 9 in 30 minutes (the 6x rule's short window). At
+  // 1 req/s, 3 of every 5 failing: 10 in 20 s.
+  EXPECT_TRUE(run(10h, 1.0, 0, "web", 0.005, false).empty());
+  EXPECT_FALSE(run(10min, 0.6, 0, "web", 1, true).empty());
+}
+
+TEST_F(IncidentWatchTest, ASampleNotAfterTheLastOneAndAServiceWithoutABudgetAreIgnored) {
+  IncidentSample s;
+  s.at = clock.now() + 10s;
+  s.requests = 1000;
+  EXPECT_TRUE(watch.observe("web", s).empty());
+  s.failed = 1000;
+  EXPECT_TRUE(watch.observe("web", s).empty()) << "same time";
+  s.at -= 5s;
+  s.failed = 1000;
+  EXPECT_TRUE(watch.observe("web", s).empty()) << "earlier";
+  s.at += 10s;
+  EXPECT_FALSE(watch.observe("web", s).empty()) << "half failed";
+  EXPECT_TRUE(watch.observe("nobody", s).empty());
+  watch.set_error_budget("web", 0);
+  EXPECT_TRUE(watch.incidents().empty()) << "unwatched: forgotten";
+}
+
+TEST_F(IncidentWatchTest, ACalleeIncidentIsTheCallersLikelyCause) {
+  watch.set_calls({{"web", "db"}, {"web", "web"}});
+  run(1h, 0, 0, "db");
+  run(1h, 0, 0, "web");  // both an hour of good traffic (web's after db's: the same clock)
+  // db fails first; web fails with it a few seconds later.
+  ASSERT_EQ(run(2min, 1.0, 0, "db").size(), 1u);
+  const auto opened = run(2min, 0.5, 0, "web");
+  ASSERT_EQ(opened.size(), 1u);
+  EXPECT_EQ(opened[0].incident.cause.substr(0, 28), "its callee db's incident 1, ")
+      << opened[0].incident.cause;
+  // Not the other way round: db's own cause is not its caller's.
+  EXPECT_EQ(watch.incidents().size(), 2u);
+  EXPECT_EQ(watch.incidents()[0].service, "web") << "newest first";
+  EXPECT_EQ(watch.incidents()[1].cause, "");
+}
+
+TEST_F(IncidentWatchTest, ARecentChangeIsTheLikelyCauseTheMostTellingFirst) {
+  run(7h, 0);
+  watch.note_scale("web", 3, 4, "forecast");        // a scale-out is no cause
+  watch.note_event("web", "ready", "web-4 ready");  // nor a replica becoming ready
+  watch.note_event("web", "eject", "web-2 out of service");
+  run(3min, 0);
+  watch.note_event("web", "rollout", "revision 2 replaces revision 1");
+  watch.note_scale("web", 4, 2, "forecast lower");
+  const auto opened = run(5min, 1.0);
+  ASSERT_EQ(opened.size(), 1u);
+  // 55 s of failing everything opens it (the first test), 55 s after the rollout.
+  EXPECT_EQ(opened[0].incident.cause, "a rollout 55 s before: revision 2 replaces revision 1");
+}
+
+TEST_F(IncidentWatchTest, AChangeBeforeTheFirstSampleCountsFromIt) {
+  watch.note_event("web", "rollout", "revision 2 replaces revision 1");
+  const auto opened = run(1min, 1.0);
+  ASSERT_EQ(opened.size(), 1u);
+  EXPECT_EQ(opened[0].incident.cause, "a rollout just before: revision 2 replaces revision 1")
+      << "noted at the first sample's time, which opens it";
+  EXPECT_NE(opened[0].message.find(" the SLO in the first interval watched ("), std::string::npos)
+      << opened[0].message;
+}
+
+TEST_F(IncidentWatchTest, AChangeOlderThanTheLookbackIsNoCause) {
+  run(7h, 0);
+  watch.note_event("web", "crash", "web-1 exited with status 1");
+  run(11min, 0);
+  const auto opened = run(5min, 1.0);
+  ASSERT_EQ(opened.size(), 1u);
+  EXPECT_EQ(opened[0].incident.cause, "");
+}
+
+TEST_F(IncidentWatchTest, TooFewReadyReplicasOrUnforeseenLoadIsTheLikelyCause) {
+  run(1h, 0);
+  IncidentSample s;
+  s.requests = 1000;
+  s.failed = 1000;
+  s.planned_replicas = 4;
+  s.ready_replicas = 2;
+  s.load_rps = 200;
+  s.forecast_p99_rps = 50;
+  std::vector<IncidentChange> c;
+  while (c.empty()) {
+    clock.advance(5s);
+    s.at = clock.now();
+    c = watch.observe("web", s);
+  }
+  EXPECT_EQ(c[0].incident.cause, "2 of its 4 planned replicas ready");
+
+  watch.set_error_budget("db", 0.001);
+  run(1h, 0, 0, "db");
+  s.ready_replicas = 4;
+  c.clear();
+  while (c.empty()) {
+    clock.advance(5s);
+    s.at = clock.now();
+    c = watch.observe("db", s);
+  }
+  EXPECT_EQ(c[0].incident.cause,
+            "load 200.0 req/s, 4.0x its forecast's P99: demand nobody saw coming");
+}
+
+TEST_F(IncidentWatchTest, OnlyTheNewestResolvedIncidentsAreKept) {
+  IncidentWatchOptions options;
+  options.max_kept = 2;
+  IncidentWatch small(options);
+  small.set_error_budget("web", 0.001);
+  watch = small;
+  for (int i = 0; i < 3; ++i) {
+    run(7h, 0);
+    ASSERT_EQ(run(5min, 1.0).size(), 1u);
+    ASSERT_EQ(run(2h, 0).size(), 1u);
+  }
+  const std::vector<Incident> kept = watch.incidents();
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].id, 3u);
+  EXPECT_EQ(kept[1].id, 2u);
+}
+
+}  // namespace
+}  // namespace prescale::healing
