@@ -216,6 +216,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   std::string topology_name = f.topology;
   std::optional<Clock::Duration> policy_period;      // the file's policy.period
   std::optional<sim::PolicySettings> file_settings;  // what the file's policy section sets
+  std::map<std::string, double> error_budgets;       // the file's, for the runs' incidents
   if (!f.config_path.empty()) {
     if (cmd.count("--topology") > 0) {
       std::cerr << "prescale sim: give either --topology or -f/--config, not both\n";
@@ -280,6 +281,9 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
     policy_period = file->policy.period;
     file_settings.emplace();
     sim::apply_policy_config(file->policy, file->services, *file_settings);
+    for (const ServiceConfig& svc : file->services) {
+      error_budgets[svc.name] = svc.slo.error_budget;
+    }
   } else {
     if (!f.capacity_from.empty() || !f.startup_from.empty()) {
       std::cerr << "prescale sim: --" << (f.capacity_from.empty() ? "startup" : "capacity")
@@ -387,6 +391,7 @@ int run_sim(const SimFlags& f, const CLI::App& cmd) {
   options.policies = policies;
   options.threads = f.threads;
   options.keep_timeline = !f.timeline_path.empty();
+  options.results.error_budgets = error_budgets;
   options.settings.hpa.target_cpu_utilization_percent = f.hpa_target;
   options.settings.kpa.target_utilization = f.kpa_utilization;
   options.settings.aws.target_utilization = f.aws_utilization;

@@ -31,6 +31,8 @@ void add_results(Json& j, const sim::ServiceResults& r) {
   j["replica_hours"] = r.replica_hours;
   j["mean_overprovisioning"] = r.mean_overprovisioning;
   j["mean_cpu_utilization"] = r.mean_cpu_utilization;
+  j["incidents"] = r.incidents;
+  j["incident_hours"] = r.incident_hours;
 }
 
 Json service_json(const sim::ServiceResults& r, const sim::ServiceResults* oracle, int actions) {
@@ -106,11 +108,11 @@ void print_sim_summary(std::ostream& out, const sim::ExperimentResult& result,
     rows.push_back({run.policy, percent(t.slo_attainment, 3), percent(t.minute_slo_share, 2),
                     fixed(t.dropped, 0), fixed(t.replica_hours, 1),
                     fixed(run.cost_ratio_to_oracle, 3), std::to_string(run.scale_actions),
-                    fixed(t.mean_overprovisioning, 2)});
+                    fixed(t.mean_overprovisioning, 2), std::to_string(t.incidents)});
   }
   print_table(out,
               {"policy", "within SLO", "minutes OK", "dropped", "replica-h", "x oracle", "actions",
-               "overprov"},
+               "overprov", "incidents"},
               rows);
   if (!per_service) return;
   const sim::PolicyRun* oracle = oracle_run(result);
@@ -127,11 +129,11 @@ void print_sim_summary(std::ostream& out, const sim::ExperimentResult& result,
       rows.push_back({run.policy, percent(r.slo_attainment, 3), percent(r.minute_slo_share, 2),
                       fixed(r.dropped, 0), fixed(r.replica_hours, 1), fixed(ratio, 3),
                       std::to_string(run.service_scale_actions[s]),
-                      fixed(r.mean_overprovisioning, 2)});
+                      fixed(r.mean_overprovisioning, 2), std::to_string(r.incidents)});
     }
     print_table(out,
                 {"  policy", "within SLO", "minutes OK", "dropped", "replica-h", "x oracle",
-                 "actions", "overprov"},
+                 "actions", "overprov", "incidents"},
                 rows);
   }
 }

@@ -753,7 +753,7 @@ int run_up(const UpFlags& f) {
     std::cout << "-";
   }
   std::cout << ", replica-hours " << totals.replica_seconds / 3600.0 << ", scaling events "
-            << feed->scaling_events() << std::endl;
+            << feed->scaling_events() << ", incidents " << feed->incidents().opened() << std::endl;
   return drained ? 0 : 1;
 }
 

@@ -91,14 +91,16 @@ void IncidentWatch::note_scale(const std::string& service, int from_replicas, in
 }
 
 IncidentWatch::Counts IncidentWatch::window(const Service& s, Clock::Duration length) const {
-  Counts c;
-  if (s.samples.empty()) return c;
+  if (s.samples.empty()) return {};
   const Clock::TimePoint from = s.samples.back().at - length;
-  for (auto it = s.samples.rbegin(); it != s.samples.rend() && it->at > from; ++it) {
-    c.requests += it->requests;
-    c.bad += it->failed + it->slow;
-  }
-  return c;
+  // The first sample inside the window: after `from`.
+  const auto first =
+      std::upper_bound(s.samples.begin(), s.samples.end(), from,
+                       [](Clock::TimePoint t, const IncidentSample& x) { return t < x.at; });
+  const auto i = static_cast<size_t>(first - s.samples.begin());
+  const Counts& start = i == 0 ? s.before : s.through[i - 1];
+  const Counts& end = s.through.back();
+  return {end.requests - start.requests, end.bad - start.bad};
 }
 
 std::optional<std::pair<const BurnRule*, double>> IncidentWatch::firing(const Service& s) const {
@@ -170,8 +172,14 @@ std::vector<IncidentChange> IncidentWatch::observe(const std::string& name,
   kept.failed = std::clamp(sample.failed, 0.0, kept.requests);
   kept.slow = std::clamp(sample.slow, 0.0, kept.requests - kept.failed);
   if (!s.first_at) s.first_at = sample.at;
+  const Counts last = s.through.empty() ? s.before : s.through.back();
   s.samples.push_back(kept);
-  while (s.samples.front().at <= sample.at - longest_) s.samples.pop_front();
+  s.through.push_back({last.requests + kept.requests, last.bad + kept.failed + kept.slow});
+  while (s.samples.front().at <= sample.at - longest_) {
+    s.before = s.through.front();
+    s.samples.pop_front();
+    s.through.pop_front();
+  }
   for (Noted& e : s.events) {
     if (!e.at) e.at = sample.at;
   }

@@ -111,6 +111,8 @@ class IncidentWatch {
   // The open incidents, then the resolved ones kept; newest first within each.
   std::vector<Incident> incidents() const;
   std::optional<Incident> open_incident(const std::string& service) const;
+  // How many have opened.
+  std::uint64_t opened() const { return next_id_ - 1; }
 
  private:
   struct Counts {
@@ -125,6 +127,11 @@ class IncidentWatch {
   struct Service {
     double budget = 0;
     std::deque<IncidentSample> samples;        // within the longest window, oldest first
+    // Running totals of requests and bad ones through each sample, and through the last one
+    // dropped from `samples`: a window's counts are two differences (a run of weeks of samples
+    // costs a binary search each, not a sum over six hours of them).
+    std::deque<Counts> through;
+    Counts before;
     std::optional<Clock::TimePoint> first_at;  // the first sample's time
     std::optional<Incident> open;
     std::deque<Noted> events;  // within cause_lookback, oldest first

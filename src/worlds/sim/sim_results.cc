@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "healing/incident_watch.h"
+
 namespace prescale::sim {
 
 namespace {
@@ -13,6 +15,29 @@ void finish(ServiceResults& r, double needed_replica_seconds, double busy, doubl
   r.mean_overprovisioning =
       needed_replica_seconds > 0 ? r.ready_replica_hours * 3600.0 / needed_replica_seconds : 0.0;
   r.mean_cpu_utilization = ready_workers > 0 ? busy / ready_workers : 0.0;
+}
+
+// The incidents of one service's records: each record is a point, as the live platform's
+// points are each an interval's counts.
+void count_incidents(ServiceResults& r, std::span<const IntervalRecord> records,
+                     Clock::TimePoint start, double error_budget) {
+  healing::IncidentWatch watch;
+  watch.set_error_budget(r.name, error_budget);
+  Clock::TimePoint at = start;
+  bool open = false;
+  for (const IntervalRecord& x : records) {
+    at += std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(x.seconds));
+    healing::IncidentSample sample;
+    sample.at = at;
+    sample.requests = x.served + x.dropped;
+    sample.failed = x.dropped;
+    sample.slow = x.served - x.served_within_slo;
+    for (const healing::IncidentChange& c : watch.observe(r.name, sample)) {
+      open = c.opened;
+      r.incidents += c.opened ? 1 : 0;
+    }
+    if (open) r.incident_hours += x.seconds / 3600.0;  // open at the record's end
+  }
 }
 
 }  // namespace
@@ -67,6 +92,9 @@ SimResults compute_results(const SimRecorder& rec, const ResultOptions& options)
       if (capacity > 0) needed += records[i].arrived / capacity;
     }
     finish(r, needed, busy, ready_workers);
+    const auto budget = options.error_budgets.find(info.name);
+    count_incidents(r, records, rec.start(),
+                    budget != options.error_budgets.end() ? budget->second : options.error_budget);
 
     ServiceResults& t = out.total;
     t.arrived += r.arrived;
@@ -76,6 +104,8 @@ SimResults compute_results(const SimRecorder& rec, const ResultOptions& options)
     t.served_within_slo += r.served_within_slo;
     t.replica_hours += r.replica_hours;
     t.ready_replica_hours += r.ready_replica_hours;
+    t.incidents += r.incidents;
+    t.incident_hours += r.incident_hours;
     total_needed += needed;
     total_busy += busy;
     total_ready_workers += ready_workers;

@@ -4,6 +4,7 @@
 // Thread safety: pure functions of their arguments.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,12 @@ struct ServiceResults {
   // (Σ arrived / capacity_rps): 1.0 = exactly enough capacity on average. 0 without demand.
   double mean_overprovisioning = 0;
   double mean_cpu_utilization = 0;  // busy worker-seconds / ready worker-seconds
+  // Incidents the run would have opened (healing::IncidentWatch, docs/healing.md "Incidents"):
+  // its requests failing or missing the SLO faster than ResultOptions::error_budget allows, by
+  // the burn-rate rules, counted on the records as the live platform counts its points; and the
+  // hours they were open. For "total", the sums over services.
+  int incidents = 0;
+  double incident_hours = 0;
 };
 
 struct SimResults {
@@ -46,6 +53,9 @@ struct ResultOptions {
   double quantile = 0.99;
   // Length of a "minute" (a multiple of the record interval).
   Clock::Duration minute{std::chrono::seconds(60)};
+  // Each service's slo.error_budget, for its incidents: by name, else `error_budget`.
+  double error_budget = 0.001;
+  std::map<std::string, double> error_budgets = {};
 };
 
 SimResults compute_results(const SimRecorder& recorder, const ResultOptions& options = {});

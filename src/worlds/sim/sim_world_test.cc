@@ -696,6 +696,29 @@ TEST(SimWorldResults, ComputedFromRecords) {
   EXPECT_EQ(r.total.minutes_meeting_slo, 1);  // minute 2: x missed
   EXPECT_DOUBLE_EQ(r.total.arrived, 1800);
   EXPECT_DOUBLE_EQ(r.total.replica_hours, (240.0 + 180) / 3600);
+  // x's second minute misses with 150 of its 600 requests (25 %, 250x the 0.1 % error budget's
+  // rate): an incident, open at the end of the run; y's 3 slow requests are too few for one.
+  EXPECT_EQ(x.incidents, 1);
+  EXPECT_DOUBLE_EQ(x.incident_hours, 1.0 / 60);
+  EXPECT_EQ(y.incidents, 0);
+  EXPECT_EQ(r.total.incidents, 1);
+}
+
+// An hour of 1 % of requests missing (10x the error budget's rate: under the 14.4x rule) opens
+// no incident after six good hours, unless the budget is ten times smaller.
+TEST(SimWorldResults, IncidentsFollowTheErrorBudget) {
+  SimRecorder rec({{"x", 0.2, 10, 1}}, seconds(60), Clock::TimePoint{});
+  for (int m = 0; m < 7 * 60; ++m) {
+    IntervalRecord r{.seconds = 60, .arrived = 600, .served = 600, .served_within_slo = 600};
+    if (m >= 6 * 60) r.served_within_slo = 594;
+    rec.append(0, r);
+  }
+  EXPECT_EQ(compute_results(rec).total.incidents, 0);
+  ResultOptions tight;
+  tight.error_budget = 0.0001;
+  const SimResults r = compute_results(rec, tight);
+  EXPECT_EQ(r.total.incidents, 1);
+  EXPECT_GT(r.total.incident_hours, 0.5);
 }
 
 // 28 days of NASA July on Online Boutique: the speed figure (printed, not asserted).
