@@ -2,14 +2,15 @@
 # The baseline table: every shared trace × topology × policy through `prescale sim`, one
 # simulation per trace and topology (all policies from the same start, on the same load).
 # Prints a markdown table per trace (SLO attainment, minutes meeting the p99 SLO, dropped
-# requests, replica-hours and their ratio to the oracle, scaling actions; the HPA both at the
+# requests, replica-hours and their ratio to the oracle, scaling actions, the incidents the live
+# platform would have opened (docs/healing.md, "Incidents"); the HPA both at the
 # API's default 80 % CPU target and at 60 %, as many users set it; and the ceiling: every
 # service at the most replicas the simulator allows it, from the first decision on, which no
 # policy can serve more within the SLO than), then the speed figure (28 days of NASA July on
 # online-boutique, all five baselines, wall seconds), and a RESULT line with the pairs where
 # prescale meets issue 4's bar (>= 99.9 % within the SLO at <= 1.15x the oracle's replica-hours),
 # those where the oracle does (it costs 1x by definition) and those where even the ceiling
-# stays below 99.9 %.
+# stays below 99.9 %, and each policy's incidents over all pairs.
 #
 # Usage: bench/autoscale.sh [--peak-rps X] [--slo-ms MS] [--startup DUR] [--queue-limit DUR]
 #                           [--out FILE]
@@ -105,6 +106,7 @@ emit(f"Settings: `--peak-rps {peak} --slo-ms {slo} --startup {startup}"
      + ("" if queue_limit else ", admission control at half the SLO included") + ".")
 emit()
 worst = {}
+incidents = {}  # per policy, over all pairs
 bar_met, bar_reachable, beyond, pairs = [], [], [], 0
 for trace, entries in by_trace.items():
     first = entries[0][1][0]
@@ -112,8 +114,9 @@ for trace, entries in by_trace.items():
     span = f"{days:.1f} d" if days >= 1 else f"{first['duration_seconds'] / 3600:.1f} h"
     emit(f"### {trace} ({span}, {first['requests']:,.0f} requests at the entry)")
     emit()
-    emit("| topology | policy | within SLO | minutes OK | dropped | replica-h | × oracle | actions |")
-    emit("|---|---|---|---|---|---|---|---|")
+    emit("| topology | policy | within SLO | minutes OK | dropped | replica-h | × oracle | actions "
+         "| incidents (hours open) |")
+    emit("|---|---|---|---|---|---|---|---|---|")
     for topo, runs, wall in entries:
         pairs += 1
         by_policy = {r["policy"]: r for r in runs}
@@ -129,11 +132,12 @@ for trace, entries in by_trace.items():
             emit(f"| {topo} | {r['policy']} | {100 * r['slo_attainment']:.3f} % | "
                  f"{100 * r['minute_slo_share']:.2f} % | {r['dropped']:,.0f} | "
                  f"{r['replica_hours']:,.1f} | {'-' if ratio is None else f'{ratio:.3f}'} | "
-                 f"{r['scale_actions']:,} |")
+                 f"{r['scale_actions']:,} | {r['incidents']} ({r['incident_hours']:,.1f}) |")
             if r["policy"] == "ceiling":
                 continue
             key = r["policy"].split(" ")[0] + ("60" if "60" in r["policy"] else "")
             worst[key] = min(worst.get(key, 1.0), r["slo_attainment"])
+            incidents[key] = incidents.get(key, 0) + r["incidents"]
     emit()
 emit(f"Issue 4's bar (>= 99.9 % within the SLO at <= 1.15x the oracle) met by prescale on "
      f"{len(bar_met)} of {pairs} pairs; by the oracle on {len(bar_reachable)}.")
@@ -154,5 +158,10 @@ if speed is not None:
     result.append(f"nasa_28d_online_boutique_5_policies_seconds={speed:.2f}")
 for policy, value in worst.items():
     result.append(f"min_slo_attainment_{policy}={value:.5f}")
+for policy, value in incidents.items():
+    result.append(f"incidents_{policy}={value}")
+for policy, value in incidents.items():
+    if policy not in ("prescale", "oracle") and value > 0:
+        result.append(f"incident_ratio_vs_{policy}={incidents['prescale'] / value:.3f}")
 print("RESULT " + " ".join(result))
 PY

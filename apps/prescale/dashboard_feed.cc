@@ -15,6 +15,17 @@ double unix_seconds(Clock::WallTime t) {
   return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
 
+// Under --time-scale the watch's windows are the controller's (an hour of a compressed trace is
+// an hour of its traffic), but a change's effect follows it in real time: a cause is looked for
+// at least 30 real seconds back.
+healing::IncidentWatchOptions incident_options(const DashboardFeedOptions& feed) {
+  healing::IncidentWatchOptions o = feed.incidents;
+  const auto real_lookback = std::chrono::duration_cast<Clock::Duration>(
+      std::chrono::duration<double>(30.0 * feed.time_scale));
+  o.cause_lookback = std::max(o.cause_lookback, real_lookback);
+  return o;
+}
+
 }  // namespace
 
 TotalsOf totals_of(const local::LocalWorld& world) {
@@ -35,7 +46,7 @@ DashboardFeed::DashboardFeed(dashboard::DashboardModel& model, TotalsOf totals,
       last_t_(started_at_),
       last_mono_(real_clock.now()),
       next_point_(real_clock.now()),
-      incidents_(options_.incidents) {
+      incidents_(incident_options(options_)) {
   for (const auto& [service, budget] : options_.error_budgets) {
     incidents_.set_error_budget(service, budget);
   }
@@ -155,7 +166,7 @@ void DashboardFeed::after_tick(const control::Controller& controller,
 }
 
 void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
-  std::vector<healing::IncidentChange> changes;
+  std::vector<std::pair<std::string, healing::IncidentSample>> samples;
   for (const scaling::ServiceObservation& obs : snapshot.services) {
     if (obs.window.length <= Clock::Duration::zero()) continue;
     const control::WorldTotals now_totals = totals_(obs.name);
@@ -213,17 +224,14 @@ void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
     sample.slow = answered - within_slo - failed;
     sample.load_rps = p.load_rps;
     sample.forecast_p99_rps = p.forecast_p99;
-    sample.planned_replicas = p.planned_replicas;
+    sample.planned_replicas = obs.desired_replicas;  // what runs, not a recommendation
     sample.ready_replicas = p.ready_replicas;
-    for (healing::IncidentChange& c : incidents_.observe(obs.name, sample)) {
-      changes.push_back(std::move(c));
-    }
+    samples.emplace_back(obs.name, sample);
   }
-  after_incidents(changes, snapshot, t);
+  after_incidents(incidents_.observe(samples), t);
 }
 
-void DashboardFeed::after_incidents(const std::vector<healing::IncidentChange>& changes,
-                                    const scaling::Snapshot& snapshot, double t) {
+void DashboardFeed::after_incidents(const std::vector<healing::IncidentChange>& changes, double t) {
   for (const healing::IncidentChange& c : changes) {
     const std::string& service = c.incident.service;
     if (c.opened) {
@@ -234,19 +242,20 @@ void DashboardFeed::after_incidents(const std::vector<healing::IncidentChange>& 
     }
     if (incidents_open_ != nullptr) incidents_open_->with({service}).set(c.opened ? 1 : 0);
     model_.add_event({t, c.opened ? "incident" : "resolved", service, "", c.message});
+    // The dashboard's times, those of the events (the watch's are the controller's clock).
+    auto& [opened_at, resolved_at] = incident_times_[c.incident.id];
+    (c.opened ? opened_at : resolved_at) = t;
   }
-  // The watch counts the controller's time; the dashboard shows unix seconds, the controller's
-  // seconds being time_scale of them.
-  const auto unix_of = [&](Clock::TimePoint at) {
-    return t - std::chrono::duration<double>(snapshot.time - at).count() / options_.time_scale;
-  };
   std::vector<dashboard::IncidentRecord> records;
+  std::map<std::uint64_t, std::pair<double, double>> kept;
   for (const healing::Incident& i : incidents_.incidents()) {
-    records.push_back({i.id, i.service, unix_of(i.opened_at),
-                       i.resolved_at ? unix_of(*i.resolved_at) : dashboard::kNoValue, i.rule,
-                       i.burn_rate, i.peak_burn_rate, i.requests, i.failed, i.slow, i.cause,
-                       i.summary});
+    const auto [opened_at, resolved_at] = incident_times_[i.id];
+    kept[i.id] = {opened_at, resolved_at};
+    records.push_back({i.id, i.service, opened_at,
+                       i.resolved_at ? resolved_at : dashboard::kNoValue, i.rule, i.burn_rate,
+                       i.peak_burn_rate, i.requests, i.failed, i.slow, i.cause, i.summary});
   }
+  incident_times_ = std::move(kept);
   model_.set_incidents(std::move(records));
 }
 

@@ -77,8 +77,7 @@ class DashboardFeed {
   void add_points(const scaling::Snapshot& snapshot, double t);
   // Logs, shows and counts the incidents a point opened or resolved, and hands the model the
   // list.
-  void after_incidents(const std::vector<healing::IncidentChange>& changes,
-                       const scaling::Snapshot& snapshot, double t);
+  void after_incidents(const std::vector<healing::IncidentChange>& changes, double t);
   // Unix seconds for the dashboard: the wall clock's, but never before the last time given plus
   // the monotonic time since. A series must go forward and the events are newest first by time:
   // after the wall clock is set back (NTP after a suspend, `date -s`) the times go on from where
@@ -101,6 +100,8 @@ class DashboardFeed {
   std::map<std::string, std::pair<double, control::WorldTotals>> point_totals_;
   std::map<std::string, Clock::TimePoint> point_sampled_;  // its window's sampled_at then
   healing::IncidentWatch incidents_;
+  // Each incident's opening and resolution, in the dashboard's unix seconds (NaN: not yet).
+  std::map<std::uint64_t, std::pair<double, double>> incident_times_;
   telemetry::CounterFamily* incidents_total_ = nullptr;
   telemetry::GaugeFamily* incidents_open_ = nullptr;
 };

@@ -141,6 +141,7 @@ TEST(DashboardFeedTest, AnIncidentIsShownCountedAndResolved) {
   // The world's traffic as the test says: 100 answered a second, `failing` of them failed.
   control::WorldTotals totals;
   double failing = 0;
+  double slow = 0;
   const TotalsOf totals_of = [&](std::string_view) { return totals; };
   DashboardFeedOptions options{"every-second"};
   options.error_budgets = {{"web", 0.001}};
@@ -153,7 +154,7 @@ TEST(DashboardFeedTest, AnIncidentIsShownCountedAndResolved) {
       clock.advance(1s);
       totals.requests += 100;
       totals.failed += failing;
-      totals.within_slo += 100 - failing;
+      totals.within_slo += 100 - failing - slow;
     }
   };
   auto count = [&](const std::string& kind) {
@@ -173,7 +174,8 @@ TEST(DashboardFeedTest, AnIncidentIsShownCountedAndResolved) {
   EXPECT_EQ(count("incident"), 0);
   EXPECT_EQ(metric("prescale_incidents_total"), 0) << "each service's series from the start";
   feed.on_replica_event({clock.now(), "crash", "web", "web-1", "exited with status 1"});
-  failing = 50;
+  failing = 40;
+  slow = 10;
   run(1min);
   ASSERT_EQ(count("incident"), 1);
   const nlohmann::json incidents = model.incidents_json().at("incidents");
@@ -183,10 +185,20 @@ TEST(DashboardFeedTest, AnIncidentIsShownCountedAndResolved) {
   EXPECT_EQ(incidents[0].at("cause").get<std::string>().rfind("a crash ", 0), 0u)
       << incidents[0].at("cause");
   EXPECT_EQ(model.services_json().at("services").at(0).at("incident").at("id"), 1);
+  EXPECT_NEAR(incidents[0].at("slow").get<double>(), incidents[0].at("failed").get<double>() / 4,
+              1e-6)
+      << "10 slow for every 40 failed";
+  const nlohmann::json events = model.events_json();
+  for (const auto& e : events.at("events")) {
+    if (e.at("kind") == "incident") {
+      EXPECT_EQ(e.at("t"), incidents[0].at("opened_at"));
+    }
+  }
   EXPECT_EQ(metric("prescale_incidents_total"), 1);
   EXPECT_EQ(metric("prescale_incidents_open"), 1);
 
   failing = 0;
+  slow = 0;
   run(40min);
   EXPECT_EQ(count("resolved"), 1);
   EXPECT_EQ(count("incident"), 1) << "one incident, not one per point";

@@ -1,6 +1,7 @@
 #include "healing/incident_watch.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iterator>
 
@@ -43,11 +44,12 @@ std::string percent(double share) {
   return 100 * share < 1 ? printed("%.2f %%", 100 * share) : printed("%.1f %%", 100 * share);
 }
 
-// What counts as a cause, most telling first: a release, a crash, an ejection, the healer's
-// replacement, a scale-in.
+// What counts as a cause, most telling first: a release, a crash (a kill at the memory limit or
+// by the liveness checks included), the gateway taking a replica out (ejected, or failing its
+// health checks), the healer's replacement, a scale-in. ("kill" is a drain's end: no cause.)
 int cause_rank(const std::string& kind) {
-  static const char* const kKinds[] = {"rollout", "rollback", "crash", "kill",
-                                       "eject",   "heal",     "scale"};
+  static const char* const kKinds[] = {"rollout",   "rollback", "crash", "eject",
+                                       "unhealthy", "heal",     "scale"};
   for (int i = 0; i < static_cast<int>(std::size(kKinds)); ++i) {
     if (kind == kKinds[i]) return i;
   }
@@ -159,23 +161,21 @@ std::string IncidentWatch::cause(const std::string& name, const Service& s,
   return "";
 }
 
-std::vector<IncidentChange> IncidentWatch::observe(const std::string& name,
-                                                   const IncidentSample& sample) {
-  std::vector<IncidentChange> changes;
-  const auto found = services_.find(name);
-  if (found == services_.end()) return changes;
-  Service& s = found->second;
-  if (!s.samples.empty() && sample.at <= s.samples.back().at) return changes;
+bool IncidentWatch::add_sample(Service& s, const IncidentSample& sample) {
+  if (!s.samples.empty() && sample.at <= s.samples.back().at) return false;
   if (!latest_ || sample.at > *latest_) latest_ = sample.at;
+  // A count that is not a number (a gap) counts as none: once in the running totals it would
+  // silence every later comparison.
+  const auto count = [](double v) { return std::isfinite(v) ? std::max(0.0, v) : 0.0; };
   IncidentSample kept = sample;
-  kept.requests = std::max(0.0, sample.requests);
-  kept.failed = std::clamp(sample.failed, 0.0, kept.requests);
-  kept.slow = std::clamp(sample.slow, 0.0, kept.requests - kept.failed);
+  kept.requests = count(sample.requests);
+  kept.failed = std::min(count(sample.failed), kept.requests);
+  kept.slow = std::min(count(sample.slow), kept.requests - kept.failed);
   if (!s.first_at) s.first_at = sample.at;
   const Counts last = s.through.empty() ? s.before : s.through.back();
   s.samples.push_back(kept);
   s.through.push_back({last.requests + kept.requests, last.bad + kept.failed + kept.slow});
-  while (s.samples.front().at <= sample.at - longest_) {
+  while (s.samples.size() > 1 && s.samples.front().at <= sample.at - longest_) {
     s.before = s.through.front();
     s.samples.pop_front();
     s.through.pop_front();
@@ -186,73 +186,111 @@ std::vector<IncidentChange> IncidentWatch::observe(const std::string& name,
   while (!s.events.empty() && *s.events.front().at < sample.at - options_.cause_lookback) {
     s.events.pop_front();
   }
+  return true;
+}
 
-  const auto fires = firing(s);
-  const double first_burn = [&] {
-    if (options_.rules.empty()) return 0.0;
-    const Counts c = window(s, options_.rules.front().short_window);
-    return c.requests > 0 ? c.bad / c.requests / s.budget : 0.0;
-  }();
+double IncidentWatch::first_burn(const Service& s) const {
+  if (options_.rules.empty()) return 0.0;
+  const Counts c = window(s, options_.rules.front().short_window);
+  return c.requests > 0 ? c.bad / c.requests / s.budget : 0.0;
+}
 
-  if (s.open) {
-    Incident& open = *s.open;
-    open.requests += kept.requests;
-    open.failed += kept.failed;
-    open.slow += kept.slow;
-    open.peak_burn_rate = std::max(open.peak_burn_rate, first_burn);
-    if (fires) return changes;
-    open.resolved_at = sample.at;
-    const double bad = open.failed + open.slow;
-    IncidentChange change{false, open,
-                          "incident " + std::to_string(open.id) + " on " + name +
-                              " resolved after " + spoken(sample.at - open.opened_at) + ": " +
-                              printed("%.0f of %.0f requests", bad, open.requests) +
-                              " failed or missed the SLO (" +
-                              percent(open.requests > 0 ? bad / open.requests : 0) + "), at most " +
-                              printed("%.1fx", open.peak_burn_rate) + " the error budget's rate"};
-    resolved_.push_front(std::move(open));
-    while (resolved_.size() > options_.max_kept) resolved_.pop_back();
-    s.open.reset();
-    changes.push_back(std::move(change));
-    return changes;
-  }
-  if (!fires) return changes;
+std::optional<IncidentChange> IncidentWatch::resolve(const std::string& name, Service& s) {
+  Incident& open = *s.open;
+  const IncidentSample& sample = s.samples.back();
+  open.requests += sample.requests;
+  open.failed += sample.failed;
+  open.slow += sample.slow;
+  open.peak_burn_rate = std::max(open.peak_burn_rate, first_burn(s));
+  if (firing(s)) return std::nullopt;
+  open.resolved_at = sample.at;
+  const double bad = open.failed + open.slow;
+  IncidentChange change{false, open,
+                        "incident " + std::to_string(open.id) + " on " + name + " resolved after " +
+                            spoken(sample.at - open.opened_at) + ": " +
+                            printed("%.0f of %.0f requests", bad, open.requests) +
+                            " failed or missed the SLO (" +
+                            percent(open.requests > 0 ? bad / open.requests : 0) + "), at most " +
+                            printed("%.1fx", open.peak_burn_rate) + " the error budget's rate"};
+  resolved_.push_front(std::move(open));
+  while (resolved_.size() > options_.max_kept) resolved_.pop_back();
+  s.open.reset();
+  return change;
+}
 
-  const BurnRule& rule = *fires->first;
+IncidentChange IncidentWatch::open(const std::string& name, Service& s, const BurnRule& rule,
+                                   double burn_rate) {
+  const IncidentSample& sample = s.samples.back();
   Incident incident;
   incident.id = next_id_++;
   incident.service = name;
   incident.opened_at = sample.at;
   incident.rule = rule_name(rule);
-  incident.burn_rate = fires->second;
-  incident.peak_burn_rate = std::max(first_burn, fires->second);
-  {
-    const Clock::TimePoint from = sample.at - rule.short_window;
-    for (auto it = s.samples.rbegin(); it != s.samples.rend() && it->at > from; ++it) {
-      incident.requests += it->requests;
-      incident.failed += it->failed;
-      incident.slow += it->slow;
-    }
+  incident.burn_rate = burn_rate;
+  incident.peak_burn_rate = first_burn(s);
+  const Clock::TimePoint from = sample.at - rule.short_window;
+  for (auto it = s.samples.rbegin(); it != s.samples.rend() && it->at > from; ++it) {
+    incident.requests += it->requests;
+    incident.failed += it->failed;
+    incident.slow += it->slow;
   }
   incident.cause = cause(name, s, sample);
   const double bad = incident.failed + incident.slow;
-  // Over the short window, or what there is of it: a watch that began later says so.
-  const Clock::Duration counted = std::min(rule.short_window, sample.at - *s.first_at);
+  // Over the short window, or since the watch began when that is later (its first sample's
+  // interval began before it: how long before is not known).
+  const bool whole = sample.at - *s.first_at >= rule.short_window;
   incident.summary =
       percent(bad / incident.requests) + " of its requests failed or missed the SLO " +
-      (counted > Clock::Duration::zero() ? "over the last " + spoken(counted)
-                                         : std::string("in the first interval watched")) +
+      (whole ? "over the last " + spoken(rule.short_window) : std::string("since watching began")) +
       " (" + percent(incident.failed / incident.requests) + " failed, " +
       percent(incident.slow / incident.requests) +
       " slow): " + printed("%.1fx", incident.burn_rate) + " the rate its error budget (" +
       percent(s.budget) + ") allows; likely cause: " +
-      (incident.cause.empty() ? "none seen (no recent change, no callee incident, load within "
-                                "its forecast)"
-                              : incident.cause);
+      (incident.cause.empty()
+           ? "none seen (no recent change, no callee incident, load within its forecast)"
+           : incident.cause);
   s.open = incident;
-  changes.push_back(
-      {true, incident,
-       "incident " + std::to_string(incident.id) + " on " + name + ": " + incident.summary});
+  return {true, incident,
+          "incident " + std::to_string(incident.id) + " on " + name + ": " + incident.summary};
+}
+
+std::vector<IncidentChange> IncidentWatch::observe(const std::string& name,
+                                                   const IncidentSample& sample) {
+  return observe({{name, sample}});
+}
+
+std::vector<IncidentChange> IncidentWatch::observe(
+    const std::vector<std::pair<std::string, IncidentSample>>& samples) {
+  std::vector<IncidentChange> changes;
+  std::vector<std::string> added;
+  for (const auto& [name, sample] : samples) {
+    const auto found = services_.find(name);
+    if (found != services_.end() && add_sample(found->second, sample)) added.push_back(name);
+  }
+  // Resolutions first, then openings.
+  std::vector<std::pair<std::string, std::pair<const BurnRule*, double>>> opening;
+  for (const std::string& name : added) {
+    Service& s = services_.at(name);
+    if (s.open) {
+      if (auto change = resolve(name, s)) changes.push_back(std::move(*change));
+    } else if (const auto fires = firing(s)) {
+      opening.emplace_back(name, *fires);
+    }
+  }
+  // A callee's before its callers', so that a caller opening at the same look names it.
+  while (!opening.empty()) {
+    auto next = std::find_if(opening.begin(), opening.end(), [&](const auto& candidate) {
+      return std::none_of(opening.begin(), opening.end(), [&](const auto& other) {
+        return other.first != candidate.first &&
+               std::find(calls_.begin(), calls_.end(), std::pair{candidate.first, other.first}) !=
+                   calls_.end();
+      });
+    });
+    if (next == opening.end()) next = opening.begin();  // a cycle: in the order given
+    changes.push_back(
+        open(next->first, services_.at(next->first), *next->second.first, next->second.second));
+    opening.erase(next);
+  }
   return changes;
 }
 

@@ -104,8 +104,13 @@ class IncidentWatch {
   void note_scale(const std::string& service, int from_replicas, int to_replicas,
                   const std::string& reason);
 
-  // The next interval of `service`: the incidents it opens or resolves. A sample not after the
-  // service's last one, or of a service with no error budget, changes nothing.
+  // The next interval of each service (a look at all of them): the incidents they open or
+  // resolve. A caller and its callee opening at the same look open callee first, so that the
+  // caller's cause names it. A sample not after the service's last one, or of a service with no
+  // error budget, changes nothing.
+  std::vector<IncidentChange> observe(
+      const std::vector<std::pair<std::string, IncidentSample>>& samples);
+  // The same for one service.
   std::vector<IncidentChange> observe(const std::string& service, const IncidentSample& sample);
 
   // The open incidents, then the resolved ones kept; newest first within each.
@@ -137,7 +142,14 @@ class IncidentWatch {
     std::deque<Noted> events;  // within cause_lookback, oldest first
   };
 
+  // Adds a sample to `s` (false: not after its last one).
+  bool add_sample(Service& s, const IncidentSample& sample);
   Counts window(const Service& s, Clock::Duration length) const;
+  double first_burn(const Service& s) const;  // the first rule's short window's burn rate
+  // With the service's latest sample: its open incident goes on (nullopt) or is resolved;
+  // or one opens by `rule`.
+  std::optional<IncidentChange> resolve(const std::string& name, Service& s);
+  IncidentChange open(const std::string& name, Service& s, const BurnRule& rule, double burn_rate);
   // The first rule that fires, with its short window's burn rate.
   std::optional<std::pair<const BurnRule*, double>> firing(const Service& s) const;
   std::string cause(const std::string& name, const Service& s, const IncidentSample& sample) const;
