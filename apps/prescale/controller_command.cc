@@ -422,6 +422,11 @@ int ControllerCommand::run() const {
   // rollout as last read.
   // A new revision against the old one, while both serve.
   RolloutJudge rollout_judge(world, &feed, &rollbacks_counter);
+  for (const ServiceConfig& s : config.services) {
+    // A pod may take twice its startup time to get ready, and never less than 2 minutes.
+    rollout_judge.set_ready_deadline(
+        s.name, std::max<Clock::Duration>(std::chrono::seconds(120), 2 * s.startup_time));
+  }
   auto show_services = [&] {
     const std::map<std::string, healing::RolloutRevisions> rolling = world.rollouts();
     std::vector<dashboard::ServiceInfo> infos;

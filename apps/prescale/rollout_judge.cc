@@ -10,6 +10,28 @@
 
 namespace prescale {
 
+namespace {
+
+// A container waiting for one of these will not start without a change: the release is broken
+// (a wrong image name or tag, a Secret or ConfigMap it names that is not there).
+bool cannot_start(const std::string& waiting) {
+  for (const char* reason :
+       {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+        "CreateContainerConfigError", "CreateContainerError"}) {
+    if (waiting == reason) return true;
+  }
+  return false;
+}
+
+// A registry's hiccup may pass: a pod that cannot start is judged after this long.
+constexpr Clock::Duration kCannotStartFor = std::chrono::seconds(60);
+
+std::string whole_seconds(Clock::Duration d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + " s";
+}
+
+}  // namespace
+
 void RolloutJudge::look(const std::vector<std::string>& restarted,
                         std::vector<std::pair<std::string, std::string>>& ejections, bool analysis,
                         bool recommend_only, Clock::TimePoint now) {
@@ -101,6 +123,22 @@ void RolloutJudge::look(const std::vector<std::string>& restarted,
     if (++n >= 2) {
       fail({r->service, pod,
             "restarted: the new revision's pods restarted " + std::to_string(n) + " times in all"});
+    }
+  }
+  // A new revision's pod that cannot start, or runs without ever getting ready.
+  for (const healing::RolloutReplica& r : replicas) {
+    if (r.ready_at || r.ever_ready || fresh(r.id) == nullptr) continue;
+    const auto deadline = ready_deadlines_.find(r.service);
+    const Clock::Duration ready_deadline =
+        deadline != ready_deadlines_.end() ? deadline->second : std::chrono::seconds(120);
+    if (cannot_start(r.waiting) && r.created_at && now - *r.created_at >= kCannotStartFor) {
+      fail({r.service, r.id,
+            "cannot start: its container waits in " + r.waiting + " " +
+                whole_seconds(now - *r.created_at) + " after the pod was created"});
+    } else if (r.running_since && now - *r.running_since >= ready_deadline) {
+      fail({r.service, r.id,
+            "is not ready " + whole_seconds(now - *r.running_since) +
+                " after its container started (its readiness probe never passed)"});
     }
   }
   std::set<std::string> ejected;  // the new revisions' pods ejected this look

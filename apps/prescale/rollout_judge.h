@@ -4,7 +4,11 @@
 // memory limit), or one of whose pods a gateway ejects, fails at once; with `analysis`, one that
 // fails more often or answers more slowly than the revision it replaces, on what the gateways
 // counted of both (healing::RolloutWatch), fails too. A failed revision is rolled back to the one
-// it replaces (KubeWorld::roll_back, as `kubectl rollout undo` would). The new revision's pods'
+// it replaces (KubeWorld::roll_back, as `kubectl rollout undo` would). A new revision's pod that
+// cannot start — its container waiting on an image it cannot pull, or on a configuration it
+// cannot create (a missing Secret), for a minute — or that is not ready `ready_deadline` after its
+// container started (its readiness probe never passing), fails it too: the Deployment controller
+// would wait for it until progressDeadlineSeconds and then only say so. The new revision's pods'
 // ejections are taken out of `ejections` once it is rolled back (the rollback removes them; the
 // healer does not evict them).
 //
@@ -34,6 +38,12 @@ class RolloutJudge {
   RolloutJudge(kube::KubeWorld& world, DashboardFeed* feed, telemetry::CounterFamily* rollbacks)
       : world_(world), feed_(feed), rollbacks_(rollbacks) {}
 
+  // How long a new revision's pod may run before it is ready (default 120 s, as `prescale up`
+  // waits for a replica).
+  void set_ready_deadline(const std::string& service, Clock::Duration deadline) {
+    ready_deadlines_[service] = deadline;
+  }
+
   // One look at `now`, after the world's observation: `restarted` and `ejections` are what
   // KubeWorld::take_restarted() and take_ejections() told since the last look. With `analysis`
   // false only restarts and ejections fail a revision (and what was counted is forgotten); with
@@ -51,6 +61,7 @@ class RolloutJudge {
   DashboardFeed* feed_;
   telemetry::CounterFamily* rollbacks_;
   healing::RolloutWatch watch_;
+  std::map<std::string, Clock::Duration> ready_deadlines_;
   // By service: (the revision rolling out, its pods' restarts).
   std::map<std::string, std::pair<int, int>> restarts_;
   // A failed revision, by service, until it is rolled back (tried again with a back-off: the API

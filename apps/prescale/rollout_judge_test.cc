@@ -151,5 +151,80 @@ TEST_F(RolloutJudgeTest, RecommendingOnlyRollsNothingBack) {
   EXPECT_EQ(rollbacks(), 0);
 }
 
+// A new revision whose pod cannot pull its image is rolled back once it has waited a minute (a
+// registry's hiccup may pass); the Deployment controller alone would wait for it until
+// progressDeadlineSeconds and then only say so.
+TEST_F(RolloutJudgeTest, ARevisionWhosePodCannotStartIsRolledBackAfterAMinute) {
+  fake_.set_pod({.name = "web-n",
+                 .app = "web",
+                 .ports = {{"http", 8080}},
+                 .ready = false,
+                 .created = "2026-01-01T00:00:50Z",
+                 .template_hash = "bbb",
+                 .waiting = "ImagePullBackOff"});
+  kube::KubeWorld world = make_world();
+  RolloutJudge judge(world, nullptr, &rollbacks_);
+  look(world, judge, {});  // 10 s after it was created
+  clock_.advance(45s);
+  look(world, judge, {});
+  EXPECT_TRUE(fake_.deployment_patches().empty()) << "55 s";
+  clock_.advance(5s);
+  look(world, judge, {});
+  ASSERT_EQ(fake_.deployment_patches().size(), 1u) << "60 s";
+  EXPECT_EQ(judge.rolled_back().at("web"),
+            "revision 2 failed: web-n cannot start: its container waits in ImagePullBackOff 60 s "
+            "after the pod was created; back to revision 1");
+}
+
+// One that runs but never gets ready is rolled back at its deadline.
+TEST_F(RolloutJudgeTest, ARevisionWhosePodIsNeverReadyIsRolledBackAtItsDeadline) {
+  fake_.set_pod({.name = "web-n",
+                 .app = "web",
+                 .ports = {{"http", 8080}},
+                 .ready = false,
+                 .created = "2026-01-01T00:00:30Z",
+                 .template_hash = "bbb"});
+  kube::KubeWorld world = make_world();
+  RolloutJudge judge(world, nullptr, &rollbacks_);
+  judge.set_ready_deadline("web", 90s);
+  look(world, judge, {});  // running for 30 s
+  clock_.advance(59s);
+  look(world, judge, {});
+  EXPECT_TRUE(fake_.deployment_patches().empty()) << "89 s";
+  clock_.advance(1s);
+  look(world, judge, {});
+  ASSERT_EQ(fake_.deployment_patches().size(), 1u) << "90 s";
+  EXPECT_EQ(judge.rolled_back().at("web"),
+            "revision 2 failed: web-n is not ready 90 s after its container started (its readiness "
+            "probe never passed); back to revision 1");
+}
+
+// Neither a new pod that was ready and turned not ready since (a dependency down: the analysis's
+// and the healer's), nor one waiting for its node (Pending, ContainerCreating: the cluster's
+// capacity, not the release), fails the revision, however long.
+TEST_F(RolloutJudgeTest, APodReadyOnceOrWaitingForItsNodeFailsNothing) {
+  fake_.set_pod({.name = "web-n",  // ready at 00:00:10, not ready since 00:00:20
+                 .app = "web",
+                 .ports = {{"http", 8080}},
+                 .ready = false,
+                 .not_ready_since = "2026-01-01T00:00:20Z",
+                 .template_hash = "bbb"});
+  fake_.set_pod({.name = "web-p",
+                 .app = "web",
+                 .ports = {{"http", 8080}},
+                 .phase = "Pending",
+                 .ready = false,
+                 .template_hash = "bbb",
+                 .waiting = "ContainerCreating"});
+  kube::KubeWorld world = make_world();
+  RolloutJudge judge(world, nullptr, &rollbacks_);
+  for (int i = 0; i < 20; ++i) {
+    look(world, judge, {});
+    clock_.advance(30s);
+  }
+  EXPECT_TRUE(fake_.deployment_patches().empty());
+  EXPECT_EQ(rollbacks(), 0);
+}
+
 }  // namespace
 }  // namespace prescale

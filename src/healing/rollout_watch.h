@@ -36,6 +36,12 @@ struct RolloutReplica {
   std::string upstream;  // where the gateways reach it, as they label it ("10.1.2.3:8080"); ""
                          // for none
   std::optional<Clock::TimePoint> ready_at;  // nullopt while it starts
+  // In a cluster: when its pod was created and its container started running (nullopt: not
+  // yet), and why its container waits ("ImagePullBackOff", ...; "" when it does not).
+  std::optional<Clock::TimePoint> created_at = {};
+  std::optional<Clock::TimePoint> running_since = {};
+  std::string waiting = {};
+  bool ever_ready = false;  // seen ready, or not ready only since after its container started
 };
 
 // What a service rolls out (RolloutStatus::revision) and what it replaces (RolloutStatus::stable).

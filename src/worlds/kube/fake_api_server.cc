@@ -90,21 +90,23 @@ Json pod_object(const FakePod& pod, const std::string& name_space) {
       Json::array({{{"type", "Ready"},
                     {"status", pod.ready ? "True" : "False"},
                     {"lastTransitionTime", pod.ready ? pod.ready_since : not_ready_since}}});
-  return {
-      {"apiVersion", "v1"},
-      {"kind", "Pod"},
-      {"metadata", metadata},
-      {"spec", {{"containers", Json::array({{{"name", pod.app}, {"ports", ports}}})}}},
-      {"status",
-       {{"phase", pod.phase},
-        {"podIP", pod.ip},
-        {"conditions", conditions},
-        {"containerStatuses",
-         Json::array({{{"name", pod.app},
-                       {"ready", pod.ready},
-                       {"restartCount", pod.restarts},
-                       // Running since it was created (the stand-in has no scheduling or pulls).
-                       {"state", {{"running", {{"startedAt", pod.created}}}}}}})}}}};
+  return {{"apiVersion", "v1"},
+          {"kind", "Pod"},
+          {"metadata", metadata},
+          {"spec", {{"containers", Json::array({{{"name", pod.app}, {"ports", ports}}})}}},
+          {"status",
+           {{"phase", pod.phase},
+            {"podIP", pod.ip},
+            {"conditions", conditions},
+            {"containerStatuses",
+             Json::array({{{"name", pod.app},
+                           {"ready", pod.ready},
+                           {"restartCount", pod.restarts},
+                           // Running since it was created (the stand-in has no scheduling or
+                           // pulls), unless it waits.
+                           {"state", pod.waiting.empty()
+                                         ? Json{{"running", {{"startedAt", pod.created}}}}
+                                         : Json{{"waiting", {{"reason", pod.waiting}}}}}}})}}}};
 }
 
 struct FakeApiServer::State {

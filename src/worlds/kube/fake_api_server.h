@@ -38,6 +38,9 @@ struct FakePod {
   int restarts = 0;  // its container's restartCount
   std::map<std::string, std::string> annotations = {};  // metadata.annotations
   std::string template_hash = {};                       // its pod-template-hash label; "" = none
+  // Its container waits for this ("ImagePullBackOff", ...) instead of running; "" = running
+  // since it was created.
+  std::string waiting = {};
 };
 
 // A Deployment's ReplicaSet (owned by it, labelled as its pods are).

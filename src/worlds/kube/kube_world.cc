@@ -1185,6 +1185,17 @@ std::vector<healing::RolloutReplica> KubeWorld::rollout_replicas() const {
       if (!p->ip.empty() && p->http_port != 0) {
         append_host_port(replica.upstream, p->ip, p->http_port);
       }
+      replica.created_at = r.started_at;
+      if (p->running_since) {
+        replica.running_since = State::to_controller_time(
+            *p->running_since, st.options.clock->now(), st.options.clock->wall_now());
+      }
+      replica.waiting = p->waiting;
+      // A pod that turned not ready after it started running was ready before (a pod that never
+      // was has been not ready since it was created).
+      replica.ever_ready =
+          st.ever_ready.contains(p->uid) ||
+          (p->not_ready_since && p->running_since && *p->not_ready_since > *p->running_since);
       out.push_back(std::move(replica));
     }
   }

@@ -81,6 +81,7 @@ std::optional<Pod> read_pod(const Json& item) {
       if (!p.running_since) {
         p.running_since = parse_utc(string_at(c, {"state", "running", "startedAt"}));
       }
+      if (p.waiting.empty()) p.waiting = string_at(c, {"state", "waiting", "reason"});
     }
   }
   const std::string deletion = string_at(item, {"metadata", "deletionTimestamp"});

@@ -24,6 +24,9 @@ struct Pod {
   int restarts = 0;       // its containers' restartCount, summed
   // When its first container started running (containerStatuses[].state.running.startedAt).
   std::optional<Clock::WallTime> running_since;
+  // Why its first container that is not running waits (containerStatuses[].state.waiting.reason:
+  // "ImagePullBackOff", "CrashLoopBackOff", ...); "" when none waits.
+  std::string waiting;
   Clock::WallTime created{};
   std::optional<Clock::WallTime> ready_since;  // when its Ready condition last turned True
   // When its Ready condition last turned False (or Unknown): not ready since then.
