@@ -31,6 +31,7 @@
 #include "http/json.h"
 #include "http/server.h"
 #include "local_platform.h"
+#include "pod_timeline.h"
 #include "rollout_judge.h"
 #include "runtime/runtime.h"
 #include "scaling/prescale_policy.h"
@@ -423,9 +424,10 @@ int ControllerCommand::run() const {
   // A new revision against the old one, while both serve.
   RolloutJudge rollout_judge(world, &feed, &rollbacks_counter);
   for (const ServiceConfig& s : config.services) {
-    // A pod may take twice its startup time to get ready, and never less than 2 minutes.
+    // A pod may take twice its startup time to get ready, and never less than the rendered
+    // startup probe's 2 minutes and a minute for its readiness probe.
     rollout_judge.set_ready_deadline(
-        s.name, std::max<Clock::Duration>(std::chrono::seconds(120), 2 * s.startup_time));
+        s.name, std::max<Clock::Duration>(std::chrono::seconds(180), 2 * s.startup_time));
   }
   auto show_services = [&] {
     const std::map<std::string, healing::RolloutRevisions> rolling = world.rollouts();
@@ -481,6 +483,8 @@ int ControllerCommand::run() const {
     cluster_healing.startup_times[c.name] = service_spec(c).startup_time;
   }
 
+  PodTimeline pod_timeline;
+
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
@@ -510,6 +514,13 @@ int ControllerCommand::run() const {
     last_tick = clock.now().time_since_epoch().count();
     const std::vector<std::string> restarted = world.take_restarted();
     std::vector<std::pair<std::string, std::string>> ejections = world.take_ejections();
+    // The pods' events, for the timeline and the incidents' causes.
+    for (const PodEvent& e : pod_timeline.look(controller.last_snapshot(), restarted, ejections)) {
+      if (e.kind == "crash" || e.kind == "eject") {
+        spdlog::warn("{} {}: {}", e.kind, e.pod, e.message);
+      }
+      feed.add_event(e.kind, e.service, e.pod, e.message);
+    }
     rollout_judge.look(restarted, ejections,
                        config.healer.enabled && config.healer.rollout_analysis, f.recommend_only,
                        clock.now());

@@ -243,13 +243,14 @@ void DashboardFeed::after_incidents(const std::vector<healing::IncidentChange>& 
     if (incidents_open_ != nullptr) incidents_open_->with({service}).set(c.opened ? 1 : 0);
     model_.add_event({t, c.opened ? "incident" : "resolved", service, "", c.message});
     // The dashboard's times, those of the events (the watch's are the controller's clock).
-    auto& [opened_at, resolved_at] = incident_times_[c.incident.id];
+    auto& [opened_at, resolved_at] =
+        incident_times_.try_emplace(c.incident.id, NAN, NAN).first->second;
     (c.opened ? opened_at : resolved_at) = t;
   }
   std::vector<dashboard::IncidentRecord> records;
   std::map<std::uint64_t, std::pair<double, double>> kept;
   for (const healing::Incident& i : incidents_.incidents()) {
-    const auto [opened_at, resolved_at] = incident_times_[i.id];
+    const auto [opened_at, resolved_at] = incident_times_.try_emplace(i.id, NAN, NAN).first->second;
     kept[i.id] = {opened_at, resolved_at};
     records.push_back({i.id, i.service, opened_at,
                        i.resolved_at ? resolved_at : dashboard::kNoValue, i.rule, i.burn_rate,

@@ -110,10 +110,12 @@ void RolloutJudge::look(const std::vector<std::string>& restarted,
     }
     return nullptr;
   };
-  auto fail = [&](healing::RolloutFailure f) {
+  auto fail = [&](healing::RolloutFailure f, bool by_state = false) {
     const healing::RolloutRevisions& r = rolling.at(f.service);
     std::string service = f.service;  // the key, before `f` is moved into the value
-    failed_.try_emplace(std::move(service), Failed{r.revision, r.stable, std::move(f)});
+    Failed failed{r.revision, r.stable, std::move(f)};
+    failed.by_state = by_state;
+    failed_.try_emplace(std::move(service), std::move(failed));
   };
   for (const std::string& pod : restarted) {
     const healing::RolloutReplica* r = fresh(pod);
@@ -125,21 +127,42 @@ void RolloutJudge::look(const std::vector<std::string>& restarted,
             "restarted: the new revision's pods restarted " + std::to_string(n) + " times in all"});
     }
   }
-  // A new revision's pod that cannot start, or runs without ever getting ready.
+  // A new revision's pod that cannot start, or runs without ever getting ready: judged on a list
+  // of pods that is not stale, from when the controller first saw it so (or the API's time, if
+  // later: clocks apart, a controller that restarted).
+  const bool pods_fresh = !world_.pods_stale(now);
+  std::map<std::string, Clock::TimePoint> cannot_start_since, unready_since;
   for (const healing::RolloutReplica& r : replicas) {
-    if (r.ready_at || r.ever_ready || fresh(r.id) == nullptr) continue;
-    const auto deadline = ready_deadlines_.find(r.service);
-    const Clock::Duration ready_deadline =
-        deadline != ready_deadlines_.end() ? deadline->second : std::chrono::seconds(120);
-    if (cannot_start(r.waiting) && r.created_at && now - *r.created_at >= kCannotStartFor) {
-      fail({r.service, r.id,
-            "cannot start: its container waits in " + r.waiting + " " +
-                whole_seconds(now - *r.created_at) + " after the pod was created"});
-    } else if (r.running_since && now - *r.running_since >= ready_deadline) {
-      fail({r.service, r.id,
-            "is not ready " + whole_seconds(now - *r.running_since) +
-                " after its container started (its readiness probe never passed)"});
+    if (!pods_fresh || r.ready_at || r.ever_ready || r.deleting || fresh(r.id) == nullptr) continue;
+    if (cannot_start(r.waiting)) {
+      const auto seen = cannot_start_since_.find(r.process);
+      const Clock::TimePoint since = seen != cannot_start_since_.end() ? seen->second : now;
+      cannot_start_since[r.process] = since;
+      if (now - since >= kCannotStartFor) {
+        fail({r.service, r.id,
+              "cannot start: a container of it waits in " + r.waiting + " (for " +
+                  whole_seconds(now - since) + ")"},
+             true);
+      }
+    } else if (r.running_since) {
+      const auto seen = unready_since_.find(r.process);
+      const Clock::TimePoint since =
+          std::max(*r.running_since, seen != unready_since_.end() ? seen->second : now);
+      unready_since[r.process] = seen != unready_since_.end() ? seen->second : now;
+      const auto deadline = ready_deadlines_.find(r.service);
+      const Clock::Duration ready_deadline =
+          deadline != ready_deadlines_.end() ? deadline->second : std::chrono::seconds(180);
+      if (now - since >= ready_deadline) {
+        fail({r.service, r.id,
+              "is not ready " + whole_seconds(now - since) +
+                  " after its containers started (its readiness probe never passed)"},
+             true);
+      }
     }
+  }
+  if (pods_fresh) {
+    cannot_start_since_ = std::move(cannot_start_since);
+    unready_since_ = std::move(unready_since);
   }
   std::set<std::string> ejected;  // the new revisions' pods ejected this look
   for (const auto& [service, pod] : ejections) {
@@ -162,6 +185,20 @@ void RolloutJudge::look(const std::vector<std::string>& restarted,
     if (now < failed.next_try) {
       ++it;
       continue;
+    }
+    // A pod failed for its state that got ready meanwhile, or left: nothing to roll back.
+    if (failed.by_state) {
+      const auto pod = std::find_if(replicas.begin(), replicas.end(),
+                                    [&](const auto& r) { return r.id == f.replica; });
+      if (pod == replicas.end() || pod->ready_at || pod->ever_ready || pod->deleting) {
+        spdlog::info("rollback {}: revision {} not rolled back: {} is {} now", f.service,
+                     failed.revision, f.replica,
+                     pod == replicas.end() ? "gone"
+                                           : "no longer "
+                                             "failing");
+        it = failed_.erase(it);
+        continue;
+      }
     }
     if (recommend_only) {
       if (!failed.said) {

@@ -5,12 +5,15 @@
 // fails more often or answers more slowly than the revision it replaces, on what the gateways
 // counted of both (healing::RolloutWatch), fails too. A failed revision is rolled back to the one
 // it replaces (KubeWorld::roll_back, as `kubectl rollout undo` would). A new revision's pod that
-// cannot start — its container waiting on an image it cannot pull, or on a configuration it
-// cannot create (a missing Secret), for a minute — or that is not ready `ready_deadline` after its
-// container started (its readiness probe never passing), fails it too: the Deployment controller
-// would wait for it until progressDeadlineSeconds and then only say so. The new revision's pods'
-// ejections are taken out of `ejections` once it is rolled back (the rollback removes them; the
-// healer does not evict them).
+// cannot start — a container of it waiting on an image it cannot pull, or on a configuration it
+// cannot create (a missing Secret), for a minute of the controller's looks — or that is not ready
+// `ready_deadline` after its containers all run (its readiness probe never passing), fails it too:
+// the Deployment controller would wait for it until progressDeadlineSeconds and then only say so.
+// Both count from the later of the API's time and the controller's first sight (clocks apart, a
+// controller that restarted), are not judged on a stale list of pods, and are checked again
+// before each try of the rollback (a pod ready meanwhile, or gone, fails nothing). The new
+// revision's pods' ejections are taken out of `ejections` once it is rolled back (the rollback
+// removes them; the healer does not evict them).
 //
 // Thread safety: one thread calls everything.
 #pragma once
@@ -38,8 +41,8 @@ class RolloutJudge {
   RolloutJudge(kube::KubeWorld& world, DashboardFeed* feed, telemetry::CounterFamily* rollbacks)
       : world_(world), feed_(feed), rollbacks_(rollbacks) {}
 
-  // How long a new revision's pod may run before it is ready (default 120 s, as `prescale up`
-  // waits for a replica).
+  // How long a new revision's pod may run before it is ready (default 180 s: the rendered
+  // startup probe's 120 s and a readiness probe's periods after it).
   void set_ready_deadline(const std::string& service, Clock::Duration deadline) {
     ready_deadlines_[service] = deadline;
   }
@@ -62,6 +65,9 @@ class RolloutJudge {
   telemetry::CounterFamily* rollbacks_;
   healing::RolloutWatch watch_;
   std::map<std::string, Clock::Duration> ready_deadlines_;
+  // By pod process (RolloutReplica::process): when the controller first saw it unable to start,
+  // and running but not ready.
+  std::map<std::string, Clock::TimePoint> cannot_start_since_, unready_since_;
   // By service: (the revision rolling out, its pods' restarts).
   std::map<std::string, std::pair<int, int>> restarts_;
   // A failed revision, by service, until it is rolled back (tried again with a back-off: the API
@@ -74,6 +80,9 @@ class RolloutJudge {
     // When it is tried again: 1 s after a refusal, then twice as long each time, up to 30 s.
     Clock::TimePoint next_try = {};
     Clock::Duration wait = std::chrono::seconds(1);
+    // Failed by its pod's state (cannot start, never ready): that state is checked again before
+    // each try.
+    bool by_state = false;
   };
   std::map<std::string, Failed> failed_;
   std::map<std::string, healing::RolloutRevisions> said_;  // the rollouts said to be judged

@@ -164,16 +164,59 @@ TEST_F(RolloutJudgeTest, ARevisionWhosePodCannotStartIsRolledBackAfterAMinute) {
                  .waiting = "ImagePullBackOff"});
   kube::KubeWorld world = make_world();
   RolloutJudge judge(world, nullptr, &rollbacks_);
-  look(world, judge, {});  // 10 s after it was created
-  clock_.advance(45s);
+  look(world, judge, {});  // first seen so: a minute from here
+  clock_.advance(55s);
   look(world, judge, {});
   EXPECT_TRUE(fake_.deployment_patches().empty()) << "55 s";
   clock_.advance(5s);
   look(world, judge, {});
   ASSERT_EQ(fake_.deployment_patches().size(), 1u) << "60 s";
   EXPECT_EQ(judge.rolled_back().at("web"),
-            "revision 2 failed: web-n cannot start: its container waits in ImagePullBackOff 60 s "
-            "after the pod was created; back to revision 1");
+            "revision 2 failed: web-n cannot start: a container of it waits in ImagePullBackOff "
+            "(for 60 s); back to revision 1");
+}
+
+// A pull that fails for a while and then goes through (a registry's hiccup) fails nothing; nor
+// does a pod failed for its state that is ready by the time the rollback is tried.
+TEST_F(RolloutJudgeTest, APodThatStartsAfterAllIsNotRolledBack) {
+  kube::fake::FakePod pulling = {.name = "web-n",
+                                 .app = "web",
+                                 .ports = {{"http", 8080}},
+                                 .ready = false,
+                                 .template_hash = "bbb",
+                                 .waiting = "ErrImagePull"};
+  fake_.set_pod(pulling);
+  kube::KubeWorld world = make_world();
+  RolloutJudge judge(world, nullptr, &rollbacks_);
+  look(world, judge, {});
+  clock_.advance(50s);
+  look(world, judge, {});
+  kube::fake::FakePod ready = pulling;
+  ready.waiting = "";
+  ready.ready = true;
+  ready.ready_since = "2026-01-01T00:01:55Z";
+  fake_.set_pod(ready);
+  for (int i = 0; i < 10; ++i) {
+    clock_.advance(10s);
+    look(world, judge, {});
+  }
+  EXPECT_TRUE(fake_.deployment_patches().empty());
+
+  // Failed (a minute in ImagePullBackOff) while the Deployment is paused; ready before the next
+  // try: not rolled back.
+  fake_.set_pod(pulling);
+  fake_.set_paused("web", true);
+  look(world, judge, {});
+  clock_.advance(60s);
+  look(world, judge, {});  // failed; the rollback refused for now
+  fake_.set_paused("web", false);
+  fake_.set_pod(ready);
+  clock_.advance(1s);
+  look(world, judge, {});
+  clock_.advance(5s);
+  look(world, judge, {});
+  EXPECT_TRUE(fake_.deployment_patches().empty());
+  EXPECT_EQ(rollbacks(), 0);
 }
 
 // One that runs but never gets ready is rolled back at its deadline.
@@ -187,16 +230,16 @@ TEST_F(RolloutJudgeTest, ARevisionWhosePodIsNeverReadyIsRolledBackAtItsDeadline)
   kube::KubeWorld world = make_world();
   RolloutJudge judge(world, nullptr, &rollbacks_);
   judge.set_ready_deadline("web", 90s);
-  look(world, judge, {});  // running for 30 s
-  clock_.advance(59s);
+  look(world, judge, {});  // running for 30 s, but first seen now: counted from here
+  clock_.advance(89s);
   look(world, judge, {});
   EXPECT_TRUE(fake_.deployment_patches().empty()) << "89 s";
   clock_.advance(1s);
   look(world, judge, {});
   ASSERT_EQ(fake_.deployment_patches().size(), 1u) << "90 s";
   EXPECT_EQ(judge.rolled_back().at("web"),
-            "revision 2 failed: web-n is not ready 90 s after its container started (its readiness "
-            "probe never passed); back to revision 1");
+            "revision 2 failed: web-n is not ready 90 s after its containers started (its "
+            "readiness probe never passed); back to revision 1");
 }
 
 // Neither a new pod that was ready and turned not ready since (a dependency down: the analysis's

@@ -227,7 +227,7 @@ IncidentChange IncidentWatch::open(const std::string& name, Service& s, const Bu
   incident.opened_at = sample.at;
   incident.rule = rule_name(rule);
   incident.burn_rate = burn_rate;
-  incident.peak_burn_rate = first_burn(s);
+  incident.peak_burn_rate = std::max(first_burn(s), burn_rate);
   const Clock::TimePoint from = sample.at - rule.short_window;
   for (auto it = s.samples.rbegin(); it != s.samples.rend() && it->at > from; ++it) {
     incident.requests += it->requests;
@@ -286,7 +286,17 @@ std::vector<IncidentChange> IncidentWatch::observe(
                    calls_.end();
       });
     });
-    if (next == opening.end()) next = opening.begin();  // a cycle: in the order given
+    if (next == opening.end()) {
+      // Callers and callees in a cycle: one that another opening calls first (a member of the
+      // cycle, not a caller outside it), in the order given.
+      next = std::find_if(opening.begin(), opening.end(), [&](const auto& candidate) {
+        return std::any_of(opening.begin(), opening.end(), [&](const auto& other) {
+          return other.first != candidate.first &&
+                 std::find(calls_.begin(), calls_.end(), std::pair{other.first, candidate.first}) !=
+                     calls_.end();
+        });
+      });
+    }
     changes.push_back(
         open(next->first, services_.at(next->first), *next->second.first, next->second.second));
     opening.erase(next);

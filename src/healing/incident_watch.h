@@ -75,7 +75,8 @@ struct Incident {
   std::optional<Clock::TimePoint> resolved_at;
   std::string rule;           // the rule that opened it: "14.4x over 1h and 5m"
   double burn_rate = 0;       // the short window's at the opening
-  double peak_burn_rate = 0;  // the highest of the first rule's short window while open
+  double peak_burn_rate =
+      0;  // the highest of burn_rate and, since, the first rule's short window's
   double requests = 0;        // counted while open, the opening rule's short window included
   double failed = 0;
   double slow = 0;

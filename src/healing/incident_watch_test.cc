@@ -162,6 +162,28 @@ TEST_F(IncidentWatchTest, ACallerAndItsCalleeOpeningAtOneLookOpenCalleeFirst) {
   EXPECT_EQ(changes[1].incident.cause, "its callee db's incident 1, open for 0 s");
 }
 
+// In a cycle (web and db call each other, api calls web), a member of the cycle opens first, and
+// the caller outside it names it.
+TEST_F(IncidentWatchTest, InACycleAMemberOpensFirst) {
+  watch.set_error_budget("api", 0.001);
+  watch.set_calls({{"web", "db"}, {"db", "web"}, {"api", "web"}});
+  std::vector<IncidentChange> changes;
+  for (int i = 0; i < 3 && changes.empty(); ++i) {
+    clock.advance(5s);
+    IncidentSample failing;
+    failing.at = clock.now();
+    failing.requests = 1000;
+    failing.failed = 500;
+    changes = watch.observe({{"api", failing}, {"web", failing}, {"db", failing}});
+  }
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_EQ(changes[0].incident.service, "web");
+  EXPECT_EQ(changes[1].incident.service, "api");
+  EXPECT_EQ(changes[1].incident.cause, "its callee web's incident 1, open for 0 s");
+  EXPECT_EQ(changes[2].incident.service, "db");
+  EXPECT_EQ(changes[2].incident.cause, "its callee web's incident 1, open for 0 s");
+}
+
 TEST_F(IncidentWatchTest, ACountThatIsNotANumberCountsAsNone) {
   IncidentSample gap;
   gap.at = clock.now() + 5s;

@@ -42,6 +42,7 @@ struct RolloutReplica {
   std::optional<Clock::TimePoint> running_since = {};
   std::string waiting = {};
   bool ever_ready = false;  // seen ready, or not ready only since after its container started
+  bool deleting = false;    // being deleted: no longer the release's to judge
 };
 
 // What a service rolls out (RolloutStatus::revision) and what it replaces (RolloutStatus::stable).

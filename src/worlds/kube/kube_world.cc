@@ -1019,6 +1019,8 @@ std::map<std::string, double> KubeWorld::gateway_shares(std::string_view service
   return out;
 }
 
+bool KubeWorld::pods_stale(Clock::TimePoint now) const { return state_->pods_stale(now); }
+
 std::optional<std::vector<std::string>> KubeWorld::gateways_in_service(Clock::TimePoint now) const {
   const State& st = *state_;
   if (st.pods_stale(now)) return std::nullopt;
@@ -1193,8 +1195,9 @@ std::vector<healing::RolloutReplica> KubeWorld::rollout_replicas() const {
       replica.waiting = p->waiting;
       // A pod that turned not ready after it started running was ready before (a pod that never
       // was has been not ready since it was created).
+      replica.deleting = p->deleting;
       replica.ever_ready =
-          st.ever_ready.contains(p->uid) ||
+          st.ever_ready.contains(p->uid) || p->ready_since.has_value() ||
           (p->not_ready_since && p->running_since && *p->not_ready_since > *p->running_since);
       out.push_back(std::move(replica));
     }

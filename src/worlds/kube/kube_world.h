@@ -147,6 +147,8 @@ class KubeWorld final : public control::World {
   // The names of the gateway pods in service (ready, not being deleted) in the last list of pods
   // read; nullopt before one has been read, or while the last is stale (30 s) at `now`.
   std::optional<std::vector<std::string>> gateways_in_service(Clock::TimePoint now) const;
+  // Whether the last list of pods is stale (30 s) at `now`, or none has been read.
+  bool pods_stale(Clock::TimePoint now) const;
   // The services rolling out, at the last read of the Deployments: each one's Deployment rolling
   // (as `kubectl rollout status` tells it), with a ReplicaSet of its revision
   // (deployment.kubernetes.io/revision) and an old one that still has pods. Each with the

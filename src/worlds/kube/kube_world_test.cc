@@ -7,6 +7,7 @@
 #include "http/test_util.h"
 #include "worlds/kube/api_client.h"
 #include "worlds/kube/fake_api_server.h"
+#include "worlds/kube/internal/pods.h"
 
 namespace prescale::kube {
 namespace {
@@ -97,6 +98,42 @@ class KubeWorldTest : public ::testing::Test {
   ApiClient api_;
   std::vector<std::string> problems_;
 };
+
+// A pod's containers as the API tells them: it runs once all its containers do (a sidecar
+// running while the main container's image is pulled is no start), and the reason a container
+// waits that is not only progress wins, from an init container too.
+TEST(ReadPodTest, RunsOnceAllItsContainersRunAndTellsWhyOneWaits) {
+  const auto pod = [](nlohmann::json init, nlohmann::json containers) {
+    return internal::read_pod({{"metadata", {{"name", "web-n"}, {"uid", "u1"}}},
+                               {"status",
+                                {{"phase", "Pending"},
+                                 {"initContainerStatuses", std::move(init)},
+                                 {"containerStatuses", std::move(containers)}}}});
+  };
+  const nlohmann::json running = {
+      {"restartCount", 1}, {"state", {{"running", {{"startedAt", "2026-01-01T00:00:05Z"}}}}}};
+  const nlohmann::json later = {{"state", {{"running", {{"startedAt", "2026-01-01T00:00:09Z"}}}}}};
+  const nlohmann::json creating = {{"state", {{"waiting", {{"reason", "ContainerCreating"}}}}}};
+  const nlohmann::json backoff = {{"restartCount", 2},
+                                  {"state", {{"waiting", {{"reason", "ImagePullBackOff"}}}}}};
+  const nlohmann::json initializing = {{"state", {{"waiting", {{"reason", "PodInitializing"}}}}}};
+
+  auto p = pod(nlohmann::json::array(), {running, creating});
+  ASSERT_TRUE(p);
+  EXPECT_FALSE(p->running_since) << "the sidecar runs, the main container does not yet";
+  EXPECT_EQ(p->waiting, "ContainerCreating");
+  p = pod({backoff}, {initializing});
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->waiting, "ImagePullBackOff") << "an init container's";
+  EXPECT_EQ(p->restarts, 2);
+  p = pod(nlohmann::json::array(), {creating, backoff});
+  EXPECT_EQ(p->waiting, "ImagePullBackOff") << "over mere progress, whatever the order";
+  p = pod(nlohmann::json::array(), {running, later});
+  ASSERT_TRUE(p->running_since);
+  EXPECT_EQ(*p->running_since, *parse_utc("2026-01-01T00:00:09Z")) << "the last to start";
+  EXPECT_EQ(p->waiting, "");
+  EXPECT_EQ(p->restarts, 1);
+}
 
 TEST_F(KubeWorldTest, ObservesPodsDeploymentsAndTheGatewaysCounters) {
   KubeWorld world = make_world();

@@ -72,17 +72,44 @@ std::optional<Pod> read_pod(const Json& item) {
       }
     }
   }
+  // Why a container waits: a reason that is not only progress (ContainerCreating,
+  // PodInitializing) wins, from an init container (a native sidecar included) or another.
+  const auto note_waiting = [&](const Json& c) {
+    const std::string reason = string_at(c, {"state", "waiting", "reason"});
+    const bool progress = reason == "ContainerCreating" || reason == "PodInitializing";
+    if (!reason.empty() && (p.waiting.empty() || (!progress && (p.waiting == "ContainerCreating" ||
+                                                                p.waiting == "PodInitializing")))) {
+      p.waiting = reason;
+    }
+  };
+  const auto restarts_of = [](const Json& c) {
+    return c.is_object() && c.contains("restartCount") && c["restartCount"].is_number_integer()
+               ? c["restartCount"].get<int>()
+               : 0;
+  };
+  if (status != nullptr && status->contains("initContainerStatuses") &&
+      (*status)["initContainerStatuses"].is_array()) {
+    for (const Json& c : (*status)["initContainerStatuses"]) {
+      p.restarts += restarts_of(c);
+      note_waiting(c);
+    }
+  }
   if (status != nullptr && status->contains("containerStatuses") &&
       (*status)["containerStatuses"].is_array()) {
+    // Running since the last of its containers started, once all of them run: a sidecar running
+    // while the main container's image is pulled is no start of the pod's.
+    bool all_running = !(*status)["containerStatuses"].empty();
     for (const Json& c : (*status)["containerStatuses"]) {
-      if (c.is_object() && c.contains("restartCount") && c["restartCount"].is_number_integer()) {
-        p.restarts += c["restartCount"].get<int>();
+      p.restarts += restarts_of(c);
+      note_waiting(c);
+      const auto started = parse_utc(string_at(c, {"state", "running", "startedAt"}));
+      if (!started) {
+        all_running = false;
+      } else if (!p.running_since || *started > *p.running_since) {
+        p.running_since = started;
       }
-      if (!p.running_since) {
-        p.running_since = parse_utc(string_at(c, {"state", "running", "startedAt"}));
-      }
-      if (p.waiting.empty()) p.waiting = string_at(c, {"state", "waiting", "reason"});
     }
+    if (!all_running) p.running_since.reset();
   }
   const std::string deletion = string_at(item, {"metadata", "deletionTimestamp"});
   p.deleting = !deletion.empty();

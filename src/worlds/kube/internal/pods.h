@@ -22,10 +22,12 @@ struct Pod {
   bool ready = false;     // Running, and its Ready condition True
   bool deleting = false;  // metadata.deletionTimestamp set (deleted_by, where it parses)
   int restarts = 0;       // its containers' restartCount, summed
-  // When its first container started running (containerStatuses[].state.running.startedAt).
+  // When the last of its containers started running, once all of them run
+  // (containerStatuses[].state.running.startedAt).
   std::optional<Clock::WallTime> running_since;
-  // Why its first container that is not running waits (containerStatuses[].state.waiting.reason:
-  // "ImagePullBackOff", "CrashLoopBackOff", ...); "" when none waits.
+  // Why a container of it waits (state.waiting.reason of its init containers and containers:
+  // "ImagePullBackOff", "CrashLoopBackOff", ...; a reason other than ContainerCreating and
+  // PodInitializing first); "" when none waits.
   std::string waiting;
   Clock::WallTime created{};
   std::optional<Clock::WallTime> ready_since;  // when its Ready condition last turned True

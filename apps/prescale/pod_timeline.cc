@@ -1,0 +1,48 @@
+#include "pod_timeline.h"
+
+namespace prescale {
+
+std::vector<PodEvent> PodTimeline::look(
+    const scaling::Snapshot& snapshot, const std::vector<std::string>& restarted,
+    const std::vector<std::pair<std::string, std::string>>& ejections) {
+  using scaling::ReplicaState;
+  std::vector<PodEvent> events;
+  std::map<std::string, Seen> now;
+  for (const scaling::ServiceObservation& s : snapshot.services) {
+    for (const scaling::ReplicaObservation& r : s.replicas) {
+      now[r.id] = {s.name, r.state};
+      if (!looked_) continue;
+      const auto before = pods_.find(r.id);
+      if (before == pods_.end()) {
+        events.push_back({"start", s.name, r.id, "pod created"});
+        if (r.state == ReplicaState::kReady) events.push_back({"ready", s.name, r.id, "ready"});
+        continue;
+      }
+      if (r.state == before->second.state) continue;
+      if (r.state == ReplicaState::kReady) {
+        events.push_back({"ready", s.name, r.id, "ready"});
+      } else if (r.state == ReplicaState::kDraining &&
+                 before->second.state == ReplicaState::kReady) {
+        events.push_back({"drain", s.name, r.id, "out of service: not ready, or being deleted"});
+      }
+    }
+  }
+  if (looked_) {
+    for (const auto& [pod, seen] : pods_) {
+      if (!now.contains(pod)) events.push_back({"stop", seen.service, pod, "pod gone"});
+    }
+  }
+  for (const std::string& pod : restarted) {
+    const auto at = now.find(pod);
+    if (at == now.end()) continue;
+    events.push_back({"crash", at->second.service, pod, "its container restarted"});
+  }
+  for (const auto& [service, pod] : ejections) {
+    events.push_back({"eject", service, pod, "ejected by a gateway's outlier detection"});
+  }
+  pods_ = std::move(now);
+  looked_ = true;
+  return events;
+}
+
+}  // namespace prescale
