@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Incidents against the alert a team would write by hand: on the same simulated runs (every
+# policy's minutes of every service), how many pages each rule raises, how long they last, and
+# what share of the requests that missed the SLO fell in minutes it was firing.
+#   - burn rate: Prescale's incidents (docs/healing.md, "Incidents"): the SRE workbook's
+#     multiwindow, multi-burn-rate rules (14.4x over 1h and 5m, 6x over 6h and 30m, 10 bad
+#     requests in the short window), as `prescale sim` counts them;
+#   - threshold: the workbook's first approach, what a Prometheus rule on the bad share reads at
+#     first: firing while the last 10 minutes' bad share is at or above the error budget.
+# The script replays the burn-rate rules on the minutes too (for the share and the hours) and
+# checks that it counts the incidents `prescale sim` counted.
+#
+# Usage: bench/incident_rules.sh [--peak-rps X] [--topology T]
+# Env:   PRESCALE=path/to/prescale (default build/apps/prescale/prescale)
+#        PRESCALE_DATA_DIR=path/to/shared/data (default ../shared/data)
+# Ends with a RESULT line: pages and missed-request shares of both rules over all runs, and the
+# ratio of pages (burn rate / threshold).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
+peak=3000 topology=single
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --peak-rps) peak=$2; shift 2 ;;
+    --topology) topology=$2; shift 2 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+prescale=${PRESCALE:-build/apps/prescale/prescale}
+data=${PRESCALE_DATA_DIR:-../shared/data}
+require_prescale "$prescale"
+require_tools scripts/install-deps python3
+[ -d "$data/traces" ] || { echo "missing $data/traces: the shared data directory" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+traces=("$data"/traces/*.csv)
+[ -f "$data/nab/data/realTweets/Twitter_volume_AMZN.csv" ] &&
+  traces+=("$data/nab/data/realTweets/Twitter_volume_AMZN.csv")
+n=0
+for trace in "${traces[@]}"; do
+  n=$((n + 1))
+  echo "[$n/${#traces[@]}] $(basename "$trace" .csv) on $topology" >&2
+  "$prescale" sim --trace "$trace" --topology "$topology" --data-dir "$data" --peak-rps "$peak" \
+    --policies prescale,hpa,kpa,aws --progress never \
+    --timeline "$work/$n.csv" --json "$work/$n.json" > /dev/null
+done
+
+python3 - "$work" "$n" <<'PY'
+import csv, json, os, sys
+from collections import defaultdict, deque
+
+work, n = sys.argv[1], int(sys.argv[2])
+BUDGET = 0.001
+
+def prefix(minutes):
+    req, bad = [0.0], [0.0]
+    for r, b in minutes:
+        req.append(req[-1] + r)
+        bad.append(bad[-1] + b)
+    return req, bad
+
+def window(sums, i, m):
+    """Requests and bad ones of the m minutes through minute i (fewer at the start)."""
+    req, bad = sums
+    lo = max(0, i + 1 - m)
+    return req[i + 1] - req[lo], bad[i + 1] - bad[lo]
+
+def burn_rate_rule(minutes):
+    """The workbook's two paging rules, as IncidentWatch runs them: firing per minute."""
+    rules = [(60, 5, 14.4), (360, 30, 6.0)]
+    sums = prefix(minutes)
+    firing = []
+    for i in range(len(minutes)):
+        fires = False
+        for long_m, short_m, rate in rules:
+            sr, sb = window(sums, i, short_m)
+            lr, lb = window(sums, i, long_m)
+            if (sr > 0 and lr > 0 and sb >= 10 and sb / sr >= rate * BUDGET
+                    and lb / lr >= rate * BUDGET):
+                fires = True
+                break
+        firing.append(fires)
+    return firing
+
+def threshold_rule(minutes):
+    """Firing while the last 10 minutes' bad share is at or above the budget."""
+    sums = prefix(minutes)
+    firing = []
+    for i in range(len(minutes)):
+        req, bad = window(sums, i, 10)
+        firing.append(req > 0 and bad / req >= BUDGET)
+    return firing
+
+def pages(firing):
+    return sum(1 for i, f in enumerate(firing) if f and (i == 0 or not firing[i - 1]))
+
+totals = defaultdict(lambda: {"burn": [0, 0.0, 0.0], "threshold": [0, 0.0, 0.0], "bad": 0.0})
+rows = []
+mismatch = []
+for i in range(1, n + 1):
+    runs = json.load(open(os.path.join(work, f"{i}.json")))
+    trace = runs[0]["trace"]
+    counted = {r["policy"]: r["incidents"] for r in runs}
+    series = defaultdict(list)
+    with open(os.path.join(work, f"{i}.csv")) as f:
+        for row in csv.DictReader(f):
+            served, within, dropped = (float(row[k]) for k in ("served", "served_within_slo", "dropped"))
+            series[(row["policy"], row["service"])].append((served + dropped, served - within + dropped))
+    per_policy = defaultdict(lambda: {"burn": [0, 0.0, 0.0], "threshold": [0, 0.0, 0.0], "bad": 0.0})
+    for (policy, _), minutes in series.items():
+        p = per_policy[policy]
+        p["bad"] += sum(b for _, b in minutes)
+        for name, rule in (("burn", burn_rate_rule), ("threshold", threshold_rule)):
+            firing = rule(minutes)
+            p[name][0] += pages(firing)
+            p[name][1] += sum(firing) / 60
+            p[name][2] += sum(b for (_, b), f in zip(minutes, firing) if f)
+    for policy, p in per_policy.items():
+        if p["burn"][0] != counted.get(policy):
+            mismatch.append(f"{trace}/{policy}: {p['burn'][0]} here, {counted.get(policy)} by prescale sim")
+        rows.append((trace, policy, p))
+        t = totals[policy]
+        t["bad"] += p["bad"]
+        for name in ("burn", "threshold"):
+            for k in range(3):
+                t[name][k] += p[name][k]
+
+def share(p, name):
+    return 100 * p[name][2] / p["bad"] if p["bad"] > 0 else 0.0
+
+print("| trace | policy | burn-rate pages (hours) | its share of the misses | threshold pages (hours) | its share |")
+print("|---|---|---|---|---|---|")
+for trace, policy, p in rows:
+    print(f"| {trace} | {policy} | {p['burn'][0]} ({p['burn'][1]:.1f}) | {share(p, 'burn'):.1f} % | "
+          f"{p['threshold'][0]} ({p['threshold'][1]:.1f}) | {share(p, 'threshold'):.1f} % |")
+all_ = {"burn": [0, 0.0, 0.0], "threshold": [0, 0.0, 0.0], "bad": 0.0}
+for t in totals.values():
+    all_["bad"] += t["bad"]
+    for name in ("burn", "threshold"):
+        for k in range(3):
+            all_[name][k] += t[name][k]
+print()
+for m in mismatch:
+    print("MISMATCH", m)
+ratio = all_["burn"][0] / all_["threshold"][0] if all_["threshold"][0] else float("nan")
+print(f"RESULT burn_rate_pages={all_['burn'][0]} threshold_pages={all_['threshold'][0]} "
+      f"page_ratio_vs_threshold={ratio:.3f} burn_rate_miss_share={share(all_, 'burn'):.1f} "
+      f"threshold_miss_share={share(all_, 'threshold'):.1f} "
+      f"burn_rate_hours={all_['burn'][1]:.1f} threshold_hours={all_['threshold'][1]:.1f} "
+      f"mismatches={len(mismatch)}")
+PY
