@@ -177,6 +177,31 @@
     return li;
   }
 
+  // The incidents, open ones first (the API's order): a line each, with its cause.
+  function renderIncidents(payload) {
+    const list = $('incidents');
+    const key = JSON.stringify(payload.incidents);
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
+    list.replaceChildren();
+    $('incidents-empty').hidden = payload.incidents.length > 0;
+    for (const i of payload.incidents.slice(0, 20)) {
+      const li = document.createElement('li');
+      li.className = i.resolved_at == null ? 'open' : 'resolved';
+      const head = document.createElement('b');
+      head.textContent = `${i.id} ${i.service} · ${clock(i.opened_at)}` +
+          (i.resolved_at == null ? ' · open' :
+                                   ` · resolved after ${duration(i.resolved_at - i.opened_at)}`);
+      const why = document.createElement('span');
+      why.className = 'msg';
+      why.textContent = ' ' + (i.cause ? `likely cause: ${i.cause}` : 'no cause seen');
+      li.append(head, why);
+      li.title = i.summary;
+      list.appendChild(li);
+    }
+    list.dataset.incidents = String(payload.incidents.length);
+  }
+
   // Inserts new events by time, newest first.
   function renderEvents(payload, restarted) {
     const list = $("events");
@@ -201,11 +226,12 @@
 
   async function poll() {
     try {
-      const [overview, services, graph, events] = await Promise.all([
-        getJSON("/api/v1/overview"),
-        getJSON("/api/v1/services"),
-        getJSON("/api/v1/graph"),
+      const [overview, services, graph, events, incidents] = await Promise.all([
+        getJSON('/api/v1/overview'),
+        getJSON('/api/v1/services'),
+        getJSON('/api/v1/graph'),
         getJSON(`/api/v1/events?after_id=${lastEventId}`),
+        getJSON('/api/v1/incidents'),
       ]);
       renderOverview(overview);
       syncCards(services);
@@ -215,6 +241,7 @@
       const restarted = startedAt != null && overview.started_at !== startedAt;
       startedAt = overview.started_at;
       renderEvents(events, restarted);
+      renderIncidents(incidents);
       setStatus("live", "live · " + clock(overview.now || Date.now() / 1000));
     } catch (err) {
       // A restart of the controller is not a page error: say so and keep polling.
