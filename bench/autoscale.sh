@@ -22,6 +22,8 @@
 #        PRESCALE_DATA_DIR=path/to/shared/data (default ../shared/data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 peak=3000 slo=200 startup=60s out="" queue_limit=""
 while [ $# -gt 0 ]; do
@@ -36,17 +38,13 @@ while [ $# -gt 0 ]; do
 done
 prescale=${PRESCALE:-build/apps/prescale/prescale}
 data=${PRESCALE_DATA_DIR:-../shared/data}
-[ -x "$prescale" ] || { echo "missing $prescale: run make build" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "missing python3: run scripts/install-deps" >&2; exit 1; }
-[ -d "$data/traces" ] || { echo "missing $data/traces: the shared data directory" >&2; exit 1; }
+require_prescale "$prescale"
+require_tools scripts/install-deps python3
+traces_list=$(shared_traces "$data")
+mapfile -t traces <<<"$traces_list"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-
-# Every file in traces/, and one NAB realTweets series (5-minute tweet volumes).
-traces=("$data"/traces/*.csv)
-[ -f "$data/nab/data/realTweets/Twitter_volume_AMZN.csv" ] &&
-  traces+=("$data/nab/data/realTweets/Twitter_volume_AMZN.csv")
 topologies=(single online-boutique train-ticket)
 
 n=0

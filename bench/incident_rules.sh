@@ -32,14 +32,11 @@ prescale=${PRESCALE:-build/apps/prescale/prescale}
 data=${PRESCALE_DATA_DIR:-../shared/data}
 require_prescale "$prescale"
 require_tools scripts/install-deps python3
-[ -d "$data/traces" ] || { echo "missing $data/traces: the shared data directory" >&2; exit 1; }
+traces_list=$(shared_traces "$data")
+mapfile -t traces <<<"$traces_list"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-
-traces=("$data"/traces/*.csv)
-[ -f "$data/nab/data/realTweets/Twitter_volume_AMZN.csv" ] &&
-  traces+=("$data/nab/data/realTweets/Twitter_volume_AMZN.csv")
 n=0
 for trace in "${traces[@]}"; do
   n=$((n + 1))

@@ -13,6 +13,18 @@ require_tools() {
   done
 }
 
+# DATA: the shared traces the autoscaling benches run on, one per line: every file in
+# DATA/traces/, and one NAB realTweets series (5-minute tweet volumes) when it is there. Exits
+# naming the directory when DATA/traces is missing.
+shared_traces() {
+  [ -d "$1/traces" ] || { echo "missing $1/traces: the shared data directory" >&2; exit 1; }
+  local t
+  for t in "$1"/traces/*.csv; do echo "$t"; done
+  if [ -f "$1/nab/data/realTweets/Twitter_volume_AMZN.csv" ]; then
+    echo "$1/nab/data/realTweets/Twitter_volume_AMZN.csv"
+  fi
+}
+
 # PRESCALE: exits when that binary is not built.
 require_prescale() { [ -x "$1" ] || { echo "missing $1: run make build" >&2; exit 1; }; }
 

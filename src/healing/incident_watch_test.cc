@@ -36,6 +36,23 @@ struct IncidentWatchTest : ::testing::Test {
     }
     return out;
   }
+
+  // Half the requests of each of `services` failing, a look at all of them every 5 s, in that
+  // order, until one opens (three looks at most): what opened.
+  std::vector<IncidentChange> fail_together(const std::vector<std::string>& services) {
+    std::vector<IncidentChange> changes;
+    for (int i = 0; i < 3 && changes.empty(); ++i) {
+      clock.advance(5s);
+      IncidentSample failing;
+      failing.at = clock.now();
+      failing.requests = 1000;
+      failing.failed = 500;
+      std::vector<std::pair<std::string, IncidentSample>> look;
+      for (const std::string& s : services) look.emplace_back(s, failing);
+      changes = watch.observe(look);
+    }
+    return changes;
+  }
 };
 
 TEST_F(IncidentWatchTest, AServiceWithinItsBudgetHasNoIncident) {
@@ -146,15 +163,7 @@ TEST_F(IncidentWatchTest, ACalleeIncidentIsTheCallersLikelyCause) {
 // incident opens first whatever the order of the samples, and the caller's names it.
 TEST_F(IncidentWatchTest, ACallerAndItsCalleeOpeningAtOneLookOpenCalleeFirst) {
   watch.set_calls({{"web", "db"}});
-  std::vector<IncidentChange> changes;
-  for (int i = 0; i < 3 && changes.empty(); ++i) {
-    clock.advance(5s);
-    IncidentSample failing;
-    failing.at = clock.now();
-    failing.requests = 1000;
-    failing.failed = 500;
-    changes = watch.observe({{"web", failing}, {"db", failing}});
-  }
+  const std::vector<IncidentChange> changes = fail_together({"web", "db"});
   ASSERT_EQ(changes.size(), 2u);
   EXPECT_EQ(changes[0].incident.service, "db");
   EXPECT_EQ(changes[0].incident.cause, "");
@@ -167,15 +176,7 @@ TEST_F(IncidentWatchTest, ACallerAndItsCalleeOpeningAtOneLookOpenCalleeFirst) {
 TEST_F(IncidentWatchTest, InACycleAMemberOpensFirst) {
   watch.set_error_budget("api", 0.001);
   watch.set_calls({{"web", "db"}, {"db", "web"}, {"api", "web"}});
-  std::vector<IncidentChange> changes;
-  for (int i = 0; i < 3 && changes.empty(); ++i) {
-    clock.advance(5s);
-    IncidentSample failing;
-    failing.at = clock.now();
-    failing.requests = 1000;
-    failing.failed = 500;
-    changes = watch.observe({{"api", failing}, {"web", failing}, {"db", failing}});
-  }
+  const std::vector<IncidentChange> changes = fail_together({"api", "web", "db"});
   ASSERT_EQ(changes.size(), 3u);
   EXPECT_EQ(changes[0].incident.service, "web");
   EXPECT_EQ(changes[1].incident.service, "api");
