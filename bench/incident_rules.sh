@@ -47,35 +47,40 @@ for trace in "${traces[@]}"; do
 done
 
 python3 - "$work" "$n" <<'PY'
-import csv, json, os, sys
+import bisect, csv, json, os, sys
 from collections import defaultdict, deque
 
 work, n = sys.argv[1], int(sys.argv[2])
 BUDGET = 0.001
 
 def prefix(minutes):
-    req, bad = [0.0], [0.0]
-    for r, b in minutes:
+    """Running totals of requests and bad ones, and each record's end (seconds)."""
+    req, bad, ends = [0.0], [0.0], []
+    t = 0.0
+    for r, b, seconds in minutes:
         req.append(req[-1] + r)
         bad.append(bad[-1] + b)
-    return req, bad
+        t += seconds
+        ends.append(t)
+    return req, bad, ends
 
-def window(sums, i, m):
-    """Requests and bad ones of the m minutes through minute i (fewer at the start)."""
-    req, bad = sums
-    lo = max(0, i + 1 - m)
+def window(sums, i, seconds):
+    """Requests and bad ones of the records through record i that end after its end less
+    `seconds`: the watch's time windows (fewer records at the start)."""
+    req, bad, ends = sums
+    lo = bisect.bisect_right(ends, ends[i] - seconds, 0, i + 1)
     return req[i + 1] - req[lo], bad[i + 1] - bad[lo]
 
 def burn_rate_rule(minutes):
-    """The workbook's two paging rules, as IncidentWatch runs them: firing per minute."""
-    rules = [(60, 5, 14.4), (360, 30, 6.0)]
+    """The workbook's two paging rules, as IncidentWatch runs them: firing per record."""
+    rules = [(3600, 300, 14.4), (21600, 1800, 6.0)]
     sums = prefix(minutes)
     firing = []
     for i in range(len(minutes)):
         fires = False
-        for long_m, short_m, rate in rules:
-            sr, sb = window(sums, i, short_m)
-            lr, lb = window(sums, i, long_m)
+        for long_s, short_s, rate in rules:
+            sr, sb = window(sums, i, short_s)
+            lr, lb = window(sums, i, long_s)
             if (sr > 0 and lr > 0 and sb >= 10 and sb / sr >= rate * BUDGET
                     and lb / lr >= rate * BUDGET):
                 fires = True
@@ -88,7 +93,7 @@ def threshold_rule(minutes):
     sums = prefix(minutes)
     firing = []
     for i in range(len(minutes)):
-        req, bad = window(sums, i, 10)
+        req, bad = window(sums, i, 600)
         firing.append(req > 0 and bad / req >= BUDGET)
     return firing
 
@@ -101,24 +106,30 @@ mismatch = []
 for i in range(1, n + 1):
     runs = json.load(open(os.path.join(work, f"{i}.json")))
     trace = runs[0]["trace"]
-    counted = {r["policy"]: r["incidents"] for r in runs}
+    counted = {r["policy"]: (r["incidents"], r["incident_hours"]) for r in runs}
     series = defaultdict(list)
     with open(os.path.join(work, f"{i}.csv")) as f:
         for row in csv.DictReader(f):
-            served, within, dropped = (float(row[k]) for k in ("served", "served_within_slo", "dropped"))
-            series[(row["policy"], row["service"])].append((served + dropped, served - within + dropped))
+            served, within, dropped, seconds = (
+                float(row[k]) for k in ("served", "served_within_slo", "dropped", "seconds"))
+            series[(row["policy"], row["service"])].append(
+                (served + dropped, served - within + dropped, seconds))
     per_policy = defaultdict(lambda: {"burn": [0, 0.0, 0.0], "threshold": [0, 0.0, 0.0], "bad": 0.0})
     for (policy, _), minutes in series.items():
         p = per_policy[policy]
-        p["bad"] += sum(b for _, b in minutes)
+        p["bad"] += sum(b for _, b, _ in minutes)
         for name, rule in (("burn", burn_rate_rule), ("threshold", threshold_rule)):
             firing = rule(minutes)
             p[name][0] += pages(firing)
-            p[name][1] += sum(firing) / 60
-            p[name][2] += sum(b for (_, b), f in zip(minutes, firing) if f)
+            p[name][1] += sum(sec for (_, _, sec), f in zip(minutes, firing) if f) / 3600
+            p[name][2] += sum(b for (_, b, _), f in zip(minutes, firing) if f)
     for policy, p in per_policy.items():
-        if p["burn"][0] != counted.get(policy):
-            mismatch.append(f"{trace}/{policy}: {p['burn'][0]} here, {counted.get(policy)} by prescale sim")
+        # The timeline's counts are rounded to 3 decimals: a count right at a rule's threshold
+        # could differ; say so rather than hide it.
+        incidents, hours = counted.get(policy, (None, None))
+        if p["burn"][0] != incidents or abs(p["burn"][1] - hours) > 1e-6 * max(1.0, hours):
+            mismatch.append(f"{trace}/{policy}: {p['burn'][0]} incidents, {p['burn'][1]:.4f} h "
+                            f"here; {incidents}, {hours:.4f} h by prescale sim")
         rows.append((trace, policy, p))
         t = totals[policy]
         t["bad"] += p["bad"]
@@ -149,4 +160,5 @@ print(f"RESULT burn_rate_pages={all_['burn'][0]} threshold_pages={all_['threshol
       f"threshold_miss_share={share(all_, 'threshold'):.1f} "
       f"burn_rate_hours={all_['burn'][1]:.1f} threshold_hours={all_['threshold'][1]:.1f} "
       f"mismatches={len(mismatch)}")
+sys.exit(1 if mismatch else 0)
 PY

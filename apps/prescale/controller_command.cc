@@ -515,7 +515,8 @@ int ControllerCommand::run() const {
     const std::vector<std::string> restarted = world.take_restarted();
     std::vector<std::pair<std::string, std::string>> ejections = world.take_ejections();
     // The pods' events, for the timeline and the incidents' causes.
-    for (const PodEvent& e : pod_timeline.look(controller.last_snapshot(), restarted, ejections)) {
+    for (const PodEvent& e : pod_timeline.look(controller.last_snapshot(), restarted, ejections,
+                                               world.pods_stale(clock.now()))) {
       if (e.kind == "crash" || e.kind == "eject") {
         spdlog::warn("{} {}: {}", e.kind, e.pod, e.message);
       }

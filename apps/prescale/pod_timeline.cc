@@ -4,14 +4,14 @@ namespace prescale {
 
 std::vector<PodEvent> PodTimeline::look(
     const scaling::Snapshot& snapshot, const std::vector<std::string>& restarted,
-    const std::vector<std::pair<std::string, std::string>>& ejections) {
+    const std::vector<std::pair<std::string, std::string>>& ejections, bool stale) {
   using scaling::ReplicaState;
   std::vector<PodEvent> events;
   std::map<std::string, Seen> now;
   for (const scaling::ServiceObservation& s : snapshot.services) {
     for (const scaling::ReplicaObservation& r : s.replicas) {
       now[r.id] = {s.name, r.state};
-      if (!looked_) continue;
+      if (!looked_ || stale) continue;
       const auto before = pods_.find(r.id);
       if (before == pods_.end()) {
         events.push_back({"start", s.name, r.id, "pod created"});
@@ -27,21 +27,28 @@ std::vector<PodEvent> PodTimeline::look(
       }
     }
   }
-  if (looked_) {
+  if (looked_ && !stale) {
     for (const auto& [pod, seen] : pods_) {
       if (!now.contains(pod)) events.push_back({"stop", seen.service, pod, "pod gone"});
     }
   }
   for (const std::string& pod : restarted) {
+    // Among the pods of this look, or of the last one when this one's list is stale.
     const auto at = now.find(pod);
-    if (at == now.end()) continue;
-    events.push_back({"crash", at->second.service, pod, "its container restarted"});
+    const auto before = pods_.find(pod);
+    const Seen* seen = at != now.end()                  ? &at->second
+                       : stale && before != pods_.end() ? &before->second
+                                                        : nullptr;
+    if (seen == nullptr) continue;
+    events.push_back({"crash", seen->service, pod, "its container restarted"});
   }
   for (const auto& [service, pod] : ejections) {
     events.push_back({"eject", service, pod, "ejected by a gateway's outlier detection"});
   }
-  pods_ = std::move(now);
-  looked_ = true;
+  if (!stale) {
+    pods_ = std::move(now);
+    looked_ = true;
+  }
   return events;
 }
 

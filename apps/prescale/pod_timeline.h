@@ -29,11 +29,14 @@ class PodTimeline {
   // One look: `snapshot` is the world's observation (each service's pods and their states);
   // `restarted` the pods whose container restarted since the last look (KubeWorld::
   // take_restarted, once per restart), `ejections` the (service, pod) pairs a gateway ejected
-  // (KubeWorld::take_ejections). Events in that order: starts, readiness, drains, stops, then
-  // restarts and ejections.
+  // (KubeWorld::take_ejections); `stale`: the list of pods behind the snapshot is stale (or none
+  // was read yet), so only the restarts and ejections are told, and the pods are compared at the
+  // next look that is not. Events pod by pod (a start, then its readiness), then the pods gone,
+  // then the restarts and ejections.
   std::vector<PodEvent> look(const scaling::Snapshot& snapshot,
                              const std::vector<std::string>& restarted,
-                             const std::vector<std::pair<std::string, std::string>>& ejections);
+                             const std::vector<std::pair<std::string, std::string>>& ejections,
+                             bool stale = false);
 
  private:
   struct Seen {

@@ -57,5 +57,16 @@ TEST(PodTimelineTest, AStartingPodThatIsNotReadyYetIsNoDrain) {
   EXPECT_EQ(told(t.look(pods({{"web-a", ReplicaState::kDraining}}), {}, {})), "");
 }
 
+// A first list of pods that could not be read (the API down at the controller's start) is no
+// look: the pods of the first good one started before the controller too.
+TEST(PodTimelineTest, AStaleListIsNoLookAtThePods) {
+  PodTimeline t;
+  EXPECT_EQ(told(t.look(pods({}), {}, {{"web", "web-a"}}, /*stale=*/true)), "eject:web-a");
+  EXPECT_EQ(told(t.look(pods({{"web-a", ReplicaState::kReady}}), {}, {})), "");
+  EXPECT_EQ(told(t.look(pods({}), {"web-a"}, {}, /*stale=*/true)), "crash:web-a")
+      << "the last good list's pod; none gone";
+  EXPECT_EQ(told(t.look(pods({{"web-a", ReplicaState::kReady}}), {}, {})), "");
+}
+
 }  // namespace
 }  // namespace prescale

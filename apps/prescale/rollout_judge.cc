@@ -115,6 +115,16 @@ void RolloutJudge::look(const std::vector<std::string>& restarted,
     std::string service = f.service;  // the key, before `f` is moved into the value
     Failed failed{r.revision, r.stable, std::move(f)};
     failed.by_state = by_state;
+    // A failure for a pod's state, which may pass, gives way to one that does not (a restart, an
+    // ejection, the analysis: each told once).
+    if (const auto at = failed_.find(service);
+        at != failed_.end() && at->second.by_state && !by_state) {
+      failed.said = at->second.said;
+      failed.next_try = at->second.next_try;
+      failed.wait = at->second.wait;
+      at->second = std::move(failed);
+      return;
+    }
     failed_.try_emplace(std::move(service), std::move(failed));
   };
   for (const std::string& pod : restarted) {

@@ -202,15 +202,22 @@ TEST_F(RolloutJudgeTest, APodThatStartsAfterAllIsNotRolledBack) {
   }
   EXPECT_TRUE(fake_.deployment_patches().empty());
 
-  // Failed (a minute in ImagePullBackOff) while the Deployment is paused; ready before the next
-  // try: not rolled back.
-  fake_.set_pod(pulling);
+  // Another new pod, failed (a minute in ImagePullBackOff) while the Deployment is paused, ready
+  // before the next try: not rolled back. (Without the check before each try, the try after the
+  // pause patches.)
+  kube::fake::FakePod later = pulling;
+  later.name = "web-q";
+  later.created = "2026-01-01T00:03:00Z";
+  fake_.set_pod(later);
   fake_.set_paused("web", true);
   look(world, judge, {});
   clock_.advance(60s);
   look(world, judge, {});  // failed; the rollback refused for now
   fake_.set_paused("web", false);
-  fake_.set_pod(ready);
+  later.waiting = "";
+  later.ready = true;
+  later.ready_since = "2026-01-01T00:04:30Z";
+  fake_.set_pod(later);
   clock_.advance(1s);
   look(world, judge, {});
   clock_.advance(5s);

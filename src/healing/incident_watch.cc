@@ -287,8 +287,8 @@ std::vector<IncidentChange> IncidentWatch::observe(
       });
     });
     if (next == opening.end()) {
-      // Callers and callees in a cycle: one that another opening calls first (a member of the
-      // cycle, not a caller outside it), in the order given.
+      // Callers and callees in a cycle: first one that another opening calls (not a caller of
+      // them from outside), in the order given.
       next = std::find_if(opening.begin(), opening.end(), [&](const auto& candidate) {
         return std::any_of(opening.begin(), opening.end(), [&](const auto& other) {
           return other.first != candidate.first &&

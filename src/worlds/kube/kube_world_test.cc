@@ -127,8 +127,10 @@ TEST(ReadPodTest, RunsOnceAllItsContainersRunAndTellsWhyOneWaits) {
   EXPECT_EQ(p->waiting, "ImagePullBackOff") << "an init container's";
   EXPECT_EQ(p->restarts, 2);
   p = pod(nlohmann::json::array(), {creating, backoff});
+  ASSERT_TRUE(p);
   EXPECT_EQ(p->waiting, "ImagePullBackOff") << "over mere progress, whatever the order";
   p = pod(nlohmann::json::array(), {running, later});
+  ASSERT_TRUE(p);
   ASSERT_TRUE(p->running_since);
   EXPECT_EQ(*p->running_since, *parse_utc("2026-01-01T00:00:09Z")) << "the last to start";
   EXPECT_EQ(p->waiting, "");
