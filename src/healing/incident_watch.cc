@@ -5,24 +5,11 @@
 #include <cstdio>
 #include <iterator>
 
+#include "healing/wording.h"
+
 namespace prescale::healing {
 
 namespace {
-
-std::string printed(const char* format, double a, double b = 0, double c = 0) {
-  char buf[96];
-  std::snprintf(buf, sizeof(buf), format, a, b, c);
-  return buf;
-}
-
-// "40 s", "6 min", "2 h 5 min": how long, as a log line says it, to the second below 2 minutes.
-std::string spoken(Clock::Duration d) {
-  const auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
-  if (s < 120) return std::to_string(std::max<long long>(s, 0)) + " s";
-  const auto min = (s + 30) / 60;
-  if (min < 120) return std::to_string(min) + " min";
-  return std::to_string(min / 60) + " h " + std::to_string(min % 60) + " min";
-}
 
 // "1h", "5m", "30m", "90s": a rule's window as the workbook writes it.
 std::string window_name(Clock::Duration d) {
