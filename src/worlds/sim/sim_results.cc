@@ -1,8 +1,10 @@
 #include "worlds/sim/sim_results.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "healing/incident_watch.h"
+#include "healing/latency_watch.h"
 
 namespace prescale::sim {
 
@@ -37,6 +39,28 @@ void count_incidents(ServiceResults& r, std::span<const IntervalRecord> records,
       r.incidents += c.opened ? 1 : 0;
     }
     if (open) r.incident_hours += x.seconds / 3600.0;  // open at the record's end
+  }
+}
+
+// The latency warnings of one service's records, each record a point.
+void count_latency_warnings(ServiceResults& r, std::span<const IntervalRecord> records,
+                            Clock::TimePoint start) {
+  healing::LatencyWatch watch;
+  Clock::TimePoint at = start;
+  double since_start = 0;
+  bool open = false;
+  for (const IntervalRecord& x : records) {
+    at += std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(x.seconds));
+    since_start += x.seconds;
+    const double load = x.seconds > 0 ? x.arrived / x.seconds : NAN;
+    if (const auto c = watch.observe(r.name, {at, x.latency_p99_seconds, load})) {
+      open = c->opened;
+      if (c->opened) {
+        ++r.latency_warnings;
+        r.latency_warnings_at.push_back(since_start);
+      }
+    }
+    if (open) r.latency_warning_hours += x.seconds / 3600.0;  // open at the record's end
   }
 }
 
@@ -95,6 +119,7 @@ SimResults compute_results(const SimRecorder& rec, const ResultOptions& options)
     const auto budget = options.error_budgets.find(info.name);
     count_incidents(r, records, rec.start(),
                     budget != options.error_budgets.end() ? budget->second : options.error_budget);
+    count_latency_warnings(r, records, rec.start());
 
     ServiceResults& t = out.total;
     t.arrived += r.arrived;
@@ -106,6 +131,8 @@ SimResults compute_results(const SimRecorder& rec, const ResultOptions& options)
     t.ready_replica_hours += r.ready_replica_hours;
     t.incidents += r.incidents;
     t.incident_hours += r.incident_hours;
+    t.latency_warnings += r.latency_warnings;
+    t.latency_warning_hours += r.latency_warning_hours;
     total_needed += needed;
     total_busy += busy;
     total_ready_workers += ready_workers;
