@@ -415,6 +415,8 @@ int ControllerCommand::run() const {
   DashboardFeedOptions feed_options{*policy_name, f.recommend_only, 1};
   for (const ServiceConfig& s : config.services)
     feed_options.error_budgets[s.name] = s.slo.error_budget;
+  for (const scaling::ServiceSpec& s : specs)
+    feed_options.max_concurrency[s.name] = s.max_concurrency;
   feed_options.registry = &registry;
   DashboardFeed feed(
       model, [&world](std::string_view service) { return world.totals(service); }, prescale_policy,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "scaling/capacity_model.h"
 #include "scaling/prescale_policy.h"
 #include "telemetry/registry.h"
 
@@ -46,7 +47,8 @@ DashboardFeed::DashboardFeed(dashboard::DashboardModel& model, TotalsOf totals,
       last_t_(started_at_),
       last_mono_(real_clock.now()),
       next_point_(real_clock.now()),
-      incidents_(incident_options(options_)) {
+      incidents_(incident_options(options_)),
+      slowdowns_(options_.slowdowns) {
   for (const auto& [service, budget] : options_.error_budgets) {
     incidents_.set_error_budget(service, budget);
   }
@@ -58,9 +60,19 @@ DashboardFeed::DashboardFeed(dashboard::DashboardModel& model, TotalsOf totals,
         {"service"});
     incidents_open_ = &options_.registry->gauge(
         "prescale_incidents_open", "1 while the service has an open incident, else 0", {"service"});
+    slowdown_warnings_total_ = &options_.registry->counter(
+        "prescale_slowdown_warnings_total",
+        "Slowdown warnings opened: each request of the service taking markedly longer in service "
+        "than usual for minutes",
+        {"service"});
+    slowdown_warning_open_ = &options_.registry->gauge(
+        "prescale_slowdown_warning_open",
+        "1 while the service has an open slowdown warning, else 0", {"service"});
     for (const auto& [service, budget] : options_.error_budgets) {
       incidents_total_->with({service});
       incidents_open_->with({service}).set(0);
+      slowdown_warnings_total_->with({service});
+      slowdown_warning_open_->with({service}).set(0);
     }
   }
 }
@@ -227,8 +239,40 @@ void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
     sample.planned_replicas = obs.desired_replicas;  // what runs, not a recommendation
     sample.ready_replicas = p.ready_replicas;
     samples.emplace_back(obs.name, sample);
+
+    const auto concurrency = options_.max_concurrency.find(obs.name);
+    const double service_time = scaling::scrape_service_time(
+        obs, concurrency != options_.max_concurrency.end() ? concurrency->second : 1);
+    const auto warning = slowdowns_.observe(
+        obs.name, {snapshot.time, service_time, obs.window.latency_p99_seconds, p.load_rps});
+    if (warning) after_slowdown(*warning, t);
   }
   after_incidents(incidents_.observe(samples), t);
+}
+
+void DashboardFeed::after_slowdown(const healing::SlowdownChange& c, double t) {
+  const std::string& service = c.warning.service;
+  if (c.opened) {
+    spdlog::warn("{}", c.message);
+    if (slowdown_warnings_total_ != nullptr) slowdown_warnings_total_->with({service}).inc();
+    slowdown_opened_at_[c.warning.id] = t;
+  } else {
+    spdlog::info("{}", c.message);
+    slowdown_opened_at_.erase(c.warning.id);
+  }
+  if (slowdown_warning_open_ != nullptr) {
+    slowdown_warning_open_->with({service}).set(c.opened ? 1 : 0);
+  }
+  model_.add_event({t, c.opened ? "slower" : "cleared", service, "", c.message});
+  std::vector<dashboard::SlowdownRecord> open;
+  for (const healing::SlowdownWarning& w : slowdowns_.warnings()) {
+    if (w.cleared_at) continue;
+    open.push_back(
+        {w.id, w.service, slowdown_opened_at_[w.id], 1000 * w.service_seconds,
+         1000 * w.usual_seconds, std::isnan(w.load_ratio) ? dashboard::kNoValue : w.load_ratio,
+         std::isnan(w.p99_seconds) ? dashboard::kNoValue : 1000 * w.p99_seconds, w.summary});
+  }
+  model_.set_slowdowns(std::move(open));
 }
 
 void DashboardFeed::after_incidents(const std::vector<healing::IncidentChange>& changes, double t) {

@@ -20,6 +20,7 @@
 #include "dashboard/dashboard_model.h"
 #include "endpoint_watch.h"
 #include "healing/incident_watch.h"
+#include "healing/slowdown_watch.h"
 #include "telemetry/registry.h"
 #include "worlds/local/local_world.h"
 
@@ -40,6 +41,13 @@ struct DashboardFeedOptions {
   // nowhere.
   telemetry::Registry* registry = nullptr;
   healing::IncidentWatchOptions incidents = {};
+  // Each service's slowdown warnings (docs/healing.md, "Slowdown warnings"), counted in
+  // prescale_slowdown_warnings_total and prescale_slowdown_warning_open, on each scrape's service
+  // time (scaling::scrape_service_time, with the service's max_concurrency from this map, 1 when
+  // absent or unbounded). `step` and `smoothing` are the controller's time, so under a time scale
+  // they cover as many real seconds as the `min_points` points need.
+  healing::SlowdownWatchOptions slowdowns = {};
+  std::map<std::string, int> max_concurrency = {};
 };
 
 // Logs a replica's event (a crash as a warning, the rest as info) and adds it to the dashboard's
@@ -72,12 +80,15 @@ class DashboardFeed {
                  const std::string& message);
   int scaling_events() const { return scaling_events_; }
   const healing::IncidentWatch& incidents() const { return incidents_; }
+  const healing::SlowdownWatch& slowdowns() const { return slowdowns_; }
 
  private:
   void add_points(const scaling::Snapshot& snapshot, double t);
   // Logs, shows and counts the incidents a point opened or resolved, and hands the model the
   // list.
   void after_incidents(const std::vector<healing::IncidentChange>& changes, double t);
+  // The same for a slowdown warning.
+  void after_slowdown(const healing::SlowdownChange& change, double t);
   // Unix seconds for the dashboard: the wall clock's, but never before the last time given plus
   // the monotonic time since. A series must go forward and the events are newest first by time:
   // after the wall clock is set back (NTP after a suspend, `date -s`) the times go on from where
@@ -104,6 +115,10 @@ class DashboardFeed {
   std::map<std::uint64_t, std::pair<double, double>> incident_times_;
   telemetry::CounterFamily* incidents_total_ = nullptr;
   telemetry::GaugeFamily* incidents_open_ = nullptr;
+  healing::SlowdownWatch slowdowns_;
+  std::map<std::uint64_t, double> slowdown_opened_at_;  // open warnings' dashboard times
+  telemetry::CounterFamily* slowdown_warnings_total_ = nullptr;
+  telemetry::GaugeFamily* slowdown_warning_open_ = nullptr;
 };
 
 }  // namespace prescale

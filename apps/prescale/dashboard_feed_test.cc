@@ -7,6 +7,7 @@
 #include "control/controller.h"
 #include "core/clock.h"
 #include "dashboard/dashboard_model.h"
+#include "scaling/capacity_model.h"
 #include "telemetry/registry.h"
 #include "worlds/local/local_world.h"
 #include "worlds/local/test_util.h"
@@ -205,6 +206,109 @@ TEST(DashboardFeedTest, AnIncidentIsShownCountedAndResolved) {
   EXPECT_FALSE(model.incidents_json().at("incidents").at(0).at("resolved_at").is_null());
   EXPECT_TRUE(model.services_json().at("services").at(0).at("incident").is_null());
   EXPECT_EQ(metric("prescale_incidents_open"), 0);
+}
+
+// One service "web" of two ready replicas with 4 workers each, scraped every 5 s: 100 req/s,
+// each request `service_seconds` in service (the window's mean concurrency is the M/M/8
+// queue's, waiting included).
+class ScriptedWorld final : public control::World {
+ public:
+  const scaling::Snapshot& observe(Clock::TimePoint now) override {
+    snapshot_ = {};
+    snapshot_.time = now;
+    scaling::ServiceObservation o;
+    o.name = "web";
+    o.desired_replicas = 2;
+    for (const char* id : {"web-1", "web-2"}) {
+      scaling::ReplicaObservation r;
+      r.id = id;
+      r.state = scaling::ReplicaState::kReady;
+      r.ready_at = Clock::TimePoint{};
+      o.replicas.push_back(r);
+    }
+    o.window.sampled_at = now - (now.time_since_epoch() % 5s);
+    o.window.length = 30s;
+    o.window.arrival_rps = o.window.served_rps = 100;
+    o.window.concurrency = scaling::mmc_mean_in_system(8, 100 * service_seconds);
+    o.window.latency_p99_seconds = 5 * service_seconds;
+    snapshot_.services.push_back(o);
+    return snapshot_;
+  }
+  Result<void> scale(std::string_view, int) override { return {}; }
+  Result<void> restart(std::string_view) override { return {}; }
+  double service_seconds = 0.02;
+
+ private:
+  scaling::Snapshot snapshot_;
+};
+
+// Each request of a service taking three times as long in service for minutes gets a slowdown
+// warning: said, shown (an event, the service's card) and counted; it clears once it is back.
+TEST(DashboardFeedTest, ASlowdownWarningIsShownCountedAndCleared) {
+  ManualClock clock;
+  ScriptedWorld world;
+  EverySecond policy;
+  scaling::ServiceSpec spec = OneService::web_spec();
+  spec.max_concurrency = 4;
+  control::Controller controller(world, policy, {spec}, clock);
+  dashboard::DashboardModel model;
+  model.set_services({{"web", "command", 200, 1, 4, dashboard::kNoValue}});
+  telemetry::Registry registry;
+  control::WorldTotals totals;
+  const TotalsOf totals_of = [&](std::string_view) { return totals; };
+  DashboardFeedOptions options{"every-second"};
+  options.error_budgets = {{"web", 0.001}};
+  options.registry = &registry;
+  options.max_concurrency = {{"web", 4}};
+  DashboardFeed feed(model, totals_of, nullptr, options, clock);
+  auto run = [&](Clock::Duration d) {
+    for (Clock::Duration t{0}; t < d; t += 1s) {
+      const std::optional<scaling::Plan> plan = controller.tick();
+      feed.after_tick(controller, plan, controller.take_events());
+      clock.advance(1s);
+      totals.requests += 100;
+      totals.within_slo += 100;
+    }
+  };
+  auto count = [&](const std::string& kind) {
+    int n = 0;
+    const nlohmann::json events = model.events_json();
+    for (const auto& e : events.at("events")) n += e.at("kind") == kind ? 1 : 0;
+    return n;
+  };
+  auto metric = [&](const std::string& name) {
+    for (const auto& f : registry.collect()) {
+      if (f.name == name && !f.series.empty()) return f.series[0].value;
+    }
+    return -1.0;
+  };
+  auto card = [&] { return model.services_json().at("services").at(0).at("slowdown"); };
+
+  run(45min);  // past the detector's 30 minutes of warm-up
+  EXPECT_EQ(count("slower"), 0);
+  EXPECT_EQ(metric("prescale_slowdown_warnings_total"), 0)
+      << "each service's series from the start";
+  EXPECT_TRUE(card().is_null());
+  world.service_seconds = 0.06;
+  run(10min);
+  ASSERT_EQ(count("slower"), 1);
+  ASSERT_FALSE(card().is_null());
+  EXPECT_EQ(card().at("id"), 1);
+  // 2 replicas of 4 workers: the M/M/8 occupancy at 100 req/s gives the service time back.
+  EXPECT_NEAR(card().at("usual_ms").get<double>(), 20, 1e-3);
+  EXPECT_NEAR(card().at("service_ms").get<double>(), 60, 1e-3);
+  EXPECT_NEAR(card().at("p99_ms").get<double>(), 300, 1e-6);
+  EXPECT_NE(card().at("summary").get<std::string>().find("its usual"), std::string::npos);
+  EXPECT_EQ(metric("prescale_slowdown_warnings_total"), 1);
+  EXPECT_EQ(metric("prescale_slowdown_warning_open"), 1);
+  EXPECT_EQ(feed.slowdowns().opened(), 1U);
+
+  world.service_seconds = 0.02;
+  run(10min);
+  EXPECT_EQ(count("cleared"), 1);
+  EXPECT_EQ(count("slower"), 1) << "one warning, not one per point";
+  EXPECT_TRUE(card().is_null());
+  EXPECT_EQ(metric("prescale_slowdown_warning_open"), 0);
 }
 
 }  // namespace

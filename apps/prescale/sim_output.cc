@@ -33,8 +33,8 @@ void add_results(Json& j, const sim::ServiceResults& r) {
   j["mean_cpu_utilization"] = r.mean_cpu_utilization;
   j["incidents"] = r.incidents;
   j["incident_hours"] = r.incident_hours;
-  j["latency_warnings"] = r.latency_warnings;
-  j["latency_warning_hours"] = r.latency_warning_hours;
+  j["slowdowns"] = r.slowdowns;
+  j["slowdown_hours"] = r.slowdown_hours;
 }
 
 Json service_json(const sim::ServiceResults& r, const sim::ServiceResults* oracle, int actions) {
@@ -45,7 +45,7 @@ Json service_json(const sim::ServiceResults& r, const sim::ServiceResults* oracl
                                                  ? r.replica_hours / oracle->replica_hours
                                                  : NAN);
   j["scale_actions"] = actions;
-  j["latency_warnings_at"] = r.latency_warnings_at;
+  j["slowdowns_at"] = r.slowdowns_at;
   return j;
 }
 

@@ -457,6 +457,8 @@ int run_up(const UpFlags& f) {
   for (const ServiceConfig& s : config.services) {
     feed_options.error_budgets[s.name] = s.slo.error_budget;  // a change needs a restart
   }
+  for (const scaling::ServiceSpec& s : specs)
+    feed_options.max_concurrency[s.name] = s.max_concurrency;
   feed_options.registry = &registry;
   feed = std::make_unique<DashboardFeed>(model, totals_of(world), prescale_policy,
                                          std::move(feed_options), real);

@@ -57,6 +57,17 @@ json incident_json(const IncidentRecord& i) {
           {"summary", i.summary}};
 }
 
+json slowdown_json(const SlowdownRecord& w) {
+  return {{"id", w.id},
+          {"service", w.service},
+          {"opened_at", w.opened_at},
+          {"service_ms", number(w.service_ms)},
+          {"usual_ms", number(w.usual_ms)},
+          {"load_ratio", number(w.load_ratio)},
+          {"p99_ms", number(w.p99_ms)},
+          {"summary", w.summary}};
+}
+
 struct Decision {
   double t = 0;
   int planned = 0;
@@ -98,6 +109,7 @@ struct DashboardModel::State {
   uint64_t next_event_id = 1;
   Overview overview;
   std::vector<IncidentRecord> incidents;
+  std::vector<SlowdownRecord> slowdowns;
 };
 
 namespace {
@@ -191,6 +203,11 @@ void DashboardModel::set_incidents(std::vector<IncidentRecord> incidents) {
   state_->incidents = std::move(incidents);
 }
 
+void DashboardModel::set_slowdowns(std::vector<SlowdownRecord> warnings) {
+  std::unique_lock lock(state_->mu);
+  state_->slowdowns = std::move(warnings);
+}
+
 json DashboardModel::incidents_json() const {
   std::shared_lock lock(state_->mu);
   json list = json::array();
@@ -224,6 +241,13 @@ json DashboardModel::services_json() const {
     for (const IncidentRecord& i : state_->incidents) {
       if (i.service == s.info.name && std::isnan(i.resolved_at)) {
         j["incident"] = incident_json(i);
+        break;
+      }
+    }
+    j["slowdown"] = nullptr;
+    for (const SlowdownRecord& w : state_->slowdowns) {
+      if (w.service == s.info.name) {
+        j["slowdown"] = slowdown_json(w);
         break;
       }
     }

@@ -99,6 +99,19 @@ struct IncidentRecord {
   std::string summary;  // what was said at the opening
 };
 
+// Each request of a service taking markedly longer in service than usual for minutes
+// (docs/healing.md, "Slowdown warnings"): the open warning of a service.
+struct SlowdownRecord {
+  uint64_t id = 0;
+  std::string service;
+  double opened_at = 0;          // unix seconds
+  double service_ms = 0;         // the smoothed service time per request at the opening
+  double usual_ms = 0;           // the usual one then
+  double load_ratio = kNoValue;  // the load over its usual then; NaN when unknown
+  double p99_ms = kNoValue;      // the P99 then; NaN when unknown
+  std::string summary;           // what was said at the opening
+};
+
 // Totals of the run, as the controller counts them.
 struct Overview {
   std::string policy;
@@ -153,13 +166,15 @@ class DashboardModel {
 
   // Replaces the incidents: the open ones, then the resolved ones kept, newest first in each.
   void set_incidents(std::vector<IncidentRecord> incidents);
+  // Replaces the open slowdown warnings (one per service at most).
+  void set_slowdowns(std::vector<SlowdownRecord> warnings);
 
   // --- JSON renderers for /api/v1 (docs/dashboard.md lists every field) ---
 
   // The run totals, plus "services": the number of services.
   nlohmann::json overview_json() const;
   // {"services":[{info..., "latest": <last point or null>, "decision": ..., "incident": <its
-  // open incident or null>}]}
+  // open incident or null>, "slowdown": <its open slowdown warning or null>}]}
   nlohmann::json services_json() const;
   // One service: info, decision, its series (only points with t > since, when given) in
   // columnar form, and the forecast band. kNotFound (naming the service) when unknown.

@@ -181,6 +181,29 @@ TEST_F(DashboardTest, IncidentsAndEachServicesOpenOne) {
   EXPECT_EQ(services[1]["incident"]["id"], 2) << "the open one, not the resolved one";
 }
 
+TEST_F(DashboardTest, EachServicesOpenSlowdownWarning) {
+  EXPECT_TRUE(get_json("/api/v1/services")["services"][1]["slowdown"].is_null());
+  SlowdownRecord w;
+  w.id = 3;
+  w.service = "recommend";
+  w.opened_at = 1015;
+  w.service_ms = 30;
+  w.usual_ms = 20;
+  w.p99_ms = 138;
+  w.summary = "each request takes 30.0 ms in service, 1.50x its usual 20.0 ms";
+  model_.set_slowdowns({w});
+  json services = get_json("/api/v1/services")["services"];
+  EXPECT_TRUE(services[0]["slowdown"].is_null());
+  EXPECT_EQ(services[1]["slowdown"]["id"], 3);
+  EXPECT_EQ(services[1]["slowdown"]["service_ms"], 30.0);
+  EXPECT_EQ(services[1]["slowdown"]["usual_ms"], 20.0);
+  EXPECT_EQ(services[1]["slowdown"]["p99_ms"], 138.0);
+  EXPECT_TRUE(services[1]["slowdown"]["load_ratio"].is_null()) << "unknown: null";
+  EXPECT_EQ(services[1]["slowdown"]["summary"], w.summary);
+  model_.set_slowdowns({});
+  EXPECT_TRUE(get_json("/api/v1/services")["services"][1]["slowdown"].is_null());
+}
+
 TEST_F(DashboardTest, ServesTheEmbeddedUi) {
   http::Response page = get("/ui");
   EXPECT_EQ(page.status, 200);

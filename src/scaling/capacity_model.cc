@@ -96,6 +96,37 @@ std::optional<double> offered_load_for(int servers, double in_system, double max
 
 CapacityModel::CapacityModel(CapacityModelOptions options) : options_(options) {}
 
+double scrape_service_time(const ServiceObservation& o, int max_concurrency,
+                           const CapacityModelOptions& options) {
+  const WindowMetrics& w = o.window;
+  const int ready = o.count(ReplicaState::kReady);
+  if (ready == 0 || w.length <= Clock::Duration::zero()) return NAN;
+  const double requests = w.served_rps * seconds_of(w.length);
+  // Nothing completed (requests in flight only): no service time to divide out, at any
+  // min_requests.
+  if (!(requests >= options.min_requests) || !(requests > 0)) return NAN;
+  if (w.dropped_rps > options.max_drop_share * std::max(w.arrival_rps, w.served_rps)) return NAN;
+
+  // One queue for all replicas, or `ready` equal queues each with its share.
+  const int per_replica = std::max(max_concurrency, 1);
+  const int servers = options.shared_queue ? ready * per_replica : per_replica;
+  const double share = options.shared_queue ? 1.0 : 1.0 / ready;
+  const double arrival_rps = w.served_rps * share;
+  double service_time = NAN;
+  if (std::isfinite(w.concurrency) && w.concurrency > 0) {
+    // Little's law: the mean number in the system is the M/M/c occupancy at the offered load.
+    auto busy = offered_load_for(servers, w.concurrency * share, options.max_utilization);
+    if (!busy) return NAN;
+    service_time = *busy / arrival_rps;
+  } else if (std::isfinite(w.mean_cpu_utilization)) {
+    const double idle = options.idle_cpu_utilization;
+    const double busy = std::max(w.mean_cpu_utilization - idle, 0.0) / (1 - idle);
+    if (busy > options.max_utilization) return NAN;
+    service_time = busy * servers / arrival_rps;
+  }
+  return service_time > 0 && std::isfinite(service_time) ? service_time : NAN;
+}
+
 void CapacityModel::init(const std::vector<ServiceSpec>& services) {
   std::map<std::string, Learned, std::less<>> next;
   for (const auto& spec : services) {
@@ -154,27 +185,7 @@ void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
     if (ready_at > window_start) return;
   }
   const double requests = w.served_rps * seconds_of(w.length);
-  // Nothing completed (requests in flight only): no service time to divide out, at any
-  // min_requests.
-  if (!(requests >= options_.min_requests) || !(requests > 0)) return;
-  if (w.dropped_rps > options_.max_drop_share * std::max(w.arrival_rps, w.served_rps)) return;
-
-  // One queue for all replicas, or `ready` equal queues each with its share.
-  const int servers = options_.shared_queue ? ready * s.servers : s.servers;
-  const double share = options_.shared_queue ? 1.0 : 1.0 / ready;
-  const double arrival_rps = w.served_rps * share;
-  double service_time = NAN;
-  if (std::isfinite(w.concurrency) && w.concurrency > 0) {
-    // Little's law: the mean number in the system is the M/M/c occupancy at the offered load.
-    auto busy = offered_load_for(servers, w.concurrency * share, options_.max_utilization);
-    if (!busy) return;
-    service_time = *busy / arrival_rps;
-  } else if (std::isfinite(w.mean_cpu_utilization)) {
-    const double idle = options_.idle_cpu_utilization;
-    const double busy = std::max(w.mean_cpu_utilization - idle, 0.0) / (1 - idle);
-    if (busy > options_.max_utilization) return;
-    service_time = busy * servers / arrival_rps;
-  }
+  const double service_time = scrape_service_time(o, s.servers, options_);
   if (!(service_time > 0) || !std::isfinite(service_time)) return;
 
   // The sums decay from the last scrape learned from, so skipped scrapes age them too.
@@ -196,6 +207,8 @@ void CapacityModel::learn(Learned& s, const ServiceObservation& o) {
   // The correction compares like with like: the model's p99 at this scrape's own load and
   // service time, so a service time still being tracked after a release does not leak into it.
   const double slo = s.spec.slo_latency_p99_seconds;
+  const int servers = options_.shared_queue ? ready * s.servers : s.servers;
+  const double arrival_rps = w.served_rps * (options_.shared_queue ? 1.0 : 1.0 / ready);
   const double model_p99 = mmc_p99_seconds(servers, arrival_rps, service_time);
   if (std::isfinite(w.latency_p99_seconds) && w.latency_p99_seconds > 0 &&
       std::isfinite(model_p99) && model_p99 >= options_.correction_min_p99_fraction * slo) {

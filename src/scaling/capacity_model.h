@@ -136,6 +136,13 @@ class CapacityModel {
   std::map<std::string, Learned, std::less<>> services_;
 };
 
+// One scrape's mean service time per request, seconds, as the model learns it (its requests,
+// drops and utilisation bars from `options`; `max_concurrency` per replica, 1 when unbounded):
+// NaN when the window cannot tell (no ready replica, too few requests, too many dropped, too near
+// saturation). The model also leaves out windows whose replicas changed; this does not.
+double scrape_service_time(const ServiceObservation& o, int max_concurrency,
+                           const CapacityModelOptions& options = {});
+
 // The M/M/c formulas the model rests on (c servers, Poisson arrivals, exponential service of
 // mean `service_time_seconds`), for tests and for policies that want a latency at a load.
 // Erlang C: the probability that an arrival waits; 1 when offered_load >= servers.

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "healing/incident_watch.h"
-#include "healing/latency_watch.h"
+#include "healing/slowdown_watch.h"
 
 namespace prescale::sim {
 
@@ -42,10 +42,11 @@ void count_incidents(ServiceResults& r, std::span<const IntervalRecord> records,
   }
 }
 
-// The latency warnings of one service's records, each record a point.
-void count_latency_warnings(ServiceResults& r, std::span<const IntervalRecord> records,
-                            Clock::TimePoint start) {
-  healing::LatencyWatch watch;
+// The slowdown warnings of one service's records, each record a scrape: its service time is its
+// busy worker-seconds per request served (of at least 20, as the live platform's scrapes).
+void count_slowdowns(ServiceResults& r, std::span<const IntervalRecord> records,
+                     Clock::TimePoint start) {
+  healing::SlowdownWatch watch;
   Clock::TimePoint at = start;
   double since_start = 0;
   bool open = false;
@@ -53,14 +54,15 @@ void count_latency_warnings(ServiceResults& r, std::span<const IntervalRecord> r
     at += std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(x.seconds));
     since_start += x.seconds;
     const double load = x.seconds > 0 ? x.arrived / x.seconds : NAN;
-    if (const auto c = watch.observe(r.name, {at, x.latency_p99_seconds, load})) {
+    const double service_time = x.served >= 20 ? x.busy_worker_seconds / x.served : NAN;
+    if (const auto c = watch.observe(r.name, {at, service_time, x.latency_p99_seconds, load})) {
       open = c->opened;
       if (c->opened) {
-        ++r.latency_warnings;
-        r.latency_warnings_at.push_back(since_start);
+        ++r.slowdowns;
+        r.slowdowns_at.push_back(since_start);
       }
     }
-    if (open) r.latency_warning_hours += x.seconds / 3600.0;  // open at the record's end
+    if (open) r.slowdown_hours += x.seconds / 3600.0;  // open at the record's end
   }
 }
 
@@ -119,7 +121,7 @@ SimResults compute_results(const SimRecorder& rec, const ResultOptions& options)
     const auto budget = options.error_budgets.find(info.name);
     count_incidents(r, records, rec.start(),
                     budget != options.error_budgets.end() ? budget->second : options.error_budget);
-    count_latency_warnings(r, records, rec.start());
+    count_slowdowns(r, records, rec.start());
 
     ServiceResults& t = out.total;
     t.arrived += r.arrived;
@@ -131,8 +133,8 @@ SimResults compute_results(const SimRecorder& rec, const ResultOptions& options)
     t.ready_replica_hours += r.ready_replica_hours;
     t.incidents += r.incidents;
     t.incident_hours += r.incident_hours;
-    t.latency_warnings += r.latency_warnings;
-    t.latency_warning_hours += r.latency_warning_hours;
+    t.slowdowns += r.slowdowns;
+    t.slowdown_hours += r.slowdown_hours;
     total_needed += needed;
     total_busy += busy;
     total_ready_workers += ready_workers;

@@ -38,13 +38,14 @@ struct ServiceResults {
   // hours they were open. For "total", the sums over services.
   int incidents = 0;
   double incident_hours = 0;
-  // Latency warnings (healing::LatencyWatch, docs/healing.md "Latency warnings"): the service
-  // answering markedly slower than usual for minutes, counted on the records' P99s as the live
-  // platform counts its points; the hours they were open, and (not for "total") when each
+  // Slowdown warnings (healing::SlowdownWatch, docs/healing.md "Slowdown warnings"): each
+  // request of the service taking markedly longer in service than usual for minutes (a release),
+  // counted on the records' service times (busy worker-seconds per request served) as the live
+  // platform counts its scrapes; the hours they were open, and (not for "total") when each
   // opened, in seconds since the run's start.
-  int latency_warnings = 0;
-  double latency_warning_hours = 0;
-  std::vector<double> latency_warnings_at{};
+  int slowdowns = 0;
+  double slowdown_hours = 0;
+  std::vector<double> slowdowns_at{};
 };
 
 struct SimResults {

@@ -721,25 +721,26 @@ TEST(SimWorldResults, IncidentsFollowTheErrorBudget) {
   EXPECT_GT(r.total.incident_hours, 0.5);
 }
 
-// Six hours at a P99 of 80 ms, then an hour at 120 ms (a release: 1.5x) and back: one latency
-// warning, opened at the third slow minute (the median of the last five turns) and cleared at
-// the third good one.
-TEST(SimWorldResults, ASlowerHourIsOneLatencyWarning) {
+// Six hours of requests taking 20 ms in service, then an hour at 30 ms (a release: 1.5x) and
+// back: one slowdown warning, opened at the third slow minute (the median of the last five
+// turns) and cleared at the third good one.
+TEST(SimWorldResults, ASlowerHourIsOneSlowdownWarning) {
   SimRecorder rec({{"x", 0.2, 10, 1}}, seconds(60), Clock::TimePoint{});
   for (int m = 0; m < 8 * 60; ++m) {
-    const double p99 = (m >= 6 * 60 && m < 7 * 60 ? 0.12 : 0.08) * (1 + 0.05 * (m % 3 - 1));
+    const double s = (m >= 6 * 60 && m < 7 * 60 ? 0.03 : 0.02) * (1 + 0.05 * (m % 3 - 1));
     rec.append(0, {.seconds = 60,
                    .arrived = 600,
                    .served = 600,
                    .served_within_slo = 600,
-                   .latency_p99_seconds = p99});
+                   .latency_p99_seconds = 0.1,
+                   .busy_worker_seconds = 600 * s});
   }
   const SimResults r = compute_results(rec);
-  ASSERT_EQ(r.services[0].latency_warnings, 1);
-  ASSERT_EQ(r.services[0].latency_warnings_at.size(), 1U);
-  EXPECT_DOUBLE_EQ(r.services[0].latency_warnings_at[0], (6 * 60 + 3) * 60.0);
-  EXPECT_NEAR(r.services[0].latency_warning_hours, 1.0, 1e-9);
-  EXPECT_EQ(r.total.latency_warnings, 1);
+  ASSERT_EQ(r.services[0].slowdowns, 1);
+  ASSERT_EQ(r.services[0].slowdowns_at.size(), 1U);
+  EXPECT_DOUBLE_EQ(r.services[0].slowdowns_at[0], (6 * 60 + 3) * 60.0);
+  EXPECT_NEAR(r.services[0].slowdown_hours, 1.0, 1e-9);
+  EXPECT_EQ(r.total.slowdowns, 1);
   EXPECT_EQ(r.services[0].incidents, 0);  // every request within the SLO
 }
 

@@ -1,4 +1,4 @@
-#include "healing/latency_watch.h"
+#include "healing/slowdown_watch.h"
 
 #include <gtest/gtest.h>
 
@@ -9,11 +9,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A service whose P99 is usually 100 ms at 200 req/s, ±10 % from one point to the next (a fixed
-// pattern, so every run is the same), a point a minute unless told otherwise.
-struct LatencyWatchTest : ::testing::Test {
+// A service whose requests usually take 100 ms in service at 200 req/s, ±10 % from one scrape to
+// the next (a fixed pattern, so every run is the same), a scrape a minute unless told otherwise.
+// Its P99 is 250 ms.
+struct SlowdownWatchTest : ::testing::Test {
   ManualClock clock;
-  LatencyWatch watch;
+  SlowdownWatch watch;
   long n = 0;
 
   // The next point's noise: a factor in [0.9, 1.1].
@@ -22,15 +23,15 @@ struct LatencyWatchTest : ::testing::Test {
     return 1.0 + 0.1 * std::sin(static_cast<double>(n) * 2.3999632);
   }
 
-  // `duration` of points every `every` at `factor` times the usual P99 and `load` times the usual
-  // load; the changes, stopping at the first one when `stop` is set.
-  std::vector<LatencyWarningChange> run(Clock::Duration duration, double factor, double load = 1,
-                                        bool stop = true, Clock::Duration every = 1min) {
-    std::vector<LatencyWarningChange> out;
+  // `duration` of scrapes every `every` at `factor` times the usual service time and `load`
+  // times the usual load; the changes, stopping at the first one when `stop` is set.
+  std::vector<SlowdownChange> run(Clock::Duration duration, double factor, double load = 1,
+                                  bool stop = true, Clock::Duration every = 1min) {
+    std::vector<SlowdownChange> out;
     for (Clock::Duration d{0}; d < duration; d += every) {
       clock.advance(every);
       const double x = noise();
-      auto c = watch.observe("web", {clock.now(), 0.1 * factor * x, 200 * load * x});
+      auto c = watch.observe("web", {clock.now(), 0.1 * factor * x, 0.25, 200 * load * x});
       if (!c) continue;
       out.push_back(*c);
       if (stop) break;
@@ -39,28 +40,32 @@ struct LatencyWatchTest : ::testing::Test {
   }
 };
 
-TEST_F(LatencyWatchTest, AServiceAtItsUsualLatencyHasNoWarning) {
+TEST_F(SlowdownWatchTest, AServiceAtItsUsualServiceTimeHasNoWarning) {
   EXPECT_TRUE(run(7 * 24h, 1, 1, false).empty());
   EXPECT_EQ(watch.opened(), 0U);
 }
 
-TEST_F(LatencyWatchTest, ASlowerServiceIsToldWithinMinutesAndClearedWhenItRecovers) {
+TEST_F(SlowdownWatchTest, ASlowerServiceIsToldWithinMinutesAndClearedWhenItRecovers) {
   run(6h, 1, 1, false);
   const auto opened = run(1h, 1.5);
   ASSERT_EQ(opened.size(), 1U);
-  const LatencyWarning& w = opened[0].warning;
+  const SlowdownWarning& w = opened[0].warning;
   EXPECT_TRUE(opened[0].opened);
   EXPECT_EQ(w.id, 1U);
   EXPECT_EQ(w.service, "web");
   EXPECT_NEAR(w.usual_seconds, 0.1, 0.01);
   // The median of the last five points at the third slow one: the least of the three.
-  EXPECT_GE(w.p99_seconds / w.usual_seconds, 1.2);
-  EXPECT_LE(w.p99_seconds / w.usual_seconds, 1.6);
+  EXPECT_GE(w.service_seconds / w.usual_seconds, 1.2);
+  EXPECT_LE(w.service_seconds / w.usual_seconds, 1.6);
   EXPECT_NEAR(w.load_ratio, 1, 0.1);
-  EXPECT_NE(opened[0].message.find("latency warning 1 on web: P99 1"), std::string::npos)
+  EXPECT_DOUBLE_EQ(w.p99_seconds, 0.25);
+  EXPECT_NE(opened[0].message.find("slowdown warning 1 on web: each request takes 1"),
+            std::string::npos)
+      << opened[0].message;
+  EXPECT_NE(opened[0].message.find(" in service (the median over 4 min), 1."), std::string::npos)
       << opened[0].message;
   EXPECT_NE(opened[0].message.find("its usual 10"), std::string::npos) << opened[0].message;
-  EXPECT_NE(opened[0].message.find("each request takes longer"), std::string::npos)
+  EXPECT_NE(opened[0].message.find("its usual load; its P99 is 250 ms"), std::string::npos)
       << opened[0].message;
   ASSERT_TRUE(watch.open_warning("web"));
 
@@ -69,14 +74,14 @@ TEST_F(LatencyWatchTest, ASlowerServiceIsToldWithinMinutesAndClearedWhenItRecove
   const auto cleared = run(1h, 1);
   ASSERT_EQ(cleared.size(), 1U);
   EXPECT_FALSE(cleared[0].opened);
-  EXPECT_NE(cleared[0].message.find("latency warning 1 on web cleared after 3"), std::string::npos)
+  EXPECT_NE(cleared[0].message.find("slowdown warning 1 on web cleared after 3"), std::string::npos)
       << cleared[0].message;
   EXPECT_FALSE(watch.open_warning("web"));
   ASSERT_EQ(watch.warnings().size(), 1U);
   EXPECT_TRUE(watch.warnings()[0].cleared_at);
 }
 
-TEST_F(LatencyWatchTest, TheOpeningComesAtTheThirdSlowPoint) {
+TEST_F(SlowdownWatchTest, TheOpeningComesAtTheThirdSlowPoint) {
   run(6h, 1, 1, false);
   const Clock::TimePoint release = clock.now();
   const auto opened = run(1h, 1.5);
@@ -84,7 +89,7 @@ TEST_F(LatencyWatchTest, TheOpeningComesAtTheThirdSlowPoint) {
   EXPECT_EQ(opened[0].warning.opened_at - release, 3min);
 }
 
-TEST_F(LatencyWatchTest, ASpikeOfTwoMinutesIsNoWarning) {
+TEST_F(SlowdownWatchTest, ASpikeOfTwoMinutesIsNoWarning) {
   run(6h, 1, 1, false);
   for (int i = 0; i < 10; ++i) {
     EXPECT_TRUE(run(2min, 3, 3, false).empty());
@@ -92,26 +97,24 @@ TEST_F(LatencyWatchTest, ASpikeOfTwoMinutesIsNoWarning) {
   }
 }
 
-TEST_F(LatencyWatchTest, ASmallRiseIsNoWarningHoweverUnusual) {
+TEST_F(SlowdownWatchTest, ASmallRiseIsNoWarningHoweverUnusual) {
   run(6h, 1, 1, false);
   EXPECT_TRUE(run(2h, 1.15, 1, false).empty());
 }
 
-TEST_F(LatencyWatchTest, UnderMoreLoadTheMessageSaysSo) {
+TEST_F(SlowdownWatchTest, UnderMoreLoadTheMessageSaysSo) {
   run(6h, 1, 1, false);
   const auto opened = run(1h, 2, 2.5);
   ASSERT_EQ(opened.size(), 1U);
   EXPECT_GE(opened[0].warning.load_ratio, 1.8);
   EXPECT_LE(opened[0].warning.load_ratio, 2.8);
-  EXPECT_NE(opened[0].message.find("its usual load"), std::string::npos) << opened[0].message;
-  EXPECT_EQ(opened[0].message.find("each request takes longer"), std::string::npos)
-      << opened[0].message;
+  EXPECT_NE(opened[0].message.find("x its usual load"), std::string::npos) << opened[0].message;
 }
 
-TEST_F(LatencyWatchTest, ANewLatencyBecomesTheUsualOne) {
+TEST_F(SlowdownWatchTest, ANewServiceTimeBecomesTheUsualOne) {
   run(6h, 1, 1, false);
   ASSERT_EQ(run(1h, 1.5).size(), 1U);
-  // The detector goes on learning: after hours at the new latency it is the usual one.
+  // The detector goes on learning: after hours at the new service time it is the usual one.
   const auto cleared = run(3 * 24h, 1.5);
   ASSERT_EQ(cleared.size(), 1U);
   EXPECT_FALSE(cleared[0].opened);
@@ -119,15 +122,15 @@ TEST_F(LatencyWatchTest, ANewLatencyBecomesTheUsualOne) {
   EXPECT_TRUE(run(7 * 24h, 1.5, 1, false).empty());
 }
 
-TEST_F(LatencyWatchTest, NoWarningDuringTheWarmUp) {
-  // The first 30 values are the detector's warm-up, with no warning; after it the same latency
+TEST_F(SlowdownWatchTest, NoWarningDuringTheWarmUp) {
+  // The first 30 values are the detector's warm-up, with no warning; after it the same time
   // opens one.
   EXPECT_TRUE(run(25min, 1, 1, false).empty());
   EXPECT_TRUE(run(4min, 3, 1, false).empty());
   EXPECT_EQ(run(10min, 3).size(), 1U);
 }
 
-TEST_F(LatencyWatchTest, PointsEveryFiveSecondsReachTheDetectorOnceAMinute) {
+TEST_F(SlowdownWatchTest, PointsEveryFiveSecondsReachTheDetectorOnceAMinute) {
   // 30 minutes of 5 s points is the warm-up's 30 values, not 360.
   EXPECT_TRUE(run(25min, 1, 1, false, 5s).empty());
   EXPECT_TRUE(run(4min, 3, 1, false, 5s).empty());
@@ -141,44 +144,45 @@ TEST_F(LatencyWatchTest, PointsEveryFiveSecondsReachTheDetectorOnceAMinute) {
   EXPECT_LE(opened[0].warning.opened_at - release, 210s);
 }
 
-TEST_F(LatencyWatchTest, GapsAndStaleSamplesChangeNothing) {
+TEST_F(SlowdownWatchTest, GapsAndStaleSamplesChangeNothing) {
   run(6h, 1, 1, false);
   const Clock::TimePoint last = clock.now();
   for (const double bad : {double{NAN}, 0.0, -1.0, double{INFINITY}}) {
     clock.advance(1min);
-    EXPECT_FALSE(watch.observe("web", {clock.now(), bad, 200}));
+    EXPECT_FALSE(watch.observe("web", {clock.now(), bad, 0.25, 200}));
   }
   // Not after the last point.
-  for (int i = 0; i < 10; ++i) EXPECT_FALSE(watch.observe("web", {last, 1.0, 200}));
+  for (int i = 0; i < 10; ++i) EXPECT_FALSE(watch.observe("web", {last, 1.0, 0.25, 200}));
   EXPECT_FALSE(watch.open_warning("web"));
   // A load never known is left out of the message.
   for (int i = 0; i < 6 * 60; ++i) {
     clock.advance(1min);
-    EXPECT_FALSE(watch.observe("api", {clock.now(), 0.1 * noise(), NAN}));
+    EXPECT_FALSE(watch.observe("api", {clock.now(), 0.1 * noise(), NAN, NAN}));
   }
   for (int i = 0; i < 5; ++i) {
     clock.advance(1min);
-    if (auto c = watch.observe("api", {clock.now(), 0.2, NAN})) {
+    if (auto c = watch.observe("api", {clock.now(), 0.2, NAN, NAN})) {
       EXPECT_EQ(c->message.find("load"), std::string::npos) << c->message;
+      EXPECT_EQ(c->message.find("P99"), std::string::npos) << c->message;
       EXPECT_TRUE(c->opened);
       return;
     }
   }
-  ADD_FAILURE() << "no warning on twice the usual latency";
+  ADD_FAILURE() << "no warning on twice the usual service time";
 }
 
-TEST_F(LatencyWatchTest, ServicesAreWatchedApartAndListedNewestFirst) {
+TEST_F(SlowdownWatchTest, ServicesAreWatchedApartAndListedNewestFirst) {
   for (int i = 0; i < 6 * 60; ++i) {
     clock.advance(1min);
     const double x = noise();
-    watch.observe("web", {clock.now(), 0.1 * x, 200});
-    watch.observe("db", {clock.now(), 0.01 * x, 400});
+    watch.observe("web", {clock.now(), 0.1 * x, 0.25, 200});
+    watch.observe("db", {clock.now(), 0.01 * x, 0.025, 400});
   }
   for (int i = 0; i < 10; ++i) {
     clock.advance(1min);
     const double x = noise();
-    watch.observe("db", {clock.now(), 0.02 * x, 400});
-    watch.observe("web", {clock.now(), (i < 5 ? 0.1 : 0.2) * x, 200});
+    watch.observe("db", {clock.now(), 0.02 * x, 0.05, 400});
+    watch.observe("web", {clock.now(), (i < 5 ? 0.1 : 0.2) * x, 0.5, 200});
   }
   const auto all = watch.warnings();
   ASSERT_EQ(all.size(), 2U);

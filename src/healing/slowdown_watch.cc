@@ -1,4 +1,4 @@
-#include "healing/latency_watch.h"
+#include "healing/slowdown_watch.h"
 
 #include <algorithm>
 #include <iterator>
@@ -9,7 +9,7 @@ namespace prescale::healing {
 
 namespace {
 
-// "138 ms", "45.2 ms", "3.07 ms": three figures for what a latency log line needs.
+// "138 ms", "45.2 ms", "3.07 ms": three figures for what a log line needs.
 std::string millis(double seconds) {
   const double ms = 1000 * seconds;
   if (ms >= 100) return printed("%.0f ms", ms);
@@ -28,18 +28,18 @@ double median(std::vector<double> values) {
 
 }  // namespace
 
-LatencyWatch::LatencyWatch(LatencyWatchOptions options)
+SlowdownWatch::SlowdownWatch(SlowdownWatchOptions options)
     : options_(std::move(options)),
       load_alpha_(1.0 - std::pow(0.5, 1.0 / options_.detector.half_life)) {}
 
-std::optional<LatencyWarningChange> LatencyWatch::observe(const std::string& service,
-                                                          const LatencySample& sample) {
-  if (!(std::isfinite(sample.p99_seconds) && sample.p99_seconds > 0)) return std::nullopt;
+std::optional<SlowdownChange> SlowdownWatch::observe(const std::string& service,
+                                                     const SlowdownSample& sample) {
+  if (!(std::isfinite(sample.service_seconds) && sample.service_seconds > 0)) return std::nullopt;
   Service& s = services_.try_emplace(service, options_.detector).first->second;
   if (s.last_at && sample.at <= *s.last_at) return std::nullopt;
   s.last_at = sample.at;
   const double load = sample.load_rps > 0 ? std::log(sample.load_rps) : NAN;
-  s.points.push_back({sample.at, std::log(sample.p99_seconds), load});
+  s.points.push_back({sample.at, std::log(sample.service_seconds), load});
   while (s.points.size() > static_cast<size_t>(std::max(options_.min_points, 1)) &&
          s.points.front().at <= sample.at - options_.smoothing) {
     s.points.pop_front();
@@ -49,14 +49,14 @@ std::optional<LatencyWarningChange> LatencyWatch::observe(const std::string& ser
   return step(service, s, sample);
 }
 
-std::optional<LatencyWarningChange> LatencyWatch::step(const std::string& name, Service& s,
-                                                       const LatencySample& sample) {
-  std::vector<double> p99s, loads;
+std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Service& s,
+                                                  const SlowdownSample& sample) {
+  std::vector<double> times, loads;
   for (const Point& p : s.points) {
-    p99s.push_back(p.log_p99);
+    times.push_back(p.log_service);
     loads.push_back(p.log_load);
   }
-  const double x = median(std::move(p99s));
+  const double x = median(std::move(times));
   const double load_x = median(std::move(loads));
 
   // Against what was usual before this value.
@@ -75,20 +75,19 @@ std::optional<LatencyWarningChange> LatencyWatch::step(const std::string& name, 
   }
   const Clock::Duration span = s.points.back().at - s.points.front().at;
   const std::string now =
-      millis(std::exp(x)) +
+      "each request takes " + millis(std::exp(x)) + " in service" +
       (span > Clock::Duration::zero() ? " (the median over " + spoken(span) + ")" : std::string());
 
   if (s.open) {
-    LatencyWarning& w = *s.open;
+    SlowdownWarning& w = *s.open;
     w.peak_ratio = std::max(w.peak_ratio, ratio);
     if (ratio >= options_.min_ratio) return std::nullopt;
     w.cleared_at = sample.at;
-    LatencyWarningChange change{false, w,
-                                "latency warning " + std::to_string(w.id) + " on " + name +
-                                    " cleared after " + spoken(sample.at - w.opened_at) + ": P99 " +
-                                    now + ", " + printed("%.2fx", ratio) + " its usual " +
-                                    millis(usual) + " (at most " + printed("%.2fx", w.peak_ratio) +
-                                    " while open)"};
+    SlowdownChange change{false, w,
+                          "slowdown warning " + std::to_string(w.id) + " on " + name +
+                              " cleared after " + spoken(sample.at - w.opened_at) + ": " + now +
+                              ", " + printed("%.2fx", ratio) + " its usual " + millis(usual) +
+                              " (at most " + printed("%.2fx", w.peak_ratio) + " while open)"};
     cleared_.push_front(std::move(w));
     if (cleared_.size() > options_.max_kept) cleared_.pop_back();
     s.open.reset();
@@ -97,38 +96,37 @@ std::optional<LatencyWarningChange> LatencyWatch::step(const std::string& name, 
   if (!warm || score < options_.detector.alert_score || ratio < options_.min_ratio) {
     return std::nullopt;
   }
-  LatencyWarning w;
+  SlowdownWarning w;
   w.id = next_id_++;
   w.service = name;
   w.opened_at = sample.at;
-  w.p99_seconds = std::exp(x);
+  w.service_seconds = std::exp(x);
   w.usual_seconds = usual;
   w.peak_ratio = ratio;
   w.load_ratio = load_ratio;
-  w.summary = "P99 " + now + ", " + printed("%.2fx", ratio) + " its usual " + millis(usual);
+  w.p99_seconds = sample.p99_seconds;
+  w.summary = now + ", " + printed("%.2fx", ratio) + " its usual " + millis(usual);
   if (std::isfinite(load_ratio)) {
     w.summary += ", at " + printed("%.2fx", load_ratio) + " its usual load";
-    if (load_ratio < options_.min_ratio) {
-      w.summary += ": each request takes longer (a release, a dependency, the host?)";
-    }
   }
+  if (std::isfinite(sample.p99_seconds)) w.summary += "; its P99 is " + millis(sample.p99_seconds);
   s.open = w;
-  return LatencyWarningChange{
-      true, w, "latency warning " + std::to_string(w.id) + " on " + name + ": " + w.summary};
+  return SlowdownChange{
+      true, w, "slowdown warning " + std::to_string(w.id) + " on " + name + ": " + w.summary};
 }
 
-std::vector<LatencyWarning> LatencyWatch::warnings() const {
-  std::vector<LatencyWarning> out;
+std::vector<SlowdownWarning> SlowdownWatch::warnings() const {
+  std::vector<SlowdownWarning> out;
   for (const auto& [name, s] : services_) {
     if (s.open) out.push_back(*s.open);
   }
   std::sort(out.begin(), out.end(),
-            [](const LatencyWarning& a, const LatencyWarning& b) { return a.id > b.id; });
+            [](const SlowdownWarning& a, const SlowdownWarning& b) { return a.id > b.id; });
   out.insert(out.end(), cleared_.begin(), cleared_.end());
   return out;
 }
 
-std::optional<LatencyWarning> LatencyWatch::open_warning(const std::string& service) const {
+std::optional<SlowdownWarning> SlowdownWatch::open_warning(const std::string& service) const {
   const auto it = services_.find(service);
   if (it == services_.end()) return std::nullopt;
   return it->second.open;
