@@ -113,7 +113,11 @@ double scrape_service_time(const ServiceObservation& o, int max_concurrency,
   const double share = options.shared_queue ? 1.0 : 1.0 / ready;
   const double arrival_rps = w.served_rps * share;
   double service_time = NAN;
-  if (std::isfinite(w.concurrency) && w.concurrency > 0) {
+  if (max_concurrency <= 0 && std::isfinite(w.concurrency) && w.concurrency > 0) {
+    // Not limited: no request waits for a worker, so its time in the service is its time in
+    // service (Little's law: the mean in flight over the rate served).
+    service_time = w.concurrency / w.served_rps;
+  } else if (std::isfinite(w.concurrency) && w.concurrency > 0) {
     // Little's law: the mean number in the system is the M/M/c occupancy at the offered load.
     auto busy = offered_load_for(servers, w.concurrency * share, options.max_utilization);
     if (!busy) return NAN;

@@ -137,9 +137,12 @@ class CapacityModel {
 };
 
 // One scrape's mean service time per request, seconds, as the model learns it (its requests,
-// drops and utilisation bars from `options`; `max_concurrency` per replica, 1 when unbounded):
-// NaN when the window cannot tell (no ready replica, too few requests, too many dropped, too near
-// saturation). The model also leaves out windows whose replicas changed; this does not.
+// drops and utilisation bars from `options`; `max_concurrency` workers per replica, the model
+// passing 1 for a service not limited): NaN when the window cannot tell (no ready replica, too
+// few requests, too many dropped, too near saturation). A `max_concurrency` of 0 or less is a
+// replica that works on every request at once: no request waits, and the service time is the
+// mean time in the service (which grows with the load where the requests share a CPU). The
+// model also leaves out windows whose replicas changed; this does not.
 double scrape_service_time(const ServiceObservation& o, int max_concurrency,
                            const CapacityModelOptions& options = {});
 

@@ -587,5 +587,36 @@ TEST(CapacityModel, ReplicasReadyAheadOfAClockSetBackDoNotStopLearning) {
   EXPECT_NEAR(model.service_time_seconds("api"), 0.03, 1e-4);
 }
 
+// One scrape's service time, as the slowdown warnings read it: the M/M/c occupancy gives it back
+// at any load below saturation; a replica working on every request at once (0) has no wait.
+TEST(ScrapeServiceTimeTest, OneScrapeGivesTheServiceTimeBack) {
+  for (const double rps : {20.0, 100.0, 180.0}) {
+    const ServiceObservation o = observe("a", seconds(30), {.rps = rps, .replicas = 2});
+    EXPECT_NEAR(scrape_service_time(o, 4), 0.02, 1e-6) << rps << " req/s";
+  }
+  ServiceObservation unlimited = observe("a", seconds(30), {.rps = 100, .replicas = 2});
+  unlimited.window.concurrency = 100 * 0.035;
+  EXPECT_NEAR(scrape_service_time(unlimited, 0), 0.035, 1e-12);
+  // Without concurrency, from the CPU: the busy share of the workers.
+  const ServiceObservation cpu =
+      observe("a", seconds(30), {.rps = 100, .replicas = 2, .report_concurrency = false});
+  EXPECT_NEAR(scrape_service_time(cpu, 4), 0.02, 1e-9);
+}
+
+TEST(ScrapeServiceTimeTest, AWindowThatCannotTellIsNaN) {
+  ServiceObservation o = observe("a", seconds(30), {.rps = 100, .replicas = 2});
+  o.window.served_rps = 0.5;  // 15 requests: under min_requests
+  EXPECT_TRUE(std::isnan(scrape_service_time(o, 4)));
+  o = observe("a", seconds(30), {.rps = 100, .replicas = 2});
+  o.window.dropped_rps = 5;  // 5 % dropped: behind
+  EXPECT_TRUE(std::isnan(scrape_service_time(o, 4)));
+  o = observe("a", seconds(30), {.rps = 100, .replicas = 2});
+  for (ReplicaObservation& r : o.replicas) r.state = ReplicaState::kStarting;
+  EXPECT_TRUE(std::isnan(scrape_service_time(o, 4)));
+  // Saturated: 8 workers, 7.9 busy.
+  o = observe("a", seconds(30), {.rps = 395, .replicas = 2});
+  EXPECT_TRUE(std::isnan(scrape_service_time(o, 4)));
+}
+
 }  // namespace
 }  // namespace prescale::scaling
