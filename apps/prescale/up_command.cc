@@ -755,7 +755,8 @@ int run_up(const UpFlags& f) {
     std::cout << "-";
   }
   std::cout << ", replica-hours " << totals.replica_seconds / 3600.0 << ", scaling events "
-            << feed->scaling_events() << ", incidents " << feed->incidents().opened() << std::endl;
+            << feed->scaling_events() << ", incidents " << feed->incidents().opened()
+            << ", slowdown warnings " << feed->slowdowns().opened() << std::endl;
   return drained ? 0 : 1;
 }
 

@@ -80,12 +80,15 @@
     const incident = document.createElement('p');
     incident.className = 'incident';
     incident.hidden = true;
+    const slowdown = document.createElement('p');
+    slowdown.className = 'slowdown';
+    slowdown.hidden = true;
     const reason = document.createElement("p");
     reason.className = "reason";
     const chartsBox = document.createElement("div");
     chartsBox.className = "charts";
-    root.append(head, incident, reason, chartsBox);
-    return {root, kind, facts, incident, reason, chartsBox, charts: null};
+    root.append(head, incident, slowdown, reason, chartsBox);
+    return {root, kind, facts, incident, slowdown, reason, chartsBox, charts: null};
   }
 
   function updateCard(card, s) {
@@ -114,6 +117,11 @@
     card.incident.textContent = s.incident ?
         `Incident ${s.incident.id} since ${clock(s.incident.opened_at)}: ${s.incident.summary}` :
         '';
+    // Its open slowdown warning: each request taking markedly longer in service than usual
+    // (docs/healing.md, "Slowdown warnings").
+    card.slowdown.hidden = !s.slowdown;
+    card.slowdown.textContent =
+        s.slowdown ? `Slower since ${clock(s.slowdown.opened_at)}: ${s.slowdown.summary}` : '';
     card.reason.textContent = s.decision
         ? `${clock(s.decision.t)} planned ${s.decision.planned_replicas}: ${s.decision.reason}`
         : "";
