@@ -78,10 +78,14 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
       "each request takes " + millis(std::exp(x)) + " in service" +
       (span > Clock::Duration::zero() ? " (the median over " + spoken(span) + ")" : std::string());
 
+  const double min_increase = std::chrono::duration<double>(options_.min_increase).count();
+  const double increase = std::exp(x) - usual;
   if (s.open) {
     SlowdownWarning& w = *s.open;
     w.peak_ratio = std::max(w.peak_ratio, ratio);
-    if (ratio >= options_.min_ratio) return std::nullopt;
+    if (ratio >= 1 + (options_.min_ratio - 1) / 2 && increase >= min_increase / 2) {
+      return std::nullopt;
+    }
     w.cleared_at = sample.at;
     SlowdownChange change{false, w,
                           "slowdown warning " + std::to_string(w.id) + " on " + name +
@@ -93,7 +97,8 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
     s.open.reset();
     return change;
   }
-  if (!warm || score < options_.detector.alert_score || ratio < options_.min_ratio) {
+  if (!warm || score < options_.detector.alert_score || ratio < options_.min_ratio ||
+      increase < min_increase) {
     return std::nullopt;
   }
   SlowdownWarning w;

@@ -16,11 +16,14 @@
 // value (its logarithm) goes to Prescale's anomaly detector (DeviationDetector, the one scored on
 // NAB: docs/healing.md, "Detectors"), which learns the service's usual service time from
 // everything before it. A warning opens when the detector scores the smoothed value as an
-// anomaly (at least `alert_score`) and it is at least `min_ratio` times the usual (a
-// statistically unusual 3 % is not worth an operator's time). It clears when the smoothed value
-// is back under `min_ratio` times the usual: the service recovered, or — the detector goes on
-// learning — the new time has become the usual one after hours of it. One service has at most
-// one open warning.
+// anomaly (at least `alert_score`), it is at least `min_ratio` times the usual (a statistically
+// unusual 3 % is not worth an operator's time) and at least `min_increase` over it (a fraction
+// of a millisecond more per request, by which a proxy hop and the host's scheduling move a
+// sub-millisecond service, is not either). It clears when the smoothed value is back within half of
+// either bar (under 1.1 times the usual, or under half a millisecond over it, at the defaults: a
+// value hovering at the bar opens one warning, not one a minute): the service recovered, or — the
+// detector goes on learning — the new time has become the usual one after hours of it. One
+// service has at most one open warning.
 //
 // Time is the caller's (each sample's `at`), so tests drive it with a manual clock.
 // Thread safety: one thread calls everything.
@@ -44,6 +47,7 @@ struct SlowdownWatchOptions {
   Clock::Duration smoothing = std::chrono::minutes(5);  // the median's span
   int min_points = 5;                                   // and its fewest points
   double min_ratio = 1.2;  // the smoothed service time over the usual, at least, for a warning
+  Clock::Duration min_increase = std::chrono::milliseconds(1);  // and its excess, at least
   // The detector: a half-life of 1,000 steps (about 17 hours of minutes), its first 30 steps a
   // warm-up with no warning, the NAB-scored alert level. Its hold is not used: a warning stays
   // open until it clears.

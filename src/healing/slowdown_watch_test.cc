@@ -102,6 +102,40 @@ TEST_F(SlowdownWatchTest, ASmallRiseIsNoWarningHoweverUnusual) {
   EXPECT_TRUE(run(2h, 1.15, 1, false).empty());
 }
 
+TEST_F(SlowdownWatchTest, ASubMillisecondSlowdownIsNoWarning) {
+  // A service of 0.2 ms a request taking 0.3 ms: 1.5 times, but a tenth of a millisecond more.
+  for (int i = 0; i < 6 * 60; ++i) {
+    clock.advance(1min);
+    EXPECT_FALSE(watch.observe("fast", {clock.now(), 0.0002 * noise(), NAN, 200}));
+  }
+  for (int i = 0; i < 2 * 60; ++i) {
+    clock.advance(1min);
+    EXPECT_FALSE(watch.observe("fast", {clock.now(), 0.0003 * noise(), NAN, 200}));
+  }
+  // 2 ms more is told.
+  std::optional<SlowdownChange> told;
+  for (int i = 0; i < 10 && !told; ++i) {
+    clock.advance(1min);
+    told = watch.observe("fast", {clock.now(), 0.0022 * noise(), NAN, 200});
+  }
+  EXPECT_TRUE(told && told->opened);
+}
+
+TEST_F(SlowdownWatchTest, AValueHoveringAtTheBarOpensOneWarning) {
+  run(6h, 1, 1, false);
+  ASSERT_EQ(run(1h, 1.3).size(), 1U);
+  // Between 1.15 and 1.3 times the usual, under the bar and over it by turns: the same warning.
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(run(3min, 1.15, 1, false).empty()) << i;
+    EXPECT_TRUE(run(3min, 1.3, 1, false).empty()) << i;
+  }
+  EXPECT_EQ(watch.opened(), 1U);
+  // Back under 1.1 times: cleared.
+  const auto cleared = run(30min, 1);
+  ASSERT_EQ(cleared.size(), 1U);
+  EXPECT_FALSE(cleared[0].opened);
+}
+
 TEST_F(SlowdownWatchTest, UnderMoreLoadTheMessageSaysSo) {
   run(6h, 1, 1, false);
   const auto opened = run(1h, 2, 2.5);
