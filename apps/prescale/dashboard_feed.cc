@@ -242,7 +242,7 @@ void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
 
     const auto concurrency = options_.max_concurrency.find(obs.name);
     const double service_time = scaling::scrape_service_time(
-        obs, concurrency != options_.max_concurrency.end() ? concurrency->second : 0);
+        obs, concurrency != options_.max_concurrency.end() ? concurrency->second : 1);
     const auto warning = slowdowns_.observe(
         obs.name, {snapshot.time, service_time, obs.window.latency_p99_seconds, p.load_rps});
     if (warning) after_slowdown(*warning, t);

@@ -43,9 +43,9 @@ struct DashboardFeedOptions {
   healing::IncidentWatchOptions incidents = {};
   // Each service's slowdown warnings (docs/healing.md, "Slowdown warnings"), counted in
   // prescale_slowdown_warnings_total and prescale_slowdown_warning_open, on each scrape's service
-  // time (scaling::scrape_service_time, with the service's max_concurrency from this map; 0, not
-  // limited, when absent). `step` and `smoothing` are the controller's time, so under a time scale
-  // they cover as many real seconds as the `min_points` points need.
+  // time (scaling::scrape_service_time, with the service's max_concurrency from this map; 1, as
+  // the capacity model takes it, when absent). `step` and `smoothing` are the controller's time, so
+  // under a time scale they cover as many real seconds as the `min_points` points need.
   healing::SlowdownWatchOptions slowdowns = {};
   std::map<std::string, int> max_concurrency = {};
 };

@@ -68,10 +68,6 @@ class DeviationDetector final : public AnomalyDetector {
  public:
   explicit DeviationDetector(DeviationOptions options = {});
   double observe(double value) override;
-  // The weighted mean the next value is scored against (0 before any value), and how many
-  // finite values came so far (the warm-up is the first `warmup` of them).
-  double mean() const { return mean_; }
-  long seen() const { return seen_; }
 
  private:
   DeviationOptions options_;

@@ -28,29 +28,31 @@ double median(std::vector<double> values) {
 
 }  // namespace
 
-SlowdownWatch::SlowdownWatch(SlowdownWatchOptions options)
-    : options_(std::move(options)),
-      load_alpha_(1.0 - std::pow(0.5, 1.0 / options_.detector.half_life)) {}
+SlowdownWatch::SlowdownWatch(SlowdownWatchOptions options) : options_(std::move(options)) {}
 
 std::optional<SlowdownChange> SlowdownWatch::observe(const std::string& service,
                                                      const SlowdownSample& sample) {
   if (!(std::isfinite(sample.service_seconds) && sample.service_seconds > 0)) return std::nullopt;
-  Service& s = services_.try_emplace(service, options_.detector).first->second;
+  Service& s = services_[service];
   if (s.last_at && sample.at <= *s.last_at) return std::nullopt;
   s.last_at = sample.at;
   const double load = sample.load_rps > 0 ? std::log(sample.load_rps) : NAN;
   s.points.push_back({sample.at, std::log(sample.service_seconds), load});
-  while (s.points.size() > static_cast<size_t>(std::max(options_.min_points, 1)) &&
-         s.points.front().at <= sample.at - options_.smoothing) {
+  const auto min_points = static_cast<size_t>(std::max(options_.min_points, 1));
+  while (s.points.size() > min_points && s.points.front().at <= sample.at - options_.smoothing) {
     s.points.pop_front();
   }
+  if (s.points.size() < min_points) return std::nullopt;
   if (s.fed_at && sample.at - *s.fed_at < options_.step) return std::nullopt;
+  const double half_life = std::chrono::duration<double>(options_.half_life).count();
+  const double elapsed =
+      s.fed_at ? std::chrono::duration<double>(sample.at - *s.fed_at).count() : 0.0;
   s.fed_at = sample.at;
-  return step(service, s, sample);
+  return step(service, s, sample, half_life > 0 ? std::exp2(-elapsed / half_life) : 0.0);
 }
 
 std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Service& s,
-                                                  const SlowdownSample& sample) {
+                                                  const SlowdownSample& sample, double decay) {
   std::vector<double> times, loads;
   for (const Point& p : s.points) {
     times.push_back(p.log_service);
@@ -59,27 +61,34 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
   const double x = median(std::move(times));
   const double load_x = median(std::move(loads));
 
-  // Against what was usual before this value.
-  const double usual = std::exp(s.detector.mean());
-  const bool warm = s.detector.seen() >= options_.detector.warmup;
-  const double score = s.detector.observe(x);
-  const double ratio = std::exp(x) / usual;
-  double load_ratio = NAN;
-  if (std::isfinite(load_x)) {
-    if (std::isnan(s.load_log_mean)) {
-      s.load_log_mean = load_x;
-    } else {
-      load_ratio = std::exp(load_x - s.load_log_mean);
-      s.load_log_mean += load_alpha_ * (load_x - s.load_log_mean);
-    }
+  // Against what was usual before this value; then the value joins the usual (its deviation
+  // only outside a warning).
+  const bool warm = s.steps >= options_.warmup_steps;
+  const double usual_log = s.log_service.weight > 0 ? s.log_service.mean() : x;
+  const double usual = std::exp(usual_log);
+  const double spread = s.square_deviation.weight > 0 ? std::sqrt(s.square_deviation.mean()) : 0.0;
+  const double ratio = std::exp(x - usual_log);
+  const double increase = std::exp(x) - usual;
+  const double load_ratio = std::exp(load_x - s.log_load.mean());  // NaN when either is unknown
+  const double min_increase = std::chrono::duration<double>(options_.min_increase).count();
+  const bool opens =
+      !s.open && warm &&
+      x - usual_log >= std::max(std::log(options_.min_ratio), options_.deviations * spread) &&
+      increase >= min_increase;
+  ++s.steps;
+  if (s.open || opens) {
+    s.log_service.nudge(x, decay);
+  } else {
+    s.log_service.add(x, decay);
+    s.square_deviation.add((x - usual_log) * (x - usual_log), decay);
   }
+  if (std::isfinite(load_x)) s.log_load.add(load_x, decay);
+
   const Clock::Duration span = s.points.back().at - s.points.front().at;
   const std::string now =
       "each request takes " + millis(std::exp(x)) + " in service" +
       (span > Clock::Duration::zero() ? " (the median over " + spoken(span) + ")" : std::string());
 
-  const double min_increase = std::chrono::duration<double>(options_.min_increase).count();
-  const double increase = std::exp(x) - usual;
   if (s.open) {
     SlowdownWarning& w = *s.open;
     w.peak_ratio = std::max(w.peak_ratio, ratio);
@@ -97,10 +106,7 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
     s.open.reset();
     return change;
   }
-  if (!warm || score < options_.detector.alert_score || ratio < options_.min_ratio ||
-      increase < min_increase) {
-    return std::nullopt;
-  }
+  if (!opens) return std::nullopt;
   SlowdownWarning w;
   w.id = next_id_++;
   w.service = name;

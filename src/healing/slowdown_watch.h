@@ -12,18 +12,24 @@
 // (scaling::scrape_service_time: the M/M/c occupancy behind the window's mean concurrency).
 //
 // The points are smoothed to the median of the last `smoothing` of them (at least `min_points`
-// points), so a scrape or two caught mid-change is no warning; once per `step` the smoothed
-// value (its logarithm) goes to Prescale's anomaly detector (DeviationDetector, the one scored on
-// NAB: docs/healing.md, "Detectors"), which learns the service's usual service time from
-// everything before it. A warning opens when the detector scores the smoothed value as an
-// anomaly (at least `alert_score`), it is at least `min_ratio` times the usual (a statistically
-// unusual 3 % is not worth an operator's time) and at least `min_increase` over it (a fraction
-// of a millisecond more per request, by which a proxy hop and the host's scheduling move a
-// sub-millisecond service, is not either). It clears when the smoothed value is back within half of
-// either bar (under 1.1 times the usual, or under half a millisecond over it, at the defaults: a
-// value hovering at the bar opens one warning, not one a minute): the service recovered, or — the
-// detector goes on learning — the new time has become the usual one after hours of it. One
-// service has at most one open warning.
+// points, and no value before there are that many), so a scrape or two caught mid-change is no
+// warning. Once per `step` the smoothed value (its logarithm) is compared with the usual one: a
+// mean of those before it whose weights halve every `half_life`, and their usual deviation from
+// it — the deviation test of Prescale's anomaly detector (DeviationDetector, docs/healing.md
+// "Detectors"), its alert level included, with two changes for this use: the mean is the plain
+// mean of the first values (the detector starts from its first, here a scrape of replicas just
+// started), and the values in a warning move the mean only as a long history would let them
+// and do not teach the deviation (an episode would widen it so that the same slowdown, back
+// hours later, would no longer stand out). A warning
+// opens, after `warmup_steps` values, when the smoothed value lies `deviations` of them above the
+// usual, is at least `min_ratio` times it (a statistically unusual 3 % is not worth an
+// operator's time) and at least `min_increase` over it (a fraction of a millisecond more per
+// request, by which a proxy hop and the host's scheduling move a sub-millisecond service, is not
+// either). It clears when the smoothed value is back within half of either bar (under 1.1 times
+// the usual, or under half a millisecond over it, at the defaults: a value hovering at the bar
+// opens one warning, not one a minute): the service recovered, or — the mean goes on learning —
+// the new time has become the usual one after hours of it. One service has at most one open
+// warning.
 //
 // Time is the caller's (each sample's `at`), so tests drive it with a manual clock.
 // Thread safety: one thread calls everything.
@@ -38,20 +44,22 @@
 #include <vector>
 
 #include "core/clock.h"
-#include "healing/detector.h"
 
 namespace prescale::healing {
 
 struct SlowdownWatchOptions {
-  Clock::Duration step = std::chrono::minutes(1);       // how often the detector sees a value
+  Clock::Duration step = std::chrono::minutes(1);       // how often a value is compared
   Clock::Duration smoothing = std::chrono::minutes(5);  // the median's span
   int min_points = 5;                                   // and its fewest points
   double min_ratio = 1.2;  // the smoothed service time over the usual, at least, for a warning
   Clock::Duration min_increase = std::chrono::milliseconds(1);  // and its excess, at least
-  // The detector: a half-life of 1,000 steps (about 17 hours of minutes), its first 30 steps a
-  // warm-up with no warning, the NAB-scored alert level. Its hold is not used: a warning stays
-  // open until it clears.
-  DeviationOptions detector = {.half_life = 1000, .warmup = 30, .hold = 0};
+  // And its excess in usual deviations (of the logarithm): 4.27 is where the normal tail beyond
+  // is 1e-5, the anomaly detector's alert level (a score of 0.99999).
+  double deviations = 4.27;
+  // How fast the usual follows: the weights of past values halve every half_life (1,000 minutes,
+  // about 17 hours, the detector's 1,000 observations at one a minute).
+  Clock::Duration half_life = std::chrono::minutes(1000);
+  int warmup_steps = 30;  // values compared before any warning: a service slow from its start
   size_t max_kept = 100;  // cleared warnings kept (the newest)
 };
 
@@ -102,20 +110,35 @@ class SlowdownWatch {
     double log_service;
     double log_load;  // NaN when unknown
   };
+  // Sums whose weights halve every half_life: their mean is the usual.
+  struct Decayed {
+    double sum = 0, weight = 0;
+    void add(double value, double decay) {
+      sum = sum * decay + value;
+      weight = weight * decay + 1;
+    }
+    // Moves the mean toward `value` by what a history of any length would let it (1 − decay)
+    // and keeps the weight: a slowdown that lasts becomes the usual after hours of it, as with a
+    // long history, however short the history is.
+    void nudge(double value, double decay) {
+      if (weight > 0) sum += (1 - decay) * (value - mean()) * weight;
+    }
+    double mean() const { return weight > 0 ? sum / weight : NAN; }
+  };
   struct Service {
-    explicit Service(const DeviationOptions& o) : detector(o) {}
-    DeviationDetector detector;
     std::deque<Point> points;  // within `smoothing` (at least min_points), oldest first
     std::optional<Clock::TimePoint> last_at, fed_at;
-    double load_log_mean = NAN;  // the usual load (log), weighted as the detector weighs
+    Decayed log_service, log_load;
+    Decayed square_deviation;  // of the values outside a warning from the usual before them
+    int steps = 0;             // values compared
     std::optional<SlowdownWarning> open;
   };
 
+  // The next value; `decay` the weight the sums keep since the last one.
   std::optional<SlowdownChange> step(const std::string& name, Service& s,
-                                     const SlowdownSample& sample);
+                                     const SlowdownSample& sample, double decay);
 
   SlowdownWatchOptions options_;
-  double load_alpha_;
   std::map<std::string, Service> services_;
   std::deque<SlowdownWarning> cleared_;  // newest first
   std::uint64_t next_id_ = 1;

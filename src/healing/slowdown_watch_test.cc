@@ -136,6 +136,33 @@ TEST_F(SlowdownWatchTest, AValueHoveringAtTheBarOpensOneWarning) {
   EXPECT_FALSE(cleared[0].opened);
 }
 
+TEST_F(SlowdownWatchTest, TheFirstScrapesDoNotMakeTheUsual) {
+  // Replicas just started answer 1.5 times slower for the first two minutes: the usual is the
+  // mean of what follows too, so a release 1.5 times slower is still told.
+  run(2min, 1.5, 1, false);
+  EXPECT_TRUE(run(6h, 1, 1, false).empty());
+  EXPECT_EQ(run(1h, 1.5).size(), 1U);
+}
+
+TEST_F(SlowdownWatchTest, FastFirstScrapesAreNoFalseWarning) {
+  run(3min, 0.6, 1, false);
+  EXPECT_TRUE(run(24h, 1, 1, false).empty());
+}
+
+TEST_F(SlowdownWatchTest, TheSameSlowdownBackHoursLaterIsToldAgain) {
+  run(6h, 1, 1, false);
+  ASSERT_EQ(run(1h, 1.5).size(), 1U);
+  run(2h, 1.5, 1, false);
+  const auto cleared = run(2h, 1);
+  ASSERT_EQ(cleared.size(), 1U);
+  EXPECT_FALSE(cleared[0].opened);
+  run(2h, 1, 1, false);
+  const auto again = run(1h, 1.5);
+  ASSERT_EQ(again.size(), 1U);
+  EXPECT_TRUE(again[0].opened);
+  EXPECT_EQ(again[0].warning.id, 2U);
+}
+
 TEST_F(SlowdownWatchTest, UnderMoreLoadTheMessageSaysSo) {
   run(6h, 1, 1, false);
   const auto opened = run(1h, 2, 2.5);
@@ -157,25 +184,24 @@ TEST_F(SlowdownWatchTest, ANewServiceTimeBecomesTheUsualOne) {
 }
 
 TEST_F(SlowdownWatchTest, NoWarningDuringTheWarmUp) {
-  // The first 30 values are the detector's warm-up, with no warning; after it the same time
-  // opens one.
-  EXPECT_TRUE(run(25min, 1, 1, false).empty());
-  EXPECT_TRUE(run(4min, 3, 1, false).empty());
-  EXPECT_EQ(run(10min, 3).size(), 1U);
+  // The first 30 values (from the fifth minute: the median needs 5 points) are the warm-up: a
+  // service three times slower from its 20th minute is slow from its start, and it is the usual.
+  EXPECT_TRUE(run(20min, 1, 1, false).empty());
+  EXPECT_TRUE(run(2h, 3, 1, false).empty());
 }
 
-TEST_F(SlowdownWatchTest, PointsEveryFiveSecondsReachTheDetectorOnceAMinute) {
-  // 30 minutes of 5 s points is the warm-up's 30 values, not 360.
-  EXPECT_TRUE(run(25min, 1, 1, false, 5s).empty());
-  EXPECT_TRUE(run(4min, 3, 1, false, 5s).empty());
+TEST_F(SlowdownWatchTest, PointsEveryFiveSecondsAreComparedOnceAMinute) {
+  const Clock::TimePoint start = clock.now();
   run(6h, 1, 1, false, 5s);
   const Clock::TimePoint release = clock.now();
   const auto opened = run(1h, 1.5, 1, true, 5s);
   ASSERT_EQ(opened.size(), 1U);
-  // The median of the last 5 minutes' 60 points turns after 2.5 minutes; the next look is on
-  // the minute.
+  // The median of the last 5 minutes' 60 points turns after 2.5 minutes; the next comparison is
+  // on the minute.
   EXPECT_GT(opened[0].warning.opened_at - release, 150s);
   EXPECT_LE(opened[0].warning.opened_at - release, 210s);
+  // The first comparison was at the fifth point (25 s), the next ones a minute apart.
+  EXPECT_EQ((opened[0].warning.opened_at - start - 25s) % 60s, Clock::Duration::zero());
 }
 
 TEST_F(SlowdownWatchTest, GapsAndStaleSamplesChangeNothing) {
