@@ -29,6 +29,22 @@ class EverySecond final : public scaling::Policy {
   }
 };
 
+// The model's events of `kind`.
+int events_of(const dashboard::DashboardModel& model, const std::string& kind) {
+  int n = 0;
+  const nlohmann::json events = model.events_json();
+  for (const auto& e : events.at("events")) n += e.at("kind") == kind ? 1 : 0;
+  return n;
+}
+
+// The first series' value of the family `name`; -1 when it has none.
+double first_value(const telemetry::Registry& registry, const std::string& name) {
+  for (const auto& f : registry.collect()) {
+    if (f.name == name && !f.series.empty()) return f.series[0].value;
+  }
+  return -1.0;
+}
+
 // One service "web" on a world without processes, its controller (an EverySecond policy) on
 // `clock`, and the dashboard model it feeds.
 struct OneService {
@@ -158,18 +174,8 @@ TEST(DashboardFeedTest, AnIncidentIsShownCountedAndResolved) {
       totals.within_slo += 100 - failing - slow;
     }
   };
-  auto count = [&](const std::string& kind) {
-    int n = 0;
-    const nlohmann::json events = model.events_json();
-    for (const auto& e : events.at("events")) n += e.at("kind") == kind ? 1 : 0;
-    return n;
-  };
-  auto metric = [&](const std::string& name) {
-    for (const auto& f : registry.collect()) {
-      if (f.name == name && !f.series.empty()) return f.series[0].value;
-    }
-    return -1.0;
-  };
+  auto count = [&](const std::string& kind) { return events_of(model, kind); };
+  auto metric = [&](const std::string& name) { return first_value(registry, name); };
 
   run(10min);
   EXPECT_EQ(count("incident"), 0);
@@ -270,21 +276,11 @@ TEST(DashboardFeedTest, ASlowdownWarningIsShownCountedAndCleared) {
       totals.within_slo += 100;
     }
   };
-  auto count = [&](const std::string& kind) {
-    int n = 0;
-    const nlohmann::json events = model.events_json();
-    for (const auto& e : events.at("events")) n += e.at("kind") == kind ? 1 : 0;
-    return n;
-  };
-  auto metric = [&](const std::string& name) {
-    for (const auto& f : registry.collect()) {
-      if (f.name == name && !f.series.empty()) return f.series[0].value;
-    }
-    return -1.0;
-  };
+  auto count = [&](const std::string& kind) { return events_of(model, kind); };
+  auto metric = [&](const std::string& name) { return first_value(registry, name); };
   auto card = [&] { return model.services_json().at("services").at(0).at("slowdown"); };
 
-  run(45min);  // past the detector's 30 minutes of warm-up
+  run(45min);  // past the watch's warm-up
   EXPECT_EQ(count("slower"), 0);
   EXPECT_EQ(metric("prescale_slowdown_warnings_total"), 0)
       << "each service's series from the start";
