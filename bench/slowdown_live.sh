@@ -14,8 +14,8 @@
 #
 # Usage: bench/slowdown_live.sh [--factor F] [--rate R] [--rounds N]
 # Env:   PRESCALE=path/to/prescale (default build/apps/prescale/prescale)
-# Ends with a RESULT line: the median detection and clearing delays (real seconds) over the
-# rounds, and the warnings before the slowdown, summed.
+# Ends with a RESULT line: the rounds whose slowdown was told and cleared, the median delays
+# (real seconds) over those rounds, and the warnings before the slowdown, summed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -46,7 +46,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# ROUND: prints "false_warnings detected_s cleared_s" (-1 when it did not happen).
+# ROUND: writes "false_warnings detected_s cleared_s" (-1 when it did not happen) to
+# $work/ROUND.result.
 run() {
   local dir=$work/$1
   mkdir -p "$dir"
@@ -80,7 +81,7 @@ YAML
   "$prescale" load --rate "$rate" --duration "${back_s}s" --seed "$1" \
     --mix "GET /delay/20:1" --target "$target" >/dev/null 2>&1
   stop_platform
-  python3 - "$dir/up.log" "$slower_at" "$back_at" <<'PY'
+  python3 - "$dir/up.log" "$slower_at" "$back_at" > "$work/$1.result" <<'PY'
 import datetime, re, sys
 log, slower_at, back_at = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 false, opened, cleared = 0, -1.0, -1.0
@@ -101,13 +102,20 @@ print(false, f"{opened:.1f}", f"{cleared:.1f}")
 PY
 }
 
-false_total=0 detected="" cleared=""
+false_total=0 detected="" cleared="" found=0 ended=0
 for round in $(seq 1 "$rounds"); do
-  read -r f d c <<<"$(run "$round")"
+  run "$round"
+  read -r f d c < "$work/$round.result"
+  [ -n "$c" ] || { echo "round $round gave no result" >&2; exit 1; }
   echo "round $round: ${slow_ms} ms against 20: warnings before it $f, opened after ${d} s," \
-    "cleared ${c} s after it ended" >&2
+    "cleared ${c} s after it ended (-1: not)" >&2
   false_total=$((false_total + f))
-  detected+="$d"$'\n'; cleared+="$c"$'\n'
+  # A miss is counted, not averaged in.
+  if [ "$d" != -1.0 ]; then found=$((found + 1)); detected+="$d"$'\n'; fi
+  if [ "$c" != -1.0 ]; then ended=$((ended + 1)); cleared+="$c"$'\n'; fi
 done
-echo "RESULT factor=$factor detected_after_s=$(printf '%s' "$detected" | median)" \
-  "cleared_after_s=$(printf '%s' "$cleared" | median) warnings_before=$false_total rounds=$rounds"
+# LINES: their median, "nan" without any.
+median_or_nan() { if [ -n "$1" ]; then printf '%s' "$1" | median; else echo nan; fi; }
+echo "RESULT factor=$factor detected=$found cleared=$ended rounds=$rounds" \
+  "detected_after_s=$(median_or_nan "$detected")" \
+  "cleared_after_s=$(median_or_nan "$cleared") warnings_before=$false_total"

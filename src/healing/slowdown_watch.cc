@@ -44,15 +44,14 @@ std::optional<SlowdownChange> SlowdownWatch::observe(const std::string& service,
   }
   if (s.points.size() < min_points) return std::nullopt;
   if (s.fed_at && sample.at - *s.fed_at < options_.step) return std::nullopt;
-  const double half_life = std::chrono::duration<double>(options_.half_life).count();
-  const double elapsed =
-      s.fed_at ? std::chrono::duration<double>(sample.at - *s.fed_at).count() : 0.0;
+  const Clock::Duration elapsed = s.fed_at ? sample.at - *s.fed_at : Clock::Duration::zero();
   s.fed_at = sample.at;
-  return step(service, s, sample, half_life > 0 ? std::exp2(-elapsed / half_life) : 0.0);
+  return step(service, s, sample, elapsed);
 }
 
 std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Service& s,
-                                                  const SlowdownSample& sample, double decay) {
+                                                  const SlowdownSample& sample,
+                                                  Clock::Duration elapsed) {
   std::vector<double> times, loads;
   for (const Point& p : s.points) {
     times.push_back(p.log_service);
@@ -75,9 +74,16 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
       !s.open && warm &&
       x - usual_log >= std::max(std::log(options_.min_ratio), options_.deviations * spread) &&
       increase >= min_increase;
+  // The weight the sums keep since the last comparison; a warning's value moves the mean by
+  // one step's share at most (a gap in the samples is no time at the new speed).
+  const double half_life = std::chrono::duration<double>(options_.half_life).count();
+  auto kept = [half_life](Clock::Duration d) {
+    return half_life > 0 ? std::exp2(-std::chrono::duration<double>(d).count() / half_life) : 0.0;
+  };
+  const double decay = kept(elapsed);
   ++s.steps;
   if (s.open || opens) {
-    s.log_service.nudge(x, decay);
+    s.log_service.nudge(x, kept(std::min(elapsed, options_.step)));
   } else {
     s.log_service.add(x, decay);
     s.square_deviation.add((x - usual_log) * (x - usual_log), decay);

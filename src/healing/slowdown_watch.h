@@ -134,9 +134,9 @@ class SlowdownWatch {
     std::optional<SlowdownWarning> open;
   };
 
-  // The next value; `decay` the weight the sums keep since the last one.
+  // The next value, `elapsed` after the last one compared.
   std::optional<SlowdownChange> step(const std::string& name, Service& s,
-                                     const SlowdownSample& sample, double decay);
+                                     const SlowdownSample& sample, Clock::Duration elapsed);
 
   SlowdownWatchOptions options_;
   std::map<std::string, Service> services_;

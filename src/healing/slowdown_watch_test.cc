@@ -163,6 +163,15 @@ TEST_F(SlowdownWatchTest, TheSameSlowdownBackHoursLaterIsToldAgain) {
   EXPECT_EQ(again[0].warning.id, 2U);
 }
 
+TEST_F(SlowdownWatchTest, AGapInTheScrapesIsNoTimeAtTheNewSpeed) {
+  run(6h, 1, 1, false);
+  ASSERT_EQ(run(1h, 1.5).size(), 1U);
+  // No scrape for three days (the service idle), then the same slower requests: still open.
+  clock.advance(3 * 24h);
+  EXPECT_TRUE(run(30min, 1.5, 1, false).empty());
+  EXPECT_TRUE(watch.open_warning("web"));
+}
+
 TEST_F(SlowdownWatchTest, UnderMoreLoadTheMessageSaysSo) {
   run(6h, 1, 1, false);
   const auto opened = run(1h, 2, 2.5);
