@@ -36,15 +36,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
-prescale=${PRESCALE:-build/apps/prescale/prescale}
-data=${PRESCALE_DATA_DIR:-../shared/data}
-require_prescale "$prescale"
-require_tools scripts/install-deps python3
-traces_list=$(shared_traces "$data")
-mapfile -t traces <<<"$traces_list"
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+sim_bench_setup
 topologies=(single online-boutique train-ticket)
 
 n=0

@@ -28,6 +28,21 @@ shared_traces() {
 # PRESCALE: exits when that binary is not built.
 require_prescale() { [ -x "$1" ] || { echo "missing $1: run make build" >&2; exit 1; }; }
 
+# The simulator benches' start: sets `prescale` and `data` (from PRESCALE and PRESCALE_DATA_DIR,
+# else build/apps/prescale/prescale and ../shared/data), checks them and python3, lists the shared
+# traces in the array `traces`, and makes a folder `work` removed at exit.
+sim_bench_setup() {
+  prescale=${PRESCALE:-build/apps/prescale/prescale}
+  data=${PRESCALE_DATA_DIR:-../shared/data}
+  require_prescale "$prescale"
+  require_tools scripts/install-deps python3
+  local list
+  list=$(shared_traces "$data")
+  mapfile -t traces <<<"$list"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+}
+
 # FILE MODE FACTOR COLUMN: the median over a bench's rounds of COLUMN, in the lines of FILE that
 # begin "MODE FACTOR".
 median_of_rounds() { awk -v m="$2" -v f="$3" -v c="$4" '$1 == m && $2 == f { print $c }' "$1" | median; }

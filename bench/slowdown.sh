@@ -40,15 +40,7 @@ case "$topology" in
   train-ticket) service=ts-seat-service ;;
   *) echo "unknown topology $topology" >&2; exit 2 ;;
 esac
-prescale=${PRESCALE:-build/apps/prescale/prescale}
-data=${PRESCALE_DATA_DIR:-../shared/data}
-require_prescale "$prescale"
-require_tools scripts/install-deps python3
-traces_list=$(shared_traces "$data")
-mapfile -t traces <<<"$traces_list"
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+sim_bench_setup
 policies=prescale,hpa,kpa
 n=0
 for trace in "${traces[@]}"; do
