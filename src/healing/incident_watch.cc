@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstdio>
 #include <iterator>
+#include <nlohmann/json.hpp>
 
+#include "core/state_json.h"
 #include "healing/wording.h"
 
 namespace prescale::healing {
@@ -306,6 +308,132 @@ std::optional<Incident> IncidentWatch::open_incident(const std::string& service)
   const auto it = services_.find(service);
   if (it == services_.end()) return std::nullopt;
   return it->second.open;
+}
+
+namespace {
+
+using nlohmann::json;
+using state_json::amount;
+using state_json::BadField;
+
+// The saved counts: a minute's samples as one, counted at the minute's last sample.
+constexpr Clock::Duration kSavedCountsEvery = std::chrono::minutes(1);
+
+}  // namespace
+
+nlohmann::json IncidentWatch::to_json(Clock::TimePoint now) const {
+  auto incident = [now](const Incident& i) {
+    return json{{"id", i.id},
+                {"service", i.service},
+                {"opened_at_age_ns", state_json::age_ns(now, i.opened_at)},
+                {"resolved_at_age_ns", state_json::optional_age(now, i.resolved_at)},
+                {"rule", i.rule},
+                {"burn_rate", i.burn_rate},
+                {"peak_burn_rate", i.peak_burn_rate},
+                {"requests", i.requests},
+                {"failed", i.failed},
+                {"slow", i.slow},
+                {"cause", i.cause},
+                {"summary", i.summary}};
+  };
+  json services = json::array();
+  for (const auto& [name, s] : services_) {
+    json counts = json::array();
+    std::optional<Clock::TimePoint> bucket_from;
+    for (const IncidentSample& x : s.samples) {
+      if (bucket_from && x.at - *bucket_from < kSavedCountsEvery) {
+        json& last = counts.back();
+        last[0] = state_json::age_ns(now, x.at);
+        last[1] = last[1].get<double>() + x.requests;
+        last[2] = last[2].get<double>() + x.failed;
+        last[3] = last[3].get<double>() + x.slow;
+        continue;
+      }
+      bucket_from = x.at;
+      counts.push_back({state_json::age_ns(now, x.at), x.requests, x.failed, x.slow});
+    }
+    services.push_back({{"name", name},
+                        {"first_at_age_ns", state_json::optional_age(now, s.first_at)},
+                        {"counts", std::move(counts)},
+                        {"open", s.open ? incident(*s.open) : json()}});
+  }
+  json resolved = json::array();
+  for (const Incident& i : resolved_) resolved.push_back(incident(i));
+  return {
+      {"next_id", next_id_}, {"services", std::move(services)}, {"resolved", std::move(resolved)}};
+}
+
+Result<void> IncidentWatch::from_json(const nlohmann::json& state, Clock::TimePoint now) {
+  std::map<std::string, Service> services = services_;
+  std::deque<Incident> resolved;
+  std::uint64_t next_id = 1;
+  std::optional<Clock::TimePoint> latest = latest_;
+  const std::optional<Clock::TimePoint> latest_before = latest_;  // add_sample() moves it
+  try {
+    next_id = state.at("next_id").get<std::uint64_t>();
+    if (next_id < 1) throw BadField{"next_id", "not >= 1"};
+    auto incident = [&](const json& j, const std::string& field) {
+      Incident i;
+      i.id = j.at("id").get<std::uint64_t>();
+      if (i.id < 1 || i.id >= next_id) throw BadField{field + ".id", "not in [1, next_id)"};
+      i.service = j.at("service").get<std::string>();
+      i.opened_at = state_json::at_age(now, j.at("opened_at_age_ns"));
+      i.resolved_at = state_json::optional_at(now, j.at("resolved_at_age_ns"));
+      i.rule = j.at("rule").get<std::string>();
+      i.burn_rate = amount(j.at("burn_rate"), field + ".burn_rate");
+      i.peak_burn_rate = amount(j.at("peak_burn_rate"), field + ".peak_burn_rate");
+      i.requests = amount(j.at("requests"), field + ".requests");
+      i.failed = amount(j.at("failed"), field + ".failed");
+      i.slow = amount(j.at("slow"), field + ".slow");
+      i.cause = j.at("cause").get<std::string>();
+      i.summary = j.at("summary").get<std::string>();
+      return i;
+    };
+    for (const json& j : state.at("services")) {
+      const auto name = j.at("name").get<std::string>();
+      const auto found = services.find(name);
+      if (found == services.end()) continue;  // not watched now
+      const std::string field = "services[" + name + "]";
+      Service s;
+      s.budget = found->second.budget;
+      s.events = found->second.events;
+      for (const json& c : j.at("counts")) {
+        IncidentSample x;
+        x.at = state_json::at_age(now, c.at(0));
+        x.requests = amount(c.at(1), field + ".counts");
+        x.failed = amount(c.at(2), field + ".counts");
+        x.slow = amount(c.at(3), field + ".counts");
+        if (!add_sample(s, x)) throw BadField{field + ".counts", "not in increasing time"};
+        if (!latest || x.at > *latest) latest = x.at;
+      }
+      if (auto first = state_json::optional_at(now, j.at("first_at_age_ns"))) s.first_at = first;
+      if (!j.at("open").is_null()) {
+        Incident i = incident(j.at("open"), field + ".open");
+        if (i.service != name || i.resolved_at) {
+          throw BadField{field + ".open", "not an open incident of " + name};
+        }
+        s.open = std::move(i);
+      }
+      found->second = std::move(s);
+    }
+    for (const json& j : state.at("resolved")) {
+      Incident i = incident(j, "resolved[" + std::to_string(resolved.size()) + "]");
+      if (!i.resolved_at) throw BadField{"resolved", "an incident without its resolution"};
+      resolved.push_back(std::move(i));
+      if (resolved.size() >= options_.max_kept) break;
+    }
+  } catch (const BadField& bad) {
+    latest_ = latest_before;
+    return make_error(ErrorCode::kInvalidArgument, "incident state: " + bad.field + ": " + bad.why);
+  } catch (const json::exception& e) {
+    latest_ = latest_before;
+    return make_error(ErrorCode::kInvalidArgument, std::string("incident state: ") + e.what());
+  }
+  services_ = std::move(services);
+  resolved_ = std::move(resolved);
+  next_id_ = next_id;
+  latest_ = latest;
+  return {};
 }
 
 }  // namespace prescale::healing

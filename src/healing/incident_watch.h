@@ -29,12 +29,14 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/clock.h"
+#include "core/result.h"
 
 namespace prescale::healing {
 
@@ -119,6 +121,19 @@ class IncidentWatch {
   std::optional<Incident> open_incident(const std::string& service) const;
   // How many have opened.
   std::uint64_t opened() const { return next_id_ - 1; }
+
+  // What was counted and told, for a restart (docs/state.md): each watched service's requests
+  // over the longest window, to the minute (a saved minute's requests count as of its end), and
+  // its open incident; the resolved incidents kept and the next incident's number. Times are ages
+  // before `now`, and from_json() places them before its own `now`: the windows go on where they
+  // stopped, so an incident open at the stop stays open until its rules stop firing, and one
+  // burning across a restart opens as it would have. from_json() applies to the services with an
+  // error budget (set_error_budget() first; others are not restored) and replaces their counts;
+  // the events noted for causes are not kept. A state with a count that is not a finite number
+  // >= 0, or an incident numbered at or after the next, is refused whole (kInvalidArgument,
+  // naming the field), the watch unchanged.
+  nlohmann::json to_json(Clock::TimePoint now) const;
+  Result<void> from_json(const nlohmann::json& state, Clock::TimePoint now);
 
  private:
   struct Counts {

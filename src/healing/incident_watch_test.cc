@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <nlohmann/json.hpp>
+
 namespace prescale::healing {
 namespace {
 
@@ -288,6 +291,91 @@ TEST_F(IncidentWatchTest, OnlyTheNewestResolvedIncidentsAreKept) {
   ASSERT_EQ(kept.size(), 2u);
   EXPECT_EQ(kept[0].id, 3u);
   EXPECT_EQ(kept[1].id, 2u);
+}
+
+// What a restart keeps (docs/state.md).
+TEST_F(IncidentWatchTest, AnIncidentOpenAtTheStopStaysOpenAfterTheRestart) {
+  run(7h, 0);
+  ASSERT_EQ(run(10min, 1.0).size(), 1U);
+  const nlohmann::json saved = watch.to_json(clock.now());
+  clock.advance(1h);  // the platform down
+  watch = IncidentWatch();
+  watch.set_error_budget("web", 0.001);
+  ASSERT_TRUE(watch.from_json(nlohmann::json::parse(saved.dump()), clock.now()));
+  ASSERT_TRUE(watch.open_incident("web"));
+  EXPECT_EQ(watch.open_incident("web")->id, 1U);
+  EXPECT_TRUE(run(2min, 1.0).empty());  // the same incident goes on
+  const auto resolved = run(2h, 0);
+  ASSERT_EQ(resolved.size(), 1U);
+  EXPECT_FALSE(resolved[0].opened);
+  EXPECT_EQ(resolved[0].incident.id, 1U);
+  // Its requests while open, before the restart (the opening's) and after (2 minutes' and those
+  // until it resolved).
+  EXPECT_GT(resolved[0].incident.failed, 200 * 60 * 2);
+  const auto again = run(10min, 1.0);
+  ASSERT_EQ(again.size(), 1U);
+  EXPECT_EQ(again[0].incident.id, 2U);
+  EXPECT_EQ(watch.incidents().size(), 2U);
+}
+
+TEST_F(IncidentWatchTest, ABurnAcrossTheRestartOpensAsItWouldHaveToTheMinute) {
+  // 2 % of the requests failing: the 1-hour rule (14.4 times 0.1 %) fires once the hour's share
+  // reaches 1.44 %, after about 43 minutes. The platform restarts after 30 of them.
+  run(7h, 0);
+  run(30min, 0.02, 0, "web", 200, false);
+  IncidentWatch restored;
+  restored.set_error_budget("web", 0.001);
+  ASSERT_TRUE(restored.from_json(watch.to_json(clock.now()), clock.now()));
+  const Clock::TimePoint restart = clock.now();
+  std::optional<Clock::TimePoint> opened, opened_restored;
+  for (int i = 0; i < 12 * 30 && !(opened && opened_restored); ++i) {
+    clock.advance(5s);
+    IncidentSample s;
+    s.at = clock.now();
+    s.requests = 1000;
+    s.failed = 20;
+    if (!watch.observe("web", s).empty()) opened = clock.now();
+    if (!restored.observe("web", s).empty()) opened_restored = clock.now();
+  }
+  ASSERT_TRUE(opened);
+  ASSERT_TRUE(opened_restored);
+  EXPECT_GE(*opened - restart, 10min);
+  EXPECT_LE(*opened - restart, 16min);
+  EXPECT_LE(std::chrono::abs(*opened - *opened_restored), 1min);
+}
+
+TEST_F(IncidentWatchTest, AStateNoRunCouldWriteIsRefusedWholeAndUnwatchedServicesAreSkipped) {
+  run(7h, 0);
+  ASSERT_EQ(run(10min, 1.0).size(), 1U);
+  run(7h, 0, 0, "web", 200, false);
+  ASSERT_EQ(run(10min, 1.0).size(), 1U);
+  const nlohmann::json good = watch.to_json(clock.now());
+  auto refused = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json bad = good;
+    edit(bad);
+    IncidentWatch other;
+    other.set_error_budget("web", 0.001);
+    const nlohmann::json before = other.to_json(clock.now());
+    const auto result = other.from_json(bad, clock.now());
+    EXPECT_FALSE(result);
+    EXPECT_EQ(other.to_json(clock.now()), before);  // unchanged
+    return result ? std::string() : result.error().message;
+  };
+  EXPECT_EQ(refused([](nlohmann::json& j) { j["services"][1]["counts"][0][2] = -5; }),
+            "incident state: services[web].counts: negative");
+  EXPECT_EQ(refused([](nlohmann::json& j) { j["resolved"][0]["id"] = 9; }),
+            "incident state: resolved[0].id: not in [1, next_id)");
+  EXPECT_EQ(refused([](nlohmann::json& j) { j["services"][1]["open"]["resolved_at_age_ns"] = 0; }),
+            "incident state: services[web].open: not an open incident of web");
+  EXPECT_NE(refused([](nlohmann::json& j) { j["services"][1].erase("counts"); }).find("counts"),
+            std::string::npos);
+  // A service without an error budget now is not restored.
+  IncidentWatch only_db;
+  only_db.set_error_budget("db", 0.001);
+  ASSERT_TRUE(only_db.from_json(good, clock.now()));
+  EXPECT_FALSE(only_db.open_incident("web"));
+  EXPECT_EQ(only_db.opened(), 2U);
+  EXPECT_EQ(only_db.incidents().size(), 1U);  // the resolved one, kept as history
 }
 
 }  // namespace

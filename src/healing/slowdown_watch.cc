@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <iterator>
+#include <nlohmann/json.hpp>
 
+#include "core/state_json.h"
 #include "healing/wording.h"
 
 namespace prescale::healing {
@@ -147,6 +149,141 @@ std::optional<SlowdownWarning> SlowdownWatch::open_warning(const std::string& se
   const auto it = services_.find(service);
   if (it == services_.end()) return std::nullopt;
   return it->second.open;
+}
+
+void SlowdownWatch::forget(const std::string& service) { services_.erase(service); }
+
+namespace {
+
+using nlohmann::json;
+using state_json::amount;
+using state_json::BadField;
+using state_json::finite;
+using state_json::number;
+using state_json::number_of;
+
+// A positive duration in seconds, or NaN (null) where the warning allows "unknown".
+double positive_or_unknown(const json& j, const std::string& field) {
+  const double v = number_of(j);
+  if (!std::isnan(v) && !(std::isfinite(v) && v > 0)) throw BadField{field, "not > 0"};
+  return v;
+}
+
+}  // namespace
+
+nlohmann::json SlowdownWatch::to_json(Clock::TimePoint now) const {
+  auto decayed = [](const Decayed& d) { return json{{"sum", d.sum}, {"weight", d.weight}}; };
+  auto warning = [now](const SlowdownWarning& w) {
+    return json{{"id", w.id},
+                {"service", w.service},
+                {"opened_at_age_ns", state_json::age_ns(now, w.opened_at)},
+                {"cleared_at_age_ns", state_json::optional_age(now, w.cleared_at)},
+                {"service_seconds", w.service_seconds},
+                {"usual_seconds", w.usual_seconds},
+                {"peak_ratio", w.peak_ratio},
+                {"load_ratio", number(w.load_ratio)},
+                {"p99_seconds", number(w.p99_seconds)},
+                {"summary", w.summary}};
+  };
+  json services = json::array();
+  for (const auto& [name, s] : services_) {
+    json points = json::array();
+    for (const Point& p : s.points) {
+      points.push_back({state_json::age_ns(now, p.at), p.log_service, number(p.log_load)});
+    }
+    services.push_back({{"name", name},
+                        {"log_service", decayed(s.log_service)},
+                        {"log_load", decayed(s.log_load)},
+                        {"square_deviation", decayed(s.square_deviation)},
+                        {"steps", s.steps},
+                        {"last_at_age_ns", state_json::optional_age(now, s.last_at)},
+                        {"fed_at_age_ns", state_json::optional_age(now, s.fed_at)},
+                        {"points", std::move(points)},
+                        {"open", s.open ? warning(*s.open) : json()}});
+  }
+  json cleared = json::array();
+  for (const SlowdownWarning& w : cleared_) cleared.push_back(warning(w));
+  return {
+      {"next_id", next_id_}, {"services", std::move(services)}, {"cleared", std::move(cleared)}};
+}
+
+Result<void> SlowdownWatch::from_json(const nlohmann::json& state, Clock::TimePoint now) {
+  std::map<std::string, Service> services;
+  std::deque<SlowdownWarning> cleared;
+  std::uint64_t next_id = 1;
+  try {
+    next_id = state.at("next_id").get<std::uint64_t>();
+    if (next_id < 1) throw BadField{"next_id", "not >= 1"};
+    auto decayed = [](const json& j, const std::string& field) {
+      Decayed d;
+      d.sum = finite(j.at("sum"), field + ".sum");
+      d.weight = amount(j.at("weight"), field + ".weight");
+      return d;
+    };
+    auto warning = [&](const json& j, const std::string& field) {
+      SlowdownWarning w;
+      w.id = j.at("id").get<std::uint64_t>();
+      if (w.id < 1 || w.id >= next_id) throw BadField{field + ".id", "not in [1, next_id)"};
+      w.service = j.at("service").get<std::string>();
+      w.opened_at = state_json::at_age(now, j.at("opened_at_age_ns"));
+      w.cleared_at = state_json::optional_at(now, j.at("cleared_at_age_ns"));
+      w.service_seconds = positive_or_unknown(j.at("service_seconds"), field + ".service_seconds");
+      w.usual_seconds = positive_or_unknown(j.at("usual_seconds"), field + ".usual_seconds");
+      w.peak_ratio = positive_or_unknown(j.at("peak_ratio"), field + ".peak_ratio");
+      w.load_ratio = positive_or_unknown(j.at("load_ratio"), field + ".load_ratio");
+      w.p99_seconds = positive_or_unknown(j.at("p99_seconds"), field + ".p99_seconds");
+      if (std::isnan(w.service_seconds) || std::isnan(w.usual_seconds) ||
+          std::isnan(w.peak_ratio)) {
+        throw BadField{field, "service_seconds, usual_seconds and peak_ratio must be numbers"};
+      }
+      w.summary = j.at("summary").get<std::string>();
+      return w;
+    };
+    for (const json& j : state.at("services")) {
+      const auto name = j.at("name").get<std::string>();
+      const std::string field = "services[" + name + "]";
+      if (services.contains(name)) throw BadField{field, "listed twice"};
+      Service s;
+      s.log_service = decayed(j.at("log_service"), field + ".log_service");
+      s.log_load = decayed(j.at("log_load"), field + ".log_load");
+      s.square_deviation = decayed(j.at("square_deviation"), field + ".square_deviation");
+      if (s.square_deviation.sum < 0) throw BadField{field + ".square_deviation.sum", "negative"};
+      s.steps = j.at("steps").get<int>();
+      if (s.steps < 0) throw BadField{field + ".steps", "negative"};
+      s.last_at = state_json::optional_at(now, j.at("last_at_age_ns"));
+      s.fed_at = state_json::optional_at(now, j.at("fed_at_age_ns"));
+      for (const json& p : j.at("points")) {
+        const Point point{state_json::at_age(now, p.at(0)), finite(p.at(1), field + ".points"),
+                          number_of(p.at(2))};
+        if (!s.points.empty() && point.at <= s.points.back().at) {
+          throw BadField{field + ".points", "not in increasing time"};
+        }
+        s.points.push_back(point);
+      }
+      if (!j.at("open").is_null()) {
+        SlowdownWarning w = warning(j.at("open"), field + ".open");
+        if (w.service != name || w.cleared_at) {
+          throw BadField{field + ".open", "not an open warning of " + name};
+        }
+        s.open = std::move(w);
+      }
+      services.emplace(name, std::move(s));
+    }
+    for (const json& j : state.at("cleared")) {
+      SlowdownWarning w = warning(j, "cleared[" + std::to_string(cleared.size()) + "]");
+      if (!w.cleared_at) throw BadField{"cleared", "a warning without its clearing"};
+      cleared.push_back(std::move(w));
+      if (cleared.size() >= options_.max_kept) break;
+    }
+  } catch (const BadField& bad) {
+    return make_error(ErrorCode::kInvalidArgument, "slowdown state: " + bad.field + ": " + bad.why);
+  } catch (const json::exception& e) {
+    return make_error(ErrorCode::kInvalidArgument, std::string("slowdown state: ") + e.what());
+  }
+  services_ = std::move(services);
+  cleared_ = std::move(cleared);
+  next_id_ = next_id;
+  return {};
 }
 
 }  // namespace prescale::healing

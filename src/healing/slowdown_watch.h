@@ -39,11 +39,13 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/clock.h"
+#include "core/result.h"
 
 namespace prescale::healing {
 
@@ -103,6 +105,19 @@ class SlowdownWatch {
   std::vector<SlowdownWarning> warnings() const;
   std::optional<SlowdownWarning> open_warning(const std::string& service) const;
   std::uint64_t opened() const { return next_id_ - 1; }
+
+  // A service no longer watched (removed from the configuration): its usual and its open
+  // warning go; the warnings it had are kept among the cleared.
+  void forget(const std::string& service);
+
+  // What was learned and told, for a restart (docs/state.md): each service's usual, its points
+  // and its open warning, the cleared warnings kept and the next warning's number. Times are
+  // ages before `now`, and from_json() places them before its own `now`, so the usual does not
+  // age while nothing observes. from_json() replaces the watch's state; a state with a number
+  // that is not finite, a negative weight or count, or a warning numbered at or after the next
+  // is refused whole (kInvalidArgument, naming the field), the watch unchanged.
+  nlohmann::json to_json(Clock::TimePoint now) const;
+  Result<void> from_json(const nlohmann::json& state, Clock::TimePoint now);
 
  private:
   struct Point {

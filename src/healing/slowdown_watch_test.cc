@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+#include <nlohmann/json.hpp>
 
 namespace prescale::healing {
 namespace {
@@ -258,6 +260,96 @@ TEST_F(SlowdownWatchTest, ServicesAreWatchedApartAndListedNewestFirst) {
   EXPECT_EQ(all[0].service, "web");
   EXPECT_EQ(all[1].service, "db");
   EXPECT_NEAR(all[1].usual_seconds, 0.01, 0.001);
+}
+
+// What a restart keeps (docs/state.md): the usual, so a slowdown across the restart is told at
+// once, without another warm-up against the new speed.
+TEST_F(SlowdownWatchTest, ARestoredWatchGoesOnFromWhatItLearned) {
+  run(6h, 1, 1, false);
+  const nlohmann::json saved = watch.to_json(clock.now());
+  // The platform is stopped for ten hours, and the service comes back 1.5 times slower.
+  clock.advance(10h);
+  watch = SlowdownWatch();
+  ASSERT_TRUE(watch.from_json(nlohmann::json::parse(saved.dump()), clock.now()));
+  const auto opened = run(1h, 1.5);
+  ASSERT_EQ(opened.size(), 1U);
+  EXPECT_TRUE(opened[0].opened);
+  EXPECT_NEAR(opened[0].warning.usual_seconds, 0.1, 0.01);
+  // Its third slow point, as without the restart (the five points of the median start again).
+  EXPECT_EQ(opened[0].warning.opened_at, clock.now());
+}
+
+TEST_F(SlowdownWatchTest, ARestoredWatchDecidesAsTheOneSaved) {
+  run(6h, 1, 1, false);
+  run(20min, 1.5, 1, false);
+  ASSERT_TRUE(watch.open_warning("web"));
+  SlowdownWatch restored;
+  ASSERT_TRUE(restored.from_json(watch.to_json(clock.now()), clock.now()));
+  EXPECT_EQ(restored.to_json(clock.now()), watch.to_json(clock.now()));
+  ASSERT_TRUE(restored.open_warning("web"));
+  EXPECT_EQ(restored.open_warning("web")->opened_at, watch.open_warning("web")->opened_at);
+  for (int i = 0; i < 3 * 60; ++i) {
+    clock.advance(1min);
+    const double x = noise();
+    const SlowdownSample sample{clock.now(), 0.1 * (i < 60 ? 1.5 : 1.0) * x, 0.25, 200 * x};
+    const auto a = watch.observe("web", sample);
+    const auto b = restored.observe("web", sample);
+    ASSERT_EQ(a.has_value(), b.has_value()) << i;
+    if (a) {
+      EXPECT_EQ(a->message, b->message);
+    }
+  }
+  // Cleared, by both; the next warning is the second.
+  EXPECT_FALSE(restored.open_warning("web"));
+  EXPECT_EQ(restored.warnings().size(), 1U);
+  run(30min, 2, 1, false);
+  restored = SlowdownWatch();
+  ASSERT_TRUE(restored.from_json(watch.to_json(clock.now()), clock.now()));
+  EXPECT_EQ(restored.opened(), 2U);
+  ASSERT_EQ(restored.warnings().size(), 2U);
+  EXPECT_EQ(restored.warnings()[0].id, 2U);
+  EXPECT_FALSE(restored.warnings()[0].cleared_at);
+  EXPECT_TRUE(restored.warnings()[1].cleared_at);
+}
+
+TEST_F(SlowdownWatchTest, AStateNoRunCouldWriteIsRefusedWhole) {
+  run(6h, 1, 1, false);
+  run(20min, 1.5, 1, false);
+  const nlohmann::json good = watch.to_json(clock.now());
+  auto refused = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json bad = good;
+    edit(bad);
+    SlowdownWatch other;
+    EXPECT_TRUE(other.from_json(good, clock.now()));
+    const auto result = other.from_json(bad, clock.now());
+    EXPECT_FALSE(result);
+    EXPECT_EQ(other.to_json(clock.now()), good);  // unchanged
+    return result ? std::string() : result.error().message;
+  };
+  EXPECT_EQ(refused([](nlohmann::json& j) { j["services"][0]["log_service"]["weight"] = -1; }),
+            "slowdown state: services[web].log_service.weight: negative");
+  EXPECT_EQ(refused([](nlohmann::json& j) { j["services"][0]["open"]["id"] = 7; }),
+            "slowdown state: services[web].open.id: not in [1, next_id)");
+  EXPECT_EQ(refused([](nlohmann::json& j) { j["services"][0]["steps"] = -3; }),
+            "slowdown state: services[web].steps: negative");
+  EXPECT_EQ(refused([](nlohmann::json& j) { j["services"][0]["open"]["service"] = "db"; }),
+            "slowdown state: services[web].open: not an open warning of web");
+  EXPECT_NE(refused([](nlohmann::json& j) { j.erase("next_id"); }).find("next_id"),
+            std::string::npos);
+  EXPECT_NE(refused([](nlohmann::json& j) {
+              j["services"][0]["log_load"]["sum"] = "x";
+            }).find("slowdown state: "),
+            std::string::npos);
+}
+
+TEST_F(SlowdownWatchTest, AForgottenServiceLosesItsUsualAndItsOpenWarning) {
+  run(6h, 1, 1, false);
+  run(20min, 1.5, 1, false);
+  ASSERT_TRUE(watch.open_warning("web"));
+  watch.forget("web");
+  EXPECT_FALSE(watch.open_warning("web"));
+  EXPECT_TRUE(watch.warnings().empty());
+  EXPECT_EQ(watch.opened(), 1U);  // numbers go on
 }
 
 }  // namespace

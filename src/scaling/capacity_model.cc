@@ -5,6 +5,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "core/state_json.h"
+
 namespace prescale::scaling {
 
 namespace {
@@ -315,17 +317,11 @@ double CapacityModel::latency_correction(std::string_view service) const {
 
 namespace {
 
-// JSON has no NaN: null stands for it (the learned-capacity cache starts as NaN).
-nlohmann::json number(double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v); }
-double number_of(const nlohmann::json& v) { return v.is_null() ? NAN : v.get<double>(); }
-
-nlohmann::json optional_age(Clock::TimePoint now, const std::optional<Clock::TimePoint>& t) {
-  return t ? nlohmann::json((now - *t).count()) : nlohmann::json();
-}
-std::optional<Clock::TimePoint> optional_at(Clock::TimePoint now, const nlohmann::json& age) {
-  if (age.is_null()) return std::nullopt;
-  return now - Clock::Duration(age.get<std::int64_t>());
-}
+// The learned-capacity cache starts as NaN: null in the JSON.
+using state_json::number;
+using state_json::number_of;
+using state_json::optional_age;
+using state_json::optional_at;
 
 }  // namespace
 

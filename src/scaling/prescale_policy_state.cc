@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/state_json.h"
 #include "scaling/prescale_policy.h"
 
 namespace prescale::scaling {
@@ -11,13 +12,8 @@ namespace {
 
 constexpr int kStateVersion = 1;
 
-nlohmann::json optional_age(Clock::TimePoint now, const std::optional<Clock::TimePoint>& t) {
-  return t ? nlohmann::json((now - *t).count()) : nlohmann::json();
-}
-std::optional<Clock::TimePoint> optional_at(Clock::TimePoint now, const nlohmann::json& age) {
-  if (age.is_null()) return std::nullopt;
-  return now - Clock::Duration(age.get<std::int64_t>());
-}
+using state_json::optional_age;
+using state_json::optional_at;
 
 // One series' entry of export_state().
 struct SavedSeries {

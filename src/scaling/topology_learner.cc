@@ -7,6 +7,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "core/state_json.h"
+
 namespace prescale::scaling {
 
 namespace {
@@ -15,19 +17,11 @@ double seconds_between(Clock::TimePoint from, Clock::TimePoint to) {
   return std::chrono::duration<double>(to - from).count();
 }
 
-// Saved times are ages before the saving `now`, in nanoseconds (exact, and independent of where
-// the monotonic clock started).
-std::int64_t age_ns(Clock::TimePoint now, Clock::TimePoint t) { return (now - t).count(); }
-Clock::TimePoint at_age(Clock::TimePoint now, const nlohmann::json& age) {
-  return now - Clock::Duration(age.get<std::int64_t>());
-}
-nlohmann::json optional_age(Clock::TimePoint now, const std::optional<Clock::TimePoint>& t) {
-  return t ? nlohmann::json(age_ns(now, *t)) : nlohmann::json();
-}
-std::optional<Clock::TimePoint> optional_at(Clock::TimePoint now, const nlohmann::json& age) {
-  if (age.is_null()) return std::nullopt;
-  return at_age(now, age);
-}
+// Saved times are ages before the saving `now` (core/state_json.h).
+using state_json::age_ns;
+using state_json::at_age;
+using state_json::optional_age;
+using state_json::optional_at;
 nlohmann::json optional_number(const std::optional<double>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json();
 }
