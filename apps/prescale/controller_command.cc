@@ -25,6 +25,7 @@
 #include "dashboard/dashboard.h"
 #include "dashboard/dashboard_model.h"
 #include "dashboard_feed.h"
+#include "feed_state.h"
 #include "gateway/gateway.h"
 #include "healing/healer.h"
 #include "healing/rollout_watch.h"
@@ -93,7 +94,8 @@ ControllerCommand::ControllerCommand(CLI::App& app) : flags_(std::make_unique<Co
   command_->add_option("--admin-port-file", f.admin_port_file,
                        "Write the bound admin port to this file once listening");
   command_->add_option("--state-dir", f.state_dir,
-                       "Keep the learned history, call graph and capacity here across restarts "
+                       "Keep the learned history, call graph and capacity, the incidents, "
+                       "slowdown warnings and the dashboard's timeline here across restarts "
                        "(default: not kept)");
   command_->add_option("--log-level", f.log_level, "trace, debug, info, warn, error");
 }
@@ -356,10 +358,12 @@ int ControllerCommand::run() const {
   // The learned state, when a directory keeps it.
   auto* prescale_policy = dynamic_cast<scaling::PrescalePolicy*>(policy->get());
   std::optional<control::HistoryStore> store;
-  if (!f.state_dir.empty() && prescale_policy != nullptr) {
+  if (!f.state_dir.empty()) {
     auto opened = control::HistoryStore::open(f.state_dir);
     if (!opened) return error("--state-dir " + f.state_dir + ": " + opened.error().message);
     store = std::move(*opened);
+  }
+  if (store && prescale_policy != nullptr) {
     auto restored =
         control::restore_policy_state(*store, *prescale_policy, clock.now(), clock.wall_now());
     if (!restored) {
@@ -369,14 +373,6 @@ int ControllerCommand::run() const {
       spdlog::info("restored the learned history, topology and capacity from {}", f.state_dir);
     }
   }
-  auto save_state = [&] {
-    if (!store) return;
-    if (auto saved =
-            control::save_policy_state(*store, *prescale_policy, clock.now(), clock.wall_now());
-        !saved) {
-      spdlog::warn("saving the learned state to {} failed: {}", f.state_dir, saved.error().message);
-    }
-  };
 
   // Admission limits for the gateway pods (GET /v1/admission/POD, admission_feed.h): each
   // service's from its learned capacity, shared among the gateways in service by their shares of
@@ -412,6 +408,12 @@ int ControllerCommand::run() const {
   // The dashboard (docs/dashboard.md), on the admin port: `kubectl port-forward` reaches it.
   dashboard::DashboardModel model;
   dashboard::Dashboard(model).add_routes(admin_routes);
+  if (store) {
+    if (auto restored = restore_timeline(*store, model); !restored) {
+      spdlog::warn("the dashboard's timeline in {} not restored ({}); it starts empty", f.state_dir,
+                   restored.error().message);
+    }
+  }
   DashboardFeedOptions feed_options{*policy_name, f.recommend_only, 1};
   for (const ServiceConfig& s : config.services)
     feed_options.error_budgets[s.name] = s.slo.error_budget;
@@ -421,6 +423,33 @@ int ControllerCommand::run() const {
   DashboardFeed feed(
       model, [&world](std::string_view service) { return world.totals(service); }, prescale_policy,
       std::move(feed_options), clock);
+  if (store) {
+    if (auto restored = restore_feed_state(*store, feed, clock.now()); !restored) {
+      spdlog::warn("incidents and slowdown warnings in {} not restored ({}); watching afresh",
+                   f.state_dir, restored.error().message);
+    } else if (*restored) {
+      spdlog::info("restored the incidents and slowdown warnings from {} ({} and {} so far)",
+                   f.state_dir, feed.incidents().opened(), feed.slowdowns().opened());
+    }
+  }
+  TimelineSaver timeline;
+  auto save_state = [&] {
+    if (!store) return;
+    if (prescale_policy != nullptr) {
+      if (auto saved =
+              control::save_policy_state(*store, *prescale_policy, clock.now(), clock.wall_now());
+          !saved) {
+        spdlog::warn("saving the learned state to {} failed: {}", f.state_dir,
+                     saved.error().message);
+      }
+    }
+    auto saved = save_feed_state(*store, feed, clock.now(), clock.wall_now());
+    if (saved) saved = timeline.save(*store, model, clock.wall_now());
+    if (!saved) {
+      spdlog::warn("saving the incidents, warnings and timeline to {} failed: {}", f.state_dir,
+                   saved.error().message);
+    }
+  };
   // The services as the dashboard shows them: from the file, with each Deployment's revision and
   // rollout as last read.
   // A new revision against the old one, while both serve.

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 
+#include "core/state_json.h"
 #include "scaling/capacity_model.h"
 #include "scaling/prescale_policy.h"
 #include "telemetry/registry.h"
@@ -264,6 +266,10 @@ void DashboardFeed::after_slowdown(const healing::SlowdownChange& c, double t) {
     slowdown_warning_open_->with({service}).set(c.opened ? 1 : 0);
   }
   model_.add_event({t, c.opened ? "slower" : "cleared", service, "", c.message});
+  show_slowdowns();
+}
+
+void DashboardFeed::show_slowdowns() {
   std::vector<dashboard::SlowdownRecord> open;
   for (const healing::SlowdownWarning& w : slowdowns_.warnings()) {
     if (w.cleared_at) continue;
@@ -302,6 +308,78 @@ void DashboardFeed::after_incidents(const std::vector<healing::IncidentChange>& 
   }
   incident_times_ = std::move(kept);
   model_.set_incidents(std::move(records));
+}
+
+namespace {
+constexpr int kFeedStateFormat = 1;
+}  // namespace
+
+nlohmann::json DashboardFeed::export_state(Clock::TimePoint now) const {
+  using nlohmann::json;
+  json incident_times = json::array();
+  for (const auto& [id, times] : incident_times_) {
+    incident_times.push_back(
+        {id, state_json::number(times.first), state_json::number(times.second)});
+  }
+  json slowdown_times = json::array();
+  for (const auto& [id, opened_at] : slowdown_opened_at_) {
+    slowdown_times.push_back({id, state_json::number(opened_at)});
+  }
+  return {{"format", kFeedStateFormat},
+          {"incidents", incidents_.to_json(now)},
+          {"slowdowns", slowdowns_.to_json(now)},
+          {"incident_times", std::move(incident_times)},
+          {"slowdown_times", std::move(slowdown_times)}};
+}
+
+Result<void> DashboardFeed::import_state(const nlohmann::json& state, Clock::TimePoint now) {
+  healing::IncidentWatch incidents = incidents_;  // with the error budgets set
+  healing::SlowdownWatch slowdowns = slowdowns_;
+  std::map<std::uint64_t, std::pair<double, double>> incident_times;
+  std::map<std::uint64_t, double> slowdown_times;
+  try {
+    const auto format = state.find("format");
+    if (format == state.end() || !format->is_number_integer() ||
+        format->get<std::int64_t>() != kFeedStateFormat) {
+      return make_error(ErrorCode::kInvalidArgument, "not in format " +
+                                                         std::to_string(kFeedStateFormat) +
+                                                         " (written by another Prescale version?)");
+    }
+    if (auto restored = incidents.from_json(state.at("incidents"), now); !restored) {
+      return restored;
+    }
+    if (auto restored = slowdowns.from_json(state.at("slowdowns"), now); !restored) {
+      return restored;
+    }
+    for (const nlohmann::json& service : state.at("slowdowns").at("services")) {
+      const auto name = service.at("name").get<std::string>();
+      if (!options_.error_budgets.contains(name)) slowdowns.forget(name);
+    }
+    for (const nlohmann::json& j : state.at("incident_times")) {
+      incident_times[j.at(0).get<std::uint64_t>()] = {state_json::number_of(j.at(1)),
+                                                      state_json::number_of(j.at(2))};
+    }
+    for (const nlohmann::json& j : state.at("slowdown_times")) {
+      slowdown_times[j.at(0).get<std::uint64_t>()] = state_json::number_of(j.at(1));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return make_error(ErrorCode::kInvalidArgument, std::string("feed state: ") + e.what());
+  }
+  incidents_ = std::move(incidents);
+  slowdowns_ = std::move(slowdowns);
+  incident_times_ = std::move(incident_times);
+  slowdown_opened_at_ = std::move(slowdown_times);
+  for (const auto& [service, budget] : options_.error_budgets) {
+    if (incidents_open_ != nullptr) {
+      incidents_open_->with({service}).set(incidents_.open_incident(service) ? 1 : 0);
+    }
+    if (slowdown_warning_open_ != nullptr) {
+      slowdown_warning_open_->with({service}).set(slowdowns_.open_warning(service) ? 1 : 0);
+    }
+  }
+  after_incidents({}, NAN);
+  show_slowdowns();
+  return {};
 }
 
 }  // namespace prescale

@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +18,7 @@
 
 #include "control/controller.h"
 #include "core/clock.h"
+#include "core/result.h"
 #include "dashboard/dashboard_model.h"
 #include "endpoint_watch.h"
 #include "healing/incident_watch.h"
@@ -82,6 +84,16 @@ class DashboardFeed {
   const healing::IncidentWatch& incidents() const { return incidents_; }
   const healing::SlowdownWatch& slowdowns() const { return slowdowns_; }
 
+  // What the feed counted, learned and told, for a restart (docs/state.md, "What is stored"):
+  // the incident and slowdown watches' state (their to_json; `now` is the controller's clock, as
+  // after_tick's snapshots) and the dashboard's times of their incidents and warnings.
+  nlohmann::json export_state(Clock::TimePoint now) const;
+  // Restores it before the first tick; the dashboard's incidents and open warnings and the
+  // metrics' open gauges follow. What the state holds of a service not in `error_budgets`
+  // (renamed or removed) is not restored; its incidents and warnings stay in the history.
+  // Errors: kInvalidArgument naming the field, nothing restored.
+  Result<void> import_state(const nlohmann::json& state, Clock::TimePoint now);
+
  private:
   void add_points(const scaling::Snapshot& snapshot, double t);
   // Logs, shows and counts the incidents a point opened or resolved, and hands the model the
@@ -89,6 +101,8 @@ class DashboardFeed {
   void after_incidents(const std::vector<healing::IncidentChange>& changes, double t);
   // The same for a slowdown warning.
   void after_slowdown(const healing::SlowdownChange& change, double t);
+  // Hands the model the open warnings.
+  void show_slowdowns();
   // Unix seconds for the dashboard: the wall clock's, but never before the last time given plus
   // the monotonic time since. A series must go forward and the events are newest first by time:
   // after the wall clock is set back (NTP after a suspend, `date -s`) the times go on from where

@@ -1,12 +1,15 @@
 #include "dashboard_feed.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "control/controller.h"
 #include "core/clock.h"
 #include "dashboard/dashboard_model.h"
+#include "feed_state.h"
 #include "scaling/capacity_model.h"
 #include "telemetry/registry.h"
 #include "worlds/local/local_world.h"
@@ -307,6 +310,116 @@ TEST(DashboardFeedTest, ASlowdownWarningIsShownCountedAndCleared) {
   EXPECT_EQ(count("slower"), 1) << "one warning, not one per point";
   EXPECT_TRUE(card().is_null());
   EXPECT_EQ(metric("prescale_slowdown_warning_open"), 0);
+}
+
+// A restart (docs/state.md): the open warning and incident, their numbers, the timeline and the
+// usual service time they are judged on come back from the state directory, and the episode
+// goes on where it was.
+TEST(DashboardFeedTest, ARestartedPlatformGoesOnWithItsWarningsIncidentsAndTimeline) {
+  std::string dir = (std::filesystem::temp_directory_path() / "prescale-feed-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  auto store = control::HistoryStore::open(dir);
+  ASSERT_TRUE(store) << store.error().message;
+
+  ManualClock clock;
+  ScriptedWorld world;
+  EverySecond policy;
+  scaling::ServiceSpec spec = OneService::web_spec();
+  spec.max_concurrency = 4;
+  control::WorldTotals totals;
+  const TotalsOf totals_of = [&](std::string_view) { return totals; };
+  bool failing = false;
+  // One run of the platform: its model, metrics, controller and feed.
+  struct Run {
+    dashboard::DashboardModel model;
+    telemetry::Registry registry;
+    std::unique_ptr<control::Controller> controller;
+    std::unique_ptr<DashboardFeed> feed;
+  };
+  auto start = [&](Run& r) {
+    r.model.set_services({{"web", "command", 200, 1, 4, dashboard::kNoValue}});
+    r.controller = std::make_unique<control::Controller>(
+        world, policy, std::vector<scaling::ServiceSpec>{spec}, clock);
+    DashboardFeedOptions options{"every-second"};
+    options.error_budgets = {{"web", 0.001}};
+    options.registry = &r.registry;
+    options.max_concurrency = {{"web", 4}};
+    r.feed = std::make_unique<DashboardFeed>(r.model, totals_of, nullptr, options, clock);
+  };
+  auto run = [&](Run& r, Clock::Duration d) {
+    for (Clock::Duration t{0}; t < d; t += 1s) {
+      const std::optional<scaling::Plan> plan = r.controller->tick();
+      r.feed->after_tick(*r.controller, plan, r.controller->take_events());
+      clock.advance(1s);
+      totals.requests += 100;
+      (failing ? totals.failed : totals.within_slo) += 100;
+    }
+  };
+
+  Run first;
+  start(first);
+  run(first, 45min);
+  world.service_seconds = 0.06;
+  run(first, 10min);
+  failing = true;
+  run(first, 2min);
+  ASSERT_EQ(events_of(first.model, "slower"), 1);
+  ASSERT_EQ(events_of(first.model, "incident"), 1);
+  const double opened_at =
+      first.model.services_json().at("services").at(0).at("slowdown").at("opened_at");
+  ASSERT_TRUE(save_feed_state(*store, *first.feed, clock.now(), clock.wall_now()));
+  TimelineSaver timeline;
+  ASSERT_TRUE(timeline.save(*store, first.model, clock.wall_now()));
+
+  // Stopped for ten minutes; the service still slow and failing when it comes back.
+  clock.advance(10min);
+  Run second;
+  auto events = restore_timeline(*store, second.model);
+  ASSERT_TRUE(events) << events.error().message;
+  EXPECT_EQ(*events, first.model.events().size());
+  EXPECT_EQ(events_of(second.model, "slower"), 1);
+  start(second);
+  auto restored = restore_feed_state(*store, *second.feed, clock.now());
+  ASSERT_TRUE(restored) << restored.error().message;
+  EXPECT_TRUE(*restored);
+  const nlohmann::json card = second.model.services_json().at("services").at(0);
+  ASSERT_FALSE(card.at("slowdown").is_null());
+  EXPECT_EQ(card.at("slowdown").at("id"), 1);
+  EXPECT_DOUBLE_EQ(card.at("slowdown").at("opened_at").get<double>(), opened_at);
+  ASSERT_FALSE(card.at("incident").is_null());
+  EXPECT_EQ(card.at("incident").at("id"), 1);
+  EXPECT_EQ(first_value(second.registry, "prescale_slowdown_warning_open"), 1);
+  EXPECT_EQ(first_value(second.registry, "prescale_incidents_open"), 1);
+  EXPECT_EQ(first_value(second.registry, "prescale_slowdown_warnings_total"), 0)
+      << "a counter of this process's openings";
+
+  run(second, 5min);  // the same episodes: nothing new
+  EXPECT_EQ(events_of(second.model, "slower"), 1);
+  EXPECT_EQ(events_of(second.model, "incident"), 1);
+  failing = false;
+  world.service_seconds = 0.02;
+  run(second, 90min);
+  EXPECT_EQ(events_of(second.model, "cleared"), 1);
+  EXPECT_EQ(events_of(second.model, "resolved"), 1);
+  const nlohmann::json incidents = second.model.incidents_json().at("incidents");
+  ASSERT_EQ(incidents.size(), 1U);
+  EXPECT_EQ(incidents.at(0).at("id"), 1);
+  EXPECT_FALSE(incidents.at(0).at("resolved_at").is_null());
+
+  // A state this build cannot read is said, and the feed goes on without it.
+  ASSERT_TRUE(store->put_state(kFeedStateKey, {{"format", 2}}, 0));
+  Run third;
+  start(third);
+  auto refused = restore_feed_state(*store, *third.feed, clock.now());
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("\"prescale/healing\": not in format 1"),
+            std::string::npos)
+      << refused.error().message;
+  EXPECT_EQ(third.feed->incidents().opened(), 0U);
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include "dashboard/dashboard_model.h"
 #include "dashboard_feed.h"
 #include "endpoint_watch.h"
+#include "feed_state.h"
 #include "forecast/trace.h"
 #include "gateway/gateway.h"
 #include "gateway_listeners.h"
@@ -321,8 +322,15 @@ int run_up(const UpFlags& f) {
   };
   const std::string gateway_url = url_of(gw_listen->host, gateway_server->port());
 
-  // The dashboard and the controller's own endpoints.
+  // The dashboard and the controller's own endpoints. The timeline goes on from the last run's
+  // (docs/state.md), its events before this one's.
   dashboard::DashboardModel model;
+  auto store = control::HistoryStore::open(state);
+  if (!store) return error(store.error().message);
+  if (auto restored = restore_timeline(*store, model); !restored) {
+    spdlog::warn("the dashboard's timeline in {} not restored ({}); it starts empty", f.state_dir,
+                 restored.error().message);
+  }
   http::Router router;
   dashboard::Dashboard(model).add_routes(router);
   add_metrics_route(router, registry);
@@ -418,8 +426,6 @@ int run_up(const UpFlags& f) {
 
   // The control plane. On a compressed clock, controller time runs ahead of the real one: a
   // restart resumes after the newest stored minute instead of going back in time.
-  auto store = control::HistoryStore::open(state);
-  if (!store) return error(store.error().message);
   Clock::WallTime wall_origin = real.wall_now();
   if (f.time_scale != 1) {
     for (const ServiceConfig& s : config.services) {
@@ -489,8 +495,16 @@ int run_up(const UpFlags& f) {
                    f.seed_trace);
     }
   }
+  // The incidents and slowdown warnings go on too, their numbers and what they are judged on.
+  if (auto restored = restore_feed_state(*store, *feed, clock.now()); !restored) {
+    spdlog::warn("incidents and slowdown warnings in {} not restored ({}); watching afresh",
+                 f.state_dir, restored.error().message);
+  } else if (*restored) {
+    spdlog::info("restored the incidents and slowdown warnings from {} ({} and {} so far)",
+                 f.state_dir, feed->incidents().opened(), feed->slowdowns().opened());
+  }
+  TimelineSaver timeline;
   auto save_state = [&] {
-    if (prescale_policy == nullptr) return;
     // Deleted while running (by hand, a cleaner of /tmp), the open file would take every save
     // with it: a new one gets what the policy holds in memory, its whole history included.
     if (std::error_code ec; !std::filesystem::exists(store->path(), ec) && !ec) {
@@ -503,11 +517,20 @@ int run_up(const UpFlags& f) {
       spdlog::warn("{} was removed while the platform ran; written again from what it learned",
                    store->path().string());
       *store = std::move(*reopened);
+      timeline = TimelineSaver();  // the new file has none yet
     }
-    if (auto saved = control::save_policy_state(*store, *prescale_policy, clock.now(),
-                                                clock.wall_now());
-        !saved) {
-      spdlog::warn("saving the learned state to {} failed: {}", f.state_dir,
+    if (prescale_policy != nullptr) {
+      if (auto saved =
+              control::save_policy_state(*store, *prescale_policy, clock.now(), clock.wall_now());
+          !saved) {
+        spdlog::warn("saving the learned state to {} failed: {}", f.state_dir,
+                     saved.error().message);
+      }
+    }
+    auto saved = save_feed_state(*store, *feed, clock.now(), clock.wall_now());
+    if (saved) saved = timeline.save(*store, model, clock.wall_now());
+    if (!saved) {
+      spdlog::warn("saving the incidents, warnings and timeline to {} failed: {}", f.state_dir,
                    saved.error().message);
     }
   };

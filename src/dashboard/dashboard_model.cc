@@ -335,6 +335,19 @@ json DashboardModel::graph_json() const {
   return {{"nodes", std::move(nodes)}, {"edges", std::move(edges)}};
 }
 
+std::vector<EventRecord> DashboardModel::events() const {
+  std::shared_lock lock(state_->mu);
+  std::vector<EventRecord> out;
+  out.reserve(state_->events.size());
+  for (const auto& stored : state_->events) out.push_back(stored.event);
+  return out;
+}
+
+uint64_t DashboardModel::last_event_id() const {
+  std::shared_lock lock(state_->mu);
+  return state_->next_event_id - 1;
+}
+
 json DashboardModel::events_json(std::optional<double> since,
                                  std::optional<uint64_t> after_id) const {
   std::shared_lock lock(state_->mu);

@@ -161,6 +161,10 @@ class DashboardModel {
   // from 1 in order of arrival, so a reader can ask for "what came after id N" even when events
   // arrive out of time order. An event whose time is not finite takes the previous event's.
   uint64_t add_event(EventRecord event);
+  // The events kept, in the order they came (a restart's saved timeline, docs/state.md), and the
+  // id of the last one added (0 before any).
+  std::vector<EventRecord> events() const;
+  uint64_t last_event_id() const;
 
   void set_overview(Overview overview);
 

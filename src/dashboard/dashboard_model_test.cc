@@ -218,6 +218,14 @@ TEST(DashboardModelTest, EventsNewestFirstWithSinceAfterIdAndCap) {
   json capped = m.events_json();
   ASSERT_EQ(capped["events"].size(), 3u);  // the oldest (id 1) is gone
   for (const auto& e : capped["events"]) EXPECT_NE(e["id"], 1);
+
+  // The kept ones in the order they came, for a restart's saved timeline.
+  const std::vector<EventRecord> kept = m.events();
+  ASSERT_EQ(kept.size(), 3u);
+  EXPECT_EQ(kept[0].kind, "crash");
+  EXPECT_EQ(kept[1].t, 15.0);
+  EXPECT_EQ(kept[2].replica, "recommend-2");
+  EXPECT_EQ(m.last_event_id(), 4u);
 }
 
 TEST(DashboardModelTest, ReadersSeeWholePointsWhileTheWriterAppends) {

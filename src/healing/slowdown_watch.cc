@@ -64,7 +64,8 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
 
   // Against what was usual before this value; then the value joins the usual (its deviation
   // only outside a warning).
-  const bool warm = s.steps >= options_.warmup_steps;
+  const bool warm = s.steps >= options_.warmup_steps && s.settling == 0;
+  s.settling = std::max(s.settling - 1, 0);
   const double usual_log = s.log_service.weight > 0 ? s.log_service.mean() : x;
   const double usual = std::exp(usual_log);
   const double spread = s.square_deviation.weight > 0 ? std::sqrt(s.square_deviation.mean()) : 0.0;
@@ -196,6 +197,7 @@ nlohmann::json SlowdownWatch::to_json(Clock::TimePoint now) const {
                         {"log_load", decayed(s.log_load)},
                         {"square_deviation", decayed(s.square_deviation)},
                         {"steps", s.steps},
+                        {"settling", s.settling},
                         {"last_at_age_ns", state_json::optional_age(now, s.last_at)},
                         {"fed_at_age_ns", state_json::optional_age(now, s.fed_at)},
                         {"points", std::move(points)},
@@ -250,6 +252,7 @@ Result<void> SlowdownWatch::from_json(const nlohmann::json& state, Clock::TimePo
       if (s.square_deviation.sum < 0) throw BadField{field + ".square_deviation.sum", "negative"};
       s.steps = j.at("steps").get<int>();
       if (s.steps < 0) throw BadField{field + ".steps", "negative"};
+      s.settling = std::max(j.at("settling").get<int>(), options_.settle_steps);
       s.last_at = state_json::optional_at(now, j.at("last_at_age_ns"));
       s.fed_at = state_json::optional_at(now, j.at("fed_at_age_ns"));
       for (const json& p : j.at("points")) {

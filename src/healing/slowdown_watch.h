@@ -62,6 +62,10 @@ struct SlowdownWatchOptions {
   // about 17 hours, the detector's 1,000 observations at one a minute).
   Clock::Duration half_life = std::chrono::minutes(1000);
   int warmup_steps = 30;  // values compared before any warning: a service slow from its start
+  // And after a restore (from_json), before any new warning: every replica has just started
+  // (cold caches, a model loading), and its first minutes are not the service's speed (10: a cold
+  // start of up to about 7 minutes, the median's lag included).
+  int settle_steps = 10;
   size_t max_kept = 100;  // cleared warnings kept (the newest)
 };
 
@@ -113,7 +117,8 @@ class SlowdownWatch {
   // What was learned and told, for a restart (docs/state.md): each service's usual, its points
   // and its open warning, the cleared warnings kept and the next warning's number. Times are
   // ages before `now`, and from_json() places them before its own `now`, so the usual does not
-  // age while nothing observes. from_json() replaces the watch's state; a state with a number
+  // age while nothing observes; the first `settle_steps` comparisons after it open no warning (an
+  // open one goes on, and may clear). from_json() replaces the watch's state; a state with a number
   // that is not finite, a negative weight or count, or a warning numbered at or after the next
   // is refused whole (kInvalidArgument, naming the field), the watch unchanged.
   nlohmann::json to_json(Clock::TimePoint now) const;
@@ -146,6 +151,7 @@ class SlowdownWatch {
     Decayed log_service, log_load;
     Decayed square_deviation;  // of the values outside a warning from the usual before them
     int steps = 0;             // values compared
+    int settling = 0;          // comparisons left that open nothing (after a restore)
     std::optional<SlowdownWarning> open;
   };
 
