@@ -266,6 +266,7 @@ void DashboardFeed::after_slowdown(const healing::SlowdownChange& c, double t) {
     slowdown_warning_open_->with({service}).set(c.opened ? 1 : 0);
   }
   model_.add_event({t, c.opened ? "slower" : "cleared", service, "", c.message});
+  incidents_.set_slowdown(service, c.opened ? std::optional(c.warning) : std::nullopt);
   show_slowdowns();
 }
 
@@ -376,6 +377,9 @@ Result<void> DashboardFeed::import_state(const nlohmann::json& state, Clock::Tim
     if (slowdown_warning_open_ != nullptr) {
       slowdown_warning_open_->with({service}).set(slowdowns_.open_warning(service) ? 1 : 0);
     }
+  }
+  for (const healing::SlowdownWarning& w : slowdowns_.warnings()) {
+    if (!w.cleared_at) incidents_.set_slowdown(w.service, w);
   }
   after_incidents({}, NAN);
   show_slowdowns();

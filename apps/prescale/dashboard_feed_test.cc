@@ -369,6 +369,14 @@ TEST(DashboardFeedTest, ARestartedPlatformGoesOnWithItsWarningsIncidentsAndTimel
   run(first, 2min);
   ASSERT_EQ(events_of(first.model, "slower"), 1);
   ASSERT_EQ(events_of(first.model, "incident"), 1);
+  // The warning open before the failures is the incident's likely cause.
+  EXPECT_EQ(first.model.incidents_json()
+                .at("incidents")
+                .at(0)
+                .at("cause")
+                .get<std::string>()
+                .substr(0, 28),
+            "its slowdown warning 1, open");
   const double opened_at =
       first.model.services_json().at("services").at(0).at("slowdown").at("opened_at");
   ASSERT_TRUE(save_feed_state(*store, *first.feed, clock.now(), clock.wall_now()));

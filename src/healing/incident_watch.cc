@@ -73,6 +73,15 @@ void IncidentWatch::note_event(const std::string& service, const std::string& ki
   it->second.events.push_back({latest_, kind, message});
 }
 
+void IncidentWatch::set_slowdown(const std::string& service,
+                                 std::optional<SlowdownWarning> warning) {
+  if (warning) {
+    slowdowns_.insert_or_assign(service, std::move(*warning));
+  } else {
+    slowdowns_.erase(service);
+  }
+}
+
 void IncidentWatch::note_scale(const std::string& service, int from_replicas, int to_replicas,
                                const std::string& reason) {
   if (to_replicas >= from_replicas) return;
@@ -136,6 +145,24 @@ std::string IncidentWatch::cause(const std::string& name, const Service& s,
     const std::string when =
         *event->at >= sample.at ? "just before" : spoken(sample.at - *event->at) + " before";
     return "a " + event->kind + " " + when + ": " + event->message;
+  }
+  // A slower service: its own warning, else the earliest of its callees'.
+  const SlowdownWarning* slower = nullptr;
+  if (const auto own = slowdowns_.find(name); own != slowdowns_.end()) slower = &own->second;
+  for (const auto& [caller, callee] : calls_) {
+    if (slower != nullptr && slower->service == name) break;
+    if (caller != name || callee == name) continue;
+    const auto it = slowdowns_.find(callee);
+    if (it == slowdowns_.end()) continue;
+    if (slower == nullptr || it->second.opened_at < slower->opened_at) slower = &it->second;
+  }
+  if (slower != nullptr) {
+    const SlowdownWarning& w = *slower;
+    return (w.service == name ? std::string("its") : "its callee " + w.service + "'s") +
+           " slowdown warning " + std::to_string(w.id) + ", open for " +
+           spoken(sample.at - w.opened_at) + ": each request takes " +
+           printed("%.2fx", w.service_seconds / w.usual_seconds) + " its usual " +
+           millis(w.usual_seconds) + " in service";
   }
   if (sample.planned_replicas > 0 && sample.ready_replicas >= 0 &&
       sample.ready_replicas < sample.planned_replicas) {

@@ -16,9 +16,10 @@
 //
 // At its opening the watch names a likely cause from what it was told: an open incident of a
 // service it calls (the learned call graph: the trouble is downstream), a recent event of the
-// service itself (a rollout, a crash, an ejection, a replacement, a scale-in: what changed), too
-// few ready replicas for the plan, or more load than the forecast's P99 (demand nobody saw
-// coming).
+// service itself (a rollout, a crash, an ejection, a replacement, a scale-in: what changed), an
+// open slowdown warning of the service or of a service it calls (each request takes longer than
+// it used to), too few ready replicas for the plan, or more load than the forecast's P99 (demand
+// nobody saw coming).
 //
 // Time is the caller's (each sample's `at`), so tests drive it with a manual clock.
 // Thread safety: one thread calls everything.
@@ -37,6 +38,7 @@
 
 #include "core/clock.h"
 #include "core/result.h"
+#include "healing/slowdown_watch.h"
 
 namespace prescale::healing {
 
@@ -103,6 +105,9 @@ class IncidentWatch {
   // Something that happened to `service` ("rollout", "crash", "eject", "heal", "scale", ...), at
   // the time of the latest sample observed (of any service); before any, at the service's first.
   void note_event(const std::string& service, const std::string& kind, const std::string& message);
+  // A service's open slowdown warning (SlowdownWatch), or nullopt once it clears: a likely cause
+  // of an incident of the service, or of a caller's.
+  void set_slowdown(const std::string& service, std::optional<SlowdownWarning> warning);
   // A scaling event: only a scale-in (fewer replicas) can be a cause.
   void note_scale(const std::string& service, int from_replicas, int to_replicas,
                   const std::string& reason);
@@ -174,6 +179,7 @@ class IncidentWatch {
   Clock::Duration longest_{0};
   std::map<std::string, Service> services_;
   std::vector<std::pair<std::string, std::string>> calls_;
+  std::map<std::string, SlowdownWarning> slowdowns_;  // the open ones, by service
   std::deque<Incident> resolved_;  // newest first
   std::uint64_t next_id_ = 1;
   std::optional<Clock::TimePoint> latest_;  // the latest sample's time, of any service

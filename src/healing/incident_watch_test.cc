@@ -227,6 +227,47 @@ TEST_F(IncidentWatchTest, ARecentChangeIsTheLikelyCauseTheMostTellingFirst) {
   EXPECT_EQ(opened[0].incident.cause, "a rollout 55 s before: revision 2 replaces revision 1");
 }
 
+// A service slower than usual (a slowdown warning open), or one it calls, misses its SLO.
+TEST_F(IncidentWatchTest, AnOpenSlowdownWarningIsTheLikelyCause) {
+  watch.set_calls({{"web", "db"}, {"web", "cache"}});
+  run(7h, 0);
+  SlowdownWarning w;
+  w.id = 3;
+  w.service = "web";
+  w.opened_at = clock.now() - 10min;
+  w.service_seconds = 0.03;
+  w.usual_seconds = 0.02;
+  watch.set_slowdown("web", w);
+  w.id = 2;
+  w.service = "db";
+  w.opened_at = clock.now() - 20min;
+  watch.set_slowdown("db", w);
+  auto opened = run(5min, 0, 1.0);
+  ASSERT_EQ(opened.size(), 1u);
+  // Its own before a callee's, however older.
+  EXPECT_EQ(opened[0].incident.cause,
+            "its slowdown warning 3, open for 11 min: each request takes 1.50x its usual 20.0 ms "
+            "in service");
+  run(2h, 0, 0, "web", 200, false);
+  ASSERT_FALSE(watch.open_incident("web"));
+  watch.set_slowdown("web", std::nullopt);  // cleared: the callee's is left
+  w.id = 4;
+  w.service = "cache";
+  w.opened_at = clock.now() - 1min;
+  watch.set_slowdown("cache", w);
+  opened = run(5min, 0, 1.0);
+  ASSERT_EQ(opened.size(), 1u);
+  EXPECT_EQ(opened[0].incident.cause.substr(0, 46),
+            "its callee db's slowdown warning 2, open for 2")
+      << opened[0].incident.cause;
+  // A recent change of the service comes first.
+  run(2h, 0, 0, "web", 200, false);
+  watch.note_event("web", "crash", "web-1 exited with status 3");
+  opened = run(5min, 0, 1.0);
+  ASSERT_EQ(opened.size(), 1u);
+  EXPECT_EQ(opened[0].incident.cause.substr(0, 8), "a crash ") << opened[0].incident.cause;
+}
+
 TEST_F(IncidentWatchTest, AChangeBeforeTheFirstSampleCountsFromIt) {
   watch.note_event("web", "rollout", "revision 2 replaces revision 1");
   const auto opened = run(1min, 1.0);

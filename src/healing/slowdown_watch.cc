@@ -11,13 +11,6 @@ namespace prescale::healing {
 
 namespace {
 
-// "138 ms", "45.2 ms", "3.07 ms": three figures for what a log line needs.
-std::string millis(double seconds) {
-  const double ms = 1000 * seconds;
-  if (ms >= 100) return printed("%.0f ms", ms);
-  return printed(ms >= 10 ? "%.1f ms" : "%.2f ms", ms);
-}
-
 // The median of the finite values (NaN when none).
 double median(std::vector<double> values) {
   std::erase_if(values, [](double v) { return !std::isfinite(v); });

@@ -19,4 +19,10 @@ std::string spoken(Clock::Duration d) {
   return std::to_string(min / 60) + " h " + std::to_string(min % 60) + " min";
 }
 
+std::string millis(double seconds) {
+  const double ms = 1000 * seconds;
+  if (ms >= 100) return printed("%.0f ms", ms);
+  return printed(ms >= 10 ? "%.1f ms" : "%.2f ms", ms);
+}
+
 }  // namespace prescale::healing
