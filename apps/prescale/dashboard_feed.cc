@@ -29,6 +29,14 @@ healing::IncidentWatchOptions incident_options(const DashboardFeedOptions& feed)
   return o;
 }
 
+// A restart's cold replicas take real time: under --time-scale T, whose comparisons come once a
+// real second at most, T of them settle (a real minute, or more), 10 at least.
+healing::SlowdownWatchOptions slowdown_options(const DashboardFeedOptions& feed) {
+  healing::SlowdownWatchOptions o = feed.slowdowns;
+  o.settle_steps = std::max(o.settle_steps, static_cast<int>(std::ceil(feed.time_scale)));
+  return o;
+}
+
 }  // namespace
 
 TotalsOf totals_of(const local::LocalWorld& world) {
@@ -50,7 +58,7 @@ DashboardFeed::DashboardFeed(dashboard::DashboardModel& model, TotalsOf totals,
       last_mono_(real_clock.now()),
       next_point_(real_clock.now()),
       incidents_(incident_options(options_)),
-      slowdowns_(options_.slowdowns) {
+      slowdowns_(slowdown_options(options_)) {
   for (const auto& [service, budget] : options_.error_budgets) {
     incidents_.set_error_budget(service, budget);
   }

@@ -767,6 +767,10 @@ int run_up(const UpFlags& f) {
   const bool drained = stop_replicas(supervisor, real, std::chrono::seconds(45), stop_signals);
   serving.stop(std::chrono::seconds(2));
   world.observe(clock.now());
+  // The drain's events too (the save above came first, should a second signal cut the drain).
+  if (auto saved = timeline.save(*store, model, clock.wall_now()); !saved) {
+    spdlog::warn("saving the timeline to {} failed: {}", f.state_dir, saved.error().message);
+  }
   remove_port_files();
   const local::LocalWorld::Totals totals = world.totals();
   std::cout << "prescale up: stopped. requests " << static_cast<long long>(totals.requests)

@@ -30,6 +30,22 @@ double finite(const nlohmann::json& v, const std::string& field) {
   return x;
 }
 
+Clock::TimePoint at_past_age(Clock::TimePoint now, const nlohmann::json& age,
+                             const std::string& field) {
+  constexpr std::int64_t kCentury = std::int64_t{100} * 366 * 24 * 3600 * 1'000'000'000;
+  if (!age.is_number_integer()) throw BadField{field, "not an age in whole nanoseconds"};
+  const auto ns = age.get<std::int64_t>();
+  if (ns < 0 || ns > kCentury) throw BadField{field, "not an age in [0, 100 years]"};
+  return now - Clock::Duration(ns);
+}
+
+std::optional<Clock::TimePoint> optional_at_past_age(Clock::TimePoint now,
+                                                     const nlohmann::json& age,
+                                                     const std::string& field) {
+  if (age.is_null()) return std::nullopt;
+  return at_past_age(now, age, field);
+}
+
 double amount(const nlohmann::json& v, const std::string& field) {
   const double x = finite(v, field);
   if (x < 0) throw BadField{field, "negative"};

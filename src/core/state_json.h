@@ -31,6 +31,13 @@ struct BadField {
   std::string field, why;
 };
 double finite(const nlohmann::json& v, const std::string& field);  // a finite number
+// A saved age as at_age(), checked: an integer in [0, 100 years] (a time in the future would
+// hold back every later sample until the clock reached it).
+Clock::TimePoint at_past_age(Clock::TimePoint now, const nlohmann::json& age,
+                             const std::string& field);
+std::optional<Clock::TimePoint> optional_at_past_age(Clock::TimePoint now,
+                                                     const nlohmann::json& age,
+                                                     const std::string& field);
 double amount(const nlohmann::json& v, const std::string& field);  // and >= 0
 
 }  // namespace prescale::state_json

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/state_json.h"
 #include "healing/wording.h"
@@ -394,8 +395,10 @@ Result<void> IncidentWatch::from_json(const nlohmann::json& state, Clock::TimePo
   std::map<std::string, Service> services = services_;
   std::deque<Incident> resolved;
   std::uint64_t next_id = 1;
-  std::optional<Clock::TimePoint> latest = latest_;
-  const std::optional<Clock::TimePoint> latest_before = latest_;  // add_sample() moves it
+  // add_sample() moves it; events noted from now on take the next live sample's time, not the
+  // last one before the stop.
+  const std::optional<Clock::TimePoint> latest_before = latest_;
+  std::set<std::string> seen;
   try {
     next_id = state.at("next_id").get<std::uint64_t>();
     if (next_id < 1) throw BadField{"next_id", "not >= 1"};
@@ -404,8 +407,9 @@ Result<void> IncidentWatch::from_json(const nlohmann::json& state, Clock::TimePo
       i.id = j.at("id").get<std::uint64_t>();
       if (i.id < 1 || i.id >= next_id) throw BadField{field + ".id", "not in [1, next_id)"};
       i.service = j.at("service").get<std::string>();
-      i.opened_at = state_json::at_age(now, j.at("opened_at_age_ns"));
-      i.resolved_at = state_json::optional_at(now, j.at("resolved_at_age_ns"));
+      i.opened_at = state_json::at_past_age(now, j.at("opened_at_age_ns"), field + ".opened_at");
+      i.resolved_at =
+          state_json::optional_at_past_age(now, j.at("resolved_at_age_ns"), field + ".resolved_at");
       i.rule = j.at("rule").get<std::string>();
       i.burn_rate = amount(j.at("burn_rate"), field + ".burn_rate");
       i.peak_burn_rate = amount(j.at("peak_burn_rate"), field + ".peak_burn_rate");
@@ -421,19 +425,22 @@ Result<void> IncidentWatch::from_json(const nlohmann::json& state, Clock::TimePo
       const auto found = services.find(name);
       if (found == services.end()) continue;  // not watched now
       const std::string field = "services[" + name + "]";
+      if (!seen.insert(name).second) throw BadField{field, "listed twice"};
       Service s;
       s.budget = found->second.budget;
-      s.events = found->second.events;
       for (const json& c : j.at("counts")) {
         IncidentSample x;
-        x.at = state_json::at_age(now, c.at(0));
+        x.at = state_json::at_past_age(now, c.at(0), field + ".counts");
         x.requests = amount(c.at(1), field + ".counts");
         x.failed = amount(c.at(2), field + ".counts");
         x.slow = amount(c.at(3), field + ".counts");
         if (!add_sample(s, x)) throw BadField{field + ".counts", "not in increasing time"};
-        if (!latest || x.at > *latest) latest = x.at;
       }
-      if (auto first = state_json::optional_at(now, j.at("first_at_age_ns"))) s.first_at = first;
+      if (auto first =
+              state_json::optional_at_past_age(now, j.at("first_at_age_ns"), field + ".first_at")) {
+        s.first_at = first;
+      }
+      s.events = found->second.events;  // noted before the restore: after the replay
       if (!j.at("open").is_null()) {
         Incident i = incident(j.at("open"), field + ".open");
         if (i.service != name || i.resolved_at) {
@@ -459,7 +466,7 @@ Result<void> IncidentWatch::from_json(const nlohmann::json& state, Clock::TimePo
   services_ = std::move(services);
   resolved_ = std::move(resolved);
   next_id_ = next_id;
-  latest_ = latest;
+  latest_ = latest_before;
   return {};
 }
 

@@ -357,6 +357,20 @@ TEST_F(IncidentWatchTest, AnIncidentOpenAtTheStopStaysOpenAfterTheRestart) {
   ASSERT_EQ(again.size(), 1U);
   EXPECT_EQ(again[0].incident.id, 2U);
   EXPECT_EQ(watch.incidents().size(), 2U);
+  // A change noted after the restore, before the next sample, dates from that sample, not from
+  // the last one before the stop.
+  run(2h, 0, 0, "web", 200, false);
+  ASSERT_FALSE(watch.open_incident("web"));
+  const nlohmann::json again_saved = watch.to_json(clock.now());
+  clock.advance(1h);
+  watch = IncidentWatch();
+  watch.set_error_budget("web", 0.001);
+  ASSERT_TRUE(watch.from_json(again_saved, clock.now()));
+  watch.note_event("web", "crash", "web-1 exited with status 3");
+  const auto crashed = run(10min, 1.0);
+  ASSERT_EQ(crashed.size(), 1U);
+  EXPECT_EQ(crashed[0].incident.id, 3U);
+  EXPECT_EQ(crashed[0].incident.cause.substr(0, 8), "a crash ") << crashed[0].incident.cause;
 }
 
 TEST_F(IncidentWatchTest, ABurnAcrossTheRestartOpensAsItWouldHaveToTheMinute) {
@@ -410,6 +424,10 @@ TEST_F(IncidentWatchTest, AStateNoRunCouldWriteIsRefusedWholeAndUnwatchedService
             "incident state: services[web].open: not an open incident of web");
   EXPECT_NE(refused([](nlohmann::json& j) { j["services"][1].erase("counts"); }).find("counts"),
             std::string::npos);
+  EXPECT_EQ(refused([](nlohmann::json& j) { j["services"].push_back(j["services"][1]); }),
+            "incident state: services[web]: listed twice");
+  EXPECT_EQ(refused([](nlohmann::json& j) { j["services"][1]["counts"][0][0] = -1; }),
+            "incident state: services[web].counts: not an age in [0, 100 years]");
   // A service without an error budget now is not restored.
   IncidentWatch only_db;
   only_db.set_error_budget("db", 0.001);

@@ -57,7 +57,8 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
 
   // Against what was usual before this value; then the value joins the usual (its deviation
   // only outside a warning).
-  const bool warm = s.steps >= options_.warmup_steps && s.settling == 0;
+  const bool settling = s.settling > 0;
+  const bool warm = s.steps >= options_.warmup_steps && !settling;
   s.settling = std::max(s.settling - 1, 0);
   const double usual_log = s.log_service.weight > 0 ? s.log_service.mean() : x;
   const double usual = std::exp(usual_log);
@@ -78,7 +79,9 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
   };
   const double decay = kept(elapsed);
   ++s.steps;
-  if (s.open || opens) {
+  // A warning's values, and those of replicas just restarted, are not the usual speed: they move
+  // the usual as a long history would let them, and teach no deviation.
+  if (s.open || opens || settling) {
     s.log_service.nudge(x, kept(std::min(elapsed, options_.step)));
   } else {
     s.log_service.add(x, decay);
@@ -190,7 +193,6 @@ nlohmann::json SlowdownWatch::to_json(Clock::TimePoint now) const {
                         {"log_load", decayed(s.log_load)},
                         {"square_deviation", decayed(s.square_deviation)},
                         {"steps", s.steps},
-                        {"settling", s.settling},
                         {"last_at_age_ns", state_json::optional_age(now, s.last_at)},
                         {"fed_at_age_ns", state_json::optional_age(now, s.fed_at)},
                         {"points", std::move(points)},
@@ -220,8 +222,9 @@ Result<void> SlowdownWatch::from_json(const nlohmann::json& state, Clock::TimePo
       w.id = j.at("id").get<std::uint64_t>();
       if (w.id < 1 || w.id >= next_id) throw BadField{field + ".id", "not in [1, next_id)"};
       w.service = j.at("service").get<std::string>();
-      w.opened_at = state_json::at_age(now, j.at("opened_at_age_ns"));
-      w.cleared_at = state_json::optional_at(now, j.at("cleared_at_age_ns"));
+      w.opened_at = state_json::at_past_age(now, j.at("opened_at_age_ns"), field + ".opened_at");
+      w.cleared_at =
+          state_json::optional_at_past_age(now, j.at("cleared_at_age_ns"), field + ".cleared_at");
       w.service_seconds = positive_or_unknown(j.at("service_seconds"), field + ".service_seconds");
       w.usual_seconds = positive_or_unknown(j.at("usual_seconds"), field + ".usual_seconds");
       w.peak_ratio = positive_or_unknown(j.at("peak_ratio"), field + ".peak_ratio");
@@ -245,12 +248,12 @@ Result<void> SlowdownWatch::from_json(const nlohmann::json& state, Clock::TimePo
       if (s.square_deviation.sum < 0) throw BadField{field + ".square_deviation.sum", "negative"};
       s.steps = j.at("steps").get<int>();
       if (s.steps < 0) throw BadField{field + ".steps", "negative"};
-      s.settling = std::max(j.at("settling").get<int>(), options_.settle_steps);
-      s.last_at = state_json::optional_at(now, j.at("last_at_age_ns"));
-      s.fed_at = state_json::optional_at(now, j.at("fed_at_age_ns"));
+      s.settling = std::max(options_.settle_steps, 0);  // every replica has just started
+      s.last_at = state_json::optional_at_past_age(now, j.at("last_at_age_ns"), field + ".last_at");
+      s.fed_at = state_json::optional_at_past_age(now, j.at("fed_at_age_ns"), field + ".fed_at");
       for (const json& p : j.at("points")) {
-        const Point point{state_json::at_age(now, p.at(0)), finite(p.at(1), field + ".points"),
-                          number_of(p.at(2))};
+        const Point point{state_json::at_past_age(now, p.at(0), field + ".points"),
+                          finite(p.at(1), field + ".points"), number_of(p.at(2))};
         if (!s.points.empty() && point.at <= s.points.back().at) {
           throw BadField{field + ".points", "not in increasing time"};
         }

@@ -64,7 +64,8 @@ struct SlowdownWatchOptions {
   int warmup_steps = 30;  // values compared before any warning: a service slow from its start
   // And after a restore (from_json), before any new warning: every replica has just started
   // (cold caches, a model loading), and its first minutes are not the service's speed (10: a cold
-  // start of up to about 7 minutes, the median's lag included).
+  // start of up to about 7 minutes, the median's lag included). Cold starts take real time: under
+  // a time scale the caller makes it more.
   int settle_steps = 10;
   size_t max_kept = 100;  // cleared warnings kept (the newest)
 };
@@ -118,7 +119,8 @@ class SlowdownWatch {
   // and its open warning, the cleared warnings kept and the next warning's number. Times are
   // ages before `now`, and from_json() places them before its own `now`, so the usual does not
   // age while nothing observes; the first `settle_steps` comparisons after it open no warning (an
-  // open one goes on, and may clear). from_json() replaces the watch's state; a state with a number
+  // open one goes on, and may clear) and move the usual only as a warning's values do.
+  // from_json() replaces the watch's state; a state with a number
   // that is not finite, a negative weight or count, or a warning numbered at or after the next
   // is refused whole (kInvalidArgument, naming the field), the watch unchanged.
   nlohmann::json to_json(Clock::TimePoint now) const;
@@ -151,7 +153,7 @@ class SlowdownWatch {
     Decayed log_service, log_load;
     Decayed square_deviation;  // of the values outside a warning from the usual before them
     int steps = 0;             // values compared
-    int settling = 0;          // comparisons left that open nothing (after a restore)
+    int settling = 0;          // comparisons left that open nothing nor teach (after a restore)
     std::optional<SlowdownWarning> open;
   };
 
