@@ -1035,6 +1035,37 @@ TEST(UpTest, AHistoryDeletedWhileRunningIsWrittenAgain) {
   EXPECT_NE(second.log().find("restored the learned history"), std::string::npos) << second.log();
 }
 
+// What the platform told goes on across a restart (docs/state.md), whatever the policy: the
+// dashboard's timeline — the first run's drain included — and the incidents and warnings.
+TEST(UpTest, ARestartKeepsTheTimelineWithAnyPolicy) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, echo_yaml("5s"));
+  const std::string state = dir.file("state");
+  auto count = [](const json& events, const std::string& kind) {
+    int n = 0;
+    if (!events.is_object()) return n;
+    for (const auto& e : events["events"]) n += e["kind"] == kind ? 1 : 0;
+    return n;
+  };
+  int ready = 0;
+  {
+    Platform first(PRESCALE_BIN, dir, config, state, {"--policy", "hpa"}, "first");
+    ASSERT_TRUE(first.started()) << first.log();
+    ready = count(first.events(), "ready");
+    ASSERT_GE(ready, 1) << first.events().dump();
+    EXPECT_EQ(first.stop(), 0) << first.log();
+  }
+  Platform second(PRESCALE_BIN, dir, config, state, {}, "second");
+  ASSERT_TRUE(second.started()) << second.log();
+  const json events = second.events();
+  EXPECT_GE(count(events, "ready"), 2 * ready) << events.dump();
+  EXPECT_GE(count(events, "stop"), 1) << "the first run's drain: " << events.dump();
+  EXPECT_EQ(second.stop(), 0);
+  EXPECT_NE(second.log().find("restored the incidents and slowdown warnings"), std::string::npos)
+      << second.log();
+}
+
 // A hung replica (stopped, not dead) stays ready to the supervisor, which sees only exits, while
 // the gateway's health checks take it out of service: the operator is told which replica, in the
 // log and on the dashboard, and again when it is back. Before, nothing said so: the dashboard
