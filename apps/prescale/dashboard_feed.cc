@@ -176,6 +176,7 @@ void DashboardFeed::after_tick(const control::Controller& controller,
       calls.emplace_back(e.edge.caller, e.edge.callee);
     }
   }
+  slowdowns_.set_calls(calls);
   incidents_.set_calls(std::move(calls));
   add_points(snapshot, t);
   model_.set_graph(std::move(edges));
@@ -189,6 +190,7 @@ void DashboardFeed::after_tick(const control::Controller& controller,
 
 void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
   std::vector<std::pair<std::string, healing::IncidentSample>> samples;
+  std::vector<std::pair<std::string, healing::SlowdownSample>> service_times;
   for (const scaling::ServiceObservation& obs : snapshot.services) {
     if (obs.window.length <= Clock::Duration::zero()) continue;
     const control::WorldTotals now_totals = totals_(obs.name);
@@ -253,10 +255,12 @@ void DashboardFeed::add_points(const scaling::Snapshot& snapshot, double t) {
     const auto concurrency = options_.max_concurrency.find(obs.name);
     const double service_time = scaling::scrape_service_time(
         obs, concurrency != options_.max_concurrency.end() ? concurrency->second : 1);
-    const auto warning = slowdowns_.observe(
-        obs.name, {snapshot.time, service_time, obs.window.latency_p99_seconds, p.load_rps});
-    if (warning) after_slowdown(*warning, t);
+    service_times.emplace_back(obs.name,
+                               healing::SlowdownSample{snapshot.time, service_time,
+                                                       obs.window.latency_p99_seconds, p.load_rps});
   }
+  // The warnings first: an incident opening at this look may name one as its cause.
+  for (const healing::SlowdownChange& c : slowdowns_.observe(service_times)) after_slowdown(c, t);
   after_incidents(incidents_.observe(samples), t);
 }
 

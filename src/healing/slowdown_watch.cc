@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <string_view>
 
 #include "core/state_json.h"
 #include "healing/wording.h"
@@ -42,6 +44,48 @@ std::optional<SlowdownChange> SlowdownWatch::observe(const std::string& service,
   const Clock::Duration elapsed = s.fed_at ? sample.at - *s.fed_at : Clock::Duration::zero();
   s.fed_at = sample.at;
   return step(service, s, sample, elapsed);
+}
+
+void SlowdownWatch::set_calls(std::vector<std::pair<std::string, std::string>> calls) {
+  calls_ = std::move(calls);
+}
+
+std::vector<SlowdownChange> SlowdownWatch::observe(
+    const std::vector<std::pair<std::string, SlowdownSample>>& look) {
+  // Kahn's order on the look's services: one whose callees in the look are all done goes next,
+  // the first in the look's order among them; in a cycle, the first not done.
+  const size_t n = look.size();
+  std::map<std::string_view, size_t> index;
+  for (size_t i = 0; i < n; ++i) index.emplace(look[i].first, i);
+  std::vector<int> pending(n, 0);
+  std::vector<std::vector<size_t>> callers(n);
+  for (const auto& [caller, callee] : calls_) {
+    const auto a = index.find(caller), b = index.find(callee);
+    if (a == index.end() || b == index.end() || a->second == b->second) continue;
+    ++pending[a->second];
+    callers[b->second].push_back(a->second);
+  }
+  std::set<size_t> ready;
+  for (size_t i = 0; i < n; ++i) {
+    if (pending[i] == 0) ready.insert(i);
+  }
+  std::vector<bool> done(n, false);
+  std::vector<SlowdownChange> changes;
+  for (size_t taken = 0; taken < n; ++taken) {
+    size_t i = 0;
+    if (ready.empty()) {
+      while (done[i]) ++i;  // a cycle: the first not done
+    } else {
+      i = *ready.begin();
+      ready.erase(ready.begin());
+    }
+    done[i] = true;
+    for (size_t c : callers[i]) {
+      if (!done[c] && --pending[c] == 0) ready.insert(c);
+    }
+    if (auto change = observe(look[i].first, look[i].second)) changes.push_back(std::move(*change));
+  }
+  return changes;
 }
 
 std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Service& s,
@@ -121,11 +165,26 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
   w.peak_ratio = ratio;
   w.load_ratio = load_ratio;
   w.p99_seconds = sample.p99_seconds;
+  // A callee slower already: the earliest of its open warnings.
+  const SlowdownWarning* callee = nullptr;
+  for (const auto& [caller, callee_name] : calls_) {
+    if (caller != name || callee_name == name) continue;
+    const auto it = services_.find(callee_name);
+    if (it == services_.end() || !it->second.open) continue;
+    if (callee == nullptr || it->second.open->opened_at < callee->opened_at) {
+      callee = &*it->second.open;
+    }
+  }
+  if (callee != nullptr) {
+    w.cause = "its callee " + callee->service + "'s slowdown warning " +
+              std::to_string(callee->id) + ", open for " + spoken(sample.at - callee->opened_at);
+  }
   w.summary = now + ", " + printed("%.2fx", ratio) + " its usual " + millis(usual);
   if (std::isfinite(load_ratio)) {
     w.summary += ", at " + printed("%.2fx", load_ratio) + " its usual load";
   }
   if (std::isfinite(sample.p99_seconds)) w.summary += "; its P99 is " + millis(sample.p99_seconds);
+  if (!w.cause.empty()) w.summary += "; likely cause: " + w.cause;
   s.open = w;
   return SlowdownChange{
       true, w, "slowdown warning " + std::to_string(w.id) + " on " + name + ": " + w.summary};
@@ -180,6 +239,7 @@ nlohmann::json SlowdownWatch::to_json(Clock::TimePoint now) const {
                 {"peak_ratio", w.peak_ratio},
                 {"load_ratio", number(w.load_ratio)},
                 {"p99_seconds", number(w.p99_seconds)},
+                {"cause", w.cause},
                 {"summary", w.summary}};
   };
   json services = json::array();
@@ -234,6 +294,7 @@ Result<void> SlowdownWatch::from_json(const nlohmann::json& state, Clock::TimePo
           std::isnan(w.peak_ratio)) {
         throw BadField{field, "service_seconds, usual_seconds and peak_ratio must be numbers"};
       }
+      w.cause = j.at("cause").get<std::string>();
       w.summary = j.at("summary").get<std::string>();
       return w;
     };

@@ -42,6 +42,7 @@
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/clock.h"
@@ -88,7 +89,12 @@ struct SlowdownWarning {
   double peak_ratio = 0;       // the highest smoothed service time over the usual while open
   double load_ratio = NAN;     // the load over its usual at the opening; NaN when unknown
   double p99_seconds = NAN;    // the latest P99 at the opening; NaN when unknown
-  std::string summary;         // what was said at the opening
+  // A service it calls already slower at the opening (the earliest such warning): "its callee db's
+  // slowdown warning 2, open for 3 min"; "" when none. A caller that waits on a slower callee
+  // while holding its worker takes longer per request too: the callee's warning is the one to
+  // read.
+  std::string cause;
+  std::string summary;  // what was said at the opening
 };
 
 struct SlowdownChange {
@@ -105,6 +111,13 @@ class SlowdownWatch {
   // service's last one, or whose service time is not a positive finite number, changes nothing
   // (a gap).
   std::optional<SlowdownChange> observe(const std::string& service, const SlowdownSample& sample);
+  // The next scrapes of several services (a look at all of them), callees before their callers
+  // (set_calls; in a cycle, in the order given), so that a caller's warning opening at the same
+  // look as its callee's names it: the changes, in that order.
+  std::vector<SlowdownChange> observe(
+      const std::vector<std::pair<std::string, SlowdownSample>>& look);
+  // The learned call graph: (caller, callee) pairs.
+  void set_calls(std::vector<std::pair<std::string, std::string>> calls);
 
   // The open warnings, then the cleared ones kept; newest first within each.
   std::vector<SlowdownWarning> warnings() const;
@@ -162,6 +175,7 @@ class SlowdownWatch {
                                      const SlowdownSample& sample, Clock::Duration elapsed);
 
   SlowdownWatchOptions options_;
+  std::vector<std::pair<std::string, std::string>> calls_;
   std::map<std::string, Service> services_;
   std::deque<SlowdownWarning> cleared_;  // newest first
   std::uint64_t next_id_ = 1;

@@ -382,5 +382,47 @@ TEST_F(SlowdownWatchTest, AForgottenServiceLosesItsUsualAndItsOpenWarning) {
   EXPECT_EQ(watch.opened(), 1U);  // numbers go on
 }
 
+// A caller that waits on its callee while holding a worker gets slower with it: at the same look,
+// the callee's warning opens first whatever the order given, and the caller's names it.
+TEST_F(SlowdownWatchTest, ACallerSlowedByItsCalleeNamesTheCalleesWarning) {
+  watch.set_calls({{"web", "db"}, {"web", "web"}});
+  auto look = [&](double web, double db) {
+    clock.advance(1min);
+    const double x = noise();
+    return watch.observe(std::vector<std::pair<std::string, SlowdownSample>>{
+        {"web", {clock.now(), web * x, NAN, 200}}, {"db", {clock.now(), db * x, NAN, 400}}});
+  };
+  for (int i = 0; i < 6 * 60; ++i) EXPECT_TRUE(look(0.1, 0.05).empty());
+  std::vector<SlowdownChange> opened;
+  for (int i = 0; i < 10 && opened.empty(); ++i) opened = look(0.2, 0.15);
+  ASSERT_EQ(opened.size(), 2U);
+  EXPECT_EQ(opened[0].warning.service, "db");
+  EXPECT_EQ(opened[0].warning.cause, "");
+  EXPECT_EQ(opened[1].warning.service, "web");
+  EXPECT_EQ(opened[1].warning.cause, "its callee db's slowdown warning 1, open for 0 s");
+  EXPECT_NE(opened[1].message.find("; likely cause: its callee db's slowdown warning 1"),
+            std::string::npos)
+      << opened[1].message;
+  // Saved and restored with it.
+  SlowdownWatch restored;
+  ASSERT_TRUE(restored.from_json(watch.to_json(clock.now()), clock.now()));
+  EXPECT_EQ(restored.open_warning("web")->cause, opened[1].warning.cause);
+}
+
+TEST_F(SlowdownWatchTest, ServicesCallingEachOtherAreAllObserved) {
+  watch.set_calls({{"a", "b"}, {"b", "c"}, {"c", "a"}, {"d", "a"}});
+  for (int i = 0; i < 40; ++i) {
+    clock.advance(1min);
+    watch.observe(
+        std::vector<std::pair<std::string, SlowdownSample>>{{"d", {clock.now(), 0.1, NAN, NAN}},
+                                                            {"a", {clock.now(), 0.1, NAN, NAN}},
+                                                            {"b", {clock.now(), 0.1, NAN, NAN}},
+                                                            {"c", {clock.now(), 0.1, NAN, NAN}}});
+  }
+  const nlohmann::json state = watch.to_json(clock.now());
+  ASSERT_EQ(state["services"].size(), 4U);
+  for (const auto& s : state["services"]) EXPECT_EQ(s["steps"], 36) << s["name"];
+}
+
 }  // namespace
 }  // namespace prescale::healing
