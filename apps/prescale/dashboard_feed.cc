@@ -29,11 +29,13 @@ healing::IncidentWatchOptions incident_options(const DashboardFeedOptions& feed)
   return o;
 }
 
-// A restart's cold replicas take real time: under --time-scale T, whose comparisons come once a
-// real second at most, T of them settle (a real minute, or more), 10 at least.
+// A restart's cold replicas take real time: under --time-scale T the comparisons come once a
+// controller minute (60/T real seconds) and once a real second at most, so min(T, 60) of them
+// settle a real minute; 10 at least.
 healing::SlowdownWatchOptions slowdown_options(const DashboardFeedOptions& feed) {
   healing::SlowdownWatchOptions o = feed.slowdowns;
-  o.settle_steps = std::max(o.settle_steps, static_cast<int>(std::ceil(feed.time_scale)));
+  o.settle_steps =
+      std::max(o.settle_steps, static_cast<int>(std::ceil(std::min(feed.time_scale, 60.0))));
   return o;
 }
 

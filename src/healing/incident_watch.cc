@@ -163,7 +163,8 @@ std::string IncidentWatch::cause(const std::string& name, const Service& s,
            " slowdown warning " + std::to_string(w.id) + ", open for " +
            spoken(sample.at - w.opened_at) + ": each request takes " +
            printed("%.2fx", w.service_seconds / w.usual_seconds) + " its usual " +
-           millis(w.usual_seconds) + " in service";
+           millis(w.usual_seconds) + " in service" +
+           (w.cause.empty() ? std::string() : " (likely cause: " + w.cause + ")");
   }
   if (sample.planned_replicas > 0 && sample.ready_replicas >= 0 &&
       sample.ready_replicas < sample.planned_replicas) {

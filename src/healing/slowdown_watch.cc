@@ -40,7 +40,13 @@ std::optional<SlowdownChange> SlowdownWatch::observe(const std::string& service,
     s.points.pop_front();
   }
   if (s.points.size() < min_points) return std::nullopt;
-  if (s.fed_at && sample.at - *s.fed_at < options_.step) return std::nullopt;
+  // Once per `step` of the clock, at its first sample in it: the services of a look compare at
+  // the same look (a caller with its callee), whenever each began.
+  const auto step_of = [this](Clock::TimePoint t) {
+    const auto n = t.time_since_epoch().count(), d = options_.step.count();
+    return d > 0 ? (n >= 0 ? n / d : -((-n + d - 1) / d)) : n;
+  };
+  if (s.fed_at && step_of(sample.at) == step_of(*s.fed_at)) return std::nullopt;
   const Clock::Duration elapsed = s.fed_at ? sample.at - *s.fed_at : Clock::Duration::zero();
   s.fed_at = sample.at;
   return step(service, s, sample, elapsed);
@@ -53,17 +59,20 @@ void SlowdownWatch::set_calls(std::vector<std::pair<std::string, std::string>> c
 std::vector<SlowdownChange> SlowdownWatch::observe(
     const std::vector<std::pair<std::string, SlowdownSample>>& look) {
   // Kahn's order on the look's services: one whose callees in the look are all done goes next,
-  // the first in the look's order among them; in a cycle, the first not done.
+  // the first in the look's order among them. When none is (cycles), a service of a cycle: from
+  // the first not done, callees not done are followed until one comes again (each service not
+  // done then has one), so a caller of a cycle still waits for it.
   const size_t n = look.size();
   std::map<std::string_view, size_t> index;
   for (size_t i = 0; i < n; ++i) index.emplace(look[i].first, i);
-  std::vector<int> pending(n, 0);
-  std::vector<std::vector<size_t>> callers(n);
+  std::vector<int> pending(n, 0);  // callees in the look not done yet
+  std::vector<std::vector<size_t>> callers(n), callees(n);
   for (const auto& [caller, callee] : calls_) {
     const auto a = index.find(caller), b = index.find(callee);
     if (a == index.end() || b == index.end() || a->second == b->second) continue;
     ++pending[a->second];
     callers[b->second].push_back(a->second);
+    callees[a->second].push_back(b->second);
   }
   std::set<size_t> ready;
   for (size_t i = 0; i < n; ++i) {
@@ -74,7 +83,17 @@ std::vector<SlowdownChange> SlowdownWatch::observe(
   for (size_t taken = 0; taken < n; ++taken) {
     size_t i = 0;
     if (ready.empty()) {
-      while (done[i]) ++i;  // a cycle: the first not done
+      while (done[i]) ++i;
+      std::vector<bool> seen(n, false);
+      while (!seen[i]) {
+        seen[i] = true;
+        for (size_t c : callees[i]) {
+          if (!done[c]) {
+            i = c;
+            break;
+          }
+        }
+      }
     } else {
       i = *ready.begin();
       ready.erase(ready.begin());
@@ -294,7 +313,9 @@ Result<void> SlowdownWatch::from_json(const nlohmann::json& state, Clock::TimePo
           std::isnan(w.peak_ratio)) {
         throw BadField{field, "service_seconds, usual_seconds and peak_ratio must be numbers"};
       }
-      w.cause = j.at("cause").get<std::string>();
+      if (const auto cause = j.find("cause"); cause != j.end()) {
+        w.cause = cause->get<std::string>();
+      }
       w.summary = j.at("summary").get<std::string>();
       return w;
     };

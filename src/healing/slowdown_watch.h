@@ -112,8 +112,10 @@ class SlowdownWatch {
   // (a gap).
   std::optional<SlowdownChange> observe(const std::string& service, const SlowdownSample& sample);
   // The next scrapes of several services (a look at all of them), callees before their callers
-  // (set_calls; in a cycle, in the order given), so that a caller's warning opening at the same
-  // look as its callee's names it: the changes, in that order.
+  // (set_calls; the members of a cycle before its callers, among themselves from where the walk
+  // met it), so that a caller's warning opening at the same look as its callee's names it: the
+  // changes, in that order. Every service compares at the first look of each `step` of the clock,
+  // so a caller and its callee compare at the same look.
   std::vector<SlowdownChange> observe(
       const std::vector<std::pair<std::string, SlowdownSample>>& look);
   // The learned call graph: (caller, callee) pairs.
