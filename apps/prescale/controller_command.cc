@@ -423,31 +423,11 @@ int ControllerCommand::run() const {
   DashboardFeed feed(
       model, [&world](std::string_view service) { return world.totals(service); }, prescale_policy,
       std::move(feed_options), clock);
-  if (store) {
-    if (auto restored = restore_feed_state(*store, feed, clock.now()); !restored) {
-      spdlog::warn("incidents and slowdown warnings in {} not restored ({}); watching afresh",
-                   f.state_dir, restored.error().message);
-    } else if (*restored) {
-      spdlog::info("restored the incidents and slowdown warnings from {} ({} and {} so far)",
-                   f.state_dir, feed.incidents().opened(), feed.slowdowns().opened());
-    }
-  }
+  if (store) restore_feed_state_said(*store, feed, clock.now(), f.state_dir);
   TimelineSaver timeline;
   auto save_state = [&] {
-    if (!store) return;
-    if (prescale_policy != nullptr) {
-      if (auto saved =
-              control::save_policy_state(*store, *prescale_policy, clock.now(), clock.wall_now());
-          !saved) {
-        spdlog::warn("saving the learned state to {} failed: {}", f.state_dir,
-                     saved.error().message);
-      }
-    }
-    auto saved = save_feed_state(*store, feed, clock.now(), clock.wall_now());
-    if (saved) saved = timeline.save(*store, model, clock.wall_now());
-    if (!saved) {
-      spdlog::warn("saving the incidents, warnings and timeline to {} failed: {}", f.state_dir,
-                   saved.error().message);
+    if (store) {
+      save_platform_state(*store, prescale_policy, feed, model, timeline, clock, f.state_dir);
     }
   };
   // The services as the dashboard shows them: from the file, with each Deployment's revision and

@@ -1,10 +1,14 @@
 #include "feed_state.h"
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "control/persistent_policy_state.h"
 
 namespace prescale {
 namespace {
@@ -38,6 +42,34 @@ Result<bool> restore_feed_state(const control::HistoryStore& store, DashboardFee
     return unreadable(store, kFeedStateKey, restored.error().message);
   }
   return true;
+}
+
+void save_platform_state(control::HistoryStore& store, const scaling::PrescalePolicy* policy,
+                         const DashboardFeed& feed, const dashboard::DashboardModel& model,
+                         TimelineSaver& timeline, Clock& clock, std::string_view state_dir) {
+  if (policy != nullptr) {
+    if (auto saved = control::save_policy_state(store, *policy, clock.now(), clock.wall_now());
+        !saved) {
+      spdlog::warn("saving the learned state to {} failed: {}", state_dir, saved.error().message);
+    }
+  }
+  auto saved = save_feed_state(store, feed, clock.now(), clock.wall_now());
+  if (saved) saved = timeline.save(store, model, clock.wall_now());
+  if (!saved) {
+    spdlog::warn("saving the incidents, warnings and timeline to {} failed: {}", state_dir,
+                 saved.error().message);
+  }
+}
+
+void restore_feed_state_said(const control::HistoryStore& store, DashboardFeed& feed,
+                             Clock::TimePoint now, std::string_view state_dir) {
+  if (auto restored = restore_feed_state(store, feed, now); !restored) {
+    spdlog::warn("incidents and slowdown warnings in {} not restored ({}); watching afresh",
+                 state_dir, restored.error().message);
+  } else if (*restored) {
+    spdlog::info("restored the incidents and slowdown warnings from {} ({} and {} so far)",
+                 state_dir, feed.incidents().opened(), feed.slowdowns().opened());
+  }
 }
 
 Result<void> TimelineSaver::save(control::HistoryStore& store,

@@ -19,6 +19,10 @@
 #include "dashboard/dashboard_model.h"
 #include "dashboard_feed.h"
 
+namespace prescale::scaling {
+class PrescalePolicy;
+}
+
 namespace prescale {
 
 inline constexpr std::string_view kFeedStateKey = "prescale/healing";
@@ -42,6 +46,17 @@ class TimelineSaver {
  private:
   std::optional<std::uint64_t> saved_up_to_;  // the model's last event id at the last write
 };
+
+// What `prescale up` and `prescale controller` do once a minute and at the stop: the policy's
+// learned state (save_policy_state; when `policy` is not null), the feed's and the timeline. A
+// failure is a warning naming `state_dir`; the next save tries again.
+void save_platform_state(control::HistoryStore& store, const scaling::PrescalePolicy* policy,
+                         const DashboardFeed& feed, const dashboard::DashboardModel& model,
+                         TimelineSaver& timeline, Clock& clock, std::string_view state_dir);
+// restore_feed_state() with a line in the log: what came back, or why nothing did (the feed then
+// watches afresh).
+void restore_feed_state_said(const control::HistoryStore& store, DashboardFeed& feed,
+                             Clock::TimePoint now, std::string_view state_dir);
 
 // Adds the saved events to `model` (at most its limit, the newest), before this run's: how many.
 // Errors: the store's; kInvalidArgument (naming the event) for a timeline this build cannot read,

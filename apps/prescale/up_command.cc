@@ -496,13 +496,7 @@ int run_up(const UpFlags& f) {
     }
   }
   // The incidents and slowdown warnings go on too, their numbers and what they are judged on.
-  if (auto restored = restore_feed_state(*store, *feed, clock.now()); !restored) {
-    spdlog::warn("incidents and slowdown warnings in {} not restored ({}); watching afresh",
-                 f.state_dir, restored.error().message);
-  } else if (*restored) {
-    spdlog::info("restored the incidents and slowdown warnings from {} ({} and {} so far)",
-                 f.state_dir, feed->incidents().opened(), feed->slowdowns().opened());
-  }
+  restore_feed_state_said(*store, *feed, clock.now(), f.state_dir);
   TimelineSaver timeline;
   auto save_state = [&] {
     // Deleted while running (by hand, a cleaner of /tmp), the open file would take every save
@@ -519,20 +513,7 @@ int run_up(const UpFlags& f) {
       *store = std::move(*reopened);
       timeline = TimelineSaver();  // the new file has none yet
     }
-    if (prescale_policy != nullptr) {
-      if (auto saved =
-              control::save_policy_state(*store, *prescale_policy, clock.now(), clock.wall_now());
-          !saved) {
-        spdlog::warn("saving the learned state to {} failed: {}", f.state_dir,
-                     saved.error().message);
-      }
-    }
-    auto saved = save_feed_state(*store, *feed, clock.now(), clock.wall_now());
-    if (saved) saved = timeline.save(*store, model, clock.wall_now());
-    if (!saved) {
-      spdlog::warn("saving the incidents, warnings and timeline to {} failed: {}", f.state_dir,
-                   saved.error().message);
-    }
+    save_platform_state(*store, prescale_policy, *feed, model, timeline, clock, f.state_dir);
   };
   Clock::TimePoint next_save = clock.now() + std::chrono::minutes(1);
 
