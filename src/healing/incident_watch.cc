@@ -147,24 +147,34 @@ std::string IncidentWatch::cause(const std::string& name, const Service& s,
         *event->at >= sample.at ? "just before" : spoken(sample.at - *event->at) + " before";
     return "a " + event->kind + " " + when + ": " + event->message;
   }
-  // A slower service: its own warning, else the earliest of its callees'.
-  const SlowdownWarning* slower = nullptr;
-  if (const auto own = slowdowns_.find(name); own != slowdowns_.end()) slower = &own->second;
+  // A slower service: its own warning, else the earliest of its callees' (and with its own, that
+  // callee's too, as it stands now).
+  const SlowdownWarning* callee_slower = nullptr;
   for (const auto& [caller, callee] : calls_) {
-    if (slower != nullptr && slower->service == name) break;
     if (caller != name || callee == name) continue;
     const auto it = slowdowns_.find(callee);
     if (it == slowdowns_.end()) continue;
-    if (slower == nullptr || it->second.opened_at < slower->opened_at) slower = &it->second;
+    if (callee_slower == nullptr || it->second.opened_at < callee_slower->opened_at) {
+      callee_slower = &it->second;
+    }
   }
-  if (slower != nullptr) {
-    const SlowdownWarning& w = *slower;
-    return (w.service == name ? std::string("its") : "its callee " + w.service + "'s") +
-           " slowdown warning " + std::to_string(w.id) + ", open for " +
-           spoken(sample.at - w.opened_at) + ": each request takes " +
-           printed("%.2fx", w.service_seconds / w.usual_seconds) + " its usual " +
-           millis(w.usual_seconds) + " in service" +
-           (w.cause.empty() ? std::string() : " (likely cause: " + w.cause + ")");
+  auto told = [&](const SlowdownWarning& w, const std::string& whose) {
+    return whose + " slowdown warning " + std::to_string(w.id) + ", open for " +
+           spoken(sample.at - w.opened_at);
+  };
+  auto slower_by = [](const SlowdownWarning& w) {
+    return ": each request takes " + printed("%.2fx", w.service_seconds / w.usual_seconds) +
+           " its usual " + millis(w.usual_seconds) + " in service";
+  };
+  if (const auto own = slowdowns_.find(name); own != slowdowns_.end()) {
+    return told(own->second, "its") + slower_by(own->second) +
+           (callee_slower == nullptr
+                ? std::string()
+                : "; and " + told(*callee_slower, "its callee " + callee_slower->service + "'s"));
+  }
+  if (callee_slower != nullptr) {
+    return told(*callee_slower, "its callee " + callee_slower->service + "'s") +
+           slower_by(*callee_slower);
   }
   if (sample.planned_replicas > 0 && sample.ready_replicas >= 0 &&
       sample.ready_replicas < sample.planned_replicas) {

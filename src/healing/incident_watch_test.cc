@@ -244,10 +244,10 @@ TEST_F(IncidentWatchTest, AnOpenSlowdownWarningIsTheLikelyCause) {
   watch.set_slowdown("db", w);
   auto opened = run(5min, 0, 1.0);
   ASSERT_EQ(opened.size(), 1u);
-  // Its own before a callee's, however older.
+  // Its own first, however older the callee's, which follows as it stands now.
   EXPECT_EQ(opened[0].incident.cause,
             "its slowdown warning 3, open for 11 min: each request takes 1.50x its usual 20.0 ms "
-            "in service");
+            "in service; and its callee db's slowdown warning 2, open for 21 min");
   run(2h, 0, 0, "web", 200, false);
   ASSERT_FALSE(watch.open_incident("web"));
   watch.set_slowdown("web", std::nullopt);  // cleared: the callee's is left

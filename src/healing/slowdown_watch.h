@@ -111,11 +111,11 @@ class SlowdownWatch {
   // service's last one, or whose service time is not a positive finite number, changes nothing
   // (a gap).
   std::optional<SlowdownChange> observe(const std::string& service, const SlowdownSample& sample);
-  // The next scrapes of several services (a look at all of them), callees before their callers
-  // (set_calls; the members of a cycle before its callers, among themselves from where the walk
-  // met it), so that a caller's warning opening at the same look as its callee's names it: the
-  // changes, in that order. Every service compares at the first look of each `step` of the clock,
-  // so a caller and its callee compare at the same look.
+  // The next scrapes of several services (a look at all of them), each after its callees in the
+  // look (set_calls) but for one member of each call cycle, which goes first, so that a caller's
+  // warning opening at the same look as its callee's names it: the changes, in that order. Every
+  // service compares at the first look of each `step` of the clock, so a caller and its callee
+  // compare at the same look.
   std::vector<SlowdownChange> observe(
       const std::vector<std::pair<std::string, SlowdownSample>>& look);
   // The learned call graph: (caller, callee) pairs.
