@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stdexcept>
 
 #include "http/json.h"
@@ -125,6 +126,7 @@ struct FakeApiServer::State {
   };
   std::map<std::string, Template> templates;  // by Deployment, where set_template() set one
   std::map<std::string, int> versions;        // resourceVersion, by Deployment
+  std::set<std::string> change_before_patch;  // change_before_next_patch()
   std::vector<std::pair<std::string, Json>> deployment_patches;
   std::map<std::string, FakeReplicaSet> replica_sets;
   std::vector<std::pair<std::string, int>> scaled;
@@ -385,6 +387,7 @@ FakeApiServer::FakeApiServer(std::string name_space, std::string token)
           return status_object(404, "NotFound", "deployments.apps \"" + name + "\" not found");
         }
         int& version = st.versions.try_emplace(name, 1).first->second;
+        if (st.change_before_patch.erase(name) > 0) ++version;
         const Json asked =
             body->contains("metadata") && (*body)["metadata"].contains("resourceVersion")
                 ? (*body)["metadata"]["resourceVersion"]
@@ -524,6 +527,10 @@ std::vector<std::pair<std::string, int>> FakeApiServer::scaled() const {
 std::vector<std::string> FakeApiServer::deleted() const {
   std::lock_guard lock(state_->mu);
   return state_->deleted;
+}
+void FakeApiServer::change_before_next_patch(const std::string& deployment) {
+  std::lock_guard lock(state_->mu);
+  state_->change_before_patch.insert(deployment);
 }
 void FakeApiServer::fail_with(int status) {
   std::lock_guard lock(state_->mu);

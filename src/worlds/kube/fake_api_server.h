@@ -93,6 +93,10 @@ class FakeApiServer {
   // The scale patches received, in order: (deployment, replicas).
   std::vector<std::pair<std::string, int>> scaled() const;
   std::vector<std::string> deleted() const;  // pods deleted or evicted, in order
+  // The Deployment written by another hand (its status, as the Deployment controller writes it
+  // often during a rollout) just before the next merge patch of it arrives: a new
+  // resourceVersion, so a patch naming the one it read is refused, 409 Conflict.
+  void change_before_next_patch(const std::string& deployment);
   // Every request is answered with this status and a Status body while it is not 0.
   void fail_with(int status);
   int requests() const;

@@ -1000,6 +1000,34 @@ TEST_F(KubeRolloutTest, ARollbackPutsTheOldTemplateBackAndIsNotJudgedItself) {
   EXPECT_EQ(world.roll_back("web").error().code, ErrorCode::kNotFound);
 }
 
+// A Deployment written between the rollback's read and its patch (its status, often during a
+// rollout) refuses the patch, 409: the rollback says so as a try to repeat and changes nothing;
+// the next try, on a fresh read, applies it.
+TEST_F(KubeRolloutTest, ARollbackRefusedAsAConflictIsTriedAgainOnAFreshRead) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  const nlohmann::json before = fake_.pod_template("web");
+  fake_.change_before_next_patch("web");
+  Result<int> back = world.roll_back("web");
+  ASSERT_FALSE(back.has_value());
+  EXPECT_EQ(back.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(back.error().message.find("deployment web changed while it was being rolled back"),
+            std::string::npos)
+      << back.error().message;
+  EXPECT_NE(back.error().message.find("409"), std::string::npos) << back.error().message;
+  EXPECT_TRUE(fake_.deployment_patches().empty());
+  EXPECT_EQ(fake_.pod_template("web"), before);
+  back = world.roll_back("web");
+  ASSERT_TRUE(back.has_value()) << back.error().message;
+  EXPECT_EQ(*back, 1);
+  const auto patches = fake_.deployment_patches();
+  ASSERT_EQ(patches.size(), 1u);
+  EXPECT_EQ(patches[0].second["metadata"]["resourceVersion"], "3");  // the fresh read's
+  nlohmann::json expected = web_template("web:1", "aaa");
+  expected["metadata"]["labels"].erase("pod-template-hash");
+  EXPECT_EQ(fake_.pod_template("web"), expected);
+}
+
 // A rollback whose patch was applied though its answer was lost is found done at the next try, by
 // its mark; the same template put back by another hand is not this controller's rollback.
 TEST_F(KubeRolloutTest, ARollbackAlreadyAppliedIsDoneWithNoOtherPatch) {
