@@ -1148,8 +1148,8 @@ TEST(UpTest, AReplicaThatStaysHungIsKilledAndRestarted) {
       << up.log();
 }
 
-// The healer (docs/healing.md): a replica the gateway's outlier detection keeps ejecting, its
-// service's other replica not, is replaced — a new replica starts, the broken one drains — with a
+// The healer (docs/healing.md): a replica the gateway keeps ejecting, its service's other replica
+// not, is replaced — a new replica starts, the broken one drains — with a
 // warning and a "heal" event naming it. Before, it was ejected and tried again for ever, failing
 // requests each time it was back.
 TEST(UpTest, AReplicaThatKeepsFailingIsReplaced) {
@@ -1205,10 +1205,60 @@ gateway:
   }
   EXPECT_EQ(failed, 0) << "every replica serves";
   EXPECT_EQ(up.stop(), 0);
-  EXPECT_NE(up.log().find("heal web-1: ejected 2 times in 5 min by the gateway's outlier "
-                          "detection, its service's other replicas not: replaced (a new replica "
-                          "starts; this one drains)"),
+  EXPECT_NE(up.log().find("heal web-1: ejected 2 times in 5 min by the gateway, its service's "
+                          "other replicas not: replaced (a new replica starts; this one drains)"),
             std::string::npos)
+      << up.log();
+}
+
+// The same when only the gateway's failure-rate breaker takes the replica out (outlier detection
+// that would need 1000 failures in a row): each opening is an ejection to the healer.
+TEST(UpTest, AReplicaWhoseBreakerKeepsOpeningIsReplaced) {
+  TempDir dir;
+  testing::write_broken_server(dir);
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, std::string(R"(version: 1
+policy: {name: hpa}
+healer: {ejections: 2, window: 5m, min_interval: 1s}
+services:
+  - name: web
+    kind: command
+    command: [sh, -c, 'if [ "$PRESCALE_REPLICA" = web-1 ]; then exec python3 )") +
+                                  dir.file("broken.py") + R"( "$0"; else exec )" + PRESCALE_BIN +
+                                  R"( serve echo --port "$0" --threads 1; fi', "{port}"]
+    replicas: {min: 2, max: 2, initial: 2}
+    startup_time: 1s
+gateway:
+  listen: "127.0.0.1:0"
+  outlier_detection: {consecutive_5xx: 1000}
+  circuit_breakers: {minimum_requests: 4, window: 2s, open_duration: 1s}
+  routes:
+    - match: {path_prefix: /}
+      service: web
+      retries: {num_retries: 0}
+)");
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  auto happened = [&](const std::string& kind, const std::string& replica) {
+    const json events = up.events();
+    if (!events.is_object()) return false;
+    return std::any_of(events["events"].begin(), events["events"].end(), [&](const json& e) {
+      return e.value("kind", "") == kind && e.value("replica", "") == replica;
+    });
+  };
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        for (int i = 0; i < 10; ++i) (void)http_get(up.gateway_port(), "/echo", 2s);
+        return happened("heal", "web-1");
+      },
+      60s))
+      << up.log();
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_NE(up.log().find("eject web-1: its requests failed too often: the gateway's circuit "
+                          "breaker opened: out of service"),
+            std::string::npos)
+      << up.log();
+  EXPECT_EQ(up.log().find("ejected by the gateway's outlier detection"), std::string::npos)
       << up.log();
 }
 

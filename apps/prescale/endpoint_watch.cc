@@ -26,10 +26,19 @@ std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
       } else if (host.outlier().ejected(now)) {
         kind = "eject";
         why = "ejected by the gateway's outlier detection";
+      } else if (host.breaker() != nullptr && !host.breaker()->is_accepting(now)) {
+        // Too many of its requests failed in the window, though never 5 in a row: a replica
+        // failing some of them (one bad dependency, a corrupt model shard) is out as an ejected
+        // one is, and counts as one for the healer.
+        kind = "eject";
+        why = "its requests failed too often: the gateway's circuit breaker opened";
       }
       // Ejected again since the last poll, though out then too: back and ejected at once in
-      // between (a replica broken for good fails its first requests back within moments).
-      const std::uint64_t times_ejected = host.outlier().times_ejected();
+      // between (a replica broken for good fails its first requests back within moments). Each
+      // opening of the breaker counts as an ejection.
+      const std::uint64_t times_ejected =
+          host.outlier().times_ejected() +
+          (host.breaker() != nullptr ? host.breaker()->stats().opened : 0);
       const auto counted = ejections_.find(id);
       const bool again =
           kind == "eject" && counted != ejections_.end() && times_ejected > counted->second;
@@ -39,9 +48,7 @@ std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
         if (before == out_.end() || before->second != why) {
           changes.push_back({service, replica, kind, why + ": out of service"});
         } else if (again) {
-          changes.push_back({service, replica, kind,
-                             "ejected again by the gateway's outlier detection: out of "
-                             "service"});
+          changes.push_back({service, replica, kind, why + " again: out of service"});
         }
         out[id] = std::move(why);
       } else if (before != out_.end()) {

@@ -109,8 +109,51 @@ TEST(EndpointWatchTest, AnEjectionAfterAReturnBetweenTwoPollsIsSaid) {
   ASSERT_EQ(changes.size(), 1u) << "the second ejection";
   EXPECT_EQ(changes[0].kind, "eject");
   EXPECT_EQ(changes[0].replica, "web-2");
-  EXPECT_EQ(changes[0].message, "ejected again by the gateway's outlier detection: out of service");
+  EXPECT_EQ(changes[0].message, "ejected by the gateway's outlier detection again: out of service");
   EXPECT_TRUE(watch.poll(h.clock.now()).empty()) << "said once";
+}
+
+// A replica failing more than half of its requests, but never 5 in a row, is not ejected by the
+// outlier detection; the gateway's failure-rate breaker opens on it (20 requests in 10 s, 50 %),
+// and that takes it out of service too: said as an ejection, each opening counted.
+TEST(EndpointWatchTest, AReplicaWhoseBreakerOpensIsOutOfServiceAsAnEjectedOne) {
+  using namespace std::chrono_literals;
+  Harness h;
+  EndpointWatch watch(*h.gw, "/readyz");
+  std::shared_ptr<gateway::UpstreamHost> web1;
+  for (const auto& host : h.gw->cluster("web")->hosts()) {
+    if (host->address() == "127.0.0.1:9001") web1 = host;
+  }
+  ASSERT_NE(web1, nullptr);
+  ASSERT_NE(web1->breaker(), nullptr) << "a breaker per replica by default";
+  auto fail_three_in_five = [&] {
+    for (int i = 0; i < 25; ++i) {
+      auto permit = web1->breaker()->try_acquire(h.clock.now());
+      if (!permit) return;
+      permit->record(h.clock.now(), i % 5 < 3, 10ms);
+    }
+  };
+  EXPECT_TRUE(watch.poll(h.clock.now()).empty());
+  fail_three_in_five();
+  ASSERT_FALSE(web1->outlier().ejected(h.clock.now()));
+  auto changes = watch.poll(h.clock.now());
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].kind, "eject");
+  EXPECT_EQ(changes[0].replica, "web-1");
+  EXPECT_EQ(changes[0].message,
+            "its requests failed too often: the gateway's circuit breaker opened: out of service");
+  EXPECT_TRUE(watch.poll(h.clock.now()).empty()) << "said once";
+  // After its 5 s, half-open: a trial lets it back; the trial fails, and it opens again.
+  h.clock.advance(5100ms);
+  changes = watch.poll(h.clock.now());
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].kind, "healthy");
+  auto trial = web1->breaker()->try_acquire(h.clock.now());
+  ASSERT_TRUE(trial);
+  trial->record(h.clock.now(), true, 10ms);
+  changes = watch.poll(h.clock.now());
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].kind, "eject");
 }
 
 }  // namespace

@@ -87,7 +87,7 @@ std::vector<Remedy> Healer::remedies(Clock::TimePoint now) {
     out.push_back({r.service, id,
                    "ejected " + (n == 1 ? std::string("once") : std::to_string(n) + " times") +
                        " in " + spoken(options_.window) +
-                       " by the gateway's outlier detection, its service's other replicas not"});
+                       " by the gateway, its service's other replicas not"});
     last_remedy_[r.service] = now;
     // Not replaced again, and its ejections count no more, until retry() (they are kept for it).
     r.replaced = true;
