@@ -1212,7 +1212,8 @@ gateway:
 }
 
 // The same when only the gateway's failure-rate breaker takes the replica out (outlier detection
-// that would need 1000 failures in a row): each opening is an ejection to the healer.
+// that would need 1000 failures in a row): an opening is an ejection to the healer, one per 30 s
+// per replica at most, so the second counts after 30 s.
 TEST(UpTest, AReplicaWhoseBreakerKeepsOpeningIsReplaced) {
   TempDir dir;
   testing::write_broken_server(dir);
@@ -1251,7 +1252,7 @@ gateway:
         for (int i = 0; i < 10; ++i) (void)http_get(up.gateway_port(), "/echo", 2s);
         return happened("heal", "web-1");
       },
-      60s))
+      90s))
       << up.log();
   EXPECT_EQ(up.stop(), 0);
   EXPECT_NE(up.log().find("eject web-1: its requests failed too often: the gateway's circuit "

@@ -7,7 +7,7 @@ namespace prescale {
 std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
   std::vector<EndpointChange> changes;
   std::map<std::string, std::string> out;
-  std::map<std::string, std::uint64_t> ejections;
+  std::map<std::string, std::uint64_t> ejections, openings;
   for (const std::string& service : gateway_.services()) {
     const gateway::Cluster* cluster = gateway_.cluster(service);
     if (cluster == nullptr) continue;
@@ -18,7 +18,17 @@ std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
       if (host.draining()) continue;
       const std::string& id = view->specs[i].id;
       const std::string replica = id.substr(0, id.find('@'));
+      // Ejected or opened again since the last poll, though out then too: back and out again in
+      // between (a replica broken for good fails its first requests back within moments).
+      const std::uint64_t times_ejected = host.outlier().times_ejected();
+      const std::uint64_t times_opened =
+          host.breaker() != nullptr ? host.breaker()->stats().opened : 0;
+      const auto ejected_before = ejections_.find(id);
+      const auto opened_before = openings_.find(id);
+      ejections[id] = times_ejected;
+      openings[id] = times_opened;
       std::string kind, why;
+      bool again = false, breaker = false;
       if (!host.healthy()) {
         kind = "unhealthy";
         const std::string& own = host.health_check_path();
@@ -26,29 +36,30 @@ std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
       } else if (host.outlier().ejected(now)) {
         kind = "eject";
         why = "ejected by the gateway's outlier detection";
+        again = ejected_before != ejections_.end() && times_ejected > ejected_before->second;
       } else if (host.breaker() != nullptr && !host.breaker()->is_accepting(now)) {
         // Too many of its requests failed in the window, though never 5 in a row: a replica
-        // failing some of them (one bad dependency, a corrupt model shard) is out as an ejected
-        // one is, and counts as one for the healer.
+        // failing some of them (one bad dependency, a corrupt model shard) is out of service as
+        // an ejected one is.
         kind = "eject";
         why = "its requests failed too often: the gateway's circuit breaker opened";
+        breaker = true;
+        again = opened_before != openings_.end() && times_opened > opened_before->second;
       }
-      // Ejected again since the last poll, though out then too: back and ejected at once in
-      // between (a replica broken for good fails its first requests back within moments). Each
-      // opening of the breaker counts as an ejection.
-      const std::uint64_t times_ejected =
-          host.outlier().times_ejected() +
-          (host.breaker() != nullptr ? host.breaker()->stats().opened : 0);
-      const auto counted = ejections_.find(id);
-      const bool again =
-          kind == "eject" && counted != ejections_.end() && times_ejected > counted->second;
-      ejections[id] = times_ejected;
       const auto before = out_.find(id);
+      const bool anew = before == out_.end() || before->second != why;
       if (!why.empty()) {
-        if (before == out_.end() || before->second != why) {
-          changes.push_back({service, replica, kind, why + ": out of service"});
-        } else if (again) {
-          changes.push_back({service, replica, kind, why + " again: out of service"});
+        if (anew || again) {
+          EndpointChange c{service, replica,
+                           kind,    why + (anew ? "" : " again") + ": out of service",
+                           breaker, kind == "eject"};
+          if (breaker) {
+            const auto counted = breaker_counted_.find(id);
+            c.counts =
+                counted == breaker_counted_.end() || now - counted->second >= kBreakerCountEvery;
+            if (c.counts) breaker_counted_[id] = now;
+          }
+          changes.push_back(std::move(c));
         }
         out[id] = std::move(why);
       } else if (before != out_.end()) {
@@ -58,6 +69,9 @@ std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
   }
   out_ = std::move(out);
   ejections_ = std::move(ejections);
+  openings_ = std::move(openings);
+  std::erase_if(breaker_counted_,
+                [&](const auto& entry) { return !ejections_.contains(entry.first); });
   return changes;
 }
 

@@ -1,7 +1,7 @@
 // EndpointWatch: says when the gateway takes a replica out of service by itself — its health
-// checks fail (a hung replica, one whose readiness turned off) or outlier detection ejects it —
-// and when it is back. The supervisor sees a replica exit, not these: a replica stopped with
-// SIGSTOP stays ready to it while the gateway sends it nothing.
+// checks fail (a hung replica, one whose readiness turned off), outlier detection ejects it, or
+// its failure-rate breaker opens — and when it is back. The supervisor sees a replica exit, not
+// these: a replica stopped with SIGSTOP stays ready to it while the gateway sends it nothing.
 //
 // Thread safety: one thread calls poll(); the gateway serves and checks meanwhile.
 #pragma once
@@ -22,10 +22,21 @@ struct EndpointChange {
   std::string replica;  // the endpoint's id up to its '@' (`<replica>@<port>`)
   std::string kind;     // "unhealthy", "eject" (out of service), "healthy" (back)
   std::string message;  // why it is out, or that it is back
+  // An "eject" by the failure-rate breaker, not the outlier detection. An open breaker is no
+  // verdict on a release (a rollout fails on outlier ejections only; the rollout analysis judges
+  // error rates), and overload opens breakers too.
+  bool breaker = false;
+  // An "eject" the healer counts: every outlier ejection (those back off: 30 s, then longer), and
+  // a breaker's opening at most once per kBreakerCountEvery per replica (a breaker reopens every
+  // few seconds, and a burst of overload would count as many ejections).
+  bool counts = false;
 };
 
 class EndpointWatch {
  public:
+  // The outlier detection's base ejection time, at the defaults.
+  static constexpr Clock::Duration kBreakerCountEvery = std::chrono::seconds(30);
+
   // `health_check_path`: gateway.health_check.path, asked of replicas without a path of their own.
   EndpointWatch(const gateway::Gateway& gateway, std::string health_check_path)
       : gateway_(gateway), health_check_path_(std::move(health_check_path)) {}
@@ -41,6 +52,8 @@ class EndpointWatch {
   const std::string health_check_path_;
   std::map<std::string, std::string> out_;  // endpoint id -> why it is out of service
   std::map<std::string, std::uint64_t> ejections_;  // endpoint id -> its times_ejected() then
+  std::map<std::string, std::uint64_t> openings_;   // endpoint id -> its breaker's openings then
+  std::map<std::string, Clock::TimePoint> breaker_counted_;  // the last counted opening
 };
 
 }  // namespace prescale

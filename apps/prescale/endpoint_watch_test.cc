@@ -142,6 +142,8 @@ TEST(EndpointWatchTest, AReplicaWhoseBreakerOpensIsOutOfServiceAsAnEjectedOne) {
   EXPECT_EQ(changes[0].replica, "web-1");
   EXPECT_EQ(changes[0].message,
             "its requests failed too often: the gateway's circuit breaker opened: out of service");
+  EXPECT_TRUE(changes[0].breaker) << "no verdict on a release";
+  EXPECT_TRUE(changes[0].counts);
   EXPECT_TRUE(watch.poll(h.clock.now()).empty()) << "said once";
   // After its 5 s, half-open: a trial lets it back; the trial fails, and it opens again.
   h.clock.advance(5100ms);
@@ -154,6 +156,40 @@ TEST(EndpointWatchTest, AReplicaWhoseBreakerOpensIsOutOfServiceAsAnEjectedOne) {
   changes = watch.poll(h.clock.now());
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_EQ(changes[0].kind, "eject");
+  EXPECT_FALSE(changes[0].counts) << "one opening counted per 30 s";
+  // Open again while out (the next trial failed before a poll saw it back): said again, and
+  // counted once 30 s have passed since the last counted one.
+  for (int round = 0; round < 6; ++round) {
+    h.clock.advance(5100ms);
+    trial = web1->breaker()->try_acquire(h.clock.now());
+    ASSERT_TRUE(trial);
+    trial->record(h.clock.now(), true, 10ms);
+    changes = watch.poll(h.clock.now());
+    ASSERT_EQ(changes.size(), 1u) << round;
+    EXPECT_EQ(changes[0].message,
+              "its requests failed too often: the gateway's circuit breaker opened again: out of "
+              "service");
+    EXPECT_EQ(changes[0].counts, round == 4) << round;  // 30.6 s after the first
+  }
+}
+
+// An outlier ejection is a verdict: it counts each time and fails a rollout's replica.
+TEST(EndpointWatchTest, AnOutlierEjectionCountsAndIsNoBreakers) {
+  Harness h;
+  EndpointWatch watch(*h.gw, "/readyz");
+  std::shared_ptr<gateway::UpstreamHost> web2;
+  for (const auto& host : h.gw->cluster("web")->hosts()) {
+    if (host->address() == "127.0.0.1:9002") web2 = host;
+  }
+  ASSERT_NE(web2, nullptr);
+  gateway::OutlierDetector detector;
+  for (int i = 0; i < 5; ++i) {
+    detector.record(web2->outlier(), gateway::UpstreamOutcome::response(500), h.clock.now());
+  }
+  const auto changes = watch.poll(h.clock.now());
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_TRUE(changes[0].counts);
+  EXPECT_FALSE(changes[0].breaker);
 }
 
 }  // namespace

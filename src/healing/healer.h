@@ -1,9 +1,11 @@
 // Healer: remedies for replicas that keep failing while they run. The gateway's outlier detection
 // takes a replica that fails in a row out of service for a while (30 s, then longer each time),
-// then tries it again; a replica that is broken for good — a lost connection it never re-opens, a
-// corrupted cache, a leak — goes on being ejected, failing requests each time it is back and
-// holding a place among the replicas the policy asked for. The healer replaces it: a new replica
-// starts, and the old one leaves the gateway and drains at once (World::restart).
+// then tries it again (and its failure-rate breaker, which the caller counts as an ejection once
+// per 30 s at most, one that fails too often); a replica that is broken for good — a lost
+// connection it never re-opens, a corrupted cache, a leak — goes on being ejected, failing requests
+// each time it is back and holding a place among the replicas the policy asked for. The healer
+// replaces it: a new replica starts, and the old one leaves the gateway and drains at once
+// (World::restart).
 //
 // A replica is replaced when the gateway has ejected it `ejections` times within `window` and no
 // other replica of its service has been ejected more than once in that window: when several fail
@@ -48,7 +50,7 @@ enum class RemedyKind {
 struct Remedy {
   std::string service;
   std::string replica;
-  std::string reason;  // "ejected 3 times in 10 min by the gateway's outlier detection"
+  std::string reason;  // "ejected 3 times in 10 min by the gateway, its service's other ..."
   RemedyKind kind = RemedyKind::kEjected;
 };
 

@@ -263,8 +263,8 @@ class Supervisor {
   Result<void> validate(const ReplicaTemplate& t) const;
   RolloutStatus rollout(std::string_view service) const;
   // A replica seen failing while it serves (the gateway's outlier detection ejected it for its
-  // errors, its service's old replicas not). During a rolling update, a replica of the new
-  // revision seen so fails the rollout at once: a release that starts but answers errors is
+  // errors; not an open breaker, which overload causes too). During a rolling update, a replica of
+  // the new revision seen so fails the rollout at once: a release that starts but answers errors is
   // rolled back (at the next tick). Otherwise nothing changes. Returns whether it failed one.
   bool failing(std::string_view replica_id, const std::string& why);
 
