@@ -111,6 +111,26 @@ TEST_F(RolloutJudgeTest, ARefusedRollbackIsTriedAgainWithABackOffAndCountedOnce)
   EXPECT_EQ(rollbacks(), 1);
 }
 
+// A rollback refused as a conflict (409: the Deployment's status written between the controller's
+// read and its patch, as happens often during a rollout) is tried again a second later, on a
+// fresh read, and goes through: counted once.
+TEST_F(RolloutJudgeTest, ARollbackRefusedAsAConflictIsTriedAgainAndGoesThrough) {
+  kube::KubeWorld world = make_world();
+  RolloutJudge judge(world, nullptr, &rollbacks_);
+  look(world, judge, {});
+  fake_.change_before_next_patch("web");
+  clock_.advance(1s);
+  look(world, judge, {"web-n", "web-n"});  // 409: nothing applied
+  EXPECT_TRUE(fake_.deployment_patches().empty());
+  EXPECT_EQ(rollbacks(), 0);
+  EXPECT_FALSE(judge.rolled_back().contains("web"));
+  clock_.advance(1s);
+  look(world, judge, {});
+  ASSERT_EQ(fake_.deployment_patches().size(), 1u);
+  EXPECT_EQ(rollbacks(), 1);
+  EXPECT_TRUE(judge.rolled_back().contains("web"));
+}
+
 // A rollback whose patch was applied but whose answer was lost: by the next try the Deployment
 // controller has taken the old ReplicaSet up again; the Deployment's mark tells it was this
 // rollback, said and counted once, with no other patch.
