@@ -1148,13 +1148,20 @@ TEST(UpTest, AReplicaThatStaysHungIsKilledAndRestarted) {
       << up.log();
 }
 
-// The healer (docs/healing.md): a replica the gateway keeps ejecting, its service's other replica
-// not, is replaced — a new replica starts, the broken one drains — with a
-// warning and a "heal" event naming it. Before, it was ejected and tried again for ever, failing
-// requests each time it was back.
-TEST(UpTest, AReplicaThatKeepsFailingIsReplaced) {
-  TempDir dir;
-  // web-1 answers its health paths and fails everything else; the others are echo servers.
+// Whether the platform's timeline has an event of `kind` naming `replica`.
+bool happened(const Platform& up, const std::string& kind, const std::string& replica) {
+  const json events = up.events();
+  if (!events.is_object()) return false;
+  return std::any_of(events["events"].begin(), events["events"].end(), [&](const json& e) {
+    return e.value("kind", "") == kind && e.value("replica", "") == replica;
+  });
+}
+
+// Two replicas of web under the HPA, a healer that replaces at 2 ejections: web-1 answers its
+// health paths and fails everything else (testing::write_broken_server), the others are echo
+// servers. `gateway` is the gateway's settings besides its listen address and route (no
+// retries). Returns the file's path.
+std::string broken_web_yaml(const TempDir& dir, const std::string& gateway) {
   testing::write_broken_server(dir);
   const std::string config = dir.file("prescale.yaml");
   testing::write_file(config, std::string(R"(version: 1
@@ -1170,33 +1177,38 @@ services:
     startup_time: 1s
 gateway:
   listen: "127.0.0.1:0"
-  outlier_detection: {consecutive_5xx: 2, interval: 1s, base_ejection_time: 1s,
-                      max_ejection_percent: 50}
+)" + gateway + R"(
   routes:
     - match: {path_prefix: /}
       service: web
       retries: {num_retries: 0}
 )");
+  return config;
+}
+
+// The healer (docs/healing.md): a replica the gateway keeps ejecting, its service's other replica
+// not, is replaced — a new replica starts, the broken one drains — with a
+// warning and a "heal" event naming it. Before, it was ejected and tried again for ever, failing
+// requests each time it was back.
+TEST(UpTest, AReplicaThatKeepsFailingIsReplaced) {
+  TempDir dir;
+  const std::string config = broken_web_yaml(
+      dir,
+      "  outlier_detection: {consecutive_5xx: 2, interval: 1s, base_ejection_time: 1s,\n"
+      "                      max_ejection_percent: 50}");
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   ASSERT_TRUE(up.started()) << up.log();
-  auto happened = [&](const std::string& kind, const std::string& replica) {
-    const json events = up.events();
-    if (!events.is_object()) return false;
-    return std::any_of(events["events"].begin(), events["events"].end(), [&](const json& e) {
-      return e.value("kind", "") == kind && e.value("replica", "") == replica;
-    });
-  };
   // Requests until the healer has acted: web-1 fails its share and is ejected each time it is back.
   EXPECT_TRUE(testing::wait_for(
       [&] {
         for (int i = 0; i < 10; ++i) (void)http_get(up.gateway_port(), "/echo", 2s);
-        return happened("heal", "web-1");
+        return happened(up, "heal", "web-1");
       },
       60s))
       << up.log();
   // Its replacement (web-3) is ready and web-1 has stopped.
   EXPECT_TRUE(testing::wait_for(
-      [&] { return happened("ready", "web-3") && happened("stop", "web-1"); }, 30s))
+      [&] { return happened(up, "ready", "web-3") && happened(up, "stop", "web-1"); }, 30s))
       << up.events().dump();
   int failed = 0;
   for (int i = 0; i < 20; ++i) {
@@ -1216,41 +1228,16 @@ gateway:
 // per replica at most, so the second counts after 30 s.
 TEST(UpTest, AReplicaWhoseBreakerKeepsOpeningIsReplaced) {
   TempDir dir;
-  testing::write_broken_server(dir);
-  const std::string config = dir.file("prescale.yaml");
-  testing::write_file(config, std::string(R"(version: 1
-policy: {name: hpa}
-healer: {ejections: 2, window: 5m, min_interval: 1s}
-services:
-  - name: web
-    kind: command
-    command: [sh, -c, 'if [ "$PRESCALE_REPLICA" = web-1 ]; then exec python3 )") +
-                                  dir.file("broken.py") + R"( "$0"; else exec )" + PRESCALE_BIN +
-                                  R"( serve echo --port "$0" --threads 1; fi', "{port}"]
-    replicas: {min: 2, max: 2, initial: 2}
-    startup_time: 1s
-gateway:
-  listen: "127.0.0.1:0"
-  outlier_detection: {consecutive_5xx: 1000}
-  circuit_breakers: {minimum_requests: 4, window: 2s, open_duration: 1s}
-  routes:
-    - match: {path_prefix: /}
-      service: web
-      retries: {num_retries: 0}
-)");
+  const std::string config =
+      broken_web_yaml(dir,
+                      "  outlier_detection: {consecutive_5xx: 1000}\n"
+                      "  circuit_breakers: {minimum_requests: 4, window: 2s, open_duration: 1s}");
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   ASSERT_TRUE(up.started()) << up.log();
-  auto happened = [&](const std::string& kind, const std::string& replica) {
-    const json events = up.events();
-    if (!events.is_object()) return false;
-    return std::any_of(events["events"].begin(), events["events"].end(), [&](const json& e) {
-      return e.value("kind", "") == kind && e.value("replica", "") == replica;
-    });
-  };
   EXPECT_TRUE(testing::wait_for(
       [&] {
         for (int i = 0; i < 10; ++i) (void)http_get(up.gateway_port(), "/echo", 2s);
-        return happened("heal", "web-1");
+        return happened(up, "heal", "web-1");
       },
       90s))
       << up.log();

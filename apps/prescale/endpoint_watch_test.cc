@@ -37,6 +37,13 @@ struct Harness {
     }
     EXPECT_TRUE(found) << "no host " << address;
   }
+  // The gateway's host of web at `address`; null when none.
+  std::shared_ptr<gateway::UpstreamHost> host(const std::string& address) const {
+    for (const auto& h : gw->cluster("web")->hosts()) {
+      if (h->address() == address) return h;
+    }
+    return nullptr;
+  }
   ManualClock clock;
   std::unique_ptr<gateway::Gateway> gw;
 };
@@ -81,10 +88,7 @@ TEST(EndpointWatchTest, AnEjectionAfterAReturnBetweenTwoPollsIsSaid) {
   using namespace std::chrono_literals;
   Harness h;
   EndpointWatch watch(*h.gw, "/readyz");
-  std::shared_ptr<gateway::UpstreamHost> web2;
-  for (const auto& host : h.gw->cluster("web")->hosts()) {
-    if (host->address() == "127.0.0.1:9002") web2 = host;
-  }
+  const std::shared_ptr<gateway::UpstreamHost> web2 = h.host("127.0.0.1:9002");
   ASSERT_NE(web2, nullptr);
   gateway::OutlierDetector detector;  // its rule: 5 5xx in a row eject, 30 s the first time
   auto fail_five = [&] {
@@ -120,10 +124,7 @@ TEST(EndpointWatchTest, AReplicaWhoseBreakerOpensIsOutOfServiceAsAnEjectedOne) {
   using namespace std::chrono_literals;
   Harness h;
   EndpointWatch watch(*h.gw, "/readyz");
-  std::shared_ptr<gateway::UpstreamHost> web1;
-  for (const auto& host : h.gw->cluster("web")->hosts()) {
-    if (host->address() == "127.0.0.1:9001") web1 = host;
-  }
+  const std::shared_ptr<gateway::UpstreamHost> web1 = h.host("127.0.0.1:9001");
   ASSERT_NE(web1, nullptr);
   ASSERT_NE(web1->breaker(), nullptr) << "a breaker per replica by default";
   auto fail_three_in_five = [&] {
@@ -177,10 +178,7 @@ TEST(EndpointWatchTest, AReplicaWhoseBreakerOpensIsOutOfServiceAsAnEjectedOne) {
 TEST(EndpointWatchTest, AnOutlierEjectionCountsAndIsNoBreakers) {
   Harness h;
   EndpointWatch watch(*h.gw, "/readyz");
-  std::shared_ptr<gateway::UpstreamHost> web2;
-  for (const auto& host : h.gw->cluster("web")->hosts()) {
-    if (host->address() == "127.0.0.1:9002") web2 = host;
-  }
+  const std::shared_ptr<gateway::UpstreamHost> web2 = h.host("127.0.0.1:9002");
   ASSERT_NE(web2, nullptr);
   gateway::OutlierDetector detector;
   for (int i = 0; i < 5; ++i) {
