@@ -27,6 +27,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::Subprocess;
 using testing::TempDir;
 
@@ -678,6 +679,52 @@ gateway:
       says(controller, "replacing " + pods.web_names[1] + " of web: ejected once in 10 min"))
       << controller.log();
   EXPECT_THAT(controller.log(), HasSubstr("(evicted: a new pod starts; this one leaves)"));
+}
+
+// A pod that fails its requests but never in a row as the outlier detection counts them (set to
+// 1,000 here) is taken out of service by the gateway's failure-rate breaker: the gateway counts its
+// breaker's openings by endpoint, and the controller says the pod ejected and evicts it as one
+// the outlier detection ejects (about 20 s).
+TEST(RenderKubernetesTest, TheRenderedControllerEvictsAPodWhoseBreakerKeepsOpening) {
+  TempDir dir;
+  const std::string config = R"(version: 1
+policy: {name: hpa}
+healer: {ejections: 1}
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 2, max: 2, initial: 2}
+    startup_time: 2s
+gateway:
+  health_check: {interval: 1s, timeout: 500ms}
+  outlier_detection: {consecutive_5xx: 1000, consecutive_gateway_failure: 1000}
+  circuit_breakers: {minimum_requests: 4, window: 2s, open_duration: 1s}
+)";
+  const auto [docs, mounted] = render_and_mount(dir, config);
+  ASSERT_FALSE(docs.empty());
+  RunningPods pods = run_pods(dir, mounted, docs, 2);
+  ASSERT_GT(pods.port, 0);
+  kube::fake::FakeApiServer& api = *pods.api;
+  const Subprocess& controller = *pods.controller;
+  const auto broken = break_pod(dir, pods, 1);
+  ASSERT_NE(broken, nullptr);
+  Subprocess load(
+      {PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(pods.port), "--rate",
+       "20", "--duration", "40s", "--mix", "GET /echo:1"},
+      dir.file("load.log"));
+  ASSERT_TRUE(testing::wait_for([&] { return !api.deleted().empty(); }, 35s))
+      << controller.log() << pods.gateway->log();
+  EXPECT_EQ(api.deleted(), std::vector<std::string>{pods.web_names[1]});
+  EXPECT_THAT(get_body(pods.gateway_admin, "/metrics"),
+              HasSubstr("prescale_gateway_endpoint_breaker_openings_total{service=\"web\""));
+  EXPECT_TRUE(says(controller, "eject " + pods.web_names[1] +
+                                   ": its requests failed too often: a gateway's circuit breaker "
+                                   "opened"))
+      << controller.log();
+  EXPECT_TRUE(
+      says(controller, "replacing " + pods.web_names[1] + " of web: ejected once in 10 min"))
+      << controller.log();
+  EXPECT_THAT(controller.log(), Not(HasSubstr("ejected by a gateway's outlier detection")));
 }
 
 // web rolls out revision 2 (ReplicaSet web-9f2d) over revision 1 (web-5c7b), as the stand-in API

@@ -173,12 +173,13 @@ Clock::Duration replacement_lead(const scaling::ServiceObservation& s, Clock::Du
   return 2 * startup + std::chrono::seconds(10) + h.look_interval + h.leave_time;
 }
 
-// `restarted` and `ejections` are what KubeWorld::take_restarted() and take_ejections() told since
-// the last look.
+// `restarted`, `ejections` and `breaker_openings` are what KubeWorld::take_restarted(),
+// take_ejections() and take_breaker_openings() told since the last look.
 void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
           DashboardFeed& feed, const std::vector<std::string>& restarted,
-          const std::vector<std::pair<std::string, std::string>>& ejections, bool recommend_only,
-          Clock::TimePoint now) {
+          const std::vector<std::pair<std::string, std::string>>& ejections,
+          const std::vector<std::pair<std::string, std::string>>& breaker_openings,
+          bool recommend_only, Clock::TimePoint now) {
   std::set<std::string> present;
   for (const scaling::ServiceObservation& s : snapshot.services) {
     const auto limit = h.limits.find(s.name);
@@ -208,6 +209,11 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
   for (const auto& [service, pod] : ejections) {
     if (!present.contains(pod)) continue;
     h.healer.ejected(service, pod, now);
+    h.looked_at.insert(pod);
+  }
+  for (const auto& [service, pod] : breaker_openings) {
+    if (!present.contains(pod)) continue;
+    h.healer.breaker_opened(service, pod, now);
     h.looked_at.insert(pod);
   }
   // A replacement given up (none was ready in time): the pod stays, and is watched afresh after a
@@ -525,9 +531,11 @@ int ControllerCommand::run() const {
     last_tick = clock.now().time_since_epoch().count();
     const std::vector<std::string> restarted = world.take_restarted();
     std::vector<std::pair<std::string, std::string>> ejections = world.take_ejections();
+    const std::vector<std::pair<std::string, std::string>> breaker_openings =
+        world.take_breaker_openings();
     // The pods' events, for the timeline and the incidents' causes.
     for (const PodEvent& e : pod_timeline.look(controller.last_snapshot(), restarted, ejections,
-                                               world.pods_stale(clock.now()))) {
+                                               breaker_openings, world.pods_stale(clock.now()))) {
       if (e.kind == "crash" || e.kind == "eject") {
         spdlog::warn("{} {}: {}", e.kind, e.pod, e.message);
       }
@@ -538,7 +546,7 @@ int ControllerCommand::run() const {
                        clock.now());
     if (config.healer.enabled) {
       heal(cluster_healing, controller.last_snapshot(), world, feed, restarted, ejections,
-           f.recommend_only, clock.now());
+           breaker_openings, f.recommend_only, clock.now());
     }
 
     const std::vector<control::Event> events = controller.take_events();

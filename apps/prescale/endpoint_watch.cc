@@ -50,16 +50,8 @@ std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
       const bool anew = before == out_.end() || before->second != why;
       if (!why.empty()) {
         if (anew || again) {
-          EndpointChange c{service, replica,
-                           kind,    why + (anew ? "" : " again") + ": out of service",
-                           breaker, kind == "eject"};
-          if (breaker) {
-            const auto counted = breaker_counted_.find(id);
-            c.counts =
-                counted == breaker_counted_.end() || now - counted->second >= kBreakerCountEvery;
-            if (c.counts) breaker_counted_[id] = now;
-          }
-          changes.push_back(std::move(c));
+          changes.push_back(
+              {service, replica, kind, why + (anew ? "" : " again") + ": out of service", breaker});
         }
         out[id] = std::move(why);
       } else if (before != out_.end()) {
@@ -70,8 +62,6 @@ std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
   out_ = std::move(out);
   ejections_ = std::move(ejections);
   openings_ = std::move(openings);
-  std::erase_if(breaker_counted_,
-                [&](const auto& entry) { return !ejections_.contains(entry.first); });
   return changes;
 }
 

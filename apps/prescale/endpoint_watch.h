@@ -24,19 +24,13 @@ struct EndpointChange {
   std::string message;  // why it is out, or that it is back
   // An "eject" by the failure-rate breaker, not the outlier detection. An open breaker is no
   // verdict on a release (a rollout fails on outlier ejections only; the rollout analysis judges
-  // error rates), and overload opens breakers too.
+  // error rates), and overload opens breakers too; the healer counts its openings as ejections
+  // once per 30 s at most (Healer::breaker_opened).
   bool breaker = false;
-  // An "eject" the healer counts: every outlier ejection (those back off: 30 s, then longer), and
-  // a breaker's opening at most once per kBreakerCountEvery per replica (a breaker reopens every
-  // few seconds, and a burst of overload would count as many ejections).
-  bool counts = false;
 };
 
 class EndpointWatch {
  public:
-  // The outlier detection's base ejection time, at the defaults.
-  static constexpr Clock::Duration kBreakerCountEvery = std::chrono::seconds(30);
-
   // `health_check_path`: gateway.health_check.path, asked of replicas without a path of their own.
   EndpointWatch(const gateway::Gateway& gateway, std::string health_check_path)
       : gateway_(gateway), health_check_path_(std::move(health_check_path)) {}
@@ -53,7 +47,6 @@ class EndpointWatch {
   std::map<std::string, std::string> out_;  // endpoint id -> why it is out of service
   std::map<std::string, std::uint64_t> ejections_;  // endpoint id -> its times_ejected() then
   std::map<std::string, std::uint64_t> openings_;   // endpoint id -> its breaker's openings then
-  std::map<std::string, Clock::TimePoint> breaker_counted_;  // the last counted opening
 };
 
 }  // namespace prescale

@@ -2,9 +2,10 @@
 
 namespace prescale {
 
-std::vector<PodEvent> PodTimeline::look(
-    const scaling::Snapshot& snapshot, const std::vector<std::string>& restarted,
-    const std::vector<std::pair<std::string, std::string>>& ejections, bool stale) {
+std::vector<PodEvent> PodTimeline::look(const scaling::Snapshot& snapshot,
+                                        const std::vector<std::string>& restarted,
+                                        const ServicePods& ejections,
+                                        const ServicePods& breaker_openings, bool stale) {
   using scaling::ReplicaState;
   std::vector<PodEvent> events;
   std::map<std::string, Seen> now;
@@ -44,6 +45,10 @@ std::vector<PodEvent> PodTimeline::look(
   }
   for (const auto& [service, pod] : ejections) {
     events.push_back({"eject", service, pod, "ejected by a gateway's outlier detection"});
+  }
+  for (const auto& [service, pod] : breaker_openings) {
+    events.push_back({"eject", service, pod,
+                      "its requests failed too often: a gateway's circuit breaker opened"});
   }
   if (!stale) {
     pods_ = std::move(now);

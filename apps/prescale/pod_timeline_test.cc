@@ -61,11 +61,26 @@ TEST(PodTimelineTest, AStartingPodThatIsNotReadyYetIsNoDrain) {
 // look: the pods of the first good one started before the controller too.
 TEST(PodTimelineTest, AStaleListIsNoLookAtThePods) {
   PodTimeline t;
-  EXPECT_EQ(told(t.look(pods({}), {}, {{"web", "web-a"}}, /*stale=*/true)), "eject:web-a");
+  EXPECT_EQ(told(t.look(pods({}), {}, {{"web", "web-a"}}, {{"web", "web-a"}}, /*stale=*/true)),
+            "eject:web-a eject:web-a");
   EXPECT_EQ(told(t.look(pods({{"web-a", ReplicaState::kReady}}), {}, {})), "");
-  EXPECT_EQ(told(t.look(pods({}), {"web-a"}, {}, /*stale=*/true)), "crash:web-a")
+  EXPECT_EQ(told(t.look(pods({}), {"web-a"}, {}, {}, /*stale=*/true)), "crash:web-a")
       << "the last good list's pod; none gone";
   EXPECT_EQ(told(t.look(pods({{"web-a", ReplicaState::kReady}}), {}, {})), "");
+}
+
+// A pod whose breaker a gateway opened is out of that gateway's service: told as an ejection,
+// with its cause, after the outlier detection's.
+TEST(PodTimelineTest, ABreakerOpeningIsToldAsAnEjectionWithItsCause) {
+  PodTimeline t;
+  (void)t.look(pods({{"web-a", ReplicaState::kReady}, {"web-b", ReplicaState::kReady}}), {}, {});
+  const std::vector<PodEvent> events =
+      t.look(pods({{"web-a", ReplicaState::kReady}, {"web-b", ReplicaState::kReady}}), {},
+             {{"web", "web-b"}}, {{"web", "web-a"}});
+  ASSERT_EQ(told(events), "eject:web-b eject:web-a");
+  EXPECT_EQ(events[0].message, "ejected by a gateway's outlier detection");
+  EXPECT_EQ(events[1].service, "web");
+  EXPECT_EQ(events[1].message, "its requests failed too often: a gateway's circuit breaker opened");
 }
 
 }  // namespace

@@ -689,8 +689,9 @@ int run_up(const UpFlags& f) {
       next_look = real.now() + std::chrono::seconds(1);
       for (const EndpointChange& c : endpoint_watch.poll(real.now())) {
         feed->on_endpoint_change(c);
-        if (c.kind == "eject" && c.counts) healer.ejected(c.service, c.replica, real.now());
+        if (c.kind == "eject" && c.breaker) healer.breaker_opened(c.service, c.replica, real.now());
         if (c.kind == "eject" && !c.breaker) {
+          healer.ejected(c.service, c.replica, real.now());
           // A new revision's replica answering errors fails its rolling update.
           (void)supervisor.failing(c.replica, "was " + c.message);
         }

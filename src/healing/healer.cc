@@ -31,6 +31,14 @@ void Healer::ejected(const std::string& service, const std::string& replica, Clo
   expire(r, now);
 }
 
+void Healer::breaker_opened(const std::string& service, const std::string& replica,
+                            Clock::TimePoint now) {
+  Record& r = replicas_[replica];
+  if (r.breaker_counted && now - *r.breaker_counted < kBreakerCountEvery) return;
+  r.breaker_counted = now;
+  ejected(service, replica, now);
+}
+
 void Healer::memory(const std::string& service, const std::string& replica, Clock::TimePoint now,
                     std::uint64_t bytes, std::uint64_t limit, Clock::Duration lead) {
   Record& r = replicas_[replica];

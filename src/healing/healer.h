@@ -1,11 +1,11 @@
 // Healer: remedies for replicas that keep failing while they run. The gateway's outlier detection
 // takes a replica that fails in a row out of service for a while (30 s, then longer each time),
-// then tries it again (and its failure-rate breaker, which the caller counts as an ejection once
-// per 30 s at most, one that fails too often); a replica that is broken for good — a lost
-// connection it never re-opens, a corrupted cache, a leak — goes on being ejected, failing requests
-// each time it is back and holding a place among the replicas the policy asked for. The healer
-// replaces it: a new replica starts, and the old one leaves the gateway and drains at once
-// (World::restart).
+// then tries it again (and its failure-rate breaker takes one that fails too often out of service,
+// counted as an ejection once per 30 s at most: breaker_opened()); a replica that is broken for
+// good — a lost connection it never re-opens, a corrupted cache, a leak — goes on being ejected,
+// failing requests each time it is back and holding a place among the replicas the policy asked
+// for. The healer replaces it: a new replica starts, and the old one leaves the gateway and drains
+// at once (World::restart).
 //
 // A replica is replaced when the gateway has ejected it `ejections` times within `window` and no
 // other replica of its service has been ejected more than once in that window: when several fail
@@ -58,8 +58,16 @@ class Healer {
  public:
   explicit Healer(HealerOptions options = {}) : options_(options) {}
 
-  // The gateway ejected `replica` of `service` at `now`.
+  // A breaker opening counts as an ejection at most this often per replica: the outlier
+  // detection's base ejection time at its defaults. A breaker reopens every few seconds while its
+  // trials fail, and a burst of overload, which opens breakers too, would count as many ejections.
+  static constexpr Clock::Duration kBreakerCountEvery = std::chrono::seconds(30);
+
+  // The gateway ejected `replica` of `service` at `now` (its outlier detection).
   void ejected(const std::string& service, const std::string& replica, Clock::TimePoint now);
+  // A gateway's failure-rate breaker of `replica` of `service` opened at `now`: an ejection, if
+  // none was counted of its breaker within kBreakerCountEvery.
+  void breaker_opened(const std::string& service, const std::string& replica, Clock::TimePoint now);
   // A look at `replica`'s resident memory: `bytes` at `now`, with its service's memory `limit`
   // (0: none) and the `lead` a replacement needs (to start, be ready, and let it drain).
   void memory(const std::string& service, const std::string& replica, Clock::TimePoint now,
@@ -88,6 +96,7 @@ class Healer {
   struct Record {
     std::string service;
     std::vector<Clock::TimePoint> ejections;  // within the window, oldest first
+    std::optional<Clock::TimePoint> breaker_counted;  // its breaker's last opening counted
     std::optional<MemoryTrend> memory;        // once looked at
     std::uint64_t memory_limit = 0;
     Clock::Duration lead{0};

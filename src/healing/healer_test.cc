@@ -101,6 +101,26 @@ TEST_F(HealerTest, AReplicaThatLeftIsForgotten) {
   EXPECT_TRUE(healer.remedies(clock.now()).empty());
 }
 
+// A breaker reopens every few seconds while its trials fail: its openings count as one ejection
+// per 30 s. They add up with the outlier detection's ejections, and a replica's are its own.
+TEST_F(HealerTest, ABreakerOpeningCountsAsAnEjectionOncePerThirtySeconds) {
+  for (int i = 0; i < 6; ++i) {  // 0 s to 25 s: one counted
+    healer.breaker_opened("web", "web-2", clock.now());
+    clock.advance(5s);
+  }
+  healer.breaker_opened("web", "web-3", clock.now());  // another replica's: its own
+  EXPECT_TRUE(healer.remedies(clock.now()).empty());
+  healer.breaker_opened("web", "web-2", clock.now());  // 30 s after the first: counted
+  EXPECT_TRUE(healer.remedies(clock.now()).empty()) << "twice";
+  clock.advance(1s);
+  eject("web-2");
+  const std::vector<Remedy> r = healer.remedies(clock.now());
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].replica, "web-2");
+  EXPECT_EQ(r[0].reason,
+            "ejected 3 times in 10 min by the gateway, its service's other replicas not");
+}
+
 // A replica whose memory grows steadily toward its limit is replaced once the growth reaches the
 // limit within the lead (its replacement's startup and its drain), while it still serves; every
 // replica of a service leaking alike is replaced, without waiting for min_interval.

@@ -30,6 +30,13 @@ void Gateway::Impl::collect_cluster_metrics(std::vector<telemetry::FamilySnapsho
       MetricType::kCounter,
       {"service", "endpoint"},
       {}};
+  telemetry::FamilySnapshot endpoint_openings{
+      "prescale_gateway_endpoint_breaker_openings_total",
+      "Openings of the failure-rate breaker of one endpoint (host:port) of an upstream service, "
+      "for endpoints whose breaker opened at least once while in the service's endpoints",
+      MetricType::kCounter,
+      {"service", "endpoint"},
+      {}};
   telemetry::FamilySnapshot overflows{
       "prescale_gateway_overflows_total",
       "Attempts refused: no endpoint in service, max_requests, max_connections, "
@@ -59,8 +66,11 @@ void Gateway::Impl::collect_cluster_metrics(std::vector<telemetry::FamilySnapsho
       } else {
         ++ready;
       }
-      if (const FailureRateBreaker* b = h->breaker(); b != nullptr && !b->is_accepting(now)) {
-        ++breakers;
+      if (const FailureRateBreaker* b = h->breaker(); b != nullptr) {
+        if (!b->is_accepting(now)) ++breakers;
+        if (const std::uint64_t n = b->stats().opened; n > 0) {
+          endpoint_openings.series.push_back({{name, h->address()}, static_cast<double>(n), {}});
+        }
       }
       if (const std::uint64_t n = h->outlier().times_ejected(); n > 0) {
         endpoint_ejections.series.push_back({{name, h->address()}, static_cast<double>(n), {}});
@@ -95,6 +105,7 @@ void Gateway::Impl::collect_cluster_metrics(std::vector<telemetry::FamilySnapsho
   out.push_back(std::move(open));
   out.push_back(std::move(ejections));
   out.push_back(std::move(endpoint_ejections));
+  out.push_back(std::move(endpoint_openings));
   out.push_back(std::move(overflows));
   out.push_back(std::move(admission));
 }

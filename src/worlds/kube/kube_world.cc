@@ -146,8 +146,30 @@ Json merge_patch_between(const Json& from, const Json& to) {
   return patch;
 }
 
-// Ejections (and restarts) kept for take_ejections() (take_restarted()) at most.
+// Ejections (restarts, looks with breaker openings) kept for take_ejections() (take_restarted(),
+// take_breaker_openings()) at most.
 constexpr std::size_t kMaxEjections = 1000;
+
+// A gateway's counter by (service, endpoint), as the family `name` of its metrics has it
+// (prescale_gateway_endpoint_ejections_total and the like).
+using EndpointCounts = std::map<std::pair<std::string, std::string>, double>;
+EndpointCounts by_endpoint(const std::vector<telemetry::ParsedFamily>& families,
+                           std::string_view name) {
+  EndpointCounts out;
+  const auto f =
+      std::find_if(families.begin(), families.end(),
+                   [&](const telemetry::ParsedFamily& family) { return family.name == name; });
+  if (f == families.end()) return out;
+  for (const telemetry::ParsedSample& sample : f->samples) {
+    std::string service, endpoint;
+    for (const auto& [k, v] : sample.labels) {
+      if (k == "service") service = v;
+      if (k == "endpoint") endpoint = v;
+    }
+    if (!service.empty() && !endpoint.empty()) out[{service, endpoint}] = sample.value;
+  }
+  return out;
+}
 // A Deployment read this soon after this world patched its scale may be the API server cache's
 // older copy: what was patched stands.
 constexpr Clock::Duration kPatchSettle = std::chrono::seconds(5);
@@ -202,6 +224,9 @@ struct KubeWorld::State {
     std::map<std::string, double, std::less<>> recent;
     // Its outlier ejections by (service, endpoint): prescale_gateway_endpoint_ejections_total.
     std::map<std::pair<std::string, std::string>, double> ejections = {};
+    // Its breakers' openings by (service, endpoint):
+    // prescale_gateway_endpoint_breaker_openings_total.
+    std::map<std::pair<std::string, std::string>, double> openings = {};
     // Its attempts at each upstream address (healing::attempts_by_upstream).
     std::map<std::string, healing::RevisionSample> upstreams = {};
   };
@@ -424,6 +449,8 @@ struct KubeWorld::State {
   std::vector<std::string> restarted;        // since take_restarted()
   // (service, pod) of each ejection by a gateway since take_ejections().
   std::vector<std::pair<std::string, std::string>> ejected;
+  // (service, pod) of each look that found a pod's breaker opened since take_breaker_openings().
+  std::vector<std::pair<std::string, std::string>> breaker_opened;
   bool adopted_marks = false;         // the first list's marked pods were looked for
   // The observation at which an API call last timed out: the rest of that look's calls (a scale
   // per service) fail at once rather than each take the timeout.
@@ -477,6 +504,7 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
   std::vector<Result<http::Response>> answers = client.get_all(peers, "/metrics");
   GatewayLook look;
   std::map<std::pair<std::string, std::string>, double> look_ejections;  // by (service, pod)
+  std::set<std::pair<std::string, std::string>> look_openings;           // (service, pod)
   for (size_t i = 0; i < asked.size(); ++i) {
     const Pod& p = *asked[i];
     const std::string key = "gateway " + p.name;
@@ -550,23 +578,11 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
       traffic::add(gateway_total, reading);  // new: all of it is since it started
       look.catching_up = true;
     }
-    // Its ejections of each endpoint since its last answer (all of them, for a new process or a
-    // pod that came after the first list).
-    std::map<std::pair<std::string, std::string>, double> ejections;
-    if (auto f = std::find_if(families->begin(), families->end(),
-                              [](const telemetry::ParsedFamily& family) {
-                                return family.name == "prescale_gateway_endpoint_ejections_total";
-                              });
-        f != families->end()) {
-      for (const telemetry::ParsedSample& sample : f->samples) {
-        std::string service, endpoint;
-        for (const auto& [k, v] : sample.labels) {
-          if (k == "service") service = v;
-          if (k == "endpoint") endpoint = v;
-        }
-        if (!service.empty() && !endpoint.empty()) ejections[{service, endpoint}] = sample.value;
-      }
-    }
+    // Its ejections and breaker openings of each endpoint since its last answer (all of them, for
+    // a new process or a pod that came after the first list).
+    EndpointCounts ejections = by_endpoint(*families, "prescale_gateway_endpoint_ejections_total");
+    EndpointCounts openings =
+        by_endpoint(*families, "prescale_gateway_endpoint_breaker_openings_total");
     const bool counts_all =
         new_process || (!known && !first_gateways->contains(p.uid) && !counted.contains(p.uid));
     for (const auto& [address, n] : upstreams) {
@@ -585,24 +601,33 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
         healing::add_attempts(upstream_total[address], n, {});
       }
     }
-    if (known || counts_all) {
-      for (const auto& [at, n] : ejections) {
+    // By pod: how much `counts` grew since the gateway's last answer (a counter that went down
+    // started again: all of it).
+    auto grown = [&](const EndpointCounts& counts, const EndpointCounts& before_then, auto&& add) {
+      if (!known && !counts_all) return;
+      for (const auto& [at, n] : counts) {
         double before = 0;
         if (known && !new_process) {
-          const auto was = last->second.ejections.find(at);
-          if (was != last->second.ejections.end() && was->second <= n) before = was->second;
+          const auto was = before_then.find(at);
+          if (was != before_then.end() && was->second <= n) before = was->second;
         }
         if (!(n - before >= 1)) continue;
-        if (const Pod* pod = pod_at(at.first, at.second)) {
-          double& most = look_ejections[{at.first, pod->name}];
-          most = std::max(most, std::min(n - before, 10.0));
-        }
+        if (const Pod* pod = pod_at(at.first, at.second)) add(at.first, pod->name, n - before);
       }
-    }
+    };
+    grown(ejections, known ? last->second.ejections : EndpointCounts{},
+          [&](const std::string& service, const std::string& pod, double n) {
+            double& most = look_ejections[{service, pod}];
+            most = std::max(most, std::min(n, 10.0));
+          });
+    grown(openings, known ? last->second.openings : EndpointCounts{},
+          [&](const std::string& service, const std::string& pod, double) {
+            look_openings.insert({service, pod});
+          });
     counted.insert(p.uid);
-    gateway_last[p.uid] =
-        GatewaySeen{std::move(reading), process_start,        p.restarts,          observation, now,
-                    std::move(recent),  std::move(ejections), std::move(upstreams)};
+    gateway_last[p.uid] = GatewaySeen{
+        std::move(reading), process_start,        p.restarts,          observation,         now,
+        std::move(recent),  std::move(ejections), std::move(openings), std::move(upstreams)};
   }
   // Each gateway ejects on its own: a pod is told as ejected as often as the gateway that ejected
   // it most often this look did, not as all of them together.
@@ -610,6 +635,11 @@ KubeWorld::State::GatewayLook KubeWorld::State::read_gateways(const std::vector<
     for (int i = 0; i < static_cast<int>(n) && ejected.size() < kMaxEjections; ++i) {
       ejected.push_back(at);
     }
+  }
+  // A breaker reopens every few seconds while its trials fail: a pod is told once a look, and the
+  // healer counts its openings once per 30 s (Healer::breaker_opened).
+  for (const auto& at : look_openings) {
+    if (breaker_opened.size() < kMaxEjections) breaker_opened.push_back(at);
   }
   // Forget pods that are gone, and what was said of them; a pod listed again (it left the list
   // for a while) counts from its next answer.
@@ -1158,6 +1188,10 @@ std::vector<std::string> KubeWorld::take_restarted() {
 
 std::vector<std::pair<std::string, std::string>> KubeWorld::take_ejections() {
   return std::exchange(state_->ejected, {});
+}
+
+std::vector<std::pair<std::string, std::string>> KubeWorld::take_breaker_openings() {
+  return std::exchange(state_->breaker_opened, {});
 }
 
 std::map<std::string, healing::RolloutRevisions> KubeWorld::rollouts() const {

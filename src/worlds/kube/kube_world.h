@@ -133,6 +133,12 @@ class KubeWorld final : public control::World {
   // pod's IP and its port named "http"); at most 10 per pod and gateway at one look, and 1,000
   // kept between calls. A gateway pod of the first list counts from its first answer.
   std::vector<std::pair<std::string, std::string>> take_ejections();
+  // (service, pod) for each look that found a service's pod's failure-rate breaker opened by a
+  // gateway pod since the last call (prescale_gateway_endpoint_breaker_openings_total), once per
+  // look however many openings and gateways; 1,000 kept between calls. An open breaker takes the
+  // pod out of that gateway's service, as an ejection does, but is no verdict on a release:
+  // overload opens breakers too.
+  std::vector<std::pair<std::string, std::string>> take_breaker_openings();
   // The service pods whose containers restarted (restartCount grew: a crash, a failed liveness
   // probe, the kernel at the memory limit) since the last call, once per restart (at most 10 per
   // pod at one look, 1,000 kept between calls): new processes under old names.

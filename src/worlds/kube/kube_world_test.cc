@@ -772,6 +772,46 @@ TEST_F(KubeWorldTest, TwoGatewaysEjectingAPodAtOnceTellItOnce) {
             (std::vector<Ejection>{{"web", "web-a"}, {"web", "web-b"}, {"web", "web-b"}}));
 }
 
+// A pod's breaker openings, by its address: told once a look however many openings and gateways
+// (the healer counts one per 30 s), those before the controller started not at all, and apart
+// from the outlier ejections (an open breaker is no verdict on a release).
+TEST_F(KubeWorldTest, APodsBreakerOpeningsAreToldOnceALookApartFromEjections) {
+  MetricsPort second;
+  fake_.set_pod({.name = "prescale-gateway-2",
+                 .app = "prescale-gateway",
+                 .ports = {{"http", 1}, {"admin", second.port()}}});
+  const std::string web_a = "127.0.0.1:" + std::to_string(web_a_.port());
+  auto metrics = [&](int openings) {
+    return gateway_metrics(1000, 400, 50) +
+           "# TYPE prescale_gateway_endpoint_breaker_openings_total counter\n"
+           "prescale_gateway_endpoint_breaker_openings_total{service=\"web\",endpoint=\"" +
+           web_a + "\"} " + std::to_string(openings) +
+           "\n"
+           "prescale_gateway_endpoint_breaker_openings_total{service=\"web\",endpoint=\"10.0.0.9:"
+           "80\"} " +
+           std::to_string(openings) + "\n";
+  };
+  gateway_.set(metrics(2));
+  second.set(metrics(0));
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  EXPECT_TRUE(world.take_breaker_openings().empty()) << "the past";
+  gateway_.set(metrics(5));
+  second.set(metrics(1));
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  using Opening = std::pair<std::string, std::string>;
+  EXPECT_EQ(world.take_breaker_openings(), (std::vector<Opening>{{"web", "web-a"}}));
+  EXPECT_TRUE(world.take_ejections().empty());
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_TRUE(world.take_breaker_openings().empty()) << "none since";
+  second.set(metrics(2));
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  EXPECT_EQ(world.take_breaker_openings(), (std::vector<Opening>{{"web", "web-a"}}));
+}
+
 // A controller that starts and finds a pod marked whose record of a surge the Deployment does not
 // hold (the policy scaled since, or it went back) surges anew from the Deployment's replicas, with
 // the record made right, and goes back once the others are ready; during a rollout it evicts no
