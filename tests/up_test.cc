@@ -1036,8 +1036,9 @@ TEST(UpTest, AHistoryDeletedWhileRunningIsWrittenAgain) {
 }
 
 // What the platform told goes on across a restart (docs/state.md), whatever the policy: the
-// dashboard's timeline — the first run's drain included — and the incidents and warnings.
-TEST(UpTest, ARestartKeepsTheTimelineWithAnyPolicy) {
+// dashboard's timeline — the first run's drain included —, its charts, and the incidents and
+// warnings.
+TEST(UpTest, ARestartKeepsTheTimelineAndChartsWithAnyPolicy) {
   TempDir dir;
   const std::string config = dir.file("prescale.yaml");
   testing::write_file(config, echo_yaml("5s"));
@@ -1049,15 +1050,25 @@ TEST(UpTest, ARestartKeepsTheTimelineWithAnyPolicy) {
     return n;
   };
   int ready = 0;
+  json charted;  // the first run's chart times
   {
     Platform first(PRESCALE_BIN, dir, config, state, {"--policy", "hpa"}, "first");
     ASSERT_TRUE(first.started()) << first.log();
     ready = count(first.events(), "ready");
     ASSERT_GE(ready, 1) << first.events().dump();
+    // Two observations make the first point (5 s apart here).
+    EXPECT_TRUE(
+        testing::wait_for([&] { return !first.service("web")["series"]["t"].empty(); }, 30s))
+        << first.log();
+    charted = first.service("web")["series"]["t"];
     EXPECT_EQ(first.stop(), 0) << first.log();
   }
   Platform second(PRESCALE_BIN, dir, config, state, {}, "second");
   ASSERT_TRUE(second.started()) << second.log();
+  const json series = second.service("web")["series"];
+  ASSERT_GE(series["t"].size(), charted.size()) << series.dump();
+  EXPECT_EQ(series["t"][0], charted[0]) << "the first run's points, before this one's";
+  EXPECT_EQ(series["ready_replicas"][0], 1) << series.dump();
   const json events = second.events();
   EXPECT_GE(count(events, "ready"), 2 * ready) << events.dump();
   EXPECT_GE(count(events, "stop"), 1) << "the first run's drain: " << events.dump();

@@ -93,10 +93,11 @@ ControllerCommand::ControllerCommand(CLI::App& app) : flags_(std::make_unique<Co
       ->capture_default_str();
   command_->add_option("--admin-port-file", f.admin_port_file,
                        "Write the bound admin port to this file once listening");
-  command_->add_option("--state-dir", f.state_dir,
-                       "Keep the learned history, call graph and capacity, the incidents, "
-                       "slowdown warnings and the dashboard's timeline here across restarts "
-                       "(default: not kept)");
+  command_->add_option(
+      "--state-dir", f.state_dir,
+      "Keep the learned history, call graph and capacity, the incidents, "
+      "slowdown warnings and the dashboard's timeline and charts here across restarts "
+      "(default: not kept)");
   command_->add_option("--log-level", f.log_level, "trace, debug, info, warn, error");
 }
 
@@ -430,10 +431,11 @@ int ControllerCommand::run() const {
       model, [&world](std::string_view service) { return world.totals(service); }, prescale_policy,
       std::move(feed_options), clock);
   if (store) restore_feed_state_said(*store, feed, clock.now(), f.state_dir);
-  TimelineSaver timeline;
-  auto save_state = [&] {
+  DashboardSaver dashboard_saver;
+  auto save_state = [&](bool last = false) {
     if (store) {
-      save_platform_state(*store, prescale_policy, feed, model, timeline, clock, f.state_dir);
+      save_platform_state(*store, prescale_policy, feed, model, dashboard_saver, clock, f.state_dir,
+                          last);
     }
   };
   // The services as the dashboard shows them: from the file, with each Deployment's revision and
@@ -468,6 +470,7 @@ int ControllerCommand::run() const {
     model.set_services(std::move(infos));
   };
   show_services();
+  if (store) restore_charts_said(*store, model, clock.wall_now(), f.state_dir);
   admin_routes.add(http::Method::kGet, "/v1/admission", admission_route);
   admin_routes.add(http::Method::kGet, "/v1/admission/{gateway}", admission_route);
   http::ServerOptions admin_options;
@@ -531,7 +534,7 @@ int ControllerCommand::run() const {
     last_tick = clock.now().time_since_epoch().count();
     const std::vector<std::string> restarted = world.take_restarted();
     std::vector<std::pair<std::string, std::string>> ejections = world.take_ejections();
-    const std::vector<std::pair<std::string, std::string>> breaker_openings =
+    std::vector<std::pair<std::string, std::string>> breaker_openings =
         world.take_breaker_openings();
     // The pods' events, for the timeline and the incidents' causes.
     for (const PodEvent& e : pod_timeline.look(controller.last_snapshot(), restarted, ejections,
@@ -541,7 +544,7 @@ int ControllerCommand::run() const {
       }
       feed.add_event(e.kind, e.service, e.pod, e.message);
     }
-    rollout_judge.look(restarted, ejections,
+    rollout_judge.look(restarted, ejections, breaker_openings,
                        config.healer.enabled && config.healer.rollout_analysis, f.recommend_only,
                        clock.now());
     if (config.healer.enabled) {
@@ -567,7 +570,7 @@ int ControllerCommand::run() const {
     }
   }
   spdlog::info("controller received {}, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  save_state();
+  save_state(/*last=*/true);
   admin.shutdown(std::chrono::seconds(1));
   return 0;
 }

@@ -312,17 +312,117 @@ TEST(DashboardFeedTest, ASlowdownWarningIsShownCountedAndCleared) {
   EXPECT_EQ(metric("prescale_slowdown_warning_open"), 0);
 }
 
+// A state directory of its own, removed at the end.
+struct TempStore {
+  std::string dir = [] {
+    std::string d = (std::filesystem::temp_directory_path() / "prescale-feed-XXXXXX").string();
+    if (::mkdtemp(d.data()) == nullptr) d.clear();
+    return d;
+  }();
+  Result<control::HistoryStore> store = control::HistoryStore::open(dir);
+  ~TempStore() {
+    if (!dir.empty()) std::filesystem::remove_all(dir);
+  }
+};
+
+// The dashboard's charts across a restart (docs/state.md, "prescale/charts"): saved once a minute
+// of their points' time at most, and at the last save; restored before the new run's points,
+// those not before now left out, the newest up to the limit; a state this build cannot read adds
+// nothing and names what is wrong.
+TEST(DashboardFeedTest, TheChartsGoOnAfterARestart) {
+  TempStore temp;
+  ASSERT_TRUE(temp.store) << temp.store.error().message;
+  control::HistoryStore& store = *temp.store;
+  const std::vector<dashboard::ServiceInfo> services = {{"web", "command", 200, 1, 4},
+                                                        {"db", "command", 200, 1, 4}};
+  dashboard::DashboardModel first;
+  first.set_services(services);
+  auto point = [](double t, double load, int ready) {
+    dashboard::ServicePoint p;
+    p.t = t;
+    p.load_rps = load;
+    p.forecast_p90 = load * 1.5;
+    p.planned_replicas = ready + 1;
+    p.ready_replicas = ready;
+    p.p99_ms = 12.25;
+    p.errors_rps = 0;
+    return p;
+  };
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(first.append_point("web", point(1000 + 5 * i, 10 + i, 2)));
+  const auto wall = [](double t) {
+    return Clock::WallTime(
+        std::chrono::duration_cast<Clock::WallTime::duration>(std::chrono::duration<double>(t)));
+  };
+  auto saved_points = [&] {
+    auto blob = store.get_state(kChartsKey);
+    return blob && *blob ? (*blob)->value.at("services").at("web").at("t").size() : 0;
+  };
+  DashboardSaver saver;
+  ASSERT_TRUE(saver.save(store, first, wall(1011)));
+  EXPECT_EQ(saved_points(), 3U);
+  ASSERT_TRUE(first.append_point("web", point(1030, 1.0 / 3, 3)));
+  ASSERT_TRUE(saver.save(store, first, wall(1031)));
+  EXPECT_EQ(saved_points(), 3U) << "20 s of points since the last write: not yet";
+  ASSERT_TRUE(saver.save(store, first, wall(1032), /*last=*/true));
+  EXPECT_EQ(saved_points(), 4U) << "the last save of the run";
+
+  // The next run, its services listed: the points come back, 6 significant digits.
+  dashboard::DashboardModel second;
+  second.set_services(services);
+  auto restored = restore_charts(store, second, wall(1100));
+  ASSERT_TRUE(restored) << restored.error().message;
+  EXPECT_EQ(*restored, 4U);
+  const nlohmann::json was = first.service_json("web")->at("series");
+  const nlohmann::json is = second.service_json("web")->at("series");
+  EXPECT_EQ(is.at("t"), was.at("t"));
+  EXPECT_EQ(is.at("forecast_p90"), was.at("forecast_p90"));
+  EXPECT_EQ(is.at("ready_replicas"), was.at("ready_replicas"));
+  EXPECT_EQ(is.at("memory_mib"), was.at("memory_mib")) << "nulls stay null";
+  EXPECT_NEAR(is.at("load_rps").at(3).get<double>(), 1.0 / 3, 1e-6);
+  EXPECT_TRUE(second.append_point("web", point(1100, 5, 1))) << "this run's points go on";
+  EXPECT_TRUE(second.service_json("db")->at("series").at("t").empty());
+
+  // A clock set back since: the points not before now are left out. A smaller limit keeps the
+  // newest.
+  dashboard::DashboardModel behind;
+  behind.set_services(services);
+  EXPECT_EQ(restore_charts(store, behind, wall(1010)).value_or(0), 2U);
+  dashboard::DashboardModel small({.points_per_service = 2});
+  small.set_services(services);
+  EXPECT_EQ(restore_charts(store, small, wall(1100)).value_or(0), 2U);
+  EXPECT_EQ(small.service_json("web")->at("series").at("t"), nlohmann::json({1010, 1030}));
+
+  // What no run could write.
+  nlohmann::json bad = store.get_state(kChartsKey).value()->value;
+  bad["services"]["web"]["ready_replicas"][1] = -1;
+  ASSERT_TRUE(store.put_state(kChartsKey, bad, 1100));
+  dashboard::DashboardModel refused;
+  refused.set_services(services);
+  auto r = restore_charts(store, refused, wall(1100));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find(
+                "state \"prescale/charts\": services[web].ready_replicas[1]: not a count of "
+                "replicas"),
+            std::string::npos)
+      << r.error().message;
+  bad["services"]["web"]["ready_replicas"][1] = 2;
+  bad["services"]["web"]["load_rps"].erase(0);
+  ASSERT_TRUE(store.put_state(kChartsKey, bad, 1100));
+  r = restore_charts(store, refused, wall(1100));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("services[web].load_rps: not an array of 4 values, as t"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_TRUE(refused.service_json("web")->at("series").at("t").empty()) << "nothing added";
+}
+
 // A restart (docs/state.md): the open warning and incident, their numbers, the timeline and the
 // usual service time they are judged on come back from the state directory, and the episode
 // goes on where it was.
 TEST(DashboardFeedTest, ARestartedPlatformGoesOnWithItsWarningsIncidentsAndTimeline) {
-  std::string dir = (std::filesystem::temp_directory_path() / "prescale-feed-XXXXXX").string();
-  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() { std::filesystem::remove_all(dir); }
-  } cleanup{dir};
-  auto store = control::HistoryStore::open(dir);
+  TempStore temp;
+  auto& store = temp.store;
   ASSERT_TRUE(store) << store.error().message;
 
   ManualClock clock;
@@ -380,8 +480,8 @@ TEST(DashboardFeedTest, ARestartedPlatformGoesOnWithItsWarningsIncidentsAndTimel
   const double opened_at =
       first.model.services_json().at("services").at(0).at("slowdown").at("opened_at");
   ASSERT_TRUE(save_feed_state(*store, *first.feed, clock.now(), clock.wall_now()));
-  TimelineSaver timeline;
-  ASSERT_TRUE(timeline.save(*store, first.model, clock.wall_now()));
+  DashboardSaver saver;
+  ASSERT_TRUE(saver.save(*store, first.model, clock.wall_now()));
 
   // Stopped for ten minutes; the service still slow and failing when it comes back.
   clock.advance(10min);

@@ -3,7 +3,8 @@
 //   - "prescale/healing": the DashboardFeed's state (DashboardFeed::export_state): the incidents
 //     and slowdown warnings, open and past, their numbering, the burn windows and the usual
 //     service times they are judged on;
-//   - "prescale/timeline": the dashboard's events, as many as it keeps.
+//   - "prescale/timeline": the dashboard's events, as many as it keeps;
+//   - "prescale/charts": each service's chart points, as many as the dashboard keeps.
 //
 // Thread safety: one thread (the controller's) calls these.
 #pragma once
@@ -27,6 +28,7 @@ namespace prescale {
 
 inline constexpr std::string_view kFeedStateKey = "prescale/healing";
 inline constexpr std::string_view kTimelineKey = "prescale/timeline";
+inline constexpr std::string_view kChartsKey = "prescale/charts";
 
 // Writes the feed's state; `now` is the controller's clock. Errors: the store's.
 Result<void> save_feed_state(control::HistoryStore& store, const DashboardFeed& feed,
@@ -37,22 +39,28 @@ Result<void> save_feed_state(control::HistoryStore& store, const DashboardFeed& 
 Result<bool> restore_feed_state(const control::HistoryStore& store, DashboardFeed& feed,
                                 Clock::TimePoint now);
 
-// The timeline: written only when events came since the last write.
-class TimelineSaver {
+// The dashboard's timeline and charts. The timeline is written when events came since the last
+// write; the charts (up to a megabyte and more: 4 h of points per service) when points came, at
+// most once per kChartsEvery of the points' own (real) time, or at the `last` save of a run.
+class DashboardSaver {
  public:
+  static constexpr double kChartsEvery = 60;  // seconds
+
   Result<void> save(control::HistoryStore& store, const dashboard::DashboardModel& model,
-                    Clock::WallTime wall_now);
+                    Clock::WallTime wall_now, bool last = false);
 
  private:
   std::optional<std::uint64_t> saved_up_to_;  // the model's last event id at the last write
+  std::optional<double> charted_up_to_;       // the newest point's time at the last write
 };
 
-// What `prescale up` and `prescale controller` do once a minute and at the stop: the policy's
-// learned state (save_policy_state; when `policy` is not null), the feed's and the timeline. A
-// failure is a warning naming `state_dir`; the next save tries again.
+// What `prescale up` and `prescale controller` do once a minute and at the stop (`last`): the
+// policy's learned state (save_policy_state; when `policy` is not null), the feed's, the timeline
+// and the charts. A failure is a warning naming `state_dir`; the next save tries again.
 void save_platform_state(control::HistoryStore& store, const scaling::PrescalePolicy* policy,
                          const DashboardFeed& feed, const dashboard::DashboardModel& model,
-                         TimelineSaver& timeline, Clock& clock, std::string_view state_dir);
+                         DashboardSaver& dashboard, Clock& clock, std::string_view state_dir,
+                         bool last = false);
 // restore_feed_state() with a line in the log: what came back, or why nothing did (the feed then
 // watches afresh).
 void restore_feed_state_said(const control::HistoryStore& store, DashboardFeed& feed,
@@ -63,5 +71,16 @@ void restore_feed_state_said(const control::HistoryStore& store, DashboardFeed& 
 // nothing added.
 Result<size_t> restore_timeline(const control::HistoryStore& store,
                                 dashboard::DashboardModel& model);
+
+// Adds the saved chart points of each service `model` lists (set_services first) before this
+// run's: those before `wall_now` (a clock set back would otherwise leave this run's points
+// refused as not after them), at most its limit per service, the newest. Returns how many.
+// Errors: the store's; kInvalidArgument (naming the service, field and index) for charts this
+// build cannot read, nothing added.
+Result<size_t> restore_charts(const control::HistoryStore& store, dashboard::DashboardModel& model,
+                              Clock::WallTime wall_now);
+// restore_charts() with a warning when they could not be read (the charts then start empty).
+void restore_charts_said(const control::HistoryStore& store, dashboard::DashboardModel& model,
+                         Clock::WallTime wall_now, std::string_view state_dir);
 
 }  // namespace prescale

@@ -33,8 +33,9 @@ std::string whole_seconds(Clock::Duration d) {
 }  // namespace
 
 void RolloutJudge::look(const std::vector<std::string>& restarted,
-                        std::vector<std::pair<std::string, std::string>>& ejections, bool analysis,
-                        bool recommend_only, Clock::TimePoint now) {
+                        std::vector<std::pair<std::string, std::string>>& ejections,
+                        std::vector<std::pair<std::string, std::string>>& breaker_openings,
+                        bool analysis, bool recommend_only, Clock::TimePoint now) {
   std::set<std::string> recorded;
   for (const auto& [s, v] : failed_) recorded.insert(s);
   for (const auto& [s, v] : restarts_) recorded.insert(s);
@@ -247,6 +248,9 @@ void RolloutJudge::look(const std::vector<std::string>& restarted,
   // rolled back (yet) are the healer's as ever.
   std::erase_if(ejections, [&](const std::pair<std::string, std::string>& e) {
     return ejected.contains(e.second) && rolled_back.contains(e.first);
+  });
+  std::erase_if(breaker_openings, [&](const std::pair<std::string, std::string>& e) {
+    return rolled_back.contains(e.first) && fresh(e.second) != nullptr;
   });
 }
 

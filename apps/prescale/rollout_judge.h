@@ -12,8 +12,9 @@
 // Both count from the later of the API's time and the controller's first sight (clocks apart, a
 // controller that restarted), are not judged on a stale list of pods, and are checked again
 // before each try of the rollback (a pod ready meanwhile, or gone, fails nothing). The new
-// revision's pods' ejections are taken out of `ejections` once it is rolled back (the rollback
-// removes them; the healer does not evict them).
+// revision's pods' ejections are taken out of `ejections` once it is rolled back, and their
+// breaker openings out of `breaker_openings` (the rollback removes them; the healer does not
+// evict them). A breaker opening fails no revision: overload opens breakers too.
 //
 // Thread safety: one thread calls everything.
 #pragma once
@@ -47,12 +48,14 @@ class RolloutJudge {
     ready_deadlines_[service] = deadline;
   }
 
-  // One look at `now`, after the world's observation: `restarted` and `ejections` are what
-  // KubeWorld::take_restarted() and take_ejections() told since the last look. With `analysis`
+  // One look at `now`, after the world's observation: `restarted`, `ejections` and
+  // `breaker_openings` are what KubeWorld::take_restarted(), take_ejections() and
+  // take_breaker_openings() told since the last look. With `analysis`
   // false only restarts and ejections fail a revision (and what was counted is forgotten); with
   // `recommend_only` nothing is rolled back (`would roll back …` is said once).
   void look(const std::vector<std::string>& restarted,
-            std::vector<std::pair<std::string, std::string>>& ejections, bool analysis,
+            std::vector<std::pair<std::string, std::string>>& ejections,
+            std::vector<std::pair<std::string, std::string>>& breaker_openings, bool analysis,
             bool recommend_only, Clock::TimePoint now);
 
   // By service: its last rollback ("revision 2 failed: ...; back to revision 1"), until its next

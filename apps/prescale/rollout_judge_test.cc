@@ -68,8 +68,8 @@ class RolloutJudgeTest : public ::testing::Test {
   void look(kube::KubeWorld& world, RolloutJudge& judge, const std::vector<std::string>& restarted,
             bool recommend_only = false) {
     world.observe(clock_.now());
-    std::vector<std::pair<std::string, std::string>> ejections;
-    judge.look(restarted, ejections, /*analysis=*/true, recommend_only, clock_.now());
+    std::vector<std::pair<std::string, std::string>> ejections, openings;
+    judge.look(restarted, ejections, openings, /*analysis=*/true, recommend_only, clock_.now());
   }
   double rollbacks() { return rollbacks_.with({"web"}).value(); }
 
@@ -109,6 +109,30 @@ TEST_F(RolloutJudgeTest, ARefusedRollbackIsTriedAgainWithABackOffAndCountedOnce)
   }
   EXPECT_EQ(fake_.deployment_patches().size(), 1u);
   EXPECT_EQ(rollbacks(), 1);
+}
+
+// A pod of the new revision ejected fails it; its breaker openings fail nothing, and once the
+// revision is rolled back both its ejections and its breaker openings are the rollback's: the
+// healer is not told them. The old revision's opening is the healer's as ever.
+TEST_F(RolloutJudgeTest, ARolledBackRevisionsEjectionsAndBreakerOpeningsAreLeftToTheRollback) {
+  kube::KubeWorld world = make_world();
+  RolloutJudge judge(world, nullptr, &rollbacks_);
+  look(world, judge, {});
+  using Pods = std::vector<std::pair<std::string, std::string>>;
+  Pods ejections, openings = {{"web", "web-n"}, {"web", "web-a"}};
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  judge.look({}, ejections, openings, /*analysis=*/true, false, clock_.now());
+  EXPECT_TRUE(fake_.deployment_patches().empty()) << "an open breaker is no verdict";
+  EXPECT_EQ(openings, (Pods{{"web", "web-n"}, {"web", "web-a"}})) << "no rollback: the healer's";
+  ejections = {{"web", "web-n"}};
+  clock_.advance(1s);
+  world.observe(clock_.now());
+  judge.look({}, ejections, openings, /*analysis=*/true, false, clock_.now());
+  ASSERT_EQ(fake_.deployment_patches().size(), 1u);
+  EXPECT_EQ(rollbacks(), 1);
+  EXPECT_TRUE(ejections.empty());
+  EXPECT_EQ(openings, (Pods{{"web", "web-a"}}));
 }
 
 // A rollback refused as a conflict (409: the Deployment's status written between the controller's

@@ -423,6 +423,8 @@ int run_up(const UpFlags& f) {
     model.set_services(std::move(infos));
   };
   show_services(config.services);
+  // The charts go on from the last run's too, once the services are listed.
+  restore_charts_said(*store, model, real.wall_now(), f.state_dir);
 
   // The control plane. On a compressed clock, controller time runs ahead of the real one: a
   // restart resumes after the newest stored minute instead of going back in time.
@@ -497,8 +499,8 @@ int run_up(const UpFlags& f) {
   }
   // The incidents and slowdown warnings go on too, their numbers and what they are judged on.
   restore_feed_state_said(*store, *feed, clock.now(), f.state_dir);
-  TimelineSaver timeline;
-  auto save_state = [&] {
+  DashboardSaver dashboard_saver;
+  auto save_state = [&](bool last = false) {
     // Deleted while running (by hand, a cleaner of /tmp), the open file would take every save
     // with it: a new one gets what the policy holds in memory, its whole history included.
     if (std::error_code ec; !std::filesystem::exists(store->path(), ec) && !ec) {
@@ -511,9 +513,10 @@ int run_up(const UpFlags& f) {
       spdlog::warn("{} was removed while the platform ran; written again from what it learned",
                    store->path().string());
       *store = std::move(*reopened);
-      timeline = TimelineSaver();  // the new file has none yet
+      dashboard_saver = DashboardSaver();  // the new file has none yet
     }
-    save_platform_state(*store, prescale_policy, *feed, model, timeline, clock, f.state_dir);
+    save_platform_state(*store, prescale_policy, *feed, model, dashboard_saver, clock, f.state_dir,
+                        last);
   };
   Clock::TimePoint next_save = clock.now() + std::chrono::minutes(1);
 
@@ -742,7 +745,7 @@ int run_up(const UpFlags& f) {
 
   spdlog::info("received {}, stopping: draining replicas (a second signal kills them at once)",
                hung_up ? "SIGHUP (the terminal closed)" : signal_name(sig));
-  save_state();
+  save_state(/*last=*/true);
   // The totals grow at each observation (hpa's come 15 s apart): one now counts the replicas'
   // time until the stop, one after the drain the requests answered since the last.
   world.observe(clock.now());
@@ -750,7 +753,7 @@ int run_up(const UpFlags& f) {
   serving.stop(std::chrono::seconds(2));
   world.observe(clock.now());
   // The drain's events too (the save above came first, should a second signal cut the drain).
-  if (auto saved = timeline.save(*store, model, clock.wall_now()); !saved) {
+  if (auto saved = dashboard_saver.save(*store, model, clock.wall_now(), /*last=*/true); !saved) {
     spdlog::warn("saving the timeline to {} failed: {}", f.state_dir, saved.error().message);
   }
   remove_port_files();

@@ -158,6 +158,16 @@ Result<void> DashboardModel::append_point(std::string_view service, const Servic
   return {};
 }
 
+std::vector<std::pair<std::string, std::vector<ServicePoint>>> DashboardModel::series() const {
+  std::shared_lock lock(state_->mu);
+  std::vector<std::pair<std::string, std::vector<ServicePoint>>> out;
+  out.reserve(state_->services.size());
+  for (const State::Service& s : state_->services) {
+    out.emplace_back(s.info.name, std::vector<ServicePoint>(s.points.begin(), s.points.end()));
+  }
+  return out;
+}
+
 Result<void> DashboardModel::set_forecast(std::string_view service,
                                           std::vector<ForecastPoint> band) {
   std::unique_lock lock(state_->mu);

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/result.h"
@@ -145,6 +146,10 @@ class DashboardModel {
   // kNotFound for a service not set, kInvalidArgument when `point.t` is not after the last
   // point's t (series are strictly increasing in time, which is what `since` filtering needs).
   Result<void> append_point(std::string_view service, const ServicePoint& point);
+
+  // Each service's points kept, oldest first, in display order (a restart's saved charts,
+  // docs/state.md).
+  std::vector<std::pair<std::string, std::vector<ServicePoint>>> series() const;
 
   // Replaces a service's forecast band ahead of now (points in increasing t). kNotFound for an
   // unknown service.

@@ -28,6 +28,8 @@ void Healer::ejected(const std::string& service, const std::string& replica, Clo
   Record& r = replicas_[replica];
   r.service = service;
   r.ejections.push_back(now);
+  // Its breaker opening now too (another gateway's, or once back) is the same failure.
+  r.breaker_counted = now;
   expire(r, now);
 }
 

@@ -66,7 +66,8 @@ class Healer {
   // The gateway ejected `replica` of `service` at `now` (its outlier detection).
   void ejected(const std::string& service, const std::string& replica, Clock::TimePoint now);
   // A gateway's failure-rate breaker of `replica` of `service` opened at `now`: an ejection, if
-  // none was counted of its breaker within kBreakerCountEvery.
+  // none was counted within kBreakerCountEvery (of its breaker, or by the outlier detection: in a
+  // cluster one gateway may eject a pod while another's breaker of it opens).
   void breaker_opened(const std::string& service, const std::string& replica, Clock::TimePoint now);
   // A look at `replica`'s resident memory: `bytes` at `now`, with its service's memory `limit`
   // (0: none) and the `lead` a replacement needs (to start, be ready, and let it drain).

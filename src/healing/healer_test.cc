@@ -121,6 +121,25 @@ TEST_F(HealerTest, ABreakerOpeningCountsAsAnEjectionOncePerThirtySeconds) {
             "ejected 3 times in 10 min by the gateway, its service's other replicas not");
 }
 
+// In a cluster one gateway may eject a pod while another's breaker of it opens: the same failure,
+// counted once. A replica forgotten (a new process) counts its next opening at once.
+TEST_F(HealerTest, ABreakerOpeningJustAfterAnEjectionIsTheSameFailure) {
+  healer.ejected("web", "web-2", clock.now());
+  clock.advance(10s);
+  healer.breaker_opened("web", "web-2", clock.now());        // 10 s after the ejection: not counted
+  healer.breaker_opened("web", "web-2", clock.now() + 21s);  // 31 s after: counted
+  healer.breaker_opened("web", "web-2", clock.now() + 22s);
+  healer.breaker_opened("web", "web-2", clock.now() + 23s);
+  EXPECT_TRUE(healer.remedies(clock.now() + 23s).empty()) << "twice, not 3 times";
+  healer.forget("web-2");
+  healer.breaker_opened("web", "web-2", clock.now() + 24s);
+  healer.ejected("web", "web-2", clock.now() + 25s);
+  healer.breaker_opened("web", "web-2", clock.now() + 55s);  // 30 s after the ejection
+  const std::vector<Remedy> r = healer.remedies(clock.now() + 55s);
+  ASSERT_EQ(r.size(), 1u) << "the forgotten record's bound went with it";
+  EXPECT_EQ(r[0].replica, "web-2");
+}
+
 // A replica whose memory grows steadily toward its limit is replaced once the growth reaches the
 // limit within the lead (its replacement's startup and its drain), while it still serves; every
 // replica of a service leaking alike is replaced, without waiting for min_interval.
