@@ -710,8 +710,11 @@ gateway:
   ASSERT_NE(broken, nullptr);
   Subprocess load(
       {PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(pods.port), "--rate",
-       "20", "--duration", "40s", "--mix", "GET /echo:1"},
+       "20", "--duration", "40s", "--mix", "GET /delay/50:1"},
       dir.file("load.log"));
+  // 50 ms on the pod that works: the balancer soon tries the other (its latency prior decays from
+  // 30 ms), whose breaker opens at its fourth failure in 2 s; the controller's next look (the
+  // HPA's, every 15 s) counts it.
   ASSERT_TRUE(testing::wait_for([&] { return !api.deleted().empty(); }, 35s))
       << controller.log() << pods.gateway->log();
   EXPECT_EQ(api.deleted(), std::vector<std::string>{pods.web_names[1]});

@@ -366,20 +366,31 @@ TEST(DashboardFeedTest, TheChartsGoOnAfterARestart) {
   EXPECT_EQ(saved_points(), 3U) << "20 s of points since the last write: not yet";
   ASSERT_TRUE(saver.save(store, first, wall(1032), /*last=*/true));
   EXPECT_EQ(saved_points(), 4U) << "the last save of the run";
+  ASSERT_TRUE(first.append_point("web", point(1075, 2.5e-7, 3)));
+  ASSERT_TRUE(saver.save(store, first, wall(1076)));
+  EXPECT_EQ(saved_points(), 4U) << "45 s since";
+  ASSERT_TRUE(first.append_point("web", point(1080, 123456789, 3)));
+  ASSERT_TRUE(saver.save(store, first, wall(1081)));
+  EXPECT_EQ(saved_points(), 6U) << "50 s since: a save a minute writes once a minute";
 
   // The next run, its services listed: the points come back, 6 significant digits.
   dashboard::DashboardModel second;
   second.set_services(services);
   auto restored = restore_charts(store, second, wall(1100));
   ASSERT_TRUE(restored) << restored.error().message;
-  EXPECT_EQ(*restored, 4U);
+  EXPECT_EQ(*restored, 6U);
   const nlohmann::json was = first.service_json("web")->at("series");
   const nlohmann::json is = second.service_json("web")->at("series");
   EXPECT_EQ(is.at("t"), was.at("t"));
-  EXPECT_EQ(is.at("forecast_p90"), was.at("forecast_p90"));
   EXPECT_EQ(is.at("ready_replicas"), was.at("ready_replicas"));
   EXPECT_EQ(is.at("memory_mib"), was.at("memory_mib")) << "nulls stay null";
-  EXPECT_NEAR(is.at("load_rps").at(3).get<double>(), 1.0 / 3, 1e-6);
+  for (size_t i = 0; i < was.at("t").size(); ++i) {  // to 6 significant digits
+    for (const char* column : {"load_rps", "forecast_p90"}) {
+      const double v = was.at(column).at(i);
+      EXPECT_NEAR(is.at(column).at(i).get<double>(), v, std::abs(v) * 5e-6) << column << i;
+    }
+  }
+  EXPECT_NE(is.at("load_rps").at(3).get<double>(), 1.0 / 3) << "rounded";
   EXPECT_TRUE(second.append_point("web", point(1100, 5, 1))) << "this run's points go on";
   EXPECT_TRUE(second.service_json("db")->at("series").at("t").empty());
 
@@ -391,7 +402,11 @@ TEST(DashboardFeedTest, TheChartsGoOnAfterARestart) {
   dashboard::DashboardModel small({.points_per_service = 2});
   small.set_services(services);
   EXPECT_EQ(restore_charts(store, small, wall(1100)).value_or(0), 2U);
-  EXPECT_EQ(small.service_json("web")->at("series").at("t"), nlohmann::json({1010, 1030}));
+  EXPECT_EQ(small.service_json("web")->at("series").at("t"), nlohmann::json({1075, 1080}));
+  // Started again hours later: only the last 4 hours' points come back.
+  dashboard::DashboardModel later;
+  later.set_services(services);
+  EXPECT_EQ(restore_charts(store, later, wall(1030 + kChartsKept)).value_or(0), 3U);
 
   // What no run could write.
   nlohmann::json bad = store.get_state(kChartsKey).value()->value;
@@ -411,8 +426,14 @@ TEST(DashboardFeedTest, TheChartsGoOnAfterARestart) {
   ASSERT_TRUE(store.put_state(kChartsKey, bad, 1100));
   r = restore_charts(store, refused, wall(1100));
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("services[web].load_rps: not an array of 4 values, as t"),
+  EXPECT_NE(r.error().message.find("services[web].load_rps: not an array of 6 values, as t"),
             std::string::npos)
+      << r.error().message;
+  bad["services"]["web"] = 7;
+  ASSERT_TRUE(store.put_state(kChartsKey, bad, 1100));
+  r = restore_charts(store, refused, wall(1100));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("services[web]: not an object"), std::string::npos)
       << r.error().message;
   EXPECT_TRUE(refused.service_json("web")->at("series").at("t").empty()) << "nothing added";
 }

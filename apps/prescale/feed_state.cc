@@ -120,15 +120,13 @@ Result<void> DashboardSaver::save(control::HistoryStore& store,
     if (!put) return put;
     saved_up_to_ = id;
   }
-  const auto series = model.series();
-  double newest = -INFINITY;
-  for (const auto& [service, points] : series) {
-    if (!points.empty()) newest = std::max(newest, points.back().t);
-  }
+  // Whether a write is due, before copying the points.
+  const double newest = model.newest_point_t();
   if (!std::isfinite(newest) || (charted_up_to_ && newest <= *charted_up_to_) ||
       (charted_up_to_ && !last && newest < *charted_up_to_ + kChartsEvery)) {
     return {};
   }
+  const auto series = model.series();
   nlohmann::json services = nlohmann::json::object();
   for (const auto& [service, points] : series) {
     nlohmann::json columns = nlohmann::json::object();
@@ -210,8 +208,9 @@ Result<size_t> restore_charts(const control::HistoryStore& store, dashboard::Das
     const auto saved = services->find(service);
     if (saved == services->end()) continue;
     const std::string where = "services[" + service + "]";
+    if (!saved->is_object()) return unreadable(store, kChartsKey, where + ": not an object");
     const auto t = saved->find("t");
-    if (!saved->is_object() || t == saved->end() || !t->is_array()) {
+    if (t == saved->end() || !t->is_array()) {
       return unreadable(store, kChartsKey, where + ".t: not an array");
     }
     std::vector<dashboard::ServicePoint> points(t->size());
@@ -267,7 +266,9 @@ Result<size_t> restore_charts(const control::HistoryStore& store, dashboard::Das
         points[i].*count = static_cast<int>(v.get<std::int64_t>());
       }
     }
-    std::erase_if(points, [&](const dashboard::ServicePoint& p) { return !(p.t < now_unix); });
+    std::erase_if(points, [&](const dashboard::ServicePoint& p) {
+      return !(p.t < now_unix) || p.t < now_unix - kChartsKept;
+    });
     restored.emplace_back(service, std::move(points));
   }
   size_t added = 0;

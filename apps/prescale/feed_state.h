@@ -29,6 +29,8 @@ namespace prescale {
 inline constexpr std::string_view kFeedStateKey = "prescale/healing";
 inline constexpr std::string_view kTimelineKey = "prescale/timeline";
 inline constexpr std::string_view kChartsKey = "prescale/charts";
+// What a restart restores of the charts at most: the dashboard's default, 2,880 points of 5 s.
+inline constexpr double kChartsKept = 4 * 3600;  // seconds
 
 // Writes the feed's state; `now` is the controller's clock. Errors: the store's.
 Result<void> save_feed_state(control::HistoryStore& store, const DashboardFeed& feed,
@@ -40,11 +42,12 @@ Result<bool> restore_feed_state(const control::HistoryStore& store, DashboardFee
                                 Clock::TimePoint now);
 
 // The dashboard's timeline and charts. The timeline is written when events came since the last
-// write; the charts (up to a megabyte and more: 4 h of points per service) when points came, at
-// most once per kChartsEvery of the points' own (real) time, or at the `last` save of a run.
+// write; the charts (some 200 KB a service when full) when points came, at most once per
+// kChartsEvery of the points' own (real) time — once a minute, for saves a minute apart whose
+// newest points are up to a point's 5 s apart — or at the `last` save of a run.
 class DashboardSaver {
  public:
-  static constexpr double kChartsEvery = 60;  // seconds
+  static constexpr double kChartsEvery = 50;  // seconds
 
   Result<void> save(control::HistoryStore& store, const dashboard::DashboardModel& model,
                     Clock::WallTime wall_now, bool last = false);
@@ -73,8 +76,9 @@ Result<size_t> restore_timeline(const control::HistoryStore& store,
                                 dashboard::DashboardModel& model);
 
 // Adds the saved chart points of each service `model` lists (set_services first) before this
-// run's: those before `wall_now` (a clock set back would otherwise leave this run's points
-// refused as not after them), at most its limit per service, the newest. Returns how many.
+// run's: those of the kChartsKept before `wall_now` (a clock set back would otherwise leave this
+// run's points refused as not after them; older ones would squeeze this run's to the charts'
+// edge), at most its limit per service, the newest. Returns how many.
 // Errors: the store's; kInvalidArgument (naming the service, field and index) for charts this
 // build cannot read, nothing added.
 Result<size_t> restore_charts(const control::HistoryStore& store, dashboard::DashboardModel& model,

@@ -12,8 +12,8 @@
 // Both count from the later of the API's time and the controller's first sight (clocks apart, a
 // controller that restarted), are not judged on a stale list of pods, and are checked again
 // before each try of the rollback (a pod ready meanwhile, or gone, fails nothing). The new
-// revision's pods' ejections are taken out of `ejections` once it is rolled back, and their
-// breaker openings out of `breaker_openings` (the rollback removes them; the healer does not
+// revision's pods' ejections are taken out of `ejections` at the look that rolls it back, and
+// their breaker openings out of `breaker_openings` (the rollback removes them; the healer does not
 // evict them). A breaker opening fails no revision: overload opens breakers too.
 //
 // Thread safety: one thread calls everything.

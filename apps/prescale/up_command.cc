@@ -754,7 +754,8 @@ int run_up(const UpFlags& f) {
   world.observe(clock.now());
   // The drain's events too (the save above came first, should a second signal cut the drain).
   if (auto saved = dashboard_saver.save(*store, model, clock.wall_now(), /*last=*/true); !saved) {
-    spdlog::warn("saving the timeline to {} failed: {}", f.state_dir, saved.error().message);
+    spdlog::warn("saving the timeline and charts to {} failed: {}", f.state_dir,
+                 saved.error().message);
   }
   remove_port_files();
   const local::LocalWorld::Totals totals = world.totals();

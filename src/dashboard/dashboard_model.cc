@@ -168,6 +168,15 @@ std::vector<std::pair<std::string, std::vector<ServicePoint>>> DashboardModel::s
   return out;
 }
 
+double DashboardModel::newest_point_t() const {
+  std::shared_lock lock(state_->mu);
+  double newest = kNoValue;
+  for (const State::Service& s : state_->services) {
+    if (!s.points.empty() && !(s.points.back().t <= newest)) newest = s.points.back().t;
+  }
+  return newest;
+}
+
 Result<void> DashboardModel::set_forecast(std::string_view service,
                                           std::vector<ForecastPoint> band) {
   std::unique_lock lock(state_->mu);

@@ -150,6 +150,8 @@ class DashboardModel {
   // Each service's points kept, oldest first, in display order (a restart's saved charts,
   // docs/state.md).
   std::vector<std::pair<std::string, std::vector<ServicePoint>>> series() const;
+  // The time of the newest point of any service; NaN when none has one.
+  double newest_point_t() const;
 
   // Replaces a service's forecast band ahead of now (points in increasing t). kNotFound for an
   // unknown service.

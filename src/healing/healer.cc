@@ -27,18 +27,23 @@ std::string spoken(Clock::Duration d) {
 void Healer::ejected(const std::string& service, const std::string& replica, Clock::TimePoint now) {
   Record& r = replicas_[replica];
   r.service = service;
+  if (r.breaker_counted && now - *r.breaker_counted < kBreakerCountEvery) return;
+  r.last_ejection = now;
   r.ejections.push_back(now);
-  // Its breaker opening now too (another gateway's, or once back) is the same failure.
-  r.breaker_counted = now;
   expire(r, now);
 }
 
 void Healer::breaker_opened(const std::string& service, const std::string& replica,
                             Clock::TimePoint now) {
   Record& r = replicas_[replica];
-  if (r.breaker_counted && now - *r.breaker_counted < kBreakerCountEvery) return;
+  r.service = service;
+  auto recent = [&](const std::optional<Clock::TimePoint>& at) {
+    return at && now - *at < kBreakerCountEvery;
+  };
+  if (recent(r.breaker_counted) || recent(r.last_ejection)) return;
   r.breaker_counted = now;
-  ejected(service, replica, now);
+  r.ejections.push_back(now);
+  expire(r, now);
 }
 
 void Healer::memory(const std::string& service, const std::string& replica, Clock::TimePoint now,

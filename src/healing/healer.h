@@ -63,11 +63,12 @@ class Healer {
   // trials fail, and a burst of overload, which opens breakers too, would count as many ejections.
   static constexpr Clock::Duration kBreakerCountEvery = std::chrono::seconds(30);
 
-  // The gateway ejected `replica` of `service` at `now` (its outlier detection).
+  // The gateway ejected `replica` of `service` at `now` (its outlier detection): an ejection,
+  // unless its breaker's opening was counted within kBreakerCountEvery (the same failure: in a
+  // cluster one gateway's breaker of a pod may open while another gateway ejects it).
   void ejected(const std::string& service, const std::string& replica, Clock::TimePoint now);
-  // A gateway's failure-rate breaker of `replica` of `service` opened at `now`: an ejection, if
-  // none was counted within kBreakerCountEvery (of its breaker, or by the outlier detection: in a
-  // cluster one gateway may eject a pod while another's breaker of it opens).
+  // A gateway's failure-rate breaker of `replica` of `service` opened at `now`: an ejection,
+  // unless one was counted within kBreakerCountEvery (its breaker's, or an outlier ejection).
   void breaker_opened(const std::string& service, const std::string& replica, Clock::TimePoint now);
   // A look at `replica`'s resident memory: `bytes` at `now`, with its service's memory `limit`
   // (0: none) and the `lead` a replacement needs (to start, be ready, and let it drain).
@@ -97,6 +98,7 @@ class Healer {
   struct Record {
     std::string service;
     std::vector<Clock::TimePoint> ejections;  // within the window, oldest first
+    std::optional<Clock::TimePoint> last_ejection;    // the last outlier ejection counted
     std::optional<Clock::TimePoint> breaker_counted;  // its breaker's last opening counted
     std::optional<MemoryTrend> memory;        // once looked at
     std::uint64_t memory_limit = 0;
