@@ -5,6 +5,7 @@
 // answers its startup, readiness and liveness probes, and the gateway routes to the services by
 // the names the manifests give them. No cluster runs here; the processes are real.
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
@@ -16,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "externalscaler.grpc.pb.h"
 #include "http/client.h"
 #include "http/json.h"
 #include "support/platform.h"
@@ -337,7 +339,8 @@ std::string scaled_to(const kube::fake::FakeApiServer& api, const std::string& d
 }
 
 RunningPods run_pods(const TempDir& dir, const std::string& mounted,
-                     const std::vector<YAML::Node>& docs, int replicas) {
+                     const std::vector<YAML::Node>& docs, int replicas,
+                     const std::vector<std::string>& controller_args = {}) {
   RunningPods out;
   out.api = std::make_unique<kube::fake::FakeApiServer>("default");
   out.api->set_deployment("web", replicas);
@@ -360,6 +363,7 @@ RunningPods run_pods(const TempDir& dir, const std::string& mounted,
   std::vector<std::string> argv =
       pod_command(dir, mounted, find(docs, "Deployment", "prescale-controller"), {});
   argv.insert(argv.end(), {"--api-server", out.api->url(), "--admin-address", "127.0.0.1"});
+  argv.insert(argv.end(), controller_args.begin(), controller_args.end());
   out.controller = std::make_unique<Subprocess>(argv, dir.file("controller.log"));
   const int controller_admin = testing::port_from_file(dir.file("prescale-controller.admin"));
   EXPECT_GT(controller_admin, 0) << out.controller->log();
@@ -679,6 +683,89 @@ gateway:
       says(controller, "replacing " + pods.web_names[1] + " of web: ejected once in 10 min"))
       << controller.log();
   EXPECT_THAT(controller.log(), HasSubstr("(evicted: a new pod starts; this one leaves)"));
+}
+
+// With --keda-port the controller serves KEDA's external scaler: KEDA (its client here, generated
+// from the same interface) reads the plan as a metric whose target is 1 per replica, and scales
+// web by it; the controller scales nothing itself, and says what it planned (a few seconds).
+TEST(RenderKubernetesTest, TheRenderedControllerServesKedaThePlan) {
+  TempDir dir;
+  const std::string config = R"(version: 1
+services:
+  - name: web
+    kind: builtin/echo
+    capacity_rps: 20
+    replicas: {min: 1, max: 6, initial: 1}
+    startup_time: 5s
+gateway:
+  health_check: {interval: 1s, timeout: 500ms}
+)";
+  const auto [docs, mounted] = render_and_mount(dir, config);
+  ASSERT_FALSE(docs.empty());
+  RunningPods pods = run_pods(dir, mounted, docs, 1,
+                              {"--keda-port", "0", "--keda-port-file", dir.file("keda.port")});
+  ASSERT_GT(pods.port, 0);
+  const int keda_port = testing::port_from_file(dir.file("keda.port"));
+  ASSERT_GT(keda_port, 0) << pods.controller->log();
+  EXPECT_TRUE(
+      says(*pods.controller, "KEDA external scaler on 0.0.0.0:" + std::to_string(keda_port) +
+                                 ": KEDA scales the Deployments to the plan"))
+      << pods.controller->log();
+  auto stub = externalscaler::ExternalScaler::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(keda_port), grpc::InsecureChannelCredentials()));
+  externalscaler::ScaledObjectRef ref;
+  ref.set_name("web-scaled");
+  ref.set_namespace_("default");
+  (*ref.mutable_scalermetadata())["service"] = "web";
+  auto deadline = [](grpc::ClientContext& c) {
+    c.set_deadline(std::chrono::system_clock::now() + 5s);
+  };
+  externalscaler::GetMetricSpecResponse spec;
+  {
+    grpc::ClientContext c;
+    deadline(c);
+    ASSERT_TRUE(stub->GetMetricSpec(&c, ref, &spec).ok());
+  }
+  ASSERT_EQ(spec.metricspecs_size(), 1);
+  EXPECT_EQ(spec.metricspecs(0).metricname(), "prescale-web");
+  // What KEDA's HPA reads each polling interval: the replicas planned for web.
+  std::string last_error;
+  auto planned = [&]() -> int {
+    externalscaler::GetMetricsRequest request;
+    *request.mutable_scaledobjectref() = ref;
+    request.set_metricname("prescale-web");
+    externalscaler::GetMetricsResponse response;
+    grpc::ClientContext c;
+    deadline(c);
+    if (const grpc::Status status = stub->GetMetrics(&c, request, &response); !status.ok()) {
+      last_error = status.error_message();
+      return -1;
+    }
+    if (response.metricvalues_size() != 1) return -1;
+    return static_cast<int>(response.metricvalues(0).metricvaluefloat());
+  };
+  EXPECT_TRUE(testing::wait_for([&] { return planned() == 1; }, 20s)) << last_error << "\n"
+                                                                      << pods.controller->log();
+  // 100 requests a second, five times what one replica serves: the plan grows, and the
+  // Deployment is left to KEDA.
+  Subprocess load(
+      {PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(pods.port), "--rate",
+       "100", "--duration", "25s"},
+      dir.file("load.log"));
+  EXPECT_TRUE(testing::wait_for([&] { return planned() >= 3; }, 30s)) << pods.controller->log();
+  EXPECT_TRUE(says(*pods.controller, "planned for KEDA web 1 -> ")) << pods.controller->log();
+  EXPECT_TRUE(pods.api->scaled().empty()) << scaled_to(*pods.api, "web");
+  EXPECT_THAT(get_body(pods.controller_admin, "/metrics"),
+              HasSubstr("prescale_controller_keda_calls_total{method=\"GetMetrics\",code=\"OK\"}"));
+  {
+    grpc::ClientContext c;
+    deadline(c);
+    externalscaler::IsActiveResponse active;
+    ASSERT_TRUE(stub->IsActive(&c, ref, &active).ok());
+    EXPECT_TRUE(active.result());
+  }
+  pods.controller->signal(SIGTERM);
+  EXPECT_EQ(pods.controller->wait(10s), 0) << pods.controller->log();
 }
 
 // A pod that fails its requests but never in a row as the outlier detection counts them (set to

@@ -39,6 +39,7 @@
 #include "telemetry/process_metrics.h"
 #include "telemetry/registry.h"
 #include "worlds/kube/api_client.h"
+#include "worlds/kube/keda_scaler.h"
 #include "worlds/kube/kube_world.h"
 #include "worlds/kube/manifests.h"
 #include "worlds/sim/experiment.h"
@@ -58,6 +59,9 @@ struct ControllerFlags {
   std::string admin_port_file;
   std::string state_dir;  // "": the learned state is not kept
   std::string log_level;
+  int keda_port = -1;  // -1: no KEDA external scaler
+  std::string keda_address = "0.0.0.0";
+  std::string keda_port_file;
 };
 
 ControllerCommand::ControllerCommand(CLI::App& app) : flags_(std::make_unique<ControllerFlags>()) {
@@ -99,6 +103,16 @@ ControllerCommand::ControllerCommand(CLI::App& app) : flags_(std::make_unique<Co
       "slowdown warnings and the dashboard's timeline and charts here across restarts "
       "(default: not kept)");
   command_->add_option("--log-level", f.log_level, "trace, debug, info, warn, error");
+  command_
+      ->add_option("--keda-port", f.keda_port,
+                   "Serve KEDA's external scaler (gRPC) on this port: KEDA scales the "
+                   "Deployments to the policy's plan, and the controller scales none itself "
+                   "(docs/kubernetes.md, \"KEDA\"); 0 picks a free one")
+      ->check(CLI::Range(0, 65535));
+  command_->add_option("--keda-address", f.keda_address, "Address of the KEDA external scaler")
+      ->capture_default_str();
+  command_->add_option("--keda-port-file", f.keda_port_file,
+                       "Write the KEDA external scaler's bound port to this file once listening");
 }
 
 ControllerCommand::~ControllerCommand() = default;
@@ -358,8 +372,12 @@ int ControllerCommand::run() const {
         "it is scaled once it exists",
         name, api_settings->name_space, f.config_path);
   }
+  // With KEDA, KEDA scales the Deployments to the plan (the controller's own scaling would fight
+  // its HorizontalPodAutoscaler); the healer and the admission limits act as ever.
+  const bool keda = f.keda_port >= 0;
+  const bool scales_itself = !f.recommend_only && !keda;
   RecommendOnlyWorld advisor(world);
-  control::World& acted_on = f.recommend_only ? static_cast<control::World&>(advisor) : world;
+  control::World& acted_on = scales_itself ? world : static_cast<control::World&>(advisor);
   control::Controller controller(acted_on, **policy, specs, clock);
 
   // The learned state, when a directory keeps it.
@@ -421,7 +439,7 @@ int ControllerCommand::run() const {
                    restored.error().message);
     }
   }
-  DashboardFeedOptions feed_options{*policy_name, f.recommend_only, 1};
+  DashboardFeedOptions feed_options{*policy_name, !scales_itself, 1};
   for (const ServiceConfig& s : config.services)
     feed_options.error_budgets[s.name] = s.slo.error_budget;
   for (const scaling::ServiceSpec& s : specs)
@@ -482,7 +500,29 @@ int ControllerCommand::run() const {
     std::cerr << "prescale controller: admin: " << started.error().to_string() << "\n";
     return 1;
   }
-  if (auto written = write_port_files({{"--admin-port-file", f.admin_port_file, admin.port()}});
+  std::unique_ptr<kube::KedaScaler> keda_scaler;
+  std::map<std::string, std::optional<int>> keda_planned;  // the policy's last decisions
+  if (keda) {
+    telemetry::CounterFamily& keda_calls = registry.counter(
+        "prescale_controller_keda_calls_total",
+        "Calls of the KEDA external scaler by method and gRPC status code", {"method", "code"});
+    kube::KedaScalerOptions ko{.address = f.keda_address, .port = f.keda_port, .services = {}};
+    for (const ServiceConfig& s : config.services) ko.services.push_back(s.name);
+    ko.on_call = [&keda_calls](std::string_view method, std::string_view code) {
+      keda_calls.with({std::string(method), std::string(code)}).inc();
+    };
+    auto started = kube::KedaScaler::start(std::move(ko));
+    if (!started) {
+      std::cerr << "prescale controller: --keda-port: " << started.error().message << "\n";
+      admin.shutdown(std::chrono::milliseconds(0));
+      return 1;
+    }
+    keda_scaler = std::move(*started);
+  }
+  if (auto written =
+          write_port_files({{"--admin-port-file", f.admin_port_file, admin.port()},
+                            {"--keda-port-file", f.keda_port_file,
+                             static_cast<uint16_t>(keda_scaler ? keda_scaler->port() : 0)}});
       !written) {
     std::cerr << "prescale controller: " << written.error().message << "\n";
     admin.shutdown(std::chrono::milliseconds(0));
@@ -491,6 +531,12 @@ int ControllerCommand::run() const {
   spdlog::info("controller for {} services in namespace {}, policy {}{}, admin on {}:{}",
                specs.size(), api_settings->name_space, *policy_name,
                f.recommend_only ? " (recommending only)" : "", f.admin_address, admin.port());
+  if (keda_scaler) {
+    spdlog::info(
+        "KEDA external scaler on {}:{}: KEDA scales the Deployments to the plan; the "
+        "controller scales none itself",
+        f.keda_address, keda_scaler->port());
+  }
 
   // The healer (heal).
   healing::Healer healer({.ejections = config.healer.ejections,
@@ -520,6 +566,23 @@ int ControllerCommand::run() const {
     if (sig > 0) break;
     if (clock.now() < controller.next_tick()) continue;
     const std::optional<scaling::Plan> plan = controller.tick();
+    if (keda_scaler) {
+      // The plan; before the policy's first decision for a service, the replicas its Deployment
+      // has (KEDA keeps them), once read.
+      if (plan) {
+        for (const scaling::Decision& d : plan->decisions) keda_planned[d.service] = {d.replicas};
+      }
+      std::map<std::string, int> planned;
+      for (const scaling::ServiceObservation& s : controller.last_snapshot().services) {
+        std::optional<int>& p = keda_planned[s.name];
+        if (p) {
+          planned[s.name] = *p;
+        } else if (s.desired_replicas > 0) {
+          planned[s.name] = s.desired_replicas;
+        }
+      }
+      keda_scaler->publish(planned);
+    }
     if (prescale_policy != nullptr && !f.recommend_only) {
       admission.follow(
           [&](std::string_view s) { return prescale_policy->capacity().capacity_rps(s); },
@@ -555,8 +618,11 @@ int ControllerCommand::run() const {
     const std::vector<control::Event> events = controller.take_events();
     for (const control::Event& e : events) {
       events_counter.with({e.service, e.to_replicas > e.from_replicas ? "up" : "down"}).inc();
-      spdlog::info("{} {} {} -> {}: {}", f.recommend_only ? "would scale" : "scaled", e.service,
-                   e.from_replicas, e.to_replicas, e.reason);
+      spdlog::info("{} {} {} -> {}: {}",
+                   scales_itself ? "scaled"
+                   : keda        ? "planned for KEDA"
+                                 : "would scale",
+                   e.service, e.from_replicas, e.to_replicas, e.reason);
     }
     feed.after_tick(controller, plan, events);
     show_services();
@@ -570,6 +636,7 @@ int ControllerCommand::run() const {
     }
   }
   spdlog::info("controller received {}, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  if (keda_scaler) keda_scaler->stop();
   save_state(/*last=*/true);
   admin.shutdown(std::chrono::seconds(1));
   return 0;

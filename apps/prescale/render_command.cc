@@ -19,6 +19,7 @@ struct RenderFlags {
   int gateway_replicas = 1;
   bool no_controller = false;
   std::string controller_state_claim;
+  bool keda = false;
   std::string output;  // "" = standard output
 };
 
@@ -59,6 +60,10 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
                        "A PersistentVolumeClaim (yours, in the namespace) for the controller's "
                        "learned state, kept across its new pods (default: an emptyDir, kept while "
                        "the pod lives)");
+  command_->add_flag("--keda", f.keda,
+                     "KEDA scales the Deployments to the controller's plan: a ScaledObject per "
+                     "service whose external trigger calls the controller (--keda-port 9903); "
+                     "needs --namespace (docs/kubernetes.md, \"KEDA\")");
   command_->add_option("-o,--output", f.output,
                        "Write the manifests to this file, whole or not at all (default: standard "
                        "output)");
@@ -87,6 +92,7 @@ int RenderCommand::run() const {
   options.gateway_replicas = f.gateway_replicas;
   options.controller = !f.no_controller;
   options.controller_state_claim = f.controller_state_claim;
+  options.keda = f.keda;
   options.config_text = *text;
   options.config_name = f.config_path;
   auto objects = kube::kubernetes_objects(*config, options);

@@ -257,16 +257,57 @@ Json controller_container(const ManifestOptions& o) {
                "-f",           std::string(kConfigDir) + "/" + std::string(kConfigKey),
                "--admin-port", std::to_string(kControllerAdminPort),
                "--state-dir",  std::string(kStateDir)};
+  Json ports = Json::array({{{"name", "admin"}, {"containerPort", kControllerAdminPort}}});
+  if (o.keda) {
+    argv.push_back("--keda-port");
+    argv.push_back(std::to_string(kKedaScalerPort));
+    ports.push_back({{"name", "keda"}, {"containerPort", kKedaScalerPort}});
+  }
   return {{"name", "controller"},
           {"image", o.image},
           {"command", std::move(argv)},
-          {"ports", Json::array({{{"name", "admin"}, {"containerPort", kControllerAdminPort}}})},
+          {"ports", std::move(ports)},
           {"readinessProbe", http_probe("/readyz", "admin")},
           {"livenessProbe", http_probe("/healthz", "admin")},
           {"volumeMounts",
            Json::array({{{"name", "config"}, {"mountPath", kConfigDir}, {"readOnly", true}},
                         {{"name", "state"}, {"mountPath", kStateDir}}})},
           {"securityContext", {{"allowPrivilegeEscalation", false}}}};
+}
+
+// KEDA's ScaledObject of a service: its external trigger asks the controller's external scaler
+// for the planned replicas each policy period, and the HorizontalPodAutoscaler KEDA makes follows
+// the plan at once both ways (the plan already holds a scale-down past the startup time, and a
+// scale-up may need many pods at once), within the service's bounds.
+Json scaled_object(const ServiceConfig& s, const Config& config, const ManifestOptions& o) {
+  const int period = whole_seconds(config.policy.period);
+  return {{"apiVersion", "keda.sh/v1alpha1"},
+          {"kind", "ScaledObject"},
+          {"metadata", metadata(s.name, labels_of(s.name, "service"), o)},
+          {"spec",
+           {{"scaleTargetRef", {{"name", s.name}}},
+            {"minReplicaCount", s.replicas.min},
+            {"maxReplicaCount", s.replicas.max},
+            {"pollingInterval", period},
+            {"advanced",
+             {{"horizontalPodAutoscalerConfig",
+               {{"behavior",
+                 {{"scaleUp",
+                   {{"stabilizationWindowSeconds", 0},
+                    {"policies",
+                     Json::array(
+                         {{{"type", "Pods"}, {"value", s.replicas.max}, {"periodSeconds", 1}}})}}},
+                  {"scaleDown",
+                   {{"stabilizationWindowSeconds", 0},
+                    {"policies",
+                     Json::array(
+                         {{{"type", "Percent"}, {"value", 100}, {"periodSeconds", 1}}})}}}}}}}}},
+            {"triggers",
+             Json::array({{{"type", "external"},
+                           {"metadata",
+                            {{"scalerAddress", std::string(kControllerName) + "." + o.name_space +
+                                                   ".svc:" + std::to_string(kKedaScalerPort)},
+                             {"service", s.name}}}}})}}}};
 }
 
 // The controller's account, and what it may do: what it calls and no more — list pods, patch one
@@ -320,6 +361,14 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
                        t + "\"");
   }
   if (o.image.empty()) problems.push_back("the Prescale image must be named");
+  if (o.keda && !o.controller) {
+    problems.push_back("KEDA scales by the controller's plan: --keda needs the controller");
+  }
+  if (o.keda && o.name_space.empty()) {
+    problems.push_back(
+        "--keda needs --namespace: KEDA's operator calls the controller from its own namespace, "
+        "at prescale-controller.NAMESPACE.svc");
+  }
   if (config.gateway.routes.empty()) {
     std::set<std::string> upstreams;  // what the gateway would have to choose between
     for (const ServiceConfig& s : config.services) upstreams.insert(s.name);
@@ -386,12 +435,16 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
 
   if (!o.controller) return objects;
   for (Json& object : controller_access(config, o)) objects.push_back(std::move(object));
-  // The gateways read the admission limits at this name (--admission-from).
-  objects.push_back(service_object(kControllerName, "controller",
-                                   {{"ports", Json::array({{{"name", "admin"},
-                                                            {"port", kControllerAdminPort},
-                                                            {"targetPort", "admin"}}})}},
-                                   o));
+  // The gateways read the admission limits at this name (--admission-from), and KEDA calls the
+  // external scaler there.
+  Json controller_ports =
+      Json::array({{{"name", "admin"}, {"port", kControllerAdminPort}, {"targetPort", "admin"}}});
+  if (o.keda) {
+    controller_ports.push_back(
+        {{"name", "keda"}, {"port", kKedaScalerPort}, {"targetPort", "keda"}});
+  }
+  objects.push_back(
+      service_object(kControllerName, "controller", {{"ports", std::move(controller_ports)}}, o));
   Json controller_annotations = scrape_annotations(kControllerAdminPort);
   controller_annotations["checksum/config"] = sha256_hex(o.config_text);  // it reads the file once
   Json controller = deployment(
@@ -414,6 +467,9 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
   pod["terminationGracePeriodSeconds"] = 30;
   pod["containers"][0].erase("lifecycle");
   objects.push_back(std::move(controller));
+  if (o.keda) {
+    for (const ServiceConfig& s : config.services) objects.push_back(scaled_object(s, config, o));
+  }
   return objects;
 }
 

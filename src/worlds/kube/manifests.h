@@ -50,12 +50,18 @@ struct ManifestOptions {
   // A PersistentVolumeClaim the controller keeps its learned state on, across new pods (an
   // edited file, a reschedule); "" = an emptyDir, kept while the pod lives.
   std::string controller_state_claim;
+  // KEDA scales the Deployments (docs/kubernetes.md, "KEDA"): a ScaledObject per service whose
+  // external trigger calls the controller's external scaler (`--keda-port`, on its Service's port
+  // "keda"), and the controller scales none itself. Needs the controller and a namespace (KEDA's
+  // operator calls prescale-controller.NAMESPACE.svc from its own).
+  bool keda = false;
 };
 
 // The port every rendered container serves on, and the gateway's admin port.
 inline constexpr int kServicePort = 8080;
 inline constexpr int kGatewayAdminPort = 9901;
 inline constexpr int kControllerAdminPort = 9902;
+inline constexpr int kKedaScalerPort = 9903;
 // Where a built-in service's model directory is, in its image, when services[].model_dir is not
 // an absolute path: <this>/<service name>.
 inline constexpr std::string_view kModelRoot = "/var/lib/prescale/models";

@@ -354,6 +354,61 @@ TEST(KubeManifests, OnlyTheControllerTalksToTheApiWithWhatItCallsAndNoMore) {
             std::string::npos);
 }
 
+// With KEDA (--keda): a ScaledObject per service whose external trigger calls the controller's
+// external scaler, which the controller serves on its Service's port "keda"; the HPA KEDA makes
+// follows the plan at once, within the service's bounds. It needs the controller and a namespace.
+TEST(KubeManifests, WithKedaEachServiceHasAScaledObjectCallingTheController) {
+  ManifestOptions o = options();
+  o.keda = true;
+  o.name_space = "shop";
+  const std::vector<Json> objects = render(kShop, o);
+  const Json& scaled = find(objects, "ScaledObject", "checkout");
+  EXPECT_EQ(scaled["apiVersion"], "keda.sh/v1alpha1");
+  EXPECT_EQ(scaled["metadata"]["namespace"], "shop");
+  EXPECT_EQ(scaled["spec"]["scaleTargetRef"]["name"], "checkout");
+  EXPECT_EQ(scaled["spec"]["minReplicaCount"], 1);
+  EXPECT_EQ(scaled["spec"]["maxReplicaCount"], 8);
+  EXPECT_EQ(scaled["spec"]["pollingInterval"], 15) << "the policy's period";
+  const Json& trigger = scaled["spec"]["triggers"][0];
+  EXPECT_EQ(trigger["type"], "external");
+  EXPECT_EQ(trigger["metadata"]["scalerAddress"], "prescale-controller.shop.svc:9903");
+  EXPECT_EQ(trigger["metadata"]["service"], "checkout");
+  const Json& behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
+  EXPECT_EQ(behavior["scaleDown"]["stabilizationWindowSeconds"], 0);
+  EXPECT_EQ(behavior["scaleUp"]["policies"][0]["value"], 8);
+  for (const char* service : {"recommend", "forecast"})
+    (void)find(objects, "ScaledObject", service);
+  const std::string command = container_of(objects, "prescale-controller")["command"].dump();
+  EXPECT_NE(command.find(R"("--keda-port","9903")"), std::string::npos) << command;
+  EXPECT_EQ(find(objects, "Service", "prescale-controller")["spec"]["ports"][1],
+            Json({{"name", "keda"}, {"port", 9903}, {"targetPort", "keda"}}));
+  EXPECT_EQ(container_of(objects, "prescale-controller")["ports"][1],
+            Json({{"name", "keda"}, {"containerPort", 9903}}));
+  // Without --keda, none of it.
+  const std::vector<Json> plain = render(kShop, options());
+  EXPECT_EQ(std::count_if(plain.begin(), plain.end(),
+                          [](const Json& j) { return j["kind"] == "ScaledObject"; }),
+            0);
+  EXPECT_EQ(container_of(plain, "prescale-controller")["command"].dump().find("--keda-port"),
+            std::string::npos);
+
+  auto config = load_config_string(kShop, "shop.yaml");
+  ASSERT_TRUE(config);
+  o.name_space = "";
+  auto refused = kubernetes_objects(*config, o);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("--keda needs --namespace: KEDA's operator calls the "
+                                         "controller from its own namespace"),
+            std::string::npos)
+      << refused.error().message;
+  o.name_space = "shop";
+  o.controller = false;
+  refused = kubernetes_objects(*config, o);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("--keda needs the controller"), std::string::npos)
+      << refused.error().message;
+}
+
 TEST(KubeManifests, WithoutANamespaceNoneIsWritten) {
   for (const Json& object : render(kShop, options())) {
     EXPECT_FALSE(object["metadata"].contains("namespace"));
