@@ -103,16 +103,21 @@ ControllerCommand::ControllerCommand(CLI::App& app) : flags_(std::make_unique<Co
       "slowdown warnings and the dashboard's timeline and charts here across restarts "
       "(default: not kept)");
   command_->add_option("--log-level", f.log_level, "trace, debug, info, warn, error");
-  command_
-      ->add_option("--keda-port", f.keda_port,
-                   "Serve KEDA's external scaler (gRPC) on this port: KEDA scales the "
-                   "Deployments to the policy's plan, and the controller scales none itself "
-                   "(docs/kubernetes.md, \"KEDA\"); 0 picks a free one")
-      ->check(CLI::Range(0, 65535));
+  CLI::Option* keda_port =
+      command_
+          ->add_option("--keda-port", f.keda_port,
+                       "Serve KEDA's external scaler (gRPC) on this port: KEDA scales the "
+                       "Deployments to the policy's plan, and the controller scales none itself "
+                       "(docs/kubernetes.md, \"KEDA\"); 0 picks a free one")
+          ->check(CLI::Range(0, 65535))
+          ->excludes("--recommend-only");
   command_->add_option("--keda-address", f.keda_address, "Address of the KEDA external scaler")
-      ->capture_default_str();
-  command_->add_option("--keda-port-file", f.keda_port_file,
-                       "Write the KEDA external scaler's bound port to this file once listening");
+      ->capture_default_str()
+      ->needs(keda_port);
+  command_
+      ->add_option("--keda-port-file", f.keda_port_file,
+                   "Write the KEDA external scaler's bound port to this file once listening")
+      ->needs(keda_port);
 }
 
 ControllerCommand::~ControllerCommand() = default;
@@ -501,12 +506,16 @@ int ControllerCommand::run() const {
     return 1;
   }
   std::unique_ptr<kube::KedaScaler> keda_scaler;
-  std::map<std::string, std::optional<int>> keda_planned;  // the policy's last decisions
+  std::map<std::string, int> keda_planned;  // the last plan's decisions, within the bounds
+  std::map<std::string, int> keda_said;     // by service: the plan last said
   if (keda) {
     telemetry::CounterFamily& keda_calls = registry.counter(
         "prescale_controller_keda_calls_total",
         "Calls of the KEDA external scaler by method and gRPC status code", {"method", "code"});
-    kube::KedaScalerOptions ko{.address = f.keda_address, .port = f.keda_port, .services = {}};
+    kube::KedaScalerOptions ko{.address = f.keda_address,
+                               .port = f.keda_port,
+                               .services = {},
+                               .name_space = api_settings->name_space};
     for (const ServiceConfig& s : config.services) ko.services.push_back(s.name);
     ko.on_call = [&keda_calls](std::string_view method, std::string_view code) {
       keda_calls.with({std::string(method), std::string(code)}).inc();
@@ -566,22 +575,17 @@ int ControllerCommand::run() const {
     if (sig > 0) break;
     if (clock.now() < controller.next_tick()) continue;
     const std::optional<scaling::Plan> plan = controller.tick();
-    if (keda_scaler) {
-      // The plan; before the policy's first decision for a service, the replicas its Deployment
-      // has (KEDA keeps them), once read.
-      if (plan) {
-        for (const scaling::Decision& d : plan->decisions) keda_planned[d.service] = {d.replicas};
+    if (keda_scaler && plan) {
+      // A plan with no decision for a service keeps it where its Deployment is: the policy's
+      // target is what it has. Within the service's bounds, as the controller would scale it.
+      keda_planned.clear();
+      for (const scaling::Decision& d : plan->decisions) {
+        const auto spec = std::find_if(specs.begin(), specs.end(),
+                                       [&](const auto& sp) { return sp.name == d.service; });
+        keda_planned[d.service] =
+            spec == specs.end() ? d.replicas
+                                : std::clamp(d.replicas, spec->min_replicas, spec->max_replicas);
       }
-      std::map<std::string, int> planned;
-      for (const scaling::ServiceObservation& s : controller.last_snapshot().services) {
-        std::optional<int>& p = keda_planned[s.name];
-        if (p) {
-          planned[s.name] = *p;
-        } else if (s.desired_replicas > 0) {
-          planned[s.name] = s.desired_replicas;
-        }
-      }
-      keda_scaler->publish(planned);
     }
     if (prescale_policy != nullptr && !f.recommend_only) {
       admission.follow(
@@ -615,7 +619,30 @@ int ControllerCommand::run() const {
            breaker_openings, f.recommend_only, clock.now());
     }
 
-    const std::vector<control::Event> events = controller.take_events();
+    if (keda_scaler) {
+      // What KEDA reads: the plan, else (no decision since the last plan, or none yet) the
+      // replicas the Deployment has, once read; one more while a pod of the service is replaced
+      // (its Deployment surged by one: the HPA must not take the new pod back). After the healer,
+      // so that a surge it starts now is in it.
+      std::map<std::string, int> published;
+      for (const scaling::ServiceObservation& s : controller.last_snapshot().services) {
+        const auto p = keda_planned.find(s.name);
+        const int base = p != keda_planned.end() ? p->second : s.desired_replicas;
+        if (p == keda_planned.end() && s.desired_replicas <= 0) continue;
+        published[s.name] = base + (world.surging(s.name) ? 1 : 0);
+      }
+      keda_scaler->publish(published);
+    }
+    std::vector<control::Event> events = controller.take_events();
+    if (keda) {
+      // The Deployment follows KEDA's HPA a sync or more later (or stays within its tolerance):
+      // a plan is said when it changes, not at every period that finds the Deployment behind.
+      std::erase_if(events, [&](const control::Event& e) {
+        auto [said, added] = keda_said.try_emplace(e.service, e.to_replicas);
+        if (added) return false;
+        return std::exchange(said->second, e.to_replicas) == e.to_replicas;
+      });
+    }
     for (const control::Event& e : events) {
       events_counter.with({e.service, e.to_replicas > e.from_replicas ? "up" : "down"}).inc();
       spdlog::info("{} {} {} -> {}: {}",

@@ -44,6 +44,12 @@ struct KedaScaler::Impl final : externalscaler::ExternalScaler::Service {
               "no service named: set the trigger's metadata `service` (a service of the "
               "controller's prescale.yaml)"};
     }
+    if (!options.name_space.empty() && !ref.namespace_().empty() &&
+        ref.namespace_() != options.name_space) {
+      return {grpc::StatusCode::NOT_FOUND,
+              "the ScaledObject " + ref.name() + " is in namespace " + ref.namespace_() +
+                  "; this controller scales namespace " + options.name_space};
+    }
     if (std::find(options.services.begin(), options.services.end(), out) ==
         options.services.end()) {
       std::string known;

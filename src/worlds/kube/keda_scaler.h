@@ -30,6 +30,8 @@ struct KedaScalerOptions {
   std::string address = "0.0.0.0";    // an IPv6 one without brackets ("::")
   int port = 9903;                    // 0: a free one (port() tells which)
   std::vector<std::string> services;  // those it answers for: the controller's file's
+  // The controller's namespace: a ScaledObject of another one is not its ("": any).
+  std::string name_space = {};
   // Called after each call, on a gRPC thread: the method ("GetMetrics") and the status code's
   // name ("OK", "NOT_FOUND"), for the controller's metrics.
   std::function<void(std::string_view method, std::string_view code)> on_call = {};

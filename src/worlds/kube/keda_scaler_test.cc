@@ -18,7 +18,8 @@ using namespace std::chrono_literals;
 // same interface, as KEDA's is generated from it.
 struct KedaScalerTest : ::testing::Test {
   void SetUp() override {
-    KedaScalerOptions o{.address = "127.0.0.1", .port = 0, .services = {"web", "db"}};
+    KedaScalerOptions o{
+        .address = "127.0.0.1", .port = 0, .services = {"web", "db"}, .name_space = "shop"};
     o.on_call = [this](std::string_view method, std::string_view code) {
       std::lock_guard lock(mu);
       calls.push_back(std::string(method) + " " + std::string(code));
@@ -92,7 +93,8 @@ TEST_F(KedaScalerTest, TheMetricIsThePlannedReplicasAndItsTargetOne) {
                                              "GetMetrics OK", "GetMetrics OK"}));
 }
 
-// What names no service of the file, or another's metric, is refused, saying what to set.
+// What names no service of the file, another's metric, or a ScaledObject of another namespace is
+// refused, saying what to set.
 TEST_F(KedaScalerTest, AServiceNotInTheFileOrAnotherMetricIsRefusedNamingIt) {
   scaler->publish({{"web", 3}});
   externalscaler::GetMetricsResponse values;
@@ -108,6 +110,12 @@ TEST_F(KedaScalerTest, AServiceNotInTheFileOrAnotherMetricIsRefusedNamingIt) {
   externalscaler::IsActiveResponse active;
   status = stub->IsActive(context().get(), ref("", ""), &active);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  externalscaler::ScaledObjectRef elsewhere = ref("web", "web");
+  elsewhere.set_namespace_("billing");
+  status = stub->IsActive(context().get(), elsewhere, &active);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(status.error_message(),
+            "the ScaledObject web is in namespace billing; this controller scales namespace shop");
   EXPECT_TRUE(values.metricvalues().empty());
 }
 

@@ -276,9 +276,11 @@ Json controller_container(const ManifestOptions& o) {
 }
 
 // KEDA's ScaledObject of a service: its external trigger asks the controller's external scaler
-// for the planned replicas each policy period, and the HorizontalPodAutoscaler KEDA makes follows
-// the plan at once both ways (the plan already holds a scale-down past the startup time, and a
-// scale-up may need many pods at once), within the service's bounds.
+// for the planned replicas, and the HorizontalPodAutoscaler KEDA makes follows the plan at once
+// both ways (the plan already holds a scale-down past the startup time, and a scale-up may need
+// many pods at once), within the service's bounds. KEDA checks activity (0 <-> 1) each policy
+// period, and scales to zero (replicas.min 0) a period after the plan is 0: the plan already
+// waited.
 Json scaled_object(const ServiceConfig& s, const Config& config, const ManifestOptions& o) {
   const int period = whole_seconds(config.policy.period);
   return {{"apiVersion", "keda.sh/v1alpha1"},
@@ -289,6 +291,7 @@ Json scaled_object(const ServiceConfig& s, const Config& config, const ManifestO
             {"minReplicaCount", s.replicas.min},
             {"maxReplicaCount", s.replicas.max},
             {"pollingInterval", period},
+            {"cooldownPeriod", period},
             {"advanced",
              {{"horizontalPodAutoscalerConfig",
                {{"behavior",
@@ -397,9 +400,12 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
          {"ports",
           Json::array({{{"name", "http"}, {"port", kServicePort}, {"targetPort", "http"}}})}},
         o));
-    objects.push_back(deployment(s.name, "service", s.replicas.initial,
-                                 scrape_annotations(kServicePort), std::move(container),
-                                 Json::array(), config, o));
+    Json d = deployment(s.name, "service", s.replicas.initial, scrape_annotations(kServicePort),
+                        std::move(container), Json::array(), config, o);
+    // KEDA's HorizontalPodAutoscaler owns the count: a `kubectl apply` of the manifests would
+    // otherwise set every Deployment back to replicas.initial until its next sync.
+    if (o.keda) d["spec"].erase("replicas");
+    objects.push_back(std::move(d));
     objects.push_back(disruption_budget(s.name, "service", o));
   }
   if (!problems.empty()) {

@@ -369,6 +369,9 @@ TEST(KubeManifests, WithKedaEachServiceHasAScaledObjectCallingTheController) {
   EXPECT_EQ(scaled["spec"]["minReplicaCount"], 1);
   EXPECT_EQ(scaled["spec"]["maxReplicaCount"], 8);
   EXPECT_EQ(scaled["spec"]["pollingInterval"], 15) << "the policy's period";
+  EXPECT_EQ(scaled["spec"]["cooldownPeriod"], 15);
+  EXPECT_FALSE(find(objects, "Deployment", "checkout")["spec"].contains("replicas"))
+      << "the HPA's to set: an apply would set it back";
   const Json& trigger = scaled["spec"]["triggers"][0];
   EXPECT_EQ(trigger["type"], "external");
   EXPECT_EQ(trigger["metadata"]["scalerAddress"], "prescale-controller.shop.svc:9903");
@@ -391,6 +394,7 @@ TEST(KubeManifests, WithKedaEachServiceHasAScaledObjectCallingTheController) {
             0);
   EXPECT_EQ(container_of(plain, "prescale-controller")["command"].dump().find("--keda-port"),
             std::string::npos);
+  EXPECT_EQ(find(plain, "Deployment", "checkout")["spec"]["replicas"], 2);
 
   auto config = load_config_string(kShop, "shop.yaml");
   ASSERT_TRUE(config);
