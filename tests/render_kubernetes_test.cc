@@ -642,12 +642,12 @@ std::unique_ptr<Subprocess> break_pod(const TempDir& dir, RunningPods& pods, std
   return answers ? std::move(broken) : nullptr;
 }
 
-// The controller's healer in a cluster: a pod the gateway ejects (it fails every request but its
-// probes) while the other pod of its service serves is evicted at once, as `prescale up` restarts
-// a replica ejected again and again (`healer.ejections: 1` here), and the other is left (about
-// 20 s).
-TEST(RenderKubernetesTest, TheRenderedControllerEvictsAPodTheGatewayEjects) {
-  TempDir dir;
+// Two pods of web (2 s startup, healer.ejections: 1, the HPA's looks every 15 s), with the
+// gateway's `settings`; the second turned into a process that answers its probes and 500 to
+// everything else, under 20 req/s of requests that take 50 ms on the pod that works, so the
+// balancer soon tries the other (its latency prior decays from 30 ms). Returns the pods once the
+// controller evicted one (about 15 s; the test has failed if it did not, or not the second).
+RunningPods evict_the_failing_pod(const TempDir& dir, const std::string& settings) {
   const std::string config = R"(version: 1
 policy: {name: hpa}
 healer: {ejections: 1}
@@ -658,31 +658,63 @@ services:
     startup_time: 2s
 gateway:
   health_check: {interval: 1s, timeout: 500ms}
-  outlier_detection: {consecutive_5xx: 2}
-)";
+)" + settings;
   const auto [docs, mounted] = render_and_mount(dir, config);
-  ASSERT_FALSE(docs.empty());
+  EXPECT_FALSE(docs.empty());
+  if (docs.empty()) return {};
   RunningPods pods = run_pods(dir, mounted, docs, 2);
-  ASSERT_GT(pods.port, 0);
-  kube::fake::FakeApiServer& api = *pods.api;
-  const Subprocess& controller = *pods.controller;
-  // The second pod's process turns into one that answers its probes and 500 to everything else.
+  EXPECT_GT(pods.port, 0);
+  if (pods.port <= 0) return pods;
   const auto broken = break_pod(dir, pods, 1);
-  ASSERT_NE(broken, nullptr);
+  EXPECT_NE(broken, nullptr);
+  if (broken == nullptr) return pods;
   Subprocess load(
       {PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(pods.port), "--rate",
        "20", "--duration", "40s", "--mix", "GET /delay/50:1"},
       dir.file("load.log"));
-  // Requests that take 50 ms on the pod that works: the balancer soon tries the other (its latency
-  // prior decays from 30 ms), which fails two in a row and is ejected; it is evicted at the
-  // controller's next look (the HPA's, every 15 s).
-  ASSERT_TRUE(testing::wait_for([&] { return !api.deleted().empty(); }, 35s))
-      << controller.log() << pods.gateway->log();
-  EXPECT_EQ(api.deleted(), std::vector<std::string>{pods.web_names[1]});
+  EXPECT_TRUE(testing::wait_for([&] { return !pods.api->deleted().empty(); }, 35s))
+      << pods.controller->log() << pods.gateway->log();
+  EXPECT_EQ(pods.api->deleted(), std::vector<std::string>{pods.web_names[1]});
+  return pods;
+}
+
+// The controller's healer in a cluster: a pod the gateway ejects (it fails two requests in a row)
+// while the other pod of its service serves is evicted at once, as `prescale up` restarts a
+// replica ejected again and again, and the other is left.
+TEST(RenderKubernetesTest, TheRenderedControllerEvictsAPodTheGatewayEjects) {
+  TempDir dir;
+  const RunningPods pods =
+      evict_the_failing_pod(dir, "  outlier_detection: {consecutive_5xx: 2}\n");
+  ASSERT_NE(pods.controller, nullptr);
+  const Subprocess& controller = *pods.controller;
   EXPECT_TRUE(
       says(controller, "replacing " + pods.web_names[1] + " of web: ejected once in 10 min"))
       << controller.log();
   EXPECT_THAT(controller.log(), HasSubstr("(evicted: a new pod starts; this one leaves)"));
+}
+
+// A pod that fails its requests but never in a row as the outlier detection counts them (set to
+// 1,000 here) is taken out of service by the gateway's failure-rate breaker (opening at its fourth
+// failure in 2 s): the gateway counts its breaker's openings by endpoint, and the controller says
+// the pod ejected and evicts it as one the outlier detection ejects.
+TEST(RenderKubernetesTest, TheRenderedControllerEvictsAPodWhoseBreakerKeepsOpening) {
+  TempDir dir;
+  const RunningPods pods = evict_the_failing_pod(
+      dir,
+      "  outlier_detection: {consecutive_5xx: 1000, consecutive_gateway_failure: 1000}\n"
+      "  circuit_breakers: {minimum_requests: 4, window: 2s, open_duration: 1s}\n");
+  ASSERT_NE(pods.controller, nullptr);
+  const Subprocess& controller = *pods.controller;
+  EXPECT_THAT(get_body(pods.gateway_admin, "/metrics"),
+              HasSubstr("prescale_gateway_endpoint_breaker_openings_total{service=\"web\""));
+  EXPECT_TRUE(says(controller, "eject " + pods.web_names[1] +
+                                   ": its requests failed too often: a gateway's circuit breaker "
+                                   "opened"))
+      << controller.log();
+  EXPECT_TRUE(
+      says(controller, "replacing " + pods.web_names[1] + " of web: ejected once in 10 min"))
+      << controller.log();
+  EXPECT_THAT(controller.log(), Not(HasSubstr("ejected by a gateway's outlier detection")));
 }
 
 // With --keda-port the controller serves KEDA's external scaler: KEDA (its client here, generated
@@ -766,55 +798,6 @@ gateway:
   }
   pods.controller->signal(SIGTERM);
   EXPECT_EQ(pods.controller->wait(10s), 0) << pods.controller->log();
-}
-
-// A pod that fails its requests but never in a row as the outlier detection counts them (set to
-// 1,000 here) is taken out of service by the gateway's failure-rate breaker: the gateway counts its
-// breaker's openings by endpoint, and the controller says the pod ejected and evicts it as one
-// the outlier detection ejects (about 20 s).
-TEST(RenderKubernetesTest, TheRenderedControllerEvictsAPodWhoseBreakerKeepsOpening) {
-  TempDir dir;
-  const std::string config = R"(version: 1
-policy: {name: hpa}
-healer: {ejections: 1}
-services:
-  - name: web
-    kind: builtin/echo
-    replicas: {min: 2, max: 2, initial: 2}
-    startup_time: 2s
-gateway:
-  health_check: {interval: 1s, timeout: 500ms}
-  outlier_detection: {consecutive_5xx: 1000, consecutive_gateway_failure: 1000}
-  circuit_breakers: {minimum_requests: 4, window: 2s, open_duration: 1s}
-)";
-  const auto [docs, mounted] = render_and_mount(dir, config);
-  ASSERT_FALSE(docs.empty());
-  RunningPods pods = run_pods(dir, mounted, docs, 2);
-  ASSERT_GT(pods.port, 0);
-  kube::fake::FakeApiServer& api = *pods.api;
-  const Subprocess& controller = *pods.controller;
-  const auto broken = break_pod(dir, pods, 1);
-  ASSERT_NE(broken, nullptr);
-  Subprocess load(
-      {PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(pods.port), "--rate",
-       "20", "--duration", "40s", "--mix", "GET /delay/50:1"},
-      dir.file("load.log"));
-  // 50 ms on the pod that works: the balancer soon tries the other (its latency prior decays from
-  // 30 ms), whose breaker opens at its fourth failure in 2 s; the controller's next look (the
-  // HPA's, every 15 s) counts it.
-  ASSERT_TRUE(testing::wait_for([&] { return !api.deleted().empty(); }, 35s))
-      << controller.log() << pods.gateway->log();
-  EXPECT_EQ(api.deleted(), std::vector<std::string>{pods.web_names[1]});
-  EXPECT_THAT(get_body(pods.gateway_admin, "/metrics"),
-              HasSubstr("prescale_gateway_endpoint_breaker_openings_total{service=\"web\""));
-  EXPECT_TRUE(says(controller, "eject " + pods.web_names[1] +
-                                   ": its requests failed too often: a gateway's circuit breaker "
-                                   "opened"))
-      << controller.log();
-  EXPECT_TRUE(
-      says(controller, "replacing " + pods.web_names[1] + " of web: ejected once in 10 min"))
-      << controller.log();
-  EXPECT_THAT(controller.log(), Not(HasSubstr("ejected by a gateway's outlier detection")));
 }
 
 // web rolls out revision 2 (ReplicaSet web-9f2d) over revision 1 (web-5c7b), as the stand-in API
