@@ -113,6 +113,10 @@ std::vector<std::string> pod_command(const TempDir& dir, const std::string& moun
       value = "0";
       argv.insert(argv.begin() + static_cast<long>(i) + 2,
                   {"--admin-port-file", dir.file(name + ".admin")});
+    } else if (flag == "--keda-port" && value == "9903") {
+      value = "0";
+      argv.insert(argv.begin() + static_cast<long>(i) + 2,
+                  {"--keda-port-file", dir.file(name + ".keda")});
     } else if (flag == "--address") {
       EXPECT_EQ(value, "0.0.0.0") << name;  // the pod's own address, not only its loopback
       value = "127.0.0.1";
@@ -143,10 +147,10 @@ std::vector<std::string> pod_command(const TempDir& dir, const std::string& moun
 // Renders `config` with the image prescale:test into <dir>/manifests.yaml, and writes its
 // ConfigMap's file where the pods' commands will read it here: the documents (none when the render
 // failed) and that file's path.
-std::pair<std::vector<YAML::Node>, std::string> render_and_mount(const TempDir& dir,
-                                                                 const std::string& config) {
-  const auto [status, log] =
-      render(dir, config, {"--image", "prescale:test", "-o", dir.file("manifests.yaml")});
+std::pair<std::vector<YAML::Node>, std::string> render_and_mount(
+    const TempDir& dir, const std::string& config, std::vector<std::string> flags = {}) {
+  flags.insert(flags.end(), {"--image", "prescale:test", "-o", dir.file("manifests.yaml")});
+  const auto [status, log] = render(dir, config, flags);
   EXPECT_EQ(status, 0) << log;
   if (status != 0) return {};
   std::vector<YAML::Node> docs = YAML::LoadAllFromFile(dir.file("manifests.yaml"));
@@ -339,8 +343,7 @@ std::string scaled_to(const kube::fake::FakeApiServer& api, const std::string& d
 }
 
 RunningPods run_pods(const TempDir& dir, const std::string& mounted,
-                     const std::vector<YAML::Node>& docs, int replicas,
-                     const std::vector<std::string>& controller_args = {}) {
+                     const std::vector<YAML::Node>& docs, int replicas) {
   RunningPods out;
   out.api = std::make_unique<kube::fake::FakeApiServer>("default");
   out.api->set_deployment("web", replicas);
@@ -363,7 +366,6 @@ RunningPods run_pods(const TempDir& dir, const std::string& mounted,
   std::vector<std::string> argv =
       pod_command(dir, mounted, find(docs, "Deployment", "prescale-controller"), {});
   argv.insert(argv.end(), {"--api-server", out.api->url(), "--admin-address", "127.0.0.1"});
-  argv.insert(argv.end(), controller_args.begin(), controller_args.end());
   out.controller = std::make_unique<Subprocess>(argv, dir.file("controller.log"));
   const int controller_admin = testing::port_from_file(dir.file("prescale-controller.admin"));
   EXPECT_GT(controller_admin, 0) << out.controller->log();
@@ -717,9 +719,10 @@ TEST(RenderKubernetesTest, TheRenderedControllerEvictsAPodWhoseBreakerKeepsOpeni
   EXPECT_THAT(controller.log(), Not(HasSubstr("ejected by a gateway's outlier detection")));
 }
 
-// With --keda-port the controller serves KEDA's external scaler: KEDA (its client here, generated
-// from the same interface) reads the plan as a metric whose target is 1 per replica, and scales
-// web by it; the controller scales nothing itself, and says what it planned (a few seconds).
+// Rendered with --keda, the controller serves KEDA's external scaler: KEDA (its client here,
+// generated from the same interface, calling as the rendered ScaledObject says) reads the plan as a
+// metric whose target is 1 per replica, and scales web by it; the controller scales nothing
+// itself, and says what it planned (a few seconds).
 TEST(RenderKubernetesTest, TheRenderedControllerServesKedaThePlan) {
   TempDir dir;
   const std::string config = R"(version: 1
@@ -732,12 +735,11 @@ services:
 gateway:
   health_check: {interval: 1s, timeout: 500ms}
 )";
-  const auto [docs, mounted] = render_and_mount(dir, config);
+  const auto [docs, mounted] = render_and_mount(dir, config, {"--keda", "-n", "default"});
   ASSERT_FALSE(docs.empty());
-  RunningPods pods = run_pods(dir, mounted, docs, 1,
-                              {"--keda-port", "0", "--keda-port-file", dir.file("keda.port")});
+  RunningPods pods = run_pods(dir, mounted, docs, 1);
   ASSERT_GT(pods.port, 0);
-  const int keda_port = testing::port_from_file(dir.file("keda.port"));
+  const int keda_port = testing::port_from_file(dir.file("prescale-controller.keda"));
   ASSERT_GT(keda_port, 0) << pods.controller->log();
   EXPECT_TRUE(
       says(*pods.controller, "KEDA external scaler on 0.0.0.0:" + std::to_string(keda_port) +
@@ -745,10 +747,20 @@ gateway:
       << pods.controller->log();
   auto stub = externalscaler::ExternalScaler::NewStub(grpc::CreateChannel(
       "127.0.0.1:" + std::to_string(keda_port), grpc::InsecureChannelCredentials()));
+  // KEDA's call, as the rendered ScaledObject makes it.
+  const YAML::Node scaled = find(docs, "ScaledObject", "web");
+  const YAML::Node trigger = scaled["spec"]["triggers"][0];
+  EXPECT_EQ(trigger["metadata"]["scalerAddress"].as<std::string>(),
+            "prescale-controller.default.svc:9903");
   externalscaler::ScaledObjectRef ref;
-  ref.set_name("web-scaled");
-  ref.set_namespace_("default");
-  (*ref.mutable_scalermetadata())["service"] = "web";
+  ref.set_name(scaled["metadata"]["name"].as<std::string>());
+  ref.set_namespace_(scaled["metadata"]["namespace"].as<std::string>());
+  for (const auto& entry : trigger["metadata"]) {
+    const std::string key = entry.first.as<std::string>();
+    if (key != "scalerAddress") {
+      (*ref.mutable_scalermetadata())[key] = entry.second.as<std::string>();
+    }
+  }
   auto deadline = [](grpc::ClientContext& c) {
     c.set_deadline(std::chrono::system_clock::now() + 5s);
   };
