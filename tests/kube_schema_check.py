@@ -2,7 +2,10 @@
 """Checks Kubernetes manifests against the API's own types, as the Kubernetes Python client
 (Debian's python3-kubernetes) generates them from the API's OpenAPI schema: every field is one
 the object's type has, every value has the field's type (a string where a string is due: YAML
-reads a bare 8080 or true as a number or a boolean), and every required field is there.
+reads a bare 8080 or true as a number or a boolean), and every required field is there. KEDA's
+ScaledObject (keda.sh/v1alpha1), a custom resource the client does not know, is checked against
+the fields of KEDA's CRD (KEDA_TYPES below), its HorizontalPodAutoscaler behavior against the
+client's own type.
 
 Usage: kube_schema_check.py MANIFESTS.yaml
 Exit: 0 valid; 1 invalid, each problem on its own line as `document N (Kind name): path: what`;
@@ -31,6 +34,43 @@ KINDS = {
 }
 
 PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": (int, float)}
+
+
+class Schema:
+    """A type of a custom resource's schema, as the client's generated models describe theirs."""
+
+    def __init__(self, fields, required=()):
+        self.openapi_types = fields  # field -> type name
+        self.attribute_map = {name: name for name in fields}
+        self.required = required
+
+
+# KEDA's ScaledObject, as its CRD (config/crd/bases/keda.sh_scaledobjects.yaml) has it.
+KEDA_TYPES = {
+    "KedaScaledObject": Schema(
+        {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta",
+         "spec": "KedaScaledObjectSpec"}, ["spec"]),
+    "KedaScaledObjectSpec": Schema(
+        {"scaleTargetRef": "KedaScaleTarget", "pollingInterval": "int", "cooldownPeriod": "int",
+         "idleReplicaCount": "int", "minReplicaCount": "int", "maxReplicaCount": "int",
+         "advanced": "KedaAdvanced", "fallback": "KedaFallback", "triggers": "list[KedaTrigger]"},
+        ["scaleTargetRef", "triggers"]),
+    "KedaScaleTarget": Schema(
+        {"name": "str", "apiVersion": "str", "kind": "str", "envSourceContainerName": "str"},
+        ["name"]),
+    "KedaAdvanced": Schema(
+        {"horizontalPodAutoscalerConfig": "KedaHpaConfig", "restoreToOriginalReplicaCount": "bool"}),
+    "KedaHpaConfig": Schema(
+        {"name": "str", "behavior": "V2beta2HorizontalPodAutoscalerBehavior"}),
+    "KedaFallback": Schema({"failureThreshold": "int", "replicas": "int"},
+                           ["failureThreshold", "replicas"]),
+    "KedaTrigger": Schema(
+        {"type": "str", "name": "str", "metadata": "dict(str, str)", "useCachedMetrics": "bool",
+         "metricType": "str", "authenticationRef": "KedaAuthenticationRef"},
+        ["type", "metadata"]),
+    "KedaAuthenticationRef": Schema({"name": "str", "kind": "str"}, ["name"]),
+}
+KINDS[("keda.sh/v1alpha1", "ScaledObject")] = "KedaScaledObject"
 
 
 def check(value, type_name, path, problems):
@@ -63,10 +103,13 @@ def check(value, type_name, path, problems):
                 problems.append(f"{path}: key {key!r} is not a string")
             check(item, m.group(1), f"{path}.{key}", problems)
         return
-    model = getattr(k8s, type_name)
+    model = KEDA_TYPES.get(type_name) or getattr(k8s, type_name)
     if not isinstance(value, dict):
         problems.append(f"{path}: expected a {type_name} mapping, got {value!r}")
         return
+    for name in getattr(model, "required", ()):
+        if name not in value:
+            problems.append(f"{path}: {type_name} needs the field {name!r}")
     by_json_name = {json: attr for attr, json in model.attribute_map.items()}
     for key, item in value.items():
         if key not in by_json_name:
@@ -89,8 +132,16 @@ def main():
         found = []
         check(doc, type_name, "", found)
         problems += [f"{where}: {p}" for p in found]
-        try:  # the client's own checks: required fields, allowed values
-            client._ApiClient__deserialize(doc, type_name)
+        # The client's own checks: required fields, allowed values; of a ScaledObject, those of
+        # its HorizontalPodAutoscaler behavior.
+        checked, as_type = doc, type_name
+        if type_name in KEDA_TYPES:
+            hpa = doc.get("spec", {}).get("advanced", {}).get("horizontalPodAutoscalerConfig", {})
+            checked, as_type = hpa.get("behavior"), KEDA_TYPES["KedaHpaConfig"].openapi_types[
+                "behavior"]
+        try:
+            if checked is not None:
+                client._ApiClient__deserialize(checked, as_type)
         except (ValueError, TypeError) as e:
             problems.append(f"{where}: {e}")
     for p in problems:

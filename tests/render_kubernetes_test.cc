@@ -193,6 +193,33 @@ TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
   EXPECT_THAT(check_broken.log(), HasSubstr("expected str, got 8080"));
   EXPECT_THAT(check_broken.log(), HasSubstr("V1DeploymentSpec has no field 'minReadySecond'"));
   EXPECT_THAT(check_broken.log(), HasSubstr("Invalid value for `name`, must not be `None`"));
+
+  // With --keda: KEDA's ScaledObjects too, against the fields of KEDA's CRD and the client's
+  // HorizontalPodAutoscaler behavior.
+  const auto [keda_status, keda_log] = render(
+      dir, kConfig,
+      {"--image", "prescale:0.9", "--namespace", "shop", "--keda", "-o", dir.file("keda.yaml")});
+  ASSERT_EQ(keda_status, 0) << keda_log;
+  std::string keda = testing::read_file(dir.file("keda.yaml"));
+  ASSERT_NE(keda.find("kind: ScaledObject"), std::string::npos);
+  Subprocess check_keda({"/usr/bin/python3", SCHEMA_CHECK, dir.file("keda.yaml")},
+                        dir.file("keda.log"));
+  EXPECT_EQ(check_keda.wait(60s), 0) << check_keda.log();
+  EXPECT_THAT(check_keda.log(), HasSubstr(" objects, 0 problems"));
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"  triggers:\n", "  trigger:\n"}, {"periodSeconds: 1\n", "periodSeconds: one\n"}}) {
+    const size_t at = keda.rfind(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    keda.replace(at, from.size(), to);
+  }
+  testing::write_file(dir.file("keda-broken.yaml"), keda);
+  Subprocess check_keda_broken({"/usr/bin/python3", SCHEMA_CHECK, dir.file("keda-broken.yaml")},
+                               dir.file("keda-broken.log"));
+  EXPECT_EQ(check_keda_broken.wait(60s), 1) << check_keda_broken.log();
+  EXPECT_THAT(check_keda_broken.log(),
+              HasSubstr("KedaScaledObjectSpec needs the field 'triggers'"));
+  EXPECT_THAT(check_keda_broken.log(), HasSubstr("KedaScaledObjectSpec has no field 'trigger'"));
+  EXPECT_THAT(check_keda_broken.log(), HasSubstr("periodSeconds: expected int, got 'one'"));
 }
 
 TEST(RenderKubernetesTest, WhatCannotRunOnKubernetesExitsTwoNamingIt) {
