@@ -391,9 +391,16 @@ nlohmann::json IncidentWatch::to_json(Clock::TimePoint now) const {
       bucket_from = x.at;
       counts.push_back({state_json::age_ns(now, x.at), x.requests, x.failed, x.slow});
     }
+    // What was noted of it (a rollout, a crash, a scale-in, ...) within the cause lookback: a
+    // restart soon after still names it as a likely cause.
+    json events = json::array();
+    for (const Noted& e : s.events) {
+      events.push_back({state_json::optional_age(now, e.at), e.kind, e.message});
+    }
     services.push_back({{"name", name},
                         {"first_at_age_ns", state_json::optional_age(now, s.first_at)},
                         {"counts", std::move(counts)},
+                        {"events", std::move(events)},
                         {"open", s.open ? incident(*s.open) : json()}});
   }
   json resolved = json::array();
@@ -451,7 +458,18 @@ Result<void> IncidentWatch::from_json(const nlohmann::json& state, Clock::TimePo
               state_json::optional_at_past_age(now, j.at("first_at_age_ns"), field + ".first_at")) {
         s.first_at = first;
       }
-      s.events = found->second.events;  // noted before the restore: after the replay
+      // The saved events (a state without them: none), then those noted before the restore.
+      if (const auto saved = j.find("events"); saved != j.end()) {
+        for (const json& e : *saved) {
+          Noted n{state_json::optional_at_past_age(now, e.at(0), field + ".events"),
+                  e.at(1).get<std::string>(), e.at(2).get<std::string>()};
+          if (!s.events.empty() && n.at && s.events.back().at && *n.at < *s.events.back().at) {
+            throw BadField{field + ".events", "not in increasing time"};
+          }
+          s.events.push_back(std::move(n));
+        }
+      }
+      for (const Noted& e : found->second.events) s.events.push_back(e);
       if (!j.at("open").is_null()) {
         Incident i = incident(j.at("open"), field + ".open");
         if (i.service != name || i.resolved_at) {

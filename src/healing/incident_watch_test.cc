@@ -373,6 +373,42 @@ TEST_F(IncidentWatchTest, AnIncidentOpenAtTheStopStaysOpenAfterTheRestart) {
   EXPECT_EQ(crashed[0].incident.cause.substr(0, 8), "a crash ") << crashed[0].incident.cause;
 }
 
+// A change noted just before a stop (a rollout, then the platform restarted) is still a likely
+// cause after the restart: its age goes on from the save, the time down not counted; one older
+// than the lookback at the incident is not.
+TEST_F(IncidentWatchTest, AChangeNotedBeforeAStopIsStillACauseAfterTheRestart) {
+  run(7h, 0);
+  watch.note_event("web", "scale", "scaled in 4 -> 2: forecast");
+  run(1min, 0);
+  watch.note_event("web", "rollout", "web rolls out revision 2");
+  run(1min, 0);
+  const nlohmann::json saved = watch.to_json(clock.now());
+  size_t web = 0;
+  while (web < saved.at("services").size() && saved.at("services").at(web).at("name") != "web") {
+    ++web;
+  }
+  ASSERT_LT(web, saved.at("services").size());
+  ASSERT_EQ(saved.at("services").at(web).at("events").size(), 2U);
+  clock.advance(1h);  // the platform down
+  watch = IncidentWatch();
+  watch.set_error_budget("web", 0.001);
+  ASSERT_TRUE(watch.from_json(nlohmann::json::parse(saved.dump()), clock.now()));
+  const auto opened = run(10min, 1.0);
+  ASSERT_EQ(opened.size(), 1U);
+  const std::string& cause = opened[0].incident.cause;
+  EXPECT_EQ(cause.substr(0, 10), "a rollout ") << cause;
+  EXPECT_NE(cause.find(": web rolls out revision 2"), std::string::npos) << cause;
+  // Events out of order are refused, naming them.
+  nlohmann::json bad = saved;
+  std::swap(bad["services"][web]["events"][0], bad["services"][web]["events"][1]);
+  watch = IncidentWatch();
+  watch.set_error_budget("web", 0.001);
+  const auto refused = watch.from_json(bad, clock.now());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message,
+            "incident state: services[web].events: not in increasing time");
+}
+
 TEST_F(IncidentWatchTest, ABurnAcrossTheRestartOpensAsItWouldHaveToTheMinute) {
   // 2 % of the requests failing: the 1-hour rule (14.4 times 0.1 %) fires once the hour's share
   // reaches 1.44 %, after about 43 minutes. The platform restarts after 30 of them.
