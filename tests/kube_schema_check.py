@@ -36,6 +36,12 @@ KINDS = {
 PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": (int, float)}
 
 
+# The HorizontalPodAutoscaler's behavior: autoscaling/v2's in newer clients, v2beta2's before.
+HPA_BEHAVIOR = next(name for name in ("V2HorizontalPodAutoscalerBehavior",
+                                      "V2beta2HorizontalPodAutoscalerBehavior")
+                    if hasattr(k8s, name))
+
+
 class Schema:
     """A type of a custom resource's schema, as the client's generated models describe theirs."""
 
@@ -61,7 +67,7 @@ KEDA_TYPES = {
     "KedaAdvanced": Schema(
         {"horizontalPodAutoscalerConfig": "KedaHpaConfig", "restoreToOriginalReplicaCount": "bool"}),
     "KedaHpaConfig": Schema(
-        {"name": "str", "behavior": "V2beta2HorizontalPodAutoscalerBehavior"}),
+        {"name": "str", "behavior": HPA_BEHAVIOR}),
     "KedaFallback": Schema({"failureThreshold": "int", "replicas": "int"},
                            ["failureThreshold", "replicas"]),
     "KedaTrigger": Schema(
@@ -107,7 +113,7 @@ def check(value, type_name, path, problems):
     if not isinstance(value, dict):
         problems.append(f"{path}: expected a {type_name} mapping, got {value!r}")
         return
-    for name in getattr(model, "required", ()):
+    for name in model.required if isinstance(model, Schema) else ():
         if name not in value:
             problems.append(f"{path}: {type_name} needs the field {name!r}")
     by_json_name = {json: attr for attr, json in model.attribute_map.items()}
@@ -136,9 +142,11 @@ def main():
         # its HorizontalPodAutoscaler behavior.
         checked, as_type = doc, type_name
         if type_name in KEDA_TYPES:
-            hpa = doc.get("spec", {}).get("advanced", {}).get("horizontalPodAutoscalerConfig", {})
-            checked, as_type = hpa.get("behavior"), KEDA_TYPES["KedaHpaConfig"].openapi_types[
-                "behavior"]
+            hpa = doc
+            for key in ("spec", "advanced", "horizontalPodAutoscalerConfig"):
+                hpa = hpa.get(key) if isinstance(hpa, dict) else None
+            checked = hpa.get("behavior") if isinstance(hpa, dict) else None
+            as_type = HPA_BEHAVIOR
         try:
             if checked is not None:
                 client._ApiClient__deserialize(checked, as_type)

@@ -199,7 +199,7 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
           DashboardFeed& feed, const std::vector<std::string>& restarted,
           const std::vector<std::pair<std::string, std::string>>& ejections,
           const std::vector<std::pair<std::string, std::string>>& breaker_openings,
-          bool recommend_only, Clock::TimePoint now) {
+          bool recommend_only, bool surge, Clock::TimePoint now) {
   std::set<std::string> present;
   for (const scaling::ServiceObservation& s : snapshot.services) {
     const auto limit = h.limits.find(s.name);
@@ -263,7 +263,9 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
       spdlog::info("would replace {} of {}: {}", r.replica, r.service, r.reason);
       continue;
     }
-    const bool failing = r.kind == healing::RemedyKind::kEjected;
+    // Without `surge` (KEDA's HPA owns the count, and would take a surge back), a pod heading for
+    // its memory limit is evicted too.
+    const bool failing = r.kind == healing::RemedyKind::kEjected || !surge;
     auto replaced = failing ? world.restart(r.replica) : world.replace_when_ready(r.replica);
     if (!replaced && replaced.error().code == ErrorCode::kNotFound) {  // gone or going already
       h.healer.failed(r);  // holds the service's next replacement back no longer
@@ -365,7 +367,8 @@ int ControllerCommand::run() const {
   kube::KubeWorldOptions wo;
   wo.clock = &clock;
   wo.leave_time = std::chrono::seconds(kube::pod_leave_seconds(config));
-  wo.act_on_replacements = !f.recommend_only && config.healer.enabled;
+  // With KEDA no surge: its HorizontalPodAutoscaler owns the Deployments' counts.
+  wo.act_on_replacements = !f.recommend_only && f.keda_port < 0 && config.healer.enabled;
   for (const auto& [route, service] : *routes) wo.route_service[route] = service;
   kube::KubeWorld world(api, specs, wo);
   // Before anything runs: the API answers, and lets this account list the Deployments.
@@ -616,20 +619,25 @@ int ControllerCommand::run() const {
                        clock.now());
     if (config.healer.enabled) {
       heal(cluster_healing, controller.last_snapshot(), world, feed, restarted, ejections,
-           breaker_openings, f.recommend_only, clock.now());
+           breaker_openings, f.recommend_only, /*surge=*/!keda, clock.now());
     }
 
     if (keda_scaler) {
       // What KEDA reads: the plan, else (no decision since the last plan, or none yet) the
-      // replicas the Deployment has, once read; one more while a pod of the service is replaced
-      // (its Deployment surged by one: the HPA must not take the new pod back). After the healer,
-      // so that a surge it starts now is in it.
+      // replicas the service has.
       std::map<std::string, int> published;
       for (const scaling::ServiceObservation& s : controller.last_snapshot().services) {
         const auto p = keda_planned.find(s.name);
-        const int base = p != keda_planned.end() ? p->second : s.desired_replicas;
-        if (p == keda_planned.end() && s.desired_replicas <= 0) continue;
-        published[s.name] = base + (world.surging(s.name) ? 1 : 0);
+        if (p != keda_planned.end()) {
+          published[s.name] = p->second;
+        } else if (s.desired_replicas > 0) {
+          published[s.name] = s.desired_replicas;
+        }
+        // Reached: the same plan again later (the Deployment moved since) is said again.
+        if (const auto said = keda_said.find(s.name);
+            said != keda_said.end() && said->second == s.desired_replicas) {
+          keda_said.erase(said);
+        }
       }
       keda_scaler->publish(published);
     }

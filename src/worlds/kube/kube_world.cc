@@ -1177,10 +1177,6 @@ Result<void> KubeWorld::replace_when_ready(std::string_view replica_id) {
 
 std::vector<std::string> KubeWorld::take_given_up() { return std::exchange(state_->given_up, {}); }
 
-bool KubeWorld::surging(std::string_view service) const {
-  return state_->replacing.find(service) != state_->replacing.end();
-}
-
 bool KubeWorld::replacing(std::string_view pod) const {
   return std::any_of(state_->replacing.begin(), state_->replacing.end(),
                      [&](const auto& r) { return r.second.pod == pod; });

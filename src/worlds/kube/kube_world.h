@@ -145,8 +145,6 @@ class KubeWorld final : public control::World {
   std::vector<std::string> take_restarted();
   // Whether `pod` is being replaced (replace_when_ready, or taken on from a controller before).
   bool replacing(std::string_view pod) const;
-  // Whether one of `service`'s pods is being replaced (its Deployment surged by one meanwhile).
-  bool surging(std::string_view service) const;
   // Each gateway pod in service's share of `service`'s requests over the last seconds (sums
   // decaying over 5 s), by pod name; the shares add up to 1. Empty while the gateways in service
   // carried less than a request of the service's lately, or the list of pods is stale at `now`.
