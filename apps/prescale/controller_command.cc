@@ -31,6 +31,7 @@
 #include "healing/rollout_watch.h"
 #include "http/json.h"
 #include "http/server.h"
+#include "keda_plan.h"
 #include "local_platform.h"
 #include "pod_timeline.h"
 #include "rollout_judge.h"
@@ -509,8 +510,7 @@ int ControllerCommand::run() const {
     return 1;
   }
   std::unique_ptr<kube::KedaScaler> keda_scaler;
-  std::map<std::string, int> keda_planned;  // the last plan's decisions, within the bounds
-  std::map<std::string, int> keda_said;     // by service: the plan last said
+  KedaPlan keda_plan(specs);
   if (keda) {
     telemetry::CounterFamily& keda_calls = registry.counter(
         "prescale_controller_keda_calls_total",
@@ -578,18 +578,7 @@ int ControllerCommand::run() const {
     if (sig > 0) break;
     if (clock.now() < controller.next_tick()) continue;
     const std::optional<scaling::Plan> plan = controller.tick();
-    if (keda_scaler && plan) {
-      // A plan with no decision for a service keeps it where its Deployment is: the policy's
-      // target is what it has. Within the service's bounds, as the controller would scale it.
-      keda_planned.clear();
-      for (const scaling::Decision& d : plan->decisions) {
-        const auto spec = std::find_if(specs.begin(), specs.end(),
-                                       [&](const auto& sp) { return sp.name == d.service; });
-        keda_planned[d.service] =
-            spec == specs.end() ? d.replicas
-                                : std::clamp(d.replicas, spec->min_replicas, spec->max_replicas);
-      }
-    }
+    if (keda_scaler && plan) keda_plan.decided(*plan);
     if (prescale_policy != nullptr && !f.recommend_only) {
       admission.follow(
           [&](std::string_view s) { return prescale_policy->capacity().capacity_rps(s); },
@@ -622,35 +611,9 @@ int ControllerCommand::run() const {
            breaker_openings, f.recommend_only, /*surge=*/!keda, clock.now());
     }
 
-    if (keda_scaler) {
-      // What KEDA reads: the plan, else (no decision since the last plan, or none yet) the
-      // replicas the service has.
-      std::map<std::string, int> published;
-      for (const scaling::ServiceObservation& s : controller.last_snapshot().services) {
-        const auto p = keda_planned.find(s.name);
-        if (p != keda_planned.end()) {
-          published[s.name] = p->second;
-        } else if (s.desired_replicas > 0) {
-          published[s.name] = s.desired_replicas;
-        }
-        // Reached: the same plan again later (the Deployment moved since) is said again.
-        if (const auto said = keda_said.find(s.name);
-            said != keda_said.end() && said->second == s.desired_replicas) {
-          keda_said.erase(said);
-        }
-      }
-      keda_scaler->publish(published);
-    }
+    if (keda_scaler) keda_scaler->publish(keda_plan.published(controller.last_snapshot()));
     std::vector<control::Event> events = controller.take_events();
-    if (keda) {
-      // The Deployment follows KEDA's HPA a sync or more later (or stays within its tolerance):
-      // a plan is said when it changes, not at every period that finds the Deployment behind.
-      std::erase_if(events, [&](const control::Event& e) {
-        auto [said, added] = keda_said.try_emplace(e.service, e.to_replicas);
-        if (added) return false;
-        return std::exchange(said->second, e.to_replicas) == e.to_replicas;
-      });
-    }
+    if (keda) events = keda_plan.to_say(std::move(events));
     for (const control::Event& e : events) {
       events_counter.with({e.service, e.to_replicas > e.from_replicas ? "up" : "down"}).inc();
       spdlog::info("{} {} {} -> {}: {}",
