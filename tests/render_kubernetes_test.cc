@@ -147,6 +147,18 @@ std::vector<std::string> pod_command(const TempDir& dir, const std::string& moun
 // Renders `config` with the image prescale:test into <dir>/manifests.yaml, and writes its
 // ConfigMap's file where the pods' commands will read it here: the documents (none when the render
 // failed) and that file's path.
+// One echo service of 1–6 pods, each serving 20 req/s, for the controller's scaling tests.
+constexpr const char* kOneEchoService = R"(version: 1
+services:
+  - name: web
+    kind: builtin/echo
+    capacity_rps: 20
+    replicas: {min: 1, max: 6, initial: 1}
+    startup_time: 5s
+gateway:
+  health_check: {interval: 1s, timeout: 500ms}
+)";
+
 std::pair<std::vector<YAML::Node>, std::string> render_and_mount(
     const TempDir& dir, const std::string& config, std::vector<std::string> flags = {}) {
   flags.insert(flags.end(), {"--image", "prescale:test", "-o", dir.file("manifests.yaml")});
@@ -423,16 +435,7 @@ RunningPods run_pods(const TempDir& dir, const std::string& mounted,
 // the scale subresource, and says why.
 TEST(RenderKubernetesTest, TheRenderedControllerScalesADeploymentUnderLoad) {
   TempDir dir;
-  const std::string config = R"(version: 1
-services:
-  - name: web
-    kind: builtin/echo
-    capacity_rps: 20
-    replicas: {min: 1, max: 6, initial: 1}
-    startup_time: 5s
-gateway:
-  health_check: {interval: 1s, timeout: 500ms}
-)";
+  const std::string config = kOneEchoService;
   const auto [docs, mounted] = render_and_mount(dir, config);
   ASSERT_FALSE(docs.empty());
 
@@ -752,16 +755,7 @@ TEST(RenderKubernetesTest, TheRenderedControllerEvictsAPodWhoseBreakerKeepsOpeni
 // itself, and says what it planned (a few seconds).
 TEST(RenderKubernetesTest, TheRenderedControllerServesKedaThePlan) {
   TempDir dir;
-  const std::string config = R"(version: 1
-services:
-  - name: web
-    kind: builtin/echo
-    capacity_rps: 20
-    replicas: {min: 1, max: 6, initial: 1}
-    startup_time: 5s
-gateway:
-  health_check: {interval: 1s, timeout: 500ms}
-)";
+  const std::string config = kOneEchoService;
   const auto [docs, mounted] = render_and_mount(dir, config, {"--keda", "-n", "default"});
   ASSERT_FALSE(docs.empty());
   RunningPods pods = run_pods(dir, mounted, docs, 1);
