@@ -10,6 +10,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <map>
 #include <memory>
@@ -17,10 +18,12 @@
 #include <thread>
 #include <vector>
 
+#include "core/clock.h"
 #include "externalscaler.grpc.pb.h"
 #include "http/client.h"
 #include "http/json.h"
 #include "support/platform.h"
+#include "support/prometheus.h"
 #include "support/subprocess.h"
 #include "worlds/kube/fake_api_server.h"
 
@@ -831,6 +834,78 @@ TEST(RenderKubernetesTest, TheRenderedControllerServesKedaThePlan) {
   }
   pods.controller->signal(SIGTERM);
   EXPECT_EQ(pods.controller->wait(10s), 0) << pods.controller->log();
+}
+
+// A controller that starts with nothing of its own (a new pod: its state directory is an emptyDir)
+// reads web's last two days from a Prometheus that scraped the gateway pods: 60 req/s, three
+// replicas' worth. It plans web by that forecast from its first decision, with no load yet, where
+// without the history it would wait on the reactive floor until the load came.
+TEST(RenderKubernetesTest, TheRenderedControllerTakesTheHistoryItLacksFromPrometheus) {
+  if (!testing::HistoryPrometheus::available()) {
+    GTEST_SKIP() << "skipped: Debian package prometheus not installed (scripts/install-deps)";
+  }
+  TempDir dir;
+  const double now = std::floor(
+      std::chrono::duration<double>(Clock::real().wall_now().time_since_epoch()).count());
+  const double start = now - 2 * 86400;
+  testing::HistoryPrometheus prometheus(
+      dir, "# TYPE prescale_calls counter\n" +
+               testing::samples("prescale_calls_total{namespace=\"default\",pod=\"gw\","
+                                "app_kubernetes_io_component=\"gateway\",caller=\"external\","
+                                "callee=\"web\",code=\"200\"}",
+                                start, now, 15, [&](double t) { return 60 * (t - start); }) +
+               "# EOF\n");
+  ASSERT_GT(prometheus.port(), 0) << prometheus.log();
+  const auto [docs, mounted] =
+      render_and_mount(dir, kOneEchoService,
+                       {"--history-from", "http://127.0.0.1:" + std::to_string(prometheus.port())});
+  ASSERT_FALSE(docs.empty());
+  RunningPods pods = run_pods(dir, mounted, docs, 1);
+  ASSERT_GT(pods.port, 0);
+  EXPECT_TRUE(says(*pods.controller, " minutes from Prometheus, ")) << pods.controller->log();
+  const std::string log = pods.controller->log();
+  const auto said = log.find("the history of web: ");
+  ASSERT_NE(said, std::string::npos) << log;
+  const int minutes = std::stoi(log.substr(said + std::string("the history of web: ").size()));
+  EXPECT_GE(minutes, 2 * 1440 - 3) << log;
+  EXPECT_LE(minutes, 2 * 1440) << log;
+  EXPECT_TRUE(testing::wait_for([&] { return !pods.api->scaled().empty(); }, 20s))
+      << pods.controller->log();
+  EXPECT_TRUE(says(*pods.controller, "scaled web 1 -> ")) << pods.controller->log();
+  const std::string decided =
+      pods.controller->log().substr(pods.controller->log().find("scaled web 1 -> "));
+  EXPECT_NE(decided.substr(0, decided.find('\n')).find("forecast"), std::string::npos) << decided;
+  ASSERT_FALSE(pods.api->scaled().empty());
+  EXPECT_GE(pods.api->scaled().front().second, 3) << scaled_to(*pods.api, "web");
+  pods.controller->signal(SIGTERM);
+  EXPECT_EQ(pods.controller->wait(10s), 0) << pods.controller->log();
+}
+
+// A history source the controller cannot use is refused before it contacts anything, naming the
+// flag and what is wrong.
+TEST(RenderKubernetesTest, TheControllerRefusesAHistorySourceItCannotUse) {
+  TempDir dir;
+  testing::write_file(dir.file("prescale.yaml"), kOneEchoService);
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--history-from", "https://prom:9090"},
+       "prescale controller: --history-from https://prom:9090: only http:// is supported"},
+      {{"--history-from", "http://prom:9090", "--history-window", "30s"},
+       "prescale controller: --history-window 30s: expected whole seconds from 1m to 10m"},
+      {{"--history-from", "http://prom:9090", "--history-selector", "job=\"x\"}"},
+       "prescale controller: --history-selector job=\"x\"}: a brace at byte 8 of the selector"},
+      {{"--history-from", "http://prom:9090", "--policy", "hpa"},
+       "prescale controller: --history-from: the hpa policy keeps no history"},
+      {{"--history-selector", "job=\"x\""}, "--history-selector requires --history-from"},
+  };
+  for (const auto& [flags, said] : cases) {
+    std::vector<std::string> argv = {PRESCALE_BIN,   "controller",
+                                     "-f",           dir.file("prescale.yaml"),
+                                     "--api-server", "http://127.0.0.1:1"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    Subprocess controller(argv, dir.file("controller.log"));
+    EXPECT_EQ(controller.wait(10s), 2) << controller.log();
+    EXPECT_THAT(controller.log(), HasSubstr(said));
+  }
 }
 
 // web rolls out revision 2 (ReplicaSet web-9f2d) over revision 1 (web-5c7b), as the stand-in API

@@ -20,6 +20,7 @@
 #include "control/persistent_policy_state.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/internal/config_scalars.h"
 #include "core/logging.h"
 #include "core/port_file.h"
 #include "dashboard/dashboard.h"
@@ -29,6 +30,7 @@
 #include "gateway/gateway.h"
 #include "healing/healer.h"
 #include "healing/rollout_watch.h"
+#include "http/client.h"
 #include "http/json.h"
 #include "http/server.h"
 #include "keda_plan.h"
@@ -43,6 +45,7 @@
 #include "worlds/kube/keda_scaler.h"
 #include "worlds/kube/kube_world.h"
 #include "worlds/kube/manifests.h"
+#include "worlds/kube/prometheus_history.h"
 #include "worlds/sim/experiment.h"
 
 namespace prescale {
@@ -63,6 +66,9 @@ struct ControllerFlags {
   int keda_port = -1;  // -1: no KEDA external scaler
   std::string keda_address = "0.0.0.0";
   std::string keda_port_file;
+  std::string history_from;      // "": no history from Prometheus
+  std::string history_selector;  // "": the namespace's gateway pods
+  std::string history_window = "2m";
 };
 
 ControllerCommand::ControllerCommand(CLI::App& app) : flags_(std::make_unique<ControllerFlags>()) {
@@ -119,6 +125,22 @@ ControllerCommand::ControllerCommand(CLI::App& app) : flags_(std::make_unique<Co
       ->add_option("--keda-port-file", f.keda_port_file,
                    "Write the KEDA external scaler's bound port to this file once listening")
       ->needs(keda_port);
+  CLI::Option* history_from = command_->add_option(
+      "--history-from", f.history_from,
+      "A Prometheus that scrapes the gateway pods, e.g. http://prometheus-server.monitoring:80: "
+      "at the start, the services' demand history the controller lacks is read from it "
+      "(docs/kubernetes.md, \"History from Prometheus\")");
+  command_
+      ->add_option("--history-selector", f.history_selector,
+                   "The label matchers of the gateway pods' series in that Prometheus (default: "
+                   "namespace=\"NS\",app_kubernetes_io_component=\"gateway\")")
+      ->needs(history_from);
+  command_
+      ->add_option("--history-window", f.history_window,
+                   "The rate window of each minute read from Prometheus: at least twice its scrape "
+                   "interval, 1m to 10m")
+      ->capture_default_str()
+      ->needs(history_from);
 }
 
 ControllerCommand::~ControllerCommand() = default;
@@ -296,6 +318,105 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
   }
 }
 
+// How the services' history is read from Prometheus (--history-from), checked before anything
+// starts.
+Result<kube::PrometheusHistoryOptions> history_options(const ControllerFlags& f,
+                                                       std::string_view name_space) {
+  kube::PrometheusHistoryOptions o;
+  auto url = parse_http_url(f.history_from);
+  if (!url) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--history-from " + f.history_from + ": " + url.error().message);
+  }
+  o.url = std::move(*url);
+  const std::string selector =
+      f.history_selector.empty()
+          ? "namespace=\"" + std::string(name_space) + "\",app_kubernetes_io_component=\"gateway\""
+          : f.history_selector;
+  auto normalized = kube::normalize_selector(selector);
+  if (!normalized) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--history-selector " + selector + ": " + normalized.error().message);
+  }
+  o.selector = std::move(*normalized);
+  auto window = internal::parse_duration(f.history_window);
+  if (!window || *window < std::chrono::minutes(1) || *window > std::chrono::minutes(10) ||
+      *window % std::chrono::seconds(1) != std::chrono::milliseconds(0)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--history-window " + f.history_window +
+                          ": expected whole seconds from 1m to 10m (at least twice Prometheus' "
+                          "scrape interval)");
+  }
+  o.rate_window = std::chrono::duration_cast<std::chrono::seconds>(*window);
+  o.timeout = std::chrono::seconds(10);
+  return o;
+}
+
+// Reads into the policy the minutes of each service's history it lacks from Prometheus, within
+// `budget` in all (the pod's liveness probe waits for the first look), and says what it did.
+void history_from_prometheus(const kube::PrometheusHistoryOptions& options,
+                             scaling::PrescalePolicy& policy,
+                             const std::vector<scaling::ServiceSpec>& specs, Clock& clock,
+                             Clock::Duration budget) {
+  http::Client client;
+  kube::PrometheusHistory prometheus(options, client);
+  const Clock::TimePoint deadline = clock.now() + budget;
+  std::optional<Error> failed;  // the first failure: the others would fail alike
+  std::vector<std::string> services;
+  for (const scaling::ServiceSpec& s : specs) services.push_back(s.name);
+  const kube::MinutesReader read = [&](std::string_view service, double first_end,
+                                       std::size_t count) -> Result<kube::PrometheusMinutes> {
+    if (failed) return std::unexpected(*failed);
+    if (clock.now() >= deadline) {
+      return make_error(ErrorCode::kTimeout,
+                        "not read: the history took longer than its time at the start");
+    }
+    auto minutes = prometheus.read(service, first_end, count);
+    if (!minutes) failed = minutes.error();
+    return minutes;
+  };
+  const auto outcomes =
+      kube::backfill_history(policy, services, read, clock.now(), clock.wall_now());
+  std::size_t filled = 0, empty = 0, not_asked = 0;
+  bool failure_said = false;
+  for (const kube::BackfillOutcome& o : outcomes) {
+    if (o.minutes == 0) ++empty;
+    if (o.error) {
+      // The first failure is said; the services after it were not asked.
+      if (failed && o.error->message == failed->message && failure_said) {
+        ++not_asked;
+        continue;
+      }
+      failure_said = failure_said || (failed && o.error->message == failed->message);
+      spdlog::warn("the history of {} was not read from Prometheus ({}); it is learned from now",
+                   o.service, o.error->message);
+    } else if (o.filled > 0) {
+      ++filled;
+      spdlog::info("the history of {}: {} minutes from Prometheus{}, {} in all", o.service,
+                   o.filled,
+                   o.external_filled > 0
+                       ? " (and " + std::to_string(o.external_filled) + " of its own clients')"
+                       : std::string(),
+                   o.minutes);
+    }
+  }
+  if (not_asked > 0) {
+    spdlog::warn("the history of {} other services was not asked of Prometheus after that failure",
+                 not_asked);
+  }
+  if (!failed && filled == 0) {
+    if (empty == outcomes.size()) {
+      spdlog::warn(
+          "Prometheus has no minute of the services' history for {{{}}}: does it scrape the "
+          "gateway pods (their prometheus.io annotations), with their labels? "
+          "(--history-selector)",
+          options.selector);
+    } else {
+      spdlog::info("Prometheus has no minute of the services' history that the controller lacks");
+    }
+  }
+}
+
 }  // namespace
 
 int ControllerCommand::run() const {
@@ -321,6 +442,16 @@ int ControllerCommand::run() const {
   }
   auto api_settings = api_config(f);
   if (!api_settings) return error(api_settings.error().message);
+  std::optional<kube::PrometheusHistoryOptions> history_source;
+  if (!f.history_from.empty()) {
+    if (*policy_name != "prescale") {
+      return error("--history-from: the " + *policy_name +
+                   " policy keeps no history; it goes with the prescale policy");
+    }
+    auto o = history_options(f, api_settings->name_space);
+    if (!o) return error(o.error().message);
+    history_source = std::move(*o);
+  }
 
   // The gateway's route labels, as the rendered gateway gives them: a file with one service and
   // no routes sends it everything.
@@ -548,6 +679,13 @@ int ControllerCommand::run() const {
         "KEDA external scaler on {}:{}: KEDA scales the Deployments to the plan; the "
         "controller scales none itself",
         f.keda_address, keda_scaler->port());
+  }
+
+  // What the policy lacks of its history, from Prometheus, before its first look: 45 s at most
+  // (and a query's 10 s), within the minute /healthz allows before it says "stuck".
+  if (history_source && prescale_policy != nullptr) {
+    history_from_prometheus(*history_source, *prescale_policy, specs, clock,
+                            std::chrono::seconds(45));
   }
 
   // The healer (heal).

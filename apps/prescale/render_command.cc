@@ -20,6 +20,7 @@ struct RenderFlags {
   bool no_controller = false;
   std::string controller_state_claim;
   bool keda = false;
+  std::string history_from;
   std::string output;  // "" = standard output
 };
 
@@ -64,6 +65,11 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
                      "KEDA scales the Deployments to the controller's plan: a ScaledObject per "
                      "service whose external trigger calls the controller (--keda-port 9903); "
                      "needs --namespace (docs/kubernetes.md, \"KEDA\")");
+  command_->add_option("--history-from", f.history_from,
+                       "A Prometheus that scrapes the gateway pods, e.g. "
+                       "http://prometheus-server.monitoring:80: the controller reads the services' "
+                       "history it lacks from it at each start (docs/kubernetes.md, \"History "
+                       "from Prometheus\")");
   command_->add_option("-o,--output", f.output,
                        "Write the manifests to this file, whole or not at all (default: standard "
                        "output)");
@@ -93,6 +99,7 @@ int RenderCommand::run() const {
   options.controller = !f.no_controller;
   options.controller_state_claim = f.controller_state_claim;
   options.keda = f.keda;
+  options.history_from = f.history_from;
   options.config_text = *text;
   options.config_name = f.config_path;
   auto objects = kube::kubernetes_objects(*config, options);

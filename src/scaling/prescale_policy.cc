@@ -637,7 +637,8 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
 
 Result<void> PrescalePolicy::load_history(std::string_view service, const forecast::Series& minutes,
                                           Clock::TimePoint end,
-                                          std::optional<forecast::Forecaster> fitted) {
+                                          std::optional<forecast::Forecaster> fitted,
+                                          SeriesKind kind) {
   ServiceState* s = find(service);
   if (s == nullptr) {
     return make_error(ErrorCode::kNotFound,
@@ -648,25 +649,23 @@ Result<void> PrescalePolicy::load_history(std::string_view service, const foreca
                       "prescale: history of \"" + std::string(service) +
                           "\" must be at 60 s steps, got " + std::to_string(minutes.step_seconds));
   }
-  s->history.clear();
-  s->observed_minutes = 0;
-  s->forecaster.reset();
-  s->model_window.reset();
-  s->fitted_at.reset();
-  s->fitted_size = 0;
-  s->forecast = {};
-  s->minute = minute_of(end);
-  s->sum = 0;
-  s->samples = 0;
-  for (double v : minutes.values) record_minute(*s, v);
-  if (fitted && fitted->fitted()) {
-    s->forecaster = std::move(fitted);
-    s->fitted_at = end;
-    s->fitted_size = s->history.size();
-  } else {
-    maybe_refit(*s, end);
+  if (kind == SeriesKind::kExternal && !options_.use_topology) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "prescale: \"" + std::string(service) +
+                          "\" has no series of external requests without the topology");
   }
-  if (s->forecaster) s->forecast = s->forecaster->predict(options_.forecaster.max_horizon);
+  if (kind == SeriesKind::kExternal && !s->external) s->external = std::make_unique<DemandSeries>();
+  DemandSeries& d = kind == SeriesKind::kExternal ? *s->external : *s;
+  d.start_over(minute_of(end));
+  for (double v : minutes.values) record_minute(d, v);
+  if (fitted && fitted->fitted()) {
+    d.forecaster = std::move(fitted);
+    d.fitted_at = end;
+    d.fitted_size = d.history.size();
+  } else {
+    maybe_refit(d, end);
+  }
+  if (d.forecaster) d.forecast = d.forecaster->predict(options_.forecaster.max_horizon);
   return {};
 }
 

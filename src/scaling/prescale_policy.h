@@ -110,14 +110,21 @@ class PrescalePolicy final : public Policy {
   void observe(const Snapshot& snapshot) override;
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
 
+  // Which of a service's per-minute series: all its arrivals, or — for a service that callers
+  // call and that also has clients of its own — the requests from outside the call graph, which
+  // are forecast as a series of their own.
+  enum class SeriesKind { kArrivals, kExternal };
+
   // Replaces a service's history with `minutes` (60 s steps, mean req/s, the last one the minute
   // before the one that contains `end`) and fits its forecaster — or takes `fitted`, one already
   // fitted on that history (a restart restoring its state, or a benchmark cloning one). For seeding
-  // from a store; observe() continues from there. Errors: kNotFound, kInvalidArgument (other
-  // steps).
+  // from a store; observe() continues from there. kExternal makes the service's external series
+  // when it has none. Errors: kNotFound, kInvalidArgument (other steps; kExternal without the
+  // topology, which alone forecasts such a series).
   Result<void> load_history(std::string_view service, const forecast::Series& minutes,
                             Clock::TimePoint end,
-                            std::optional<forecast::Forecaster> fitted = std::nullopt);
+                            std::optional<forecast::Forecaster> fitted = std::nullopt,
+                            SeriesKind kind = SeriesKind::kArrivals);
 
   // For the dashboard and tests: the latest demand forecast of a service (req/s per minute ahead
   // at P50/P90/P99; empty before its first forecast) and the learners.
@@ -127,11 +134,6 @@ class PrescalePolicy final : public Policy {
   // The demand quantile planned for now (options.quantile unless steered by the error budget).
   double planning_quantile() const;
   const PrescalePolicyOptions& options() const { return options_; }
-
-  // Which of a service's per-minute series: all its arrivals, or — for a service that callers
-  // call and that also has clients of its own — the requests from outside the call graph, which
-  // are forecast as a series of their own.
-  enum class SeriesKind { kArrivals, kExternal };
 
   // A service's per-minute demand history as load_history() takes it: mean req/s per 60 s step
   // from its first kept minute to the minute before the current one (start_seconds on this

@@ -557,6 +557,24 @@ TEST(PrescalePolicyTest, LoadsHistoryAndForecastsFromIt) {
   EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
   minutes.step_seconds = 300;
   EXPECT_FALSE(policy.load_history("api", minutes, at(0)));
+
+  // A service's own clients' requests, as a series of its own (a service callers call too).
+  minutes.step_seconds = 60;
+  minutes.values.assign(90, 7.0);
+  ASSERT_TRUE(policy.load_history("api", minutes, at(5 * 3600), std::nullopt,
+                                  PrescalePolicy::SeriesKind::kExternal));
+  auto external = policy.history("api", PrescalePolicy::SeriesKind::kExternal);
+  ASSERT_TRUE(external);
+  EXPECT_EQ(external->values.size(), 90u);
+  EXPECT_EQ(external->start_seconds, 5 * 3600 - 90 * 60);
+  PrescalePolicyOptions alone;
+  alone.use_topology = false;
+  PrescalePolicy without_topology(alone);
+  without_topology.init({spec("api")});
+  auto refused = without_topology.load_history("api", minutes, at(5 * 3600), std::nullopt,
+                                               PrescalePolicy::SeriesKind::kExternal);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
 }
 
 // Load above the forecast's P99 lifts the whole path, but only when the window counted enough

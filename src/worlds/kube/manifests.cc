@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "core/byte_size.h"
+#include "core/host_port.h"
 #include "core/sha256.h"
 
 namespace prescale::kube {
@@ -258,6 +259,10 @@ Json controller_container(const ManifestOptions& o) {
                "--admin-port", std::to_string(kControllerAdminPort),
                "--state-dir",  std::string(kStateDir)};
   Json ports = Json::array({{{"name", "admin"}, {"containerPort", kControllerAdminPort}}});
+  if (!o.history_from.empty()) {
+    argv.push_back("--history-from");
+    argv.push_back(o.history_from);
+  }
   if (o.keda) {
     argv.push_back("--keda-port");
     argv.push_back(std::to_string(kKedaScalerPort));
@@ -371,6 +376,19 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
     problems.push_back(
         "--keda needs --namespace: KEDA's operator calls the controller from its own namespace, "
         "at prescale-controller.NAMESPACE.svc");
+  }
+  if (!o.history_from.empty()) {
+    if (!o.controller) {
+      problems.push_back("--history-from is read by the controller: it needs the controller");
+    }
+    if (config.policy.name != PolicyName::kPrescale) {
+      problems.push_back(o.config_name +
+                         ": policy.name: " + std::string(to_string(config.policy.name)) +
+                         " keeps no history: --history-from goes with the prescale policy");
+    }
+    if (auto url = parse_http_url(o.history_from); !url) {
+      problems.push_back("--history-from " + o.history_from + ": " + url.error().message);
+    }
   }
   if (config.gateway.routes.empty()) {
     std::set<std::string> upstreams;  // what the gateway would have to choose between

@@ -55,6 +55,10 @@ struct ManifestOptions {
   // "keda"), and the controller scales none itself. Needs the controller and a namespace (KEDA's
   // operator calls prescale-controller.NAMESPACE.svc from its own).
   bool keda = false;
+  // A Prometheus that scrapes the gateway pods (`prescale controller --history-from`): the
+  // controller reads the history it lacks from it at each start. "" = none. Needs the controller
+  // and the prescale policy.
+  std::string history_from;
 };
 
 // The port every rendered container serves on, and the gateway's admin port.

@@ -413,6 +413,42 @@ TEST(KubeManifests, WithKedaEachServiceHasAScaledObjectCallingTheController) {
       << refused.error().message;
 }
 
+TEST(KubeManifests, WithHistoryFromTheControllerReadsPrometheus) {
+  ManifestOptions o = options();
+  o.history_from = "http://prometheus-server.monitoring:80";
+  const std::vector<Json> objects = render(kShop, o);
+  const std::string command = container_of(objects, "prescale-controller")["command"].dump();
+  EXPECT_NE(command.find(R"("--history-from","http://prometheus-server.monitoring:80")"),
+            std::string::npos)
+      << command;
+  EXPECT_EQ(container_of(render(kShop, options()), "prescale-controller")["command"].dump().find(
+                "--history-from"),
+            std::string::npos);
+
+  auto config = load_config_string(kShop, "shop.yaml");
+  ASSERT_TRUE(config);
+  o.history_from = "https://prometheus:9090";
+  o.controller = false;
+  auto refused = kubernetes_objects(*config, o);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("--history-from is read by the controller"),
+            std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("--history-from https://prometheus:9090: "),
+            std::string::npos)
+      << refused.error().message;
+  config->policy.name = PolicyName::kHpa;
+  o.controller = true;
+  o.history_from = "http://prometheus:9090";
+  refused = kubernetes_objects(*config, o);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find(
+                "shop.yaml: policy.name: hpa keeps no history: --history-from goes with the "
+                "prescale policy"),
+            std::string::npos)
+      << refused.error().message;
+}
+
 TEST(KubeManifests, WithoutANamespaceNoneIsWritten) {
   for (const Json& object : render(kShop, options())) {
     EXPECT_FALSE(object["metadata"].contains("namespace"));

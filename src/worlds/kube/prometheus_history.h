@@ -1,0 +1,132 @@
+// PrometheusHistory: a service's per-minute demand as a Prometheus that scrapes the gateways has
+// it, so that a controller starting without its state (a new pod with an emptyDir, a first
+// start) forecasts at once, and one that was down for a while gets the minutes it missed
+// (docs/kubernetes.md, "History from Prometheus").
+//
+// A service's demand is what the gateways count of the calls to it, prescale_calls_total{callee},
+// as the controller reads it from the gateways itself (gateway_traffic.h): one range query per
+// service and at most kMaxPointsPerQuery minutes,
+//
+//   sum by (caller) (rate(prescale_calls_total{<selector>,callee="<service>"}[<window>]))
+//
+// evaluated at the end of each minute, POSTed to <url>/api/v1/query_range. The selector picks the
+// gateways' series out of everything Prometheus scrapes (the services' own pods count their
+// outgoing calls in the same family, and must not count twice). The arrivals are the sum over the
+// callers; the requests from outside the call graph are caller="external" (or no caller label).
+//
+// backfill_history() merges that into a PrescalePolicy: a minute the policy has keeps its value;
+// a minute it lacks takes Prometheus'. The merged series is loaded and the forecaster refitted.
+//
+// Thread safety: PrometheusHistory may be used from one thread at a time; the functions are pure
+// but for the policy they change.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/host_port.h"
+#include "core/result.h"
+
+namespace prescale::http {
+class Client;
+}  // namespace prescale::http
+
+namespace prescale::scaling {
+class PrescalePolicy;
+}  // namespace prescale::scaling
+
+namespace prescale::kube {
+
+// Prometheus refuses a range query of more than 11,000 points a series.
+inline constexpr std::size_t kMaxPointsPerQuery = 10'000;
+
+// One series of a range query's answer.
+struct RangeSeries {
+  std::map<std::string, std::string> labels;
+  std::vector<std::pair<double, double>> points;  // (Unix seconds, value); NaN, ±Inf as written
+};
+
+// The series of a /api/v1/query_range answer (`"resultType": "matrix"`). Errors: kUnavailable
+// for Prometheus' own refusal (`"status": "error"`: its errorType and error), kInvalidArgument for
+// an answer of another shape, naming the field ("data.result[2].values[7]: not a [time, "value"]
+// pair").
+Result<std::vector<RangeSeries>> parse_range_answer(std::string_view body);
+
+// The label matchers that pick the gateways' series: `selector` as written, one pair of braces
+// around it removed ("{job=\"gw\"}" and "job=\"gw\"" are the same). Errors (kInvalidArgument): an
+// empty selector, or one with unbalanced braces or quotes.
+Result<std::string> normalize_selector(std::string_view selector);
+
+// The query for one service, as above. `selector` as normalize_selector() returns it.
+std::string calls_by_caller_query(std::string_view selector, std::string_view service,
+                                  std::chrono::seconds window);
+
+// A service's minutes as Prometheus has them: index i is the minute that ends at
+// first_end + 60 i (Unix seconds). NaN where Prometheus has no value.
+struct PrometheusMinutes {
+  std::vector<double> arrivals;
+  std::vector<double> external;  // the requests from outside the call graph
+  bool called = false;           // some minute had calls from another service
+};
+
+// Sums a query's series into minutes: every caller into `arrivals`, caller="external" (or none)
+// into `external` too. Points off the minute grid (by more than a second) are left out.
+PrometheusMinutes minutes_of(const std::vector<RangeSeries>& series, double first_end,
+                             std::size_t count);
+
+struct PrometheusHistoryOptions {
+  HttpUrl url;           // Prometheus' base URL; its path is the API's prefix ("/prometheus")
+  std::string selector;  // as normalize_selector() returns it
+  std::chrono::seconds rate_window{120};
+  std::chrono::milliseconds timeout{15000};  // each query
+};
+
+class PrometheusHistory {
+ public:
+  PrometheusHistory(PrometheusHistoryOptions options, http::Client& client);
+
+  // `count` minutes of `service`, the first ending at `first_end` (Unix seconds), in queries of
+  // at most kMaxPointsPerQuery minutes. Errors: kUnavailable (Prometheus cannot be reached, did
+  // not answer in time, or refused the query), kInvalidArgument (an answer of another shape); the
+  // message names the URL.
+  Result<PrometheusMinutes> read(std::string_view service, double first_end, std::size_t count);
+
+  const PrometheusHistoryOptions& options() const { return options_; }
+
+ private:
+  PrometheusHistoryOptions options_;
+  http::Client* client_;
+};
+
+// What backfill_history() did for one service.
+struct BackfillOutcome {
+  std::string service;
+  std::size_t filled = 0;           // minutes taken from Prometheus
+  std::size_t external_filled = 0;  // of its external requests' series
+  std::size_t minutes = 0;          // minutes of history the policy holds now
+  std::optional<Error> error;       // the read failed; the policy's history is unchanged
+};
+
+using MinutesReader = std::function<Result<PrometheusMinutes>(std::string_view service,
+                                                              double first_end, std::size_t count)>;
+
+// For each service: reads the policy's history span (its options' max_history, up to the minute
+// before `now`'s) from `read` and loads what the policy lacks (above). `now` and `wall_now` are
+// the same instant on the policy's clock and in Unix time: they place its minutes in Prometheus'.
+// A service whose read fails, or for which Prometheus has no minute the policy lacks, is left as
+// it was.
+std::vector<BackfillOutcome> backfill_history(scaling::PrescalePolicy& policy,
+                                              const std::vector<std::string>& services,
+                                              const MinutesReader& read, Clock::TimePoint now,
+                                              Clock::WallTime wall_now);
+
+}  // namespace prescale::kube

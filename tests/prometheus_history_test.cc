@@ -1,0 +1,197 @@
+// The controller's history from a real Prometheus (Debian's package): two days of what two gateway
+// pods counted, written as TSDB blocks by promtool (as Prometheus' own backfilling does), read
+// back through Prometheus' query API into a PrescalePolicy that had no history.
+#include "worlds/kube/prometheus_history.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+#include "http/client.h"
+#include "scaling/prescale_policy.h"
+#include "support/prometheus.h"
+
+namespace prescale {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TempDir;
+
+constexpr double kDay = 86400;
+
+// The requests that clients send `web` from 0 to t, at 100 + 50 sin(2 pi t / day) a second.
+double web_integral(double t) {
+  return 100 * t - 50 * kDay / (2 * M_PI) * std::cos(2 * M_PI * t / kDay);
+}
+// The mean of web_rate over (t - w, t].
+double web_mean(double t, double w) { return (web_integral(t) - web_integral(t - w)) / w; }
+
+class PrometheusHistoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!testing::HistoryPrometheus::available()) {
+      GTEST_SKIP() << "skipped: Debian package prometheus not installed (scripts/install-deps)";
+    }
+    now_unix_ = std::floor(
+        std::chrono::duration<double>(Clock::real().wall_now().time_since_epoch()).count());
+    prometheus_ = std::make_unique<testing::HistoryPrometheus>(dir_, history());
+    port_ = prometheus_->port();
+    ASSERT_GT(port_, 0) << prometheus_->log();
+  }
+
+  // Two days of counters, scraped every 15 s: `web`'s clients through gateway pods gw-a (60 %)
+  // and gw-b (40 %, whose process restarted 30 hours ago: its counters went back to 0, and what it
+  // counted after its last scrape before that was lost, as in a real restart); web calls db twice
+  // per request; db's own clients send 5 req/s through gw-a. Beside them, series the selector must
+  // leave out: web's own pod counting its calls to db (the services' metrics contract) and a
+  // gateway of another namespace.
+  std::string history() const {
+    std::string out =
+        "# HELP prescale_calls Calls through the gateway.\n"
+        "# TYPE prescale_calls counter\n";
+    const double start = now_unix_ - 2 * kDay;
+    const double restart = restart_unix();
+    auto series = [&](const std::string& labels, const std::function<double(double)>& counter) {
+      out +=
+          testing::samples("prescale_calls_total{" + labels + "}", start, now_unix_, 15, counter);
+    };
+    auto gateway = [](const std::string& ns, const std::string& pod, const std::string& caller,
+                      const std::string& callee) {
+      return "namespace=\"" + ns + "\",pod=\"" + pod +
+             "\",app_kubernetes_io_component=\"gateway\",caller=\"" + caller + "\",callee=\"" +
+             callee + "\",code=\"200\"";
+    };
+    const double base = web_integral(start);
+    series(gateway("shop", "gw-a", "external", "web"),
+           [&](double t) { return 0.6 * (web_integral(t) - base); });
+    series(gateway("shop", "gw-b", "external", "web"), [&](double t) {
+      return 0.4 * (web_integral(t) - (t < restart ? base : web_integral(restart)));
+    });
+    series(gateway("shop", "gw-a", "web", "db"),
+           [&](double t) { return 1.2 * (web_integral(t) - base); });
+    series(gateway("shop", "gw-b", "web", "db"), [&](double t) {
+      return 0.8 * (web_integral(t) - (t < restart ? base : web_integral(restart)));
+    });
+    series(gateway("shop", "gw-a", "external", "db"), [&](double t) { return 5 * (t - start); });
+    series(
+        "namespace=\"shop\",pod=\"web-1\",app_kubernetes_io_component=\"service\","
+        "caller=\"web\",callee=\"db\",code=\"200\"",
+        [&](double t) { return 2 * (web_integral(t) - base); });
+    series(gateway("other", "gw-x", "external", "web"),
+           [&](double t) { return 1000 * (t - start); });
+    return out + "# EOF\n";
+  }
+  double restart_unix() const { return now_unix_ - 1.25 * kDay; }
+
+  kube::PrometheusHistoryOptions options(std::string selector) const {
+    kube::PrometheusHistoryOptions o;
+    o.url.host = "127.0.0.1";
+    o.url.port = static_cast<uint16_t>(port_);
+    o.selector = std::move(selector);
+    o.rate_window = 120s;
+    return o;
+  }
+
+  TempDir dir_;
+  double now_unix_ = 0;
+  std::unique_ptr<testing::HistoryPrometheus> prometheus_;
+  int port_ = 0;
+  http::Client client_;
+};
+
+scaling::ServiceSpec spec(std::string name) {
+  scaling::ServiceSpec s;
+  s.name = std::move(name);
+  return s;
+}
+
+TEST_F(PrometheusHistoryTest, APolicyStartingWithoutHistoryTakesTheGatewaysTwoDays) {
+  kube::PrometheusHistory prometheus(
+      options(R"(namespace="shop",app_kubernetes_io_component="gateway")"), client_);
+  scaling::PrescalePolicy policy;  // 14 days of history kept: three queries a service
+  policy.init({spec("web"), spec("db")});
+  // The policy's clock 12 days in; the same instant in Unix time is now.
+  const Clock::TimePoint now{std::chrono::hours(12 * 24) + 20s};
+  const Clock::WallTime wall_now{std::chrono::seconds(static_cast<std::int64_t>(now_unix_))};
+  const kube::MinutesReader read = [&](std::string_view service, double first_end,
+                                       std::size_t count) {
+    return prometheus.read(service, first_end, count);
+  };
+  const auto outcomes = kube::backfill_history(policy, {"web", "db"}, read, now, wall_now);
+  ASSERT_EQ(outcomes.size(), 2u);
+  for (const kube::BackfillOutcome& o : outcomes) {
+    ASSERT_FALSE(o.error) << o.service << ": " << o.error->message << "\n" << prometheus_->log();
+    // Two days of minutes, but the first one or two (a rate needs two scrapes in its window).
+    EXPECT_GE(o.filled, 2 * 1440u - 3) << o.service;
+    EXPECT_LE(o.filled, 2 * 1440u) << o.service;
+    EXPECT_EQ(o.minutes, o.filled) << o.service;
+  }
+  EXPECT_EQ(outcomes[0].external_filled, 0u);  // web has no callers
+  EXPECT_GE(outcomes[1].external_filled, 2 * 1440u - 3);
+
+  // Each minute is the mean rate over the 2 minutes that end with it (the rate window), summed
+  // over both gateway pods, through gw-b's restart; the other pods' series are not in it.
+  const std::int64_t now_minute = 12 * 24 * 60;
+  const double offset = now_unix_ - (12 * 24 * 3600 + 20);
+  auto web = policy.history("web");
+  auto db = policy.history("db");
+  auto db_external = policy.history("db", scaling::PrescalePolicy::SeriesKind::kExternal);
+  ASSERT_TRUE(web && db && db_external);
+  ASSERT_EQ(web->values.size(), outcomes[0].minutes);
+  const auto first = static_cast<std::int64_t>(std::llround(web->start_seconds / 60));
+  EXPECT_EQ(first + static_cast<std::int64_t>(web->values.size()), now_minute);
+  int checked = 0;
+  for (std::size_t i = 0; i < web->values.size(); i += 7) {
+    const double end = static_cast<double>(first + static_cast<std::int64_t>(i) + 1) * 60 + offset;
+    const double truth = web_mean(end, 120);
+    if (end - 120 < now_unix_ - 2 * kDay + 30) continue;     // a window before the first scrapes
+    if (std::abs(end - 60 - restart_unix()) < 90) continue;  // gw-b's lost 15 s
+    ASSERT_NEAR(web->values[i], truth, 0.01 * truth) << "web, minute " << i;
+    ASSERT_NEAR(db->values[i], 2 * truth + 5, 0.01 * (2 * truth + 5)) << "db, minute " << i;
+    ASSERT_NEAR(db_external->values[i], 5, 0.05) << "db's own clients, minute " << i;
+    ++checked;
+  }
+  EXPECT_GT(checked, 400);
+
+  // The forecast follows the daily cycle from the first decision.
+  const forecast::QuantileForecast f = policy.demand_forecast("web");
+  ASSERT_FALSE(f.p50.empty());
+  for (std::size_t k = 0; k < f.p50.size(); ++k) {
+    const double truth = web_mean(now_unix_ - 20 + 60.0 * static_cast<double>(k + 1), 60);
+    EXPECT_NEAR(f.p50[k], truth, 0.05 * truth) << "minute " << k << " ahead";
+  }
+}
+
+TEST_F(PrometheusHistoryTest, AQueryPrometheusRefusesOrAPrometheusNotThereIsAnError) {
+  kube::PrometheusHistory bad_selector(options(R"(namespace=~"(")"), client_);
+  auto refused = bad_selector.read("web", now_unix_ - 3600, 10);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(refused.error().message.find("Prometheus at http://127.0.0.1:" + std::to_string(port_) +
+                                         ": Prometheus refused the query (bad_data)"),
+            std::string::npos)
+      << refused.error().message;
+
+  kube::PrometheusHistoryOptions gone = options(R"(job="gw")");
+  gone.url.port = static_cast<uint16_t>(testing::free_port());
+  kube::PrometheusHistory nobody(gone, client_);
+  auto unreachable = nobody.read("web", now_unix_ - 3600, 10);
+  ASSERT_FALSE(unreachable);
+  EXPECT_EQ(unreachable.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(unreachable.error().message.rfind(
+                "Prometheus at http://127.0.0.1:" + std::to_string(gone.url.port) + ": ", 0),
+            0u)
+      << unreachable.error().message;
+
+  // A selector that matches nothing is no error: there is no history to take.
+  kube::PrometheusHistory elsewhere(options(R"(namespace="nowhere")"), client_);
+  auto empty = elsewhere.read("web", now_unix_ - 3600, 10);
+  ASSERT_TRUE(empty) << empty.error().message;
+  EXPECT_TRUE(std::all_of(empty->arrivals.begin(), empty->arrivals.end(),
+                          [](double v) { return std::isnan(v); }));
+}
+
+}  // namespace
+}  // namespace prescale
