@@ -21,12 +21,9 @@ using testing::TempDir;
 
 constexpr double kDay = 86400;
 
-// The requests that clients send `web` from 0 to t, at 100 + 50 sin(2 pi t / day) a second.
-double web_integral(double t) {
-  return 100 * t - 50 * kDay / (2 * M_PI) * std::cos(2 * M_PI * t / kDay);
-}
-// The mean of web_rate over (t - w, t].
-double web_mean(double t, double w) { return (web_integral(t) - web_integral(t - w)) / w; }
+// The policy's clock when it reads the history: 12 days in, which is now in Unix time.
+const Clock::TimePoint kPolicyNow{std::chrono::hours(12 * 24) + 20s};
+constexpr std::int64_t kNowMinute = 12 * 24 * 60;
 
 class PrometheusHistoryTest : public ::testing::Test {
  protected:
@@ -84,6 +81,23 @@ class PrometheusHistoryTest : public ::testing::Test {
     return out + "# EOF\n";
   }
   double restart_unix() const { return now_unix_ - 1.25 * kDay; }
+  // Unix time of the start of the policy's minute `m`.
+  double unix_of_minute(std::int64_t m) const {
+    return now_unix_ - std::chrono::duration<double>(kPolicyNow.time_since_epoch()).count() +
+           static_cast<double>(m) * 60;
+  }
+  // web's clients send 100 + 50 sin(2 pi t / day) requests a second, and 100 more for the 30
+  // minutes from the start of the policy's minute kPulse (a day and a half ago): the requests
+  // from 0 to t.
+  static constexpr std::int64_t kPulse = kNowMinute - 36 * 60;
+  double web_integral(double t) const {
+    const double pulse = std::clamp(t - unix_of_minute(kPulse), 0.0, 1800.0);
+    return 100 * t - 50 * kDay / (2 * M_PI) * std::cos(2 * M_PI * t / kDay) + 100 * pulse;
+  }
+  // The mean of that rate over (from, to].
+  double web_mean(double from, double to) const {
+    return (web_integral(to) - web_integral(from)) / (to - from);
+  }
 
   kube::PrometheusHistoryOptions options(std::string selector) const {
     kube::PrometheusHistoryOptions o;
@@ -113,7 +127,7 @@ TEST_F(PrometheusHistoryTest, APolicyStartingWithoutHistoryTakesTheGatewaysTwoDa
   scaling::PrescalePolicy policy;  // 14 days of history kept: three queries a service
   policy.init({spec("web"), spec("db")});
   // The policy's clock 12 days in; the same instant in Unix time is now.
-  const Clock::TimePoint now{std::chrono::hours(12 * 24) + 20s};
+  const Clock::TimePoint now = kPolicyNow;
   const Clock::WallTime wall_now{std::chrono::seconds(static_cast<std::int64_t>(now_unix_))};
   const kube::MinutesReader read = [&](std::string_view service, double first_end,
                                        std::size_t count) {
@@ -125,41 +139,54 @@ TEST_F(PrometheusHistoryTest, APolicyStartingWithoutHistoryTakesTheGatewaysTwoDa
     ASSERT_FALSE(o.error) << o.service << ": " << o.error->message << "\n" << prometheus_->log();
     // Two days of minutes, but the first one or two (a rate needs two scrapes in its window).
     EXPECT_GE(o.filled, 2 * 1440u - 3) << o.service;
-    EXPECT_LE(o.filled, 2 * 1440u) << o.service;
+    EXPECT_LE(o.filled, 2 * 1440u + 1) << o.service;
     EXPECT_EQ(o.minutes, o.filled) << o.service;
   }
   EXPECT_EQ(outcomes[0].external_filled, 0u);  // web has no callers
   EXPECT_GE(outcomes[1].external_filled, 2 * 1440u - 3);
 
-  // Each minute is the mean rate over the 2 minutes that end with it (the rate window), summed
-  // over both gateway pods, through gw-b's restart; the other pods' series are not in it.
-  const std::int64_t now_minute = 12 * 24 * 60;
-  const double offset = now_unix_ - (12 * 24 * 3600 + 20);
+  // Each minute is the mean rate over the 2 minutes centred on it (the rate window), summed over
+  // both gateway pods, through gw-b's restart; the other pods' series are not in it.
   auto web = policy.history("web");
   auto db = policy.history("db");
   auto db_external = policy.history("db", scaling::PrescalePolicy::SeriesKind::kExternal);
   ASSERT_TRUE(web && db && db_external);
   ASSERT_EQ(web->values.size(), outcomes[0].minutes);
   const auto first = static_cast<std::int64_t>(std::llround(web->start_seconds / 60));
-  EXPECT_EQ(first + static_cast<std::int64_t>(web->values.size()), now_minute);
-  int checked = 0;
-  for (std::size_t i = 0; i < web->values.size(); i += 7) {
-    const double end = static_cast<double>(first + static_cast<std::int64_t>(i) + 1) * 60 + offset;
-    const double truth = web_mean(end, 120);
-    if (end - 120 < now_unix_ - 2 * kDay + 30) continue;     // a window before the first scrapes
-    if (std::abs(end - 60 - restart_unix()) < 90) continue;  // gw-b's lost 15 s
+  EXPECT_EQ(first + static_cast<std::int64_t>(web->values.size()), kNowMinute);
+  const double pulse = unix_of_minute(kPulse);
+  std::size_t checked = 0;
+  for (std::size_t i = 0; i < web->values.size(); ++i) {
+    const double from = unix_of_minute(first + static_cast<std::int64_t>(i)) - 30;
+    const double to = from + 120;
+    if (from < now_unix_ - 2 * kDay + 30 || to > now_unix_) continue;  // before or after the data
+    if (std::abs(from + 60 - restart_unix()) < 90) continue;           // gw-b's lost 15 s
+    // A window holding an edge of the pulse: Prometheus' rate is the slope between the first
+    // and the last scrape in it, not the mean over the whole window (below).
+    if ((from < pulse && pulse < to) || (from < pulse + 1800 && pulse + 1800 < to)) continue;
+    const double truth = web_mean(from, to);
     ASSERT_NEAR(web->values[i], truth, 0.01 * truth) << "web, minute " << i;
     ASSERT_NEAR(db->values[i], 2 * truth + 5, 0.01 * (2 * truth + 5)) << "db, minute " << i;
     ASSERT_NEAR(db_external->values[i], 5, 0.05) << "db's own clients, minute " << i;
     ++checked;
   }
-  EXPECT_GT(checked, 400);
+  EXPECT_GT(checked, 2 * 1440u - 20);
+  // The minutes are where the policy's own would be: the pulse starts with the policy's minute
+  // kPulse. The window of the minute before holds its first 30 s, a quarter of the window: about
+  // 25 req/s above the cycle (a window 30 s later would hold twice that, 30 s earlier none).
+  const auto at = [&](std::int64_t m) { return web->values[static_cast<std::size_t>(m - first)]; };
+  const double cycle = web_mean(pulse - 120, pulse);
+  EXPECT_NEAR(at(kPulse - 2), cycle, 0.01 * cycle);
+  EXPECT_NEAR(at(kPulse - 1) - cycle, 25, 12);
+  EXPECT_NEAR(at(kPulse) - cycle, 75, 12);
+  EXPECT_NEAR(at(kPulse + 1) - cycle, 100, 2);
 
   // The forecast follows the daily cycle from the first decision.
   const forecast::QuantileForecast f = policy.demand_forecast("web");
   ASSERT_FALSE(f.p50.empty());
   for (std::size_t k = 0; k < f.p50.size(); ++k) {
-    const double truth = web_mean(now_unix_ - 20 + 60.0 * static_cast<double>(k + 1), 60);
+    const double minute = unix_of_minute(kNowMinute + static_cast<std::int64_t>(k));
+    const double truth = web_mean(minute, minute + 60);
     EXPECT_NEAR(f.p50[k], truth, 0.05 * truth) << "minute " << k << " ahead";
   }
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -20,7 +21,6 @@
 #include "control/persistent_policy_state.h"
 #include "core/clock.h"
 #include "core/config.h"
-#include "core/internal/config_scalars.h"
 #include "core/logging.h"
 #include "core/port_file.h"
 #include "dashboard/dashboard.h"
@@ -339,25 +339,25 @@ Result<kube::PrometheusHistoryOptions> history_options(const ControllerFlags& f,
                       "--history-selector " + selector + ": " + normalized.error().message);
   }
   o.selector = std::move(*normalized);
-  auto window = internal::parse_duration(f.history_window);
-  if (!window || *window < std::chrono::minutes(1) || *window > std::chrono::minutes(10) ||
-      *window % std::chrono::seconds(1) != std::chrono::milliseconds(0)) {
+  auto window = kube::history_window(f.history_window);
+  if (!window) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "--history-window " + f.history_window +
-                          ": expected whole seconds from 1m to 10m (at least twice Prometheus' "
-                          "scrape interval)");
+                      "--history-window " + f.history_window + ": " + window.error().message);
   }
-  o.rate_window = std::chrono::duration_cast<std::chrono::seconds>(*window);
+  o.rate_window = *window;
   o.timeout = std::chrono::seconds(10);
   return o;
 }
 
-// Reads into the policy the minutes of each service's history it lacks from Prometheus, within
-// `budget` in all (the pod's liveness probe waits for the first look), and says what it did.
-void history_from_prometheus(const kube::PrometheusHistoryOptions& options,
+// Reads into the policy the minutes of each service's history it lacks from Prometheus, all by
+// `budget` from now, and says what it did. `alive` is called before each service's read (the
+// admin port's /healthz says "stuck" a minute after the last). Returns whether any minute was
+// filled.
+bool history_from_prometheus(kube::PrometheusHistoryOptions options,
                              scaling::PrescalePolicy& policy,
                              const std::vector<scaling::ServiceSpec>& specs, Clock& clock,
-                             Clock::Duration budget) {
+                             Clock::Duration budget, const std::function<void()>& alive) {
+  options.clock = &clock;
   http::Client client;
   kube::PrometheusHistory prometheus(options, client);
   const Clock::TimePoint deadline = clock.now() + budget;
@@ -367,27 +367,26 @@ void history_from_prometheus(const kube::PrometheusHistoryOptions& options,
   const kube::MinutesReader read = [&](std::string_view service, double first_end,
                                        std::size_t count) -> Result<kube::PrometheusMinutes> {
     if (failed) return std::unexpected(*failed);
-    if (clock.now() >= deadline) {
-      return make_error(ErrorCode::kTimeout,
-                        "not read: the history took longer than its time at the start");
-    }
-    auto minutes = prometheus.read(service, first_end, count);
+    alive();
+    auto minutes = prometheus.read(service, first_end, count, deadline);
     if (!minutes) failed = minutes.error();
     return minutes;
   };
   const auto outcomes =
       kube::backfill_history(policy, services, read, clock.now(), clock.wall_now());
-  std::size_t filled = 0, empty = 0, not_asked = 0;
+  alive();
+  std::size_t filled = 0, answered = 0, not_asked = 0;
   bool failure_said = false;
   for (const kube::BackfillOutcome& o : outcomes) {
-    if (o.minutes == 0) ++empty;
+    if (o.answered > 0) ++answered;
     if (o.error) {
       // The first failure is said; the services after it were not asked.
-      if (failed && o.error->message == failed->message && failure_said) {
+      const bool that_failure = failed && o.error->message == failed->message;
+      if (that_failure && failure_said) {
         ++not_asked;
         continue;
       }
-      failure_said = failure_said || (failed && o.error->message == failed->message);
+      failure_said = failure_said || that_failure;
       spdlog::warn("the history of {} was not read from Prometheus ({}); it is learned from now",
                    o.service, o.error->message);
     } else if (o.filled > 0) {
@@ -401,20 +400,18 @@ void history_from_prometheus(const kube::PrometheusHistoryOptions& options,
     }
   }
   if (not_asked > 0) {
-    spdlog::warn("the history of {} other services was not asked of Prometheus after that failure",
+    spdlog::warn("the history of {} other services was not asked of Prometheus after that",
                  not_asked);
   }
-  if (!failed && filled == 0) {
-    if (empty == outcomes.size()) {
-      spdlog::warn(
-          "Prometheus has no minute of the services' history for {{{}}}: does it scrape the "
-          "gateway pods (their prometheus.io annotations), with their labels? "
-          "(--history-selector)",
-          options.selector);
-    } else {
-      spdlog::info("Prometheus has no minute of the services' history that the controller lacks");
-    }
+  if (answered == 0 && outcomes.size() > not_asked + (failure_said ? 1 : 0)) {
+    spdlog::warn(
+        "Prometheus has none of the gateways' counts of calls for {{{}}}: does it scrape the "
+        "gateway pods (their prometheus.io annotations), with their labels? (--history-selector)",
+        options.selector);
+  } else if (!failed && filled == 0) {
+    spdlog::info("Prometheus has no minute of the services' history that the controller lacks");
   }
+  return filled > 0;
 }
 
 }  // namespace
@@ -681,11 +678,21 @@ int ControllerCommand::run() const {
         f.keda_address, keda_scaler->port());
   }
 
-  // What the policy lacks of its history, from Prometheus, before its first look: 45 s at most
-  // (and a query's 10 s), within the minute /healthz allows before it says "stuck".
+  // What the policy lacks of its history, from Prometheus, before its first look: 45 s at most.
+  // The minutes filled are stored at once, those before the newest stored one too.
   if (history_source && prescale_policy != nullptr) {
-    history_from_prometheus(*history_source, *prescale_policy, specs, clock,
-                            std::chrono::seconds(45));
+    const bool filled = history_from_prometheus(
+        *history_source, *prescale_policy, specs, clock, std::chrono::seconds(45),
+        [&] { last_tick = clock.now().time_since_epoch().count(); });
+    if (filled && store) {
+      if (auto saved =
+              control::save_policy_state(*store, *prescale_policy, clock.now(), clock.wall_now(),
+                                         control::current_boot_id(), control::SavedMinutes::kAll);
+          !saved) {
+        spdlog::warn("the history read from Prometheus not saved in {} ({})", f.state_dir,
+                     saved.error().message);
+      }
+    }
   }
 
   // The healer (heal).

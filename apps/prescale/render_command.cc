@@ -8,6 +8,7 @@
 #include "core/versioned_file.h"
 #include "version.h"
 #include "worlds/kube/manifests.h"
+#include "worlds/kube/prometheus_history.h"
 
 namespace prescale {
 
@@ -21,6 +22,8 @@ struct RenderFlags {
   std::string controller_state_claim;
   bool keda = false;
   std::string history_from;
+  std::string history_selector;
+  std::string history_window;
   std::string output;  // "" = standard output
 };
 
@@ -70,6 +73,12 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
                        "http://prometheus-server.monitoring:80: the controller reads the services' "
                        "history it lacks from it at each start (docs/kubernetes.md, \"History "
                        "from Prometheus\")");
+  command_->add_option("--history-selector", f.history_selector,
+                       "The controller's --history-selector: the gateway pods' series in that "
+                       "Prometheus (default: namespace=\"NS\",app_kubernetes_io_component="
+                       "\"gateway\")");
+  command_->add_option("--history-window", f.history_window,
+                       "The controller's --history-window, 1m to 10m (default: 2m)");
   command_->add_option("-o,--output", f.output,
                        "Write the manifests to this file, whole or not at all (default: standard "
                        "output)");
@@ -100,6 +109,23 @@ int RenderCommand::run() const {
   options.controller_state_claim = f.controller_state_claim;
   options.keda = f.keda;
   options.history_from = f.history_from;
+  options.history_selector = f.history_selector;
+  options.history_window = f.history_window;
+  // What the controller would refuse at its start, refused here.
+  if (!f.history_selector.empty()) {
+    if (auto selector = kube::normalize_selector(f.history_selector); !selector) {
+      std::cerr << "prescale render kubernetes: --history-selector " << f.history_selector << ": "
+                << selector.error().message << "\n";
+      return 2;
+    }
+  }
+  if (!f.history_window.empty()) {
+    if (auto window = kube::history_window(f.history_window); !window) {
+      std::cerr << "prescale render kubernetes: --history-window " << f.history_window << ": "
+                << window.error().message << "\n";
+      return 2;
+    }
+  }
   options.config_text = *text;
   options.config_name = f.config_path;
   auto objects = kube::kubernetes_objects(*config, options);

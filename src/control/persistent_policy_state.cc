@@ -100,7 +100,7 @@ std::string_view current_boot_id() {
 
 Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolicy& policy,
                                Clock::TimePoint now, Clock::WallTime wall_now,
-                               std::string_view boot) {
+                               std::string_view boot, SavedMinutes minutes) {
   auto previous = store.get_state(kPolicyStateKey);
   if (!previous) return std::unexpected(previous.error());
   const std::optional<std::int64_t> previous_offset = saved_offset(*previous);
@@ -133,7 +133,7 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
         const std::int64_t minute = (first + static_cast<std::int64_t>(i)) * kMinuteSeconds;
         // Minutes before the latest stored one are there already: a minute, once recorded, does
         // not change. The latest is written again in case it was written from another history.
-        if (*latest && minute < **latest) continue;
+        if (minutes == SavedMinutes::kSinceLatest && *latest && minute < **latest) continue;
         if (!std::isfinite(history->values[i])) continue;
         samples.push_back({service, std::string(metric), minute, history->values[i]});
       }

@@ -42,12 +42,18 @@ inline constexpr std::string_view kExternalArrivalMetric = "external_arrival_rps
 // (then every save and restore takes the offset from the clocks, within 45 s of the last one).
 std::string_view current_boot_id();
 
+// Which minutes of the history a save writes: those recorded since the last save (from the
+// latest one stored on), or every one the policy holds (after minutes were filled in before the
+// latest stored one: PrescalePolicy::fill_history()).
+enum class SavedMinutes { kSinceLatest, kAll };
+
 // Writes the minutes recorded since the last save, then the state blob, then prunes samples older
 // than the policy can need (max_history + refit_interval + a day: a forecaster's fit window may
 // start before the kept history). Errors: the store's.
 Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolicy& policy,
                                Clock::TimePoint now, Clock::WallTime wall_now,
-                               std::string_view boot = current_boot_id());
+                               std::string_view boot = current_boot_id(),
+                               SavedMinutes minutes = SavedMinutes::kSinceLatest);
 
 // Restores what save_policy_state() stored: false when the store holds no state (a first start).
 // Errors: the store's; kInvalidArgument for a state this build cannot read (the policy is then

@@ -315,6 +315,46 @@ TEST_F(PersistentPolicyStateTest, SavesOnlyNewMinutesAndPrunesOldOnes) {
   }
 }
 
+// Minutes filled in before the newest stored one (history read from elsewhere: a Prometheus) are
+// written only by a save of every minute; a save since the latest leaves them out, as minutes it
+// wrote before.
+TEST_F(PersistentPolicyStateTest, ASaveOfEveryMinuteWritesMinutesFilledBeforeTheLatest) {
+  ManualClock clock;
+  clock.advance(60min);
+  World world;
+  PrescalePolicy policy(options());
+  policy.init(specs());
+  HistoryStore store = open();
+  run(policy, world, clock, 10min);
+  ASSERT_TRUE(save_policy_state(store, policy, clock.now(), clock.wall_now()));
+  auto own = policy.history("front");
+  ASSERT_TRUE(own);
+  // The 30 minutes before its own, at 7 req/s.
+  forecast::Series older;
+  older.step_seconds = 60;
+  older.start_seconds = own->start_seconds - 30 * 60;
+  older.values.assign(30, 7.0);
+  auto filled = policy.fill_history("front", older, clock.now());
+  ASSERT_TRUE(filled);
+  EXPECT_EQ(*filled, 30u);
+  const std::int64_t wall_of_first =
+      std::chrono::floor<std::chrono::seconds>(clock.wall_now().time_since_epoch()).count() -
+      static_cast<std::int64_t>(
+          std::chrono::duration<double>(clock.now().time_since_epoch()).count()) +
+      static_cast<std::int64_t>(older.start_seconds);
+  auto stored = [&] {
+    auto series = store.series("front", kArrivalMetric, wall_of_first, wall_of_first + 30 * 60);
+    EXPECT_TRUE(series);
+    return static_cast<std::size_t>(std::count_if(series->values.begin(), series->values.end(),
+                                                  [](double v) { return v == 7.0; }));
+  };
+  ASSERT_TRUE(save_policy_state(store, policy, clock.now(), clock.wall_now()));
+  EXPECT_EQ(stored(), 0u);
+  ASSERT_TRUE(
+      save_policy_state(store, policy, clock.now(), clock.wall_now(), "", SavedMinutes::kAll));
+  EXPECT_EQ(stored(), 30u);
+}
+
 TEST_F(PersistentPolicyStateTest, AStateFromAnotherFormatIsRefusedAndChangesNothing) {
   ManualClock clock;
   HistoryStore store = open();

@@ -669,6 +669,90 @@ Result<void> PrescalePolicy::load_history(std::string_view service, const foreca
   return {};
 }
 
+Result<std::size_t> PrescalePolicy::fill_history(std::string_view service,
+                                                 const forecast::Series& minutes,
+                                                 Clock::TimePoint end, SeriesKind kind) {
+  ServiceState* s = find(service);
+  if (s == nullptr) {
+    return make_error(ErrorCode::kNotFound,
+                      "prescale: unknown service \"" + std::string(service) + "\"");
+  }
+  if (std::abs(minutes.step_seconds - 60) > 1e-9) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "prescale: history of \"" + std::string(service) +
+                          "\" must be at 60 s steps, got " + std::to_string(minutes.step_seconds));
+  }
+  if (kind == SeriesKind::kExternal && !options_.use_topology) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "prescale: \"" + std::string(service) +
+                          "\" has no series of external requests without the topology");
+  }
+  const std::int64_t end_minute = minute_of(end);
+  const std::int64_t from = std::llround(minutes.start_seconds / 60.0);
+  auto theirs = [&](std::int64_t m) -> double {
+    const std::int64_t i = m - from;
+    if (i < 0 || i >= static_cast<std::int64_t>(minutes.values.size())) return NAN;
+    const double v = minutes.values[static_cast<size_t>(i)];
+    return std::isfinite(v) ? v : NAN;
+  };
+  DemandSeries* d = kind == SeriesKind::kExternal ? s->external.get() : s;
+  // What the series has: recorded minutes [first, next), and `next` being accumulated.
+  const bool has = d != nullptr && d->minute.has_value();
+  const std::int64_t next = has ? *d->minute : end_minute;
+  const std::int64_t first = next - static_cast<std::int64_t>(has ? d->history.size() : 0);
+  auto own = [&](std::int64_t m) -> double {
+    if (m < first || m >= next) return NAN;
+    return d->history[static_cast<size_t>(m - first)];
+  };
+  const double partial = has && d->samples > 0 ? d->sum / d->samples : NAN;
+  const auto span = static_cast<std::int64_t>(options_.max_history / kMinute);
+  const std::int64_t start = std::max(std::min(from, first), end_minute - span);
+
+  // Which minutes are filled, and whether any lies before `next`.
+  std::size_t filled = 0;
+  bool before = false;
+  for (std::int64_t m = start; m < end_minute; ++m) {
+    if (std::isfinite(own(m)) || !std::isfinite(theirs(m))) continue;
+    ++filled;
+    if (m < next) before = true;
+  }
+  if (filled == 0) return filled;
+  if (d == nullptr) {
+    s->external = std::make_unique<DemandSeries>();
+    d = s->external.get();
+  }
+
+  if (!before && has && end_minute - next <= span) {
+    // Only minutes after those recorded: recorded in order, as observe() would have.
+    for (std::int64_t m = next; m < end_minute; ++m) {
+      const double v = theirs(m);
+      record_minute(*d, std::isfinite(v) || m != next ? v : partial);
+    }
+    d->minute = end_minute;
+    d->sum = 0;
+    d->samples = 0;
+  } else {
+    // The series again from its first known minute, and a forecaster fitted on it.
+    std::vector<double> merged;
+    for (std::int64_t m = start; m < end_minute; ++m) {
+      double v = own(m);
+      if (!std::isfinite(v)) v = theirs(m);
+      if (!std::isfinite(v) && m == next) v = partial;
+      if (merged.empty() && !std::isfinite(v)) continue;
+      merged.push_back(v);
+    }
+    const double kept_sum = next == end_minute ? d->sum : 0;
+    const int kept_samples = next == end_minute ? d->samples : 0;
+    d->start_over(end_minute);
+    for (double v : merged) record_minute(*d, v);
+    d->sum = kept_sum;
+    d->samples = kept_samples;
+  }
+  maybe_refit(*d, end);
+  if (d->forecaster) d->forecast = d->forecaster->predict(options_.forecaster.max_horizon);
+  return filled;
+}
+
 double PrescalePolicy::planning_quantile() const {
   return 0.5 * std::erfc(-quantile_score_ / std::sqrt(2.0));
 }

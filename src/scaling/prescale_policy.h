@@ -126,6 +126,17 @@ class PrescalePolicy final : public Policy {
                             std::optional<forecast::Forecaster> fitted = std::nullopt,
                             SeriesKind kind = SeriesKind::kArrivals);
 
+  // Fills the minutes a service's series lacks from `minutes` (60 s steps from start_seconds, a
+  // whole minute on this process's clock; NaN where it has none), up to the minute before the one
+  // that contains `end`; a minute the series has keeps its value, and the minute it was
+  // accumulating takes `minutes`' value where there is one. Minutes after those it recorded are
+  // recorded as observed ones are (its forecaster goes on through them, as fitted); any before
+  // (a gap within its history, history before its first minute) reload the series and refit the
+  // forecaster. Returns how many minutes were filled; with none, nothing changes. kExternal makes
+  // the external series when it has none and something is filled. Errors: as load_history().
+  Result<std::size_t> fill_history(std::string_view service, const forecast::Series& minutes,
+                                   Clock::TimePoint end, SeriesKind kind = SeriesKind::kArrivals);
+
   // For the dashboard and tests: the latest demand forecast of a service (req/s per minute ahead
   // at P50/P90/P99; empty before its first forecast) and the learners.
   forecast::QuantileForecast demand_forecast(std::string_view service) const;

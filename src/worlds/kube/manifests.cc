@@ -262,6 +262,14 @@ Json controller_container(const ManifestOptions& o) {
   if (!o.history_from.empty()) {
     argv.push_back("--history-from");
     argv.push_back(o.history_from);
+    if (!o.history_selector.empty()) {
+      argv.push_back("--history-selector");
+      argv.push_back(o.history_selector);
+    }
+    if (!o.history_window.empty()) {
+      argv.push_back("--history-window");
+      argv.push_back(o.history_window);
+    }
   }
   if (o.keda) {
     argv.push_back("--keda-port");
@@ -389,6 +397,8 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
     if (auto url = parse_http_url(o.history_from); !url) {
       problems.push_back("--history-from " + o.history_from + ": " + url.error().message);
     }
+  } else if (!o.history_selector.empty() || !o.history_window.empty()) {
+    problems.push_back("--history-selector and --history-window go with --history-from");
   }
   if (config.gateway.routes.empty()) {
     std::set<std::string> upstreams;  // what the gateway would have to choose between

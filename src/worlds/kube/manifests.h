@@ -59,6 +59,8 @@ struct ManifestOptions {
   // controller reads the history it lacks from it at each start. "" = none. Needs the controller
   // and the prescale policy.
   std::string history_from;
+  std::string history_selector;  // its --history-selector; "" = the controller's default
+  std::string history_window;    // its --history-window; "" = the controller's default
 };
 
 // The port every rendered container serves on, and the gateway's admin port.

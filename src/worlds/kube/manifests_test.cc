@@ -424,6 +424,12 @@ TEST(KubeManifests, WithHistoryFromTheControllerReadsPrometheus) {
   EXPECT_EQ(container_of(render(kShop, options()), "prescale-controller")["command"].dump().find(
                 "--history-from"),
             std::string::npos);
+  o.history_selector = "job=\"gw\"";
+  o.history_window = "4m";
+  const std::string with = container_of(render(kShop, o), "prescale-controller")["command"].dump();
+  EXPECT_NE(with.find(R"("--history-selector","job=\"gw\"","--history-window","4m")"),
+            std::string::npos)
+      << with;
 
   auto config = load_config_string(kShop, "shop.yaml");
   ASSERT_TRUE(config);
@@ -437,6 +443,15 @@ TEST(KubeManifests, WithHistoryFromTheControllerReadsPrometheus) {
   EXPECT_NE(refused.error().message.find("--history-from https://prometheus:9090: "),
             std::string::npos)
       << refused.error().message;
+  o.history_from.clear();
+  refused = kubernetes_objects(*config, o);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find(
+                "--history-selector and --history-window go with --history-from"),
+            std::string::npos)
+      << refused.error().message;
+  o.history_selector.clear();
+  o.history_window.clear();
   config->policy.name = PolicyName::kHpa;
   o.controller = true;
   o.history_from = "http://prometheus:9090";

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "core/internal/config_scalars.h"
 #include "http/client.h"
 #include "scaling/prescale_policy.h"
 
@@ -54,13 +55,11 @@ std::string label_value(std::string_view value) {
   return out;
 }
 
-// The minute index of `t` on the grid first_end + 60 i, if it is on it.
-std::optional<std::size_t> minute_index(double t, double first_end, std::size_t count) {
-  const double at = (t - first_end) / 60.0;
+// The minute index of `t` on the grid first_at + 60 i: the point within half a minute of it.
+std::optional<std::size_t> minute_index(double t, double first_at, std::size_t count) {
+  const double at = (t - first_at) / 60.0;
   const double i = std::round(at);
-  if (!(std::abs(at - i) * 60.0 <= 1.0) || i < 0 || i >= static_cast<double>(count)) {
-    return std::nullopt;
-  }
+  if (!(std::abs(at - i) < 0.5) || i < 0 || i >= static_cast<double>(count)) return std::nullopt;
   return static_cast<std::size_t>(i);
 }
 
@@ -144,24 +143,48 @@ Result<std::string> normalize_selector(std::string_view selector) {
     return make_error(ErrorCode::kInvalidArgument,
                       "an empty selector would count every pod's calls, the services' own too");
   }
-  bool quoted = false;
+  char quote = 0;  // the quote a string is in: ", ' or ` (PromQL's three)
   for (std::size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
-    if (quoted && c == '\\') {
-      ++i;
-    } else if (c == '"') {
-      quoted = !quoted;
-    } else if (!quoted && (c == '{' || c == '}')) {
+    if (quote != 0) {
+      if (c == '\\' && quote != '`') {
+        ++i;
+      } else if (c == quote) {
+        quote = 0;
+      }
+    } else if (c == '"' || c == '\'' || c == '`') {
+      quote = c;
+    } else if (c == '{' || c == '}') {
       return make_error(ErrorCode::kInvalidArgument,
                         fmt::format("a brace at byte {} of the selector: write the label "
                                     "matchers only (job=\"x\",namespace=\"y\")",
                                     i + 1));
     }
   }
-  if (quoted) {
+  if (quote != 0) {
     return make_error(ErrorCode::kInvalidArgument, "a quote of the selector is not closed");
   }
+  // The query adds its own matcher after a comma: one written last would make two.
+  while (!s.empty() &&
+         (s.back() == ',' || std::isspace(static_cast<unsigned char>(s.back())) != 0)) {
+    s.remove_suffix(1);
+  }
+  if (s.empty()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "an empty selector would count every pod's calls, the services' own too");
+  }
   return std::string(s);
+}
+
+Result<std::chrono::seconds> history_window(std::string_view text) {
+  auto window = internal::parse_duration(text);
+  if (!window || *window < std::chrono::minutes(1) || *window > std::chrono::minutes(10) ||
+      *window % std::chrono::seconds(1) != std::chrono::milliseconds(0)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "expected whole seconds from 1m to 10m (at least twice Prometheus' scrape "
+                      "interval)");
+  }
+  return std::chrono::duration_cast<std::chrono::seconds>(*window);
 }
 
 std::string calls_by_caller_query(std::string_view selector, std::string_view service,
@@ -170,7 +193,7 @@ std::string calls_by_caller_query(std::string_view selector, std::string_view se
                      selector, label_value(service), window.count());
 }
 
-PrometheusMinutes minutes_of(const std::vector<RangeSeries>& series, double first_end,
+PrometheusMinutes minutes_of(const std::vector<RangeSeries>& series, double first_at,
                              std::size_t count) {
   PrometheusMinutes out;
   out.arrivals.assign(count, NAN);
@@ -182,7 +205,7 @@ PrometheusMinutes minutes_of(const std::vector<RangeSeries>& series, double firs
         caller == s.labels.end() || caller->second.empty() || caller->second == "external";
     for (const auto& [t, v] : s.points) {
       if (!std::isfinite(v) || v < 0) continue;
-      const std::optional<std::size_t> i = minute_index(t, first_end, count);
+      const std::optional<std::size_t> i = minute_index(t, first_at, count);
       if (!i) continue;
       add(out.arrivals[*i], v);
       if (external) {
@@ -199,14 +222,28 @@ PrometheusHistory::PrometheusHistory(PrometheusHistoryOptions options, http::Cli
     : options_(std::move(options)), client_(&client) {}
 
 Result<PrometheusMinutes> PrometheusHistory::read(std::string_view service, double first_end,
-                                                  std::size_t count) {
+                                                  std::size_t count,
+                                                  std::optional<Clock::TimePoint> deadline) {
   const std::string where = "Prometheus at http://" +
                             url_authority(options_.url.host, options_.url.port) + options_.url.path;
   const std::string query = calls_by_caller_query(options_.selector, service, options_.rate_window);
+  // Each minute at the time its window is centred on it: half the window past its middle.
+  const double first_at =
+      first_end - 30.0 + static_cast<double>(options_.rate_window.count()) / 2.0;
   std::vector<RangeSeries> all;
   for (std::size_t done = 0; done < count; done += kMaxPointsPerQuery) {
+    std::chrono::milliseconds timeout = options_.timeout;
+    if (deadline) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - options_.clock->now());
+      if (left <= std::chrono::milliseconds(0)) {
+        return make_error(ErrorCode::kTimeout,
+                          where + ": not asked: the time for the history at the start ran out");
+      }
+      timeout = std::min(timeout, left);
+    }
     const std::size_t n = std::min(kMaxPointsPerQuery, count - done);
-    const double start = first_end + 60.0 * static_cast<double>(done);
+    const double start = first_at + 60.0 * static_cast<double>(done);
     const double end = start + 60.0 * static_cast<double>(n - 1);
     http::Request req;
     req.method = http::Method::kPost;
@@ -219,8 +256,7 @@ Result<PrometheusMinutes> PrometheusHistory::read(std::string_view service, doub
     req.body = "query=";
     append_form_value(req.body, query);
     req.body += fmt::format("&start={:.3f}&end={:.3f}&step=60", start, end);
-    auto answer =
-        client_->request(options_.url.host, options_.url.port, std::move(req), options_.timeout);
+    auto answer = client_->request(options_.url.host, options_.url.port, std::move(req), timeout);
     if (!answer) {
       return make_error(ErrorCode::kUnavailable,
                         fmt::format("{}: {}", where, answer.error().message));
@@ -239,7 +275,7 @@ Result<PrometheusMinutes> PrometheusHistory::read(std::string_view service, doub
     }
     for (RangeSeries& s : *series) all.push_back(std::move(s));
   }
-  return minutes_of(all, first_end, count);
+  return minutes_of(all, first_at, count);
 }
 
 std::vector<BackfillOutcome> backfill_history(scaling::PrescalePolicy& policy,
@@ -256,39 +292,12 @@ std::vector<BackfillOutcome> backfill_history(scaling::PrescalePolicy& policy,
   const double offset =
       unix_seconds(wall_now) - std::chrono::duration<double>(now.time_since_epoch()).count();
   const double first_end = static_cast<double>(first + 1) * 60.0 + offset;
-
-  // The policy's own minutes of one series over [first, now_minute), NaN where it has none.
-  auto own_minutes = [&](const std::string& service, Kind kind) {
-    std::vector<double> own(span, NAN);
-    auto history = policy.history(service, kind);
-    if (!history) return own;
-    const auto start = std::llround(history->start_seconds / 60.0);
-    for (std::size_t i = 0; i < history->values.size(); ++i) {
-      const std::int64_t at = start + static_cast<std::int64_t>(i) - first;
-      if (at >= 0 && at < static_cast<std::int64_t>(span)) {
-        own[static_cast<std::size_t>(at)] = history->values[i];
-      }
-    }
-    return own;
-  };
-  // Loads own ∪ theirs, from its first known minute, when theirs fills any minute.
-  auto merge = [&](const std::string& service, Kind kind, const std::vector<double>& theirs,
-                   std::size_t& filled) -> Result<void> {
-    std::vector<double> merged = own_minutes(service, kind);
-    for (std::size_t i = 0; i < span && i < theirs.size(); ++i) {
-      if (!std::isfinite(merged[i]) && std::isfinite(theirs[i])) {
-        merged[i] = theirs[i];
-        ++filled;
-      }
-    }
-    if (filled == 0) return {};
-    const auto known =
-        std::find_if(merged.begin(), merged.end(), [](double v) { return std::isfinite(v); });
+  auto series_of = [&](std::vector<double> values) {
     forecast::Series series;
     series.step_seconds = 60;
-    series.start_seconds = static_cast<double>(first + (known - merged.begin())) * 60.0;
-    series.values.assign(known, merged.end());
-    return policy.load_history(service, series, now, std::nullopt, kind);
+    series.start_seconds = static_cast<double>(first) * 60.0;
+    series.values = std::move(values);
+    return series;
   };
 
   std::vector<BackfillOutcome> outcomes;
@@ -298,17 +307,28 @@ std::vector<BackfillOutcome> backfill_history(scaling::PrescalePolicy& policy,
     auto theirs = read(service, first_end, span);
     if (!theirs) {
       outcome.error = theirs.error();
-    } else if (auto r = merge(service, Kind::kArrivals, theirs->arrivals, outcome.filled); !r) {
-      outcome.error = r.error();
-    } else if (theirs->called && policy.options().use_topology) {
+    } else {
+      outcome.answered =
+          static_cast<std::size_t>(std::count_if(theirs->arrivals.begin(), theirs->arrivals.end(),
+                                                 [](double v) { return std::isfinite(v); }));
+      const bool has_external = theirs->called && policy.options().use_topology &&
+                                std::any_of(theirs->external.begin(), theirs->external.end(),
+                                            [](double v) { return std::isfinite(v) && v > 0; });
+      if (auto filled = policy.fill_history(service, series_of(std::move(theirs->arrivals)), now);
+          !filled) {
+        outcome.error = filled.error();
+      } else {
+        outcome.filled = *filled;
+      }
       // A service that other services call and that clients call too: its own clients' requests
       // are forecast apart (PrescalePolicy::SeriesKind::kExternal).
-      const bool has_external = std::any_of(theirs->external.begin(), theirs->external.end(),
-                                            [](double v) { return std::isfinite(v) && v > 0; });
-      if (has_external) {
-        if (auto e = merge(service, Kind::kExternal, theirs->external, outcome.external_filled);
-            !e) {
-          outcome.error = e.error();
+      if (!outcome.error && has_external) {
+        auto filled = policy.fill_history(service, series_of(std::move(theirs->external)), now,
+                                          Kind::kExternal);
+        if (!filled) {
+          outcome.error = filled.error();
+        } else {
+          outcome.external_filled = *filled;
         }
       }
     }

@@ -9,13 +9,15 @@
 //
 //   sum by (caller) (rate(prescale_calls_total{<selector>,callee="<service>"}[<window>]))
 //
-// evaluated at the end of each minute, POSTed to <url>/api/v1/query_range. The selector picks the
-// gateways' series out of everything Prometheus scrapes (the services' own pods count their
+// POSTed to <url>/api/v1/query_range at one-minute steps, each evaluated where its window is
+// centred on the minute it stands for (a 2-minute window half a minute after the minute's end):
+// a minute's value is the mean rate over the window, no later than the minute. The selector picks
+// the gateways' series out of everything Prometheus scrapes (the services' own pods count their
 // outgoing calls in the same family, and must not count twice). The arrivals are the sum over the
 // callers; the requests from outside the call graph are caller="external" (or no caller label).
 //
-// backfill_history() merges that into a PrescalePolicy: a minute the policy has keeps its value;
-// a minute it lacks takes Prometheus'. The merged series is loaded and the forecaster refitted.
+// backfill_history() fills in a PrescalePolicy the minutes it lacks (PrescalePolicy::fill_history:
+// a minute it has keeps its value).
 //
 // Thread safety: PrometheusHistory may be used from one thread at a time; the functions are pure
 // but for the policy they change.
@@ -66,12 +68,16 @@ Result<std::vector<RangeSeries>> parse_range_answer(std::string_view body);
 // empty selector, or one with unbalanced braces or quotes.
 Result<std::string> normalize_selector(std::string_view selector);
 
+// The rate window of each minute, as `--history-window` writes it: whole seconds from 1 to 10
+// minutes. Errors (kInvalidArgument) say what is expected.
+Result<std::chrono::seconds> history_window(std::string_view text);
+
 // The query for one service, as above. `selector` as normalize_selector() returns it.
 std::string calls_by_caller_query(std::string_view selector, std::string_view service,
                                   std::chrono::seconds window);
 
-// A service's minutes as Prometheus has them: index i is the minute that ends at
-// first_end + 60 i (Unix seconds). NaN where Prometheus has no value.
+// A service's minutes as Prometheus has them: index i is the minute evaluated at first_at + 60 i
+// (Unix seconds). NaN where Prometheus has no value.
 struct PrometheusMinutes {
   std::vector<double> arrivals;
   std::vector<double> external;  // the requests from outside the call graph
@@ -79,15 +85,17 @@ struct PrometheusMinutes {
 };
 
 // Sums a query's series into minutes: every caller into `arrivals`, caller="external" (or none)
-// into `external` too. Points off the minute grid (by more than a second) are left out.
-PrometheusMinutes minutes_of(const std::vector<RangeSeries>& series, double first_end,
+// into `external` too. A point counts for the minute whose evaluation time is within half a minute
+// of its timestamp (a Prometheus-compatible store may align the steps to its own grid).
+PrometheusMinutes minutes_of(const std::vector<RangeSeries>& series, double first_at,
                              std::size_t count);
 
 struct PrometheusHistoryOptions {
   HttpUrl url;           // Prometheus' base URL; its path is the API's prefix ("/prometheus")
   std::string selector;  // as normalize_selector() returns it
   std::chrono::seconds rate_window{120};
-  std::chrono::milliseconds timeout{15000};  // each query
+  std::chrono::milliseconds timeout{10000};  // each query at most
+  Clock* clock = &Clock::real();             // for a read's deadline
 };
 
 class PrometheusHistory {
@@ -95,10 +103,12 @@ class PrometheusHistory {
   PrometheusHistory(PrometheusHistoryOptions options, http::Client& client);
 
   // `count` minutes of `service`, the first ending at `first_end` (Unix seconds), in queries of
-  // at most kMaxPointsPerQuery minutes. Errors: kUnavailable (Prometheus cannot be reached, did
-  // not answer in time, or refused the query), kInvalidArgument (an answer of another shape); the
-  // message names the URL.
-  Result<PrometheusMinutes> read(std::string_view service, double first_end, std::size_t count);
+  // at most kMaxPointsPerQuery minutes, all done by `deadline` (each query's timeout shortened to
+  // it). Errors: kUnavailable (Prometheus cannot be reached, did not answer in time, or refused
+  // the query), kInvalidArgument (an answer of another shape), kTimeout (the deadline came before
+  // all were asked); the message names the URL.
+  Result<PrometheusMinutes> read(std::string_view service, double first_end, std::size_t count,
+                                 std::optional<Clock::TimePoint> deadline = std::nullopt);
 
   const PrometheusHistoryOptions& options() const { return options_; }
 
@@ -110,6 +120,7 @@ class PrometheusHistory {
 // What backfill_history() did for one service.
 struct BackfillOutcome {
   std::string service;
+  std::size_t answered = 0;         // minutes Prometheus had a value for
   std::size_t filled = 0;           // minutes taken from Prometheus
   std::size_t external_filled = 0;  // of its external requests' series
   std::size_t minutes = 0;          // minutes of history the policy holds now
@@ -120,7 +131,7 @@ using MinutesReader = std::function<Result<PrometheusMinutes>(std::string_view s
                                                               double first_end, std::size_t count)>;
 
 // For each service: reads the policy's history span (its options' max_history, up to the minute
-// before `now`'s) from `read` and loads what the policy lacks (above). `now` and `wall_now` are
+// before `now`'s) from `read` and fills what the policy lacks (above). `now` and `wall_now` are
 // the same instant on the policy's clock and in Unix time: they place its minutes in Prometheus'.
 // A service whose read fails, or for which Prometheus has no minute the policy lacks, is left as
 // it was.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "scaling/prescale_policy.h"
 
@@ -66,6 +67,9 @@ TEST(PrometheusHistoryTest, TheSelectorIsTheLabelMatchersWithOrWithoutBraces) {
             "a brace at byte 9 of the selector: write the label matchers only "
             "(job=\"x\",namespace=\"y\")");
   EXPECT_FALSE(normalize_selector("job=\"gw"));
+  // PromQL's other quotes, and a comma the query's own matcher would double.
+  EXPECT_EQ(*normalize_selector("job='a}b', pod=~`gw-.*`, "), "job='a}b', pod=~`gw-.*`");
+  EXPECT_FALSE(normalize_selector(" , "));
 
   EXPECT_EQ(calls_by_caller_query("job=\"gw\"", "web", 120s),
             "sum by (caller) (rate(prescale_calls_total{job=\"gw\",callee=\"web\"}[120s]))");
@@ -167,9 +171,11 @@ TEST(PrometheusHistoryTest, APolicyWithoutHistoryForecastsAtOnceFromPrometheus) 
   // have planned for an hour (min_history).
   const forecast::QuantileForecast forecast = policy.demand_forecast("web");
   ASSERT_FALSE(forecast.p50.empty());
-  const std::int64_t unix_minute_now = (1767225600 + 7) / 60;
+  // Minute 0 is the policy's minute 600, which starts 13 s before Unix minute 29,453,760 and was
+  // labelled as the one before.
+  const std::int64_t unix_minute_now = (1767225600 + 7 - 20) / 60;
   for (std::size_t k = 0; k < forecast.p50.size(); ++k) {
-    EXPECT_NEAR(forecast.p50[k], hourly(unix_minute_now + static_cast<std::int64_t>(k)), 12)
+    EXPECT_NEAR(forecast.p50[k], hourly(unix_minute_now + static_cast<std::int64_t>(k)), 3)
         << "minute " << k << " ahead";
   }
 }
@@ -207,6 +213,43 @@ TEST(PrometheusHistoryTest, ThePolicysOwnMinutesStandAndOnlyTheGapIsFilled) {
   // Nothing more to fill: nothing is reloaded.
   const auto again = backfill_history(policy, {"web"}, read, f.now, f.wall_now);
   EXPECT_EQ(again[0].filled, 0u);
+}
+
+// A controller restored from its state directory lacks only the minutes it was down: those are
+// recorded after its own, and its forecaster goes on through them as fitted (no refit: the
+// restored forecast is the one before the stop, rolled on), as the minute it was accumulating.
+TEST(PrometheusHistoryTest, MinutesAfterItsOwnAreRecordedAndItsForecasterKept) {
+  Fixture f;
+  scaling::PrescalePolicy policy(f.options());
+  policy.init({spec("web")});
+  forecast::Series own;
+  own.step_seconds = 60;
+  for (int m = 0; m < 300; ++m) own.values.push_back(hourly(m));
+  ASSERT_TRUE(policy.load_history("web", own, f.now - 60min));
+  const nlohmann::json before = policy.export_state(f.now)["services"]["web"];
+  ASSERT_EQ(before["model_from_minute"], 540 - 300);
+  ASSERT_EQ(before["model_to_minute"], 540);
+  const MinutesReader read = [](std::string_view, double, std::size_t count) {
+    PrometheusMinutes m;
+    m.arrivals.assign(count, NAN);
+    for (std::size_t i = count - 60; i < count; ++i) m.arrivals[i] = 9.0;
+    m.external = m.arrivals;
+    return m;
+  };
+  const auto outcomes = backfill_history(policy, {"web"}, read, f.now, f.wall_now);
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].filled, 60u);
+  EXPECT_EQ(outcomes[0].answered, 60u);
+  EXPECT_EQ(outcomes[0].minutes, 360u);
+  const nlohmann::json after = policy.export_state(f.now)["services"]["web"];
+  EXPECT_EQ(after["model_from_minute"], 540 - 300) << "refitted";
+  EXPECT_EQ(after["model_to_minute"], 540);
+  EXPECT_EQ(after["history_to_minute"], 600);
+  auto history = policy.history("web");
+  ASSERT_TRUE(history);
+  EXPECT_EQ(history->values[299], static_cast<float>(hourly(299)));
+  EXPECT_EQ(history->values[300], 9.0f);
+  EXPECT_FALSE(policy.demand_forecast("web").p50.empty());
 }
 
 TEST(PrometheusHistoryTest, AFailedReadLeavesTheHistoryAsItWas) {
