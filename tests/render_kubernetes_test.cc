@@ -877,6 +877,13 @@ TEST(RenderKubernetesTest, TheRenderedControllerTakesTheHistoryItLacksFromPromet
   EXPECT_NE(decided.substr(0, decided.find('\n')).find("forecast"), std::string::npos) << decided;
   ASSERT_FALSE(pods.api->scaled().empty());
   EXPECT_GE(pods.api->scaled().front().second, 3) << scaled_to(*pods.api, "web");
+  // The forecast it plans from, on its /metrics.
+  const std::string metrics = get_body(pods.controller_admin, "/metrics");
+  const std::string p50 =
+      "prescale_controller_demand_forecast_rps{service=\"web\",quantile=\"0.5\"} ";
+  const auto line = metrics.find(p50);
+  ASSERT_NE(line, std::string::npos) << metrics;
+  EXPECT_NEAR(std::stod(metrics.substr(line + p50.size())), 60, 1);
   pods.controller->signal(SIGTERM);
   EXPECT_EQ(pods.controller->wait(10s), 0) << pods.controller->log();
 }

@@ -475,6 +475,11 @@ int ControllerCommand::run() const {
   telemetry::GaugeFamily& ready_gauge =
       registry.gauge("prescale_controller_ready_replicas",
                      "The service's pods ready at the last observation", {"service"});
+  telemetry::GaugeFamily& forecast_gauge = registry.gauge(
+      "prescale_controller_demand_forecast_rps",
+      "The prescale policy's forecast of the service's requests a second this minute, at each "
+      "quantile (absent before its first forecast)",
+      {"service", "quantile"});
   telemetry::CounterFamily& events_counter =
       registry.counter("prescale_controller_scaling_events_total",
                        "Replica count changes applied, by direction", {"service", "direction"});
@@ -772,6 +777,14 @@ int ControllerCommand::run() const {
     for (const scaling::ServiceObservation& s : controller.last_snapshot().services) {
       desired_gauge.with({s.name}).set(s.desired_replicas);
       ready_gauge.with({s.name}).set(s.count(scaling::ReplicaState::kReady));
+      if (prescale_policy != nullptr) {
+        const forecast::QuantileForecast demand = prescale_policy->demand_forecast(s.name);
+        if (!demand.p50.empty()) {
+          forecast_gauge.with({s.name, "0.5"}).set(demand.p50.front());
+          forecast_gauge.with({s.name, "0.9"}).set(demand.p90.front());
+          forecast_gauge.with({s.name, "0.99"}).set(demand.p99.front());
+        }
+      }
     }
     if (clock.now() >= next_save) {
       save_state();
