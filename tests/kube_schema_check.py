@@ -78,6 +78,27 @@ KEDA_TYPES = {
 }
 KINDS[("keda.sh/v1alpha1", "ScaledObject")] = "KedaScaledObject"
 
+# The Prometheus Operator's PodMonitor, as its CRD
+# (example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml) has it: the fields
+# Prescale writes and their neighbours.
+KEDA_TYPES.update({
+    "PodMonitor": Schema(
+        {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta",
+         "spec": "PodMonitorSpec"}, ["spec"]),
+    "PodMonitorSpec": Schema(
+        {"selector": "V1LabelSelector", "podMetricsEndpoints": "list[PodMetricsEndpoint]",
+         "podTargetLabels": "list[str]", "jobLabel": "str",
+         "namespaceSelector": "PodMonitorNamespaceSelector", "sampleLimit": "int",
+         "targetLimit": "int", "labelLimit": "int"},
+        ["selector"]),
+    "PodMetricsEndpoint": Schema(
+        {"port": "str", "portNumber": "int", "path": "str", "scheme": "str", "interval": "str",
+         "scrapeTimeout": "str", "honorLabels": "bool", "honorTimestamps": "bool",
+         "params": "dict(str, list[str])"}),
+    "PodMonitorNamespaceSelector": Schema({"any": "bool", "matchNames": "list[str]"}),
+})
+KINDS[("monitoring.coreos.com/v1", "PodMonitor")] = "PodMonitor"
+
 
 def check(value, type_name, path, problems):
     if type_name == "object":  # IntOrString and the like
@@ -141,7 +162,10 @@ def main():
         # The client's own checks: required fields, allowed values; of a ScaledObject, those of
         # its HorizontalPodAutoscaler behavior.
         checked, as_type = doc, type_name
-        if type_name in KEDA_TYPES:
+        if type_name == "PodMonitor":
+            checked = (doc.get("spec") or {}).get("selector")
+            as_type = "V1LabelSelector"
+        elif type_name in KEDA_TYPES:
             hpa = doc
             for key in ("spec", "advanced", "horizontalPodAutoscalerConfig"):
                 hpa = hpa.get(key) if isinstance(hpa, dict) else None

@@ -235,6 +235,33 @@ TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
               HasSubstr("KedaScaledObjectSpec needs the field 'triggers'"));
   EXPECT_THAT(check_keda_broken.log(), HasSubstr("KedaScaledObjectSpec has no field 'trigger'"));
   EXPECT_THAT(check_keda_broken.log(), HasSubstr("periodSeconds: expected int, got 'one'"));
+
+  // With --pod-monitors: the Prometheus Operator's PodMonitors, against the fields of its CRD.
+  const auto [monitors_status, monitors_log] = render(
+      dir, kConfig,
+      {"--image", "prescale:0.9", "--namespace", "shop", "--pod-monitors", "--pod-monitor-label",
+       "release=kube-prometheus-stack", "-o", dir.file("monitors.yaml")});
+  ASSERT_EQ(monitors_status, 0) << monitors_log;
+  std::string monitors = testing::read_file(dir.file("monitors.yaml"));
+  ASSERT_NE(monitors.find("kind: PodMonitor"), std::string::npos);
+  Subprocess check_monitors({"/usr/bin/python3", SCHEMA_CHECK, dir.file("monitors.yaml")},
+                            dir.file("monitors.log"));
+  EXPECT_EQ(check_monitors.wait(60s), 0) << check_monitors.log();
+  EXPECT_THAT(check_monitors.log(), HasSubstr("29 objects, 0 problems"));
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"  podTargetLabels:\n", "  podTargetLabel:\n"}, {"operator: In", "operator: 7"}}) {
+    const size_t at = monitors.rfind(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    monitors.replace(at, from.size(), to);
+  }
+  testing::write_file(dir.file("monitors-broken.yaml"), monitors);
+  Subprocess check_monitors_broken(
+      {"/usr/bin/python3", SCHEMA_CHECK, dir.file("monitors-broken.yaml")},
+      dir.file("monitors-broken.log"));
+  EXPECT_EQ(check_monitors_broken.wait(60s), 1) << check_monitors_broken.log();
+  EXPECT_THAT(check_monitors_broken.log(),
+              HasSubstr("PodMonitorSpec has no field 'podTargetLabel'"));
+  EXPECT_THAT(check_monitors_broken.log(), HasSubstr("operator: expected str, got 7"));
 }
 
 TEST(RenderKubernetesTest, WhatCannotRunOnKubernetesExitsTwoNamingIt) {

@@ -2,6 +2,7 @@
 
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "core/text_file.h"
@@ -24,6 +25,8 @@ struct RenderFlags {
   std::string history_from;
   std::string history_selector;
   std::string history_window;
+  bool pod_monitors = false;
+  std::vector<std::string> pod_monitor_labels;  // KEY=VALUE
   std::string output;  // "" = standard output
 };
 
@@ -79,6 +82,14 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
                        "\"gateway\")");
   command_->add_option("--history-window", f.history_window,
                        "The controller's --history-window, 1m to 10m (default: 2m)");
+  command_->add_flag("--pod-monitors", f.pod_monitors,
+                     "The Prometheus Operator's PodMonitors for the gateway's, the controller's "
+                     "and the services' metrics, with the labels --history-from's default "
+                     "selector reads (docs/kubernetes.md, \"Prometheus\")");
+  command_->add_option("--pod-monitor-label", f.pod_monitor_labels,
+                       "KEY=VALUE: a label of the PodMonitors, for a Prometheus whose "
+                       "podMonitorSelector asks for it (e.g. release=kube-prometheus-stack); "
+                       "repeatable");
   command_->add_option("-o,--output", f.output,
                        "Write the manifests to this file, whole or not at all (default: standard "
                        "output)");
@@ -111,6 +122,16 @@ int RenderCommand::run() const {
   options.history_from = f.history_from;
   options.history_selector = f.history_selector;
   options.history_window = f.history_window;
+  options.pod_monitors = f.pod_monitors;
+  for (const std::string& label : f.pod_monitor_labels) {
+    const auto eq = label.find('=');
+    if (eq == std::string::npos) {
+      std::cerr << "prescale render kubernetes: --pod-monitor-label " << label
+                << ": expected KEY=VALUE\n";
+      return 2;
+    }
+    options.pod_monitor_labels[label.substr(0, eq)] = label.substr(eq + 1);
+  }
   // What the controller would refuse at its start, refused here.
   if (!f.history_selector.empty()) {
     if (auto selector = kube::normalize_selector(f.history_selector); !selector) {

@@ -1,6 +1,7 @@
 #include "worlds/kube/manifests.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -288,6 +289,31 @@ Json controller_container(const ManifestOptions& o) {
           {"securityContext", {{"allowPrivilegeEscalation", false}}}};
 }
 
+// A PodMonitor of the Prometheus Operator: the pods of these components, scraped on their
+// container port `port` every 15 s, with the pods' name and component labels kept
+// (app_kubernetes_io_name, app_kubernetes_io_component), beside the namespace and pod the
+// Operator adds.
+Json pod_monitor(std::string_view name, std::initializer_list<std::string_view> components,
+                 std::string_view port, const ManifestOptions& o) {
+  Json labels = labels_of(name, "monitoring");
+  for (const auto& [key, value] : o.pod_monitor_labels) labels[key] = value;
+  Json values = Json::array();
+  for (std::string_view c : components) values.push_back(c);
+  return {
+      {"apiVersion", "monitoring.coreos.com/v1"},
+      {"kind", "PodMonitor"},
+      {"metadata", metadata(name, labels, o)},
+      {"spec",
+       {{"selector",
+         {{"matchLabels", {{"app.kubernetes.io/part-of", "prescale"}}},
+          {"matchExpressions", Json::array({{{"key", "app.kubernetes.io/component"},
+                                             {"operator", "In"},
+                                             {"values", std::move(values)}}})}}},
+        {"podTargetLabels", Json::array({"app.kubernetes.io/name", "app.kubernetes.io/component"})},
+        {"podMetricsEndpoints",
+         Json::array({{{"port", port}, {"path", "/metrics"}, {"interval", "15s"}}})}}}};
+}
+
 // KEDA's ScaledObject of a service: its external trigger asks the controller's external scaler
 // for the planned replicas, and the HorizontalPodAutoscaler KEDA makes follows the plan at once
 // both ways (the plan already holds a scale-down past the startup time, and a scale-up may need
@@ -400,6 +426,23 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
   } else if (!o.history_selector.empty() || !o.history_window.empty()) {
     problems.push_back("--history-selector and --history-window go with --history-from");
   }
+  if (!o.pod_monitor_labels.empty() && !o.pod_monitors) {
+    problems.push_back("--pod-monitor-label goes with --pod-monitors");
+  }
+  for (const auto& [key, value] : o.pod_monitor_labels) {
+    // A label's name (an optional DNS prefix and '/') and value, as Kubernetes allows them.
+    auto label_text = [](std::string_view text, bool slash) {
+      return text.size() <= 253 && std::all_of(text.begin(), text.end(), [slash](char c) {
+               return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' ||
+                      c == '.' || (slash && c == '/');
+             });
+    };
+    if (key.empty() || !label_text(key, true) || value.size() > 63 || !label_text(value, false)) {
+      problems.push_back("--pod-monitor-label " + key + "=" + value +
+                         ": not a Kubernetes label (letters, digits, '-', '_', '.'; a value of "
+                         "63 at most)");
+    }
+  }
   if (config.gateway.routes.empty()) {
     std::set<std::string> upstreams;  // what the gateway would have to choose between
     for (const ServiceConfig& s : config.services) upstreams.insert(s.name);
@@ -503,6 +546,10 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
   objects.push_back(std::move(controller));
   if (o.keda) {
     for (const ServiceConfig& s : config.services) objects.push_back(scaled_object(s, config, o));
+  }
+  if (o.pod_monitors) {
+    objects.push_back(pod_monitor("prescale-admin", {"gateway", "controller"}, "admin", o));
+    objects.push_back(pod_monitor("prescale-services", {"service"}, "http", o));
   }
   return objects;
 }

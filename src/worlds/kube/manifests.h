@@ -28,6 +28,7 @@
 // Thread safety: pure functions.
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -61,6 +62,12 @@ struct ManifestOptions {
   std::string history_from;
   std::string history_selector;  // its --history-selector; "" = the controller's default
   std::string history_window;    // its --history-window; "" = the controller's default
+  // The Prometheus Operator's PodMonitors (monitoring.coreos.com/v1): the gateway's and the
+  // controller's admin ports, and the services' own, scraped with the pods' name and component
+  // as labels (what --history-from's default selector reads). `pod_monitor_labels` go on them,
+  // for a Prometheus whose podMonitorSelector asks for some (release: NAME).
+  bool pod_monitors = false;
+  std::map<std::string, std::string> pod_monitor_labels;
 };
 
 // The port every rendered container serves on, and the gateway's admin port.

@@ -464,6 +464,51 @@ TEST(KubeManifests, WithHistoryFromTheControllerReadsPrometheus) {
       << refused.error().message;
 }
 
+TEST(KubeManifests, WithPodMonitorsThePrometheusOperatorScrapesEveryPodWithItsLabels) {
+  ManifestOptions o = options();
+  o.pod_monitors = true;
+  o.pod_monitor_labels = {{"release", "kube-prometheus-stack"}};
+  o.name_space = "shop";
+  const std::vector<Json> objects = render(kShop, o);
+  const Json& admin = find(objects, "PodMonitor", "prescale-admin");
+  EXPECT_EQ(admin["apiVersion"], "monitoring.coreos.com/v1");
+  EXPECT_EQ(admin["metadata"]["namespace"], "shop");
+  EXPECT_EQ(admin["metadata"]["labels"]["release"], "kube-prometheus-stack");
+  EXPECT_EQ(admin["spec"]["selector"]["matchExpressions"][0]["values"],
+            Json::array({"gateway", "controller"}));
+  EXPECT_EQ(admin["spec"]["podMetricsEndpoints"][0]["port"], "admin");
+  // The labels --history-from's default selector reads, as app_kubernetes_io_component.
+  EXPECT_EQ(admin["spec"]["podTargetLabels"],
+            Json::array({"app.kubernetes.io/name", "app.kubernetes.io/component"}));
+  const Json& services = find(objects, "PodMonitor", "prescale-services");
+  EXPECT_EQ(services["spec"]["selector"]["matchExpressions"][0]["values"],
+            Json::array({"service"}));
+  EXPECT_EQ(services["spec"]["podMetricsEndpoints"][0]["port"], "http");
+  // The pods carry what the selectors select.
+  const Json& gateway_pod = find(objects, "Deployment", "prescale-gateway")["spec"]["template"];
+  EXPECT_EQ(gateway_pod["metadata"]["labels"]["app.kubernetes.io/component"], "gateway");
+  EXPECT_EQ(gateway_pod["metadata"]["labels"]["app.kubernetes.io/part-of"], "prescale");
+  EXPECT_EQ(
+      find(objects, "Deployment",
+           "checkout")["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"],
+      "service");
+
+  auto config = load_config_string(kShop, "shop.yaml");
+  ASSERT_TRUE(config);
+  o.pod_monitor_labels = {{"release", "a b"}};
+  auto refused = kubernetes_objects(*config, o);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("--pod-monitor-label release=a b: not a Kubernetes label"),
+            std::string::npos)
+      << refused.error().message;
+  o.pod_monitors = false;
+  o.pod_monitor_labels = {{"release", "x"}};
+  refused = kubernetes_objects(*config, o);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("--pod-monitor-label goes with --pod-monitors"),
+            std::string::npos);
+}
+
 TEST(KubeManifests, WithoutANamespaceNoneIsWritten) {
   for (const Json& object : render(kShop, options())) {
     EXPECT_FALSE(object["metadata"].contains("namespace"));
