@@ -379,6 +379,7 @@ bool history_from_prometheus(kube::PrometheusHistoryOptions options,
   bool failure_said = false;
   for (const kube::BackfillOutcome& o : outcomes) {
     if (o.answered > 0) ++answered;
+    if (o.filled > 0 || o.external_filled > 0) ++filled;  // to be saved, whatever came after
     if (o.error) {
       // The first failure is said; the services after it were not asked.
       const bool that_failure = failed && o.error->message == failed->message;
@@ -389,8 +390,7 @@ bool history_from_prometheus(kube::PrometheusHistoryOptions options,
       failure_said = failure_said || that_failure;
       spdlog::warn("the history of {} was not read from Prometheus ({}); it is learned from now",
                    o.service, o.error->message);
-    } else if (o.filled > 0) {
-      ++filled;
+    } else if (o.filled > 0 || o.external_filled > 0) {
       spdlog::info("the history of {}: {} minutes from Prometheus{}, {} in all", o.service,
                    o.filled,
                    o.external_filled > 0

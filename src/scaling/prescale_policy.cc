@@ -699,6 +699,8 @@ Result<std::size_t> PrescalePolicy::fill_history(std::string_view service,
   // What the series has: recorded minutes [first, next), and `next` being accumulated.
   const bool has = d != nullptr && d->minute.has_value();
   const std::int64_t next = has ? *d->minute : end_minute;
+  // A series ahead of `end` (its clock ran further): nothing of it is changed.
+  if (next > end_minute) return std::size_t{0};
   const std::int64_t first = next - static_cast<std::int64_t>(has ? d->history.size() : 0);
   auto own = [&](std::int64_t m) -> double {
     if (m < first || m >= next) return NAN;

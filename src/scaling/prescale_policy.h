@@ -132,7 +132,8 @@ class PrescalePolicy final : public Policy {
   // accumulating takes `minutes`' value where there is one. Minutes after those it recorded are
   // recorded as observed ones are (its forecaster goes on through them, as fitted); any before
   // (a gap within its history, history before its first minute) reload the series and refit the
-  // forecaster. Returns how many minutes were filled; with none, nothing changes. kExternal makes
+  // forecaster. Returns how many minutes were filled; with none (also when the series has reached
+  // beyond `end`), nothing changes. kExternal makes
   // the external series when it has none and something is filled. Errors: as load_history().
   Result<std::size_t> fill_history(std::string_view service, const forecast::Series& minutes,
                                    Clock::TimePoint end, SeriesKind kind = SeriesKind::kArrivals);

@@ -230,8 +230,13 @@ Result<PrometheusMinutes> PrometheusHistory::read(std::string_view service, doub
   // Each minute at the time its window is centred on it: half the window past its middle.
   const double first_at =
       first_end - 30.0 + static_cast<double>(options_.rate_window.count()) / 2.0;
+  // A minute whose window ends after now would be read short (rate() divides by the whole
+  // window): it is left to the controller's own looks.
+  const double usable =
+      std::floor((unix_seconds(options_.clock->wall_now()) - first_at) / 60.0) + 1;
+  const std::size_t asked = usable <= 0 ? 0 : std::min(count, static_cast<std::size_t>(usable));
   std::vector<RangeSeries> all;
-  for (std::size_t done = 0; done < count; done += kMaxPointsPerQuery) {
+  for (std::size_t done = 0; done < asked; done += kMaxPointsPerQuery) {
     std::chrono::milliseconds timeout = options_.timeout;
     if (deadline) {
       const auto left =
@@ -242,7 +247,7 @@ Result<PrometheusMinutes> PrometheusHistory::read(std::string_view service, doub
       }
       timeout = std::min(timeout, left);
     }
-    const std::size_t n = std::min(kMaxPointsPerQuery, count - done);
+    const std::size_t n = std::min(kMaxPointsPerQuery, asked - done);
     const double start = first_at + 60.0 * static_cast<double>(done);
     const double end = start + 60.0 * static_cast<double>(n - 1);
     http::Request req;

@@ -104,9 +104,10 @@ class PrometheusHistory {
 
   // `count` minutes of `service`, the first ending at `first_end` (Unix seconds), in queries of
   // at most kMaxPointsPerQuery minutes, all done by `deadline` (each query's timeout shortened to
-  // it). Errors: kUnavailable (Prometheus cannot be reached, did not answer in time, or refused
-  // the query), kInvalidArgument (an answer of another shape), kTimeout (the deadline came before
-  // all were asked); the message names the URL.
+  // it). Minutes whose window ends after options.clock's wall_now() are not asked (NaN). Errors:
+  // kUnavailable (Prometheus cannot be reached, did not answer in time, or refused the query),
+  // kInvalidArgument (an answer of another shape), kTimeout (the deadline came before all were
+  // asked); the message names the URL.
   Result<PrometheusMinutes> read(std::string_view service, double first_end, std::size_t count,
                                  std::optional<Clock::TimePoint> deadline = std::nullopt);
 

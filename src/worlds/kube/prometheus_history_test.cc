@@ -242,7 +242,7 @@ TEST(PrometheusHistoryTest, MinutesAfterItsOwnAreRecordedAndItsForecasterKept) {
   EXPECT_EQ(outcomes[0].answered, 60u);
   EXPECT_EQ(outcomes[0].minutes, 360u);
   const nlohmann::json after = policy.export_state(f.now)["services"]["web"];
-  EXPECT_EQ(after["model_from_minute"], 540 - 300) << "refitted";
+  EXPECT_EQ(after["model_from_minute"], 540 - 300) << "the forecaster was refitted, not kept";
   EXPECT_EQ(after["model_to_minute"], 540);
   EXPECT_EQ(after["history_to_minute"], 600);
   auto history = policy.history("web");
