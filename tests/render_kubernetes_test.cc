@@ -14,6 +14,8 @@
 #include <csignal>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -911,6 +913,151 @@ TEST(RenderKubernetesTest, TheRenderedControllerTakesTheHistoryItLacksFromPromet
   const auto line = metrics.find(p50);
   ASSERT_NE(line, std::string::npos) << metrics;
   EXPECT_NEAR(std::stod(metrics.substr(line + p50.size())), 60, 1);
+  pods.controller->signal(SIGTERM);
+  EXPECT_EQ(pods.controller->wait(10s), 0) << pods.controller->log();
+}
+
+// Every query of the Grafana dashboard (deploy/grafana/prescale.json) against a Prometheus that
+// scrapes the rendered pods running here, labelled as the rendered PodMonitors and the usual pod
+// scrape configuration label them, and holds two days of web's history (so the controller
+// forecasts): each query is valid PromQL, and each panel that shows what always exists (not errors,
+// refusals or ejections, which this run has none of) has data.
+TEST(RenderKubernetesTest, TheGrafanaDashboardsQueriesAnswerFromTheRenderedPods) {
+  if (!testing::HistoryPrometheus::available()) {
+    GTEST_SKIP() << "skipped: Debian package prometheus not installed (scripts/install-deps)";
+  }
+  nlohmann::json dashboard = nlohmann::json::parse(testing::read_file(GRAFANA_DASHBOARD));
+  ASSERT_EQ(dashboard["uid"], "prescale");
+  std::set<int> ids;
+  for (auto& panel : dashboard["panels"]) {
+    EXPECT_TRUE(ids.insert(panel["id"].get<int>()).second) << panel["title"];
+    EXPECT_THAT(std::vector<std::string>({"timeseries", "stat"}),
+                ::testing::Contains(panel["type"].get<std::string>()));
+    EXPECT_EQ(panel["datasource"]["uid"], "${datasource}") << panel["title"];
+    for (const char* key : {"x", "y", "w", "h"}) EXPECT_TRUE(panel["gridPos"].contains(key));
+    EXPECT_FALSE(panel["targets"].empty()) << panel["title"];
+  }
+  std::vector<std::string> variables;
+  for (auto& v : dashboard["templating"]["list"]) variables.push_back(v["name"]);
+  EXPECT_EQ(variables, std::vector<std::string>({"datasource", "namespace", "service"}));
+
+  TempDir dir;
+  const double now = std::floor(
+      std::chrono::duration<double>(Clock::real().wall_now().time_since_epoch()).count());
+  const double start = now - 2 * 86400;
+  testing::HistoryPrometheus prometheus(
+      dir,
+      "# TYPE prescale_calls counter\n" +
+          testing::samples("prescale_calls_total{namespace=\"default\",pod=\"gw\","
+                           "app_kubernetes_io_component=\"gateway\",caller=\"external\","
+                           "callee=\"web\",code=\"200\"}",
+                           start, now, 15, [&](double t) { return 60 * (t - start); }) +
+          "# EOF\n",
+      "scrape_configs:\n  - job_name: pods\n    file_sd_configs:\n      - files: ['" +
+          dir.file("targets.json") + "']\n        refresh_interval: 1s\n");
+  ASSERT_GT(prometheus.port(), 0) << prometheus.log();
+  const auto [docs, mounted] =
+      render_and_mount(dir, kOneEchoService,
+                       {"--history-from", "http://127.0.0.1:" + std::to_string(prometheus.port())});
+  ASSERT_FALSE(docs.empty());
+  RunningPods pods = run_pods(dir, mounted, docs, 1);
+  ASSERT_GT(pods.port, 0);
+  const int web_port = testing::port_from_file(dir.file(pods.web_names[0] + ".port"));
+  auto target = [](int port, const std::string& pod, const std::string& name,
+                   const std::string& component) {
+    return nlohmann::json{{"targets", {"127.0.0.1:" + std::to_string(port)}},
+                          {"labels",
+                           {{"namespace", "default"},
+                            {"pod", pod},
+                            {"app_kubernetes_io_name", name},
+                            {"app_kubernetes_io_component", component}}}};
+  };
+  testing::save_file(
+      dir.file("targets.json"),
+      nlohmann::json::array({target(pods.gateway_admin, kGatewayPod, "prescale-gateway", "gateway"),
+                             target(pods.controller_admin, "prescale-controller-5f6d-c1",
+                                    "prescale-controller", "controller"),
+                             target(web_port, pods.web_names[0], "web", "service")})
+          .dump());
+  Subprocess load(
+      {PRESCALE_BIN, "load", "--target", "http://127.0.0.1:" + std::to_string(pods.port), "--rate",
+       "60", "--duration", "40s"},
+      dir.file("load.log"));
+
+  http::Client client;
+  auto query = [&](const std::string& promql) -> nlohmann::json {
+    http::Request req;
+    req.method = http::Method::kPost;
+    req.method_name = "POST";
+    req.target = "/api/v1/query";
+    req.headers.set("Content-Type", "application/x-www-form-urlencoded");
+    req.body = "query=";
+    for (const unsigned char c : promql) {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", c);
+      req.body += std::isalnum(c) != 0 ? std::string(1, static_cast<char>(c)) : std::string(hex);
+    }
+    auto r = client.request("127.0.0.1", static_cast<uint16_t>(prometheus.port()), req, 5s);
+    if (!r) return nlohmann::json{{"status", "unreachable"}};
+    return nlohmann::json::parse(r->body, nullptr, false);
+  };
+  // The dashboard's variables as Grafana fills them in: this namespace, every service, and a
+  // rate interval of 15 scrapes.
+  auto expand = [](std::string expr) {
+    for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+             {"$namespace", "default"}, {"$service", ".*"}, {"$__rate_interval", "15s"}}) {
+      for (size_t at = expr.find(from); at != std::string::npos; at = expr.find(from, at)) {
+        expr.replace(at, from.size(), to);
+        at += to.size();
+      }
+    }
+    return expr;
+  };
+  // Wait for what the panels need: requests through the gateway, the forecast, a scale.
+  ASSERT_TRUE(testing::wait_for(
+      [&] {
+        for (const std::string& probe : std::vector<std::string>{
+                 "rate(prescale_calls_total{pod=\"" + std::string(kGatewayPod) + "\"}[15s]) > 0",
+                 "prescale_controller_demand_forecast_rps",
+                 "prescale_controller_scaling_events_total"}) {
+          nlohmann::json answer = query(probe);
+          if (answer.value("status", "") != "success" || answer["data"]["result"].empty()) {
+            return false;
+          }
+        }
+        return true;
+      },
+      40s))
+      << pods.controller->log();
+  const std::set<std::string> may_be_empty = {
+      "Errors by route", "Refused before reaching a replica", "Admission limit per replica",
+      "Ejections and breaker openings"};
+  for (auto& panel : dashboard["panels"]) {
+    const std::string title = panel["title"];
+    for (auto& t : panel["targets"]) {
+      const std::string expr = expand(t["expr"]);
+      EXPECT_EQ(expr.find('$'), std::string::npos) << title << ": a variable left: " << expr;
+      nlohmann::json answer = query(expr);
+      ASSERT_EQ(answer.value("status", ""), "success") << title << ": " << expr << "\n" << answer;
+      if (!may_be_empty.contains(title)) {
+        EXPECT_FALSE(answer["data"]["result"].empty()) << title << ": " << expr;
+      }
+    }
+  }
+  // The variables' own queries: the namespace, then its services.
+  for (auto& v : dashboard["templating"]["list"]) {
+    if (v["type"] != "query") continue;
+    const std::string definition = v["definition"];
+    const auto open = definition.find('(');
+    const auto comma = definition.rfind(',');
+    const std::string match = expand(definition.substr(open + 1, comma - open - 1));
+    const std::string label = definition.substr(comma + 2, definition.size() - comma - 3);
+    nlohmann::json values = query("group by (" + label + ") (" + match + ")");
+    ASSERT_EQ(values.value("status", ""), "success") << definition;
+    ASSERT_FALSE(values["data"]["result"].empty()) << definition;
+    EXPECT_EQ(values["data"]["result"][0]["metric"][label],
+              label == "namespace" ? "default" : "web");
+  }
   pods.controller->signal(SIGTERM);
   EXPECT_EQ(pods.controller->wait(10s), 0) << pods.controller->log();
 }

@@ -16,14 +16,15 @@ bool HistoryPrometheus::available() {
          std::filesystem::exists("/usr/bin/promtool");
 }
 
-HistoryPrometheus::HistoryPrometheus(const TempDir& dir, const std::string& openmetrics)
+HistoryPrometheus::HistoryPrometheus(const TempDir& dir, const std::string& openmetrics,
+                                     const std::string& scrape_configs)
     : dir_(dir) {
   write_file(dir.file("history.om"), openmetrics);
   const std::string blocks = "/usr/bin/promtool tsdb create-blocks-from openmetrics -q " +
                              dir.file("history.om") + " " + dir.file("prometheus-data") + " > " +
                              dir.file("promtool.log") + " 2>&1";
   if (std::system(blocks.c_str()) != 0) return;
-  write_file(dir.file("prometheus.yml"), "global:\n  scrape_interval: 15s\n");
+  write_file(dir.file("prometheus.yml"), "global:\n  scrape_interval: 1s\n" + scrape_configs);
   const int port = free_port();
   process_ = std::make_unique<Subprocess>(
       std::vector<std::string>{"/usr/bin/prometheus", "--config.file=" + dir.file("prometheus.yml"),

@@ -17,8 +17,11 @@ class HistoryPrometheus {
   static bool available();
 
   // Writes `openmetrics` (families, then "# EOF") as blocks under dir/prometheus-data and starts
-  // Prometheus on them, on 127.0.0.1. port() is 0 when it did not get ready; log() says why.
-  HistoryPrometheus(const TempDir& dir, const std::string& openmetrics);
+  // Prometheus on them, on 127.0.0.1, scraping every second what `scrape_configs` (the YAML of
+  // prometheus.yml's `scrape_configs:` key, if any) names. port() is 0 when it did not get ready;
+  // log() says why.
+  HistoryPrometheus(const TempDir& dir, const std::string& openmetrics,
+                    const std::string& scrape_configs = "");
   ~HistoryPrometheus();
 
   int port() const { return port_; }
