@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <functional>
 #include <iostream>
@@ -492,6 +493,12 @@ int ControllerCommand::run() const {
   Clock& clock = Clock::real();
   std::vector<scaling::ServiceSpec> specs;
   for (const ServiceConfig& s : config.services) specs.push_back(service_spec(s));
+  // Every service's counters from 0, so that a rate or increase sees their first event.
+  for (const scaling::ServiceSpec& s : specs) {
+    events_counter.with({s.name, "up"});
+    events_counter.with({s.name, "down"});
+    rollbacks_counter.with({s.name});
+  }
   sim::PolicySettings settings;
   settings.prescale.period = config.policy.period;
   settings.prescale.observe_interval = prescale_observe_interval(1, settings.prescale.period);
@@ -712,6 +719,7 @@ int ControllerCommand::run() const {
   }
 
   PodTimeline pod_timeline;
+  std::set<std::string> forecast_seen;  // services whose forecast gauge is exported
 
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -778,12 +786,16 @@ int ControllerCommand::run() const {
       desired_gauge.with({s.name}).set(s.desired_replicas);
       ready_gauge.with({s.name}).set(s.count(scaling::ReplicaState::kReady));
       if (prescale_policy != nullptr) {
-        const forecast::QuantileForecast demand = prescale_policy->demand_forecast(s.name);
-        if (!demand.p50.empty()) {
-          forecast_gauge.with({s.name, "0.5"}).set(demand.p50.front());
-          forecast_gauge.with({s.name, "0.9"}).set(demand.p90.front());
-          forecast_gauge.with({s.name, "0.99"}).set(demand.p99.front());
+        // NaN while the policy has no forecast of this minute (before its first, after a jump
+        // of the clock): a gauge is never removed, and its last value would be read as current.
+        const auto demand = prescale_policy->demand_forecast_at(s.name, clock.now());
+        const char* quantiles[] = {"0.5", "0.9", "0.99"};
+        for (size_t q = 0; q < 3; ++q) {
+          if (demand || forecast_seen.contains(s.name)) {
+            forecast_gauge.with({s.name, quantiles[q]}).set(demand ? (*demand)[q] : NAN);
+          }
         }
+        if (demand) forecast_seen.insert(s.name);
       }
     }
     if (clock.now() >= next_save) {

@@ -764,6 +764,17 @@ forecast::QuantileForecast PrescalePolicy::demand_forecast(std::string_view serv
   return s != nullptr ? s->forecast : forecast::QuantileForecast{};
 }
 
+std::optional<std::array<double, 3>> PrescalePolicy::demand_forecast_at(
+    std::string_view service, Clock::TimePoint now) const {
+  const ServiceState* s = find(service);
+  if (s == nullptr || !s->minute || s->forecast.p50.empty()) return std::nullopt;
+  // Index 0 is the minute being accumulated; now may be minutes past it.
+  const std::int64_t lag = std::max<std::int64_t>(minute_of(now) - *s->minute, 0);
+  if (lag >= static_cast<std::int64_t>(s->forecast.p50.size())) return std::nullopt;
+  const auto i = static_cast<size_t>(lag);
+  return std::array<double, 3>{s->forecast.p50[i], s->forecast.p90[i], s->forecast.p99[i]};
+}
+
 Result<forecast::Series> PrescalePolicy::history(std::string_view service, SeriesKind kind) const {
   const ServiceState* state = find(service);
   if (state == nullptr) {

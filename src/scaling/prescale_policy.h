@@ -19,6 +19,7 @@
 // Thread safety: none; a Policy is driven by one controller thread.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -141,6 +142,12 @@ class PrescalePolicy final : public Policy {
   // For the dashboard and tests: the latest demand forecast of a service (req/s per minute ahead
   // at P50/P90/P99; empty before its first forecast) and the learners.
   forecast::QuantileForecast demand_forecast(std::string_view service) const;
+  // The forecast of a service's own demand for the minute that contains `now` (req/s at P50, P90
+  // and P99): nullopt before its first forecast and past its horizon. What decide() plans from
+  // for a service nothing calls; one that callers call is planned from their forecasts through
+  // the call graph.
+  std::optional<std::array<double, 3>> demand_forecast_at(std::string_view service,
+                                                          Clock::TimePoint now) const;
   const TopologyLearner& topology() const { return topology_; }
   const CapacityModel& capacity() const { return capacity_; }
   // The demand quantile planned for now (options.quantile unless steered by the error budget).

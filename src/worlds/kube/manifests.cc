@@ -289,6 +289,29 @@ Json controller_container(const ManifestOptions& o) {
           {"securityContext", {{"allowPrivilegeEscalation", false}}}};
 }
 
+// A label's name: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-',
+// '_' and '.', beginning and ending with a letter or digit.
+bool is_label_name_part(std::string_view s) {
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  return !s.empty() && s.size() <= 63 && alnum(s.front()) && alnum(s.back()) &&
+         std::all_of(s.begin(), s.end(),
+                     [&](char c) { return alnum(c) || c == '-' || c == '_' || c == '.'; });
+}
+bool is_label_key(std::string_view key) {
+  const auto slash = key.find('/');
+  if (slash == std::string_view::npos) return is_label_name_part(key);
+  const std::string_view prefix = key.substr(0, slash);
+  return !prefix.empty() && prefix.size() <= 253 &&
+         std::all_of(prefix.begin(), prefix.end(),
+                     [](char c) {
+                       return std::islower(static_cast<unsigned char>(c)) != 0 ||
+                              std::isdigit(static_cast<unsigned char>(c)) != 0 || c == '-' ||
+                              c == '.';
+                     }) &&
+         is_label_name_part(key.substr(slash + 1));
+}
+bool is_label_value(std::string_view value) { return value.empty() || is_label_name_part(value); }
+
 // A PodMonitor of the Prometheus Operator: the pods of these components, scraped on their
 // container port `port` every 15 s, with the pods' name and component labels kept
 // (app_kubernetes_io_name, app_kubernetes_io_component), beside the namespace and pod the
@@ -310,8 +333,12 @@ Json pod_monitor(std::string_view name, std::initializer_list<std::string_view> 
                                              {"operator", "In"},
                                              {"values", std::move(values)}}})}}},
         {"podTargetLabels", Json::array({"app.kubernetes.io/name", "app.kubernetes.io/component"})},
-        {"podMetricsEndpoints",
-         Json::array({{{"port", port}, {"path", "/metrics"}, {"interval", "15s"}}})}}}};
+        // The metrics' own labels win over the target's: the gateway's `endpoint` (a pod's
+        // address) stays, not the port name the Operator would put there.
+        {"podMetricsEndpoints", Json::array({{{"port", port},
+                                              {"path", "/metrics"},
+                                              {"interval", "15s"},
+                                              {"honorLabels", true}}})}}}};
 }
 
 // KEDA's ScaledObject of a service: its external trigger asks the controller's external scaler
@@ -430,17 +457,15 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
     problems.push_back("--pod-monitor-label goes with --pod-monitors");
   }
   for (const auto& [key, value] : o.pod_monitor_labels) {
-    // A label's name (an optional DNS prefix and '/') and value, as Kubernetes allows them.
-    auto label_text = [](std::string_view text, bool slash) {
-      return text.size() <= 253 && std::all_of(text.begin(), text.end(), [slash](char c) {
-               return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' ||
-                      c == '.' || (slash && c == '/');
-             });
-    };
-    if (key.empty() || !label_text(key, true) || value.size() > 63 || !label_text(value, false)) {
+    if (!is_label_key(key) || !is_label_value(value)) {
       problems.push_back("--pod-monitor-label " + key + "=" + value +
-                         ": not a Kubernetes label (letters, digits, '-', '_', '.'; a value of "
-                         "63 at most)");
+                         ": not a Kubernetes label (a name of at most 63 letters, digits, '-', "
+                         "'_' and '.', beginning and ending with a letter or digit, after an "
+                         "optional DNS prefix and '/'; a value of the same, or empty)");
+    } else if (key.starts_with("app.kubernetes.io/")) {
+      problems.push_back("--pod-monitor-label " + key +
+                         ": the app.kubernetes.io labels are "
+                         "Prescale's own");
     }
   }
   if (config.gateway.routes.empty()) {
@@ -510,6 +535,10 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
       Json::array({{{"name", "config"}, {"configMap", {{"name", kConfigMapName}}}}}), config, o));
   objects.push_back(disruption_budget(kGatewayName, "gateway", o));
 
+  if (o.pod_monitors) {
+    objects.push_back(pod_monitor("prescale-admin", {"gateway", "controller"}, "admin", o));
+    objects.push_back(pod_monitor("prescale-services", {"service"}, "http", o));
+  }
   if (!o.controller) return objects;
   for (Json& object : controller_access(config, o)) objects.push_back(std::move(object));
   // The gateways read the admission limits at this name (--admission-from), and KEDA calls the
@@ -546,10 +575,6 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
   objects.push_back(std::move(controller));
   if (o.keda) {
     for (const ServiceConfig& s : config.services) objects.push_back(scaled_object(s, config, o));
-  }
-  if (o.pod_monitors) {
-    objects.push_back(pod_monitor("prescale-admin", {"gateway", "controller"}, "admin", o));
-    objects.push_back(pod_monitor("prescale-services", {"service"}, "http", o));
   }
   return objects;
 }

@@ -501,6 +501,34 @@ TEST(KubeManifests, WithPodMonitorsThePrometheusOperatorScrapesEveryPodWithItsLa
   EXPECT_NE(refused.error().message.find("--pod-monitor-label release=a b: not a Kubernetes label"),
             std::string::npos)
       << refused.error().message;
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"a/b/c", "x"},
+                                                        {"/x", "x"},
+                                                        {"x/", "x"},
+                                                        {"release", "-x"},
+                                                        {std::string(64, 'k'), "x"}}) {
+    o.pod_monitor_labels = {{key, value}};
+    refused = kubernetes_objects(*config, o);
+    ASSERT_FALSE(refused) << key << "=" << value;
+    EXPECT_NE(refused.error().message.find("not a Kubernetes label"), std::string::npos)
+        << refused.error().message;
+  }
+  o.pod_monitor_labels = {{"app.kubernetes.io/managed-by", "helm"}};
+  refused = kubernetes_objects(*config, o);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("the app.kubernetes.io labels are Prescale's own"),
+            std::string::npos);
+  // Without the controller, the gateway and the services are scraped all the same.
+  o.pod_monitor_labels = {{"example.com/team", "shop"}, {"release", ""}};
+  o.controller = false;
+  const std::vector<Json> alone = render(kShop, o);
+  EXPECT_EQ(find(alone, "PodMonitor", "prescale-admin")["metadata"]["labels"]["example.com/team"],
+            "shop");
+  (void)find(alone, "PodMonitor", "prescale-services");
+  EXPECT_EQ(
+      find(alone, "PodMonitor", "prescale-admin")["spec"]["podMetricsEndpoints"][0]["honorLabels"],
+      true);
+  o.controller = true;
   o.pod_monitors = false;
   o.pod_monitor_labels = {{"release", "x"}};
   refused = kubernetes_objects(*config, o);
