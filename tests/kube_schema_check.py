@@ -99,6 +99,23 @@ KEDA_TYPES.update({
 })
 KINDS[("monitoring.coreos.com/v1", "PodMonitor")] = "PodMonitor"
 
+# Its PrometheusRule (monitoring.coreos.com_prometheusrules.yaml): rule groups of alerts and records.
+KEDA_TYPES.update({
+    "PrometheusRule": Schema(
+        {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta",
+         "spec": "PrometheusRuleSpec"}, ["spec"]),
+    "PrometheusRuleSpec": Schema({"groups": "list[RuleGroup]"}),
+    "RuleGroup": Schema(
+        {"name": "str", "interval": "str", "limit": "int", "partial_response_strategy": "str",
+         "query_offset": "str", "labels": "dict(str, str)", "rules": "list[Rule]"},
+        ["name"]),
+    "Rule": Schema(
+        {"alert": "str", "record": "str", "expr": "object", "for": "str", "keep_firing_for": "str",
+         "labels": "dict(str, str)", "annotations": "dict(str, str)"},
+        ["expr"]),
+})
+KINDS[("monitoring.coreos.com/v1", "PrometheusRule")] = "PrometheusRule"
+
 
 def check(value, type_name, path, problems):
     if type_name == "object":  # IntOrString and the like
@@ -165,6 +182,8 @@ def main():
         if type_name == "PodMonitor":
             checked = (doc.get("spec") or {}).get("selector")
             as_type = "V1LabelSelector"
+        elif type_name == "PrometheusRule":
+            checked = None  # no client type of its own: the fields above are all
         elif type_name in KEDA_TYPES:
             hpa = doc
             for key in ("spec", "advanced", "horizontalPodAutoscalerConfig"):

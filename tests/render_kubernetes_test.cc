@@ -238,18 +238,19 @@ TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
   EXPECT_THAT(check_keda_broken.log(), HasSubstr("KedaScaledObjectSpec has no field 'trigger'"));
   EXPECT_THAT(check_keda_broken.log(), HasSubstr("periodSeconds: expected int, got 'one'"));
 
-  // With --pod-monitors: the Prometheus Operator's PodMonitors, against the fields of its CRD.
+  // With --pod-monitors and --prometheus-rules: the Prometheus Operator's PodMonitors and
+  // PrometheusRule, against the fields of its CRDs.
   const auto [monitors_status, monitors_log] = render(
       dir, kConfig,
-      {"--image", "prescale:0.9", "--namespace", "shop", "--pod-monitors", "--pod-monitor-label",
-       "release=kube-prometheus-stack", "-o", dir.file("monitors.yaml")});
+      {"--image", "prescale:0.9", "--namespace", "shop", "--pod-monitors", "--prometheus-rules",
+       "--pod-monitor-label", "release=kube-prometheus-stack", "-o", dir.file("monitors.yaml")});
   ASSERT_EQ(monitors_status, 0) << monitors_log;
   std::string monitors = testing::read_file(dir.file("monitors.yaml"));
   ASSERT_NE(monitors.find("kind: PodMonitor"), std::string::npos);
   Subprocess check_monitors({"/usr/bin/python3", SCHEMA_CHECK, dir.file("monitors.yaml")},
                             dir.file("monitors.log"));
   EXPECT_EQ(check_monitors.wait(60s), 0) << check_monitors.log();
-  EXPECT_THAT(check_monitors.log(), HasSubstr("29 objects, 0 problems"));
+  EXPECT_THAT(check_monitors.log(), HasSubstr("30 objects, 0 problems"));
   for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
            {"  podTargetLabels:\n", "  podTargetLabel:\n"}, {"operator: In", "operator: 7"}}) {
     const size_t at = monitors.rfind(from);
@@ -1101,6 +1102,96 @@ TEST(RenderKubernetesTest, TheGrafanaDashboardsQueriesAnswerFromTheRenderedPods)
   }
   pods.controller->signal(SIGTERM);
   EXPECT_EQ(pods.controller->wait(10s), 0) << pods.controller->log();
+}
+
+// The rendered alerts, as Prometheus evaluates them: promtool checks the rules and runs them over
+// series as the controller and the gateway export them (labelled as the PodMonitors label them):
+// each fires when what it names happens, after its `for`, with the service and namespace.
+TEST(RenderKubernetesTest, TheRenderedAlertsFireOnWhatTheyName) {
+  if (!testing::HistoryPrometheus::available()) {
+    GTEST_SKIP() << "skipped: Debian package prometheus not installed (scripts/install-deps)";
+  }
+  TempDir dir;
+  const auto [status, log] = render(dir, kOneEchoService,
+                                    {"--image", "prescale:test", "-n", "shop", "--prometheus-rules",
+                                     "-o", dir.file("manifests.yaml")});
+  ASSERT_EQ(status, 0) << log;
+  const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(dir.file("manifests.yaml"));
+  const YAML::Node rule = find(docs, "PrometheusRule", "prescale");
+  YAML::Node file;
+  file["groups"] = rule["spec"]["groups"];
+  testing::write_file(dir.file("rules.yml"), YAML::Dump(file) + "\n");
+  Subprocess check({"/usr/bin/promtool", "check", "rules", dir.file("rules.yml")},
+                   dir.file("check.log"));
+  ASSERT_EQ(check.wait(30s), 0) << check.log();
+  EXPECT_THAT(check.log(), HasSubstr("SUCCESS: 5 rules found"));
+
+  // What each alert says of web, its templates filled in.
+  auto annotations = [&](const std::string& alert) {
+    std::string out;
+    for (const YAML::Node& r : rule["spec"]["groups"][0]["rules"]) {
+      if (r["alert"].as<std::string>() != alert) continue;
+      for (const auto& a : r["annotations"]) {
+        std::string text = a.second.as<std::string>();
+        for (auto at = text.find("{{ $labels.service }}"); at != std::string::npos;
+             at = text.find("{{ $labels.service }}")) {
+          text.replace(at, std::string("{{ $labels.service }}").size(), "web");
+        }
+        out += "              " + a.first.as<std::string>() + ": " + nlohmann::json(text).dump() +
+               "\n";
+      }
+    }
+    return out;
+  };
+  const std::string controller =
+      "{namespace=\"shop\",app_kubernetes_io_component=\"controller\",pod=\"c\"";
+  auto fires = [&](const std::string& alert, const std::string& at, const std::string& labels) {
+    return "      - eval_time: " + at + "\n        alertname: " + alert +
+           "\n        exp_alerts:\n          - exp_labels: {" + labels +
+           "}\n            exp_annotations:\n" + annotations(alert);
+  };
+  auto quiet = [](const std::string& alert, const std::string& at) {
+    return "      - eval_time: " + at + "\n        alertname: " + alert +
+           "\n        exp_alerts: []\n";
+  };
+  testing::write_file(
+      dir.file("rules_test.yml"),
+      "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n"
+      "    input_series:\n"
+      "      - series: 'prescale_incidents_open" +
+          controller +
+          ",service=\"web\"}'\n"
+          "        values: '0 0 1x20'\n"
+          "      - series: 'prescale_slowdown_warning_open" +
+          controller +
+          ",service=\"web\"}'\n"
+          "        values: '0 1x20'\n"
+          "      - series: 'prescale_controller_rollbacks_total" +
+          controller +
+          ",service=\"web\"}'\n"
+          "        values: '0 0 0 1x20'\n"
+          "      - series: 'up" +
+          controller +
+          "}'\n"
+          "        values: '1 1 1 0x20'\n"
+          "      - series: "
+          "'up{namespace=\"shop\",app_kubernetes_io_component=\"gateway\",pod=\"g\"}'\n"
+          "        values: '1x25'\n"
+          "    alert_rule_test:\n" +
+          quiet("PrescaleIncident", "1m") +
+          fires("PrescaleIncident", "3m", "severity: critical, namespace: shop, service: web") +
+          quiet("PrescaleSlowdown", "5m") +
+          fires("PrescaleSlowdown", "12m", "severity: warning, namespace: shop, service: web") +
+          quiet("PrescaleRollback", "2m") +
+          fires("PrescaleRollback", "4m", "severity: warning, namespace: shop, service: web") +
+          quiet("PrescaleControllerDown", "6m") +
+          fires("PrescaleControllerDown", "9m", "severity: critical, namespace: shop") +
+          quiet("PrescaleGatewayDown", "20m"));
+  Subprocess test({"/usr/bin/promtool", "test", "rules", dir.file("rules_test.yml")},
+                  dir.file("test.log"));
+  EXPECT_EQ(test.wait(30s), 0) << test.log() << "\n"
+                               << testing::read_file(dir.file("rules_test.yml"));
+  EXPECT_THAT(test.log(), HasSubstr("SUCCESS"));
 }
 
 // A history source the controller cannot use is refused before it contacts anything, naming the

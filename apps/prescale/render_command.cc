@@ -26,6 +26,7 @@ struct RenderFlags {
   std::string history_selector;
   std::string history_window;
   bool pod_monitors = false;
+  bool prometheus_rules = false;
   std::vector<std::string> pod_monitor_labels;  // KEY=VALUE
   std::string output;  // "" = standard output
 };
@@ -86,6 +87,10 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
                      "The Prometheus Operator's PodMonitors for the gateway's, the controller's "
                      "and the services' metrics, with the labels --history-from's default "
                      "selector reads (docs/kubernetes.md, \"Prometheus\")");
+  command_->add_flag("--prometheus-rules", f.prometheus_rules,
+                     "The Prometheus Operator's PrometheusRule of Prescale's alerts: open "
+                     "incidents and slowdown warnings, rollbacks, a controller or gateway not "
+                     "scraped (docs/kubernetes.md, \"Alerts\")");
   command_->add_option("--pod-monitor-label", f.pod_monitor_labels,
                        "KEY=VALUE: a label of the PodMonitors, for a Prometheus whose "
                        "podMonitorSelector asks for it (e.g. release=kube-prometheus-stack); "
@@ -123,6 +128,7 @@ int RenderCommand::run() const {
   options.history_selector = f.history_selector;
   options.history_window = f.history_window;
   options.pod_monitors = f.pod_monitors;
+  options.prometheus_rules = f.prometheus_rules;
   for (const std::string& label : f.pod_monitor_labels) {
     const auto eq = label.find('=');
     if (eq == std::string::npos) {

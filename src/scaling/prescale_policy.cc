@@ -635,10 +635,9 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
   return Decision{s.spec.name, desired, "prescale: " + reason};
 }
 
-Result<void> PrescalePolicy::load_history(std::string_view service, const forecast::Series& minutes,
-                                          Clock::TimePoint end,
-                                          std::optional<forecast::Forecaster> fitted,
-                                          SeriesKind kind) {
+Result<PrescalePolicy::ServiceState*> PrescalePolicy::history_owner(std::string_view service,
+                                                                    const forecast::Series& minutes,
+                                                                    SeriesKind kind) {
   ServiceState* s = find(service);
   if (s == nullptr) {
     return make_error(ErrorCode::kNotFound,
@@ -654,6 +653,16 @@ Result<void> PrescalePolicy::load_history(std::string_view service, const foreca
                       "prescale: \"" + std::string(service) +
                           "\" has no series of external requests without the topology");
   }
+  return s;
+}
+
+Result<void> PrescalePolicy::load_history(std::string_view service, const forecast::Series& minutes,
+                                          Clock::TimePoint end,
+                                          std::optional<forecast::Forecaster> fitted,
+                                          SeriesKind kind) {
+  auto owner = history_owner(service, minutes, kind);
+  if (!owner) return std::unexpected(owner.error());
+  ServiceState* s = *owner;
   if (kind == SeriesKind::kExternal && !s->external) s->external = std::make_unique<DemandSeries>();
   DemandSeries& d = kind == SeriesKind::kExternal ? *s->external : *s;
   d.start_over(minute_of(end));
@@ -672,21 +681,9 @@ Result<void> PrescalePolicy::load_history(std::string_view service, const foreca
 Result<std::size_t> PrescalePolicy::fill_history(std::string_view service,
                                                  const forecast::Series& minutes,
                                                  Clock::TimePoint end, SeriesKind kind) {
-  ServiceState* s = find(service);
-  if (s == nullptr) {
-    return make_error(ErrorCode::kNotFound,
-                      "prescale: unknown service \"" + std::string(service) + "\"");
-  }
-  if (std::abs(minutes.step_seconds - 60) > 1e-9) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "prescale: history of \"" + std::string(service) +
-                          "\" must be at 60 s steps, got " + std::to_string(minutes.step_seconds));
-  }
-  if (kind == SeriesKind::kExternal && !options_.use_topology) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "prescale: \"" + std::string(service) +
-                          "\" has no series of external requests without the topology");
-  }
+  auto owner = history_owner(service, minutes, kind);
+  if (!owner) return std::unexpected(owner.error());
+  ServiceState* s = *owner;
   const std::int64_t end_minute = minute_of(end);
   const std::int64_t from = std::llround(minutes.start_seconds / 60.0);
   auto theirs = [&](std::int64_t m) -> double {

@@ -189,6 +189,10 @@ class PrescalePolicy final : public Policy {
   struct DemandSeries;
   struct ServiceState;
   ServiceState* find(std::string_view name);
+  // The service whose history load_history() or fill_history() is given, if that history can be
+  // taken (errors as theirs).
+  Result<ServiceState*> history_owner(std::string_view service, const forecast::Series& minutes,
+                                      SeriesKind kind);
   const ServiceState* find(std::string_view name) const;
   void record_minute(DemandSeries& s, double rate);
   void maybe_refit(DemandSeries& s, Clock::TimePoint now);

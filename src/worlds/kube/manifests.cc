@@ -341,6 +341,60 @@ Json pod_monitor(std::string_view name, std::initializer_list<std::string_view> 
                                               {"honorLabels", true}}})}}}};
 }
 
+// The Operator's PrometheusRule of the namespace's alerts (docs/kubernetes.md, "Alerts"). Each
+// expression keeps the namespace the rule is in, where the Operator does not add it itself.
+Json prometheus_rule(const ManifestOptions& o) {
+  Json labels = labels_of("prescale", "monitoring");
+  for (const auto& [key, value] : o.pod_monitor_labels) labels[key] = value;
+  const std::string ns = o.name_space.empty() ? "" : "namespace=\"" + o.name_space + "\",";
+  auto alert = [](std::string name, std::string expr, std::string for_, std::string severity,
+                  std::string summary, std::string description) {
+    return Json{{"alert", std::move(name)},
+                {"expr", std::move(expr)},
+                {"for", std::move(for_)},
+                {"labels", {{"severity", std::move(severity)}}},
+                {"annotations",
+                 {{"summary", std::move(summary)}, {"description", std::move(description)}}}};
+  };
+  Json rules = Json::array({
+      alert("PrescaleIncident",
+            "max by (namespace, service) (prescale_incidents_open{" + ns +
+                "app_kubernetes_io_component=\"controller\"}) > 0",
+            "0m", "critical", "{{ $labels.service }} has an open incident",
+            "{{ $labels.service }}'s requests fail or miss their SLO faster than its error budget "
+            "allows; the controller's dashboard and log name the likely cause."),
+      alert("PrescaleSlowdown",
+            "max by (namespace, service) (prescale_slowdown_warning_open{" + ns +
+                "app_kubernetes_io_component=\"controller\"}) > 0",
+            "10m", "warning", "{{ $labels.service }} is slower than usual",
+            "Each of {{ $labels.service }}'s requests has taken markedly longer in service than "
+            "usual for 10 minutes."),
+      alert("PrescaleRollback",
+            "sum by (namespace, service) (increase(prescale_controller_rollbacks_total{" + ns +
+                "app_kubernetes_io_component=\"controller\"}[10m])) > 0",
+            "0m", "warning", "{{ $labels.service }}'s rollout was rolled back",
+            "The controller rolled back a revision of {{ $labels.service }} that failed where the "
+            "one it replaced did not."),
+      alert("PrescaleControllerDown",
+            "max by (namespace) (up{" + ns + "app_kubernetes_io_component=\"controller\"}) == 0",
+            "5m", "critical", "The Prescale controller is not scraped",
+            "Prometheus has not scraped the controller for 5 minutes: nothing scales, heals or "
+            "rolls back the namespace's services."),
+      alert("PrescaleGatewayDown",
+            "max by (namespace) (up{" + ns + "app_kubernetes_io_component=\"gateway\"}) == 0", "5m",
+            "critical", "No Prescale gateway is scraped",
+            "Prometheus has scraped none of the gateway pods for 5 minutes."),
+  });
+  if (!o.controller) {  // what the controller says does not exist: only the gateway is watched
+    rules = Json::array({rules.back()});
+  }
+  return {
+      {"apiVersion", "monitoring.coreos.com/v1"},
+      {"kind", "PrometheusRule"},
+      {"metadata", metadata("prescale", labels, o)},
+      {"spec", {{"groups", Json::array({{{"name", "prescale"}, {"rules", std::move(rules)}}})}}}};
+}
+
 // KEDA's ScaledObject of a service: its external trigger asks the controller's external scaler
 // for the planned replicas, and the HorizontalPodAutoscaler KEDA makes follows the plan at once
 // both ways (the plan already holds a scale-down past the startup time, and a scale-up may need
@@ -453,8 +507,8 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
   } else if (!o.history_selector.empty() || !o.history_window.empty()) {
     problems.push_back("--history-selector and --history-window go with --history-from");
   }
-  if (!o.pod_monitor_labels.empty() && !o.pod_monitors) {
-    problems.push_back("--pod-monitor-label goes with --pod-monitors");
+  if (!o.pod_monitor_labels.empty() && !o.pod_monitors && !o.prometheus_rules) {
+    problems.push_back("--pod-monitor-label goes with --pod-monitors or --prometheus-rules");
   }
   for (const auto& [key, value] : o.pod_monitor_labels) {
     if (!is_label_key(key) || !is_label_value(value)) {
@@ -539,6 +593,7 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
     objects.push_back(pod_monitor("prescale-admin", {"gateway", "controller"}, "admin", o));
     objects.push_back(pod_monitor("prescale-services", {"service"}, "http", o));
   }
+  if (o.prometheus_rules) objects.push_back(prometheus_rule(o));
   if (!o.controller) return objects;
   for (Json& object : controller_access(config, o)) objects.push_back(std::move(object));
   // The gateways read the admission limits at this name (--admission-from), and KEDA calls the

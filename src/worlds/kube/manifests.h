@@ -68,6 +68,10 @@ struct ManifestOptions {
   // for a Prometheus whose podMonitorSelector asks for some (release: NAME).
   bool pod_monitors = false;
   std::map<std::string, std::string> pod_monitor_labels;
+  // The Operator's PrometheusRule `prescale`: alerts on open incidents and slowdown warnings, a
+  // rollback, and a controller or gateway Prometheus cannot scrape (docs/kubernetes.md,
+  // "Alerts"). Labelled as the PodMonitors are.
+  bool prometheus_rules = false;
 };
 
 // The port every rendered container serves on, and the gateway's admin port.

@@ -533,8 +533,24 @@ TEST(KubeManifests, WithPodMonitorsThePrometheusOperatorScrapesEveryPodWithItsLa
   o.pod_monitor_labels = {{"release", "x"}};
   refused = kubernetes_objects(*config, o);
   ASSERT_FALSE(refused);
-  EXPECT_NE(refused.error().message.find("--pod-monitor-label goes with --pod-monitors"),
+  EXPECT_NE(refused.error().message.find(
+                "--pod-monitor-label goes with --pod-monitors or --prometheus-rules"),
             std::string::npos);
+
+  // The alerts: all five with the controller, only the gateway's without it; in the namespace.
+  o.pod_monitor_labels.clear();
+  o.prometheus_rules = true;
+  const std::vector<Json> with_rules = render(kShop, o);
+  const Json& rule = find(with_rules, "PrometheusRule", "prescale");
+  const Json& alerts = rule["spec"]["groups"][0]["rules"];
+  ASSERT_EQ(alerts.size(), 5u);
+  EXPECT_EQ(alerts[0]["alert"], "PrescaleIncident");
+  EXPECT_NE(alerts[0]["expr"].get<std::string>().find("namespace=\"shop\""), std::string::npos);
+  o.controller = false;
+  const std::vector<Json> without_controller = render(kShop, o);
+  const Json& alone_rule = find(without_controller, "PrometheusRule", "prescale");
+  ASSERT_EQ(alone_rule["spec"]["groups"][0]["rules"].size(), 1u);
+  EXPECT_EQ(alone_rule["spec"]["groups"][0]["rules"][0]["alert"], "PrescaleGatewayDown");
 }
 
 TEST(KubeManifests, WithoutANamespaceNoneIsWritten) {

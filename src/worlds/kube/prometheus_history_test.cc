@@ -109,6 +109,14 @@ double hourly(std::int64_t unix_minute) {
   return 100 + 60 * std::sin(2 * M_PI * static_cast<double>(unix_minute % 60) / 60.0);
 }
 
+// A history of these minutes, as load_history() takes one.
+forecast::Series minutes(std::vector<double> values) {
+  forecast::Series s;
+  s.step_seconds = 60;
+  s.values = std::move(values);
+  return s;
+}
+
 struct Fixture {
   scaling::PrescalePolicyOptions options() const {
     scaling::PrescalePolicyOptions o;
@@ -185,10 +193,7 @@ TEST(PrometheusHistoryTest, ThePolicysOwnMinutesStandAndOnlyTheGapIsFilled) {
   scaling::PrescalePolicy policy(f.options());
   policy.init({spec("web")});
   // Its own history: 300 minutes of 7 req/s, ending 60 minutes before now's minute (down since).
-  forecast::Series own;
-  own.step_seconds = 60;
-  own.values.assign(300, 7.0);
-  ASSERT_TRUE(policy.load_history("web", own, f.now - 60min));
+  ASSERT_TRUE(policy.load_history("web", minutes(std::vector<double>(300, 7.0)), f.now - 60min));
   const MinutesReader read = [](std::string_view, double, std::size_t count) {
     PrometheusMinutes m;
     m.arrivals.assign(count, 9.0);
@@ -222,10 +227,9 @@ TEST(PrometheusHistoryTest, MinutesAfterItsOwnAreRecordedAndItsForecasterKept) {
   Fixture f;
   scaling::PrescalePolicy policy(f.options());
   policy.init({spec("web")});
-  forecast::Series own;
-  own.step_seconds = 60;
-  for (int m = 0; m < 300; ++m) own.values.push_back(hourly(m));
-  ASSERT_TRUE(policy.load_history("web", own, f.now - 60min));
+  std::vector<double> own;
+  for (int m = 0; m < 300; ++m) own.push_back(hourly(m));
+  ASSERT_TRUE(policy.load_history("web", minutes(own), f.now - 60min));
   const nlohmann::json before = policy.export_state(f.now)["services"]["web"];
   ASSERT_EQ(before["model_from_minute"], 540 - 300);
   ASSERT_EQ(before["model_to_minute"], 540);
@@ -256,10 +260,7 @@ TEST(PrometheusHistoryTest, AFailedReadLeavesTheHistoryAsItWas) {
   Fixture f;
   scaling::PrescalePolicy policy(f.options());
   policy.init({spec("web")});
-  forecast::Series own;
-  own.step_seconds = 60;
-  own.values.assign(30, 7.0);
-  ASSERT_TRUE(policy.load_history("web", own, f.now));
+  ASSERT_TRUE(policy.load_history("web", minutes(std::vector<double>(30, 7.0)), f.now));
   const MinutesReader read = [](std::string_view, double,
                                 std::size_t) -> Result<PrometheusMinutes> {
     return make_error(ErrorCode::kUnavailable, "Prometheus at http://prom:9090: refused");
