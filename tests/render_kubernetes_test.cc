@@ -1112,12 +1112,14 @@ TEST(RenderKubernetesTest, TheRenderedAlertsFireOnWhatTheyName) {
     GTEST_SKIP() << "skipped: Debian package prometheus not installed (scripts/install-deps)";
   }
   TempDir dir;
-  const auto [status, log] = render(dir, kOneEchoService,
-                                    {"--image", "prescale:test", "-n", "shop", "--prometheus-rules",
-                                     "-o", dir.file("manifests.yaml")});
+  const auto [status, log] =
+      render(dir, kOneEchoService,
+             {"--image", "prescale:test", "-n", "shop", "--prometheus-rules", "--pod-monitor-label",
+              "release=kube-prometheus-stack", "-o", dir.file("manifests.yaml")});
   ASSERT_EQ(status, 0) << log;
   const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(dir.file("manifests.yaml"));
   const YAML::Node rule = find(docs, "PrometheusRule", "prescale");
+  EXPECT_EQ(rule["metadata"]["labels"]["release"].as<std::string>(), "kube-prometheus-stack");
   YAML::Node file;
   file["groups"] = rule["spec"]["groups"];
   testing::write_file(dir.file("rules.yml"), YAML::Dump(file) + "\n");
@@ -1143,8 +1145,18 @@ TEST(RenderKubernetesTest, TheRenderedAlertsFireOnWhatTheyName) {
     }
     return out;
   };
+  // The series as the rendered PodMonitors make Prometheus label them.
   const std::string controller =
-      "{namespace=\"shop\",app_kubernetes_io_component=\"controller\",pod=\"c\"";
+      "{namespace=\"shop\",app_kubernetes_io_name=\"prescale-controller\","
+      "app_kubernetes_io_component=\"controller\",pod=\"c\"";
+  auto gateway = [](const std::string& pod) {
+    return "up{namespace=\"shop\",app_kubernetes_io_name=\"prescale-gateway\","
+           "app_kubernetes_io_component=\"gateway\",pod=\"" +
+           pod + "\"}";
+  };
+  auto series = [](const std::string& name, const std::string& values) {
+    return "      - series: '" + name + "'\n        values: '" + values + "'\n";
+  };
   auto fires = [&](const std::string& alert, const std::string& at, const std::string& labels) {
     return "      - eval_time: " + at + "\n        alertname: " + alert +
            "\n        exp_alerts:\n          - exp_labels: {" + labels +
@@ -1154,39 +1166,37 @@ TEST(RenderKubernetesTest, TheRenderedAlertsFireOnWhatTheyName) {
     return "      - eval_time: " + at + "\n        alertname: " + alert +
            "\n        exp_alerts: []\n";
   };
+  const std::string web = "severity: warning, namespace: shop, service: web";
   testing::write_file(
       dir.file("rules_test.yml"),
-      "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n"
-      "    input_series:\n"
-      "      - series: 'prescale_incidents_open" +
-          controller +
-          ",service=\"web\"}'\n"
-          "        values: '0 0 1x20'\n"
-          "      - series: 'prescale_slowdown_warning_open" +
-          controller +
-          ",service=\"web\"}'\n"
-          "        values: '0 1x20'\n"
-          "      - series: 'prescale_controller_rollbacks_total" +
-          controller +
-          ",service=\"web\"}'\n"
-          "        values: '0 0 0 1x20'\n"
-          "      - series: 'up" +
-          controller +
-          "}'\n"
-          "        values: '1 1 1 0x20'\n"
-          "      - series: "
-          "'up{namespace=\"shop\",app_kubernetes_io_component=\"gateway\",pod=\"g\"}'\n"
-          "        values: '1x25'\n"
-          "    alert_rule_test:\n" +
+      "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n"
+      // What each alert names happens, one gateway of two going down besides.
+      "  - interval: 1m\n    input_series:\n" +
+          series("prescale_incidents_open" + controller + ",service=\"web\"}", "0 0 1x20") +
+          series("prescale_slowdown_warning_open" + controller + ",service=\"web\"}", "0 1x20") +
+          series("prescale_controller_rollbacks_total" + controller + ",service=\"web\"}",
+                 "0 0 0 1x20") +
+          series("up" + controller + "}", "1 1 1 0x20") + series(gateway("g1"), "1x25") +
+          series(gateway("g2"), "1 1 1 0x20") + "    alert_rule_test:\n" +
           quiet("PrescaleIncident", "1m") +
           fires("PrescaleIncident", "3m", "severity: critical, namespace: shop, service: web") +
-          quiet("PrescaleSlowdown", "5m") +
-          fires("PrescaleSlowdown", "12m", "severity: warning, namespace: shop, service: web") +
-          quiet("PrescaleRollback", "2m") +
-          fires("PrescaleRollback", "4m", "severity: warning, namespace: shop, service: web") +
-          quiet("PrescaleControllerDown", "6m") +
+          quiet("PrescaleSlowdown", "10m") + fires("PrescaleSlowdown", "12m", web) +
+          quiet("PrescaleRollback", "2m") + fires("PrescaleRollback", "4m", web) +
+          quiet("PrescaleControllerDown", "7m") +
           fires("PrescaleControllerDown", "9m", "severity: critical, namespace: shop") +
-          quiet("PrescaleGatewayDown", "20m"));
+          quiet("PrescaleGatewayDown", "20m") +
+          // Every gateway down from minute 2.
+          "  - interval: 1m\n    input_series:\n" + series("up" + controller + "}", "1x25") +
+          series(gateway("g1"), "1 1 0x20") + series(gateway("g2"), "1 1 0x20") +
+          "    alert_rule_test:\n" + quiet("PrescaleGatewayDown", "6m") +
+          fires("PrescaleGatewayDown", "8m", "severity: critical, namespace: shop") +
+          quiet("PrescaleControllerDown", "20m") +
+          // No gateway pod to scrape at all (scaled to 0, pending).
+          "  - interval: 1m\n    input_series:\n" + series("up" + controller + "}", "1x25") +
+          "    alert_rule_test:\n" + quiet("PrescaleGatewayDown", "4m") +
+          fires("PrescaleGatewayDown", "6m",
+                "severity: critical, namespace: shop, app_kubernetes_io_name: prescale-gateway, "
+                "app_kubernetes_io_component: gateway"));
   Subprocess test({"/usr/bin/promtool", "test", "rules", dir.file("rules_test.yml")},
                   dir.file("test.log"));
   EXPECT_EQ(test.wait(30s), 0) << test.log() << "\n"

@@ -92,9 +92,9 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
                      "incidents and slowdown warnings, rollbacks, a controller or gateway not "
                      "scraped (docs/kubernetes.md, \"Alerts\")");
   command_->add_option("--pod-monitor-label", f.pod_monitor_labels,
-                       "KEY=VALUE: a label of the PodMonitors, for a Prometheus whose "
-                       "podMonitorSelector asks for it (e.g. release=kube-prometheus-stack); "
-                       "repeatable");
+                       "KEY=VALUE: a label of the PodMonitors and the PrometheusRule, for a "
+                       "Prometheus whose podMonitorSelector or ruleSelector asks for it (e.g. "
+                       "release=kube-prometheus-stack); repeatable");
   command_->add_option("-o,--output", f.output,
                        "Write the manifests to this file, whole or not at all (default: standard "
                        "output)");

@@ -342,11 +342,19 @@ Json pod_monitor(std::string_view name, std::initializer_list<std::string_view> 
 }
 
 // The Operator's PrometheusRule of the namespace's alerts (docs/kubernetes.md, "Alerts"). Each
-// expression keeps the namespace the rule is in, where the Operator does not add it itself.
+// expression keeps to the rendered namespace (kubernetes_objects() asks for one), and the `up`
+// ones to Prescale's own pods; a component with no pod scraped at all (scaled to 0, pending) is
+// down too.
 Json prometheus_rule(const ManifestOptions& o) {
   Json labels = labels_of("prescale", "monitoring");
   for (const auto& [key, value] : o.pod_monitor_labels) labels[key] = value;
-  const std::string ns = o.name_space.empty() ? "" : "namespace=\"" + o.name_space + "\",";
+  const std::string ns = "namespace=\"" + o.name_space + "\",";
+  auto down = [&](std::string_view name, std::string_view component) {
+    const std::string selector = "{" + ns + "app_kubernetes_io_name=\"" + std::string(name) +
+                                 "\",app_kubernetes_io_component=\"" + std::string(component) +
+                                 "\"}";
+    return "max by (namespace) (up" + selector + ") == 0 or absent(up" + selector + ")";
+  };
   auto alert = [](std::string name, std::string expr, std::string for_, std::string severity,
                   std::string summary, std::string description) {
     return Json{{"alert", std::move(name)},
@@ -375,15 +383,14 @@ Json prometheus_rule(const ManifestOptions& o) {
             "0m", "warning", "{{ $labels.service }}'s rollout was rolled back",
             "The controller rolled back a revision of {{ $labels.service }} that failed where the "
             "one it replaced did not."),
-      alert("PrescaleControllerDown",
-            "max by (namespace) (up{" + ns + "app_kubernetes_io_component=\"controller\"}) == 0",
-            "5m", "critical", "The Prescale controller is not scraped",
-            "Prometheus has not scraped the controller for 5 minutes: nothing scales, heals or "
-            "rolls back the namespace's services."),
-      alert("PrescaleGatewayDown",
-            "max by (namespace) (up{" + ns + "app_kubernetes_io_component=\"gateway\"}) == 0", "5m",
-            "critical", "No Prescale gateway is scraped",
-            "Prometheus has scraped none of the gateway pods for 5 minutes."),
+      alert("PrescaleControllerDown", down(kControllerName, "controller"), "5m", "critical",
+            "The Prescale controller is not scraped",
+            "Prometheus has not scraped the controller for 5 minutes (or has no pod of it to "
+            "scrape): nothing scales, heals or rolls back the namespace's services."),
+      alert("PrescaleGatewayDown", down(kGatewayName, "gateway"), "5m", "critical",
+            "No Prescale gateway is scraped",
+            "Prometheus has scraped none of the gateway pods for 5 minutes (or has none to "
+            "scrape)."),
   });
   if (!o.controller) {  // what the controller says does not exist: only the gateway is watched
     rules = Json::array({rules.back()});
@@ -486,6 +493,11 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
   if (o.image.empty()) problems.push_back("the Prescale image must be named");
   if (o.keda && !o.controller) {
     problems.push_back("KEDA scales by the controller's plan: --keda needs the controller");
+  }
+  if (o.prometheus_rules && o.name_space.empty()) {
+    problems.push_back(
+        "--prometheus-rules needs --namespace: the alerts keep to its series, not to every "
+        "namespace's with the same labels");
   }
   if (o.keda && o.name_space.empty()) {
     problems.push_back(

@@ -540,6 +540,12 @@ TEST(KubeManifests, WithPodMonitorsThePrometheusOperatorScrapesEveryPodWithItsLa
   // The alerts: all five with the controller, only the gateway's without it; in the namespace.
   o.pod_monitor_labels.clear();
   o.prometheus_rules = true;
+  o.name_space = "";
+  refused = kubernetes_objects(*config, o);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("--prometheus-rules needs --namespace"),
+            std::string::npos);
+  o.name_space = "shop";
   const std::vector<Json> with_rules = render(kShop, o);
   const Json& rule = find(with_rules, "PrometheusRule", "prescale");
   const Json& alerts = rule["spec"]["groups"][0]["rules"];
