@@ -240,17 +240,18 @@ TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
 
   // With --pod-monitors and --prometheus-rules: the Prometheus Operator's PodMonitors and
   // PrometheusRule, against the fields of its CRDs.
-  const auto [monitors_status, monitors_log] = render(
-      dir, kConfig,
-      {"--image", "prescale:0.9", "--namespace", "shop", "--pod-monitors", "--prometheus-rules",
-       "--pod-monitor-label", "release=kube-prometheus-stack", "-o", dir.file("monitors.yaml")});
+  const auto [monitors_status, monitors_log] =
+      render(dir, kConfig,
+             {"--image", "prescale:0.9", "--namespace", "shop", "--pod-monitors",
+              "--prometheus-rules", "--grafana-dashboard", "--pod-monitor-label",
+              "release=kube-prometheus-stack", "-o", dir.file("monitors.yaml")});
   ASSERT_EQ(monitors_status, 0) << monitors_log;
   std::string monitors = testing::read_file(dir.file("monitors.yaml"));
   ASSERT_NE(monitors.find("kind: PodMonitor"), std::string::npos);
   Subprocess check_monitors({"/usr/bin/python3", SCHEMA_CHECK, dir.file("monitors.yaml")},
                             dir.file("monitors.log"));
   EXPECT_EQ(check_monitors.wait(60s), 0) << check_monitors.log();
-  EXPECT_THAT(check_monitors.log(), HasSubstr("30 objects, 0 problems"));
+  EXPECT_THAT(check_monitors.log(), HasSubstr("31 objects, 0 problems"));
   for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
            {"  podTargetLabels:\n", "  podTargetLabel:\n"}, {"operator: In", "operator: 7"}}) {
     const size_t at = monitors.rfind(from);

@@ -27,6 +27,7 @@ struct RenderFlags {
   std::string history_window;
   bool pod_monitors = false;
   bool prometheus_rules = false;
+  bool grafana_dashboard = false;
   std::vector<std::string> pod_monitor_labels;  // KEY=VALUE
   std::string output;  // "" = standard output
 };
@@ -91,6 +92,10 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
                      "The Prometheus Operator's PrometheusRule of Prescale's alerts: open "
                      "incidents and slowdown warnings, rollbacks, a controller or gateway not "
                      "scraped (docs/kubernetes.md, \"Alerts\")");
+  command_->add_flag("--grafana-dashboard", f.grafana_dashboard,
+                     "A ConfigMap of Prescale's Grafana dashboard (deploy/grafana/prescale.json), "
+                     "labelled grafana_dashboard: \"1\" for the Grafana Helm chart's dashboard "
+                     "sidecar (docs/kubernetes.md, \"Grafana\")");
   command_->add_option("--pod-monitor-label", f.pod_monitor_labels,
                        "KEY=VALUE: a label of the PodMonitors and the PrometheusRule, for a "
                        "Prometheus whose podMonitorSelector or ruleSelector asks for it (e.g. "
@@ -129,6 +134,7 @@ int RenderCommand::run() const {
   options.history_window = f.history_window;
   options.pod_monitors = f.pod_monitors;
   options.prometheus_rules = f.prometheus_rules;
+  options.grafana_dashboard = f.grafana_dashboard;
   for (const std::string& label : f.pod_monitor_labels) {
     const auto eq = label.find('=');
     if (eq == std::string::npos) {

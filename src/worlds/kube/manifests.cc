@@ -606,6 +606,14 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
     objects.push_back(pod_monitor("prescale-services", {"service"}, "http", o));
   }
   if (o.prometheus_rules) objects.push_back(prometheus_rule(o));
+  if (o.grafana_dashboard) {
+    Json labels = labels_of("prescale-grafana-dashboard", "monitoring");
+    labels["grafana_dashboard"] = "1";
+    objects.push_back({{"apiVersion", "v1"},
+                       {"kind", "ConfigMap"},
+                       {"metadata", metadata("prescale-grafana-dashboard", labels, o)},
+                       {"data", {{"prescale.json", std::string(kGrafanaDashboard)}}}});
+  }
   if (!o.controller) return objects;
   for (Json& object : controller_access(config, o)) objects.push_back(std::move(object));
   // The gateways read the admission limits at this name (--admission-from), and KEDA calls the

@@ -31,6 +31,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/config.h"
@@ -72,7 +73,13 @@ struct ManifestOptions {
   // rollback, and a controller or gateway Prometheus cannot scrape (docs/kubernetes.md,
   // "Alerts"). Labelled as the PodMonitors are.
   bool prometheus_rules = false;
+  // A ConfigMap `prescale-grafana-dashboard` of deploy/grafana/prescale.json, labelled
+  // grafana_dashboard: "1", which the Grafana Helm chart's dashboard sidecar loads.
+  bool grafana_dashboard = false;
 };
+
+// deploy/grafana/prescale.json, as built in.
+extern const std::string_view kGrafanaDashboard;
 
 // The port every rendered container serves on, and the gateway's admin port.
 inline constexpr int kServicePort = 8080;

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <fstream>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -557,6 +559,27 @@ TEST(KubeManifests, WithPodMonitorsThePrometheusOperatorScrapesEveryPodWithItsLa
   const Json& alone_rule = find(without_controller, "PrometheusRule", "prescale");
   ASSERT_EQ(alone_rule["spec"]["groups"][0]["rules"].size(), 1u);
   EXPECT_EQ(alone_rule["spec"]["groups"][0]["rules"][0]["alert"], "PrescaleGatewayDown");
+}
+
+TEST(KubeManifests, WithGrafanaDashboardAConfigMapHoldsTheDashboardForGrafanasSidecar) {
+  ManifestOptions o = options();
+  o.grafana_dashboard = true;
+  o.name_space = "shop";
+  const std::vector<Json> objects = render(kShop, o);
+  const Json& map = find(objects, "ConfigMap", "prescale-grafana-dashboard");
+  EXPECT_EQ(map["metadata"]["labels"]["grafana_dashboard"], "1");
+  EXPECT_EQ(map["metadata"]["namespace"], "shop");
+  // The file as it is in deploy/grafana, built in.
+  std::ifstream file(GRAFANA_DASHBOARD);
+  std::ostringstream read;
+  read << file.rdbuf();
+  const std::string text = read.str();
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(map["data"]["prescale.json"], text);
+  EXPECT_EQ(Json::parse(map["data"]["prescale.json"].get<std::string>())["uid"], "prescale");
+  for (const Json& object : render(kShop, options())) {
+    EXPECT_NE(object["metadata"]["name"], "prescale-grafana-dashboard");
+  }
 }
 
 TEST(KubeManifests, WithoutANamespaceNoneIsWritten) {
