@@ -178,6 +178,24 @@ std::pair<std::vector<YAML::Node>, std::string> render_and_mount(
   return {std::move(docs), mounted};
 }
 
+// The schema checker on `yaml` with each (from, to) made (the first occurrence of `from`, or the
+// last with `from_end`), as dir/NAME.yaml: it exits 1 and its log has each of `findings`.
+void expect_checker_finds(const TempDir& dir, std::string yaml, const std::string& name,
+                          bool from_end,
+                          const std::vector<std::pair<std::string, std::string>>& changes,
+                          const std::vector<std::string>& findings) {
+  for (const auto& [from, to] : changes) {
+    const size_t at = from_end ? yaml.rfind(from) : yaml.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    yaml.replace(at, from.size(), to);
+  }
+  testing::write_file(dir.file(name + ".yaml"), yaml);
+  Subprocess check({"/usr/bin/python3", SCHEMA_CHECK, dir.file(name + ".yaml")},
+                   dir.file(name + ".log"));
+  EXPECT_EQ(check.wait(60s), 1) << check.log();
+  for (const std::string& finding : findings) EXPECT_THAT(check.log(), HasSubstr(finding));
+}
+
 TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
   TempDir dir;
   const auto [status, log] =
@@ -194,22 +212,12 @@ TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
 
   // The checker finds what the API would refuse: a number where a string is due, an unknown
   // field, a container with no name.
-  std::string broken = testing::read_file(dir.file("manifests.yaml"));
-  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
-           {"prometheus.io/port: \"8080\"", "prometheus.io/port: 8080"},
-           {"minReadySeconds: 10", "minReadySecond: 10"},
-           {"        - name: web\n", "        - image: x\n"}}) {
-    const size_t at = broken.find(from);
-    ASSERT_NE(at, std::string::npos) << from;
-    broken.replace(at, from.size(), to);
-  }
-  testing::write_file(dir.file("broken.yaml"), broken);
-  Subprocess check_broken({"/usr/bin/python3", SCHEMA_CHECK, dir.file("broken.yaml")},
-                          dir.file("broken.log"));
-  EXPECT_EQ(check_broken.wait(60s), 1) << check_broken.log();
-  EXPECT_THAT(check_broken.log(), HasSubstr("expected str, got 8080"));
-  EXPECT_THAT(check_broken.log(), HasSubstr("V1DeploymentSpec has no field 'minReadySecond'"));
-  EXPECT_THAT(check_broken.log(), HasSubstr("Invalid value for `name`, must not be `None`"));
+  expect_checker_finds(dir, testing::read_file(dir.file("manifests.yaml")), "broken", false,
+                       {{"prometheus.io/port: \"8080\"", "prometheus.io/port: 8080"},
+                        {"minReadySeconds: 10", "minReadySecond: 10"},
+                        {"        - name: web\n", "        - image: x\n"}},
+                       {"expected str, got 8080", "V1DeploymentSpec has no field 'minReadySecond'",
+                        "Invalid value for `name`, must not be `None`"});
 
   // With --keda: KEDA's ScaledObjects too, against the fields of KEDA's CRD and the client's
   // HorizontalPodAutoscaler behavior.
@@ -223,20 +231,11 @@ TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
                         dir.file("keda.log"));
   EXPECT_EQ(check_keda.wait(60s), 0) << check_keda.log();
   EXPECT_THAT(check_keda.log(), HasSubstr(" objects, 0 problems"));
-  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
-           {"  triggers:\n", "  trigger:\n"}, {"periodSeconds: 1\n", "periodSeconds: one\n"}}) {
-    const size_t at = keda.rfind(from);
-    ASSERT_NE(at, std::string::npos) << from;
-    keda.replace(at, from.size(), to);
-  }
-  testing::write_file(dir.file("keda-broken.yaml"), keda);
-  Subprocess check_keda_broken({"/usr/bin/python3", SCHEMA_CHECK, dir.file("keda-broken.yaml")},
-                               dir.file("keda-broken.log"));
-  EXPECT_EQ(check_keda_broken.wait(60s), 1) << check_keda_broken.log();
-  EXPECT_THAT(check_keda_broken.log(),
-              HasSubstr("KedaScaledObjectSpec needs the field 'triggers'"));
-  EXPECT_THAT(check_keda_broken.log(), HasSubstr("KedaScaledObjectSpec has no field 'trigger'"));
-  EXPECT_THAT(check_keda_broken.log(), HasSubstr("periodSeconds: expected int, got 'one'"));
+  expect_checker_finds(
+      dir, keda, "keda-broken", true,
+      {{"  triggers:\n", "  trigger:\n"}, {"periodSeconds: 1\n", "periodSeconds: one\n"}},
+      {"KedaScaledObjectSpec needs the field 'triggers'",
+       "KedaScaledObjectSpec has no field 'trigger'", "periodSeconds: expected int, got 'one'"});
 
   // With --pod-monitors and --prometheus-rules: the Prometheus Operator's PodMonitors and
   // PrometheusRule, against the fields of its CRDs.
@@ -252,20 +251,10 @@ TEST(RenderKubernetesTest, TheManifestsAreObjectsTheKubernetesApiAccepts) {
                             dir.file("monitors.log"));
   EXPECT_EQ(check_monitors.wait(60s), 0) << check_monitors.log();
   EXPECT_THAT(check_monitors.log(), HasSubstr("31 objects, 0 problems"));
-  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
-           {"  podTargetLabels:\n", "  podTargetLabel:\n"}, {"operator: In", "operator: 7"}}) {
-    const size_t at = monitors.rfind(from);
-    ASSERT_NE(at, std::string::npos) << from;
-    monitors.replace(at, from.size(), to);
-  }
-  testing::write_file(dir.file("monitors-broken.yaml"), monitors);
-  Subprocess check_monitors_broken(
-      {"/usr/bin/python3", SCHEMA_CHECK, dir.file("monitors-broken.yaml")},
-      dir.file("monitors-broken.log"));
-  EXPECT_EQ(check_monitors_broken.wait(60s), 1) << check_monitors_broken.log();
-  EXPECT_THAT(check_monitors_broken.log(),
-              HasSubstr("PodMonitorSpec has no field 'podTargetLabel'"));
-  EXPECT_THAT(check_monitors_broken.log(), HasSubstr("operator: expected str, got 7"));
+  expect_checker_finds(
+      dir, monitors, "monitors-broken", true,
+      {{"  podTargetLabels:\n", "  podTargetLabel:\n"}, {"operator: In", "operator: 7"}},
+      {"PodMonitorSpec has no field 'podTargetLabel'", "operator: expected str, got 7"});
 }
 
 TEST(RenderKubernetesTest, WhatCannotRunOnKubernetesExitsTwoNamingIt) {
