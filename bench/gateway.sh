@@ -11,14 +11,19 @@
 # (of the medians, and paired: the median of the per-round ratios to nginx).
 #
 # Usage: bench/gateway.sh [--rounds N] [--duration SECONDS] [--connections N] [--threads N]
-#                         [--proxy-threads N] [--upstream echo|nginx]
+#                         [--proxy-threads N] [--upstream echo|nginx] [--tracing RATIO]
 #   --upstream echo   two `prescale serve echo` instances (GET / answers "hello"), the default
 #   --upstream nginx  one nginx with two ports answering "hello" (a cheaper upstream)
+#   --tracing RATIO   a fourth proxy in the same rounds: `prescale gateway` recording a span of
+#                     RATIO of the requests (docs/tracing.md) and sending them over OTLP/HTTP to
+#                     an nginx that takes them (answers 200); the RESULT line adds its ratios to
+#                     the gateway without tracing and the spans it sent and dropped
 # Env:   PRESCALE=path/to/prescale (default build/apps/prescale/prescale)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds=3 duration=8 connections=64 wrk_threads=2 proxy_threads=$(nproc) upstream_kind=echo
+tracing=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
@@ -27,6 +32,7 @@ while [ $# -gt 0 ]; do
     --threads) wrk_threads=$2; shift 2 ;;
     --proxy-threads) proxy_threads=$2; shift 2 ;;
     --upstream) upstream_kind=$2; shift 2 ;;
+    --tracing) tracing=$2; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -168,6 +174,40 @@ prescale_port=$(cat "$work/prescale.port")
 
 names=(nginx haproxy prescale)
 ports=("$nginx_port" "$haproxy_port" "$prescale_port")
+
+# --- prescale gateway with tracing (--tracing) ------------------------------------------------
+if [ -n "$tracing" ]; then
+  sink_port=$(free_port)
+  mkdir -p "$work/sink/logs"
+  cat > "$work/sink/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/sink/nginx.pid;
+error_log $work/sink/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_max_body_size 64m;
+  client_body_buffer_size 4m;
+$(nginx_temp_paths "$work/sink")
+  server {
+    listen 127.0.0.1:$sink_port;
+    location /v1/traces { default_type application/x-protobuf; return 200 ""; }
+  }
+}
+NGINX
+  setsid /usr/sbin/nginx -p "$work/sink" -c "$work/sink/nginx.conf" &
+  pids+=($!)
+  OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" \
+    OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG="$tracing" \
+    setsid "$prescale" gateway --upstream "echo=127.0.0.1:$up1,127.0.0.1:$up2" --port 0 \
+    --port-file "$work/traced.port" --threads "$proxy_threads" --admin-port 0 \
+    --admin-port-file "$work/traced.admin" --log-level warn &
+  pids+=($!)
+  for _ in $(seq 1 100); do [ -s "$work/traced.admin" ] && break; sleep 0.1; done
+  names+=(traced)
+  ports+=("$(cat "$work/traced.port")")
+fi
 for p in "${ports[@]}"; do
   wait_for "http://127.0.0.1:$p/"
   [ "$(curl -fsS "http://127.0.0.1:$p/")" = hello ] || { echo "port $p: unexpected answer" >&2; exit 1; }
@@ -189,8 +229,8 @@ printf '%-6s %-9s %12s %10s %10s\n' round proxy req/s p50_ms p99_ms
 for r in $(seq 1 "$rounds"); do
   # Even rounds run the proxies in reverse, so a machine that drifts during the run favours none
   # (in a fixed order the gateway always ran two runs after nginx, in every paired ratio).
-  order=(0 1 2)
-  [ $((r % 2)) = 1 ] || order=(2 1 0)
+  order=($(seq 0 $((${#names[@]} - 1))))
+  [ $((r % 2)) = 1 ] || order=($(seq $((${#names[@]} - 1)) -1 0))
   for i in "${order[@]}"; do
     stats=$(run_wrk "${ports[$i]}")
     read -r rps p50 p99 <<<"$stats"
@@ -210,15 +250,28 @@ for n in "${names[@]}"; do
 done
 # Paired: the median over rounds of prescale's figure over nginx's in the same round (the two run
 # minutes apart at most, first and last in turn, so a slow drift of the machine cancels out).
-paired() {  # COLUMN (1 req/s, 3 p99)
-  paste -d' ' <(cut -d' ' -f"$1" "$work/prescale.txt") <(cut -d' ' -f"$1" "$work/nginx.txt") |
-    awk '{ printf "%.4f\n", $1 / $2 }' | median
+paired() {  # COLUMN (1 req/s, 3 p99) [OF [TO]]: OF's figure over TO's (prescale, nginx)
+  paste -d' ' <(cut -d' ' -f"$1" "$work/${2:-prescale}.txt") \
+    <(cut -d' ' -f"$1" "$work/${3:-nginx}.txt") | awk '{ printf "%.4f\n", $1 / $2 }' | median
 }
 echo "paired (median of per-round ratios): req/s $(paired 1)× nginx, p99 $(paired 3)× nginx"
+traced_result=""
+if [ -n "$tracing" ]; then
+  metrics=$(curl -fsS "http://127.0.0.1:$(cat "$work/traced.admin")/metrics")
+  exported=$(awk '/^prescale_tracing_spans_exported_total/ { print $2 }' <<<"$metrics")
+  dropped=$(awk '/^prescale_tracing_spans_dropped_total/ { s += $2 } END { print s + 0 }' <<<"$metrics")
+  echo "traced (ratio $tracing): req/s $(paired 1 traced prescale)× untraced," \
+    "p99 $(paired 3 traced prescale)× untraced; spans exported $exported, dropped $dropped"
+  traced_result="tracing_ratio=$tracing rps_ratio_traced_vs_untraced_paired=$(paired 1 traced prescale)"
+  traced_result+=" p99_ratio_traced_vs_untraced_paired=$(paired 3 traced prescale)"
+  traced_result+=" rps_ratio_traced_vs_nginx_paired=$(paired 1 traced nginx)"
+  traced_result+=" spans_exported=${exported:-0} spans_dropped=$dropped"
+fi
 echo "RESULT rps_ratio_vs_nginx=$(ratio "${m_rps[prescale]}" "${m_rps[nginx]}")" \
   "rps_ratio_vs_nginx_paired=$(paired 1) p99_ratio_vs_nginx_paired=$(paired 3)" \
   "p99_ratio_vs_nginx=$(ratio "${m_p99[prescale]}" "${m_p99[nginx]}")" \
   "rps_ratio_vs_haproxy=$(ratio "${m_rps[prescale]}" "${m_rps[haproxy]}")" \
   "p99_ratio_vs_haproxy=$(ratio "${m_p99[prescale]}" "${m_p99[haproxy]}")" \
   "prescale_rps=${m_rps[prescale]} nginx_rps=${m_rps[nginx]} haproxy_rps=${m_rps[haproxy]}" \
-  "prescale_p99_ms=${m_p99[prescale]} nginx_p99_ms=${m_p99[nginx]} haproxy_p99_ms=${m_p99[haproxy]}"
+  "prescale_p99_ms=${m_p99[prescale]} nginx_p99_ms=${m_p99[nginx]} haproxy_p99_ms=${m_p99[haproxy]}" \
+  $traced_result

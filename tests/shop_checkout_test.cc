@@ -32,6 +32,8 @@ struct FakeGateway {
                  {
                    std::lock_guard lock(mu);
                    targets.push_back(req.target);
+                   traceparents.emplace_back(req.headers.get("traceparent").value_or(""));
+                   tracestates.emplace_back(req.headers.get("tracestate").value_or(""));
                  }
                  respond(req.target == "/v1/score" ? score : recommendations);
                }) {
@@ -43,7 +45,7 @@ struct FakeGateway {
     return targets;
   }
   std::mutex mu;
-  std::vector<std::string> targets;
+  std::vector<std::string> targets, traceparents, tracestates;
   http::Server server;
 };
 
@@ -60,9 +62,13 @@ struct Checkout {
     EXPECT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 10s));
     port = static_cast<uint16_t>(std::stoi(testing::read_file(port_file)));
   }
-  Result<http::Response> post(std::string body) {
+  Result<http::Response> post(std::string body, std::string traceparent = "") {
     http::Client client(http::ClientOptions{.request_timeout = 10s, .threads = 1});
     http::Request req;
+    if (!traceparent.empty()) {
+      req.headers.set("traceparent", traceparent);
+      req.headers.set("tracestate", "shop=1");
+    }
     req.method = http::Method::kPost;
     req.method_name = "POST";
     req.target = "/v1/checkout";
@@ -97,6 +103,47 @@ TEST(ShopCheckoutTest, FraudFailingIsStillAnUpstreamError) {
   auto r = checkout.post(R"({"user": 42, "transaction": {"Amount": 9.99}})");
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->status, 502) << r->body;
+}
+
+// Both calls of an order carry its trace on: with tracing off, the caller's traceparent as it
+// came; with it on (OTEL_EXPORTER_OTLP_ENDPOINT), checkout's own span's, the child of the caller's
+// (docs/tracing.md).
+TEST(ShopCheckoutTest, AnOrdersCallsCarryItsTrace) {
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const std::string caller = "00-" + trace + "-00f067aa0ba902b7-01";
+  const std::string order = R"({"user": 42, "transaction": {"Amount": 9.99}})";
+  const auto legit =
+      http::json_response(200, nlohmann::json{{"decision", "legit"}, {"fraud_probability", 0.01}});
+  {
+    FakeGateway gateway(legit);
+    Checkout checkout(gateway.server.port());
+    auto r = checkout.post(order, caller);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->status, 200) << r->body;
+    std::lock_guard lock(gateway.mu);
+    ASSERT_EQ(gateway.traceparents.size(), 2u);
+    EXPECT_EQ(gateway.traceparents[0], caller);
+    EXPECT_EQ(gateway.traceparents[1], caller);
+    EXPECT_EQ(gateway.tracestates[0], "shop=1");
+  }
+  FakeGateway collector(legit);  // takes the spans too (any 200 will do here)
+  FakeGateway gateway(legit);
+  ::setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+           ("http://127.0.0.1:" + std::to_string(collector.server.port()) + "/v1/traces").c_str(),
+           1);
+  Checkout checkout(gateway.server.port());
+  ::unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+  auto r = checkout.post(order, caller);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200) << r->body;
+  std::lock_guard lock(gateway.mu);
+  ASSERT_EQ(gateway.traceparents.size(), 2u);
+  const std::string own = gateway.traceparents[0];
+  EXPECT_EQ(own.substr(0, 35), "00-" + trace);        // the same trace
+  EXPECT_NE(own.substr(36, 16), "00f067aa0ba902b7");  // checkout's span, not the caller's
+  EXPECT_EQ(own.substr(52), "-01");
+  EXPECT_EQ(gateway.traceparents[1], own);
+  EXPECT_EQ(gateway.tracestates[1], "shop=1");
 }
 
 // A user id past what an int64 holds (what recommend's ids are) was read as a negative one:

@@ -31,6 +31,7 @@
 #include "runtime/runtime.h"
 #include "telemetry/process_metrics.h"
 #include "telemetry/registry.h"
+#include "telemetry/tracing.h"
 
 namespace prescale {
 
@@ -256,6 +257,10 @@ int GatewayCommand::run() const {
   gateway_options.on_dns_problem = [](const std::string& line) {
     spdlog::warn("gateway.upstreams: {}", line);
   };
+  // Spans where the file's `tracing` says, else where OTEL_* variables say (docs/tracing.md).
+  const std::unique_ptr<telemetry::Tracer> tracer =
+      telemetry::tracer_from_env("prescale-gateway", &registry, otel_environment(config.tracing));
+  gateway_options.tracer = tracer.get();
   auto gw = gateway::Gateway::create(gateway_config, gateway_options);
   if (!gw) return error(gw.error().message);
 
@@ -357,6 +362,9 @@ int GatewayCommand::run() const {
         loaded->http.idle_timeout != running.http.idle_timeout ||
         loaded->http.max_connections != running.http.max_connections) {
       spdlog::warn("gateway.listen, gateway.threads and the http section take effect on restart");
+    }
+    if (!(loaded->tracing == running.tracing)) {
+      spdlog::warn("tracing takes effect on restart (the spans go where they went)");
     }
     running = std::move(*loaded);
   };

@@ -33,7 +33,8 @@ std::string self_executable() {
 
 local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::string& self,
                                         const std::string& gateway_url,
-                                        const std::filesystem::path& config_dir) {
+                                        const std::filesystem::path& config_dir,
+                                        const TracingConfig& tracing) {
   local::ReplicaTemplate t;
   t.service = s.name;
   if (s.kind == ServiceKind::kCommand) {
@@ -62,6 +63,13 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
   t.memory_limit_bytes = s.memory_limit.bytes;
   t.program = local::program_identity(t.argv.at(0));
   t.env.emplace_back("PRESCALE_GATEWAY_URL", gateway_url);
+  // Tracing (docs/tracing.md): where the file sends spans, and the service's name in them; what
+  // the service's own env sets wins.
+  auto unless_set = [&](const std::string& name, const std::string& value) {
+    if (!s.env.contains(name)) t.env.emplace_back(name, value);
+  };
+  for (const auto& [name, value] : otel_environment(tracing)) unless_set(name, value);
+  unless_set("OTEL_SERVICE_NAME", s.name);
   return t;
 }
 
@@ -287,6 +295,8 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
   if (next.world != running.world) out.push_back("world");
   if (!(next.http == running.http)) out.push_back("http");
   if (!(next.logging == running.logging)) out.push_back("logging");
+  // The gateway's tracer is made at the start; the replicas would follow it by a rollout.
+  if (!(next.tracing == running.tracing)) out.push_back("tracing");
   if (!(next.policy == running.policy)) out.push_back("policy");
   // The rollout analysis is looked up at each look: it may be switched at once (say after a
   // rollback it should not have made).

@@ -193,6 +193,40 @@ TEST(ReplicaTemplate, BuiltInKindsRunThisBinarysServeWithTheirModelBesideTheFile
   EXPECT_EQ(replica_template(c, "/opt/prescale", "http://g", "/srv/app").readiness_path, "/health");
 }
 
+TEST(ReplicaTemplate, ReplicasAreToldWhereTheFileSendsSpansAndTheirServicesName) {
+  using Env = std::pair<std::string, std::string>;
+  ServiceConfig s;
+  s.name = "fraud";
+  s.kind = ServiceKind::kFraud;
+  // Without tracing, the name only: a service's own OpenTelemetry SDK then names it right too.
+  local::ReplicaTemplate t = replica_template(s, "/opt/prescale", "http://g", "/srv/app");
+  EXPECT_THAT(t.env, ::testing::Contains(Env("OTEL_SERVICE_NAME", "fraud")));
+  EXPECT_THAT(t.env, ::testing::Not(::testing::Contains(
+                         ::testing::Field(&Env::first, "OTEL_EXPORTER_OTLP_ENDPOINT"))));
+  TracingConfig tracing;
+  tracing.otlp_endpoint = "http://127.0.0.1:4318";
+  tracing.sample_ratio = 0.1;
+  tracing.headers = {{"authorization", "Bearer a,b=c"}};
+  t = replica_template(s, "/opt/prescale", "http://g", "/srv/app", tracing);
+  EXPECT_THAT(t.env, ::testing::IsSupersetOf(
+                         {Env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                          Env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                          Env("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+                          Env("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20a%2Cb%3Dc"),
+                          Env("OTEL_SERVICE_NAME", "fraud")}));
+  // The service's own env wins, once.
+  s.env = {{"OTEL_SERVICE_NAME", "fraud-eu"}, {"OTEL_TRACES_SAMPLER", "always_off"}};
+  t = replica_template(s, "/opt/prescale", "http://g", "/srv/app", tracing);
+  EXPECT_EQ(std::count_if(t.env.begin(), t.env.end(),
+                          [](const Env& e) { return e.first == "OTEL_SERVICE_NAME"; }),
+            1);
+  EXPECT_THAT(t.env, ::testing::Contains(Env("OTEL_SERVICE_NAME", "fraud-eu")));
+  EXPECT_THAT(t.env, ::testing::Contains(Env("OTEL_TRACES_SAMPLER", "always_off")));
+  EXPECT_THAT(
+      t.env,
+      ::testing::Not(::testing::Contains(Env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"))));
+}
+
 std::string log_file(const std::string& name, const std::string& content) {
   const auto path = std::filesystem::temp_directory_path() /
                     ("last_log_line_" + std::to_string(::getpid()) + "_" + name);
@@ -251,6 +285,10 @@ gateway:
   EXPECT_THAT(changes_needing_a_restart(
                   running, edited("version: 1\n", "version: 1\npolicy: {name: hpa}\n")),
               ::testing::ElementsAre("policy"));
+  EXPECT_THAT(changes_needing_a_restart(
+                  running, edited("version: 1\n",
+                                  "version: 1\ntracing: {otlp_endpoint: \"http://c:4318\"}\n")),
+              ::testing::ElementsAre("tracing"));
   EXPECT_THAT(changes_needing_a_restart(running, edited("  - name: api\n", "  - name: api2\n")),
               ::testing::ElementsAre("services (added, removed, renamed or reordered)"));
   EXPECT_THAT(changes_needing_a_restart(running, edited("127.0.0.1:0", "127.0.0.1:8080")),

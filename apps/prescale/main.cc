@@ -26,6 +26,7 @@
 #include "services/recommend/recommend_service.h"
 #include "sim_command.h"
 #include "telemetry/registry.h"
+#include "telemetry/tracing.h"
 #include "train_forecast.h"
 #include "train_fraud.h"
 #include "train_recommend.h"
@@ -108,6 +109,10 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
   // One registry for the runtime and the service, so a service's own metrics (e.g.
   // prescale_model_info) are on /metrics with the runtime's.
   telemetry::Registry registry;
+  // Spans where OTEL_* variables say (docs/tracing.md). Made before the service, so that it
+  // outlives the requests a service still answers as it goes (a delayed echo, say).
+  const std::unique_ptr<telemetry::Tracer> tracer =
+      telemetry::tracer_from_env(flags.kind, &registry);
   std::unique_ptr<runtime::Service> service;
   if (flags.kind == "echo") {
     service = std::make_unique<services::EchoService>();
@@ -160,6 +165,7 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
   options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
   options.registry = &registry;
   options.port_file = flags.port_file;
+  options.tracer = tracer.get();
   runtime::Runtime rt(*service, options);
   if (auto started = rt.start(); !started) {
     std::cerr << "prescale serve " << flags.kind << ": " << started.error().to_string() << "\n";

@@ -38,6 +38,7 @@
 #include "scaling/prescale_policy.h"
 #include "telemetry/process_metrics.h"
 #include "telemetry/registry.h"
+#include "telemetry/tracing.h"
 #include "worlds/local/local_world.h"
 #include "worlds/local/process.h"
 #include "worlds/local/supervisor.h"
@@ -284,6 +285,10 @@ int run_up(const UpFlags& f) {
   gateway_options.on_dns_problem = [](const std::string& line) {
     spdlog::warn("gateway.upstreams: {}", line);
   };
+  // The gateway's spans go where the file's `tracing` says, else where OTEL_* variables say.
+  const std::unique_ptr<telemetry::Tracer> tracer =
+      telemetry::tracer_from_env("prescale-gateway", &registry, otel_environment(config.tracing));
+  gateway_options.tracer = tracer.get();
   Config as_loaded = config;  // what a reload compares with
   prepare_gateway(config);
   LearnedAdmission admission(config.services);
@@ -387,7 +392,9 @@ int run_up(const UpFlags& f) {
       std::filesystem::absolute(f.config_path).parent_path();
   std::vector<scaling::ServiceSpec> specs;
   for (const ServiceConfig& s : config.services) {
-    if (auto added = supervisor.add_service(replica_template(s, self, gateway_url, config_dir)); !added) {
+    if (auto added = supervisor.add_service(
+            replica_template(s, self, gateway_url, config_dir, config.tracing));
+        !added) {
       return error(added.error().message);
     }
     (void)supervisor.set_desired(s.name, s.replicas.initial);
@@ -620,7 +627,7 @@ int run_up(const UpFlags& f) {
     // Every template checked before anything changes: all of the file applies, or none.
     std::vector<local::ReplicaTemplate> templates;
     for (const ServiceConfig& s : next->services) {
-      templates.push_back(replica_template(s, self, gateway_url, config_dir));
+      templates.push_back(replica_template(s, self, gateway_url, config_dir, next->tracing));
       if (auto valid = supervisor.validate(templates.back()); !valid) {
         return refuse(f.config_path + ": " + valid.error().message);
       }

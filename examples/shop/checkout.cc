@@ -2,7 +2,9 @@
 // Prescale runtime. A checkout scores the transaction with the built-in fraud service and, when
 // it is accepted, asks the built-in recommend service what to suggest next; both calls go
 // through the gateway (PRESCALE_GATEWAY_URL) and name their caller in `x-prescale-caller`, which
-// is how Prescale learns the call graph.
+// is how Prescale learns the call graph. Both carry the order's trace context (traceparent,
+// tracestate), so that with tracing on (OTEL_EXPORTER_OTLP_ENDPOINT, docs/tracing.md) an order
+// is one trace: gateway, checkout, gateway, fraud, gateway, recommend.
 //
 //   POST /v1/checkout   {"user": 42, "transaction": {"Time": 406, "V1": ..., "Amount": 9.99}}
 //     -> {"order": "accepted"|"held", "fraud_probability": 0.01, "recommendations": [...]}
@@ -29,6 +31,7 @@
 #include "runtime/service.h"
 #include "telemetry/process_metrics.h"
 #include "telemetry/registry.h"
+#include "telemetry/tracing.h"
 
 namespace {
 
@@ -69,15 +72,20 @@ class Checkout final : public prescale::runtime::Service {
   std::string_view name() const override { return "checkout"; }
 
   void register_routes(prescale::runtime::Routes& routes) override {
-    routes.post("/v1/checkout", [this](Request& req, Responder respond) {
-      respond(checkout(req.body));
-    });
+    routes.post("/v1/checkout",
+                [this](Request& req, Responder respond) { respond(checkout(req)); });
   }
 
  private:
-  prescale::Result<prescale::http::Response> call(const std::string& method,
+  // A call through the gateway, in the trace of `incoming`: its traceparent (the runtime's span of
+  // this request when tracing is on) and tracestate go on.
+  prescale::Result<prescale::http::Response> call(const Request& incoming,
+                                                  const std::string& method,
                                                   const std::string& target, std::string body) {
     Request req;
+    for (const char* field : {"traceparent", "tracestate"}) {
+      if (auto value = incoming.headers.get(field)) req.headers.set(field, std::string(*value));
+    }
     req.method = method == "POST" ? prescale::http::Method::kPost : prescale::http::Method::kGet;
     req.method_name = method;
     req.target = target;
@@ -89,8 +97,8 @@ class Checkout final : public prescale::runtime::Service {
     return client_.request(gateway_.host, gateway_.port, std::move(req));
   }
 
-  Response checkout(const std::string& body) {
-    Json order = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  Response checkout(const Request& request) {
+    Json order = Json::parse(request.body, nullptr, /*allow_exceptions=*/false);
     if (order.is_discarded() || !order.is_object()) {
       return json_error(400, "invalid_json", "the body must be a JSON object");
     }
@@ -104,7 +112,7 @@ class Checkout final : public prescale::runtime::Service {
     if (!order.contains("transaction") || !order["transaction"].is_object()) {
       return json_error(400, "invalid_field", "transaction: required, an object of features");
     }
-    const auto score = call("POST", "/v1/score", order["transaction"].dump());
+    const auto score = call(request, "POST", "/v1/score", order["transaction"].dump());
     if (score && score->status == 400) {
       // Fraud refused the transaction the client sent: the client's mistake, and a 502 would
       // count against this replica at the gateway (outlier detection ejects it).
@@ -129,10 +137,10 @@ class Checkout final : public prescale::runtime::Service {
                 {"fraud_probability", verdict.value("fraud_probability", 0.0)},
                 {"recommendations", Json::array()}};
     if (!fraud) {
-      const auto recs = call("GET",
-                             "/v1/users/" + std::to_string(order["user"].get<long long>()) +
-                                 "/recommendations?k=5",
-                             "");
+      const auto recs = call(
+          request, "GET",
+          "/v1/users/" + std::to_string(order["user"].get<long long>()) + "/recommendations?k=5",
+          "");
       if (recs && recs->status == 200) {
         const Json r = Json::parse(recs->body, nullptr, false);
         if (r.is_object() && r.contains("items")) out["recommendations"] = r["items"];
@@ -181,6 +189,9 @@ int main(int argc, char** argv) {
   options.server.threads = threads;
   options.registry = &registry;
   options.port_file = port_file;
+  // Spans to an OTLP receiver when OTEL_EXPORTER_OTLP_ENDPOINT says where (docs/tracing.md).
+  const auto tracer = prescale::telemetry::tracer_from_env("checkout", &registry);
+  options.tracer = tracer.get();
   prescale::runtime::Runtime rt(service, options);
   if (auto started = rt.start(); !started) {
     std::cerr << "shop-checkout: " << started.error().to_string() << "\n";

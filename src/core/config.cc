@@ -1,5 +1,6 @@
 #include "core/config.h"
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/host_port.h"
 #include "core/internal/config_rules.h"
 #include "core/internal/config_schema.h"
 #include "core/internal/yaml_schema.h"
@@ -306,11 +308,83 @@ static void describe(Schema<HealerConfig>& s) {
   s.field("rollout_analysis", &HealerConfig::rollout_analysis);
 }
 
+static void describe(Schema<TracingConfig>& s) {
+  s.field("otlp_endpoint", &TracingConfig::otlp_endpoint).check([](const std::string& url) {
+    if (url.empty()) return std::string();
+    auto parsed = parse_http_url(url);
+    if (!parsed) {
+      return parsed.error().message +
+             " (an OTLP/HTTP receiver's base URL, e.g. http://localhost:4318)";
+    }
+    std::string_view path = parsed->path;
+    while (path.ends_with('/')) path.remove_suffix(1);
+    if (path.ends_with("/v1/traces")) {
+      return std::string(
+          "the receiver's base URL, without /v1/traces: Prescale adds it (as OpenTelemetry's "
+          "OTEL_EXPORTER_OTLP_ENDPOINT)");
+    }
+    return std::string();
+  });
+  s.field("sample_ratio", &TracingConfig::sample_ratio).at_least(0.0).at_most(1.0);
+  s.field("headers", &TracingConfig::headers);
+  s.check([](TracingConfig& t, const Checker& c) {
+    if (t.otlp_endpoint.empty()) {
+      for (const char* field : {"sample_ratio", "headers"}) {
+        if (c.has(field)) c.at(field).error("has no effect without tracing.otlp_endpoint");
+      }
+    }
+    for (const auto& [name, value] : t.headers) {
+      if (!internal::valid_header_name(name)) {
+        c.at("headers").key(name).error("not a valid HTTP header name");
+      }
+      if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+        c.at("headers").key(name).error("must not hold a line break or NUL character");
+      }
+    }
+  });
+}
+
+std::vector<std::pair<std::string, std::string>> otel_environment(const TracingConfig& tracing) {
+  if (tracing.otlp_endpoint.empty()) return {};
+  // The traces' own endpoint too, so that one a process inherits does not win over the file's.
+  std::string traces = tracing.otlp_endpoint;
+  if (!traces.ends_with('/')) traces += '/';
+  traces += "v1/traces";
+  std::vector<std::pair<std::string, std::string>> env = {
+      {"OTEL_EXPORTER_OTLP_ENDPOINT", tracing.otlp_endpoint},
+      {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", std::move(traces)},
+      {"OTEL_TRACES_EXPORTER", "otlp"},
+      {"OTEL_TRACES_SAMPLER", "parentbased_traceidratio"},
+      {"OTEL_TRACES_SAMPLER_ARG", fmt::format("{}", tracing.sample_ratio)}};
+  if (!tracing.headers.empty()) {
+    // W3C Baggage's encoding, which the variable has: a value's ',', '%', '=', spaces and
+    // bytes outside printable ASCII percent-encoded.
+    std::string list;
+    for (const auto& [name, value] : tracing.headers) {
+      if (!list.empty()) list += ',';
+      list += name;
+      list += '=';
+      for (unsigned char ch : value) {
+        if (ch <= 0x20 || ch >= 0x7f || ch == ',' || ch == '%' || ch == '=' || ch == ';' ||
+            ch == '"' || ch == '\\') {
+          list += fmt::format("%{:02X}", ch);
+        } else {
+          list += static_cast<char>(ch);
+        }
+      }
+    }
+    env.emplace_back("OTEL_EXPORTER_OTLP_HEADERS", list);
+    env.emplace_back("OTEL_EXPORTER_OTLP_TRACES_HEADERS", std::move(list));
+  }
+  return env;
+}
+
 static void describe(Schema<Config>& s) {
   s.field("version", &Config::version).required().check(version_problem);
   s.field("world", &Config::world);
   s.field("http", &Config::http);
   s.field("logging", &Config::logging);
+  s.field("tracing", &Config::tracing);
   s.field("policy", &Config::policy);
   s.field("healer", &Config::healer);
   s.field("services", &Config::services);

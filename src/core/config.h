@@ -310,11 +310,32 @@ struct HealerConfig {
   friend bool operator==(const HealerConfig&, const HealerConfig&) = default;
 };
 
+// Spans of every request to an OTLP/HTTP receiver (docs/tracing.md): `prescale up` gives its
+// gateway and each replica the OTEL_* variables that say where (otel_environment()), and
+// `prescale render kubernetes` writes them into the pods.
+struct TracingConfig {
+  // "http://HOST[:PORT][/PATH]": the receiver's base URL (an OpenTelemetry collector's port 4318),
+  // "/v1/traces" appended. "" = no spans (what OTEL_* variables the processes have still apply).
+  std::string otlp_endpoint;
+  double sample_ratio = 1.0;  // the share of new traces sampled; a caller's decision is followed
+  std::map<std::string, std::string> headers;  // sent with each export, e.g. authorization
+
+  friend bool operator==(const TracingConfig&, const TracingConfig&) = default;
+};
+
+// The OpenTelemetry variables that send spans where `tracing` says: OTEL_EXPORTER_OTLP_ENDPOINT
+// and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (its /v1/traces), OTEL_TRACES_EXPORTER (otlp),
+// OTEL_TRACES_SAMPLER (parentbased_traceidratio), OTEL_TRACES_SAMPLER_ARG and, with headers,
+// OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_TRACES_HEADERS (values percent-encoded).
+// Empty when no endpoint is set.
+std::vector<std::pair<std::string, std::string>> otel_environment(const TracingConfig& tracing);
+
 struct Config {
   int version = 1;
   WorldKind world = WorldKind::kLocal;
   HttpConfig http;
   LoggingConfig logging;
+  TracingConfig tracing;
   PolicyConfig policy;
   HealerConfig healer;
   std::vector<ServiceConfig> services;

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include "core/host_port.h"
 #include "core/internal/config_scalars.h"
 
 namespace prescale {
@@ -820,6 +821,52 @@ TEST(ConfigError, ConcurrencyIsNotNegative) {
   EXPECT_EQ(error_of("version: 1\nservices:\n  - name: a\n    kind: builtin/echo\n"
                      "    concurrency: -1\n"),
             "prescale.yaml:5:18: services[0].concurrency: must be >= 0, got -1");
+}
+
+TEST(ConfigTracing, SendsSpansWhereTheFileSays) {
+  Result<Config> c = load_config_string(R"(version: 1
+tracing:
+  otlp_endpoint: http://otel-collector.monitoring:4318
+  sample_ratio: 0.05
+  headers: {authorization: "Bearer x y", x-scope-orgid: "a,b"}
+)");
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_EQ(c->tracing.otlp_endpoint, "http://otel-collector.monitoring:4318");
+  EXPECT_EQ(c->tracing.sample_ratio, 0.05);
+  using Env = std::vector<std::pair<std::string, std::string>>;
+  const std::string headers = "authorization=Bearer%20x%20y,x-scope-orgid=a%2Cb";
+  EXPECT_EQ(otel_environment(c->tracing),
+            (Env{{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector.monitoring:4318"},
+                 {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                  "http://otel-collector.monitoring:4318/v1/traces"},
+                 {"OTEL_TRACES_EXPORTER", "otlp"},
+                 {"OTEL_TRACES_SAMPLER", "parentbased_traceidratio"},
+                 {"OTEL_TRACES_SAMPLER_ARG", "0.05"},
+                 {"OTEL_EXPORTER_OTLP_HEADERS", headers},
+                 {"OTEL_EXPORTER_OTLP_TRACES_HEADERS", headers}}));
+  // None written: no spans, no variables.
+  Result<Config> none = load_config_string("version: 1\n");
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(otel_environment(none->tracing).empty());
+  EXPECT_EQ(none->tracing.sample_ratio, 1.0);
+}
+
+TEST(ConfigError, TracingNamesWhatIsWrong) {
+  EXPECT_EQ(error_of("version: 1\ntracing:\n  otlp_endpoint: https://c:4318\n"),
+            "prescale.yaml:3:18: tracing.otlp_endpoint: " +
+                parse_http_url("https://c:4318").error().message +
+                " (an OTLP/HTTP receiver's base URL, e.g. http://localhost:4318)");
+  EXPECT_EQ(error_of("version: 1\ntracing: {otlp_endpoint: \"http://c\", sample_ratio: 2}\n"),
+            "prescale.yaml:2:52: tracing.sample_ratio: must be <= 1, got 2");
+  EXPECT_EQ(error_of("version: 1\ntracing: {sample_ratio: 0.5}\n"),
+            "prescale.yaml:2:25: tracing.sample_ratio: has no effect without "
+            "tracing.otlp_endpoint");
+  EXPECT_EQ(error_of("version: 1\ntracing:\n  otlp_endpoint: http://c:4318/v1/traces/\n"),
+            "prescale.yaml:3:18: tracing.otlp_endpoint: the receiver's base URL, without "
+            "/v1/traces: Prescale adds it (as OpenTelemetry's OTEL_EXPORTER_OTLP_ENDPOINT)");
+  EXPECT_EQ(error_of("version: 1\ntracing: {otlp_endpoint: \"http://c\", headers: "
+                     "{\"bad header\": x}}\n"),
+            "prescale.yaml:2:48: tracing.headers.bad header: not a valid HTTP header name");
 }
 
 TEST(ConfigError, QueueLimitIsADurationNotNegative) {

@@ -5,9 +5,9 @@
 
 #include "gateway/internal/gateway_config.h"
 #include "gateway/internal/gateway_impl.h"
-#include "gateway/trace_context.h"
-#include "http/internal/wire.h"
 #include "http/json.h"
+#include "telemetry/trace_context.h"
+#include "telemetry/tracing.h"
 
 namespace prescale::gateway {
 namespace {
@@ -76,6 +76,27 @@ Result<void> Gateway::reload(const GatewayConfig& config) {
 
 Gateway::Gateway(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
+namespace {
+
+// The gateway's span of a request the tracer samples, ended when it is answered; `t` carries
+// the sampling decision upstream.
+void trace(telemetry::Tracer& tracer, telemetry::UpstreamTrace& t, const http::Request& request,
+           const Route& route, http::Responder& respond) {
+  auto span = tracer.server_span(t, request.method_name, route.path_rule);
+  if (!span) return;
+  span->attribute("http.request.method", request.method_name);
+  span->attribute("url.path", request.path);
+  span->attribute("http.route", route.path_rule);
+  span->attribute("client.address", request.remote_address);
+  span->attribute("prescale.service", route.service);
+  if (auto caller = request.headers.get(kCallerHeader)) {
+    span->attribute("prescale.caller", std::string(*caller));
+  }
+  respond = telemetry::ending(std::move(*span), std::move(respond));
+}
+
+}  // namespace
+
 Gateway::~Gateway() {
   stop_upkeep();
   impl_->health.reset();  // waits for probes in flight
@@ -124,41 +145,14 @@ void Gateway::handle(http::Request& request, http::Responder respond) {
       return;
     }
   }
-  // Trace context: continue the caller's trace (or start one) with a span for this hop.
+  // Trace context: continue the caller's trace (or start one) with a span for this hop. Several
+  // tracestate fields are one list (RFC 9110 section 5.3, W3C Trace Context section 3.3.1.1):
+  // joined, so all of it goes on and its limits (32 members) hold for all of it.
   {
-    // Two traceparent fields name two parents: neither is to be trusted, and a new trace
-    // starts (the W3C trace-context test suite's test_traceparent_duplicated).
-    std::optional<std::string_view> parent;
-    bool several_parents = false;
-    // Several tracestate fields are one list (RFC 9110 section 5.3, W3C Trace Context section
-    // 3.3.1.1): joined, so all of it goes on and its limits (32 members) hold for all of it.
-    std::optional<std::string_view> state;
     std::string joined;
-    for (const auto& [name, value] : request.headers.fields()) {
-      if (http::internal::iequals(name, "traceparent")) {
-        several_parents = several_parents || parent.has_value();
-        parent = value;
-        continue;
-      }
-      if (!http::internal::iequals(name, "tracestate")) continue;
-      if (!state) {
-        state = value;
-        continue;
-      }
-      if (joined.empty()) joined.assign(*state);
-      joined += ',';
-      joined += value;
-      state = joined;
-    }
-    if (several_parents) parent.reset();
-    UpstreamTrace t = propagate(parent, state, /*sample_new_trace=*/false);
-    std::string tracestate(t.tracestate);  // a copy: it points into the headers changed below
-    request.headers.set("traceparent", std::move(t.traceparent));
-    if (tracestate.empty()) {
-      request.headers.remove("tracestate");
-    } else {
-      request.headers.set("tracestate", std::move(tracestate));
-    }
+    telemetry::UpstreamTrace t = telemetry::continue_trace(request.headers, joined);
+    if (g.options.tracer != nullptr) trace(*g.options.tracer, t, request, *route, respond);
+    telemetry::set_trace_headers(request.headers, std::move(t));
   }
   // Per-edge call counts, for the controller's topology learner. Only known services name a
   // caller (a header must not create unbounded series).

@@ -36,6 +36,7 @@
 
 namespace prescale::telemetry {
 class Registry;
+class Tracer;
 }
 
 namespace prescale::gateway {
@@ -45,6 +46,9 @@ class Cluster;
 struct GatewayOptions {
   Clock* clock = &Clock::real();
   telemetry::Registry* registry = nullptr;  // request, upstream and resilience metrics
+  // A server span of each sampled request it forwards, to an OTLP receiver (docs/tracing.md);
+  // nullptr: none, and a new trace is not sampled (traceparent is carried on either way).
+  telemetry::Tracer* tracer = nullptr;
   std::string service_label = "gateway";
   std::chrono::milliseconds connect_timeout{2000};
   // How long a removed endpoint may keep its in-flight requests before it is dropped.

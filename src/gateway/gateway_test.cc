@@ -16,11 +16,11 @@
 
 #include "core/config.h"
 #include "gateway/cluster.h"
-#include "gateway/trace_context.h"
 #include "http/server.h"
 #include "http/test_util.h"
 #include "telemetry/exposition.h"
 #include "telemetry/registry.h"
+#include "telemetry/trace_context.h"
 
 namespace prescale::gateway {
 namespace {
@@ -257,8 +257,8 @@ TEST(GatewayTraceTest, TwoTraceparentFieldsStartANewTrace) {
   EXPECT_EQ(got.substr(0, 36), one.substr(0, 36));  // one: continued, its tracestate kept
   EXPECT_TRUE(got.ends_with("|a=1")) << got;
   got = forwarded("traceparent: " + one + "\r\nTraceparent: " + two + "\r\ntracestate: a=1\r\n");
-  ASSERT_EQ(got.size(), kTraceparentSize + 1) << got;  // a new trace, no tracestate
-  EXPECT_TRUE(parse_traceparent(got.substr(0, kTraceparentSize))) << got;
+  ASSERT_EQ(got.size(), telemetry::kTraceparentSize + 1) << got;  // a new trace, no tracestate
+  EXPECT_TRUE(telemetry::parse_traceparent(got.substr(0, telemetry::kTraceparentSize))) << got;
   EXPECT_NE(got.substr(3, 32), one.substr(3, 32));
   EXPECT_NE(got.substr(3, 32), two.substr(3, 32));
 }

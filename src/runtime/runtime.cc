@@ -13,6 +13,8 @@
 #include "http/router.h"
 #include "telemetry/exposition.h"
 #include "telemetry/process_metrics.h"
+#include "telemetry/trace_context.h"
+#include "telemetry/tracing.h"
 
 namespace prescale::runtime {
 namespace {
@@ -104,6 +106,22 @@ class CountedResponder {
   bool pending_ = true;
 };
 
+// Continues the request's trace with this hop's span: the handler reads this hop's context in
+// `traceparent`, and a sampled request's span ends when it is answered.
+void trace(telemetry::Tracer& tracer, const std::string& route, http::Request& request,
+           http::Responder& respond) {
+  std::string joined;
+  telemetry::UpstreamTrace t = telemetry::continue_trace(request.headers, joined);
+  auto span = tracer.server_span(t, request.method_name, route);
+  telemetry::set_trace_headers(request.headers, std::move(t));
+  if (!span) return;
+  span->attribute("http.request.method", request.method_name);
+  span->attribute("url.path", request.path);
+  span->attribute("http.route", route);
+  span->attribute("client.address", request.remote_address);
+  respond = telemetry::ending(std::move(*span), std::move(respond));
+}
+
 }  // namespace
 
 class Runtime::InstrumentedRoutes final : public Routes {
@@ -130,9 +148,11 @@ class Runtime::InstrumentedRoutes final : public Routes {
     RouteMetrics* m = metrics.get();
     Clock* clock = rt_.options_.clock;
     telemetry::Gauge* inflight = &inflight_;
-    rt_.router_->add(method, std::move(pattern),
-                     [m, clock, inflight, handler = std::move(handler)](http::Request& req,
-                                                                        http::Responder respond) {
+    telemetry::Tracer* tracer = rt_.options_.tracer;
+    rt_.router_->add(method, pattern,
+                     [m, clock, inflight, tracer, route = pattern, handler = std::move(handler)](
+                         http::Request& req, http::Responder respond) {
+                       if (tracer != nullptr) trace(*tracer, route, req, respond);
                        handler(req, http::Responder(CountedResponder(*m, *clock, *inflight,
                                                                      std::move(respond))));
                      });

@@ -27,6 +27,10 @@ namespace prescale::http {
 class Router;
 }
 
+namespace prescale::telemetry {
+class Tracer;
+}
+
 namespace prescale::runtime {
 
 struct RuntimeOptions {
@@ -35,6 +39,10 @@ struct RuntimeOptions {
   Clock* clock = &Clock::real();  // measures request latency
   // Defaults to a registry owned by the runtime (one per service process).
   telemetry::Registry* registry = nullptr;
+  // A server span of each sampled request, to an OTLP receiver (docs/tracing.md); the handler
+  // then sees this hop's `traceparent`, so that forwarding it makes the calls it makes children
+  // of the span. nullptr: no spans, and the request's headers are the caller's.
+  telemetry::Tracer* tracer = nullptr;
   // start() writes the bound port here (core/port_file.h); "" = nowhere. A port file that
   // cannot be written fails start().
   std::string port_file;

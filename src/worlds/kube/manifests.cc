@@ -122,6 +122,34 @@ std::string replace_all(std::string text, std::string_view from, std::string_vie
   return text;
 }
 
+// Tracing (docs/tracing.md): the file's receiver, the service's name in its spans, and the pod
+// and namespace as resource attributes (the kubelet fills in $(POD_NAME) and $(POD_NAMESPACE)).
+// What the container's own env sets wins; without an endpoint, only the name.
+void add_tracing_env(Json& env, const TracingConfig& tracing,
+                     const std::map<std::string, std::string>& own, std::string_view name) {
+  auto has = [&](std::string_view variable) {
+    return own.contains(std::string(variable)) ||
+           std::any_of(env.begin(), env.end(),
+                       [&](const Json& e) { return e["name"].get<std::string>() == variable; });
+  };
+  auto field = [&](const char* variable, const char* path) {
+    if (!has(variable)) {
+      env.push_back({{"name", variable}, {"valueFrom", {{"fieldRef", {{"fieldPath", path}}}}}});
+    }
+  };
+  if (!has("OTEL_SERVICE_NAME")) env.push_back({{"name", "OTEL_SERVICE_NAME"}, {"value", name}});
+  const auto otel = otel_environment(tracing);
+  if (otel.empty()) return;
+  for (const auto& [k, v] : otel) {
+    if (!has(k)) env.push_back({{"name", k}, {"value", v}});
+  }
+  if (has("OTEL_RESOURCE_ATTRIBUTES")) return;
+  field("POD_NAME", "metadata.name");
+  field("POD_NAMESPACE", "metadata.namespace");
+  env.push_back({{"name", "OTEL_RESOURCE_ATTRIBUTES"},
+                 {"value", "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)"}});
+}
+
 // The container of one service's replicas, or what is wrong with the service for Kubernetes.
 Json service_container(const ServiceConfig& s, std::size_t index, const Config& config,
                        const ManifestOptions& o, std::vector<std::string>& problems) {
@@ -191,6 +219,7 @@ Json service_container(const ServiceConfig& s, std::size_t index, const Config& 
   }
   env.push_back(
       {{"name", "PRESCALE_GATEWAY_URL"}, {"value", "http://" + std::string(kGatewayName) + ":80"}});
+  add_tracing_env(env, config.tracing, s.env, s.name);
   c["env"] = std::move(env);
   if (s.memory_limit.bytes > 0) {
     const std::string memory = format_byte_size(s.memory_limit);
@@ -237,6 +266,9 @@ Json gateway_container(const Config& config, const ManifestOptions& o) {
                    std::to_string(kControllerAdminPort) + "/v1/admission/$(POD_NAME)");
     env.push_back(
         {{"name", "POD_NAME"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "metadata.name"}}}}}});
+  }
+  if (!config.tracing.otlp_endpoint.empty()) {
+    add_tracing_env(env, config.tracing, {}, "prescale-gateway");
   }
   Json c = {{"name", "gateway"},
             {"image", o.image},

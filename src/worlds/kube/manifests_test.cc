@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -231,7 +232,8 @@ TEST(KubeManifests, ACommandServiceRunsItsImageWithThePortFilledIn) {
   EXPECT_EQ(c["command"].dump(), R"(["shop-checkout","--port","8080","--listen=0.0.0.0:8080"])");
   EXPECT_EQ(c["env"].dump(),
             R"([{"name":"MODE","value":"on"},{"name":"WORK_MS","value":"20"},)"
-            R"({"name":"PRESCALE_GATEWAY_URL","value":"http://prescale-gateway:80"}])");
+            R"({"name":"PRESCALE_GATEWAY_URL","value":"http://prescale-gateway:80"},)"
+            R"({"name":"OTEL_SERVICE_NAME","value":"checkout"}])");
   EXPECT_EQ(c["resources"]["limits"]["memory"], "128Mi");
   EXPECT_EQ(c["resources"]["requests"]["memory"], "128Mi");
   EXPECT_EQ(c["startupProbe"]["httpGet"]["path"], "/ready");
@@ -248,6 +250,58 @@ TEST(KubeManifests, ACommandServiceRunsItsImageWithThePortFilledIn) {
   // time to live of 5 s, and a second), then drains for http.shutdown_grace, with 5 s to spare.
   EXPECT_EQ(c["lifecycle"]["preStop"]["exec"]["command"].dump(), R"(["sleep","11"])");
   EXPECT_EQ(d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 11 + 10 + 5);
+}
+
+TEST(KubeManifests, WithTracingEveryPodSendsItsSpansWhereTheFileSaysNamingItself) {
+  std::string text = kShop;
+  text.replace(text.find("services:\n"), 0,
+               "tracing: {otlp_endpoint: \"http://otel-collector.monitoring:4318\", "
+               "sample_ratio: 0.2}\n");
+  // A service that names its spans itself, and gives its own resource attributes.
+  text.replace(text.find("    liveness: {enabled: false}\n"), 0,
+               "    env: {OTEL_SERVICE_NAME: recs, OTEL_RESOURCE_ATTRIBUTES: \"team=ml\"}\n");
+  const auto objects = render(text, options(text));
+  auto env_of = [&](std::string_view name) {
+    std::map<std::string, Json> out;
+    for (const Json& e : container_of(objects, name)["env"]) {
+      EXPECT_FALSE(out.contains(e["name"])) << name << ": " << e["name"] << " twice";
+      out[e["name"]] = e.contains("value") ? e["value"] : e["valueFrom"];
+    }
+    return out;
+  };
+  auto checkout = env_of("checkout");
+  EXPECT_EQ(checkout["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel-collector.monitoring:4318");
+  EXPECT_EQ(checkout["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio");
+  EXPECT_EQ(checkout["OTEL_TRACES_SAMPLER_ARG"], "0.2");
+  EXPECT_EQ(checkout["OTEL_SERVICE_NAME"], "checkout");
+  EXPECT_EQ(checkout["POD_NAME"]["fieldRef"]["fieldPath"], "metadata.name");
+  EXPECT_EQ(checkout["POD_NAMESPACE"]["fieldRef"]["fieldPath"], "metadata.namespace");
+  EXPECT_EQ(checkout["OTEL_RESOURCE_ATTRIBUTES"],
+            "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)");
+  // $(VAR) expands only variables defined before it in the list.
+  const Json& list = container_of(objects, "checkout")["env"];
+  std::vector<std::string> order;
+  for (const Json& e : list) order.push_back(e["name"]);
+  for (const char* variable : {"POD_NAME", "POD_NAMESPACE"}) {
+    EXPECT_LT(std::find(order.begin(), order.end(), variable),
+              std::find(order.begin(), order.end(), "OTEL_RESOURCE_ATTRIBUTES"))
+        << variable;
+  }
+
+  auto recommend = env_of("recommend");
+  EXPECT_EQ(recommend["OTEL_SERVICE_NAME"], "recs");
+  EXPECT_EQ(recommend["OTEL_RESOURCE_ATTRIBUTES"], "team=ml");
+  EXPECT_FALSE(recommend.contains("POD_NAMESPACE"));
+  EXPECT_EQ(recommend["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel-collector.monitoring:4318");
+
+  auto gateway = env_of("prescale-gateway");
+  EXPECT_EQ(gateway["OTEL_SERVICE_NAME"], "prescale-gateway");
+  EXPECT_EQ(gateway["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel-collector.monitoring:4318");
+  EXPECT_EQ(gateway["OTEL_RESOURCE_ATTRIBUTES"],
+            "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)");
+  // Without tracing, the gateway's environment is as before: its pod's name only.
+  EXPECT_EQ(container_of(render(kShop, options()), "prescale-gateway")["env"].dump(),
+            R"([{"name":"POD_NAME","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}])");
 }
 
 TEST(KubeManifests, EverySelectorSelectsItsOwnPodsAndEachServiceIsHeadless) {

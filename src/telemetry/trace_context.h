@@ -1,4 +1,5 @@
-// W3C Trace Context (https://www.w3.org/TR/trace-context/) for the gateway hop.
+// W3C Trace Context (https://www.w3.org/TR/trace-context/) for the gateway's and the services'
+// hops (the spans they record: telemetry/tracing.h).
 //
 // The gateway continues the trace a client started: it reads `traceparent`, makes a span of
 // its own (same trace id, new span id, flags kept) and sends that to the upstream as the new
@@ -20,7 +21,7 @@
 #include <string>
 #include <string_view>
 
-namespace prescale::gateway {
+namespace prescale::telemetry {
 
 using TraceId = std::array<std::uint8_t, 16>;
 using SpanId = std::array<std::uint8_t, 8>;
@@ -61,6 +62,7 @@ struct UpstreamTrace {
   std::string traceparent;      // format_traceparent(context)
   std::string_view tracestate;  // the incoming value, or empty: do not send the header
   bool continued = false;       // false when a new trace was started
+  SpanId parent_span_id{};      // the incoming span (all zero when a new trace was started)
 };
 
 // Continues the incoming trace (the request's `traceparent` and `tracestate` values, when
@@ -69,4 +71,4 @@ struct UpstreamTrace {
 UpstreamTrace propagate(std::optional<std::string_view> traceparent,
                         std::optional<std::string_view> tracestate, bool sample_new_trace);
 
-}  // namespace prescale::gateway
+}  // namespace prescale::telemetry

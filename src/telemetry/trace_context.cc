@@ -1,4 +1,4 @@
-#include "gateway/trace_context.h"
+#include "telemetry/trace_context.h"
 
 #include <algorithm>
 #include <bit>
@@ -9,7 +9,7 @@
 
 #include "core/splitmix.h"
 
-namespace prescale::gateway {
+namespace prescale::telemetry {
 namespace {
 
 // -1 for anything but 0-9 and a-f: the spec allows lower case only.
@@ -206,6 +206,7 @@ UpstreamTrace propagate(std::optional<std::string_view> traceparent,
   if (incoming) {
     out.context = child_of(*incoming);
     out.continued = true;
+    out.parent_span_id = incoming->span_id;
     if (tracestate && valid_tracestate(*tracestate)) out.tracestate = *tracestate;
   } else {
     out.context = new_trace(sample_new_trace);
@@ -214,4 +215,4 @@ UpstreamTrace propagate(std::optional<std::string_view> traceparent,
   return out;
 }
 
-}  // namespace prescale::gateway
+}  // namespace prescale::telemetry

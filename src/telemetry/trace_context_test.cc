@@ -1,4 +1,4 @@
-#include "gateway/trace_context.h"
+#include "telemetry/trace_context.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <string>
 #include <thread>
 
-namespace prescale::gateway {
+namespace prescale::telemetry {
 namespace {
 
 // The examples of the W3C Trace Context recommendation, section 3.2.
@@ -190,4 +190,4 @@ TEST(Propagate, StartsANewTraceWithoutAValidParent) {
 }
 
 }  // namespace
-}  // namespace prescale::gateway
+}  // namespace prescale::telemetry

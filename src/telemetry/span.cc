@@ -1,0 +1,309 @@
+#include "telemetry/span.h"
+
+#include <bit>
+#include <cstring>
+#include <optional>
+
+namespace prescale::telemetry {
+namespace {
+
+// Protobuf's wire types (the low 3 bits of a field's key).
+enum WireType : std::uint32_t { kVarint = 0, kFixed64 = 1, kLength = 2, kFixed32 = 5 };
+
+// The length of the UTF-8 sequence at the start of `in`, or 0 when it is not one (RFC 3629:
+// no overlong forms, no surrogates, nothing past U+10FFFF).
+std::size_t utf8_sequence(std::string_view in) {
+  const auto b = [&](std::size_t i) { return static_cast<std::uint8_t>(in[i]); };
+  const std::uint8_t c = b(0);
+  if (c < 0x80) return 1;
+  std::size_t n = 0;
+  std::uint8_t lo = 0x80, hi = 0xBF;  // the second byte's range
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (in.size() < n || b(1) < lo || b(1) > hi) return 0;
+  for (std::size_t i = 2; i < n; ++i) {
+    if (b(i) < 0x80 || b(i) > 0xBF) return 0;
+  }
+  return n;
+}
+
+// Appends fields in protobuf's binary encoding. A nested message is written into a buffer of its
+// own first, its length not being known before.
+class Writer {
+ public:
+  void varint(std::uint64_t v) {
+    while (v >= 0x80) {
+      out_ += static_cast<char>((v & 0x7f) | 0x80);
+      v >>= 7;
+    }
+    out_ += static_cast<char>(v);
+  }
+  void key(std::uint32_t field, WireType type) { varint(std::uint64_t{field} << 3 | type); }
+  void varint_field(std::uint32_t field, std::uint64_t v) {
+    key(field, kVarint);
+    varint(v);
+  }
+  void bytes_field(std::uint32_t field, std::string_view bytes) {
+    key(field, kLength);
+    varint(bytes.size());
+    out_ += bytes;
+  }
+  // A `string` field: protobuf requires UTF-8, so a byte that does not begin a valid sequence
+  // (a raw byte of a request's path, say) is written as U+FFFD; a receiver would otherwise refuse
+  // the whole batch.
+  void string_field(std::uint32_t field, std::string_view text) {
+    std::size_t valid = 0;
+    while (valid < text.size()) {
+      const std::size_t n = utf8_sequence(text.substr(valid));
+      if (n == 0) break;
+      valid += n;
+    }
+    if (valid == text.size()) {
+      bytes_field(field, text);
+      return;
+    }
+    std::string clean(text.substr(0, valid));
+    for (std::size_t i = valid; i < text.size();) {
+      const std::size_t n = utf8_sequence(text.substr(i));
+      if (n == 0) {
+        clean += "\xEF\xBF\xBD";
+        ++i;
+      } else {
+        clean.append(text.substr(i, n));
+        i += n;
+      }
+    }
+    bytes_field(field, clean);
+  }
+  template <std::size_t N>
+  void bytes_field(std::uint32_t field, const std::array<std::uint8_t, N>& id) {
+    bytes_field(field, std::string_view(reinterpret_cast<const char*>(id.data()), N));
+  }
+  void fixed64_field(std::uint32_t field, std::uint64_t v) {
+    key(field, kFixed64);
+    for (int i = 0; i < 8; ++i, v >>= 8) out_ += static_cast<char>(v & 0xff);
+  }
+  void fixed32_field(std::uint32_t field, std::uint32_t v) {
+    key(field, kFixed32);
+    for (int i = 0; i < 4; ++i, v >>= 8) out_ += static_cast<char>(v & 0xff);
+  }
+  void message_field(std::uint32_t field, const Writer& message) {
+    bytes_field(field, message.out_);
+  }
+  std::string& text() { return out_; }
+
+ private:
+  std::string out_;
+};
+
+// common.proto: KeyValue { string key = 1; AnyValue value = 2; } and AnyValue's oneof
+// { string_value = 1; bool_value = 2; int_value = 3; double_value = 4; }. A oneof member is
+// written even when it holds its type's default.
+Writer key_value(std::string_view key, const SpanAttribute::Value& value) {
+  Writer any;
+  if (const auto* s = std::get_if<std::string>(&value)) {
+    any.string_field(1, *s);
+  } else if (const auto* b = std::get_if<bool>(&value)) {
+    any.varint_field(2, *b ? 1 : 0);
+  } else if (const auto* i = std::get_if<std::int64_t>(&value)) {
+    any.varint_field(3, static_cast<std::uint64_t>(*i));
+  } else {
+    any.fixed64_field(4, std::bit_cast<std::uint64_t>(std::get<double>(value)));
+  }
+  Writer kv;
+  kv.string_field(1, key);
+  kv.message_field(2, any);
+  return kv;
+}
+
+bool all_zero(const SpanId& id) {
+  for (std::uint8_t b : id) {
+    if (b != 0) return false;
+  }
+  return true;
+}
+
+// trace.proto's SpanFlags: bit 8 says whether the parent's being remote is known, bit 9 that it
+// is; the low 8 bits are the W3C trace flags.
+constexpr std::uint32_t kContextHasIsRemote = 0x100;
+constexpr std::uint32_t kContextIsRemote = 0x200;
+
+// trace.proto: Span { trace_id = 1; span_id = 2; trace_state = 3; parent_span_id = 4; name = 5;
+// kind = 6; start_time_unix_nano = 7 (fixed64); end_time_unix_nano = 8 (fixed64);
+// attributes = 9; status = 15; flags = 16 (fixed32) }, Status { message = 2; code = 3; }.
+void write_span(Writer& out, const SpanRecord& span) {
+  out.bytes_field(1, span.context.trace_id);
+  out.bytes_field(2, span.context.span_id);
+  if (!span.trace_state.empty()) out.string_field(3, span.trace_state);
+  if (!all_zero(span.parent_span_id)) out.bytes_field(4, span.parent_span_id);
+  out.string_field(5, span.name);
+  out.varint_field(6, static_cast<std::uint64_t>(span.kind));
+  out.fixed64_field(7, span.start_unix_nano);
+  out.fixed64_field(8, span.end_unix_nano);
+  for (const SpanAttribute& a : span.attributes) out.message_field(9, key_value(a.key, a.value));
+  if (span.status != SpanStatus::kUnset) {
+    Writer status;
+    if (span.status == SpanStatus::kError && !span.status_message.empty()) {
+      status.string_field(2, span.status_message);
+    }
+    status.varint_field(3, static_cast<std::uint64_t>(span.status));
+    out.message_field(15, status);
+  }
+  std::uint32_t flags = span.context.flags | kContextHasIsRemote;
+  if (span.parent_remote) flags |= kContextIsRemote;
+  out.fixed32_field(16, flags);
+}
+
+// Reads a protobuf message's fields one by one; stops (done()) at the end or at anything
+// malformed (failed()).
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+
+  // The next field's number and wire type, or nullopt at the end or on a malformed key.
+  std::optional<std::pair<std::uint32_t, std::uint32_t>> next() {
+    if (in_.empty()) return std::nullopt;
+    const auto k = varint();
+    if (!k) return std::nullopt;
+    return std::pair{static_cast<std::uint32_t>(*k >> 3), static_cast<std::uint32_t>(*k & 7)};
+  }
+  std::optional<std::uint64_t> varint() {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64 && !in_.empty(); shift += 7) {
+      const auto b = static_cast<std::uint8_t>(in_.front());
+      in_.remove_prefix(1);
+      v |= std::uint64_t{b & 0x7fu} << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    failed_ = true;
+    return std::nullopt;
+  }
+  std::optional<std::string_view> length_delimited() {
+    const auto n = varint();
+    if (!n || *n > in_.size()) {
+      failed_ = true;
+      return std::nullopt;
+    }
+    std::string_view v = in_.substr(0, *n);
+    in_.remove_prefix(*n);
+    return v;
+  }
+  // Skips a field of `type` that is not wanted; false when it cannot.
+  bool skip(std::uint32_t type) {
+    switch (type) {
+      case kVarint:
+        return varint().has_value();
+      case kLength:
+        return length_delimited().has_value();
+      case kFixed64:
+      case kFixed32: {
+        const std::size_t n = type == kFixed64 ? 8 : 4;
+        if (in_.size() < n) {
+          failed_ = true;
+          return false;
+        }
+        in_.remove_prefix(n);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+  bool failed() const { return failed_; }
+
+ private:
+  std::string_view in_;
+  bool failed_ = false;
+};
+
+}  // namespace
+
+std::string encode_export_request(const ResourceAttributes& resource, std::string_view scope_name,
+                                  std::string_view scope_version,
+                                  const std::vector<SpanRecord>& spans) {
+  // resource.proto: Resource { attributes = 1; }
+  Writer res;
+  for (const auto& [k, v] : resource) res.message_field(1, key_value(k, v));
+  // common.proto: InstrumentationScope { name = 1; version = 2; }
+  Writer scope;
+  scope.string_field(1, scope_name);
+  if (!scope_version.empty()) scope.string_field(2, scope_version);
+  // trace.proto: ScopeSpans { scope = 1; spans = 2; }
+  Writer scope_spans;
+  scope_spans.message_field(1, scope);
+  for (const SpanRecord& span : spans) {
+    Writer s;
+    write_span(s, span);
+    scope_spans.message_field(2, s);
+  }
+  // trace.proto: ResourceSpans { resource = 1; scope_spans = 2; }
+  Writer resource_spans;
+  resource_spans.message_field(1, res);
+  resource_spans.message_field(2, scope_spans);
+  // trace_service.proto: ExportTraceServiceRequest { resource_spans = 1; }
+  Writer request;
+  request.message_field(1, resource_spans);
+  return std::move(request.text());
+}
+
+ExportPartialSuccess read_export_response(std::string_view body) {
+  // trace_service.proto: ExportTraceServiceResponse { partial_success = 1; },
+  // ExportTracePartialSuccess { int64 rejected_spans = 1; string error_message = 2; }
+  ExportPartialSuccess result;
+  Reader response(body);
+  while (const auto field = response.next()) {
+    if (field->first != 1 || field->second != kLength) {
+      if (!response.skip(field->second)) return {};
+      continue;
+    }
+    const auto partial = response.length_delimited();
+    if (!partial) return {};
+    Reader p(*partial);
+    while (const auto f = p.next()) {
+      if (f->first == 1 && f->second == kVarint) {
+        const auto v = p.varint();
+        if (!v) return {};
+        result.rejected_spans = static_cast<std::int64_t>(*v);
+      } else if (f->first == 2 && f->second == kLength) {
+        const auto v = p.length_delimited();
+        if (!v) return {};
+        result.error_message.assign(*v);
+      } else if (!p.skip(f->second)) {
+        return {};
+      }
+    }
+    if (p.failed()) return {};
+  }
+  if (response.failed()) return {};
+  return result;
+}
+
+std::string read_rpc_status_message(std::string_view body) {
+  // google/rpc/status.proto: Status { int32 code = 1; string message = 2; repeated Any details = 3;
+  // }
+  Reader status(body);
+  std::string message;
+  while (const auto field = status.next()) {
+    if (field->first == 2 && field->second == kLength) {
+      const auto v = status.length_delimited();
+      if (!v) return {};
+      message.assign(*v);
+    } else if (!status.skip(field->second)) {
+      return {};
+    }
+  }
+  return status.failed() ? std::string() : message;
+}
+
+}  // namespace prescale::telemetry
