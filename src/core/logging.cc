@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "core/utf8.h"
+
 namespace prescale {
 namespace {
 
@@ -48,32 +50,6 @@ class JsonFormatter final : public spdlog::formatter {
 
 namespace {
 
-// The length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlong forms, no
-// surrogates, at most U+10FFFF), or 0 when the bytes there are not one.
-size_t utf8_length(std::string_view s, size_t i) {
-  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  const unsigned char c = b(0);
-  size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size() || b(1) < lo || b(1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k) {
-    if (b(k) < 0x80 || b(k) > 0xBF) return 0;
-  }
-  return n;
-}
 
 }  // namespace
 
@@ -95,7 +71,7 @@ std::string json_escape(std::string_view s) {
           out += buf;
         } else if (c < 0x80) {
           out += static_cast<char>(c);
-        } else if (const size_t n = utf8_length(s, i); n > 0) {
+        } else if (const size_t n = utf8_sequence_length(s, i); n > 0) {
           out.append(s.substr(i, n));
           i += n - 1;
         } else {

@@ -4,39 +4,13 @@
 #include <cstring>
 #include <optional>
 
+#include "core/utf8.h"
+
 namespace prescale::telemetry {
 namespace {
 
 // Protobuf's wire types (the low 3 bits of a field's key).
 enum WireType : std::uint32_t { kVarint = 0, kFixed64 = 1, kLength = 2, kFixed32 = 5 };
-
-// The length of the UTF-8 sequence at the start of `in`, or 0 when it is not one (RFC 3629:
-// no overlong forms, no surrogates, nothing past U+10FFFF).
-std::size_t utf8_sequence(std::string_view in) {
-  const auto b = [&](std::size_t i) { return static_cast<std::uint8_t>(in[i]); };
-  const std::uint8_t c = b(0);
-  if (c < 0x80) return 1;
-  std::size_t n = 0;
-  std::uint8_t lo = 0x80, hi = 0xBF;  // the second byte's range
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (in.size() < n || b(1) < lo || b(1) > hi) return 0;
-  for (std::size_t i = 2; i < n; ++i) {
-    if (b(i) < 0x80 || b(i) > 0xBF) return 0;
-  }
-  return n;
-}
 
 // Protobuf's binary encoding, written in one pass into one buffer: a nested message's length
 // comes before its bytes, so each message's size is computed first (the *_size functions) from
@@ -60,7 +34,7 @@ std::size_t length_field_size(std::uint32_t field, std::size_t content) {
 std::size_t text_size(std::string_view text) {
   std::size_t n = 0;
   for (std::size_t i = 0; i < text.size();) {
-    const std::size_t k = utf8_sequence(text.substr(i));
+    const std::size_t k = utf8_sequence_length(text, i);
     n += k == 0 ? 3 : k;
     i += k == 0 ? 1 : k;
   }
@@ -99,7 +73,7 @@ class Writer {
   void string_field(std::uint32_t field, std::string_view text) {
     message(field, text_size(text));
     for (std::size_t i = 0; i < text.size();) {
-      const std::size_t n = utf8_sequence(text.substr(i));
+      const std::size_t n = utf8_sequence_length(text, i);
       if (n == 0) {
         out_ += "\xEF\xBF\xBD";
         ++i;
