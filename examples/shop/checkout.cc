@@ -182,6 +182,9 @@ int main(int argc, char** argv) {
   prescale::runtime::Runtime::block_termination_signals();
   prescale::telemetry::Registry registry;
   prescale::telemetry::register_process_metrics(registry);
+  // Spans to an OTLP receiver when OTEL_EXPORTER_OTLP_ENDPOINT says where (docs/tracing.md); made
+  // before the service, so that it outlives whatever the service still answers.
+  const auto tracer = prescale::telemetry::tracer_from_env("checkout", &registry);
   Checkout service(*gateway, std::chrono::milliseconds(work_ms));
   prescale::runtime::RuntimeOptions options;
   options.server.address = address;
@@ -189,8 +192,6 @@ int main(int argc, char** argv) {
   options.server.threads = threads;
   options.registry = &registry;
   options.port_file = port_file;
-  // Spans to an OTLP receiver when OTEL_EXPORTER_OTLP_ENDPOINT says where (docs/tracing.md).
-  const auto tracer = prescale::telemetry::tracer_from_env("checkout", &registry);
   options.tracer = tracer.get();
   prescale::runtime::Runtime rt(service, options);
   if (auto started = rt.start(); !started) {

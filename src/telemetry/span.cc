@@ -1,6 +1,7 @@
 #include "telemetry/span.h"
 
 #include <bit>
+#include <cassert>
 #include <cstring>
 #include <optional>
 
@@ -286,6 +287,7 @@ std::string encode_export_request(const ResourceAttributes& resource, std::strin
   out.string_field(1, scope_name);
   if (!scope_version.empty()) out.string_field(2, scope_version);
   for (std::size_t i = 0; i < spans.size(); ++i) write_span(out, spans[i], span_sizes[i]);
+  assert(out.text().size() == length_field_size(1, resource_spans_size));  // sizes as written
   return std::move(out.text());
 }
 

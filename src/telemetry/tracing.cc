@@ -295,12 +295,19 @@ std::unique_ptr<Tracer> tracer_from_env(
         for (const auto& [k, v] : over) {
           if (k == name) return v.c_str();
         }
-        // The file's tracing replaces the exporter's and the sampler's variables.
+        // The file's tracing replaces where spans go, how, and which: the endpoints, protocol,
+        // compression, exporter and sampler; the headers when it has some (else a token given
+        // to the pod from a Secret still goes with them).
         const std::string_view n(name);
-        if (!over.empty() && (n.starts_with("OTEL_EXPORTER_OTLP_") ||
-                              n.starts_with("OTEL_TRACES_") || n == "OTEL_SDK_DISABLED")) {
-          return nullptr;
-        }
+        const bool file_headers = std::any_of(over.begin(), over.end(), [](const auto& kv) {
+          return kv.first == "OTEL_EXPORTER_OTLP_HEADERS";
+        });
+        const bool replaced =
+            n.starts_with("OTEL_TRACES_") || n == "OTEL_SDK_DISABLED" ||
+            (n.starts_with("OTEL_EXPORTER_OTLP_") &&
+             (n.ends_with("ENDPOINT") || n.ends_with("PROTOCOL") || n.ends_with("COMPRESSION") ||
+              (n.ends_with("HEADERS") && file_headers)));
+        if (!over.empty() && replaced) return nullptr;
         return std::getenv(name);
       },
       default_service_name);
@@ -373,7 +380,7 @@ Tracer::~Tracer() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
-  flush_until(deadline);  // what is left, one attempt a batch (stopping_)
+  drain(deadline, /*yield_to_stop=*/false);  // what is left, one attempt a batch (stopping_)
 }
 
 bool Tracer::sample_new(const TraceId& trace_id) const {
@@ -417,15 +424,23 @@ void Tracer::record(SpanRecord span) {
   });
 }
 
-void Tracer::flush() { flush_until(options_.clock->now() + options_.export_timeout); }
+void Tracer::flush() { drain(std::nullopt, /*yield_to_stop=*/false); }
 
-void Tracer::flush_until(Clock::TimePoint deadline) {
+void Tracer::drain(std::optional<Clock::TimePoint> deadline, bool yield_to_stop) {
   Clock& clock = *options_.clock;
   for (;;) {
     std::vector<SpanRecord> batch;
     {
       std::lock_guard lock(mu_);
-      if (queue_.empty()) return;
+      if (queue_.empty() || (yield_to_stop && stopping_)) return;
+      if (deadline && clock.now() >= *deadline) {
+        const std::size_t left = queue_.size();
+        queue_.clear();
+        oldest_.reset();
+        dropped(dropped_export_failed_, left,
+                [] { return std::string("the tracer stopped with no time left to send them"); });
+        return;
+      }
       const std::size_t n = std::min(queue_.size(), options_.max_export_batch_size);
       batch.reserve(n);
       for (std::size_t i = 0; i < n; ++i) {
@@ -434,9 +449,7 @@ void Tracer::flush_until(Clock::TimePoint deadline) {
       }
       oldest_ = queue_.empty() ? std::nullopt : std::optional(clock.now());
     }
-    // Each batch has its export timeout, and none goes past the deadline.
-    send(std::move(batch), std::min(deadline, clock.now() + options_.export_timeout));
-    if (deadline <= clock.now()) deadline = clock.now() + options_.export_timeout;
+    send(std::move(batch), deadline ? *deadline : clock.now() + options_.export_timeout);
   }
 }
 
@@ -451,7 +464,7 @@ void Tracer::run() {
       due = queue_.size() >= options_.max_export_batch_size ||
             (oldest_ && clock.now() - *oldest_ >= options_.schedule_delay);
     }
-    if (due) flush();
+    if (due) drain(std::nullopt, /*yield_to_stop=*/true);  // a stop leaves the rest to ~Tracer
   }
 }
 
@@ -474,7 +487,7 @@ bool Tracer::send(std::vector<SpanRecord> batch, Clock::TimePoint deadline) {
     return stopping_;
   };
   std::chrono::milliseconds backoff = kFirstBackoff;
-  std::string why;
+  std::string why = "no answer within the export timeout";
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock.now());
     if (left <= std::chrono::milliseconds(0)) break;
@@ -517,11 +530,13 @@ bool Tracer::send(std::vector<SpanRecord> batch, Clock::TimePoint deadline) {
       }
     }
     if (!retry || stopping()) break;
-    // Up to 20 % less than the back-off, so that replicas that failed together retry apart.
-    std::chrono::milliseconds wait = retry_after.value_or(
+    // Up to 20 % less than the back-off, so that replicas that failed together retry apart; at
+    // least the receiver's Retry-After.
+    std::chrono::milliseconds wait =
         backoff - std::chrono::milliseconds(static_cast<std::int64_t>(
-                      static_cast<double>(backoff.count()) * 0.2 * jitter_())));
-    if (!retry_after) backoff *= 2;
+                      static_cast<double>(backoff.count()) * 0.2 * jitter_()));
+    if (retry_after) wait = std::max(wait, *retry_after);
+    backoff *= 2;
     if (clock.now() + wait >= deadline) break;
     // Woken within kLook by a stop.
     for (const Clock::TimePoint until = clock.now() + wait; clock.now() < until && !stopping();) {
@@ -601,6 +616,7 @@ http::Responder ending(ServerSpan span, http::Responder respond) {
 }
 
 UpstreamTrace continue_trace(const http::Headers& headers, std::string& joined) {
+  joined.clear();
   std::optional<std::string_view> parent;
   bool several_parents = false;
   std::optional<std::string_view> state;

@@ -122,11 +122,12 @@ void set_trace_headers(http::Headers& headers, UpstreamTrace t);
 
 // The process's tracer as its OTEL_* environment variables describe it (std::getenv), logged once
 // ("tracing: spans of NAME to http://HOST:PORT/v1/traces, ..."); nullptr when tracing is off.
-// With `over` (a config file's `tracing`: core/config.h's otel_environment()), the exporter's and
-// the sampler's variables are those only (OTEL_EXPORTER_OTLP_*, OTEL_TRACES_*,
-// OTEL_SDK_DISABLED): the file wins; the resource's and the batch processor's still come from
-// the environment. A variable it cannot use turns tracing off with a warning naming it (an
-// observability setting does not stop the data plane).
+// With `over` (a config file's `tracing`: core/config.h's otel_environment()), where spans go and
+// which are taken come from it only (the OTLP endpoints, protocol and compression,
+// OTEL_TRACES_*, OTEL_SDK_DISABLED, and the headers when it has some): the file wins; the
+// timeout, the resource's and the batch processor's variables still come from the environment. A
+// variable it cannot use turns tracing off with a warning naming it (an observability setting does
+// not stop the data plane).
 std::unique_ptr<Tracer> tracer_from_env(
     std::string_view default_service_name, Registry* registry,
     const std::vector<std::pair<std::string, std::string>>& over = {});
@@ -165,8 +166,9 @@ class Tracer {
  private:
   Tracer(TracerOptions options, Registry* registry);
   void run();
-  // Sends everything queued in batches, each given up at `deadline` at the latest.
-  void flush_until(Clock::TimePoint deadline);
+  // Sends what is queued in batches, each within export_timeout, or all by `deadline` (what is
+  // left then is dropped); with `yield_to_stop`, returns at a stop (the destructor sends the rest).
+  void drain(std::optional<Clock::TimePoint> deadline, bool yield_to_stop);
   // Sends one batch taken off the queue, trying again until `deadline`; false when given up.
   bool send(std::vector<SpanRecord> batch, Clock::TimePoint deadline);
   // Counts `n` lost spans; says why (what `why` makes) when nothing was said since spans last

@@ -220,6 +220,15 @@ TEST(TracerFromEnv, TheFilesTracingWinsAndABadVariableTurnsTracingOff) {
             (std::vector<std::pair<std::string, std::string>>{{"authorization", "t"}}));
   EXPECT_EQ(tracer->options().resource.front().second, "from-env");  // the resource's: the env's
 
+  // A file without headers leaves the environment's (a token from a Secret) in force.
+  ::setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=from-secret", 1);
+  tracer = tracer_from_env("prescale-gateway", nullptr,
+                           {{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"}});
+  ::unsetenv("OTEL_EXPORTER_OTLP_HEADERS");
+  ASSERT_NE(tracer, nullptr);
+  EXPECT_EQ(tracer->options().headers,
+            (std::vector<std::pair<std::string, std::string>>{{"authorization", "from-secret"}}));
+
   ::setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318", 1);
   ::setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", 1);
   EXPECT_EQ(tracer_from_env("x", nullptr), nullptr);
@@ -386,6 +395,18 @@ TEST_F(TracerFixture, TheStopTriesWhatIsQueuedOnce) {
   tracer->record(span_named("last"));
   tracer.reset();  // no clock is driven: a back-off would wait for good
   EXPECT_EQ(receiver.requests().size(), 1u);
+  EXPECT_EQ(counter("prescale_tracing_spans_dropped_total", "export_failed"), 1);
+}
+
+// Retry-After: 0 is no busy loop: the back-off still applies.
+TEST_F(TracerFixture, ARetryAfterOfNoSecondsStillBacksOff) {
+  auto tracer = make();
+  receiver.answer_next(1000, 503, 0);
+  tracer->record(span_named("a"));
+  flush_driving_the_clock(*tracer);
+  // 250 ms doubling (less up to 20 %) within 10 s: at most 7 attempts.
+  EXPECT_LE(receiver.requests().size(), 7u);
+  EXPECT_GE(receiver.requests().size(), 5u);
   EXPECT_EQ(counter("prescale_tracing_spans_dropped_total", "export_failed"), 1);
 }
 
