@@ -11,19 +11,23 @@
 # (of the medians, and paired: the median of the per-round ratios to nginx).
 #
 # Usage: bench/gateway.sh [--rounds N] [--duration SECONDS] [--connections N] [--threads N]
-#                         [--proxy-threads N] [--upstream echo|nginx] [--tracing RATIO]
+#                         [--proxy-threads N] [--upstream echo|nginx] [--tracing RATIO] [--tls]
 #   --upstream echo   two `prescale serve echo` instances (GET / answers "hello"), the default
 #   --upstream nginx  one nginx with two ports answering "hello" (a cheaper upstream)
 #   --tracing RATIO   a fourth proxy in the same rounds: `prescale gateway` recording a span of
 #                     RATIO of the requests (docs/tracing.md) and sending them over OTLP/HTTP to
 #                     an nginx that takes them (answers 200); the RESULT line adds its ratios to
 #                     the gateway without tracing and the spans it sent and dropped
+#   --tls             every proxy terminates HTTPS (TLS 1.3, one self-signed EC P-256 certificate
+#                     made for the run with openssl; nginx `listen ... ssl`, haproxy `bind ... ssl`,
+#                     `prescale gateway --tls-cert/--tls-key`); wrk connects over https and keeps its
+#                     connections, so this is the cost of the records, not of handshakes
 # Env:   PRESCALE=path/to/prescale (default build/apps/prescale/prescale)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds=3 duration=8 connections=64 wrk_threads=2 proxy_threads=$(nproc) upstream_kind=echo
-tracing=""
+tracing="" tls=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
@@ -33,6 +37,7 @@ while [ $# -gt 0 ]; do
     --proxy-threads) proxy_threads=$2; shift 2 ;;
     --upstream) upstream_kind=$2; shift 2 ;;
     --tracing) tracing=$2; shift 2 ;;
+    --tls) tls=1; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -40,7 +45,7 @@ case "$upstream_kind" in echo|nginx) ;; *) echo "--upstream: echo or nginx" >&2;
 prescale=${PRESCALE:-build/apps/prescale/prescale}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-require_tools "scripts/install-deps" nginx haproxy wrk curl python3
+require_tools "scripts/install-deps" nginx haproxy wrk curl python3 openssl
 require_prescale "$prescale"
 
 work=$(mktemp -d)
@@ -51,6 +56,22 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# --- TLS (--tls): one certificate for every proxy ---------------------------------------------
+scheme=http nginx_ssl="" haproxy_ssl="" prescale_tls=()
+if [ -n "$tls" ]; then
+  scheme=https
+  mkdir -p "$work/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj /CN=localhost -keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" 2>/dev/null
+  cat "$work/tls/cert.pem" "$work/tls/key.pem" > "$work/tls/haproxy.pem"
+  nginx_ssl=" ssl;
+    ssl_certificate $work/tls/cert.pem;
+    ssl_certificate_key $work/tls/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3"
+  haproxy_ssl=" ssl crt $work/tls/haproxy.pem alpn http/1.1"
+  prescale_tls=(--tls-cert "$work/tls/cert.pem" --tls-key "$work/tls/key.pem")
+fi
 
 nginx_temp_paths() {
   cat <<NGINX
@@ -118,7 +139,7 @@ $(nginx_temp_paths "$work/nginx")
     keepalive_requests 1000000;
   }
   server {
-    listen 127.0.0.1:$nginx_port;
+    listen 127.0.0.1:$nginx_port$nginx_ssl;
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -150,10 +171,10 @@ defaults
   timeout server 30s
   timeout http-keep-alive 60s
 frontend gateway
-  bind 127.0.0.1:$haproxy_port
+  bind 127.0.0.1:$haproxy_port$haproxy_ssl
   option forwardfor
   unique-id-format %{+X}o\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid
-  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Proto $scheme
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
   http-request set-header X-Request-Id %[unique-id]
   default_backend upstreams
@@ -167,7 +188,8 @@ pids+=($!)
 
 # --- prescale gateway -------------------------------------------------------------------------
 setsid "$prescale" gateway --upstream "echo=127.0.0.1:$up1,127.0.0.1:$up2" --port 0 \
-  --port-file "$work/prescale.port" --threads "$proxy_threads" --admin-port -1 --log-level warn &
+  --port-file "$work/prescale.port" --threads "$proxy_threads" --admin-port -1 --log-level warn \
+  "${prescale_tls[@]}" &
 pids+=($!)
 for _ in $(seq 1 100); do [ -s "$work/prescale.port" ] && break; sleep 0.1; done
 prescale_port=$(cat "$work/prescale.port")
@@ -202,28 +224,28 @@ NGINX
     OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG="$tracing" \
     setsid "$prescale" gateway --upstream "echo=127.0.0.1:$up1,127.0.0.1:$up2" --port 0 \
     --port-file "$work/traced.port" --threads "$proxy_threads" --admin-port 0 \
-    --admin-port-file "$work/traced.admin" --log-level warn &
+    --admin-port-file "$work/traced.admin" --log-level warn "${prescale_tls[@]}" &
   pids+=($!)
   for _ in $(seq 1 100); do [ -s "$work/traced.admin" ] && break; sleep 0.1; done
   names+=(traced)
   ports+=("$(cat "$work/traced.port")")
 fi
 for p in "${ports[@]}"; do
-  wait_for "http://127.0.0.1:$p/"
-  [ "$(curl -fsS "http://127.0.0.1:$p/")" = hello ] || { echo "port $p: unexpected answer" >&2; exit 1; }
+  for _ in $(seq 1 100); do curl -ksf -o /dev/null "$scheme://127.0.0.1:$p/" && break; sleep 0.1; done
+  [ "$(curl -ksfS "$scheme://127.0.0.1:$p/")" = hello ] || { echo "port $p: unexpected answer" >&2; exit 1; }
 done
 
-run_wrk() {  # PORT: "req/s p50_ms p99_ms"
-  wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:$1/" |
+run_wrk() {  # PORT [SCHEME]: "req/s p50_ms p99_ms"
+  wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" --latency "${2:-$scheme}://127.0.0.1:$1/" |
     wrk_stats "port $1"
 }
 
 # Reference: one upstream instance straight, to see whether the upstreams bound the proxies.
-direct=$(run_wrk "$up1")
-for p in "${ports[@]}"; do wrk -t1 -c8 -d1s "http://127.0.0.1:$p/" >/dev/null; done
+direct=$(run_wrk "$up1" http)
+for p in "${ports[@]}"; do wrk -t1 -c8 -d1s "$scheme://127.0.0.1:$p/" >/dev/null; done
 for n in "${names[@]}"; do : > "$work/$n.txt"; done
 
-echo "wrk -t$wrk_threads -c$connections -d${duration}s --latency, $rounds rounds; proxies with $proxy_threads workers/threads; upstream: 2 × $upstream_kind; $(nproc) cores"
+echo "wrk -t$wrk_threads -c$connections -d${duration}s --latency, $rounds rounds; proxies with $proxy_threads workers/threads; upstream: 2 × $upstream_kind; $(nproc) cores; clients over $scheme"
 echo "one upstream instance direct: $(cut -d' ' -f1 <<<"$direct") req/s, p99 $(cut -d' ' -f3 <<<"$direct") ms"
 printf '%-6s %-9s %12s %10s %10s\n' round proxy req/s p50_ms p99_ms
 for r in $(seq 1 "$rounds"); do
@@ -274,4 +296,4 @@ echo "RESULT rps_ratio_vs_nginx=$(ratio "${m_rps[prescale]}" "${m_rps[nginx]}")"
   "p99_ratio_vs_haproxy=$(ratio "${m_p99[prescale]}" "${m_p99[haproxy]}")" \
   "prescale_rps=${m_rps[prescale]} nginx_rps=${m_rps[nginx]} haproxy_rps=${m_rps[haproxy]}" \
   "prescale_p99_ms=${m_p99[prescale]} nginx_p99_ms=${m_p99[nginx]} haproxy_p99_ms=${m_p99[haproxy]}" \
-  $traced_result
+  "scheme=$scheme" $traced_result

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -25,6 +26,7 @@
 #include "gateway/endpoint_table.h"
 #include "gateway/gateway.h"
 #include "gateway_listeners.h"
+#include "gateway_tls.h"
 #include "http/json.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -49,6 +51,10 @@ struct GatewayFlags {
   std::string log_level;       // "": the config's
   std::string log_format;
   std::string admission_from;  // the controller's /v1/admission; "": the file's limits only
+  std::string tls_cert;        // both or neither; win over gateway.tls
+  std::string tls_key;
+  int plain_port = -1;  // with TLS: a plain listener beside it; -1: none
+  std::string plain_port_file;
 };
 
 namespace {
@@ -188,6 +194,22 @@ GatewayCommand::GatewayCommand(CLI::App& app) : flags_(std::make_unique<GatewayF
                        "gateway's part of each service's admission limit (from the learned "
                        "capacity, by its share of the requests), read every second "
                        "(docs/kubernetes.md)");
+  auto* tls_cert = command_->add_option(
+      "--tls-cert", f.tls_cert,
+      "PEM certificate (then its intermediates): serve HTTPS; read again when it changes "
+      "(default: gateway.tls.cert_file)");
+  auto* tls_key = command_->add_option(
+      "--tls-key", f.tls_key, "PEM private key of --tls-cert (default: gateway.tls.key_file)");
+  tls_cert->needs(tls_key);
+  tls_key->needs(tls_cert);
+  command_
+      ->add_option("--plain-port", f.plain_port,
+                   "With TLS: also serve plain HTTP on this port of the listen address, for "
+                   "callers inside a trusted network (the services' own calls); 0 picks a free "
+                   "port")
+      ->check(CLI::Range(0, 65535));
+  command_->add_option("--plain-port-file", f.plain_port_file,
+                       "Write the bound plain port to this file once listening");
   command_->add_option("--log-level", f.log_level, "trace|debug|info|warn|error|off");
   command_->add_option("--log-format", f.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}));
@@ -249,6 +271,28 @@ int GatewayCommand::run() const {
 
   telemetry::Registry registry;
   telemetry::register_process_metrics(registry);
+  // HTTPS (docs/gateway.md, "TLS"): the flags' files, else the file's gateway.tls.
+  const std::filesystem::path config_dir =
+      f.config_path.empty() ? std::filesystem::current_path()
+                            : std::filesystem::absolute(f.config_path).parent_path();
+  const bool tls_from_flags = !f.tls_cert.empty();
+  const std::optional<http::TlsFiles> tls_files =
+      tls_from_flags ? std::optional(http::TlsFiles{f.tls_cert, f.tls_key})
+                     : gateway_tls_files(config.gateway.tls, config_dir);
+  std::unique_ptr<GatewayTls> tls;
+  if (tls_files) {
+    auto loaded = GatewayTls::load(*tls_files, registry);
+    if (!loaded) {
+      return error(std::string(tls_from_flags ? "--tls-cert/--tls-key" : "gateway.tls") + ": " +
+                   loaded.error().message);
+    }
+    tls = std::move(*loaded);
+  }
+  if (f.plain_port >= 0 && !tls) {
+    return error(
+        "--plain-port: the gateway serves plain HTTP already (no --tls-cert, no "
+        "gateway.tls)");
+  }
   // Routes, rate limits, trace context, and per service the balancer, breakers, outlier
   // ejection and retry budget (docs/gateway.md, docs/gateway-resilience.md).
   gateway::GatewayOptions gateway_options;
@@ -274,12 +318,30 @@ int GatewayCommand::run() const {
   options.read_timeout = http.read_timeout;
   options.idle_timeout = http.idle_timeout;
   options.max_connections = static_cast<size_t>(http.max_connections);
+  if (tls) {
+    options.tls = tls->context();
+    options.on_tls_handshake_failed = tls->handshake_failed();
+  }
   auto server = std::make_unique<http::Server>(options, (*gw)->handler());
   if (auto started = server->start(); !started) {
     std::cerr << "prescale gateway: " << started.error().to_string() << "\n";
     return 1;
   }
   GatewayListeners serving{**gw, *server};
+  std::unique_ptr<http::Server> inside;
+  if (f.plain_port >= 0) {
+    http::ServerOptions inside_options = options;
+    inside_options.port = static_cast<uint16_t>(f.plain_port);
+    inside_options.tls = nullptr;
+    inside_options.on_tls_handshake_failed = nullptr;
+    inside = std::make_unique<http::Server>(inside_options, (*gw)->handler());
+    if (auto started = inside->start(); !started) {
+      std::cerr << "prescale gateway: --plain-port: " << started.error().to_string() << "\n";
+      serving.stop(std::chrono::milliseconds(0));
+      return 1;
+    }
+    serving.inside = inside.get();
+  }
 
   // The admin endpoints live on their own port, so no path of the routed services is taken.
   std::atomic<bool> ready{true};  // until the drain
@@ -300,14 +362,17 @@ int GatewayCommand::run() const {
   }
   if (auto written = write_port_files(
           {{"--port-file", f.port_file, server->port()},
-           {"--admin-port-file", f.admin_port_file, admin ? admin->port() : uint16_t{0}}});
+           {"--admin-port-file", f.admin_port_file, admin ? admin->port() : uint16_t{0}},
+           {"--plain-port-file", f.plain_port_file, inside ? inside->port() : uint16_t{0}}});
       !written) {
     std::cerr << "prescale gateway: " << written.error().message << "\n";
     serving.stop(std::chrono::milliseconds(0));
     return 1;
   }
   (*gw)->start_upkeep();
-  spdlog::info("gateway listening on {}:{} ({} routes){}", listen->host, server->port(),
+  spdlog::info("gateway listening on {}://{}:{}{} ({} routes){}", tls ? "https" : "http",
+               listen->host, server->port(),
+               inside ? fmt::format(" and http://{}:{}", listen->host, inside->port()) : "",
                gateway_config.routes.size(),
                admin ? fmt::format(", admin on {}:{}", listen->host, admin->port()) : "");
 
@@ -363,6 +428,14 @@ int GatewayCommand::run() const {
         loaded->http.max_connections != running.http.max_connections) {
       spdlog::warn("gateway.listen, gateway.threads and the http section take effect on restart");
     }
+    if (!tls_from_flags && !(loaded->gateway.tls == running.gateway.tls)) {
+      auto files = gateway_tls_files(loaded->gateway.tls, config_dir);
+      if (files.has_value() != (tls != nullptr)) {
+        spdlog::warn("gateway.tls turned {} takes effect on restart", files ? "on" : "off");
+      } else if (files) {
+        tls->change_files(*files, *server);
+      }
+    }
     if (!(loaded->tracing == running.tracing)) {
       spdlog::warn("tracing takes effect on restart (the spans go where they went)");
     }
@@ -383,8 +456,10 @@ int GatewayCommand::run() const {
       next_admission_poll = Clock::real().now() + kAdmissionFeedInterval;
       admission_feed->poll(set_admission);
     }
+    // A renewed certificate is taken whether or not a file configures the gateway.
+    if (tls) tls->refresh(*server, sig == SIGHUP ? "SIGHUP" : "file changed", sig == SIGHUP);
     if (f.config_path.empty()) {
-      if (sig == SIGHUP) spdlog::warn("SIGHUP: no configuration file (-f) to reload");
+      if (sig == SIGHUP && !tls) spdlog::warn("SIGHUP: no configuration file (-f) to reload");
       continue;
     }
     if (sig == SIGHUP) {

@@ -15,10 +15,12 @@ namespace prescale {
 struct GatewayListeners {
   gateway::Gateway& gateway;
   http::Server& listener;          // the gateway's
+  http::Server* inside = nullptr;  // with TLS, the gateway's plain listener for calls from
+                                   // inside (the services' own); null: none
   http::Server* beside = nullptr;  // null: none (the admin endpoints turned off, not yet started)
 
-  // Stops serving: the gateway's listener once the requests in flight are done or `grace` is
-  // over, then the one beside it at once, then the gateway's upkeep (where it was started).
+  // Stops serving: the gateway's listeners once the requests in flight are done or `grace` is
+  // over, then the one beside them at once, then the gateway's upkeep (where it was started).
   void stop(std::chrono::milliseconds grace) const;
 };
 

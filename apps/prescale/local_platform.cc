@@ -304,6 +304,8 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
   next_healer.rollout_analysis = running.healer.rollout_analysis;
   if (!(next_healer == running.healer)) out.push_back("healer");
   if (next.gateway.listen != running.gateway.listen) out.push_back("gateway.listen");
+  // Other certificate files are read at once; HTTPS itself is turned on or off by a restart.
+  if (next.gateway.tls.enabled() != running.gateway.tls.enabled()) out.push_back("gateway.tls");
   if (next.gateway.threads != running.gateway.threads) out.push_back("gateway.threads");
   const bool same_services =
       next.services.size() == running.services.size() &&

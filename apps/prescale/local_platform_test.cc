@@ -293,6 +293,15 @@ gateway:
               ::testing::ElementsAre("services (added, removed, renamed or reordered)"));
   EXPECT_THAT(changes_needing_a_restart(running, edited("127.0.0.1:0", "127.0.0.1:8080")),
               ::testing::ElementsAre("gateway.listen"));
+  // HTTPS turned on needs a restart; other certificate files are read at once.
+  const std::string tls = "  tls: {cert_file: a.crt, key_file: a.key}\n  routes:";
+  EXPECT_THAT(changes_needing_a_restart(running, edited("  routes:", tls)),
+              ::testing::ElementsAre("gateway.tls"));
+  EXPECT_THAT(changes_needing_a_restart(edited("  routes:", tls),
+                                        edited("  routes:",
+                                               "  tls: {cert_file: b.crt, key_file: "
+                                               "b.key}\n  routes:")),
+              ::testing::IsEmpty());
   EXPECT_THAT(changes_needing_a_restart(running, edited("    kind: builtin/echo\ngateway",
                                                         "    kind: builtin/echo\n"
                                                         "    readiness_path: /ok\ngateway")),

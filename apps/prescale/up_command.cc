@@ -27,6 +27,7 @@
 #include "forecast/trace.h"
 #include "gateway/gateway.h"
 #include "gateway_listeners.h"
+#include "gateway_tls.h"
 #include "healing/healer.h"
 #include "healing/rollout_watch.h"
 #include "http/router.h"
@@ -304,6 +305,15 @@ int run_up(const UpFlags& f) {
     }
   };
   warn_unrouted(config);
+  // HTTPS for the gateway's clients (docs/gateway.md, "TLS"); the replicas call the gateway over
+  // plain HTTP on a listener of their own, on this machine's loopback.
+  const std::filesystem::path config_dir = std::filesystem::absolute(f.config_path).parent_path();
+  std::unique_ptr<GatewayTls> tls;
+  if (auto files = gateway_tls_files(config.gateway.tls, config_dir)) {
+    auto tls_loaded = GatewayTls::load(*files, registry);
+    if (!tls_loaded) return error(f.config_path + ": gateway.tls: " + tls_loaded.error().message);
+    tls = std::move(*tls_loaded);
+  }
   auto gw = gateway::Gateway::create(config.gateway, gateway_options);
   if (!gw) return error(gw.error().message);
   http::ServerOptions gso;
@@ -315,17 +325,37 @@ int run_up(const UpFlags& f) {
   gso.read_timeout = config.http.read_timeout;
   gso.idle_timeout = config.http.idle_timeout;
   gso.max_connections = static_cast<size_t>(config.http.max_connections);
+  std::unique_ptr<http::Server> replicas_server;  // with TLS: the replicas' way in
+  if (tls) {
+    http::ServerOptions rso = gso;
+    rso.address = "127.0.0.1";
+    rso.port = 0;
+    replicas_server = std::make_unique<http::Server>(rso, (*gw)->handler());
+    if (auto started = replicas_server->start(); !started) {
+      std::cerr << "prescale up: gateway (the replicas' listener): " << started.error().to_string()
+                << "\n";
+      return 1;
+    }
+    gso.tls = tls->context();
+    gso.on_tls_handshake_failed = tls->handshake_failed();
+  }
   auto gateway_server = std::make_unique<http::Server>(gso, (*gw)->handler());
   if (auto started = gateway_server->start(); !started) {
     std::cerr << "prescale up: gateway: " << started.error().to_string() << "\n";
+    if (replicas_server) replicas_server->shutdown(std::chrono::milliseconds(0));
     return 1;
   }
   (*gw)->start_upkeep();
   GatewayListeners serving{**gw, *gateway_server};
+  serving.inside = replicas_server.get();
   auto url_of = [](const std::string& host, uint16_t port) {
     return "http://" + url_authority(host, port);
   };
-  const std::string gateway_url = url_of(gw_listen->host, gateway_server->port());
+  // What clients use, and what the replicas call other services through.
+  const std::string public_gateway_url =
+      (tls ? "https://" : "http://") + url_authority(gw_listen->host, gateway_server->port());
+  const std::string gateway_url = replicas_server ? url_of("127.0.0.1", replicas_server->port())
+                                                  : url_of(gw_listen->host, gateway_server->port());
 
   // The dashboard and the controller's own endpoints. The timeline goes on from the last run's
   // (docs/state.md), its events before this one's.
@@ -388,8 +418,6 @@ int run_up(const UpFlags& f) {
   };
   local::Supervisor supervisor(so, launcher, probe, endpoints);
   supervising = &supervisor;
-  const std::filesystem::path config_dir =
-      std::filesystem::absolute(f.config_path).parent_path();
   std::vector<scaling::ServiceSpec> specs;
   for (const ServiceConfig& s : config.services) {
     if (auto added = supervisor.add_service(
@@ -589,7 +617,7 @@ int run_up(const UpFlags& f) {
     serving.stop(std::chrono::milliseconds(0));
     return 1;
   }
-  std::cout << "prescale up: gateway " << gateway_url << ", dashboard "
+  std::cout << "prescale up: gateway " << public_gateway_url << ", dashboard "
             << url_of(ui_listen->host, ui_server->port()) << "/ui, policy " << policy_name
             << (f.recommend_only ? " (recommend only)" : "") << ", state " << f.state_dir
             << std::endl;
@@ -670,6 +698,11 @@ int run_up(const UpFlags& f) {
         rolling += (rolling.empty() ? "" : ", ") + service;
       }
     }
+    if (tls) {
+      if (auto files = gateway_tls_files(next->gateway.tls, config_dir)) {
+        tls->change_files(*files, *gateway_server);
+      }
+    }
     show_services(prepared.services);
     as_loaded = std::move(*next);
     config = std::move(prepared);
@@ -691,6 +724,7 @@ int run_up(const UpFlags& f) {
     if (sig == SIGHUP) {
       file_text = read_whole_file(f.config_path);
       reload("SIGHUP");
+      if (tls) tls->refresh(*gateway_server, "SIGHUP", /*force=*/true);
       continue;
     }
     if (sig > 0) break;
@@ -723,6 +757,7 @@ int run_up(const UpFlags& f) {
         }
       }
       if (const std::string said = lock->keep(); !said.empty()) spdlog::warn("{}", said);
+      if (tls) tls->refresh(*gateway_server, "file changed");  // a renewed certificate
       show_services(config.services);  // rollouts move on
       if (std::optional<std::string> text = read_whole_file(f.config_path); text != file_text) {
         file_text = std::move(text);

@@ -266,8 +266,19 @@ struct RetryBudgetConfig {
   friend bool operator==(const RetryBudgetConfig&, const RetryBudgetConfig&) = default;
 };
 
+// HTTPS on the gateway's listener (docs/gateway.md, "TLS"): both files or neither. Relative
+// paths are relative to the config file's directory. The files are read again when they change.
+struct GatewayTlsConfig {
+  std::string cert_file;  // PEM: the certificate, then its intermediates
+  std::string key_file;   // PEM: its private key, not encrypted
+
+  bool enabled() const { return !cert_file.empty(); }
+  friend bool operator==(const GatewayTlsConfig&, const GatewayTlsConfig&) = default;
+};
+
 struct GatewayConfig {
   std::string listen = "127.0.0.1:8080";  // host:port
+  GatewayTlsConfig tls;
   int threads = 0;                        // I/O threads; 0 = one per core
   LoadBalancerKind load_balancer = LoadBalancerKind::kP2cPeakEwma;
   // P2C policies: the replica next in turn keeps the request unless the other candidate's cost

@@ -869,6 +869,23 @@ TEST(ConfigError, TracingNamesWhatIsWrong) {
             "prescale.yaml:2:48: tracing.headers.bad header: not a valid HTTP header name");
 }
 
+TEST(ConfigError, GatewayTlsNeedsBothFiles) {
+  EXPECT_NE(error_of("version: 1\ngateway:\n  tls: {cert_file: a.crt}\n")
+                .find("gateway.tls.cert_file: needs key_file beside it"),
+            std::string::npos);
+  EXPECT_NE(error_of("version: 1\ngateway:\n  tls: {key_file: a.key}\n")
+                .find("gateway.tls.key_file: needs cert_file beside it"),
+            std::string::npos);
+  EXPECT_NE(error_of("version: 1\ngateway:\n  tls: {cert_file: a.crt, key_file: a.key, x: 1}\n")
+                .find("gateway.tls"),
+            std::string::npos);
+  auto both =
+      load_config_string("version: 1\ngateway:\n  tls: {cert_file: a.crt, key_file: a.key}\n");
+  ASSERT_TRUE(both.has_value()) << both.error().message;
+  EXPECT_TRUE(both->gateway.tls.enabled());
+  EXPECT_EQ(both->gateway.tls.key_file, "a.key");
+}
+
 TEST(ConfigError, QueueLimitIsADurationNotNegative) {
   EXPECT_EQ(error_of("version: 1\nservices:\n  - name: a\n    kind: builtin/echo\n"
                      "    queue_limit: -150ms\n"),

@@ -11,5 +11,5 @@ target_sources(prescale_gateway PRIVATE
 prescale_test(gateway_cluster_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/cluster_test.cc LIBS prescale_gateway)
 prescale_test(gateway_test
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/gateway_test.cc ${PROJECT_SOURCE_DIR}/src/http/test_util.cc
-  LIBS prescale_gateway)
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/gateway_test.cc
+  LIBS prescale_gateway prescale_http_testing)

@@ -18,5 +18,4 @@ set_source_files_properties(
 
 prescale_test(gateway_proxy_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/proxy_test.cc ${CMAKE_CURRENT_LIST_DIR}/proxy_test_util.cc
-          ${PROJECT_SOURCE_DIR}/src/http/test_util.cc
-  LIBS prescale_gateway)
+  LIBS prescale_gateway prescale_http_testing)

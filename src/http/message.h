@@ -54,6 +54,7 @@ struct Request {
   Headers headers;
   std::string body;
   std::string remote_address;  // peer IP, e.g. "127.0.0.1"
+  bool secure = false;         // it arrived over TLS (ServerOptions::tls)
   // Filled by the router: values of `{name}` segments in the matched pattern.
   std::vector<std::pair<std::string, std::string>> path_params;
   // The matched route pattern (e.g. "/v1/users/{id}"), for metrics labels; empty if none.

@@ -1,5 +1,6 @@
 #include "http/server.h"
 
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -71,6 +72,13 @@ void Worker::run() {
   if (acceptor_) do_accept();
   arm_sweep();
   thread_ = std::thread([this] {
+    // OpenSSL writes TLS records with send() without MSG_NOSIGNAL: a client gone would raise
+    // SIGPIPE, whose default kills the process. Blocked in this thread, the write fails with
+    // EPIPE instead, whatever the process does with the signal elsewhere.
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
     set_current_io_thread(&io_thread_);
     while (true) {
       try {
@@ -124,7 +132,12 @@ void Worker::on_accepted(tcp::socket socket) {
   if (stopping_ || shared_->draining.load(std::memory_order_acquire)) {
     conn->close();
   } else if (open > shared_->options.max_connections) {
-    conn->start_rejected(503);
+    if (shared_->options.tls) {
+      shared_->reject(503);
+      conn->close();  // an answer would need a handshake first
+    } else {
+      conn->start_rejected(503);
+    }
   } else {
     conn->start();
   }
@@ -212,8 +225,18 @@ struct Server::Impl {
 };
 
 Server::Server(ServerOptions options, Handler handler) : impl_(std::make_unique<Impl>()) {
+  impl_->shared->set_tls(options.tls);
   impl_->shared->options = std::move(options);
   impl_->shared->handler = std::move(handler);
+}
+
+Result<void> Server::replace_tls(std::shared_ptr<const TlsContext> tls) {
+  if (!impl_->shared->options.tls) {
+    return make_error(ErrorCode::kInvalidArgument, "the server was started without TLS");
+  }
+  if (!tls) return make_error(ErrorCode::kInvalidArgument, "no TLS context given");
+  impl_->shared->set_tls(std::move(tls));
+  return {};
 }
 
 Server::~Server() { shutdown(std::chrono::milliseconds(0)); }

@@ -40,8 +40,13 @@
 // what the client still sends for up to 1 s, so the client sees the answer instead of a connection
 // reset.
 //
+// HTTPS: with ServerOptions::tls the server speaks TLS on its port (http/tls.h), nothing else.
+// The handshake counts against read_timeout from accept; a failed one is closed and reported
+// to on_tls_handshake_failed. Over max_connections a TLS connection is closed unanswered (an
+// answer would need a handshake first). Requests that arrived over TLS have Request::secure.
+//
 // Thread safety: start() and shutdown() are meant for one controlling thread; port(),
-// inflight() and connections() may be called from any thread.
+// inflight(), connections() and replace_tls() may be called from any thread.
 #pragma once
 
 #include <chrono>
@@ -56,6 +61,8 @@
 
 namespace prescale::http {
 
+class TlsContext;
+
 struct ServerOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 0;  // 0 = an ephemeral port; read it back with Server::port()
@@ -69,6 +76,11 @@ struct ServerOptions {
   // Called (on an I/O thread; keep it cheap and thread-safe) whenever the server itself answers
   // 400, 408, 413, 414, 431 or 503, with that status.
   std::function<void(int status)> on_rejected;
+  // Null: plain HTTP. Otherwise every connection speaks TLS with this context.
+  std::shared_ptr<const TlsContext> tls;
+  // Called (on an I/O thread; cheap and thread-safe) for each TLS handshake that failed: not
+  // TLS, no protocol or cipher in common, or the client refused the certificate.
+  std::function<void()> on_tls_handshake_failed;
 };
 
 class Server {
@@ -91,6 +103,10 @@ class Server {
   // force-closes whatever is left and joins the I/O threads. Returns when the threads are gone.
   // Idempotent. Responders called after this are ignored.
   void shutdown(std::chrono::milliseconds deadline);
+
+  // A renewed certificate: connections accepted from now on use `tls`; those open keep theirs.
+  // kInvalidArgument when the server was made without TLS or `tls` is null.
+  Result<void> replace_tls(std::shared_ptr<const TlsContext> tls);
 
   // Requests handed to the handler whose response has not been produced yet.
   size_t inflight() const;

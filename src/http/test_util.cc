@@ -3,6 +3,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -55,10 +61,69 @@ RawSocket::RawSocket(uint16_t port, std::chrono::milliseconds io_timeout) {
 }
 
 RawSocket::~RawSocket() {
+  SSL_free(tls_);
+  SSL_CTX_free(tls_ctx_);
   if (fd_ >= 0) ::close(fd_);
 }
 
+bool RawSocket::start_tls(const std::string& ca_file, std::string* error,
+                          const std::vector<std::string>& alpn, const std::string& host) {
+  auto fail = [&](const std::string& what) {
+    if (error) {
+      *error = what;
+      while (const unsigned long e = ERR_get_error()) {
+        char text[256];
+        ERR_error_string_n(e, text, sizeof(text));
+        *error += "; ";
+        *error += text;
+      }
+    }
+    ERR_clear_error();
+    SSL_free(tls_);  // later reads and writes go to the socket, not to a dead session
+    tls_ = nullptr;
+    return false;
+  };
+  if (fd_ < 0) return fail("not connected");
+  tls_ctx_ = SSL_CTX_new(TLS_client_method());
+  if (!tls_ctx_) return fail("SSL_CTX_new");
+  SSL_CTX_set_verify(tls_ctx_, SSL_VERIFY_PEER, nullptr);
+  if (SSL_CTX_load_verify_locations(tls_ctx_, ca_file.c_str(), nullptr) != 1) {
+    return fail("cannot load " + ca_file);
+  }
+  if (!alpn.empty()) {
+    std::string wire;
+    for (const auto& p : alpn) {
+      wire += static_cast<char>(p.size());
+      wire += p;
+    }
+    SSL_CTX_set_alpn_protos(tls_ctx_, reinterpret_cast<const unsigned char*>(wire.data()),
+                            static_cast<unsigned int>(wire.size()));
+  }
+  tls_ = SSL_new(tls_ctx_);
+  if (!tls_) return fail("SSL_new");
+  SSL_set_fd(tls_, fd_);
+  SSL_set_tlsext_host_name(tls_, host.c_str());
+  SSL_set1_host(tls_, host.c_str());
+  if (SSL_connect(tls_) != 1) return fail("handshake failed");
+  return true;
+}
+
+std::string RawSocket::alpn() const {
+  const unsigned char* p = nullptr;
+  unsigned int n = 0;
+  if (tls_) SSL_get0_alpn_selected(tls_, &p, &n);
+  return p ? std::string(reinterpret_cast<const char*>(p), n) : std::string();
+}
+
+std::string RawSocket::tls_version() const { return tls_ ? SSL_get_version(tls_) : ""; }
+
 bool RawSocket::send(std::string_view data) {
+  if (tls_) {
+    size_t n = 0;
+    const bool ok = data.empty() || SSL_write_ex(tls_, data.data(), data.size(), &n) == 1;
+    ERR_clear_error();
+    return ok;
+  }
   while (!data.empty()) {
     ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
     if (n <= 0) {
@@ -74,6 +139,13 @@ void RawSocket::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
 
 bool RawSocket::fill() {
   char chunk[16384];
+  if (tls_) {
+    size_t n = 0;
+    const bool ok = SSL_read_ex(tls_, chunk, sizeof(chunk), &n) == 1;
+    ERR_clear_error();
+    if (ok) buf_.append(chunk, n);
+    return ok;
+  }
   while (true) {
     ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
     if (n > 0) {
@@ -157,6 +229,50 @@ bool RawSocket::closed_within(std::chrono::milliseconds within) {
     if (n == 0) return true;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return true;
   }
+}
+
+TestCertificate write_test_certificate(const std::string& dir, const std::string& name,
+                                       const std::string& common_name, int valid_days) {
+  auto check = [](bool ok, const char* what) {
+    if (ok) return;
+    std::fprintf(stderr, "write_test_certificate: %s failed\n", what);
+    std::abort();
+  };
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  check(key != nullptr, "EVP_EC_gen");
+  X509* cert = X509_new();
+  check(cert != nullptr, "X509_new");
+  X509_set_version(cert, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), static_cast<long>(std::rand() % 1000000 + 1));
+  X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 86400L * valid_days);
+  X509_set_pubkey(cert, key);
+  X509_NAME* subject = X509_get_subject_name(cert);
+  X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1,
+                             0);
+  X509_set_issuer_name(cert, subject);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
+  const std::string names = "DNS:" + common_name + ",DNS:localhost,IP:127.0.0.1";
+  X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, names.c_str());
+  check(san != nullptr, "subjectAltName");
+  X509_add_ext(cert, san, -1);
+  X509_EXTENSION_free(san);
+  check(X509_sign(cert, key, EVP_sha256()) > 0, "X509_sign");
+
+  TestCertificate out{dir + "/" + name + ".crt", dir + "/" + name + ".key"};
+  FILE* f = std::fopen(out.cert_file.c_str(), "w");
+  check(f != nullptr && PEM_write_X509(f, cert) == 1, "writing the certificate");
+  std::fclose(f);
+  f = std::fopen(out.key_file.c_str(), "w");
+  check(f != nullptr && PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr) == 1,
+        "writing the key");
+  std::fclose(f);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  return out;
 }
 
 bool connect_refused(uint16_t port) {

@@ -1,7 +1,7 @@
-// Test-only helpers for the HTTP tests: a blocking raw TCP client for sending exact bytes
-// and reading responses, a minimal response reader, a scripted TCP server for what no real
-// server does on purpose, and a real server answering one path as the test sets it. Not part of
-// prescale_http (library prescale_http_testing).
+// Test-only helpers for the HTTP tests: a blocking raw TCP client (plain or TLS) for sending
+// exact bytes and reading responses, a self-signed certificate writer, a minimal response reader, a
+// scripted TCP server for what no real server does on purpose, and a real server answering one path
+// as the test sets it. Not part of prescale_http (library prescale_http_testing).
 #pragma once
 
 #include <atomic>
@@ -14,6 +14,9 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+struct ssl_st;
+struct ssl_ctx_st;
 
 namespace prescale::http {
 class Router;
@@ -52,12 +55,34 @@ class RawSocket {
   const std::string& pending() const { return buf_; }
   void shutdown_write();
 
+  // Turns the connection into TLS: a handshake trusting only `ca_file` (PEM) and checking the
+  // name `host`, offering `alpn` (protocol names, e.g. {"h2", "http/1.1"}; none: no ALPN).
+  // False with `error` set when it fails; send() and read_response() then go through TLS.
+  bool start_tls(const std::string& ca_file, std::string* error = nullptr,
+                 const std::vector<std::string>& alpn = {}, const std::string& host = "localhost");
+  // After start_tls(): the protocol ALPN chose ("" for none) and the TLS version ("TLSv1.3").
+  std::string alpn() const;
+  std::string tls_version() const;
+
  private:
   bool fill();  // reads more into buf_; false on EOF/error/timeout
 
   int fd_ = -1;
   std::string buf_;
+  ssl_ctx_st* tls_ctx_ = nullptr;
+  ssl_st* tls_ = nullptr;
 };
+
+// A self-signed certificate for `common_name`, also naming localhost and 127.0.0.1, valid from
+// an hour ago for `valid_days`, and its EC P-256 key, written as PEM to DIR/NAME.crt and
+// DIR/NAME.key. Aborts when it cannot.
+struct TestCertificate {
+  std::string cert_file;
+  std::string key_file;
+};
+TestCertificate write_test_certificate(const std::string& dir, const std::string& name,
+                                       const std::string& common_name = "localhost",
+                                       int valid_days = 30);
 
 // True when a TCP connect to 127.0.0.1:port is refused.
 bool connect_refused(uint16_t port);

@@ -234,8 +234,21 @@ static std::string canonical_match(const RouteMatch& m) {
   return key;
 }
 
+static void describe(Schema<GatewayTlsConfig>& s) {
+  s.field("cert_file", &GatewayTlsConfig::cert_file);
+  s.field("key_file", &GatewayTlsConfig::key_file);
+  s.check([](GatewayTlsConfig& t, const Checker& c) {
+    if (t.cert_file.empty() != t.key_file.empty()) {
+      c.at(t.cert_file.empty() ? "key_file" : "cert_file")
+          .error(t.cert_file.empty() ? "needs cert_file beside it (the certificate it belongs to)"
+                                     : "needs key_file beside it (the certificate's private key)");
+    }
+  });
+}
+
 void describe(Schema<GatewayConfig>& s) {
   s.field("listen", &GatewayConfig::listen).check(listen_problem);
+  s.field("tls", &GatewayConfig::tls);
   s.field("threads", &GatewayConfig::threads).at_least(0);
   s.field("load_balancer", &GatewayConfig::load_balancer);
   s.field("load_balancer_tolerance", &GatewayConfig::load_balancer_tolerance).at_least(1.0);

@@ -130,7 +130,11 @@ void write_upstream_head(const http::Request& req, std::string_view upstream_lab
         if (iequals(name, "x-forwarded-host")) have_forwarded_host = true;
         break;
       case 17:
-        if (iequals(name, "x-forwarded-proto")) have_proto = true;
+        if (iequals(name, "x-forwarded-proto")) {
+          // Over TLS the gateway knows the scheme: a client's claim is not passed on.
+          if (req.secure) continue;
+          have_proto = true;
+        }
         break;
       default:
         break;
@@ -162,7 +166,8 @@ void write_upstream_head(const http::Request& req, std::string_view upstream_lab
   out += req.remote_address.empty() ? std::string_view("unknown")
                                     : std::string_view(req.remote_address);
   out += "\r\n";
-  if (!have_proto) out += "X-Forwarded-Proto: http\r\n";
+  if (!have_proto)
+    out += req.secure ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n";
   if (!have_forwarded_host && !host.empty()) {
     out += "X-Forwarded-Host: ";
     out += host;

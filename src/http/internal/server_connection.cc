@@ -5,6 +5,9 @@
 // no timeout) -> kWriting (write_timeout) -> back to kIdle/kReading, or close. Error answers
 // go through kLingering (discard input for a moment after the answer) before closing.
 // Timeouts are enforced by Worker::sweep() calling on_sweep().
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <algorithm>
 #include <array>
 #include <boost/asio/write.hpp>
@@ -27,6 +30,8 @@ constexpr size_t kMaxRetainedBodyBytes = 64 * 1024;
 constexpr Clock::Duration kLingerTime = std::chrono::seconds(1);
 // Bodies this small are copied behind the header block so the response is one buffer.
 constexpr size_t kInlineBodyBytes = 2048;
+// Over TLS each write is a record and a send(); a response this small goes as one of each.
+constexpr size_t kTlsInlineBytes = 16 * 1024;
 // Responses written synchronously back to back (pipelining) before yielding to the scheduler.
 constexpr int kMaxSyncWriteDepth = 8;
 
@@ -117,6 +122,8 @@ class ResponderFn {
 
 }  // namespace
 
+void Connection::SslFree::operator()(ssl_st* ssl) const { SSL_free(ssl); }
+
 Connection::Connection(std::shared_ptr<Worker> worker, tcp::socket socket)
     : worker_(std::move(worker)), shared_(worker_->shared()), socket_(std::move(socket)) {
   worker_->link(this);
@@ -144,6 +151,18 @@ void Connection::start() {
   auto remote = socket_.remote_endpoint(ec);
   if (!ec) req_.remote_address = remote.address().to_string();
   socket_.non_blocking(true, ec);  // reads and writes are attempted directly, never blocking
+  if (auto tls = shared_.current_tls()) {
+    // OpenSSL reads and writes the (non-blocking) socket itself; Asio only waits on it.
+    ERR_clear_error();
+    tls_.reset(SSL_new(tls->native()));
+    if (!tls_ || SSL_set_fd(tls_.get(), static_cast<int>(socket_.native_handle())) != 1) {
+      ERR_clear_error();
+      close();
+      return;
+    }
+    SSL_set_accept_state(tls_.get());
+    req_.secure = true;
+  }
   state_ = State::kIdle;
   deadline_ = now() + shared_.options.read_timeout;
   reset_parser();
@@ -185,15 +204,102 @@ void Connection::arm_read() {
     return;
   }
   socket_.async_wait(
-      tcp::socket::wait_read,
+      tls_read_wants_write_ ? tcp::socket::wait_write : tcp::socket::wait_read,
       [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
 }
 
+Connection::TlsStep Connection::tls_step(int result) {
+  switch (SSL_get_error(tls_.get(), result)) {
+    case SSL_ERROR_WANT_READ:
+      return TlsStep::kReadable;
+    case SSL_ERROR_WANT_WRITE:
+      return TlsStep::kWritable;
+    case SSL_ERROR_ZERO_RETURN:  // also a FIN without close_notify (SSL_OP_IGNORE_UNEXPECTED_EOF)
+      return TlsStep::kEof;
+    case SSL_ERROR_SSL:
+      tls_broken_ = true;
+      return TlsStep::kRefused;
+    default:
+      tls_broken_ = true;
+      return TlsStep::kLost;
+  }
+}
+
+Connection::TlsStep Connection::handshake() {
+  ERR_clear_error();
+  const int r = SSL_do_handshake(tls_.get());
+  if (r == 1) {
+    tls_handshake_done_ = true;
+    return TlsStep::kDone;
+  }
+  const TlsStep step = tls_step(r);
+  ERR_clear_error();
+  if (step == TlsStep::kRefused && shared_.options.on_tls_handshake_failed) {
+    try {
+      shared_.options.on_tls_handshake_failed();
+    } catch (...) {
+      // A failing observer must not take the thread down.
+    }
+  }
+  return step;
+}
+
 bool Connection::read_available() {
-  while (true) {
+  if (tls_) {
+    tls_read_wants_write_ = false;
+    if (!tls_handshake_done_) {
+      switch (handshake()) {
+        case TlsStep::kDone:
+          break;
+        case TlsStep::kReadable:
+          return true;
+        case TlsStep::kWritable:
+          tls_read_wants_write_ = true;
+          return true;
+        default:
+          close();  // a failed handshake: nothing can be answered
+          return false;
+      }
+    }
+  }
+  // While input is discarded (lingering, or after an error answer) the buffer never fills: a
+  // client sending without pause is read this many chunks at a time, the loop given back between.
+  static constexpr int kMaxDiscardedChunks = 64;
+  for (int discarded = 0;; ++discarded) {
     if (state_ != State::kLingering && buffer_.size() >= read_cap()) {
       read_paused_ = true;
       return true;
+    }
+    if (discarded >= kMaxDiscardedChunks && (state_ == State::kLingering || error_close_)) {
+      read_paused_ = true;
+      return true;
+    }
+    if (tls_) {
+      // Read until OpenSSL wants the socket: records it holds already raise no readiness edge.
+      const auto space = buffer_.prepare(kReadChunkBytes);
+      size_t n = 0;
+      ERR_clear_error();
+      const int r = SSL_read_ex(tls_.get(), space.data(), space.size(), &n);
+      if (r == 1) {
+        buffer_.commit(n);
+        if (state_ == State::kLingering || error_close_) buffer_.clear();
+        continue;
+      }
+      const TlsStep step = tls_step(r);
+      ERR_clear_error();
+      switch (step) {
+        case TlsStep::kReadable:
+          return true;
+        case TlsStep::kWritable:  // e.g. a TLS 1.3 key update to answer first
+          tls_read_wants_write_ = true;
+          return true;
+        case TlsStep::kEof:
+          peer_eof_ = true;
+          return true;
+        default:
+          close();
+          return false;
+      }
     }
     boost::system::error_code ec;
     const size_t n = socket_.read_some(buffer_.prepare(kReadChunkBytes), ec);
@@ -338,6 +444,13 @@ void Connection::write_continue() {
   continue_sent_ = true;
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
   write_pending_ = true;
+  if (tls_) {
+    arm_read();
+    tls_out_ = {asio::buffer(kContinue.data(), kContinue.size()), asio::const_buffer()};
+    tls_out_is_continue_ = true;
+    tls_write();
+    return;
+  }
   asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
                     [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
                       self->write_pending_ = false;
@@ -430,7 +543,9 @@ void Connection::write_response() {
   const bool send_body =
       !is_head_ && resp_.status != 204 && resp_.status != 304 && !resp_.body.empty();
   std::array<asio::const_buffer, 2> buffers = {asio::buffer(head_), asio::const_buffer()};
-  if (send_body && resp_.body.size() > kInlineBodyBytes) {
+  const size_t inline_bytes =
+      tls_ ? kTlsInlineBytes - std::min(kTlsInlineBytes, head_.size()) : kInlineBodyBytes;
+  if (send_body && resp_.body.size() > inline_bytes) {
     buffers[1] = asio::buffer(resp_.body);
   } else if (send_body) {
     head_ += resp_.body;
@@ -441,6 +556,25 @@ void Connection::write_response() {
 
 void Connection::send(std::array<asio::const_buffer, 2> buffers) {
   write_pending_ = true;
+  if (tls_) {
+    tls_out_ = buffers;
+    tls_out_is_continue_ = false;
+    if (sync_write_depth_ >= kMaxSyncWriteDepth) {  // a pipelined burst: yield first
+      deadline_ = now() + shared_.options.write_timeout;
+      asio::post(socket_.get_executor(), [self = shared_from_this()] {
+        if (self->state_ == State::kClosed) {
+          self->tls_written(asio::error::operation_aborted);
+          return;
+        }
+        self->tls_write();
+      });
+      return;
+    }
+    ++sync_write_depth_;
+    tls_write();
+    --sync_write_depth_;
+    return;
+  }
   // Most responses fit the socket buffer: write at once (one sendmsg, no trip through the
   // scheduler) and fall back to an asynchronous write for what does not fit. Nesting is
   // bounded because a pipelined burst would otherwise recurse request by request.
@@ -466,6 +600,53 @@ void Connection::send(std::array<asio::const_buffer, 2> buffers) {
                     [self = shared_from_this()](const boost::system::error_code& e, size_t) {
                       self->on_written(e);
                     });
+}
+
+void Connection::tls_write() {
+  while (tls_out_[0].size() + tls_out_[1].size() > 0) {
+    asio::const_buffer& out = tls_out_[0].size() > 0 ? tls_out_[0] : tls_out_[1];
+    size_t n = 0;
+    ERR_clear_error();
+    const int r = SSL_write_ex(tls_.get(), out.data(), out.size(), &n);
+    if (r == 1) {
+      out += n;
+      continue;
+    }
+    const TlsStep step = tls_step(r);
+    ERR_clear_error();
+    if (step != TlsStep::kReadable && step != TlsStep::kWritable) {
+      tls_written(asio::error::connection_reset);
+      return;
+    }
+    // The rest waits for the socket (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: the same bytes are
+    // offered again, from wherever they are).
+    if (!tls_out_is_continue_) deadline_ = now() + shared_.options.write_timeout;
+    socket_.async_wait(
+        step == TlsStep::kWritable ? tcp::socket::wait_write : tcp::socket::wait_read,
+        [self = shared_from_this()](const boost::system::error_code& ec) {
+          if (ec || self->state_ == State::kClosed) {
+            self->tls_written(ec ? ec : asio::error::operation_aborted);
+            return;
+          }
+          self->tls_write();
+        });
+    return;
+  }
+  tls_written({});
+}
+
+void Connection::tls_written(const boost::system::error_code& ec) {
+  if (!tls_out_is_continue_) {
+    on_written(ec);
+    return;
+  }
+  write_pending_ = false;
+  if (state_ == State::kClosed) return;
+  if (ec) {
+    close();
+    return;
+  }
+  parse();
 }
 
 void Connection::on_written(const boost::system::error_code& ec) {
@@ -512,9 +693,22 @@ void Connection::finish_after_response() {
     linger();
     return;
   }
+  shutdown_send();
+  close();
+}
+
+void Connection::shutdown_send() {
+  send_close_notify();
   boost::system::error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_send, ignored);
-  close();
+}
+
+void Connection::send_close_notify() {
+  if (!tls_ || !tls_handshake_done_ || tls_broken_ || write_pending_) return;
+  ERR_clear_error();
+  SSL_shutdown(tls_.get());  // where the socket takes it; the reply is not waited for
+  ERR_clear_error();
+  tls_broken_ = true;  // sent (or lost): not again
 }
 
 void Connection::fail(int status, std::string_view detail) {
@@ -534,8 +728,7 @@ void Connection::fail(int status, std::string_view detail) {
 void Connection::linger() {
   state_ = State::kLingering;
   deadline_ = now() + std::min<Clock::Duration>(kLingerTime, shared_.options.read_timeout);
-  boost::system::error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  shutdown_send();
   buffer_.clear();
   if (peer_eof_) {
     close();
@@ -570,6 +763,7 @@ void Connection::close() {
   if (state_ == State::kClosed) return;
   const bool handling = state_ == State::kHandling;
   state_ = State::kClosed;
+  send_close_notify();  // a TLS client told the stream ended here, not cut (idle, drain)
   boost::system::error_code ignored;
   socket_.close(ignored);
   if (counted_) {

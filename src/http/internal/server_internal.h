@@ -23,6 +23,9 @@
 #include "http/internal/io_thread.h"
 #include "http/internal/parsers.h"
 #include "http/server.h"
+#include "http/tls.h"
+
+struct ssl_st;  // OpenSSL's SSL
 
 namespace prescale::http::internal {
 
@@ -44,6 +47,19 @@ struct ServerShared {
 
   void reject(int status) const;
   void connection_closed();
+  // The TLS context new connections take; null for plain HTTP.
+  std::shared_ptr<const TlsContext> current_tls() const {
+    std::lock_guard lock(tls_mu);
+    return tls;
+  }
+  void set_tls(std::shared_ptr<const TlsContext> next) {
+    std::lock_guard lock(tls_mu);
+    tls = std::move(next);
+  }
+
+ private:
+  mutable std::mutex tls_mu;
+  std::shared_ptr<const TlsContext> tls;  // options.tls, then what replace_tls() swapped in
 };
 
 // One I/O thread: its io_context, its acceptor (or none, in round-robin fallback mode), the
@@ -145,6 +161,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   enum class State { kIdle, kReading, kHandling, kWriting, kLingering, kClosed };
+  // TLS only: how an SSL call ended.
+  enum class TlsStep {
+    kDone,      // it did what was asked
+    kReadable,  // it waits for the socket to be readable
+    kWritable,  // ... to be writable
+    kEof,       // the peer closed (close_notify, or TCP's FIN)
+    kLost,      // the socket failed
+    kRefused,   // a TLS protocol error: not TLS, nothing in common, a bad record
+  };
+  struct SslFree {
+    void operator()(ssl_st* ssl) const;
+  };
 
   void reset_parser();
   size_t read_cap() const;
@@ -156,6 +184,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_response(uint64_t seq, Response&& response);
   void write_response();
   void send(std::array<asio::const_buffer, 2> buffers);
+  // TLS: the handshake's next step; kDone once it is over.
+  TlsStep handshake();
+  // TLS: writes tls_out_ through the session, waiting as it must; then tls_written().
+  void tls_write();
+  // After tls_write(): on_written() for a response, parse() after a "100 Continue".
+  void tls_written(const boost::system::error_code& ec);
+  // TLS: what a failed SSL call's `result` means (marks the session broken where it failed).
+  TlsStep tls_step(int result);
+  // Half-closes the connection: TLS's close_notify first, then TCP's FIN.
+  void shutdown_send();
+  // TLS: close_notify, once, unless the session failed or a record is half written.
+  void send_close_notify();
   void on_written(const boost::system::error_code& ec);
   void write_continue();
   // The request line is over the header limit by itself (answered 414, not 431).
@@ -176,6 +216,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::beast::flat_buffer buffer_;
   Request req_;
   std::optional<RequestParser> parser_;
+  std::unique_ptr<ssl_st, SslFree> tls_;  // null: plain HTTP
+  std::array<asio::const_buffer, 2> tls_out_{};
+  bool tls_handshake_done_ = false;
+  bool tls_read_wants_write_ = false;  // the session must send before it can read on
+  bool tls_out_is_continue_ = false;
+  bool tls_broken_ = false;  // a failed SSL call: no close_notify may follow
   Response resp_;
   std::string head_;
   State state_ = State::kIdle;

@@ -23,6 +23,14 @@ constexpr std::string_view kStateDir = "/var/lib/prescale/state";
 constexpr std::string_view kConfigMapName = "prescale-config";
 constexpr std::string_view kConfigDir = "/etc/prescale";
 constexpr std::string_view kConfigKey = "prescale.yaml";
+// gateway.tls: the certificate from a Secret of type kubernetes.io/tls (what `kubectl create
+// secret tls` and cert-manager write), mounted where the gateway reads it; the kubelet updates a
+// renewed one in place and the gateway reads it again.
+constexpr std::string_view kGatewayTlsSecret = "prescale-gateway-tls";
+constexpr std::string_view kGatewayTlsDir = "/etc/prescale/tls";
+// With gateway.tls the services call the gateway over plain HTTP through this ClusterIP Service
+// (the gateway's --plain-port), never exposed outside the cluster as the gateway's may be.
+constexpr std::string_view kGatewayInsideName = "prescale-gateway-inside";
 // The supervisor's ready_timeout: a replica not ready this long after it started has failed.
 constexpr int kStartupSeconds = 120;
 // How long a cluster's DNS may answer a name from its cache (CoreDNS' kubernetes plugin: 5 s).
@@ -164,6 +172,9 @@ Json service_container(const ServiceConfig& s, std::size_t index, const Config& 
   if (s.name == kGatewayName) {
     problem("name", "\"prescale-gateway\" is the gateway's Deployment and Service");
   }
+  if (s.name == kGatewayInsideName) {
+    problem("name", "\"prescale-gateway-inside\" is the gateway's Service for the services' calls");
+  }
   if (s.name == kControllerName) {
     problem("name", "\"prescale-controller\" is the controller's Deployment");
   }
@@ -218,7 +229,10 @@ Json service_container(const ServiceConfig& s, std::size_t index, const Config& 
     if (k != "PRESCALE_GATEWAY_URL") env.push_back({{"name", k}, {"value", v}});
   }
   env.push_back(
-      {{"name", "PRESCALE_GATEWAY_URL"}, {"value", "http://" + std::string(kGatewayName) + ":80"}});
+      {{"name", "PRESCALE_GATEWAY_URL"},
+       {"value", "http://" +
+                     std::string(config.gateway.tls.enabled() ? kGatewayInsideName : kGatewayName) +
+                     ":80"}});
   add_tracing_env(env, config.tracing, s.env, s.name);
   c["env"] = std::move(env);
   if (s.memory_limit.bytes > 0) {
@@ -270,15 +284,29 @@ Json gateway_container(const Config& config, const ManifestOptions& o) {
   if (!config.tracing.otlp_endpoint.empty()) {
     add_tracing_env(env, config.tracing, {}, "prescale-gateway");
   }
+  Json mounts = Json::array({{{"name", "config"}, {"mountPath", kConfigDir}, {"readOnly", true}}});
+  if (config.gateway.tls.enabled()) {
+    // The file's paths are this machine's; in the pod the flags name the Secret's files.
+    argv.push_back("--tls-cert");
+    argv.push_back(std::string(kGatewayTlsDir) + "/tls.crt");
+    argv.push_back("--tls-key");
+    argv.push_back(std::string(kGatewayTlsDir) + "/tls.key");
+    argv.push_back("--plain-port");
+    argv.push_back(std::to_string(kGatewayInsidePort));
+    mounts.push_back({{"name", "tls"}, {"mountPath", kGatewayTlsDir}, {"readOnly", true}});
+  }
+  Json ports = Json::array({{{"name", "http"}, {"containerPort", kServicePort}},
+                            {{"name", "admin"}, {"containerPort", kGatewayAdminPort}}});
+  if (config.gateway.tls.enabled()) {
+    ports.push_back({{"name", "inside"}, {"containerPort", kGatewayInsidePort}});
+  }
   Json c = {{"name", "gateway"},
             {"image", o.image},
             {"command", std::move(argv)},
-            {"ports", Json::array({{{"name", "http"}, {"containerPort", kServicePort}},
-                                   {{"name", "admin"}, {"containerPort", kGatewayAdminPort}}})},
+            {"ports", std::move(ports)},
             {"readinessProbe", http_probe("/readyz", "admin")},
             {"livenessProbe", http_probe("/healthz", "admin")},
-            {"volumeMounts",
-             Json::array({{{"name", "config"}, {"mountPath", kConfigDir}, {"readOnly", true}}})},
+            {"volumeMounts", std::move(mounts)},
             {"securityContext", {{"allowPrivilegeEscalation", false}}}};
   if (!env.empty()) c["env"] = std::move(env);
   return c;
@@ -623,14 +651,30 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
   // A changed file changes the pod template, so `kubectl apply` rolls the gateway.
   Json annotations = scrape_annotations(kGatewayAdminPort);
   annotations["checksum/config"] = sha256_hex(o.config_text);
-  objects.push_back(service_object(
-      kGatewayName, "gateway",
-      {{"type", o.gateway_service_type},
-       {"ports", Json::array({{{"name", "http"}, {"port", 80}, {"targetPort", "http"}}})}},
-      o));
-  objects.push_back(deployment(
-      kGatewayName, "gateway", o.gateway_replicas, annotations, gateway_container(config, o),
-      Json::array({{{"name", "config"}, {"configMap", {{"name", kConfigMapName}}}}}), config, o));
+  const bool tls = config.gateway.tls.enabled();
+  objects.push_back(service_object(kGatewayName, "gateway",
+                                   {{"type", o.gateway_service_type},
+                                    {"ports", Json::array({{{"name", tls ? "https" : "http"},
+                                                            {"port", tls ? 443 : 80},
+                                                            {"targetPort", "http"}}})}},
+                                   o));
+  if (tls) {
+    Json inside = service_object(
+        kGatewayInsideName, "gateway",
+        {{"type", "ClusterIP"},
+         {"ports", Json::array({{{"name", "http"}, {"port", 80}, {"targetPort", "inside"}}})}},
+        o);
+    inside["spec"]["selector"] = selector_of(kGatewayName);  // the gateway's pods
+    objects.push_back(std::move(inside));
+  }
+  Json gateway_volumes =
+      Json::array({{{"name", "config"}, {"configMap", {{"name", kConfigMapName}}}}});
+  if (tls) {
+    gateway_volumes.push_back({{"name", "tls"}, {"secret", {{"secretName", kGatewayTlsSecret}}}});
+  }
+  objects.push_back(deployment(kGatewayName, "gateway", o.gateway_replicas, annotations,
+                               gateway_container(config, o), std::move(gateway_volumes), config,
+                               o));
   objects.push_back(disruption_budget(kGatewayName, "gateway", o));
 
   if (o.pod_monitors) {

@@ -84,6 +84,9 @@ extern const std::string_view kGrafanaDashboard;
 // The port every rendered container serves on, and the gateway's admin port.
 inline constexpr int kServicePort = 8080;
 inline constexpr int kGatewayAdminPort = 9901;
+// With gateway.tls: the gateway's plain listener for the services' own calls, inside the
+// cluster only (Service prescale-gateway-inside, port 80).
+inline constexpr int kGatewayInsidePort = 8081;
 inline constexpr int kControllerAdminPort = 9902;
 inline constexpr int kKedaScalerPort = 9903;
 // Where a built-in service's model directory is, in its image, when services[].model_dir is not

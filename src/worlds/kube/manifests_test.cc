@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -250,6 +251,59 @@ TEST(KubeManifests, ACommandServiceRunsItsImageWithThePortFilledIn) {
   // time to live of 5 s, and a second), then drains for http.shutdown_grace, with 5 s to spare.
   EXPECT_EQ(c["lifecycle"]["preStop"]["exec"]["command"].dump(), R"(["sleep","11"])");
   EXPECT_EQ(d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 11 + 10 + 5);
+}
+
+TEST(KubeManifests, WithGatewayTlsTheGatewayServesTheSecretsCertificateOn443) {
+  std::string text = kShop;
+  text.replace(text.find("gateway:\n") + 9, 0,
+               "  tls: {cert_file: certs/shop.crt, key_file: certs/shop.key}\n");
+  const auto objects = render(text, options(text));
+  const Json& gateway = container_of(objects, "prescale-gateway");
+  std::vector<std::string> argv;
+  for (const Json& a : gateway["command"]) argv.push_back(a);
+  const auto flag = [&](std::string_view name) {
+    const auto at = std::find(argv.begin(), argv.end(), name);
+    return at == argv.end() || at + 1 == argv.end() ? std::string() : *(at + 1);
+  };
+  EXPECT_EQ(flag("--tls-cert"), "/etc/prescale/tls/tls.crt");
+  EXPECT_EQ(flag("--tls-key"), "/etc/prescale/tls/tls.key");
+  bool mounted = false;
+  for (const Json& m : gateway["volumeMounts"]) {
+    if (m["name"] == "tls")
+      mounted = m["mountPath"] == "/etc/prescale/tls" && m["readOnly"] == true;
+  }
+  EXPECT_TRUE(mounted) << gateway.dump();
+  const Json& pod = find(objects, "Deployment", "prescale-gateway")["spec"]["template"]["spec"];
+  bool secret = false;
+  for (const Json& v : pod["volumes"]) {
+    if (v["name"] == "tls") secret = v["secret"]["secretName"] == "prescale-gateway-tls";
+  }
+  EXPECT_TRUE(secret) << pod.dump();
+  const Json& port = find(objects, "Service", "prescale-gateway")["spec"]["ports"][0];
+  EXPECT_EQ(port["name"], "https");
+  EXPECT_EQ(port["port"], 443);
+  EXPECT_EQ(port["targetPort"], "http");
+  // The services call the gateway over plain HTTP, inside the cluster only.
+  EXPECT_EQ(flag("--plain-port"), "8081");
+  const Json& inside = find(objects, "Service", "prescale-gateway-inside")["spec"];
+  EXPECT_EQ(inside["type"], "ClusterIP");
+  EXPECT_EQ(inside["selector"], find(objects, "Service", "prescale-gateway")["spec"]["selector"]);
+  EXPECT_EQ(inside["ports"][0]["port"], 80);
+  EXPECT_EQ(inside["ports"][0]["targetPort"], "inside");
+  bool inside_port = false;
+  for (const Json& p : gateway["ports"]) {
+    if (p["name"] == "inside") inside_port = p["containerPort"] == 8081;
+  }
+  EXPECT_TRUE(inside_port) << gateway.dump();
+  std::string gateway_url;
+  for (const Json& e : container_of(objects, "checkout")["env"]) {
+    if (e["name"] == "PRESCALE_GATEWAY_URL") gateway_url = e["value"];
+  }
+  EXPECT_EQ(gateway_url, "http://prescale-gateway-inside:80");
+  // Without tls: plain HTTP on 80, no Secret.
+  const auto plain = render(kShop, options());
+  EXPECT_EQ(find(plain, "Service", "prescale-gateway")["spec"]["ports"][0]["port"], 80);
+  EXPECT_EQ(container_of(plain, "prescale-gateway")["volumeMounts"].size(), 1u);
 }
 
 TEST(KubeManifests, WithTracingEveryPodSendsItsSpansWhereTheFileSaysNamingItself) {

@@ -1,0 +1,342 @@
+#include "http/tls.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/text_file.h"
+#include "http/server.h"
+#include "http/test_util.h"
+
+namespace prescale::http {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::RawSocket;
+using testing::TestCertificate;
+
+std::string get(std::string_view target) {
+  return "GET " + std::string(target) + " HTTP/1.1\r\nHost: test\r\n\r\n";
+}
+
+std::string read_file(const std::string& path) { return read_text_file(path).value_or(""); }
+
+void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+class TlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "/tls_test.XXXXXX";
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    cert_ = testing::write_test_certificate(dir_, "first", "first.example");
+  }
+  void TearDown() override {
+    if (server_) server_->shutdown(milliseconds(1000));
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::shared_ptr<const TlsContext> load(const TestCertificate& c) {
+    auto tls = TlsContext::load({c.cert_file, c.key_file});
+    EXPECT_TRUE(tls.has_value()) << tls.error().to_string();
+    return tls ? *tls : nullptr;
+  }
+
+  // A TLS server (two I/O threads) answering "<secure> <method> <target> <body size>".
+  Server& start(ServerOptions o = {}) {
+    o.address = "127.0.0.1";
+    o.threads = 2;
+    if (!o.tls) o.tls = load(cert_);
+    o.on_tls_handshake_failed = [this] { handshake_failures_.fetch_add(1); };
+    server_ = std::make_unique<Server>(std::move(o), [](Request& req, Responder respond) {
+      if (req.target == "/big") {
+        respond(Response::text(200, std::string(300 * 1024, 'b')));
+        return;
+      }
+      if (req.target == "/huge") {
+        std::string body(16 * 1024 * 1024, 'h');
+        for (size_t i = 0; i < body.size(); i += 4096)
+          body[i] = static_cast<char>('a' + i / 4096 % 26);
+        respond(Response::text(200, std::move(body)));
+        return;
+      }
+      respond(Response::text(200, std::string(req.secure ? "secure " : "plain ") + req.method_name +
+                                      " " + req.target + " " + std::to_string(req.body.size())));
+    });
+    auto started = server_->start();
+    EXPECT_TRUE(started.has_value()) << started.error().to_string();
+    return *server_;
+  }
+
+  std::string dir_;
+  TestCertificate cert_;
+  std::unique_ptr<Server> server_;
+  std::atomic<int> handshake_failures_{0};
+};
+
+TEST_F(TlsTest, LoadReadsTheCertificatesNameExpiryAndFingerprint) {
+  auto tls = load(cert_);
+  ASSERT_NE(tls, nullptr);
+  EXPECT_EQ(tls->subject(), "CN=first.example");
+  const auto left = tls->not_after() - std::chrono::system_clock::now();
+  EXPECT_GT(left, std::chrono::hours(24 * 29));
+  EXPECT_LT(left, std::chrono::hours(24 * 31));
+  EXPECT_EQ(tls->fingerprint().size(), 64u);
+  const TestCertificate other = testing::write_test_certificate(dir_, "other");
+  EXPECT_NE(load(other)->fingerprint(), tls->fingerprint());
+}
+
+TEST_F(TlsTest, LoadNamesTheFileAndWhatIsWrongWithIt) {
+  auto missing = TlsContext::load({dir_ + "/nope.crt", cert_.key_file});
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(missing.error().message.find("nope.crt"), std::string::npos);
+
+  write_file(dir_ + "/garbage.crt", "not a certificate\n");
+  auto garbage = TlsContext::load({dir_ + "/garbage.crt", cert_.key_file});
+  ASSERT_FALSE(garbage.has_value());
+  EXPECT_EQ(garbage.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(garbage.error().message.find("garbage.crt: no PEM certificate"), std::string::npos)
+      << garbage.error().message;
+
+  auto no_key = TlsContext::load({cert_.cert_file, cert_.cert_file});
+  ASSERT_FALSE(no_key.has_value());
+  EXPECT_NE(no_key.error().message.find("first.crt: no PEM private key"), std::string::npos)
+      << no_key.error().message;
+
+  const TestCertificate other = testing::write_test_certificate(dir_, "other");
+  auto mismatch = TlsContext::load({cert_.cert_file, other.key_file});
+  ASSERT_FALSE(mismatch.has_value());
+  EXPECT_NE(mismatch.error().message.find("other.key: the key is not the private key of " +
+                                          cert_.cert_file),
+            std::string::npos)
+      << mismatch.error().message;
+
+  auto empty = TlsContext::load({cert_.cert_file, ""});
+  ASSERT_FALSE(empty.has_value());
+  EXPECT_EQ(empty.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(TlsTest, AChainFileHoldsTheLeafThenItsIntermediates) {
+  const TestCertificate other = testing::write_test_certificate(dir_, "other");
+  write_file(dir_ + "/chain.crt", read_file(cert_.cert_file) + read_file(other.cert_file));
+  auto chain = TlsContext::load({dir_ + "/chain.crt", cert_.key_file});
+  ASSERT_TRUE(chain.has_value()) << chain.error().to_string();
+  EXPECT_EQ((*chain)->subject(), "CN=first.example");
+
+  write_file(dir_ + "/broken.crt",
+             read_file(cert_.cert_file) +
+                 "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+  auto broken = TlsContext::load({dir_ + "/broken.crt", cert_.key_file});
+  ASSERT_FALSE(broken.has_value());
+  EXPECT_NE(broken.error().message.find("broken.crt: an intermediate certificate is malformed"),
+            std::string::npos)
+      << broken.error().message;
+}
+
+TEST_F(TlsTest, ServesHttpsAndMarksItsRequestsSecure) {
+  Server& server = start();
+  RawSocket s(server.port());
+  std::string error;
+  ASSERT_TRUE(s.start_tls(cert_.cert_file, &error, {"h2", "http/1.1"})) << error;
+  EXPECT_EQ(s.alpn(), "http/1.1");
+  EXPECT_EQ(s.tls_version(), "TLSv1.3");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(s.send(get("/n/" + std::to_string(i))));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "secure GET /n/" + std::to_string(i) + " 0");
+  }
+  EXPECT_EQ(handshake_failures_.load(), 0);
+}
+
+TEST_F(TlsTest, AClientOfferingOnlyH2GetsNoAlpnAnswerAndHttp11StillWorks) {
+  Server& server = start();
+  RawSocket s(server.port());
+  std::string error;
+  ASSERT_TRUE(s.start_tls(cert_.cert_file, &error, {"h2"})) << error;
+  EXPECT_EQ(s.alpn(), "");
+  ASSERT_TRUE(s.send(get("/x")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "secure GET /x 0");
+}
+
+TEST_F(TlsTest, LargeBodiesBothWaysAndPipelinedRequestsCrossManyRecords) {
+  Server& server = start();
+  RawSocket s(server.port());
+  std::string error;
+  ASSERT_TRUE(s.start_tls(cert_.cert_file, &error)) << error;
+  // 1 MiB up (64 records), 300 KiB down, then 20 requests in one write.
+  const std::string body(1024 * 1024, 'u');
+  ASSERT_TRUE(s.send("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n" + body));
+  auto up = s.read_response();
+  ASSERT_TRUE(up.has_value());
+  EXPECT_EQ(up->body, "secure POST /up 1048576");
+  ASSERT_TRUE(s.send(get("/big")));
+  auto big = s.read_response();
+  ASSERT_TRUE(big.has_value());
+  EXPECT_EQ(big->body, std::string(300 * 1024, 'b'));
+  std::string burst;
+  for (int i = 0; i < 20; ++i) burst += get("/p/" + std::to_string(i));
+  ASSERT_TRUE(s.send(burst));
+  for (int i = 0; i < 20; ++i) {
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value()) << i;
+    EXPECT_EQ(r->body, "secure GET /p/" + std::to_string(i) + " 0");
+  }
+}
+
+// 16 MiB to a client that does not read at first: the server's writes wait for the socket, and
+// the answer arrives whole and in order, then the next request on the connection.
+TEST_F(TlsTest, AnAnswerLargerThanTheSocketTakesWaitsForTheClientAndArrivesWhole) {
+  Server& server = start();
+  // More than the kernel holds while the client does not read: the server's send buffer is at
+  // most tcp_wmem's (4 MiB by default), and the client's receive buffer grows only as it reads.
+  RawSocket s(server.port(), milliseconds(20000));
+  ASSERT_TRUE(s.start_tls(cert_.cert_file));
+  ASSERT_TRUE(s.send(get("/huge") + get("/after")));
+  std::this_thread::sleep_for(milliseconds(300));  // the server's socket fills meanwhile
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->body.size(), 16u * 1024 * 1024);
+  bool intact = true;
+  for (size_t i = 0; i < r->body.size() && intact; i += 4096) {
+    intact = r->body[i] == static_cast<char>('a' + i / 4096 % 26) && r->body[i + 1] == 'h';
+  }
+  EXPECT_TRUE(intact);
+  auto after = s.read_response();
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->body, "secure GET /after 0");
+}
+
+// A malformed request is answered 400 over TLS while the client goes on sending, then closed.
+TEST_F(TlsTest, AMalformedRequestIsAnsweredThenTheConnectionClosed) {
+  Server& server = start();
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.start_tls(cert_.cert_file));
+  ASSERT_TRUE(s.send("GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n" +
+                     std::string(64 * 1024, 'x')));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(r->header("Connection"), "close");
+  EXPECT_TRUE(s.closed_within(milliseconds(3000)));
+}
+
+TEST_F(TlsTest, ExpectContinueIsAnsweredOverTls) {
+  Server& server = start();
+  RawSocket s(server.port());
+  std::string error;
+  ASSERT_TRUE(s.start_tls(cert_.cert_file, &error)) << error;
+  ASSERT_TRUE(
+      s.send("POST /c HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
+  auto interim = s.read_response();
+  ASSERT_TRUE(interim.has_value());
+  EXPECT_EQ(interim->status, 100);
+  ASSERT_TRUE(s.send("hello"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "secure POST /c 5");
+}
+
+TEST_F(TlsTest, PlainHttpOnTheTlsPortIsClosedAndCountedAsAFailedHandshake) {
+  Server& server = start();
+  {
+    RawSocket plain(server.port());
+    ASSERT_TRUE(plain.send(get("/")));
+    EXPECT_TRUE(plain.closed_within(milliseconds(2000)));
+  }
+  // A client that leaves before a word (a port check) is no failed handshake.
+  { RawSocket probe(server.port()); }
+  // A client that does not trust the certificate refuses it.
+  const TestCertificate other = testing::write_test_certificate(dir_, "other");
+  RawSocket wrong(server.port());
+  EXPECT_FALSE(wrong.start_tls(other.cert_file));
+  // The server serves on.
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.start_tls(cert_.cert_file));
+  ASSERT_TRUE(s.send(get("/after")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "secure GET /after 0");
+  // The plain request and the refused certificate (the client's alert), not the probe.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (handshake_failures_.load() < 2 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_EQ(handshake_failures_.load(), 2);
+}
+
+TEST_F(TlsTest, AHandshakeNotFinishedInTheReadTimeoutIsClosed) {
+  ServerOptions o;
+  o.read_timeout = milliseconds(200);
+  Server& server = start(o);
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(std::string("\x16\x03\x01", 3)));  // the start of a ClientHello, no more
+  EXPECT_TRUE(s.closed_within(milliseconds(3000)));
+}
+
+TEST_F(TlsTest, AReplacedCertificateServesNewConnectionsAndOpenOnesKeepTheirs) {
+  Server& server = start();
+  RawSocket before(server.port());
+  ASSERT_TRUE(before.start_tls(cert_.cert_file));
+
+  const TestCertificate renewed =
+      testing::write_test_certificate(dir_, "renewed", "renewed.example");
+  ASSERT_TRUE(server.replace_tls(load(renewed)).has_value());
+  RawSocket after(server.port());
+  std::string error;
+  ASSERT_TRUE(after.start_tls(renewed.cert_file, &error)) << error;
+  ASSERT_TRUE(after.send(get("/new")));
+  auto r = after.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "secure GET /new 0");
+  RawSocket stale(server.port());
+  EXPECT_FALSE(stale.start_tls(cert_.cert_file));  // the old certificate is no longer offered
+
+  ASSERT_TRUE(before.send(get("/old")));
+  auto old = before.read_response();
+  ASSERT_TRUE(old.has_value());
+  EXPECT_EQ(old->body, "secure GET /old 0");
+
+  EXPECT_FALSE(server.replace_tls(nullptr).has_value());
+}
+
+TEST_F(TlsTest, APlainServerRefusesACertificate) {
+  Server plain(ServerOptions{}, [](Request&, Responder respond) { respond(Response{}); });
+  auto r = plain.replace_tls(load(cert_));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(TlsTest, OverMaxConnectionsATlsClientIsClosedUnanswered) {
+  ServerOptions o;
+  o.max_connections = 1;
+  std::atomic<int> rejected{0};
+  o.on_rejected = [&](int status) {
+    if (status == 503) rejected.fetch_add(1);
+  };
+  Server& server = start(o);
+  RawSocket first(server.port());
+  ASSERT_TRUE(first.start_tls(cert_.cert_file));
+  RawSocket second(server.port());
+  EXPECT_TRUE(second.closed_within(milliseconds(2000)));
+  EXPECT_EQ(rejected.load(), 1);
+  ASSERT_TRUE(first.send(get("/still")));
+  auto r = first.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "secure GET /still 0");
+}
+
+}  // namespace
+}  // namespace prescale::http
