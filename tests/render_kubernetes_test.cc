@@ -16,6 +16,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -891,8 +892,19 @@ TEST(RenderKubernetesTest, TheRenderedControllerTakesTheHistoryItLacksFromPromet
   EXPECT_LE(minutes, 2 * 1440 + 2) << log;  // Prometheus answers for minutes up to its last scrape
   // Its first decision comes at the end of its first period (15 s, the file's default): on a
   // loaded machine a 20 s wait was not always enough (a clean clone's CI run, 2026-12-02).
+  // When none comes, what the controller saw and forecast says why (its own series).
+  auto controller_series = [&] {
+    std::string out;
+    std::istringstream metrics(get_body(pods.controller_admin, "/metrics"));
+    for (std::string line; std::getline(metrics, line);) {
+      if (line.starts_with("prescale_controller")) {
+        out += line + "\n";
+      }
+    }
+    return out;
+  };
   EXPECT_TRUE(testing::wait_for([&] { return !pods.api->scaled().empty(); }, 60s))
-      << pods.controller->log();
+      << pods.controller->log() << controller_series();
   ASSERT_TRUE(says(*pods.controller, "scaled web 1 -> ")) << pods.controller->log();
   const std::string decided =
       pods.controller->log().substr(pods.controller->log().find("scaled web 1 -> "));

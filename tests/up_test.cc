@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "http/client.h"
+#include "http/test_util.h"
 #include "support/platform.h"
 #include "support/subprocess.h"
 
@@ -583,6 +584,53 @@ TEST(UpTest, AnIpv6GatewayIsAnnouncedToReplicasAsAUrl) {
   EXPECT_EQ(url, expected);
   EXPECT_EQ(up.stop(), 0);
   EXPECT_NE(up.log().find("prescale up: gateway " + expected + ","), std::string::npos)
+      << up.log();
+}
+
+// gateway.tls: clients reach the gateway over HTTPS; the replicas are given a plain listener of
+// the same gateway on the loopback, which serves the same routes (docs/gateway.md, "TLS").
+TEST(UpTest, WithTlsClientsUseHttpsAndTheReplicasAPlainListenerOfTheirOwn) {
+  TempDir dir;
+  const auto cert = http::testing::write_test_certificate(dir.path(), "gateway");
+  const std::string config = dir.file("prescale.yaml");
+  std::string yaml = echo_yaml("5s");
+  yaml.replace(yaml.find("gateway:\n") + 9, 0,
+               "  tls: {cert_file: gateway.crt, key_file: gateway.key}\n");
+  testing::write_file(config, yaml);
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+
+  http::testing::RawSocket s(up.gateway_port());
+  std::string error;
+  ASSERT_TRUE(s.start_tls(cert.cert_file, &error)) << error << "\n" << up.log();
+  ASSERT_TRUE(s.send("GET /echo HTTP/1.1\r\nHost: shop\r\n\r\n"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value()) << up.log();
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_NE(r->body.find("\"X-Forwarded-Proto\":\"https\""), std::string::npos) << r->body;
+
+  const std::vector<int> pids = replica_pids(up.events());
+  ASSERT_EQ(pids.size(), 1u) << up.events().dump();
+  std::string environ = testing::read_file("/proc/" + std::to_string(pids[0]) + "/environ");
+  std::replace(environ.begin(), environ.end(), '\0', '\n');
+  std::string url;
+  std::istringstream vars(environ);
+  for (std::string var; std::getline(vars, var);) {
+    if (var.rfind("PRESCALE_GATEWAY_URL=", 0) == 0) url = var.substr(21);
+  }
+  ASSERT_EQ(url.rfind("http://127.0.0.1:", 0), 0u) << url;
+  const int inside = std::stoi(url.substr(17));
+  EXPECT_NE(inside, up.gateway_port());
+  http::Client client;
+  auto plain =
+      client.request("127.0.0.1", static_cast<uint16_t>(inside), testing::get_request("/echo"));
+  ASSERT_TRUE(plain.has_value()) << plain.error().message;
+  EXPECT_EQ(plain->status, 200);
+  EXPECT_NE(plain->body.find("\"X-Forwarded-Proto\":\"http\""), std::string::npos) << plain->body;
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_NE(up.log().find("prescale up: gateway https://127.0.0.1:" +
+                          std::to_string(up.gateway_port()) + ","),
+            std::string::npos)
       << up.log();
 }
 

@@ -54,6 +54,7 @@ struct GatewayFlags {
   std::string tls_cert;        // both or neither; win over gateway.tls
   std::string tls_key;
   int plain_port = -1;  // with TLS: a plain listener beside it; -1: none
+  std::string plain_address = "127.0.0.1";
   std::string plain_port_file;
 };
 
@@ -204,10 +205,14 @@ GatewayCommand::GatewayCommand(CLI::App& app) : flags_(std::make_unique<GatewayF
   tls_key->needs(tls_cert);
   command_
       ->add_option("--plain-port", f.plain_port,
-                   "With TLS: also serve plain HTTP on this port of the listen address, for "
+                   "With TLS: also serve plain HTTP on this port (of --plain-address), for "
                    "callers inside a trusted network (the services' own calls); 0 picks a free "
                    "port")
       ->check(CLI::Range(0, 65535));
+  command_
+      ->add_option("--plain-address", f.plain_address,
+                   "Address of --plain-port's listener; only this machine by default")
+      ->capture_default_str();
   command_->add_option("--plain-port-file", f.plain_port_file,
                        "Write the bound plain port to this file once listening");
   command_->add_option("--log-level", f.log_level, "trace|debug|info|warn|error|off");
@@ -331,7 +336,9 @@ int GatewayCommand::run() const {
   std::unique_ptr<http::Server> inside;
   if (f.plain_port >= 0) {
     http::ServerOptions inside_options = options;
+    inside_options.address = f.plain_address;
     inside_options.port = static_cast<uint16_t>(f.plain_port);
+    inside_options.threads = inside_threads(options.threads);
     inside_options.tls = nullptr;
     inside_options.on_tls_handshake_failed = nullptr;
     inside = std::make_unique<http::Server>(inside_options, (*gw)->handler());
@@ -372,7 +379,7 @@ int GatewayCommand::run() const {
   (*gw)->start_upkeep();
   spdlog::info("gateway listening on {}://{}:{}{} ({} routes){}", tls ? "https" : "http",
                listen->host, server->port(),
-               inside ? fmt::format(" and http://{}:{}", listen->host, inside->port()) : "",
+               inside ? fmt::format(" and http://{}:{}", f.plain_address, inside->port()) : "",
                gateway_config.routes.size(),
                admin ? fmt::format(", admin on {}:{}", listen->host, admin->port()) : "");
 

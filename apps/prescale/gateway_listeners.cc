@@ -1,8 +1,14 @@
 #include "gateway_listeners.h"
 
+#include <algorithm>
 #include <thread>
 
 namespace prescale {
+
+int inside_threads(int threads) {
+  const int all = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  return std::max(1, all / 2);
+}
 
 void GatewayListeners::stop(std::chrono::milliseconds grace) const {
   // Both of the gateway's listeners drain at once, within the one grace period.

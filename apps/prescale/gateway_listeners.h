@@ -12,6 +12,10 @@
 
 namespace prescale {
 
+// I/O threads of the gateway's plain listener for the services' own calls, beside its TLS one of
+// `threads` (0: one per core): half as many, at least one.
+int inside_threads(int threads);
+
 struct GatewayListeners {
   gateway::Gateway& gateway;
   http::Server& listener;          // the gateway's

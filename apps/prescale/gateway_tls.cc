@@ -57,7 +57,7 @@ Result<std::unique_ptr<GatewayTls>> GatewayTls::load(const http::TlsFiles& files
   auto context = pem ? http::TlsContext::load_pem(files, pem->cert, pem->key)
                      : http::TlsContext::load(files);  // says which file cannot be read
   if (!context) return std::unexpected(context.error());
-  tls->loaded_digest_ = tls->seen_digest_ = pem ? pem->digest : std::string();
+  tls->in_use_digest_ = tls->tried_digest_ = tls->seen_digest_ = pem ? pem->digest : "";
   tls->handshake_errors_ = &registry
                                 .counter("prescale_gateway_tls_handshake_errors_total",
                                          "TLS handshakes that failed: not TLS, nothing in "
@@ -100,13 +100,26 @@ void GatewayTls::refresh(http::Server& server, std::string_view why, bool force)
   const std::string digest = pem ? pem->digest : std::string("unreadable");
   const bool settled = digest == seen_digest_;
   seen_digest_ = digest;
-  if (!force && (digest == loaded_digest_ || !settled)) return;
+  if (digest == in_use_digest_) {  // what is served (again, after a moment unreadable)
+    tried_digest_ = digest;
+    return;
+  }
   // A renewal writes two files, or one in several writes: what is loaded is the same bytes two
-  // looks a second apart read, so a half-written pair is not tried; one that still fails (a key
-  // not the certificate's) is tried again when a file changes, the old pair served meanwhile.
-  loaded_digest_ = digest;
-  auto context = pem ? http::TlsContext::load_pem(files_, pem->cert, pem->key)
-                     : http::TlsContext::load(files_);
+  // looks a second apart read, so a half-written pair is not tried; one that fails (a key not
+  // the certificate's) is not tried again until a file changes (or SIGHUP), the pair in use
+  // served meanwhile.
+  if (!force && (digest == tried_digest_ || !settled)) return;
+  tried_digest_ = digest;
+  if (!pem) {
+    // Only for its message: what it might read now has not been looked at twice.
+    auto unreadable = http::TlsContext::load(files_);
+    reloads_failed_->inc();
+    spdlog::error(
+        "TLS ({}): keeping the certificate in use: {}", why,
+        unreadable ? std::string("a file could not be read") : unreadable.error().message);
+    return;
+  }
+  auto context = http::TlsContext::load_pem(files_, pem->cert, pem->key);
   if (!context) {
     reloads_failed_->inc();
     spdlog::error("TLS ({}): keeping the certificate in use: {}", why, context.error().message);
@@ -118,6 +131,7 @@ void GatewayTls::refresh(http::Server& server, std::string_view why, bool force)
     return;
   }
   use(std::move(*context));
+  in_use_digest_ = digest;
   reloads_ok_->inc();
   describe(*context_, fmt::format("TLS ({}): now serving the certificate of", why));
 }
@@ -125,6 +139,7 @@ void GatewayTls::refresh(http::Server& server, std::string_view why, bool force)
 void GatewayTls::change_files(const http::TlsFiles& files, http::Server& server) {
   if (files == files_) return;
   files_ = files;
+  seen_digest_.clear();
   refresh(server, "gateway.tls changed", /*force=*/true);
 }
 

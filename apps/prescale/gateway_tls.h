@@ -1,7 +1,7 @@
 // The gateway's certificate (gateway.tls, or --tls-cert/--tls-key): loaded before the gateway
 // listens, and read again whenever its files change, so that a renewed certificate (certbot,
 // cert-manager, a mounted Secret) is served without a restart. Connections already open keep the
-// certificate they began with. Metrics (docs/metrics.md): handshakes that failed, reloads by
+// certificate they began with. Metrics (docs/gateway.md): handshakes that failed, reloads by
 // result, and when the certificate in use expires.
 //
 // Thread safety: the command's controlling thread only, except the handshake counter, which the
@@ -64,8 +64,9 @@ class GatewayTls {
   void use(std::shared_ptr<const http::TlsContext> context);
 
   http::TlsFiles files_;
-  std::string loaded_digest_;  // of the bytes last loaded (or tried)
-  std::string seen_digest_;    // of the bytes the call before read
+  std::string in_use_digest_;  // of the bytes served
+  std::string tried_digest_;   // of the bytes last tried (served, or refused)
+  std::string seen_digest_;    // of the bytes the look before read
   std::shared_ptr<const http::TlsContext> context_;
   telemetry::Counter* handshake_errors_ = nullptr;
   telemetry::Counter* reloads_ok_ = nullptr;

@@ -330,6 +330,7 @@ int run_up(const UpFlags& f) {
     http::ServerOptions rso = gso;
     rso.address = "127.0.0.1";
     rso.port = 0;
+    rso.threads = inside_threads(gso.threads);
     replicas_server = std::make_unique<http::Server>(rso, (*gw)->handler());
     if (auto started = replicas_server->start(); !started) {
       std::cerr << "prescale up: gateway (the replicas' listener): " << started.error().to_string()

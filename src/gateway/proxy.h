@@ -14,7 +14,8 @@
 // Header handling (docs/gateway.md): hop-by-hop fields (Connection and the fields it names,
 // Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) are dropped both ways and the
 // body is reframed with Content-Length; X-Forwarded-For gets the client address appended,
-// X-Forwarded-Proto and X-Forwarded-Host are set unless present, Host is kept, and
+// X-Forwarded-Proto and X-Forwarded-Host are set unless present (X-Forwarded-Proto: https always
+// for a request that came over TLS), Host is kept, and
 // `x-request-id` is added when absent. Failures are JSON bodies: 503 no_healthy_upstream /
 // upstream_unavailable (nothing could be connected to), 502 bad_gateway (reset, closed or
 // malformed response), 504 upstream_timeout (connect, per-try or route timeout), 503

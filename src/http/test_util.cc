@@ -115,6 +115,18 @@ std::string RawSocket::alpn() const {
   return p ? std::string(reinterpret_cast<const char*>(p), n) : std::string();
 }
 
+bool RawSocket::tls_closed_cleanly() {
+  if (!tls_) return false;
+  char chunk[4096];
+  size_t n = 0;
+  int r = 0;
+  while ((r = SSL_read_ex(tls_, chunk, sizeof(chunk), &n)) == 1) {
+  }
+  const bool clean = SSL_get_error(tls_, r) == SSL_ERROR_ZERO_RETURN;
+  ERR_clear_error();
+  return clean;
+}
+
 std::string RawSocket::tls_version() const { return tls_ ? SSL_get_version(tls_) : ""; }
 
 bool RawSocket::send(std::string_view data) {

@@ -63,6 +63,9 @@ class RawSocket {
   // After start_tls(): the protocol ALPN chose ("" for none) and the TLS version ("TLSv1.3").
   std::string alpn() const;
   std::string tls_version() const;
+  // After start_tls(): reads to the end of the stream, true when it ended with the server's
+  // close_notify (not a bare TCP close, which truncation looks like).
+  bool tls_closed_cleanly();
 
  private:
   bool fill();  // reads more into buf_; false on EOF/error/timeout

@@ -157,6 +157,27 @@ TEST_F(TlsTest, ServesHttpsAndMarksItsRequestsSecure) {
   EXPECT_EQ(handshake_failures_.load(), 0);
 }
 
+// `Connection: close` and an idle timeout end the stream with close_notify, so that a client
+// can tell the end from a truncation.
+TEST_F(TlsTest, TheServerEndsAConnectionWithCloseNotify) {
+  ServerOptions o;
+  o.idle_timeout = milliseconds(200);
+  Server& server = start(o);
+  RawSocket closing(server.port());
+  ASSERT_TRUE(closing.start_tls(cert_.cert_file));
+  ASSERT_TRUE(closing.send("GET /bye HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+  auto r = closing.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "secure GET /bye 0");
+  EXPECT_TRUE(closing.tls_closed_cleanly());
+
+  RawSocket idle(server.port());
+  ASSERT_TRUE(idle.start_tls(cert_.cert_file));
+  ASSERT_TRUE(idle.send(get("/idle")));
+  ASSERT_TRUE(idle.read_response().has_value());
+  EXPECT_TRUE(idle.tls_closed_cleanly());  // after the idle timeout
+}
+
 TEST_F(TlsTest, AClientOfferingOnlyH2GetsNoAlpnAnswerAndHttp11StillWorks) {
   Server& server = start();
   RawSocket s(server.port());

@@ -151,6 +151,10 @@ void Connection::start() {
   auto remote = socket_.remote_endpoint(ec);
   if (!ec) req_.remote_address = remote.address().to_string();
   socket_.non_blocking(true, ec);  // reads and writes are attempted directly, never blocking
+  if (ec) {
+    close();  // a blocking read would stall every connection of this thread
+    return;
+  }
   if (auto tls = shared_.current_tls()) {
     // OpenSSL reads and writes the (non-blocking) socket itself; Asio only waits on it.
     ERR_clear_error();

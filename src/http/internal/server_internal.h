@@ -221,7 +221,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool tls_handshake_done_ = false;
   bool tls_read_wants_write_ = false;  // the session must send before it can read on
   bool tls_out_is_continue_ = false;
-  bool tls_broken_ = false;  // a failed SSL call: no close_notify may follow
+  bool tls_broken_ = false;  // a failed SSL call, or close_notify sent: none may follow
   Response resp_;
   std::string head_;
   State state_ = State::kIdle;

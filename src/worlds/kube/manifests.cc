@@ -293,6 +293,8 @@ Json gateway_container(const Config& config, const ManifestOptions& o) {
     argv.push_back(std::string(kGatewayTlsDir) + "/tls.key");
     argv.push_back("--plain-port");
     argv.push_back(std::to_string(kGatewayInsidePort));
+    argv.push_back("--plain-address");
+    argv.push_back("0.0.0.0");
     mounts.push_back({{"name", "tls"}, {"mountPath", kGatewayTlsDir}, {"readOnly", true}});
   }
   Json ports = Json::array({{{"name", "http"}, {"containerPort", kServicePort}},

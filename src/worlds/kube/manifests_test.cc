@@ -285,6 +285,7 @@ TEST(KubeManifests, WithGatewayTlsTheGatewayServesTheSecretsCertificateOn443) {
   EXPECT_EQ(port["targetPort"], "http");
   // The services call the gateway over plain HTTP, inside the cluster only.
   EXPECT_EQ(flag("--plain-port"), "8081");
+  EXPECT_EQ(flag("--plain-address"), "0.0.0.0");
   const Json& inside = find(objects, "Service", "prescale-gateway-inside")["spec"];
   EXPECT_EQ(inside["type"], "ClusterIP");
   EXPECT_EQ(inside["selector"], find(objects, "Service", "prescale-gateway")["spec"]["selector"]);
