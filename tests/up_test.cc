@@ -553,6 +553,18 @@ TEST(UpTest, AdmissionControlOfAServiceOfUnknownConcurrencyRefusesNothingBelowCa
 // gets PRESCALE_GATEWAY_URL, where to call other services. The URL is "http://" + host + ":" +
 // port with the brackets gone — "http://::1:40123", which no URL parser reads as a host and a
 // port — and the line the platform prints names the gateway the same way.
+// The PRESCALE_GATEWAY_URL a replica process was started with.
+std::string gateway_url_of(int pid) {
+  std::string environ = testing::read_file("/proc/" + std::to_string(pid) + "/environ");
+  std::replace(environ.begin(), environ.end(), '\0', '\n');
+  std::string url;
+  std::istringstream vars(environ);
+  for (std::string var; std::getline(vars, var);) {
+    if (var.rfind("PRESCALE_GATEWAY_URL=", 0) == 0) url = var.substr(21);
+  }
+  return url;
+}
+
 TEST(UpTest, AnIpv6GatewayIsAnnouncedToReplicasAsAUrl) {
   {
     const int s = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -574,13 +586,7 @@ TEST(UpTest, AnIpv6GatewayIsAnnouncedToReplicasAsAUrl) {
   const std::string expected = "http://[::1]:" + std::to_string(up.gateway_port());
   const std::vector<int> pids = replica_pids(up.events());
   ASSERT_EQ(pids.size(), 1u) << up.events().dump();
-  std::string environ = testing::read_file("/proc/" + std::to_string(pids[0]) + "/environ");
-  std::replace(environ.begin(), environ.end(), '\0', '\n');
-  std::string url;
-  std::istringstream vars(environ);
-  for (std::string var; std::getline(vars, var);) {
-    if (var.rfind("PRESCALE_GATEWAY_URL=", 0) == 0) url = var.substr(21);
-  }
+  const std::string url = gateway_url_of(pids[0]);
   EXPECT_EQ(url, expected);
   EXPECT_EQ(up.stop(), 0);
   EXPECT_NE(up.log().find("prescale up: gateway " + expected + ","), std::string::npos)
@@ -611,13 +617,7 @@ TEST(UpTest, WithTlsClientsUseHttpsAndTheReplicasAPlainListenerOfTheirOwn) {
 
   const std::vector<int> pids = replica_pids(up.events());
   ASSERT_EQ(pids.size(), 1u) << up.events().dump();
-  std::string environ = testing::read_file("/proc/" + std::to_string(pids[0]) + "/environ");
-  std::replace(environ.begin(), environ.end(), '\0', '\n');
-  std::string url;
-  std::istringstream vars(environ);
-  for (std::string var; std::getline(vars, var);) {
-    if (var.rfind("PRESCALE_GATEWAY_URL=", 0) == 0) url = var.substr(21);
-  }
+  const std::string url = gateway_url_of(pids[0]);
   ASSERT_EQ(url.rfind("http://127.0.0.1:", 0), 0u) << url;
   const int inside = std::stoi(url.substr(17));
   EXPECT_NE(inside, up.gateway_port());
