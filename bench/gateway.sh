@@ -83,6 +83,26 @@ nginx_temp_paths() {
 NGINX
 }
 
+# Starts an nginx in $work/NAME: WORKERS worker processes, the settings every nginx here shares,
+# and BODY (the http block's own directives and servers).
+start_nginx() {  # NAME WORKERS BODY
+  mkdir -p "$work/$1/logs"
+  cat > "$work/$1/nginx.conf" <<NGINX
+worker_processes $2;
+daemon off;
+pid $work/$1/nginx.pid;
+error_log $work/$1/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+$(nginx_temp_paths "$work/$1")
+$3
+}
+NGINX
+  setsid /usr/sbin/nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
+  pids+=($!)
+}
+
 # --- the two upstream instances -----------------------------------------------------------------
 if [ "$upstream_kind" = echo ]; then
   for i in 1 2; do
@@ -96,42 +116,22 @@ if [ "$upstream_kind" = echo ]; then
   up1=$(cat "$work/up1.port"); up2=$(cat "$work/up2.port")
 else
   up1=$(free_port); up2=$(free_port)
-  mkdir -p "$work/upstream/logs"
-  cat > "$work/upstream/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/upstream/nginx.pid;
-error_log $work/upstream/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
+  start_nginx upstream 1 "$(cat <<NGINX
   keepalive_requests 1000000;
-$(nginx_temp_paths "$work/upstream")
   server {
     listen 127.0.0.1:$up1;
     listen 127.0.0.1:$up2;
     location / { default_type text/plain; return 200 "hello"; }
   }
-}
 NGINX
-  setsid /usr/sbin/nginx -p "$work/upstream" -c "$work/upstream/nginx.conf" &
-  pids+=($!)
+)"
 fi
 wait_for "http://127.0.0.1:$up1/"; wait_for "http://127.0.0.1:$up2/"
 
 # --- nginx ------------------------------------------------------------------------------------
 nginx_port=$(free_port)
-mkdir -p "$work/nginx/logs"
-cat > "$work/nginx/nginx.conf" <<NGINX
-worker_processes $proxy_threads;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
+start_nginx nginx "$proxy_threads" "$(cat <<NGINX
   keepalive_requests 1000000;
-$(nginx_temp_paths "$work/nginx")
   upstream backend {
     server 127.0.0.1:$up1;
     server 127.0.0.1:$up2;
@@ -151,10 +151,8 @@ $(nginx_temp_paths "$work/nginx")
       proxy_set_header X-Request-Id \$request_id;
     }
   }
-}
 NGINX
-setsid /usr/sbin/nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-pids+=($!)
+)"
 
 # --- haproxy ----------------------------------------------------------------------------------
 haproxy_port=$(free_port)
@@ -200,26 +198,15 @@ ports=("$nginx_port" "$haproxy_port" "$prescale_port")
 # --- prescale gateway with tracing (--tracing) ------------------------------------------------
 if [ -n "$tracing" ]; then
   sink_port=$(free_port)
-  mkdir -p "$work/sink/logs"
-  cat > "$work/sink/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/sink/nginx.pid;
-error_log $work/sink/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
+  start_nginx sink 1 "$(cat <<NGINX
   client_max_body_size 64m;
   client_body_buffer_size 4m;
-$(nginx_temp_paths "$work/sink")
   server {
     listen 127.0.0.1:$sink_port;
     location /v1/traces { default_type application/x-protobuf; return 200 ""; }
   }
-}
 NGINX
-  setsid /usr/sbin/nginx -p "$work/sink" -c "$work/sink/nginx.conf" &
-  pids+=($!)
+)"
   OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" \
     OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG="$tracing" \
     setsid "$prescale" gateway --upstream "echo=127.0.0.1:$up1,127.0.0.1:$up2" --port 0 \
