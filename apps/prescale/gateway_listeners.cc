@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <thread>
 
+#include "core/clock.h"
+
 namespace prescale {
 
 int inside_threads(int threads) {
@@ -11,11 +13,15 @@ int inside_threads(int threads) {
 }
 
 void GatewayListeners::stop(std::chrono::milliseconds grace) const {
-  // Both of the gateway's listeners drain at once, within the one grace period.
-  std::thread inside_drain;
-  if (inside != nullptr) inside_drain = std::thread([this, grace] { inside->shutdown(grace); });
+  // The public listener first: its requests in flight may call other services through the inside
+  // one, which serves on meanwhile and then drains in what is left of the one grace period.
+  const Clock::TimePoint start = Clock::real().now();
   listener.shutdown(grace);
-  if (inside_drain.joinable()) inside_drain.join();
+  if (inside != nullptr) {
+    const auto spent =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::real().now() - start);
+    inside->shutdown(std::max(std::chrono::milliseconds(0), grace - spent));
+  }
   if (beside != nullptr) beside->shutdown(std::chrono::milliseconds(0));
   gateway.stop_upkeep();
 }

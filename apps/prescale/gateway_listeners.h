@@ -23,8 +23,10 @@ struct GatewayListeners {
                                    // inside (the services' own); null: none
   http::Server* beside = nullptr;  // null: none (the admin endpoints turned off, not yet started)
 
-  // Stops serving: the gateway's listeners once the requests in flight are done or `grace` is
-  // over, then the one beside them at once, then the gateway's upkeep (where it was started).
+  // Stops serving: the gateway's listener once the requests in flight are done or `grace` is
+  // over, then its inside listener (the services' calls those requests made go on meanwhile)
+  // in what is left of `grace`, then the one beside them at once, then the gateway's upkeep
+  // (where it was started).
   void stop(std::chrono::milliseconds grace) const;
 };
 
