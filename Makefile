@@ -20,15 +20,9 @@ configure: deps $(BUILD_DIR)/build.ninja
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# Every test (unit, integration, end-to-end) through ctest; ctest prints the summary last. A test
-# that fails is run once more (--repeat until-pass:2) and fails the run only if it fails again:
-# the live tests run real processes on a shared machine, and one intermittent failure whose cause
-# is still open (RenderKubernetesTest.TheRenderedControllerTakesTheHistoryItLacksFromPrometheus:
-# now and then the controller's first forecast is 0) must not hide the rest. The first attempt's
-# output stays in the log.
+# Every test (unit, integration, end-to-end) through ctest; ctest prints the summary last.
 test: build
-	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 300 \
-	  --repeat until-pass:2
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 300
 
 demo: build
 	@scripts/demo $(PRESCALE) $(DEMO_PORT)
