@@ -314,19 +314,9 @@ int GatewayCommand::run() const {
   if (!gw) return error(gw.error().message);
 
   const HttpConfig& http = config.http;
-  http::ServerOptions options;
-  options.address = listen->host;
-  options.port = listen->port;
-  options.threads = f.threads >= 0 ? f.threads : config.gateway.threads;
-  options.max_header_bytes = static_cast<size_t>(http.max_header_bytes);
-  options.max_body_bytes = static_cast<size_t>(http.max_body_bytes);
-  options.read_timeout = http.read_timeout;
-  options.idle_timeout = http.idle_timeout;
-  options.max_connections = static_cast<size_t>(http.max_connections);
-  if (tls) {
-    options.tls = tls->context();
-    options.on_tls_handshake_failed = tls->handshake_failed();
-  }
+  const http::ServerOptions options =
+      gateway_server_options(http, listen->host, listen->port,
+                             f.threads >= 0 ? f.threads : config.gateway.threads, tls.get());
   auto server = std::make_unique<http::Server>(options, (*gw)->handler());
   if (auto started = server->start(); !started) {
     std::cerr << "prescale gateway: " << started.error().to_string() << "\n";
@@ -335,18 +325,14 @@ int GatewayCommand::run() const {
   GatewayListeners serving{**gw, *server};
   std::unique_ptr<http::Server> inside;
   if (f.plain_port >= 0) {
-    http::ServerOptions inside_options = options;
-    inside_options.address = f.plain_address;
-    inside_options.port = static_cast<uint16_t>(f.plain_port);
-    inside_options.threads = inside_threads(options.threads);
-    inside_options.tls = nullptr;
-    inside_options.on_tls_handshake_failed = nullptr;
-    inside = std::make_unique<http::Server>(inside_options, (*gw)->handler());
-    if (auto started = inside->start(); !started) {
+    auto started = start_inside_listener(options, f.plain_address,
+                                         static_cast<uint16_t>(f.plain_port), (*gw)->handler());
+    if (!started) {
       std::cerr << "prescale gateway: --plain-port: " << started.error().to_string() << "\n";
       serving.stop(std::chrono::milliseconds(0));
       return 1;
     }
+    inside = std::move(*started);
     serving.inside = inside.get();
   }
 

@@ -2,14 +2,49 @@
 
 #include <algorithm>
 #include <thread>
+#include <utility>
 
 #include "core/clock.h"
+#include "gateway_tls.h"
 
 namespace prescale {
 
 int inside_threads(int threads) {
   const int all = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
   return std::max(1, all / 2);
+}
+
+http::ServerOptions gateway_server_options(const HttpConfig& http, const std::string& host,
+                                           std::uint16_t port, int threads, const GatewayTls* tls) {
+  http::ServerOptions options;
+  options.address = host;
+  options.port = port;
+  options.threads = threads;
+  options.max_header_bytes = static_cast<size_t>(http.max_header_bytes);
+  options.max_body_bytes = static_cast<size_t>(http.max_body_bytes);
+  options.read_timeout = http.read_timeout;
+  options.idle_timeout = http.idle_timeout;
+  options.max_connections = static_cast<size_t>(http.max_connections);
+  if (tls != nullptr) {
+    options.tls = tls->context();
+    options.on_tls_handshake_failed = tls->handshake_failed();
+  }
+  return options;
+}
+
+Result<std::unique_ptr<http::Server>> start_inside_listener(const http::ServerOptions& options,
+                                                            const std::string& address,
+                                                            std::uint16_t port,
+                                                            http::Handler handler) {
+  http::ServerOptions inside = options;
+  inside.address = address;
+  inside.port = port;
+  inside.threads = inside_threads(options.threads);
+  inside.tls = nullptr;
+  inside.on_tls_handshake_failed = nullptr;
+  auto server = std::make_unique<http::Server>(inside, std::move(handler));
+  if (auto started = server->start(); !started) return std::unexpected(started.error());
+  return server;
 }
 
 void GatewayListeners::stop(std::chrono::milliseconds grace) const {

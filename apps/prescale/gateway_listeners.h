@@ -6,15 +6,35 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
 
+#include "core/config.h"
+#include "core/result.h"
 #include "gateway/gateway.h"
 #include "http/server.h"
 
 namespace prescale {
 
+class GatewayTls;
+
 // I/O threads of the gateway's plain listener for the services' own calls, beside its TLS one of
 // `threads` (0: one per core): half as many, at least one.
 int inside_threads(int threads);
+
+// The options of the gateway's listener: `host`:`port`, `threads` I/O threads (0: one per core),
+// the limits of `http`, and with `tls` HTTPS with its certificate and its handshake counter.
+http::ServerOptions gateway_server_options(const HttpConfig& http, const std::string& host,
+                                           std::uint16_t port, int threads, const GatewayTls* tls);
+
+// Starts the gateway's plain listener for the services' own calls, beside its TLS one of
+// `options`: on `address`:`port` (0: a free one), with inside_threads() of its I/O threads and
+// its limits. Errors: those of http::Server::start().
+Result<std::unique_ptr<http::Server>> start_inside_listener(const http::ServerOptions& options,
+                                                            const std::string& address,
+                                                            std::uint16_t port,
+                                                            http::Handler handler);
 
 struct GatewayListeners {
   gateway::Gateway& gateway;

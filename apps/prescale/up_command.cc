@@ -316,29 +316,17 @@ int run_up(const UpFlags& f) {
   }
   auto gw = gateway::Gateway::create(config.gateway, gateway_options);
   if (!gw) return error(gw.error().message);
-  http::ServerOptions gso;
-  gso.address = gw_listen->host;
-  gso.port = gw_listen->port;
-  gso.threads = config.gateway.threads;
-  gso.max_header_bytes = static_cast<size_t>(config.http.max_header_bytes);
-  gso.max_body_bytes = static_cast<size_t>(config.http.max_body_bytes);
-  gso.read_timeout = config.http.read_timeout;
-  gso.idle_timeout = config.http.idle_timeout;
-  gso.max_connections = static_cast<size_t>(config.http.max_connections);
+  const http::ServerOptions gso = gateway_server_options(
+      config.http, gw_listen->host, gw_listen->port, config.gateway.threads, tls.get());
   std::unique_ptr<http::Server> replicas_server;  // with TLS: the replicas' way in
   if (tls) {
-    http::ServerOptions rso = gso;
-    rso.address = "127.0.0.1";
-    rso.port = 0;
-    rso.threads = inside_threads(gso.threads);
-    replicas_server = std::make_unique<http::Server>(rso, (*gw)->handler());
-    if (auto started = replicas_server->start(); !started) {
+    auto started = start_inside_listener(gso, "127.0.0.1", 0, (*gw)->handler());
+    if (!started) {
       std::cerr << "prescale up: gateway (the replicas' listener): " << started.error().to_string()
                 << "\n";
       return 1;
     }
-    gso.tls = tls->context();
-    gso.on_tls_handshake_failed = tls->handshake_failed();
+    replicas_server = std::move(*started);
   }
   auto gateway_server = std::make_unique<http::Server>(gso, (*gw)->handler());
   if (auto started = gateway_server->start(); !started) {
