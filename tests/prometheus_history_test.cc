@@ -8,8 +8,14 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "http/client.h"
+#include "http/server.h"
+#include "http/test_util.h"
+#include "http/tls.h"
 #include "scaling/prescale_policy.h"
 #include "support/prometheus.h"
 
@@ -228,6 +234,82 @@ TEST_F(PrometheusHistoryTest, AQueryPrometheusRefusesOrAPrometheusNotThereIsAnEr
   ASSERT_TRUE(empty) << empty.error().message;
   EXPECT_TRUE(std::all_of(empty->arrivals.begin(), empty->arrivals.end(),
                           [](double v) { return std::isnan(v); }));
+}
+
+// A Prometheus that serves HTTPS only (its web configuration's tls_server_config): read with its
+// certificate's CA, the same minutes as over plain HTTP; trusting another CA, nothing is read and
+// the error says why.
+TEST_F(PrometheusHistoryTest, OverHttpsItIsReadWithTheCasNamed) {
+  const http::testing::TestCertificate cert =
+      http::testing::write_test_certificate(dir_.path(), "prometheus");
+  const http::testing::TestCertificate other =
+      http::testing::write_test_certificate(dir_.path(), "other");
+  TempDir tls_dir;
+  testing::HistoryPrometheus secure(tls_dir, history(), "",
+                                    testing::HistoryPrometheus::Tls{cert.cert_file, cert.key_file});
+  ASSERT_GT(secure.port(), 0) << secure.log();
+  auto trusted = http::ClientTlsContext::create(cert.cert_file);
+  ASSERT_TRUE(trusted) << trusted.error().message;
+  kube::PrometheusHistoryOptions o =
+      options(R"(namespace="shop",app_kubernetes_io_component="gateway")");
+  o.url.port = static_cast<uint16_t>(secure.port());
+  o.url.https = true;
+  o.tls = *trusted;
+  http::Client client(http::ClientOptions{.tls = o.tls});
+  kube::PrometheusHistory prometheus(o, client);
+  kube::PrometheusHistory plain(
+      options(R"(namespace="shop",app_kubernetes_io_component="gateway")"), client_);
+  auto over_tls = prometheus.read("web", now_unix_ - 3600, 30);
+  ASSERT_TRUE(over_tls) << over_tls.error().message;
+  auto over_http = plain.read("web", now_unix_ - 3600, 30);
+  ASSERT_TRUE(over_http) << over_http.error().message;
+  ASSERT_EQ(over_tls->arrivals.size(), 30u);
+  for (std::size_t i = 0; i < 30; ++i) {
+    EXPECT_TRUE(std::isfinite(over_tls->arrivals[i])) << i;
+    EXPECT_DOUBLE_EQ(over_tls->arrivals[i], over_http->arrivals[i]) << i;
+  }
+
+  auto stranger = http::ClientTlsContext::create(other.cert_file);
+  ASSERT_TRUE(stranger) << stranger.error().message;
+  http::Client untrusting(http::ClientOptions{.tls = *stranger});
+  kube::PrometheusHistory refused(o, untrusting);
+  auto r = refused.read("web", now_unix_ - 3600, 30);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(r.error().message.find("Prometheus at https://127.0.0.1:"), std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("certificate verify failed"), std::string::npos)
+      << r.error().message;
+}
+
+// A Prometheus behind an authenticating proxy (kube-rbac-proxy): the token goes with each query.
+TEST(PrometheusHistoryToken, ATokenGoesWithEachQuery) {
+  std::mutex mu;
+  std::vector<std::string> authorizations;
+  http::Server proxy(http::ServerOptions{}, [&](http::Request& req, http::Responder respond) {
+    {
+      std::lock_guard lock(mu);
+      authorizations.emplace_back(req.headers.get("Authorization").value_or(""));
+    }
+    respond(http::Response::json(
+        200, R"({"status":"success","data":{"resultType":"matrix","result":[]}})"));
+  });
+  ASSERT_TRUE(proxy.start());
+  ManualClock clock(Clock::WallTime(std::chrono::seconds(1'800'000'000)));
+  kube::PrometheusHistoryOptions o;
+  o.url.host = "127.0.0.1";
+  o.url.port = proxy.port();
+  o.selector = R"(job="gw")";
+  o.clock = &clock;
+  o.bearer_token = "eyJhbGciOi.token";
+  http::Client client;
+  kube::PrometheusHistory prometheus(o, client);
+  auto r = prometheus.read("web", 1'800'000'000.0 - 3600, 10);
+  ASSERT_TRUE(r) << r.error().message;
+  proxy.shutdown(std::chrono::milliseconds(0));
+  std::lock_guard lock(mu);
+  ASSERT_EQ(authorizations.size(), 1u);
+  EXPECT_EQ(authorizations[0], "Bearer eyJhbGciOi.token");
 }
 
 }  // namespace

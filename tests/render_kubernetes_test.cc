@@ -25,6 +25,7 @@
 #include "externalscaler.grpc.pb.h"
 #include "http/client.h"
 #include "http/json.h"
+#include "http/test_util.h"
 #include "support/platform.h"
 #include "support/prometheus.h"
 #include "support/subprocess.h"
@@ -869,6 +870,9 @@ TEST(RenderKubernetesTest, TheRenderedControllerServesKedaThePlan) {
 // every 2 s and starts in the first 40 s of a minute, leaving it 20 s to start, read its history
 // and decide before that minute ends. (The intermittent failures of this test, 2026-12-02, were
 // controllers whose first decision came after a minute ended.)
+//
+// That Prometheus serves HTTPS only, as one behind TLS in a cluster would: the controller
+// verifies it by the CA it is given (--history-ca-file).
 TEST(RenderKubernetesTest, TheRenderedControllerTakesTheHistoryItLacksFromPrometheus) {
   if (!testing::HistoryPrometheus::available()) {
     GTEST_SKIP() << "skipped: Debian package prometheus not installed (scripts/install-deps)";
@@ -880,17 +884,22 @@ TEST(RenderKubernetesTest, TheRenderedControllerTakesTheHistoryItLacksFromPromet
   // The samples go on two minutes past now, as a Prometheus that goes on scraping has them by the
   // time the controller asks: the minute whose window ends as it starts reads 60 req/s, not a rate
   // extrapolated from a window whose samples end early.
+  const http::testing::TestCertificate cert =
+      http::testing::write_test_certificate(dir.path(), "prometheus");
   testing::HistoryPrometheus prometheus(
-      dir, "# TYPE prescale_calls counter\n" +
-               testing::samples("prescale_calls_total{namespace=\"default\",pod=\"gw\","
-                                "app_kubernetes_io_component=\"gateway\",caller=\"external\","
-                                "callee=\"web\",code=\"200\"}",
-                                start, now + 120, 15, [&](double t) { return 60 * (t - start); }) +
-               "# EOF\n");
+      dir,
+      "# TYPE prescale_calls counter\n" +
+          testing::samples("prescale_calls_total{namespace=\"default\",pod=\"gw\","
+                           "app_kubernetes_io_component=\"gateway\",caller=\"external\","
+                           "callee=\"web\",code=\"200\"}",
+                           start, now + 120, 15, [&](double t) { return 60 * (t - start); }) +
+          "# EOF\n",
+      "", testing::HistoryPrometheus::Tls{cert.cert_file, cert.key_file});
   ASSERT_GT(prometheus.port(), 0) << prometheus.log();
   const auto [docs, mounted] =
       render_and_mount(dir, std::string(kOneEchoService) + "policy: {period: 2s}\n",
-                       {"--history-from", "http://127.0.0.1:" + std::to_string(prometheus.port())});
+                       {"--history-from", "https://127.0.0.1:" + std::to_string(prometheus.port()),
+                        "--history-ca-file", cert.cert_file});
   ASSERT_FALSE(docs.empty());
   auto minute_of = [] {
     return std::chrono::floor<std::chrono::minutes>(Clock::real().wall_now().time_since_epoch());
@@ -1237,9 +1246,24 @@ TEST(RenderKubernetesTest, TheRenderedAlertsFireOnWhatTheyName) {
 TEST(RenderKubernetesTest, TheControllerRefusesAHistorySourceItCannotUse) {
   TempDir dir;
   testing::write_file(dir.file("prescale.yaml"), kOneEchoService);
+  testing::write_file(dir.file("not-a-ca.pem"), "not a certificate\n");
+  testing::write_file(dir.file("two-lines.token"), "a\nb\n");
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"--history-from", "https://prom:9090"},
-       "prescale controller: --history-from https://prom:9090: only http:// is supported"},
+      {{"--history-from", "ftp://prom:9090"},
+       "prescale controller: --history-from ftp://prom:9090: only http:// and https:// are "
+       "supported"},
+      {{"--history-from", "http://prom:9090", "--history-ca-file", dir.file("not-a-ca.pem")},
+       "prescale controller: --history-ca-file goes with an https:// --history-from"},
+      {{"--history-from", "http://prom:9090", "--history-token-file", dir.file("two-lines.token")},
+       "prescale controller: --history-token-file goes with an https:// --history-from"},
+      {{"--history-from", "https://prom:9090", "--history-ca-file", dir.file("not-a-ca.pem")},
+       "prescale controller: --history-ca-file " + dir.file("not-a-ca.pem") + ": " +
+           dir.file("not-a-ca.pem") + ": no PEM certificate"},
+      {{"--history-from", "https://prom:9090", "--history-token-file", dir.file("none.token")},
+       "prescale controller: --history-token-file: "},
+      {{"--history-from", "https://prom:9090", "--history-token-file", dir.file("two-lines.token")},
+       "prescale controller: --history-token-file " + dir.file("two-lines.token") +
+           ": expected one token on one line"},
       {{"--history-from", "http://prom:9090", "--history-window", "30s"},
        "prescale controller: --history-window 30s: expected whole seconds from 1m to 10m"},
       {{"--history-from", "http://prom:9090", "--history-selector", "job=\"x\"}"},

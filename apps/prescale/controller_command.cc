@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cmath>
 #include <csignal>
 #include <functional>
@@ -24,6 +25,7 @@
 #include "core/config.h"
 #include "core/logging.h"
 #include "core/port_file.h"
+#include "core/text_file.h"
 #include "dashboard/dashboard.h"
 #include "dashboard/dashboard_model.h"
 #include "dashboard_feed.h"
@@ -34,6 +36,7 @@
 #include "http/client.h"
 #include "http/json.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "keda_plan.h"
 #include "local_platform.h"
 #include "pod_timeline.h"
@@ -70,6 +73,8 @@ struct ControllerFlags {
   std::string history_from;      // "": no history from Prometheus
   std::string history_selector;  // "": the namespace's gateway pods
   std::string history_window = "2m";
+  std::string history_ca_file;     // "": the system's CAs (an https:// --history-from)
+  std::string history_token_file;  // "": no Authorization
 };
 
 ControllerCommand::ControllerCommand(CLI::App& app) : flags_(std::make_unique<ControllerFlags>()) {
@@ -128,9 +133,9 @@ ControllerCommand::ControllerCommand(CLI::App& app) : flags_(std::make_unique<Co
       ->needs(keda_port);
   CLI::Option* history_from = command_->add_option(
       "--history-from", f.history_from,
-      "A Prometheus that scrapes the gateway pods, e.g. http://prometheus-server.monitoring:80: "
-      "at the start, the services' demand history the controller lacks is read from it "
-      "(docs/kubernetes.md, \"History from Prometheus\")");
+      "A Prometheus that scrapes the gateway pods, e.g. http://prometheus-server.monitoring:80 "
+      "(or https://): at the start, the services' demand history the controller lacks is read "
+      "from it (docs/kubernetes.md, \"History from Prometheus\")");
   command_
       ->add_option("--history-selector", f.history_selector,
                    "The label matchers of the gateway pods' series in that Prometheus (default: "
@@ -141,6 +146,17 @@ ControllerCommand::ControllerCommand(CLI::App& app) : flags_(std::make_unique<Co
                    "The rate window of each minute read from Prometheus: at least twice its scrape "
                    "interval, 1m to 10m")
       ->capture_default_str()
+      ->needs(history_from);
+  command_
+      ->add_option("--history-ca-file", f.history_ca_file,
+                   "With an https:// --history-from: a PEM bundle of the CAs its certificate is "
+                   "verified by (default: the system's)")
+      ->needs(history_from);
+  command_
+      ->add_option("--history-token-file", f.history_token_file,
+                   "A file whose content is sent to that Prometheus as a bearer token "
+                   "(Authorization: Bearer), e.g. the pod's service account token for a "
+                   "kube-rbac-proxy in front of it")
       ->needs(history_from);
 }
 
@@ -324,12 +340,49 @@ void heal(Healing& h, const scaling::Snapshot& snapshot, kube::KubeWorld& world,
 Result<kube::PrometheusHistoryOptions> history_options(const ControllerFlags& f,
                                                        std::string_view name_space) {
   kube::PrometheusHistoryOptions o;
-  auto url = parse_http_url(f.history_from);
+  auto url = parse_web_url(f.history_from);
   if (!url) {
     return make_error(ErrorCode::kInvalidArgument,
                       "--history-from " + f.history_from + ": " + url.error().message);
   }
   o.url = std::move(*url);
+  if (!o.url.https && !f.history_ca_file.empty()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--history-ca-file goes with an https:// --history-from");
+  }
+  // A token is a credential (the pod's service account's can scale Deployments): never sent in
+  // the clear.
+  if (!o.url.https && !f.history_token_file.empty()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--history-token-file goes with an https:// --history-from (a token is "
+                      "not sent over plain HTTP)");
+  }
+  if (o.url.https) {
+    auto tls = http::ClientTlsContext::create(f.history_ca_file);
+    if (!tls) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "--history-ca-file " + f.history_ca_file + ": " + tls.error().message);
+    }
+    o.tls = std::move(*tls);
+  }
+  if (!f.history_token_file.empty()) {
+    auto token = read_text_file(f.history_token_file);
+    if (!token) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "--history-token-file: " + token.error().message);
+    }
+    std::string_view t = *token;
+    while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back())) != 0)
+      t.remove_suffix(1);
+    while (!t.empty() && std::isspace(static_cast<unsigned char>(t.front())) != 0)
+      t.remove_prefix(1);
+    if (t.empty() || t.find_first_of("\r\n") != std::string_view::npos) {
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          "--history-token-file " + f.history_token_file + ": expected one token on one line");
+    }
+    o.bearer_token = std::string(t);
+  }
   const std::string selector =
       f.history_selector.empty()
           ? "namespace=\"" + std::string(name_space) + "\",app_kubernetes_io_component=\"gateway\""
@@ -359,7 +412,7 @@ bool history_from_prometheus(kube::PrometheusHistoryOptions options,
                              const std::vector<scaling::ServiceSpec>& specs, Clock& clock,
                              Clock::Duration budget, const std::function<void()>& alive) {
   options.clock = &clock;
-  http::Client client;
+  http::Client client(http::ClientOptions{.tls = options.tls});
   kube::PrometheusHistory prometheus(options, client);
   const Clock::TimePoint deadline = clock.now() + budget;
   std::optional<Error> failed;  // the first failure: the others would fail alike

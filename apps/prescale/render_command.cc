@@ -25,6 +25,8 @@ struct RenderFlags {
   std::string history_from;
   std::string history_selector;
   std::string history_window;
+  std::string history_ca_file;
+  std::string history_token_file;
   bool pod_monitors = false;
   bool prometheus_rules = false;
   bool grafana_dashboard = false;
@@ -75,15 +77,22 @@ RenderCommand::RenderCommand(CLI::App& app) : flags_(std::make_unique<RenderFlag
                      "needs --namespace (docs/kubernetes.md, \"KEDA\")");
   command_->add_option("--history-from", f.history_from,
                        "A Prometheus that scrapes the gateway pods, e.g. "
-                       "http://prometheus-server.monitoring:80: the controller reads the services' "
-                       "history it lacks from it at each start (docs/kubernetes.md, \"History "
-                       "from Prometheus\")");
+                       "http://prometheus-server.monitoring:80 (or https://): the controller reads "
+                       "the services' history it lacks from it at each start (docs/kubernetes.md, "
+                       "\"History from Prometheus\")");
   command_->add_option("--history-selector", f.history_selector,
                        "The controller's --history-selector: the gateway pods' series in that "
                        "Prometheus (default: namespace=\"NS\",app_kubernetes_io_component="
                        "\"gateway\")");
   command_->add_option("--history-window", f.history_window,
                        "The controller's --history-window, 1m to 10m (default: 2m)");
+  command_->add_option("--history-ca-file", f.history_ca_file,
+                       "The controller's --history-ca-file: a path in its pod, the CAs an https:// "
+                       "--history-from is verified by (default: the system's)");
+  command_->add_option("--history-token-file", f.history_token_file,
+                       "The controller's --history-token-file: a path in its pod whose token it "
+                       "sends that Prometheus, e.g. "
+                       "/var/run/secrets/kubernetes.io/serviceaccount/token");
   command_->add_flag("--pod-monitors", f.pod_monitors,
                      "The Prometheus Operator's PodMonitors for the gateway's, the controller's "
                      "and the services' metrics, with the labels --history-from's default "
@@ -132,6 +141,8 @@ int RenderCommand::run() const {
   options.history_from = f.history_from;
   options.history_selector = f.history_selector;
   options.history_window = f.history_window;
+  options.history_ca_file = f.history_ca_file;
+  options.history_token_file = f.history_token_file;
   options.pod_monitors = f.pod_monitors;
   options.prometheus_rules = f.prometheus_rules;
   options.grafana_dashboard = f.grafana_dashboard;

@@ -311,7 +311,7 @@ static void describe(Schema<HealerConfig>& s) {
 static void describe(Schema<TracingConfig>& s) {
   s.field("otlp_endpoint", &TracingConfig::otlp_endpoint).check([](const std::string& url) {
     if (url.empty()) return std::string();
-    auto parsed = parse_http_url(url);
+    auto parsed = parse_web_url(url);
     if (!parsed) {
       return parsed.error().message +
              " (an OTLP/HTTP receiver's base URL, e.g. http://localhost:4318)";

@@ -852,10 +852,15 @@ tracing:
 }
 
 TEST(ConfigError, TracingNamesWhatIsWrong) {
-  EXPECT_EQ(error_of("version: 1\ntracing:\n  otlp_endpoint: https://c:4318\n"),
+  EXPECT_EQ(error_of("version: 1\ntracing:\n  otlp_endpoint: grpc://c:4317\n"),
             "prescale.yaml:3:18: tracing.otlp_endpoint: " +
-                parse_http_url("https://c:4318").error().message +
+                parse_web_url("grpc://c:4317").error().message +
                 " (an OTLP/HTTP receiver's base URL, e.g. http://localhost:4318)");
+  // A hosted backend's HTTPS endpoint.
+  EXPECT_TRUE(
+      load_config_string("version: 1\ntracing:\n  otlp_endpoint: https://otlp.example.com/otlp\n",
+                         "prescale.yaml")
+          .has_value());
   EXPECT_EQ(error_of("version: 1\ntracing: {otlp_endpoint: \"http://c\", sample_ratio: 2}\n"),
             "prescale.yaml:2:52: tracing.sample_ratio: must be <= 1, got 2");
   EXPECT_EQ(error_of("version: 1\ntracing: {sample_ratio: 0.5}\n"),

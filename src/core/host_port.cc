@@ -149,18 +149,23 @@ std::string url_host(std::string_view host) {
   return out;
 }
 
-Result<HttpUrl> parse_http_url(std::string_view url) {
+namespace {
+
+Result<HttpUrl> parse_url(std::string_view url, bool https_too) {
   auto bad = [](std::string why) {
     return make_error(ErrorCode::kInvalidArgument, std::move(why));
   };
-  constexpr std::string_view kScheme = "http://";
   const size_t scheme_end = url.find("://");
-  if (scheme_end == std::string_view::npos) return bad("missing http://");
+  if (scheme_end == std::string_view::npos)
+    return bad(https_too ? "missing http:// or https://" : "missing http://");
   // The scheme is case-insensitive (RFC 3986 section 3.1).
   std::string scheme(url.substr(0, scheme_end + 3));
   for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (scheme != kScheme) return bad("only http:// is supported");
-  const std::string_view rest = url.substr(kScheme.size());
+  const bool https = scheme == "https://";
+  if (scheme != "http://" && !(https_too && https)) {
+    return bad(https_too ? "only http:// and https:// are supported" : "only http:// is supported");
+  }
+  const std::string_view rest = url.substr(scheme.size());
   if (rest.find_first_of("?#") != std::string_view::npos) {
     return bad("the URL may hold a path but no query or fragment");
   }
@@ -173,7 +178,7 @@ Result<HttpUrl> parse_http_url(std::string_view url) {
   if (authority.ends_with(':')) return bad("empty port");
   const bool bracketed = authority.starts_with('[');
   if (bracketed ? authority.ends_with(']') : authority.find(':') == std::string::npos) {
-    authority += ":80";
+    authority += https ? ":443" : ":80";
   }
   const HostPortParts parts = split_host_port(authority, 1);
   switch (parts.fault) {
@@ -190,7 +195,14 @@ Result<HttpUrl> parse_http_url(std::string_view url) {
                  std::string(parts.port_text) + "\"");
   }
   return HttpUrl{url_host(parts.host), parts.port,
-                 slash == std::string_view::npos ? std::string() : std::string(rest.substr(slash))};
+                 slash == std::string_view::npos ? std::string() : std::string(rest.substr(slash)),
+                 https};
 }
+
+}  // namespace
+
+Result<HttpUrl> parse_http_url(std::string_view url) { return parse_url(url, false); }
+
+Result<HttpUrl> parse_web_url(std::string_view url) { return parse_url(url, true); }
 
 }  // namespace prescale

@@ -68,7 +68,12 @@ struct HttpUrl {
   std::string host;
   uint16_t port = 80;
   std::string path;
+  bool https = false;  // parse_web_url() only
 };
 Result<HttpUrl> parse_http_url(std::string_view url);
+
+// parse_http_url() that takes "https://" too (port 443 when none is written; `https` set), for
+// what can reach a server over TLS (http::ClientOptions::tls).
+Result<HttpUrl> parse_web_url(std::string_view url);
 
 }  // namespace prescale

@@ -160,5 +160,29 @@ TEST(ParseHttpUrl, ReadsHostPortAndPathAndNamesWhatIsWrong) {
   }
 }
 
+TEST(ParseWebUrl, TakesHttpsWithItsOwnDefaultPort) {
+  auto a = parse_web_url("HTTPS://otlp.example.com/otlp");
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_TRUE(a->https);
+  EXPECT_EQ(a->host, "otlp.example.com");
+  EXPECT_EQ(a->port, 443);
+  EXPECT_EQ(a->path, "/otlp");
+  auto b = parse_web_url("https://[::1]:9443");
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(b->host, "::1");
+  EXPECT_EQ(b->port, 9443);
+  auto c = parse_web_url("http://h");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_FALSE(c->https);
+  EXPECT_EQ(c->port, 80);
+  auto d = parse_web_url("ftp://h");
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().message.find("only http:// and https:// are supported"), std::string::npos);
+  auto e = parse_web_url("https://u@h");
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().message.find("user information"), std::string::npos);
+  EXPECT_FALSE(parse_http_url("https://h").has_value());  // where TLS cannot go
+}
+
 }  // namespace
 }  // namespace prescale

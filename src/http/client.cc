@@ -1,5 +1,9 @@
 #include "http/client.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -16,6 +20,8 @@
 #include <boost/beast/http/error.hpp>
 #include <cerrno>
 #include <condition_variable>
+#include <csignal>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -27,6 +33,7 @@
 #include "core/host_port.h"
 #include "http/internal/parsers.h"
 #include "http/internal/wire.h"
+#include "http/tls.h"
 
 namespace prescale::http {
 namespace {
@@ -112,6 +119,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   }
 
   ~ClientConnection() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
     std::lock_guard lock(client_->mu);
     client_->live.erase(this);
   }
@@ -125,6 +133,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   // unsolicited. A non-blocking peek, safe from any thread while the connection is idle.
   bool usable() {
     if (!socket_.is_open()) return false;
+    if (ssl_ != nullptr && SSL_pending(ssl_) > 0) return false;
     char c;
     const ssize_t n = ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -192,6 +201,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     reused_ = reused;
     timed_out_ = false;
     got_response_bytes_ = false;
+    tls_read_wants_write_ = false;
     resp_ = Response();
   }
 
@@ -235,12 +245,147 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     socket_.set_option(tcp::no_delay(true), ignored);
     socket_.non_blocking(true, ignored);  // reads are attempted directly on readiness
     arm_timer(ex_->deadline);             // from here the request timeout alone applies
+    if (client_->options.tls) {
+      start_tls();
+      return;
+    }
     send();
+  }
+
+  // TLS, as the server does it: OpenSSL on the non-blocking socket, waiting on its readiness.
+  void start_tls() {
+    ERR_clear_error();
+    ssl_ = SSL_new(client_->options.tls->native());
+    if (ssl_ == nullptr || SSL_set_fd(ssl_, socket_.native_handle()) != 1) {
+      finish_error(ErrorCode::kInternal, "TLS to " + ex_->key + ": " + client_tls_error(ssl_),
+                   false);
+      return;
+    }
+    // The certificate must name the host: its DNS name, or its IP address (an IPv6 one without
+    // its zone id, which names an interface of this machine); a name goes by SNI. Nothing is
+    // sent unless the name to check was taken.
+    error_code not_ip;
+    asio::ip::address ip = asio::ip::make_address(ex_->host, not_ip);
+    bool named = false;
+    if (!not_ip) {
+      if (ip.is_v6()) {
+        asio::ip::address_v6 v6 = ip.to_v6();
+        v6.scope_id(0);
+        ip = v6;
+      }
+      named = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), ip.to_string().c_str()) == 1;
+    } else {
+      named = SSL_set1_host(ssl_, ex_->host.c_str()) == 1 &&
+              SSL_set_tlsext_host_name(ssl_, ex_->host.c_str()) == 1;
+    }
+    if (!named) {
+      finish_error(
+          ErrorCode::kInternal,
+          "TLS to " + ex_->key + ": cannot set the name to verify: " + client_tls_error(ssl_),
+          false);
+      return;
+    }
+    SSL_set_connect_state(ssl_);
+    handshake(id_);
+  }
+
+  // The timer and a cancel close the socket: a readiness handler already queued may still run,
+  // and OpenSSL, which holds the descriptor's number, must not touch it then (another
+  // connection of the process may have it by now).
+  bool tls_socket_gone() const { return !socket_.is_open(); }
+
+  void handshake(uint64_t id) {
+    if (id != id_ || !ex_) return;
+    if (tls_socket_gone()) {
+      fail_handshake("the connection was closed");
+      return;
+    }
+    ERR_clear_error();
+    errno = 0;
+    const int r = SSL_do_handshake(ssl_);
+    if (r == 1) {
+      send();
+      return;
+    }
+    const int e = SSL_get_error(ssl_, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      socket_.async_wait(
+          e == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write,
+          [self = shared_from_this(), id](const error_code& ec) {
+            if (id != self->id_ || !self->ex_) return;
+            if (ec) {
+              self->fail_handshake(ec.message());
+              return;
+            }
+            self->handshake(id);
+          });
+      return;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)) {
+      fail_handshake("the server closed the connection");
+      return;
+    }
+    const std::string why = e == SSL_ERROR_SYSCALL ? std::strerror(errno) : client_tls_error(ssl_);
+    ERR_clear_error();
+    fail_handshake(why);
+  }
+
+  void fail_handshake(const std::string& why) {
+    if (timed_out_) {
+      finish_error(ErrorCode::kTimeout, "TLS handshake with " + ex_->key + " timed out", false);
+    } else if (cancelled_) {
+      finish_error(ErrorCode::kCancelled, "client is shutting down", false);
+    } else {
+      finish_error(ErrorCode::kUnavailable, "TLS handshake with " + ex_->key + " failed: " + why,
+                   false);
+    }
+  }
+
+  // Writes what is left of tls_out_, waiting for the socket when OpenSSL asks.
+  void tls_write(uint64_t id) {
+    if (id != id_ || !ex_ || write_done_) return;
+    if (tls_socket_gone()) {
+      fail_io(asio::error::operation_aborted, tls_sent_ == 0);
+      return;
+    }
+    while (tls_sent_ < tls_out_.size()) {
+      ERR_clear_error();
+      errno = 0;
+      size_t n = 0;
+      const int r =
+          SSL_write_ex(ssl_, tls_out_.data() + tls_sent_, tls_out_.size() - tls_sent_, &n);
+      if (r == 1) {
+        tls_sent_ += n;
+        continue;
+      }
+      const int e = SSL_get_error(ssl_, r);
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        socket_.async_wait(
+            e == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write,
+            [self = shared_from_this(), id](const error_code& ec) {
+              if (id != self->id_ || !self->ex_ || self->write_done_) return;
+              if (ec) {
+                self->fail_io(ec.message(), self->tls_sent_ == 0);
+                return;
+              }
+              self->tls_write(id);
+            });
+        return;
+      }
+      const std::string why = e == SSL_ERROR_SYSCALL ? std::strerror(errno != 0 ? errno : EPIPE)
+                                                     : client_tls_error(ssl_);
+      ERR_clear_error();
+      fail_io(why, tls_sent_ == 0);
+      return;
+    }
+    write_done_ = true;
+    tls_out_ = std::string();  // the body's copy
   }
 
   void send() {
     out_.clear();
-    const std::string host_header = internal::host_field(ex_->host, ex_->port);
+    const std::string host_header =
+        internal::host_field(ex_->host, ex_->port, client_->options.tls ? 443 : 80);
     const std::string_view method = internal::request_method_token(ex_->req);
     if (method.empty() || !internal::valid_target(method)) {  // no space, no control character
       finish_error(ErrorCode::kInvalidArgument,
@@ -265,6 +410,14 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     start_parser();
     write_done_ = false;
     peer_eof_ = false;
+    if (ssl_ != nullptr) {
+      arm_wait();
+      tls_out_ = out_;
+      tls_out_ += ex_->req.body;
+      tls_sent_ = 0;
+      tls_write(id_);
+      return;
+    }
     std::array<asio::const_buffer, 2> buffers = {asio::buffer(out_), asio::buffer(ex_->req.body)};
     asio::async_write(socket_, buffers,
                       [self = shared_from_this(), id = id_](const error_code& ec, size_t n) {
@@ -291,6 +444,13 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
 
   // Readiness-based reading, as in the server: no speculative recv() per response.
   void arm_wait() {
+    if (tls_read_wants_write_) {
+      socket_.async_wait(tcp::socket::wait_write,
+                         [self = shared_from_this(), id = id_](const error_code& ec) {
+                           self->on_readable(id, ec);
+                         });
+      return;
+    }
     socket_.async_wait(
         tcp::socket::wait_read,
         [self = shared_from_this(), id = id_](const error_code& ec) { self->on_readable(id, ec); });
@@ -302,22 +462,30 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       fail_io(ec, /*nothing_sent=*/false);
       return;
     }
-    // Read until drained: a short read means the socket is empty and new data raises a new
-    // readiness edge.
-    while (true) {
-      error_code rec;
-      const size_t n = socket_.read_some(buffer_.prepare(kReadChunkBytes), rec);
-      if (rec == asio::error::would_block || rec == asio::error::try_again) break;
-      if (rec == asio::error::eof) {
-        peer_eof_ = true;
-        break;
-      }
-      if (rec) {
-        fail_io(rec, /*nothing_sent=*/false);
+    if (ssl_ != nullptr) {
+      if (tls_socket_gone()) {
+        fail_io(asio::error::operation_aborted, false);
         return;
       }
-      buffer_.commit(n);
-      if (n < kReadChunkBytes) break;
+      if (!tls_read()) return;
+    } else {
+      // Read until drained: a short read means the socket is empty and new data raises a new
+      // readiness edge.
+      while (true) {
+        error_code rec;
+        const size_t n = socket_.read_some(buffer_.prepare(kReadChunkBytes), rec);
+        if (rec == asio::error::would_block || rec == asio::error::try_again) break;
+        if (rec == asio::error::eof) {
+          peer_eof_ = true;
+          break;
+        }
+        if (rec) {
+          fail_io(rec, /*nothing_sent=*/false);
+          return;
+        }
+        buffer_.commit(n);
+        if (n < kReadChunkBytes) break;
+      }
     }
     if (!parse_response()) return;
     if (peer_eof_) {
@@ -335,6 +503,41 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       return;
     }
     arm_wait();
+  }
+
+  // Reads what OpenSSL has until it wants more from the socket (records may be shorter than a
+  // chunk with more behind them); false when the exchange failed.
+  bool tls_read() {
+    tls_read_wants_write_ = false;
+    while (true) {
+      ERR_clear_error();
+      errno = 0;
+      size_t n = 0;
+      auto space = buffer_.prepare(kReadChunkBytes);
+      const int r = SSL_read_ex(ssl_, space.data(), space.size(), &n);
+      if (r == 1) {
+        buffer_.commit(n);
+        continue;
+      }
+      const int e = SSL_get_error(ssl_, r);
+      if (e == SSL_ERROR_WANT_READ) break;
+      if (e == SSL_ERROR_WANT_WRITE) {  // a record it must send first (a key update's answer)
+        tls_read_wants_write_ = true;
+        break;
+      }
+      if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)) {
+        peer_eof_ = true;  // close_notify, or a FIN (SSL_OP_IGNORE_UNEXPECTED_EOF)
+        break;
+      }
+      const std::string why =
+          e == SSL_ERROR_SYSCALL ? std::strerror(errno) : client_tls_error(ssl_);
+      ERR_clear_error();
+      fail_io(why, false);
+      return false;
+    }
+    // A write that waited on the peer's records (a key update) may go on now.
+    if (!write_done_ && tls_sent_ < tls_out_.size()) tls_write(id_);
+    return ex_ != nullptr;
   }
 
   // Feeds the buffer to the parser; false when the exchange finished (either way).
@@ -369,7 +572,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     return true;
   }
 
-  void fail_io(const error_code& ec, bool nothing_sent) {
+  void fail_io(const error_code& ec, bool nothing_sent) { fail_io(ec.message(), nothing_sent); }
+
+  void fail_io(const std::string& why, bool nothing_sent) {
     if (timed_out_) {
       finish_error(ErrorCode::kTimeout, "request to " + ex_->key + " timed out", false);
       return;
@@ -382,8 +587,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     // server cannot have acted on the request.
     const bool retry =
         reused_ && !got_response_bytes_ && (nothing_sent || idempotent(ex_->req.method));
-    finish_error(ErrorCode::kUnavailable, "connection to " + ex_->key + " failed: " + ec.message(),
-                 retry);
+    finish_error(ErrorCode::kUnavailable, "connection to " + ex_->key + " failed: " + why, retry);
   }
 
   void finish_ok() {
@@ -397,6 +601,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     if (reusable) {
       client_->release(shared_from_this());
     } else {
+      if (ssl_ != nullptr && !peer_eof_ && !tls_socket_gone()) {
+        SSL_shutdown(ssl_);  // close_notify, not waited for
+        ERR_clear_error();
+      }
       error_code ignored;
       socket_.close(ignored);
     }
@@ -429,6 +637,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   Response resp_;
   std::string out_;
   std::unique_ptr<Exchange> ex_;
+  SSL* ssl_ = nullptr;   // with ClientOptions::tls, once connected
+  std::string tls_out_;  // the request's head and body, as TLS writes them
+  size_t tls_sent_ = 0;
+  bool tls_read_wants_write_ = false;  // the last SSL_read asked for the socket to be writable
   uint64_t id_ = 0;  // bumps per exchange, so stale completions are recognized
   Clock::TimePoint idle_since_{};
   bool reused_ = false;
@@ -453,6 +665,12 @@ void ClientCore::start_threads() {
   arm_pool_sweep();
   for (auto& ctx : contexts) {
     threads.emplace_back([this, c = ctx.get()] {
+      // As the server's I/O threads: OpenSSL's writes carry no MSG_NOSIGNAL, and a server gone
+      // would raise SIGPIPE, whose default kills the process; blocked, the write fails (EPIPE).
+      sigset_t pipe;
+      sigemptyset(&pipe);
+      sigaddset(&pipe, SIGPIPE);
+      pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
       current_client = this;
       while (true) {
         try {

@@ -1,5 +1,7 @@
 // Client: an asynchronous HTTP/1.1 client with a keep-alive connection pool per host:port and
-// timeouts, for service-to-service calls (gateway, runtime, load generator).
+// timeouts, for service-to-service calls (gateway, runtime, load generator). With
+// ClientOptions::tls it speaks HTTPS to every host instead (the server's certificate verified, its
+// name checked; an OTLP receiver or a Prometheus behind TLS).
 //
 // Connections are reused (LIFO per host:port, at most max_idle_per_host idle ones kept, each
 // for at most idle_timeout). A pooled connection found closed by the server is dropped; if a
@@ -10,7 +12,9 @@
 // Errors (Result<Response>): kUnavailable — cannot resolve/connect, refused, reset, closed, or
 // a malformed response; kTimeout — connect_timeout or the request timeout elapsed (the whole
 // exchange, connecting included); kOutOfRange — response body over max_response_body_bytes;
-// kCancelled — the Client was destroyed first; kInvalidArgument — unusable request.
+// kCancelled — the Client was destroyed first; kInvalidArgument — unusable request. Over TLS a
+// failed handshake is kUnavailable, its message naming the reason ("TLS handshake with
+// example.com:443 failed: certificate verify failed: unable to get local issuer certificate").
 // Any HTTP status (including 4xx/5xx) is a successful Response.
 //
 // Thread safety: all methods may be called from any thread. `done` runs on a client I/O thread
@@ -37,6 +41,8 @@ namespace internal {
 struct ClientCore;
 }  // namespace internal
 
+class ClientTlsContext;
+
 struct ClientOptions {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds request_timeout{30000};  // default per-request timeout
@@ -44,6 +50,8 @@ struct ClientOptions {
   std::chrono::milliseconds idle_timeout{60000};  // idle pooled connections older are closed
   size_t max_response_body_bytes = 64 * 1024 * 1024;
   int threads = 1;  // I/O threads
+  // HTTPS to every host (http/tls.h); null: plain HTTP.
+  std::shared_ptr<const ClientTlsContext> tls = nullptr;
 };
 
 class Client {

@@ -138,6 +138,8 @@ TEST(ClientTest, HostFieldLeavesOutAZoneIdAndTheDefaultPort) {
   EXPECT_EQ(internal::host_field("::1", 80), "[::1]");
   EXPECT_EQ(internal::host_field("[::1]", 8080), "[::1]:8080");
   EXPECT_EQ(internal::host_field("127.0.0.1", 8080), "127.0.0.1:8080");
+  EXPECT_EQ(internal::host_field("otlp.example.com", 443, 443), "otlp.example.com");  // https
+  EXPECT_EQ(internal::host_field("otlp.example.com", 80, 443), "otlp.example.com:80");
   EXPECT_EQ(internal::host_field("127.0.0.1", 80), "127.0.0.1");
   EXPECT_EQ(internal::host_field("api.example.com", 443), "api.example.com:443");
   EXPECT_EQ(internal::host_field("api.example.com", 80), "api.example.com");

@@ -244,7 +244,8 @@ bool RawSocket::closed_within(std::chrono::milliseconds within) {
 }
 
 TestCertificate write_test_certificate(const std::string& dir, const std::string& name,
-                                       const std::string& common_name, int valid_days) {
+                                       const std::string& common_name, int valid_days,
+                                       bool loopback_names) {
   auto check = [](bool ok, const char* what) {
     if (ok) return;
     std::fprintf(stderr, "write_test_certificate: %s failed\n", what);
@@ -267,7 +268,8 @@ TestCertificate write_test_certificate(const std::string& dir, const std::string
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
-  const std::string names = "DNS:" + common_name + ",DNS:localhost,IP:127.0.0.1";
+  const std::string names =
+      "DNS:" + common_name + (loopback_names ? ",DNS:localhost,IP:127.0.0.1,IP:::1" : "");
   X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, names.c_str());
   check(san != nullptr, "subjectAltName");
   X509_add_ext(cert, san, -1);

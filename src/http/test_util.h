@@ -76,16 +76,16 @@ class RawSocket {
   ssl_st* tls_ = nullptr;
 };
 
-// A self-signed certificate for `common_name`, also naming localhost and 127.0.0.1, valid from
-// an hour ago for `valid_days`, and its EC P-256 key, written as PEM to DIR/NAME.crt and
-// DIR/NAME.key. Aborts when it cannot.
+// A self-signed certificate for `common_name`, also naming localhost, 127.0.0.1 and ::1 unless
+// `loopback_names` is false, valid from an hour ago for `valid_days`, and its EC P-256 key,
+// written as PEM to DIR/NAME.crt and DIR/NAME.key. Aborts when it cannot.
 struct TestCertificate {
   std::string cert_file;
   std::string key_file;
 };
 TestCertificate write_test_certificate(const std::string& dir, const std::string& name,
                                        const std::string& common_name = "localhost",
-                                       int valid_days = 30);
+                                       int valid_days = 30, bool loopback_names = true);
 
 // True when a TCP connect to 127.0.0.1:port is refused.
 bool connect_refused(uint16_t port);

@@ -182,4 +182,65 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::load_pem(const TlsFiles& f
 
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 
+Result<std::shared_ptr<const ClientTlsContext>> ClientTlsContext::create(
+    const std::string& ca_file) {
+  ERR_clear_error();
+  std::shared_ptr<ClientTlsContext> out(new ClientTlsContext());
+  out->ca_file_ = ca_file;
+  out->ctx_ = SSL_CTX_new(TLS_client_method());
+  if (out->ctx_ == nullptr) {
+    return make_error(ErrorCode::kInternal, "TLS: cannot make a context: " + openssl_errors());
+  }
+  SSL_CTX* ctx = out->ctx_;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  static const unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  SSL_CTX_set_alpn_protos(ctx, kHttp11, sizeof(kHttp11));
+  if (ca_file.empty()) {
+    if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+      return make_error(ErrorCode::kInternal,
+                        "TLS: the system's CAs cannot be read: " + openssl_errors());
+    }
+    return std::shared_ptr<const ClientTlsContext>(std::move(out));
+  }
+  auto pem = read_text_file(ca_file);  // its error names the file
+  if (!pem) return make_error(ErrorCode::kNotFound, pem.error().message);
+  BioPtr bio = memory_bio(*pem);
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  int added = 0;
+  while (X509Ptr cert{PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr)}) {
+    if (X509_STORE_add_cert(store, cert.get()) == 1) ++added;
+  }
+  // The loop ends on "no more PEM"; anything else is a certificate it could not read, and the
+  // ones after it would be left out unsaid.
+  if (const unsigned long e = ERR_peek_last_error();
+      added > 0 && e != 0 &&
+      !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
+    ERR_clear_error();
+    return make_error(ErrorCode::kInvalidArgument,
+                      ca_file + ": certificate " + std::to_string(added + 1) + " is malformed");
+  }
+  ERR_clear_error();
+  if (added == 0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      ca_file + ": no PEM certificate (-----BEGIN CERTIFICATE-----) in it");
+  }
+  return std::shared_ptr<const ClientTlsContext>(std::move(out));
+}
+
+ClientTlsContext::~ClientTlsContext() { SSL_CTX_free(ctx_); }
+
+std::string client_tls_error(ssl_st* ssl) {
+  if (ssl == nullptr) return openssl_errors();
+  if (const long verify = SSL_get_verify_result(ssl); verify != X509_V_OK) {
+    ERR_clear_error();
+    return std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
+  }
+  return openssl_errors();
+}
+
 }  // namespace prescale::http

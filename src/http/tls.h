@@ -19,6 +19,7 @@
 #include "core/result.h"
 
 struct ssl_ctx_st;  // OpenSSL's SSL_CTX
+struct ssl_st;      // OpenSSL's SSL
 
 namespace prescale::http {
 
@@ -64,5 +65,35 @@ class TlsContext {
   std::chrono::system_clock::time_point not_after_{};
   std::string fingerprint_;
 };
+
+// ClientTlsContext: what a Client needs to reach servers over HTTPS: the CAs it verifies their
+// certificates by (a PEM bundle, or the system's), TLS 1.2 or later, ALPN "http/1.1". Every
+// connection checks the server's name (or IP address) against its certificate and sends the name
+// by SNI. No client certificates.
+class ClientTlsContext {
+ public:
+  // `ca_file`: a PEM bundle of the CAs to trust; "" = the system's (/etc/ssl/certs). Errors:
+  // kNotFound when the file cannot be read, kInvalidArgument (naming it) when it holds no
+  // certificate.
+  static Result<std::shared_ptr<const ClientTlsContext>> create(const std::string& ca_file = "");
+
+  ~ClientTlsContext();
+  ClientTlsContext(const ClientTlsContext&) = delete;
+  ClientTlsContext& operator=(const ClientTlsContext&) = delete;
+
+  const std::string& ca_file() const { return ca_file_; }
+  ssl_ctx_st* native() const { return ctx_; }
+
+ private:
+  ClientTlsContext() = default;
+
+  ssl_ctx_st* ctx_ = nullptr;
+  std::string ca_file_;
+};
+
+// What OpenSSL says went wrong with a client's connection `ssl`: the certificate's verify result
+// ("certificate verify failed: unable to get local issuer certificate", "... hostname mismatch")
+// or OpenSSL's error queue, emptied. For src/http's connections.
+std::string client_tls_error(ssl_st* ssl);
 
 }  // namespace prescale::http

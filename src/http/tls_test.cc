@@ -1,7 +1,11 @@
 #include "http/tls.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -11,6 +15,7 @@
 #include <vector>
 
 #include "core/text_file.h"
+#include "http/client.h"
 #include "http/server.h"
 #include "http/test_util.h"
 
@@ -357,6 +362,189 @@ TEST_F(TlsTest, OverMaxConnectionsATlsClientIsClosedUnanswered) {
   auto r = first.read_response();
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->body, "secure GET /still 0");
+}
+
+// The client's side (ClientOptions::tls).
+
+Request client_request(Method method, std::string target, std::string body = "") {
+  Request req;
+  req.method = method;
+  req.method_name = method == Method::kPost ? "POST" : "GET";
+  req.target = std::move(target);
+  req.body = std::move(body);
+  return req;
+}
+
+ClientOptions client_trusting(const std::string& ca_file) {
+  ClientOptions o;
+  auto tls = ClientTlsContext::create(ca_file);
+  EXPECT_TRUE(tls.has_value()) << tls.error().to_string();
+  if (tls) o.tls = *tls;
+  return o;
+}
+
+TEST_F(TlsTest, AClientSpeaksHttpsToAServerItTrustsAndKeepsTheConnection) {
+  Server& server = start();
+  Client client(client_trusting(cert_.cert_file));
+  for (const std::string host : {"127.0.0.1", "localhost"}) {  // by IP address, by name (SNI)
+    auto r = client.request(host, server.port(), client_request(Method::kGet, "/a"));
+    ASSERT_TRUE(r.has_value()) << host << ": " << r.error().to_string();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "secure GET /a 0");
+  }
+  // Kept: the next request to 127.0.0.1 goes on the connection of the first.
+  auto again = client.request("127.0.0.1", server.port(), client_request(Method::kGet, "/b"));
+  ASSERT_TRUE(again.has_value()) << again.error().to_string();
+  EXPECT_EQ(again->body, "secure GET /b 0");
+  EXPECT_EQ(client.stats().connections_opened, 2u);
+  EXPECT_EQ(client.stats().reused, 1u);
+  // Large bodies both ways cross many records and the socket's buffers.
+  auto up = client.request("127.0.0.1", server.port(),
+                           client_request(Method::kPost, "/up", std::string(3 << 20, 'u')));
+  ASSERT_TRUE(up.has_value()) << up.error().to_string();
+  EXPECT_EQ(up->body, "secure POST /up " + std::to_string(3 << 20));
+  auto down = client.request("127.0.0.1", server.port(), client_request(Method::kGet, "/huge"));
+  ASSERT_TRUE(down.has_value()) << down.error().to_string();
+  ASSERT_EQ(down->body.size(), 16u << 20);
+  EXPECT_EQ(down->body[4096 * 27], 'b');
+  EXPECT_EQ(handshake_failures_.load(), 0);
+}
+
+TEST_F(TlsTest, AClientRefusesAServerItCannotVerifyAndSaysWhy) {
+  Server& server = start();
+  const TestCertificate other = testing::write_test_certificate(dir_, "other");
+  Client stranger(client_trusting(other.cert_file));
+  auto r = stranger.request("127.0.0.1", server.port(), client_request(Method::kGet, "/a"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(r.error().message.find("TLS handshake with 127.0.0.1:"), std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("certificate verify failed"), std::string::npos)
+      << r.error().message;
+
+  // A certificate that does not name the address the client asked for.
+  ServerOptions o;
+  o.address = "127.0.0.2";
+  o.tls = load(cert_);
+  Server elsewhere(o, [](Request&, Responder respond) { respond(Response::text(200, "x")); });
+  ASSERT_TRUE(elsewhere.start().has_value());
+  Client trusting(client_trusting(cert_.cert_file));
+  auto mismatch =
+      trusting.request("127.0.0.2", elsewhere.port(), client_request(Method::kGet, "/"));
+  ASSERT_FALSE(mismatch.has_value());
+  EXPECT_NE(mismatch.error().message.find("IP address mismatch"), std::string::npos)
+      << mismatch.error().message;
+  elsewhere.shutdown(milliseconds(0));
+
+  // A certificate for another name: refused by name, by IP address.
+  const TestCertificate foreign = testing::write_test_certificate(dir_, "foreign", "only.example",
+                                                                  30, /*loopback_names=*/false);
+  ServerOptions fo;
+  fo.tls = load(foreign);
+  Server foreign_server(fo, [](Request&, Responder respond) { respond(Response::text(200, "x")); });
+  ASSERT_TRUE(foreign_server.start().has_value());
+  Client trusting_foreign(client_trusting(foreign.cert_file));
+  auto by_name = trusting_foreign.request("localhost", foreign_server.port(),
+                                          client_request(Method::kGet, "/"));
+  ASSERT_FALSE(by_name.has_value());
+  EXPECT_NE(by_name.error().message.find("hostname mismatch"), std::string::npos)
+      << by_name.error().message;
+  auto by_ip = trusting_foreign.request("127.0.0.1", foreign_server.port(),
+                                        client_request(Method::kGet, "/"));
+  ASSERT_FALSE(by_ip.has_value());
+  EXPECT_NE(by_ip.error().message.find("IP address mismatch"), std::string::npos)
+      << by_ip.error().message;
+  foreign_server.shutdown(milliseconds(0));
+
+  // A plain HTTP server: the handshake fails at once, not at the timeout.
+  Server plain(ServerOptions{}, [](Request&, Responder respond) { respond(Response{}); });
+  ASSERT_TRUE(plain.start().has_value());
+  auto not_tls = trusting.request("127.0.0.1", plain.port(), client_request(Method::kGet, "/"),
+                                  milliseconds(10000));
+  ASSERT_FALSE(not_tls.has_value());
+  EXPECT_EQ(not_tls.error().code, ErrorCode::kUnavailable) << not_tls.error().message;
+  EXPECT_NE(not_tls.error().message.find("TLS handshake with"), std::string::npos)
+      << not_tls.error().message;
+  plain.shutdown(milliseconds(0));
+}
+
+// An IPv6 address with a zone id (which names an interface of this machine) is checked against
+// the certificate without it: the zone must not make the check be skipped.
+TEST_F(TlsTest, AnIpv6AddressWithAZoneIsCheckedWithoutIt) {
+  const TestCertificate foreign = testing::write_test_certificate(dir_, "foreign", "only.example",
+                                                                  30, /*loopback_names=*/false);
+  for (const bool named : {true, false}) {
+    ServerOptions o;
+    o.address = "::1";
+    o.tls = load(named ? cert_ : foreign);
+    Server v6(o, [](Request&, Responder respond) { respond(Response::text(200, "v6")); });
+    if (!v6.start().has_value()) GTEST_SKIP() << "no IPv6 loopback here";
+    Client client(client_trusting(named ? cert_.cert_file : foreign.cert_file));
+    auto r = client.request("::1%lo", v6.port(), client_request(Method::kGet, "/"));
+    if (named) {
+      ASSERT_TRUE(r.has_value()) << r.error().to_string();
+      EXPECT_EQ(r->body, "v6");
+    } else {
+      ASSERT_FALSE(r.has_value());
+      EXPECT_NE(r.error().message.find("IP address mismatch"), std::string::npos)
+          << r.error().message;
+    }
+    v6.shutdown(milliseconds(0));
+  }
+}
+
+TEST_F(TlsTest, AHandshakeAServerNeverAnswersEndsAtTheTimeout) {
+  // A listening socket nobody accepts from: the connection is made (the backlog), the
+  // ClientHello never answered.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  Client client(client_trusting(cert_.cert_file));
+  auto r = client.request("127.0.0.1", ntohs(addr.sin_port), client_request(Method::kGet, "/"),
+                          milliseconds(300));
+  ::close(fd);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kTimeout);
+  EXPECT_NE(r.error().message.find("TLS handshake with 127.0.0.1:"), std::string::npos)
+      << r.error().message;
+}
+
+TEST(ClientTlsContextTest, TheCaFileMustHoldACertificate) {
+  auto missing = ClientTlsContext::create("/nonexistent/ca.pem");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(missing.error().message.find("/nonexistent/ca.pem"), std::string::npos);
+  std::string pattern = ::testing::TempDir() + "/ca.XXXXXX";
+  const int fd = mkstemp(pattern.data());
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  write_file(pattern, "not a certificate\n");
+  auto empty = ClientTlsContext::create(pattern);
+  std::filesystem::remove(pattern);
+  ASSERT_FALSE(empty.has_value());
+  EXPECT_EQ(empty.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(empty.error().message.find("no PEM certificate"), std::string::npos)
+      << empty.error().message;
+  EXPECT_TRUE(ClientTlsContext::create("").has_value());  // the system's CAs
+
+  // A bundle whose second certificate is cut short: refused, not read in part.
+  std::string dir = ::testing::TempDir() + "/ca_dir.XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const TestCertificate a = testing::write_test_certificate(dir, "a");
+  const std::string first = read_file(a.cert_file);
+  write_file(dir + "/bundle.pem",
+             first + first.substr(0, first.size() / 2) + "\n-----END CERTIFICATE-----\n");
+  auto cut = ClientTlsContext::create(dir + "/bundle.pem");
+  ASSERT_FALSE(cut.has_value());
+  EXPECT_NE(cut.error().message.find("certificate 2 is malformed"), std::string::npos)
+      << cut.error().message;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

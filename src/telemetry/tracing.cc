@@ -10,6 +10,7 @@
 #include "core/host_port.h"
 #include "core/splitmix.h"
 #include "http/client.h"
+#include "http/tls.h"
 #include "telemetry/registry.h"
 
 namespace prescale::telemetry {
@@ -167,16 +168,18 @@ Result<std::optional<TracerOptions>> tracer_options_from_env(
   std::string url = "http://localhost:4318/v1/traces";
   if (auto v = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) {
     url = std::string(trim(v->second));  // used as it is
-    auto parsed = parse_http_url(url);
+    auto parsed = parse_web_url(url);
     if (!parsed) return bad(v->first, v->second, parsed.error().message);
     o.host = parsed->host;
     o.port = parsed->port;
+    o.https = parsed->https;
     o.path = parsed->path.empty() ? "/" : parsed->path;
   } else if (auto g = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")) {
-    auto parsed = parse_http_url(trim(g->second));
+    auto parsed = parse_web_url(trim(g->second));
     if (!parsed) return bad(g->first, g->second, parsed.error().message);
     o.host = parsed->host;
     o.port = parsed->port;
+    o.https = parsed->https;
     // The base URL: the signal's path is appended to whatever path it has.
     o.path = parsed->path;
     if (!o.path.ends_with('/')) o.path += '/';
@@ -197,6 +200,20 @@ Result<std::optional<TracerOptions>> tracer_options_from_env(
           env.either("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")) {
     if (lower(trim(v->second)) != "none") {
       return bad(v->first, v->second, "Prescale sends spans uncompressed: \"none\"");
+    }
+  }
+  // TLS: the CAs the receiver's certificate is verified by (the system's when none is named); no
+  // client certificate.
+  if (auto v =
+          env.either("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")) {
+    o.ca_file = std::string(trim(v->second));
+  }
+  for (const char* mtls :
+       {"OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"}) {
+    if (auto v = env.get(mtls); v && !trim(v->second).empty()) {
+      return bad(v->first, v->second,
+                 "Prescale sends no client certificate (mTLS): a collector beside it can");
     }
   }
   if (auto v = env.either("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")) {
@@ -322,8 +339,8 @@ std::unique_ptr<Tracer> tracer_from_env(
     spdlog::warn("tracing is off: {}", tracer.error().message);
     return nullptr;
   }
-  spdlog::info("tracing: spans of {} to http://{}{}, {} of new traces{}", o.resource.front().second,
-               url_authority(o.host, o.port), o.path, o.sampler.ratio,
+  spdlog::info("tracing: spans of {} to {}://{}{}, {} of new traces{}", o.resource.front().second,
+               o.https ? "https" : "http", url_authority(o.host, o.port), o.path, o.sampler.ratio,
                o.sampler.parent_based ? ", a caller's decision followed" : "");
   return std::move(*tracer);
 }
@@ -340,10 +357,21 @@ Result<std::unique_ptr<Tracer>> Tracer::create(TracerOptions options, Registry* 
     return make_error(ErrorCode::kInvalidArgument, "tracing: the ratio must be from 0 to 1");
   }
   if (options.path.empty() || options.path.front() != '/') options.path.insert(0, "/");
-  return std::unique_ptr<Tracer>(new Tracer(std::move(options), registry));
+  std::shared_ptr<const http::ClientTlsContext> tls;
+  if (options.https) {
+    auto created = http::ClientTlsContext::create(options.ca_file);
+    if (!created) {
+      return make_error(created.error().code,
+                        "tracing: the CAs to verify the receiver by: " + created.error().message);
+    }
+    tls = std::move(*created);
+  }
+  return std::unique_ptr<Tracer>(new Tracer(std::move(options), registry, std::move(tls)));
 }
 
-Tracer::Tracer(TracerOptions options, Registry* registry) : options_(std::move(options)) {
+Tracer::Tracer(TracerOptions options, Registry* registry,
+               std::shared_ptr<const http::ClientTlsContext> tls)
+    : options_(std::move(options)) {
   constexpr double kRange = 72057594037927936.0;  // 2^56
   ratio_threshold_ = options_.sampler.ratio >= 1.0
                          ? std::uint64_t{1} << 56
@@ -353,6 +381,7 @@ Tracer::Tracer(TracerOptions options, Registry* registry) : options_(std::move(o
       std::min<std::chrono::milliseconds>(options_.export_timeout, std::chrono::milliseconds(2000));
   client_options.max_idle_per_host = 1;
   client_options.max_response_body_bytes = 1024 * 1024;
+  client_options.tls = std::move(tls);
   client_ = std::make_unique<http::Client>(client_options);
   if (registry != nullptr) {
     exported_ =
@@ -475,7 +504,6 @@ bool Tracer::send(std::vector<SpanRecord> batch, Clock::TimePoint deadline) {
   request.method = http::Method::kPost;
   request.method_name = "POST";
   request.target = options_.path;
-  request.headers.set("host", url_authority(options_.host, options_.port));
   request.headers.set("content-type", "application/x-protobuf");
   for (const auto& [k, v] : options_.headers) request.headers.set(k, v);
   request.body = encode_export_request(options_.resource, kScopeName, "", batch);

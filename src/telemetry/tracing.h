@@ -44,6 +44,7 @@
 
 namespace prescale::http {
 class Client;
+class ClientTlsContext;
 }
 
 namespace prescale::telemetry {
@@ -66,6 +67,8 @@ struct TracerOptions {
   std::string host;  // the OTLP/HTTP receiver
   std::uint16_t port = 4318;
   std::string path = "/v1/traces";
+  bool https = false;   // the receiver's URL is https://: its certificate verified
+  std::string ca_file;  // with https: a PEM bundle of the CAs to trust; "" = the system's
   std::vector<std::pair<std::string, std::string>> headers;  // sent with every export
   Sampler sampler;
   ResourceAttributes resource;  // service.name first
@@ -83,8 +86,9 @@ struct TracerOptions {
 // "otlp", or OTEL_TRACES_EXPORTER=none, or OTEL_SDK_DISABLED=true. `default_service_name` is
 // service.name unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES sets it. Errors
 // (kInvalidArgument) name the variable and what is wrong with its value: an endpoint that is not
-// an http:// URL, a protocol other than http/protobuf, compression other than none, an unknown
-// sampler or exporter, a ratio outside 0..1, a number that is not one.
+// an http:// or https:// URL, a client certificate (mTLS), a protocol other than http/protobuf,
+// compression other than none, an unknown sampler or exporter, a ratio outside 0..1, a number that
+// is not one.
 using Getenv = std::function<const char*(const char*)>;
 Result<std::optional<TracerOptions>> tracer_options_from_env(const Getenv& getenv,
                                                              std::string_view default_service_name);
@@ -164,7 +168,8 @@ class Tracer {
   const TracerOptions& options() const { return options_; }
 
  private:
-  Tracer(TracerOptions options, Registry* registry);
+  Tracer(TracerOptions options, Registry* registry,
+         std::shared_ptr<const http::ClientTlsContext> tls);
   void run();
   // Sends what is queued in batches, each within export_timeout, or all by `deadline` (what is
   // left then is dropped); with `yield_to_stop`, returns at a stop (the destructor sends the rest).

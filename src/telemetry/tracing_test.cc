@@ -1,10 +1,14 @@
 #include "telemetry/tracing.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
+#include <filesystem>
 #include <future>
 #include <map>
 
+#include "http/test_util.h"
+#include "http/tls.h"
 #include "telemetry/registry.h"
 #include "telemetry/testing/otlp_receiver.h"
 
@@ -75,6 +79,21 @@ TEST(TracerOptionsFromEnv, ReadsOpenTelemetrysVariables) {
   EXPECT_EQ(options_of({{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://gw/otlp/"}}).path,
             "/otlp/v1/traces");
   EXPECT_EQ(options_of({{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://gw"}}).port, 80);
+  EXPECT_FALSE(options_of({{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://gw"}}).https);
+  // A hosted backend over HTTPS: port 443 unless written, the CAs named or the system's.
+  o = options_of({{"OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example.com/otlp"}});
+  EXPECT_TRUE(o.https);
+  EXPECT_EQ(o.port, 443);
+  EXPECT_EQ(o.path, "/otlp/v1/traces");
+  EXPECT_EQ(o.ca_file, "");
+  o = options_of({{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:1"},
+                  {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "HTTPS://b:4318/v1/traces"},
+                  {"OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ssl/all.pem"},
+                  {"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", " /etc/otel/ca.pem "}});
+  EXPECT_TRUE(o.https);
+  EXPECT_EQ(o.host, "b");
+  EXPECT_EQ(o.port, 4318);
+  EXPECT_EQ(o.ca_file, "/etc/otel/ca.pem");
   o = options_of({{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:1"},
                   {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://[::1]:9411/api/traces"}});
   EXPECT_EQ(o.host, "::1");
@@ -122,10 +141,15 @@ TEST(TracerOptionsFromEnv, ReadsOpenTelemetrysVariables) {
 
 TEST(TracerOptionsFromEnv, NamesTheVariableThatIsWrong) {
   const std::string endpoint = "http://c:4318";
-  EXPECT_EQ(error_of({{"OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318"}})
-                .rfind("OTEL_EXPORTER_OTLP_ENDPOINT=\"https://c:4318\": ", 0),
+  EXPECT_EQ(error_of({{"OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://c:4317"}})
+                .rfind("OTEL_EXPORTER_OTLP_ENDPOINT=\"grpc://c:4317\": ", 0),
             0u)
-      << error_of({{"OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318"}});
+      << error_of({{"OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://c:4317"}});
+  EXPECT_NE(error_of({{"OTEL_EXPORTER_OTLP_ENDPOINT", "https://c"},
+                      {"OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/otel/client.key"}})
+                .find("OTEL_EXPORTER_OTLP_CLIENT_KEY=\"/etc/otel/client.key\": Prescale sends no "
+                      "client certificate"),
+            std::string::npos);
   EXPECT_NE(
       error_of({{"OTEL_EXPORTER_OTLP_ENDPOINT", endpoint}, {"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"}})
           .find("OTEL_EXPORTER_OTLP_PROTOCOL=\"grpc\": Prescale sends OTLP over HTTP"),
@@ -441,6 +465,64 @@ TEST(TracerThread, SendsABatchScheduleDelayAfterItsFirstSpan) {
   (*tracer)->record(span_named("two"));
   tracer->reset();
   EXPECT_EQ(receiver.spans().size(), 2u);
+}
+
+// A receiver behind TLS (a hosted backend): its certificate verified by the CAs named; one the
+// tracer cannot verify takes no span, and says why.
+TEST(TracerTls, SendsSpansOverHttpsToAReceiverItCanVerify) {
+  std::string dir = ::testing::TempDir() + "/tracing_tls.XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const http::testing::TestCertificate cert = http::testing::write_test_certificate(dir, "otlp");
+  const http::testing::TestCertificate other = http::testing::write_test_certificate(dir, "other");
+  auto tls = http::TlsContext::load({cert.cert_file, cert.key_file});
+  ASSERT_TRUE(tls.has_value()) << tls.error().to_string();
+  OtlpReceiver receiver(*tls);
+  EXPECT_EQ(receiver.url().rfind("https://127.0.0.1:", 0), 0u);
+  ManualClock clock;
+  Registry registry;
+  TracerOptions o;
+  o.host = "localhost";
+  o.port = receiver.port();
+  o.https = true;
+  o.ca_file = cert.cert_file;
+  o.export_timeout = std::chrono::milliseconds(10000);
+  o.clock = &clock;
+  o.start_thread = false;
+  auto tracer = Tracer::create(o, &registry);
+  ASSERT_TRUE(tracer.has_value()) << tracer.error().to_string();
+  (*tracer)->record(span_named("over-tls"));
+  (*tracer)->flush();
+  ASSERT_EQ(receiver.spans().size(), 1u);
+  EXPECT_EQ(receiver.spans()[0].name, "over-tls");
+
+  // Trusting another CA: the export fails (the handshake), is retried within its timeout, and
+  // is dropped, counted.
+  o.ca_file = other.cert_file;
+  o.export_timeout = std::chrono::milliseconds(500);
+  auto stranger = Tracer::create(o, &registry);
+  ASSERT_TRUE(stranger.has_value());
+  (*stranger)->record(span_named("refused"));
+  auto done = std::async(std::launch::async, [&] { (*stranger)->flush(); });
+  while (done.wait_for(std::chrono::milliseconds(2)) != std::future_status::ready) {
+    clock.advance(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(receiver.spans().size(), 1u);
+  double export_failed = -1;
+  for (const auto& f : registry.collect()) {
+    if (f.name != "prescale_tracing_spans_dropped_total") continue;
+    for (const auto& s : f.series) {
+      if (!s.label_values.empty() && s.label_values[0] == "export_failed") export_failed = s.value;
+    }
+  }
+  EXPECT_EQ(export_failed, 1);
+
+  // A CA file that cannot be read: no tracer, and the error says which.
+  o.ca_file = dir + "/missing.pem";
+  auto missing = Tracer::create(o, nullptr);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_NE(missing.error().message.find("missing.pem"), std::string::npos)
+      << missing.error().message;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(TracerCreate, RefusesWhatCannotWork) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "http/client.h"
+#include "http/tls.h"
 
 namespace prescale::testing {
 
@@ -17,7 +18,8 @@ bool HistoryPrometheus::available() {
 }
 
 HistoryPrometheus::HistoryPrometheus(const TempDir& dir, const std::string& openmetrics,
-                                     const std::string& scrape_configs)
+                                     const std::string& scrape_configs,
+                                     const std::optional<Tls>& tls)
     : dir_(dir) {
   write_file(dir.file("history.om"), openmetrics);
   const std::string blocks = "/usr/bin/promtool tsdb create-blocks-from openmetrics -q " +
@@ -26,12 +28,21 @@ HistoryPrometheus::HistoryPrometheus(const TempDir& dir, const std::string& open
   if (std::system(blocks.c_str()) != 0) return;
   write_file(dir.file("prometheus.yml"), "global:\n  scrape_interval: 1s\n" + scrape_configs);
   const int port = free_port();
-  process_ = std::make_unique<Subprocess>(
-      std::vector<std::string>{"/usr/bin/prometheus", "--config.file=" + dir.file("prometheus.yml"),
-                               "--storage.tsdb.path=" + dir.file("prometheus-data"),
-                               "--web.listen-address=127.0.0.1:" + std::to_string(port)},
-      dir.file("prometheus.log"));
-  http::Client client;
+  std::vector<std::string> argv{"/usr/bin/prometheus",
+                                "--config.file=" + dir.file("prometheus.yml"),
+                                "--storage.tsdb.path=" + dir.file("prometheus-data"),
+                                "--web.listen-address=127.0.0.1:" + std::to_string(port)};
+  http::ClientOptions client_options;
+  if (tls) {
+    write_file(dir.file("web.yml"), "tls_server_config:\n  cert_file: " + tls->cert_file +
+                                        "\n  key_file: " + tls->key_file + "\n");
+    argv.push_back("--web.config.file=" + dir.file("web.yml"));
+    auto trusted = http::ClientTlsContext::create(tls->cert_file);
+    if (!trusted) return;
+    client_options.tls = *trusted;
+  }
+  process_ = std::make_unique<Subprocess>(argv, dir.file("prometheus.log"));
+  http::Client client(client_options);
   http::Request ready;
   ready.method_name = "GET";
   ready.target = "/-/ready";

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "support/subprocess.h"
@@ -18,10 +19,15 @@ class HistoryPrometheus {
 
   // Writes `openmetrics` (families, then "# EOF") as blocks under dir/prometheus-data and starts
   // Prometheus on them, on 127.0.0.1, scraping every second what `scrape_configs` (the YAML of
-  // prometheus.yml's `scrape_configs:` key, if any) names. port() is 0 when it did not get ready;
-  // log() says why.
+  // prometheus.yml's `scrape_configs:` key, if any) names; with `tls` (PEM files: a certificate
+  // naming 127.0.0.1, its key) it serves HTTPS only (its web configuration's
+  // tls_server_config). port() is 0 when it did not get ready; log() says why.
+  struct Tls {
+    std::string cert_file;
+    std::string key_file;
+  };
   HistoryPrometheus(const TempDir& dir, const std::string& openmetrics,
-                    const std::string& scrape_configs = "");
+                    const std::string& scrape_configs = "", const std::optional<Tls>& tls = {});
   ~HistoryPrometheus();
 
   int port() const { return port_; }

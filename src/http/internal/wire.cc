@@ -305,10 +305,10 @@ std::string_view request_method_token(const Request& request) {
   return to_string(request.method);
 }
 
-std::string host_field(std::string_view host, uint16_t port) {
+std::string host_field(std::string_view host, uint16_t port, uint16_t default_port) {
   std::string field;
   append_without_zone(field, host_port(host, port));
-  if (port == 80) field.resize(field.size() - 3);  // ":80"
+  if (port == default_port) field.resize(field.size() - std::to_string(port).size() - 1);  // ":80"
   return field;
 }
 

@@ -50,10 +50,11 @@ std::string_view http_date_now();
 std::string_view request_method_token(const Request& request);
 
 // The Host field of a request sent to host:port (RFC 9110 section 7.2): host_port() of them
-// ("[::1]:8080"), the default port 80 left out ("[::1]"), and an IPv6 zone id left out, as RFC
-// 6874 section 4 has it: it names an interface of this machine, nothing the server knows
-// ("fe80::1%eth0" or "fe80::1%25eth0" and 8080 give "[fe80::1]:8080"). The connection keeps it.
-std::string host_field(std::string_view host, uint16_t port);
+// ("[::1]:8080"), the scheme's default port left out (`default_port`: 80, 443 for https; "[::1]"),
+// and an IPv6 zone id left out, as RFC 6874 section 4 has it: it names an interface of this
+// machine, nothing the server knows ("fe80::1%eth0" or "fe80::1%25eth0" and 8080 give
+// "[fe80::1]:8080"). The connection keeps it.
+std::string host_field(std::string_view host, uint16_t port, uint16_t default_port = 80);
 
 // Appends the request line and header block of `request` to `out`, with `Host: host_header`
 // unless the request has a Host field, and Content-Length when the request has a body or its

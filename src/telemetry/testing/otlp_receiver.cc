@@ -50,9 +50,13 @@ struct OtlpReceiver::State {
   std::string message;
 };
 
-OtlpReceiver::OtlpReceiver() : state_(std::make_shared<State>()) {
+OtlpReceiver::OtlpReceiver() : OtlpReceiver(nullptr) {}
+
+OtlpReceiver::OtlpReceiver(std::shared_ptr<const http::TlsContext> tls)
+    : state_(std::make_shared<State>()), https_(tls != nullptr) {
   http::ServerOptions options;
   options.threads = 1;
+  options.tls = std::move(tls);
   options.max_body_bytes = 64 * 1024 * 1024;
   server_ = std::make_unique<http::Server>(
       options, [state = state_](http::Request& request, http::Responder respond) {
@@ -148,7 +152,9 @@ OtlpReceiver::~OtlpReceiver() { server_->shutdown(std::chrono::milliseconds(1000
 
 std::uint16_t OtlpReceiver::port() const { return server_->port(); }
 
-std::string OtlpReceiver::url() const { return "http://127.0.0.1:" + std::to_string(port()); }
+std::string OtlpReceiver::url() const {
+  return std::string(https_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(port());
+}
 
 void OtlpReceiver::answer_next(int times, int status, int retry_after, std::int64_t rejected,
                                std::string message) {

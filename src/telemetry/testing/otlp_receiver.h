@@ -16,6 +16,7 @@
 
 namespace prescale::http {
 class Server;
+class TlsContext;
 }
 
 namespace prescale::telemetry::testing {
@@ -51,10 +52,12 @@ struct ReceivedRequest {
 class OtlpReceiver {
  public:
   OtlpReceiver();
+  // Over HTTPS with `tls`'s certificate (a hosted backend's endpoint).
+  explicit OtlpReceiver(std::shared_ptr<const http::TlsContext> tls);
   ~OtlpReceiver();
 
   std::uint16_t port() const;
-  std::string url() const;  // "http://127.0.0.1:PORT"
+  std::string url() const;  // "http://127.0.0.1:PORT" ("https://" with TLS)
 
   // The next `times` exports are answered `status` (with `retry_after` seconds when >= 0, and a
   // google.rpc.Status naming `message`), or with 200 and a partial success refusing
@@ -70,6 +73,7 @@ class OtlpReceiver {
  private:
   struct State;
   std::shared_ptr<State> state_;
+  bool https_ = false;
   std::unique_ptr<http::Server> server_;
 };
 

@@ -333,6 +333,14 @@ Json controller_container(const ManifestOptions& o) {
       argv.push_back("--history-window");
       argv.push_back(o.history_window);
     }
+    if (!o.history_ca_file.empty()) {
+      argv.push_back("--history-ca-file");
+      argv.push_back(o.history_ca_file);
+    }
+    if (!o.history_token_file.empty()) {
+      argv.push_back("--history-token-file");
+      argv.push_back(o.history_token_file);
+    }
   }
   if (o.keda) {
     argv.push_back("--keda-port");
@@ -575,11 +583,20 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
                          ": policy.name: " + std::string(to_string(config.policy.name)) +
                          " keeps no history: --history-from goes with the prescale policy");
     }
-    if (auto url = parse_http_url(o.history_from); !url) {
+    if (auto url = parse_web_url(o.history_from); !url) {
       problems.push_back("--history-from " + o.history_from + ": " + url.error().message);
+    } else if (!url->https && !o.history_ca_file.empty()) {
+      problems.push_back("--history-ca-file goes with an https:// --history-from");
+    } else if (!url->https && !o.history_token_file.empty()) {
+      problems.push_back(
+          "--history-token-file goes with an https:// --history-from (a token is not sent over "
+          "plain HTTP)");
     }
-  } else if (!o.history_selector.empty() || !o.history_window.empty()) {
-    problems.push_back("--history-selector and --history-window go with --history-from");
+  } else if (!o.history_selector.empty() || !o.history_window.empty() ||
+             !o.history_ca_file.empty() || !o.history_token_file.empty()) {
+    problems.push_back(
+        "--history-selector, --history-window, --history-ca-file and --history-token-file go "
+        "with --history-from");
   }
   if (!o.pod_monitor_labels.empty() && !o.pod_monitors && !o.prometheus_rules) {
     problems.push_back("--pod-monitor-label goes with --pod-monitors or --prometheus-rules");

@@ -63,6 +63,10 @@ struct ManifestOptions {
   std::string history_from;
   std::string history_selector;  // its --history-selector; "" = the controller's default
   std::string history_window;    // its --history-window; "" = the controller's default
+  // Its --history-ca-file (an https:// one) and --history-token-file: paths in the controller's
+  // pod (the service account's files are there: /var/run/secrets/kubernetes.io/serviceaccount/).
+  std::string history_ca_file;
+  std::string history_token_file;
   // The Prometheus Operator's PodMonitors (monitoring.coreos.com/v1): the gateway's and the
   // controller's admin ports, and the services' own, scraped with the pods' name and component
   // as labels (what --history-from's default selector reads). `pod_monitor_labels` go on them,

@@ -544,21 +544,51 @@ TEST(KubeManifests, WithHistoryFromTheControllerReadsPrometheus) {
 
   auto config = load_config_string(kShop, "shop.yaml");
   ASSERT_TRUE(config);
-  o.history_from = "https://prometheus:9090";
+  // Behind TLS and a kube-rbac-proxy: the pod's service account files.
+  o.history_from = "https://prometheus-k8s.monitoring:9091";
+  o.history_ca_file = "/var/run/secrets/kubernetes.io/serviceaccount/service-ca.crt";
+  o.history_token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+  const std::string tls = container_of(render(kShop, o), "prescale-controller")["command"].dump();
+  EXPECT_NE(tls.find(R"("--history-from","https://prometheus-k8s.monitoring:9091")"),
+            std::string::npos)
+      << tls;
+  EXPECT_NE(tls.find(R"("--history-ca-file","/var/run/secrets/kubernetes.io/serviceaccount/)"
+                     R"(service-ca.crt","--history-token-file","/var/run/secrets/kubernetes.io/)"
+                     R"(serviceaccount/token")"),
+            std::string::npos)
+      << tls;
+  o.history_from = "http://prometheus:9090";
+  auto plain_with_ca = kubernetes_objects(*config, o);
+  ASSERT_FALSE(plain_with_ca);
+  EXPECT_NE(
+      plain_with_ca.error().message.find("--history-ca-file goes with an https:// --history-from"),
+      std::string::npos)
+      << plain_with_ca.error().message;
+  o.history_ca_file.clear();
+  auto plain_with_token = kubernetes_objects(*config, o);
+  ASSERT_FALSE(plain_with_token);
+  EXPECT_NE(plain_with_token.error().message.find(
+                "--history-token-file goes with an https:// --history-from"),
+            std::string::npos)
+      << plain_with_token.error().message;
+  o.history_token_file.clear();
+
+  o.history_from = "ftp://prometheus:9090";
   o.controller = false;
   auto refused = kubernetes_objects(*config, o);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("--history-from is read by the controller"),
             std::string::npos)
       << refused.error().message;
-  EXPECT_NE(refused.error().message.find("--history-from https://prometheus:9090: "),
+  EXPECT_NE(refused.error().message.find("--history-from ftp://prometheus:9090: "),
             std::string::npos)
       << refused.error().message;
   o.history_from.clear();
   refused = kubernetes_objects(*config, o);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find(
-                "--history-selector and --history-window go with --history-from"),
+                "--history-selector, --history-window, --history-ca-file and --history-token-file "
+                "go with --history-from"),
             std::string::npos)
       << refused.error().message;
   o.history_selector.clear();

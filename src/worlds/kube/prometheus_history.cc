@@ -224,7 +224,8 @@ PrometheusHistory::PrometheusHistory(PrometheusHistoryOptions options, http::Cli
 Result<PrometheusMinutes> PrometheusHistory::read(std::string_view service, double first_end,
                                                   std::size_t count,
                                                   std::optional<Clock::TimePoint> deadline) {
-  const std::string where = "Prometheus at http://" +
+  const std::string where = std::string("Prometheus at ") +
+                            (options_.url.https ? "https" : "http") + "://" +
                             url_authority(options_.url.host, options_.url.port) + options_.url.path;
   const std::string query = calls_by_caller_query(options_.selector, service, options_.rate_window);
   // Each minute at the time its window is centred on it: half the window past its middle.
@@ -258,6 +259,9 @@ Result<PrometheusMinutes> PrometheusHistory::read(std::string_view service, doub
     req.target = path + "/api/v1/query_range";
     req.headers.set("Content-Type", "application/x-www-form-urlencoded");
     req.headers.set("Accept", "application/json");
+    if (!options_.bearer_token.empty()) {
+      req.headers.set("Authorization", "Bearer " + options_.bearer_token);
+    }
     req.body = "query=";
     append_form_value(req.body, query);
     req.body += fmt::format("&start={:.3f}&end={:.3f}&step=60", start, end);

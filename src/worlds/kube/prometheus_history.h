@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,6 +41,7 @@
 
 namespace prescale::http {
 class Client;
+class ClientTlsContext;
 }  // namespace prescale::http
 
 namespace prescale::scaling {
@@ -92,6 +94,10 @@ PrometheusMinutes minutes_of(const std::vector<RangeSeries>& series, double firs
 
 struct PrometheusHistoryOptions {
   HttpUrl url;           // Prometheus' base URL; its path is the API's prefix ("/prometheus")
+  // With an https `url`: what the client reaching it verifies it by (the caller's http::Client
+  // is made with it).
+  std::shared_ptr<const http::ClientTlsContext> tls;
+  std::string bearer_token;  // sent as Authorization: Bearer; "" = none
   std::string selector;  // as normalize_selector() returns it
   std::chrono::seconds rate_window{120};
   std::chrono::milliseconds timeout{10000};  // each query at most
