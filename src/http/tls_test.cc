@@ -468,6 +468,26 @@ TEST_F(TlsTest, AClientRefusesAServerItCannotVerifyAndSaysWhy) {
   plain.shutdown(milliseconds(0));
 }
 
+// A pooled connection the server ended (its idle timeout: close_notify, then FIN) is not reused:
+// the next request goes on a new one and succeeds.
+TEST_F(TlsTest, APooledConnectionTheServerEndedIsReplaced) {
+  ServerOptions o;
+  o.idle_timeout = milliseconds(200);
+  Server& server = start(o);
+  Client client(client_trusting(cert_.cert_file));
+  auto first = client.request("127.0.0.1", server.port(), client_request(Method::kGet, "/1"));
+  ASSERT_TRUE(first.has_value()) << first.error().to_string();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (server.connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_EQ(server.connections(), 0u) << "the server kept the idle connection";
+  auto second = client.request("127.0.0.1", server.port(), client_request(Method::kGet, "/2"));
+  ASSERT_TRUE(second.has_value()) << second.error().to_string();
+  EXPECT_EQ(second->body, "secure GET /2 0");
+  EXPECT_EQ(client.stats().connections_opened, 2u);
+}
+
 // An IPv6 address with a zone id (which names an interface of this machine) is checked against
 // the certificate without it: the zone must not make the check be skipped.
 TEST_F(TlsTest, AnIpv6AddressWithAZoneIsCheckedWithoutIt) {
