@@ -6,7 +6,9 @@
 #include <signal.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 
 #include "http/client.h"
 #include "http/test_util.h"
@@ -193,6 +195,34 @@ TEST_F(GatewayTlsTest, TheFlagsServeHttpsAndABadFileIsRefusedBeforeListening) {
   ASSERT_TRUE(plain.has_value());
   EXPECT_EQ(plain->status, 200);
   EXPECT_NE(plain->body.find("\"X-Forwarded-Proto\":\"http\""), std::string::npos) << plain->body;
+
+  // `prescale load` drives the HTTPS gateway, trusting its certificate; trusting another, every
+  // request fails its handshake; --ca-file goes with https only.
+  auto load = [&](const std::string& scheme, const std::string& ca, const std::string& name) {
+    Subprocess l({PRESCALE_BIN, "load", "--target", scheme + "://127.0.0.1:" + std::to_string(port),
+                  "--ca-file", ca, "--rate", "40", "--duration", "1s", "--mix", "GET /echo:1",
+                  "--json", dir.file(name + ".json")},
+                 dir.file(name + ".log"));
+    const int status = l.wait(30s).value_or(-1);
+    return std::make_pair(status,
+                          status == 0 ? testing::read_file(dir.file(name + ".json")) : l.log());
+  };
+  const auto [trusted_status, trusted] = load("https", cert.cert_file, "trusted");
+  ASSERT_EQ(trusted_status, 0) << trusted;
+  const nlohmann::json report = nlohmann::json::parse(trusted);
+  EXPECT_GT(report["requests"]["ok"].get<int>(), 0) << trusted;
+  EXPECT_EQ(report["requests"]["ok"], report["requests"]["sent"]) << trusted;
+  EXPECT_EQ(report["requests"]["errors"].get<int>(), 0) << trusted;
+  const auto other = http::testing::write_test_certificate(dir.path(), "other");
+  const auto [stranger_status, stranger] = load("https", other.cert_file, "stranger");
+  ASSERT_EQ(stranger_status, 0) << stranger;
+  const nlohmann::json refused = nlohmann::json::parse(stranger);
+  EXPECT_EQ(refused["requests"]["ok"].get<int>(), 0) << stranger;
+  EXPECT_GT(refused["requests"]["errors"].get<int>(), 0) << stranger;
+  const auto [plain_status, plain_log] = load("http", cert.cert_file, "plain");
+  EXPECT_EQ(plain_status, 2) << plain_log;
+  EXPECT_NE(plain_log.find("--ca-file: goes with an https:// --target"), std::string::npos)
+      << plain_log;
   gateway->signal(SIGTERM);
   EXPECT_EQ(gateway->wait(10s), 0) << gateway->log();
 

@@ -15,6 +15,7 @@
 #include "core/internal/config_scalars.h"
 #include "core/splitmix.h"
 #include "forecast/trace.h"
+#include "http/tls.h"
 #include "loadgen/arrival_schedule.h"
 #include "loadgen/http_target.h"
 #include "loadgen/load_generator.h"
@@ -34,6 +35,7 @@ struct LoadFlags {
   std::string arrivals = "poisson";
   uint64_t seed = 1;
   std::string target;
+  std::string ca_file;  // "": the system's CAs (an https:// target)
   std::string mix = "GET /:1";
   std::string user_range = "1-610";
   int connections = 64;
@@ -234,7 +236,11 @@ LoadCommand::LoadCommand(CLI::App& app) : flags_(std::make_unique<LoadFlags>()) 
   command_->add_option("--seed", f.seed, "Seed of arrivals, mix and user ids")
       ->check(non_negative())
       ->capture_default_str();
-  command_->add_option("--target", f.target, "Base URL, http://HOST[:PORT][/PREFIX]")->required();
+  command_->add_option("--target", f.target, "Base URL, http[s]://HOST[:PORT][/PREFIX]")
+      ->required();
+  command_->add_option("--ca-file", f.ca_file,
+                       "With an https:// target: a PEM bundle of the CAs its certificate is "
+                       "verified by (default: the system's)");
   command_->add_option("--mix", f.mix, "METHOD PATH[@BODY_FILE][:WEIGHT],... (docs/cli.md)")
       ->capture_default_str();
   command_->add_option("--user-range", f.user_range, "User ids for {user}: FIRST-LAST")
@@ -361,9 +367,18 @@ int LoadCommand::run() const {
     }
   }
 
+  std::shared_ptr<const http::ClientTlsContext> tls;
+  if (url->https) {
+    auto created = http::ClientTlsContext::create(f.ca_file);
+    if (!created) return bad("--ca-file", created.error().message);
+    tls = std::move(*created);
+  } else if (!f.ca_file.empty()) {
+    return bad("--ca-file", "goes with an https:// --target");
+  }
   loadgen::HttpTarget target(
       *url, loadgen::HttpTargetOptions{.max_idle_connections = static_cast<size_t>(f.connections),
-                                       .io_threads = f.threads});
+                                       .io_threads = f.threads,
+                                       .tls = std::move(tls)});
   // The picker draws from a seed of its own: the schedule's XOR a fixed constant.
   loadgen::LoadGenerator generator(
       Clock::real(), target, loadgen::ArrivalSchedule(std::move(plan), *arrivals, f.seed),

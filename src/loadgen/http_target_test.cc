@@ -35,7 +35,13 @@ TEST(TargetUrlTest, Parses) {
 }
 
 TEST(TargetUrlTest, RejectsWhatItCannotUse) {
-  EXPECT_THAT(parse_target_url("https://x").error().message, HasSubstr("only http://"));
+  EXPECT_THAT(parse_target_url("ftp://x").error().message, HasSubstr("only http:// and https://"));
+  auto secure = parse_target_url("https://shop.example.com/api/");
+  ASSERT_TRUE(secure) << secure.error().message;
+  EXPECT_TRUE(secure->https);
+  EXPECT_EQ(secure->port, 443);
+  EXPECT_EQ(secure->path_prefix, "/api");
+  EXPECT_FALSE(parse_target_url("http://h")->https);
   EXPECT_THAT(parse_target_url("localhost:8080").error().message, HasSubstr("missing http://"));
   EXPECT_THAT(parse_target_url("http://:80").error().message, HasSubstr("missing host"));
   EXPECT_THAT(parse_target_url("http://h:0").error().message, HasSubstr("port"));
