@@ -195,7 +195,7 @@ TEST(LoadCommandTest, BadInputExitsTwoNamingTheFlag) {
       {{"--target", "http://127.0.0.1:1"}, "--trace, --rate: give one of them"},
       {{"--rate", "10", "--target", "http://127.0.0.1:1", "--mix", "GET /:1,FETCH /x"},
        "--mix: column 9: expected an HTTP method"},
-      {{"--rate", "10", "--target", "https://127.0.0.1:1"}, "--target: only http://"},
+      {{"--rate", "10", "--target", "ftp://127.0.0.1:1"}, "--target: only http:// and https://"},
       {{"--rate", "10", "--target", "http://h:1", "--duration", "soon"}, "--duration: expected"},
       {{"--rate", "10", "--target", "http://h:1", "--arrivals", "bursty"}, "--arrivals: expected"},
       {{"--rate", "10", "--target", "http://h:1", "--user-range", "9-1"}, "--user-range:"},
