@@ -309,16 +309,8 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     }
     const int e = SSL_get_error(ssl_, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-      socket_.async_wait(
-          e == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write,
-          [self = shared_from_this(), id](const error_code& ec) {
-            if (id != self->id_ || !self->ex_) return;
-            if (ec) {
-              self->fail_handshake(ec.message());
-              return;
-            }
-            self->handshake(id);
-          });
+      tls_wait(e, id, &ClientConnection::handshake,
+               [](ClientConnection& c, const std::string& why) { c.fail_handshake(why); });
       return;
     }
     if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)) {
@@ -328,6 +320,23 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     const std::string why = e == SSL_ERROR_SYSCALL ? std::strerror(errno) : client_tls_error(ssl_);
     ERR_clear_error();
     fail_handshake(why);
+  }
+
+  // Waits for the readiness OpenSSL asked for (`ssl_error`: SSL_ERROR_WANT_READ or _WRITE), then
+  // takes up `step` again, or calls `fail` with the reason when the wait fails; nothing once the
+  // exchange `id` is over.
+  void tls_wait(int ssl_error, uint64_t id, void (ClientConnection::*step)(uint64_t),
+                void (*fail)(ClientConnection&, const std::string&)) {
+    socket_.async_wait(
+        ssl_error == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write,
+        [self = shared_from_this(), id, step, fail](const error_code& ec) {
+          if (id != self->id_ || !self->ex_) return;
+          if (ec) {
+            fail(*self, ec.message());
+            return;
+          }
+          ((*self).*step)(id);
+        });
   }
 
   void fail_handshake(const std::string& why) {
@@ -360,16 +369,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       }
       const int e = SSL_get_error(ssl_, r);
       if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        socket_.async_wait(
-            e == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write,
-            [self = shared_from_this(), id](const error_code& ec) {
-              if (id != self->id_ || !self->ex_ || self->write_done_) return;
-              if (ec) {
-                self->fail_io(ec.message(), self->tls_sent_ == 0);
-                return;
-              }
-              self->tls_write(id);
-            });
+        tls_wait(e, id, &ClientConnection::tls_write,
+                 [](ClientConnection& c, const std::string& why) {
+                   if (!c.write_done_) c.fail_io(why, c.tls_sent_ == 0);
+                 });
         return;
       }
       const std::string why = e == SSL_ERROR_SYSCALL ? std::strerror(errno != 0 ? errno : EPIPE)
