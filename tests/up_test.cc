@@ -921,8 +921,8 @@ TEST(UpTest, ASighupReloadsTheFileAndStopsNothing) {
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   ASSERT_TRUE(up.started()) << up.log();
   up.signal(SIGHUP);
-  const std::string said = "reloaded " + config + " (SIGHUP): the gateway's settings applied; " +
-                           "no service's replicas change";
+  const std::string said =
+      "reloaded " + config + " (SIGHUP): the gateway's settings applied; " + "no rolling update";
   EXPECT_TRUE(testing::wait_for([&] { return up.log().find(said) != std::string::npos; }, 10s))
       << up.log();
   EXPECT_EQ(up.stop(), 0);
@@ -1505,8 +1505,8 @@ TEST(UpTest, ASecondSignalDuringTheDrainKillsTheReplicasAtOnce) {
 }
 
 // An edit that `prescale up` cannot apply while running (what the policy was made from) is
-// refused, naming the fields, once per content, and nothing changes: neither the new bounds nor
-// the rest of that file.
+// refused, naming the fields, once per content, and nothing changes: neither the new capacity
+// nor the rest of that file.
 TEST(UpTest, AnEditNeedingARestartIsRefusedAndChangesNothing) {
   TempDir dir;
   const std::string config = dir.file("prescale.yaml");
@@ -1514,13 +1514,13 @@ TEST(UpTest, AnEditNeedingARestartIsRefusedAndChangesNothing) {
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   ASSERT_TRUE(up.started()) << up.log();
   std::string edited = echo_yaml("5s");
-  edited.replace(edited.find("max: 6"), 6, "max: 8");
+  edited.replace(edited.find("capacity_rps: 50"), 16, "capacity_rps: 60");
   edited.replace(edited.find("    startup_time"), 0, "    env: {VERSION: \"2\"}\n");
   testing::write_file(config, edited);
   const std::string said =
       "reload (the file changed) refused, keeping the running "
       "configuration: " +
-      config + ": services[0] (web).replicas changed; ";
+      config + ": services[0] (web).capacity_rps changed; ";
   EXPECT_TRUE(testing::wait_for([&] { return up.log().find(said) != std::string::npos; }, 5s))
       << up.log();
   std::this_thread::sleep_for(1500ms);
@@ -1528,6 +1528,57 @@ TEST(UpTest, AnEditNeedingARestartIsRefusedAndChangesNothing) {
   const std::string log = up.log();
   EXPECT_EQ(times_in(log, said), 1u) << log;
   EXPECT_EQ(log.find("start web-2"), std::string::npos) << "the env change was not rolled out";
+}
+
+// New replica bounds apply while the platform runs, as `kubectl edit hpa` would: a raised min
+// starts replicas at once, a lowered max drains the excess, each a scaling event with its reason,
+// and the dashboard shows the new bounds. Nothing restarts.
+TEST(UpTest, NewReplicaBoundsApplyWithoutARestart) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  auto with_bounds = [](const std::string& bounds) {
+    std::string yaml = echo_yaml("5s");
+    const std::string from = "{min: 1, max: 6, initial: 1}";
+    yaml.replace(yaml.find(from), from.size(), bounds);
+    return yaml;
+  };
+  testing::write_file(config, with_bounds("{min: 1, max: 6, initial: 1}"));
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  // A scaling event from -> to, with its reason; "" when there is none.
+  auto scaled = [&](int from, int to) -> std::string {
+    const json events = up.events();  // kept: the loop reads into it
+    if (!events.contains("events")) return "";
+    for (const auto& e : events["events"]) {
+      if (e.value("kind", "") != "scale") continue;
+      const std::string message = e.value("message", "");
+      if (message.starts_with(std::to_string(from) + " -> " + std::to_string(to))) return message;
+    }
+    return "";
+  };
+
+  testing::write_file(config, with_bounds("{min: 3, max: 6, initial: 3}"));
+  EXPECT_TRUE(
+      testing::wait_for([&] { return up.log().find("ready web-3") != std::string::npos; }, 20s))
+      << up.log();
+  EXPECT_NE(up.log().find("reloaded " + config +
+                          " (the file changed): the gateway's settings applied; web's replicas "
+                          "within [3, 6] (were [1, 6]); no rolling update"),
+            std::string::npos)
+      << up.log();
+  EXPECT_TRUE(testing::wait_for([&] { return !scaled(1, 3).empty(); }, 10s)) << up.log();
+  EXPECT_NE(scaled(1, 3).find("raised to min 3"), std::string::npos) << up.events().dump();
+
+  testing::write_file(config, with_bounds("{min: 1, max: 2, initial: 1}"));
+  EXPECT_TRUE(testing::wait_for([&] { return !scaled(3, 2).empty(); }, 10s)) << up.log();
+  EXPECT_NE(scaled(3, 2).find("capped at max 2"), std::string::npos) << up.events().dump();
+  const json web = up.service("web");
+  EXPECT_EQ(web.value("min_replicas", -1), 1) << web.dump();
+  EXPECT_EQ(web.value("max_replicas", -1), 2) << web.dump();
+  EXPECT_EQ(up.stop(), 0);
+  const std::string log = up.log();
+  EXPECT_EQ(log.find("start web-4"), std::string::npos) << log;
+  EXPECT_EQ(log.find("refused"), std::string::npos) << log;
 }
 
 // A changed service rolls out under load with no failed request, though the route retries
@@ -1648,7 +1699,7 @@ TEST(UpTest, ASighupAfterARebuildRollsTheProgramOut) {
   ASSERT_TRUE(up.started()) << up.log();
   up.signal(SIGHUP);
   ASSERT_TRUE(testing::wait_for(
-      [&] { return up.log().find("no service's replicas change") != std::string::npos; }, 10s))
+      [&] { return up.log().find("no rolling update") != std::string::npos; }, 10s))
       << up.log();
   build("2");
   up.signal(SIGHUP);

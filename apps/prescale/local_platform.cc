@@ -319,8 +319,8 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
     const ServiceConfig& a = running.services[i];
     const ServiceConfig& b = next.services[i];
     const std::string at = "services[" + std::to_string(i) + "] (" + a.name + ").";
-    // What the policy, the capacity model and admission control were made from.
-    if (!(a.replicas == b.replicas)) out.push_back(at + "replicas");
+    // What the policy, the capacity model and admission control were made from (the replica
+    // bounds are not: the controller takes new ones at once).
     if (a.startup_time != b.startup_time) out.push_back(at + "startup_time");
     if (a.capacity_rps != b.capacity_rps) out.push_back(at + "capacity_rps");
     if (a.effective_concurrency() != b.effective_concurrency()) {

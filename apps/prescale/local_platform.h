@@ -69,6 +69,11 @@ class RecommendOnlyWorld final : public control::World {
   const scaling::Snapshot& observe(Clock::TimePoint now) override { return inner_.observe(now); }
   Result<void> scale(std::string_view, int) override { return {}; }
   Result<void> restart(std::string_view) override { return {}; }
+  // What it recommends stays within the bounds the file gives.
+  Result<void> set_replica_bounds(std::string_view service, int min_replicas,
+                                  int max_replicas) override {
+    return inner_.set_replica_bounds(service, min_replicas, max_replicas);
+  }
 
  private:
   control::World& inner_;

@@ -273,11 +273,15 @@ gateway:
                "    replicas: {min: 1, max: 4}\n    memory_limit: 64Mi\n"),
         edited("path_prefix: /}", "path_prefix: /v1}"),
         edited("version: 1\n", "version: 1\nhealer: {rollout_analysis: false}\n"),
+        edited("max: 4", "max: 8"),  // the controller takes new bounds at once
+        edited("{min: 1, max: 4}", "{min: 2, max: 4, initial: 3}"),
         edited("version: 1\n", "version: 1\n\n\n")}) {  // its services on other lines
     EXPECT_THAT(changes_needing_a_restart(running, next), ::testing::IsEmpty());
   }
-  EXPECT_THAT(changes_needing_a_restart(running, edited("max: 4", "max: 8")),
-              ::testing::ElementsAre("services[0] (web).replicas"));
+  EXPECT_THAT(changes_needing_a_restart(
+                  running, edited("    replicas: {min: 1, max: 4}\n",
+                                  "    replicas: {min: 1, max: 4}\n    startup_time: 45s\n")),
+              ::testing::ElementsAre("services[0] (web).startup_time"));
   EXPECT_THAT(changes_needing_a_restart(running, edited("kind: builtin/echo\n    replicas",
                                                         "kind: builtin/fraud\n    replicas")),
               ::testing::ElementsAre("services[0] (web).kind"))

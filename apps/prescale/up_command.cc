@@ -666,6 +666,22 @@ int run_up(const UpFlags& f) {
                       *counted + "'s: restart prescale up for this change");
       }
     }
+    // New replica bounds apply at once: the next decision, at the controller's next tick, stays
+    // within them (`initial` is the count of a start, the next one's).
+    std::string rebounded;
+    for (size_t i = 0; i < next->services.size(); ++i) {
+      const ReplicaBounds& was = as_loaded.services[i].replicas;
+      const ReplicaBounds& now = next->services[i].replicas;
+      if (now.min == was.min && now.max == was.max) continue;
+      const std::string& name = next->services[i].name;
+      if (auto set = controller.set_replica_bounds(name, now.min, now.max); !set) {
+        spdlog::error("reload ({}): {}", why, set.error().message);  // checked by the loader
+        continue;
+      }
+      rebounded +=
+          fmt::format("{}{}'s replicas within [{}, {}] (were [{}, {}])",
+                      rebounded.empty() ? "" : ", ", name, now.min, now.max, was.min, was.max);
+    }
     // The admission limits learned since the start stay in force over the seeds just reloaded.
     for (const ServiceConfig& s : prepared.services) {
       if (const int n = admission.per_replica(s.name); n > 0) {
@@ -695,9 +711,10 @@ int run_up(const UpFlags& f) {
     show_services(prepared.services);
     as_loaded = std::move(*next);
     config = std::move(prepared);
-    spdlog::info("reloaded {} ({}): the gateway's settings applied; {}", f.config_path, why,
-                 rolling.empty() ? std::string("no service's replicas change")
-                                 : "rolling update of " + rolling);
+    spdlog::info(
+        "reloaded {} ({}): the gateway's settings applied; {}{}", f.config_path, why,
+        rebounded.empty() ? "" : rebounded + "; ",
+        rolling.empty() ? std::string("no rolling update") : "rolling update of " + rolling);
   };
   if (reload_asked) reload("SIGHUP");
   // Both looks once a real second, not at every wake (up to a thousand a second on a compressed

@@ -1,6 +1,7 @@
 #include "control/controller.h"
 
 #include <algorithm>
+#include <string>
 
 namespace prescale::control {
 
@@ -25,11 +26,33 @@ std::optional<scaling::Plan> Controller::tick() {
   return plan;
 }
 
+Result<void> Controller::set_replica_bounds(std::string_view service, int min_replicas,
+                                            int max_replicas) {
+  auto spec = std::find_if(services_.begin(), services_.end(),
+                           [&](const scaling::ServiceSpec& s) { return s.name == service; });
+  if (spec == services_.end()) {
+    return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
+  }
+  if (min_replicas < 0 || max_replicas < 1 || max_replicas < min_replicas) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      std::string(service) + ": replica bounds [" + std::to_string(min_replicas) +
+                          ", " + std::to_string(max_replicas) + "] need 0 <= min <= max, max >= 1");
+  }
+  if (auto set = world_.set_replica_bounds(service, min_replicas, max_replicas); !set) return set;
+  spec->min_replicas = min_replicas;
+  spec->max_replicas = max_replicas;
+  policy_.set_replica_bounds(service, min_replicas, max_replicas);
+  rebounded_.insert(spec->name);
+  next_decision_.reset();  // decide at the next tick
+  return {};
+}
+
 void Controller::apply(const scaling::Plan& plan) {
   for (const auto& d : plan.decisions) {
     auto spec = std::find_if(services_.begin(), services_.end(),
                              [&](const scaling::ServiceSpec& s) { return s.name == d.service; });
     if (spec == services_.end()) continue;
+    rebounded_.erase(d.service);  // the decision is clamped to the new bounds
     const int target = std::clamp(d.replicas, spec->min_replicas, spec->max_replicas);
     const scaling::ServiceObservation* seen = last_->service(d.service);
     const int current = seen ? seen->desired_replicas : -1;
@@ -37,6 +60,30 @@ void Controller::apply(const scaling::Plan& plan) {
     if (world_.scale(d.service, target)) {
       events_.push_back(Event{plan.time, d.service, current, target, d.reason});
     }
+  }
+  // A service whose bounds changed and that the policy made no decision for (Knative's unchanged
+  // count, a static plan): its count is brought within the new bounds, until that succeeds.
+  for (auto it = rebounded_.begin(); it != rebounded_.end();) {
+    auto spec = std::find_if(services_.begin(), services_.end(),
+                             [&](const scaling::ServiceSpec& s) { return s.name == *it; });
+    const scaling::ServiceObservation* seen = last_->service(*it);
+    if (spec == services_.end() || seen == nullptr) {
+      ++it;  // not observed yet
+      continue;
+    }
+    const int current = seen->desired_replicas;
+    const int target = std::clamp(current, spec->min_replicas, spec->max_replicas);
+    if (target != current) {
+      if (!world_.scale(*it, target)) {
+        ++it;  // tried again at the next decision
+        continue;
+      }
+      events_.push_back(Event{plan.time, *it, current, target,
+                              "replicas outside [" + std::to_string(spec->min_replicas) + ", " +
+                                  std::to_string(spec->max_replicas) + "] (changed): clamped to " +
+                                  std::to_string(target)});
+    }
+    it = rebounded_.erase(it);
   }
 }
 

@@ -8,14 +8,18 @@
 // Thread safety: one thread drives a Controller.
 #pragma once
 
+#include <functional>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "control/event.h"
 #include "control/world.h"
 #include "core/clock.h"
+#include "core/result.h"
 #include "scaling/policy.h"
 
 namespace prescale::control {
@@ -40,6 +44,12 @@ class Controller {
   // The latest observation (empty before the first tick); the World owns it.
   const scaling::Snapshot& last_snapshot() const { return last_ ? *last_ : empty_; }
   const std::vector<scaling::ServiceSpec>& services() const { return services_; }
+  // The operator changed a service's replica bounds while it runs (prescale up reloading its
+  // file). The world and the policy take them, and the next tick decides: a count now outside
+  // them is brought within them then, whatever the policy asks (as the HPA clamps a count above
+  // a lowered maxReplicas at its next sync). Errors: kNotFound, kInvalidArgument (not
+  // 0 <= min <= max, max >= 1; or a world whose bounds are fixed); nothing changes then.
+  Result<void> set_replica_bounds(std::string_view service, int min_replicas, int max_replicas);
 
  private:
   void apply(const scaling::Plan& plan);
@@ -53,6 +63,8 @@ class Controller {
   const scaling::Snapshot* last_ = nullptr;
   scaling::Snapshot empty_;
   std::vector<Event> events_;
+  // Services whose bounds changed and whose count is not yet known to be within them.
+  std::set<std::string, std::less<>> rebounded_;
 };
 
 }  // namespace prescale::control

@@ -4,6 +4,8 @@
 
 #include <map>
 #include <set>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace prescale::control {
@@ -32,8 +34,16 @@ class RecordingWorld final : public World {
     return {};
   }
   Result<void> restart(std::string_view) override { return {}; }
+  Result<void> set_replica_bounds(std::string_view service, int min_replicas,
+                                  int max_replicas) override {
+    if (bounds_fixed) return World::set_replica_bounds(service, min_replicas, max_replicas);
+    bounds[std::string(service)] = {min_replicas, max_replicas};
+    return {};
+  }
 
   std::map<std::string, int> desired{{"api", 1}};
+  std::map<std::string, std::pair<int, int>> bounds;
+  bool bounds_fixed = false;
   int observations = 0;
   scaling::Snapshot snapshot;
 };
@@ -68,8 +78,12 @@ class FastObserver final : public scaling::Policy {
     ++decided;
     return {now, {}};
   }
+  void set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) override {
+    told[std::string(service)] = {min_replicas, max_replicas};
+  }
   int observed = 0;
   int decided = 0;
+  std::map<std::string, std::pair<int, int>> told;
 };
 
 TEST(ControllerTest, ObserveIntervalAndNextTick) {
@@ -177,6 +191,83 @@ TEST(ControllerTest, IgnoresDecisionsForUnknownServices) {
   controller.tick();
   EXPECT_EQ(world.desired["api"], 2);
   EXPECT_EQ(world.desired["other"], 5);
+}
+
+// New bounds (prescale up reloading its file) reach the world and the policy, and the next tick
+// decides: a count outside them is brought within them though the policy decides nothing.
+TEST(ControllerTest, NewReplicaBoundsApplyAtTheNextTickWithoutADecision) {
+  ManualClock clock;
+  RecordingWorld world;
+  world.desired["api"] = 4;
+  FastObserver policy;  // never decides anything
+  Controller controller(world, policy, {{.name = "api", .min_replicas = 1, .max_replicas = 5}},
+                        clock);
+  controller.tick();
+  clock.advance(1s);
+  ASSERT_TRUE(controller.set_replica_bounds("api", 1, 2));
+  EXPECT_EQ(world.bounds["api"], std::make_pair(1, 2));
+  EXPECT_EQ(policy.told["api"], std::make_pair(1, 2));
+  EXPECT_EQ(controller.services()[0].max_replicas, 2);
+  EXPECT_EQ(controller.next_tick(), clock.now()) << "decides at the next tick, not in 14 s";
+  ASSERT_TRUE(controller.tick());
+  EXPECT_EQ(policy.decided, 2);
+  EXPECT_EQ(world.desired["api"], 2);
+  std::vector<Event> taken = controller.take_events();
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].from_replicas, 4);
+  EXPECT_EQ(taken[0].to_replicas, 2);
+  EXPECT_EQ(taken[0].reason, "replicas outside [1, 2] (changed): clamped to 2");
+  clock.advance(15s);
+  controller.tick();
+  EXPECT_TRUE(controller.take_events().empty()) << "within the bounds now: nothing more";
+
+  ASSERT_TRUE(controller.set_replica_bounds("api", 3, 6));  // a raised min
+  controller.tick();
+  EXPECT_EQ(world.desired["api"], 3);
+}
+
+// A policy's decision is clamped to the new bounds at once.
+TEST(ControllerTest, ADecisionIsClampedToTheNewBounds) {
+  ManualClock clock;
+  RecordingWorld world;
+  GrowPolicy policy;
+  Controller controller(world, policy, {{.name = "api", .min_replicas = 1, .max_replicas = 10}},
+                        clock);
+  controller.tick();  // 1 -> 2
+  clock.advance(1s);
+  ASSERT_TRUE(controller.set_replica_bounds("api", 1, 1));
+  ASSERT_TRUE(controller.tick());  // grow asks 3: clamped to 1
+  EXPECT_EQ(world.desired["api"], 1);
+  const std::vector<Event>& events = controller.events();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].to_replicas, 1);
+  EXPECT_EQ(events[1].reason, "grow by one");
+}
+
+TEST(ControllerTest, BadOrUnknownBoundsChangeNothing) {
+  ManualClock clock;
+  RecordingWorld world;
+  FastObserver policy;
+  Controller controller(world, policy, {{.name = "api", .min_replicas = 1, .max_replicas = 5}},
+                        clock);
+  controller.tick();
+  auto refused = controller.set_replica_bounds("web", 1, 2);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kNotFound);
+  for (auto [min, max] : {std::pair{3, 2}, std::pair{0, 0}, std::pair{-1, 4}}) {
+    refused = controller.set_replica_bounds("api", min, max);
+    ASSERT_FALSE(refused) << min << " " << max;
+    EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(refused.error().message.find("need 0 <= min <= max, max >= 1"), std::string::npos)
+        << refused.error().message;
+  }
+  world.bounds_fixed = true;  // the simulator's
+  refused = controller.set_replica_bounds("api", 1, 2);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("cannot change while it runs"), std::string::npos);
+  EXPECT_EQ(controller.services()[0].max_replicas, 5);
+  EXPECT_TRUE(policy.told.empty());
+  EXPECT_TRUE(world.bounds.empty());
 }
 
 }  // namespace

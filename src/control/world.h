@@ -4,6 +4,7 @@
 // Thread safety: used from the controller's thread only.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "core/clock.h"
@@ -35,6 +36,18 @@ class World {
   virtual Result<void> scale(std::string_view service, int replicas) = 0;
   // Replaces one replica (crash recovery, healing).
   virtual Result<void> restart(std::string_view replica_id) = 0;
+  // The operator changed a service's replica bounds while it runs (0 <= min <= max, max >= 1):
+  // scale() takes counts within the new ones from now on; the replicas are not changed here.
+  // Errors: kNotFound (unknown service); kInvalidArgument from a world whose bounds are fixed
+  // for its life (the simulator's, Kubernetes': the controller's file is read at its start).
+  virtual Result<void> set_replica_bounds(std::string_view service, int min_replicas,
+                                          int max_replicas) {
+    (void)min_replicas;
+    (void)max_replicas;
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        std::string(service) + ": this world's replica bounds cannot change while it runs");
+  }
 };
 
 }  // namespace prescale::control

@@ -434,6 +434,15 @@ Decision AwsPredictivePolicy::decide_service(ServiceState& state, const ServiceO
   return Decision{spec.name, desired, join(why)};
 }
 
+void AwsPredictivePolicy::set_replica_bounds(std::string_view service, int min_replicas,
+                                             int max_replicas) {
+  for (ServiceState& s : services_) {
+    if (s.spec.name != service) continue;
+    s.spec.min_replicas = min_replicas;
+    s.spec.max_replicas = max_replicas;
+  }
+}
+
 const AwsForecast* AwsPredictivePolicy::forecast(std::string_view service) const {
   for (const auto& s : services_) {
     if (s.spec.name == service) return s.forecast ? &*s.forecast : nullptr;

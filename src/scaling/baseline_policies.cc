@@ -45,6 +45,13 @@ void HpaPolicy::init(const std::vector<ServiceSpec>& services) {
   }
 }
 
+void HpaPolicy::set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) {
+  auto it = hpas_.find(service);
+  if (it == hpas_.end()) return;
+  // At least one pod, as at init().
+  it->second.set_replica_bounds(std::max(1, min_replicas), std::max(1, max_replicas));
+}
+
 Plan HpaPolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
   Plan plan{now, {}};
   std::vector<PodSample> pods;
@@ -75,6 +82,17 @@ void KpaPolicy::init(const std::vector<ServiceSpec>& services) {
     spec.max_scale = s.max_replicas;
     services_[s.name].spec = spec;  // the autoscaler comes with the first snapshot
   }
+}
+
+void KpaPolicy::set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) {
+  auto it = services_.find(service);
+  if (it == services_.end()) return;
+  // The revision's min-scale and max-scale annotations changed: the autoscaler keeps its metric
+  // windows and panic state, and bounds its next decision by the new ones.
+  PerService& ps = it->second;
+  ps.spec.min_scale = min_replicas;
+  ps.spec.max_scale = max_replicas;
+  if (ps.autoscaler) ps.autoscaler->set_scale_bounds(min_replicas, max_replicas);
 }
 
 KnativeAutoscaler& KpaPolicy::autoscaler_for(PerService& ps, const ServiceObservation& svc,

@@ -32,6 +32,7 @@ class HpaPolicy final : public Policy {
   Clock::Duration period() const override { return options_.sync_period; }
   void init(const std::vector<ServiceSpec>& services) override;
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
+  void set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) override;
 
  private:
   HpaPolicyOptions options_;
@@ -55,6 +56,7 @@ class KpaPolicy final : public Policy {
   void init(const std::vector<ServiceSpec>& services) override;
   void observe(const Snapshot& snapshot) override;
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
+  void set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) override;
 
  private:
   struct PerService {

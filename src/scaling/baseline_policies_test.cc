@@ -222,5 +222,38 @@ TEST(KpaPolicyTest, NoDecisionWithoutData) {
   EXPECT_TRUE(policy.decide({at(10), {s}, {}}, at(10)).decisions.empty());
 }
 
+// minReplicas and maxReplicas edited while it runs: the next sync clamps to them, a count above
+// the new max brought down at once (upstream: "current replicas above max").
+TEST(HpaPolicyTest, NewBoundsHoldFromTheNextSync) {
+  HpaPolicy policy({.target_cpu_utilization_percent = 50});
+  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 20}});
+  EXPECT_EQ(policy.decide({at(900), {service_with_cpu(4, 1.0, at(900))}, {}}, at(900))
+                .decisions.at(0)
+                .replicas,
+            8);
+  policy.set_replica_bounds("api", 1, 6);
+  Plan plan = policy.decide({at(915), {service_with_cpu(8, 0.5, at(915))}, {}}, at(915));
+  EXPECT_EQ(plan.decisions.at(0).replicas, 6);
+  EXPECT_THAT(plan.decisions[0].reason, testing::HasSubstr("clamped to max 6"));
+  policy.set_replica_bounds("api", 7, 20);
+  plan = policy.decide({at(930), {service_with_cpu(6, 0.5, at(930))}, {}}, at(930));
+  EXPECT_EQ(plan.decisions.at(0).replicas, 7);
+  EXPECT_THAT(plan.decisions[0].reason, testing::HasSubstr("clamped to min 7"));
+  policy.set_replica_bounds("web", 1, 1);  // unknown: ignored
+}
+
+TEST(KpaPolicyTest, NewBoundsHoldFromTheNextDecision) {
+  KpaPolicy policy;
+  std::vector<Clock::TimePoint> every_second;
+  for (int t = 1; t <= 60; ++t) every_second.push_back(at(t));
+  expect_ten_pods_for_seventy(kpa_after_seventy_in_flight(policy, every_second));
+  policy.set_replica_bounds("api", 1, 6);  // the autoscaler made, its windows full
+  ServiceObservation s = service_with_cpu(10, 0.5, at(60));
+  s.desired_replicas = 10;
+  const Plan plan = policy.decide({at(62), {s}, {}}, at(62));
+  ASSERT_EQ(plan.decisions.size(), 1u);
+  EXPECT_EQ(plan.decisions[0].replicas, 6);
+}
+
 }  // namespace
 }  // namespace prescale::scaling

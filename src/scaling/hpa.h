@@ -136,6 +136,12 @@ class HorizontalPodAutoscaler {
                                  double average_value_target);
 
   const HpaSpec& spec() const { return spec_; }
+  // minReplicas and maxReplicas edited on the live object: the next sync clamps to them (a count
+  // above the new max is brought down to it at once, as the controller does).
+  void set_replica_bounds(int min_replicas, int max_replicas) {
+    spec_.min_replicas = min_replicas;
+    spec_.max_replicas = max_replicas;
+  }
   const std::vector<HpaRecommendation>& recommendations() const { return recommendations_; }
   const std::vector<HpaScaleEvent>& scale_up_events() const { return scale_up_events_; }
   const std::vector<HpaScaleEvent>& scale_down_events() const { return scale_down_events_; }

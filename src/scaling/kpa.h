@@ -132,6 +132,12 @@ class KnativeAutoscaler {
   Decision decide(Clock::TimePoint now, int ready_pods, double stable_avg, double panic_avg);
 
   const KpaSpec& spec() const { return spec_; }
+  // New min-scale and max-scale (0 <= min <= max, max 0 = unbounded) for the next decision; the
+  // windows, panic and scale-down delay go on.
+  void set_scale_bounds(int min_scale, int max_scale) {
+    spec_.min_scale = min_scale;
+    spec_.max_scale = max_scale;
+  }
 
   // Whether scale() and decide() fill Decision::reason (on by default). Formatting the numbers
   // costs more than deciding; a caller that only needs the reason of some decisions turns it

@@ -110,6 +110,9 @@ class PrescalePolicy final : public Policy {
   void init(const std::vector<ServiceSpec>& services) override;
   void observe(const Snapshot& snapshot) override;
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
+  // The next decision plans within the new bounds; what was learned (history, forecaster, call
+  // graph, capacity, startup times) and the plans held for the scale-down delay go on.
+  void set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) override;
 
   // Which of a service's per-minute series: all its arrivals, or — for a service that callers
   // call and that also has clients of its own — the requests from outside the call graph, which

@@ -1120,6 +1120,37 @@ TEST(PrescalePolicyTest, ACountAboveMaxReplicasIsBroughtDownToTheMaxEvenDuringTh
   EXPECT_LE(d->replicas, 3);
 }
 
+// Bounds changed while it runs (a reload of the file): the next decision is within them, with
+// the reason, and the history goes on.
+TEST(PrescalePolicyTest, NewBoundsHoldFromTheNextDecision) {
+  PrescalePolicy policy;
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 1000, 10, 0}}, {}};  // 1000 req/s on 10 replicas of 100
+  Snapshot s = world.at_time(15);
+  policy.observe(s);
+  std::optional<Decision> d = decision_for(policy.decide(s, at(15)), "api");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->replicas, 11);  // 1000 × 1.05 / 100
+  world.services[0].replicas = 11;
+  policy.set_replica_bounds("api", 1, 4);
+  s = world.at_time(30);
+  policy.observe(s);
+  d = decision_for(policy.decide(s, at(30)), "api");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->replicas, 4);
+  EXPECT_THAT(d->reason, HasSubstr("capped at max 4"));
+  world.services[0].replicas = 4;
+  world.services[0].rps = 100;
+  policy.set_replica_bounds("api", 6, 20);
+  s = world.at_time(45);
+  policy.observe(s);
+  d = decision_for(policy.decide(s, at(45)), "api");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->replicas, 6);
+  EXPECT_THAT(d->reason, HasSubstr("raised to min 6"));
+  policy.set_replica_bounds("web", 1, 1);  // unknown: ignored
+}
+
 TEST(PrescalePolicyTest, MoreLoadNeverMeansFewerReplicasWhenCapacityIsZero) {
   // A capacity of 0 (a seed of 0, or an idle replica that misses the SLO after a slow release)
   // asks for the bound, whatever the load — not a count that overflowed.

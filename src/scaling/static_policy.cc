@@ -26,6 +26,16 @@ void StaticPolicy::init(const std::vector<ServiceSpec>& services) {
   decided_ = false;
 }
 
+void StaticPolicy::set_replica_bounds(std::string_view service, int min_replicas,
+                                      int max_replicas) {
+  for (ServiceSpec& s : services_) {
+    if (s.name != service) continue;
+    s.min_replicas = min_replicas;
+    s.max_replicas = max_replicas;
+    decided_ = false;  // sized again within the new bounds
+  }
+}
+
 int StaticPolicy::replicas_for(const ServiceSpec& spec) const {
   auto it = peak_rps_.find(spec.name);
   int n = 0;

@@ -56,5 +56,17 @@ TEST(StaticPolicyTest, DecidesOnce) {
   EXPECT_TRUE(p.decide(Snapshot{}, t0 + p.period()).decisions.empty());
 }
 
+TEST(StaticPolicyTest, DecidesAgainWithinNewBounds) {
+  StaticPolicy p({{"b", 5000}});
+  p.init({spec("b", 100, 1, 20)});
+  const Clock::TimePoint t0 = Clock::TimePoint{} + std::chrono::seconds(0);
+  EXPECT_EQ(p.decide(Snapshot{}, t0).decisions.at(0).replicas, 20);
+  p.set_replica_bounds("b", 1, 30);
+  const Plan again = p.decide(Snapshot{}, t0 + 1s);
+  ASSERT_EQ(again.decisions.size(), 1u);
+  EXPECT_EQ(again.decisions[0].replicas, 30);
+  EXPECT_TRUE(p.decide(Snapshot{}, t0 + 2s).decisions.empty());
+}
+
 }  // namespace
 }  // namespace prescale::scaling

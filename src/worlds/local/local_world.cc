@@ -342,6 +342,22 @@ Result<void> LocalWorld::scale(std::string_view service, int replicas) {
   return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
 }
 
+Result<void> LocalWorld::set_replica_bounds(std::string_view service, int min_replicas,
+                                            int max_replicas) {
+  if (min_replicas < 0 || max_replicas < 1 || max_replicas < min_replicas) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      std::string(service) + ": replica bounds [" + std::to_string(min_replicas) +
+                          ", " + std::to_string(max_replicas) + "] need 0 <= min <= max, max >= 1");
+  }
+  for (const auto& s : services_) {
+    if (s->spec.name != service) continue;
+    s->spec.min_replicas = min_replicas;
+    s->spec.max_replicas = max_replicas;
+    return {};
+  }
+  return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
+}
+
 Result<void> LocalWorld::restart(std::string_view replica_id) {
   return supervisor_.replace(replica_id, options_.real_clock->now());
 }
