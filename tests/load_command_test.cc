@@ -161,7 +161,9 @@ TEST(LoadCommandTest, SlowUpstreamShowsQueueingInLatency) {
   EXPECT_GE(latency["max"].get<double>(), 4000.0);
   // Each latency is its start delay plus the ~300 ms the target takes.
   EXPECT_GE(latency["p50"].get<double>(), delay["p50"].get<double>() + 290);
-  EXPECT_NEAR(latency["max"].get<double>(), delay["max"].get<double>() + 300, 150);
+  // (An upper bound a descheduled echo server on a busy machine still keeps.)
+  EXPECT_GE(latency["max"].get<double>(), delay["max"].get<double>() + 290);
+  EXPECT_LE(latency["max"].get<double>(), delay["max"].get<double>() + 1000);
   EXPECT_LT(j["achieved_rps"].get<double>(), 20.0);
 }
 

@@ -90,7 +90,8 @@ TEST(ServeTest, SigtermDrainsInFlightRequestsAndExitsZero) {
   std::vector<std::future<Result<http::Response>>> inflight;
   for (int i = 0; i < 6; ++i) {
     inflight.push_back(std::async(std::launch::async, [&client, port] {
-      return client.request("127.0.0.1", port, get("/delay/400"));
+      // Long enough that all six are in flight at once on a busy machine too.
+      return client.request("127.0.0.1", port, get("/delay/3000"));
     }));
   }
   ASSERT_TRUE(testing::wait_for(

@@ -324,7 +324,19 @@ TEST(UpTest, AKilledReplicaIsRestartedAndNoRequestFails) {
   ASSERT_EQ(pids.size(), 2u);
   ASSERT_EQ(::kill(pids[0], SIGKILL), 0);
   ASSERT_EQ(load.wait(60s), 0) << load.log();
-  const json events = up.events();
+  // The restart comes after a 10 s back-off: waited for (three "ready" events: the two of the
+  // start and the restarted one), not taken as done when the load ends.
+  json events;
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        events = up.events();
+        if (!events.contains("events")) return false;
+        int ready = 0;
+        for (const auto& e : events["events"]) ready += e.value("kind", "") == "ready" ? 1 : 0;
+        return ready >= 3;
+      },
+      30s))
+      << events.dump();
   ASSERT_EQ(up.stop(), 0) << up.log();
 
   const json report = load_report(dir);
@@ -699,7 +711,7 @@ services:
     startup_time: 2s
 gateway:
   listen: "127.0.0.1:0"
-  health_check: {interval: 200ms, timeout: 150ms, unhealthy_threshold: 1}
+  health_check: {interval: 500ms, timeout: 450ms, unhealthy_threshold: 2}
   routes:
     - match: {path_prefix: /}
       service: files
@@ -715,8 +727,10 @@ gateway:
     return std::regex_search(r->body, m, gauge) ? std::stoi(m[1]) : -1;
   };
   EXPECT_EQ(endpoints("ready"), 1) << up.log();
-  // Several rounds of the gateway's checks (every 200 ms; one failure takes a replica out).
-  std::this_thread::sleep_for(1500ms);
+  // Several rounds of the gateway's checks (every 500 ms; two failures take a replica out, a
+  // 404 at the default /readyz within a second). A shorter timeout failed a python server that
+  // answered late on a busy machine.
+  std::this_thread::sleep_for(2500ms);
   EXPECT_EQ(endpoints("ready"), 1) << up.log();
   EXPECT_EQ(endpoints("unhealthy"), 0) << up.log();
   auto served = http_get(up.gateway_port(), "/ready.txt");
@@ -1516,12 +1530,12 @@ TEST(UpTest, AnEditNeedingARestartIsRefusedAndChangesNothing) {
   std::string edited = echo_yaml("5s");
   edited.replace(edited.find("capacity_rps: 50"), 16, "capacity_rps: 60");
   edited.replace(edited.find("    startup_time"), 0, "    env: {VERSION: \"2\"}\n");
-  testing::write_file(config, edited);
+  testing::save_file(config, edited);
   const std::string said =
       "reload (the file changed) refused, keeping the running "
       "configuration: " +
       config + ": services[0] (web).capacity_rps changed; ";
-  EXPECT_TRUE(testing::wait_for([&] { return up.log().find(said) != std::string::npos; }, 5s))
+  EXPECT_TRUE(testing::wait_for([&] { return up.log().find(said) != std::string::npos; }, 20s))
       << up.log();
   std::this_thread::sleep_for(1500ms);
   EXPECT_EQ(up.stop(), 0);
@@ -1557,7 +1571,7 @@ TEST(UpTest, NewReplicaBoundsApplyWithoutARestart) {
     return "";
   };
 
-  testing::write_file(config, with_bounds("{min: 3, max: 6, initial: 3}"));
+  testing::save_file(config, with_bounds("{min: 3, max: 6, initial: 3}"));
   EXPECT_TRUE(
       testing::wait_for([&] { return up.log().find("ready web-3") != std::string::npos; }, 20s))
       << up.log();
@@ -1569,7 +1583,7 @@ TEST(UpTest, NewReplicaBoundsApplyWithoutARestart) {
   EXPECT_TRUE(testing::wait_for([&] { return !scaled(1, 3).empty(); }, 10s)) << up.log();
   EXPECT_NE(scaled(1, 3).find("raised to min 3"), std::string::npos) << up.events().dump();
 
-  testing::write_file(config, with_bounds("{min: 1, max: 2, initial: 1}"));
+  testing::save_file(config, with_bounds("{min: 1, max: 2, initial: 1}"));
   EXPECT_TRUE(testing::wait_for([&] { return !scaled(3, 2).empty(); }, 10s)) << up.log();
   EXPECT_NE(scaled(3, 2).find("capped at max 2"), std::string::npos) << up.events().dump();
   const json web = up.service("web");
@@ -1659,8 +1673,14 @@ TEST(UpTest, AnEditMadeWhileThePlatformStartsIsApplied) {
   };
   testing::write_file(config, yaml(""));
   std::thread editor([&] {
-    std::this_thread::sleep_for(500ms);  // the replica sleeps 2 s before it listens
-    testing::write_file(config, yaml("    env: {VERSION: \"2\"}\n"));
+    // Once the platform has read its file and started the replica (which sleeps 2 s before it
+    // listens): a fixed wait could come before the platform had read the file at all.
+    testing::wait_for(
+        [&] {
+          return testing::read_file(dir.file("up.log")).find("start web-1") != std::string::npos;
+        },
+        20s);
+    testing::save_file(config, yaml("    env: {VERSION: \"2\"}\n"));
   });
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   editor.join();
@@ -1671,7 +1691,7 @@ TEST(UpTest, AnEditMadeWhileThePlatformStartsIsApplied) {
                              " (the file changed): the gateway's settings applied; rolling "
                              "update of web") != std::string::npos;
       },
-      5s))
+      20s))
       << up.log();
   EXPECT_EQ(up.stop(), 0);
 }
