@@ -638,8 +638,8 @@ int run_up(const UpFlags& f) {
       for (const std::string& field : fixed) fields += (fields.empty() ? "" : ", ") + field;
       return refuse(f.config_path + ": " + fields +
                     " changed; while running, prescale up applies changes to services' commands, "
-                    "kinds, models, environments, probes and memory limits and to the gateway's "
-                    "routes and settings: restart it for these");
+                    "kinds, models, environments, probes, memory limits and replica bounds and to "
+                    "the gateway's routes and settings: restart it for these");
     }
     // Every template checked before anything changes: all of the file applies, or none.
     std::vector<local::ReplicaTemplate> templates;

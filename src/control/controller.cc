@@ -52,13 +52,21 @@ void Controller::apply(const scaling::Plan& plan) {
     auto spec = std::find_if(services_.begin(), services_.end(),
                              [&](const scaling::ServiceSpec& s) { return s.name == d.service; });
     if (spec == services_.end()) continue;
-    rebounded_.erase(d.service);  // the decision is clamped to the new bounds
     const int target = std::clamp(d.replicas, spec->min_replicas, spec->max_replicas);
     const scaling::ServiceObservation* seen = last_->service(d.service);
     const int current = seen ? seen->desired_replicas : -1;
-    if (target == current) continue;
+    if (target == current) {
+      rebounded_.erase(d.service);  // within the new bounds
+      continue;
+    }
     if (world_.scale(d.service, target)) {
-      events_.push_back(Event{plan.time, d.service, current, target, d.reason});
+      rebounded_.erase(d.service);
+      std::string reason = d.reason;
+      if (target != d.replicas) {
+        reason += "; clamped to [" + std::to_string(spec->min_replicas) + ", " +
+                  std::to_string(spec->max_replicas) + "]";
+      }
+      events_.push_back(Event{plan.time, d.service, current, target, std::move(reason)});
     }
   }
   // A service whose bounds changed and that the policy made no decision for (Knative's unchanged

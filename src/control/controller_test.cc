@@ -241,7 +241,7 @@ TEST(ControllerTest, ADecisionIsClampedToTheNewBounds) {
   const std::vector<Event>& events = controller.events();
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].to_replicas, 1);
-  EXPECT_EQ(events[1].reason, "grow by one");
+  EXPECT_EQ(events[1].reason, "grow by one; clamped to [1, 1]");
 }
 
 TEST(ControllerTest, BadOrUnknownBoundsChangeNothing) {

@@ -589,9 +589,8 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
   // then go at once.
   const Clock::Duration delay =
       s.forecast_driven ? options_.forecast_scale_down_delay : options_.scale_down_delay;
-  s.recent.push_back(
-      {now, std::clamp(std::max(planned, steady_floor), s.spec.min_replicas, s.spec.max_replicas),
-       delay});
+  // Kept without the bounds: bounds lowered since (a reload) must not be held by older plans.
+  s.recent.push_back({now, std::max(planned, steady_floor), delay});
   while (!s.recent.empty() && now - s.recent.front().at > s.recent.front().held_for) {
     s.recent.pop_front();
   }
@@ -606,7 +605,9 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
   } else if (desired < s.current) {
     held = desired;
     for (const RecentPlan& plan : s.recent) {
-      if (now - plan.at <= plan.held_for) held = std::max(held, plan.replicas);
+      if (now - plan.at <= plan.held_for) {
+        held = std::max(held, std::min(plan.replicas, s.spec.max_replicas));
+      }
     }
     held = std::min(held, s.current);
     if (held > desired) desired = held;

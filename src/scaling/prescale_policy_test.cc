@@ -1151,6 +1151,27 @@ TEST(PrescalePolicyTest, NewBoundsHoldFromTheNextDecision) {
   policy.set_replica_bounds("web", 1, 1);  // unknown: ignored
 }
 
+// A lowered min is not held by the plans of the scale-down delay, which the old min had raised:
+// 90 req/s needs one replica of 100, and five were kept only by the min.
+TEST(PrescalePolicyTest, ALoweredMinIsNotHeldByEarlierPlans) {
+  ServiceSpec floor5 = spec("api");
+  floor5.min_replicas = 5;
+  PrescalePolicy policy;
+  policy.init({floor5});
+  FakeWorld world{{{"api", 90, 5, 0}}, {}};
+  for (double t = 15; t < 400; t += 15) {
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    EXPECT_FALSE(decision_for(policy.decide(s, at(t)), "api")) << "t=" << t;
+  }
+  policy.set_replica_bounds("api", 1, 100);
+  const Snapshot s = world.at_time(400);
+  policy.observe(s);
+  const std::optional<Decision> d = decision_for(policy.decide(s, at(400)), "api");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->replicas, 1) << d->reason;
+}
+
 TEST(PrescalePolicyTest, MoreLoadNeverMeansFewerReplicasWhenCapacityIsZero) {
   // A capacity of 0 (a seed of 0, or an idle replica that misses the SLO after a slow release)
   // asks for the bound, whatever the load — not a count that overflowed.
