@@ -1126,28 +1126,24 @@ TEST(PrescalePolicyTest, NewBoundsHoldFromTheNextDecision) {
   PrescalePolicy policy;
   policy.init({spec("api")});
   FakeWorld world{{{"api", 1000, 10, 0}}, {}};  // 1000 req/s on 10 replicas of 100
-  Snapshot s = world.at_time(15);
-  policy.observe(s);
-  std::optional<Decision> d = decision_for(policy.decide(s, at(15)), "api");
-  ASSERT_TRUE(d);
-  EXPECT_EQ(d->replicas, 11);  // 1000 × 1.05 / 100
-  world.services[0].replicas = 11;
+  // The decision at t with `replicas` running, taken up by the world.
+  auto decide_at = [&](double t, int replicas) {
+    world.services[0].replicas = replicas;
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    std::optional<Decision> d = decision_for(policy.decide(s, at(t)), "api");
+    return d.value_or(Decision{"api", -1, "no decision"});
+  };
+  EXPECT_EQ(decide_at(15, 10).replicas, 11);  // 1000 × 1.05 / 100
   policy.set_replica_bounds("api", 1, 4);
-  s = world.at_time(30);
-  policy.observe(s);
-  d = decision_for(policy.decide(s, at(30)), "api");
-  ASSERT_TRUE(d);
-  EXPECT_EQ(d->replicas, 4);
-  EXPECT_THAT(d->reason, HasSubstr("capped at max 4"));
-  world.services[0].replicas = 4;
+  Decision d = decide_at(30, 11);
+  EXPECT_EQ(d.replicas, 4);
+  EXPECT_THAT(d.reason, HasSubstr("capped at max 4"));
   world.services[0].rps = 100;
   policy.set_replica_bounds("api", 6, 20);
-  s = world.at_time(45);
-  policy.observe(s);
-  d = decision_for(policy.decide(s, at(45)), "api");
-  ASSERT_TRUE(d);
-  EXPECT_EQ(d->replicas, 6);
-  EXPECT_THAT(d->reason, HasSubstr("raised to min 6"));
+  d = decide_at(45, 4);
+  EXPECT_EQ(d.replicas, 6);
+  EXPECT_THAT(d.reason, HasSubstr("raised to min 6"));
   policy.set_replica_bounds("web", 1, 1);  // unknown: ignored
 }
 
