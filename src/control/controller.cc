@@ -33,11 +33,7 @@ Result<void> Controller::set_replica_bounds(std::string_view service, int min_re
   if (spec == services_.end()) {
     return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
   }
-  if (min_replicas < 0 || max_replicas < 1 || max_replicas < min_replicas) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      std::string(service) + ": replica bounds [" + std::to_string(min_replicas) +
-                          ", " + std::to_string(max_replicas) + "] need 0 <= min <= max, max >= 1");
-  }
+  if (auto valid = check_replica_bounds(service, min_replicas, max_replicas); !valid) return valid;
   if (auto set = world_.set_replica_bounds(service, min_replicas, max_replicas); !set) return set;
   spec->min_replicas = min_replicas;
   spec->max_replicas = max_replicas;

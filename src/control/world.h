@@ -24,6 +24,16 @@ struct WorldTotals {
   double replica_seconds = 0;
 };
 
+// Whether [min_replicas, max_replicas] can bound a service: 0 <= min <= max, max >= 1.
+// kInvalidArgument naming the service and the rule otherwise.
+inline Result<void> check_replica_bounds(std::string_view service, int min_replicas,
+                                         int max_replicas) {
+  if (min_replicas >= 0 && max_replicas >= 1 && max_replicas >= min_replicas) return {};
+  return make_error(ErrorCode::kInvalidArgument,
+                    std::string(service) + ": replica bounds [" + std::to_string(min_replicas) +
+                        ", " + std::to_string(max_replicas) + "] need 0 <= min <= max, max >= 1");
+}
+
 class World {
  public:
   virtual ~World() = default;

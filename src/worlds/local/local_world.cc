@@ -344,10 +344,8 @@ Result<void> LocalWorld::scale(std::string_view service, int replicas) {
 
 Result<void> LocalWorld::set_replica_bounds(std::string_view service, int min_replicas,
                                             int max_replicas) {
-  if (min_replicas < 0 || max_replicas < 1 || max_replicas < min_replicas) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      std::string(service) + ": replica bounds [" + std::to_string(min_replicas) +
-                          ", " + std::to_string(max_replicas) + "] need 0 <= min <= max, max >= 1");
+  if (auto valid = control::check_replica_bounds(service, min_replicas, max_replicas); !valid) {
+    return valid;
   }
   for (const auto& s : services_) {
     if (s->spec.name != service) continue;
