@@ -14,7 +14,10 @@
 #include <random>
 #include <string>
 
+#include "control/controller.h"
+#include "core/clock.h"
 #include "forecast/forecaster.h"
+#include "scaling/baseline_policies.h"
 #include "scaling/prescale_policy.h"
 
 namespace prescale::scaling {
@@ -35,6 +38,52 @@ forecast::Series two_weeks() {
   return s;
 }
 
+std::vector<ServiceSpec> specs_of(int services) {
+  std::vector<ServiceSpec> specs;
+  for (int i = 0; i < services; ++i) {
+    ServiceSpec spec;
+    spec.name = "svc-" + std::to_string(i);
+    spec.max_replicas = 1000;
+    spec.capacity_rps = 100;
+    spec.max_concurrency = 4;
+    specs.push_back(spec);
+  }
+  return specs;
+}
+
+constexpr Clock::TimePoint kHistoryEnd{std::chrono::hours(24 * 14)};
+
+// Gives each service of an initialised policy the same 14 days, ending at kHistoryEnd.
+void load_two_weeks(PrescalePolicy& policy, const std::vector<ServiceSpec>& specs) {
+  const forecast::Series history = two_weeks();
+  forecast::Forecaster fitted;
+  if (!fitted.fit(history)) std::abort();
+  for (const auto& spec : specs) {
+    if (!policy.load_history(spec.name, history, kHistoryEnd, fitted)) std::abort();
+  }
+}
+
+// Every service steady at 480 req/s on 6 ready replicas, last scraped at kHistoryEnd.
+Snapshot snapshot_of(const std::vector<ServiceSpec>& specs) {
+  Snapshot snapshot;
+  snapshot.time = kHistoryEnd + 5s;
+  for (const auto& spec : specs) {
+    ServiceObservation o;
+    o.name = spec.name;
+    o.desired_replicas = 6;
+    o.replicas.resize(6);
+    for (auto& r : o.replicas) r.state = ReplicaState::kReady;
+    o.window.sampled_at = kHistoryEnd;
+    o.window.length = 30s;
+    o.window.arrival_rps = 480;
+    o.window.served_rps = 480;
+    o.window.concurrency = 10;
+    o.last_second = {kHistoryEnd, 10, 480, true};
+    snapshot.services.push_back(std::move(o));
+  }
+  return snapshot;
+}
+
 struct Fixture {
   PrescalePolicy policy;
   Snapshot snapshot;
@@ -45,38 +94,10 @@ Fixture* build(int services) {
   auto& slot = cache[services];
   if (slot) return slot.get();
   slot = std::make_unique<Fixture>();
-  const forecast::Series history = two_weeks();
-  forecast::Forecaster fitted;
-  if (!fitted.fit(history)) std::abort();
-  std::vector<ServiceSpec> specs;
-  for (int i = 0; i < services; ++i) {
-    ServiceSpec spec;
-    spec.name = "svc-" + std::to_string(i);
-    spec.max_replicas = 1000;
-    spec.capacity_rps = 100;
-    spec.max_concurrency = 4;
-    specs.push_back(spec);
-  }
+  const std::vector<ServiceSpec> specs = specs_of(services);
   slot->policy.init(specs);
-  const Clock::TimePoint end(std::chrono::hours(24 * 14));
-  for (const auto& spec : specs) {
-    if (!slot->policy.load_history(spec.name, history, end, fitted)) std::abort();
-  }
-  slot->snapshot.time = end + 5s;
-  for (const auto& spec : specs) {
-    ServiceObservation o;
-    o.name = spec.name;
-    o.desired_replicas = 6;
-    o.replicas.resize(6);
-    for (auto& r : o.replicas) r.state = ReplicaState::kReady;
-    o.window.sampled_at = end;
-    o.window.length = 30s;
-    o.window.arrival_rps = 480;
-    o.window.served_rps = 480;
-    o.window.concurrency = 10;
-    o.last_second = {end, 10, 480, true};
-    slot->snapshot.services.push_back(std::move(o));
-  }
+  load_two_weeks(slot->policy, specs);
+  slot->snapshot = snapshot_of(specs);
   return slot.get();
 }
 
@@ -120,6 +141,90 @@ void BM_ObserveBetweenDecisions(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
 BENCHMARK(BM_ObserveBetweenDecisions)
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// One tick of the controller that decides (observe, decide, apply the plan) for every service,
+// in a world that answers at once: what the controller adds to decide() for many services.
+class BenchWorld : public control::World {
+ public:
+  explicit BenchWorld(Snapshot& snapshot) : snapshot_(snapshot) {
+    for (size_t i = 0; i < snapshot_.services.size(); ++i) index_[snapshot_.services[i].name] = i;
+  }
+  const Snapshot& observe(Clock::TimePoint now) override {
+    snapshot_.time = now;
+    for (auto& o : snapshot_.services) {
+      o.window.sampled_at = now;
+      o.last_second.at = now;
+    }
+    return snapshot_;
+  }
+  Result<void> scale(std::string_view service, int replicas) override {
+    auto it = index_.find(service);
+    if (it == index_.end()) return make_error(ErrorCode::kNotFound, std::string(service));
+    snapshot_.services[it->second].desired_replicas = replicas;
+    return {};
+  }
+  Result<void> restart(std::string_view) override { return {}; }
+
+ private:
+  Snapshot& snapshot_;
+  std::map<std::string, size_t, std::less<>> index_;
+};
+
+void BM_ControllerTick(benchmark::State& state) {
+  const std::vector<ServiceSpec> specs = specs_of(static_cast<int>(state.range(0)));
+  Snapshot snapshot = snapshot_of(specs);
+  BenchWorld world(snapshot);
+  ManualClock clock;
+  clock.set(snapshot.time);
+  PrescalePolicy policy;
+  control::Controller controller(world, policy, specs, clock);  // initialises the policy
+  load_two_weeks(policy, specs);
+  size_t decided = 0;
+  for (auto _ : state) {
+    const std::optional<Plan> plan = controller.tick();
+    if (plan) decided += plan->decisions.size();
+    benchmark::DoNotOptimize(plan);
+    if (!plan) state.SkipWithError("the tick made no decision");
+    // The next tick decides too: one period on (observations are due then as well).
+    state.PauseTiming();
+    clock.advance(policy.period());
+    state.ResumeTiming();
+  }
+  state.counters["decisions"] =
+      benchmark::Counter(static_cast<double>(decided), benchmark::Counter::kAvgIterations);
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_ControllerTick)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The same tick with the HPA port, which decides every service at every sync (its count kept or
+// changed), so the controller applies 1 decision a service: what applying costs.
+void BM_ControllerTickHpa(benchmark::State& state) {
+  const std::vector<ServiceSpec> specs = specs_of(static_cast<int>(state.range(0)));
+  Snapshot snapshot = snapshot_of(specs);
+  BenchWorld world(snapshot);
+  ManualClock clock;
+  clock.set(snapshot.time);
+  HpaPolicy policy;
+  control::Controller controller(world, policy, specs, clock);
+  size_t decided = 0;
+  for (auto _ : state) {
+    const std::optional<Plan> plan = controller.tick();
+    if (plan) decided += plan->decisions.size();
+    benchmark::DoNotOptimize(plan);
+    if (!plan) state.SkipWithError("the tick made no decision");
+    state.PauseTiming();
+    clock.advance(policy.period());
+    state.ResumeTiming();
+  }
+  state.counters["decisions"] =
+      benchmark::Counter(static_cast<double>(decided), benchmark::Counter::kAvgIterations);
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_ControllerTickHpa)
     ->Arg(1000)
     ->Arg(10000)
     ->Unit(benchmark::kMillisecond)

@@ -8,7 +8,13 @@ namespace prescale::control {
 Controller::Controller(World& world, scaling::Policy& policy,
                        std::vector<scaling::ServiceSpec> services, Clock& clock)
     : world_(world), policy_(policy), services_(std::move(services)), clock_(clock) {
+  for (size_t i = 0; i < services_.size(); ++i) index_.emplace(services_[i].name, i);
   policy_.init(services_);
+}
+
+scaling::ServiceSpec* Controller::spec(std::string_view service) {
+  auto it = index_.find(service);
+  return it == index_.end() ? nullptr : &services_[it->second];
 }
 
 std::optional<scaling::Plan> Controller::tick() {
@@ -28,28 +34,34 @@ std::optional<scaling::Plan> Controller::tick() {
 
 Result<void> Controller::set_replica_bounds(std::string_view service, int min_replicas,
                                             int max_replicas) {
-  auto spec = std::find_if(services_.begin(), services_.end(),
-                           [&](const scaling::ServiceSpec& s) { return s.name == service; });
-  if (spec == services_.end()) {
+  scaling::ServiceSpec* bounded = spec(service);
+  if (bounded == nullptr) {
     return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
   }
   if (auto valid = check_replica_bounds(service, min_replicas, max_replicas); !valid) return valid;
   if (auto set = world_.set_replica_bounds(service, min_replicas, max_replicas); !set) return set;
-  spec->min_replicas = min_replicas;
-  spec->max_replicas = max_replicas;
+  bounded->min_replicas = min_replicas;
+  bounded->max_replicas = max_replicas;
   policy_.set_replica_bounds(service, min_replicas, max_replicas);
-  rebounded_.insert(spec->name);
+  rebounded_.insert(bounded->name);
   next_decision_.reset();  // decide at the next tick
   return {};
 }
 
 void Controller::apply(const scaling::Plan& plan) {
+  // The observed services by name: a policy may decide for every service at every period (the
+  // HPA does), and a search of the snapshot for each would cost services² a decision.
+  std::map<std::string_view, const scaling::ServiceObservation*> observed;
+  for (const scaling::ServiceObservation& o : last_->services) observed.emplace(o.name, &o);
+  auto seen_of = [&observed](std::string_view service) -> const scaling::ServiceObservation* {
+    auto it = observed.find(service);
+    return it == observed.end() ? nullptr : it->second;
+  };
   for (const auto& d : plan.decisions) {
-    auto spec = std::find_if(services_.begin(), services_.end(),
-                             [&](const scaling::ServiceSpec& s) { return s.name == d.service; });
-    if (spec == services_.end()) continue;
+    const scaling::ServiceSpec* spec = this->spec(d.service);
+    if (spec == nullptr) continue;
     const int target = std::clamp(d.replicas, spec->min_replicas, spec->max_replicas);
-    const scaling::ServiceObservation* seen = last_->service(d.service);
+    const scaling::ServiceObservation* seen = seen_of(d.service);
     const int current = seen ? seen->desired_replicas : -1;
     if (target == current) {
       rebounded_.erase(d.service);  // within the new bounds
@@ -68,10 +80,9 @@ void Controller::apply(const scaling::Plan& plan) {
   // A service whose bounds changed and that the policy made no decision for (Knative's unchanged
   // count, a static plan): its count is brought within the new bounds, until that succeeds.
   for (auto it = rebounded_.begin(); it != rebounded_.end();) {
-    auto spec = std::find_if(services_.begin(), services_.end(),
-                             [&](const scaling::ServiceSpec& s) { return s.name == *it; });
-    const scaling::ServiceObservation* seen = last_->service(*it);
-    if (spec == services_.end() || seen == nullptr) {
+    const scaling::ServiceSpec* spec = this->spec(*it);
+    const scaling::ServiceObservation* seen = seen_of(*it);
+    if (spec == nullptr || seen == nullptr) {
       ++it;  // not observed yet
       continue;
     }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -53,10 +54,13 @@ class Controller {
 
  private:
   void apply(const scaling::Plan& plan);
+  // The spec of a service by name; nullptr for one the controller was not given.
+  scaling::ServiceSpec* spec(std::string_view service);
 
   World& world_;
   scaling::Policy& policy_;
   std::vector<scaling::ServiceSpec> services_;
+  std::map<std::string, size_t, std::less<>> index_;  // services_' positions by name
   Clock& clock_;
   std::optional<Clock::TimePoint> next_decision_;
   std::optional<Clock::TimePoint> next_observation_;
