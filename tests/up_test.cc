@@ -1519,7 +1519,7 @@ TEST(UpTest, ASecondSignalDuringTheDrainKillsTheReplicasAtOnce) {
 }
 
 // An edit that `prescale up` cannot apply while running (what the policy was made from) is
-// refused, naming the fields, once per content, and nothing changes: neither the new capacity
+// refused, naming the fields, once per content, and nothing changes: neither the new concurrency
 // nor the rest of that file.
 TEST(UpTest, AnEditNeedingARestartIsRefusedAndChangesNothing) {
   TempDir dir;
@@ -1528,13 +1528,13 @@ TEST(UpTest, AnEditNeedingARestartIsRefusedAndChangesNothing) {
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   ASSERT_TRUE(up.started()) << up.log();
   std::string edited = echo_yaml("5s");
-  edited.replace(edited.find("capacity_rps: 50"), 16, "capacity_rps: 60");
+  edited.replace(edited.find("concurrency: 1"), 14, "concurrency: 2");
   edited.replace(edited.find("    startup_time"), 0, "    env: {VERSION: \"2\"}\n");
   testing::save_file(config, edited);
   const std::string said =
       "reload (the file changed) refused, keeping the running "
       "configuration: " +
-      config + ": services[0] (web).capacity_rps changed; ";
+      config + ": services[0] (web).concurrency changed; ";
   EXPECT_TRUE(testing::wait_for([&] { return up.log().find(said) != std::string::npos; }, 20s))
       << up.log();
   std::this_thread::sleep_for(1500ms);
@@ -1571,17 +1571,23 @@ TEST(UpTest, NewReplicaBoundsApplyWithoutARestart) {
     return "";
   };
 
-  testing::save_file(config, with_bounds("{min: 3, max: 6, initial: 3}"));
+  // With a new capacity seed: the policy sizes by it from the same decision (nothing is learned
+  // without load).
+  std::string raised = with_bounds("{min: 3, max: 6, initial: 3}");
+  raised.replace(raised.find("capacity_rps: 50"), 16, "capacity_rps: 40");
+  testing::save_file(config, raised);
   EXPECT_TRUE(
       testing::wait_for([&] { return up.log().find("ready web-3") != std::string::npos; }, 20s))
       << up.log();
   EXPECT_NE(up.log().find("reloaded " + config +
                           " (the file changed): the gateway's settings applied; web's replicas "
-                          "within [3, 6] (were [1, 6]); no rolling update"),
+                          "within [3, 6] (were [1, 6]), capacity_rps 40 (was 50); no rolling "
+                          "update"),
             std::string::npos)
       << up.log();
   EXPECT_TRUE(testing::wait_for([&] { return !scaled(1, 3).empty(); }, 10s)) << up.log();
   EXPECT_NE(scaled(1, 3).find("raised to min 3"), std::string::npos) << up.events().dump();
+  EXPECT_NE(scaled(1, 3).find(" / 40.0 rps per replica"), std::string::npos) << up.events().dump();
 
   testing::save_file(config, with_bounds("{min: 1, max: 2, initial: 1}"));
   EXPECT_TRUE(testing::wait_for([&] { return !scaled(3, 2).empty(); }, 10s)) << up.log();
@@ -1593,6 +1599,44 @@ TEST(UpTest, NewReplicaBoundsApplyWithoutARestart) {
   const std::string log = up.log();
   EXPECT_EQ(log.find("start web-4"), std::string::npos) << log;
   EXPECT_EQ(log.find("refused"), std::string::npos) << log;
+}
+
+// A new SLO and capacity seed apply while the platform runs, as a new target on a live HPA
+// would: the gateway's admission limit follows the new queue limit (half the new SLO) at the new
+// seed, the dashboard shows the SLO, and nothing restarts.
+TEST(UpTest, ANewSloAndCapacitySeedApplyWithoutARestart) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, one_replica_yaml("capacity_rps: 10\n    concurrency: 1"));
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  auto admission_limit = [&]() -> int {
+    auto r = http_get(up.ui_port(), "/metrics", 5s);
+    if (!r) return -1;
+    static const std::regex gauge(R"(prescale_gateway_admission_limit\{service="web"\} (\d+))");
+    std::smatch m;
+    return std::regex_search(r->body, m, gauge) ? std::stoi(m[1]) : -1;
+  };
+  EXPECT_EQ(admission_limit(), 2);  // 1 + ceil(10 req/s × 50 ms)
+
+  std::string yaml = one_replica_yaml("capacity_rps: 20\n    concurrency: 1");
+  const std::string from = "latency_p99_ms: 100";
+  yaml.replace(yaml.find(from), from.size(), "latency_p99_ms: 400");
+  testing::save_file(config, yaml);
+  const std::string said = "reloaded " + config +
+                           " (the file changed): the gateway's settings applied; web's "
+                           "slo.latency_p99_ms 400 (was 100), capacity_rps 20 (was 10), "
+                           "queue_limit 200 ms (was 50 ms); no rolling update";
+  EXPECT_TRUE(testing::wait_for([&] { return up.log().find(said) != std::string::npos; }, 20s))
+      << up.log();
+  EXPECT_EQ(admission_limit(), 5);  // 1 + ceil(20 req/s × 200 ms)
+  EXPECT_TRUE(
+      testing::wait_for([&] { return up.service("web").value("slo_p99_ms", 0.0) == 400; }, 10s))
+      << up.service("web").dump();
+  EXPECT_EQ(up.stop(), 0);
+  const std::string log = up.log();
+  EXPECT_EQ(log.find("refused"), std::string::npos) << log;
+  EXPECT_EQ(log.find("start web-2"), std::string::npos) << log;
 }
 
 // A changed service rolls out under load with no failed request, though the route retries

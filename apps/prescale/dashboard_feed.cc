@@ -89,6 +89,11 @@ DashboardFeed::DashboardFeed(dashboard::DashboardModel& model, TotalsOf totals,
   }
 }
 
+void DashboardFeed::set_error_budget(const std::string& service, double budget) {
+  options_.error_budgets[service] = budget;
+  incidents_.set_error_budget(service, budget);
+}
+
 double DashboardFeed::unix_now() {
   const Clock::TimePoint mono = real_.now();
   last_t_ = std::max(unix_seconds(real_.wall_now()),

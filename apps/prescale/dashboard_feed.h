@@ -80,6 +80,9 @@ class DashboardFeed {
   // An event of `kind` for the timeline, said elsewhere ("heal", "rollback", ...).
   void add_event(const std::string& kind, const std::string& service, const std::string& replica,
                  const std::string& message);
+  // A reload changed the service's `slo.error_budget`: its incidents are judged by the new one
+  // from the next tick; what was counted goes on.
+  void set_error_budget(const std::string& service, double budget);
   int scaling_events() const { return scaling_events_; }
   const healing::IncidentWatch& incidents() const { return incidents_; }
   const healing::SlowdownWatch& slowdowns() const { return slowdowns_; }

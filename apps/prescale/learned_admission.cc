@@ -32,6 +32,26 @@ void LearnedAdmission::follow(const CapacityOf& capacity, const Apply& apply) {
     }
     f.per_replica = n;
     f.capacity_rps = learned;
+    f.learned = true;
+  }
+}
+
+void LearnedAdmission::respec(const std::vector<ServiceConfig>& services,
+                              const CapacityOf& capacity) {
+  for (const ServiceConfig& s : services) {
+    if (s.max_requests_per_replica() <= 0) {  // no admission limit now
+      in_force_.erase(s.name);
+      continue;
+    }
+    auto [it, added] = in_force_.try_emplace(s.name);
+    InForce& f = it->second;
+    f.service = s;
+    if (added || !f.learned) {
+      f.capacity_rps = s.capacity_rps;
+    } else if (const double learned = capacity(s.name); learned > 0 && std::isfinite(learned)) {
+      f.capacity_rps = learned;
+    }
+    f.per_replica = s.max_requests_per_replica_at(f.capacity_rps);
   }
 }
 

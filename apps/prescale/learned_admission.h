@@ -38,6 +38,14 @@ class LearnedAdmission {
   // one within kCapacityStep of the capacity the number in force was computed from. A number
   // `apply` refuses is not in force: the next call tries again.
   void follow(const CapacityOf& capacity, const Apply& apply);
+  // The file was reloaded (prescale up): each service's number from its new queue_limit (or
+  // SLO, which the automatic limit is half of) and concurrency, at `capacity` (the capacity
+  // learned at the new SLO) where a learned one is in force and `capacity` is a number > 0, at
+  // the one in force otherwise, or at the new capacity_rps seed while nothing was learned. A
+  // service whose queue_limit is now 0 is left alone from now on; one that now has a limit starts
+  // from its seed. Nothing is applied here: the caller puts per_replica() in force, as after a
+  // start.
+  void respec(const std::vector<ServiceConfig>& services, const CapacityOf& capacity);
 
   // The number in force; 0 for a service without an admission limit.
   int per_replica(std::string_view service) const;
@@ -49,6 +57,7 @@ class LearnedAdmission {
     ServiceConfig service;
     int per_replica = 0;
     double capacity_rps = 0;  // what it was computed from
+    bool learned = false;     // capacity_rps is a learned capacity, not the file's seed
   };
   std::map<std::string, InForce, std::less<>> in_force_;
 };

@@ -92,5 +92,34 @@ TEST(LearnedAdmission, ANumberTheGatewayRefusesIsNotInForceAndIsTriedAgain) {
   EXPECT_EQ(h.admission.per_replica("api"), 27);
 }
 
+// A reload's new queue limit and seed: at the capacity learned so far, or at the new seed while
+// none was learned; a limit taken away leaves the service alone, one given starts from its seed.
+TEST(LearnedAdmission, ARespecTakesTheNewQueueLimitAtWhatWasLearned) {
+  Harness h({admitted_service("api", 100, std::chrono::milliseconds(100)),
+             admitted_service("seeded", 100, std::chrono::milliseconds(100)),
+             admitted_service("batch", 100, std::chrono::milliseconds(0))});
+  EXPECT_EQ(h.follow({{"api", 250}}), (Applied{{"api", 27}}));
+  const auto none = [](std::string_view) { return NAN; };  // no capacity at the new SLO yet
+  h.admission.respec({admitted_service("api", 100, std::chrono::milliseconds(200)),
+                      admitted_service("seeded", 50, std::chrono::milliseconds(100)),
+                      admitted_service("batch", 100, std::chrono::milliseconds(100))},
+                     none);
+  EXPECT_EQ(h.admission.per_replica("api"), 2 + 50) << "250 req/s learned × 0.2 s";
+  EXPECT_EQ(h.admission.capacity_rps("api"), 250);
+  EXPECT_EQ(h.admission.per_replica("seeded"), 2 + 5) << "the new seed: 50 req/s × 0.1 s";
+  EXPECT_EQ(h.admission.per_replica("batch"), 2 + 10) << "a limit now: from its seed";
+  EXPECT_EQ(h.follow({{"api", 260}, {"seeded", 52}}), Applied{}) << "within a tenth";
+  // The capacity learned at a new SLO, where there is one (a seed is not replaced by it).
+  h.admission.respec({admitted_service("api", 100, std::chrono::milliseconds(200)),
+                      admitted_service("seeded", 50, std::chrono::milliseconds(100))},
+                     [](std::string_view) { return 300.0; });
+  EXPECT_EQ(h.admission.per_replica("api"), 2 + 60) << "300 req/s × 0.2 s";
+  EXPECT_EQ(h.admission.capacity_rps("api"), 300);
+  EXPECT_EQ(h.admission.per_replica("seeded"), 2 + 5);
+  h.admission.respec({admitted_service("api", 100, std::chrono::milliseconds(0))}, none);
+  EXPECT_EQ(h.admission.per_replica("api"), 0);
+  EXPECT_EQ(h.follow({{"api", 500}}), Applied{}) << "no limit: left alone";
+}
+
 }  // namespace
 }  // namespace prescale

@@ -319,20 +319,38 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
     const ServiceConfig& a = running.services[i];
     const ServiceConfig& b = next.services[i];
     const std::string at = "services[" + std::to_string(i) + "] (" + a.name + ").";
-    // What the policy, the capacity model and admission control were made from (the replica
-    // bounds are not: the controller takes new ones at once).
-    if (a.startup_time != b.startup_time) out.push_back(at + "startup_time");
-    if (a.capacity_rps != b.capacity_rps) out.push_back(at + "capacity_rps");
+    // What the policy's model of the replicas (its capacity model's workers, Knative's target)
+    // and the call graph it was given were made from (the bounds,
+    // SLO, seeds and queue limit are not: the controller takes new ones at once, spec_changes).
     if (a.effective_concurrency() != b.effective_concurrency()) {
       out.push_back(at + (a.concurrency != b.concurrency ? "concurrency" : "kind"));
     }
-    if (a.queue_limit != b.queue_limit) out.push_back(at + "queue_limit");
-    if (!(a.slo == b.slo)) out.push_back(at + "slo");
     if (a.depends_on != b.depends_on) out.push_back(at + "depends_on");
     // The gateway's health checks ask every replica of a service one path: the old replicas
     // would be asked the new one during a rollout, and after a rollback every replica.
     if (a.readiness_path != b.readiness_path) out.push_back(at + "readiness_path");
   }
+  return out;
+}
+
+std::vector<std::string> spec_changes(const ServiceConfig& running, const ServiceConfig& next) {
+  std::vector<std::string> out;
+  const ReplicaBounds& was = running.replicas;
+  const ReplicaBounds& now = next.replicas;
+  if (now.min != was.min || now.max != was.max) {
+    out.push_back(fmt::format("replicas within [{}, {}] (were [{}, {}])", now.min, now.max, was.min,
+                              was.max));
+  }
+  auto changed = [&](std::string_view field, auto before, auto after, std::string_view unit) {
+    if (after != before)
+      out.push_back(fmt::format("{} {}{} (was {}{})", field, after, unit, before, unit));
+  };
+  changed("slo.latency_p99_ms", running.slo.latency_p99_ms, next.slo.latency_p99_ms, "");
+  changed("slo.error_budget", running.slo.error_budget, next.slo.error_budget, "");
+  changed("capacity_rps", running.capacity_rps, next.capacity_rps, "");
+  changed("startup_time", running.startup_time.count(), next.startup_time.count(), " ms");
+  changed("queue_limit", running.effective_queue_limit().count(),
+          next.effective_queue_limit().count(), " ms");
   return out;
 }
 

@@ -69,11 +69,8 @@ class RecommendOnlyWorld final : public control::World {
   const scaling::Snapshot& observe(Clock::TimePoint now) override { return inner_.observe(now); }
   Result<void> scale(std::string_view, int) override { return {}; }
   Result<void> restart(std::string_view) override { return {}; }
-  // What it recommends stays within the bounds the file gives.
-  Result<void> set_replica_bounds(std::string_view service, int min_replicas,
-                                  int max_replicas) override {
-    return inner_.set_replica_bounds(service, min_replicas, max_replicas);
-  }
+  // What it recommends stays within the bounds the file gives, by its SLO.
+  Result<void> respec(const scaling::ServiceSpec& spec) override { return inner_.respec(spec); }
 
  private:
   control::World& inner_;
@@ -156,10 +153,18 @@ void prepare_gateway(Config& config);
 
 // What `prescale up` cannot apply while it runs (docs/local.md, "Changing a running platform"):
 // the fields where `next` differs from `running` outside the services' replica templates
-// (commands, kinds, models, environments, probes, memory limits: rolled out) and the gateway's
-// reloadable settings, as "services[1] (web).replicas", "policy", "gateway.listen", or
-// "services (added, removed, renamed or reordered)". Empty when a reload can apply it all.
+// (commands, kinds, models, environments, probes, memory limits: rolled out), what the
+// controller takes at once (spec_changes) and the gateway's reloadable settings, as
+// "services[1] (web).depends_on", "policy", "gateway.listen", or "services (added, removed,
+// renamed or reordered)". Empty when a reload can apply it all.
 std::vector<std::string> changes_needing_a_restart(const Config& running, const Config& next);
+
+// What the controller takes at once of a service's new settings (Controller::respec): each
+// change of its replica bounds, SLO, capacity seed, startup time seed and queue limit, said as
+// "replicas within [3, 6] (were [1, 6])", "slo.latency_p99_ms 100 (was 200)", "queue_limit
+// 50 ms (was 100 ms)" (the limit in force: an automatic one follows the SLO). Empty when none
+// changed.
+std::vector<std::string> spec_changes(const ServiceConfig& running, const ServiceConfig& next);
 
 // Checks what would otherwise fail after replicas started, naming the file and line and the fix:
 // commands that cannot run, model services without a model, ports that clash.

@@ -275,13 +275,21 @@ gateway:
         edited("version: 1\n", "version: 1\nhealer: {rollout_analysis: false}\n"),
         edited("max: 4", "max: 8"),  // the controller takes new bounds at once
         edited("{min: 1, max: 4}", "{min: 2, max: 4, initial: 3}"),
+        // ... and a new SLO, seeds and queue limit
+        edited("    replicas: {min: 1, max: 4}\n",
+               "    replicas: {min: 1, max: 4}\n    startup_time: 45s\n    capacity_rps: 30\n"
+               "    queue_limit: 50ms\n    slo: {latency_p99_ms: 100, error_budget: 0.01}\n"),
         edited("version: 1\n", "version: 1\n\n\n")}) {  // its services on other lines
     EXPECT_THAT(changes_needing_a_restart(running, next), ::testing::IsEmpty());
   }
   EXPECT_THAT(changes_needing_a_restart(
                   running, edited("    replicas: {min: 1, max: 4}\n",
-                                  "    replicas: {min: 1, max: 4}\n    startup_time: 45s\n")),
-              ::testing::ElementsAre("services[0] (web).startup_time"));
+                                  "    replicas: {min: 1, max: 4}\n    depends_on: [api]\n")),
+              ::testing::ElementsAre("services[0] (web).depends_on"));
+  EXPECT_THAT(changes_needing_a_restart(
+                  running, edited("    replicas: {min: 1, max: 4}\n",
+                                  "    replicas: {min: 1, max: 4}\n    concurrency: 8\n")),
+              ::testing::ElementsAre("services[0] (web).concurrency"));
   EXPECT_THAT(changes_needing_a_restart(running, edited("kind: builtin/echo\n    replicas",
                                                         "kind: builtin/fraud\n    replicas")),
               ::testing::ElementsAre("services[0] (web).kind"))
@@ -310,6 +318,33 @@ gateway:
                                                         "    kind: builtin/echo\n"
                                                         "    readiness_path: /ok\ngateway")),
               ::testing::ElementsAre("services[1] (api).readiness_path"));
+}
+
+TEST(SpecChanges, SayWhatTheControllerTakesAtOnce) {
+  auto load = [](const std::string& service) {
+    auto c = load_config_string("version: 1\nservices:\n  - name: web\n    kind: builtin/echo\n" +
+                                service);
+    EXPECT_TRUE(c) << c.error().message;
+    return c->services.at(0);
+  };
+  const ServiceConfig running = load("    replicas: {min: 1, max: 6}\n");
+  EXPECT_THAT(spec_changes(running, running), ::testing::IsEmpty());
+  EXPECT_THAT(spec_changes(running, load("    replicas: {min: 1, max: 6, initial: 2}\n")),
+              ::testing::IsEmpty())
+      << "the count of the next start";
+  EXPECT_THAT(
+      spec_changes(running, load("    replicas: {min: 3, max: 6}\n    capacity_rps: 30\n"
+                                 "    startup_time: 5s\n")),
+      ::testing::ElementsAre("replicas within [3, 6] (were [1, 6])", "capacity_rps 30 (was 100)",
+                             "startup_time 5000 ms (was 30000 ms)"));
+  // The automatic queue limit is half the SLO: a new SLO moves it.
+  EXPECT_THAT(spec_changes(running, load("    replicas: {min: 1, max: 6}\n"
+                                         "    slo: {latency_p99_ms: 100, error_budget: 0.01}\n")),
+              ::testing::ElementsAre("slo.latency_p99_ms 100 (was 200)",
+                                     "slo.error_budget 0.01 (was 0.001)",
+                                     "queue_limit 50 ms (was 100 ms)"));
+  EXPECT_THAT(spec_changes(running, load("    replicas: {min: 1, max: 6}\n    queue_limit: 0s\n")),
+              ::testing::ElementsAre("queue_limit 0 ms (was 100 ms)"));
 }
 
 TEST(LastLogLine, TheLastLineThatIsNotBlank) {

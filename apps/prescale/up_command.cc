@@ -487,7 +487,7 @@ int run_up(const UpFlags& f) {
   auto* prescale_policy = dynamic_cast<scaling::PrescalePolicy*>(policy->get());
   DashboardFeedOptions feed_options{policy_name, f.recommend_only, f.time_scale};
   for (const ServiceConfig& s : config.services) {
-    feed_options.error_budgets[s.name] = s.slo.error_budget;  // a change needs a restart
+    feed_options.error_budgets[s.name] = s.slo.error_budget;  // a reload sets a new one
   }
   for (const scaling::ServiceSpec& s : specs)
     feed_options.max_concurrency[s.name] = s.max_concurrency;
@@ -638,8 +638,9 @@ int run_up(const UpFlags& f) {
       for (const std::string& field : fixed) fields += (fields.empty() ? "" : ", ") + field;
       return refuse(f.config_path + ": " + fields +
                     " changed; while running, prescale up applies changes to services' commands, "
-                    "kinds, models, environments, probes, memory limits and replica bounds and to "
-                    "the gateway's routes and settings: restart it for these");
+                    "kinds, models, environments, probes, memory limits, replica bounds, SLOs, "
+                    "capacity and startup time seeds and queue limits and to the gateway's routes "
+                    "and settings: restart it for these");
     }
     // Every template checked before anything changes: all of the file applies, or none.
     std::vector<local::ReplicaTemplate> templates;
@@ -651,38 +652,49 @@ int run_up(const UpFlags& f) {
     }
     Config prepared = *next;
     prepare_gateway(prepared);
-    if (auto reloaded = (*gw)->reload(prepared.gateway); !reloaded) {
-      return refuse(f.config_path + ": " + reloaded.error().message);
-    }
     // The world counts a route's requests by its metrics' label (host and path as written, "#2"
     // for a repeat): a label leading to another service than it did would count for the wrong
-    // one. Such a file is refused, the running routes restored.
-    for (const auto& [route, service] : (*gw)->route_services()) {
+    // one. Such a file is refused before the gateway takes it.
+    auto labels = gateway::route_services(prepared.gateway);
+    if (!labels) return refuse(f.config_path + ": " + labels.error().message);
+    for (const auto& [route, service] : *labels) {
       if (const std::string* counted = world.route_service(route);
           counted != nullptr && *counted != service) {
-        (void)(*gw)->reload(config.gateway);
         return refuse(f.config_path + ": gateway.routes: the route labelled \"" + route +
                       "\" in the metrics leads to " + service + ", and its requests so far were " +
                       *counted + "'s: restart prescale up for this change");
       }
     }
-    // New replica bounds apply at once: the next decision, at the controller's next tick, stays
-    // within them (`initial` is the count of a start, the next one's).
-    std::string rebounded;
+    if (auto reloaded = (*gw)->reload(prepared.gateway); !reloaded) {
+      return refuse(f.config_path + ": " + reloaded.error().message);
+    }
+    // New replica bounds, SLOs, seeds and queue limits apply at once: the next decision, at the
+    // controller's next tick, stays within the bounds and sizes by the rest (`initial` is the
+    // count of a start, the next one's).
+    std::string respecced;
     for (size_t i = 0; i < next->services.size(); ++i) {
-      const ReplicaBounds& was = as_loaded.services[i].replicas;
-      const ReplicaBounds& now = next->services[i].replicas;
-      if (now.min == was.min && now.max == was.max) continue;
-      const std::string& name = next->services[i].name;
-      if (auto set = controller.set_replica_bounds(name, now.min, now.max); !set) {
+      const ServiceConfig& now = next->services[i];
+      const std::vector<std::string> changes = spec_changes(as_loaded.services[i], now);
+      if (changes.empty()) continue;
+      if (auto set = controller.respec(service_spec(now, f.time_scale)); !set) {
         spdlog::error("reload ({}): {}", why, set.error().message);  // checked by the loader
         continue;
       }
-      rebounded +=
-          fmt::format("{}{}'s replicas within [{}, {}] (were [{}, {}])",
-                      rebounded.empty() ? "" : ", ", name, now.min, now.max, was.min, was.max);
+      feed->set_error_budget(now.name, now.slo.error_budget);
+      respecced += (respecced.empty() ? "" : "; ") + now.name + "'s ";
+      for (size_t k = 0; k < changes.size(); ++k) respecced += (k > 0 ? ", " : "") + changes[k];
     }
-    // The admission limits learned since the start stay in force over the seeds just reloaded.
+    if (prescale_policy != nullptr && config.policy.steer_to_slo) {
+      // Steered by the tightest budget, as at the start (sim::apply_policy_config).
+      sim::PolicySettings steering;
+      sim::apply_policy_config(next->policy, next->services, steering);
+      prescale_policy->set_error_budget(steering.prescale.error_budget);
+    }
+    // The admission limits learned since the start stay in force over the seeds just reloaded,
+    // each for its service's new queue limit, at the capacity learned at its new SLO.
+    admission.respec(prepared.services, [&](std::string_view s) {
+      return prescale_policy != nullptr ? prescale_policy->capacity().capacity_rps(s) : NAN;
+    });
     for (const ServiceConfig& s : prepared.services) {
       if (const int n = admission.per_replica(s.name); n > 0) {
         (void)(*gw)->set_max_requests_per_replica(s.name, static_cast<std::uint32_t>(n));
@@ -713,7 +725,7 @@ int run_up(const UpFlags& f) {
     config = std::move(prepared);
     spdlog::info(
         "reloaded {} ({}): the gateway's settings applied; {}{}", f.config_path, why,
-        rebounded.empty() ? "" : rebounded + "; ",
+        respecced.empty() ? "" : respecced + "; ",
         rolling.empty() ? std::string("no rolling update") : "rolling update of " + rolling);
   };
   if (reload_asked) reload("SIGHUP");

@@ -32,18 +32,25 @@ std::optional<scaling::Plan> Controller::tick() {
   return plan;
 }
 
-Result<void> Controller::set_replica_bounds(std::string_view service, int min_replicas,
-                                            int max_replicas) {
-  scaling::ServiceSpec* bounded = spec(service);
-  if (bounded == nullptr) {
-    return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
+Result<void> Controller::respec(const scaling::ServiceSpec& next) {
+  scaling::ServiceSpec* running = spec(next.name);
+  if (running == nullptr) return make_error(ErrorCode::kNotFound, "no service named " + next.name);
+  if (auto valid = check_replica_bounds(next.name, next.min_replicas, next.max_replicas); !valid) {
+    return valid;
   }
-  if (auto valid = check_replica_bounds(service, min_replicas, max_replicas); !valid) return valid;
-  if (auto set = world_.set_replica_bounds(service, min_replicas, max_replicas); !set) return set;
-  bounded->min_replicas = min_replicas;
-  bounded->max_replicas = max_replicas;
-  policy_.set_replica_bounds(service, min_replicas, max_replicas);
-  rebounded_.insert(bounded->name);
+  if (next.max_concurrency != running->max_concurrency) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      next.name + ": its concurrency cannot change while it runs (" +
+                          std::to_string(running->max_concurrency) + " -> " +
+                          std::to_string(next.max_concurrency) +
+                          "): the policy's model of its replicas was made from it");
+  }
+  if (auto set = world_.respec(next); !set) return set;
+  const bool rebounded =
+      next.min_replicas != running->min_replicas || next.max_replicas != running->max_replicas;
+  *running = next;
+  policy_.respec(next);
+  if (rebounded) rebounded_.insert(next.name);
   next_decision_.reset();  // decide at the next tick
   return {};
 }

@@ -45,12 +45,14 @@ class Controller {
   // The latest observation (empty before the first tick); the World owns it.
   const scaling::Snapshot& last_snapshot() const { return last_ ? *last_ : empty_; }
   const std::vector<scaling::ServiceSpec>& services() const { return services_; }
-  // The operator changed a service's replica bounds while it runs (prescale up reloading its
-  // file). The world and the policy take them, and the next tick decides: a count now outside
-  // them is brought within them then, whatever the policy asks (as the HPA clamps a count above
-  // a lowered maxReplicas at its next sync). Errors: kNotFound, kInvalidArgument (not
-  // 0 <= min <= max, max >= 1; or a world whose bounds are fixed); nothing changes then.
-  Result<void> set_replica_bounds(std::string_view service, int min_replicas, int max_replicas);
+  // The operator changed what a service is given while it runs (prescale up reloading its file):
+  // its replica bounds, SLO, seed capacity, queue limit or seed startup time. The world and the
+  // policy take the new spec, and the next tick decides: a count now outside new bounds is
+  // brought within them then, whatever the policy asks (as the HPA clamps a count above a
+  // lowered maxReplicas at its next sync). Errors: kNotFound, kInvalidArgument (not
+  // 0 <= min <= max, max >= 1; another concurrency, which the policy's model of the replicas was
+  // made from; or a world whose services are fixed); nothing changes then.
+  Result<void> respec(const scaling::ServiceSpec& next);
 
  private:
   void apply(const scaling::Plan& plan);

@@ -34,15 +34,16 @@ class RecordingWorld final : public World {
     return {};
   }
   Result<void> restart(std::string_view) override { return {}; }
-  Result<void> set_replica_bounds(std::string_view service, int min_replicas,
-                                  int max_replicas) override {
-    if (bounds_fixed) return World::set_replica_bounds(service, min_replicas, max_replicas);
-    bounds[std::string(service)] = {min_replicas, max_replicas};
+  Result<void> respec(const scaling::ServiceSpec& spec) override {
+    if (bounds_fixed) return World::respec(spec);
+    bounds[spec.name] = {spec.min_replicas, spec.max_replicas};
+    slos[spec.name] = spec.slo_latency_p99_seconds;
     return {};
   }
 
   std::map<std::string, int> desired{{"api", 1}};
   std::map<std::string, std::pair<int, int>> bounds;
+  std::map<std::string, double> slos;
   bool bounds_fixed = false;
   int observations = 0;
   scaling::Snapshot snapshot;
@@ -78,13 +79,25 @@ class FastObserver final : public scaling::Policy {
     ++decided;
     return {now, {}};
   }
-  void set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) override {
-    told[std::string(service)] = {min_replicas, max_replicas};
+  void respec(const scaling::ServiceSpec& spec) override {
+    told[spec.name] = {spec.min_replicas, spec.max_replicas};
+    told_specs[spec.name] = spec;
   }
   int observed = 0;
   int decided = 0;
   std::map<std::string, std::pair<int, int>> told;
+  std::map<std::string, scaling::ServiceSpec> told_specs;
 };
+
+// The spec "api" runs with, and the same with other bounds.
+scaling::ServiceSpec api_spec(int min_replicas = 1, int max_replicas = 5) {
+  return {.name = "api", .min_replicas = min_replicas, .max_replicas = max_replicas};
+}
+scaling::ServiceSpec named(std::string name, int min_replicas, int max_replicas) {
+  scaling::ServiceSpec spec = api_spec(min_replicas, max_replicas);
+  spec.name = std::move(name);
+  return spec;
+}
 
 TEST(ControllerTest, ObserveIntervalAndNextTick) {
   ManualClock clock;
@@ -200,11 +213,10 @@ TEST(ControllerTest, NewReplicaBoundsApplyAtTheNextTickWithoutADecision) {
   RecordingWorld world;
   world.desired["api"] = 4;
   FastObserver policy;  // never decides anything
-  Controller controller(world, policy, {{.name = "api", .min_replicas = 1, .max_replicas = 5}},
-                        clock);
+  Controller controller(world, policy, {api_spec()}, clock);
   controller.tick();
   clock.advance(1s);
-  ASSERT_TRUE(controller.set_replica_bounds("api", 1, 2));
+  ASSERT_TRUE(controller.respec(api_spec(1, 2)));
   EXPECT_EQ(world.bounds["api"], std::make_pair(1, 2));
   EXPECT_EQ(policy.told["api"], std::make_pair(1, 2));
   EXPECT_EQ(controller.services()[0].max_replicas, 2);
@@ -221,7 +233,7 @@ TEST(ControllerTest, NewReplicaBoundsApplyAtTheNextTickWithoutADecision) {
   controller.tick();
   EXPECT_TRUE(controller.take_events().empty()) << "within the bounds now: nothing more";
 
-  ASSERT_TRUE(controller.set_replica_bounds("api", 3, 6));  // a raised min
+  ASSERT_TRUE(controller.respec(api_spec(3, 6)));  // a raised min
   controller.tick();
   EXPECT_EQ(world.desired["api"], 3);
 }
@@ -235,7 +247,7 @@ TEST(ControllerTest, ADecisionIsClampedToTheNewBounds) {
                         clock);
   controller.tick();  // 1 -> 2
   clock.advance(1s);
-  ASSERT_TRUE(controller.set_replica_bounds("api", 1, 1));
+  ASSERT_TRUE(controller.respec(api_spec(1, 1)));
   ASSERT_TRUE(controller.tick());  // grow asks 3: clamped to 1
   EXPECT_EQ(world.desired["api"], 1);
   const std::vector<Event>& events = controller.events();
@@ -248,26 +260,58 @@ TEST(ControllerTest, BadOrUnknownBoundsChangeNothing) {
   ManualClock clock;
   RecordingWorld world;
   FastObserver policy;
-  Controller controller(world, policy, {{.name = "api", .min_replicas = 1, .max_replicas = 5}},
-                        clock);
+  Controller controller(world, policy, {api_spec()}, clock);
   controller.tick();
-  auto refused = controller.set_replica_bounds("web", 1, 2);
+  auto refused = controller.respec(named("web", 1, 2));
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, ErrorCode::kNotFound);
   for (auto [min, max] : {std::pair{3, 2}, std::pair{0, 0}, std::pair{-1, 4}}) {
-    refused = controller.set_replica_bounds("api", min, max);
+    refused = controller.respec(api_spec(min, max));
     ASSERT_FALSE(refused) << min << " " << max;
     EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
     EXPECT_NE(refused.error().message.find("need 0 <= min <= max, max >= 1"), std::string::npos)
         << refused.error().message;
   }
+  scaling::ServiceSpec concurrent = api_spec();
+  concurrent.max_concurrency = 4;  // the policy was made with 0 (unbounded)
+  refused = controller.respec(concurrent);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message,
+            "api: its concurrency cannot change while it runs (0 -> 4): the policy's model of "
+            "its replicas was made from it");
   world.bounds_fixed = true;  // the simulator's
-  refused = controller.set_replica_bounds("api", 1, 2);
+  refused = controller.respec(api_spec(1, 2));
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("cannot change while it runs"), std::string::npos);
   EXPECT_EQ(controller.services()[0].max_replicas, 5);
   EXPECT_TRUE(policy.told.empty());
   EXPECT_TRUE(world.bounds.empty());
+}
+
+// A new SLO (or seed) within the same bounds reaches the world and the policy and is decided on
+// at the next tick; the count, within its bounds, is left to the policy.
+TEST(ControllerTest, ANewSloReachesTheWorldAndThePolicyAndIsDecidedOnAtTheNextTick) {
+  ManualClock clock;
+  RecordingWorld world;
+  world.desired["api"] = 4;
+  FastObserver policy;
+  Controller controller(world, policy, {api_spec()}, clock);
+  controller.tick();
+  clock.advance(1s);
+  scaling::ServiceSpec next = api_spec();
+  next.slo_latency_p99_seconds = 0.1;
+  next.capacity_rps = 40;
+  next.startup_time = 5s;
+  ASSERT_TRUE(controller.respec(next));
+  EXPECT_EQ(world.slos["api"], 0.1);
+  EXPECT_EQ(policy.told_specs["api"].capacity_rps, 40);
+  EXPECT_EQ(policy.told_specs["api"].startup_time, 5s);
+  EXPECT_EQ(controller.services()[0].slo_latency_p99_seconds, 0.1);
+  EXPECT_EQ(controller.next_tick(), clock.now());
+  ASSERT_TRUE(controller.tick());
+  EXPECT_EQ(policy.decided, 2);
+  EXPECT_EQ(world.desired["api"], 4);
+  EXPECT_TRUE(controller.take_events().empty()) << "nothing to clamp";
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/result.h"
 #include "scaling/observation.h"
+#include "scaling/policy.h"
 
 namespace prescale::control {
 
@@ -46,17 +47,14 @@ class World {
   virtual Result<void> scale(std::string_view service, int replicas) = 0;
   // Replaces one replica (crash recovery, healing).
   virtual Result<void> restart(std::string_view replica_id) = 0;
-  // The operator changed a service's replica bounds while it runs (0 <= min <= max, max >= 1):
-  // scale() takes counts within the new ones from now on; the replicas are not changed here.
-  // Errors: kNotFound (unknown service); kInvalidArgument from a world whose bounds are fixed
+  // The operator changed what a service is given while it runs (its replica bounds, 0 <= min <=
+  // max, max >= 1; its SLO; seeds): scale() takes counts within the new bounds from now on, and
+  // its requests count as within the SLO by the new one; the replicas are not changed here.
+  // Errors: kNotFound (unknown service); kInvalidArgument from a world whose services are fixed
   // for its life (the simulator's, Kubernetes': the controller's file is read at its start).
-  virtual Result<void> set_replica_bounds(std::string_view service, int min_replicas,
-                                          int max_replicas) {
-    (void)min_replicas;
-    (void)max_replicas;
-    return make_error(
-        ErrorCode::kInvalidArgument,
-        std::string(service) + ": this world's replica bounds cannot change while it runs");
+  virtual Result<void> respec(const scaling::ServiceSpec& spec) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      spec.name + ": this world's services cannot change while it runs");
   }
 };
 

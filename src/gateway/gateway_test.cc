@@ -869,7 +869,7 @@ TEST(GatewayAdmissionTest, BeyondTheLimitIs503OverloadedWithRetryAfter) {
   EXPECT_EQ(g.get("/y").body, "A /y");
 }
 
-TEST(GatewayAdmissionTest, AReloadChangingOneServicesLimitKeepsTheOtherClusters) {
+TEST(GatewayAdmissionTest, ANewLimitHoldsOnTheClusterAsItIs) {
   Upstream a("A"), b("B");
   GatewayConfig config =
       parse("  upstreams:\n    a: [\"" + a.address() + "\"]\n    b: [\"" + b.address() +
@@ -883,8 +883,9 @@ TEST(GatewayAdmissionTest, AReloadChangingOneServicesLimitKeepsTheOtherClusters)
   EXPECT_EQ(g.gw->cluster("a"), a_before);  // nothing changed
   config.max_requests_per_replica["a"] = 1;
   ASSERT_TRUE(g.gw->reload(config));
-  EXPECT_NE(g.gw->cluster("a"), a_before);  // a new limit: a new cluster
-  EXPECT_EQ(g.gw->cluster("b"), b_before);  // b's learned state is kept
+  EXPECT_EQ(g.gw->cluster("a"), a_before);  // a new limit, on the cluster as it is
+  EXPECT_EQ(g.gw->cluster("a")->max_requests_per_replica(), 1u);
+  EXPECT_EQ(g.gw->cluster("b"), b_before);
 
   // The new limit holds: one request in flight fills it.
   RawSocket held(g.server->port());
@@ -908,9 +909,11 @@ TEST(GatewayAdmissionTest, AReloadChangingOneServicesLimitKeepsTheOtherClusters)
   ASSERT_TRUE(g.gw->reload(config));
   EXPECT_NE(g.gw->cluster("a"), a_now);
   EXPECT_EQ(g.gw->cluster("a")->max_requests_per_replica(), 3u);
-  // ... until a reload changes the service's own limit.
+  // ... until a reload changes the service's own limit (on the same cluster).
+  const Cluster* renewed = g.gw->cluster("a");
   config.max_requests_per_replica["a"] = 2;
   ASSERT_TRUE(g.gw->reload(config));
+  EXPECT_EQ(g.gw->cluster("a"), renewed);
   EXPECT_EQ(g.gw->cluster("a")->max_requests_per_replica(), 2u);
   ASSERT_TRUE(g.gw->set_max_requests_per_replica("a", 3));
   auto unknown = g.gw->set_max_requests_per_replica("c", 3);

@@ -434,12 +434,18 @@ Decision AwsPredictivePolicy::decide_service(ServiceState& state, const ServiceO
   return Decision{spec.name, desired, join(why)};
 }
 
-void AwsPredictivePolicy::set_replica_bounds(std::string_view service, int min_replicas,
-                                             int max_replicas) {
+void AwsPredictivePolicy::respec(const ServiceSpec& spec) {
   for (ServiceState& s : services_) {
-    if (s.spec.name != service) continue;
-    s.spec.min_replicas = min_replicas;
-    s.spec.max_replicas = max_replicas;
+    if (s.spec.name != spec.name) continue;
+    s.spec = spec;
+    // The forecast's load stands; its instances are counted again at the new capacity, not at
+    // the next forecast (up to forecast_interval away).
+    if (s.forecast) {
+      const double per_instance = spec.capacity_rps * options_.target_utilization;
+      for (size_t h = 0; h < s.forecast->load_rps.size(); ++h) {
+        s.forecast->capacity[h] = ceil_count(s.forecast->load_rps[h] / per_instance);
+      }
+    }
   }
 }
 

@@ -99,9 +99,9 @@ class AwsPredictivePolicy final : public Policy {
   // datapoints). Each scrape (window.sampled_at) is recorded once, however often it is seen.
   void observe(const Snapshot& snapshot) override;
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
-  // The Auto Scaling group's MinSize and MaxSize changed: the next decision stays within them
-  // (its forecast and history go on).
-  void set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) override;
+  // The Auto Scaling group's MinSize and MaxSize, or the capacity per instance its target tracks
+  // or its warm-up, changed: the next decision follows them (its forecast and history go on).
+  void respec(const ServiceSpec& spec) override;
 
   // The service's latest forecast; nullopt before min_history of data (or for an unknown name).
   const AwsForecast* forecast(std::string_view service) const;

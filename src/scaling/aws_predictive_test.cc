@@ -285,6 +285,21 @@ TEST(AwsPredictiveForecast, NoForecastBeforeADayOfHistory) {
   EXPECT_EQ(f->capacity[7], 2);
 }
 
+// A new capacity per instance (a reload of the file) counts the forecast's instances again at
+// once; the forecast's load and time stand.
+TEST(AwsPredictiveForecast, ANewCapacityCountsTheForecastAgain) {
+  DailyPattern w;
+  w.run_until(24h);
+  ServiceSpec doubled = spec();
+  doubled.capacity_rps = 200;
+  w.policy().respec(doubled);
+  const AwsForecast* f = w.policy().forecast("svc");
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->made_at, at(24h));
+  EXPECT_NEAR(f->load_rps[8], 1000, 1e-6);
+  EXPECT_EQ(f->capacity[8], 10);  // 1000 / (200 × 0.5)
+}
+
 TEST(AwsPredictiveForecast, RefreshedEverySixHours) {
   DailyPattern w;
   w.run_until(30h - 60s);

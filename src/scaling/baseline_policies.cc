@@ -45,11 +45,11 @@ void HpaPolicy::init(const std::vector<ServiceSpec>& services) {
   }
 }
 
-void HpaPolicy::set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) {
-  auto it = hpas_.find(service);
+void HpaPolicy::respec(const ServiceSpec& spec) {
+  auto it = hpas_.find(spec.name);
   if (it == hpas_.end()) return;
   // At least one pod, as at init().
-  it->second.set_replica_bounds(std::max(1, min_replicas), std::max(1, max_replicas));
+  it->second.set_replica_bounds(std::max(1, spec.min_replicas), std::max(1, spec.max_replicas));
 }
 
 Plan HpaPolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
@@ -84,9 +84,11 @@ void KpaPolicy::init(const std::vector<ServiceSpec>& services) {
   }
 }
 
-void KpaPolicy::set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) {
-  auto it = services_.find(service);
+void KpaPolicy::respec(const ServiceSpec& spec) {
+  auto it = services_.find(spec.name);
   if (it == services_.end()) return;
+  const int min_replicas = spec.min_replicas;
+  const int max_replicas = spec.max_replicas;
   // The revision's min-scale and max-scale annotations changed: the autoscaler keeps its metric
   // windows and panic state, and bounds its next decision by the new ones.
   PerService& ps = it->second;

@@ -32,7 +32,8 @@ class HpaPolicy final : public Policy {
   Clock::Duration period() const override { return options_.sync_period; }
   void init(const std::vector<ServiceSpec>& services) override;
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
-  void set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) override;
+  // The bounds (its CPU target is the policy's, not the service's).
+  void respec(const ServiceSpec& spec) override;
 
  private:
   HpaPolicyOptions options_;
@@ -56,7 +57,8 @@ class KpaPolicy final : public Policy {
   void init(const std::vector<ServiceSpec>& services) override;
   void observe(const Snapshot& snapshot) override;
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
-  void set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) override;
+  // The bounds (its target is the service's concurrency, which does not change while it runs).
+  void respec(const ServiceSpec& spec) override;
 
  private:
   struct PerService {

@@ -231,15 +231,15 @@ TEST(HpaPolicyTest, NewBoundsHoldFromTheNextSync) {
                 .decisions.at(0)
                 .replicas,
             8);
-  policy.set_replica_bounds("api", 1, 6);
+  policy.respec({.name = "api", .min_replicas = 1, .max_replicas = 6});
   Plan plan = policy.decide({at(915), {service_with_cpu(8, 0.5, at(915))}, {}}, at(915));
   EXPECT_EQ(plan.decisions.at(0).replicas, 6);
   EXPECT_THAT(plan.decisions[0].reason, testing::HasSubstr("clamped to max 6"));
-  policy.set_replica_bounds("api", 7, 20);
+  policy.respec({.name = "api", .min_replicas = 7, .max_replicas = 20});
   plan = policy.decide({at(930), {service_with_cpu(6, 0.5, at(930))}, {}}, at(930));
   EXPECT_EQ(plan.decisions.at(0).replicas, 7);
   EXPECT_THAT(plan.decisions[0].reason, testing::HasSubstr("clamped to min 7"));
-  policy.set_replica_bounds("web", 1, 1);  // unknown: ignored
+  policy.respec({.name = "web", .min_replicas = 1, .max_replicas = 1});  // unknown: ignored
 }
 
 TEST(KpaPolicyTest, NewBoundsHoldFromTheNextDecision) {
@@ -247,7 +247,8 @@ TEST(KpaPolicyTest, NewBoundsHoldFromTheNextDecision) {
   std::vector<Clock::TimePoint> every_second;
   for (int t = 1; t <= 60; ++t) every_second.push_back(at(t));
   expect_ten_pods_for_seventy(kpa_after_seventy_in_flight(policy, every_second));
-  policy.set_replica_bounds("api", 1, 6);  // the autoscaler made, its windows full
+  // The autoscaler made, its windows full.
+  policy.respec({.name = "api", .min_replicas = 1, .max_replicas = 6});
   ServiceObservation s = service_with_cpu(10, 0.5, at(60));
   s.desired_replicas = 10;
   const Plan plan = policy.decide({at(62), {s}, {}}, at(62));

@@ -138,14 +138,22 @@ void CapacityModel::init(const std::vector<ServiceSpec>& services) {
   for (const auto& spec : services) {
     Learned s;
     if (auto it = services_.find(spec.name); it != services_.end()) s = it->second;
-    s.spec = spec;
-    s.servers = std::max(spec.max_concurrency, 1);
-    s.seed_service_time =
-        service_time_for(s.servers, spec.capacity_rps, spec.slo_latency_p99_seconds);
-    update_capacity(s);
+    take_spec(s, spec);
     next.insert_or_assign(spec.name, std::move(s));
   }
   services_ = std::move(next);
+}
+
+void CapacityModel::respec(const ServiceSpec& spec) {
+  if (auto it = services_.find(spec.name); it != services_.end()) take_spec(it->second, spec);
+}
+
+void CapacityModel::take_spec(Learned& s, const ServiceSpec& spec) const {
+  s.spec = spec;
+  s.servers = std::max(spec.max_concurrency, 1);
+  s.seed_service_time =
+      service_time_for(s.servers, spec.capacity_rps, spec.slo_latency_p99_seconds);
+  update_capacity(s);
 }
 
 void CapacityModel::observe(const Snapshot& snapshot) {

@@ -73,6 +73,10 @@ class CapacityModel {
   // The services to learn (others in snapshots are ignored) and their seeds. Forgets what was
   // learned about services not listed again.
   void init(const std::vector<ServiceSpec>& services);
+  // A service's spec changed (its SLO, seed capacity or bounds; not its concurrency): its
+  // capacity is that of the learned service time at the new SLO, or the new seed before any
+  // sample. What was learned goes on. An unknown service is ignored.
+  void respec(const ServiceSpec& spec);
   // Learns from each service's latest scrape; a scrape not later than the last one changes
   // nothing, unless it is more than kClockSetBack behind it (a clock set back): learning goes on
   // from there.
@@ -130,6 +134,7 @@ class CapacityModel {
   // one and the sums now hold the run's scrapes, this one included.
   bool restarted_by_shift(Learned& s, double service_time, double requests, double keep) const;
   void update_capacity(Learned& s) const;
+  void take_spec(Learned& s, const ServiceSpec& spec) const;  // and its seed
   double correction(const Learned& s) const;  // the multiplier applied to the model's p99
 
   CapacityModelOptions options_;

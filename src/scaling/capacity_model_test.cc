@@ -360,6 +360,29 @@ TEST(CapacityModel, InitFollowsANewNumberOfWorkersPerReplica) {
       << "still the 4-worker capacity " << mmc_capacity_rps(4, s, 0.2);
 }
 
+// A reload's new SLO: the capacity is the learned service time's at it, at once; the samples go
+// on. Before any sample, a new seed is the capacity (the file's capacity_rps is at its SLO).
+TEST(CapacityModel, RespecTakesANewSloAtTheLearnedServiceTime) {
+  CapacityModel model;
+  model.init({spec("api", 175.0)});
+  model.respec(spec("api", 90.0));
+  EXPECT_DOUBLE_EQ(model.capacity_rps("api"), 90.0);
+  model.respec(spec("api", 175.0));
+  feed(model, "api", {.service_time = 0.03}, mmc_capacity_rps(4, 0.03, 0.2), seconds(15),
+       minutes(10));
+  const double s = model.service_time_seconds("api");
+  ASSERT_NEAR(s, 0.03, 1e-6);
+  const int samples = model.samples("api");
+  model.respec(spec("api", 175.0, 4, 0.1));  // a tighter SLO
+  EXPECT_NEAR(model.capacity_rps("api"), mmc_capacity_rps(4, s, 0.1), 1e-3)
+      << "still the 200 ms capacity " << mmc_capacity_rps(4, s, 0.2);
+  EXPECT_LT(model.capacity_rps("api"), mmc_capacity_rps(4, s, 0.2));
+  EXPECT_EQ(model.samples("api"), samples);
+  EXPECT_NEAR(model.service_time_seconds("api"), s, 1e-12);
+  model.respec(spec("ghost", 10.0));  // unknown: ignored
+  EXPECT_EQ(model.capacity_rps("ghost"), 0);
+}
+
 // ---- saving and restoring (docs/state.md) ----------------------------------------------------
 
 TEST(CapacityModel, JsonRoundTripRestoresWhatWasLearned) {

@@ -64,16 +64,13 @@ class Policy {
     return false;
   }
   virtual Plan decide(const Snapshot& snapshot, Clock::TimePoint now) = 0;
-  // The operator changed a service's replica bounds while it runs (`prescale up` reloading its
-  // file), to 0 <= min_replicas <= max_replicas. The controller clamps every decision to the
-  // bounds anyway; a policy that sizes within them (the HPA's and Knative's clamps, prescale's
-  // plan and its reasons) takes them from here for its next decision. An unknown service is
-  // ignored, as is the call by a policy that keeps no bounds.
-  virtual void set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) {
-    (void)service;
-    (void)min_replicas;
-    (void)max_replicas;
-  }
+  // The operator changed what a service is given while it runs (`prescale up` reloading its
+  // file): its replica bounds (0 <= min <= max), SLO, seed capacity, queue limit or seed startup
+  // time; its name and concurrency are as before. The controller clamps every decision to the
+  // bounds anyway; a policy takes what it sizes by from here (the HPA's and Knative's clamps,
+  // prescale's capacity at the SLO, its plan and its reasons) for its next decision, and what it
+  // learned goes on. An unknown service is ignored, as is the call by a policy that keeps no spec.
+  virtual void respec(const ServiceSpec& spec) { (void)spec; }
 };
 
 }  // namespace prescale::scaling

@@ -94,12 +94,11 @@ void PrescalePolicy::init(const std::vector<ServiceSpec>& services) {
   quantile_score_ = normal_score(std::clamp(options_.quantile, 0.5, 0.9999));
 }
 
-void PrescalePolicy::set_replica_bounds(std::string_view service, int min_replicas,
-                                        int max_replicas) {
-  if (ServiceState* s = find(service)) {
-    s->spec.min_replicas = min_replicas;
-    s->spec.max_replicas = max_replicas;
-  }
+void PrescalePolicy::respec(const ServiceSpec& spec) {
+  ServiceState* s = find(spec.name);
+  if (s == nullptr) return;
+  s->spec = spec;
+  capacity_.respec(spec);
 }
 
 PrescalePolicy::ServiceState* PrescalePolicy::find(std::string_view name) {

@@ -110,9 +110,15 @@ class PrescalePolicy final : public Policy {
   void init(const std::vector<ServiceSpec>& services) override;
   void observe(const Snapshot& snapshot) override;
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
-  // The next decision plans within the new bounds; what was learned (history, forecaster, call
-  // graph, capacity, startup times) and the plans held for the scale-down delay go on.
-  void set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) override;
+  // The next decision plans within the new bounds, by the capacity at the new SLO (the learned
+  // service time, or the new seed before any), for the new queue limit, a seed startup time
+  // ahead until startups are learned; what was learned (history, forecaster, call graph, service
+  // time, startup times) and the plans held for the scale-down delay go on.
+  void respec(const ServiceSpec& spec) override;
+  // The error budget the quantile is steered by (options.error_budget; 0: not steered), changed
+  // while it runs (a reload's new `slo.error_budget`): the steering so far goes on from where it
+  // is, toward the new budget.
+  void set_error_budget(double error_budget) { options_.error_budget = error_budget; }
 
   // Which of a service's per-minute series: all its arrivals, or — for a service that callers
   // call and that also has clients of its own — the requests from outside the call graph, which

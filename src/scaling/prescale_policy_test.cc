@@ -83,6 +83,14 @@ ServiceSpec spec(std::string name, double capacity = 100) {
   return s;
 }
 
+// spec(name) within other bounds.
+ServiceSpec bounded(std::string name, int min_replicas, int max_replicas) {
+  ServiceSpec s = spec(std::move(name));
+  s.min_replicas = min_replicas;
+  s.max_replicas = max_replicas;
+  return s;
+}
+
 // A copy: decide()'s Plan is often a temporary.
 std::optional<Decision> decision_for(const Plan& plan, std::string_view service) {
   for (const auto& d : plan.decisions) {
@@ -684,6 +692,12 @@ TEST(PrescalePolicyTest, ErrorBudgetSteersThePlanningQuantile) {
   world.services[0].slow_rps = 0.1;
   run_minutes(2);
   EXPECT_NEAR(policy.planning_quantile(), before, 1e-3);
+  // A reload's new budget: 0.1 % slow is now far within it, and the quantile comes down from its
+  // bound.
+  policy.set_error_budget(0.1);
+  run_minutes(300);
+  EXPECT_LT(policy.planning_quantile(), 0.9);
+  policy.set_error_budget(0.001);
   // init() starts the steering anew.
   policy.init({spec("api")});
   EXPECT_DOUBLE_EQ(policy.planning_quantile(), 0.9);
@@ -1135,16 +1149,35 @@ TEST(PrescalePolicyTest, NewBoundsHoldFromTheNextDecision) {
     return d.value_or(Decision{"api", -1, "no decision"});
   };
   EXPECT_EQ(decide_at(15, 10).replicas, 11);  // 1000 × 1.05 / 100
-  policy.set_replica_bounds("api", 1, 4);
+  policy.respec(bounded("api", 1, 4));
   Decision d = decide_at(30, 11);
   EXPECT_EQ(d.replicas, 4);
   EXPECT_THAT(d.reason, HasSubstr("capped at max 4"));
   world.services[0].rps = 100;
-  policy.set_replica_bounds("api", 6, 20);
+  policy.respec(bounded("api", 6, 20));
   d = decide_at(45, 4);
   EXPECT_EQ(d.replicas, 6);
   EXPECT_THAT(d.reason, HasSubstr("raised to min 6"));
-  policy.set_replica_bounds("web", 1, 1);  // unknown: ignored
+  policy.respec(bounded("web", 1, 1));  // unknown: ignored
+}
+
+// A new capacity seed while it runs (a reload of the file), before any capacity is learned: the
+// next decision sizes by it. (A new SLO moves a learned capacity: CapacityModel's Respec tests.)
+TEST(PrescalePolicyTest, ANewCapacitySeedHoldsFromTheNextDecision) {
+  PrescalePolicy policy;
+  policy.init({spec("api")});
+  FakeWorld world{{{"api", 1000, 10, 0}}, {}};  // 1000 req/s on 10 replicas of 100
+  auto decide_at = [&](double t, int replicas) {
+    world.services[0].replicas = replicas;
+    const Snapshot s = world.at_time(t);
+    policy.observe(s);
+    std::optional<Decision> d = decision_for(policy.decide(s, at(t)), "api");
+    return d.value_or(Decision{"api", -1, "no decision"});
+  };
+  EXPECT_EQ(decide_at(15, 10).replicas, 11);  // 1000 × 1.05 / 100
+  policy.respec(spec("api", 50));
+  EXPECT_DOUBLE_EQ(policy.capacity().capacity_rps("api"), 50);
+  EXPECT_EQ(decide_at(30, 11).replicas, 21);  // 1000 × 1.05 / 50
 }
 
 // A lowered min is not held by the plans of the scale-down delay, which the old min had raised:
@@ -1160,7 +1193,7 @@ TEST(PrescalePolicyTest, ALoweredMinIsNotHeldByEarlierPlans) {
     policy.observe(s);
     EXPECT_FALSE(decision_for(policy.decide(s, at(t)), "api")) << "t=" << t;
   }
-  policy.set_replica_bounds("api", 1, 100);
+  policy.respec(bounded("api", 1, 100));
   const Snapshot s = world.at_time(400);
   policy.observe(s);
   const std::optional<Decision> d = decision_for(policy.decide(s, at(400)), "api");

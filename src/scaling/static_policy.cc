@@ -26,13 +26,11 @@ void StaticPolicy::init(const std::vector<ServiceSpec>& services) {
   decided_ = false;
 }
 
-void StaticPolicy::set_replica_bounds(std::string_view service, int min_replicas,
-                                      int max_replicas) {
+void StaticPolicy::respec(const ServiceSpec& spec) {
   for (ServiceSpec& s : services_) {
-    if (s.name != service) continue;
-    s.min_replicas = min_replicas;
-    s.max_replicas = max_replicas;
-    decided_ = false;  // sized again within the new bounds
+    if (s.name != spec.name) continue;
+    s = spec;
+    decided_ = false;  // sized again, within the new bounds, by the new capacity
   }
 }
 

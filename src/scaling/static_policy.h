@@ -28,10 +28,10 @@ class StaticPolicy final : public Policy {
   // It decides once, at its first decide(); the period only says how often it is asked again.
   Clock::Duration period() const override { return std::chrono::hours(1); }
   void init(const std::vector<ServiceSpec>& services) override;
-  // The first call returns a decision per service; later calls return an empty plan, until the
-  // bounds change (the next call decides again).
+  // The first call returns a decision per service; later calls return an empty plan, until a
+  // service's spec changes (the next call decides again).
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
-  void set_replica_bounds(std::string_view service, int min_replicas, int max_replicas) override;
+  void respec(const ServiceSpec& spec) override;
 
   // The replica count sized for `spec` (what the first decide() asks for).
   int replicas_for(const ServiceSpec& spec) const;

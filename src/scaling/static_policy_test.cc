@@ -61,11 +61,13 @@ TEST(StaticPolicyTest, DecidesAgainWithinNewBounds) {
   p.init({spec("b", 100, 1, 20)});
   const Clock::TimePoint t0 = Clock::TimePoint{} + std::chrono::seconds(0);
   EXPECT_EQ(p.decide(Snapshot{}, t0).decisions.at(0).replicas, 20);
-  p.set_replica_bounds("b", 1, 30);
+  p.respec(spec("b", 100, 1, 30));
   const Plan again = p.decide(Snapshot{}, t0 + 1s);
   ASSERT_EQ(again.decisions.size(), 1u);
   EXPECT_EQ(again.decisions[0].replicas, 30);
   EXPECT_TRUE(p.decide(Snapshot{}, t0 + 2s).decisions.empty());
+  p.respec(spec("b", 1000, 1, 30));  // a new capacity: sized again, 5000 / 1000
+  EXPECT_EQ(p.decide(Snapshot{}, t0 + 3s).decisions.at(0).replicas, 5);
 }
 
 }  // namespace

@@ -242,7 +242,6 @@ bool same_cluster_settings(const GatewayConfig& a, const GatewayConfig& b,
          a.load_balancer_tolerance == b.load_balancer_tolerance &&
          a.outlier_detection == b.outlier_detection && a.circuit_breakers == b.circuit_breakers &&
          a.retry_budget == b.retry_budget &&
-         max_requests_per_replica(a, service) == max_requests_per_replica(b, service) &&
          health_check_path(a, service) == health_check_path(b, service);
 }
 

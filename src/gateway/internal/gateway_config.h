@@ -38,8 +38,8 @@ std::uint32_t max_requests_per_replica(const GatewayConfig& c, const std::string
 // gateway's health_check.path.
 std::string health_check_path(const GatewayConfig& c, const std::string& service);
 
-// Whether `service`'s cluster built for `a` fits `b` as it is. The admission limit is
-// compared per service: a new limit for one service leaves the others' learned state alone.
+// Whether `service`'s cluster built for `a` fits `b` as it is, with its learned state. The
+// admission limit is not compared: a cluster takes a new one in place.
 bool same_cluster_settings(const GatewayConfig& a, const GatewayConfig& b,
                            const std::string& service);
 

@@ -61,6 +61,12 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
   if (previous != nullptr) {
     for (const auto& [service, c] : previous->clusters) {
       if (same_cluster_settings(previous->config, config, service)) {
+        // A new admission limit (the service's queue limit or capacity changed) holds at once on
+        // the cluster as it is, its learned state kept; one set while serving stays until then.
+        auto set = admission_overrides.find(service);
+        c->set_max_requests_per_replica(set != admission_overrides.end()
+                                            ? set->second
+                                            : max_requests_per_replica(config, service));
         next->clusters.emplace(service, c);
       } else {
         cluster_for(service)->adopt_health(*c);

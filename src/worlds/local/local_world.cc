@@ -342,18 +342,18 @@ Result<void> LocalWorld::scale(std::string_view service, int replicas) {
   return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
 }
 
-Result<void> LocalWorld::set_replica_bounds(std::string_view service, int min_replicas,
-                                            int max_replicas) {
-  if (auto valid = control::check_replica_bounds(service, min_replicas, max_replicas); !valid) {
+Result<void> LocalWorld::respec(const scaling::ServiceSpec& spec) {
+  if (auto valid = control::check_replica_bounds(spec.name, spec.min_replicas, spec.max_replicas);
+      !valid) {
     return valid;
   }
   for (const auto& s : services_) {
-    if (s->spec.name != service) continue;
-    s->spec.min_replicas = min_replicas;
-    s->spec.max_replicas = max_replicas;
+    if (s->spec.name != spec.name) continue;
+    s->spec = spec;
+    s->traffic.set_slo(spec.slo_latency_p99_seconds);
     return {};
   }
-  return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
+  return make_error(ErrorCode::kNotFound, "no service named " + spec.name);
 }
 
 Result<void> LocalWorld::restart(std::string_view replica_id) {

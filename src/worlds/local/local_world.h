@@ -107,9 +107,10 @@ class LocalWorld final : public control::World {
   // Errors: kNotFound (unknown service), kOutOfRange (outside the service's bounds).
   Result<void> scale(std::string_view service, int replicas) override;
   Result<void> restart(std::string_view replica_id) override;
-  // Errors: kNotFound, kInvalidArgument (not 0 <= min <= max, max >= 1).
-  Result<void> set_replica_bounds(std::string_view service, int min_replicas,
-                                  int max_replicas) override;
+  // New bounds for scale(), a new SLO for the requests counted from the next observation (and
+  // the window's share over it at once). Errors: kNotFound, kInvalidArgument (not
+  // 0 <= min <= max, max >= 1).
+  Result<void> respec(const scaling::ServiceSpec& spec) override;
   // Replaces a replica that still serves well (one headed for its memory limit): the new one
   // starts now and the old one drains once it is ready. Errors: as restart()'s.
   Result<void> replace_when_ready(std::string_view replica_id);

@@ -82,6 +82,10 @@ class TrafficWindow {
   TrafficWindow(double slo_latency_seconds, Clock::Duration metric_window)
       : slo_(slo_latency_seconds), metric_window_(metric_window) {}
 
+  // A new SLO: the requests of the next read on, and the window's (fill()) at once, are counted
+  // as slow by it.
+  void set_slo(double slo_latency_seconds) { slo_ = slo_latency_seconds; }
+
   // Records a read; returns what happened since the previous one (since zero for the first: the
   // gateway started with the world).
   RequestDelta record(Clock::TimePoint real, Clock::TimePoint now, const GatewayCounts& counts);
