@@ -500,7 +500,8 @@ gateway:
 // Admission control is on by default (half the SLO: 50 ms here) and counts with the capacity
 // the controller learns, not the file's seed: the seed of 10 req/s allows 1 + ceil(10 × 0.05) = 2
 // requests in flight per replica; a replica that serves GET /busy/5 at well over 60 req/s within
-// the SLO is given more once its capacity is learned.
+// the SLO is given more once its capacity is learned, and keeps it through a reload that changes
+// its queue limit.
 TEST(UpTest, AdmissionControlCountsWithTheLearnedCapacity) {
   TempDir dir;
   const std::string config = dir.file("prescale.yaml");
@@ -531,6 +532,16 @@ TEST(UpTest, AdmissionControlCountsWithTheLearnedCapacity) {
   std::printf("admission limit per replica: 2 from the seed, %d learned\n", learned);
   EXPECT_GE(learned, 4) << up.log();
   EXPECT_NE(up.log().find("web: admission limit "), std::string::npos) << up.log();
+  // A reload that doubles the queue limit (100 ms, not half the SLO) keeps what was learned: the
+  // new number is counted at the learned capacity, not at the seed's 1 + ceil(10 × 0.1) = 2.
+  testing::save_file(
+      config, one_replica_yaml("capacity_rps: 10\n    concurrency: 1\n    queue_limit: 100ms"));
+  EXPECT_TRUE(testing::wait_for(
+      [&] { return up.log().find("queue_limit 100 ms (was 50 ms)") != std::string::npos; }, 20s))
+      << up.log();
+  const int doubled = admission_limit();
+  std::printf("after a reload that doubles the queue limit: %d\n", doubled);
+  EXPECT_GT(doubled, learned) << up.log();
   ASSERT_EQ(up.stop(), 0) << up.log();
 }
 

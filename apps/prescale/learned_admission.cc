@@ -46,10 +46,10 @@ void LearnedAdmission::respec(const std::vector<ServiceConfig>& services,
     auto [it, added] = in_force_.try_emplace(s.name);
     InForce& f = it->second;
     f.service = s;
-    if (added || !f.learned) {
+    if (const double now = capacity(s.name); now > 0 && std::isfinite(now)) {
+      f.capacity_rps = now;
+    } else if (added || !f.learned) {
       f.capacity_rps = s.capacity_rps;
-    } else if (const double learned = capacity(s.name); learned > 0 && std::isfinite(learned)) {
-      f.capacity_rps = learned;
     }
     f.per_replica = s.max_requests_per_replica_at(f.capacity_rps);
   }

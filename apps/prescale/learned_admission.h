@@ -38,13 +38,13 @@ class LearnedAdmission {
   // one within kCapacityStep of the capacity the number in force was computed from. A number
   // `apply` refuses is not in force: the next call tries again.
   void follow(const CapacityOf& capacity, const Apply& apply);
-  // The file was reloaded (prescale up): each service's number from its new queue_limit (or
-  // SLO, which the automatic limit is half of) and concurrency, at `capacity` (the capacity
-  // learned at the new SLO) where a learned one is in force and `capacity` is a number > 0, at
-  // the one in force otherwise, or at the new capacity_rps seed while nothing was learned. A
-  // service whose queue_limit is now 0 is left alone from now on; one that now has a limit starts
-  // from its seed. Nothing is applied here: the caller puts per_replica() in force, as after a
-  // start.
+  // The file was reloaded with new settings for `services` (prescale up; their SLO, seeds or
+  // queue limit changed): each one's number from its new queue_limit (or SLO, which the
+  // automatic limit is half of) at `capacity` (the policy's capacity at the new SLO: the new seed
+  // until one is learned) where that is a number > 0; otherwise at the capacity learned so far,
+  // or at the new capacity_rps seed while nothing was learned. A service whose queue_limit is
+  // now 0 is left alone from now on. Nothing is applied here: the caller puts per_replica() in
+  // force, as after a start.
   void respec(const std::vector<ServiceConfig>& services, const CapacityOf& capacity);
 
   // The number in force; 0 for a service without an admission limit.

@@ -109,13 +109,13 @@ TEST(LearnedAdmission, ARespecTakesTheNewQueueLimitAtWhatWasLearned) {
   EXPECT_EQ(h.admission.per_replica("seeded"), 2 + 5) << "the new seed: 50 req/s × 0.1 s";
   EXPECT_EQ(h.admission.per_replica("batch"), 2 + 10) << "a limit now: from its seed";
   EXPECT_EQ(h.follow({{"api", 260}, {"seeded", 52}}), Applied{}) << "within a tenth";
-  // The capacity learned at a new SLO, where there is one (a seed is not replaced by it).
+  // The policy's capacity at a new SLO, where there is one.
   h.admission.respec({admitted_service("api", 100, std::chrono::milliseconds(200)),
                       admitted_service("seeded", 50, std::chrono::milliseconds(100))},
-                     [](std::string_view) { return 300.0; });
+                     [](std::string_view s) { return s == "api" ? 300.0 : 60.0; });
   EXPECT_EQ(h.admission.per_replica("api"), 2 + 60) << "300 req/s × 0.2 s";
   EXPECT_EQ(h.admission.capacity_rps("api"), 300);
-  EXPECT_EQ(h.admission.per_replica("seeded"), 2 + 5);
+  EXPECT_EQ(h.admission.per_replica("seeded"), 2 + 6) << "60 req/s × 0.1 s";
   h.admission.respec({admitted_service("api", 100, std::chrono::milliseconds(0))}, none);
   EXPECT_EQ(h.admission.per_replica("api"), 0);
   EXPECT_EQ(h.follow({{"api", 500}}), Applied{}) << "no limit: left alone";

@@ -656,7 +656,7 @@ int run_up(const UpFlags& f) {
     // for a repeat): a label leading to another service than it did would count for the wrong
     // one. Such a file is refused before the gateway takes it.
     auto labels = gateway::route_services(prepared.gateway);
-    if (!labels) return refuse(f.config_path + ": " + labels.error().message);
+    if (!labels) return refuse(f.config_path + ": gateway." + labels.error().message);
     for (const auto& [route, service] : *labels) {
       if (const std::string* counted = world.route_service(route);
           counted != nullptr && *counted != service) {
@@ -672,10 +672,12 @@ int run_up(const UpFlags& f) {
     // controller's next tick, stays within the bounds and sizes by the rest (`initial` is the
     // count of a start, the next one's).
     std::string respecced;
+    std::vector<ServiceConfig> respecified;
     for (size_t i = 0; i < next->services.size(); ++i) {
       const ServiceConfig& now = next->services[i];
       const std::vector<std::string> changes = spec_changes(as_loaded.services[i], now);
       if (changes.empty()) continue;
+      respecified.push_back(now);
       if (auto set = controller.respec(service_spec(now, f.time_scale)); !set) {
         spdlog::error("reload ({}): {}", why, set.error().message);  // checked by the loader
         continue;
@@ -690,10 +692,13 @@ int run_up(const UpFlags& f) {
       sim::apply_policy_config(next->policy, next->services, steering);
       prescale_policy->set_error_budget(steering.prescale.error_budget);
     }
-    // The admission limits learned since the start stay in force over the seeds just reloaded,
-    // each for its service's new queue limit, at the capacity learned at its new SLO.
-    admission.respec(prepared.services, [&](std::string_view s) {
-      return prescale_policy != nullptr ? prescale_policy->capacity().capacity_rps(s) : NAN;
+    // The admission limits learned since the start stay in force over the seeds just reloaded;
+    // a respecified service's for its new queue limit, at the capacity at its new SLO (prescale,
+    // which learns it, unless only recommending).
+    admission.respec(respecified, [&](std::string_view s) {
+      return prescale_policy != nullptr && !f.recommend_only
+                 ? prescale_policy->capacity().capacity_rps(s)
+                 : NAN;
     });
     for (const ServiceConfig& s : prepared.services) {
       if (const int n = admission.per_replica(s.name); n > 0) {

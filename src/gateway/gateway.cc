@@ -63,7 +63,9 @@ Result<void> Gateway::reload(const GatewayConfig& config) {
   g.dns.follow(config.upstreams);
   for (const auto& [name, c] : (*next)->clusters) c->refresh();
   const bool new_health_checks = !(previous->config.health_check == config.health_check);
+  const std::shared_ptr<const Routing> published = *next;
   g.publish(std::move(*next));
+  g.set_admission_limits(*published);
   std::vector<Proxy::RouteId> gone;
   for (const Routing::RouteRuntime& rr : previous->runtime) {
     if (std::find(reused.begin(), reused.end(), rr.id) == reused.end()) gone.push_back(rr.id);

@@ -84,8 +84,8 @@ class Gateway {
   // metrics; a route's rate-limit buckets while its label and rate_limit stay the same; each
   // cluster with its learned state while the cluster settings stay the same (when they change,
   // every service gets a new cluster over the same endpoints, and the learned latency, breaker
-  // and ejection state starts afresh; a changed max_requests_per_replica renews only its
-  // service's cluster). gateway.listen and gateway.threads are not reloaded.
+  // and ejection state starts afresh; a changed max_requests_per_replica holds on its service's
+  // cluster as it is). gateway.listen and gateway.threads are not reloaded.
   Result<void> reload(const GatewayConfig& config);
 
   // The controller's view of replicas (docs/gateway.md, "Endpoints"). set_endpoints() makes

@@ -123,9 +123,13 @@ struct Gateway::Impl {
   // Builds the routing of `config` over `previous` (nullptr at creation); with config_mu held.
   // Changes nothing outside the result and the proxy's route list until publish(), but for
   // dropping the admission_overrides whose service's own limit `config` changes (after every
-  // check, so a refused reload keeps them).
+  // check, so a refused reload keeps them). A cluster kept from `previous` keeps its admission
+  // limit until set_admission_limits() after publish().
   Result<std::shared_ptr<Routing>> build(const GatewayConfig& config, const Routing* previous,
                                          std::vector<Proxy::RouteId>& reused);
+  // Puts each cluster of `published` at its service's admission limit: the override set while
+  // serving, or `published`'s config's.
+  void set_admission_limits(const Routing& published);
   // Makes `next` the routing of every new request.
   void publish(std::shared_ptr<const Routing> next);
   // With config_mu held.

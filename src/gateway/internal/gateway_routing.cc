@@ -61,12 +61,8 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
   if (previous != nullptr) {
     for (const auto& [service, c] : previous->clusters) {
       if (same_cluster_settings(previous->config, config, service)) {
-        // A new admission limit (the service's queue limit or capacity changed) holds at once on
-        // the cluster as it is, its learned state kept; one set while serving stays until then.
-        auto set = admission_overrides.find(service);
-        c->set_max_requests_per_replica(set != admission_overrides.end()
-                                            ? set->second
-                                            : max_requests_per_replica(config, service));
+        // Kept with its learned state; a new admission limit (the service's queue limit or
+        // capacity changed) is set on it once the routing is published.
         next->clusters.emplace(service, c);
       } else {
         cluster_for(service)->adopt_health(*c);
@@ -123,6 +119,15 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
     if (calls != nullptr) rr.external_calls = &calls->with({kExternalCaller, route.service});
   }
   return next;
+}
+
+void Gateway::Impl::set_admission_limits(const Routing& published) {
+  for (const auto& [service, cluster] : published.clusters) {
+    auto set = admission_overrides.find(service);
+    cluster->set_max_requests_per_replica(
+        set != admission_overrides.end() ? set->second
+                                         : max_requests_per_replica(published.config, service));
+  }
 }
 
 void Gateway::Impl::publish(std::shared_ptr<const Routing> next) {
