@@ -454,6 +454,52 @@ RunningPods run_pods(const TempDir& dir, const std::string& mounted,
   return out;
 }
 
+// The controller's mounted file edited in place (the kubelet swaps a ConfigMap's files whole): new
+// bounds and a new capacity seed apply at the controller's next look, as under `prescale up` — a
+// raised min scales the Deployment up at once — and an edit of what the policy was made from is
+// refused, naming it, with nothing changed.
+TEST(RenderKubernetesTest, TheRenderedControllerAppliesNewBoundsFromItsFile) {
+  TempDir dir;
+  const std::string config = kOneEchoService;
+  const auto [docs, mounted] = render_and_mount(dir, config);
+  ASSERT_FALSE(docs.empty());
+  const RunningPods pods = run_pods(dir, mounted, docs, 1);
+  ASSERT_GT(pods.port, 0);
+  const Subprocess& controller = *pods.controller;
+  ASSERT_TRUE(says(controller, "controller for 1 services")) << controller.log();
+  std::string yaml = testing::read_file(mounted);
+  yaml.replace(yaml.find("capacity_rps: 20"), 16, "capacity_rps: 25");
+  const std::string bounds = "{min: 1, max: 6, initial: 1}";
+  yaml.replace(yaml.find(bounds), bounds.size(), "{min: 2, max: 6, initial: 2}");
+  testing::save_file(mounted, yaml);
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        return controller.log().find(
+                   "web's replicas within [2, 6] (were [1, 6]), capacity_rps 25 "
+                   "(was 20)") != std::string::npos;
+      },
+      15s))
+      << controller.log();
+  EXPECT_TRUE(testing::wait_for([&] { return pods.api->replicas("web") == 2; }, 15s))
+      << scaled_to(*pods.api, "web") << "\n"
+      << controller.log();
+  EXPECT_TRUE(says(controller, "scaled web 1 -> 2: ")) << controller.log();
+  EXPECT_THAT(controller.log(), HasSubstr("/ 25.0 rps per replica; raised to min 2"));
+
+  yaml.replace(yaml.find("services:"), 9, "policy: {name: hpa}\nservices:");
+  testing::save_file(mounted, yaml);
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        return controller.log().find(
+                   "reload (the file changed) refused, keeping the running "
+                   "configuration: " +
+                   mounted + ": policy changed; ") != std::string::npos;
+      },
+      15s))
+      << controller.log();
+  EXPECT_EQ(pods.api->replicas("web"), 2) << scaled_to(*pods.api, "web");
+}
+
 // The controller's pod, run here from its rendered command against a stand-in for the Kubernetes
 // API that lists the pods running here (FakeApiServer: no kube-apiserver is packaged for Debian
 // 12): under a load its one replica cannot serve, it scales the service's Deployment up, through

@@ -476,9 +476,12 @@ int ControllerCommand::run() const {
     std::cerr << "prescale controller: " << message << "\n";
     return 2;
   };
+  // What a reload compares the file with (below): read before it is loaded, so that an edit made
+  // meanwhile is seen as one.
+  std::optional<std::string> file_text = read_whole_file(f.config_path);
   auto loaded = load_config_file(f.config_path);
   if (!loaded) return error(loaded.error().message);
-  const Config& config = *loaded;
+  Config config = std::move(*loaded);  // as a reload leaves it
   const std::string level =
       f.log_level.empty() ? std::string(to_string(config.logging.level)) : f.log_level;
   if (!init_logging({.level = level, .format = config.logging.format})) {
@@ -774,6 +777,75 @@ int ControllerCommand::run() const {
   PodTimeline pod_timeline;
   std::set<std::string> forecast_seen;  // services whose forecast gauge is exported
 
+  // Reloads (docs/kubernetes.md, "Changing the file"): the file's content is looked at every 2 s
+  // (the kubelet replaces a mounted ConfigMap's files whole, a minute or so after its edit). What
+  // the controller sizes by applies at once, as `prescale up` applies it; what the policy was
+  // made from needs a new controller pod, and a file asking for it changes nothing; what the pods
+  // run (their templates, the gateway's settings) changes when the rendered manifests are
+  // applied, which also rolls a new controller pod.
+  auto reload = [&] {
+    auto refuse = [&](const std::string& message) {
+      spdlog::error("reload (the file changed) refused, keeping the running configuration: {}",
+                    message);
+    };
+    auto next = load_config_file(f.config_path);
+    if (!next) return refuse(next.error().message);
+    std::string fixed;
+    for (const std::string& field : changes_needing_a_restart(config, *next)) {
+      // The pods' own settings are not the controller's to refuse.
+      const bool controllers = field == "policy" || field == "healer" ||
+                               field.starts_with("services (") || field.ends_with(".concurrency") ||
+                               field.ends_with(".kind") || field.ends_with(".depends_on");
+      if (controllers) fixed += (fixed.empty() ? "" : ", ") + field;
+    }
+    if (!fixed.empty()) {
+      return refuse(f.config_path + ": " + fixed +
+                    " changed; while running, the controller applies changes to services' "
+                    "replica bounds, SLOs, capacity and startup time seeds and queue limits: a "
+                    "new controller pod for these (applying the rendered manifests rolls one)");
+    }
+    std::string respecced;
+    std::vector<ServiceConfig> respecified;
+    for (size_t i = 0; i < next->services.size(); ++i) {
+      const ServiceConfig& now = next->services[i];
+      const std::vector<std::string> changes = spec_changes(config.services[i], now);
+      if (changes.empty()) continue;
+      const scaling::ServiceSpec spec = service_spec(now);
+      if (auto set = controller.respec(spec); !set) {
+        spdlog::error("reload (the file changed): {}", set.error().message);  // checked first
+        continue;
+      }
+      respecified.push_back(now);
+      keda_plan.respec(spec);
+      feed.set_error_budget(now.name, now.slo.error_budget);
+      cluster_healing.startup_times[now.name] = spec.startup_time;
+      rollout_judge.set_ready_deadline(
+          now.name, std::max<Clock::Duration>(std::chrono::seconds(180), 2 * now.startup_time));
+      respecced += (respecced.empty() ? "" : "; ") + now.name + "'s ";
+      for (size_t k = 0; k < changes.size(); ++k) respecced += (k > 0 ? ", " : "") + changes[k];
+    }
+    if (prescale_policy != nullptr && config.policy.steer_to_slo) {
+      sim::PolicySettings steering;  // the tightest budget, as at the start
+      sim::apply_policy_config(next->policy, next->services, steering);
+      prescale_policy->set_error_budget(steering.prescale.error_budget);
+    }
+    admission.respec(respecified, [&](std::string_view s) {
+      return prescale_policy != nullptr && !f.recommend_only
+                 ? prescale_policy->capacity().capacity_rps(s)
+                 : NAN;
+    });
+    // The healer's look at rollouts may be switched at once, as under `prescale up`.
+    config = std::move(*next);
+    show_services();
+    spdlog::info("reloaded {} (the file changed): {}{}", f.config_path,
+                 respecced.empty() ? "nothing the controller applies changed" : respecced,
+                 keda && !respecced.empty()
+                     ? "; KEDA keeps the ScaledObjects' bounds until the rendered manifests are "
+                       "applied"
+                     : "");
+  };
+  Clock::TimePoint next_look = clock.now() + std::chrono::seconds(2);
+
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
@@ -787,6 +859,13 @@ int ControllerCommand::run() const {
     const timespec wait{0, wait_ns};
     sig = sigtimedwait(&stop_signals, nullptr, &wait);
     if (sig > 0) break;
+    if (clock.now() >= next_look) {
+      next_look = clock.now() + std::chrono::seconds(2);
+      if (std::optional<std::string> text = read_whole_file(f.config_path); text != file_text) {
+        file_text = std::move(text);
+        if (file_text) reload();  // a file being replaced is read at the next look
+      }
+    }
     if (clock.now() < controller.next_tick()) continue;
     const std::optional<scaling::Plan> plan = controller.tick();
     if (keda_scaler && plan) keda_plan.decided(*plan);

@@ -27,6 +27,11 @@ class KedaPlan {
 
   // The policy decided this tick.
   void decided(const scaling::Plan& plan);
+  // The service's bounds changed (the controller's file reloaded): the next plan is bounded by
+  // them. (KEDA's own HorizontalPodAutoscaler keeps the ScaledObject's until it is applied anew.)
+  void respec(const scaling::ServiceSpec& spec) {
+    bounds_[spec.name] = {spec.min_replicas, spec.max_replicas};
+  }
   // What KEDA reads after the look that made `snapshot`; services with no count yet (none
   // planned, none read) are left out.
   std::map<std::string, int> published(const scaling::Snapshot& snapshot);

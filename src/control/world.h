@@ -51,7 +51,7 @@ class World {
   // max, max >= 1; its SLO; seeds): scale() takes counts within the new bounds from now on, and
   // its requests count as within the SLO by the new one; the replicas are not changed here.
   // Errors: kNotFound (unknown service); kInvalidArgument from a world whose services are fixed
-  // for its life (the simulator's, Kubernetes': the controller's file is read at its start).
+  // for its life (the simulator's).
   virtual Result<void> respec(const scaling::ServiceSpec& spec) {
     return make_error(ErrorCode::kInvalidArgument,
                       spec.name + ": this world's services cannot change while it runs");

@@ -1077,6 +1077,18 @@ Result<std::vector<std::string>> KubeWorld::missing_deployments() {
   return missing;
 }
 
+Result<void> KubeWorld::respec(const scaling::ServiceSpec& spec) {
+  if (auto valid = control::check_replica_bounds(spec.name, spec.min_replicas, spec.max_replicas);
+      !valid) {
+    return valid;
+  }
+  State::Service* s = state_->service_named(spec.name);
+  if (s == nullptr) return make_error(ErrorCode::kNotFound, "no service named " + spec.name);
+  s->spec = spec;
+  s->traffic.set_slo(spec.slo_latency_p99_seconds);
+  return {};
+}
+
 Result<void> KubeWorld::scale(std::string_view service, int replicas) {
   State& st = *state_;
   for (State::Service& s : st.services) {

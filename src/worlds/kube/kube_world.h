@@ -99,6 +99,10 @@ class KubeWorld final : public control::World {
   // Errors: kNotFound (unknown service, or no Deployment of its name), kOutOfRange (outside the
   // service's bounds), the API's own errors.
   Result<void> scale(std::string_view service, int replicas) override;
+  // The controller's file changed (its mounted ConfigMap): new bounds for scale(), a new SLO for
+  // the requests counted from now (the current window's too). The Deployments are not touched.
+  // Errors: kNotFound, kInvalidArgument (not 0 <= min <= max, max >= 1).
+  Result<void> respec(const scaling::ServiceSpec& spec) override;
   // Evicts the pod named `replica_id` (POST pods/NAME/eviction). Errors: kNotFound for a name that
   // is not a pod of a service among those last read (the gateway's, another team's);
   // kOutOfRange for a service's only ready pod (a container restarted in place is back sooner

@@ -194,6 +194,25 @@ TEST_F(KubeWorldTest, AGatewayThatRestartsOrComesLaterCountsFromZero) {
   EXPECT_DOUBLE_EQ(s.service("web")->window.arrival_rps, 20);  // (50 + 150) / 10 s
 }
 
+// The controller's file reloaded: new bounds for scale(), a new SLO for the window's slow share.
+TEST_F(KubeWorldTest, ANewSpecBoundsScalingAndCountsBySlo) {
+  KubeWorld world = make_world();
+  world.observe(clock_.now());
+  clock_.advance(10s);
+  gateway_.set(gateway_metrics(1200, 480, 80));
+  EXPECT_DOUBLE_EQ(world.observe(clock_.now()).service("web")->window.slow_rps, 0);
+  scaling::ServiceSpec tighter = spec("web");
+  tighter.max_replicas = 2;
+  tighter.slo_latency_p99_seconds = 0.01;  // every request took up to 50 ms
+  ASSERT_TRUE(world.respec(tighter));
+  EXPECT_EQ(world.scale("web", 3).error().code, ErrorCode::kOutOfRange);
+  EXPECT_TRUE(world.scale("web", 2));
+  EXPECT_GT(world.observe(clock_.now()).service("web")->window.slow_rps, 0);
+  EXPECT_EQ(world.respec(spec("cart")).error().code, ErrorCode::kNotFound);
+  tighter.min_replicas = 3;
+  EXPECT_EQ(world.respec(tighter).error().code, ErrorCode::kInvalidArgument);
+}
+
 TEST_F(KubeWorldTest, ScalesTheDeploymentAndRestartsByEvictingThePod) {
   KubeWorld world = make_world();
   world.observe(clock_.now());

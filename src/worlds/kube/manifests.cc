@@ -722,7 +722,9 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
   objects.push_back(
       service_object(kControllerName, "controller", {{"ports", std::move(controller_ports)}}, o));
   Json controller_annotations = scrape_annotations(kControllerAdminPort);
-  controller_annotations["checksum/config"] = sha256_hex(o.config_text);  // it reads the file once
+  // A reload applies only what the controller sizes by (docs/kubernetes.md, "Changing the file"):
+  // an applied edit rolls a new pod, which takes the rest.
+  controller_annotations["checksum/config"] = sha256_hex(o.config_text);
   Json controller = deployment(
       kControllerName, "controller", 1, controller_annotations, controller_container(o),
       Json::array(
