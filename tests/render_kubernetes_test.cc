@@ -486,6 +486,18 @@ TEST(RenderKubernetesTest, TheRenderedControllerAppliesNewBoundsFromItsFile) {
   EXPECT_TRUE(says(controller, "scaled web 1 -> 2: ")) << controller.log();
   EXPECT_THAT(controller.log(), HasSubstr("/ 25.0 rps per replica; raised to min 2"));
 
+  // What the pods run is theirs: taken, not refused.
+  yaml.replace(yaml.find("gateway:\n"), 9, "gateway:\n  retry_budget: {budget_percent: 30}\n");
+  testing::save_file(mounted, yaml);
+  EXPECT_TRUE(testing::wait_for(
+      [&] {
+        return controller.log().find(
+                   "nothing the controller sizes by changed; the rest applies "
+                   "to the pods with the rendered manifests") != std::string::npos;
+      },
+      15s))
+      << controller.log();
+
   yaml.replace(yaml.find("services:"), 9, "policy: {name: hpa}\nservices:");
   testing::save_file(mounted, yaml);
   EXPECT_TRUE(testing::wait_for(

@@ -509,13 +509,16 @@ int ControllerCommand::run() const {
 
   // The gateway's route labels, as the rendered gateway gives them: a file with one service and
   // no routes sends it everything.
-  GatewayConfig gateway_config = config.gateway;
-  if (gateway_config.routes.empty() && config.services.size() == 1) {
-    RouteConfig all;
-    all.service = config.services.front().name;
-    gateway_config.routes.push_back(std::move(all));
-  }
-  auto routes = gateway::route_services(gateway_config);
+  auto route_labels = [](const Config& c) {
+    GatewayConfig gateway_config = c.gateway;
+    if (gateway_config.routes.empty() && c.services.size() == 1) {
+      RouteConfig all;
+      all.service = c.services.front().name;
+      gateway_config.routes.push_back(std::move(all));
+    }
+    return gateway::route_services(gateway_config);
+  };
+  auto routes = route_labels(config);
   if (!routes) return error(f.config_path + ": gateway.routes: " + routes.error().message);
 
   runtime::Runtime::block_termination_signals();
@@ -671,10 +674,15 @@ int ControllerCommand::run() const {
     rollout_judge.set_ready_deadline(
         s.name, std::max<Clock::Duration>(std::chrono::seconds(180), 2 * s.startup_time));
   }
+  // What the pods run (kind, memory limit) is the file's as the controller started: a reload
+  // changes it only with the rendered manifests, and their pods roll a new controller.
+  const std::vector<ServiceConfig> as_started = config.services;
   auto show_services = [&] {
     const std::map<std::string, healing::RolloutRevisions> rolling = world.rollouts();
     std::vector<dashboard::ServiceInfo> infos;
-    for (const ServiceConfig& s : config.services) {
+    for (size_t i = 0; i < config.services.size(); ++i) {
+      const ServiceConfig& s = config.services[i];
+      const ServiceConfig& pods = as_started[i];  // the list of services cannot change
       std::string rollout;
       if (const auto back = rollout_judge.rolled_back().find(s.name);
           back != rollout_judge.rolled_back().end()) {
@@ -684,10 +692,11 @@ int ControllerCommand::run() const {
         rollout = "rolling out: revision " + std::to_string(r->second.revision) + " over " +
                   std::to_string(r->second.stable);
       }
-      infos.push_back({s.name, std::string(to_string(s.kind)), s.slo.latency_p99_ms, s.replicas.min,
-                       s.replicas.max,
-                       s.memory_limit.bytes > 0 ? static_cast<double>(s.memory_limit.bytes) / 0x1p20
-                                                : dashboard::kNoValue,
+      infos.push_back({s.name, std::string(to_string(pods.kind)), s.slo.latency_p99_ms,
+                       s.replicas.min, s.replicas.max,
+                       pods.memory_limit.bytes > 0
+                           ? static_cast<double>(pods.memory_limit.bytes) / 0x1p20
+                           : dashboard::kNoValue,
                        world.revision(s.name), std::move(rollout)});
     }
     model.set_services(std::move(infos));
@@ -788,7 +797,7 @@ int ControllerCommand::run() const {
       spdlog::error("reload (the file changed) refused, keeping the running configuration: {}",
                     message);
     };
-    auto next = load_config_file(f.config_path);
+    auto next = load_config_string(*file_text, f.config_path);  // messages carry file:line
     if (!next) return refuse(next.error().message);
     std::string fixed;
     for (const std::string& field : changes_needing_a_restart(config, *next)) {
@@ -804,12 +813,28 @@ int ControllerCommand::run() const {
                     "replica bounds, SLOs, capacity and startup time seeds and queue limits: a "
                     "new controller pod for these (applying the rendered manifests rolls one)");
     }
+    // The gateways count a route's requests by its label: one leading to another service than
+    // it did would count for the wrong one (as under `prescale up`); new ones are counted.
+    auto labels = route_labels(*next);
+    if (!labels) return refuse(f.config_path + ": gateway.routes: " + labels.error().message);
+    for (const auto& [route, service] : *labels) {
+      if (const std::string* counted = world.route_service(route);
+          counted != nullptr && *counted != service) {
+        return refuse(f.config_path + ": gateway.routes: the route labelled \"" + route +
+                      "\" in the metrics leads to " + service + ", and its requests so far were " +
+                      *counted + "'s: a new controller pod for this change");
+      }
+    }
+    world.add_routes(*labels);
     std::string respecced;
     std::vector<ServiceConfig> respecified;
+    bool rebounded = false;
     for (size_t i = 0; i < next->services.size(); ++i) {
       const ServiceConfig& now = next->services[i];
       const std::vector<std::string> changes = spec_changes(config.services[i], now);
       if (changes.empty()) continue;
+      rebounded = rebounded || now.replicas.min != config.services[i].replicas.min ||
+                  now.replicas.max != config.services[i].replicas.max;
       const scaling::ServiceSpec spec = service_spec(now);
       if (auto set = controller.respec(spec); !set) {
         spdlog::error("reload (the file changed): {}", set.error().message);  // checked first
@@ -837,12 +862,14 @@ int ControllerCommand::run() const {
     // The healer's look at rollouts may be switched at once, as under `prescale up`.
     config = std::move(*next);
     show_services();
-    spdlog::info("reloaded {} (the file changed): {}{}", f.config_path,
-                 respecced.empty() ? "nothing the controller applies changed" : respecced,
-                 keda && !respecced.empty()
-                     ? "; KEDA keeps the ScaledObjects' bounds until the rendered manifests are "
-                       "applied"
-                     : "");
+    spdlog::info(
+        "reloaded {} (the file changed): {}{}; the rest applies to the pods with the "
+        "rendered manifests",
+        f.config_path, respecced.empty() ? "nothing the controller sizes by changed" : respecced,
+        keda && rebounded
+            ? "; KEDA keeps the ScaledObjects' bounds until the rendered manifests are "
+              "applied"
+            : "");
   };
   Clock::TimePoint next_look = clock.now() + std::chrono::seconds(2);
 
@@ -861,9 +888,11 @@ int ControllerCommand::run() const {
     if (sig > 0) break;
     if (clock.now() >= next_look) {
       next_look = clock.now() + std::chrono::seconds(2);
-      if (std::optional<std::string> text = read_whole_file(f.config_path); text != file_text) {
+      // A file that cannot be read (being replaced) is looked at again, not taken as a change.
+      if (std::optional<std::string> text = read_whole_file(f.config_path);
+          text && text != file_text) {
         file_text = std::move(text);
-        if (file_text) reload();  // a file being replaced is read at the next look
+        reload();  // once per content: a refused one is not tried again until the file changes
       }
     }
     if (clock.now() < controller.next_tick()) continue;

@@ -1089,6 +1089,17 @@ Result<void> KubeWorld::respec(const scaling::ServiceSpec& spec) {
   return {};
 }
 
+void KubeWorld::add_routes(const std::vector<std::pair<std::string, std::string>>& route_services) {
+  for (const auto& [route, service] : route_services) {
+    state_->options.route_service.emplace(route, service);
+  }
+}
+
+const std::string* KubeWorld::route_service(const std::string& route) const {
+  const auto it = state_->options.route_service.find(route);
+  return it == state_->options.route_service.end() ? nullptr : &it->second;
+}
+
 Result<void> KubeWorld::scale(std::string_view service, int replicas) {
   State& st = *state_;
   for (State::Service& s : st.services) {

@@ -103,6 +103,12 @@ class KubeWorld final : public control::World {
   // the requests counted from now (the current window's too). The Deployments are not touched.
   // Errors: kNotFound, kInvalidArgument (not 0 <= min <= max, max >= 1).
   Result<void> respec(const scaling::ServiceSpec& spec) override;
+  // The route labels of a reloaded file (gateway::route_services()): new ones are counted for
+  // their service from now; a known label keeps its service (its counts so far are that
+  // service's), and one removed keeps what it counted.
+  void add_routes(const std::vector<std::pair<std::string, std::string>>& route_services);
+  // The service a route label's requests are counted for; nullptr for a label never seen.
+  const std::string* route_service(const std::string& route) const;
   // Evicts the pod named `replica_id` (POST pods/NAME/eviction). Errors: kNotFound for a name that
   // is not a pod of a service among those last read (the gateway's, another team's);
   // kOutOfRange for a service's only ready pod (a container restarted in place is back sooner
