@@ -10,6 +10,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cmath>
+#include <functional>
 #include <numbers>
 #include <random>
 #include <string>
@@ -174,22 +175,24 @@ class BenchWorld : public control::World {
   std::map<std::string, size_t, std::less<>> index_;
 };
 
-void BM_ControllerTick(benchmark::State& state) {
+// Ticks a controller of `policy` over `state.range(0)` services, each tick a decision (one
+// period apart; observations are due then as well). `load` gives the initialised policy its
+// history.
+void run_ticks(benchmark::State& state, Policy& policy,
+               const std::function<void(const std::vector<ServiceSpec>&)>& load) {
   const std::vector<ServiceSpec> specs = specs_of(static_cast<int>(state.range(0)));
   Snapshot snapshot = snapshot_of(specs);
   BenchWorld world(snapshot);
   ManualClock clock;
   clock.set(snapshot.time);
-  PrescalePolicy policy;
   control::Controller controller(world, policy, specs, clock);  // initialises the policy
-  load_two_weeks(policy, specs);
+  load(specs);
   size_t decided = 0;
   for (auto _ : state) {
     const std::optional<Plan> plan = controller.tick();
     if (plan) decided += plan->decisions.size();
     benchmark::DoNotOptimize(plan);
     if (!plan) state.SkipWithError("the tick made no decision");
-    // The next tick decides too: one period on (observations are due then as well).
     state.PauseTiming();
     clock.advance(policy.period());
     state.ResumeTiming();
@@ -198,31 +201,19 @@ void BM_ControllerTick(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(decided), benchmark::Counter::kAvgIterations);
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
+
+void BM_ControllerTick(benchmark::State& state) {
+  PrescalePolicy policy;
+  run_ticks(state, policy,
+            [&](const std::vector<ServiceSpec>& specs) { load_two_weeks(policy, specs); });
+}
 BENCHMARK(BM_ControllerTick)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The same tick with the HPA port, which decides every service at every sync (its count kept or
 // changed), so the controller applies 1 decision a service: what applying costs.
 void BM_ControllerTickHpa(benchmark::State& state) {
-  const std::vector<ServiceSpec> specs = specs_of(static_cast<int>(state.range(0)));
-  Snapshot snapshot = snapshot_of(specs);
-  BenchWorld world(snapshot);
-  ManualClock clock;
-  clock.set(snapshot.time);
   HpaPolicy policy;
-  control::Controller controller(world, policy, specs, clock);
-  size_t decided = 0;
-  for (auto _ : state) {
-    const std::optional<Plan> plan = controller.tick();
-    if (plan) decided += plan->decisions.size();
-    benchmark::DoNotOptimize(plan);
-    if (!plan) state.SkipWithError("the tick made no decision");
-    state.PauseTiming();
-    clock.advance(policy.period());
-    state.ResumeTiming();
-  }
-  state.counters["decisions"] =
-      benchmark::Counter(static_cast<double>(decided), benchmark::Counter::kAvgIterations);
-  state.SetItemsProcessed(state.iterations() * state.range(0));
+  run_ticks(state, policy, [](const std::vector<ServiceSpec>&) {});
 }
 BENCHMARK(BM_ControllerTickHpa)
     ->Arg(1000)

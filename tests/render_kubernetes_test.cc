@@ -471,14 +471,12 @@ TEST(RenderKubernetesTest, TheRenderedControllerAppliesNewBoundsFromItsFile) {
   yaml.replace(yaml.find("capacity_rps: 20"), 16, "capacity_rps: 25");
   const std::string bounds = "{min: 1, max: 6, initial: 1}";
   yaml.replace(yaml.find(bounds), bounds.size(), "{min: 2, max: 6, initial: 2}");
-  testing::save_file(mounted, yaml);
-  EXPECT_TRUE(testing::wait_for(
-      [&] {
-        return controller.log().find(
-                   "web's replicas within [2, 6] (were [1, 6]), capacity_rps 25 "
-                   "(was 20)") != std::string::npos;
-      },
-      15s))
+  // The controller's log has `line` within 15 s of the file's edit (a 2 s look, then a tick).
+  auto edited = [&](const std::string& line) {
+    testing::save_file(mounted, yaml);
+    return testing::wait_for([&] { return controller.log().find(line) != std::string::npos; }, 15s);
+  };
+  EXPECT_TRUE(edited("web's replicas within [2, 6] (were [1, 6]), capacity_rps 25 (was 20)"))
       << controller.log();
   EXPECT_TRUE(testing::wait_for([&] { return pods.api->replicas("web") == 2; }, 15s))
       << scaled_to(*pods.api, "web") << "\n"
@@ -488,26 +486,14 @@ TEST(RenderKubernetesTest, TheRenderedControllerAppliesNewBoundsFromItsFile) {
 
   // What the pods run is theirs: taken, not refused.
   yaml.replace(yaml.find("gateway:\n"), 9, "gateway:\n  retry_budget: {budget_percent: 30}\n");
-  testing::save_file(mounted, yaml);
-  EXPECT_TRUE(testing::wait_for(
-      [&] {
-        return controller.log().find(
-                   "nothing the controller sizes by changed; the rest applies "
-                   "to the pods with the rendered manifests") != std::string::npos;
-      },
-      15s))
+  EXPECT_TRUE(
+      edited("nothing the controller sizes by changed; the rest applies to the pods with "
+             "the rendered manifests"))
       << controller.log();
 
   yaml.replace(yaml.find("services:"), 9, "policy: {name: hpa}\nservices:");
-  testing::save_file(mounted, yaml);
-  EXPECT_TRUE(testing::wait_for(
-      [&] {
-        return controller.log().find(
-                   "reload (the file changed) refused, keeping the running "
-                   "configuration: " +
-                   mounted + ": policy changed; ") != std::string::npos;
-      },
-      15s))
+  EXPECT_TRUE(edited("reload (the file changed) refused, keeping the running configuration: " +
+                     mounted + ": policy changed; "))
       << controller.log();
   EXPECT_EQ(pods.api->replicas("web"), 2) << scaled_to(*pods.api, "web");
 }

@@ -497,6 +497,16 @@ gateway:
 )";
 }
 
+// web's admission limit per replica in `up`'s gateway, from its /metrics; -1 when it does not
+// answer or has none.
+int web_admission_limit(const testing::Platform& up) {
+  auto r = http_get(up.ui_port(), "/metrics", 5s);
+  if (!r) return -1;
+  static const std::regex gauge(R"(prescale_gateway_admission_limit\{service="web"\} (\d+))");
+  std::smatch m;
+  return std::regex_search(r->body, m, gauge) ? std::stoi(m[1]) : -1;
+}
+
 // Admission control is on by default (half the SLO: 50 ms here) and counts with the capacity
 // the controller learns, not the file's seed: the seed of 10 req/s allows 1 + ceil(10 × 0.05) = 2
 // requests in flight per replica; a replica that serves GET /busy/5 at well over 60 req/s within
@@ -510,13 +520,7 @@ TEST(UpTest, AdmissionControlCountsWithTheLearnedCapacity) {
   // the capacity model waits for after a replica starts, pass in a real second or two.
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--time-scale", "30"}, "up");
   ASSERT_TRUE(up.started()) << up.log();
-  auto admission_limit = [&]() -> int {
-    auto r = http_get(up.ui_port(), "/metrics", 5s);
-    if (!r) return -1;
-    static const std::regex gauge(R"(prescale_gateway_admission_limit\{service="web"\} (\d+))");
-    std::smatch m;
-    return std::regex_search(r->body, m, gauge) ? std::stoi(m[1]) : -1;
-  };
+  auto admission_limit = [&] { return web_admission_limit(up); };
   EXPECT_EQ(admission_limit(), 2);
 
   Subprocess load =
@@ -1621,13 +1625,7 @@ TEST(UpTest, ANewSloAndCapacitySeedApplyWithoutARestart) {
   testing::write_file(config, one_replica_yaml("capacity_rps: 10\n    concurrency: 1"));
   Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
   ASSERT_TRUE(up.started()) << up.log();
-  auto admission_limit = [&]() -> int {
-    auto r = http_get(up.ui_port(), "/metrics", 5s);
-    if (!r) return -1;
-    static const std::regex gauge(R"(prescale_gateway_admission_limit\{service="web"\} (\d+))");
-    std::smatch m;
-    return std::regex_search(r->body, m, gauge) ? std::stoi(m[1]) : -1;
-  };
+  auto admission_limit = [&] { return web_admission_limit(up); };
   EXPECT_EQ(admission_limit(), 2);  // 1 + ceil(10 req/s × 50 ms)
 
   std::string yaml = one_replica_yaml("capacity_rps: 20\n    concurrency: 1");

@@ -849,16 +849,7 @@ int ControllerCommand::run() const {
       respecced += (respecced.empty() ? "" : "; ") + now.name + "'s ";
       for (size_t k = 0; k < changes.size(); ++k) respecced += (k > 0 ? ", " : "") + changes[k];
     }
-    if (prescale_policy != nullptr && config.policy.steer_to_slo) {
-      sim::PolicySettings steering;  // the tightest budget, as at the start
-      sim::apply_policy_config(next->policy, next->services, steering);
-      prescale_policy->set_error_budget(steering.prescale.error_budget);
-    }
-    admission.respec(respecified, [&](std::string_view s) {
-      return prescale_policy != nullptr && !f.recommend_only
-                 ? prescale_policy->capacity().capacity_rps(s)
-                 : NAN;
-    });
+    follow_respec(*next, respecified, prescale_policy, f.recommend_only, admission);
     // The healer's look at rollouts may be switched at once, as under `prescale up`.
     config = std::move(*next);
     show_services();

@@ -9,11 +9,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <set>
 #include <string_view>
 
+#include "learned_admission.h"
+#include "scaling/prescale_policy.h"
 #include "worlds/local/process.h"
 #include "worlds/sim/experiment.h"
 
@@ -352,6 +355,21 @@ std::vector<std::string> spec_changes(const ServiceConfig& running, const Servic
   changed("queue_limit", running.effective_queue_limit().count(),
           next.effective_queue_limit().count(), " ms");
   return out;
+}
+
+void follow_respec(const Config& next, const std::vector<ServiceConfig>& respecified,
+                   scaling::PrescalePolicy* prescale_policy, bool recommend_only,
+                   LearnedAdmission& admission) {
+  if (prescale_policy != nullptr && next.policy.steer_to_slo) {
+    sim::PolicySettings steering;  // the tightest budget (sim::apply_policy_config)
+    sim::apply_policy_config(next.policy, next.services, steering);
+    prescale_policy->set_error_budget(steering.prescale.error_budget);
+  }
+  admission.respec(respecified, [&](std::string_view s) {
+    return prescale_policy != nullptr && !recommend_only
+               ? prescale_policy->capacity().capacity_rps(s)
+               : NAN;
+  });
 }
 
 Result<void> preflight(const Config& config, const std::string& file, const ListenAddress& gateway,

@@ -18,7 +18,13 @@
 #include "core/result.h"
 #include "worlds/local/supervisor.h"
 
+namespace prescale::scaling {
+class PrescalePolicy;
+}  // namespace prescale::scaling
+
 namespace prescale {
+
+class LearnedAdmission;
 
 // The controller's clock when a demo compresses time: `scale` controller seconds per real one.
 class ScaledClock final : public Clock {
@@ -165,6 +171,15 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
 // 50 ms (was 100 ms)" (the limit in force: an automatic one follows the SLO). Empty when none
 // changed.
 std::vector<std::string> spec_changes(const ServiceConfig& running, const ServiceConfig& next);
+
+// After a reload gave `respecified` new settings (their spec_changes, taken by the controller):
+// with `next.policy.steer_to_slo`, the prescale policy is steered by the tightest new error
+// budget, as at a start; their admission limits are counted again for their new queue limits,
+// at the capacity at their new SLO (the prescale policy's, unless `recommend_only`; otherwise
+// what LearnedAdmission has). `prescale_policy` may be null (another policy).
+void follow_respec(const Config& next, const std::vector<ServiceConfig>& respecified,
+                   scaling::PrescalePolicy* prescale_policy, bool recommend_only,
+                   LearnedAdmission& admission);
 
 // Checks what would otherwise fail after replicas started, naming the file and line and the fix:
 // commands that cannot run, model services without a model, ports that clash.

@@ -686,20 +686,9 @@ int run_up(const UpFlags& f) {
       respecced += (respecced.empty() ? "" : "; ") + now.name + "'s ";
       for (size_t k = 0; k < changes.size(); ++k) respecced += (k > 0 ? ", " : "") + changes[k];
     }
-    if (prescale_policy != nullptr && config.policy.steer_to_slo) {
-      // Steered by the tightest budget, as at the start (sim::apply_policy_config).
-      sim::PolicySettings steering;
-      sim::apply_policy_config(next->policy, next->services, steering);
-      prescale_policy->set_error_budget(steering.prescale.error_budget);
-    }
     // The admission limits learned since the start stay in force over the seeds just reloaded;
-    // a respecified service's for its new queue limit, at the capacity at its new SLO (prescale,
-    // which learns it, unless only recommending).
-    admission.respec(respecified, [&](std::string_view s) {
-      return prescale_policy != nullptr && !f.recommend_only
-                 ? prescale_policy->capacity().capacity_rps(s)
-                 : NAN;
-    });
+    // a respecified service's for its new queue limit, at the capacity at its new SLO.
+    follow_respec(*next, respecified, prescale_policy, f.recommend_only, admission);
     for (const ServiceConfig& s : prepared.services) {
       if (const int n = admission.per_replica(s.name); n > 0) {
         (void)(*gw)->set_max_requests_per_replica(s.name, static_cast<std::uint32_t>(n));

@@ -1134,20 +1134,23 @@ TEST(PrescalePolicyTest, ACountAboveMaxReplicasIsBroughtDownToTheMaxEvenDuringTh
   EXPECT_LE(d->replicas, 3);
 }
 
+// The decision for "api" at t with `replicas` of it running, taken up by the world; replicas -1
+// for none.
+Decision decide_api(PrescalePolicy& policy, FakeWorld& world, double t, int replicas) {
+  world.services[0].replicas = replicas;
+  const Snapshot s = world.at_time(t);
+  policy.observe(s);
+  std::optional<Decision> d = decision_for(policy.decide(s, at(t)), "api");
+  return d.value_or(Decision{"api", -1, "no decision"});
+}
+
 // Bounds changed while it runs (a reload of the file): the next decision is within them, with
 // the reason, and the history goes on.
 TEST(PrescalePolicyTest, NewBoundsHoldFromTheNextDecision) {
   PrescalePolicy policy;
   policy.init({spec("api")});
   FakeWorld world{{{"api", 1000, 10, 0}}, {}};  // 1000 req/s on 10 replicas of 100
-  // The decision at t with `replicas` running, taken up by the world.
-  auto decide_at = [&](double t, int replicas) {
-    world.services[0].replicas = replicas;
-    const Snapshot s = world.at_time(t);
-    policy.observe(s);
-    std::optional<Decision> d = decision_for(policy.decide(s, at(t)), "api");
-    return d.value_or(Decision{"api", -1, "no decision"});
-  };
+  auto decide_at = [&](double t, int replicas) { return decide_api(policy, world, t, replicas); };
   EXPECT_EQ(decide_at(15, 10).replicas, 11);  // 1000 × 1.05 / 100
   policy.respec(bounded("api", 1, 4));
   Decision d = decide_at(30, 11);
@@ -1167,13 +1170,7 @@ TEST(PrescalePolicyTest, ANewCapacitySeedHoldsFromTheNextDecision) {
   PrescalePolicy policy;
   policy.init({spec("api")});
   FakeWorld world{{{"api", 1000, 10, 0}}, {}};  // 1000 req/s on 10 replicas of 100
-  auto decide_at = [&](double t, int replicas) {
-    world.services[0].replicas = replicas;
-    const Snapshot s = world.at_time(t);
-    policy.observe(s);
-    std::optional<Decision> d = decision_for(policy.decide(s, at(t)), "api");
-    return d.value_or(Decision{"api", -1, "no decision"});
-  };
+  auto decide_at = [&](double t, int replicas) { return decide_api(policy, world, t, replicas); };
   EXPECT_EQ(decide_at(15, 10).replicas, 11);  // 1000 × 1.05 / 100
   policy.respec(spec("api", 50));
   EXPECT_DOUBLE_EQ(policy.capacity().capacity_rps("api"), 50);
