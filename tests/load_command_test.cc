@@ -159,8 +159,9 @@ TEST(LoadCommandTest, SlowUpstreamShowsQueueingInLatency) {
   EXPECT_GE(latency["min"].get<double>(), 300.0);
   // Request k (of 100) waits about 300 ms × k/4 − 20 ms × k; the last about 5.5 s.
   EXPECT_GE(latency["max"].get<double>(), 4000.0);
-  // Each latency is its start delay plus the ~300 ms the target takes.
-  EXPECT_GE(latency["p50"].get<double>(), delay["p50"].get<double>() + 290);
+  // Each latency is its start delay plus the ~300 ms the target takes. Both quantiles come from
+  // histograms good to 0.4 % each (about 12 ms at 3 s), so the sum is checked to within 1 %.
+  EXPECT_GE(latency["p50"].get<double>(), delay["p50"].get<double>() * 0.99 + 290);
   // (An upper bound a descheduled echo server on a busy machine still keeps.)
   EXPECT_GE(latency["max"].get<double>(), delay["max"].get<double>() + 290);
   EXPECT_LE(latency["max"].get<double>(), delay["max"].get<double>() + 1000);
