@@ -800,11 +800,16 @@ int ControllerCommand::run() const {
     auto next = load_config_string(*file_text, f.config_path);  // messages carry file:line
     if (!next) return refuse(next.error().message);
     std::string fixed;
+    // A service added or removed has its Deployment made or deleted with the manifests, and a
+    // new controller pod with them.
+    if (const ServiceChanges changed = service_changes(config, *next); !changed.empty()) {
+      fixed = "services (" + changed.said() + ")";
+    }
     for (const std::string& field : changes_needing_a_restart(config, *next)) {
       // The pods' own settings are not the controller's to refuse.
       const bool controllers = field == "policy" || field == "healer" ||
-                               field.starts_with("services (") || field.ends_with(".concurrency") ||
-                               field.ends_with(".kind") || field.ends_with(".depends_on");
+                               field.ends_with(".concurrency") || field.ends_with(".kind") ||
+                               field.ends_with(".depends_on");
       if (controllers) fixed += (fixed.empty() ? "" : ", ") + field;
     }
     if (!fixed.empty()) {
@@ -829,12 +834,12 @@ int ControllerCommand::run() const {
     std::string respecced;
     std::vector<ServiceConfig> respecified;
     bool rebounded = false;
-    for (size_t i = 0; i < next->services.size(); ++i) {
-      const ServiceConfig& now = next->services[i];
-      const std::vector<std::string> changes = spec_changes(config.services[i], now);
+    for (const ServiceConfig& now : next->services) {
+      const ServiceConfig& was = *find_service(config, now.name);  // none added (above)
+      const std::vector<std::string> changes = spec_changes(was, now);
       if (changes.empty()) continue;
-      rebounded = rebounded || now.replicas.min != config.services[i].replicas.min ||
-                  now.replicas.max != config.services[i].replicas.max;
+      rebounded =
+          rebounded || now.replicas.min != was.replicas.min || now.replicas.max != was.replicas.max;
       const scaling::ServiceSpec spec = service_spec(now);
       if (auto set = controller.respec(spec); !set) {
         spdlog::error("reload (the file changed): {}", set.error().message);  // checked first

@@ -80,13 +80,38 @@ DashboardFeed::DashboardFeed(dashboard::DashboardModel& model, TotalsOf totals,
     slowdown_warning_open_ = &options_.registry->gauge(
         "prescale_slowdown_warning_open",
         "1 while the service has an open slowdown warning, else 0", {"service"});
-    for (const auto& [service, budget] : options_.error_budgets) {
-      incidents_total_->with({service});
-      incidents_open_->with({service}).set(0);
-      slowdown_warnings_total_->with({service});
-      slowdown_warning_open_->with({service}).set(0);
-    }
+    for (const auto& [service, budget] : options_.error_budgets) show_counts(service);
   }
+}
+
+void DashboardFeed::show_counts(const std::string& service) {
+  if (incidents_total_ == nullptr) return;
+  incidents_total_->with({service});
+  incidents_open_->with({service}).set(0);
+  slowdown_warnings_total_->with({service});
+  slowdown_warning_open_->with({service}).set(0);
+}
+
+void DashboardFeed::add_service(const std::string& service, double budget, int max_concurrency) {
+  options_.error_budgets[service] = budget;
+  options_.max_concurrency[service] = max_concurrency;
+  incidents_.set_error_budget(service, budget);
+  show_counts(service);
+}
+
+void DashboardFeed::remove_service(const std::string& service) {
+  options_.error_budgets.erase(service);
+  options_.max_concurrency.erase(service);
+  incidents_.set_error_budget(service, 0);  // no longer watched
+  slowdowns_.forget(service);
+  decisions_.erase(service);
+  point_totals_.erase(service);
+  point_sampled_.erase(service);
+  if (incidents_open_ != nullptr) {
+    incidents_open_->with({service}).set(0);
+    slowdown_warning_open_->with({service}).set(0);
+  }
+  show_slowdowns();
 }
 
 void DashboardFeed::set_error_budget(const std::string& service, double budget) {

@@ -83,6 +83,11 @@ class DashboardFeed {
   // A reload changed the service's `slo.error_budget`: its incidents are judged by the new one
   // from the next tick; what was counted goes on.
   void set_error_budget(const std::string& service, double budget);
+  // A service a reload added: shown, watched and counted as one listed at the start. One removed:
+  // no longer watched, its open incident and warning dropped and their gauges 0; what the
+  // dashboard keeps of it goes with DashboardModel::set_services().
+  void add_service(const std::string& service, double budget, int max_concurrency);
+  void remove_service(const std::string& service);
   int scaling_events() const { return scaling_events_; }
   const healing::IncidentWatch& incidents() const { return incidents_; }
   const healing::SlowdownWatch& slowdowns() const { return slowdowns_; }
@@ -107,6 +112,8 @@ class DashboardFeed {
   void after_slowdown(const healing::SlowdownChange& change, double t);
   // Hands the model the open warnings.
   void show_slowdowns();
+  // The service's incident and warning counters and gauges, at 0 until something opens.
+  void show_counts(const std::string& service);
   // Unix seconds for the dashboard: the wall clock's, but never before the last time given plus
   // the monotonic time since. A series must go forward and the events are newest first by time:
   // after the wall clock is set back (NTP after a suspend, `date -s`) the times go on from where

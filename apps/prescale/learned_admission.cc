@@ -55,6 +55,10 @@ void LearnedAdmission::respec(const std::vector<ServiceConfig>& services,
   }
 }
 
+void LearnedAdmission::forget(std::string_view service) {
+  if (auto it = in_force_.find(service); it != in_force_.end()) in_force_.erase(it);
+}
+
 int LearnedAdmission::per_replica(std::string_view service) const {
   auto it = in_force_.find(service);
   return it == in_force_.end() ? 0 : it->second.per_replica;

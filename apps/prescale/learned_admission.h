@@ -45,7 +45,10 @@ class LearnedAdmission {
   // or at the new capacity_rps seed while nothing was learned. A service whose queue_limit is
   // now 0 is left alone from now on. Nothing is applied here: the caller puts per_replica() in
   // force, as after a start.
+  // A service it does not know (one a reload added) is taken the same way.
   void respec(const std::vector<ServiceConfig>& services, const CapacityOf& capacity);
+  // A service a reload removed: what was learned of it goes.
+  void forget(std::string_view service);
 
   // The number in force; 0 for a service without an admission limit.
   int per_replica(std::string_view service) const;

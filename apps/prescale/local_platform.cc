@@ -310,17 +310,13 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
   // Other certificate files are read at once; HTTPS itself is turned on or off by a restart.
   if (next.gateway.tls.enabled() != running.gateway.tls.enabled()) out.push_back("gateway.tls");
   if (next.gateway.threads != running.gateway.threads) out.push_back("gateway.threads");
-  const bool same_services =
-      next.services.size() == running.services.size() &&
-      std::equal(next.services.begin(), next.services.end(), running.services.begin(),
-                 [](const ServiceConfig& a, const ServiceConfig& b) { return a.name == b.name; });
-  if (!same_services) {
-    out.push_back("services (added, removed, renamed or reordered)");
-    return out;
-  }
+  // A service added starts, one removed stops (service_changes); those in both are compared by
+  // name, wherever they are listed.
   for (size_t i = 0; i < next.services.size(); ++i) {
-    const ServiceConfig& a = running.services[i];
     const ServiceConfig& b = next.services[i];
+    const ServiceConfig* running_one = find_service(running, b.name);
+    if (running_one == nullptr) continue;
+    const ServiceConfig& a = *running_one;
     const std::string at = "services[" + std::to_string(i) + "] (" + a.name + ").";
     // What the policy's model of the replicas (its capacity model's workers, Knative's target)
     // and the call graph it was given were made from (the bounds,
@@ -333,6 +329,36 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
     // would be asked the new one during a rollout, and after a rollback every replica.
     if (a.readiness_path != b.readiness_path) out.push_back(at + "readiness_path");
   }
+  return out;
+}
+
+const ServiceConfig* find_service(const Config& config, std::string_view name) {
+  for (const ServiceConfig& s : config.services) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+ServiceChanges service_changes(const Config& running, const Config& next) {
+  ServiceChanges out;
+  for (const ServiceConfig& s : next.services) {
+    if (find_service(running, s.name) == nullptr) out.added.push_back(s.name);
+  }
+  for (const ServiceConfig& s : running.services) {
+    if (find_service(next, s.name) == nullptr) out.removed.push_back(s.name);
+  }
+  return out;
+}
+
+std::string ServiceChanges::said() const {
+  auto list = [](const std::vector<std::string>& names) {
+    std::string out;
+    for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out;
+  };
+  std::string out;
+  if (!added.empty()) out = "added " + list(added);
+  if (!removed.empty()) out += (out.empty() ? "" : "; ") + ("removed " + list(removed));
   return out;
 }
 

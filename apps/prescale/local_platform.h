@@ -77,6 +77,13 @@ class RecommendOnlyWorld final : public control::World {
   Result<void> restart(std::string_view) override { return {}; }
   // What it recommends stays within the bounds the file gives, by its SLO.
   Result<void> respec(const scaling::ServiceSpec& spec) override { return inner_.respec(spec); }
+  // A service added or removed is observed, or no longer, as the file says.
+  Result<void> add_service(const scaling::ServiceSpec& spec) override {
+    return inner_.add_service(spec);
+  }
+  Result<void> remove_service(std::string_view service) override {
+    return inner_.remove_service(service);
+  }
 
  private:
   control::World& inner_;
@@ -160,10 +167,25 @@ void prepare_gateway(Config& config);
 // What `prescale up` cannot apply while it runs (docs/local.md, "Changing a running platform"):
 // the fields where `next` differs from `running` outside the services' replica templates
 // (commands, kinds, models, environments, probes, memory limits: rolled out), what the
-// controller takes at once (spec_changes) and the gateway's reloadable settings, as
-// "services[1] (web).depends_on", "policy", "gateway.listen", or "services (added, removed,
-// renamed or reordered)". Empty when a reload can apply it all.
+// controller takes at once (spec_changes), the gateway's reloadable settings and the services
+// added or removed (service_changes), as "services[1] (web).depends_on", "policy" or
+// "gateway.listen"; a service is compared with the one of its name, wherever it is listed. Empty
+// when a reload can apply it all.
 std::vector<std::string> changes_needing_a_restart(const Config& running, const Config& next);
+
+// The service of `config` named `name`; nullptr when it has none.
+const ServiceConfig* find_service(const Config& config, std::string_view name);
+
+// The services a reload adds (in `next`, not in `running`) and removes, in the files' order; a
+// service renamed is one removed and one added.
+struct ServiceChanges {
+  std::vector<std::string> added;
+  std::vector<std::string> removed;
+  bool empty() const { return added.empty() && removed.empty(); }
+  // "added cart, search; removed legacy" ("" when empty).
+  std::string said() const;
+};
+ServiceChanges service_changes(const Config& running, const Config& next);
 
 // What the controller takes at once of a service's new settings (Controller::respec): each
 // change of its replica bounds, SLO, capacity seed, startup time seed and queue limit, said as

@@ -301,8 +301,19 @@ gateway:
                   running, edited("version: 1\n",
                                   "version: 1\ntracing: {otlp_endpoint: \"http://c:4318\"}\n")),
               ::testing::ElementsAre("tracing"));
+  // Services added, removed, renamed or reordered start and stop (service_changes); the others
+  // are compared by name wherever they are listed.
   EXPECT_THAT(changes_needing_a_restart(running, edited("  - name: api\n", "  - name: api2\n")),
-              ::testing::ElementsAre("services (added, removed, renamed or reordered)"));
+              ::testing::IsEmpty());
+  const Config reordered = edited(
+      "  - name: web\n    kind: builtin/echo\n    replicas: {min: 1, "
+      "max: 4}\n  - name: api\n    kind: builtin/echo\n",
+      "  - name: api\n    kind: builtin/echo\n    concurrency: 4\n"
+      "  - name: web\n    kind: builtin/echo\n    replicas: {min: 1, "
+      "max: 4}\n");
+  EXPECT_THAT(changes_needing_a_restart(running, reordered),
+              ::testing::ElementsAre("services[0] (api).concurrency"));
+  EXPECT_TRUE(service_changes(running, reordered).empty());
   EXPECT_THAT(changes_needing_a_restart(running, edited("127.0.0.1:0", "127.0.0.1:8080")),
               ::testing::ElementsAre("gateway.listen"));
   // HTTPS turned on needs a restart; other certificate files are read at once.
@@ -320,6 +331,24 @@ gateway:
               ::testing::ElementsAre("services[1] (api).readiness_path"));
 }
 
+TEST(ServiceChanges, NameTheServicesAddedAndRemovedInTheFilesOrder) {
+  auto load = [](const std::string& names) {
+    std::string yaml = "version: 1\nservices:\n";
+    for (char c : names) yaml += std::string("  - {name: s") + c + ", kind: builtin/echo}\n";
+    auto config = load_config_string(yaml);
+    EXPECT_TRUE(config) << config.error().message;
+    return *config;
+  };
+  const ServiceChanges changed = service_changes(load("abcd"), load("dbxay"));
+  EXPECT_THAT(changed.added, ::testing::ElementsAre("sx", "sy"));
+  EXPECT_THAT(changed.removed, ::testing::ElementsAre("sc"));
+  EXPECT_EQ(changed.said(), "added sx, sy; removed sc");
+  EXPECT_EQ(service_changes(load("ab"), load("a")).said(), "removed sb");
+  EXPECT_EQ(service_changes(load("a"), load("ab")).said(), "added sb");
+  EXPECT_TRUE(service_changes(load("ab"), load("ba")).empty());
+  EXPECT_EQ(find_service(load("ab"), "sb")->name, "sb");
+  EXPECT_EQ(find_service(load("ab"), "sc"), nullptr);
+}
 TEST(SpecChanges, SayWhatTheControllerTakesAtOnce) {
   auto load = [](const std::string& service) {
     auto c = load_config_string("version: 1\nservices:\n  - name: web\n    kind: builtin/echo\n" +

@@ -637,11 +637,12 @@ int run_up(const UpFlags& f) {
       std::string fields;
       for (const std::string& field : fixed) fields += (fields.empty() ? "" : ", ") + field;
       return refuse(f.config_path + ": " + fields +
-                    " changed; while running, prescale up applies changes to services' commands, "
-                    "kinds, models, environments, probes, memory limits, replica bounds, SLOs, "
-                    "capacity and startup time seeds and queue limits and to the gateway's routes "
-                    "and settings: restart it for these");
+                    " changed; while running, prescale up adds and removes services and applies "
+                    "changes to services' commands, kinds, models, environments, probes, memory "
+                    "limits, replica bounds, SLOs, capacity and startup time seeds and queue "
+                    "limits and to the gateway's routes and settings: restart it for these");
     }
+    const ServiceChanges changed = service_changes(as_loaded, *next);
     // Every template checked before anything changes: all of the file applies, or none.
     std::vector<local::ReplicaTemplate> templates;
     for (const ServiceConfig& s : next->services) {
@@ -658,8 +659,12 @@ int run_up(const UpFlags& f) {
     auto labels = gateway::route_services(prepared.gateway);
     if (!labels) return refuse(f.config_path + ": gateway." + labels.error().message);
     for (const auto& [route, service] : *labels) {
-      if (const std::string* counted = world.route_service(route);
-          counted != nullptr && *counted != service) {
+      const std::string* counted = world.route_service(route);
+      // A label of a service removed may lead to one added (a service renamed): its requests so
+      // far stay the removed one's, and the added one counts from the gateway's counts now.
+      const bool handed_on = counted != nullptr && find_service(*next, *counted) == nullptr &&
+                             find_service(as_loaded, service) == nullptr;
+      if (counted != nullptr && *counted != service && !handed_on) {
         return refuse(f.config_path + ": gateway.routes: the route labelled \"" + route +
                       "\" in the metrics leads to " + service + ", and its requests so far were " +
                       *counted + "'s: restart prescale up for this change");
@@ -671,11 +676,45 @@ int run_up(const UpFlags& f) {
     // New replica bounds, SLOs, seeds and queue limits apply at once: the next decision, at the
     // controller's next tick, stays within the bounds and sizes by the rest (`initial` is the
     // count of a start, the next one's).
+    // A service removed: no more decisions, its replicas drain and stop (the gateway, reloaded,
+    // sends them nothing new), and what was learned of it alone goes; its stored history stays
+    // in the state directory until the next save forgets it.
+    for (const std::string& name : changed.removed) {
+      if (auto removed = controller.remove_service(name); !removed) {
+        spdlog::error("reload ({}): {}", why, removed.error().message);
+      }
+      (void)supervisor.remove_service(name, real.now());
+      admission.forget(name);
+      feed->remove_service(name);
+    }
+    // Labels first: an added service's requests count from its routes' counts now.
+    world.add_routes((*gw)->route_services());
     std::string respecced;
     std::vector<ServiceConfig> respecified;
-    for (size_t i = 0; i < next->services.size(); ++i) {
-      const ServiceConfig& now = next->services[i];
-      const std::vector<std::string> changes = spec_changes(as_loaded.services[i], now);
+    for (const std::string& name : changed.added) {
+      const ServiceConfig& now = *find_service(*next, name);
+      const scaling::ServiceSpec spec = service_spec(now, f.time_scale);
+      // The template was checked above, and the name is new: neither refuses.
+      auto it = std::find_if(templates.begin(), templates.end(),
+                             [&](const local::ReplicaTemplate& t) { return t.service == name; });
+      if (auto added = supervisor.add_service(std::move(*it)); !added) {
+        spdlog::error("reload ({}): {}", why, added.error().message);
+        continue;
+      }
+      templates.erase(it);
+      (void)supervisor.set_desired(name, now.replicas.initial);
+      if (auto added = controller.add_service(spec); !added) {
+        spdlog::error("reload ({}): {}", why, added.error().message);
+        (void)supervisor.remove_service(name, real.now());
+        continue;
+      }
+      feed->add_service(name, now.slo.error_budget, spec.max_concurrency);
+      respecified.push_back(now);  // its admission limit, from its seed
+    }
+    for (const ServiceConfig& now : next->services) {
+      const ServiceConfig* was = find_service(as_loaded, now.name);
+      if (was == nullptr) continue;  // added
+      const std::vector<std::string> changes = spec_changes(*was, now);
       if (changes.empty()) continue;
       respecified.push_back(now);
       if (auto set = controller.respec(service_spec(now, f.time_scale)); !set) {
@@ -694,9 +733,8 @@ int run_up(const UpFlags& f) {
         (void)(*gw)->set_max_requests_per_replica(s.name, static_cast<std::uint32_t>(n));
       }
     }
-    // A route added for a service: its ready replicas join the gateway, its requests are counted.
+    // A route added for a service: its ready replicas join the gateway.
     endpoints.resync();
-    world.add_routes((*gw)->route_services());
     warn_unrouted(prepared);
     std::string rolling;
     for (local::ReplicaTemplate& t : templates) {
@@ -718,7 +756,8 @@ int run_up(const UpFlags& f) {
     as_loaded = std::move(*next);
     config = std::move(prepared);
     spdlog::info(
-        "reloaded {} ({}): the gateway's settings applied; {}{}", f.config_path, why,
+        "reloaded {} ({}): the gateway's settings applied; {}{}{}", f.config_path, why,
+        changed.empty() ? "" : "services " + changed.said() + "; ",
         respecced.empty() ? "" : respecced + "; ",
         rolling.empty() ? std::string("no rolling update") : "rolling update of " + rolling);
   };

@@ -55,6 +55,38 @@ Result<void> Controller::respec(const scaling::ServiceSpec& next) {
   return {};
 }
 
+Result<void> Controller::add_service(const scaling::ServiceSpec& spec) {
+  if (index_.contains(spec.name)) {
+    return make_error(ErrorCode::kInvalidArgument, spec.name + ": a service of that name runs");
+  }
+  if (auto valid = check_replica_bounds(spec.name, spec.min_replicas, spec.max_replicas); !valid) {
+    return valid;
+  }
+  if (auto added = policy_.add_service(spec); !added) return added;
+  if (auto added = world_.add_service(spec); !added) {
+    policy_.remove_service(spec.name);
+    return added;
+  }
+  index_.emplace(spec.name, services_.size());
+  services_.push_back(spec);
+  next_decision_.reset();  // decide at the next tick
+  return {};
+}
+
+Result<void> Controller::remove_service(std::string_view service) {
+  auto it = index_.find(service);
+  if (it == index_.end()) {
+    return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
+  }
+  if (auto removed = world_.remove_service(service); !removed) return removed;
+  policy_.remove_service(service);
+  rebounded_.erase(std::string(service));
+  services_.erase(services_.begin() + static_cast<std::ptrdiff_t>(it->second));
+  index_.clear();
+  for (size_t i = 0; i < services_.size(); ++i) index_.emplace(services_[i].name, i);
+  return {};
+}
+
 void Controller::apply(const scaling::Plan& plan) {
   // The observed services by name: a policy may decide for every service at every period (the
   // HPA does), and a search of the snapshot for each would cost services² a decision.

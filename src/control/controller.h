@@ -53,6 +53,14 @@ class Controller {
   // 0 <= min <= max, max >= 1; another concurrency, which the policy's model of the replicas was
   // made from; or a world whose services are fixed); nothing changes then.
   Result<void> respec(const scaling::ServiceSpec& next);
+  // A service added while it runs (prescale up reloading a file that lists a new one): the
+  // world and the policy take it, and the next tick decides on it too. Errors: kInvalidArgument
+  // (a name it has, bad bounds; a world or policy whose services are fixed); nothing changes
+  // then.
+  Result<void> add_service(const scaling::ServiceSpec& spec);
+  // A service removed while it runs: the policy forgets it and the world no longer reports it;
+  // its events already recorded stay. Errors: kNotFound; a world's refusal (nothing changes).
+  Result<void> remove_service(std::string_view service);
 
  private:
   void apply(const scaling::Plan& plan);

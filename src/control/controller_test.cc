@@ -40,6 +40,18 @@ class RecordingWorld final : public World {
     slos[spec.name] = spec.slo_latency_p99_seconds;
     return {};
   }
+  // An added service starts at its min, as a supervisor would start its initial count.
+  Result<void> add_service(const scaling::ServiceSpec& spec) override {
+    if (bounds_fixed) return World::add_service(spec);
+    desired[spec.name] = spec.min_replicas;
+    return {};
+  }
+  Result<void> remove_service(std::string_view service) override {
+    if (bounds_fixed) return World::remove_service(service);
+    return desired.erase(std::string(service)) == 1
+               ? Result<void>{}
+               : make_error(ErrorCode::kNotFound, "no " + std::string(service));
+  }
 
   std::map<std::string, int> desired{{"api", 1}};
   std::map<std::string, std::pair<int, int>> bounds;
@@ -63,8 +75,14 @@ class GrowPolicy final : public scaling::Policy {
     }
     return p;
   }
+  Result<void> add_service(const scaling::ServiceSpec& spec) override {
+    if (!services.insert(spec.name).second) return Policy::add_service(spec);
+    return {};
+  }
+  void remove_service(std::string_view service) override { services.erase(std::string(service)); }
   size_t inited = 0;
   int observed = 0;
+  std::set<std::string> services;  // added while it runs
 };
 
 // Observes every second, decides every 15 s.
@@ -312,6 +330,73 @@ TEST(ControllerTest, ANewSloReachesTheWorldAndThePolicyAndIsDecidedOnAtTheNextTi
   EXPECT_EQ(policy.decided, 2);
   EXPECT_EQ(world.desired["api"], 4);
   EXPECT_TRUE(controller.take_events().empty()) << "nothing to clamp";
+}
+
+// A service added while it runs is observed and decided on from the next tick; one removed is
+// no longer decided on, and what was recorded of it stays.
+TEST(ControllerTest, AnAddedServiceIsDecidedOnAtTheNextTickAndARemovedOneNoLonger) {
+  ManualClock clock;
+  RecordingWorld world;
+  GrowPolicy policy;
+  Controller controller(world, policy, {api_spec()}, clock);
+  ASSERT_TRUE(controller.tick());  // api 1 -> 2
+  clock.advance(1s);
+  ASSERT_TRUE(controller.add_service(named("web", 2, 4)));
+  EXPECT_EQ(world.desired["web"], 2);
+  EXPECT_TRUE(policy.services.contains("web"));
+  ASSERT_EQ(controller.services().size(), 2u);
+  EXPECT_EQ(controller.services()[1].name, "web");
+  EXPECT_EQ(controller.next_tick(), clock.now()) << "decided at the next tick, not in 15 s";
+  ASSERT_TRUE(controller.tick());
+  EXPECT_EQ(world.desired["web"], 3);
+  EXPECT_EQ(world.desired["api"], 3);
+
+  ASSERT_TRUE(controller.remove_service("api"));
+  EXPECT_FALSE(world.desired.contains("api"));
+  ASSERT_EQ(controller.services().size(), 1u);
+  EXPECT_EQ(controller.services()[0].name, "web");
+  // Its bounds are web's own after the removal moved it up the list.
+  ASSERT_TRUE(controller.respec(named("web", 2, 3)));
+  clock.advance(15s);
+  ASSERT_TRUE(controller.tick());
+  EXPECT_EQ(world.desired["web"], 3) << "clamped to web's max, 3";
+  EXPECT_FALSE(world.desired.contains("api"));
+  const std::vector<Event> events = controller.take_events();
+  ASSERT_EQ(events.size(), 3u);         // the last decision was clamped to web's count
+  EXPECT_EQ(events[0].service, "api");  // recorded before its removal, kept
+  EXPECT_EQ(events[2].service, "web");
+}
+
+TEST(ControllerTest, AServiceThatCannotBeAddedOrRemovedChangesNothing) {
+  ManualClock clock;
+  RecordingWorld world;
+  GrowPolicy policy;
+  Controller controller(world, policy, {api_spec()}, clock);
+  auto refused = controller.add_service(api_spec());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message, "api: a service of that name runs");
+  refused = controller.add_service(named("web", 3, 2));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("need 0 <= min <= max"), std::string::npos);
+  world.bounds_fixed = true;  // the simulator's
+  refused = controller.add_service(named("web", 1, 2));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("cannot change while it runs"), std::string::npos);
+  EXPECT_TRUE(policy.services.empty()) << "the policy took it back";
+  refused = controller.remove_service("api");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(controller.services().size(), 1u);
+  refused = controller.remove_service("web");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kNotFound);
+  // A policy whose services are fixed (the oracle's) refuses, naming itself.
+  FastObserver fixed;
+  world.bounds_fixed = false;
+  Controller other(world, fixed, {api_spec()}, clock);
+  refused = other.add_service(named("web", 1, 2));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message, "web: the fast policy's services cannot change while it runs");
+  EXPECT_FALSE(world.desired.contains("web"));
 }
 
 }  // namespace

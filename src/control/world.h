@@ -56,6 +56,21 @@ class World {
     return make_error(ErrorCode::kInvalidArgument,
                       spec.name + ": this world's services cannot change while it runs");
   }
+  // A service added while it runs, whose replicas the caller has declared where they run (the
+  // local supervisor's template; nothing on Kubernetes, where its Deployment is applied): scale()
+  // takes it from now on, and observe() reports it. Errors: kInvalidArgument for a name it has,
+  // bad bounds, or from a world whose services are fixed.
+  virtual Result<void> add_service(const scaling::ServiceSpec& spec) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      spec.name + ": this world's services cannot change while it runs");
+  }
+  // A service removed while it runs: observe() no longer reports it and scale() refuses it; its
+  // replicas are the caller's to stop. Route labels it counted are free for another service.
+  // Errors: kNotFound, or kInvalidArgument from a world whose services are fixed.
+  virtual Result<void> remove_service(std::string_view service) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      std::string(service) + ": this world's services cannot change while it runs");
+  }
 };
 
 }  // namespace prescale::control

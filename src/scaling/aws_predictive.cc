@@ -449,6 +449,22 @@ void AwsPredictivePolicy::respec(const ServiceSpec& spec) {
   }
 }
 
+Result<void> AwsPredictivePolicy::add_service(const ServiceSpec& spec) {
+  for (const ServiceState& s : services_) {
+    if (s.spec.name == spec.name) {
+      return make_error(ErrorCode::kInvalidArgument, spec.name + ": the aws policy has it already");
+    }
+  }
+  ServiceState s;
+  s.spec = spec;
+  services_.push_back(std::move(s));
+  return {};
+}
+
+void AwsPredictivePolicy::remove_service(std::string_view service) {
+  std::erase_if(services_, [&](const ServiceState& s) { return s.spec.name == service; });
+}
+
 const AwsForecast* AwsPredictivePolicy::forecast(std::string_view service) const {
   for (const auto& s : services_) {
     if (s.spec.name == service) return s.forecast ? &*s.forecast : nullptr;

@@ -102,6 +102,10 @@ class AwsPredictivePolicy final : public Policy {
   // The Auto Scaling group's MinSize and MaxSize, or the capacity per instance its target tracks
   // or its warm-up, changed: the next decision follows them (its forecast and history go on).
   void respec(const ServiceSpec& spec) override;
+  // A new Auto Scaling group: no history, so no forecast for min_history; its dynamic scaling
+  // acts from its first datapoints. A removed one is deleted, its history with it.
+  Result<void> add_service(const ServiceSpec& spec) override;
+  void remove_service(std::string_view service) override;
 
   // The service's latest forecast; nullopt before min_history of data (or for an unknown name).
   const AwsForecast* forecast(std::string_view service) const;

@@ -394,5 +394,24 @@ TEST(AwsPredictiveModel, UsesAtMostFourteenDays) {
   for (size_t i = 0; i < with_old.size(); ++i) EXPECT_NEAR(with_old[i], without[i], 1e-9);
 }
 
+// A new Auto Scaling group added while it runs tracks its target from its own datapoints; one
+// removed gets no decision.
+TEST(AwsPredictiveTargetTracking, AnAddedGroupTracksItsTargetAndARemovedOneIsGone) {
+  AwsPredictivePolicy p;
+  ServiceSpec other = spec();
+  other.name = "other";
+  p.init({other});
+  ASSERT_TRUE(p.add_service(spec()));
+  EXPECT_FALSE(p.add_service(spec()));
+  p.remove_service("other");
+  for (int minute = 1; minute <= 2; ++minute) {
+    EXPECT_EQ(step(p, at(minute * 60s), 4, 0, 0.8, 4).replicas, 4);
+  }
+  EXPECT_EQ(step(p, at(180s), 4, 0, 0.8, 4).replicas, 7);  // ceil(4 × 0.8 / 0.5)
+  EXPECT_EQ(p.forecast("other"), nullptr);
+  p.remove_service("svc");
+  EXPECT_TRUE(p.decide(snapshot(at(240s), 4, 0, 0.8, 100, 4), at(240s)).decisions.empty());
+}
+
 }  // namespace
 }  // namespace prescale::scaling

@@ -29,20 +29,33 @@ PodSample pod_sample(const ReplicaObservation& r) {
 
 HpaPolicy::HpaPolicy(HpaPolicyOptions options) : options_(std::move(options)) {}
 
+HorizontalPodAutoscaler HpaPolicy::make_hpa(const ServiceSpec& s) const {
+  HpaSpec spec;
+  // The API server rejects minReplicas 0 for an HPA on Resource metrics only (scale to zero
+  // needs the HPAScaleToZero gate and an Object or External metric), so the CPU HPA a user can
+  // create keeps at least one pod; at 0 it would have no CPU sample to scale up on again.
+  spec.min_replicas = std::max(1, s.min_replicas);
+  spec.max_replicas = s.max_replicas;
+  spec.target_cpu_utilization_percent = options_.target_cpu_utilization_percent;
+  spec.tolerance = options_.tolerance;
+  spec.behavior = options_.behavior;
+  return HorizontalPodAutoscaler(spec);
+}
+
 void HpaPolicy::init(const std::vector<ServiceSpec>& services) {
   hpas_.clear();
-  for (const auto& s : services) {
-    HpaSpec spec;
-    // The API server rejects minReplicas 0 for an HPA on Resource metrics only (scale to zero
-    // needs the HPAScaleToZero gate and an Object or External metric), so the CPU HPA a user can
-    // create keeps at least one pod; at 0 it would have no CPU sample to scale up on again.
-    spec.min_replicas = std::max(1, s.min_replicas);
-    spec.max_replicas = s.max_replicas;
-    spec.target_cpu_utilization_percent = options_.target_cpu_utilization_percent;
-    spec.tolerance = options_.tolerance;
-    spec.behavior = options_.behavior;
-    hpas_.emplace(s.name, HorizontalPodAutoscaler(spec));
+  for (const auto& s : services) hpas_.emplace(s.name, make_hpa(s));
+}
+
+Result<void> HpaPolicy::add_service(const ServiceSpec& spec) {
+  if (!hpas_.emplace(spec.name, make_hpa(spec)).second) {
+    return make_error(ErrorCode::kInvalidArgument, spec.name + ": the hpa policy has it already");
   }
+  return {};
+}
+
+void HpaPolicy::remove_service(std::string_view service) {
+  if (auto it = hpas_.find(service); it != hpas_.end()) hpas_.erase(it);
 }
 
 void HpaPolicy::respec(const ServiceSpec& spec) {
@@ -68,20 +81,35 @@ Plan HpaPolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
 
 KpaPolicy::KpaPolicy(KpaPolicyOptions options) : options_(std::move(options)) {}
 
+KpaSpec KpaPolicy::kpa_spec(const ServiceSpec& s) const {
+  KpaSpec spec = options_.spec;
+  // Upstream's ResolveMetricTarget: containerConcurrency, or without one the default target
+  // (container-concurrency-target-default, 100), times the utilisation.
+  constexpr double kConcurrencyTargetDefault = 100;
+  spec.target_concurrency =
+      (s.max_concurrency > 0 ? s.max_concurrency : kConcurrencyTargetDefault) *
+      options_.target_utilization;
+  spec.min_scale = s.min_replicas;
+  spec.max_scale = s.max_replicas;
+  return spec;
+}
+
 void KpaPolicy::init(const std::vector<ServiceSpec>& services) {
   services_.clear();
-  for (const auto& s : services) {
-    KpaSpec spec = options_.spec;
-    // Upstream's ResolveMetricTarget: containerConcurrency, or without one the default target
-    // (container-concurrency-target-default, 100), times the utilisation.
-    constexpr double kConcurrencyTargetDefault = 100;
-    spec.target_concurrency =
-        (s.max_concurrency > 0 ? s.max_concurrency : kConcurrencyTargetDefault) *
-        options_.target_utilization;
-    spec.min_scale = s.min_replicas;
-    spec.max_scale = s.max_replicas;
-    services_[s.name].spec = spec;  // the autoscaler comes with the first snapshot
+  // The autoscaler comes with the first snapshot.
+  for (const auto& s : services) services_[s.name].spec = kpa_spec(s);
+}
+
+Result<void> KpaPolicy::add_service(const ServiceSpec& spec) {
+  if (services_.contains(spec.name)) {
+    return make_error(ErrorCode::kInvalidArgument, spec.name + ": the kpa policy has it already");
   }
+  services_[spec.name].spec = kpa_spec(spec);
+  return {};
+}
+
+void KpaPolicy::remove_service(std::string_view service) {
+  if (auto it = services_.find(service); it != services_.end()) services_.erase(it);
 }
 
 void KpaPolicy::respec(const ServiceSpec& spec) {

@@ -34,8 +34,13 @@ class HpaPolicy final : public Policy {
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
   // The bounds (its CPU target is the policy's, not the service's).
   void respec(const ServiceSpec& spec) override;
+  // A new HorizontalPodAutoscaler, as `kubectl apply` of a new one creates it (no recommendations
+  // yet); a removed one is deleted.
+  Result<void> add_service(const ServiceSpec& spec) override;
+  void remove_service(std::string_view service) override;
 
  private:
+  HorizontalPodAutoscaler make_hpa(const ServiceSpec& s) const;
   HpaPolicyOptions options_;
   std::map<std::string, HorizontalPodAutoscaler, std::less<>> hpas_;
 };
@@ -59,8 +64,12 @@ class KpaPolicy final : public Policy {
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
   // The bounds (its target is the service's concurrency, which does not change while it runs).
   void respec(const ServiceSpec& spec) override;
+  // A new revision's autoscaler, made at the first snapshot that shows it; a removed one goes.
+  Result<void> add_service(const ServiceSpec& spec) override;
+  void remove_service(std::string_view service) override;
 
  private:
+  KpaSpec kpa_spec(const ServiceSpec& s) const;
   struct PerService {
     KpaSpec spec;
     // Created at the first snapshot that shows the service, with its ready pods then (upstream

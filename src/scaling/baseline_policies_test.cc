@@ -107,8 +107,18 @@ TEST(HpaPolicyTest, CpuHpaKeepsOnePodWhenTheServiceFloorIsZero) {
 
 // A kpa on one service ("api", containerConcurrency 10) that observed 70 requests in flight at
 // each of `times`, asked at the last one with 4 replicas.
-Plan kpa_after_seventy_in_flight(KpaPolicy& policy, const std::vector<Clock::TimePoint>& times) {
-  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 50, .max_concurrency = 10}});
+// `added`: the service is added to a running policy (add_service), not listed at init().
+Plan kpa_after_seventy_in_flight(KpaPolicy& policy, const std::vector<Clock::TimePoint>& times,
+                                 bool added = false) {
+  const ServiceSpec api{
+      .name = "api", .min_replicas = 1, .max_replicas = 50, .max_concurrency = 10};
+  if (added) {
+    policy.init({});
+    EXPECT_TRUE(policy.add_service(api));
+    EXPECT_FALSE(policy.add_service(api));
+  } else {
+    policy.init({api});
+  }
   for (Clock::TimePoint t : times) {
     ServiceObservation s = service_with_cpu(10, 0.5, t);
     s.last_second = {t, 70.0, 700.0, true};
@@ -254,6 +264,35 @@ TEST(KpaPolicyTest, NewBoundsHoldFromTheNextDecision) {
   const Plan plan = policy.decide({at(62), {s}, {}}, at(62));
   ASSERT_EQ(plan.decisions.size(), 1u);
   EXPECT_EQ(plan.decisions[0].replicas, 6);
+}
+
+// A service added while it runs gets an autoscaler of its own from the next decision; one
+// removed gets no decision. Each port does the same (AWS, static: below).
+TEST(HpaPolicyTest, AnAddedServiceIsDecidedOnAndARemovedOneNoLonger) {
+  HpaPolicy policy({.target_cpu_utilization_percent = 50});
+  policy.init({{.name = "api", .min_replicas = 1, .max_replicas = 20}});
+  ASSERT_TRUE(policy.add_service({.name = "web", .min_replicas = 1, .max_replicas = 20}));
+  EXPECT_FALSE(policy.add_service({.name = "web"}));
+  ServiceObservation web = service_with_cpu(2, 1.0, at(900));
+  web.name = "web";
+  Plan plan = policy.decide({at(900), {service_with_cpu(4, 0.5, at(900)), web}, {}}, at(900));
+  ASSERT_EQ(plan.decisions.size(), 2u);
+  EXPECT_EQ(plan.decisions[1].service, "web");
+  EXPECT_EQ(plan.decisions[1].replicas, 4);  // 2 × 100 % / 50 %
+  policy.remove_service("api");
+  plan = policy.decide({at(915), {service_with_cpu(4, 0.5, at(915)), web}, {}}, at(915));
+  ASSERT_EQ(plan.decisions.size(), 1u);
+  EXPECT_EQ(plan.decisions[0].service, "web");
+}
+
+TEST(KpaPolicyTest, AnAddedServiceIsDecidedOnAndARemovedOneNoLonger) {
+  KpaPolicy policy;
+  std::vector<Clock::TimePoint> every_second;
+  for (int t = 1; t <= 60; ++t) every_second.push_back(at(t));
+  expect_ten_pods_for_seventy(kpa_after_seventy_in_flight(policy, every_second, /*added=*/true));
+  policy.remove_service("api");
+  ServiceObservation s = service_with_cpu(10, 0.5, at(60));
+  EXPECT_TRUE(policy.decide({at(62), {s}, {}}, at(62)).decisions.empty());
 }
 
 }  // namespace

@@ -148,6 +148,12 @@ void CapacityModel::respec(const ServiceSpec& spec) {
   if (auto it = services_.find(spec.name); it != services_.end()) take_spec(it->second, spec);
 }
 
+void CapacityModel::add(const ServiceSpec& spec) { take_spec(services_[spec.name], spec); }
+
+void CapacityModel::remove(std::string_view service) {
+  if (auto it = services_.find(service); it != services_.end()) services_.erase(it);
+}
+
 void CapacityModel::take_spec(Learned& s, const ServiceSpec& spec) const {
   s.spec = spec;
   s.servers = std::max(spec.max_concurrency, 1);

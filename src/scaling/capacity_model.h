@@ -77,6 +77,10 @@ class CapacityModel {
   // capacity is that of the learned service time at the new SLO, or the new seed before any
   // sample. What was learned goes on. An unknown service is ignored.
   void respec(const ServiceSpec& spec);
+  // A service to learn from now on, from its seed (one it has already is respecified); a removed
+  // one is forgotten.
+  void add(const ServiceSpec& spec);
+  void remove(std::string_view service);
   // Learns from each service's latest scrape; a scrape not later than the last one changes
   // nothing, unless it is more than kClockSetBack behind it (a clock set back): learning goes on
   // from there.

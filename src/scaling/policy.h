@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/result.h"
 #include "scaling/observation.h"
 
 namespace prescale::scaling {
@@ -71,6 +72,18 @@ class Policy {
   // prescale's capacity at the SLO, its plan and its reasons) for its next decision, and what it
   // learned goes on. An unknown service is ignored, as is the call by a policy that keeps no spec.
   virtual void respec(const ServiceSpec& spec) { (void)spec; }
+  // A service added while it runs (`prescale up` reloading a file that lists a new one): decided
+  // on from the next decision, from what is observed of it from now on, as one init() listed.
+  // Errors: kInvalidArgument for a name it has, or from a policy whose services are fixed for its
+  // life (the oracle's, read from a trace's future).
+  virtual Result<void> add_service(const ServiceSpec& spec) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      spec.name + ": the " + std::string(name()) +
+                          " policy's services cannot change while it runs");
+  }
+  // A service removed while it runs: no decision names it from now on, and what was learned of
+  // it alone is forgotten. An unknown name is ignored.
+  virtual void remove_service(std::string_view service) { (void)service; }
 };
 
 }  // namespace prescale::scaling

@@ -101,6 +101,30 @@ void PrescalePolicy::respec(const ServiceSpec& spec) {
   capacity_.respec(spec);
 }
 
+Result<void> PrescalePolicy::add_service(const ServiceSpec& spec) {
+  if (index_.contains(spec.name)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      spec.name + ": the prescale policy has it already");
+  }
+  auto s = std::make_unique<ServiceState>();
+  s->spec = spec;
+  index_[spec.name] = services_.size();
+  services_.push_back(std::move(s));
+  capacity_.add(spec);
+  refresh_graph();
+  return {};
+}
+
+void PrescalePolicy::remove_service(std::string_view service) {
+  auto it = index_.find(service);
+  if (it == index_.end()) return;
+  services_.erase(services_.begin() + static_cast<std::ptrdiff_t>(it->second));
+  capacity_.remove(service);
+  index_.clear();
+  for (size_t i = 0; i < services_.size(); ++i) index_[services_[i]->spec.name] = i;
+  refresh_graph();
+}
+
 PrescalePolicy::ServiceState* PrescalePolicy::find(std::string_view name) {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : services_[it->second].get();

@@ -115,6 +115,11 @@ class PrescalePolicy final : public Policy {
   // ahead until startups are learned; what was learned (history, forecaster, call graph, service
   // time, startup times) and the plans held for the scale-down delay go on.
   void respec(const ServiceSpec& spec) override;
+  // A new service: planned from its seeds, reactively, until its history is long enough to
+  // forecast (min_history); the call graph places it once its calls are counted. A removed one's
+  // history, forecaster and capacity are forgotten (its edges expire with the learner's).
+  Result<void> add_service(const ServiceSpec& spec) override;
+  void remove_service(std::string_view service) override;
   // The error budget the quantile is steered by (options.error_budget; 0: not steered), changed
   // while it runs (a reload's new `slo.error_budget`): the steering so far goes on from where it
   // is, toward the new budget.

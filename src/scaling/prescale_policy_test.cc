@@ -1177,6 +1177,46 @@ TEST(PrescalePolicyTest, ANewCapacitySeedHoldsFromTheNextDecision) {
   EXPECT_EQ(decide_at(30, 11).replicas, 21);  // 1000 × 1.05 / 50
 }
 
+// A service added while it runs is planned from the next decision (through the call graph once
+// its calls are counted); one removed gets no decision, and what was learned of it goes.
+TEST(PrescalePolicyTest, AnAddedServiceIsPlannedAndARemovedOneForgotten) {
+  PrescalePolicy policy;
+  policy.init({spec("front")});
+  FakeWorld world{{{"front", 100, 2, 0}}, {}};
+  double t = 0;
+  for (int i = 0; i < 4; ++i) policy.observe(world.at_time(t += 15));
+  ASSERT_TRUE(policy.add_service(spec("back")));
+  EXPECT_FALSE(policy.add_service(spec("back")));
+  EXPECT_DOUBLE_EQ(policy.capacity().capacity_rps("back"), 100);  // its seed
+  world.services.push_back({"back", 200, 4, 0});
+  world.edges = {{"front", "back", 2.0, 0}};
+  for (int i = 0; i < 8; ++i) policy.observe(world.at_time(t += 15));
+  EXPECT_NEAR(policy.topology().fanout("front", "back"), 2.0, 1e-6);
+  world.services[0].rps = 400;
+  t += 60;  // a new minute: the propagation order is refreshed
+  Snapshot s = world.at_time(t);
+  policy.observe(s);
+  const std::optional<Decision> back = decision_for(policy.decide(s, at(t)), "back");
+  ASSERT_TRUE(back);
+  EXPECT_GE(back->replicas, 8);  // 400 × 2 / 100
+  EXPECT_THAT(back->reason, HasSubstr("callers"));
+
+  policy.remove_service("front");
+  policy.remove_service("front");  // unknown now: ignored
+  EXPECT_DOUBLE_EQ(policy.capacity().capacity_rps("front"), 0);
+  EXPECT_FALSE(policy.history("front"));
+  world.services.erase(world.services.begin());
+  world.services[0] = {"back", 1000, 8, 0};
+  s = world.at_time(t += 15);
+  policy.observe(s);
+  const Plan plan = policy.decide(s, at(t));
+  EXPECT_FALSE(decision_for(plan, "front"));
+  const std::optional<Decision> alone = decision_for(plan, "back");
+  ASSERT_TRUE(alone);
+  EXPECT_EQ(alone->replicas, 11) << alone->reason;  // its own 1000 × 1.05 / 100
+  EXPECT_THAT(alone->reason, Not(HasSubstr("callers")));
+}
+
 // A lowered min is not held by the plans of the scale-down delay, which the old min had raised:
 // 90 req/s needs one replica of 100, and five were kept only by the min.
 TEST(PrescalePolicyTest, ALoweredMinIsNotHeldByEarlierPlans) {

@@ -34,6 +34,22 @@ void StaticPolicy::respec(const ServiceSpec& spec) {
   }
 }
 
+Result<void> StaticPolicy::add_service(const ServiceSpec& spec) {
+  for (const ServiceSpec& s : services_) {
+    if (s.name == spec.name) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        spec.name + ": the static policy has it already");
+    }
+  }
+  services_.push_back(spec);
+  decided_ = false;
+  return {};
+}
+
+void StaticPolicy::remove_service(std::string_view service) {
+  std::erase_if(services_, [&](const ServiceSpec& s) { return s.name == service; });
+}
+
 int StaticPolicy::replicas_for(const ServiceSpec& spec) const {
   auto it = peak_rps_.find(spec.name);
   int n = 0;

@@ -32,6 +32,10 @@ class StaticPolicy final : public Policy {
   // service's spec changes (the next call decides again).
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
   void respec(const ServiceSpec& spec) override;
+  // A new service is sized at the next call (its peak, if the trace gave one); a removed one is
+  // no longer decided on.
+  Result<void> add_service(const ServiceSpec& spec) override;
+  void remove_service(std::string_view service) override;
 
   // The replica count sized for `spec` (what the first decide() asks for).
   int replicas_for(const ServiceSpec& spec) const;

@@ -70,5 +70,19 @@ TEST(StaticPolicyTest, DecidesAgainWithinNewBounds) {
   EXPECT_EQ(p.decide(Snapshot{}, t0 + 3s).decisions.at(0).replicas, 5);
 }
 
+TEST(StaticPolicyTest, SizesAnAddedServiceAndForgetsARemovedOne) {
+  StaticPolicy p({{"a", 250}, {"b", 5000}});
+  p.init({spec("a", 100)});
+  const Clock::TimePoint t0 = Clock::TimePoint{} + std::chrono::seconds(0);
+  EXPECT_EQ(p.decide(Snapshot{}, t0).decisions.size(), 1u);
+  ASSERT_TRUE(p.add_service(spec("b", 1000)));
+  EXPECT_FALSE(p.add_service(spec("b", 1000)));
+  p.remove_service("a");
+  const Plan again = p.decide(Snapshot{}, t0 + 1s);
+  ASSERT_EQ(again.decisions.size(), 1u);
+  EXPECT_EQ(again.decisions[0].service, "b");
+  EXPECT_EQ(again.decisions[0].replicas, 5);
+}
+
 }  // namespace
 }  // namespace prescale::scaling

@@ -356,14 +356,51 @@ Result<void> LocalWorld::respec(const scaling::ServiceSpec& spec) {
   return make_error(ErrorCode::kNotFound, "no service named " + spec.name);
 }
 
+Result<void> LocalWorld::add_service(const scaling::ServiceSpec& spec) {
+  if (auto valid = control::check_replica_bounds(spec.name, spec.min_replicas, spec.max_replicas);
+      !valid) {
+    return valid;
+  }
+  for (const auto& s : services_) {
+    if (s->spec.name == spec.name) {
+      return make_error(ErrorCode::kInvalidArgument, spec.name + ": a service of that name runs");
+    }
+  }
+  auto s = std::make_unique<ServiceState>(spec, options_.metric_window);
+  if (last_now_) {
+    // The gateway counts its routes for the life of the process, this service's labels too.
+    traffic::GatewayReading reading = read_gateway();
+    s->traffic.start_from(options_.real_clock->now(), *last_now_, reading.services[spec.name]);
+  }
+  scaling::ServiceObservation obs;
+  obs.name = spec.name;
+  snapshot_.services.push_back(std::move(obs));
+  services_.push_back(std::move(s));
+  return {};
+}
+
+Result<void> LocalWorld::remove_service(std::string_view service) {
+  for (size_t i = 0; i < services_.size(); ++i) {
+    if (services_[i]->spec.name != service) continue;
+    services_.erase(services_.begin() + static_cast<std::ptrdiff_t>(i));
+    snapshot_.services.erase(snapshot_.services.begin() + static_cast<std::ptrdiff_t>(i));
+    return {};
+  }
+  return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
+}
+
 Result<void> LocalWorld::restart(std::string_view replica_id) {
   return supervisor_.replace(replica_id, options_.real_clock->now());
 }
 
 void LocalWorld::add_routes(
     const std::vector<std::pair<std::string, std::string>>& route_services) {
-  for (const auto& [route, service] : route_services)
-    options_.route_service.emplace(route, service);
+  for (const auto& [route, service] : route_services) {
+    auto [it, added] = options_.route_service.emplace(route, service);
+    const bool gone = std::none_of(services_.begin(), services_.end(),
+                                   [&](const auto& s) { return s->spec.name == it->second; });
+    if (!added && gone) it->second = service;  // its service was removed
+  }
 }
 
 Result<void> LocalWorld::replace_when_ready(std::string_view replica_id) {

@@ -111,12 +111,21 @@ class LocalWorld final : public control::World {
   // the window's share over it at once). Errors: kNotFound, kInvalidArgument (not
   // 0 <= min <= max, max >= 1).
   Result<void> respec(const scaling::ServiceSpec& spec) override;
+  // A service the Supervisor was given while the world runs (add_service() there first): its
+  // requests count from the gateway's counts now, its replicas from the next observation. A
+  // removed one is no longer observed (its replicas are the Supervisor's to stop, and its totals
+  // stay in the world's); its route labels may lead to a service added later (add_routes()).
+  // Errors: kInvalidArgument (a name it has, bad bounds); kNotFound.
+  Result<void> add_service(const scaling::ServiceSpec& spec) override;
+  Result<void> remove_service(std::string_view service) override;
   // Replaces a replica that still serves well (one headed for its memory limit): the new one
   // starts now and the old one drains once it is ready. Errors: as restart()'s.
   Result<void> replace_when_ready(std::string_view replica_id);
   // The route labels of a reloaded gateway (Gateway::route_services()): new ones are counted for
   // their service from now; a known label keeps its service (its counts so far are that
-  // service's), and one removed keeps what it counted.
+  // service's), and one removed keeps what it counted. A label of a service removed leads to its
+  // new service: call this before add_service() of that one, whose count starts from its labels'
+  // counts then.
   void add_routes(const std::vector<std::pair<std::string, std::string>>& route_services);
   // The service a route label's requests are counted for; nullptr for a label never seen.
   const std::string* route_service(const std::string& route) const {

@@ -91,6 +91,7 @@ struct Supervisor::Service {
   std::shared_ptr<const ReplicaTemplate> failed_tmpl;  // that revision's template
   std::string roll_back;    // why the rollout fails, to roll it back at the end of this tick
   int desired = 0;
+  bool removed = false;  // remove_service(): its replicas drain, and it goes once they have
   int next_index = 1;
   std::vector<std::unique_ptr<Replica>> replicas;
   std::deque<std::string> gone_logs;  // of replicas that left, the oldest first
@@ -192,6 +193,18 @@ Result<void> Supervisor::add_service(ReplicaTemplate t) {
   if (auto valid = validate(t); !valid) return valid;
   if (find(t.service) != nullptr) {
     return make_error(ErrorCode::kInvalidArgument, "service " + t.service + " declared twice");
+  }
+  for (auto& draining : services_) {
+    if (draining->name != t.service) continue;
+    // Removed, its replicas still draining: declared again, from the new template.
+    Service& s = *draining;
+    s.removed = false;
+    s.tmpl = std::make_shared<const ReplicaTemplate>(std::move(t));
+    s.stable = s.tmpl;
+    s.revision = s.stable_revision = s.next_revision++;
+    s.failed.clear();
+    s.failed_tmpl.reset();
+    return {};
   }
   auto s = std::make_unique<Service>();
   s->name = t.service;
@@ -328,16 +341,30 @@ void Supervisor::return_to_stable(Service& s, Clock::TimePoint now) {
 
 Supervisor::Service* Supervisor::find(std::string_view name) {
   for (auto& s : services_) {
-    if (s->name == name) return s.get();
+    if (s->name == name && !s->removed) return s.get();
   }
   return nullptr;
 }
 
 const Supervisor::Service* Supervisor::find(std::string_view name) const {
   for (const auto& s : services_) {
-    if (s->name == name) return s.get();
+    if (s->name == name && !s->removed) return s.get();
   }
   return nullptr;
+}
+
+Result<void> Supervisor::remove_service(std::string_view service, Clock::TimePoint now) {
+  Service* s = find(service);
+  if (s == nullptr) {
+    return make_error(ErrorCode::kNotFound, "no service named " + std::string(service));
+  }
+  s->removed = true;
+  s->desired = 0;
+  // A rolling update under way ends here: every replica, of whichever revision, drains.
+  s->rolling = false;
+  s->roll_back.clear();
+  reconcile(*s, now);
+  return {};
 }
 
 Result<void> Supervisor::set_desired(std::string_view service, int replicas) {
@@ -806,6 +833,9 @@ void Supervisor::tick(Clock::TimePoint now) {
     }
     reconcile(*s, now);
   }
+  std::erase_if(services_, [](const std::unique_ptr<Service>& s) {
+    return s->removed && s->replicas.empty();
+  });
 }
 
 void Supervisor::stop_all() {
@@ -834,7 +864,9 @@ std::vector<ReplicaStatus> Supervisor::replicas(std::string_view service) const 
 
 std::vector<std::string> Supervisor::services() const {
   std::vector<std::string> out;
-  for (const auto& s : services_) out.push_back(s->name);
+  for (const auto& s : services_) {
+    if (!s->removed) out.push_back(s->name);
+  }
   return out;
 }
 

@@ -236,8 +236,15 @@ class Supervisor {
   Supervisor& operator=(const Supervisor&) = delete;
 
   // Declares a service (before scaling it). Errors: kInvalidArgument (empty argv, "{port_file}"
-  // without a run_dir, both placeholders), a name declared twice.
+  // without a run_dir, both placeholders), a name declared twice. A service removed whose
+  // replicas still drain may be declared again: they drain on, and new ones start from the new
+  // template, numbered on from theirs.
   Result<void> add_service(ReplicaTemplate replica_template);
+  // Removes a service while it runs: its replicas drain (as at a scale to zero, a rolling update
+  // dropped) and stop, and it is forgotten once none is left. From now on it is no longer listed
+  // by services() and every call naming it answers as for an unknown one; idle() waits for its
+  // replicas. Errors: kNotFound.
+  Result<void> remove_service(std::string_view service, Clock::TimePoint now);
   // The number of replicas to keep (starting, ready or waiting to restart). Errors: kNotFound.
   Result<void> set_desired(std::string_view service, int replicas);
   int desired(std::string_view service) const;
@@ -279,7 +286,7 @@ class Supervisor {
   bool idle() const;  // no process left
 
   std::vector<ReplicaStatus> replicas(std::string_view service) const;
-  std::vector<std::string> services() const;
+  std::vector<std::string> services() const;  // declared and not removed
   // Where a replica writes its output: <log_dir>/<replica>.log; "" when logs are discarded.
   // Once over max_log_bytes, its content moves to moved_aside_log_path() of it.
   std::string log_path(std::string_view replica_id) const;

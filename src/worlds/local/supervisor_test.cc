@@ -657,6 +657,45 @@ TEST_F(SupervisorTest, StopAllEndsEveryReplica) {
   EXPECT_TRUE(world.endpoints.empty());
 }
 
+// A service removed while it runs: its replicas drain and stop, it is no longer listed, and it
+// is forgotten once they have gone; declared again meanwhile, it starts anew from the new
+// template, its replicas numbered on.
+TEST_F(SupervisorTest, ARemovedServiceDrainsAndIsForgottenOrDeclaredAgain) {
+  ASSERT_TRUE(sup->set_desired("api", 2));
+  world.ready_ports = {9000, 9001};
+  tick();
+  step(100ms);
+  ASSERT_EQ(world.endpoints.size(), 2u);
+  world.in_flight_by["api-1"] = 1;
+  ASSERT_TRUE(sup->remove_service("api", clock.now()));
+  EXPECT_TRUE(world.endpoints.empty()) << "out of the gateway at once";
+  EXPECT_TRUE(sup->services().empty());
+  EXPECT_TRUE(sup->replicas("api").empty());
+  EXPECT_EQ(sup->desired("api"), 0);
+  EXPECT_FALSE(sup->set_desired("api", 3));
+  EXPECT_FALSE(sup->remove_service("api", clock.now()));
+  step(100ms);
+  EXPECT_FALSE(sup->idle()) << "api-1 still drains";
+  // Declared again while api-1 drains: new replicas from the new template.
+  ASSERT_TRUE(sup->add_service({"api", {"server", "--port", "{port}", "--v2"}, {}}));
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  world.ready_ports.insert(9002);
+  tick();
+  ASSERT_EQ(world.launched.size(), 3u);
+  EXPECT_EQ(world.launched[2].argv, (std::vector<std::string>{"server", "--port", "9002", "--v2"}));
+  step(100ms);
+  EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-3"}));
+  EXPECT_FALSE(sup->rollout("api").rolling) << "nothing of it to roll";
+  world.in_flight_by["api-1"] = 0;
+  // Removed for good: forgotten once its replicas have gone.
+  ASSERT_TRUE(sup->remove_service("api", clock.now()));
+  for (int i = 0; i < 5 && !sup->idle(); ++i) step(100ms);
+  EXPECT_TRUE(sup->idle());
+  EXPECT_EQ(world.launched.size(), 3u) << "none restarted";
+  ASSERT_TRUE(sup->add_service(api()));  // a new service of that name, from scratch
+  EXPECT_EQ(sup->desired("api"), 0);
+}
+
 // A TCP socket on 127.0.0.1 at a port the kernel picks (0 if it could not): listening — the kernel
 // accepts connections and nobody answers, as with a hung replica — or only bound.
 struct LoopbackSocket {

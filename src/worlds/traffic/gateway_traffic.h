@@ -86,8 +86,14 @@ class TrafficWindow {
   // as slow by it.
   void set_slo(double slo_latency_seconds) { slo_ = slo_latency_seconds; }
 
+  // What a service added while the gateway runs counts from: the gateway's counts now (those of
+  // route labels that counted for it before it was removed, say) are not its new requests.
+  void start_from(Clock::TimePoint real, Clock::TimePoint now, const GatewayCounts& counts) {
+    samples_.assign(1, Sample{real, now, counts});
+    last_ = counts;
+  }
   // Records a read; returns what happened since the previous one (since zero for the first: the
-  // gateway started with the world).
+  // gateway started with the world; since start_from()'s counts).
   RequestDelta record(Clock::TimePoint real, Clock::TimePoint now, const GatewayCounts& counts);
   // The last real second: arrivals, and concurrency from the busy seconds, from the newest read
   // a real second back (or the window's base, when the window is shorter than a real second).
