@@ -491,9 +491,11 @@ TEST(RenderKubernetesTest, TheRenderedControllerAppliesNewBoundsFromItsFile) {
              "the rendered manifests"))
       << controller.log();
 
-  yaml.replace(yaml.find("services:"), 9, "policy: {name: hpa}\nservices:");
+  // A service added has its Deployment with the manifests, and a new controller pod with them.
+  yaml.replace(yaml.find("services:\n"), 10,
+               "policy: {name: hpa}\nservices:\n  - {name: api, kind: builtin/echo}\n");
   EXPECT_TRUE(edited("reload (the file changed) refused, keeping the running configuration: " +
-                     mounted + ": policy changed; "))
+                     mounted + ": services (added api), policy changed; "))
       << controller.log();
   EXPECT_EQ(pods.api->replicas("web"), 2) << scaled_to(*pods.api, "web");
 }
