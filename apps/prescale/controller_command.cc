@@ -680,9 +680,11 @@ int ControllerCommand::run() const {
   auto show_services = [&] {
     const std::map<std::string, healing::RolloutRevisions> rolling = world.rollouts();
     std::vector<dashboard::ServiceInfo> infos;
-    for (size_t i = 0; i < config.services.size(); ++i) {
-      const ServiceConfig& s = config.services[i];
-      const ServiceConfig& pods = as_started[i];  // the list of services cannot change
+    for (const ServiceConfig& s : config.services) {
+      // A reload keeps the services (in any order): what their pods run is found by name.
+      const auto started = std::find_if(as_started.begin(), as_started.end(),
+                                        [&](const ServiceConfig& a) { return a.name == s.name; });
+      const ServiceConfig& pods = started != as_started.end() ? *started : s;
       std::string rollout;
       if (const auto back = rollout_judge.rolled_back().find(s.name);
           back != rollout_judge.rolled_back().end()) {
@@ -808,8 +810,7 @@ int ControllerCommand::run() const {
     for (const std::string& field : changes_needing_a_restart(config, *next)) {
       // The pods' own settings are not the controller's to refuse.
       const bool controllers = field == "policy" || field == "healer" ||
-                               field.ends_with(".concurrency") || field.ends_with(".kind") ||
-                               field.ends_with(".depends_on");
+                               field.ends_with(".concurrency") || field.ends_with(".kind");
       if (controllers) fixed += (fixed.empty() ? "" : ", ") + field;
     }
     if (!fixed.empty()) {

@@ -319,12 +319,12 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
     const ServiceConfig& a = *running_one;
     const std::string at = "services[" + std::to_string(i) + "] (" + a.name + ").";
     // What the policy's model of the replicas (its capacity model's workers, Knative's target)
-    // and the call graph it was given were made from (the bounds,
-    // SLO, seeds and queue limit are not: the controller takes new ones at once, spec_changes).
+    // was made from (the bounds, SLO, seeds and queue limit are not: the controller takes new
+    // ones at once, spec_changes). `depends_on` is not: a live policy learns the call graph from
+    // the calls it counts (the file's is the simulator's).
     if (a.effective_concurrency() != b.effective_concurrency()) {
       out.push_back(at + (a.concurrency != b.concurrency ? "concurrency" : "kind"));
     }
-    if (a.depends_on != b.depends_on) out.push_back(at + "depends_on");
     // The gateway's health checks ask every replica of a service one path: the old replicas
     // would be asked the new one during a rollout, and after a rollback every replica.
     if (a.readiness_path != b.readiness_path) out.push_back(at + "readiness_path");

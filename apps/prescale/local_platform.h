@@ -168,7 +168,7 @@ void prepare_gateway(Config& config);
 // the fields where `next` differs from `running` outside the services' replica templates
 // (commands, kinds, models, environments, probes, memory limits: rolled out), what the
 // controller takes at once (spec_changes), the gateway's reloadable settings and the services
-// added or removed (service_changes), as "services[1] (web).depends_on", "policy" or
+// added or removed (service_changes), as "services[1] (web).concurrency", "policy" or
 // "gateway.listen"; a service is compared with the one of its name, wherever it is listed. Empty
 // when a reload can apply it all.
 std::vector<std::string> changes_needing_a_restart(const Config& running, const Config& next);

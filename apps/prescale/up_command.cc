@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <set>
 
 #include "admin_endpoints.h"
 #include "command_util.h"
@@ -660,10 +661,9 @@ int run_up(const UpFlags& f) {
     if (!labels) return refuse(f.config_path + ": gateway." + labels.error().message);
     for (const auto& [route, service] : *labels) {
       const std::string* counted = world.route_service(route);
-      // A label of a service removed may lead to one added (a service renamed): its requests so
-      // far stay the removed one's, and the added one counts from the gateway's counts now.
-      const bool handed_on = counted != nullptr && find_service(*next, *counted) == nullptr &&
-                             find_service(as_loaded, service) == nullptr;
+      // A label of a service removed may lead to another (a service renamed): its requests so
+      // far stay the removed one's, and the other counts from the gateway's counts now.
+      const bool handed_on = counted != nullptr && find_service(*next, *counted) == nullptr;
       if (counted != nullptr && *counted != service && !handed_on) {
         return refuse(f.config_path + ": gateway.routes: the route labelled \"" + route +
                       "\" in the metrics leads to " + service + ", and its requests so far were " +
@@ -691,21 +691,25 @@ int run_up(const UpFlags& f) {
     world.add_routes((*gw)->route_services());
     std::string respecced;
     std::vector<ServiceConfig> respecified;
+    std::set<std::string> not_added;  // tried again at the next reload
     for (const std::string& name : changed.added) {
       const ServiceConfig& now = *find_service(*next, name);
       const scaling::ServiceSpec spec = service_spec(now, f.time_scale);
       // The template was checked above, and the name is new: neither refuses.
       auto it = std::find_if(templates.begin(), templates.end(),
                              [&](const local::ReplicaTemplate& t) { return t.service == name; });
-      if (auto added = supervisor.add_service(std::move(*it)); !added) {
+      local::ReplicaTemplate added_template = std::move(*it);
+      templates.erase(it);  // not rolled out: started
+      if (auto added = supervisor.add_service(std::move(added_template)); !added) {
         spdlog::error("reload ({}): {}", why, added.error().message);
+        not_added.insert(name);
         continue;
       }
-      templates.erase(it);
       (void)supervisor.set_desired(name, now.replicas.initial);
       if (auto added = controller.add_service(spec); !added) {
         spdlog::error("reload ({}): {}", why, added.error().message);
         (void)supervisor.remove_service(name, real.now());
+        not_added.insert(name);
         continue;
       }
       feed->add_service(name, now.slo.error_budget, spec.max_concurrency);
@@ -753,6 +757,8 @@ int run_up(const UpFlags& f) {
       }
     }
     show_services(prepared.services);
+    std::erase_if(next->services,
+                  [&](const ServiceConfig& s) { return not_added.contains(s.name); });
     as_loaded = std::move(*next);
     config = std::move(prepared);
     spdlog::info(

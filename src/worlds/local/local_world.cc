@@ -367,11 +367,12 @@ Result<void> LocalWorld::add_service(const scaling::ServiceSpec& spec) {
     }
   }
   auto s = std::make_unique<ServiceState>(spec, options_.metric_window);
-  if (last_now_) {
-    // The gateway counts its routes for the life of the process, this service's labels too.
-    traffic::GatewayReading reading = read_gateway();
-    s->traffic.start_from(options_.real_clock->now(), *last_now_, reading.services[spec.name]);
-  }
+  // The gateway counts for the life of the process: what its counters hold for this name (a
+  // route label handed from a service removed, or the calls to one of this name removed before)
+  // are not the new service's requests.
+  traffic::GatewayReading reading = read_gateway();
+  s->traffic.start_from(options_.real_clock->now(), last_now_.value_or(options_.clock->now()),
+                        reading.services[spec.name]);
   scaling::ServiceObservation obs;
   obs.name = spec.name;
   snapshot_.services.push_back(std::move(obs));
@@ -395,11 +396,28 @@ Result<void> LocalWorld::restart(std::string_view replica_id) {
 
 void LocalWorld::add_routes(
     const std::vector<std::pair<std::string, std::string>>& route_services) {
+  auto runs = [&](const std::string& name) {
+    return std::any_of(services_.begin(), services_.end(),
+                       [&](const auto& s) { return s->spec.name == name; });
+  };
+  std::map<std::string, std::string> handed;  // labels of removed services, to a running one
   for (const auto& [route, service] : route_services) {
     auto [it, added] = options_.route_service.emplace(route, service);
-    const bool gone = std::none_of(services_.begin(), services_.end(),
-                                   [&](const auto& s) { return s->spec.name == it->second; });
-    if (!added && gone) it->second = service;  // its service was removed
+    if (added || it->second == service || runs(it->second)) continue;
+    it->second = service;  // its service was removed
+    if (runs(service)) handed.emplace(route, service);
+  }
+  if (handed.empty()) return;
+  // What those labels counted so far was the removed service's: the running one counts them from
+  // their counts now. Calls and ejections are counted by service, not by route.
+  traffic::GatewayReading counted;
+  traffic::add_gateway(gateway_registry_.collect(), handed, counted);
+  for (const auto& s : services_) {
+    const auto it = counted.services.find(s->spec.name);
+    if (it == counted.services.end()) continue;
+    traffic::GatewayCounts by_route = it->second;
+    by_route.arrivals = by_route.external = by_route.ejections = 0;
+    s->traffic.add_to_base(by_route);
   }
 }
 

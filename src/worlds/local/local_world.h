@@ -124,8 +124,8 @@ class LocalWorld final : public control::World {
   // The route labels of a reloaded gateway (Gateway::route_services()): new ones are counted for
   // their service from now; a known label keeps its service (its counts so far are that
   // service's), and one removed keeps what it counted. A label of a service removed leads to its
-  // new service: call this before add_service() of that one, whose count starts from its labels'
-  // counts then.
+  // new service from now, which counts it from its counts now (TrafficWindow::add_to_base; one
+  // added after this call, at add_service(), from what all its labels counted then).
   void add_routes(const std::vector<std::pair<std::string, std::string>>& route_services);
   // The service a route label's requests are counted for; nullptr for a label never seen.
   const std::string* route_service(const std::string& route) const {

@@ -27,10 +27,10 @@ namespace {
 using testing::NoProcesses;
 
 // The gateway's figures for one service behind route "r": `n` requests answered 200 in
-// `seconds` each.
+// `seconds` each, called as `callee` (the service the route leads to).
 struct GatewayMetrics {
-  void answer(int n, double seconds) {
-    calls.with({"external", "web"}).inc(n);
+  void answer(int n, double seconds, const std::string& callee = "web") {
+    calls.with({"external", callee}).inc(n);
     requests.with({"r", "200"}).inc(n);
     for (int i = 0; i < n; ++i) durations.with({"r"}).observe(seconds);
     busy.with({"r"}).inc(n * seconds);
@@ -69,10 +69,11 @@ struct GatewayOnlyWorld {
   // Both clocks move on by `controller` of controller time; then the gateway answers `n`
   // requests of `seconds` each and the world is observed.
   const scaling::ServiceObservation& observe(Clock::Duration controller, Clock::Duration real_time,
-                                             int n, double seconds) {
+                                             int n, double seconds,
+                                             const std::string& callee = "web") {
     clock.advance(controller);
     real.advance(real_time);
-    if (n > 0) gw.answer(n, seconds);
+    if (n > 0) gw.answer(n, seconds, callee);
     return world->observe(clock.now()).services.at(0);
   }
   ManualClock clock, real;
@@ -111,6 +112,46 @@ TEST(LocalWorldTest, RequestFiguresCoverTheLastMetricWindowAndTotalsCountEachReq
   EXPECT_NEAR(t.world->totals().requests, 310, 1e-9);
   EXPECT_NEAR(t.world->totals().within_slo, 300, 1e-9);
   EXPECT_NEAR(t.world->observe(t.clock.now()).services[0].window.slow_rps, 0, 1e-9);
+}
+
+// A service added while the world runs counts from the gateway's counts then, also through a
+// route label handed to it from a service removed (web renamed web2); a label handed to a
+// running service is counted for it from then. Neither takes the removed one's requests so far
+// for its own, which stay in the world's totals.
+TEST(LocalWorldTest, AServiceAddedCountsFromNowAndTakesTheRoutesOfOneRemoved) {
+  using std::chrono::seconds;
+  GatewayOnlyWorld t(1, seconds(5));
+  (void)t.world->observe(t.clock.now());
+  for (int i = 0; i < 3; ++i) (void)t.observe(seconds(5), seconds(5), 50, 0.01);
+  EXPECT_NEAR(t.world->totals().requests, 150, 1e-9);
+  scaling::ServiceSpec web2{.name = "web2", .max_replicas = 4, .slo_latency_p99_seconds = 0.1};
+  ASSERT_TRUE(t.world->remove_service("web"));
+  EXPECT_EQ(t.world->remove_service("web").error().code, ErrorCode::kNotFound);
+  t.world->add_routes({{"r", "web2"}});
+  ASSERT_TRUE(t.world->add_service(web2));
+  EXPECT_EQ(t.world->add_service(web2).error().code, ErrorCode::kInvalidArgument);
+  const std::string* route = t.world->route_service("r");
+  ASSERT_NE(route, nullptr);
+  EXPECT_EQ(*route, "web2");
+  const scaling::ServiceObservation& renamed = t.observe(seconds(5), seconds(5), 20, 0.01, "web2");
+  EXPECT_EQ(renamed.name, "web2");
+  EXPECT_EQ(t.world->observe(t.clock.now()).services.size(), 1u);
+  EXPECT_EQ(renamed.window.length, seconds(5));
+  EXPECT_NEAR(renamed.window.arrival_rps, 4, 1e-9);  // 20 in 5 s, not 170
+  EXPECT_NEAR(renamed.window.served_total, 20, 1e-9);
+  EXPECT_NEAR(t.world->totals("web2").requests, 20, 1e-9);
+  EXPECT_NEAR(t.world->totals().requests, 170, 1e-9);
+
+  // Handed on again, to a service that runs already.
+  ASSERT_TRUE(t.world->add_service({.name = "api", .max_replicas = 4}));
+  (void)t.observe(seconds(5), seconds(5), 0, 0);
+  ASSERT_TRUE(t.world->remove_service("web2"));
+  t.world->add_routes({{"r", "api"}});
+  const scaling::ServiceObservation& api = t.observe(seconds(5), seconds(5), 10, 0.01, "api");
+  EXPECT_EQ(api.name, "api");
+  EXPECT_NEAR(api.window.served_total, 10, 1e-9);
+  EXPECT_NEAR(t.world->totals("api").requests, 10, 1e-9);
+  EXPECT_NEAR(t.world->totals().requests, 180, 1e-9);
 }
 
 // The gateway starts with the world: what it answered before the first observation (a client

@@ -196,7 +196,7 @@ Result<void> Supervisor::add_service(ReplicaTemplate t) {
   }
   for (auto& draining : services_) {
     if (draining->name != t.service) continue;
-    // Removed, its replicas still draining: declared again, from the new template.
+    // Removed (its replicas draining, or gone): declared again, from the new template.
     Service& s = *draining;
     s.removed = false;
     s.tmpl = std::make_shared<const ReplicaTemplate>(std::move(t));
@@ -833,9 +833,6 @@ void Supervisor::tick(Clock::TimePoint now) {
     }
     reconcile(*s, now);
   }
-  std::erase_if(services_, [](const std::unique_ptr<Service>& s) {
-    return s->removed && s->replicas.empty();
-  });
 }
 
 void Supervisor::stop_all() {

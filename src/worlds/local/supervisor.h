@@ -236,14 +236,15 @@ class Supervisor {
   Supervisor& operator=(const Supervisor&) = delete;
 
   // Declares a service (before scaling it). Errors: kInvalidArgument (empty argv, "{port_file}"
-  // without a run_dir, both placeholders), a name declared twice. A service removed whose
-  // replicas still drain may be declared again: they drain on, and new ones start from the new
-  // template, numbered on from theirs.
+  // without a run_dir, both placeholders), a name declared twice. A service removed may be
+  // declared again, its replicas still draining or not: they drain on, and new ones start from
+  // the new template, numbered on from theirs.
   Result<void> add_service(ReplicaTemplate replica_template);
   // Removes a service while it runs: its replicas drain (as at a scale to zero, a rolling update
-  // dropped) and stop, and it is forgotten once none is left. From now on it is no longer listed
-  // by services() and every call naming it answers as for an unknown one; idle() waits for its
-  // replicas. Errors: kNotFound.
+  // dropped) and stop. From now on it is no longer listed by services() and every call naming it
+  // answers as for an unknown one; idle() waits for its replicas. What it keeps — its replicas'
+  // numbering and the logs of those gone — is for a service declared again under its name, whose
+  // replicas are numbered on. Errors: kNotFound.
   Result<void> remove_service(std::string_view service, Clock::TimePoint now);
   // The number of replicas to keep (starting, ready or waiting to restart). Errors: kNotFound.
   Result<void> set_desired(std::string_view service, int replicas);

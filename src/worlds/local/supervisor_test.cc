@@ -687,13 +687,18 @@ TEST_F(SupervisorTest, ARemovedServiceDrainsAndIsForgottenOrDeclaredAgain) {
   EXPECT_EQ(world.endpoints, (std::set<std::string>{"api-3"}));
   EXPECT_FALSE(sup->rollout("api").rolling) << "nothing of it to roll";
   world.in_flight_by["api-1"] = 0;
-  // Removed for good: forgotten once its replicas have gone.
+  // Removed again, and its replicas gone: declared again later, its replicas are numbered on
+  // (a new api-1 would write to the old api-1's log).
   ASSERT_TRUE(sup->remove_service("api", clock.now()));
   for (int i = 0; i < 5 && !sup->idle(); ++i) step(100ms);
   EXPECT_TRUE(sup->idle());
   EXPECT_EQ(world.launched.size(), 3u) << "none restarted";
-  ASSERT_TRUE(sup->add_service(api()));  // a new service of that name, from scratch
+  ASSERT_TRUE(sup->add_service(api()));
   EXPECT_EQ(sup->desired("api"), 0);
+  ASSERT_TRUE(sup->set_desired("api", 1));
+  tick();
+  ASSERT_EQ(replicas().size(), 1u);
+  EXPECT_EQ(replicas()[0].id, "api-4");
 }
 
 // A TCP socket on 127.0.0.1 at a port the kernel picks (0 if it could not): listening — the kernel

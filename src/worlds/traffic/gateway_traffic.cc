@@ -134,18 +134,24 @@ bool went_down(const GatewayReading& now, const GatewayReading& before) {
   return false;
 }
 
+void add(GatewayCounts& total, const GatewayCounts& more) {
+  total.arrivals += more.arrivals;
+  total.external += more.external;
+  total.responses += more.responses;
+  total.errors += more.errors;
+  total.ejections += more.ejections;
+  total.busy_seconds += more.busy_seconds;
+  total.latency = sum(total.latency, more.latency);
+}
+
 void add(GatewayReading& total, const GatewayReading& more) {
-  for (const auto& [service, m] : more.services) {
-    GatewayCounts& t = total.services[service];
-    t.arrivals += m.arrivals;
-    t.external += m.external;
-    t.responses += m.responses;
-    t.errors += m.errors;
-    t.ejections += m.ejections;
-    t.busy_seconds += m.busy_seconds;
-    t.latency = sum(t.latency, m.latency);
-  }
+  for (const auto& [service, m] : more.services) add(total.services[service], m);
   for (const auto& [edge, calls] : more.edges) total.edges[edge] += calls;
+}
+
+void TrafficWindow::add_to_base(const GatewayCounts& counted) {
+  for (Sample& s : samples_) add(s.counts, counted);
+  add(last_, counted);
 }
 
 std::vector<scaling::EdgeObservation> edges_of(const GatewayReading& reading) {

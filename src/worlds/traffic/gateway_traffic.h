@@ -61,6 +61,7 @@ GatewayReading growth(const GatewayReading& now, const GatewayReading& before);
 bool went_down(const GatewayReading& now, const GatewayReading& before);
 // Adds `more` to `total`, counter by counter and bucket by bucket.
 void add(GatewayReading& total, const GatewayReading& more);
+void add(GatewayCounts& total, const GatewayCounts& more);
 
 // The call graph's edges, as the policies read them.
 std::vector<scaling::EdgeObservation> edges_of(const GatewayReading& reading);
@@ -92,6 +93,10 @@ class TrafficWindow {
     samples_.assign(1, Sample{real, now, counts});
     last_ = counts;
   }
+  // Counters that count for the service from now on (a route label handed to it from a service
+  // removed) counted `counted` so far: added to every read kept, so that what they counted
+  // before is not taken for its new requests, and the window's figures stay what they were.
+  void add_to_base(const GatewayCounts& counted);
   // Records a read; returns what happened since the previous one (since zero for the first: the
   // gateway started with the world; since start_from()'s counts).
   RequestDelta record(Clock::TimePoint real, Clock::TimePoint now, const GatewayCounts& counts);
