@@ -102,7 +102,9 @@ void DashboardFeed::add_service(const std::string& service, double budget, int m
 void DashboardFeed::remove_service(const std::string& service) {
   options_.error_budgets.erase(service);
   options_.max_concurrency.erase(service);
-  incidents_.set_error_budget(service, 0);  // no longer watched
+  if (std::optional<healing::IncidentChange> closed = incidents_.forget(service)) {
+    after_incidents({std::move(*closed)}, unix_now());
+  }
   slowdowns_.forget(service);
   decisions_.erase(service);
   point_totals_.erase(service);

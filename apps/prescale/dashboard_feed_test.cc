@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "control/controller.h"
@@ -148,6 +149,60 @@ TEST(DashboardFeedTest, AWallClockSetBackNeitherStopsTheChartsNorBuriesNewEvents
   const nlohmann::json events = model.events_json().at("events");
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events.at(0).at("message"), "after the step");
+}
+
+// A service removed by a reload with its incident open: the incident is closed (said, shown as
+// resolved, its gauge 0), the service no longer watched. One added is counted from the start.
+TEST(DashboardFeedTest, ARemovedServicesIncidentIsClosedAndAnAddedOneIsCounted) {
+  ManualClock clock;
+  OneService platform(clock);
+  control::Controller& controller = platform.controller;
+  dashboard::DashboardModel& model = platform.model;
+  telemetry::Registry registry;
+  control::WorldTotals totals;
+  const TotalsOf totals_of = [&](std::string_view) { return totals; };
+  DashboardFeedOptions options{"every-second"};
+  options.error_budgets = {{"web", 0.001}};
+  options.registry = &registry;
+  DashboardFeed feed(model, totals_of, nullptr, options, clock);
+  double failing = 0;
+  auto run = [&](Clock::Duration d) {
+    for (Clock::Duration t{0}; t < d; t += 1s) {
+      const std::optional<scaling::Plan> plan = controller.tick();
+      feed.after_tick(controller, plan, controller.take_events());
+      clock.advance(1s);
+      totals.requests += 100;
+      totals.failed += failing;
+      totals.within_slo += 100 - failing;
+    }
+  };
+  auto series_of = [&](const std::string& family) {
+    std::map<std::string, double> out;
+    for (const auto& f : registry.collect()) {
+      if (f.name != family) continue;
+      for (const auto& series : f.series) out[series.label_values.at(0)] = series.value;
+    }
+    return out;
+  };
+  run(10min);
+  failing = 50;
+  run(1min);
+  ASSERT_EQ(events_of(model, "incident"), 1);
+  EXPECT_EQ(series_of("prescale_incidents_open")["web"], 1);
+
+  feed.remove_service("web");
+  EXPECT_EQ(events_of(model, "resolved"), 1);
+  const nlohmann::json incidents = model.incidents_json().at("incidents");
+  ASSERT_EQ(incidents.size(), 1u);
+  EXPECT_FALSE(incidents[0].at("resolved_at").is_null());
+  EXPECT_EQ(series_of("prescale_incidents_open")["web"], 0);
+  EXPECT_EQ(series_of("prescale_incidents_total")["web"], 1) << "counted, and kept";
+  run(2min);
+  EXPECT_EQ(events_of(model, "incident"), 1) << "no longer watched";
+
+  feed.add_service("api", 0.001, 0);
+  EXPECT_EQ(series_of("prescale_incidents_total").count("api"), 1u);
+  EXPECT_EQ(series_of("prescale_slowdown_warning_open").count("api"), 1u);
 }
 
 // A service failing half its requests opens an incident: said, shown (an event, the incident's

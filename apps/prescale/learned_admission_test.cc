@@ -48,6 +48,23 @@ TEST(LearnedAdmission, StartsFromTheSeedAndLeavesServicesWithoutALimitAlone) {
   EXPECT_EQ(h.admission.per_replica("batch"), 0);
 }
 
+// A service a reload added starts from its seed, as at a start; one removed and added again
+// under its name starts from its seed again, not from what was learned of the one removed.
+TEST(LearnedAdmission, AServiceAddedStartsFromItsSeedAndOneRemovedIsForgotten) {
+  Harness h({admitted_service("api", 100, std::chrono::milliseconds(100))});
+  EXPECT_EQ(h.follow({{"api", 250}}), (Applied{{"api", 2 + 25}}));
+  const ServiceConfig web = admitted_service("web", 50, std::chrono::milliseconds(100));
+  h.admission.respec({web}, [](std::string_view) { return NAN; });
+  EXPECT_EQ(h.admission.per_replica("web"), 2 + 5);
+  h.admission.forget("api");
+  h.admission.forget("unknown");
+  EXPECT_EQ(h.admission.per_replica("api"), 0);
+  EXPECT_EQ(h.follow({{"api", 500}}), Applied{}) << "no longer followed";
+  h.admission.respec({admitted_service("api", 100, std::chrono::milliseconds(100))},
+                     [](std::string_view) { return NAN; });
+  EXPECT_EQ(h.admission.per_replica("api"), 2 + 10) << "its seed's, not the 25 learned before";
+}
+
 TEST(LearnedAdmission, FollowsALearnedCapacityOnceItMovedATenth) {
   Harness h({admitted_service("api", 100, std::chrono::milliseconds(100))});
   EXPECT_EQ(h.follow({{"api", 109}}), Applied{});  // within 10 % of the seed

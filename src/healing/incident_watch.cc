@@ -246,6 +246,26 @@ std::optional<IncidentChange> IncidentWatch::resolve(const std::string& name, Se
   return change;
 }
 
+std::optional<IncidentChange> IncidentWatch::forget(const std::string& name) {
+  const auto found = services_.find(name);
+  if (found == services_.end()) return std::nullopt;
+  std::optional<IncidentChange> change;
+  if (found->second.open) {
+    Incident& open = *found->second.open;
+    open.resolved_at = std::max(latest_.value_or(open.opened_at), open.opened_at);
+    const double bad = open.failed + open.slow;
+    change = IncidentChange{false, open,
+                            "incident " + std::to_string(open.id) + " on " + name +
+                                " closed: the service was removed from the configuration; " +
+                                printed("%.0f of %.0f requests", bad, open.requests) +
+                                " failed or missed the SLO while it was open"};
+    resolved_.push_front(std::move(open));
+    while (resolved_.size() > options_.max_kept) resolved_.pop_back();
+  }
+  services_.erase(found);
+  return change;
+}
+
 IncidentChange IncidentWatch::open(const std::string& name, Service& s, const BurnRule& rule,
                                    double burn_rate) {
   const IncidentSample& sample = s.samples.back();

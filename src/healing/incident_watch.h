@@ -100,6 +100,10 @@ class IncidentWatch {
 
   // A service is watched once it has an error budget in (0, 1).
   void set_error_budget(const std::string& service, double budget);
+  // A service no longer watched (removed from the configuration): its open incident, if any, is
+  // closed at the latest sample's time and kept among the resolved (the change says so); what
+  // was counted of it goes.
+  std::optional<IncidentChange> forget(const std::string& service);
   // The learned call graph: (caller, callee) pairs.
   void set_calls(std::vector<std::pair<std::string, std::string>> calls);
   // Something that happened to `service` ("rollout", "crash", "eject", "heal", "scale", ...), at

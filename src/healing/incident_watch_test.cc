@@ -1,5 +1,6 @@
 #include "healing/incident_watch.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -104,6 +105,27 @@ TEST_F(IncidentWatchTest, AnOutageOpensAnIncidentWithinAMinuteAndResolvesWhenNoR
   const std::vector<Incident> all = watch.incidents();
   ASSERT_EQ(all.size(), 1u);
   EXPECT_TRUE(all[0].resolved_at);
+}
+
+// A service removed while its incident is open: the incident is closed, said so, and kept among
+// the resolved; the service is no longer watched.
+TEST_F(IncidentWatchTest, AnIncidentOfARemovedServiceIsClosedAndKept) {
+  EXPECT_FALSE(watch.forget("web")) << "nothing open";
+  watch.set_error_budget("web", 0.001);
+  run(1h, 0);
+  ASSERT_EQ(run(10min, 1.0).size(), 1u);
+  const std::optional<IncidentChange> closed = watch.forget("web");
+  ASSERT_TRUE(closed);
+  EXPECT_FALSE(closed->opened);
+  EXPECT_EQ(closed->incident.resolved_at, clock.now());
+  EXPECT_THAT(closed->message,
+              testing::StartsWith("incident 1 on web closed: the service was removed from the "
+                                  "configuration; "));
+  EXPECT_FALSE(watch.open_incident("web"));
+  ASSERT_EQ(watch.incidents().size(), 1u);
+  EXPECT_TRUE(watch.incidents()[0].resolved_at);
+  EXPECT_TRUE(run(10min, 1.0).empty()) << "no longer watched";
+  EXPECT_FALSE(watch.forget("web"));
 }
 
 TEST_F(IncidentWatchTest, SlowRequestsBurnTheBudgetAsFailedOnesDo) {
