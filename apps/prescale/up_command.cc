@@ -643,7 +643,7 @@ int run_up(const UpFlags& f) {
                     "limits, replica bounds, SLOs, capacity and startup time seeds and queue "
                     "limits and to the gateway's routes and settings: restart it for these");
     }
-    const ServiceChanges changed = service_changes(as_loaded, *next);
+    ServiceChanges changed = service_changes(as_loaded, *next);
     // Every template checked before anything changes: all of the file applies, or none.
     std::vector<local::ReplicaTemplate> templates;
     for (const ServiceConfig& s : next->services) {
@@ -673,6 +673,9 @@ int run_up(const UpFlags& f) {
     if (auto reloaded = (*gw)->reload(prepared.gateway); !reloaded) {
       return refuse(f.config_path + ": " + reloaded.error().message);
     }
+    // A route added for a service (one moved to it, say): its ready replicas join the gateway at
+    // once.
+    endpoints.resync();
     // New replica bounds, SLOs, seeds and queue limits apply at once: the next decision, at the
     // controller's next tick, stays within the bounds and sizes by the rest (`initial` is the
     // count of a start, the next one's).
@@ -737,8 +740,6 @@ int run_up(const UpFlags& f) {
         (void)(*gw)->set_max_requests_per_replica(s.name, static_cast<std::uint32_t>(n));
       }
     }
-    // A route added for a service: its ready replicas join the gateway.
-    endpoints.resync();
     warn_unrouted(prepared);
     std::string rolling;
     for (local::ReplicaTemplate& t : templates) {
@@ -756,9 +757,12 @@ int run_up(const UpFlags& f) {
         tls->change_files(*files, *gateway_server);
       }
     }
+    std::erase_if(changed.added, [&](const std::string& s) { return not_added.contains(s); });
+    for (Config* c : {&prepared, &*next}) {
+      std::erase_if(c->services,
+                    [&](const ServiceConfig& s) { return not_added.contains(s.name); });
+    }
     show_services(prepared.services);
-    std::erase_if(next->services,
-                  [&](const ServiceConfig& s) { return not_added.contains(s.name); });
     as_loaded = std::move(*next);
     config = std::move(prepared);
     spdlog::info(

@@ -247,6 +247,7 @@ std::optional<IncidentChange> IncidentWatch::resolve(const std::string& name, Se
 }
 
 std::optional<IncidentChange> IncidentWatch::forget(const std::string& name) {
+  slowdowns_.erase(name);  // no cause of anything now
   const auto found = services_.find(name);
   if (found == services_.end()) return std::nullopt;
   std::optional<IncidentChange> change;

@@ -126,6 +126,20 @@ TEST_F(IncidentWatchTest, AnIncidentOfARemovedServiceIsClosedAndKept) {
   EXPECT_TRUE(watch.incidents()[0].resolved_at);
   EXPECT_TRUE(run(10min, 1.0).empty()) << "no longer watched";
   EXPECT_FALSE(watch.forget("web"));
+  // Its slowdown warning went with it: a service added again under its name is not blamed on it.
+  SlowdownWarning w;
+  w.id = 3;
+  w.service = "web";
+  w.opened_at = clock.now() - 10min;
+  w.service_seconds = 0.03;
+  w.usual_seconds = 0.02;
+  watch.set_slowdown("web", w);
+  EXPECT_FALSE(watch.forget("web"));
+  watch.set_error_budget("web", 0.001);
+  run(1h, 0);
+  const std::vector<IncidentChange> again = run(10min, 1.0);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].incident.cause.find("slowdown"), std::string::npos) << again[0].incident.cause;
 }
 
 TEST_F(IncidentWatchTest, SlowRequestsBurnTheBudgetAsFailedOnesDo) {

@@ -191,6 +191,18 @@ LocalWorld::LocalWorld(Supervisor& supervisor, const telemetry::Registry& gatewa
 
 LocalWorld::~LocalWorld() = default;
 
+namespace {
+
+// Adds what happened to a service between two reads to `t` (its replica-seconds aside).
+void count(control::WorldTotals& t, const traffic::RequestDelta& d) {
+  t.requests += d.answered;
+  t.within_slo += d.served - d.slow;
+  t.failed += d.failed;
+  t.ejections += d.ejected;
+}
+
+}  // namespace
+
 Clock::TimePoint LocalWorld::to_controller_time(Clock::TimePoint real, Clock::TimePoint real_now,
                                                 Clock::TimePoint now) const {
   const auto ago = std::chrono::duration<double>(real_now - real).count() * options_.time_scale;
@@ -310,10 +322,7 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
     const double replica_seconds = std::chrono::duration<double>(since_last).count() *
                                    static_cast<double>(obs.replicas.size());
     for (Totals* t : {&totals_, &s.totals}) {
-      t->requests += since_previous.answered;
-      t->within_slo += since_previous.served - since_previous.slow;
-      t->failed += since_previous.failed;
-      t->ejections += since_previous.ejected;
+      count(*t, since_previous);
       t->replica_seconds += replica_seconds;
     }
   }
@@ -383,6 +392,12 @@ Result<void> LocalWorld::add_service(const scaling::ServiceSpec& spec) {
 Result<void> LocalWorld::remove_service(std::string_view service) {
   for (size_t i = 0; i < services_.size(); ++i) {
     if (services_[i]->spec.name != service) continue;
+    // What was answered since the last observation stays in the world's totals.
+    if (last_now_) {
+      traffic::GatewayReading reading = read_gateway();
+      count(totals_, services_[i]->traffic.record(options_.real_clock->now(), *last_now_,
+                                                  reading.services[services_[i]->spec.name]));
+    }
     services_.erase(services_.begin() + static_cast<std::ptrdiff_t>(i));
     snapshot_.services.erase(snapshot_.services.begin() + static_cast<std::ptrdiff_t>(i));
     return {};

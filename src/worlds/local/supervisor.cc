@@ -91,7 +91,8 @@ struct Supervisor::Service {
   std::shared_ptr<const ReplicaTemplate> failed_tmpl;  // that revision's template
   std::string roll_back;    // why the rollout fails, to roll it back at the end of this tick
   int desired = 0;
-  bool removed = false;  // remove_service(): its replicas drain, and it goes once they have
+  // remove_service(): its replicas drain; it stays, unlisted, for its numbering and old logs.
+  bool removed = false;
   int next_index = 1;
   std::vector<std::unique_ptr<Replica>> replicas;
   std::deque<std::string> gone_logs;  // of replicas that left, the oldest first

@@ -657,10 +657,10 @@ TEST_F(SupervisorTest, StopAllEndsEveryReplica) {
   EXPECT_TRUE(world.endpoints.empty());
 }
 
-// A service removed while it runs: its replicas drain and stop, it is no longer listed, and it
-// is forgotten once they have gone; declared again meanwhile, it starts anew from the new
-// template, its replicas numbered on.
-TEST_F(SupervisorTest, ARemovedServiceDrainsAndIsForgottenOrDeclaredAgain) {
+// A service removed while it runs: its replicas drain and stop, and it is no longer listed;
+// declared again, while they drain or after, it starts anew from the new template, its replicas
+// numbered on.
+TEST_F(SupervisorTest, ARemovedServiceDrainsAndMayBeDeclaredAgain) {
   ASSERT_TRUE(sup->set_desired("api", 2));
   world.ready_ports = {9000, 9001};
   tick();
