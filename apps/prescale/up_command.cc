@@ -676,12 +676,9 @@ int run_up(const UpFlags& f) {
     // A route added for a service (one moved to it, say): its ready replicas join the gateway at
     // once.
     endpoints.resync();
-    // New replica bounds, SLOs, seeds and queue limits apply at once: the next decision, at the
-    // controller's next tick, stays within the bounds and sizes by the rest (`initial` is the
-    // count of a start, the next one's).
     // A service removed: no more decisions, its replicas drain and stop (the gateway, reloaded,
-    // sends them nothing new), and what was learned of it alone goes; its stored history stays
-    // in the state directory until the next save forgets it.
+    // sends them nothing new), and what was learned of it alone goes (the learned state saved
+    // from now on does not name it).
     for (const std::string& name : changed.removed) {
       if (auto removed = controller.remove_service(name); !removed) {
         spdlog::error("reload ({}): {}", why, removed.error().message);
@@ -718,6 +715,9 @@ int run_up(const UpFlags& f) {
       feed->add_service(name, now.slo.error_budget, spec.max_concurrency);
       respecified.push_back(now);  // its admission limit, from its seed
     }
+    // New replica bounds, SLOs, seeds and queue limits apply at once: the next decision, at the
+    // controller's next tick, stays within the bounds and sizes by the rest (`initial` is the
+    // count of a start, the next one's).
     for (const ServiceConfig& now : next->services) {
       const ServiceConfig* was = find_service(as_loaded, now.name);
       if (was == nullptr) continue;  // added
