@@ -151,31 +151,51 @@ TEST(DashboardFeedTest, AWallClockSetBackNeitherStopsTheChartsNorBuriesNewEvents
   EXPECT_EQ(events.at(0).at("message"), "after the step");
 }
 
+// One service "web" with an error budget of 0.1 %, its feed counting into `registry`, and the
+// world's traffic as the test says: 100 answered a second, `failing` of them failed and `slow` of
+// them slower than the SLO.
+struct WatchedService {
+  WatchedService()
+      : platform(clock),
+        feed(
+            platform.model, [this](std::string_view) { return totals; }, nullptr, options(registry),
+            clock) {}
+  static DashboardFeedOptions options(telemetry::Registry& registry) {
+    DashboardFeedOptions o{"every-second"};
+    o.error_budgets = {{"web", 0.001}};
+    o.registry = &registry;
+    return o;
+  }
+  // `d` of ticks, one a second, each followed by a second of the traffic.
+  void run(Clock::Duration d) {
+    control::Controller& controller = platform.controller;
+    for (Clock::Duration t{0}; t < d; t += std::chrono::seconds(1)) {
+      const std::optional<scaling::Plan> plan = controller.tick();
+      feed.after_tick(controller, plan, controller.take_events());
+      clock.advance(std::chrono::seconds(1));
+      totals.requests += 100;
+      totals.failed += failing;
+      totals.within_slo += 100 - failing - slow;
+    }
+  }
+  ManualClock clock;
+  OneService platform;
+  telemetry::Registry registry;
+  control::WorldTotals totals;
+  double failing = 0;
+  double slow = 0;
+  DashboardFeed feed;
+};
+
 // A service removed by a reload with its incident open: the incident is closed (said, shown as
 // resolved, its gauge 0), the service no longer watched. One added is counted from the start.
 TEST(DashboardFeedTest, ARemovedServicesIncidentIsClosedAndAnAddedOneIsCounted) {
-  ManualClock clock;
-  OneService platform(clock);
-  control::Controller& controller = platform.controller;
-  dashboard::DashboardModel& model = platform.model;
-  telemetry::Registry registry;
-  control::WorldTotals totals;
-  const TotalsOf totals_of = [&](std::string_view) { return totals; };
-  DashboardFeedOptions options{"every-second"};
-  options.error_budgets = {{"web", 0.001}};
-  options.registry = &registry;
-  DashboardFeed feed(model, totals_of, nullptr, options, clock);
-  double failing = 0;
-  auto run = [&](Clock::Duration d) {
-    for (Clock::Duration t{0}; t < d; t += 1s) {
-      const std::optional<scaling::Plan> plan = controller.tick();
-      feed.after_tick(controller, plan, controller.take_events());
-      clock.advance(1s);
-      totals.requests += 100;
-      totals.failed += failing;
-      totals.within_slo += 100 - failing;
-    }
-  };
+  WatchedService watched;
+  dashboard::DashboardModel& model = watched.platform.model;
+  telemetry::Registry& registry = watched.registry;
+  DashboardFeed& feed = watched.feed;
+  double& failing = watched.failing;
+  auto run = [&](Clock::Duration d) { watched.run(d); };
   auto series_of = [&](const std::string& family) {
     std::map<std::string, double> out;
     for (const auto& f : registry.collect()) {
@@ -208,30 +228,14 @@ TEST(DashboardFeedTest, ARemovedServicesIncidentIsClosedAndAnAddedOneIsCounted) 
 // A service failing half its requests opens an incident: said, shown (an event, the incident's
 // list, the service's card) and counted; it is resolved once the failures stop.
 TEST(DashboardFeedTest, AnIncidentIsShownCountedAndResolved) {
-  ManualClock clock;
-  OneService platform(clock);
-  control::Controller& controller = platform.controller;
-  dashboard::DashboardModel& model = platform.model;
-  telemetry::Registry registry;
-  // The world's traffic as the test says: 100 answered a second, `failing` of them failed.
-  control::WorldTotals totals;
-  double failing = 0;
-  double slow = 0;
-  const TotalsOf totals_of = [&](std::string_view) { return totals; };
-  DashboardFeedOptions options{"every-second"};
-  options.error_budgets = {{"web", 0.001}};
-  options.registry = &registry;
-  DashboardFeed feed(model, totals_of, nullptr, options, clock);
-  auto run = [&](Clock::Duration d) {
-    for (Clock::Duration t{0}; t < d; t += 1s) {
-      const std::optional<scaling::Plan> plan = controller.tick();
-      feed.after_tick(controller, plan, controller.take_events());
-      clock.advance(1s);
-      totals.requests += 100;
-      totals.failed += failing;
-      totals.within_slo += 100 - failing - slow;
-    }
-  };
+  WatchedService watched;
+  ManualClock& clock = watched.clock;
+  dashboard::DashboardModel& model = watched.platform.model;
+  telemetry::Registry& registry = watched.registry;
+  DashboardFeed& feed = watched.feed;
+  double& failing = watched.failing;
+  double& slow = watched.slow;
+  auto run = [&](Clock::Duration d) { watched.run(d); };
   auto count = [&](const std::string& kind) { return events_of(model, kind); };
   auto metric = [&](const std::string& name) { return first_value(registry, name); };
 

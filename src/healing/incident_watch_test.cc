@@ -41,6 +41,17 @@ struct IncidentWatchTest : ::testing::Test {
     return out;
   }
 
+  // Warning 3 on web, open for 10 minutes: 30 ms in service against its usual 20 ms.
+  SlowdownWarning web_slowdown() const {
+    SlowdownWarning w;
+    w.id = 3;
+    w.service = "web";
+    w.opened_at = clock.now() - 10min;
+    w.service_seconds = 0.03;
+    w.usual_seconds = 0.02;
+    return w;
+  }
+
   // Half the requests of each of `services` failing, a look at all of them every 5 s, in that
   // order, until one opens (three looks at most): what opened.
   std::vector<IncidentChange> fail_together(const std::vector<std::string>& services) {
@@ -127,13 +138,7 @@ TEST_F(IncidentWatchTest, AnIncidentOfARemovedServiceIsClosedAndKept) {
   EXPECT_TRUE(run(10min, 1.0).empty()) << "no longer watched";
   EXPECT_FALSE(watch.forget("web"));
   // Its slowdown warning went with it: a service added again under its name is not blamed on it.
-  SlowdownWarning w;
-  w.id = 3;
-  w.service = "web";
-  w.opened_at = clock.now() - 10min;
-  w.service_seconds = 0.03;
-  w.usual_seconds = 0.02;
-  watch.set_slowdown("web", w);
+  watch.set_slowdown("web", web_slowdown());
   EXPECT_FALSE(watch.forget("web"));
   watch.set_error_budget("web", 0.001);
   run(1h, 0);
@@ -267,12 +272,7 @@ TEST_F(IncidentWatchTest, ARecentChangeIsTheLikelyCauseTheMostTellingFirst) {
 TEST_F(IncidentWatchTest, AnOpenSlowdownWarningIsTheLikelyCause) {
   watch.set_calls({{"web", "db"}, {"web", "cache"}});
   run(7h, 0);
-  SlowdownWarning w;
-  w.id = 3;
-  w.service = "web";
-  w.opened_at = clock.now() - 10min;
-  w.service_seconds = 0.03;
-  w.usual_seconds = 0.02;
+  SlowdownWarning w = web_slowdown();
   watch.set_slowdown("web", w);
   w.id = 2;
   w.service = "db";
