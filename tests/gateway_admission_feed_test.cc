@@ -63,9 +63,9 @@ TEST(GatewayAdmissionFeedTest, TheControllersPartStandsUntilItStopsGivingOne) {
   };
 
   auto logged = [&](const std::string& line) {
-    return testing::wait_for([&] { return gateway.log().find(line) != std::string::npos; }, 5s);
+    return testing::wait_for([&] { return gateway.log().find(line) != std::string::npos; }, 15s);
   };
-  EXPECT_TRUE(testing::wait_for([&] { return limit_is(4); }, 5s)) << gateway.log();
+  EXPECT_TRUE(testing::wait_for([&] { return limit_is(4); }, 15s)) << gateway.log();
   EXPECT_TRUE(
       logged("web: admission limit 4 requests in flight per replica, from the controller "
              "(8 for all 2 gateways, 50 % of the requests here"))
@@ -83,13 +83,13 @@ TEST(GatewayAdmissionFeedTest, TheControllersPartStandsUntilItStopsGivingOne) {
   // A reload of an edited file (the file's number now 11): the controller's part stays.
   testing::save_file(file, config("200ms"));
   EXPECT_TRUE(testing::wait_for(
-      [&] { return gateway.log().find("reloaded configuration") != std::string::npos; }, 5s))
+      [&] { return gateway.log().find("reloaded configuration") != std::string::npos; }, 15s))
       << gateway.log();
   EXPECT_TRUE(limit_is(4)) << gateway.log();
 
   // The controller answers again and no longer lists web (its queue_limit 0 there): the file's.
   controller.set(R"({"gateways":2,"services":{}})");
-  EXPECT_TRUE(testing::wait_for([&] { return limit_is(11); }, 5s)) << gateway.log();
+  EXPECT_TRUE(testing::wait_for([&] { return limit_is(11); }, 15s)) << gateway.log();
   EXPECT_TRUE(logged("are read again")) << gateway.log();
   EXPECT_TRUE(logged("web: no admission limit from the controller any more")) << gateway.log();
 }

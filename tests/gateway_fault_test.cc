@@ -240,7 +240,10 @@ TEST(GatewayFaultTest, HungReplicaIsTakenOutAndP99Recovers) {
   const double after = load.p99_ms(8, 12);
   std::printf("hang: %zu requests, %zu failed, p99 %.1f ms before, %.1f ms in 2-4 s, %.1f ms in 8-12 s\n",
               load.samples.size(), load.failed(), before, load.p99_ms(2, 4), after);
-  EXPECT_LT(after, 250) << "p99 before the hang " << before << " ms";
+  // Under the 1 s per-try timeout: no request of the last seconds waited on the hung replica
+  // (the p99 of a quiet machine is a few ms; 250 ms failed no run, but a few scheduler stalls
+  // of 2 busy cores can push 1 % of 4 s of requests past it).
+  EXPECT_LT(after, 900) << "p99 before the hang " << before << " ms";
   EXPECT_EQ(out, 1);
 }
 
@@ -324,8 +327,11 @@ gateway:
               admitted, admitted / 2020, load.count(429));
   EXPECT_GT(load.count(429), 1000u);  // the load is well over the limit
   EXPECT_EQ(load.count(200) + load.count(429), load.samples.size());
-  // 200 req/s for 10 s, plus the initial burst of 20.
-  EXPECT_NEAR(admitted, 2020, 0.05 * 2000);
+  // 200 req/s for 10 s, plus the initial burst of 20: never more. Fewer when no client reaches
+  // the limiter for over the 0.1 s its burst holds (every thread descheduled on a loaded
+  // machine): the bucket is full then, and tokens are lost.
+  EXPECT_LE(admitted, 2020 + 0.05 * 2000);
+  EXPECT_GE(admitted, 2020 - 0.15 * 2000);
   upstream.shutdown(1s);
 }
 

@@ -90,7 +90,7 @@ TEST_F(PrometheusTest, ScrapedValuesReadBackThroughQueryApi) {
       }
     }
     auto r = client_.request("127.0.0.1", static_cast<uint16_t>(prom_port),
-                             get("/api/v1/query?query=" + encoded), 2s);
+                             get("/api/v1/query?query=" + encoded), 10s);  // a loaded machine
     if (!r || r->status != 200) return std::nullopt;
     auto j = nlohmann::json::parse(r->body, nullptr, false);
     if (j.is_discarded() || j["status"] != "success" || j["data"]["result"].empty()) {
