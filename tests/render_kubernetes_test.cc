@@ -1477,8 +1477,11 @@ services:
       },
       15s))
       << controller.log();
-  // A look more, so that the restart is one of a pod already seen.
+  // A look more, so that the restart is one of a pod already seen: 2 s of looks (one a second),
+  // and at least three more reads of the API server, however loaded the machine.
+  const int read_before = api.requests();
   ASSERT_FALSE(testing::wait_for([&] { return !api.deployment_patches().empty(); }, 2s));
+  ASSERT_TRUE(testing::wait_for([&] { return api.requests() >= read_before + 3; }, 20s));
   fresh.restarts = 1;
   api.set_pod(fresh);
   ASSERT_FALSE(testing::wait_for([&] { return !api.deployment_patches().empty(); }, 3s))
