@@ -676,15 +676,14 @@ int ControllerCommand::run() const {
   }
   // What the pods run (kind, memory limit) is the file's as the controller started: a reload
   // changes it only with the rendered manifests, and their pods roll a new controller.
-  const std::vector<ServiceConfig> as_started = config.services;
+  const Config as_started = config;
   auto show_services = [&] {
     const std::map<std::string, healing::RolloutRevisions> rolling = world.rollouts();
     std::vector<dashboard::ServiceInfo> infos;
     for (const ServiceConfig& s : config.services) {
       // A reload keeps the services (in any order): what their pods run is found by name.
-      const auto started = std::find_if(as_started.begin(), as_started.end(),
-                                        [&](const ServiceConfig& a) { return a.name == s.name; });
-      const ServiceConfig& pods = started != as_started.end() ? *started : s;
+      const ServiceConfig* started = find_service(as_started, s.name);
+      const ServiceConfig& pods = started != nullptr ? *started : s;
       std::string rollout;
       if (const auto back = rollout_judge.rolled_back().find(s.name);
           back != rollout_judge.rolled_back().end()) {

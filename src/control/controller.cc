@@ -8,8 +8,13 @@ namespace prescale::control {
 Controller::Controller(World& world, scaling::Policy& policy,
                        std::vector<scaling::ServiceSpec> services, Clock& clock)
     : world_(world), policy_(policy), services_(std::move(services)), clock_(clock) {
-  for (size_t i = 0; i < services_.size(); ++i) index_.emplace(services_[i].name, i);
+  reindex();
   policy_.init(services_);
+}
+
+void Controller::reindex() {
+  index_.clear();
+  for (size_t i = 0; i < services_.size(); ++i) index_.emplace(services_[i].name, i);
 }
 
 scaling::ServiceSpec* Controller::spec(std::string_view service) {
@@ -82,8 +87,7 @@ Result<void> Controller::remove_service(std::string_view service) {
   policy_.remove_service(service);
   rebounded_.erase(std::string(service));
   services_.erase(services_.begin() + static_cast<std::ptrdiff_t>(it->second));
-  index_.clear();
-  for (size_t i = 0; i < services_.size(); ++i) index_.emplace(services_[i].name, i);
+  reindex();
   return {};
 }
 

@@ -64,6 +64,7 @@ class Controller {
 
  private:
   void apply(const scaling::Plan& plan);
+  void reindex();  // index_ from services_
   // The spec of a service by name; nullptr for one the controller was not given.
   scaling::ServiceSpec* spec(std::string_view service);
 

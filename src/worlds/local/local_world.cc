@@ -330,16 +330,20 @@ const scaling::Snapshot& LocalWorld::observe(Clock::TimePoint now) {
   return snapshot_;
 }
 
-LocalWorld::Totals LocalWorld::totals(std::string_view service) const {
+LocalWorld::ServiceState* LocalWorld::find(std::string_view service) const {
   for (const auto& s : services_) {
-    if (s->spec.name == service) return s->totals;
+    if (s->spec.name == service) return s.get();
   }
-  return {};
+  return nullptr;
+}
+
+LocalWorld::Totals LocalWorld::totals(std::string_view service) const {
+  const ServiceState* s = find(service);
+  return s != nullptr ? s->totals : Totals{};
 }
 
 Result<void> LocalWorld::scale(std::string_view service, int replicas) {
-  for (const auto& s : services_) {
-    if (s->spec.name != service) continue;
+  if (const ServiceState* s = find(service)) {
     if (replicas < s->spec.min_replicas || replicas > s->spec.max_replicas) {
       return make_error(ErrorCode::kOutOfRange,
                         std::string(service) + ": " + std::to_string(replicas) +
@@ -356,8 +360,7 @@ Result<void> LocalWorld::respec(const scaling::ServiceSpec& spec) {
       !valid) {
     return valid;
   }
-  for (const auto& s : services_) {
-    if (s->spec.name != spec.name) continue;
+  if (ServiceState* s = find(spec.name)) {
     s->spec = spec;
     s->traffic.set_slo(spec.slo_latency_p99_seconds);
     return {};
@@ -370,10 +373,8 @@ Result<void> LocalWorld::add_service(const scaling::ServiceSpec& spec) {
       !valid) {
     return valid;
   }
-  for (const auto& s : services_) {
-    if (s->spec.name == spec.name) {
-      return make_error(ErrorCode::kInvalidArgument, spec.name + ": a service of that name runs");
-    }
+  if (find(spec.name) != nullptr) {
+    return make_error(ErrorCode::kInvalidArgument, spec.name + ": a service of that name runs");
   }
   auto s = std::make_unique<ServiceState>(spec, options_.metric_window);
   // The gateway counts for the life of the process: what its counters hold for this name (a
@@ -411,10 +412,7 @@ Result<void> LocalWorld::restart(std::string_view replica_id) {
 
 void LocalWorld::add_routes(
     const std::vector<std::pair<std::string, std::string>>& route_services) {
-  auto runs = [&](const std::string& name) {
-    return std::any_of(services_.begin(), services_.end(),
-                       [&](const auto& s) { return s->spec.name == name; });
-  };
+  auto runs = [&](const std::string& name) { return find(name) != nullptr; };
   std::map<std::string, std::string> handed;  // labels of removed services, to a running one
   for (const auto& [route, service] : route_services) {
     auto [it, added] = options_.route_service.emplace(route, service);

@@ -143,6 +143,8 @@ class LocalWorld final : public control::World {
  private:
   struct ReplicaCounters;
   struct ServiceState;
+  // The service of that name; nullptr for one the world does not have.
+  ServiceState* find(std::string_view service) const;
   // What the gateway has counted so far.
   traffic::GatewayReading read_gateway() const;
   Clock::TimePoint to_controller_time(Clock::TimePoint real, Clock::TimePoint real_now,
