@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -1991,6 +1992,13 @@ TEST(UpTest, AServiceAddedByAReloadServesAndOneRemovedStops) {
       20s))
       << up.service("api").dump();
 
+  // Whether the gateway's metrics list web's endpoints (nullopt: no answer).
+  auto gateway_lists_web = [&]() -> std::optional<bool> {
+    auto m = http_get(up.ui_port(), "/metrics", 5s);
+    if (!m || m->status != 200) return std::nullopt;
+    return m->body.find(R"(prescale_gateway_endpoints{service="web")") != std::string::npos;
+  };
+  EXPECT_EQ(gateway_lists_web(), true);
   testing::save_file(config, yaml(api, api_route));
   EXPECT_TRUE(testing::wait_for(
       [&] {
@@ -2007,6 +2015,9 @@ TEST(UpTest, AServiceAddedByAReloadServesAndOneRemovedStops) {
       << up.service("web").dump();
   EXPECT_EQ(status_of("/"), 404);  // no route leads anywhere now
   EXPECT_EQ(status_of("/delay/1"), 200);
+  // Its replica drained and gone, the gateway drops its cluster and metrics (kept for the
+  // process's life before).
+  EXPECT_TRUE(testing::wait_for([&] { return gateway_lists_web() == false; }, 10s));
   EXPECT_EQ(up.stop(), 0);
   const std::string log = up.log();
   EXPECT_EQ(log.find("refused"), std::string::npos) << log;

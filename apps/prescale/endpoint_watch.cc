@@ -9,7 +9,7 @@ std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
   std::map<std::string, std::string> out;
   std::map<std::string, std::uint64_t> ejections, openings;
   for (const std::string& service : gateway_.services()) {
-    const gateway::Cluster* cluster = gateway_.cluster(service);
+    const std::shared_ptr<const gateway::Cluster> cluster = gateway_.cluster(service);
     if (cluster == nullptr) continue;
     const auto view = cluster->view();
     const auto hosts = view->hosts.hosts();

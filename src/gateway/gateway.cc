@@ -60,6 +60,7 @@ Result<void> Gateway::reload(const GatewayConfig& config) {
   if (!next) return std::unexpected(next.error());
   // Valid: from here on nothing fails. Endpoints first, so the new clusters see them.
   // New entries are added, ones no longer listed drain; services not listed keep theirs.
+  // (build() kept a service no longer named only if it has endpoints.)
   g.dns.follow(config.upstreams);
   for (const auto& [name, c] : (*next)->clusters) c->refresh();
   const bool new_health_checks = !(previous->config.health_check == config.health_check);
@@ -121,7 +122,7 @@ void Gateway::handle(http::Request& request, http::Responder respond) {
     request.target = request.query.empty() ? request.path : request.path + "?" + request.query;
   }
   const Routing& routing = g.current();
-  const Route* route = routing.table.match(request);
+  const Route* route = routing.table->match(request);
   if (route == nullptr) {
     g.proxy.answer(Proxy::kNoRoute,
                    http::error_response(404, "no_route",
@@ -206,10 +207,11 @@ void Gateway::upkeep() {
   {
     std::lock_guard lock(g.config_mu);
     g.remove_retired_routes();
+    g.table.reap();
+    g.drop_unneeded_clusters();
   }
   std::lock_guard lock(g.upkeep_mu);
   const std::shared_ptr<const Routing> routing = g.snapshot();
-  g.table.reap();
   if (const std::uint64_t v = g.table.snapshot()->version; v != g.seen_version) {
     g.seen_version = v;
     for (const auto& [name, c] : routing->clusters) c->refresh();
@@ -273,8 +275,10 @@ void Gateway::stop_upkeep() {
   if (g.dns_thread.joinable()) g.dns_thread.join();
 }
 
-const Cluster* Gateway::cluster(std::string_view service) const {
-  return impl_->snapshot()->find(service);
+std::shared_ptr<const Cluster> Gateway::cluster(std::string_view service) const {
+  const std::shared_ptr<const Routing> routing = impl_->snapshot();
+  auto it = routing->clusters.find(service);
+  return it == routing->clusters.end() ? nullptr : it->second;
 }
 
 Result<void> Gateway::set_max_requests_per_replica(std::string_view service, std::uint32_t n) {

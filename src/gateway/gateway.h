@@ -80,7 +80,9 @@ class Gateway {
   // the cluster settings (balancer, breakers and limits, outlier detection, retry budget) and
   // health checks; static endpoints of gateway.upstreams (new ones added, ones no longer listed
   // drain). Requests already routed finish with what they started with. Kept: every service's
-  // endpoints (and services no longer named, with theirs); an unchanged route's proxy route and
+  // endpoints (a service no longer named keeps its cluster while it has endpoints; once they
+  // are gone, the upkeep or the next reload drops it, and a name named again starts afresh, its
+  // admission override too); an unchanged route's proxy route and
   // metrics; a route's rate-limit buckets while its label and rate_limit stay the same; each
   // cluster with its learned state while the cluster settings stay the same (when they change,
   // every service gets a new cluster over the same endpoints, and the learned latency, breaker
@@ -118,8 +120,10 @@ class Gateway {
   // to, in match order: what a controller needs to read per-service figures off the metrics.
   std::vector<std::pair<std::string, std::string>> route_services() const;
 
-  // For tests and the CLI. cluster() is valid until a reload changes the cluster settings.
-  const Cluster* cluster(std::string_view service) const;
+  // For tests and the CLI: the cluster of `service` now (nullptr: none). A reload that changes
+  // the cluster settings gives every service a new one, and the upkeep drops that of a service
+  // no longer named once its endpoints are gone; the one returned stays valid, and stale.
+  std::shared_ptr<const Cluster> cluster(std::string_view service) const;
   std::vector<std::string> services() const;
   std::size_t route_count() const;
 

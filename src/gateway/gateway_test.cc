@@ -448,7 +448,7 @@ TEST(GatewayReloadTest, AServicesHealthCheckPathReachesItsHosts) {
                                "\"]\n  routes:\n    - {match: {path_prefix: /one}, service: a}\n"
                                "    - {match: {path_prefix: /two}, service: b}\n");
   TestGateway g(config);
-  const Cluster* b_before = g.gw->cluster("b");
+  const std::shared_ptr<const Cluster> b_before = g.gw->cluster("b");
   config.health_check_paths["a"] = "/health/ready";
   ASSERT_TRUE(g.gw->reload(config));
   ASSERT_EQ(g.gw->cluster("a")->hosts().size(), 1u);
@@ -517,13 +517,69 @@ TEST(GatewayReloadTest, EndpointsSurviveAReload) {
   clusters_changed.load_balancer = LoadBalancerKind::kRoundRobin;
   ASSERT_TRUE(g.gw->reload(clusters_changed));
   EXPECT_EQ(g.get("/x").body, "A /x");
-  const Cluster* c = g.gw->cluster("a");
+  const std::shared_ptr<const Cluster> c = g.gw->cluster("a");
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->view()->specs.size(), 1u);
   EXPECT_EQ(c->view()->specs[0].id, "a-1");
   // The controller still reaches the service's (new) cluster.
   ASSERT_TRUE(g.gw->add_endpoint("a", {"a-2", "127.0.0.1", a.port()}));
   EXPECT_EQ(g.gw->cluster("a")->view()->specs.size(), 2u);
+}
+
+// A service no route names any more (prescale up removed it) keeps its cluster while its
+// replicas drain, then loses it: services coming and going do not pile clusters up, and a name
+// named again starts afresh, not with the old breakers, ejections and learned admission limit.
+TEST(GatewayReloadTest, AServiceNoLongerNamedLosesItsClusterOnceItsEndpointsAreGone) {
+  Upstream a("A"), b("B");
+  GatewayConfig config;
+  config.routes.emplace_back().service = "a";
+  config.routes.emplace_back().service = "b";
+  config.routes[0].match.path_prefix = "/a";
+  config.routes[1].match.path_prefix = "/b";
+  TestGateway g(config);
+  ASSERT_TRUE(g.gw->set_endpoints("a", {{"a-1", "127.0.0.1", a.port()}}));
+  ASSERT_TRUE(g.gw->set_endpoints("b", {{"b-1", "127.0.0.1", b.port()}}));
+  ASSERT_TRUE(g.gw->set_max_requests_per_replica("b", 3));
+  const std::shared_ptr<const Cluster> old_b = g.gw->cluster("b");
+  ASSERT_NE(old_b, nullptr);
+  EXPECT_EQ(old_b->max_requests_per_replica(), 3u);
+
+  GatewayConfig without_b = config;
+  without_b.routes.pop_back();
+  ASSERT_TRUE(g.gw->reload(without_b));
+  EXPECT_EQ(g.get("/b").status, 404);
+  // Its endpoint is still listed (a controller's, or a replica not yet stopped): kept.
+  g.gw->upkeep();
+  EXPECT_EQ(g.gw->cluster("b"), old_b);
+  EXPECT_NE(g.metrics().find(R"(prescale_gateway_endpoints{service="b")"), std::string::npos);
+  // Its replica stops: drained (nothing in flight) and reaped, the cluster goes with it.
+  ASSERT_TRUE(g.gw->remove_endpoint("b", "b-1"));
+  g.gw->upkeep();
+  EXPECT_EQ(g.gw->cluster("b"), nullptr);
+  EXPECT_EQ(g.gw->services(), std::vector<std::string>{"a"});
+  EXPECT_EQ(g.metrics().find(R"(prescale_gateway_endpoints{service="b")"), std::string::npos);
+  EXPECT_EQ(g.get("/a").body, "A /a");
+
+  // Named again: a new cluster at the configuration's own admission limit.
+  ASSERT_TRUE(g.gw->reload(config));
+  const std::shared_ptr<const Cluster> new_b = g.gw->cluster("b");
+  ASSERT_NE(new_b, nullptr);
+  EXPECT_NE(new_b, old_b);
+  EXPECT_EQ(new_b->max_requests_per_replica(), 0u);
+  EXPECT_TRUE(new_b->view()->specs.empty());
+  ASSERT_TRUE(g.gw->set_endpoints("b", {{"b-2", "127.0.0.1", b.port()}}));
+  EXPECT_EQ(g.get("/b").body, "B /b");
+
+  // A service with no endpoints when a reload stops naming it loses its cluster with that
+  // reload, its admission limit too.
+  ASSERT_TRUE(g.gw->set_max_requests_per_replica("b", 5));
+  ASSERT_TRUE(g.gw->remove_endpoint("b", "b-2"));
+  g.gw->upkeep();
+  ASSERT_NE(g.gw->cluster("b"), nullptr);  // still named
+  ASSERT_TRUE(g.gw->reload(without_b));
+  EXPECT_EQ(g.gw->cluster("b"), nullptr);
+  ASSERT_TRUE(g.gw->reload(config));
+  EXPECT_EQ(g.gw->cluster("b")->max_requests_per_replica(), 0u);
 }
 
 // An upstream named by a host name: until the first lookup the name is the endpoint; then each
@@ -877,8 +933,8 @@ TEST(GatewayAdmissionTest, ANewLimitHoldsOnTheClusterAsItIs) {
             "service: a}\n");
   config.max_requests_per_replica["a"] = 4;
   TestGateway g(config);
-  const Cluster* a_before = g.gw->cluster("a");
-  const Cluster* b_before = g.gw->cluster("b");
+  const std::shared_ptr<const Cluster> a_before = g.gw->cluster("a");
+  const std::shared_ptr<const Cluster> b_before = g.gw->cluster("b");
   ASSERT_TRUE(g.gw->reload(config));
   EXPECT_EQ(g.gw->cluster("a"), a_before);  // nothing changed
   config.max_requests_per_replica["a"] = 1;
@@ -897,7 +953,7 @@ TEST(GatewayAdmissionTest, ANewLimitHoldsOnTheClusterAsItIs) {
 
   // Set while serving (prescale up, from the learned capacity): the cluster and its learned
   // state stay, the new number holds at once.
-  const Cluster* a_now = g.gw->cluster("a");
+  const std::shared_ptr<const Cluster> a_now = g.gw->cluster("a");
   ASSERT_TRUE(g.gw->set_max_requests_per_replica("a", 3));
   EXPECT_EQ(g.gw->cluster("a"), a_now);
   EXPECT_EQ(a_now->max_requests_per_replica(), 3u);
@@ -910,7 +966,7 @@ TEST(GatewayAdmissionTest, ANewLimitHoldsOnTheClusterAsItIs) {
   EXPECT_NE(g.gw->cluster("a"), a_now);
   EXPECT_EQ(g.gw->cluster("a")->max_requests_per_replica(), 3u);
   // ... until a reload changes the service's own limit (on the same cluster).
-  const Cluster* renewed = g.gw->cluster("a");
+  const std::shared_ptr<const Cluster> renewed = g.gw->cluster("a");
   config.max_requests_per_replica["a"] = 2;
   ASSERT_TRUE(g.gw->reload(config));
   EXPECT_EQ(g.gw->cluster("a"), renewed);

@@ -37,9 +37,9 @@
 namespace prescale::gateway {
 
 // One configuration's routes and the clusters they lead to. Immutable once published: the I/O
-// threads read it without a lock (Impl::current()); a reload publishes a new one. A request that
-// was routed keeps what it started with: its proxy route holds its selector, which holds its
-// cluster.
+// threads read it without a lock (Impl::current()); a reload publishes a new one, and so does the
+// upkeep when it drops a cluster no longer needed (a copy without it). A request that was routed
+// keeps what it started with: its proxy route holds its selector, which holds its cluster.
 struct Gateway::Routing {
   struct RouteRuntime {
     Proxy::RouteId id = Proxy::kNoRoute;
@@ -50,12 +50,13 @@ struct Gateway::Routing {
   };
 
   GatewayConfig config;  // as applied, for the next reload's comparison
-  RouteTable table;
+  std::shared_ptr<const RouteTable> table;  // shared by the copies the upkeep makes
   std::vector<RouteRuntime> runtime;  // by Route::index
   std::vector<std::string> names;     // the `route` label, by Route::index
   std::vector<std::pair<std::string, std::string>> route_services;  // route label -> service
   // Every service's cluster: those of the routes and upstreams, and those of earlier
-  // configurations (a service no longer named keeps its cluster and endpoints).
+  // configurations' services that still have endpoints (a service no longer named keeps its
+  // cluster while its endpoints drain, or while a controller lists some for it).
   std::map<std::string, std::shared_ptr<Cluster>, std::less<>> clusters;
 
   Cluster* find(std::string_view service) const {
@@ -132,6 +133,10 @@ struct Gateway::Impl {
   void set_admission_limits(const Routing& published);
   // Makes `next` the routing of every new request.
   void publish(std::shared_ptr<const Routing> next);
+  // Publishes the routing without the clusters of services that neither its configuration
+  // names nor have endpoints left (a removed service's, once drained), with their admission
+  // overrides: a name named again starts afresh. With config_mu held.
+  void drop_unneeded_clusters();
   // With config_mu held.
   void remove_retired_routes() {
     std::erase_if(retired, [this](const Retired& r) {

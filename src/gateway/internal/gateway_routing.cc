@@ -14,6 +14,13 @@ namespace {
 
 constexpr std::string_view kExternalCaller = "external";
 
+// Whether `config` routes to `service` or lists upstreams of it.
+bool names(const GatewayConfig& config, std::string_view service) {
+  return std::any_of(config.routes.begin(), config.routes.end(),
+                     [&](const RouteConfig& r) { return r.service == service; }) ||
+         config.upstreams.contains(std::string(service));
+}
+
 // Versions of published routings come from one process-wide counter, so a thread's cached
 // routing of a destroyed Gateway is never taken for one of a new Gateway at the same address.
 std::atomic<std::uint64_t> routing_versions{0};
@@ -34,7 +41,8 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
   if (!table_or) {
     return make_error(ErrorCode::kInvalidArgument, "gateway." + table_or.error().message);
   }
-  auto next = std::make_shared<Routing>(Routing{config, std::move(*table_or), {}, {}, {}, {}});
+  auto next = std::make_shared<Routing>(
+      Routing{config, std::make_shared<const RouteTable>(std::move(*table_or)), {}, {}, {}, {}});
 
   // Clusters: kept as they are when their settings did not change (their learned state too);
   // otherwise a new one per service over the same endpoints.
@@ -59,7 +67,15 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
     return slot;
   };
   if (previous != nullptr) {
+    const std::shared_ptr<const EndpointSnapshot> endpoints = table.snapshot();
     for (const auto& [service, c] : previous->clusters) {
+      // A service no longer named keeps its cluster only while it has endpoints to drain.
+      if (!names(config, service) && endpoints->find(service) == nullptr) {
+        if (auto o = admission_overrides.find(service); o != admission_overrides.end()) {
+          admission_overrides.erase(o);
+        }
+        continue;
+      }
       if (same_cluster_settings(previous->config, config, service)) {
         // Kept with its learned state; a new admission limit (the service's queue limit or
         // capacity changed) is set on it once the routing is published.
@@ -71,7 +87,7 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
   }
   for (const auto& [service, endpoints] : config.upstreams) cluster_for(service);
 
-  const std::span<const Route> all = next->table.routes();
+  const std::span<const Route> all = next->table->routes();
   next->names = route_names(all);
   next->runtime.resize(all.size());
   for (size_t i = 0; i < all.size(); ++i) {
@@ -128,6 +144,23 @@ void Gateway::Impl::set_admission_limits(const Routing& published) {
         set != admission_overrides.end() ? set->second
                                          : max_requests_per_replica(published.config, service));
   }
+}
+
+void Gateway::Impl::drop_unneeded_clusters() {
+  const std::shared_ptr<const Routing> now = snapshot();
+  const std::shared_ptr<const EndpointSnapshot> endpoints = table.snapshot();
+  auto unneeded = [&](const std::string& service) {
+    return !names(now->config, service) && endpoints->find(service) == nullptr;
+  };
+  if (std::none_of(now->clusters.begin(), now->clusters.end(),
+                   [&](const auto& entry) { return unneeded(entry.first); })) {
+    return;
+  }
+  auto next = std::make_shared<Routing>(*now);
+  std::erase_if(next->clusters, [&](const auto& entry) { return unneeded(entry.first); });
+  std::erase_if(admission_overrides,
+                [&](const auto& entry) { return !next->clusters.contains(entry.first); });
+  publish(std::move(next));
 }
 
 void Gateway::Impl::publish(std::shared_ptr<const Routing> next) {

@@ -25,7 +25,7 @@ void GatewayEndpoints::add(const std::string& service, const std::string& replic
   announced_[replica] = {service, port};
   const std::string base = replica + "@" + std::to_string(port);
   std::string id = base;
-  if (const gateway::Cluster* cluster = gateway_.cluster(service)) {
+  if (const std::shared_ptr<const gateway::Cluster> cluster = gateway_.cluster(service)) {
     const auto view = cluster->view();
     auto listed = [&](const std::string& candidate) {
       return std::any_of(view->specs.begin(), view->specs.end(),
@@ -51,7 +51,7 @@ void GatewayEndpoints::add(const std::string& service, const std::string& replic
 void GatewayEndpoints::resync() {
   const std::map<std::string, Announced> announced = announced_;  // add() writes to it
   for (const auto& [replica, where] : announced) {
-    const gateway::Cluster* cluster = gateway_.cluster(where.service);
+    const std::shared_ptr<const gateway::Cluster> cluster = gateway_.cluster(where.service);
     if (cluster == nullptr) continue;  // still no route: nothing to receive
     const auto known = endpoint_ids_.find(replica);
     if (known != endpoint_ids_.end()) {
@@ -76,7 +76,7 @@ void GatewayEndpoints::remove(const std::string& service, const std::string& rep
 }
 
 std::int64_t GatewayEndpoints::in_flight(const std::string& service, const std::string& replica) {
-  const gateway::Cluster* cluster = gateway_.cluster(service);
+  const std::shared_ptr<const gateway::Cluster> cluster = gateway_.cluster(service);
   auto it = draining_.find(replica);
   if (cluster == nullptr || it == draining_.end()) return 0;
   const auto view = cluster->view();
