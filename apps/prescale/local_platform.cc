@@ -293,6 +293,29 @@ void prepare_gateway(Config& config) {
   }
 }
 
+std::string catch_all_lost(const Config& running, const Config& next) {
+  Config served = running;
+  prepare_gateway(served);
+  if (!running.gateway.routes.empty() || served.gateway.routes.empty()) return {};
+  const std::string& one = served.gateway.routes[0].service;
+  if (find_service(next, one) == nullptr) return {};  // removed: its route goes with it
+  Config prepared = next;
+  prepare_gateway(prepared);
+  if (std::any_of(prepared.gateway.routes.begin(), prepared.gateway.routes.end(),
+                  [&](const RouteConfig& r) { return r.service == one; })) {
+    return {};
+  }
+  std::string others;
+  for (const ServiceConfig& s : next.services) {
+    if (s.name != one) others += (others.empty() ? "" : ", ") + s.name;
+  }
+  return "gateway.routes: " + one + " gets every request as the file's one service; with " +
+         others + " beside it, no route would name " + one +
+         " and the gateway would answer its requests 404: give it a route (`- {match: "
+         "{path_prefix: /}, service: " +
+         one + "}` takes every request no other route takes)";
+}
+
 std::vector<std::string> changes_needing_a_restart(const Config& running, const Config& next) {
   std::vector<std::string> out;
   if (next.world != running.world) out.push_back("world");

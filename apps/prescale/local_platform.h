@@ -173,6 +173,11 @@ void prepare_gateway(Config& config);
 // when a reload can apply it all.
 std::vector<std::string> changes_needing_a_restart(const Config& running, const Config& next);
 
+// Why `prescale up` refuses a reload that would take away the route prepare_gateway() gave a
+// file of one service and no routes: with a service added and still no route naming the one
+// that got every request, the gateway would answer it all 404. Empty when nothing is lost.
+std::string catch_all_lost(const Config& running, const Config& next);
+
 // The service of `config` named `name`; nullptr when it has none.
 const ServiceConfig* find_service(const Config& config, std::string_view name);
 

@@ -350,6 +350,33 @@ TEST(ServiceChanges, NameTheServicesAddedAndRemovedInTheFilesOrder) {
   EXPECT_EQ(find_service(load("ab"), "sb")->name, "sb");
   EXPECT_EQ(find_service(load("ab"), "sc"), nullptr);
 }
+// A file of one service and no routes sends it every request; a service added beside it took that
+// route away (routes must name each of several), and the site answered 404 until a restart
+// with routes.
+TEST(CatchAllLost, ASecondServiceWithoutRoutesIsRefusedUntilTheFirstHasOne) {
+  auto load = [](const std::string& yaml) {
+    auto config = load_config_string("version: 1\n" + yaml);
+    EXPECT_TRUE(config) << config.error().message;
+    return *config;
+  };
+  const std::string web = "  - {name: web, kind: builtin/echo}\n";
+  const std::string worker = "  - {name: worker, kind: builtin/echo}\n";
+  const Config running = load("services:\n" + web);
+  EXPECT_EQ(catch_all_lost(running, running), "");
+  EXPECT_EQ(catch_all_lost(running, load("services:\n" + web + worker)),
+            "gateway.routes: web gets every request as the file's one service; with worker "
+            "beside it, no route would name web and the gateway would answer its requests 404: "
+            "give it a route (`- {match: {path_prefix: /}, service: web}` takes every request no "
+            "other route takes)");
+  // With a route for web, or web renamed (its catch-all is the new one's), nothing is lost.
+  const std::string routes = "gateway:\n  routes:\n    - {match: {path_prefix: /}, service: web}\n";
+  EXPECT_EQ(catch_all_lost(running, load("services:\n" + web + worker + routes)), "");
+  EXPECT_EQ(catch_all_lost(running, load("services:\n" + worker)), "");
+  // A file that already had routes gave no catch-all.
+  EXPECT_EQ(catch_all_lost(load("services:\n" + web + routes), load("services:\n" + web + worker)),
+            "");
+}
+
 TEST(SpecChanges, SayWhatTheControllerTakesAtOnce) {
   auto load = [](const std::string& service) {
     auto c = load_config_string("version: 1\nservices:\n  - name: web\n    kind: builtin/echo\n" +

@@ -643,6 +643,9 @@ int run_up(const UpFlags& f) {
                     "limits, replica bounds, SLOs, capacity and startup time seeds and queue "
                     "limits and to the gateway's routes and settings: restart it for these");
     }
+    if (const std::string lost = catch_all_lost(as_loaded, *next); !lost.empty()) {
+      return refuse(f.config_path + ": " + lost);
+    }
     ServiceChanges changed = service_changes(as_loaded, *next);
     // Every template checked before anything changes: all of the file applies, or none.
     std::vector<local::ReplicaTemplate> templates;
