@@ -412,6 +412,14 @@ Result<void> DashboardFeed::import_state(const nlohmann::json& state, Clock::Tim
   } catch (const nlohmann::json::exception& e) {
     return make_error(ErrorCode::kInvalidArgument, std::string("feed state: ") + e.what());
   }
+  // An incident the restore closed (its service was removed while the platform was stopped)
+  // is resolved as of now.
+  for (const healing::Incident& i : incidents.incidents()) {
+    auto times = incident_times.find(i.id);
+    if (i.resolved_at && times != incident_times.end() && std::isnan(times->second.second)) {
+      times->second.second = unix_now();
+    }
+  }
   incidents_ = std::move(incidents);
   slowdowns_ = std::move(slowdowns);
   incident_times_ = std::move(incident_times);

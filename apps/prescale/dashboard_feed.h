@@ -98,8 +98,9 @@ class DashboardFeed {
   nlohmann::json export_state(Clock::TimePoint now) const;
   // Restores it before the first tick; the dashboard's incidents and open warnings and the
   // metrics' open gauges follow. What the state holds of a service not in `error_budgets`
-  // (renamed or removed) is not restored, its open incident and warning included; its resolved
-  // incidents and cleared warnings stay in the history.
+  // (renamed or removed) is not restored: its open incident is closed as of the restore and kept
+  // with the resolved ones, its open warning dropped; its resolved incidents and cleared
+  // warnings stay in the history.
   // Errors: kInvalidArgument naming the field, nothing restored.
   Result<void> import_state(const nlohmann::json& state, Clock::TimePoint now);
 

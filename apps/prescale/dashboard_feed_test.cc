@@ -155,14 +155,15 @@ TEST(DashboardFeedTest, AWallClockSetBackNeitherStopsTheChartsNorBuriesNewEvents
 // world's traffic as the test says: 100 answered a second, `failing` of them failed and `slow` of
 // them slower than the SLO.
 struct WatchedService {
-  WatchedService()
+  explicit WatchedService(std::map<std::string, double> budgets = {{"web", 0.001}})
       : platform(clock),
         feed(
-            platform.model, [this](std::string_view) { return totals; }, nullptr, options(registry),
-            clock) {}
-  static DashboardFeedOptions options(telemetry::Registry& registry) {
+            platform.model, [this](std::string_view) { return totals; }, nullptr,
+            options(registry, std::move(budgets)), clock) {}
+  static DashboardFeedOptions options(telemetry::Registry& registry,
+                                      std::map<std::string, double> budgets) {
     DashboardFeedOptions o{"every-second"};
-    o.error_budgets = {{"web", 0.001}};
+    o.error_budgets = std::move(budgets);
     o.registry = &registry;
     return o;
   }
@@ -223,6 +224,27 @@ TEST(DashboardFeedTest, ARemovedServicesIncidentIsClosedAndAnAddedOneIsCounted) 
   feed.add_service("api", 0.001, 0);
   EXPECT_EQ(series_of("prescale_incidents_total").count("api"), 1u);
   EXPECT_EQ(series_of("prescale_slowdown_warning_open").count("api"), 1u);
+}
+
+// The same removal while the platform was stopped: the restore closes the incident and keeps it,
+// resolved as of the restart (it vanished from the list before).
+TEST(DashboardFeedTest, AnIncidentOfAServiceRemovedWhileStoppedIsClosedByTheRestore) {
+  WatchedService before;
+  before.run(10min);
+  before.failing = 50;
+  before.run(1min);
+  ASSERT_EQ(events_of(before.platform.model, "incident"), 1);
+  const nlohmann::json saved = before.feed.export_state(before.clock.now());
+
+  WatchedService after(std::map<std::string, double>{});  // web is no longer in the file
+  after.clock.advance(before.clock.now() - Clock::TimePoint{} + 5min);  // restarted later
+  ASSERT_TRUE(after.feed.import_state(saved, after.clock.now()));
+  const nlohmann::json incidents = after.platform.model.incidents_json().at("incidents");
+  ASSERT_EQ(incidents.size(), 1u) << incidents.dump();
+  EXPECT_EQ(incidents[0].at("service"), "web");
+  EXPECT_TRUE(incidents[0].at("resolved_at").is_number()) << incidents.dump();
+  EXPECT_GE(incidents[0].at("resolved_at").get<double>(),
+            incidents[0].at("opened_at").get<double>());
 }
 
 // A service failing half its requests opens an incident: said, shown (an event, the incident's

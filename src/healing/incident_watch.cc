@@ -459,12 +459,29 @@ Result<void> IncidentWatch::from_json(const nlohmann::json& state, Clock::TimePo
       i.summary = j.at("summary").get<std::string>();
       return i;
     };
+    // Open incidents of services removed from the configuration while the platform was stopped:
+    // closed at their service's last saved count, and kept with the resolved ones (as forget()
+    // closes one removed while running).
+    std::vector<Incident> closed;
     for (const json& j : state.at("services")) {
       const auto name = j.at("name").get<std::string>();
       const auto found = services.find(name);
-      if (found == services.end()) continue;  // not watched now
       const std::string field = "services[" + name + "]";
       if (!seen.insert(name).second) throw BadField{field, "listed twice"};
+      if (found == services.end()) {  // not watched now
+        if (j.at("open").is_null()) continue;
+        Incident i = incident(j.at("open"), field + ".open");
+        if (i.service != name || i.resolved_at) {
+          throw BadField{field + ".open", "not an open incident of " + name};
+        }
+        i.resolved_at = i.opened_at;
+        if (const json& counts = j.at("counts"); !counts.empty()) {
+          i.resolved_at = std::max(
+              i.opened_at, state_json::at_past_age(now, counts.back().at(0), field + ".counts"));
+        }
+        closed.push_back(std::move(i));
+        continue;
+      }
       Service s;
       s.budget = found->second.budget;
       for (const json& c : j.at("counts")) {
@@ -506,6 +523,14 @@ Result<void> IncidentWatch::from_json(const nlohmann::json& state, Clock::TimePo
       resolved.push_back(std::move(i));
       if (resolved.size() >= options_.max_kept) break;
     }
+    // Newest first, as resolved_ is kept.
+    for (Incident& i : closed) {
+      const auto at = std::find_if(resolved.begin(), resolved.end(), [&](const Incident& r) {
+        return r.resolved_at && *r.resolved_at < *i.resolved_at;
+      });
+      resolved.insert(at, std::move(i));
+    }
+    while (resolved.size() > options_.max_kept) resolved.pop_back();
   } catch (const BadField& bad) {
     latest_ = latest_before;
     return make_error(ErrorCode::kInvalidArgument, "incident state: " + bad.field + ": " + bad.why);

@@ -138,7 +138,9 @@ class IncidentWatch {
   // stopped, so an incident open at the stop stays open until its rules stop firing, and one
   // burning across a restart opens as it would have. from_json() applies to the services with an
   // error budget (set_error_budget() first; others are not restored) and replaces their counts;
-  // the events noted for causes are not kept. A state with a count that is not a finite number
+  // the open incident of a service not watched now (removed while stopped) is closed at its
+  // service's last saved count and kept among the resolved, as forget() does; the events noted
+  // for causes are not kept. A state with a count that is not a finite number
   // >= 0, or an incident numbered at or after the next, is refused whole (kInvalidArgument,
   // naming the field), the watch unchanged.
   nlohmann::json to_json(Clock::TimePoint now) const;

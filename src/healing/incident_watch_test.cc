@@ -500,13 +500,26 @@ TEST_F(IncidentWatchTest, AStateNoRunCouldWriteIsRefusedWholeAndUnwatchedService
             "incident state: services[web]: listed twice");
   EXPECT_EQ(refused([](nlohmann::json& j) { j["services"][1]["counts"][0][0] = -1; }),
             "incident state: services[web].counts: not an age in [0, 100 years]");
-  // A service without an error budget now is not restored.
+  // A service without an error budget now (removed while stopped) is not restored; its open
+  // incident is closed at its last count and kept with the resolved one, newest first (it was
+  // dropped before, and the incident list lost it).
   IncidentWatch only_db;
   only_db.set_error_budget("db", 0.001);
   ASSERT_TRUE(only_db.from_json(good, clock.now()));
   EXPECT_FALSE(only_db.open_incident("web"));
   EXPECT_EQ(only_db.opened(), 2U);
-  EXPECT_EQ(only_db.incidents().size(), 1U);  // the resolved one, kept as history
+  const std::vector<Incident> kept = only_db.incidents();
+  ASSERT_EQ(kept.size(), 2U);
+  EXPECT_EQ(kept[0].id, 2U);
+  EXPECT_EQ(kept[0].resolved_at, clock.now());  // the last count, saved just now
+  EXPECT_EQ(kept[1].id, 1U);
+  EXPECT_LT(kept[1].resolved_at, kept[0].resolved_at);
+  // Its entry is checked as a watched one's is.
+  IncidentWatch db_again;
+  db_again.set_error_budget("db", 0.001);
+  nlohmann::json twice = good;
+  twice["services"].push_back(twice["services"][1]);
+  EXPECT_FALSE(db_again.from_json(twice, clock.now()));
 }
 
 }  // namespace
