@@ -415,10 +415,9 @@ Result<void> DashboardFeed::import_state(const nlohmann::json& state, Clock::Tim
   // An incident the restore closed (its service was removed while the platform was stopped)
   // is resolved as of now.
   for (const healing::Incident& i : incidents.incidents()) {
-    auto times = incident_times.find(i.id);
-    if (i.resolved_at && times != incident_times.end() && std::isnan(times->second.second)) {
-      times->second.second = unix_now();
-    }
+    if (!i.resolved_at) continue;
+    auto& resolved_at = incident_times.try_emplace(i.id, NAN, NAN).first->second.second;
+    if (std::isnan(resolved_at)) resolved_at = unix_now();
   }
   incidents_ = std::move(incidents);
   slowdowns_ = std::move(slowdowns);

@@ -84,8 +84,9 @@ class DashboardFeed {
   // from the next tick; what was counted goes on.
   void set_error_budget(const std::string& service, double budget);
   // A service a reload added: shown, watched and counted as one listed at the start. One removed:
-  // no longer watched, its open incident and warning dropped and their gauges 0; what the
-  // dashboard keeps of it goes with DashboardModel::set_services().
+  // no longer watched, its open incident closed and kept with the resolved ones (said), its open
+  // warning dropped, their gauges 0; what the dashboard keeps of it goes with
+  // DashboardModel::set_services().
   void add_service(const std::string& service, double budget, int max_concurrency);
   void remove_service(const std::string& service);
   int scaling_events() const { return scaling_events_; }

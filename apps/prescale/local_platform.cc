@@ -309,6 +309,11 @@ std::string catch_all_lost(const Config& running, const Config& next) {
   for (const ServiceConfig& s : next.services) {
     if (s.name != one) others += (others.empty() ? "" : ", ") + s.name;
   }
+  for (const auto& [service, endpoints] : next.gateway.upstreams) {
+    if (service != one && find_service(next, service) == nullptr) {
+      others += (others.empty() ? "" : ", ") + service;
+    }
+  }
   return "gateway.routes: " + one + " gets every request as the file's one service; with " +
          others + " beside it, no route would name " + one +
          " and the gateway would answer its requests 404: give it a route (`- {match: "

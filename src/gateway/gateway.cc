@@ -71,7 +71,7 @@ Result<void> Gateway::reload(const GatewayConfig& config) {
   for (const Routing::RouteRuntime& rr : previous->runtime) {
     if (std::find(reused.begin(), reused.end(), rr.id) == reused.end()) gone.push_back(rr.id);
   }
-  if (!gone.empty()) g.retired.push_back({previous, std::move(gone)});
+  if (!gone.empty()) g.retired.push_back({previous->table, std::move(gone)});
   if (new_health_checks) g.set_health_checks(config);
   g.remove_retired_routes();
   return {};

@@ -91,7 +91,8 @@ class Gateway {
   Result<void> reload(const GatewayConfig& config);
 
   // The controller's view of replicas (docs/gateway.md, "Endpoints"). set_endpoints() makes
-  // `endpoints` the service's set: new ones start taking requests, missing ones drain.
+  // `endpoints` the service's set: new ones start taking requests, missing ones drain. kNotFound
+  // for a service without a cluster: none named it, or none has since its endpoints were gone.
   Result<void> set_endpoints(std::string_view service, std::vector<EndpointSpec> endpoints);
   Result<void> add_endpoint(std::string_view service, EndpointSpec endpoint);
   bool remove_endpoint(std::string_view service, std::string_view id);
@@ -105,9 +106,10 @@ class Gateway {
   // set_max_requests_per_replica() set. kNotFound for a service without a cluster.
   Result<void> clear_max_requests_per_replica(std::string_view service);
 
-  // One round of upkeep: drops drained endpoints, evaluates outlier detection, starts due
-  // health checks. start_upkeep() runs it every upkeep_interval on a thread of its own (on the
-  // clock's sleep_until); tests with a ManualClock call upkeep() themselves.
+  // One round of upkeep: drops drained endpoints and the clusters of services no longer named
+  // that have none left, evaluates outlier detection, starts due health checks. start_upkeep() runs
+  // it every upkeep_interval on a thread of its own (on the clock's sleep_until); tests with a
+  // ManualClock call upkeep() themselves.
   void upkeep();
   // Resolves the host names of gateway.upstreams once and applies the answers (DnsUpstreams).
   // start_upkeep() runs it every gateway.dns_refresh_rate on a thread of its own, as a lookup

@@ -94,8 +94,10 @@ struct Gateway::Impl {
   std::atomic<std::shared_ptr<const Routing>> routing;
   std::atomic<std::uint64_t> routing_version{0};
   // Proxy routes of earlier routings, removed once no thread holds that routing (config_mu).
+  // Watched through its route table, which the copies the upkeep publishes share: a thread may
+  // still hold the routing a copy was made of.
   struct Retired {
-    std::weak_ptr<const Routing> routing;
+    std::weak_ptr<const RouteTable> routing;
     std::vector<Proxy::RouteId> routes;
   };
   std::vector<Retired> retired;
@@ -123,9 +125,9 @@ struct Gateway::Impl {
 
   // Builds the routing of `config` over `previous` (nullptr at creation); with config_mu held.
   // Changes nothing outside the result and the proxy's route list until publish(), but for
-  // dropping the admission_overrides whose service's own limit `config` changes (after every
-  // check, so a refused reload keeps them). A cluster kept from `previous` keeps its admission
-  // limit until set_admission_limits() after publish().
+  // dropping the admission_overrides whose service's own limit `config` changes or whose
+  // cluster it does not keep (after every check, so a refused reload keeps them). A cluster kept
+  // from `previous` keeps its admission limit until set_admission_limits() after publish().
   Result<std::shared_ptr<Routing>> build(const GatewayConfig& config, const Routing* previous,
                                          std::vector<Proxy::RouteId>& reused);
   // Puts each cluster of `published` at its service's admission limit: the override set while

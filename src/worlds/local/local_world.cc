@@ -78,7 +78,11 @@ void GatewayEndpoints::remove(const std::string& service, const std::string& rep
 std::int64_t GatewayEndpoints::in_flight(const std::string& service, const std::string& replica) {
   const std::shared_ptr<const gateway::Cluster> cluster = gateway_.cluster(service);
   auto it = draining_.find(replica);
-  if (cluster == nullptr || it == draining_.end()) return 0;
+  if (it == draining_.end()) return 0;
+  if (cluster == nullptr) {  // its service's cluster went with its last endpoint
+    draining_.erase(it);
+    return 0;
+  }
   const auto view = cluster->view();
   for (size_t i = 0; i < view->specs.size(); ++i) {
     if (view->specs[i].id != it->second) continue;

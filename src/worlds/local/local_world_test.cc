@@ -593,5 +593,20 @@ TEST_F(GatewayEndpointsTest, ARetiredReplicaIsForgottenOnceNothingIsInFlight) {
   }
 }
 
+// A removed service's replica drains; once the gateway has reaped its endpoint and dropped the
+// service's cluster (no route names it), the replica is no longer counted as draining.
+TEST_F(GatewayEndpointsTest, AReplicaOfAServiceWhoseClusterWentIsForgotten) {
+  ASSERT_TRUE(gateway);
+  GatewayEndpoints endpoints(*gateway);
+  endpoints.add("api", "api-1", 40000);
+  ASSERT_TRUE(gateway->reload(GatewayConfig{}));  // api removed: no route names it
+  endpoints.remove("api", "api-1");
+  EXPECT_EQ(endpoints.draining(), 1u);
+  gateway->upkeep();  // reaped (nothing in flight), the cluster dropped with it
+  ASSERT_EQ(gateway->cluster("api"), nullptr);
+  EXPECT_EQ(endpoints.in_flight("api", "api-1"), 0);
+  EXPECT_EQ(endpoints.draining(), 0u);
+}
+
 }  // namespace
 }  // namespace prescale::local
