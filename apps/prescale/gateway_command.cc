@@ -126,6 +126,8 @@ Result<GatewayConfig> effective_gateway_config(const Config& config,
   gateway_config.max_requests_per_replica = admission_limits(written);
   // A service with its own readiness path is health-checked there.
   gateway_config.health_check_paths = health_check_paths(config.services);
+  // One that may scale to zero has its requests held while it has no replica.
+  gateway_config.hold_for_replica = hold_for_replica(config.services);
   gateway_config.upstreams.clear();
   for (const auto& [service, endpoints] : *upstreams) {
     auto& list = gateway_config.upstreams[service];

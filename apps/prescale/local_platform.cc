@@ -282,6 +282,8 @@ void prepare_gateway(Config& config) {
   config.gateway.max_requests_per_replica = admission_limits(config.services);
   // Its replicas are health-checked where the supervisor asked them whether they are ready.
   config.gateway.health_check_paths = health_check_paths(config.services);
+  // One that scales to zero has its requests held until the replica they bring is ready.
+  config.gateway.hold_for_replica = hold_for_replica(config.services);
   // Without routes, a gateway for one service sends it every request, as `prescale gateway`'s
   // does; else the gateway would refuse its replicas and answer 404.
   if (config.gateway.routes.empty() && config.services.size() == 1 &&

@@ -137,6 +137,14 @@ std::map<std::string, std::string> health_check_paths(const std::vector<ServiceC
   return out;
 }
 
+std::set<std::string> hold_for_replica(const std::vector<ServiceConfig>& services) {
+  std::set<std::string> out;
+  for (const ServiceConfig& s : services) {
+    if (s.replicas.min == 0) out.insert(s.name);
+  }
+  return out;
+}
+
 // ---- The schema: one line per field. docs/config.md mirrors this. --------------------------
 
 static void describe(Schema<HttpConfig>& s) {

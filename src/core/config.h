@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -302,6 +303,11 @@ struct GatewayConfig {
   // (ServiceConfig::readiness_path). Not read from the gateway section: `prescale up` and
   // `prescale gateway -f` fill it in from services[].readiness_path.
   std::map<std::string, std::string> health_check_paths;
+  // Services that may scale to zero (replicas.min 0): a request for one that finds none of its
+  // replicas in service waits for one, up to its route's timeout, as Knative's activator holds
+  // it, instead of being answered 503 at once. Not read from the gateway section: `prescale up`
+  // and `prescale gateway -f` fill it in from services[].replicas.min.
+  std::set<std::string> hold_for_replica;
 
   friend bool operator==(const GatewayConfig&, const GatewayConfig&) = default;
 };
@@ -361,6 +367,10 @@ std::map<std::string, int> admission_limits(const std::vector<ServiceConfig>& se
 // The gateway's per-service health check paths (GatewayConfig::health_check_paths): every
 // service that writes a readiness_path.
 std::map<std::string, std::string> health_check_paths(const std::vector<ServiceConfig>& services);
+
+// The services a gateway holds requests for while they have no replica in service
+// (GatewayConfig::hold_for_replica): those whose replicas.min is 0.
+std::set<std::string> hold_for_replica(const std::vector<ServiceConfig>& services);
 
 // Reads and validates a prescale.yaml. Messages name `path` as given.
 Result<Config> load_config_file(const std::string& path);

@@ -328,6 +328,8 @@ UpstreamSelection RouteSelector::select(const http::Request&, int attempt,
   return cluster_->select(attempt, previous);
 }
 
+bool RouteSelector::lists_upstreams() const { return cluster_->current_view().hosts.size() > 0; }
+
 void RouteSelector::report(const http::Request&, const AttemptReport& report) {
   Cluster::report(report);
 }

@@ -152,6 +152,7 @@ class RouteSelector final : public UpstreamSelector {
   void report(const http::Request& request, const AttemptReport& report) override;
   RetryDecision retry(const http::Request& request, const AttemptReport& report) override;
   bool retries_status(int status) const override;
+  bool lists_upstreams() const override;
 
   const std::shared_ptr<Cluster>& cluster() const { return cluster_; }
 

@@ -582,6 +582,64 @@ TEST(GatewayReloadTest, AServiceNoLongerNamedLosesItsClusterOnceItsEndpointsAreG
   EXPECT_EQ(g.gw->cluster("b")->max_requests_per_replica(), 0u);
 }
 
+// A service scaled to zero (replicas.min 0): its request waits for the replica the load brings,
+// as Knative's activator holds it, instead of getting 503 at once; one of another service is
+// answered at once as before, and a held one whose replica never comes gets 503 at its route's
+// timeout, saying it waited.
+TEST(GatewayHoldTest, ARequestForAServiceScaledToZeroWaitsForItsFirstReplica) {
+  Upstream z("Z");
+  GatewayConfig config;
+  for (const char* service : {"z", "never", "plain"}) {
+    RouteConfig& r = config.routes.emplace_back();
+    r.service = service;
+    r.match.path_prefix = std::string("/") + service;
+    r.timeout = milliseconds(5000);
+  }
+  config.routes[1].timeout = milliseconds(400);
+  config.hold_for_replica = {"z", "never"};
+  TestGateway g(config);
+  using Steady = std::chrono::steady_clock;
+
+  Steady::time_point ready_at{};
+  std::thread replica_starts([&] {
+    std::this_thread::sleep_for(milliseconds(300));
+    ready_at = Steady::now();
+    EXPECT_TRUE(g.gw->set_endpoints("z", {{"z-1", "127.0.0.1", z.port()}}));
+  });
+  const Steady::time_point sent = Steady::now();
+  const Answer held = g.get("/z/a");
+  const Steady::time_point answered = Steady::now();
+  replica_starts.join();
+  EXPECT_EQ(held.status, 200) << held.body;
+  EXPECT_EQ(held.body, "Z /z/a");
+  EXPECT_GE(answered, ready_at) << "answered only once the replica was there";
+  EXPECT_GE(answered - sent, milliseconds(300));
+
+  const Steady::time_point before_plain = Steady::now();
+  const Answer plain = g.get("/plain");
+  EXPECT_EQ(plain.status, 503);
+  EXPECT_NE(plain.body.find("no_healthy_upstream"), std::string::npos) << plain.body;
+  EXPECT_LT(Steady::now() - before_plain, milliseconds(2500)) << "not held for its 5 s timeout";
+
+  const Steady::time_point before_never = Steady::now();
+  const Answer never = g.get("/never");
+  EXPECT_EQ(never.status, 503);
+  EXPECT_NE(never.body.find("no replica of service never came into service within route /never's "
+                            "timeout of 400 ms (the request waited for one)"),
+            std::string::npos)
+      << never.body;
+  EXPECT_GE(Steady::now() - before_never, milliseconds(380));
+  // Found no endpoint once each, not once per look while held.
+  const std::string metrics = g.metrics();
+  for (const char* service : {"z", "never", "plain"}) {
+    EXPECT_NE(metrics.find(std::string(R"(prescale_gateway_overflows_total{service=")") + service +
+                           R"(",reason="no_endpoint"} 1)" + "\n"),
+              std::string::npos)
+        << service << "\n"
+        << metrics;
+  }
+}
+
 // An upstream named by a host name: until the first lookup the name is the endpoint; then each
 // address it resolves to is one (DnsUpstreams), here over the real resolver: localhost is
 // 127.0.0.1, its IPv6 address left out.

@@ -285,6 +285,7 @@ void Proxy::forward(RouteId route, http::Request& request, http::Responder respo
   c.route_deadline = c.started + c.route->route.timeout;
   c.attempt = 0;
   c.client_gone = false;
+  c.held = false;
   c.request_id.clear();
   ts->inflight().add(1);
   (*state->load)[ts->load_slot()].change(c.started, +1);

@@ -124,6 +124,10 @@ class UpstreamSelector {
   // Whether an answer below 500 with `status` may be worth another attempt (Envoy's
   // retriable-status-codes, e.g. 409); other such answers are relayed at once. Default: none.
   virtual bool retries_status(int status) const;
+  // False when select() could find nothing because the service lists no endpoint at all (scaled
+  // to zero, its first replica starting): a request held for one (ProxyRoute::hold_for_upstream)
+  // waits on without asking select() again, which would count a refusal each time. Default: true.
+  virtual bool lists_upstreams() const { return true; }
 };
 
 // Round robin over fixed endpoints; a retry goes to the endpoint after the previous one. For a
@@ -144,6 +148,12 @@ struct ProxyRoute {
   std::chrono::milliseconds timeout{15000};      // the whole request, retries included
   std::chrono::milliseconds per_try_timeout{0};  // one attempt, connecting included; 0 = none
   std::shared_ptr<UpstreamSelector> selector;    // required
+  // A first attempt that finds no upstream in service (NoPick::kNoHealthyUpstream) waits for one,
+  // looking again every Proxy::kHoldPoll, until the route's timeout: a service scaled to zero
+  // gets its request served once the replica the load brings is ready (Knative's activator),
+  // not 503. At most Proxy::kMaxWaitingPerThread requests wait on an I/O thread (held or backing
+  // off before a retry); past that they are answered at once.
+  bool hold_for_upstream = false;
 };
 
 struct ProxyOptions {
@@ -162,6 +172,8 @@ class Proxy {
  public:
   using RouteId = uint32_t;
   static constexpr RouteId kNoRoute = UINT32_MAX;
+  static constexpr std::chrono::milliseconds kHoldPoll{20};
+  static constexpr size_t kMaxWaitingPerThread = 4096;
 
   struct Stats {
     uint64_t inflight = 0;            // requests in forward() not yet answered

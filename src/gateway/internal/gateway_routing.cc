@@ -110,7 +110,9 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
       }
     }
     const RouteConfig& rc = config.routes[route.index];
-    if (before != nullptr && *before_config == rc && before->cluster == rr.cluster) {
+    const bool hold = config.hold_for_replica.contains(route.service);
+    if (before != nullptr && *before_config == rc && before->cluster == rr.cluster &&
+        previous->config.hold_for_replica.contains(route.service) == hold) {
       rr.id = before->id;
       reused.push_back(rr.id);
     } else {
@@ -120,6 +122,7 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
       pr.timeout = route.timeout;
       pr.per_try_timeout = route.per_try_timeout;
       pr.selector = std::make_shared<RouteSelector>(rr.cluster, route.retry);
+      pr.hold_for_upstream = hold;
       rr.id = proxy.add_route(std::move(pr));
     }
     if (route.rate_limit) {

@@ -56,12 +56,31 @@ void record_attempt(const ProxyCore& p, Call& c, Clock::Duration latency) {
 
 void Call::on_complete() { ts_.proxy().on_attempt_done(*this); }
 
+bool ProxyCore::hold(Call& c) {
+  if (!c.route->route.hold_for_upstream || c.attempt != 0 || c.ts_.stopped() ||
+      now() + Proxy::kHoldPoll >= c.route_deadline ||
+      (!c.held && c.ts_.waiting() >= Proxy::kMaxWaitingPerThread)) {
+    return false;
+  }
+  c.held = true;
+  c.ts_.wait_backoff(c, Proxy::kHoldPoll);
+  return true;
+}
+
 void ProxyCore::start_attempt(Call& c) {
   RouteState& route = *c.route;
+  // Held while the service has no endpoint: select() is asked only once one is listed.
+  if (c.held && !route.route.selector->lists_upstreams()) {
+    if (!hold(c)) refuse(c, NoPick{});
+    return;
+  }
   const UpstreamPick* previous = c.pick ? &*c.pick : nullptr;
   UpstreamSelection pick = route.route.selector->select(*c.req, c.attempt, previous);
   if (!pick) {
     if (c.attempt == 0) {
+      // A service scaled to zero: the request waits for the replica its load brings, looking
+      // again every kHoldPoll, within its route's timeout and the thread's bound.
+      if (pick.error().reason == NoPick::Reason::kNoHealthyUpstream && hold(c)) return;
       refuse(c, pick.error());
     } else {
       finish_failed(c);  // the previous attempt's answer
@@ -222,6 +241,13 @@ void ProxyCore::refuse(Call& c, const NoPick& why) {
   const ProxyRoute& route = c.route->route;
   switch (why.reason) {
     case NoPick::Reason::kNoHealthyUpstream:
+      if (c.held) {
+        fail(c, 503, "no_healthy_upstream",
+             "no replica of service " + route.service + " came into service within route " +
+                 route.name + "'s timeout of " + format_millis(route.timeout) +
+                 " (the request waited for one)");
+        return;
+      }
       fail(c, 503, "no_healthy_upstream",
            !why.message.empty() ? why.message
                                 : "no healthy upstream for route " + route.name + " (service " +

@@ -164,6 +164,7 @@ class Call final : public Exchange {
   int attempt = 0;
   Phase phase = Phase::kIdle;
   bool client_gone = false;
+  bool held = false;  // waited for an upstream in service (ProxyRoute::hold_for_upstream)
   std::optional<UpstreamPick> pick;
   std::string head_buf;
   std::string request_id;
@@ -190,6 +191,10 @@ struct ProxyCore {
 
   ThreadState* thread_state();
   void start_attempt(Call& c);
+  // Puts a first attempt that found no upstream to wait for one (ProxyRoute::hold_for_upstream),
+  // if its route holds, its timeout leaves time to look again and the thread has room; false
+  // when it is to be answered now.
+  bool hold(Call& c);
   void on_attempt_done(Call& c);
   void finish_failed(Call& c);
   void relay(Call& c);

@@ -116,6 +116,8 @@ class ThreadState {
     if (!backoff_armed_ || c.wake_at < backoff_at_) arm_backoff(c.wake_at);
   }
   void cancel_backoff(Call& c) { std::erase(waiting_, &c); }
+  // Calls waiting here: backing off, or held for an upstream.
+  size_t waiting() const { return waiting_.size(); }
 
   // The IoThread's stop hook: ends everything pending on this thread's io_context.
   void stop();
