@@ -154,6 +154,14 @@ void Cluster::adopt_health(const Cluster& previous) {
   }
 }
 
+bool Cluster::has_usable_host() const {
+  const Clock::TimePoint now = clock_.now();
+  for (const auto& h : current_view().hosts.hosts()) {
+    if (h->usable_in_panic(now)) return true;
+  }
+  return false;
+}
+
 const Cluster::View& Cluster::current_view() const {
   return internal::thread_cached<View>(this, view_version_, [this] { return view(); });
 }
@@ -328,7 +336,7 @@ UpstreamSelection RouteSelector::select(const http::Request&, int attempt,
   return cluster_->select(attempt, previous);
 }
 
-bool RouteSelector::lists_upstreams() const { return cluster_->current_view().hosts.size() > 0; }
+bool RouteSelector::has_usable_upstream() const { return cluster_->has_usable_host(); }
 
 void RouteSelector::report(const http::Request&, const AttemptReport& report) {
   Cluster::report(report);

@@ -72,6 +72,12 @@ class Cluster {
   // The view as the data path reads it: a per-thread copy, reloaded only when the version
   // moved (libstdc++'s atomic<shared_ptr> load takes a lock; this is one atomic read).
   const View& current_view() const;
+  // Whether select() could pick a host now: one not draining whose breaker admits requests.
+  bool has_usable_host() const;
+  // Said by the gateway when a reload gives the service a new cluster or drops this one: no
+  // endpoint change reaches this one any more.
+  void supersede() { superseded_.store(true, std::memory_order_release); }
+  bool superseded() const { return superseded_.load(std::memory_order_acquire); }
   // Every endpoint's host now (for health checks).
   std::vector<std::shared_ptr<UpstreamHost>> hosts() const;
 
@@ -127,6 +133,7 @@ class Cluster {
   std::shared_ptr<UpstreamLimits> limits_;
   std::unique_ptr<ConnectionAdmission> admission_;
   RetryBudget budget_;
+  std::atomic<bool> superseded_{false};
   mutable std::mutex mu_;  // serialises refresh(); guards hosts_
   std::map<std::string, std::shared_ptr<UpstreamHost>, std::less<>> hosts_;  // by endpoint id
   std::atomic<std::shared_ptr<const View>> view_;
@@ -152,7 +159,8 @@ class RouteSelector final : public UpstreamSelector {
   void report(const http::Request& request, const AttemptReport& report) override;
   RetryDecision retry(const http::Request& request, const AttemptReport& report) override;
   bool retries_status(int status) const override;
-  bool lists_upstreams() const override;
+  bool has_usable_upstream() const override;
+  bool superseded() const override { return cluster_->superseded(); }
 
   const std::shared_ptr<Cluster>& cluster() const { return cluster_; }
 

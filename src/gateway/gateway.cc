@@ -66,6 +66,9 @@ Result<void> Gateway::reload(const GatewayConfig& config) {
   const bool new_health_checks = !(previous->config.health_check == config.health_check);
   const std::shared_ptr<const Routing> published = *next;
   g.publish(std::move(*next));
+  for (const auto& [service, c] : previous->clusters) {
+    if (published->find(service) != c.get()) c->supersede();
+  }
   g.set_admission_limits(*published);
   std::vector<Proxy::RouteId> gone;
   for (const Routing::RouteRuntime& rr : previous->runtime) {

@@ -601,12 +601,12 @@ TEST(GatewayHoldTest, ARequestForAServiceScaledToZeroWaitsForItsFirstReplica) {
   using Steady = std::chrono::steady_clock;
 
   Steady::time_point ready_at{};
+  const Steady::time_point sent = Steady::now();
   std::thread replica_starts([&] {
     std::this_thread::sleep_for(milliseconds(300));
     ready_at = Steady::now();
     EXPECT_TRUE(g.gw->set_endpoints("z", {{"z-1", "127.0.0.1", z.port()}}));
   });
-  const Steady::time_point sent = Steady::now();
   const Answer held = g.get("/z/a");
   const Steady::time_point answered = Steady::now();
   replica_starts.join();
@@ -638,6 +638,33 @@ TEST(GatewayHoldTest, ARequestForAServiceScaledToZeroWaitsForItsFirstReplica) {
         << service << "\n"
         << metrics;
   }
+}
+
+// A reload that gives the service a new cluster (new breaker settings) while a request waits for
+// its first replica: the endpoints reach the new cluster, not the one the request watches, so it
+// is answered at once, saying so, rather than at its timeout.
+TEST(GatewayHoldTest, AHeldRequestWhoseClusterAReloadReplacedIsAnswered) {
+  GatewayConfig config;
+  config.routes.emplace_back().service = "z";
+  config.routes[0].timeout = milliseconds(10000);
+  config.hold_for_replica = {"z"};
+  TestGateway g(config);
+  using Steady = std::chrono::steady_clock;
+  const Steady::time_point sent = Steady::now();
+  std::thread reload([&] {
+    std::this_thread::sleep_for(milliseconds(200));
+    GatewayConfig renewed = config;
+    renewed.circuit_breakers.max_requests = 7;
+    EXPECT_TRUE(g.gw->reload(renewed));
+  });
+  const Answer held = g.get("/x");
+  reload.join();
+  EXPECT_EQ(held.status, 503);
+  EXPECT_NE(held.body.find("the gateway's configuration changed while the request waited for a "
+                           "replica of service z: send it again"),
+            std::string::npos)
+      << held.body;
+  EXPECT_LT(Steady::now() - sent, milliseconds(5000)) << "not at its 10 s timeout";
 }
 
 // An upstream named by a host name: until the first lookup the name is the endpoint; then each

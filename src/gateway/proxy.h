@@ -124,10 +124,15 @@ class UpstreamSelector {
   // Whether an answer below 500 with `status` may be worth another attempt (Envoy's
   // retriable-status-codes, e.g. 409); other such answers are relayed at once. Default: none.
   virtual bool retries_status(int status) const;
-  // False when select() could find nothing because the service lists no endpoint at all (scaled
-  // to zero, its first replica starting): a request held for one (ProxyRoute::hold_for_upstream)
-  // waits on without asking select() again, which would count a refusal each time. Default: true.
-  virtual bool lists_upstreams() const { return true; }
+  // False when select() could find nothing because the service lists no endpoint it could pick
+  // (none: scaled to zero, its first replica starting; or only draining ones and ones whose
+  // breaker is open): a request held for one (ProxyRoute::hold_for_upstream) waits on without
+  // asking select() again, which would count a refusal each time. Default: true.
+  virtual bool has_usable_upstream() const { return true; }
+  // True once a reload has replaced what this selector picks from (the gateway gave the service
+  // a new cluster, which the endpoints now reach): a request held for an upstream would wait on
+  // in vain, and is answered. Default: false.
+  virtual bool superseded() const { return false; }
 };
 
 // Round robin over fixed endpoints; a retry goes to the endpoint after the previous one. For a

@@ -160,7 +160,11 @@ void Gateway::Impl::drop_unneeded_clusters() {
     return;
   }
   auto next = std::make_shared<Routing>(*now);
-  std::erase_if(next->clusters, [&](const auto& entry) { return unneeded(entry.first); });
+  std::erase_if(next->clusters, [&](const auto& entry) {
+    if (!unneeded(entry.first)) return false;
+    entry.second->supersede();
+    return true;
+  });
   std::erase_if(admission_overrides,
                 [&](const auto& entry) { return !next->clusters.contains(entry.first); });
   publish(std::move(next));

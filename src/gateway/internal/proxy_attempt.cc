@@ -69,10 +69,22 @@ bool ProxyCore::hold(Call& c) {
 
 void ProxyCore::start_attempt(Call& c) {
   RouteState& route = *c.route;
-  // Held while the service has no endpoint: select() is asked only once one is listed.
-  if (c.held && !route.route.selector->lists_upstreams()) {
-    if (!hold(c)) refuse(c, NoPick{});
-    return;
+  if (c.held) {
+    // A reload removed its route, or gave its service a new cluster (which the endpoints now
+    // reach instead of the one it watches), while it waited: it is answered, to be sent again.
+    const std::shared_ptr<RouteState>* current = c.ts_.route(route.index);
+    if (current == nullptr || current->get() != &route || route.route.selector->superseded()) {
+      fail(c, 503, "no_healthy_upstream",
+           "the gateway's configuration changed while the request waited for a replica of "
+           "service " +
+               route.route.service + ": send it again");
+      return;
+    }
+    // Held while the service lists no endpoint it could pick: select() is asked once it does.
+    if (!route.route.selector->has_usable_upstream()) {
+      if (!hold(c)) refuse(c, NoPick{});
+      return;
+    }
   }
   const UpstreamPick* previous = c.pick ? &*c.pick : nullptr;
   UpstreamSelection pick = route.route.selector->select(*c.req, c.attempt, previous);

@@ -88,10 +88,12 @@ void ThreadState::wake_due() {
   });
   for (Call* c : due_) proxy_.start_attempt(*c);
   due_.clear();
-  if (!waiting_.empty() && !backoff_armed_) {
+  // A call those attempts put back to wait (a request held for an upstream) armed the timer for
+  // itself: one that waited before them may be due sooner.
+  if (!waiting_.empty()) {
     Clock::TimePoint earliest = waiting_.front()->wake_at;
     for (const Call* c : waiting_) earliest = std::min(earliest, c->wake_at);
-    arm_backoff(earliest);
+    if (!backoff_armed_ || earliest < backoff_at_) arm_backoff(earliest);
   }
 }
 
