@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <csignal>
 #include <filesystem>
@@ -282,8 +283,14 @@ int run_up(const UpFlags& f) {
   telemetry::Registry registry;
   telemetry::register_process_metrics(registry);
   ReplicaMetrics replica_metrics(registry);  // the replicas' memory, revisions, rollouts
+  // A request held for a service with no replica: the controller looks at once, not at its
+  // next observation (up to a second later under the prescale policy).
+  std::atomic<bool> held_for_replica{false};
   gateway::GatewayOptions gateway_options;
   gateway_options.registry = &registry;
+  gateway_options.on_hold = [&held_for_replica](std::string_view) {
+    held_for_replica.store(true, std::memory_order_relaxed);
+  };
   gateway_options.on_dns_problem = [](const std::string& line) {
     spdlog::warn("gateway.upstreams: {}", line);
   };
@@ -828,6 +835,7 @@ int run_up(const UpFlags& f) {
         if (file_text) reload("the file changed");  // a file being replaced is read next time
       }
     }
+    if (held_for_replica.exchange(false, std::memory_order_relaxed)) controller.observe_now();
     if (clock.now() < controller.next_tick()) continue;
     const std::optional<scaling::Plan> plan = controller.tick();
     if (prescale_policy != nullptr && !f.recommend_only) {  // recommend-only changes nothing

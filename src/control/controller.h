@@ -32,6 +32,10 @@ class Controller {
 
   // One iteration at clock.now(). Returns the plan if the policy decided this tick.
   std::optional<scaling::Plan> tick();
+  // The next tick observes, however soon after the last observation: something cannot wait for
+  // the policy's interval (a request held in the gateway for a service with no replica). The
+  // policy decides on it at once where it would on a surge (Policy::decide_early).
+  void observe_now() { next_observation_.reset(); }
   // When the next tick has work to do: the earlier of the next observation and the next
   // decision. Ticking earlier is harmless; a driver may sleep (or a simulator step) until then.
   Clock::TimePoint next_tick() const;

@@ -164,6 +164,26 @@ TEST(ControllerTest, DecidesAtOnceWhenThePolicyAsksAndCountsThePeriodFromThen) {
             (std::vector<Clock::TimePoint>{t0, t0 + 4s, t0 + 19s, t0 + 34s}));
 }
 
+// A request held for a service with no replica: the controller observes at its next tick, a
+// moment after the last observation, and the policy decides at once if it asks to.
+TEST(ControllerTest, ObservesNowWhenAskedAndDecidesIfThePolicyAsks) {
+  ManualClock clock;
+  RecordingWorld world;
+  EarlyDecider policy;
+  const Clock::TimePoint t0 = clock.now();
+  policy.early_at = {t0 + 200ms};
+  Controller controller(world, policy, {{.name = "api"}}, clock);
+  controller.tick();  // observes and decides at t0
+  clock.advance(200ms);
+  EXPECT_EQ(controller.next_tick(), t0 + 1s);
+  EXPECT_FALSE(controller.tick()) << "not due";
+  controller.observe_now();
+  EXPECT_EQ(controller.next_tick(), clock.now());
+  EXPECT_TRUE(controller.tick()) << "observed now, and the policy decided early";
+  EXPECT_EQ(policy.decided_at, (std::vector<Clock::TimePoint>{t0, t0 + 200ms}));
+  EXPECT_EQ(controller.next_tick(), t0 + 1200ms);
+}
+
 TEST(ControllerTest, ObservesEveryTickAndDecidesEveryPeriod) {
   ManualClock clock;
   RecordingWorld world;

@@ -59,6 +59,10 @@ struct GatewayOptions {
   std::function<DnsAnswer(const std::string&)> resolve = resolve_host;
   // Told each time what is wrong with those lookups changes: a line per name (for the log).
   std::function<void(const std::string&)> on_dns_problem = nullptr;
+  // Told, on the I/O thread, each time a request starts waiting for a replica of a service
+  // that scales to zero (GatewayConfig::hold_for_replica): what brings one should look now.
+  // Must be quick and thread-safe.
+  std::function<void(std::string_view service)> on_hold = nullptr;
 };
 
 class Gateway {

@@ -597,7 +597,14 @@ TEST(GatewayHoldTest, ARequestForAServiceScaledToZeroWaitsForItsFirstReplica) {
   }
   config.routes[1].timeout = milliseconds(400);
   config.hold_for_replica = {"z", "never"};
-  TestGateway g(config);
+  std::mutex told_mu;
+  std::vector<std::string> told;  // the services on_hold was told of
+  GatewayOptions options;
+  options.on_hold = [&](std::string_view service) {
+    std::lock_guard lock(told_mu);
+    told.emplace_back(service);
+  };
+  TestGateway g(config, options);
   using Steady = std::chrono::steady_clock;
 
   Steady::time_point ready_at{};
@@ -629,6 +636,11 @@ TEST(GatewayHoldTest, ARequestForAServiceScaledToZeroWaitsForItsFirstReplica) {
             std::string::npos)
       << never.body;
   EXPECT_GE(Steady::now() - before_never, milliseconds(380));
+  // Told once per request held, so that what starts replicas looks at once.
+  {
+    std::lock_guard lock(told_mu);
+    EXPECT_EQ(told, (std::vector<std::string>{"z", "never"}));
+  }
   // Found no endpoint once each, not once per look while held.
   const std::string metrics = g.metrics();
   for (const char* service : {"z", "never", "plain"}) {

@@ -33,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -171,6 +172,9 @@ struct ProxyOptions {
   // Metrics go here (docs/gateway.md); nullptr: none. Must outlive the Proxy.
   telemetry::Registry* registry = nullptr;
   std::string service_label = "gateway";  // `service` label of the request metrics
+  // Called on the I/O thread when a request starts waiting for an upstream of its route's
+  // service (ProxyRoute::hold_for_upstream); must be quick and thread-safe. nullptr: none.
+  std::function<void(std::string_view service)> on_hold = nullptr;
 };
 
 class Proxy {

@@ -61,6 +61,12 @@ int replicas_at(double rps, double capacity) {
   return static_cast<int>(std::min(n, static_cast<double>(std::numeric_limits<int>::max())));
 }
 
+// Whether requests came for `o` in the last second, or are in the gateway (held there for a
+// replica of a service scaled to zero).
+bool requested(const ServiceObservation& o) {
+  return o.last_second.valid && (o.last_second.requests > 0 || o.last_second.concurrency > 0);
+}
+
 double window_arrival_rps(const ServiceObservation& o) {
   return std::isfinite(o.window.arrival_rps) ? o.window.arrival_rps : 0;
 }
@@ -297,12 +303,14 @@ Clock::Duration PrescalePolicy::observe_interval() const {
 bool PrescalePolicy::decide_early(const Snapshot& snapshot) const {
   if (!options_.reactive_floor) return false;
   for (const ServiceObservation& o : snapshot.services) {
-    if (!o.last_second.valid || !surge(o.last_second.requests, window_arrival_rps(o))) continue;
     const ServiceState* s = find(o.name);
     // What it was asked for, or what this policy decided since, if the world has not followed
     // (a recommend-only world, a failed scale): decided once, not again every second.
     const int asked = s != nullptr ? std::max(o.desired_replicas, s->decided) : 0;
     if (s == nullptr || asked >= s->spec.max_replicas) continue;
+    // Scaled to zero, and requests come: none serves them, however few.
+    if (asked == 0 && requested(o)) return true;
+    if (!o.last_second.valid || !surge(o.last_second.requests, window_arrival_rps(o))) continue;
     const double capacity = std::max(1e-9, capacity_.capacity_rps(o.name));
     // Counted as decide()'s floor counts it, so that what it would decide is a change.
     if (replicas_at(o.last_second.requests * (1 + options_.floor_headroom), capacity) > asked) {
@@ -365,6 +373,7 @@ void PrescalePolicy::take_observation(ServiceState& s, const Snapshot& snapshot,
   s.observed_seconds = 0;
   s.observed_now = false;
   s.queued = 0;
+  s.waited_on = false;
   s.ready = 0;
   s.starting = 0;
   s.starting_left = 0;
@@ -400,6 +409,7 @@ void PrescalePolicy::take_observation(ServiceState& s, const Snapshot& snapshot,
     if (s.spec.max_concurrency > 0 && concurrency > in_service) {
       s.queued = concurrency - in_service;
     }
+    s.waited_on = s.ready + s.starting == 0 && requested(*o);
   }
 }
 
@@ -601,7 +611,10 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
     steady_floor = replicas_for(s.observed_rps * headroom);
     floor = replicas_for(s.arriving_rps * headroom + s.backlog_rps);
   }
-  const int need = std::max(planned, floor);
+  // A service scaled to zero that requests wait for gets a replica now, whatever the rates say
+  // of a request or two (the window's may not have counted them yet).
+  const bool woken = options_.reactive_floor && s.waited_on && std::max(planned, floor) == 0;
+  const int need = woken ? 1 : std::max(planned, floor);
   int desired = std::clamp(need, s.spec.min_replicas, s.spec.max_replicas);
 
   // Scale down only to the highest plan of the last scale-down delay (the shorter one while a
@@ -641,7 +654,9 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
 
   // The words, only for a change (formatting costs more than deciding).
   std::string reason;
-  if (floor > planned) {
+  if (woken) {
+    reason = "requests wait and no replica serves them (scaled to zero)";
+  } else if (floor > planned) {
     reason = "reactive floor: " +
              (s.arriving_rps > s.observed_rps ? "callers' load " + fmt(s.arriving_rps, 1) +
                                                     " rps (observed " + fmt(s.observed_rps, 1) + ")"

@@ -497,6 +497,33 @@ TEST(PrescalePolicyTest, BehindAQueueLimitABacklogIsSizedForTheLimitNotForAFifoQ
   EXPECT_GT(cd->replicas, 4);
 }
 
+// A service scaled to zero (min 0) whose first request waits in the gateway: its window counted
+// nothing yet and the last second's rate is no surge against it, but none of its replicas serves
+// the request at all: it gets one at once, saying why. Without requests it stays at zero.
+TEST(PrescalePolicyTest, AServiceScaledToZeroThatARequestWaitsForGetsAReplicaAtOnce) {
+  ServiceSpec zero = spec("api");
+  zero.min_replicas = 0;
+  zero.max_concurrency = 0;  // unbounded: no backlog counted from the requests in flight
+  PrescalePolicy policy;
+  policy.init({zero});
+  FakeWorld world{{{"api", 0, 0, 0}}, {}};
+  Snapshot idle = world.at_time(15);
+  policy.observe(idle);
+  EXPECT_FALSE(policy.decide_early(idle));
+  EXPECT_FALSE(decision_for(policy.decide(idle, at(15)), "api")) << "stays at zero";
+
+  Snapshot waiting = world.at_time(16);
+  waiting.services[0].last_second.concurrency = 0.8;  // held in the gateway most of the second
+  policy.observe(waiting);
+  EXPECT_TRUE(policy.decide_early(waiting));
+  const std::optional<Decision> d = decision_for(policy.decide(waiting, at(16)), "api");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->replicas, 1);
+  EXPECT_EQ(d->reason, "prescale: requests wait and no replica serves them (scaled to zero)");
+  // Asked for: not again at the next second, while it starts.
+  EXPECT_FALSE(policy.decide_early(waiting));
+}
+
 TEST(PrescalePolicyTest, ObservesEverySecondAndDecidesEarlyOnASurgeItsReplicasCannotServe) {
   PrescalePolicy policy;
   policy.init({spec("api")});

@@ -73,7 +73,8 @@ struct Gateway::Impl {
         dns(table, options.resolve),
         proxy(ProxyOptions{.connect_timeout = options.connect_timeout,
                            .registry = options.registry,
-                           .service_label = options.service_label}) {}
+                           .service_label = options.service_label,
+                           .on_hold = options.on_hold}) {}
 
   GatewayOptions options;
   Clock& clock;

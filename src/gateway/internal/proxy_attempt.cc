@@ -62,6 +62,7 @@ bool ProxyCore::hold(Call& c) {
       (!c.held && c.ts_.waiting() >= Proxy::kMaxWaitingPerThread)) {
     return false;
   }
+  if (!c.held && options.on_hold) options.on_hold(c.route->route.service);
   c.held = true;
   c.ts_.wait_backoff(c, Proxy::kHoldPoll);
   return true;

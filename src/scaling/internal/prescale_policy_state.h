@@ -99,6 +99,9 @@ struct PrescalePolicy::ServiceState : DemandSeries {
   double observed_seconds = 0;  // of traffic behind observed_rps; 0 = unknown
   bool observed_now = false;    // observed_rps is the last second (now's minute), not the window
   double queued = 0;            // requests waiting beyond what the ready replicas serve
+  // Requests in the last second (arrived, or in the gateway: held for a replica of a service
+  // scaled to zero) while it has no replica ready or starting.
+  bool waited_on = false;
   int ready = 0;                // ready replicas observed
   int starting = 0;             // and starting ones
   double starting_left = 0;     // seconds until the last starting replica should be ready
