@@ -286,6 +286,7 @@ int run_up(const UpFlags& f) {
   // A request held for a service with no replica: the controller looks at once, not at its
   // next observation (up to a second later under the prescale policy).
   std::atomic<bool> held_for_replica{false};
+  Clock::TimePoint last_observed_now{};  // on the real clock
   gateway::GatewayOptions gateway_options;
   gateway_options.registry = &registry;
   gateway_options.on_hold = [&held_for_replica](std::string_view) {
@@ -835,7 +836,13 @@ int run_up(const UpFlags& f) {
         if (file_text) reload("the file changed");  // a file being replaced is read next time
       }
     }
-    if (held_for_replica.exchange(false, std::memory_order_relaxed)) controller.observe_now();
+    // At most every 250 ms: held requests keep coming where no replica does (a policy that never
+    // scales from zero), and each would ask again.
+    if (held_for_replica.exchange(false, std::memory_order_relaxed) &&
+        real.now() - last_observed_now >= std::chrono::milliseconds(250)) {
+      controller.observe_now();
+      last_observed_now = real.now();
+    }
     if (clock.now() < controller.next_tick()) continue;
     const std::optional<scaling::Plan> plan = controller.tick();
     if (prescale_policy != nullptr && !f.recommend_only) {  // recommend-only changes nothing

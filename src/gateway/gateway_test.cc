@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -599,17 +600,20 @@ TEST(GatewayHoldTest, ARequestForAServiceScaledToZeroWaitsForItsFirstReplica) {
   config.hold_for_replica = {"z", "never"};
   std::mutex told_mu;
   std::vector<std::string> told;  // the services on_hold was told of
+  std::promise<void> z_held;
   GatewayOptions options;
   options.on_hold = [&](std::string_view service) {
     std::lock_guard lock(told_mu);
     told.emplace_back(service);
+    if (service == "z") z_held.set_value();
   };
   TestGateway g(config, options);
   using Steady = std::chrono::steady_clock;
 
   Steady::time_point ready_at{};
   const Steady::time_point sent = Steady::now();
-  std::thread replica_starts([&] {
+  std::thread replica_starts([&, held = z_held.get_future()] {
+    held.wait();  // the request waits: its replica comes 300 ms later
     std::this_thread::sleep_for(milliseconds(300));
     ready_at = Steady::now();
     EXPECT_TRUE(g.gw->set_endpoints("z", {{"z-1", "127.0.0.1", z.port()}}));
@@ -660,11 +664,14 @@ TEST(GatewayHoldTest, AHeldRequestWhoseClusterAReloadReplacedIsAnswered) {
   config.routes.emplace_back().service = "z";
   config.routes[0].timeout = milliseconds(10000);
   config.hold_for_replica = {"z"};
-  TestGateway g(config);
+  std::promise<void> holding;
+  GatewayOptions options;
+  options.on_hold = [&](std::string_view) { holding.set_value(); };
+  TestGateway g(config, options);
   using Steady = std::chrono::steady_clock;
   const Steady::time_point sent = Steady::now();
-  std::thread reload([&] {
-    std::this_thread::sleep_for(milliseconds(200));
+  std::thread reload([&, waiting = holding.get_future()] {
+    waiting.wait();  // the request waits: now the reload
     GatewayConfig renewed = config;
     renewed.circuit_breakers.max_requests = 7;
     EXPECT_TRUE(g.gw->reload(renewed));

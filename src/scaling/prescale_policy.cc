@@ -62,9 +62,12 @@ int replicas_at(double rps, double capacity) {
 }
 
 // Whether requests came for `o` in the last second, or are in the gateway (held there for a
-// replica of a service scaled to zero).
+// replica of a service scaled to zero). Requests in flight count only while no replica drains:
+// those a draining replica finishes (a long one at a scale to zero) are not waiting for one.
 bool requested(const ServiceObservation& o) {
-  return o.last_second.valid && (o.last_second.requests > 0 || o.last_second.concurrency > 0);
+  return o.last_second.valid &&
+         (o.last_second.requests > 0 ||
+          (o.last_second.concurrency > 0 && o.count(ReplicaState::kDraining) == 0));
 }
 
 double window_arrival_rps(const ServiceObservation& o) {
@@ -613,7 +616,8 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
   }
   // A service scaled to zero that requests wait for gets a replica now, whatever the rates say
   // of a request or two (the window's may not have counted them yet).
-  const bool woken = options_.reactive_floor && s.waited_on && std::max(planned, floor) == 0;
+  const bool woken =
+      options_.reactive_floor && s.waited_on && s.current == 0 && std::max(planned, floor) == 0;
   const int need = woken ? 1 : std::max(planned, floor);
   int desired = std::clamp(need, s.spec.min_replicas, s.spec.max_replicas);
 
@@ -625,8 +629,10 @@ std::optional<Decision> PrescalePolicy::size_replicas(ServiceState& s, size_t id
   // then go at once.
   const Clock::Duration delay =
       s.forecast_driven ? options_.forecast_scale_down_delay : options_.scale_down_delay;
-  // Kept without the bounds: bounds lowered since (a reload) must not be held by older plans.
-  s.recent.push_back({now, std::max(planned, steady_floor), delay});
+  // Kept without the bounds: bounds lowered since (a reload) must not be held by older plans. A
+  // woken service's replica is held as a plan of one (as Knative keeps one for its
+  // scale-to-zero grace), not dropped once it has served the requests that woke it.
+  s.recent.push_back({now, woken ? 1 : std::max(planned, steady_floor), delay});
   while (!s.recent.empty() && now - s.recent.front().at > s.recent.front().held_for) {
     s.recent.pop_front();
   }

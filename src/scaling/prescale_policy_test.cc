@@ -511,17 +511,44 @@ TEST(PrescalePolicyTest, AServiceScaledToZeroThatARequestWaitsForGetsAReplicaAtO
   policy.observe(idle);
   EXPECT_FALSE(policy.decide_early(idle));
   EXPECT_FALSE(decision_for(policy.decide(idle, at(15)), "api")) << "stays at zero";
+  // Its last replica draining a long request, just scaled to zero: that request waits for no
+  // replica, so nothing wakes it (it would flap back to one).
+  Snapshot draining = world.at_time(15.5);
+  ReplicaObservation last;
+  last.id = "api-0";
+  last.state = ReplicaState::kDraining;
+  draining.services[0].replicas.push_back(last);
+  draining.services[0].last_second.concurrency = 1;
+  EXPECT_FALSE(policy.decide_early(draining));
 
-  Snapshot waiting = world.at_time(16);
+  // Idle past the scale-down delay (5 minutes) since its first decision.
+  Snapshot later = world.at_time(400);
+  policy.observe(later);
+  EXPECT_FALSE(decision_for(policy.decide(later, at(400)), "api"));
+
+  Snapshot waiting = world.at_time(401);
   waiting.services[0].last_second.concurrency = 0.8;  // held in the gateway most of the second
   policy.observe(waiting);
   EXPECT_TRUE(policy.decide_early(waiting));
-  const std::optional<Decision> d = decision_for(policy.decide(waiting, at(16)), "api");
+  const std::optional<Decision> d = decision_for(policy.decide(waiting, at(401)), "api");
   ASSERT_TRUE(d);
   EXPECT_EQ(d->replicas, 1);
   EXPECT_EQ(d->reason, "prescale: requests wait and no replica serves them (scaled to zero)");
   // Asked for: not again at the next second, while it starts.
   EXPECT_FALSE(policy.decide_early(waiting));
+  // Served, and quiet again a minute later: held as a plan of one for the scale-down delay, not
+  // dropped at once.
+  world.services[0].replicas = 1;
+  Snapshot quiet = world.at_time(461);
+  policy.observe(quiet);
+  EXPECT_FALSE(decision_for(policy.decide(quiet, at(461)), "api"));
+  // Once the delay has passed since the wake: back to zero.
+  Snapshot idle_again = world.at_time(710);
+  policy.observe(idle_again);
+  const std::optional<Decision> zero_again =
+      decision_for(policy.decide(idle_again, at(710)), "api");
+  ASSERT_TRUE(zero_again);
+  EXPECT_EQ(zero_again->replicas, 0);
 }
 
 TEST(PrescalePolicyTest, ObservesEverySecondAndDecidesEarlyOnASurgeItsReplicasCannotServe) {

@@ -71,10 +71,10 @@ bool ProxyCore::hold(Call& c) {
 void ProxyCore::start_attempt(Call& c) {
   RouteState& route = *c.route;
   if (c.held) {
-    // A reload removed its route, or gave its service a new cluster (which the endpoints now
-    // reach instead of the one it watches), while it waited: it is answered, to be sent again.
-    const std::shared_ptr<RouteState>* current = c.ts_.route(route.index);
-    if (current == nullptr || current->get() != &route || route.route.selector->superseded()) {
+    // A reload gave its service a new cluster (which the endpoints now reach instead of the one
+    // it watches), or dropped it, while it waited: it is answered, to be sent again. (A route
+    // removed or edited with its cluster kept goes on: the replica still comes to that cluster.)
+    if (route.route.selector->superseded()) {
       fail(c, 503, "no_healthy_upstream",
            "the gateway's configuration changed while the request waited for a replica of "
            "service " +
