@@ -14,11 +14,13 @@ namespace {
 
 constexpr std::string_view kExternalCaller = "external";
 
-// Whether `config` routes to `service` or lists upstreams of it.
-bool names(const GatewayConfig& config, std::string_view service) {
+// Whether `service` keeps its cluster under `config`: the configuration routes to it or lists
+// upstreams of it, or it still has endpoints (draining, or a controller's).
+bool needs_cluster(const GatewayConfig& config, const EndpointSnapshot& endpoints,
+                   std::string_view service) {
   return std::any_of(config.routes.begin(), config.routes.end(),
                      [&](const RouteConfig& r) { return r.service == service; }) ||
-         config.upstreams.contains(std::string(service));
+         config.upstreams.contains(std::string(service)) || endpoints.find(service) != nullptr;
 }
 
 // Versions of published routings come from one process-wide counter, so a thread's cached
@@ -70,12 +72,7 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
     const std::shared_ptr<const EndpointSnapshot> endpoints = table.snapshot();
     for (const auto& [service, c] : previous->clusters) {
       // A service no longer named keeps its cluster only while it has endpoints to drain.
-      if (!names(config, service) && endpoints->find(service) == nullptr) {
-        if (auto o = admission_overrides.find(service); o != admission_overrides.end()) {
-          admission_overrides.erase(o);
-        }
-        continue;
-      }
+      if (!needs_cluster(config, *endpoints, service)) continue;
       if (same_cluster_settings(previous->config, config, service)) {
         // Kept with its learned state; a new admission limit (the service's queue limit or
         // capacity changed) is set on it once the routing is published.
@@ -137,6 +134,9 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
     if (rate_limited != nullptr) rr.rate_limited = &rate_limited->with({name});
     if (calls != nullptr) rr.external_calls = &calls->with({kExternalCaller, route.service});
   }
+  // What was set while serving goes with a cluster not kept.
+  std::erase_if(admission_overrides,
+                [&](const auto& entry) { return !next->clusters.contains(entry.first); });
   return next;
 }
 
@@ -153,7 +153,7 @@ void Gateway::Impl::drop_unneeded_clusters() {
   const std::shared_ptr<const Routing> now = snapshot();
   const std::shared_ptr<const EndpointSnapshot> endpoints = table.snapshot();
   auto unneeded = [&](const std::string& service) {
-    return !names(now->config, service) && endpoints->find(service) == nullptr;
+    return !needs_cluster(now->config, *endpoints, service);
   };
   if (std::none_of(now->clusters.begin(), now->clusters.end(),
                    [&](const auto& entry) { return unneeded(entry.first); })) {
