@@ -612,8 +612,10 @@ TEST(GatewayHoldTest, ARequestForAServiceScaledToZeroWaitsForItsFirstReplica) {
 
   Steady::time_point ready_at{};
   const Steady::time_point sent = Steady::now();
+  std::string while_held;  // the metrics while the request waits
   std::thread replica_starts([&, held = z_held.get_future()] {
     held.wait();  // the request waits: its replica comes 300 ms later
+    while_held = g.metrics();
     std::this_thread::sleep_for(milliseconds(300));
     ready_at = Steady::now();
     EXPECT_TRUE(g.gw->set_endpoints("z", {{"z-1", "127.0.0.1", z.port()}}));
@@ -654,6 +656,23 @@ TEST(GatewayHoldTest, ARequestForAServiceScaledToZeroWaitsForItsFirstReplica) {
         << service << "\n"
         << metrics;
   }
+  // Waiting, then how each wait ended and how long the one sent on waited; nothing for a route
+  // that holds nothing.
+  EXPECT_NE(while_held.find("prescale_gateway_held_requests{route=\"/z\"} 1\n"), std::string::npos)
+      << while_held;
+  for (const char* line :
+       {R"(prescale_gateway_held_requests{route="/z"} 0)",
+        R"(prescale_gateway_held_requests{route="/never"} 0)",
+        R"(prescale_gateway_held_requests_total{route="/z",outcome="sent"} 1)",
+        R"(prescale_gateway_held_requests_total{route="/z",outcome="timed_out"} 0)",
+        R"(prescale_gateway_held_requests_total{route="/never",outcome="timed_out"} 1)",
+        R"(prescale_gateway_held_requests_total{route="/never",outcome="sent"} 0)",
+        R"(prescale_gateway_hold_duration_seconds_count{route="/z"} 1)",
+        R"(prescale_gateway_hold_duration_seconds_bucket{route="/z",le="0.25"} 0)",
+        R"(prescale_gateway_hold_duration_seconds_count{route="/never"} 0)"}) {
+    EXPECT_NE(metrics.find(std::string(line) + "\n"), std::string::npos) << line << "\n" << metrics;
+  }
+  EXPECT_EQ(metrics.find(R"(prescale_gateway_held_requests{route="/plain")"), std::string::npos);
 }
 
 // A reload that gives the service a new cluster (new breaker settings) while a request waits for
@@ -684,6 +703,9 @@ TEST(GatewayHoldTest, AHeldRequestWhoseClusterAReloadReplacedIsAnswered) {
             std::string::npos)
       << held.body;
   EXPECT_LT(Steady::now() - sent, milliseconds(5000)) << "not at its 10 s timeout";
+  const std::string metrics = g.metrics();
+  EXPECT_NE(metrics.find(R"(,outcome="superseded"} 1)"), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find(R"(,outcome="sent"} 1)"), std::string::npos) << metrics;
 }
 
 // An upstream named by a host name: until the first lookup the name is the endpoint; then each

@@ -86,6 +86,19 @@ ProxyCore::ProxyCore(ProxyOptions o)
       {"route", "upstream"}, telemetry::default_latency_buckets());
   retries = &registry->counter("prescale_gateway_retries_total",
                                "Attempts after the first, by route.", {"route"});
+  held = &registry->gauge("prescale_gateway_held_requests",
+                          "Requests waiting now for a replica of a service scaled to zero, by "
+                          "route.",
+                          {"route"});
+  held_total = &registry->counter(
+      "prescale_gateway_held_requests_total",
+      "Requests that waited for a replica of a service scaled to zero, by route and how the wait "
+      "ended: sent, timed_out, superseded, refused, cancelled.",
+      {"route", "outcome"});
+  hold_durations = &registry->histogram(
+      "prescale_gateway_hold_duration_seconds",
+      "How long the requests sent on waited for a replica of a service scaled to zero, by route.",
+      {"route"}, {0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60});
 
   std::weak_ptr<Threads> weak = threads;
   const std::string service = options.service_label;
@@ -237,6 +250,15 @@ Proxy::RouteId Proxy::add_route(ProxyRoute route) {
     state->requests = impl_->requests;
     state->duration = &impl_->durations->with({state->service_label, state->route.name});
     state->retries = &impl_->retries->with({state->route.name});
+    if (state->route.hold_for_upstream) {
+      state->held = &impl_->held->with({state->route.name});
+      for (size_t i = 0; i < internal::kHoldOutcomes; ++i) {
+        const auto outcome = static_cast<internal::HoldOutcome>(i);
+        state->held_by_outcome[i] =
+            &impl_->held_total->with({state->route.name, std::string(to_string(outcome))});
+      }
+      state->hold_duration = &impl_->hold_durations->with({state->route.name});
+    }
   }
   {
     // Not under routes_mu: a thread's first call holds threads->mu while making its

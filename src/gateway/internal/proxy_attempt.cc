@@ -54,18 +54,49 @@ void record_attempt(const ProxyCore& p, Call& c, Clock::Duration latency) {
 
 }  // namespace
 
+std::string_view to_string(HoldOutcome o) {
+  switch (o) {
+    case HoldOutcome::kSent:
+      return "sent";
+    case HoldOutcome::kTimedOut:
+      return "timed_out";
+    case HoldOutcome::kSuperseded:
+      return "superseded";
+    case HoldOutcome::kRefused:
+      return "refused";
+    case HoldOutcome::kCancelled:
+      return "cancelled";
+  }
+  return "refused";
+}
+
 void Call::on_complete() { ts_.proxy().on_attempt_done(*this); }
 
 bool ProxyCore::hold(Call& c) {
+  const Clock::TimePoint t = now();
   if (!c.route->route.hold_for_upstream || c.attempt != 0 || c.ts_.stopped() ||
-      now() + Proxy::kHoldPoll >= c.route_deadline ||
+      t + Proxy::kHoldPoll >= c.route_deadline ||
       (!c.held && c.ts_.waiting() >= Proxy::kMaxWaitingPerThread)) {
     return false;
   }
-  if (!c.held && options.on_hold) options.on_hold(c.route->route.service);
-  c.held = true;
+  if (!c.held) {
+    if (options.on_hold) options.on_hold(c.route->route.service);
+    if (c.route->held != nullptr) c.route->held->inc();
+    c.held_since = t;
+    c.held = true;
+  }
   c.ts_.wait_backoff(c, Proxy::kHoldPoll);
   return true;
+}
+
+void ProxyCore::end_hold(Call& c, HoldOutcome outcome) {
+  if (!c.held) return;
+  c.held = false;
+  RouteState& route = *c.route;
+  if (route.held == nullptr) return;
+  route.held->dec();
+  route.held_by_outcome[static_cast<size_t>(outcome)]->inc();
+  if (outcome == HoldOutcome::kSent) route.hold_duration->observe(to_seconds(now() - c.held_since));
 }
 
 void ProxyCore::start_attempt(Call& c) {
@@ -75,6 +106,7 @@ void ProxyCore::start_attempt(Call& c) {
     // it watches), or dropped it, while it waited: it is answered, to be sent again. (A route
     // removed or edited with its cluster kept goes on: the replica still comes to that cluster.)
     if (route.route.selector->superseded()) {
+      end_hold(c, HoldOutcome::kSuperseded);
       fail(c, 503, "no_healthy_upstream",
            "the gateway's configuration changed while the request waited for a replica of "
            "service " +
@@ -110,6 +142,7 @@ void ProxyCore::start_attempt(Call& c) {
     c.previous.deadline = c.deadline;
     c.previous.upstream_label = c.upstream_label;
   }
+  end_hold(c, HoldOutcome::kSent);  // a retry is never held, nor is the request any more
   c.pick = std::move(*pick);
   c.upstream_label.clear();
   append_host_port(c.upstream_label, c.pick->host, c.pick->port);
@@ -254,7 +287,13 @@ void ProxyCore::refuse(Call& c, const NoPick& why) {
   const ProxyRoute& route = c.route->route;
   switch (why.reason) {
     case NoPick::Reason::kNoHealthyUpstream:
+      if (c.held && c.ts_.stopped()) {
+        end_hold(c, HoldOutcome::kCancelled);
+        fail(c, 503, "shutting_down", "the gateway is shutting down");
+        return;
+      }
       if (c.held) {
+        end_hold(c, HoldOutcome::kTimedOut);
         fail(c, 503, "no_healthy_upstream",
              "no replica of service " + route.service + " came into service within route " +
                  route.name + "'s timeout of " + format_millis(route.timeout) +
@@ -289,6 +328,12 @@ void ProxyCore::fail(Call& c, int status, std::string_view code, const std::stri
 }
 
 void ProxyCore::finish(Call& c, http::Response&& response) {
+  // Still held: answered while waiting, by what the call sites above did not name (the cluster
+  // refused it once an upstream came; the gateway stopping; the client gone).
+  if (c.held) {
+    end_hold(c, response.status == kClientClosedRequest || c.ts_.stopped() ? HoldOutcome::kCancelled
+                                                                           : HoldOutcome::kRefused);
+  }
   RouteState& route = *c.route;
   route.count(response.status);
   const Clock::TimePoint ended = now();

@@ -112,6 +112,18 @@ class alignas(64) RouteLoad {
 inline constexpr size_t kLoadSlots = 16;
 using RouteLoads = std::array<RouteLoad, kLoadSlots>;
 
+// How a request held for an upstream (ProxyRoute::hold_for_upstream) stopped waiting: the label
+// `outcome` of prescale_gateway_held_requests_total.
+enum class HoldOutcome {
+  kSent,        // an upstream came into service: the request went on to it
+  kTimedOut,    // none came within the route's timeout
+  kSuperseded,  // a reload replaced or dropped the cluster it waited on
+  kRefused,     // one came, and the cluster refused the request (a limit, admission control)
+  kCancelled,   // the client went away, or the gateway stopped
+};
+inline constexpr size_t kHoldOutcomes = 5;
+std::string_view to_string(HoldOutcome o);
+
 // A route and its request metrics (shared by all threads; the series are found once).
 struct RouteState {
   ProxyRoute route;
@@ -119,6 +131,11 @@ struct RouteState {
   telemetry::CounterFamily* requests = nullptr;
   telemetry::Histogram* duration = nullptr;
   telemetry::Counter* retries = nullptr;
+  // A route that holds requests for an upstream: those waiting, how each wait ended, and how long
+  // those sent on waited (null for other routes, or without a registry).
+  telemetry::Gauge* held = nullptr;
+  std::array<telemetry::Counter*, kHoldOutcomes> held_by_outcome{};
+  telemetry::Histogram* hold_duration = nullptr;
   std::string service_label;
   std::array<std::atomic<telemetry::Counter*>, 600> by_status{};
   // Shared by every route of its name the Proxy has had (ProxyCore::Threads::loads), so that a
@@ -164,7 +181,8 @@ class Call final : public Exchange {
   int attempt = 0;
   Phase phase = Phase::kIdle;
   bool client_gone = false;
-  bool held = false;  // waited for an upstream in service (ProxyRoute::hold_for_upstream)
+  bool held = false;  // waits for an upstream in service (ProxyRoute::hold_for_upstream)
+  Clock::TimePoint held_since{};  // when it began to wait, while held
   std::optional<UpstreamPick> pick;
   std::string head_buf;
   std::string request_id;
@@ -195,6 +213,8 @@ struct ProxyCore {
   // if its route holds, its timeout leaves time to look again and the thread has room; false
   // when it is to be answered now.
   bool hold(Call& c);
+  // A held call stops waiting, for `outcome`: counted, and no longer held.
+  void end_hold(Call& c, HoldOutcome outcome);
   void on_attempt_done(Call& c);
   void finish_failed(Call& c);
   void relay(Call& c);
@@ -219,6 +239,9 @@ struct ProxyCore {
   telemetry::CounterFamily* upstream_requests = nullptr;
   telemetry::HistogramFamily* upstream_durations = nullptr;
   telemetry::CounterFamily* retries = nullptr;
+  telemetry::GaugeFamily* held = nullptr;
+  telemetry::CounterFamily* held_total = nullptr;
+  telemetry::HistogramFamily* hold_durations = nullptr;
 
   // The per-thread states, shared with the metrics collector (which may outlive the Proxy
   // inside the registry and then finds nothing).
