@@ -177,6 +177,9 @@ int RenderCommand::run() const {
     std::cerr << "prescale render kubernetes: " << objects.error().message << "\n";
     return 2;
   }
+  for (const std::string& line : kube::cold_start_warnings(*config, options)) {
+    std::cerr << "prescale render kubernetes: warning: " << line << "\n";
+  }
   const std::string yaml = "# prescale render kubernetes -f " + f.config_path + " (prescale " +
                            PRESCALE_VERSION + ")\n" + kube::to_yaml_stream(*objects);
   if (f.output.empty()) {

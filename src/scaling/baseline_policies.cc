@@ -161,7 +161,19 @@ void KpaPolicy::observe(const Snapshot& snapshot) {
       seconds = (floor<std::chrono::seconds>(svc.last_second.at.time_since_epoch()) -
                  floor<std::chrono::seconds>(ps.last_recorded.time_since_epoch()))
                     .count();
-      if (seconds < 1 && ps.last_recorded != Clock::TimePoint{}) continue;
+      if (seconds < 1 && ps.last_recorded != Clock::TimePoint{}) {
+        // Except at zero: upstream records the activator's stat of the requests it holds and
+        // then pokes the autoscaler (decide_early), which must find them in its window. What the
+        // second gained over its first sample is added to it, so that it is not counted twice.
+        if (!pokes(svc) || svc.last_second.concurrency <= ps.recorded.concurrency) continue;
+        autoscaler_for(ps, svc, snapshot.time)
+            .record(svc.last_second.at - std::chrono::seconds(1),
+                    svc.last_second.concurrency - ps.recorded.concurrency,
+                    std::max(0.0, svc.last_second.requests - ps.recorded.requests));
+        ps.last_recorded = svc.last_second.at;
+        ps.recorded = svc.last_second;
+        continue;
+      }
       seconds = std::max<std::int64_t>(1, seconds);
     }
     KnativeAutoscaler& autoscaler = autoscaler_for(ps, svc, snapshot.time);
@@ -170,7 +182,19 @@ void KpaPolicy::observe(const Snapshot& snapshot) {
                         svc.last_second.concurrency, svc.last_second.requests);
     }
     ps.last_recorded = svc.last_second.at;
+    ps.recorded = svc.last_second;
   }
+}
+
+bool KpaPolicy::pokes(const ServiceObservation& svc) {
+  return svc.desired_replicas == 0 && svc.last_second.valid && svc.last_second.concurrency > 0;
+}
+
+bool KpaPolicy::decide_early(const Snapshot& snapshot) const {
+  for (const auto& svc : snapshot.services) {
+    if (pokes(svc) && services_.contains(svc.name)) return true;
+  }
+  return false;
 }
 
 Plan KpaPolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
@@ -181,6 +205,10 @@ Plan KpaPolicy::decide(const Snapshot& snapshot, Clock::TimePoint now) {
     KnativeAutoscaler& autoscaler = autoscaler_for(it->second, svc, now);
     auto d = autoscaler.scale(now, svc.count(ReplicaState::kReady));
     if (!d.valid) continue;  // no data: keep the current scale
+    // The grace keeps a pod of a revision going to zero; one at zero (a service started with no
+    // replica, replicas.initial 0) has none to keep and stays there, as upstream's inactive
+    // PodAutoscaler does.
+    if (d.zero_grace && svc.desired_replicas == 0) continue;
     // An unchanged count needs no decision (nor the cost of its words).
     if (d.desired == svc.desired_replicas) continue;
     plan.decisions.push_back(Decision{svc.name, d.desired, "kpa: " + autoscaler.explain(d)});

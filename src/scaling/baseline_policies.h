@@ -61,6 +61,9 @@ class KpaPolicy final : public Policy {
   Clock::Duration observe_interval() const override { return std::chrono::seconds(1); }
   void init(const std::vector<ServiceSpec>& services) override;
   void observe(const Snapshot& snapshot) override;
+  // Upstream's MultiScaler.Poke: a revision at zero whose stat shows requests in flight (the
+  // activator's, holding them) is decided on at once, not at the next tick.
+  bool decide_early(const Snapshot& snapshot) const override;
   Plan decide(const Snapshot& snapshot, Clock::TimePoint now) override;
   // The bounds (its target is the service's concurrency, which does not change while it runs).
   void respec(const ServiceSpec& spec) override;
@@ -76,7 +79,10 @@ class KpaPolicy final : public Policy {
     // starts a new autoscaler in panic when the revision already has more than one).
     std::unique_ptr<KnativeAutoscaler> autoscaler;
     Clock::TimePoint last_recorded{};
+    SecondMetrics recorded;  // the sample last recorded (at last_recorded)
   };
+  // Whether `svc` is at zero with requests in flight (upstream's MultiScaler.Poke condition).
+  static bool pokes(const ServiceObservation& svc);
   static KnativeAutoscaler& autoscaler_for(PerService& ps, const ServiceObservation& svc,
                                            Clock::TimePoint now);
   KpaPolicyOptions options_;

@@ -225,6 +225,44 @@ TEST(KpaPolicyTest, StartsInPanicHoldingTheReadyPods) {
   EXPECT_EQ(plan.decisions[0].replicas, 5);
 }
 
+// Upstream's MultiScaler.Poke: a revision at zero whose stat shows requests in flight (held by
+// the activator, or by Prescale's gateway) is decided on at once, not at its next 2 s tick; one
+// with a replica asked for, or with nothing in flight, waits for the tick.
+TEST(KpaPolicyTest, ARevisionAtZeroWithRequestsInFlightIsDecidedAtOnce) {
+  KpaPolicy policy;
+  policy.init({{.name = "api", .min_replicas = 0, .max_replicas = 5, .max_concurrency = 10}});
+  auto snapshot = [](int t, double in_flight, int desired) {
+    ServiceObservation s;
+    s.name = "api";
+    s.desired_replicas = desired;
+    s.last_second = {at(t), in_flight, in_flight, true};
+    return Snapshot{at(t), {s}, {}};
+  };
+  // Started with no replica (replicas.initial 0) and idle: it stays at zero, no pod started for
+  // the scale-to-zero grace (which keeps one of a revision going to zero).
+  for (int t = 1; t <= 90; ++t) {
+    policy.observe(snapshot(t, 0, 0));
+    if (t % 2 == 0) {
+      EXPECT_TRUE(policy.decide(snapshot(t, 0, 0), at(t)).decisions.empty()) << t;
+    }
+  }
+  EXPECT_FALSE(policy.decide_early(snapshot(90, 0, 0)));  // idle at zero
+  // The held request shows 300 ms after the second's first sample, which recorded nothing: it
+  // counts in that second all the same, so that the decision it asks for finds it.
+  Snapshot held = snapshot(90, 0.01, 0);
+  held.time += 300ms;
+  held.services[0].last_second.at = held.time;
+  policy.observe(held);
+  EXPECT_TRUE(policy.decide_early(held));
+  const Plan plan = policy.decide(held, held.time);
+  ASSERT_EQ(plan.decisions.size(), 1u);
+  EXPECT_EQ(plan.decisions[0].replicas, 1);
+  EXPECT_FALSE(policy.decide_early(snapshot(92, 1, 1)));  // its replica asked for
+  ServiceObservation other = snapshot(92, 1, 0).services[0];
+  other.name = "other";  // not the policy's
+  EXPECT_FALSE(policy.decide_early({at(92), {other}, {}}));
+}
+
 TEST(KpaPolicyTest, NoDecisionWithoutData) {
   KpaPolicy policy;
   policy.init({{.name = "api"}});

@@ -289,9 +289,13 @@ std::string KnativeAutoscaler::explain(const Decision& d) const {
            "; keep the current scale";
   }
   const char* metric = spec_.rps_mode ? "rps" : "concurrency";
-  std::string reason = std::string("stable ") + metric + " " + fmt(d.stable_avg, 2) + ", panic " +
-                       fmt(d.panic_avg, 2) + " / target " + fmt(d.target, 2) + " per pod -> " +
-                       fmt(d.stable_pods, 0) + " stable, " + fmt(d.panic_pods, 0) + " panic pods";
+  // The windows' running totals may leave a millionth below zero where nothing came (the
+  // decision is upstream's either way): said as 0, not "-0.00".
+  auto shown = [](double x) { return std::max(0.0, x); };
+  std::string reason = std::string("stable ") + metric + " " + fmt(shown(d.stable_avg), 2) +
+                       ", panic " + fmt(shown(d.panic_avg), 2) + " / target " + fmt(d.target, 2) +
+                       " per pod -> " + fmt(shown(d.stable_pods), 0) + " stable, " +
+                       fmt(shown(d.panic_pods), 0) + " panic pods";
   if (d.scale_up_limit >= 0) reason += "; scale-up rate limit " + std::to_string(d.scale_up_limit);
   if (d.scale_down_limit >= 0) {
     reason += "; scale-down rate limit " + std::to_string(d.scale_down_limit);

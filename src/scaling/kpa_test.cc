@@ -185,6 +185,16 @@ TEST(KpaDecider, PanicThenUnpanicScaleDown) {  // TestAutoscalerPanicThenUnPanic
   EXPECT_EQ(decide(a, panic_time + 61s, 10, 1, 1), 1);
 }
 
+// A window's running total a millionth below zero where nothing came (its floating sums): the
+// reason says 0, not "-0.00" and "-0 stable".
+TEST(KpaDecider, AnAverageAMillionthBelowZeroIsSaidAsZero) {
+  KnativeAutoscaler a(upstream_spec(10), kNow, 1);
+  const KnativeAutoscaler::Decision d = a.decide(kNow, 1, -1e-6, -0.0);
+  EXPECT_THAT(d.reason, HasSubstr("stable concurrency 0.00, panic 0.00 / target 10.00 per pod -> "
+                                  "0 stable, 0 panic pods"));
+  EXPECT_EQ(d.reason.find("-0"), std::string::npos) << d.reason;
+}
+
 TEST(KpaDecider, RateLimits) {
   // TestAutoscalerRateLimitScaleUp: needs 100 pods, may only go ×10 per decision.
   KnativeAutoscaler up(upstream_spec(10), kNow, 1);

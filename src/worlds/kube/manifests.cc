@@ -553,6 +553,46 @@ int pod_leave_seconds(const Config& config) {
   return whole_seconds(config.gateway.dns_refresh_rate) + kDnsTtlSeconds + 1;
 }
 
+std::vector<std::string> cold_start_warnings(const Config& config, const ManifestOptions& o) {
+  using std::chrono::milliseconds;
+  std::vector<RouteConfig> routes = config.gateway.routes;
+  if (routes.empty() && config.services.size() == 1)
+    routes.emplace_back().service = config.services[0].name;
+  const PolicyName policy = config.policy.name;
+  const bool wakes_at_once = policy == PolicyName::kPrescale || policy == PolicyName::kKpa;
+  const milliseconds look = wakes_at_once ? milliseconds(1000) : config.policy.period;
+  const milliseconds keda = o.keda ? config.policy.period : milliseconds(0);
+  const milliseconds dns = milliseconds(1000) * pod_leave_seconds(config);
+  std::vector<std::string> lines;
+  for (std::size_t i = 0; i < routes.size(); ++i) {
+    const RouteConfig& r = routes[i];
+    const auto s = std::find_if(config.services.begin(), config.services.end(),
+                                [&](const ServiceConfig& c) { return c.name == r.service; });
+    if (s == config.services.end() || s->replicas.min != 0) continue;
+    const milliseconds wait = look + keda + s->startup_time + dns;
+    if (r.timeout >= wait) continue;
+    const std::string route =
+        config.gateway.routes.empty()
+            ? std::string("the catch-all route")
+            : "gateway.routes[" + std::to_string(i) + "] (" +
+                  (r.match.path.empty() ? r.match.path_prefix : r.match.path) + ")";
+    std::string why =
+        "the controller's look at the gateways (" + std::to_string(whole_seconds(look)) + " s), ";
+    if (o.keda) why += "KEDA's pollingInterval (" + std::to_string(whole_seconds(keda)) + " s), ";
+    why += "the pod's start (startup_time " + std::to_string(whole_seconds(s->startup_time)) +
+           " s) and the gateways' DNS (" + std::to_string(whole_seconds(dns)) + " s)";
+    lines.push_back(route + ": service " + s->name +
+                    " scales to zero (replicas.min 0), and a request that finds no replica waits "
+                    "for " +
+                    why + ", up to " + std::to_string(whole_seconds(wait)) +
+                    " s, longer than the route's timeout of " +
+                    std::to_string(whole_seconds(r.timeout)) +
+                    " s: such a request would get 503; give the route a timeout of at least " +
+                    std::to_string(whole_seconds(wait)) + " s");
+  }
+  return lines;
+}
+
 Result<std::vector<Json>> kubernetes_objects(const Config& config, const ManifestOptions& o) {
   std::vector<std::string> problems;
   const std::string& t = o.gateway_service_type;

@@ -107,6 +107,16 @@ Result<std::vector<nlohmann::ordered_json>> kubernetes_objects(const Config& con
 // rendered pods serve this long through their preStop wait after deletion.
 int pod_leave_seconds(const Config& config);
 
+// What the file asks that Kubernetes cannot give in time, said but rendered anyway: for each
+// route to a service that scales to zero (replicas.min 0), when its `timeout` is shorter than a
+// cold request's wait there — the controller's look at the gateways (a second for the prescale
+// and kpa policies, which wake a service at once; the period for the others), KEDA's
+// pollingInterval (the period) with `keda`, the pod's `startup_time`, and the gateways' DNS (the
+// refresh, the answers' time to live, a second). One line each, naming the route and the
+// timeout it needs. (Only routes the file writes: a file without routes renders only with one
+// service, whose catch-all route has the default 15 s.)
+std::vector<std::string> cold_start_warnings(const Config& config, const ManifestOptions& options);
+
 // A YAML stream of the objects, one document each ("---" between), strings quoted wherever YAML
 // would read them as something else ("8080", "true", "") and multi-line ones as literal blocks.
 std::string to_yaml_stream(const std::vector<nlohmann::ordered_json>& objects);

@@ -776,5 +776,57 @@ gateway:
             "the Prescale image must be named");
 }
 
+// A service that scales to zero: on Kubernetes a request that finds no pod waits for the
+// controller's look, KEDA's check with --keda, the pod's start and the gateways' DNS; a route
+// whose timeout is shorter is warned of (rendered anyway), one long enough and a service with a
+// floor are not.
+TEST(KubeManifests, ARouteTooShortForAColdStartIsWarnedOf) {
+  const std::string text = R"(version: 1
+policy: {name: prescale, period: 15s}
+services:
+  - name: web
+    kind: builtin/echo
+    replicas: {min: 0, max: 4}
+    startup_time: 20s
+  - name: api
+    kind: builtin/echo
+gateway:
+  routes:
+    - {match: {path_prefix: /slow}, service: web, timeout: 60s}
+    - {match: {path_prefix: /}, service: web}
+    - {match: {path: "/api/{rest...}"}, service: api, timeout: 1s}
+)";
+  auto config = load_config_string(text, "shop.yaml");
+  ASSERT_TRUE(config) << config.error().message;
+  // 1 s look + 20 s start + 11 s DNS (5 s refresh, 5 s TTL, a second) = 32 s.
+  std::vector<std::string> lines = cold_start_warnings(*config, options(text));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0],
+            "gateway.routes[1] (/): service web scales to zero (replicas.min 0), and a request "
+            "that finds no replica waits for the controller's look at the gateways (1 s), the "
+            "pod's start (startup_time 20 s) and the gateways' DNS (11 s), up to 32 s, longer "
+            "than the route's timeout of 15 s: such a request would get 503; give the route a "
+            "timeout of at least 32 s");
+  // With KEDA, its check every period; the 60 s route still does.
+  ManifestOptions keda = options(text);
+  keda.keda = true;
+  lines = cold_start_warnings(*config, keda);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("KEDA's pollingInterval (15 s)"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("at least 47 s"), std::string::npos) << lines[0];
+  // The HPA looks once a period; a policy that wakes at once does not.
+  Config hpa = *config;
+  hpa.policy.name = PolicyName::kHpa;
+  hpa.policy.period = std::chrono::seconds(30);
+  lines = cold_start_warnings(hpa, options(text));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[0].find("gateway.routes[0] (/slow)"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("at least 61 s"), std::string::npos) << lines[0];
+  // A floor of one: nothing waits.
+  Config floor = *config;
+  floor.services[0].replicas.min = 1;
+  EXPECT_TRUE(cold_start_warnings(floor, options(text)).empty());
+}
+
 }  // namespace
 }  // namespace prescale::kube
