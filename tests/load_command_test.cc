@@ -21,25 +21,13 @@ using testing::Subprocess;
 using testing::TempDir;
 using Json = nlohmann::json;
 
-struct Outcome {
-  int exit_status = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
+using testing::Outcome;
 
-// Runs `prescale load ARGS...` with stdout and stderr captured apart. The shell only redirects;
-// "$@" passes every argument verbatim.
+// Runs `prescale load ARGS...` with stdout and stderr captured apart.
 Outcome run_load(const TempDir& dir, const std::string& tag, std::vector<std::string> args) {
-  const std::string err_path = dir.file(tag + ".err");
-  std::vector<std::string> argv = {"/bin/sh", "-c",         "exec \"$@\" 2>\"$0\"",
-                                   err_path,  PRESCALE_BIN, "load"};
+  std::vector<std::string> argv{PRESCALE_BIN, "load"};
   argv.insert(argv.end(), args.begin(), args.end());
-  Subprocess load(std::move(argv), dir.file(tag + ".out"));
-  Outcome o;
-  o.exit_status = load.wait(60s).value_or(-1);
-  o.out = load.log();
-  o.err = testing::read_file(err_path);
-  return o;
+  return testing::run_captured(dir, tag, std::move(argv));
 }
 
 Json read_json(const std::string& path) {

@@ -25,28 +25,17 @@ using namespace std::chrono_literals;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using testing::Subprocess;
 using testing::TempDir;
 using Json = nlohmann::json;
 
-struct Outcome {
-  int exit_status = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
+using testing::Outcome;
 
-// Runs `prescale sim ARGS...` with stdout and stderr captured apart, so a test can tell the
-// report from the diagnostics. The shell only redirects; "$@" passes every argument verbatim.
+// Runs `prescale ARGS...` with stdout and stderr captured apart, so a test can tell the report
+// from the diagnostics.
 Outcome run_prescale(const TempDir& dir, const std::string& tag, std::vector<std::string> args) {
-  const std::string err_path = dir.file(tag + ".err");
-  std::vector<std::string> argv = {"/bin/sh", "-c", "exec \"$@\" 2>\"$0\"", err_path, PRESCALE_BIN};
+  std::vector<std::string> argv{PRESCALE_BIN};
   argv.insert(argv.end(), args.begin(), args.end());
-  Subprocess sim(std::move(argv), dir.file(tag + ".out"));
-  Outcome o;
-  o.exit_status = sim.wait(60s).value_or(-1);
-  o.out = sim.log();
-  o.err = testing::read_file(err_path);
-  return o;
+  return testing::run_captured(dir, tag, std::move(argv));
 }
 
 Outcome run_sim(const TempDir& dir, const std::string& tag, std::vector<std::string> args) {

@@ -428,30 +428,29 @@ void follow_respec(const Config& next, const std::vector<ServiceConfig>& respeci
   });
 }
 
-Result<void> preflight(const Config& config, const std::string& file, const ListenAddress& gateway,
-                       const ListenAddress& ui) {
+std::vector<std::string> preflight_problems(const Config& config, const std::string& file,
+                                            const ListenAddress& gateway, const ListenAddress& ui) {
   const std::filesystem::path config_dir = std::filesystem::absolute(file).parent_path();
   auto at = [&](size_t i, const std::string& field) {
     const ServiceConfig& s = config.services[i];
     return file + ":" + std::to_string(s.line) + ": services[" + std::to_string(i) + "] (" +
            s.name + ")." + field + ": ";
   };
+  std::vector<std::string> problems;
   for (size_t i = 0; i < config.services.size(); ++i) {
     const ServiceConfig& s = config.services[i];
     if (s.kind == ServiceKind::kCommand) {
       if (auto exe = local::resolve_executable(s.command.at(0)); !exe) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          at(i, "command") + exe.error().message +
-                              "; give the program's path, or add its directory to PATH");
+        problems.push_back(at(i, "command") + exe.error().message +
+                           "; give the program's path, or add its directory to PATH");
       }
       const bool has_port = std::any_of(s.command.begin(), s.command.end(), [](const auto& a) {
         return a.find("{port}") != std::string::npos;
       });
       if (!has_port && s.replicas.max > 1) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          at(i, "command") +
-                              "no \"{port}\" argument, so every replica would listen on the "
-                              "same port; pass \"{port}\" where the program takes its port");
+        problems.push_back(at(i, "command") +
+                           "no \"{port}\" argument, so every replica would listen on the "
+                           "same port; pass \"{port}\" where the program takes its port");
       }
     }
     if (s.kind == ServiceKind::kRecommend) {
@@ -459,20 +458,39 @@ Result<void> preflight(const Config& config, const std::string& file, const List
       const std::filesystem::path abs = dir.is_absolute() ? dir : config_dir / dir;
       std::error_code ec;
       if (!std::filesystem::is_directory(abs, ec) || std::filesystem::is_empty(abs, ec)) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          at(i, "model_dir") + abs.lexically_normal().string() +
-                              " holds no model; train one: prescale train recommend --data "
-                              "DIR_WITH_RATINGS_CSV --model-dir " +
-                              abs.lexically_normal().string());
+        problems.push_back(at(i, "model_dir") + abs.lexically_normal().string() +
+                           " holds no model; train one: prescale train recommend --data "
+                           "DIR_WITH_RATINGS_CSV --model-dir " +
+                           abs.lexically_normal().string());
       }
     }
   }
   if (gateway.port != 0 && gateway.port == ui.port) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      file + ": gateway.listen and the dashboard (--ui) both use port " +
-                          std::to_string(gateway.port) + "; give one of them another port");
+    problems.push_back(file + ": gateway.listen and the dashboard (--ui) both use port " +
+                       std::to_string(gateway.port) + "; give one of them another port");
   }
-  return {};
+  return problems;
+}
+
+Result<void> preflight(const Config& config, const std::string& file, const ListenAddress& gateway,
+                       const ListenAddress& ui) {
+  const std::vector<std::string> problems = preflight_problems(config, file, gateway, ui);
+  if (problems.empty()) return {};
+  std::string message;
+  for (const std::string& p : problems) message += (message.empty() ? "" : "\n") + p;
+  return make_error(ErrorCode::kInvalidArgument, message);
+}
+
+std::vector<std::string> unrouted_warnings(const Config& config) {
+  std::vector<std::string> lines;
+  for (const ServiceConfig& s : config.services) {
+    if (std::none_of(config.gateway.routes.begin(), config.gateway.routes.end(),
+                     [&](const RouteConfig& r) { return r.service == s.name; })) {
+      lines.push_back("service " + s.name +
+                      ": no gateway route names it, so the gateway sends it no requests");
+    }
+  }
+  return lines;
 }
 
 Result<std::string> live_policy_name(const Config& config, const std::string& flag) {

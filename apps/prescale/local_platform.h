@@ -209,8 +209,17 @@ void follow_respec(const Config& next, const std::vector<ServiceConfig>& respeci
                    LearnedAdmission& admission);
 
 // Checks what would otherwise fail after replicas started, naming the file and line and the fix:
-// commands that cannot run, model services without a model, ports that clash.
+// commands that cannot run, model services without a model, ports that clash. Every problem, a
+// line each (empty: none).
+std::vector<std::string> preflight_problems(const Config& config, const std::string& file,
+                                            const ListenAddress& gateway, const ListenAddress& ui);
+// The same as one error, its problems a line each.
 Result<void> preflight(const Config& config, const std::string& file, const ListenAddress& gateway,
                        const ListenAddress& ui);
+
+// Each service of `config` (as prepare_gateway() left it) that no gateway route names: the
+// gateway sends it no requests (a worker may want that). A line each: "service worker: no
+// gateway route names it, so the gateway sends it no requests".
+std::vector<std::string> unrouted_warnings(const Config& config);
 
 }  // namespace prescale

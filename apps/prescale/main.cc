@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "check_command.h"
 #include "cli_checks.h"
 #include "controller_command.h"
 #include "core/config.h"
@@ -248,6 +249,7 @@ int main(int argc, char** argv) {
   prescale::LoadCommand load(app);
   prescale::UpCommand up(app);
   prescale::RenderCommand render(app);
+  prescale::CheckCommand check(app);
   prescale::ControllerCommand controller(app);
 
   prescale::require_decimal_integers(app);
@@ -294,6 +296,7 @@ int main(int argc, char** argv) {
   if (up.parsed()) return up.run();
   if (load.parsed()) return load.run();
   if (render.parsed()) return render.run();
+  if (check.parsed()) return check.run();
   if (controller.parsed()) return controller.run();
   return 0;
 }

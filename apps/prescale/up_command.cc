@@ -305,13 +305,7 @@ int run_up(const UpFlags& f) {
   // A service no route names gets no requests through the gateway (a worker may want that): said
   // here and at each reload, not as an error at each of its replicas' starts.
   auto warn_unrouted = [](const Config& c) {
-    for (const ServiceConfig& s : c.services) {
-      if (std::none_of(c.gateway.routes.begin(), c.gateway.routes.end(),
-                       [&](const RouteConfig& r) { return r.service == s.name; })) {
-        spdlog::warn("service {}: no gateway route names it, so the gateway sends it no requests",
-                     s.name);
-      }
-    }
+    for (const std::string& line : unrouted_warnings(c)) spdlog::warn("{}", line);
   };
   warn_unrouted(config);
   // HTTPS for the gateway's clients (docs/gateway.md, "TLS"); the replicas call the gateway over

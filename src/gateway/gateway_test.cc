@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -673,6 +674,55 @@ TEST(GatewayHoldTest, ARequestForAServiceScaledToZeroWaitsForItsFirstReplica) {
     EXPECT_NE(metrics.find(std::string(line) + "\n"), std::string::npos) << line << "\n" << metrics;
   }
   EXPECT_EQ(metrics.find(R"(prescale_gateway_held_requests{route="/plain")"), std::string::npos);
+}
+
+// Two requests wait for the first replica of a service allowed one upstream connection: once it
+// comes, one is sent and the other refused by the connection limit, and the metrics say so (not
+// two sent).
+TEST(GatewayHoldTest, AHeldRequestTheConnectionLimitRefusesIsCountedRefused) {
+  Upstream z("Z");
+  GatewayConfig config;
+  config.routes.emplace_back().service = "z";
+  config.circuit_breakers.max_connections = 1;
+  config.hold_for_replica = {"z"};
+  std::mutex mu;
+  int holding = 0;
+  std::promise<void> both_held;
+  GatewayOptions options;
+  options.on_hold = [&](std::string_view) {
+    std::lock_guard lock(mu);
+    if (++holding == 2) both_held.set_value();
+  };
+  TestGateway g(config, options);
+  std::vector<Answer> answers(2);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < answers.size(); ++i) {
+    clients.emplace_back([&, i] { answers[i] = g.get("/hold"); });
+  }
+  both_held.get_future().wait();
+  EXPECT_TRUE(g.gw->set_endpoints("z", {{"z-1", "127.0.0.1", z.port()}}));
+  ASSERT_TRUE(eventually([&] { return z.held() == 1; }, milliseconds(10000)));
+  // The refused one is answered while the other waits at the upstream; then that one is.
+  ASSERT_TRUE(eventually(
+      [&] {
+        return g.metrics().find(
+                   R"(prescale_gateway_held_requests_total{route="/",outcome="refused"} 1)") !=
+               std::string::npos;
+      },
+      milliseconds(10000)))
+      << g.metrics();
+  z.release();
+  for (std::thread& t : clients) t.join();
+  std::vector<int> statuses = {answers[0].status, answers[1].status};
+  std::sort(statuses.begin(), statuses.end());
+  EXPECT_EQ(statuses, (std::vector<int>{200, 503}));
+  const std::string metrics = g.metrics();
+  for (const char* line : {R"(prescale_gateway_held_requests{route="/"} 0)",
+                           R"(prescale_gateway_held_requests_total{route="/",outcome="sent"} 1)",
+                           R"(prescale_gateway_held_requests_total{route="/",outcome="refused"} 1)",
+                           R"(prescale_gateway_hold_duration_seconds_count{route="/"} 1)"}) {
+    EXPECT_NE(metrics.find(std::string(line) + "\n"), std::string::npos) << line << "\n" << metrics;
+  }
 }
 
 // A reload that gives the service a new cluster (new breaker settings) while a request waits for

@@ -251,13 +251,14 @@ Proxy::RouteId Proxy::add_route(ProxyRoute route) {
     state->duration = &impl_->durations->with({state->service_label, state->route.name});
     state->retries = &impl_->retries->with({state->route.name});
     if (state->route.hold_for_upstream) {
-      state->held = &impl_->held->with({state->route.name});
+      internal::HoldSeries& hold = state->hold;
+      hold.held = &impl_->held->with({state->route.name});
       for (size_t i = 0; i < internal::kHoldOutcomes; ++i) {
         const auto outcome = static_cast<internal::HoldOutcome>(i);
-        state->held_by_outcome[i] =
+        hold.by_outcome[i] =
             &impl_->held_total->with({state->route.name, std::string(to_string(outcome))});
       }
-      state->hold_duration = &impl_->hold_durations->with({state->route.name});
+      hold.duration = &impl_->hold_durations->with({state->route.name});
     }
   }
   {

@@ -96,6 +96,22 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+Outcome run_captured(const TempDir& dir, const std::string& tag, std::vector<std::string> argv,
+                     std::chrono::milliseconds timeout) {
+  const std::string err_path = dir.file(tag + ".err");
+  std::vector<std::string> shell = {"/bin/sh", "-c", "exec \"$@\" 2>\"$0\"", err_path};
+  shell.insert(shell.end(), std::make_move_iterator(argv.begin()),
+               std::make_move_iterator(argv.end()));
+  Outcome o;
+  {
+    Subprocess p(std::move(shell), dir.file(tag + ".out"));
+    o.exit_status = p.wait(timeout).value_or(-1);
+    o.out = p.log();
+  }
+  o.err = read_file(err_path);
+  return o;
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;

@@ -47,6 +47,17 @@ class TempDir {
   std::string path_;
 };
 
+// A command run to its end, its standard output and error kept apart.
+struct Outcome {
+  int exit_status = -1;  // -1: still running after the timeout (then killed)
+  std::string out;
+  std::string err;
+};
+// Runs argv[0] (a path) with its arguments, up to `timeout`; its output goes to files in `dir`
+// named after `tag`. The shell only redirects: "$@" passes every argument verbatim.
+Outcome run_captured(const TempDir& dir, const std::string& tag, std::vector<std::string> argv,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
 // Reads a whole file; empty when it does not exist.
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& contents);

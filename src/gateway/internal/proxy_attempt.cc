@@ -80,23 +80,27 @@ bool ProxyCore::hold(Call& c) {
     return false;
   }
   if (!c.held) {
-    if (options.on_hold) options.on_hold(c.route->route.service);
-    if (c.route->held != nullptr) c.route->held->inc();
+    // Counted before whoever embeds the gateway is told, so that what it reads then shows it.
+    if (c.route->hold.held != nullptr) c.route->hold.held->inc();
     c.held_since = t;
     c.held = true;
+    if (options.on_hold) options.on_hold(c.route->route.service);
   }
   c.ts_.wait_backoff(c, Proxy::kHoldPoll);
   return true;
 }
 
+void HoldSeries::ended(HoldOutcome outcome, Clock::TimePoint since, Clock::TimePoint t) const {
+  if (held == nullptr) return;
+  held->dec();
+  by_outcome[static_cast<size_t>(outcome)]->inc();
+  if (outcome == HoldOutcome::kSent) duration->observe(to_seconds(t - since));
+}
+
 void ProxyCore::end_hold(Call& c, HoldOutcome outcome) {
   if (!c.held) return;
   c.held = false;
-  RouteState& route = *c.route;
-  if (route.held == nullptr) return;
-  route.held->dec();
-  route.held_by_outcome[static_cast<size_t>(outcome)]->inc();
-  if (outcome == HoldOutcome::kSent) route.hold_duration->observe(to_seconds(now() - c.held_since));
+  c.route->hold.ended(outcome, c.held_since, now());
 }
 
 void ProxyCore::start_attempt(Call& c) {
@@ -142,7 +146,12 @@ void ProxyCore::start_attempt(Call& c) {
     c.previous.deadline = c.deadline;
     c.previous.upstream_label = c.upstream_label;
   }
-  end_hold(c, HoldOutcome::kSent);  // a retry is never held, nor is the request any more
+  // Held until now: sent once the pool takes it (a connection limit may refuse it). Counted
+  // through the registry's series, as the call may be over when start() returns.
+  const std::optional<HoldSeries> was_held =
+      c.held ? std::optional<HoldSeries>(route.hold) : std::nullopt;
+  const Clock::TimePoint held_since = c.held_since;
+  c.held = false;  // nor is a retry ever held
   c.pick = std::move(*pick);
   c.upstream_label.clear();
   append_host_port(c.upstream_label, c.pick->host, c.pick->port);
@@ -161,12 +170,17 @@ void ProxyCore::start_attempt(Call& c) {
   c.admission = c.pick->admission;
   c.phase = Call::Phase::kRunning;
   if (!c.ts_.pool().start(c.pick->host, c.pick->port, c)) {
+    if (was_held) {
+      was_held->ended(c.ts_.stopped() ? HoldOutcome::kCancelled : HoldOutcome::kRefused, held_since,
+                      now());
+    }
     c.phase = Call::Phase::kIdle;
     if (c.error != ExchangeError::kOverflow) c.detail = "the gateway is shutting down";
     c.retry_refused = c.attempt > 0;
     on_attempt_done(c);
     return;
   }
+  if (was_held) was_held->ended(HoldOutcome::kSent, held_since, now());
   if (retry_counter != nullptr) retry_counter->inc();
 }
 
@@ -287,11 +301,6 @@ void ProxyCore::refuse(Call& c, const NoPick& why) {
   const ProxyRoute& route = c.route->route;
   switch (why.reason) {
     case NoPick::Reason::kNoHealthyUpstream:
-      if (c.held && c.ts_.stopped()) {
-        end_hold(c, HoldOutcome::kCancelled);
-        fail(c, 503, "shutting_down", "the gateway is shutting down");
-        return;
-      }
       if (c.held) {
         end_hold(c, HoldOutcome::kTimedOut);
         fail(c, 503, "no_healthy_upstream",

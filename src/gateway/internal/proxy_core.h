@@ -122,7 +122,19 @@ enum class HoldOutcome {
   kCancelled,   // the client went away, or the gateway stopped
 };
 inline constexpr size_t kHoldOutcomes = 5;
+static_assert(static_cast<size_t>(HoldOutcome::kCancelled) + 1 == kHoldOutcomes);
 std::string_view to_string(HoldOutcome o);
+
+// The metrics of a route's held requests (null without a registry, or for a route that holds
+// none). In the registry: they outlive the route, so a call that may be over can still count.
+struct HoldSeries {
+  telemetry::Gauge* held = nullptr;
+  std::array<telemetry::Counter*, kHoldOutcomes> by_outcome{};
+  telemetry::Histogram* duration = nullptr;
+
+  // A wait that began at `since` ended for `outcome`.
+  void ended(HoldOutcome outcome, Clock::TimePoint since, Clock::TimePoint now) const;
+};
 
 // A route and its request metrics (shared by all threads; the series are found once).
 struct RouteState {
@@ -132,10 +144,8 @@ struct RouteState {
   telemetry::Histogram* duration = nullptr;
   telemetry::Counter* retries = nullptr;
   // A route that holds requests for an upstream: those waiting, how each wait ended, and how long
-  // those sent on waited (null for other routes, or without a registry).
-  telemetry::Gauge* held = nullptr;
-  std::array<telemetry::Counter*, kHoldOutcomes> held_by_outcome{};
-  telemetry::Histogram* hold_duration = nullptr;
+  // those sent on waited.
+  HoldSeries hold;
   std::string service_label;
   std::array<std::atomic<telemetry::Counter*>, 600> by_status{};
   // Shared by every route of its name the Proxy has had (ProxyCore::Threads::loads), so that a

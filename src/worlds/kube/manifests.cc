@@ -1,9 +1,11 @@
 #include "worlds/kube/manifests.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 #include <string_view>
@@ -555,14 +557,23 @@ int pod_leave_seconds(const Config& config) {
 
 std::vector<std::string> cold_start_warnings(const Config& config, const ManifestOptions& o) {
   using std::chrono::milliseconds;
-  std::vector<RouteConfig> routes = config.gateway.routes;
-  if (routes.empty() && config.services.size() == 1)
-    routes.emplace_back().service = config.services[0].name;
   const PolicyName policy = config.policy.name;
+  // The trace-driven policies do not run live (the controller refuses them).
+  if (policy == PolicyName::kStatic || policy == PolicyName::kOracle) return {};
+  std::vector<RouteConfig> routes = config.gateway.routes;
+  if (routes.empty() && config.services.size() == 1) {
+    routes.emplace_back().service = config.services[0].name;
+  }
   const bool wakes_at_once = policy == PolicyName::kPrescale || policy == PolicyName::kKpa;
   const milliseconds look = wakes_at_once ? milliseconds(1000) : config.policy.period;
   const milliseconds keda = o.keda ? config.policy.period : milliseconds(0);
   const milliseconds dns = milliseconds(1000) * pod_leave_seconds(config);
+  // Exact, as the file may give milliseconds: "15 s", "31.2 s".
+  auto secs = [](milliseconds d) {
+    std::array<char, 32> buf{};
+    std::snprintf(buf.data(), buf.size(), "%g s", static_cast<double>(d.count()) / 1000);
+    return std::string(buf.data());
+  };
   std::vector<std::string> lines;
   for (std::size_t i = 0; i < routes.size(); ++i) {
     const RouteConfig& r = routes[i];
@@ -576,18 +587,16 @@ std::vector<std::string> cold_start_warnings(const Config& config, const Manifes
             ? std::string("the catch-all route")
             : "gateway.routes[" + std::to_string(i) + "] (" +
                   (r.match.path.empty() ? r.match.path_prefix : r.match.path) + ")";
-    std::string why =
-        "the controller's look at the gateways (" + std::to_string(whole_seconds(look)) + " s), ";
-    if (o.keda) why += "KEDA's pollingInterval (" + std::to_string(whole_seconds(keda)) + " s), ";
-    why += "the pod's start (startup_time " + std::to_string(whole_seconds(s->startup_time)) +
-           " s) and the gateways' DNS (" + std::to_string(whole_seconds(dns)) + " s)";
+    std::string why = "the controller's look at the gateways (" + secs(look) + "), ";
+    if (o.keda) why += "KEDA's pollingInterval (" + secs(keda) + "), ";
+    why += "the pod's start (startup_time " + secs(s->startup_time) + ") and the gateways' DNS (" +
+           secs(dns) + ")";
     lines.push_back(route + ": service " + s->name +
                     " scales to zero (replicas.min 0), and a request that finds no replica waits "
                     "for " +
-                    why + ", up to " + std::to_string(whole_seconds(wait)) +
-                    " s, longer than the route's timeout of " +
-                    std::to_string(whole_seconds(r.timeout)) +
-                    " s: such a request would get 503; give the route a timeout of at least " +
+                    why + ", up to " + secs(wait) + ", longer than the route's timeout of " +
+                    secs(r.timeout) +
+                    ": such a request would get 503; give the route a timeout of at least " +
                     std::to_string(whole_seconds(wait)) + " s");
   }
   return lines;

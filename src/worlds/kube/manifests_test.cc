@@ -822,6 +822,21 @@ gateway:
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_NE(lines[0].find("gateway.routes[0] (/slow)"), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find("at least 61 s"), std::string::npos) << lines[0];
+  // Exact where the file is: a timeout a little under the wait is not said as equal to it.
+  Config close = *config;
+  close.gateway.routes[1].timeout = std::chrono::milliseconds(31200);
+  close.services[0].startup_time = std::chrono::milliseconds(19500);
+  lines = cold_start_warnings(close, options(text));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("(startup_time 19.5 s) and the gateways' DNS (11 s), up to 31.5 s, "
+                          "longer than the route's timeout of 31.2 s: such a request would get "
+                          "503; give the route a timeout of at least 32 s"),
+            std::string::npos)
+      << lines[0];
+  // A policy that never runs live says nothing.
+  Config oracle = *config;
+  oracle.policy.name = PolicyName::kOracle;
+  EXPECT_TRUE(cold_start_warnings(oracle, options(text)).empty());
   // A floor of one: nothing waits.
   Config floor = *config;
   floor.services[0].replicas.min = 1;
