@@ -455,6 +455,15 @@ Json prometheus_rule(const ManifestOptions& o) {
             "0m", "warning", "{{ $labels.service }}'s rollout was rolled back",
             "The controller rolled back a revision of {{ $labels.service }} that failed where the "
             "one it replaced did not."),
+      alert("PrescaleColdStartTimeout",
+            "sum by (namespace, route) (increase(prescale_gateway_held_requests_total{" + ns +
+                "app_kubernetes_io_component=\"gateway\",outcome=\"timed_out\"}[10m])) > 0",
+            "0m", "warning",
+            "Requests of route {{ $labels.route }} timed out waiting for a replica",
+            "Requests of route {{ $labels.route }} waited for the first replica of a service "
+            "scaled to zero (replicas.min 0) past the route's timeout in the last 10 minutes and "
+            "got 503: give the route a longer timeout (prescale check --kubernetes says how long), "
+            "or the service a replicas.min of 1."),
       alert("PrescaleControllerDown", down(kControllerName, "controller"), "5m", "critical",
             "The Prescale controller is not scraped",
             "Prometheus has not scraped the controller for 5 minutes (or has no pod of it to "

@@ -678,7 +678,7 @@ TEST(KubeManifests, WithPodMonitorsThePrometheusOperatorScrapesEveryPodWithItsLa
                 "--pod-monitor-label goes with --pod-monitors or --prometheus-rules"),
             std::string::npos);
 
-  // The alerts: all five with the controller, only the gateway's without it; in the namespace.
+  // The alerts: all six with the controller, only the gateway's without it; in the namespace.
   o.pod_monitor_labels.clear();
   o.prometheus_rules = true;
   o.name_space = "";
@@ -690,7 +690,7 @@ TEST(KubeManifests, WithPodMonitorsThePrometheusOperatorScrapesEveryPodWithItsLa
   const std::vector<Json> with_rules = render(kShop, o);
   const Json& rule = find(with_rules, "PrometheusRule", "prescale");
   const Json& alerts = rule["spec"]["groups"][0]["rules"];
-  ASSERT_EQ(alerts.size(), 5u);
+  ASSERT_EQ(alerts.size(), 6u);
   EXPECT_EQ(alerts[0]["alert"], "PrescaleIncident");
   EXPECT_NE(alerts[0]["expr"].get<std::string>().find("namespace=\"shop\""), std::string::npos);
   o.controller = false;
