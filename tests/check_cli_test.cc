@@ -6,12 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "http/test_util.h"
 #include "support/subprocess.h"
 
 namespace prescale {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::Outcome;
 using testing::TempDir;
 
@@ -111,6 +113,46 @@ gateway:
   const Outcome missing = check(dir, "missing", {"-f", dir.file("none.yaml")});
   EXPECT_EQ(missing.exit_status, 1);
   EXPECT_THAT(missing.err, HasSubstr(dir.file("none.yaml")));
+  const Outcome missing_kube =
+      check(dir, "missing-kube", {"-f", dir.file("none.yaml"), "--kubernetes", "--json"});
+  EXPECT_EQ(nlohmann::json::parse(missing_kube.out).at("target"), "kubernetes");
+
+  // A policy that runs only in prescale sim, and a certificate that is not there: what up and
+  // the controller refuse at their start.
+  testing::write_file(dir.file("start.yaml"), R"(version: 1
+policy: {name: static}
+services:
+  - name: web
+    kind: builtin/echo
+gateway:
+  tls: {cert_file: missing.pem, key_file: missing.key}
+)");
+  const Outcome start = check(dir, "start", {"-f", dir.file("start.yaml"), "--json"});
+  EXPECT_EQ(start.exit_status, 1);
+  const auto s = nlohmann::json::parse(start.out);
+  ASSERT_EQ(s.at("errors").size(), 2u) << s.dump(2);
+  EXPECT_THAT(s.at("errors")[0].get<std::string>(),
+              HasSubstr("--policy static needs the future of a trace"));
+  EXPECT_THAT(s.at("errors")[1].get<std::string>(), HasSubstr("gateway.tls: "));
+  EXPECT_THAT(s.at("errors")[1].get<std::string>(), HasSubstr("missing.pem"));
+  const Outcome hpa = check(dir, "hpa", {"-f", dir.file("start.yaml"), "--policy", "hpa"});
+  EXPECT_THAT(hpa.err, Not(HasSubstr("--policy")));
+}
+
+// A certificate that loads but expires within 14 days: valid, with the warning a start logs.
+TEST(CheckCli, ACertificateThatExpiresSoonIsWarnedOf) {
+  TempDir dir;
+  const auto soon = http::testing::write_test_certificate(dir.path(), "soon", "shop.example", 3);
+  testing::write_file(dir.file("tls.yaml"),
+                      "version: 1\nservices:\n  - name: web\n"
+                      "    kind: builtin/echo\ngateway:\n  tls: {cert_file: " +
+                          soon.cert_file + ", key_file: " + soon.key_file + "}\n");
+  const Outcome o = check(dir, "tls", {"-f", dir.file("tls.yaml")});
+  EXPECT_EQ(o.exit_status, 0) << o.err;
+  EXPECT_THAT(o.err, HasSubstr("warning: " + dir.file("tls.yaml") +
+                               ": gateway.tls: serving the certificate of CN=shop.example"));
+  EXPECT_THAT(o.err, HasSubstr("renew it"));
+  EXPECT_THAT(o.out, HasSubstr("0 errors, 1 warning"));
 }
 
 // For Kubernetes: what the render refuses, and a route that a cold request there outlasts.

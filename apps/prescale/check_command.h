@@ -31,9 +31,19 @@ struct CheckReport {
   std::vector<std::string> warnings;
 };
 
-// Checks `path` as `prescale up` (or, with `kubernetes`, `prescale render kubernetes` with
-// `image`) would take it.
-CheckReport check_config(const std::string& path, bool kubernetes, const std::string& image);
+// How the file would be run: `prescale up`'s flags, or the render's.
+struct CheckOptions {
+  std::string policy;     // --policy; "" = the file's
+  std::string ui_listen;  // --ui; "" = prescale up's default
+  int gateway_port = -1;  // --port; -1 = gateway.listen's
+  bool kubernetes = false;
+  std::string image = "prescale";
+  bool keda = false;
+};
+
+// Checks `path` as `prescale up` (or, with `kubernetes`, `prescale render kubernetes` and the
+// controller) would take it.
+CheckReport check_config(const std::string& path, const CheckOptions& options);
 
 struct CheckFlags;
 

@@ -208,6 +208,9 @@ void follow_respec(const Config& next, const std::vector<ServiceConfig>& respeci
                    scaling::PrescalePolicy* prescale_policy, bool recommend_only,
                    LearnedAdmission& admission);
 
+// Where `prescale up` serves its dashboard unless --ui says otherwise.
+inline constexpr std::string_view kDefaultUiListen = "127.0.0.1:9090";
+
 // Checks what would otherwise fail after replicas started, naming the file and line and the fix:
 // commands that cannot run, model services without a model, ports that clash. Every problem, a
 // line each (empty: none).

@@ -55,7 +55,7 @@ struct UpFlags {
   bool recommend_only = false;
   std::string state_dir = ".prescale";
   double time_scale = 1;
-  std::string ui_listen = "127.0.0.1:9090";
+  std::string ui_listen{kDefaultUiListen};
   int gateway_port = -1;  // -1: gateway.listen's
   std::string port_file;     // the gateway's port
   std::string ui_port_file;  // the dashboard's port

@@ -171,8 +171,10 @@ void ProxyCore::start_attempt(Call& c) {
   c.phase = Call::Phase::kRunning;
   if (!c.ts_.pool().start(c.pick->host, c.pick->port, c)) {
     if (was_held) {
-      was_held->ended(c.ts_.stopped() ? HoldOutcome::kCancelled : HoldOutcome::kRefused, held_since,
-                      now());
+      // As the answer below: a connection limit's refusal, or the gateway stopping.
+      was_held->ended(
+          c.error == ExchangeError::kOverflow ? HoldOutcome::kRefused : HoldOutcome::kCancelled,
+          held_since, now());
     }
     c.phase = Call::Phase::kIdle;
     if (c.error != ExchangeError::kOverflow) c.detail = "the gateway is shutting down";

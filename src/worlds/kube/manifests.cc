@@ -577,11 +577,16 @@ std::vector<std::string> cold_start_warnings(const Config& config, const Manifes
   const milliseconds look = wakes_at_once ? milliseconds(1000) : config.policy.period;
   const milliseconds keda = o.keda ? config.policy.period : milliseconds(0);
   const milliseconds dns = milliseconds(1000) * pod_leave_seconds(config);
-  // Exact, as the file may give milliseconds: "15 s", "31.2 s".
+  // Exact, as the file may give milliseconds: "15 s", "31.2 s", "0.25 s".
   auto secs = [](milliseconds d) {
-    std::array<char, 32> buf{};
-    std::snprintf(buf.data(), buf.size(), "%g s", static_cast<double>(d.count()) / 1000);
-    return std::string(buf.data());
+    std::string text = std::to_string(d.count() / 1000);
+    if (const auto ms = d.count() % 1000; ms != 0) {
+      std::array<char, 8> buf{};
+      std::snprintf(buf.data(), buf.size(), ".%03d", static_cast<int>(ms));
+      text += buf.data();
+      while (text.back() == '0') text.pop_back();
+    }
+    return text + " s";
   };
   std::vector<std::string> lines;
   for (std::size_t i = 0; i < routes.size(); ++i) {
