@@ -1914,6 +1914,48 @@ TEST(UpTest, TheFirstRequestOfAServiceScaledToZeroWaitsForItsReplica) {
   }
 }
 
+// `prescale status` against a running platform: the run's line, a row per service with what the
+// dashboard's API says of it, and its latest decision; --json the API's objects; nothing at the
+// address is said as such, exit 1.
+TEST(UpTest, TheStatusCommandShowsWhatThePlatformDoes) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, one_echo_yaml(true));
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(http_get(up.gateway_port(), "/"));
+  const std::string ui = "127.0.0.1:" + std::to_string(up.ui_port());
+  // The controller's first observation lists the service's replicas.
+  testing::Outcome o;
+  ASSERT_TRUE(testing::wait_for(
+      [&] {
+        o = testing::run_captured(dir, "status", {PRESCALE_BIN, "status", "--ui", ui});
+        return o.out.find("web      builtin/echo  1") != std::string::npos;
+      },
+      15s))
+      << o.out << o.err;
+  EXPECT_EQ(o.exit_status, 0) << o.err;
+  EXPECT_EQ(o.out.rfind(ui + ": policy prescale, up since ", 0), 0u) << o.out;
+  EXPECT_NE(o.out.find("\nSERVICE  KIND          READY  PLANNED  LOAD/S  P99 MS  SLO MS"),
+            std::string::npos)
+      << o.out;
+  const testing::Outcome as_json =
+      testing::run_captured(dir, "status-json", {PRESCALE_BIN, "status", "--ui", ui, "--json"});
+  EXPECT_EQ(as_json.exit_status, 0) << as_json.err;
+  const auto j = nlohmann::json::parse(as_json.out);
+  EXPECT_EQ(j.at("overview").at("policy"), "prescale");
+  EXPECT_EQ(j.at("services").at(0).at("name"), "web");
+  EXPECT_EQ(up.stop(), 0);
+
+  const testing::Outcome gone =
+      testing::run_captured(dir, "status-gone", {PRESCALE_BIN, "status", "--ui", ui});
+  EXPECT_EQ(gone.exit_status, 1);
+  EXPECT_NE(gone.err.find("prescale status: nothing answers at " + ui), std::string::npos)
+      << gone.err;
+  EXPECT_NE(gone.err.find("is prescale up running, with this --ui?"), std::string::npos)
+      << gone.err;
+}
+
 // The summary printed at the stop counts every request the gateway answered. It read the totals
 // of the last observation, which the hpa policy makes every 15 s: requests sent less than that
 // before Ctrl-C were left out ("requests 0" after 20 answered).

@@ -26,6 +26,7 @@
 #include "services/fraud/fraud_service.h"
 #include "services/recommend/recommend_service.h"
 #include "sim_command.h"
+#include "status_command.h"
 #include "telemetry/registry.h"
 #include "telemetry/tracing.h"
 #include "train_forecast.h"
@@ -250,6 +251,7 @@ int main(int argc, char** argv) {
   prescale::UpCommand up(app);
   prescale::RenderCommand render(app);
   prescale::CheckCommand check(app);
+  prescale::StatusCommand status(app);
   prescale::ControllerCommand controller(app);
 
   prescale::require_decimal_integers(app);
@@ -297,6 +299,7 @@ int main(int argc, char** argv) {
   if (load.parsed()) return load.run();
   if (render.parsed()) return render.run();
   if (check.parsed()) return check.run();
+  if (status.parsed()) return status.run();
   if (controller.parsed()) return controller.run();
   return 0;
 }
