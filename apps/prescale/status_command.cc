@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "command_util.h"
+#include "core/host_port.h"
 #include "http/client.h"
 #include "local_platform.h"
 
@@ -21,10 +22,32 @@ using Json = nlohmann::json;
 
 // A number of the API, or "-" where it is null (not known yet).
 std::string number(const Json& v, int decimals) {
+  return v.is_number() ? fixed(v.get<double>(), decimals) : "-";
+}
+
+// Text of the API for one cell or line: its first line, at most `max` bytes (whole characters).
+std::string one_line(std::string text, size_t max) {
+  bool cut = false;
+  if (const size_t nl = text.find_first_of("\r\n"); nl != std::string::npos) {
+    text.resize(nl);
+    cut = true;
+  }
+  if (text.size() > max) {
+    size_t at = max;
+    while (at > 0 && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) --at;  // UTF-8
+    text.resize(at);
+    cut = true;
+  }
+  return cut ? text + " …" : text;
+}
+
+// An SLO as written: "200", "2.5".
+std::string slo_ms(const Json& v) {
   if (!v.is_number()) return "-";
-  std::array<char, 48> buf{};
-  std::snprintf(buf.data(), buf.size(), "%.*f", decimals, v.get<double>());
-  return buf.data();
+  std::string text = fixed(v.get<double>(), 3);
+  while (text.back() == '0') text.pop_back();
+  if (text.back() == '.') text.pop_back();
+  return text;
 }
 
 // 412345 as "412,345".
@@ -75,16 +98,23 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
 }  // namespace
 
 std::string status_text(const std::string& address, const Json& overview, const Json& services) {
-  std::string out = address + ": policy " + overview.at("policy").get<std::string>() +
-                    (overview.at("recommend_only").get<bool>() ? " (recommending only)" : "");
+  const std::string policy = overview.at("policy").get<std::string>();
   const double started = overview.at("started_at").get<double>();
   const double now = overview.at("now").get<double>();
-  out += ", up since " + clock_time(started) + " (" + span(now - started) +
-         "): " + grouped(overview.at("requests").get<double>()) + " requests";
-  const Json& within = overview.at("within_slo_share");
-  if (within.is_number()) out += ", " + number(within.get<double>() * 100, 2) + " % within SLO";
-  out += ", " + number(overview.at("replica_hours"), 2) + " replica-hours, " +
-         grouped(overview.at("scaling_events").get<double>()) + " scaling events\n";
+  std::string out = address + ": ";
+  if (policy.empty() || now <= 0) {
+    out += "starting: the controller has not observed yet\n";  // the overview comes with its tick
+  } else {
+    out += "policy " + policy +
+           (overview.at("recommend_only").get<bool>() ? " (recommending only)" : "") +
+           ", up since " + clock_time(started) + " (" + span(now - started) +
+           "): " + grouped(overview.at("requests").get<double>()) + " requests";
+    if (const Json& within = overview.at("within_slo_share"); within.is_number()) {
+      out += ", " + percent(within.get<double>(), 2) + " within SLO";
+    }
+    out += ", " + number(overview.at("replica_hours"), 2) + " replica-hours, " +
+           grouped(overview.at("scaling_events").get<double>()) + " scaling events\n";
+  }
 
   std::vector<std::vector<std::string>> rows = {
       {"SERVICE", "KIND", "READY", "PLANNED", "LOAD/S", "P99 MS", "SLO MS", "ERRORS/S", "NOTE"}};
@@ -98,20 +128,20 @@ std::string status_text(const std::string& address, const Json& overview, const 
     std::string note;
     if (const Json& i = s.at("incident"); i.is_object()) {
       note = "incident " + std::to_string(i.at("id").get<long long>()) + ": " +
-             i.at("summary").get<std::string>();
+             one_line(i.at("summary").get<std::string>(), 60);
     } else if (const Json& w = s.at("slowdown"); w.is_object()) {
-      note = "slower: " + w.at("summary").get<std::string>();
+      note = "slower: " + one_line(w.at("summary").get<std::string>(), 60);
     } else if (s.contains("rollout") && s.at("rollout").is_string()) {
       note = s.at("rollout").get<std::string>();
     }
     rows.push_back({name, s.at("kind").get<std::string>(), number(at_latest("ready_replicas"), 0),
                     number(at_latest("planned_replicas"), 0), number(at_latest("load_rps"), 1),
-                    number(at_latest("p99_ms"), 1), number(s.at("slo_p99_ms"), 0),
+                    number(at_latest("p99_ms"), 1), slo_ms(s.at("slo_p99_ms")),
                     number(at_latest("errors_rps"), 2), note});
     if (const Json& d = s.at("decision"); d.is_object()) {
       decisions += "  " + name + ": " + number(d.at("planned_replicas"), 0) + " at " +
-                   clock_time(d.at("t").get<double>()) + ": " + d.at("reason").get<std::string>() +
-                   "\n";
+                   clock_time(d.at("t").get<double>()) + ": " +
+                   one_line(d.at("reason").get<std::string>(), 300) + "\n";
     }
   }
   out += table(rows);
@@ -148,7 +178,12 @@ int StatusCommand::run() const {
     std::cerr << "prescale status: " << address.error().message << "\n";
     return 2;
   }
-  const std::string where = address->host + ":" + std::to_string(address->port);
+  if (address->port == 0) {
+    std::cerr << "prescale status: --ui " << f.ui_listen
+              << ": port 0 names no server; give the port the dashboard listens on\n";
+    return 2;
+  }
+  const std::string where = host_port(address->host, address->port);
   http::Client client;
   auto get = [&](const std::string& target) -> Result<Json> {
     http::Request req;

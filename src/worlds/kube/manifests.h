@@ -74,8 +74,9 @@ struct ManifestOptions {
   bool pod_monitors = false;
   std::map<std::string, std::string> pod_monitor_labels;
   // The Operator's PrometheusRule `prescale`: alerts on open incidents and slowdown warnings, a
-  // rollback, and a controller or gateway Prometheus cannot scrape (docs/kubernetes.md,
-  // "Alerts"). Labelled as the PodMonitors are.
+  // rollback, requests that timed out waiting for a replica of a service scaled to zero, and a
+  // controller or gateway Prometheus cannot scrape (docs/kubernetes.md, "Alerts"). Labelled as
+  // the PodMonitors are.
   bool prometheus_rules = false;
   // A ConfigMap `prescale-grafana-dashboard` of deploy/grafana/prescale.json, labelled
   // grafana_dashboard: "1", which the Grafana Helm chart's dashboard sidecar loads.
