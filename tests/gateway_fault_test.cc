@@ -18,6 +18,7 @@
 #include "gateway/gateway.h"
 #include "http/client.h"
 #include "http/server.h"
+#include "http/test_util.h"
 #include "support/subprocess.h"
 #include "telemetry/registry.h"
 
@@ -333,6 +334,33 @@ gateway:
   EXPECT_LE(admitted, 2020 + 0.05 * 2000);
   EXPECT_GE(admitted, 2020 - 0.15 * 2000);
   upstream.shutdown(1s);
+}
+
+// A replica's server-sent events (`prescale serve echo`'s /events/{n}, one a second) reach the
+// client through the gateway as they are sent, not once the body is complete; the stream outlives
+// the route's per-try timeout (1 s), each of its pieces coming within the route's timeout.
+TEST(GatewayStreamTest, ServerSentEventsReachTheClientAsTheReplicaSendsThem) {
+  Replicas r(1);
+  RunningGateway g(echo_gateway_yaml(r));
+  http::testing::RawSocket s(g.port(), 10s);
+  ASSERT_TRUE(s.send("GET /events/3?interval_ms=1000 HTTP/1.1\r\nHost: shop\r\n\r\n"));
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(s.read_until("data: 0\n\n"));
+  const auto first = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(first, 900ms) << "the first event waited for the next";
+  EXPECT_EQ(s.pending().find("data: 1"), std::string::npos) << s.pending();
+  EXPECT_THAT(s.pending(), ::testing::HasSubstr("Transfer-Encoding: chunked\r\n"));
+  EXPECT_THAT(s.pending(), ::testing::HasSubstr("Content-Type: text/event-stream\r\n"));
+  auto whole = s.read_response();
+  ASSERT_TRUE(whole.has_value());
+  EXPECT_EQ(whole->status, 200);
+  EXPECT_EQ(whole->body, "id: 0\ndata: 0\n\nid: 1\ndata: 1\n\nid: 2\ndata: 2\n\n");
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 1900ms);
+  // The connection serves the next request.
+  ASSERT_TRUE(s.send("GET / HTTP/1.1\r\nHost: shop\r\n\r\n"));
+  auto next = s.read_response();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->body, "hello");
 }
 
 }  // namespace

@@ -79,6 +79,7 @@ UpstreamRequest::UpstreamRequest(UpstreamRequest&& other) noexcept
     : host_(std::move(other.host_)),
       started_at_(other.started_at_),
       permit_(std::move(other.permit_)),
+      judged_(other.judged_),
       active_(std::exchange(other.active_, false)) {
   other.permit_.reset();
 }
@@ -90,6 +91,7 @@ UpstreamRequest& UpstreamRequest::operator=(UpstreamRequest&& other) noexcept {
     started_at_ = other.started_at_;
     permit_ = std::move(other.permit_);
     other.permit_.reset();
+    judged_ = other.judged_;
     active_ = std::exchange(other.active_, false);
   }
   return *this;
@@ -99,11 +101,17 @@ UpstreamRequest::~UpstreamRequest() { cancel(); }
 
 void UpstreamRequest::finish(Clock::TimePoint now, const UpstreamOutcome& outcome) {
   if (!active_) return;
+  judge(now, outcome);
+  release();
+}
+
+void UpstreamRequest::judge(Clock::TimePoint now, const UpstreamOutcome& outcome) {
+  if (!active_ || judged_) return;
+  judged_ = true;
   const Clock::Duration latency = now - started_at_;
   if (outcome.error != UpstreamError::kConnectFailure) host_->latency_.observe(now, latency);
   if (permit_) permit_->record(now, outcome.is_failure(), latency);
   if (host_->detector_ != nullptr) host_->detector_->record(host_->outlier_, outcome, now);
-  release();
 }
 
 void UpstreamRequest::cancel() {

@@ -114,6 +114,10 @@ class UpstreamRequest {
   // estimate (except on connect failure, which measured no round trip), the breaker and the
   // outlier detector, and stops counting the request as outstanding. Idempotent.
   void finish(Clock::TimePoint now, const UpstreamOutcome& outcome);
+  // Learns from `outcome` as finish() does, but the request stays outstanding until finish(),
+  // cancel() or its destruction (which then teach nothing more): an answer whose body streams
+  // on, judged by its head, that keeps the host busy until the body ends. Idempotent.
+  void judge(Clock::TimePoint now, const UpstreamOutcome& outcome);
   void cancel();  // ends the attempt without an outcome; idempotent
 
  private:
@@ -124,6 +128,7 @@ class UpstreamRequest {
   std::shared_ptr<UpstreamHost> host_;
   Clock::TimePoint started_at_;
   std::optional<BreakerPermit> permit_;
+  bool judged_ = false;  // judge() learned from it already
   bool active_ = false;
 };
 

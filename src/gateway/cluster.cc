@@ -296,10 +296,16 @@ void Cluster::report(const AttemptReport& report) {
   if (ctx == nullptr || !ctx->request) return;
   ctx->never_sent = !report.request_sent && !report.cancelled &&
                     report.outcome.error == UpstreamError::kConnectFailure;
+  ctx->retry.reset();  // a new retry takes its own place (start_retry())
+  if (report.streaming) {
+    // Judged by its head; in flight, on its endpoint and for the service's limits, until the
+    // body ends and the proxy releases the pick (~AttemptContext).
+    ctx->request->judge(ctx->clock->now(), report.outcome);
+    return;
+  }
   // The attempt is over: it no longer counts as a request in flight (also while the proxy
-  // backs off before a retry), nor as a retry (a new retry takes its own place: start_retry()).
+  // backs off before a retry), nor as a retry.
   ctx->active.reset();
-  ctx->retry.reset();
   if (report.cancelled) {
     ctx->request->cancel();
   } else {

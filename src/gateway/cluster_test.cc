@@ -217,6 +217,33 @@ TEST(ClusterAdmissionTest, TheLimitIsTheHostsInServiceTimesThePerReplicaNumber) 
   EXPECT_EQ(f.cluster->stats().no_host, 0u);
 }
 
+// An answer whose body streams on is judged by its head (the latency estimate learns it) but
+// keeps its place in flight, on its host and against the admission limit, until its pick is
+// released at the body's end.
+TEST(ClusterAdmissionTest, AStreamedAnswerStaysInFlightUntilItsPickIsReleased) {
+  AdmissionFixture f(/*hosts=*/1, /*per_replica=*/2);
+  ASSERT_FALSE(f.fill().has_value());
+  ASSERT_EQ(f.held.size(), 2u);
+  f.clock.advance(milliseconds(40));
+  const AttemptReport streamed{.pick = f.held[0],
+                               .attempt = 0,
+                               .outcome = UpstreamOutcome::response(200),
+                               .cancelled = false,
+                               .request_sent = true,
+                               .streaming = true,
+                               .latency = milliseconds(40),
+                               .finished_at = f.clock.now(),
+                               .detail = ""};
+  f.cluster->report(streamed);
+  EXPECT_EQ(f.cluster->limits().in_use(UpstreamResource::kRequests), 2u);
+  EXPECT_EQ(f.host(0)->outstanding(), 2u);
+  EXPECT_FALSE(f.cluster->select(0, nullptr).has_value());  // still full
+  f.held.erase(f.held.begin());  // the body ended: the proxy releases the pick
+  EXPECT_EQ(f.cluster->limits().in_use(UpstreamResource::kRequests), 1u);
+  EXPECT_EQ(f.host(0)->outstanding(), 1u);
+  EXPECT_TRUE(f.cluster->select(0, nullptr).has_value());
+}
+
 // prescale up keeps the per-replica number to the learned capacity: a new number holds for the
 // next select, requests already admitted stay, and 0 lifts the limit.
 TEST(ClusterAdmissionTest, ThePerReplicaNumberCanBeSetWhileServing) {

@@ -9,7 +9,9 @@
 //   report()  how each attempt ended: status or local failure, latency, or "cancelled";
 //   retry()   whether, and after what back-off, to try again after a failed attempt (or an
 //             answer whose status the route retries, retries_status()).
-// Every select() that returns a pick is followed by exactly one report() for it.
+// Every select() that returns a pick is followed by exactly one report() for it; the pick is
+// released (its `context` destroyed) after it, or, for an answer whose body streams on, once that
+// body ends.
 //
 // Header handling (docs/gateway.md): hop-by-hop fields (Connection and the fields it names,
 // Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) are dropped both ways and the
@@ -96,6 +98,9 @@ struct AttemptReport {
   // UpstreamRequest::cancel()).
   bool cancelled = false;
   bool request_sent = false;  // some of the request was written: the upstream may have acted
+  // The answer's body streams on (docs/gateway.md, "Streamed responses"): the attempt is judged
+  // by its head, but the endpoint is busy with it until the pick is released, at the body's end.
+  bool streaming = false;
   Clock::Duration latency{};  // from the attempt's start, connecting included
   Clock::TimePoint finished_at{};
   std::string_view detail;  // what failed, for logs; empty on a response

@@ -21,6 +21,7 @@
 #include "gateway/internal/upstream_head.h"
 #include "gateway/proxy_test_util.h"
 #include "gateway/upstream_pool.h"
+#include "http/body_stream.h"
 #include "http/server.h"
 #include "http/test_util.h"
 #include "telemetry/exposition.h"
@@ -835,6 +836,143 @@ TEST(ProxyTest, ClientGoingAwayCancelsTheUpstreamExchange) {
   auto r = s.read_response();
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 200);
+}
+
+// An upstream handler that answers with a streamed body and hands the stream to the test.
+class StreamingUpstream {
+ public:
+  http::Handler handler() {
+    return [this](http::Request&, http::Responder respond) {
+      auto stream = std::make_shared<http::BodyStream>();
+      http::Response r;
+      r.headers.set("Content-Type", "text/event-stream");
+      r.stream = stream;
+      {
+        std::lock_guard lock(mu_);
+        streams_.push_back(stream);
+      }
+      respond(std::move(r));
+    };
+  }
+  std::shared_ptr<http::BodyStream> stream(size_t n) {
+    std::shared_ptr<http::BodyStream> found;
+    eventually([&] {
+      std::lock_guard lock(mu_);
+      if (streams_.size() > n) found = streams_[n];
+      return found != nullptr;
+    });
+    return found;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::shared_ptr<http::BodyStream>> streams_;
+};
+
+TEST(ProxyTest, AStreamedUpstreamBodyIsRelayedAsItComes) {
+  StreamingUpstream events;
+  Upstream up(events.handler());
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/events")));
+  auto stream = events.stream(0);
+  ASSERT_NE(stream, nullptr);
+  ASSERT_TRUE(stream->write("data: 1\n\n"));
+  // The head and the first event reach the client while the upstream's body goes on.
+  ASSERT_TRUE(s.read_until("data: 1\n\n"));
+  EXPECT_NE(s.pending().find("Transfer-Encoding: chunked\r\n"), std::string::npos) << s.pending();
+  EXPECT_NE(s.pending().find("Content-Type: text/event-stream\r\n"), std::string::npos);
+  EXPECT_EQ(gw.proxy().stats().inflight, 1u);
+  EXPECT_EQ(gw.route_value("prescale_gateway_route_inflight_requests"), 1);
+  ASSERT_TRUE(stream->write("data: 2\n\n"));
+  ASSERT_TRUE(s.read_until("data: 2\n\n"));
+  stream->end();
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "data: 1\n\ndata: 2\n\n");
+  EXPECT_TRUE(eventually([&] { return gw.proxy().stats().inflight == 0; }));
+  EXPECT_EQ(gw.route_value("prescale_gateway_route_inflight_requests"), 0);
+  // The upstream connection went back to the pool, and the next request takes it.
+  EXPECT_TRUE(eventually([&] { return gw.proxy().stats().idle_connections == 1; }));
+  ASSERT_TRUE(s.send(get("/again")));
+  auto second = events.stream(1);
+  ASSERT_NE(second, nullptr);
+  second->end();
+  auto r2 = s.read_response();
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->body, "");
+  EXPECT_EQ(gw.proxy().stats().connections_opened, 1u);
+  EXPECT_NE(
+      gw.metrics().find(R"(prescale_requests_total{service="gateway",route="r",code="200"} 2)"),
+      std::string::npos)
+      << gw.metrics();
+}
+
+TEST(ProxyTest, AClientLeavingAStreamClosesItsUpstreamConnection) {
+  StreamingUpstream events;
+  Upstream up(events.handler());
+  Gateway gw(to({up.port()}));
+  std::atomic<int> upstream_gone{0};
+  std::shared_ptr<http::BodyStream> stream;
+  {
+    RawSocket s(gw.port());
+    ASSERT_TRUE(s.send(get("/events")));
+    stream = events.stream(0);
+    ASSERT_NE(stream, nullptr);
+    stream->set_on_gone([&] { upstream_gone.fetch_add(1); });
+    ASSERT_TRUE(stream->write("tick"));
+    ASSERT_TRUE(s.read_until("tick"));
+  }  // the client leaves while the upstream still streams
+  // The gateway closes its upstream connection, and the upstream's producer is told.
+  EXPECT_TRUE(eventually([&] { return upstream_gone.load() == 1; }));
+  EXPECT_TRUE(eventually([&] { return gw.proxy().stats().inflight == 0; }));
+  auto stats = gw.proxy().stats();
+  EXPECT_EQ(stats.active_connections, 0u);
+  EXPECT_EQ(stats.idle_connections, 0u);
+}
+
+TEST(ProxyTest, AStreamSilentForTheRouteTimeoutIsCut) {
+  StreamingUpstream events;
+  Upstream up(events.handler());
+  Gateway gw(to({up.port()}), milliseconds(0), /*timeout=*/milliseconds(300));
+  RawSocket s(gw.port());
+  ASSERT_TRUE(s.send(get("/events")));
+  auto stream = events.stream(0);
+  ASSERT_NE(stream, nullptr);
+  // Pieces within the timeout of each other keep it going past the timeout.
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(stream->write("beat "));
+    std::this_thread::sleep_for(milliseconds(150));
+  }
+  // Then silence: the body is cut, without its last chunk.
+  EXPECT_TRUE(s.closed_within(milliseconds(3000)));
+  EXPECT_TRUE(eventually([&] { return gw.proxy().stats().inflight == 0; }));
+  EXPECT_TRUE(eventually([&] { return stream->gone(); }));  // the upstream was let go
+}
+
+TEST(ProxyTest, AStreamIsReadNoFasterThanTheClientTakesIt) {
+  StreamingUpstream events;
+  Upstream up(events.handler());
+  Gateway gw(to({up.port()}));
+  RawSocket s(gw.port(), milliseconds(10000));
+  ASSERT_TRUE(s.send(get("/big")));
+  auto stream = events.stream(0);
+  ASSERT_NE(stream, nullptr);
+  const size_t total = size_t{48} * 1024 * 1024;
+  const std::string piece(1024 * 1024, 'q');
+  for (size_t sent = 0; sent < total; sent += piece.size()) ASSERT_TRUE(stream->write(piece));
+  stream->end();
+  // The client reads nothing: the gateway stops reading the upstream once its own queue is
+  // full, so the upstream's queue stays full instead of all of it moving into the gateway.
+  // (Without that, all of it has moved within 0.6 s on a 2-core machine.)
+  std::this_thread::sleep_for(milliseconds(1500));
+  EXPECT_TRUE(stream->full());
+  EXPECT_GT(stream->queued(), total / 2);
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body.size(), total);
+  EXPECT_TRUE(eventually([&] { return gw.proxy().stats().inflight == 0; }));
 }
 
 TEST(ProxyTest, LargeBodiesRoundTrip) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/host_port.h"
+#include "http/body_stream.h"
 #include "http/internal/parsers.h"
 
 namespace prescale::gateway {
@@ -69,6 +70,10 @@ std::string_view to_string(ExchangeError error) {
   return "none";
 }
 
+bool Exchange::stream_body(const http::Response&) { return false; }
+
+void Exchange::on_stream_end(bool) {}
+
 namespace internal {
 
 // One endpoint's idle connections, the most recently used last.
@@ -112,7 +117,9 @@ struct PoolCore : std::enable_shared_from_this<PoolCore> {
 // One TCP connection to one endpoint, running one exchange at a time.
 class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection> {
  public:
-  enum class State { kConnecting, kBusy, kIdle, kClosed };
+  // kStreaming: the exchange is complete, and the connection writes its response's body to the
+  // stream it was handed on in (Exchange::stream_body()).
+  enum class State { kConnecting, kBusy, kStreaming, kIdle, kClosed };
 
   UpstreamConnection(std::shared_ptr<PoolCore> pool, EndpointPool& ep)
       : pool_(std::move(pool)), ep_(ep), socket_(pool_->io) {}
@@ -183,6 +190,8 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
                             : " after " + format_millis(pool_->options.connect_timeout)));
     } else if (state_ == State::kBusy) {
       finish_error(ExchangeError::kTimeout, "no complete response from " + ep_.label + " in time");
+    } else if (state_ == State::kStreaming) {
+      end_stream(false);  // silent for too long
     }
   }
 
@@ -205,8 +214,14 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     if (resolver_) resolver_->cancel();
   }
 
-  // The pool stops: ends the running exchange.
-  void finish_cancelled() { finish_error(ExchangeError::kCancelled, "the gateway is stopping"); }
+  // The pool stops: ends the running exchange, or cuts the body it streams.
+  void finish_cancelled() {
+    if (state_ == State::kStreaming) {
+      end_stream(false);
+      return;
+    }
+    finish_error(ExchangeError::kCancelled, "the gateway is stopping");
+  }
 
   UpstreamConnection* prev = nullptr;
   UpstreamConnection* next = nullptr;
@@ -224,7 +239,114 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     start_parser();
   }
 
+  // The head of a response whose body streams has come (Exchange::stream_body()): the exchange
+  // completes with the stream, and the connection writes the body to it from now on.
+  void start_stream() {
+    stream_ = std::make_shared<http::BodyStream>();
+    parser_->body_limit(boost::none);  // no limit on a stream; its idle timeout bounds it
+    parser_->body_to(pump_buf_);
+    const std::string first = std::move(ex_->response.body);
+    ex_->response.body.clear();
+    stream_->write(first);
+    ex_->response.stream = stream_;
+    idle_timeout_ = ex_->stream_idle_timeout;
+    keep_self_ = shared_from_this();  // a paused stream has no read pending to keep it
+    Exchange* ex = detach();
+    streaming_ex_ = ex;
+    state_ = State::kStreaming;
+    deadline_ = now() + idle_timeout_;
+    pool_->link(this);
+    std::weak_ptr<UpstreamConnection> weak = weak_from_this();
+    stream_->set_on_drained([weak] {
+      if (auto self = weak.lock()) self->resume_stream();
+    });
+    stream_->set_on_gone([weak] {
+      if (auto self = weak.lock()) self->end_stream(false);
+    });
+    ex->error = ExchangeError::kNone;
+    ex->reused = reused_;
+    ex->on_complete();
+  }
+
+  // Feeds what was read of a streamed body to the parser and its body to the stream.
+  void pump() {
+    while (state_ == State::kStreaming && buffer_.size() > 0) {
+      error_code pec;
+      const size_t used = parser_->put(buffer_.data(), pec);
+      buffer_.consume(used);
+      if (pec && pec != boost::beast::http::error::need_more) {
+        end_stream(false);  // malformed framing: the body is cut
+        return;
+      }
+      flush_pump();
+      if (parser_->is_done()) {
+        end_stream(true);
+        return;
+      }
+      if (used == 0) break;
+    }
+    if (state_ != State::kStreaming) return;
+    if (peer_eof_) {
+      // A body delimited by the end of the connection ends here; any other is cut.
+      error_code e;
+      parser_->put_eof(e);
+      flush_pump();
+      end_stream(!e && parser_->is_done());
+      return;
+    }
+    if (stream_->full()) {
+      // The client reads more slowly than the upstream writes: stop reading (TCP holds the
+      // upstream back) until the stream drains. The server's write timeout bounds the client.
+      paused_ = true;
+      deadline_ = Clock::TimePoint::max();
+      return;
+    }
+    arm_read();
+  }
+
+  void flush_pump() {
+    if (pump_buf_.empty()) return;
+    stream_->write(pump_buf_);
+    pump_buf_.clear();
+  }
+
+  void resume_stream() {
+    if (state_ != State::kStreaming || !paused_) return;
+    paused_ = false;
+    deadline_ = now() + idle_timeout_;
+    arm_read();
+  }
+
+  // The streamed body ended, `complete` or cut; the connection goes back to the pool when it can.
+  void end_stream(bool complete) {
+    if (state_ != State::kStreaming) return;
+    const auto hold = std::move(keep_self_);
+    auto stream = std::move(stream_);
+    stream_ = nullptr;
+    Exchange* ex = streaming_ex_;
+    streaming_ex_ = nullptr;
+    paused_ = false;
+    if (linked) pool_->unlink(this);
+    if (complete) {
+      stream->end();
+      if (parser_->keep_alive() && write_done_ && buffer_.size() == 0 && !peer_eof_ &&
+          !pool_->stopped) {
+        state_ = State::kIdle;
+        idle_since_ = now();
+        pool_->release(shared_from_this());
+        arm_read();  // a no-op if the pool closed it
+      } else {
+        close();
+      }
+    } else {
+      stream->abort();
+      close();
+    }
+    ex->on_stream_end(complete);
+  }
+
   void start_parser() {
+    stream_asked_ = false;
     parser_.emplace(ex_->response);
     parser_->eager(true);
     parser_->header_limit(static_cast<std::uint32_t>(
@@ -325,6 +447,18 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
         // Readable while idle: the upstream closed it (or sent something unasked).
         pool_->drop_idle(this);
         return;
+      case State::kStreaming:
+        if (ec == asio::error::eof) {
+          peer_eof_ = true;
+        } else if (ec) {
+          end_stream(false);
+          return;
+        } else {
+          buffer_.commit(n);
+          deadline_ = now() + idle_timeout_;
+        }
+        pump();
+        return;
       case State::kBusy:
         break;
     }
@@ -355,6 +489,14 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
                        "malformed response from " + ep_.label + ": " + pec.message());
         }
         return;
+      }
+      if (!parser_->is_done() && parser_->is_header_done() && !stream_asked_) {
+        stream_asked_ = true;
+        if ((parser_->chunked() || parser_->need_eof()) && ex_->stream_body(ex_->response)) {
+          start_stream();
+          pump();
+          return;
+        }
       }
       if (parser_->is_done()) {
         const int status = ex_->response.status;
@@ -454,6 +596,15 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   bool got_bytes_ = false;   // some of the response arrived
   bool peer_eof_ = false;
   bool read_pending_ = false;
+  bool stream_asked_ = false;  // stream_body() was asked about this response
+  // While kStreaming: where the body goes, the exchange to tell at its end, and this connection
+  // kept alive (a paused stream has no read pending that would).
+  std::shared_ptr<http::BodyStream> stream_;
+  std::string pump_buf_;
+  Exchange* streaming_ex_ = nullptr;
+  Clock::Duration idle_timeout_{};
+  std::shared_ptr<UpstreamConnection> keep_self_;
+  bool paused_ = false;  // the stream is full: nothing is read until it drains
 };
 
 EndpointPool& PoolCore::endpoint(std::string_view host, uint16_t port) {

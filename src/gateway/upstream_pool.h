@@ -98,6 +98,9 @@ class Exchange {
   // Asked before a new connection is opened for this exchange (not for a pooled one); nullptr:
   // no limit. Must outlive the exchange's start().
   ConnectionAdmission* admission = nullptr;
+  // For a streamed body (stream_body()): the longest silence of the upstream once the head has
+  // come; then the body is cut.
+  Clock::Duration stream_idle_timeout = std::chrono::seconds(15);
 
   // Results, valid in on_complete().
   ExchangeError error = ExchangeError::kNone;
@@ -114,6 +117,18 @@ class Exchange {
   // Called once per start(), on the I/O thread, never from within start() or cancel().
   virtual void on_complete() = 0;
 
+  // Asked once a final response's head has come whose body has no stated length (chunked, or
+  // until the connection closes) and has not all come yet: true streams it. on_complete() then
+  // runs at once, with the body in `response.stream` (http::BodyStream): the pool writes it as
+  // it comes, ends it when complete and aborts it when the connection fails, the upstream is
+  // silent for stream_idle_timeout or the pool stops; the client leaving closes the connection.
+  // The exchange must then live until on_stream_end(). Default: false (the body is read whole,
+  // within max_response_body_bytes).
+  virtual bool stream_body(const http::Response& answer);
+  // After on_complete() of a streamed body, once, on the I/O thread: the body ended, `complete`
+  // or cut (by the upstream, its silence, the client leaving or the pool stopping).
+  virtual void on_stream_end(bool complete);
+
   internal::UpstreamConnection* conn_ = nullptr;  // while running on a connection
   bool stale_retried_ = false;
 };
@@ -125,7 +140,7 @@ class UpstreamPool {
     uint64_t reused = 0;              // exchanges started on a pooled connection
     uint64_t stale_retries = 0;       // exchanges sent again after a stale pooled connection
     uint64_t idle = 0;                // idle connections now
-    uint64_t active = 0;              // connections connecting or running an exchange now
+    uint64_t active = 0;  // connections connecting, running an exchange or streaming a body now
   };
 
   UpstreamPool(boost::asio::io_context& io, UpstreamPoolOptions options);

@@ -73,10 +73,14 @@ struct Request {
   std::optional<std::string> query_param(std::string_view name) const;
 };
 
+class BodyStream;  // http/body_stream.h
+
 struct Response {
   int status = 200;
   Headers headers;
   std::string body;
+  // A body that follows in pieces after `body` (http/body_stream.h); null: `body` is all of it.
+  std::shared_ptr<BodyStream> stream;
 
   static Response text(int status, std::string body);
   static Response json(int status, std::string body);

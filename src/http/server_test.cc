@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "http/body_stream.h"
 #include "http/test_util.h"
 
 namespace prescale::http {
@@ -829,6 +830,181 @@ TEST_F(ServerTest, ManyConcurrentConnections) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(ok.load(), kClients * 20);
+}
+
+// A handler that answers with a streamed body and hands the stream to the test.
+class StreamingHandler {
+ public:
+  Handler handler(std::string first_piece = "") {
+    return [this, first_piece](Request&, Responder respond) {
+      auto stream = std::make_shared<BodyStream>();
+      Response r;
+      r.headers.set("Content-Type", "text/event-stream");
+      r.body = first_piece;
+      r.stream = stream;
+      {
+        std::lock_guard lock(mu_);
+        streams_.push_back(stream);
+      }
+      cv_.notify_all();
+      respond(std::move(r));
+    };
+  }
+  // The n-th stream (0-based), once its request was handled.
+  std::shared_ptr<BodyStream> stream(size_t n) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(5), [&] { return streams_.size() > n; });
+    return streams_.size() > n ? streams_[n] : nullptr;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<BodyStream>> streams_;
+};
+
+template <class Pred>
+bool eventually(Pred pred) {
+  for (int i = 0; i < 500; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return pred();
+}
+
+TEST_F(ServerTest, AStreamedBodyIsSentPieceByPieceAsItIsWritten) {
+  StreamingHandler h;
+  Server& server = start(local_options(), h.handler("data: 0\n\n"));
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/events")));
+  auto stream = h.stream(0);
+  ASSERT_NE(stream, nullptr);
+  // The head and the first piece arrive while the body goes on.
+  ASSERT_TRUE(s.read_until("data: 0\n\n\r\n"));
+  EXPECT_NE(s.pending().find("Transfer-Encoding: chunked\r\n"), std::string::npos) << s.pending();
+  EXPECT_EQ(s.pending().find("Content-Length"), std::string::npos) << s.pending();
+  EXPECT_NE(s.pending().find("\r\n\r\n9\r\ndata: 0\n\n\r\n"), std::string::npos) << s.pending();
+  ASSERT_TRUE(stream->write("data: 1\n\n"));
+  ASSERT_TRUE(s.read_until("9\r\ndata: 1\n\n\r\n"));
+  ASSERT_TRUE(stream->write(std::string(20000, 'x')));
+  ASSERT_TRUE(stream->write("data: 2\n\n"));
+  stream->end();
+  EXPECT_FALSE(stream->write("late"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("Content-Type"), "text/event-stream");
+  EXPECT_EQ(r->body, "data: 0\n\ndata: 1\n\n" + std::string(20000, 'x') + "data: 2\n\n");
+  EXPECT_TRUE(s.pending().empty());
+  EXPECT_FALSE(stream->gone());  // it ended before the client left
+  // The connection serves the next request.
+  ASSERT_TRUE(s.send(get("/again")));
+  auto second = h.stream(1);
+  ASSERT_NE(second, nullptr);
+  second->end();
+  auto r2 = s.read_response();
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->body, "data: 0\n\n");
+}
+
+TEST_F(ServerTest, AStreamedBodyToAnHttp10ClientEndsWithTheConnection) {
+  StreamingHandler h;
+  Server& server = start(local_options(), h.handler());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send("GET /events HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  auto stream = h.stream(0);
+  ASSERT_NE(stream, nullptr);
+  ASSERT_TRUE(stream->write("one "));
+  ASSERT_TRUE(s.read_until("one "));
+  ASSERT_TRUE(stream->write("two"));
+  stream->end();
+  ASSERT_TRUE(s.read_until("two"));
+  EXPECT_NE(s.pending().find("Connection: close\r\n"), std::string::npos) << s.pending();
+  EXPECT_EQ(s.pending().find("Transfer-Encoding"), std::string::npos) << s.pending();
+  EXPECT_TRUE(s.pending().ends_with("\r\n\r\none two")) << s.pending();
+  EXPECT_TRUE(s.closed_within(milliseconds(2000)));
+}
+
+TEST_F(ServerTest, AnAbortedStreamIsCutWithoutItsLastChunk) {
+  StreamingHandler h;
+  Server& server = start(local_options(), h.handler());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/events")));
+  auto stream = h.stream(0);
+  ASSERT_NE(stream, nullptr);
+  ASSERT_TRUE(stream->write("partial"));
+  stream->abort();
+  ASSERT_TRUE(s.read_until("7\r\npartial\r\n"));
+  EXPECT_TRUE(s.closed_within(milliseconds(2000)));
+  EXPECT_EQ(s.pending().find("0\r\n\r\n"), std::string::npos) << s.pending();
+  EXPECT_FALSE(stream->write("more"));
+}
+
+TEST_F(ServerTest, AClientThatLeavesAStreamIsToldToItsProducer) {
+  StreamingHandler h;
+  Server& server = start(local_options(), h.handler());
+  std::shared_ptr<BodyStream> stream;
+  std::atomic<int> gone{0};
+  {
+    RawSocket s(server.port());
+    ASSERT_TRUE(s.send(get("/events")));
+    stream = h.stream(0);
+    ASSERT_NE(stream, nullptr);
+    stream->set_on_gone([&] { gone.fetch_add(1); });
+    ASSERT_TRUE(stream->write("tick"));
+    ASSERT_TRUE(s.read_until("tick"));
+  }  // the client closes its connection, the stream still open
+  EXPECT_TRUE(eventually([&] { return gone.load() == 1; }));
+  EXPECT_TRUE(stream->gone());
+  EXPECT_FALSE(stream->write("tock"));
+  EXPECT_TRUE(eventually([&] { return server.connections() == 0; }));
+  EXPECT_EQ(gone.load(), 1);
+}
+
+TEST_F(ServerTest, AStreamedAnswerToHeadHasNoBodyAndItsStreamIsGone) {
+  StreamingHandler h;
+  Server& server = start(local_options(), h.handler("never sent"));
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send("HEAD /events HTTP/1.1\r\nHost: test\r\n\r\n"));
+  auto r = s.read_response(/*head=*/true);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_FALSE(r->header("Transfer-Encoding").has_value());
+  auto stream = h.stream(0);
+  ASSERT_NE(stream, nullptr);
+  EXPECT_TRUE(eventually([&] { return stream->gone(); }));
+  // The connection goes on.
+  ASSERT_TRUE(s.send(get("/next")));
+  auto next = h.stream(1);
+  ASSERT_NE(next, nullptr);
+  next->end();
+  auto r2 = s.read_response();
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->body, "never sent");
+}
+
+TEST_F(ServerTest, AFullStreamIsDrainedAsTheClientReads) {
+  StreamingHandler h;
+  Server& server = start(local_options(), h.handler());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/big")));
+  auto stream = h.stream(0);
+  ASSERT_NE(stream, nullptr);
+  std::atomic<int> drained{0};
+  stream->set_on_drained([&] { drained.fetch_add(1); });
+  // More than the sockets' buffers hold while the client does not read.
+  const size_t total = size_t{32} * 1024 * 1024;
+  ASSERT_TRUE(stream->write(std::string(total, 'z')));
+  EXPECT_TRUE(stream->full());
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_TRUE(stream->full());  // the client has read nothing
+  EXPECT_EQ(drained.load(), 0);
+  stream->end();
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body.size(), total);
+  EXPECT_TRUE(eventually([&] { return drained.load() == 1; }));
+  EXPECT_EQ(stream->queued(), 0u);
 }
 
 TEST(ServerStartTest, FixedPortInUseFails) {

@@ -169,6 +169,13 @@ bool RawSocket::fill() {
   }
 }
 
+bool RawSocket::read_until(std::string_view needle) {
+  while (buf_.find(needle) == std::string::npos) {
+    if (!fill()) return false;
+  }
+  return true;
+}
+
 std::optional<RawResponse> RawSocket::read_response(bool head) {
   size_t end;
   while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {

@@ -51,8 +51,12 @@ class RawSocket {
   // True when the peer closes (EOF or reset) within `within`; bytes that arrive meanwhile are
   // discarded.
   bool closed_within(std::chrono::milliseconds within);
+  // Reads until what is buffered (pending()) holds `needle`; false on EOF, error or timeout first.
+  bool read_until(std::string_view needle);
   // Bytes buffered but not yet consumed by read_response().
   const std::string& pending() const { return buf_; }
+  // Drops what is buffered.
+  void clear_pending() { buf_.clear(); }
   void shutdown_write();
 
   // Turns the connection into TLS: a handshake trusting only `ca_file` (PEM) and checking the

@@ -72,6 +72,15 @@ std::string_view to_string(HoldOutcome o) {
 
 void Call::on_complete() { ts_.proxy().on_attempt_done(*this); }
 
+bool Call::stream_body(const http::Response& answer) {
+  // A streamed answer is relayed at once, so only one that is not retried: below 500 and not a
+  // status the route retries (any other body is read whole, as the retry may replace it).
+  return !head_request && !client_gone && answer.status < 500 &&
+         !route->route.selector->retries_status(answer.status);
+}
+
+void Call::on_stream_end(bool complete) { ts_.proxy().end_stream(*this, complete); }
+
 bool ProxyCore::hold(Call& c) {
   const Clock::TimePoint t = now();
   if (!c.route->route.hold_for_upstream || c.attempt != 0 || c.ts_.stopped() ||
@@ -167,6 +176,7 @@ void ProxyCore::start_attempt(Call& c) {
   c.body = c.req->body;
   c.head_request = c.req->method == http::Method::kHead;
   c.idempotent = idempotent(c.req->method);
+  c.stream_idle_timeout = route.route.timeout;
   c.admission = c.pick->admission;
   c.phase = Call::Phase::kRunning;
   if (!c.ts_.pool().start(c.pick->host, c.pick->port, c)) {
@@ -216,6 +226,7 @@ void ProxyCore::on_attempt_done(Call& c) {
       .outcome = outcome,
       .cancelled = c.error == ExchangeError::kCancelled || c.error == ExchangeError::kOverflow,
       .request_sent = c.request_sent,
+      .streaming = c.error == ExchangeError::kNone && c.response.stream != nullptr,
       .latency = latency,
       .finished_at = t,
       .detail = c.detail};
@@ -347,6 +358,18 @@ void ProxyCore::finish(Call& c, http::Response&& response) {
   }
   RouteState& route = *c.route;
   route.count(response.status);
+  if (response.stream != nullptr) {
+    // The body streams on from the upstream connection: the request is in flight until it ends
+    // (end_stream()), and the call lives until then; its request does not (it is the server's
+    // until respond()).
+    c.streaming = true;
+    c.req->on_client_gone = nullptr;
+    c.req = nullptr;
+    http::Responder respond = std::move(c.respond);
+    c.respond = http::Responder();
+    respond(std::move(response));
+    return;
+  }
   const Clock::TimePoint ended = now();
   if (route.duration != nullptr) route.duration->observe(to_seconds(ended - c.started));
   (*route.load)[c.ts_.load_slot()].change(ended, -1);
@@ -359,6 +382,16 @@ void ProxyCore::finish(Call& c, http::Response&& response) {
   http::Response r = std::move(response);
   ts.release(c);
   respond(std::move(r));
+}
+
+void ProxyCore::end_stream(Call& c, bool /*complete*/) {
+  RouteState& route = *c.route;
+  const Clock::TimePoint ended = now();
+  if (route.duration != nullptr) route.duration->observe(to_seconds(ended - c.started));
+  (*route.load)[c.ts_.load_slot()].change(ended, -1);
+  c.streaming = false;
+  c.ts_.inflight().add(-1);
+  c.ts_.release(c);
 }
 
 void ProxyCore::client_gone(Call& c) {

@@ -208,9 +208,14 @@ class Call final : public Exchange {
   };
   Outcome previous;
   bool retry_refused = false;
+  // Answered with a streamed body, which the upstream connection still writes: the call ends
+  // (its route's load and duration, its return to the pool) at on_stream_end().
+  bool streaming = false;
 
  private:
   void on_complete() override;
+  bool stream_body(const http::Response& answer) override;
+  void on_stream_end(bool complete) override;
 };
 
 // The Proxy's state and attempt loop (Proxy::Impl, named so the per-thread parts can use it).
@@ -232,6 +237,8 @@ struct ProxyCore {
   void refuse(Call& c, const NoPick& why);
   void fail(Call& c, int status, std::string_view code, const std::string& message);
   void finish(Call& c, http::Response&& response);
+  // The end of a call answered with a streamed body, once that body ended.
+  void end_stream(Call& c, bool complete);
   void client_gone(Call& c);
   std::chrono::milliseconds timeout_resolution() const;
   std::chrono::milliseconds timeout_resolution(

@@ -185,19 +185,19 @@ void ResponseParser::on_header_impl(boost::beast::error_code& /*ec*/) {}
 void ResponseParser::on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
                                        boost::beast::error_code& /*ec*/) {
   if (content_length) {
-    resp_.body.reserve(static_cast<size_t>(std::min(*content_length, kMaxBodyReserve)));
+    body_->reserve(static_cast<size_t>(std::min(*content_length, kMaxBodyReserve)));
   }
 }
 
 std::size_t ResponseParser::on_body_impl(bsv body, boost::beast::error_code&) {
-  resp_.body.append(body);
+  body_->append(body);
   return body.size();
 }
 
 void ResponseParser::on_chunk_header_impl(std::uint64_t, bsv, boost::beast::error_code&) {}
 
 std::size_t ResponseParser::on_chunk_body_impl(std::uint64_t, bsv body, boost::beast::error_code&) {
-  resp_.body.append(body);
+  body_->append(body);
   return body.size();
 }
 

@@ -98,7 +98,11 @@ class RequestParser final : public beast_http::basic_parser<true> {
 // Parses one response into `resp`.
 class ResponseParser final : public beast_http::basic_parser<false> {
  public:
-  explicit ResponseParser(Response& resp) : resp_(resp) {}
+  explicit ResponseParser(Response& resp) : resp_(resp), body_(&resp.body) {}
+
+  // The rest of the body goes to `sink` instead of resp.body (a body streamed on as it comes,
+  // after the response's head was handed on); `resp` is no longer touched.
+  void body_to(std::string& sink) { body_ = &sink; }
 
  private:
   void on_request_impl(beast_http::verb method, bsv method_str, bsv target, int version,
@@ -117,6 +121,7 @@ class ResponseParser final : public beast_http::basic_parser<false> {
   void on_finish_impl(boost::beast::error_code& ec) override;
 
   Response& resp_;
+  std::string* body_;
 };
 
 }  // namespace prescale::http::internal

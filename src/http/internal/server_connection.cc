@@ -15,6 +15,7 @@
 #include <charconv>
 #include <cstring>
 #include <exception>
+#include <utility>
 
 #include "http/internal/server_internal.h"
 #include "http/internal/wire.h"
@@ -355,6 +356,12 @@ void Connection::on_readable(const boost::system::error_code& ec) {
       arm_read();
       return;
     case State::kWriting:
+      // A client that ends its input during a streamed body has left (as while handling): its
+      // producer is told.
+      if (stream_ != nullptr && peer_eof_ && buffer_.size() == 0) {
+        close();
+        return;
+      }
       // Pipelined bytes wait in the buffer until the response is out.
       arm_read();
       return;
@@ -527,10 +534,27 @@ void Connection::write_response() {
   }
   if (draining_) keep_alive_ = false;
   if (auto c = resp_.headers.get("Connection"); c && has_token(*c, "close")) keep_alive_ = false;
+  const bool body_allowed = !is_head_ && resp_.status != 204 && resp_.status != 304;
+  if (resp_.stream) {
+    stream_ = std::move(resp_.stream);
+    resp_.stream = nullptr;
+    if (!body_allowed) {
+      drop_stream();  // nothing of it can be sent: its producer is told to stop
+    } else {
+      // Chunked to HTTP/1.1; to HTTP/1.0 the body ends with the connection.
+      stream_chunked_ = version_ >= 11;
+      if (!stream_chunked_) keep_alive_ = false;
+      stream_done_ = false;
+      stream_attached_ = false;
+      stream_data_bytes_ = 0;
+    }
+  }
+  const bool streaming = stream_ != nullptr;
   const ConnectionHeader connection = !keep_alive_    ? ConnectionHeader::kClose
                                       : version_ < 11 ? ConnectionHeader::kKeepAlive
                                                       : ConnectionHeader::kNone;
   std::optional<uint64_t> content_length = resp_.body.size();
+  if (streaming) content_length.reset();
   if ((is_head_ || resp_.status == 304) && resp_.body.empty()) {
     // A bodiless answer to HEAD, or a 304 (e.g. relayed by the gateway), may state the length
     // of the body a GET would get, and only that (RFC 9110 sections 8.6 and 9.3.2): the
@@ -543,9 +567,22 @@ void Connection::write_response() {
     }
   }
   head_.clear();
-  append_response_head(head_, resp_, content_length, connection);
-  const bool send_body =
-      !is_head_ && resp_.status != 204 && resp_.status != 304 && !resp_.body.empty();
+  append_response_head(head_, resp_, content_length, connection, streaming && stream_chunked_);
+  if (streaming && !resp_.body.empty()) {
+    // What the handler had before the stream: its first piece.
+    if (stream_chunked_) {
+      char size[16];
+      auto r = std::to_chars(size, size + sizeof size, resp_.body.size(), 16);
+      head_.append(size, r.ptr);
+      head_ += "\r\n";
+      head_ += resp_.body;
+      head_ += "\r\n";
+    } else {
+      head_ += resp_.body;
+    }
+    resp_.body.clear();
+  }
+  const bool send_body = body_allowed && !resp_.body.empty();
   std::array<asio::const_buffer, 2> buffers = {asio::buffer(head_), asio::const_buffer()};
   const size_t inline_bytes =
       tls_ ? kTlsInlineBytes - std::min(kTlsInlineBytes, head_.size()) : kInlineBodyBytes;
@@ -664,6 +701,23 @@ void Connection::on_written(const boost::system::error_code& ec) {
     linger();
     return;
   }
+  if (stream_ != nullptr) {
+    if (!stream_done_) {
+      if (stream_data_bytes_ > 0) {
+        // May run the producer's on_drained: this is never within a producer's call (the first
+        // step is posted, the rest follow its writes).
+        stream_->sent(std::exchange(stream_data_bytes_, 0));
+        if (state_ == State::kClosed) return;
+        stream_step();
+      } else {
+        // The head is out. It may have been written within the producer's respond(): the body
+        // starts from the event loop, so that no callback of the stream runs inside that call.
+        asio::post(socket_.get_executor(), [self = shared_from_this()] { self->stream_step(); });
+      }
+      return;
+    }
+    stream_.reset();
+  }
   if (!keep_alive_ || draining_) {
     finish_after_response();
     return;
@@ -688,6 +742,54 @@ void Connection::on_written(const boost::system::error_code& ec) {
     deadline_ = now() + shared_.options.idle_timeout;
   }
   parse();
+}
+
+void Connection::stream_step() {
+  if (state_ == State::kClosed || write_pending_ || stream_ == nullptr || stream_done_) return;
+  if (stream_buf_.capacity() > kMaxRetainedBodyBytes) {
+    std::string().swap(stream_buf_);
+  } else {
+    stream_buf_.clear();
+  }
+  if (!stream_attached_) {
+    stream_attached_ = true;
+    // Woken from the producer's thread: the step runs on this one.
+    stream_->attach([weak = weak_from_this(), worker = worker_] {
+      worker->post_if_running([weak] {
+        if (auto self = weak.lock()) self->stream_step();
+      });
+    });
+  }
+  size_t data_bytes = 0;
+  switch (stream_->take(stream_buf_, stream_chunked_, data_bytes)) {
+    case BodyStream::Take::kData:
+      stream_data_bytes_ = data_bytes;
+      send({asio::buffer(stream_buf_), asio::const_buffer()});
+      return;
+    case BodyStream::Take::kWait:
+      deadline_ = Clock::TimePoint::max();  // the producer bounds its own silence
+      return;
+    case BodyStream::Take::kEnd:
+      stream_done_ = true;
+      if (stream_chunked_) {
+        stream_buf_ = "0\r\n\r\n";
+        send({asio::buffer(stream_buf_), asio::const_buffer()});
+      } else {
+        on_written({});  // an HTTP/1.0 body ends with the connection
+      }
+      return;
+    case BodyStream::Take::kAbort:
+      stream_.reset();  // it ended, by its producer's choice
+      close();          // without the last chunk: the client sees a cut body
+      return;
+  }
+}
+
+void Connection::drop_stream() {
+  if (stream_ == nullptr) return;
+  // Posted: close() may run within the producer's respond(), and its callbacks must not.
+  asio::post(socket_.get_executor(), [s = std::move(stream_)] { s->client_gone(); });
+  stream_ = nullptr;
 }
 
 void Connection::finish_after_response() {
@@ -774,6 +876,7 @@ void Connection::close() {
     counted_ = false;
     shared_.connection_closed();
   }
+  drop_stream();
   if (handling) notify_client_gone();
 }
 

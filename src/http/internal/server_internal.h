@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "http/body_stream.h"
 #include "http/internal/io_thread.h"
 #include "http/internal/parsers.h"
 #include "http/server.h"
@@ -209,6 +210,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void linger();
   void finish_after_response();
   void notify_client_gone();
+  // A streamed body (Response::stream): sends what the producer queued, its end, or waits.
+  void stream_step();
+  // The stream leaves the connection; its producer is told the client went away unless it ended.
+  void drop_stream();
 
   std::shared_ptr<Worker> worker_;
   ServerShared& shared_;
@@ -224,6 +229,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool tls_broken_ = false;  // a failed SSL call, or close_notify sent: none may follow
   Response resp_;
   std::string head_;
+  std::shared_ptr<BodyStream> stream_;  // the response's body in pieces, while it is sent
+  std::string stream_buf_;              // what stream_step() is writing
+  size_t stream_data_bytes_ = 0;        // of which the producer's bytes
+  bool stream_chunked_ = false;
+  bool stream_attached_ = false;  // the producer's writes wake this connection
+  bool stream_done_ = false;  // the last chunk is on its way (or the body ends with the connection)
   State state_ = State::kIdle;
   Clock::TimePoint deadline_{};
   uint64_t seq_ = 0;

@@ -268,7 +268,8 @@ std::string_view http_date_now() {
 }
 
 void append_response_head(std::string& out, const Response& response,
-                          std::optional<uint64_t> content_length, ConnectionHeader connection) {
+                          std::optional<uint64_t> content_length, ConnectionHeader connection,
+                          bool chunked) {
   out += "HTTP/1.1 ";
   append_number(out, static_cast<uint64_t>(response.status));
   out += ' ';
@@ -282,7 +283,9 @@ void append_response_head(std::string& out, const Response& response,
   }
   append_fields(out, response.headers);
   const bool no_length = response.status / 100 == 1 || response.status == 204;
-  if (content_length && !no_length) {
+  if (chunked && !no_length) {
+    out += "Transfer-Encoding: chunked\r\n";
+  } else if (content_length && !no_length) {
     out += "Content-Length: ";
     append_number(out, *content_length);
     out += "\r\n";

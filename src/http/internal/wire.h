@@ -38,10 +38,12 @@ enum class ConnectionHeader { kNone, kClose, kKeepAlive };
 // Appends the status line and header block (ending with the blank line) of `response` to
 // `out`. Framing is ours: the handler's Content-Length, Transfer-Encoding and Connection
 // fields are dropped, `Content-Length: content_length` is written when it is given and the
-// status is not 1xx or 204, `Server: prescale` is added unless the handler set a Server field,
-// and `Date` (now, IMF-fixdate; RFC 9110 section 6.6.1) unless the handler set one.
+// status is not 1xx or 204 (`Transfer-Encoding: chunked` instead when `chunked`), `Server:
+// prescale` is added unless the handler set a Server field, and `Date` (now, IMF-fixdate; RFC
+// 9110 section 6.6.1) unless the handler set one.
 void append_response_head(std::string& out, const Response& response,
-                          std::optional<uint64_t> content_length, ConnectionHeader connection);
+                          std::optional<uint64_t> content_length, ConnectionHeader connection,
+                          bool chunked = false);
 
 // Now as an HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT"), formatted once a second per thread.
 std::string_view http_date_now();

@@ -2,17 +2,22 @@
 
 #include <charconv>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <queue>
 #include <thread>
 #include <vector>
 
+#include "http/body_stream.h"
 #include "http/json.h"
 
 namespace prescale::services {
 namespace {
 
 constexpr int kMaxDelayMs = 60000;
+constexpr int kMaxEvents = 100000;
+constexpr int kMaxEventIntervalMs = 10000;
+constexpr int kMaxEventBytes = 65536;
 constexpr int kMaxLeakKib = 65536;                             // 64 MiB a request
 constexpr std::size_t kMaxLeakedBytes = std::size_t{2} << 30;  // 2 GiB in all
 
@@ -25,7 +30,8 @@ std::optional<int> parse_int(std::string_view s) {
 
 }  // namespace
 
-// Holds delayed responses on one background thread, so /delay never blocks an I/O thread.
+// Runs timed work (delayed answers, the next event of a stream) on one background thread, so
+// that neither blocks an I/O thread.
 class EchoService::DelayQueue {
  public:
   explicit DelayQueue(Clock& clock) : clock_(clock), thread_([this] { loop(); }) {}
@@ -35,10 +41,11 @@ class EchoService::DelayQueue {
     thread_.join();
   }
 
-  void push(Clock::TimePoint due, http::Responder respond) {
+  // Runs `fn` on the queue's thread at `due` (at once once stopping); `fn` may push more.
+  void push(Clock::TimePoint due, std::function<void()> fn) {
     {
       std::lock_guard lock(mu_);
-      pending_.push(Item{due, std::move(respond)});
+      pending_.push(Item{due, std::move(fn)});
     }
     cv_.notify_one();
   }
@@ -55,7 +62,7 @@ class EchoService::DelayQueue {
  private:
   struct Item {
     Clock::TimePoint due;
-    http::Responder respond;
+    std::function<void()> run;
     bool operator>(const Item& o) const { return due > o.due; }
   };
 
@@ -75,7 +82,7 @@ class EchoService::DelayQueue {
       Item item = pending_.top();
       pending_.pop();
       lock.unlock();
-      item.respond(http::Response::text(200, "delayed\n"));
+      item.run();
       lock.lock();
     }
   }
@@ -87,6 +94,25 @@ class EchoService::DelayQueue {
   bool stopping_ = false;
   std::thread thread_;
 };
+
+void EchoService::send_events(DelayQueue& queue, std::shared_ptr<http::BodyStream> stream, int i,
+                              int n, std::chrono::milliseconds interval, std::size_t bytes,
+                              Clock::TimePoint due) {
+  std::string data = std::to_string(i);
+  if (bytes > data.size() + 1) {
+    data += ' ';
+    data.append(bytes - data.size(), 'x');
+  }
+  if (!stream->write("id: " + std::to_string(i) + "\ndata: " + data + "\n\n")) return;  // gone
+  if (i + 1 == n) {
+    stream->end();
+    return;
+  }
+  const Clock::TimePoint next = due + interval;
+  queue.push(next, [&queue, stream = std::move(stream), i, n, interval, bytes, next]() mutable {
+    send_events(queue, std::move(stream), i + 1, n, interval, bytes, next);
+  });
+}
 
 EchoService::EchoService(Clock& clock)
     : clock_(clock), delays_(std::make_unique<DelayQueue>(clock)) {}
@@ -116,7 +142,49 @@ void EchoService::register_routes(runtime::Routes& routes) {
                                    "path parameter ms: expected an integer in 0..60000"));
       return;
     }
-    delays_->push(clock_.now() + std::chrono::milliseconds(*ms), std::move(respond));
+    delays_->push(clock_.now() + std::chrono::milliseconds(*ms), [respond = std::move(respond)] {
+      respond(http::Response::text(200, "delayed\n"));
+    });
+  });
+
+  // Server-sent events as they come: event 0 at once, the next every interval_ms, until the
+  // client leaves. A model streaming its tokens, for the gateway's streaming.
+  routes.get("/events/{n}", [this](http::Request& req, http::Responder respond) {
+    auto n = parse_int(*req.param("n"));
+    if (!n || *n < 1 || *n > kMaxEvents) {
+      respond(http::error_response(400, "invalid_argument",
+                                   "path parameter n: expected an integer in 1..100000"));
+      return;
+    }
+    int interval_ms = 100;
+    if (auto q = req.query_param("interval_ms")) {
+      auto v = parse_int(*q);
+      if (!v || *v < 0 || *v > kMaxEventIntervalMs) {
+        respond(
+            http::error_response(400, "invalid_argument",
+                                 "query parameter interval_ms: expected an integer in 0..10000"));
+        return;
+      }
+      interval_ms = *v;
+    }
+    int bytes = 0;
+    if (auto q = req.query_param("bytes")) {
+      auto v = parse_int(*q);
+      if (!v || *v < 0 || *v > kMaxEventBytes) {
+        respond(http::error_response(400, "invalid_argument",
+                                     "query parameter bytes: expected an integer in 0..65536"));
+        return;
+      }
+      bytes = *v;
+    }
+    auto stream = std::make_shared<http::BodyStream>();
+    http::Response r;
+    r.headers.set("Content-Type", "text/event-stream");
+    r.headers.set("Cache-Control", "no-cache");
+    r.stream = stream;
+    respond(std::move(r));
+    send_events(*delays_, std::move(stream), 0, *n, std::chrono::milliseconds(interval_ms),
+                static_cast<std::size_t>(bytes), clock_.now());
   });
 
   // Holds its I/O thread for `ms` (at most 10000): a replica started with one thread then serves

@@ -8,16 +8,27 @@
 //   GET  /busy/{ms}        answers after `ms` milliseconds (at most 10000) holding its I/O
 //                          thread: with one thread, a replica of fixed capacity
 //   GET  /status/{code}    answers with that status code (200..599)
+//   GET  /events/{n}       `n` (1..100000) server-sent events ("id: I\ndata: I\n\n"), the first
+//                          at once, then one every `interval_ms` (query; default 100, at most
+//                          10000), streamed as they come (http/body_stream.h); `bytes` (query,
+//                          at most 65536) pads each event's data to that many characters. A
+//                          model streaming its tokens, for the gateway's streaming
 //   GET  /leak/{kib}       keeps `kib` KiB (at most 65536, and 2 GiB in all) resident for the
 //                          process's life: a memory leak, to try memory limits and the healer
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <vector>
 
 #include "core/clock.h"
 #include "runtime/service.h"
+
+namespace prescale::http {
+class BodyStream;
+}  // namespace prescale::http
 
 namespace prescale::services {
 
@@ -31,6 +42,11 @@ class EchoService final : public runtime::Service {
 
  private:
   class DelayQueue;
+  // Writes event `i` of `n` to `stream` (its data padded to `bytes`) and has `queue` write the
+  // next at `due` + `interval`.
+  static void send_events(DelayQueue& queue, std::shared_ptr<http::BodyStream> stream, int i, int n,
+                          std::chrono::milliseconds interval, std::size_t bytes,
+                          Clock::TimePoint due);
   Clock& clock_;
   std::unique_ptr<DelayQueue> delays_;
   std::mutex leak_mu_;

@@ -1,0 +1,146 @@
+#include "http/body_stream.h"
+
+#include <algorithm>
+#include <charconv>
+#include <utility>
+
+namespace prescale::http {
+
+bool BodyStream::write(std::string_view data) {
+  std::function<void()> wake;
+  {
+    std::lock_guard lock(mu_);
+    if (gone_ || ended_ || aborted_) return false;
+    if (data.empty()) return true;
+    pieces_.emplace_back(data);
+    queued_ += data.size();
+    if (queued_ > kHighWater) was_full_ = true;
+    if (waiting_) {
+      waiting_ = false;
+      wake = wake_;
+    }
+  }
+  if (wake) wake();
+  return true;
+}
+
+void BodyStream::end() {
+  std::function<void()> wake;
+  {
+    std::lock_guard lock(mu_);
+    if (gone_ || ended_ || aborted_) return;
+    ended_ = true;
+    if (waiting_) {
+      waiting_ = false;
+      wake = wake_;
+    }
+  }
+  if (wake) wake();
+}
+
+void BodyStream::abort() {
+  std::function<void()> wake;
+  {
+    std::lock_guard lock(mu_);
+    if (gone_ || ended_ || aborted_) return;
+    aborted_ = true;
+    if (waiting_) {
+      waiting_ = false;
+      wake = wake_;
+    }
+  }
+  if (wake) wake();
+}
+
+bool BodyStream::full() const {
+  std::lock_guard lock(mu_);
+  return queued_ > kHighWater;
+}
+
+size_t BodyStream::queued() const {
+  std::lock_guard lock(mu_);
+  return queued_;
+}
+
+bool BodyStream::gone() const {
+  std::lock_guard lock(mu_);
+  return gone_;
+}
+
+void BodyStream::set_on_drained(std::function<void()> fn) {
+  std::lock_guard lock(mu_);
+  on_drained_ = std::move(fn);
+}
+
+void BodyStream::set_on_gone(std::function<void()> fn) {
+  std::lock_guard lock(mu_);
+  on_gone_ = std::move(fn);
+}
+
+void BodyStream::attach(std::function<void()> wake) {
+  std::lock_guard lock(mu_);
+  wake_ = std::move(wake);
+}
+
+BodyStream::Take BodyStream::take(std::string& out, bool chunked, size_t& data_bytes) {
+  std::vector<std::string> pieces;
+  bool ended = false;
+  bool aborted = false;
+  {
+    std::lock_guard lock(mu_);
+    pieces.swap(pieces_);
+    ended = ended_;
+    aborted = aborted_;
+    waiting_ = pieces.empty() && !ended && !aborted;
+  }
+  data_bytes = 0;
+  for (const std::string& piece : pieces) {
+    data_bytes += piece.size();
+    if (chunked) {
+      char size[16];
+      auto r = std::to_chars(size, size + sizeof size, piece.size(), 16);
+      out.append(size, r.ptr);
+      out += "\r\n";
+      out += piece;
+      out += "\r\n";
+    } else {
+      out += piece;
+    }
+  }
+  if (!pieces.empty()) return Take::kData;
+  if (aborted) return Take::kAbort;
+  if (ended) return Take::kEnd;
+  return Take::kWait;
+}
+
+void BodyStream::sent(size_t data_bytes) {
+  std::function<void()> drained;
+  {
+    std::lock_guard lock(mu_);
+    queued_ -= std::min(queued_, data_bytes);
+    if (was_full_ && queued_ <= kLowWater) {
+      was_full_ = false;
+      drained = on_drained_;
+    }
+  }
+  if (drained) drained();
+}
+
+void BodyStream::client_gone() {
+  std::function<void()> gone;
+  {
+    std::lock_guard lock(mu_);
+    if (gone_) return;
+    gone_ = true;
+    pieces_.clear();
+    queued_ = 0;
+    waiting_ = false;
+    wake_ = nullptr;
+    if (!ended_ && !aborted_) gone = std::move(on_gone_);
+    on_drained_ = nullptr;
+    on_gone_ = nullptr;
+  }
+  if (gone) gone();
+}
+
+}  // namespace prescale::http
