@@ -326,6 +326,9 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     Exchange* ex = streaming_ex_;
     streaming_ex_ = nullptr;
     paused_ = false;
+    // The connection may stream another body next: this one's callbacks must not reach it.
+    stream->set_on_drained(nullptr);
+    stream->set_on_gone(nullptr);
     if (linked) pool_->unlink(this);
     if (complete) {
       stream->end();

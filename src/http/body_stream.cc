@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <utility>
+#include <vector>
 
 namespace prescale::http {
 
@@ -88,9 +89,16 @@ BodyStream::Take BodyStream::take(std::string& out, bool chunked, size_t& data_b
   bool aborted = false;
   {
     std::lock_guard lock(mu_);
-    pieces.swap(pieces_);
-    ended = ended_;
-    aborted = aborted_;
+    // At most about kHighWater a batch (one piece at least): the server's write timeout bounds
+    // each batch, so a client that reads slowly but steadily is not cut off.
+    size_t bytes = 0;
+    while (!pieces_.empty() && (pieces.empty() || bytes + pieces_.front().size() <= kHighWater)) {
+      bytes += pieces_.front().size();
+      pieces.push_back(std::move(pieces_.front()));
+      pieces_.pop_front();
+    }
+    ended = ended_ && pieces_.empty();
+    aborted = aborted_ && pieces_.empty();
     waiting_ = pieces.empty() && !ended && !aborted;
   }
   data_bytes = 0;
@@ -108,6 +116,10 @@ BodyStream::Take BodyStream::take(std::string& out, bool chunked, size_t& data_b
     }
   }
   if (!pieces.empty()) return Take::kData;
+  if (ended || aborted) {
+    std::lock_guard lock(mu_);
+    wake_ = nullptr;  // nothing more to wake it for (the function holds the server's thread)
+  }
   if (aborted) return Take::kAbort;
   if (ended) return Take::kEnd;
   return Take::kWait;

@@ -6,21 +6,24 @@
 //
 // Flow control: write() never blocks. A producer that can wait (an upstream connection) stops
 // once full() — more than kHighWater bytes not yet on the socket — and goes on when
-// `on_drained` runs, once they are down to kLowWater. The server's write_timeout bounds a client
-// that reads too slowly; the server sets no limit on the time between pieces (the producer
-// bounds its own silence).
+// `on_drained` runs, once they are down to kLowWater. On another thread than the connection's,
+// it marks itself paused first and then asks full() again (on_drained may have run between its
+// write and its mark). The server writes at most about kHighWater at a time, each within its
+// write_timeout, so a client that takes nothing for that long is cut off; it sets no limit on
+// the time between pieces (the producer bounds its own silence).
 //
-// Thread safety: the producer's methods from any thread. The callbacks run on the I/O thread of
-// the client's connection, never from within a producer's call, so they may call back in.
+// Thread safety: the producer's methods from any thread. Set the callbacks before responding.
+// They run on the I/O thread of the client's connection, never from within a producer's call,
+// so they may call back in (but once the server has stopped, on_gone runs where it learns so).
 #pragma once
 
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <vector>
 
 namespace prescale::http {
 
@@ -76,7 +79,7 @@ class BodyStream {
   void client_gone();
 
   mutable std::mutex mu_;
-  std::vector<std::string> pieces_;
+  std::deque<std::string> pieces_;
   size_t queued_ = 0;
   bool ended_ = false;
   bool aborted_ = false;

@@ -176,6 +176,27 @@ bool RawSocket::read_until(std::string_view needle) {
   return true;
 }
 
+bool RawSocket::read_to_close(std::chrono::milliseconds within) {
+  const auto until = std::chrono::steady_clock::now() + within;
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    int rc = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc <= 0) return false;
+    char chunk[16384];
+    ssize_t n = ::recv(fd_, chunk, sizeof(chunk), MSG_DONTWAIT);
+    if (n == 0) return true;
+    if (n > 0) {
+      buf_.append(chunk, static_cast<size_t>(n));
+      continue;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return true;
+  }
+}
+
 std::optional<RawResponse> RawSocket::read_response(bool head) {
   size_t end;
   while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {

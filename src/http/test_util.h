@@ -53,6 +53,9 @@ class RawSocket {
   bool closed_within(std::chrono::milliseconds within);
   // Reads until what is buffered (pending()) holds `needle`; false on EOF, error or timeout first.
   bool read_until(std::string_view needle);
+  // Reads into pending() until the peer closes (EOF or reset): true, or false when it has not
+  // closed within `within`. Plain TCP only.
+  bool read_to_close(std::chrono::milliseconds within);
   // Bytes buffered but not yet consumed by read_response().
   const std::string& pending() const { return buf_; }
   // Drops what is buffered.

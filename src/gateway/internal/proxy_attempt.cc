@@ -243,8 +243,10 @@ void ProxyCore::on_attempt_done(Call& c) {
     finish_failed(c);
     return;
   }
-  if (c.error == ExchangeError::kNone && c.response.status < 500 &&
-      !selector.retries_status(c.response.status)) {
+  // A streamed answer is relayed whatever its status: it was streamed because it would be.
+  if (c.error == ExchangeError::kNone &&
+      (c.response.stream != nullptr ||
+       (c.response.status < 500 && !selector.retries_status(c.response.status)))) {
     relay(c);
     return;
   }

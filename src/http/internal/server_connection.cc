@@ -131,6 +131,11 @@ Connection::Connection(std::shared_ptr<Worker> worker, tcp::socket socket)
 }
 
 Connection::~Connection() {
+  if (stream_ != nullptr) {
+    // Destroyed without close() (its worker's loop ended): the producer is told all the same.
+    auto stream = std::move(stream_);
+    if (!worker_->post_if_running([stream] { stream->client_gone(); })) stream->client_gone();
+  }
   if (counted_) {
     counted_ = false;
     shared_.connection_closed();
@@ -358,7 +363,7 @@ void Connection::on_readable(const boost::system::error_code& ec) {
     case State::kWriting:
       // A client that ends its input during a streamed body has left (as while handling): its
       // producer is told.
-      if (stream_ != nullptr && peer_eof_ && buffer_.size() == 0) {
+      if (stream_ != nullptr && !stream_done_ && peer_eof_ && buffer_.size() == 0) {
         close();
         return;
       }
@@ -507,16 +512,26 @@ void Connection::deliver(uint64_t seq, Response&& response) {
     on_response(seq, std::move(response));
     return;
   }
+  std::shared_ptr<BodyStream> stream = response.stream;
   const bool posted =
       worker_->post_if_running([self = shared_from_this(), seq, r = std::move(response)]() mutable {
         self->on_response(seq, std::move(r));
       });
-  if (!posted) worker_->inflight().fetch_sub(1, std::memory_order_relaxed);
+  if (!posted) {
+    worker_->inflight().fetch_sub(1, std::memory_order_relaxed);
+    // The server has stopped: nothing of the body will be sent (no thread is left to post to).
+    if (stream != nullptr) stream->client_gone();
+  }
 }
 
 void Connection::on_response(uint64_t seq, Response&& response) {
   worker_->inflight().fetch_sub(1, std::memory_order_relaxed);
-  if (seq != seq_ || state_ != State::kHandling) return;  // closed meanwhile
+  if (seq != seq_ || state_ != State::kHandling) {  // closed meanwhile
+    if (response.stream != nullptr) {
+      asio::post(socket_.get_executor(), [s = std::move(response.stream)] { s->client_gone(); });
+    }
+    return;
+  }
   req_.on_client_gone = nullptr;
   resp_ = std::move(response);
   if (in_handler_) {
@@ -530,8 +545,11 @@ void Connection::write_response() {
   state_ = State::kWriting;  // the write deadline is set only if the write has to wait
   if (resp_.status < 200 || resp_.status > 999) {
     // Interim (1xx) and out-of-range statuses cannot be final answers.
+    stream_ = std::move(resp_.stream);
+    drop_stream();
     resp_ = rejection(500);
   }
+  const bool had_stream = resp_.stream != nullptr;
   if (draining_) keep_alive_ = false;
   if (auto c = resp_.headers.get("Connection"); c && has_token(*c, "close")) keep_alive_ = false;
   const bool body_allowed = !is_head_ && resp_.status != 204 && resp_.status != 304;
@@ -547,6 +565,9 @@ void Connection::write_response() {
       stream_done_ = false;
       stream_attached_ = false;
       stream_data_bytes_ = 0;
+      // The request's read deadline may be past already (a slow first piece): the head's write
+      // has its own, and the body's first step sets the next.
+      deadline_ = now() + shared_.options.write_timeout;
     }
   }
   const bool streaming = stream_ != nullptr;
@@ -554,7 +575,7 @@ void Connection::write_response() {
                                       : version_ < 11 ? ConnectionHeader::kKeepAlive
                                                       : ConnectionHeader::kNone;
   std::optional<uint64_t> content_length = resp_.body.size();
-  if (streaming) content_length.reset();
+  if (had_stream) content_length.reset();  // of unknown length, even where it is not sent
   if ((is_head_ || resp_.status == 304) && resp_.body.empty()) {
     // A bodiless answer to HEAD, or a 304 (e.g. relayed by the gateway), may state the length
     // of the body a GET would get, and only that (RFC 9110 sections 8.6 and 9.3.2): the
@@ -745,6 +766,7 @@ void Connection::on_written(const boost::system::error_code& ec) {
 }
 
 void Connection::stream_step() {
+  const auto hold = std::move(stream_hold_);  // kept to the end of this step
   if (state_ == State::kClosed || write_pending_ || stream_ == nullptr || stream_done_) return;
   if (stream_buf_.capacity() > kMaxRetainedBodyBytes) {
     std::string().swap(stream_buf_);
@@ -767,7 +789,14 @@ void Connection::stream_step() {
       send({asio::buffer(stream_buf_), asio::const_buffer()});
       return;
     case BodyStream::Take::kWait:
+      if (peer_eof_ && buffer_.size() == 0) {
+        close();  // the client ended its input (before the body began, or while reading was off)
+        return;
+      }
       deadline_ = Clock::TimePoint::max();  // the producer bounds its own silence
+      // Nothing else may hold the connection now (no write, and no read when the client's input
+      // ended or waits, pipelined): the producer's next piece, or close(), lets it go.
+      stream_hold_ = shared_from_this();
       return;
     case BodyStream::Take::kEnd:
       stream_done_ = true;
@@ -779,8 +808,9 @@ void Connection::stream_step() {
       }
       return;
     case BodyStream::Take::kAbort:
-      stream_.reset();  // it ended, by its producer's choice
-      close();          // without the last chunk: the client sees a cut body
+      stream_.reset();     // it ended, by its producer's choice
+      tls_broken_ = true;  // no close_notify: over TLS too, a cut is not a clean end
+      close();             // without the last chunk: the client sees a cut body
       return;
   }
 }
@@ -866,6 +896,7 @@ void Connection::begin_drain() {
 }
 
 void Connection::close() {
+  const auto hold = std::move(stream_hold_);  // it may be what keeps this connection alive
   if (state_ == State::kClosed) return;
   const bool handling = state_ == State::kHandling;
   state_ = State::kClosed;

@@ -234,6 +234,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t stream_data_bytes_ = 0;        // of which the producer's bytes
   bool stream_chunked_ = false;
   bool stream_attached_ = false;  // the producer's writes wake this connection
+  // This connection, while its stream waits for the producer: then nothing else may hold it.
+  std::shared_ptr<Connection> stream_hold_;
   bool stream_done_ = false;  // the last chunk is on its way (or the body ends with the connection)
   State state_ = State::kIdle;
   Clock::TimePoint deadline_{};

@@ -1,5 +1,6 @@
 #include "services/echo/echo_service.h"
 
+#include <algorithm>
 #include <charconv>
 #include <condition_variable>
 #include <functional>
@@ -50,7 +51,12 @@ class EchoService::DelayQueue {
     cv_.notify_one();
   }
 
-  // Answers everything still waiting at once.
+  bool stopping() {
+    std::lock_guard lock(mu_);
+    return stopping_;
+  }
+
+  // Runs everything still waiting at once (delayed answers are answered, event streams cut).
   void stop() {
     {
       std::lock_guard lock(mu_);
@@ -95,23 +101,35 @@ class EchoService::DelayQueue {
   std::thread thread_;
 };
 
-void EchoService::send_events(DelayQueue& queue, std::shared_ptr<http::BodyStream> stream, int i,
-                              int n, std::chrono::milliseconds interval, std::size_t bytes,
-                              Clock::TimePoint due) {
-  std::string data = std::to_string(i);
-  if (bytes > data.size() + 1) {
-    data += ' ';
-    data.append(bytes - data.size(), 'x');
-  }
-  if (!stream->write("id: " + std::to_string(i) + "\ndata: " + data + "\n\n")) return;  // gone
-  if (i + 1 == n) {
-    stream->end();
+void EchoService::send_events(DelayQueue& queue, const std::shared_ptr<EventStream>& events) {
+  EventStream& e = *events;
+  if (queue.stopping()) {
+    // The replica stops: the stream is cut, not hurried through its remaining events.
+    e.stream->set_on_drained(nullptr);
+    e.stream->abort();
     return;
   }
-  const Clock::TimePoint next = due + interval;
-  queue.push(next, [&queue, stream = std::move(stream), i, n, interval, bytes, next]() mutable {
-    send_events(queue, std::move(stream), i + 1, n, interval, bytes, next);
-  });
+  std::string data = std::to_string(e.next);
+  if (e.bytes > data.size() + 1) {
+    data += ' ';
+    data.append(e.bytes - data.size(), 'x');
+  }
+  if (!e.stream->write("id: " + std::to_string(e.next) + "\ndata: " + data + "\n\n")) {
+    return;  // the client left (which cleared the stream's callbacks)
+  }
+  if (++e.next == e.n) {
+    e.stream->set_on_drained(nullptr);
+    e.stream->end();
+    return;
+  }
+  e.due += e.interval;
+  if (e.stream->full()) {
+    // The client reads more slowly than events come: wait for on_drained, which may have run
+    // between the write and the mark (then go on now).
+    e.paused = true;
+    if (e.stream->full() || !e.paused.exchange(false)) return;
+  }
+  queue.push(e.due, [&queue, events] { send_events(queue, events); });
 }
 
 EchoService::EchoService(Clock& clock)
@@ -177,14 +195,27 @@ void EchoService::register_routes(runtime::Routes& routes) {
       }
       bytes = *v;
     }
-    auto stream = std::make_shared<http::BodyStream>();
+    auto events = std::make_shared<EventStream>();
+    events->stream = std::make_shared<http::BodyStream>();
+    events->n = *n;
+    events->interval = std::chrono::milliseconds(interval_ms);
+    events->bytes = static_cast<std::size_t>(bytes);
+    events->due = clock_.now();
+    // While paused the callback holds the events (the stream holds the callback until it ends or
+    // its client leaves, either of which clears it).
+    DelayQueue& queue = *delays_;
+    Clock& clock = clock_;
+    events->stream->set_on_drained([&queue, &clock, events] {
+      if (!events->paused.exchange(false)) return;
+      events->due = std::max(events->due, clock.now());
+      queue.push(events->due, [&queue, events] { send_events(queue, events); });
+    });
     http::Response r;
     r.headers.set("Content-Type", "text/event-stream");
     r.headers.set("Cache-Control", "no-cache");
-    r.stream = stream;
+    r.stream = events->stream;
     respond(std::move(r));
-    send_events(*delays_, std::move(stream), 0, *n, std::chrono::milliseconds(interval_ms),
-                static_cast<std::size_t>(bytes), clock_.now());
+    send_events(queue, events);
   });
 
   // Holds its I/O thread for `ms` (at most 10000): a replica started with one thread then serves

@@ -17,6 +17,7 @@
 //                          process's life: a memory leak, to try memory limits and the healer
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -42,11 +43,19 @@ class EchoService final : public runtime::Service {
 
  private:
   class DelayQueue;
-  // Writes event `i` of `n` to `stream` (its data padded to `bytes`) and has `queue` write the
-  // next at `due` + `interval`.
-  static void send_events(DelayQueue& queue, std::shared_ptr<http::BodyStream> stream, int i, int n,
-                          std::chrono::milliseconds interval, std::size_t bytes,
-                          Clock::TimePoint due);
+  // One GET /events stream: the next event and its time, written by the queue's thread, paused
+  // while the client's socket is full.
+  struct EventStream {
+    std::shared_ptr<http::BodyStream> stream;
+    int next = 0;
+    int n = 0;
+    std::chrono::milliseconds interval{0};
+    std::size_t bytes = 0;  // each event's data padded to this
+    Clock::TimePoint due{};
+    std::atomic<bool> paused{false};
+  };
+  // Writes the next event and has `queue` write the one after at its time.
+  static void send_events(DelayQueue& queue, const std::shared_ptr<EventStream>& events);
   Clock& clock_;
   std::unique_ptr<DelayQueue> delays_;
   std::mutex leak_mu_;
