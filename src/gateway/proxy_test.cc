@@ -884,6 +884,16 @@ TEST(ProxyTest, AStreamedUpstreamBodyIsRelayedAsItComes) {
   EXPECT_NE(s.pending().find("Content-Type: text/event-stream\r\n"), std::string::npos);
   EXPECT_EQ(gw.proxy().stats().inflight, 1u);
   EXPECT_EQ(gw.route_value("prescale_gateway_route_inflight_requests"), 1);
+  // Its duration is the wait for its head (what an SLO judges), observed already; its load goes
+  // on with the stream.
+  auto duration = [&] {
+    for (const auto& f : gw.registry().collect()) {
+      if (f.name == "prescale_request_duration_seconds") return f.series.at(0).histogram;
+    }
+    return telemetry::HistogramSnapshot{};
+  };
+  EXPECT_EQ(duration().count(), 1u);
+  std::this_thread::sleep_for(milliseconds(100));
   ASSERT_TRUE(stream->write("data: 2\n\n"));
   ASSERT_TRUE(s.read_until("data: 2\n\n"));
   stream->end();
@@ -893,6 +903,9 @@ TEST(ProxyTest, AStreamedUpstreamBodyIsRelayedAsItComes) {
   EXPECT_EQ(r->body, "data: 1\n\ndata: 2\n\n");
   EXPECT_TRUE(eventually([&] { return gw.proxy().stats().inflight == 0; }));
   EXPECT_EQ(gw.route_value("prescale_gateway_route_inflight_requests"), 0);
+  EXPECT_EQ(duration().count(), 1u);
+  EXPECT_GE(gw.route_value("prescale_gateway_route_busy_seconds_total"), 0.1);
+  EXPECT_LT(duration().sum, 0.1);
   // The upstream connection went back to the pool, and the next request takes it.
   EXPECT_TRUE(eventually([&] { return gw.proxy().stats().idle_connections == 1; }));
   ASSERT_TRUE(s.send(get("/again")));

@@ -363,7 +363,9 @@ void ProxyCore::finish(Call& c, http::Response&& response) {
   if (response.stream != nullptr) {
     // The body streams on from the upstream connection: the request is in flight until it ends
     // (end_stream()), and the call lives until then; its request does not (it is the server's
-    // until respond()).
+    // until respond()). Its duration is the wait for its head, its first piece (a model's time to
+    // first token): what an SLO judges; a stream's length is its content's.
+    if (route.duration != nullptr) route.duration->observe(to_seconds(now() - c.started));
     c.streaming = true;
     c.req->on_client_gone = nullptr;
     c.req = nullptr;
@@ -387,10 +389,7 @@ void ProxyCore::finish(Call& c, http::Response&& response) {
 }
 
 void ProxyCore::end_stream(Call& c, bool /*complete*/) {
-  RouteState& route = *c.route;
-  const Clock::TimePoint ended = now();
-  if (route.duration != nullptr) route.duration->observe(to_seconds(ended - c.started));
-  (*route.load)[c.ts_.load_slot()].change(ended, -1);
+  (*c.route->load)[c.ts_.load_slot()].change(now(), -1);
   c.streaming = false;
   c.ts_.inflight().add(-1);
   c.ts_.release(c);
