@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "http/client.h"
+#include "http/test_util.h"
 #include "support/subprocess.h"
 
 namespace prescale {
@@ -111,6 +112,29 @@ TEST(ServeTest, SigtermDrainsInFlightRequestsAndExitsZero) {
   // JSON log lines: one object per line, with the drain recorded.
   EXPECT_THAT(echo.log(), HasSubstr("\"level\":\"info\""));
   EXPECT_THAT(echo.log(), HasSubstr("received SIGTERM, draining"));
+}
+
+// A drain ends the open event streams (their clients see them complete, and reconnect elsewhere)
+// instead of waiting its 10 s of grace for them and then cutting them.
+TEST(ServeTest, SigtermEndsOpenEventStreams) {
+  TempDir dir;
+  std::string port_file = dir.file("port");
+  Subprocess echo({PRESCALE_BIN, "serve", "echo", "--port", "0", "--port-file", port_file},
+                  dir.file("echo.log"));
+  ASSERT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 10s))
+      << echo.log();
+  const auto port = static_cast<uint16_t>(std::stoi(testing::read_file(port_file)));
+  http::testing::RawSocket s(port, 10s);
+  ASSERT_TRUE(s.send("GET /events/1000?interval_ms=1000 HTTP/1.1\r\nHost: t\r\n\r\n"));
+  ASSERT_TRUE(s.read_until("data: 0\n\n"));
+  const auto signalled = std::chrono::steady_clock::now();
+  echo.signal(SIGTERM);
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value()) << "the stream was cut, not ended";
+  EXPECT_EQ(r->status, 200);
+  EXPECT_TRUE(r->body.starts_with("id: 0\ndata: 0\n\n")) << r->body;
+  EXPECT_EQ(echo.wait(10s), 0) << echo.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, 5s) << "the drain waited for the stream";
 }
 
 }  // namespace

@@ -68,14 +68,16 @@ bool BodyStream::gone() const {
   return gone_;
 }
 
+// The callbacks a stream replaces or drops are destroyed outside its lock: one may hold the last
+// reference to state whose destructor calls back in (end(), abort()), or to the stream itself.
 void BodyStream::set_on_drained(std::function<void()> fn) {
   std::lock_guard lock(mu_);
-  on_drained_ = std::move(fn);
+  on_drained_.swap(fn);
 }
 
 void BodyStream::set_on_gone(std::function<void()> fn) {
   std::lock_guard lock(mu_);
-  on_gone_ = std::move(fn);
+  on_gone_.swap(fn);
 }
 
 void BodyStream::attach(std::function<void()> wake) {
@@ -117,8 +119,13 @@ BodyStream::Take BodyStream::take(std::string& out, bool chunked, size_t& data_b
   }
   if (!pieces.empty()) return Take::kData;
   if (ended || aborted) {
+    // Nothing more to wake the server for or tell the producer: the functions go (the wake holds
+    // the server's thread, a producer's callback perhaps the producer).
+    std::function<void()> wake, drained, gone;
     std::lock_guard lock(mu_);
-    wake_ = nullptr;  // nothing more to wake it for (the function holds the server's thread)
+    wake.swap(wake_);
+    drained.swap(on_drained_);
+    gone.swap(on_gone_);
   }
   if (aborted) return Take::kAbort;
   if (ended) return Take::kEnd;
@@ -139,7 +146,7 @@ void BodyStream::sent(size_t data_bytes) {
 }
 
 void BodyStream::client_gone() {
-  std::function<void()> gone;
+  std::function<void()> gone, wake, drained, unused;
   {
     std::lock_guard lock(mu_);
     if (gone_) return;
@@ -147,10 +154,13 @@ void BodyStream::client_gone() {
     pieces_.clear();
     queued_ = 0;
     waiting_ = false;
-    wake_ = nullptr;
-    if (!ended_ && !aborted_) gone = std::move(on_gone_);
-    on_drained_ = nullptr;
-    on_gone_ = nullptr;
+    wake.swap(wake_);
+    drained.swap(on_drained_);
+    if (!ended_ && !aborted_) {
+      gone.swap(on_gone_);
+    } else {
+      unused.swap(on_gone_);
+    }
   }
   if (gone) gone();
 }

@@ -8,9 +8,10 @@
 // once full() — more than kHighWater bytes not yet on the socket — and goes on when
 // `on_drained` runs, once they are down to kLowWater. On another thread than the connection's,
 // it marks itself paused first and then asks full() again (on_drained may have run between its
-// write and its mark). The server writes at most about kHighWater at a time, each within its
-// write_timeout, so a client that takes nothing for that long is cut off; it sets no limit on
-// the time between pieces (the producer bounds its own silence).
+// write and its mark). The server writes at most about kHighWater at a time (or one larger
+// piece), and each write must be taken within its write_timeout: a client that reads more slowly
+// than that (under 64 KiB in 10 s by default) is cut off. It sets no limit on the time between
+// pieces (the producer bounds its own silence). The callbacks are dropped once the body ended.
 //
 // Thread safety: the producer's methods from any thread. Set the callbacks before responding.
 // They run on the I/O thread of the client's connection, never from within a producer's call,

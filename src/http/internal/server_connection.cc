@@ -33,6 +33,9 @@ constexpr Clock::Duration kLingerTime = std::chrono::seconds(1);
 constexpr size_t kInlineBodyBytes = 2048;
 // Over TLS each write is a record and a send(); a response this small goes as one of each.
 constexpr size_t kTlsInlineBytes = 16 * 1024;
+// A streamed body's write buffer is kept up to a batch (BodyStream::kHighWater) and this much of
+// chunk framing and a piece past it.
+constexpr size_t kStreamFramingSlack = 16 * 1024;
 // Responses written synchronously back to back (pipelining) before yielding to the scheduler.
 constexpr int kMaxSyncWriteDepth = 8;
 
@@ -768,7 +771,7 @@ void Connection::on_written(const boost::system::error_code& ec) {
 void Connection::stream_step() {
   const auto hold = std::move(stream_hold_);  // kept to the end of this step
   if (state_ == State::kClosed || write_pending_ || stream_ == nullptr || stream_done_) return;
-  if (stream_buf_.capacity() > kMaxRetainedBodyBytes) {
+  if (stream_buf_.capacity() > BodyStream::kHighWater + kStreamFramingSlack) {
     std::string().swap(stream_buf_);
   } else {
     stream_buf_.clear();
@@ -900,6 +903,8 @@ void Connection::close() {
   if (state_ == State::kClosed) return;
   const bool handling = state_ == State::kHandling;
   state_ = State::kClosed;
+  // A stream cut before its end must not look like a clean end to a TLS client.
+  if (stream_ != nullptr && !stream_done_) tls_broken_ = true;
   send_close_notify();  // a TLS client told the stream ended here, not cut (idle, drain)
   boost::system::error_code ignored;
   socket_.close(ignored);

@@ -132,6 +132,20 @@ void EchoService::send_events(DelayQueue& queue, const std::shared_ptr<EventStre
   queue.push(e.due, [&queue, events] { send_events(queue, events); });
 }
 
+void EchoService::on_drain() {
+  std::vector<std::weak_ptr<EventStream>> open;
+  {
+    std::lock_guard lock(events_mu_);
+    open.swap(events_);
+  }
+  for (const auto& weak : open) {
+    if (auto e = weak.lock()) {
+      e->stream->set_on_drained(nullptr);  // a paused stream is not resumed
+      e->stream->end();                    // its next write fails: no more events
+    }
+  }
+}
+
 EchoService::EchoService(Clock& clock)
     : clock_(clock), delays_(std::make_unique<DelayQueue>(clock)) {}
 EchoService::~EchoService() = default;
@@ -210,6 +224,11 @@ void EchoService::register_routes(runtime::Routes& routes) {
       events->due = std::max(events->due, clock.now());
       queue.push(events->due, [&queue, events] { send_events(queue, events); });
     });
+    {
+      std::lock_guard lock(events_mu_);
+      std::erase_if(events_, [](const std::weak_ptr<EventStream>& e) { return e.expired(); });
+      events_.push_back(events);
+    }
     http::Response r;
     r.headers.set("Content-Type", "text/event-stream");
     r.headers.set("Cache-Control", "no-cache");

@@ -40,6 +40,9 @@ class EchoService final : public runtime::Service {
 
   std::string_view name() const override { return "echo"; }
   void register_routes(runtime::Routes& routes) override;
+  // Ends the open GET /events streams (their clients reconnect elsewhere, as an EventSource
+  // does), so that a drain does not wait for them to its deadline.
+  void on_drain() override;
 
  private:
   class DelayQueue;
@@ -56,6 +59,8 @@ class EchoService final : public runtime::Service {
   };
   // Writes the next event and has `queue` write the one after at its time.
   static void send_events(DelayQueue& queue, const std::shared_ptr<EventStream>& events);
+  std::mutex events_mu_;
+  std::vector<std::weak_ptr<EventStream>> events_;  // the GET /events streams, some over
   Clock& clock_;
   std::unique_ptr<DelayQueue> delays_;
   std::mutex leak_mu_;
