@@ -1919,6 +1919,29 @@ TEST(UpTest, TheFirstRequestOfAServiceScaledToZeroWaitsForItsReplica) {
   }
 }
 
+// Server-sent events through prescale up's gateway to a service scaled to zero: the request waits
+// for the replica its load brings, then each event reaches the client as the replica sends it (the
+// gateway had buffered the body whole), and the stream, in flight for 2 s, keeps its replica.
+TEST(UpTest, EventsOfAServiceScaledToZeroReachTheClientAsTheReplicaSendsThem) {
+  TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  std::string yaml = one_echo_yaml(true);
+  yaml.replace(yaml.find("gateway:"), 0, "    replicas: {min: 0, max: 2, initial: 0}\n");
+  testing::write_file(config, yaml);
+  Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {}, "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  http::testing::RawSocket s(up.gateway_port(), 20s);
+  ASSERT_TRUE(s.send("GET /events/3?interval_ms=1000 HTTP/1.1\r\nHost: t\r\n\r\n"));
+  ASSERT_TRUE(s.read_until("data: 0\n\n")) << s.pending() << "\n" << up.log();
+  EXPECT_EQ(s.pending().find("data: 1"), std::string::npos) << s.pending();
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value()) << s.pending() << "\n" << up.log();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "id: 0\ndata: 0\n\nid: 1\ndata: 1\n\nid: 2\ndata: 2\n\n");
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_NE(up.log().find("prescale up: stopped. requests 1,"), std::string::npos) << up.log();
+}
+
 // `prescale status` against a running platform: the run's line, a row per service with what the
 // dashboard's API says of it, and its latest decision; --json the API's objects; nothing at the
 // address is said as such, exit 1.

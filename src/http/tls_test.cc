@@ -10,11 +10,13 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/text_file.h"
+#include "http/body_stream.h"
 #include "http/client.h"
 #include "http/server.h"
 #include "http/test_util.h"
@@ -59,7 +61,17 @@ class TlsTest : public ::testing::Test {
     o.threads = 2;
     if (!o.tls) o.tls = load(cert_);
     o.on_tls_handshake_failed = [this] { handshake_failures_.fetch_add(1); };
-    server_ = std::make_unique<Server>(std::move(o), [](Request& req, Responder respond) {
+    server_ = std::make_unique<Server>(std::move(o), [this](Request& req, Responder respond) {
+      if (req.target == "/stream") {
+        Response r;
+        r.stream = std::make_shared<BodyStream>();
+        {
+          std::lock_guard lock(streams_mu_);
+          streams_.push_back(r.stream);
+        }
+        respond(std::move(r));
+        return;
+      }
       if (req.target == "/big") {
         respond(Response::text(200, std::string(300 * 1024, 'b')));
         return;
@@ -83,6 +95,20 @@ class TlsTest : public ::testing::Test {
   TestCertificate cert_;
   std::unique_ptr<Server> server_;
   std::atomic<int> handshake_failures_{0};
+  std::mutex streams_mu_;
+  std::vector<std::shared_ptr<BodyStream>> streams_;  // of GET /stream, in order
+
+  // The n-th stream (0-based) once its request was handled; null after 5 s.
+  std::shared_ptr<BodyStream> stream(size_t n) {
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard lock(streams_mu_);
+        if (streams_.size() > n) return streams_[n];
+      }
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    return nullptr;
+  }
 };
 
 TEST_F(TlsTest, LoadReadsTheCertificatesNameExpiryAndFingerprint) {
@@ -181,6 +207,32 @@ TEST_F(TlsTest, TheServerEndsAConnectionWithCloseNotify) {
   ASSERT_TRUE(idle.send(get("/idle")));
   ASSERT_TRUE(idle.read_response().has_value());
   EXPECT_TRUE(idle.tls_closed_cleanly());  // after the idle timeout
+}
+
+// A streamed body over TLS: each piece arrives as it is written, the connection serves the next
+// request after a complete one, and an aborted one ends without close_notify, so that the client
+// can tell the cut from an end.
+TEST_F(TlsTest, AStreamedBodyArrivesAsWrittenAndItsAbortIsNoCleanEnd) {
+  Server& server = start();
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.start_tls(cert_.cert_file));
+  ASSERT_TRUE(s.send(get("/stream")));
+  auto first = stream(0);
+  ASSERT_NE(first, nullptr);
+  ASSERT_TRUE(first->write("one"));
+  ASSERT_TRUE(s.read_until("3\r\none\r\n"));
+  ASSERT_TRUE(first->write(std::string(100 * 1024, 'x')));  // several records
+  first->end();
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "one" + std::string(100 * 1024, 'x'));
+  ASSERT_TRUE(s.send(get("/stream")));
+  auto second = stream(1);
+  ASSERT_NE(second, nullptr);
+  ASSERT_TRUE(second->write("two"));
+  ASSERT_TRUE(s.read_until("3\r\ntwo\r\n"));
+  second->abort();
+  EXPECT_FALSE(s.tls_closed_cleanly());
 }
 
 TEST_F(TlsTest, AClientOfferingOnlyH2GetsNoAlpnAnswerAndHttp11StillWorks) {
