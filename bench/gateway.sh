@@ -73,36 +73,6 @@ if [ -n "$tls" ]; then
   prescale_tls=(--tls-cert "$work/tls/cert.pem" --tls-key "$work/tls/key.pem")
 fi
 
-nginx_temp_paths() {
-  cat <<NGINX
-  client_body_temp_path $1/body;
-  proxy_temp_path $1/proxy;
-  fastcgi_temp_path $1/fastcgi;
-  uwsgi_temp_path $1/uwsgi;
-  scgi_temp_path $1/scgi;
-NGINX
-}
-
-# Starts an nginx in $work/NAME: WORKERS worker processes, the settings every nginx here shares,
-# and BODY (the http block's own directives and servers).
-start_nginx() {  # NAME WORKERS BODY
-  mkdir -p "$work/$1/logs"
-  cat > "$work/$1/nginx.conf" <<NGINX
-worker_processes $2;
-daemon off;
-pid $work/$1/nginx.pid;
-error_log $work/$1/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-$(nginx_temp_paths "$work/$1")
-$3
-}
-NGINX
-  setsid /usr/sbin/nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
-  pids+=($!)
-}
-
 # --- the two upstream instances -----------------------------------------------------------------
 if [ "$upstream_kind" = echo ]; then
   for i in 1 2; do

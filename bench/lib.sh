@@ -120,3 +120,37 @@ stop_platform() {
   wait "$up_pid" 2>/dev/null || true
   up_pid=""
 }
+
+# DIR: nginx's temporary paths under DIR, as lines of its http block (so that it writes nothing
+# outside the bench's folder).
+nginx_temp_paths() {
+  cat <<NGINX
+  client_body_temp_path $1/body;
+  proxy_temp_path $1/proxy;
+  fastcgi_temp_path $1/fastcgi;
+  uwsgi_temp_path $1/uwsgi;
+  scgi_temp_path $1/scgi;
+NGINX
+}
+
+# NAME WORKERS BODY: starts an nginx in $work/NAME (the caller's folder) with WORKERS worker
+# processes, the settings every bench's nginx shares, and BODY (the http block's own directives
+# and servers), and adds its pid to the caller's array `pids`. An nginx that buffers bodies to
+# its temporary files writes them as its worker user: $work must be readable by it (0755).
+start_nginx() {  # NAME WORKERS BODY
+  mkdir -p "$work/$1/logs"
+  cat > "$work/$1/nginx.conf" <<NGINX
+worker_processes $2;
+daemon off;
+pid $work/$1/nginx.pid;
+error_log $work/$1/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+$(nginx_temp_paths "$work/$1")
+$3
+}
+NGINX
+  setsid /usr/sbin/nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
+  pids+=($!)
+}

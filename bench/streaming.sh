@@ -47,21 +47,9 @@ up=$(wait_port_file "$work/up.port")
 wait_for "http://127.0.0.1:$up/"
 
 # --- nginx, buffered (its default) and not --------------------------------------------------------
-start_nginx() {  # NAME PORT BUFFERING(on|off)
-  mkdir -p "$work/$1/logs"
-  cat > "$work/$1/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/$1/nginx.pid;
-error_log $work/$1/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/$1/body;
-  proxy_temp_path $work/$1/proxy;
-  fastcgi_temp_path $work/$1/fastcgi;
-  uwsgi_temp_path $work/$1/uwsgi;
-  scgi_temp_path $work/$1/scgi;
+# NAME PORT BUFFERING(on|off): an nginx proxying PORT to the upstream.
+start_proxy_nginx() {
+  start_nginx "$1" 1 "$(cat <<NGINX
   upstream backend { server 127.0.0.1:$up; keepalive 16; }
   server {
     listen 127.0.0.1:$2;
@@ -72,15 +60,13 @@ http {
       proxy_buffering $3;
     }
   }
-}
 NGINX
-  setsid /usr/sbin/nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
-  pids+=($!)
+)"
 }
 nginx_port=$(free_port)
-start_nginx nginx "$nginx_port" on
+start_proxy_nginx nginx "$nginx_port" on
 nginx_unbuffered_port=$(free_port)
-start_nginx nginx_unbuffered "$nginx_unbuffered_port" off
+start_proxy_nginx nginx_unbuffered "$nginx_unbuffered_port" off
 
 # --- haproxy --------------------------------------------------------------------------------------
 haproxy_port=$(free_port)

@@ -451,27 +451,25 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
         pool_->drop_idle(this);
         return;
       case State::kStreaming:
-        if (ec == asio::error::eof) {
-          peer_eof_ = true;
-        } else if (ec) {
-          end_stream(false);
-          return;
-        } else {
-          buffer_.commit(n);
-          deadline_ = now() + idle_timeout_;
-        }
-        pump();
-        return;
       case State::kBusy:
         break;
     }
     if (ec == asio::error::eof) {
       peer_eof_ = true;
     } else if (ec) {
-      fail_io(ec);
+      if (state_ == State::kStreaming) {
+        end_stream(false);
+      } else {
+        fail_io(ec);
+      }
       return;
     } else {
       buffer_.commit(n);
+      if (state_ == State::kStreaming) deadline_ = now() + idle_timeout_;
+    }
+    if (state_ == State::kStreaming) {
+      pump();
+      return;
     }
     while (buffer_.size() > 0) {
       got_bytes_ = true;

@@ -25,26 +25,16 @@ bool BodyStream::write(std::string_view data) {
   return true;
 }
 
-void BodyStream::end() {
-  std::function<void()> wake;
-  {
-    std::lock_guard lock(mu_);
-    if (gone_ || ended_ || aborted_) return;
-    ended_ = true;
-    if (waiting_) {
-      waiting_ = false;
-      wake = wake_;
-    }
-  }
-  if (wake) wake();
-}
+void BodyStream::end() { finish(ended_); }
 
-void BodyStream::abort() {
+void BodyStream::abort() { finish(aborted_); }
+
+void BodyStream::finish(bool& how) {
   std::function<void()> wake;
   {
     std::lock_guard lock(mu_);
     if (gone_ || ended_ || aborted_) return;
-    aborted_ = true;
+    how = true;
     if (waiting_) {
       waiting_ = false;
       wake = wake_;

@@ -74,6 +74,8 @@ class BodyStream {
   // Appends what is queued to `out`, framed as chunks when `chunked`; kWait when nothing is and
   // the body goes on.
   Take take(std::string& out, bool chunked, size_t& data_bytes);
+  // end() or abort(): sets `how` (ended_ or aborted_) unless the body is over already.
+  void finish(bool& how);
   // `data_bytes` of what take() gave reached the socket.
   void sent(size_t data_bytes);
   // The client went away: producers are told (on_gone), writes are dropped from now on.
