@@ -332,15 +332,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     if (linked) pool_->unlink(this);
     if (complete) {
       stream->end();
-      if (parser_->keep_alive() && write_done_ && buffer_.size() == 0 && !peer_eof_ &&
-          !pool_->stopped) {
-        state_ = State::kIdle;
-        idle_since_ = now();
-        pool_->release(shared_from_this());
-        arm_read();  // a no-op if the pool closed it
-      } else {
-        close();
-      }
+      release_or_close();
     } else {
       stream->abort();
       close();
@@ -555,12 +547,17 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   }
 
   void finish_ok() {
-    const bool reusable = parser_->keep_alive() && write_done_ && buffer_.size() == 0 &&
-                          !peer_eof_ && !pool_->stopped;
     Exchange* ex = detach();
     ex->error = ExchangeError::kNone;
     ex->reused = reused_;
-    if (reusable) {
+    release_or_close();
+    ex->on_complete();  // last: it may start another exchange on this connection
+  }
+
+  // A response is complete: back to the pool when the connection can serve another, else closed.
+  void release_or_close() {
+    if (parser_->keep_alive() && write_done_ && buffer_.size() == 0 && !peer_eof_ &&
+        !pool_->stopped) {
       state_ = State::kIdle;
       idle_since_ = now();
       pool_->release(shared_from_this());
@@ -568,7 +565,6 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     } else {
       close();
     }
-    ex->on_complete();  // last: it may start another exchange on this connection
   }
 
   void finish_error(ExchangeError error, std::string detail) {
