@@ -74,6 +74,7 @@ struct Request {
 };
 
 class BodyStream;  // http/body_stream.h
+class Tunnel;      // http/tunnel.h
 
 struct Response {
   int status = 200;
@@ -81,6 +82,9 @@ struct Response {
   std::string body;
   // A body that follows in pieces after `body` (http/body_stream.h); null: `body` is all of it.
   std::shared_ptr<BodyStream> stream;
+  // With status 101: the connection switches to the protocol the response's Upgrade field names
+  // (http/tunnel.h); null otherwise.
+  std::shared_ptr<Tunnel> tunnel;
 
   static Response text(int status, std::string body);
   static Response json(int status, std::string body);

@@ -11,6 +11,7 @@
 
 #include "http/body_stream.h"
 #include "http/test_util.h"
+#include "http/tunnel.h"
 
 namespace prescale::http {
 namespace {
@@ -1037,6 +1038,206 @@ TEST_F(ServerTest, AFullStreamIsDrainedAsTheClientReads) {
   EXPECT_EQ(r->body.size(), total);
   EXPECT_TRUE(eventually([&] { return drained.load() == 1; }));
   EXPECT_EQ(stream->queued(), 0u);
+}
+
+// A handler that switches to the protocol "tick" when asked, echoes what the client sends in it
+// ("echo:" before each piece), ends its side when the client sends "bye", and records the rest.
+class TunnelHandler {
+ public:
+  Handler handler() {
+    return [this](Request& req, Responder respond) {
+      if (upgrade_requested(req) != "tick") {
+        respond(Response::text(426, "upgrade to tick"));
+        return;
+      }
+      auto tunnel = std::make_shared<Tunnel>();
+      Tunnel* t = tunnel.get();
+      tunnel->set_on_data([this, t](std::string_view data) {
+        {
+          std::lock_guard lock(mu_);
+          received_ += data;
+        }
+        if (data == "bye") {
+          t->out().end();
+        } else {
+          t->out().write("echo:" + std::string(data));
+        }
+      });
+      tunnel->set_on_end([this] { ended_.fetch_add(1); });
+      tunnel->set_on_closed([this] { closed_.fetch_add(1); });
+      {
+        std::lock_guard lock(mu_);
+        tunnels_.push_back(tunnel);
+      }
+      Response r;
+      r.status = 101;
+      r.headers.set("Upgrade", "tick");
+      r.tunnel = std::move(tunnel);
+      respond(std::move(r));
+    };
+  }
+  std::string received() {
+    std::lock_guard lock(mu_);
+    return received_;
+  }
+  std::shared_ptr<Tunnel> tunnel(size_t n) {
+    std::lock_guard lock(mu_);
+    return tunnels_.size() > n ? tunnels_[n] : nullptr;
+  }
+  std::atomic<int> ended_{0};
+  std::atomic<int> closed_{0};
+
+ private:
+  std::mutex mu_;
+  std::string received_;
+  std::vector<std::shared_ptr<Tunnel>> tunnels_;
+};
+
+std::string upgrade_to(std::string_view protocol) {
+  return get("/tick", "Connection: Upgrade\r\nUpgrade: " + std::string(protocol) + "\r\n");
+}
+
+TEST_F(ServerTest, ASwitchedConnectionCarriesTheNewProtocolBothWays) {
+  TunnelHandler h;
+  Server& server = start(local_options(), h.handler());
+  RawSocket s(server.port());
+  // The client's first bytes in the new protocol come right behind its request.
+  ASSERT_TRUE(s.send(upgrade_to("tick") + "early"));
+  ASSERT_TRUE(s.read_until("echo:early"));
+  const std::string head = s.pending().substr(0, s.pending().find("\r\n\r\n") + 4);
+  EXPECT_TRUE(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n")) << head;
+  EXPECT_NE(head.find("Upgrade: tick\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("Connection: upgrade\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Content-Length"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Transfer-Encoding"), std::string::npos) << head;
+  EXPECT_EQ(s.pending(), head + "echo:early");
+  s.clear_pending();
+  // Bytes that look like HTTP are the new protocol's too.
+  ASSERT_TRUE(s.send("GET / HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(s.read_until("echo:GET / HTTP/1.1\r\n\r\n"));
+  EXPECT_EQ(server.inflight(), 0u);
+  // The client ends its side; the handler is told and ends its own: the connection closes.
+  s.shutdown_write();
+  EXPECT_TRUE(eventually([&] { return h.ended_.load() == 1; }));
+  h.tunnel(0)->out().end();
+  EXPECT_TRUE(s.read_to_close(milliseconds(2000)));
+  EXPECT_TRUE(eventually([&] { return h.closed_.load() == 1; }));
+  EXPECT_TRUE(eventually([&] { return server.connections() == 0; }));
+  EXPECT_EQ(h.closed_.load(), 1);
+}
+
+// The handler's end() is a half-close: the client reads the end and may still send.
+TEST_F(ServerTest, ATunnelsEndIsAHalfCloseAndItsClientMayStillSend) {
+  TunnelHandler h;
+  Server& server = start(local_options(), h.handler());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(upgrade_to("tick")));
+  ASSERT_TRUE(s.read_until("\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return h.tunnel(0) != nullptr; }));
+  ASSERT_TRUE(s.send("bye"));
+  EXPECT_TRUE(s.read_to_close(milliseconds(2000)));  // the server's side ended
+  ASSERT_TRUE(s.send(" after"));
+  EXPECT_TRUE(eventually([&] { return h.received() == "bye after"; })) << h.received();
+  EXPECT_EQ(h.closed_.load(), 0);
+  EXPECT_EQ(server.connections(), 1u);
+  s.shutdown_write();
+  EXPECT_TRUE(eventually([&] { return h.closed_.load() == 1; }));
+  EXPECT_TRUE(eventually([&] { return server.connections() == 0; }));
+  EXPECT_EQ(h.ended_.load(), 1);
+}
+
+TEST_F(ServerTest, APausedTunnelStopsReadingItsClientUntilResumed) {
+  std::shared_ptr<Tunnel> tunnel;
+  std::atomic<size_t> received{0};
+  Server& server = start(local_options(), [&](Request&, Responder respond) {
+    tunnel = std::make_shared<Tunnel>();
+    Tunnel* t = tunnel.get();
+    tunnel->set_on_data([&received, t](std::string_view data) {
+      received.fetch_add(data.size());
+      t->pause();  // after each piece: what was read so far, no more
+    });
+    Response r;
+    r.status = 101;
+    r.headers.set("Upgrade", "tick");
+    r.tunnel = tunnel;
+    respond(std::move(r));
+  });
+  RawSocket s(server.port(), milliseconds(20000));
+  ASSERT_TRUE(s.send(upgrade_to("tick")));
+  ASSERT_TRUE(s.read_until("\r\n\r\n"));
+  // More than the sockets' buffers hold: the sender blocks while the tunnel is paused.
+  const size_t total = size_t{32} * 1024 * 1024;
+  std::atomic<bool> sent{false};
+  std::thread sender([&] { sent = s.send(std::string(total, 'p')); });
+  ASSERT_TRUE(eventually([&] { return received.load() > 0; }));
+  std::this_thread::sleep_for(milliseconds(200));
+  const size_t while_paused = received.load();
+  EXPECT_LE(while_paused, size_t{1024} * 1024);
+  EXPECT_FALSE(sent.load());
+  // Each resume lets one more piece through, until everything has come.
+  for (int i = 0; i < 100000 && received.load() < total; ++i) {
+    const size_t before = received.load();
+    tunnel->resume();
+    for (int j = 0; j < 1000 && received.load() == before; ++j) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+  sender.join();
+  EXPECT_TRUE(sent.load());
+  EXPECT_EQ(received.load(), total);
+}
+
+TEST_F(ServerTest, ASwitchThatWasNotAskedForIs500AndItsTunnelIsClosed) {
+  std::atomic<int> closed{0};
+  Server& server = start(local_options(), [&](Request&, Responder respond) {
+    auto tunnel = std::make_shared<Tunnel>();
+    tunnel->set_on_closed([&] { closed.fetch_add(1); });
+    Response r;
+    r.status = 101;
+    r.headers.set("Upgrade", "tick");
+    r.tunnel = std::move(tunnel);
+    respond(std::move(r));
+  });
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(get("/plain")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 500);
+  EXPECT_TRUE(eventually([&] { return closed.load() == 1; }));
+  // An HTTP/1.0 request cannot switch: its Upgrade field is dropped.
+  RawSocket s10(server.port());
+  ASSERT_TRUE(s10.send("GET /tick HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: tick\r\n\r\n"));
+  auto r10 = s10.read_response();
+  ASSERT_TRUE(r10.has_value());
+  EXPECT_EQ(r10->status, 500);
+  EXPECT_TRUE(eventually([&] { return closed.load() == 2; }));
+}
+
+TEST_F(ServerTest, AHandlerThatDeclinesToSwitchAnswersOverHttp) {
+  TunnelHandler h;
+  Server& server = start(local_options(), h.handler());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(upgrade_to("h2c")));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 426);
+  // The connection stays HTTP.
+  ASSERT_TRUE(s.send(get("/again")));
+  auto again = s.read_response();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->status, 426);
+}
+
+TEST_F(ServerTest, ShutdownClosesOpenTunnelsAtItsDeadline) {
+  TunnelHandler h;
+  Server& server = start(local_options(), h.handler());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(upgrade_to("tick") + "hello"));
+  ASSERT_TRUE(s.read_until("echo:hello"));
+  server.shutdown(milliseconds(200));
+  EXPECT_EQ(h.closed_.load(), 1);
+  EXPECT_TRUE(s.read_to_close(milliseconds(2000)));
+  EXPECT_FALSE(h.tunnel(0)->out().write("late"));
 }
 
 TEST(ServerStartTest, FixedPortInUseFails) {

@@ -19,6 +19,7 @@
 
 #include "http/internal/server_internal.h"
 #include "http/internal/wire.h"
+#include "http/tunnel.h"
 
 namespace prescale::http::internal {
 namespace {
@@ -138,6 +139,10 @@ Connection::~Connection() {
     // Destroyed without close() (its worker's loop ended): the producer is told all the same.
     auto stream = std::move(stream_);
     if (!worker_->post_if_running([stream] { stream->client_gone(); })) stream->client_gone();
+  }
+  if (tunnel_ != nullptr) {
+    auto tunnel = std::move(tunnel_);
+    if (!worker_->post_if_running([tunnel] { tunnel->closed(); })) tunnel->closed();
   }
   if (counted_) {
     counted_ = false;
@@ -365,13 +370,17 @@ void Connection::on_readable(const boost::system::error_code& ec) {
       return;
     case State::kWriting:
       // A client that ends its input during a streamed body has left (as while handling): its
-      // producer is told.
-      if (stream_ != nullptr && !stream_done_ && peer_eof_ && buffer_.size() == 0) {
+      // producer is told. (A tunnel's client may end its side and read on.)
+      if (stream_ != nullptr && tunnel_ == nullptr && !stream_done_ && peer_eof_ &&
+          buffer_.size() == 0) {
         close();
         return;
       }
       // Pipelined bytes wait in the buffer until the response is out.
       arm_read();
+      return;
+    case State::kTunnel:
+      tunnel_input();
       return;
     case State::kClosed:
       return;
@@ -490,6 +499,10 @@ void Connection::dispatch() {
   // intermediary: answer it, then close (RFC 9112 section 6.1).
   keep_alive_ = parser_->keep_alive() && !draining_ && !(version_ < 11 && parser_->chunked());
   is_head_ = req_.method == Method::kHead;
+  // An HTTP/1.0 request cannot switch protocols: its Upgrade field is ignored (RFC 9110 section
+  // 7.8), so no handler (or proxy) acts on it.
+  if (version_ < 11) req_.headers.remove("Upgrade");
+  upgrade_asked_ = upgrade_requested(req_).has_value();
   ++seq_;
   arm_read();  // see arm_read(): watch the socket while the handler works
   worker_->inflight().fetch_add(1, std::memory_order_relaxed);
@@ -516,6 +529,7 @@ void Connection::deliver(uint64_t seq, Response&& response) {
     return;
   }
   std::shared_ptr<BodyStream> stream = response.stream;
+  std::shared_ptr<Tunnel> tunnel = response.tunnel;
   const bool posted =
       worker_->post_if_running([self = shared_from_this(), seq, r = std::move(response)]() mutable {
         self->on_response(seq, std::move(r));
@@ -524,6 +538,7 @@ void Connection::deliver(uint64_t seq, Response&& response) {
     worker_->inflight().fetch_sub(1, std::memory_order_relaxed);
     // The server has stopped: nothing of the body will be sent (no thread is left to post to).
     if (stream != nullptr) stream->client_gone();
+    if (tunnel != nullptr) tunnel->closed();
   }
 }
 
@@ -532,6 +547,9 @@ void Connection::on_response(uint64_t seq, Response&& response) {
   if (seq != seq_ || state_ != State::kHandling) {  // closed meanwhile
     if (response.stream != nullptr) {
       asio::post(socket_.get_executor(), [s = std::move(response.stream)] { s->client_gone(); });
+    }
+    if (response.tunnel != nullptr) {
+      asio::post(socket_.get_executor(), [t = std::move(response.tunnel)] { t->closed(); });
     }
     return;
   }
@@ -546,6 +564,21 @@ void Connection::on_response(uint64_t seq, Response&& response) {
 
 void Connection::write_response() {
   state_ = State::kWriting;  // the write deadline is set only if the write has to wait
+  if ((resp_.status == 101 || resp_.tunnel != nullptr) && accept_switch()) {
+    stream_ = tunnel_->out_;
+    stream_chunked_ = false;
+    stream_done_ = false;
+    stream_attached_ = false;
+    stream_data_bytes_ = 0;
+    tunnel_hold_ = shared_from_this();
+    deadline_ = now() + shared_.options.write_timeout;
+    head_.clear();
+    append_response_head(head_, resp_, std::nullopt, ConnectionHeader::kUpgrade, false);
+    head_ += resp_.body;  // the new protocol's first bytes, if the handler had any
+    resp_.body.clear();
+    send({asio::buffer(head_), asio::const_buffer()});
+    return;
+  }
   if (resp_.status < 200 || resp_.status > 999) {
     // Interim (1xx) and out-of-range statuses cannot be final answers.
     stream_ = std::move(resp_.stream);
@@ -733,6 +766,8 @@ void Connection::on_written(const boost::system::error_code& ec) {
         stream_->sent(std::exchange(stream_data_bytes_, 0));
         if (state_ == State::kClosed) return;
         stream_step();
+      } else if (tunnel_ != nullptr && state_ == State::kWriting) {
+        start_tunnel();
       } else {
         // The head is out. It may have been written within the producer's respond(): the body
         // starts from the event loop, so that no callback of the stream runs inside that call.
@@ -792,7 +827,7 @@ void Connection::stream_step() {
       send({asio::buffer(stream_buf_), asio::const_buffer()});
       return;
     case BodyStream::Take::kWait:
-      if (peer_eof_ && buffer_.size() == 0) {
+      if (tunnel_ == nullptr && peer_eof_ && buffer_.size() == 0) {
         close();  // the client ended its input (before the body began, or while reading was off)
         return;
       }
@@ -803,7 +838,9 @@ void Connection::stream_step() {
       return;
     case BodyStream::Take::kEnd:
       stream_done_ = true;
-      if (stream_chunked_) {
+      if (tunnel_ != nullptr) {
+        tunnel_output_ended();
+      } else if (stream_chunked_) {
         stream_buf_ = "0\r\n\r\n";
         send({asio::buffer(stream_buf_), asio::const_buffer()});
       } else {
@@ -823,6 +860,87 @@ void Connection::drop_stream() {
   // Posted: close() may run within the producer's respond(), and its callbacks must not.
   asio::post(socket_.get_executor(), [s = std::move(stream_)] { s->client_gone(); });
   stream_ = nullptr;
+}
+
+bool Connection::accept_switch() {
+  auto tunnel = std::move(resp_.tunnel);
+  int status = 0;  // the answer instead, when the switch is refused
+  if (resp_.status != 101 || tunnel == nullptr || !upgrade_asked_ || is_head_ ||
+      resp_.stream != nullptr || !resp_.headers.get("Upgrade")) {
+    status = 500;  // a handler bug
+  } else if (draining_) {
+    status = 503;  // a tunnel would outlive the drain
+  }
+  if (status == 0) {
+    tunnel_ = std::move(tunnel);
+    return true;
+  }
+  if (tunnel != nullptr) {
+    asio::post(socket_.get_executor(), [t = std::move(tunnel)] { t->closed(); });
+  }
+  stream_ = std::move(resp_.stream);
+  drop_stream();
+  if (status == 503) {
+    keep_alive_ = false;
+    resp_ = Response::json(
+        503, R"({"error":{"code":"unavailable","message":"the server is shutting down"}})");
+  } else {
+    resp_ = rejection(500);
+  }
+  return false;
+}
+
+void Connection::start_tunnel() {
+  state_ = State::kTunnel;
+  deadline_ = Clock::TimePoint::max();  // the handler bounds the tunnel's silence
+  tunnel_->attach([weak = weak_from_this(), worker = worker_] {
+    worker->post_if_running([weak] {
+      if (auto self = weak.lock()) self->tunnel_input();
+    });
+  });
+  // From the event loop: the head may have been written within the handler's respond(), and no
+  // callback of the tunnel may run inside that call.
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->stream_step();
+    self->tunnel_input();
+  });
+}
+
+void Connection::tunnel_input() {
+  if (state_ != State::kTunnel) return;
+  if (buffer_.size() > 0) {
+    if (tunnel_->paused()) {
+      read_paused_ = true;  // resume() reads again (at once: data may have come meanwhile)
+      return;
+    }
+    const auto data = buffer_.data();
+    tunnel_->data(std::string_view(static_cast<const char*>(data.data()), data.size()));
+    buffer_.consume(data.size());
+    if (state_ != State::kTunnel) return;
+  }
+  if (peer_eof_) {
+    if (!tunnel_input_ended_) {
+      tunnel_input_ended_ = true;
+      tunnel_->input_ended();
+      if (state_ != State::kTunnel) return;
+    }
+    if (stream_done_) close();  // both sides ended
+    return;
+  }
+  if (tunnel_->paused()) {
+    read_paused_ = true;
+    return;
+  }
+  arm_read();
+}
+
+void Connection::tunnel_output_ended() {
+  shutdown_send();
+  if (tunnel_input_ended_) {
+    close();
+    return;
+  }
+  deadline_ = now() + shared_.options.idle_timeout;  // for the client to end its side
 }
 
 void Connection::finish_after_response() {
@@ -881,6 +999,7 @@ void Connection::on_sweep(Clock::TimePoint t) {
   switch (state_) {
     case State::kIdle:
     case State::kWriting:
+    case State::kTunnel:
     case State::kLingering:
       close();
       break;
@@ -900,6 +1019,7 @@ void Connection::begin_drain() {
 
 void Connection::close() {
   const auto hold = std::move(stream_hold_);  // it may be what keeps this connection alive
+  const auto tunnel_hold = std::move(tunnel_hold_);
   if (state_ == State::kClosed) return;
   const bool handling = state_ == State::kHandling;
   state_ = State::kClosed;
@@ -913,6 +1033,10 @@ void Connection::close() {
     shared_.connection_closed();
   }
   drop_stream();
+  if (tunnel_ != nullptr) {
+    asio::post(socket_.get_executor(), [t = std::move(tunnel_)] { t->closed(); });
+    tunnel_ = nullptr;
+  }
   if (handling) notify_client_gone();
 }
 

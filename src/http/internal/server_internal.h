@@ -25,6 +25,7 @@
 #include "http/internal/parsers.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "http/tunnel.h"
 
 struct ssl_st;  // OpenSSL's SSL
 
@@ -161,7 +162,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection* next = nullptr;
 
  private:
-  enum class State { kIdle, kReading, kHandling, kWriting, kLingering, kClosed };
+  // kTunnel: after a 101's head, the bytes of another protocol both ways (http/tunnel.h).
+  enum class State { kIdle, kReading, kHandling, kWriting, kTunnel, kLingering, kClosed };
   // TLS only: how an SSL call ended.
   enum class TlsStep {
     kDone,      // it did what was asked
@@ -214,6 +216,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void stream_step();
   // The stream leaves the connection; its producer is told the client went away unless it ended.
   void drop_stream();
+  // Whether the response may switch protocols: a 101 with a tunnel, to a request that asked.
+  // Otherwise the tunnel (if any) is told it closed and the answer becomes 500 or 503.
+  bool accept_switch();
+  // The 101's head is out: the tunnel starts both ways.
+  void start_tunnel();
+  // Hands what the client sent to the tunnel; then reads on, waits (paused), or ends.
+  void tunnel_input();
+  // The tunnel's side to the client ended: a half-close, then reading until the client's end.
+  void tunnel_output_ended();
 
   std::shared_ptr<Worker> worker_;
   ServerShared& shared_;
@@ -237,6 +248,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // This connection, while its stream waits for the producer: then nothing else may hold it.
   std::shared_ptr<Connection> stream_hold_;
   bool stream_done_ = false;  // the last chunk is on its way (or the body ends with the connection)
+  // The response's switched protocol (101), from its head on; stream_ is then its out().
+  std::shared_ptr<Tunnel> tunnel_;
+  // This connection while it carries a tunnel: until close(), whatever waits or not.
+  std::shared_ptr<Connection> tunnel_hold_;
+  bool tunnel_input_ended_ = false;  // the client ended its side, and the tunnel was told
+  bool upgrade_asked_ = false;       // the request asked to switch protocols
   State state_ = State::kIdle;
   Clock::TimePoint deadline_{};
   uint64_t seq_ = 0;

@@ -299,6 +299,9 @@ void append_response_head(std::string& out, const Response& response,
     case ConnectionHeader::kKeepAlive:
       out += "Connection: keep-alive\r\n";
       break;
+    case ConnectionHeader::kUpgrade:
+      out += "Connection: upgrade\r\n";
+      break;
   }
   out += "\r\n";
 }

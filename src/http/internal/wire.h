@@ -33,7 +33,7 @@ std::string_view reason_phrase(int status);
 // split the response by accident).
 bool valid_field(std::string_view name, std::string_view value);
 
-enum class ConnectionHeader { kNone, kClose, kKeepAlive };
+enum class ConnectionHeader { kNone, kClose, kKeepAlive, kUpgrade };
 
 // Appends the status line and header block (ending with the blank line) of `response` to
 // `out`. Framing is ours: the handler's Content-Length, Transfer-Encoding and Connection
