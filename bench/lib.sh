@@ -154,3 +154,27 @@ NGINX
   setsid /usr/sbin/nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
   pids+=($!)
 }
+
+# PORT UPSTREAM_PORT [DEFAULTS]: starts a one-thread haproxy in $work on PORT proxying to
+# UPSTREAM_PORT, with its documented defaults and DEFAULTS (lines of its defaults section), and
+# adds its pid to the caller's array `pids`.
+start_haproxy() {  # PORT UPSTREAM_PORT [DEFAULTS]
+  cat > "$work/haproxy.cfg" <<HAPROXY
+global
+  nbthread 1
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+${3:-}
+frontend gateway
+  bind 127.0.0.1:$1
+  default_backend upstreams
+backend upstreams
+  server up 127.0.0.1:$2
+HAPROXY
+  setsid /usr/sbin/haproxy -f "$work/haproxy.cfg" -db &
+  pids+=($!)
+}

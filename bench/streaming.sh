@@ -70,23 +70,7 @@ start_proxy_nginx nginx_unbuffered "$nginx_unbuffered_port" off
 
 # --- haproxy --------------------------------------------------------------------------------------
 haproxy_port=$(free_port)
-cat > "$work/haproxy.cfg" <<HAPROXY
-global
-  nbthread 1
-defaults
-  mode http
-  option http-keep-alive
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-frontend gateway
-  bind 127.0.0.1:$haproxy_port
-  default_backend upstreams
-backend upstreams
-  server up 127.0.0.1:$up
-HAPROXY
-setsid /usr/sbin/haproxy -f "$work/haproxy.cfg" -db &
-pids+=($!)
+start_haproxy "$haproxy_port" "$up"
 
 # --- prescale gateway -----------------------------------------------------------------------------
 setsid "$prescale" gateway --upstream "echo=127.0.0.1:$up" --port 0 --threads 1 \

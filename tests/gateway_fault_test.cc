@@ -5,10 +5,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -19,6 +22,7 @@
 #include "http/client.h"
 #include "http/server.h"
 #include "http/test_util.h"
+#include "http/websocket.h"
 #include "support/subprocess.h"
 #include "telemetry/registry.h"
 
@@ -361,6 +365,63 @@ TEST(GatewayStreamTest, ServerSentEventsReachTheClientAsTheReplicaSendsThem) {
   auto next = s.read_response();
   ASSERT_TRUE(next.has_value());
   EXPECT_EQ(next->body, "hello");
+}
+
+// A WebSocket to a replica (`prescale serve echo`'s /ws) through the gateway: the handshake's
+// answer is the replica's, each message comes back as the replica sends it, and a close ends both
+// connections.
+TEST(GatewayWebSocketTest, AReplicasWebSocketEchoesThroughTheGateway) {
+  namespace ws = http::websocket;
+  Replicas r(1);
+  RunningGateway g(echo_gateway_yaml(r));
+  http::testing::RawSocket s(g.port(), 10s);
+  ASSERT_TRUE(
+      s.send("GET /ws HTTP/1.1\r\nHost: shop\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"));
+  ASSERT_TRUE(s.read_until("\r\n\r\n"));
+  EXPECT_TRUE(s.pending().starts_with("HTTP/1.1 101 Switching Protocols\r\n")) << s.pending();
+  EXPECT_THAT(s.pending(),
+              ::testing::HasSubstr("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+  EXPECT_THAT(s.pending(), ::testing::HasSubstr("Upgrade: websocket\r\n"));
+  s.clear_pending();
+  const std::array<uint8_t, 4> mask{0x37, 0xfa, 0x21, 0x3d};
+  std::string frames;
+  ws::append_frame(frames, ws::Opcode::kText, "hello through the gateway", true, mask);
+  ws::append_frame(frames, ws::Opcode::kPing, "are you there", true, mask);
+  ASSERT_TRUE(s.send(frames));
+  std::string expected;
+  ws::append_frame(expected, ws::Opcode::kText, "hello through the gateway");
+  ws::append_frame(expected, ws::Opcode::kPong, "are you there");
+  ASSERT_TRUE(s.read_until(expected)) << s.pending();
+  EXPECT_EQ(s.pending(), expected);
+  s.clear_pending();
+  std::string close;
+  ws::append_frame(close, ws::Opcode::kClose, ws::close_payload(ws::kCloseNormal, "done"), true,
+                   mask);
+  ASSERT_TRUE(s.send(close));
+  // The replica answers the close and ends its side; the gateway passes that on.
+  EXPECT_TRUE(s.read_to_close(5000ms));
+  std::string answer;
+  ws::append_frame(answer, ws::Opcode::kClose, ws::close_payload(ws::kCloseNormal));
+  EXPECT_EQ(s.pending(), answer);
+}
+
+// The same through a WebSocket client other than Prescale's own (python3-websocket).
+TEST(GatewayWebSocketTest, AThirdPartyClientTalksToAReplicaThroughTheGateway) {
+  if (access("/usr/bin/python3", X_OK) != 0 ||
+      std::system("/usr/bin/python3 -c 'import websocket' 2>/dev/null") != 0) {
+    GTEST_SKIP() << "python3-websocket is not installed (scripts/install-deps installs it)";
+  }
+  Replicas r(1);
+  RunningGateway g(echo_gateway_yaml(r));
+  TempDir dir;
+  Subprocess client(
+      {"/usr/bin/python3", WEBSOCKET_CLIENT, "ws://127.0.0.1:" + std::to_string(g.port()) + "/ws"},
+      dir.file("client.log"));
+  const auto status = client.wait(30s);
+  ASSERT_TRUE(status.has_value()) << client.log();
+  EXPECT_EQ(*status, 0) << client.log();
+  EXPECT_EQ(client.log(), "ok\n");
 }
 
 }  // namespace

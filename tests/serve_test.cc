@@ -3,12 +3,17 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <array>
+#include <cstdint>
 #include <future>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "http/client.h"
 #include "http/test_util.h"
+#include "http/websocket.h"
 #include "support/subprocess.h"
 
 namespace prescale {
@@ -135,6 +140,228 @@ TEST(ServeTest, SigtermEndsOpenEventStreams) {
   EXPECT_TRUE(r->body.starts_with("id: 0\ndata: 0\n\n")) << r->body;
   EXPECT_EQ(echo.wait(10s), 0) << echo.log();
   EXPECT_LT(std::chrono::steady_clock::now() - signalled, 5s) << "the drain waited for the stream";
+}
+
+// `prescale serve echo`'s WebSocket echo, GET /ws, spoken to byte by byte.
+class ServeEchoWebSocketTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string port_file = dir_.file("port");
+    echo_ = std::make_unique<Subprocess>(
+        std::vector<std::string>{PRESCALE_BIN, "serve", "echo", "--port", "0", "--port-file",
+                                 port_file},
+        dir_.file("echo.log"));
+    ASSERT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 10s))
+        << echo_->log();
+    port_ = static_cast<uint16_t>(std::stoi(testing::read_file(port_file)));
+  }
+
+  // The RFC 6455 section 1.3 example key, whose answer is s3pPLMBiTxaQ9kYGzzhZRbK+xOo=.
+  static std::string handshake(std::string_view extra_fields = "") {
+    return "GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+           std::string(extra_fields) + "\r\n";
+  }
+
+  // Connects and completes the handshake: what the server sends next is its frames.
+  void open(http::testing::RawSocket& s) {
+    ASSERT_TRUE(s.connected());
+    ASSERT_TRUE(s.send(handshake()));
+    ASSERT_TRUE(s.read_until("\r\n\r\n"));
+    ASSERT_TRUE(s.pending().starts_with("HTTP/1.1 101 ")) << s.pending();
+    s.clear_pending();
+  }
+
+  // A frame as a client sends it: masked (RFC 6455 section 5.3), here with section 5.7's key.
+  static std::string masked(http::websocket::Opcode opcode, std::string_view payload,
+                            bool fin = true) {
+    std::string out;
+    http::websocket::append_frame(out, opcode, payload, fin,
+                                  std::array<uint8_t, 4>{0x37, 0xfa, 0x21, 0x3d});
+    return out;
+  }
+
+  // A frame as the server sends it: unmasked.
+  static std::string unmasked(http::websocket::Opcode opcode, std::string_view payload,
+                              bool fin = true) {
+    std::string out;
+    http::websocket::append_frame(out, opcode, payload, fin);
+    return out;
+  }
+
+  // The complete frames in what the server sent.
+  static std::vector<http::websocket::Frame> frames_in(std::string_view bytes) {
+    http::websocket::FrameParser parser(http::websocket::FrameParser::Role::kClient, 1 << 20);
+    std::vector<http::websocket::Frame> frames;
+    auto parsed = parser.parse(bytes, frames);
+    EXPECT_TRUE(parsed.has_value()) << parsed.error().to_string();
+    return frames;
+  }
+
+  static int close_code(const http::websocket::Frame& close) {
+    if (close.payload.size() < 2) return 0;
+    return (static_cast<uint8_t>(close.payload[0]) << 8) | static_cast<uint8_t>(close.payload[1]);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Subprocess> echo_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(ServeEchoWebSocketTest, TheHandshakeAnswersTheKeyAndNegotiatesNothingElse) {
+  http::testing::RawSocket s(port_, 10s);
+  ASSERT_TRUE(s.send(handshake(
+      "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Extensions: permessage-deflate\r\n")));
+  ASSERT_TRUE(s.read_until("\r\n\r\n"));
+  const std::string& head = s.pending();
+  EXPECT_TRUE(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n")) << head;
+  EXPECT_THAT(head, HasSubstr("\r\nUpgrade: websocket\r\n"));
+  EXPECT_THAT(head, HasSubstr("\r\nConnection: upgrade\r\n"));
+  EXPECT_THAT(head, HasSubstr("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+  // No subprotocol or extension was agreed to: the client must not use any.
+  EXPECT_THAT(head, ::testing::Not(HasSubstr("Sec-WebSocket-Protocol")));
+  EXPECT_THAT(head, ::testing::Not(HasSubstr("Sec-WebSocket-Extensions")));
+
+  // The switch is counted as the success it is, not as a 500 (what an interim 1xx answer is).
+  http::Client client;
+  auto metrics = client.request("127.0.0.1", port_, get("/metrics"));
+  ASSERT_TRUE(metrics) << metrics.error().to_string();
+  EXPECT_THAT(metrics->body,
+              HasSubstr(R"(prescale_requests_total{service="echo",route="/ws",code="101"} 1)"));
+}
+
+TEST_F(ServeEchoWebSocketTest, EachDataFrameComesBackUnmaskedFragmentsAsTheyCame) {
+  using http::websocket::Opcode;
+  http::testing::RawSocket s(port_, 10s);
+  open(s);
+  ASSERT_TRUE(s.send(masked(Opcode::kText, "Hello")));
+  ASSERT_TRUE(s.read_until(unmasked(Opcode::kText, "Hello")));
+  auto frames = frames_in(s.pending());
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].opcode, Opcode::kText);
+  EXPECT_TRUE(frames[0].fin);
+  EXPECT_EQ(frames[0].payload, "Hello");
+  s.clear_pending();
+
+  // A fragmented message stays fragmented; a binary payload past 125 bytes (a 16-bit length)
+  // too.
+  const std::string binary(300, '\xab');
+  ASSERT_TRUE(s.send(masked(Opcode::kText, "Hel", false) + masked(Opcode::kContinuation, "lo") +
+                     masked(Opcode::kBinary, binary)));
+  const std::string expected = unmasked(Opcode::kText, "Hel", false) +
+                               unmasked(Opcode::kContinuation, "lo") +
+                               unmasked(Opcode::kBinary, binary);
+  ASSERT_TRUE(s.read_until(expected));
+  EXPECT_EQ(s.pending(), expected);
+  frames = frames_in(s.pending());
+  ASSERT_EQ(frames.size(), 3u);
+  EXPECT_FALSE(frames[0].fin);
+  EXPECT_EQ(frames[1].opcode, Opcode::kContinuation);
+  EXPECT_EQ(frames[2].payload, binary);
+}
+
+TEST_F(ServeEchoWebSocketTest, APingIsAnsweredWithAPongOfTheSamePayload) {
+  using http::websocket::Opcode;
+  http::testing::RawSocket s(port_, 10s);
+  open(s);
+  // The pong is not answered; the text after it shows that nothing was sent for it.
+  ASSERT_TRUE(s.send(masked(Opcode::kPing, "are you there") + masked(Opcode::kPong, "unasked") +
+                     masked(Opcode::kText, "after")));
+  const std::string expected =
+      unmasked(Opcode::kPong, "are you there") + unmasked(Opcode::kText, "after");
+  ASSERT_TRUE(s.read_until(expected));
+  EXPECT_EQ(s.pending(), expected);
+}
+
+// The close handshake (RFC 6455 section 5.5.1): the server answers with the client's status
+// code and ends its side of the connection, as the server should close TCP first.
+TEST_F(ServeEchoWebSocketTest, AClientsCloseIsAnsweredWithItsCodeAndTheConnectionEnds) {
+  using http::websocket::Opcode;
+  http::testing::RawSocket s(port_, 10s);
+  open(s);
+  ASSERT_TRUE(s.send(masked(Opcode::kText, "last") +
+                     masked(Opcode::kClose, http::websocket::close_payload(4000, "bye")) +
+                     masked(Opcode::kText, "after the close")));
+  ASSERT_TRUE(s.read_to_close(5000ms)) << "the server did not end its side";
+  const auto frames = frames_in(s.pending());
+  ASSERT_EQ(frames.size(), 2u) << "nothing after a close is answered";
+  EXPECT_EQ(frames[0].payload, "last");
+  EXPECT_EQ(frames[1].opcode, Opcode::kClose);
+  EXPECT_EQ(frames[1].payload, http::websocket::close_payload(4000));
+  s.shutdown_write();
+
+  // A close without a status code is answered with none.
+  http::testing::RawSocket empty(port_, 10s);
+  open(empty);
+  ASSERT_TRUE(empty.send(masked(Opcode::kClose, "")));
+  ASSERT_TRUE(empty.read_to_close(5000ms));
+  EXPECT_EQ(empty.pending(), unmasked(Opcode::kClose, ""));
+}
+
+TEST_F(ServeEchoWebSocketTest, ARequestThatIsNoHandshakeIsRefusedSayingWhatIsMissing) {
+  {
+    http::testing::RawSocket s(port_, 10s);
+    ASSERT_TRUE(s.send("GET /ws HTTP/1.1\r\nHost: t\r\n\r\n"));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 426);
+    EXPECT_EQ(r->header("Upgrade"), "websocket");
+    EXPECT_THAT(r->body, HasSubstr(R"("code":"upgrade_required")"));
+    EXPECT_THAT(r->body, HasSubstr("Upgrade: websocket"));
+  }
+  {
+    http::testing::RawSocket s(port_, 10s);
+    ASSERT_TRUE(
+        s.send("GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+               "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 426);
+    EXPECT_EQ(r->header("Sec-WebSocket-Version"), "13");
+    EXPECT_THAT(r->body, HasSubstr("Sec-WebSocket-Version"));
+  }
+  {
+    http::testing::RawSocket s(port_, 10s);
+    ASSERT_TRUE(
+        s.send("GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+               "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short==\r\n\r\n"));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 400);
+    EXPECT_THAT(r->body, HasSubstr("Sec-WebSocket-Key"));
+  }
+}
+
+// A client must mask what it sends (RFC 6455 section 5.1): the server fails the connection with
+// 1002 and a reason saying why.
+TEST_F(ServeEchoWebSocketTest, AnUnmaskedFrameIsClosedAsAProtocolError) {
+  using http::websocket::Opcode;
+  http::testing::RawSocket s(port_, 10s);
+  open(s);
+  ASSERT_TRUE(s.send(unmasked(Opcode::kText, "Hello")));
+  ASSERT_TRUE(s.read_to_close(5000ms)) << "the server did not end its side";
+  const auto frames = frames_in(s.pending());
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].opcode, Opcode::kClose);
+  EXPECT_EQ(close_code(frames[0]), http::websocket::kCloseProtocolError);
+  EXPECT_THAT(frames[0].payload, HasSubstr("unmasked"));
+}
+
+// A drain closes the open WebSockets with 1001 (going away: their clients reconnect elsewhere)
+// instead of waiting its 10 s of grace for them and then cutting them.
+TEST_F(ServeEchoWebSocketTest, SigtermClosesOpenWebSocketsAsGoingAway) {
+  http::testing::RawSocket s(port_, 10s);
+  open(s);
+  const auto signalled = std::chrono::steady_clock::now();
+  echo_->signal(SIGTERM);
+  ASSERT_TRUE(s.read_to_close(5000ms)) << "the server did not end its side";
+  const auto frames = frames_in(s.pending());
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].opcode, http::websocket::Opcode::kClose);
+  EXPECT_EQ(close_code(frames[0]), 1001);
+  s.shutdown_write();  // the client's end completes the close
+  EXPECT_EQ(echo_->wait(10s), 0) << echo_->log();
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, 5s) << "the drain waited for the socket";
 }
 
 }  // namespace

@@ -210,6 +210,8 @@ struct RouteConfig {
   std::string service;
   std::chrono::milliseconds timeout = std::chrono::seconds(15);  // whole request, retries included
   std::chrono::milliseconds per_try_timeout{0};                  // per attempt; 0 = only `timeout`
+  // A relayed WebSocket with nothing passing either way for this long is closed.
+  std::chrono::milliseconds websocket_idle_timeout = std::chrono::minutes(5);
   RetryPolicyConfig retries;  // `retries: 2` in a file is short for `retries: {num_retries: 2}`
   RateLimitConfig rate_limit;
 

@@ -146,6 +146,7 @@ TEST(ConfigLoad, GatewayFileLoadsWithExpectedValues) {
   EXPECT_THAT(canary.match.headers, ElementsAre(Pair("x-canary", "1")));
   EXPECT_EQ(canary.timeout, 15s);
   EXPECT_EQ(canary.per_try_timeout, 0ms);
+  EXPECT_EQ(canary.websocket_idle_timeout, 5min);
   EXPECT_EQ(canary.retries.num_retries, 1);
   EXPECT_THAT(canary.retries.retry_on,
               ElementsAre(RetryOn::kGatewayError, RetryOn::kConnectFailure, RetryOn::kReset));
@@ -155,6 +156,7 @@ TEST(ConfigLoad, GatewayFileLoadsWithExpectedValues) {
   const RouteConfig& checkout = g.routes[1];
   EXPECT_EQ(checkout.timeout, 10s);
   EXPECT_EQ(checkout.per_try_timeout, 3s);
+  EXPECT_EQ(checkout.websocket_idle_timeout, 1min);
   EXPECT_EQ(checkout.retries.num_retries, 2);
   // Listing codes turns on retrying by code.
   EXPECT_THAT(checkout.retries.retry_on,
@@ -1097,6 +1099,8 @@ TEST(ConfigError, GatewayRouteRetriesAndLimits) {
   EXPECT_EQ(gateway_error("  routes: [{service: a, timeout: 2s, per_try_timeout: 5s}]\n"),
             "prescale.yaml:4:55: gateway.routes[0].per_try_timeout: must be <= timeout (2s), got "
             "5s");
+  EXPECT_EQ(gateway_error("  routes: [{service: a, websocket_idle_timeout: 0s}]\n"),
+            "prescale.yaml:4:49: gateway.routes[0].websocket_idle_timeout: must be > 0s, got 0s");
   EXPECT_EQ(gateway_error("  routes: [{service: a, per_try_timeout: -5s}]\n"),
             R"(prescale.yaml:4:42: gateway.routes[0].per_try_timeout: durations cannot be )"
             R"(negative, got "-5s")");

@@ -202,7 +202,7 @@ std::chrono::milliseconds ProxyCore::timeout_resolution(
   std::chrono::milliseconds shortest = std::min(options.connect_timeout, options.idle_timeout);
   for (const auto& r : of_routes) {
     if (!r) continue;
-    shortest = std::min(shortest, r->route.timeout);
+    shortest = std::min({shortest, r->route.timeout, r->route.websocket_idle_timeout});
     if (r->route.per_try_timeout.count() > 0) {
       shortest = std::min(shortest, r->route.per_try_timeout);
     }

@@ -14,7 +14,8 @@
 // body ends.
 //
 // Header handling (docs/gateway.md): hop-by-hop fields (Connection and the fields it names,
-// Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) are dropped both ways and the
+// Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) are dropped both ways (a
+// WebSocket's upgrade excepted: docs/gateway.md, "WebSocket") and the
 // body is reframed with Content-Length; X-Forwarded-For gets the client address appended,
 // X-Forwarded-Proto and X-Forwarded-Host are set unless present (X-Forwarded-Proto: https always
 // for a request that came over TLS), Host is kept, and
@@ -158,7 +159,9 @@ struct ProxyRoute {
   std::string service;  // the service behind it, for messages
   std::chrono::milliseconds timeout{15000};      // the whole request, retries included
   std::chrono::milliseconds per_try_timeout{0};  // one attempt, connecting included; 0 = none
-  std::shared_ptr<UpstreamSelector> selector;    // required
+  // A WebSocket relayed on this route is closed after this long with nothing passing either way.
+  std::chrono::milliseconds websocket_idle_timeout{300000};
+  std::shared_ptr<UpstreamSelector> selector;  // required
   // A first attempt that finds no upstream in service (NoPick::kNoHealthyUpstream) waits for one,
   // looking again every Proxy::kHoldPoll, until the route's timeout: a service scaled to zero
   // gets its request served once the replica the load brings is ready (Knative's activator),

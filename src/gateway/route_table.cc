@@ -204,6 +204,7 @@ Result<RouteTable> RouteTable::build(const GatewayConfig& config) {
     route.path_rule = m.path.empty() ? m.path_prefix : m.path;
     route.timeout = rc.timeout;
     route.per_try_timeout = rc.per_try_timeout;
+    route.websocket_idle_timeout = rc.websocket_idle_timeout;
     route.retry = retry_policy(rc.retries);
     if (rc.rate_limit.requests_per_second > 0) {
       RouteRateLimit limit;

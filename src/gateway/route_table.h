@@ -66,6 +66,7 @@ struct Route {
   std::string path_rule;  // the path prefix or pattern as written, for logs and metric labels
   std::chrono::milliseconds timeout{0};          // the whole request, retries included
   std::chrono::milliseconds per_try_timeout{0};  // per attempt; 0 = only `timeout`
+  std::chrono::milliseconds websocket_idle_timeout{300000};
   RetryPolicy retry;  // `retryable: true` in the config = !idempotent_methods_only
   std::optional<RouteRateLimit> rate_limit;
 };

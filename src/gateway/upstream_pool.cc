@@ -19,6 +19,7 @@
 #include "core/host_port.h"
 #include "http/body_stream.h"
 #include "http/internal/parsers.h"
+#include "http/tunnel.h"
 
 namespace prescale::gateway {
 namespace {
@@ -118,8 +119,9 @@ struct PoolCore : std::enable_shared_from_this<PoolCore> {
 class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection> {
  public:
   // kStreaming: the exchange is complete, and the connection writes its response's body to the
-  // stream it was handed on in (Exchange::stream_body()).
-  enum class State { kConnecting, kBusy, kStreaming, kIdle, kClosed };
+  // stream it was handed on in (Exchange::stream_body()). kTunnel: it answered 101 to an
+  // upgrade (Exchange::upgrade) and carries the bytes of both sides.
+  enum class State { kConnecting, kBusy, kStreaming, kTunnel, kIdle, kClosed };
 
   UpstreamConnection(std::shared_ptr<PoolCore> pool, EndpointPool& ep)
       : pool_(std::move(pool)), ep_(ep), socket_(pool_->io) {}
@@ -192,6 +194,8 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
       finish_error(ExchangeError::kTimeout, "no complete response from " + ep_.label + " in time");
     } else if (state_ == State::kStreaming) {
       end_stream(false);  // silent for too long
+    } else if (state_ == State::kTunnel) {
+      end_tunnel(false);
     }
   }
 
@@ -218,6 +222,10 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   void finish_cancelled() {
     if (state_ == State::kStreaming) {
       end_stream(false);
+      return;
+    }
+    if (state_ == State::kTunnel) {
+      end_tunnel(false);
       return;
     }
     finish_error(ExchangeError::kCancelled, "the gateway is stopping");
@@ -311,7 +319,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   }
 
   void resume_stream() {
-    if (state_ != State::kStreaming || !paused_) return;
+    if ((state_ != State::kStreaming && state_ != State::kTunnel) || !paused_) return;
     paused_ = false;
     deadline_ = now() + idle_timeout_;
     arm_read();
@@ -337,6 +345,155 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
       stream->abort();
       close();
     }
+    ex->on_stream_end(complete);
+  }
+
+  // The upstream switched to the protocol asked (Exchange::upgrade): the exchange completes with
+  // the tunnel, and the connection relays both sides from now on. Never back to the pool.
+  void start_tunnel() {
+    tunnel_ = std::make_shared<http::Tunnel>();
+    ex_->response.tunnel = tunnel_;
+    idle_timeout_ = ex_->tunnel_idle_timeout;
+    keep_self_ = shared_from_this();  // paused both ways, nothing pending would keep it
+    Exchange* ex = detach();
+    streaming_ex_ = ex;
+    state_ = State::kTunnel;
+    deadline_ = now() + idle_timeout_;
+    pool_->link(this);
+    std::weak_ptr<UpstreamConnection> weak = weak_from_this();
+    tunnel_->out().set_on_drained([weak] {
+      if (auto self = weak.lock()) self->resume_stream();
+    });
+    tunnel_->set_on_data([weak](std::string_view data) {
+      if (auto self = weak.lock()) self->to_upstream(data);
+    });
+    tunnel_->set_on_end([weak] {
+      if (auto self = weak.lock()) self->client_ended();
+    });
+    tunnel_->set_on_closed([weak] {
+      if (auto self = weak.lock()) self->client_closed();
+    });
+    ex->error = ExchangeError::kNone;
+    ex->reused = reused_;
+    ex->on_complete();
+    tunnel_pump();  // what came behind the 101
+  }
+
+  // The upstream's bytes to the client, as read.
+  void tunnel_pump() {
+    if (state_ != State::kTunnel) return;
+    if (buffer_.size() > 0) {
+      const auto data = buffer_.data();
+      tunnel_->out().write(std::string_view(static_cast<const char*>(data.data()), data.size()));
+      buffer_.consume(data.size());
+    }
+    if (peer_eof_) {
+      tunnel_->out().end();  // the client reads the end of the upstream's side
+      return;
+    }
+    if (tunnel_->out().full()) {
+      // on_drained resumes; meanwhile the server's write timeout bounds the client.
+      paused_ = true;
+      deadline_ = Clock::TimePoint::max();
+      return;
+    }
+    arm_read();
+  }
+
+  // The client's bytes to the upstream: written as they come, the client paused while more than
+  // BodyStream::kHighWater wait behind a write.
+  void to_upstream(std::string_view data) {
+    if (state_ != State::kTunnel) return;
+    deadline_ = now() + idle_timeout_;
+    tunnel_out_.append(data);
+    if (!tunnel_writing_) {
+      write_tunnel();
+    } else if (tunnel_out_.size() > http::BodyStream::kHighWater && !client_paused_) {
+      client_paused_ = true;
+      tunnel_->pause();
+    }
+  }
+
+  void write_tunnel() {
+    if (tunnel_out_.empty()) {
+      if (client_ended_ && !upstream_shut_) {
+        upstream_shut_ = true;  // the upstream reads the end of the client's side
+        error_code ignored;
+        socket_.shutdown(tcp::socket::shutdown_send, ignored);
+      }
+      if (client_closed_) end_tunnel(client_ended_ && peer_eof_);
+      return;
+    }
+    if (client_paused_) {
+      client_paused_ = false;
+      tunnel_->resume();
+    }
+    // What the socket takes at once (the common case: one send, no trip through the scheduler).
+    error_code write_ec;
+    const size_t n = socket_.write_some(asio::buffer(tunnel_out_), write_ec);
+    if (write_ec && write_ec != asio::error::would_block && write_ec != asio::error::try_again) {
+      end_tunnel(false);
+      return;
+    }
+    if (n == tunnel_out_.size()) {
+      tunnel_out_.clear();
+      deadline_ = now() + idle_timeout_;
+      if (client_ended_ || client_closed_) write_tunnel();  // the end follows what was written
+      return;
+    }
+    tunnel_writing_buf_.assign(tunnel_out_, n);
+    tunnel_out_.clear();
+    tunnel_writing_ = true;
+    asio::async_write(socket_, asio::buffer(tunnel_writing_buf_),
+                      [self = shared_from_this()](const error_code& ec, size_t) {
+                        self->tunnel_writing_ = false;
+                        if (self->state_ != State::kTunnel) return;
+                        if (ec) {
+                          self->end_tunnel(false);
+                          return;
+                        }
+                        self->deadline_ = now() + self->idle_timeout_;
+                        self->write_tunnel();
+                      });
+  }
+
+  void client_ended() {
+    if (state_ != State::kTunnel) return;
+    client_ended_ = true;
+    if (!tunnel_writing_) write_tunnel();
+  }
+
+  // The client's connection closed. When both sides had ended theirs, what the client sent last
+  // is written to the upstream first (within the idle timeout), then its end.
+  void client_closed() {
+    if (state_ != State::kTunnel) return;
+    const bool complete = client_ended_ && peer_eof_;
+    if (complete && (tunnel_writing_ || !tunnel_out_.empty())) {
+      client_closed_ = true;  // write_tunnel() ends it once written
+      return;
+    }
+    end_tunnel(complete);
+  }
+
+  // The tunnel is over: the client's connection closed (`complete` when both sides had ended),
+  // or the upstream's failed, fell silent, or the pool stops.
+  void end_tunnel(bool complete) {
+    if (state_ != State::kTunnel) return;
+    const auto hold = std::move(keep_self_);
+    auto tunnel = std::move(tunnel_);
+    tunnel_ = nullptr;
+    Exchange* ex = streaming_ex_;
+    streaming_ex_ = nullptr;
+    paused_ = false;
+    tunnel->out().set_on_drained(nullptr);
+    if (!complete) {
+      tunnel->abort();  // the client's connection is cut, if still open
+      // And the upstream's: a reset, not the end of the client's side (which it may await
+      // forever, reading on).
+      error_code ignored;
+      socket_.set_option(asio::socket_base::linger(true, 0), ignored);
+    }
+    close();
     ex->on_stream_end(complete);
   }
 
@@ -443,6 +600,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
         pool_->drop_idle(this);
         return;
       case State::kStreaming:
+      case State::kTunnel:
       case State::kBusy:
         break;
     }
@@ -451,13 +609,21 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     } else if (ec) {
       if (state_ == State::kStreaming) {
         end_stream(false);
+      } else if (state_ == State::kTunnel) {
+        end_tunnel(false);
       } else {
         fail_io(ec);
       }
       return;
     } else {
       buffer_.commit(n);
-      if (state_ == State::kStreaming) deadline_ = now() + idle_timeout_;
+      if (state_ == State::kStreaming || state_ == State::kTunnel) {
+        deadline_ = now() + idle_timeout_;
+      }
+    }
+    if (state_ == State::kTunnel) {
+      tunnel_pump();
+      return;
     }
     if (state_ == State::kStreaming) {
       pump();
@@ -498,6 +664,10 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
           ex_->response = http::Response();
           start_parser();
           continue;
+        }
+        if (status == 101 && ex_->upgrade && write_done_) {
+          start_tunnel();
+          return;
         }
         if (status == 101) {
           finish_error(ExchangeError::kMalformed,
@@ -602,6 +772,16 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   Clock::Duration idle_timeout_{};
   std::shared_ptr<UpstreamConnection> keep_self_;
   bool paused_ = false;  // the stream is full: nothing is read until it drains
+  // While kTunnel (with keep_self_, streaming_ex_, idle_timeout_ and paused_ above): the client's
+  // bytes waiting for the upstream, and those being written.
+  std::shared_ptr<http::Tunnel> tunnel_;
+  std::string tunnel_out_;
+  std::string tunnel_writing_buf_;
+  bool tunnel_writing_ = false;
+  bool client_paused_ = false;  // more than kHighWater of the client's bytes wait
+  bool client_ended_ = false;   // the client ended its side
+  bool client_closed_ = false;  // its connection closed: the tunnel ends once written
+  bool upstream_shut_ = false;  // and the upstream was told, once its bytes were written
 };
 
 EndpointPool& PoolCore::endpoint(std::string_view host, uint16_t port) {

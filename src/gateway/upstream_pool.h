@@ -101,6 +101,14 @@ class Exchange {
   // For a streamed body (stream_body()): the longest silence of the upstream once the head has
   // come; then the body is cut.
   Clock::Duration stream_idle_timeout = std::chrono::seconds(15);
+  // The head asks the upstream to switch to WebSocket (`Connection: upgrade`, `Upgrade:
+  // websocket`). Its 101 completes the exchange with `response.tunnel` (http/tunnel.h): the
+  // connection then carries the bytes of both sides as they come, read no faster than the other
+  // side takes them, until both have ended theirs, the client's connection closes, either
+  // fails, nothing passes for tunnel_idle_timeout, or the pool stops; the exchange must live
+  // until on_stream_end(). Without it a 101 is malformed.
+  bool upgrade = false;
+  Clock::Duration tunnel_idle_timeout = std::chrono::minutes(5);
 
   // Results, valid in on_complete().
   ExchangeError error = ExchangeError::kNone;
@@ -125,8 +133,9 @@ class Exchange {
   // The exchange must then live until on_stream_end(). Default: false (the body is read whole,
   // within max_response_body_bytes).
   virtual bool stream_body(const http::Response& answer);
-  // After on_complete() of a streamed body, once, on the I/O thread: the body ended, `complete`
-  // or cut (by the upstream, its silence, the client leaving or the pool stopping).
+  // After on_complete() of a streamed body or a tunnel, once, on the I/O thread: the body ended,
+  // `complete` or cut (by the upstream, its silence, the client leaving or the pool stopping);
+  // the tunnel closed, `complete` when both sides had ended theirs.
   virtual void on_stream_end(bool complete);
 
   internal::UpstreamConnection* conn_ = nullptr;  // while running on a connection

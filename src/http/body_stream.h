@@ -31,6 +31,7 @@ namespace prescale::http {
 namespace internal {
 class Connection;
 }  // namespace internal
+class Tunnel;
 
 class BodyStream {
  public:
@@ -65,6 +66,7 @@ class BodyStream {
 
  private:
   friend class internal::Connection;
+  friend class Tunnel;
 
   enum class Take { kData, kWait, kEnd, kAbort };
 

@@ -1146,6 +1146,24 @@ TEST_F(ServerTest, ATunnelsEndIsAHalfCloseAndItsClientMayStillSend) {
   EXPECT_EQ(h.ended_.load(), 1);
 }
 
+// abort() cuts the connection even after the handler ended its side.
+TEST_F(ServerTest, AnAbortedTunnelIsClosedEvenAfterItsEnd) {
+  TunnelHandler h;
+  Server& server = start(local_options(), h.handler());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(upgrade_to("tick") + "bye"));
+  EXPECT_TRUE(s.read_to_close(milliseconds(2000)));  // the handler's end
+  auto tunnel = h.tunnel(0);
+  ASSERT_NE(tunnel, nullptr);
+  EXPECT_EQ(server.connections(), 1u);  // the client may still send
+  tunnel->abort();
+  EXPECT_TRUE(eventually([&] { return h.closed_.load() == 1; }));
+  EXPECT_TRUE(eventually([&] { return server.connections() == 0; }));
+  EXPECT_EQ(h.ended_.load(), 0);  // the client never ended its side
+  EXPECT_FALSE(tunnel->out().write("late"));
+  EXPECT_TRUE(tunnel->out().gone());
+}
+
 TEST_F(ServerTest, APausedTunnelStopsReadingItsClientUntilResumed) {
   std::shared_ptr<Tunnel> tunnel;
   std::atomic<size_t> received{0};

@@ -32,6 +32,22 @@ void Tunnel::resume() {
   if (wake) wake();
 }
 
+void Tunnel::abort() {
+  std::function<void()> wake;
+  {
+    std::lock_guard lock(mu_);
+    if (aborted_ || closed_) return;
+    aborted_ = true;
+    wake = wake_;
+  }
+  if (wake) wake();
+}
+
+bool Tunnel::aborted() const {
+  std::lock_guard lock(mu_);
+  return aborted_;
+}
+
 void Tunnel::attach(std::function<void()> wake) {
   std::lock_guard lock(mu_);
   wake_ = std::move(wake);
@@ -58,6 +74,7 @@ void Tunnel::closed() {
     closed_ = true;
     wake.swap(wake_);
   }
+  out_->client_gone();  // writes dropped, its callbacks too (on_gone first, unless it ended)
   // Moved out first: a callback may hold the last reference to the handler's state, or to this.
   auto on_closed = std::move(on_closed_);
   auto on_data = std::move(on_data_);

@@ -13,17 +13,19 @@
 //     the 101 (right behind its request) come first. pause() stops reading the client (TCP's flow
 //     control then holds it back) until resume(). The client ending its side runs on_end.
 //   - on_closed runs once, last, when the connection closed: both sides ended, a failure, the
-//     server's shutdown deadline. The tunnel's callbacks are dropped after it.
+//     server's shutdown deadline, abort(). out() is gone then (its on_gone ran unless it had
+//     ended), and the callbacks of both are dropped.
 //
 // No timeout applies but the server's write_timeout to each write: the handler bounds how long
 // the tunnel may stay silent (out().abort()). A draining server (graceful shutdown) lets its
 // tunnels run until the shutdown deadline. The server answers 500 instead, and runs on_closed,
-// when a handler sets a tunnel without 101 (or 101 without a tunnel) or for a request that did not
-// ask to upgrade, and 503 when it is draining.
+// when a handler sets a tunnel without 101 (or 101 without a tunnel or an Upgrade field), or for a
+// request that did not ask to upgrade or is a HEAD; 503 when it is draining.
 //
-// Thread safety: pause(), resume() and out()'s producer methods from any thread. Set the
+// Thread safety: pause(), resume(), abort() and out()'s producer methods from any thread. Set the
 // callbacks before responding; they run on the I/O thread of the client's connection, never within
-// a call of the handler's, so they may call back in.
+// a call of the handler's, so they may call back in (but once the server has stopped, on_closed
+// runs where it learns of the tunnel: within respond()).
 #pragma once
 
 #include <functional>
@@ -62,6 +64,9 @@ class Tunnel {
   // Stops reading what the client sends, until resume().
   void pause();
   void resume();
+  // Closes the connection at once, whatever is queued and even after out().end(): a cut, not an
+  // end (over TLS without close_notify). on_closed follows.
+  void abort();
 
  private:
   friend class internal::Connection;
@@ -70,6 +75,7 @@ class Tunnel {
   // resume(), outside the lock) when reading may go on.
   void attach(std::function<void()> wake);
   bool paused() const;
+  bool aborted() const;
   void data(std::string_view bytes);
   void input_ended();
   // The connection closed: on_closed, then every callback dropped. Idempotent.
@@ -78,6 +84,7 @@ class Tunnel {
   std::shared_ptr<BodyStream> out_;
   mutable std::mutex mu_;
   bool paused_ = false;
+  bool aborted_ = false;
   bool closed_ = false;
   std::function<void()> wake_;
   // Set before responding, then used on the connection's thread only: no lock.

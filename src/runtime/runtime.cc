@@ -37,7 +37,9 @@ class RouteMetrics {
 
  private:
   telemetry::Counter& counter(int status) {
-    if (status < 200 || status > 999) status = 500;  // what the server answers for it
+    // What the server answers for an interim or out-of-range status; but a 101 switches the
+    // connection to another protocol (http/tunnel.h), a success.
+    if ((status < 200 && status != 101) || status > 999) status = 500;
     auto& slot = by_status_[static_cast<size_t>(status)];
     telemetry::Counter* c = slot.load(std::memory_order_acquire);
     if (c == nullptr) {

@@ -140,6 +140,8 @@ static void describe(Schema<RouteConfig>& s) {
   s.field("service", &RouteConfig::service).required();
   s.field("timeout", &RouteConfig::timeout).greater_than(milliseconds(0));
   s.field("per_try_timeout", &RouteConfig::per_try_timeout);
+  s.field("websocket_idle_timeout", &RouteConfig::websocket_idle_timeout)
+      .greater_than(milliseconds(0));
   s.field("retries", &RouteConfig::retries);
   s.field("rate_limit", &RouteConfig::rate_limit);
   s.check([](RouteConfig& r, const Checker& c) {

@@ -104,6 +104,7 @@ Result<void> validate(const GatewayConfig& c) {
     const std::string at = "routes[" + std::to_string(i) + "].";
     durations.emplace_back(at + "timeout", c.routes[i].timeout);
     durations.emplace_back(at + "per_try_timeout", c.routes[i].per_try_timeout);
+    durations.emplace_back(at + "websocket_idle_timeout", c.routes[i].websocket_idle_timeout);
   }
   for (const auto& [field, d] : durations) {
     if (d > kMaxDuration) return bad(field, "must be <= 876000h (100 years), got " + millis(d));
@@ -118,6 +119,10 @@ Result<void> validate(const GatewayConfig& c) {
     const std::string at = "routes[" + std::to_string(i) + "].";
     if (r.service.empty()) return bad(at + "service", "must name a service");
     if (r.timeout.count() <= 0) return bad(at + "timeout", "must be > 0, got " + millis(r.timeout));
+    if (r.websocket_idle_timeout.count() <= 0) {
+      return bad(at + "websocket_idle_timeout",
+                 "must be > 0, got " + millis(r.websocket_idle_timeout));
+    }
     if (r.per_try_timeout.count() < 0) {
       return bad(at + "per_try_timeout", "must be >= 0, got " + millis(r.per_try_timeout));
     }

@@ -118,6 +118,7 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
       pr.service = route.service;
       pr.timeout = route.timeout;
       pr.per_try_timeout = route.per_try_timeout;
+      pr.websocket_idle_timeout = route.websocket_idle_timeout;
       pr.selector = std::make_shared<RouteSelector>(rr.cluster, route.retry);
       pr.hold_for_upstream = hold;
       rr.id = proxy.add_route(std::move(pr));

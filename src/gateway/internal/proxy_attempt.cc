@@ -1,6 +1,7 @@
 // The proxy's attempt loop: each attempt's pick, head and upstream exchange; its report,
 // metrics and retry; and the answer the request ends with.
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -177,6 +178,8 @@ void ProxyCore::start_attempt(Call& c) {
   c.head_request = c.req->method == http::Method::kHead;
   c.idempotent = idempotent(c.req->method);
   c.stream_idle_timeout = route.route.timeout;
+  c.upgrade = asks_websocket(*c.req);
+  c.tunnel_idle_timeout = route.route.websocket_idle_timeout;
   c.admission = c.pick->admission;
   c.phase = Call::Phase::kRunning;
   if (!c.ts_.pool().start(c.pick->host, c.pick->port, c)) {
@@ -226,7 +229,8 @@ void ProxyCore::on_attempt_done(Call& c) {
       .outcome = outcome,
       .cancelled = c.error == ExchangeError::kCancelled || c.error == ExchangeError::kOverflow,
       .request_sent = c.request_sent,
-      .streaming = c.error == ExchangeError::kNone && c.response.stream != nullptr,
+      .streaming = c.error == ExchangeError::kNone &&
+                   (c.response.stream != nullptr || c.response.tunnel != nullptr),
       .latency = latency,
       .finished_at = t,
       .detail = c.detail};
@@ -245,7 +249,7 @@ void ProxyCore::on_attempt_done(Call& c) {
   }
   // A streamed answer is relayed whatever its status: it was streamed because it would be.
   if (c.error == ExchangeError::kNone &&
-      (c.response.stream != nullptr ||
+      (report.streaming ||
        (c.response.status < 500 && !selector.retries_status(c.response.status)))) {
     relay(c);
     return;
@@ -308,7 +312,16 @@ void ProxyCore::finish_failed(Call& c) {
 }
 
 void ProxyCore::relay(Call& c) {
+  // `Upgrade` is hop-by-hop, but a 426 must name the protocols it requires (RFC 9110 section
+  // 15.5.22), the client's to switch to: relayed. A switch to WebSocket names its own; the server
+  // adds `Connection: upgrade`.
+  std::optional<std::string> upgrade;
+  if (c.response.status == 426) {
+    if (auto u = c.response.headers.get("Upgrade")) upgrade = std::string(*u);
+  }
   strip_hop_by_hop(c.response.headers);
+  if (c.response.tunnel != nullptr) upgrade = "websocket";
+  if (upgrade) c.response.headers.set("Upgrade", std::move(*upgrade));
   finish(c, std::move(c.response));
 }
 
@@ -360,11 +373,12 @@ void ProxyCore::finish(Call& c, http::Response&& response) {
   }
   RouteState& route = *c.route;
   route.count(response.status);
-  if (response.stream != nullptr) {
-    // The body streams on from the upstream connection: the request is in flight until it ends
-    // (end_stream()), and the call lives until then; its request does not (it is the server's
-    // until respond()). Its duration is the wait for its head, its first piece (a model's time to
-    // first token): what an SLO judges; a stream's length is its content's.
+  if (response.stream != nullptr || response.tunnel != nullptr) {
+    // The body streams on from the upstream connection, or the WebSocket runs over it: the
+    // request is in flight until it ends (end_stream()), and the call lives until then; its
+    // request does not (it is the server's until respond()). Its duration is the wait for its
+    // head, its first piece (a model's time to first token): what an SLO judges; a stream's
+    // length is its content's.
     if (route.duration != nullptr) route.duration->observe(to_seconds(now() - c.started));
     c.streaming = true;
     c.req->on_client_gone = nullptr;

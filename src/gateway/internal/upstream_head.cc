@@ -5,6 +5,7 @@
 #include "core/host_port.h"
 #include "core/splitmix.h"
 #include "http/internal/wire.h"
+#include "http/tunnel.h"
 
 namespace prescale::gateway::internal {
 namespace {
@@ -86,6 +87,12 @@ void RequestIds::next(std::string& id) {
     const int shift = 60 - 4 * (i % 16);
     id[pos++] = kHex[(word >> shift) & 0xF];
   }
+}
+
+bool asks_websocket(const http::Request& request) {
+  if (request.method != http::Method::kGet) return false;  // RFC 6455 section 4.1
+  const auto upgrade = http::upgrade_requested(request);
+  return upgrade && http::internal::has_token(*upgrade, "websocket");
 }
 
 void write_upstream_head(const http::Request& req, std::string_view upstream_label,
@@ -186,6 +193,7 @@ void write_upstream_head(const http::Request& req, std::string_view upstream_lab
     out += std::to_string(req.body.size());
     out += "\r\n";
   }
+  if (asks_websocket(req)) out += "Connection: upgrade\r\nUpgrade: websocket\r\n";
   out += "\r\n";
 }
 

@@ -27,10 +27,16 @@ class RequestIds {
   uint64_t state_;  // SplitMix64's counter
 };
 
+// Whether `request` asks to switch to WebSocket (a GET with `Connection: upgrade`, `Upgrade:
+// websocket`): the one upgrade the gateway relays. Any other Upgrade is hop-by-hop, dropped like
+// the rest.
+bool asks_websocket(const http::Request& request);
+
 // Writes into `out` (cleared first; its capacity is reused) the request line and header block of
 // `request` as sent to the upstream `upstream_label` ("host:port"; the Host, less an IPv6 zone
 // id, when the request has none). `request_id` is the x-request-id added when the request has
-// none: drawn from `ids` when empty, so that every attempt of a request sends the same one.
+// none: drawn from `ids` when empty, so that every attempt of a request sends the same one. A
+// request that asks_websocket() asks the upstream too.
 void write_upstream_head(const http::Request& request, std::string_view upstream_label,
                          std::string& request_id, RequestIds& ids, std::string& out);
 

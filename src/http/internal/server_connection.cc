@@ -893,6 +893,7 @@ bool Connection::accept_switch() {
 void Connection::start_tunnel() {
   state_ = State::kTunnel;
   deadline_ = Clock::TimePoint::max();  // the handler bounds the tunnel's silence
+  // resume() and abort() wake it, from the caller's thread.
   tunnel_->attach([weak = weak_from_this(), worker = worker_] {
     worker->post_if_running([weak] {
       if (auto self = weak.lock()) self->tunnel_input();
@@ -908,7 +909,15 @@ void Connection::start_tunnel() {
 
 void Connection::tunnel_input() {
   if (state_ != State::kTunnel) return;
+  if (tunnel_->aborted()) {
+    tls_broken_ = true;  // a cut: no close_notify
+    close();
+    return;
+  }
   if (buffer_.size() > 0) {
+    // A client still sending after the server's side ended has its idle_timeout from its last
+    // bytes.
+    if (stream_done_) deadline_ = now() + shared_.options.idle_timeout;
     if (tunnel_->paused()) {
       read_paused_ = true;  // resume() reads again (at once: data may have come meanwhile)
       return;

@@ -3,14 +3,19 @@
 #include <algorithm>
 #include <charconv>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <queue>
 #include <thread>
 #include <vector>
 
 #include "http/body_stream.h"
+#include "http/internal/wire.h"
 #include "http/json.h"
+#include "http/tunnel.h"
+#include "http/websocket.h"
 
 namespace prescale::services {
 namespace {
@@ -21,6 +26,10 @@ constexpr int kMaxEventIntervalMs = 10000;
 constexpr int kMaxEventBytes = 65536;
 constexpr int kMaxLeakKib = 65536;                             // 64 MiB a request
 constexpr std::size_t kMaxLeakedBytes = std::size_t{2} << 30;  // 2 GiB in all
+// The largest payload of a GET /ws frame (1 MiB): the parser holds a frame whole before it is
+// echoed, so this bounds what a connection keeps. A larger one is answered with close 1009.
+constexpr std::size_t kMaxWebSocketPayloadBytes = std::size_t{1} << 20;
+constexpr uint16_t kCloseGoingAway = 1001;  // RFC 6455 section 7.4.1: the replica stops
 
 std::optional<int> parse_int(std::string_view s) {
   int v = 0;
@@ -29,7 +38,124 @@ std::optional<int> parse_int(std::string_view s) {
   return v;
 }
 
+// A status code that a close frame may carry (RFC 6455 section 7.4 and the IANA registry):
+// 1004 is reserved, 1005, 1006 and 1015 stand for "none" and must never be sent, the rest of
+// 0..2999 is unassigned; 3000..4999 belong to libraries and applications.
+bool sendable_close_code(uint16_t code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+         (code >= 3000 && code <= 4999);
+}
+
+// The payload of the close frame answering a client's: its status code (RFC 6455 section
+// 5.5.1), or none when it sent none. A code that may not be sent is the client's protocol error.
+std::string close_reply(std::string_view payload) {
+  if (payload.size() < 2) return {};  // the parser refuses a payload of 1 byte
+  const auto code = static_cast<uint16_t>((static_cast<uint8_t>(payload[0]) << 8) |
+                                          static_cast<uint8_t>(payload[1]));
+  if (!sendable_close_code(code)) {
+    return http::websocket::close_payload(
+        http::websocket::kCloseProtocolError,
+        "close code " + std::to_string(code) + " is not one an endpoint may send");
+  }
+  return std::string(payload.substr(0, 2));
+}
+
 }  // namespace
+
+// One GET /ws connection. The frames the client sends are parsed and answered on the
+// connection's I/O thread; on_drain() closes it from another, so whether a close frame went out
+// is kept under a lock (nothing may follow it). The tunnel is held weakly: its callbacks own
+// this, and a strong reference back would keep both if the connection never ran them.
+class EchoService::WebSocket {
+ public:
+  explicit WebSocket(const std::shared_ptr<http::Tunnel>& tunnel) : tunnel_(tunnel) {}
+
+  // What the client sent: each frame it completes is answered, a close or an error closes.
+  void received(std::string_view data) {
+    auto tunnel = tunnel_.lock();
+    if (tunnel == nullptr || closed()) return;  // after a close, what comes is dropped
+    namespace ws = http::websocket;
+    std::vector<ws::Frame> frames;
+    const Result<void> parsed = parser_.parse(data, frames);
+    std::string reply;
+    std::optional<std::string> close_with;  // the payload of the close frame to send
+    for (const ws::Frame& frame : frames) {
+      switch (frame.opcode) {
+        case ws::Opcode::kText:
+        case ws::Opcode::kBinary:
+        case ws::Opcode::kContinuation:
+          ws::append_frame(reply, frame.opcode, frame.payload, frame.fin);
+          break;
+        case ws::Opcode::kPing:
+          ws::append_frame(reply, ws::Opcode::kPong, frame.payload);
+          break;
+        case ws::Opcode::kPong:
+          break;  // unsolicited (this server sends no pings): a heartbeat, RFC 6455 section 5.5.3
+        case ws::Opcode::kClose:
+          close_with = close_reply(frame.payload);
+          break;
+      }
+      if (close_with) break;  // nothing after a close frame is answered
+    }
+    if (!close_with && !parsed) {
+      close_with = ws::close_payload(ws::close_code(parsed.error()), parsed.error().message);
+    }
+    send(*tunnel, std::move(reply), close_with);
+  }
+
+  // The client ended its side without the close handshake: the server ends its own too (else the
+  // connection would stay half open, as no timeout applies to a tunnel).
+  void client_ended() {
+    if (auto tunnel = tunnel_.lock()) send(*tunnel, {}, std::nullopt, /*end=*/true);
+  }
+
+  // Closes the connection with `code` unless it is closing already.
+  void close(uint16_t code, std::string_view reason) {
+    if (auto tunnel = tunnel_.lock()) {
+      send(*tunnel, {}, http::websocket::close_payload(code, reason));
+    }
+  }
+
+ private:
+  bool closed() {
+    std::lock_guard lock(mu_);
+    return closed_;
+  }
+
+  // Writes `frames` (whole frames) unless the connection is closing, then a close frame with
+  // `close_with` as its payload, when given, and the server's end.
+  void send(http::Tunnel& tunnel, std::string frames, const std::optional<std::string>& close_with,
+            bool end = false) {
+    namespace ws = http::websocket;
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) return;
+      if (close_with) ws::append_frame(frames, ws::Opcode::kClose, *close_with);
+      // One write: frames written from two threads do not interleave.
+      tunnel.out().write(frames);
+      if (!close_with && !end) {
+        // A client that sends faster than it reads is not read on until what waits for it is
+        // down to BodyStream::kLowWater (the stream's on_drained resumes). Asked under the lock,
+        // so that a close from on_drain() (which resumes) cannot come between the ask and the
+        // pause. on_drained runs on this I/O thread, never between the write and the ask.
+        if (tunnel.out().full()) tunnel.pause();
+        return;
+      }
+      closed_ = true;
+      tunnel.out().end();  // the server half-closes; the connection closes once the client does
+    }
+    // Read on to the client's end (what it sends meanwhile is dropped): the server closes the
+    // connection then, or after its idle_timeout.
+    tunnel.resume();
+  }
+
+  std::weak_ptr<http::Tunnel> tunnel_;
+  // Used on the connection's I/O thread only.
+  http::websocket::FrameParser parser_{http::websocket::FrameParser::Role::kServer,
+                                       kMaxWebSocketPayloadBytes};
+  std::mutex mu_;
+  bool closed_ = false;  // a close frame or the server's end went out: nothing more does
+};
 
 // Runs timed work (delayed answers, the next event of a stream) on one background thread, so
 // that neither blocks an I/O thread.
@@ -144,6 +270,15 @@ void EchoService::on_drain() {
       e->stream->end();                    // its next write fails: no more events
     }
   }
+  std::vector<std::weak_ptr<WebSocket>> sockets;
+  {
+    std::lock_guard lock(websockets_mu_);
+    draining_ = true;
+    sockets.swap(websockets_);
+  }
+  for (const auto& weak : sockets) {
+    if (auto socket = weak.lock()) socket->close(kCloseGoingAway, "the replica is shutting down");
+  }
 }
 
 EchoService::EchoService(Clock& clock)
@@ -235,6 +370,72 @@ void EchoService::register_routes(runtime::Routes& routes) {
     r.stream = events->stream;
     respond(std::move(r));
     send_events(queue, events);
+  });
+
+  // A WebSocket echo (RFC 6455), for the gateway's WebSocket relay. No subprotocol or extension
+  // is negotiated: a client's Sec-WebSocket-Protocol and -Extensions go unanswered. No idle
+  // timeout applies (none does to a tunnel, http/tunnel.h): an idle connection stays open until
+  // its client closes it or the replica drains; through the gateway, the route's
+  // websocket_idle_timeout bounds it (docs/gateway.md). Text frames are echoed as they came,
+  // their UTF-8 unchecked (an echo hands back what it was given).
+  routes.get("/ws", [this](http::Request& req, http::Responder respond) {
+    namespace ws = http::websocket;
+    // HEAD falls back to this GET route, but a switch is never made for it (http/tunnel.h).
+    const auto upgrade = http::upgrade_requested(req);
+    if (req.method != http::Method::kGet || !upgrade ||
+        !http::internal::has_token(*upgrade, "websocket")) {
+      http::Response r =
+          http::error_response(426, "upgrade_required",
+                               "GET /ws is a WebSocket: expected the fields Connection: Upgrade "
+                               "and Upgrade: websocket (RFC 6455 section 4.1)");
+      r.headers.set("Upgrade", "websocket");
+      respond(std::move(r));
+      return;
+    }
+    const auto version = req.headers.get("Sec-WebSocket-Version");
+    if (!version || http::internal::trim(*version) != "13") {
+      http::Response r = http::error_response(
+          426, "upgrade_required", "header Sec-WebSocket-Version: expected 13 (RFC 6455)");
+      r.headers.set("Upgrade", "websocket");  // a 426 names what it requires
+      r.headers.set("Sec-WebSocket-Version", "13");
+      respond(std::move(r));
+      return;
+    }
+    const auto key = req.headers.get("Sec-WebSocket-Key");
+    if (!key || !ws::valid_client_key(http::internal::trim(*key))) {
+      respond(http::error_response(
+          400, "invalid_argument",
+          "header Sec-WebSocket-Key: expected the base64 of 16 bytes (24 characters)"));
+      return;
+    }
+    auto tunnel = std::make_shared<http::Tunnel>();
+    auto socket = std::make_shared<WebSocket>(tunnel);
+    tunnel->set_on_data([socket](std::string_view data) { socket->received(data); });
+    tunnel->set_on_end([socket] { socket->client_ended(); });
+    tunnel->out().set_on_drained([weak = std::weak_ptr<http::Tunnel>(tunnel)] {
+      if (auto t = weak.lock()) t->resume();
+    });
+    bool draining = false;
+    {
+      std::lock_guard lock(websockets_mu_);
+      draining = draining_;
+      if (!draining) {
+        std::erase_if(websockets_, [](const std::weak_ptr<WebSocket>& w) { return w.expired(); });
+        websockets_.push_back(socket);
+      }
+    }
+    if (draining) {
+      // The server refuses a switch once it drains too, but on_drain() runs before that: a
+      // connection opened in between would not be closed with the others.
+      respond(http::error_response(503, "unavailable", "the server is shutting down"));
+      return;
+    }
+    http::Response r;
+    r.status = 101;
+    r.headers.set("Upgrade", "websocket");
+    r.headers.set("Sec-WebSocket-Accept", ws::accept_key(http::internal::trim(*key)));
+    r.tunnel = std::move(tunnel);
+    respond(std::move(r));
   });
 
   // Holds its I/O thread for `ms` (at most 10000): a replica started with one thread then serves

@@ -13,6 +13,9 @@
 //                          10000), streamed as they come (http/body_stream.h); `bytes` (query,
 //                          at most 65536) pads each event's data to that many characters. A
 //                          model streaming its tokens, for the gateway's streaming
+//   GET  /ws               a WebSocket (RFC 6455): each frame the client sends comes back as
+//                          it came (fragments too), a ping gets its pong, a close its close;
+//                          frames up to 1 MiB. For the gateway's WebSocket relay
 //   GET  /leak/{kib}       keeps `kib` KiB (at most 65536, and 2 GiB in all) resident for the
 //                          process's life: a memory leak, to try memory limits and the healer
 #pragma once
@@ -41,7 +44,8 @@ class EchoService final : public runtime::Service {
   std::string_view name() const override { return "echo"; }
   void register_routes(runtime::Routes& routes) override;
   // Ends the open GET /events streams (their clients reconnect elsewhere, as an EventSource
-  // does), so that a drain does not wait for them to its deadline.
+  // does) and closes the open GET /ws connections with 1001 (going away), so that a drain does
+  // not wait for them to its deadline.
   void on_drain() override;
 
  private:
@@ -61,6 +65,12 @@ class EchoService final : public runtime::Service {
   static void send_events(DelayQueue& queue, const std::shared_ptr<EventStream>& events);
   std::mutex events_mu_;
   std::vector<std::weak_ptr<EventStream>> events_;  // the GET /events streams, some over
+  // One GET /ws connection (defined in the .cc). Its tunnel's callbacks own it, so it goes when
+  // the connection closes; on_drain() reaches it through websockets_.
+  class WebSocket;
+  std::mutex websockets_mu_;
+  std::vector<std::weak_ptr<WebSocket>> websockets_;  // the GET /ws connections, some closed
+  bool draining_ = false;  // on_drain() ran: no more GET /ws connections are opened
   Clock& clock_;
   std::unique_ptr<DelayQueue> delays_;
   std::mutex leak_mu_;
