@@ -1149,6 +1149,7 @@ TEST(ProxyTest, AnUpgradeTheUpstreamDeclinesIsAnsweredOverHttp) {
   // A 426 names what it requires (RFC 9110 section 15.5.22): its Upgrade is relayed.
   EXPECT_EQ(r->header("Upgrade"), "websocket");
   EXPECT_EQ(r->header("Sec-WebSocket-Version"), "13");
+  EXPECT_EQ(r->header("Connection"), "upgrade");  // who sends Upgrade names it (RFC 9110 7.8)
   // Both connections stay HTTP.
   ASSERT_TRUE(s.send(get("/plain")));
   auto again = s.read_response();

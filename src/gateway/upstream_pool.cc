@@ -404,7 +404,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   // BodyStream::kHighWater wait behind a write.
   void to_upstream(std::string_view data) {
     if (state_ != State::kTunnel) return;
-    deadline_ = now() + idle_timeout_;
+    touch_tunnel();
     tunnel_out_.append(data);
     if (!tunnel_writing_) {
       write_tunnel();
@@ -416,6 +416,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
 
   void write_tunnel() {
     if (tunnel_out_.empty()) {
+      resume_client();
       if (client_ended_ && !upstream_shut_) {
         upstream_shut_ = true;  // the upstream reads the end of the client's side
         error_code ignored;
@@ -423,10 +424,6 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
       }
       if (client_closed_) end_tunnel(client_ended_ && peer_eof_);
       return;
-    }
-    if (client_paused_) {
-      client_paused_ = false;
-      tunnel_->resume();
     }
     // What the socket takes at once (the common case: one send, no trip through the scheduler).
     error_code write_ec;
@@ -437,10 +434,12 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     }
     if (n == tunnel_out_.size()) {
       tunnel_out_.clear();
-      deadline_ = now() + idle_timeout_;
+      touch_tunnel();
+      resume_client();
       if (client_ended_ || client_closed_) write_tunnel();  // the end follows what was written
       return;
     }
+    // A paused client stays paused until this is written.
     tunnel_writing_buf_.assign(tunnel_out_, n);
     tunnel_out_.clear();
     tunnel_writing_ = true;
@@ -452,9 +451,21 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
                           self->end_tunnel(false);
                           return;
                         }
-                        self->deadline_ = now() + self->idle_timeout_;
+                        self->touch_tunnel();
                         self->write_tunnel();
                       });
+  }
+
+  // Bytes passed: the tunnel's idle time starts again, unless the client is not taking the
+  // upstream's (paused_: the server's write timeout bounds it then).
+  void touch_tunnel() {
+    if (!paused_) deadline_ = now() + idle_timeout_;
+  }
+
+  void resume_client() {
+    if (!client_paused_) return;
+    client_paused_ = false;
+    tunnel_->resume();
   }
 
   void client_ended() {
@@ -617,9 +628,8 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
       return;
     } else {
       buffer_.commit(n);
-      if (state_ == State::kStreaming || state_ == State::kTunnel) {
-        deadline_ = now() + idle_timeout_;
-      }
+      if (state_ == State::kStreaming) deadline_ = now() + idle_timeout_;
+      if (state_ == State::kTunnel) touch_tunnel();
     }
     if (state_ == State::kTunnel) {
       tunnel_pump();

@@ -1164,6 +1164,31 @@ TEST_F(ServerTest, AnAbortedTunnelIsClosedEvenAfterItsEnd) {
   EXPECT_TRUE(tunnel->out().gone());
 }
 
+// Once the handler ended its side, a client that neither sends nor ends its own is closed after
+// idle_timeout; not while the handler holds it back.
+TEST_F(ServerTest, AfterItsEndATunnelWaitsIdleTimeoutForItsClientButNotWhilePaused) {
+  ServerOptions options = local_options();
+  options.idle_timeout = milliseconds(300);
+  TunnelHandler h;
+  Server& server = start(options, h.handler());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(upgrade_to("tick") + "bye"));
+  EXPECT_TRUE(s.read_to_close(milliseconds(2000)));  // the handler's end
+  auto tunnel = h.tunnel(0);
+  ASSERT_NE(tunnel, nullptr);
+  tunnel->pause();
+  ASSERT_TRUE(s.send(" held"));
+  std::this_thread::sleep_for(milliseconds(900));
+  EXPECT_EQ(h.closed_.load(), 0);
+  EXPECT_EQ(h.received(), "bye");
+  tunnel->resume();
+  EXPECT_TRUE(eventually([&] { return h.received() == "bye held"; })) << h.received();
+  // Then idle: closed.
+  EXPECT_TRUE(eventually([&] { return h.closed_.load() == 1; }));
+  EXPECT_TRUE(eventually([&] { return server.connections() == 0; }));
+  EXPECT_EQ(h.ended_.load(), 0);
+}
+
 TEST_F(ServerTest, APausedTunnelStopsReadingItsClientUntilResumed) {
   std::shared_ptr<Tunnel> tunnel;
   std::atomic<size_t> received{0};

@@ -14,7 +14,7 @@
 //     control then holds it back) until resume(). The client ending its side runs on_end.
 //   - on_closed runs once, last, when the connection closed: both sides ended, a failure, the
 //     server's shutdown deadline, abort(). out() is gone then (its on_gone ran unless it had
-//     ended), and the callbacks of both are dropped.
+//     ended or been aborted), and the callbacks of both are dropped.
 //
 // No timeout applies but the server's write_timeout to each write: the handler bounds how long
 // the tunnel may stay silent (out().abort()). A draining server (graceful shutdown) lets its
@@ -65,7 +65,8 @@ class Tunnel {
   void pause();
   void resume();
   // Closes the connection at once, whatever is queued and even after out().end(): a cut, not an
-  // end (over TLS without close_notify). on_closed follows.
+  // end (over TLS without close_notify). Before the 101's head is written, right after it (the
+  // client sees the switch, then the cut). on_closed follows.
   void abort();
 
  private:

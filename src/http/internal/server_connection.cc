@@ -914,11 +914,14 @@ void Connection::tunnel_input() {
     close();
     return;
   }
+  const bool paused = tunnel_->paused();
+  // Once the server's side ended, the client has idle_timeout from its last bytes to end its own;
+  // none while the handler holds it back.
+  if (stream_done_) {
+    deadline_ = paused ? Clock::TimePoint::max() : now() + shared_.options.idle_timeout;
+  }
   if (buffer_.size() > 0) {
-    // A client still sending after the server's side ended has its idle_timeout from its last
-    // bytes.
-    if (stream_done_) deadline_ = now() + shared_.options.idle_timeout;
-    if (tunnel_->paused()) {
+    if (paused) {
       read_paused_ = true;  // resume() reads again (at once: data may have come meanwhile)
       return;
     }
@@ -938,6 +941,7 @@ void Connection::tunnel_input() {
   }
   if (tunnel_->paused()) {
     read_paused_ = true;
+    if (stream_done_) deadline_ = Clock::TimePoint::max();
     return;
   }
   arm_read();

@@ -35,14 +35,18 @@ bool is_framing_field(std::string_view name) {
          iequals(name, "connection");
 }
 
-void append_fields(std::string& out, const Headers& headers) {
+// Returns whether one of the fields written is Upgrade.
+bool append_fields(std::string& out, const Headers& headers) {
+  bool upgrade = false;
   for (const auto& [name, value] : headers.fields()) {
     if (is_framing_field(name) || !valid_field(name, value)) continue;
+    if (name.size() == 7 && iequals(name, "upgrade")) upgrade = true;
     out += name;
     out += ": ";
     out += value;
     out += "\r\n";
   }
+  return upgrade;
 }
 
 }  // namespace
@@ -283,7 +287,9 @@ void append_response_head(std::string& out, const Response& response,
     out += http_date_now();
     out += "\r\n";
   }
-  append_fields(out, response.headers);
+  // Whoever sends Upgrade names it in Connection too (RFC 9110 section 7.8): a 101, or a 426
+  // naming what it requires.
+  const bool upgrade = append_fields(out, response.headers);
   const bool no_length = response.status / 100 == 1 || response.status == 204;
   if (chunked && !no_length) {
     out += "Transfer-Encoding: chunked\r\n";
@@ -294,12 +300,13 @@ void append_response_head(std::string& out, const Response& response,
   }
   switch (connection) {
     case ConnectionHeader::kNone:
+      if (upgrade) out += "Connection: upgrade\r\n";
       break;
     case ConnectionHeader::kClose:
-      out += "Connection: close\r\n";
+      out += upgrade ? "Connection: close, upgrade\r\n" : "Connection: close\r\n";
       break;
     case ConnectionHeader::kKeepAlive:
-      out += "Connection: keep-alive\r\n";
+      out += upgrade ? "Connection: keep-alive, upgrade\r\n" : "Connection: keep-alive\r\n";
       break;
     case ConnectionHeader::kUpgrade:
       out += "Connection: upgrade\r\n";
