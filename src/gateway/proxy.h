@@ -198,7 +198,7 @@ class Proxy {
     uint64_t reused = 0;              // attempts on a pooled upstream connection
     uint64_t stale_retries = 0;       // attempts sent again after a stale pooled connection
     uint64_t idle_connections = 0;
-    uint64_t active_connections = 0;  // connecting or running an exchange
+    uint64_t active_connections = 0;  // connecting, running an exchange, streaming, a WebSocket
   };
 
   explicit Proxy(ProxyOptions options = {});

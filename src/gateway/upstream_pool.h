@@ -149,7 +149,8 @@ class UpstreamPool {
     uint64_t reused = 0;              // exchanges started on a pooled connection
     uint64_t stale_retries = 0;       // exchanges sent again after a stale pooled connection
     uint64_t idle = 0;                // idle connections now
-    uint64_t active = 0;  // connections connecting, running an exchange or streaming a body now
+    // Connections connecting, running an exchange, streaming a body or carrying a WebSocket now.
+    uint64_t active = 0;
   };
 
   UpstreamPool(boost::asio::io_context& io, UpstreamPoolOptions options);

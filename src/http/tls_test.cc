@@ -20,6 +20,7 @@
 #include "http/client.h"
 #include "http/server.h"
 #include "http/test_util.h"
+#include "http/tunnel.h"
 
 namespace prescale::http {
 namespace {
@@ -69,6 +70,24 @@ class TlsTest : public ::testing::Test {
           std::lock_guard lock(streams_mu_);
           streams_.push_back(r.stream);
         }
+        respond(std::move(r));
+        return;
+      }
+      if (req.target == "/tunnel") {
+        // Echoes each piece; "bye" ends the server's side.
+        auto tunnel = std::make_shared<Tunnel>();
+        Tunnel* t = tunnel.get();
+        tunnel->set_on_data([t](std::string_view data) {
+          if (data == "bye") {
+            t->out().end();
+          } else {
+            t->out().write(data);
+          }
+        });
+        Response r;
+        r.status = 101;
+        r.headers.set("Upgrade", "tick");
+        r.tunnel = std::move(tunnel);
         respond(std::move(r));
         return;
       }
@@ -233,6 +252,26 @@ TEST_F(TlsTest, AStreamedBodyArrivesAsWrittenAndItsAbortIsNoCleanEnd) {
   ASSERT_TRUE(s.read_until("3\r\ntwo\r\n"));
   second->abort();
   EXPECT_FALSE(s.tls_closed_cleanly());
+}
+
+// A switched connection over TLS: bytes both ways across many records, and the server's end of its
+// side is a clean one (close_notify).
+TEST_F(TlsTest, ASwitchedConnectionCarriesBytesBothWaysAndEndsWithCloseNotify) {
+  Server& server = start();
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.start_tls(cert_.cert_file));
+  ASSERT_TRUE(s.send(
+      "GET /tunnel HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: tick\r\n\r\nearly"));
+  ASSERT_TRUE(s.read_until("\r\n\r\nearly"));
+  EXPECT_TRUE(s.pending().starts_with("HTTP/1.1 101 Switching Protocols\r\n")) << s.pending();
+  s.clear_pending();
+  std::string big(100 * 1024, 'w');
+  for (size_t i = 0; i < big.size(); i += 61) big[i] = static_cast<char>('a' + i % 23);
+  ASSERT_TRUE(s.send(big));
+  ASSERT_TRUE(s.read_until(big));  // echoed as the records were read: every byte, in order
+  EXPECT_EQ(s.pending(), big);
+  ASSERT_TRUE(s.send("bye"));
+  EXPECT_TRUE(s.tls_closed_cleanly());
 }
 
 TEST_F(TlsTest, AClientOfferingOnlyH2GetsNoAlpnAnswerAndHttp11StillWorks) {
