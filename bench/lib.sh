@@ -155,10 +155,11 @@ NGINX
   pids+=($!)
 }
 
-# PORT UPSTREAM_PORT [DEFAULTS]: starts a one-thread haproxy in $work on PORT proxying to
-# UPSTREAM_PORT, with its documented defaults and DEFAULTS (lines of its defaults section), and
-# adds its pid to the caller's array `pids`.
-start_haproxy() {  # PORT UPSTREAM_PORT [DEFAULTS]
+# PORT UPSTREAM_PORT [DEFAULTS] [BIND_OPTIONS]: starts a one-thread haproxy in $work on PORT
+# proxying to UPSTREAM_PORT, with its documented defaults and DEFAULTS (lines of its defaults
+# section), BIND_OPTIONS after its bind address (`proto h2`), and adds its pid to the caller's
+# array `pids`.
+start_haproxy() {  # PORT UPSTREAM_PORT [DEFAULTS] [BIND_OPTIONS]
   cat > "$work/haproxy.cfg" <<HAPROXY
 global
   nbthread 1
@@ -170,7 +171,7 @@ defaults
   timeout server 30s
 ${3:-}
 frontend gateway
-  bind 127.0.0.1:$1
+  bind 127.0.0.1:$1 ${4:-}
   default_backend upstreams
 backend upstreams
   server up 127.0.0.1:$2

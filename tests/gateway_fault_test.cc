@@ -20,6 +20,7 @@
 #include "gateway/cluster.h"
 #include "gateway/gateway.h"
 #include "http/client.h"
+#include "http/h2_test_client.h"
 #include "http/server.h"
 #include "http/test_util.h"
 #include "http/websocket.h"
@@ -422,6 +423,42 @@ TEST(GatewayWebSocketTest, AThirdPartyClientTalksToAReplicaThroughTheGateway) {
   ASSERT_TRUE(status.has_value()) << client.log();
   EXPECT_EQ(*status, 0) << client.log();
   EXPECT_EQ(client.log(), "ok\n");
+}
+
+// An HTTP/2 client's streams, multiplexed on one connection, each reach an HTTP/1.1 replica and
+// come back in the order they finish, a streamed body included.
+TEST(GatewayHttp2Test, StreamsOfOneConnectionReachHttp11ReplicasAndComeBackAsTheyFinish) {
+  Replicas r(2);
+  RunningGateway g(echo_gateway_yaml(r));
+  http::testing::H2Client client(g.port());
+  ASSERT_TRUE(client.connected());
+  const int32_t slow = client.submit("GET", "/delay/400");
+  const int32_t events = client.submit("GET", "/events/3?interval_ms=50");
+  const int32_t post =
+      client.submit("POST", "/echo?x=1", {{"content-type", "text/plain"}}, "hello");
+  ASSERT_TRUE(client.finish({post, events}));
+  EXPECT_FALSE(client.reply(slow).closed);
+  EXPECT_EQ(client.reply(post).status, 200);
+  EXPECT_THAT(client.reply(post).body, ::testing::HasSubstr("\"body\":\"hello\""));
+  EXPECT_THAT(client.reply(post).body, ::testing::HasSubstr("\"method\":\"POST\""));
+  EXPECT_THAT(client.reply(post).body, ::testing::HasSubstr("\"query\":\"x=1\""));
+  EXPECT_EQ(client.reply(events).status, 200);
+  EXPECT_EQ(client.reply(events).header("content-type"), "text/event-stream");
+  EXPECT_EQ(client.reply(events).body, "id: 0\ndata: 0\n\nid: 1\ndata: 1\n\nid: 2\ndata: 2\n\n");
+  ASSERT_TRUE(client.finish({slow}));
+  EXPECT_EQ(client.reply(slow).status, 200);
+  // curl, a client not ours, with prior knowledge.
+  const std::string cmd =
+      "curl -s --http2-prior-knowledge -w ' %{http_version}' http://127.0.0.1:" +
+      std::to_string(g.port()) + "/ 2>&1";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[256];
+    size_t n = 0;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    pclose(p);
+  }
+  EXPECT_EQ(out, "hello 2");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -97,8 +98,28 @@ TEST_F(GatewayTlsTest, ServesHttpsFromTheFilesTlsAndTakesARenewedCertificateWith
 
   RawSocket before(port);
   std::string error;
-  ASSERT_TRUE(before.start_tls(first.cert_file, &error, {"h2", "http/1.1"})) << error;
+  ASSERT_TRUE(before.start_tls(first.cert_file, &error, {"http/1.1"})) << error;
   EXPECT_EQ(before.alpn(), "http/1.1");
+  {
+    RawSocket h2(port);
+    ASSERT_TRUE(h2.start_tls(first.cert_file, &error, {"h2", "http/1.1"})) << error;
+    EXPECT_EQ(h2.alpn(), "h2");  // HTTP/2 where the client offers it
+  }
+  // curl over HTTP/2 and TLS: the upstream (HTTP/1.1) is told the scheme all the same.
+  const std::string cmd = "curl -s --http2 --cacert " + first.cert_file +
+                          " -w ' %{http_version}' " +
+                          "--resolve first.example:" + std::to_string(port) +
+                          ":127.0.0.1 https://first.example:" + std::to_string(port) + "/echo 2>&1";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[1024];
+    size_t n = 0;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    pclose(p);
+  }
+  EXPECT_NE(out.find("\"X-Forwarded-Proto\":\"https\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"Host\":\"first.example:"), std::string::npos) << out;
+  EXPECT_EQ(out.substr(out.size() - 2), " 2") << out;
   // A client's own X-Forwarded-Proto is not believed over TLS: the gateway knows the scheme.
   ASSERT_TRUE(
       before.send("GET /echo HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-Proto: "

@@ -30,6 +30,8 @@ namespace prescale::http {
 
 namespace internal {
 class Connection;
+struct H2Callbacks;
+class H2Session;
 }  // namespace internal
 class Tunnel;
 
@@ -66,6 +68,8 @@ class BodyStream {
 
  private:
   friend class internal::Connection;
+  friend struct internal::H2Callbacks;
+  friend class internal::H2Session;
   friend class Tunnel;
 
   enum class Take { kData, kWait, kEnd, kAbort };

@@ -81,6 +81,9 @@ struct ServerOptions {
   // Called (on an I/O thread; cheap and thread-safe) for each TLS handshake that failed: not
   // TLS, no protocol or cipher in common, or the client refused the certificate.
   std::function<void()> on_tls_handshake_failed;
+  // HTTP/2 (RFC 9113) beside HTTP/1.1: over TLS when the client's ALPN offers h2, in clear text
+  // when a connection opens with HTTP/2's preface (prior knowledge). False: HTTP/1.1 only.
+  bool http2 = true;
 };
 
 class Server {

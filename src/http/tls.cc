@@ -48,13 +48,18 @@ BioPtr memory_bio(const std::string& bytes) {
 // An encrypted key is refused rather than asked for on the terminal.
 int no_passphrase(char*, int, int, void*) { return 0; }
 
-// ALPN: HTTP/1.1 when the client offers it; otherwise no answer (RFC 7301 allows it), and the
-// client decides whether to go on.
-int select_alpn(SSL*, const unsigned char** out, unsigned char* out_len, const unsigned char* in,
-                unsigned int in_len, void*) {
-  static const unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+// ALPN: h2 when the client offers it and the connection may speak HTTP/2 (the server marks such
+// a connection with app data), else HTTP/1.1 when offered; otherwise no answer (RFC 7301 allows
+// it), and the client decides whether to go on.
+int select_alpn(SSL* ssl, const unsigned char** out, unsigned char* out_len,
+                const unsigned char* in, unsigned int in_len, void*) {
+  static const unsigned char kH2AndHttp11[] = {2,   'h', '2', 8,   'h', 't',
+                                               't', 'p', '/', '1', '.', '1'};
+  const bool h2 = SSL_get_app_data(ssl) != nullptr;
+  const unsigned char* server = h2 ? kH2AndHttp11 : kH2AndHttp11 + 3;
+  const unsigned int server_len = h2 ? sizeof(kH2AndHttp11) : sizeof(kH2AndHttp11) - 3;
   unsigned char* chosen = nullptr;
-  if (SSL_select_next_proto(&chosen, out_len, kHttp11, sizeof(kHttp11), in, in_len) !=
+  if (SSL_select_next_proto(&chosen, out_len, server, server_len, in, in_len) !=
       OPENSSL_NPN_NEGOTIATED) {
     return SSL_TLSEXT_ERR_NOACK;
   }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -194,7 +195,7 @@ TEST_F(TlsTest, ServesHttpsAndMarksItsRequestsSecure) {
   Server& server = start();
   RawSocket s(server.port());
   std::string error;
-  ASSERT_TRUE(s.start_tls(cert_.cert_file, &error, {"h2", "http/1.1"})) << error;
+  ASSERT_TRUE(s.start_tls(cert_.cert_file, &error, {"http/1.1"})) << error;
   EXPECT_EQ(s.alpn(), "http/1.1");
   EXPECT_EQ(s.tls_version(), "TLSv1.3");
   for (int i = 0; i < 3; ++i) {
@@ -274,10 +275,34 @@ TEST_F(TlsTest, ASwitchedConnectionCarriesBytesBothWaysAndEndsWithCloseNotify) {
   EXPECT_TRUE(s.tls_closed_cleanly());
 }
 
-TEST_F(TlsTest, AClientOfferingOnlyH2GetsNoAlpnAnswerAndHttp11StillWorks) {
+TEST_F(TlsTest, AClientOfferingH2IsAnsweredH2UnlessTheServerSpeaksOnlyHttp11) {
   Server& server = start();
-  RawSocket s(server.port());
+  RawSocket h2(server.port());
   std::string error;
+  ASSERT_TRUE(h2.start_tls(cert_.cert_file, &error, {"h2", "http/1.1"})) << error;
+  EXPECT_EQ(h2.alpn(), "h2");
+  // curl, a client not ours, over HTTP/2 and TLS: two requests on one connection.
+  const std::string url = "https://localhost:" + std::to_string(server.port());
+  const std::string cmd = "curl -s --http2 --cacert " + cert_.cert_file +
+                          " -w ' %{http_version};' " + url + "/one " + url + "/two -d x 2>&1";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[512];
+    size_t n = 0;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    pclose(p);
+  }
+  EXPECT_EQ(out, "secure POST /one 1 2;secure POST /two 1 2;");
+  server.shutdown(milliseconds(1000));
+  server_.reset();
+
+  ServerOptions o;
+  o.http2 = false;
+  Server& plain = start(o);
+  RawSocket both(plain.port());
+  ASSERT_TRUE(both.start_tls(cert_.cert_file, &error, {"h2", "http/1.1"})) << error;
+  EXPECT_EQ(both.alpn(), "http/1.1");
+  RawSocket s(plain.port());
   ASSERT_TRUE(s.start_tls(cert_.cert_file, &error, {"h2"})) << error;
   EXPECT_EQ(s.alpn(), "");
   ASSERT_TRUE(s.send(get("/x")));

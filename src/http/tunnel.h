@@ -41,6 +41,7 @@ namespace prescale::http {
 
 namespace internal {
 class Connection;
+class H2Session;
 }  // namespace internal
 
 // The protocols an HTTP/1.1 request asks to switch to (its Upgrade field, e.g. "websocket"), when
@@ -71,6 +72,7 @@ class Tunnel {
 
  private:
   friend class internal::Connection;
+  friend class internal::H2Session;
 
   // The server's side, on the connection's I/O thread. `wake` is called (from the thread calling
   // resume(), outside the lock) when reading may go on.

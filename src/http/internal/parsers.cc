@@ -26,9 +26,8 @@ constexpr std::array<bool, 256> kHostChar = [] {
 
 bool is_host_char(char c) { return kHostChar[static_cast<unsigned char>(c)]; }
 
-// Whether `host` is uri-host [":" port] (RFC 9110 section 7.2), as Host and the authority of an
-// absolute-form target must be: a name or IPv4 address, or a bracketed IP literal (IPv6, with
-// ':'), then optionally ':' and digits. Empty is allowed (a URI without an authority).
+}  // namespace
+
 bool valid_host(std::string_view host) {
   size_t end = 0;
   if (host.starts_with('[')) {
@@ -46,8 +45,6 @@ bool valid_host(std::string_view host) {
   const std::string_view port = host.substr(end + 1);
   return port.find_first_not_of("0123456789") == std::string_view::npos;
 }
-
-}  // namespace
 
 void RequestParser::on_request_impl(beast_http::verb /*method*/, bsv method_str, bsv target,
                                     int version, boost::beast::error_code& ec) {

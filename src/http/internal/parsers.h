@@ -26,6 +26,12 @@ using bsv = boost::beast::string_view;
 // chunked body are dropped, never merged into the headers (RFC 9110 section 6.5.1). An
 // absolute-form target ("http://host/path?q") is split into the URI's path and query, and its
 // authority replaces the Host field (RFC 9112 section 3.2.2); `target` keeps what was received.
+// Whether `host` is uri-host [":" port] (RFC 9110 section 7.2), as Host and the authority of an
+// absolute-form target (or HTTP/2's :authority) must be: a name or IPv4 address, or a bracketed
+// IP literal (IPv6, with ':'), then optionally ':' and digits. Empty is allowed (a URI without an
+// authority).
+bool valid_host(std::string_view host);
+
 class RequestParser final : public beast_http::basic_parser<true> {
  public:
   explicit RequestParser(Request& req) : req_(req) {}

@@ -17,6 +17,7 @@
 #include <exception>
 #include <utility>
 
+#include "http/internal/h2_session.h"
 #include "http/internal/server_internal.h"
 #include "http/internal/wire.h"
 #include "http/tunnel.h"
@@ -42,9 +43,9 @@ constexpr int kMaxSyncWriteDepth = 8;
 
 Clock::TimePoint now() { return Clock::real().now(); }
 
-// The server's own error answers; bodies follow the project error shape. `detail` says what was
-// malformed in a 400 (a parser's fixed text, nothing that needs JSON escaping).
-Response rejection(int status, std::string_view detail = {}) {
+}  // namespace
+
+Response rejection(int status, std::string_view detail) {
   std::string_view code = "bad_request";
   std::string_view message = "malformed request";
   switch (status) {
@@ -86,6 +87,8 @@ Response rejection(int status, std::string_view detail = {}) {
   body += R"("}})";
   return Response::json(status, std::move(body));
 }
+
+namespace {
 
 // A header over the limit whose request line alone is that long is an over-long target (RFC 9112
 // section 3: 414), not over-long fields. `line_too_long`: the request line was not read whole
@@ -179,6 +182,8 @@ void Connection::start() {
       return;
     }
     SSL_set_accept_state(tls_.get());
+    // The ALPN callback (http/tls.cc) offers h2 where this is set.
+    if (shared_.options.http2) SSL_set_app_data(tls_.get(), tls_.get());
     req_.secure = true;
   }
   state_ = State::kIdle;
@@ -388,6 +393,22 @@ void Connection::on_readable(const boost::system::error_code& ec) {
 }
 
 void Connection::parse() {
+  if (seq_ == 0 && shared_.options.http2 && !parser_->got_some()) {
+    switch (speaks_h2()) {
+      case H2Check::kYes:
+        start_h2();
+        return;
+      case H2Check::kMore:
+        if (peer_eof_) {
+          close();
+        } else {
+          arm_read();
+        }
+        return;
+      case H2Check::kNo:
+        break;
+    }
+  }
   while (true) {
     if (buffer_.size() == 0) {
       if (peer_eof_) {
@@ -947,7 +968,46 @@ void Connection::tunnel_input() {
   arm_read();
 }
 
+Connection::H2Check Connection::speaks_h2() const {
+  if (tls_) {
+    // ALPN is chosen at the ClientHello; HTTP/2 begins once the handshake is over.
+    if (!tls_handshake_done_) return H2Check::kMore;
+    const unsigned char* alpn = nullptr;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(tls_.get(), &alpn, &n);
+    return n == 2 && alpn[0] == 'h' && alpn[1] == '2' ? H2Check::kYes : H2Check::kNo;
+  }
+  const size_t n = std::min(buffer_.size(), kH2Preface.size());
+  if (n == 0) return H2Check::kMore;
+  if (std::memcmp(buffer_.data().data(), kH2Preface.data(), n) != 0) return H2Check::kNo;
+  return n == kH2Preface.size() ? H2Check::kYes : H2Check::kMore;
+}
+
+void Connection::start_h2() {
+  auto session = std::make_shared<H2Session>(worker_, req_.remote_address, req_.secure);
+  if (!session->start()) {
+    close();
+    return;
+  }
+  h2_ = std::move(session);
+  tunnel_ = h2_->tunnel();
+  stream_ = tunnel_->out_;
+  stream_chunked_ = false;
+  stream_done_ = false;
+  stream_attached_ = false;
+  stream_data_bytes_ = 0;
+  tunnel_hold_ = shared_from_this();
+  if (draining_) h2_->drain();
+  start_tunnel();  // the preface and what follows it go to the session
+}
+
 void Connection::tunnel_output_ended() {
+  if (h2_ != nullptr) {
+    // HTTP/2's session is over (GOAWAY): what the client still sends is discarded for a moment,
+    // so it reads the last frames rather than a reset.
+    linger();
+    return;
+  }
   shutdown_send();
   if (tunnel_input_ended_) {
     close();
@@ -1027,7 +1087,11 @@ void Connection::on_sweep(Clock::TimePoint t) {
 
 void Connection::begin_drain() {
   draining_ = true;
-  if (state_ == State::kIdle) close();
+  if (h2_ != nullptr) {
+    h2_->drain();  // GOAWAY; its streams finish
+  } else if (state_ == State::kIdle) {
+    close();
+  }
 }
 
 void Connection::close() {
@@ -1050,6 +1114,7 @@ void Connection::close() {
     asio::post(socket_.get_executor(), [t = std::move(tunnel_)] { t->closed(); });
     tunnel_ = nullptr;
   }
+  h2_.reset();  // its tunnel's on_closed tells it
   if (handling) notify_client_gone();
 }
 

@@ -35,6 +35,12 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 class Connection;
+class H2Session;
+
+// The server's own error answers (400, 408, 413, 414, 431, 500, 503); bodies follow the project
+// error shape. `detail` says what was malformed in a 400 (fixed text, nothing that needs JSON
+// escaping).
+Response rejection(int status, std::string_view detail = {});
 
 // State shared by all workers of one Server; immutable after start() except the counters.
 struct ServerShared {
@@ -164,6 +170,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   // kTunnel: after a 101's head, the bytes of another protocol both ways (http/tunnel.h).
   enum class State { kIdle, kReading, kHandling, kWriting, kTunnel, kLingering, kClosed };
+  // Whether the connection speaks HTTP/2: ALPN chose h2, or the client opened with the preface.
+  enum class H2Check { kYes, kNo, kMore };
   // TLS only: how an SSL call ended.
   enum class TlsStep {
     kDone,      // it did what was asked
@@ -225,6 +233,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void tunnel_input();
   // The tunnel's side to the client ended: a half-close, then reading until the client's end.
   void tunnel_output_ended();
+  H2Check speaks_h2() const;
+  // The connection carries HTTP/2 from now on: a session (http/internal/h2_session.h) as its
+  // tunnel.
+  void start_h2();
 
   std::shared_ptr<Worker> worker_;
   ServerShared& shared_;
@@ -254,6 +266,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<Connection> tunnel_hold_;
   bool tunnel_input_ended_ = false;  // the client ended its side, and the tunnel was told
   bool upgrade_asked_ = false;       // the request asked to switch protocols
+  std::shared_ptr<H2Session> h2_;    // HTTP/2: the session its tunnel carries
   State state_ = State::kIdle;
   Clock::TimePoint deadline_{};
   uint64_t seq_ = 0;
