@@ -315,6 +315,28 @@ TEST_F(H2Test, AnAnswerTheClientOpensNoWindowForIsCutAfterTheWriteTimeout) {
   EXPECT_EQ(client.reply(id).reset_code, kCancel);
 }
 
+TEST_F(H2Test, AClientReadingSlowlyButSteadilyIsNotCut) {
+  // Its small window is shut at almost every look, yet each opening lets more through: progress,
+  // not a stall, however long the whole answer takes.
+  ServerOptions o = local_options();
+  o.write_timeout = milliseconds(200);
+  Server& server = start(o, [](Request&, Responder respond) {
+    respond(Response::text(200, std::string(1 << 20, 's')));
+  });
+  H2Client client(server.port(), 16384);
+  const int32_t id = client.submit("GET", "/");
+  const auto start = std::chrono::steady_clock::now();
+  while (!client.reply(id).closed &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+    int reads = 0;  // one read at a time: at most what the window let through
+    client.run_until([&] { return reads++ > 0; }, milliseconds(50));
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_GT(std::chrono::steady_clock::now() - start, milliseconds(600));
+  EXPECT_FALSE(client.reply(id).reset);
+  EXPECT_EQ(client.reply(id).body.size(), 1u << 20);
+}
+
 TEST_F(H2Test, FieldsOverTheHeaderLimitAre431) {
   ServerOptions o = local_options();
   o.max_header_bytes = 2048;

@@ -58,7 +58,8 @@ struct H2Stream {
   size_t header_bytes = 0;
   size_t body_bytes = 0;  // of the request's body, counted in the session's buffered_
   Clock::TimePoint deadline{};
-  // Since when the answer has bytes to send that the client's windows hold back.
+  // Since when the answer has had bytes to send that the client's windows hold back, with none
+  // framed meanwhile.
   std::optional<Clock::TimePoint> stalled_since;
   int reject = 0;  // the server's answer instead of the handler's
   std::string reject_detail;
@@ -247,7 +248,9 @@ struct H2Callbacks {
     auto s = std::move(it->second);
     self.streams_.erase(it);
     s->closed = true;
-    self.drop_body(*s);
+    // A handler that has the request may read its body until it answers (the gateway writes it
+    // upstream from there): its budget goes back when it answers.
+    if (!s->dispatched) self.drop_body(*s);
     self.last_active_ = now();
     // Told from the event loop: nothing of a handler's or producer's may run inside nghttp2. The
     // handler may have answered meanwhile (on_response clears the callback): then it is not.
@@ -269,6 +272,7 @@ struct H2Callbacks {
       n = std::min(length, s->body.size() - s->body_off);
       std::memcpy(buf, s->body.data() + s->body_off, n);
       s->body_off += n;
+      s->stalled_since.reset();  // progress
       if (s->body_off == s->body.size()) {
         std::string().swap(s->body);
         s->body_off = 0;
@@ -280,6 +284,7 @@ struct H2Callbacks {
         std::memcpy(buf + n, s->piece.data() + s->piece_off, k);
         s->piece_off += k;
         n += k;
+        s->stalled_since.reset();  // progress
         if (s->unacked == 0) {
           auto it = self.streams_.find(s->id);
           if (it != self.streams_.end()) self.sending_.push_back(it->second);
@@ -391,7 +396,7 @@ void H2Session::on_data(std::string_view bytes) {
   // A bad preface, a flood of control frames, no memory: nothing more is read. (Protocol errors
   // nghttp2 answers with GOAWAY itself, then wants no more input.)
   if (used < 0) failed_ = true;
-  dispatch_ready();
+  if (!failed_) dispatch_ready();
   flush();
 }
 
@@ -448,7 +453,7 @@ void H2Session::dispatch_ready() {
     auto it = streams_.find(id);
     if (it == streams_.end()) continue;
     auto s = it->second;
-    if (s->dispatched || s->responded) continue;
+    if (s->dispatched || s->responded || s->refused) continue;
     if (s->reject != 0) {
       answer(*s, s->reject, s->reject_detail);
       continue;
@@ -466,6 +471,9 @@ void H2Session::dispatch_ready() {
       continue;
     } else if (hosts != 1) {
       answer(*s, 400, hosts == 0 ? "no :authority and no Host" : "more than one Host field");
+      continue;
+    } else if (!valid_host(*req.headers.get("Host"))) {
+      answer(*s, 400, "Host is not host[:port]");
       continue;
     }
     if (req.method_name == "CONNECT") {
@@ -527,7 +535,9 @@ void H2Session::deliver(const std::shared_ptr<H2Stream>& stream, Response&& resp
 void H2Session::on_response(const std::shared_ptr<H2Stream>& stream, Response&& response) {
   worker_->inflight().fetch_sub(1, std::memory_order_relaxed);
   stream->req.on_client_gone = nullptr;
-  drop_body(*stream);  // the handler is done with the request
+  // The handler answered: the body leaves the budget. Its bytes stay with the stream, which a
+  // producer's write of them (the gateway's to its upstream) may still be reading.
+  buffered_ -= std::min(buffered_, std::exchange(stream->body_bytes, 0));
   if (closed_ || stream->closed || stream->responded) {
     if (response.stream != nullptr) {
       boost::asio::post(worker_->io(), [b = std::move(response.stream)] { b->client_gone(); });
@@ -627,7 +637,8 @@ void H2Session::flush() {
   if (flushing_ || closed_ || ended_) return;
   flushing_ = true;
   BodyStream& out = tunnel_->out();
-  while (!failed_ && !out.full()) {
+  // Also after a failure: what nghttp2 queued then (a GOAWAY naming the error) goes out.
+  while (!out.full()) {
     const uint8_t* data = nullptr;
     const auto n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {
@@ -638,13 +649,22 @@ void H2Session::flush() {
     out.write(view(data, static_cast<size_t>(n)));
   }
   flushing_ = false;
-  // Body bytes now in frames: their producers may go on (on_drained), from here, outside nghttp2.
-  auto sending = std::move(sending_);
-  sending_.clear();
-  for (auto& s : sending) {
-    if (s->stream != nullptr && s->unacked > 0) s->stream->sent(std::exchange(s->unacked, 0));
+  // Body bytes now in frames: their producers may go on (on_drained), from the event loop, so
+  // never within a producer's own call (flush() may run inside a handler's respond()).
+  if (!sending_.empty()) {
+    std::vector<std::pair<std::shared_ptr<BodyStream>, size_t>> sent;
+    for (auto& s : sending_) {
+      if (s->stream != nullptr && s->unacked > 0) {
+        sent.emplace_back(s->stream, std::exchange(s->unacked, 0));
+      }
+    }
+    sending_.clear();
+    if (!sent.empty()) {
+      boost::asio::post(worker_->io(), [sent = std::move(sent)] {
+        for (const auto& [stream, bytes] : sent) stream->sent(bytes);
+      });
+    }
   }
-  if (closed_) return;
   // The client's frames wait while it does not read ours (TCP's flow control holds it back).
   if (out.full()) {
     tunnel_->pause();
