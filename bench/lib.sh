@@ -123,6 +123,31 @@ stop_platform() {
 
 # DIR: nginx's temporary paths under DIR, as lines of its http block (so that it writes nothing
 # outside the bench's folder).
+# For the proxy benches: makes $work, the folder their processes share, and at exit stops the
+# processes in `pids` (each its process group) and removes it. $work is 0755: nginx writes a
+# buffered body that outgrows its memory buffers to proxy_temp_path as its worker user, and
+# mktemp's 0700 would refuse it (and cut the body).
+proxy_bench_setup() {
+  work=$(mktemp -d)
+  chmod 755 "$work"
+  pids=()
+  trap proxy_bench_cleanup EXIT
+}
+proxy_bench_cleanup() {
+  for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+
+# PRESCALE: starts one `prescale serve echo` (one thread) in $work, adds it to `pids`, and sets
+# `up` to its port once it answers.
+start_echo_upstream() {
+  setsid "$1" serve echo --port 0 --threads 1 --port-file "$work/up.port" --log-level warn &
+  pids+=($!)
+  up=$(wait_port_file "$work/up.port")
+  wait_for "http://127.0.0.1:$up/"
+}
+
 nginx_temp_paths() {
   cat <<NGINX
   client_body_temp_path $1/body;

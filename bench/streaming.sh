@@ -28,23 +28,10 @@ prescale=${PRESCALE:-build/apps/prescale/prescale}
 require_prescale "$prescale"
 require_tools scripts/install-deps nginx haproxy curl python3
 
-work=$(mktemp -d)
-# nginx writes a buffered body that outgrows its memory buffers to proxy_temp_path as its worker
-# user: mktemp's 0700 would refuse it and cut the stream.
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+proxy_bench_setup
 
 # --- the upstream ---------------------------------------------------------------------------------
-setsid "$prescale" serve echo --port 0 --threads 1 --port-file "$work/up.port" --log-level warn &
-pids+=($!)
-up=$(wait_port_file "$work/up.port")
-wait_for "http://127.0.0.1:$up/"
+start_echo_upstream "$prescale"
 
 # --- nginx, buffered (its default) and not --------------------------------------------------------
 # NAME PORT BUFFERING(on|off): an nginx proxying PORT to the upstream.

@@ -36,21 +36,10 @@ require_prescale "$prescale"
 require_prescale "$ws_load"
 require_tools scripts/install-deps nginx haproxy python3
 
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+proxy_bench_setup
 
 # --- the upstream ---------------------------------------------------------------------------------
-setsid "$prescale" serve echo --port 0 --threads 1 --port-file "$work/up.port" --log-level warn &
-pids+=($!)
-up=$(wait_port_file "$work/up.port")
-wait_for "http://127.0.0.1:$up/"
+start_echo_upstream "$prescale"
 
 # --- nginx ----------------------------------------------------------------------------------------
 nginx_port=$(free_port)

@@ -451,13 +451,7 @@ TEST(GatewayHttp2Test, StreamsOfOneConnectionReachHttp11ReplicasAndComeBackAsThe
   const std::string cmd =
       "curl -s --http2-prior-knowledge -w ' %{http_version}' http://127.0.0.1:" +
       std::to_string(g.port()) + "/ 2>&1";
-  std::string out;
-  if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[256];
-    size_t n = 0;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    pclose(p);
-  }
+  const std::string out = http::testing::command_output(cmd);
   EXPECT_EQ(out, "hello 2");
 }
 

@@ -110,13 +110,7 @@ TEST_F(GatewayTlsTest, ServesHttpsFromTheFilesTlsAndTakesARenewedCertificateWith
                           " -w ' %{http_version}' " +
                           "--resolve first.example:" + std::to_string(port) +
                           ":127.0.0.1 https://first.example:" + std::to_string(port) + "/echo 2>&1";
-  std::string out;
-  if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[1024];
-    size_t n = 0;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    pclose(p);
-  }
+  const std::string out = http::testing::command_output(cmd);
   EXPECT_NE(out.find("\"X-Forwarded-Proto\":\"https\""), std::string::npos) << out;
   EXPECT_NE(out.find("\"Host\":\"first.example:"), std::string::npos) << out;
   EXPECT_EQ(out.substr(out.size() - 2), " 2") << out;

@@ -94,6 +94,10 @@ TestCertificate write_test_certificate(const std::string& dir, const std::string
                                        const std::string& common_name = "localhost",
                                        int valid_days = 30, bool loopback_names = true);
 
+// What `command` (run by /bin/sh, e.g. a curl) writes to its standard output; "" if it cannot
+// run.
+std::string command_output(const std::string& command);
+
 // True when a TCP connect to 127.0.0.1:port is refused.
 bool connect_refused(uint16_t port);
 

@@ -285,13 +285,7 @@ TEST_F(TlsTest, AClientOfferingH2IsAnsweredH2UnlessTheServerSpeaksOnlyHttp11) {
   const std::string url = "https://localhost:" + std::to_string(server.port());
   const std::string cmd = "curl -s --http2 --cacert " + cert_.cert_file +
                           " -w ' %{http_version};' " + url + "/one " + url + "/two -d x 2>&1";
-  std::string out;
-  if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[512];
-    size_t n = 0;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    pclose(p);
-  }
+  const std::string out = testing::command_output(cmd);
   EXPECT_EQ(out, "secure POST /one 1 2;secure POST /two 1 2;");
   server.shutdown(milliseconds(1000));
   server_.reset();

@@ -586,12 +586,7 @@ void Connection::on_response(uint64_t seq, Response&& response) {
 void Connection::write_response() {
   state_ = State::kWriting;  // the write deadline is set only if the write has to wait
   if ((resp_.status == 101 || resp_.tunnel != nullptr) && accept_switch()) {
-    stream_ = tunnel_->out_;
-    stream_chunked_ = false;
-    stream_done_ = false;
-    stream_attached_ = false;
-    stream_data_bytes_ = 0;
-    tunnel_hold_ = shared_from_this();
+    carry_tunnel();
     deadline_ = now() + shared_.options.write_timeout;
     head_.clear();
     append_response_head(head_, resp_, std::nullopt, ConnectionHeader::kUpgrade, false);
@@ -911,6 +906,15 @@ bool Connection::accept_switch() {
   return false;
 }
 
+void Connection::carry_tunnel() {
+  stream_ = tunnel_->out_;
+  stream_chunked_ = false;
+  stream_done_ = false;
+  stream_attached_ = false;
+  stream_data_bytes_ = 0;
+  tunnel_hold_ = shared_from_this();
+}
+
 void Connection::start_tunnel() {
   state_ = State::kTunnel;
   deadline_ = Clock::TimePoint::max();  // the handler bounds the tunnel's silence
@@ -991,12 +995,7 @@ void Connection::start_h2() {
   }
   h2_ = std::move(session);
   tunnel_ = h2_->tunnel();
-  stream_ = tunnel_->out_;
-  stream_chunked_ = false;
-  stream_done_ = false;
-  stream_attached_ = false;
-  stream_data_bytes_ = 0;
-  tunnel_hold_ = shared_from_this();
+  carry_tunnel();
   if (draining_) h2_->drain();
   start_tunnel();  // the preface and what follows it go to the session
 }

@@ -227,6 +227,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Whether the response may switch protocols: a 101 with a tunnel, to a request that asked.
   // Otherwise the tunnel (if any) is told it closed and the answer becomes 500 or 503.
   bool accept_switch();
+  // The connection carries tunnel_ from now on: its out() is what goes to the client, and the
+  // connection holds itself until close().
+  void carry_tunnel();
   // The 101's head is out: the tunnel starts both ways.
   void start_tunnel();
   // Hands what the client sent to the tunnel; then reads on, waits (paused), or ends.
