@@ -8,6 +8,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -19,6 +20,7 @@
 #include "core/host_port.h"
 #include "http/body_stream.h"
 #include "http/internal/parsers.h"
+#include "http/internal/poller.h"
 #include "http/tunnel.h"
 
 namespace prescale::gateway {
@@ -124,9 +126,13 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   enum class State { kConnecting, kBusy, kStreaming, kTunnel, kIdle, kClosed };
 
   UpstreamConnection(std::shared_ptr<PoolCore> pool, EndpointPool& ep)
-      : pool_(std::move(pool)), ep_(ep), socket_(pool_->io) {}
+      : pool_(std::move(pool)),
+        ep_(ep),
+        socket_(pool_->io),
+        poller_(http::internal::Poller::of(pool_->io)) {}
   ~UpstreamConnection() {
     if (linked) pool_->unlink(this);
+    poller_.remove(read_key_);
   }
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
@@ -199,10 +205,14 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     }
   }
 
-  // Whether the upstream has not closed (or written to) this idle connection: a FIN already in
-  // our socket may not have reached the watching read yet.
+  // Whether the upstream has not closed (or written to) this idle connection. Its FIN drops the
+  // connection when its report is delivered, which may come after this request: a report
+  // waiting means it is not usable. Inside the callbacks of a batch of reports that emptied the
+  // Poller's set (the common case: a client's request reached us so) a socket without one had
+  // nothing new when the batch was taken; otherwise a recv() looks.
   bool usable() {
-    if (!socket_.is_open()) return false;
+    if (!socket_.is_open() || poller_.reported(read_key_)) return false;
+    if (poller_.current()) return true;
     char c;
     const ssize_t n = ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -213,6 +223,8 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     state_ = State::kClosed;
     permit_.reset();
     if (linked) pool_->unlink(this);
+    poller_.remove(read_key_);  // drops a pending read, as closing would
+    read_key_ = http::internal::Poller::kNone;
     error_code ignored;
     socket_.close(ignored);
     if (resolver_) resolver_->cancel();
@@ -536,7 +548,14 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     if (permit_) permit_->connected();
     error_code ignored;
     socket_.set_option(tcp::no_delay(true), ignored);
-    socket_.non_blocking(true, ignored);  // reads and writes are tried directly, never blocking
+    error_code watch_ec;
+    socket_.non_blocking(true, watch_ec);  // reads and writes are tried directly, never blocking
+    if (!watch_ec) read_key_ = poller_.add(socket_.native_handle(), watch_ec);
+    if (watch_ec) {
+      finish_error(ExchangeError::kConnectFailed,
+                   "connection to " + ep_.label + " cannot be watched: " + watch_ec.message());
+      return;
+    }
     state_ = State::kBusy;
     deadline_ = ex_->deadline;
     arm_read();
@@ -588,20 +607,36 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   }
 
   // Keeps one read pending from the connect to the close: it notices an idle connection being
-  // closed, and it reads the response of a busy one. A read or a wait for readiness cost the same
-  // here: asio (Boost 1.81) tries a read speculatively unless the last one hit the end of the
-  // stream, so arming it costs one recv() that fails with EAGAIN, as a wait costs one
-  // epoll_ctl(); the read saves the extra completion.
+  // closed, and it reads the response of a busy one. The wait is the Poller's
+  // (http/internal/poller.h), edge-triggered: arming it costs no system call (Asio's
+  // async_read_some would cost a recv() failing with EAGAIN, its async_wait an epoll_ctl()). A
+  // read that filled its buffer may have left data, which no new report would announce: the next
+  // read is then at once.
   void arm_read() {
     if (read_pending_ || state_ == State::kClosed) return;
     read_pending_ = true;
-    socket_.async_read_some(
-        buffer_.prepare(kReadChunkBytes),
-        [self = shared_from_this()](const error_code& ec, size_t n) { self->on_read(ec, n); });
+    if (read_again_) {
+      read_again_ = false;
+      asio::post(pool_->io, [self = shared_from_this()] { self->on_readable(); });
+      return;
+    }
+    poller_.arm(read_key_, [self = shared_from_this()] { self->on_readable(); });
+  }
+
+  void on_readable() {
+    read_pending_ = false;
+    if (state_ == State::kClosed || state_ == State::kConnecting) return;
+    error_code ec;
+    const size_t n = socket_.read_some(buffer_.prepare(kReadChunkBytes), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      arm_read();  // reported for data already read
+      return;
+    }
+    read_again_ = !ec && n == kReadChunkBytes;
+    on_read(ec, n);
   }
 
   void on_read(const error_code& ec, size_t n) {
-    read_pending_ = false;
     switch (state_) {
       case State::kClosed:
       case State::kConnecting:
@@ -759,6 +794,8 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   std::shared_ptr<PoolCore> pool_;
   EndpointPool& ep_;
   tcp::socket socket_;
+  http::internal::Poller& poller_;
+  http::internal::Poller::Key read_key_ = http::internal::Poller::kNone;
   std::optional<tcp::resolver> resolver_;
   std::unique_ptr<ConnectionAdmission::Permit> permit_;
   boost::beast::flat_buffer buffer_;
@@ -773,6 +810,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   bool got_bytes_ = false;   // some of the response arrived
   bool peer_eof_ = false;
   bool read_pending_ = false;
+  bool read_again_ = false;    // the last read filled its buffer: the next one is not waited for
   bool stream_asked_ = false;  // stream_body() was asked about this response
   // While kStreaming: where the body goes, the exchange to tell at its end, and this connection
   // kept alive (a paused stream has no read pending that would).

@@ -133,7 +133,10 @@ class ResponderFn {
 void Connection::SslFree::operator()(ssl_st* ssl) const { SSL_free(ssl); }
 
 Connection::Connection(std::shared_ptr<Worker> worker, tcp::socket socket)
-    : worker_(std::move(worker)), shared_(worker_->shared()), socket_(std::move(socket)) {
+    : worker_(std::move(worker)),
+      shared_(worker_->shared()),
+      socket_(std::move(socket)),
+      poller_(&Poller::of(worker_->io())) {
   worker_->link(this);
 }
 
@@ -151,6 +154,8 @@ Connection::~Connection() {
     counted_ = false;
     shared_.connection_closed();
   }
+  // The worker, and so its io_context and Poller, outlive its connections.
+  poller_->remove(read_key_);
   worker_->unlink(this);
 }
 
@@ -167,13 +172,9 @@ void Connection::start() {
   boost::system::error_code ec;
   auto remote = socket_.remote_endpoint(ec);
   if (!ec) req_.remote_address = remote.address().to_string();
-  socket_.non_blocking(true, ec);  // reads and writes are attempted directly, never blocking
-  if (ec) {
-    close();  // a blocking read would stall every connection of this thread
-    return;
-  }
+  if (!watch()) return;
   if (auto tls = shared_.current_tls()) {
-    // OpenSSL reads and writes the (non-blocking) socket itself; Asio only waits on it.
+    // OpenSSL reads and writes the (non-blocking) socket itself; the Poller and Asio only wait.
     ERR_clear_error();
     tls_.reset(SSL_new(tls->native()));
     if (!tls_ || SSL_set_fd(tls_.get(), static_cast<int>(socket_.native_handle())) != 1) {
@@ -196,8 +197,20 @@ void Connection::start() {
 }
 
 void Connection::start_rejected(int status) {
+  if (!watch()) return;
   state_ = State::kReading;
   fail(status);
+}
+
+bool Connection::watch() {
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec);  // reads and writes are attempted directly, never blocking
+  if (!ec) read_key_ = poller_->add(socket_.native_handle(), ec);
+  if (ec) {
+    close();  // a blocking read would stall every connection of this thread
+    return false;
+  }
+  return true;
 }
 
 size_t Connection::read_cap() const {
@@ -207,11 +220,11 @@ size_t Connection::read_cap() const {
 }
 
 // Reading is readiness-based: a wait for "readable" is kept armed whenever the connection may
-// receive, and on readiness the socket is read until it is drained (a short read). Unlike
-// asio's async_read_some this costs no speculative recv() that fails with EAGAIN on every
-// request. Invariant: on return to the event loop either a wait is armed, or reading is paused
-// (read_paused_; resumed with an immediate read), or the peer finished sending, or the
-// connection is closed.
+// receive, and on readiness the socket is read until it is drained (a short read). The wait is
+// the Poller's (http/internal/poller.h), so arming it costs no system call; Asio's would cost a
+// speculative recv() that fails with EAGAIN, or an epoll_ctl(), on every request. Invariant: on
+// return to the event loop either a wait is armed, or reading is paused (read_paused_; resumed with
+// an immediate read), or the peer finished sending, or the connection is closed.
 void Connection::arm_read() {
   if (wait_pending_ || peer_eof_ || state_ == State::kClosed) return;
   if (state_ != State::kLingering && buffer_.size() >= read_cap()) {
@@ -226,9 +239,15 @@ void Connection::arm_read() {
                [self = shared_from_this()] { self->on_readable(boost::system::error_code()); });
     return;
   }
-  socket_.async_wait(
-      tls_read_wants_write_ ? tcp::socket::wait_write : tcp::socket::wait_read,
-      [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
+  if (tls_read_wants_write_) {  // rare: a TLS read must write first (a key update's answer)
+    socket_.async_wait(tcp::socket::wait_write,
+                       [self = shared_from_this()](const boost::system::error_code& ec) {
+                         self->on_readable(ec);
+                       });
+    return;
+  }
+  poller_->arm(read_key_,
+               [self = shared_from_this()] { self->on_readable(boost::system::error_code()); });
 }
 
 Connection::TlsStep Connection::tls_step(int result) {
@@ -1102,6 +1121,8 @@ void Connection::close() {
   // A stream cut before its end must not look like a clean end to a TLS client.
   if (stream_ != nullptr && !stream_done_) tls_broken_ = true;
   send_close_notify();  // a TLS client told the stream ended here, not cut (idle, drain)
+  poller_->remove(read_key_);  // drops a pending wait, as closing would
+  read_key_ = Poller::kNone;
   boost::system::error_code ignored;
   socket_.close(ignored);
   if (counted_) {

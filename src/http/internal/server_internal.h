@@ -23,6 +23,7 @@
 #include "http/body_stream.h"
 #include "http/internal/io_thread.h"
 #include "http/internal/parsers.h"
+#include "http/internal/poller.h"
 #include "http/server.h"
 #include "http/tls.h"
 #include "http/tunnel.h"
@@ -185,6 +186,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void operator()(ssl_st* ssl) const;
   };
 
+  // Makes the socket non-blocking and registers it with the Poller; closes it when it cannot.
+  bool watch();
   void reset_parser();
   size_t read_cap() const;
   void arm_read();
@@ -281,6 +284,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool have_response_ = false;
   bool is_head_ = false;
   bool continue_sent_ = false;
+  // The socket's registration with its thread's Poller (http/internal/poller.h): readiness
+  // waits cost no system call each.
+  Poller* poller_;
+  Poller::Key read_key_ = Poller::kNone;
   bool wait_pending_ = false;
   bool read_paused_ = false;
   bool peer_eof_ = false;

@@ -1,0 +1,250 @@
+#include "http/internal/poller.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <cstring>
+#include <memory>
+
+#include "gtest/gtest.h"
+
+namespace prescale::http::internal {
+namespace {
+
+// A connected pair of non-blocking stream sockets, closed at the end.
+struct SocketPair {
+  SocketPair() {
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+  }
+  ~SocketPair() {
+    for (int fd : fds) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  void send(const char* text) const { ASSERT_GT(::write(fds[1], text, strlen(text)), 0); }
+  // Reads what is there; the count read, 0 at the end, -1 when nothing is there (EAGAIN).
+  ssize_t drain() const {
+    char buf[4096];
+    return ::read(fds[0], buf, sizeof buf);
+  }
+  int fds[2] = {-1, -1};
+};
+
+// Runs what is ready now (handlers that post more run too) without waiting.
+void run_ready(boost::asio::io_context& io) {
+  io.restart();
+  io.poll();
+}
+
+TEST(PollerTest, AnArmedSocketIsCalledOnceWhenDataComes) {
+  boost::asio::io_context io;
+  Poller& poller = Poller::of(io);
+  EXPECT_EQ(&poller, &Poller::of(io));  // one per io_context
+  SocketPair pair;
+  boost::system::error_code ec;
+  const Poller::Key key = poller.add(pair.fds[0], ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_NE(key, Poller::kNone);
+  int calls = 0;
+  poller.arm(key, [&] { ++calls; });
+  run_ready(io);
+  EXPECT_EQ(calls, 0);  // nothing to read yet
+  pair.send("a");
+  run_ready(io);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(pair.drain(), 1);
+  pair.send("b");  // not armed again: remembered, not called
+  run_ready(io);
+  EXPECT_EQ(calls, 1);
+  poller.arm(key, [&] { ++calls; });  // reported meanwhile: called at once
+  run_ready(io);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(pair.drain(), 1);
+  poller.remove(key);
+  EXPECT_EQ(poller.watched(), 0u);
+}
+
+TEST(PollerTest, EndOfStreamIsReported) {
+  boost::asio::io_context io;
+  Poller& poller = Poller::of(io);
+  SocketPair pair;
+  boost::system::error_code ec;
+  const Poller::Key key = poller.add(pair.fds[0], ec);
+  bool called = false;
+  poller.arm(key, [&] { called = true; });
+  ::close(pair.fds[1]);
+  pair.fds[1] = -1;
+  run_ready(io);
+  EXPECT_TRUE(called);
+  EXPECT_EQ(pair.drain(), 0);
+  poller.remove(key);
+}
+
+// Data and the end in one report: the short read of the data does not drain the end, which a
+// report would not announce again, so arming after it is answered at once.
+TEST(PollerTest, TheEndThatCameWithTheLastDataIsNotWaitedFor) {
+  boost::asio::io_context io;
+  Poller& poller = Poller::of(io);
+  SocketPair pair;
+  boost::system::error_code ec;
+  const Poller::Key key = poller.add(pair.fds[0], ec);
+  pair.send("last words");
+  ::close(pair.fds[1]);
+  pair.fds[1] = -1;
+  int calls = 0;
+  poller.arm(key, [&] { ++calls; });
+  run_ready(io);
+  ASSERT_EQ(calls, 1);
+  EXPECT_EQ(pair.drain(), 10);  // short: the data, not the end
+  poller.arm(key, [&] { ++calls; });
+  run_ready(io);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(pair.drain(), 0);
+  poller.remove(key);
+}
+
+TEST(PollerTest, ARemovedRegistrationIsNeverCalledAndItsCallbackIsDroppedLater) {
+  boost::asio::io_context io;
+  Poller& poller = Poller::of(io);
+  SocketPair pair;
+  boost::system::error_code ec;
+  const Poller::Key key = poller.add(pair.fds[0], ec);
+  auto owned = std::make_shared<int>(7);
+  std::weak_ptr<int> watch = owned;
+  poller.arm(key, [owned = std::move(owned)] { FAIL() << "called after remove"; });
+  pair.send("x");
+  poller.remove(key);
+  EXPECT_FALSE(watch.expired());  // not inside remove(): it may own the caller
+  run_ready(io);
+  EXPECT_TRUE(watch.expired());
+  poller.arm(key, [] { FAIL() << "a stale key armed"; });  // ignored
+  run_ready(io);
+}
+
+TEST(PollerTest, AReportForASocketRemovedByAnotherCallbackOfTheSameBatchIsIgnored) {
+  boost::asio::io_context io;
+  Poller& poller = Poller::of(io);
+  SocketPair a, b;
+  boost::system::error_code ec;
+  const Poller::Key ka = poller.add(a.fds[0], ec);
+  const Poller::Key kb = poller.add(b.fds[0], ec);
+  int calls = 0;
+  // Whichever is called first removes the other.
+  poller.arm(ka, [&] {
+    ++calls;
+    poller.remove(kb);
+  });
+  poller.arm(kb, [&] {
+    ++calls;
+    poller.remove(ka);
+  });
+  a.send("1");
+  b.send("2");
+  run_ready(io);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(poller.watched(), 1u);
+}
+
+// While the callbacks of a batch run, each sees which other sockets have news waiting, and
+// that the batch was all there was (current()); outside a batch nothing is current.
+TEST(PollerTest, ACallbackSeesTheOtherReportsOfItsBatch) {
+  boost::asio::io_context io;
+  Poller& poller = Poller::of(io);
+  SocketPair a, b, quiet;
+  boost::system::error_code ec;
+  const Poller::Key ka = poller.add(a.fds[0], ec);
+  const Poller::Key kb = poller.add(b.fds[0], ec);
+  const Poller::Key kq = poller.add(quiet.fds[0], ec);
+  EXPECT_FALSE(poller.current());
+  int seen = 0;
+  // Whichever is called first sees the other's report still waiting; the second sees the
+  // first's delivered.
+  auto check = [&](Poller::Key self, Poller::Key other) {
+    return [&, self, other] {
+      EXPECT_TRUE(poller.current());
+      EXPECT_FALSE(poller.reported(self));
+      EXPECT_EQ(poller.reported(other), seen == 0);
+      EXPECT_FALSE(poller.reported(kq));
+      ++seen;
+    };
+  };
+  poller.arm(ka, check(ka, kb));
+  poller.arm(kb, check(kb, ka));
+  poller.arm(kq, [] { FAIL() << "nothing came"; });
+  a.send("1");
+  b.send("2");
+  run_ready(io);
+  EXPECT_EQ(seen, 2);
+  EXPECT_FALSE(poller.current());
+  // A report while not armed waits, and is seen, until arm() delivers it.
+  b.send("3");
+  run_ready(io);
+  EXPECT_TRUE(poller.reported(kb));
+  bool called = false;
+  poller.arm(kb, [&] { called = true; });
+  EXPECT_FALSE(poller.reported(kb));
+  run_ready(io);
+  EXPECT_TRUE(called);
+  // The end stays reported.
+  ::close(a.fds[1]);
+  a.fds[1] = -1;
+  run_ready(io);
+  EXPECT_TRUE(poller.reported(ka));
+  for (Poller::Key k : {ka, kb, kq}) poller.remove(k);
+}
+
+TEST(PollerTest, TheIoContextRunsOutOfWorkWhenNothingIsWatched) {
+  boost::asio::io_context io;
+  Poller& poller = Poller::of(io);
+  SocketPair pair;
+  boost::system::error_code ec;
+  const Poller::Key key = poller.add(pair.fds[0], ec);
+  bool called = false;
+  poller.arm(key, [&] {
+    called = true;
+    poller.remove(key);  // the last one: the wait on the set ends
+  });
+  pair.send("z");
+  io.run();  // returns: would hang if the Poller kept waiting
+  EXPECT_TRUE(called);
+  // Watching again later works.
+  SocketPair second;
+  const Poller::Key again = poller.add(second.fds[0], ec);
+  ASSERT_FALSE(ec);
+  bool called_again = false;
+  poller.arm(again, [&] {
+    called_again = true;
+    poller.remove(again);
+  });
+  second.send("y");
+  io.restart();
+  io.run();
+  EXPECT_TRUE(called_again);
+}
+
+TEST(PollerTest, AddingAClosedDescriptorFailsWithAReason) {
+  boost::asio::io_context io;
+  boost::system::error_code ec;
+  EXPECT_EQ(Poller::of(io).add(-1, ec), Poller::kNone);
+  EXPECT_TRUE(ec);
+  EXPECT_EQ(Poller::of(io).watched(), 0u);
+}
+
+TEST(PollerTest, CallbacksStillArmedWhenTheIoContextEndsAreDestroyed) {
+  auto owned = std::make_shared<int>(1);
+  std::weak_ptr<int> watch = owned;
+  SocketPair pair;
+  {
+    boost::asio::io_context io;
+    boost::system::error_code ec;
+    const Poller::Key key = Poller::of(io).add(pair.fds[0], ec);
+    Poller::of(io).arm(key, [owned = std::move(owned)] {});
+  }
+  EXPECT_TRUE(watch.expired());
+}
+
+}  // namespace
+}  // namespace prescale::http::internal
