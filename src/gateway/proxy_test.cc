@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -22,6 +24,7 @@
 #include "gateway/proxy_test_util.h"
 #include "gateway/upstream_pool.h"
 #include "http/body_stream.h"
+#include "http/internal/poller.h"
 #include "http/server.h"
 #include "http/test_util.h"
 #include "http/tunnel.h"
@@ -1588,6 +1591,137 @@ TEST(UpstreamPoolTest, PooledConnectionClosedBeforeReuseDoesNotFailAPost) {
   pool.stop();
   if (c1 >= 0) ::close(c1);
   ::close(listen_fd);
+}
+
+// Two sockets of the pool's Poller that a test writes to, so that its code runs inside a batch
+// of reports, at a point of the batch it chooses.
+struct Trigger {
+  Trigger(boost::asio::io_context& io, std::function<void()> fn)
+      : poller(http::internal::Poller::of(io)) {
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+    boost::system::error_code ec;
+    key = poller.add(fds[0], ec);
+    EXPECT_FALSE(ec) << ec.message();
+    poller.arm(key, std::move(fn));
+  }
+  ~Trigger() {
+    poller.remove(key);
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+  void fire() const { EXPECT_EQ(::write(fds[1], "x", 1), 1); }
+  http::internal::Poller& poller;
+  http::internal::Poller::Key key = http::internal::Poller::kNone;
+  int fds[2] = {-1, -1};
+};
+
+// Until the FIN `fd` sent is acknowledged (at most 1 s): the other end has it.
+bool fin_acknowledged(int fd) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (std::chrono::steady_clock::now() < end) {
+    tcp_info info{};
+    socklen_t len = sizeof(info);
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+        info.tcpi_state == TCP_FIN_WAIT2) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The upstream's FIN reaches an idle pooled connection while the callbacks of a batch run, and
+// one of them sends a POST: the batch says the socket had no news, which was true at its fetch
+// only. The POST must not go on the closed connection (the upstream may see it; it cannot be
+// sent again): it takes a fresh one.
+TEST(UpstreamPoolTest, AFinArrivingDuringTheBatchDoesNotFailAPostOfThatBatch) {
+  uint16_t port = 0;
+  const int listen_fd = listen_local(port);
+  PoolExchange post;
+  boost::asio::io_context io;
+  UpstreamPool pool(io, UpstreamPoolOptions{});
+  const int c0 = pool_one_connection(io, pool, port, listen_fd);
+  ASSERT_GE(c0, 0);
+  bool in_batch = false;
+  bool fin_there = false;
+  bool started = false;
+  Trigger trigger(io, [&] {
+    in_batch = http::internal::Poller::of(io).current();
+    ::shutdown(c0, SHUT_WR);  // the upstream ends the keep-alive connection
+    fin_there = fin_acknowledged(c0);
+    post.head = "POST /2 HTTP/1.1\r\nHost: u\r\nContent-Length: 1\r\n\r\n";
+    post.body = "b";
+    post.deadline = Clock::real().now() + std::chrono::seconds(5);
+    started = pool.start("127.0.0.1", port, post);
+  });
+  trigger.fire();
+  int c1 = -1;
+  bool answered = false;
+  drive(io, [&] {
+    if (c1 < 0) c1 = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK);
+    if (c1 >= 0 && !answered && read_request_head(io, c1)) {
+      ::send(c1, kOk.data(), kOk.size(), MSG_NOSIGNAL);
+      answered = true;
+    }
+    return post.done;
+  });
+  EXPECT_TRUE(in_batch);
+  EXPECT_TRUE(fin_there);
+  ASSERT_TRUE(started);
+  ASSERT_TRUE(post.done);
+  EXPECT_EQ(post.error, ExchangeError::kNone) << to_string(post.error) << ": " << post.detail;
+  EXPECT_EQ(post.response.status, 200);
+  EXPECT_EQ(pool.stats().reused, 0u);  // the POST went on a fresh connection
+  EXPECT_EQ(pool.stats().connections_opened, 2u);
+  pool.stop();
+  for (int fd : {c0, c1, listen_fd}) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+// Bytes the upstream sends unasked to an idle pooled connection, reported in the same batch as
+// a request but not yet delivered: the request does not take that connection (its next bytes
+// would be read as the response), but a fresh one.
+TEST(UpstreamPoolTest, AnIdleConnectionWithUnaskedBytesReportedIsNotReused) {
+  uint16_t port = 0;
+  const int listen_fd = listen_local(port);
+  PoolExchange second;
+  boost::asio::io_context io;
+  UpstreamPool pool(io, UpstreamPoolOptions{});
+  const int c0 = pool_one_connection(io, pool, port, listen_fd);
+  ASSERT_GE(c0, 0);
+  const int one = 1;  // sent at once (Nagle could hold it for an ACK)
+  ::setsockopt(c0, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  bool in_batch = false;
+  Trigger trigger(io, [&] {
+    in_batch = http::internal::Poller::of(io).current();
+    second.head = "GET /2 HTTP/1.1\r\nHost: u\r\n\r\n";
+    second.idempotent = true;
+    second.deadline = Clock::real().now() + std::chrono::seconds(5);
+    pool.start("127.0.0.1", port, second);
+  });
+  // One batch: [the trigger, the connection's report], in the order they came.
+  trigger.fire();
+  ASSERT_EQ(::send(c0, "HTTP/1.1 200 OK\r\n", 17, MSG_NOSIGNAL), 17);
+  int c1 = -1;
+  bool answered = false;
+  drive(io, [&] {
+    if (c1 < 0) c1 = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK);
+    if (c1 >= 0 && !answered && read_request_head(io, c1)) {
+      ::send(c1, kOk.data(), kOk.size(), MSG_NOSIGNAL);
+      answered = true;
+    }
+    return second.done;
+  });
+  EXPECT_TRUE(in_batch);
+  ASSERT_TRUE(second.done);
+  EXPECT_EQ(second.error, ExchangeError::kNone) << to_string(second.error) << ": " << second.detail;
+  EXPECT_EQ(second.response.status, 200);
+  EXPECT_EQ(pool.stats().reused, 0u);
+  EXPECT_EQ(pool.stats().connections_opened, 2u);
+  pool.stop();
+  for (int fd : {c0, c1, listen_fd}) {
+    if (fd >= 0) ::close(fd);
+  }
 }
 
 // A GET fails on a stale pooled connection after it was written (the upstream read it and

@@ -206,13 +206,16 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   }
 
   // Whether the upstream has not closed (or written to) this idle connection. Its FIN drops the
-  // connection when its report is delivered, which may come after this request: a report
-  // waiting means it is not usable. Inside the callbacks of a batch of reports that emptied the
-  // Poller's set (the common case: a client's request reached us so) a socket without one had
-  // nothing new when the batch was taken; otherwise a recv() looks.
-  bool usable() {
-    if (!socket_.is_open() || poller_.reported(read_key_)) return false;
-    if (poller_.current()) return true;
+  // connection when its report is delivered, which may come after this request, so the
+  // Poller's news is looked at first: an end reported means not usable; other news (possibly
+  // spurious, or a read of left data posted) is checked with a recv() peek. With no news,
+  // inside the callbacks of a batch that took every report pending (the common case: the
+  // client's request reached us so), the socket had nothing new at the batch's fetch: that
+  // spares the peek for an idempotent request, which is sent again if the connection turns
+  // out closed (a FIN arriving during the batch); any other request has the peek.
+  bool usable(bool idempotent) {
+    if (!socket_.is_open() || poller_.ended(read_key_)) return false;
+    if (idempotent && poller_.current() && !poller_.reported(read_key_)) return true;
     char c;
     const ssize_t n = ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -617,7 +620,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     read_pending_ = true;
     if (read_again_) {
       read_again_ = false;
-      asio::post(pool_->io, [self = shared_from_this()] { self->on_readable(); });
+      poller_.post(read_key_, [self = shared_from_this()] { self->on_readable(); });
       return;
     }
     poller_.arm(read_key_, [self = shared_from_this()] { self->on_readable(); });
@@ -977,7 +980,7 @@ bool UpstreamPool::start(std::string_view host, uint16_t port, Exchange& exchang
     auto conn = std::move(ep.idle.back());
     ep.idle.pop_back();
     core.idle_count.add(-1);
-    if (!conn->usable()) {  // closed by the upstream meanwhile: never sent on
+    if (!conn->usable(exchange.idempotent)) {  // closed by the upstream meanwhile: never sent on
       conn->close();
       continue;
     }

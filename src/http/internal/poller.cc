@@ -78,6 +78,7 @@ Poller::Key Poller::add(int fd, boost::system::error_code& ec) {
   slot.armed = false;
   slot.reported = false;
   slot.ended = false;
+  slot.posted = 0;
   ++live_;
   wait();
   return registration;
@@ -98,11 +99,27 @@ void Poller::arm(Key registration, std::function<void()> fn) {
     slot->reported = false;
     slot->armed = false;
     slot->fn = nullptr;
-    boost::asio::post(io_, std::move(fn));
+    post_counted(*slot, registration, std::move(fn));
     return;
   }
   slot->armed = true;
   slot->fn = std::move(fn);
+}
+
+void Poller::post(Key registration, std::function<void()> fn) {
+  Slot* slot = find(registration);
+  if (slot == nullptr) return;
+  slot->armed = false;
+  slot->fn = nullptr;
+  post_counted(*slot, registration, std::move(fn));
+}
+
+void Poller::post_counted(Slot& slot, Key registration, std::function<void()> fn) {
+  ++slot.posted;
+  boost::asio::post(io_, [this, registration, fn = std::move(fn)] {
+    if (Slot* now = find(registration)) --now->posted;  // not if removed (and reused) since
+    fn();
+  });
 }
 
 void Poller::remove(Key registration) {
@@ -114,6 +131,7 @@ void Poller::remove(Key registration) {
   slot->armed = false;
   slot->reported = false;
   slot->ended = false;
+  slot->posted = 0;
   ++slot->generation;
   free_.push_back(static_cast<uint32_t>(slot - slots_.data()));
   --live_;
@@ -151,22 +169,46 @@ void Poller::poll() {
     if ((event.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) slot->ended = true;
   }
   current_ = n < kBatch;  // the set was emptied: nothing else was pending at the fetch
-  for (int i = 0; i < n; ++i) {
-    Slot* slot = find(events[static_cast<size_t>(i)].data.u64);
-    // Removed since, perhaps by a callback of this batch; or not armed: its report waits.
-    if (slot == nullptr || !slot->armed) continue;
-    slot->armed = false;
-    slot->reported = false;
-    auto fn = std::move(slot->fn);
-    slot->fn = nullptr;
-    fn();  // may add, arm or remove registrations (slots_ may move)
+  int i = 0;
+  try {
+    for (; i < n; ++i) {
+      Slot* slot = find(events[static_cast<size_t>(i)].data.u64);
+      // Removed since, perhaps by a callback of this batch; or not armed: its report waits.
+      if (slot == nullptr || !slot->armed) continue;
+      slot->armed = false;
+      slot->reported = false;
+      auto fn = std::move(slot->fn);
+      slot->fn = nullptr;
+      fn();  // may add, arm or remove registrations (slots_ may move)
+    }
+  } catch (...) {
+    // The rest of the batch was reported once and will not be again (edge-triggered): post
+    // its callbacks, and wait again, before the exception leaves the io_context's run().
+    current_ = false;
+    for (++i; i < n; ++i) {
+      const Key registration = events[static_cast<size_t>(i)].data.u64;
+      Slot* slot = find(registration);
+      if (slot == nullptr || !slot->armed) continue;
+      slot->armed = false;
+      slot->reported = false;
+      auto fn = std::move(slot->fn);
+      slot->fn = nullptr;
+      post_counted(*slot, registration, std::move(fn));
+    }
+    wait();
+    throw;
   }
   current_ = false;
 }
 
 bool Poller::reported(Key registration) {
   const Slot* slot = find(registration);
-  return slot != nullptr && (slot->reported || slot->ended);
+  return slot != nullptr && (slot->reported || slot->ended || slot->posted > 0);
+}
+
+bool Poller::ended(Key registration) {
+  const Slot* slot = find(registration);
+  return slot != nullptr && slot->ended;
 }
 
 }  // namespace prescale::http::internal

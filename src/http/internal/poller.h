@@ -12,8 +12,12 @@
 // EAGAIN) before arming again, or read again at once (not through the Poller) when it stopped
 // with data possibly left. The end is the exception: once the peer has ended its side (or the
 // socket failed), every arm() is answered at once, so the end that came with the last data is
-// read too. A report may also be spurious (the data already read): a read that fails with
-// EAGAIN then just arms again.
+// read too. The kernel looks at the socket again when a batch is fetched, so a report means
+// data (or the end) was there then; it finds nothing only where something read the socket
+// since: a read that fails with EAGAIN then just arms again.
+//
+// A callback that throws leaves the Poller whole: the rest of its batch is posted, the set
+// waited on again, and the exception goes on to whoever runs the io_context.
 //
 // Includes Boost; for .cc files only (of src/http, and of the gateway's data path).
 // Thread safety: one thread, the io_context's.
@@ -47,16 +51,24 @@ class Poller : public boost::asio::execution_context::service {
   // Calls `fn` once, on the io_context, at the next report of the socket; posted at once when
   // it was reported since its last `fn` ran, or has ended. Replaces an `fn` not yet called.
   void arm(Key registration, std::function<void()> fn);
-  // Ends the registration. An `fn` not yet called is dropped, later (posted): it may own what
-  // calls this. Call it before the socket closes; the kernel forgets the descriptor with it.
+  // Posts `fn` at once, as if the socket were reported: for a reader that stopped with data
+  // possibly left, which no new report would announce. Until `fn` runs, reported() is true.
+  void post(Key registration, std::function<void()> fn);
+  // Ends the registration. An armed `fn` is dropped, later (posted): it may own what calls this;
+  // one already posted still runs. Call it before the socket closes (a closed descriptor
+  // leaves the set only once no process holds it).
   void remove(Key registration);
 
-  // Whether a report for the socket waits to be delivered: it came while not armed, or in the
-  // batch whose callbacks run now, before its own.
+  // Whether news from the socket may wait unread: a report came while not armed, or in the
+  // batch whose callbacks run now, before its own; or a callback for it is posted and has not
+  // run; or it has ended. News is not proof of data now (a read may have taken it).
   bool reported(Key registration);
-  // True while the callbacks of a batch run that held every report pending when it was taken:
-  // a socket with no report waiting (reported()) had nothing new a moment ago, which spares a
-  // look at the socket itself (a system call).
+  // Whether the socket's end (or an error) was reported: no more data will come.
+  bool ended(Key registration);
+  // True while the callbacks of a batch run that took every report pending at its fetch: a
+  // socket with nothing reported() had no news at that moment (not necessarily now; the
+  // batch's callbacks take time), which a caller that can afford that staleness may take
+  // instead of looking at the socket itself (a system call).
   bool current() const { return current_; }
 
   // Registrations now (for tests).
@@ -71,6 +83,7 @@ class Poller : public boost::asio::execution_context::service {
     bool armed = false;     // `fn` waits for the next report
     bool reported = false;  // reported, and its callback not yet called
     bool ended = false;     // the peer ended its side, or the socket failed: reported for good
+    uint32_t posted = 0;    // callbacks posted at once and not yet run
     std::function<void()> fn;
   };
 
@@ -80,6 +93,8 @@ class Poller : public boost::asio::execution_context::service {
   // the io_context can run out of work.
   void wait();
   void poll();
+  // Posts `fn` and counts it in the slot's `posted` until it runs.
+  void post_counted(Slot& slot, Key registration, std::function<void()> fn);
 
   boost::asio::io_context& io_;
   int epoll_fd_ = -1;

@@ -8,6 +8,8 @@
 #include <boost/asio/post.hpp>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -185,15 +187,134 @@ TEST(PollerTest, ACallbackSeesTheOtherReportsOfItsBatch) {
   EXPECT_TRUE(poller.reported(kb));
   bool called = false;
   poller.arm(kb, [&] { called = true; });
-  EXPECT_FALSE(poller.reported(kb));
+  EXPECT_TRUE(poller.reported(kb));  // posted: news until it runs
   run_ready(io);
   EXPECT_TRUE(called);
-  // The end stays reported.
+  EXPECT_FALSE(poller.reported(kb));
+  // News is not an end; the end stays reported.
+  EXPECT_FALSE(poller.ended(kb));
   ::close(a.fds[1]);
   a.fds[1] = -1;
   run_ready(io);
   EXPECT_TRUE(poller.reported(ka));
+  EXPECT_TRUE(poller.ended(ka));
   for (Poller::Key k : {ka, kb, kq}) poller.remove(k);
+}
+
+// A callback posted at once (post(), or arm() after a report) counts as news until it runs:
+// the data it will read is in the socket and no report will announce it again.
+TEST(PollerTest, APostedCallbackIsNewsUntilItRuns) {
+  boost::asio::io_context io;
+  Poller& poller = Poller::of(io);
+  SocketPair pair;
+  boost::system::error_code ec;
+  const Poller::Key key = poller.add(pair.fds[0], ec);
+  int calls = 0;
+  poller.arm(key, [&] { ++calls; });
+  poller.post(key, [&] { calls += 10; });  // replaces the armed one
+  EXPECT_TRUE(poller.reported(key));
+  EXPECT_FALSE(poller.ended(key));
+  run_ready(io);
+  EXPECT_EQ(calls, 10);
+  EXPECT_FALSE(poller.reported(key));
+  pair.send("a");  // reported while not armed
+  run_ready(io);
+  poller.arm(key, [&] { ++calls; });
+  EXPECT_TRUE(poller.reported(key));  // posted, not yet run
+  run_ready(io);
+  EXPECT_EQ(calls, 11);
+  EXPECT_FALSE(poller.reported(key));
+  // Posted, then removed (and the slot reused): it still runs, and counts for no one else.
+  poller.post(key, [&] { calls += 100; });
+  poller.remove(key);
+  SocketPair other;
+  const Poller::Key reused = poller.add(other.fds[0], ec);
+  EXPECT_FALSE(poller.reported(reused));
+  run_ready(io);
+  EXPECT_EQ(calls, 111);
+  EXPECT_FALSE(poller.reported(reused));
+  poller.remove(reused);
+}
+
+// A callback that throws: the exception leaves the io_context's run(), the rest of its batch
+// is still called, and later reports too.
+TEST(PollerTest, ACallbackThatThrowsLosesNoReport) {
+  boost::asio::io_context io;
+  Poller& poller = Poller::of(io);
+  SocketPair a, b;
+  boost::system::error_code ec;
+  const Poller::Key ka = poller.add(a.fds[0], ec);
+  const Poller::Key kb = poller.add(b.fds[0], ec);
+  int calls = 0;
+  auto throwing = [&] {
+    ++calls;
+    throw std::runtime_error("callback failed");
+  };
+  poller.arm(ka, throwing);
+  poller.arm(kb, throwing);
+  a.send("1");
+  b.send("2");
+  io.restart();
+  EXPECT_THROW(io.poll(), std::runtime_error);
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(poller.current());
+  io.restart();
+  EXPECT_THROW(io.poll(), std::runtime_error);  // the other one, posted
+  EXPECT_EQ(calls, 2);
+  bool called = false;
+  EXPECT_EQ(a.drain(), 1);
+  poller.arm(ka, [&] { called = true; });
+  a.send("3");
+  run_ready(io);
+  EXPECT_TRUE(called);  // the set is still waited on
+  poller.remove(ka);
+  poller.remove(kb);
+}
+
+// More sockets ready than one batch takes: every one is called; the first batch's callbacks
+// are told it was not all there was (current() false), the last batch's that it was.
+TEST(PollerTest, MoreReadySocketsThanABatchAreAllCalled) {
+  boost::asio::io_context io;
+  Poller& poller = Poller::of(io);
+  constexpr int kSockets = 300;  // a batch takes 256
+  std::vector<std::unique_ptr<SocketPair>> pairs;
+  std::vector<Poller::Key> keys;
+  int calls = 0, current_calls = 0;
+  boost::system::error_code ec;
+  for (int i = 0; i < kSockets; ++i) {
+    pairs.push_back(std::make_unique<SocketPair>());
+    keys.push_back(poller.add(pairs.back()->fds[0], ec));
+    ASSERT_FALSE(ec) << ec.message();
+    poller.arm(keys.back(), [&] {
+      ++calls;
+      if (poller.current()) ++current_calls;
+    });
+  }
+  for (auto& pair : pairs) pair->send("x");
+  for (int round = 0; round < 10 && calls < kSockets; ++round) run_ready(io);
+  EXPECT_EQ(calls, kSockets);
+  EXPECT_EQ(current_calls, kSockets - 256);
+  for (Poller::Key k : keys) poller.remove(k);
+}
+
+// The last removal cancels the wait on the set; a registration added before the cancelled
+// wait completes is still watched.
+TEST(PollerTest, AnAddRightAfterTheLastRemovalIsWatched) {
+  boost::asio::io_context io;
+  Poller& poller = Poller::of(io);
+  SocketPair first, second;
+  boost::system::error_code ec;
+  const Poller::Key k1 = poller.add(first.fds[0], ec);
+  run_ready(io);
+  poller.remove(k1);  // cancels the wait; its completion has not run
+  const Poller::Key k2 = poller.add(second.fds[0], ec);
+  bool called = false;
+  poller.arm(k2, [&] { called = true; });
+  run_ready(io);  // the cancelled completion runs, and waits again
+  second.send("x");
+  run_ready(io);
+  EXPECT_TRUE(called);
+  poller.remove(k2);
 }
 
 TEST(PollerTest, TheIoContextRunsOutOfWorkWhenNothingIsWatched) {
