@@ -119,6 +119,38 @@ TEST(ServeTest, SigtermDrainsInFlightRequestsAndExitsZero) {
   EXPECT_THAT(echo.log(), HasSubstr("received SIGTERM, draining"));
 }
 
+// HTTP/2 in clear text (prior knowledge) is on by default, and `http.http2: false` in the
+// config turns it off: the preface is then a malformed HTTP/1.1 request.
+TEST(ServeTest, HttpTwoIsOnByDefaultAndTheConfigTurnsItOff) {
+  TempDir dir;
+  const std::string off_config = dir.file("prescale.yaml");
+  testing::write_file(off_config, "version: 1\nhttp:\n  http2: false\n");
+  for (const bool on : {true, false}) {
+    const std::string port_file = dir.file(on ? "port-on" : "port-off");
+    std::vector<std::string> args = {PRESCALE_BIN, "serve",       "echo",   "--port",
+                                     "0",          "--port-file", port_file};
+    if (!on) args.insert(args.end(), {"--config", off_config});
+    Subprocess echo(args, dir.file(on ? "on.log" : "off.log"));
+    ASSERT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 10s))
+        << echo.log();
+    const std::string port = std::to_string(std::stoi(testing::read_file(port_file)));
+    const std::string out = http::testing::command_output(
+        "curl -s --http2-prior-knowledge -o /dev/null -w '%{http_code} %{http_version}' "
+        "http://127.0.0.1:" +
+        port + "/ 2>&1");
+    if (on) {
+      EXPECT_EQ(out, "200 2") << echo.log();
+    } else {
+      EXPECT_THAT(out, ::testing::Not(HasSubstr("200"))) << echo.log();
+      http::testing::RawSocket s(static_cast<uint16_t>(std::stoi(port)));
+      ASSERT_TRUE(s.send("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+      auto r = s.read_response();
+      ASSERT_TRUE(r.has_value()) << echo.log();
+      EXPECT_EQ(r->status, 400);
+    }
+  }
+}
+
 // A drain ends the open event streams (their clients see them complete, and reconnect elsewhere)
 // instead of waiting its 10 s of grace for them and then cutting them.
 TEST(ServeTest, SigtermEndsOpenEventStreams) {

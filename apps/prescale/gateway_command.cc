@@ -420,7 +420,8 @@ int GatewayCommand::run() const {
         loaded->http.max_body_bytes != running.http.max_body_bytes ||
         loaded->http.read_timeout != running.http.read_timeout ||
         loaded->http.idle_timeout != running.http.idle_timeout ||
-        loaded->http.max_connections != running.http.max_connections) {
+        loaded->http.max_connections != running.http.max_connections ||
+        loaded->http.http2 != running.http.http2) {
       spdlog::warn("gateway.listen, gateway.threads and the http section take effect on restart");
     }
     if (!tls_from_flags && !(loaded->gateway.tls == running.gateway.tls)) {

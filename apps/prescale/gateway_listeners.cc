@@ -25,6 +25,7 @@ http::ServerOptions gateway_server_options(const HttpConfig& http, const std::st
   options.read_timeout = http.read_timeout;
   options.idle_timeout = http.idle_timeout;
   options.max_connections = static_cast<size_t>(http.max_connections);
+  options.http2 = http.http2;
   if (tls != nullptr) {
     options.tls = tls->context();
     options.on_tls_handshake_failed = tls->handshake_failed();

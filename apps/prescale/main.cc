@@ -61,6 +61,7 @@ struct ServeFlags {
   std::optional<std::chrono::milliseconds> read_timeout;
   std::optional<std::chrono::milliseconds> idle_timeout;
   std::optional<size_t> max_connections;
+  bool http2 = true;
 };
 
 // Settings from prescale.yaml (http, logging) apply first; flags given on the command line win.
@@ -87,6 +88,7 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
     flags.read_timeout = http.read_timeout;
     flags.idle_timeout = http.idle_timeout;
     flags.max_connections = static_cast<size_t>(http.max_connections);
+    flags.http2 = http.http2;
   }
   if (!init_logging({.level = flags.log_level,
                      .format = flags.log_format == "json" ? LogFormat::kJson : LogFormat::kText})) {
@@ -164,6 +166,7 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
   if (flags.read_timeout) options.server.read_timeout = *flags.read_timeout;
   if (flags.idle_timeout) options.server.idle_timeout = *flags.idle_timeout;
   if (flags.max_connections) options.server.max_connections = *flags.max_connections;
+  options.server.http2 = flags.http2;
   options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
   options.registry = &registry;
   options.port_file = flags.port_file;

@@ -156,6 +156,7 @@ static void describe(Schema<HttpConfig>& s) {
   s.field("idle_timeout", &HttpConfig::idle_timeout).greater_than(milliseconds(0));
   s.field("max_connections", &HttpConfig::max_connections).greater_than(0);
   s.field("shutdown_grace", &HttpConfig::shutdown_grace).at_most(milliseconds(3'600'000));
+  s.field("http2", &HttpConfig::http2);
 }
 
 static void describe(Schema<LoggingConfig>& s) {

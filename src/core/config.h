@@ -52,6 +52,7 @@ struct HttpConfig {
   std::chrono::milliseconds idle_timeout = std::chrono::seconds(60);
   int max_connections = 10'000;
   std::chrono::milliseconds shutdown_grace = std::chrono::seconds(10);  // drain on SIGTERM
+  bool http2 = true;  // HTTP/2 from clients, besides HTTP/1.1 (http::ServerOptions::http2)
 
   friend bool operator==(const HttpConfig&, const HttpConfig&) = default;
 };

@@ -53,6 +53,7 @@ TEST(ConfigLoad, FullFileLoadsWithExpectedValues) {
   EXPECT_EQ(c.http.idle_timeout, 2min);
   EXPECT_EQ(c.http.max_connections, 2000);
   EXPECT_EQ(c.http.shutdown_grace, 15s);
+  EXPECT_FALSE(c.http.http2);
   EXPECT_EQ(c.logging.level, LogLevel::kDebug);
   EXPECT_EQ(c.logging.format, LogFormat::kJson);
   EXPECT_EQ(c.policy.name, PolicyName::kPrescale);
@@ -285,6 +286,7 @@ TEST(ConfigLoad, MinimalFileGetsDefaults) {
   EXPECT_EQ(c.http.idle_timeout, 60s);
   EXPECT_EQ(c.http.max_connections, 10000);
   EXPECT_EQ(c.http.shutdown_grace, 10s);
+  EXPECT_TRUE(c.http.http2);
   EXPECT_EQ(c.logging.level, LogLevel::kInfo);
   EXPECT_EQ(c.logging.format, LogFormat::kText);
   EXPECT_EQ(c.policy.name, PolicyName::kPrescale);
