@@ -255,6 +255,35 @@ TEST_F(H2Test, ABodyOverTheLimitIs413AtOnceAndTheConnectionServesOn) {
   EXPECT_EQ(client.reply(small).body, "1000");
 }
 
+// Requests nghttp2 itself finds malformed are reset (PROTOCOL_ERROR), never reach the handler,
+// and are counted as the server's 400s; the connection serves on.
+TEST_F(H2Test, MalformedRequestsAreResetAndCountedAs400) {
+  ServerOptions o = local_options();
+  std::atomic<int> rejected{0};
+  o.on_rejected = [&](int status) {
+    if (status == 400) ++rejected;
+  };
+  std::atomic<int> handled{0};
+  Server& server = start(o, [&](Request&, Responder respond) {
+    ++handled;
+    respond(Response::text(200, "ok"));
+  });
+  H2Client client(server.port());
+  const int32_t upper = client.submit("GET", "/a", {{"te", "gzip"}});
+  const int32_t connection = client.submit("GET", "/b", {{"connection", "keep-alive"}});
+  const int32_t longer = client.submit("POST", "/c", {{"content-length", "3"}}, "four");
+  ASSERT_TRUE(client.finish({upper, connection, longer}));
+  for (int32_t id : {upper, connection, longer}) {
+    EXPECT_TRUE(client.reply(id).reset) << id << ": status " << client.reply(id).status;
+    EXPECT_EQ(client.reply(id).reset_code, 1u) << id;  // PROTOCOL_ERROR
+  }
+  EXPECT_EQ(handled.load(), 0);
+  EXPECT_EQ(rejected.load(), 3);
+  const int32_t fine = client.submit("GET", "/d");
+  ASSERT_TRUE(client.finish({fine}));
+  EXPECT_EQ(client.reply(fine).status, 200);
+}
+
 TEST_F(H2Test, ABodyAnnouncedOverTheLimitIs413BeforeAnyGoAhead) {
   ServerOptions o = local_options();
   o.max_body_bytes = 1000;

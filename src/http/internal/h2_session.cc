@@ -230,6 +230,18 @@ struct H2Callbacks {
   }
 
   static int frame_send(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+      // A request nghttp2 found malformed itself (a connection-specific field, `te` other than
+      // "trailers", a body longer or shorter than its content-length, ...): it resets the
+      // stream with PROTOCOL_ERROR (this server never does) before the handler saw it. Counted
+      // as the server's 400, as HTTP/1.1's malformed requests are.
+      const H2Stream* s = of(user).find(frame->hd.stream_id);
+      if (frame->rst_stream.error_code == NGHTTP2_PROTOCOL_ERROR && s != nullptr &&
+          !s->dispatched) {
+        of(user).shared_.reject(400);
+      }
+      return 0;
+    }
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) return 0;
     H2Stream* s = of(user).find(frame->hd.stream_id);
     // Not once the client has ended its side too: the stream is closed then (RFC 9113 section
