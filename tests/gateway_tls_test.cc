@@ -134,6 +134,18 @@ TEST_F(GatewayTlsTest, ServesHttpsFromTheFilesTlsAndTakesARenewedCertificateWith
   ASSERT_TRUE(testing::wait_for(
       [&] { return metric(metrics(), "prescale_gateway_tls_handshake_errors_total") == 1; }, 5s))
       << metrics();
+  // A malformed request over TLS: the listener answers 400 itself, and counts it.
+  EXPECT_EQ(metric(metrics(), "prescale_http_rejected_total{service=\"gateway\",code=\"400\"}"), 0);
+  {
+    RawSocket bad(port);
+    ASSERT_TRUE(bad.start_tls(first.cert_file, &error, {"http/1.1"})) << error;
+    ASSERT_TRUE(bad.send("GET /echo HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n"));
+    auto answer = bad.read_response();
+    ASSERT_TRUE(answer.has_value());
+    EXPECT_EQ(answer->status, 400);
+  }
+  EXPECT_EQ(metric(metrics(), "prescale_http_rejected_total{service=\"gateway\",code=\"400\"}"), 1)
+      << metrics();
   const double first_expiry =
       metric(metrics(), "prescale_gateway_tls_certificate_expiry_timestamp_seconds");
   EXPECT_GT(first_expiry, 0);

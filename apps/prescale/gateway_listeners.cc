@@ -6,6 +6,7 @@
 
 #include "core/clock.h"
 #include "gateway_tls.h"
+#include "runtime/runtime.h"
 
 namespace prescale {
 
@@ -15,7 +16,8 @@ int inside_threads(int threads) {
 }
 
 http::ServerOptions gateway_server_options(const HttpConfig& http, const std::string& host,
-                                           std::uint16_t port, int threads, const GatewayTls* tls) {
+                                           std::uint16_t port, int threads, const GatewayTls* tls,
+                                           telemetry::Registry& registry) {
   http::ServerOptions options;
   options.address = host;
   options.port = port;
@@ -26,6 +28,7 @@ http::ServerOptions gateway_server_options(const HttpConfig& http, const std::st
   options.idle_timeout = http.idle_timeout;
   options.max_connections = static_cast<size_t>(http.max_connections);
   options.http2 = http.http2;
+  options.on_rejected = runtime::count_rejections(registry, "gateway");
   if (tls != nullptr) {
     options.tls = tls->context();
     options.on_tls_handshake_failed = tls->handshake_failed();

@@ -14,6 +14,7 @@
 #include "core/result.h"
 #include "gateway/gateway.h"
 #include "http/server.h"
+#include "telemetry/registry.h"
 
 namespace prescale {
 
@@ -25,8 +26,10 @@ int inside_threads(int threads);
 
 // The options of the gateway's listener: `host`:`port`, `threads` I/O threads (0: one per core),
 // the limits of `http`, and with `tls` HTTPS with its certificate and its handshake counter.
+// The requests it refuses itself are counted in `registry` (runtime::count_rejections).
 http::ServerOptions gateway_server_options(const HttpConfig& http, const std::string& host,
-                                           std::uint16_t port, int threads, const GatewayTls* tls);
+                                           std::uint16_t port, int threads, const GatewayTls* tls,
+                                           telemetry::Registry& registry);
 
 // Starts the gateway's plain listener for the services' own calls, beside its TLS one of
 // `options`: on `address`:`port` (0: a free one), with inside_threads() of its I/O threads and

@@ -169,6 +169,30 @@ class Runtime::InstrumentedRoutes final : public Routes {
   std::vector<std::unique_ptr<RouteMetrics>> route_metrics_;
 };
 
+std::function<void(int status)> count_rejections(telemetry::Registry& registry,
+                                                 const std::string& service) {
+  auto& family = registry.counter(
+      "prescale_http_rejected_total",
+      "Requests the server refused itself, before any handler: malformed (400), not received in "
+      "time (408), too large (413, 414, 431), or over the connection limit (503).",
+      {"service", "code"});
+  // http::ServerOptions::on_rejected's codes, looked up once.
+  static constexpr std::array<int, 6> kCodes = {400, 408, 413, 414, 431, 503};
+  std::array<telemetry::Counter*, kCodes.size()> counters{};
+  for (size_t i = 0; i < kCodes.size(); ++i) {
+    counters[i] = &family.with({service, std::to_string(kCodes[i])});
+  }
+  return [&family, service, counters](int status) {
+    for (size_t i = 0; i < kCodes.size(); ++i) {
+      if (kCodes[i] == status) {
+        counters[i]->inc();
+        return;
+      }
+    }
+    family.with({service, std::to_string(status)}).inc();
+  };
+}
+
 Runtime::Runtime(Service& service, RuntimeOptions options)
     : service_(service), options_(std::move(options)) {
   if (options_.registry == nullptr) {
@@ -212,8 +236,12 @@ Result<void> Runtime::start() {
   });
 
   http::Router* router = router_.get();
+  http::ServerOptions server_options = options_.server;
+  if (!server_options.on_rejected) {
+    server_options.on_rejected = count_rejections(*registry_, std::string(service_.name()));
+  }
   server_ = std::make_unique<http::Server>(
-      options_.server,
+      server_options,
       [router](http::Request& req, http::Responder respond) { router->dispatch(req, respond); });
   if (auto started = server_->start(); !started) return started;
   spdlog::info("service {} listening on {}:{}", service_.name(), options_.server.address,

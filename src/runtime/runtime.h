@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -47,6 +48,12 @@ struct RuntimeOptions {
   // cannot be written fails start().
   std::string port_file;
 };
+
+// An http::ServerOptions::on_rejected that counts the requests a server refuses itself, before
+// any handler sees them, in `registry`: prescale_http_rejected_total{service, code} (docs/
+// metrics.md). Every code the server may answer so starts at 0, so that rate() works at once.
+std::function<void(int status)> count_rejections(telemetry::Registry& registry,
+                                                 const std::string& service);
 
 class Runtime {
  public:

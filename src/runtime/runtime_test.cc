@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "http/client.h"
+#include "http/test_util.h"
 #include "services/echo/echo_service.h"
 #include "telemetry/exposition.h"
 
@@ -215,6 +216,38 @@ TEST(RuntimeTest, AnswersTheServerMakesForAFaultyHandlerAreCountedOnce) {
   EXPECT_THAT(text, HasSubstr("prescale_request_duration_seconds_count{service=\"bad\","
                               "route=\"/twice\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("prescale_inflight_requests{service=\"bad\"} 0\n"));
+  rt.drain();
+}
+
+// Requests the server refuses before any route (here malformed, and too large) are counted by
+// code; the codes it may answer so are there from the start, at 0.
+TEST(RuntimeTest, RequestsTheServerRefusesItselfAreCounted) {
+  services::EchoService echo;
+  RuntimeOptions options = test_options();
+  options.server.max_header_bytes = 1024;
+  Runtime rt(echo, options);
+  ASSERT_TRUE(rt.start());
+  EXPECT_THAT(telemetry::expose(rt.registry()),
+              HasSubstr("prescale_http_rejected_total{service=\"echo\",code=\"400\"} 0\n"));
+  {
+    http::testing::RawSocket s(rt.port());
+    ASSERT_TRUE(s.send("GET / HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n"));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 400);
+  }
+  {
+    http::testing::RawSocket s(rt.port());
+    ASSERT_TRUE(
+        s.send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'b') + "\r\n\r\n"));
+    auto r = s.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 431);
+  }
+  const std::string text = telemetry::expose(rt.registry());
+  EXPECT_THAT(text, HasSubstr("prescale_http_rejected_total{service=\"echo\",code=\"400\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("prescale_http_rejected_total{service=\"echo\",code=\"431\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("prescale_http_rejected_total{service=\"echo\",code=\"408\"} 0\n"));
   rt.drain();
 }
 
