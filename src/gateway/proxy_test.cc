@@ -3,8 +3,10 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -978,13 +980,15 @@ TEST(ProxyTest, AStreamIsReadNoFasterThanTheClientTakesIt) {
   ASSERT_TRUE(s.send(get("/big")));
   auto stream = events.stream(0);
   ASSERT_NE(stream, nullptr);
-  const size_t total = size_t{48} * 1024 * 1024;
+  // Far more than the kernel may buffer on the way: where tcp_rmem's maximum is 32 MiB (this
+  // machine's), the gateway's receive buffer alone may grow to hold a third of it.
+  const size_t total = size_t{96} * 1024 * 1024;
   const std::string piece(1024 * 1024, 'q');
   for (size_t sent = 0; sent < total; sent += piece.size()) ASSERT_TRUE(stream->write(piece));
   stream->end();
   // The client reads nothing: the gateway stops reading the upstream once its own queue is
   // full, so the upstream's queue stays full instead of all of it moving into the gateway.
-  // (Without that, all of it has moved within 0.6 s on a 2-core machine.)
+  // (Without that, 48 MiB had all moved within 0.6 s on a 2-core machine.)
   std::this_thread::sleep_for(milliseconds(1500));
   EXPECT_TRUE(stream->full());
   EXPECT_GT(stream->queued(), total / 2);
@@ -1256,15 +1260,16 @@ TEST(ProxyTest, AWebSocketIsReadNoFasterThanEachSideTakesIt) {
   EXPECT_TRUE(sent.load());
   EXPECT_EQ(ws.received_bytes(), total);
   // The other way: the client reads nothing while the upstream writes more than every buffer on
-  // the way holds.
+  // the way holds (twice as much: the gateway's receive buffer may grow to 32 MiB, above).
+  const size_t down = 2 * total;
   const std::string piece(1024 * 1024, 'u');
-  for (size_t n = 0; n < total; n += piece.size()) ASSERT_TRUE(tunnel->out().write(piece));
+  for (size_t n = 0; n < down; n += piece.size()) ASSERT_TRUE(tunnel->out().write(piece));
   std::this_thread::sleep_for(milliseconds(1500));
   EXPECT_TRUE(tunnel->out().full());
-  EXPECT_GT(tunnel->out().queued(), total / 2);
+  EXPECT_GT(tunnel->out().queued(), down / 2);
   tunnel->out().end();
   EXPECT_TRUE(s.read_to_close(milliseconds(20000)));
-  EXPECT_EQ(s.pending().size(), total);
+  EXPECT_EQ(s.pending().size(), down);
 }
 
 TEST(ProxyTest, LargeBodiesRoundTrip) {
@@ -1615,6 +1620,16 @@ struct Trigger {
   int fds[2] = {-1, -1};
 };
 
+// Until what `fd` sent is acknowledged (at most 1 s): the other end has it.
+bool sent_acknowledged(int fd) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (std::chrono::steady_clock::now() < end) {
+    int unacked = -1;
+    if (::ioctl(fd, SIOCOUTQ, &unacked) == 0 && unacked == 0) return true;
+  }
+  return false;
+}
+
 // Until the FIN `fd` sent is acknowledged (at most 1 s): the other end has it.
 bool fin_acknowledged(int fd) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(1);
@@ -1702,6 +1717,7 @@ TEST(UpstreamPoolTest, AnIdleConnectionWithUnaskedBytesReportedIsNotReused) {
   // One batch: [the trigger, the connection's report], in the order they came.
   trigger.fire();
   ASSERT_EQ(::send(c0, "HTTP/1.1 200 OK\r\n", 17, MSG_NOSIGNAL), 17);
+  ASSERT_TRUE(sent_acknowledged(c0));  // in the pool's socket before the batch is taken
   int c1 = -1;
   bool answered = false;
   drive(io, [&] {

@@ -95,10 +95,10 @@ Poller::Slot* Poller::find(Key registration) {
 void Poller::arm(Key registration, std::function<void()> fn) {
   Slot* slot = find(registration);
   if (slot == nullptr) return;
+  drop_later(*slot);
   if (slot->reported || slot->ended) {
     slot->reported = false;
     slot->armed = false;
-    slot->fn = nullptr;
     post_counted(*slot, registration, std::move(fn));
     return;
   }
@@ -109,9 +109,15 @@ void Poller::arm(Key registration, std::function<void()> fn) {
 void Poller::post(Key registration, std::function<void()> fn) {
   Slot* slot = find(registration);
   if (slot == nullptr) return;
+  drop_later(*slot);
   slot->armed = false;
-  slot->fn = nullptr;
+  slot->reported = false;  // what was reported, `fn` reads
   post_counted(*slot, registration, std::move(fn));
+}
+
+void Poller::drop_later(Slot& slot) {
+  if (slot.fn) boost::asio::post(io_, [dropped = std::move(slot.fn)] {});
+  slot.fn = nullptr;
 }
 
 void Poller::post_counted(Slot& slot, Key registration, std::function<void()> fn) {
@@ -125,8 +131,7 @@ void Poller::post_counted(Slot& slot, Key registration, std::function<void()> fn
 void Poller::remove(Key registration) {
   Slot* slot = find(registration);
   if (slot == nullptr) return;
-  if (slot->fn) boost::asio::post(io_, [dropped = std::move(slot->fn)] {});
-  slot->fn = nullptr;
+  drop_later(*slot);
   slot->live = false;
   slot->armed = false;
   slot->reported = false;

@@ -49,10 +49,12 @@ class Poller : public boost::asio::execution_context::service {
   // when it cannot be watched.
   Key add(int fd, boost::system::error_code& ec);
   // Calls `fn` once, on the io_context, at the next report of the socket; posted at once when
-  // it was reported since its last `fn` ran, or has ended. Replaces an `fn` not yet called.
+  // it was reported since its last `fn` ran, or has ended. Replaces an `fn` not yet called (which
+  // is destroyed later, posted: it may own the caller).
   void arm(Key registration, std::function<void()> fn);
   // Posts `fn` at once, as if the socket were reported: for a reader that stopped with data
-  // possibly left, which no new report would announce. Until `fn` runs, reported() is true.
+  // possibly left, which no new report would announce; it takes the place of a report waiting
+  // and of an armed `fn`. Until `fn` runs, reported() is true.
   void post(Key registration, std::function<void()> fn);
   // Ends the registration. An armed `fn` is dropped, later (posted): it may own what calls this;
   // one already posted still runs. Call it before the socket closes (a closed descriptor
@@ -93,6 +95,8 @@ class Poller : public boost::asio::execution_context::service {
   // the io_context can run out of work.
   void wait();
   void poll();
+  // Destroys the slot's `fn` later (posted): it may own whoever replaces or removes it.
+  void drop_later(Slot& slot);
   // Posts `fn` and counts it in the slot's `posted` until it runs.
   void post_counted(Slot& slot, Key registration, std::function<void()> fn);
 
