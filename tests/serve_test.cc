@@ -120,17 +120,20 @@ TEST(ServeTest, SigtermDrainsInFlightRequestsAndExitsZero) {
 }
 
 // HTTP/2 in clear text (prior knowledge) is on by default, and `http.http2: false` in the
-// config turns it off: the preface is then a malformed HTTP/1.1 request.
+// config or --no-http2 turns it off: the preface is then a malformed HTTP/1.1 request.
 TEST(ServeTest, HttpTwoIsOnByDefaultAndTheConfigTurnsItOff) {
   TempDir dir;
   const std::string off_config = dir.file("prescale.yaml");
   testing::write_file(off_config, "version: 1\nhttp:\n  http2: false\n");
-  for (const bool on : {true, false}) {
-    const std::string port_file = dir.file(on ? "port-on" : "port-off");
+  // On; off by the file; off by the flag (what `prescale up` passes a replica).
+  for (const int run : {0, 1, 2}) {
+    const bool on = run == 0;
+    const std::string port_file = dir.file("port" + std::to_string(run));
     std::vector<std::string> args = {PRESCALE_BIN, "serve",       "echo",   "--port",
                                      "0",          "--port-file", port_file};
-    if (!on) args.insert(args.end(), {"--config", off_config});
-    Subprocess echo(args, dir.file(on ? "on.log" : "off.log"));
+    if (run == 1) args.insert(args.end(), {"--config", off_config});
+    if (run == 2) args.emplace_back("--no-http2");
+    Subprocess echo(args, dir.file("echo" + std::to_string(run) + ".log"));
     ASSERT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 10s))
         << echo.log();
     const std::string port = std::to_string(std::stoi(testing::read_file(port_file)));
@@ -149,6 +152,23 @@ TEST(ServeTest, HttpTwoIsOnByDefaultAndTheConfigTurnsItOff) {
       EXPECT_EQ(r->status, 400);
     }
   }
+}
+
+// The server's limits as flags: a header block over --max-header-bytes is 431.
+TEST(ServeTest, TheHttpLimitsAreFlagsToo) {
+  TempDir dir;
+  const std::string port_file = dir.file("port");
+  Subprocess echo({PRESCALE_BIN, "serve", "echo", "--port", "0", "--port-file", port_file,
+                   "--max-header-bytes", "200", "--read-timeout-ms", "30000"},
+                  dir.file("echo.log"));
+  ASSERT_TRUE(testing::wait_for([&] { return !testing::read_file(port_file).empty(); }, 10s))
+      << echo.log();
+  const auto port = static_cast<uint16_t>(std::stoi(testing::read_file(port_file)));
+  http::testing::RawSocket s(port);
+  ASSERT_TRUE(s.send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(300, 'b') + "\r\n\r\n"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value()) << echo.log();
+  EXPECT_EQ(r->status, 431);
 }
 
 // A drain ends the open event streams (their clients see them complete, and reconnect elsewhere)

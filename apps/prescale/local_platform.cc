@@ -37,7 +37,7 @@ std::string self_executable() {
 local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::string& self,
                                         const std::string& gateway_url,
                                         const std::filesystem::path& config_dir,
-                                        const TracingConfig& tracing) {
+                                        const TracingConfig& tracing, const HttpConfig& http) {
   local::ReplicaTemplate t;
   t.service = s.name;
   if (s.kind == ServiceKind::kCommand) {
@@ -48,6 +48,12 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
       kind = kind.substr(slash + 1);
     t.argv = {self,          "serve",     kind, "--port",      "0",   "--port-file",
               "{port_file}", "--threads", "1",  "--log-level", "warn"};
+    // The file's http section, where it differs from the defaults (a replica reads no file).
+    for (std::string& flag : serve_http_flags(http)) t.argv.push_back(std::move(flag));
+    if (http.shutdown_grace != HttpConfig().shutdown_grace) {
+      t.argv.push_back("--shutdown-grace-ms");
+      t.argv.push_back(std::to_string(http.shutdown_grace.count()));
+    }
     // Relative to the file's directory, as preflight() checks it; recommend and fraud read
     // "models" there when the file names none (forecast then runs without model files).
     const bool model_files = s.kind == ServiceKind::kRecommend || s.kind == ServiceKind::kFraud;

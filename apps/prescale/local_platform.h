@@ -95,11 +95,13 @@ std::string self_executable();
 // How a service's replicas start: the built-in kinds run this binary's `serve`; a command runs
 // as given, "{port}" naming the port it must listen on. Every replica is told the gateway's URL
 // (PRESCALE_GATEWAY_URL) and, for its spans, its service's name (OTEL_SERVICE_NAME) and where
-// `tracing` sends them (otel_environment()), unless the service's env sets them itself.
+// `tracing` sends them (otel_environment()), unless the service's env sets them itself. A
+// built-in kind gets the settings of `http` that differ from the defaults as flags.
 local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::string& self,
                                         const std::string& gateway_url,
                                         const std::filesystem::path& config_dir,
-                                        const TracingConfig& tracing = {});
+                                        const TracingConfig& tracing = {},
+                                        const HttpConfig& http = {});
 
 // The last non-empty line of the log at `path` (within its last 4 KiB), at most 200 bytes, a longer
 // one cut short and ended "..."; "" if there is none.

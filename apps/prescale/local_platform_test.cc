@@ -145,6 +145,30 @@ TEST(Preflight, ARecommendServiceIsCheckedForTheModelDirectoryItsReplicaReads) {
       << replica_dir;
 }
 
+// A replica reads no file: the http section's settings that differ from the defaults reach it as
+// flags; with the defaults, none is added.
+TEST(ReplicaTemplate, TheHttpSectionReachesABuiltInKindAsFlags) {
+  ServiceConfig s;
+  s.name = "echo";
+  s.kind = ServiceKind::kEcho;
+  const std::vector<std::string> plain =
+      replica_template(s, "/opt/prescale", "http://g", "/srv/app").argv;
+  HttpConfig http;
+  http.max_body_bytes = 16 << 20;
+  http.read_timeout = std::chrono::seconds(30);
+  http.http2 = false;
+  http.shutdown_grace = std::chrono::seconds(20);
+  const std::vector<std::string> tuned =
+      replica_template(s, "/opt/prescale", "http://g", "/srv/app", {}, http).argv;
+  std::vector<std::string> expected = plain;
+  for (const char* a : {"--max-body-bytes", "16777216", "--read-timeout-ms", "30000", "--no-http2",
+                        "--shutdown-grace-ms", "20000"}) {
+    expected.emplace_back(a);
+  }
+  EXPECT_EQ(tuned, expected);
+  EXPECT_TRUE(serve_http_flags(HttpConfig()).empty());
+}
+
 TEST(ReplicaTemplate, BuiltInKindsRunThisBinarysServeWithTheirModelBesideTheFile) {
   ServiceConfig s;
   s.name = "fraud";

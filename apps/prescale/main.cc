@@ -56,11 +56,13 @@ struct ServeFlags {
   int model_poll_ms = 5000;
   double threshold = -1;
   size_t max_batch = 1000;
-  // Only settable through prescale.yaml.
-  std::optional<size_t> max_header_bytes;
-  std::optional<std::chrono::milliseconds> read_timeout;
-  std::optional<std::chrono::milliseconds> idle_timeout;
-  std::optional<size_t> max_connections;
+  // The server's limits: from prescale.yaml's http section, then the flags (unset: the
+  // server's defaults). `prescale up` and the Kubernetes manifests pass a replica the flags.
+  int64_t max_header_bytes = 16 * 1024;
+  int64_t read_timeout_ms = 10000;
+  int64_t idle_timeout_ms = 60000;
+  int64_t max_connections = 10000;
+  bool no_http2 = false;
   bool http2 = true;
 };
 
@@ -84,12 +86,16 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
     if (cmd.count("--log-format") == 0) {
       flags.log_format = config->logging.format == LogFormat::kJson ? "json" : "text";
     }
-    flags.max_header_bytes = static_cast<size_t>(http.max_header_bytes);
-    flags.read_timeout = http.read_timeout;
-    flags.idle_timeout = http.idle_timeout;
-    flags.max_connections = static_cast<size_t>(http.max_connections);
+    auto unless_given = [&](const char* flag, int64_t& value, int64_t from_file) {
+      if (cmd.count(flag) == 0) value = from_file;
+    };
+    unless_given("--max-header-bytes", flags.max_header_bytes, http.max_header_bytes);
+    unless_given("--read-timeout-ms", flags.read_timeout_ms, http.read_timeout.count());
+    unless_given("--idle-timeout-ms", flags.idle_timeout_ms, http.idle_timeout.count());
+    unless_given("--max-connections", flags.max_connections, http.max_connections);
     flags.http2 = http.http2;
   }
+  if (flags.no_http2) flags.http2 = false;
   if (!init_logging({.level = flags.log_level,
                      .format = flags.log_format == "json" ? LogFormat::kJson : LogFormat::kText})) {
     std::cerr << "prescale serve: --log-level: unknown level \"" << flags.log_level << "\"\n";
@@ -162,10 +168,10 @@ int serve(ServeFlags flags, const CLI::App& cmd) {
   options.server.port = static_cast<uint16_t>(flags.port);
   options.server.threads = flags.threads;
   options.server.max_body_bytes = flags.max_body_bytes;
-  if (flags.max_header_bytes) options.server.max_header_bytes = *flags.max_header_bytes;
-  if (flags.read_timeout) options.server.read_timeout = *flags.read_timeout;
-  if (flags.idle_timeout) options.server.idle_timeout = *flags.idle_timeout;
-  if (flags.max_connections) options.server.max_connections = *flags.max_connections;
+  options.server.max_header_bytes = static_cast<size_t>(flags.max_header_bytes);
+  options.server.read_timeout = std::chrono::milliseconds(flags.read_timeout_ms);
+  options.server.idle_timeout = std::chrono::milliseconds(flags.idle_timeout_ms);
+  options.server.max_connections = static_cast<size_t>(flags.max_connections);
   options.server.http2 = flags.http2;
   options.shutdown_grace = std::chrono::milliseconds(flags.shutdown_grace_ms);
   options.registry = &registry;
@@ -226,6 +232,25 @@ int main(int argc, char** argv) {
   serve->add_option("--max-body-bytes", flags.max_body_bytes, "Largest accepted request body")
       ->check(prescale::non_negative())
       ->capture_default_str();
+  serve
+      ->add_option("--max-header-bytes", flags.max_header_bytes,
+                   "Largest accepted request header block (431 beyond)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  serve
+      ->add_option("--read-timeout-ms", flags.read_timeout_ms,
+                   "Time allowed to receive one whole request (408 beyond)")
+      ->check(CLI::Range(int64_t{1}, int64_t{3'153'600'000'000}))  // a century, as the file's
+      ->capture_default_str();
+  serve
+      ->add_option("--idle-timeout-ms", flags.idle_timeout_ms,
+                   "An idle keep-alive connection is closed after this long")
+      ->check(CLI::Range(int64_t{1}, int64_t{3'153'600'000'000}))  // a century, as the file's
+      ->capture_default_str();
+  serve->add_option("--max-connections", flags.max_connections, "Most connections open at once")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  serve->add_flag("--no-http2", flags.no_http2, "HTTP/1.1 only: take no HTTP/2 from clients");
   serve
       ->add_option("--shutdown-grace-ms", flags.shutdown_grace_ms,
                    "How long in-flight requests may take to finish after SIGTERM")

@@ -413,7 +413,7 @@ int run_up(const UpFlags& f) {
   std::vector<scaling::ServiceSpec> specs;
   for (const ServiceConfig& s : config.services) {
     if (auto added = supervisor.add_service(
-            replica_template(s, self, gateway_url, config_dir, config.tracing));
+            replica_template(s, self, gateway_url, config_dir, config.tracing, config.http));
         !added) {
       return error(added.error().message);
     }
@@ -652,7 +652,8 @@ int run_up(const UpFlags& f) {
     // Every template checked before anything changes: all of the file applies, or none.
     std::vector<local::ReplicaTemplate> templates;
     for (const ServiceConfig& s : next->services) {
-      templates.push_back(replica_template(s, self, gateway_url, config_dir, next->tracing));
+      templates.push_back(
+          replica_template(s, self, gateway_url, config_dir, next->tracing, next->http));
       if (auto valid = supervisor.validate(templates.back()); !valid) {
         return refuse(f.config_path + ": " + valid.error().message);
       }

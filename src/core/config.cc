@@ -137,6 +137,23 @@ std::map<std::string, std::string> health_check_paths(const std::vector<ServiceC
   return out;
 }
 
+std::vector<std::string> serve_http_flags(const HttpConfig& http) {
+  const HttpConfig defaults;
+  std::vector<std::string> flags;
+  auto add = [&](const char* flag, auto value, auto default_value) {
+    if (value == default_value) return;
+    flags.emplace_back(flag);
+    flags.push_back(std::to_string(value));
+  };
+  add("--max-header-bytes", http.max_header_bytes, defaults.max_header_bytes);
+  add("--max-body-bytes", http.max_body_bytes, defaults.max_body_bytes);
+  add("--read-timeout-ms", http.read_timeout.count(), defaults.read_timeout.count());
+  add("--idle-timeout-ms", http.idle_timeout.count(), defaults.idle_timeout.count());
+  add("--max-connections", http.max_connections, defaults.max_connections);
+  if (!http.http2) flags.emplace_back("--no-http2");
+  return flags;
+}
+
 std::set<std::string> hold_for_replica(const std::vector<ServiceConfig>& services) {
   std::set<std::string> out;
   for (const ServiceConfig& s : services) {

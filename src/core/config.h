@@ -376,6 +376,11 @@ std::map<std::string, std::string> health_check_paths(const std::vector<ServiceC
 std::set<std::string> hold_for_replica(const std::vector<ServiceConfig>& services);
 
 // Reads and validates a prescale.yaml. Messages name `path` as given.
+// The `prescale serve` flags that give a replica the settings of `http` that differ from their
+// defaults: --max-header-bytes, --max-body-bytes, --read-timeout-ms, --idle-timeout-ms,
+// --max-connections, --no-http2. Not threads and shutdown_grace, which the caller sets.
+std::vector<std::string> serve_http_flags(const HttpConfig& http);
+
 Result<Config> load_config_file(const std::string& path);
 
 // Same, from text; `source_name` stands in for the file name in messages.

@@ -215,6 +215,7 @@ Json service_container(const ServiceConfig& s, std::size_t index, const Config& 
                  std::to_string(config.http.shutdown_grace.count()), "--threads", "1",
                  "--log-level", to_string(config.logging.level), "--log-format",
                  to_string(config.logging.format)};
+    for (const std::string& flag : serve_http_flags(config.http)) argv.push_back(flag);
     const bool model_files = s.kind == ServiceKind::kRecommend || s.kind == ServiceKind::kFraud;
     if (!s.model_dir.empty() || model_files) {
       const std::filesystem::path dir(s.model_dir);

@@ -201,6 +201,16 @@ TEST(KubeManifests, TextKeepsEveryCharacterAsALiteralBlockOrQuoted) {
   EXPECT_NE(yaml.find("  k: |\n    a: 1\n    b: 2\n"), std::string::npos) << yaml;
 }
 
+// The file's http section reaches a built-in service's replicas as flags, where it differs from
+// the defaults (a replica reads no file).
+TEST(KubeManifests, TheHttpSectionReachesABuiltInServiceAsFlags) {
+  const auto objects =
+      render(std::string(kShop) + "http:\n  max_body_bytes: 16777216\n  http2: false\n", options());
+  const std::string command = container_of(objects, "recommend")["command"].dump();
+  EXPECT_NE(command.find(R"("--max-body-bytes","16777216","--no-http2")"), std::string::npos)
+      << command;
+}
+
 TEST(KubeManifests, ABuiltInServiceRunsPrescaleServeWithItsModelsInTheImage) {
   const auto objects = render(kShop, options());
   const Json& c = container_of(objects, "recommend");
