@@ -1540,6 +1540,22 @@ bool read_request_head(boost::asio::io_context& io, int fd) {
 
 constexpr std::string_view kOk = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
+// Runs `io` until `ex` is done, answering 200 to the first request on a new connection to
+// `listen_fd`; that connection's upstream end (-1 if none came).
+int answer_on_a_new_connection(boost::asio::io_context& io, int listen_fd, PoolExchange& ex) {
+  int fd = -1;
+  bool answered = false;
+  drive(io, [&] {
+    if (fd < 0) fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK);
+    if (fd >= 0 && !answered && read_request_head(io, fd)) {
+      ::send(fd, kOk.data(), kOk.size(), MSG_NOSIGNAL);
+      answered = true;
+    }
+    return ex.done;
+  });
+  return fd;
+}
+
 // One GET through `pool` to the upstream listening on `listen_fd`, answered 200: afterwards the
 // pool holds one idle keep-alive connection, whose upstream end is returned (-1 on failure).
 int pool_one_connection(boost::asio::io_context& io, UpstreamPool& pool, uint16_t port,
@@ -1579,16 +1595,7 @@ TEST(UpstreamPoolTest, PooledConnectionClosedBeforeReuseDoesNotFailAPost) {
   post.idempotent = false;
   post.deadline = Clock::real().now() + std::chrono::seconds(5);
   ASSERT_TRUE(pool.start("127.0.0.1", port, post));
-  int c1 = -1;
-  bool answered = false;
-  drive(io, [&] {
-    if (c1 < 0) c1 = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK);
-    if (c1 >= 0 && !answered && read_request_head(io, c1)) {
-      ::send(c1, kOk.data(), kOk.size(), MSG_NOSIGNAL);
-      answered = true;
-    }
-    return post.done;
-  });
+  const int c1 = answer_on_a_new_connection(io, listen_fd, post);
   ASSERT_TRUE(post.done);
   EXPECT_EQ(post.error, ExchangeError::kNone) << to_string(post.error) << ": " << post.detail
                                               << " (request_sent " << post.request_sent << ")";
@@ -1596,6 +1603,16 @@ TEST(UpstreamPoolTest, PooledConnectionClosedBeforeReuseDoesNotFailAPost) {
   pool.stop();
   if (c1 >= 0) ::close(c1);
   ::close(listen_fd);
+}
+
+// `ex`, the only request after pool_one_connection(), was answered 200 on a second connection:
+// the pooled one was not reused.
+void expect_answered_on_a_new_connection(const UpstreamPool& pool, const PoolExchange& ex) {
+  ASSERT_TRUE(ex.done);
+  EXPECT_EQ(ex.error, ExchangeError::kNone) << to_string(ex.error) << ": " << ex.detail;
+  EXPECT_EQ(ex.response.status, 200);
+  EXPECT_EQ(pool.stats().reused, 0u);
+  EXPECT_EQ(pool.stats().connections_opened, 2u);
 }
 
 // Two sockets of the pool's Poller that a test writes to, so that its code runs inside a batch
@@ -1669,24 +1686,11 @@ TEST(UpstreamPoolTest, AFinArrivingDuringTheBatchDoesNotFailAPostOfThatBatch) {
     started = pool.start("127.0.0.1", port, post);
   });
   trigger.fire();
-  int c1 = -1;
-  bool answered = false;
-  drive(io, [&] {
-    if (c1 < 0) c1 = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK);
-    if (c1 >= 0 && !answered && read_request_head(io, c1)) {
-      ::send(c1, kOk.data(), kOk.size(), MSG_NOSIGNAL);
-      answered = true;
-    }
-    return post.done;
-  });
+  const int c1 = answer_on_a_new_connection(io, listen_fd, post);
   EXPECT_TRUE(in_batch);
   EXPECT_TRUE(fin_there);
   ASSERT_TRUE(started);
-  ASSERT_TRUE(post.done);
-  EXPECT_EQ(post.error, ExchangeError::kNone) << to_string(post.error) << ": " << post.detail;
-  EXPECT_EQ(post.response.status, 200);
-  EXPECT_EQ(pool.stats().reused, 0u);  // the POST went on a fresh connection
-  EXPECT_EQ(pool.stats().connections_opened, 2u);
+  expect_answered_on_a_new_connection(pool, post);
   pool.stop();
   for (int fd : {c0, c1, listen_fd}) {
     if (fd >= 0) ::close(fd);
@@ -1718,22 +1722,9 @@ TEST(UpstreamPoolTest, AnIdleConnectionWithUnaskedBytesReportedIsNotReused) {
   trigger.fire();
   ASSERT_EQ(::send(c0, "HTTP/1.1 200 OK\r\n", 17, MSG_NOSIGNAL), 17);
   ASSERT_TRUE(sent_acknowledged(c0));  // in the pool's socket before the batch is taken
-  int c1 = -1;
-  bool answered = false;
-  drive(io, [&] {
-    if (c1 < 0) c1 = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK);
-    if (c1 >= 0 && !answered && read_request_head(io, c1)) {
-      ::send(c1, kOk.data(), kOk.size(), MSG_NOSIGNAL);
-      answered = true;
-    }
-    return second.done;
-  });
+  const int c1 = answer_on_a_new_connection(io, listen_fd, second);
   EXPECT_TRUE(in_batch);
-  ASSERT_TRUE(second.done);
-  EXPECT_EQ(second.error, ExchangeError::kNone) << to_string(second.error) << ": " << second.detail;
-  EXPECT_EQ(second.response.status, 200);
-  EXPECT_EQ(pool.stats().reused, 0u);
-  EXPECT_EQ(pool.stats().connections_opened, 2u);
+  expect_answered_on_a_new_connection(pool, second);
   pool.stop();
   for (int fd : {c0, c1, listen_fd}) {
     if (fd >= 0) ::close(fd);

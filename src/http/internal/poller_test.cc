@@ -27,6 +27,11 @@ struct SocketPair {
     }
   }
   void send(const char* text) const { ASSERT_GT(::write(fds[1], text, strlen(text)), 0); }
+  // The peer ends its side.
+  void end() {
+    ::close(fds[1]);
+    fds[1] = -1;
+  }
   // Reads what is there; the count read, 0 at the end, -1 when nothing is there (EAGAIN).
   ssize_t drain() const {
     char buf[4096];
@@ -41,15 +46,26 @@ void run_ready(boost::asio::io_context& io) {
   io.poll();
 }
 
-TEST(PollerTest, AnArmedSocketIsCalledOnceWhenDataComes) {
+// A Poller on an io_context of the test's, which runs it with run_ready().
+class PollerTest : public ::testing::Test {
+ protected:
+  // Registers the pair's first socket.
+  Poller::Key watch(const SocketPair& pair) {
+    boost::system::error_code ec;
+    const Poller::Key key = poller.add(pair.fds[0], ec);
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_NE(key, Poller::kNone);
+    return key;
+  }
+
   boost::asio::io_context io;
   Poller& poller = Poller::of(io);
+};
+
+TEST_F(PollerTest, AnArmedSocketIsCalledOnceWhenDataComes) {
   EXPECT_EQ(&poller, &Poller::of(io));  // one per io_context
   SocketPair pair;
-  boost::system::error_code ec;
-  const Poller::Key key = poller.add(pair.fds[0], ec);
-  ASSERT_FALSE(ec) << ec.message();
-  ASSERT_NE(key, Poller::kNone);
+  const Poller::Key key = watch(pair);
   int calls = 0;
   poller.arm(key, [&] { ++calls; });
   run_ready(io);
@@ -69,16 +85,12 @@ TEST(PollerTest, AnArmedSocketIsCalledOnceWhenDataComes) {
   EXPECT_EQ(poller.watched(), 0u);
 }
 
-TEST(PollerTest, EndOfStreamIsReported) {
-  boost::asio::io_context io;
-  Poller& poller = Poller::of(io);
+TEST_F(PollerTest, EndOfStreamIsReported) {
   SocketPair pair;
-  boost::system::error_code ec;
-  const Poller::Key key = poller.add(pair.fds[0], ec);
+  const Poller::Key key = watch(pair);
   bool called = false;
   poller.arm(key, [&] { called = true; });
-  ::close(pair.fds[1]);
-  pair.fds[1] = -1;
+  pair.end();
   run_ready(io);
   EXPECT_TRUE(called);
   EXPECT_EQ(pair.drain(), 0);
@@ -87,15 +99,11 @@ TEST(PollerTest, EndOfStreamIsReported) {
 
 // Data and the end in one report: the short read of the data does not drain the end, which a
 // report would not announce again, so arming after it is answered at once.
-TEST(PollerTest, TheEndThatCameWithTheLastDataIsNotWaitedFor) {
-  boost::asio::io_context io;
-  Poller& poller = Poller::of(io);
+TEST_F(PollerTest, TheEndThatCameWithTheLastDataIsNotWaitedFor) {
   SocketPair pair;
-  boost::system::error_code ec;
-  const Poller::Key key = poller.add(pair.fds[0], ec);
+  const Poller::Key key = watch(pair);
   pair.send("last words");
-  ::close(pair.fds[1]);
-  pair.fds[1] = -1;
+  pair.end();
   int calls = 0;
   poller.arm(key, [&] { ++calls; });
   run_ready(io);
@@ -108,12 +116,9 @@ TEST(PollerTest, TheEndThatCameWithTheLastDataIsNotWaitedFor) {
   poller.remove(key);
 }
 
-TEST(PollerTest, ARemovedRegistrationIsNeverCalledAndItsCallbackIsDroppedLater) {
-  boost::asio::io_context io;
-  Poller& poller = Poller::of(io);
+TEST_F(PollerTest, ARemovedRegistrationIsNeverCalledAndItsCallbackIsDroppedLater) {
   SocketPair pair;
-  boost::system::error_code ec;
-  const Poller::Key key = poller.add(pair.fds[0], ec);
+  const Poller::Key key = watch(pair);
   auto owned = std::make_shared<int>(7);
   std::weak_ptr<int> watch = owned;
   poller.arm(key, [owned = std::move(owned)] { FAIL() << "called after remove"; });
@@ -126,13 +131,10 @@ TEST(PollerTest, ARemovedRegistrationIsNeverCalledAndItsCallbackIsDroppedLater) 
   run_ready(io);
 }
 
-TEST(PollerTest, AReportForASocketRemovedByAnotherCallbackOfTheSameBatchIsIgnored) {
-  boost::asio::io_context io;
-  Poller& poller = Poller::of(io);
+TEST_F(PollerTest, AReportForASocketRemovedByAnotherCallbackOfTheSameBatchIsIgnored) {
   SocketPair a, b;
-  boost::system::error_code ec;
-  const Poller::Key ka = poller.add(a.fds[0], ec);
-  const Poller::Key kb = poller.add(b.fds[0], ec);
+  const Poller::Key ka = watch(a);
+  const Poller::Key kb = watch(b);
   int calls = 0;
   // Whichever is called first removes the other.
   poller.arm(ka, [&] {
@@ -152,14 +154,11 @@ TEST(PollerTest, AReportForASocketRemovedByAnotherCallbackOfTheSameBatchIsIgnore
 
 // While the callbacks of a batch run, each sees which other sockets have news waiting, and
 // that the batch was all there was (current()); outside a batch nothing is current.
-TEST(PollerTest, ACallbackSeesTheOtherReportsOfItsBatch) {
-  boost::asio::io_context io;
-  Poller& poller = Poller::of(io);
+TEST_F(PollerTest, ACallbackSeesTheOtherReportsOfItsBatch) {
   SocketPair a, b, quiet;
-  boost::system::error_code ec;
-  const Poller::Key ka = poller.add(a.fds[0], ec);
-  const Poller::Key kb = poller.add(b.fds[0], ec);
-  const Poller::Key kq = poller.add(quiet.fds[0], ec);
+  const Poller::Key ka = watch(a);
+  const Poller::Key kb = watch(b);
+  const Poller::Key kq = watch(quiet);
   EXPECT_FALSE(poller.current());
   int seen = 0;
   // Whichever is called first sees the other's report still waiting; the second sees the
@@ -193,8 +192,7 @@ TEST(PollerTest, ACallbackSeesTheOtherReportsOfItsBatch) {
   EXPECT_FALSE(poller.reported(kb));
   // News is not an end; the end stays reported.
   EXPECT_FALSE(poller.ended(kb));
-  ::close(a.fds[1]);
-  a.fds[1] = -1;
+  a.end();
   run_ready(io);
   EXPECT_TRUE(poller.reported(ka));
   EXPECT_TRUE(poller.ended(ka));
@@ -203,12 +201,9 @@ TEST(PollerTest, ACallbackSeesTheOtherReportsOfItsBatch) {
 
 // A callback posted at once (post(), or arm() after a report) counts as news until it runs:
 // the data it will read is in the socket and no report will announce it again.
-TEST(PollerTest, APostedCallbackIsNewsUntilItRuns) {
-  boost::asio::io_context io;
-  Poller& poller = Poller::of(io);
+TEST_F(PollerTest, APostedCallbackIsNewsUntilItRuns) {
   SocketPair pair;
-  boost::system::error_code ec;
-  const Poller::Key key = poller.add(pair.fds[0], ec);
+  const Poller::Key key = watch(pair);
   int calls = 0;
   poller.arm(key, [&] { ++calls; });
   poller.post(key, [&] { calls += 10; });  // replaces the armed one
@@ -242,7 +237,7 @@ TEST(PollerTest, APostedCallbackIsNewsUntilItRuns) {
   poller.post(key, [&] { calls += 100; });
   poller.remove(key);
   SocketPair other;
-  const Poller::Key reused = poller.add(other.fds[0], ec);
+  const Poller::Key reused = watch(other);
   EXPECT_FALSE(poller.reported(reused));
   run_ready(io);
   EXPECT_EQ(calls, 111);
@@ -252,13 +247,10 @@ TEST(PollerTest, APostedCallbackIsNewsUntilItRuns) {
 
 // A callback that throws: the exception leaves the io_context's run(), the rest of its batch
 // is still called, and later reports too.
-TEST(PollerTest, ACallbackThatThrowsLosesNoReport) {
-  boost::asio::io_context io;
-  Poller& poller = Poller::of(io);
+TEST_F(PollerTest, ACallbackThatThrowsLosesNoReport) {
   SocketPair a, b;
-  boost::system::error_code ec;
-  const Poller::Key ka = poller.add(a.fds[0], ec);
-  const Poller::Key kb = poller.add(b.fds[0], ec);
+  const Poller::Key ka = watch(a);
+  const Poller::Key kb = watch(b);
   int calls = 0;
   auto throwing = [&] {
     ++calls;
@@ -287,18 +279,14 @@ TEST(PollerTest, ACallbackThatThrowsLosesNoReport) {
 
 // More sockets ready than one batch takes: every one is called; the first batch's callbacks
 // are told it was not all there was (current() false), the last batch's that it was.
-TEST(PollerTest, MoreReadySocketsThanABatchAreAllCalled) {
-  boost::asio::io_context io;
-  Poller& poller = Poller::of(io);
+TEST_F(PollerTest, MoreReadySocketsThanABatchAreAllCalled) {
   constexpr int kSockets = 260;  // a batch takes 256 (and 520 descriptors fit the usual 1,024)
   std::vector<std::unique_ptr<SocketPair>> pairs;
   std::vector<Poller::Key> keys;
   int calls = 0, current_calls = 0;
-  boost::system::error_code ec;
   for (int i = 0; i < kSockets; ++i) {
     pairs.push_back(std::make_unique<SocketPair>());
-    keys.push_back(poller.add(pairs.back()->fds[0], ec));
-    ASSERT_FALSE(ec) << ec.message();
+    keys.push_back(watch(*pairs.back()));
     poller.arm(keys.back(), [&] {
       ++calls;
       if (poller.current()) ++current_calls;
@@ -313,15 +301,12 @@ TEST(PollerTest, MoreReadySocketsThanABatchAreAllCalled) {
 
 // The last removal cancels the wait on the set; a registration added before the cancelled
 // wait completes is still watched.
-TEST(PollerTest, AnAddRightAfterTheLastRemovalIsWatched) {
-  boost::asio::io_context io;
-  Poller& poller = Poller::of(io);
+TEST_F(PollerTest, AnAddRightAfterTheLastRemovalIsWatched) {
   SocketPair first, second;
-  boost::system::error_code ec;
-  const Poller::Key k1 = poller.add(first.fds[0], ec);
+  const Poller::Key k1 = watch(first);
   run_ready(io);
   poller.remove(k1);  // cancels the wait; its completion has not run
-  const Poller::Key k2 = poller.add(second.fds[0], ec);
+  const Poller::Key k2 = watch(second);
   bool called = false;
   poller.arm(k2, [&] { called = true; });
   run_ready(io);  // the cancelled completion runs, and waits again
@@ -331,12 +316,9 @@ TEST(PollerTest, AnAddRightAfterTheLastRemovalIsWatched) {
   poller.remove(k2);
 }
 
-TEST(PollerTest, TheIoContextRunsOutOfWorkWhenNothingIsWatched) {
-  boost::asio::io_context io;
-  Poller& poller = Poller::of(io);
+TEST_F(PollerTest, TheIoContextRunsOutOfWorkWhenNothingIsWatched) {
   SocketPair pair;
-  boost::system::error_code ec;
-  const Poller::Key key = poller.add(pair.fds[0], ec);
+  const Poller::Key key = watch(pair);
   bool called = false;
   poller.arm(key, [&] {
     called = true;
@@ -347,8 +329,7 @@ TEST(PollerTest, TheIoContextRunsOutOfWorkWhenNothingIsWatched) {
   EXPECT_TRUE(called);
   // Watching again later works.
   SocketPair second;
-  const Poller::Key again = poller.add(second.fds[0], ec);
-  ASSERT_FALSE(ec);
+  const Poller::Key again = watch(second);
   bool called_again = false;
   poller.arm(again, [&] {
     called_again = true;
@@ -360,7 +341,7 @@ TEST(PollerTest, TheIoContextRunsOutOfWorkWhenNothingIsWatched) {
   EXPECT_TRUE(called_again);
 }
 
-TEST(PollerTest, AddingAClosedDescriptorFailsWithAReason) {
+TEST(PollerLifetimeTest, AddingAClosedDescriptorFailsWithAReason) {
   boost::asio::io_context io;
   boost::system::error_code ec;
   EXPECT_EQ(Poller::of(io).add(-1, ec), Poller::kNone);
@@ -368,7 +349,7 @@ TEST(PollerTest, AddingAClosedDescriptorFailsWithAReason) {
   EXPECT_EQ(Poller::of(io).watched(), 0u);
 }
 
-TEST(PollerTest, CallbacksStillArmedWhenTheIoContextEndsAreDestroyed) {
+TEST(PollerLifetimeTest, CallbacksStillArmedWhenTheIoContextEndsAreDestroyed) {
   auto owned = std::make_shared<int>(1);
   std::weak_ptr<int> watch = owned;
   SocketPair pair;
