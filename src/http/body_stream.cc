@@ -27,6 +27,20 @@ bool BodyStream::write(std::string_view data) {
 
 void BodyStream::end() { finish(ended_); }
 
+void BodyStream::end(Headers trailers) {
+  {
+    std::lock_guard lock(mu_);
+    if (gone_ || ended_ || aborted_) return;
+    trailers_ = std::move(trailers);
+  }
+  finish(ended_);
+}
+
+Headers BodyStream::take_trailers() {
+  std::lock_guard lock(mu_);
+  return std::exchange(trailers_, Headers());
+}
+
 void BodyStream::abort() { finish(aborted_); }
 
 void BodyStream::finish(bool& how) {

@@ -26,6 +26,8 @@
 #include <string>
 #include <string_view>
 
+#include "http/message.h"
+
 namespace prescale::http {
 
 namespace internal {
@@ -49,6 +51,8 @@ class BodyStream {
   bool write(std::string_view data);
   // The body is complete: what was queued is sent, then its end.
   void end();
+  // The same, with fields sent after the body (Response::trailers explains where they go).
+  void end(Headers trailers);
   // The body cannot be completed: the connection is closed after what was queued, without the
   // last chunk, so the client sees a cut body (not a complete one).
   void abort();
@@ -86,9 +90,12 @@ class BodyStream {
   void sent(size_t data_bytes);
   // The client went away: producers are told (on_gone), writes are dropped from now on.
   void client_gone();
+  // After take() gave kEnd: the trailers end() was given (moved out).
+  Headers take_trailers();
 
   mutable std::mutex mu_;
   std::deque<std::string> pieces_;
+  Headers trailers_;
   size_t queued_ = 0;
   bool ended_ = false;
   bool aborted_ = false;

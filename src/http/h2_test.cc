@@ -180,6 +180,59 @@ TEST_F(H2Test, AStreamedBodyGoesOutAsProducedAndItsAbortResetsTheStream) {
   EXPECT_EQ(client.reply(cut).reset_code, kInternalError);
 }
 
+TEST_F(H2Test, TrailersFollowTheBodyInAHeadersFrame) {
+  std::mutex mu;
+  std::shared_ptr<BodyStream> streamed;
+  Server& server = start(local_options(), [&](Request& req, Responder respond) {
+    Response r = Response::text(200, req.path == "/empty" ? "" : "hello");
+    if (req.path == "/stream") {
+      auto stream = std::make_shared<BodyStream>();
+      {
+        std::lock_guard lock(mu);
+        streamed = stream;
+      }
+      r.stream = stream;
+      r.trailers.add("x-ignored", "a stream ends with its own");
+    } else {
+      r.trailers.add("Grpc-Status", "0");  // sent in lower case
+      r.trailers.add("content-type", "text/plain");  // content processing: never a trailer
+      r.trailers.add("x-checksum", "abc");
+    }
+    respond(std::move(r));
+  });
+  H2Client client(server.port());
+  const int32_t buffered = client.submit("GET", "/buffered");
+  const int32_t empty = client.submit("GET", "/empty");
+  const int32_t head = client.submit("HEAD", "/buffered");
+  const int32_t stream = client.submit("GET", "/stream");
+  ASSERT_TRUE(client.finish({buffered, empty, head}));
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  const Fields expected = {{"grpc-status", "0"}, {"x-checksum", "abc"}};
+  EXPECT_EQ(client.reply(buffered).body, "hello");
+  EXPECT_EQ(client.reply(buffered).trailers, expected);
+  EXPECT_EQ(client.reply(empty).body, "");
+  EXPECT_EQ(client.reply(empty).trailers, expected);
+  EXPECT_TRUE(client.reply(head).trailers.empty());  // no body, no trailers
+  EXPECT_FALSE(client.reply(buffered).reset);
+  std::shared_ptr<BodyStream> s;
+  ASSERT_TRUE(client.run_until([&] {
+    std::lock_guard lock(mu);
+    s = streamed;
+    return s != nullptr;
+  }));
+  std::thread([&] {
+    s->write("data");
+    Headers trailers;
+    trailers.add("grpc-status", "2");
+    trailers.add("grpc-message", "oops");
+    s->end(std::move(trailers));
+  }).join();
+  ASSERT_TRUE(client.finish({stream}));
+  EXPECT_EQ(client.reply(stream).body, "hellodata");
+  EXPECT_EQ(client.reply(stream).trailers, (Fields{{"grpc-status", "2"}, {"grpc-message", "oops"}}));
+  EXPECT_FALSE(client.reply(stream).reset);
+}
+
 TEST_F(H2Test, AStreamedBodyIsReadNoFasterThanTheClientTakesIt) {
   // The client announces a small window and reads nothing more until told: the producer is held
   // back by full() instead of queuing without bound.
@@ -430,7 +483,7 @@ TEST_F(H2Test, ShutdownSendsGoawayAndLetsOpenStreamsFinish) {
 TEST_F(H2Test, HeadAndNoContentCarryNoBody) {
   Server& server = start(local_options(), [](Request& req, Responder respond) {
     if (req.path == "/none") {
-      respond(Response{204, {}, {}, nullptr, nullptr});
+      respond(Response{204, {}, {}, nullptr, nullptr, {}});
       return;
     }
     respond(Response::text(200, "hello"));

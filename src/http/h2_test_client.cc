@@ -40,7 +40,11 @@ struct H2ClientCallbacks {
       }
       return 0;
     }
-    if (r.status != 0) r.headers.emplace_back(n, v);
+    if (r.head_done) {
+      r.trailers.emplace_back(n, v);
+    } else if (r.status != 0) {
+      r.headers.emplace_back(n, v);
+    }
     return 0;
   }
 
@@ -56,6 +60,9 @@ struct H2ClientCallbacks {
       self.goaway_ = true;
       self.goaway_code_ = frame->goaway.error_code;
       self.goaway_last_ = frame->goaway.last_stream_id;
+    } else if (frame->hd.type == NGHTTP2_HEADERS) {
+      H2Reply& r = self.replies_[frame->hd.stream_id];
+      if (r.status != 0) r.head_done = true;
     } else if (frame->hd.type == NGHTTP2_RST_STREAM) {
       H2Reply& r = self.replies_[frame->hd.stream_id];
       r.reset = true;

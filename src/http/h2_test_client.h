@@ -22,6 +22,8 @@ struct H2Reply {
   bool continued = false;  // a "100 Continue" came first
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  std::vector<std::pair<std::string, std::string>> trailers;  // a HEADERS frame after the head
+  bool head_done = false;  // the final head is in: further fields are trailers
   bool closed = false;  // the stream is over
   bool reset = false;   // ... by the server's RST_STREAM
   uint32_t reset_code = 0;

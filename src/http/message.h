@@ -85,6 +85,12 @@ struct Response {
   // With status 101: the connection switches to the protocol the response's Upgrade field names
   // (http/tunnel.h); null otherwise.
   std::shared_ptr<Tunnel> tunnel;
+  // Fields sent after the body (gRPC's grpc-status, a checksum): over HTTP/2 a trailing HEADERS
+  // frame; over HTTP/1.1 the chunked body's trailer section (a response with trailers is sent
+  // chunked); to HTTP/1.0, with no body (HEAD, 204, 304) or with a `stream` (BodyStream::end
+  // gives its own), dropped. Framing, routing and hop-by-hop fields are never sent as trailers
+  // (docs/http.md, "Trailers").
+  Headers trailers;
 
   static Response text(int status, std::string body);
   static Response json(int status, std::string body);

@@ -908,6 +908,47 @@ TEST_F(ServerTest, AStreamedBodyIsSentPieceByPieceAsItIsWritten) {
   EXPECT_EQ(r2->body, "data: 0\n\n");
 }
 
+TEST_F(ServerTest, TrailersEndAChunkedBody) {
+  StreamingHandler h;
+  Server& server = start(local_options(), [&](Request& req, Responder respond) {
+    if (req.path == "/events") return h.handler()(req, std::move(respond));
+    Response r = Response::text(200, "hello");
+    r.trailers.add("X-Checksum", "abc");
+    r.trailers.add("Content-Length", "99");  // framing: never a trailer
+    respond(std::move(r));
+  });
+  RawSocket s(server.port());
+  // A buffered body with trailers goes chunked: the body as one chunk, then the trailer section.
+  ASSERT_TRUE(s.send(get("/buffered")));
+  ASSERT_TRUE(s.read_until("0\r\nX-Checksum: abc\r\n\r\n")) << s.pending();
+  EXPECT_NE(s.pending().find("Transfer-Encoding: chunked\r\n"), std::string::npos);
+  EXPECT_EQ(s.pending().find("Content-Length"), std::string::npos) << s.pending();
+  EXPECT_TRUE(s.pending().ends_with("\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n"))
+      << s.pending();
+  s.clear_pending();
+  // A stream's trailers come with its end.
+  ASSERT_TRUE(s.send(get("/events")));
+  auto stream = h.stream(0);
+  ASSERT_NE(stream, nullptr);
+  ASSERT_TRUE(stream->write("data"));
+  Headers trailers;
+  trailers.add("grpc-status", "0");
+  trailers.add("Bad Name", "x");  // not a token: dropped
+  stream->end(std::move(trailers));
+  ASSERT_TRUE(s.read_until("4\r\ndata\r\n0\r\ngrpc-status: 0\r\n\r\n")) << s.pending();
+  EXPECT_EQ(s.pending().find("Bad Name"), std::string::npos) << s.pending();
+  s.clear_pending();
+  // HTTP/1.0 has no trailers: the body is sent with its length, the trailers dropped.
+  RawSocket old(server.port());
+  ASSERT_TRUE(old.send("GET /buffered HTTP/1.0\r\n\r\n"));
+  auto r = old.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->header("Content-Length"), "5");
+  EXPECT_EQ(r->body, "hello");
+  EXPECT_TRUE(old.closed_within(milliseconds(2000)));
+  EXPECT_EQ(old.pending().find("X-Checksum"), std::string::npos);
+}
+
 TEST_F(ServerTest, AStreamedBodyToAnHttp10ClientEndsWithTheConnection) {
   StreamingHandler h;
   Server& server = start(local_options(), h.handler());

@@ -79,6 +79,7 @@ struct H2Stream {
   std::string piece;
   size_t piece_off = 0;
   size_t unacked = 0;  // body bytes of `stream` put into frames, not yet reported as sent
+  Headers trailers;    // sent after the body: the response's, or the stream's at its end
 };
 
 namespace {
@@ -275,8 +276,27 @@ struct H2Callbacks {
     return 0;
   }
 
-  static ssize_t read_body(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
-                           nghttp2_data_source* source, void* user) {
+  // Queues the stream's trailers as a HEADERS frame that ends it; false when none are allowed.
+  static bool submit_trailers(nghttp2_session* session, H2Stream& s) {
+    std::vector<std::string> names;  // lower case; reserved: views stay valid
+    names.reserve(s.trailers.fields().size());
+    std::vector<nghttp2_nv> nva;
+    nva.reserve(s.trailers.fields().size());
+    for (const auto& [name, value] : s.trailers.fields()) {
+      if (!trailer_allowed(name, value)) continue;
+      std::string lower(name);
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      names.push_back(std::move(lower));
+      nva.push_back(field(names.back(), value));
+    }
+    s.trailers.clear();
+    // nghttp2 copies the fields.
+    return !nva.empty() && nghttp2_submit_trailer(session, s.id, nva.data(), nva.size()) == 0;
+  }
+
+  static ssize_t read_body(nghttp2_session* ng, int32_t, uint8_t* buf, size_t length,
+                           uint32_t* flags, nghttp2_data_source* source, void* user) {
     H2Session& self = of(user);
     auto* s = static_cast<H2Stream*>(source->ptr);
     size_t n = 0;
@@ -322,6 +342,7 @@ struct H2Callbacks {
         case BodyStream::Take::kWait:
           return n > 0 ? static_cast<ssize_t>(n) : static_cast<ssize_t>(NGHTTP2_ERR_DEFERRED);
         case BodyStream::Take::kEnd:
+          s->trailers = s->stream->take_trailers();
           s->stream.reset();
           break;
         case BodyStream::Take::kAbort:
@@ -330,8 +351,11 @@ struct H2Callbacks {
           return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
       }
     }
-    if (s->body_off == 0 && s->body.empty() && s->stream == nullptr)
+    if (s->body_off == 0 && s->body.empty() && s->stream == nullptr) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (!s->trailers.empty() && submit_trailers(ng, *s))
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;  // the trailers' HEADERS ends the stream
+    }
     return static_cast<ssize_t>(n);
   }
 };
@@ -626,11 +650,13 @@ void H2Session::submit(H2Stream& s, Response&& r) {
     s.body = std::move(r.body);
     s.body_off = 0;
     s.stream = std::move(r.stream);
+    if (s.stream == nullptr) s.trailers = std::move(r.trailers);  // a stream ends with its own
   }
   nghttp2_data_provider provider{};
   provider.source.ptr = &s;
   provider.read_callback = H2Callbacks::read_body;
-  const bool has_body = body_allowed && (!s.body.empty() || s.stream != nullptr);
+  const bool has_body =
+      body_allowed && (!s.body.empty() || s.stream != nullptr || !s.trailers.empty());
   // nghttp2 copies the fields; the stream outlives its data provider (it leaves streams_ only
   // when nghttp2 closes it).
   if (nghttp2_submit_response(session_, s.id, nva.data(), nva.size(),

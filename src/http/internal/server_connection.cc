@@ -620,10 +620,16 @@ void Connection::write_response() {
     drop_stream();
     resp_ = rejection(500);
   }
+  const bool body_allowed = !is_head_ && resp_.status != 204 && resp_.status != 304;
+  if (!resp_.trailers.empty() && body_allowed && resp_.stream == nullptr && version_ >= 11) {
+    // Trailers follow a chunked body: the body goes as its first chunk, the stream ends at once.
+    auto trailing = std::make_shared<BodyStream>();
+    trailing->end(std::move(resp_.trailers));
+    resp_.stream = std::move(trailing);
+  }
   const bool had_stream = resp_.stream != nullptr;
   if (draining_) keep_alive_ = false;
   if (auto c = resp_.headers.get("Connection"); c && has_token(*c, "close")) keep_alive_ = false;
-  const bool body_allowed = !is_head_ && resp_.status != 204 && resp_.status != 304;
   if (resp_.stream) {
     stream_ = std::move(resp_.stream);
     resp_.stream = nullptr;
@@ -876,7 +882,8 @@ void Connection::stream_step() {
       if (tunnel_ != nullptr) {
         tunnel_output_ended();
       } else if (stream_chunked_) {
-        stream_buf_ = "0\r\n\r\n";
+        stream_buf_.clear();
+        append_last_chunk(stream_buf_, stream_->take_trailers());
         send({asio::buffer(stream_buf_), asio::const_buffer()});
       } else {
         on_written({});  // an HTTP/1.0 body ends with the connection

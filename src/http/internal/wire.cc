@@ -1,10 +1,12 @@
 #include "http/internal/wire.h"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <ctime>
+#include <iterator>
 
 #include "core/host_port.h"
 
@@ -271,6 +273,29 @@ std::string_view http_date_now() {
     cache.second = t;
   }
   return {cache.text, cache.size};
+}
+
+bool trailer_allowed(std::string_view name, std::string_view value) {
+  static constexpr std::string_view kForbidden[] = {
+      "content-length", "transfer-encoding", "connection",       "keep-alive",
+      "proxy-connection", "te",              "trailer",          "upgrade",
+      "host",           "content-type",      "content-encoding", "content-range",
+  };
+  if (!valid_field(name, value)) return false;
+  return std::none_of(std::begin(kForbidden), std::end(kForbidden),
+                      [&](std::string_view f) { return iequals(name, f); });
+}
+
+void append_last_chunk(std::string& out, const Headers& trailers) {
+  out += "0\r\n";
+  for (const auto& [name, value] : trailers.fields()) {
+    if (!trailer_allowed(name, value)) continue;
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  out += "\r\n";
 }
 
 void append_response_head(std::string& out, const Response& response,

@@ -33,6 +33,15 @@ std::string_view reason_phrase(int status);
 // split the response by accident).
 bool valid_field(std::string_view name, std::string_view value);
 
+// Whether a field may be sent as a trailer (RFC 9110 section 6.5.1): a valid field that frames,
+// routes or hops (Content-Length, Transfer-Encoding, Connection and the other hop-by-hop
+// fields, Host, Trailer) or processes the content (Content-Type, Content-Encoding,
+// Content-Range) may not.
+bool trailer_allowed(std::string_view name, std::string_view value);
+
+// Appends the end of a chunked body: the last chunk, the allowed `trailers`, the blank line.
+void append_last_chunk(std::string& out, const Headers& trailers);
+
 enum class ConnectionHeader { kNone, kClose, kKeepAlive, kUpgrade };
 
 // Appends the status line and header block (ending with the blank line) of `response` to
