@@ -128,6 +128,7 @@ Result<GatewayConfig> effective_gateway_config(const Config& config,
   gateway_config.health_check_paths = health_check_paths(config.services);
   // One that may scale to zero has its requests held while it has no replica.
   gateway_config.hold_for_replica = hold_for_replica(config.services);
+  gateway_config.http2_upstreams = http2_upstreams(config.services);
   gateway_config.upstreams.clear();
   for (const auto& [service, endpoints] : *upstreams) {
     auto& list = gateway_config.upstreams[service];

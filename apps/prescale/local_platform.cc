@@ -65,6 +65,7 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
   }
   for (const auto& [k, v] : s.env) t.env.emplace_back(k, v);
   t.readiness_path = s.effective_readiness_path();
+  t.http2 = s.protocol == UpstreamProtocol::kHttp2;
   t.liveness_path = s.liveness.enabled ? s.liveness.path : std::string();
   t.liveness_interval = s.liveness.interval;
   t.liveness_timeout = s.liveness.timeout;
@@ -290,6 +291,8 @@ void prepare_gateway(Config& config) {
   config.gateway.health_check_paths = health_check_paths(config.services);
   // One that scales to zero has its requests held until the replica they bring is ready.
   config.gateway.hold_for_replica = hold_for_replica(config.services);
+  // One whose replicas speak HTTP/2 only (gRPC servers) is reached over HTTP/2.
+  config.gateway.http2_upstreams = http2_upstreams(config.services);
   // Without routes, a gateway for one service sends it every request, as `prescale gateway`'s
   // does; else the gateway would refuse its replicas and answer 404.
   if (config.gateway.routes.empty() && config.services.size() == 1 &&

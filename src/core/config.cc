@@ -68,6 +68,8 @@ constexpr NameTable<LoadBalancerKind, 3> kLoadBalancerNames{
     {{"p2c_peak_ewma", LoadBalancerKind::kP2cPeakEwma},
      {"least_request", LoadBalancerKind::kLeastRequest},
      {"round_robin", LoadBalancerKind::kRoundRobin}}};
+constexpr NameTable<UpstreamProtocol, 2> kUpstreamProtocolNames{
+    {{"http1", UpstreamProtocol::kHttp1}, {"http2", UpstreamProtocol::kHttp2}}};
 
 // Found by ADL from the schema machinery, in every part of the loader (config_schema.h).
 internal::EnumNames<WorldKind> enum_names(WorldKind /*tag*/) { return kWorldNames; }
@@ -78,6 +80,9 @@ internal::EnumNames<ServiceKind> enum_names(ServiceKind /*tag*/) { return kServi
 internal::EnumNames<RetryOn> enum_names(RetryOn /*tag*/) { return kRetryOnNames; }
 internal::EnumNames<LoadBalancerKind> enum_names(LoadBalancerKind /*tag*/) {
   return kLoadBalancerNames;
+}
+internal::EnumNames<UpstreamProtocol> enum_names(UpstreamProtocol /*tag*/) {
+  return kUpstreamProtocolNames;
 }
 
 template <typename E>
@@ -95,6 +100,7 @@ std::string_view to_string(PolicyName v) { return name_of(v); }
 std::string_view to_string(ServiceKind v) { return name_of(v); }
 std::string_view to_string(RetryOn v) { return name_of(v); }
 std::string_view to_string(LoadBalancerKind v) { return name_of(v); }
+std::string_view to_string(UpstreamProtocol v) { return name_of(v); }
 
 std::chrono::milliseconds default_queue_limit(double slo_latency_p99_ms) {
   return std::chrono::milliseconds(std::llround(std::clamp(slo_latency_p99_ms / 2, 1.0, 3.6e6)));
@@ -158,6 +164,14 @@ std::set<std::string> hold_for_replica(const std::vector<ServiceConfig>& service
   std::set<std::string> out;
   for (const ServiceConfig& s : services) {
     if (s.replicas.min == 0) out.insert(s.name);
+  }
+  return out;
+}
+
+std::set<std::string> http2_upstreams(const std::vector<ServiceConfig>& services) {
+  std::set<std::string> out;
+  for (const ServiceConfig& s : services) {
+    if (s.protocol == UpstreamProtocol::kHttp2) out.insert(s.name);
   }
   return out;
 }
@@ -243,6 +257,7 @@ static void describe(Schema<ServiceConfig>& s) {
   s.field("model_dir", &ServiceConfig::model_dir);
   s.field("readiness_path", &ServiceConfig::readiness_path).check(request_path_problem);
   s.field("liveness", &ServiceConfig::liveness);
+  s.field("protocol", &ServiceConfig::protocol);
   s.field("memory_limit", &ServiceConfig::memory_limit).at_least(ByteSize{1U << 20});
   s.check([](ServiceConfig& svc, const Checker& c) {
     svc.line = c.line();
@@ -300,6 +315,11 @@ static void check_references(Config& cfg, const Checker& c) {
   }
   for (std::size_t i = 0; i < cfg.services.size(); ++i) {
     const ServiceConfig& svc = cfg.services[i];
+    if (svc.protocol == UpstreamProtocol::kHttp2 && svc.kind != ServiceKind::kCommand &&
+        !cfg.http.http2) {
+      c.at("services").at(i).at("protocol").error(
+          "http2 needs http.http2: true (the built-in replicas would not take HTTP/2)");
+    }
     std::set<std::string> listed;
     for (std::size_t j = 0; j < svc.depends_on.size(); ++j) {
       const std::string& dep = svc.depends_on[j];

@@ -33,6 +33,8 @@ enum class ServiceKind { kRecommend, kFraud, kForecast, kEcho, kCommand };
 // What makes a failed attempt worth another one (Envoy's retry_on names).
 enum class RetryOn { k5xx, kGatewayError, kConnectFailure, kReset, kRetriableStatusCodes };
 enum class LoadBalancerKind { kP2cPeakEwma, kLeastRequest, kRoundRobin };
+// What a service's replicas speak to the gateway (ServiceConfig::protocol).
+enum class UpstreamProtocol { kHttp1, kHttp2 };
 
 // The spelling used in prescale.yaml: "local", "builtin/recommend", "hpa", ...
 std::string_view to_string(WorldKind v);
@@ -42,6 +44,7 @@ std::string_view to_string(PolicyName v);
 std::string_view to_string(ServiceKind v);
 std::string_view to_string(RetryOn v);
 std::string_view to_string(LoadBalancerKind v);
+std::string_view to_string(UpstreamProtocol v);
 
 // Defaults for every HTTP server Prescale runs (gateway, services, dashboard).
 struct HttpConfig {
@@ -167,6 +170,11 @@ struct ServiceConfig {
     return readiness_path.empty() ? std::string_view("/readyz") : std::string_view(readiness_path);
   }
   LivenessConfig liveness;
+  // What the replicas speak to the gateway: "http1" (HTTP/1.1; Prescale's own replicas take
+  // HTTP/2 too) or "http2" (HTTP/2 in clear text with prior knowledge only, as gRPC servers do).
+  // The gateway, its health checks and `prescale up`'s readiness and liveness checks reach an
+  // http2 service over HTTP/2 (docs/gateway.md, "gRPC and HTTP/2 upstreams").
+  UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
   // The most resident memory one replica may hold, its whole process group counted (a
   // Kubernetes memory limit): over it the replica is killed and restarts as a crashed one; the
   // healer replaces a replica whose memory grows toward it before it gets there. Not written: 0,
@@ -311,6 +319,10 @@ struct GatewayConfig {
   // it, instead of being answered 503 at once. Not read from the gateway section: `prescale up`
   // and `prescale gateway -f` fill it in from services[].replicas.min.
   std::set<std::string> hold_for_replica;
+  // Services whose replicas speak HTTP/2 only (ServiceConfig::protocol http2): requests, health
+  // checks included, go to them over HTTP/2. Not read from the gateway section: `prescale up`
+  // and `prescale gateway -f` fill it in from services[].protocol.
+  std::set<std::string> http2_upstreams;
 
   friend bool operator==(const GatewayConfig&, const GatewayConfig&) = default;
 };
@@ -374,6 +386,10 @@ std::map<std::string, std::string> health_check_paths(const std::vector<ServiceC
 // The services a gateway holds requests for while they have no replica in service
 // (GatewayConfig::hold_for_replica): those whose replicas.min is 0.
 std::set<std::string> hold_for_replica(const std::vector<ServiceConfig>& services);
+
+// The services the gateway reaches over HTTP/2 (GatewayConfig::http2_upstreams): those whose
+// protocol is http2.
+std::set<std::string> http2_upstreams(const std::vector<ServiceConfig>& services);
 
 // Reads and validates a prescale.yaml. Messages name `path` as given.
 // The `prescale serve` flags that give a replica the settings of `http` that differ from their

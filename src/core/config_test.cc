@@ -408,6 +408,37 @@ gateway:
             (std::map<std::string, std::string>{{"own", "/health/ready"}}));
 }
 
+TEST(ConfigLoad, ProtocolSaysWhichServicesTheGatewayReachesOverHttp2) {
+  Result<Config> r = load_config_string(R"(
+version: 1
+services:
+  - {name: grpc, kind: command, command: [./svc, "{port}"], protocol: http2}
+  - {name: web, kind: command, command: [./web, "{port}"], protocol: http1}
+  - {name: echo, kind: builtin/echo, protocol: http2}
+)");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->services[0].protocol, UpstreamProtocol::kHttp2);
+  EXPECT_EQ(r->services[1].protocol, UpstreamProtocol::kHttp1);
+  EXPECT_EQ(to_string(UpstreamProtocol::kHttp2), "http2");
+  EXPECT_TRUE(r->gateway.http2_upstreams.empty());  // never from the gateway section
+  EXPECT_EQ(http2_upstreams(r->services), (std::set<std::string>{"echo", "grpc"}));
+
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: grpc, kind: command, command: [./svc], protocol: h2}
+)"),
+              HasSubstr("services[0].protocol"));
+  // A built-in replica takes HTTP/2 only when the http section lets it.
+  EXPECT_THAT(error_of(R"(
+version: 1
+http: {http2: false}
+services:
+  - {name: echo, kind: builtin/echo, protocol: http2}
+)"),
+              HasSubstr("services[0].protocol: http2 needs http.http2: true"));
+}
+
 // A program's arguments and environment reach exec() as C strings: "\0" in YAML would cut one
 // short without a word.
 TEST(ConfigError, ANulInACommandOrAnEnvValueIsRefused) {

@@ -43,6 +43,8 @@ struct UpstreamHostConfig {
   // Where active health checks request the host ("" = the checker's own path): the readiness
   // path of its service.
   std::string health_check_path;
+  // Its service speaks HTTP/2 only (a gRPC server): the checks go over HTTP/2.
+  bool health_check_http2 = false;
 };
 
 class UpstreamHost {
@@ -55,6 +57,7 @@ class UpstreamHost {
   const std::string& address() const { return address_; }
   // UpstreamHostConfig::health_check_path ("" = the checker's own).
   const std::string& health_check_path() const { return health_check_path_; }
+  bool health_check_http2() const { return health_check_http2_; }
 
   // Draining: being removed (scale-in, shutdown); gets no new requests. Unhealthy: failed active
   // health checks or readiness. Both are set by whoever owns the endpoint table.
@@ -82,6 +85,7 @@ class UpstreamHost {
 
   const std::string address_;
   const std::string health_check_path_;
+  const bool health_check_http2_;
   PeakEwma latency_;
   OutlierHostState outlier_;
   std::unique_ptr<FailureRateBreaker> breaker_;

@@ -63,7 +63,10 @@ Result<void> Gateway::reload(const GatewayConfig& config) {
   // (build() kept a service no longer named only if it has endpoints.)
   g.dns.follow(config.upstreams);
   for (const auto& [name, c] : (*next)->clusters) c->refresh();
-  const bool new_health_checks = !(previous->config.health_check == config.health_check);
+  // A service that turns HTTP/2-only needs the checker's HTTP/2 client, made with it.
+  const bool new_health_checks =
+      !(previous->config.health_check == config.health_check) ||
+      (previous->config.http2_upstreams.empty() && !config.http2_upstreams.empty());
   const std::shared_ptr<const Routing> published = *next;
   g.publish(std::move(*next));
   for (const auto& [service, c] : previous->clusters) {

@@ -19,8 +19,12 @@ struct HealthChecker::Target {
 };
 
 HealthChecker::HealthChecker(HealthCheckConfig config, const Clock& clock, http::Client& client,
-                             StateChange on_change)
-    : config_(std::move(config)), clock_(clock), client_(client), on_change_(std::move(on_change)) {}
+                             StateChange on_change, http::Client* http2_client)
+    : config_(std::move(config)),
+      clock_(clock),
+      client_(client),
+      on_change_(std::move(on_change)),
+      http2_client_(http2_client) {}
 
 HealthChecker::~HealthChecker() {
   std::unique_lock lock(mu_);
@@ -74,7 +78,9 @@ std::size_t HealthChecker::tick() {
     req.method_name = "GET";
     req.target = t->path;
     req.headers.set("User-Agent", "prescale-health-check");
-    client_.async_request(
+    http::Client& client =
+        t->host->health_check_http2() && http2_client_ != nullptr ? *http2_client_ : client_;
+    client.async_request(
         t->name, t->port, std::move(req),
         [this, t](Result<http::Response> r) {
           finish(t, r.has_value() && r->status >= 200 && r->status <= 399);

@@ -44,8 +44,10 @@ class HealthChecker {
   // Called (on the client's thread) when a host changes state: healthy = its new state.
   using StateChange = std::function<void(const UpstreamHost& host, bool healthy)>;
 
+  // `http2_client` (ClientOptions::http2) probes the hosts whose health_check_http2() is set;
+  // without one they are probed by `client` too.
   HealthChecker(HealthCheckConfig config, const Clock& clock, http::Client& client,
-                StateChange on_change = {});
+                StateChange on_change = {}, http::Client* http2_client = nullptr);
   ~HealthChecker();
 
   // The hosts to check; hosts no longer listed stop being checked (their state is kept on the
@@ -70,6 +72,7 @@ class HealthChecker {
   const Clock& clock_;
   http::Client& client_;
   const StateChange on_change_;
+  http::Client* const http2_client_;
   mutable std::mutex mu_;
   std::map<const UpstreamHost*, std::shared_ptr<Target>> targets_;
   Stats stats_;

@@ -18,9 +18,11 @@ using namespace std::chrono_literals;
 // paths answer 404.
 class Replica {
  public:
-  explicit Replica(std::string ready_path = "/readyz") : ready_path_(std::move(ready_path)) {
+  explicit Replica(std::string ready_path = "/readyz", bool http2 = true)
+      : ready_path_(std::move(ready_path)) {
     http::ServerOptions o;
     o.threads = 1;
+    o.http2 = http2;
     server_ = std::make_unique<http::Server>(o, [this](http::Request& req, http::Responder respond) {
       ++requests;
       if (req.target != ready_path_) {
@@ -117,6 +119,23 @@ TEST_F(HealthCheckerTest, ThresholdsTurnHostsUnhealthyAndBack) {
   ASSERT_EQ(changes.size(), 2u);
   EXPECT_EQ(changes[0], std::make_pair(bad.address(), false));
   EXPECT_EQ(changes[1], std::make_pair(bad.address(), true));
+}
+
+// The hosts of a service that speaks only HTTP/2 are checked with the HTTP/2 client: here a
+// replica that speaks only HTTP/1.1 fails those checks and passes the others.
+TEST_F(HealthCheckerTest, AnHttp2HostIsCheckedOverHttp2) {
+  Replica http1_only("/readyz", /*http2=*/false);
+  http::Client http2_client(http::ClientOptions{.http2 = true});
+  UpstreamHostConfig http2;
+  http2.health_check_http2 = true;
+  auto over_h2 = std::make_shared<UpstreamHost>(http1_only.address(), clock_.now(), http2);
+  auto over_h1 = std::make_shared<UpstreamHost>(http1_only.address(), clock_.now());
+  HealthChecker checker(config_, clock_, client_, {}, &http2_client);
+  checker.set_hosts({over_h2, over_h1});
+  for (int i = 0; i < 3; ++i) round(checker);
+  EXPECT_FALSE(over_h2->healthy());
+  EXPECT_TRUE(over_h1->healthy());
+  EXPECT_EQ(http2_client.stats().connections_opened, 3u);
 }
 
 TEST_F(HealthCheckerTest, RefusedConnectionsAndTimeoutsFail) {

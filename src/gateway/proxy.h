@@ -161,6 +161,10 @@ struct ProxyRoute {
   std::chrono::milliseconds per_try_timeout{0};  // one attempt, connecting included; 0 = none
   // A WebSocket relayed on this route is closed after this long with nothing passing either way.
   std::chrono::milliseconds websocket_idle_timeout{300000};
+  // The service's replicas speak HTTP/2 in clear text (prior knowledge; gRPC servers): requests
+  // go to them as streams of a few shared connections, trailers come back (docs/gateway.md,
+  // "gRPC and HTTP/2 upstreams"). No WebSocket to them.
+  bool upstream_http2 = false;
   std::shared_ptr<UpstreamSelector> selector;  // required
   // A first attempt that finds no upstream in service (NoPick::kNoHealthyUpstream) waits for one,
   // looking again every Proxy::kHoldPoll, until the route's timeout: a service scaled to zero

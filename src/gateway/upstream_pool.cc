@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/host_port.h"
+#include "gateway/internal/h2_upstream.h"
 #include "http/body_stream.h"
 #include "http/internal/parsers.h"
 #include "http/internal/poller.h"
@@ -113,6 +114,17 @@ struct PoolCore : std::enable_shared_from_this<PoolCore> {
   bool sweep_armed = false;
   bool stopped = false;
   std::vector<std::shared_ptr<UpstreamConnection>> scratch;  // sweep snapshot, reused
+  // HTTP/2 upstreams (Exchange::http2), made at the first such exchange.
+  std::unique_ptr<H2Upstreams> h2;
+  std::atomic<const H2Upstreams*> h2_ready{nullptr};  // h2, for stats() on other threads
+  H2Upstreams& http2() {
+    if (!h2) {
+      h2 = std::make_unique<H2Upstreams>(io, options);
+      h2->set_timeout_resolution(timeout_resolution);
+      h2_ready.store(h2.get(), std::memory_order_release);
+    }
+    return *h2;
+  }
 
   StatCounter opened, reused, stale_retries, idle_count, active_count;
 };
@@ -943,6 +955,7 @@ void PoolCore::stop() {
   if (stopped) return;
   stopped = true;
   sweep_timer.reset();
+  if (h2) h2->stop();
   endpoints.for_each([](std::string_view, uint16_t, EndpointPool& ep) {
     for (auto& c : ep.idle) c->close();
     ep.idle.clear();
@@ -975,6 +988,7 @@ bool UpstreamPool::start(std::string_view host, uint16_t port, Exchange& exchang
   exchange.reused = false;
   exchange.detail.clear();
   exchange.stale_retried_ = false;
+  if (exchange.http2) return core.http2().start(host, port, exchange);
   internal::EndpointPool& ep = core.endpoint(host, port);
   while (!ep.idle.empty()) {
     auto conn = std::move(ep.idle.back());
@@ -994,17 +1008,29 @@ bool UpstreamPool::start(std::string_view host, uint16_t port, Exchange& exchang
 
 void UpstreamPool::cancel(Exchange& exchange) {
   if (exchange.conn_ != nullptr) exchange.conn_->abort();
+  if (exchange.h2_ != nullptr && core_->h2) core_->h2->cancel(exchange);
 }
 
 void UpstreamPool::stop() { core_->stop(); }
 
 void UpstreamPool::set_timeout_resolution(std::chrono::milliseconds resolution) {
   core_->timeout_resolution = resolution;
+  if (core_->h2) core_->h2->set_timeout_resolution(resolution);
 }
 
 UpstreamPool::Stats UpstreamPool::stats() const {
-  return Stats{core_->opened.get(), core_->reused.get(), core_->stale_retries.get(),
-               core_->idle_count.get(), core_->active_count.get()};
+  Stats s{core_->opened.get(), core_->reused.get(), core_->stale_retries.get(),
+          core_->idle_count.get(), core_->active_count.get()};
+  // h2 is made on the pool's thread: h2_ready publishes it to this one.
+  if (const internal::H2Upstreams* h2 = core_->h2_ready.load(std::memory_order_acquire)) {
+    const auto more = h2->stats();
+    s.connections_opened += more.connections_opened;
+    s.reused += more.reused;
+    s.stale_retries += more.stale_retries;
+    s.idle += more.idle;
+    s.active += more.active;
+  }
+  return s;
 }
 
 }  // namespace prescale::gateway

@@ -38,6 +38,9 @@ namespace prescale::gateway {
 namespace internal {
 class UpstreamConnection;
 struct PoolCore;
+class H2Conn;
+struct H2Core;
+struct H2Request;
 }  // namespace internal
 
 // How an exchange failed. Local failures only: any HTTP status is a success here.
@@ -109,6 +112,11 @@ class Exchange {
   // until on_stream_end(). Without it a 101 is malformed.
   bool upgrade = false;
   Clock::Duration tunnel_idle_timeout = std::chrono::minutes(5);
+  // The upstream speaks HTTP/2 (clear text, prior knowledge; gRPC servers): `head` is turned
+  // into HTTP/2 fields and the exchange runs as a stream of a shared connection
+  // (internal/h2_upstream.h). `upgrade` is not taken (there is no 101 over HTTP/2). The
+  // response's trailers come in `response.trailers`, or at the end of its streamed body.
+  bool http2 = false;
 
   // Results, valid in on_complete().
   ExchangeError error = ExchangeError::kNone;
@@ -121,6 +129,8 @@ class Exchange {
   friend class UpstreamPool;
   friend class internal::UpstreamConnection;
   friend struct internal::PoolCore;
+  friend class internal::H2Conn;
+  friend struct internal::H2Core;
 
   // Called once per start(), on the I/O thread, never from within start() or cancel().
   virtual void on_complete() = 0;
@@ -139,6 +149,7 @@ class Exchange {
   virtual void on_stream_end(bool complete);
 
   internal::UpstreamConnection* conn_ = nullptr;  // while running on a connection
+  internal::H2Request* h2_ = nullptr;             // while running as an HTTP/2 stream
   bool stale_retried_ = false;
 };
 

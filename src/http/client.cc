@@ -31,6 +31,7 @@
 
 #include "core/clock.h"
 #include "core/host_port.h"
+#include "http/internal/h2_client_exchange.h"
 #include "http/internal/parsers.h"
 #include "http/internal/wire.h"
 #include "http/tls.h"
@@ -245,11 +246,95 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     socket_.set_option(tcp::no_delay(true), ignored);
     socket_.non_blocking(true, ignored);  // reads are attempted directly on readiness
     arm_timer(ex_->deadline);             // from here the request timeout alone applies
+    if (client_->options.http2) {
+      start_h2();
+      return;
+    }
     if (client_->options.tls) {
       start_tls();
       return;
     }
     send();
+  }
+
+  // ClientOptions::http2: the request as one stream, then the connection's end.
+  void start_h2() {
+    if (client_->options.tls) {
+      finish_error(ErrorCode::kInvalidArgument, "HTTP/2 is not offered over TLS", false);
+      return;
+    }
+    if (!valid_request()) return;
+    out_.clear();
+    internal::append_request_head(out_, ex_->req, internal::host_field(ex_->host, ex_->port));
+    h2_ = std::make_unique<internal::H2ClientExchange>(
+        out_, ex_->req.body, kMaxResponseHeaderBytes, client_->options.max_response_body_bytes);
+    h2_step(id_);
+    h2_read(id_);
+  }
+
+  void h2_step(uint64_t id) {
+    if (id != id_ || !ex_) return;
+    if (h2_->finished()) {
+      finish_h2();
+      return;
+    }
+    if (h2_writing_) return;
+    h2_out_.clear();
+    h2_->output(h2_out_);
+    if (h2_out_.empty()) return;
+    h2_writing_ = true;
+    asio::async_write(socket_, asio::buffer(h2_out_),
+                      [self = shared_from_this(), id](const error_code& ec, size_t) {
+                        self->h2_writing_ = false;
+                        if (id != self->id_ || !self->ex_) return;
+                        if (ec) {
+                          self->h2_failed(ec);
+                          return;
+                        }
+                        self->h2_step(id);
+                      });
+  }
+
+  void h2_read(uint64_t id) {
+    socket_.async_read_some(asio::buffer(h2_in_),
+                            [self = shared_from_this(), id](const error_code& ec, size_t n) {
+                              if (id != self->id_ || !self->ex_) return;
+                              if (ec) {
+                                self->h2_failed(ec);
+                                return;
+                              }
+                              self->h2_->input(self->h2_in_.data(), n);
+                              self->h2_step(id);
+                              if (id == self->id_ && self->ex_) self->h2_read(id);
+                            });
+  }
+
+  void h2_failed(const error_code& ec) {
+    if (timed_out_) {
+      finish_error(ErrorCode::kTimeout, "request to " + ex_->key + " timed out", false);
+    } else if (cancelled_) {
+      finish_error(ErrorCode::kCancelled, "client is shutting down", false);
+    } else {
+      finish_error(ErrorCode::kUnavailable,
+                   "connection to " + ex_->key + " failed: " +
+                       (ec == asio::error::eof ? std::string("closed") : ec.message()),
+                   false);
+    }
+  }
+
+  void finish_h2() {
+    Result<Response> r = h2_->result();
+    if (!r) {
+      finish_error(r.error().code, "HTTP/2 exchange with " + ex_->key + ": " + r.error().message,
+                   false);
+      return;
+    }
+    timer_.cancel();
+    error_code ignored;
+    socket_.close(ignored);
+    auto ex = std::move(ex_);
+    ++id_;
+    ex->done(std::move(*r));
   }
 
   // TLS, as the server does it: OpenSSL on the non-blocking socket, waiting on its readiness.
@@ -385,15 +470,13 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     tls_out_ = std::string();  // the body's copy
   }
 
-  void send() {
-    out_.clear();
-    const std::string host_header =
-        internal::host_field(ex_->host, ex_->port, client_->options.tls ? 443 : 80);
+  // Whether the request can be written; fails the exchange when not.
+  bool valid_request() {
     const std::string_view method = internal::request_method_token(ex_->req);
     if (method.empty() || !internal::valid_target(method)) {  // no space, no control character
       finish_error(ErrorCode::kInvalidArgument,
                    "request method is empty or holds a space or a control character", false);
-      return;
+      return false;
     }
     const Request& req = ex_->req;
     if (!internal::valid_target(req.target) || !internal::valid_target(req.path) ||
@@ -402,8 +485,16 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       // requests (request splitting).
       finish_error(ErrorCode::kInvalidArgument,
                    "request target holds a space or a control character", false);
-      return;
+      return false;
     }
+    return true;
+  }
+
+  void send() {
+    out_.clear();
+    const std::string host_header =
+        internal::host_field(ex_->host, ex_->port, client_->options.tls ? 443 : 80);
+    if (!valid_request()) return;
     internal::append_request_head(out_, ex_->req, host_header);
     expect_close_ = false;
     if (auto c = ex_->req.headers.get("Connection"); c && internal::has_token(*c, "close")) {
@@ -640,6 +731,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   Response resp_;
   std::string out_;
   std::unique_ptr<Exchange> ex_;
+  std::unique_ptr<internal::H2ClientExchange> h2_;  // with ClientOptions::http2
+  std::array<uint8_t, kReadChunkBytes> h2_in_{};
+  std::string h2_out_;
+  bool h2_writing_ = false;
   SSL* ssl_ = nullptr;   // with ClientOptions::tls, once connected
   std::string tls_out_;  // the request's head and body, as TLS writes them
   size_t tls_sent_ = 0;

@@ -52,6 +52,10 @@ struct ClientOptions {
   int threads = 1;  // I/O threads
   // HTTPS to every host (http/tls.h); null: plain HTTP.
   std::shared_ptr<const ClientTlsContext> tls = nullptr;
+  // HTTP/2 in clear text with prior knowledge to every host (health and readiness checks of
+  // gRPC servers): one connection per request, closed after it; the response's trailers are in
+  // Response::trailers. Not with `tls` (such requests fail with kInvalidArgument).
+  bool http2 = false;
 };
 
 class Client {

@@ -66,6 +66,46 @@ TEST(ClientTest, SequentialRequestsReuseOneConnection) {
   EXPECT_EQ(server.connections(), 1u);
 }
 
+TEST(ClientTest, OverHttp2EachRequestIsAStreamOnItsOwnConnectionWithTrailers) {
+  Server server(local_options(), [](Request& req, Responder respond) {
+    Response r = Response::text(req.path == "/missing" ? 404 : 200,
+                                req.method_name + " " + req.target + " " +
+                                    std::string(req.headers.get("Host").value_or("-")) + " " +
+                                    std::string(req.headers.get("te").value_or("-")) + " " +
+                                    req.body);
+    r.trailers.add("grpc-status", "0");
+    respond(std::move(r));
+  });
+  ASSERT_TRUE(server.start().has_value());
+  Client client(ClientOptions{.http2 = true});
+  auto r = client.request("127.0.0.1", server.port(), get("/a?b=1"));
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "GET /a?b=1 127.0.0.1:" + std::to_string(server.port()) + " trailers ");
+  EXPECT_EQ(r->trailers.get("grpc-status"), "0");
+  Request post = get("/p");
+  post.method = Method::kPost;
+  post.body = std::string(200000, 'x');  // past the stream's first flow-control window
+  auto p = client.request("127.0.0.1", server.port(), post);
+  ASSERT_TRUE(p.has_value()) << p.error().to_string();
+  EXPECT_EQ(p->body.size(), std::string("POST /p 127.0.0.1:").size() +
+                                std::to_string(server.port()).size() + 10 + 200000);
+  auto missing = client.request("127.0.0.1", server.port(), get("/missing"));
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(client.stats().connections_opened, 3u);  // none reused
+  EXPECT_EQ(client.stats().reused, 0u);
+
+  // A server that speaks only HTTP/1.1 is an error, not an answer.
+  ServerOptions http1_only = local_options();
+  http1_only.http2 = false;
+  Server old(http1_only, echo());
+  ASSERT_TRUE(old.start().has_value());
+  auto refused = client.request("127.0.0.1", old.port(), get("/"), milliseconds(2000));
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable) << refused.error().to_string();
+}
+
 // A Client destroyed just as its pool sweep comes due ends. The sweep timer's completion, queued
 // while the I/O thread was busy (here in a slow callback), ran after the cancel that stop()
 // posted, saw no error and armed the timer again, for good: the thread never left run(), and the

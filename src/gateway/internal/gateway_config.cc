@@ -247,7 +247,8 @@ bool same_cluster_settings(const GatewayConfig& a, const GatewayConfig& b,
          a.load_balancer_tolerance == b.load_balancer_tolerance &&
          a.outlier_detection == b.outlier_detection && a.circuit_breakers == b.circuit_breakers &&
          a.retry_budget == b.retry_budget &&
-         health_check_path(a, service) == health_check_path(b, service);
+         health_check_path(a, service) == health_check_path(b, service) &&
+         a.http2_upstreams.contains(service) == b.http2_upstreams.contains(service);
 }
 
 std::string health_check_path(const GatewayConfig& c, const std::string& service) {

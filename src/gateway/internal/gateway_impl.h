@@ -106,6 +106,8 @@ struct Gateway::Impl {
   std::mutex upkeep_mu;  // one upkeep() at a time; guards health
   std::uint64_t seen_version = 0;
   http::Client health_client;
+  // For the services that speak HTTP/2 only (GatewayConfig::http2_upstreams), made with the first.
+  std::unique_ptr<http::Client> health_client_h2;
   std::unique_ptr<HealthChecker> health;
 
   std::atomic<bool> stopping{false};
@@ -154,8 +156,12 @@ struct Gateway::Impl {
   void set_health_checks(const GatewayConfig& config) {
     if (!options.health_checks) return;
     std::lock_guard lock(upkeep_mu);
+    if (!config.http2_upstreams.empty() && !health_client_h2) {
+      health_client_h2 = std::make_unique<http::Client>(http::ClientOptions{.http2 = true});
+    }
     health = std::make_unique<HealthChecker>(internal::health_check_config(config), clock,
-                                             health_client);
+                                             health_client, HealthChecker::StateChange{},
+                                             health_client_h2.get());
   }
 };
 

@@ -64,6 +64,7 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
                                        ? set->second
                                        : max_requests_per_replica(config, service);
       o.host.health_check_path = health_check_path(config, service);
+      o.host.health_check_http2 = config.http2_upstreams.contains(service);
       slot = std::make_shared<Cluster>(service, std::move(o), table, clock);
     }
     return slot;
@@ -108,8 +109,10 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
     }
     const RouteConfig& rc = config.routes[route.index];
     const bool hold = config.hold_for_replica.contains(route.service);
+    const bool http2 = config.http2_upstreams.contains(route.service);
     if (before != nullptr && *before_config == rc && before->cluster == rr.cluster &&
-        previous->config.hold_for_replica.contains(route.service) == hold) {
+        previous->config.hold_for_replica.contains(route.service) == hold &&
+        previous->config.http2_upstreams.contains(route.service) == http2) {
       rr.id = before->id;
       reused.push_back(rr.id);
     } else {
@@ -121,6 +124,7 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
       pr.websocket_idle_timeout = route.websocket_idle_timeout;
       pr.selector = std::make_shared<RouteSelector>(rr.cluster, route.retry);
       pr.hold_for_upstream = hold;
+      pr.upstream_http2 = http2;
       rr.id = proxy.add_route(std::move(pr));
     }
     if (route.rate_limit) {

@@ -178,7 +178,8 @@ void ProxyCore::start_attempt(Call& c) {
   c.head_request = c.req->method == http::Method::kHead;
   c.idempotent = idempotent(c.req->method);
   c.stream_idle_timeout = route.route.timeout;
-  c.upgrade = asks_websocket(*c.req);
+  c.http2 = route.route.upstream_http2;
+  c.upgrade = !c.http2 && asks_websocket(*c.req);
   c.tunnel_idle_timeout = route.route.websocket_idle_timeout;
   c.admission = c.pick->admission;
   c.phase = Call::Phase::kRunning;

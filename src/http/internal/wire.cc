@@ -418,4 +418,63 @@ void split_target(std::string_view target, std::string& path, std::string& query
   }
 }
 
+namespace {
+
+std::string lower_case(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Connection-specific fields have no place in HTTP/2 (RFC 9113 section 8.2.2); Host is
+// :authority. TE is sent as `te: trailers`, the one value HTTP/2 allows.
+bool dropped_h2_request_field(std::string_view lower_name) {
+  return lower_name == "connection" || lower_name == "keep-alive" ||
+         lower_name == "proxy-connection" || lower_name == "transfer-encoding" ||
+         lower_name == "upgrade" || lower_name == "te" || lower_name == "host";
+}
+
+}  // namespace
+
+bool h2_request_fields(std::string_view head,
+                       std::vector<std::pair<std::string, std::string>>& out) {
+  auto line_end = head.find("\r\n");
+  if (line_end == std::string_view::npos) return false;
+  const std::string_view line = head.substr(0, line_end);
+  const auto sp1 = line.find(' ');
+  const auto sp2 = line.rfind(' ');
+  if (sp1 == std::string_view::npos || sp2 == sp1) return false;
+  const size_t first = out.size();
+  out.emplace_back(":method", std::string(line.substr(0, sp1)));
+  out.emplace_back(":scheme", "http");
+  out.emplace_back(":authority", "");
+  out.emplace_back(":path", std::string(line.substr(sp1 + 1, sp2 - sp1 - 1)));
+  head.remove_prefix(line_end + 2);
+  while (!head.empty()) {
+    line_end = head.find("\r\n");
+    if (line_end == std::string_view::npos) return false;
+    const std::string_view field = head.substr(0, line_end);
+    head.remove_prefix(line_end + 2);
+    if (field.empty()) break;
+    const auto colon = field.find(':');
+    if (colon == std::string_view::npos || colon == 0) return false;
+    std::string name = lower_case(field.substr(0, colon));
+    const std::string_view value = trim_ows(field.substr(colon + 1));
+    if (name == "host") {
+      out[first + 2].second = std::string(value);
+    } else if (!dropped_h2_request_field(name)) {
+      out.emplace_back(std::move(name), std::string(value));
+    }
+  }
+  out.emplace_back("te", "trailers");
+  return !out[first + 2].second.empty();
+}
+
 }  // namespace prescale::http::internal

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "http/message.h"
 
@@ -83,5 +85,12 @@ bool valid_target(std::string_view target);
 
 // Splits a request-target into path and query (without '?').
 void split_target(std::string_view target, std::string& path, std::string& query);
+
+// The request line and fields of an HTTP/1.1 request head (as append_request_head() writes it)
+// as HTTP/2 request fields, appended to `out`: :method, :scheme (http), :authority (from Host)
+// and :path first, then the fields in lower case without the connection-specific ones (RFC 9113
+// section 8.2.2: Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade, TE), and
+// `te: trailers` last. False when the head is not one or has no Host.
+bool h2_request_fields(std::string_view head, std::vector<std::pair<std::string, std::string>>& out);
 
 }  // namespace prescale::http::internal

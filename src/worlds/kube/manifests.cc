@@ -66,6 +66,20 @@ Json http_probe(std::string_view path, std::string_view port) {
   return {{"httpGet", {{"path", path}, {"port", port}}}};
 }
 
+// The port of a service's Service object; an HTTP/2-only one says so (appProtocol: h2c).
+Json service_port(const ServiceConfig& s) {
+  Json port = {{"name", "http"}, {"port", kServicePort}, {"targetPort", "http"}};
+  if (s.protocol == UpstreamProtocol::kHttp2) port["appProtocol"] = "kubernetes.io/h2c";
+  return port;
+}
+
+// A service's probe of `path`: an HTTP GET, or for one that speaks HTTP/2 only (a gRPC server;
+// Kubernetes' httpGet probes speak HTTP/1.1) whether its port takes connections.
+Json service_probe(const ServiceConfig& s, std::string_view path) {
+  if (s.protocol == UpstreamProtocol::kHttp2) return {{"tcpSocket", {{"port", "http"}}}};
+  return http_probe(path, "http");
+}
+
 Json scrape_annotations(int port) {
   return {{"prometheus.io/scrape", "true"},
           {"prometheus.io/port", std::to_string(port)},
@@ -243,17 +257,17 @@ Json service_container(const ServiceConfig& s, std::size_t index, const Config& 
     c["resources"] = {{"requests", {{"memory", memory}}}, {"limits", {{"memory", memory}}}};
   }
   const HealthCheckConfig& hc = config.gateway.health_check;
-  Json startup = http_probe(s.effective_readiness_path(), "http");
+  Json startup = service_probe(s, s.effective_readiness_path());
   startup.update({{"periodSeconds", 1}, {"failureThreshold", kStartupSeconds}});
   c["startupProbe"] = std::move(startup);
-  Json readiness = http_probe(s.effective_readiness_path(), "http");
+  Json readiness = service_probe(s, s.effective_readiness_path());
   readiness.update({{"periodSeconds", whole_seconds(hc.interval)},
                     {"timeoutSeconds", whole_seconds(hc.timeout)},
                     {"successThreshold", hc.healthy_threshold},
                     {"failureThreshold", hc.unhealthy_threshold}});
   c["readinessProbe"] = std::move(readiness);
   if (s.liveness.enabled) {
-    Json liveness = http_probe(s.liveness.path, "http");
+    Json liveness = service_probe(s, s.liveness.path);
     liveness.update({{"periodSeconds", whole_seconds(s.liveness.interval)},
                      {"timeoutSeconds", whole_seconds(s.liveness.timeout)},
                      {"failureThreshold", s.liveness.failure_threshold}});
@@ -702,8 +716,7 @@ Result<std::vector<Json>> kubernetes_objects(const Config& config, const Manifes
     objects.push_back(service_object(
         s.name, "service",
         {{"clusterIP", "None"},
-         {"ports",
-          Json::array({{{"name", "http"}, {"port", kServicePort}, {"targetPort", "http"}}})}},
+         {"ports", Json::array({service_port(s)})}},
         o));
     Json d = deployment(s.name, "service", s.replicas.initial, scrape_annotations(kServicePort),
                         std::move(container), Json::array(), config, o);

@@ -263,6 +263,26 @@ TEST(KubeManifests, ACommandServiceRunsItsImageWithThePortFilledIn) {
   EXPECT_EQ(d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 11 + 10 + 5);
 }
 
+// Kubernetes' httpGet probes speak HTTP/1.1, which a gRPC server does not: an HTTP/2-only
+// service is probed by whether its port takes connections, and its Service names h2c.
+TEST(KubeManifests, AnHttp2OnlyServiceIsProbedOverTcpAndItsPortSaysH2c) {
+  std::string text = kShop;
+  const std::string at = "    readiness_path: /ready\n";
+  ASSERT_NE(text.find(at), std::string::npos);
+  text.replace(text.find(at), at.size(), at + "    protocol: http2\n");
+  const auto objects = render(text, options(text));
+  const Json& c = container_of(objects, "checkout");
+  for (const char* probe : {"startupProbe", "readinessProbe", "livenessProbe"}) {
+    EXPECT_EQ(c[probe]["tcpSocket"]["port"], "http") << probe;
+    EXPECT_FALSE(c[probe].contains("httpGet")) << probe;
+  }
+  EXPECT_EQ(find(objects, "Service", "checkout")["spec"]["ports"][0]["appProtocol"],
+            "kubernetes.io/h2c");
+  // The others as before.
+  EXPECT_EQ(container_of(objects, "forecast")["readinessProbe"]["httpGet"]["path"], "/readyz");
+  EXPECT_FALSE(find(objects, "Service", "forecast")["spec"]["ports"][0].contains("appProtocol"));
+}
+
 TEST(KubeManifests, WithGatewayTlsTheGatewayServesTheSecretsCertificateOn443) {
   std::string text = kShop;
   text.replace(text.find("gateway:\n") + 9, 0,

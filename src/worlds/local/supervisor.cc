@@ -17,6 +17,8 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -602,7 +604,10 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
           if (auto port = probe_.read_port_file(r.port_file)) r.port = *port;
         }
         if (r.port != 0) {
-          r.check = probe_.check_ready(r.port, r.tmpl->readiness_path, options_.readiness_timeout);
+          r.check = r.tmpl->http2 ? probe_.check_ready_http2(r.port, r.tmpl->readiness_path,
+                                                             options_.readiness_timeout)
+                                  : probe_.check_ready(r.port, r.tmpl->readiness_path,
+                                                       options_.readiness_timeout);
         }
       }
       std::optional<bool> answer;
@@ -718,7 +723,8 @@ void Supervisor::check_liveness(Service& s, Replica& r, Clock::TimePoint now) {
   }
   if (!r.liveness && now >= r.next_liveness) {
     r.next_liveness = now + t.liveness_interval;
-    r.liveness = probe_.check_ready(r.port, t.liveness_path, t.liveness_timeout);
+    r.liveness = t.http2 ? probe_.check_ready_http2(r.port, t.liveness_path, t.liveness_timeout)
+                         : probe_.check_ready(r.port, t.liveness_path, t.liveness_timeout);
   }
 }
 
@@ -900,6 +906,19 @@ struct HttpReplicaProbe::Impl {
   // check's own timeout bounds the whole of it.
   http::Client client{
       http::ClientOptions{.connect_timeout = std::chrono::milliseconds(500), .threads = 1}};
+  // For replicas that speak HTTP/2 only; made at the first.
+  std::once_flag http2_made;
+  std::unique_ptr<http::Client> http2;
+  http::Client& http2_client() {
+    std::call_once(http2_made, [this] {
+      http2 = std::make_unique<http::Client>(http::ClientOptions{
+          .connect_timeout = std::chrono::milliseconds(500), .threads = 1, .http2 = true});
+    });
+    return *http2;
+  }
+  std::unique_ptr<ReadinessCheck> check(http::Client& with, std::uint16_t port,
+                                        const std::string& path,
+                                        std::chrono::milliseconds timeout);
 };
 
 HttpReplicaProbe::HttpReplicaProbe() : impl_(std::make_unique<Impl>()) {}
@@ -941,13 +960,25 @@ std::optional<std::uint16_t> HttpReplicaProbe::read_port_file(const std::string&
 std::unique_ptr<ReadinessCheck> HttpReplicaProbe::check_ready(std::uint16_t port,
                                                               const std::string& path,
                                                               std::chrono::milliseconds timeout) {
+  return impl_->check(impl_->client, port, path, timeout);
+}
+
+std::unique_ptr<ReadinessCheck> HttpReplicaProbe::check_ready_http2(
+    std::uint16_t port, const std::string& path, std::chrono::milliseconds timeout) {
+  return impl_->check(impl_->http2_client(), port, path, timeout);
+}
+
+std::unique_ptr<ReadinessCheck> HttpReplicaProbe::Impl::check(http::Client& with,
+                                                              std::uint16_t port,
+                                                              const std::string& path,
+                                                              std::chrono::milliseconds timeout) {
   auto check = std::make_unique<HttpReadinessCheck>();
   http::Request req;
   req.method = http::Method::kGet;
   req.method_name = "GET";
   req.target = path;
   // The state outlives an abandoned check: the answer may come after.
-  impl_->client.async_request(
+  with.async_request(
       "127.0.0.1", port, std::move(req),
       [state = check->state](Result<http::Response> r) {
         if (!r && r.error().code != ErrorCode::kTimeout) state->failure = r.error().message;

@@ -46,6 +46,9 @@ struct ReplicaTemplate {
   std::vector<std::string> argv;
   std::vector<std::pair<std::string, std::string>> env;
   std::string readiness_path = "/readyz";  // GET before the replica gets traffic
+  // The replica speaks HTTP/2 only (a gRPC server: ServiceConfig::protocol http2): its readiness
+  // and liveness checks go over HTTP/2.
+  bool http2 = false;
   // Liveness (a Kubernetes liveness probe): while a replica is ready, GET `liveness_path` every
   // `liveness_interval`, each check answered within `liveness_timeout`. After
   // `liveness_failure_threshold` failures in a row the replica is killed and restarts as a crashed
@@ -101,6 +104,13 @@ class ReplicaProbe {
   // status() 0). Destroying the check abandons it.
   virtual std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port, const std::string& path,
                                                       std::chrono::milliseconds timeout) = 0;
+  // The same over HTTP/2 in clear text (a replica that speaks only that: ReplicaTemplate::http2).
+  // Default: check_ready().
+  virtual std::unique_ptr<ReadinessCheck> check_ready_http2(std::uint16_t port,
+                                                            const std::string& path,
+                                                            std::chrono::milliseconds timeout) {
+    return check_ready(port, path, timeout);
+  }
 };
 
 // Where ready replicas are announced (the gateway).
@@ -332,6 +342,8 @@ class HttpReplicaProbe final : public ReplicaProbe {
   std::optional<std::uint16_t> read_port_file(const std::string& path) override;
   std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port, const std::string& path,
                                               std::chrono::milliseconds timeout) override;
+  std::unique_ptr<ReadinessCheck> check_ready_http2(std::uint16_t port, const std::string& path,
+                                                    std::chrono::milliseconds timeout) override;
 
  private:
   struct Impl;

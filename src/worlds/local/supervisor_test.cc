@@ -796,6 +796,37 @@ TEST(SupervisorProbe, TheProbeAsksItsPathAndTakesTwoAndThreeHundreds) {
   server.shutdown(std::chrono::seconds(1));
 }
 
+// A replica that speaks only HTTP/2 (a gRPC server, ReplicaTemplate::http2) is asked over
+// HTTP/2: one that speaks only HTTP/1.1 fails that check and passes the other.
+TEST(SupervisorProbe, AnHttp2CheckAsksOverHttp2) {
+  http::ServerOptions so;
+  so.threads = 1;
+  so.http2 = false;
+  http::Server http1_only(so, [](http::Request&, http::Responder respond) {
+    respond(http::Response::text(200, "ready\n"));
+  });
+  ASSERT_TRUE(http1_only.start());
+  so.http2 = true;
+  http::Server both(so, [](http::Request&, http::Responder respond) {
+    respond(http::Response::text(200, "ready\n"));
+  });
+  ASSERT_TRUE(both.start());
+  HttpReplicaProbe probe;
+  auto answer = [&](std::unique_ptr<ReadinessCheck> check) {
+    for (int i = 0; i < 500; ++i) {
+      if (auto a = check->answer()) return *a;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "no answer";
+    return false;
+  };
+  EXPECT_FALSE(answer(probe.check_ready_http2(http1_only.port(), "/readyz", 1s)));
+  EXPECT_TRUE(answer(probe.check_ready(http1_only.port(), "/readyz", 1s)));
+  EXPECT_TRUE(answer(probe.check_ready_http2(both.port(), "/readyz", 1s)));
+  http1_only.shutdown(std::chrono::seconds(1));
+  both.shutdown(std::chrono::seconds(1));
+}
+
 // A check of a replica that accepts and never answers (a hung process: the kernel completes the
 // connection) fails once its own timeout has passed, with no status: liveness's 1 s by default,
 // not the 500 ms of readiness.
