@@ -4,10 +4,11 @@
 # --streams requests in flight on each, against one `prescale serve echo` (GET / answers
 # "hello") reached directly (it speaks HTTP/2 itself), through nginx (`listen ... http2`),
 # haproxy (`bind ... proto h2`) and `prescale gateway`. Each proxy has one worker or thread and
-# relays to the upstream over HTTP/1.1 with keep-alive; the paths run in alternating order round
-# by round.
+# relays to the upstream over HTTP/1.1 with keep-alive, or with --upstream-h2 over HTTP/2 in clear
+# text, as to a gRPC server (nginx `grpc_pass`, haproxy `proto h2` on the server line, the gateway
+# with the service's `protocol: http2`); the paths run in alternating order round by round.
 # Usage: bench/http2.sh [--rounds N] [--connections C] [--streams M] [--duration S]
-#        (defaults 5, 8, 16, 4)
+#        [--upstream-h2]   (defaults 5, 8, 16, 4)
 # Env: PRESCALE=path/to/prescale (default build/apps/prescale/prescale)
 # Ends with a RESULT line: each path's median requests/s and mean time per request (ms), and the
 # gateway's ratios to nginx.
@@ -19,8 +20,10 @@ rounds=5
 connections=8
 streams=16
 duration=4
+upstream_h2=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --upstream-h2) upstream_h2=1; shift ;;
     --rounds) rounds=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
     --streams) streams=$2; shift 2 ;;
@@ -39,6 +42,11 @@ start_echo_upstream "$prescale"
 
 # --- nginx ----------------------------------------------------------------------------------------
 nginx_port=$(free_port)
+if [ "$upstream_h2" -eq 1 ]; then
+  relay="grpc_pass grpc://backend;"
+else
+  relay='proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";'
+fi
 start_nginx nginx 1 "$(cat <<NGINX
   upstream backend { server 127.0.0.1:$up; keepalive 256; }
   server {
@@ -46,9 +54,7 @@ start_nginx nginx 1 "$(cat <<NGINX
     http2_max_concurrent_streams 128;
     keepalive_requests 10000000;
     location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      $relay
     }
   }
 NGINX
@@ -56,10 +62,12 @@ NGINX
 
 # --- haproxy --------------------------------------------------------------------------------------
 haproxy_port=$(free_port)
-start_haproxy "$haproxy_port" "$up" "" "proto h2"
+start_haproxy "$haproxy_port" "$up" "" "proto h2" "$([ "$upstream_h2" -eq 1 ] && echo "proto h2")"
 
 # --- prescale gateway -----------------------------------------------------------------------------
-setsid "$prescale" gateway --upstream "echo=127.0.0.1:$up" --port 0 --threads 1 \
+printf 'version: 1\nservices:\n  - {name: echo, kind: builtin/echo, protocol: %s}\n' \
+  "$([ "$upstream_h2" -eq 1 ] && echo http2 || echo http1)" > "$work/gateway.yaml"
+setsid "$prescale" gateway -f "$work/gateway.yaml" --upstream "echo=127.0.0.1:$up" --port 0 --threads 1 \
   --port-file "$work/prescale.port" --admin-port -1 --log-level warn &
 pids+=($!)
 prescale_port=$(wait_port_file "$work/prescale.port")

@@ -184,7 +184,7 @@ NGINX
 # proxying to UPSTREAM_PORT, with its documented defaults and DEFAULTS (lines of its defaults
 # section), BIND_OPTIONS after its bind address (`proto h2`), and adds its pid to the caller's
 # array `pids`.
-start_haproxy() {  # PORT UPSTREAM_PORT [DEFAULTS] [BIND_OPTIONS]
+start_haproxy() {  # PORT UPSTREAM_PORT [DEFAULTS] [BIND_OPTIONS] [SERVER_OPTIONS]
   cat > "$work/haproxy.cfg" <<HAPROXY
 global
   nbthread 1
@@ -199,7 +199,7 @@ frontend gateway
   bind 127.0.0.1:$1 ${4:-}
   default_backend upstreams
 backend upstreams
-  server up 127.0.0.1:$2
+  server up 127.0.0.1:$2 ${5:-}
 HAPROXY
   setsid /usr/sbin/haproxy -f "$work/haproxy.cfg" -db &
   pids+=($!)

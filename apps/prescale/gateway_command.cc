@@ -164,7 +164,8 @@ GatewayCommand::GatewayCommand(CLI::App& app) : flags_(std::make_unique<GatewayF
   command_ = app.add_subcommand("gateway", "Run the gateway: route requests to upstream services");
   command_->add_option("-f,--config", f.config_path,
                        "prescale.yaml: gateway.listen, gateway.threads, gateway.routes, "
-                       "gateway.upstreams, http and logging apply (flags win)");
+                       "gateway.upstreams, http and logging apply (flags win), and of "
+                       "services[] queue_limit, readiness_path, replicas.min and protocol");
   command_->add_option("--upstream", f.upstreams,
                        "SERVICE=HOST:PORT[,HOST:PORT...]: static endpoints of a service; "
                        "repeatable; replaces gateway.upstreams of that service");

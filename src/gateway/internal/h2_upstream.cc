@@ -36,6 +36,8 @@ constexpr size_t kWriteBatchBytes = size_t{64} * 1024;
 constexpr int32_t kStreamWindow = int32_t{1} << 20;       // each response may have 1 MiB in flight
 constexpr int32_t kConnectionWindow = int32_t{16} << 20;  // all of a connection's, 16 MiB
 constexpr uint32_t kMaxStreamsPerConnection = 100;        // or fewer, as the upstream says
+// A connection whose write takes none of its bytes for this long is failed: a frozen upstream.
+constexpr Clock::Duration kWriteStallTimeout = std::chrono::seconds(10);
 
 Clock::TimePoint now() { return Clock::real().now(); }
 
@@ -84,18 +86,29 @@ struct H2Core : std::enable_shared_from_this<H2Core> {
     timer.emplace(context);
   }
 
-  bool start(std::string_view host, uint16_t port, Exchange& ex, bool retry);
+  bool start(std::string_view host, uint16_t port, Exchange& ex);
   void ensure_sweep();
   void sweep();
   void stop();
   void remove(H2Conn* conn);
+  void cancel(Exchange& ex);
 
-  // Runs on_complete() of a finished exchange (after its request was detached).
-  static void complete(Exchange& ex) { ex.on_complete(); }
-  static void stream_end(Exchange& ex, bool complete) { ex.on_stream_end(complete); }
+  // The end of an exchange, decided while a step runs and told after it, in order: its owner
+  // may start or cancel other exchanges then. From decide() until it is told, the exchange's h2_
+  // is &deciding, and a cancel() meanwhile leaves it untold.
+  struct Told {
+    enum class Kind { kComplete, kStreamEnded, kStreamCut, kRetry };
+    Exchange* ex;
+    Kind kind;
+    const H2Endpoint* ep = nullptr;  // kRetry: where it goes again
+  };
+  void decide(Exchange& ex) { ex.h2_ = &deciding; }
+  void tell(const std::vector<Told>& told);
+  // A failure found while start() runs: told from the event loop, unless cancelled first.
+  void post_failure(Exchange& ex, ExchangeError error, std::string detail);
+
   static bool takes_stream(Exchange& ex, const http::Response& r) { return ex.stream_body(r); }
   static void set_request(Exchange& ex, H2Request* r) { ex.h2_ = r; }
-  static H2Request* request_of(Exchange& ex) { return ex.h2_; }
   static bool stale_retried(Exchange& ex) { return ex.stale_retried_; }
   static void mark_stale_retried(Exchange& ex) { ex.stale_retried_ = true; }
 
@@ -107,6 +120,8 @@ struct H2Core : std::enable_shared_from_this<H2Core> {
   bool sweep_armed = false;
   bool stopped = false;
   std::atomic<uint64_t> opened{0}, reused{0}, stale_retries{0}, idle{0}, active{0};
+  H2Request deciding;                              // see Told
+  std::vector<std::unique_ptr<H2Request>> posted;  // post_failure()'s, until told
 };
 
 // One connection to one endpoint, carrying many streams.
@@ -128,11 +143,11 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   bool has_room() const { return state_ != State::kClosed && !goaway_ && load() < max_streams_; }
   size_t load() const { return streams_.size() + waiting_.size(); }
 
-  void connect(std::unique_ptr<ConnectionAdmission::Permit> permit, Clock::TimePoint deadline) {
+  // Each exchange waiting for it also fails at its own deadline (sweep()).
+  void connect(std::unique_ptr<ConnectionAdmission::Permit> permit) {
     permit_ = std::move(permit);
     state_ = State::kConnecting;
-    connect_deadline_ = std::min(deadline, now() + core_->options.connect_timeout);
-    core_->opened.fetch_add(1, std::memory_order_relaxed);
+    connect_deadline_ = now() + core_->options.connect_timeout;
     count_as(Count::kActive);
     auto self = shared_from_this();
     if (ep_.address) {
@@ -171,7 +186,7 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
     post_flush();
   }
 
-  // Abandons the exchange of `r` (no callback).
+  // Abandons the exchange of `r`, whose on_complete() has not run (no callback).
   void cancel(H2Request* r) {
     auto it =
         std::find_if(waiting_.begin(), waiting_.end(), [&](const auto& w) { return w.get() == r; });
@@ -184,14 +199,17 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
     if (r->ex != nullptr) H2Core::set_request(*r->ex, nullptr);
     r->ex = nullptr;
     if (session_ != nullptr && r->id > 0) {
+      release_held(*r);
       nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, r->id, NGHTTP2_CANCEL);
     }
     post_flush();
   }
 
-  // Deadlines: connecting, each response, each streamed body's silence, the idle connection.
+  // Deadlines: connecting, each response, each streamed body's silence, a stalled write, the
+  // idle connection. An exchange past its deadline is told at once; its stream's reset follows.
   void sweep(Clock::TimePoint t) {
     auto self = shared_from_this();
+    std::vector<H2Core::Told> told;
     if (state_ == State::kConnecting) {
       if (t >= connect_deadline_) {
         fail(ExchangeError::kConnectTimeout,
@@ -200,27 +218,48 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
                                     core_->options.connect_timeout)
                                     .count()) +
                  " ms");
+        return;
       }
+      std::erase_if(waiting_, [&](const std::unique_ptr<H2Request>& w) {
+        if (t < w->ex->deadline) return false;
+        w->ex->error = ExchangeError::kConnectTimeout;
+        w->ex->detail = "connecting to " + ep_.label + " took longer than the request's time";
+        core_->decide(*w->ex);
+        told.push_back({w->ex, H2Core::Told::Kind::kComplete});
+        return true;
+      });
+      settle();
+      core_->tell(told);
       return;
     }
     if (state_ != State::kOpen) return;
-    bool acted = false;
+    if (writing_ && t - write_started_ >= kWriteStallTimeout) {
+      fail(ExchangeError::kReset, ep_.label + " took none of what was written to it for 10 s");
+      return;
+    }
     for (auto& [id, r] : streams_) {
-      if (r->ex == nullptr) continue;
-      if (!r->streaming && t >= r->ex->deadline) {
-        r->error = ExchangeError::kTimeout;
-        r->detail = "no response from " + ep_.label + " before the deadline";
-      } else if (r->streaming && t - r->last_data >= r->ex->stream_idle_timeout) {
-        r->error = ExchangeError::kTimeout;
-        r->detail = "the streamed body from " + ep_.label + " was silent too long";
+      Exchange* ex = r->ex;
+      if (ex == nullptr) continue;
+      if (!r->streaming && t >= ex->deadline) {
+        ex->error = ExchangeError::kTimeout;
+        ex->detail = "no response from " + ep_.label + " before the deadline";
+        ex->request_sent = r->sent;
+        told.push_back({ex, H2Core::Told::Kind::kComplete});
+      } else if (r->streaming && r->held == 0 && t - r->last_data >= ex->stream_idle_timeout) {
+        // (While bytes are held for the client, the upstream's silence is the gateway's doing.)
+        r->stream->abort();
+        told.push_back({ex, H2Core::Told::Kind::kStreamCut});
       } else {
         continue;
       }
+      r->ex = nullptr;
+      core_->decide(*ex);
+      release_held(*r);
       nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
-      acted = true;
     }
-    if (acted) {
-      flush();
+    if (!told.empty()) {
+      core_->tell(told);
+      if (state_ == State::kOpen) flush();
       return;
     }
     if (load() == 0 && t - idle_since_ >= core_->options.idle_timeout) {
@@ -237,13 +276,13 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
     auto self = shared_from_this();
     const bool connecting = state_ == State::kConnecting;
     state_ = State::kClosed;
-    std::vector<std::function<void()>> calls;
+    std::vector<H2Core::Told> told;
     for (auto& w : waiting_) {
       Exchange* ex = w->ex;
-      H2Core::set_request(*ex, nullptr);
       ex->error = error;
       ex->detail = detail;
-      calls.emplace_back([ex] { H2Core::complete(*ex); });
+      core_->decide(*ex);
+      told.push_back({ex, H2Core::Told::Kind::kComplete});
     }
     waiting_.clear();
     heads_.clear();
@@ -253,15 +292,15 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
       Exchange* ex = r->ex;
       if (ex == nullptr) continue;
       r->ex = nullptr;
-      H2Core::set_request(*ex, nullptr);
+      core_->decide(*ex);
       if (r->streaming) {
         r->stream->abort();
-        calls.emplace_back([ex] { H2Core::stream_end(*ex, false); });
+        told.push_back({ex, H2Core::Told::Kind::kStreamCut});
       } else {
         ex->error = sent_error;
         ex->detail = detail;
         ex->request_sent = r->sent;
-        calls.emplace_back([ex] { H2Core::complete(*ex); });
+        told.push_back({ex, H2Core::Told::Kind::kComplete});
       }
     }
     streams_.clear();
@@ -270,7 +309,7 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
     count_as(Count::kNone);
     permit_.reset();
     core_->remove(this);
-    for (auto& call : calls) call();
+    core_->tell(told);
   }
 
  private:
@@ -284,6 +323,17 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
     if (c == Count::kIdle) core_->idle.fetch_add(1, std::memory_order_relaxed);
     if (c == Count::kActive) core_->active.fetch_add(1, std::memory_order_relaxed);
     counted_ = c;
+  }
+
+  // Gives the upstream back the window of bytes held for a full stream that no longer needs them
+  // (nghttp2 does not when the stream closes).
+  void release_held(H2Request& r) {
+    if (r.held == 0 || session_ == nullptr) return;
+    nghttp2_session_consume_connection(session_, r.held);
+    if (nghttp2_session_find_stream(session_, r.id) != nullptr) {
+      nghttp2_session_consume_stream(session_, r.id, r.held);
+    }
+    r.held = 0;
   }
 
   // Counts the connection idle or active; an idle one starts its idle time.
@@ -326,6 +376,7 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   Count counted_ = Count::kNone;
   Clock::TimePoint connect_deadline_{};
   Clock::TimePoint idle_since_{};
+  Clock::TimePoint write_started_{};
   std::vector<std::unique_ptr<H2Request>> waiting_;  // until connected
   std::unordered_map<int32_t, std::unique_ptr<H2Request>> streams_;
   std::vector<std::pair<int32_t, uint32_t>> closed_;  // stream, error code: to finish
@@ -509,6 +560,7 @@ void H2Conn::on_connected(const error_code& ec) {
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  core_->opened.fetch_add(1, std::memory_order_relaxed);
   state_ = State::kOpen;
   auto waiting = std::move(waiting_);
   waiting_.clear();
@@ -522,10 +574,8 @@ void H2Conn::submit(std::unique_ptr<H2Request> r) {
   std::vector<std::pair<std::string, std::string>> fields;
   Exchange& ex = *r->ex;
   if (!http::internal::h2_request_fields(ex.head, fields)) {
-    H2Core::set_request(ex, nullptr);
-    ex.error = ExchangeError::kMalformed;
-    ex.detail = "the request head cannot be sent over HTTP/2";
-    asio::post(core_->io, [e = &ex] { H2Core::complete(*e); });
+    core_->post_failure(ex, ExchangeError::kMalformed,
+                        "the request cannot be sent over HTTP/2 (it needs a Host)");
     return;
   }
   std::vector<nghttp2_nv> nva;
@@ -540,10 +590,8 @@ void H2Conn::submit(std::unique_ptr<H2Request> r) {
   if (id < 0) {
     // Stream ids ran out: this connection takes no more (the next exchange opens another).
     goaway_ = true;
-    H2Core::set_request(ex, nullptr);
-    ex.error = ExchangeError::kReset;
-    ex.detail = "the HTTP/2 connection to " + ep_.label + " took no more streams";
-    asio::post(core_->io, [e = &ex] { H2Core::complete(*e); });
+    core_->post_failure(ex, ExchangeError::kReset,
+                        "the HTTP/2 connection to " + ep_.label + " took no more streams");
     return;
   }
   r->id = id;
@@ -575,6 +623,7 @@ void H2Conn::flush() {
     return;
   }
   writing_ = true;
+  write_started_ = now();
   asio::async_write(socket_, asio::buffer(out_),
                     [self = shared_from_this()](const error_code& ec, size_t) {
                       self->writing_ = false;
@@ -642,9 +691,10 @@ void H2Conn::start_streaming(H2Request& r) {
     auto self = weak.lock();
     if (!self || self->state_ != State::kOpen) return;
     auto it = self->streams_.find(id);
-    if (it == self->streams_.end() || it->second->held == 0) return;
-    nghttp2_session_consume(self->session_, id, it->second->held);
-    it->second->held = 0;
+    if (it == self->streams_.end()) return;
+    it->second->last_data = now();  // the upstream may send again: its silence counts from here
+    if (it->second->held == 0) return;
+    self->release_held(*it->second);
     self->flush();
   });
   r.stream->set_on_gone([weak, id] {
@@ -654,6 +704,7 @@ void H2Conn::start_streaming(H2Request& r) {
     if (it == self->streams_.end() || it->second->ex == nullptr) return;
     it->second->error = ExchangeError::kCancelled;
     it->second->detail = "the client went away";
+    self->release_held(*it->second);
     nghttp2_submit_rst_stream(self->session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
     self->flush();
   });
@@ -664,7 +715,10 @@ void H2Conn::start_streaming(H2Request& r) {
   ex.response.stream = r.stream;
   r.response = http::Response();
   r.response.trailers = std::move(trailers);  // the rest come here
-  H2Core::complete(ex);
+  core_->decide(ex);
+  core_->tell({{&ex, H2Core::Told::Kind::kComplete}});
+  // Streaming: h2_ names the request again until the body's end (cancel() leaves it alone).
+  H2Core::set_request(ex, &r);
 }
 
 void H2Conn::finish_closed() {
@@ -672,35 +726,40 @@ void H2Conn::finish_closed() {
   auto self = shared_from_this();
   auto closed = std::move(closed_);
   closed_.clear();
-  std::vector<std::function<void()>> calls;
-  std::vector<Exchange*> refused;
+  std::vector<H2Core::Told> told;
   for (const auto& [id, code] : closed) {
     auto it = streams_.find(id);
     if (it == streams_.end()) continue;
     std::unique_ptr<H2Request> r = std::move(it->second);
     streams_.erase(it);
+    release_held(*r);
     Exchange* ex = r->ex;
     if (ex == nullptr) continue;
-    H2Core::set_request(*ex, nullptr);
-    const bool clean = code == NGHTTP2_NO_ERROR && r->ended && r->got_head;
+    core_->decide(*ex);
+    const bool clean =
+        code == NGHTTP2_NO_ERROR && r->ended && r->got_head && r->error == ExchangeError::kNone;
     if (r->streaming) {
-      if (clean && r->error == ExchangeError::kNone) {
+      if (clean) {
         r->stream->end(std::move(r->response.trailers));
       } else {
         r->stream->abort();
       }
-      const bool complete = clean && r->error == ExchangeError::kNone;
-      calls.emplace_back([ex, complete] { H2Core::stream_end(*ex, complete); });
+      told.push_back(
+          {ex, clean ? H2Core::Told::Kind::kStreamEnded : H2Core::Told::Kind::kStreamCut});
       continue;
     }
-    if (clean && r->error == ExchangeError::kNone) {
+    if (clean) {
       ex->response = std::move(r->response);
-      calls.emplace_back([ex] { H2Core::complete(*ex); });
+      told.push_back({ex, H2Core::Told::Kind::kComplete});
       continue;
     }
     if (r->error == ExchangeError::kNone && code == NGHTTP2_REFUSED_STREAM &&
         !H2Core::stale_retried(*ex)) {
-      refused.push_back(ex);  // not processed (RFC 9113 section 8.7): safe to send again
+      // Not processed (RFC 9113 section 8.7): safe to send again, once.
+      H2Core::mark_stale_retried(*ex);
+      ex->request_sent = false;
+      core_->stale_retries.fetch_add(1, std::memory_order_relaxed);
+      told.push_back({ex, H2Core::Told::Kind::kRetry, &ep_});
       continue;
     }
     ex->error = r->error != ExchangeError::kNone ? r->error : ExchangeError::kReset;
@@ -708,24 +767,68 @@ void H2Conn::finish_closed() {
                      ? r->detail
                      : ep_.label + " reset the stream (" + nghttp2_http2_strerror(code) + ")";
     ex->request_sent = r->sent && code != NGHTTP2_REFUSED_STREAM;
-    calls.emplace_back([ex] { H2Core::complete(*ex); });
+    told.push_back({ex, H2Core::Told::Kind::kComplete});
   }
   settle();
-  for (Exchange* ex : refused) {
-    H2Core::mark_stale_retried(*ex);
-    ex->request_sent = false;
-    core_->stale_retries.fetch_add(1, std::memory_order_relaxed);
-    auto core = core_;
-    const std::string host = ep_.host;
-    const uint16_t port = ep_.port;
-    calls.emplace_back([core, host, port, ex] {
-      if (!core->start(host, port, *ex, /*retry=*/true)) H2Core::complete(*ex);
-    });
-  }
-  for (auto& call : calls) call();
+  core_->tell(told);
 }
 
-bool H2Core::start(std::string_view host, uint16_t port, Exchange& ex, bool retry) {
+void H2Core::tell(const std::vector<Told>& told) {
+  auto self = shared_from_this();
+  for (const Told& t : told) {
+    Exchange& ex = *t.ex;
+    if (ex.h2_ != &deciding) continue;  // cancelled meanwhile
+    ex.h2_ = nullptr;
+    switch (t.kind) {
+      case Told::Kind::kComplete:
+        ex.on_complete();
+        break;
+      case Told::Kind::kStreamEnded:
+      case Told::Kind::kStreamCut:
+        ex.on_stream_end(t.kind == Told::Kind::kStreamEnded);
+        break;
+      case Told::Kind::kRetry:
+        // Any connection with room (the refusing one too, once the upstream's limit is known).
+        if (!start(t.ep->host, t.ep->port, ex)) ex.on_complete();
+        break;
+    }
+  }
+}
+
+void H2Core::post_failure(Exchange& ex, ExchangeError error, std::string detail) {
+  ex.error = error;
+  ex.detail = std::move(detail);
+  auto r = std::make_unique<H2Request>();
+  r->ex = &ex;  // conn stays null: cancel() clears ex
+  ex.h2_ = r.get();
+  H2Request* raw = r.get();
+  posted.push_back(std::move(r));
+  asio::post(io, [self = shared_from_this(), raw] {
+    auto it = std::find_if(self->posted.begin(), self->posted.end(),
+                           [&](const auto& p) { return p.get() == raw; });
+    if (it == self->posted.end()) return;  // told by stop()
+    Exchange* failed = (*it)->ex;
+    self->posted.erase(it);
+    if (failed == nullptr) return;  // cancelled
+    self->decide(*failed);
+    self->tell({{failed, Told::Kind::kComplete}});
+  });
+}
+
+void H2Core::cancel(Exchange& ex) {
+  H2Request* r = ex.h2_;
+  if (r == nullptr) return;
+  if (r == &deciding || r->conn == nullptr) {  // its end is decided, or a posted failure
+    if (r != &deciding) r->ex = nullptr;
+    ex.h2_ = nullptr;
+    return;
+  }
+  if (r->streaming) return;  // on_complete() ran: the body's end (or the client's) ends it
+  auto keep = r->conn->shared_from_this();
+  keep->cancel(r);
+}
+
+bool H2Core::start(std::string_view host, uint16_t port, Exchange& ex) {
   if (stopped) {
     ex.error = ExchangeError::kCancelled;
     return false;
@@ -739,18 +842,17 @@ bool H2Core::start(std::string_view host, uint16_t port, Exchange& ex, bool retr
     auto address = asio::ip::make_address(ep.host, ec);
     if (!ec) ep.address = address;
   }
-  if (!retry) {
-    // The least loaded connection with room (all of them are few).
-    H2Conn* best = nullptr;
-    for (auto& c : ep.conns) {
-      if (c->has_room() && (best == nullptr || c->load() < best->load())) best = c.get();
-    }
-    if (best != nullptr) {
-      reused.fetch_add(1, std::memory_order_relaxed);
-      best->add(ex, /*reused=*/true);
-      ensure_sweep();
-      return true;
-    }
+  // The least loaded connection with room (all of them are few).
+  H2Conn* best = nullptr;
+  for (auto& c : ep.conns) {
+    if (c->has_room() && (best == nullptr || c->load() < best->load())) best = c.get();
+  }
+  if (best != nullptr) {
+    const bool open = best->state() == H2Conn::State::kOpen;
+    if (open) reused.fetch_add(1, std::memory_order_relaxed);
+    best->add(ex, open);
+    ensure_sweep();
+    return true;
   }
   std::unique_ptr<ConnectionAdmission::Permit> permit;
   if (ex.admission != nullptr) {
@@ -763,7 +865,7 @@ bool H2Core::start(std::string_view host, uint16_t port, Exchange& ex, bool retr
   auto conn = std::make_shared<H2Conn>(shared_from_this(), ep);
   ep.conns.push_back(conn);
   conn->add(ex, /*reused=*/false);
-  conn->connect(std::move(permit), ex.deadline);
+  conn->connect(std::move(permit));
   ensure_sweep();
   return true;
 }
@@ -807,6 +909,16 @@ void H2Core::stop() {
     all.insert(all.end(), ep.conns.begin(), ep.conns.end());
   });
   for (auto& c : all) c->fail(ExchangeError::kCancelled, "the pool stopped");
+  // Failures posted for the event loop, which may not run again.
+  std::vector<Told> told;
+  for (auto& r : posted) {
+    if (r->ex == nullptr) continue;
+    r->ex->error = ExchangeError::kCancelled;
+    decide(*r->ex);
+    told.push_back({r->ex, Told::Kind::kComplete});
+  }
+  posted.clear();
+  tell(told);
 }
 
 H2Upstreams::H2Upstreams(asio::io_context& io, const UpstreamPoolOptions& options)
@@ -815,15 +927,10 @@ H2Upstreams::H2Upstreams(asio::io_context& io, const UpstreamPoolOptions& option
 H2Upstreams::~H2Upstreams() { core_->stop(); }
 
 bool H2Upstreams::start(std::string_view host, uint16_t port, Exchange& exchange) {
-  return core_->start(host, port, exchange, /*retry=*/false);
+  return core_->start(host, port, exchange);
 }
 
-void H2Upstreams::cancel(Exchange& exchange) {
-  H2Request* r = H2Core::request_of(exchange);
-  if (r == nullptr) return;
-  auto keep = r->conn->shared_from_this();
-  keep->cancel(r);
-}
+void H2Upstreams::cancel(Exchange& exchange) { core_->cancel(exchange); }
 
 void H2Upstreams::stop() { core_->stop(); }
 
