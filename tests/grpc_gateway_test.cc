@@ -1,10 +1,12 @@
-// gRPC through the gateway, with gRPC's own C++ stack at both ends: KEDA's external scaler
+// gRPC through the gateway, with gRPC's own stacks at both ends: KEDA's external scaler
 // interface as `prescale controller --keda-port` serves it (grpc++), and a grpc++ client
-// generated from the same interface, talking to the gateway instead of the scaler. The gateway
-// reaches the scaler over HTTP/2 (GatewayConfig::http2_upstreams; docs/gateway.md, "gRPC and
-// HTTP/2 upstreams"), health checks included.
+// generated from the same interface, talking to the gateway instead of the scaler; then a
+// Python gRPC service run by `prescale up` (services[].protocol http2) and a Python client. The
+// gateway reaches the services over HTTP/2 (GatewayConfig::http2_upstreams; docs/gateway.md,
+// "gRPC and HTTP/2 upstreams"), health and readiness checks included.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -20,6 +22,8 @@
 #include "gateway/gateway.h"
 #include "http/client.h"
 #include "http/server.h"
+#include "support/platform.h"
+#include "support/subprocess.h"
 #include "worlds/kube/keda_scaler.h"
 
 namespace prescale {
@@ -165,6 +169,46 @@ TEST_F(GrpcGatewayTest, HealthChecksReachTheServerOverHttp2) {
   EXPECT_TRUE(cluster->hosts()[0]->healthy());
   externalscaler::GetMetricSpecResponse spec;
   EXPECT_TRUE(stub->GetMetricSpec(context().get(), ref("web"), &spec).ok());
+}
+
+// A user's gRPC service under `prescale up`: its replica is found ready over HTTP/2, the gateway
+// relays unary and streaming calls with their trailers and statuses, and the checks keep it in
+// service.
+TEST(GrpcUpTest, APythonGrpcServiceRunsBehindTheGateway) {
+  if (access("/usr/bin/python3", X_OK) != 0 ||
+      std::system("/usr/bin/python3 -c 'import grpc' 2>/dev/null") != 0) {
+    GTEST_SKIP() << "needs /usr/bin/python3 with grpc (Debian: python3-grpcio; "
+                    "scripts/install-deps installs it)";
+  }
+  testing::TempDir dir;
+  const std::string config = dir.file("prescale.yaml");
+  testing::write_file(config, R"(version: 1
+services:
+  - name: echo
+    kind: command
+    command: [/usr/bin/python3, )" + std::string(GRPC_ECHO) + R"(, serve, "{port}"]
+    protocol: http2
+    replicas: {min: 1, max: 1, initial: 1}
+    startup_time: 2s
+gateway:
+  listen: "127.0.0.1:0"
+  health_check: {interval: 200ms, timeout: 190ms, unhealthy_threshold: 2}
+)");
+  testing::Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--ready-wait", "20"},
+                       "up");
+  ASSERT_TRUE(up.started()) << up.log();
+  testing::Subprocess client(
+      {"/usr/bin/python3", GRPC_ECHO, "call", "127.0.0.1:" + std::to_string(up.gateway_port())},
+      dir.file("client.log"));
+  const auto status = client.wait(30s);
+  ASSERT_TRUE(status.has_value()) << client.log();
+  EXPECT_EQ(*status, 0) << client.log() << up.log();
+  EXPECT_NE(client.log().find("unary echo:hi python"), std::string::npos) << client.log();
+  EXPECT_NE(client.log().find("stream 0:x 1:x 2:x"), std::string::npos) << client.log();
+  EXPECT_NE(client.log().find("fail NOT_FOUND no such item: 42"), std::string::npos)
+      << client.log();
+  EXPECT_EQ(up.stop(), 0);
+  EXPECT_EQ(up.log().find("unhealthy"), std::string::npos) << up.log();
 }
 
 }  // namespace
