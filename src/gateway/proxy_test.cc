@@ -26,6 +26,7 @@
 #include "gateway/proxy_test_util.h"
 #include "gateway/upstream_pool.h"
 #include "http/body_stream.h"
+#include "http/h2_test_client.h"
 #include "http/internal/poller.h"
 #include "http/server.h"
 #include "http/test_util.h"
@@ -189,6 +190,28 @@ std::shared_ptr<RoundRobinSelector> to(std::initializer_list<uint16_t> ports) {
 
 std::string field_line(std::string_view name, std::string_view value) {
   return std::string(name) + ": " + std::string(value) + "\n";
+}
+
+// Connections freed by a burst of answers stay pooled for the next burst, however many were busy
+// at once: a cap below that (64 before) closed them and the next requests opened them again.
+TEST(ProxyTest, TheConnectionsOfABurstArePooledForTheNext) {
+  Upstream up(echo("one"));
+  Gateway gw(to({up.port()}));
+  http::testing::H2Client client(gw.port());
+  auto burst = [&] {
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 100; ++i) ids.push_back(client.submit("GET", "/" + std::to_string(i)));
+    ASSERT_TRUE(client.finish(ids));
+    for (int32_t id : ids) ASSERT_EQ(client.reply(id).status, 200);
+  };
+  burst();
+  const auto first = gw.proxy().stats();
+  EXPECT_GT(first.connections_opened, 64u);  // the 100 requests came at once
+  EXPECT_TRUE(eventually([&] {
+    return gw.proxy().stats().idle_connections == first.connections_opened;
+  }));
+  burst();
+  EXPECT_EQ(gw.proxy().stats().connections_opened, first.connections_opened);
 }
 
 TEST(ProxyTest, ForwardsMethodTargetFieldsAndBodyBothWays) {

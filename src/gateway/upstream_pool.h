@@ -79,7 +79,7 @@ class ConnectionAdmission {
 
 struct UpstreamPoolOptions {
   std::chrono::milliseconds connect_timeout{2000};
-  size_t max_idle_per_endpoint = 64;
+  size_t max_idle_per_endpoint = 1024;
   std::chrono::milliseconds idle_timeout{30000};  // shorter than common upstream keep-alives
   size_t max_response_header_bytes = 64 * 1024;
   size_t max_response_body_bytes = 64 * 1024 * 1024;
