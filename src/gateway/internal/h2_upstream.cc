@@ -22,6 +22,7 @@
 
 #include "core/host_port.h"
 #include "http/body_stream.h"
+#include "http/internal/h2_fields.h"
 #include "http/internal/wire.h"
 
 namespace prescale::gateway::internal {
@@ -40,12 +41,6 @@ constexpr uint32_t kMaxStreamsPerConnection = 100;        // or fewer, as the up
 constexpr Clock::Duration kWriteStallTimeout = std::chrono::seconds(10);
 
 Clock::TimePoint now() { return Clock::real().now(); }
-
-nghttp2_nv field(const std::string& name, const std::string& value) {
-  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                    value.size(), NGHTTP2_NV_FLAG_NONE};
-}
 
 }  // namespace
 
@@ -580,7 +575,7 @@ void H2Conn::submit(std::unique_ptr<H2Request> r) {
   }
   std::vector<nghttp2_nv> nva;
   nva.reserve(fields.size());
-  for (const auto& [name, value] : fields) nva.push_back(field(name, value));
+  for (const auto& [name, value] : fields) nva.push_back(http::internal::h2_field(name, value));
   nghttp2_data_provider provider{};
   provider.source.ptr = r.get();
   provider.read_callback = H2Callbacks::read_body;

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "http/internal/h2_fields.h"
 #include "http/internal/wire.h"
 
 namespace prescale::http::internal {
@@ -109,11 +110,7 @@ H2ClientExchange::H2ClientExchange(std::string_view head, std::string_view body,
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   std::vector<nghttp2_nv> nva;
   nva.reserve(fields.size());
-  for (const auto& [name, value] : fields) {
-    nva.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                             reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())),
-                             name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
-  }
+  for (const auto& [name, value] : fields) nva.push_back(h2_field(name, value));
   nghttp2_data_provider provider{};
   provider.read_callback = H2ClientCallbacks::read_body;
   stream_ = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(),

@@ -10,6 +10,7 @@
 #include <optional>
 #include <utility>
 
+#include "http/internal/h2_fields.h"
 #include "http/internal/parsers.h"
 #include "http/internal/wire.h"
 
@@ -32,12 +33,6 @@ Clock::TimePoint now() { return Clock::real().now(); }
 
 std::string_view view(const uint8_t* p, size_t n) {
   return std::string_view(reinterpret_cast<const char*>(p), n);
-}
-
-nghttp2_nv field(std::string_view name, std::string_view value) {
-  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                    value.size(), NGHTTP2_NV_FLAG_NONE};
 }
 
 // Connection-specific fields have no place in HTTP/2 (RFC 9113 section 8.2.2); Content-Length is
@@ -223,7 +218,7 @@ struct H2Callbacks {
       // The client waits for a go-ahead before its body (RFC 9110 section 10.1.1).
       auto expect = s->req.headers.get("expect");
       if (expect && iequals(trim(*expect), "100-continue")) {
-        const nghttp2_nv nv = field(":status", "100");
+        const nghttp2_nv nv = h2_field(":status", "100");
         nghttp2_submit_headers(session, NGHTTP2_FLAG_NONE, s->id, nullptr, &nv, 1, nullptr);
       }
     }
@@ -288,7 +283,7 @@ struct H2Callbacks {
       std::transform(lower.begin(), lower.end(), lower.begin(),
                      [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
       names.push_back(std::move(lower));
-      nva.push_back(field(names.back(), value));
+      nva.push_back(h2_field(names.back(), value));
     }
     s.trailers.clear();
     // nghttp2 copies the fields.
@@ -627,7 +622,7 @@ void H2Session::submit(H2Stream& s, Response&& r) {
   names.reserve(fields.size());
   std::vector<nghttp2_nv> nva;
   nva.reserve(fields.size() + 4);
-  nva.push_back(field(":status", std::string_view(status, status_end - status)));
+  nva.push_back(h2_field(":status", std::string_view(status, status_end - status)));
   bool has_server = false;
   bool has_date = false;
   for (const auto& [name, value] : fields) {
@@ -639,12 +634,12 @@ void H2Session::submit(H2Stream& s, Response&& r) {
     has_server = has_server || lower == "server";
     has_date = has_date || lower == "date";
     names.push_back(std::move(lower));
-    nva.push_back(field(names.back(), value));
+    nva.push_back(h2_field(names.back(), value));
   }
-  if (!has_server) nva.push_back(field("server", "prescale"));
+  if (!has_server) nva.push_back(h2_field("server", "prescale"));
   const std::string_view date = has_date ? std::string_view() : http_date_now();
-  if (!has_date) nva.push_back(field("date", date));
-  if (!content_length.empty()) nva.push_back(field("content-length", content_length));
+  if (!has_date) nva.push_back(h2_field("date", date));
+  if (!content_length.empty()) nva.push_back(h2_field("content-length", content_length));
 
   if (body_allowed) {
     s.body = std::move(r.body);
