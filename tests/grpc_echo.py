@@ -5,7 +5,9 @@ under `prescale up` (tests/grpc_gateway_test.cc). Messages are raw bytes: no gen
   grpc_echo.py serve PORT     serves prescale.test.Echo on 127.0.0.1:PORT until killed:
                               Unary (echo:<request>, trailing metadata x-served-by: python),
                               Stream (three messages 0:, 1:, 2: <request>),
-                              Fail (NOT_FOUND "no such item: <request>")
+                              Fail (NOT_FOUND "no such item: <request>"),
+                              and grpc.health.v1.Health/Check: SERVING for the server as a
+                              whole ("") and for prescale.test.Echo, NOT_FOUND for any other
   grpc_echo.py call HOST:PORT calls each once through HOST:PORT and prints what came back;
                               exits 0 when every answer is the expected one
 """
@@ -15,6 +17,16 @@ from concurrent import futures
 import grpc
 
 SERVICE = "prescale.test.Echo"
+HEALTH = "grpc.health.v1.Health"
+
+
+def health_check(request, context):
+    """HealthCheckRequest {string service = 1} in, HealthCheckResponse {status = 1} out, as raw
+    protobuf bytes (names under 128 bytes: a one-byte length)."""
+    name = request[2:2 + request[1]] if request[:1] == b"\x0a" else b""
+    if name in (b"", SERVICE.encode()):
+        return b"\x08\x01"  # SERVING
+    context.abort(grpc.StatusCode.NOT_FOUND, "unknown service " + name.decode())
 
 
 def serve(port):
@@ -34,8 +46,11 @@ def serve(port):
         "Stream": grpc.unary_stream_rpc_method_handler(stream),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
     })
+    health = grpc.method_handlers_generic_handler(HEALTH, {
+        "Check": grpc.unary_unary_rpc_method_handler(health_check),
+    })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((handler, health))
     server.add_insecure_port("127.0.0.1:%d" % port)
     server.start()
     server.wait_for_termination()

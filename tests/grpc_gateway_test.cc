@@ -21,6 +21,7 @@
 #include "gateway/cluster.h"
 #include "gateway/gateway.h"
 #include "http/client.h"
+#include "http/grpc_health.h"
 #include "http/server.h"
 #include "support/platform.h"
 #include "support/subprocess.h"
@@ -171,44 +172,180 @@ TEST_F(GrpcGatewayTest, HealthChecksReachTheServerOverHttp2) {
   EXPECT_TRUE(stub->GetMetricSpec(context().get(), ref("web"), &spec).ok());
 }
 
+// gRPC's own health service (grpc++'s default one, grpc.health.v1) answers the Check that
+// http::grpc_health_request() encodes, and read_grpc_health() reads what it says: the server as
+// a whole, a service it serves or not, and one it does not know.
+struct GrpcHealthServer {
+  GrpcHealthServer() {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    // grpc++ serves the health service on the threads of its synchronous services: it needs one
+    // (every method of this one answers UNIMPLEMENTED).
+    builder.RegisterService(&unimplemented);
+    server = builder.BuildAndStart();
+  }
+  ~GrpcHealthServer() {
+    if (server) server->Shutdown(std::chrono::system_clock::now() + 1s);
+  }
+  void set(const std::string& service, bool serving) {
+    server->GetHealthCheckService()->SetServingStatus(service, serving);
+  }
+  int port = 0;
+  externalscaler::ExternalScaler::Service unimplemented;
+  std::unique_ptr<grpc::Server> server;
+};
+
+TEST(GrpcHealthCheckTest, GrpcsOwnHealthServiceAnswersTheCheck) {
+  GrpcHealthServer health;
+  ASSERT_NE(health.server, nullptr);
+  ASSERT_GT(health.port, 0);
+  health.set("shop.Cart", true);
+  health.set("shop.Ranking", false);
+  http::Client h2(http::ClientOptions{.http2 = true});
+  auto ask = [&](const std::string& service) {
+    auto answer = h2.request("127.0.0.1", static_cast<std::uint16_t>(health.port),
+                             http::grpc_health_request(service), 2000ms);
+    EXPECT_TRUE(answer.has_value()) << answer.error().to_string();
+    return answer ? http::read_grpc_health(*answer).describe(answer->status) : std::string();
+  };
+  EXPECT_EQ(ask(""), "SERVING");
+  EXPECT_EQ(ask("shop.Cart"), "SERVING");
+  EXPECT_EQ(ask("shop.Ranking"), "NOT_SERVING");
+  EXPECT_EQ(ask("shop.Nothing").substr(0, 26), "grpc-status 5 (NOT_FOUND: ");
+  health.set("shop.Cart", false);
+  EXPECT_EQ(ask("shop.Cart"), "NOT_SERVING");
+}
+
+// The gateway's health checks of a service with gRPC health checks (GatewayConfig::
+// grpc_health_checks) ask about its name: a replica that says NOT_SERVING leaves service, and
+// comes back when it says SERVING again.
+TEST(GrpcHealthCheckTest, TheGatewayTakesAReplicaThatIsNotServingOutOfService) {
+  GrpcHealthServer health;
+  ASSERT_NE(health.server, nullptr);
+  health.set("shop.Cart", true);
+  GatewayConfig config;
+  config.routes.emplace_back().service = "cart";
+  config.upstreams["cart"] = {"127.0.0.1:" + std::to_string(health.port)};
+  config.http2_upstreams = {"cart"};
+  config.grpc_health_checks = {{"cart", "shop.Cart"}};
+  config.health_check.interval = 50ms;
+  config.health_check.timeout = 50ms;
+  config.health_check.unhealthy_threshold = 2;
+  auto gw = gateway::Gateway::create(config, gateway::GatewayOptions{});
+  ASSERT_TRUE(gw) << gw.error().message;
+  (*gw)->start_upkeep();
+  const auto cluster = (*gw)->cluster("cart");
+  ASSERT_NE(cluster, nullptr);
+  ASSERT_EQ(cluster->hosts().size(), 1u);
+  // Real network checks every 50 ms: wait for a state, up to 5 s.
+  auto becomes = [&](bool healthy) {
+    for (int i = 0; i < 500 && cluster->hosts()[0]->healthy() != healthy; ++i) {
+      std::this_thread::sleep_for(10ms);
+    }
+    return cluster->hosts()[0]->healthy() == healthy;
+  };
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(cluster->hosts()[0]->healthy()) << "SERVING";
+  health.set("shop.Cart", false);
+  EXPECT_TRUE(becomes(false)) << "NOT_SERVING";
+  health.set("shop.Cart", true);
+  EXPECT_TRUE(becomes(true)) << "SERVING again";
+  (*gw)->stop_upkeep();
+}
+
+bool python_grpc() {
+  return access("/usr/bin/python3", X_OK) == 0 &&
+         std::system("/usr/bin/python3 -c 'import grpc' 2>/dev/null") == 0;
+}
+
+// A prescale.yaml running tests/grpc_echo.py as service `echo`, one replica, with `settings`
+// (lines of the service's entry) and checks every 200 ms.
+std::string grpc_echo_yaml(const std::string& settings) {
+  return R"(version: 1
+services:
+  - name: echo
+    kind: command
+    command: [/usr/bin/python3, )" +
+         std::string(GRPC_ECHO) + R"(, serve, "{port}"]
+    replicas: {min: 1, max: 1, initial: 1}
+    startup_time: 2s
+)" + settings +
+         R"(gateway:
+  listen: "127.0.0.1:0"
+  health_check: {interval: 200ms, timeout: 190ms, unhealthy_threshold: 2}
+)";
+}
+
+// Calls each of the echo's methods through the platform's gateway (grpc_echo.py call), expects
+// every answer to be the one expected, and returns what the client printed.
+std::string call_echo(testing::Platform& up, const testing::TempDir& dir) {
+  testing::Subprocess client(
+      {"/usr/bin/python3", GRPC_ECHO, "call", "127.0.0.1:" + std::to_string(up.gateway_port())},
+      dir.file("client.log"));
+  const auto status = client.wait(30s);
+  EXPECT_TRUE(status.has_value()) << client.log();
+  EXPECT_EQ(status.value_or(-1), 0) << client.log() << up.log();
+  return client.log();
+}
+
 // A user's gRPC service under `prescale up`: its replica is found ready over HTTP/2, the gateway
 // relays unary and streaming calls with their trailers and statuses, and the checks keep it in
 // service.
 TEST(GrpcUpTest, APythonGrpcServiceRunsBehindTheGateway) {
-  if (access("/usr/bin/python3", X_OK) != 0 ||
-      std::system("/usr/bin/python3 -c 'import grpc' 2>/dev/null") != 0) {
+  if (!python_grpc()) {
     GTEST_SKIP() << "needs /usr/bin/python3 with grpc (Debian: python3-grpcio; "
                     "scripts/install-deps installs it)";
   }
   testing::TempDir dir;
   const std::string config = dir.file("prescale.yaml");
-  testing::write_file(config, R"(version: 1
-services:
-  - name: echo
-    kind: command
-    command: [/usr/bin/python3, )" + std::string(GRPC_ECHO) + R"(, serve, "{port}"]
-    protocol: http2
-    replicas: {min: 1, max: 1, initial: 1}
-    startup_time: 2s
-gateway:
-  listen: "127.0.0.1:0"
-  health_check: {interval: 200ms, timeout: 190ms, unhealthy_threshold: 2}
-)");
-  testing::Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--ready-wait", "20"},
-                       "up");
+  testing::write_file(config, grpc_echo_yaml("    protocol: http2\n"));
+  testing::Platform up(PRESCALE_BIN, dir, config, dir.file("state"), {"--ready-wait", "20"}, "up");
   ASSERT_TRUE(up.started()) << up.log();
-  testing::Subprocess client(
-      {"/usr/bin/python3", GRPC_ECHO, "call", "127.0.0.1:" + std::to_string(up.gateway_port())},
-      dir.file("client.log"));
-  const auto status = client.wait(30s);
-  ASSERT_TRUE(status.has_value()) << client.log();
-  EXPECT_EQ(*status, 0) << client.log() << up.log();
-  EXPECT_NE(client.log().find("unary echo:hi python"), std::string::npos) << client.log();
-  EXPECT_NE(client.log().find("stream 0:x 1:x 2:x"), std::string::npos) << client.log();
-  EXPECT_NE(client.log().find("fail NOT_FOUND no such item: 42"), std::string::npos)
-      << client.log();
+  const std::string log = call_echo(up, dir);
+  EXPECT_NE(log.find("unary echo:hi python"), std::string::npos) << log;
+  EXPECT_NE(log.find("stream 0:x 1:x 2:x"), std::string::npos) << log;
+  EXPECT_NE(log.find("fail NOT_FOUND no such item: 42"), std::string::npos) << log;
   EXPECT_EQ(up.stop(), 0);
   EXPECT_EQ(up.log().find("unhealthy"), std::string::npos) << up.log();
+}
+
+// The same service declared `protocol: grpc`: its replica's readiness, its liveness and the
+// gateway's checks ask its health service about prescale.test.Echo, which says SERVING. Asked
+// about a name it does not know, the replica is never ready, and the wait says what it answered.
+TEST(GrpcUpTest, AServiceWithAHealthServiceIsReadyWhenItSaysServing) {
+  if (!python_grpc()) {
+    GTEST_SKIP() << "needs /usr/bin/python3 with grpc (Debian: python3-grpcio; "
+                    "scripts/install-deps installs it)";
+  }
+  for (const std::string name : {"prescale.test.Echo", "prescale.test.Nothing"}) {
+    SCOPED_TRACE(name);
+    const bool known = name == "prescale.test.Echo";
+    testing::TempDir dir;
+    const std::string config = dir.file("prescale.yaml");
+    testing::write_file(config,
+                        grpc_echo_yaml("    protocol: grpc\n    grpc_health_service: " + name +
+                                       "\n    liveness: {interval: 300ms, timeout: 290ms}\n"));
+    testing::Platform up(PRESCALE_BIN, dir, config, dir.file("state"),
+                         {"--ready-wait", known ? "20" : "3"}, "up");
+    ASSERT_TRUE(up.started()) << up.log();
+    if (!known) {
+      EXPECT_EQ(up.stop(), 0);
+      EXPECT_NE(up.log().find("echo-1 starting for 3 s, not ready yet: "
+                              "grpc.health.v1.Health/Check for \"prescale.test.Nothing\" "
+                              "answered grpc-status 5 (NOT_FOUND: unknown service "
+                              "prescale.test.Nothing)"),
+                std::string::npos)
+          << up.log();
+      continue;
+    }
+    call_echo(up, dir);
+    // A second of liveness checks (every 300 ms) and health checks (every 200 ms).
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(up.stop(), 0);
+    EXPECT_EQ(up.log().find("unhealthy"), std::string::npos) << up.log();
+    EXPECT_EQ(up.log().find("not alive"), std::string::npos) << up.log();
+  }
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "endpoint_watch.h"
 
 #include "gateway/cluster.h"
+#include "http/grpc_health.h"
 
 namespace prescale {
 
@@ -32,7 +33,11 @@ std::vector<EndpointChange> EndpointWatch::poll(Clock::TimePoint now) {
       if (!host.healthy()) {
         kind = "unhealthy";
         const std::string& own = host.health_check_path();
-        why = "fails its health checks (GET " + (own.empty() ? health_check_path_ : own) + ")";
+        why =
+            "fails its health checks (" +
+            (host.grpc_health_service() ? http::grpc_health_check_name(*host.grpc_health_service())
+                                        : "GET " + (own.empty() ? health_check_path_ : own)) +
+            ")";
       } else if (host.outlier().ejected(now)) {
         kind = "eject";
         why = "ejected by the gateway's outlier detection";

@@ -48,6 +48,31 @@ struct Harness {
   std::unique_ptr<gateway::Gateway> gw;
 };
 
+// A gRPC service's replica out of service is named with the call its checks make.
+TEST(EndpointWatchTest, AGrpcReplicaFailingItsChecksIsNamedWithTheCall) {
+  auto config = load_config_string(
+      "version: 1\nservices:\n  - {name: rpc, kind: command, command: [./rpc], protocol: grpc,\n"
+      "     grpc_health_service: shop.Cart}\n"
+      "gateway:\n  routes:\n    - {match: {path_prefix: /}, service: rpc}\n",
+      "endpoint_watch_test.yaml");
+  ASSERT_TRUE(config) << config.error().message;
+  config->gateway.http2_upstreams = http2_upstreams(config->services);
+  config->gateway.grpc_health_checks = grpc_health_checks(config->services);
+  ManualClock clock;
+  auto gw = gateway::Gateway::create(
+      config->gateway, gateway::GatewayOptions{.clock = &clock, .health_checks = false});
+  ASSERT_TRUE(gw) << gw.error().message;
+  ASSERT_TRUE((*gw)->add_endpoint("rpc", {"rpc-1@9001", "127.0.0.1", 9001}));
+  EndpointWatch watch(**gw, "/readyz");
+  EXPECT_TRUE(watch.poll(clock.now()).empty());
+  (*gw)->cluster("rpc")->hosts()[0]->set_healthy(false);
+  const auto changes = watch.poll(clock.now());
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].message,
+            "fails its health checks (grpc.health.v1.Health/Check for \"shop.Cart\"): out of "
+            "service");
+}
+
 // A replica failing its health checks (hung: stopped, or its readiness off) is out of service
 // at the gateway while the supervisor, which sees only exits, holds it ready: the watch names it
 // once, and again when it is back.

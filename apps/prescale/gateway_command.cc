@@ -129,6 +129,7 @@ Result<GatewayConfig> effective_gateway_config(const Config& config,
   // One that may scale to zero has its requests held while it has no replica.
   gateway_config.hold_for_replica = hold_for_replica(config.services);
   gateway_config.http2_upstreams = http2_upstreams(config.services);
+  gateway_config.grpc_health_checks = grpc_health_checks(config.services);
   gateway_config.upstreams.clear();
   for (const auto& [service, endpoints] : *upstreams) {
     auto& list = gateway_config.upstreams[service];
@@ -165,7 +166,8 @@ GatewayCommand::GatewayCommand(CLI::App& app) : flags_(std::make_unique<GatewayF
   command_->add_option("-f,--config", f.config_path,
                        "prescale.yaml: gateway.listen, gateway.threads, gateway.routes, "
                        "gateway.upstreams, http and logging apply (flags win), and of "
-                       "services[] queue_limit, readiness_path, replicas.min and protocol");
+                       "services[] queue_limit, readiness_path, replicas.min, protocol and "
+                       "grpc_health_service");
   command_->add_option("--upstream", f.upstreams,
                        "SERVICE=HOST:PORT[,HOST:PORT...]: static endpoints of a service; "
                        "repeatable; replaces gateway.upstreams of that service");

@@ -65,7 +65,8 @@ local::ReplicaTemplate replica_template(const ServiceConfig& s, const std::strin
   }
   for (const auto& [k, v] : s.env) t.env.emplace_back(k, v);
   t.readiness_path = s.effective_readiness_path();
-  t.http2 = s.protocol == UpstreamProtocol::kHttp2;
+  t.http2 = s.speaks_http2();
+  if (s.protocol == UpstreamProtocol::kGrpc) t.grpc_health_service = s.grpc_health_service;
   t.liveness_path = s.liveness.enabled ? s.liveness.path : std::string();
   t.liveness_interval = s.liveness.interval;
   t.liveness_timeout = s.liveness.timeout;
@@ -267,7 +268,16 @@ std::vector<std::string> unready_services(const std::vector<ServiceConfig>& serv
       } else if (r.phase == local::ReplicaPhase::kStarting) {
         line += "starting for " + std::to_string(whole_seconds(now - r.started_at)) +
                 " s, not ready yet";
-        if (r.readiness_status > 0) {
+        if (s.protocol == UpstreamProtocol::kGrpc && !r.readiness_detail.empty()) {
+          local::ReplicaTemplate grpc;
+          grpc.grpc_health_service = s.grpc_health_service;
+          line += ": " + local::check_name(grpc, "") + " answered " + r.readiness_detail;
+          if (r.readiness_detail.starts_with("grpc-status 12 ")) {
+            line +=
+                " (the server has no health service: serve grpc.health.v1, or set "
+                "services[].protocol: http2)";
+          }
+        } else if (r.readiness_status > 0) {
           line += ": GET " + std::string(s.effective_readiness_path()) + " answered " +
                   std::to_string(r.readiness_status);
           if (r.readiness_status == 404) line += " (services[].readiness_path sets the path)";
@@ -293,6 +303,7 @@ void prepare_gateway(Config& config) {
   config.gateway.hold_for_replica = hold_for_replica(config.services);
   // One whose replicas speak HTTP/2 only (gRPC servers) is reached over HTTP/2.
   config.gateway.http2_upstreams = http2_upstreams(config.services);
+  config.gateway.grpc_health_checks = grpc_health_checks(config.services);
   // Without routes, a gateway for one service sends it every request, as `prescale gateway`'s
   // does; else the gateway would refuse its replicas and answer 404.
   if (config.gateway.routes.empty() && config.services.size() == 1 &&
@@ -367,6 +378,12 @@ std::vector<std::string> changes_needing_a_restart(const Config& running, const 
     // The gateway's health checks ask every replica of a service one path: the old replicas
     // would be asked the new one during a rollout, and after a rollback every replica.
     if (a.readiness_path != b.readiness_path) out.push_back(at + "readiness_path");
+    // The same for the gRPC health checks: what they ask about, and whether they are made.
+    if ((a.protocol == UpstreamProtocol::kGrpc) != (b.protocol == UpstreamProtocol::kGrpc)) {
+      out.push_back(at + "protocol");
+    } else if (a.grpc_health_service != b.grpc_health_service) {
+      out.push_back(at + "grpc_health_service");
+    }
   }
   return out;
 }

@@ -215,6 +215,17 @@ TEST(ReplicaTemplate, BuiltInKindsRunThisBinarysServeWithTheirModelBesideTheFile
   EXPECT_EQ(replica_template(c, "/opt/prescale", "http://g", "/srv/app").argv, c.command);
   c.readiness_path = "/health";  // a program of the user's with its own health path
   EXPECT_EQ(replica_template(c, "/opt/prescale", "http://g", "/srv/app").readiness_path, "/health");
+
+  // HTTP/2 only; with a gRPC health service, asked about grpc_health_service.
+  c.protocol = UpstreamProtocol::kHttp2;
+  const local::ReplicaTemplate h2 = replica_template(c, "/opt/prescale", "http://g", "/srv/app");
+  EXPECT_TRUE(h2.http2);
+  EXPECT_FALSE(h2.grpc_health_service.has_value());
+  c.protocol = UpstreamProtocol::kGrpc;
+  c.grpc_health_service = "shop.Cart";
+  const local::ReplicaTemplate grpc = replica_template(c, "/opt/prescale", "http://g", "/srv/app");
+  EXPECT_TRUE(grpc.http2);
+  EXPECT_EQ(grpc.grpc_health_service, "shop.Cart");
 }
 
 TEST(ReplicaTemplate, ReplicasAreToldWhereTheFileSendsSpansAndTheirServicesName) {
@@ -260,6 +271,32 @@ std::string log_file(const std::string& name, const std::string& content) {
 
 // What a reload can apply while running (the gateway, the replicas' templates) and what needs a
 // restart (what the policy, capacity model and admission control were made from).
+// The gateway's health checks ask every replica of a service one question: turning gRPC health
+// checks on or off, or changing what they ask about, would ask the old replicas the new one.
+TEST(ChangesNeedingARestart, WhatTheGrpcHealthChecksAskAbout) {
+  const std::string base = R"(version: 1
+services:
+  - {name: rpc, kind: command, command: [x, "{port}"], protocol: PROTOCOL}
+)";
+  auto load = [&](const std::string& protocol) {
+    std::string yaml = base;
+    yaml.replace(yaml.find("PROTOCOL"), 8, protocol);
+    auto c = load_config_string(yaml);
+    EXPECT_TRUE(c) << c.error().message;
+    return *c;
+  };
+  EXPECT_THAT(changes_needing_a_restart(load("http1"), load("http2")), ::testing::IsEmpty());
+  EXPECT_THAT(changes_needing_a_restart(load("http2"), load("grpc")),
+              ::testing::ElementsAre("services[0] (rpc).protocol"));
+  EXPECT_THAT(changes_needing_a_restart(load("grpc"), load("http1")),
+              ::testing::ElementsAre("services[0] (rpc).protocol"));
+  EXPECT_THAT(changes_needing_a_restart(load("grpc"), load("grpc, grpc_health_service: a")),
+              ::testing::ElementsAre("services[0] (rpc).grpc_health_service"));
+  EXPECT_THAT(changes_needing_a_restart(load("grpc, grpc_health_service: a"),
+                                        load("grpc, grpc_health_service: a")),
+              ::testing::IsEmpty());
+}
+
 TEST(ChangesNeedingARestart, AreTheFieldsThePolicyWasMadeFrom) {
   const std::string base = R"(version: 1
 services:
@@ -467,11 +504,13 @@ struct ScriptedReplicas final : local::ProcessLauncher, local::ReplicaProbe, loc
     std::optional<int> status;
   };
   struct Answer final : local::ReadinessCheck {
-    Answer(bool r, int s) : ready(r), code(s) {}
+    Answer(bool r, int s, std::string d = "") : ready(r), code(s), said(std::move(d)) {}
     std::optional<bool> answer() override { return ready; }
     int status() override { return code; }
+    std::string detail() override { return said; }
     bool ready;
     int code;
+    std::string said;
   };
   Result<std::unique_ptr<local::Process>> launch(const local::LaunchSpec& spec) override {
     const bool broken = spec.argv[0] == "broken";
@@ -484,12 +523,20 @@ struct ScriptedReplicas final : local::ProcessLauncher, local::ReplicaProbe, loc
                                                      std::chrono::milliseconds) override {
     return std::make_unique<Answer>(port == web_port, port == web_port ? 200 : not_ready_status);
   }
+  std::unique_ptr<local::ReadinessCheck> check_grpc_health(std::uint16_t,
+                                                           const std::string& service,
+                                                           std::chrono::milliseconds) override {
+    grpc_asked.push_back(service);
+    return std::make_unique<Answer>(false, 200, grpc_answer);
+  }
   void add(const std::string&, const std::string&, std::uint16_t) override {}
   void remove(const std::string&, const std::string&) override {}
   std::int64_t in_flight(const std::string&, const std::string&) override { return 0; }
   std::uint16_t next_port = 9000;
   std::uint16_t web_port = 0;
   int not_ready_status = 0;  // what the others answer: 0, no answer
+  std::string grpc_answer = "NOT_SERVING";  // what every gRPC health check says
+  std::vector<std::string> grpc_asked;      // the services they asked about
 };
 
 // What unready_services() says 2 s after "web", "broken" and "slow" were asked for a replica each.
@@ -527,6 +574,45 @@ TEST(UnreadyServices, NameEachServiceShortOfItsReplicasWhatTheyDoAndTheirLogsLas
                 (logs / "broken-1.log").string() + " ends \"no model in /models/x\"");
   EXPECT_EQ(report[1], "slow (0 of 1 ready); slow-1 starting for 2 s, not ready yet");
   std::filesystem::remove_all(logs);
+}
+
+// A gRPC server not yet serving is named with what its health service said; one without a
+// health service is told what to do.
+TEST(UnreadyServices, AGrpcServerSaysWhatItsHealthServiceAnswered) {
+  for (const std::string answer :
+       {"NOT_SERVING", "grpc-status 12 (UNIMPLEMENTED: Method not found: x)"}) {
+    ScriptedReplicas world;
+    world.grpc_answer = answer;
+    local::Supervisor supervisor(local::SupervisorOptions{}, world, world, world);
+    ServiceConfig rpc;
+    rpc.name = "rpc";
+    rpc.protocol = UpstreamProtocol::kGrpc;
+    rpc.grpc_health_service = "shop.Cart";
+    rpc.replicas.initial = 1;
+    local::ReplicaTemplate t{"rpc", {"rpc", "{port}"}, {}};
+    t.http2 = true;
+    t.grpc_health_service = "shop.Cart";
+    ASSERT_TRUE(supervisor.add_service(t));
+    ASSERT_TRUE(supervisor.set_desired("rpc", 1));
+    ManualClock clock;
+    supervisor.tick(clock.now());
+    clock.advance(std::chrono::seconds(2));
+    supervisor.tick(clock.now());
+    const std::vector<std::string> report = unready_services({rpc}, supervisor, clock.now());
+    ASSERT_EQ(report.size(), 1u);
+    std::string expected =
+        "rpc (0 of 1 ready); rpc-1 starting for 2 s, not ready yet: "
+        "grpc.health.v1.Health/Check for \"shop.Cart\" answered " +
+        answer;
+    if (answer.starts_with("grpc-status 12")) {
+      expected +=
+          " (the server has no health service: serve grpc.health.v1, or set "
+          "services[].protocol: http2)";
+    }
+    EXPECT_EQ(report[0], expected);
+    ASSERT_FALSE(world.grpc_asked.empty());
+    EXPECT_EQ(world.grpc_asked.front(), "shop.Cart");
+  }
 }
 
 // A log the supervisor moved aside (copied to <log>.1, then emptied) has its last line in the copy.

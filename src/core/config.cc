@@ -24,6 +24,7 @@
 namespace prescale {
 
 using internal::Checker;
+using internal::grpc_health_service_problem;
 using internal::quote;
 using internal::request_path_problem;
 using internal::Schema;
@@ -68,8 +69,10 @@ constexpr NameTable<LoadBalancerKind, 3> kLoadBalancerNames{
     {{"p2c_peak_ewma", LoadBalancerKind::kP2cPeakEwma},
      {"least_request", LoadBalancerKind::kLeastRequest},
      {"round_robin", LoadBalancerKind::kRoundRobin}}};
-constexpr NameTable<UpstreamProtocol, 2> kUpstreamProtocolNames{
-    {{"http1", UpstreamProtocol::kHttp1}, {"http2", UpstreamProtocol::kHttp2}}};
+constexpr NameTable<UpstreamProtocol, 3> kUpstreamProtocolNames{
+    {{"http1", UpstreamProtocol::kHttp1},
+     {"http2", UpstreamProtocol::kHttp2},
+     {"grpc", UpstreamProtocol::kGrpc}}};
 
 // Found by ADL from the schema machinery, in every part of the loader (config_schema.h).
 internal::EnumNames<WorldKind> enum_names(WorldKind /*tag*/) { return kWorldNames; }
@@ -171,7 +174,15 @@ std::set<std::string> hold_for_replica(const std::vector<ServiceConfig>& service
 std::set<std::string> http2_upstreams(const std::vector<ServiceConfig>& services) {
   std::set<std::string> out;
   for (const ServiceConfig& s : services) {
-    if (s.protocol == UpstreamProtocol::kHttp2) out.insert(s.name);
+    if (s.speaks_http2()) out.insert(s.name);
+  }
+  return out;
+}
+
+std::map<std::string, std::string> grpc_health_checks(const std::vector<ServiceConfig>& services) {
+  std::map<std::string, std::string> out;
+  for (const ServiceConfig& s : services) {
+    if (s.protocol == UpstreamProtocol::kGrpc) out[s.name] = s.grpc_health_service;
   }
   return out;
 }
@@ -258,6 +269,8 @@ static void describe(Schema<ServiceConfig>& s) {
   s.field("readiness_path", &ServiceConfig::readiness_path).check(request_path_problem);
   s.field("liveness", &ServiceConfig::liveness);
   s.field("protocol", &ServiceConfig::protocol);
+  s.field("grpc_health_service", &ServiceConfig::grpc_health_service)
+      .check(grpc_health_service_problem);
   s.field("memory_limit", &ServiceConfig::memory_limit).at_least(ByteSize{1U << 20});
   s.check([](ServiceConfig& svc, const Checker& c) {
     svc.line = c.line();
@@ -267,6 +280,24 @@ static void describe(Schema<ServiceConfig>& s) {
           .error(
               "only allowed for builtin/recommend, builtin/fraud and builtin/forecast (kind is \"" +
               std::string(to_string(svc.kind)) + "\")");
+    }
+    if (svc.protocol == UpstreamProtocol::kGrpc) {
+      // Its checks ask the health service: a path written for them would be silently unused.
+      if (c.has("readiness_path")) {
+        c.at("readiness_path")
+            .error(
+                "not used with protocol grpc (readiness asks grpc.health.v1.Health/Check; "
+                "grpc_health_service names what it asks about)");
+      }
+      if (c.at("liveness").has("path")) {
+        c.at("liveness")
+            .at("path")
+            .error("not used with protocol grpc (liveness asks grpc.health.v1.Health/Check)");
+      }
+    } else if (c.has("grpc_health_service")) {
+      c.at("grpc_health_service")
+          .error("only allowed with protocol grpc (protocol is \"" +
+                 std::string(to_string(svc.protocol)) + "\")");
     }
     if (svc.kind == ServiceKind::kCommand && svc.command.empty()) {
       c.at("command").error("required when kind is \"command\"");
@@ -315,8 +346,15 @@ static void check_references(Config& cfg, const Checker& c) {
   }
   for (std::size_t i = 0; i < cfg.services.size(); ++i) {
     const ServiceConfig& svc = cfg.services[i];
-    if (svc.protocol == UpstreamProtocol::kHttp2 && svc.kind != ServiceKind::kCommand &&
-        !cfg.http.http2) {
+    if (svc.protocol == UpstreamProtocol::kGrpc && svc.kind != ServiceKind::kCommand) {
+      c.at("services")
+          .at(i)
+          .at("protocol")
+          .error(
+              "grpc is for a gRPC server of your own (kind command): the built-in services answer "
+              "HTTP, not gRPC");
+    } else if (svc.protocol == UpstreamProtocol::kHttp2 && svc.kind != ServiceKind::kCommand &&
+               !cfg.http.http2) {
       c.at("services").at(i).at("protocol").error(
           "http2 needs http.http2: true (the built-in replicas would not take HTTP/2)");
     }

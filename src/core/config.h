@@ -33,8 +33,9 @@ enum class ServiceKind { kRecommend, kFraud, kForecast, kEcho, kCommand };
 // What makes a failed attempt worth another one (Envoy's retry_on names).
 enum class RetryOn { k5xx, kGatewayError, kConnectFailure, kReset, kRetriableStatusCodes };
 enum class LoadBalancerKind { kP2cPeakEwma, kLeastRequest, kRoundRobin };
-// What a service's replicas speak to the gateway (ServiceConfig::protocol).
-enum class UpstreamProtocol { kHttp1, kHttp2 };
+// What a service's replicas speak to the gateway (ServiceConfig::protocol): kGrpc is HTTP/2 as
+// kHttp2, and its health is asked over gRPC's health checking protocol.
+enum class UpstreamProtocol { kHttp1, kHttp2, kGrpc };
 
 // The spelling used in prescale.yaml: "local", "builtin/recommend", "hpa", ...
 std::string_view to_string(WorldKind v);
@@ -171,10 +172,16 @@ struct ServiceConfig {
   }
   LivenessConfig liveness;
   // What the replicas speak to the gateway: "http1" (HTTP/1.1; Prescale's own replicas take
-  // HTTP/2 too) or "http2" (HTTP/2 in clear text with prior knowledge only, as gRPC servers do).
-  // The gateway, its health checks and `prescale up`'s readiness and liveness checks reach an
-  // http2 service over HTTP/2 (docs/gateway.md, "gRPC and HTTP/2 upstreams").
+  // HTTP/2 too), "http2" (HTTP/2 in clear text with prior knowledge only, as gRPC servers do) or
+  // "grpc" (the same, and a gRPC server that serves grpc.health.v1). The gateway, its health
+  // checks and `prescale up`'s readiness and liveness checks reach an http2 or grpc service over
+  // HTTP/2 (docs/gateway.md, "gRPC and HTTP/2 upstreams"); for a grpc one, they ask the health
+  // service (grpc.health.v1.Health/Check) instead of GETting paths.
   UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
+  bool speaks_http2() const { return protocol != UpstreamProtocol::kHttp1; }
+  // With protocol grpc: the name the health checks ask about ("" = the server as a whole, as
+  // Kubernetes' gRPC probes ask by default).
+  std::string grpc_health_service;
   // The most resident memory one replica may hold, its whole process group counted (a
   // Kubernetes memory limit): over it the replica is killed and restarts as a crashed one; the
   // healer replaces a replica whose memory grows toward it before it gets there. Not written: 0,
@@ -323,6 +330,11 @@ struct GatewayConfig {
   // checks included, go to them over HTTP/2. Not read from the gateway section: `prescale up`
   // and `prescale gateway -f` fill it in from services[].protocol.
   std::set<std::string> http2_upstreams;
+  // Services whose replicas are health-checked over gRPC's health checking protocol
+  // (ServiceConfig::protocol grpc), each with the name its checks ask about ("" = the server as
+  // a whole); they are in http2_upstreams too. Not read from the gateway section: `prescale up`
+  // and `prescale gateway -f` fill it in from services[].protocol and grpc_health_service.
+  std::map<std::string, std::string> grpc_health_checks;
 
   friend bool operator==(const GatewayConfig&, const GatewayConfig&) = default;
 };
@@ -388,8 +400,12 @@ std::map<std::string, std::string> health_check_paths(const std::vector<ServiceC
 std::set<std::string> hold_for_replica(const std::vector<ServiceConfig>& services);
 
 // The services the gateway reaches over HTTP/2 (GatewayConfig::http2_upstreams): those whose
-// protocol is http2.
+// protocol is http2 or grpc.
 std::set<std::string> http2_upstreams(const std::vector<ServiceConfig>& services);
+
+// The services the gateway health-checks over gRPC (GatewayConfig::grpc_health_checks): those
+// whose protocol is grpc, with their grpc_health_service.
+std::map<std::string, std::string> grpc_health_checks(const std::vector<ServiceConfig>& services);
 
 // Reads and validates a prescale.yaml. Messages name `path` as given.
 // The `prescale serve` flags that give a replica the settings of `http` that differ from their

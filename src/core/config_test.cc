@@ -439,6 +439,69 @@ services:
               HasSubstr("services[0].protocol: http2 needs http.http2: true"));
 }
 
+// protocol grpc: reached over HTTP/2 as http2, and health-checked through grpc.health.v1 about
+// grpc_health_service; the paths its checks would not use are refused, as is the name elsewhere.
+TEST(ConfigLoad, ProtocolGrpcChecksTheHealthService) {
+  Result<Config> r = load_config_string(R"(
+version: 1
+services:
+  - {name: cart, kind: command, command: [./cart, "{port}"], protocol: grpc,
+     grpc_health_service: shop.Cart}
+  - {name: rank, kind: command, command: [./rank, "{port}"], protocol: grpc}
+  - {name: web, kind: command, command: [./web, "{port}"]}
+)");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->services[0].protocol, UpstreamProtocol::kGrpc);
+  EXPECT_EQ(to_string(UpstreamProtocol::kGrpc), "grpc");
+  EXPECT_TRUE(r->services[0].speaks_http2());
+  EXPECT_FALSE(r->services[2].speaks_http2());
+  EXPECT_EQ(r->services[0].grpc_health_service, "shop.Cart");
+  EXPECT_EQ(http2_upstreams(r->services), (std::set<std::string>{"cart", "rank"}));
+  EXPECT_EQ(grpc_health_checks(r->services),
+            (std::map<std::string, std::string>{{"cart", "shop.Cart"}, {"rank", ""}}));
+  EXPECT_TRUE(r->gateway.grpc_health_checks.empty());  // never from the gateway section
+
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: cart, kind: command, command: [./cart], protocol: grpc, readiness_path: /readyz}
+)"),
+              HasSubstr("services[0].readiness_path: not used with protocol grpc"));
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: cart, kind: command, command: [./cart], protocol: grpc, liveness: {path: /healthz}}
+)"),
+              HasSubstr("services[0].liveness.path: not used with protocol grpc"));
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: cart, kind: command, command: [./cart], protocol: http2, grpc_health_service: x}
+)"),
+              HasSubstr("services[0].grpc_health_service: only allowed with protocol grpc "
+                        "(protocol is \"http2\")"));
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: cart, kind: command, command: [./cart], protocol: grpc, grpc_health_service: "a\tb"}
+)"),
+              HasSubstr("services[0].grpc_health_service: must not hold a control character"));
+  EXPECT_THAT(error_of(R"(
+version: 1
+services:
+  - {name: echo, kind: builtin/echo, protocol: grpc}
+)"),
+              HasSubstr("services[0].protocol: grpc is for a gRPC server of your own"));
+  // Liveness may still be turned off, or timed.
+  EXPECT_TRUE(load_config_string(R"(
+version: 1
+services:
+  - {name: cart, kind: command, command: [./cart], protocol: grpc,
+     liveness: {enabled: false, interval: 5s}}
+)")
+                  .has_value());
+}
+
 // A program's arguments and environment reach exec() as C strings: "\0" in YAML would cut one
 // short without a word.
 TEST(ConfigError, ANulInACommandOrAnEnvValueIsRefused) {

@@ -42,6 +42,7 @@ UpstreamHost::UpstreamHost(std::string address, Clock::TimePoint added_at,
     : address_(std::move(address)),
       health_check_path_(std::move(config.health_check_path)),
       health_check_http2_(config.health_check_http2),
+      grpc_health_service_(std::move(config.grpc_health_service)),
       latency_(added_at, config.latency),
       breaker_(config.breaker ? std::make_unique<FailureRateBreaker>(*config.breaker) : nullptr),
       detector_(std::move(detector)) {}

@@ -45,6 +45,9 @@ struct UpstreamHostConfig {
   std::string health_check_path;
   // Its service speaks HTTP/2 only (a gRPC server): the checks go over HTTP/2.
   bool health_check_http2 = false;
+  // Set: the checks ask gRPC's health service (grpc.health.v1.Health/Check, over HTTP/2) about
+  // this name ("" = the server as a whole) instead of GETting a path; SERVING passes.
+  std::optional<std::string> grpc_health_service;
 };
 
 class UpstreamHost {
@@ -58,6 +61,7 @@ class UpstreamHost {
   // UpstreamHostConfig::health_check_path ("" = the checker's own).
   const std::string& health_check_path() const { return health_check_path_; }
   bool health_check_http2() const { return health_check_http2_; }
+  const std::optional<std::string>& grpc_health_service() const { return grpc_health_service_; }
 
   // Draining: being removed (scale-in, shutdown); gets no new requests. Unhealthy: failed active
   // health checks or readiness. Both are set by whoever owns the endpoint table.
@@ -86,6 +90,7 @@ class UpstreamHost {
   const std::string address_;
   const std::string health_check_path_;
   const bool health_check_http2_;
+  const std::optional<std::string> grpc_health_service_;
   PeakEwma latency_;
   OutlierHostState outlier_;
   std::unique_ptr<FailureRateBreaker> breaker_;

@@ -430,6 +430,14 @@ TEST(GatewayReloadTest, ResilienceSettingsTheLoaderRefusesAreRefusedNamingTheFie
        "it: %20 for a space), got \"/ready now\""},
       {[](GatewayConfig& c) { c.health_check_paths["a"] = "ready"; },
        "gateway.health_check_paths.a: must start with \"/\", got \"ready\""},
+      {[](GatewayConfig& c) { c.grpc_health_checks["a"] = ""; },
+       "gateway.grpc_health_checks.a: the service is not in http2_upstreams (gRPC's health "
+       "checks go over HTTP/2)"},
+      {[](GatewayConfig& c) {
+         c.http2_upstreams = {"a"};
+         c.grpc_health_checks["a"] = "shop\nCart";
+       },
+       "gateway.grpc_health_checks.a: must not hold a control character, got \"shop\\u000aCart\""},
   };
   for (const auto& [mutate, message] : cases) {
     GatewayConfig bad = good;
@@ -458,6 +466,22 @@ TEST(GatewayReloadTest, AServicesHealthCheckPathReachesItsHosts) {
   EXPECT_EQ(g.gw->cluster("b"), b_before);
   EXPECT_EQ(g.gw->cluster("b")->hosts()[0]->health_check_path(), "");
   EXPECT_EQ(g.get("/one").body, "A /one");
+
+  // gRPC health checks (protocol grpc): the name they ask about reaches a's hosts, and changing
+  // it renews a's cluster only.
+  config.http2_upstreams = {"a"};
+  config.grpc_health_checks["a"] = "shop.Cart";
+  ASSERT_TRUE(g.gw->reload(config));
+  const std::shared_ptr<const Cluster> a_grpc = g.gw->cluster("a");
+  EXPECT_EQ(a_grpc->hosts()[0]->grpc_health_service(), "shop.Cart");
+  EXPECT_TRUE(a_grpc->hosts()[0]->health_check_http2());
+  EXPECT_EQ(g.gw->cluster("b"), b_before);
+  EXPECT_FALSE(g.gw->cluster("b")->hosts()[0]->grpc_health_service().has_value());
+  config.grpc_health_checks["a"] = "";
+  ASSERT_TRUE(g.gw->reload(config));
+  EXPECT_NE(g.gw->cluster("a"), a_grpc);
+  EXPECT_EQ(g.gw->cluster("a")->hosts()[0]->grpc_health_service(), "");
+  EXPECT_EQ(g.gw->cluster("b"), b_before);
 }
 
 // The gateway counts time in int64 nanoseconds, which end at ~292 years. "Practically never"

@@ -4,6 +4,7 @@
 
 #include "gateway/endpoint_table.h"
 #include "http/client.h"
+#include "http/grpc_health.h"
 
 namespace prescale::gateway {
 
@@ -12,6 +13,7 @@ struct HealthChecker::Target {
   std::string name;  // for the client
   std::uint16_t port = 0;
   std::string path;  // what is requested
+  std::optional<std::string> grpc_service;  // set: a gRPC health check asking about it
   bool valid = false;  // the address parsed
   Clock::TimePoint due;
   bool probing = false;
@@ -43,6 +45,7 @@ void HealthChecker::set_hosts(const std::vector<std::shared_ptr<UpstreamHost>>& 
     auto t = std::make_shared<Target>();
     t->host = host;
     t->path = host->health_check_path().empty() ? config_.path : host->health_check_path();
+    t->grpc_service = host->grpc_health_service();
     if (auto spec = parse_endpoint(host->address())) {
       t->name = spec->host;
       t->port = spec->port;
@@ -73,6 +76,20 @@ std::size_t HealthChecker::tick() {
       finish(t, false);
       continue;
     }
+    const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config_.timeout);
+    if (t->grpc_service) {
+      if (http2_client_ == nullptr) {  // no way to ask: a GET would test something else
+        finish(t, false);
+        continue;
+      }
+      http2_client_->async_request(
+          t->name, t->port, http::grpc_health_request(*t->grpc_service),
+          [this, t](Result<http::Response> r) {
+            finish(t, r.has_value() && http::read_grpc_health(*r).serving());
+          },
+          timeout);
+      continue;
+    }
     http::Request req;
     req.method = http::Method::kGet;
     req.method_name = "GET";
@@ -85,7 +102,7 @@ std::size_t HealthChecker::tick() {
         [this, t](Result<http::Response> r) {
           finish(t, r.has_value() && r->status >= 200 && r->status <= 399);
         },
-        std::chrono::duration_cast<std::chrono::milliseconds>(config_.timeout));
+        timeout);
   }
   return start.size();
 }

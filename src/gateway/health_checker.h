@@ -3,11 +3,13 @@
 // Every `interval` each host gets `GET <path>` (default /readyz; a host's own
 // UpstreamHost::health_check_path where it has one) with a `timeout`; a status in
 // 200..399 passes (the Kubernetes probe rule), anything else — another status, a refused or
-// reset connection, a timeout — fails. A host turns unhealthy after `unhealthy_threshold`
-// consecutive failures and healthy again after `healthy_threshold` consecutive passes; the
-// balancer skips unhealthy hosts (UpstreamHost::set_healthy). A host starts healthy — the local
-// world and Kubernetes register a replica only after its readiness passed — and its first
-// check is due at once. Probes run on the http::Client's I/O thread; tick() only starts them.
+// reset connection, a timeout — fails. A host with a grpc_health_service() is asked gRPC's
+// health service about it instead (http/grpc_health.h): SERVING passes. A host turns unhealthy
+// after `unhealthy_threshold` consecutive failures and healthy again after `healthy_threshold`
+// consecutive passes; the balancer skips unhealthy hosts (UpstreamHost::set_healthy). A host starts
+// healthy — the local world and Kubernetes register a replica only after its readiness passed — and
+// its first check is due at once. Probes run on the http::Client's I/O thread; tick() only starts
+// them.
 //
 // Thread safety: every method may be called from any thread.
 #pragma once
@@ -44,8 +46,9 @@ class HealthChecker {
   // Called (on the client's thread) when a host changes state: healthy = its new state.
   using StateChange = std::function<void(const UpstreamHost& host, bool healthy)>;
 
-  // `http2_client` (ClientOptions::http2) probes the hosts whose health_check_http2() is set;
-  // without one they are probed by `client` too.
+  // `http2_client` (ClientOptions::http2) probes the hosts whose health_check_http2() is set
+  // (without one they are probed by `client` too) and asks those with a grpc_health_service()
+  // gRPC's health service (without one their checks fail: a GET would test something else).
   HealthChecker(HealthCheckConfig config, const Clock& clock, http::Client& client,
                 StateChange on_change = {}, http::Client* http2_client = nullptr);
   ~HealthChecker();

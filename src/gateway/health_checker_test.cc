@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "http/client.h"
+#include "http/grpc_health.h"
 #include "http/server.h"
 
 namespace prescale::gateway {
@@ -136,6 +137,85 @@ TEST_F(HealthCheckerTest, AnHttp2HostIsCheckedOverHttp2) {
   EXPECT_FALSE(over_h2->healthy());
   EXPECT_TRUE(over_h1->healthy());
   EXPECT_EQ(http2_client.stats().connections_opened, 3u);
+}
+
+// A gRPC server's health service, by hand over Prescale's own HTTP/2 server: it answers Check
+// with `serving` (a HealthCheckResponse status), and records the request's message.
+class GrpcReplica {
+ public:
+  GrpcReplica() {
+    http::ServerOptions o;
+    o.threads = 1;
+    server_ =
+        std::make_unique<http::Server>(o, [this](http::Request& req, http::Responder respond) {
+          http::Response r;
+          r.headers.set("content-type", "application/grpc");
+          if (req.target != http::kGrpcHealthCheckPath ||
+              req.headers.get("content-type") != "application/grpc") {
+            r.headers.set("grpc-status", "12");  // trailers-only: UNIMPLEMENTED
+            respond(std::move(r));
+            return;
+          }
+          {
+            std::lock_guard lock(mu_);
+            asked_.push_back(req.body);
+          }
+          const char message[] = {0, 0, 0, 0, 2, 0x08, static_cast<char>(serving.load())};
+          r.body.assign(message, sizeof message);
+          r.trailers.set("grpc-status", "0");
+          respond(std::move(r));
+        });
+    EXPECT_TRUE(server_->start());
+  }
+  ~GrpcReplica() { server_->shutdown(1s); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
+  std::vector<std::string> asked() {
+    std::lock_guard lock(mu_);
+    return asked_;
+  }
+
+  std::atomic<int> serving{1};  // SERVING
+
+ private:
+  std::unique_ptr<http::Server> server_;
+  std::mutex mu_;
+  std::vector<std::string> asked_;
+};
+
+// A host with a grpc_health_service is asked gRPC's health service about it: SERVING passes,
+// NOT_SERVING fails; a host of the same server checked with a GET passes either way.
+TEST_F(HealthCheckerTest, AGrpcHostIsAskedItsHealthService) {
+  GrpcReplica replica;
+  http::Client http2_client(http::ClientOptions{.http2 = true});
+  UpstreamHostConfig grpc;
+  grpc.health_check_http2 = true;
+  grpc.grpc_health_service = "shop.Cart";
+  auto asked = std::make_shared<UpstreamHost>(replica.address(), clock_.now(), grpc);
+  UpstreamHostConfig get;
+  get.health_check_http2 = true;
+  auto got = std::make_shared<UpstreamHost>(replica.address(), clock_.now(), get);
+  config_.unhealthy_threshold = 1;
+  HealthChecker checker(config_, clock_, client_, {}, &http2_client);
+  checker.set_hosts({asked, got});
+  round(checker);
+  EXPECT_TRUE(asked->healthy());
+  replica.serving = 2;  // NOT_SERVING
+  round(checker);
+  EXPECT_FALSE(asked->healthy());
+  EXPECT_TRUE(got->healthy()) << "a GET is answered (UNIMPLEMENTED, HTTP 200)";
+  replica.serving = 1;
+  round(checker);
+  EXPECT_TRUE(asked->healthy());
+  const std::vector<std::string> bodies = replica.asked();
+  ASSERT_EQ(bodies.size(), 3u);
+  EXPECT_EQ(bodies[0], http::grpc_health_request("shop.Cart").body);
+
+  // Without an HTTP/2 client to ask with, the check fails rather than test something else.
+  HealthChecker no_h2(config_, clock_, client_);
+  auto alone = std::make_shared<UpstreamHost>(replica.address(), clock_.now(), grpc);
+  no_h2.set_hosts({alone});
+  round(no_h2);
+  EXPECT_FALSE(alone->healthy());
 }
 
 TEST_F(HealthCheckerTest, RefusedConnectionsAndTimeoutsFail) {

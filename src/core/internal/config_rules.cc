@@ -74,6 +74,15 @@ std::string request_path_problem(const std::string& path) {
          quote(path);
 }
 
+std::string grpc_health_service_problem(const std::string& name) {
+  if (name.size() > 1024) return "at most 1024 bytes, got " + std::to_string(name.size());
+  const bool control = std::any_of(name.begin(), name.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+  return control ? "must not hold a control character, got " + quote(name) : "";
+}
+
 std::string path_pattern_problem(const std::string& pattern) {
   // The request path rules first: a space or control character no request target can hold.
   if (std::string problem = request_path_problem(pattern); !problem.empty()) return problem;

@@ -26,6 +26,9 @@ std::string endpoint_problem(const std::string& endpoint);
 // refuses to send. The rule of a path the gateway requests itself, as the health checks do, and
 // of a route's path_prefix, which could never match a request otherwise.
 std::string request_path_problem(const std::string& path);
+// A name gRPC's health checks ask about (services[].grpc_health_service): at most 1,024 bytes,
+// no control character (it goes in a protobuf string: valid UTF-8 is the server's concern).
+std::string grpc_health_service_problem(const std::string& name);
 
 // The pattern syntax of http::Router: "/" or "/"-separated non-empty segments, each a literal,
 // a `{name}` parameter or, last only, a `{name...}` catch-all; names are [A-Za-z_][A-Za-z0-9_]*

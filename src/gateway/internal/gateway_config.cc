@@ -202,6 +202,16 @@ Result<void> validate(const GatewayConfig& c) {
       return bad("health_check_paths." + service, problem);
     }
   }
+  for (const auto& [service, name] : c.grpc_health_checks) {
+    if (!c.http2_upstreams.contains(service)) {
+      return bad("grpc_health_checks." + service,
+                 "the service is not in http2_upstreams (gRPC's health checks go over HTTP/2)");
+    }
+    if (std::string problem = prescale::internal::grpc_health_service_problem(name);
+        !problem.empty()) {
+      return bad("grpc_health_checks." + service, problem);
+    }
+  }
   if (h.interval.count() <= 0) return bad("health_check.interval", "must be > 0");
   if (h.timeout.count() <= 0) return bad("health_check.timeout", "must be > 0");
   if (h.timeout > h.interval) {
@@ -248,12 +258,19 @@ bool same_cluster_settings(const GatewayConfig& a, const GatewayConfig& b,
          a.outlier_detection == b.outlier_detection && a.circuit_breakers == b.circuit_breakers &&
          a.retry_budget == b.retry_budget &&
          health_check_path(a, service) == health_check_path(b, service) &&
-         a.http2_upstreams.contains(service) == b.http2_upstreams.contains(service);
+         a.http2_upstreams.contains(service) == b.http2_upstreams.contains(service) &&
+         grpc_health_service(a, service) == grpc_health_service(b, service);
 }
 
 std::string health_check_path(const GatewayConfig& c, const std::string& service) {
   auto it = c.health_check_paths.find(service);
   return it != c.health_check_paths.end() ? it->second : std::string();
+}
+
+std::optional<std::string> grpc_health_service(const GatewayConfig& c, const std::string& service) {
+  auto it = c.grpc_health_checks.find(service);
+  if (it == c.grpc_health_checks.end()) return std::nullopt;
+  return it->second;
 }
 
 HealthCheckConfig health_check_config(const GatewayConfig& c) {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -37,6 +38,9 @@ std::uint32_t max_requests_per_replica(const GatewayConfig& c, const std::string
 // Where the service's hosts are health-checked (GatewayConfig::health_check_paths); "" = the
 // gateway's health_check.path.
 std::string health_check_path(const GatewayConfig& c, const std::string& service);
+// What the service's hosts' gRPC health checks ask about (GatewayConfig::grpc_health_checks);
+// nullopt = they are not checked over gRPC.
+std::optional<std::string> grpc_health_service(const GatewayConfig& c, const std::string& service);
 
 // Whether `service`'s cluster built for `a` fits `b` as it is, with its learned state. The
 // admission limit is not compared: a cluster takes a new one in place.

@@ -30,6 +30,7 @@ std::atomic<std::uint64_t> routing_versions{0};
 }  // namespace
 
 using internal::cluster_options;
+using internal::grpc_health_service;
 using internal::health_check_path;
 using internal::max_requests_per_replica;
 using internal::route_names;
@@ -65,6 +66,7 @@ Result<std::shared_ptr<Gateway::Routing>> Gateway::Impl::build(
                                        : max_requests_per_replica(config, service);
       o.host.health_check_path = health_check_path(config, service);
       o.host.health_check_http2 = config.http2_upstreams.contains(service);
+      o.host.grpc_health_service = grpc_health_service(config, service);
       slot = std::make_shared<Cluster>(service, std::move(o), table, clock);
     }
     return slot;

@@ -69,14 +69,22 @@ Json http_probe(std::string_view path, std::string_view port) {
 // The port of a service's Service object; an HTTP/2-only one says so (appProtocol: h2c).
 Json service_port(const ServiceConfig& s) {
   Json port = {{"name", "http"}, {"port", kServicePort}, {"targetPort", "http"}};
-  if (s.protocol == UpstreamProtocol::kHttp2) port["appProtocol"] = "kubernetes.io/h2c";
+  if (s.speaks_http2()) port["appProtocol"] = "kubernetes.io/h2c";
   return port;
 }
 
-// A service's probe of `path`: an HTTP GET, or for one that speaks HTTP/2 only (a gRPC server;
-// Kubernetes' httpGet probes speak HTTP/1.1) whether its port takes connections.
-Json service_probe(const ServiceConfig& s, std::string_view path) {
-  if (s.protocol == UpstreamProtocol::kHttp2) return {{"tcpSocket", {{"port", "http"}}}};
+// A service's probe of `path`: an HTTP GET; for one that speaks HTTP/2 only (Kubernetes' httpGet
+// probes speak HTTP/1.1) whether its port takes connections; for a gRPC server with a health
+// service, its startup and readiness probes are Kubernetes' own gRPC probes (SERVING passes; they
+// take a port number, not a name). Its liveness stays a tcpSocket: `prescale up` counts any
+// gRPC answer alive, where a gRPC liveness probe would restart a server that says NOT_SERVING.
+Json service_probe(const ServiceConfig& s, std::string_view path, bool liveness = false) {
+  if (s.protocol == UpstreamProtocol::kGrpc && !liveness) {
+    Json grpc = {{"port", kServicePort}};
+    if (!s.grpc_health_service.empty()) grpc["service"] = s.grpc_health_service;
+    return {{"grpc", std::move(grpc)}};
+  }
+  if (s.speaks_http2()) return {{"tcpSocket", {{"port", "http"}}}};
   return http_probe(path, "http");
 }
 
@@ -267,7 +275,7 @@ Json service_container(const ServiceConfig& s, std::size_t index, const Config& 
                     {"failureThreshold", hc.unhealthy_threshold}});
   c["readinessProbe"] = std::move(readiness);
   if (s.liveness.enabled) {
-    Json liveness = service_probe(s, s.liveness.path);
+    Json liveness = service_probe(s, s.liveness.path, /*liveness=*/true);
     liveness.update({{"periodSeconds", whole_seconds(s.liveness.interval)},
                      {"timeoutSeconds", whole_seconds(s.liveness.timeout)},
                      {"failureThreshold", s.liveness.failure_threshold}});

@@ -283,6 +283,35 @@ TEST(KubeManifests, AnHttp2OnlyServiceIsProbedOverTcpAndItsPortSaysH2c) {
   EXPECT_FALSE(find(objects, "Service", "forecast")["spec"]["ports"][0].contains("appProtocol"));
 }
 
+// A gRPC server with a health service (protocol grpc) gets Kubernetes' own gRPC probes for its
+// start and readiness, by port number, asking about grpc_health_service; its liveness is whether
+// its port takes connections, as `prescale up` counts any gRPC answer alive.
+TEST(KubeManifests, AGrpcServiceGetsGrpcProbesForReadiness) {
+  std::string text = kShop;
+  const std::string at = "    readiness_path: /ready\n";
+  ASSERT_NE(text.find(at), std::string::npos);
+  text.replace(text.find(at), at.size(),
+               "    protocol: grpc\n    grpc_health_service: shop.Checkout\n");
+  const auto objects = render(text, options(text));
+  const Json& c = container_of(objects, "checkout");
+  for (const char* probe : {"startupProbe", "readinessProbe"}) {
+    EXPECT_EQ(c[probe]["grpc"]["port"], 8080) << probe;
+    EXPECT_EQ(c[probe]["grpc"]["service"], "shop.Checkout") << probe;
+    EXPECT_FALSE(c[probe].contains("httpGet")) << probe;
+  }
+  EXPECT_EQ(c["readinessProbe"]["periodSeconds"],
+            container_of(objects, "forecast")["readinessProbe"]["periodSeconds"]);
+  EXPECT_EQ(c["livenessProbe"]["tcpSocket"]["port"], "http");
+  EXPECT_EQ(find(objects, "Service", "checkout")["spec"]["ports"][0]["appProtocol"],
+            "kubernetes.io/h2c");
+
+  // The server as a whole: no service named.
+  text.replace(text.find("    grpc_health_service: shop.Checkout\n"),
+               std::string("    grpc_health_service: shop.Checkout\n").size(), "");
+  const auto whole = render(text, options(text));
+  EXPECT_EQ(container_of(whole, "checkout")["readinessProbe"]["grpc"].dump(), R"({"port":8080})");
+}
+
 TEST(KubeManifests, WithGatewayTlsTheGatewayServesTheSecretsCertificateOn443) {
   std::string text = kShop;
   text.replace(text.find("gateway:\n") + 9, 0,

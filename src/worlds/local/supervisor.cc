@@ -25,6 +25,7 @@
 
 #include "core/byte_size.h"
 #include "http/client.h"
+#include "http/grpc_health.h"
 
 namespace prescale::local {
 
@@ -67,6 +68,7 @@ struct Supervisor::Replica {
   std::optional<Clock::TimePoint> restart_at;
   std::string last_crash;
   int readiness_status = 0;        // ReplicaStatus::readiness_status
+  std::string readiness_detail;    // ReplicaStatus::readiness_detail
   bool retiring = false;           // leaves once stopped, whatever its phase
   // Why we sent this process SIGKILL, once we have ("still running after SIGTERM", "over its
   // memory limit: ..."); its exit is then not blamed on kill -9 or the kernel.
@@ -434,6 +436,7 @@ void Supervisor::start(Service& s, Replica& r, Clock::TimePoint now) {
   r.port = 0;
   r.port_file.clear();
   r.readiness_status = 0;
+  r.readiness_detail.clear();
   // Made again when they have gone while the platform ran (the state directory deleted by hand
   // or by a cleaner of /tmp): without them no replica could start again. What fails here fails
   // the launch or the replica, saying why.
@@ -604,15 +607,14 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
           if (auto port = probe_.read_port_file(r.port_file)) r.port = *port;
         }
         if (r.port != 0) {
-          r.check = r.tmpl->http2 ? probe_.check_ready_http2(r.port, r.tmpl->readiness_path,
-                                                             options_.readiness_timeout)
-                                  : probe_.check_ready(r.port, r.tmpl->readiness_path,
-                                                       options_.readiness_timeout);
+          r.check =
+              start_check(*r.tmpl, r.port, r.tmpl->readiness_path, options_.readiness_timeout);
         }
       }
       std::optional<bool> answer;
       if (r.check && (answer = r.check->answer())) {
         r.readiness_status = r.check->status();
+        r.readiness_detail = r.check->detail();
         r.check.reset();
       }
       if (answer.value_or(false)) {
@@ -681,6 +683,19 @@ void Supervisor::advance(Service& s, Replica& r, Clock::TimePoint now) {
   }
 }
 
+std::unique_ptr<ReadinessCheck> Supervisor::start_check(const ReplicaTemplate& t,
+                                                        std::uint16_t port, const std::string& path,
+                                                        std::chrono::milliseconds timeout) {
+  if (t.grpc_health_service) return probe_.check_grpc_health(port, *t.grpc_health_service, timeout);
+  return t.http2 ? probe_.check_ready_http2(port, path, timeout)
+                 : probe_.check_ready(port, path, timeout);
+}
+
+std::string check_name(const ReplicaTemplate& t, const std::string& path) {
+  return t.grpc_health_service ? http::grpc_health_check_name(*t.grpc_health_service)
+                               : "GET " + path;
+}
+
 // A ready replica's liveness: one check in flight at most, one per liveness_interval; a check
 // still unanswered when the next is due has failed (the real probe answers within its timeout,
 // shorter than any sensible interval).
@@ -712,8 +727,8 @@ void Supervisor::check_liveness(Service& s, Replica& r, Clock::TimePoint now) {
   if (r.liveness_failures >= t.liveness_failure_threshold) {
     // Not drained: a replica that does not answer its liveness path cannot be trusted to finish
     // what it holds, and SIGKILL is the one signal a stopped (SIGSTOP) process does not hold.
-    const std::string why = "not alive: GET " + t.liveness_path + " " + r.liveness_failure + ", " +
-                            std::to_string(r.liveness_failures) +
+    const std::string why = "not alive: " + check_name(t, t.liveness_path) + " " +
+                            r.liveness_failure + ", " + std::to_string(r.liveness_failures) +
                             " checks in a row (services[].liveness); killed";
     r.liveness_failures = 0;
     r.process->signal(SIGKILL);
@@ -723,8 +738,7 @@ void Supervisor::check_liveness(Service& s, Replica& r, Clock::TimePoint now) {
   }
   if (!r.liveness && now >= r.next_liveness) {
     r.next_liveness = now + t.liveness_interval;
-    r.liveness = t.http2 ? probe_.check_ready_http2(r.port, t.liveness_path, t.liveness_timeout)
-                         : probe_.check_ready(r.port, t.liveness_path, t.liveness_timeout);
+    r.liveness = start_check(t, r.port, t.liveness_path, t.liveness_timeout);
   }
 }
 
@@ -858,10 +872,11 @@ std::vector<ReplicaStatus> Supervisor::replicas(std::string_view service) const 
   const Service* s = find(service);
   if (s == nullptr) return out;
   for (const auto& r : s->replicas) {
-    out.push_back(ReplicaStatus{
-        r->id, r->phase, r->process ? r->process->pid() : 0, r->port, r->started_at, r->ready_at,
-        r->restarts, r->restart_at, r->last_crash, r->readiness_status, r->memory_bytes,
-        r->memory_at, r->retiring, r->revision, r->tmpl->memory_limit_bytes, r->no_requests_since});
+    out.push_back(ReplicaStatus{r->id, r->phase, r->process ? r->process->pid() : 0, r->port,
+                                r->started_at, r->ready_at, r->restarts, r->restart_at,
+                                r->last_crash, r->readiness_status, r->memory_bytes, r->memory_at,
+                                r->retiring, r->revision, r->tmpl->memory_limit_bytes,
+                                r->no_requests_since, r->readiness_detail});
   }
   return out;
 }
@@ -878,11 +893,15 @@ std::vector<std::string> Supervisor::services() const {
 
 namespace {
 
-// Written by the client's I/O thread, read by the supervisor's: `failure` before `status`
-// (release), read after it (acquire), and never again written.
+// Written by the client's I/O thread, read by the supervisor's: `failure`, `serving` and
+// `detail` before `status` (release), read after it (acquire), and never again written; `grpc`
+// before the request starts.
 struct CheckState {
   std::atomic<int> status{0};  // 0: in flight, -1: no answer, else the answer's status
   std::string failure;         // with -1: the client's error, "" for a timeout
+  bool grpc = false;           // a gRPC health check (set before it starts)
+  bool serving = false;        // with grpc: the answer said SERVING
+  std::string detail;          // with grpc: what the answer said
 };
 
 class HttpReadinessCheck final : public ReadinessCheck {
@@ -891,11 +910,14 @@ class HttpReadinessCheck final : public ReadinessCheck {
   std::optional<bool> answer() override {
     const int s = state->status.load(std::memory_order_acquire);
     if (s == 0) return std::nullopt;
-    return s >= 200 && s <= 399;
+    return state->grpc ? state->serving : s >= 200 && s <= 399;
   }
   int status() override { return std::max(0, state->status.load(std::memory_order_acquire)); }
   std::string failure() override {
     return state->status.load(std::memory_order_acquire) == -1 ? state->failure : std::string();
+  }
+  std::string detail() override {
+    return state->status.load(std::memory_order_acquire) > 0 ? state->detail : std::string();
   }
 };
 
@@ -966,6 +988,25 @@ std::unique_ptr<ReadinessCheck> HttpReplicaProbe::check_ready(std::uint16_t port
 std::unique_ptr<ReadinessCheck> HttpReplicaProbe::check_ready_http2(
     std::uint16_t port, const std::string& path, std::chrono::milliseconds timeout) {
   return impl_->check(impl_->http2_client(), port, path, timeout);
+}
+
+std::unique_ptr<ReadinessCheck> HttpReplicaProbe::check_grpc_health(
+    std::uint16_t port, const std::string& service, std::chrono::milliseconds timeout) {
+  auto check = std::make_unique<HttpReadinessCheck>();
+  check->state->grpc = true;
+  impl_->http2_client().async_request(
+      "127.0.0.1", port, http::grpc_health_request(service),
+      [state = check->state](Result<http::Response> r) {
+        if (!r && r.error().code != ErrorCode::kTimeout) state->failure = r.error().message;
+        if (r) {
+          const http::GrpcHealth health = http::read_grpc_health(*r);
+          state->serving = health.serving();
+          state->detail = health.describe(r->status);
+        }
+        state->status.store(r && r->status > 0 ? r->status : -1, std::memory_order_release);
+      },
+      timeout);
+  return check;
 }
 
 std::unique_ptr<ReadinessCheck> HttpReplicaProbe::Impl::check(http::Client& with,

@@ -49,6 +49,12 @@ struct ReplicaTemplate {
   // The replica speaks HTTP/2 only (a gRPC server: ServiceConfig::protocol http2): its readiness
   // and liveness checks go over HTTP/2.
   bool http2 = false;
+  // Set: a gRPC server with a health service (ServiceConfig::protocol grpc). Its readiness and
+  // liveness checks ask grpc.health.v1.Health/Check about this name ("" = the server as a whole)
+  // over HTTP/2 instead of GETting readiness_path and liveness_path: SERVING is ready, and any
+  // gRPC answer (NOT_SERVING, UNIMPLEMENTED, ...) shows a live server. liveness_path "" still
+  // turns liveness checks off; its value is not used.
+  std::optional<std::string> grpc_health_service{};
   // Liveness (a Kubernetes liveness probe): while a replica is ready, GET `liveness_path` every
   // `liveness_interval`, each check answered within `liveness_timeout`. After
   // `liveness_failure_threshold` failures in a row the replica is killed and restarts as a crashed
@@ -72,6 +78,11 @@ struct ReplicaTemplate {
   friend bool operator==(const ReplicaTemplate&, const ReplicaTemplate&) = default;
 };
 
+// How a replica's checks at `path` are named in messages: "GET /readyz", or for a gRPC health
+// check (ReplicaTemplate::grpc_health_service) http::grpc_health_check_name()'s
+// `grpc.health.v1.Health/Check for "shop.Cart"`.
+std::string check_name(const ReplicaTemplate& t, const std::string& path);
+
 // The identity of the program file `name` runs (resolve_executable()): "<path> <inode> <size>
 // <mtime ns>", following links; "" when it cannot be found. A rebuild or an upgrade changes it.
 std::string program_identity(const std::string& name);
@@ -88,6 +99,10 @@ class ReadinessCheck {
   // Once answered without a status: why none came ("connect to 127.0.0.1:9000: Connection
   // refused"); "" when the check timed out, or the reason is not known.
   virtual std::string failure() { return ""; }
+  // Once a gRPC health check (ReplicaProbe::check_grpc_health) is answered: what the answer
+  // said ("SERVING", "NOT_SERVING", "grpc-status 12 (UNIMPLEMENTED: ...)", "HTTP 404"); ""
+  // otherwise.
+  virtual std::string detail() { return ""; }
 };
 
 // What the supervisor asks of the network: free ports, a replica's readiness.
@@ -111,6 +126,14 @@ class ReplicaProbe {
                                                             std::chrono::milliseconds timeout) {
     return check_ready(port, path, timeout);
   }
+  // Asks grpc.health.v1.Health/Check about `service` ("" = the server as a whole) on
+  // 127.0.0.1:port over HTTP/2 (ReplicaTemplate::grpc_health_service), as check_ready() does its
+  // GET: answer() is true for SERVING; status() is the HTTP status of any answer (200 for a gRPC
+  // one), so a liveness check counts any answer below 500, a gRPC error included, as alive;
+  // detail() says what it held.
+  virtual std::unique_ptr<ReadinessCheck> check_grpc_health(std::uint16_t port,
+                                                            const std::string& service,
+                                                            std::chrono::milliseconds timeout) = 0;
 };
 
 // Where ready replicas are announced (the gateway).
@@ -154,6 +177,9 @@ struct ReplicaStatus {
   // Draining or stopping: since when the gateway sends it no new requests (its drain's start, or
   // its start where it never joined the gateway); nullopt otherwise, or where not known (a crash).
   std::optional<Clock::TimePoint> no_requests_since = {};
+  // While starting: what the last gRPC health check's answer said (ReadinessCheck::detail():
+  // "NOT_SERVING", ...); "" for an HTTP check, or none.
+  std::string readiness_detail = {};
 };
 
 // Where a service's rolling update stands (Supervisor::update).
@@ -314,6 +340,10 @@ class Supervisor {
   void begin_drain(Service& s, Replica& r, Clock::TimePoint now);
   void advance(Service& s, Replica& r, Clock::TimePoint now);
   void check_liveness(Service& s, Replica& r, Clock::TimePoint now);
+  // A readiness or liveness check of a replica of `t` at `path` (not used for a gRPC one).
+  std::unique_ptr<ReadinessCheck> start_check(const ReplicaTemplate& t, std::uint16_t port,
+                                              const std::string& path,
+                                              std::chrono::milliseconds timeout);
   void check_memory(Service& s, Replica& r, Clock::TimePoint now,
                     const std::map<int, std::uint64_t>& memory);
   void reconcile(Service& s, Clock::TimePoint now);
@@ -343,6 +373,8 @@ class HttpReplicaProbe final : public ReplicaProbe {
   std::unique_ptr<ReadinessCheck> check_ready(std::uint16_t port, const std::string& path,
                                               std::chrono::milliseconds timeout) override;
   std::unique_ptr<ReadinessCheck> check_ready_http2(std::uint16_t port, const std::string& path,
+                                                    std::chrono::milliseconds timeout) override;
+  std::unique_ptr<ReadinessCheck> check_grpc_health(std::uint16_t port, const std::string& service,
                                                     std::chrono::milliseconds timeout) override;
 
  private:

@@ -91,6 +91,30 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
     check_timeouts.push_back(timeout);
     return std::make_unique<Check>(*this, port);
   }
+  // A gRPC health check: answered as Check is, what grpc_said holds for the port (SERVING by
+  // default) being what the answer said; ready only when that is SERVING.
+  struct GrpcCheck final : ReadinessCheck {
+    GrpcCheck(FakeWorld& w, std::uint16_t p) : check(w, p) {}
+    std::optional<bool> answer() override {
+      if (!check.answer().has_value()) return std::nullopt;
+      return check.status() > 0 && detail() == "SERVING";
+    }
+    int status() override { return check.status(); }
+    std::string failure() override { return check.failure(); }
+    std::string detail() override {
+      if (check.status() == 0) return "";
+      auto it = check.world.grpc_said.find(check.port);
+      return it == check.world.grpc_said.end() ? "SERVING" : it->second;
+    }
+    Check check;
+  };
+  std::unique_ptr<ReadinessCheck> check_grpc_health(std::uint16_t port, const std::string& service,
+                                                    std::chrono::milliseconds timeout) override {
+    ++checks;
+    grpc_services.push_back(service);
+    check_timeouts.push_back(timeout);
+    return std::make_unique<GrpcCheck>(*this, port);
+  }
   void add(const std::string&, const std::string& replica, std::uint16_t) override {
     endpoints.insert(replica);
   }
@@ -126,6 +150,8 @@ struct FakeWorld final : ProcessLauncher, ReplicaProbe, EndpointSink {
   std::map<std::uint16_t, std::string> failure_of;  // why a port's checks get no answer
   int checks = 0;  // readiness checks started
   std::set<std::string> check_paths;  // the paths they asked for
+  std::vector<std::string> grpc_services;  // what the gRPC health checks asked about, in turn
+  std::map<std::uint16_t, std::string> grpc_said;         // what a port's gRPC answers say
   std::vector<std::chrono::milliseconds> check_timeouts;  // and their timeouts
   std::set<std::string> endpoints;
   std::vector<std::string> removed;
@@ -501,6 +527,46 @@ TEST_F(SupervisorTest, AReadyReplicaThatStopsAnsweringIsKilledAndRestarted) {
   step(100ms);
   EXPECT_EQ(replicas()[0].phase, ReplicaPhase::kReady) << "restarted on a new port";
   EXPECT_EQ(replicas()[0].restarts, 1);
+}
+
+// A gRPC server (services[].protocol grpc) is asked its health service, not paths: it is ready
+// once that says SERVING; once ready, any gRPC answer — NOT_SERVING, UNIMPLEMENTED — shows a
+// live server, and silence kills it, named by the call.
+TEST_F(SupervisorTest, AGrpcServerIsCheckedThroughItsHealthService) {
+  saying_why();
+  ReplicaTemplate rpc{"rpc", {"server", "--port", "{port}"}, {}};
+  rpc.http2 = true;
+  rpc.grpc_health_service = "shop.Cart";
+  ASSERT_TRUE(sup->add_service(rpc));
+  ASSERT_TRUE(sup->set_desired("rpc", 1));
+  world.ready_ports = {9000};
+  world.grpc_said[9000] = "NOT_SERVING";
+  tick();
+  for (int i = 0; i < 5; ++i) step(100ms);
+  auto r = sup->replicas("rpc");
+  ASSERT_EQ(r[0].phase, ReplicaPhase::kStarting) << "NOT_SERVING is not ready";
+  EXPECT_EQ(r[0].readiness_detail, "NOT_SERVING");
+  EXPECT_EQ(r[0].readiness_status, 200);
+  EXPECT_TRUE(world.check_paths.empty()) << "no path is asked";
+  world.grpc_said[9000] = "SERVING";
+  step(100ms);
+  r = sup->replicas("rpc");
+  ASSERT_EQ(r[0].phase, ReplicaPhase::kReady);
+  EXPECT_TRUE(world.endpoints.contains("rpc-1"));
+  EXPECT_EQ(std::set<std::string>(world.grpc_services.begin(), world.grpc_services.end()),
+            std::set<std::string>{"shop.Cart"});
+
+  const std::size_t asked = world.grpc_services.size();
+  world.grpc_said[9000] = "grpc-status 12 (UNIMPLEMENTED)";
+  for (int i = 0; i < 5; ++i) step(10s);
+  EXPECT_EQ(world.grpc_services.size(), asked + 5) << "liveness asks the health service too";
+  EXPECT_EQ(sup->replicas("rpc")[0].phase, ReplicaPhase::kReady) << "a gRPC answer: alive";
+  world.hung_ports = {9000};
+  for (int i = 0; i < 3; ++i) step(10s);
+  EXPECT_EQ(sup->replicas("rpc")[0].phase, ReplicaPhase::kCrashed);
+  EXPECT_EQ(sup->replicas("rpc")[0].last_crash,
+            "not alive: grpc.health.v1.Health/Check for \"shop.Cart\" got no answer "
+            "within 1000 ms, 3 checks in a row (services[].liveness); killed");
 }
 
 // Only silence and 5xx answers fail a liveness check: a 404 (a program of the user's with no

@@ -24,6 +24,10 @@ struct NoProcesses final : ProcessLauncher, ReplicaProbe, EndpointSink {
                                               std::chrono::milliseconds) override {
     return std::make_unique<Answer>();
   }
+  std::unique_ptr<ReadinessCheck> check_grpc_health(std::uint16_t, const std::string&,
+                                                    std::chrono::milliseconds) override {
+    return std::make_unique<Answer>();
+  }
   void add(const std::string&, const std::string&, std::uint16_t) override {}
   void remove(const std::string&, const std::string&) override {}
   std::int64_t in_flight(const std::string&, const std::string&) override { return 0; }
