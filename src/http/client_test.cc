@@ -48,6 +48,39 @@ Handler echo() {
   };
 }
 
+// An HTTP/1.1 head as HTTP/2 fields (the HTTP/2 client's and the gateway's HTTP/2 upstreams'):
+// pseudo-fields first, names lower-cased, connection-specific fields dropped, `te: trailers`
+// last; the views stay valid however many names there are (the name buffer never moves).
+TEST(ClientTest, AnHttp1HeadBecomesHttp2FieldsWithoutCopies) {
+  std::string head =
+      "POST /v1/items?q=1 HTTP/1.1\r\nHost: api.example\r\nConnection: close\r\n"
+      "Content-Type:  text/plain \r\nTE: gzip\r\nKeep-Alive: 5\r\n";
+  for (int i = 0; i < 60; ++i)
+    head += "X-Field-" + std::to_string(i) + ": v" + std::to_string(i) + "\r\n";
+  head += "\r\n";
+  std::string names = "left over";
+  std::vector<std::pair<std::string_view, std::string_view>> fields;
+  ASSERT_TRUE(internal::h2_request_fields(head, names, fields));
+  ASSERT_EQ(fields.size(), 4u + 1u + 60u + 1u);
+  EXPECT_EQ(fields[0], (std::pair<std::string_view, std::string_view>{":method", "POST"}));
+  EXPECT_EQ(fields[1], (std::pair<std::string_view, std::string_view>{":scheme", "http"}));
+  EXPECT_EQ(fields[2],
+            (std::pair<std::string_view, std::string_view>{":authority", "api.example"}));
+  EXPECT_EQ(fields[3], (std::pair<std::string_view, std::string_view>{":path", "/v1/items?q=1"}));
+  EXPECT_EQ(fields[4],
+            (std::pair<std::string_view, std::string_view>{"content-type", "text/plain"}));
+  for (int i = 0; i < 60; ++i) {
+    EXPECT_EQ(fields[5 + i].first, "x-field-" + std::to_string(i));
+    EXPECT_EQ(fields[5 + i].second, "v" + std::to_string(i));
+  }
+  EXPECT_EQ(fields.back(), (std::pair<std::string_view, std::string_view>{"te", "trailers"}));
+
+  fields.clear();  // no Host: not a request HTTP/2 can carry
+  EXPECT_FALSE(internal::h2_request_fields("GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", names, fields));
+  fields.clear();
+  EXPECT_FALSE(internal::h2_request_fields("GET / HTTP/1.1\r\nHost a\r\n\r\n", names, fields));
+}
+
 TEST(ClientTest, SequentialRequestsReuseOneConnection) {
   Server server(local_options(), echo());
   ASSERT_TRUE(server.start().has_value());

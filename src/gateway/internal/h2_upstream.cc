@@ -378,6 +378,11 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   std::vector<H2Request*> heads_;                     // streamed heads to hand on
   std::array<uint8_t, kReadBytes> in_{};
   std::string out_;
+  // submit()'s scratch, kept for the next request: its fields, lower-cased names and nghttp2's
+  // view of them (nghttp2 copies them when the request is submitted).
+  std::vector<std::pair<std::string_view, std::string_view>> fields_;
+  std::string field_names_;
+  std::vector<nghttp2_nv> nva_;
   bool writing_ = false;
   bool flush_posted_ = false;
   bool goaway_ = false;  // no new streams (ours or the upstream's GOAWAY)
@@ -566,21 +571,20 @@ void H2Conn::on_connected(const error_code& ec) {
 }
 
 void H2Conn::submit(std::unique_ptr<H2Request> r) {
-  std::vector<std::pair<std::string, std::string>> fields;
   Exchange& ex = *r->ex;
-  if (!http::internal::h2_request_fields(ex.head, fields)) {
+  fields_.clear();
+  if (!http::internal::h2_request_fields(ex.head, field_names_, fields_)) {
     core_->post_failure(ex, ExchangeError::kMalformed,
                         "the request cannot be sent over HTTP/2 (it needs a Host)");
     return;
   }
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(fields.size());
-  for (const auto& [name, value] : fields) nva.push_back(http::internal::h2_field(name, value));
+  nva_.clear();
+  for (const auto& [name, value] : fields_) nva_.push_back(http::internal::h2_field(name, value));
   nghttp2_data_provider provider{};
   provider.source.ptr = r.get();
   provider.read_callback = H2Callbacks::read_body;
   // nghttp2 copies the fields.
-  const int32_t id = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(),
+  const int32_t id = nghttp2_submit_request(session_, nullptr, nva_.data(), nva_.size(),
                                             r->body.empty() ? nullptr : &provider, r.get());
   if (id < 0) {
     // Stream ids ran out: this connection takes no more (the next exchange opens another).

@@ -88,8 +88,9 @@ struct H2ClientCallbacks {
 H2ClientExchange::H2ClientExchange(std::string_view head, std::string_view body,
                                    size_t max_header_bytes, size_t max_body_bytes)
     : body_(body), max_header_bytes_(max_header_bytes), max_body_bytes_(max_body_bytes) {
-  std::vector<std::pair<std::string, std::string>> fields;
-  if (!h2_request_fields(head, fields)) {
+  std::string names;
+  std::vector<std::pair<std::string_view, std::string_view>> fields;
+  if (!h2_request_fields(head, names, fields)) {
     fail("the request cannot be sent over HTTP/2");
     return;
   }

@@ -279,10 +279,7 @@ struct H2Callbacks {
     nva.reserve(s.trailers.fields().size());
     for (const auto& [name, value] : s.trailers.fields()) {
       if (!trailer_allowed(name, value)) continue;
-      std::string lower(name);
-      std::transform(lower.begin(), lower.end(), lower.begin(),
-                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      names.push_back(std::move(lower));
+      names.push_back(lower_cased(name));
       nva.push_back(h2_field(names.back(), value));
     }
     s.trailers.clear();
@@ -627,9 +624,7 @@ void H2Session::submit(H2Stream& s, Response&& r) {
   bool has_date = false;
   for (const auto& [name, value] : fields) {
     if (!valid_field(name, value)) continue;
-    std::string lower(name);
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::string lower = lower_cased(name);
     if (dropped_response_field(lower)) continue;
     has_server = has_server || lower == "server";
     has_date = has_date || lower == "date";

@@ -56,12 +56,15 @@ bool append_fields(std::string& out, const Headers& headers) {
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
+    if (a[i] != b[i] && ascii_lower(a[i]) != ascii_lower(b[i])) return false;
   }
   return true;
+}
+
+std::string lower_cased(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = ascii_lower(c);
+  return out;
 }
 
 std::string_view trim(std::string_view s) {
@@ -420,13 +423,6 @@ void split_target(std::string_view target, std::string& path, std::string& query
 
 namespace {
 
-std::string lower_case(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 std::string_view trim_ows(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -443,8 +439,10 @@ bool dropped_h2_request_field(std::string_view lower_name) {
 
 }  // namespace
 
-bool h2_request_fields(std::string_view head,
-                       std::vector<std::pair<std::string, std::string>>& out) {
+bool h2_request_fields(std::string_view head, std::string& names,
+                       std::vector<std::pair<std::string_view, std::string_view>>& out) {
+  names.clear();
+  names.reserve(head.size());  // every name fits: no reallocation moves the views
   auto line_end = head.find("\r\n");
   if (line_end == std::string_view::npos) return false;
   const std::string_view line = head.substr(0, line_end);
@@ -452,10 +450,10 @@ bool h2_request_fields(std::string_view head,
   const auto sp2 = line.rfind(' ');
   if (sp1 == std::string_view::npos || sp2 == sp1) return false;
   const size_t first = out.size();
-  out.emplace_back(":method", std::string(line.substr(0, sp1)));
+  out.emplace_back(":method", line.substr(0, sp1));
   out.emplace_back(":scheme", "http");
-  out.emplace_back(":authority", "");
-  out.emplace_back(":path", std::string(line.substr(sp1 + 1, sp2 - sp1 - 1)));
+  out.emplace_back(":authority", std::string_view());
+  out.emplace_back(":path", line.substr(sp1 + 1, sp2 - sp1 - 1));
   head.remove_prefix(line_end + 2);
   while (!head.empty()) {
     line_end = head.find("\r\n");
@@ -465,12 +463,18 @@ bool h2_request_fields(std::string_view head,
     if (field.empty()) break;
     const auto colon = field.find(':');
     if (colon == std::string_view::npos || colon == 0) return false;
-    std::string name = lower_case(field.substr(0, colon));
+    const size_t at = names.size();
+    names.append(field.data(), colon);
+    for (size_t i = at; i < names.size(); ++i) names[i] = ascii_lower(names[i]);
+    const std::string_view name(names.data() + at, colon);
     const std::string_view value = trim_ows(field.substr(colon + 1));
     if (name == "host") {
-      out[first + 2].second = std::string(value);
-    } else if (!dropped_h2_request_field(name)) {
-      out.emplace_back(std::move(name), std::string(value));
+      out[first + 2].second = value;
+      names.resize(at);
+    } else if (dropped_h2_request_field(name)) {
+      names.resize(at);
+    } else {
+      out.emplace_back(name, value);
     }
   }
   out.emplace_back("te", "trailers");

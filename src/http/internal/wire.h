@@ -86,11 +86,22 @@ bool valid_target(std::string_view target);
 // Splits a request-target into path and query (without '?').
 void split_target(std::string_view target, std::string& path, std::string& query);
 
+// ASCII lower case, without the locale std::tolower consults: what field names compare by.
+inline char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+// `s` with ascii_lower() applied (an HTTP/2 field name).
+std::string lower_cased(std::string_view s);
+
 // The request line and fields of an HTTP/1.1 request head (as append_request_head() writes it)
 // as HTTP/2 request fields, appended to `out`: :method, :scheme (http), :authority (from Host)
 // and :path first, then the fields in lower case without the connection-specific ones (RFC 9113
 // section 8.2.2: Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade, TE), and
 // `te: trailers` last. False when the head is not one or has no Host.
-bool h2_request_fields(std::string_view head, std::vector<std::pair<std::string, std::string>>& out);
+//
+// Nothing is allocated once the buffers have grown: the fields are views. Values view `head`;
+// names view static text or `names`, where the lower-cased ones are written (cleared first and
+// reserved to head.size(), so it does not move while the views are used). Both must outlive the
+// views (nghttp2 copies the fields when a frame is submitted).
+bool h2_request_fields(std::string_view head, std::string& names,
+                       std::vector<std::pair<std::string_view, std::string_view>>& out);
 
 }  // namespace prescale::http::internal
