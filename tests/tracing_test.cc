@@ -13,9 +13,11 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/config.h"
 #include "gateway/gateway.h"
+#include "http/body_stream.h"
 #include "http/client.h"
 #include "http/server.h"
 #include "runtime/runtime.h"
@@ -81,6 +83,22 @@ class Hop final : public runtime::Service {
     });
     // A handler that never answers (the server answers 500 for it).
     routes.get("/" + name_ + "/dropped", [](http::Request&, http::Responder) {});
+    // Three events 100 ms apart, streamed: the head is answered at once.
+    routes.get("/" + name_ + "/stream", [this](http::Request&, http::Responder respond) {
+      auto body = std::make_shared<http::BodyStream>();
+      http::Response r;
+      r.headers.set("Content-Type", "text/event-stream");
+      r.stream = body;
+      respond(std::move(r));
+      std::lock_guard lock(mu_);
+      writers_.emplace_back([body] {
+        for (int i = 0; i < 3; ++i) {
+          body->write("data: " + std::to_string(i) + "\n\n");
+          std::this_thread::sleep_for(100ms);
+        }
+        body->end();
+      });
+    });
   }
   // The traceparent of each request it was sent.
   std::vector<std::string> seen() const {
@@ -94,6 +112,7 @@ class Hop final : public runtime::Service {
   std::string name_, next_;
   std::uint16_t* gateway_port_;
   http::Client client_;
+  std::vector<std::jthread> writers_;  // the streams' events; joined first
 };
 
 struct Shop {
@@ -223,6 +242,24 @@ TEST(Tracing, ARequestThroughTwoServicesIsOneTraceOfChildSpans) {
   EXPECT_EQ(front->name, "GET /front/v1/{what}");
   EXPECT_EQ(front->attributes.at("http.request.method"), "GET");
   EXPECT_EQ(front->attributes.at("url.path"), "/front/v1/order");
+}
+
+// A streamed answer's spans, the gateway's and the service's, last until its body ends (300 ms
+// of events), not until its head (at once), and say that it ended.
+TEST(Tracing, AStreamedAnswersSpansCoverItsWholeBody) {
+  Shop shop;
+  http::Client client;
+  auto answer = client.request("127.0.0.1", shop.gateway_port, get("/back/stream"), 10s);
+  ASSERT_TRUE(answer.has_value()) << answer.error().to_string();
+  EXPECT_EQ(answer->body, "data: 0\n\ndata: 1\n\ndata: 2\n\n");
+  shop.flush();
+  const std::vector<ReceivedSpan> spans = shop.receiver.spans();
+  ASSERT_EQ(spans.size(), 2u);
+  for (const ReceivedSpan& s : spans) {
+    EXPECT_GE(s.end_unix_nano - s.start_unix_nano, 290'000'000u) << s.name;
+    EXPECT_EQ(s.attributes.at("prescale.body_end"), "ended") << s.name;
+    EXPECT_EQ(s.status_code, 0) << s.name;
+  }
 }
 
 TEST(Tracing, ACallersDecisionNotToSampleIsFollowedAndCarriedOn) {

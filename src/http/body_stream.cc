@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -45,6 +46,7 @@ void BodyStream::abort() { finish(aborted_); }
 
 void BodyStream::finish(bool& how) {
   std::function<void()> wake;
+  std::function<void(BodyEnd)> over;
   {
     std::lock_guard lock(mu_);
     if (gone_ || ended_ || aborted_) return;
@@ -53,8 +55,10 @@ void BodyStream::finish(bool& how) {
       waiting_ = false;
       wake = wake_;
     }
+    over.swap(on_over_);
   }
   if (wake) wake();
+  if (over) over(&how == &ended_ ? BodyEnd::kEnded : BodyEnd::kAborted);
 }
 
 bool BodyStream::full() const {
@@ -82,6 +86,23 @@ void BodyStream::set_on_drained(std::function<void()> fn) {
 void BodyStream::set_on_gone(std::function<void()> fn) {
   std::lock_guard lock(mu_);
   on_gone_.swap(fn);
+}
+
+void BodyStream::set_on_over(std::function<void(BodyEnd)> fn) {
+  std::optional<BodyEnd> over;
+  {
+    std::lock_guard lock(mu_);
+    if (ended_) {
+      over = BodyEnd::kEnded;
+    } else if (aborted_) {
+      over = BodyEnd::kAborted;
+    } else if (gone_) {
+      over = BodyEnd::kClientGone;
+    } else {
+      on_over_.swap(fn);
+    }
+  }
+  if (over && fn) fn(*over);
 }
 
 void BodyStream::attach(std::function<void()> wake) {
@@ -151,6 +172,7 @@ void BodyStream::sent(size_t data_bytes) {
 
 void BodyStream::client_gone() {
   std::function<void()> gone, wake, drained, unused;
+  std::function<void(BodyEnd)> over;
   {
     std::lock_guard lock(mu_);
     if (gone_) return;
@@ -162,11 +184,13 @@ void BodyStream::client_gone() {
     drained.swap(on_drained_);
     if (!ended_ && !aborted_) {
       gone.swap(on_gone_);
+      over.swap(on_over_);
     } else {
       unused.swap(on_gone_);
     }
   }
   if (gone) gone();
+  if (over) over(BodyEnd::kClientGone);
 }
 
 }  // namespace prescale::http

@@ -37,6 +37,9 @@ class H2Session;
 }  // namespace internal
 class Tunnel;
 
+// How a streamed body ended (BodyStream::set_on_over).
+enum class BodyEnd { kEnded, kAborted, kClientGone };
+
 class BodyStream {
  public:
   static constexpr size_t kHighWater = 64 * 1024;
@@ -69,6 +72,12 @@ class BodyStream {
   // Runs once, when the client goes away before end() or abort() (the connection closed, or the
   // response can have no body).
   void set_on_gone(std::function<void()> fn);
+  // For an observer of the whole response (a tracing span): runs once, when the body is over —
+  // end() (kEnded), abort() (kAborted), or the client going away before either (kClientGone) —
+  // on the thread that ended it, outside the lock (from within end() or abort(), unlike the
+  // other callbacks); at once, from within this call, when the body is over already. Dropped
+  // unrun when the stream is destroyed first.
+  void set_on_over(std::function<void(BodyEnd)> fn);
 
  private:
   friend class internal::Connection;
@@ -105,6 +114,7 @@ class BodyStream {
   std::function<void()> wake_;
   std::function<void()> on_drained_;
   std::function<void()> on_gone_;
+  std::function<void(BodyEnd)> on_over_;
 };
 
 }  // namespace prescale::http

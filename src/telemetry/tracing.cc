@@ -9,6 +9,7 @@
 
 #include "core/host_port.h"
 #include "core/splitmix.h"
+#include "http/body_stream.h"
 #include "http/client.h"
 #include "http/tls.h"
 #include "telemetry/registry.h"
@@ -605,7 +606,7 @@ void ServerSpan::attribute(std::string key, SpanAttribute::Value value) {
   span_.attributes.push_back({std::move(key), std::move(value)});
 }
 
-void ServerSpan::end(int http_status) {
+void ServerSpan::end(int http_status, std::string_view error) {
   if (ended_) return;
   ended_ = true;
   // What the server answers for a status it cannot send (http/server.h).
@@ -614,7 +615,11 @@ void ServerSpan::end(int http_status) {
   span_.end_unix_nano =
       span_.start_unix_nano + static_cast<std::uint64_t>(std::max<std::int64_t>(0, took.count()));
   span_.attributes.push_back({"http.response.status_code", std::int64_t{http_status}});
-  if (http_status >= 500) {
+  if (!error.empty()) {
+    span_.attributes.push_back({"error.type", std::string(error)});
+    span_.status = SpanStatus::kError;
+    span_.status_message = std::string(error);
+  } else if (http_status >= 500) {
     span_.status = SpanStatus::kError;
     span_.status_message = "HTTP " + std::to_string(http_status);
   }
@@ -638,7 +643,29 @@ struct PendingSpan {
 http::Responder ending(ServerSpan span, http::Responder respond) {
   return http::Responder([pending = std::make_shared<PendingSpan>(std::move(span)),
                           inner = std::move(respond)](http::Response r) {
-    pending->span.end(r.status);
+    if (r.stream == nullptr) {
+      pending->span.end(r.status);
+    } else {
+      // The span covers the whole body, to its end; the stream calls back once it is over
+      // (at once when it is already).
+      r.stream->set_on_over([pending, status = r.status](http::BodyEnd how) {
+        ServerSpan& over = pending->span;
+        switch (how) {
+          case http::BodyEnd::kEnded:
+            over.attribute("prescale.body_end", std::string("ended"));
+            over.end(status);
+            break;
+          case http::BodyEnd::kAborted:
+            over.attribute("prescale.body_end", std::string("aborted"));
+            over.end(status, "body_aborted");
+            break;
+          case http::BodyEnd::kClientGone:
+            over.attribute("prescale.body_end", std::string("client_gone"));
+            over.end(status);
+            break;
+        }
+      });
+    }
     inner(std::move(r));
   });
 }

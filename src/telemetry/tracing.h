@@ -102,7 +102,9 @@ class ServerSpan {
   ServerSpan(Tracer& tracer, const TraceContext& context, const SpanId& parent, bool parent_remote,
              std::string_view trace_state, std::string name);
   void attribute(std::string key, SpanAttribute::Value value);
-  void end(int http_status);
+  // Ends the span with the answer's status; `error` (OpenTelemetry's error.type, e.g.
+  // "body_aborted") marks it failed whatever the status. Only the first call counts.
+  void end(int http_status, std::string_view error = {});
 
  private:
   Tracer* tracer_;
@@ -111,8 +113,12 @@ class ServerSpan {
   bool ended_ = false;
 };
 
-// `respond`, ending `span` with the answer's status before it answers. A Responder dropped
-// unanswered (a handler that threw or forgot it: the server answers 500) ends it with 500.
+// `respond`, ending `span` with the answer's status before it answers; an answer with a
+// streamed body (Response::stream: a model's tokens, server-sent events) ends it when the body
+// is over instead, with `prescale.body_end` saying how ("ended", "aborted" — also error.type
+// "body_aborted" —, or "client_gone": the client left first, or the answer could have no body).
+// A Responder dropped unanswered (a handler that threw or forgot it: the server answers 500)
+// ends it with 500.
 http::Responder ending(ServerSpan span, http::Responder respond);
 
 // A request's trace context as W3C Trace Context reads its fields: two `traceparent` fields name

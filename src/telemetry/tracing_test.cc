@@ -7,6 +7,7 @@
 #include <future>
 #include <map>
 
+#include "http/body_stream.h"
 #include "http/test_util.h"
 #include "http/tls.h"
 #include "telemetry/registry.h"
@@ -362,6 +363,53 @@ TEST_F(TracerFixture, SendsQueuedSpansInBatchesWithTheHeadersAndResource) {
   EXPECT_EQ(spans[0].scope, "prescale");
   EXPECT_EQ(counter("prescale_tracing_spans_exported_total"), 25);
   EXPECT_EQ(counter("prescale_tracing_spans_dropped_total", "queue_full"), 0);
+}
+
+// A streamed answer's span (a model's tokens, server-sent events) covers its whole body: it ends
+// when the body is over, not when the head is answered, and says how the body ended.
+TEST_F(TracerFixture, AStreamedAnswersSpanEndsWhenItsBodyIsOver) {
+  auto tracer = make();
+  enum Case { kEnd, kAbort, kEndedBeforeTheAnswer };
+  for (const Case c : {kEnd, kAbort, kEndedBeforeTheAnswer}) {
+    std::string joined;
+    UpstreamTrace t = continue_trace(http::Headers{}, joined);
+    auto span = tracer->server_span(t, "GET", "/v1/chat");
+    ASSERT_TRUE(span.has_value());
+    int answered = 0;
+    http::Responder respond =
+        ending(std::move(*span), http::Responder([&](http::Response) { ++answered; }));
+    auto body = std::make_shared<http::BodyStream>();
+    body->write("data: 1\n\n");
+    if (c == kEndedBeforeTheAnswer) body->end();
+    http::Response r;
+    r.stream = body;
+    respond(std::move(r));
+    EXPECT_EQ(answered, 1);
+    clock.advance(std::chrono::seconds(3));
+    tracer->flush();
+    if (c != kEndedBeforeTheAnswer) {
+      EXPECT_EQ(receiver.spans().size(), static_cast<std::size_t>(c))
+          << "the body goes on: no span yet";
+      if (c == kEnd) body->end();
+      if (c == kAbort) body->abort();
+      tracer->flush();
+    }
+    const auto spans = receiver.spans();
+    ASSERT_EQ(spans.size(), static_cast<std::size_t>(c) + 1);
+    const auto& s = spans.back();
+    EXPECT_EQ(s.name, "GET /v1/chat");
+    EXPECT_EQ(s.attributes.at("http.response.status_code"), "200");
+    if (c == kAbort) {
+      EXPECT_EQ(s.attributes.at("prescale.body_end"), "aborted");
+      EXPECT_EQ(s.attributes.at("error.type"), "body_aborted");
+      EXPECT_EQ(s.status_code, 2);  // STATUS_CODE_ERROR
+    } else {
+      EXPECT_EQ(s.attributes.at("prescale.body_end"), "ended");
+      EXPECT_EQ(s.attributes.count("error.type"), 0u);
+    }
+    EXPECT_EQ(s.end_unix_nano - s.start_unix_nano,
+              c == kEndedBeforeTheAnswer ? 0u : 3'000'000'000u);
+  }
 }
 
 TEST_F(TracerFixture, AFullQueueDropsNewSpansAndCountsThem) {
