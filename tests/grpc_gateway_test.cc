@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -170,6 +171,80 @@ TEST_F(GrpcGatewayTest, HealthChecksReachTheServerOverHttp2) {
   EXPECT_TRUE(cluster->hosts()[0]->healthy());
   externalscaler::GetMetricSpecResponse spec;
   EXPECT_TRUE(stub->GetMetricSpec(context().get(), ref("web"), &spec).ok());
+}
+
+// What the gateway answers itself reaches a gRPC client as gRPC: a path no route takes is
+// UNIMPLEMENTED, a service with no replica to reach UNAVAILABLE, each with the gateway's reason;
+// and a call's grpc-timeout, sooner than its route's timeout, is its deadline there:
+// DEADLINE_EXCEEDED when it passes.
+TEST(GrpcLocalAnswersTest, TheGatewaysOwnAnswersAreGrpcStatuses) {
+  // An HTTP/2 upstream that never answers (until it stops).
+  std::mutex mu;
+  std::vector<http::Responder> held;
+  http::ServerOptions so;
+  so.address = "127.0.0.1";
+  so.port = 0;
+  so.threads = 1;
+  http::Server silent(so, [&](http::Request&, http::Responder respond) {
+    std::lock_guard lock(mu);
+    held.push_back(std::move(respond));
+  });
+  ASSERT_TRUE(silent.start().has_value());
+
+  GatewayConfig config;
+  auto& down = config.routes.emplace_back();
+  down.match.path_prefix = "/externalscaler.ExternalScaler/GetMetricSpec";
+  down.service = "down";
+  auto& slow = config.routes.emplace_back();
+  slow.match.path_prefix = "/slow/";
+  slow.service = "slow";
+  config.upstreams["down"] = {"127.0.0.1:1"};  // refused
+  config.upstreams["slow"] = {"127.0.0.1:" + std::to_string(silent.port())};
+  config.http2_upstreams = {"down", "slow"};
+  auto gw = gateway::Gateway::create(config, gateway::GatewayOptions{.health_checks = false});
+  ASSERT_TRUE(gw) << gw.error().message;
+  http::ServerOptions o;
+  o.address = "127.0.0.1";
+  o.port = 0;
+  o.threads = 1;
+  http::Server server(o, (*gw)->handler());
+  ASSERT_TRUE(server.start().has_value());
+  auto stub = externalscaler::ExternalScaler::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(server.port()), grpc::InsecureChannelCredentials()));
+  auto context = [] {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(std::chrono::system_clock::now() + 5s);
+    return c;
+  };
+
+  externalscaler::ScaledObjectRef ref;
+  externalscaler::IsActiveResponse active;
+  grpc::Status status = stub->IsActive(context().get(), ref, &active);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << status.error_message();
+  EXPECT_EQ(status.error_message().substr(0, 10), "no_route: ") << status.error_message();
+
+  externalscaler::GetMetricSpecResponse spec;
+  status = stub->GetMetricSpec(context().get(), ref, &spec);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_FALSE(status.error_message().empty());
+
+  // grpc-timeout 200 ms against the route's 15 s: answered at 200 ms, not when the client gives up.
+  http::Client h2(http::ClientOptions{.http2 = true});
+  http::Request call = http::grpc_health_request("");  // any unary gRPC call
+  call.target = "/slow/Call";
+  call.headers.set("grpc-timeout", "200m");
+  const auto started = std::chrono::steady_clock::now();
+  auto answer = h2.request("127.0.0.1", server.port(), call, 5000ms);
+  ASSERT_TRUE(answer.has_value()) << answer.error().to_string();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  EXPECT_EQ(answer->status, 200);
+  EXPECT_EQ(answer->headers.get("grpc-status"), "4");  // DEADLINE_EXCEEDED
+  {
+    std::lock_guard lock(mu);
+    for (auto& r : held) r(http::Response::text(200, "late"));
+  }
+  server.shutdown(1000ms);
+  silent.shutdown(1000ms);
 }
 
 // gRPC's own health service (grpc++'s default one, grpc.health.v1) answers the Check that

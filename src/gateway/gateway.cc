@@ -5,6 +5,7 @@
 
 #include "gateway/internal/gateway_config.h"
 #include "gateway/internal/gateway_impl.h"
+#include "gateway/internal/grpc_reply.h"
 #include "http/json.h"
 #include "telemetry/trace_context.h"
 #include "telemetry/tracing.h"
@@ -119,6 +120,14 @@ http::Handler Gateway::handler() {
 
 void Gateway::handle(http::Request& request, http::Responder respond) {
   Impl& g = *impl_;
+  // A gRPC client reads grpc-status: the gateway's own answers, and an upstream's that are not
+  // gRPC, reach it as gRPC answers (their status counted and traced as they were).
+  if (internal::is_grpc_request(request)) {
+    respond = http::Responder([inner = std::move(respond)](http::Response r) {
+      internal::to_grpc_answer(r);
+      inner(std::move(r));
+    });
+  }
   // Routed and forwarded as the upstream will read it: "/public/../admin" and "/%61dmin" are
   // "/admin", and an absolute-form target ("http://host/x", its host already the Host field)
   // goes on in origin-form.

@@ -6,6 +6,7 @@ target_sources(prescale_gateway PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/internal/gateway_config.cc
   ${CMAKE_CURRENT_LIST_DIR}/internal/gateway_routing.cc
   ${CMAKE_CURRENT_LIST_DIR}/internal/gateway_metrics.cc
+  ${CMAKE_CURRENT_LIST_DIR}/internal/grpc_reply.cc
 )
 
 prescale_test(gateway_cluster_test
@@ -13,3 +14,5 @@ prescale_test(gateway_cluster_test
 prescale_test(gateway_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/gateway_test.cc
   LIBS prescale_gateway prescale_http_testing)
+prescale_test(gateway_grpc_reply_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/grpc_reply_test.cc LIBS prescale_gateway)

@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "gateway/internal/grpc_reply.h"
 #include "gateway/internal/proxy_core.h"
 #include "gateway/internal/proxy_thread.h"
 #include "http/internal/io_thread.h"
@@ -306,6 +307,13 @@ void Proxy::forward(RouteId route, http::Request& request, http::Responder respo
   c.respond = std::move(respond);
   c.started = internal::now();
   c.route_deadline = c.started + c.route->route.timeout;
+  // A gRPC call's own deadline (its grpc-timeout), when sooner, as Envoy takes it.
+  if (const auto timeout = request.headers.get("grpc-timeout");
+      timeout && internal::is_grpc_request(request)) {
+    if (const auto d = internal::parse_grpc_timeout(*timeout)) {
+      c.route_deadline = std::min(c.route_deadline, c.started + *d);
+    }
+  }
   c.attempt = 0;
   c.client_gone = false;
   c.held = false;
