@@ -239,6 +239,15 @@ TEST(GrpcLocalAnswersTest, TheGatewaysOwnAnswersAreGrpcStatuses) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
   EXPECT_EQ(answer->status, 200);
   EXPECT_EQ(answer->headers.get("grpc-status"), "4");  // DEADLINE_EXCEEDED
+  const std::string message(answer->headers.get("grpc-message").value_or(""));
+  EXPECT_TRUE(message.starts_with("upstream_timeout: the call's grpc-timeout of 200 ms passed"))
+      << message;
+  EXPECT_FALSE(answer->headers.get("x-prescale-grpc-status").has_value());
+  // Hours of grpc-timeout: the route's 15 s stands (and no clock overflows).
+  call.headers.set("grpc-timeout", "99999999H");
+  http::Client quick(http::ClientOptions{.http2 = true});
+  EXPECT_FALSE(quick.request("127.0.0.1", server.port(), call, 500ms).has_value())
+      << "still waiting for the silent upstream";
   {
     std::lock_guard lock(mu);
     for (auto& r : held) r(http::Response::text(200, "late"));

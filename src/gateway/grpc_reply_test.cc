@@ -38,9 +38,15 @@ TEST(GrpcReplyTest, TheGatewaysErrorsBecomeTrailersOnlyGrpcAnswers) {
   EXPECT_FALSE(r.headers.get("Retry-After").has_value());
   EXPECT_TRUE(r.body.empty());
 
-  http::Response timeout = http::error_response(504, "timeout", "no answer within 15000 ms");
-  to_grpc_answer(timeout);
-  EXPECT_EQ(timeout.headers.get("grpc-status"), "4");  // DEADLINE_EXCEEDED
+  // A 504 is UNAVAILABLE (a connect timeout), unless the gateway says a deadline passed.
+  http::Response connect = http::error_response(504, "upstream_timeout", "connect timed out");
+  to_grpc_answer(connect);
+  EXPECT_EQ(connect.headers.get("grpc-status"), "14");
+  http::Response deadline = http::error_response(504, "upstream_timeout", "route timed out");
+  deadline.headers.set(std::string(kGrpcStatusOverride), "4");
+  to_grpc_answer(deadline);
+  EXPECT_EQ(deadline.headers.get("grpc-status"), "4");  // DEADLINE_EXCEEDED
+  EXPECT_FALSE(deadline.headers.get(kGrpcStatusOverride).has_value()) << "never sent";
 
   http::Response plain = http::Response::text(502, "bad gateway\n");  // not the gateway's JSON
   to_grpc_answer(plain);
@@ -71,7 +77,7 @@ TEST(GrpcReplyTest, GrpcAnswersAndSuccessesAreLeftAlone) {
   EXPECT_EQ(upstream_500.status, 500);
 }
 
-TEST(GrpcReplyTest, TheMappingIsGrpcsButATimeoutIsDeadlineExceeded) {
+TEST(GrpcReplyTest, TheMappingIsGrpcs) {
   EXPECT_EQ(grpc_status_for_http(400), 13);
   EXPECT_EQ(grpc_status_for_http(401), 16);
   EXPECT_EQ(grpc_status_for_http(403), 7);
@@ -79,7 +85,7 @@ TEST(GrpcReplyTest, TheMappingIsGrpcsButATimeoutIsDeadlineExceeded) {
   EXPECT_EQ(grpc_status_for_http(429), 14);
   EXPECT_EQ(grpc_status_for_http(502), 14);
   EXPECT_EQ(grpc_status_for_http(503), 14);
-  EXPECT_EQ(grpc_status_for_http(504), 4);
+  EXPECT_EQ(grpc_status_for_http(504), 14);
   EXPECT_EQ(grpc_status_for_http(500), 2);
 }
 

@@ -307,11 +307,14 @@ void Proxy::forward(RouteId route, http::Request& request, http::Responder respo
   c.respond = std::move(respond);
   c.started = internal::now();
   c.route_deadline = c.started + c.route->route.timeout;
-  // A gRPC call's own deadline (its grpc-timeout), when sooner, as Envoy takes it.
+  // A gRPC call's own deadline (its grpc-timeout), when sooner, as Envoy takes it. Compared
+  // before it is added: 8 digits of hours would overflow the clock.
+  c.grpc_timeout.reset();
   if (const auto timeout = request.headers.get("grpc-timeout");
       timeout && internal::is_grpc_request(request)) {
-    if (const auto d = internal::parse_grpc_timeout(*timeout)) {
-      c.route_deadline = std::min(c.route_deadline, c.started + *d);
+    if (const auto d = internal::parse_grpc_timeout(*timeout); d && *d < c.route->route.timeout) {
+      c.grpc_timeout = *d;
+      c.route_deadline = c.started + *d;
     }
   }
   c.attempt = 0;

@@ -630,12 +630,18 @@ namespace {
 
 // A span ended by the Responder that answers its request, or at the latest when the last copy
 // of that Responder goes: a handler that never answered (the server answers 500).
+// A streamed answer's span is ended by its body's end; a body dropped unended (the server stopped
+// before it told the stream its client was gone) ends it with the answer's status, as gone.
 struct PendingSpan {
   explicit PendingSpan(ServerSpan s) : span(std::move(s)) {}
-  ~PendingSpan() { span.end(500); }
+  ~PendingSpan() {
+    if (streamed_status != 0) span.attribute("prescale.body_end", std::string("client_gone"));
+    span.end(streamed_status != 0 ? streamed_status : 500);
+  }
   PendingSpan(const PendingSpan&) = delete;
   PendingSpan& operator=(const PendingSpan&) = delete;
   ServerSpan span;
+  int streamed_status = 0;  // the answer's, once its body streams
 };
 
 }  // namespace
@@ -648,7 +654,9 @@ http::Responder ending(ServerSpan span, http::Responder respond) {
     } else {
       // The span covers the whole body, to its end; the stream calls back once it is over
       // (at once when it is already).
+      pending->streamed_status = r.status;
       r.stream->set_on_over([pending, status = r.status](http::BodyEnd how) {
+        pending->streamed_status = 0;  // ended here, not by the destructor
         ServerSpan& over = pending->span;
         switch (how) {
           case http::BodyEnd::kEnded:

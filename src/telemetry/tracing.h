@@ -118,7 +118,8 @@ class ServerSpan {
 // is over instead, with `prescale.body_end` saying how ("ended", "aborted" — also error.type
 // "body_aborted" —, or "client_gone": the client left first, or the answer could have no body).
 // A Responder dropped unanswered (a handler that threw or forgot it: the server answers 500)
-// ends it with 500.
+// ends it with 500. A streamed body's span ends on the thread that ends the body, so the Tracer
+// must outlive the streams of the answers it traces (stop the servers first).
 http::Responder ending(ServerSpan span, http::Responder respond);
 
 // A request's trace context as W3C Trace Context reads its fields: two `traceparent` fields name

@@ -369,8 +369,8 @@ TEST_F(TracerFixture, SendsQueuedSpansInBatchesWithTheHeadersAndResource) {
 // when the body is over, not when the head is answered, and says how the body ended.
 TEST_F(TracerFixture, AStreamedAnswersSpanEndsWhenItsBodyIsOver) {
   auto tracer = make();
-  enum Case { kEnd, kAbort, kEndedBeforeTheAnswer };
-  for (const Case c : {kEnd, kAbort, kEndedBeforeTheAnswer}) {
+  enum Case { kEnd, kAbort, kEndedBeforeTheAnswer, kDroppedUnended };
+  for (const Case c : {kEnd, kAbort, kEndedBeforeTheAnswer, kDroppedUnended}) {
     std::string joined;
     UpstreamTrace t = continue_trace(http::Headers{}, joined);
     auto span = tracer->server_span(t, "GET", "/v1/chat");
@@ -392,6 +392,11 @@ TEST_F(TracerFixture, AStreamedAnswersSpanEndsWhenItsBodyIsOver) {
           << "the body goes on: no span yet";
       if (c == kEnd) body->end();
       if (c == kAbort) body->abort();
+      // The server dropped the stream without telling it its client left (its loop stopped).
+      if (c == kDroppedUnended) {
+        respond = http::Responder();
+        body.reset();
+      }
       tracer->flush();
     }
     const auto spans = receiver.spans();
@@ -403,6 +408,9 @@ TEST_F(TracerFixture, AStreamedAnswersSpanEndsWhenItsBodyIsOver) {
       EXPECT_EQ(s.attributes.at("prescale.body_end"), "aborted");
       EXPECT_EQ(s.attributes.at("error.type"), "body_aborted");
       EXPECT_EQ(s.status_code, 2);  // STATUS_CODE_ERROR
+    } else if (c == kDroppedUnended) {
+      EXPECT_EQ(s.attributes.at("prescale.body_end"), "client_gone");
+      EXPECT_EQ(s.status_code, 0) << "answered 200: not an error";
     } else {
       EXPECT_EQ(s.attributes.at("prescale.body_end"), "ended");
       EXPECT_EQ(s.attributes.count("error.type"), 0u);

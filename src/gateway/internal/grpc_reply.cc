@@ -68,9 +68,8 @@ int grpc_status_for_http(int http_status) {
     case 429:
     case 502:
     case 503:
-      return 14;  // UNAVAILABLE
     case 504:
-      return 4;  // DEADLINE_EXCEEDED
+      return 14;  // UNAVAILABLE
     default:
       return 2;  // UNKNOWN
   }
@@ -82,9 +81,11 @@ void to_grpc_answer(http::Response& response) {
     return;
   }
   const std::string message = percent_encoded(message_of(response));
+  const auto given = response.headers.get(kGrpcStatusOverride);
   http::Headers headers;
   headers.set("content-type", "application/grpc");
-  headers.set("grpc-status", std::to_string(grpc_status_for_http(response.status)));
+  headers.set("grpc-status",
+              given ? std::string(*given) : std::to_string(grpc_status_for_http(response.status)));
   headers.set("grpc-message", message);
   if (auto id = response.headers.get("x-request-id")) headers.set("x-request-id", std::string(*id));
   response.status = 200;

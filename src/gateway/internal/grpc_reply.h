@@ -19,14 +19,18 @@ namespace prescale::gateway::internal {
 // (gRPC-Web's application/grpc-web is not: its status travels in its body).
 bool is_grpc_request(const http::Request& request);
 
-// The gRPC status code for an answer's HTTP status (grpc/doc/http-grpc-status-mapping.md), except
-// 504, the gateway's own timeout: DEADLINE_EXCEEDED (4), not UNAVAILABLE, as Envoy's and
-// Linkerd's timeouts answer.
+// The gRPC status code for an answer's HTTP status (grpc/doc/http-grpc-status-mapping.md).
 int grpc_status_for_http(int http_status);
+
+// A field of the gateway's own answer to a gRPC call that names the gRPC status to_grpc_answer()
+// gives it instead of the mapped one: DEADLINE_EXCEEDED ("4") for a deadline that passed, where
+// the mapping says UNAVAILABLE for every 504. Never sent: to_grpc_answer() drops it.
+inline constexpr std::string_view kGrpcStatusOverride = "x-prescale-grpc-status";
 
 // `response` as a gRPC client must get it, when it is not a gRPC answer already (no
 // `grpc-status` in its head or trailers) and not a 200 (whose body the client reads as gRPC
-// messages) or streamed: trailers-only, with grpc_status_for_http() and a `grpc-message` (the
+// messages) or streamed: trailers-only, with kGrpcStatusOverride's status or else
+// grpc_status_for_http(), and a `grpc-message` (the
 // error's code and message when the body is the gateway's JSON error, else "HTTP <status>"),
 // percent-encoded as gRPC requires. Its other fields go, `x-request-id` kept.
 void to_grpc_answer(http::Response& response);

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/host_port.h"
+#include "gateway/internal/grpc_reply.h"
 #include "gateway/internal/proxy_core.h"
 #include "gateway/internal/proxy_thread.h"
 #include "gateway/internal/upstream_head.h"
@@ -284,17 +285,28 @@ void ProxyCore::finish_failed(Call& c) {
     case ExchangeError::kConnectTimeout:
       fail(c, 504, "upstream_timeout", c.detail);
       return;
-    case ExchangeError::kTimeout:
-      if (c.deadline >= c.route_deadline) {
-        fail(c, 504, "upstream_timeout",
-             "route " + route.name + " timed out after " + format_millis(route.timeout) + " (" +
-                 c.detail + ")");
+    case ExchangeError::kTimeout: {
+      // A deadline passed: a gRPC client is told DEADLINE_EXCEEDED, not UNAVAILABLE (which it
+      // would retry), as Envoy's and Linkerd's timeouts answer.
+      http::Response r;
+      if (c.deadline < c.route_deadline) {
+        r = http::error_response(504, "upstream_timeout",
+                                 "upstream " + c.upstream_label +
+                                     " did not answer within the per-try timeout of " +
+                                     format_millis(route.per_try_timeout));
+      } else if (c.grpc_timeout) {
+        r = http::error_response(504, "upstream_timeout",
+                                 "the call's grpc-timeout of " + format_millis(*c.grpc_timeout) +
+                                     " passed (" + c.detail + ")");
       } else {
-        fail(c, 504, "upstream_timeout",
-             "upstream " + c.upstream_label + " did not answer within the per-try timeout of " +
-                 format_millis(route.per_try_timeout));
+        r = http::error_response(504, "upstream_timeout",
+                                 "route " + route.name + " timed out after " +
+                                     format_millis(route.timeout) + " (" + c.detail + ")");
       }
+      if (is_grpc_request(*c.req)) r.headers.set(std::string(kGrpcStatusOverride), "4");
+      finish(c, std::move(r));
       return;
+    }
     case ExchangeError::kReset:
     case ExchangeError::kMalformed:
       fail(c, 502, "bad_gateway", c.detail);

@@ -187,6 +187,8 @@ class Call final : public Exchange {
   Clock::TimePoint started{};
   Clock::TimePoint attempt_started{};
   Clock::TimePoint route_deadline{};
+  // The call's grpc-timeout, where it set route_deadline (sooner than the route's timeout).
+  std::optional<std::chrono::milliseconds> grpc_timeout;
   Clock::TimePoint wake_at{};
   int attempt = 0;
   Phase phase = Phase::kIdle;

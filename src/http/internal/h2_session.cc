@@ -273,16 +273,17 @@ struct H2Callbacks {
 
   // Queues the stream's trailers as a HEADERS frame that ends it; false when none are allowed.
   static bool submit_trailers(nghttp2_session* session, H2Stream& s) {
+    // The values are viewed until nghttp2 has copied them, at the submit below.
+    const Headers trailers = std::exchange(s.trailers, Headers());
     std::vector<std::string> names;  // lower case; reserved: views stay valid
-    names.reserve(s.trailers.fields().size());
+    names.reserve(trailers.fields().size());
     std::vector<nghttp2_nv> nva;
-    nva.reserve(s.trailers.fields().size());
-    for (const auto& [name, value] : s.trailers.fields()) {
+    nva.reserve(trailers.fields().size());
+    for (const auto& [name, value] : trailers.fields()) {
       if (!trailer_allowed(name, value)) continue;
       names.push_back(lower_cased(name));
       nva.push_back(h2_field(names.back(), value));
     }
-    s.trailers.clear();
     // nghttp2 copies the fields.
     return !nva.empty() && nghttp2_submit_trailer(session, s.id, nva.data(), nva.size()) == 0;
   }
