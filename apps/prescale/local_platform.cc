@@ -15,6 +15,7 @@
 #include <set>
 #include <string_view>
 
+#include "http/grpc_health.h"
 #include "learned_admission.h"
 #include "scaling/prescale_policy.h"
 #include "worlds/local/process.h"
@@ -269,9 +270,8 @@ std::vector<std::string> unready_services(const std::vector<ServiceConfig>& serv
         line += "starting for " + std::to_string(whole_seconds(now - r.started_at)) +
                 " s, not ready yet";
         if (s.protocol == UpstreamProtocol::kGrpc && !r.readiness_detail.empty()) {
-          local::ReplicaTemplate grpc;
-          grpc.grpc_health_service = s.grpc_health_service;
-          line += ": " + local::check_name(grpc, "") + " answered " + r.readiness_detail;
+          line += ": " + http::grpc_health_check_name(s.grpc_health_service) + " answered " +
+                  r.readiness_detail;
           if (r.readiness_detail.starts_with("grpc-status 12 ")) {
             line +=
                 " (the server has no health service: serve grpc.health.v1, or set "
