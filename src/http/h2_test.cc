@@ -10,6 +10,7 @@
 
 #include "http/body_stream.h"
 #include "http/h2_test_client.h"
+#include "http/request_body.h"
 #include "http/server.h"
 #include "http/test_util.h"
 #include "http/tunnel.h"
@@ -178,6 +179,210 @@ TEST_F(H2Test, AStreamedBodyGoesOutAsProducedAndItsAbortResetsTheStream) {
   EXPECT_EQ(client.reply(ok).header("content-length"), std::nullopt);
   EXPECT_TRUE(client.reply(cut).reset);
   EXPECT_EQ(client.reply(cut).reset_code, kInternalError);
+}
+
+// Reads a streamed request body as it arrives and sends each piece straight back in the
+// response's body: a bidirectional stream, as a gRPC echo's.
+struct StreamEcho {
+  std::shared_ptr<RequestBody> in;
+  std::shared_ptr<BodyStream> out;
+
+  static void start(const std::shared_ptr<RequestBody>& in, Responder respond) {
+    auto echo = std::make_shared<StreamEcho>();
+    echo->in = in;
+    echo->out = std::make_shared<BodyStream>();
+    Response r;
+    r.stream = echo->out;
+    respond(std::move(r));
+    in->set_on_readable([weak = std::weak_ptr(echo)] {
+      if (auto e = weak.lock()) e->pump();
+    });
+    echo->pump();
+    // Kept by the callbacks until the body is over.
+    echo->out->set_on_over([echo](BodyEnd) { echo->in->set_on_readable(nullptr); });
+  }
+  void pump() {
+    std::string piece;
+    for (;;) {
+      piece.clear();
+      switch (in->read(piece)) {
+        case RequestBody::Read::kData:
+          out->write(piece);
+          continue;
+        case RequestBody::Read::kWait:
+          return;
+        case RequestBody::Read::kEnd:
+          out->end();
+          return;
+        case RequestBody::Read::kAborted:
+          out->abort();
+          return;
+      }
+    }
+  }
+};
+
+ServerOptions streaming_options(std::string path) {
+  ServerOptions o = local_options();
+  o.stream_request_body = [path = std::move(path)](const Request& r) { return r.path == path; };
+  return o;
+}
+
+TEST_F(H2Test, AStreamedRequestBodyReachesTheHandlerPieceByPieceBeforeItsEnd) {
+  Server& server = start(streaming_options("/echo"), [](Request& req, Responder respond) {
+    if (req.body_stream == nullptr) {
+      respond(Response::text(200, "whole:" + req.body));
+      return;
+    }
+    StreamEcho::start(req.body_stream, std::move(respond));
+  });
+  H2Client client(server.port());
+  const int32_t id = client.submit_streaming("POST", "/echo");
+  client.send_body(id, "ping1;");
+  // The answer to the first piece comes while the body goes on.
+  ASSERT_TRUE(client.run_until([&] { return client.reply(id).body == "ping1;"; }));
+  EXPECT_EQ(client.reply(id).status, 200);
+  EXPECT_FALSE(client.reply(id).closed);
+  client.send_body(id, "ping2;");
+  ASSERT_TRUE(client.run_until([&] { return client.reply(id).body == "ping1;ping2;"; }));
+  client.send_body(id, "last", true);
+  ASSERT_TRUE(client.finish({id}));
+  EXPECT_EQ(client.reply(id).body, "ping1;ping2;last");
+  EXPECT_FALSE(client.reply(id).reset);
+
+  // Another path, a body-less request, and HTTP/1.1 are read whole, as without the option.
+  const int32_t other = client.submit("POST", "/other", {}, "abc");
+  const int32_t get = client.submit("GET", "/echo");
+  ASSERT_TRUE(client.finish({other, get}));
+  EXPECT_EQ(client.reply(other).body, "whole:abc");
+  EXPECT_EQ(client.reply(get).body, "whole:");
+  testing::RawSocket s(server.port());
+  ASSERT_TRUE(s.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyz"));
+  auto r = s.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "whole:xyz");
+}
+
+// Streamed bodies the test reads itself, from its own thread.
+struct HeldBodies {
+  std::mutex mu;
+  std::vector<std::shared_ptr<RequestBody>> bodies;
+  std::vector<Responder> responders;
+
+  Handler handler() {
+    return [this](Request& req, Responder respond) {
+      if (req.body_stream == nullptr) {
+        respond(Response::text(200, "whole " + std::to_string(req.body.size())));
+        return;
+      }
+      std::lock_guard lock(mu);
+      bodies.push_back(req.body_stream);
+      responders.push_back(std::move(respond));
+    };
+  }
+  std::shared_ptr<RequestBody> body(size_t i) {
+    std::lock_guard lock(mu);
+    return i < bodies.size() ? bodies[i] : nullptr;
+  }
+  Responder take(size_t i) {
+    std::lock_guard lock(mu);
+    return std::exchange(responders.at(i), Responder());
+  }
+};
+
+TEST_F(H2Test, AStreamedBodyThatIsNotReadHoldsItsClientBackAtTheStreamWindow) {
+  HeldBodies held;
+  Server& server = start(streaming_options("/up"), held.handler());
+  H2Client client(server.port());
+  constexpr size_t kWindow = size_t{1} << 20;  // the server's stream window
+  const std::string mib(kWindow, 'x');
+  const int32_t id = client.submit_streaming("POST", "/up");
+  client.send_body(id, mib + mib + mib);
+  ASSERT_TRUE(
+      client.run_until([&] { return held.body(0) && held.body(0)->received() == kWindow; }));
+  // Nothing reopens the window while the handler reads nothing.
+  client.run_until([] { return false; }, milliseconds(200));
+  EXPECT_EQ(client.body_sent(id), kWindow);
+  EXPECT_EQ(held.body(0)->received(), kWindow);
+
+  // Reading lets the rest come.
+  size_t read = 0;
+  std::string piece;
+  ASSERT_TRUE(client.run_until([&] {
+    piece.clear();
+    if (held.body(0)->read(piece) == RequestBody::Read::kData) read += piece.size();
+    return read == 3 * kWindow;
+  }));
+  EXPECT_EQ(client.body_sent(id), 3 * kWindow);
+  piece.clear();
+  EXPECT_EQ(held.body(0)->read(piece), RequestBody::Read::kWait);
+  client.send_body(id, "", true);
+  ASSERT_TRUE(client.run_until([&] {
+    piece.clear();
+    return held.body(0)->read(piece) == RequestBody::Read::kEnd;
+  }));
+  held.take(0)(Response::text(200, "took " + std::to_string(read)));
+  ASSERT_TRUE(client.finish({id}));
+  EXPECT_EQ(client.reply(id).body, "took 3145728");
+}
+
+TEST_F(H2Test, AnAnswerBeforeTheStreamedBodyEndsResetsTheRestAndFreesItsWindow) {
+  HeldBodies held;
+  Server& server = start(streaming_options("/up"), held.handler());
+  H2Client client(server.port());
+  constexpr size_t kWindow = size_t{1} << 20;
+  const std::string mib(kWindow, 'x');
+  // Each stream leaves a window's worth unread: 20 of them are more than the connection's
+  // window (16 MiB), which must come back as each stream ends.
+  for (size_t i = 0; i < 20; ++i) {
+    const int32_t id = client.submit_streaming("POST", "/up");
+    client.send_body(id, mib + "more");
+    ASSERT_TRUE(client.run_until([&] {
+      return held.body(i) && held.body(i)->received() == kWindow;
+    })) << "stream "
+        << i;
+    held.take(i)(Response::text(200, "enough"));
+    ASSERT_TRUE(client.finish({id})) << "stream " << i;
+    EXPECT_EQ(client.reply(id).body, "enough");
+    // RFC 9113 section 8.1: the answer is complete, the client may stop sending.
+    EXPECT_TRUE(client.reply(id).reset);
+    EXPECT_EQ(client.reply(id).reset_code, kNoError);
+    std::string piece;
+    EXPECT_EQ(held.body(i)->read(piece), RequestBody::Read::kData);  // what came is still there
+    EXPECT_EQ(piece.size(), kWindow);
+    EXPECT_EQ(held.body(i)->read(piece), RequestBody::Read::kAborted);
+  }
+  // The connection's window is open: a body read whole gets through.
+  const int32_t whole = client.submit("POST", "/whole", {}, mib + mib);
+  ASSERT_TRUE(client.finish({whole}));
+  EXPECT_EQ(client.reply(whole).body, "whole 2097152");
+}
+
+TEST_F(H2Test, AClientsResetAbortsItsStreamedBody) {
+  HeldBodies held;
+  Server& server = start(streaming_options("/up"), held.handler());
+  H2Client client(server.port());
+  const int32_t id = client.submit_streaming("POST", "/up");
+  client.send_body(id, "part");
+  ASSERT_TRUE(client.run_until([&] { return held.body(0) && held.body(0)->received() == 4; }));
+  std::promise<RequestBody::Read> over;
+  auto body = held.body(0);
+  std::string piece;
+  ASSERT_EQ(body->read(piece), RequestBody::Read::kData);
+  EXPECT_EQ(piece, "part");
+  // The reader waits; the reset wakes it, on the server's thread.
+  body->set_on_readable([&] {
+    std::string more;
+    over.set_value(body->read(more));
+  });
+  ASSERT_EQ(body->read(piece), RequestBody::Read::kWait);
+  client.cancel(id);
+  client.run_until([&] { return client.reply(id).closed; });
+  auto f = over.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(f.get(), RequestBody::Read::kAborted);
+  body->set_on_readable(nullptr);
+  held.take(0)(Response::text(200, "late"));  // dropped: the stream is gone
 }
 
 TEST_F(H2Test, TrailersFollowTheBodyInAHeadersFrame) {

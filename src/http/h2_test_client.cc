@@ -77,13 +77,13 @@ struct H2ClientCallbacks {
   }
 
   static ssize_t read_body(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
-                           uint32_t* flags, nghttp2_data_source* source, void* user) {
-    if (source->ptr != nullptr) return NGHTTP2_ERR_DEFERRED;  // submit_open(): never
-    auto& [body, off] = of(user).bodies_[stream_id];
-    const size_t n = std::min(length, body.size() - off);
-    std::memcpy(buf, body.data() + off, n);
-    off += n;
-    if (off == body.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+                           uint32_t* flags, nghttp2_data_source*, void* user) {
+    auto& body = of(user).bodies_[stream_id];
+    const size_t n = std::min(length, body.data.size() - body.off);
+    if (n == 0 && body.more) return NGHTTP2_ERR_DEFERRED;  // until send_body()
+    std::memcpy(buf, body.data.data() + body.off, n);
+    body.off += n;
+    if (body.off == body.data.size() && !body.more) *flags |= NGHTTP2_DATA_FLAG_EOF;
     return static_cast<ssize_t>(n);
   }
 };
@@ -123,16 +123,32 @@ H2Client::~H2Client() {
 
 int32_t H2Client::submit(std::string_view method, std::string_view path, Fields fields,
                          std::string body) {
-  return submit(method, path, std::move(fields), std::move(body), nullptr);
+  return submit(method, path, std::move(fields), std::move(body), false);
 }
 
 int32_t H2Client::submit_open(std::string_view method, std::string_view path) {
-  static char never;
-  return submit(method, path, {}, {}, &never);
+  return submit(method, path, {}, {}, true);
+}
+
+int32_t H2Client::submit_streaming(std::string_view method, std::string_view path, Fields fields) {
+  return submit(method, path, std::move(fields), {}, true);
+}
+
+void H2Client::send_body(int32_t id, std::string_view data, bool end) {
+  auto it = bodies_.find(id);
+  if (it == bodies_.end()) return;
+  it->second.data += data;
+  it->second.more = !end;
+  nghttp2_session_resume_data(session_, id);
+}
+
+size_t H2Client::body_sent(int32_t id) const {
+  auto it = bodies_.find(id);
+  return it == bodies_.end() ? 0 : it->second.off;
 }
 
 int32_t H2Client::submit(std::string_view method, std::string_view path, Fields fields,
-                         std::string body, void* open) {
+                         std::string body, bool open) {
   fields.insert(fields.begin(), {{":method", std::string(method)},
                                  {":scheme", "http"},
                                  {":authority", "localhost"},
@@ -144,13 +160,12 @@ int32_t H2Client::submit(std::string_view method, std::string_view path, Fields 
   }
   nghttp2_data_provider provider{};
   provider.read_callback = H2ClientCallbacks::read_body;
-  provider.source.ptr = open;
-  const bool has_body = !body.empty() || open != nullptr;
+  const bool has_body = !body.empty() || open;
   const int32_t id = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(),
                                             has_body ? &provider : nullptr, nullptr);
   if (id > 0) {
     replies_[id];
-    if (has_body) bodies_[id] = {std::move(body), 0};
+    if (has_body) bodies_[id] = {std::move(body), 0, open};
   }
   return id;
 }

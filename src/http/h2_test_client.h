@@ -48,6 +48,13 @@ class H2Client {
                  std::string body = {});
   // Queues a request's HEADERS announcing a body that never comes; returns its stream id.
   int32_t submit_open(std::string_view method, std::string_view path);
+  // Queues a request's HEADERS whose body follows through send_body(); returns its stream id.
+  int32_t submit_streaming(std::string_view method, std::string_view path, Fields fields = {});
+  // Queues more of a submit_streaming() request's body (sent as the server's windows allow);
+  // `end` ends it.
+  void send_body(int32_t id, std::string_view data, bool end = false);
+  // Bytes of `id`'s body the server's windows have let out so far.
+  size_t body_sent(int32_t id) const;
   // Queues RST_STREAM(CANCEL) for `id`.
   void cancel(int32_t id);
   // Sends and receives until `done()` holds (true), or the connection ends or `timeout` passes
@@ -71,13 +78,19 @@ class H2Client {
  private:
   friend struct H2ClientCallbacks;
   bool pump(std::chrono::steady_clock::time_point deadline);
+  // `open`: the body goes on after `body` (send_body()).
   int32_t submit(std::string_view method, std::string_view path, Fields fields, std::string body,
-                 void* open);
+                 bool open);
 
   int fd_ = -1;
   nghttp2_session* session_ = nullptr;
   std::map<int32_t, H2Reply> replies_;
-  std::map<int32_t, std::pair<std::string, size_t>> bodies_;  // request bodies being sent
+  struct Outgoing {
+    std::string data;
+    size_t off = 0;     // sent up to here
+    bool more = false;  // more follows data (send_body())
+  };
+  std::map<int32_t, Outgoing> bodies_;  // request bodies being sent
   bool goaway_ = false;
   uint32_t goaway_code_ = 0;
   int32_t goaway_last_ = 0;

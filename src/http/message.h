@@ -45,6 +45,10 @@ class Headers {
   std::vector<std::pair<std::string, std::string>> fields_;
 };
 
+class BodyStream;   // http/body_stream.h
+class RequestBody;  // http/request_body.h
+class Tunnel;       // http/tunnel.h
+
 struct Request {
   Method method = Method::kGet;
   std::string method_name;  // as received, e.g. "GET"
@@ -53,6 +57,9 @@ struct Request {
   std::string query;        // after '?', without it
   Headers headers;
   std::string body;
+  // Set, with `body` empty, when the server hands the request over before its body arrived
+  // (ServerOptions::stream_request_body): the body is read from here as it comes.
+  std::shared_ptr<RequestBody> body_stream;
   std::string remote_address;  // peer IP, e.g. "127.0.0.1"
   bool secure = false;         // it arrived over TLS (ServerOptions::tls)
   // Filled by the router: values of `{name}` segments in the matched pattern.
@@ -72,9 +79,6 @@ struct Request {
   // the value percent-decoded too. nullopt when absent.
   std::optional<std::string> query_param(std::string_view name) const;
 };
-
-class BodyStream;  // http/body_stream.h
-class Tunnel;      // http/tunnel.h
 
 struct Response {
   int status = 200;

@@ -84,6 +84,13 @@ struct ServerOptions {
   // HTTP/2 (RFC 9113) beside HTTP/1.1: over TLS when the client's ALPN offers h2, in clear text
   // when a connection opens with HTTP/2's preface (prior knowledge). False: HTTP/1.1 only.
   bool http2 = true;
+  // Asked (on an I/O thread, from within the connection's processing: cheap, thread-safe, no
+  // calls back into the server) when an HTTP/2 request's head is in and a body follows. True:
+  // the handler is called at once, with Request::body empty, and reads the body from
+  // Request::body_stream as it arrives (http/request_body.h), with no max_body_bytes and no
+  // read_timeout for it. Unset or false, and for every HTTP/1.x request: the body is read whole
+  // first. For gRPC's streaming calls, whose clients wait for answers before they send more.
+  std::function<bool(const Request&)> stream_request_body;
 };
 
 class Server {

@@ -13,6 +13,7 @@
 #include "http/internal/h2_fields.h"
 #include "http/internal/parsers.h"
 #include "http/internal/wire.h"
+#include "http/request_body.h"
 
 namespace prescale::http::internal {
 namespace {
@@ -59,6 +60,9 @@ struct H2Stream {
   int reject = 0;  // the server's answer instead of the handler's
   std::string reject_detail;
   bool complete = false;    // headers and body are in
+  // The handler reads the body as it arrives (ServerOptions::stream_request_body): DATA goes
+  // here, not into req.body, and the windows reopen as it is read.
+  std::shared_ptr<RequestBody> body_stream;
   bool dispatched = false;  // the handler has it
   bool responded = false;   // the response went to nghttp2
   bool closed = false;      // nghttp2 closed the stream
@@ -166,6 +170,16 @@ struct H2Callbacks {
                         size_t len, void* user) {
     H2Session& self = of(user);
     H2Stream* s = self.find(stream_id);
+    if (s != nullptr && s->body_stream != nullptr) {
+      std::function<void()> wake;
+      if (!s->body_stream->push(reinterpret_cast<const char*>(data), len, wake)) {
+        nghttp2_session_consume(session, stream_id, len);  // discarded: no reader holds it back
+      }
+      if (wake) boost::asio::post(self.worker_->io(), std::move(wake));
+      return 0;
+    }
+    // Read whole: the windows reopen as the bytes arrive (the body budget bounds them).
+    nghttp2_session_consume(session, stream_id, len);
     if (s == nullptr || s->reject != 0 || s->refused || s->complete) return 0;
     if (s->body_bytes + len > self.shared_.options.max_body_bytes) {
       s->reject = 413;  // answered now, not after a body we will not read
@@ -192,7 +206,12 @@ struct H2Callbacks {
     H2Stream* s = self.find(frame->hd.stream_id);
     if (s == nullptr) return 0;
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
-      if (!s->complete && !s->cut_after_answer) {
+      if (s->body_stream != nullptr) {
+        s->complete = true;
+        std::function<void()> wake;
+        s->body_stream->finish(true, wake);
+        if (wake) boost::asio::post(self.worker_->io(), std::move(wake));
+      } else if (!s->complete && !s->cut_after_answer) {
         s->complete = true;
         self.ready_.push_back(s->id);
       }
@@ -221,6 +240,13 @@ struct H2Callbacks {
         const nghttp2_nv nv = h2_field(":status", "100");
         nghttp2_submit_headers(session, NGHTTP2_FLAG_NONE, s->id, nullptr, &nv, 1, nullptr);
       }
+      // A handler that reads the body as it comes has the request now (a head the checks refuse
+      // is answered once its body is in, as any other).
+      const auto& stream_body = self.shared_.options.stream_request_body;
+      if (stream_body && self.check_head(*s).status == 0 && stream_body(s->req)) {
+        self.start_body_stream(*s);
+        self.ready_.push_back(s->id);
+      }
     }
     return 0;
   }
@@ -242,7 +268,8 @@ struct H2Callbacks {
     H2Stream* s = of(user).find(frame->hd.stream_id);
     // Not once the client has ended its side too: the stream is closed then (RFC 9113 section
     // 5.1).
-    if (s != nullptr && s->cut_after_answer &&
+    // Nor a streamed body's client (the answer is complete, what it still sends is of no use).
+    if (s != nullptr && (s->cut_after_answer || (s->body_stream != nullptr && !s->complete)) &&
         nghttp2_session_get_stream_remote_close(session, s->id) == 0) {
       nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
     }
@@ -256,6 +283,7 @@ struct H2Callbacks {
     auto s = std::move(it->second);
     self.streams_.erase(it);
     s->closed = true;
+    if (s->body_stream != nullptr) self.end_body_stream(*s);
     // A handler that has the request may read its body until it answers (the gateway writes it
     // upstream from there): its budget goes back when it answers.
     if (!s->dispatched) self.drop_body(*s);
@@ -381,6 +409,9 @@ bool H2Session::start() {
   }
   // Stated, not left to the library's defaults: bursts of RST_STREAM (CVE-2023-44487, "rapid
   // reset") and endless CONTINUATION frames end the connection.
+  // The windows reopen as request bodies are taken: at once for one read whole, as the handler
+  // reads for one it reads as it comes (nghttp2 itself takes back padding and ignored DATA).
+  nghttp2_option_set_no_auto_window_update(option, 1);
   nghttp2_option_set_stream_reset_rate_limit(option, 1000, 33);
   nghttp2_option_set_max_continuations(option, 8);
   const int rv = nghttp2_session_server_new2(&session_, callbacks, this, option);
@@ -460,6 +491,7 @@ void H2Session::on_closed() {
   sending_.clear();
   for (auto& [id, s] : streams) {
     s->closed = true;
+    if (s->body_stream != nullptr) end_body_stream(*s);
     if (s->dispatched && !s->responded) tell_gone(*s);
     if (s->stream != nullptr) std::exchange(s->stream, nullptr)->client_gone();
   }
@@ -487,37 +519,71 @@ void H2Session::dispatch_ready() {
       answer(*s, s->reject, s->reject_detail);
       continue;
     }
-    Request& req = s->req;
-    size_t hosts = 0;
-    for (const auto& [name, value] : req.headers.fields()) hosts += iequals(name, "host") ? 1 : 0;
-    if (!s->cookie.empty()) req.headers.add("Cookie", std::move(s->cookie));
-    // The host routing relies on, unambiguous as over HTTP/1.1: :authority (which a Host field
-    // gives way to, RFC 9113 section 8.3.1), else exactly one Host.
-    if (!s->authority.empty() && valid_host(s->authority)) {
-      req.headers.set("Host", s->authority);
-    } else if (!s->authority.empty()) {
-      answer(*s, 400, ":authority is not host[:port]");
-      continue;
-    } else if (hosts != 1) {
-      answer(*s, 400, hosts == 0 ? "no :authority and no Host" : "more than one Host field");
-      continue;
-    } else if (!valid_host(*req.headers.get("Host"))) {
-      answer(*s, 400, "Host is not host[:port]");
-      continue;
-    }
-    if (req.method_name == "CONNECT") {
-      answer(*s, 400, "CONNECT is not supported");
-    } else if (req.target == "*") {
-      // "OPTIONS *" asks about the server (RFC 9110 section 9.3.7); nghttp2 lets "*" through for
-      // OPTIONS only.
-      answer(*s, 200);
-    } else if (req.target.empty() || req.target[0] != '/' || !valid_target(req.target)) {
-      answer(*s, 400, "bad :path");
+    const HeadCheck check = check_head(*s);
+    if (check.status != 0) {
+      answer(*s, check.status, check.detail);
     } else {
-      split_target(req.target, req.path, req.query);
       dispatch(s);
     }
   }
+}
+
+H2Session::HeadCheck H2Session::check_head(H2Stream& s) {
+  Request& req = s.req;
+  size_t hosts = 0;
+  for (const auto& [name, value] : req.headers.fields()) hosts += iequals(name, "host") ? 1 : 0;
+  if (!s.cookie.empty()) req.headers.add("Cookie", std::move(s.cookie));
+  s.cookie.clear();
+  // The host routing relies on, unambiguous as over HTTP/1.1: :authority (which a Host field
+  // gives way to, RFC 9113 section 8.3.1), else exactly one Host.
+  if (!s.authority.empty() && valid_host(s.authority)) {
+    req.headers.set("Host", s.authority);
+  } else if (!s.authority.empty()) {
+    return {400, ":authority is not host[:port]"};
+  } else if (hosts != 1) {
+    return {400, hosts == 0 ? "no :authority and no Host" : "more than one Host field"};
+  } else if (!valid_host(*req.headers.get("Host"))) {
+    return {400, "Host is not host[:port]"};
+  }
+  if (req.method_name == "CONNECT") return {400, "CONNECT is not supported"};
+  // "OPTIONS *" asks about the server (RFC 9110 section 9.3.7); nghttp2 lets "*" through for
+  // OPTIONS only.
+  if (req.target == "*") return {200, {}};
+  if (req.target.empty() || req.target[0] != '/' || !valid_target(req.target)) {
+    return {400, "bad :path"};
+  }
+  split_target(req.target, req.path, req.query);
+  return {};
+}
+
+void H2Session::start_body_stream(H2Stream& s) {
+  s.body_stream = std::make_shared<RequestBody>();
+  s.req.body_stream = s.body_stream;
+  // Read bytes reopen the client's windows, from the event loop (the reader may be anywhere).
+  s.body_stream->bind([weak = weak_from_this(), worker = worker_, id = s.id](size_t n) {
+    worker->post_if_running([weak, id, n] {
+      if (auto session = weak.lock()) session->consume(id, n);
+    });
+  });
+}
+
+void H2Session::end_body_stream(H2Stream& s) {
+  std::function<void()> wake;
+  s.body_stream->finish(s.complete, wake);
+  if (wake) boost::asio::post(worker_->io(), std::move(wake));
+  // Bytes still unread would hold the connection's window shut for good: taken back now (the
+  // stream's own window is gone with it), and not again when they are read.
+  const size_t unread = s.body_stream->unbind();
+  if (unread > 0 && !closed_) {
+    nghttp2_session_consume_connection(session_, unread);
+    // Never within nghttp2's calls (this runs in one): the WINDOW_UPDATE goes at the next flush.
+  }
+}
+
+void H2Session::consume(int32_t id, size_t bytes) {
+  if (closed_) return;
+  nghttp2_session_consume(session_, id, bytes);  // the connection's, and the stream's if open
+  flush();
 }
 
 void H2Session::drop_body(H2Stream& stream) {
@@ -725,7 +791,8 @@ void H2Session::tick() {
   }
   const int32_t connection_window = nghttp2_session_get_remote_window_size(session_);
   for (auto& [id, s] : streams_) {
-    if (!s->complete && !s->responded && s->reject == 0 && !s->refused && t >= s->deadline) {
+    if (!s->complete && !s->dispatched && !s->responded && s->reject == 0 && !s->refused &&
+        t >= s->deadline) {
       s->reject = 408;
       ready_.push_back(id);
     }

@@ -70,6 +70,20 @@ class H2Session : public std::enable_shared_from_this<H2Session> {
   // Calls the handler for each stream whose request is complete (outside nghttp2's calls).
   void dispatch_ready();
   void dispatch(const std::shared_ptr<H2Stream>& stream);
+  // What the server checks of a request's head before a handler has it, and leaves in the form
+  // handlers see (Host, path and query, one Cookie): status 0 when fine, else the answer (400,
+  // or 200 to "OPTIONS *"). Repeatable.
+  struct HeadCheck {
+    int status = 0;
+    std::string_view detail;
+  };
+  HeadCheck check_head(H2Stream& stream);
+  // The handler will read the body as it arrives (Request::body_stream).
+  void start_body_stream(H2Stream& stream);
+  // The stream closed: its streamed body ends (aborted unless complete).
+  void end_body_stream(H2Stream& stream);
+  // A reader took `bytes` of stream `id`'s body: the client's windows reopen for them.
+  void consume(int32_t id, size_t bytes);
   // The request's body is freed and leaves the connection's budget.
   void drop_body(H2Stream& stream);
   // Runs the request's on_client_gone unless it was answered (or told) meanwhile.
