@@ -6,6 +6,9 @@
 #include <array>
 #include <csignal>
 #include <cstdio>
+#include <mutex>
+#include <shared_mutex>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -17,6 +20,15 @@
 #include "telemetry/tracing.h"
 
 namespace prescale::runtime {
+
+namespace internal {
+// Whether the Runtime (its route metrics, and the registry it may own) is still there.
+struct Lifetime {
+  std::shared_mutex mu;
+  bool over = false;  // under mu, held exclusively to set it
+};
+}  // namespace internal
+
 namespace {
 
 // Per-route instruments. Counters per status code are looked up once and cached, so the
@@ -59,14 +71,16 @@ class RouteMetrics {
 // The Responder a route's handler gets: counts the answer under its status, times it and lowers
 // the in-flight gauge, once, as the server delivers one answer per request (http/server.h): a
 // second call is ignored, and a Responder dropped without being called (the handler threw or
-// forgot it) is answered 500 by the server, so it is counted as a 500 here.
+// forgot it) is answered 500 by the server, so it is counted as a 500 here. Once the Runtime is
+// gone it counts nothing (the server, stopped, ignores the answer).
 class CountedResponder {
  public:
   CountedResponder(RouteMetrics& metrics, Clock& clock, telemetry::Gauge& inflight,
-                   http::Responder respond)
+                   std::shared_ptr<internal::Lifetime> lifetime, http::Responder respond)
       : metrics_(&metrics),
         clock_(&clock),
         inflight_(&inflight),
+        lifetime_(std::move(lifetime)),
         respond_(std::move(respond)),
         start_(clock.now()) {
     inflight_->inc();
@@ -75,6 +89,7 @@ class CountedResponder {
       : metrics_(o.metrics_),
         clock_(o.clock_),
         inflight_(o.inflight_),
+        lifetime_(std::move(o.lifetime_)),
         respond_(std::move(o.respond_)),
         start_(o.start_),
         pending_(std::exchange(o.pending_, false)) {}
@@ -96,6 +111,8 @@ class CountedResponder {
  private:
   void finish(int status) {
     pending_ = false;
+    std::shared_lock lock(lifetime_->mu);
+    if (lifetime_->over) return;
     metrics_->record(status, clock_->now() - start_);
     inflight_->dec();
   }
@@ -103,6 +120,7 @@ class CountedResponder {
   RouteMetrics* metrics_;
   Clock* clock_;
   telemetry::Gauge* inflight_;
+  std::shared_ptr<internal::Lifetime> lifetime_;
   http::Responder respond_;
   Clock::TimePoint start_;
   bool pending_ = true;
@@ -144,7 +162,14 @@ class Runtime::InstrumentedRoutes final : public Routes {
                               {"service"})
                       .with({service_})) {}
 
+  // Throws std::invalid_argument for a route the service cannot have; start() reports it.
   void add(http::Method method, std::string pattern, http::Handler handler) override {
+    if (method == http::Method::kGet &&
+        (pattern == "/metrics" || pattern == "/healthz" || pattern == "/readyz")) {
+      throw std::invalid_argument("GET " + pattern +
+                                  " is the runtime's own (/metrics, /healthz and /readyz are "
+                                  "served for every service); give the route another path");
+    }
     auto& metrics = route_metrics_.emplace_back(
         std::make_unique<RouteMetrics>(requests_, durations_, service_, pattern));
     RouteMetrics* m = metrics.get();
@@ -152,11 +177,11 @@ class Runtime::InstrumentedRoutes final : public Routes {
     telemetry::Gauge* inflight = &inflight_;
     telemetry::Tracer* tracer = rt_.options_.tracer;
     rt_.router_->add(method, pattern,
-                     [m, clock, inflight, tracer, route = pattern, handler = std::move(handler)](
-                         http::Request& req, http::Responder respond) {
+                     [m, clock, inflight, tracer, lifetime = rt_.lifetime_, route = pattern,
+                      handler = std::move(handler)](http::Request& req, http::Responder respond) {
                        if (tracer != nullptr) trace(*tracer, route, req, respond);
-                       handler(req, http::Responder(CountedResponder(*m, *clock, *inflight,
-                                                                     std::move(respond))));
+                       handler(req, http::Responder(CountedResponder(
+                                        *m, *clock, *inflight, lifetime, std::move(respond))));
                      });
   }
 
@@ -194,7 +219,9 @@ std::function<void(int status)> count_rejections(telemetry::Registry& registry,
 }
 
 Runtime::Runtime(Service& service, RuntimeOptions options)
-    : service_(service), options_(std::move(options)) {
+    : service_(service),
+      options_(std::move(options)),
+      lifetime_(std::make_shared<internal::Lifetime>()) {
   if (options_.registry == nullptr) {
     owned_registry_ = std::make_unique<telemetry::Registry>();
     registry_ = owned_registry_.get();
@@ -206,12 +233,19 @@ Runtime::Runtime(Service& service, RuntimeOptions options)
 
 Runtime::~Runtime() {
   if (server_) server_->shutdown(std::chrono::milliseconds(0));
+  std::unique_lock lock(lifetime_->mu);  // waits for an answer being counted
+  lifetime_->over = true;
 }
 
 Result<void> Runtime::start() {
   telemetry::register_process_metrics(*registry_);
   routes_ = std::make_unique<InstrumentedRoutes>(*this, std::string(service_.name()));
-  service_.register_routes(*routes_);
+  try {
+    service_.register_routes(*routes_);
+  } catch (const std::invalid_argument& e) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "service " + std::string(service_.name()) + ": " + e.what());
+  }
 
   // The standard endpoints are not instrumented per route: scrapes and probes would drown the
   // service's own traffic in its metrics.
@@ -278,15 +312,24 @@ int Runtime::run() {
   }
   spdlog::info("service {} received {}, draining (grace {} ms)", service_.name(),
                sig == SIGTERM ? "SIGTERM" : "SIGINT", options_.shutdown_grace.count());
-  drain();
+  if (const size_t cut = drain(); cut > 0) {
+    spdlog::error(
+        "service {}: the grace period ({} ms) ran out with {} request{} unanswered; "
+        "{} cut off, exiting",
+        service_.name(), options_.shutdown_grace.count(), cut, cut == 1 ? "" : "s",
+        cut == 1 ? "it was" : "they were");
+    return 1;
+  }
   spdlog::info("service {} drained, exiting", service_.name());
   return 0;
 }
 
-void Runtime::drain() {
-  if (draining_.exchange(true, std::memory_order_acq_rel)) return;
+size_t Runtime::drain() {
+  if (draining_.exchange(true, std::memory_order_acq_rel)) return 0;
   service_.on_drain();
-  if (server_) server_->shutdown(options_.shutdown_grace);
+  if (!server_) return 0;
+  server_->shutdown(options_.shutdown_grace);
+  return server_->inflight();
 }
 
 }  // namespace prescale::runtime

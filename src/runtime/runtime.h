@@ -26,7 +26,11 @@
 
 namespace prescale::http {
 class Router;
-}
+}  // namespace prescale::http
+
+namespace prescale::runtime::internal {
+struct Lifetime;
+}  // namespace prescale::runtime::internal
 
 namespace prescale::telemetry {
 class Tracer;
@@ -62,19 +66,23 @@ class Runtime {
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
-  // Registers routes and binds the listener. After success, port() is the bound port.
+  // Registers routes and binds the listener. After success, port() is the bound port. A route
+  // the service cannot have (one of the standard endpoints above, a pattern the router refuses)
+  // is kInvalidArgument, naming it.
   Result<void> start();
   uint16_t port() const;
 
   // Blocks until SIGTERM or SIGINT, then drains. Returns the process exit code (0 after a clean
-  // drain). start() must have succeeded. The signals must be blocked in every thread, which
-  // block_termination_signals() does; call it first thing in main(). It also ignores SIGPIPE,
-  // so that a server whose output pipe closed serves on (its writes fail) rather than die.
+  // drain, 1 when the grace ran out with requests still unanswered). start() must have succeeded.
+  // The signals must be blocked in every thread, which block_termination_signals() does; call it
+  // first thing in main(). It also ignores SIGPIPE, so that a server whose output pipe closed
+  // serves on (its writes fail) rather than die.
   int run();
   static void block_termination_signals();
 
-  // Readiness off, stop accepting, finish in-flight requests up to shutdown_grace.
-  void drain();
+  // Readiness off, stop accepting, finish in-flight requests up to shutdown_grace. Returns how
+  // many were still unanswered when it ran out (cut off); 0 on a second call.
+  size_t drain();
   bool draining() const { return draining_.load(std::memory_order_acquire); }
 
   telemetry::Registry& registry() { return *registry_; }
@@ -89,6 +97,9 @@ class Runtime {
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<Routes> routes_;  // an InstrumentedRoutes; owns per-route metrics
   std::unique_ptr<http::Server> server_;
+  // Shared with every request's Responder: one a service answers after the Runtime is gone (a
+  // queue it empties as it is destroyed) counts nothing.
+  std::shared_ptr<internal::Lifetime> lifetime_;
   std::atomic<bool> draining_{false};
 };
 

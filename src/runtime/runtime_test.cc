@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -168,6 +169,84 @@ TEST(RuntimeTest, DrainFinishesInFlightRequestsAndTurnsReadinessOff) {
   EXPECT_TRUE(rt.draining());
   auto after = client.request("127.0.0.1", port, get("/readyz"), 500ms);
   EXPECT_FALSE(after.has_value()) << "server still accepting after drain";
+}
+
+// A service that keeps its requests' Responders, as one that queues work for its own threads.
+class Holding final : public Service {
+ public:
+  std::string_view name() const override { return "holding"; }
+  void register_routes(Routes& routes) override {
+    routes.get("/hold", [this](http::Request&, http::Responder respond) {
+      std::lock_guard lock(mu_);
+      held_.push_back(std::move(respond));
+    });
+  }
+  size_t held() {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+  std::vector<http::Responder> take() {
+    std::lock_guard lock(mu_);
+    return std::exchange(held_, {});
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<http::Responder> held_;
+};
+
+TEST(RuntimeTest, ADrainWhoseGraceRunsOutSaysHowManyRequestsItCutOff) {
+  Holding service;
+  RuntimeOptions options = test_options();
+  options.shutdown_grace = 100ms;
+  auto rt = std::make_unique<Runtime>(service, options);
+  ASSERT_TRUE(rt->start());
+  const uint16_t port = rt->port();
+  http::Client client;
+  auto cut = std::async(std::launch::async, [&client, port] {
+    return client.request("127.0.0.1", port, get("/hold"), 5s);
+  });
+  for (int i = 0; i < 1000 && service.held() == 0; ++i) std::this_thread::sleep_for(2ms);
+  ASSERT_EQ(service.held(), 1u);
+  EXPECT_EQ(rt->drain(), 1u);
+  EXPECT_FALSE(cut.get().has_value());  // the connection closed unanswered
+  EXPECT_EQ(rt->drain(), 0u);
+
+  // The service answers after the Runtime is gone (as one emptying its queue on destruction
+  // does): nothing of the Runtime's is touched (it used to count into freed route metrics).
+  rt.reset();
+  for (auto& respond : service.take()) respond(http::Response::text(503, "stopping"));
+}
+
+TEST(RuntimeTest, ARouteOnAStandardEndpointsPathIsRefusedByStart) {
+  class Shadowing final : public Service {
+   public:
+    std::string_view name() const override { return "shadow"; }
+    void register_routes(Routes& routes) override {
+      routes.get("/metrics", [](http::Request&, http::Responder respond) {
+        respond(http::Response::text(200, "mine"));
+      });
+    }
+  } shadowing;
+  Runtime rt(shadowing, test_options());
+  auto started = rt.start();
+  ASSERT_FALSE(started.has_value());
+  EXPECT_EQ(started.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_THAT(started.error().message,
+              HasSubstr("service shadow: GET /metrics is the runtime's own"));
+
+  class Malformed final : public Service {
+   public:
+    std::string_view name() const override { return "malformed"; }
+    void register_routes(Routes& routes) override {
+      routes.get("no-slash", [](http::Request&, http::Responder) {});
+    }
+  } malformed;
+  Runtime rt2(malformed, test_options());
+  auto refused = rt2.start();
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_THAT(refused.error().message, HasSubstr("service malformed: "));
 }
 
 // A handler that throws, or drops its Responder without calling it, is answered 500 by the
