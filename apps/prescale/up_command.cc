@@ -503,8 +503,11 @@ int run_up(const UpFlags& f) {
     auto restored = control::restore_policy_state(*store, *prescale_policy, clock.now(),
                                                   clock.wall_now());
     if (!restored) {
-      spdlog::warn("state in {} not restored ({}); running without it, the state left as it is",
-                   f.state_dir, restored.error().message);
+      spdlog::warn(
+          "state in {} not restored ({}); running without it. A state another Prescale version "
+          "wrote is left as it is; one of this version that cannot be read is replaced at the "
+          "next save",
+          f.state_dir, restored.error().message);
     } else if (*restored) {
       spdlog::info("restored the learned history, topology and capacity from {}", f.state_dir);
       if (auto stored = control::stored_policy_state(*store); stored && *stored) {

@@ -110,11 +110,30 @@ Result<void> save_policy_state(HistoryStore& store, const scaling::PrescalePolic
                           "; not overwritten — move the state directory aside to start a "
                           "fresh one");
   }
+  nlohmann::json state = policy.export_state(now);
+  // Nor is a policy state of another version in this format (a newer build's, which bumped only
+  // the policy's own version): this build refused to restore it.
+  if (*previous) {
+    const nlohmann::json& stored = (*previous)->value;
+    auto p = stored.find("policy");
+    const nlohmann::json* version = nullptr;
+    if (p != stored.end() && p->is_object()) {
+      auto v = p->find("version");
+      if (v != p->end()) version = &*v;
+    }
+    if (version != nullptr && *version != state["version"]) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "history store " + store.path().string() + ": state \"" +
+                            std::string(kPolicyStateKey) + "\" holds a policy state of version " +
+                            version->dump() + " (this build writes " + state["version"].dump() +
+                            "; written by another Prescale version?); not overwritten — move the "
+                            "state directory aside to start a fresh one");
+    }
+  }
   const std::int64_t offset = offset_for(now, wall_now, previous_offset, *previous, boot);
   // Now in the store's mapping of minutes, which is the wall clock's only while that has not been
   // stepped since the offset was taken: ages of stored minutes are measured from here.
   const std::int64_t mapped_now = (minute_number(now) + offset) * kMinuteSeconds;
-  nlohmann::json state = policy.export_state(now);
 
   std::vector<Sample> samples;
   using Kind = scaling::PrescalePolicy::SeriesKind;

@@ -1,5 +1,6 @@
 #include "control/persistent_policy_state.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -591,6 +592,31 @@ TEST_F(PersistentPolicyStateTest, ASaveDoesNotOverwriteAStateOfAnotherFormat) {
   ASSERT_TRUE(blob && blob->has_value());
   EXPECT_EQ((*blob)->value["format"], 2) << "the unreadable state was replaced by this build's";
   EXPECT_TRUE((*blob)->value["policy"] == newer["policy"]);
+}
+
+// A newer build that bumped only the policy's own version writes format 1 around it: this build
+// refuses to restore it, and so must not replace it either.
+TEST_F(PersistentPolicyStateTest, ASaveDoesNotOverwriteAPolicyStateOfAnotherVersion) {
+  ManualClock clock;
+  HistoryStore store = open();
+  const nlohmann::json newer = {{"format", 1},
+                                {"wall_minus_mono_minutes", 0},
+                                {"policy", {{"version", 2}, {"learned", "much"}}}};
+  ASSERT_TRUE(store.put_state(kPolicyStateKey, newer, 0));
+  PrescalePolicy policy(options());
+  policy.init(specs());
+  auto restored = restore_policy_state(store, policy, clock.now(), clock.wall_now());
+  ASSERT_FALSE(restored);
+  EXPECT_THAT(restored.error().message, ::testing::HasSubstr("unsupported version 2"));
+  World world;
+  run(policy, world, clock, 2min);
+  auto saved = save_policy_state(store, policy, clock.now(), clock.wall_now());
+  ASSERT_FALSE(saved);
+  EXPECT_THAT(saved.error().message,
+              ::testing::HasSubstr("holds a policy state of version 2 (this build writes 1"));
+  auto blob = store.get_state(kPolicyStateKey);
+  ASSERT_TRUE(blob && blob->has_value());
+  EXPECT_TRUE((*blob)->value == newer) << "the newer state was replaced by this build's";
 }
 
 }  // namespace
