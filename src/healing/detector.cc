@@ -69,10 +69,17 @@ DeviationDetector::DeviationDetector(DeviationOptions options)
     : options_(options), alpha_(1.0 - std::pow(0.5, 1.0 / options.half_life)) {}
 
 double DeviationDetector::observe(double value) {
-  if (!std::isfinite(value)) {
+  // A value so far from the rest that its square deviation, or the range with it, overflows
+  // (beyond about 1e154 from the mean) cannot be learned from: it would leave the variance or the
+  // range infinite, and the mean NaN, for good. It is scored as an infinite one is.
+  const bool measurable =
+      std::isfinite(value) &&
+      (seen_ == 0 || (std::isfinite((value - mean_) * (value - mean_)) &&
+                      std::isfinite(std::max(max_, value) - std::min(min_, value))));
+  if (!measurable) {
     // Within a hold it is the same incident; a gap does not shorten the hold.
     if (seen_ < options_.warmup || holding_ > 0) return 0;
-    const double score = non_finite_score(value);
+    const double score = std::isfinite(value) ? 1.0 : non_finite_score(value);
     if (score >= options_.alert_score) holding_ = options_.hold;
     return score;
   }

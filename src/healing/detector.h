@@ -19,7 +19,9 @@ class AnomalyDetector {
   virtual ~AnomalyDetector() = default;
   // The score of `value`, the series' next observation, from what came before it; then `value`
   // joins what the next scores come from. A value that is not finite never joins them: NaN (a
-  // gap) scores 0, ±inf scores 1 (past a detector's warm-up).
+  // gap) scores 0, ±inf scores 1 (past a detector's warm-up). DeviationDetector takes a finite
+  // value so far from the rest that learning it would overflow (about 1e154 from the mean) as
+  // ±inf.
   virtual double observe(double value) = 0;
 };
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -118,8 +119,8 @@ TEST(DeviationDetector, WarmsUpAndTakesAnyChangeOfAConstantSeries) {
 // A value beyond all seen before by over 5 % of their range is new, however slowly the weighted
 // spread would let it through.
 TEST(DeviationDetector, AValueBeyondTheRangeSeenIsAnAnomaly) {
-  DeviationDetector detector({.half_life = 10, .warmup = 30, .novelty_margin = 0.05,
-                              .alert_score = 0.99999, .hold = 10});
+  DeviationDetector detector(
+      {.half_life = 10, .warmup = 30, .novelty_margin = 0.05, .alert_score = 0.99999, .hold = 10});
   // A wide swing makes the weighted deviation large.
   for (int i = 0; i < 100; ++i) detector.observe(i % 2 == 0 ? 0 : 100);
   for (int i = 0; i < 10; ++i) detector.observe(50);
@@ -157,6 +158,37 @@ TEST(Detectors, ANonFiniteValueDoesNotPoisonWhatFollows) {
         EXPECT_GE(scores.back(), 0.99999) << name << " after " << bad << ": 20 sd out";
       }
     }
+  }
+}
+
+// A finite value so far out that its square deviation overflows (1e200 in a series near 100,
+// ±1e308 alternating) used to leave the variance infinite, or the mean NaN, for good: a later
+// value 20 deviations out then scored 0.5, or NaN.
+TEST(DeviationDetector, AHugeFiniteValueIsAnAnomalyAndDoesNotPoisonWhatFollows) {
+  std::vector<double> after(300, 100.0);
+  after.push_back(200);
+  // Then 300 at the mean, so that no alert of the noise holds at the huge value.
+  std::vector<double> before = noise(500, 100, 5, 2);
+  before.insert(before.end(), 300, 100.0);
+  DeviationDetector control;
+  for (double v : before) control.observe(v);
+  std::vector<double> expected;
+  for (double v : after) expected.push_back(control.observe(v));
+  ASSERT_GE(expected.at(300), 0.99999);
+  const std::vector<std::vector<double>> cases = {{1e200}, {1e308, -1e308, 1e308, -1e308}};
+  for (const auto& huge : cases) {
+    DeviationDetector detector;
+    for (double v : before) detector.observe(v);
+    const double first = detector.observe(huge.front());
+    EXPECT_GE(first, 1.0) << huge.front();
+    for (size_t i = 1; i < huge.size(); ++i) detector.observe(huge[i]);  // within the hold
+    std::vector<double> scores;
+    for (double v : after) scores.push_back(detector.observe(v));
+    // Past the alert's hold (200 observations), the same scores as if it never came.
+    const std::vector<double> tail(scores.begin() + 200, scores.end());
+    const std::vector<double> expected_tail(expected.begin() + 200, expected.end());
+    EXPECT_TRUE(tail == expected_tail) << "after " << huge.front() << ": learned from it";
+    EXPECT_GE(scores.back(), 0.99999) << huge.front();
   }
 }
 

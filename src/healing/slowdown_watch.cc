@@ -117,6 +117,23 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
   }
   const double x = median(std::move(times));
   const double load_x = median(std::move(loads));
+  const double min_increase = std::chrono::duration<double>(options_.min_increase).count();
+  // Within half of either bar over the usual `of_log`.
+  auto back_within = [&](double of_log) {
+    return x - of_log < std::log(1 + (options_.min_ratio - 1) / 2) ||
+           std::exp(x) - std::exp(of_log) < min_increase / 2;
+  };
+  // Just after a warning cleared: back at the usual it had when the warning opened, the service
+  // recovered (rather than the usual growing used to its new speed), and that usual is put back.
+  const bool recovering = s.recovering > 0;
+  if (recovering) {
+    --s.recovering;
+    if (back_within(s.usual_before.mean())) {
+      s.log_service = s.usual_before;
+      s.recovering = 0;
+    }
+    if (s.recovering == 0) s.usual_before = Decayed();
+  }
 
   // Against what was usual before this value; then the value joins the usual (its deviation
   // only outside a warning).
@@ -129,7 +146,6 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
   const double ratio = std::exp(x - usual_log);
   const double increase = std::exp(x) - usual;
   const double load_ratio = std::exp(load_x - s.log_load.mean());  // NaN when either is unknown
-  const double min_increase = std::chrono::duration<double>(options_.min_increase).count();
   const bool opens =
       !s.open && warm &&
       x - usual_log >= std::max(std::log(options_.min_ratio), options_.deviations * spread) &&
@@ -142,9 +158,11 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
   };
   const double decay = kept(elapsed);
   ++s.steps;
-  // A warning's values, and those of replicas just restarted, are not the usual speed: they move
-  // the usual as a long history would let them, and teach no deviation.
-  if (s.open || opens || settling) {
+  if (opens) s.usual_before = s.log_service;
+  // A warning's values, those of replicas just restarted and those on the way back from a
+  // warning are not the usual speed: they move the usual as a long history would let them, and
+  // teach no deviation.
+  if (s.open || opens || settling || recovering) {
     s.log_service.nudge(x, kept(std::min(elapsed, options_.step)));
   } else {
     s.log_service.add(x, decay);
@@ -160,9 +178,10 @@ std::optional<SlowdownChange> SlowdownWatch::step(const std::string& name, Servi
   if (s.open) {
     SlowdownWarning& w = *s.open;
     w.peak_ratio = std::max(w.peak_ratio, ratio);
-    if (ratio >= 1 + (options_.min_ratio - 1) / 2 && increase >= min_increase / 2) {
-      return std::nullopt;
-    }
+    if (!back_within(usual_log)) return std::nullopt;
+    // The smoothed value lags: whether it is on its way back to the old usual shows over the
+    // next median's span.
+    s.recovering = s.usual_before.weight > 0 ? std::max(options_.min_points, 1) + 1 : 0;
     w.cleared_at = sample.at;
     SlowdownChange change{false, w,
                           "slowdown warning " + std::to_string(w.id) + " on " + name +
@@ -267,15 +286,18 @@ nlohmann::json SlowdownWatch::to_json(Clock::TimePoint now) const {
     for (const Point& p : s.points) {
       points.push_back({state_json::age_ns(now, p.at), p.log_service, number(p.log_load)});
     }
-    services.push_back({{"name", name},
-                        {"log_service", decayed(s.log_service)},
-                        {"log_load", decayed(s.log_load)},
-                        {"square_deviation", decayed(s.square_deviation)},
-                        {"steps", s.steps},
-                        {"last_at_age_ns", state_json::optional_age(now, s.last_at)},
-                        {"fed_at_age_ns", state_json::optional_age(now, s.fed_at)},
-                        {"points", std::move(points)},
-                        {"open", s.open ? warning(*s.open) : json()}});
+    services.push_back(
+        {{"name", name},
+         {"log_service", decayed(s.log_service)},
+         {"log_load", decayed(s.log_load)},
+         {"square_deviation", decayed(s.square_deviation)},
+         {"steps", s.steps},
+         {"last_at_age_ns", state_json::optional_age(now, s.last_at)},
+         {"fed_at_age_ns", state_json::optional_age(now, s.fed_at)},
+         {"points", std::move(points)},
+         {"open", s.open ? warning(*s.open) : json()},
+         {"usual_before", s.open || s.recovering > 0 ? decayed(s.usual_before) : json()},
+         {"recovering", s.recovering}});
   }
   json cleared = json::array();
   for (const SlowdownWarning& w : cleared_) cleared.push_back(warning(w));
@@ -347,6 +369,14 @@ Result<void> SlowdownWatch::from_json(const nlohmann::json& state, Clock::TimePo
           throw BadField{field + ".open", "not an open warning of " + name};
         }
         s.open = std::move(w);
+      }
+      // Kept from the warning's opening until shortly after its clearing; a state saved before
+      // it was kept has none (the usual stays as it is).
+      if (const auto before = j.find("usual_before"); before != j.end() && !before->is_null()) {
+        s.usual_before = decayed(*before, field + ".usual_before");
+        s.recovering = j.value("recovering", 0);
+        if (s.recovering < 0) throw BadField{field + ".recovering", "negative"};
+        if (s.open) s.recovering = 0;
       }
       services.emplace(name, std::move(s));
     }

@@ -20,7 +20,10 @@
 // mean of the first values (the detector starts from its first, here a scrape of replicas just
 // started), and the values in a warning move the mean only as a long history would let them
 // and do not teach the deviation (an episode would widen it so that the same slowdown, back
-// hours later, would no longer stand out). A warning
+// hours later, would no longer stand out); when, over the median's span after a warning clears,
+// the service is back at the usual it had when the warning opened, that usual is put back (left
+// nudged toward the slow values, the normal ones after would teach the deviation how far they lie
+// from it, with the same effect), and those values teach nothing either. A warning
 // opens, after `warmup_steps` values, when the smoothed value lies `deviations` of them above the
 // usual, is at least `min_ratio` times it (a statistically unusual 3 % is not worth an
 // operator's time) and at least `min_increase` over it (a fraction of a millisecond more per
@@ -170,6 +173,8 @@ class SlowdownWatch {
     int steps = 0;             // values compared
     int settling = 0;          // comparisons left that open nothing nor teach (after a restore)
     std::optional<SlowdownWarning> open;
+    Decayed usual_before;  // log_service when the open (or last) warning opened
+    int recovering = 0;    // comparisons left to find the service back at usual_before
   };
 
   // The next value, `elapsed` after the last one compared.

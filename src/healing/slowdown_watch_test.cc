@@ -165,6 +165,28 @@ TEST_F(SlowdownWatchTest, TheSameSlowdownBackHoursLaterIsToldAgain) {
   EXPECT_EQ(again[0].warning.id, 2U);
 }
 
+// A long warning moves the usual toward the slow speed; once the service is back, the usual is
+// the one it had before (left where the warning moved it, the normal values after would widen the
+// deviation and raise the bar: a 20-hour warning hid the same slowdown 3 to 24 hours later).
+TEST_F(SlowdownWatchTest, AfterALongWarningTheSameSlowdownBackIsToldAgain) {
+  run(48h, 1, 1, false);
+  ASSERT_EQ(run(1h, 1.5).size(), 1U);
+  EXPECT_TRUE(run(20h, 1.5, 1, false).empty());  // open all along
+  const auto cleared = run(1h, 1);
+  ASSERT_EQ(cleared.size(), 1U);
+  EXPECT_FALSE(cleared[0].opened);
+  EXPECT_TRUE(run(8h, 1, 1, false).empty());
+  const auto again = run(1h, 1.5);
+  ASSERT_EQ(again.size(), 1U);
+  EXPECT_TRUE(again[0].opened);
+  EXPECT_NEAR(again[0].warning.usual_seconds, 0.1, 0.01);
+
+  // Saved and restored while open, it clears and warns the same.
+  SlowdownWatch restored;
+  ASSERT_TRUE(restored.from_json(watch.to_json(clock.now()), clock.now()));
+  EXPECT_EQ(restored.to_json(clock.now()), watch.to_json(clock.now()));
+}
+
 TEST_F(SlowdownWatchTest, AGapInTheScrapesIsNoTimeAtTheNewSpeed) {
   run(6h, 1, 1, false);
   ASSERT_EQ(run(1h, 1.5).size(), 1U);
