@@ -5,12 +5,16 @@ under `prescale up` (tests/grpc_gateway_test.cc). Messages are raw bytes: no gen
   grpc_echo.py serve PORT     serves prescale.test.Echo on 127.0.0.1:PORT until killed:
                               Unary (echo:<request>, trailing metadata x-served-by: python),
                               Stream (three messages 0:, 1:, 2: <request>),
+                              Chat (bidirectional: re:<message> for each message, as it comes),
                               Fail (NOT_FOUND "no such item: <request>"),
                               and grpc.health.v1.Health/Check: SERVING for the server as a
                               whole ("") and for prescale.test.Echo, NOT_FOUND for any other
-  grpc_echo.py call HOST:PORT calls each once through HOST:PORT and prints what came back;
+  grpc_echo.py call HOST:PORT calls each once through HOST:PORT and prints what came back (Chat
+                              sends each message only once the answer to the one before came:
+                              a proxy that waits for the whole request never passes it on);
                               exits 0 when every answer is the expected one
 """
+import queue
 import sys
 from concurrent import futures
 
@@ -41,10 +45,15 @@ def serve(port):
     def fail(request, context):
         context.abort(grpc.StatusCode.NOT_FOUND, "no such item: " + request.decode())
 
+    def chat(requests, context):
+        for message in requests:
+            yield b"re:" + message
+
     handler = grpc.method_handlers_generic_handler(SERVICE, {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "Stream": grpc.unary_stream_rpc_method_handler(stream),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
+        "Chat": grpc.stream_stream_rpc_method_handler(chat),
     })
     health = grpc.method_handlers_generic_handler(HEALTH, {
         "Check": grpc.unary_unary_rpc_method_handler(health_check),
@@ -69,6 +78,24 @@ def call(target):
         messages = [m.decode() for m in stream(b"x", timeout=10)]
         print("stream", " ".join(messages))
         ok = ok and messages == ["0:x", "1:x", "2:x"]
+
+        chat = channel.stream_stream("/%s/Chat" % SERVICE)
+        answers = queue.Queue()
+
+        def messages_after_answers():
+            for i in range(3):
+                yield b"m%d" % i
+                answers.get(timeout=10)  # the answer to this one first
+
+        replies = []
+        try:
+            for reply in chat(messages_after_answers(), timeout=10):
+                replies.append(reply.decode())
+                answers.put(reply)
+        except grpc.RpcError as e:
+            replies.append("error:%s" % e.code().name)
+        print("chat", " ".join(replies))
+        ok = ok and replies == ["re:m0", "re:m1", "re:m2"]
 
         fail = channel.unary_unary("/%s/Fail" % SERVICE)
         try:

@@ -320,9 +320,10 @@ int GatewayCommand::run() const {
   if (!gw) return error(gw.error().message);
 
   const HttpConfig& http = config.http;
-  const http::ServerOptions options = gateway_server_options(
+  http::ServerOptions options = gateway_server_options(
       http, listen->host, listen->port, f.threads >= 0 ? f.threads : config.gateway.threads,
       tls.get(), registry);
+  options.stream_request_body = (*gw)->request_body_streaming();
   auto server = std::make_unique<http::Server>(options, (*gw)->handler());
   if (auto started = server->start(); !started) {
     std::cerr << "prescale gateway: " << started.error().to_string() << "\n";

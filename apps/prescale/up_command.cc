@@ -319,8 +319,9 @@ int run_up(const UpFlags& f) {
   }
   auto gw = gateway::Gateway::create(config.gateway, gateway_options);
   if (!gw) return error(gw.error().message);
-  const http::ServerOptions gso = gateway_server_options(
-      config.http, gw_listen->host, gw_listen->port, config.gateway.threads, tls.get(), registry);
+  http::ServerOptions gso = gateway_server_options(config.http, gw_listen->host, gw_listen->port,
+                                                   config.gateway.threads, tls.get(), registry);
+  gso.stream_request_body = (*gw)->request_body_streaming();
   std::unique_ptr<http::Server> replicas_server;  // with TLS: the replicas' way in
   if (tls) {
     auto started = start_inside_listener(gso, "127.0.0.1", 0, (*gw)->handler());

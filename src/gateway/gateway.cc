@@ -7,6 +7,7 @@
 #include "gateway/internal/gateway_impl.h"
 #include "gateway/internal/grpc_reply.h"
 #include "http/json.h"
+#include "http/request_body.h"
 #include "telemetry/trace_context.h"
 #include "telemetry/tracing.h"
 
@@ -118,8 +119,98 @@ http::Handler Gateway::handler() {
   };
 }
 
+std::function<bool(const http::Request&)> Gateway::request_body_streaming() {
+  return [this](const http::Request& request) { return streams_request_body(request); };
+}
+
+bool Gateway::streams_request_body(const http::Request& request) {
+  if (!internal::is_grpc_request(request)) return false;
+  const Routing& routing = impl_->current();
+  const auto clean = normalized_path(request.path);
+  const Route* route =
+      routing.table->match(request.headers.get("host").value_or(""),
+                           clean ? std::string_view(*clean) : request.path, request.headers);
+  return route != nullptr && routing.config.http2_upstreams.contains(route->service);
+}
+
+namespace {
+
+// What a body streamed to a route that reads bodies whole may hold (a reload between the
+// request's head and its handling made the route another's): the server's default
+// max_body_bytes.
+constexpr size_t kMaxGatheredBody = size_t{4} << 20;
+
+// Reads a streamed request body whole into request.body, then hands the request on to `then`.
+class BodyGatherer : public std::enable_shared_from_this<BodyGatherer> {
+ public:
+  using Then = std::function<void(http::Request&, http::Responder)>;
+  BodyGatherer(http::Request& request, http::Responder respond, Then then)
+      : request_(request), respond_(std::move(respond)), then_(std::move(then)) {}
+
+  void start() {
+    request_.body_stream->set_on_readable([weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->pump();
+    });
+    pump();
+  }
+
+ private:
+  void pump() {
+    const std::shared_ptr<http::RequestBody> body = request_.body_stream;
+    if (body == nullptr) return;           // handed on already
+    const auto keep = shared_from_this();  // done() lets go of it
+    for (;;) {
+      switch (body->read(request_.body)) {
+        case http::RequestBody::Read::kData:
+          if (request_.body.size() <= kMaxGatheredBody) continue;
+          body->discard();
+          done();
+          respond_(http::error_response(
+              413, "body_too_large",
+              "request body exceeds the limit of " + std::to_string(kMaxGatheredBody) + " bytes"));
+          return;
+        case http::RequestBody::Read::kWait:
+          return;
+        case http::RequestBody::Read::kEnd:
+          done();
+          then_(request_, std::move(respond_));
+          return;
+        case http::RequestBody::Read::kAborted:
+          done();
+          respond_(http::error_response(400, "bad_request", "the client reset its stream"));
+          return;
+      }
+    }
+  }
+  void done() {
+    // The callback holds no reference to this; dropping it ends the gatherer's life.
+    auto body = std::exchange(request_.body_stream, nullptr);
+    body->set_on_readable(nullptr);
+    self_.reset();
+  }
+
+  http::Request& request_;
+  http::Responder respond_;
+  Then then_;
+
+ public:
+  std::shared_ptr<BodyGatherer> self_;  // alive while it waits for the body
+};
+
+}  // namespace
+
 void Gateway::handle(http::Request& request, http::Responder respond) {
   Impl& g = *impl_;
+  // Streamed by the server for a route that no longer takes it so (a reload since its head):
+  // read whole first, as any other body.
+  if (request.body_stream != nullptr && !streams_request_body(request)) {
+    auto gatherer = std::make_shared<BodyGatherer>(
+        request, std::move(respond),
+        [this](http::Request& r, http::Responder then) { handle(r, std::move(then)); });
+    gatherer->self_ = gatherer;
+    gatherer->start();
+    return;
+  }
   // A gRPC client reads grpc-status: the gateway's own answers, and an upstream's that are not
   // gRPC, reach it as gRPC answers (their status counted and traced as they were).
   if (internal::is_grpc_request(request)) {

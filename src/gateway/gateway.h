@@ -76,6 +76,10 @@ class Gateway {
 
   // The request handler for the gateway's http::Server(s).
   http::Handler handler();
+  // For http::ServerOptions::stream_request_body of those servers: a gRPC call routed to a
+  // service reached over HTTP/2 is forwarded as its body comes (client-streaming and
+  // bidirectional calls), not once all of it is in.
+  std::function<bool(const http::Request&)> request_body_streaming();
 
   // Applies a new configuration while serving (docs/gateway.md, "Reloading the configuration").
   // All of it is checked first: on an error (kInvalidArgument, naming the field, e.g.
@@ -138,6 +142,7 @@ class Gateway {
   struct Routing;
   explicit Gateway(std::unique_ptr<Impl> impl);
   void handle(http::Request& request, http::Responder respond);
+  bool streams_request_body(const http::Request& request);
 
   std::unique_ptr<Impl> impl_;
 };

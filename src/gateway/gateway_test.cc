@@ -524,6 +524,39 @@ TEST(GatewayReloadTest, DurationsTheClockCannotHoldAreRefusedNamingTheField) {
                               GatewayOptions{.health_checks = false}));
 }
 
+// The server reads a body as it comes (http::ServerOptions::stream_request_body) for gRPC calls
+// routed to a service reached over HTTP/2: the proxy streams those upstream. Any other body is
+// read whole first.
+TEST(GatewayTest, OnlyGrpcCallsToHttp2ServicesAreStreamedAsTheyCome) {
+  GatewayConfig config;
+  config.routes.emplace_back().service = "web";
+  config.routes.back().match.path_prefix = "/web/";
+  config.routes.emplace_back().service = "grpc";
+  config.routes.back().match.path_prefix = "/";
+  config.upstreams["web"] = {"127.0.0.1:1"};
+  config.upstreams["grpc"] = {"127.0.0.1:2"};
+  config.http2_upstreams = {"grpc"};
+  auto gw = Gateway::create(config, GatewayOptions{});
+  ASSERT_TRUE(gw) << gw.error().message;
+  const auto streams = (*gw)->request_body_streaming();
+  auto request = [](std::string path, std::string content_type) {
+    http::Request r;
+    r.method = http::Method::kPost;
+    r.method_name = "POST";
+    r.target = r.path = std::move(path);
+    r.headers.add("Host", "gw");
+    if (!content_type.empty()) r.headers.add("Content-Type", std::move(content_type));
+    return r;
+  };
+  EXPECT_TRUE(streams(request("/pkg.Svc/Chat", "application/grpc")));
+  EXPECT_TRUE(streams(request("/pkg.Svc/Chat", "application/grpc+proto")));
+  EXPECT_FALSE(streams(request("/pkg.Svc/Chat", "application/json")));
+  EXPECT_FALSE(streams(request("/pkg.Svc/Chat", "application/grpc-web")));
+  EXPECT_FALSE(streams(request("/web/pkg.Svc/Chat", "application/grpc")));  // HTTP/1.1 upstream
+  // Matched as the handler will route it: the normalized path.
+  EXPECT_FALSE(streams(request("/x/../web/pkg.Svc/Chat", "application/grpc")));
+}
+
 TEST(GatewayReloadTest, EndpointsSurviveAReload) {
   Upstream a("A");
   // Endpoints from the controller (a service of the platform), not gateway.upstreams.

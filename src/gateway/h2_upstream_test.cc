@@ -3,18 +3,18 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-#include <boost/asio/io_context.hpp>
-
 #include "gateway/proxy.h"
 #include "gateway/upstream_pool.h"
 #include "http/body_stream.h"
 #include "http/h2_test_client.h"
+#include "http/request_body.h"
 #include "http/server.h"
 #include "http/test_util.h"
 
@@ -38,7 +38,8 @@ http::ServerOptions local() {
 class H2Gateway {
  public:
   explicit H2Gateway(std::vector<uint16_t> ports, milliseconds per_try = milliseconds(0),
-                     ProxyOptions options = {.connect_timeout = milliseconds(1000)})
+                     ProxyOptions options = {.connect_timeout = milliseconds(1000)},
+                     http::ServerOptions server_options = local())
       : proxy_(std::move(options)) {
     std::vector<std::pair<std::string, uint16_t>> endpoints;
     for (uint16_t p : ports) endpoints.emplace_back("127.0.0.1", p);
@@ -49,7 +50,7 @@ class H2Gateway {
                    .per_try_timeout = per_try,
                    .upstream_http2 = true,
                    .selector = std::make_shared<RoundRobinSelector>(std::move(endpoints))});
-    server_ = std::make_unique<http::Server>(local(),
+    server_ = std::make_unique<http::Server>(server_options,
                                              [this](http::Request& req, http::Responder respond) {
                                                proxy_.forward(route_, req, std::move(respond));
                                              });
@@ -94,6 +95,95 @@ http::Handler unary() {
     r.trailers.add("grpc-message", "fine");
     respond(std::move(r));
   };
+}
+
+// Bodies read as they come, at the gateway (as Gateway::request_body_streaming() has its server
+// do for gRPC calls to HTTP/2 upstreams) and at the upstream.
+http::ServerOptions streaming() {
+  http::ServerOptions o = local();
+  o.stream_request_body = [](const http::Request&) { return true; };
+  return o;
+}
+
+// A bidirectional echo at the upstream: each piece of the request body back as it comes, then
+// grpc-status 0; one the client cut gets grpc-status 1.
+struct BidiEcho {
+  std::shared_ptr<http::RequestBody> in;
+  std::shared_ptr<http::BodyStream> out;
+  std::atomic<int>* aborted = nullptr;
+
+  static http::Handler handler(std::atomic<int>& aborted) {
+    return [&aborted](http::Request& req, http::Responder respond) {
+      auto echo = std::make_shared<BidiEcho>();
+      echo->in = req.body_stream;
+      echo->out = std::make_shared<http::BodyStream>();
+      echo->aborted = &aborted;
+      http::Response r;
+      r.headers.add("content-type", "application/grpc");
+      r.stream = echo->out;
+      echo->out->set_on_over([echo](http::BodyEnd) { echo->in->set_on_readable(nullptr); });
+      respond(std::move(r));
+      echo->in->set_on_readable([weak = std::weak_ptr(echo)] {
+        if (auto e = weak.lock()) e->pump();
+      });
+      echo->pump();
+    };
+  }
+  void pump() {
+    std::string piece;
+    for (;;) {
+      piece.clear();
+      switch (in->read(piece)) {
+        case http::RequestBody::Read::kData:
+          out->write(piece);
+          continue;
+        case http::RequestBody::Read::kWait:
+          return;
+        case http::RequestBody::Read::kEnd: {
+          http::Headers trailers;
+          trailers.add("grpc-status", "0");
+          out->end(std::move(trailers));
+          return;
+        }
+        case http::RequestBody::Read::kAborted:
+          aborted->fetch_add(1);
+          out->abort();
+          return;
+      }
+    }
+  }
+};
+
+TEST(H2UpstreamTest, AStreamedRequestBodyGoesUpstreamPieceByPieceBothWays) {
+  std::atomic<int> aborted{0};
+  http::Server upstream(streaming(), BidiEcho::handler(aborted));
+  ASSERT_TRUE(upstream.start().has_value());
+  H2Gateway gw({upstream.port()}, milliseconds(0), {.connect_timeout = milliseconds(1000)},
+               streaming());
+  H2Client client(gw.port());
+  const Fields grpc = {{"te", "trailers"}, {"content-type", "application/grpc"}};
+  const int32_t id = client.submit_streaming("POST", "/pkg.Svc/Chat", grpc);
+  // Each answer comes before the next message is sent: nothing waits for the body's end.
+  for (const std::string message : {"one;", "two;", "three;"}) {
+    const std::string before = client.reply(id).body;
+    client.send_body(id, message);
+    ASSERT_TRUE(client.run_until([&] { return client.reply(id).body == before + message; }))
+        << message << " got " << client.reply(id).body;
+  }
+  EXPECT_FALSE(client.reply(id).closed);
+  client.send_body(id, "", true);
+  ASSERT_TRUE(client.finish({id}));
+  EXPECT_EQ(client.reply(id).body, "one;two;three;");
+  EXPECT_EQ(client.reply(id).trailers, (Fields{{"grpc-status", "0"}}));
+  EXPECT_FALSE(client.reply(id).reset);
+
+  // A client that resets its call mid-stream: the upstream's stream is reset too.
+  const int32_t cut = client.submit_streaming("POST", "/pkg.Svc/Chat", grpc);
+  client.send_body(cut, "half");
+  ASSERT_TRUE(client.run_until([&] { return client.reply(cut).body == "half"; }));
+  client.cancel(cut);
+  ASSERT_TRUE(client.run_until([&] { return aborted.load() == 1; }, milliseconds(5000)));
+  upstream.shutdown(milliseconds(500));
 }
 
 TEST(H2UpstreamTest, RequestsAndTrailersPassEndToEndOverOneUpstreamConnection) {

@@ -318,6 +318,8 @@ void Proxy::forward(RouteId route, http::Request& request, http::Responder respo
     }
   }
   c.attempt = 0;
+  c.body_stream = nullptr;
+  c.body_stream_read = false;
   c.client_gone = false;
   c.held = false;
   c.request_id.clear();

@@ -117,6 +117,12 @@ class Exchange {
   // (internal/h2_upstream.h). `upgrade` is not taken (there is no 101 over HTTP/2). The
   // response's trailers come in `response.trailers`, or at the end of its streamed body.
   bool http2 = false;
+  // With `http2`: the body follows `body` as the client sends it (http/request_body.h), read as
+  // the upstream's windows take it, also after on_complete() of a streamed response (a
+  // bidirectional stream). An exchange that read some of it (`body_stream_read`) cannot be sent
+  // again. Null: `body` is all of it.
+  std::shared_ptr<http::RequestBody> body_stream;
+  bool body_stream_read = false;  // some of body_stream was taken (set by the pool)
 
   // Results, valid in on_complete().
   ExchangeError error = ExchangeError::kNone;

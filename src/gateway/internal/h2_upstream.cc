@@ -24,6 +24,7 @@
 #include "http/body_stream.h"
 #include "http/internal/h2_fields.h"
 #include "http/internal/wire.h"
+#include "http/request_body.h"
 
 namespace prescale::gateway::internal {
 namespace {
@@ -48,12 +49,29 @@ class H2Conn;
 
 // One exchange as a stream.
 struct H2Request {
+  H2Request() = default;
+  H2Request(const H2Request&) = delete;
+  H2Request& operator=(const H2Request&) = delete;
+  // A body streamed from the client that this stream read some of: no other stream can send it,
+  // so what the client still sends is dropped (its windows reopen). One unread stays for the
+  // exchange's next stream (a refused stream sent again, a retry).
+  ~H2Request() {
+    if (body_stream == nullptr) return;
+    body_stream->set_on_readable(nullptr);
+    if (body_read) body_stream->discard();
+  }
+
   Exchange* ex = nullptr;  // null once completed or cancelled (the stream may live on)
   H2Conn* conn = nullptr;
   int32_t id = -1;
   std::string_view body;  // the request's; own_body's once the exchange may drop its own
   std::string own_body;
   size_t body_off = 0;
+  // The rest of the body, as the client sends it (Exchange::body_stream): read into `piece`.
+  std::shared_ptr<http::RequestBody> body_stream;
+  std::string piece;
+  size_t piece_off = 0;
+  bool body_read = false;
   size_t header_bytes = 0;
   http::Response response;
   bool interim = false;                        // the head being read is a 1xx
@@ -171,6 +189,7 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
     r->ex = &ex;
     r->conn = this;
     r->body = ex.body;
+    r->body_stream = ex.body_stream;
     ex.reused = reused;
     H2Core::set_request(ex, r.get());
     if (state_ == State::kConnecting) {
@@ -515,10 +534,38 @@ struct H2Callbacks {
   static ssize_t read_body(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
                            nghttp2_data_source* source, void*) {
     auto* r = static_cast<H2Request*>(source->ptr);
-    const size_t n = std::min(length, r->body.size() - r->body_off);
+    size_t n = std::min(length, r->body.size() - r->body_off);
     std::memcpy(buf, r->body.data() + r->body_off, n);
     r->body_off += n;
-    if (r->body_off == r->body.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (r->body_off < r->body.size()) return static_cast<ssize_t>(n);
+    while (r->body_stream != nullptr && n < length) {
+      if (r->piece_off < r->piece.size()) {
+        const size_t k = std::min(length - n, r->piece.size() - r->piece_off);
+        std::memcpy(buf + n, r->piece.data() + r->piece_off, k);
+        r->piece_off += k;
+        n += k;
+        continue;
+      }
+      r->piece.clear();
+      r->piece_off = 0;
+      switch (r->body_stream->read(r->piece)) {
+        case http::RequestBody::Read::kData:
+          r->body_read = true;
+          if (r->ex != nullptr) r->ex->body_stream_read = true;
+          continue;
+        case http::RequestBody::Read::kWait:
+          // on_readable resumes it (H2Conn::submit set it).
+          return n > 0 ? static_cast<ssize_t>(n) : static_cast<ssize_t>(NGHTTP2_ERR_DEFERRED);
+        case http::RequestBody::Read::kEnd:
+          *flags |= NGHTTP2_DATA_FLAG_EOF;
+          return static_cast<ssize_t>(n);
+        case http::RequestBody::Read::kAborted:
+          // The client reset its stream: so is this one (INTERNAL_ERROR), not ended as if whole.
+          r->body_read = true;
+          return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+      }
+    }
+    if (r->body_stream == nullptr) *flags |= NGHTTP2_DATA_FLAG_EOF;
     return static_cast<ssize_t>(n);
   }
 };
@@ -584,8 +631,9 @@ void H2Conn::submit(std::unique_ptr<H2Request> r) {
   provider.source.ptr = r.get();
   provider.read_callback = H2Callbacks::read_body;
   // nghttp2 copies the fields.
+  const bool has_body = !r->body.empty() || r->body_stream != nullptr;
   const int32_t id = nghttp2_submit_request(session_, nullptr, nva_.data(), nva_.size(),
-                                            r->body.empty() ? nullptr : &provider, r.get());
+                                            has_body ? &provider : nullptr, r.get());
   if (id < 0) {
     // Stream ids ran out: this connection takes no more (the next exchange opens another).
     goaway_ = true;
@@ -595,6 +643,15 @@ void H2Conn::submit(std::unique_ptr<H2Request> r) {
   }
   r->id = id;
   r->last_data = now();
+  if (r->body_stream != nullptr) {
+    // Runs from the event loop of the client's connection, this connection's thread.
+    r->body_stream->set_on_readable([weak = weak_from_this(), id] {
+      auto self = weak.lock();
+      if (!self || self->state_ != State::kOpen || !self->streams_.contains(id)) return;
+      nghttp2_session_resume_data(self->session_, id);
+      self->flush();
+    });
+  }
   streams_.emplace(id, std::move(r));
   settle();
 }
@@ -753,7 +810,7 @@ void H2Conn::finish_closed() {
       continue;
     }
     if (r->error == ExchangeError::kNone && code == NGHTTP2_REFUSED_STREAM &&
-        !H2Core::stale_retried(*ex)) {
+        !H2Core::stale_retried(*ex) && !r->body_read) {
       // Not processed (RFC 9113 section 8.7): safe to send again, once.
       H2Core::mark_stale_retried(*ex);
       ex->request_sent = false;

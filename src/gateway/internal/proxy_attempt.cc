@@ -180,6 +180,7 @@ void ProxyCore::start_attempt(Call& c) {
   c.idempotent = idempotent(c.req->method);
   c.stream_idle_timeout = route.route.timeout;
   c.http2 = route.route.upstream_http2;
+  c.body_stream = c.http2 ? c.req->body_stream : nullptr;
   c.upgrade = !c.http2 && asks_websocket(*c.req);
   c.tunnel_idle_timeout = route.route.websocket_idle_timeout;
   c.admission = c.pick->admission;
@@ -256,8 +257,9 @@ void ProxyCore::on_attempt_done(Call& c) {
     relay(c);
     return;
   }
+  // Nor one whose streamed body was read in part: what was sent is gone.
   if (!report.cancelled && c.attempt + 1 < options.max_attempts && t < c.route_deadline &&
-      !c.ts_.stopped()) {
+      !c.ts_.stopped() && !c.body_stream_read) {
     const RetryDecision decision = selector.retry(*c.req, report);
     if (decision.retry && t + decision.backoff < c.route_deadline) {
       ++c.attempt;

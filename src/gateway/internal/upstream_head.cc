@@ -188,7 +188,9 @@ void write_upstream_head(const http::Request& req, std::string_view upstream_lab
   }
   const bool body_method = req.method == http::Method::kPost || req.method == http::Method::kPut ||
                            req.method == http::Method::kPatch;
-  if (!req.body.empty() || body_method) {
+  // A body streamed as it comes (Request::body_stream; HTTP/2 upstreams only) has no length yet:
+  // its stream's end frames it.
+  if (req.body_stream == nullptr && (!req.body.empty() || body_method)) {
     out += "Content-Length: ";
     out += std::to_string(req.body.size());
     out += "\r\n";
