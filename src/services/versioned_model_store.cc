@@ -11,6 +11,30 @@
 
 namespace prescale::services::internal {
 
+namespace {
+
+// Whether nothing has the name any more (removed since the listing), not even a dangling link.
+bool gone(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::symlink_status(path, ec).type() == std::filesystem::file_type::not_found;
+}
+
+// Why a listed file without times cannot be loaded.
+std::unexpected<Error> unreadable(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return make_error(ErrorCode::kInvalidArgument, path + ": a directory, not a file");
+  }
+  if (!std::filesystem::exists(path, ec) && !ec) {
+    return make_error(ErrorCode::kNotFound, path + ": a symbolic link to nothing");
+  }
+  if (!ec) (void)std::filesystem::file_size(path, ec);
+  return make_error(ErrorCode::kUnavailable,
+                    path + ": cannot be read" + (ec ? ": " + ec.message() : std::string()));
+}
+
+}  // namespace
+
 ModelStoreCore::ModelStoreCore(ErasedFiles files, VersionedModelStoreOptions options)
     : files_(std::move(files)), options_(std::move(options)) {
   if (options_.registry != nullptr) {
@@ -31,15 +55,25 @@ ModelStoreCore::ModelStoreCore(ErasedFiles files, VersionedModelStoreOptions opt
 
 ModelStoreCore::~ModelStoreCore() { stop_polling(); }
 
-std::optional<ModelStoreCore::FileStamp> ModelStoreCore::stamp(const std::string& path) {
+std::optional<ModelStoreCore::FileTimes> ModelStoreCore::file_times(const std::string& path) {
   std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) return std::nullopt;
   const auto mtime = std::filesystem::last_write_time(path, ec);
   if (ec) return std::nullopt;
-  return FileStamp{
-      path, size,
-      std::chrono::duration_cast<std::chrono::nanoseconds>(mtime.time_since_epoch()).count()};
+  return FileTimes{
+      size, std::chrono::duration_cast<std::chrono::nanoseconds>(mtime.time_since_epoch()).count()};
+}
+
+ModelStoreCore::FileStamp ModelStoreCore::stamp(const VersionedFile& file) const {
+  FileStamp out{.path = file.path, .file = file_times(file.path), .data = std::nullopt};
+  if (!files_.data_file_suffix.empty()) {
+    const std::string data_name =
+        files_.file_prefix + std::to_string(file.version) + files_.data_file_suffix;
+    out.data = file_times((std::filesystem::path(file.path).parent_path() / data_name).string());
+  }
+  return out;
 }
 
 void ModelStoreCore::swap_in(std::shared_ptr<const void> model, std::optional<FileStamp> from) {
@@ -58,11 +92,12 @@ void ModelStoreCore::install_model(std::shared_ptr<const void> model) {
   swap_in(std::move(model), std::nullopt);
 }
 
-Result<std::shared_ptr<const void>> ModelStoreCore::load(const std::string& path) {
-  auto model = files_.load(path);
+Result<std::shared_ptr<const void>> ModelStoreCore::load(const FileStamp& file) {
+  auto model = file.file ? files_.load(file.path) : unreadable(file.path);
   if (model) {
     if (reloads_loaded_ != nullptr) reloads_loaded_->inc();
-    spdlog::info("{}: serving {} from {}", files_.service, files_.describe(model->get()), path);
+    spdlog::info("{}: serving {} from {}", files_.service, files_.describe(model->get()),
+                 file.path);
   } else {
     if (reloads_failed_ != nullptr) reloads_failed_->inc();
     spdlog::warn("{}: {} not loaded, keeping {}: {}", files_.service, files_.file_noun,
@@ -71,7 +106,11 @@ Result<std::shared_ptr<const void>> ModelStoreCore::load(const std::string& path
   return model;
 }
 
-Result<bool> ModelStoreCore::reload() {
+Result<bool> ModelStoreCore::reload() { return look(/*retry_failed=*/false); }
+
+Result<bool> ModelStoreCore::reload_retrying_failed() { return look(/*retry_failed=*/true); }
+
+Result<bool> ModelStoreCore::look(bool retry_failed) {
   std::lock_guard lock(reload_mu_);
   if (options_.directory.empty()) return false;
   auto files = list_versioned_files(options_.directory, files_.file_prefix, files_.file_suffix);
@@ -80,13 +119,14 @@ Result<bool> ModelStoreCore::reload() {
     return std::unexpected(files.error());
   }
   if (files->empty()) return false;
-  auto newest = stamp(files->front().path);
-  if (!newest) return false;  // removed since the listing; the next look sees the new state
-  if (served_ && *newest == *served_) return false;
-  if (last_failed_ && *newest == *last_failed_ && last_error_) {
+  const FileStamp newest = stamp(files->front());
+  // Removed since the listing: the next look sees the new state.
+  if (!newest.file && gone(newest.path)) return false;
+  if (served_ && newest == *served_) return false;
+  if (!retry_failed && last_failed_ && newest == *last_failed_ && last_error_) {
     return std::unexpected(*last_error_);  // unchanged since it failed: not retried
   }
-  auto model = load(files->front().path);
+  auto model = load(newest);
   if (model) {
     swap_in(std::move(*model), newest);
     last_failed_.reset();
@@ -96,12 +136,12 @@ Result<bool> ModelStoreCore::reload() {
   last_failed_ = newest;
   last_error_ = model.error();
   if (current_model() == files_.none) {
-    // Nothing loaded to keep serving: the newest older file that loads beats `none`.
+    // Nothing loaded to keep serving: the newest older version that loads beats `none`.
     for (size_t i = 1; i < files->size(); ++i) {
-      auto older_stamp = stamp((*files)[i].path);
-      if (!older_stamp) continue;
-      if (auto older = load((*files)[i].path)) {
-        swap_in(std::move(*older), older_stamp);
+      const FileStamp older = stamp((*files)[i]);
+      if (!older.file && gone(older.path)) continue;
+      if (auto loaded = load(older)) {
+        swap_in(std::move(*loaded), older);
         break;
       }
     }

@@ -2,14 +2,17 @@
 // the fraud and forecast services, which name their files, loader and metrics (ModelFiles).
 //
 // reload() lists the <file_prefix>N<file_suffix> files (core/versioned_file.h) and serves the
-// highest N that loads: when that file changed (path, size or modification time) since the last
-// look, it is loaded and checked off the request path, then swapped in atomically. A request holds
-// the shared_ptr it started with, so requests in flight finish on their model and new ones get
-// the new one; none fails. A file that does not load is logged and counted and the served model
-// stays (the file is not retried until it changes); with nothing loaded yet, the next older file
-// that loads is served instead. Removing the newest file rolls back to the one before; removing
-// every one keeps the model in memory. Without a directory, or before any file loads, the store
-// serves the service's `none` model.
+// highest N that loads: when that version changed since the last look (the path, size or
+// modification time of its file, or of the data file it loads beside it), it is loaded and
+// checked off the request path, then swapped in atomically. A request holds the shared_ptr it
+// started with, so requests in flight finish on their model and new ones get the new one; none
+// fails. A version that does not load (a file that does not parse, a data file not there yet, a
+// name that is a directory or a dangling link) is logged and counted and the served model stays;
+// reload() does not retry it until one of its files changes, reload_retrying_failed() (an
+// operator's explicit reload) does. With nothing loaded yet, the next older version that loads
+// is served instead. Removing the newest file rolls back to the one before; removing every one
+// keeps the model in memory. Without a directory, or before any file loads, the store serves the
+// service's `none` model.
 //
 // poll() calls reload() once poll_interval has passed on the injected clock since its last look;
 // start_polling() runs poll() on a thread of its own (tests call poll() with a ManualClock).
@@ -18,7 +21,7 @@
 // and 0 for versions served before; <reloads_metric>{result="loaded"|"failed"}.
 //
 // Thread safety: current() (one atomic shared_ptr load) may be called from any thread at any
-// time; reload(), poll() and install() serialise among themselves.
+// time; reload(), reload_retrying_failed(), poll() and install() serialise among themselves.
 #pragma once
 
 #include <atomic>
@@ -44,6 +47,10 @@ template <typename Instrument>
 class Family;
 }  // namespace prescale::telemetry
 
+namespace prescale {
+struct VersionedFile;
+}  // namespace prescale
+
 namespace prescale::services {
 
 struct VersionedModelStoreOptions {
@@ -57,9 +64,13 @@ struct VersionedModelStoreOptions {
 // What a service's model files are, and how its store names them in metrics and logs.
 template <typename Model>
 struct ModelFiles {
-  std::string service;         // the prescale_model_info label and the log prefix: "fraud"
-  std::string file_prefix;     // files are <file_prefix>N<file_suffix>: "fraud-v"
-  std::string file_suffix;     // ".json"
+  std::string service;      // the prescale_model_info label and the log prefix: "fraud"
+  std::string file_prefix;  // files are <file_prefix>N<file_suffix>: "fraud-v"
+  std::string file_suffix;  // ".json"
+  // The file each version loads beside its manifest, <file_prefix>N<data_file_suffix>: ".ubj".
+  // Its size and time are part of the version's stamp, so a version that failed for want of it
+  // is tried again once it is written. Empty: the manifest is the whole model.
+  std::string data_file_suffix{};
   std::string reloads_metric;  // the counter of load attempts: "prescale_fraud_model_reloads_total"
   std::string reloads_help;
   std::string file_noun;  // "model file": "fraud: model file not loaded, keeping rules-v1: ..."
@@ -84,8 +95,12 @@ class ModelStoreCore {
 
   // Looks at the directory once (see the top comment). Returns whether the served model changed;
   // an error naming the file and field when the newest file (or, with nothing loaded, every
-  // file) does not load, or when the directory cannot be read.
+  // file) does not load, or when the directory cannot be read. A newest version that failed
+  // before and has not changed since is not read again: its error is returned.
   Result<bool> reload();
+  // reload(), reading the newest version again even when it failed before and has not changed
+  // (POST /v1/model/reload: an operator asks to try now).
+  Result<bool> reload_retrying_failed();
   // reload() once poll_interval has passed on the clock since the last look; else false.
   Result<bool> poll();
   // Starts (once) the thread that calls poll(), with background_poll, a poll interval and a
@@ -95,7 +110,8 @@ class ModelStoreCore {
 
  protected:
   struct ErasedFiles {
-    std::string service, file_prefix, file_suffix, reloads_metric, reloads_help, file_noun;
+    std::string service, file_prefix, file_suffix, data_file_suffix, reloads_metric, reloads_help,
+        file_noun;
     std::shared_ptr<const void> none;
     std::function<Result<std::shared_ptr<const void>>(const std::string&)> load;
     std::function<std::string(const void*)> version_label;
@@ -111,15 +127,25 @@ class ModelStoreCore {
   void install_model(std::shared_ptr<const void> model);
 
  private:
-  struct FileStamp {
-    std::string path;
+  struct FileTimes {
     std::uintmax_t size = 0;
     std::int64_t mtime_ns = 0;
+    bool operator==(const FileTimes&) const = default;
+  };
+  // A version's files as last looked at: when the stamp differs, the version changed.
+  struct FileStamp {
+    std::string path;
+    std::optional<FileTimes> file;  // nullopt: it cannot be read (a directory, a dangling link)
+    std::optional<FileTimes> data;  // the data file's; nullopt: none, or not there (yet)
     bool operator==(const FileStamp&) const = default;
   };
-  static std::optional<FileStamp> stamp(const std::string& path);
+  // The size and modification time of a regular file (links followed); nullopt for anything else.
+  static std::optional<FileTimes> file_times(const std::string& path);
+  FileStamp stamp(const VersionedFile& file) const;
+  Result<bool> look(bool retry_failed);
   void swap_in(std::shared_ptr<const void> model, std::optional<FileStamp> from);
-  Result<std::shared_ptr<const void>> load(const std::string& path);
+  // Loads the version, logging and counting the result; one whose file cannot be read fails.
+  Result<std::shared_ptr<const void>> load(const FileStamp& file);
   void poll_loop();
 
   const ErasedFiles files_;
@@ -128,7 +154,7 @@ class ModelStoreCore {
 
   std::mutex reload_mu_;                  // serialises reload() and install_model()
   std::optional<FileStamp> served_;       // the file current_ came from
-  std::optional<FileStamp> last_failed_;  // not retried until it changes
+  std::optional<FileStamp> last_failed_;  // reload() does not retry it until it changes
   std::optional<Error> last_error_;
   std::string served_label_;  // the prescale_model_info version set to 1
 
@@ -169,6 +195,7 @@ class VersionedModelStore : public internal::ModelStoreCore {
         .service = std::move(files.service),
         .file_prefix = std::move(files.file_prefix),
         .file_suffix = std::move(files.file_suffix),
+        .data_file_suffix = std::move(files.data_file_suffix),
         .reloads_metric = std::move(files.reloads_metric),
         .reloads_help = std::move(files.reloads_help),
         .file_noun = std::move(files.file_noun),

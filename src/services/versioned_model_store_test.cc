@@ -64,6 +64,11 @@ class VersionedModelStoreTest : public ::testing::Test {
         .with({"notes", version})
         .value();
   }
+  double reloads(const std::string& result) {
+    return registry_.counter("prescale_notes_reloads_total", "Notes loaded, by result", {"result"})
+        .with({result})
+        .value();
+  }
   std::string served(const VersionedModelStore<Note>& store) {
     auto note = store.current();
     return note ? note->text : "none";
@@ -125,6 +130,37 @@ TEST_F(VersionedModelStoreTest, ThePollerLooksOnTheInjectedClock) {
   clock_.advance(5s);
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(served(store), "one");
+}
+
+// A newest name that is no readable file (a directory, a dangling link) is a version that fails:
+// logged and counted, and with nothing served yet an older version is served instead.
+TEST_F(VersionedModelStoreTest, ANewestNameThatIsNoFileFailsAndAnOlderVersionIsServed) {
+  VersionedModelStore<Note> store(note_files(nullptr), {.directory = dir_.string(),
+                                                        .clock = &clock_,
+                                                        .background_poll = false,
+                                                        .registry = &registry_});
+  write(1, "one");
+  std::filesystem::create_directory(dir_ / "note-v2.txt");
+  auto r = store.reload();
+  ASSERT_FALSE(r) << "answered " << *r;
+  EXPECT_THAT(r.error().message, HasSubstr("note-v2.txt: a directory, not a file"));
+  EXPECT_EQ(served(store), "one");
+  EXPECT_EQ(reloads("failed"), 1);
+  EXPECT_EQ(reloads("loaded"), 1);
+  EXPECT_FALSE(store.reload());  // unchanged: not read, nor counted, again
+  EXPECT_EQ(reloads("failed"), 1);
+
+  std::filesystem::create_symlink(dir_ / "three.txt", dir_ / "note-v3.txt");
+  r = store.reload();
+  ASSERT_FALSE(r) << "answered " << *r;
+  EXPECT_THAT(r.error().message, HasSubstr("note-v3.txt: a symbolic link to nothing"));
+  EXPECT_EQ(served(store), "one");
+  EXPECT_EQ(reloads("failed"), 2);
+
+  // Once the link leads to a file, the version has changed: it is read and served.
+  std::ofstream(dir_ / "three.txt") << "three";
+  EXPECT_EQ(store.reload().value(), true);
+  EXPECT_EQ(served(store), "three");
 }
 
 }  // namespace

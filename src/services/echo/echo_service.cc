@@ -38,6 +38,26 @@ std::optional<int> parse_int(std::string_view s) {
   return v;
 }
 
+// The request's header fields as GET /echo shows them: one member per field, named as it first
+// came; a field sent more than once (in any case) has its values joined with ", ", in the order
+// they came, as HTTP allows (RFC 9110 section 5.3).
+nlohmann::json echoed_headers(const http::Headers& headers) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  for (const auto& field : headers.fields()) {
+    auto same = std::find_if(fields.begin(), fields.end(), [&](const auto& seen) {
+      return http::internal::iequals(seen.first, field.first);
+    });
+    if (same == fields.end()) {
+      fields.push_back(field);
+    } else {
+      same->second += ", " + field.second;
+    }
+  }
+  nlohmann::json out = nlohmann::json::object();
+  for (auto& [name, value] : fields) out[name] = std::move(value);
+  return out;
+}
+
 // A status code that a close frame may carry (RFC 6455 section 7.4 and the IANA registry):
 // 1004 is reserved, 1005, 1006 and 1015 stand for "none" and must never be sent, the rest of
 // 0..2999 is unassigned; 3000..4999 belong to libraries and applications.
@@ -291,12 +311,10 @@ void EchoService::register_routes(runtime::Routes& routes) {
   });
 
   auto echo = [](http::Request& req, http::Responder respond) {
-    nlohmann::json headers = nlohmann::json::object();
-    for (const auto& [k, v] : req.headers.fields()) headers[k] = v;
     respond(http::json_response(200, {{"method", req.method_name},
                                       {"path", req.path},
                                       {"query", req.query},
-                                      {"headers", headers},
+                                      {"headers", echoed_headers(req.headers)},
                                       {"body", req.body}}));
   };
   routes.get("/echo", echo);

@@ -2,7 +2,8 @@
 // the first `make demo`.
 //
 //   GET  /                 "hello" (the body nginx returns in bench/http_hello.sh)
-//   GET  /echo, POST /echo JSON describing the request: method, path, query, headers, body
+//   GET  /echo, POST /echo JSON describing the request: method, path, query, headers (one
+//                          member per field; a repeated field's values joined with ", "), body
 //   GET  /delay/{ms}       answers 200 after `ms` milliseconds (at most 60000) without
 //                          holding an I/O thread; for drain and timeout tests
 //   GET  /busy/{ms}        answers after `ms` milliseconds (at most 10000) holding its I/O

@@ -61,7 +61,8 @@ Result<std::optional<double>> optional_number(const nlohmann::json& body, const 
   if (!body.contains(field)) return std::optional<double>{};
   const nlohmann::json& v = body.at(field);  // present: at() does not throw
   if (v.is_null()) return std::optional<double>{};
-  if (!v.is_number()) return make_error(ErrorCode::kInvalidArgument, std::string(field) + ": expected a number");
+  if (!v.is_number())
+    return make_error(ErrorCode::kInvalidArgument, std::string(field) + ": expected a number");
   return std::optional<double>{v.get<double>()};
 }
 
@@ -69,9 +70,9 @@ Result<int> horizon_from(std::optional<double> v, int default_horizon, int max_h
                          std::string_view field) {
   if (!v) return default_horizon;
   if (*v != std::floor(*v) || *v < 1 || *v > max_horizon) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      std::string(field) + ": expected a whole number of steps in 1.." +
-                          std::to_string(max_horizon));
+    return make_error(ErrorCode::kInvalidArgument, std::string(field) +
+                                                       ": expected a whole number of steps in 1.." +
+                                                       std::to_string(max_horizon));
   }
   return static_cast<int>(*v);
 }
@@ -247,17 +248,17 @@ void ForecastService::register_routes(runtime::Routes& routes) {
       }
       h = v;
     }
-    auto horizon = horizon_from(h, options_.default_horizon, options_.max_horizon,
-                                "query parameter horizon");
+    auto horizon =
+        horizon_from(h, options_.default_horizon, options_.max_horizon, "query parameter horizon");
     if (!horizon) return respond(error(horizon.error()));
-    workers_->post([this, name = std::move(name), horizon = *horizon,
-                    respond = std::move(respond)]() mutable {
-      auto r = store_.forecast(name, horizon, models_->current());
-      if (!r) return respond(error(r.error()));
-      nlohmann::json body = to_json(*r);
-      body["series"] = name;
-      respond(http::json_response(200, body));
-    });
+    workers_->post(
+        [this, name = std::move(name), horizon = *horizon, respond = std::move(respond)]() mutable {
+          auto r = store_.forecast(name, horizon, models_->current());
+          if (!r) return respond(error(r.error()));
+          nlohmann::json body = to_json(*r);
+          body["series"] = name;
+          respond(http::json_response(200, body));
+        });
   });
 
   routes.get("/v1/series", [this](http::Request&, http::Responder respond) {
@@ -276,8 +277,8 @@ void ForecastService::register_routes(runtime::Routes& routes) {
   routes.del("/v1/series/{name}", [this](http::Request& req, http::Responder respond) {
     const std::string name(*req.param("name"));
     if (!store_.erase(name)) {
-      return respond(http::error_response(404, "not_found",
-                                          "series \"" + name + "\" does not exist"));
+      return respond(
+          http::error_response(404, "not_found", "series \"" + name + "\" does not exist"));
     }
     if (metrics_->series != nullptr) metrics_->series->set(static_cast<double>(store_.size()));
     respond(http::json_response(200, {{"deleted", name}}));
@@ -301,9 +302,10 @@ void ForecastService::register_routes(runtime::Routes& routes) {
       return respond(http::error_response(409, "no_model_dir",
                                           "the service was started without a model directory"));
     }
-    // Loading reads and checks the file: a worker's job, not an I/O thread's.
+    // Loading reads and checks the file: a worker's job, not an I/O thread's. An explicit
+    // reload reads a version that failed again, whatever the poller remembers of it.
     workers_->post([this, respond = std::move(respond)]() mutable {
-      auto r = models_->reload();
+      auto r = models_->reload_retrying_failed();
       if (!r) return respond(http::error_response(500, "reload_failed", r.error().message));
       respond(http::json_response(
           200, {{"reloaded", *r}, {"model_version", models_->current()->version_label()}}));

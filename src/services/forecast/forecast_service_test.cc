@@ -91,6 +91,20 @@ TEST_F(ForecastServiceTest, ForecastsASeriesInTheBody) {
   EXPECT_EQ(j["history_points"], 360);
 }
 
+// At the value limit the forecast's arithmetic does not overflow: the cycle, scaled so that it
+// peaks at kMaxValue, is forecast as it is at its own scale.
+TEST_F(ForecastServiceTest, ForecastsValuesUpToTheLimit) {
+  nlohmann::json body = hourly_points(1'767'225'600, 6 * 60);
+  const double scale = forecast_service::kMaxValue / 150;
+  for (auto& v : body["values"]) v = v.get<double>() * scale;
+  body["horizon"] = 5;
+  const http::Response r = call(http::Method::kPost, "/v1/forecast", body.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto j = nlohmann::json::parse(r.body);
+  EXPECT_NEAR(j["p50"][0].get<double>() / scale, 100, 5) << r.body;
+  EXPECT_TRUE(j["backtest"]["mae"].is_number()) << r.body;
+}
+
 TEST_F(ForecastServiceTest, BadInputGets400NamingTheField) {
   auto error_of = [&](std::string body) {
     const http::Response r = call(http::Method::kPost, "/v1/forecast", std::move(body));
@@ -102,9 +116,13 @@ TEST_F(ForecastServiceTest, BadInputGets400NamingTheField) {
               HasSubstr("values[1]: expected a number or null"));
   EXPECT_THAT(error_of(R"({"timestamps":[0,60],"values":[1,2],"horizn":5})"),
               HasSubstr("horizn: unknown field"));
+  nlohmann::json huge = hourly_points(0, 120);
+  huge["values"][7] = 1e307;  // beyond the cap: the fit's sums of squares would overflow
+  EXPECT_THAT(error_of(huge.dump()), HasSubstr("values[7]: 1e+307 is above the limit of 1e+15"));
   nlohmann::json body = hourly_points(0, 120);
   body["horizon"] = 0;
-  EXPECT_THAT(error_of(body.dump()), HasSubstr("horizon: expected a whole number of steps in 1..1440"));
+  EXPECT_THAT(error_of(body.dump()),
+              HasSubstr("horizon: expected a whole number of steps in 1..1440"));
   EXPECT_THAT(error_of(hourly_points(0, 10).dump()), HasSubstr("a forecast needs at least 32"));
 }
 
@@ -316,6 +334,28 @@ TEST_F(ForecastServiceModelTest, ReloadsOnRequest) {
   std::tie(status, body) = reload();
   EXPECT_EQ(status, 500);
   EXPECT_THAT(body["error"]["message"].get<std::string>(), HasSubstr("forecast-v3.json: format"));
+  EXPECT_EQ(service_->model_store().current()->version_label(), "v2");
+}
+
+// POST /v1/model/reload reads a version the poller gave up on, even with its files unchanged
+// since (here: the booster mended in place with the same size and time).
+TEST_F(ForecastServiceModelTest, AnExplicitReloadRetriesAVersionThatFailed) {
+  ASSERT_EQ(save(2), 2);
+  const auto ubj = dir_.path() / forecast_service::booster_file_name(2);
+  const std::string good = forecast_service::testing::read_text(ubj);
+  const auto written = std::filesystem::last_write_time(ubj);
+  std::string corrupt = good;
+  corrupt[corrupt.size() / 2] ^= 1;
+  forecast_service::testing::write_text(ubj, corrupt);
+  std::filesystem::last_write_time(ubj, written);
+  clock_.advance(5s);
+  EXPECT_FALSE(service_->model_store().poll());
+
+  forecast_service::testing::write_text(ubj, good);
+  std::filesystem::last_write_time(ubj, written);
+  const http::Response r = call(http::Method::kPost, "/v1/model/reload");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(nlohmann::json::parse(r.body)["reloaded"], true);
   EXPECT_EQ(service_->model_store().current()->version_label(), "v2");
 }
 

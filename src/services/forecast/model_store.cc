@@ -12,6 +12,7 @@ ModelFiles<ForecastModel> forecast_model_files() {
       .service = "forecast",
       .file_prefix = "forecast-v",
       .file_suffix = ".json",
+      .data_file_suffix = ".ubj",  // the booster: a version changes when it does
       .reloads_metric = "prescale_forecast_reloads_total",
       .reloads_help = "Model versions the forecast service tried to load, by result",
       .file_noun = "model",

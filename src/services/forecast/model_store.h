@@ -1,9 +1,10 @@
 // The model the forecast service serves, and its hot reload from a model directory: a
 // VersionedModelStore (services/versioned_model_store.h, where the reload rules are) over the
-// forecast-v<N>.json manifests (model_file.h). A fit holds the shared_ptr it started with, so
-// fits in flight finish on their booster and new ones get the new one. Without a directory, or
-// before any manifest loads, the service forecasts with the method alone (version 0,
-// kMethodVersion).
+// forecast-v<N>.json manifests and the forecast-v<N>.ubj boosters beside them (model_file.h): a
+// version changes when either file does, so a manifest copied before its booster is loaded once
+// the booster is there. A fit holds the shared_ptr it started with, so fits in flight finish on
+// their booster and new ones get the new one. Without a directory, or before any manifest loads,
+// the service forecasts with the method alone (version 0, kMethodVersion).
 //
 // Metrics (with a registry): prescale_model_info{service="forecast",version} is 1 for the version
 // served and 0 for versions served before; prescale_forecast_reloads_total{result="loaded"|

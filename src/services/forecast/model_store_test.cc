@@ -131,5 +131,59 @@ TEST_F(ForecastModelStoreTest, AtStartABrokenNewestFallsBackToTheOneBefore) {
   EXPECT_EQ(reloads("loaded"), 1);
 }
 
+// The booster is part of a version: a manifest copied before its .ubj fails, and is read again
+// once the .ubj is there, not only when the manifest changes.
+TEST_F(ForecastModelStoreTest, AManifestCopiedBeforeItsBoosterLoadsOnceTheBoosterIsThere) {
+  save();
+  auto store = make_store(dir_.str());
+  ASSERT_EQ(store->reload().value(), true);
+  const int v2 = save(2);
+  const auto ubj = dir_.path() / booster_file_name(v2);
+  const std::string booster = testing::read_text(ubj);
+  std::filesystem::remove(ubj);
+
+  auto r = store->reload();
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, HasSubstr("forecast-v2.ubj"));
+  EXPECT_EQ(reloads("failed"), 1);
+  clock_.advance(5s);
+  EXPECT_FALSE(store->poll());  // nothing changed: not read again
+  EXPECT_EQ(reloads("failed"), 1);
+
+  testing::write_text(ubj, booster);
+  clock_.advance(5s);
+  auto polled = store->poll();
+  ASSERT_TRUE(polled) << polled.error().message;
+  EXPECT_TRUE(*polled);
+  EXPECT_EQ(store->current()->version_label(), "v2");
+}
+
+// An explicit reload reads a failed version again even when its files look unchanged (here: the
+// booster mended in place with the same size and time).
+TEST_F(ForecastModelStoreTest, AnExplicitReloadReadsAFailedVersionAgain) {
+  save();
+  auto store = make_store(dir_.str());
+  ASSERT_TRUE(store->reload());
+  const int v2 = save(2);
+  const auto ubj = dir_.path() / booster_file_name(v2);
+  const std::string good = testing::read_text(ubj);
+  const auto written = std::filesystem::last_write_time(ubj);
+  std::string corrupt = good;
+  corrupt[corrupt.size() / 2] ^= 1;
+  testing::write_text(ubj, corrupt);
+  std::filesystem::last_write_time(ubj, written);
+  EXPECT_FALSE(store->reload());
+  EXPECT_EQ(reloads("failed"), 1);
+
+  testing::write_text(ubj, good);
+  std::filesystem::last_write_time(ubj, written);
+  EXPECT_FALSE(store->reload());  // the poller's look: unchanged, not read again
+  EXPECT_EQ(reloads("failed"), 1);
+  auto r = store->reload_retrying_failed();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(*r);
+  EXPECT_EQ(store->current()->version_label(), "v2");
+}
+
 }  // namespace
 }  // namespace prescale::services::forecast_service

@@ -4,17 +4,16 @@
 // Timestamps are Unix seconds, strictly increasing; the step is given or inferred as the
 // smallest difference between consecutive timestamps. Every timestamp must fall on the grid
 // start + k × step (within 1 ms), at most one on a step; skipped steps become missing values. A
-// value may be null (missing). Values are demand: finite and ≥ 0.
+// value may be null (missing). Values are demand: finite, ≥ 0 and at most kMaxValue.
 //
 // Thread safety: pure functions.
 #pragma once
 
 #include <cstddef>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "core/result.h"
 #include "forecast/model.h"
@@ -28,8 +27,12 @@ inline constexpr double kMaxStepSeconds = 7 * 86400;
 // A gap larger than this many steps between two points is refused rather than filled.
 inline constexpr double kMaxGapSteps = 100'000;
 // The most steps the filled series may span, first point to last (gaps within the gap limit
-// could otherwise add up to billions of steps).
+// could otherwise add up to billions of steps); for points appended to a series, the most steps
+// they add after its last point.
 inline constexpr double kMaxSeriesSteps = 200'000;
+// The largest value: demand beyond it is no demand, and its squares and sums would overflow the
+// forecast's arithmetic (a p50 of 0, metrics of null).
+inline constexpr double kMaxValue = 1e15;
 
 // Points as sent: timestamps (Unix seconds) and values, NaN for null.
 struct Points {
@@ -46,5 +49,12 @@ Result<Points> parse_points(const nlohmann::json& body);
 // points). Errors name the offending index, e.g. "timestamps[7]: 90 s after the previous one,
 // not a whole number of 60 s steps".
 Result<forecast::Series> to_series(const Points& points, std::optional<double> step_seconds);
+
+// The steps that `points` add to a series whose last point is at `last_timestamp`, on its grid of
+// `step_seconds`: the series returned starts one step after that point (skipped steps missing),
+// and the limits count the steps it adds, not the point already stored. Errors as to_series(),
+// and "timestamps[0]: ... is not after the series' last point".
+Result<forecast::Series> to_series_after(const Points& points, double last_timestamp,
+                                         double step_seconds);
 
 }  // namespace prescale::services::forecast_service

@@ -38,6 +38,39 @@ TEST(SeriesInputTest, NamesTheFieldAndIndexAtFault) {
   EXPECT_THAT(err("[1,2]"), HasSubstr("body: expected a JSON object"));
 }
 
+TEST(SeriesInputTest, RefusesValuesAboveTheLimitNamingTheIndex) {
+  auto p = parse_points(nlohmann::json::parse(R"({"timestamps":[0,60,120],"values":[1,1e15,2]})"));
+  ASSERT_TRUE(p) << p.error().message;  // the limit itself is a value
+  p = parse_points(nlohmann::json::parse(R"({"timestamps":[0,60,120],"values":[1,2,1e307]})"));
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_THAT(p.error().message, HasSubstr("values[2]: 1e+307 is above the limit of 1e+15"));
+}
+
+TEST(SeriesInputTest, PointsAfterAStoredOneStartOnTheNextStep) {
+  auto s = to_series_after(Points{{1060, 1180}, {1, 2}}, 1000, 60);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ(s->start_seconds, 1060);
+  ASSERT_EQ(s->values.size(), 3u);  // 1060, (1120), 1180
+  EXPECT_EQ(s->values[0], 1);
+  EXPECT_TRUE(std::isnan(s->values[1]));
+  EXPECT_EQ(s->values[2], 2);
+  // Errors name the points' own indices.
+  EXPECT_THAT(to_series_after(Points{{1060, 1150}, {1, 2}}, 1000, 60).error().message,
+              HasSubstr("timestamps[1]: 90 s after the previous one"));
+  EXPECT_THAT(to_series_after(Points{{1000}, {1}}, 1000, 60).error().message,
+              HasSubstr("timestamps[0]: 1000 is not after the series' last point (1000)"));
+  // The stored point counts against no limit: kMaxSeriesSteps steps may follow it.
+  Points full;
+  for (double k = 1; k <= kMaxSeriesSteps; ++k) {
+    full.timestamps.push_back(60 * k);
+    full.values.push_back(1);
+  }
+  auto most = to_series_after(full, 0, 60);
+  ASSERT_TRUE(most) << most.error().message;
+  EXPECT_EQ(most->values.size(), static_cast<size_t>(kMaxSeriesSteps));
+}
+
 TEST(SeriesInputTest, InfersTheStepAndFillsGaps) {
   Points p{{1000, 1060, 1240, 1300}, {1, 2, 3, 4}};
   auto s = to_series(p, std::nullopt);

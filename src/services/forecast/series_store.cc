@@ -59,8 +59,8 @@ Result<forecast::Forecaster> fit(const forecast::Series& series,
   const size_t need = 2 * static_cast<size_t>(options.max_horizon + 1);
   const size_t have = observed(series.values);
   if (have < need) {
-    return invalid("values: " + std::to_string(have) + " observed values, a forecast needs at least " +
-                   std::to_string(need));
+    return invalid("values: " + std::to_string(have) +
+                   " observed values, a forecast needs at least " + std::to_string(need));
   }
   forecast::Forecaster f(options);
   if (auto r = f.fit(series); !r) return std::unexpected(r.error());
@@ -72,8 +72,8 @@ Result<forecast::Forecaster> fit(const forecast::Series& series,
 bool valid_series_name(std::string_view name) {
   if (name.empty() || name.size() > 128) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
   });
 }
 
@@ -160,37 +160,13 @@ Result<AppendResult> SeriesStore::append(std::string_view name, const Points& po
       return invalid("step_seconds: " + number(*step_seconds) + " differs from the series' step " +
                      number(s->step_seconds));
     }
-    if (points.timestamps.empty()) return invalid("timestamps: no points");
-    const double next = s->end_seconds();
-    if (points.timestamps.front() < next - 1e-3) {
-      return invalid("timestamps[0]: " + number(points.timestamps.front()) +
-                     " is not after the series' last point (" +
-                     number(next - s->step_seconds) + ")");
-    }
-    // Anchor the new points on the series' grid: a leading missing value per skipped step.
-    Points anchored;
-    anchored.timestamps.reserve(points.timestamps.size() + 1);
-    anchored.values.reserve(points.values.size() + 1);
-    anchored.timestamps.push_back(next - s->step_seconds);
-    anchored.values.push_back(0);  // stands for the last stored value; dropped below
-    anchored.timestamps.insert(anchored.timestamps.end(), points.timestamps.begin(),
-                               points.timestamps.end());
-    anchored.values.insert(anchored.values.end(), points.values.begin(), points.values.end());
-    auto series = to_series(anchored, s->step_seconds);
-    if (!series) {
-      // Indices in the message are those of the anchored list: one past the client's.
-      std::string m = series.error().message;
-      if (m.rfind("timestamps[", 0) == 0) {
-        const size_t close = m.find(']');
-        const long i = std::strtol(m.c_str() + 11, nullptr, 10);
-        m = "timestamps[" + std::to_string(i - 1) + m.substr(close);
-      }
-      return invalid(std::move(m));
-    }
-    s->values.insert(s->values.end(), series->values.begin() + 1, series->values.end());
-    s->pending += series->values.size() - 1;
-    s->since_fit += series->values.size() - 1;
-    appended = series->values.size() - 1;
+    // On the series' grid, after its last point (which counts against no limit).
+    auto series = to_series_after(points, s->end_seconds() - s->step_seconds, s->step_seconds);
+    if (!series) return std::unexpected(series.error());
+    s->values.insert(s->values.end(), series->values.begin(), series->values.end());
+    s->pending += series->values.size();
+    s->since_fit += series->values.size();
+    appended = series->values.size();
   }
   // Keep the newest max_points steps.
   while (s->values.size() > options_.max_points) {
@@ -209,8 +185,8 @@ Result<AppendResult> SeriesStore::append(std::string_view name, const Points& po
     std::lock_guard lock(mu_);
     if (streams_.size() >= options_.max_series) {
       return make_error(ErrorCode::kOutOfRange, "series: the store holds its limit of " +
-                                               std::to_string(options_.max_series) +
-                                               " series; delete one first");
+                                                    std::to_string(options_.max_series) +
+                                                    " series; delete one first");
     }
     auto [it, inserted] = streams_.emplace(std::string(name), s);
     if (!inserted) {

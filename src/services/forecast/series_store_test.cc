@@ -112,6 +112,37 @@ TEST(SeriesStoreTest, KeepsTheNewestPointsAndLimitsSeries) {
   EXPECT_EQ(store.size(), 2u);
 }
 
+// Appended points may span as many steps as a new series' points: the point already stored,
+// which anchors them on the grid, does not count.
+TEST(SeriesStoreTest, AppendedPointsMaySpanAsManyStepsAsANewSeries) {
+  auto steps = [](double first, double last) {
+    Points p;
+    for (double k = first; k <= last; ++k) {
+      p.timestamps.push_back(60 * k);
+      p.values.push_back(1);
+    }
+    return p;
+  };
+  const auto limit = static_cast<size_t>(kMaxSeriesSteps);
+  SeriesStore store;
+  auto created = store.append("new", steps(1, kMaxSeriesSteps), 60.0);
+  ASSERT_TRUE(created) << created.error().message;
+  EXPECT_EQ(created->appended, limit);
+
+  ASSERT_TRUE(store.append("grown", Points{{0}, {1}}, 60.0));
+  auto appended = store.append("grown", steps(1, kMaxSeriesSteps), std::nullopt);
+  ASSERT_TRUE(appended) << appended.error().message;
+  EXPECT_EQ(appended->appended, limit);
+  EXPECT_EQ(appended->last_timestamp, 60 * kMaxSeriesSteps);
+
+  // One step more is refused either way.
+  auto too_many =
+      store.append("grown", steps(kMaxSeriesSteps + 1, 2 * kMaxSeriesSteps + 1), std::nullopt);
+  ASSERT_FALSE(too_many);
+  EXPECT_THAT(too_many.error().message, HasSubstr("span 200001 steps"));
+  EXPECT_FALSE(store.append("other", steps(0, kMaxSeriesSteps), 60.0));
+}
+
 TEST(SeriesStoreTest, ConcurrentAppendsAndForecastsKeepEveryPoint) {
   SeriesStore store(hourly());
   ASSERT_TRUE(store.append("s", cycle(0, 120), std::nullopt));

@@ -26,7 +26,7 @@ prescale_test(services_fraud_test
   SOURCES fraud/transactions_test.cc fraud/ranking_metrics_test.cc
           fraud/logistic_regression_test.cc fraud/tree_ensemble_test.cc
           fraud/model_file_test.cc fraud/model_store_test.cc fraud/training_test.cc
-          fraud/fraud_service_test.cc fraud/fraud_test_util.cc
+          fraud/transaction_json_test.cc fraud/fraud_service_test.cc fraud/fraud_test_util.cc
   LIBS prescale_services_fraud prescale_http prescale::xgboost)
 
 # The CLI parts (apps/prescale/eval_fraud.cc, train_fraud.cc) are compiled and run here until

@@ -2,7 +2,6 @@
 
 #include <array>
 #include <charconv>
-#include <cmath>
 #include <limits>
 
 namespace prescale::fraud {
@@ -43,11 +42,9 @@ Result<Features> parse_transaction(const nlohmann::json& object, std::string_vie
       continue;
     }
     if (!value.is_number()) return fail(key, "expected a number or null");
-    const double v = value.get<double>();
-    if (!(std::abs(v) <= std::numeric_limits<float>::max())) {
-      return fail(key, "out of range (float32)");
-    }
-    x[*index] = static_cast<float>(v);
+    auto feature = to_feature(value.get<double>());
+    if (!feature) return fail(key, "out of range (float32)");
+    x[*index] = *feature;
   }
   const auto names = feature_names();
   for (size_t j = 0; j < kFeatureCount; ++j) {

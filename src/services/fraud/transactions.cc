@@ -26,6 +26,15 @@ std::optional<size_t> feature_index(std::string_view name) {
   return static_cast<size_t>(it - kNames.begin());
 }
 
+std::optional<float> to_feature(double value) {
+  // Doubles below float32's maximum plus half its last step round to a finite float; from there
+  // on (the midpoint included: it rounds to the even neighbour, infinity) they do not.
+  constexpr double kRoundsToInfinity =
+      static_cast<double>(std::numeric_limits<float>::max()) + 0x1p103;
+  if (!(std::abs(value) < kRoundsToInfinity)) return std::nullopt;
+  return static_cast<float>(value);
+}
+
 size_t Transactions::frauds() const {
   return static_cast<size_t>(std::count(labels.begin(), labels.end(), uint8_t{1}));
 }
@@ -67,11 +76,12 @@ Result<Transactions> parse_transactions(std::string_view text, std::string_view 
     for (size_t f = 0; f < kFeatureCount; ++f) {
       const std::string_view field = fields[columns[f]];
       auto value = forecast::parse_number(field);
-      if (!value || std::abs(*value) > std::numeric_limits<float>::max()) {
+      auto feature = value ? to_feature(*value) : std::nullopt;
+      if (!feature) {
         return std::unexpected(
             reader.field_error(header, columns[f], "a finite number (float32)", field));
       }
-      row[f] = static_cast<float>(*value);
+      row[f] = *feature;
     }
     const std::string_view label = fields[*class_column];
     auto cls = forecast::parse_number(label);

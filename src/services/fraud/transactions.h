@@ -29,6 +29,11 @@ std::optional<size_t> feature_index(std::string_view name);
 // XGBoost compares float32 features with float32 split thresholds.
 using Features = std::array<float, kFeatureCount>;
 
+// A feature value read as a double: the float32 it rounds to, or nullopt when that is not finite
+// (NaN, or beyond float32's range). 3.4028235e38, float32's maximum as usually printed, is a
+// little above it as a double and rounds to it.
+std::optional<float> to_feature(double value);
+
 // Labelled transactions.
 struct Transactions {
   std::vector<Features> rows;

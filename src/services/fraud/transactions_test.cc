@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "core/sha256.h"
 #include "services/fraud/fraud_test_util.h"
@@ -70,11 +71,28 @@ TEST(FraudTransactions, ErrorsNameFileLineAndColumn) {
   EXPECT_THAT(missing.error().message, HasSubstr("/nonexistent/fraud.csv"));
 }
 
+TEST(FraudTransactions, AFeatureIsAnyValueThatRoundsToAFiniteFloat) {
+  constexpr float kMax = std::numeric_limits<float>::max();
+  EXPECT_EQ(to_feature(3.4028235e38), kMax);  // float32's maximum as usually printed
+  EXPECT_EQ(to_feature(-3.4028235e38), -kMax);
+  EXPECT_EQ(to_feature(0.1), 0.1f);
+  // Half a step above the maximum rounds to the even neighbour: infinity.
+  EXPECT_FALSE(to_feature(static_cast<double>(kMax) + 0x1p103));
+  EXPECT_EQ(to_feature(std::nextafter(static_cast<double>(kMax) + 0x1p103, 0.0)), kMax);
+  EXPECT_FALSE(to_feature(1e39));
+  EXPECT_FALSE(to_feature(std::numeric_limits<double>::infinity()));
+  EXPECT_FALSE(to_feature(std::numeric_limits<double>::quiet_NaN()));
+
+  std::string text = header() + row(0, 10, 0.5, 12.5, "0");
+  text.replace(text.rfind(",12.500000,"), 11, ",3.4028235e38,");
+  auto data = parse_transactions(text, "t.csv");
+  ASSERT_TRUE(data) << data.error().message;
+  EXPECT_EQ(data->rows[0][29], kMax);
+}
+
 TEST(FraudTransactions, Sha256MatchesTheStandardVectors) {
-  EXPECT_EQ(sha256_hex(""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   EXPECT_EQ(sha256_hex(std::string(1'000'000, 'a')),

@@ -346,6 +346,13 @@ std::vector<ScoredItem> Model::recommend(const Query& q) const {
   return top_k(*state_, q, scores);
 }
 
+bool Model::scores_history(std::span<const ItemWeight> history) const {
+  if (kind() != ModelKind::kEase) return !history.empty();
+  return std::any_of(history.begin(), history.end(), [&](const ItemWeight& h) {
+    return state_->ease_position[static_cast<size_t>(h.item)] >= 0;
+  });
+}
+
 std::vector<ScoredItem> Model::popular(const Query& q) const {
   const ModelState& s = *state_;
   if (q.allow != nullptr || !q.exclude.empty() || !q.history.empty()) {

@@ -83,6 +83,10 @@ class Model {
   // The k best-scored items, best first (ties: lower item index first). Items the model cannot
   // score (EASE: outside its item set) are not returned, so the list may be shorter than k.
   std::vector<ScoredItem> recommend(const Query& query) const;
+  // Whether recommend() scores items from `history`: false for an empty one, and for EASE when
+  // none of its items is in EASE's item set (every score would be 0). Answer such a history
+  // with popular(), as a new user.
+  bool scores_history(std::span<const ItemWeight> history) const;
   // The k most popular items under the same exclusions: what a cold-start user gets.
   std::vector<ScoredItem> popular(const Query& query) const;
   // Up to k items most similar to the item (index), best first, itself excluded. ALS: cosine of

@@ -1,5 +1,6 @@
 #include "services/recommend/model_file.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -287,7 +288,7 @@ Result<std::shared_ptr<const Model>> load_model(const std::string& manifest_path
   return std::make_shared<const Model>(std::move(s));
 }
 
-Result<LatestManifest> latest_manifest(const std::string& dir) {
+Result<std::vector<ManifestEntry>> list_manifests(const std::string& dir) {
   std::error_code ec;
   fs::directory_iterator it(dir, ec);
   if (ec) {
@@ -296,20 +297,27 @@ Result<LatestManifest> latest_manifest(const std::string& dir) {
         dir + ": " + ec.message());
   }
   static const std::regex name(R"(recommend-v([1-9][0-9]{0,8})\.json)");
-  LatestManifest latest;
+  std::vector<ManifestEntry> manifests;
   for (const fs::directory_entry& entry : it) {
     std::smatch m;
     const std::string file = entry.path().filename().string();
     if (!std::regex_match(file, m, name)) continue;
-    const int version = std::stoi(m[1].str());
-    if (version > latest.version) latest = {version, entry.path().string()};
+    manifests.push_back({std::stoi(m[1].str()), entry.path().string()});
   }
-  if (latest.version == 0) {
+  if (manifests.empty()) {
     return make_error(ErrorCode::kNotFound, dir +
                                                 ": no model (recommend-v<N>.json); train one "
                                                 "with `prescale train recommend`");
   }
-  return latest;
+  std::sort(manifests.begin(), manifests.end(),
+            [](const ManifestEntry& a, const ManifestEntry& b) { return a.version > b.version; });
+  return manifests;
+}
+
+Result<LatestManifest> latest_manifest(const std::string& dir) {
+  auto manifests = list_manifests(dir);
+  if (!manifests) return std::unexpected(manifests.error());
+  return manifests->front();
 }
 
 #undef PRESCALE_ASSIGN

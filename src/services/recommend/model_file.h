@@ -15,9 +15,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/clock.h"
 #include "core/result.h"
+#include "core/versioned_file.h"
 #include "services/recommend/model.h"
 
 namespace prescale::recommend {
@@ -43,11 +45,13 @@ Result<SavedModel> save_model(const Model& model, const std::string& dir,
 // Loads the model a manifest describes (the .bin beside it).
 Result<std::shared_ptr<const Model>> load_model(const std::string& manifest_path);
 
+// A manifest in a model directory: its version and path.
+using ManifestEntry = VersionedFile;
+// The manifests in `dir`, newest (highest version) first; kNotFound naming the directory when
+// there is none.
+Result<std::vector<ManifestEntry>> list_manifests(const std::string& dir);
 // The manifest of the highest version in `dir`, and that version; kNotFound when there is none.
-struct LatestManifest {
-  int version = 0;
-  std::string path;
-};
+using LatestManifest = ManifestEntry;
 Result<LatestManifest> latest_manifest(const std::string& dir);
 
 }  // namespace prescale::recommend

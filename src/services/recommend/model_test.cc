@@ -160,6 +160,25 @@ TEST(RecommendModel, KnowsItsCatalogueAndUsers) {
   EXPECT_FALSE(model_kind_from_string("svd"));
 }
 
+TEST(RecommendModel, EaseScoresOnlyHistoriesWithAnItemOfItsItemSet) {
+  auto data = testing::two_groups();
+  data.push_back({41, 999, 1.0f, 2'000'000});  // one interaction: below min_item_interactions
+  TrainOptions o;
+  o.kind = ModelKind::kEase;
+  o.ease.lambda = 1;
+  o.ease.min_item_interactions = 2;
+  auto m = Model::train(data, o);
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_FALSE((*m)->scores_history({}));
+  EXPECT_FALSE((*m)->scores_history((*m)->history(41)));
+  EXPECT_TRUE((*m)->scores_history((*m)->history(3)));
+  EXPECT_TRUE((*m)->scores_history(history_of(**m, {999, 105})));
+  auto toppop = train(ModelKind::kTopPop);
+  ASSERT_TRUE(toppop);
+  EXPECT_TRUE(toppop->scores_history(toppop->history(3)));
+  EXPECT_FALSE(toppop->scores_history({}));
+}
+
 TEST(RecommendModel, PopularityPenaltyDividesScoresByPopularity) {
   TrainOptions o;
   o.kind = ModelKind::kEase;

@@ -60,6 +60,29 @@ std::vector<int32_t> known_items(const Model& model, const std::vector<int64_t>&
   return out;
 }
 
+// The manifest's path, and its and its data file's (the one it names) size and time: when they
+// differ from those of the served model, the files hold another model, even under the same
+// version (recommend-v2.* deleted and a new v2 trained).
+std::string files_stamp(const std::string& manifest) {
+  std::string out = manifest;
+  std::filesystem::path data(manifest);
+  data.replace_extension(".bin");
+  if (auto text = read_text_file(manifest)) {
+    if (auto json = http::parse_json(*text);
+        json && json->is_object() && json->contains("file") && (*json)["file"].is_string()) {
+      data = std::filesystem::path(manifest).parent_path() / (*json)["file"].get<std::string>();
+    }
+  }
+  for (const std::filesystem::path& p : {std::filesystem::path(manifest), data}) {
+    std::error_code size_ec, time_ec;
+    const auto size = std::filesystem::file_size(p, size_ec);
+    const auto time = std::filesystem::last_write_time(p, time_ec);
+    out += "|" + (size_ec ? std::string("-") : std::to_string(size)) + "@" +
+           (time_ec ? std::string("-") : std::to_string(time.time_since_epoch().count()));
+  }
+  return out;
+}
+
 }  // namespace
 
 // EASE history scores of users with long histories, for one model: computing them costs a row
@@ -107,8 +130,11 @@ struct RecommendService::Served {
 
 class RecommendService::Impl {
  public:
-  Impl(std::shared_ptr<const Model> model, RecommendServiceOptions o)
-      : options(std::move(o)), users(options.max_users, options.max_events_per_user) {
+  Impl(std::shared_ptr<const Model> model, RecommendServiceOptions o,
+       std::optional<std::string> model_files)
+      : options(std::move(o)),
+        users(options.max_users, options.max_events_per_user),
+        served_files(std::move(model_files)) {
     served.store(std::make_shared<const Served>(make_served(std::move(model), 1)));
     if (options.registry != nullptr) {
       telemetry::Registry& r = *options.registry;
@@ -191,10 +217,14 @@ class RecommendService::Impl {
     auto latest = recommend::latest_manifest(options.model_dir);
     if (!latest) return failed_reload(latest.error());
     const std::shared_ptr<const Served> old = current();
-    if (latest->version == old->model->version()) return false;
+    // The files, not the version: a v2 deleted and trained again is another model. A model
+    // handed to the constructor came from no files known here: its version stands for them.
+    const std::string stamp = files_stamp(latest->path);
+    if (served_files ? stamp == *served_files : latest->version == old->model->version()) {
+      return false;
+    }
     // A model that failed to load is not read (nor counted, nor logged) again until its
     // manifest or its data file changes.
-    const std::string stamp = files_stamp(latest->path);
     if (failed && failed->first == stamp) return std::unexpected(failed->second);
     auto model = recommend::load_model(latest->path);
     if (!model) {
@@ -202,6 +232,7 @@ class RecommendService::Impl {
       return failed_reload(model.error());
     }
     failed.reset();
+    served_files = stamp;
     served.store(std::make_shared<const Served>(make_served(*model, old->generation + 1)));
     // Events the new model was trained on would otherwise count twice.
     users.forget_through((*model)->trained_through());
@@ -239,27 +270,7 @@ class RecommendService::Impl {
   telemetry::Gauge* tracked_users = nullptr;
 
  private:
-  // The manifest's path, and its and its data file's (the one it names) size and time.
-  static std::string files_stamp(const std::string& manifest) {
-    std::string out = manifest;
-    std::filesystem::path data(manifest);
-    data.replace_extension(".bin");
-    if (auto text = read_text_file(manifest)) {
-      if (auto json = http::parse_json(*text);
-          json && json->is_object() && json->contains("file") && (*json)["file"].is_string()) {
-        data = std::filesystem::path(manifest).parent_path() / (*json)["file"].get<std::string>();
-      }
-    }
-    for (const std::filesystem::path& p : {std::filesystem::path(manifest), data}) {
-      std::error_code size_ec, time_ec;
-      const auto size = std::filesystem::file_size(p, size_ec);
-      const auto time = std::filesystem::last_write_time(p, time_ec);
-      out += "|" + (size_ec ? std::string("-") : std::to_string(size)) + "@" +
-             (time_ec ? std::string("-") : std::to_string(time.time_since_epoch().count()));
-    }
-    return out;
-  }
-
+  std::optional<std::string> served_files;              // files_stamp(); guarded by reload_mu
   std::optional<std::pair<std::string, Error>> failed;  // guarded by reload_mu
 
   std::unexpected<Error> failed_reload(const Error& e) {
@@ -288,7 +299,11 @@ class RecommendService::Impl {
 
 RecommendService::RecommendService(std::shared_ptr<const Model> model,
                                    RecommendServiceOptions options)
-    : impl_(std::make_unique<Impl>(std::move(model), std::move(options))) {}
+    : impl_(std::make_unique<Impl>(std::move(model), std::move(options), std::nullopt)) {}
+
+RecommendService::RecommendService(std::shared_ptr<const Model> model,
+                                   RecommendServiceOptions options, std::string model_files)
+    : impl_(std::make_unique<Impl>(std::move(model), std::move(options), std::move(model_files))) {}
 
 RecommendService::~RecommendService() = default;
 
@@ -327,7 +342,9 @@ Result<Recommendations> RecommendService::recommend(const RecommendQuery& query)
     merged = merged_history(m, q.history, snapshot->events);
     q.history = merged;
   }
-  if (q.history.empty()) {
+  // A history the model cannot score (empty, or, for EASE, none of it in its item set) would
+  // rank every item at 0: such a user is answered as a new one.
+  if (!m.scores_history(q.history)) {
     out.cold_start = true;
     out.items = m.popular(q);
     if (impl_->cold_starts != nullptr) impl_->cold_starts->inc();
@@ -394,13 +411,25 @@ Result<SimilarItems> RecommendService::similar(int64_t item, size_t k) const {
 }
 
 Result<std::unique_ptr<RecommendService>> make_recommend_service(RecommendServiceOptions options) {
-  auto latest = recommend::latest_manifest(options.model_dir);
-  if (!latest) return std::unexpected(latest.error());
-  auto model = recommend::load_model(latest->path);
-  if (!model) return std::unexpected(model.error());
-  spdlog::info("recommend: serving model {} ({}) from {}", (*model)->version_label(),
-               recommend::to_string((*model)->kind()), latest->path);
-  return std::make_unique<RecommendService>(std::move(*model), std::move(options));
+  auto manifests = recommend::list_manifests(options.model_dir);
+  if (!manifests) return std::unexpected(manifests.error());
+  // Newest first; a version that does not load is skipped for the one before it, as the fraud
+  // and forecast services do. The poller tries the newest again once its files change.
+  std::optional<Error> newest_error;
+  for (const recommend::ManifestEntry& manifest : *manifests) {
+    std::string stamp = files_stamp(manifest.path);
+    auto model = recommend::load_model(manifest.path);
+    if (!model) {
+      spdlog::warn("recommend: model v{} skipped: {}", manifest.version, model.error().message);
+      if (!newest_error) newest_error = model.error();
+      continue;
+    }
+    spdlog::info("recommend: serving model {} ({}) from {}", (*model)->version_label(),
+                 recommend::to_string((*model)->kind()), manifest.path);
+    return std::unique_ptr<RecommendService>(
+        new RecommendService(std::move(*model), std::move(options), std::move(stamp)));
+  }
+  return std::unexpected(*newest_error);  // none loads: the newest's error
 }
 
 }  // namespace prescale::services

@@ -10,7 +10,8 @@
 // Fields, limits and errors: docs/services/recommend.md and docs/api/recommend.yaml. Posted
 // interactions change the user's next recommendations (ALS folds the user's factors in against
 // the fixed item factors; the other models score the history directly); a user the model has
-// never seen and who posted nothing gets the most popular items with "cold_start": true.
+// never seen and who posted nothing, or whose history the model cannot score (EASE: no item of it
+// in its item set), gets the most popular items with "cold_start": true.
 //
 // Thread safety: handlers and the public methods may run on any thread at once. The model is
 // immutable and swapped atomically on reload (std::atomic<std::shared_ptr>); per-user state
@@ -114,8 +115,11 @@ class RecommendService final : public runtime::Service {
   Result<InteractionsResult> add_interactions(std::span<const PostedInteraction> interactions);
   Result<SimilarItems> similar(int64_t item, size_t k) const;
 
-  // Loads the newest model in model_dir when its version differs from the served one and
-  // swaps it in; true when it did. On error the served model stays.
+  // Loads the newest model in model_dir when its files (the manifest and the .bin: path, size,
+  // modification time) differ from those the served model came from, and swaps it in; true when
+  // it did. For a model handed to the constructor, whose files are not known, when its version
+  // differs. On error the served model stays; a model that failed is not read again until one
+  // of its files changes.
   Result<bool> reload();
   // reload() when poll_interval has passed on the clock since the last check; false otherwise.
   Result<bool> poll();
@@ -124,13 +128,20 @@ class RecommendService final : public runtime::Service {
   const RecommendServiceOptions& options() const;
 
  private:
+  // make_recommend_service(): `model` was loaded from the files `model_files` describes.
+  RecommendService(std::shared_ptr<const recommend::Model> model, RecommendServiceOptions options,
+                   std::string model_files);
+  friend Result<std::unique_ptr<RecommendService>> make_recommend_service(
+      RecommendServiceOptions options);
+
   struct Served;
   class Impl;
   std::unique_ptr<Impl> impl_;
 };
 
-// Loads the newest model in options.model_dir and builds the service (for `prescale serve
-// recommend`). Errors name the directory or the file and field at fault.
+// Loads the newest model in options.model_dir that loads and builds the service (for `prescale
+// serve recommend`); newer versions that do not load are logged and skipped. Errors name the
+// directory without a model, or the newest file and field at fault when none loads.
 Result<std::unique_ptr<RecommendService>> make_recommend_service(RecommendServiceOptions options);
 
 }  // namespace prescale::services

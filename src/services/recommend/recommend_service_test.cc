@@ -328,6 +328,24 @@ TEST_P(RecommendServiceTest, AManifestCopiedUnderANewVersionIsNotReloadedOnEvery
   EXPECT_THAT(metrics(), HasSubstr("prescale_recommend_reloads_total{result=\"error\"} 1"));
 }
 
+TEST_P(RecommendServiceTest, AVersionDeletedAndTrainedAgainIsReloaded) {
+  if (GetParam() != ModelKind::kEase) GTEST_SKIP() << "the files are the same for every model";
+  ASSERT_TRUE(recommend::save_model(*train(GetParam()), dir_.string()));  // v2 knows user 40
+  ASSERT_TRUE(service_->reload().value());
+  EXPECT_EQ(get_json("/v1/users/40/recommendations")["cold_start"], false);
+  // v2 deleted, and a new model (without user 40) trained: it is v2 again.
+  fs::remove(dir_ / "recommend-v2.json");
+  fs::remove(dir_ / "recommend-v2.bin");
+  auto saved = recommend::save_model(*train(GetParam(), /*drop_last_users=*/2), dir_.string());
+  ASSERT_TRUE(saved);
+  ASSERT_EQ(saved->version, 2);
+  const http::Response r = call(http::Method::kPost, "/v1/model/reload");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(nlohmann::json::parse(r.body)["reloaded"], true);
+  EXPECT_EQ(get_json("/v1/users/40/recommendations")["cold_start"], true) << "the old v2 served";
+  EXPECT_FALSE(service_->reload().value());  // unchanged since
+}
+
 INSTANTIATE_TEST_SUITE_P(Kinds, RecommendServiceTest,
                          ::testing::Values(ModelKind::kTopPop, ModelKind::kItemKnn, ModelKind::kAls,
                                            ModelKind::kEase),
@@ -336,8 +354,8 @@ INSTANTIATE_TEST_SUITE_P(Kinds, RecommendServiceTest,
 // EASE keeps the history scores of long histories: served from the cache or computed per
 // request, the recommendations are the same, before and after a user's posted interactions.
 TEST(RecommendServiceScoreCache, CachedHistoryScoresGiveTheSameRecommendations) {
-  const fs::path dir = fs::temp_directory_path() /
-                       ("recommend_score_cache_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("recommend_score_cache_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   ASSERT_TRUE(recommend::save_model(*train(ModelKind::kEase), dir.string()));
   ManualClock clock;
@@ -437,6 +455,65 @@ TEST(RecommendServiceReload, AResponseNamesTheModelThatMadeIt) {
   for (auto& t : readers) t.join();
   EXPECT_GT(answered.load(), 0);
   EXPECT_EQ(mixed.load(), 0) << "of " << answered.load() << " responses";
+  fs::remove_all(dir);
+}
+
+// EASE scores only its item set (items with min_item_interactions): a user whose history has
+// none of them is answered as a new user, not with arbitrary items at score 0.
+TEST(RecommendServiceEase, AHistoryOutsideTheItemSetIsAColdStart) {
+  auto data = recommend::testing::two_groups();
+  data.push_back({41, 999, 1.0f, 2'000'000});  // item 999: one interaction, outside the set
+  recommend::TrainOptions o;
+  o.kind = ModelKind::kEase;
+  o.ease.lambda = 1;
+  o.ease.min_item_interactions = 2;
+  auto model = recommend::Model::train(data, o);
+  ASSERT_TRUE(model) << model.error().message;
+  RecommendServiceOptions options;
+  options.background_poll = false;
+  RecommendService service(*model, options);
+  auto expect_popular = [&](int64_t user) {
+    auto r = service.recommend({user, 2, {}, {}});
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_TRUE(r->cold_start) << "user " << user;
+    std::vector<int64_t> items;
+    for (const auto& i : r->items) items.push_back(i.item);
+    EXPECT_THAT(items, ::testing::UnorderedElementsAre(101, 201)) << "user " << user;
+  };
+  expect_popular(41);  // trained on item 999 alone
+  std::vector<PostedInteraction> posted = {{50, 999, 1, std::nullopt}};
+  ASSERT_EQ(service.add_interactions(posted)->accepted, 1u);
+  expect_popular(50);  // posted item 999 alone
+  auto known = service.recommend({3, 2, {}, {}});
+  ASSERT_TRUE(known);
+  EXPECT_FALSE(known->cold_start);
+}
+
+// At startup a newest model that does not load is skipped for the one before it.
+TEST(MakeRecommendService, SkipsANewestModelThatDoesNotLoad) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("recommend_skip_newest_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ASSERT_TRUE(recommend::save_model(*train(ModelKind::kTopPop), dir.string()));  // v1
+  auto v2 = recommend::save_model(*train(ModelKind::kTopPop), dir.string());
+  ASSERT_TRUE(v2);
+  fs::resize_file(v2->manifest_path, 20);  // truncated
+  RecommendServiceOptions o;
+  o.model_dir = dir.string();
+  o.background_poll = false;
+  auto service = make_recommend_service(o);
+  ASSERT_TRUE(service) << service.error().message;
+  EXPECT_EQ((*service)->model()->version(), 1);
+  // The newest is tried again (and refused) by a reload; v1 stays.
+  auto reloaded = (*service)->reload();
+  ASSERT_FALSE(reloaded);
+  EXPECT_THAT(reloaded.error().message, HasSubstr("recommend-v2.json"));
+  EXPECT_EQ((*service)->model()->version(), 1);
+  // When no version loads, the error names the newest.
+  fs::resize_file(dir / "recommend-v1.json", 20);
+  auto none = make_recommend_service(o);
+  ASSERT_FALSE(none);
+  EXPECT_THAT(none.error().message, HasSubstr("recommend-v2.json"));
   fs::remove_all(dir);
 }
 
