@@ -201,9 +201,21 @@ class BodyGatherer : public std::enable_shared_from_this<BodyGatherer> {
 
 void Gateway::handle(http::Request& request, http::Responder respond) {
   Impl& g = *impl_;
-  // Streamed by the server for a route that no longer takes it so (a reload since its head):
-  // read whole first, as any other body.
-  if (request.body_stream != nullptr && !streams_request_body(request)) {
+  // Routed and forwarded as the upstream will read it: "/public/../admin" and "/%61dmin" are
+  // "/admin", and an absolute-form target ("http://host/x", its host already the Host field)
+  // goes on in origin-form.
+  auto clean = normalized_path(request.path);
+  if (clean) request.path = std::move(*clean);
+  if (clean || !request.target.starts_with('/')) {
+    request.target = request.query.empty() ? request.path : request.path + "?" + request.query;
+  }
+  // One routing from here to the proxy: the route decides whether a streamed body goes on.
+  const Routing& routing = g.current();
+  const Route* route = routing.table->match(request);
+  // Streamed by the server for a route that reads bodies whole (a reload since its head made it
+  // another's): read whole first, then handled as any other request.
+  if (request.body_stream != nullptr && route != nullptr &&
+      !routing.config.http2_upstreams.contains(route->service)) {
     auto gatherer = std::make_shared<BodyGatherer>(
         request, std::move(respond),
         [this](http::Request& r, http::Responder then) { handle(r, std::move(then)); });
@@ -219,16 +231,6 @@ void Gateway::handle(http::Request& request, http::Responder respond) {
       inner(std::move(r));
     });
   }
-  // Routed and forwarded as the upstream will read it: "/public/../admin" and "/%61dmin" are
-  // "/admin", and an absolute-form target ("http://host/x", its host already the Host field)
-  // goes on in origin-form.
-  auto clean = normalized_path(request.path);
-  if (clean) request.path = std::move(*clean);
-  if (clean || !request.target.starts_with('/')) {
-    request.target = request.query.empty() ? request.path : request.path + "?" + request.query;
-  }
-  const Routing& routing = g.current();
-  const Route* route = routing.table->match(request);
   if (route == nullptr) {
     g.proxy.answer(Proxy::kNoRoute,
                    http::error_response(404, "no_route",

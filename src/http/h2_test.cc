@@ -5,6 +5,7 @@
 #include <atomic>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -356,6 +357,69 @@ TEST_F(H2Test, AnAnswerBeforeTheStreamedBodyEndsResetsTheRestAndFreesItsWindow) 
   const int32_t whole = client.submit("POST", "/whole", {}, mib + mib);
   ASSERT_TRUE(client.finish({whole}));
   EXPECT_EQ(client.reply(whole).body, "whole 2097152");
+}
+
+// Bodies held unread take the connection's window no longer than they arrive (held back, past
+// half the window no WINDOW_UPDATE ever came again: 9 MiB unread stalled every later request of
+// the connection); the connection's body budget (16 MiB) bounds what they hold.
+TEST_F(H2Test, StreamedBodiesHeldUnreadDoNotStallTheConnectionAndAreBounded) {
+  HeldBodies held;
+  Server& server = start(streaming_options("/up"), held.handler());
+  H2Client client(server.port());
+  constexpr size_t kWindow = size_t{1} << 20;
+  const std::string mib(kWindow, 'x');
+  std::vector<int32_t> open;
+  for (size_t i = 0; i < 9; ++i) {
+    open.push_back(client.submit_streaming("POST", "/up"));
+    client.send_body(open.back(), mib);
+  }
+  ASSERT_TRUE(client.run_until([&] {
+    for (size_t i = 0; i < 9; ++i) {
+      if (!held.body(i) || held.body(i)->received() != kWindow) return false;
+    }
+    return true;
+  }));
+  for (int i = 0; i < 3; ++i) {
+    const int32_t whole = client.submit("POST", "/whole", {}, mib + mib + mib);
+    ASSERT_TRUE(client.finish({whole})) << i;
+    EXPECT_EQ(client.reply(whole).body, "whole 3145728");
+  }
+  // Up to the budget: 16 MiB unread in all; the stream whose bytes would go past it (whichever
+  // comes last) is reset (ENHANCE_YOUR_CALM: gRPC's RESOURCE_EXHAUSTED), its reader told.
+  for (size_t i = 9; i < 17; ++i) {
+    open.push_back(client.submit_streaming("POST", "/up"));
+    client.send_body(open.back(), mib);
+  }
+  std::optional<size_t> cut;
+  ASSERT_TRUE(client.run_until([&] {
+    for (size_t i = 9; i < 17; ++i) {
+      if (client.reply(open[i]).reset) cut = i;
+    }
+    return cut.has_value();
+  }));
+  EXPECT_EQ(client.reply(open[*cut]).reset_code, 11u);
+  ASSERT_TRUE(client.run_until([&] {
+    for (size_t i = 0; i < 17; ++i) {
+      if (i != *cut && (!held.body(i) || held.body(i)->received() != kWindow)) return false;
+    }
+    return true;
+  }));
+  std::string piece;
+  ASSERT_TRUE(client.run_until([&] {
+    piece.clear();
+    return held.body(*cut) && held.body(*cut)->read(piece) == RequestBody::Read::kAborted;
+  }));
+  // Read, the bodies leave the budget: a new stream is taken again.
+  for (size_t i = 0; i < 17; ++i) {
+    piece.clear();
+    if (i == *cut) continue;
+    EXPECT_EQ(held.body(i)->read(piece), RequestBody::Read::kData) << i;
+  }
+  const int32_t again = client.submit_streaming("POST", "/up");
+  client.send_body(again, mib);
+  ASSERT_TRUE(
+      client.run_until([&] { return held.body(17) && held.body(17)->received() == kWindow; }));
+  for (size_t i = 0; i < 18; ++i) held.take(i)(Response::text(200, "done"));
 }
 
 TEST_F(H2Test, AClientsResetAbortsItsStreamedBody) {

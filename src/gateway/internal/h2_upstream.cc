@@ -54,11 +54,10 @@ struct H2Request {
   H2Request& operator=(const H2Request&) = delete;
   // A body streamed from the client that this stream read some of: no other stream can send it,
   // so what the client still sends is dropped (its windows reopen). One unread stays for the
-  // exchange's next stream (a refused stream sent again, a retry).
+  // exchange's next stream (a refused stream sent again, a retry), whose on_readable may be set
+  // already: it is left alone (this one's would find its stream gone and do nothing).
   ~H2Request() {
-    if (body_stream == nullptr) return;
-    body_stream->set_on_readable(nullptr);
-    if (body_read) body_stream->discard();
+    if (body_stream != nullptr && body_read) body_stream->discard();
   }
 
   Exchange* ex = nullptr;  // null once completed or cancelled (the stream may live on)
@@ -72,6 +71,7 @@ struct H2Request {
   std::string piece;
   size_t piece_off = 0;
   bool body_read = false;
+  bool body_sent = false;  // all of body_stream went out
   size_t header_bytes = 0;
   http::Response response;
   bool interim = false;                        // the head being read is a 1xx
@@ -481,7 +481,15 @@ struct H2Callbacks {
         }
       }
     }
-    if (end) r->ended = true;
+    if (end) {
+      r->ended = true;
+      // The upstream answered whole while the client still sends (a call it ended early): the
+      // rest is of no use, and the stream closes once this side ends it (RFC 9113 section 8.1).
+      if (r->body_stream != nullptr && !r->body_sent) {
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_NO_ERROR);
+      }
+    }
     return 0;
   }
 
@@ -557,6 +565,7 @@ struct H2Callbacks {
           // on_readable resumes it (H2Conn::submit set it).
           return n > 0 ? static_cast<ssize_t>(n) : static_cast<ssize_t>(NGHTTP2_ERR_DEFERRED);
         case http::RequestBody::Read::kEnd:
+          r->body_sent = true;
           *flags |= NGHTTP2_DATA_FLAG_EOF;
           return static_cast<ssize_t>(n);
         case http::RequestBody::Read::kAborted:

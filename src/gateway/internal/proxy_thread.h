@@ -96,6 +96,7 @@ class ThreadState {
     }
     c.route = nullptr;
     c.req = nullptr;
+    c.body_stream = nullptr;  // the upstream stream keeps its own while it sends it
     c.pick.reset();
     c.phase = Call::Phase::kIdle;
     c.client_gone = false;

@@ -171,9 +171,23 @@ struct H2Callbacks {
     H2Session& self = of(user);
     H2Stream* s = self.find(stream_id);
     if (s != nullptr && s->body_stream != nullptr) {
+      // The connection's window reopens at once: bytes held unread for one stream must not stop
+      // the others (nor, past half the window, every later WINDOW_UPDATE). The stream's own
+      // reopens as the handler reads; the body budget bounds what all of them hold.
+      nghttp2_session_consume_connection(session, len);
+      if (s->refused) return 0;
+      if (self.buffered_ + len > self.body_budget_) {
+        // Not REFUSED_STREAM: its handler has it, and may have read some of it. (gRPC takes
+        // ENHANCE_YOUR_CALM for RESOURCE_EXHAUSTED.)
+        s->refused = true;
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_ENHANCE_YOUR_CALM);
+        return 0;
+      }
       std::function<void()> wake;
-      if (!s->body_stream->push(reinterpret_cast<const char*>(data), len, wake)) {
-        nghttp2_session_consume(session, stream_id, len);  // discarded: no reader holds it back
+      if (s->body_stream->push(reinterpret_cast<const char*>(data), len, wake)) {
+        self.buffered_ += len;  // until read (consume()) or the stream's end
+      } else {
+        nghttp2_session_consume_stream(session, stream_id, len);  // discarded: nobody holds it
       }
       if (wake) boost::asio::post(self.worker_->io(), std::move(wake));
       return 0;
@@ -571,19 +585,20 @@ void H2Session::end_body_stream(H2Stream& s) {
   std::function<void()> wake;
   s.body_stream->finish(s.complete, wake);
   if (wake) boost::asio::post(worker_->io(), std::move(wake));
-  // Bytes still unread would hold the connection's window shut for good: taken back now (the
-  // stream's own window is gone with it), and not again when they are read.
+  // Bytes still unread leave the budget now (the stream's window is gone with it), and read
+  // later they are not reported again.
   const size_t unread = s.body_stream->unbind();
-  if (unread > 0 && !closed_) {
-    nghttp2_session_consume_connection(session_, unread);
-    // Never within nghttp2's calls (this runs in one): the WINDOW_UPDATE goes at the next flush.
-  }
+  buffered_ -= std::min(buffered_, unread);
 }
 
 void H2Session::consume(int32_t id, size_t bytes) {
+  buffered_ -= std::min(buffered_, bytes);
   if (closed_) return;
-  nghttp2_session_consume(session_, id, bytes);  // the connection's, and the stream's if open
-  flush();
+  // The connection's window was given back on arrival.
+  if (nghttp2_session_find_stream(session_, id) != nullptr) {
+    nghttp2_session_consume_stream(session_, id, bytes);
+    flush();
+  }
 }
 
 void H2Session::drop_body(H2Stream& stream) {
