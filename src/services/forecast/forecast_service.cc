@@ -104,7 +104,7 @@ nlohmann::json to_json(const ForecastResult& r) {
 // A fixed pool of threads for the fits, so I/O threads only parse and answer.
 class ForecastService::Workers {
  public:
-  explicit Workers(int n) {
+  Workers(int n, size_t max_queued) : max_queued_(max_queued) {
     if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     for (int i = 0; i < n; ++i) threads_.emplace_back([this] { loop(); });
   }
@@ -116,12 +116,15 @@ class ForecastService::Workers {
     cv_.notify_all();
     for (auto& t : threads_) t.join();
   }
-  void post(std::function<void()> task) {
+  // False, the task dropped, when max_queued tasks wait already.
+  bool post(std::function<void()> task) {
     {
       std::lock_guard lock(mu_);
+      if (tasks_.size() >= max_queued_) return false;
       tasks_.push_back(std::move(task));
     }
     cv_.notify_one();
+    return true;
   }
 
  private:
@@ -139,6 +142,7 @@ class ForecastService::Workers {
     }
   }
 
+  const size_t max_queued_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;
@@ -153,7 +157,7 @@ struct ForecastService::Metrics {
 ForecastService::ForecastService(ForecastServiceOptions options)
     : options_(std::move(options)),
       store_(options_.store),
-      workers_(std::make_unique<Workers>(options_.workers)),
+      workers_(std::make_unique<Workers>(options_.workers, options_.max_queued)),
       metrics_(std::make_unique<Metrics>()) {
   models_ = std::make_unique<forecast_service::ModelStore>(forecast_service::ModelStoreOptions{
       .directory = options_.model_dir,
@@ -184,31 +188,44 @@ forecast_service::ModelStore& ForecastService::model_store() { return *models_; 
 
 void ForecastService::on_drain() { models_->stop_polling(); }
 
+void ForecastService::run_queued(http::Responder respond,
+                                 std::function<void(http::Responder)> work) {
+  // The responder stays out of the task until it is queued: a full queue answers here.
+  auto answer = std::make_shared<http::Responder>(std::move(respond));
+  if (workers_->post([answer, work = std::move(work)] { work(std::move(*answer)); })) return;
+  http::Response busy =
+      http::error_response(503, "overloaded",
+                           std::to_string(options_.max_queued) +
+                               " requests wait for a fitting thread already (the limit); retry");
+  busy.headers.set("Retry-After", "1");
+  (*answer)(std::move(busy));
+}
+
 void ForecastService::register_routes(runtime::Routes& routes) {
   routes.post("/v1/forecast", [this](http::Request& req, http::Responder respond) {
-    workers_->post([this, body = std::move(req.body), respond = std::move(respond)]() mutable {
+    run_queued(std::move(respond), [this, body = std::move(req.body)](http::Responder reply) {
       auto json = http::parse_json(body);
-      if (!json) return respond(invalid(json.error().message));
-      if (!json->is_object()) return respond(invalid("body: expected a JSON object"));
+      if (!json) return reply(invalid(json.error().message));
+      if (!json->is_object()) return reply(invalid("body: expected a JSON object"));
       if (auto bad = unknown_field(*json, {"timestamps", "values", "step_seconds", "horizon"})) {
-        return respond(invalid(*bad));
+        return reply(invalid(*bad));
       }
       auto points = forecast_service::parse_points(*json);
-      if (!points) return respond(error(points.error()));
+      if (!points) return reply(error(points.error()));
       auto step = optional_number(*json, "step_seconds");
-      if (!step) return respond(error(step.error()));
+      if (!step) return reply(error(step.error()));
       auto h = optional_number(*json, "horizon");
-      if (!h) return respond(error(h.error()));
+      if (!h) return reply(error(h.error()));
       auto horizon = horizon_from(*h, options_.default_horizon, options_.max_horizon, "horizon");
-      if (!horizon) return respond(error(horizon.error()));
+      if (!horizon) return reply(error(horizon.error()));
       auto series = forecast_service::to_series(*points, *step);
-      if (!series) return respond(error(series.error()));
+      if (!series) return reply(error(series.error()));
       // The fit keeps this model to the end, whatever a reload swaps in meanwhile.
       const std::shared_ptr<const ForecastModel> model = models_->current();
       auto result = forecast_service::forecast_once(*series, *horizon, options_.store.forecaster,
                                                     model.get());
-      if (!result) return respond(error(result.error()));
-      respond(http::json_response(200, to_json(*result)));
+      if (!result) return reply(error(result.error()));
+      reply(http::json_response(200, to_json(*result)));
     });
   });
 
@@ -251,14 +268,14 @@ void ForecastService::register_routes(runtime::Routes& routes) {
     auto horizon =
         horizon_from(h, options_.default_horizon, options_.max_horizon, "query parameter horizon");
     if (!horizon) return respond(error(horizon.error()));
-    workers_->post(
-        [this, name = std::move(name), horizon = *horizon, respond = std::move(respond)]() mutable {
-          auto r = store_.forecast(name, horizon, models_->current());
-          if (!r) return respond(error(r.error()));
-          nlohmann::json body = to_json(*r);
-          body["series"] = name;
-          respond(http::json_response(200, body));
-        });
+    run_queued(std::move(respond),
+               [this, name = std::move(name), horizon = *horizon](http::Responder reply) {
+                 auto r = store_.forecast(name, horizon, models_->current());
+                 if (!r) return reply(error(r.error()));
+                 nlohmann::json body = to_json(*r);
+                 body["series"] = name;
+                 reply(http::json_response(200, body));
+               });
   });
 
   routes.get("/v1/series", [this](http::Request&, http::Responder respond) {
@@ -304,10 +321,10 @@ void ForecastService::register_routes(runtime::Routes& routes) {
     }
     // Loading reads and checks the file: a worker's job, not an I/O thread's. An explicit
     // reload reads a version that failed again, whatever the poller remembers of it.
-    workers_->post([this, respond = std::move(respond)]() mutable {
+    run_queued(std::move(respond), [this](http::Responder reply) {
       auto r = models_->reload_retrying_failed();
-      if (!r) return respond(http::error_response(500, "reload_failed", r.error().message));
-      respond(http::json_response(
+      if (!r) return reply(http::error_response(500, "reload_failed", r.error().message));
+      reply(http::json_response(
           200, {{"reloaded", *r}, {"model_version", models_->current()->version_label()}}));
     });
   });

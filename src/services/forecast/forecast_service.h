@@ -22,6 +22,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -39,6 +41,10 @@ namespace prescale::services {
 struct ForecastServiceOptions {
   forecast_service::StoreOptions store;
   int workers = 0;           // fitting threads; 0 = one per core
+  // Requests waiting for a fitting thread (forecasts, model reloads), at most; more are answered
+  // 503 at once: each waits with its body, and an unbounded queue under a flood grows without
+  // limit.
+  size_t max_queued = 256;
   int max_horizon = 1440;    // steps a request may ask for
   int default_horizon = 15;  // steps when a request names none
   // Where `prescale train forecast` writes model files; empty: none, the method alone.
@@ -67,6 +73,8 @@ class ForecastService final : public runtime::Service {
  private:
   class Workers;
   struct Metrics;
+  // Runs `work` on a fitting thread with the responder; 503 at once when max_queued wait.
+  void run_queued(http::Responder respond, std::function<void(http::Responder)> work);
   ForecastServiceOptions options_;
   forecast_service::SeriesStore store_;
   std::unique_ptr<forecast_service::ModelStore> models_;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <numbers>
@@ -357,6 +358,62 @@ TEST_F(ForecastServiceModelTest, AnExplicitReloadRetriesAVersionThatFailed) {
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(nlohmann::json::parse(r.body)["reloaded"], true);
   EXPECT_EQ(service_->model_store().current()->version_label(), "v2");
+}
+
+// The service's routes, called directly (no server): each answer is kept.
+class CapturedRoutes final : public runtime::Routes {
+ public:
+  void add(http::Method method, std::string pattern, http::Handler handler) override {
+    handlers_[{method, pattern}] = std::move(handler);
+  }
+  http::Handler& at(http::Method method, const std::string& pattern) {
+    return handlers_.at({method, pattern});
+  }
+
+ private:
+  std::map<std::pair<http::Method, std::string>, http::Handler> handlers_;
+};
+
+// A flood of forecasts is answered 503 past the queue's limit at once, not queued without end
+// (each waiting request holds its body), and every request gets exactly one answer.
+TEST(ForecastServiceQueue, RequestsPastTheQueuesLimitAre503AtOnce) {
+  ForecastServiceOptions o;
+  o.store.forecaster.model.day_seconds = 3600;
+  o.workers = 1;
+  o.max_queued = 1;
+  auto service = std::make_unique<ForecastService>(o);
+  CapturedRoutes routes;
+  service->register_routes(routes);
+  nlohmann::json body = hourly_points(1'767'225'600, 20'000);
+  body["horizon"] = 60;
+  const std::string text = body.dump();
+  constexpr int kRequests = 20;
+  std::mutex mu;
+  std::vector<http::Response> answers;
+  std::vector<http::Request> requests;
+  requests.reserve(kRequests);  // each stays valid until answered
+  for (int i = 0; i < kRequests; ++i) {
+    requests.push_back(request(http::Method::kPost, "/v1/forecast", text));
+    routes.at(http::Method::kPost, "/v1/forecast")(requests.back(),
+                                                   http::Responder([&](http::Response r) {
+                                                     std::lock_guard lock(mu);
+                                                     answers.push_back(std::move(r));
+                                                   }));
+  }
+  service.reset();  // answers what was queued
+  ASSERT_EQ(answers.size(), static_cast<size_t>(kRequests));
+  int ok = 0, busy = 0;
+  for (const http::Response& r : answers) {
+    if (r.status == 200) ++ok;
+    if (r.status == 503) {
+      ++busy;
+      EXPECT_THAT(r.body, HasSubstr("\"overloaded\""));
+      EXPECT_EQ(r.headers.get("Retry-After"), "1");
+    }
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(busy, kRequests - 2 - 5);  // one fitting, one queued (and a few done meanwhile)
+  EXPECT_EQ(ok + busy, kRequests);
 }
 
 }  // namespace
