@@ -126,6 +126,50 @@ Result<std::vector<int64_t>> parse_id_list(const http::Request& req, const char*
   return ids;
 }
 
+// The POST form's body: {"k": N, "exclude": [ids], "include": [ids]}, each optional; for filter
+// lists too long for a URL.
+Result<RecommendQuery> parse_query_body(std::string_view body, const RecommendServiceOptions& o) {
+  auto json = http::parse_json(body);
+  if (!json) return std::unexpected(json.error());
+  if (!json->is_object())
+    return make_error(ErrorCode::kInvalidArgument, "body: expected a JSON object");
+  RecommendQuery q;
+  q.k = static_cast<size_t>(o.default_k);
+  for (const auto& [key, value] : json->items()) {
+    if (key == "k") {
+      if (!value.is_number_integer() || value.get<int64_t>() < 1 ||
+          value.get<int64_t>() > o.max_k) {
+        return make_error(
+            ErrorCode::kInvalidArgument,
+            "k: expected an integer in 1.." + std::to_string(o.max_k) + ", got " + value.dump());
+      }
+      q.k = static_cast<size_t>(value.get<int64_t>());
+    } else if (key == "exclude" || key == "include") {
+      if (!value.is_array()) {
+        return make_error(ErrorCode::kInvalidArgument, key + ": expected an array of item ids");
+      }
+      if (value.size() > o.max_filter_items) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          key + ": more than " + std::to_string(o.max_filter_items) + " item ids");
+      }
+      std::vector<int64_t>& ids = key == "exclude" ? q.exclude : q.include;
+      ids.reserve(value.size());
+      for (size_t i = 0; i < value.size(); ++i) {
+        if (!fits_int64(value[i])) {
+          return make_error(ErrorCode::kInvalidArgument,
+                            key + "[" + std::to_string(i) + "]: expected an integer item id, got " +
+                                value[i].dump());
+        }
+        ids.push_back(value[i].get<int64_t>());
+      }
+    } else {
+      return make_error(ErrorCode::kInvalidArgument,
+                        key + ": unknown field (expected k, exclude, include)");
+    }
+  }
+  return q;
+}
+
 Result<int64_t> path_id(const http::Request& req, const char* what) {
   const std::string_view text = *req.param("id");
   auto id = parse_int64(text);
@@ -141,6 +185,15 @@ nlohmann::json items_json(const std::vector<ScoredItem>& items) {
   nlohmann::json out = nlohmann::json::array();
   for (const ScoredItem& s : items) out.push_back({{"item", s.item}, {"score", s.score}});
   return out;
+}
+
+// A user's recommendations, as both forms of the endpoint answer them.
+http::Response recommendations_answer(int64_t user, const Recommendations& r) {
+  return http::json_response(200, {{"user", user},
+                                   {"model", recommend::to_string(r.model_kind)},
+                                   {"model_version", r.model_version},
+                                   {"cold_start", r.cold_start},
+                                   {"items", items_json(r.items)}});
 }
 
 // One interaction object; `at` is its path in the body ("" or "interactions[3].").
@@ -253,12 +306,27 @@ void RecommendService::register_routes(runtime::Routes& routes) {
                q.include = std::move(*include);
                auto r = recommend(q);
                if (!r) return respond(error(r.error()));
-               respond(http::json_response(200, {{"user", q.user},
-                                                 {"model", recommend::to_string(r->model_kind)},
-                                                 {"model_version", r->model_version},
-                                                 {"cold_start", r->cold_start},
-                                                 {"items", items_json(r->items)}}));
+               respond(recommendations_answer(q.user, *r));
              });
+
+  // The same, its filters in a JSON body: exclude and include lists of up to max_filter_items
+  // ids do not fit in a URL under the server's header limit (about 3,000 ids in 16 KiB).
+  routes.post("/v1/users/{id}/recommendations",
+              [this](http::Request& req, const http::Responder& respond) {
+                auto user = path_id(req, "user");
+                if (!user) return respond(error(user.error()));
+                if (!req.query.empty()) {
+                  return respond(
+                      invalid("query parameters: none are taken with POST (the "
+                              "filters go in the body)"));
+                }
+                auto q = parse_query_body(req.body, options());
+                if (!q) return respond(error(q.error()));
+                q->user = *user;
+                auto r = recommend(*q);
+                if (!r) return respond(error(r.error()));
+                respond(recommendations_answer(q->user, *r));
+              });
 
   routes.post("/v1/interactions", [this](http::Request& req, const http::Responder& respond) {
     auto list = parse_interactions(req.body, options());
