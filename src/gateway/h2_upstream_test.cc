@@ -186,6 +186,68 @@ TEST(H2UpstreamTest, AStreamedRequestBodyGoesUpstreamPieceByPieceBothWays) {
   upstream.shutdown(milliseconds(500));
 }
 
+// Retries at once (the gateway's selectors back off first): a retry's stream is opened before
+// the stream it replaces is closed.
+struct RetryAtOnce final : UpstreamSelector {
+  explicit RetryAtOnce(std::vector<std::pair<std::string, uint16_t>> endpoints)
+      : round_robin(std::move(endpoints)) {}
+  UpstreamSelection select(const http::Request& req, int attempt,
+                           const UpstreamPick* previous) override {
+    return round_robin.select(req, attempt, previous);
+  }
+  RetryDecision retry(const http::Request&, const AttemptReport& report) override {
+    return RetryDecision{.retry = report.attempt == 0};
+  }
+  RoundRobinSelector round_robin;
+};
+
+// The first attempt's stream, silent past the try timeout, is retried before any of the body was
+// read; the stream it replaces, closed after the retry began, must not take the retry's wake-up
+// with it (it did: the retry never got the body).
+TEST(H2UpstreamTest, AStreamedBodyNotYetReadGoesToTheRetry) {
+  std::atomic<int> aborted{0};
+  std::atomic<int> calls{0};
+  std::mutex mu;
+  std::vector<http::Responder> silent;
+  const http::Handler echo = BidiEcho::handler(aborted);
+  http::Server upstream(streaming(), [&](http::Request& req, http::Responder respond) {
+    if (calls.fetch_add(1) == 0) {
+      std::lock_guard lock(mu);
+      silent.push_back(std::move(respond));
+      return;
+    }
+    echo(req, std::move(respond));
+  });
+  ASSERT_TRUE(upstream.start().has_value());
+  Proxy proxy(ProxyOptions{.connect_timeout = milliseconds(1000)});
+  const Proxy::RouteId route = proxy.add_route(ProxyRoute{
+      .name = "r",
+      .service = "grpc",
+      .timeout = milliseconds(5000),
+      .per_try_timeout = milliseconds(300),
+      .upstream_http2 = true,
+      .selector = std::make_shared<RetryAtOnce>(
+          std::vector<std::pair<std::string, uint16_t>>{{"127.0.0.1", upstream.port()}})});
+  http::Server gw(streaming(), [&](http::Request& req, http::Responder respond) {
+    proxy.forward(route, req, std::move(respond));
+  });
+  ASSERT_TRUE(gw.start().has_value());
+  H2Client client(gw.port());
+  const int32_t id = client.submit_streaming(
+      "POST", "/pkg.Svc/Chat", {{"te", "trailers"}, {"content-type", "application/grpc"}});
+  ASSERT_TRUE(client.run_until([&] { return client.reply(id).status != 0; }));
+  EXPECT_EQ(client.reply(id).status, 200);
+  EXPECT_EQ(calls.load(), 2);
+  client.send_body(id, "one;");
+  ASSERT_TRUE(client.run_until([&] { return client.reply(id).body == "one;"; }, milliseconds(3000)))
+      << client.reply(id).body;
+  client.send_body(id, "", true);
+  ASSERT_TRUE(client.finish({id}));
+  EXPECT_EQ(client.reply(id).trailers, (Fields{{"grpc-status", "0"}}));
+  gw.shutdown(milliseconds(300));
+  upstream.shutdown(milliseconds(300));
+}
+
 TEST(H2UpstreamTest, RequestsAndTrailersPassEndToEndOverOneUpstreamConnection) {
   Upstream up(unary());
   H2Gateway gw({up.port()});
