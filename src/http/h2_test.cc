@@ -223,6 +223,9 @@ struct StreamEcho {
   }
 };
 
+// The server's stream window: what a streamed body may have unread.
+constexpr size_t kWindow = size_t{1} << 20;
+
 ServerOptions streaming_options(std::string path) {
   ServerOptions o = local_options();
   o.stream_request_body = [path = std::move(path)](const Request& r) { return r.path == path; };
@@ -295,7 +298,6 @@ TEST_F(H2Test, AStreamedBodyThatIsNotReadHoldsItsClientBackAtTheStreamWindow) {
   HeldBodies held;
   Server& server = start(streaming_options("/up"), held.handler());
   H2Client client(server.port());
-  constexpr size_t kWindow = size_t{1} << 20;  // the server's stream window
   const std::string mib(kWindow, 'x');
   const int32_t id = client.submit_streaming("POST", "/up");
   client.send_body(id, mib + mib + mib);
@@ -331,7 +333,6 @@ TEST_F(H2Test, AnAnswerBeforeTheStreamedBodyEndsResetsTheRestAndFreesItsWindow) 
   HeldBodies held;
   Server& server = start(streaming_options("/up"), held.handler());
   H2Client client(server.port());
-  constexpr size_t kWindow = size_t{1} << 20;
   const std::string mib(kWindow, 'x');
   // Each stream leaves a window's worth unread: 20 of them are more than the connection's
   // window (16 MiB), which must come back as each stream ends.
@@ -366,7 +367,6 @@ TEST_F(H2Test, StreamedBodiesHeldUnreadDoNotStallTheConnectionAndAreBounded) {
   HeldBodies held;
   Server& server = start(streaming_options("/up"), held.handler());
   H2Client client(server.port());
-  constexpr size_t kWindow = size_t{1} << 20;
   const std::string mib(kWindow, 'x');
   std::vector<int32_t> open;
   for (size_t i = 0; i < 9; ++i) {
