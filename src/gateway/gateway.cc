@@ -147,7 +147,9 @@ class BodyGatherer : public std::enable_shared_from_this<BodyGatherer> {
   BodyGatherer(http::Request& request, http::Responder respond, Then then)
       : request_(request), respond_(std::move(respond)), then_(std::move(then)) {}
 
+  // Keeps itself alive until the body is in (or refused).
   void start() {
+    self_ = shared_from_this();
     request_.body_stream->set_on_readable([weak = weak_from_this()] {
       if (auto self = weak.lock()) self->pump();
     });
@@ -192,9 +194,7 @@ class BodyGatherer : public std::enable_shared_from_this<BodyGatherer> {
   http::Request& request_;
   http::Responder respond_;
   Then then_;
-
- public:
-  std::shared_ptr<BodyGatherer> self_;  // alive while it waits for the body
+  std::shared_ptr<BodyGatherer> self_;  // set while it waits for the body
 };
 
 }  // namespace
@@ -216,11 +216,10 @@ void Gateway::handle(http::Request& request, http::Responder respond) {
   // another's): read whole first, then handled as any other request.
   if (request.body_stream != nullptr && route != nullptr &&
       !routing.config.http2_upstreams.contains(route->service)) {
-    auto gatherer = std::make_shared<BodyGatherer>(
+    std::make_shared<BodyGatherer>(
         request, std::move(respond),
-        [this](http::Request& r, http::Responder then) { handle(r, std::move(then)); });
-    gatherer->self_ = gatherer;
-    gatherer->start();
+        [this](http::Request& r, http::Responder then) { handle(r, std::move(then)); })
+        ->start();
     return;
   }
   // A gRPC client reads grpc-status: the gateway's own answers, and an upstream's that are not

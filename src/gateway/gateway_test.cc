@@ -18,6 +18,7 @@
 
 #include "core/config.h"
 #include "gateway/cluster.h"
+#include "http/h2_test_client.h"
 #include "http/server.h"
 #include "http/test_util.h"
 #include "telemetry/exposition.h"
@@ -555,6 +556,35 @@ TEST(GatewayTest, OnlyGrpcCallsToHttp2ServicesAreStreamedAsTheyCome) {
   EXPECT_FALSE(streams(request("/web/pkg.Svc/Chat", "application/grpc")));  // HTTP/1.1 upstream
   // Matched as the handler will route it: the normalized path.
   EXPECT_FALSE(streams(request("/x/../web/pkg.Svc/Chat", "application/grpc")));
+}
+
+// A body the server streams for a route that reads bodies whole (a reload between the
+// server's decision and the gateway's routing; here a server that streams every body) is read
+// whole first and reaches the HTTP/1.1 upstream with its length.
+TEST(GatewayTest, AStreamedBodyForAnHttp1RouteIsReadWholeFirst) {
+  http::Server upstream(local(), [](http::Request& req, http::Responder respond) {
+    respond(http::Response::text(
+        200, std::string(req.headers.get("Content-Length").value_or("-")) + " " + req.body));
+  });
+  ASSERT_TRUE(upstream.start());
+  GatewayConfig config;
+  config.routes.emplace_back().service = "web";
+  config.upstreams["web"] = {"127.0.0.1:" + std::to_string(upstream.port())};
+  auto gw = Gateway::create(config, GatewayOptions{.health_checks = false});
+  ASSERT_TRUE(gw) << gw.error().message;
+  http::ServerOptions options = local();
+  options.stream_request_body = [](const http::Request&) { return true; };
+  http::Server server(options, (*gw)->handler());
+  ASSERT_TRUE(server.start());
+  http::testing::H2Client client(server.port());
+  const int32_t id = client.submit_streaming("POST", "/upload");
+  client.send_body(id, "first,");
+  client.send_body(id, "second", true);
+  ASSERT_TRUE(client.finish({id}));
+  EXPECT_EQ(client.reply(id).status, 200);
+  EXPECT_EQ(client.reply(id).body, "12 first,second");
+  server.shutdown(milliseconds(500));
+  upstream.shutdown(milliseconds(500));
 }
 
 TEST(GatewayReloadTest, EndpointsSurviveAReload) {
